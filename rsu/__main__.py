@@ -1,0 +1,3 @@
+from rsu.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""The one table of identifiers for the TS 103 301 infrastructure services.
+
+Every number that identifies a message on the air lives here exactly once and is
+used by the sender and the receiver alike: the ItsPduHeader messageID and
+protocolVersion, the ITS-AID (PSID) that signs it, and the BTP-B destination port.
+SSP bit layouts live beside the security code (``rsu.security.ssp``) and key
+into this table by ``MessageKind.name``.
+
+Sources and confidence (see ``docs`` in the README, section "Identifiers"):
+
+* messageID, ITS-AID, BTP port: confirmed in the ETSI ASN.1 header comments,
+  the ITS-AID registry (ISO TC204 / ETSI TS 102 965) and TS 103 248 port list.
+* protocolVersion: our ASN.1 set is the "version2" one (ISO TS 19091 v2,
+  ISO TS 19321 v2). Its PDU comments say SPATEM/MAPEM/IVIM/SREM/SSEM "shall be
+  set to 2"; the RTCMEM module is still version 1. We send those numbers and
+  decode only them: a version-1 SPATEM uses a different DSRC schema, and
+  decoding it with the version-2 schema would silently give wrong values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MessageKind:
+    """One facilities message type (one row of the table)."""
+
+    name: str  # lower-case short name used on the CLI, in the API and in config
+    pdu: str  # ASN.1 type of the whole PDU (ItsPduHeader + body)
+    module: str  # ASN.1 module that defines ``pdu``
+    body: str  # name of the member after ``header`` in the PDU
+    message_id: int  # ItsPduHeader.messageID
+    protocol_version: int  # ItsPduHeader.protocolVersion that we send
+    service: str  # TS 103 301 service entity
+    its_aid: int  # ITS-AID / PSID of the signing authorization ticket
+    btp_port: int  # BTP-B destination port
+
+    @property
+    def accepted_versions(self) -> frozenset[int]:
+        """protocolVersion values this build can decode (schema-compatible)."""
+        return frozenset({self.protocol_version})
+
+
+SPATEM = MessageKind("spatem", "SPATEM", "SPATEM-PDU-Descriptions", "spat", 4, 2, "TLM", 137, 2004)
+MAPEM = MessageKind("mapem", "MAPEM", "MAPEM-PDU-Descriptions", "map", 5, 2, "RLT", 138, 2003)
+IVIM = MessageKind("ivim", "IVIM", "IVIM-PDU-Descriptions", "ivi", 6, 2, "IVI", 139, 2006)
+SREM = MessageKind("srem", "SREM", "SREM-PDU-Descriptions", "srm", 9, 2, "TLC", 140, 2007)
+SSEM = MessageKind("ssem", "SSEM", "SSEM-PDU-Descriptions", "ssm", 10, 2, "TLC", 637, 2008)
+RTCMEM = MessageKind("rtcmem", "RTCMEM", "RTCMEM-PDU-Descriptions", "rtcmc", 13, 1, "GPC", 540802, 2013)
+
+MESSAGES: tuple[MessageKind, ...] = (SPATEM, MAPEM, IVIM, SREM, SSEM, RTCMEM)
+
+BY_NAME: dict[str, MessageKind] = {m.name: m for m in MESSAGES}
+BY_MESSAGE_ID: dict[int, MessageKind] = {m.message_id: m for m in MESSAGES}
+BY_ITS_AID: dict[int, MessageKind] = {m.its_aid: m for m in MESSAGES}
+BY_BTP_PORT: dict[int, MessageKind] = {m.btp_port: m for m in MESSAGES}
+
+
+def by_name(name: str) -> MessageKind:
+    """Look a message kind up by its short name (case-insensitive); KeyError names the choices."""
+    try:
+        return BY_NAME[name.lower()]
+    except KeyError:
+        raise KeyError(f"unknown message type {name!r} (expected one of: {', '.join(BY_NAME)})") from None

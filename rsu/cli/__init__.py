@@ -1,0 +1,1 @@
+"""Command-line interface (``rsu``): one module per command family, registered in :mod:`rsu.cli.main`."""

@@ -1,0 +1,1 @@
+"""Operations: configuration, daemon lifecycle, metrics, status, logging."""

@@ -1,0 +1,59 @@
+"""``rsu`` command line: one module per command family, each with a ``register(subparsers)`` function.
+
+Every command returns an exit code. Bad input gives one line on stderr (``rsu: error: ...``)
+and exit code 2, never a traceback; an unexpected internal error gives exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from rsu import __version__
+from rsu.cli.common import CliError
+
+# Command families, imported when the parser is built. Keep their top-level imports light:
+# heavy modules (codec, crypto, asyncio servers) are imported inside the handlers.
+COMMAND_MODULES = (
+    "rsu.cli.codec_cmds",
+    "rsu.cli.security_cmds",
+    "rsu.cli.daemon_cmds",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage as well)
+        raise CliError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rsu", description="C-ITS roadside-unit facilities daemon and tools")
+    parser.add_argument("--version", action="version", version=f"rsu {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:
+                continue  # a command family not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2
+        return int(args.func(args) or 0)
+    except CliError as e:
+        print(f"rsu: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

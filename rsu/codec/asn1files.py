@@ -1,0 +1,145 @@
+"""Find our ASN.1 modules, compile them once, and cache the compiled result on disk.
+
+A module *set* is one folder under ``asn1/`` (``is`` for the infrastructure-service
+messages, ``security`` for IEEE 1609.2 / TS 103 097). Compiling the IS set with
+asn1tools takes about a second; the compiled specification is pickled in a cache
+keyed by the SHA-256 of the modules' bytes, the codec name and the asn1tools and
+Python versions, so any edit of a module (or an upgrade) recompiles by itself and
+later start-ups only unpickle (a few tens of milliseconds).
+
+Where the modules are found, first match wins:
+
+1. ``$RSU_ASN1_DIR`` (for development against another module tree);
+2. ``rsu/_asn1`` inside the installed package (a wheel carries them there);
+3. ``asn1/`` at the top of the source checkout (editable installs).
+
+Where the cache lives: ``$RSU_CACHE_DIR``, else systemd's ``$CACHE_DIRECTORY``,
+else ``$XDG_CACHE_HOME/rsu`` or ``~/.cache/rsu``; if none is writable the
+compiled result is simply not cached.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import pickle
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asn1tools
+
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent  # .../rsu
+_CACHE_FORMAT = 1  # bump when the pickled tuple changes shape
+
+
+def asn1_root() -> Path:
+    """The folder that holds the module sets (see module docstring for the search order)."""
+    env = os.environ.get("RSU_ASN1_DIR")
+    if env:
+        return Path(env)
+    packaged = _PACKAGE_DIR / "_asn1"
+    if packaged.is_dir():
+        return packaged
+    return _PACKAGE_DIR.parent / "asn1"
+
+
+def module_files(set_name: str) -> list[Path]:
+    """The ``.asn`` files of one module set, in a stable order."""
+    folder = asn1_root() / set_name
+    files = sorted(folder.glob("*.asn"))
+    if not files:
+        raise FileNotFoundError(f"no ASN.1 modules found in {folder}")
+    return files
+
+
+def cache_dir() -> Path | None:
+    for env in ("RSU_CACHE_DIR", "CACHE_DIRECTORY"):
+        value = os.environ.get(env)
+        if value:
+            return Path(value.split(":")[0])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg) / "rsu"
+    home = os.environ.get("HOME")
+    if home:
+        return Path(home) / ".cache" / "rsu"
+    return None
+
+
+@dataclass(frozen=True)
+class CompiledSet:
+    """A compiled module set: the asn1tools specification plus asn1tools' parse tree and the sources."""
+
+    name: str
+    codec: str
+    spec: Any  # asn1tools.compiler.Specification
+    parsed: dict  # asn1tools.parse_string() result: module -> {types, values, imports, ...}
+    sources: dict[str, str]  # file name -> text (for facts the parser drops, e.g. object sets)
+    digest: str
+
+
+def _digest(set_name: str, codec: str, sources: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    for part in (str(_CACHE_FORMAT), set_name, codec, asn1tools.__version__, sys.version):
+        h.update(part.encode() + b"\0")
+    for name, text in sorted(sources.items()):
+        h.update(name.encode() + b"\0" + text.encode() + b"\0")
+    return h.hexdigest()
+
+
+def _read_cache(path: Path) -> tuple | None:
+    try:
+        with path.open("rb") as f:
+            return pickle.load(f)
+    except FileNotFoundError:
+        return None
+    except Exception:  # a corrupt or foreign cache file is simply rebuilt
+        return None
+
+
+def _write_cache(path: Path, payload: tuple) -> None:
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pickle")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the new one
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError:
+        pass  # a read-only or full cache directory costs start-up time, nothing else
+
+
+_lock = threading.Lock()
+_memo: dict[tuple[str, str], CompiledSet] = {}
+
+
+def compile_set(set_name: str, codec: str = "uper") -> CompiledSet:
+    """Compile (or load from cache) one module set. Memoised per process."""
+    key = (set_name, codec)
+    with _lock:
+        if key in _memo:
+            return _memo[key]
+        sources = {p.name: p.read_text(encoding="utf-8") for p in module_files(set_name)}
+        digest = _digest(set_name, codec, sources)
+        folder = cache_dir()
+        path = folder / f"{set_name}-{codec}-{digest[:32]}.pickle" if folder else None
+        cached = _read_cache(path) if path else None
+        if cached is not None and cached[0] == digest:
+            _, spec, parsed = cached
+        else:
+            text = "\n".join(sources[name] for name in sorted(sources))
+            parsed = asn1tools.parse_string(text)
+            spec = asn1tools.compile_dict(copy.deepcopy(parsed), codec)  # it mutates its input
+            if path:
+                _write_cache(path, (digest, spec, parsed))
+        result = CompiledSet(set_name, codec, spec, parsed, sources, digest)
+        _memo[key] = result
+        return result

@@ -1,0 +1,208 @@
+"""The facilities codec: the one narrow interface through which rsu encodes and decodes IS messages.
+
+Layer: facilities PDUs only (ItsPduHeader + message body, UPER, unsigned). A faster
+encoder can replace the inside of :meth:`FacilitiesCodec.encode` without any caller
+noticing; nothing outside this module touches asn1tools for IS messages.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import asn1tools
+
+from rsu import catalog
+from rsu.catalog import MessageKind
+from rsu.codec import values as V
+from rsu.codec.asn1files import compile_set
+from rsu.codec.errors import CodecError, DecodeError, InvalidValueError, UnknownMessageError
+from rsu.codec.schema import Node, Schema
+
+try:  # asn1tools' UPER bit reader, to count the bits a decode consumed
+    from asn1tools.codecs.uper import Decoder as _UperDecoder
+except ImportError:  # pragma: no cover
+    _UperDecoder = None
+
+HEADER_BYTES = 6  # ItsPduHeader in UPER: protocolVersion (8 bits), messageID (8), stationID (32)
+
+
+@dataclass(frozen=True)
+class ItsPduHeader:
+    protocol_version: int
+    message_id: int
+    station_id: int
+
+
+@dataclass(frozen=True)
+class DecodedPdu:
+    """A decoded facilities PDU: its kind and its whole value (header + body, Python value form)."""
+
+    kind: MessageKind
+    value: dict
+
+    @property
+    def header(self) -> ItsPduHeader:
+        h = self.value["header"]
+        return ItsPduHeader(h["protocolVersion"], h["messageID"], h["stationID"])
+
+    @property
+    def body(self) -> Any:
+        return self.value[self.kind.body]
+
+
+def peek_header(data: bytes) -> ItsPduHeader:
+    """Read the ItsPduHeader without decoding the body (it is byte-aligned at the start of every PDU)."""
+    if len(data) < HEADER_BYTES:
+        raise DecodeError(f"truncated ItsPduHeader: {len(data)} of {HEADER_BYTES} bytes")
+    return ItsPduHeader(data[0], data[1], int.from_bytes(data[2:6], "big"))
+
+
+class FacilitiesCodec:
+    """UPER encode/decode and JER conversion of the six TS 103 301 PDUs."""
+
+    def __init__(self) -> None:
+        compiled = compile_set("is", "uper")
+        self._spec = compiled.spec
+        self.schema = Schema(compiled)
+        self._regional = V.RegionalTransform(self.schema, self._encode_open, self._decode_open)
+        self._nodes = {kind.name: self.schema.pdu(kind.pdu) for kind in catalog.MESSAGES}
+
+    # helpers for the regional transform (typed value of a named type <-> its UPER bytes)
+    def _encode_open(self, type_name: str, value: Any) -> bytes:
+        return self._spec.encode(type_name, value)
+
+    def _decode_open(self, type_name: str, data: bytes) -> Any:
+        return self._spec.decode(type_name, data)
+
+    def node(self, kind: MessageKind) -> Node:
+        return self._nodes[kind.name]
+
+    # --- values in, bytes out ---------------------------------------------------------------
+    def _kind_for(self, value: Any, kind: MessageKind | None) -> MessageKind:
+        if not isinstance(value, dict):
+            raise InvalidValueError("", f"expected a PDU object with header and body, found {type(value).__name__}")
+        header = value.get("header")
+        if not isinstance(header, dict):
+            raise InvalidValueError("header", "missing (every PDU starts with an ItsPduHeader)")
+        mid, pv = header.get("messageID"), header.get("protocolVersion")
+        if kind is None:
+            kind = catalog.BY_MESSAGE_ID.get(mid) if isinstance(mid, int) else None
+            if kind is None:
+                raise InvalidValueError("header.messageID", f"{mid!r} is not an IS message "
+                                        f"(expected one of: {_known_ids()})")
+        elif mid != kind.message_id:
+            raise InvalidValueError("header.messageID", f"{mid!r} does not match {kind.pdu} ({kind.message_id})")
+        if pv != kind.protocol_version:
+            raise InvalidValueError("header.protocolVersion",
+                                    f"{pv!r} is not the version this build encodes for {kind.pdu} "
+                                    f"({kind.protocol_version})")
+        return kind
+
+    def encode(self, value: dict, kind: MessageKind | None = None, *, validate: bool = True) -> bytes:
+        """Encode a whole PDU (Python value form) to UPER.
+
+        ``kind`` defaults to the one named by ``header.messageID``. With ``validate`` (the default;
+        use it at every edge) the value is checked first and :class:`InvalidValueError` names the
+        field path. Encoding errors are always :class:`CodecError`.
+        """
+        kind = self._kind_for(value, kind)
+        node = self._nodes[kind.name]
+        if validate:
+            V.validate(self.schema, node, value)
+        try:
+            packed = self._regional.pack(node, value)
+            return self._spec.encode(kind.pdu, packed)
+        except CodecError:
+            raise
+        except (asn1tools.Error, Exception) as e:  # asn1tools raises assorted exceptions on bad values
+            raise InvalidValueError("", f"cannot encode {kind.pdu}: {e}") from e
+
+    # --- bytes in, values out ---------------------------------------------------------------
+    def decode(self, data: bytes) -> DecodedPdu:
+        """Decode a whole PDU, dispatching on ItsPduHeader messageID and protocolVersion.
+
+        Raises :class:`UnknownMessageError` for a message or version this build does not decode,
+        and :class:`DecodeError` for truncated, malformed or over-long input; never anything else.
+        """
+        data = bytes(data)
+        header = peek_header(data)
+        kind = catalog.BY_MESSAGE_ID.get(header.message_id)
+        if kind is None:
+            raise UnknownMessageError(
+                f"unknown messageID {header.message_id} (this build decodes: {_known_ids()})",
+                header.message_id, header.protocol_version)
+        if header.protocol_version not in kind.accepted_versions:
+            accepted = ", ".join(str(v) for v in sorted(kind.accepted_versions))
+            raise UnknownMessageError(
+                f"{kind.pdu} protocolVersion {header.protocol_version} is not supported (this build decodes {accepted})",
+                header.message_id, header.protocol_version)
+        try:
+            value, used = self._decode_counting(kind.pdu, data)
+        except Exception as e:  # asn1tools.DecodeError, IndexError, ValueError, ... : all mean malformed
+            raise DecodeError(f"malformed {kind.pdu}: {_describe(e)}") from e
+        if used is not None and used < len(data):
+            raise DecodeError(f"{len(data) - used} trailing bytes after a {used}-byte {kind.pdu}")
+        try:
+            value = self._regional.unpack(self._nodes[kind.name], value)
+        except Exception as e:
+            raise DecodeError(f"malformed regional extension in {kind.pdu}: {_describe(e)}") from e
+        return DecodedPdu(kind, value)
+
+    def _decode_counting(self, type_name: str, data: bytes) -> tuple[Any, int | None]:
+        """Decode and say how many bytes the encoding used (asn1tools' UPER has no decode_with_length).
+
+        Uses asn1tools' UPER decoder object directly to read its bit position; if a future
+        asn1tools moves those internals, we fall back to a plain decode without the count.
+        """
+        compiled = self._spec.types[type_name]
+        inner = getattr(compiled, "_type", None)
+        if inner is None or _UperDecoder is None:
+            return self._spec.decode(type_name, data), None
+        decoder = _UperDecoder(bytearray(data))
+        value = inner.decode(decoder)
+        return value, (decoder.number_of_read_bits() + 7) // 8
+
+    # --- JER ---------------------------------------------------------------------------------
+    def to_jer(self, kind: MessageKind, value: dict) -> dict:
+        """Python value -> JER JSON (X.697) of the whole PDU."""
+        return V.to_jer(self.schema, self._nodes[kind.name], value)
+
+    def from_jer(self, obj: Any, kind: MessageKind | None = None) -> tuple[MessageKind, dict]:
+        """JER JSON of a whole PDU -> (kind, Python value), validated; errors name the field path."""
+        if kind is None:
+            header = obj.get("header") if isinstance(obj, dict) else None
+            mid = header.get("messageID") if isinstance(header, dict) else None
+            kind = catalog.BY_MESSAGE_ID.get(mid) if isinstance(mid, int) else None
+            if kind is None:
+                raise InvalidValueError("header.messageID", f"{mid!r} is not an IS message "
+                                        f"(expected one of: {_known_ids()})")
+        value = V.from_jer(self.schema, self._nodes[kind.name], obj)
+        self._kind_for(value, kind)
+        return kind, value
+
+    def validate(self, kind: MessageKind, value: dict) -> None:
+        V.validate(self.schema, self._nodes[kind.name], value)
+
+
+def _known_ids() -> str:
+    return ", ".join(f"{m.name} {m.message_id}" for m in catalog.MESSAGES)
+
+
+def _describe(e: Exception) -> str:
+    text = str(e) or type(e).__name__
+    return text if len(text) < 300 else text[:297] + "..."
+
+
+_codec: FacilitiesCodec | None = None
+_codec_lock = threading.Lock()
+
+
+def get_codec() -> FacilitiesCodec:
+    """The process-wide codec (compiled once, on first use)."""
+    global _codec
+    with _codec_lock:
+        if _codec is None:
+            _codec = FacilitiesCodec()
+        return _codec

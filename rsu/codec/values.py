@@ -1,0 +1,388 @@
+"""Walks over values against the schema model: validation, JER (ITU-T X.697) and typed regional extensions.
+
+Python value form (the one asn1tools uses, and the one every rsu layer passes around):
+
+=================  =======================================================
+SEQUENCE           ``dict`` (absent OPTIONAL members are left out)
+CHOICE             ``(alternative, value)`` tuple
+SEQUENCE OF        ``list``
+INTEGER            ``int``;  BOOLEAN ``bool``;  NULL ``None``
+ENUMERATED         ``str`` (the identifier)
+BIT STRING         ``(bytes, number_of_bits)``
+OCTET STRING       ``bytes``;  character strings ``str``
+RegionalExtension  ``{"regionId": int, "regExtValue": value}`` where the value is *typed*
+                   (e.g. the IntersectionState-addGrpC dict) for a region the set knows,
+                   else the raw UPER ``bytes`` of the open type
+=================  =======================================================
+
+JER form: SEQUENCE -> object, CHOICE -> object with one key, ENUMERATED -> identifier,
+OCTET STRING -> hex, fixed-size BIT STRING -> hex (left-aligned, zero-padded),
+variable-size BIT STRING -> ``{"value": hex, "length": n}``, NULL -> null, regional
+extension value -> the JER of its typed value (hex of the raw bytes for an unknown region).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from rsu.codec.errors import InvalidValueError
+from rsu.codec.schema import Bounds, Node, Schema
+
+_HEX = re.compile(r"^(?:[0-9a-fA-F]{2})*$")
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _kind_of(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, int):
+        return "an integer"
+    if isinstance(v, float):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, (bytes, bytearray)):
+        return "bytes"
+    if isinstance(v, dict):
+        return "an object"
+    if isinstance(v, (list, tuple)):
+        return "a list"
+    return type(v).__name__
+
+
+def _check_range(b: Bounds | None, n: int, path: str, what: str = "") -> None:
+    if b is None or b.extensible or b.contains(n):
+        return
+    label = f"{what} " if what else ""
+    if b.lo is not None and n < b.lo:
+        raise InvalidValueError(path, f"{label}{n} < {b.lo} (allowed {b.describe()})")
+    raise InvalidValueError(path, f"{label}{n} > {b.hi} (allowed {b.describe()})")
+
+
+def _check_string(node: Node, s: str, path: str) -> None:
+    _check_range(node.size, len(s), path, "length")
+    st = node.string_type
+    if st in ("IA5String",) and not s.isascii():
+        raise InvalidValueError(path, "IA5String must be ASCII")
+    if st in ("VisibleString", "PrintableString") and not all(" " <= c <= "~" for c in s):
+        raise InvalidValueError(path, f"{st} allows printable ASCII only")
+    if st == "NumericString" and not all(c.isdigit() or c == " " for c in s):
+        raise InvalidValueError(path, "NumericString allows digits and space only")
+
+
+def _enum_check(node: Node, v: Any, path: str) -> None:
+    if not isinstance(v, str):
+        raise InvalidValueError(path, f"expected an enumeration identifier, found {_kind_of(v)}")
+    if v not in node.enum_root and v not in node.enum_ext:
+        allowed = ", ".join(node.enum_root + node.enum_ext)
+        raise InvalidValueError(path, f"unknown value {v!r} (expected one of: {allowed})")
+
+
+def _region_node(schema: Schema, node: Node, region: int) -> Node | None:
+    return schema.regset_types(node.regset or "").get(region)
+
+
+# --- validation of Python values --------------------------------------------------------------
+
+
+def validate(schema: Schema, node: Node, v: Any, path: str = "") -> None:
+    """Raise InvalidValueError (naming the field path) unless ``v`` fits ``node``."""
+    k = node.kind
+    if k == "SEQUENCE":
+        if not isinstance(v, dict):
+            raise InvalidValueError(path, f"expected an object ({node.label}), found {_kind_of(v)}")
+        members = node.member_map
+        for name in v:
+            if name not in members:
+                raise InvalidValueError(_join(path, str(name)), f"unknown field of {node.label}")
+        for m in node.members:
+            if m.name in v:
+                if m.presence == "ABSENT":
+                    raise InvalidValueError(_join(path, m.name), "must be absent here")
+                validate(schema, m.node, v[m.name], _join(path, m.name))
+            elif not (m.optional or m.extension) or m.presence == "PRESENT":
+                raise InvalidValueError(_join(path, m.name), f"missing (mandatory in {node.label})")
+    elif k == "CHOICE":
+        if not (isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str)):
+            raise InvalidValueError(path, f"expected a choice (alternative, value) of {node.label}, found {_kind_of(v)}")
+        m = node.member_map.get(v[0])
+        if m is None:
+            allowed = ", ".join(node.member_map)
+            raise InvalidValueError(path, f"unknown alternative {v[0]!r} of {node.label} (expected one of: {allowed})")
+        validate(schema, m.node, v[1], _join(path, v[0]))
+    elif k == "SEQUENCE OF":
+        if not isinstance(v, list):
+            raise InvalidValueError(path, f"expected a list ({node.label}), found {_kind_of(v)}")
+        _check_range(node.size, len(v), path, "number of items")
+        for i, item in enumerate(v):
+            validate(schema, node.element, item, f"{path}[{i}]")  # type: ignore[arg-type]
+    elif k == "INTEGER":
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise InvalidValueError(path, f"expected an integer, found {_kind_of(v)}")
+        _check_range(node.value_range, v, path)
+    elif k == "BOOLEAN":
+        if not isinstance(v, bool):
+            raise InvalidValueError(path, f"expected a boolean, found {_kind_of(v)}")
+    elif k == "NULL":
+        if v is not None:
+            raise InvalidValueError(path, f"expected null, found {_kind_of(v)}")
+    elif k == "ENUMERATED":
+        _enum_check(node, v, path)
+    elif k == "BIT STRING":
+        if not (isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], (bytes, bytearray))
+                and isinstance(v[1], int)):
+            raise InvalidValueError(path, f"expected a bit string (bytes, length), found {_kind_of(v)}")
+        if len(v[0]) * 8 < v[1] or v[1] < 0:
+            raise InvalidValueError(path, f"bit string of {v[1]} bits needs {(v[1] + 7) // 8} bytes, got {len(v[0])}")
+        _check_range(node.size, v[1], path, "number of bits")
+    elif k == "OCTET STRING":
+        if not isinstance(v, (bytes, bytearray)):
+            raise InvalidValueError(path, f"expected bytes, found {_kind_of(v)}")
+        _check_range(node.size, len(v), path, "number of octets")
+    elif k == "STRING":
+        if not isinstance(v, str):
+            raise InvalidValueError(path, f"expected a string, found {_kind_of(v)}")
+        _check_string(node, v, path)
+    elif k == "REGEXT":
+        if not isinstance(v, dict) or set(v) - {"regionId", "regExtValue"} or "regionId" not in v \
+                or "regExtValue" not in v:
+            raise InvalidValueError(path, "expected an object with regionId and regExtValue")
+        region = v["regionId"]
+        if not isinstance(region, int) or isinstance(region, bool) or not 0 <= region <= 255:
+            raise InvalidValueError(_join(path, "regionId"), f"expected an integer 0..255, found {region!r}")
+        typed = _region_node(schema, node, region)
+        if typed is None:
+            if not isinstance(v["regExtValue"], (bytes, bytearray)):
+                raise InvalidValueError(_join(path, "regExtValue"),
+                                        f"region {region} is not known in {node.regset}: give the raw bytes")
+        else:
+            validate(schema, typed, v["regExtValue"], _join(path, "regExtValue"))
+    elif k == "OPEN":
+        if not isinstance(v, (bytes, bytearray)):
+            raise InvalidValueError(path, f"expected bytes (open type), found {_kind_of(v)}")
+    else:  # pragma: no cover
+        raise InvalidValueError(path, f"unsupported type {k}")
+
+
+# --- JER -------------------------------------------------------------------------------------
+
+
+def _fixed_bits(node: Node) -> bool:
+    s = node.size
+    return s is not None and not s.extensible and s.lo is not None and s.lo == s.hi
+
+
+def to_jer(schema: Schema, node: Node, v: Any) -> Any:
+    """Python value -> JSON-able JER value (no validation; the value is assumed valid)."""
+    k = node.kind
+    if k == "SEQUENCE":
+        mm = node.member_map
+        return {name: to_jer(schema, mm[name].node, item) for name, item in v.items() if name in mm}
+    if k == "CHOICE":
+        alt, item = v
+        return {alt: to_jer(schema, node.member_map[alt].node, item)}
+    if k == "SEQUENCE OF":
+        return [to_jer(schema, node.element, item) for item in v]  # type: ignore[arg-type]
+    if k in ("INTEGER", "BOOLEAN", "NULL", "ENUMERATED", "STRING"):
+        return v
+    if k == "BIT STRING":
+        data, nbits = v
+        data = bytes(data[: (nbits + 7) // 8])
+        if nbits % 8:
+            data = data[:-1] + bytes([data[-1] & (0xFF << (8 - nbits % 8)) & 0xFF])
+        if _fixed_bits(node):
+            return data.hex()
+        return {"value": data.hex(), "length": nbits}
+    if k in ("OCTET STRING", "OPEN"):
+        return bytes(v).hex()
+    if k == "REGEXT":
+        typed = _region_node(schema, node, v["regionId"])
+        value = v["regExtValue"]
+        if typed is None or isinstance(value, (bytes, bytearray)):
+            return {"regionId": v["regionId"], "regExtValue": bytes(value).hex()}
+        return {"regionId": v["regionId"], "regExtValue": to_jer(schema, typed, value)}
+    raise InvalidValueError("", f"unsupported type {k}")  # pragma: no cover
+
+
+def _hex(obj: Any, path: str) -> bytes:
+    if not isinstance(obj, str) or not _HEX.match(obj):
+        raise InvalidValueError(path, f"expected a hex string (even number of hex digits), found {obj!r:.40}")
+    return bytes.fromhex(obj)
+
+
+def from_jer(schema: Schema, node: Node, obj: Any, path: str = "") -> Any:
+    """JER JSON value -> Python value, validating shape and constraints (errors name the field path)."""
+    k = node.kind
+    if k == "SEQUENCE":
+        if not isinstance(obj, dict):
+            raise InvalidValueError(path, f"expected an object ({node.label}), found {_kind_of(obj)}")
+        mm = node.member_map
+        out = {}
+        for name, item in obj.items():
+            m = mm.get(name)
+            if m is None:
+                raise InvalidValueError(_join(path, str(name)), f"unknown field of {node.label}")
+            if m.presence == "ABSENT":
+                raise InvalidValueError(_join(path, name), "must be absent here")
+            out[name] = from_jer(schema, m.node, item, _join(path, name))
+        for m in node.members:
+            if m.name not in out and (not (m.optional or m.extension) or m.presence == "PRESENT"):
+                raise InvalidValueError(_join(path, m.name), f"missing (mandatory in {node.label})")
+        # keep schema order: easier to read back, and what asn1tools returns on decode
+        return {m.name: out[m.name] for m in node.members if m.name in out}
+    if k == "CHOICE":
+        if not isinstance(obj, dict) or len(obj) != 1:
+            allowed = ", ".join(node.member_map)
+            raise InvalidValueError(path, f"expected an object with exactly one of: {allowed}")
+        (alt, item), = obj.items()
+        m = node.member_map.get(alt)
+        if m is None:
+            allowed = ", ".join(node.member_map)
+            raise InvalidValueError(path, f"unknown alternative {alt!r} of {node.label} (expected one of: {allowed})")
+        return (alt, from_jer(schema, m.node, item, _join(path, alt)))
+    if k == "SEQUENCE OF":
+        if not isinstance(obj, list):
+            raise InvalidValueError(path, f"expected a list ({node.label}), found {_kind_of(obj)}")
+        _check_range(node.size, len(obj), path, "number of items")
+        return [from_jer(schema, node.element, item, f"{path}[{i}]") for i, item in enumerate(obj)]  # type: ignore
+    if k == "INTEGER":
+        if isinstance(obj, str) and obj in node.named_numbers:
+            obj = node.named_numbers[obj]
+        if not isinstance(obj, int) or isinstance(obj, bool):
+            raise InvalidValueError(path, f"expected an integer, found {_kind_of(obj)}")
+        _check_range(node.value_range, obj, path)
+        return obj
+    if k == "BOOLEAN":
+        if not isinstance(obj, bool):
+            raise InvalidValueError(path, f"expected true or false, found {_kind_of(obj)}")
+        return obj
+    if k == "NULL":
+        if obj is not None:
+            raise InvalidValueError(path, f"expected null, found {_kind_of(obj)}")
+        return None
+    if k == "ENUMERATED":
+        _enum_check(node, obj, path)
+        return obj
+    if k == "BIT STRING":
+        if _fixed_bits(node):
+            data = _hex(obj, path)
+            nbits = node.size.lo  # type: ignore[union-attr]
+            if len(data) != (nbits + 7) // 8:
+                raise InvalidValueError(path, f"expected {nbits} bits as {(nbits + 7) // 8} bytes of hex, "
+                                              f"found {len(data)} bytes")
+        else:
+            if not isinstance(obj, dict) or set(obj) != {"value", "length"}:
+                raise InvalidValueError(path, 'expected {"value": hex, "length": number of bits}')
+            data = _hex(obj["value"], _join(path, "value"))
+            nbits = obj["length"]
+            if not isinstance(nbits, int) or isinstance(nbits, bool) or nbits < 0:
+                raise InvalidValueError(_join(path, "length"), f"expected a bit count, found {nbits!r}")
+            if len(data) != (nbits + 7) // 8:
+                raise InvalidValueError(path, f"{nbits} bits need {(nbits + 7) // 8} bytes of hex, "
+                                              f"found {len(data)}")
+            _check_range(node.size, nbits, path, "number of bits")
+        return (data, nbits)
+    if k == "OCTET STRING":
+        data = _hex(obj, path)
+        _check_range(node.size, len(data), path, "number of octets")
+        return data
+    if k == "OPEN":
+        return _hex(obj, path)
+    if k == "STRING":
+        if not isinstance(obj, str):
+            raise InvalidValueError(path, f"expected a string, found {_kind_of(obj)}")
+        _check_string(node, obj, path)
+        return obj
+    if k == "REGEXT":
+        if not isinstance(obj, dict) or set(obj) != {"regionId", "regExtValue"}:
+            raise InvalidValueError(path, "expected an object with regionId and regExtValue")
+        region = obj["regionId"]
+        if not isinstance(region, int) or isinstance(region, bool) or not 0 <= region <= 255:
+            raise InvalidValueError(_join(path, "regionId"), f"expected an integer 0..255, found {region!r}")
+        typed = _region_node(schema, node, region)
+        if typed is None:
+            return {"regionId": region, "regExtValue": _hex(obj["regExtValue"], _join(path, "regExtValue"))}
+        return {"regionId": region,
+                "regExtValue": from_jer(schema, typed, obj["regExtValue"], _join(path, "regExtValue"))}
+    raise InvalidValueError(path, f"unsupported type {k}")  # pragma: no cover
+
+
+# --- typed regional extensions <-> open-type bytes ---------------------------------------------
+
+
+class RegionalTransform:
+    """Converts typed regExtValue values to the raw open-type bytes asn1tools wants, and back.
+
+    Only walks the parts of the type tree that can hold a RegionalExtension, so messages
+    without regional data cost one dictionary look-up per container.
+    """
+
+    def __init__(self, schema: Schema, encode_type: Callable[[str, Any], bytes],
+                 decode_type: Callable[[str, bytes], Any]):
+        self.schema = schema
+        self._encode_type = encode_type
+        self._decode_type = decode_type
+        self._may: dict[int, bool] = {}
+
+    def may_contain(self, node: Node) -> bool:
+        key = id(node)
+        cached = self._may.get(key)
+        if cached is not None:
+            return cached
+        self._may[key] = False  # recursion guard: a cycle adds nothing new
+        if node.kind == "REGEXT":
+            result = True
+        elif node.kind in ("SEQUENCE", "CHOICE"):
+            result = any(self.may_contain(m.node) for m in node.members)
+        elif node.kind == "SEQUENCE OF":
+            result = self.may_contain(node.element)  # type: ignore[arg-type]
+        else:
+            result = False
+        self._may[key] = result
+        return result
+
+    def _walk(self, node: Node, v: Any, leaf: Callable[[Node, dict], dict]) -> Any:
+        if not self.may_contain(node):
+            return v
+        k = node.kind
+        if k == "REGEXT":
+            return leaf(node, v)
+        if k == "SEQUENCE":
+            mm = node.member_map
+            return {name: (self._walk(mm[name].node, item, leaf) if name in mm else item) for name, item in v.items()}
+        if k == "CHOICE":
+            alt, item = v
+            m = node.member_map.get(alt)
+            return (alt, self._walk(m.node, item, leaf)) if m else v
+        if k == "SEQUENCE OF":
+            return [self._walk(node.element, item, leaf) for item in v]  # type: ignore[arg-type]
+        return v
+
+    def pack(self, node: Node, v: Any) -> Any:
+        """Typed regExtValue -> bytes (for encoding)."""
+        def leaf(n: Node, ext: dict) -> dict:
+            value = ext.get("regExtValue")
+            if isinstance(value, (bytes, bytearray)):
+                return ext
+            typed = _region_node(self.schema, n, ext.get("regionId"))
+            if typed is None:
+                return ext  # validation reports it
+            inner = self.pack(typed, value)
+            return {"regionId": ext["regionId"], "regExtValue": self._encode_type(typed.name, inner)}
+        return self._walk(node, v, leaf)
+
+    def unpack(self, node: Node, v: Any) -> Any:
+        """Open-type bytes -> typed regExtValue (after decoding); unknown regions stay bytes."""
+        def leaf(n: Node, ext: dict) -> dict:
+            typed = _region_node(self.schema, n, ext.get("regionId"))
+            if typed is None:
+                return ext
+            inner = self._decode_type(typed.name, ext["regExtValue"])
+            return {"regionId": ext["regionId"], "regExtValue": self.unpack(typed, inner)}
+        return self._walk(node, v, leaf)

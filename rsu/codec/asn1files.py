@@ -3,8 +3,8 @@
 A module *set* is one folder under ``asn1/`` (``is`` for the infrastructure-service
 messages, ``security`` for IEEE 1609.2 / TS 103 097). Compiling the IS set with
 asn1tools takes about a second; the compiled specification is pickled in a cache
-keyed by the SHA-256 of the modules' bytes, the codec name and the asn1tools and
-Python versions, so any edit of a module (or an upgrade) recompiles by itself and
+keyed by the SHA-256 of the modules' bytes, the codec name, the asn1tools and
+Python versions and this file itself, so any edit of a module (or an upgrade) recompiles by itself and
 later start-ups only unpickle (a few tens of milliseconds).
 
 Where the modules are found, first match wins:
@@ -87,6 +87,7 @@ def _digest(set_name: str, codec: str, sources: dict[str, str]) -> str:
     h = hashlib.sha256()
     for part in (str(_CACHE_FORMAT), set_name, codec, asn1tools.__version__, sys.version):
         h.update(part.encode() + b"\0")
+    h.update(Path(__file__).read_bytes())  # a change to how we compile also invalidates the cache
     for name, text in sorted(sources.items()):
         h.update(name.encode() + b"\0" + text.encode() + b"\0")
     return h.hexdigest()
@@ -117,6 +118,41 @@ def _write_cache(path: Path, payload: tuple) -> None:
         pass  # a read-only or full cache directory costs start-up time, nothing else
 
 
+def per_effective_constraints(parsed: dict) -> dict:
+    """Rewrite value-range unions (``2..4 | 6..8``) to the range that spans them (``2..8``), in place.
+
+    X.691 encodes a constrained whole number by its *effective* constraint, the smallest
+    range that contains every root value. asn1tools instead keeps only the first range of
+    a union (GDD ``Code-Units (2..4|6..8)`` came out 1 bit short, and units 6..8 failed),
+    while pycrate follows the standard. The exact union is still enforced by our own
+    validation (``rsu.codec.values``), which reads the unmodified parse tree.
+    """
+
+    def walk(node):
+        if isinstance(node, dict):
+            ranges = node.get("restricted-to")
+            if isinstance(ranges, (list, tuple)):
+                root = [r for r in ranges if r is not None]
+                if len(root) > 1 and all(_numeric_bound(r) for r in root):
+                    lows = [r[0] if isinstance(r, (list, tuple)) else r for r in root]
+                    highs = [r[1] if isinstance(r, (list, tuple)) else r for r in root]
+                    merged = [(min(lows), max(highs))]
+                    node["restricted-to"] = merged + ([None] if len(root) != len(ranges) else [])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                walk(value)
+
+    walk(parsed)
+    return parsed
+
+
+def _numeric_bound(r) -> bool:
+    items = r if isinstance(r, (list, tuple)) else [r]
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in items)
+
+
 _lock = threading.Lock()
 _memo: dict[tuple[str, str], CompiledSet] = {}
 
@@ -137,7 +173,7 @@ def compile_set(set_name: str, codec: str = "uper") -> CompiledSet:
         else:
             text = "\n".join(sources[name] for name in sorted(sources))
             parsed = asn1tools.parse_string(text)
-            spec = asn1tools.compile_dict(copy.deepcopy(parsed), codec)  # it mutates its input
+            spec = asn1tools.compile_dict(per_effective_constraints(copy.deepcopy(parsed)), codec)
             if path:
                 _write_cache(path, (digest, spec, parsed))
         result = CompiledSet(set_name, codec, spec, parsed, sources, digest)

@@ -29,19 +29,27 @@ _BUILTIN = frozenset(
 
 @dataclass(frozen=True)
 class Bounds:
-    """A PER-visible range (value or size): ``lo..hi`` (None = unbounded), plus the extension marker."""
+    """A range constraint (value or size): ``lo..hi`` spans it (None = unbounded), ``extensible``
+    marks ``...``, and ``ranges`` keeps a union such as ``2..4 | 6..8`` exactly."""
 
     lo: int | None
     hi: int | None
     extensible: bool
+    ranges: tuple[tuple[int | None, int | None], ...] = ()
 
     def contains(self, n: int) -> bool:
+        if self.ranges:
+            return any((lo is None or n >= lo) and (hi is None or n <= hi) for lo, hi in self.ranges)
         return (self.lo is None or n >= self.lo) and (self.hi is None or n <= self.hi)
 
     def describe(self) -> str:
-        lo = "MIN" if self.lo is None else str(self.lo)
-        hi = "MAX" if self.hi is None else str(self.hi)
-        return lo if self.lo == self.hi else f"{lo}..{hi}"
+        def one(lo, hi):
+            a = "MIN" if lo is None else str(lo)
+            b = "MAX" if hi is None else str(hi)
+            return a if lo == hi else f"{a}..{b}"
+        if self.ranges:
+            return " | ".join(one(lo, hi) for lo, hi in self.ranges)
+        return one(self.lo, self.hi)
 
 
 @dataclass(eq=False)
@@ -106,7 +114,8 @@ def _bounds(spec: list | None, resolve_value) -> Bounds | None:
         return Bounds(None, None, extensible)
     lo = None if any(v is None for v in los) else min(los)  # type: ignore[type-var]
     hi = None if any(v is None for v in his) else max(his)  # type: ignore[type-var]
-    return Bounds(lo, hi, extensible)
+    ranges = tuple(zip(los, his)) if len(los) > 1 else ()
+    return Bounds(lo, hi, extensible, ranges)
 
 
 # --- regional extension facts from the module text ----------------------------------------

@@ -60,6 +60,8 @@ def _check_range(b: Bounds | None, n: int, path: str, what: str = "") -> None:
     if b is None or b.extensible or b.contains(n):
         return
     label = f"{what} " if what else ""
+    if b.ranges and (b.lo is None or n >= b.lo) and (b.hi is None or n <= b.hi):
+        raise InvalidValueError(path, f"{label}{n} is not in {b.describe()}")
     if b.lo is not None and n < b.lo:
         raise InvalidValueError(path, f"{label}{n} < {b.lo} (allowed {b.describe()})")
     raise InvalidValueError(path, f"{label}{n} > {b.hi} (allowed {b.describe()})")

@@ -50,7 +50,7 @@ def hex_or_bytes(data: bytes) -> bytes:
 
 def read_input_bytes(source: str) -> bytes:
     """INPUT for decode-like commands: a hex string, ``-`` for stdin, or a file (binary or hex)."""
-    if source != "-" and not Path(source).exists():
+    if source != "-" and not _is_file(source):
         text = re.sub(r"[\s:]", "", source)
         if re.fullmatch(r"(?:[0-9a-fA-F]{2})+", text):
             return bytes.fromhex(text)
@@ -58,6 +58,13 @@ def read_input_bytes(source: str) -> bytes:
     data = read_source(source, binary=True)
     assert isinstance(data, bytes)
     return hex_or_bytes(data)
+
+
+def _is_file(source: str) -> bool:
+    try:
+        return Path(source).exists()
+    except (OSError, ValueError):  # e.g. a long hex string: "File name too long"
+        return False
 
 
 def load_json(source: str) -> Any:

@@ -61,9 +61,11 @@ def cmd_decode(args: argparse.Namespace) -> int:
     except LayerError as e:
         raise CliError(str(e)) from None
     innermost = layers[-1]
-    if args.pdu or len(layers) == 1:
+    if args.pdu:
         if innermost.name != "facilities":
             raise CliError(f"no facilities PDU inside (innermost layer: {innermost.name})")
+        print_json(innermost.fields["pdu"])
+    elif len(layers) == 1 and innermost.name == "facilities":
         print_json(innermost.fields["pdu"])
     else:
         print_json({"layers": to_json(layers)})

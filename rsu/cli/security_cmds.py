@@ -1,0 +1,154 @@
+"""``rsu pki init``, ``rsu cert show`` and ``rsu verify``: test PKI, certificate inspection, message verification."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rsu.cli.common import CliError, print_json, read_input_bytes
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pki", help="test PKI tooling",
+                       description="Test PKI tooling (not for production certificates).")
+    pki_sub = p.add_subparsers(dest="pki_command", metavar="SUBCOMMAND", parser_class=type(p))
+    p.set_defaults(func=lambda a, _p=p: _missing_subcommand(_p))
+    q = pki_sub.add_parser(
+        "init", help="create a test root, an AA and one AT per service",
+        description="Create DIR/root.oer, DIR/aa.oer and DIR/at/<service>.oer (COER certificates) "
+                    "with PEM private keys (mode 0600). DIR works as --trust directory, DIR/at as the "
+                    "daemon's AT pool. ATs get every permission of their service unless --ssp restricts it.")
+    q.add_argument("dir", metavar="DIR")
+    q.add_argument("--key-type", choices=["p256", "brainpoolp256r1"], default="p256",
+                   help="ECDSA curve of all keys (default p256)")
+    q.add_argument("--at-hours", type=int, default=168, metavar="H", help="AT validity in hours (default 168)")
+    q.add_argument("--ats-per-service", type=int, default=1, metavar="N",
+                   help="ATs per service, each starting half a validity after the previous (default 1)")
+    q.add_argument("--start", metavar="ISO8601", help="AT validity start (default: one hour ago)")
+    q.add_argument("--provider", default="GB:31", metavar="CC:ID",
+                   help="IVI service provider id for the IVI SSP: country (2 letters) and issuer id (default GB:31)")
+    q.add_argument("--ssp", action="append", default=[], metavar="SERVICE=PERMS",
+                   help="restrict an AT's SSP: e.g. ivim=textContainer,iso14823.regulatory, "
+                        "spatem=intersectionState, srem= (no bits), or mapem=hex:0180. Repeatable")
+    q.add_argument("--service", action="append", default=None, metavar="SERVICE",
+                   help="only create ATs for these services (repeatable; default all)")
+    q.add_argument("--force", action="store_true", help="overwrite an existing PKI in DIR")
+    q.set_defaults(func=cmd_pki_init)
+
+    p = sub.add_parser("cert", help="inspect certificates")
+    cert_sub = p.add_subparsers(dest="cert_command", metavar="SUBCOMMAND", parser_class=type(p))
+    p.set_defaults(func=lambda a, _p=p: _missing_subcommand(_p))
+    q = cert_sub.add_parser("show", help="print a certificate as JSON",
+                            description="Print a COER certificate (file, hex or -) as JSON: hashedId8, issuer, "
+                                        "validity, region and appPermissions with each SSP decoded.")
+    q.add_argument("file", metavar="FILE")
+    q.set_defaults(func=cmd_cert_show)
+
+    p = sub.add_parser(
+        "verify", help="verify a signed message (COER)",
+        description="Verify an EtsiTs103097Data-Signed message and print JSON (signature, chain, psid, SSP, "
+                    "signer, reason if rejected). Exit code 0 if valid, 1 if rejected, 2 on bad input. "
+                    "Without --time the message is judged at its own generationTime (freshness not checked).")
+    p.add_argument("file", metavar="FILE", help="binary or hex file, hex string, or - for stdin")
+    p.add_argument("--trust", metavar="DIR", help="trust store: directory of root and AA certificates "
+                                                  "(without it the chain is not checked)")
+    p.add_argument("--time", metavar="ISO8601", help="verify as of this time (e.g. 2019-06-01T00:00:00Z)")
+    p.add_argument("--max-age", type=float, default=30.0, metavar="S", help="oldest accepted generationTime, s")
+    p.add_argument("--max-future", type=float, default=2.0, metavar="S", help="generationTime tolerance, s")
+    p.add_argument("--cert", action="append", default=[], metavar="FILE",
+                   help="a certificate to know beforehand (for digest-signed messages). Repeatable")
+    p.add_argument("--no-content", action="store_true", help="do not decode the payload or check it against the SSP")
+    p.set_defaults(func=cmd_verify)
+
+
+def _missing_subcommand(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def cmd_pki_init(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from rsu.clock import parse_iso8601
+    from rsu.security import keys
+    from rsu.security.pki import init_pki, parse_provider, parse_ssp_option
+
+    folder = Path(args.dir)
+    if (folder / "root.oer").exists() and not args.force:
+        raise CliError(f"{folder}: a PKI already exists there (use --force to overwrite)")
+    if args.at_hours < 1 or args.at_hours > 65535:
+        raise CliError("--at-hours must be 1..65535")
+    if args.ats_per_service < 1:
+        raise CliError("--ats-per-service must be at least 1")
+    try:
+        provider = parse_provider(args.provider)
+        overrides = {}
+        for text in args.ssp:
+            kind, ssp = parse_ssp_option(text, provider)
+            overrides[kind.name] = ssp
+        start = parse_iso8601(args.start).timestamp() if args.start else None
+    except (ValueError, KeyError) as e:
+        raise CliError(str(e).strip("'\"")) from None
+    try:
+        manifest = init_pki(folder, now=time.time(), at_hours=args.at_hours,
+                            ats_per_service=args.ats_per_service, key_type=keys.KEY_TYPES[args.key_type],
+                            provider=provider, ssp_overrides=overrides, start=start, services=args.service)
+    except KeyError as e:
+        raise CliError(str(e).strip("'\"")) from None
+    except OSError as e:
+        raise CliError(f"{folder}: {e.strerror or e}") from None
+    print_json(manifest)
+    return 0
+
+
+def cmd_cert_show(args: argparse.Namespace) -> int:
+    from rsu.security.certs import Certificate, CertificateError
+
+    data = read_input_bytes(args.file)
+    try:
+        cert = Certificate.from_bytes(data, source=args.file)
+    except CertificateError as e:
+        raise CliError(f"{args.file}: {e}") from None
+    print_json(cert.summary())
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from rsu.clock import ManualClock, parse_iso8601, time64_to_posix
+    from rsu.security.certs import Certificate, CertificateError
+    from rsu.security.verify import ParseError, TrustStore, Verifier, parse_signed
+
+    data = read_input_bytes(args.file)
+    trust = None
+    if args.trust:
+        try:
+            trust = TrustStore.from_directory(args.trust)
+        except FileNotFoundError as e:
+            raise CliError(str(e)) from None
+        if not trust.roots:
+            raise CliError(f"{args.trust}: no trusted root certificate found")
+    if args.time:
+        try:
+            at = parse_iso8601(args.time).timestamp()
+        except ValueError:
+            raise CliError(f"--time {args.time!r}: not an ISO 8601 date-time") from None
+    else:
+        try:
+            at = time64_to_posix(parse_signed(data).header["generationTime"])
+        except ParseError:
+            at = 0.0  # the verifier reports why the message cannot be parsed
+    verifier = Verifier(ManualClock(at), trust, max_age=args.max_age, max_future=args.max_future,
+                        check_content=not args.no_content, hold_seconds=0)
+    for f in args.cert:
+        try:
+            verifier.add_certificate(Certificate.load(f))
+        except CertificateError as e:
+            raise CliError(str(e)) from None
+    result = verifier.verify(data)
+    out = result.to_json()
+    out["verifiedAt"] = args.time or "generationTime"
+    if trust is not None and trust.rejected:
+        out["trustStoreSkipped"] = [f"{src}: {why}" for src, why in trust.rejected]
+    print_json(out)
+    return 0 if result.ok else 1

@@ -1,0 +1,90 @@
+"""COER access to the security modules (``asn1/security``): whole-value codec plus byte spans.
+
+Layer: IEEE 1609.2 / TS 103 097 structures only (COER, ITU-T X.696). The facilities
+PDU inside them is opaque bytes here.
+
+Signatures and HashedId8 are computed over bytes *as received*. asn1tools only gives
+decoded values, so :func:`decode_prefix` decodes one type at an offset and also
+returns where it ended; the callers slice the original bytes with that (tbsData of
+a message, the signer certificate, toBeSigned of a certificate). Nothing received
+is ever re-encoded to be hashed.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from rsu.codec.asn1files import compile_set
+
+try:
+    from asn1tools.codecs.oer import Decoder as _OerDecoder
+except ImportError:  # pragma: no cover
+    _OerDecoder = None
+
+
+class CoerError(Exception):
+    """Bytes that are not a valid COER encoding of the expected type."""
+
+
+@lru_cache(maxsize=1)
+def spec():
+    """The compiled asn1tools OER specification of the security module set."""
+    return compile_set("security", "oer").spec
+
+
+def encode(type_name: str, value: Any) -> bytes:
+    try:
+        return bytes(spec().encode(type_name, value))
+    except Exception as e:  # asn1tools raises many types; callers get one
+        raise CoerError(f"cannot encode {type_name}: {e}") from None
+
+
+def decode(type_name: str, data: bytes) -> Any:
+    """Decode a whole value; trailing bytes are an error."""
+    value, end = decode_prefix(type_name, data, 0)
+    if end != len(data):
+        raise CoerError(f"{type_name}: {len(data) - end} unexpected trailing bytes")
+    return value
+
+
+def decode_prefix(type_name: str, data: bytes, offset: int = 0) -> tuple[Any, int]:
+    """Decode one ``type_name`` starting at ``offset``; returns (value, end offset)."""
+    compiled = spec().types[type_name]
+    if offset > len(data):
+        raise CoerError(f"{type_name}: truncated")
+    decoder = _OerDecoder(bytearray(data[offset:]))
+    try:
+        value = compiled._type.decode(decoder)
+    except Exception as e:
+        raise CoerError(f"{type_name}: {e}") from None
+    if decoder.number_of_read_bits() % 8:  # pragma: no cover - OER is octet aligned
+        raise CoerError(f"{type_name}: not octet aligned")
+    return value, offset + decoder.number_of_read_bits() // 8
+
+
+def length_prefix(n: int) -> bytes:
+    """COER length determinant."""
+    if n < 128:
+        return bytes((n,))
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(body),)) + body
+
+
+def read_length(data: bytes, offset: int) -> tuple[int, int]:
+    """COER length determinant at ``offset`` -> (length, offset after it)."""
+    if offset >= len(data):
+        raise CoerError("truncated length")
+    first = data[offset]
+    if first < 128:
+        return first, offset + 1
+    n = first & 0x7F
+    if n == 0 or offset + 1 + n > len(data):
+        raise CoerError("bad length determinant")
+    return int.from_bytes(data[offset + 1: offset + 1 + n], "big"), offset + 1 + n
+
+
+def psid_bytes(psid: int) -> bytes:
+    """COER of Psid (INTEGER 0..MAX): length-prefixed minimal unsigned big-endian."""
+    body = psid.to_bytes(max(1, (psid.bit_length() + 7) // 8), "big")
+    return length_prefix(len(body)) + body

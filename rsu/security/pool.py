@@ -1,0 +1,122 @@
+"""The pool of authorization tickets (ATs) and the choice of the AT that signs each message.
+
+Sans-I/O except :meth:`AtPool.load_directory`: selection uses the injected clock only.
+
+Rules:
+
+* a message is signed by an AT that is valid *now* and whose SSP for the
+  service's ITS-AID permits the content (:func:`rsu.security.ssp.check`);
+* per ITS-AID the pool keeps using the same AT (receivers cache it by digest)
+  until it enters the rotation margin (``rotation_margin`` seconds before its
+  end); then it switches to another permitting AT that is outside the margin.
+  The old AT stays usable until its real end if no successor exists, so there
+  is never a gap; ``hours_to_expiry`` shows how close that is;
+* if no AT permits the content, :class:`SigningRefused` names what is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rsu import clock as clockmod
+from rsu.catalog import MessageKind
+from rsu.security import ssp as sspmod
+from rsu.security.certs import Certificate, CertificateError
+from rsu.security.keys import KeyMaterialError, load_private_key
+from rsu.security.sign import Signer
+
+
+class SigningRefused(Exception):
+    """No available AT may sign this content. Nothing is sent."""
+
+    def __init__(self, kind: MessageKind, missing: tuple[str, ...], detail: str) -> None:
+        super().__init__(f"refusing to sign {kind.pdu} (ITS-AID {kind.its_aid}): {detail}")
+        self.kind = kind
+        self.missing = missing
+        self.detail = detail
+
+
+@dataclass(eq=False)
+class AuthorizationTicket:
+    certificate: Certificate
+    signer: Signer
+    label: str = ""
+
+    @property
+    def hashed_id8(self) -> bytes:
+        return self.certificate.hashed_id8
+
+    def ssp(self, psid: int) -> bytes | None:
+        return self.certificate.app_permissions.get(psid)
+
+
+class AtPool:
+    def __init__(self, tickets: list[AuthorizationTicket], clock: clockmod.Clock, *,
+                 rotation_margin: float = 3600.0, issuers: list[Certificate] = ()) -> None:
+        self.tickets = list(tickets)
+        self.clock = clock
+        self.rotation_margin = rotation_margin
+        self.issuers = list(issuers)  # AA / root certificates, for requestedCertificate answers
+        self._current: dict[int, AuthorizationTicket] = {}
+
+    @classmethod
+    def load_directory(cls, path: str | Path, clock: clockmod.Clock, **kw) -> "AtPool":
+        """Every ``NAME.oer``/``NAME.cert`` with a ``NAME.key``/``NAME.vkey`` beside it is an AT."""
+        folder = Path(path)
+        tickets = []
+        for cert_file in sorted(list(folder.glob("*.oer")) + list(folder.glob("*.cert"))):
+            key_file = next((k for k in (cert_file.with_suffix(".key"), cert_file.with_suffix(".vkey"))
+                             if k.exists()), None)
+            if key_file is None:
+                continue
+            cert = Certificate.load(cert_file)
+            key = load_private_key(key_file, cert.curve.name)
+            tickets.append(AuthorizationTicket(cert, Signer(cert, key), cert_file.stem))
+        if not tickets:
+            raise CertificateError(f"{folder}: no AT certificate with a private key found")
+        return cls(tickets, clock, **kw)
+
+    # ------------------------------------------------------------------ selection
+    def select(self, kind: MessageKind, requirement: sspmod.Requirement) -> AuthorizationTicket:
+        its = clockmod.posix_to_its_seconds(self.clock.now())
+        psid = kind.its_aid
+        valid = [t for t in self.tickets
+                 if t.certificate.valid_at_its(its) and psid in t.certificate.app_permissions]
+        if not valid:
+            raise SigningRefused(kind, ("its-aid",), f"no AT valid now carries ITS-AID {psid}")
+        checks = [(t, sspmod.check(kind, t.ssp(psid), requirement=requirement)) for t in valid]
+        permitting = [t for t, c in checks if c.ok]
+        if not permitting:
+            # name the smallest set of missing permissions among the valid ATs
+            _, best = min(checks, key=lambda tc: len(tc[1].missing))
+            raise SigningRefused(kind, best.missing, f"no available AT permits this content: {best.detail}")
+        fresh = [t for t in permitting if t.certificate.end - its > self.rotation_margin]
+        cur = self._current.get(psid)
+        if cur is not None and cur in permitting and (cur in fresh or not fresh):
+            return cur
+        pick = min(fresh or permitting, key=lambda t: (t.certificate.end if fresh else -t.certificate.end))
+        self._current[psid] = pick
+        return pick
+
+    def current(self, kind: MessageKind) -> AuthorizationTicket | None:
+        return self._current.get(kind.its_aid)
+
+    def hours_to_expiry(self, kind: MessageKind) -> float | None:
+        """Hours until the AT currently used for ``kind`` expires (None before its first use)."""
+        t = self._current.get(kind.its_aid)
+        if t is None:
+            return None
+        return t.certificate.seconds_to_expiry(self.clock.now()) / 3600.0
+
+    def status(self) -> list[dict]:
+        now = self.clock.now()
+        in_use = {id(t) for t in self._current.values()}
+        return [{"label": t.label, "hashedId8": t.hashed_id8.hex(),
+                 "psids": sorted(t.certificate.app_permissions),
+                 "validNow": t.certificate.valid_at(now),
+                 "hoursToExpiry": round(t.certificate.seconds_to_expiry(now) / 3600.0, 3),
+                 "inUse": id(t) in in_use} for t in self.tickets]
+
+
+__all__ = ["AtPool", "AuthorizationTicket", "SigningRefused", "KeyMaterialError"]

@@ -1,0 +1,122 @@
+"""The security entity the daemon talks to: sign outgoing PDUs, verify incoming messages.
+
+Layer boundary: :meth:`SecurityService.sign` takes a facilities PDU (UPER bytes)
+and returns EtsiTs103097Data-Signed (COER bytes); :meth:`SecurityService.verify`
+takes COER bytes and returns a :class:`~rsu.security.verify.VerificationResult`
+whose ``payload`` is the UPER PDU.
+
+Signer-identifier policy (TS 103 097 §7.1.1 CAM rule, applied to every service):
+``digest`` normally; the full AT certificate when
+
+* the AT has not sent its certificate for ``certificate_interval`` seconds (1 s),
+  which includes the first message of a newly rotated AT,
+* a neighbour asked for it (its HashedId3 appeared in a received
+  ``inlineP2pcdRequest``),
+* ``always_certificate`` is set.
+
+Unknown-certificate handling: when a received message is signed by a digest we
+do not know, its HashedId3 is put into the ``inlineP2pcdRequest`` of our next
+signed message (any service). When a neighbour asks for the HashedId3 of our AA
+or root, our next message carries it as ``requestedCertificate``.
+"""
+
+from __future__ import annotations
+
+from rsu import clock as clockmod
+from rsu.catalog import MessageKind
+from rsu.security import ssp as sspmod
+from rsu.security.certs import Certificate
+from rsu.security.pool import AtPool, SigningRefused
+from rsu.security.verify import VerificationResult, Verifier
+
+MAX_INLINE_REQUESTS = 8
+
+
+class SecurityService:
+    def __init__(self, pool: AtPool, verifier: Verifier, clock: clockmod.Clock, *,
+                 certificate_interval: float = 1.0, always_certificate: bool = False, codec=None) -> None:
+        self.pool = pool
+        self.verifier = verifier
+        self.clock = clock
+        self.certificate_interval = certificate_interval
+        self.always_certificate = always_certificate
+        self._codec = codec
+        self._last_cert_sent: dict[bytes, float] = {}  # AT h8 -> time the certificate was last included
+        self._asked_by_neighbours: set[bytes] = set()  # HashedId3 of our ATs someone requested
+        self._wanted_issuers: set[bytes] = set()  # HashedId3 of our AA/root someone requested
+        self._our_requests: dict[bytes, None] = {}  # HashedId3s we want (ordered set)
+        for t in pool.tickets:  # our own ATs verify our own looped-back messages
+            verifier.add_certificate(t.certificate)
+
+    @property
+    def codec(self):
+        if self._codec is None:
+            from rsu.codec.facilities import get_codec
+            self._codec = get_codec()
+        return self._codec
+
+    # ------------------------------------------------------------------ sending
+    def sign(self, kind: MessageKind, pdu: bytes, value: dict | None = None) -> bytes:
+        """Sign a facilities PDU (UPER) of ``kind`` -> EtsiTs103097Data-Signed (COER).
+
+        ``value``: the decoded PDU if the caller has it (saves a decode for the SSP
+        check). Raises :class:`SigningRefused` if no AT permits the content.
+        """
+        if value is None:
+            decoded = self.codec.decode(pdu)
+            if decoded.kind is not kind:
+                raise SigningRefused(kind, ("message-type",), f"PDU is a {decoded.kind.pdu}, not a {kind.pdu}")
+            value = decoded.value
+        requirement = sspmod.required(kind, value)
+        at = self.pool.select(kind, requirement)
+        now = self.clock.now()
+        h8 = at.hashed_id8
+        last = self._last_cert_sent.get(h8)
+        with_cert = (self.always_certificate or last is None or now - last >= self.certificate_interval
+                     or h8[-3:] in self._asked_by_neighbours)
+        if with_cert:
+            self._last_cert_sent[h8] = now
+            self._asked_by_neighbours.discard(h8[-3:])
+        inline = list(self._our_requests)[:MAX_INLINE_REQUESTS]
+        for h3 in inline:
+            del self._our_requests[h3]
+        requested = None
+        if self._wanted_issuers:
+            for c in self.pool.issuers:
+                if c.hashed_id3 in self._wanted_issuers:
+                    requested = c
+                    self._wanted_issuers.discard(c.hashed_id3)
+                    break
+        return at.signer.sign(pdu, kind.its_aid, clockmod.time64(now), with_certificate=with_cert,
+                              inline_p2pcd_request=inline, requested_certificate=requested)
+
+    def hours_to_expiry(self, kind: MessageKind) -> float | None:
+        return self.pool.hours_to_expiry(kind)
+
+    # ------------------------------------------------------------------ receiving
+    def verify(self, data: bytes, expected: MessageKind | None = None) -> VerificationResult:
+        result = self.verifier.verify(data, expected)
+        for r in [result, *result.released]:
+            self._learn(r)
+        return result
+
+    def _learn(self, r: VerificationResult) -> None:
+        if r.request_certificate is not None:
+            self._our_requests[r.request_certificate] = None
+        if r.signature_valid and r.p2pcd_requests:
+            mine = {t.hashed_id8[-3:] for t in self.pool.tickets}
+            issuers = {c.hashed_id3 for c in self.pool.issuers}
+            for h3 in r.p2pcd_requests:
+                if h3 in mine:
+                    self._asked_by_neighbours.add(h3)
+                elif h3 in issuers:
+                    self._wanted_issuers.add(h3)
+        if r.requested_certificate is not None:
+            self.verifier.add_certificate(r.requested_certificate)
+
+    @property
+    def pending_certificate_requests(self) -> list[bytes]:
+        return list(self._our_requests)
+
+
+__all__ = ["SecurityService", "SigningRefused", "Certificate"]

@@ -1,0 +1,416 @@
+"""The SSP table: BitmapSsp layout per TS 103 301 service, and the permissions a message's content needs.
+
+One place, used by both directions:
+
+* the **sender** (:mod:`rsu.security.pool`) asks :func:`required` what a PDU needs and
+  signs only with an AT whose SSP grants it (:func:`check`);
+* the **receiver** (:mod:`rsu.security.verify`) runs the same :func:`check` with the
+  signer's SSP and drops content that the SSP does not cover.
+
+Layer: facilities content (decoded asn1tools values, see :mod:`rsu.codec.values`)
+versus SSP octets from a certificate's ``appPermissions`` (``bitmapSsp``).
+
+Sources, readings and open points are documented in ``docs/ssp.md``; the short
+version: octet 0 is the SSP version, then permission bits MSB first. The layouts
+follow the bit masks of a vanetza fork (about TS 103 301 V1.3.1), the ETSI TTCN
+ATS certificate profiles (Release 2) and the issue ranges in the ETSI test root
+and the French production root. ITS-AIDs come from :mod:`rsu.catalog`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from rsu import catalog
+from rsu.catalog import MessageKind
+
+
+class SspFormatError(ValueError):
+    """SSP octets that do not fit the service's layout (version, length or reserved bits)."""
+
+
+@dataclass(frozen=True)
+class Permission:
+    name: str
+    octet: int  # index into the SSP octets (0 is the version)
+    mask: int
+    meaning: str
+
+
+@dataclass(frozen=True)
+class SspLayout:
+    kind: MessageKind
+    version: int
+    length: int
+    permissions: tuple[Permission, ...]
+    provider_octets: tuple[int, ...] = ()  # IVI: octets 1..3 carry the ServiceProviderId
+    note: str = ""
+    _by_name: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_name.update({p.name: p for p in self.permissions})
+
+    @property
+    def service(self) -> str:
+        return SERVICE_LABEL[self.kind.name]
+
+    @property
+    def its_aid(self) -> int:
+        return self.kind.its_aid
+
+    def permission(self, name: str) -> Permission | None:
+        return self._by_name.get(name)
+
+    def reserved_masks(self) -> list[int]:
+        """Per octet, the bits that carry no meaning (must be 0)."""
+        masks = [0xFF] * self.length
+        masks[0] = 0
+        for o in self.provider_octets:
+            masks[o] = 0
+        for p in self.permissions:
+            masks[p.octet] &= ~p.mask & 0xFF
+        return masks
+
+
+SERVICE_LABEL = {
+    "spatem": "TLM", "mapem": "RLT", "ivim": "IVI",
+    "srem": "TLC request", "ssem": "TLC status", "rtcmem": "GPC",
+}
+
+_ROLE_NAMES = (  # ISO TS 19091 BasicVehicleRole 1..18, in enumeration order
+    "publicTransport", "specialTransport", "dangerousGoods", "roadWork", "roadRescue", "emergency",
+    "safetyCar", "none-unknown", "truck", "motorcycle", "roadSideSource", "police", "fire",
+    "ambulance", "dot", "transit", "slowMoving", "stopNgo",
+)
+
+
+def _role_bits() -> tuple[Permission, ...]:
+    out = []
+    bit = 1  # bit index after the base permission (octet 1, 0x80 = index 0)
+    for name in _ROLE_NAMES:
+        octet, pos = 1 + bit // 8, bit % 8
+        out.append(Permission(f"role.{name}", octet, 0x80 >> pos,
+                              f"priority/preemption requests for requestor role {name}"))
+        bit += 1
+    return tuple(out)
+
+
+LAYOUTS: dict[str, SspLayout] = {
+    "spatem": SspLayout(catalog.SPATEM, 1, 2, (
+        Permission("intersectionState", 1, 0x80,
+                   "IntersectionState without prioritization or manoeuvre-assist information"),
+        Permission("prioritization", 1, 0x40,
+                   "public-transport prioritization response (IntersectionState addGrpC activePrioritizations)"),
+        Permission("maneuverAssist", 1, 0x20,
+                   "manoeuvre-assist information (IntersectionState.maneuverAssistList, MovementState.maneuverAssistList)"),
+    )),
+    "mapem": SspLayout(catalog.MAPEM, 1, 2, (
+        Permission("intersections", 1, 0x80, "MapData.intersections"),
+        Permission("roadSegments", 1, 0x40, "MapData.roadSegments"),
+    )),
+    "ivim": SspLayout(catalog.IVIM, 1, 6, (
+        Permission("viennaConvention", 4, 0x80, "road sign codes of the Vienna Convention (RSCode viennaConvention)"),
+        Permission("iso14823.dangerWarning", 4, 0x40, "ISO 14823 codes, service category dangerWarning"),
+        Permission("iso14823.regulatory", 4, 0x20, "ISO 14823 codes, service category regulatory"),
+        Permission("iso14823.informative", 4, 0x10, "ISO 14823 codes, service category informative"),
+        Permission("iso14823.publicFacilities", 4, 0x08, "ISO 14823 codes, publicFacilitiesPictogram"),
+        Permission("iso14823.ambientCondition", 4, 0x04, "ISO 14823 codes, ambientCondition"),
+        Permission("iso14823.roadCondition", 4, 0x02, "ISO 14823 codes, roadCondition"),
+        Permission("itisCodes", 4, 0x01, "SAE J2540 ITIS codes (RSCode itisCodes)"),
+        Permission("laneStatus", 5, 0x80, "laneStatus in GIC or text-container parts"),
+        Permission("roadConfigurationContainer", 5, 0x40, "road configuration container (rcc)"),
+        Permission("textContainer", 5, 0x20, "text container (tc)"),
+        Permission("layoutContainer", 5, 0x10, "layout container (lac)"),
+        Permission("negation", 5, 0x08, "iviStatus = negation"),
+    ), provider_octets=(1, 2, 3),
+        note="octets 1-3: ServiceProviderId = 10-bit ITA2 country code + 14-bit issuer id"),
+    "srem": SspLayout(catalog.SREM, 2, 4, (
+        Permission("signalRequest", 1, 0x80, "sending SREM at all (requests without a specific role)"),
+        *_role_bits(),
+    ), note="SSP version 2 (Release 2 profiles); one bit per requestor role 1..18"),
+    "ssem": SspLayout(catalog.SSEM, 1, 1, (), note="version octet only"),
+    "rtcmem": SspLayout(catalog.RTCMEM, 1, 1, (), note="version octet only"),
+}
+BY_ITS_AID: dict[int, SspLayout] = {l.its_aid: l for l in LAYOUTS.values()}
+
+
+def layout(kind: MessageKind | str) -> SspLayout:
+    name = kind if isinstance(kind, str) else kind.name
+    return LAYOUTS[name]
+
+
+# ====================================================================== service provider id (IVI)
+
+# ITA2 (ITU-T S.1) letter shift, 5 bits written bit 1 first (= MSB here).
+ITA2 = {
+    "A": 0b11000, "B": 0b10011, "C": 0b01110, "D": 0b10010, "E": 0b10000, "F": 0b10110,
+    "G": 0b01011, "H": 0b00101, "I": 0b01100, "J": 0b11010, "K": 0b11110, "L": 0b01001,
+    "M": 0b00111, "N": 0b00110, "O": 0b00011, "P": 0b01101, "Q": 0b11101, "R": 0b01010,
+    "S": 0b10100, "T": 0b00001, "U": 0b11100, "V": 0b01111, "W": 0b11001, "X": 0b10111,
+    "Y": 0b10101, "Z": 0b10001,
+}
+_ITA2_REV = {v: k for k, v in ITA2.items()}
+
+
+def country_code_bits(country: str) -> int:
+    """ISO 3166-1 alpha-2 -> 10-bit ITA2 CountryCode (ISO 14816), e.g. "GB" -> 0b0101110011."""
+    c = country.upper()
+    if len(c) != 2 or any(ch not in ITA2 for ch in c):
+        raise ValueError(f"country code must be two letters A-Z, got {country!r}")
+    return (ITA2[c[0]] << 5) | ITA2[c[1]]
+
+
+def country_from_bits(bits: int) -> str | None:
+    a, b = _ITA2_REV.get(bits >> 5), _ITA2_REV.get(bits & 0x1F)
+    return a + b if a and b else None
+
+
+@dataclass(frozen=True)
+class ServiceProvider:
+    """ISO 14816 Provider: 10-bit country code (ITA2) + 14-bit issuer identifier."""
+
+    country_bits: int
+    issuer: int
+
+    @classmethod
+    def of(cls, country: str, issuer: int) -> "ServiceProvider":
+        if not 0 <= issuer < 1 << 14:
+            raise ValueError(f"provider identifier must be 0..16383, got {issuer}")
+        return cls(country_code_bits(country), issuer)
+
+    @classmethod
+    def from_value(cls, value: dict) -> "ServiceProvider":
+        """From the asn1tools value {'countryCode': (bytes, 10), 'providerIdentifier': int}."""
+        data, nbits = value["countryCode"]
+        bits = int.from_bytes(data, "big") >> (len(data) * 8 - nbits) if data else 0
+        return cls(bits & 0x3FF, value["providerIdentifier"])
+
+    def to_value(self) -> dict:
+        return {"countryCode": ((self.country_bits << 6).to_bytes(2, "big"), 10),
+                "providerIdentifier": self.issuer}
+
+    @classmethod
+    def from_octets(cls, b: bytes) -> "ServiceProvider":
+        n = int.from_bytes(b, "big")
+        return cls(n >> 14, n & 0x3FFF)
+
+    def octets(self) -> bytes:
+        return ((self.country_bits << 14) | self.issuer).to_bytes(3, "big")
+
+    @property
+    def country(self) -> str | None:
+        return country_from_bits(self.country_bits)
+
+    def to_json(self) -> dict:
+        return {"country": self.country, "countryCodeBits": f"{self.country_bits:010b}",
+                "providerIdentifier": self.issuer}
+
+    def __str__(self) -> str:
+        return f"{self.country or format(self.country_bits, '010b')}/{self.issuer}"
+
+
+# ====================================================================== SSP octets <-> permissions
+
+@dataclass(frozen=True)
+class Grant:
+    """What one SSP grants: named permissions (+ the IVI service provider)."""
+
+    layout: SspLayout
+    permissions: frozenset[str]
+    provider: ServiceProvider | None = None
+
+
+def parse(kind: MessageKind | str, ssp: bytes | None) -> Grant:
+    """SSP octets -> Grant. SspFormatError if version, length or reserved bits do not fit."""
+    lay = layout(kind)
+    if ssp is None:
+        raise SspFormatError(f"{lay.service}: certificate entry carries no SSP")
+    if len(ssp) < 1:
+        raise SspFormatError(f"{lay.service}: empty SSP")
+    if ssp[0] != lay.version:
+        raise SspFormatError(f"{lay.service}: SSP version {ssp[0]} (expected {lay.version})")
+    if len(ssp) != lay.length:
+        raise SspFormatError(f"{lay.service}: SSP is {len(ssp)} octets (expected {lay.length})")
+    for i, m in enumerate(lay.reserved_masks()):
+        if ssp[i] & m:
+            raise SspFormatError(f"{lay.service}: reserved SSP bits set in octet {i} ({ssp[i] & m:#04x})")
+    perms = frozenset(p.name for p in lay.permissions if ssp[p.octet] & p.mask)
+    provider = ServiceProvider.from_octets(ssp[1:4]) if lay.provider_octets else None
+    return Grant(lay, perms, provider)
+
+
+def encode(kind: MessageKind | str, permissions: Iterable[str] = (),
+           provider: ServiceProvider | None = None) -> bytes:
+    """Named permissions (+ provider for IVI) -> SSP octets. ValueError on an unknown name."""
+    lay = layout(kind)
+    out = bytearray(lay.length)
+    out[0] = lay.version
+    for name in permissions:
+        p = lay.permission(name)
+        if p is None:
+            raise ValueError(f"{lay.service} has no SSP permission {name!r} "
+                             f"(known: {', '.join(x.name for x in lay.permissions) or 'none'})")
+        out[p.octet] |= p.mask
+    if lay.provider_octets:
+        if provider is None:
+            raise ValueError(f"{lay.service} SSP needs a service provider id")
+        out[1:4] = provider.octets()
+    return bytes(out)
+
+
+def full(kind: MessageKind | str, provider: ServiceProvider | None = None) -> bytes:
+    """The SSP granting every permission of the service."""
+    lay = layout(kind)
+    return encode(lay.kind.name, [p.name for p in lay.permissions], provider)
+
+
+def describe_permission(psid: int, ssp: bytes | None) -> dict[str, Any]:
+    """One appPermissions entry as JSON, decoding the SSP by the table when the psid is ours."""
+    out: dict[str, Any] = {"psid": psid, "ssp": ssp.hex() if ssp is not None else None}
+    lay = BY_ITS_AID.get(psid)
+    if lay is None:
+        return out
+    out["service"] = lay.service
+    out["message"] = lay.kind.pdu
+    try:
+        g = parse(lay.kind, ssp)
+    except SspFormatError as e:
+        out["sspError"] = str(e)
+        return out
+    out["sspVersion"] = ssp[0]
+    out["permissions"] = [p.name for p in lay.permissions if p.name in g.permissions]
+    if g.provider is not None:
+        out["serviceProviderId"] = g.provider.to_json()
+    return out
+
+
+# ====================================================================== content -> required permissions
+
+@dataclass(frozen=True)
+class Requirement:
+    """What a message's content needs from the signer's SSP."""
+
+    kind: MessageKind
+    permissions: frozenset[str]
+    provider: ServiceProvider | None = None  # IVIM: must equal the SSP's provider id
+
+
+@dataclass(frozen=True)
+class SspCheck:
+    ok: bool
+    missing: tuple[str, ...] = ()  # permission names (or "serviceProviderId")
+    detail: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def required(kind: MessageKind, value: dict) -> Requirement:
+    """Permissions needed by a decoded PDU (the whole PDU value: header + body)."""
+    body = value.get(kind.body, value)
+    fn = _REQUIRED.get(kind.name)
+    perms, provider = fn(body) if fn else (set(), None)
+    return Requirement(kind, frozenset(perms), provider)
+
+
+def check_grant(req: Requirement, grant: Grant) -> SspCheck:
+    missing = sorted(req.permissions - grant.permissions)
+    details = []
+    if missing:
+        details.append("missing permission " + ", ".join(missing))
+    if req.provider is not None and grant.provider != req.provider:
+        missing.append("serviceProviderId")
+        details.append(f"serviceProviderId {req.provider} does not match the SSP's {grant.provider}")
+    if not missing:
+        return SspCheck(True)
+    return SspCheck(False, tuple(missing), f"{grant.layout.service}: " + "; ".join(details))
+
+
+def check(kind: MessageKind, ssp: bytes | None, value: dict | None = None, *,
+          requirement: Requirement | None = None) -> SspCheck:
+    """Does ``ssp`` permit this content? Never raises: a malformed SSP is a failed check."""
+    try:
+        grant = parse(kind, ssp)
+    except SspFormatError as e:
+        return SspCheck(False, ("ssp",), str(e))
+    req = requirement if requirement is not None else required(kind, value)
+    return check_grant(req, grant)
+
+
+def _spatem(spat: dict) -> tuple[set[str], None]:
+    need: set[str] = set()
+    for ist in spat.get("intersections", []):
+        need.add("intersectionState")
+        if ist.get("maneuverAssistList"):
+            need.add("maneuverAssist")
+        for state in ist.get("states", []):
+            if state.get("maneuverAssistList"):
+                need.add("maneuverAssist")
+        for ext in ist.get("regional", []) or []:
+            v = ext.get("regExtValue")
+            if ext.get("regionId") == 3 and isinstance(v, dict) and v.get("activePrioritizations"):
+                need.add("prioritization")
+    return need, None
+
+
+def _mapem(m: dict) -> tuple[set[str], None]:
+    need: set[str] = set()
+    if m.get("intersections"):
+        need.add("intersections")
+    if m.get("roadSegments"):
+        need.add("roadSegments")
+    return need, None
+
+
+def _rs_code(code: tuple, need: set[str]) -> None:
+    alt, v = code
+    if alt == "viennaConvention":
+        need.add("viennaConvention")
+    elif alt == "itisCodes":
+        need.add("itisCodes")
+    elif alt == "iso14823":
+        cat_alt, cat = v["pictogramCode"]["serviceCategoryCode"]
+        if cat_alt == "publicFacilitiesPictogram":
+            need.add("iso14823.publicFacilities")
+        else:  # trafficSignPictogram / ambientOrRoadConditionPictogram: the enumerated value names the bit
+            need.add(f"iso14823.{cat}")
+    # anyCatalogue (and unknown extension alternatives): no SSP bit is defined; see docs/ssp.md
+
+
+def _ivim(ivi: dict) -> tuple[set[str], ServiceProvider]:
+    need: set[str] = set()
+    mandatory = ivi["mandatory"]
+    provider = ServiceProvider.from_value(mandatory["serviceProviderId"])
+    if mandatory.get("iviStatus") == 3:
+        need.add("negation")
+    for alt, container in ivi.get("optional", []) or []:
+        if alt == "giv":
+            for part in container:
+                if "laneStatus" in part:
+                    need.add("laneStatus")
+                for rs in part.get("roadSignCodes", []):
+                    _rs_code(rs["code"], need)
+        elif alt == "rcc":
+            need.add("roadConfigurationContainer")
+        elif alt == "tc":
+            need.add("textContainer")
+            if any("laneStatus" in part for part in container):
+                need.add("laneStatus")
+        elif alt == "lac":
+            need.add("layoutContainer")
+        # glc, avc, mlc, rsc: no SSP bit defined
+    return need, provider
+
+
+def _srem(srm: dict) -> tuple[set[str], None]:
+    need = {"signalRequest"}
+    if srm.get("requests"):
+        rtype = srm.get("requestor", {}).get("type")
+        role = rtype.get("role") if rtype else None
+        if role and role != "basicVehicle":
+            need.add(f"role.{role}")  # roles without a bit (cyclist, ...) can never be granted
+    return need, None
+
+
+_REQUIRED = {"spatem": _spatem, "mapem": _mapem, "ivim": _ivim, "srem": _srem}

@@ -1,0 +1,525 @@
+"""Verification: EtsiTs103097Data-Signed bytes (COER) in, a result with a named reason out.
+
+Layer: the secured envelope; on success the result carries the inner unsecured
+bytes (the UPER facilities PDU) and, when the content check ran, the decoded PDU.
+
+:meth:`Verifier.verify` never raises on received bytes: every outcome is a
+:class:`VerificationResult` whose ``reason`` is a :class:`Reason` (a ``str`` enum;
+``None`` when accepted). Checks, in order (cheap and structural first)::
+
+    envelope and TS 103 097 profile    MALFORMED, UNSUPPORTED_VERSION, NOT_SIGNED, PROFILE_VIOLATION
+    psid vs message type               PSID_MISMATCH
+    generationTime / expiryTime        GENERATION_TIME_IN_FUTURE, GENERATION_TIME_TOO_OLD, MESSAGE_EXPIRED
+    signer                             SIGNER_UNKNOWN (digest not in the cache), SIGNER_CERTIFICATE_INVALID
+    hash algorithm vs key              HASH_ALGORITHM_MISMATCH
+    signature                          INVALID_SIGNATURE
+    AT validity at generationTime      CERT_EXPIRED, CERT_NOT_YET_VALID
+    chain AT -> AA -> root             UNKNOWN_ISSUER, CHAIN_INVALID_SIGNATURE, CHAIN_VALIDITY, CHAIN_PERMISSIONS
+    AT appPermissions has the psid     PSID_NOT_PERMITTED
+    content vs SSP                     PAYLOAD_INVALID, SSP_VIOLATION
+
+Signer given as a digest: resolved from certificates seen before in valid
+messages (and those of the trust store). When unknown, the message is *held*
+(bounded, for ``hold_seconds``) and the result asks for the certificate
+(``request_certificate`` = its HashedId3, to be put in our next message's
+``inlineP2pcdRequest``). When a later message brings that certificate, the held
+messages are verified again and returned in ``released``.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rsu import catalog, clock as clockmod
+from rsu.catalog import MessageKind
+from rsu.security import coer, ssp as sspmod
+from rsu.security.certs import Certificate, CertificateError, ssp_within_range
+from rsu.security.keys import KeyMaterialError, signature_rs, verify_digest
+
+
+class Reason(str, enum.Enum):
+    MALFORMED = "malformed"
+    UNSUPPORTED_VERSION = "unsupported-protocol-version"
+    NOT_SIGNED = "not-signed-data"
+    PROFILE_VIOLATION = "ts103097-profile-violation"
+    PSID_MISMATCH = "psid-mismatch"
+    GENERATION_TIME_IN_FUTURE = "generation-time-in-future"
+    GENERATION_TIME_TOO_OLD = "generation-time-too-old"
+    MESSAGE_EXPIRED = "message-expired"
+    SIGNER_UNKNOWN = "signer-certificate-unknown"
+    SIGNER_CERTIFICATE_INVALID = "signer-certificate-invalid"
+    HASH_ALGORITHM_MISMATCH = "hash-algorithm-mismatch"
+    INVALID_SIGNATURE = "invalid-signature"
+    CERT_EXPIRED = "certificate-expired"
+    CERT_NOT_YET_VALID = "certificate-not-yet-valid"
+    UNKNOWN_ISSUER = "unknown-issuer"
+    CHAIN_INVALID_SIGNATURE = "chain-invalid-signature"
+    CHAIN_VALIDITY = "chain-validity"
+    CHAIN_PERMISSIONS = "chain-permissions"
+    PSID_NOT_PERMITTED = "psid-not-permitted"
+    PAYLOAD_INVALID = "payload-invalid"
+    SSP_VIOLATION = "ssp-violation"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# ====================================================================== parsed envelope
+
+@dataclass
+class SignedMessage:
+    """A structurally parsed signed message, with the byte spans that are hashed."""
+
+    raw: bytes
+    hash_id: str
+    tbs_bytes: bytes
+    tbs: dict
+    signer: tuple  # ("digest", h8) | ("certificate", [cert values]) | ("self", None)
+    signer_cert_bytes: bytes | None
+    signature: tuple
+
+    @property
+    def header(self) -> dict:
+        return self.tbs["headerInfo"]
+
+    @property
+    def psid(self) -> int:
+        return self.header["psid"]
+
+    @property
+    def payload(self) -> bytes | None:
+        data = self.tbs["payload"].get("data")
+        if data and data["content"][0] == "unsecuredData":
+            return data["content"][1]
+        return None
+
+
+class ParseError(Exception):
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+_HASH_IDS = {0: "sha256", 1: "sha384"}
+
+
+def parse_signed(data: bytes) -> SignedMessage:
+    """Split a COER Ieee1609Dot2Data carrying signedData. Raises ParseError with a Reason."""
+    data = bytes(data)
+    if len(data) < 3:
+        raise ParseError(Reason.MALFORMED, f"{len(data)} bytes is too short for Ieee1609Dot2Data")
+    if data[0] != 3:
+        raise ParseError(Reason.UNSUPPORTED_VERSION, f"protocolVersion {data[0]} (expected 3)")
+    if data[1] != 0x81:
+        names = {0x80: "unsecuredData", 0x82: "encryptedData", 0x83: "signedCertificateRequest"}
+        raise ParseError(Reason.NOT_SIGNED, f"content is {names.get(data[1], hex(data[1]))}, not signedData")
+    hash_id = _HASH_IDS.get(data[2])
+    if hash_id is None:
+        raise ParseError(Reason.MALFORMED, f"unknown hashId {data[2]}")
+    try:
+        tbs, p = coer.decode_prefix("ToBeSignedData", data, 3)
+        tbs_bytes = data[3:p]
+        signer_start = p
+        signer, p = coer.decode_prefix("SignerIdentifier", data, p)
+        signer_end = p
+        signature, p = coer.decode_prefix("Signature", data, p)
+    except coer.CoerError as e:
+        raise ParseError(Reason.MALFORMED, str(e)) from None
+    if p != len(data):
+        raise ParseError(Reason.MALFORMED, f"{len(data) - p} trailing bytes after the signature")
+    cert_bytes = None
+    if signer[0] == "certificate":
+        if len(signer[1]) != 1:
+            raise ParseError(Reason.PROFILE_VIOLATION,
+                             f"signer carries {len(signer[1])} certificates (TS 103 097: exactly 1)")
+        n, q = coer.read_length(data, signer_start + 1)  # quantity field of the SEQUENCE OF
+        cert_bytes = data[q + n:signer_end]  # the one certificate runs to the end of the signer field
+    msg = SignedMessage(data, hash_id, tbs_bytes, tbs, signer, cert_bytes, signature)
+    _check_profile(msg)
+    return msg
+
+
+def _check_profile(msg: SignedMessage) -> None:
+    h = msg.header
+    payload = msg.tbs["payload"]
+    if "data" not in payload:
+        raise ParseError(Reason.PROFILE_VIOLATION, "payload.data absent (external payload is not accepted)")
+    inner = payload["data"]
+    if inner["protocolVersion"] != 3 or inner["content"][0] != "unsecuredData":
+        raise ParseError(Reason.PROFILE_VIOLATION, "payload.data is not unsecuredData")
+    if "generationTime" not in h:
+        raise ParseError(Reason.PROFILE_VIOLATION, "headerInfo.generationTime absent")
+    for absent in ("p2pcdLearningRequest", "missingCrlIdentifier"):
+        if absent in h:
+            raise ParseError(Reason.PROFILE_VIOLATION, f"headerInfo.{absent} must be absent")
+    if msg.signer[0] == "self":
+        raise ParseError(Reason.PROFILE_VIOLATION, "self-signed messages are not accepted")
+
+
+# ====================================================================== trust store
+
+class TrustStore:
+    """Trusted root certificates and the authorization authorities (AA) known under them.
+
+    Roots are trusted because they are configured (a directory of COER files,
+    normally filled from the ECTL). AAs are accepted only when they chain to a
+    trusted root with a valid signature.
+    """
+
+    def __init__(self) -> None:
+        self.roots: dict[bytes, Certificate] = {}
+        self.authorities: dict[bytes, Certificate] = {}  # HashedId8 (any hash) -> AA
+        self.rejected: list[tuple[str, str]] = []  # (source, why) for certificates not taken
+
+    @classmethod
+    def from_directory(cls, path: str | Path) -> "TrustStore":
+        store = cls()
+        folder = Path(path)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: trust store directory not found")
+        certs = []
+        for f in sorted(folder.iterdir()):
+            if f.suffix.lower() not in (".oer", ".cert", ".crt", ".coer"):
+                continue
+            try:
+                certs.append(Certificate.load(f))
+            except CertificateError as e:
+                store.rejected.append((str(f), str(e)))
+        store.add(*certs)
+        return store
+
+    def add(self, *certs: Certificate) -> None:
+        for c in certs:
+            if c.is_self_signed:
+                if c.signature_valid(None):
+                    self._index(self.roots, c)
+                else:
+                    self.rejected.append((c.source or c.hashed_id8.hex(), "root self-signature invalid"))
+        for c in certs:
+            if c.is_self_signed:
+                continue
+            if not c.issue_permissions:
+                continue  # end-entity certificates are not trust anchors
+            root = self.roots.get(c.issuer_id)
+            if root is None:
+                self.rejected.append((c.source or c.hashed_id8.hex(), "issuer is not a trusted root"))
+            elif not c.signature_valid(root):
+                self.rejected.append((c.source or c.hashed_id8.hex(), "signature by root invalid"))
+            else:
+                self._index(self.authorities, c)
+
+    @staticmethod
+    def _index(table: dict, c: Certificate) -> None:
+        table[c.hashed_id8_for("sha256")] = c
+        table[c.hashed_id8_for("sha384")] = c
+
+    def issuer_of(self, cert: Certificate) -> Certificate | None:
+        if cert.is_self_signed:
+            return None
+        return self.authorities.get(cert.issuer_id) or self.roots.get(cert.issuer_id)
+
+    def certificates(self) -> list[Certificate]:
+        seen, out = set(), []
+        for c in list(self.roots.values()) + list(self.authorities.values()):
+            if id(c) not in seen:
+                seen.add(id(c))
+                out.append(c)
+        return out
+
+
+# ====================================================================== results
+
+@dataclass
+class VerificationResult:
+    reason: Reason | None
+    detail: str = ""
+    psid: int | None = None
+    generation_time: int | None = None  # Time64
+    signer_form: str | None = None  # "digest" | "certificate"
+    signer_id: bytes | None = None  # HashedId8 of the AT
+    certificate: Certificate | None = None
+    ssp: bytes | None = None
+    signature_valid: bool | None = None
+    chain: str = "not-checked"  # "valid" | "invalid" | "not-checked"
+    payload: bytes | None = None  # the unsecured inner bytes (UPER facilities PDU)
+    pdu: Any = None  # rsu.codec.facilities.DecodedPdu when the content check ran
+    missing_permissions: tuple[str, ...] = ()
+    request_certificate: bytes | None = None  # HashedId3 we should ask for (unknown digest)
+    p2pcd_requests: tuple[bytes, ...] = ()  # HashedId3s this message asks for (inlineP2pcdRequest)
+    requested_certificate: Certificate | None = None  # headerInfo.requestedCertificate, when valid
+    held: bool = False
+    released: list["VerificationResult"] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "valid": self.ok,
+            "reason": str(self.reason) if self.reason else None,
+            "detail": self.detail or None,
+            "signatureValid": self.signature_valid,
+            "chain": self.chain,
+            "psid": self.psid,
+            "generationTime": self.generation_time,
+            "generationTimeIso": (clockmod.iso_utc(clockmod.time64_to_posix(self.generation_time))
+                                  if self.generation_time is not None else None),
+            "signer": ({"form": self.signer_form, "hashedId8": self.signer_id.hex()}
+                       if self.signer_id is not None else None),
+            "ssp": None,
+        }
+        if self.psid is not None and self.certificate is not None:
+            out["ssp"] = sspmod.describe_permission(self.psid, self.certificate.app_permissions.get(self.psid))
+        if self.missing_permissions:
+            out["missingPermissions"] = list(self.missing_permissions)
+        if self.request_certificate:
+            out["requestCertificate"] = self.request_certificate.hex()
+        return out
+
+
+# ====================================================================== verifier
+
+class Verifier:
+    """Verifies received signed messages. Sans-I/O: bytes and an injected clock in, results out.
+
+    ``trust``: a :class:`TrustStore`; ``None`` skips the chain check (result ``chain
+    = "not-checked"``). ``max_age`` / ``max_future``: acceptance window for
+    generationTime, seconds. ``check_content``: decode the payload as a facilities
+    PDU and check it against the SSP (needs the payload to *be* a facilities PDU).
+    """
+
+    def __init__(self, clock: clockmod.Clock, trust: TrustStore | None = None, *,
+                 max_age: float = 30.0, max_future: float = 2.0, check_content: bool = True,
+                 cache_size: int = 4096, hold_seconds: float = 2.0, hold_limit: int = 64,
+                 codec=None) -> None:
+        self.clock = clock
+        self.trust = trust
+        self.max_age = max_age
+        self.max_future = max_future
+        self.check_content = check_content
+        self.hold_seconds = hold_seconds
+        self.hold_limit = hold_limit
+        self._codec = codec
+        self._cache: OrderedDict[bytes, Certificate] = OrderedDict()
+        self._cache_size = cache_size
+        self._chain_ok: dict[bytes, Certificate] = {}  # AT h8 -> issuer, once its signature checked
+        self._held: OrderedDict[bytes, list[tuple[float, bytes, MessageKind | None]]] = OrderedDict()
+        if trust is not None:
+            for c in trust.certificates():
+                self._remember(c)
+
+    # ------------------------------------------------------------------ certificate cache
+    def _remember(self, cert: Certificate) -> None:
+        self._cache[cert.hashed_id8] = cert
+        self._cache.move_to_end(cert.hashed_id8)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def known_certificate(self, h8: bytes) -> Certificate | None:
+        return self._cache.get(h8)
+
+    def add_certificate(self, cert: Certificate) -> None:
+        """Learn a certificate out of band (e.g. a requestedCertificate, our own ATs)."""
+        self._remember(cert)
+
+    @property
+    def codec(self):
+        if self._codec is None:
+            from rsu.codec.facilities import get_codec
+            self._codec = get_codec()
+        return self._codec
+
+    # ------------------------------------------------------------------ main entry
+    def verify(self, data: bytes, expected: MessageKind | None = None) -> VerificationResult:
+        """Verify one received secured message (COER). Never raises on bad input.
+
+        ``expected``: the message type the transport says this is (e.g. from the BTP
+        port); the header psid must be its ITS-AID.
+        """
+        try:
+            result = self._verify(bytes(data), expected)
+        except Exception as e:  # last line of defence: a received frame never crashes the daemon
+            return VerificationResult(Reason.MALFORMED, f"unexpected error: {type(e).__name__}: {e}")
+        if result.ok and result.signer_form == "certificate":
+            result.released = self._release(result.signer_id)
+        return result
+
+    def _verify(self, data: bytes, expected: MessageKind | None) -> VerificationResult:
+        try:
+            msg = parse_signed(data)
+        except ParseError as e:
+            return VerificationResult(e.reason, e.detail)
+        h = msg.header
+        res = VerificationResult(None, psid=msg.psid, generation_time=h["generationTime"],
+                                 p2pcd_requests=tuple(h.get("inlineP2pcdRequest", ())))
+        kind = catalog.BY_ITS_AID.get(msg.psid)
+        if expected is not None and msg.psid != expected.its_aid:
+            return self._fail(res, Reason.PSID_MISMATCH,
+                              f"psid {msg.psid} but the message type {expected.pdu} is ITS-AID {expected.its_aid}")
+        kind = expected or kind
+
+        # time window (receiver's clock)
+        now = self.clock.now()
+        now64 = clockmod.time64(now)
+        gen = h["generationTime"]
+        if gen > now64 + self.max_future * 1e6:
+            return self._fail(res, Reason.GENERATION_TIME_IN_FUTURE,
+                              f"generationTime is {(gen - now64) / 1e6:.3f} s ahead (max {self.max_future} s)")
+        if gen < now64 - self.max_age * 1e6:
+            return self._fail(res, Reason.GENERATION_TIME_TOO_OLD,
+                              f"generationTime is {(now64 - gen) / 1e6:.3f} s old (max {self.max_age} s)")
+        if "expiryTime" in h and (h["expiryTime"] <= gen or h["expiryTime"] < now64):
+            return self._fail(res, Reason.MESSAGE_EXPIRED, "expiryTime has passed")
+
+        # signer
+        alt, sval = msg.signer
+        res.signer_form = alt
+        if alt == "digest":
+            res.signer_id = sval
+            cert = self._cache.get(sval)
+            if cert is None:
+                self._hold(sval, data, expected, now)
+                res.request_certificate = sval[-3:]
+                res.held = True
+                return self._fail(res, Reason.SIGNER_UNKNOWN,
+                                  f"no certificate known for digest {sval.hex()}; held, certificate requested")
+        else:
+            h8 = hashlib.sha256(msg.signer_cert_bytes).digest()[-8:]
+            cert = self._cache.get(h8)
+            if cert is None or cert.raw != msg.signer_cert_bytes:
+                try:
+                    cert = Certificate.from_bytes(msg.signer_cert_bytes)
+                except CertificateError as e:
+                    return self._fail(res, Reason.SIGNER_CERTIFICATE_INVALID, str(e))
+            res.signer_id = cert.hashed_id8
+        res.certificate = cert
+        res.ssp = cert.app_permissions.get(msg.psid)
+
+        # signature
+        try:
+            curve, r, s = signature_rs(msg.signature)
+        except KeyMaterialError as e:
+            return self._fail(res, Reason.MALFORMED, str(e))
+        if curve is not cert.curve or curve.hash_name != msg.hash_id:
+            return self._fail(res, Reason.HASH_ALGORITHM_MISMATCH,
+                              f"hashId {msg.hash_id} / {msg.signature[0]} do not fit the key {cert.curve.name}")
+        H = curve.hash_name
+        digest = hashlib.new(H, hashlib.new(H, msg.tbs_bytes).digest() + cert.digest(H)).digest()
+        try:
+            ok = verify_digest(cert.public_key, curve, digest, r, s)
+        except CertificateError as e:
+            return self._fail(res, Reason.SIGNER_CERTIFICATE_INVALID, str(e))
+        res.signature_valid = ok
+        if not ok:
+            return self._fail(res, Reason.INVALID_SIGNATURE, "ECDSA signature does not verify")
+
+        # AT validity at generationTime
+        gen_s = gen / 1e6
+        if gen_s >= cert.end:
+            return self._fail(res, Reason.CERT_EXPIRED, "signer certificate expired before generationTime "
+                              f"(valid until {clockmod.iso_utc(cert.end_posix)})")
+        if gen_s < cert.start:
+            return self._fail(res, Reason.CERT_NOT_YET_VALID, "signer certificate not yet valid at generationTime "
+                              f"(valid from {clockmod.iso_utc(cert.start_posix)})")
+
+        # chain
+        if self.trust is not None:
+            why = self._check_chain(cert, msg.psid, gen_s)
+            if why is not None:
+                res.chain = "invalid"
+                return self._fail(res, why[0], why[1])
+            res.chain = "valid"
+
+        # permissions
+        if msg.psid not in cert.app_permissions:
+            return self._fail(res, Reason.PSID_NOT_PERMITTED,
+                              f"signer certificate has no permission for ITS-AID {msg.psid}")
+
+        # the signature is good: remember the certificate for digest signers
+        self._remember(cert)
+        if "requestedCertificate" in h:
+            try:
+                res.requested_certificate = Certificate.from_bytes(coer.encode("Certificate", h["requestedCertificate"]))
+            except (CertificateError, coer.CoerError):
+                res.requested_certificate = None
+
+        payload = msg.payload
+        res.payload = payload
+        if self.check_content and kind is not None:
+            from rsu.codec.errors import CodecError
+
+            try:
+                pdu = self.codec.decode(payload)
+            except CodecError as e:
+                return self._fail(res, Reason.PAYLOAD_INVALID, f"payload is not a {kind.pdu}: {e}")
+            if pdu.kind is not kind:
+                return self._fail(res, Reason.PSID_MISMATCH,
+                                  f"payload is a {pdu.kind.pdu} (ITS-AID {pdu.kind.its_aid}) signed under psid {msg.psid}")
+            res.pdu = pdu
+            chk = sspmod.check(kind, res.ssp, pdu.value)
+            if not chk.ok:
+                res.missing_permissions = chk.missing
+                return self._fail(res, Reason.SSP_VIOLATION, chk.detail)
+        return res
+
+    @staticmethod
+    def _fail(res: VerificationResult, reason: Reason, detail: str) -> VerificationResult:
+        res.reason = reason
+        res.detail = detail
+        return res
+
+    def _check_chain(self, at: Certificate, psid: int, gen_s: float) -> tuple[Reason, str] | None:
+        assert self.trust is not None
+        issuer = self._chain_ok.get(at.hashed_id8)
+        if issuer is None:
+            issuer = self.trust.issuer_of(at)
+            if issuer is None:
+                return Reason.UNKNOWN_ISSUER, (f"issuer {at.issuer_id.hex() if at.issuer_id else 'self'} "
+                                               "is not a known authority under a trusted root")
+            if not at.signature_valid(issuer):
+                return Reason.CHAIN_INVALID_SIGNATURE, f"AT signature by issuer {issuer.hashed_id8.hex()} invalid"
+            self._chain_ok[at.hashed_id8] = issuer
+        ca = issuer
+        while ca is not None:  # issuer (and its root) valid at generationTime, AT inside their validity
+            if not ca.valid_at_its(gen_s):
+                return Reason.CHAIN_VALIDITY, f"issuer {ca.hashed_id8.hex()} not valid at generationTime"
+            if at.start < ca.start or at.end > ca.end:
+                return Reason.CHAIN_VALIDITY, f"AT validity exceeds issuer {ca.hashed_id8.hex()} validity"
+            ca = self.trust.issuer_of(ca)
+        for p, ssp_bytes in at.app_permissions.items():
+            rng = issuer.issue_range(p)
+            if not ssp_within_range(ssp_bytes, rng):
+                return Reason.CHAIN_PERMISSIONS, (f"issuer {issuer.hashed_id8.hex()} may not grant ITS-AID {p}"
+                                                  + (f" with SSP {ssp_bytes.hex()}" if ssp_bytes else ""))
+        return None
+
+    # ------------------------------------------------------------------ held messages
+    def _hold(self, h8: bytes, data: bytes, expected: MessageKind | None, now: float) -> None:
+        if self.hold_seconds <= 0 or self.hold_limit <= 0:
+            return
+        self._held.setdefault(h8, []).append((now, data, expected))
+        total = sum(len(v) for v in self._held.values())
+        while total > self.hold_limit:
+            oldest = next(iter(self._held))
+            self._held[oldest].pop(0)
+            total -= 1
+            if not self._held[oldest]:
+                del self._held[oldest]
+
+    def _release(self, h8: bytes | None) -> list[VerificationResult]:
+        items = self._held.pop(h8, None) if h8 else None
+        if not items:
+            return []
+        now = self.clock.now()
+        return [self._verify(data, expected) for t, data, expected in items if now - t <= self.hold_seconds]
+
+    @property
+    def held_count(self) -> int:
+        return sum(len(v) for v in self._held.values())

@@ -1,0 +1,126 @@
+"""CLI: rsu pki init / cert show / verify / decode, in real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from rsu import catalog, clock as clockmod
+from rsu.security.pool import AtPool
+from rsu.security.service import SecurityService
+from rsu.security.verify import TrustStore, Verifier
+
+import samples
+from sechelp import VECTORS
+from tests.conftest import run_rsu
+
+
+@pytest.fixture(scope="module")
+def pki_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    r = run_rsu("pki", "init", str(d), "--ssp", "ivim=textContainer,iso14823.regulatory", "--provider", "FR:7")
+    assert r.returncode == 0, r.stderr
+    return d, json.loads(r.stdout)
+
+
+def test_pki_init_writes_a_usable_pki(pki_dir):
+    d, manifest = pki_dir
+    assert (d / "root.oer").exists() and (d / "aa.oer").exists()
+    assert {a["message"] for a in manifest["ats"]} == {k.pdu for k in catalog.MESSAGES}
+    for key in list(d.glob("*.key")) + list((d / "at").glob("*.key")):
+        assert os.stat(key).st_mode & 0o777 == 0o600
+    ivi = next(a for a in manifest["ats"] if a["message"] == "IVIM")
+    assert ivi["ssp"] == "01" + "b28007" + "2020"  # FR = 1011001010, id 7; regulatory + text
+    trust = TrustStore.from_directory(d)
+    assert len({c.hashed_id8 for c in trust.certificates()}) == 2 and not trust.rejected
+
+
+def test_signed_messages_from_pki_init_verify_in_the_cli(pki_dir, tmp_path, codec):
+    d, _ = pki_dir
+    clk = clockmod.SystemClock()
+    pool = AtPool.load_directory(d / "at", clk)
+    svc = SecurityService(pool, Verifier(clk), clk, codec=codec)
+    msg = tmp_path / "spatem.oer"
+    msg.write_bytes(svc.sign(catalog.SPATEM, codec.encode(samples.spatem(prioritization=True))))
+    r = run_rsu("verify", str(msg), "--trust", str(d))
+    out = json.loads(r.stdout)
+    assert r.returncode == 0, r.stdout
+    assert out["valid"] and out["signatureValid"] and out["chain"] == "valid" and out["psid"] == 137
+    assert out["ssp"]["permissions"] == ["intersectionState", "prioritization", "maneuverAssist"]
+    assert out["signer"]["form"] == "certificate"
+    # judged a day later, the message is stale
+    later = clockmod.iso_utc(time.time() + 86400)
+    r = run_rsu("verify", str(msg), "--trust", str(d), "--time", later)
+    assert r.returncode == 1 and json.loads(r.stdout)["reason"] == "generation-time-too-old"
+
+
+def test_verify_without_trust_and_with_the_wrong_trust(pki_dir, tmp_path):
+    vec = VECTORS / "vanetza" / "cam_signed_with_at_cert.oer"
+    out = json.loads(run_rsu("verify", str(vec)).stdout)
+    assert out["valid"] and out["chain"] == "not-checked" and out["signer"]["hashedId8"] == "127cff384ce0b890"
+    r = run_rsu("verify", str(vec), "--trust", str(pki_dir[0]))
+    assert r.returncode == 1 and json.loads(r.stdout)["reason"] == "unknown-issuer"
+
+
+def test_cert_show_decodes_ssps_into_named_permissions(pki_dir):
+    d, manifest = pki_dir
+    r = run_rsu("cert", "show", str(d / "at" / "ivim.oer"))
+    out = json.loads(r.stdout)
+    ivi = next(a for a in manifest["ats"] if a["message"] == "IVIM")
+    assert out["hashedId8"] == ivi["hashedId8"]
+    assert out["issuer"] == {"sha256AndDigest": manifest["aa"]["hashedId8"]}
+    perm = out["appPermissions"][0]
+    assert perm["psid"] == 139 and perm["service"] == "IVI"
+    assert perm["permissions"] == ["iso14823.regulatory", "textContainer"]
+    assert perm["serviceProviderId"] == {"country": "FR", "countryCodeBits": "1011001010", "providerIdentifier": 7}
+    out = json.loads(run_rsu("cert", "show", str(VECTORS / "etsi-ats-certs" / "CERT_IUT_A_RCA.oer")).stdout)
+    assert out["issuer"] == {"self": "sha256"} and out["id"] == "ETSI Test RCA C certificate"
+
+
+@pytest.mark.parametrize("args", [("cert", "show", "/nonexistent"), ("cert", "show", "0011223344"),
+                                  ("verify", "00"), ("pki", "init", "/tmp/x", "--ssp", "spatem=bogus")])
+def test_bad_input_is_one_line_no_traceback(args):
+    r = run_rsu(*args)
+    assert r.returncode in (1, 2)
+    assert b"Traceback" not in r.stderr
+
+
+def test_decode_shows_the_secured_layer_and_the_inner_pdu(pki_dir, tmp_path, codec):
+    d, _ = pki_dir
+    clk = clockmod.SystemClock()
+    svc = SecurityService(AtPool.load_directory(d / "at", clk), Verifier(clk), clk, codec=codec)
+    msg = tmp_path / "mapem.oer"
+    msg.write_bytes(svc.sign(catalog.MAPEM, codec.encode(samples.mapem())))
+    r = run_rsu("decode", str(msg))
+    assert r.returncode == 0, r.stderr
+    layers = json.loads(r.stdout)["layers"]
+    assert [l["layer"] for l in layers] == ["secured", "facilities"]
+    sec = layers[0]
+    assert sec["headerInfo"]["psid"] == 138 and sec["headerInfo"]["message"] == "MAPEM"
+    assert sec["signer"]["certificate"][0]["appPermissions"][0]["permissions"] == ["intersections", "roadSegments"]
+
+
+def test_secured_layer_on_a_gn_payload_shows_hex():
+    from rsu.security.dissect import secured_layer
+
+    layer = secured_layer((VECTORS / "vanetza" / "cam_signed_with_at_cert.oer").read_bytes())
+    assert layer.payload is None and layer.fields["payloadHex"].startswith("2050028000320100")
+    assert layer.fields["signer"]["certificate"][0]["hashedId8"] == "127cff384ce0b890"
+    assert layer.fields["headerInfo"]["generationTimeIso"] == "2019-11-21T13:27:54.447061Z"
+    assert secured_layer(b"\x02\x04\x00\x00") is None
+
+
+
+
+def test_decode_lists_layers_when_the_payload_is_not_a_facilities_pdu():
+    """vanetza's signed CAM carries a GN common header + BTP inside: decode shows the secured layer, no error."""
+    r = run_rsu("decode", str(VECTORS / "vanetza" / "cam_signed_digest.oer"))
+    assert r.returncode == 0, r.stderr
+    layers = json.loads(r.stdout)["layers"]
+    assert layers[0]["layer"] == "secured"
+    assert "0ba2d2fb6a0c62d2" in json.dumps(layers[0])  # the signer digest of that vector
+    r = run_rsu("decode", "--pdu", str(VECTORS / "vanetza" / "cam_signed_digest.oer"))
+    assert r.returncode == 2 and b"no facilities PDU inside" in r.stderr

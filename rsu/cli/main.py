@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "rsu.cli.codec_cmds",
     "rsu.cli.security_cmds",
     "rsu.cli.daemon_cmds",
+    "rsu.cli.services_cmds",
 )
 
 

@@ -1,0 +1,316 @@
+"""What every service entity shares: the context it runs in, payload intake, and the common entry life cycle.
+
+An entity is sans-I/O: it reads its own in-memory state and the context (clock, codec, config,
+counters, permission check), and *returns* a :class:`~rsu.services.model.Plan`. It never writes
+the store nor the scheduler; the facade commits a plan to the store and only then applies it
+(:meth:`ServiceEntity.apply`), so a failed commit leaves the entity exactly as it was.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from rsu.catalog import MessageKind
+from rsu.clock import Clock, iso_utc
+from rsu.codec.errors import CodecError, DecodeError, InvalidValueError
+from rsu.services.defaults import MessageDefaults, ServiceRules, message_defaults
+from rsu.services.errors import ServiceError, prefixed
+from rsu.services.model import ACTIVE, Entry, PermissionCheck, Plan, Transmission
+from rsu.services.params import Dissemination, parse_dissemination
+from rsu.services.scheduler import Due
+from rsu.services.store import StoredEntry
+from rsu.transports.base import GeoArea
+
+log = logging.getLogger("rsu.services")
+
+
+@dataclass
+class Context:
+    """What entities may read. ``counters`` is the facade's committed view of the store's counters."""
+
+    clock: Clock
+    codec: Any  # rsu.codec.facilities.FacilitiesCodec
+    rules: ServiceRules
+    station_id: int | None
+    permission_check: PermissionCheck | None
+    known_transports: frozenset[str] | None
+    overrides: dict = field(default_factory=dict)
+    counters: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+    ivi_provider: dict | None = None  # this RSU's ServiceProviderId (Python value), if configured
+
+    def defaults(self, kind: MessageKind) -> MessageDefaults:
+        return message_defaults(kind.name, self.overrides)
+
+    def counter(self, name: str, plan: Plan | None = None) -> tuple[int, str | None] | None:
+        """A counter as committed, or as already changed by ``plan`` (a plan reads its own writes)."""
+        if plan is not None and name in plan.counters:
+            return plan.counters[name]
+        return self.counters.get(name)
+
+
+class ServiceEntity:
+    """Base of the five entities. Subclasses set ``name`` and ``kinds`` and override the hooks."""
+
+    name = ""
+    kinds: tuple[MessageKind, ...] = ()
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.entries: dict[str, Entry] = {}
+
+    # --- payload intake -----------------------------------------------------------------------
+    def kind_of_payload(self, raw: Any, path: str) -> MessageKind:
+        """Which of this service's message types the payload is (one type: that one)."""
+        if len(self.kinds) == 1:
+            return self.kinds[0]
+        body_keys = {k.body: k for k in self.kinds}
+        ids = {k.message_id: k for k in self.kinds}
+        if isinstance(raw, dict):
+            header = raw.get("header")
+            if isinstance(header, dict) and isinstance(header.get("messageID"), int):
+                kind = ids.get(header["messageID"])
+                if kind is None:
+                    raise ServiceError("validation", f"{path}.header.messageID",
+                                       f"{header['messageID']} is not a {self.name.upper()} message "
+                                       f"({', '.join(f'{k.pdu} {k.message_id}' for k in self.kinds)})")
+                return kind
+            found = [body_keys[k] for k in raw if k in body_keys]
+            if len(found) == 1:
+                return found[0]
+            raise ServiceError("validation", path, "cannot tell the message type: give header.messageID or one of "
+                               + ", ".join(body_keys))
+        if isinstance(raw, str):
+            data = _hex(raw, path)
+            if len(data) >= 2 and data[1] in ids:
+                return ids[data[1]]
+            raise ServiceError("validation", path, f"messageID {data[1] if len(data) > 1 else '?'} is not one of "
+                               + ", ".join(f"{k.pdu} {k.message_id}" for k in self.kinds))
+        raise ServiceError("validation", path, "expected the JER JSON object of the PDU, or its UPER encoding as hex")
+
+    def parse_payload(self, raw: Any, kind: MessageKind, *, path: str = "payload",
+                      placeholders: Callable[[dict], None] | None = None, warnings: list[str] | None = None) -> dict:
+        """Request payload (JER object or UPER hex) -> validated Python value of the whole PDU.
+
+        The ItsPduHeader may be left out (it is filled from the catalog and the configured station id).
+        ``placeholders`` puts values into service-owned mandatory JER members the application may omit
+        (they are overwritten by the entity afterwards).
+        """
+        codec = self.ctx.codec
+        if isinstance(raw, dict):
+            obj = copy.deepcopy(raw)
+            header = obj.setdefault("header", {})
+            if not isinstance(header, dict):
+                raise ServiceError("validation", f"{path}.header", "expected an object")
+            header.setdefault("protocolVersion", kind.protocol_version)
+            header.setdefault("messageID", kind.message_id)
+            if "stationID" not in header:
+                header["stationID"] = self.ctx.station_id if self.ctx.station_id is not None else 0
+            if placeholders is not None and isinstance(obj.get(kind.body), dict):
+                placeholders(obj[kind.body])
+            try:
+                _, value = codec.from_jer(obj, kind)
+            except InvalidValueError as e:
+                raise ServiceError("validation", prefixed(e.path, path), e.reason) from None
+            except CodecError as e:
+                raise ServiceError("validation", path, str(e)) from None
+        elif isinstance(raw, str):
+            data = _hex(raw, path)
+            try:
+                decoded = codec.decode(data)
+            except DecodeError as e:
+                raise ServiceError("validation", path, f"not a valid UPER {kind.pdu}: {e}") from None
+            if decoded.kind is not kind:
+                raise ServiceError("validation", path, f"is a {decoded.kind.pdu}, expected {kind.pdu}")
+            value = decoded.value
+        else:
+            raise ServiceError("validation", path, "expected the JER JSON object of the PDU, or its UPER encoding as hex")
+        sid = self.ctx.station_id
+        if sid is not None and value["header"]["stationID"] != sid:
+            if isinstance(raw, dict) and "stationID" in (raw.get("header") or {}) and warnings is not None:
+                warnings.append(f"{path}.header.stationID: {value['header']['stationID']} replaced by this "
+                                f"station's id {sid}")
+            value["header"]["stationID"] = sid
+        return value
+
+    def encode(self, kind: MessageKind, value: dict, path: str = "payload") -> bytes:
+        try:
+            return self.ctx.codec.encode(value, kind, validate=True)
+        except InvalidValueError as e:
+            raise ServiceError("validation", prefixed(e.path, path), e.reason) from None
+        except CodecError as e:
+            raise ServiceError("validation", path, str(e)) from None
+
+    def check_permission(self, kind: MessageKind, value: dict, path: str = "payload") -> None:
+        check = self.ctx.permission_check
+        if check is None:
+            return
+        missing = check(kind, value)
+        if missing:
+            raise ServiceError("ssp_not_permitted", path, f"SSP not permitted: {missing}")
+
+    def dissemination(self, req: dict, kind: MessageKind, base: Dissemination | None, now: float) -> Dissemination:
+        d = self.ctx.defaults(kind)
+        start = base if base is not None else Dissemination.defaults(d)
+        return parse_dissemination(req.get("dissemination"), start, d, known_transports=self.ctx.known_transports,
+                                   now=now)
+
+    # --- request hooks (override) -------------------------------------------------------------
+    def trigger(self, req: dict, now: float) -> Plan:
+        raise NotImplementedError
+
+    def update(self, entry: Entry, req: dict, now: float) -> Plan:
+        raise NotImplementedError
+
+    def terminate(self, entry: Entry, req: dict, now: float) -> Plan:
+        """Default termination: stop sending and forget the entry."""
+        plan = Plan(deletes=[entry.id])
+        plan.result = {"id": entry.id, "terminated": "stopped"}
+        return plan
+
+    # --- time (override where the content carries its own validity) ---------------------------
+    def window(self, entry: Entry) -> tuple[float | None, float | None]:
+        """(start, stop) of transmission; stop ends the entry."""
+        return entry.dissemination.start, entry.dissemination.stop
+
+    def interval(self, entry: Entry) -> float | None:
+        return entry.dissemination.repetition_interval_s
+
+    def end_time(self, entry: Entry) -> float | None:
+        return self.window(entry)[1]
+
+    def expire(self, now: float) -> Plan:
+        """Entries whose time is over end (default: at the stop of their window)."""
+        plan = Plan()
+        for e in self.entries.values():
+            end = self.end_time(e)
+            if end is not None and end <= now:
+                plan.deletes.append(e.id)
+                plan.events.append(self.ended_event(e, "stop time reached", now))
+        return plan
+
+    def next_event(self) -> float | None:
+        times = [t for e in self.entries.values() if (t := self.end_time(e)) is not None]
+        return min(times) if times else None
+
+    def ended_event(self, entry: Entry, reason: str, now: float) -> dict:
+        return {"event": "ended", "service": self.name, "entry": entry.id, "reason": reason, "at": iso_utc(now)}
+
+    # --- transmissions ------------------------------------------------------------------------
+    def transmissions(self, entry: Entry, due: Due) -> list[Transmission]:
+        if not entry.pdus:
+            return []
+        params = entry.dissemination.to_params(entry.kind, entry.area)
+        n = len(entry.pdus)
+        return [Transmission(self.name, entry.id, entry.kind, pdu, params, due.fresh, entry.generation,
+                             (i + 1) if n > 1 else None, due.slot, due.priority)
+                for i, pdu in enumerate(entry.pdus)]
+
+    # --- persistence ----------------------------------------------------------------------------
+    def stored(self, entry: Entry) -> StoredEntry:
+        payload = None
+        if entry.value is not None and self.persist_payload(entry):
+            payload = entry.pdus[0] if len(entry.pdus) == 1 else self.ctx.codec.encode(entry.value, entry.kind,
+                                                                                          validate=False)
+        return StoredEntry(entry.service, entry.id, entry.kind.name, entry.state, payload,
+                           entry.dissemination.to_json(), entry.anchor, entry.identification, entry.data,
+                           entry.generation, entry.created_at, entry.updated_at)
+
+    def persist_payload(self, entry: Entry) -> bool:
+        return True
+
+    def restore(self, row: StoredEntry) -> Entry:
+        """Rebuild an entry from its row (the payload is decoded once; repetitions reuse its bytes)."""
+        kind = next(k for k in self.kinds if k.name == row.kind)
+        value = self.ctx.codec.decode(row.payload).value if row.payload is not None else None
+        entry = Entry(row.service, row.id, kind, value, (), Dissemination.from_json(row.dissemination),
+                      row.identification, row.state, row.data, row.generation, row.created_at, row.updated_at,
+                      row.anchor)
+        return self.restored(entry, row)
+
+    def restored(self, entry: Entry, row: StoredEntry) -> Entry:
+        """Fill what is derived from the content (cached PDUs, area). Override for fragmented content."""
+        pdus = (row.payload,) if row.payload is not None else ()
+        return entry.evolve(pdus=pdus, area=self.derive_area(entry.kind, entry.value) if entry.value else None)
+
+    # --- receive side (override) ------------------------------------------------------------------
+    def on_received(self, kind: MessageKind, value: dict, now: float) -> tuple[dict, Plan | None]:
+        """Service processing of a received PDU: extra event members, and a plan when it changes entries."""
+        return {}, None
+
+    # --- state --------------------------------------------------------------------------------
+    def apply(self, plan: Plan) -> None:
+        """Take a committed plan into memory. Cannot fail (plain assignments)."""
+        for e in plan.upserts:
+            self.entries[e.id] = e
+        for ident in plan.deletes:
+            self.entries.pop(ident, None)
+
+    # --- helpers ------------------------------------------------------------------------------
+    def derive_area(self, kind: MessageKind, value: dict | None) -> GeoArea | None:
+        return None
+
+    def area_from(self, kind: MessageKind, points: list[tuple[int, int]]) -> GeoArea | None:
+        """A circle covering DSRC/ITS positions (1e-7 degree units) plus the message's default radius."""
+        radius = self.ctx.defaults(kind).area_radius_m
+        pts = [(lat / 1e7, lon / 1e7) for lat, lon in points
+               if abs(lat) <= 900000000 and abs(lon) <= 1800000000]  # beyond: "unavailable"
+        if radius is None or not pts:
+            return None
+        clat = sum(p[0] for p in pts) / len(pts)
+        clon = sum(p[1] for p in pts) / len(pts)
+        k = math.cos(math.radians(clat))
+        spread = max(math.hypot((p[0] - clat) * 111_320.0, (p[1] - clon) * 111_320.0 * k) for p in pts)
+        return GeoArea(latitude=clat, longitude=clon, shape="circle", a=min(65535.0, radius + spread))
+
+    def new_entry(self, entry_id: str, kind: MessageKind, value: dict, pdus: tuple[bytes, ...],
+                  diss: Dissemination, identification: dict, now: float, **kw: Any) -> Entry:
+        return Entry(self.name, entry_id, kind, value, pdus, diss, identification, ACTIVE, kw.pop("data", {}),
+                     kw.pop("generation", 1), now, now, kw.pop("anchor", None),
+                     self.derive_area(kind, value), **kw)
+
+
+def _hex(text: str, path: str) -> bytes:
+    cleaned = "".join(text.split())
+    try:
+        data = bytes.fromhex(cleaned)
+    except ValueError:
+        raise ServiceError("validation", path, "not a hex string (a JSON object gives JER, a string gives UPER hex)"
+                           ) from None
+    if not data:
+        raise ServiceError("validation", path, "empty")
+    return data
+
+
+def intersection_key(ref: dict) -> str:
+    """IntersectionReferenceID -> ``"1201"`` or ``"7.1201"`` (region.id)."""
+    return f"{ref['region']}.{ref['id']}" if "region" in ref else str(ref["id"])
+
+
+def reject_unknown(req: dict, allowed: set[str], path: str = "") -> None:
+    if not isinstance(req, dict):
+        raise ServiceError("bad_request", path, "expected a JSON object")
+    for k in req:
+        if k not in allowed:
+            raise ServiceError("validation", prefixed(k, path), f"unknown member (expected: {', '.join(sorted(allowed))})")
+
+
+def next_revision(prev: tuple[int, str | None] | None, content_hash: str, supplied: int | None,
+                  modulo: int = 128) -> tuple[int, bool]:
+    """A revision-like counter that changes when, and only when, the content changes.
+
+    ``prev`` is the committed (value, content hash). The first time, the application's value
+    seeds the counter (so a revision carried over from another system continues), else 0. After
+    that the service owns it: the same content keeps the value, changed content gets the previous
+    value plus 1 (modulo ``modulo``), whatever the application wrote (an application value could
+    bring back a revision that vehicles already cached for other content). Returns (value, changed).
+    """
+    if prev is None:
+        return (supplied if supplied is not None else 0), True
+    value, old_hash = prev
+    if old_hash == content_hash:
+        return value, False
+    return (value + 1) % modulo, True

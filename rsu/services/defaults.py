@@ -1,0 +1,131 @@
+"""The one table of service defaults, and the readings we chose where the standards are silent.
+
+Every number the facilities services use on their own (repetition intervals and their bounds,
+the SPATEM rate limit, the IVI identifier range, the MAPEM size limit, GN parameters) is here,
+with the open question it answers. ``docs/services.md`` explains each choice; change them here
+and nowhere else. A deployment overrides them through :class:`rsu.services.layer.ServicesConfig`
+(``overrides``), never by editing the services.
+
+Units: seconds for times, bytes for sizes, GN traffic class as the whole TC octet
+(store-carry-forward bit, channel-offload bit, 6-bit TC id), priority 0..7 (7 = most urgent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from rsu import catalog
+from rsu.catalog import MessageKind
+
+
+@dataclass(frozen=True)
+class MessageDefaults:
+    """Dissemination defaults for one message type of one service."""
+
+    kind: MessageKind
+    repetition_s: float | None  # default repetition interval; None = the facility never repeats
+    min_interval_s: float  # lower bound of the repetition interval (and the rate limit for TLM)
+    max_interval_s: float  # upper bound of the repetition interval
+    priority: int  # scheduler priority 0..7, 7 = most urgent
+    traffic_class: int  # GN traffic class octet
+    lifetime_s: float  # GN packet lifetime / MQTT expiry
+    hop_limit: int  # GN maximum hop limit (GBC)
+    retain: bool  # MQTT retained message
+    area_radius_m: float | None  # radius of the destination area derived from the content; None = SHB
+
+
+# Service name -> message types it sends (TLC sends SSEM and, as a relay, SREM).
+SERVICES: dict[str, tuple[MessageKind, ...]] = {
+    "tlm": (catalog.SPATEM,),
+    "rlt": (catalog.MAPEM,),
+    "ivi": (catalog.IVIM,),
+    "tlc": (catalog.SSEM, catalog.SREM),
+    "gpc": (catalog.RTCMEM,),
+}
+
+# Aliases accepted wherever a service is named (API path, CLI): message names lead to their service.
+SERVICE_ALIASES: dict[str, str] = {
+    "tlm": "tlm", "spatem": "tlm",
+    "rlt": "rlt", "mapem": "rlt",
+    "ivi": "ivi", "ivim": "ivi",
+    "tlc": "tlc", "ssem": "tlc", "srem": "tlc",
+    "gpc": "gpc", "rtcmem": "gpc",
+}
+
+MESSAGE_DEFAULTS: dict[str, MessageDefaults] = {
+    # TLM: the facility does not repeat SPATEM (TS 103 301 5.4.2 as seen in the V1.0.4 draft); each
+    # transmission is a fresh generation. min_interval_s is the per-intersection rate limit (10 Hz,
+    # the common reading of TP TLM_GEN_RATE_BV_01; the TS number was not seen).
+    "spatem": MessageDefaults(catalog.SPATEM, None, 0.1, 0.1, 7, 1, 1.0, 3, False, 300.0),
+    # RLT: continuous repetition (TP RLT_GEN_COM_BV_01), 1 s by default (V2X Hub MAP plugin and
+    # common practice; the TS number was not seen).
+    "mapem": MessageDefaults(catalog.MAPEM, 1.0, 0.1, 10.0, 4, 2, 1.0, 3, True, 300.0),
+    # IVI: T_GenIvimMin/T_GenIvimMax (TP IVI_GEN_GFQ_TI_01/02) were not seen: 0.1 s .. 10 s,
+    # 1 s by default.
+    "ivim": MessageDefaults(catalog.IVIM, 1.0, 0.1, 10.0, 4, 2, 1.0, 3, True, 1000.0),
+    # TLC status: sent on change and repeated while a request is active; the repetition interval
+    # is not in any source seen: 1 s.
+    "ssem": MessageDefaults(catalog.SSEM, 1.0, 0.1, 10.0, 6, 1, 1.0, 3, False, 300.0),
+    # TLC request relayed by the RSU: repeated until terminated; 1 s (no source).
+    "srem": MessageDefaults(catalog.SREM, 1.0, 0.1, 10.0, 6, 1, 1.0, 3, False, 300.0),
+    # GPC: RTCM corrections, 1 s by default (typical RTCM observation rate); up to 60 s for
+    # slowly-changing station data. No source for either number.
+    "rtcmem": MessageDefaults(catalog.RTCMEM, 1.0, 0.1, 60.0, 3, 3, 1.0, 3, False, 1000.0),
+}
+
+
+@dataclass(frozen=True)
+class ServiceRules:
+    """Numbers that are not per-message dissemination parameters."""
+
+    # IVI: IviIdentificationNumber ::= INTEGER (1..32767, ...) in ISO TS 19321; we allocate
+    # root values only, monotonically (a persisted cursor), skipping the provider's active ones.
+    ivi_id_min: int = 1
+    ivi_id_max: int = 32767
+    # IVI cancellation / negation IVIMs are repeated for this long (at the entry's interval,
+    # never past validTo), then the entry ends. No source: long enough for vehicles that only
+    # hear every few repetitions.
+    ivi_termination_repeat_s: float = 10.0
+    # RLT: a MAPEM whose UPER encoding exceeds this is fragmented (layerID). 1100 octets leaves
+    # room for the 1609.2 signature (with a full certificate), GN and BTP headers inside a
+    # 1500-octet frame. The TS limit was not seen.
+    mapem_max_bytes: int = 1100
+    # TLM: what to do when a SPATEM disagrees with the active MAPEM of its intersection:
+    # "reject" (the request fails with a reason), "warn" (sent; the answer carries a warning)
+    # or "off".
+    tlm_map_check: str = "reject"
+    # TLC: a received SREM request without a service window expires this long after it was
+    # last heard (vehicles repeat their requests while approaching). No source.
+    srem_request_timeout_s: float = 30.0
+    # Scheduler: how many active entries the store-and-repeat table holds (bounded queues).
+    max_entries: int = 1024
+    # IS_DataProviding: events kept for reconnecting subscribers (Last-Event-ID), and the
+    # bound of each subscriber's queue (oldest dropped first, counted).
+    received_history: int = 1000
+    subscriber_queue: int = 1000
+
+
+RULES = ServiceRules()
+
+
+def message_defaults(name: str, overrides: dict | None = None) -> MessageDefaults:
+    """Defaults for message ``name`` (``spatem`` ...), with deployment overrides applied."""
+    base = MESSAGE_DEFAULTS[name]
+    extra = (overrides or {}).get(name)
+    return replace(base, **extra) if extra else base
+
+
+# Open questions the numbers above answer (quoted in docs/services.md and in the OpenAPI text).
+OPEN_QUESTIONS: dict[str, str] = {
+    "repetition": "TS 103 301 repetition defaults and ranges (T_GenIvimMin/Max, MAPEM, SSEM, RTCMEM) were not seen; "
+                  "see MESSAGE_DEFAULTS.",
+    "ivi_id_range": "IviIdentificationNumber range taken from the ISO TS 19321 ASN.1 root (1..32767).",
+    "ssem_repetition": "SSEM repetition while a request is active: 1 s, no source.",
+    "rtcmem_interval": "RTCMEM interval: 1 s, no source.",
+    "srem_relay": "SREM generated by an RSU (relay): repeated at 1 s until terminated; sequenceNumber changes "
+                  "with content. No source for the relay rules.",
+    "mapem_fragment": "MAPEM fragmentation: layerID = 10 x number of fragments + fragment number (1-based); "
+                      "the ISO TS 19091 Annex G coding was not seen.",
+    "gn_parameters": "Traffic class, lifetime, hop limit and area radius per message are placeholders until "
+                     "the TS 103 301 communication profile tables are seen.",
+}

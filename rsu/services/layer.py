@@ -1,0 +1,416 @@
+"""The services facade: five entities + store + scheduler + IS_DataProviding hub, as one sans-I/O object.
+
+The daemon (and the API) drive it; it never sleeps, never opens sockets, and takes its time
+from the injected clock::
+
+    layer = ServiceLayer(ServicesConfig(state_dir="/var/lib/rsu", station_id=3120101),
+                         clock=SystemClock(), permission_check=signer_ssp_check)
+    # IS_Triggering (also what the HTTP API calls)
+    layer.trigger("ivi", {"payload": {...JER...}, "dissemination": {"repetition_interval_s": 0.5}})
+    # the daemon's loop
+    while True:
+        deadline = layer.next_deadline()          # absolute clock time, or None
+        ... wait until then, or until the wakeup callback fires ...
+        for tx in layer.due():                    # Transmission: UPER PDU + DisseminationParams
+            sign(tx.pdu, tx.kind) and send(secured, tx.params)
+    # IS_DataProviding
+    layer.on_received(decoded_pdu, security_info, transport_info)
+
+Every request is all-or-nothing: the entity computes a plan without touching anything, the
+plan is committed to the store in one transaction, and only then applied to the entity and the
+scheduler (which cannot fail). A refused request raises :class:`ServiceError`; a store failure
+raises ``ServiceError("store_failure")`` and leaves memory as it was.
+
+Not thread-safe: call it from one thread (the event loop).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from rsu.clock import Clock, iso_utc
+from rsu.codec.errors import CodecError
+from rsu.services.base import Context, ServiceEntity
+from rsu.services.defaults import MESSAGE_DEFAULTS, RULES, SERVICE_ALIASES, MessageDefaults, ServiceRules
+from rsu.services.errors import ServiceError
+from rsu.services.gpc import GpcEntity
+from rsu.services.ivi import IviEntity, country_code
+from rsu.services.model import TERMINATING, Entry, PermissionCheck, Plan, Transmission
+from rsu.services.received import ReceivedHub, Subscription
+from rsu.services.rlt import RltEntity
+from rsu.services.scheduler import Scheduler
+from rsu.services.store import Store, StoreError
+from rsu.services.tlc import TlcEntity
+from rsu.services.tlm import TlmEntity
+
+log = logging.getLogger("rsu.services")
+
+SERVICE_ORDER = ("rlt", "tlm", "ivi", "tlc", "gpc")  # RLT first: TLM and TLC read its intersections
+
+
+@dataclass
+class ServicesConfig:
+    """Configuration of the services layer (the daemon builds it from its config file)."""
+
+    state_dir: str | Path
+    station_id: int | None = None  # ItsPduHeader stationID of everything we send (None: from the payloads)
+    ivi_provider: dict | None = None  # {"countryCode": "FR", "providerIdentifier": 57}: our IVI provider
+    rules: dict = field(default_factory=dict)  # overrides of rsu.services.defaults.ServiceRules fields
+    message_defaults: dict = field(default_factory=dict)  # {"ivim": {"repetition_s": 0.5, ...}, ...}
+    known_transports: Iterable[str] | None = None  # names a request may use (None: not checked)
+    busy_timeout_ms: int = 2000
+
+
+class ServiceLayer:
+    def __init__(self, config: ServicesConfig, *, clock: Clock, permission_check: PermissionCheck | None = None,
+                 codec: Any = None, store: Store | None = None) -> None:
+        if codec is None:
+            from rsu.codec.facilities import get_codec
+            codec = get_codec()
+        rules = _rules(config.rules)
+        _check_message_defaults(config.message_defaults)
+        self.clock = clock
+        self.codec = codec
+        self.config = config
+        self.store = store or Store(config.state_dir, busy_timeout_ms=config.busy_timeout_ms)
+        self.ctx = Context(clock=clock, codec=codec, rules=rules, station_id=config.station_id,
+                           permission_check=permission_check,
+                           known_transports=frozenset(config.known_transports)
+                           if config.known_transports is not None else None,
+                           overrides=config.message_defaults, ivi_provider=_provider(config.ivi_provider))
+        rlt = RltEntity(self.ctx)
+        self.services: dict[str, ServiceEntity] = {
+            "rlt": rlt, "tlm": TlmEntity(self.ctx, rlt), "ivi": IviEntity(self.ctx),
+            "tlc": TlcEntity(self.ctx, rlt), "gpc": GpcEntity(self.ctx)}
+        self.scheduler = Scheduler()
+        self.hub = ReceivedHub(rules.received_history, rules.subscriber_queue)
+        self._wakeup: Callable[[], None] | None = None
+        self._expiry_retry_at: float | None = None
+        self.counts: dict[str, int] = {}
+        self._restore()
+
+    # --- start-up -------------------------------------------------------------------------------
+    def _restore(self) -> None:
+        try:
+            self.ctx.counters.update(self.store.counters())
+            rows = self.store.entries()
+        except StoreError:
+            self.store.close()
+            raise
+        by_service: dict[str, list] = {}
+        for row in rows:
+            if row.service not in self.services:
+                log.error("store entry %s/%s is of an unknown service; it is left in the store", row.service, row.id)
+                self._count("restore_failed")
+                continue
+            by_service.setdefault(row.service, []).append(row)
+        now = self.clock.now()
+        for name in SERVICE_ORDER:
+            entity = self.services[name]
+            for row in by_service.get(name, []):
+                try:
+                    entity.entries[row.id] = entity.restore(row)
+                except (CodecError, StopIteration, KeyError, ValueError, ServiceError) as e:
+                    log.error("store entry %s/%s cannot be restored (%s); it is left in the store", name, row.id, e)
+                    self._count("restore_failed")
+            entity.apply(Plan())  # rebuild derived indexes (RLT intersections)
+        for name in SERVICE_ORDER:
+            entity = self.services[name]
+            for entry in entity.entries.values():
+                self._schedule(entity, entry, now, include_anchor=True)
+        self._expire(now)
+
+    # --- IS_Triggering ----------------------------------------------------------------------------
+    def entity(self, service: str) -> ServiceEntity:
+        name = SERVICE_ALIASES.get(str(service).lower())
+        if name is None:
+            raise ServiceError("unknown_service", "service",
+                               f"{service!r} (expected one of: {', '.join(SERVICE_ORDER)} or a message name)")
+        return self.services[name]
+
+    def trigger(self, service: str, request: dict) -> dict:
+        entity = self.entity(service)
+        return self._run(entity, lambda now: entity.trigger(_obj(request), now))
+
+    def update(self, service: str, ident: str, request: dict) -> dict:
+        entity = self.entity(service)
+        return self._run(entity, lambda now: entity.update(self._entry(entity, ident), _obj(request), now))
+
+    def terminate(self, service: str, ident: str, request: dict | None = None) -> dict:
+        entity = self.entity(service)
+        return self._run(entity, lambda now: entity.terminate(self._entry(entity, ident), _obj(request or {}), now))
+
+    def list(self, service: str | None = None) -> list[dict]:
+        now = self.clock.now()
+        self._expire(now)
+        names = [self.entity(service).name] if service else list(SERVICE_ORDER)
+        return [self._entry_json(self.services[n], e, now, payload=False)
+                for n in names for e in sorted(self.services[n].entries.values(), key=lambda e: (e.created_at, e.id))]
+
+    def get(self, service: str, ident: str) -> dict:
+        entity = self.entity(service)
+        now = self.clock.now()
+        self._expire(now)
+        return self._entry_json(entity, self._entry(entity, ident), now, payload=True)
+
+    def pending_requests(self) -> list[dict]:
+        """TLC: the SREM requests currently pending (what a decision can refer to)."""
+        tlc = self.services["tlc"]
+        assert isinstance(tlc, TlcEntity)
+        now = self.clock.now()
+        return [p.to_json() for p in tlc.pending.values() if p.expires > now]
+
+    # --- scheduling -----------------------------------------------------------------------------
+    def set_wakeup(self, callback: Callable[[], None] | None) -> None:
+        """Called after every change that may move :meth:`next_deadline` earlier (API requests, receptions)."""
+        self._wakeup = callback
+
+    def next_deadline(self) -> float | None:
+        """Absolute clock time at which :meth:`due` has something to do (None: nothing scheduled)."""
+        times = [t for t in [self.scheduler.next_deadline()] if t is not None]
+        for entity in self.services.values():
+            t = entity.next_event()
+            if t is not None:  # an expiry that failed to commit is retried no sooner than planned
+                times.append(t if self._expiry_retry_at is None else max(t, self._expiry_retry_at))
+        return min(times) if times else None
+
+    def due(self, now: float | None = None, limit: int | None = None) -> list[Transmission]:
+        """The transmissions due at ``now`` (fresh ones first, then by priority). ``limit`` bounds how many
+        entries are served; repetitions beyond it are dropped, fresh ones wait for the next call."""
+        now = self.clock.now() if now is None else now
+        self._expire(now)
+        out: list[Transmission] = []
+        for d in self.scheduler.due(now, limit):
+            service, ident = d.key
+            entity = self.services[service]
+            entry = entity.entries.get(ident)
+            if entry is None:
+                self.scheduler.remove(d.key)
+                continue
+            txs = entity.transmissions(entry, d)
+            out.extend(txs)
+            self._count("transmissions", len(txs))
+        return out
+
+    # --- IS_DataProviding ---------------------------------------------------------------------
+    def on_received(self, pdu: Any, security: dict, transport: dict) -> dict | None:
+        """A received facilities PDU (``DecodedPdu`` or UPER bytes) that the security layer verified.
+
+        ``security``: ``{"its_aid", "ssp" (hex), "signer" (hex id), "verification" ("ok" or a reason)}``;
+        ``transport``: what the transport knows (name, source, GN/MQTT details). Returns the published
+        event, or None when the message is not delivered (not verified, undecodable, duplicate IVI).
+        """
+        now = self.clock.now()
+        if (security or {}).get("verification") != "ok":  # only what the security layer accepted
+            self._count("rx_not_verified")
+            return None
+        if isinstance(pdu, (bytes, bytearray)):
+            try:
+                pdu = self.codec.decode(bytes(pdu))
+            except CodecError:
+                self._count("rx_undecodable")
+                return None
+        kind, value = pdu.kind, pdu.value
+        entity = self.services[SERVICE_ALIASES[kind.name]]
+        try:
+            jer = self.codec.to_jer(kind, value)
+            extra, plan = entity.on_received(kind, value, now)
+        except Exception:  # peer input must never stop the daemon (e.g. an unknown extension alternative)
+            log.warning("received %s not delivered: cannot be processed", kind.pdu, exc_info=True)
+            self._count("rx_unprocessable")
+            return None
+        if plan:
+            try:
+                self._commit(entity, plan, now)
+            except ServiceError as e:
+                log.error("%s: change after a received %s not applied: %s", entity.name, kind.pdu, e)
+        if extra.get("ivi", {}).get("collection") in ("duplicate", "outdated"):
+            self._count(f"rx_ivi_{extra['ivi']['collection']}")
+            return None
+        event = {"type": "received", "service": entity.name, "message": kind.name, "received_at": iso_utc(now),
+                 "station_id": value["header"]["stationID"], "pdu": jer,
+                 "security": _security_json(security), "transport": dict(transport or {}), **extra}
+        self._count("rx_delivered")
+        return self.hub.publish(event)
+
+    def subscribe(self, services: Iterable[str] | None = None, types: Iterable[str] | None = None,
+                  last_id: int | None = None) -> Subscription:
+        names = None
+        if services:
+            names = []
+            for s in services:
+                names.append(self.entity(s).name)
+        return self.hub.subscribe(names, types, last_id)
+
+    def stats(self) -> dict:
+        return {"entries": {n: len(self.services[n].entries) for n in SERVICE_ORDER},
+                "scheduler": self.scheduler.stats(), "received": self.hub.stats(), "counts": dict(self.counts)}
+
+    def close(self) -> None:
+        self.store.close()
+
+    # --- internals ----------------------------------------------------------------------------
+    def _entry(self, entity: ServiceEntity, ident: str) -> Entry:
+        entry = entity.entries.get(ident)
+        if entry is None:
+            raise ServiceError("unknown_id", "id", f"no active {entity.name.upper()} message {ident!r}")
+        return entry
+
+    def _run(self, entity: ServiceEntity, compute: Callable[[float], Plan]) -> dict:
+        now = self.clock.now()
+        self._expire(now)
+        plan = compute(now)
+        self._commit(entity, plan, now)
+        answer = {"service": entity.name, **plan.result, "warnings": plan.warnings}
+        ident = plan.result.get("id")
+        if ident in entity.entries:
+            answer["next_transmission"] = _iso(self.scheduler.next_time((entity.name, ident)))
+        return answer
+
+    def _commit(self, entity: ServiceEntity, plan: Plan, now: float) -> None:
+        new_ids = {e.id for e in plan.upserts if e.id not in entity.entries}
+        if new_ids:
+            total = sum(len(s.entries) for s in self.services.values()) + len(new_ids) - len(plan.deletes)
+            if total > self.ctx.rules.max_entries:
+                raise ServiceError("capacity", "", f"the store-and-repeat table holds at most "
+                                   f"{self.ctx.rules.max_entries} entries")
+        if not plan.memory_only:
+            try:
+                self.store.apply([entity.stored(e) for e in plan.upserts],
+                                 [(entity.name, i) for i in plan.deletes], plan.counters)
+            except StoreError as e:
+                self._count("store_failures")
+                raise ServiceError("store_failure", "", str(e)) from None
+        self.ctx.counters.update(plan.counters)
+        entity.apply(plan)
+        for ident in plan.deletes:
+            self.scheduler.remove((entity.name, ident))
+        for ident in plan.reschedule:
+            entry = entity.entries.get(ident)
+            if entry is not None:
+                self._schedule(entity, entry, now, include_anchor=ident not in plan.fire)
+        for ident, at in plan.fire.items():
+            entry = entity.entries.get(ident)
+            if entry is not None:
+                self.scheduler.fire((entity.name, ident), at, entry.dissemination.priority)
+        for event in plan.events:
+            self.hub.publish(dict(event, type="ended" if event.get("event") == "ended" else "service"))
+        if self._wakeup is not None and (plan.fire or plan.reschedule or plan.deletes):
+            self._wakeup()
+
+    def _schedule(self, entity: ServiceEntity, entry: Entry, now: float, include_anchor: bool) -> None:
+        key = (entity.name, entry.id)
+        interval = entity.interval(entry)
+        if interval is None or not entry.pdus:
+            return
+        start, stop = entity.window(entry)
+        anchor = entry.anchor if entry.anchor is not None else max(now, start or now)
+        self.scheduler.set_periodic(key, interval=interval, anchor=anchor, now=now, start=start, stop=stop,
+                                    priority=entry.dissemination.priority, include_anchor=include_anchor)
+
+    def _expire(self, now: float) -> None:
+        if self._expiry_retry_at is not None and now < self._expiry_retry_at:
+            return
+        self._expiry_retry_at = None
+        for name in SERVICE_ORDER:
+            entity = self.services[name]
+            plan = entity.expire(now)
+            if not plan:
+                continue
+            try:
+                self._commit(entity, plan, now)
+            except ServiceError as e:
+                log.error("%s: expiry not applied (%s); retrying in 1 s", name, e)
+                self._expiry_retry_at = now + 1.0
+                return
+
+    def _entry_json(self, entity: ServiceEntity, entry: Entry, now: float, *, payload: bool) -> dict:
+        start, stop = entity.window(entry)
+        if entry.state == TERMINATING:
+            state = "terminating"
+        elif not entry.pdus:
+            state = "idle"  # TLM after a restart: active, waiting for the application's next state
+        elif start is not None and start > now:
+            state = "pending"
+        else:
+            state = "active"
+        diss = entry.dissemination.to_display()
+        params = entry.dissemination.to_params(entry.kind, entry.area)
+        dest = params.destination
+        diss["effective_destination"] = None if dest is None else {
+            "latitude": dest.latitude, "longitude": dest.longitude, "shape": dest.shape, "a": dest.a, "b": dest.b,
+            "angle": dest.angle}
+        diss["repetition_interval_s"] = entity.interval(entry)
+        out = {"service": entity.name, "id": entry.id, "message": entry.kind.name, "state": state,
+               "identification": entry.identification, "dissemination": diss, "generation": entry.generation,
+               "fragments": len(entry.pdus), "created_at": iso_utc(entry.created_at),
+               "updated_at": iso_utc(entry.updated_at), "window": {"start": _iso(start), "stop": _iso(stop)},
+               "next_transmission": _iso(self.scheduler.next_time(entry.key))}
+        if payload:
+            out["payload"] = self.codec.to_jer(entry.kind, entry.value) if entry.value is not None else None
+            out["pdus_hex"] = [p.hex() for p in entry.pdus]
+        return out
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+
+def _rules(overrides: dict) -> ServiceRules:
+    known = {f.name for f in fields(ServiceRules)}
+    for k in overrides or {}:
+        if k not in known:
+            raise ValueError(f"services rules: unknown setting {k!r} (known: {', '.join(sorted(known))})")
+    rules = replace(RULES, **overrides) if overrides else RULES
+    if rules.tlm_map_check not in ("reject", "warn", "off"):
+        raise ValueError(f"services rules: tlm_map_check {rules.tlm_map_check!r} is not reject, warn or off")
+    if not 1 <= rules.ivi_id_min <= rules.ivi_id_max <= 32767:
+        raise ValueError("services rules: need 1 <= ivi_id_min <= ivi_id_max <= 32767")
+    return rules
+
+
+def _check_message_defaults(overrides: dict) -> None:
+    known = {f.name for f in fields(MessageDefaults)} - {"kind"}
+    for name, values in (overrides or {}).items():
+        if name not in MESSAGE_DEFAULTS:
+            raise ValueError(f"message defaults: unknown message {name!r} (known: {', '.join(MESSAGE_DEFAULTS)})")
+        for k in values:
+            if k not in known:
+                raise ValueError(f"message defaults: {name}.{k} is not a setting (known: {', '.join(sorted(known))})")
+
+
+def _obj(request: Any) -> dict:
+    if not isinstance(request, dict):
+        raise ServiceError("bad_request", "", "the request must be a JSON object")
+    return request
+
+
+def _iso(t: float | None) -> str | None:
+    return iso_utc(t) if t is not None else None
+
+
+def _security_json(sec: dict | None) -> dict:
+    sec = dict(sec or {})
+    for k in ("ssp", "signer"):
+        if isinstance(sec.get(k), (bytes, bytearray)):
+            sec[k] = bytes(sec[k]).hex()
+    return sec
+
+
+def _provider(obj: dict | None) -> dict | None:
+    """Config form of a ServiceProviderId -> Python value ({"countryCode": (bytes, 10), ...})."""
+    if obj is None:
+        return None
+    cc = obj["countryCode"]
+    if isinstance(cc, str) and len(cc) == 2 and cc.isalpha():
+        code = country_code(cc)
+    elif isinstance(cc, str):
+        code = (bytes.fromhex(cc), 10)
+    else:
+        code = cc
+    return {"countryCode": code, "providerIdentifier": int(obj["providerIdentifier"])}
+
+
+__all__ = ["ServiceLayer", "ServicesConfig"]

@@ -1,0 +1,120 @@
+"""Plain data shared by the entities, the facade and the API: entries, plans, transmissions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from rsu.catalog import MessageKind
+from rsu.services.params import Dissemination
+from rsu.transports.base import DisseminationParams, GeoArea
+
+# The injected permission check: (message kind, whole PDU value) -> name of the missing permission, or None.
+PermissionCheck = Callable[[MessageKind, dict], "str | None"]
+
+# Entry states
+ACTIVE = "active"  # being sent (or waiting for its start time / next trigger)
+TERMINATING = "terminating"  # IVI: a cancellation or negation is being repeated before the entry ends
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One active message of one service: what the store-and-repeat table holds.
+
+    ``pdus`` are the cached UPER encodings sent on every repetition (several for a fragmented
+    MAPEM); they change only when the content changes, and ``generation`` counts those changes
+    (a signer may cache per (service, id, generation, fragment)).
+    """
+
+    service: str
+    id: str
+    kind: MessageKind
+    value: dict | None  # whole PDU (Python value form); None = no content (TLM after a restart)
+    pdus: tuple[bytes, ...]
+    dissemination: Dissemination
+    identification: dict
+    state: str = ACTIVE
+    data: dict = field(default_factory=dict)  # entity-specific, JSON-able, persisted
+    generation: int = 0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    anchor: float | None = None  # drift-free schedule anchor (time of the first send of this content)
+    area: GeoArea | None = None  # destination area derived from the content (used when destination is auto)
+
+    def evolve(self, **changes: Any) -> "Entry":
+        return replace(self, **changes)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.service, self.id)
+
+
+@dataclass
+class Plan:
+    """What one request (or one time event) changes; computed first, then committed all at once."""
+
+    upserts: list[Entry] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)  # entry ids (same service)
+    counters: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+    fire: dict[str, float] = field(default_factory=dict)  # entry id -> time of a fresh transmission
+    reschedule: list[str] = field(default_factory=list)  # entry ids whose periodic schedule is (re)set
+    result: dict = field(default_factory=dict)  # the answer's service-specific members
+    warnings: list[str] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)  # service events for IS_DataProviding subscribers
+    memory_only: bool = False  # nothing to persist (a SPATEM state update: stale states are never kept)
+
+    def merge(self, other: "Plan") -> "Plan":
+        self.upserts.extend(other.upserts)
+        self.deletes.extend(other.deletes)
+        self.counters.update(other.counters)
+        self.fire.update(other.fire)
+        self.reschedule.extend(other.reschedule)
+        self.warnings.extend(other.warnings)
+        self.events.extend(other.events)
+        return self
+
+    def __bool__(self) -> bool:
+        return bool(self.upserts or self.deletes or self.counters or self.fire or self.reschedule or self.events)
+
+
+@dataclass(frozen=True)
+class Transmission:
+    """One facilities PDU to sign and send now (layer: UPER facilities PDU + DisseminationParams)."""
+
+    service: str
+    id: str
+    kind: MessageKind
+    pdu: bytes
+    params: DisseminationParams
+    fresh: bool  # new content or an event generation (False: a repetition of the same bytes)
+    generation: int  # same (service, id, generation, fragment) -> same bytes
+    fragment: int | None  # MAPEM fragment index (1-based), None when not fragmented
+    slot: float  # scheduled time
+    priority: int
+
+
+def canonical_hash(obj: Any) -> str:
+    """Stable hash of a JSON-able value (used to tell content changes)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_default)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, (bytes, bytearray)):
+        return {"$bytes": bytes(o).hex()}
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(type(o).__name__)
+
+
+def strip_keys(value: Any, drop: Callable[[tuple], bool], path: tuple = ()) -> Any:
+    """Copy of a Python value without the members whose path ``drop`` selects (for content hashes)."""
+    if isinstance(value, dict):
+        return {k: strip_keys(v, drop, path + (k,)) for k, v in value.items() if not drop(path + (k,))}
+    if isinstance(value, list):
+        return [strip_keys(v, drop, path + ("[]",)) for v in value]
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
+        return (value[0], strip_keys(value[1], drop, path + (value[0],)))
+    return value

@@ -1,0 +1,86 @@
+"""IS_DataProviding distribution: received-message events fanned out to subscribers (sans-I/O).
+
+The facade publishes one event per received message that passed verification and SSP checks
+(and per service event such as "an entry ended"). Each subscriber has a bounded queue (oldest
+dropped first, counted) and an optional filter by service; a small history lets a reconnecting
+subscriber resume after the last event id it saw. A *waker* callback (set by the API's
+event-stream handler) is called whenever a subscriber has something new.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Iterable
+
+
+class Subscription:
+    def __init__(self, hub: "ReceivedHub", services: frozenset[str] | None, types: frozenset[str] | None,
+                 maxlen: int) -> None:
+        self._hub = hub
+        self.services = services
+        self.types = types
+        self._queue: deque[dict] = deque()
+        self._maxlen = maxlen
+        self.dropped = 0
+        self._waker: Callable[[], None] | None = None
+
+    def matches(self, event: dict) -> bool:
+        return ((self.services is None or event.get("service") in self.services)
+                and (self.types is None or event.get("type") in self.types))
+
+    def push(self, event: dict) -> None:
+        if len(self._queue) >= self._maxlen:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(event)
+        if self._waker is not None:
+            self._waker()
+
+    def drain(self) -> list[dict]:
+        out = list(self._queue)
+        self._queue.clear()
+        return out
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def set_waker(self, waker: Callable[[], None] | None) -> None:
+        self._waker = waker
+
+    def close(self) -> None:
+        self._hub._subs.discard(self)
+        self._waker = None
+
+
+class ReceivedHub:
+    def __init__(self, history: int = 1000, queue: int = 1000) -> None:
+        self._seq = 0
+        self._history: deque[dict] = deque(maxlen=history)
+        self._subs: set[Subscription] = set()
+        self._queue = queue
+        self.published = 0
+
+    def publish(self, event: dict) -> dict:
+        self._seq += 1
+        event = dict(event, id=self._seq)
+        self._history.append(event)
+        self.published += 1
+        for sub in list(self._subs):
+            if sub.matches(event):
+                sub.push(event)
+        return event
+
+    def subscribe(self, services: Iterable[str] | None = None, types: Iterable[str] | None = None,
+                  last_id: int | None = None) -> Subscription:
+        sub = Subscription(self, frozenset(services) if services else None, frozenset(types) if types else None,
+                           self._queue)
+        if last_id is not None:
+            for event in self._history:
+                if event["id"] > last_id and sub.matches(event):
+                    sub.push(event)
+        self._subs.add(sub)
+        return sub
+
+    def stats(self) -> dict:
+        return {"published": self.published, "subscribers": len(self._subs),
+                "dropped": sum(s.dropped for s in self._subs)}

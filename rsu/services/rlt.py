@@ -1,0 +1,307 @@
+"""RLT: the Road and Lane Topology service (MAPEM).
+
+* The application triggers a MAPEM with its content; the service repeats it at the configured
+  interval (default 1 s) until terminated or its stop time.
+* Revision counters (each ``IntersectionGeometry.revision`` / ``RoadSegment.revision`` and
+  ``MapData.msgIssueRevision``) change when, and only when, the content they cover changes
+  (TP RLT_GEN_MSGF_BV_02/03). They are counters in the store, keyed by intersection or road
+  segment (and by entry for msgIssueRevision), with the hash of the content they were given for:
+  a restart, a delete and a re-trigger never reset them.
+* A MAPEM whose encoding exceeds ``mapem_max_bytes`` is sent as fragments carrying ``layerID``
+  (``10 x count + index``), split by whole intersections / road segments, and by lanes when one
+  element alone is too big. A MAPEM that fits carries no layerID (TP RLT_GEN_FRAG_BV_01/02).
+* The entry id is the list of its elements: ``"1201"``, ``"7.1201+1202"``, ``"rs12"``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from rsu import catalog
+from rsu.services.base import ServiceEntity, intersection_key, next_revision, reject_unknown
+from rsu.services.errors import ServiceError
+from rsu.services.model import Entry, Plan, canonical_hash
+from rsu.services.store import StoredEntry
+from rsu.services.timefmt import minute_of_the_year
+from rsu.transports.base import GeoArea
+
+MAX_FRAGMENTS = 9  # layerID = 10 x count + index must stay within LayerID (0..100)
+
+_ELEMENTS = (("intersections", "", "laneSet"), ("roadSegments", "rs", "roadLaneSet"))
+
+
+def layer_id(count: int, index: int) -> int:
+    """layerID of fragment ``index`` (1-based) of ``count`` (the one place that defines the coding)."""
+    return 10 * count + index
+
+
+def element_keys(mapdata: dict) -> list[tuple[str, int, str]]:
+    """[(member, index, key)] for every intersection and road segment of a MapData value."""
+    out = []
+    for member, prefix, _ in _ELEMENTS:
+        for i, el in enumerate(mapdata.get(member) or []):
+            out.append((member, i, prefix + intersection_key(el["id"])))
+    return out
+
+
+def signal_groups(geometry: dict) -> set[int]:
+    """Signal groups an IntersectionGeometry defines (laneSet[*].connectsTo[*].signalGroup)."""
+    groups = set()
+    for lane in geometry.get("laneSet") or []:
+        for conn in lane.get("connectsTo") or []:
+            if "signalGroup" in conn:
+                groups.add(conn["signalGroup"])
+    return groups
+
+
+class RltEntity(ServiceEntity):
+    name = "rlt"
+    kinds = (catalog.MAPEM,)
+
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        # intersection key -> (entry id, revision, signal groups, refPoint) of the active MAPEMs
+        self._index: dict[str, tuple[str, int, set[int], dict]] = {}
+
+    # --- what TLM asks --------------------------------------------------------------------------
+    def intersection(self, key: str) -> tuple[str, int, set[int], dict] | None:
+        return self._index.get(key)
+
+    # --- requests -----------------------------------------------------------------------------
+    def trigger(self, req: dict, now: float) -> Plan:
+        reject_unknown(req, {"payload", "dissemination"})
+        if "payload" not in req:
+            raise ServiceError("validation", "payload", "missing (the MAPEM content)")
+        plan = Plan()
+        value, supplied = self._intake(req["payload"], plan)
+        keys = element_keys(value["map"])
+        entry_id = "+".join(k for _, _, k in keys)
+        if entry_id in self.entries:
+            raise ServiceError("already_active", "payload.map", f"MAPEM {entry_id!r} is already active (update it)")
+        self._check_overlap(keys, None)
+        diss = self.dissemination(req, catalog.MAPEM, None, now)
+        self._revise(value, supplied, None, entry_id, plan, now)
+        pdus = self._encode_fragments(value)
+        self.check_permission(catalog.MAPEM, value)
+        t0 = max(now, diss.start or now)
+        entry = self.new_entry(entry_id, catalog.MAPEM, value, pdus, diss, self._identification(value, pdus), now,
+                               anchor=t0)
+        plan.upserts.append(entry)
+        plan.fire[entry_id] = t0
+        plan.reschedule.append(entry_id)
+        plan.result = {"id": entry_id, "identification": entry.identification}
+        return plan
+
+    def update(self, entry: Entry, req: dict, now: float) -> Plan:
+        reject_unknown(req, {"payload", "dissemination"})
+        plan = Plan()
+        diss = self.dissemination(req, catalog.MAPEM, entry.dissemination, now)
+        value, pdus, changed = entry.value, entry.pdus, False
+        if "payload" in req:
+            value, supplied = self._intake(req["payload"], plan)
+            keys = "+".join(k for _, _, k in element_keys(value["map"]))
+            if keys != entry.id:
+                raise ServiceError("validation", "payload.map", f"describes {keys!r}, not {entry.id!r}: an update keeps "
+                                   "the same intersections and road segments (trigger a new MAPEM for others)")
+            changed = self._revise(value, supplied, entry.value, entry.id, plan, now)
+            if changed:
+                pdus = self._encode_fragments(value)
+                self.check_permission(catalog.MAPEM, value)
+            else:
+                value, pdus = entry.value, entry.pdus
+        if not changed and diss == entry.dissemination:
+            plan.result = {"id": entry.id, "identification": entry.identification, "unchanged": True}
+            return plan
+        t0 = max(now, diss.start or now)
+        new = entry.evolve(value=value, pdus=pdus, dissemination=diss, updated_at=now, anchor=t0,
+                           generation=entry.generation + (1 if changed else 0),
+                           identification=self._identification(value, pdus), area=self.derive_area(entry.kind, value))
+        plan.upserts.append(new)
+        if changed:
+            plan.fire[entry.id] = t0
+        plan.reschedule.append(entry.id)
+        plan.result = {"id": entry.id, "identification": new.identification, "content_changed": changed}
+        return plan
+
+    # --- internals ----------------------------------------------------------------------------
+    def _intake(self, raw: Any, plan: Plan) -> tuple[dict, dict]:
+        supplied: dict[str, int | None] = {}
+
+        def placeholders(body: dict) -> None:
+            supplied["msgIssueRevision"] = body.get("msgIssueRevision")
+            body.setdefault("msgIssueRevision", 0)
+            for member, prefix, _ in _ELEMENTS:
+                els = body.get(member)
+                if isinstance(els, list):
+                    for el in els:
+                        if isinstance(el, dict):
+                            ref = el.get("id") if isinstance(el.get("id"), dict) else {}
+                            k = prefix + (f"{ref['region']}.{ref.get('id')}" if "region" in ref else str(ref.get("id")))
+                            supplied[k] = el.get("revision")
+                            el.setdefault("revision", 0)
+
+        value = self.parse_payload(raw, catalog.MAPEM, placeholders=placeholders, warnings=plan.warnings)
+        if isinstance(raw, str):  # UPER: every revision was given
+            supplied = {"msgIssueRevision": value["map"]["msgIssueRevision"]}
+            supplied.update({k: value["map"][m][i]["revision"] for m, i, k in element_keys(value["map"])})
+        m = value["map"]
+        if "layerID" in m:
+            raise ServiceError("validation", "payload.map.layerID", "set by the service when it fragments a MAPEM; "
+                               "leave it out")
+        keys = element_keys(m)
+        if not keys:
+            raise ServiceError("validation", "payload.map", "needs intersections or roadSegments")
+        seen: dict[str, str] = {}
+        for member, i, k in keys:
+            if k in seen:
+                raise ServiceError("validation", f"payload.map.{member}[{i}].id", f"{k} appears twice")
+            seen[k] = member
+            lanes_member = "laneSet" if member == "intersections" else "roadLaneSet"
+            lane_ids: set[int] = set()
+            for j, lane in enumerate(m[member][i][lanes_member]):
+                if lane["laneID"] in lane_ids:  # TP RLT_GEN_MSGF_BV_06: unique lane numbers
+                    raise ServiceError("validation", f"payload.map.{member}[{i}].{lanes_member}[{j}].laneID",
+                                       f"lane {lane['laneID']} appears twice in {k}")
+                lane_ids.add(lane["laneID"])
+        return value, supplied
+
+    def _check_overlap(self, keys: list[tuple[str, int, str]], own_id: str | None) -> None:
+        for member, i, k in keys:
+            for other in self.entries.values():
+                if other.id != own_id and k in other.id.split("+"):
+                    raise ServiceError("already_active", f"payload.map.{member}[{i}].id",
+                                       f"{k} is already in active MAPEM {other.id!r}")
+
+    def _revise(self, value: dict, supplied: dict, old: dict | None, entry_id: str, plan: Plan, now: float) -> bool:
+        """Set every revision counter of ``value`` (and timeStamp); return whether the content changed."""
+        m = value["map"]
+        for member, i, k in element_keys(m):
+            el = m[member][i]
+            h = canonical_hash({kk: vv for kk, vv in el.items() if kk != "revision"})
+            name = f"rlt.rev.{k}"
+            rev, changed = next_revision(self.ctx.counter(name, plan), h, supplied.get(k))
+            if supplied.get(k) is not None and supplied[k] != rev:
+                why = "changed" if changed else "did not change"
+                plan.warnings.append(f"payload.map.{member}[{i}].revision: {supplied[k]} ignored: the content of {k} "
+                                     f"{why}, so its revision is {rev} (the service counts revisions)")
+            el["revision"] = rev
+            if changed:
+                plan.counters[name] = (rev, h)
+        h = canonical_hash({kk: vv for kk, vv in m.items() if kk not in ("msgIssueRevision", "timeStamp")})
+        name = f"rlt.msg.{entry_id}"
+        rev, changed = next_revision(self.ctx.counter(name, plan), h, supplied.get("msgIssueRevision"))
+        if supplied.get("msgIssueRevision") is not None and supplied["msgIssueRevision"] != rev:
+            plan.warnings.append(f"payload.map.msgIssueRevision: {supplied['msgIssueRevision']} ignored: the service "
+                                 f"counts it ({rev})")
+        m["msgIssueRevision"] = rev
+        if changed:
+            plan.counters[name] = (rev, h)
+        content_changed = old is None or canonical_hash(_content(old)) != canonical_hash(_content(value))
+        if "timeStamp" not in m:
+            if not content_changed and old is not None and "timeStamp" in old["map"]:
+                m["timeStamp"] = old["map"]["timeStamp"]
+            else:
+                m["timeStamp"] = minute_of_the_year(now)
+        return content_changed or (old is not None and old["map"].get("timeStamp") != m.get("timeStamp"))
+
+    def _encode_fragments(self, value: dict) -> tuple[bytes, ...]:
+        full = self.encode(catalog.MAPEM, value)
+        limit = self.ctx.rules.mapem_max_bytes
+        if len(full) <= limit:
+            return (full,)
+        return tuple(self.encode(catalog.MAPEM, f) for f in fragment(value, limit, self._size))
+
+    def _size(self, value: dict) -> int:
+        return len(self.ctx.codec.encode(value, catalog.MAPEM, validate=False))
+
+    def _identification(self, value: dict, pdus: tuple[bytes, ...]) -> dict:
+        m = value["map"]
+        out: dict[str, Any] = {"msgIssueRevision": m["msgIssueRevision"], "fragments": len(pdus)}
+        for member, prefix, _ in _ELEMENTS:
+            if m.get(member):
+                out[member] = [{"id": prefix + intersection_key(el["id"]), "revision": el["revision"]}
+                               for el in m[member]]
+        return out
+
+    def derive_area(self, kind, value: dict | None) -> GeoArea | None:
+        if not value:
+            return None
+        m = value["map"]
+        pts = [(el["refPoint"]["lat"], el["refPoint"]["long"]) for member, _, _ in _ELEMENTS
+               for el in (m.get(member) or [])]
+        return self.area_from(kind, pts)
+
+    def restored(self, entry: Entry, row: StoredEntry) -> Entry:
+        pdus = self._encode_fragments(entry.value) if entry.value is not None else ()
+        return entry.evolve(pdus=pdus, area=self.derive_area(entry.kind, entry.value))
+
+    def apply(self, plan: Plan) -> None:
+        super().apply(plan)
+        self._index = {}
+        for e in self.entries.values():
+            if e.value is None:
+                continue
+            for el in e.value["map"].get("intersections") or []:
+                self._index[intersection_key(el["id"])] = (e.id, el["revision"], signal_groups(el), el["refPoint"])
+
+
+def _content(value: dict) -> dict:
+    """What counts as MAPEM content (everything but the service-owned counters and timestamp)."""
+    m = {k: v for k, v in value["map"].items() if k not in ("msgIssueRevision", "timeStamp")}
+    for member, _, _ in _ELEMENTS:
+        if member in m:
+            m[member] = [{k: v for k, v in el.items() if k != "revision"} for el in m[member]]
+    return m
+
+
+def fragment(value: dict, limit: int, size) -> list[dict]:
+    """Split a MAPEM into fragments that each encode to at most ``limit`` bytes, with layerID set."""
+    m = value["map"]
+    base = {k: v for k, v in m.items() if k not in ("intersections", "roadSegments")}
+    elements: list[tuple[str, dict]] = [(member, el) for member, _, _ in _ELEMENTS for el in (m.get(member) or [])]
+
+    def build(group: list[tuple[str, dict]], layer: int) -> dict:
+        body = dict(base, layerID=layer)
+        for member, el in group:
+            body.setdefault(member, []).append(el)
+        return {"header": value["header"], "map": body}
+
+    def fits(group: list[tuple[str, dict]]) -> bool:
+        return size(build(group, 99)) <= limit
+
+    pieces: list[tuple[str, dict]] = []
+    for member, el in elements:
+        if fits([(member, el)]):
+            pieces.append((member, el))
+        else:
+            pieces.extend((member, part) for part in _split_lanes(member, el, fits))
+    groups: list[list[tuple[str, dict]]] = []
+    current: list[tuple[str, dict]] = []
+    for piece in pieces:
+        if current and not fits(current + [piece]):
+            groups.append(current)
+            current = []
+        current.append(piece)
+    if current:
+        groups.append(current)
+    if len(groups) > MAX_FRAGMENTS:
+        raise ServiceError("validation", "payload.map", f"needs {len(groups)} fragments of at most {limit} bytes; "
+                           f"layerID allows {MAX_FRAGMENTS}")
+    return [build(g, layer_id(len(groups), i + 1)) for i, g in enumerate(groups)]
+
+
+def _split_lanes(member: str, el: dict, fits) -> list[dict]:
+    """Split one intersection / road segment by its lanes into copies that each fit."""
+    lanes_member = "laneSet" if member == "intersections" else "roadLaneSet"
+    lanes = el[lanes_member]
+    if len(lanes) <= 1:
+        raise ServiceError("validation", f"payload.map.{member}", f"{intersection_key(el['id'])}: one lane alone "
+                           "exceeds the MAPEM size limit")
+    half = len(lanes) // 2
+    out = []
+    for part in (lanes[:half], lanes[half:]):
+        piece = copy.copy(el)
+        piece[lanes_member] = part
+        out.extend([piece] if fits([(member, piece)]) else _split_lanes(member, piece, fits))
+    return out

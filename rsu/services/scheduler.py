@@ -1,0 +1,164 @@
+"""The dissemination scheduler: sans-I/O, drift-free, prioritised, bounded.
+
+It knows *keys* (one per store entry) and *when* each is due; what to send is the entity's business.
+
+* **Periodic** keys repeat at ``anchor + k * interval`` (k = 1, 2, ... or 0, 1, ...): the next time
+  is computed from the schedule, never from "now + interval", so lateness never accumulates.
+  When a call comes late by more than one interval, only the latest missed slot is sent and the
+  older ones are counted as ``skipped`` (no bursts after a pause).
+* **Start/stop**: no slot before ``start`` nor at or after ``stop``.
+* **One-shot** ("fresh") transmissions: new content or an event generation (every SPATEM), at a
+  given time (now, or later when a rate limit defers it). One pending one-shot per key: a newer
+  one replaces the older, so the fresh backlog is bounded by the number of keys.
+* **Priority and overload**: :meth:`due` returns fresh items first, then by priority (7 first), then
+  by slot time. With a ``limit`` (what the caller can send now), fresh items beyond the limit stay
+  pending for the next call, and repetitions beyond it are dropped (counted ``dropped``) - their
+  next slot comes anyway. So under overload a fresh SPATEM always wins over a repetition.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Hashable
+
+_EPS = 1e-9
+
+
+@dataclass
+class _Periodic:
+    interval: float
+    anchor: float
+    k: int  # index of the next slot
+    start: float | None
+    stop: float | None
+    priority: int
+
+    def slot(self, k: int) -> float:
+        return self.anchor + k * self.interval
+
+    def first_index_at_or_after(self, t: float) -> int:
+        return max(0, math.ceil((t - self.anchor) / self.interval - _EPS))
+
+    def next_time(self) -> float | None:
+        t = self.slot(self.k)
+        if self.stop is not None and t >= self.stop - _EPS:
+            return None
+        return t
+
+
+@dataclass
+class _OneShot:
+    at: float
+    priority: int
+
+
+@dataclass(frozen=True)
+class Due:
+    """One transmission the caller should make now."""
+
+    key: Hashable
+    slot: float  # the scheduled time of this transmission
+    fresh: bool  # new content / event generation (True) or a repetition (False)
+    priority: int
+
+
+class Scheduler:
+    def __init__(self) -> None:
+        self._periodic: dict[Hashable, _Periodic] = {}
+        self._oneshot: dict[Hashable, _OneShot] = {}
+        self.emitted = 0
+        self.skipped = 0  # periodic slots missed because the caller was late by more than one interval
+        self.dropped = 0  # repetitions not sent because the caller's limit was reached (overload)
+
+    # --- configuration --------------------------------------------------------------------------
+    def set_periodic(self, key: Hashable, *, interval: float, anchor: float, now: float,
+                     start: float | None = None, stop: float | None = None, priority: int = 4,
+                     include_anchor: bool = False) -> None:
+        """Repeat ``key`` at ``anchor + k*interval``; the first slot is the first one >= max(now, start)
+        (strictly after the anchor unless ``include_anchor``, for the usual "fresh send at the anchor")."""
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        p = _Periodic(interval, anchor, 0, start, stop, priority)
+        lower = max(now, start) if start is not None else now
+        k = p.first_index_at_or_after(lower)
+        if not include_anchor:
+            k = max(k, 1)
+        p.k = k
+        self._periodic[key] = p
+
+    def fire(self, key: Hashable, at: float, priority: int) -> None:
+        """One fresh transmission of ``key`` at ``at`` (replaces a pending one of the same key, keeping
+        the earlier time: a newer state never waits longer than the one it replaces)."""
+        old = self._oneshot.get(key)
+        if old is not None:
+            at = min(at, old.at)
+        self._oneshot[key] = _OneShot(at, priority)
+
+    def remove(self, key: Hashable) -> None:
+        self._periodic.pop(key, None)
+        self._oneshot.pop(key, None)
+
+    def pending_fire(self, key: Hashable) -> float | None:
+        o = self._oneshot.get(key)
+        return o.at if o else None
+
+    def next_time(self, key: Hashable) -> float | None:
+        times = []
+        if key in self._oneshot:
+            times.append(self._oneshot[key].at)
+        p = self._periodic.get(key)
+        if p is not None and (t := p.next_time()) is not None:
+            times.append(t)
+        return min(times) if times else None
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._periodic or key in self._oneshot
+
+    # --- driving ------------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        """The earliest time anything is due (None: nothing scheduled)."""
+        best: float | None = None
+        for o in self._oneshot.values():
+            best = o.at if best is None else min(best, o.at)
+        for key, p in list(self._periodic.items()):
+            t = p.next_time()
+            if t is None:
+                continue
+            best = t if best is None else min(best, t)
+        return best
+
+    def due(self, now: float, limit: int | None = None) -> list[Due]:
+        """Everything due at ``now``, most urgent first (see the module text for ``limit``)."""
+        items: dict[Hashable, Due] = {}
+        for key, p in self._periodic.items():
+            t = p.next_time()
+            if t is None or t > now + _EPS:
+                continue
+            latest = max(p.k, math.floor((now - p.anchor) / p.interval + _EPS))
+            if p.stop is not None:
+                while latest > p.k and p.slot(latest) >= p.stop - _EPS:
+                    latest -= 1
+            self.skipped += latest - p.k
+            items[key] = Due(key, p.slot(latest), False, p.priority)
+            p.k = latest + 1
+        for key, o in list(self._oneshot.items()):
+            if o.at > now + _EPS:
+                continue
+            items[key] = Due(key, o.at, True, max(o.priority, items[key].priority if key in items else 0))
+        ordered = sorted(items.values(), key=lambda d: (not d.fresh, -d.priority, d.slot))
+        if limit is not None and len(ordered) > limit:
+            sent, rest = ordered[:limit], ordered[limit:]
+            for d in rest:
+                if not d.fresh:
+                    self.dropped += 1
+            ordered = sent
+        for d in ordered:
+            if d.fresh:
+                self._oneshot.pop(d.key, None)
+        self.emitted += len(ordered)
+        return ordered
+
+    def stats(self) -> dict:
+        return {"periodic": len(self._periodic), "pending_fresh": len(self._oneshot), "emitted": self.emitted,
+                "skipped": self.skipped, "dropped": self.dropped}

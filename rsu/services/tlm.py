@@ -1,0 +1,185 @@
+"""TLM: the Traffic Light Manoeuvre service (SPATEM).
+
+* Each application trigger (or update) of an intersection's state is one fresh SPATEM; the
+  facility never repeats a state (no stale state on the air, TS 103 301 5.4.2). The first trigger
+  of an intersection starts its stream (the store keeps that it is active and how it is sent,
+  never the state itself); terminate stops it.
+* The service fills the timestamps: ``spat.timeStamp`` and each intersection's ``moy`` /
+  ``timeStamp`` (MinuteOfTheYear / DSecond of the trigger time), so successive SPATEMs are in
+  time order (TP TLM_GEN_EVGN_BV_02).
+* Consistency with the active MAPEM of the intersection (TP TLM_GEN_MSGF_BV_03/05): the
+  revision must be the MAPEM's (filled from it when the application leaves it out) and the
+  signal groups must be those the MAPEM defines. ``tlm_map_check`` says reject / warn / off.
+* Per-intersection rate limit (default 10 Hz): a trigger that comes too early is sent at the
+  earliest allowed time; a newer trigger before then replaces it (the freshest state wins).
+* The entry id is the list of intersections: ``"1201"``, ``"7.1201+1202"``.
+"""
+
+from __future__ import annotations
+
+from rsu import catalog
+from rsu.services.base import ServiceEntity, intersection_key, reject_unknown
+from rsu.services.errors import ServiceError
+from rsu.services.model import Entry, Plan, Transmission
+from rsu.services.rlt import RltEntity
+from rsu.services.scheduler import Due
+from rsu.services.timefmt import moy_dsecond
+from rsu.transports.base import GeoArea
+
+
+class TlmEntity(ServiceEntity):
+    name = "tlm"
+    kinds = (catalog.SPATEM,)
+
+    def __init__(self, ctx, rlt: RltEntity) -> None:
+        super().__init__(ctx)
+        self.rlt = rlt
+        self._last_sent: dict[str, float] = {}  # intersection key -> time of its last SPATEM
+
+    def trigger(self, req: dict, now: float) -> Plan:
+        reject_unknown(req, {"payload", "dissemination"})
+        if "payload" not in req:
+            raise ServiceError("validation", "payload", "missing (the SPATEM content)")
+        plan = Plan()
+        value = self._intake(req["payload"], plan, now)
+        entry_id = "+".join(intersection_key(i["id"]) for i in value["spat"]["intersections"])
+        existing = self.entries.get(entry_id)
+        if existing is not None:
+            return self._generate(existing, value, req, plan, now)
+        for other in self.entries.values():
+            overlap = set(other.id.split("+")) & set(entry_id.split("+"))
+            if overlap:
+                raise ServiceError("already_active", "payload.spat.intersections",
+                                   f"intersection {sorted(overlap)[0]} is already in active SPATEM stream {other.id!r}")
+        diss = self.dissemination(req, catalog.SPATEM, None, now)
+        self.check_permission(catalog.SPATEM, value)
+        pdu = self.encode(catalog.SPATEM, value)
+        entry = self.new_entry(entry_id, catalog.SPATEM, value, (pdu,), diss, self._identification(value), now)
+        plan.upserts.append(entry)
+        plan.fire[entry_id] = self._earliest(entry_id, now, diss.start)
+        plan.result = {"id": entry_id, "identification": entry.identification, "started": True}
+        return plan
+
+    def update(self, entry: Entry, req: dict, now: float) -> Plan:
+        reject_unknown(req, {"payload", "dissemination"})
+        plan = Plan()
+        if "payload" not in req:
+            diss = self.dissemination(req, catalog.SPATEM, entry.dissemination, now)
+            plan.upserts.append(entry.evolve(dissemination=diss, updated_at=now))
+            plan.result = {"id": entry.id, "identification": entry.identification}
+            return plan
+        value = self._intake(req["payload"], plan, now)
+        entry_id = "+".join(intersection_key(i["id"]) for i in value["spat"]["intersections"])
+        if entry_id != entry.id:
+            raise ServiceError("validation", "payload.spat.intersections",
+                               f"describes {entry_id!r}, not {entry.id!r}")
+        return self._generate(entry, value, req, plan, now)
+
+    # --- internals ----------------------------------------------------------------------------
+    def _generate(self, entry: Entry, value: dict, req: dict, plan: Plan, now: float) -> Plan:
+        diss = self.dissemination(req, catalog.SPATEM, entry.dissemination, now)
+        self.check_permission(catalog.SPATEM, value)
+        pdu = self.encode(catalog.SPATEM, value)
+        new = entry.evolve(value=value, pdus=(pdu,), dissemination=diss, updated_at=now,
+                           generation=entry.generation + 1, identification=self._identification(value),
+                           area=self.derive_area(catalog.SPATEM, value))
+        plan.upserts.append(new)
+        plan.memory_only = diss == entry.dissemination
+        at = self._earliest(entry.id, now, diss.start)
+        plan.fire[entry.id] = at
+        plan.result = {"id": entry.id, "identification": new.identification}
+        if at > now:
+            plan.result["deferred_by_s"] = round(at - now, 3)
+        return plan
+
+    def _earliest(self, entry_id: str, now: float, start: float | None) -> float:
+        gap = self.ctx.defaults(catalog.SPATEM).min_interval_s
+        at = max([now, start or now] + [self._last_sent[k] + gap for k in entry_id.split("+") if k in self._last_sent])
+        return at
+
+    def _intake(self, raw, plan: Plan, now: float) -> dict:
+        omitted: set[int] = set()
+
+        def placeholders(body: dict) -> None:
+            for i, ix in enumerate(body.get("intersections") or []):
+                if isinstance(ix, dict) and "revision" not in ix:
+                    omitted.add(i)
+                    ix["revision"] = 0
+
+        value = self.parse_payload(raw, catalog.SPATEM, placeholders=placeholders, warnings=plan.warnings)
+        spat = value["spat"]
+        moy, dsec = moy_dsecond(now)
+        spat["timeStamp"] = moy
+        seen = set()
+        mode = self.ctx.rules.tlm_map_check
+        for i, ix in enumerate(spat["intersections"]):
+            key = intersection_key(ix["id"])
+            path = f"payload.spat.intersections[{i}]"
+            if key in seen:
+                raise ServiceError("validation", f"{path}.id", f"intersection {key} appears twice")
+            seen.add(key)
+            ix["moy"] = moy
+            ix["timeStamp"] = dsec
+            info = self.rlt.intersection(key)
+            if i in omitted:
+                if info is None:
+                    raise ServiceError("validation", f"{path}.revision",
+                                       f"missing, and no active MAPEM of intersection {key} to take it from")
+                ix["revision"] = info[1]
+            if mode == "off":
+                continue
+            if info is None:
+                plan.warnings.append(f"{path}: no active MAPEM of intersection {key}; revision and signal groups "
+                                     "not checked")
+                continue
+            problems = []
+            if ix["revision"] != info[1]:
+                problems.append(("revision_mismatch", f"{path}.revision",
+                                 f"{ix['revision']} differs from revision {info[1]} of intersection {key} in the "
+                                 f"active MAPEM {info[0]!r}"))
+            groups = {s["signalGroup"] for s in ix["states"]}
+            missing, unknown = sorted(info[2] - groups), sorted(groups - info[2])
+            if missing or unknown:
+                parts = []
+                if missing:
+                    parts.append(f"signal groups {missing} defined by the MAPEM are missing")
+                if unknown:
+                    parts.append(f"signal groups {unknown} are not defined by the MAPEM")
+                problems.append(("signal_group_mismatch", f"{path}.states",
+                                 f"intersection {key}: " + "; ".join(parts)))
+            for code, p, reason in problems:
+                if mode == "reject":
+                    raise ServiceError(code, p, reason)
+                plan.warnings.append(f"{p}: {reason}")
+        return value
+
+    def _identification(self, value: dict) -> dict:
+        spat = value["spat"]
+        return {"intersections": [{"id": intersection_key(i["id"]), "revision": i["revision"]}
+                                  for i in spat["intersections"]],
+                "moy": spat.get("timeStamp"), "timeStamp": spat["intersections"][0].get("timeStamp")}
+
+    def derive_area(self, kind, value: dict | None) -> GeoArea | None:
+        if not value:
+            return None
+        pts = []
+        for ix in value["spat"]["intersections"]:
+            info = self.rlt.intersection(intersection_key(ix["id"]))
+            if info is not None:
+                pts.append((info[3]["lat"], info[3]["long"]))
+        return self.area_from(kind, pts)
+
+    def persist_payload(self, entry: Entry) -> bool:
+        return False  # a SPATEM state is never repeated, so never restored either
+
+    def interval(self, entry: Entry) -> float | None:
+        return None
+
+    def transmissions(self, entry: Entry, due: Due) -> list[Transmission]:
+        if not due.fresh:
+            return []
+        out = super().transmissions(entry, due)
+        if out:
+            for k in entry.id.split("+"):
+                self._last_sent[k] = due.slot
+        return out

@@ -1,0 +1,100 @@
+"""``rsu trigger|update|terminate|list`` in real subprocesses against a real API server (localhost)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import pytest
+
+from rsu import catalog
+from rsu.api.app import create_app, serve
+from services.support import example, new_ivim, run_cli
+
+
+@pytest.fixture
+def live_api(make_layer):
+    """The API of a real ServiceLayer, served from its own thread and event loop."""
+    layer = make_layer()
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    box: dict = {}
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        runner = loop.run_until_complete(serve(create_app(layer), port=0))
+        box["port"] = runner.addresses[0][1]
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    yield f"http://127.0.0.1:{box['port']}", layer
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def test_cli_trigger_list_update_terminate(live_api, tmp_path, codec):
+    url, layer = live_api
+    f = tmp_path / "sign.json"
+    f.write_text(json.dumps(new_ivim()))
+    r = run_cli("trigger", "ivi", str(f), "--interval", "0.5", "--area", "44.83,-0.57,800", "--api", url)
+    assert r.returncode == 0, r.stderr
+    answer = json.loads(r.stdout)
+    assert answer["id"] == "FR57-1" and answer["identification"]["iviStatus"] == "new"
+    entry = layer.get("ivi", "FR57-1")
+    assert entry["dissemination"]["repetition_interval_s"] == 0.5
+    assert entry["dissemination"]["destination"]["a"] == 800
+
+    _, value = codec.from_jer(example("mapem"), catalog.MAPEM)
+    r = run_cli("trigger", "mapem", "--hex", codec.encode(value).hex(), "--shb", "--api", url)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["id"] == "1201"
+
+    r = run_cli("list", "--api", url)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:4] == ["SERVICE", "ID", "MESSAGE", "STATE"]
+    assert any(line.split()[:4] == ["rlt", "1201", "mapem", "active"] for line in lines)
+    assert any(line.split()[:4] == ["ivi", "FR57-1", "ivim", "active"] for line in lines)
+
+    r = run_cli("list", "ivi", "FR57-1", "--api", url)
+    assert json.loads(r.stdout)["payload"]["ivi"]["mandatory"]["iviIdentificationNumber"] == 1
+
+    r = run_cli("update", "ivi", "FR57-1", "--interval", "2", "--api", url)
+    assert r.returncode == 0, r.stderr
+    assert layer.get("ivi", "FR57-1")["dissemination"]["repetition_interval_s"] == 2
+
+    r = run_cli("terminate", "ivi", "FR57-1", "--mode", "stop", "--api", url)
+    assert r.returncode == 0 and json.loads(r.stdout)["terminated"] == "stopped"
+    r = run_cli("list", "ivi", "--json", "--api", url)
+    assert json.loads(r.stdout) == []
+
+
+def test_cli_refusal_is_one_line_with_code_path_reason(live_api, tmp_path):
+    url, layer = live_api
+    f = tmp_path / "old.json"
+    f.write_text(json.dumps(new_ivim(validTo=674287206000)))  # 2025-05-14T06:00:01Z: before the clock's now
+    r = run_cli("trigger", "ivi", str(f), "--api", url)
+    assert r.returncode == 2
+    assert r.stderr.startswith("rsu: error: validation: payload.ivi.mandatory.validTo: ")
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
+    assert layer.list() == []
+
+
+def test_cli_warnings_go_to_stderr(live_api, tmp_path):
+    url, _ = live_api
+    f = tmp_path / "spat.json"
+    f.write_text(json.dumps(example("spatem")))
+    r = run_cli("trigger", "tlm", str(f), "--api", url)
+    assert r.returncode == 0
+    assert "rsu: warning: payload.spat.intersections[0]: no active MAPEM of intersection 1201" in r.stderr
+
+
+def test_cli_unreachable_api():
+    r = run_cli("list", "--api", "http://127.0.0.1:9")
+    assert r.returncode == 2 and "cannot reach the rsu API at http://127.0.0.1:9" in r.stderr

@@ -1,0 +1,286 @@
+"""TLM service (SPATEM), named after the TS 103 191-2 test purposes it meets (IUT as sender)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rsu import catalog
+from rsu.clock import iso_utc
+from rsu.services.errors import ServiceError
+from rsu.services.timefmt import moy_dsecond
+from services.support import STATION, by_service, decoded, example, permission_check
+
+
+def plain_spatem() -> dict:
+    """The example SPATEM without prioritization (the plain IntersectionState of TP SSP_BV_02)."""
+    v = example("spatem")
+    del v["spat"]["intersections"][0]["regional"]
+    return v
+
+
+@pytest.fixture
+def with_map(layer):
+    layer.trigger("rlt", {"payload": example("mapem")})
+    layer.due()  # the MAPEM's first transmission
+    return layer
+
+
+def spatems(layer, now=None):
+    return by_service(layer.due(now), "tlm")
+
+
+def test_TP_IS_TLM_GEN_MSGF_BV_01(with_map, codec):
+    """Header: protocolVersion 2 (V1.3.1+ schema) and messageID spatem (4); stationID is this station's."""
+    with_map.trigger("tlm", {"payload": example("spatem")})
+    [tx] = spatems(with_map)
+    h = decoded(codec, tx)["header"]
+    assert (h["protocolVersion"], h["messageID"], h["stationID"]) == (2, 4, STATION)
+    assert tx.kind is catalog.SPATEM
+
+
+def test_TP_IS_TLM_GEN_MSGF_BV_02(with_map, codec):
+    """Each IntersectionState carries the intersection's identifier (and the entry is named after it)."""
+    answer = with_map.trigger("tlm", {"payload": example("spatem")})
+    [tx] = spatems(with_map)
+    assert decoded(codec, tx)["spat"]["intersections"][0]["id"] == {"id": 1201}
+    assert answer["id"] == "1201" and answer["identification"]["intersections"][0]["id"] == "1201"
+
+
+def test_TP_IS_TLM_GEN_MSGF_BV_03(with_map, codec):
+    """The SPAT revision equals the MAPEM revision: filled from the MAPEM when left out, refused when different."""
+    v = example("spatem")
+    del v["spat"]["intersections"][0]["revision"]
+    with_map.trigger("tlm", {"payload": v})
+    [tx] = spatems(with_map)
+    mapem_rev = with_map.get("rlt", "1201")["identification"]["intersections"][0]["revision"]
+    assert decoded(codec, tx)["spat"]["intersections"][0]["revision"] == mapem_rev == 3
+    bad = example("spatem")
+    bad["spat"]["intersections"][0]["revision"] = 4
+    with pytest.raises(ServiceError) as e:
+        with_map.update("tlm", "1201", {"payload": bad})
+    assert e.value.code == "revision_mismatch"
+    assert e.value.path == "payload.spat.intersections[0].revision"
+    assert "differs from revision 3" in e.value.reason
+    assert spatems(with_map, with_map.clock.now() + 1) == []  # nothing sent for the refused state
+
+
+def test_TLM_revision_check_warn_mode(make_layer, codec):
+    """tlm_map_check = warn: the disagreeing SPATEM is sent and the answer carries the warning."""
+    layer = make_layer(rules={"tlm_map_check": "warn"})
+    layer.trigger("rlt", {"payload": example("mapem")})
+    bad = example("spatem")
+    bad["spat"]["intersections"][0]["revision"] = 9
+    answer = layer.trigger("tlm", {"payload": bad})
+    assert any("revision" in w and "differs" in w for w in answer["warnings"])
+    assert decoded(codec, spatems(layer)[0])["spat"]["intersections"][0]["revision"] == 9
+
+
+def test_TLM_without_active_mapem_warns(layer):
+    answer = layer.trigger("tlm", {"payload": example("spatem")})
+    assert answer["warnings"] and "no active MAPEM of intersection 1201" in answer["warnings"][0]
+    v = example("spatem")
+    del v["spat"]["intersections"][0]["revision"]
+    with pytest.raises(ServiceError) as e:
+        layer.update("tlm", "1201", {"payload": v})
+    assert (e.value.code, e.value.path) == ("validation", "payload.spat.intersections[0].revision")
+
+
+def test_TP_IS_TLM_GEN_MSGF_BV_04(with_map, codec, clock):
+    """The SPATEM carries timestamps, filled by the service from the clock (moy and DSecond)."""
+    clock.advance(12.345)
+    v = example("spatem")
+    for k in ("moy", "timeStamp"):
+        del v["spat"]["intersections"][0][k]
+    del v["spat"]["timeStamp"]
+    with_map.trigger("tlm", {"payload": v})
+    spat = decoded(codec, spatems(with_map)[0])["spat"]
+    moy, dsec = moy_dsecond(clock.now())
+    assert spat["timeStamp"] == moy
+    assert (spat["intersections"][0]["moy"], spat["intersections"][0]["timeStamp"]) == (moy, dsec) == (192000, 12345)
+
+
+def test_TP_IS_TLM_GEN_MSGF_BV_05(with_map):
+    """Every signal group the MAPEM defines must be in the SPAT (and no other): refused otherwise."""
+    v = example("spatem")
+    v["spat"]["intersections"][0]["states"].pop()  # drop signal group 12
+    with pytest.raises(ServiceError) as e:
+        with_map.trigger("tlm", {"payload": v})
+    assert e.value.code == "signal_group_mismatch"
+    assert e.value.path == "payload.spat.intersections[0].states"
+    assert "[12] defined by the MAPEM are missing" in e.value.reason
+    v = example("spatem")
+    v["spat"]["intersections"][0]["states"][0]["signalGroup"] = 42
+    with pytest.raises(ServiceError) as e:
+        with_map.trigger("tlm", {"payload": v})
+    assert "[42] are not defined by the MAPEM" in e.value.reason
+    assert with_map.list("tlm") == []  # refused triggers start nothing
+
+
+def test_TP_IS_TLM_GEN_EVGN_BV_01(with_map):
+    """An application start request (the first trigger) produces a SPATEM at once."""
+    answer = with_map.trigger("tlm", {"payload": example("spatem")})
+    assert answer["started"] is True
+    assert len(spatems(with_map)) == 1
+    assert with_map.list("tlm")[0]["state"] == "active"
+
+
+def test_TP_IS_TLM_GEN_EVGN_BV_02(with_map, codec, clock):
+    """Successive SPATEMs are sent in time order."""
+    stamps = []
+    for _ in range(5):
+        with_map.trigger("tlm", {"payload": example("spatem")})
+        [tx] = spatems(with_map)
+        ix = decoded(codec, tx)["spat"]["intersections"][0]
+        stamps.append((ix["moy"], ix["timeStamp"]))
+        clock.advance(0.25)
+    assert stamps == sorted(stamps) and len(set(stamps)) == 5
+
+
+def test_TP_IS_TLM_GEN_EVGN_BV_03(with_map, clock):
+    """A stop request ends SPATEM transmission: later triggers need a new start, nothing is repeated."""
+    with_map.trigger("tlm", {"payload": example("spatem")})
+    assert len(spatems(with_map)) == 1
+    answer = with_map.terminate("tlm", "1201")
+    assert answer["terminated"] == "stopped"
+    clock.advance(5)
+    assert spatems(with_map) == [] and with_map.list("tlm") == []
+    with pytest.raises(ServiceError) as e:
+        with_map.update("tlm", "1201", {"payload": example("spatem")})
+    assert e.value.code == "unknown_id"
+
+
+def test_TP_IS_TLM_GEN_EVGN_BV_04(with_map, codec, clock):
+    """Each application trigger produces one SPATEM with that state; the facility never repeats a state."""
+    with_map.trigger("tlm", {"payload": example("spatem")})
+    assert len(spatems(with_map)) == 1
+    v = example("spatem")
+    v["spat"]["intersections"][0]["states"][0]["state-time-speed"][0]["eventState"] = "stop-And-Remain"
+    clock.advance(0.5)
+    with_map.update("tlm", "1201", {"payload": v})
+    [tx] = spatems(with_map)
+    assert tx.fresh
+    assert decoded(codec, tx)["spat"]["intersections"][0]["states"][0]["state-time-speed"][0]["eventState"] == \
+        "stop-And-Remain"
+    for _ in range(10):  # no stale state is repeated by the facility
+        clock.advance(1)
+        assert spatems(with_map) == []
+
+
+def test_TP_IS_TLM_GEN_COM_BV_01(with_map):
+    """The TLM service supplies the destination area: a circle around the intersection's MAP reference point."""
+    with_map.trigger("tlm", {"payload": example("spatem")})
+    [tx] = spatems(with_map)
+    area = tx.params.destination
+    assert area is not None and area.shape == "circle" and area.a == 300
+    assert (round(area.latitude, 6), round(area.longitude, 6)) == (44.837592, -0.579431)
+
+
+def test_TP_IS_TLM_GEN_COM_BV_02(with_map):
+    """SPATEM goes to BTP-B port 2004 (the transport takes the port from the parameters' kind)."""
+    with_map.trigger("tlm", {"payload": example("spatem")})
+    [tx] = spatems(with_map)
+    assert tx.params.btp_port == 2004 and tx.params.kind is catalog.SPATEM
+
+
+def test_TP_IS_TLM_GEN_COMM_BV_03(with_map):
+    """SPATEM is sent GeoBroadcast (a destination area is set); an explicit null gives SHB, an area is kept."""
+    with_map.trigger("tlm", {"payload": example("spatem")})
+    assert spatems(with_map)[0].params.destination is not None
+    area = {"latitude": 44.8, "longitude": -0.57, "shape": "rectangle", "a": 400, "b": 200, "angle": 90}
+    with_map.update("tlm", "1201", {"payload": example("spatem"), "dissemination": {"destination": area}})
+    [tx] = spatems(with_map, with_map.clock.now() + 0.2)
+    assert (tx.params.destination.shape, tx.params.destination.a, tx.params.destination.b) == ("rectangle", 400, 200)
+
+
+def test_TP_IS_TLM_GEN_RATE_BV_01(with_map, codec, clock):
+    """At most 10 SPATEMs per second per intersection: an early trigger is deferred, the newest state wins."""
+    with_map.trigger("tlm", {"payload": example("spatem")})
+    assert len(spatems(with_map)) == 1
+    t0 = clock.now()
+    clock.advance(0.03)
+    a1 = with_map.update("tlm", "1201", {"payload": example("spatem")})
+    assert a1["deferred_by_s"] == pytest.approx(0.07)
+    clock.advance(0.03)
+    newest = example("spatem")
+    newest["spat"]["intersections"][0]["states"][0]["state-time-speed"][0]["eventState"] = "protected-clearance"
+    with_map.update("tlm", "1201", {"payload": newest})
+    assert spatems(with_map) == []  # still too early
+    assert with_map.next_deadline() == pytest.approx(t0 + 0.1)
+    [tx] = spatems(with_map, t0 + 0.1)
+    assert decoded(codec, tx)["spat"]["intersections"][0]["states"][0]["state-time-speed"][0]["eventState"] == \
+        "protected-clearance"
+    # 50 triggers over one second give at most 10 transmissions
+    clock.set(t0 + 1)
+    sent = 0
+    for _ in range(50):
+        with_map.update("tlm", "1201", {"payload": example("spatem")})
+        sent += len(spatems(with_map))
+        clock.advance(0.02)
+    assert sent == 10
+
+
+def test_TLM_trigger_not_persisted_as_state(make_layer, codec, clock):
+    """After a restart the TLM stream is still started, but no stale state comes back on the air."""
+    layer = make_layer()
+    layer.trigger("rlt", {"payload": example("mapem")})
+    layer.trigger("tlm", {"payload": example("spatem")})
+    layer.due()
+    layer.close()
+    clock.advance(3)
+    again = make_layer()
+    [entry] = again.list("tlm")
+    assert entry["state"] == "idle"
+    assert by_service(again.due(), "tlm") == []
+    again.update("tlm", "1201", {"payload": example("spatem")})
+    assert len(by_service(again.due(), "tlm")) == 1
+
+
+# --- SSP (sender side): content the authorization tickets do not permit is never sent -----------------
+
+SSP_CASES = [
+    ("TP_IS_TLM_GEN_SSP_BV_02", {"intersectionState"}, "plain", True),
+    ("TP_IS_TLM_GEN_SSP_BO_03", set(), "plain", False),
+    ("TP_IS_TLM_GEN_SSP_BV_04", {"intersectionState", "prioritization"}, "example", True),
+    ("TP_IS_TLM_GEN_SSP_BO_05", {"intersectionState"}, "example", False),
+    ("TP_IS_TLM_GEN_SSP_BV_06", {"intersectionState", "maneuverAssist"}, "assist_ix", True),
+    ("TP_IS_TLM_GEN_SSP_BV_07", {"intersectionState", "maneuverAssist"}, "assist_mv", True),
+    ("TP_IS_TLM_GEN_SSP_BO_08", {"intersectionState"}, "assist_ix", False),
+    ("TP_IS_TLM_GEN_SSP_BO_09", {"intersectionState"}, "assist_mv", False),
+]
+
+
+@pytest.mark.parametrize("tp,granted,payload,ok", SSP_CASES, ids=[c[0] for c in SSP_CASES])
+def test_TP_IS_TLM_GEN_SSP(make_layer, tp, granted, payload, ok):
+    """The TLM SSP test purposes, one per case (BV: sent when permitted; BO: refused, nothing sent)."""
+    layer = make_layer(permission_check=permission_check(granted | {"intersections"}))
+    layer.trigger("rlt", {"payload": example("mapem")})
+    layer.due()
+    v = example("spatem") if payload == "example" else plain_spatem()
+    assist = [{"connectionID": 1, "queueLength": 20}]
+    if payload == "assist_ix":
+        v["spat"]["intersections"][0]["maneuverAssistList"] = assist
+    if payload == "assist_mv":
+        v["spat"]["intersections"][0]["states"][0]["maneuverAssistList"] = assist
+    if ok:
+        layer.trigger("tlm", {"payload": v})
+        assert len(spatems(layer)) == 1, tp
+    else:
+        with pytest.raises(ServiceError) as e:
+            layer.trigger("tlm", {"payload": v})
+        assert e.value.code == "ssp_not_permitted" and e.value.reason.startswith("SSP not permitted: "), tp
+        assert spatems(layer) == [] and layer.list("tlm") == [], tp
+
+
+def test_TLM_refuses_repetition_interval(with_map):
+    with pytest.raises(ServiceError) as e:
+        with_map.trigger("tlm", {"payload": example("spatem"), "dissemination": {"repetition_interval_s": 1}})
+    assert e.value.path == "dissemination.repetition_interval_s" and "not repeated" in e.value.reason
+
+
+def test_TLM_stop_time_ends_stream(with_map, clock):
+    stop = iso_utc(clock.now() + 2)
+    with_map.trigger("tlm", {"payload": example("spatem"), "dissemination": {"stop": stop}})
+    assert with_map.list("tlm")
+    clock.advance(2)
+    spatems(with_map)
+    assert with_map.list("tlm") == []

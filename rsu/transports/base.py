@@ -77,6 +77,10 @@ class ReceivedFrame:
     source: str | None = None  # e.g. the GN source address (hex) or the MQTT topic
     secured_packet: bool = True  # False when the GN common header said "not secured"
     info: dict = field(default_factory=dict)  # transport details (GN header fields, MQTT properties)
+    # Secured GN packets sign the GN common + extended headers and BTP-B together with the PDU
+    # (EN 302 636-4-1: basic header | Ieee1609Dot2Data{unsecuredData = CH | EH | BTP | PDU}).
+    # After verification the facilities PDU is ``unsecuredData[payload_offset:]``; 0 for MQTT.
+    payload_offset: int = 0
 
 
 ReceiveCallback = Callable[[ReceivedFrame], Awaitable[None] | None]

@@ -1,0 +1,198 @@
+"""The GeoNetworking + BTP-B end node, sans-I/O: secured data in, Ethernet frames out, and back.
+
+Layer: *takes* secured data (a signed ``Ieee1609Dot2Data`` whose unsecuredData is the facilities
+PDU, or a bare facilities PDU) with its :class:`DisseminationParams`, *gives* an Ethernet frame
+(Ethernet II | GN basic header | ...). Received Ethernet frames become a :class:`ReceivedFrame`
+or a :class:`Drop` with a named reason. The clock is injected; nothing here touches a socket.
+
+Why the PDU is signed again: a secured GN packet signs the GN common and extended headers and
+BTP-B together with the PDU (basic header | Ieee1609Dot2Data{unsecuredData = CH | EH | BTP | PDU}),
+so the signature the services made over the bare PDU (right for MQTT) cannot be reused. The
+core takes the PDU out of the secured data it is given, builds CH | EH | BTP | PDU and asks the
+injected ``sign(payload, kind)`` for the Ieee1609Dot2Data.
+
+GN behaviour of this end node (see docs/transports.md): no forwarding (an RSU delivers, it does not
+relay), no location service, no beacons; duplicate packet detection for TSB/GBC by (source, SN);
+GeoBroadcasts delivered only when the RSU is inside the destination area (configurable).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from rsu import catalog
+from rsu.catalog import MessageKind
+from rsu.clock import Clock, timestamp_its
+from rsu.transports import envelope, ethernet
+from rsu.transports import gn as g
+from rsu.transports.base import DisseminationParams, ReceivedFrame
+from rsu.transports.config import GnUdpConfig
+from rsu.transports.drops import Drop, DropReason
+
+SignFunction = Callable[[bytes, MessageKind], bytes]
+"""``sign(payload, kind) -> COER Ieee1609Dot2Data``: signs ``payload`` (here CH | EH | BTP | PDU)
+with the authorization ticket for ``kind`` (psid ``kind.its_aid``, generationTime now)."""
+
+
+class GnSendError(Exception):
+    def __init__(self, reason: DropReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def facilities_pdu(data: bytes) -> tuple[bytes, bool]:
+    """The facilities PDU inside secured data given to a transport -> (pdu, was_secured).
+
+    Signed or unsecured ``Ieee1609Dot2Data`` -> its unsecuredData; anything else is taken as a bare
+    UPER PDU (its first octet is the ItsPduHeader protocolVersion, never 3 with a content tag
+    after it for the messages in the catalog). Raises ``envelope.EnvelopeError``.
+    """
+    if envelope.is_ieee1609dot2(data):
+        if data[1] == 0x80:
+            n, start = envelope.read_length(data, 2)
+            if start + n != len(data):
+                raise envelope.EnvelopeError("unsecuredData length does not match the data")
+            return bytes(data[start:]), False
+        return envelope.signed_payload(data), True
+    return bytes(data), False
+
+
+class GnCore:
+    """One GN end node: our address, position, sequence number and duplicate list."""
+
+    def __init__(self, config: GnUdpConfig, clock: Clock, *, sign: SignFunction | None = None,
+                 mac: bytes | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.clock = clock
+        self.sign = sign
+        self.mac = mac or (ethernet.parse_mac(config.mac) if config.mac else ethernet.random_local_mac())
+        self.address = g.GnAddress(self.mac, config.station_type, config.manual_address)
+        self.latitude = float(config.latitude)
+        self.longitude = float(config.longitude)
+        self.ports = config.ports
+        self.duplicates = g.DuplicateDetector()
+        self._sn = 0
+
+    # ------------------------------------------------------------------ send
+    def position_vector(self) -> g.LongPositionVector:
+        """Our long position vector now (TST = TAI ms since 2004 mod 2^32, speed 0, heading 0)."""
+        return g.LongPositionVector(self.address, timestamp_its(self.clock.now()) & 0xFFFFFFFF,
+                                    g.to_tenth_microdegree(self.latitude), g.to_tenth_microdegree(self.longitude),
+                                    self.config.position_accurate, 0, 0)
+
+    def next_sequence_number(self) -> int:
+        sn = self._sn
+        self._sn = (self._sn + 1) & 0xFFFF
+        return sn
+
+    def build_packet(self, data: bytes, params: DisseminationParams) -> bytes:
+        """Secured data (or a bare PDU) + parameters -> GN packet. Raises :class:`GnSendError`."""
+        try:
+            pdu, _ = facilities_pdu(data)
+        except envelope.EnvelopeError as e:
+            raise GnSendError(DropReason.BAD_PARAMS, f"secured data: {e}") from None
+        kind = params.kind
+        tc, hops, lifetime = params.traffic_class, params.hop_limit, params.lifetime_s
+        if not isinstance(tc, int) or not 0 <= tc <= 255:
+            raise GnSendError(DropReason.BAD_PARAMS, f"traffic_class {tc!r} is not an octet (0..255)")
+        if not isinstance(hops, int) or not 1 <= hops <= 255:
+            raise GnSendError(DropReason.BAD_PARAMS, f"hop_limit {hops!r} is outside 1..255")
+        try:
+            lt = g.encode_lifetime(float(lifetime))
+        except (TypeError, ValueError) as e:
+            raise GnSendError(DropReason.BAD_PARAMS, f"lifetime_s: {e}") from None
+        if len(pdu) + g.BTP_LEN > 0xFFFF:
+            raise GnSendError(DropReason.BAD_PARAMS, f"PDU of {len(pdu)} bytes exceeds the GN payload length")
+        lpv = self.position_vector()
+        if params.destination is not None:
+            ht = g.GBC_TYPES[params.destination.shape]
+            ext = g.ExtendedHeader(ht, lpv, self.next_sequence_number(), params.destination)
+        elif hops > 1:
+            ext = g.ExtendedHeader(g.HeaderType.TSB, lpv, self.next_sequence_number())
+        else:
+            ext = g.ExtendedHeader(g.HeaderType.SHB, lpv)
+        mhl = 1 if ext.header_type == g.HeaderType.SHB else hops
+        common = g.CommonHeader(g.COMMON_NH_BTP_B, ext.header_type, tc, 0, 0, mhl)
+        inner = g.build_inner(common, ext, kind.btp_port, pdu)
+        if self.config.secured:
+            if self.sign is None:
+                raise GnSendError(DropReason.SIGN_FAILED, "secured GN transport without a signing function")
+            try:
+                secured = self.sign(inner, kind)
+            except Exception as e:  # the signer's own failure (no AT, HSM error): drop this packet
+                raise GnSendError(DropReason.SIGN_FAILED, f"signing failed: {e}") from e
+            return g.build_packet(g.BasicHeader(g.GN_VERSION, g.BASIC_NH_SECURED, lt, mhl), bytes(secured))
+        return g.build_packet(g.BasicHeader(g.GN_VERSION, g.BASIC_NH_COMMON, lt, mhl), inner)
+
+    def build_frame(self, data: bytes, params: DisseminationParams) -> bytes:
+        """Secured data + parameters -> Ethernet frame (broadcast destination, our MAC as source)."""
+        return ethernet.build_frame(self.build_packet(data, params), self.mac)
+
+    # ------------------------------------------------------------------ receive
+    def receive_frame(self, frame: bytes, link_source: str | None = None) -> ReceivedFrame | Drop:
+        """Ethernet frame -> ReceivedFrame, or Drop with the reason. Never raises on bad bytes."""
+        try:
+            eth = ethernet.parse_frame(frame)
+        except ethernet.EthernetError as e:
+            return Drop(DropReason.MALFORMED_ETHERNET, str(e))
+        if eth.ethertype != ethernet.ETHERTYPE_GN:
+            return Drop(DropReason.NOT_GEONETWORKING, f"ethertype 0x{eth.ethertype:04x}")
+        if eth.source == self.mac:
+            return Drop(DropReason.OWN_FRAME, "our own Ethernet source address")
+        link = {"ethernet_source": ethernet.format_mac(eth.source)}
+        if link_source:
+            link["link_source"] = link_source
+        return self.receive_packet(eth.payload, link)
+
+    def receive_packet(self, packet: bytes, link: dict | None = None) -> ReceivedFrame | Drop:
+        """GN packet -> ReceivedFrame, or Drop with the reason."""
+        try:
+            pkt = g.parse_packet(packet)
+        except g.GnError as e:
+            return Drop(e.reason, e.detail)
+        src = pkt.extended.source
+        if src.address.mid == self.mac:
+            return Drop(DropReason.OWN_FRAME, "our own GN address")
+        if pkt.btp_port not in self.ports:
+            return Drop(DropReason.UNKNOWN_BTP_PORT, f"BTP-B destination port {pkt.btp_port}")
+        area = pkt.extended.area
+        if area is not None and self.config.check_destination_area and \
+                not g.area_contains(area, self.latitude, self.longitude):
+            return Drop(DropReason.OUTSIDE_AREA, f"RSU outside the {area.shape} around "
+                                                 f"{area.latitude:.7f},{area.longitude:.7f}")
+        now = self.clock.now()
+        lifetime = g.decode_lifetime(pkt.basic.lifetime)
+        sn = pkt.extended.sequence_number
+        if sn is not None and self.duplicates.is_duplicate(src.address.to_bytes(), sn, now, lifetime):
+            return Drop(DropReason.DUPLICATE, f"source {src.address.hex()} sequence number {sn} seen before")
+        kind = catalog.BY_BTP_PORT.get(pkt.btp_port)
+        info = {
+            "header_type": pkt.header_type.label,
+            "message_type": kind.name if kind else None,
+            "lifetime_s": lifetime,
+            "remaining_hop_limit": pkt.basic.rhl,
+            "max_hop_limit": pkt.common.max_hop_limit,
+            "traffic_class": pkt.common.traffic_class,
+            "sequence_number": sn,
+            "btp_port_info": pkt.btp_port_info,
+            "station_type": src.address.station_type,
+            "source_position": {"latitude": src.latitude / 1e7, "longitude": src.longitude / 1e7},
+            "source_timestamp_ms": src.timestamp,
+            **(link or {}),
+        }
+        if area is not None:
+            info["destination_area"] = {"shape": area.shape, "latitude": area.latitude,
+                                        "longitude": area.longitude, "a": area.a, "b": area.b,
+                                        "angle": area.angle}
+        return ReceivedFrame(
+            secured=pkt.secured if pkt.is_secured else pkt.payload,
+            transport=self.name,
+            received_at=now,
+            btp_port=pkt.btp_port,
+            source=src.address.hex(),
+            secured_packet=pkt.is_secured,
+            info=info,
+            payload_offset=pkt.payload_offset if pkt.is_secured else 0,
+        )

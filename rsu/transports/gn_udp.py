@@ -1,0 +1,194 @@
+"""GeoNetworking + BTP-B over UDP: the asyncio adapter (I/O only; the protocol is in :mod:`gn_core`).
+
+Layer: takes secured data + :class:`DisseminationParams`, sends one UDP datagram per GN packet
+whose content is an Ethernet II frame (14-byte header, ethertype 0x8947) followed by the GN packet,
+as Vanetza's UDP link layer does; receives the same on the same group and port and hands each
+accepted packet up as a :class:`ReceivedFrame`. Optionally writes every sent and received frame
+to a pcap file.
+
+Default: multicast group 239.118.122.97, port 8947, interface ``lo`` (nothing leaves the host),
+multicast loop on so that other stations on this host hear us; our own frames come back and are
+dropped by source MAC (counted as ``own-frame``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import socket
+import struct
+
+from rsu.clock import Clock
+from rsu.transports.base import DisseminationParams, DropCounter, ReceiveCallback, ReceivedFrame
+from rsu.transports.config import ConfigError, GnUdpConfig
+from rsu.transports.drops import Drop, DropReason
+from rsu.transports.gn_core import GnCore, GnSendError, SignFunction
+from rsu.transports.pcap import PcapWriter
+
+log = logging.getLogger(__name__)
+
+
+def open_socket(config: GnUdpConfig) -> socket.socket:
+    """A non-blocking UDP socket bound for ``config`` (multicast group joined on the interface)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    try:
+        # SO_REUSEADDR lets several stations on one host bind the group; each gets every datagram.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((config.group, config.port))
+        ifindex = socket.if_nametoindex(config.interface)
+        # struct ip_mreqn (Linux): group, local address (any), interface index
+        mreqn = struct.pack("=4s4si", socket.inet_aton(config.group), socket.inet_aton("0.0.0.0"), ifindex)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, config.ttl)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1 if config.multicast_loop else 0)
+        sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"group/port/interface: cannot open {config.group}:{config.port} on "
+                          f"{config.interface}: {e.strerror or e}") from None
+    return sock
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: "GnUdpTransport") -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.owner._datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.warning("%s: socket error: %s", self.owner.name, exc)
+
+
+class GnUdpTransport:
+    """A :class:`~rsu.transports.base.Transport` for GN + BTP-B in UDP datagrams.
+
+    ``sign(payload, kind)`` signs the GN headers + BTP + PDU (required when ``config.secured``).
+    ``drops`` counts every dropped frame by reason; ``clock`` stamps LPVs, frames and pcap records.
+    """
+
+    def __init__(self, config: GnUdpConfig, *, clock: Clock, drops: DropCounter,
+                 sign: SignFunction | None = None) -> None:
+        config.validate()
+        if config.secured and sign is None:
+            raise ConfigError("secured: a secured GN transport needs the signing function (sign=...)")
+        self.config = config
+        self.name = config.name
+        self.clock = clock
+        self.drops = drops
+        self.core = GnCore(config, clock, sign=sign)
+        self._transport: asyncio.DatagramTransport | None = None
+        self._on_receive: ReceiveCallback | None = None
+        self._pcap: PcapWriter | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._destination = (config.group, config.port)
+        self.sent = 0
+        self.received = 0
+
+    @property
+    def mac(self) -> bytes:
+        return self.core.mac
+
+    async def start(self, on_receive: ReceiveCallback) -> None:
+        if self._transport is not None:
+            raise RuntimeError(f"{self.name}: already started")
+        self._on_receive = on_receive
+        if self.config.pcap:
+            try:
+                self._pcap = PcapWriter(self.config.pcap)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        sock = open_socket(self.config)
+        loop = asyncio.get_running_loop()
+        try:
+            self._transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
+        except OSError:
+            sock.close()
+            raise
+        log.info("%s: GN/BTP over UDP %s:%d on %s, MAC %s", self.name, self.config.group, self.config.port,
+                 self.config.interface, self.mac.hex(":"))
+
+    async def send(self, secured: bytes, params: DisseminationParams) -> None:
+        """Secured data -> one datagram (Ethernet + GN packet). Never raises; failures are counted."""
+        if self._transport is None:
+            self._drop(DropReason.NOT_STARTED, "send before start or after stop")
+            return
+        try:
+            frame = self.core.build_frame(secured, params)
+        except GnSendError as e:
+            self._drop(e.reason, e.detail)
+            return
+        except Exception:
+            log.exception("%s: building a GN packet failed", self.name)
+            self._drop(DropReason.INTERNAL_ERROR, "build")
+            return
+        self._capture(frame)
+        try:
+            self._transport.sendto(frame, self._destination)
+        except OSError as e:
+            self._drop(DropReason.SEND_FAILED, str(e))
+            return
+        self.sent += 1
+
+    async def stop(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._pcap is not None:
+            self._pcap.close()
+            self._pcap = None
+
+    # ------------------------------------------------------------------ internals
+    def _drop(self, reason: DropReason, detail: str) -> None:
+        log.debug("%s: dropped (%s): %s", self.name, reason, detail)
+        self.drops.drop(self.name, str(reason))
+
+    def _capture(self, frame: bytes) -> None:
+        if self._pcap is not None:
+            try:
+                self._pcap.write(self.clock.now(), frame)
+            except OSError as e:
+                log.warning("%s: pcap write failed: %s", self.name, e)
+
+    def _datagram(self, data: bytes, addr) -> None:
+        try:
+            result = self.core.receive_frame(data, link_source=f"{addr[0]}:{addr[1]}")
+        except Exception:  # a bug, not bad input: keep running
+            log.exception("%s: receive failed", self.name)
+            self._capture(data)
+            self._drop(DropReason.INTERNAL_ERROR, "receive")
+            return
+        if isinstance(result, Drop):
+            if result.reason != DropReason.OWN_FRAME:
+                self._capture(data)
+            self._drop(result.reason, result.detail)
+            return
+        self._capture(data)
+        self.received += 1
+        self._deliver(result)
+
+    def _deliver(self, frame: ReceivedFrame) -> None:
+        if self._on_receive is None:
+            return
+        try:
+            r = self._on_receive(frame)
+        except Exception:
+            log.exception("%s: receive callback failed", self.name)
+            self._drop(DropReason.INTERNAL_ERROR, "callback")
+            return
+        if inspect.isawaitable(r):
+            task = asyncio.ensure_future(r)
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: receive callback failed", self.name, exc_info=task.exception())
+            self._drop(DropReason.INTERNAL_ERROR, "callback")

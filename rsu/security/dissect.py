@@ -89,6 +89,12 @@ def _with_payload(fields: dict, inner: bytes) -> Layer:
     fields["payloadLength"] = len(inner)
     if _looks_like_facilities(inner):
         return Layer("secured", fields, payload=inner, next_layers=("facilities",))
+    try:  # a secured GeoNetworking packet signs its common/extended headers and BTP-B with the PDU
+        from rsu.transports.gn import looks_like_common_header
+    except ImportError:  # pragma: no cover - transports are part of every build
+        looks_like_common_header = None
+    if looks_like_common_header is not None and looks_like_common_header(inner):
+        return Layer("secured", fields, payload=inner, next_layers=("geonetworking", "facilities"))
     fields["payloadHex"] = inner.hex()
     fields["payloadNote"] = "not a facilities PDU (e.g. GeoNetworking common header + BTP); shown as hex"
     return Layer("secured", fields)

@@ -22,6 +22,9 @@ or root, our next message carries it as ``requestedCertificate``.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from typing import Any
+
 from rsu import clock as clockmod
 from rsu.catalog import MessageKind
 from rsu.security import ssp as sspmod
@@ -30,6 +33,7 @@ from rsu.security.pool import AtPool, SigningRefused
 from rsu.security.verify import VerificationResult, Verifier
 
 MAX_INLINE_REQUESTS = 8
+REQUIREMENT_CACHE = 512  # PDUs whose SSP requirement is remembered (note_content)
 
 
 class SecurityService:
@@ -45,6 +49,7 @@ class SecurityService:
         self._asked_by_neighbours: set[bytes] = set()  # HashedId3 of our ATs someone requested
         self._wanted_issuers: set[bytes] = set()  # HashedId3 of our AA/root someone requested
         self._our_requests: dict[bytes, None] = {}  # HashedId3s we want (ordered set)
+        self._requirements: OrderedDict[bytes, sspmod.Requirement] = OrderedDict()
         for t in pool.tickets:  # our own ATs verify our own looped-back messages
             verifier.add_certificate(t.certificate)
 
@@ -56,18 +61,36 @@ class SecurityService:
         return self._codec
 
     # ------------------------------------------------------------------ sending
-    def sign(self, kind: MessageKind, pdu: bytes, value: dict | None = None) -> bytes:
-        """Sign a facilities PDU (UPER) of ``kind`` -> EtsiTs103097Data-Signed (COER).
+    def note_content(self, kind: MessageKind, pdu: bytes, value: dict) -> None:
+        """Remember what the PDU bytes ``pdu`` require of an AT, so that signing them later needs no decode.
 
-        ``value``: the decoded PDU if the caller has it (saves a decode for the SSP
-        check). Raises :class:`SigningRefused` if no AT permits the content.
+        The daemon calls this with the value it encoded; a secured GeoNetworking packet then
+        signs ``headers | pdu`` and :meth:`sign` finds the requirement by the PDU bytes.
         """
-        if value is None:
-            decoded = self.codec.decode(pdu)
+        self._requirements[bytes(pdu)] = sspmod.required(kind, value)
+        self._requirements.move_to_end(bytes(pdu))
+        while len(self._requirements) > REQUIREMENT_CACHE:
+            self._requirements.popitem(last=False)
+
+    def sign(self, kind: MessageKind, pdu: bytes, value: dict | None = None, *, pdu_offset: int = 0) -> bytes:
+        """Sign ``pdu`` of ``kind`` -> EtsiTs103097Data-Signed (COER).
+
+        Layer: takes the bytes to carry as unsecuredData — a UPER facilities PDU, or, for a
+        secured GeoNetworking packet, GN common/extended headers + BTP-B + the PDU, with the
+        PDU starting at ``pdu_offset``. ``value``: the decoded PDU if the caller has it (saves
+        a decode for the SSP check; so does :meth:`note_content`). Raises :class:`SigningRefused`
+        if no AT permits the content.
+        """
+        content = bytes(pdu[pdu_offset:]) if pdu_offset else bytes(pdu)
+        if value is not None:
+            requirement = sspmod.required(kind, value)
+        elif content in self._requirements:
+            requirement = self._requirements[content]
+        else:
+            decoded = self.codec.decode(content)
             if decoded.kind is not kind:
                 raise SigningRefused(kind, ("message-type",), f"PDU is a {decoded.kind.pdu}, not a {kind.pdu}")
-            value = decoded.value
-        requirement = sspmod.required(kind, value)
+            requirement = sspmod.required(kind, decoded.value)
         at = self.pool.select(kind, requirement)
         now = self.clock.now()
         h8 = at.hashed_id8
@@ -94,8 +117,10 @@ class SecurityService:
         return self.pool.hours_to_expiry(kind)
 
     # ------------------------------------------------------------------ receiving
-    def verify(self, data: bytes, expected: MessageKind | None = None) -> VerificationResult:
-        result = self.verifier.verify(data, expected)
+    def verify(self, data: bytes, expected: MessageKind | None = None, *, payload_offset: int = 0,
+               context: Any = None) -> VerificationResult:
+        """Verify received secured data (see :meth:`Verifier.verify`) and learn certificate requests from it."""
+        result = self.verifier.verify(data, expected, payload_offset=payload_offset, context=context)
         for r in [result, *result.released]:
             self._learn(r)
         return result

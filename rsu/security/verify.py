@@ -255,6 +255,7 @@ class VerificationResult:
     requested_certificate: Certificate | None = None  # headerInfo.requestedCertificate, when valid
     held: bool = False
     released: list["VerificationResult"] = field(default_factory=list)
+    context: Any = None  # the caller's opaque context (e.g. the received frame), also for released messages
 
     @property
     def ok(self) -> bool:
@@ -310,7 +311,7 @@ class Verifier:
         self._cache: OrderedDict[bytes, Certificate] = OrderedDict()
         self._cache_size = cache_size
         self._chain_ok: dict[bytes, Certificate] = {}  # AT h8 -> issuer, once its signature checked
-        self._held: OrderedDict[bytes, list[tuple[float, bytes, MessageKind | None]]] = OrderedDict()
+        self._held: OrderedDict[bytes, list[tuple[float, bytes, MessageKind | None, int, Any]]] = OrderedDict()
         if trust is not None:
             for c in trust.certificates():
                 self._remember(c)
@@ -337,21 +338,33 @@ class Verifier:
         return self._codec
 
     # ------------------------------------------------------------------ main entry
-    def verify(self, data: bytes, expected: MessageKind | None = None) -> VerificationResult:
+    def verify(self, data: bytes, expected: MessageKind | None = None, *, payload_offset: int = 0,
+               context: Any = None) -> VerificationResult:
         """Verify one received secured message (COER). Never raises on bad input.
 
         ``expected``: the message type the transport says this is (e.g. from the BTP
-        port); the header psid must be its ITS-AID.
+        port); the header psid must be its ITS-AID. ``payload_offset``: where the
+        facilities PDU starts inside the unsecured data (a secured GeoNetworking packet
+        signs its common/extended headers and BTP-B too; 0 when the PDU was signed alone).
+        ``context`` comes back on the result, also when a held message is released later.
         """
         try:
-            result = self._verify(bytes(data), expected)
+            result = self._verify(bytes(data), expected, payload_offset, context)
         except Exception as e:  # last line of defence: a received frame never crashes the daemon
-            return VerificationResult(Reason.MALFORMED, f"unexpected error: {type(e).__name__}: {e}")
+            return VerificationResult(Reason.MALFORMED, f"unexpected error: {type(e).__name__}: {e}",
+                                      context=context)
         if result.ok and result.signer_form == "certificate":
             result.released = self._release(result.signer_id)
         return result
 
-    def _verify(self, data: bytes, expected: MessageKind | None) -> VerificationResult:
+    def _verify(self, data: bytes, expected: MessageKind | None, payload_offset: int = 0,
+                context: Any = None) -> VerificationResult:
+        res = self._verify_inner(data, expected, payload_offset, context)
+        res.context = context
+        return res
+
+    def _verify_inner(self, data: bytes, expected: MessageKind | None, payload_offset: int,
+                      context: Any) -> VerificationResult:
         try:
             msg = parse_signed(data)
         except ParseError as e:
@@ -385,7 +398,7 @@ class Verifier:
             res.signer_id = sval
             cert = self._cache.get(sval)
             if cert is None:
-                self._hold(sval, data, expected, now)
+                self._hold(sval, data, expected, now, payload_offset, context)
                 res.request_certificate = sval[-3:]
                 res.held = True
                 return self._fail(res, Reason.SIGNER_UNKNOWN,
@@ -455,8 +468,10 @@ class Verifier:
         if self.check_content and kind is not None:
             from rsu.codec.errors import CodecError
 
+            if not 0 <= payload_offset <= len(payload or b""):
+                return self._fail(res, Reason.PAYLOAD_INVALID, f"payload offset {payload_offset} is beyond the payload")
             try:
-                pdu = self.codec.decode(payload)
+                pdu = self.codec.decode(payload[payload_offset:])
             except CodecError as e:
                 return self._fail(res, Reason.PAYLOAD_INVALID, f"payload is not a {kind.pdu}: {e}")
             if pdu.kind is not kind:
@@ -501,10 +516,11 @@ class Verifier:
         return None
 
     # ------------------------------------------------------------------ held messages
-    def _hold(self, h8: bytes, data: bytes, expected: MessageKind | None, now: float) -> None:
+    def _hold(self, h8: bytes, data: bytes, expected: MessageKind | None, now: float,
+              payload_offset: int = 0, context: Any = None) -> None:
         if self.hold_seconds <= 0 or self.hold_limit <= 0:
             return
-        self._held.setdefault(h8, []).append((now, data, expected))
+        self._held.setdefault(h8, []).append((now, data, expected, payload_offset, context))
         total = sum(len(v) for v in self._held.values())
         while total > self.hold_limit:
             oldest = next(iter(self._held))
@@ -518,7 +534,8 @@ class Verifier:
         if not items:
             return []
         now = self.clock.now()
-        return [self._verify(data, expected) for t, data, expected in items if now - t <= self.hold_seconds]
+        return [self._verify(data, expected, offset, ctx)
+                for t, data, expected, offset, ctx in items if now - t <= self.hold_seconds]
 
     @property
     def held_count(self) -> int:

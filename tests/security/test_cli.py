@@ -103,11 +103,13 @@ def test_decode_shows_the_secured_layer_and_the_inner_pdu(pki_dir, tmp_path, cod
     assert sec["signer"]["certificate"][0]["appPermissions"][0]["permissions"] == ["intersections", "roadSegments"]
 
 
-def test_secured_layer_on_a_gn_payload_shows_hex():
+def test_secured_layer_hands_gn_headers_on_to_the_gn_dissector():
+    """A secured GN packet signs common header + BTP + PDU: the secured layer passes them to GN."""
     from rsu.security.dissect import secured_layer
 
     layer = secured_layer((VECTORS / "vanetza" / "cam_signed_with_at_cert.oer").read_bytes())
-    assert layer.payload is None and layer.fields["payloadHex"].startswith("2050028000320100")
+    assert layer.payload is not None and layer.payload.hex().startswith("2050028000320100")
+    assert layer.next_layers == ("geonetworking", "facilities")
     assert layer.fields["signer"]["certificate"][0]["hashedId8"] == "127cff384ce0b890"
     assert layer.fields["headerInfo"]["generationTimeIso"] == "2019-11-21T13:27:54.447061Z"
     assert secured_layer(b"\x02\x04\x00\x00") is None

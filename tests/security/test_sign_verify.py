@@ -232,3 +232,39 @@ def test_every_reason_has_a_test():
     text = "".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
     untested = [r.name for r in Reason if not re.search(rf"Reason\.{r.name}\b", text)]
     assert untested == []
+
+
+def test_gn_style_payload_offset_and_context_survive_holding(test_pki, clock, codec, spatem_pdu):
+    """A secured GN packet signs headers | PDU: the content check starts at payload_offset,
+    and a held message comes back with its context when its certificate arrives."""
+    v = Verifier(clock, test_pki.trust, codec=codec)
+    at = test_pki.ats["spatem"]
+    headers = bytes.fromhex("2050028000320100") + bytes.fromhex("07d40000")  # stand-in CH + BTP-B
+    first = sign_with(at, headers + spatem_pdu, 137, with_certificate=False)
+    res = v.verify(first, payload_offset=len(headers), context="frame-1")
+    assert res.held and res.context == "frame-1"
+    res2 = v.verify(sign_with(at, headers + spatem_pdu, 137, t=clock.now(), with_certificate=True),
+                    payload_offset=len(headers), context="frame-2")
+    assert res2.ok and res2.context == "frame-2" and res2.pdu.kind is catalog.SPATEM
+    (released,) = res2.released
+    assert released.ok and released.context == "frame-1" and released.pdu.kind is catalog.SPATEM
+    # without the offset the headers are taken for the PDU and the content check fails
+    bad = v.verify(sign_with(at, headers + spatem_pdu, 137, t=clock.now()))
+    assert bad.reason is Reason.PAYLOAD_INVALID
+    beyond = v.verify(sign_with(at, spatem_pdu, 137, t=clock.now()), payload_offset=len(spatem_pdu) + 1)
+    assert beyond.reason is Reason.PAYLOAD_INVALID and "beyond" in beyond.detail
+
+
+def test_noted_content_signs_headers_and_pdu_without_decoding(service, codec, spatem_pdu, monkeypatch):
+    value = codec.decode(spatem_pdu).value
+    service.note_content(catalog.SPATEM, spatem_pdu, value)
+    headers = bytes(12)
+
+    def no_decode(data):
+        raise AssertionError("decoded although the content was noted")
+
+    monkeypatch.setattr(service.codec, "decode", no_decode)
+    signed = service.sign(catalog.SPATEM, headers + spatem_pdu, pdu_offset=len(headers))
+    monkeypatch.undo()
+    res = service.verify(signed, catalog.SPATEM, payload_offset=len(headers))
+    assert res.ok, res.detail

@@ -58,10 +58,9 @@ MAX_ITEMS = 3  # the most items of any list / string / octet string near the roo
 UNBOUNDED = 2**40  # integers without one or both bounds stay this close to the bound (or to 0)
 EXT_INTEGER_SPREAD = 2**16  # how far beyond an extensible root an extension value may go
 # Lengths outside the root of an extensible BIT STRING size (MAPEM LaneAttributes-Vehicle,
-# SIZE(8, ...)): asn1tools 0.169, which our codec runs on, raises NotImplementedError("BIT STRING
-# extension is not yet implemented") for them, on encode and on decode. Off until that changes;
-# tests/test_codec_interop.py pins the gap down with a strict xfail.
-BIT_STRING_SIZE_EXTENSIONS = False
+# SIZE(8, ...)) are generated too: asn1tools alone raises NotImplementedError for them, and
+# rsu.codec.asn1patches adds the X.691 encoding.
+BIT_STRING_SIZE_EXTENSIONS = True
 
 
 def _weighted(common: st.SearchStrategy, rare: st.SearchStrategy, one_in: int) -> st.SearchStrategy:
@@ -84,9 +83,10 @@ def _optional(child: st.SearchStrategy, depth: int) -> st.SearchStrategy:
 
 
 class _Builder:
-    def __init__(self, schema: Schema, max_depth: int):
+    def __init__(self, schema: Schema, max_depth: int, size_extensions: bool = BIT_STRING_SIZE_EXTENSIONS):
         self.schema = schema
         self.max_depth = max_depth
+        self.size_extensions = size_extensions
         self._cache: dict[tuple[int, int], st.SearchStrategy] = {}
         self._height: dict[int, float] = {}
         self._groups: dict[int, list[tuple[list[str], list[str]]]] = {}
@@ -259,7 +259,7 @@ class _Builder:
             return st.integers(0, (1 << n) - 1).map(lambda v: (((v << pad).to_bytes(nbytes, "big")), n))
         if b is not None and b.lo is not None and b.lo == b.hi:
             fixed = bits(b.lo)
-            if b.extensible and BIT_STRING_SIZE_EXTENSIONS:  # SIZE(8, ...): an extension length
+            if b.extensible and self.size_extensions:  # SIZE(8, ...): an extension length
                 return _weighted(fixed, st.integers(0, b.lo + 8).flatmap(bits), 8)
             return fixed
         lo, hi = self._count(b, depth, cap=40)
@@ -332,11 +332,11 @@ _ABSENT = _Absent()
 _builders: dict[tuple[int, int], _Builder] = {}
 
 
-def _builder(schema: Schema, max_depth: int) -> _Builder:
-    key = (id(schema), max_depth)
+def _builder(schema: Schema, max_depth: int, size_extensions: bool = BIT_STRING_SIZE_EXTENSIONS) -> _Builder:
+    key = (id(schema), max_depth, size_extensions)
     b = _builders.get(key)
     if b is None:
-        b = _builders[key] = _Builder(schema, max_depth)
+        b = _builders[key] = _Builder(schema, max_depth, size_extensions)
     return b
 
 
@@ -345,8 +345,12 @@ def value_strategy(schema: Schema, node: Node, max_depth: int = DEFAULT_MAX_DEPT
     return _builder(schema, max_depth).build(node, 0)
 
 
-def pdu_strategy(codec, kind, max_depth: int = DEFAULT_MAX_DEPTH) -> st.SearchStrategy[dict]:
-    """Whole PDUs of one kind: header fixed to the kind's messageID and protocolVersion."""
+def pdu_strategy(codec, kind, max_depth: int = DEFAULT_MAX_DEPTH, *,
+                 size_extensions: bool = BIT_STRING_SIZE_EXTENSIONS) -> st.SearchStrategy[dict]:
+    """Whole PDUs of one kind: header fixed to the kind's messageID and protocolVersion.
+
+    ``size_extensions=False`` keeps extensible-size BIT STRINGs at their root length (pycrate's JER
+    prints those as bare hex without a length, so it cannot show an extension length)."""
     root = codec.node(kind)
     body = next(m for m in root.members if m.name == kind.body)
     header = st.fixed_dictionaries({
@@ -356,5 +360,5 @@ def pdu_strategy(codec, kind, max_depth: int = DEFAULT_MAX_DEPTH) -> st.SearchSt
     })
     return st.fixed_dictionaries({
         "header": header,
-        kind.body: _builder(codec.schema, max_depth).build(body.node, 1),
+        kind.body: _builder(codec.schema, max_depth, size_extensions).build(body.node, 1),
     })

@@ -101,6 +101,8 @@ def test_encode_unknown_type_and_missing_file(tmp_path):
     ("0104000000010000", ["SPATEM protocolVersion 1 is not supported"]),
     ("020400", ["truncated ItsPduHeader"]),
     ("02040000000100ffffffffffff", ["malformed SPATEM"]),
+    # a valid IVIM with an IviContainer alternative newer than our schema (was a traceback once)
+    ("020600000000800000000000043830008000000000", ["unknown IviContainer alternative", "ivi.optional[0]"]),
 ])
 def test_decode_bad_input_is_one_line(arg, needles):
     assert_one_line_error(run_rsu("decode", arg), *needles)

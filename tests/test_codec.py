@@ -205,3 +205,16 @@ def test_value_range_union_is_encoded_by_its_effective_range(codec):
         assert codec._spec.decode("Distance", ours) == value
     with pytest.raises(InvalidValueError, match=r"^unit: 5 is not in 2\.\.4 \| 6\.\.8"):
         V.validate(codec.schema, node, {"value": 250, "unit": 5})
+
+
+def test_jer_accepts_pycrate_hex_for_an_extensible_single_size_bit_string(codec):
+    """LaneAttributes-Vehicle is BIT STRING (SIZE(8, ...)): we write {"value", "length"} (an extensible
+    size is not fixed in X.697); pycrate writes bare hex of the 8 root bits, which we read too."""
+    from rsu.codec import values as V
+
+    node = codec.schema.pdu("LaneAttributes-Vehicle")
+    assert V.to_jer(codec.schema, node, (b"\xa0", 8)) == {"value": "a0", "length": 8}
+    assert V.from_jer(codec.schema, node, "a0") == (b"\xa0", 8)
+    assert V.from_jer(codec.schema, node, {"value": "a0", "length": 8}) == (b"\xa0", 8)
+    with pytest.raises(InvalidValueError, match="root bits"):
+        V.from_jer(codec.schema, node, "a0b0")

@@ -33,6 +33,8 @@ from typing import Any
 
 import asn1tools
 
+from rsu.codec import asn1patches  # noqa: F401  (X.691 fixes to asn1tools, applied on import)
+
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent  # .../rsu
 _CACHE_FORMAT = 1  # bump when the pickled tuple changes shape
 

@@ -15,4 +15,8 @@ def facilities_layer(data: bytes) -> Layer:
         pdu = codec.decode(data)
     except CodecError as e:
         raise LayerError(f"facilities PDU: {e}") from None
-    return Layer("facilities", {"type": pdu.kind.pdu, "pdu": codec.to_jer(pdu.kind, pdu.value)})
+    try:
+        jer = codec.to_jer(pdu.kind, pdu.value)
+    except CodecError as e:  # decode validates, so this is a bug if it happens; still no traceback
+        raise LayerError(f"facilities PDU: {e}") from None
+    return Layer("facilities", {"type": pdu.kind.pdu, "pdu": jer})

@@ -120,11 +120,13 @@ class FacilitiesCodec:
             raise InvalidValueError("", f"cannot encode {kind.pdu}: {e}") from e
 
     # --- bytes in, values out ---------------------------------------------------------------
-    def decode(self, data: bytes) -> DecodedPdu:
+    def decode(self, data: bytes, *, validate: bool = True) -> DecodedPdu:
         """Decode a whole PDU, dispatching on ItsPduHeader messageID and protocolVersion.
 
         Raises :class:`UnknownMessageError` for a message or version this build does not decode,
-        and :class:`DecodeError` for truncated, malformed or over-long input; never anything else.
+        and :class:`DecodeError` for truncated, malformed or over-long input, for values outside
+        a constraint, and for extension values this build's schema does not know; never anything
+        else. ``validate=False`` skips the value check (only for bytes we encoded ourselves).
         """
         data = bytes(data)
         header = peek_header(data)
@@ -148,6 +150,15 @@ class FacilitiesCodec:
             value = self._regional.unpack(self._nodes[kind.name], value)
         except Exception as e:
             raise DecodeError(f"malformed regional extension in {kind.pdu}: {_describe(e)}") from e
+        if validate:
+            # PER leaves room for values outside a constraint (a 20-bit field for 0..527040), and
+            # asn1tools gives None for extensions it does not know: neither may reach an application.
+            try:
+                V.validate(self.schema, self._nodes[kind.name], value)
+            except InvalidValueError as e:
+                err = DecodeError(f"{kind.pdu} holds a value outside its schema: {e}")
+                err.where = e.path
+                raise err from None
         return DecodedPdu(kind, value)
 
     def _decode_counting(self, type_name: str, data: bytes) -> tuple[Any, int | None]:

@@ -60,6 +60,10 @@ class Member:
     extension: bool = False  # an extension addition (after the "...")
     # WITH COMPONENTS refinement from the enclosing type: "ABSENT", "PRESENT" or None
     presence: str | None = None
+    # index of the extension addition group ``[[ ... ]]`` of a SEQUENCE this member belongs to;
+    # the group as a whole may be absent, but once one of its members is present its
+    # non-OPTIONAL members must be too (``optional`` is the member's own flag inside the group)
+    group: int | None = None
 
 
 @dataclass(eq=False)
@@ -307,7 +311,7 @@ class Schema:
             return
         if node.kind not in ("SEQUENCE", "CHOICE"):
             return
-        members = [Member(m.name, m.node, m.optional, m.extension, m.presence) for m in node.members]
+        members = [Member(m.name, m.node, m.optional, m.extension, m.presence, m.group) for m in node.members]
         by_name = {m.name: m for m in members}
         for comp in comps:
             if not comp:
@@ -355,20 +359,19 @@ class Schema:
         if t in ("SEQUENCE", "SET", "CHOICE"):
             node.kind = "CHOICE" if t == "CHOICE" else "SEQUENCE"
             after_marker = False
-            for m in spec.get("members", []):
+            for index, m in enumerate(spec.get("members", [])):
                 if m is None:
                     node.extensible = True
                     after_marker = True
                     continue
-                group = m if isinstance(m, list) else [m]
-                for mm in group:
+                grouped = isinstance(m, list) and node.kind == "SEQUENCE"
+                for mm in (m if isinstance(m, list) else [m]):
                     if mm is None:
                         continue
                     child = self._build(mm, module, owner, mm["name"])
-                    node.members.append(
-                        Member(mm["name"], child, optional=bool(mm.get("optional")) or isinstance(m, list)
-                               and node.kind == "SEQUENCE", extension=after_marker)
-                    )
+                    node.members.append(Member(mm["name"], child, optional=bool(mm.get("optional")),
+                                               extension=after_marker or isinstance(m, list),
+                                               group=index if grouped else None))
             if "with-components" in spec:
                 self._apply_components(node, spec["with-components"], module)
         elif t in ("SEQUENCE OF", "SET OF"):

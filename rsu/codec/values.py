@@ -78,12 +78,27 @@ def _check_string(node: Node, s: str, path: str) -> None:
         raise InvalidValueError(path, "NumericString allows digits and space only")
 
 
+UNKNOWN_EXTENSION = "an extension this build's schema does not know (sent by a newer version?)"
+
+
 def _enum_check(node: Node, v: Any, path: str) -> None:
+    if v is None and node.extensible:
+        raise InvalidValueError(path, f"{UNKNOWN_EXTENSION}: unknown {node.label} value")
     if not isinstance(v, str):
         raise InvalidValueError(path, f"expected an enumeration identifier, found {_kind_of(v)}")
     if v not in node.enum_root and v not in node.enum_ext:
         allowed = ", ".join(node.enum_root + node.enum_ext)
         raise InvalidValueError(path, f"unknown value {v!r} (expected one of: {allowed})")
+
+
+def _check_groups(node: Node, v: dict, path: str) -> None:
+    """An extension addition group that is present must carry its mandatory members."""
+    present = {m.group for m in node.members if m.group is not None and m.name in v}
+    for m in node.members:
+        if m.group in present and not m.optional and m.name not in v:
+            others = ", ".join(x.name for x in node.members if x.group == m.group and x.name in v)
+            raise InvalidValueError(_join(path, m.name),
+                                    f"missing (mandatory in its extension group, which {others} makes present)")
 
 
 def _region_node(schema: Schema, node: Node, region: int) -> Node | None:
@@ -110,7 +125,10 @@ def validate(schema: Schema, node: Node, v: Any, path: str = "") -> None:
                 validate(schema, m.node, v[m.name], _join(path, m.name))
             elif not (m.optional or m.extension) or m.presence == "PRESENT":
                 raise InvalidValueError(_join(path, m.name), f"missing (mandatory in {node.label})")
+        _check_groups(node, v, path)
     elif k == "CHOICE":
+        if isinstance(v, tuple) and len(v) == 2 and v[0] is None and node.extensible:
+            raise InvalidValueError(path, f"{UNKNOWN_EXTENSION}: unknown {node.label} alternative")
         if not (isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str)):
             raise InvalidValueError(path, f"expected a choice (alternative, value) of {node.label}, found {_kind_of(v)}")
         m = node.member_map.get(v[0])
@@ -188,7 +206,10 @@ def to_jer(schema: Schema, node: Node, v: Any) -> Any:
         return {name: to_jer(schema, mm[name].node, item) for name, item in v.items() if name in mm}
     if k == "CHOICE":
         alt, item = v
-        return {alt: to_jer(schema, node.member_map[alt].node, item)}
+        member = node.member_map.get(alt)
+        if member is None:
+            raise InvalidValueError("", f"{node.label}: no JER for alternative {alt!r}")
+        return {alt: to_jer(schema, member.node, item)}
     if k == "SEQUENCE OF":
         return [to_jer(schema, node.element, item) for item in v]  # type: ignore[arg-type]
     if k in ("INTEGER", "BOOLEAN", "NULL", "ENUMERATED", "STRING"):
@@ -236,6 +257,7 @@ def from_jer(schema: Schema, node: Node, obj: Any, path: str = "") -> Any:
         for m in node.members:
             if m.name not in out and (not (m.optional or m.extension) or m.presence == "PRESENT"):
                 raise InvalidValueError(_join(path, m.name), f"missing (mandatory in {node.label})")
+        _check_groups(node, out, path)
         # keep schema order: easier to read back, and what asn1tools returns on decode
         return {m.name: out[m.name] for m in node.members if m.name in out}
     if k == "CHOICE":
@@ -278,6 +300,15 @@ def from_jer(schema: Schema, node: Node, obj: Any, path: str = "") -> Any:
             if len(data) != (nbits + 7) // 8:
                 raise InvalidValueError(path, f"expected {nbits} bits as {(nbits + 7) // 8} bytes of hex, "
                                               f"found {len(data)} bytes")
+        elif isinstance(obj, str) and node.size is not None and node.size.lo is not None \
+                and node.size.lo == node.size.hi:
+            # SIZE(n, ...): we write {"value", "length"} (an extensible size is not fixed in X.697);
+            # pycrate writes the bare hex of the root size, which we accept on input
+            data = _hex(obj, path)
+            nbits = node.size.lo
+            if len(data) != (nbits + 7) // 8:
+                raise InvalidValueError(path, f"a hex string must hold the {nbits} root bits; "
+                                              f'use {{"value": hex, "length": n}} for other sizes')
         else:
             if not isinstance(obj, dict) or set(obj) != {"value", "length"}:
                 raise InvalidValueError(path, 'expected {"value": hex, "length": number of bits}')

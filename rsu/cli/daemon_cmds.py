@@ -1,28 +1,86 @@
-"""``rsu run``: the daemon. Until the service layers land it loads the codec and reports what it carries."""
+"""``rsu run``, ``rsu check-config`` and ``rsu status``: running the daemon and looking at it."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+
+from rsu.cli.common import CliError, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the RSU daemon",
-                       description="Run the RSU daemon (embedded default configuration when no --config is given).")
+                       description="Run the RSU daemon. Without --config it runs the embedded default: "
+                                   "GeoNetworking over UDP on loopback, a local test PKI in the state "
+                                   "directory, the API on 127.0.0.1:8301.")
     p.add_argument("--config", metavar="FILE", help="YAML configuration file")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("check-config", help="validate a configuration file and list every error",
+                       description="Validate FILE (all errors at once, each with its path). Exit 0 if valid, 2 if not.")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("status", help="what the running daemon has on the air",
+                       description="Ask the running daemon (its API) what is on the air: active messages per "
+                                   "service with id, next and last send, count, transports; the ATs in use.")
+    p.add_argument("--api", metavar="URL", default="http://127.0.0.1:8301", help="daemon API (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the raw JSON")
+    p.set_defaults(func=cmd_status)
+
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import time
+    from rsu.ops.daemon import run
 
-    from rsu import __version__, catalog
-    from rsu.codec.facilities import get_codec
+    return run(args.config)
 
-    started = time.monotonic()
-    get_codec()
-    took = time.monotonic() - started
-    print(f"rsu {__version__}: codec ready in {took * 1000:.0f} ms")
-    for kind in catalog.MESSAGES:
-        print(f"  {kind.pdu:<7} messageID {kind.message_id:>2}  protocolVersion {kind.protocol_version}  "
-              f"service {kind.service}  ITS-AID {kind.its_aid}  BTP port {kind.btp_port}")
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from rsu.ops import config as cfgmod
+    from rsu.ops.config_core import ConfigError
+
+    try:
+        cfgmod.load(args.file)
+    except ConfigError as e:
+        print(f"{args.file}: {len(e.issues)} error(s)", file=sys.stderr)
+        for issue in e.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: valid")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    url = args.api.rstrip("/") + "/v1/status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            status = json.load(resp)
+    except (urllib.error.URLError, OSError) as e:
+        raise CliError(f"no daemon answering at {args.api} ({getattr(e, 'reason', e)})") from None
+    except ValueError:
+        raise CliError(f"{url}: the answer is not JSON") from None
+    if args.json:
+        print_json(status)
+        return 0
+    print(f"rsu {status.get('version')} station {status.get('station_id')}  up since {status.get('started_at')}  "
+          f"security {status.get('security')}  transports {', '.join(status.get('transports', []))}")
+    messages = status.get("messages", [])
+    print(f"\n{len(messages)} message(s) on the air")
+    if messages:
+        print(f"  {'service':<7} {'message':<7} {'id':<28} {'state':<11} {'count':>6}  {'last send':<27} "
+              f"{'next send':<27} transports")
+        for m in messages:
+            print(f"  {m['service']:<7} {m['message']:<7} {m['id']:<28} {m['state']:<11} {m['count']:>6}  "
+                  f"{m.get('last_send') or '-':<27} {m.get('next_send') or '-':<27} {', '.join(m.get('transports') or [])}")
+    tickets = status.get("authorization_tickets", [])
+    if tickets:
+        print("\nauthorization tickets")
+        for t in tickets:
+            used = ", ".join(t.get("usedFor") or []) or "-"
+            print(f"  {t['label']:<10} {t['hashedId8']}  expires in {t['hoursToExpiry']:.1f} h  "
+                  f"{'valid' if t.get('validNow') else 'NOT VALID'}  in use for: {used}")
     return 0

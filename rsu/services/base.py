@@ -206,7 +206,7 @@ class ServiceEntity:
         params = entry.dissemination.to_params(entry.kind, entry.area)
         n = len(entry.pdus)
         return [Transmission(self.name, entry.id, entry.kind, pdu, params, due.fresh, entry.generation,
-                             (i + 1) if n > 1 else None, due.slot, due.priority)
+                             (i + 1) if n > 1 else None, due.slot, due.priority, entry.value)
                 for i, pdu in enumerate(entry.pdus)]
 
     # --- persistence ----------------------------------------------------------------------------

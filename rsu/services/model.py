@@ -93,6 +93,9 @@ class Transmission:
     fragment: int | None  # MAPEM fragment index (1-based), None when not fragmented
     slot: float  # scheduled time
     priority: int
+    # the whole PDU's Python value (for a fragmented MAPEM: the unfragmented value, a superset of
+    # each fragment's content): lets the signer find the SSP the content needs without a decode
+    value: dict | None = None
 
 
 def canonical_hash(obj: Any) -> str:

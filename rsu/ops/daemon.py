@@ -1,0 +1,540 @@
+"""The daemon: the asyncio runtime that wires the sans-I/O layers to clocks, sockets and signals.
+
+    config -> security (PKI, AT pool, verifier)
+           -> services (ServiceLayer: entities, scheduler, SQLite store)
+           -> transports (GN/BTP over UDP, MQTT)       <- received frames -> verify -> decode -> services
+           -> HTTP API (IS_Triggering, IS_DataProviding, /metrics, /v1/status, /v1/health)
+           -> systemd (READY, RELOADING, STOPPING, watchdog from the loop)
+
+Send path, per transmission the scheduler releases: the services give a UPER facilities PDU and
+its DisseminationParams; a secured GeoNetworking transport signs its own headers + BTP + PDU
+(EN 302 636-4-1), every other transport gets the PDU signed alone (TS 103 097). Receive path:
+frame -> transport (GN/BTP or MQTT, drops counted there) -> verification with the payload offset
+the transport reports -> services -> IS_DataProviding; every drop is counted by reason.
+
+SIGTERM/SIGINT stop cleanly (store closed, transports and API stopped); SIGHUP re-reads the
+configuration file: a valid one replaces the parts whose sections changed (active messages stay:
+they live in the store), an invalid one is logged with all its errors and the daemon keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from rsu import __version__, catalog
+from rsu.clock import Clock, SystemClock, iso_utc
+from rsu.ops import config as cfgmod
+from rsu.ops import logging as rlog
+from rsu.ops.config_core import ConfigError
+from rsu.ops.metrics import CONTENT_TYPE, Metrics
+from rsu.ops.systemd import Notifier
+
+log = logging.getLogger("rsu.daemon")
+
+DUE_BATCH = 64  # transmissions released per scheduler pass; the scheduler orders them by priority
+HOUSEKEEPING_S = 1.0
+
+
+# ====================================================================== security
+
+def build_security(config: cfgmod.Config, clock: Clock):
+    """The SecurityService for ``config`` (creating the local test PKI when allowed), or None."""
+    if not config.security.enabled:
+        return None
+    from rsu.security import ssp as sspmod
+    from rsu.security.pki import init_pki
+    from rsu.security.pool import AtPool
+    from rsu.security.service import SecurityService
+    from rsu.security.verify import TrustStore, Verifier
+
+    sec = config.security
+    tickets = config.tickets_path
+    if sec.create_test_pki and _test_pki_needed(config, clock):
+        provider = sspmod.ServiceProvider.of(config.services.ivi_provider.country, config.services.ivi_provider.issuer)
+        init_pki(config.pki_path, now=clock.now(), at_hours=sec.test_pki_at_hours, provider=provider)
+        log.warning("created a local TEST PKI in %s: fine for a bench, not trusted by any vehicle", config.pki_path)
+    trust = TrustStore.from_directory(config.trust_path)
+    pool = AtPool.load_directory(tickets, clock, rotation_margin=sec.rotation_margin,
+                                 issuers=trust.certificates())
+    verifier = Verifier(clock, trust, max_age=sec.max_age, max_future=sec.max_future)
+    return SecurityService(pool, verifier, clock, certificate_interval=sec.certificate_interval)
+
+
+def _test_pki_needed(config: cfgmod.Config, clock: Clock) -> bool:
+    """No AT at all, or a test PKI we made whose ATs have all expired (renewed at start)."""
+    tickets = list(config.tickets_path.glob("*.oer")) if config.tickets_path.is_dir() else []
+    if not tickets:
+        return True
+    if not (config.pki_path / "pki.json").exists():
+        return False  # operator's PKI: never overwritten
+    from rsu.security.certs import Certificate
+
+    now = clock.now()
+    return not any(Certificate.load(p).valid_at(now) for p in tickets)
+
+
+def permission_check(security):
+    """The services' sender-side guard: which permission is missing for this content (None: fine)."""
+    from rsu.security import ssp as sspmod
+    from rsu.security.pool import SigningRefused
+
+    def check(kind: catalog.MessageKind, value: dict) -> str | None:
+        try:
+            security.pool.select(kind, sspmod.required(kind, value))
+        except SigningRefused as e:
+            missing = ", ".join(e.missing) if e.missing else "permission"
+            return f"{missing} ({e.detail})"
+        return None
+
+    return check
+
+
+# ====================================================================== helpers
+
+class TimedCodec:
+    """The facilities codec with encode time recorded in rsu_encode_seconds (same interface)."""
+
+    def __init__(self, codec, metrics: Metrics):
+        self._codec = codec
+        self._metrics = metrics
+
+    def encode(self, value, kind=None, *, validate: bool = True):
+        t0 = time.perf_counter()
+        try:
+            return self._codec.encode(value, kind, validate=validate)
+        finally:
+            label = kind.name if kind is not None else "unknown"
+            self._metrics.encode_time.labels(label).observe(time.perf_counter() - t0)
+
+    def __getattr__(self, name):
+        return getattr(self._codec, name)
+
+
+class Facade:
+    """What the API serves: the ServiceLayer, with metrics on requests and the daemon's status."""
+
+    def __init__(self, daemon: "Daemon"):
+        self._d = daemon
+
+    def _counted(self, action: str, service: str, fn, *args):
+        result = fn(*args)
+        kind = result.get("message") if isinstance(result, dict) else None
+        self._d.metrics.triggered.labels(self._d.layer.entity(service).name, kind or "?", action).inc()
+        return result
+
+    def trigger(self, service, request):
+        return self._counted("trigger", service, self._d.layer.trigger, service, request)
+
+    def update(self, service, ident, request):
+        return self._counted("update", service, self._d.layer.update, service, ident, request)
+
+    def terminate(self, service, ident, request=None):
+        return self._counted("terminate", service, self._d.layer.terminate, service, ident, request)
+
+    def stats(self):
+        return self._d.status()
+
+    def __getattr__(self, name):
+        return getattr(self._d.layer, name)
+
+
+# ====================================================================== daemon
+
+class Daemon:
+    def __init__(self, config: cfgmod.Config, *, config_path: str | None = None, clock: Clock | None = None,
+                 notifier: Notifier | None = None):
+        self.config = config
+        self.config_path = config_path
+        self.clock = clock or SystemClock()
+        self.notifier = notifier or Notifier()
+        self.metrics = Metrics()
+        self.security = None
+        self.layer = None
+        self.transports = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._sent: dict[tuple[str, str], dict] = {}
+        self.started_at: float | None = None
+        self.reloads = {"ok": 0, "rejected": 0, "last_error": None}
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        rlog.setup(self.config.logging.level)
+        self.config.state_path.mkdir(parents=True, exist_ok=True)
+        self.security = build_security(self.config, self.clock)
+        self.layer = self._build_layer()
+        await self._start_transports()
+        await self._start_api()
+        self._tasks = [asyncio.create_task(self._scheduler_loop(), name="rsu-scheduler"),
+                       asyncio.create_task(self._housekeeping_loop(), name="rsu-housekeeping"),
+                       asyncio.create_task(self.notifier.watchdog_loop(), name="rsu-watchdog")]
+        self.started_at = self.clock.now()
+        api = self.config.api
+        log.info("rsu %s running: API http://%s:%d, state %s, transports %s, security %s", __version__,
+                 api.host, self.api_port, self.config.state_path, ", ".join(self.transports.transports),
+                 "on" if self.security else "OFF")
+        self.notifier.ready(f"serving on {api.host}:{self.api_port}")
+
+    async def run(self) -> None:
+        """Start, then serve until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
+        loop = asyncio.get_running_loop()
+        await self.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        try:
+            await self._stop.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    async def stop(self) -> None:
+        self.notifier.stopping()
+        log.info("stopping")
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.transports is not None:
+            await self.transports.stop()
+        if self.layer is not None:
+            self.layer.close()  # the store is synchronous=FULL: every acknowledged change is on disk
+        self.metrics.up.set(0)
+        self.notifier.close()
+        log.info("stopped")
+
+    async def reload(self) -> bool:
+        """Re-read the configuration file; apply it if valid, else keep running on the old one."""
+        if self.config_path is None:
+            log.warning("SIGHUP: running on the embedded default configuration; nothing to reload")
+            return False
+        self.notifier.reloading()
+        try:
+            new = cfgmod.load(self.config_path)
+        except ConfigError as e:
+            for issue in e.issues:
+                log.error("reload rejected: %s: %s", self.config_path, issue)
+            self.reloads["rejected"] += 1
+            self.reloads["last_error"] = str(e)
+            self.notifier.ready("reload rejected: configuration invalid, running on the previous one")
+            return False
+        old, self.config = self.config, new
+        try:
+            await self._apply(old, new)
+        except Exception as e:  # e.g. a port that cannot be bound: go back to the old configuration
+            log.error("reload failed while applying (%s); restoring the previous configuration", e)
+            self.config = old
+            await self._apply(new, old)
+            self.reloads["rejected"] += 1
+            self.reloads["last_error"] = str(e)
+            self.notifier.ready("reload failed, running on the previous configuration")
+            return False
+        self.reloads["ok"] += 1
+        self.reloads["last_error"] = None
+        log.info("configuration reloaded from %s", self.config_path)
+        self.notifier.ready("configuration reloaded")
+        return True
+
+    async def _apply(self, old: cfgmod.Config, new: cfgmod.Config) -> None:
+        rlog.setup(new.logging.level)
+        changed = {name for name in ("station", "state_dir", "security", "services", "transports", "api")
+                   if getattr(old, name) != getattr(new, name)}
+        if changed & {"security", "state_dir"}:
+            self.security = build_security(new, self.clock)
+        if changed & {"station", "state_dir", "services", "security"}:
+            # the store holds every active message: reopening keeps ids, revisions and schedules
+            self.layer.close()
+            self.layer = self._build_layer()
+            self._wake.set()
+        if changed & {"station", "transports", "security"}:
+            await self.transports.stop()
+            await self._start_transports()
+        if "api" in changed:
+            await self._runner.cleanup()
+            await self._start_api()
+
+    # ------------------------------------------------------------------ builders
+    def _build_layer(self):
+        from rsu.codec.facilities import get_codec
+        from rsu.services.layer import ServiceLayer, ServicesConfig
+
+        c = self.config
+        services = ServicesConfig(
+            state_dir=c.state_path, station_id=c.station.id,
+            ivi_provider={"countryCode": c.services.ivi_provider.country,
+                          "providerIdentifier": c.services.ivi_provider.issuer},
+            rules=dict(c.services.rules), message_defaults=dict(c.services.message_defaults),
+            known_transports=[cfg.name for _, cfg in cfgmod.transport_configs(c)])
+        layer = ServiceLayer(services, clock=self.clock, codec=TimedCodec(get_codec(), self.metrics),
+                             permission_check=permission_check(self.security) if self.security else None)
+        layer.set_wakeup(self._wake.set)
+        return layer
+
+    async def _start_transports(self) -> None:
+        from rsu.transports import gn as gnmod
+        from rsu.transports.dispatch import TransportSet
+        from rsu.transports.gn_udp import GnUdpTransport
+        from rsu.transports.mqtt import MqttTransport
+
+        built = []
+        for kind, cfg in cfgmod.transport_configs(self.config):
+            if kind == "gn-udp":
+                if self.security is None:
+                    cfg = dataclasses.replace(cfg, secured=False)
+                built.append(GnUdpTransport(cfg, clock=self.clock, drops=self.metrics,
+                                            sign=self._gn_signer(gnmod) if self.security else None))
+            else:
+                built.append(MqttTransport(cfg, clock=self.clock, drops=self.metrics))
+        self.transports = TransportSet(built, drops=self.metrics)
+        await self.transports.start(self._on_frame)
+
+    def _gn_signer(self, gnmod):
+        def sign(inner: bytes, kind: catalog.MessageKind) -> bytes:
+            offset = gnmod.parse_inner(inner, exact=True)[5]  # CH | EH | BTP-B | PDU
+            t0 = time.perf_counter()
+            try:
+                return self.security.sign(kind, inner, pdu_offset=offset)
+            finally:
+                self.metrics.sign_time.labels(kind.name).observe(time.perf_counter() - t0)
+        return sign
+
+    async def _start_api(self) -> None:
+        from rsu.api.app import create_app, serve
+
+        app = create_app(Facade(self))
+        app.router.add_get("/metrics", self._metrics_handler)
+        app.router.add_get("/v1/health", self._health_handler)
+        self._runner = await serve(app, self.config.api.host, self.config.api.port)
+
+    @property
+    def api_port(self) -> int:
+        if self._runner is None:
+            return self.config.api.port
+        for site in self._runner.sites:
+            server = getattr(site, "_server", None)
+            if server is not None and server.sockets:
+                return server.sockets[0].getsockname()[1]
+        return self.config.api.port
+
+    # ------------------------------------------------------------------ HTTP extras
+    async def _metrics_handler(self, request: web.Request) -> web.Response:
+        self._refresh_gauges()
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def _health_handler(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "version": __version__})
+
+    # ------------------------------------------------------------------ sending
+    async def _scheduler_loop(self) -> None:
+        while True:
+            deadline = self.layer.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.clock.now())
+            if timeout is None or timeout > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            try:
+                batch = self.layer.due(limit=DUE_BATCH)
+            except Exception:
+                log.exception("scheduler: releasing transmissions failed")
+                await asyncio.sleep(0.1)
+                continue
+            for tx in batch:
+                await self._send(tx)
+            if len(batch) >= DUE_BATCH:
+                self._wake.set()  # more are due: go round again, letting other tasks run first
+                await asyncio.sleep(0)
+
+    async def _send(self, tx) -> None:
+        from rsu.security.pool import SigningRefused
+        from rsu.transports.gn_udp import GnUdpTransport
+
+        now = self.clock.now()
+        self.metrics.lateness.labels(tx.service).observe(max(0.0, now - tx.slot))
+        targets, unknown = self.transports.targets(tx.params)
+        for name in unknown:
+            self.metrics.drop(name, "unknown-transport")
+        if self.security is not None and tx.value is not None:
+            self.security.note_content(tx.kind, tx.pdu, tx.value)
+        signed: bytes | None = None
+        sent_on = []
+        for transport in targets:
+            data = tx.pdu
+            gn_signs = isinstance(transport, GnUdpTransport) and transport.config.secured
+            if self.security is not None and not gn_signs:
+                if signed is None:
+                    t0 = time.perf_counter()
+                    try:
+                        signed = self.security.sign(tx.kind, tx.pdu, tx.value)
+                    except SigningRefused as e:
+                        log.error("%s %s not sent: %s", tx.kind.pdu, tx.id, e)
+                        self.metrics.drop(transport.name, "signing-refused")
+                        continue
+                    finally:
+                        self.metrics.sign_time.labels(tx.kind.name).observe(time.perf_counter() - t0)
+                data = signed
+            await transport.send(data, tx.params)
+            self.metrics.on_sent(tx.kind.service, tx.kind.name, transport.name, repetition=not tx.fresh)
+            sent_on.append(transport.name)
+        record = self._sent.setdefault((tx.service, tx.id), {"count": 0})
+        record.update(last=now, transports=sent_on)
+        record["count"] += 1
+
+    # ------------------------------------------------------------------ receiving
+    def _on_frame(self, frame) -> None:
+        kind = catalog.BY_BTP_PORT.get(frame.btp_port) if frame.btp_port is not None else None
+        self.metrics.received.labels(kind.name if kind else "unknown", frame.transport).inc()
+        if not frame.secured_packet:
+            if self.config.security.accept_unsecured or self.security is None:
+                self._deliver_unsecured(frame)
+            else:
+                self.metrics.drop(frame.transport, "unsecured")
+            return
+        if self.security is None:
+            self.metrics.drop(frame.transport, "security-disabled")
+            return
+        t0 = time.perf_counter()
+        result = self.security.verify(frame.secured, kind, payload_offset=frame.payload_offset, context=frame)
+        self.metrics.verify_time.labels(kind.name if kind else "unknown").observe(time.perf_counter() - t0)
+        for r in (result, *result.released):
+            self._deliver_verified(r)
+
+    def _deliver_verified(self, r) -> None:
+        frame = r.context
+        if not r.ok:
+            if not r.held:  # a held message is judged again when its certificate arrives
+                self.metrics.drop(frame.transport, f"security:{r.reason.value}")
+            return
+        security = {"its_aid": r.psid, "ssp": r.ssp.hex() if r.ssp is not None else None,
+                    "signer": r.signer_id.hex() if r.signer_id else None, "verification": "ok"}
+        self._deliver(frame, r.pdu if r.pdu is not None else r.payload[frame.payload_offset:], security)
+
+    def _deliver_unsecured(self, frame) -> None:
+        payload = frame.secured[frame.payload_offset:]
+        self._deliver(frame, payload, {"its_aid": None, "ssp": None, "signer": None, "verification": "ok",
+                                       "secured": False})
+
+    def _deliver(self, frame, pdu, security: dict) -> None:
+        transport = {"transport": frame.transport, "source": frame.source, "btp_port": frame.btp_port,
+                     "received_at": iso_utc(frame.received_at), **{k: v for k, v in frame.info.items()
+                                                                     if isinstance(v, (str, int, float, bool))}}
+        before = dict(self.layer.counts)
+        try:
+            event = self.layer.on_received(pdu, security, transport)
+        except Exception:  # peer input never stops the daemon
+            log.exception("received message not processed")
+            self.metrics.drop(frame.transport, "unprocessable")
+            return
+        if event is None:
+            grew = [k for k, v in self.layer.counts.items() if v > before.get(k, 0)]
+            reason = {"rx_ivi_duplicate": "duplicate", "rx_ivi_outdated": "outdated",
+                      "rx_undecodable": "decode-error", "rx_unprocessable": "unprocessable",
+                      "rx_not_verified": "not-verified"}
+            self.metrics.drop(frame.transport, next((reason[k] for k in grew if k in reason), "not-delivered"))
+            return
+        kind = catalog.BY_NAME.get(event.get("message", ""))
+        self.metrics.accepted.labels(kind.service if kind else "?", event.get("message", "?"), frame.transport).inc()
+
+    # ------------------------------------------------------------------ status & gauges
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)
+            try:
+                self._refresh_gauges()
+            except Exception:
+                log.exception("housekeeping failed")
+
+    def _refresh_gauges(self) -> None:
+        m = self.metrics
+        m.update_rates()
+        counts = {(k.service, k.name): 0 for k in catalog.MESSAGES}
+        for entry in self.layer.list():
+            if entry.get("state") in ("active", "terminating"):
+                kind = catalog.BY_NAME.get(entry["message"])
+                if kind is not None:
+                    counts[(kind.service, kind.name)] += 1
+        for (service, message), n in counts.items():
+            m.active.labels(service, message).set(n)
+        if self.security is not None:
+            for kind in catalog.MESSAGES:
+                hours = self.security.hours_to_expiry(kind)
+                if hours is not None:
+                    m.at_expiry.labels(kind.service, str(kind.its_aid)).set(hours)
+        for t in self.transports.transports.values():
+            connected = getattr(t, "connected", None)
+            if isinstance(connected, asyncio.Event):
+                m.mqtt_connected.labels(t.name).set(1 if connected.is_set() else 0)
+
+    def status(self) -> dict[str, Any]:
+        """What is on the air now (``rsu status`` and GET /v1/status)."""
+        now = self.clock.now()
+        messages = []
+        for entry in self.layer.list():
+            sent = self._sent.get((entry["service"], entry["id"]), {})
+            messages.append({
+                "service": entry["service"], "id": entry["id"], "message": entry["message"],
+                "state": entry["state"], "identification": entry.get("identification"),
+                "next_send": entry.get("next_transmission"),
+                "last_send": iso_utc(sent["last"]) if "last" in sent else None,
+                "count": sent.get("count", 0),
+                "transports": sent.get("transports") or entry.get("dissemination", {}).get("transports") or [],
+            })
+        tickets = []
+        if self.security is not None:
+            in_use = {}
+            for kind in catalog.MESSAGES:
+                t = self.security.pool.current(kind)
+                if t is not None:
+                    in_use[t.hashed_id8.hex()] = in_use.get(t.hashed_id8.hex(), []) + [kind.name]
+            for t in self.security.pool.status():
+                tickets.append({**t, "usedFor": in_use.get(t["hashedId8"], [])})
+        return {
+            "version": __version__, "now": iso_utc(now),
+            "started_at": iso_utc(self.started_at) if self.started_at else None,
+            "station_id": self.config.station.id, "config": self.config_path or "embedded default",
+            "security": "on" if self.security else "off",
+            "messages": messages, "authorization_tickets": tickets,
+            "transports": list(self.transports.transports) if self.transports else [],
+            "services": self.layer.stats(), "reloads": dict(self.reloads),
+        }
+
+
+def run(config_path: str | None) -> int:
+    """``rsu run``: load the configuration, run until stopped. Exit 2 on an invalid configuration."""
+    try:
+        config = cfgmod.load(config_path)
+    except ConfigError as e:
+        import sys
+
+        print(f"rsu: error: invalid configuration ({e.source or 'config'}):", file=sys.stderr)
+        for issue in e.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop  # optional: the faster event loop when installed
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    daemon = Daemon(config, config_path=config_path)
+    try:
+        runner(daemon.run())
+    except KeyboardInterrupt:
+        pass
+    return 0

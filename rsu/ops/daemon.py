@@ -37,6 +37,7 @@ from rsu.ops import logging as rlog
 from rsu.ops.config_core import ConfigError
 from rsu.ops.metrics import CONTENT_TYPE, Metrics
 from rsu.ops.systemd import Notifier
+from rsu.transports.gn import DuplicateDetector
 
 log = logging.getLogger("rsu.daemon")
 
@@ -165,6 +166,7 @@ class Daemon:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._sent: dict[tuple[str, str], dict] = {}
+        self._duplicates: dict[str, DuplicateDetector] = {}
         self.started_at: float | None = None
         self.reloads = {"ok": 0, "rejected": 0, "last_error": None}
 
@@ -381,8 +383,8 @@ class Daemon:
             if self.security is not None and not gn_signs:
                 if signed is None:
                     t0 = time.perf_counter()
-                    try:
-                        signed = self.security.sign(tx.kind, tx.pdu, tx.value)
+                    try:  # indirect delivery: always the full certificate (no neighbourhood to learn it)
+                        signed = self.security.sign(tx.kind, tx.pdu, tx.value, with_certificate=True)
                     except SigningRefused as e:
                         log.error("%s %s not sent: %s", tx.kind.pdu, tx.id, e)
                         self.metrics.drop(transport.name, "signing-refused")
@@ -422,6 +424,12 @@ class Daemon:
             if not r.held:  # a held message is judged again when its certificate arrives
                 self.metrics.drop(frame.transport, f"security:{r.reason.value}")
             return
+        if frame.duplicate_key is not None:  # GN duplicate detection, after verification (EN 302 636-4-1)
+            source, sn, lifetime = frame.duplicate_key
+            detector = self._duplicates.setdefault(frame.transport, DuplicateDetector())
+            if detector.is_duplicate(source, sn, frame.received_at, lifetime):
+                self.metrics.drop(frame.transport, "duplicate")
+                return
         security = {"its_aid": r.psid, "ssp": r.ssp.hex() if r.ssp is not None else None,
                     "signer": r.signer_id.hex() if r.signer_id else None, "verification": "ok"}
         self._deliver(frame, r.pdu if r.pdu is not None else r.payload[frame.payload_offset:], security)

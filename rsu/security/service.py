@@ -72,14 +72,17 @@ class SecurityService:
         while len(self._requirements) > REQUIREMENT_CACHE:
             self._requirements.popitem(last=False)
 
-    def sign(self, kind: MessageKind, pdu: bytes, value: dict | None = None, *, pdu_offset: int = 0) -> bytes:
+    def sign(self, kind: MessageKind, pdu: bytes, value: dict | None = None, *, pdu_offset: int = 0,
+             with_certificate: bool | None = None) -> bytes:
         """Sign ``pdu`` of ``kind`` -> EtsiTs103097Data-Signed (COER).
 
         Layer: takes the bytes to carry as unsecuredData — a UPER facilities PDU, or, for a
         secured GeoNetworking packet, GN common/extended headers + BTP-B + the PDU, with the
         PDU starting at ``pdu_offset``. ``value``: the decoded PDU if the caller has it (saves
-        a decode for the SSP check; so does :meth:`note_content`). Raises :class:`SigningRefused`
-        if no AT permits the content.
+        a decode for the SSP check; so does :meth:`note_content`). ``with_certificate=True`` forces
+        the full certificate as signer (indirect delivery: an MQTT subscriber, or a retained
+        message's late reader, has no neighbourhood to learn digests from). Raises
+        :class:`SigningRefused` if no AT permits the content.
         """
         content = bytes(pdu[pdu_offset:]) if pdu_offset else bytes(pdu)
         if value is not None:
@@ -95,8 +98,9 @@ class SecurityService:
         now = self.clock.now()
         h8 = at.hashed_id8
         last = self._last_cert_sent.get(h8)
-        with_cert = (self.always_certificate or last is None or now - last >= self.certificate_interval
-                     or h8[-3:] in self._asked_by_neighbours)
+        with_cert = bool(with_certificate) or (
+            self.always_certificate or last is None or now - last >= self.certificate_interval
+            or h8[-3:] in self._asked_by_neighbours)
         if with_cert:
             self._last_cert_sent[h8] = now
             self._asked_by_neighbours.discard(h8[-3:])

@@ -81,6 +81,9 @@ class ReceivedFrame:
     # (EN 302 636-4-1: basic header | Ieee1609Dot2Data{unsecuredData = CH | EH | BTP | PDU}).
     # After verification the facilities PDU is ``unsecuredData[payload_offset:]``; 0 for MQTT.
     payload_offset: int = 0
+    # (source address, sequence number, lifetime s) of a secured GN packet: the receiver checks it
+    # for duplicates *after* verification (rsu.transports.gn.DuplicateDetector), None otherwise
+    duplicate_key: tuple[bytes, int, float] | None = None
 
 
 ReceiveCallback = Callable[[ReceivedFrame], Awaitable[None] | None]

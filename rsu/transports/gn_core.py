@@ -165,8 +165,15 @@ class GnCore:
         now = self.clock.now()
         lifetime = g.decode_lifetime(pkt.basic.lifetime)
         sn = pkt.extended.sequence_number
-        if sn is not None and self.duplicates.is_duplicate(src.address.to_bytes(), sn, now, lifetime):
-            return Drop(DropReason.DUPLICATE, f"source {src.address.hex()} sequence number {sn} seen before")
+        duplicate_key = None
+        if sn is not None:
+            if pkt.is_secured:
+                # EN 302 636-4-1: a secured packet is verified before its common header is processed,
+                # so duplicate detection waits for the verification (``ReceivedFrame.duplicate_key``);
+                # checking here would let a forged packet with a guessed SN suppress the genuine one
+                duplicate_key = (src.address.to_bytes(), sn, lifetime)
+            elif self.duplicates.is_duplicate(src.address.to_bytes(), sn, now, lifetime):
+                return Drop(DropReason.DUPLICATE, f"source {src.address.hex()} sequence number {sn} seen before")
         kind = catalog.BY_BTP_PORT.get(pkt.btp_port)
         info = {
             "header_type": pkt.header_type.label,
@@ -195,4 +202,5 @@ class GnCore:
             secured_packet=pkt.is_secured,
             info=info,
             payload_offset=pkt.payload_offset if pkt.is_secured else 0,
+            duplicate_key=duplicate_key,
         )

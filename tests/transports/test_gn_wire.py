@@ -318,6 +318,23 @@ def test_duplicate_detection_lasts_for_the_packet_lifetime(pdus):
     assert all(isinstance(rx.receive_frame(shb), ReceivedFrame) for _ in range(2))
 
 
+def test_secured_duplicates_are_left_for_after_verification(pdus, make_sign):
+    """A secured TSB/GBC packet is verified before duplicate detection (EN 302 636-4-1), so a forged
+    copy with a guessed sequence number cannot suppress the genuine packet: the transport passes
+    both up with the same duplicate_key, and the receiver checks it once a copy has verified."""
+    clock = ManualClock(NOW)
+    params = DisseminationParams(catalog.SREM, hop_limit=3, lifetime_s=2)
+    frame = _valid_frame(pdus, clock, params=params, sign=make_sign(clock))
+    rx = core(clock)
+    first, second = rx.receive_frame(frame), rx.receive_frame(frame)
+    assert isinstance(first, ReceivedFrame) and isinstance(second, ReceivedFrame)
+    assert first.duplicate_key is not None and first.duplicate_key == second.duplicate_key
+    source, sn, lifetime = first.duplicate_key
+    assert len(source) == 8 and lifetime == 2.0
+    unsecured = _valid_frame(pdus, clock, params=params)
+    assert rx.receive_frame(unsecured).duplicate_key is None  # checked here, at the GN layer
+
+
 def test_geobroadcast_outside_our_area_is_dropped_unless_configured(pdus):
     clock = ManualClock(NOW)
     far = GeoArea(RSU_LAT + 0.05, RSU_LON, "circle", 500.0)  # ~5.5 km north

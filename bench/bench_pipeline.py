@@ -1,0 +1,106 @@
+"""Cost of one signed SPATEM on the send path, against the cost of one ECDSA signature.
+
+    python bench/bench_pipeline.py [--repeat N]
+
+Steps measured (µs, median): raw ECDSA P-256 sign; UPER encode of the 4-arm SPATEM example
+(with and without validation); SecurityService.sign of the PDU (digest signer, content known);
+GN/BTP packet build + sign (what a secured GeoNetworking transport does); the whole send path
+(encode + GN build + sign); and the receive path (parse + verify + decode + SSP check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, utils  # noqa: E402
+
+from rsu import catalog  # noqa: E402
+from rsu.clock import SystemClock  # noqa: E402
+from rsu.codec.facilities import get_codec  # noqa: E402
+from rsu.security.pki import init_pki  # noqa: E402
+from rsu.security.pool import AtPool  # noqa: E402
+from rsu.security.service import SecurityService  # noqa: E402
+from rsu.security.verify import TrustStore, Verifier  # noqa: E402
+from rsu.transports import gn  # noqa: E402
+from rsu.transports.base import DisseminationParams, GeoArea  # noqa: E402
+from rsu.transports.config import GnUdpConfig  # noqa: E402
+from rsu.transports.gn_core import GnCore  # noqa: E402
+
+
+def median_us(fn, repeat: int, inner: int = 50) -> float:
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - t0) / inner)
+    return statistics.median(samples) * 1e6
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--repeat", type=int, default=30)
+    args = ap.parse_args()
+    clock = SystemClock()
+    codec = get_codec()
+    kind = catalog.SPATEM
+    _, value = codec.from_jer(json.loads((REPO / "config/examples/spatem-4arm-intersection.json").read_text()), kind)
+    pdu = codec.encode(value, kind)
+    with tempfile.TemporaryDirectory() as d:
+        init_pki(d, now=clock.now())
+        trust = TrustStore.from_directory(d)
+        security = SecurityService(AtPool.load_directory(Path(d) / "at", clock), Verifier(clock, trust), clock)
+        receiver = Verifier(clock, trust)
+    security.note_content(kind, pdu, value)
+    key = ec.generate_private_key(ec.SECP256R1())
+    digest = bytes(32)
+    core = GnCore(GnUdpConfig(latitude=44.8376, longitude=-0.5794), clock,
+                  sign=lambda inner, k: security.sign(k, inner, pdu_offset=gn.parse_inner(inner, exact=True)[5]))
+    params = DisseminationParams(kind, destination=GeoArea(44.837592, -0.579431, "circle", 300))
+    frame = core.build_frame(pdu, params)
+    packet = gn.parse_packet(frame[14:])
+    receiver.verify(packet.secured, kind, payload_offset=packet.payload_offset)  # learn the certificate
+
+    def send_path():
+        p = codec.encode(value, kind, validate=False)
+        security.note_content(kind, p, value)
+        core.build_frame(p, params)
+
+    def receive_path():
+        pk = gn.parse_packet(frame[14:])
+        r = receiver.verify(pk.secured, kind, payload_offset=pk.payload_offset)
+        assert r.ok or r.reason is not None
+
+    rows = [
+        ("ECDSA P-256 sign (cryptography, prehashed)",
+         median_us(lambda: key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256()))), args.repeat)),
+        ("UPER encode, validated (API edge)", median_us(lambda: codec.encode(value, kind), args.repeat)),
+        ("UPER encode, not validated (service-made values)",
+         median_us(lambda: codec.encode(value, kind, validate=False), args.repeat)),
+        ("sign the PDU (SecurityService, content noted)", median_us(lambda: security.sign(kind, pdu), args.repeat)),
+        ("GN/BTP build + sign (secured GN transport)", median_us(lambda: core.build_frame(pdu, params), args.repeat)),
+        ("send path: encode + GN build + sign", median_us(send_path, args.repeat)),
+        ("receive path: GN parse + verify + decode + SSP check", median_us(receive_path, args.repeat)),
+    ]
+    ecdsa = rows[0][1]
+    print(f"SPATEM 4-arm example: {len(pdu)} bytes UPER, {len(frame)} bytes on the wire (Ethernet + GN + 1609.2)")
+    print()
+    print("| step | µs | × one ECDSA sign |")
+    print("|---|---:|---:|")
+    for name, us in rows:
+        print(f"| {name} | {us:.0f} | {us / ecdsa:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -34,6 +34,7 @@ cannot be expressed in POSIX time; it maps to the following second.
 from __future__ import annotations
 
 import bisect
+import math
 import time
 from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
@@ -159,3 +160,66 @@ def iso_utc(posix: float) -> str:
     dt = datetime.fromtimestamp(posix, tz=timezone.utc)
     text = dt.isoformat(timespec="microseconds" if dt.microsecond else "seconds")
     return text.replace("+00:00", "Z")
+
+
+# --- DSRC TimeMark (ISO TS 19091 / SAE J2735 SPaT times) ------------------------------------------
+# TimeMark ::= INTEGER (0..36001): tenths of a second within the UTC hour, "in the current or next
+# hour" of the message's own timestamp; 36000 = the time is more than an hour ahead; 36001 =
+# unknown. (35991..35999 are named for leap seconds; a POSIX time never falls inside a leap second,
+# so here they are only the ordinary last second of an hour.)
+TIMEMARK_MORE_THAN_AN_HOUR = 36000
+TIMEMARK_UNKNOWN = 36001
+
+
+def time_mark(t: float | None, ref: float) -> int:
+    """TimeMark of an end/likely/next time ``t`` in a message stamped ``ref`` (both POSIX seconds).
+
+    Computed from the message's own time ``ref`` (never from "now"), in whole milliseconds:
+
+    * ``None``/NaN -> 36001 (unknown);
+    * never in the past: a time before ``ref`` is sent as ``ref``;
+    * rounded *up* to a tenth (a receiver never sees a time earlier than the real one);
+    * a time a whole hour or more after ``ref``'s tenth -> 36000 (it would read as this hour);
+    * else ``tenths mod 36000``: across the hour boundary the value restarts at 0 and a receiver
+      reads a value below the message's own tenth as the next hour.
+    """
+    if t is None or not math.isfinite(t):
+        return TIMEMARK_UNKNOWN
+    ref_ms = round(ref * 1000)
+    t_ms = max(round(t * 1000), ref_ms)
+    tenth = -(-t_ms // 100)
+    if tenth - ref_ms // 100 >= 36000:
+        return TIMEMARK_MORE_THAN_AN_HOUR
+    return tenth % 36000
+
+
+def start_time_mark(t: float | None, ref: float) -> int | None:
+    """TimeMark of a ``startTime``: may lie in the past, but only within ``ref``'s own UTC hour.
+
+    A future start is coded like :func:`time_mark`; a past start is the tenth it fell in; a start
+    before the hour of ``ref`` cannot be told from a next-hour time, so it is ``None`` (leave the
+    optional startTime out).
+    """
+    if t is None or not math.isfinite(t):
+        return None
+    ref_ms, t_ms = round(ref * 1000), round(t * 1000)
+    if t_ms > ref_ms:
+        return time_mark(t, ref)
+    if t_ms < ref_ms - ref_ms % 3_600_000:
+        return None
+    return (t_ms // 100) % 36000
+
+
+def time_mark_to_posix(tm: int, ref: float) -> float | None:
+    """How a receiver reads an end-time TimeMark of a message stamped ``ref`` (None for 36000/36001).
+
+    Values at or after ``ref``'s tenth are this hour, values before it the next hour.
+    """
+    if not 0 <= tm < TIMEMARK_MORE_THAN_AN_HOUR:
+        return None
+    ref_ms = round(ref * 1000)
+    hour_ms = ref_ms - ref_ms % 3_600_000
+    t_ms = hour_ms + tm * 100
+    if tm < (ref_ms % 3_600_000) // 100:
+        t_ms += 3_600_000
+    return t_ms / 1000

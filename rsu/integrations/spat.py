@@ -1,0 +1,129 @@
+"""The controller-neutral SPaT model and its SPATEM payload (sans-I/O).
+
+Both feed formats (the JSON feed, the NTCIP 1202 TSCBM blob) are parsed into an
+:class:`IntersectionUpdate` holding *absolute* POSIX times; :func:`spatem_payload` turns one into
+the JER payload the TLM service takes, with every time converted to a TimeMark relative to the
+SPATEM's own timestamp (:func:`rsu.clock.time_mark`): never in the past, 36000 for more than an
+hour ahead, 36001 for unknown, correct across the hour rollover.
+
+The payload leaves out what the TLM service owns (``moy``, ``timeStamp``, the header) and, unless
+the feed gave one, the ``revision``, which TLM takes from the active MAPEM of the intersection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rsu.clock import TIMEMARK_UNKNOWN, start_time_mark, time_mark
+from rsu.integrations.config import reference_id
+
+# MovementPhaseState identifiers (ISO TS 19091 / J2735), by value
+MOVEMENT_PHASE_STATES = ("unavailable", "dark", "stop-Then-Proceed", "stop-And-Remain", "pre-Movement",
+                         "permissive-Movement-Allowed", "protected-Movement-Allowed", "permissive-clearance",
+                         "protected-clearance", "caution-Conflicting-Traffic")
+NO_TIMING = frozenset({"unavailable"})  # states sent without TimeChangeDetails when the feed gives none
+
+# IntersectionStatusObject bits (BIT STRING SIZE(16), bit 0 = most significant bit of the first octet)
+STATUS_BITS = ("manualControlIsEnabled", "stopTimeIsActivated", "failureFlash", "preemptIsActive",
+               "signalPriorityIsActive", "fixedTimeOperation", "trafficDependentOperation", "standbyOperation",
+               "failureMode", "off", "recentMAPmessageUpdate", "recentChangeInMAPassignedLanesIDsUsed",
+               "noValidMAPisAvailableAtThisTime", "noValidSPATisAvailableAtThisTime")
+NO_VALID_SPAT = STATUS_BITS.index("noValidSPATisAvailableAtThisTime")
+
+
+def status_with(status: int, *bits: int) -> int:
+    """A 16-bit IntersectionStatusObject value with the named bit numbers set."""
+    for b in bits:
+        status |= 0x8000 >> b
+    return status
+
+
+@dataclass(frozen=True)
+class SignalEvent:
+    """One MovementEvent: a state and its times (POSIX seconds, None = not known / not given)."""
+
+    state: str
+    start: float | None = None
+    min_end: float | None = None
+    max_end: float | None = None
+    likely: float | None = None
+    confidence: int | None = None  # TimeIntervalConfidence 0..15
+    next_time: float | None = None
+    timing: bool = True  # False: send no TimeChangeDetails at all
+
+
+@dataclass(frozen=True)
+class SignalGroupState:
+    signal_group: int
+    events: tuple[SignalEvent, ...]  # current state first, then predicted ones (1..16)
+
+
+@dataclass(frozen=True)
+class IntersectionUpdate:
+    """The state of one intersection at the controller's time ``timestamp`` (POSIX seconds)."""
+
+    key: str  # "1201" / "7.1201"
+    timestamp: float
+    groups: tuple[SignalGroupState, ...]
+    revision: int | None = None  # None: the active MAPEM's (filled by TLM)
+    status: int = 0  # IntersectionStatusObject as a 16-bit number
+    name: str | None = None
+    plan: int | None = None  # controller timing plan (TSCBM), for information
+    notes: tuple[str, ...] = field(default=())  # what the parser corrected or could not map
+
+
+def spatem_payload(update: IntersectionUpdate, ref: float) -> tuple[dict, list[str]]:
+    """(JER payload for ``tlm`` trigger, corrections made) for a SPATEM stamped ``ref``."""
+    corrections: list[str] = []
+    states = []
+    for g in update.groups:
+        events = []
+        for i, ev in enumerate(g.events):
+            e: dict = {"eventState": ev.state}
+            timing = _timing(ev, ref, corrections, f"signal group {g.signal_group} event {i}")
+            if timing is not None:
+                e["timing"] = timing
+            events.append(e)
+        states.append({"signalGroup": g.signal_group, "state-time-speed": events})
+    ix: dict = {"id": reference_id(update.key), "status": f"{update.status:04x}", "states": states}
+    if update.name:
+        ix["name"] = update.name
+    if update.revision is not None:
+        ix["revision"] = update.revision
+    return {"spat": {"intersections": [ix]}}, corrections
+
+
+def _timing(ev: SignalEvent, ref: float, corrections: list[str], where: str) -> dict | None:
+    given = [t for t in (ev.min_end, ev.max_end, ev.likely, ev.next_time, ev.start) if t is not None]
+    if not ev.timing or (ev.state in NO_TIMING and not given):
+        return None
+    lo, hi, likely = ev.min_end, ev.max_end, ev.likely
+    # order the absolute times before they become TimeMarks (TimeMarks wrap at the hour)
+    if lo is not None and hi is not None and hi < lo:
+        corrections.append(f"{where}: maxEndTime before minEndTime; raised to minEndTime")
+        hi = lo
+    if likely is not None:
+        clamped = likely
+        if lo is not None and clamped < lo:
+            clamped = lo
+        if hi is not None and clamped > hi:
+            clamped = hi
+        if clamped != likely:
+            corrections.append(f"{where}: likelyTime outside [minEndTime, maxEndTime]; clamped")
+            likely = clamped
+    if lo is not None and lo < ref - 0.0005:
+        corrections.append(f"{where}: minEndTime in the past; sent as the message time")
+    out: dict = {}
+    start = start_time_mark(ev.start, ref)
+    if start is not None:
+        out["startTime"] = start
+    out["minEndTime"] = time_mark(lo, ref) if lo is not None else TIMEMARK_UNKNOWN
+    if hi is not None:
+        out["maxEndTime"] = time_mark(hi, ref)
+    if likely is not None:
+        out["likelyTime"] = time_mark(likely, ref)
+    if ev.confidence is not None and likely is not None:
+        out["confidence"] = ev.confidence
+    if ev.next_time is not None:
+        out["nextTime"] = time_mark(ev.next_time, ref)
+    return out

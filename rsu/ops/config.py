@@ -14,6 +14,7 @@ private keys from the PKI directory.
 from __future__ import annotations
 
 import os
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -163,6 +164,96 @@ def transport_issues(entries: Any, station: Station) -> list[ConfigIssue]:
     return issues
 
 
+def _type_ok(value: Any, hint: Any) -> bool:
+    for t in typing.get_args(hint) or (hint,):
+        if t is type(None) and value is None:
+            return True
+        if t is bool and isinstance(value, bool):
+            return True
+        if t in (int, float, str) and isinstance(value, (int, float) if t is float else t) \
+                and not isinstance(value, bool):
+            return True
+    return False
+
+
+def service_issues(data: Any) -> list[ConfigIssue]:
+    """``services.rules`` / ``services.message_defaults`` checked as the service layer will use them
+    (unknown keys, value types, then the layer's own checks), so check-config catches what would
+    otherwise stop the daemon at start."""
+    from dataclasses import fields
+
+    from rsu.services.defaults import MESSAGE_DEFAULTS, MessageDefaults, ServiceRules
+
+    services = data.get("services") if isinstance(data, dict) else None
+    if not isinstance(services, dict):
+        return []  # absent, or the schema reports the wrong type
+    rules, defaults = services.get("rules"), services.get("message_defaults")
+    issues: list[ConfigIssue] = []
+    checks = [("services.rules", rules, ServiceRules)] if isinstance(rules, dict) else []
+    if isinstance(defaults, dict):
+        for name, values in defaults.items():
+            if name not in MESSAGE_DEFAULTS:
+                issues.append(ConfigIssue(f"services.message_defaults.{name}",
+                                          f"not a message type (expected one of: {', '.join(MESSAGE_DEFAULTS)})"))
+            elif isinstance(values, dict):
+                checks.append((f"services.message_defaults.{name}", values, MessageDefaults))
+    for path, values, cls in checks:
+        hints = typing.get_type_hints(cls)
+        known = [f.name for f in fields(cls) if f.name != "kind"]
+        for key, value in values.items():
+            if key not in known:
+                issues.append(ConfigIssue(f"{path}.{key}", f"unknown setting (expected one of: {', '.join(known)})"))
+            elif not _type_ok(value, hints[key]):
+                expected = " or ".join("null" if t is type(None) else t.__name__
+                                       for t in typing.get_args(hints[key]) or (hints[key],))
+                issues.append(ConfigIssue(f"{path}.{key}", f"expected {expected}, found {value!r}"))
+    if not issues:
+        from rsu.services.layer import _check_message_defaults, _rules
+
+        for path, value, check in (("services.rules", rules, _rules),
+                                   ("services.message_defaults", defaults, _check_message_defaults)):
+            if isinstance(value, dict):
+                try:
+                    check(value)
+                except (ValueError, TypeError) as e:
+                    issues.append(ConfigIssue(path, str(e)))
+    return issues
+
+
+def integrations_config(config: Config):
+    """The integrations section as rsu.integrations' config object; the station fills in the RSU position."""
+    return _integrations(config.integrations, config.station)
+
+
+def _integrations(data: Any, station: Station):
+    from rsu.integrations.config import IntegrationsConfig
+
+    data = dict(data or {})
+    ntrip = data.get("ntrip")
+    if isinstance(ntrip, dict):
+        ntrip = dict(ntrip)
+        ntrip.setdefault("latitude", station.position.latitude)
+        ntrip.setdefault("longitude", station.position.longitude)
+        data["ntrip"] = ntrip
+    config = IntegrationsConfig.from_dict(data, "integrations.")
+    config.validate("integrations.")
+    return config
+
+
+def integration_issues(data: Any, station: Station) -> list[ConfigIssue]:
+    """The integrations section checked by rsu.integrations' own config classes."""
+    from rsu.integrations.config import ConfigError as IntegrationConfigError
+
+    if data is not None and not isinstance(data, dict):
+        return []  # the schema reports the wrong type
+    try:
+        _integrations(data, station)
+    except (IntegrationConfigError, ValueError, TypeError) as e:
+        path, sep, message = str(e).partition(": ")
+        return [ConfigIssue(path, message) if sep else ConfigIssue("integrations", str(e))]
+    return []
+
+
 def parse(data: Any, source: str | None = None) -> Config:
     """Validate parsed YAML (a mapping) into a Config; ConfigError lists every issue of every section."""
     issues: list[ConfigIssue] = []
@@ -174,6 +265,9 @@ def parse(data: Any, source: str | None = None) -> Config:
     station = config.station if config is not None else _station_or_default(data)
     raw = data.get("transports", _default_transports()) if isinstance(data, dict) else None
     issues.extend(transport_issues(raw, station))
+    issues.extend(service_issues(data))
+    if isinstance(data, dict):
+        issues.extend(integration_issues(data.get("integrations"), station))
     if issues:
         raise ConfigError(issues, source)
     assert config is not None

@@ -3,6 +3,7 @@
     config -> security (PKI, AT pool, verifier)
            -> services (ServiceLayer: entities, scheduler, SQLite store)
            -> transports (GN/BTP over UDP, MQTT)       <- received frames -> verify -> decode -> services
+           -> integrations (traffic-controller feed -> TLM, MAP files -> RLT, NTRIP -> GPC)
            -> HTTP API (IS_Triggering, IS_DataProviding, /metrics, /v1/status, /v1/health)
            -> systemd (READY, RELOADING, STOPPING, watchdog from the loop)
 
@@ -128,8 +129,13 @@ class Facade:
 
     def _counted(self, action: str, service: str, fn, *args):
         result = fn(*args)
+        entity = self._d.layer.entity(service)
         kind = result.get("message") if isinstance(result, dict) else None
-        self._d.metrics.triggered.labels(self._d.layer.entity(service).name, kind or "?", action).inc()
+        if kind is None:  # the answer names the entry, not its message type
+            entry = entity.entries.get(result.get("id")) if isinstance(result, dict) else None
+            kinds = [entry.kind] if entry is not None else [k for k in catalog.MESSAGES if k.service == entity.name.upper()]
+            kind = kinds[0].name if len(kinds) == 1 else None
+        self._d.metrics.triggered.labels(entity.name, kind or "?", action).inc()
         return result
 
     def trigger(self, service, request):
@@ -148,6 +154,16 @@ class Facade:
         return getattr(self._d.layer, name)
 
 
+class CurrentLayer:
+    """The daemon's service layer as it is now (a reload may replace it): for long-lived users."""
+
+    def __init__(self, daemon: "Daemon"):
+        self._d = daemon
+
+    def __getattr__(self, name):
+        return getattr(self._d.layer, name)
+
+
 # ====================================================================== daemon
 
 class Daemon:
@@ -161,6 +177,7 @@ class Daemon:
         self.security = None
         self.layer = None
         self.transports = None
+        self.integrations = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._wake = asyncio.Event()
@@ -177,6 +194,7 @@ class Daemon:
         self.security = build_security(self.config, self.clock)
         self.layer = self._build_layer()
         await self._start_transports()
+        await self._start_integrations()
         await self._start_api()
         self._tasks = [asyncio.create_task(self._scheduler_loop(), name="rsu-scheduler"),
                        asyncio.create_task(self._housekeeping_loop(), name="rsu-housekeeping"),
@@ -214,6 +232,8 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.integrations is not None:
+            await self.integrations.stop()
         if self.transports is not None:
             await self.transports.stop()
         if self.layer is not None:
@@ -256,20 +276,26 @@ class Daemon:
 
     async def _apply(self, old: cfgmod.Config, new: cfgmod.Config) -> None:
         rlog.setup(new.logging.level)
-        changed = {name for name in ("station", "state_dir", "security", "services", "transports", "api")
-                   if getattr(old, name) != getattr(new, name)}
+        changed = {name for name in ("station", "state_dir", "security", "services", "transports", "api",
+                                     "integrations") if getattr(old, name) != getattr(new, name)}
         if changed & {"security", "state_dir"}:
             self.security = build_security(new, self.clock)
         if changed & {"station", "state_dir", "services", "security"}:
-            # the store holds every active message: reopening keeps ids, revisions and schedules
+            # the store holds every active message: reopening keeps ids, revisions and schedules;
+            # the API and the integrations reach the layer through the daemon, so they follow
             self.layer.close()
             self.layer = self._build_layer()
             self._wake.set()
         if changed & {"station", "transports", "security"}:
             await self.transports.stop()
             await self._start_transports()
-        if "api" in changed:
-            await self._runner.cleanup()
+        if "integrations" in changed:
+            await self.integrations.stop()
+            await self._start_integrations()
+        else:
+            self.integrations.reload()  # SIGHUP always re-reads the MAP files
+        if changed & {"api", "integrations"}:
+            await self._runner.cleanup()  # new address, or new integration routes
             await self._start_api()
 
     # ------------------------------------------------------------------ builders
@@ -317,10 +343,19 @@ class Daemon:
                 self.metrics.sign_time.labels(kind.name).observe(time.perf_counter() - t0)
         return sign
 
+    async def _start_integrations(self) -> None:
+        from rsu.integrations.runtime import Integrations
+
+        self.integrations = Integrations(cfgmod.integrations_config(self.config), CurrentLayer(self), clock=self.clock,
+                                         drops=self.metrics,
+                                         on_feed_age=lambda ix, age: self.metrics.feed_age.labels(str(ix)).set(age))
+        await self.integrations.start()
+
     async def _start_api(self) -> None:
         from rsu.api.app import create_app, serve
 
         app = create_app(Facade(self))
+        app.add_routes(self.integrations.routes())
         app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/v1/health", self._health_handler)
         self._runner = await serve(app, self.config.api.host, self.config.api.port)
@@ -521,6 +556,7 @@ class Daemon:
             "messages": messages, "authorization_tickets": tickets,
             "transports": list(self.transports.transports) if self.transports else [],
             "services": self.layer.stats(), "reloads": dict(self.reloads),
+            "integrations": self.integrations.status() if self.integrations else None,
         }
 
 
@@ -545,4 +581,8 @@ def run(config_path: str | None) -> int:
         runner(daemon.run())
     except KeyboardInterrupt:
         pass
+    except Exception as e:  # start-up failure (port in use, unreadable PKI...): one log line, exit 1, no traceback
+        rlog.setup(config.logging.level)
+        log.critical("cannot start: %s: %s", type(e).__name__, e)
+        return 1
     return 0

@@ -16,6 +16,7 @@ import pytest
 
 from rsu import catalog
 from rsu.clock import SystemClock
+from rsu.security.certs import Certificate
 from rsu.security.verify import Reason, TrustStore, Verifier
 from rsu.transports import gn
 from tests.ops.daemonproc import MulticastReceiver, RsuDaemon, example, group_and_port
@@ -50,6 +51,8 @@ def open_frame(frame: bytes, trust_dir) -> tuple[gn.GnPacket, object]:
     packet = gn.parse_packet(frame[ETHERNET:])
     assert packet.is_secured
     verifier = Verifier(SystemClock(), TrustStore.from_directory(trust_dir))
+    for cert_file in (trust_dir / "at").glob("*.oer"):  # a receiver that has met the sender's ATs before
+        verifier.add_certificate(Certificate.load(cert_file))
     kind = catalog.BY_BTP_PORT[packet.btp_port]
     result = verifier.verify(packet.secured, kind, payload_offset=packet.payload_offset)
     return packet, result

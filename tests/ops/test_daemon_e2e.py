@@ -15,6 +15,7 @@ import time
 import pytest
 
 from rsu import catalog
+from rsu import clock as clockmod
 from rsu.clock import SystemClock
 from rsu.security.certs import Certificate
 from rsu.security.verify import Reason, TrustStore, Verifier
@@ -103,6 +104,20 @@ def test_all_five_services_on_the_air_signed_and_decodable(daemon, net):
     assert by_service["rlt"]["count"] >= 1 and by_service["rlt"]["transports"] == ["gn"]
     in_use = {k for t in status["authorization_tickets"] for k in t["usedFor"]}
     assert {"mapem", "spatem", "ivim", "srem", "rtcmem"} <= in_use
+    # rsu status, the operator's view, from the CLI
+    from tests.conftest import run_rsu
+
+    cli = run_rsu("status", "--api", daemon.url)
+    assert cli.returncode == 0, cli.stderr
+    text = cli.stdout.decode()
+    assert "5 message(s) on the air" in text and "mapem" in text and "expires in" in text
+    # no private key material in any log line (DEBUG level in these tests)
+    from rsu.security.keys import load_private_key
+
+    log = daemon.log()
+    for key_file in (daemon.pki_dir / "at").glob("*.key"):
+        scalar = load_private_key(key_file).private_numbers().private_value.to_bytes(32, "big")
+        assert scalar.hex() not in log and scalar.hex().upper() not in log
 
 
 def test_metrics_move_as_messages_flow(daemon, net):
@@ -131,6 +146,44 @@ def test_metrics_move_as_messages_flow(daemon, net):
     assert daemon.metric("rsu_active_messages", service="RLT", message="mapem") == 0
 
 
+class SseReader:
+    """A real HTTP client on a server-sent-events stream; events parsed by a thread."""
+
+    def __init__(self, url: str):
+        import threading
+        import urllib.request
+
+        self.resp = urllib.request.urlopen(url, timeout=30)
+        self.events: list[tuple[str, dict]] = []
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        name, data = "message", []
+        try:
+            for raw in self.resp:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event:"):
+                    name = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].strip())
+                elif not line and data:
+                    with self.cond:
+                        self.events.append((name, json.loads("\n".join(data))))
+                        self.cond.notify_all()
+                    name, data = "message", []
+        except Exception:  # the test closed the stream (or the daemon stopped): the reader ends
+            pass
+
+    def next_event(self, name: str, timeout: float = 10.0) -> dict:
+        with self.cond:
+            assert self.cond.wait_for(lambda: any(n == name for n, _ in self.events), timeout), self.events
+            return next(e for n, e in self.events if n == name)
+
+    def close(self) -> None:
+        self.resp.close()
+
+
 def test_two_daemons_srem_in_ssem_out(tmp_path, net):
     """Daemon A relays a bus's SREM; daemon B (the intersection's RSU) receives it verified, the
     application decides, and B's SSEM goes out signed. Both trust one test PKI."""
@@ -142,6 +195,7 @@ def test_two_daemons_srem_in_ssem_out(tmp_path, net):
     a = RsuDaemon(tmp_path, "a", group=net[0], port=net[1], station_id=2104711, pki_dir=pki).start()
     b = RsuDaemon(tmp_path, "b", group=net[0], port=net[1], station_id=3120101, pki_dir=pki).start()
     rx = MulticastReceiver(*net)
+    events = SseReader(b.url + "/v1/received?service=tlc")
     try:
         a.trigger("tlc", PAYLOADS["tlc"])
         deadline = time.monotonic() + 10
@@ -153,6 +207,11 @@ def test_two_daemons_srem_in_ssem_out(tmp_path, net):
         key = requests[0]["key"]
         assert key == "station-2104711:1201:5" and requests[0]["requestType"] == "priorityRequest"
         assert b.metric("rsu_messages_accepted_total", message="srem", transport="gn") >= 1
+        # IS_DataProviding: the application on B gets the SREM with its security and transport information
+        event = events.next_event("received")
+        assert event["message"] == "srem" and event["pdu"]["header"]["stationID"] == 2104711
+        assert event["security"]["verification"] == "ok" and event["security"]["its_aid"] == 140
+        assert len(event["security"]["signer"]) == 16 and event["transport"]["transport"] == "gn"
         status, answer = b.post("/v1/tlc/messages", {"decision": {"request": key, "status": "granted"}})
         assert status in (200, 201), answer
         frames = rx.frames(lambda got: any(gn.parse_packet(f[ETHERNET:]).btp_port == 2008 for f in got))
@@ -165,12 +224,15 @@ def test_two_daemons_srem_in_ssem_out(tmp_path, net):
         assert package["requester"]["id"] == ("stationID", 2104711)
     finally:
         rx.close()
+        events.close()
         assert a.stop() == 0
         assert b.stop() == 0
 
 
-def neighbour_frame(pki_dir, kind, jer: dict, *, corrupt_signature: bool = False) -> bytes:
-    """A secured GN frame from another station (own MAC and GN address), signed with an AT of ``pki_dir``."""
+def neighbour_frame(pki_dir, kind, jer: dict | None, *, corrupt_signature: bool = False, pdu: bytes | None = None,
+                    port: int | None = None, tickets=None) -> bytes:
+    """A secured GN frame from another station (own MAC and GN address), signed with an AT of ``pki_dir``
+    (or of ``tickets``); ``pdu`` replaces the encoded ``jer`` and ``port`` the BTP-B port."""
     from rsu.codec.facilities import get_codec
     from rsu.security.pool import AtPool
     from rsu.security.service import SecurityService
@@ -178,16 +240,21 @@ def neighbour_frame(pki_dir, kind, jer: dict, *, corrupt_signature: bool = False
     from rsu.transports.config import GnUdpConfig
     from rsu.transports.gn_core import GnCore
 
-    clock = SystemClock()
-    security = SecurityService(AtPool.load_directory(pki_dir / "at", clock),
-                               Verifier(clock, TrustStore.from_directory(pki_dir)), clock)
-    codec = get_codec()
-    _, value = codec.from_jer(jer, kind)
-    pdu = codec.encode(value, kind)
-    security.note_content(kind, pdu, value)
+    from rsu.security import ssp as sspmod
 
-    def sign(inner: bytes, k) -> bytes:
-        return security.sign(k, inner, pdu_offset=gn.parse_inner(inner, exact=True)[5])
+    clock = SystemClock()
+    pool = AtPool(tickets, clock) if tickets else AtPool.load_directory(pki_dir / "at", clock)
+    codec = get_codec()
+    if pdu is None:
+        _, value = codec.from_jer(jer, kind)
+        pdu = codec.encode(value, kind)
+    if port is not None:
+        kind = catalog.MessageKind(kind.name, kind.pdu, kind.module, kind.body, kind.message_id,
+                                   kind.protocol_version, kind.service, kind.its_aid, port)
+
+    def sign(inner: bytes, k) -> bytes:  # signs whatever it is given: the sender here is not our daemon
+        at = next(t for t in pool.tickets if k.its_aid in t.certificate.app_permissions)
+        return at.signer.sign(inner, k.its_aid, clockmod.time64(clock.now()), with_certificate=True)
 
     core = GnCore(GnUdpConfig(latitude=44.8376, longitude=-0.5794, mac="02:00:00:00:00:07"), clock, sign=sign)
     from rsu.transports.base import GeoArea
@@ -199,16 +266,34 @@ def neighbour_frame(pki_dir, kind, jer: dict, *, corrupt_signature: bool = False
     return bytes(frame)
 
 
+def restricted_srem_ticket(pki_dir):
+    """An AT from the daemon's own AA that may send SREM but request no role's priority (SSP 02 80 00 00)."""
+    from rsu.security.certs import Certificate as Cert
+    from rsu.security.keys import load_private_key
+    from rsu.security.pki import Issued, make_at
+    from rsu.security.pool import AuthorizationTicket
+    from rsu.security.sign import Signer
+
+    aa_cert = Cert.load(pki_dir / "aa.oer")
+    aa = Issued(aa_cert, load_private_key(pki_dir / "aa.key", aa_cert.curve.name))
+    at = make_at(aa, clockmod.time32(time.time() - 60), [(catalog.SREM.its_aid, bytes.fromhex("02800000"))])
+    return AuthorizationTicket(at.certificate, Signer(at.certificate, at.key), "restricted")
+
+
 def test_malformed_and_forged_frames_are_dropped_and_counted(daemon, net):
     good = neighbour_frame(daemon.pki_dir, catalog.SREM, PAYLOADS["tlc"])
     forged = neighbour_frame(daemon.pki_dir, catalog.SREM, PAYLOADS["tlc"], corrupt_signature=True)
+    unknown_port = neighbour_frame(daemon.pki_dir, catalog.SREM, PAYLOADS["tlc"], port=2001)  # CAM's port
+    not_a_pdu = neighbour_frame(daemon.pki_dir, catalog.SREM, None, pdu=b"\x02\x09" + os.urandom(12))
+    ssp_violation = neighbour_frame(daemon.pki_dir, catalog.SREM, PAYLOADS["tlc"],
+                                    tickets=[restricted_srem_ticket(daemon.pki_dir)])
     bad_gn = bytearray(good)
     bad_gn[ETHERNET] = 0x00  # GN version 0
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
     try:
         for datagram in (b"", os.urandom(40), b"\xff" * 12 + b"\x08\x00" + os.urandom(30), bytes(bad_gn),
-                         forged, good, good):
+                         forged, good, good, unknown_port, not_a_pdu, ssp_violation):
             tx.sendto(datagram, net)
     finally:
         tx.close()
@@ -216,12 +301,17 @@ def test_malformed_and_forged_frames_are_dropped_and_counted(daemon, net):
     while time.monotonic() < deadline:  # bounded poll of the counters
         dropped = {dict(k[1]).get("reason"): v for k, v in daemon.metrics().items()
                    if k[0] == "rsu_messages_dropped_total"}
-        if sum(dropped.values()) >= 6:
+        if sum(dropped.values()) >= 9:
             break
         time.sleep(0.05)
     assert dropped.get(f"security:{Reason.INVALID_SIGNATURE.value}", 0) == 1, dropped
     assert dropped.get("duplicate", 0) == 1, dropped  # the same GN packet twice
-    assert sum(v for r, v in dropped.items() if r and not r.startswith("security:") and r != "duplicate") >= 4
+    assert dropped.get("unknown-btp-port", 0) == 1, dropped
+    assert dropped.get(f"security:{Reason.PAYLOAD_INVALID.value}", 0) == 1, dropped  # signed, not decodable
+    assert dropped.get(f"security:{Reason.SSP_VIOLATION.value}", 0) == 1, dropped  # role not permitted
+    transport_level = {r: v for r, v in dropped.items()
+                       if r and not r.startswith("security:") and r not in ("duplicate", "unknown-btp-port")}
+    assert sum(transport_level.values()) >= 4, dropped
     assert daemon.metric("rsu_messages_accepted_total", message="srem", transport="gn") == 1
     assert daemon.get("/v1/health")[0] == 200  # still serving
 
@@ -296,7 +386,6 @@ def test_mqtt_publishes_retained_signed_mapem_and_receives_srem(tmp_path, net):
 async def _mqtt_checks(d: RsuDaemon, broker: Mosquitto) -> None:
     import aiomqtt
 
-    from rsu.clock import SystemClock
     from rsu.codec.facilities import get_codec
     from rsu.security.pool import AtPool
     from rsu.security.service import SecurityService

@@ -46,7 +46,7 @@ from pycrate_bridge import (  # noqa: E402
 from strategies import pdu_strategy  # noqa: E402
 
 from rsu import catalog  # noqa: E402
-from rsu.codec.errors import CodecError, InvalidValueError  # noqa: E402
+from rsu.codec.errors import InvalidValueError  # noqa: E402
 
 KINDS = pytest.mark.parametrize("kind", catalog.MESSAGES, ids=[k.name for k in catalog.MESSAGES])
 

@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from rsu.aio import wait_event
 from rsu.api import DEFAULT_HOST, DEFAULT_PORT
 from rsu.services.errors import ServiceError
 
@@ -215,9 +216,7 @@ async def _received(request: web.Request) -> web.StreamResponse:
             wake.clear()
             if len(sub):
                 continue
-            try:
-                await asyncio.wait_for(wake.wait(), keepalive)
-            except asyncio.TimeoutError:
+            if not await wait_event(wake, keepalive):
                 await resp.write(b": keepalive\n\n")
     except (ConnectionResetError, ConnectionError):
         pass

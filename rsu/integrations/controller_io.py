@@ -17,6 +17,7 @@ import contextlib
 import logging
 from typing import Callable
 
+from rsu.aio import wait_event
 from rsu.integrations.controller import ControllerFeed, FeedResult
 
 log = logging.getLogger("rsu.integrations.controller")
@@ -87,8 +88,7 @@ class ControllerRunner:
             deadline = feed.next_deadline()
             if deadline is not None:
                 timeout = min(timeout, max(0.0, deadline - now))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            await wait_event(self._wake, timeout)
             self._wake.clear()
             try:
                 feed.tick()

@@ -22,6 +22,7 @@ import logging
 import random
 from typing import Callable
 
+from rsu.aio import wait_event
 from rsu.clock import Clock, iso_utc
 from rsu.integrations.config import ConfigError, NtripConfig
 from rsu.integrations.counters import Counters, DropSink
@@ -119,8 +120,7 @@ class NtripClient:
             stale = self.gpc.next_deadline()
             if stale is not None:
                 step = min(step, max(0.0, stale - self.clock.now()))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), step)
+            await wait_event(self._stopping, step)
             self.gpc.tick(self.clock.now())
 
     def _failed(self, reason: str, detail: str) -> None:

@@ -26,11 +26,11 @@ import dataclasses
 import logging
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from rsu.aio import wait_event
 from rsu import __version__, catalog
 from rsu.clock import Clock, SystemClock, iso_utc
 from rsu.ops import config as cfgmod
@@ -135,7 +135,8 @@ class Facade:
             entry = entity.entries.get(result.get("id")) if isinstance(result, dict) else None
             kinds = [entry.kind] if entry is not None else [k for k in catalog.MESSAGES if k.service == entity.name.upper()]
             kind = kinds[0].name if len(kinds) == 1 else None
-        self._d.metrics.triggered.labels(entity.name, kind or "?", action).inc()
+        # service label as in every other metric: TLM, RLT, IVI, TLC, GPC
+        self._d.metrics.triggered.labels(entity.name.upper(), kind or "?", action).inc()
         return result
 
     def trigger(self, service, request):
@@ -384,8 +385,7 @@ class Daemon:
             deadline = self.layer.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock.now())
             if timeout is None or timeout > 0:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await wait_event(self._wake, timeout)  # a SIGTERM cancellation always gets through
             self._wake.clear()
             try:
                 batch = self.layer.due(limit=DUE_BATCH)
@@ -404,7 +404,7 @@ class Daemon:
         from rsu.transports.gn_udp import GnUdpTransport
 
         now = self.clock.now()
-        self.metrics.lateness.labels(tx.service).observe(max(0.0, now - tx.slot))
+        self.metrics.lateness.labels(tx.kind.service).observe(max(0.0, now - tx.slot))
         targets, unknown = self.transports.targets(tx.params)
         for name in unknown:
             self.metrics.drop(name, "unknown-transport")

@@ -50,11 +50,16 @@ def _check_int(prefix: str, name: str, v: Any, lo: int, hi: int) -> None:
         raise ConfigError(f"{prefix}{name}: {v!r} is not an integer within {lo}..{hi}")
 
 
+SECRET_FILE_FIELDS = frozenset({"password_file", "key_file"})
+
+
 def _check_file(prefix: str, name: str, v: Any) -> None:
     if v is None:
         return
     if not isinstance(v, (str, Path)) or not Path(v).is_file():
-        raise ConfigError(f"{prefix}{name}: {v} is not a readable file")
+        # a password pasted where its file's path belongs must not be echoed into logs or terminals
+        shown = "the value given" if name in SECRET_FILE_FIELDS else str(v)
+        raise ConfigError(f"{prefix}{name}: {shown} is not a readable file")
 
 
 @dataclass

@@ -132,11 +132,11 @@ def test_metrics_move_as_messages_flow(daemon, net):
         rx.close()
     assert daemon.metric("rsu_messages_sent_total", message="mapem", transport="gn", service="RLT") == 1
     assert daemon.metric("rsu_messages_repeated_total", message="mapem", transport="gn") >= 3
-    assert daemon.metric("rsu_messages_triggered_total", service="rlt", action="trigger") == 1
+    assert daemon.metric("rsu_messages_triggered_total", service="RLT", message="mapem", action="trigger") == 1
     assert daemon.metric("rsu_active_messages", service="RLT", message="mapem") == 1
     assert daemon.metric("rsu_encode_seconds_count", message="mapem") >= 1
     assert daemon.metric("rsu_sign_seconds_count", message="mapem") >= 4
-    assert daemon.metric("rsu_scheduler_lateness_seconds_count", service="rlt") >= 4
+    assert daemon.metric("rsu_scheduler_lateness_seconds_count", service="RLT") >= 4
     assert 0 < daemon.metric("rsu_at_expiry_hours", service="RLT", its_aid="138") <= 168
     assert daemon.metric("rsu_dissemination_rate_per_second", message="mapem", transport="gn") > 0
     # terminate: active falls back to 0
@@ -235,12 +235,10 @@ def neighbour_frame(pki_dir, kind, jer: dict | None, *, corrupt_signature: bool 
     (or of ``tickets``); ``pdu`` replaces the encoded ``jer`` and ``port`` the BTP-B port."""
     from rsu.codec.facilities import get_codec
     from rsu.security.pool import AtPool
-    from rsu.security.service import SecurityService
     from rsu.transports.base import DisseminationParams
     from rsu.transports.config import GnUdpConfig
     from rsu.transports.gn_core import GnCore
 
-    from rsu.security import ssp as sspmod
 
     clock = SystemClock()
     pool = AtPool(tickets, clock) if tickets else AtPool.load_directory(pki_dir / "at", clock)
@@ -394,6 +392,11 @@ async def _mqtt_checks(d: RsuDaemon, broker: Mosquitto) -> None:
     from rsu.transports import quadkey
 
     d.trigger("rlt", PAYLOADS["rlt"])
+    deadline = time.monotonic() + 10
+    while d.metric("rsu_messages_sent_total", message="mapem", transport="mqtt") < 1:  # published first
+        assert time.monotonic() < deadline, d.log()
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)  # QoS 1: let the broker store it before we subscribe
     # a late subscriber still gets the retained MAPEM, signed over the PDU alone
     async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
         await client.subscribe("test/inQueue/v2x/mapem/#")

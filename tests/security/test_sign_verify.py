@@ -10,9 +10,8 @@ import pytest
 
 from rsu import catalog, clock as clockmod
 from rsu.security import coer, pki
-from rsu.security.certs import Certificate
 from rsu.security.sign import Signer
-from rsu.security.verify import Reason, TrustStore, Verifier, parse_signed
+from rsu.security.verify import Reason, Verifier
 
 import samples
 from sechelp import NOW, sign_with

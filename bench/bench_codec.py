@@ -15,24 +15,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _timing import median_us  # noqa: E402
+
 from rsu import catalog  # noqa: E402
 from rsu.codec.facilities import get_codec  # noqa: E402
-
-
-def median_us(fn, repeat: int, inner: int = 20) -> float:
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - t0) / inner)
-    return statistics.median(samples) * 1e6
 
 
 def startup_ms(cache_dir: str) -> float:

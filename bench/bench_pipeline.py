@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,6 +21,8 @@ sys.path.insert(0, str(REPO))
 
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, utils  # noqa: E402
+
+from _timing import median_us  # noqa: E402
 
 from rsu import catalog  # noqa: E402
 from rsu.clock import SystemClock  # noqa: E402
@@ -37,14 +37,7 @@ from rsu.transports.config import GnUdpConfig  # noqa: E402
 from rsu.transports.gn_core import GnCore  # noqa: E402
 
 
-def median_us(fn, repeat: int, inner: int = 50) -> float:
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - t0) / inner)
-    return statistics.median(samples) * 1e6
+INNER = 50  # calls per timing sample
 
 
 def main() -> int:
@@ -83,14 +76,14 @@ def main() -> int:
 
     rows = [
         ("ECDSA P-256 sign (cryptography, prehashed)",
-         median_us(lambda: key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256()))), args.repeat)),
-        ("UPER encode, validated (API edge)", median_us(lambda: codec.encode(value, kind), args.repeat)),
+         median_us(lambda: key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256()))), args.repeat, INNER)),
+        ("UPER encode, validated (API edge)", median_us(lambda: codec.encode(value, kind), args.repeat, INNER)),
         ("UPER encode, not validated (service-made values)",
-         median_us(lambda: codec.encode(value, kind, validate=False), args.repeat)),
-        ("sign the PDU (SecurityService, content noted)", median_us(lambda: security.sign(kind, pdu), args.repeat)),
-        ("GN/BTP build + sign (secured GN transport)", median_us(lambda: core.build_frame(pdu, params), args.repeat)),
-        ("send path: encode + GN build + sign", median_us(send_path, args.repeat)),
-        ("receive path: GN parse + verify + decode + SSP check", median_us(receive_path, args.repeat)),
+         median_us(lambda: codec.encode(value, kind, validate=False), args.repeat, INNER)),
+        ("sign the PDU (SecurityService, content noted)", median_us(lambda: security.sign(kind, pdu), args.repeat, INNER)),
+        ("GN/BTP build + sign (secured GN transport)", median_us(lambda: core.build_frame(pdu, params), args.repeat, INNER)),
+        ("send path: encode + GN build + sign", median_us(send_path, args.repeat, INNER)),
+        ("receive path: GN parse + verify + decode + SSP check", median_us(receive_path, args.repeat, INNER)),
     ]
     ecdsa = rows[0][1]
     print(f"SPATEM 4-arm example: {len(pdu)} bytes UPER, {len(frame)} bytes on the wire (Ethernet + GN + 1609.2)")

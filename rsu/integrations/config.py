@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rsu.secretfile import read_secret_file
+
 MOVEMENTS = ("protected", "permissive")
 GROUP_TYPES = ("vehicle", "pedestrian", "overlap")
 FORMATS = ("json", "tscbm")
@@ -388,13 +390,7 @@ class NtripConfig:
             raise ConfigError(f"{p}user_agent: must start with 'NTRIP ' (casters check it) and be one line")
 
     def read_password(self) -> str | None:
-        if not self.password_file:
-            return None
-        try:
-            text = Path(self.password_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"password_file: cannot read {self.password_file}: {e}") from None
-        return text.splitlines()[0] if text else ""
+        return read_secret_file(self.password_file, error=ConfigError) if self.password_file else None
 
 
 # --- the whole section --------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rsu import catalog
+from rsu.secretfile import read_secret_file
 from rsu.transports.ethernet import parse_mac
 
 
@@ -245,13 +246,7 @@ class MqttConfig:
         return self.source or f"rsu_{_topic_safe(socket.gethostname())}"
 
     def read_password(self) -> str | None:
-        if not self.password_file:
-            return None
-        try:
-            text = Path(self.password_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"password_file: cannot read {self.password_file}: {e}") from None
-        return text.splitlines()[0] if text else ""
+        return read_secret_file(self.password_file, error=ConfigError) if self.password_file else None
 
 
 def _topic_safe(text: str) -> str:

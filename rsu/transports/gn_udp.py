@@ -14,14 +14,14 @@ dropped by source MAC (counted as ``own-frame``).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import socket
 import struct
 
 from rsu.clock import Clock
-from rsu.transports.base import DisseminationParams, DropCounter, ReceiveCallback, ReceivedFrame
+from rsu.transports.base import DisseminationParams, DropCounter, ReceiveCallback
 from rsu.transports.config import ConfigError, GnUdpConfig
+from rsu.transports.delivery import FrameDelivery
 from rsu.transports.drops import Drop, DropReason
 from rsu.transports.gn_core import GnCore, GnSendError, SignFunction
 from rsu.transports.pcap import PcapWriter
@@ -80,9 +80,8 @@ class GnUdpTransport:
         self.drops = drops
         self.core = GnCore(config, clock, sign=sign)
         self._transport: asyncio.DatagramTransport | None = None
-        self._on_receive: ReceiveCallback | None = None
+        self._delivery = FrameDelivery(self.name, self._drop)
         self._pcap: PcapWriter | None = None
-        self._tasks: set[asyncio.Task] = set()
         self._destination = (config.group, config.port)
         self.sent = 0
         self.received = 0
@@ -94,7 +93,7 @@ class GnUdpTransport:
     async def start(self, on_receive: ReceiveCallback) -> None:
         if self._transport is not None:
             raise RuntimeError(f"{self.name}: already started")
-        self._on_receive = on_receive
+        self._delivery.callback = on_receive
         if self.config.pcap:
             try:
                 self._pcap = PcapWriter(self.config.pcap)
@@ -136,10 +135,7 @@ class GnUdpTransport:
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._delivery.cancel()
         if self._pcap is not None:
             self._pcap.close()
             self._pcap = None
@@ -171,24 +167,4 @@ class GnUdpTransport:
             return
         self._capture(data)
         self.received += 1
-        self._deliver(result)
-
-    def _deliver(self, frame: ReceivedFrame) -> None:
-        if self._on_receive is None:
-            return
-        try:
-            r = self._on_receive(frame)
-        except Exception:
-            log.exception("%s: receive callback failed", self.name)
-            self._drop(DropReason.INTERNAL_ERROR, "callback")
-            return
-        if inspect.isawaitable(r):
-            task = asyncio.ensure_future(r)
-            self._tasks.add(task)
-            task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: receive callback failed", self.name, exc_info=task.exception())
-            self._drop(DropReason.INTERNAL_ERROR, "callback")
+        self._delivery.deliver(result)

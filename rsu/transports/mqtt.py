@@ -14,7 +14,6 @@ while connected, and skips (and counts as ``stale``) whatever went stale while d
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import ssl
 
@@ -24,8 +23,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from rsu.clock import Clock
-from rsu.transports.base import DisseminationParams, DropCounter, ReceiveCallback, ReceivedFrame
+from rsu.transports.base import DisseminationParams, DropCounter, ReceiveCallback
 from rsu.transports.config import MqttConfig
+from rsu.transports.delivery import FrameDelivery
 from rsu.transports.drops import Drop, DropReason
 from rsu.transports.mqtt_core import Backoff, MqttCore
 
@@ -47,13 +47,12 @@ class MqttTransport:
         self.core = MqttCore(config, clock)
         self.backoff = Backoff(config.backoff_initial, config.backoff_max)
         self._password = config.read_password()
-        self._on_receive: ReceiveCallback | None = None
+        self._delivery = FrameDelivery(self.name, self._drop)
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self.connected = asyncio.Event()
         self.disconnected = asyncio.Event()  # set whenever no session is up
         self.disconnected.set()
-        self._tasks: set[asyncio.Task] = set()
         self.connections = 0  # successful connections so far
         self.published = 0
         self.received = 0
@@ -63,7 +62,7 @@ class MqttTransport:
     async def start(self, on_receive: ReceiveCallback) -> None:
         if self._task is not None:
             raise RuntimeError(f"{self.name}: already started")
-        self._on_receive = on_receive
+        self._delivery.callback = on_receive
         self._task = asyncio.create_task(self._run(), name=f"mqtt:{self.name}")
 
     async def send(self, secured: bytes, params: DisseminationParams) -> None:
@@ -85,10 +84,7 @@ class MqttTransport:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        for t in list(self._tasks):
-            t.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._delivery.cancel()
         self.connected.clear()
         self.disconnected.set()
 
@@ -202,27 +198,7 @@ class MqttTransport:
             self._drop(result.reason, result.detail)
             return
         self.received += 1
-        self._deliver(result)
-
-    def _deliver(self, frame: ReceivedFrame) -> None:
-        if self._on_receive is None:
-            return
-        try:
-            r = self._on_receive(frame)
-        except Exception:
-            log.exception("%s: receive callback failed", self.name)
-            self._drop(DropReason.INTERNAL_ERROR, "callback")
-            return
-        if inspect.isawaitable(r):
-            task = asyncio.ensure_future(r)
-            self._tasks.add(task)
-            task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: receive callback failed", self.name, exc_info=task.exception())
-            self._drop(DropReason.INTERNAL_ERROR, "callback")
+        self._delivery.deliver(result)
 
     def _drop(self, reason: DropReason, detail: str) -> None:
         log.debug("%s: dropped (%s): %s", self.name, reason, detail)

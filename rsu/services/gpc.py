@@ -69,10 +69,7 @@ class GpcEntity(ServiceEntity):
         t0 = max(now, diss.start or now)
         entry = self.new_entry(stream, catalog.RTCMEM, value, (pdu,), diss, self._identification(value, pdu), now,
                                anchor=t0)
-        plan.upserts.append(entry)
-        plan.fire[stream] = t0
-        plan.reschedule.append(stream)
-        plan.result = {"id": stream, "identification": entry.identification}
+        plan.schedule_entry(entry, t0)
         return plan
 
     def update(self, entry: Entry, req: dict, now: float) -> Plan:
@@ -98,11 +95,7 @@ class GpcEntity(ServiceEntity):
                            generation=entry.generation + (1 if changed else 0),
                            identification=self._identification(value, pdus[0]),
                            area=self.derive_area(entry.kind, value))
-        plan.upserts.append(new)
-        if changed:
-            plan.fire[entry.id] = t0
-        plan.reschedule.append(entry.id)
-        plan.result = {"id": entry.id, "identification": new.identification, "content_changed": changed}
+        plan.schedule_entry(new, t0, fresh=changed, changed=changed)
         return plan
 
     # --- internals ----------------------------------------------------------------------------

@@ -163,10 +163,7 @@ class IviEntity(ServiceEntity):
         start, _ = self.window(entry)
         t0 = max(now, start or now)
         entry = entry.evolve(anchor=t0, identification=self._identification(value))
-        plan.upserts.append(entry)
-        plan.fire[entry_id] = t0
-        plan.reschedule.append(entry_id)
-        plan.result = {"id": entry_id, "identification": entry.identification}
+        plan.schedule_entry(entry, t0)
         return plan
 
     def update(self, entry: Entry, req: dict, now: float) -> Plan:
@@ -213,11 +210,7 @@ class IviEntity(ServiceEntity):
             raise ServiceError("validation", "dissemination.stop", "the update would end the IVI now; terminate it")
         t0 = max(now, start or now)
         new = new.evolve(anchor=t0)
-        plan.upserts.append(new)
-        if changed:
-            plan.fire[entry.id] = t0
-        plan.reschedule.append(entry.id)
-        plan.result = {"id": entry.id, "identification": new.identification, "content_changed": changed}
+        plan.schedule_entry(new, t0, fresh=changed, changed=changed)
         return plan
 
     def terminate(self, entry: Entry, req: dict, now: float) -> Plan:

@@ -65,6 +65,19 @@ class Plan:
     events: list[dict] = field(default_factory=list)  # service events for IS_DataProviding subscribers
     memory_only: bool = False  # nothing to persist (a SPATEM state update: stale states are never kept)
 
+    def schedule_entry(self, entry: Entry, at: float, *, fresh: bool = True, changed: bool | None = None) -> None:
+        """Store ``entry``, send it fresh at ``at`` (if ``fresh``), (re)set its repetition, answer with its id.
+
+        ``changed`` (updates only) is reported as ``content_changed`` in the answer.
+        """
+        self.upserts.append(entry)
+        if fresh:
+            self.fire[entry.id] = at
+        self.reschedule.append(entry.id)
+        self.result = {"id": entry.id, "identification": entry.identification}
+        if changed is not None:
+            self.result["content_changed"] = changed
+
     def merge(self, other: "Plan") -> "Plan":
         self.upserts.extend(other.upserts)
         self.deletes.extend(other.deletes)

@@ -87,10 +87,7 @@ class RltEntity(ServiceEntity):
         t0 = max(now, diss.start or now)
         entry = self.new_entry(entry_id, catalog.MAPEM, value, pdus, diss, self._identification(value, pdus), now,
                                anchor=t0)
-        plan.upserts.append(entry)
-        plan.fire[entry_id] = t0
-        plan.reschedule.append(entry_id)
-        plan.result = {"id": entry_id, "identification": entry.identification}
+        plan.schedule_entry(entry, t0)
         return plan
 
     def update(self, entry: Entry, req: dict, now: float) -> Plan:
@@ -117,11 +114,7 @@ class RltEntity(ServiceEntity):
         new = entry.evolve(value=value, pdus=pdus, dissemination=diss, updated_at=now, anchor=t0,
                            generation=entry.generation + (1 if changed else 0),
                            identification=self._identification(value, pdus), area=self.derive_area(entry.kind, value))
-        plan.upserts.append(new)
-        if changed:
-            plan.fire[entry.id] = t0
-        plan.reschedule.append(entry.id)
-        plan.result = {"id": entry.id, "identification": new.identification, "content_changed": changed}
+        plan.schedule_entry(new, t0, fresh=changed, changed=changed)
         return plan
 
     # --- internals ----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from rsu.ops.config_core import ConfigError, ConfigIssue, load_yaml, parse_duration, validate
+from rsu.ops.config_core import ConfigError, ConfigIssue, load_yaml_file, parse_duration, validate
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
@@ -285,11 +285,4 @@ def load(path: str | Path | None) -> Config:
     """The configuration from ``path``, or the embedded default when ``path`` is None."""
     if path is None:
         return parse({}, "embedded default")
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([ConfigIssue("", "file not found")], str(p)) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError([ConfigIssue("", f"cannot read: {e}")], str(p)) from None
-    return parse(load_yaml(text, str(p)) or {}, str(p))
+    return parse(load_yaml_file(path) or {}, str(path))

@@ -154,7 +154,8 @@ def load_yaml(text: str, source: str = "<config>") -> Any:
         raise ConfigError([ConfigIssue("", f"YAML syntax error at {where}: {problem}")], source) from None
 
 
-def load_file(model: type[T], path: str | Path) -> T:
+def load_yaml_file(path: str | Path) -> Any:
+    """The parsed YAML of ``path``; a missing, unreadable or malformed file is a ConfigError naming it."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -162,4 +163,4 @@ def load_file(model: type[T], path: str | Path) -> T:
         raise ConfigError([ConfigIssue("", "file not found")], str(p)) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError([ConfigIssue("", f"cannot read: {e}")], str(p)) from None
-    return validate(model, load_yaml(text, str(p)), str(p))
+    return load_yaml(text, str(p))

@@ -391,8 +391,11 @@ async def _mqtt_checks(d: RsuDaemon, broker: Mosquitto) -> None:
     from rsu.transports.mqtt_core import TopicScheme
     from rsu.transports import quadkey
 
-    d.trigger("rlt", PAYLOADS["rlt"])
     deadline = time.monotonic() + 10
+    while d.metric("rsu_mqtt_connected", transport="mqtt") < 1:  # connected, so a send publishes at once
+        assert time.monotonic() < deadline, d.log()
+        await asyncio.sleep(0.05)
+    d.trigger("rlt", PAYLOADS["rlt"])
     while d.metric("rsu_messages_sent_total", message="mapem", transport="mqtt") < 1:  # published first
         assert time.monotonic() < deadline, d.log()
         await asyncio.sleep(0.05)

@@ -378,12 +378,15 @@ def _rs_code(code: tuple, need: set[str]) -> None:
     # anyCatalogue (and unknown extension alternatives): no SSP bit is defined; see docs/ssp.md
 
 
-def _ivim(ivi: dict) -> tuple[set[str], ServiceProvider]:
+def _ivim(ivi: dict) -> tuple[set[str], ServiceProvider | None]:
     need: set[str] = set()
     mandatory = ivi["mandatory"]
-    provider = ServiceProvider.from_value(mandatory["serviceProviderId"])
+    provider: ServiceProvider | None = ServiceProvider.from_value(mandatory["serviceProviderId"])
     if mandatory.get("iviStatus") == 3:
+        # A negation withdraws another provider's IVI and carries that provider's id (TS 103 301
+        # IVI termination): the negation bit is the permission, the SSP's own provider id cannot match.
         need.add("negation")
+        provider = None
     for alt, container in ivi.get("optional", []) or []:
         if alt == "giv":
             for part in container:

@@ -95,7 +95,7 @@ RECEIVE_CASES = {
     "TP_IS_IVI_RCV_SSP_BO_07": ("ivim", "015cc01ffff0", samples.ivim(status=3), False, "negation"),
     "TP_IS_TLCR_RCV_SSP_BV_role": ("srem", "02c00000", samples.srem(), True, None),
     "TP_IS_TLCR_RCV_SSP_BO_role": ("srem", "02800000", samples.srem(), False, "role.publicTransport"),
-    "TP_IS_TLCR_RCV_SSP_BO_none": ("srem", "02000000", samples.srem(role="basicVehicle"), False, "signalRequest"),
+    "TP_IS_TLCR_RCV_SSP_BO_01": ("srem", "02000000", samples.srem(role="basicVehicle"), False, "signalRequest"),
     "TLCS_RCV_SSP_BV": ("ssem", "01", samples.ssem(), True, None),
     "TLCS_RCV_SSP_BO_version": ("ssem", "02", samples.ssem(), False, "ssp"),
     "GPC_RCV_SSP_BV": ("rtcmem", "01", samples.rtcmem(), True, None),

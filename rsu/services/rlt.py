@@ -10,6 +10,8 @@
 * A MAPEM whose encoding exceeds ``mapem_max_bytes`` is sent as fragments carrying ``layerID``
   (``10 x count + index``), split by whole intersections / road segments, and by lanes when one
   element alone is too big. A MAPEM that fits carries no layerID (TP RLT_GEN_FRAG_BV_01/02).
+* Lane numbers are unique per intersection and connections end on a lane of the intersection
+  (or name a remote one); see :func:`_check_connections` (TP RLT_GEN_MSGF_BV_04/06).
 * The entry id is the list of its elements: ``"1201"``, ``"7.1201+1202"``, ``"rs12"``.
 """
 
@@ -157,6 +159,8 @@ class RltEntity(ServiceEntity):
                     raise ServiceError("validation", f"payload.map.{member}[{i}].{lanes_member}[{j}].laneID",
                                        f"lane {lane['laneID']} appears twice in {k}")
                 lane_ids.add(lane["laneID"])
+            if member == "intersections":
+                _check_connections(m[member][i], lane_ids, f"payload.map.{member}[{i}]", k)
         return value, supplied
 
     def _check_overlap(self, keys: list[tuple[str, int, str]], own_id: str | None) -> None:
@@ -237,6 +241,28 @@ class RltEntity(ServiceEntity):
                 continue
             for el in e.value["map"].get("intersections") or []:
                 self._index[intersection_key(el["id"])] = (e.id, el["revision"], signal_groups(el), el["refPoint"])
+
+
+def _check_connections(geometry: dict, lane_ids: set[int], path: str, key: str) -> None:
+    """Connections must lead somewhere (TP RLT_GEN_MSGF_BV_04): a connection within the intersection ends on
+    one of its lanes, and a connection trajectory (addGrpC) belongs to a connection of its lane."""
+    for j, lane in enumerate(geometry["laneSet"]):
+        where = f"{path}.laneSet[{j}]"
+        conns = lane.get("connectsTo") or []
+        for c, conn in enumerate(conns):
+            target = conn["connectingLane"]["lane"]
+            if "remoteIntersection" not in conn and target not in lane_ids:
+                raise ServiceError("validation", f"{where}.connectsTo[{c}].connectingLane.lane",
+                                   f"lane {target} is not a lane of intersection {key} (a connection to another "
+                                   "intersection names it in remoteIntersection)")
+        ids = {conn["connectionID"] for conn in conns if "connectionID" in conn}
+        for e, ext in enumerate(lane.get("regional") or []):
+            v = ext.get("regExtValue")
+            if ext.get("regionId") == 3 and isinstance(v, dict) and "nodes" in v and "connectionID" in v:
+                if v["connectionID"] not in ids:
+                    raise ServiceError("validation", f"{where}.regional[{e}].regExtValue.connectionID",
+                                       f"trajectory of connection {v['connectionID']}, which lane {lane['laneID']} "
+                                       f"does not have (its connections: {sorted(ids) or 'none'})")
 
 
 def _content(value: dict) -> dict:

@@ -85,8 +85,9 @@ def _content(value: dict) -> Any:
 
 def check_references(ivi: dict, path: str = "payload.ivi") -> None:
     """Containers must reference what exists (TP IVI_GEN_LOC_BV_01, GENAPP_BV_01/02/05, TEXT_BV_01/04, RCC_BV_01):
-    zone ids defined by a geographic location container, layout ids defined by a layout container, and at
-    least one relevance zone per general IVI container part."""
+    zone ids defined by a geographic location container (also those of road-configuration lanes), layout ids
+    defined by a layout container, and per general IVI container part at least one relevance zone and one
+    road sign code (GENAPP_BV_04)."""
     opt = ivi.get("optional") or []
     zones: set[int] = set()
     layouts: set[int] = set()
@@ -100,15 +101,23 @@ def check_references(ivi: dict, path: str = "payload.ivi") -> None:
             continue
         for j, part in enumerate(c):
             where = f"{path}.optional[{i}].{alt}[{j}]"
-            for member in ("detectionZoneIds", "relevanceZoneIds", "driverAwarenessZoneIds"):
-                for k, z in enumerate(part.get(member) or []):
-                    if z not in zones:
-                        raise ServiceError("validation", f"{where}.{member}[{k}]",
-                                           f"zone {z} is not defined by a geographic location container "
-                                           f"(defined: {sorted(zones) or 'none'})")
+            referrers = [(where, part)]
+            if alt == "rcc":  # lanes of a road configuration may name their own zones
+                referrers += [(f"{where}.laneConfiguration[{n}]", lane)
+                              for n, lane in enumerate(part.get("laneConfiguration") or [])]
+            for at, item in referrers:
+                for member in ("detectionZoneIds", "relevanceZoneIds", "driverAwarenessZoneIds"):
+                    for k, z in enumerate(item.get(member) or []):
+                        if z not in zones:
+                            raise ServiceError("validation", f"{at}.{member}[{k}]",
+                                               f"zone {z} is not defined by a geographic location container "
+                                               f"(defined: {sorted(zones) or 'none'})")
             if alt == "giv" and not part.get("relevanceZoneIds"):
                 raise ServiceError("validation", f"{where}.relevanceZoneIds",
                                    "missing: a general IVI container part references at least one relevance zone")
+            if alt == "giv" and not part.get("roadSignCodes"):  # SIZE(1..4, ...): the extension would allow 0
+                raise ServiceError("validation", f"{where}.roadSignCodes",
+                                   "empty: a general IVI container part carries at least one road sign code")
             if alt in ("giv", "tc") and "layoutId" in part and part["layoutId"] not in layouts:
                 raise ServiceError("validation", f"{where}.layoutId",
                                    f"layout {part['layoutId']} is not defined by a layout container "

@@ -167,3 +167,94 @@ def test_TP_IS_IVI_RCV_SSP_BO_07_real_security(secured, codec, clock):
     bare[5] &= ~0x08 & 0xFF
     res, event = rsu.receive(peer_signed(clock, make_at(clock, {"ivim": bytes(bare)}), "ivim", pdu), catalog.IVIM)
     assert res.reason is Reason.SSP_VIOLATION and res.missing_permissions == ("negation",) and event is None
+
+
+# ------------------------------------------------------------------------- sender SSP, real ATs
+
+def _spatem(kind: str) -> dict:
+    v = example("spatem")
+    ix = v["spat"]["intersections"][0]
+    if kind != "prioritized":
+        del ix["regional"]
+    assist = [{"connectionID": 1, "queueLength": 20}]
+    if kind == "assist_ix":
+        ix["maneuverAssistList"] = assist
+    if kind == "assist_mv":
+        ix["states"][0]["maneuverAssistList"] = assist
+    return v
+
+
+def _ivim(change: str | None) -> dict:
+    v = new_ivim()
+    part = v["ivi"]["optional"][1]["giv"][0]
+    if change == "itis":
+        part["roadSignCodes"].append({"code": {"itisCodes": 268}})
+    if change == "lane":
+        part["laneStatus"] = 1
+    if change == "text":
+        v["ivi"]["optional"].append({"tc": [{"relevanceZoneIds": [2], "direction": 0, "data": "",
+                                             "text": [{"language": "8000", "textContent": "ZONE 50"}]}]})
+    return v
+
+
+def _road_segments() -> dict:
+    from services.test_rlt import road_segment_mapem
+
+    return road_segment_mapem()
+
+
+# (TP, service, SSP permissions of the only AT, payload, sent?)
+SEND_SSP = [
+    ("TP_IS_TLM_GEN_SSP_BV_02", "tlm", {"intersectionState"}, lambda: _spatem("plain"), True),
+    ("TP_IS_TLM_GEN_SSP_BO_03", "tlm", set(), lambda: _spatem("plain"), False),
+    ("TP_IS_TLM_GEN_SSP_BV_04", "tlm", {"intersectionState", "prioritization"}, lambda: _spatem("prioritized"), True),
+    ("TP_IS_TLM_GEN_SSP_BO_05", "tlm", {"intersectionState", "maneuverAssist"}, lambda: _spatem("prioritized"), False),
+    ("TP_IS_TLM_GEN_SSP_BV_06", "tlm", {"intersectionState", "maneuverAssist"}, lambda: _spatem("assist_ix"), True),
+    ("TP_IS_TLM_GEN_SSP_BV_07", "tlm", {"intersectionState", "maneuverAssist"}, lambda: _spatem("assist_mv"), True),
+    ("TP_IS_TLM_GEN_SSP_BO_08", "tlm", {"intersectionState", "prioritization"}, lambda: _spatem("assist_ix"), False),
+    ("TP_IS_TLM_GEN_SSP_BO_09", "tlm", {"intersectionState", "prioritization"}, lambda: _spatem("assist_mv"), False),
+    ("TP_IS_RLT_GEN_SSP_BV_02", "rlt", {"intersections"}, lambda: example("mapem"), True),
+    ("TP_IS_RLT_GEN_SSP_BO_03", "rlt", {"roadSegments"}, lambda: example("mapem"), False),
+    ("TP_IS_RLT_GEN_SSP_BV_04", "rlt", {"roadSegments"}, _road_segments, True),
+    ("TP_IS_RLT_GEN_SSP_BO_05", "rlt", {"intersections"}, _road_segments, False),
+    ("TP_IS_IVI_GEN_SSP_BV_02", "ivi", {"iso14823.regulatory", "itisCodes"}, lambda: _ivim("itis"), True),
+    ("TP_IS_IVI_GEN_SSP_BO_02", "ivi", {"iso14823.regulatory", "viennaConvention"}, lambda: _ivim("itis"), False),
+    ("TP_IS_IVI_GEN_SSP_BV_03", "ivi", {"iso14823.regulatory"}, lambda: _ivim(None), True),
+    ("TP_IS_IVI_GEN_SSP_BO_03", "ivi", {"iso14823.dangerWarning", "iso14823.informative"}, lambda: _ivim(None), False),
+    ("TP_IS_IVI_GEN_SSP_BV_04", "ivi", {"iso14823.regulatory", "laneStatus"}, lambda: _ivim("lane"), True),
+    ("TP_IS_IVI_GEN_SSP_BO_04", "ivi", {"iso14823.regulatory", "textContainer"}, lambda: _ivim("lane"), False),
+    ("TP_IS_IVI_GEN_SSP_BV_05", "ivi", {"iso14823.regulatory", "textContainer"}, lambda: _ivim("text"), True),
+    ("TP_IS_IVI_GEN_SSP_BO_05", "ivi", {"iso14823.regulatory", "laneStatus"}, lambda: _ivim("text"), False),
+]
+
+
+MISSING = {"TP_IS_TLM_GEN_SSP_BO_03": "intersectionState", "TP_IS_TLM_GEN_SSP_BO_05": "prioritization",
+           "TP_IS_TLM_GEN_SSP_BO_08": "maneuverAssist", "TP_IS_TLM_GEN_SSP_BO_09": "maneuverAssist",
+           "TP_IS_RLT_GEN_SSP_BO_03": "intersections", "TP_IS_RLT_GEN_SSP_BO_05": "roadSegments",
+           "TP_IS_IVI_GEN_SSP_BO_02": "itisCodes", "TP_IS_IVI_GEN_SSP_BO_03": "iso14823.regulatory",
+           "TP_IS_IVI_GEN_SSP_BO_04": "laneStatus", "TP_IS_IVI_GEN_SSP_BO_05": "textContainer"}
+
+
+@pytest.mark.parametrize("tp,service,granted,payload,sent", SEND_SSP, ids=[c[0] for c in SEND_SSP])
+def test_sender_ssp_with_real_ats(tp, service, granted, payload, sent, secured):
+    """The sender SSP test purposes against real ATs: with an AT whose BitmapSsp grants exactly ``granted``,
+    permitted content is signed by it and passes a neighbour's SSP check (BV); other content is refused by the
+    service before anything is queued, naming the missing permission (BO)."""
+    message = {"tlm": "spatem", "rlt": "mapem", "ivi": "ivim"}[service]
+    kind = catalog.by_name(message)
+    at = {message: ssp.encode(kind, granted, OWN_PROVIDER if ssp.layout(kind).provider_octets else None)}
+    rsu = secured(at, {"mapem": None}) if service == "tlm" else secured(at)
+    if service == "tlm":
+        rsu.layer.trigger("rlt", {"payload": example("mapem")})
+        rsu.sent()
+    if sent:
+        rsu.layer.trigger(service, {"payload": payload()})
+        [(tx, data)] = rsu.sent(service)
+        assert signer_certificate(data).app_permissions[kind.its_aid] == at[message]
+        res = rsu.verify(data, kind)
+        assert res.ok, res.detail
+    else:
+        with pytest.raises(ServiceError) as e:
+            rsu.layer.trigger(service, {"payload": payload()})
+        assert e.value.code == "ssp_not_permitted" and MISSING[tp] in e.value.reason, e.value.reason
+        assert rsu.sent(service) == [] and rsu.layer.list(service) == []

@@ -1,7 +1,7 @@
 """RLT message-format and communication test purposes not covered in test_rlt.py (IUT sends MAPEM).
 
 Each MAPEM is checked as a neighbour receives it: signed by the real security layer, verified,
-decoded; COM_BV_04 looks at the GeoNetworking packet the real GN layer builds around it.
+decoded (COM_BV_04, on the GeoNetworking packet: test_conformance_com.py).
 """
 
 from __future__ import annotations
@@ -9,11 +9,7 @@ from __future__ import annotations
 import pytest
 
 from rsu import catalog
-from rsu.clock import ManualClock
 from rsu.services.errors import ServiceError
-from rsu.transports import gn
-from rsu.transports.config import GnUdpConfig
-from rsu.transports.gn_core import GnCore
 from services.secured import secured  # noqa: F401
 from services.support import example
 
@@ -121,26 +117,3 @@ def test_TP_IS_RLT_GEN_MSGF_BV_15(rsu, codec):
     [(tx, _)] = rsu.sent("tlm")
     states = codec.decode(tx.pdu).value["spat"]["intersections"][0]["states"]
     assert sorted(s["signalGroup"] for s in states) == sorted(controlled)
-
-
-def test_TP_IS_RLT_GEN_COM_BV_04(rsu, codec, clock):
-    """On the wire: the secured GeoNetworking packet the GN layer builds for the MAPEM is a GeoBroadcast
-    (HT 4, circle around the reference point) with next header BTP-B, destination port 2003, and carries the
-    signed MAPEM."""
-    rsu.layer.trigger("rlt", {"payload": example("mapem")})
-    [tx] = rsu.layer.due()
-    cfg = GnUdpConfig(latitude=44.837592, longitude=-0.579431, secured=True)
-    cfg.validate()
-
-    def sign(inner: bytes, kind) -> bytes:  # as the daemon's GN signer: CH | EH | BTP-B | PDU
-        return rsu.security.sign(kind, inner, pdu_offset=gn.parse_inner(inner, exact=True)[5])
-
-    raw = GnCore(cfg, clock, sign=sign, mac=bytes.fromhex("020000000a01")).build_packet(tx.pdu, tx.params)
-    pkt = gn.parse_packet(raw)
-    assert pkt.is_secured and pkt.common.next_header == 2  # BTP-B
-    assert pkt.header_type is gn.HeaderType.GBC_CIRCLE and pkt.header_type >> 4 == 4
-    assert pkt.btp_port == 2003 and pkt.payload == tx.pdu
-    assert round(pkt.extended.area.latitude, 5) == 44.83759
-    res = rsu.receiver.verify(pkt.secured, catalog.MAPEM, payload_offset=pkt.payload_offset)
-    assert res.ok, res.detail
-    assert res.payload[pkt.payload_offset:] == tx.pdu

@@ -87,13 +87,21 @@ def check_references(ivi: dict, path: str = "payload.ivi") -> None:
     """Containers must reference what exists (TP IVI_GEN_LOC_BV_01, GENAPP_BV_01/02/05, TEXT_BV_01/04, RCC_BV_01):
     zone ids defined by a geographic location container (also those of road-configuration lanes), layout ids
     defined by a layout container, and per general IVI container part at least one relevance zone and one
-    road sign code (GENAPP_BV_04)."""
+    road sign code (GENAPP_BV_04). Two location containers never share a reference position (LOC_BV_03)."""
     opt = ivi.get("optional") or []
     zones: set[int] = set()
     layouts: set[int] = set()
-    for alt, c in opt:
+    origins: dict[tuple, int] = {}
+    for i, (alt, c) in enumerate(opt):
         if alt == "glc":
             zones.update(part["zoneId"] for part in c["parts"])
+            ref = c["referencePosition"]
+            at = (ref["latitude"], ref["longitude"])
+            if at in origins:  # TP IVI_GEN_LOC_BV_03
+                raise ServiceError("validation", f"{path}.optional[{i}].glc.referencePosition",
+                                   f"the reference position of optional[{origins[at]}] again: zones that share a "
+                                   "reference position belong in one geographic location container")
+            origins[at] = i
         elif alt == "lac":
             layouts.add(c["layoutId"])
     for i, (alt, c) in enumerate(opt):

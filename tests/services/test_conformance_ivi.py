@@ -151,3 +151,22 @@ def test_TP_IS_IVI_RCV_MSGF_BV_01(rsu, codec, clock):
     assert sub.drain() == [event]
     assert event["ivi"] == {"collection": "new", "serviceProviderId": "FR57", "iviIdentificationNumber": 310}
     assert event["pdu"]["ivi"]["optional"] == v["ivi"]["optional"]
+
+
+def test_TP_IS_IVI_GEN_LOC_BV_03(rsu, codec):
+    """Zones that share one reference position are in one geographic location container: a second location
+    container at the same reference position is refused with its path (nothing sent); one at another
+    position, with its own zones, is sent beside the first."""
+    v = new_ivim()
+    second = {"glc": dict(containers(v, "glc")[0], parts=[dict(glc_parts(v)[0], zoneId=3)])}
+    v["ivi"]["optional"].insert(1, second)
+    with pytest.raises(ServiceError) as e:
+        rsu.layer.trigger("ivi", {"payload": v})
+    assert e.value.path == "payload.ivi.optional[1].glc.referencePosition" and "optional[0]" in e.value.reason
+    assert rsu.sent() == []
+    second["glc"]["referencePosition"] = dict(second["glc"]["referencePosition"], latitude=448380000)
+    gic(v)["relevanceZoneIds"] = [2, 3]
+    rsu.layer.trigger("ivi", {"payload": v})
+    sent = on_air(rsu, codec)
+    assert [c["referencePosition"]["latitude"] for c in containers(sent, "glc")] == [448376460, 448380000]
+    assert gic(sent)["relevanceZoneIds"] == [2, 3]

@@ -118,6 +118,17 @@ def test_all_five_services_on_the_air_signed_and_decodable(daemon, net):
     for key_file in (daemon.pki_dir / "at").glob("*.key"):
         scalar = load_private_key(key_file).private_numbers().private_value.to_bytes(32, "big")
         assert scalar.hex() not in log and scalar.hex().upper() not in log
+    # every frame of the daemon's own pcap verifies with rsu verify (layers found as rsu decode finds them)
+    assert daemon.stop() == 0
+    r = run_rsu("verify", str(daemon.pcap), "--trust", str(daemon.pki_dir))
+    out = json.loads(r.stdout)
+    assert r.returncode == 0, [f for f in out["frames"] if not f["valid"]][:3]
+    assert out["summary"]["frames"] >= 5 and out["summary"]["rejected"] == 0
+    for frame in out["frames"]:
+        assert frame["layers"] == ["ethernet", "geonetworking", "secured", "geonetworking", "facilities"]
+        assert frame["chain"] == "valid" and frame["sspCheck"] == "passed"
+        assert catalog.by_name(frame["message"]).its_aid == frame["psid"]
+    assert {f["message"] for f in out["frames"]} == {"MAPEM", "SPATEM", "IVIM", "SREM", "RTCMEM"}
 
 
 def test_metrics_move_as_messages_flow(daemon, net):

@@ -229,7 +229,8 @@ def test_ivim_is_a_regulatory_50_kmh_sign_of_a_french_provider():
     assert bits[10:] == "000000"  # 10 bits, left-aligned
     assert ITA2[bits[:5]] + ITA2[bits[5:10]] == "FR"
     assert mandatory["iviStatus"] == 0  # new
-    assert mandatory["timeStamp"] <= mandatory["validFrom"] < mandatory["validTo"]
+    assert mandatory["timeStamp"] <= mandatory["validFrom"]
+    assert "validTo" not in mandatory  # on the air until terminated: an example that never expires
     assert 2020 <= 2004 + mandatory["validFrom"] // (365.2425 * 86400 * 1000) <= 2040  # ms since 2004
 
     containers = [next(iter(c.items())) for c in ivi["optional"]]

@@ -26,22 +26,10 @@ from tests.transports.conftest import Mosquitto, ensure_debian_tool
 
 ETHERNET = 14
 
-def current_ivim() -> dict:
-    """The example IVIM with a validity around now (the file's dates are fixed in 2025)."""
-    from rsu.clock import timestamp_its
-
-    ivim = example("ivim-speed-limit.json")
-    mandatory = ivim["ivi"]["mandatory"]
-    now = time.time()
-    mandatory.update(timeStamp=timestamp_its(now), validFrom=timestamp_its(now - 60),
-                     validTo=timestamp_its(now + 86400))
-    return ivim
-
-
 PAYLOADS = {
     "rlt": example("mapem-4arm-intersection.json"),
     "tlm": example("spatem-4arm-intersection.json"),
-    "ivi": current_ivim(),
+    "ivi": example("ivim-speed-limit.json"),  # no validTo: the example never expires
     "tlc": example("srem-bus-priority.json"),  # an RSU relaying a priority request
     "gpc": example("rtcmem-corrections.json"),
 }

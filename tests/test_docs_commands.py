@@ -171,3 +171,15 @@ def test_mqtt_source_default_is_what_the_example_config_says():
     [line] = [line for line in example.splitlines() if re.match(r"\s*#?\s*source:", line)]
     assert '"rsu_<hostname>"' in line, line
     assert "`rsu_{hostname}`" in (REPO / "docs" / "transports.md").read_text()
+
+
+def test_no_doubled_words_in_code_and_docs():
+    """No word twice in a row (an "at" doubled in a message once) in code or docs, across line breaks too."""
+    import subprocess as sp
+
+    files = sp.run(["git", "ls-files", "*.py", "*.md", "*.yaml", "*.service"], capture_output=True, text=True,
+                   cwd=REPO).stdout.split()
+    doubled = re.compile(r"\b(at|the|a|an|to|of|is|in|on|and|for|be|by|with|it)\s+\1\b", re.I)
+    hits = [f"{name}: {m.group(0)!r}" for name in files if (REPO / name).is_file()
+            for m in doubled.finditer((REPO / name).read_text(errors="replace"))]
+    assert hits == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from rsu import __version__
@@ -27,6 +28,11 @@ class _Parser(argparse.ArgumentParser):
     """Options and positionals may come in any order (``rsu trigger rlt --api URL FILE``)."""
 
     _intermixing = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # a value such as --area -33.85,151.21,500 (southern latitude) is a value, not an option
+        self._negative_number_matcher = re.compile(r"^-\d*\.?\d+([,:]-?\d*\.?\d+)*$")
 
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage as well)
         raise CliError(f"{self.prog}: {message}")

@@ -122,3 +122,15 @@ def test_cli_options_in_any_order_and_the_api_from_the_environment(live_api, tmp
     r = run_cli(*status_args, env=env)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["entries"]["rlt"] == 1
+
+
+def test_cli_parses_options_between_positionals_and_southern_coordinates():
+    """In-process parser checks: FILE after an option, and a value starting with a minus sign."""
+    from rsu.cli.main import build_parser
+
+    args = build_parser().parse_args(["trigger", "ivi", "--area", "-33.85,151.21,500", "sign.json"])
+    assert (args.service, args.file, args.area) == ("ivi", "sign.json", "-33.85,151.21,500")
+    args = build_parser().parse_args(["--api", "http://h:1", "list", "ivi", "FR57-310", "--json"])
+    assert (args.api, args.service, args.id, args.json) == ("http://h:1", "ivi", "FR57-310", True)
+    args = build_parser().parse_args(["list"])
+    assert args.api is None  # the client then takes $RSU_API_URL or the default

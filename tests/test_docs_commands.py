@@ -121,7 +121,8 @@ def test_docs_commands_run_as_written(daemon, paths):
     from rsu.cli.main import build_parser
 
     commands = next(a for a in build_parser()._actions if a.dest == "command").choices
-    env = {**os.environ, "RSU_API_URL": daemon.url}
+    # the API of the test's daemon, and a state directory of its own (systemd would set STATE_DIRECTORY)
+    env = {**os.environ, "RSU_API_URL": daemon.url, "STATE_DIRECTORY": paths["/tmp/"] + "state"}
     ran, failures = [], []
     for where, command in COMMANDS:
         kind, _ = classify(command)

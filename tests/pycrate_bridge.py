@@ -178,38 +178,6 @@ def pycrate_from_jer(codec, kind, text: str) -> dict:
     return from_pycrate(codec.schema, codec.node(kind), pdu.get_val())
 
 
-def normalise_pycrate_jer(schema: Schema, node: Node, obj: Any) -> Any:
-    """pycrate's JER with its one known X.697 deviation rewritten to the standard form.
-
-    X.697 writes a BIT STRING as a bare hex string only for a *fixed-size* type, which an
-    extensible size constraint is not: ``LaneAttributes-Vehicle ::= BIT STRING {...} (SIZE(8, ...))``
-    must be ``{"value": "a5", "length": 8}``, or a 12-bit extension value could not be told from
-    a 16-bit one. pycrate (BIT_STR._to_jval) looks at the root size only and prints ``"a5"``; it
-    reads the object form back fine. Everything else is compared as pycrate prints it.
-    """
-    k = node.kind
-    if k == "SEQUENCE" and isinstance(obj, dict):
-        mm = node.member_map
-        return {name: normalise_pycrate_jer(schema, mm[name].node, item) if name in mm else item
-                for name, item in obj.items()}
-    if k == "CHOICE" and isinstance(obj, dict) and len(obj) == 1:
-        (alt, item), = obj.items()
-        m = node.member_map.get(alt)
-        return {alt: normalise_pycrate_jer(schema, m.node, item) if m else item}
-    if k == "SEQUENCE OF" and isinstance(obj, list):
-        return [normalise_pycrate_jer(schema, node.element, item) for item in obj]  # type: ignore[arg-type]
-    if k == "BIT STRING" and isinstance(obj, str):
-        b = node.size
-        if b is not None and b.extensible and b.lo is not None and b.lo == b.hi:
-            return {"value": obj, "length": b.lo}
-        return obj
-    if k == "REGEXT" and isinstance(obj, dict) and "regionId" in obj:
-        typed = _region_node(schema, node, obj["regionId"])
-        if typed is not None and not isinstance(obj.get("regExtValue"), str):
-            return {**obj, "regExtValue": normalise_pycrate_jer(schema, typed, obj["regExtValue"])}
-    return obj
-
-
 # --- the two schemas side by side ------------------------------------------------------------
 
 def _size(cs) -> tuple | None:

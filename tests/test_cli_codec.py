@@ -92,6 +92,7 @@ def test_encode_names_the_field_path(tmp_path):
 
 def test_encode_unknown_type_and_missing_file(tmp_path):
     assert_one_line_error(run_rsu("encode", "cam", "x.json"), "invalid choice: 'cam'")
+    assert run_rsu("encode", "SPATEM", str(EXAMPLES / "spatem-4arm-intersection.json")).returncode == 0
     assert_one_line_error(run_rsu("encode", "spatem", str(tmp_path / "nope.json")), "no such file")
 
 
@@ -100,12 +101,21 @@ def test_encode_unknown_type_and_missing_file(tmp_path):
     ("0207000000010000", ["unknown messageID 7"]),
     ("0104000000010000", ["SPATEM protocolVersion 1 is not supported"]),
     ("020400", ["truncated ItsPduHeader"]),
+    ("", ["empty INPUT: give a hex string, a file, or - to read stdin"]),  # was ": is a directory"
+    ("  ", ["empty INPUT"]),
     ("02040000000100ffffffffffff", ["malformed SPATEM"]),
     # a valid IVIM with an IviContainer alternative newer than our schema (was a traceback once)
     ("020600000000800000000000043830008000000000", ["unknown IviContainer alternative", "ivi.optional[0]"]),
 ])
 def test_decode_bad_input_is_one_line(arg, needles):
     assert_one_line_error(run_rsu("decode", arg), *needles)
+
+
+def test_decode_empty_stdin_and_empty_file_are_named(tmp_path):
+    assert_one_line_error(run_rsu("decode", "-", input=b"\n"), "stdin: empty input")
+    (tmp_path / "empty.hex").write_bytes(b"")
+    assert_one_line_error(run_rsu("decode", str(tmp_path / "empty.hex")), "empty.hex: empty input")
+    assert_one_line_error(run_rsu("verify", ""), "empty INPUT")
 
 
 def test_decode_random_binary_file_is_one_line(tmp_path):

@@ -207,14 +207,38 @@ def test_value_range_union_is_encoded_by_its_effective_range(codec):
         V.validate(codec.schema, node, {"value": 250, "unit": 5})
 
 
-def test_jer_accepts_pycrate_hex_for_an_extensible_single_size_bit_string(codec):
-    """LaneAttributes-Vehicle is BIT STRING (SIZE(8, ...)): we write {"value", "length"} (an extensible
-    size is not fixed in X.697); pycrate writes bare hex of the 8 root bits, which we read too."""
+def test_jer_of_an_extensible_single_size_bit_string(codec):
+    """LaneAttributes-Vehicle is BIT STRING (SIZE(8, ...)): at its root size it prints as bare hex (as
+    pycrate and asn1tools print it); a length outside the root needs {"value", "length"}. Both forms
+    are read."""
     from rsu.codec import values as V
 
     node = codec.schema.pdu("LaneAttributes-Vehicle")
-    assert V.to_jer(codec.schema, node, (b"\xa0", 8)) == {"value": "a0", "length": 8}
+    assert V.to_jer(codec.schema, node, (b"\xa0", 8)) == "a0"
+    assert V.to_jer(codec.schema, node, (b"\xa5\xf0", 12)) == {"value": "a5f0", "length": 12}
     assert V.from_jer(codec.schema, node, "a0") == (b"\xa0", 8)
     assert V.from_jer(codec.schema, node, {"value": "a0", "length": 8}) == (b"\xa0", 8)
+    assert V.from_jer(codec.schema, node, {"value": "a5f0", "length": 12}) == (b"\xa5\xf0", 12)
     with pytest.raises(InvalidValueError, match="root bits"):
         V.from_jer(codec.schema, node, "a0b0")
+
+
+def test_asn1tools_jer_reads_what_we_print_for_lane_attributes(codec):
+    """asn1tools' own JER codec (compiled from our module's definition of LaneAttributes-Vehicle)
+    prints and reads the bare hex we print at the root size; it refused the {"value", "length"} form
+    we printed before."""
+    import json
+    import re
+
+    import asn1tools
+
+    from rsu.codec import values as V
+    from rsu.codec.asn1files import asn1_root
+
+    source = (asn1_root() / "is" / "iso19091-dsrc.asn").read_text()
+    definition = re.search(r"LaneAttributes-Vehicle ::= BIT STRING \{.*?\} \(SIZE\(8, \.\.\.\)\)", source, re.S)
+    spec = asn1tools.compile_string(f"M DEFINITIONS ::= BEGIN {definition.group(0)} END", "jer")
+    node = codec.schema.pdu("LaneAttributes-Vehicle")
+    ours = json.dumps(V.to_jer(codec.schema, node, (b"\x21", 8))).encode()
+    assert spec.decode("LaneAttributes-Vehicle", ours) == (b"\x21", 8)
+    assert json.loads(spec.encode("LaneAttributes-Vehicle", (b"\x21", 8))) == json.loads(ours)

@@ -181,7 +181,7 @@ _DOC = {
             "tlc": {"type": "object", "description": "SREM: requestor (key, role) and requests (keys, ids)"}}},
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {
             "type": "object", "required": ["code", "path", "reason"], "properties": {
-                "code": {"type": "string", "enum": sorted(CODES) + ["not_found", "method_not_allowed", "internal"],
+                "code": {"type": "string", "enum": sorted(CODES) + ["not_found", "method_not_allowed", "http_error", "internal"],
                          "description": "; ".join(f"{k}: {v}" for k, v in CODES.items())},
                 "path": {"type": "string", "description": "the request field, e.g. payload.ivi.mandatory.validTo"},
                 "reason": {"type": "string"}, "message": {"type": "string"}}}}},

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="encode a PDU from JER JSON to UPER (prints hex)",
                        description="Encode the JER JSON of a whole PDU (ItsPduHeader + body) to UPER. "
                                    "Prints the hex of the encoding, or writes binary with --out.")
-    p.add_argument("type", metavar="TYPE", choices=[m.name for m in catalog.MESSAGES],
+    p.add_argument("type", metavar="TYPE", type=str.lower, choices=[m.name for m in catalog.MESSAGES],
                    help="one of: " + ", ".join(m.name for m in catalog.MESSAGES))
     p.add_argument("file", metavar="FILE", help="JER JSON file, or - for stdin")
     p.add_argument("--out", metavar="FILE", help="write the binary encoding to FILE instead of printing hex")

@@ -13,6 +13,14 @@ class CliError(Exception):
     """A user-facing error: printed as one line on stderr, exit code 2."""
 
 
+def add_api_option(p) -> None:
+    """``--api URL`` on a command; it may also come before the command (``rsu --api URL status``)."""
+    import argparse
+
+    p.add_argument("--api", metavar="URL", default=argparse.SUPPRESS,
+                   help="API base URL (default: $RSU_API_URL or http://127.0.0.1:8301)")
+
+
 _HEXCHARS = re.compile(rb"^[0-9a-fA-F\s:]*$")
 
 
@@ -50,6 +58,8 @@ def hex_or_bytes(data: bytes) -> bytes:
 
 def read_input_bytes(source: str) -> bytes:
     """INPUT for decode-like commands: a hex string, ``-`` for stdin, or a file (binary or hex)."""
+    if not source.strip():
+        raise CliError("empty INPUT: give a hex string, a file, or - to read stdin")
     if source != "-" and not _is_file(source):
         text = re.sub(r"[\s:]", "", source)
         if re.fullmatch(r"(?:[0-9a-fA-F]{2})+", text):
@@ -57,6 +67,8 @@ def read_input_bytes(source: str) -> bytes:
         raise CliError(f"{source}: neither a file nor a hex string")
     data = read_source(source, binary=True)
     assert isinstance(data, bytes)
+    if not data.strip():
+        raise CliError(f"{'stdin' if source == '-' else source}: empty input")
     return hex_or_bytes(data)
 
 

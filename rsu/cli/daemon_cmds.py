@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from rsu.cli.common import CliError, print_json
+from rsu.cli.common import CliError, add_api_option, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="what the running daemon has on the air",
                        description="Ask the running daemon (its API) what is on the air: active messages per "
                                    "service with id, next and last send, count, transports; the ATs in use.")
-    p.add_argument("--api", metavar="URL", default="http://127.0.0.1:8301", help="daemon API (default %(default)s)")
+    add_api_option(p)
     p.add_argument("--json", action="store_true", help="print the raw JSON")
     p.set_defaults(func=cmd_status)
 
@@ -52,17 +51,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    import urllib.error
-    import urllib.request
+    from rsu.api.client import ApiError, ApiUnreachable, Client
 
-    url = args.api.rstrip("/") + "/v1/status"
+    client = Client(args.api, timeout=5)
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            status = json.load(resp)
-    except (urllib.error.URLError, OSError) as e:
-        raise CliError(f"no daemon answering at {args.api} ({getattr(e, 'reason', e)})") from None
+        status = client.request("GET", "/v1/status")
+    except (ApiError, ApiUnreachable) as e:
+        raise CliError(str(e)) from None
     except ValueError:
-        raise CliError(f"{url}: the answer is not JSON") from None
+        raise CliError(f"{client.base_url}/v1/status: the answer is not JSON") from None
     if args.json:
         print_json(status)
         return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from rsu import __version__
@@ -24,13 +25,38 @@ COMMAND_MODULES = (
 
 
 class _Parser(argparse.ArgumentParser):
+    """Options and positionals may come in any order (``rsu trigger rlt --api URL FILE``)."""
+
+    _intermixing = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # a value such as --area -33.85,151.21,500 (southern latitude) is a value, not an option
+        self._negative_number_matcher = re.compile(r"^-\d*\.?\d+([,:]-?\d*\.?\d+)*$")
+
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage as well)
         raise CliError(f"{self.prog}: {message}")
+
+    def parse_known_args(self, args=None, namespace=None):
+        # A leaf command parses intermixed: plain argparse binds an optional positional (FILE?) to
+        # nothing as soon as an option follows the first positional, then refuses FILE as extra.
+        # Parsers with subcommands cannot parse intermixed and keep the plain rules.
+        leaf = not any(a.nargs in (argparse.PARSER, argparse.REMAINDER) for a in self._get_positional_actions())
+        if not leaf or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rsu", description="C-ITS roadside-unit facilities daemon and tools")
     parser.add_argument("--version", action="version", version=f"rsu {__version__}")
+    parser.add_argument("--api", metavar="URL", default=None,
+                        help="API of the running daemon, for the commands that talk to it "
+                             "(default: $RSU_API_URL or http://127.0.0.1:8301); also accepted after the command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         try:

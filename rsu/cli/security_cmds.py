@@ -45,11 +45,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_cert_show)
 
     p = sub.add_parser(
-        "verify", help="verify a signed message (COER)",
-        description="Verify an EtsiTs103097Data-Signed message and print JSON (signature, chain, psid, SSP, "
-                    "signer, reason if rejected). Exit code 0 if valid, 1 if rejected, 2 on bad input. "
-                    "Without --time the message is judged at its own generationTime (freshness not checked).")
-    p.add_argument("file", metavar="FILE", help="binary or hex file, hex string, or - for stdin")
+        "verify", help="verify signed messages (any input decode takes)",
+        description="Verify the IEEE 1609.2 / TS 103 097 signature of every frame in INPUT and print JSON. "
+                    "INPUT is what `rsu decode` takes (pcap, Ethernet frame, GeoNetworking packet, 1609.2 "
+                    "data, facilities PDU; hex, file or -); the layers are found the same way. Per frame: "
+                    "layers found, message, signer, psid, SSP check, verdict (valid, reason, detail). One "
+                    "frame prints one object; a pcap prints {frames: [...], summary}. Exit code 0 if every "
+                    "frame is valid, 1 if any is rejected or unsigned, 2 on bad input. Without --time each "
+                    "message is judged at its own generationTime (freshness not checked).")
+    p.add_argument("file", metavar="INPUT", help="hex string, - for stdin, or a file (binary or hex text)")
     p.add_argument("--trust", metavar="DIR", help="trust store: directory of root and AA certificates "
                                                   "(without it the chain is not checked)")
     p.add_argument("--time", metavar="ISO8601", help="verify as of this time (e.g. 2019-06-01T00:00:00Z)")
@@ -115,9 +119,10 @@ def cmd_cert_show(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from rsu.clock import ManualClock, parse_iso8601, time64_to_posix
+    from rsu.clock import ManualClock, parse_iso8601
+    from rsu.ops.dissect import Layer, LayerError, dissect
     from rsu.security.certs import Certificate, CertificateError
-    from rsu.security.verify import ParseError, TrustStore, Verifier, parse_signed
+    from rsu.security.verify import TrustStore, Verifier
 
     data = read_input_bytes(args.file)
     trust = None
@@ -128,27 +133,89 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise CliError(str(e)) from None
         if not trust.roots:
             raise CliError(f"{args.trust}: no trusted root certificate found")
+    at = None
     if args.time:
         try:
             at = parse_iso8601(args.time).timestamp()
         except ValueError:
             raise CliError(f"--time {args.time!r}: not an ISO 8601 date-time") from None
-    else:
-        try:
-            at = time64_to_posix(parse_signed(data).header["generationTime"])
-        except ParseError:
-            at = 0.0  # the verifier reports why the message cannot be parsed
-    verifier = Verifier(ManualClock(at), trust, max_age=args.max_age, max_future=args.max_future,
+    # one verifier for all frames: a certificate met in one frame is known for the digest-signed ones after it
+    clock = ManualClock(0.0)
+    verifier = Verifier(clock, trust, max_age=args.max_age, max_future=args.max_future,
                         check_content=not args.no_content, hold_seconds=0)
     for f in args.cert:
         try:
             verifier.add_certificate(Certificate.load(f))
         except CertificateError as e:
             raise CliError(str(e)) from None
-    result = verifier.verify(data)
-    out = result.to_json()
+    try:
+        layers = dissect(data)  # the same layer detection as rsu decode
+    except LayerError as e:
+        layers = [Layer("error", {"error": str(e)}, raw=data)]
+
+    if layers[0].name == "pcap":
+        frames = []
+        for record in layers[0].frames:
+            head, rest = record[0], record[1:]
+            frames.append({"index": head.fields["index"], "time": head.fields["time"],
+                           **verify_frame(rest, verifier, clock, at)})
+        valid = sum(1 for f in frames if f["valid"])
+        out = {"layers": ["pcap"], "format": layers[0].fields["format"], "frames": frames,
+               "summary": {"frames": len(frames), "valid": valid, "rejected": len(frames) - valid}}
+        ok = bool(frames) and valid == len(frames)
+    else:
+        out = verify_frame(layers, verifier, clock, at)
+        ok = out["valid"]
     out["verifiedAt"] = args.time or "generationTime"
     if trust is not None and trust.rejected:
         out["trustStoreSkipped"] = [f"{src}: {why}" for src, why in trust.rejected]
     print_json(out)
-    return 0 if result.ok else 1
+    return 0 if ok else 1
+
+
+def verify_frame(layers: list, verifier, clock, at: float | None) -> dict:
+    """Verify one dissected frame: the first 1609.2 layer, with the message type its BTP port names
+    and, for a secured GeoNetworking packet, the facilities PDU found after the signed GN headers."""
+    from rsu import catalog
+    from rsu.clock import time64_to_posix
+    from rsu.security.verify import ParseError, Reason, VerificationResult, parse_signed
+
+    names = [layer.name for layer in layers]
+    message = next((layer.fields.get("type") for layer in layers if layer.name == "facilities"), None)
+    error = next((layer.fields["error"] for layer in layers if layer.name == "error"), None)
+    index = names.index("secured") if "secured" in names else None
+    if index is None:
+        reason, detail = (Reason.MALFORMED, error) if error else \
+            (Reason.NOT_SIGNED, "no IEEE 1609.2 data in this frame: it is not signed")
+        result = VerificationResult(reason, detail)
+    else:
+        secured = layers[index].raw
+        expected, offset = None, 0
+        for layer in layers:  # the BTP port names the message type (outer GN layer, or the signed inner one)
+            port = layer.fields.get("btp", {}).get("destination_port") if layer.name == "geonetworking" else None
+            if port is not None:
+                expected = catalog.BY_BTP_PORT.get(port)
+        inner = layers[index + 1] if index + 1 < len(layers) else None
+        if inner is not None and inner.name == "geonetworking":  # signed GN common/extended headers + BTP
+            btp_payload = len(inner.payload) if inner.payload is not None else inner.fields["btp"]["payload_length"]
+            offset = len(inner.raw) - btp_payload
+        if at is not None:
+            clock.set(at)
+        else:
+            try:
+                clock.set(time64_to_posix(parse_signed(secured).header["generationTime"]))
+            except ParseError:
+                pass  # the verifier reports why the message cannot be parsed
+        result = verifier.verify(secured, expected, payload_offset=offset)
+        if result.pdu is not None:
+            message = result.pdu.kind.pdu
+        elif message is None and result.psid in catalog.BY_ITS_AID:
+            message = catalog.BY_ITS_AID[result.psid].pdu
+    out = {"layers": names, "message": message, **result.to_json()}
+    if result.reason is Reason.SSP_VIOLATION:
+        out["sspCheck"] = "failed"
+    elif result.pdu is not None:
+        out["sspCheck"] = "passed"
+    else:
+        out["sspCheck"] = "not-checked"
+    return out

@@ -11,13 +11,9 @@ import json
 import sys
 from typing import Any
 
-from rsu.cli.common import CliError, print_json, read_source
+from rsu.cli.common import CliError, add_api_option, print_json, read_source
 
 SERVICES = ("tlm", "rlt", "ivi", "tlc", "gpc", "spatem", "mapem", "ivim", "ssem", "srem", "rtcmem")
-
-
-def _add_api(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--api", metavar="URL", help="API base URL (default: $RSU_API_URL or http://127.0.0.1:8301)")
 
 
 def _add_dissemination(p: argparse.ArgumentParser) -> None:
@@ -50,38 +46,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trigger", help="trigger a new message of a service (API)",
                        description="Trigger a message: TLM (a SPATEM state), RLT (MAPEM), IVI (IVIM), TLC (SSEM, "
                                    "a decision, or an SREM to relay), GPC (RTCMEM). Prints the identification.")
-    p.add_argument("service", metavar="SERVICE", choices=SERVICES, help="tlm, rlt, ivi, tlc, gpc (or a message name)")
+    p.add_argument("service", metavar="SERVICE", type=str.lower, choices=SERVICES, help="tlm, rlt, ivi, tlc, gpc (or a message name)")
     _add_payload(p, True)
     _add_dissemination(p)
-    _add_api(p)
+    add_api_option(p)
     p.set_defaults(func=cmd_trigger)
 
     p = sub.add_parser("update", help="update / replace an active message (API)",
                        description="Update an active message: new content and/or new dissemination parameters.")
-    p.add_argument("service", metavar="SERVICE", choices=SERVICES)
+    p.add_argument("service", metavar="SERVICE", type=str.lower, choices=SERVICES)
     p.add_argument("id", metavar="ID", help="entry id (as `rsu list` shows it)")
     _add_payload(p, False)
     _add_dissemination(p)
-    _add_api(p)
+    add_api_option(p)
     p.set_defaults(func=cmd_update)
 
     p = sub.add_parser("terminate", help="terminate / delete an active message (API)",
                        description="Terminate a message. IVI: --mode cancellation (default) or stop. TLC SSEM: "
                                    "--request KEY ends only that request's answer.")
-    p.add_argument("service", metavar="SERVICE", choices=SERVICES)
+    p.add_argument("service", metavar="SERVICE", type=str.lower, choices=SERVICES)
     p.add_argument("id", metavar="ID")
     p.add_argument("--mode", choices=("cancellation", "stop"), help="IVI termination mode")
     p.add_argument("--request", metavar="KEY", help="TLC: the request whose answer ends")
-    _add_api(p)
+    add_api_option(p)
     p.set_defaults(func=cmd_terminate)
 
     p = sub.add_parser("list", help="list active messages (API)",
                        description="List the active messages of every service, of one service, or show one entry "
                                    "with its payload.")
-    p.add_argument("service", metavar="SERVICE", nargs="?", choices=SERVICES)
+    p.add_argument("service", metavar="SERVICE", nargs="?", type=str.lower, choices=SERVICES)
     p.add_argument("id", metavar="ID", nargs="?", help="show this entry (with its payload) as JSON")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    _add_api(p)
+    add_api_option(p)
     p.set_defaults(func=cmd_list)
 
 

@@ -16,8 +16,9 @@ RegionalExtension  ``{"regionId": int, "regExtValue": value}`` where the value i
 =================  =======================================================
 
 JER form: SEQUENCE -> object, CHOICE -> object with one key, ENUMERATED -> identifier,
-OCTET STRING -> hex, fixed-size BIT STRING -> hex (left-aligned, zero-padded),
-variable-size BIT STRING -> ``{"value": hex, "length": n}``, NULL -> null, regional
+OCTET STRING -> hex, BIT STRING of its single root size -> hex (left-aligned, zero-padded; also
+``SIZE(8, ...)`` at 8 bits, as pycrate and asn1tools print it), any other BIT STRING (variable size,
+or a length outside an extensible root) -> ``{"value": hex, "length": n}``, NULL -> null, regional
 extension value -> the JER of its typed value (hex of the raw bytes for an unknown region).
 """
 
@@ -198,6 +199,12 @@ def _fixed_bits(node: Node) -> bool:
     return s is not None and not s.extensible and s.lo is not None and s.lo == s.hi
 
 
+def _root_bits(node: Node) -> int | None:
+    """The single root size of a BIT STRING (``SIZE(8)`` or ``SIZE(8, ...)``), else None."""
+    s = node.size
+    return s.lo if s is not None and s.lo is not None and s.lo == s.hi else None
+
+
 def to_jer(schema: Schema, node: Node, v: Any) -> Any:
     """Python value -> JSON-able JER value (no validation; the value is assumed valid)."""
     k = node.kind
@@ -219,7 +226,7 @@ def to_jer(schema: Schema, node: Node, v: Any) -> Any:
         data = bytes(data[: (nbits + 7) // 8])
         if nbits % 8:
             data = data[:-1] + bytes([data[-1] & (0xFF << (8 - nbits % 8)) & 0xFF])
-        if _fixed_bits(node):
+        if nbits == _root_bits(node):  # plain hex at the root size, extensible or not (pycrate, asn1tools)
             return data.hex()
         return {"value": data.hex(), "length": nbits}
     if k in ("OCTET STRING", "OPEN"):
@@ -300,12 +307,11 @@ def from_jer(schema: Schema, node: Node, obj: Any, path: str = "") -> Any:
             if len(data) != (nbits + 7) // 8:
                 raise InvalidValueError(path, f"expected {nbits} bits as {(nbits + 7) // 8} bytes of hex, "
                                               f"found {len(data)} bytes")
-        elif isinstance(obj, str) and node.size is not None and node.size.lo is not None \
-                and node.size.lo == node.size.hi:
-            # SIZE(n, ...): we write {"value", "length"} (an extensible size is not fixed in X.697);
-            # pycrate writes the bare hex of the root size, which we accept on input
+        elif isinstance(obj, str) and _root_bits(node) is not None:
+            # SIZE(n, ...) at its root size: bare hex, as we, pycrate and asn1tools print it; the
+            # {"value", "length"} form (needed for lengths outside the root) is read below
             data = _hex(obj, path)
-            nbits = node.size.lo
+            nbits = _root_bits(node)
             if len(data) != (nbits + 7) // 8:
                 raise InvalidValueError(path, f"a hex string must hold the {nbits} root bits; "
                                               f'use {{"value": hex, "length": n}} for other sizes')

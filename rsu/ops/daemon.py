@@ -72,7 +72,7 @@ def build_security(config: cfgmod.Config, clock: Clock):
 
 
 def _test_pki_needed(config: cfgmod.Config, clock: Clock) -> bool:
-    """No AT at all, or a test PKI we made whose ATs have all expired (renewed at start)."""
+    """No authorization ticket at all, or a test PKI we made whose ATs have all expired (renewed at start)."""
     tickets = list(config.tickets_path.glob("*.oer")) if config.tickets_path.is_dir() else []
     if not tickets:
         return True

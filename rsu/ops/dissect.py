@@ -32,6 +32,7 @@ class Layer:
     payload: bytes | None = None  # what the next layer dissects; None for the innermost layer
     next_layers: tuple[str, ...] | None = None  # dissectors to try on the payload (None: auto)
     frames: list[list["Layer"]] = field(default_factory=list)  # containers (pcap): dissected records
+    raw: bytes = field(default=b"", repr=False)  # the bytes this layer was dissected from (set by dissect)
 
 
 Dissector = Callable[[bytes], "Layer | None"]
@@ -69,6 +70,7 @@ def dissect(data: bytes, candidates: tuple[str, ...] | None = None, depth: int =
         layer = dissector(data)
         if layer is None:
             continue
+        layer.raw = data
         layers = [layer]
         if layer.payload is not None:
             layers += dissect(layer.payload, layer.next_layers, depth + 1)

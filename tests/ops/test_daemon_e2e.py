@@ -20,27 +20,16 @@ from rsu.clock import SystemClock
 from rsu.security.certs import Certificate
 from rsu.security.verify import Reason, TrustStore, Verifier
 from rsu.transports import gn
+from rsu.transports.pcap import PcapError, read_capture
 from tests.ops.daemonproc import MulticastReceiver, RsuDaemon, example, group_and_port
 from tests.transports.conftest import Mosquitto, ensure_debian_tool
 
 ETHERNET = 14
 
-def current_ivim() -> dict:
-    """The example IVIM with a validity around now (the file's dates are fixed in 2025)."""
-    from rsu.clock import timestamp_its
-
-    ivim = example("ivim-speed-limit.json")
-    mandatory = ivim["ivi"]["mandatory"]
-    now = time.time()
-    mandatory.update(timeStamp=timestamp_its(now), validFrom=timestamp_its(now - 60),
-                     validTo=timestamp_its(now + 86400))
-    return ivim
-
-
 PAYLOADS = {
     "rlt": example("mapem-4arm-intersection.json"),
     "tlm": example("spatem-4arm-intersection.json"),
-    "ivi": current_ivim(),
+    "ivi": example("ivim-speed-limit.json"),  # no validTo: the example never expires
     "tlc": example("srem-bus-priority.json"),  # an RSU relaying a priority request
     "gpc": example("rtcmem-corrections.json"),
 }
@@ -118,6 +107,17 @@ def test_all_five_services_on_the_air_signed_and_decodable(daemon, net):
     for key_file in (daemon.pki_dir / "at").glob("*.key"):
         scalar = load_private_key(key_file).private_numbers().private_value.to_bytes(32, "big")
         assert scalar.hex() not in log and scalar.hex().upper() not in log
+    # every frame of the daemon's own pcap verifies with rsu verify (layers found as rsu decode finds them)
+    assert daemon.stop() == 0
+    r = run_rsu("verify", str(daemon.pcap), "--trust", str(daemon.pki_dir))
+    out = json.loads(r.stdout)
+    assert r.returncode == 0, [f for f in out["frames"] if not f["valid"]][:3]
+    assert out["summary"]["frames"] >= 5 and out["summary"]["rejected"] == 0
+    for frame in out["frames"]:
+        assert frame["layers"] == ["ethernet", "geonetworking", "secured", "geonetworking", "facilities"]
+        assert frame["chain"] == "valid" and frame["sspCheck"] == "passed"
+        assert catalog.by_name(frame["message"]).its_aid == frame["psid"]
+    assert {f["message"] for f in out["frames"]} == {"MAPEM", "SPATEM", "IVIM", "SREM", "RTCMEM"}
 
 
 def test_metrics_move_as_messages_flow(daemon, net):
@@ -316,16 +316,17 @@ def test_malformed_and_forged_frames_are_dropped_and_counted(daemon, net):
 
 def test_kill_9_then_restart_resumes_every_active_message(tmp_path, net):
     d = RsuDaemon(tmp_path, group=net[0], port=net[1]).start()
-    first = {s: d.trigger(s, PAYLOADS[s]) for s in ("rlt", "ivi", "gpc")}
+    first = {s: d.trigger(s, PAYLOADS[s]) for s in ("rlt", "ivi", "gpc", "tlm")}
     before = {(m["service"], m["id"]): m for m in d.get("/v1/messages")[1]["messages"]}
     d.kill9()
+    records_before = len(read_capture(d.pcap.read_bytes()).records)
     d.start()
     try:
         after = {(m["service"], m["id"]): m for m in d.get("/v1/messages")[1]["messages"]}
         assert set(after) == set(before)
         for key, entry in before.items():
             assert after[key]["identification"] == entry["identification"], key
-            assert after[key]["state"] == "active"
+            assert after[key]["state"] == ("idle" if key[0] == "tlm" else "active")
         # a new IVI of the same provider gets a number not used before the crash
         other = json.loads(json.dumps(PAYLOADS["ivi"]))
         del other["ivi"]["mandatory"]["iviIdentificationNumber"]  # the service allocates one
@@ -333,8 +334,26 @@ def test_kill_9_then_restart_resumes_every_active_message(tmp_path, net):
         assert (second["identification"]["iviIdentificationNumber"]
                 != first["ivi"]["identification"]["iviIdentificationNumber"])
         assert after[("rlt", first["rlt"]["id"])]["identification"]["msgIssueRevision"] == 3
+        # the MAPEM is back on the air; the SPATEM state from before the kill is not (TLM never resumes one)
+        ports = _ports_sent_since(d, records_before, until=lambda ports: catalog.MAPEM.btp_port in ports)
+        assert catalog.SPATEM.btp_port not in ports
     finally:
         assert d.stop() == 0
+
+
+def _ports_sent_since(d: RsuDaemon, index: int, until, timeout: float = 10.0) -> list[int]:
+    """BTP ports of the frames in the daemon's pcap from record ``index`` on, once ``until(ports)`` holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            records = read_capture(d.pcap.read_bytes()).records[index:]
+        except PcapError:  # a record being written
+            records = None
+        if records is not None:
+            ports = [gn.parse_packet(r.data[ETHERNET:]).btp_port for r in records]
+            if until(ports) or time.monotonic() > deadline:
+                return ports
+        time.sleep(0.05)
 
 
 def test_sighup_applies_a_valid_config_and_rejects_an_invalid_one(daemon):

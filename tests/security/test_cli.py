@@ -126,3 +126,61 @@ def test_decode_lists_layers_when_the_payload_is_not_a_facilities_pdu():
     assert "0ba2d2fb6a0c62d2" in json.dumps(layers[0])  # the signer digest of that vector
     r = run_rsu("decode", "--pdu", str(VECTORS / "vanetza" / "cam_signed_digest.oer"))
     assert r.returncode == 2 and b"no facilities PDU inside" in r.stderr
+
+
+def _verify(*args, input=None):
+    r = run_rsu("verify", *args, input=input)
+    assert b"Traceback" not in r.stderr
+    return r.returncode, json.loads(r.stdout) if r.stdout else r.stderr.decode()
+
+
+GN_LAYERS = ["geonetworking", "secured", "geonetworking"]  # a CAM's BTP payload is not decoded further
+
+
+def test_verify_takes_every_input_decode_takes(tmp_path):
+    """vanetza's secured GN packet as a binary file, hex file, stdin, hex argument, Ethernet frame and pcap."""
+    from rsu.transports import ethernet, pcap
+
+    packet = (VECTORS / "vanetza" / "gn_packet_secured_cam_with_cert.bin").read_bytes()
+    frame = ethernet.build_frame(packet, source=bytes.fromhex("020000000001"))
+    (tmp_path / "frames.pcap").write_bytes(pcap.global_header() + pcap.record(1574342875.6, frame)
+                                           + pcap.record(1574342876.6, frame))
+    (tmp_path / "frame.hex").write_text(frame.hex(":"))
+    cases = [((str(VECTORS / "vanetza" / "gn_packet_secured_cam_with_cert.bin"),), None, GN_LAYERS),
+             ((str(VECTORS / "vanetza" / "gn_packet_secured_cam_with_cert.hex"),), None, GN_LAYERS),
+             (("-",), packet, GN_LAYERS),
+             ((packet.hex(),), None, GN_LAYERS),
+             ((str(tmp_path / "frame.hex"),), None, ["ethernet", *GN_LAYERS])]
+    for args, stdin, layers in cases:
+        code, out = _verify(*args, input=stdin)
+        assert code == 0, (args, out)
+        assert out["layers"] == layers and out["valid"] and out["signatureValid"]
+        assert out["psid"] == 36 and out["signer"] == {"form": "certificate", "hashedId8": "127cff384ce0b890"}
+        assert out["sspCheck"] == "not-checked"  # a CAM: rsu does not decode it
+    code, out = _verify(str(tmp_path / "frames.pcap"))
+    assert code == 0, out
+    assert out["summary"] == {"frames": 2, "valid": 2, "rejected": 0}
+    assert [f["index"] for f in out["frames"]] == [0, 1] and out["frames"][0]["layers"] == ["ethernet", *GN_LAYERS]
+
+
+def test_verify_reports_tampering_and_unsigned_frames_per_frame(tmp_path, codec):
+    from rsu.transports import ethernet, pcap
+
+    packet = bytearray((VECTORS / "vanetza" / "gn_packet_secured_cam_with_cert.bin").read_bytes())
+    good = bytes(packet)
+    packet[60] ^= 0x01  # inside the signed CAM
+    code, out = _verify(bytes(packet).hex())
+    assert code == 1 and out["reason"] == "invalid-signature" and out["signatureValid"] is False
+    # a bare facilities PDU is found, but it is not signed
+    pdu = codec.encode(samples.spatem())
+    code, out = _verify(pdu.hex())
+    assert code == 1 and out["layers"] == ["facilities"] and out["message"] == "SPATEM"
+    assert out["reason"] == "not-signed-data" and out["sspCheck"] == "not-checked"
+    # a pcap mixing them: one verdict per frame, exit 1
+    src = bytes.fromhex("020000000001")
+    (tmp_path / "mixed.pcap").write_bytes(
+        pcap.global_header() + b"".join(pcap.record(1574342875.6 + i, ethernet.build_frame(p, source=src))
+                                        for i, p in enumerate((good, bytes(packet)))))
+    code, out = _verify(str(tmp_path / "mixed.pcap"))
+    assert code == 1 and out["summary"] == {"frames": 2, "valid": 1, "rejected": 1}
+    assert [f["reason"] for f in out["frames"]] == [None, "invalid-signature"]

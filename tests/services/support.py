@@ -107,14 +107,14 @@ ALL_PERMISSIONS = {"intersectionState", "prioritization", "maneuverAssist", "int
                    "dangerWarning", "informative", "laneStatus", "itisCodes", "role:publicTransport", "role:emergency"}
 
 
-def run_cli(*args: str, timeout: float = 60):
+def run_cli(*args: str, timeout: float = 60, env: dict | None = None):
     """Run the ``rsu`` CLI in a real subprocess (``python -m rsu``)."""
     import os
     import subprocess
     import sys
 
     repo = Path(__file__).resolve().parents[2]
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "rsu", *args], capture_output=True, text=True, cwd=repo, env=env,
                           timeout=timeout)

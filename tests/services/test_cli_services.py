@@ -98,3 +98,39 @@ def test_cli_warnings_go_to_stderr(live_api, tmp_path):
 def test_cli_unreachable_api():
     r = run_cli("list", "--api", "http://127.0.0.1:9")
     assert r.returncode == 2 and "cannot reach the rsu API at http://127.0.0.1:9" in r.stderr
+
+
+@pytest.mark.parametrize("order", ["api-last", "api-between", "api-first", "env"])
+def test_cli_options_in_any_order_and_the_api_from_the_environment(live_api, tmp_path, order):
+    """``rsu trigger rlt --api URL FILE`` (an option between positionals), ``rsu --api URL trigger ...``
+    (the global option before the command) and ``$RSU_API_URL`` all reach the same API."""
+    url, layer = live_api
+    f = tmp_path / "map.json"
+    f.write_text(json.dumps(example("mapem")))
+    args, env = {
+        "api-last": (("trigger", "rlt", str(f), "--api", url), None),
+        "api-between": (("trigger", "rlt", "--api", url, str(f)), None),
+        "api-first": (("--api", url, "trigger", "RLT", str(f)), None),
+        "env": (("trigger", "rlt", str(f)), {"RSU_API_URL": url}),
+    }[order]
+    r = run_cli(*args, env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["id"] == "1201" and layer.get("rlt", "1201")["state"] == "active"
+    # rsu status follows the same rules (it ignored $RSU_API_URL before)
+    status_args = ("status", "--json") if order == "env" else ("status", "--api", url, "--json") \
+        if order == "api-last" else ("--api", url, "status", "--json")
+    r = run_cli(*status_args, env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["entries"]["rlt"] == 1
+
+
+def test_cli_parses_options_between_positionals_and_southern_coordinates():
+    """In-process parser checks: FILE after an option, and a value starting with a minus sign."""
+    from rsu.cli.main import build_parser
+
+    args = build_parser().parse_args(["trigger", "ivi", "--area", "-33.85,151.21,500", "sign.json"])
+    assert (args.service, args.file, args.area) == ("ivi", "sign.json", "-33.85,151.21,500")
+    args = build_parser().parse_args(["--api", "http://h:1", "list", "ivi", "FR57-310", "--json"])
+    assert (args.api, args.service, args.id, args.json) == ("http://h:1", "ivi", "FR57-310", True)
+    args = build_parser().parse_args(["list"])
+    assert args.api is None  # the client then takes $RSU_API_URL or the default

@@ -235,6 +235,31 @@ def test_TLM_trigger_not_persisted_as_state(make_layer, codec, clock):
     assert len(by_service(again.due(), "tlm")) == 1
 
 
+def test_TLM_kill_9_with_a_state_pending_never_sends_it_after_restart(make_layer, codec, clock):
+    """kill -9 (the layer is abandoned, not closed) while a rate-limited state waits for its slot: the
+    restarted layer sends no SPATEM at all, neither that state nor the last one sent, however long it
+    runs, until the controller's next update, which goes out at once stamped with the new time."""
+    layer = make_layer()
+    layer.trigger("rlt", {"payload": example("mapem")})
+    layer.trigger("tlm", {"payload": example("spatem")})
+    assert len(spatems(layer)) == 1
+    clock.advance(0.02)
+    answer = layer.update("tlm", "1201", {"payload": example("spatem")})
+    assert answer["deferred_by_s"] > 0  # pending: the 10 Hz limit holds it back
+    clock.advance(0.01)  # killed before its slot: no close(), the store is left as a crash leaves it
+    again = make_layer()
+    [entry] = again.list("tlm")
+    assert entry["state"] == "idle" and entry["next_transmission"] is None
+    for _ in range(50):  # 5 s of scheduler time after the restart
+        assert spatems(again) == []
+        clock.advance(0.1)
+    again.update("tlm", "1201", {"payload": example("spatem")})
+    [sent] = [t for t in again.due() if t.service == "tlm"]
+    moy, dsec = moy_dsecond(clock.now())
+    ix = decoded(codec, sent)["spat"]["intersections"][0]
+    assert (ix["moy"], ix["timeStamp"]) == (moy, dsec)
+
+
 # --- SSP (sender side): content the authorization tickets do not permit is never sent -----------------
 
 SSP_CASES = [

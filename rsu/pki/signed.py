@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from rsu import catalog
 from rsu.security import coer
 from rsu.security.certs import Certificate, CertificateError
 from rsu.security.keys import KeyMaterialError, curve_of, sign_digest, signature_rs, signature_value, verify_digest
 from rsu.security.verify import ParseError, SignedMessage, parse_signed
 
-PSID_CRL, PSID_SCR, PSID_CTL = 622, 623, 624
+PSID_CRL, PSID_SCR, PSID_CTL = catalog.ITS_AID_CRL, catalog.ITS_AID_SCR, catalog.ITS_AID_CTL
 _HASH_ALG = {"sha256": 0, "sha384": 1}
 
 
@@ -137,4 +138,13 @@ def open_signed(data: bytes) -> Opened:
         raise SignedDataError("malformed" if e.reason.value == "malformed" else "not-signed", e.detail) from None
     if "generationTime" not in msg.header:
         raise SignedDataError("malformed", "headerInfo.generationTime absent")
+    # The signature is not covered by itself: insist on its canonical encoding, so that a lenient
+    # decoder (asn1tools ignores the open-type length of the P-384 alternatives) cannot make two
+    # different byte strings the same accepted message.
+    try:
+        canonical = coer.encode("Signature", msg.signature)
+    except coer.CoerError as e:
+        raise SignedDataError("malformed", str(e)) from None
+    if not msg.raw.endswith(canonical):
+        raise SignedDataError("malformed", "signature is not canonically encoded")
     return Opened(msg)

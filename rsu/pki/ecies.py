@@ -30,6 +30,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
+from rsu.pki.errors import PkiError
 from rsu.pki import coer
 from rsu.security.certs import Certificate
 from rsu.security.keys import CURVES, KeyMaterialError, point_of_public_key, public_key_from_point
@@ -42,13 +43,9 @@ TAG_BYTES = 16
 ECIES_CURVES = {"eciesNistP256": CURVES["ecdsaNistP256"], "eciesBrainpoolP256r1": CURVES["ecdsaBrainpoolP256r1"]}
 
 
-class EciesError(Exception):
+class EciesError(PkiError):
     """Encrypted data that cannot be built or opened. ``reason`` is a short stable name."""
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class Randomness(Protocol):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from rsu.pki.errors import PkiError
 from rsu import catalog
 from rsu.security import coer
 from rsu.security.certs import Certificate, CertificateError
@@ -26,13 +27,9 @@ PSID_CRL, PSID_SCR, PSID_CTL = catalog.ITS_AID_CRL, catalog.ITS_AID_SCR, catalog
 _HASH_ALG = {"sha256": 0, "sha384": 1}
 
 
-class SignedDataError(Exception):
+class SignedDataError(PkiError):
     """Signed data that does not parse or verify. ``reason`` is a short stable name."""
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def signer_hashed_id8(cert: Certificate) -> bytes:

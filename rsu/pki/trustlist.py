@@ -40,6 +40,7 @@ from typing import Any
 
 from rsu import clock
 from rsu.pki import coer
+from rsu.pki.errors import PkiError
 from rsu.pki.signed import PSID_CRL, PSID_CTL, Opened, SignedDataError, open_signed, signer_hashed_id8
 from rsu.security.certs import Certificate, CertificateError
 from rsu.security.coer import read_length
@@ -59,14 +60,12 @@ REASONS = (
 )
 
 
-class TrustListError(Exception):
+class TrustListError(PkiError):
     """A trust list refused. ``reason`` is one of :data:`REASONS`; ``detail`` says what exactly."""
 
     def __init__(self, reason: str, detail: str) -> None:
         assert reason in REASONS, reason
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+        super().__init__(reason, detail)
 
 
 # ====================================================================== parsing

@@ -47,7 +47,6 @@ class EciesError(PkiError):
     """Encrypted data that cannot be built or opened. ``reason`` is a short stable name."""
 
 
-
 class Randomness(Protocol):
     """Where fresh secrets come from (injected so that tests are deterministic)."""
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -42,7 +42,17 @@ from rsu.pki import coer, ecies
 from rsu.pki.signed import PSID_SCR, SignedDataError, open_signed, sign, signer_hashed_id8
 from rsu.security import ssp as sspmod
 from rsu.security.certs import Certificate, CertificateError, ssp_within_range
-from rsu.security.keys import CURVES, point_of_public_key, same_public_key
+from rsu.security.keys import (
+    CURVES,
+    KeyMaterialError,
+    point_of_public_key,
+    private_key_from_bytes,
+    private_key_pem,
+    same_public_key,
+)
+
+if TYPE_CHECKING:
+    from rsu.pki.trustlist import TrustStore
 
 # SCR SSP (psid 623) octet 1 bits, facts §10.1
 SCR_ENROLMENT_REQUEST = 0x80
@@ -69,11 +79,9 @@ class RequestError(PkiError):
     """A request that cannot be built (``reason``: no-encryption-key, not-permitted, ...)."""
 
 
-
 class ResponseError(PkiError):
     """A response refused. ``reason`` names the failed check (decryption-failed, invalid-signature,
     request-hash-mismatch, wrong-content, profile-violation, certificate-*)."""
-
 
 
 @dataclass
@@ -91,6 +99,25 @@ class PendingRequest:
     @property
     def request_hash(self) -> bytes:
         return hashlib.sha256(self.body).digest()[:16]
+
+    def to_state(self) -> dict:
+        """JSON-able state for answering later (offline enrolment). Holds secrets: store it mode 0600."""
+        return {"kind": self.kind, "body": self.body.hex(), "authority": self.authority.raw.hex(),
+                "aesKey": self.aes_key.hex(), "privateKey": private_key_pem(self.private_key).decode(),
+                "requested": [{"psid": p["psid"], "ssp": p["ssp"][1].hex() if "ssp" in p else None}
+                              for p in self.requested]}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "PendingRequest":
+        try:
+            requested = [{"psid": p["psid"], **({"ssp": ("bitmapSsp", bytes.fromhex(p["ssp"]))}
+                                                 if p["ssp"] is not None else {})} for p in state["requested"]]
+            return cls(state["kind"], bytes.fromhex(state["body"]),
+                       Certificate.from_bytes(bytes.fromhex(state["authority"])), bytes.fromhex(state["aesKey"]),
+                       private_key_from_bytes(state["privateKey"].encode(), label="pending request key"),
+                       requested)
+        except (KeyError, TypeError, ValueError, CertificateError, KeyMaterialError) as e:
+            raise RequestError("bad-state", f"pending request state unusable: {type(e).__name__}") from None
 
 
 @dataclass
@@ -210,9 +237,15 @@ _CONTENT = {"enrolment": ("enrolmentResponse", 0x81, "InnerEcResponse", ENROLMEN
             "authorization": ("authorizationResponse", 0x83, "InnerAtResponse", AUTHORIZATION_RESPONSE_CODES)}
 
 
-def process_response(pending: PendingRequest, data: bytes, now: float) -> Response:
-    """Open and check the EA/AA answer to ``pending``; ResponseError names the first failed check."""
+def process_response(pending: PendingRequest, data: bytes, now: float, trust: "TrustStore | None" = None) -> Response:
+    """Open and check the EA/AA answer to ``pending``; ResponseError names the first failed check.
+
+    With ``trust`` the EA/AA must also be listed there (a Root CA CTL applied, not revoked, root
+    valid now): the chain certificate -> EA/AA -> root is then complete.
+    """
     alt, tag, inner_type, codes = _CONTENT[pending.kind]
+    if trust is not None:
+        _check_trusted(trust, pending, now)
     try:
         plaintext = ecies.decrypt_with_psk(bytes(data), pending.aes_key)
     except ecies.EciesError as e:
@@ -286,6 +319,18 @@ def _check_issued(pending: PendingRequest, cert: Certificate, now: float) -> Non
 
 
 # ====================================================================== helpers
+
+def _check_trusted(trust: "TrustStore", pending: PendingRequest, now: float) -> None:
+    want = "ea" if pending.kind == "enrolment" else "aa"
+    h8 = signer_hashed_id8(pending.authority)
+    found = trust.authority(h8)
+    if found is None or found[0] != want or found[1].certificate.raw != pending.authority.raw:
+        raise ResponseError("untrusted-authority", f"{want.upper()} {h8.hex()} is not listed (or revoked) "
+                                                   f"in the trust store")
+    if trust.root(found[2], now) is None:
+        raise ResponseError("untrusted-authority", f"root {found[2].hex()} of {want.upper()} {h8.hex()} "
+                                                   f"is not valid now")
+
 
 def _encrypt(plaintext: bytes, recipient: Certificate, random: ecies.Randomness) -> ecies.Encrypted:
     try:

@@ -31,7 +31,6 @@ class SignedDataError(PkiError):
     """Signed data that does not parse or verify. ``reason`` is a short stable name."""
 
 
-
 def signer_hashed_id8(cert: Certificate) -> bytes:
     """HashedId8 naming ``cert`` as a signer or issuer (SHA-384 for a P-384 key, else SHA-256)."""
     return cert.hashed_id8_for(cert.id_hash_name)

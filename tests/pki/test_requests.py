@@ -240,3 +240,29 @@ def test_authorization_response_refused(ea, aa, canonical, tamper, reason):
     with pytest.raises(R.ResponseError) as e:
         R.process_response(pending, answer, NOW)
     assert e.value.reason == reason
+
+
+def test_response_checked_against_the_trust_store(ea, aa, canonical):
+    from rsu.pki import trustlist as T
+    from tests.pki import authorities as A
+
+    tlm, root = A.make_tlm(), A.etsi_root()
+    store = T.TrustStore.with_anchor(tlm.certificate).with_ectl(A.ectl(tlm, 0, [A.add_rca(root.certificate)]), NOW)
+    listed = store.with_ctl(A.rca_ctl(root, 0, [A.add_ea(ea.cert, "http://ea/"), A.add_aa(aa.cert, "http://aa/")]),
+                            NOW)
+    ec_cert, pending, answer = authorize(ea, aa, canonical)
+    assert R.process_response(pending, answer, NOW, listed).ok
+    for untrusted in (store, listed.with_crl(A.crl(root, [aa.cert.hashed_id8]), NOW)):
+        with pytest.raises(R.ResponseError) as e:
+            R.process_response(pending, answer, NOW, untrusted)
+        assert e.value.reason == "untrusted-authority"
+
+
+def test_pending_state_round_trip(ea, canonical):
+    pending, answer = enrol(ea, canonical)
+    again = R.PendingRequest.from_state(R.PendingRequest.to_state(pending))
+    assert again.request_hash == pending.request_hash
+    assert R.process_response(again, answer, NOW).ok
+    with pytest.raises(R.RequestError) as e:
+        R.PendingRequest.from_state({"kind": "enrolment"})
+    assert e.value.reason == "bad-state"

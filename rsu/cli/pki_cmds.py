@@ -27,6 +27,9 @@ def register(pki_sub: argparse._SubParsersAction, parser_class: type) -> None:
     q.add_argument("--now", metavar="ISO8601", help="judge validity at this time (default: the current time)")
     q.add_argument("--signer", metavar="CERT",
                    help="signer certificate, for a list signed by digest (a CRL, some CTLs)")
+    q.add_argument("--anchor", metavar="HASHEDID8",
+                   help="trusted TLM/root HashedId8 (16 hex digits): report whether the signer is that one "
+                        "(without it the inline signer certificate is only checked for consistency)")
     q.set_defaults(func=cmd_trust_show)
 
     p = pki_sub.add_parser("request", help="write an enrolment or authorization request to a file",
@@ -113,8 +116,12 @@ def cmd_trust_show(args: argparse.Namespace) -> int:
         out = trustlist.describe(tl, now, signer)
     except trustlist.TrustListError as e:
         raise CliError(f"{args.file}: {e}") from None
+    ok = bool(out.get("validAtNow"))
+    if args.anchor:
+        out["signerIsAnchor"] = out["signer"]["hashedId8"] == args.anchor.strip().lower()
+        ok = ok and out["signerIsAnchor"]
     print_json(out)
-    return 0 if out.get("validAtNow") else 1
+    return 0 if ok else 1
 
 
 def _load_key(path: str, curve_name: str | None, option: str):

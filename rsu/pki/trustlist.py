@@ -364,6 +364,7 @@ class TrustStore:
     """Immutable trust snapshot; every ``with_*`` returns a new store or raises TrustListError."""
 
     anchors: dict  # H8 -> TLM certificate trusted out of band
+    anchor_ids: frozenset = frozenset()  # TLM HashedId8s trusted out of band, certificate still to come
     tlms: dict = field(default_factory=dict)  # H8 -> TLM certificates trusted now (anchors + linked successors)
     ectl: ListState | None = None
     cpoc: str | None = None
@@ -375,12 +376,28 @@ class TrustStore:
         anchors = {signer_hashed_id8(c): c for c in tlm_certificates}
         return cls(anchors=anchors, tlms=dict(anchors))
 
+    @classmethod
+    def with_anchor_ids(cls, *tlm_ids: bytes) -> "TrustStore":
+        """Trust TLMs known only by HashedId8 (e.g. L0 ``8FFE810BDB0D71E6`` from configuration): an ECTL
+        carrying that certificate inline, validly self-signed, then anchors the store (facts §8.4 step 1)."""
+        return cls(anchors={}, anchor_ids=frozenset(bytes(h) for h in tlm_ids))
+
+    def _trusted_tlms(self, tl: TrustList) -> dict:
+        tlms = dict(self.tlms)
+        inline = tl.signer_certificate
+        if inline is not None and tl.signer_id in self.anchor_ids and tl.signer_id not in tlms:
+            if not inline.is_self_signed or not inline.signature_valid(None):
+                raise TrustListError("signer-certificate-invalid", f"TLM {tl.signer_id.hex()} is not validly "
+                                                                   f"self-signed")
+            tlms[tl.signer_id] = inline
+        return tlms
+
     # ------------------------------------------------------------------ ECTL
     def with_ectl(self, data: bytes, now: float) -> "TrustStore":
         tl = parse_trust_list(data)
         if tl.kind != "ectl":
             raise TrustListError("wrong-content", f"expected an ECTL, got a {tl.kind}")
-        signer = _check_signed_by(tl, self.tlms, now, "TLM")
+        signer = _check_signed_by(tl, self._trusted_tlms(tl), now, "TLM")
         signer_id = signer_hashed_id8(signer)
         previous = self.ectl if self.ectl is not None and self.ectl.signer == signer_id else None
         _check_sequence(tl, previous)
@@ -394,6 +411,9 @@ class TrustStore:
         dcs = {} if tl.is_full else dict(self.dcs)
         tlms = dict(self.anchors) if tl.is_full else dict(self.tlms)
         tlms[signer_id] = signer
+        anchors = dict(self.anchors)
+        if signer_id in self.anchor_ids:
+            anchors[signer_id] = signer  # the configured id now has its certificate
         cpoc = None if tl.is_full else self.cpoc
         for e in tl.entries:
             if e.action == "delete":
@@ -418,7 +438,7 @@ class TrustStore:
                                             and e.successor_to.raw == tlms[signer_hashed_id8(e.successor_to)].raw):
                     tlms[e.hashed_id8] = e.certificate
         state = ListState(tl.raw, tl.sequence, tl.next_update, signer_id)
-        return replace(self, tlms=tlms, ectl=state, cpoc=cpoc, roots=roots, dcs=dcs)
+        return replace(self, anchors=anchors, tlms=tlms, ectl=state, cpoc=cpoc, roots=roots, dcs=dcs)
 
     # ------------------------------------------------------------------ Root CA CTL
     def _root_list(self, data: bytes, kind: str, now: float) -> tuple[TrustList, RootState]:

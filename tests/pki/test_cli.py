@@ -18,6 +18,12 @@ def test_trust_show_l0_ectl_before_and_after_next_update():
     assert out["signatureValid"] is True and out["validAtNow"] is True
     assert len(out["rootCAs"]) == 25 and "fd43c421a7d771a8" in {r["hashedId8"] for r in out["rootCAs"]}
     assert len(out["dcs"]) == 21 and all(d["url"].startswith("http") for d in out["dcs"])
+    anchored = run_rsu("pki", "trust", "show", str(ECTL_L0), "--now", "2025-07-01T00:00:00Z",
+                       "--anchor", "8FFE810BDB0D71E6")
+    assert anchored.returncode == 0 and json.loads(anchored.stdout)["signerIsAnchor"] is True
+    other = run_rsu("pki", "trust", "show", str(ECTL_L0), "--now", "2025-07-01T00:00:00Z",
+                    "--anchor", "C8EAAB4C86EBCDD2")
+    assert other.returncode == 1 and json.loads(other.stdout)["signerIsAnchor"] is False
     late = run_rsu("pki", "trust", "show", str(ECTL_L0), "--now", "2025-08-01T00:00:00Z")
     assert late.returncode == 1
     out = json.loads(late.stdout)

@@ -157,3 +157,27 @@ def test_certificate_without_encryption_key_is_refused():
     with pytest.raises(ecies.EciesError) as e:
         ecies.encrypt_for_certificate(b"x", cert("CERT_IUT_A_RCA"), SeededRandomness())
     assert e.value.reason == "no-encryption-key"
+
+
+def test_brainpool_certificate_end_to_end():
+    """A certificate whose encryptionKey is brainpoolP256r1: eciesBrainpoolP256r1 on the wire, opens again."""
+    from rsu.security.keys import point_of_public_key
+    from rsu.security.pki import Issued, issue_certificate
+    from tests.pki.helpers import signing_key
+
+    enc = ec.derive_private_key(987654321, ec.BrainpoolP256R1())
+    sig = ec.derive_private_key(123123123, ec.BrainpoolP256R1())
+    tbs = {"id": ("name", "bp EA"), "cracaId": b"\x00\x00\x00", "crlSeries": 0,
+           "validityPeriod": {"start": 480000000, "duration": ("years", 1)},
+           "appPermissions": [{"psid": 623, "ssp": ("bitmapSsp", b"\x01\x0e")}],
+           "encryptionKey": {"supportedSymmAlg": "aes128Ccm",
+                             "publicKey": ("eciesBrainpoolP256r1", point_of_public_key(enc.public_key()))},
+           "verifyKeyIndicator": ("verificationKey", ("ecdsaBrainpoolP256r1", point_of_public_key(sig.public_key())))}
+    ea = issue_certificate(tbs, Issued(cert("CERT_IUT_A_RCA"), signing_key("CERT_IUT_A_RCA")))
+    sent = ecies.encrypt_for_certificate(b"brainpool", ea, SeededRandomness("bp-e2e"))
+    (alt, info), = coer.decode("Ieee1609Dot2Data", sent.data)["content"][1]["recipients"]
+    assert info["encKey"][0] == "eciesBrainpoolP256r1"
+    assert ecies.decrypt_with_private_key(sent.data, ea, enc) == (b"brainpool", sent.aes_key)
+    with pytest.raises(ecies.EciesError) as e:  # a NIST key cannot open it
+        ecies.decrypt_with_private_key(sent.data, ea, encryption_key("CERT_TS_A_EA"))
+    assert e.value.reason == "unsupported-algorithm"

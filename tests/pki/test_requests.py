@@ -62,6 +62,13 @@ def test_initial_enrolment(ea, canonical):
     assert response.certificate.app_permissions == {623: b"\x01\xc0"}
 
 
+def test_brainpool_ec_key(ea, canonical):
+    pending = R.build_enrolment_request(its_id=ITS_ID, signing_key=canonical, ea=ea.cert, generation_time=GEN,
+                                        random=SeededRandomness("bp"), key_curve="ecdsaBrainpoolP256r1")
+    response = R.process_response(pending, ea.handle(pending.body), NOW)
+    assert response.ok and response.certificate.verification_key[0] == "ecdsaBrainpoolP256r1"
+
+
 def test_each_request_has_its_own_secrets_and_hides_them(ea, canonical):
     a = R.build_enrolment_request(its_id=ITS_ID, signing_key=canonical, ea=ea.cert, generation_time=GEN,
                                   random=SeededRandomness("x"))

@@ -38,6 +38,15 @@ def test_eu_l0_ectl():
     assert any(url.startswith("http://") for url in store.dcs) and any(u.startswith("https://") for u in store.dcs)
 
 
+def test_eu_l0_ectl_anchored_by_configured_id():
+    """Only the TLM HashedId8 is configured (as in the VZ README); the inline certificate then anchors."""
+    store = T.TrustStore.with_anchor_ids(bytes.fromhex("8FFE810BDB0D71E6")).with_ectl(ECTL_L0.read_bytes(), L0_NOW)
+    assert len(store.roots) == 25 and bytes.fromhex("8ffe810bdb0d71e6") in store.anchors
+    with pytest.raises(T.TrustListError) as e:
+        T.TrustStore.with_anchor_ids(bytes(8)).with_ectl(ECTL_L0.read_bytes(), L0_NOW)
+    assert e.value.reason == "signer-unknown"
+
+
 def test_eu_l0_ectl_refused_after_next_update():
     later = clock.time32_to_posix(L0_NEXT_UPDATE) + 1
     with pytest.raises(T.TrustListError) as e:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from rsu.pki.errors import PkiError
-from rsu import catalog
+from rsu import catalog, clock
 from rsu.pki import coer, ecies
 from rsu.pki.signed import PSID_SCR, SignedDataError, open_signed, sign, signer_hashed_id8
 from rsu.security import ssp as sspmod
@@ -148,6 +148,7 @@ def build_enrolment_request(*, its_id: bytes, signing_key: ec.EllipticCurvePriva
     """
     if current_ec is not None:
         _require_scr_right(current_ec, SCR_ENROLMENT_REQUEST, "sign enrolment requests")
+        _require_valid(current_ec, generation_time)
         its_id = signer_hashed_id8(current_ec)
     new_key = random.private_key(CURVES[key_curve].ec_curve())
     requested = [dict(p) for p in EC_PERMISSIONS]
@@ -197,6 +198,7 @@ def build_authorization_request(*, ec: Certificate, ec_key: ec.EllipticCurvePriv
                                 validity: dict | None = None) -> PendingRequest:
     """AuthorizationRequestMessageWithPop with a fresh AT key, hmacKey/keyTag and encryptedEcSignature."""
     _require_scr_right(ec, SCR_AUTHORIZATION_REQUEST, "sign authorization requests")
+    _require_valid(ec, generation_time)
     if not permissions:
         raise RequestError("not-permitted", "no appPermissions to request")
     check_permissions(permissions, ec, aa)
@@ -344,6 +346,14 @@ def _require_scr_right(cert: Certificate, bit: int, what: str) -> None:
     if not ssp or len(ssp) < 2 or not ssp[1] & bit:
         raise RequestError("not-permitted", f"certificate {cert.hashed_id8.hex()} may not {what} "
                                             f"(623 SSP {ssp.hex() if ssp else 'absent'})")
+
+
+def _require_valid(ec_cert: Certificate, generation_time: int) -> None:
+    """An EC signs only inside its validity (an expired EC means: enrol again with the canonical key)."""
+    if not ec_cert.valid_at(clock.time64_to_posix(generation_time)):
+        raise RequestError("ec-not-valid", f"EC {ec_cert.hashed_id8.hex()} is not valid at the generation time "
+                                           f"(valid {clock.iso_utc(ec_cert.start_posix)} .. "
+                                           f"{clock.iso_utc(ec_cert.end_posix)})")
 
 
 def _ssp_subset(ssp: bytes | None, allowed: bytes | None) -> bool:

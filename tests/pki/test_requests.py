@@ -97,6 +97,20 @@ def test_re_enrolment_signed_with_the_current_ec(ea, canonical):
     assert R.process_response(bad, ea.handle(bad.body), NOW).code == "invalidsignature"
 
 
+def test_expired_ec_cannot_sign(ea, aa):
+    current = cert("CERT_TS_A_EC")  # valid during 2019
+    later = clock.time64(clock.time32_to_posix(current.start + 400 * 86400))
+    with pytest.raises(R.RequestError) as e:
+        R.build_enrolment_request(its_id=b"", signing_key=signing_key("CERT_TS_A_EC"), ea=ea.cert,
+                                  generation_time=later, random=SeededRandomness(), current_ec=current)
+    assert e.value.reason == "ec-not-valid"
+    with pytest.raises(R.RequestError) as e:
+        R.build_authorization_request(ec=current, ec_key=signing_key("CERT_TS_A_EC"), ea=ea.cert, aa=aa.cert,
+                                      permissions=R.service_permissions(["spatem"]), generation_time=later,
+                                      random=SeededRandomness())
+    assert e.value.reason == "ec-not-valid"
+
+
 def test_unknown_canonical_id(ea, canonical):
     pending = R.build_enrolment_request(its_id=b"NOT-REGISTERED", signing_key=canonical, ea=ea.cert,
                                         generation_time=GEN, random=SeededRandomness())

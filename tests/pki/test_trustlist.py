@@ -245,6 +245,13 @@ def test_ectl_delta_deletes_root(base, tlm, root):
     assert s1.root(rh, A.NOW) is not None
 
 
+def test_new_full_ectl_keeps_the_state_of_roots_still_listed(base, tlm, root):
+    s1 = base.with_ctl(full_ctl(root), A.NOW).with_crl(A.crl(root, [AA2.hashed_id8]), A.NOW)
+    s2 = s1.with_ectl(A.ectl(tlm, 6, [A.add_rca(root.certificate), A.add_dc(DC, root.certificate)]), A.NOW)
+    assert s2.authority(EA.hashed_id8) is not None and s2.is_revoked(AA2.hashed_id8)
+    assert s2.ectl.sequence == 6 and s2.cpoc is None  # the new list has no TLM entry
+
+
 def test_digest_signed_ectl(tlm, root):
     data = A.ectl(tlm, 0, [A.add_rca(root.certificate)], form="digest")
     store = T.TrustStore.with_anchor(tlm.certificate).with_ectl(data, A.NOW)

@@ -112,5 +112,5 @@ def test_offline_enrolment_and_authorization(tmp_path):
     assert not (tmp_path / "at2.oer").exists()
     r = run_rsu("pki", "request", "at", "--aa-cert", str(ETSI / "CERT_IUT_A_AA.oer"),
                 "--ea-cert", str(ETSI / "CERT_TS_A_EA.oer"), "--ec", str(tmp_path / "ec.oer"),
-                "--ec-key", str(tmp_path / "ec.key"), "--service", "ssem", "--out", str(tmp_path / "x.req"))
+                "--ec-key", str(tmp_path / "ec.key"), "--service", "ssem", "--out", str(tmp_path / "x.req"), "--now", now)
     assert r.returncode == 2 and b"not-permitted" in r.stderr and not (tmp_path / "x.req").exists()

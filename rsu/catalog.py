@@ -56,6 +56,11 @@ BY_MESSAGE_ID: dict[int, MessageKind] = {m.message_id: m for m in MESSAGES}
 BY_ITS_AID: dict[int, MessageKind] = {m.its_aid: m for m in MESSAGES}
 BY_BTP_PORT: dict[int, MessageKind] = {m.btp_port: m for m in MESSAGES}
 
+# ITS-AIDs of the TS 102 941 PKI messages (signed data exchanged with the PKI, never broadcast)
+ITS_AID_CRL = 622  # certificate revocation list
+ITS_AID_SCR = 623  # secured certificate request: enrolment and authorization requests/responses
+ITS_AID_CTL = 624  # certificate trust list (ECTL, Root CA CTL)
+
 
 def by_name(name: str) -> MessageKind:
     """Look a message kind up by its short name (case-insensitive); KeyError names the choices."""

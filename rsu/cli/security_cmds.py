@@ -9,8 +9,9 @@ from rsu.cli.common import CliError, print_json, read_input_bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pki", help="test PKI tooling",
-                       description="Test PKI tooling (not for production certificates).")
+    p = sub.add_parser("pki", help="test PKI tooling and the TS 102 941 PKI client",
+                       description="Test PKI tooling (init: not for production certificates) and the "
+                                   "TS 102 941 PKI client (trust lists, offline requests and responses).")
     pki_sub = p.add_subparsers(dest="pki_command", metavar="SUBCOMMAND", parser_class=type(p))
     p.set_defaults(func=lambda a, _p=p: _missing_subcommand(_p))
     q = pki_sub.add_parser(
@@ -34,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="only create ATs for these services (repeatable; default all)")
     q.add_argument("--force", action="store_true", help="overwrite an existing PKI in DIR")
     q.set_defaults(func=cmd_pki_init)
+    from rsu.cli import pki_cmds  # TS 102 941 client: trust lists, offline requests and responses
+
+    pki_cmds.register(pki_sub, type(p))
 
     p = sub.add_parser("cert", help="inspect certificates")
     cert_sub = p.add_subparsers(dest="cert_command", metavar="SUBCOMMAND", parser_class=type(p))

@@ -1,7 +1,8 @@
 """Find our ASN.1 modules, compile them once, and cache the compiled result on disk.
 
 A module *set* is one folder under ``asn1/`` (``is`` for the infrastructure-service
-messages, ``security`` for IEEE 1609.2 / TS 103 097). Compiling the IS set with
+messages, ``security`` for IEEE 1609.2 / TS 103 097, ``pki`` for TS 102 941), or several
+joined by ``+`` when one imports another (``security+pki``). Compiling the IS set with
 asn1tools takes about a second; the compiled specification is pickled in a cache
 keyed by the SHA-256 of the modules' bytes, the codec name, the asn1tools and
 Python versions and this file itself, so any edit of a module (or an upgrade) recompiles by itself and
@@ -51,11 +52,14 @@ def asn1_root() -> Path:
 
 
 def module_files(set_name: str) -> list[Path]:
-    """The ``.asn`` files of one module set, in a stable order."""
-    folder = asn1_root() / set_name
-    files = sorted(folder.glob("*.asn"))
-    if not files:
-        raise FileNotFoundError(f"no ASN.1 modules found in {folder}")
+    """The ``.asn`` files of one module set (or of ``a+b``: both folders), in a stable order."""
+    files: list[Path] = []
+    for part in set_name.split("+"):
+        folder = asn1_root() / part
+        found = sorted(folder.glob("*.asn"))
+        if not found:
+            raise FileNotFoundError(f"no ASN.1 modules found in {folder}")
+        files.extend(found)
     return files
 
 

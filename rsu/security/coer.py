@@ -27,40 +27,66 @@ class CoerError(Exception):
     """Bytes that are not a valid COER encoding of the expected type."""
 
 
+class Codec:
+    """COER codec of one compiled module set (``security``; ``security+pki`` for TS 102 941)."""
+
+    def __init__(self, set_name: str) -> None:
+        self.set_name = set_name
+
+    @property
+    def spec(self):
+        """The compiled asn1tools OER specification (compiled once per process, see compile_set)."""
+        return compile_set(self.set_name, "oer").spec
+
+    def encode(self, type_name: str, value: Any) -> bytes:
+        try:
+            return bytes(self.spec.encode(type_name, value))
+        except Exception as e:  # asn1tools raises many types; callers get one
+            raise CoerError(f"cannot encode {type_name}: {e}") from None
+
+    def decode(self, type_name: str, data: bytes) -> Any:
+        """Decode a whole value; trailing bytes are an error."""
+        value, end = self.decode_prefix(type_name, data, 0)
+        if end != len(data):
+            raise CoerError(f"{type_name}: {len(data) - end} unexpected trailing bytes")
+        return value
+
+    def decode_prefix(self, type_name: str, data: bytes, offset: int = 0) -> tuple[Any, int]:
+        """Decode one ``type_name`` starting at ``offset``; returns (value, end offset)."""
+        compiled = self.spec.types[type_name]
+        if offset > len(data):
+            raise CoerError(f"{type_name}: truncated")
+        decoder = _OerDecoder(bytearray(data[offset:]))
+        try:
+            value = compiled._type.decode(decoder)
+        except Exception as e:
+            raise CoerError(f"{type_name}: {e}") from None
+        if decoder.number_of_read_bits() % 8:  # pragma: no cover - OER is octet aligned
+            raise CoerError(f"{type_name}: not octet aligned")
+        return value, offset + decoder.number_of_read_bits() // 8
+
+
+SECURITY = Codec("security")
+
+
 @lru_cache(maxsize=1)
 def spec():
     """The compiled asn1tools OER specification of the security module set."""
-    return compile_set("security", "oer").spec
+    return SECURITY.spec
 
 
 def encode(type_name: str, value: Any) -> bytes:
-    try:
-        return bytes(spec().encode(type_name, value))
-    except Exception as e:  # asn1tools raises many types; callers get one
-        raise CoerError(f"cannot encode {type_name}: {e}") from None
+    return SECURITY.encode(type_name, value)
 
 
 def decode(type_name: str, data: bytes) -> Any:
     """Decode a whole value; trailing bytes are an error."""
-    value, end = decode_prefix(type_name, data, 0)
-    if end != len(data):
-        raise CoerError(f"{type_name}: {len(data) - end} unexpected trailing bytes")
-    return value
+    return SECURITY.decode(type_name, data)
 
 
 def decode_prefix(type_name: str, data: bytes, offset: int = 0) -> tuple[Any, int]:
     """Decode one ``type_name`` starting at ``offset``; returns (value, end offset)."""
-    compiled = spec().types[type_name]
-    if offset > len(data):
-        raise CoerError(f"{type_name}: truncated")
-    decoder = _OerDecoder(bytearray(data[offset:]))
-    try:
-        value = compiled._type.decode(decoder)
-    except Exception as e:
-        raise CoerError(f"{type_name}: {e}") from None
-    if decoder.number_of_read_bits() % 8:  # pragma: no cover - OER is octet aligned
-        raise CoerError(f"{type_name}: not octet aligned")
-    return value, offset + decoder.number_of_read_bits() // 8
+    return SECURITY.decode_prefix(type_name, data, offset)
 
 
 def length_prefix(n: int) -> bytes:

@@ -109,8 +109,12 @@ class ParseError(Exception):
 _HASH_IDS = {0: "sha256", 1: "sha384"}
 
 
-def parse_signed(data: bytes) -> SignedMessage:
-    """Split a COER Ieee1609Dot2Data carrying signedData. Raises ParseError with a Reason."""
+def parse_signed(data: bytes, *, check_profile: bool = True) -> SignedMessage:
+    """Split a COER Ieee1609Dot2Data carrying signedData. Raises ParseError with a Reason.
+
+    ``check_profile=False`` skips the facilities-message profile (TS 102 941 PKI messages
+    use signer ``self`` and external payloads; rsu.pki checks their own rules).
+    """
     data = bytes(data)
     if len(data) < 3:
         raise ParseError(Reason.MALFORMED, f"{len(data)} bytes is too short for Ieee1609Dot2Data")
@@ -141,7 +145,8 @@ def parse_signed(data: bytes) -> SignedMessage:
         n, q = coer.read_length(data, signer_start + 1)  # quantity field of the SEQUENCE OF
         cert_bytes = data[q + n:signer_end]  # the one certificate runs to the end of the signer field
     msg = SignedMessage(data, hash_id, tbs_bytes, tbs, signer, cert_bytes, signature)
-    _check_profile(msg)
+    if check_profile:
+        _check_profile(msg)
     return msg
 
 

@@ -94,6 +94,8 @@ class ServiceLayer:
 
     # --- start-up -------------------------------------------------------------------------------
     def _restore(self) -> None:
+        for code, _ in self.store.start_events:  # already logged: a lost or stale store, a rebuilt cursor file
+            self._count(code)
         try:
             self.ctx.counters.update(self.store.counters())
             rows = self.store.entries()

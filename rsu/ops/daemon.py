@@ -582,7 +582,10 @@ def run(config_path: str | None) -> int:
     except KeyboardInterrupt:
         pass
     except Exception as e:  # start-up failure (port in use, unreadable PKI...): one log line, exit 1, no traceback
+        from rsu.services.store import StoreDamaged
+
         rlog.setup(config.logging.level)
         log.critical("cannot start: %s: %s", type(e).__name__, e)
-        return 1
+        # a damaged store waits for the operator (exit 2: systemd's RestartPreventExitStatus, no restart loop)
+        return 2 if isinstance(e, StoreDamaged) else 1
     return 0

@@ -92,7 +92,7 @@ class StoredEntry:
     updated_at: float
 
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     service        TEXT    NOT NULL,
     id             TEXT    NOT NULL,
@@ -120,8 +120,15 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
-_ENTRY_COLUMNS = ("service, id, kind, state, payload, dissemination, anchor, identification, data, generation, "
+ENTRY_COLUMNS = ("service, id, kind, state, payload, dissemination, anchor, identification, data, generation, "
                   "created_at, updated_at")
+
+
+def put_entry(db: sqlite3.Connection, e: StoredEntry) -> None:
+    db.execute(f"INSERT OR REPLACE INTO messages ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               (e.service, e.id, e.kind, e.state, e.payload, json.dumps(e.dissemination, sort_keys=True), e.anchor,
+                json.dumps(e.identification, sort_keys=True), json.dumps(e.data, sort_keys=True), e.generation,
+                e.created_at, e.updated_at))
 
 
 def entry_of_row(r: tuple) -> StoredEntry:
@@ -180,7 +187,7 @@ class Store:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{p}: written by a newer rsu (store schema {version} > {SCHEMA_VERSION})")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(SCHEMA)
             if version == 1:  # schema 1 had no serials: every counter then had been issued at least once
                 self._db.execute("ALTER TABLE counters ADD COLUMN serial INTEGER NOT NULL DEFAULT 1")
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -247,7 +254,7 @@ class Store:
     # --- reading ------------------------------------------------------------------------------
     def entries(self) -> list[StoredEntry]:
         try:
-            rows = self._db.execute(f"SELECT {_ENTRY_COLUMNS} FROM messages ORDER BY created_at, service, id"
+            rows = self._db.execute(f"SELECT {ENTRY_COLUMNS} FROM messages ORDER BY created_at, service, id"
                                     ).fetchall()
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: {e}") from e
@@ -300,11 +307,7 @@ class Store:
             db.execute("BEGIN IMMEDIATE")
             try:
                 for e in upserts:
-                    db.execute(
-                        f"INSERT OR REPLACE INTO messages ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (e.service, e.id, e.kind, e.state, e.payload, json.dumps(e.dissemination, sort_keys=True),
-                         e.anchor, json.dumps(e.identification, sort_keys=True), json.dumps(e.data, sort_keys=True),
-                         e.generation, e.created_at, e.updated_at))
+                    put_entry(db, e)
                 for service, ident in deletes:
                     db.execute("DELETE FROM messages WHERE service = ? AND id = ?", (service, ident))
                 for name, c in changed.items():

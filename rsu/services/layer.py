@@ -123,6 +123,10 @@ class ServiceLayer:
             entity = self.services[name]
             for entry in entity.entries.values():
                 self._schedule(entity, entry, now, include_anchor=True)
+                start, stop = entity.window(entry)
+                if entry.pdus and (start is None or start <= now) and (stop is None or stop > now):
+                    # it was off the air while rsu was down: send it once now, then on its stored grid
+                    self.scheduler.fire(entry.key, now, entry.dissemination.priority, fresh=False)
         self._expire(now)
 
     # --- IS_Triggering ----------------------------------------------------------------------------

@@ -90,6 +90,9 @@ class StoredEntry:
     generation: int
     created_at: float
     updated_at: float
+    # the entry's Python value as JSON (rsu.services.model.value_to_json): a restart reads it in
+    # microseconds instead of decoding the UPER payload (the payload stays the authority)
+    value_json: str | None = None
 
 
 SCHEMA = """
@@ -106,6 +109,7 @@ CREATE TABLE IF NOT EXISTS messages (
     generation     INTEGER NOT NULL,
     created_at     REAL    NOT NULL,
     updated_at     REAL    NOT NULL,
+    value_json     TEXT,
     PRIMARY KEY (service, id)
 );
 CREATE TABLE IF NOT EXISTS counters (
@@ -121,19 +125,19 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 ENTRY_COLUMNS = ("service, id, kind, state, payload, dissemination, anchor, identification, data, generation, "
-                  "created_at, updated_at")
+                 "created_at, updated_at, value_json")
 
 
 def put_entry(db: sqlite3.Connection, e: StoredEntry) -> None:
-    db.execute(f"INSERT OR REPLACE INTO messages ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    db.execute(f"INSERT OR REPLACE INTO messages ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                (e.service, e.id, e.kind, e.state, e.payload, json.dumps(e.dissemination, sort_keys=True), e.anchor,
                 json.dumps(e.identification, sort_keys=True), json.dumps(e.data, sort_keys=True), e.generation,
-                e.created_at, e.updated_at))
+                e.created_at, e.updated_at, e.value_json))
 
 
 def entry_of_row(r: tuple) -> StoredEntry:
     return StoredEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], json.loads(r[7]), json.loads(r[8]),
-                       r[9], r[10], r[11])
+                       r[9], r[10], r[11], r[12])
 
 
 class Store:
@@ -188,8 +192,12 @@ class Store:
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{p}: written by a newer rsu (store schema {version} > {SCHEMA_VERSION})")
             self._db.executescript(SCHEMA)
-            if version == 1:  # schema 1 had no serials: every counter then had been issued at least once
-                self._db.execute("ALTER TABLE counters ADD COLUMN serial INTEGER NOT NULL DEFAULT 1")
+            # schema 1 -> 2 (idempotent): counter serials (every schema-1 counter had been issued at least
+            # once) and the value cache column
+            for table, column, decl in (("counters", "serial", "INTEGER NOT NULL DEFAULT 1"),
+                                        ("messages", "value_json", "TEXT")):
+                if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._cursors = {r[0]: Cursor(r[1], r[2], r[3]) for r in
                              self._db.execute("SELECT name, value, aux, serial FROM counters").fetchall()}

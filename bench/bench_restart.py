@@ -10,7 +10,11 @@ is spawned:
 
 * ``api``: until /v1/health answers;
 * ``all_on_air``: until every one of the active messages has been seen on the air again
-  (MAPEMs told apart by intersection id, IVIMs by iviIdentificationNumber).
+  (MAPEMs told apart by intersection id, IVIMs by iviIdentificationNumber);
+* ``first_on_air``: until the first of them is.
+
+The rsu package is byte-compiled first (as pip does when it installs rsu), so module compilation
+is not counted.
 
 Figures are medians over the runs, in seconds, and as multiples of one ECDSA P-256 signature
 measured in the same run (so machines compare). The target is all_on_air <= 1.0 s.
@@ -19,6 +23,7 @@ measured in the same run (so machines compare). The target is all_on_air <= 1.0 
 from __future__ import annotations
 
 import argparse
+import compileall
 import copy
 import json
 import statistics
@@ -106,6 +111,9 @@ def key_of(frame: bytes, codec) -> str | None:
 
 
 def first_seen(rec: Recorder, t0: float, wanted: set[str], codec, timeout: float = 20.0) -> dict[str, float]:
+    """Arrival time (after ``t0``) of the first frame of every wanted message. Frames are read only once
+    at least as many have arrived as there are messages, so the bench does not take CPU from the daemon
+    while it starts (the arrival times are taken by the receiving thread)."""
     seen: dict[str, float] = {}
     checked = 0
     deadline = time.monotonic() + timeout
@@ -114,12 +122,14 @@ def first_seen(rec: Recorder, t0: float, wanted: set[str], codec, timeout: float
             raise TimeoutError(f"only {len(seen)} of {len(wanted)} back on air within {timeout} s; missing "
                                f"{sorted(wanted - set(seen))[:5]}")
         frames = rec.since(t0)
+        if len(frames) - checked < len(wanted) - len(seen):
+            time.sleep(0.05)
+            continue
         for at, data in frames[checked:]:
             k = key_of(data, codec)
             if k in wanted and k not in seen:
                 seen[k] = at - t0
         checked = len(frames)
-        time.sleep(0.02)
     return seen
 
 
@@ -136,6 +146,9 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args()
     codec = get_codec()
+    # an installed rsu has its bytecode compiled (pip does it); a source tree run with
+    # PYTHONDONTWRITEBYTECODE would compile every module at every start instead
+    compileall.compile_dir(str(REPO / "rsu"), quiet=1)
     group, port = group_and_port()
     with tempfile.TemporaryDirectory(prefix="rsu-bench-restart-") as tmp:
         d = RsuDaemon(Path(tmp), group=group, port=port, extra={"logging": {"level": "WARNING"}})
@@ -151,13 +164,15 @@ def main() -> int:
                 a = d.trigger("ivi", v)
                 wanted.add(f"ivim:{a['identification']['iviIdentificationNumber']}")
             first_seen(rec, 0.0, wanted, codec)  # all on the air before the first kill
-            api, on_air = [], []
+            api, on_air, first = [], [], []
             for _ in range(args.runs):
                 d.kill9()
                 t0 = time.monotonic()
                 d.start()
                 api.append(time.monotonic() - t0)
-                on_air.append(max(first_seen(rec, t0, wanted, codec).values()))
+                seen = first_seen(rec, t0, wanted, codec)
+                on_air.append(max(seen.values()))
+                first.append(min(seen.values()))
                 time.sleep(0.3)
         finally:
             if d.proc is not None:
@@ -165,7 +180,8 @@ def main() -> int:
             rec.stop()
     sig = sign_us() / 1e6
     result = {"messages": {"mapem": args.mapem, "ivim": args.ivim}, "runs": args.runs,
-              "api_s": round(statistics.median(api), 3), "all_on_air_s": round(statistics.median(on_air), 3),
+              "api_s": round(statistics.median(api), 3), "first_on_air_s": round(statistics.median(first), 3),
+              "all_on_air_s": round(statistics.median(on_air), 3),
               "all_on_air_max_s": round(max(on_air), 3), "ecdsa_sign_s": round(sig, 6),
               "all_on_air_in_signatures": round(statistics.median(on_air) / sig),
               "each_run_all_on_air_s": [round(x, 3) for x in on_air]}
@@ -174,6 +190,7 @@ def main() -> int:
     else:
         print(f"kill -9 with {args.mapem} MAPEM + {args.ivim} IVIM active, {args.runs} runs (median):")
         print(f"  API answering        {result['api_s']:.3f} s")
+        print(f"  first on the air     {result['first_on_air_s']:.3f} s")
         print(f"  all back on the air  {result['all_on_air_s']:.3f} s (max {result['all_on_air_max_s']:.3f} s; "
               f"{result['all_on_air_in_signatures']} x one ECDSA sign of {sig * 1e6:.0f} us)")
         print(f"  runs: {', '.join(f'{x:.3f}' for x in on_air)}")

@@ -26,9 +26,7 @@ import dataclasses
 import logging
 import signal
 import time
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from rsu.aio import wait_event
 from rsu import __version__, catalog
@@ -39,6 +37,9 @@ from rsu.ops.config_core import ConfigError
 from rsu.ops.metrics import CONTENT_TYPE, Metrics
 from rsu.ops.systemd import Notifier
 from rsu.transports.gn import DuplicateDetector
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("rsu.daemon")
 
@@ -195,11 +196,14 @@ class Daemon:
         self.security = build_security(self.config, self.clock)
         self.layer = self._build_layer()
         await self._start_transports()
+        # the restored messages go back on the air first (after kill -9 every second off air counts);
+        # integrations and the API (aiohttp) come up while they are sent
+        self._tasks = [asyncio.create_task(self._scheduler_loop(), name="rsu-scheduler")]
+        await asyncio.sleep(0)
         await self._start_integrations()
         await self._start_api()
-        self._tasks = [asyncio.create_task(self._scheduler_loop(), name="rsu-scheduler"),
-                       asyncio.create_task(self._housekeeping_loop(), name="rsu-housekeeping"),
-                       asyncio.create_task(self.notifier.watchdog_loop(), name="rsu-watchdog")]
+        self._tasks += [asyncio.create_task(self._housekeeping_loop(), name="rsu-housekeeping"),
+                        asyncio.create_task(self.notifier.watchdog_loop(), name="rsu-watchdog")]
         self.started_at = self.clock.now()
         api = self.config.api
         log.info("rsu %s running: API http://%s:%d, state %s, transports %s, security %s", __version__,
@@ -320,7 +324,6 @@ class Daemon:
         from rsu.transports import gn as gnmod
         from rsu.transports.dispatch import TransportSet
         from rsu.transports.gn_udp import GnUdpTransport
-        from rsu.transports.mqtt import MqttTransport
 
         built = []
         for kind, cfg in cfgmod.transport_configs(self.config):
@@ -330,6 +333,8 @@ class Daemon:
                 built.append(GnUdpTransport(cfg, clock=self.clock, drops=self.metrics,
                                             sign=self._gn_signer(gnmod) if self.security else None))
             else:
+                from rsu.transports.mqtt import MqttTransport  # aiomqtt only when an MQTT transport is configured
+
                 built.append(MqttTransport(cfg, clock=self.clock, drops=self.metrics))
         self.transports = TransportSet(built, drops=self.metrics)
         await self.transports.start(self._on_frame)
@@ -373,10 +378,14 @@ class Daemon:
 
     # ------------------------------------------------------------------ HTTP extras
     async def _metrics_handler(self, request: web.Request) -> web.Response:
+        from aiohttp import web  # imported once the messages are back on the air (see start)
+
         self._refresh_gauges()
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _health_handler(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.json_response({"status": "ok", "version": __version__})
 
     # ------------------------------------------------------------------ sending

@@ -210,3 +210,24 @@ def test_store_commands_take_the_state_dir_of_a_config_file(make_layer, state_di
     cfg.write_text(f"state_dir: {state_dir}\n")
     assert rsu("check", "--config", str(cfg), "--json") == 0
     assert json.loads(capsys.readouterr().out)["store"] == str(state_dir / DB_NAME)
+
+
+def test_daemon_refuses_a_damaged_store_with_exit_2_naming_the_repair(tmp_path):
+    """`rsu run` on a damaged store: exit 2 (systemd does not restart it in a loop), the log names the
+    file and the repair command; after `rsu store recover` it starts."""
+    from tests.ops.daemonproc import RsuDaemon, group_and_port
+
+    group, port = group_and_port()
+    d = RsuDaemon(tmp_path, group=group, port=port)
+    store = d.dir / "state" / DB_NAME
+    store.parent.mkdir(parents=True)
+    store.write_bytes(b"\x13garbage" * 2000)
+    with pytest.raises(RuntimeError, match="exited with 2"):
+        d.start()
+    assert f"{store}: the store is damaged" in d.log() and "rsu store recover --state-dir" in d.log()
+    assert rsu("recover", "--state-dir", str(store.parent)) == 0
+    d.start()
+    try:
+        assert d.get("/v1/messages")[0] == 200
+    finally:
+        assert d.stop() == 0

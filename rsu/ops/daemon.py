@@ -104,22 +104,36 @@ def permission_check(security):
 # ====================================================================== helpers
 
 class TimedCodec:
-    """The facilities codec with encode time recorded in rsu_encode_seconds (same interface)."""
+    """The facilities codec with encode time recorded in rsu_encode_seconds (same interface).
 
-    def __init__(self, codec, metrics: Metrics):
-        self._codec = codec
+    ``load`` (``get_codec``) runs at first use: a restart puts the restored messages back on the air
+    (stored bytes, no codec needed) before the ASN.1 specification is read; ``start`` then warms it.
+    """
+
+    def __init__(self, load, metrics: Metrics):
+        self._load = load
+        self._codec = None
         self._metrics = metrics
+
+    @property
+    def codec(self):
+        if self._codec is None:
+            self._codec = self._load()
+        return self._codec
+
+    def warm(self) -> None:
+        self.codec  # noqa: B018 - loads it
 
     def encode(self, value, kind=None, *, validate: bool = True):
         t0 = time.perf_counter()
         try:
-            return self._codec.encode(value, kind, validate=validate)
+            return self.codec.encode(value, kind, validate=validate)
         finally:
             label = kind.name if kind is not None else "unknown"
             self._metrics.encode_time.labels(label).observe(time.perf_counter() - t0)
 
     def __getattr__(self, name):
-        return getattr(self._codec, name)
+        return getattr(self.codec, name)
 
 
 class Facade:
@@ -200,6 +214,7 @@ class Daemon:
         # integrations and the API (aiohttp) come up while they are sent
         self._tasks = [asyncio.create_task(self._scheduler_loop(), name="rsu-scheduler")]
         await asyncio.sleep(0)
+        self.layer.codec.warm()  # now read the ASN.1 specification (see TimedCodec)
         await self._start_integrations()
         await self._start_api()
         self._tasks += [asyncio.create_task(self._housekeeping_loop(), name="rsu-housekeeping"),
@@ -315,7 +330,7 @@ class Daemon:
                           "providerIdentifier": c.services.ivi_provider.issuer},
             rules=dict(c.services.rules), message_defaults=dict(c.services.message_defaults),
             known_transports=[cfg.name for _, cfg in cfgmod.transport_configs(c)])
-        layer = ServiceLayer(services, clock=self.clock, codec=TimedCodec(get_codec(), self.metrics),
+        layer = ServiceLayer(services, clock=self.clock, codec=TimedCodec(get_codec, self.metrics),
                              permission_check=permission_check(self.security) if self.security else None)
         layer.set_wakeup(self._wake.set)
         return layer

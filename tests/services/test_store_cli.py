@@ -212,6 +212,7 @@ def test_store_commands_take_the_state_dir_of_a_config_file(make_layer, state_di
     assert json.loads(capsys.readouterr().out)["store"] == str(state_dir / DB_NAME)
 
 
+@pytest.mark.slow
 def test_daemon_refuses_a_damaged_store_with_exit_2_naming_the_repair(tmp_path):
     """`rsu run` on a damaged store: exit 2 (systemd does not restart it in a loop), the log names the
     file and the repair command; after `rsu store recover` it starts."""

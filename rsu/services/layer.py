@@ -124,8 +124,10 @@ class ServiceLayer:
             for entry in entity.entries.values():
                 self._schedule(entity, entry, now, include_anchor=True)
                 start, stop = entity.window(entry)
-                if entry.pdus and (start is None or start <= now) and (stop is None or stop > now):
-                    # it was off the air while rsu was down: send it once now, then on its stored grid
+                if (entry.pdus and entity.interval(entry) is not None and (start is None or start <= now)
+                        and (stop is None or stop > now)):
+                    # a repeated message was off the air while rsu was down: send it once now, then on its
+                    # stored grid (never a message that is not repeated, such as a SPATEM state)
                     self.scheduler.fire(entry.key, now, entry.dissemination.priority, fresh=False)
         self._expire(now)
 

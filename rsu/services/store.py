@@ -185,6 +185,7 @@ class Store:
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"{p}: cannot use WAL journal (got {mode})")
+            self._db.execute("PRAGMA synchronous = FULL")
             problem = self.quick_check()
             if problem != "ok":
                 raise StoreDamaged(f"{p}: the store is damaged (quick_check: {problem}); {repair_hint(p)}")
@@ -198,7 +199,8 @@ class Store:
                                         ("messages", "value_json", "TEXT")):
                 if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version != SCHEMA_VERSION:
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._cursors = {r[0]: Cursor(r[1], r[2], r[3]) for r in
                              self._db.execute("SELECT name, value, aux, serial FROM counters").fetchall()}
             row = self._db.execute("SELECT value FROM meta WHERE name = 'commit'").fetchone()

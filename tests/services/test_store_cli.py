@@ -77,6 +77,29 @@ def test_recover_salvages_the_readable_rows_and_numbers_continue(make_layer, sta
     assert rsu("check", "--state-dir", str(state_dir)) == 0
 
 
+def test_truncated_store_is_refused_then_recovered_and_numbers_continue(make_layer, state_dir, capsys):
+    layer = make_layer()
+    numbers = _fill(layer, 20)
+    rev = layer.get("rlt", "1201")["identification"]["intersections"][0]["revision"]
+    layer.close()
+    path = state_dir / DB_NAME
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])  # cut in the middle of a page run
+    with pytest.raises(StoreDamaged):
+        make_layer()
+    assert rsu("recover", "--state-dir", str(state_dir)) == 0
+    capsys.readouterr()
+    again = make_layer()
+    assert again.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"] == \
+        max(numbers.values()) + 1
+    v = example("mapem")
+    v["map"]["intersections"][0]["laneSet"][0]["nodeList"]["nodes"][0]["delta"]["node-XY3"]["x"] += 7
+    if "1201" in {e["id"] for e in again.list("rlt")}:
+        answer = again.update("rlt", "1201", {"payload": v})
+    else:
+        answer = again.trigger("rlt", {"payload": v})
+    assert answer["identification"]["intersections"][0]["revision"] == (rev + 1) % 128
+
+
 def test_recover_a_file_that_is_not_a_database(make_layer, state_dir, capsys):
     layer = make_layer()
     numbers = _fill(layer, 3)

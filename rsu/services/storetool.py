@@ -25,6 +25,7 @@ from rsu import catalog
 from rsu.clock import iso_utc
 from rsu.services import cursors as cursorfile
 from rsu.services.cursors import Cursor, CursorFileError, CursorState
+from rsu.services.model import value_to_json
 from rsu.services.store import (ENTRY_COLUMNS, SCHEMA, SCHEMA_VERSION, Store, StoredEntry, db_path,
                                 entry_of_row, lock_store, put_entry)
 
@@ -278,7 +279,7 @@ def _entry_of_json(obj: Any, codec: Any, where: str) -> tuple[StoredEntry | None
         problems.append(f"{where}.state: {obj['state']!r} is not one of {', '.join(sorted(STATES))}")
     if not obj["id"]:
         problems.append(f"{where}.id: empty")
-    payload = None
+    payload = value_json = None
     if obj.get("payload") is not None:
         try:
             payload = bytes.fromhex(obj["payload"])
@@ -293,6 +294,7 @@ def _entry_of_json(obj: Any, codec: Any, where: str) -> tuple[StoredEntry | None
                 else:
                     if decoded.kind is not kind:
                         problems.append(f"{where}.payload: encodes {decoded.kind.pdu}, expected {kind.pdu}")
+                    value_json = value_to_json(decoded.value, payload)  # a start need not decode it again
     try:
         from rsu.services.params import Dissemination
 
@@ -303,7 +305,7 @@ def _entry_of_json(obj: Any, codec: Any, where: str) -> tuple[StoredEntry | None
         return None, problems
     return StoredEntry(obj["service"], obj["id"], obj["kind"], obj["state"], payload, obj["dissemination"],
                        obj.get("anchor"), obj["identification"], obj["data"], obj["generation"],
-                       float(obj["created_at"]), float(obj["updated_at"])), []
+                       float(obj["created_at"]), float(obj["updated_at"]), value_json), []
 
 
 def import_store(path: str | Path, data: Any, codec: Any) -> dict:

@@ -26,9 +26,7 @@ import dataclasses
 import logging
 import signal
 import time
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from rsu.aio import wait_event
 from rsu import __version__, catalog
@@ -39,6 +37,9 @@ from rsu.ops.config_core import ConfigError
 from rsu.ops.metrics import CONTENT_TYPE, Metrics
 from rsu.ops.systemd import Notifier
 from rsu.transports.gn import DuplicateDetector
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("rsu.daemon")
 
@@ -103,22 +104,36 @@ def permission_check(security):
 # ====================================================================== helpers
 
 class TimedCodec:
-    """The facilities codec with encode time recorded in rsu_encode_seconds (same interface)."""
+    """The facilities codec with encode time recorded in rsu_encode_seconds (same interface).
 
-    def __init__(self, codec, metrics: Metrics):
-        self._codec = codec
+    ``load`` (``get_codec``) runs at first use: a restart puts the restored messages back on the air
+    (stored bytes, no codec needed) before the ASN.1 specification is read; ``start`` then warms it.
+    """
+
+    def __init__(self, load, metrics: Metrics):
+        self._load = load
+        self._codec = None
         self._metrics = metrics
+
+    @property
+    def codec(self):
+        if self._codec is None:
+            self._codec = self._load()
+        return self._codec
+
+    def warm(self) -> None:
+        self.codec  # noqa: B018 - loads it
 
     def encode(self, value, kind=None, *, validate: bool = True):
         t0 = time.perf_counter()
         try:
-            return self._codec.encode(value, kind, validate=validate)
+            return self.codec.encode(value, kind, validate=validate)
         finally:
             label = kind.name if kind is not None else "unknown"
             self._metrics.encode_time.labels(label).observe(time.perf_counter() - t0)
 
     def __getattr__(self, name):
-        return getattr(self._codec, name)
+        return getattr(self.codec, name)
 
 
 class Facade:
@@ -195,11 +210,15 @@ class Daemon:
         self.security = build_security(self.config, self.clock)
         self.layer = self._build_layer()
         await self._start_transports()
+        # the restored messages go back on the air first (after kill -9 every second off air counts);
+        # integrations and the API (aiohttp) come up while they are sent
+        self._tasks = [asyncio.create_task(self._scheduler_loop(), name="rsu-scheduler")]
+        await asyncio.sleep(0)
+        self.layer.codec.warm()  # now read the ASN.1 specification (see TimedCodec)
         await self._start_integrations()
         await self._start_api()
-        self._tasks = [asyncio.create_task(self._scheduler_loop(), name="rsu-scheduler"),
-                       asyncio.create_task(self._housekeeping_loop(), name="rsu-housekeeping"),
-                       asyncio.create_task(self.notifier.watchdog_loop(), name="rsu-watchdog")]
+        self._tasks += [asyncio.create_task(self._housekeeping_loop(), name="rsu-housekeeping"),
+                        asyncio.create_task(self.notifier.watchdog_loop(), name="rsu-watchdog")]
         self.started_at = self.clock.now()
         api = self.config.api
         log.info("rsu %s running: API http://%s:%d, state %s, transports %s, security %s", __version__,
@@ -311,7 +330,7 @@ class Daemon:
                           "providerIdentifier": c.services.ivi_provider.issuer},
             rules=dict(c.services.rules), message_defaults=dict(c.services.message_defaults),
             known_transports=[cfg.name for _, cfg in cfgmod.transport_configs(c)])
-        layer = ServiceLayer(services, clock=self.clock, codec=TimedCodec(get_codec(), self.metrics),
+        layer = ServiceLayer(services, clock=self.clock, codec=TimedCodec(get_codec, self.metrics),
                              permission_check=permission_check(self.security) if self.security else None)
         layer.set_wakeup(self._wake.set)
         return layer
@@ -320,7 +339,6 @@ class Daemon:
         from rsu.transports import gn as gnmod
         from rsu.transports.dispatch import TransportSet
         from rsu.transports.gn_udp import GnUdpTransport
-        from rsu.transports.mqtt import MqttTransport
 
         built = []
         for kind, cfg in cfgmod.transport_configs(self.config):
@@ -330,6 +348,8 @@ class Daemon:
                 built.append(GnUdpTransport(cfg, clock=self.clock, drops=self.metrics,
                                             sign=self._gn_signer(gnmod) if self.security else None))
             else:
+                from rsu.transports.mqtt import MqttTransport  # aiomqtt only when an MQTT transport is configured
+
                 built.append(MqttTransport(cfg, clock=self.clock, drops=self.metrics))
         self.transports = TransportSet(built, drops=self.metrics)
         await self.transports.start(self._on_frame)
@@ -373,10 +393,14 @@ class Daemon:
 
     # ------------------------------------------------------------------ HTTP extras
     async def _metrics_handler(self, request: web.Request) -> web.Response:
+        from aiohttp import web  # imported once the messages are back on the air (see start)
+
         self._refresh_gauges()
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _health_handler(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.json_response({"status": "ok", "version": __version__})
 
     # ------------------------------------------------------------------ sending
@@ -582,7 +606,10 @@ def run(config_path: str | None) -> int:
     except KeyboardInterrupt:
         pass
     except Exception as e:  # start-up failure (port in use, unreadable PKI...): one log line, exit 1, no traceback
+        from rsu.services.store import StoreDamaged
+
         rlog.setup(config.logging.level)
         log.critical("cannot start: %s: %s", type(e).__name__, e)
-        return 1
+        # a damaged store waits for the operator (exit 2: systemd's RestartPreventExitStatus, no restart loop)
+        return 2 if isinstance(e, StoreDamaged) else 1
     return 0

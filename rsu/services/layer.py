@@ -94,6 +94,8 @@ class ServiceLayer:
 
     # --- start-up -------------------------------------------------------------------------------
     def _restore(self) -> None:
+        for code, _ in self.store.start_events:  # already logged: a lost or stale store, a rebuilt cursor file
+            self._count(code)
         try:
             self.ctx.counters.update(self.store.counters())
             rows = self.store.entries()
@@ -121,6 +123,12 @@ class ServiceLayer:
             entity = self.services[name]
             for entry in entity.entries.values():
                 self._schedule(entity, entry, now, include_anchor=True)
+                start, stop = entity.window(entry)
+                if (entry.pdus and entity.interval(entry) is not None and (start is None or start <= now)
+                        and (stop is None or stop > now)):
+                    # a repeated message was off the air while rsu was down: send it once now, then on its
+                    # stored grid (never a message that is not repeated, such as a SPATEM state)
+                    self.scheduler.fire(entry.key, now, entry.dissemination.priority, fresh=False)
         self._expire(now)
 
     # --- IS_Triggering ----------------------------------------------------------------------------

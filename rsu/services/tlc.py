@@ -372,7 +372,11 @@ class TlcEntity(ServiceEntity):
             p = PendingRequest(key, requestor["id"], r["id"], r["requestID"], r["requestType"], seq, role,
                                r["inBoundLane"], r.get("outBoundLane"), pkg.get("minute"), pkg.get("second"),
                                pkg.get("duration"), old.first_heard if old else now, now, expires)
+            self.pending.pop(key, None)  # least recently heard first
             self.pending[key] = p
+            while len(self.pending) > self.ctx.rules.srem_pending_max:
+                self.pending.pop(next(iter(self.pending)))
+                self.ctx.on_limit("tlc-requests")
             item = p.to_json()
             item["status"] = "updated" if old else "new"
             out_requests.append(item)

@@ -192,14 +192,15 @@ class MqttTransport:
                                        qos=message.qos, expiry_interval=expiry)
         except Exception:
             log.exception("%s: receive failed", self.name)
-            self._drop(DropReason.INTERNAL_ERROR, "receive")
+            self._drop(DropReason.INTERNAL_ERROR, "receive", "unknown")
             return
         if isinstance(result, Drop):
-            self._drop(result.reason, result.detail)
+            self._drop(result.reason, result.detail, result.message or "unknown")
             return
         self.received += 1
         self._delivery.deliver(result)
 
-    def _drop(self, reason: DropReason, detail: str) -> None:
+    def _drop(self, reason: DropReason, detail: str, message: str | None = None) -> None:
+        """Count a drop; ``message`` (the received frame's message type, or "unknown") marks a received one."""
         log.debug("%s: dropped (%s): %s", self.name, reason, detail)
-        self.drops.drop(self.name, str(reason))
+        self.drops.drop(self.name, str(reason), message)

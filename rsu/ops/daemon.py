@@ -467,7 +467,7 @@ class Daemon:
             kind = catalog.BY_BTP_PORT.get(frame.btp_port) if frame.btp_port is not None else None
             t0 = time.perf_counter()
             result = self.security.verify(frame.secured, kind, payload_offset=frame.payload_offset, context=frame)
-            self.metrics.verify_time.labels(message).observe(time.perf_counter() - t0)
+            self.metrics.child(self.metrics.verify_time, message).observe(time.perf_counter() - t0)
         except Exception:  # a bug: this frame's fate is an internal error, never a crash
             log.exception("received frame not processed")
             self.metrics.rx_drop(message, frame.transport, RxReason.INTERNAL_ERROR)

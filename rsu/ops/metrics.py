@@ -138,6 +138,7 @@ class Metrics:
                               ["intersection"], registry=r)
         self.up = Gauge("rsu_up", "1 while the daemon runs", registry=r)
         self.up.set(1)
+        self._children: dict = {}
         self._window: deque[tuple[float, str, str]] = deque()
         self.rate_window_s = 10.0
 
@@ -162,35 +163,44 @@ class Metrics:
         for (message, transport), n in counts.items():
             self.rate.labels(message, transport).set(n / self.rate_window_s)
 
+    def child(self, metric, *labels: str):
+        """``metric.labels(*labels)``, remembered: the receive path counts several series per frame, and
+        the label values come from small fixed sets (message types, transports, reasons)."""
+        key = (metric, labels)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = metric.labels(*labels)
+        return c
+
     def drop(self, transport: str, reason: str, message: str | None = None) -> None:
         """The DropCounter protocol of rsu.transports.base: with ``message``, a received frame the transport
         dropped (counted as received too); without, anything else (send side, integration feeds)."""
         reason = str(reason)
-        self.dropped.labels(transport, reason).inc()
+        self.child(self.dropped, transport, reason).inc()
         if message is not None:
-            self.received.labels(message, transport).inc()
-            self.rx_dropped.labels(message, transport, reason).inc()
+            self.child(self.received, message, transport).inc()
+            self.child(self.rx_dropped, message, transport, reason).inc()
 
     # receive accounting used by the daemon ------------------------------------------------
     def rx(self, message: str, transport: str) -> None:
         """A frame the transport handed up: received (its fate is counted by rx_drop, accept or hold)."""
-        self.received.labels(message, transport).inc()
+        self.child(self.received, message, transport).inc()
 
     def rx_drop(self, message: str, transport: str, reason: str) -> None:
         reason = str(reason)
-        self.dropped.labels(transport, reason).inc()
-        self.rx_dropped.labels(message, transport, reason).inc()
+        self.child(self.dropped, transport, reason).inc()
+        self.child(self.rx_dropped, message, transport, reason).inc()
 
     def accept(self, service: str, message: str, transport: str) -> None:
-        self.accepted.labels(service, message, transport).inc()
+        self.child(self.accepted, service, message, transport).inc()
 
     def hold(self, message: str, transport: str, event: str) -> None:
         """event: held (one more held) or released / expired / evicted (one fewer)."""
-        self.hold_events.labels(message, transport, event).inc()
-        self.held.labels(message, transport).inc(1 if event == "held" else -1)
+        self.child(self.hold_events, message, transport, event).inc()
+        self.child(self.held, message, transport).inc(1 if event == "held" else -1)
 
     def limit_hit(self, limit: str) -> None:
-        self.limit_hits.labels(limit).inc()
+        self.child(self.limit_hits, limit).inc()
 
     def scheduled(self, service: str, lateness_s: float) -> None:
         self.lateness.labels(service).observe(lateness_s)

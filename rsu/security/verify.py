@@ -304,6 +304,8 @@ class VerificationResult:
 
 # ====================================================================== verifier
 
+PRECHECK_CACHE = 64  # content verdicts remembered for messages of unknown signers
+
 class Verifier:
     """Verifies received signed messages. Sans-I/O: bytes and an injected clock in, results out.
 
@@ -333,6 +335,7 @@ class Verifier:
         self._held: OrderedDict[int, tuple[float, bytes, bytes, MessageKind | None, int, Any]] = OrderedDict()
         self._held_by_signer: dict[bytes, list[int]] = {}
         self._held_seq = 0
+        self._prechecked: OrderedDict[tuple, tuple[Reason | None, str]] = OrderedDict()
         # trust-store certificates are always known (outside the bounded cache)
         self._anchors: dict[bytes, Certificate] = {c.hashed_id8: c for c in trust.certificates()} if trust else {}
 
@@ -427,7 +430,7 @@ class Verifier:
                 # only a message we would otherwise accept is worth a certificate request: the checks
                 # that need no certificate come first (a random digest on garbage asks for nothing)
                 if self.check_content and kind is not None:
-                    why = self._decode_content(res, msg.payload, kind, payload_offset, msg.psid)
+                    why = self._precheck_content(res, msg.payload, kind, payload_offset, msg.psid)
                     if why is not None:
                         return why
                 res.request_certificate = sval[-3:]
@@ -511,6 +514,23 @@ class Verifier:
                 res.missing_permissions = chk.missing
                 return self._fail(res, Reason.SSP_VIOLATION, chk.detail)
         return res
+
+    def _precheck_content(self, res: VerificationResult, payload: bytes | None, kind: MessageKind,
+                          payload_offset: int, psid: int) -> VerificationResult | None:
+        """:meth:`_decode_content` for a message whose signer is unknown, remembering the verdict per PDU:
+        a flood of copies with random signers costs one decode (the message is decoded again when released)."""
+        key = (kind.name, payload_offset, payload)
+        verdict = self._prechecked.get(key)
+        if verdict is None:
+            probe = VerificationResult(None)
+            failed = self._decode_content(probe, payload, kind, payload_offset, psid)
+            verdict = (failed.reason, failed.detail) if failed is not None else (None, "")
+            self._prechecked[key] = verdict
+            while len(self._prechecked) > PRECHECK_CACHE:
+                self._prechecked.popitem(last=False)
+        if verdict[0] is not None:
+            return self._fail(res, verdict[0], verdict[1])
+        return None
 
     def _decode_content(self, res: VerificationResult, payload: bytes | None, kind: MessageKind,
                         payload_offset: int, psid: int) -> VerificationResult | None:

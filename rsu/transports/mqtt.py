@@ -120,6 +120,11 @@ class MqttTransport:
             finally:
                 self.connected.clear()
                 self.disconnected.set()
+            task = asyncio.current_task()
+            if task is not None and getattr(task, "cancelling", lambda: 0)():
+                # stop() cancelled us while a connect attempt was finishing: asyncio.wait_for can swallow
+                # that cancellation (Python 3.11), so honour it here instead of sleeping and reconnecting
+                raise asyncio.CancelledError
             delay = self.backoff.next_delay()
             log.info("%s: reconnecting in %.1f s", self.name, delay)
             await asyncio.sleep(delay)

@@ -138,3 +138,61 @@ def feed_mqtt(daemon: Daemon, message: aiomqtt.Message) -> None:
 
 def kinds() -> list[MessageKind]:
     return list(catalog.MESSAGES)
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def inline_requests(frame: bytes) -> list[bytes]:
+    """The inlineP2pcdRequest of an outgoing secured GN frame (Ethernet | basic header | 1609.2 data)."""
+    from rsu.security import coer
+
+    data = coer.decode("Ieee1609Dot2Data", frame[14 + 4:])
+    return data["content"][1]["tbsData"]["headerInfo"].get("inlineP2pcdRequest", [])
+
+
+def flood(daemon: Daemon, nb: Neighbour, clock: clockmod.ManualClock, n: int, *, valid_every: int = 100,
+          warmup: int = 3000, send_every: int = 1000) -> dict:
+    """``n`` frames from distinct random digest signers (one signature reused: a signer nobody knows is
+    never verified), a valid certificate-signed SPATEM every ``valid_every`` frames, and an outgoing SPATEM
+    built by the daemon's GN transport (signed by its security entity) every ``send_every`` frames.
+    ``warmup`` frames first fill every bounded table, then RSS is measured across the ``n`` frames."""
+    import gc
+
+    kind = catalog.SPATEM
+    pdu = nb.pdu(kind, {"header": {"protocolVersion": 2, "messageID": 4, "stationID": 4711},
+                        "spat": {"intersections": [{"id": {"id": 1201}, "revision": 3, "status": (b"\x00\x00", 16),
+                                                    "states": [{"signalGroup": 1, "state-time-speed": [
+                                                        {"eventState": "protected-Movement-Allowed"}]}]}]}})
+    template = nb.frame(kind, pdu, with_certificate=False)
+    gn_transport = daemon.transports["gn"]
+    params = DisseminationParams(kind)
+
+    def accepted() -> float:
+        return daemon.metrics.child(daemon.metrics.accepted, "TLM", "spatem", "gn")._value.get()
+
+    valid = max_inline = sent = 0
+    for i in range(warmup):
+        feed_gn(daemon, random_digest(template))
+    gc.collect()
+    before, accepted_before = rss_bytes(), accepted()
+    for i in range(1, n + 1):
+        feed_gn(daemon, random_digest(template))
+        if i % valid_every == 0:
+            clock.advance(0.01)  # fresh generationTime for the valid ones (and the flood stays in its window)
+            feed_gn(daemon, nb.frame(kind, pdu))
+            valid += 1
+        if i % send_every == 0:
+            max_inline = max(max_inline, len(inline_requests(gn_transport.core.build_frame(pdu, params))))
+            sent += 1
+    gc.collect()
+    return {"frames": n, "rss_growth_bytes": rss_bytes() - before, "valid_sent": valid,
+            "valid_accepted": accepted() - accepted_before, "outgoing_frames": sent,
+            "max_inline_requests": max_inline,
+            "pending_requests": len(daemon.security.pending_certificate_requests),
+            "held": daemon.security.verifier.held_count}

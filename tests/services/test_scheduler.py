@@ -99,3 +99,16 @@ def test_layer_periodic_grid_survives_late_calls(layer, clock):
         clock.set(layer.next_deadline() + 0.37)  # the loop always wakes 370 ms late
         slots += [round(t.slot - t0, 6) for t in by_service(layer.due(), "rlt")]
     assert slots == [float(k) for k in range(20)]
+
+
+def test_skipped_repetitions_are_reported_per_key_with_the_reason():
+    skipped = []
+    s = Scheduler(on_skip=lambda key, reason, n: skipped.append((key[0], reason, n)))
+    s.set_periodic(("tlm", "a"), interval=1.0, anchor=T0, now=T0, include_anchor=True)
+    s.set_periodic(("ivi", "b"), interval=1.0, anchor=T0, now=T0, include_anchor=True)
+    s.due(T0)
+    s.due(T0 + 3.5)  # late by more than an interval: the older slots are skipped
+    assert sorted(skipped) == [("ivi", "missed-slot", 2), ("tlm", "missed-slot", 2)]
+    skipped.clear()
+    s.due(T0 + 4.0, limit=1)  # more due than one pass may send: a repetition waits for its next slot
+    assert len(skipped) == 1 and skipped[0][1:] == ("overload", 1)

@@ -38,6 +38,7 @@ from rsu.ops import logging as rlog
 from rsu.ops.config_core import ConfigError
 from rsu.ops.metrics import CONTENT_TYPE, Metrics, RxReason, TxReason, security_reason
 from rsu.ops.systemd import Notifier
+from rsu.transports.drops import DropReason
 from rsu.transports.gn import DuplicateDetector
 
 log = logging.getLogger("rsu.daemon")
@@ -470,7 +471,7 @@ class Daemon:
             self.metrics.child(self.metrics.verify_time, message).observe(time.perf_counter() - t0)
         except Exception:  # a bug: this frame's fate is an internal error, never a crash
             log.exception("received frame not processed")
-            self.metrics.rx_drop(message, frame.transport, RxReason.INTERNAL_ERROR)
+            self.metrics.rx_drop(message, frame.transport, DropReason.INTERNAL_ERROR)
             return
         for r in (result, *result.released):
             self._judged(r)
@@ -489,7 +490,7 @@ class Daemon:
             reason = self._deliver_verified(r)
         except Exception:
             log.exception("received frame not processed")
-            reason = RxReason.INTERNAL_ERROR
+            reason = DropReason.INTERNAL_ERROR
         if reason is not None:
             self.metrics.rx_drop(message, frame.transport, reason)
 
@@ -503,8 +504,6 @@ class Daemon:
 
     def _deliver_verified(self, r) -> str | None:
         """Deliver an accepted result; the drop reason otherwise."""
-        from rsu.transports.drops import DropReason
-
         frame = r.context
         if not r.ok:
             return security_reason(r.reason)
@@ -535,7 +534,7 @@ class Daemon:
             event, reason = self.layer.receive(pdu, security, transport)
         except Exception:  # peer input never stops the daemon
             log.exception("received message not processed")
-            return str(RxReason.INTERNAL_ERROR)
+            return str(DropReason.INTERNAL_ERROR)
         if event is None:
             return str(reason)
         kind = catalog.BY_NAME.get(event.get("message", ""))

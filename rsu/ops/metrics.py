@@ -39,7 +39,6 @@ class RxReason(str, enum.Enum):
     UNSECURED = "unsecured"  # an unsigned frame while security.accept_unsecured is off
     SECURITY_DISABLED = "security-disabled"  # a signed frame while security is off (nothing can verify it)
     REPLAY = "replay"  # an exact copy of a message accepted before, within its acceptance window
-    INTERNAL_ERROR = "internal-error"  # a bug in the receive path: logged with its traceback
 
     def __str__(self) -> str:
         return self.value
@@ -96,7 +95,8 @@ class Metrics:
         self.accepted = Counter("rsu_messages_accepted_total",
                                 "Received messages that passed security, SSP and decoding",
                                 ["service", "message", "transport"], registry=r)
-        self.dropped = Counter("rsu_messages_dropped_total", "Received or outgoing messages dropped, by reason",
+        self.dropped = Counter("rsu_messages_dropped_total",
+                               "Received or outgoing messages, and integration feed inputs, dropped, by reason",
                                ["transport", "reason"], registry=r)
         self.rx_dropped = Counter("rsu_messages_received_dropped_total",
                                   "Received frames dropped, by message type and reason",

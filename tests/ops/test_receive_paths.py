@@ -110,3 +110,26 @@ async def test_outgoing_frames_carry_at_most_the_request_cap(tmp_path):
         m = d.metrics
         assert m.child(m.limit_hits, "p2pcd-pending")._value.get() == 15
         assert m.child(m.limit_hits, "p2pcd-per-frame")._value.get() == 1
+
+
+async def test_late_and_skipped_scheduled_sends_are_counted_per_service(tmp_path):
+    from tests.ops.daemonproc import example
+
+    clock = ManualClock(START)
+    async with running_daemon(tmp_path / "s", clock) as d:
+        d.layer.trigger("rlt", {"payload": example("mapem-4arm-intersection.json"),
+                                "dissemination": {"repetition_interval_s": 1.0}})
+        for _ in range(100):  # the fresh MAPEM goes out on time
+            if d._sent:
+                break
+            await asyncio.sleep(0.01)
+        clock.advance(5.5)  # the loop "stalls" for 5.5 intervals
+        d._wake.set()
+        m = d.metrics
+        skipped = m.skipped.labels("RLT", "missed-slot")._value.get
+        for _ in range(100):
+            if skipped():
+                break
+            await asyncio.sleep(0.01)
+        assert skipped() == 4  # slots 1..4 skipped, slot 5 sent (0.5 s late)
+        assert m.late.labels("RLT")._value.get() == 1

@@ -421,7 +421,7 @@ class Daemon:
         self.metrics.scheduled(tx.kind.service, max(0.0, now - tx.slot))
         targets, unknown = self.transports.targets(tx.params)
         for name in unknown:
-            self.metrics.drop(name, "unknown-transport")
+            self.metrics.drop(name, str(DropReason.UNKNOWN_TRANSPORT))
         if self.security is not None and tx.value is not None:
             self.security.note_content(tx.kind, tx.pdu, tx.value)
         signed: bytes | None = None

@@ -379,7 +379,8 @@ class Verifier:
             result = VerificationResult(Reason.MALFORMED, f"unexpected error: {type(e).__name__}: {e}",
                                         context=context)
         released = self.expire_held()
-        if result.ok and result.signer_form == "certificate":
+        if result.signer_form == "certificate" and result.signer_id in self._cache:
+            # the certificate passed signature, chain and psid checks (it is cached), whatever the content
             released.extend(self._release(result.signer_id))
         if result.held:
             released.extend(self._evict_held())

@@ -161,7 +161,8 @@ def flood(daemon: Daemon, nb: Neighbour, clock: clockmod.ManualClock, n: int, *,
     """``n`` frames from distinct random digest signers (one signature reused: a signer nobody knows is
     never verified), a valid certificate-signed SPATEM every ``valid_every`` frames, and an outgoing SPATEM
     built by the daemon's GN transport (signed by its security entity) every ``send_every`` frames.
-    ``warmup`` frames first fill every bounded table, then RSS is measured across the ``n`` frames."""
+    ``warmup`` flood frames and as many valid ones as IS_DataProviding keeps in its history first fill
+    every bounded table, then RSS is measured across the ``n`` frames."""
     import gc
 
     kind = catalog.SPATEM
@@ -179,6 +180,9 @@ def flood(daemon: Daemon, nb: Neighbour, clock: clockmod.ManualClock, n: int, *,
     valid = max_inline = sent = 0
     for i in range(warmup):
         feed_gn(daemon, random_digest(template))
+    for i in range(daemon.layer.ctx.rules.received_history):  # IS_DataProviding keeps this many events
+        clock.advance(0.001)
+        feed_gn(daemon, nb.frame(kind, pdu))
     gc.collect()
     before, accepted_before = rss_bytes(), accepted()
     for i in range(1, n + 1):

@@ -148,3 +148,21 @@ def test_replay_window_remembers_until_the_acceptance_window_ends_and_is_bounded
         assert not w.seen(bytes([i]), until=100.0, now=0.0)
     assert len(w) == 3 and hits["replay-window"] == 2
     assert w.seen(bytes([4]), until=100.0, now=1.0) and not w.seen(bytes([4]), until=200.0, now=150.0)
+
+
+def test_held_frames_are_released_by_a_verified_certificate_even_if_its_message_fails(test_pki, clock, codec,
+                                                                                       spatem_pdu):
+    v = Verifier(clock, test_pki.trust, codec=codec)
+    at = test_pki.at("spatem")
+    assert v.verify(digest_signed(at, spatem_pdu, 137, clock.now()), catalog.SPATEM).held
+    clock.advance(0.1)
+    res = v.verify(sign_with(at, b"\x02\x04\x00", 137, t=clock.now()), catalog.SPATEM)  # not a SPATEM
+    assert res.reason is Reason.PAYLOAD_INVALID
+    (released,) = res.released  # the certificate itself verified and chained: the held frame is judged
+    assert released.ok and released.from_hold and v.held_count == 0
+    other = test_pki.at("spatem")
+    assert v.verify(digest_signed(other, spatem_pdu, 137, clock.now()), catalog.SPATEM).held
+    bad = bytearray(sign_with(other, spatem_pdu, 137, t=clock.now()))
+    bad[-3] ^= 1
+    res = v.verify(bytes(bad), catalog.SPATEM)
+    assert res.reason is Reason.INVALID_SIGNATURE and res.released == [] and v.held_count == 1  # not by a forgery

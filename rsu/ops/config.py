@@ -45,6 +45,19 @@ class Provider(_Section):
     issuer: int = Field(57, ge=0, le=16383)  # matches config/examples/ivim-speed-limit.json
 
 
+class SecurityLimits(_Section):
+    """Bounds on what other stations can make the security entity keep (rsu.limits)."""
+
+    held_frames: int = Field(64, ge=0, le=100_000, description="frames held for an unknown signer (0: none)")
+    hold_seconds: Duration = Field(2.0, le=60, description="how long a frame waits for its signer's certificate")
+    p2pcd_per_frame: int = Field(8, ge=0, le=64, description="HashedId3s one outgoing message asks for")
+    p2pcd_pending: int = Field(32, ge=1, le=100_000, description="certificate requests waiting to be sent")
+    p2pcd_max_age: Duration = Field(10.0, le=3600, description="a certificate request not sent by then is forgotten")
+    certificate_cache: int = Field(4096, ge=16, le=1_000_000, description="verified certificates remembered")
+    replay_entries: int = Field(65536, ge=16, le=10_000_000, description="accepted messages remembered for "
+                                                                          "replay detection")
+
+
 class Security(_Section):
     enabled: bool = True
     pki_dir: Path | None = None  # default: <state_dir>/pki
@@ -57,6 +70,7 @@ class Security(_Section):
     max_age: Duration = 30.0
     max_future: Duration = 2.0
     accept_unsecured: bool = False  # deliver unsigned received messages (test benches only)
+    limits: SecurityLimits = SecurityLimits()
 
 
 class Services(_Section):

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from rsu.catalog import MessageKind
 from rsu.clock import Clock, iso_utc
 from rsu.codec.errors import CodecError, DecodeError, InvalidValueError
+from rsu.limits import ignore
 from rsu.services.defaults import MessageDefaults, ServiceRules, message_defaults
 from rsu.services.errors import ServiceError, prefixed
 from rsu.services.model import ACTIVE, Entry, PermissionCheck, Plan, Transmission, value_from_json, value_to_json
@@ -41,6 +42,7 @@ class Context:
     overrides: dict = field(default_factory=dict)
     counters: dict[str, tuple[int, str | None]] = field(default_factory=dict)
     ivi_provider: dict | None = None  # this RSU's ServiceProviderId (Python value), if configured
+    on_limit: Callable[[str], None] = ignore  # a bound of received state was reached (rsu.limits)
 
     def defaults(self, kind: MessageKind) -> MessageDefaults:
         return message_defaults(kind.name, self.overrides)

@@ -103,6 +103,11 @@ class ServiceRules:
     # bound of each subscriber's queue (oldest dropped first, counted).
     received_history: int = 1000
     subscriber_queue: int = 1000
+    # Receive-side tables other stations fill (rsu.limits): received IVIs kept for the collection
+    # (TP IVI_RCV_EVUP: new / update / repeat / outdated), and pending SREM requests. When full,
+    # the one heard least recently is forgotten (counted in rsu_limit_hits_total).
+    ivi_received_max: int = 4096
+    srem_pending_max: int = 1024
 
 
 RULES = ServiceRules()

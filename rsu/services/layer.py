@@ -39,7 +39,7 @@ from rsu.services.errors import ServiceError
 from rsu.services.gpc import GpcEntity
 from rsu.services.ivi import IviEntity, country_code
 from rsu.services.model import TERMINATING, Entry, PermissionCheck, Plan, Transmission
-from rsu.services.received import ReceivedHub, Subscription
+from rsu.services.received import ReceivedHub, RxDrop, Subscription
 from rsu.services.rlt import RltEntity
 from rsu.services.scheduler import Scheduler
 from rsu.services.store import Store, StoreError
@@ -66,7 +66,8 @@ class ServicesConfig:
 
 class ServiceLayer:
     def __init__(self, config: ServicesConfig, *, clock: Clock, permission_check: PermissionCheck | None = None,
-                 codec: Any = None, store: Store | None = None) -> None:
+                 codec: Any = None, store: Store | None = None, on_limit: Callable[[str], None] | None = None,
+                 on_skip: Callable[[str, str, int], None] | None = None) -> None:
         if codec is None:
             from rsu.codec.facilities import get_codec
             codec = get_codec()
@@ -80,12 +81,13 @@ class ServiceLayer:
                            permission_check=permission_check,
                            known_transports=frozenset(config.known_transports)
                            if config.known_transports is not None else None,
-                           overrides=config.message_defaults, ivi_provider=_provider(config.ivi_provider))
+                           overrides=config.message_defaults, ivi_provider=_provider(config.ivi_provider),
+                           **({"on_limit": on_limit} if on_limit is not None else {}))
         rlt = RltEntity(self.ctx)
         self.services: dict[str, ServiceEntity] = {
             "rlt": rlt, "tlm": TlmEntity(self.ctx, rlt), "ivi": IviEntity(self.ctx),
             "tlc": TlcEntity(self.ctx, rlt), "gpc": GpcEntity(self.ctx)}
-        self.scheduler = Scheduler()
+        self.scheduler = Scheduler(on_skip=(lambda key, reason, n: on_skip(key[0], reason, n)) if on_skip else None)
         self.hub = ReceivedHub(rules.received_history, rules.subscriber_queue)
         self._wakeup: Callable[[], None] | None = None
         self._expiry_retry_at: float | None = None
@@ -209,18 +211,22 @@ class ServiceLayer:
 
         ``security``: ``{"its_aid", "ssp" (hex), "signer" (hex id), "verification" ("ok" or a reason)}``;
         ``transport``: what the transport knows (name, source, GN/MQTT details). Returns the published
-        event, or None when the message is not delivered (not verified, undecodable, duplicate IVI).
+        event, or None when the message is not delivered (not verified, undecodable, repeated IVI).
         """
+        return self.receive(pdu, security, transport)[0]
+
+    def receive(self, pdu: Any, security: dict, transport: dict) -> tuple[dict | None, RxDrop | None]:
+        """:meth:`on_received` that also says why a message was not delivered: (event, None) or (None, reason)."""
         now = self.clock.now()
         if (security or {}).get("verification") != "ok":  # only what the security layer accepted
             self._count("rx_not_verified")
-            return None
+            return None, RxDrop.NOT_VERIFIED
         if isinstance(pdu, (bytes, bytearray)):
             try:
                 pdu = self.codec.decode(bytes(pdu))
             except CodecError:
                 self._count("rx_undecodable")
-                return None
+                return None, RxDrop.DECODE_ERROR
         kind, value = pdu.kind, pdu.value
         entity = self.services[SERVICE_ALIASES[kind.name]]
         try:
@@ -229,20 +235,21 @@ class ServiceLayer:
         except Exception:  # peer input must never stop the daemon (e.g. an unknown extension alternative)
             log.warning("received %s not delivered: cannot be processed", kind.pdu, exc_info=True)
             self._count("rx_unprocessable")
-            return None
+            return None, RxDrop.UNPROCESSABLE
         if plan:
             try:
                 self._commit(entity, plan, now)
             except ServiceError as e:
                 log.error("%s: change after a received %s not applied: %s", entity.name, kind.pdu, e)
-        if extra.get("ivi", {}).get("collection") in ("duplicate", "outdated"):
-            self._count(f"rx_ivi_{extra['ivi']['collection']}")
-            return None
+        collection = extra.get("ivi", {}).get("collection")
+        if collection in ("duplicate", "outdated"):
+            self._count(f"rx_ivi_{collection}")
+            return None, (RxDrop.IVI_REPEAT if collection == "duplicate" else RxDrop.IVI_OUTDATED)
         event = {"type": "received", "service": entity.name, "message": kind.name, "received_at": iso_utc(now),
                  "station_id": value["header"]["stationID"], "pdu": jer,
                  "security": _security_json(security), "transport": dict(transport or {}), **extra}
         self._count("rx_delivered")
-        return self.hub.publish(event)
+        return self.hub.publish(event), None
 
     def subscribe(self, services: Iterable[str] | None = None, types: Iterable[str] | None = None,
                   last_id: int | None = None) -> Subscription:
@@ -376,6 +383,9 @@ def _rules(overrides: dict) -> ServiceRules:
         raise ValueError(f"services rules: tlm_map_check {rules.tlm_map_check!r} is not reject, warn or off")
     if not 1 <= rules.ivi_id_min <= rules.ivi_id_max <= 32767:
         raise ValueError("services rules: need 1 <= ivi_id_min <= ivi_id_max <= 32767")
+    for name in ("ivi_received_max", "srem_pending_max"):
+        if not 1 <= getattr(rules, name) <= 1_000_000:
+            raise ValueError(f"services rules: {name} must be within 1..1000000")
     return rules
 
 

@@ -9,8 +9,22 @@ event-stream handler) is called whenever a subscriber has something new.
 
 from __future__ import annotations
 
+import enum
 from collections import deque
 from typing import Callable, Iterable
+
+
+class RxDrop(str, enum.Enum):
+    """Why the services did not deliver a received message that the security layer accepted."""
+
+    NOT_VERIFIED = "not-verified"  # handed over without a positive verification
+    DECODE_ERROR = "decode-error"  # the facilities PDU does not decode
+    UNPROCESSABLE = "unprocessable"  # the service cannot process it (e.g. an unknown extension alternative)
+    IVI_REPEAT = "ivi-repeat"  # an IVI with the same provider, number and timeStamp as one received before
+    IVI_OUTDATED = "ivi-outdated"  # an IVI older (timeStamp) than one received before
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class Subscription:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Hashable
+from typing import Callable, Hashable
 
 _EPS = 1e-9
 
@@ -65,7 +65,11 @@ class Due:
 
 
 class Scheduler:
-    def __init__(self) -> None:
+    """``on_skip(key, reason, n)``: told about repetitions not sent, with reason ``missed-slot`` (the
+    caller was late by more than an interval) or ``overload`` (beyond the caller's limit)."""
+
+    def __init__(self, on_skip: Callable[[Hashable, str, int], None] | None = None) -> None:
+        self.on_skip = on_skip
         self._periodic: dict[Hashable, _Periodic] = {}
         self._oneshot: dict[Hashable, _OneShot] = {}
         self.emitted = 0
@@ -144,6 +148,8 @@ class Scheduler:
                 while latest > p.k and p.slot(latest) >= p.stop - _EPS:
                     latest -= 1
             self.skipped += latest - p.k
+            if latest > p.k and self.on_skip is not None:
+                self.on_skip(key, "missed-slot", latest - p.k)
             items[key] = Due(key, p.slot(latest), False, p.priority)
             p.k = latest + 1
         shots = set()
@@ -158,6 +164,8 @@ class Scheduler:
             for d in rest:
                 if d.key not in shots:
                     self.dropped += 1
+                    if self.on_skip is not None:
+                        self.on_skip(d.key, "overload", 1)
             ordered = sent
         for d in ordered:
             if d.key in shots:

@@ -268,3 +268,18 @@ def test_a_password_pasted_into_password_file_is_not_echoed(tmp_path):
     err = r.stderr.decode()
     assert "transports[0].password_file" in err and "not a readable file" in err
     assert "Hunter2-pasted-secret" not in err + r.stdout.decode()
+
+
+def test_receive_limits_are_configurable_and_range_checked():
+    c = cfgmod.parse({"security": {"limits": {"held_frames": 0, "p2pcd_per_frame": 2, "hold_seconds": "500ms"}},
+                      "services": {"rules": {"ivi_received_max": 10}},
+                      "transports": [{"type": "gn-udp", "duplicate_entries": 100}]})
+    assert c.security.limits.held_frames == 0 and c.security.limits.p2pcd_per_frame == 2
+    assert c.security.limits.hold_seconds == 0.5 and c.security.limits.p2pcd_pending == 32  # default kept
+    with pytest.raises(ConfigError) as e:
+        cfgmod.parse({"security": {"limits": {"p2pcd_per_frame": 65, "certificate_cache": 1}},
+                      "services": {"rules": {"srem_pending_max": 0}},
+                      "transports": [{"type": "gn-udp", "duplicate_entries": 1}]})
+    paths = {i.path for i in e.value.issues}
+    assert {"security.limits.p2pcd_per_frame", "security.limits.certificate_cache", "services.rules",
+            "transports[0].duplicate_entries"} <= paths, paths

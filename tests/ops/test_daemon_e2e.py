@@ -303,12 +303,12 @@ def test_malformed_and_forged_frames_are_dropped_and_counted(daemon, net):
             break
         time.sleep(0.05)
     assert dropped.get(f"security:{Reason.INVALID_SIGNATURE.value}", 0) == 1, dropped
-    assert dropped.get("duplicate", 0) == 1, dropped  # the same GN packet twice
+    assert dropped.get("gn-duplicate", 0) == 1, dropped  # the same GN packet twice
     assert dropped.get("unknown-btp-port", 0) == 1, dropped
     assert dropped.get(f"security:{Reason.PAYLOAD_INVALID.value}", 0) == 1, dropped  # signed, not decodable
     assert dropped.get(f"security:{Reason.SSP_VIOLATION.value}", 0) == 1, dropped  # role not permitted
     transport_level = {r: v for r, v in dropped.items()
-                       if r and not r.startswith("security:") and r not in ("duplicate", "unknown-btp-port")}
+                       if r and not r.startswith("security:") and r not in ("gn-duplicate", "unknown-btp-port")}
     assert sum(transport_level.values()) >= 4, dropped
     assert daemon.metric("rsu_messages_accepted_total", message="srem", transport="gn") == 1
     assert daemon.get("/v1/health")[0] == 200  # still serving

@@ -117,3 +117,16 @@ def test_restart_resend_is_a_repetition_kept_beyond_the_limit():
     s.fire("a", T0 + 0.01, priority=4, fresh=False)
     s.fire("a", T0 + 0.02, priority=4)  # new content meanwhile: the pending one becomes fresh
     assert [(d.key, d.fresh) for d in s.due(T0 + 0.03)] == [("a", True)]
+
+
+def test_skipped_repetitions_are_reported_per_key_with_the_reason():
+    skipped = []
+    s = Scheduler(on_skip=lambda key, reason, n: skipped.append((key[0], reason, n)))
+    s.set_periodic(("tlm", "a"), interval=1.0, anchor=T0, now=T0, include_anchor=True)
+    s.set_periodic(("ivi", "b"), interval=1.0, anchor=T0, now=T0, include_anchor=True)
+    s.due(T0)
+    s.due(T0 + 3.5)  # late by more than an interval: the older slots are skipped
+    assert sorted(skipped) == [("ivi", "missed-slot", 2), ("tlm", "missed-slot", 2)]
+    skipped.clear()
+    s.due(T0 + 4.0, limit=1)  # more due than one pass may send: a repetition waits for its next slot
+    assert len(skipped) == 1 and skipped[0][1:] == ("overload", 1)

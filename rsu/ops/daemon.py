@@ -177,6 +177,7 @@ class Daemon:
         self.metrics = Metrics()
         self.security = None
         self.layer = None
+        self.hub = None  # IS_DataProviding: one for the daemon's lifetime, so subscribers survive reloads
         self.transports = None
         self.integrations = None
         self._runner: web.AppRunner | None = None
@@ -295,8 +296,8 @@ class Daemon:
             await self._start_integrations()
         else:
             self.integrations.reload()  # SIGHUP always re-reads the MAP files
-        if changed & {"api", "integrations"}:
-            await self._runner.cleanup()  # new address, or new integration routes
+        if "api" in changed:  # new address or limits (integration routes follow self.integrations)
+            await self._runner.cleanup()
             await self._start_api()
 
     # ------------------------------------------------------------------ builders
@@ -312,7 +313,9 @@ class Daemon:
             rules=dict(c.services.rules), message_defaults=dict(c.services.message_defaults),
             known_transports=[cfg.name for _, cfg in cfgmod.transport_configs(c)])
         layer = ServiceLayer(services, clock=self.clock, codec=TimedCodec(get_codec(), self.metrics),
-                             permission_check=permission_check(self.security) if self.security else None)
+                             permission_check=permission_check(self.security) if self.security else None,
+                             hub=self.hub)
+        self.hub = layer.hub
         layer.set_wakeup(self._wake.set)
         return layer
 
@@ -356,10 +359,25 @@ class Daemon:
         from rsu.api.app import create_app, serve
 
         app = create_app(Facade(self))
-        app.add_routes(self.integrations.routes())
+        app.add_routes(self._integration_routes())
         app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/v1/health", self._health_handler)
         self._runner = await serve(app, self.config.api.host, self.config.api.port)
+
+    def _integration_routes(self) -> list[web.RouteDef]:
+        """Every route an integration may serve, each answered by the integrations running now: a reload
+        that changes the integrations does not restart the API (and cut its event streams)."""
+        from rsu.integrations.routes import ROUTES
+
+        def forward(method: str, path: str):
+            async def handler(request: web.Request) -> web.StreamResponse:
+                for route in self.integrations.routes():
+                    if route.method == method and route.path == path:
+                        return await route.handler(request)
+                raise web.HTTPNotFound(reason=f"{path}: that integration is not configured")
+            return handler
+
+        return [web.route(method, path, forward(method, path)) for method, path in ROUTES]
 
     @property
     def api_port(self) -> int:

@@ -66,7 +66,9 @@ class ServicesConfig:
 
 class ServiceLayer:
     def __init__(self, config: ServicesConfig, *, clock: Clock, permission_check: PermissionCheck | None = None,
-                 codec: Any = None, store: Store | None = None) -> None:
+                 codec: Any = None, store: Store | None = None, hub: ReceivedHub | None = None) -> None:
+        """``hub``: the IS_DataProviding hub to publish on, when it must outlive this layer (the daemon
+        keeps one across reloads so that subscribers and event ids carry over); default a new one."""
         if codec is None:
             from rsu.codec.facilities import get_codec
             codec = get_codec()
@@ -86,7 +88,8 @@ class ServiceLayer:
             "rlt": rlt, "tlm": TlmEntity(self.ctx, rlt), "ivi": IviEntity(self.ctx),
             "tlc": TlcEntity(self.ctx, rlt), "gpc": GpcEntity(self.ctx)}
         self.scheduler = Scheduler()
-        self.hub = ReceivedHub(rules.received_history, rules.subscriber_queue)
+        self.hub = hub if hub is not None else ReceivedHub(rules.received_history, rules.subscriber_queue)
+        self.hub.resize(rules.received_history, rules.subscriber_queue)
         self._wakeup: Callable[[], None] | None = None
         self._expiry_retry_at: float | None = None
         self.counts: dict[str, int] = {}

@@ -27,14 +27,14 @@ Not thread-safe: call it from one thread (the event loop).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from rsu.clock import Clock, iso_utc
 from rsu.codec.errors import CodecError
 from rsu.services.base import Context, ServiceEntity
-from rsu.services.defaults import MESSAGE_DEFAULTS, RULES, SERVICE_ALIASES, MessageDefaults, ServiceRules
+from rsu.services.defaults import RULES, SERVICE_ALIASES, ServiceRules, message_default_issues, rule_issues
 from rsu.services.errors import ServiceError
 from rsu.services.gpc import GpcEntity
 from rsu.services.ivi import IviEntity, country_code
@@ -361,27 +361,19 @@ class ServiceLayer:
         self.counts[name] = self.counts.get(name, 0) + n
 
 
+def _raise_issues(issues: list[tuple[str, str]]) -> None:
+    if issues:
+        raise ValueError("; ".join(f"{path}: {message}" for path, message in issues))
+
+
 def _rules(overrides: dict) -> ServiceRules:
-    known = {f.name for f in fields(ServiceRules)}
-    for k in overrides or {}:
-        if k not in known:
-            raise ValueError(f"services rules: unknown setting {k!r} (known: {', '.join(sorted(known))})")
-    rules = replace(RULES, **overrides) if overrides else RULES
-    if rules.tlm_map_check not in ("reject", "warn", "off"):
-        raise ValueError(f"services rules: tlm_map_check {rules.tlm_map_check!r} is not reject, warn or off")
-    if not 1 <= rules.ivi_id_min <= rules.ivi_id_max <= 32767:
-        raise ValueError("services rules: need 1 <= ivi_id_min <= ivi_id_max <= 32767")
-    return rules
+    """ServiceRules with ``overrides``; ValueError lists every problem (field path, allowed range)."""
+    _raise_issues(rule_issues(overrides))
+    return replace(RULES, **overrides) if overrides else RULES
 
 
 def _check_message_defaults(overrides: dict) -> None:
-    known = {f.name for f in fields(MessageDefaults)} - {"kind"}
-    for name, values in (overrides or {}).items():
-        if name not in MESSAGE_DEFAULTS:
-            raise ValueError(f"message defaults: unknown message {name!r} (known: {', '.join(MESSAGE_DEFAULTS)})")
-        for k in values:
-            if k not in known:
-                raise ValueError(f"message defaults: {name}.{k} is not a setting (known: {', '.join(sorted(known))})")
+    _raise_issues(message_default_issues(overrides))
 
 
 def _obj(request: Any) -> dict:

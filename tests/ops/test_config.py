@@ -129,7 +129,7 @@ def test_broken_file_reports_every_error_at_once(tmp_path):
     # path -> (what was expected, what was found)
     wanted = {
         "station.id": (">= 0", "-5"),
-        "api.prot": ("unknown setting (expected one of: host, port)", ""),
+        "api.prot": ("unknown setting (expected one of: host, port, max_connections", ""),
         "transports[0].group": ("IPv4 multicast address", "10.0.0.1"),
         "transports[1].type": ("expected one of gn-udp, mqtt", "'carrier-pigeon'"),
         "logging.level": ("expected one of 'DEBUG', 'INFO', 'WARNING' or 'ERROR'", "'LOUD'"),

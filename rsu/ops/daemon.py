@@ -362,7 +362,9 @@ class Daemon:
         app.add_routes(self._integration_routes())
         app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/v1/health", self._health_handler)
-        self._runner = await serve(app, self.config.api.host, self.config.api.port)
+        api = self.config.api
+        self._runner = await serve(app, api.host, api.port, api.limits(),
+                                   on_close=lambda reason: self.metrics.api_connections_closed.labels(reason).inc())
 
     def _integration_routes(self) -> list[web.RouteDef]:
         """Every route an integration may serve, each answered by the integrations running now: a reload
@@ -525,6 +527,10 @@ class Daemon:
     def _refresh_gauges(self) -> None:
         m = self.metrics
         m.update_rates()
+        if self._runner is not None:
+            from rsu.api.app import TABLE_KEY
+
+            m.api_connections.set(len(self._runner.app[TABLE_KEY]))
         counts = {(k.service, k.name): 0 for k in catalog.MESSAGES}
         for entry in self.layer.list():
             if entry.get("state") in ("active", "terminating"):

@@ -30,6 +30,10 @@ from aiohttp import web
 log = logging.getLogger("rsu.api")
 
 CLOSE_REASONS = ("evicted", "refused", "header_timeout", "idle_timeout")
+# listen backlog; asyncio accepts up to this many connections in one go before their protocols run,
+# so the API holds at most max_connections + BACKLOG sockets for a moment
+BACKLOG = 128
+FD_RESERVE = 256  # descriptors for everything else: transports, store, PKI files, integrations
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,21 @@ class ConnectionTable:
 
 # ---------------------------------------------------------------------------------------------- asyncio
 
+def ensure_nofile(limits: ConnectionLimits) -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE (up to the hard limit) so the cap, the backlog and the daemon's other
+    descriptors fit; returns (soft limit now, descriptors needed)."""
+    import resource
+
+    need = limits.max_connections + BACKLOG + FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        if target > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return soft, need
+
+
 class _Guarded(asyncio.Protocol):
     """One accepted connection: asks the table, then hands everything to aiohttp's own protocol."""
 
@@ -157,7 +176,7 @@ class GuardedSite(web.BaseSite):
     """A TCP site of ``runner`` whose connections are bounded by ``table`` (see the module text)."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, table: ConnectionTable, *,
-                 backlog: int = 128) -> None:
+                 backlog: int = BACKLOG) -> None:
         super().__init__(runner, backlog=backlog)
         self.host, self.requested_port = host, port
         self.table = table

@@ -362,7 +362,13 @@ class Daemon:
         app.add_routes(self._integration_routes())
         app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/v1/health", self._health_handler)
+        from rsu.api.limits import ensure_nofile
+
         api = self.config.api
+        nofile, need = ensure_nofile(api.limits())
+        if nofile < need:
+            log.warning("open-file limit %d is below the %d that api.max_connections %d needs (raise LimitNOFILE "
+                        "or lower api.max_connections)", nofile, need, api.max_connections)
         self._runner = await serve(app, api.host, api.port, api.limits(),
                                    on_close=lambda reason: self.metrics.api_connections_closed.labels(reason).inc())
 

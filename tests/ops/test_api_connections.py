@@ -156,8 +156,11 @@ def test_serve_bounds_connections_in_process():
     from rsu.api.app import TABLE_KEY, serve
 
     async def main():
+        async def ok(request):
+            return web.Response(text="ok")
+
         app = web.Application()
-        app.router.add_get("/x", lambda r: web.Response(text="ok"))
+        app.router.add_get("/x", ok)
         runner = await serve(app, port=0, limits=ConnectionLimits(4, 0.3, 1.0))
         port = runner.addresses[0][1]
         try:

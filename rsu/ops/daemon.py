@@ -601,6 +601,20 @@ def run(config_path: str | None) -> int:
         for issue in e.issues:
             print(f"  {issue}", file=sys.stderr)
         return 2
+    from rsu.ops.preflight import host_issues
+
+    found = host_issues(config, running_rsu_is_fine=False)
+    if any(h.fatal for h in found):
+        import sys
+
+        print(f"rsu: error: cannot start with this configuration on this host ({config_path or 'embedded default'}):",
+              file=sys.stderr)
+        for h in found:
+            print(f"  {h.issue}", file=sys.stderr)
+        return 1  # not 2: a port in use or a missing directory may be gone at the next try
+    rlog.setup(config.logging.level)
+    for h in found:  # the daemon runs; these fail where they are used, and are logged there again
+        log.error("configuration %s: %s", config_path or "embedded default", h.issue)
     try:
         import uvloop  # optional: the faster event loop when installed
         runner = uvloop.run

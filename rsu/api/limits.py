@@ -126,8 +126,11 @@ def ensure_nofile(limits: ConnectionLimits) -> tuple[int, int]:
     if soft != resource.RLIM_INFINITY and soft < need:
         target = need if hard == resource.RLIM_INFINITY else min(need, hard)
         if target > soft:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
+            try:  # refused under the unit's SystemCallFilter=~@resources (EPERM): LimitNOFILE= sets it there
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            except (OSError, ValueError):
+                pass
     return soft, need
 
 

@@ -274,7 +274,8 @@ async def serve(app: web.Application, host: str = DEFAULT_HOST, port: int = DEFA
     table = ConnectionTable(limits, on_close)
     app[TABLE_KEY] = table
     app.middlewares.append(busy_middleware(lambda: table))
-    runner = web.AppRunner(app, shutdown_timeout=2.0, keepalive_timeout=limits.idle_timeout_s)
+    # idle connections are closed by the table (whose limits a reload may change), not by aiohttp
+    runner = web.AppRunner(app, shutdown_timeout=2.0, keepalive_timeout=3600)
     await runner.setup()
     site = GuardedSite(runner, host, port, table)
     await site.start()

@@ -296,7 +296,11 @@ class Daemon:
             await self._start_integrations()
         else:
             self.integrations.reload()  # SIGHUP always re-reads the MAP files
-        if "api" in changed:  # new address or limits (integration routes follow self.integrations)
+        if "api" in changed and (old.api.host, old.api.port) == (new.api.host, new.api.port):
+            from rsu.api.app import TABLE_KEY
+
+            self._runner.app[TABLE_KEY].limits = new.api.limits()  # new bounds, same server and streams
+        elif "api" in changed:  # a new address (integration routes follow self.integrations)
             await self._runner.cleanup()
             await self._start_api()
 

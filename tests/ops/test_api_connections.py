@@ -168,6 +168,16 @@ def test_serve_bounds_connections_in_process():
             assert await asyncio.wait_for(reader.read(), 3) == b""  # closed after the header timeout
             writer.close()
             assert app[TABLE_KEY].closed["header_timeout"] == 1 and len(app[TABLE_KEY]) == 0
+            # a keep-alive connection is closed idle_timeout_s after its last answer (not after 0.3 s)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = await asyncio.wait_for(reader.readuntil(b"ok"), 3)
+            assert answer.startswith(b"HTTP/1.1 200")
+            t0 = asyncio.get_running_loop().time()
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            assert asyncio.get_running_loop().time() - t0 >= 0.9
+            writer.close()
+            assert app[TABLE_KEY].closed == {"evicted": 0, "refused": 0, "header_timeout": 1, "idle_timeout": 1}
         finally:
             await runner.cleanup()
 

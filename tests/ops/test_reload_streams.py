@@ -102,6 +102,7 @@ def test_a_subscriber_keeps_receiving_across_every_kind_of_reload(tmp_path):
             ("security", lambda c: c.setdefault("security", {}).update(max_age=20)),
             ("integrations", lambda c: c.update(integrations={"controller": {"port": None}})),
             ("logging only", lambda c: c["logging"].update(level="INFO")),
+            ("API connection bounds", lambda c: c["api"].update(max_connections=100, idle_timeout_s=30)),
         ]
         for what, change in steps:
             change(config)

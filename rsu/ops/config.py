@@ -14,7 +14,6 @@ private keys from the PKI directory.
 from __future__ import annotations
 
 import os
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,6 +24,11 @@ from rsu.ops.config_core import ConfigError, ConfigIssue, load_yaml_file, parse_
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
 
+def duration(lo: float, hi: float) -> Any:
+    """A duration (number of seconds or "500ms", "5m"...) within lo..hi seconds."""
+    return Annotated[float, BeforeValidator(parse_duration), Field(ge=lo, le=hi)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -32,7 +36,7 @@ class _Section(BaseModel):
 class Position(_Section):
     latitude: float = Field(44.837592, ge=-90, le=90, description="degrees, WGS 84")
     longitude: float = Field(-0.579431, ge=-180, le=180, description="degrees, WGS 84")
-    altitude_m: float | None = None
+    altitude_m: float | None = Field(None, ge=-1000, le=10000, description="metres, WGS 84 ellipsoid")
 
 
 class Station(_Section):
@@ -65,10 +69,10 @@ class Security(_Section):
     test_pki_at_hours: int = Field(168, ge=1, le=8760)
     trust_dir: Path | None = None  # root/AA certificates; default: pki_dir
     tickets_dir: Path | None = None  # AT certificates + private keys; default: <pki_dir>/at
-    rotation_margin: Duration = 3600.0
-    certificate_interval: Duration = 1.0
-    max_age: Duration = 30.0
-    max_future: Duration = 2.0
+    rotation_margin: duration(0, 7 * 86400) = 3600.0  # at most a week: ATs are valid for about that long
+    certificate_interval: duration(0, 60) = 1.0  # 0 = the full certificate in every message
+    max_age: duration(0.05, 86400) = 30.0
+    max_future: duration(0, 600) = 2.0
     accept_unsecured: bool = False  # deliver unsigned received messages (test benches only)
     limits: SecurityLimits = SecurityLimits()
 
@@ -79,9 +83,36 @@ class Services(_Section):
     message_defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+
+
 class Api(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(8301, ge=0, le=65535)
+    port: int = Field(8301, ge=0, le=65535, description="0 = any free port")
+    max_connections: int = Field(256, ge=1, le=16384)
+    header_timeout_s: duration(0.5, 300) = 10.0
+    idle_timeout_s: duration(1, 3600) = 60.0
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, v: str) -> str:
+        import ipaddress
+
+        try:
+            loopback = ipaddress.ip_address(v.strip("[]")).is_loopback
+        except ValueError:
+            loopback = v.lower() in LOOPBACK_NAMES
+        if not loopback:
+            raise ValueError(f"expected a loopback address (127.0.0.1, ::1 or localhost), found {v!r}: the API "
+                             "has no authentication yet, so it listens on loopback only; let other machines in "
+                             "through a reverse proxy that authenticates them")
+        return v
+
+    def limits(self):
+        """The connection bounds of the API server (rsu.api.limits)."""
+        from rsu.api.limits import ConnectionLimits
+
+        return ConnectionLimits(self.max_connections, self.header_timeout_s, self.idle_timeout_s)
 
 
 class Logging(_Section):
@@ -178,60 +209,19 @@ def transport_issues(entries: Any, station: Station) -> list[ConfigIssue]:
     return issues
 
 
-def _type_ok(value: Any, hint: Any) -> bool:
-    for t in typing.get_args(hint) or (hint,):
-        if t is type(None) and value is None:
-            return True
-        if t is bool and isinstance(value, bool):
-            return True
-        if t in (int, float, str) and isinstance(value, (int, float) if t is float else t) \
-                and not isinstance(value, bool):
-            return True
-    return False
-
-
 def service_issues(data: Any) -> list[ConfigIssue]:
-    """``services.rules`` / ``services.message_defaults`` checked as the service layer will use them
-    (unknown keys, value types, then the layer's own checks), so check-config catches what would
-    otherwise stop the daemon at start."""
-    from dataclasses import fields
-
-    from rsu.services.defaults import MESSAGE_DEFAULTS, MessageDefaults, ServiceRules
+    """``services.rules`` / ``services.message_defaults`` checked as the service layer checks them (unknown
+    keys, types, ranges, repetition bounds: rsu.services.defaults), every problem at once."""
+    from rsu.services.defaults import message_default_issues, rule_issues
 
     services = data.get("services") if isinstance(data, dict) else None
     if not isinstance(services, dict):
         return []  # absent, or the schema reports the wrong type
     rules, defaults = services.get("rules"), services.get("message_defaults")
-    issues: list[ConfigIssue] = []
-    checks = [("services.rules", rules, ServiceRules)] if isinstance(rules, dict) else []
+    found = rule_issues(rules, "services.rules") if isinstance(rules, dict) else []
     if isinstance(defaults, dict):
-        for name, values in defaults.items():
-            if name not in MESSAGE_DEFAULTS:
-                issues.append(ConfigIssue(f"services.message_defaults.{name}",
-                                          f"not a message type (expected one of: {', '.join(MESSAGE_DEFAULTS)})"))
-            elif isinstance(values, dict):
-                checks.append((f"services.message_defaults.{name}", values, MessageDefaults))
-    for path, values, cls in checks:
-        hints = typing.get_type_hints(cls)
-        known = [f.name for f in fields(cls) if f.name != "kind"]
-        for key, value in values.items():
-            if key not in known:
-                issues.append(ConfigIssue(f"{path}.{key}", f"unknown setting (expected one of: {', '.join(known)})"))
-            elif not _type_ok(value, hints[key]):
-                expected = " or ".join("null" if t is type(None) else t.__name__
-                                       for t in typing.get_args(hints[key]) or (hints[key],))
-                issues.append(ConfigIssue(f"{path}.{key}", f"expected {expected}, found {value!r}"))
-    if not issues:
-        from rsu.services.layer import _check_message_defaults, _rules
-
-        for path, value, check in (("services.rules", rules, _rules),
-                                   ("services.message_defaults", defaults, _check_message_defaults)):
-            if isinstance(value, dict):
-                try:
-                    check(value)
-                except (ValueError, TypeError) as e:
-                    issues.append(ConfigIssue(path, str(e)))
-    return issues
+        found += message_default_issues(defaults, "services.message_defaults")
+    return [ConfigIssue(path, message) for path, message in found]
 
 
 def integrations_config(config: Config):

@@ -199,6 +199,7 @@ class Daemon:
         self.metrics = Metrics()
         self.security = None
         self.layer = None
+        self.hub = None  # IS_DataProviding: one for the daemon's lifetime, so subscribers survive reloads
         self.transports = None
         self.integrations = None
         self._runner: web.AppRunner | None = None
@@ -322,8 +323,12 @@ class Daemon:
             await self._start_integrations()
         else:
             self.integrations.reload()  # SIGHUP always re-reads the MAP files
-        if changed & {"api", "integrations"}:
-            await self._runner.cleanup()  # new address, or new integration routes
+        if "api" in changed and (old.api.host, old.api.port) == (new.api.host, new.api.port):
+            from rsu.api.app import TABLE_KEY
+
+            self._runner.app[TABLE_KEY].limits = new.api.limits()  # new bounds, same server and streams
+        elif "api" in changed:  # a new address (integration routes follow self.integrations)
+            await self._runner.cleanup()
             await self._start_api()
 
     # ------------------------------------------------------------------ builders
@@ -342,7 +347,9 @@ class Daemon:
         layer = ServiceLayer(services, clock=self.clock, codec=TimedCodec(get_codec, metrics),
                              permission_check=permission_check(self.security) if self.security else None,
                              on_limit=metrics.limit_hit,
-                             on_skip=lambda service, reason, n: metrics.skipped.labels(service.upper(), reason).inc(n))
+                             on_skip=lambda service, reason, n: metrics.skipped.labels(service.upper(), reason).inc(n),
+                             hub=self.hub)
+        self.hub = layer.hub
         layer.set_wakeup(self._wake.set)
         return layer
 
@@ -390,10 +397,35 @@ class Daemon:
         from rsu.api.app import create_app, serve
 
         app = create_app(Facade(self))
-        app.add_routes(self.integrations.routes())
+        app.add_routes(self._integration_routes())
         app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/v1/health", self._health_handler)
-        self._runner = await serve(app, self.config.api.host, self.config.api.port)
+        from rsu.api.limits import ensure_nofile
+
+        api = self.config.api
+        nofile, need = ensure_nofile(api.limits())
+        if nofile < need:
+            log.warning("open-file limit %d is below the %d that api.max_connections %d needs (raise LimitNOFILE "
+                        "or lower api.max_connections)", nofile, need, api.max_connections)
+        self._runner = await serve(app, api.host, api.port, api.limits(),
+                                   on_close=lambda reason: self.metrics.api_connections_closed.labels(reason).inc())
+
+    def _integration_routes(self) -> list[web.RouteDef]:
+        """Every route an integration may serve, each answered by the integrations running now: a reload
+        that changes the integrations does not restart the API (and cut its event streams)."""
+        from aiohttp import web  # imported once the messages are back on the air (see start)
+
+        from rsu.integrations.routes import ROUTES
+
+        def forward(method: str, path: str):
+            async def handler(request: web.Request) -> web.StreamResponse:
+                for route in self.integrations.routes():
+                    if route.method == method and route.path == path:
+                        return await route.handler(request)
+                raise web.HTTPNotFound(reason=f"{path}: that integration is not configured")
+            return handler
+
+        return [web.route(method, path, forward(method, path)) for method, path in ROUTES]
 
     @property
     def api_port(self) -> int:
@@ -585,6 +617,10 @@ class Daemon:
             poll = getattr(t, "poll_socket_drops", None)
             if poll is not None:
                 poll()
+        if self._runner is not None:
+            from rsu.api.app import TABLE_KEY
+
+            m.api_connections.set(len(self._runner.app[TABLE_KEY]))
         counts = {(k.service, k.name): 0 for k in catalog.MESSAGES}
         for entry in self.layer.list():
             if entry.get("state") in ("active", "terminating"):
@@ -655,6 +691,20 @@ def run(config_path: str | None) -> int:
         for issue in e.issues:
             print(f"  {issue}", file=sys.stderr)
         return 2
+    from rsu.ops.preflight import host_issues
+
+    found = host_issues(config, running_rsu_is_fine=False)
+    if any(h.fatal for h in found):
+        import sys
+
+        print(f"rsu: error: cannot start with this configuration on this host ({config_path or 'embedded default'}):",
+              file=sys.stderr)
+        for h in found:
+            print(f"  {h.issue}", file=sys.stderr)
+        return 1  # not 2: a port in use or a missing directory may be gone at the next try
+    rlog.setup(config.logging.level)
+    for h in found:  # the daemon runs; these fail where they are used, and are logged there again
+        log.error("configuration %s: %s", config_path or "embedded default", h.issue)
     try:
         import uvloop  # optional: the faster event loop when installed
         runner = uvloop.run

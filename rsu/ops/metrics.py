@@ -136,6 +136,11 @@ class Metrics:
                                     registry=r)
         self.feed_age = Gauge("rsu_controller_feed_age_seconds", "Age of the newest traffic-controller update",
                               ["intersection"], registry=r)
+        self.api_connections = Gauge("rsu_api_connections", "Open connections to the HTTP API", registry=r)
+        self.api_connections_closed = Counter(
+            "rsu_api_connections_closed_total",
+            "API connections closed or refused by the connection bounds (api.max_connections, "
+            "api.header_timeout_s, api.idle_timeout_s), by reason", ["reason"], registry=r)
         self.up = Gauge("rsu_up", "1 while the daemon runs", registry=r)
         self.up.set(1)
         self._children: dict = {}

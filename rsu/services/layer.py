@@ -27,14 +27,14 @@ Not thread-safe: call it from one thread (the event loop).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from rsu.clock import Clock, iso_utc
 from rsu.codec.errors import CodecError
 from rsu.services.base import Context, ServiceEntity
-from rsu.services.defaults import MESSAGE_DEFAULTS, RULES, SERVICE_ALIASES, MessageDefaults, ServiceRules
+from rsu.services.defaults import RULES, SERVICE_ALIASES, ServiceRules, message_default_issues, rule_issues
 from rsu.services.errors import ServiceError
 from rsu.services.gpc import GpcEntity
 from rsu.services.ivi import IviEntity, country_code
@@ -67,7 +67,9 @@ class ServicesConfig:
 class ServiceLayer:
     def __init__(self, config: ServicesConfig, *, clock: Clock, permission_check: PermissionCheck | None = None,
                  codec: Any = None, store: Store | None = None, on_limit: Callable[[str], None] | None = None,
-                 on_skip: Callable[[str, str, int], None] | None = None) -> None:
+                 on_skip: Callable[[str, str, int], None] | None = None, hub: ReceivedHub | None = None) -> None:
+        """``hub``: the IS_DataProviding hub to publish on, when it must outlive this layer (the daemon
+        keeps one across reloads so that subscribers and event ids carry over); default a new one."""
         if codec is None:
             from rsu.codec.facilities import get_codec
             codec = get_codec()
@@ -88,7 +90,8 @@ class ServiceLayer:
             "rlt": rlt, "tlm": TlmEntity(self.ctx, rlt), "ivi": IviEntity(self.ctx),
             "tlc": TlcEntity(self.ctx, rlt), "gpc": GpcEntity(self.ctx)}
         self.scheduler = Scheduler(on_skip=(lambda key, reason, n: on_skip(key[0], reason, n)) if on_skip else None)
-        self.hub = ReceivedHub(rules.received_history, rules.subscriber_queue)
+        self.hub = hub if hub is not None else ReceivedHub(rules.received_history, rules.subscriber_queue)
+        self.hub.resize(rules.received_history, rules.subscriber_queue)
         self._wakeup: Callable[[], None] | None = None
         self._expiry_retry_at: float | None = None
         self.counts: dict[str, int] = {}
@@ -373,30 +376,19 @@ class ServiceLayer:
         self.counts[name] = self.counts.get(name, 0) + n
 
 
+def _raise_issues(issues: list[tuple[str, str]]) -> None:
+    if issues:
+        raise ValueError("; ".join(f"{path}: {message}" for path, message in issues))
+
+
 def _rules(overrides: dict) -> ServiceRules:
-    known = {f.name for f in fields(ServiceRules)}
-    for k in overrides or {}:
-        if k not in known:
-            raise ValueError(f"services rules: unknown setting {k!r} (known: {', '.join(sorted(known))})")
-    rules = replace(RULES, **overrides) if overrides else RULES
-    if rules.tlm_map_check not in ("reject", "warn", "off"):
-        raise ValueError(f"services rules: tlm_map_check {rules.tlm_map_check!r} is not reject, warn or off")
-    if not 1 <= rules.ivi_id_min <= rules.ivi_id_max <= 32767:
-        raise ValueError("services rules: need 1 <= ivi_id_min <= ivi_id_max <= 32767")
-    for name in ("ivi_received_max", "srem_pending_max"):
-        if not 1 <= getattr(rules, name) <= 1_000_000:
-            raise ValueError(f"services rules: {name} must be within 1..1000000")
-    return rules
+    """ServiceRules with ``overrides``; ValueError lists every problem (field path, allowed range)."""
+    _raise_issues(rule_issues(overrides))
+    return replace(RULES, **overrides) if overrides else RULES
 
 
 def _check_message_defaults(overrides: dict) -> None:
-    known = {f.name for f in fields(MessageDefaults)} - {"kind"}
-    for name, values in (overrides or {}).items():
-        if name not in MESSAGE_DEFAULTS:
-            raise ValueError(f"message defaults: unknown message {name!r} (known: {', '.join(MESSAGE_DEFAULTS)})")
-        for k in values:
-            if k not in known:
-                raise ValueError(f"message defaults: {name}.{k} is not a setting (known: {', '.join(sorted(known))})")
+    _raise_issues(message_default_issues(overrides))
 
 
 def _obj(request: Any) -> dict:

@@ -43,7 +43,7 @@ class Subscription:
                 and (self.types is None or event.get("type") in self.types))
 
     def push(self, event: dict) -> None:
-        if len(self._queue) >= self._maxlen:
+        while len(self._queue) >= self._maxlen:  # a loop: a reload may have lowered the bound
             self._queue.popleft()
             self.dropped += 1
         self._queue.append(event)
@@ -73,6 +73,14 @@ class ReceivedHub:
         self._subs: set[Subscription] = set()
         self._queue = queue
         self.published = 0
+
+    def resize(self, history: int, queue: int) -> None:
+        """New bounds (a configuration reload): the newest events and the subscribers stay."""
+        if history != self._history.maxlen:
+            self._history = deque(self._history, maxlen=history)
+        self._queue = queue
+        for sub in self._subs:
+            sub._maxlen = queue
 
     def publish(self, event: dict) -> dict:
         self._seq += 1

@@ -11,6 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "config" / "examples"
+VECTORS = REPO / "tests" / "vectors"  # third-party test vectors; origins and digests in PROVENANCE.md
 
 
 def run_rsu(*args: str, input: bytes | None = None, env: dict | None = None,

@@ -26,9 +26,9 @@ import pytest
 from rsu import catalog
 from rsu.clock import ManualClock, time64
 
+from tests.conftest import VECTORS
+
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "reference"
-VECTORS = SHARED / "vectors"
 GN_VECTOR = VECTORS / "vanetza" / "gn_packet_secured_cam_with_cert.bin"
 ETSI = VECTORS / "etsi-ats-certs"
 EXAMPLES = REPO / "config" / "examples"

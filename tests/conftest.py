@@ -23,6 +23,15 @@ def run_rsu(*args: str, input: bytes | None = None, env: dict | None = None,
                           cwd=REPO, env=full_env, timeout=timeout)
 
 
+@pytest.fixture
+def gn_net() -> tuple[str, int]:
+    """A GN-UDP network of this test's own: (multicast group in 239.0.0.0/8, free UDP port), so that no
+    test hears another test, another test run or an rsu running on the host (tests/netutil.py)."""
+    from tests.netutil import group_and_port
+
+    return group_and_port()
+
+
 @pytest.fixture(scope="session")
 def codec():
     from rsu.codec.facilities import get_codec

@@ -8,7 +8,7 @@ import yaml
 from rsu.ops import config as cfgmod
 from rsu.ops.config_core import ConfigError
 from tests.conftest import run_rsu
-from tests.netutil import free_tcp_port, group_and_port
+from tests.netutil import free_tcp_port
 
 
 def test_set_changes_only_the_named_settings_of_the_embedded_default():
@@ -48,11 +48,11 @@ def test_rsu_run_refuses_bad_overrides_before_starting():
     assert "api.port:" in err and "transports[0].group:" in err and "Traceback" not in err
 
 
-async def test_a_reload_keeps_the_overrides(tmp_path):
+async def test_a_reload_keeps_the_overrides(tmp_path, gn_net):
     from rsu.ops.daemon import Daemon
     from rsu.ops.systemd import Notifier
 
-    group, port = group_and_port()
+    group, port = gn_net
     path = tmp_path / "rsu.yaml"
     path.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "logging": {"level": "INFO"},
                                     "transports": [{"type": "gn-udp", "name": "gn", "interface": "lo"}]}))

@@ -16,7 +16,7 @@ import time
 import urllib.request
 
 from tests.conftest import REPO, run_rsu
-from tests.netutil import free_tcp_port, group_and_port
+from tests.netutil import free_tcp_port
 from tests.ops.daemonproc import EXAMPLES, MulticastReceiver
 from tests.ops.test_daemon_e2e import ETHERNET, open_frame
 
@@ -24,8 +24,8 @@ from rsu.ops import config as cfgmod
 from rsu.transports import gn
 
 
-def test_embedded_default_config_runs_a_signed_rsu_on_loopback(tmp_path):
-    group, port = group_and_port()
+def test_embedded_default_config_runs_a_signed_rsu_on_loopback(tmp_path, gn_net):
+    group, port = gn_net
     api = free_tcp_port()
     overrides = [f"transports[0].group={group}", f"transports[0].port={port}", f"api.port={api}"]
     # what runs is the embedded default with exactly these three values changed

@@ -14,6 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "GeoNetworking over UDP on loopback, a local test PKI in the state "
                                    "directory, the API on 127.0.0.1:8301.")
     p.add_argument("--config", metavar="FILE", help="YAML configuration file")
+    p.add_argument("--set", metavar="PATH=VALUE", action="append", default=[], dest="overrides",
+                   help="override one setting of the file or of the embedded default, e.g. api.port=8302 or "
+                        "transports[0].group=239.1.2.3 (VALUE is YAML; repeatable; kept across reloads)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check-config", help="validate a configuration file and list every error",
@@ -37,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from rsu.ops.daemon import run
 
-    return run(args.config)
+    return run(args.config, args.overrides)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -13,13 +13,18 @@ private keys from the PKI directory.
 
 from __future__ import annotations
 
+import copy
 import os
+import re
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from rsu.ops.config_core import ConfigError, ConfigIssue, load_yaml_file, parse_duration, validate
+from rsu.ops.config_core import (ConfigError, ConfigIssue, format_path, load_yaml_file, parse_duration,
+                                   validate)
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
@@ -285,8 +290,73 @@ def _station_or_default(data: Any) -> Station:
         return Station()
 
 
-def load(path: str | Path | None) -> Config:
-    """The configuration from ``path``, or the embedded default when ``path`` is None."""
-    if path is None:
-        return parse({}, "embedded default")
-    return parse(load_yaml_file(path) or {}, str(path))
+def load(path: str | Path | None, overrides: typing.Sequence[str] = ()) -> Config:
+    """The configuration from ``path``, or the embedded default when ``path`` is None, with the
+    ``PATH=VALUE`` overrides of ``rsu run --set`` applied on top (see :func:`apply_overrides`)."""
+    data, source = ({}, "embedded default") if path is None else (load_yaml_file(path) or {}, str(path))
+    if not overrides:
+        return parse(data, source)
+    data, issues = apply_overrides(data, overrides)
+    try:
+        config = parse(data, source)
+    except ConfigError as e:
+        issues.extend(e.issues)
+    if issues:
+        raise ConfigError(issues, source)
+    return config
+
+
+_OVERRIDE_PATH = re.compile(r"[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*|\[\d+\])*")
+_OVERRIDE_PART = re.compile(r"\.?([A-Za-z_][\w-]*)|\[(\d+)\]")
+
+
+def apply_overrides(data: Any, overrides: typing.Sequence[str]) -> tuple[Any, list[ConfigIssue]]:
+    """A copy of the parsed YAML ``data`` with each ``PATH=VALUE`` set, and every override that could
+    not be applied (reported together with the validation's own issues).
+
+    PATH is written as the error messages write it (``api.port``, ``transports[0].group``); VALUE
+    is read as YAML (``8302`` is a number, ``'8302'`` a string). A missing section is created;
+    ``transports[0]`` of a file without a ``transports`` list is the default GN-UDP entry."""
+    if not isinstance(data, dict):
+        return data, [ConfigIssue("", "--set needs a mapping at the top level of the file")]
+    issues: list[ConfigIssue] = []
+    for item in overrides:  # each on a copy: an override that fails leaves nothing behind
+        trial = copy.deepcopy(data)
+        issue = _apply_override(trial, item)
+        if issue is None:
+            data = trial
+        else:
+            issues.append(issue)
+    return data, issues
+
+
+def _apply_override(data: dict[str, Any], item: str) -> ConfigIssue | None:
+    path, sep, text = item.partition("=")
+    path = path.strip()
+    if not sep or not _OVERRIDE_PATH.fullmatch(path):
+        return ConfigIssue(path or item, "--set expects PATH=VALUE such as api.port=8302 or "
+                                         f"transports[0].group=239.1.2.3, found {item!r}")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        return ConfigIssue(path, f"--set value is not YAML: {str(e).splitlines()[0]}")
+    keys = [name if name else int(index) for name, index in _OVERRIDE_PART.findall(path)]
+    node: Any = data
+    for depth, key in enumerate(keys):
+        here = format_path(tuple(keys[:depth + 1]))
+        if isinstance(key, int) and not isinstance(node, list):
+            return ConfigIssue(here, "not a list")
+        if isinstance(key, int) and key >= len(node):
+            return ConfigIssue(here, f"no such entry (the list has {len(node)})")
+        if isinstance(key, str) and not isinstance(node, dict):
+            return ConfigIssue(here, "cannot set a key inside a value that is not a mapping")
+        if depth == len(keys) - 1:
+            node[key] = value
+            return None
+        if isinstance(key, str) and key not in node:  # create it; a top-level list starts as its default
+            field = Config.model_fields.get(key) if depth == 0 else None
+            default = field.get_default(call_default_factory=True) if field is not None else None
+            node[key] = ({} if not isinstance(keys[depth + 1], int)
+                         else copy.deepcopy(default) if isinstance(default, list) else [])
+        node = node[key]
+    return None

@@ -191,9 +191,10 @@ class CurrentLayer:
 
 class Daemon:
     def __init__(self, config: cfgmod.Config, *, config_path: str | None = None, clock: Clock | None = None,
-                 notifier: Notifier | None = None):
+                 notifier: Notifier | None = None, overrides: tuple[str, ...] | list[str] = ()):
         self.config = config
         self.config_path = config_path
+        self.overrides = tuple(overrides)  # ``rsu run --set``: applied again on every reload
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
         self.metrics = Metrics()
@@ -277,7 +278,7 @@ class Daemon:
             return False
         self.notifier.reloading()
         try:
-            new = cfgmod.load(self.config_path)
+            new = cfgmod.load(self.config_path, self.overrides)
         except ConfigError as e:
             for issue in e.issues:
                 log.error("reload rejected: %s: %s", self.config_path, issue)
@@ -680,10 +681,11 @@ def _message(frame) -> str:
     return kind.name if kind else "unknown"
 
 
-def run(config_path: str | None) -> int:
-    """``rsu run``: load the configuration, run until stopped. Exit 2 on an invalid configuration."""
+def run(config_path: str | None, overrides: tuple[str, ...] | list[str] = ()) -> int:
+    """``rsu run``: load the configuration (``--set`` overrides on top), run until stopped. Exit 2 on an
+    invalid configuration."""
     try:
-        config = cfgmod.load(config_path)
+        config = cfgmod.load(config_path, overrides)
     except ConfigError as e:
         import sys
 
@@ -710,7 +712,7 @@ def run(config_path: str | None) -> int:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    daemon = Daemon(config, config_path=config_path)
+    daemon = Daemon(config, config_path=config_path, overrides=overrides)
     try:
         runner(daemon.run())
     except KeyboardInterrupt:

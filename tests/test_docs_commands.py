@@ -34,15 +34,19 @@ SKIPPED = {
     "rsu trigger gpc --rtcm d300...  --stream base-1": "placeholder: RTCM 3 frames from a GNSS base station",
     "rsu trigger tlc --decision station-2104711:1201:5 --status granted":
         "needs a pending SREM from a vehicle (covered by tests/ops/test_daemon_e2e.py::test_two_daemons_srem_in_ssem_out)",
+    "rsu run --config /etc/rsu/rsu.yaml --set logging.level=DEBUG":
+        "runs a daemon in the foreground until stopped (--set is covered by tests/ops/test_config_overrides.py)",
 }
 SKIPPED_PREFIXES = {
+    "rsu store ": "works on the installed daemon's state (/etc/rsu/rsu.yaml); every store command runs in "
+                  "tests/services/test_store_cli.py",
     "docker ": "needs Docker (the same commands run on the host in this test)",
     "systemctl ": "needs systemd (the unit is tested in tests/ops/test_systemd_unit.py)",
 }
 DAEMON_COMMANDS = {"status", "trigger", "update", "terminate", "list"}
 OFFLINE_COMMANDS = {"decode", "encode", "verify", "check-config", "pki", "cert", "--version"}
 PLACEHOLDERS = {"FILE", "DIR", "INPUT", "URL", "TYPE", "SERVICE", "ID", "ISO8601", "COMMAND", "SUBCOMMAND"}
-SUBCOMMANDS = DAEMON_COMMANDS | OFFLINE_COMMANDS | {"run"}
+SUBCOMMANDS = DAEMON_COMMANDS | OFFLINE_COMMANDS | {"run", "store"}
 
 
 def doc_commands() -> list[tuple[str, str]]:

@@ -283,5 +283,5 @@ def test_receive_limits_are_configurable_and_range_checked():
                       "services": {"rules": {"srem_pending_max": 0}},
                       "transports": [{"type": "gn-udp", "duplicate_entries": 1}]})
     paths = {i.path for i in e.value.issues}
-    assert {"security.limits.p2pcd_per_frame", "security.limits.certificate_cache", "services.rules",
+    assert {"security.limits.p2pcd_per_frame", "security.limits.certificate_cache", "services.rules.srem_pending_max",
             "transports[0].duplicate_entries"} <= paths, paths

@@ -11,7 +11,7 @@ from rsu.security.certs import Certificate
 from rsu.security.keys import private_key_from_bytes
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "pki"
-ETSI = VECTORS / "etsi-ats-certs"
+ETSI = VECTORS.parent / "etsi-ats-certs"  # shared with the security tests
 EKEYS = VECTORS / "etsi-ats-ekeys"
 ECTL_L0 = VECTORS / "ectl" / "eu_ectl_L0_seq22_tlm_8FFE810BDB0D71E6.oer"
 CTL_FR_L1 = VECTORS / "ectl" / "fr_l1_ctl_tlm_C8EAAB4C86EBCDD2.oer"

@@ -146,8 +146,9 @@ def test_verify_takes_every_input_decode_takes(tmp_path):
     (tmp_path / "frames.pcap").write_bytes(pcap.global_header() + pcap.record(1574342875.6, frame)
                                            + pcap.record(1574342876.6, frame))
     (tmp_path / "frame.hex").write_text(frame.hex(":"))
+    (tmp_path / "packet.hex").write_text(packet.hex() + "\n")
     cases = [((str(VECTORS / "vanetza" / "gn_packet_secured_cam_with_cert.bin"),), None, GN_LAYERS),
-             ((str(VECTORS / "vanetza" / "gn_packet_secured_cam_with_cert.hex"),), None, GN_LAYERS),
+             ((str(tmp_path / "packet.hex"),), None, GN_LAYERS),
              (("-",), packet, GN_LAYERS),
              ((packet.hex(),), None, GN_LAYERS),
              ((str(tmp_path / "frame.hex"),), None, ["ethernet", *GN_LAYERS])]

@@ -238,14 +238,14 @@ class PkiClient:
         self._save("ats.json", [{"certificate": a.certificate.raw.hex(), "keyLabel": a.key_label} for a in ats])
 
     # ------------------------------------------------------------------ decisions
-    def poll(self, now: float) -> list[HttpPost | Fetch]:
-        """The actions due at ``now`` (each job at most one in flight)."""
+    def poll(self, now: float, jobs: tuple[str, ...] = JOBS) -> list[HttpPost | Fetch]:
+        """The actions due at ``now`` (each job at most one in flight), of ``jobs`` only."""
         actions = []
         self._drop_expired_ats(now)
         for name, decide in (("trust", self._trust_action), ("enrol", self._enrol_action),
                              ("authorize", self._authorize_action)):
             job = self.jobs[name]
-            if job.in_flight is not None or now < job.retry_at:
+            if name not in jobs or job.in_flight is not None or now < job.retry_at:
                 continue
             try:
                 action = decide(now)

@@ -194,3 +194,61 @@ async def test_run_forever_keeps_the_pool_and_stops(pki):
     stop.set()
     await asyncio.wait_for(task, 2)
     assert first == 1 and len(client._fresh_ats(clock.now())) == 1 and len(client.ats) == 2
+
+
+async def rsu_cli(*args):
+    """The rsu CLI in a real subprocess, without blocking the servers' event loop: (exit code, JSON or stderr)."""
+    import json
+    import sys
+
+    from tests.conftest import REPO
+
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "rsu", *args, cwd=REPO,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, (json.loads(out) if out.strip() else err.decode())
+
+
+@pytest.mark.slow
+async def test_cli_enrol_authorize_status_trust_update(pki):
+    import yaml
+
+    from rsu import clock as clockmod
+    from rsu.pki.identity import public_key_hex
+
+    world, tmp = pki["world"], pki["tmp"]
+    config = tmp / "rsu.yaml"
+    config.write_text(yaml.safe_dump({
+        "state_dir": str(tmp / "cli-state"),
+        "services": {"ivi_provider": {"country": "FR", "issuer": 7}},
+        "pki": {"cpoc_url": world.cpoc_url, "tlm": world.tlm.certificate.hashed_id8.hex(),
+                "root": world.root.certificate.hashed_id8.hex(), "its_id": "RSU-CLI-0001",
+                "services": ["spatem", "mapem", "ivim"], "retry_base": "1s"}}))
+    now = clockmod.iso_utc(NOW)
+    common = ("--config", str(config), "--now", now)
+    # first contact: the canonical key is made, the EA does not know it yet
+    code, out = await rsu_cli("pki", "enrol", *common)
+    assert code == 1, out
+    assert [o["result"] for o in out["outcomes"]] == ["ok", "ok", "ok", "unknownits"]
+    canonical = out["canonical"]
+    assert bytes.fromhex(canonical["itsId"]) == b"RSU-CLI-0001"
+    assert out["status"]["jobs"]["enrol"]["lastError"]["reason"] == "unknownits"
+    # the operator registers it at the EA; the next enrolment works
+    key = FileKeyStore(tmp / "cli-state" / "pki-client" / "keys").get("canonical")
+    assert public_key_hex(key.public_key()) == canonical["publicKey"]
+    world.ea.canonical[b"RSU-CLI-0001"] = key.public_key()
+    code, out = await rsu_cli("pki", "enrol", *common)
+    assert code == 0 and [o["result"] for o in out["outcomes"]] == ["ok"], out
+    code, out = await rsu_cli("pki", "authorize", *common)
+    assert code == 0 and [(o["job"], o["result"]) for o in out["outcomes"]] == [("authorize", "ok")] * 2, out
+    code, status = await rsu_cli("pki", "status", *common)
+    assert code == 0 and status["ec"]["valid"] and status["atsUsable"] == 2
+    assert status["trust"]["roots"][world.root.certificate.hashed_id8.hex()]["ctl"]["sequence"] == 0
+    code, out = await rsu_cli("pki", "trust", "update", *common)
+    assert code == 0 and out["outcomes"] == []  # nothing due
+    world.misbehave = {"cpoc": "http-500"}
+    code, out = await rsu_cli("pki", "trust", "update", "--config", str(config),
+                              "--now", clockmod.iso_utc(NOW + 2 * 86400))
+    assert code == 1 and out["outcomes"][0]["result"] == "http-500"
+    code, err = await rsu_cli("pki", "status", "--config", str(tmp / "missing.yaml"))
+    assert code == 2 and "missing.yaml" in err

@@ -517,6 +517,15 @@ class PkiClient:
                 out.append(at)
         return out
 
+    def tickets(self, now: float) -> list:
+        """The usable ATs as :class:`rsu.security.pool.AuthorizationTicket` (signing through the key
+        store), for an :class:`rsu.security.pool.AtPool`: what the signer picks up after each change."""
+        from rsu.security.pool import AuthorizationTicket
+        from rsu.security.sign import Signer
+
+        return [AuthorizationTicket(a.certificate, Signer(a.certificate, a.key), a.key_label)
+                for a in self.usable_ats(now)]
+
     def status(self, now: float) -> dict[str, Any]:
         def cert_json(s: StoredCert) -> dict:
             c = s.certificate

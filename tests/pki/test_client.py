@@ -229,3 +229,48 @@ def test_orphan_keys_and_broken_state_files(world, keys, tmp_path):
 def test_unexpected_result_is_named(world, keys, tmp_path):
     client = make_client(world, keys, tmp_path)
     assert client.on_result(C.HttpResult("nobody", 200), NOW).result == "unexpected-result"
+
+
+def test_fetched_ats_sign_a_spatem_that_rsu_verify_accepts(world, keys, tmp_path, codec):
+    """Empty state -> trust lists, EC, ATs -> a signed SPATEM, checked by rsu verify against the test root/AA."""
+    from rsu import catalog, clock
+    from rsu.clock import ManualClock
+    from rsu.security.pool import AtPool
+    from rsu.security.service import SecurityService
+    from rsu.security.verify import Verifier
+    from tests.conftest import run_rsu
+    from tests.security import samples
+
+    client = make_client(world, keys, tmp_path)
+    run(client, world, NOW)
+    clk = ManualClock(NOW)
+    pool = AtPool(client.tickets(NOW), clk)
+    svc = SecurityService(pool, Verifier(clk), clk, codec=codec)
+    msg = tmp_path / "spatem.oer"
+    msg.write_bytes(svc.sign(catalog.SPATEM, codec.encode(samples.spatem())))
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    (trust / "root.oer").write_bytes(world.root.certificate.raw)
+    (trust / "aa.oer").write_bytes(world.aa.cert.raw)
+    r = run_rsu("verify", str(msg), "--trust", str(trust), "--time", clock.iso_utc(NOW + 1))
+    out = json.loads(r.stdout)
+    assert r.returncode == 0, out
+    assert out["chain"] == "valid" and out["psid"] == 137
+    assert out["signer"]["hashedId8"] in {a.certificate.hashed_id8.hex() for a in client.ats}
+
+
+def test_client_with_keys_on_a_pkcs11_token(hsm_token, tmp_path, caplog):
+    """Canonical, EC and AT keys on SoftHSM2: enrolment, ATs, restart (keys found again by label)."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    world = PkiWorld(hsm_token.get_or_generate("canonical").public_key())
+    client = make_client(world, hsm_token, tmp_path)
+    assert results(run(client, world, NOW))[-3:] == [("enrol", "ok"), ("authorize", "ok"), ("authorize", "ok")]
+    assert set(hsm_token.labels()) == {"canonical", client.ec.key_label} | {a.key_label for a in client.ats}
+    again = make_client(world, hsm_token, tmp_path)
+    assert again.load_errors == [] and len(again.tickets(NOW)) == 2
+    world.misbehave["aa"] = "code:deniedpermissions"  # a refused AT: its new key leaves the token again
+    assert authorizations(run(again, world, NOW + 140 * HOUR)) == ["deniedpermissions"]
+    assert len([label for label in hsm_token.labels() if label.startswith("at-")]) == 2
+    assert "PRIVATE KEY" not in caplog.text and "BEGIN" not in caplog.text

@@ -274,3 +274,30 @@ def test_client_with_keys_on_a_pkcs11_token(hsm_token, tmp_path, caplog):
     assert authorizations(run(again, world, NOW + 140 * HOUR)) == ["deniedpermissions"]
     assert len([label for label in hsm_token.labels() if label.startswith("at-")]) == 2
     assert "PRIVATE KEY" not in caplog.text and "BEGIN" not in caplog.text
+
+
+def test_metrics_from_the_client_state(world, keys, tmp_path):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from rsu.clock import ManualClock
+    from rsu.pki.metrics import PkiCollector
+
+    client = make_client(world, keys, tmp_path)
+    world.revoked = [bytes(8)]
+    run(client, world, NOW)
+    registry = CollectorRegistry()
+    clk = ManualClock(NOW + HOUR)
+    registry.register(PkiCollector(client, clk))
+    text = generate_latest(registry).decode()
+
+    def value(name):
+        line = next(x for x in text.splitlines() if x.startswith(name + " ") or x.startswith(name + "{"))
+        return float(line.rsplit(" ", 1)[1])
+
+    assert value("rsu_pki_ats_available") == 2
+    assert value("rsu_pki_at_hours_to_expiry") == pytest.approx(168 - 1 - 60 / 3600)
+    assert value("rsu_pki_ec_hours_to_expiry") == pytest.approx((client.ec.certificate.end_posix - NOW) / 3600 - 1)
+    assert value('rsu_pki_trust_list_age_seconds{list="ectl"}') == HOUR
+    assert value('rsu_pki_trust_list_next_update_seconds{list="ectl"}') == pytest.approx(7 * DAY - HOUR, abs=1)
+    assert value("rsu_pki_crl_entries") == 1
+    assert value('rsu_pki_attempts_total{job="enrol",result="ok"}') == 1

@@ -307,7 +307,11 @@ class PkiClient:
     def _trust_action(self, now: float) -> Fetch | None:
         for key, url in self._list_plan():
             if url is None:
-                return None  # the lists before it tell where it is
+                if key == "ectl":
+                    raise ClientError("no-tlm", "no TLM HashedId8 configured")
+                if self.config.root_id not in self.trust.roots:
+                    raise ClientError("root-not-listed", f"root {self.config.root_id.hex()} is not in the ECTL")
+                raise ClientError("no-dc", f"the ECTL lists no DC for root {self.config.root_id.hex()}")
             if self._list_due(key) <= now:
                 action = Fetch(self._new_id("trust"), url, key.split(":")[0])
                 self.jobs["trust"].in_flight = {"id": action.id, "key": key, "url": url}
@@ -420,7 +424,14 @@ class PkiClient:
             self.ats = [a for a in self.ats if a not in expired]
             self._save_ats(self.ats)
             for a in expired:
-                self.keys.delete(a.key_label)
+                self._delete_key(a.key_label)
+
+    def _delete_key(self, label: str) -> None:
+        """Delete a key no state refers to any more; a failure is logged (the key is removed at next load)."""
+        try:
+            self.keys.delete(label)
+        except KeyStoreError as e:
+            log.warning("PKI: key %s not deleted: %s (removed at the next start)", label, e)
 
     # ------------------------------------------------------------------ results
     def on_result(self, result: HttpResult, now: float) -> Outcome:
@@ -436,6 +447,8 @@ class PkiClient:
                 outcome = self._response_result(job_name, flight, result, now)
         except PkiError as e:
             outcome = Outcome(job_name, e.reason, e.detail)
+        except OSError as e:  # the state directory cannot be written: nothing was committed
+            outcome = Outcome(job_name, "state-write-failed", f"{self.state_dir}: {e.strerror or e}")
         except Exception as e:  # never a crash: a bug is a named failure too
             log.exception("PKI %s: internal error", job_name)
             outcome = Outcome(job_name, "internal-error", type(e).__name__)
@@ -443,7 +456,7 @@ class PkiClient:
             job.failures, job.retry_at, job.last_ok = 0, 0.0, now
         else:
             if job_name != "trust" and "label" in flight:
-                self.keys.delete(flight["label"])  # the new key is not committed
+                self._delete_key(flight["label"])  # the new key is not committed
             self._fail(job_name, outcome.result, outcome.detail, now)
         self.attempts[(job_name, outcome.result)] = self.attempts.get((job_name, outcome.result), 0) + 1
         return outcome
@@ -496,7 +509,7 @@ class PkiClient:
             self._save_ec(stored, flight["ea"])
             self.ec, self.ea_cert = stored, flight["ea"]
             if old is not None and old.key_label != stored.key_label:
-                self.keys.delete(old.key_label)
+                self._delete_key(old.key_label)
             log.info("PKI enrol: EC %s (%s), valid until %s", stored.certificate.hashed_id8.hex(),
                      "re-enrolment" if flight["renew"] else "initial", clock.iso_utc(stored.certificate.end_posix))
         else:

@@ -301,3 +301,22 @@ def test_metrics_from_the_client_state(world, keys, tmp_path):
     assert value('rsu_pki_trust_list_next_update_seconds{list="ectl"}') == pytest.approx(7 * DAY - HOUR, abs=1)
     assert value("rsu_pki_crl_entries") == 1
     assert value('rsu_pki_attempts_total{job="enrol",result="ok"}') == 1
+
+
+def test_root_missing_from_the_ectl_is_named(world, keys, tmp_path):
+    client = make_client(world, keys, tmp_path, root_id=bytes(8))
+    assert results(run(client, world, NOW)) == [("trust", "ok")]
+    assert client.jobs["trust"].last_error["reason"] == "root-not-listed"
+
+
+def test_unwritable_state_commits_nothing(world, keys, tmp_path):
+    client = make_client(world, keys, tmp_path)
+    run(client, world, NOW)
+    ats_before = list(client.ats)
+    target = tmp_path / "state" / "ats.json"
+    target.unlink()
+    target.mkdir()  # the rename onto it fails, as on a full or read-only disk
+    outcomes = run(client, world, NOW + 140 * HOUR)
+    assert ("authorize", "state-write-failed") in results(outcomes)
+    assert client.ats == ats_before
+    assert {a.key_label for a in ats_before} | {client.ec.key_label, "canonical"} == set(keys.labels())

@@ -166,6 +166,12 @@ async def test_retries_and_unreachable(pki):
     world.misbehave = {"cpoc": "http-500"}
     result = await transport.perform(C.Fetch("t-1", f"{world.base}/cpoc/getectl/00", "ectl"))
     assert result.status == 500 and len(world.requests) == 1  # 500 is not retried (502/503/504 are)
+    world.misbehave = {"cpoc": "http-503"}
+    result = await transport.perform(C.Fetch("t-3", f"{world.base}/cpoc/getectl/00", "ectl"))
+    assert result.status == 503 and len(world.requests) == 3  # retried once (retries=1), then reported
+    world.misbehave = {"ea": "http-503"}
+    result = await transport.perform(C.HttpPost("e-2", f"{world.base}/ea", b"x"))
+    assert result.status == 503 and len(world.requests) == 4  # a POST the server saw is never resent
     # nothing listens there: connection error, retried once, then named
     dead = HttpTransport(timeout=1.0, retries=1, backoff_base=0.01)
     try:

@@ -92,8 +92,8 @@ class PkiWorld:
         parts = [p for p in path.split("/") if p]
         endpoint = parts[0] if parts else ""
         bad = self.misbehave.get(endpoint)
-        if bad == "http-500":
-            return 500, "text/plain", b"internal error"
+        if bad and bad.startswith("http-"):
+            return int(bad[5:]), "text/plain", b"internal error"
         if bad == "garbage":
             return 200, C.CT_RESPONSE if endpoint in ("ea", "aa") else "application/octet-stream", b"\x03\x82garbage"
         if bad == "wrong-content-type":

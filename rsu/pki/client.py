@@ -197,8 +197,9 @@ class PkiClient:
     def _load_trust(self) -> None:
         saved = self._read_json("trust.json") or {}
         store, applied = self.trust, {}
-        for key in sorted(saved.get("lists", {}), key=_list_order):
-            entry = saved["lists"][key]
+        lists = saved.get("lists", {})
+        for key in sorted(lists, key=lambda k: (_ORDER.get(k.split(":")[0], 9), lists[k].get("at", 0), k)):
+            entry = lists[key]
             try:
                 store = _apply(store, key.split(":")[0], bytes.fromhex(entry["raw"]), entry["at"])
                 applied[key] = entry
@@ -269,10 +270,22 @@ class PkiClient:
         return f"{job}-{self._counter}"
 
     # -- trust
-    def _list_plan(self) -> list[tuple[str, str | None]]:
+    def _tlm_id(self, now: float | None) -> bytes | None:
+        """The TLM whose ECTL to fetch: the newest valid TLM the store trusts (a successor linked by an
+        ECTL of the current one, facts §8.4 step 9), else the current signer, else the configured anchor."""
+        if self.trust.ectl is None:
+            return self.config.tlm_ids[0] if self.config.tlm_ids else None
+        current = self.trust.ectl.signer
+        best, best_start = current, self.trust.tlms[current].start_posix if current in self.trust.tlms else 0.0
+        for h8, cert in sorted(self.trust.tlms.items()):
+            if (now is None or cert.valid_at(now)) and cert.start_posix > best_start:
+                best, best_start = h8, cert.start_posix
+        return best
+
+    def _list_plan(self, now: float | None = None) -> list[tuple[str, str | None]]:
         """(list key, URL or None if not known yet) in the order they are needed."""
         cfg = self.config
-        tlm = self.trust.ectl.signer if self.trust.ectl is not None else (cfg.tlm_ids[0] if cfg.tlm_ids else None)
+        tlm = self._tlm_id(now)
         cpoc = cfg.cpoc_url
         plan = [("ectl", _join(cpoc, "getectl", tlm) if tlm else None)]
         dc = next((url for url, roots in sorted(self.trust.dcs.items()) if cfg.root_id in roots), None)
@@ -305,14 +318,15 @@ class PkiClient:
         return min(times) if times else None
 
     def _trust_action(self, now: float) -> Fetch | None:
-        for key, url in self._list_plan():
+        for key, url in self._list_plan(now):
             if url is None:
                 if key == "ectl":
                     raise ClientError("no-tlm", "no TLM HashedId8 configured")
                 if self.config.root_id not in self.trust.roots:
                     raise ClientError("root-not-listed", f"root {self.config.root_id.hex()} is not in the ECTL")
                 raise ClientError("no-dc", f"the ECTL lists no DC for root {self.config.root_id.hex()}")
-            if self._list_due(key) <= now:
+            if self._list_due(key) <= now or (key == "ectl" and self.trust.ectl is not None
+                                              and self._tlm_id(now) != self.trust.ectl.signer):
                 action = Fetch(self._new_id("trust"), url, key.split(":")[0])
                 self.jobs["trust"].in_flight = {"id": action.id, "key": key, "url": url}
                 return action
@@ -487,9 +501,14 @@ class PkiClient:
         key = flight["key"]
         store = _apply(self.trust, key.split(":")[0], result.body, now)
         applied = {**self.trust_applied, key: {"raw": result.body.hex(), "at": now}}
-        if key == "ectl":  # a new ECTL may drop our root: keep only lists of roots still listed
-            applied = {k: v for k, v in applied.items()
-                       if k == "ectl" or bytes.fromhex(k.partition(":")[2]) in store.roots}
+        if key == "ectl":
+            old = self.trust.ectl
+            if old is not None and old.signer != store.ectl.signer and "ectl" in self.trust_applied:
+                # a new TLM: keep the list that linked it, so that the replay at start trusts it again
+                applied[f"ectl-link:{store.ectl.signer.hex()}"] = self.trust_applied["ectl"]
+            # a new ECTL may drop our root: keep only lists of roots still listed
+            applied = {k: v for k, v in applied.items() if k == "ectl" or k.startswith("ectl-link:")
+                       or bytes.fromhex(k.partition(":")[2]) in store.roots}
         self._save_trust(applied)  # on disk first: then in memory
         self.trust, self.trust_applied = store, applied
         log.info("PKI trust: %s applied from %s", key, flight["url"])
@@ -560,11 +579,11 @@ class PkiClient:
 
 
 def _apply(store: TrustStore, kind: str, raw: bytes, now: float) -> TrustStore:
-    return {"ectl": store.with_ectl, "ctl": store.with_ctl, "crl": store.with_crl}[kind](raw, now)
+    return {"ectl-link": store.with_ectl, "ectl": store.with_ectl, "ctl": store.with_ctl,
+            "crl": store.with_crl}[kind](raw, now)
 
 
-def _list_order(key: str) -> tuple[int, str]:
-    return ({"ectl": 0, "ctl": 1, "crl": 2}[key.split(":")[0]], key)
+_ORDER = {"ectl-link": 0, "ectl": 1, "ctl": 2, "crl": 3}
 
 
 def _join(base: str, verb: str, h8: bytes) -> str:

@@ -320,3 +320,21 @@ def test_unwritable_state_commits_nothing(world, keys, tmp_path):
     assert ("authorize", "state-write-failed") in results(outcomes)
     assert client.ats == ats_before
     assert {a.key_label for a in ats_before} | {client.ec.key_label, "canonical"} == set(keys.labels())
+
+
+def test_tlm_rollover_followed_and_kept_across_restarts(world, keys, tmp_path):
+    client = make_client(world, keys, tmp_path)
+    run(client, world, NOW)
+    old = world.tlm.certificate.hashed_id8
+    world.rollover()
+    new = world.next_tlm.certificate.hashed_id8
+    # the next ECTL of the old TLM links the new one; the client then fetches the new TLM's ECTL
+    outcomes = run(client, world, NOW + 2 * DAY)
+    ectl_paths = [p for _, p in world.requests if "/getectl/" in p]
+    assert ectl_paths[-2:] == [f"/cpoc/getectl/{old.hex().upper()}", f"/cpoc/getectl/{new.hex().upper()}"]
+    assert ("trust", "ok") in results(outcomes) and client.trust.ectl.signer == new
+    # a restart replays the linking list first: the new TLM is trusted again without the network
+    again = make_client(world, keys, tmp_path)
+    assert again.load_errors == [] and again.trust.ectl.signer == new
+    assert again.trust.authority(world.aa.cert.hashed_id8) is not None
+    assert again.poll(NOW + 2 * DAY) == []

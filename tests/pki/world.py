@@ -30,6 +30,15 @@ class PkiWorld:
         self.revoked: list[bytes] = []
         self.misbehave: dict[str, str] = {}  # endpoint ("cpoc", "dc", "ea", "aa") -> what
         self.requests: list[tuple[str, str]] = []
+        self.next_tlm: A.Issued | None = None  # after rollover(): the successor TLM
+
+    def rollover(self) -> None:
+        """A new TLM (later validity start): the old TLM's ECTL links it, and the CPOC serves its ECTL too."""
+        self.next_tlm = A.make_tlm("world-tlm-2", start=self.tlm.certificate.value["toBeSigned"][
+            "validityPeriod"]["start"] + 86400)
+        if "ectl" in self.published:  # re-issued (next sequence) at the next request
+            _, sequence, data = self.published["ectl"]
+            self.published["ectl"] = (float("-inf"), sequence, data)
 
     # ------------------------------------------------------------------ URLs
     @property
@@ -66,10 +75,14 @@ class PkiWorld:
     def ctl(self, now: float) -> bytes:
         return self._publish("ctl", now, lambda seq: self._ctl(now, seq))
 
-    def _ectl(self, now: float, sequence: int) -> bytes:
-        commands = [A.add_rca(self.root.certificate), A.add_tlm(self.tlm.certificate, self.cpoc_url),
-                    A.add_dc(self.dc_url, self.root.certificate)]
-        return A.signed_list(self.tlm, "certificateTrustListTlm",
+    def _ectl(self, now: float, sequence: int, signer: A.Issued | None = None) -> bytes:
+        signer = signer or self.tlm
+        commands = [A.add_rca(self.root.certificate), A.add_dc(self.dc_url, self.root.certificate)]
+        if self.next_tlm is None:
+            commands.append(A.add_tlm(self.tlm.certificate, self.cpoc_url))
+        else:
+            commands.append(A.add_tlm(self.next_tlm.certificate, self.cpoc_url, successor_to=self.tlm.certificate))
+        return A.signed_list(signer, "certificateTrustListTlm",
                              A.ctl_body(sequence, commands, next_update=clock.time32(now + self.list_period)),
                              now=now)
 
@@ -102,6 +115,10 @@ class PkiWorld:
         root_h8 = self.root.certificate.hashed_id8.hex().upper()
         if method == "GET" and parts == ["cpoc", "getectl", tlm_h8]:
             return 200, "application/octet-stream", self.ectl(now)
+        if (method == "GET" and self.next_tlm is not None
+                and parts == ["cpoc", "getectl", self.next_tlm.certificate.hashed_id8.hex().upper()]):
+            return 200, "application/octet-stream", self._publish(
+                "ectl-2", now, lambda seq: self._ectl(now, seq, self.next_tlm))
         if method == "GET" and parts == ["dc", "getctl", root_h8]:
             return 200, "application/x-its-ctl", self.ctl(now)
         if method == "GET" and parts == ["dc", "getcrl", root_h8]:

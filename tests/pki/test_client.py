@@ -231,32 +231,38 @@ def test_unexpected_result_is_named(world, keys, tmp_path):
     assert client.on_result(C.HttpResult("nobody", 200), NOW).result == "unexpected-result"
 
 
-def test_fetched_ats_sign_a_spatem_that_rsu_verify_accepts(world, keys, tmp_path, codec):
-    """Empty state -> trust lists, EC, ATs -> a signed SPATEM, checked by rsu verify against the test root/AA."""
+def test_fetched_ats_sign_every_service_and_rsu_verify_accepts(world, keys, tmp_path, codec):
+    """Empty state -> trust lists, EC, ATs -> SPATEM, MAPEM and IVIM signed with a fetched AT, each
+    accepted by rsu verify against the test root and AA."""
     from rsu import catalog, clock
     from rsu.clock import ManualClock
+    from rsu.pki.requests import service_permissions
+    from rsu.security import ssp
     from rsu.security.pool import AtPool
     from rsu.security.service import SecurityService
     from rsu.security.verify import Verifier
     from tests.conftest import run_rsu
     from tests.security import samples
 
-    client = make_client(world, keys, tmp_path)
+    services = {"spatem": samples.spatem(), "mapem": samples.mapem(), "ivim": samples.ivim()}  # IVI from GB/31
+    client = make_client(world, keys, tmp_path,
+                         permissions=service_permissions(services, ssp.ServiceProvider.of("GB", 31)))
     run(client, world, NOW)
     clk = ManualClock(NOW)
-    pool = AtPool(client.tickets(NOW), clk)
-    svc = SecurityService(pool, Verifier(clk), clk, codec=codec)
-    msg = tmp_path / "spatem.oer"
-    msg.write_bytes(svc.sign(catalog.SPATEM, codec.encode(samples.spatem())))
+    svc = SecurityService(AtPool(client.tickets(NOW), clk), Verifier(clk), clk, codec=codec)
     trust = tmp_path / "trust"
     trust.mkdir()
     (trust / "root.oer").write_bytes(world.root.certificate.raw)
     (trust / "aa.oer").write_bytes(world.aa.cert.raw)
-    r = run_rsu("verify", str(msg), "--trust", str(trust), "--time", clock.iso_utc(NOW + 1))
-    out = json.loads(r.stdout)
-    assert r.returncode == 0, out
-    assert out["chain"] == "valid" and out["psid"] == 137
-    assert out["signer"]["hashedId8"] in {a.certificate.hashed_id8.hex() for a in client.ats}
+    fetched = {a.certificate.hashed_id8.hex() for a in client.ats}
+    for name, value in services.items():
+        kind = catalog.by_name(name)
+        msg = tmp_path / f"{name}.oer"
+        msg.write_bytes(svc.sign(kind, codec.encode(value), with_certificate=True))  # each file stands alone
+        r = run_rsu("verify", str(msg), "--trust", str(trust), "--time", clock.iso_utc(NOW + 1))
+        out = json.loads(r.stdout)
+        assert r.returncode == 0, (name, out)
+        assert out["chain"] == "valid" and out["psid"] == kind.its_aid and out["signer"]["hashedId8"] in fetched
 
 
 def test_client_with_keys_on_a_pkcs11_token(hsm_token, tmp_path, caplog):

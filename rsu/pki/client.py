@@ -242,7 +242,10 @@ class PkiClient:
     def poll(self, now: float, jobs: tuple[str, ...] = JOBS) -> list[HttpPost | Fetch]:
         """The actions due at ``now`` (each job at most one in flight), of ``jobs`` only."""
         actions = []
-        self._drop_expired_ats(now)
+        try:
+            self._drop_expired_ats(now)
+        except OSError as e:  # retried at the next poll; the expired ATs are not used meanwhile
+            log.warning("PKI: expired ATs not dropped from the state: %s", e.strerror or e)
         for name, decide in (("trust", self._trust_action), ("enrol", self._enrol_action),
                              ("authorize", self._authorize_action)):
             job = self.jobs[name]
@@ -250,9 +253,12 @@ class PkiClient:
                 continue
             try:
                 action = decide(now)
-            except PkiError as e:  # a request that cannot be built: named, counted, backed off
-                self._fail(name, e.reason, e.detail, now)
-                self.attempts[(name, e.reason)] = self.attempts.get((name, e.reason), 0) + 1
+            except Exception as e:  # a request that cannot be built: named, counted, backed off
+                reason, detail = _failure(e)
+                if reason == "internal-error":
+                    log.exception("PKI %s: internal error", name)
+                self._fail(name, reason, detail, now)
+                self.attempts[(name, reason)] = self.attempts.get((name, reason), 0) + 1
                 continue
             if action is not None:
                 actions.append(action)
@@ -459,13 +465,10 @@ class PkiClient:
                 outcome = self._trust_result(flight, result, now)
             else:
                 outcome = self._response_result(job_name, flight, result, now)
-        except PkiError as e:
-            outcome = Outcome(job_name, e.reason, e.detail)
-        except OSError as e:  # the state directory cannot be written: nothing was committed
-            outcome = Outcome(job_name, "state-write-failed", f"{self.state_dir}: {e.strerror or e}")
-        except Exception as e:  # never a crash: a bug is a named failure too
-            log.exception("PKI %s: internal error", job_name)
-            outcome = Outcome(job_name, "internal-error", type(e).__name__)
+        except Exception as e:  # never a crash: every failure is named, a bug too
+            outcome = Outcome(job_name, *_failure(e))
+            if outcome.result == "internal-error":
+                log.exception("PKI %s: internal error", job_name)
         if outcome.ok:
             job.failures, job.retry_at, job.last_ok = 0, 0.0, now
         else:
@@ -576,6 +579,15 @@ class PkiClient:
             "attempts": {f"{j}:{r}": n for (j, r), n in sorted(self.attempts.items())},
             "loadErrors": list(self.load_errors),
         }
+
+
+def _failure(e: Exception) -> tuple[str, str]:
+    """(reason, detail) of an exception: a PkiError's own reason, state-write-failed, or internal-error."""
+    if isinstance(e, PkiError):
+        return e.reason, e.detail
+    if isinstance(e, OSError):  # the state directory or key store cannot be written: nothing was committed
+        return "state-write-failed", f"{getattr(e, 'filename', '') or ''} {e.strerror or e}".strip()
+    return "internal-error", type(e).__name__
 
 
 def _apply(store: TrustStore, kind: str, raw: bytes, now: float) -> TrustStore:

@@ -344,3 +344,30 @@ def test_tlm_rollover_followed_and_kept_across_restarts(world, keys, tmp_path):
     assert again.load_errors == [] and again.trust.ectl.signer == new
     assert again.trust.authority(world.aa.cert.hashed_id8) is not None
     assert again.poll(NOW + 2 * DAY) == []
+
+
+def test_every_flipped_byte_of_an_answer_is_refused_without_a_crash(world, keys, tmp_path):
+    """Each byte of a valid EA answer, flipped: a named refusal (never ok, never an exception)."""
+    import random
+
+    client = make_client(world, keys, tmp_path, retry_base=0, retry_max=0)
+    for _ in range(3):  # the trust lists only
+        for action in client.poll(NOW, ("trust",)):
+            assert client.on_result(world.serve(action, NOW), NOW).ok
+    rng = random.Random(7)
+    reasons = set()
+    positions = None
+    for i in range(60):
+        (action,) = client.poll(NOW, ("enrol",))
+        answer = world.serve(action, NOW)
+        positions = positions or rng.sample(range(len(answer.body)), min(60, len(answer.body)))
+        body = bytearray(answer.body)
+        body[positions[i % len(positions)]] ^= 1 << rng.randrange(8)
+        outcome = client.on_result(C.HttpResult(action.id, 200, C.CT_RESPONSE, bytes(body)), NOW)
+        assert not outcome.ok
+        reasons.add(outcome.result)
+    assert reasons <= {"decryption-failed", "malformed", "unsupported-recipient"}, reasons
+    assert client.ec is None and keys.labels() == ["canonical"]
+    for junk in (b"", b"\x03", b"\xff" * 5000, bytes(range(256))):
+        (action,) = client.poll(NOW, ("enrol",))
+        assert not client.on_result(C.HttpResult(action.id, 200, C.CT_RESPONSE, junk), NOW).ok

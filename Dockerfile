@@ -1,12 +1,12 @@
 # rsu in a container: slim, non-root, configuration and state in volumes, healthcheck on the API.
 #
 #   docker build -t rsu .
-#   docker run -d --name rsu -p 127.0.0.1:8301:8301 -v rsu-state:/var/lib/rsu rsu       # image default config
+#   docker run -d --name rsu -v rsu-state:/var/lib/rsu rsu                               # image default config
 #   docker run -d --name rsu --network host -v /srv/rsu/etc:/etc/rsu:ro -v rsu-state:/var/lib/rsu rsu
 #   docker kill -s HUP rsu      # reload /etc/rsu/rsu.yaml (an invalid file is rejected, the old one stays)
 #   docker exec rsu rsu status  # what is on the air
 #
-# Without a mounted /etc/rsu/rsu.yaml the entrypoint runs config/docker.yaml (API on 0.0.0.0:8301,
+# Without a mounted /etc/rsu/rsu.yaml the entrypoint runs config/docker.yaml (API on 127.0.0.1:8301,
 # GN over UDP on the container's loopback, local test PKI in /var/lib/rsu). docs/operations.md, "Docker".
 
 # ---- build: the rsu wheel (ASN.1 modules inside it) ------------------------------------------------
@@ -40,11 +40,11 @@ RUN chmod 0755 /usr/local/bin/rsu-entrypoint
 
 USER rsu
 # Fail the build on an invalid default config; compile the ASN.1 modules once so containers start fast.
-RUN rsu check-config /usr/local/share/rsu/docker.yaml \
+RUN rsu check-config --no-host-checks /usr/local/share/rsu/docker.yaml \
  && python -c "from rsu.codec.asn1files import compile_set; compile_set('is', 'uper'); compile_set('security', 'oer')"
 
 VOLUME ["/etc/rsu", "/var/lib/rsu"]
-EXPOSE 8301
+# No EXPOSE: the API listens on loopback only until it has authentication (config/docker.yaml).
 # Python, not curl (none in slim images). A mounted config with another api.port: set RSU_HEALTH_URL.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['RSU_HEALTH_URL'], timeout=4)"]

@@ -35,6 +35,18 @@ class MessageKind:
     service: str  # TS 103 301 service entity
     its_aid: int  # ITS-AID / PSID of the signing authorization ticket
     btp_port: int  # BTP-B destination port
+    # Dissemination bounds (the hard limits; a deployment may only narrow them, see
+    # rsu.services.defaults): the most transmissions per second of one entry (for SPATEM: of one
+    # intersection), and the longest repetition interval (None: the facility never repeats it).
+    # TS 103 301 numbers were not seen: SPATEM 10 Hz is the common reading of TP TLM_GEN_RATE_BV_01;
+    # the others are our readings, explained in docs/services.md.
+    max_rate_hz: float = 10.0
+    max_interval_s: float | None = 10.0
+
+    @property
+    def min_interval_s(self) -> float:
+        """The shortest interval between two transmissions of one entry (1 / max_rate_hz)."""
+        return 1.0 / self.max_rate_hz
 
     @property
     def accepted_versions(self) -> frozenset[int]:
@@ -42,12 +54,18 @@ class MessageKind:
         return frozenset({self.protocol_version})
 
 
-SPATEM = MessageKind("spatem", "SPATEM", "SPATEM-PDU-Descriptions", "spat", 4, 2, "TLM", 137, 2004)
-MAPEM = MessageKind("mapem", "MAPEM", "MAPEM-PDU-Descriptions", "map", 5, 2, "RLT", 138, 2003)
-IVIM = MessageKind("ivim", "IVIM", "IVIM-PDU-Descriptions", "ivi", 6, 2, "IVI", 139, 2006)
-SREM = MessageKind("srem", "SREM", "SREM-PDU-Descriptions", "srm", 9, 2, "TLC", 140, 2007)
-SSEM = MessageKind("ssem", "SSEM", "SSEM-PDU-Descriptions", "ssm", 10, 2, "TLC", 637, 2008)
-RTCMEM = MessageKind("rtcmem", "RTCMEM", "RTCMEM-PDU-Descriptions", "rtcmc", 13, 1, "GPC", 540802, 2013)
+SPATEM = MessageKind("spatem", "SPATEM", "SPATEM-PDU-Descriptions", "spat", 4, 2, "TLM", 137, 2004,
+                     max_rate_hz=10.0, max_interval_s=None)
+MAPEM = MessageKind("mapem", "MAPEM", "MAPEM-PDU-Descriptions", "map", 5, 2, "RLT", 138, 2003,
+                    max_rate_hz=10.0, max_interval_s=10.0)
+IVIM = MessageKind("ivim", "IVIM", "IVIM-PDU-Descriptions", "ivi", 6, 2, "IVI", 139, 2006,
+                   max_rate_hz=10.0, max_interval_s=10.0)
+SREM = MessageKind("srem", "SREM", "SREM-PDU-Descriptions", "srm", 9, 2, "TLC", 140, 2007,
+                   max_rate_hz=10.0, max_interval_s=10.0)
+SSEM = MessageKind("ssem", "SSEM", "SSEM-PDU-Descriptions", "ssm", 10, 2, "TLC", 637, 2008,
+                   max_rate_hz=10.0, max_interval_s=10.0)
+RTCMEM = MessageKind("rtcmem", "RTCMEM", "RTCMEM-PDU-Descriptions", "rtcmc", 13, 1, "GPC", 540802, 2013,
+                     max_rate_hz=10.0, max_interval_s=60.0)
 
 MESSAGES: tuple[MessageKind, ...] = (SPATEM, MAPEM, IVIM, SREM, SSEM, RTCMEM)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 from urllib.parse import quote
 
 from aiohttp import web
@@ -34,6 +34,9 @@ from aiohttp import web
 from rsu.aio import wait_event
 from rsu.api import DEFAULT_HOST, DEFAULT_PORT
 from rsu.services.errors import ServiceError
+
+if TYPE_CHECKING:
+    from rsu.api.limits import ConnectionLimits
 
 log = logging.getLogger("rsu.api")
 
@@ -254,10 +257,26 @@ def create_app(facade: ServicesFacade, *, keepalive_s: float = 15.0) -> web.Appl
     return app
 
 
-async def serve(app: web.Application, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> web.AppRunner:
-    """Start serving ``app`` on host:port (127.0.0.1:8301 by default); ``await runner.cleanup()`` stops it."""
-    runner = web.AppRunner(app, shutdown_timeout=2.0)
+TABLE_KEY = web.AppKey("rsu.connections", object)
+
+
+async def serve(app: web.Application, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                limits: "ConnectionLimits | None" = None,
+                on_close: "Callable[[str], None] | None" = None) -> web.AppRunner:
+    """Start serving ``app`` on host:port (127.0.0.1:8301 by default); ``await runner.cleanup()`` stops it.
+
+    Connections are bounded by ``limits`` (:mod:`rsu.api.limits`; default ConnectionLimits());
+    ``on_close(reason)`` is called for every connection the bounds close; ``app[TABLE_KEY]`` is
+    the connection table."""
+    from rsu.api.limits import ConnectionLimits, ConnectionTable, GuardedSite, busy_middleware
+
+    limits = limits or ConnectionLimits()
+    table = ConnectionTable(limits, on_close)
+    app[TABLE_KEY] = table
+    app.middlewares.append(busy_middleware(lambda: table))
+    # idle connections are closed by the table (whose limits a reload may change), not by aiohttp
+    runner = web.AppRunner(app, shutdown_timeout=2.0, keepalive_timeout=3600)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = GuardedSite(runner, host, port, table)
     await site.start()
     return runner

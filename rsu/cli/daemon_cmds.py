@@ -14,11 +14,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "GeoNetworking over UDP on loopback, a local test PKI in the state "
                                    "directory, the API on 127.0.0.1:8301.")
     p.add_argument("--config", metavar="FILE", help="YAML configuration file")
+    p.add_argument("--set", metavar="PATH=VALUE", action="append", default=[], dest="overrides",
+                   help="override one setting of the file or of the embedded default, e.g. api.port=8302 or "
+                        "transports[0].group=239.1.2.3 (VALUE is YAML; repeatable; kept across reloads)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check-config", help="validate a configuration file and list every error",
-                       description="Validate FILE (all errors at once, each with its path). Exit 0 if valid, 2 if not.")
+                       description="Validate FILE (all errors at once, each with its path), then check it against "
+                                   "this host: state directory writable, PKI loadable, API and controller "
+                                   "addresses free to bind, pcap, TLS, password and MAP files usable. Run it as "
+                                   "the daemon's user (sudo -u rsu ...). Exit 0 if valid, 2 if not.")
     p.add_argument("file", metavar="FILE")
+    p.add_argument("--no-host-checks", action="store_true",
+                   help="check the file only, not this host (e.g. a file meant for another machine)")
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("status", help="what the running daemon has on the air",
@@ -32,18 +40,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from rsu.ops.daemon import run
 
-    return run(args.config)
+    return run(args.config, args.overrides)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from rsu.ops import config as cfgmod
     from rsu.ops.config_core import ConfigError
+    from rsu.ops.preflight import host_issues
 
     try:
-        cfgmod.load(args.file)
+        config = cfgmod.load(args.file)
+        issues = [] if args.no_host_checks else [h.issue for h in host_issues(config)]
     except ConfigError as e:
-        print(f"{args.file}: {len(e.issues)} error(s)", file=sys.stderr)
-        for issue in e.issues:
+        issues = e.issues
+    if issues:
+        print(f"{args.file}: {len(issues)} error(s)", file=sys.stderr)
+        for issue in issues:
             print(f"  {issue}", file=sys.stderr)
         return 2
     print(f"{args.file}: valid")

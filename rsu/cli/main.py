@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "rsu.cli.security_cmds",
     "rsu.cli.daemon_cmds",
     "rsu.cli.services_cmds",
+    "rsu.cli.store_cmds",
 )
 
 

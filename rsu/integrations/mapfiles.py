@@ -117,23 +117,9 @@ class MapFileLoader:
         return MapChange(f.key, str(f.path), "error", f.revisions, message)
 
     def _load(self, f: _File, force_report: bool = False) -> MapChange:
-        try:
-            raw = f.path.read_bytes()
-        except FileNotFoundError:
-            return self._fail(f, "map-file-missing", "file not found", force_report)
-        except OSError as e:
-            return self._fail(f, "map-file-missing", f"cannot read: {e}", force_report)
-        try:
-            obj = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-            return self._fail(f, "map-file-invalid", f"not JSON: {e}", force_report)
-        if not isinstance(obj, dict) or not isinstance(obj.get("map"), dict):
-            return self._fail(f, "map-file-invalid", "not the JER JSON of a MAPEM (an object with \"map\")",
-                              force_report)
-        keys = _element_keys(obj["map"])
-        if keys != f.key:
-            return self._fail(f, "map-file-wrong-intersection",
-                              f"describes {keys or 'nothing'!r}, configured for {f.key!r}", force_report)
+        obj, problem = read_map_file(f.path, f.key)
+        if problem is not None:
+            return self._fail(f, *problem, force_report)
         digest = hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         if digest == f.content_hash and f.error is None:
             return MapChange(f.key, str(f.path), "unchanged", f.revisions)
@@ -163,6 +149,26 @@ class MapFileLoader:
         if action != "unchanged":
             log.info("MAP file %s: MAPEM %s %s (revisions %s)", f.path, f.key, action, f.revisions)
         return MapChange(f.key, str(f.path), action, f.revisions, None, tuple(answer.get("warnings", ())))
+
+
+def read_map_file(path: Path, key: str) -> tuple[dict | None, tuple[str, str] | None]:
+    """The JER JSON MAPEM of ``path`` for intersection ``key``: (object, None) or (None, (reason, detail))."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, ("map-file-missing", "file not found")
+    except OSError as e:
+        return None, ("map-file-missing", f"cannot read: {e}")
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        return None, ("map-file-invalid", f"not JSON: {e}")
+    if not isinstance(obj, dict) or not isinstance(obj.get("map"), dict):
+        return None, ("map-file-invalid", "not the JER JSON of a MAPEM (an object with \"map\")")
+    keys = _element_keys(obj["map"])
+    if keys != key:
+        return None, ("map-file-wrong-intersection", f"describes {keys or 'nothing'!r}, configured for {key!r}")
+    return obj, None
 
 
 def _element_keys(m: dict) -> str | None:

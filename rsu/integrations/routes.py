@@ -29,6 +29,11 @@ _STATUS = {"malformed-json": 400, "too-large": 413, "invalid-field": 422, "unkno
            "tlm-ssp_not_permitted": 403, "tlm-capacity": 503, "tlm-store_failure": 503}
 
 
+# (method, path) of every route the functions below may return
+ROUTES = (("POST", "/v1/integrations/controller/feed"), ("GET", "/v1/integrations/controller"),
+          ("GET", "/v1/integrations/status"))
+
+
 def feed_routes(feed: ControllerFeed) -> list[web.RouteDef]:
     async def post_feed(request: web.Request) -> web.Response:
         raw = await request.read()

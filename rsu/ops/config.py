@@ -13,17 +13,26 @@ private keys from the PKI directory.
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from rsu.ops.config_core import ConfigError, ConfigIssue, load_yaml_file, parse_duration, validate
+from rsu.ops.config_core import (ConfigError, ConfigIssue, format_path, load_yaml_file, parse_duration,
+                                   validate)
 from rsu.pki.config import PkiClientSection
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+
+
+def duration(lo: float, hi: float) -> Any:
+    """A duration (number of seconds or "500ms", "5m"...) within lo..hi seconds."""
+    return Annotated[float, BeforeValidator(parse_duration), Field(ge=lo, le=hi)]
 
 
 class _Section(BaseModel):
@@ -33,7 +42,7 @@ class _Section(BaseModel):
 class Position(_Section):
     latitude: float = Field(44.837592, ge=-90, le=90, description="degrees, WGS 84")
     longitude: float = Field(-0.579431, ge=-180, le=180, description="degrees, WGS 84")
-    altitude_m: float | None = None
+    altitude_m: float | None = Field(None, ge=-1000, le=10000, description="metres, WGS 84 ellipsoid")
 
 
 class Station(_Section):
@@ -46,6 +55,19 @@ class Provider(_Section):
     issuer: int = Field(57, ge=0, le=16383)  # matches config/examples/ivim-speed-limit.json
 
 
+class SecurityLimits(_Section):
+    """Bounds on what other stations can make the security entity keep (rsu.limits)."""
+
+    held_frames: int = Field(64, ge=0, le=100_000, description="frames held for an unknown signer (0: none)")
+    hold_seconds: Duration = Field(2.0, le=60, description="how long a frame waits for its signer's certificate")
+    p2pcd_per_frame: int = Field(8, ge=0, le=64, description="HashedId3s one outgoing message asks for")
+    p2pcd_pending: int = Field(32, ge=1, le=100_000, description="certificate requests waiting to be sent")
+    p2pcd_max_age: Duration = Field(10.0, le=3600, description="a certificate request not sent by then is forgotten")
+    certificate_cache: int = Field(4096, ge=16, le=1_000_000, description="verified certificates remembered")
+    replay_entries: int = Field(65536, ge=16, le=10_000_000, description="accepted messages remembered for "
+                                                                          "replay detection")
+
+
 class Security(_Section):
     enabled: bool = True
     pki_dir: Path | None = None  # default: <state_dir>/pki
@@ -53,11 +75,12 @@ class Security(_Section):
     test_pki_at_hours: int = Field(168, ge=1, le=8760)
     trust_dir: Path | None = None  # root/AA certificates; default: pki_dir
     tickets_dir: Path | None = None  # AT certificates + private keys; default: <pki_dir>/at
-    rotation_margin: Duration = 3600.0
-    certificate_interval: Duration = 1.0
-    max_age: Duration = 30.0
-    max_future: Duration = 2.0
+    rotation_margin: duration(0, 7 * 86400) = 3600.0  # at most a week: ATs are valid for about that long
+    certificate_interval: duration(0, 60) = 1.0  # 0 = the full certificate in every message
+    max_age: duration(0.05, 86400) = 30.0
+    max_future: duration(0, 600) = 2.0
     accept_unsecured: bool = False  # deliver unsigned received messages (test benches only)
+    limits: SecurityLimits = SecurityLimits()
 
 
 class Services(_Section):
@@ -66,9 +89,36 @@ class Services(_Section):
     message_defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+
+
 class Api(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(8301, ge=0, le=65535)
+    port: int = Field(8301, ge=0, le=65535, description="0 = any free port")
+    max_connections: int = Field(256, ge=1, le=16384)
+    header_timeout_s: duration(0.5, 300) = 10.0
+    idle_timeout_s: duration(1, 3600) = 60.0
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, v: str) -> str:
+        import ipaddress
+
+        try:
+            loopback = ipaddress.ip_address(v.strip("[]")).is_loopback
+        except ValueError:
+            loopback = v.lower() in LOOPBACK_NAMES
+        if not loopback:
+            raise ValueError(f"expected a loopback address (127.0.0.1, ::1 or localhost), found {v!r}: the API "
+                             "has no authentication yet, so it listens on loopback only; let other machines in "
+                             "through a reverse proxy that authenticates them")
+        return v
+
+    def limits(self):
+        """The connection bounds of the API server (rsu.api.limits)."""
+        from rsu.api.limits import ConnectionLimits
+
+        return ConnectionLimits(self.max_connections, self.header_timeout_s, self.idle_timeout_s)
 
 
 class Logging(_Section):
@@ -166,60 +216,19 @@ def transport_issues(entries: Any, station: Station) -> list[ConfigIssue]:
     return issues
 
 
-def _type_ok(value: Any, hint: Any) -> bool:
-    for t in typing.get_args(hint) or (hint,):
-        if t is type(None) and value is None:
-            return True
-        if t is bool and isinstance(value, bool):
-            return True
-        if t in (int, float, str) and isinstance(value, (int, float) if t is float else t) \
-                and not isinstance(value, bool):
-            return True
-    return False
-
-
 def service_issues(data: Any) -> list[ConfigIssue]:
-    """``services.rules`` / ``services.message_defaults`` checked as the service layer will use them
-    (unknown keys, value types, then the layer's own checks), so check-config catches what would
-    otherwise stop the daemon at start."""
-    from dataclasses import fields
-
-    from rsu.services.defaults import MESSAGE_DEFAULTS, MessageDefaults, ServiceRules
+    """``services.rules`` / ``services.message_defaults`` checked as the service layer checks them (unknown
+    keys, types, ranges, repetition bounds: rsu.services.defaults), every problem at once."""
+    from rsu.services.defaults import message_default_issues, rule_issues
 
     services = data.get("services") if isinstance(data, dict) else None
     if not isinstance(services, dict):
         return []  # absent, or the schema reports the wrong type
     rules, defaults = services.get("rules"), services.get("message_defaults")
-    issues: list[ConfigIssue] = []
-    checks = [("services.rules", rules, ServiceRules)] if isinstance(rules, dict) else []
+    found = rule_issues(rules, "services.rules") if isinstance(rules, dict) else []
     if isinstance(defaults, dict):
-        for name, values in defaults.items():
-            if name not in MESSAGE_DEFAULTS:
-                issues.append(ConfigIssue(f"services.message_defaults.{name}",
-                                          f"not a message type (expected one of: {', '.join(MESSAGE_DEFAULTS)})"))
-            elif isinstance(values, dict):
-                checks.append((f"services.message_defaults.{name}", values, MessageDefaults))
-    for path, values, cls in checks:
-        hints = typing.get_type_hints(cls)
-        known = [f.name for f in fields(cls) if f.name != "kind"]
-        for key, value in values.items():
-            if key not in known:
-                issues.append(ConfigIssue(f"{path}.{key}", f"unknown setting (expected one of: {', '.join(known)})"))
-            elif not _type_ok(value, hints[key]):
-                expected = " or ".join("null" if t is type(None) else t.__name__
-                                       for t in typing.get_args(hints[key]) or (hints[key],))
-                issues.append(ConfigIssue(f"{path}.{key}", f"expected {expected}, found {value!r}"))
-    if not issues:
-        from rsu.services.layer import _check_message_defaults, _rules
-
-        for path, value, check in (("services.rules", rules, _rules),
-                                   ("services.message_defaults", defaults, _check_message_defaults)):
-            if isinstance(value, dict):
-                try:
-                    check(value)
-                except (ValueError, TypeError) as e:
-                    issues.append(ConfigIssue(path, str(e)))
-    return issues
+        found += message_default_issues(defaults, "services.message_defaults")
+    return [ConfigIssue(path, message) for path, message in found]
 
 
 def integrations_config(config: Config):
@@ -283,8 +292,73 @@ def _station_or_default(data: Any) -> Station:
         return Station()
 
 
-def load(path: str | Path | None) -> Config:
-    """The configuration from ``path``, or the embedded default when ``path`` is None."""
-    if path is None:
-        return parse({}, "embedded default")
-    return parse(load_yaml_file(path) or {}, str(path))
+def load(path: str | Path | None, overrides: typing.Sequence[str] = ()) -> Config:
+    """The configuration from ``path``, or the embedded default when ``path`` is None, with the
+    ``PATH=VALUE`` overrides of ``rsu run --set`` applied on top (see :func:`apply_overrides`)."""
+    data, source = ({}, "embedded default") if path is None else (load_yaml_file(path) or {}, str(path))
+    if not overrides:
+        return parse(data, source)
+    data, issues = apply_overrides(data, overrides)
+    try:
+        config = parse(data, source)
+    except ConfigError as e:
+        issues.extend(e.issues)
+    if issues:
+        raise ConfigError(issues, source)
+    return config
+
+
+_OVERRIDE_PATH = re.compile(r"[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*|\[\d+\])*")
+_OVERRIDE_PART = re.compile(r"\.?([A-Za-z_][\w-]*)|\[(\d+)\]")
+
+
+def apply_overrides(data: Any, overrides: typing.Sequence[str]) -> tuple[Any, list[ConfigIssue]]:
+    """A copy of the parsed YAML ``data`` with each ``PATH=VALUE`` set, and every override that could
+    not be applied (reported together with the validation's own issues).
+
+    PATH is written as the error messages write it (``api.port``, ``transports[0].group``); VALUE
+    is read as YAML (``8302`` is a number, ``'8302'`` a string). A missing section is created;
+    ``transports[0]`` of a file without a ``transports`` list is the default GN-UDP entry."""
+    if not isinstance(data, dict):
+        return data, [ConfigIssue("", "--set needs a mapping at the top level of the file")]
+    issues: list[ConfigIssue] = []
+    for item in overrides:  # each on a copy: an override that fails leaves nothing behind
+        trial = copy.deepcopy(data)
+        issue = _apply_override(trial, item)
+        if issue is None:
+            data = trial
+        else:
+            issues.append(issue)
+    return data, issues
+
+
+def _apply_override(data: dict[str, Any], item: str) -> ConfigIssue | None:
+    path, sep, text = item.partition("=")
+    path = path.strip()
+    if not sep or not _OVERRIDE_PATH.fullmatch(path):
+        return ConfigIssue(path or item, "--set expects PATH=VALUE such as api.port=8302 or "
+                                         f"transports[0].group=239.1.2.3, found {item!r}")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        return ConfigIssue(path, f"--set value is not YAML: {str(e).splitlines()[0]}")
+    keys = [name if name else int(index) for name, index in _OVERRIDE_PART.findall(path)]
+    node: Any = data
+    for depth, key in enumerate(keys):
+        here = format_path(tuple(keys[:depth + 1]))
+        if isinstance(key, int) and not isinstance(node, list):
+            return ConfigIssue(here, "not a list")
+        if isinstance(key, int) and key >= len(node):
+            return ConfigIssue(here, f"no such entry (the list has {len(node)})")
+        if isinstance(key, str) and not isinstance(node, dict):
+            return ConfigIssue(here, "cannot set a key inside a value that is not a mapping")
+        if depth == len(keys) - 1:
+            node[key] = value
+            return None
+        if isinstance(key, str) and key not in node:  # create it; a top-level list starts as its default
+            field = Config.model_fields.get(key) if depth == 0 else None
+            default = field.get_default(call_default_factory=True) if field is not None else None
+            node[key] = ({} if not isinstance(keys[depth + 1], int)
+                         else copy.deepcopy(default) if isinstance(default, list) else [])
+        node = node[key]
+    return None

@@ -84,6 +84,9 @@ def _message(err: dict, model: type[pydantic.BaseModel]) -> str:
     if kind == "extra_forbidden":
         return "unknown setting"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bounds = _bounds(model, tuple(err["loc"]))
+        if bounds:  # the whole allowed range, not only the side that was crossed
+            return f"expected a number {' and '.join(bounds)}, found {found}"
         op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         limit = next(iter(ctx.values())) if ctx else "?"
         return f"expected a number {op} {limit}, found {found}"
@@ -96,6 +99,27 @@ def _message(err: dict, model: type[pydantic.BaseModel]) -> str:
     msg = msg[0].lower() + msg[1:] if msg else msg
     msg = msg.replace("input should be", "expected")
     return f"{msg}, found {found}"
+
+
+def _bounds(model: type[pydantic.BaseModel], loc: tuple) -> list[str]:
+    """The range constraints of the field at ``loc`` ([">= 1", "<= 16384"]); [] if not found."""
+    current: Any = model
+    info = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        info = fields[part]
+        current = _model_in(info.annotation)
+    out = []
+    for meta in getattr(info, "metadata", ()):
+        for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            value = getattr(meta, attr, None)
+            if value is not None:
+                out.append(f"{op} {value:g}" if isinstance(value, float) else f"{op} {value}")
+    return out
 
 
 def _known_fields(model: type[pydantic.BaseModel], loc: tuple) -> list[str] | None:

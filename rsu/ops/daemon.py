@@ -26,9 +26,7 @@ import dataclasses
 import logging
 import signal
 import time
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from rsu.aio import wait_event
 from rsu import __version__, catalog
@@ -36,9 +34,13 @@ from rsu.clock import Clock, SystemClock, iso_utc
 from rsu.ops import config as cfgmod
 from rsu.ops import logging as rlog
 from rsu.ops.config_core import ConfigError
-from rsu.ops.metrics import CONTENT_TYPE, Metrics
+from rsu.ops.metrics import CONTENT_TYPE, Metrics, RxReason, TxReason, security_reason
 from rsu.ops.systemd import Notifier
+from rsu.transports.drops import DropReason
 from rsu.transports.gn import DuplicateDetector
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("rsu.daemon")
 
@@ -48,7 +50,7 @@ HOUSEKEEPING_S = 1.0
 
 # ====================================================================== security
 
-def build_security(config: cfgmod.Config, clock: Clock):
+def build_security(config: cfgmod.Config, clock: Clock, on_limit=None):
     """The SecurityService for ``config`` (creating the local test PKI when allowed), or None."""
     if not config.security.enabled:
         return None
@@ -67,8 +69,14 @@ def build_security(config: cfgmod.Config, clock: Clock):
     trust = TrustStore.from_directory(config.trust_path)
     pool = AtPool.load_directory(tickets, clock, rotation_margin=sec.rotation_margin,
                                  issuers=trust.certificates())
-    verifier = Verifier(clock, trust, max_age=sec.max_age, max_future=sec.max_future)
-    return SecurityService(pool, verifier, clock, certificate_interval=sec.certificate_interval)
+    lim = sec.limits
+    on_limit = on_limit or (lambda name: None)
+    verifier = Verifier(clock, trust, max_age=sec.max_age, max_future=sec.max_future,
+                        cache_size=lim.certificate_cache, hold_seconds=lim.hold_seconds, hold_limit=lim.held_frames,
+                        on_limit=on_limit)
+    return SecurityService(pool, verifier, clock, certificate_interval=sec.certificate_interval,
+                           p2pcd_per_frame=lim.p2pcd_per_frame, p2pcd_pending=lim.p2pcd_pending,
+                           p2pcd_max_age=lim.p2pcd_max_age, replay_entries=lim.replay_entries, on_limit=on_limit)
 
 
 def _test_pki_needed(config: cfgmod.Config, clock: Clock) -> bool:
@@ -103,22 +111,36 @@ def permission_check(security):
 # ====================================================================== helpers
 
 class TimedCodec:
-    """The facilities codec with encode time recorded in rsu_encode_seconds (same interface)."""
+    """The facilities codec with encode time recorded in rsu_encode_seconds (same interface).
 
-    def __init__(self, codec, metrics: Metrics):
-        self._codec = codec
+    ``load`` (``get_codec``) runs at first use: a restart puts the restored messages back on the air
+    (stored bytes, no codec needed) before the ASN.1 specification is read; ``start`` then warms it.
+    """
+
+    def __init__(self, load, metrics: Metrics):
+        self._load = load
+        self._codec = None
         self._metrics = metrics
+
+    @property
+    def codec(self):
+        if self._codec is None:
+            self._codec = self._load()
+        return self._codec
+
+    def warm(self) -> None:
+        self.codec  # noqa: B018 - loads it
 
     def encode(self, value, kind=None, *, validate: bool = True):
         t0 = time.perf_counter()
         try:
-            return self._codec.encode(value, kind, validate=validate)
+            return self.codec.encode(value, kind, validate=validate)
         finally:
             label = kind.name if kind is not None else "unknown"
             self._metrics.encode_time.labels(label).observe(time.perf_counter() - t0)
 
     def __getattr__(self, name):
-        return getattr(self._codec, name)
+        return getattr(self.codec, name)
 
 
 class Facade:
@@ -169,14 +191,16 @@ class CurrentLayer:
 
 class Daemon:
     def __init__(self, config: cfgmod.Config, *, config_path: str | None = None, clock: Clock | None = None,
-                 notifier: Notifier | None = None):
+                 notifier: Notifier | None = None, overrides: tuple[str, ...] | list[str] = ()):
         self.config = config
         self.config_path = config_path
+        self.overrides = tuple(overrides)  # ``rsu run --set``: applied again on every reload
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
         self.metrics = Metrics()
         self.security = None
         self.layer = None
+        self.hub = None  # IS_DataProviding: one for the daemon's lifetime, so subscribers survive reloads
         self.transports = None
         self.integrations = None
         self._runner: web.AppRunner | None = None
@@ -192,14 +216,18 @@ class Daemon:
     async def start(self) -> None:
         rlog.setup(self.config.logging.level)
         self.config.state_path.mkdir(parents=True, exist_ok=True)
-        self.security = build_security(self.config, self.clock)
+        self.security = build_security(self.config, self.clock, self.metrics.limit_hit)
         self.layer = self._build_layer()
         await self._start_transports()
+        # the restored messages go back on the air first (after kill -9 every second off air counts);
+        # integrations and the API (aiohttp) come up while they are sent
+        self._tasks = [asyncio.create_task(self._scheduler_loop(), name="rsu-scheduler")]
+        await asyncio.sleep(0)
+        self.layer.codec.warm()  # now read the ASN.1 specification (see TimedCodec)
         await self._start_integrations()
         await self._start_api()
-        self._tasks = [asyncio.create_task(self._scheduler_loop(), name="rsu-scheduler"),
-                       asyncio.create_task(self._housekeeping_loop(), name="rsu-housekeeping"),
-                       asyncio.create_task(self.notifier.watchdog_loop(), name="rsu-watchdog")]
+        self._tasks += [asyncio.create_task(self._housekeeping_loop(), name="rsu-housekeeping"),
+                        asyncio.create_task(self.notifier.watchdog_loop(), name="rsu-watchdog")]
         self.started_at = self.clock.now()
         api = self.config.api
         log.info("rsu %s running: API http://%s:%d, state %s, transports %s, security %s", __version__,
@@ -250,7 +278,7 @@ class Daemon:
             return False
         self.notifier.reloading()
         try:
-            new = cfgmod.load(self.config_path)
+            new = cfgmod.load(self.config_path, self.overrides)
         except ConfigError as e:
             for issue in e.issues:
                 log.error("reload rejected: %s: %s", self.config_path, issue)
@@ -280,7 +308,8 @@ class Daemon:
         changed = {name for name in ("station", "state_dir", "security", "services", "transports", "api",
                                      "integrations") if getattr(old, name) != getattr(new, name)}
         if changed & {"security", "state_dir"}:
-            self.security = build_security(new, self.clock)
+            self._drop_held()  # frames held by the old security entity leave with it
+            self.security = build_security(new, self.clock, self.metrics.limit_hit)
         if changed & {"station", "state_dir", "services", "security"}:
             # the store holds every active message: reopening keeps ids, revisions and schedules;
             # the API and the integrations reach the layer through the daemon, so they follow
@@ -295,8 +324,12 @@ class Daemon:
             await self._start_integrations()
         else:
             self.integrations.reload()  # SIGHUP always re-reads the MAP files
-        if changed & {"api", "integrations"}:
-            await self._runner.cleanup()  # new address, or new integration routes
+        if "api" in changed and (old.api.host, old.api.port) == (new.api.host, new.api.port):
+            from rsu.api.app import TABLE_KEY
+
+            self._runner.app[TABLE_KEY].limits = new.api.limits()  # new bounds, same server and streams
+        elif "api" in changed:  # a new address (integration routes follow self.integrations)
+            await self._runner.cleanup()
             await self._start_api()
 
     # ------------------------------------------------------------------ builders
@@ -311,8 +344,13 @@ class Daemon:
                           "providerIdentifier": c.services.ivi_provider.issuer},
             rules=dict(c.services.rules), message_defaults=dict(c.services.message_defaults),
             known_transports=[cfg.name for _, cfg in cfgmod.transport_configs(c)])
-        layer = ServiceLayer(services, clock=self.clock, codec=TimedCodec(get_codec(), self.metrics),
-                             permission_check=permission_check(self.security) if self.security else None)
+        metrics = self.metrics
+        layer = ServiceLayer(services, clock=self.clock, codec=TimedCodec(get_codec, metrics),
+                             permission_check=permission_check(self.security) if self.security else None,
+                             on_limit=metrics.limit_hit,
+                             on_skip=lambda service, reason, n: metrics.skipped.labels(service.upper(), reason).inc(n),
+                             hub=self.hub)
+        self.hub = layer.hub
         layer.set_wakeup(self._wake.set)
         return layer
 
@@ -320,18 +358,22 @@ class Daemon:
         from rsu.transports import gn as gnmod
         from rsu.transports.dispatch import TransportSet
         from rsu.transports.gn_udp import GnUdpTransport
-        from rsu.transports.mqtt import MqttTransport
 
-        built = []
+        built: list = []
         for kind, cfg in cfgmod.transport_configs(self.config):
             if kind == "gn-udp":
                 if self.security is None:
                     cfg = dataclasses.replace(cfg, secured=False)
                 built.append(GnUdpTransport(cfg, clock=self.clock, drops=self.metrics,
-                                            sign=self._gn_signer(gnmod) if self.security else None))
+                                            sign=self._gn_signer(gnmod) if self.security else None,
+                                            on_limit=self.metrics.limit_hit))
             else:
+                from rsu.transports.mqtt import MqttTransport  # aiomqtt only when an MQTT transport is configured
+
                 built.append(MqttTransport(cfg, clock=self.clock, drops=self.metrics))
         self.transports = TransportSet(built, drops=self.metrics)
+        self._duplicates = {t.name: DuplicateDetector(t.config.duplicate_entries, self.metrics.limit_hit)
+                            for t in built if isinstance(t, GnUdpTransport)}
         await self.transports.start(self._on_frame)
 
     def _gn_signer(self, gnmod):
@@ -356,10 +398,35 @@ class Daemon:
         from rsu.api.app import create_app, serve
 
         app = create_app(Facade(self))
-        app.add_routes(self.integrations.routes())
+        app.add_routes(self._integration_routes())
         app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/v1/health", self._health_handler)
-        self._runner = await serve(app, self.config.api.host, self.config.api.port)
+        from rsu.api.limits import ensure_nofile
+
+        api = self.config.api
+        nofile, need = ensure_nofile(api.limits())
+        if nofile < need:
+            log.warning("open-file limit %d is below the %d that api.max_connections %d needs (raise LimitNOFILE "
+                        "or lower api.max_connections)", nofile, need, api.max_connections)
+        self._runner = await serve(app, api.host, api.port, api.limits(),
+                                   on_close=lambda reason: self.metrics.api_connections_closed.labels(reason).inc())
+
+    def _integration_routes(self) -> list[web.RouteDef]:
+        """Every route an integration may serve, each answered by the integrations running now: a reload
+        that changes the integrations does not restart the API (and cut its event streams)."""
+        from aiohttp import web  # imported once the messages are back on the air (see start)
+
+        from rsu.integrations.routes import ROUTES
+
+        def forward(method: str, path: str):
+            async def handler(request: web.Request) -> web.StreamResponse:
+                for route in self.integrations.routes():
+                    if route.method == method and route.path == path:
+                        return await route.handler(request)
+                raise web.HTTPNotFound(reason=f"{path}: that integration is not configured")
+            return handler
+
+        return [web.route(method, path, forward(method, path)) for method, path in ROUTES]
 
     @property
     def api_port(self) -> int:
@@ -373,10 +440,14 @@ class Daemon:
 
     # ------------------------------------------------------------------ HTTP extras
     async def _metrics_handler(self, request: web.Request) -> web.Response:
+        from aiohttp import web  # imported once the messages are back on the air (see start)
+
         self._refresh_gauges()
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _health_handler(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.json_response({"status": "ok", "version": __version__})
 
     # ------------------------------------------------------------------ sending
@@ -404,10 +475,10 @@ class Daemon:
         from rsu.transports.gn_udp import GnUdpTransport
 
         now = self.clock.now()
-        self.metrics.lateness.labels(tx.kind.service).observe(max(0.0, now - tx.slot))
+        self.metrics.scheduled(tx.kind.service, max(0.0, now - tx.slot))
         targets, unknown = self.transports.targets(tx.params)
         for name in unknown:
-            self.metrics.drop(name, "unknown-transport")
+            self.metrics.drop(name, str(DropReason.UNKNOWN_TRANSPORT))
         if self.security is not None and tx.value is not None:
             self.security.note_content(tx.kind, tx.pdu, tx.value)
         signed: bytes | None = None
@@ -422,7 +493,7 @@ class Daemon:
                         signed = self.security.sign(tx.kind, tx.pdu, tx.value, with_certificate=True)
                     except SigningRefused as e:
                         log.error("%s %s not sent: %s", tx.kind.pdu, tx.id, e)
-                        self.metrics.drop(transport.name, "signing-refused")
+                        self.metrics.drop(transport.name, str(TxReason.SIGNING_REFUSED))
                         continue
                     finally:
                         self.metrics.sign_time.labels(tx.kind.name).observe(time.perf_counter() - t0)
@@ -435,65 +506,97 @@ class Daemon:
         record["count"] += 1
 
     # ------------------------------------------------------------------ receiving
+    # Every frame a transport hands up is counted received once (Metrics.rx) and then meets exactly
+    # one fate: accepted, dropped with a reason, or held (until it is released, expires or is pushed
+    # out of the hold, when it meets its fate). See docs/metrics.md "Receive accounting".
     def _on_frame(self, frame) -> None:
-        kind = catalog.BY_BTP_PORT.get(frame.btp_port) if frame.btp_port is not None else None
-        self.metrics.received.labels(kind.name if kind else "unknown", frame.transport).inc()
-        if not frame.secured_packet:
-            if self.config.security.accept_unsecured or self.security is None:
-                self._deliver_unsecured(frame)
-            else:
-                self.metrics.drop(frame.transport, "unsecured")
+        message = _message(frame)
+        self.metrics.rx(message, frame.transport)
+        try:
+            if not frame.secured_packet:
+                if self.config.security.accept_unsecured or self.security is None:
+                    self._deliver_unsecured(frame)
+                else:
+                    self.metrics.rx_drop(message, frame.transport, RxReason.UNSECURED)
+                return
+            if self.security is None:
+                self.metrics.rx_drop(message, frame.transport, RxReason.SECURITY_DISABLED)
+                return
+            kind = catalog.BY_BTP_PORT.get(frame.btp_port) if frame.btp_port is not None else None
+            t0 = time.perf_counter()
+            result = self.security.verify(frame.secured, kind, payload_offset=frame.payload_offset, context=frame)
+            self.metrics.child(self.metrics.verify_time, message).observe(time.perf_counter() - t0)
+        except Exception:  # a bug: this frame's fate is an internal error, never a crash
+            log.exception("received frame not processed")
+            self.metrics.rx_drop(message, frame.transport, DropReason.INTERNAL_ERROR)
             return
-        if self.security is None:
-            self.metrics.drop(frame.transport, "security-disabled")
-            return
-        t0 = time.perf_counter()
-        result = self.security.verify(frame.secured, kind, payload_offset=frame.payload_offset, context=frame)
-        self.metrics.verify_time.labels(kind.name if kind else "unknown").observe(time.perf_counter() - t0)
         for r in (result, *result.released):
-            self._deliver_verified(r)
+            self._judged(r)
 
-    def _deliver_verified(self, r) -> None:
+    def _judged(self, r) -> None:
+        """One verification result: the fate of its frame (and the hold bookkeeping)."""
+        frame = r.context
+        message = _message(frame)
+        if r.from_hold:
+            event = {"held-expired": "expired", "hold-queue-full": "evicted"}.get(str(r.reason), "released")
+            self.metrics.hold(message, frame.transport, event)
+        if r.held:
+            self.metrics.hold(message, frame.transport, "held")
+            return
+        try:
+            reason = self._deliver_verified(r)
+        except Exception:
+            log.exception("received frame not processed")
+            reason = DropReason.INTERNAL_ERROR
+        if reason is not None:
+            self.metrics.rx_drop(message, frame.transport, reason)
+
+    def _drop_held(self) -> None:
+        """The security entity is replaced (reload): its held frames are dropped as expired."""
+        if self.security is not None:
+            verifier = self.security.verifier
+            verifier.hold_seconds = -1.0
+            for r in verifier.expire_held():
+                self._judged(r)
+
+    def _deliver_verified(self, r) -> str | None:
+        """Deliver an accepted result; the drop reason otherwise."""
         frame = r.context
         if not r.ok:
-            if not r.held:  # a held message is judged again when its certificate arrives
-                self.metrics.drop(frame.transport, f"security:{r.reason.value}")
-            return
+            return security_reason(r.reason)
         if frame.duplicate_key is not None:  # GN duplicate detection, after verification (EN 302 636-4-1)
             source, sn, lifetime = frame.duplicate_key
-            detector = self._duplicates.setdefault(frame.transport, DuplicateDetector())
+            detector = self._duplicates.setdefault(frame.transport, DuplicateDetector(on_limit=self.metrics.limit_hit))
             if detector.is_duplicate(source, sn, frame.received_at, lifetime):
-                self.metrics.drop(frame.transport, "duplicate")
-                return
+                return str(DropReason.DUPLICATE)
+        if self.security.replayed(r):
+            return str(RxReason.REPLAY)
         security = {"its_aid": r.psid, "ssp": r.ssp.hex() if r.ssp is not None else None,
                     "signer": r.signer_id.hex() if r.signer_id else None, "verification": "ok"}
-        self._deliver(frame, r.pdu if r.pdu is not None else r.payload[frame.payload_offset:], security)
+        return self._deliver(frame, r.pdu if r.pdu is not None else r.payload[frame.payload_offset:], security)
 
     def _deliver_unsecured(self, frame) -> None:
         payload = frame.secured[frame.payload_offset:]
-        self._deliver(frame, payload, {"its_aid": None, "ssp": None, "signer": None, "verification": "ok",
-                                       "secured": False})
+        reason = self._deliver(frame, payload, {"its_aid": None, "ssp": None, "signer": None, "verification": "ok",
+                                                "secured": False})
+        if reason is not None:
+            self.metrics.rx_drop(_message(frame), frame.transport, reason)
 
-    def _deliver(self, frame, pdu, security: dict) -> None:
+    def _deliver(self, frame, pdu, security: dict) -> str | None:
+        """Hand a verified PDU to the services: None when delivered (counted accepted), else the drop reason."""
         transport = {"transport": frame.transport, "source": frame.source, "btp_port": frame.btp_port,
                      "received_at": iso_utc(frame.received_at), **{k: v for k, v in frame.info.items()
                                                                      if isinstance(v, (str, int, float, bool))}}
-        before = dict(self.layer.counts)
         try:
-            event = self.layer.on_received(pdu, security, transport)
+            event, reason = self.layer.receive(pdu, security, transport)
         except Exception:  # peer input never stops the daemon
             log.exception("received message not processed")
-            self.metrics.drop(frame.transport, "unprocessable")
-            return
+            return str(DropReason.INTERNAL_ERROR)
         if event is None:
-            grew = [k for k, v in self.layer.counts.items() if v > before.get(k, 0)]
-            reason = {"rx_ivi_duplicate": "duplicate", "rx_ivi_outdated": "outdated",
-                      "rx_undecodable": "decode-error", "rx_unprocessable": "unprocessable",
-                      "rx_not_verified": "not-verified"}
-            self.metrics.drop(frame.transport, next((reason[k] for k in grew if k in reason), "not-delivered"))
-            return
+            return str(reason)
         kind = catalog.BY_NAME.get(event.get("message", ""))
-        self.metrics.accepted.labels(kind.service if kind else "?", event.get("message", "?"), frame.transport).inc()
+        self.metrics.accept(kind.service if kind else "?", _message(frame), frame.transport)
+        return None
 
     # ------------------------------------------------------------------ status & gauges
     async def _housekeeping_loop(self) -> None:
@@ -507,6 +610,18 @@ class Daemon:
     def _refresh_gauges(self) -> None:
         m = self.metrics
         m.update_rates()
+        if self.security is not None:
+            for r in self.security.expire_held():
+                self._judged(r)
+            m.p2pcd_pending.set(len(self.security.pending_certificate_requests))
+        for t in self.transports.transports.values():
+            poll = getattr(t, "poll_socket_drops", None)
+            if poll is not None:
+                poll()
+        if self._runner is not None:
+            from rsu.api.app import TABLE_KEY
+
+            m.api_connections.set(len(self._runner.app[TABLE_KEY]))
         counts = {(k.service, k.name): 0 for k in catalog.MESSAGES}
         for entry in self.layer.list():
             if entry.get("state") in ("active", "terminating"):
@@ -560,10 +675,17 @@ class Daemon:
         }
 
 
-def run(config_path: str | None) -> int:
-    """``rsu run``: load the configuration, run until stopped. Exit 2 on an invalid configuration."""
+def _message(frame) -> str:
+    """The message type a received frame names (BTP port / MQTT topic): the metrics' message label."""
+    kind = catalog.BY_BTP_PORT.get(frame.btp_port) if frame.btp_port is not None else None
+    return kind.name if kind else "unknown"
+
+
+def run(config_path: str | None, overrides: tuple[str, ...] | list[str] = ()) -> int:
+    """``rsu run``: load the configuration (``--set`` overrides on top), run until stopped. Exit 2 on an
+    invalid configuration."""
     try:
-        config = cfgmod.load(config_path)
+        config = cfgmod.load(config_path, overrides)
     except ConfigError as e:
         import sys
 
@@ -571,18 +693,35 @@ def run(config_path: str | None) -> int:
         for issue in e.issues:
             print(f"  {issue}", file=sys.stderr)
         return 2
+    from rsu.ops.preflight import host_issues
+
+    found = host_issues(config, running_rsu_is_fine=False)
+    if any(h.fatal for h in found):
+        import sys
+
+        print(f"rsu: error: cannot start with this configuration on this host ({config_path or 'embedded default'}):",
+              file=sys.stderr)
+        for h in found:
+            print(f"  {h.issue}", file=sys.stderr)
+        return 1  # not 2: a port in use or a missing directory may be gone at the next try
+    rlog.setup(config.logging.level)
+    for h in found:  # the daemon runs; these fail where they are used, and are logged there again
+        log.error("configuration %s: %s", config_path or "embedded default", h.issue)
     try:
         import uvloop  # optional: the faster event loop when installed
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    daemon = Daemon(config, config_path=config_path)
+    daemon = Daemon(config, config_path=config_path, overrides=overrides)
     try:
         runner(daemon.run())
     except KeyboardInterrupt:
         pass
     except Exception as e:  # start-up failure (port in use, unreadable PKI...): one log line, exit 1, no traceback
+        from rsu.services.store import StoreDamaged
+
         rlog.setup(config.logging.level)
         log.critical("cannot start: %s: %s", type(e).__name__, e)
-        return 1
+        # a damaged store waits for the operator (exit 2: systemd's RestartPreventExitStatus, no restart loop)
+        return 2 if isinstance(e, StoreDamaged) else 1
     return 0

@@ -3,11 +3,23 @@
 Names carry the ``rsu_`` prefix and the usual ``_total`` / ``_seconds`` suffixes; labels are
 ``service`` (TLM, RLT, IVI, TLC, GPC), ``message`` (spatem, ...), ``transport`` (the transport
 instance name) and ``reason`` (why something was dropped). Each daemon owns one registry, so
-several daemons (or tests) in one process do not mix their numbers.
+several daemons (or tests) in one process do not mix their numbers. docs/metrics.md lists every
+metric and every reason (a test keeps it in sync with :func:`receive_reasons`, :func:`send_reasons`
+and the registry).
+
+Receive accounting: for every transport and message type, at every moment::
+
+    rsu_messages_received_total = sum(rsu_messages_accepted_total over service)
+                                + sum(rsu_messages_received_dropped_total over reason)
+                                + rsu_messages_held
+
+A frame is counted as received once, where its fate is first known: a transport that drops it
+counts it (``drop(..., message=...)``), otherwise the daemon when the transport hands it up.
 """
 
 from __future__ import annotations
 
+import enum
 import time
 from collections import deque
 
@@ -18,6 +30,53 @@ _FAST = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 _LATENESS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+LATE_AFTER_S = 0.05  # a scheduled send released later than this after its slot counts as late
+
+
+class RxReason(str, enum.Enum):
+    """Receive-side drop reasons decided by the daemon itself (transports, security and services have theirs)."""
+
+    UNSECURED = "unsecured"  # an unsigned frame while security.accept_unsecured is off
+    SECURITY_DISABLED = "security-disabled"  # a signed frame while security is off (nothing can verify it)
+    REPLAY = "replay"  # an exact copy of a message accepted before, within its acceptance window
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def security_reason(reason) -> str:
+    """The metrics label of a security (verification) reason."""
+    return f"security:{reason}"
+
+
+def receive_reasons() -> dict[str, str]:
+    """Every reason a received frame can be dropped for: label -> where it is decided."""
+    from rsu.security.verify import Reason
+    from rsu.services.received import RxDrop
+    from rsu.transports.drops import RECEIVE_REASONS
+
+    out = {str(r): "transport" for r in RECEIVE_REASONS}
+    out.update({security_reason(r): "security" for r in Reason})
+    out.update({str(r): "services" for r in RxDrop})
+    out.update({str(r): "daemon" for r in RxReason})
+    return out
+
+
+class TxReason(str, enum.Enum):
+    SIGNING_REFUSED = "signing-refused"  # no authorization ticket permits the content
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def send_reasons() -> dict[str, str]:
+    """Every reason an outgoing message can be dropped for: label -> where it is decided."""
+    from rsu.transports.drops import SEND_REASONS
+
+    out = {str(r): "transport" for r in SEND_REASONS}
+    out.update({str(r): "daemon" for r in TxReason})
+    return out
+
 
 
 class Metrics:
@@ -30,13 +89,34 @@ class Metrics:
                             ["service", "message", "transport"], registry=r)
         self.repeated = Counter("rsu_messages_repeated_total", "Repetitions handed to a transport",
                                 ["service", "message", "transport"], registry=r)
-        self.received = Counter("rsu_messages_received_total", "Frames received carrying an IS message",
+        self.received = Counter("rsu_messages_received_total",
+                                "Frames that reached a receive entry point, by the message type they name",
                                 ["message", "transport"], registry=r)
         self.accepted = Counter("rsu_messages_accepted_total",
                                 "Received messages that passed security, SSP and decoding",
                                 ["service", "message", "transport"], registry=r)
-        self.dropped = Counter("rsu_messages_dropped_total", "Received or outgoing messages dropped, by reason",
+        self.dropped = Counter("rsu_messages_dropped_total",
+                               "Received or outgoing messages, and integration feed inputs, dropped, by reason",
                                ["transport", "reason"], registry=r)
+        self.rx_dropped = Counter("rsu_messages_received_dropped_total",
+                                  "Received frames dropped, by message type and reason",
+                                  ["message", "transport", "reason"], registry=r)
+        self.held = Gauge("rsu_messages_held", "Received frames held until their signer's certificate arrives",
+                          ["message", "transport"], registry=r)
+        self.hold_events = Counter("rsu_messages_hold_total",
+                                   "Frames entering (held) and leaving (released, expired, evicted) the hold",
+                                   ["message", "transport", "event"], registry=r)
+        self.limit_hits = Counter("rsu_limit_hits_total", "A bound on state other stations can grow was reached",
+                                  ["limit"], registry=r)
+        self.p2pcd_pending = Gauge("rsu_p2pcd_pending_requests",
+                                   "Certificate requests waiting for an outgoing message to carry them", registry=r)
+        self.late = Counter("rsu_scheduled_sends_late_total",
+                            f"Scheduled sends released more than {LATE_AFTER_S} s after their slot", ["service"],
+                            registry=r)
+        self.skipped = Counter("rsu_scheduled_sends_skipped_total",
+                               "Scheduled repetitions not sent (missed-slot: the loop was late by more than an "
+                               "interval; overload: more were due than one pass may send)",
+                               ["service", "reason"], registry=r)
         self.rate = Gauge("rsu_dissemination_rate_per_second",
                           "Messages sent per second over the last rate window", ["message", "transport"], registry=r)
         self.lateness = Histogram("rsu_scheduler_lateness_seconds",
@@ -56,8 +136,14 @@ class Metrics:
                                     registry=r)
         self.feed_age = Gauge("rsu_controller_feed_age_seconds", "Age of the newest traffic-controller update",
                               ["intersection"], registry=r)
+        self.api_connections = Gauge("rsu_api_connections", "Open connections to the HTTP API", registry=r)
+        self.api_connections_closed = Counter(
+            "rsu_api_connections_closed_total",
+            "API connections closed or refused by the connection bounds (api.max_connections, "
+            "api.header_timeout_s, api.idle_timeout_s), by reason", ["reason"], registry=r)
         self.up = Gauge("rsu_up", "1 while the daemon runs", registry=r)
         self.up.set(1)
+        self._children: dict = {}
         self._window: deque[tuple[float, str, str]] = deque()
         self.rate_window_s = 10.0
 
@@ -82,9 +168,64 @@ class Metrics:
         for (message, transport), n in counts.items():
             self.rate.labels(message, transport).set(n / self.rate_window_s)
 
-    def drop(self, transport: str, reason: str) -> None:
-        """The DropCounter protocol of rsu.transports.base."""
-        self.dropped.labels(transport, reason).inc()
+    def child(self, metric, *labels: str):
+        """``metric.labels(*labels)``, remembered: the receive path counts several series per frame, and
+        the label values come from small fixed sets (message types, transports, reasons)."""
+        key = (metric, labels)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = metric.labels(*labels)
+        return c
+
+    def drop(self, transport: str, reason: str, message: str | None = None) -> None:
+        """The DropCounter protocol of rsu.transports.base: with ``message``, a received frame the transport
+        dropped (counted as received too); without, anything else (send side, integration feeds)."""
+        reason = str(reason)
+        self.child(self.dropped, transport, reason).inc()
+        if message is not None:
+            self.child(self.received, message, transport).inc()
+            self.child(self.rx_dropped, message, transport, reason).inc()
+
+    # receive accounting used by the daemon ------------------------------------------------
+    def rx(self, message: str, transport: str) -> None:
+        """A frame the transport handed up: received (its fate is counted by rx_drop, accept or hold)."""
+        self.child(self.received, message, transport).inc()
+
+    def rx_drop(self, message: str, transport: str, reason: str) -> None:
+        reason = str(reason)
+        self.child(self.dropped, transport, reason).inc()
+        self.child(self.rx_dropped, message, transport, reason).inc()
+
+    def accept(self, service: str, message: str, transport: str) -> None:
+        self.child(self.accepted, service, message, transport).inc()
+
+    def hold(self, message: str, transport: str, event: str) -> None:
+        """event: held (one more held) or released / expired / evicted (one fewer)."""
+        self.child(self.hold_events, message, transport, event).inc()
+        self.child(self.held, message, transport).inc(1 if event == "held" else -1)
+
+    def limit_hit(self, limit: str) -> None:
+        self.child(self.limit_hits, limit).inc()
+
+    def scheduled(self, service: str, lateness_s: float) -> None:
+        self.lateness.labels(service).observe(lateness_s)
+        if lateness_s > LATE_AFTER_S:
+            self.late.labels(service).inc()
+
+    def receive_accounting(self) -> dict[tuple[str, str], dict[str, float]]:
+        """Per (message, transport): received, accepted, dropped, held (for tests and status pages)."""
+        out: dict[tuple[str, str], dict[str, float]] = {}
+
+        def row(message: str, transport: str) -> dict[str, float]:
+            return out.setdefault((message, transport), {"received": 0.0, "accepted": 0.0, "dropped": 0.0,
+                                                         "held": 0.0})
+
+        for metric, field in ((self.received, "received"), (self.accepted, "accepted"),
+                              (self.rx_dropped, "dropped"), (self.held, "held")):
+            for sample in metric.collect()[0].samples:
+                if not sample.name.endswith("_created"):
+                    row(sample.labels["message"], sample.labels["transport"])[field] += sample.value
+        return out
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

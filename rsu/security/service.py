@@ -15,9 +15,16 @@ Signer-identifier policy (TS 103 097 §7.1.1 CAM rule, applied to every service)
 * ``always_certificate`` is set.
 
 Unknown-certificate handling: when a received message is signed by a digest we
-do not know, its HashedId3 is put into the ``inlineP2pcdRequest`` of our next
-signed message (any service). When a neighbour asks for the HashedId3 of our AA
-or root, our next message carries it as ``requestedCertificate``.
+do not know (and passed every check that needs no certificate), its HashedId3 is
+put into the ``inlineP2pcdRequest`` of our next signed messages (any service): at
+most ``p2pcd_per_frame`` per message, at most ``p2pcd_pending`` waiting (the
+oldest is forgotten first), each forgotten ``p2pcd_max_age`` seconds after it was
+first wanted. When a neighbour asks for the HashedId3 of our AA or root, our next
+message carries it as ``requestedCertificate``.
+
+Replay detection: :meth:`replayed` remembers every accepted message (by the hash of
+its tbsData) until its generationTime leaves the acceptance window; the same
+message again within the window is a replay.
 """
 
 from __future__ import annotations
@@ -27,18 +34,28 @@ from typing import Any
 
 from rsu import clock as clockmod
 from rsu.catalog import MessageKind
+from rsu.limits import OnLimit, ignore
 from rsu.security import ssp as sspmod
+from rsu.security.replay import ReplayWindow
 from rsu.security.certs import Certificate
 from rsu.security.pool import AtPool, SigningRefused
 from rsu.security.verify import VerificationResult, Verifier
 
-MAX_INLINE_REQUESTS = 8
+# HashedId3s asked for in one message. IEEE 1609.2 leaves SequenceOfHashedId3 unbounded and
+# TS 103 097 gives no number; a handful keeps our frames short and a flood from riding on them.
+P2PCD_PER_FRAME = 8
+P2PCD_PENDING = 32  # certificate requests waiting for a message to carry them
+P2PCD_MAX_AGE_S = 10.0  # a request not sent by then is forgotten (its held frames are long gone)
+REPLAY_ENTRIES = 65536  # accepted messages remembered for replay detection
 REQUIREMENT_CACHE = 512  # PDUs whose SSP requirement is remembered (note_content)
 
 
 class SecurityService:
     def __init__(self, pool: AtPool, verifier: Verifier, clock: clockmod.Clock, *,
-                 certificate_interval: float = 1.0, always_certificate: bool = False, codec=None) -> None:
+                 certificate_interval: float = 1.0, always_certificate: bool = False, codec=None,
+                 p2pcd_per_frame: int = P2PCD_PER_FRAME, p2pcd_pending: int = P2PCD_PENDING,
+                 p2pcd_max_age: float = P2PCD_MAX_AGE_S, replay_entries: int = REPLAY_ENTRIES,
+                 on_limit: OnLimit = ignore) -> None:
         self.pool = pool
         self.verifier = verifier
         self.clock = clock
@@ -48,7 +65,12 @@ class SecurityService:
         self._last_cert_sent: dict[bytes, float] = {}  # AT h8 -> time the certificate was last included
         self._asked_by_neighbours: set[bytes] = set()  # HashedId3 of our ATs someone requested
         self._wanted_issuers: set[bytes] = set()  # HashedId3 of our AA/root someone requested
-        self._our_requests: dict[bytes, None] = {}  # HashedId3s we want (ordered set)
+        self._our_requests: OrderedDict[bytes, float] = OrderedDict()  # HashedId3 we want -> when first wanted
+        self.p2pcd_per_frame = p2pcd_per_frame
+        self.p2pcd_pending = p2pcd_pending
+        self.p2pcd_max_age = p2pcd_max_age
+        self.on_limit = on_limit
+        self.replay = ReplayWindow(replay_entries, on_limit)
         self._requirements: OrderedDict[bytes, sspmod.Requirement] = OrderedDict()
         for t in pool.tickets:  # our own ATs verify our own looped-back messages
             verifier.add_certificate(t.certificate)
@@ -104,9 +126,7 @@ class SecurityService:
         if with_cert:
             self._last_cert_sent[h8] = now
             self._asked_by_neighbours.discard(h8[-3:])
-        inline = list(self._our_requests)[:MAX_INLINE_REQUESTS]
-        for h3 in inline:
-            del self._our_requests[h3]
+        inline = self._take_requests(now)
         requested = None
         if self._wanted_issuers:
             for c in self.pool.issuers:
@@ -116,6 +136,18 @@ class SecurityService:
                     break
         return at.signer.sign(pdu, kind.its_aid, clockmod.time64(now), with_certificate=with_cert,
                               inline_p2pcd_request=inline, requested_certificate=requested)
+
+    def _take_requests(self, now: float) -> list[bytes]:
+        """The HashedId3s this message asks for (oldest first, at most ``p2pcd_per_frame``)."""
+        requests = self._our_requests
+        while requests and next(iter(requests.values())) < now - self.p2pcd_max_age:
+            requests.popitem(last=False)
+        inline = []
+        while requests and len(inline) < self.p2pcd_per_frame:
+            inline.append(requests.popitem(last=False)[0])
+        if requests and inline:
+            self.on_limit("p2pcd-per-frame")
+        return inline
 
     def hours_to_expiry(self, kind: MessageKind) -> float | None:
         return self.pool.hours_to_expiry(kind)
@@ -129,9 +161,24 @@ class SecurityService:
             self._learn(r)
         return result
 
+    def expire_held(self) -> list[VerificationResult]:
+        """Held messages whose time ran out (HELD_EXPIRED results); the daemon calls this periodically."""
+        return self.verifier.expire_held()
+
+    def replayed(self, result: VerificationResult) -> bool:
+        """Whether the accepted ``result`` repeats a message accepted before within the acceptance window
+        (remembering it when not). Call it once per accepted message, after any other duplicate check."""
+        if result.tbs_hash is None or result.generation_time is None:
+            return False
+        until = clockmod.time64_to_posix(result.generation_time) + self.verifier.max_age
+        return self.replay.seen(result.tbs_hash, until, self.clock.now())
+
     def _learn(self, r: VerificationResult) -> None:
-        if r.request_certificate is not None:
-            self._our_requests[r.request_certificate] = None
+        if r.request_certificate is not None and r.request_certificate not in self._our_requests:
+            self._our_requests[r.request_certificate] = self.clock.now()
+            while len(self._our_requests) > self.p2pcd_pending:
+                self._our_requests.popitem(last=False)
+                self.on_limit("p2pcd-pending")
         if r.signature_valid and r.p2pcd_requests:
             mine = {t.hashed_id8[-3:] for t in self.pool.tickets}
             issuers = {c.hashed_id3 for c in self.pool.issuers}

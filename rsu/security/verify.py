@@ -10,7 +10,8 @@ bytes (the UPER facilities PDU) and, when the content check ran, the decoded PDU
     envelope and TS 103 097 profile    MALFORMED, UNSUPPORTED_VERSION, NOT_SIGNED, PROFILE_VIOLATION
     psid vs message type               PSID_MISMATCH
     generationTime / expiryTime        GENERATION_TIME_IN_FUTURE, GENERATION_TIME_TOO_OLD, MESSAGE_EXPIRED
-    signer                             SIGNER_UNKNOWN (digest not in the cache), SIGNER_CERTIFICATE_INVALID
+    signer                             UNSUPPORTED_SIGNER (a SignerIdentifier alternative we do not know),
+                                       SIGNER_UNKNOWN (digest not in the cache), SIGNER_CERTIFICATE_INVALID
     hash algorithm vs key              HASH_ALGORITHM_MISMATCH
     signature                          INVALID_SIGNATURE
     AT validity at generationTime      CERT_EXPIRED, CERT_NOT_YET_VALID
@@ -19,11 +20,18 @@ bytes (the UPER facilities PDU) and, when the content check ran, the decoded PDU
     content vs SSP                     PAYLOAD_INVALID, SSP_VIOLATION
 
 Signer given as a digest: resolved from certificates seen before in valid
-messages (and those of the trust store). When unknown, the message is *held*
-(bounded, for ``hold_seconds``) and the result asks for the certificate
-(``request_certificate`` = its HashedId3, to be put in our next message's
-``inlineP2pcdRequest``). When a later message brings that certificate, the held
-messages are verified again and returned in ``released``.
+messages (and those of the trust store). When unknown, and only when the message
+passed every check that needs no certificate (structure, psid, time window, and
+the payload decodes as the expected message), the message is *held* (at most
+``hold_limit`` frames, for ``hold_seconds``) and the result asks for the
+certificate (``request_certificate`` = its HashedId3, to be put in our next
+message's ``inlineP2pcdRequest``). When a later message brings that certificate,
+the held messages are verified again. Every held message leaves the hold exactly
+once, and comes back in the ``released`` list of some later result (or of
+:meth:`Verifier.expire_held`): verified again, or failed with HELD_EXPIRED (its
+``hold_seconds`` ran out) or HOLD_QUEUE_FULL (pushed out by newer ones); such
+results have ``from_hold`` set. So a caller that counts ``held`` results and
+``released`` ones always knows how many are still held.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from typing import Any
 
 from rsu import catalog, clock as clockmod
 from rsu.catalog import MessageKind
+from rsu.limits import OnLimit, ignore
 from rsu.security import coer, ssp as sspmod
 from rsu.security.certs import Certificate, CertificateError, ssp_within_range
 from rsu.security.keys import KeyMaterialError, signature_rs, verify_digest
@@ -52,6 +61,9 @@ class Reason(str, enum.Enum):
     GENERATION_TIME_TOO_OLD = "generation-time-too-old"
     MESSAGE_EXPIRED = "message-expired"
     SIGNER_UNKNOWN = "signer-certificate-unknown"
+    UNSUPPORTED_SIGNER = "unsupported-signer"
+    HELD_EXPIRED = "held-expired"
+    HOLD_QUEUE_FULL = "hold-queue-full"
     SIGNER_CERTIFICATE_INVALID = "signer-certificate-invalid"
     HASH_ALGORITHM_MISMATCH = "hash-algorithm-mismatch"
     INVALID_SIGNATURE = "invalid-signature"
@@ -165,6 +177,9 @@ def _check_profile(msg: SignedMessage) -> None:
             raise ParseError(Reason.PROFILE_VIOLATION, f"headerInfo.{absent} must be absent")
     if msg.signer[0] == "self":
         raise ParseError(Reason.PROFILE_VIOLATION, "self-signed messages are not accepted")
+    if msg.signer[0] not in ("digest", "certificate"):
+        raise ParseError(Reason.UNSUPPORTED_SIGNER, "SignerIdentifier is an extension alternative this "
+                                                    "implementation does not know (digest or certificate expected)")
 
 
 # ====================================================================== trust store
@@ -259,6 +274,8 @@ class VerificationResult:
     p2pcd_requests: tuple[bytes, ...] = ()  # HashedId3s this message asks for (inlineP2pcdRequest)
     requested_certificate: Certificate | None = None  # headerInfo.requestedCertificate, when valid
     held: bool = False
+    from_hold: bool = False  # this result is of a message that was held (released, expired or pushed out)
+    tbs_hash: bytes | None = None  # SHA-256 of tbsData (after the signature check): the replay-detection key
     released: list["VerificationResult"] = field(default_factory=list)
     context: Any = None  # the caller's opaque context (e.g. the received frame), also for released messages
 
@@ -292,6 +309,8 @@ class VerificationResult:
 
 # ====================================================================== verifier
 
+PRECHECK_CACHE = 64  # content verdicts remembered for messages of unknown signers
+
 class Verifier:
     """Verifies received signed messages. Sans-I/O: bytes and an injected clock in, results out.
 
@@ -304,7 +323,7 @@ class Verifier:
     def __init__(self, clock: clockmod.Clock, trust: TrustStore | None = None, *,
                  max_age: float = 30.0, max_future: float = 2.0, check_content: bool = True,
                  cache_size: int = 4096, hold_seconds: float = 2.0, hold_limit: int = 64,
-                 codec=None) -> None:
+                 codec=None, on_limit: OnLimit = ignore) -> None:
         self.clock = clock
         self.trust = trust
         self.max_age = max_age
@@ -312,24 +331,30 @@ class Verifier:
         self.check_content = check_content
         self.hold_seconds = hold_seconds
         self.hold_limit = hold_limit
+        self.on_limit = on_limit
         self._codec = codec
         self._cache: OrderedDict[bytes, Certificate] = OrderedDict()
-        self._cache_size = cache_size
-        self._chain_ok: dict[bytes, Certificate] = {}  # AT h8 -> issuer, once its signature checked
-        self._held: OrderedDict[bytes, list[tuple[float, bytes, MessageKind | None, int, Any]]] = OrderedDict()
-        if trust is not None:
-            for c in trust.certificates():
-                self._remember(c)
+        self._cache_size = max(1, cache_size)
+        self._chain_ok: OrderedDict[bytes, Certificate] = OrderedDict()  # AT h8 -> issuer, once its signature checked
+        # held frames in arrival order: (held at, signer h8, data, expected kind, payload offset, context)
+        self._held: OrderedDict[int, tuple[float, bytes, bytes, MessageKind | None, int, Any]] = OrderedDict()
+        self._held_by_signer: dict[bytes, list[int]] = {}
+        self._held_seq = 0
+        self._prechecked: OrderedDict[tuple, tuple[Reason | None, str]] = OrderedDict()
+        # trust-store certificates are always known (outside the bounded cache)
+        self._anchors: dict[bytes, Certificate] = {c.hashed_id8: c for c in trust.certificates()} if trust else {}
 
     # ------------------------------------------------------------------ certificate cache
     def _remember(self, cert: Certificate) -> None:
         self._cache[cert.hashed_id8] = cert
         self._cache.move_to_end(cert.hashed_id8)
         while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+            h8, _ = self._cache.popitem(last=False)
+            self._chain_ok.pop(h8, None)
+            self.on_limit("certificate-cache")
 
     def known_certificate(self, h8: bytes) -> Certificate | None:
-        return self._cache.get(h8)
+        return self._cache.get(h8) or self._anchors.get(h8)
 
     def add_certificate(self, cert: Certificate) -> None:
         """Learn a certificate out of band (e.g. a requestedCertificate, our own ATs)."""
@@ -356,10 +381,15 @@ class Verifier:
         try:
             result = self._verify(bytes(data), expected, payload_offset, context)
         except Exception as e:  # last line of defence: a received frame never crashes the daemon
-            return VerificationResult(Reason.MALFORMED, f"unexpected error: {type(e).__name__}: {e}",
-                                      context=context)
-        if result.ok and result.signer_form == "certificate":
-            result.released = self._release(result.signer_id)
+            result = VerificationResult(Reason.MALFORMED, f"unexpected error: {type(e).__name__}: {e}",
+                                        context=context)
+        released = self.expire_held()
+        if result.signer_form == "certificate" and result.signer_id in self._cache:
+            # the certificate passed signature, chain and psid checks (it is cached), whatever the content
+            released.extend(self._release(result.signer_id))
+        if result.held:
+            released.extend(self._evict_held())
+        result.released = released
         return result
 
     def _verify(self, data: bytes, expected: MessageKind | None, payload_offset: int = 0,
@@ -401,16 +431,25 @@ class Verifier:
         res.signer_form = alt
         if alt == "digest":
             res.signer_id = sval
-            cert = self._cache.get(sval)
+            cert = self.known_certificate(sval)
             if cert is None:
-                self._hold(sval, data, expected, now, payload_offset, context)
+                # only a message we would otherwise accept is worth a certificate request: the checks
+                # that need no certificate come first (a random digest on garbage asks for nothing)
+                if self.check_content and kind is not None:
+                    why = self._precheck_content(res, msg.payload, kind, payload_offset, msg.psid)
+                    if why is not None:
+                        return why
                 res.request_certificate = sval[-3:]
-                res.held = True
+                if self.hold_seconds > 0 and self.hold_limit > 0:
+                    self._hold(sval, data, expected, now, payload_offset, context)
+                    res.held = True
+                    return self._fail(res, Reason.SIGNER_UNKNOWN,
+                                      f"no certificate known for digest {sval.hex()}; held, certificate requested")
                 return self._fail(res, Reason.SIGNER_UNKNOWN,
-                                  f"no certificate known for digest {sval.hex()}; held, certificate requested")
+                                  f"no certificate known for digest {sval.hex()}; certificate requested")
         else:
             h8 = hashlib.sha256(msg.signer_cert_bytes).digest()[-8:]
-            cert = self._cache.get(h8)
+            cert = self.known_certificate(h8)
             if cert is None or cert.raw != msg.signer_cert_bytes:
                 try:
                     cert = Certificate.from_bytes(msg.signer_cert_bytes)
@@ -429,7 +468,8 @@ class Verifier:
             return self._fail(res, Reason.HASH_ALGORITHM_MISMATCH,
                               f"hashId {msg.hash_id} / {msg.signature[0]} do not fit the key {cert.curve.name}")
         H = curve.hash_name
-        digest = hashlib.new(H, hashlib.new(H, msg.tbs_bytes).digest() + cert.digest(H)).digest()
+        tbs_hash = hashlib.new(H, msg.tbs_bytes).digest()
+        digest = hashlib.new(H, tbs_hash + cert.digest(H)).digest()
         try:
             ok = verify_digest(cert.public_key, curve, digest, r, s)
         except CertificateError as e:
@@ -437,6 +477,7 @@ class Verifier:
         res.signature_valid = ok
         if not ok:
             return self._fail(res, Reason.INVALID_SIGNATURE, "ECDSA signature does not verify")
+        res.tbs_hash = tbs_hash if H == "sha256" else hashlib.sha256(msg.tbs_bytes).digest()
 
         # AT validity at generationTime
         gen_s = gen / 1e6
@@ -471,23 +512,48 @@ class Verifier:
         payload = msg.payload
         res.payload = payload
         if self.check_content and kind is not None:
-            from rsu.codec.errors import CodecError
-
-            if not 0 <= payload_offset <= len(payload or b""):
-                return self._fail(res, Reason.PAYLOAD_INVALID, f"payload offset {payload_offset} is beyond the payload")
-            try:
-                pdu = self.codec.decode(payload[payload_offset:])
-            except CodecError as e:
-                return self._fail(res, Reason.PAYLOAD_INVALID, f"payload is not a {kind.pdu}: {e}")
-            if pdu.kind is not kind:
-                return self._fail(res, Reason.PSID_MISMATCH,
-                                  f"payload is a {pdu.kind.pdu} (ITS-AID {pdu.kind.its_aid}) signed under psid {msg.psid}")
-            res.pdu = pdu
-            chk = sspmod.check(kind, res.ssp, pdu.value)
+            why = res.pdu is None and self._decode_content(res, payload, kind, payload_offset, msg.psid)
+            if why:
+                return why
+            chk = sspmod.check(kind, res.ssp, res.pdu.value)
             if not chk.ok:
                 res.missing_permissions = chk.missing
                 return self._fail(res, Reason.SSP_VIOLATION, chk.detail)
         return res
+
+    def _precheck_content(self, res: VerificationResult, payload: bytes | None, kind: MessageKind,
+                          payload_offset: int, psid: int) -> VerificationResult | None:
+        """:meth:`_decode_content` for a message whose signer is unknown, remembering the verdict per PDU:
+        a flood of copies with random signers costs one decode (the message is decoded again when released)."""
+        key = (kind.name, payload_offset, payload)
+        verdict = self._prechecked.get(key)
+        if verdict is None:
+            probe = VerificationResult(None)
+            failed = self._decode_content(probe, payload, kind, payload_offset, psid)
+            verdict = (failed.reason, failed.detail) if failed is not None else (None, "")
+            self._prechecked[key] = verdict
+            while len(self._prechecked) > PRECHECK_CACHE:
+                self._prechecked.popitem(last=False)
+        if verdict[0] is not None:
+            return self._fail(res, verdict[0], verdict[1])
+        return None
+
+    def _decode_content(self, res: VerificationResult, payload: bytes | None, kind: MessageKind,
+                        payload_offset: int, psid: int) -> VerificationResult | None:
+        """Decode the facilities PDU into ``res.pdu``; the failed result when it is not a ``kind``."""
+        from rsu.codec.errors import CodecError
+
+        if not 0 <= payload_offset <= len(payload or b""):
+            return self._fail(res, Reason.PAYLOAD_INVALID, f"payload offset {payload_offset} is beyond the payload")
+        try:
+            pdu = self.codec.decode(payload[payload_offset:])
+        except CodecError as e:
+            return self._fail(res, Reason.PAYLOAD_INVALID, f"payload is not a {kind.pdu}: {e}")
+        if pdu.kind is not kind:
+            return self._fail(res, Reason.PSID_MISMATCH,
+                              f"payload is a {pdu.kind.pdu} (ITS-AID {pdu.kind.its_aid}) signed under psid {psid}")
+        res.pdu = pdu
+        return None
 
     @staticmethod
     def _fail(res: VerificationResult, reason: Reason, detail: str) -> VerificationResult:
@@ -506,6 +572,8 @@ class Verifier:
             if not at.signature_valid(issuer):
                 return Reason.CHAIN_INVALID_SIGNATURE, f"AT signature by issuer {issuer.hashed_id8.hex()} invalid"
             self._chain_ok[at.hashed_id8] = issuer
+            while len(self._chain_ok) > self._cache_size:  # only ATs that chain to our trust store get here
+                self._chain_ok.popitem(last=False)
         ca = issuer
         while ca is not None:  # issuer (and its root) valid at generationTime, AT inside their validity
             if not ca.valid_at_its(gen_s):
@@ -523,25 +591,58 @@ class Verifier:
     # ------------------------------------------------------------------ held messages
     def _hold(self, h8: bytes, data: bytes, expected: MessageKind | None, now: float,
               payload_offset: int = 0, context: Any = None) -> None:
-        if self.hold_seconds <= 0 or self.hold_limit <= 0:
-            return
-        self._held.setdefault(h8, []).append((now, data, expected, payload_offset, context))
-        total = sum(len(v) for v in self._held.values())
-        while total > self.hold_limit:
-            oldest = next(iter(self._held))
-            self._held[oldest].pop(0)
-            total -= 1
-            if not self._held[oldest]:
-                del self._held[oldest]
+        self._held_seq += 1
+        self._held[self._held_seq] = (now, h8, data, expected, payload_offset, context)
+        self._held_by_signer.setdefault(h8, []).append(self._held_seq)
+
+    def _take(self, seq: int) -> tuple[float, bytes, bytes, MessageKind | None, int, Any]:
+        item = self._held.pop(seq)
+        seqs = self._held_by_signer.get(item[1])
+        if seqs is not None:
+            seqs.remove(seq)
+            if not seqs:
+                del self._held_by_signer[item[1]]
+        return item
+
+    def _left_hold(self, item, reason: Reason, detail: str) -> VerificationResult:
+        _, h8, _, expected, _, ctx = item
+        return VerificationResult(reason, detail, psid=expected.its_aid if expected else None, signer_form="digest",
+                                  signer_id=h8, from_hold=True, context=ctx)
+
+    def _evict_held(self) -> list[VerificationResult]:
+        out = []
+        while len(self._held) > self.hold_limit:
+            item = self._take(next(iter(self._held)))
+            self.on_limit("held-frames")
+            out.append(self._left_hold(item, Reason.HOLD_QUEUE_FULL,
+                                       f"held frames limit {self.hold_limit} reached; the oldest was dropped"))
+        return out
+
+    def expire_held(self) -> list[VerificationResult]:
+        """Held messages whose ``hold_seconds`` ran out, as HELD_EXPIRED results (also called by :meth:`verify`)."""
+        if not self._held:
+            return []
+        horizon = self.clock.now() - self.hold_seconds
+        out = []
+        while self._held:
+            seq, item = next(iter(self._held.items()))
+            if item[0] >= horizon:
+                break  # arrival order: the rest is younger
+            self._take(seq)
+            out.append(self._left_hold(item, Reason.HELD_EXPIRED,
+                                       f"signer certificate {item[1].hex()} did not arrive within {self.hold_seconds} s"))
+        return out
 
     def _release(self, h8: bytes | None) -> list[VerificationResult]:
-        items = self._held.pop(h8, None) if h8 else None
-        if not items:
-            return []
-        now = self.clock.now()
-        return [self._verify(data, expected, offset, ctx)
-                for t, data, expected, offset, ctx in items if now - t <= self.hold_seconds]
+        seqs = list(self._held_by_signer.get(h8, ())) if h8 else []
+        out = []
+        for seq in seqs:
+            _, _, data, expected, offset, ctx = self._take(seq)
+            r = self._verify(data, expected, offset, ctx)
+            r.from_hold = True
+            out.append(r)
+        return out
 
     @property
     def held_count(self) -> int:
-        return sum(len(v) for v in self._held.values())
+        return len(self._held)

@@ -17,9 +17,10 @@ from typing import Any, Callable
 from rsu.catalog import MessageKind
 from rsu.clock import Clock, iso_utc
 from rsu.codec.errors import CodecError, DecodeError, InvalidValueError
+from rsu.limits import ignore
 from rsu.services.defaults import MessageDefaults, ServiceRules, message_defaults
 from rsu.services.errors import ServiceError, prefixed
-from rsu.services.model import ACTIVE, Entry, PermissionCheck, Plan, Transmission
+from rsu.services.model import ACTIVE, Entry, PermissionCheck, Plan, Transmission, value_from_json, value_to_json
 from rsu.services.params import Dissemination, parse_dissemination
 from rsu.services.scheduler import Due
 from rsu.services.store import StoredEntry
@@ -41,6 +42,7 @@ class Context:
     overrides: dict = field(default_factory=dict)
     counters: dict[str, tuple[int, str | None]] = field(default_factory=dict)
     ivi_provider: dict | None = None  # this RSU's ServiceProviderId (Python value), if configured
+    on_limit: Callable[[str], None] = ignore  # a bound of received state was reached (rsu.limits)
 
     def defaults(self, kind: MessageKind) -> MessageDefaults:
         return message_defaults(kind.name, self.overrides)
@@ -217,7 +219,8 @@ class ServiceEntity:
                                                                                           validate=False)
         return StoredEntry(entry.service, entry.id, entry.kind.name, entry.state, payload,
                            entry.dissemination.to_json(), entry.anchor, entry.identification, entry.data,
-                           entry.generation, entry.created_at, entry.updated_at)
+                           entry.generation, entry.created_at, entry.updated_at,
+                           value_to_json(entry.value, payload) if payload is not None else None)
 
     def persist_payload(self, entry: Entry) -> bool:
         return True
@@ -225,7 +228,11 @@ class ServiceEntity:
     def restore(self, row: StoredEntry) -> Entry:
         """Rebuild an entry from its row (the payload is decoded once; repetitions reuse its bytes)."""
         kind = next(k for k in self.kinds if k.name == row.kind)
-        value = self.ctx.codec.decode(row.payload).value if row.payload is not None else None
+        value = None
+        if row.payload is not None:
+            value = _cached_value(row)
+            if value is None:
+                value = self.ctx.codec.decode(row.payload).value
         entry = Entry(row.service, row.id, kind, value, (), Dissemination.from_json(row.dissemination),
                       row.identification, row.state, row.data, row.generation, row.created_at, row.updated_at,
                       row.anchor)
@@ -271,6 +278,18 @@ class ServiceEntity:
         return Entry(self.name, entry_id, kind, value, pdus, diss, identification, ACTIVE, kw.pop("data", {}),
                      kw.pop("generation", 1), now, now, kw.pop("anchor", None),
                      self.derive_area(kind, value), **kw)
+
+
+def _cached_value(row: StoredEntry) -> dict | None:
+    """The value saved with the row (fast), or None when there is none, it is unusable or it is not the
+    payload's (then the payload, the authority, is decoded)."""
+    if not row.value_json or row.payload is None:
+        return None
+    try:
+        value = value_from_json(row.value_json, row.payload)
+    except (ValueError, TypeError):
+        return None
+    return value if isinstance(value, dict) and "header" in value else None
 
 
 def _hex(text: str, path: str) -> bytes:

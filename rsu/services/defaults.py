@@ -12,7 +12,9 @@ Units: seconds for times, bytes for sizes, GN traffic class as the whole TC octe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import math
+import typing
+from dataclasses import dataclass, fields, replace
 
 from rsu import catalog
 from rsu.catalog import MessageKind
@@ -52,25 +54,31 @@ SERVICE_ALIASES: dict[str, str] = {
     "gpc": "gpc", "rtcmem": "gpc",
 }
 
+def _bounds(kind: MessageKind) -> tuple[float, float | None]:
+    """The default repetition bounds of ``kind``: its hard limits from the catalog."""
+    return kind.min_interval_s, kind.max_interval_s
+
+
 MESSAGE_DEFAULTS: dict[str, MessageDefaults] = {
     # TLM: the facility does not repeat SPATEM (TS 103 301 5.4.2 as seen in the V1.0.4 draft); each
     # transmission is a fresh generation. min_interval_s is the per-intersection rate limit (10 Hz,
     # the common reading of TP TLM_GEN_RATE_BV_01; the TS number was not seen).
-    "spatem": MessageDefaults(catalog.SPATEM, None, 0.1, 0.1, 7, 1, 1.0, 3, False, 300.0),
+    "spatem": MessageDefaults(catalog.SPATEM, None, catalog.SPATEM.min_interval_s, catalog.SPATEM.min_interval_s,
+                              7, 1, 1.0, 3, False, 300.0),
     # RLT: continuous repetition (TP RLT_GEN_COM_BV_01), 1 s by default (V2X Hub MAP plugin and
     # common practice; the TS number was not seen).
-    "mapem": MessageDefaults(catalog.MAPEM, 1.0, 0.1, 10.0, 4, 2, 1.0, 3, True, 300.0),
+    "mapem": MessageDefaults(catalog.MAPEM, 1.0, *_bounds(catalog.MAPEM), 4, 2, 1.0, 3, True, 300.0),
     # IVI: T_GenIvimMin/T_GenIvimMax (TP IVI_GEN_GFQ_TI_01/02) were not seen: 0.1 s .. 10 s,
     # 1 s by default.
-    "ivim": MessageDefaults(catalog.IVIM, 1.0, 0.1, 10.0, 4, 2, 1.0, 3, True, 1000.0),
+    "ivim": MessageDefaults(catalog.IVIM, 1.0, *_bounds(catalog.IVIM), 4, 2, 1.0, 3, True, 1000.0),
     # TLC status: sent on change and repeated while a request is active; the repetition interval
     # is not in any source seen: 1 s.
-    "ssem": MessageDefaults(catalog.SSEM, 1.0, 0.1, 10.0, 6, 1, 1.0, 3, False, 300.0),
+    "ssem": MessageDefaults(catalog.SSEM, 1.0, *_bounds(catalog.SSEM), 6, 1, 1.0, 3, False, 300.0),
     # TLC request relayed by the RSU: repeated until terminated; 1 s (no source).
-    "srem": MessageDefaults(catalog.SREM, 1.0, 0.1, 10.0, 6, 1, 1.0, 3, False, 300.0),
+    "srem": MessageDefaults(catalog.SREM, 1.0, *_bounds(catalog.SREM), 6, 1, 1.0, 3, False, 300.0),
     # GPC: RTCM corrections, 1 s by default (typical RTCM observation rate); up to 60 s for
     # slowly-changing station data. No source for either number.
-    "rtcmem": MessageDefaults(catalog.RTCMEM, 1.0, 0.1, 60.0, 3, 3, 1.0, 3, False, 1000.0),
+    "rtcmem": MessageDefaults(catalog.RTCMEM, 1.0, *_bounds(catalog.RTCMEM), 3, 3, 1.0, 3, False, 1000.0),
 }
 
 
@@ -103,9 +111,130 @@ class ServiceRules:
     # bound of each subscriber's queue (oldest dropped first, counted).
     received_history: int = 1000
     subscriber_queue: int = 1000
+    # Receive-side tables other stations fill (rsu.limits): received IVIs kept for the collection
+    # (TP IVI_RCV_EVUP: new / update / repeat / outdated), and pending SREM requests. When full,
+    # the one heard least recently is forgotten (counted in rsu_limit_hits_total).
+    ivi_received_max: int = 4096
+    srem_pending_max: int = 1024
 
 
 RULES = ServiceRules()
+
+
+# Allowed ranges of the numbers above (what a deployment may set; config and API refuse the rest).
+# GN lifetime: the LT field holds 50 ms .. 63 x 100 s (EN 302 636-4-1); GN area distances are
+# 16-bit metres; priority and traffic class as described at the top of this module.
+LIFETIME_RANGE_S = (0.05, 6300.0)
+MESSAGE_DEFAULT_RANGES: dict[str, tuple[float, float]] = {
+    "priority": (0, 7), "traffic_class": (0, 255), "lifetime_s": LIFETIME_RANGE_S, "hop_limit": (1, 255),
+    "area_radius_m": (1, 65535),
+}
+RULE_RANGES: dict[str, tuple[float, float]] = {
+    "ivi_id_min": (1, 32767), "ivi_id_max": (1, 32767),  # IviIdentificationNumber root range
+    "ivi_termination_repeat_s": (0, 3600),
+    "mapem_max_bytes": (200, 65535),  # below 200 no lane fits a fragment; above, no UDP datagram
+    "srem_request_timeout_s": (1, 3600),
+    "max_entries": (1, 100_000),
+    "received_history": (0, 100_000),
+    "subscriber_queue": (1, 100_000),
+    "ivi_received_max": (1, 1_000_000),  # received IVIs kept (attacker-fed: bounded)
+    "srem_pending_max": (1, 1_000_000),  # pending SREM requests kept (attacker-fed: bounded)
+}
+RULE_CHOICES: dict[str, tuple[str, ...]] = {"tlm_map_check": ("reject", "warn", "off")}
+
+
+def _type_ok(value, hint) -> bool:
+    for t in typing.get_args(hint) or (hint,):
+        if t is type(None) and value is None:
+            return True
+        if t is bool and isinstance(value, bool):
+            return True
+        if t in (int, float, str) and isinstance(value, (int, float) if t is float else t) \
+                and not isinstance(value, bool) and (t is not float or math.isfinite(value)):
+            return True
+    return False
+
+
+def _expected(hint) -> str:
+    return " or ".join("null" if t is type(None) else t.__name__ for t in typing.get_args(hint) or (hint,))
+
+
+def _in_range(path: str, value, lo: float, hi: float, unit: str = "") -> list[tuple[str, str]]:
+    if value is None or lo <= value <= hi:
+        return []
+    return [(path, f"expected {lo:g}..{hi:g}{unit}, found {value!r}")]
+
+
+def _typed(path: str, cls, values: dict) -> tuple[list[tuple[str, str]], dict]:
+    """Unknown keys and wrong types of ``values`` as fields of dataclass ``cls``; and the well-typed ones."""
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls) if f.name != "kind"]
+    issues, good = [], {}
+    for key, value in values.items():
+        if key not in known:
+            issues.append((f"{path}.{key}", f"unknown setting (expected one of: {', '.join(known)})"))
+        elif not _type_ok(value, hints[key]):
+            issues.append((f"{path}.{key}", f"expected {_expected(hints[key])}, found {value!r}"))
+        else:
+            good[key] = value
+    return issues, good
+
+
+def rule_issues(overrides: dict | None, path: str = "rules") -> list[tuple[str, str]]:
+    """Every problem of ServiceRules overrides at once: (field path, what is wrong with the allowed range)."""
+    issues, good = _typed(path, ServiceRules, overrides or {})
+    for key, value in good.items():
+        if key in RULE_RANGES:
+            issues += _in_range(f"{path}.{key}", value, *RULE_RANGES[key])
+        if key in RULE_CHOICES and value not in RULE_CHOICES[key]:
+            issues.append((f"{path}.{key}", f"expected one of {', '.join(RULE_CHOICES[key])}, found {value!r}"))
+    if not issues:
+        rules = replace(RULES, **good)
+        if rules.ivi_id_min > rules.ivi_id_max:
+            issues.append((f"{path}.ivi_id_min", f"{rules.ivi_id_min} is above ivi_id_max {rules.ivi_id_max}"))
+    return issues
+
+
+def message_default_issues(overrides: dict | None, path: str = "message_defaults") -> list[tuple[str, str]]:
+    """Every problem of MessageDefaults overrides at once: unknown messages and keys, types, ranges, and
+    the repetition bounds: kind.min_interval_s <= min_interval_s <= repetition_s <= max_interval_s <=
+    kind.max_interval_s (the catalog's hard limits; SPATEM is never repeated)."""
+    issues: list[tuple[str, str]] = []
+    for name, values in (overrides or {}).items():
+        p = f"{path}.{name}"
+        if name not in MESSAGE_DEFAULTS:
+            issues.append((p, f"not a message type (expected one of: {', '.join(MESSAGE_DEFAULTS)})"))
+            continue
+        if not isinstance(values, dict):
+            issues.append((p, f"expected a mapping of settings, found {values!r}"))
+            continue
+        found, good = _typed(p, MessageDefaults, values)
+        issues += found
+        for key, value in good.items():
+            if key in MESSAGE_DEFAULT_RANGES:
+                issues += _in_range(f"{p}.{key}", value, *MESSAGE_DEFAULT_RANGES[key])
+        kind = MESSAGE_DEFAULTS[name].kind
+        d = replace(MESSAGE_DEFAULTS[name], **{k: v for k, v in good.items()
+                                               if k in ("repetition_s", "min_interval_s", "max_interval_s")})
+        lo, hi = kind.min_interval_s, kind.max_interval_s
+        if hi is None:  # never repeated: only the rate limit applies
+            if d.repetition_s is not None:
+                issues.append((f"{p}.repetition_s", f"{kind.pdu} is not repeated by the facility (each "
+                               f"application trigger is one transmission): expected null, found {d.repetition_s!r}"))
+            issues += _in_range(f"{p}.min_interval_s", d.min_interval_s, lo, 60.0, " s")
+            continue
+        for key in ("min_interval_s", "max_interval_s"):
+            issues += _in_range(f"{p}.{key}", getattr(d, key), lo, hi,
+                                f" s (at most {kind.max_rate_hz:g} Hz, at least every {hi:g} s for {kind.pdu})")
+        if d.repetition_s is None:
+            issues.append((f"{p}.repetition_s", f"{kind.pdu} is repeated while active: expected a number of "
+                           f"seconds {d.min_interval_s:g}..{d.max_interval_s:g}, found null"))
+        elif lo <= d.min_interval_s <= d.max_interval_s <= hi:
+            issues += _in_range(f"{p}.repetition_s", d.repetition_s, d.min_interval_s, d.max_interval_s,
+                                f" s (min_interval_s..max_interval_s for {kind.pdu})")
+        if d.min_interval_s > d.max_interval_s:
+            issues.append((f"{p}.min_interval_s", f"{d.min_interval_s:g} is above max_interval_s {d.max_interval_s:g}"))
+    return issues
 
 
 def message_defaults(name: str, overrides: dict | None = None) -> MessageDefaults:

@@ -25,6 +25,7 @@ Entry ids: ``"FR57-310"`` (country letters + issuer id, number); negations ``"ne
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from typing import Any
 
 from rsu import catalog
@@ -138,7 +139,7 @@ class IviEntity(ServiceEntity):
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
-        self.collection = IviCollection()
+        self.collection = IviCollection(ctx.rules.ivi_received_max, ctx.on_limit)
 
     # --- requests -----------------------------------------------------------------------------
     def trigger(self, req: dict, now: float) -> Plan:
@@ -409,23 +410,37 @@ class IviEntity(ServiceEntity):
 
 
 class IviCollection:
-    """Received IVIs keyed by (provider, number): the receive-side collection management."""
+    """Received IVIs keyed by (provider, number): the receive-side collection management.
 
-    def __init__(self) -> None:
-        self._items: dict[tuple[str, int], dict] = {}
+    Bounded: at most ``max_items``; when full, the IVI heard least recently is forgotten and
+    ``on_limit("ivi-collection")`` is called. Items leave when their validTo has passed."""
+
+    PRUNE_EVERY_S = 1.0
+
+    def __init__(self, max_items: int = 4096, on_limit=None) -> None:
+        self._items: OrderedDict[tuple[str, int], dict] = OrderedDict()  # least recently heard first
+        self.max_items = max(1, max_items)
+        self.on_limit = on_limit or (lambda name: None)
+        self._pruned_at: float | None = None
 
     def latest(self, pkey: str, number: int, now: float) -> int | None:
-        self._prune(now)
-        item = self._items.get((pkey, number))
+        item = self._get((pkey, number), now)
         return item["timeStamp"] if item else None
+
+    def _get(self, key: tuple[str, int], now: float) -> dict | None:
+        self._prune(now)
+        item = self._items.get(key)
+        if item is not None and item["validTo"] is not None and item["validTo"] <= now:
+            del self._items[key]
+            return None
+        return item
 
     def classify(self, value: dict, now: float) -> tuple[str, tuple[str, int]]:
         """new / update / duplicate / outdated / cancellation / negation (TP IVI_RCV_EVUP_BV_01..06)."""
-        self._prune(now)
         m = value["ivi"]["mandatory"]
         key = (provider_key(m["serviceProviderId"]), m["iviIdentificationNumber"])
         ts, status = m.get("timeStamp"), m["iviStatus"]
-        known = self._items.get(key)
+        known = self._get(key, now)
         if status in (CANCELLATION, NEGATION):
             self._items.pop(key, None)
             return ("cancellation" if status == CANCELLATION else "negation"), key
@@ -435,12 +450,19 @@ class IviCollection:
             if ts < known["timeStamp"]:
                 return "outdated", key
         valid_to = timestamp_its_to_posix(m["validTo"]) if "validTo" in m else None
+        self._items.pop(key, None)
         self._items[key] = {"timeStamp": ts, "status": status, "validTo": valid_to, "received_at": now}
+        while len(self._items) > self.max_items:
+            self._items.popitem(last=False)
+            self.on_limit("ivi-collection")
         if known is None or status == NEW:
             return "new", key
         return "update", key
 
     def _prune(self, now: float) -> None:
+        if self._pruned_at is not None and self._pruned_at <= now < self._pruned_at + self.PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
         for k in [k for k, v in self._items.items() if v["validTo"] is not None and v["validTo"] <= now]:
             del self._items[k]
 

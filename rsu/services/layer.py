@@ -27,19 +27,19 @@ Not thread-safe: call it from one thread (the event loop).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from rsu.clock import Clock, iso_utc
 from rsu.codec.errors import CodecError
 from rsu.services.base import Context, ServiceEntity
-from rsu.services.defaults import MESSAGE_DEFAULTS, RULES, SERVICE_ALIASES, MessageDefaults, ServiceRules
+from rsu.services.defaults import RULES, SERVICE_ALIASES, ServiceRules, message_default_issues, rule_issues
 from rsu.services.errors import ServiceError
 from rsu.services.gpc import GpcEntity
 from rsu.services.ivi import IviEntity, country_code
 from rsu.services.model import TERMINATING, Entry, PermissionCheck, Plan, Transmission
-from rsu.services.received import ReceivedHub, Subscription
+from rsu.services.received import ReceivedHub, RxDrop, Subscription
 from rsu.services.rlt import RltEntity
 from rsu.services.scheduler import Scheduler
 from rsu.services.store import Store, StoreError
@@ -66,7 +66,10 @@ class ServicesConfig:
 
 class ServiceLayer:
     def __init__(self, config: ServicesConfig, *, clock: Clock, permission_check: PermissionCheck | None = None,
-                 codec: Any = None, store: Store | None = None) -> None:
+                 codec: Any = None, store: Store | None = None, on_limit: Callable[[str], None] | None = None,
+                 on_skip: Callable[[str, str, int], None] | None = None, hub: ReceivedHub | None = None) -> None:
+        """``hub``: the IS_DataProviding hub to publish on, when it must outlive this layer (the daemon
+        keeps one across reloads so that subscribers and event ids carry over); default a new one."""
         if codec is None:
             from rsu.codec.facilities import get_codec
             codec = get_codec()
@@ -80,13 +83,15 @@ class ServiceLayer:
                            permission_check=permission_check,
                            known_transports=frozenset(config.known_transports)
                            if config.known_transports is not None else None,
-                           overrides=config.message_defaults, ivi_provider=_provider(config.ivi_provider))
+                           overrides=config.message_defaults, ivi_provider=_provider(config.ivi_provider),
+                           **({"on_limit": on_limit} if on_limit is not None else {}))
         rlt = RltEntity(self.ctx)
         self.services: dict[str, ServiceEntity] = {
             "rlt": rlt, "tlm": TlmEntity(self.ctx, rlt), "ivi": IviEntity(self.ctx),
             "tlc": TlcEntity(self.ctx, rlt), "gpc": GpcEntity(self.ctx)}
-        self.scheduler = Scheduler()
-        self.hub = ReceivedHub(rules.received_history, rules.subscriber_queue)
+        self.scheduler = Scheduler(on_skip=(lambda key, reason, n: on_skip(key[0], reason, n)) if on_skip else None)
+        self.hub = hub if hub is not None else ReceivedHub(rules.received_history, rules.subscriber_queue)
+        self.hub.resize(rules.received_history, rules.subscriber_queue)
         self._wakeup: Callable[[], None] | None = None
         self._expiry_retry_at: float | None = None
         self.counts: dict[str, int] = {}
@@ -94,6 +99,8 @@ class ServiceLayer:
 
     # --- start-up -------------------------------------------------------------------------------
     def _restore(self) -> None:
+        for code, _ in self.store.start_events:  # already logged: a lost or stale store, a rebuilt cursor file
+            self._count(code)
         try:
             self.ctx.counters.update(self.store.counters())
             rows = self.store.entries()
@@ -121,6 +128,12 @@ class ServiceLayer:
             entity = self.services[name]
             for entry in entity.entries.values():
                 self._schedule(entity, entry, now, include_anchor=True)
+                start, stop = entity.window(entry)
+                if (entry.pdus and entity.interval(entry) is not None and (start is None or start <= now)
+                        and (stop is None or stop > now)):
+                    # a repeated message was off the air while rsu was down: send it once now, then on its
+                    # stored grid (never a message that is not repeated, such as a SPATEM state)
+                    self.scheduler.fire(entry.key, now, entry.dissemination.priority, fresh=False)
         self._expire(now)
 
     # --- IS_Triggering ----------------------------------------------------------------------------
@@ -201,18 +214,22 @@ class ServiceLayer:
 
         ``security``: ``{"its_aid", "ssp" (hex), "signer" (hex id), "verification" ("ok" or a reason)}``;
         ``transport``: what the transport knows (name, source, GN/MQTT details). Returns the published
-        event, or None when the message is not delivered (not verified, undecodable, duplicate IVI).
+        event, or None when the message is not delivered (not verified, undecodable, repeated IVI).
         """
+        return self.receive(pdu, security, transport)[0]
+
+    def receive(self, pdu: Any, security: dict, transport: dict) -> tuple[dict | None, RxDrop | None]:
+        """:meth:`on_received` that also says why a message was not delivered: (event, None) or (None, reason)."""
         now = self.clock.now()
         if (security or {}).get("verification") != "ok":  # only what the security layer accepted
             self._count("rx_not_verified")
-            return None
+            return None, RxDrop.NOT_VERIFIED
         if isinstance(pdu, (bytes, bytearray)):
             try:
                 pdu = self.codec.decode(bytes(pdu))
             except CodecError:
                 self._count("rx_undecodable")
-                return None
+                return None, RxDrop.DECODE_ERROR
         kind, value = pdu.kind, pdu.value
         entity = self.services[SERVICE_ALIASES[kind.name]]
         try:
@@ -221,20 +238,21 @@ class ServiceLayer:
         except Exception:  # peer input must never stop the daemon (e.g. an unknown extension alternative)
             log.warning("received %s not delivered: cannot be processed", kind.pdu, exc_info=True)
             self._count("rx_unprocessable")
-            return None
+            return None, RxDrop.UNPROCESSABLE
         if plan:
             try:
                 self._commit(entity, plan, now)
             except ServiceError as e:
                 log.error("%s: change after a received %s not applied: %s", entity.name, kind.pdu, e)
-        if extra.get("ivi", {}).get("collection") in ("duplicate", "outdated"):
-            self._count(f"rx_ivi_{extra['ivi']['collection']}")
-            return None
+        collection = extra.get("ivi", {}).get("collection")
+        if collection in ("duplicate", "outdated"):
+            self._count(f"rx_ivi_{collection}")
+            return None, (RxDrop.IVI_REPEAT if collection == "duplicate" else RxDrop.IVI_OUTDATED)
         event = {"type": "received", "service": entity.name, "message": kind.name, "received_at": iso_utc(now),
                  "station_id": value["header"]["stationID"], "pdu": jer,
                  "security": _security_json(security), "transport": dict(transport or {}), **extra}
         self._count("rx_delivered")
-        return self.hub.publish(event)
+        return self.hub.publish(event), None
 
     def subscribe(self, services: Iterable[str] | None = None, types: Iterable[str] | None = None,
                   last_id: int | None = None) -> Subscription:
@@ -358,27 +376,19 @@ class ServiceLayer:
         self.counts[name] = self.counts.get(name, 0) + n
 
 
+def _raise_issues(issues: list[tuple[str, str]]) -> None:
+    if issues:
+        raise ValueError("; ".join(f"{path}: {message}" for path, message in issues))
+
+
 def _rules(overrides: dict) -> ServiceRules:
-    known = {f.name for f in fields(ServiceRules)}
-    for k in overrides or {}:
-        if k not in known:
-            raise ValueError(f"services rules: unknown setting {k!r} (known: {', '.join(sorted(known))})")
-    rules = replace(RULES, **overrides) if overrides else RULES
-    if rules.tlm_map_check not in ("reject", "warn", "off"):
-        raise ValueError(f"services rules: tlm_map_check {rules.tlm_map_check!r} is not reject, warn or off")
-    if not 1 <= rules.ivi_id_min <= rules.ivi_id_max <= 32767:
-        raise ValueError("services rules: need 1 <= ivi_id_min <= ivi_id_max <= 32767")
-    return rules
+    """ServiceRules with ``overrides``; ValueError lists every problem (field path, allowed range)."""
+    _raise_issues(rule_issues(overrides))
+    return replace(RULES, **overrides) if overrides else RULES
 
 
 def _check_message_defaults(overrides: dict) -> None:
-    known = {f.name for f in fields(MessageDefaults)} - {"kind"}
-    for name, values in (overrides or {}).items():
-        if name not in MESSAGE_DEFAULTS:
-            raise ValueError(f"message defaults: unknown message {name!r} (known: {', '.join(MESSAGE_DEFAULTS)})")
-        for k in values:
-            if k not in known:
-                raise ValueError(f"message defaults: {name}.{k} is not a setting (known: {', '.join(sorted(known))})")
+    _raise_issues(message_default_issues(overrides))
 
 
 def _obj(request: Any) -> dict:

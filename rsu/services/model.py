@@ -117,6 +117,43 @@ def canonical_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def value_to_json(value: Any, payload: bytes) -> str:
+    """A PDU's Python value as JSON text that :func:`value_from_json` gives back exactly (bytes and
+    tuples - CHOICEs, BIT STRINGs - are tagged; ASN.1 member names never start with ``$``), bound
+    to the UPER ``payload`` it was encoded to by its digest."""
+    return json.dumps({"payload_sha256": hashlib.sha256(payload).hexdigest(), "value": _tagged(value)},
+                      separators=(",", ":"))
+
+
+def value_from_json(text: str, payload: bytes) -> Any:
+    """The value saved by :func:`value_to_json`; None when it does not belong to ``payload``."""
+    obj = json.loads(text, object_hook=_untag)
+    if not isinstance(obj, dict) or obj.get("payload_sha256") != hashlib.sha256(payload).hexdigest():
+        return None
+    return obj.get("value")
+
+
+def _tagged(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _tagged(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_tagged(x) for x in v]
+    if isinstance(v, tuple):
+        return {"$t": [_tagged(x) for x in v]}
+    if isinstance(v, (bytes, bytearray)):
+        return {"$b": bytes(v).hex()}
+    return v
+
+
+def _untag(d: dict) -> Any:
+    if len(d) == 1:
+        if "$t" in d:
+            return tuple(d["$t"])
+        if "$b" in d:
+            return bytes.fromhex(d["$b"])
+    return d
+
+
 def _default(o: Any) -> Any:
     if isinstance(o, (bytes, bytearray)):
         return {"$bytes": bytes(o).hex()}

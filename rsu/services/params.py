@@ -27,7 +27,7 @@ from typing import Any
 
 from rsu.catalog import MessageKind
 from rsu.clock import iso_utc, parse_iso8601
-from rsu.services.defaults import MessageDefaults
+from rsu.services.defaults import LIFETIME_RANGE_S, MessageDefaults
 from rsu.services.errors import ServiceError
 from rsu.transports.base import DisseminationParams, GeoArea
 
@@ -121,18 +121,24 @@ def _int(v: Any, path: str, lo: int, hi: int) -> int:
     return v
 
 
+TIME_RANGE = (0.0, 4102444800.0)  # POSIX seconds: 1970-01-01 .. 2100-01-01 (start, stop, validity)
+
+
 def parse_time(v: Any, path: str) -> float | None:
-    """ISO 8601 text or POSIX seconds -> POSIX seconds; None stays None."""
+    """ISO 8601 text or POSIX seconds -> POSIX seconds within TIME_RANGE; None stays None."""
     if v is None:
         return None
     if isinstance(v, str):
         try:
-            return parse_iso8601(v).timestamp()
-        except ValueError:
+            t = parse_iso8601(v).timestamp()
+        except (ValueError, OverflowError):
             raise ServiceError("validation", path, f"{v!r} is not an ISO 8601 date-time") from None
-    t = _number(v, path)
-    if t < 0:
-        raise ServiceError("validation", path, "a POSIX time cannot be negative")
+    else:
+        t = _number(v, path)
+    lo, hi = TIME_RANGE
+    if not lo <= t <= hi:
+        raise ServiceError("validation", path, f"{v!r} is outside 1970-01-01T00:00:00Z..2100-01-01T00:00:00Z "
+                           f"(POSIX seconds {lo:.0f}..{hi:.0f})")
     return t
 
 
@@ -200,8 +206,9 @@ def parse_dissemination(obj: Any, base: Dissemination, d: MessageDefaults, *, pa
             changes[k] = _int(v, p, 0, 255)
         elif k == "lifetime_s":
             t = _number(v, p)
-            if not 0.05 <= t <= 6300:
-                raise ServiceError("validation", p, f"{t} s is outside 0.05..6300 s (GN lifetime)")
+            lo, hi = LIFETIME_RANGE_S
+            if not lo <= t <= hi:
+                raise ServiceError("validation", p, f"{t} s is outside {lo:g}..{hi:g} s (GN lifetime)")
             changes[k] = t
         elif k == "hop_limit":
             changes[k] = _int(v, p, 1, 255)

@@ -9,8 +9,22 @@ event-stream handler) is called whenever a subscriber has something new.
 
 from __future__ import annotations
 
+import enum
 from collections import deque
 from typing import Callable, Iterable
+
+
+class RxDrop(str, enum.Enum):
+    """Why the services did not deliver a received message that the security layer accepted."""
+
+    NOT_VERIFIED = "not-verified"  # handed over without a positive verification
+    DECODE_ERROR = "decode-error"  # the facilities PDU does not decode
+    UNPROCESSABLE = "unprocessable"  # the service cannot process it (e.g. an unknown extension alternative)
+    IVI_REPEAT = "ivi-repeat"  # an IVI with the same provider, number and timeStamp as one received before
+    IVI_OUTDATED = "ivi-outdated"  # an IVI older (timeStamp) than one received before
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class Subscription:
@@ -29,7 +43,7 @@ class Subscription:
                 and (self.types is None or event.get("type") in self.types))
 
     def push(self, event: dict) -> None:
-        if len(self._queue) >= self._maxlen:
+        while len(self._queue) >= self._maxlen:  # a loop: a reload may have lowered the bound
             self._queue.popleft()
             self.dropped += 1
         self._queue.append(event)
@@ -59,6 +73,14 @@ class ReceivedHub:
         self._subs: set[Subscription] = set()
         self._queue = queue
         self.published = 0
+
+    def resize(self, history: int, queue: int) -> None:
+        """New bounds (a configuration reload): the newest events and the subscribers stay."""
+        if history != self._history.maxlen:
+            self._history = deque(self._history, maxlen=history)
+        self._queue = queue
+        for sub in self._subs:
+            sub._maxlen = queue
 
     def publish(self, event: dict) -> dict:
         self._seq += 1

@@ -230,7 +230,10 @@ class RltEntity(ServiceEntity):
         return self.area_from(kind, pts)
 
     def restored(self, entry: Entry, row: StoredEntry) -> Entry:
-        pdus = self._encode_fragments(entry.value) if entry.value is not None else ()
+        if row.payload is not None and len(row.payload) <= self.ctx.rules.mapem_max_bytes:
+            pdus: tuple[bytes, ...] = (row.payload,)  # the whole MAPEM is stored: its bytes, not re-encoded
+        else:
+            pdus = self._encode_fragments(entry.value) if entry.value is not None else ()
         return entry.evolve(pdus=pdus, area=self.derive_area(entry.kind, entry.value))
 
     def apply(self, plan: Plan) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Hashable
+from typing import Callable, Hashable
 
 _EPS = 1e-9
 
@@ -51,6 +51,7 @@ class _Periodic:
 class _OneShot:
     at: float
     priority: int
+    fresh: bool = True  # False: an extra repetition (the resend after a restart)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,11 @@ class Due:
 
 
 class Scheduler:
-    def __init__(self) -> None:
+    """``on_skip(key, reason, n)``: told about repetitions not sent, with reason ``missed-slot`` (the
+    caller was late by more than an interval) or ``overload`` (beyond the caller's limit)."""
+
+    def __init__(self, on_skip: Callable[[Hashable, str, int], None] | None = None) -> None:
+        self.on_skip = on_skip
         self._periodic: dict[Hashable, _Periodic] = {}
         self._oneshot: dict[Hashable, _OneShot] = {}
         self.emitted = 0
@@ -87,13 +92,16 @@ class Scheduler:
         p.k = k
         self._periodic[key] = p
 
-    def fire(self, key: Hashable, at: float, priority: int) -> None:
+    def fire(self, key: Hashable, at: float, priority: int, *, fresh: bool = True) -> None:
         """One fresh transmission of ``key`` at ``at`` (replaces a pending one of the same key, keeping
-        the earlier time: a newer state never waits longer than the one it replaces)."""
+        the earlier time: a newer state never waits longer than the one it replaces). ``fresh=False``:
+        one extra repetition of the same bytes (after a restart: back on the air without waiting for
+        the next slot of the grid); like a fresh one it is kept, not dropped, beyond ``limit``."""
         old = self._oneshot.get(key)
         if old is not None:
             at = min(at, old.at)
-        self._oneshot[key] = _OneShot(at, priority)
+            fresh = fresh or old.fresh
+        self._oneshot[key] = _OneShot(at, priority, fresh)
 
     def remove(self, key: Hashable) -> None:
         self._periodic.pop(key, None)
@@ -140,21 +148,27 @@ class Scheduler:
                 while latest > p.k and p.slot(latest) >= p.stop - _EPS:
                     latest -= 1
             self.skipped += latest - p.k
+            if latest > p.k and self.on_skip is not None:
+                self.on_skip(key, "missed-slot", latest - p.k)
             items[key] = Due(key, p.slot(latest), False, p.priority)
             p.k = latest + 1
+        shots = set()
         for key, o in list(self._oneshot.items()):
             if o.at > now + _EPS:
                 continue
-            items[key] = Due(key, o.at, True, max(o.priority, items[key].priority if key in items else 0))
-        ordered = sorted(items.values(), key=lambda d: (not d.fresh, -d.priority, d.slot))
+            shots.add(key)
+            items[key] = Due(key, o.at, o.fresh, max(o.priority, items[key].priority if key in items else 0))
+        ordered = sorted(items.values(), key=lambda d: (not d.fresh, d.key not in shots, -d.priority, d.slot))
         if limit is not None and len(ordered) > limit:
             sent, rest = ordered[:limit], ordered[limit:]
             for d in rest:
-                if not d.fresh:
+                if d.key not in shots:
                     self.dropped += 1
+                    if self.on_skip is not None:
+                        self.on_skip(d.key, "overload", 1)
             ordered = sent
         for d in ordered:
-            if d.fresh:
+            if d.key in shots:
                 self._oneshot.pop(d.key, None)
         self.emitted += len(ordered)
         return ordered

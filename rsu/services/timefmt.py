@@ -34,12 +34,34 @@ def moy_dsecond(posix: float) -> tuple[int, int]:
     return minute_of_the_year(ms / 1000), ms % 60000
 
 
-def moy_to_posix(moy: int, dsec: int, near: float) -> float:
-    """POSIX time of (MinuteOfTheYear, DSecond) in the year of ``near`` (the year before/after at the wrap)."""
-    best = None
+DSECOND_UNAVAILABLE = 65535
+
+
+def _minutes_in_year(year: int) -> int:
+    return (datetime(year + 1, 1, 1, tzinfo=timezone.utc) - datetime(year, 1, 1, tzinfo=timezone.utc)).days * 1440
+
+
+def moy_to_posix(moy: int, dsec: int | None, near: float) -> float | None:
+    """POSIX time of (MinuteOfTheYear, DSecond), read relative to ``near`` (now): of the years around
+    ``near`` in which that minute exists, the one that puts it closest to ``near``, in either direction.
+    So at 1 January 00:01 a minute of 31 December 23:59 is two minutes ago (not next December), and on
+    31 December 23:59 minute 1 is two minutes ahead (not last January).
+
+    None when the minute is "invalid" (527040) or exists in none of those years (527039 outside leap
+    years). DSecond: 60000..60999 (a leap second) counts as the end of the minute; 65535
+    ("unavailable") and other reserved values as its start.
+    """
+    if not 0 <= moy < MOY_INVALID:
+        return None
+    if dsec is None or dsec >= 61000:
+        dsec = 0
+    dsec = min(dsec, 59999)
     year = datetime.fromtimestamp(near, tz=timezone.utc).year
+    best = None
     for y in (year - 1, year, year + 1):
+        if moy >= _minutes_in_year(y):
+            continue
         t = datetime(y, 1, 1, tzinfo=timezone.utc).timestamp() + moy * 60 + dsec / 1000
         if best is None or abs(t - near) < abs(best - near):
             best = t
-    return best  # type: ignore[return-value]
+    return best

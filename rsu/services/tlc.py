@@ -366,13 +366,18 @@ class TlcEntity(ServiceEntity):
                                      "requestID": r["requestID"], "requestType": r["requestType"]})
                 continue
             expires = now + timeout
-            if "minute" in pkg and "second" in pkg and "duration" in pkg:
-                expires = max(now, moy_to_posix(pkg["minute"], pkg["second"], now) + pkg["duration"] / 1000)
+            start = moy_to_posix(pkg["minute"], pkg.get("second"), now) if "minute" in pkg else None
+            if start is not None and "duration" in pkg:  # the window, read relative to now across the new year
+                expires = max(now, start + pkg["duration"] / 1000)
             old = self.pending.get(key)
             p = PendingRequest(key, requestor["id"], r["id"], r["requestID"], r["requestType"], seq, role,
                                r["inBoundLane"], r.get("outBoundLane"), pkg.get("minute"), pkg.get("second"),
                                pkg.get("duration"), old.first_heard if old else now, now, expires)
+            self.pending.pop(key, None)  # least recently heard first
             self.pending[key] = p
+            while len(self.pending) > self.ctx.rules.srem_pending_max:
+                self.pending.pop(next(iter(self.pending)))
+                self.ctx.on_limit("tlc-requests")
             item = p.to_json()
             item["status"] = "updated" if old else "new"
             out_requests.append(item)

@@ -105,6 +105,11 @@ class Transport(Protocol):
 
 
 class DropCounter(Protocol):
-    """Where transports count what they drop, by reason (malformed GN, unknown port, stale, ...)."""
+    """Where transports count what they drop, by reason (malformed GN, unknown port, stale, ...).
 
-    def drop(self, transport: str, reason: str) -> None: ...
+    ``message`` is given for a *received* frame the transport drops: the message type its BTP port or
+    topic named (``"unknown"`` when none). Such a frame was received and dropped at once, so a counter
+    that keeps receive accounting (received = accepted + dropped + held) counts it as received too.
+    Send-side drops give no ``message``."""
+
+    def drop(self, transport: str, reason: str, message: str | None = None) -> None: ...

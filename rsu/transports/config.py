@@ -89,6 +89,7 @@ class GnUdpConfig:
     check_destination_area: bool = True  # drop GeoBroadcasts whose area does not contain the RSU
     accept_ports: tuple[int, ...] | None = None  # BTP ports delivered up; None = every catalog port
     pcap: str | None = None  # write every sent and received frame to this pcap file
+    duplicate_entries: int = 4096  # bound of the GN duplicate list ((source, SN) pairs remembered)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, prefix: str = "") -> "GnUdpConfig":
@@ -119,6 +120,7 @@ class GnUdpConfig:
             if mac[0] & 0x01:
                 raise ConfigError(f"{p}mac: {self.mac} is a group (multicast) address")
         _check_int(p, "station_type", self.station_type, 0, 31)
+        _check_int(p, "duplicate_entries", self.duplicate_entries, 16, 1_000_000)
         if self.accept_ports is not None:
             for port in self.accept_ports:
                 _check_int(p, "accept_ports", port, 0, 65535)

@@ -7,6 +7,7 @@ import inspect
 import logging
 from typing import Callable
 
+from rsu import catalog
 from rsu.transports.base import ReceiveCallback, ReceivedFrame
 from rsu.transports.drops import DropReason
 
@@ -18,7 +19,7 @@ class FrameDelivery:
     counted as an internal-error drop, never raised into the transport's I/O loop. Keeps the tasks
     of async callbacks so that :meth:`cancel` can end them at stop."""
 
-    def __init__(self, name: str, drop: Callable[[DropReason, str], None]) -> None:
+    def __init__(self, name: str, drop: Callable[[DropReason, str, str | None], None]) -> None:
         self.name = name
         self._drop = drop
         self.callback: ReceiveCallback | None = None
@@ -31,21 +32,26 @@ class FrameDelivery:
             r = self.callback(frame)
         except Exception:
             log.exception("%s: receive callback failed", self.name)
-            self._drop(DropReason.INTERNAL_ERROR, "callback")
+            self._drop(DropReason.INTERNAL_ERROR, "callback", _message(frame))
             return
         if inspect.isawaitable(r):
             task = asyncio.ensure_future(r)
             self._tasks.add(task)
-            task.add_done_callback(self._done)
+            task.add_done_callback(lambda t: self._done(t, frame))
 
-    def _done(self, task: asyncio.Task) -> None:
+    def _done(self, task: asyncio.Task, frame: ReceivedFrame) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("%s: receive callback failed", self.name, exc_info=task.exception())
-            self._drop(DropReason.INTERNAL_ERROR, "callback")
+            self._drop(DropReason.INTERNAL_ERROR, "callback", _message(frame))
 
     async def cancel(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _message(frame: ReceivedFrame) -> str:
+    kind = catalog.BY_BTP_PORT.get(frame.btp_port) if frame.btp_port is not None else None
+    return kind.name if kind else "unknown"

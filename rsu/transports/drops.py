@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 
 class DropReason(str, enum.Enum):
+    # ---- receive: socket
+    SOCKET_OVERFLOW = "socket-overflow"  # the kernel dropped datagrams: the socket's receive buffer was full
     # ---- receive: link layer
     MALFORMED_ETHERNET = "malformed-ethernet"  # shorter than the 14-byte Ethernet II header
     NOT_GEONETWORKING = "not-geonetworking"  # ethertype is not 0x8947
@@ -22,7 +24,7 @@ class DropReason(str, enum.Enum):
     MALFORMED_GN = "malformed-gn"  # truncated/inconsistent basic, common or extended header
     UNSUPPORTED_GN = "unsupported-gn"  # GN version, header type (beacon, GUC, LS, ...) or NH we do not deliver
     MALFORMED_SECURED_ENVELOPE = "malformed-secured-envelope"  # NH=secured but no signed unsecuredData inside
-    DUPLICATE = "duplicate"  # GN duplicate packet detection (same source and sequence number)
+    DUPLICATE = "gn-duplicate"  # GN duplicate packet detection (same source and sequence number)
     OUTSIDE_AREA = "outside-destination-area"  # GeoBroadcast whose area does not contain this RSU
     # ---- receive: BTP
     MALFORMED_BTP = "malformed-btp"  # fewer than 4 bytes of BTP header, or BTP-A where BTP-B is expected
@@ -46,12 +48,21 @@ class DropReason(str, enum.Enum):
         return self.value
 
 
+SEND_REASONS = frozenset({DropReason.QUEUE_FULL, DropReason.SEND_FAILED, DropReason.NOT_STARTED,
+                          DropReason.SIGN_FAILED, DropReason.BAD_PARAMS, DropReason.UNKNOWN_TRANSPORT,
+                          DropReason.STALE, DropReason.INTERNAL_ERROR})
+RECEIVE_REASONS = frozenset(r for r in DropReason if r not in SEND_REASONS) | {DropReason.STALE,
+                                                                              DropReason.INTERNAL_ERROR}
+
+
 @dataclass(frozen=True)
 class Drop:
-    """What a sans-I/O core returns instead of a ReceivedFrame: the reason and a human detail."""
+    """What a sans-I/O core returns instead of a ReceivedFrame: the reason, a human detail and, when the
+    frame said, the message type it carried (``catalog`` name; None when unknown)."""
 
     reason: DropReason
     detail: str
+    message: str | None = None
 
 
 class DropCounts:
@@ -61,7 +72,7 @@ class DropCounts:
         self._counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
 
-    def drop(self, transport: str, reason: str) -> None:
+    def drop(self, transport: str, reason: str, message: str | None = None) -> None:
         with self._lock:
             self._counts[(transport, str(reason))] += 1
 

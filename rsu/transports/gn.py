@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass
 
+from rsu.limits import OnLimit, ignore
 from rsu.transports import envelope
 from rsu.transports.base import GeoArea
 from rsu.transports.drops import DropReason
@@ -514,16 +516,22 @@ def area_contains(area: GeoArea, latitude: float, longitude: float) -> bool:
 
 # ============================================================================ duplicate detection
 
-@dataclass
+DUPLICATE_ENTRIES = 4096  # default bound of the duplicate list, per transport
+
+
 class DuplicateDetector:
     """GN duplicate packet detection for packets with a sequence number (TSB, GBC).
 
-    Remembers (source GN address, SN) for the packet's lifetime; bounded to ``max_entries``
-    (the oldest are forgotten first). Time is passed in (POSIX seconds).
+    Remembers (source GN address, SN) for the packet's lifetime, at most ``max_entries`` of them:
+    when full, the oldest is forgotten and ``on_limit("gn-duplicate-table")`` is called. Time is
+    passed in (POSIX seconds). An RSU end node keeps no location table (it neither forwards nor
+    runs the location service), so this list is the only per-source GN state.
     """
 
-    max_entries: int = 4096
-    _seen: dict = field(default_factory=dict)
+    def __init__(self, max_entries: int = DUPLICATE_ENTRIES, on_limit: OnLimit = ignore) -> None:
+        self.max_entries = max(1, max_entries)
+        self.on_limit = on_limit
+        self._seen: OrderedDict[tuple[bytes, int], float] = OrderedDict()
 
     def is_duplicate(self, source: bytes, sn: int, now: float, lifetime_s: float) -> bool:
         key = (source, sn)
@@ -531,13 +539,14 @@ class DuplicateDetector:
         if expiry is not None and expiry >= now:
             return True
         self._seen.pop(key, None)
-        self._seen[key] = now + lifetime_s
-        if len(self._seen) > self.max_entries:
-            self._prune(now)
+        seen = self._seen
+        while seen and next(iter(seen.values())) < now:  # forget what has expired at the front
+            seen.popitem(last=False)
+        seen[key] = now + lifetime_s
+        while len(seen) > self.max_entries:
+            seen.popitem(last=False)
+            self.on_limit("gn-duplicate-table")
         return False
 
-    def _prune(self, now: float) -> None:
-        for key in [k for k, t in self._seen.items() if t < now]:
-            del self._seen[key]
-        while len(self._seen) > self.max_entries:
-            del self._seen[next(iter(self._seen))]
+    def __len__(self) -> int:
+        return len(self._seen)

@@ -23,6 +23,7 @@ from typing import Callable
 from rsu import catalog
 from rsu.catalog import MessageKind
 from rsu.clock import Clock, timestamp_its
+from rsu.limits import OnLimit, ignore
 from rsu.transports import envelope, ethernet
 from rsu.transports import gn as g
 from rsu.transports.base import DisseminationParams, ReceivedFrame
@@ -62,7 +63,7 @@ class GnCore:
     """One GN end node: our address, position, sequence number and duplicate list."""
 
     def __init__(self, config: GnUdpConfig, clock: Clock, *, sign: SignFunction | None = None,
-                 mac: bytes | None = None) -> None:
+                 mac: bytes | None = None, on_limit: OnLimit = ignore) -> None:
         self.config = config
         self.name = config.name
         self.clock = clock
@@ -72,7 +73,7 @@ class GnCore:
         self.latitude = float(config.latitude)
         self.longitude = float(config.longitude)
         self.ports = config.ports
-        self.duplicates = g.DuplicateDetector()
+        self.duplicates = g.DuplicateDetector(config.duplicate_entries, on_limit)
         self._sn = 0
 
     # ------------------------------------------------------------------ send
@@ -153,15 +154,17 @@ class GnCore:
         except g.GnError as e:
             return Drop(e.reason, e.detail)
         src = pkt.extended.source
+        kind = catalog.BY_BTP_PORT.get(pkt.btp_port)
+        message = kind.name if kind else None
         if src.address.mid == self.mac:
-            return Drop(DropReason.OWN_FRAME, "our own GN address")
+            return Drop(DropReason.OWN_FRAME, "our own GN address", message)
         if pkt.btp_port not in self.ports:
-            return Drop(DropReason.UNKNOWN_BTP_PORT, f"BTP-B destination port {pkt.btp_port}")
+            return Drop(DropReason.UNKNOWN_BTP_PORT, f"BTP-B destination port {pkt.btp_port}", message)
         area = pkt.extended.area
         if area is not None and self.config.check_destination_area and \
                 not g.area_contains(area, self.latitude, self.longitude):
             return Drop(DropReason.OUTSIDE_AREA, f"RSU outside the {area.shape} around "
-                                                 f"{area.latitude:.7f},{area.longitude:.7f}")
+                                                 f"{area.latitude:.7f},{area.longitude:.7f}", message)
         now = self.clock.now()
         lifetime = g.decode_lifetime(pkt.basic.lifetime)
         sn = pkt.extended.sequence_number
@@ -173,8 +176,8 @@ class GnCore:
                 # checking here would let a forged packet with a guessed SN suppress the genuine one
                 duplicate_key = (src.address.to_bytes(), sn, lifetime)
             elif self.duplicates.is_duplicate(src.address.to_bytes(), sn, now, lifetime):
-                return Drop(DropReason.DUPLICATE, f"source {src.address.hex()} sequence number {sn} seen before")
-        kind = catalog.BY_BTP_PORT.get(pkt.btp_port)
+                return Drop(DropReason.DUPLICATE, f"source {src.address.hex()} sequence number {sn} seen before",
+                            message)
         info = {
             "header_type": pkt.header_type.label,
             "message_type": kind.name if kind else None,

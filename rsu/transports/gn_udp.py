@@ -8,17 +8,21 @@ to a pcap file.
 
 Default: multicast group 239.118.122.97, port 8947, interface ``lo`` (nothing leaves the host),
 multicast loop on so that other stations on this host hear us; our own frames come back and are
-dropped by source MAC (counted as ``own-frame``).
+dropped by source MAC (counted as ``own-frame``). Datagrams the kernel drops because the socket's
+receive buffer is full (the daemon fell behind) are read from the socket's drop counter
+(``SO_MEMINFO``, else ``/proc/net/udp``) and counted as ``socket-overflow``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import struct
 
 from rsu.clock import Clock
+from rsu.limits import OnLimit, ignore
 from rsu.transports.base import DisseminationParams, DropCounter, ReceiveCallback
 from rsu.transports.config import ConfigError, GnUdpConfig
 from rsu.transports.delivery import FrameDelivery
@@ -51,6 +55,31 @@ def open_socket(config: GnUdpConfig) -> socket.socket:
     return sock
 
 
+SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)  # Linux: struct of u32, SK_MEMINFO_DROPS at index 8
+_SK_MEMINFO_DROPS = 8
+OVERFLOW_POLL_EVERY = 32  # datagrams between reads of the kernel's drop counter (housekeeping reads it too)
+
+
+def socket_drops(sock: socket.socket) -> int | None:
+    """Datagrams the kernel dropped on ``sock`` since it was opened (receive buffer full), None if unknown."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 4 * (_SK_MEMINFO_DROPS + 1))
+        if len(raw) >= 4 * (_SK_MEMINFO_DROPS + 1):
+            return struct.unpack_from("=I", raw, 4 * _SK_MEMINFO_DROPS)[0]
+    except OSError:
+        pass
+    try:  # older kernels: the "drops" column of the socket's line in /proc/net/udp
+        inode = str(os.fstat(sock.fileno()).st_ino)
+        with open("/proc/net/udp") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 12 and fields[9] == inode:
+                    return int(fields[-1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, owner: "GnUdpTransport") -> None:
         self.owner = owner
@@ -70,7 +99,7 @@ class GnUdpTransport:
     """
 
     def __init__(self, config: GnUdpConfig, *, clock: Clock, drops: DropCounter,
-                 sign: SignFunction | None = None) -> None:
+                 sign: SignFunction | None = None, on_limit: OnLimit = ignore) -> None:
         config.validate()
         if config.secured and sign is None:
             raise ConfigError("secured: a secured GN transport needs the signing function (sign=...)")
@@ -78,13 +107,16 @@ class GnUdpTransport:
         self.name = config.name
         self.clock = clock
         self.drops = drops
-        self.core = GnCore(config, clock, sign=sign)
+        self.core = GnCore(config, clock, sign=sign, on_limit=on_limit)
         self._transport: asyncio.DatagramTransport | None = None
         self._delivery = FrameDelivery(self.name, self._drop)
         self._pcap: PcapWriter | None = None
         self._destination = (config.group, config.port)
         self.sent = 0
         self.received = 0
+        self._sock: socket.socket | None = None
+        self._kernel_drops: int | None = None
+        self._since_poll = 0
 
     @property
     def mac(self) -> bytes:
@@ -100,6 +132,7 @@ class GnUdpTransport:
             except ValueError as e:
                 raise ConfigError(str(e)) from None
         sock = open_socket(self.config)
+        self._sock, self._kernel_drops = sock, socket_drops(sock)
         loop = asyncio.get_running_loop()
         try:
             self._transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
@@ -131,7 +164,26 @@ class GnUdpTransport:
             return
         self.sent += 1
 
+    def poll_socket_drops(self) -> int:
+        """Count the datagrams the kernel dropped since the last poll as ``socket-overflow``; returns how many."""
+        self._since_poll = 0
+        if self._sock is None or self._kernel_drops is None or self._transport is None:
+            return 0
+        now = socket_drops(self._sock)
+        if now is None:
+            return 0
+        lost = (now - self._kernel_drops) & 0xFFFFFFFF  # the kernel counter is 32 bits
+        self._kernel_drops = now
+        for _ in range(lost):
+            self.drops.drop(self.name, str(DropReason.SOCKET_OVERFLOW), "unknown")
+        if lost:
+            log.warning("%s: the kernel dropped %d datagrams (receive buffer full)", self.name, lost)
+        return lost
+
     async def stop(self) -> None:
+        if self._transport is not None:
+            self.poll_socket_drops()
+        self._sock = None
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()
@@ -141,9 +193,10 @@ class GnUdpTransport:
             self._pcap = None
 
     # ------------------------------------------------------------------ internals
-    def _drop(self, reason: DropReason, detail: str) -> None:
+    def _drop(self, reason: DropReason, detail: str, message: str | None = None) -> None:
+        """Count a drop; ``message`` (the received frame's message type, or "unknown") marks a received one."""
         log.debug("%s: dropped (%s): %s", self.name, reason, detail)
-        self.drops.drop(self.name, str(reason))
+        self.drops.drop(self.name, str(reason), message)
 
     def _capture(self, frame: bytes) -> None:
         if self._pcap is not None:
@@ -153,17 +206,20 @@ class GnUdpTransport:
                 log.warning("%s: pcap write failed: %s", self.name, e)
 
     def _datagram(self, data: bytes, addr) -> None:
+        self._since_poll += 1
+        if self._since_poll >= OVERFLOW_POLL_EVERY:
+            self.poll_socket_drops()
         try:
             result = self.core.receive_frame(data, link_source=f"{addr[0]}:{addr[1]}")
         except Exception:  # a bug, not bad input: keep running
             log.exception("%s: receive failed", self.name)
             self._capture(data)
-            self._drop(DropReason.INTERNAL_ERROR, "receive")
+            self._drop(DropReason.INTERNAL_ERROR, "receive", "unknown")
             return
         if isinstance(result, Drop):
             if result.reason != DropReason.OWN_FRAME:
                 self._capture(data)
-            self._drop(result.reason, result.detail)
+            self._drop(result.reason, result.detail, result.message or "unknown")
             return
         self._capture(data)
         self.received += 1

@@ -120,6 +120,11 @@ class MqttTransport:
             finally:
                 self.connected.clear()
                 self.disconnected.set()
+            task = asyncio.current_task()
+            if task is not None and getattr(task, "cancelling", lambda: 0)():
+                # stop() cancelled us while a connect attempt was finishing: asyncio.wait_for can swallow
+                # that cancellation (Python 3.11), so honour it here instead of sleeping and reconnecting
+                raise asyncio.CancelledError
             delay = self.backoff.next_delay()
             log.info("%s: reconnecting in %.1f s", self.name, delay)
             await asyncio.sleep(delay)
@@ -192,14 +197,15 @@ class MqttTransport:
                                        qos=message.qos, expiry_interval=expiry)
         except Exception:
             log.exception("%s: receive failed", self.name)
-            self._drop(DropReason.INTERNAL_ERROR, "receive")
+            self._drop(DropReason.INTERNAL_ERROR, "receive", "unknown")
             return
         if isinstance(result, Drop):
-            self._drop(result.reason, result.detail)
+            self._drop(result.reason, result.detail, result.message or "unknown")
             return
         self.received += 1
         self._delivery.deliver(result)
 
-    def _drop(self, reason: DropReason, detail: str) -> None:
+    def _drop(self, reason: DropReason, detail: str, message: str | None = None) -> None:
+        """Count a drop; ``message`` (the received frame's message type, or "unknown") marks a received one."""
         log.debug("%s: dropped (%s): %s", self.name, reason, detail)
-        self.drops.drop(self.name, str(reason))
+        self.drops.drop(self.name, str(reason), message)

@@ -325,10 +325,11 @@ class MqttCore:
             parsed = self.topics.parse(topic)
         except TopicError as e:
             return Drop(e.reason, str(e))
+        m = parsed.kind.name
         if parsed.source == self.source:
-            return Drop(DropReason.OWN_FRAME, f"our own publication on {topic}")
+            return Drop(DropReason.OWN_FRAME, f"our own publication on {topic}", m)
         if not payload:
-            return Drop(DropReason.MALFORMED_PAYLOAD, "empty payload")
+            return Drop(DropReason.MALFORMED_PAYLOAD, "empty payload", m)
         now = self.clock.now()
         secured = bytes(payload)
         is_secured = envelope.is_ieee1609dot2(secured)
@@ -340,13 +341,13 @@ class MqttCore:
             try:
                 env = decode_envelope(payload)
             except PayloadError as e:
-                return Drop(DropReason.MALFORMED_PAYLOAD, str(e))
+                return Drop(DropReason.MALFORMED_PAYLOAD, str(e), m)
             if env.message_type is not None and env.message_type != parsed.kind.name:
                 return Drop(DropReason.MALFORMED_PAYLOAD,
-                            f"envelope says {env.message_type}, topic says {parsed.kind.name}")
+                            f"envelope says {env.message_type}, topic says {parsed.kind.name}", m)
             if env.timestamp_ms is not None and env.validity_s is not None and \
                     now > env.timestamp_ms / 1000 + env.validity_s:
-                return Drop(DropReason.STALE, f"validity ended {now - env.timestamp_ms / 1000 - env.validity_s:.1f} s ago")
+                return Drop(DropReason.STALE, f"validity ended {now - env.timestamp_ms / 1000 - env.validity_s:.1f} s ago", m)
             secured, is_secured = env.message, env.secured
             if env.timestamp_ms is not None:
                 info["timestamp_ms"] = env.timestamp_ms

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 
 import pytest
 
@@ -18,14 +17,9 @@ from rsu.clock import SystemClock
 from rsu.integrations.config import NtripConfig
 from rsu.integrations.ntrip_io import NtripClient
 from rsu.integrations.rtcm import frame
+from tests.netutil import free_tcp_port
 
 REAL = [bytes.fromhex(h) for h in example("rtcmem")["rtcmc"]["msgs"]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Str2str:
@@ -33,7 +27,7 @@ class Str2str:
 
     def __init__(self, binary: str) -> None:
         self.binary = binary
-        self.in_port, self.out_port = free_port(), free_port()
+        self.in_port, self.out_port = free_tcp_port(), free_tcp_port()
         self.proc: asyncio.subprocess.Process | None = None
         self.source: asyncio.StreamWriter | None = None
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import REPO
-from tests.transports.conftest import free_tcp_port, free_udp_port, random_group
+from tests.netutil import free_tcp_port, group_and_port  # noqa: F401  (group_and_port: for the tests)
 
 EXAMPLES = REPO / "config" / "examples"
 
@@ -190,7 +190,3 @@ class MulticastReceiver:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def group_and_port() -> tuple[str, int]:
-    return random_group(), free_udp_port()

@@ -23,8 +23,8 @@ from tests.transports.conftest import free_tcp_port
 EXAMPLE = REPO / "config" / "rsu.example.yaml"
 
 
-def check_config(path: Path):
-    r = run_rsu("check-config", str(path), timeout=60)
+def check_config(path: Path, *options: str):
+    r = run_rsu("check-config", *options, str(path), timeout=60)
     return r.returncode, r.stdout.decode(), r.stderr.decode()
 
 
@@ -91,8 +91,10 @@ def test_example_mqtt_entry_validates_when_uncommented(tmp_path):
     assert data["transports"][1]["tls"] is True and data["transports"][1]["password_file"].endswith("mqtt.password")
     path = tmp_path / "rsu.yaml"
     path.write_text(text)
-    code, out_, err = check_config(path)
+    code, out_, err = check_config(path, "--no-host-checks")  # the files are placeholders, not PEM
     assert code == 0, err
+    code, out_, err = check_config(path)  # the host checks do read them
+    assert code == 2 and "transports[1].ca_file" in err and "transports[1].cert_file" in err, err
 
 
 # ------------------------------------------------------------------------------ errors, all at once
@@ -129,7 +131,7 @@ def test_broken_file_reports_every_error_at_once(tmp_path):
     # path -> (what was expected, what was found)
     wanted = {
         "station.id": (">= 0", "-5"),
-        "api.prot": ("unknown setting (expected one of: host, port)", ""),
+        "api.prot": ("unknown setting (expected one of: host, port, max_connections", ""),
         "transports[0].group": ("IPv4 multicast address", "10.0.0.1"),
         "transports[1].type": ("expected one of gn-udp, mqtt", "'carrier-pigeon'"),
         "logging.level": ("expected one of 'DEBUG', 'INFO', 'WARNING' or 'ERROR'", "'LOUD'"),
@@ -268,3 +270,18 @@ def test_a_password_pasted_into_password_file_is_not_echoed(tmp_path):
     err = r.stderr.decode()
     assert "transports[0].password_file" in err and "not a readable file" in err
     assert "Hunter2-pasted-secret" not in err + r.stdout.decode()
+
+
+def test_receive_limits_are_configurable_and_range_checked():
+    c = cfgmod.parse({"security": {"limits": {"held_frames": 0, "p2pcd_per_frame": 2, "hold_seconds": "500ms"}},
+                      "services": {"rules": {"ivi_received_max": 10}},
+                      "transports": [{"type": "gn-udp", "duplicate_entries": 100}]})
+    assert c.security.limits.held_frames == 0 and c.security.limits.p2pcd_per_frame == 2
+    assert c.security.limits.hold_seconds == 0.5 and c.security.limits.p2pcd_pending == 32  # default kept
+    with pytest.raises(ConfigError) as e:
+        cfgmod.parse({"security": {"limits": {"p2pcd_per_frame": 65, "certificate_cache": 1}},
+                      "services": {"rules": {"srem_pending_max": 0}},
+                      "transports": [{"type": "gn-udp", "duplicate_entries": 1}]})
+    paths = {i.path for i in e.value.issues}
+    assert {"security.limits.p2pcd_per_frame", "security.limits.certificate_cache", "services.rules",
+            "transports[0].duplicate_entries"} <= paths, paths

@@ -51,3 +51,26 @@ def test_registries_are_separate():
     a, b = Metrics(), Metrics()
     a.drop("x", "y")
     assert ("rsu_messages_dropped_total", (("reason", "y"), ("transport", "x"))) not in samples(b)
+
+
+def test_late_sends_and_receive_accounting_rows():
+    from rsu.ops.metrics import LATE_AFTER_S
+
+    m = Metrics()
+    m.scheduled("TLM", 0.0)
+    m.scheduled("TLM", LATE_AFTER_S + 0.01)
+    m.scheduled("IVI", LATE_AFTER_S / 2)
+    s = samples(m)
+    assert s[("rsu_scheduled_sends_late_total", (("service", "TLM"),))] == 1
+    assert ("rsu_scheduled_sends_late_total", (("service", "IVI"),)) not in s
+    assert s[("rsu_scheduler_lateness_seconds_count", (("service", "TLM"),))] == 2
+    m.drop("gn0", "malformed-gn", "unknown")  # a received frame the transport dropped
+    m.drop("gn0", "send-failed")  # an outgoing one: not part of receive accounting
+    m.rx("spatem", "gn0")
+    m.hold("spatem", "gn0", "held")
+    m.rx("spatem", "gn0")
+    m.accept("TLM", "spatem", "gn0")
+    assert m.receive_accounting() == {
+        ("unknown", "gn0"): {"received": 1, "accepted": 0, "dropped": 1, "held": 0},
+        ("spatem", "gn0"): {"received": 2, "accepted": 1, "dropped": 0, "held": 1}}
+    assert samples(m)[("rsu_messages_dropped_total", (("reason", "send-failed"), ("transport", "gn0")))] == 1

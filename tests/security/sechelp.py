@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from rsu import catalog, clock as clockmod
 from rsu.security import pki, ssp
@@ -11,12 +10,8 @@ from rsu.security.pool import AuthorizationTicket
 from rsu.security.sign import Signer
 from rsu.security.verify import TrustStore
 
-# CI checks the repository out with shared/ beside it; a developer's checkout has it at /work/shared.
-VECTORS = next((p for p in (Path(__file__).resolve().parents[3] / "shared" / "reference" / "vectors",
-                            Path("/work/shared/reference/vectors")) if p.is_dir()),
-               Path("/work/shared/reference/vectors"))
-if not VECTORS.is_dir():  # the checkout may carry its own copy
-    VECTORS = Path(__file__).resolve().parents[2] / "tests" / "data" / "vectors"
+from tests.conftest import VECTORS  # noqa: F401  (tests/vectors, with PROVENANCE.md)
+
 NOW = 1748779200.0  # 2025-06-01T12:00:00Z
 GB31 = ssp.ServiceProvider.of("GB", 31)
 

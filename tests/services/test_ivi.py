@@ -455,3 +455,19 @@ def test_TP_IS_IVI_GEN_references(layer, tp, breaks, path):
         layer.trigger("ivi", {"payload": v})
     assert (e.value.code, e.value.path) == ("validation", "payload.ivi." + path)
     assert len(layer.list("ivi")) == 1 and ivims(layer) == []
+
+
+def test_received_collection_is_bounded_and_counts_when_full(make_layer, codec):
+    """Other stations fill the collection: at most ivi_received_max IVIs, the least recently heard forgotten."""
+    from rsu.services.received import RxDrop
+
+    hits = []
+    layer = make_layer(rules={"ivi_received_max": 3})
+    layer.services["ivi"].collection.on_limit = hits.append
+    for n in range(1, 6):
+        assert collection(layer, received_ivim(codec, number=n)) == "new"
+    assert len(layer.services["ivi"].collection) == 3 and hits == ["ivi-collection"] * 2
+    assert layer.receive(received_ivim(codec, number=5), SEC_OK, TRANSPORT) == (None, RxDrop.IVI_REPEAT)
+    assert layer.receive(received_ivim(codec, number=5, ts=674287204000), SEC_OK, TRANSPORT) == \
+        (None, RxDrop.IVI_OUTDATED)
+    assert collection(layer, received_ivim(codec, number=1)) == "new"  # forgotten, so new again

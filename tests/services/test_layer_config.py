@@ -17,10 +17,11 @@ def test_message_default_override_applies(make_layer, clock):
 
 @pytest.mark.parametrize("config,message", [
     ({"rules": {"tlm_map_check": "sometimes"}}, "tlm_map_check"),
-    ({"rules": {"no_such_rule": 1}}, "unknown setting 'no_such_rule'"),
-    ({"rules": {"ivi_id_min": 0}}, "ivi_id_min"),
-    ({"message_defaults": {"cam": {"repetition_s": 1}}}, "unknown message 'cam'"),
-    ({"message_defaults": {"ivim": {"speed": 1}}}, "ivim.speed is not a setting"),
+    ({"rules": {"no_such_rule": 1}}, "rules.no_such_rule: unknown setting"),
+    ({"rules": {"ivi_id_min": 0}}, "rules.ivi_id_min: expected 1..32767, found 0"),
+    ({"message_defaults": {"cam": {"repetition_s": 1}}}, "message_defaults.cam: not a message type"),
+    ({"message_defaults": {"ivim": {"speed": 1}}}, "message_defaults.ivim.speed: unknown setting"),
+    ({"message_defaults": {"ivim": {"repetition_s": 0}}}, "message_defaults.ivim.repetition_s: expected 0.1..10 s"),
 ])
 def test_bad_configuration_is_refused(make_layer, config, message):
     with pytest.raises(ValueError) as e:

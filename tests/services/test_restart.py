@@ -18,7 +18,8 @@ from services.support import PROVIDER, STATION, new_ivim
 WORKER = Path(__file__).with_name("store_worker.py")
 
 
-def test_kill_9_keeps_the_table_ids_and_revisions(state_dir, codec):
+def kill_worker_after(state_dir, n: int) -> tuple[dict, list[dict]]:
+    """Run store_worker.py on ``state_dir``, SIGKILL it after ``n`` acknowledgements: (ready line, acks)."""
     proc = subprocess.Popen([sys.executable, str(WORKER), str(state_dir)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -26,7 +27,7 @@ def test_kill_9_keeps_the_table_ids_and_revisions(state_dir, codec):
         assert ready.get("ready"), proc.stderr.read()
         acks = []
         deadline = time.monotonic() + 20
-        while len(acks) < 25 and time.monotonic() < deadline:
+        while len(acks) < n and time.monotonic() < deadline:
             line = proc.stdout.readline()
             assert line, proc.stderr.read()
             acks.append(json.loads(line))
@@ -36,7 +37,12 @@ def test_kill_9_keeps_the_table_ids_and_revisions(state_dir, codec):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
-    assert len(acks) == 25
+    assert len(acks) == n
+    return ready, acks
+
+
+def test_kill_9_keeps_the_table_ids_and_revisions(state_dir, codec):
+    ready, acks = kill_worker_after(state_dir, 25)
 
     store = Store(state_dir)
     assert store.integrity_check() == "ok"

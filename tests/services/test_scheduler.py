@@ -99,3 +99,34 @@ def test_layer_periodic_grid_survives_late_calls(layer, clock):
         clock.set(layer.next_deadline() + 0.37)  # the loop always wakes 370 ms late
         slots += [round(t.slot - t0, 6) for t in by_service(layer.due(), "rlt")]
     assert slots == [float(k) for k in range(20)]
+
+
+def test_restart_resend_is_a_repetition_kept_beyond_the_limit():
+    """The resend after a restart (fire with fresh=False) goes out once, marked as a repetition, before
+    the periodic repetitions; beyond the caller's limit it waits for the next call instead of being dropped."""
+    s = Scheduler()
+    for k in ("a", "b", "c"):
+        s.set_periodic(k, interval=1.0, anchor=T0 - 0.4, now=T0, include_anchor=True)
+        s.fire(k, T0, priority=4, fresh=False)
+    s.set_periodic("old", interval=0.1, anchor=T0 - 0.05, now=T0 - 0.05, include_anchor=True)
+    first = s.due(T0, limit=2)
+    assert [(d.key, d.fresh) for d in first] == [("a", False), ("b", False)]
+    assert s.dropped == 1  # "old"'s repetition, not the resend of "c"
+    assert [(d.key, d.fresh) for d in s.due(T0 + 0.001, limit=2)] == [("c", False)]
+    assert s.next_deadline() == pytest.approx(T0 + 0.05)  # then the grids go on
+    s.fire("a", T0 + 0.01, priority=4, fresh=False)
+    s.fire("a", T0 + 0.02, priority=4)  # new content meanwhile: the pending one becomes fresh
+    assert [(d.key, d.fresh) for d in s.due(T0 + 0.03)] == [("a", True)]
+
+
+def test_skipped_repetitions_are_reported_per_key_with_the_reason():
+    skipped = []
+    s = Scheduler(on_skip=lambda key, reason, n: skipped.append((key[0], reason, n)))
+    s.set_periodic(("tlm", "a"), interval=1.0, anchor=T0, now=T0, include_anchor=True)
+    s.set_periodic(("ivi", "b"), interval=1.0, anchor=T0, now=T0, include_anchor=True)
+    s.due(T0)
+    s.due(T0 + 3.5)  # late by more than an interval: the older slots are skipped
+    assert sorted(skipped) == [("ivi", "missed-slot", 2), ("tlm", "missed-slot", 2)]
+    skipped.clear()
+    s.due(T0 + 4.0, limit=1)  # more due than one pass may send: a repetition waits for its next slot
+    assert len(skipped) == 1 and skipped[0][1:] == ("overload", 1)

@@ -19,8 +19,12 @@ def test_restart_resumes_every_entry_with_same_ids_and_schedule(make_layer, code
                                                                           "traffic_class": 7}})
     layer.trigger("gpc", {"payload": example("rtcmem")})
     layer.trigger("tlc", {"payload": example("srem")})
+    layer.trigger("tlm", {"payload": example("spatem")})
     t0 = clock.now()
     first = {(t.service, t.id): t.pdu for t in layer.due()}
+    spatem = {k for k in first if k[0] == "tlm"}
+    assert spatem
+    first = {k: v for k, v in first.items() if k not in spatem}
     before = {(e["service"], e["id"]): e["identification"] for e in layer.list()}
     layer.close()
 
@@ -29,7 +33,12 @@ def test_restart_resumes_every_entry_with_same_ids_and_schedule(make_layer, code
     after = {(e["service"], e["id"]): e["identification"] for e in again.list()}
     assert after == before
     assert again.get("ivi", ivi["id"])["dissemination"]["traffic_class"] == 7
-    # drift-free resume: the next slots are on the old grid (anchor + k * interval)
+    # back on the air at once: every entry is sent right away (a repetition: the same bytes as before)
+    assert again.next_deadline() == pytest.approx(t0 + 7.2)
+    resent = again.due()
+    # (never a SPATEM state: it is not repeated, and an old state must not go out again)
+    assert {(t.service, t.id): t.pdu for t in resent} == first and not any(t.fresh for t in resent)
+    # then drift-free resume: the next slots are on the old grid (anchor + k * interval)
     assert again.next_deadline() == pytest.approx(t0 + 7.5)
     clock.set(t0 + 7.5)
     txs = again.due()
@@ -37,6 +46,38 @@ def test_restart_resumes_every_entry_with_same_ids_and_schedule(make_layer, code
     assert txs[0].pdu == first[("ivi", ivi["id"])]  # the same bytes as before the restart
     clock.set(t0 + 8)
     assert {(t.service, t.id): t.pdu for t in again.due()} == first
+
+
+def test_restart_reads_the_saved_values_without_decoding(make_layer, codec, clock):
+    """A restart takes each entry's value from the store (bound to its payload by digest) instead of
+    decoding every payload: the same value as before, content comparisons unchanged."""
+    layer = make_layer()
+    layer.trigger("rlt", {"payload": example("mapem")})
+    layer.trigger("ivi", {"payload": new_ivim()})
+    values = {(n, i): e.value for n, s in layer.services.items() for i, e in s.entries.items()}
+    layer.close()
+
+    class CountingCodec:  # the real codec, counting decodes
+        decodes = 0
+
+        def decode(self, data):
+            CountingCodec.decodes += 1
+            return codec.decode(data)
+
+        def __getattr__(self, name):
+            return getattr(codec, name)
+
+    from rsu.services.layer import ServiceLayer, ServicesConfig
+    from services.support import PROVIDER, STATION
+
+    again = ServiceLayer(ServicesConfig(layer.config.state_dir, station_id=STATION, ivi_provider=PROVIDER),
+                         clock=clock, codec=CountingCodec())
+    try:
+        assert CountingCodec.decodes == 0
+        assert {(n, i): e.value for n, s in again.services.items() for i, e in s.entries.items()} == values
+        assert again.update("rlt", "1201", {"payload": example("mapem")}).get("unchanged") is True
+    finally:
+        again.close()
 
 
 def test_restart_never_reuses_ivi_numbers_nor_resets_mapem_revisions(make_layer, codec, clock):

@@ -197,3 +197,16 @@ def test_TLC_decision_joins_the_ssem_that_answers_the_intersection(requested, co
     ssm = decoded(codec, ssems(layer)[-1])["ssm"]
     assert [p["status"] for p in ssm["status"][0]["sigStatus"]] == ["rejected"]
     assert [s["id"]["id"] for s in ssm["status"]] == [1201, 1202]
+
+
+def test_TLC_request_table_is_bounded_and_counts_when_full(make_layer, codec):
+    hits = []
+    layer = make_layer(rules={"srem_pending_max": 2})
+    layer.ctx.on_limit = hits.append
+    for rid in (1, 2, 3):
+        layer.on_received(srem_bytes(codec, request_id=rid), SEC, {})
+    assert list(layer.services["tlc"].pending) == ["station-2104711:1201:2", "station-2104711:1201:3"]
+    assert hits == ["tlc-requests"]
+    layer.on_received(srem_bytes(codec, request_id=2), SEC, {})  # heard again: now the most recent
+    layer.on_received(srem_bytes(codec, request_id=4), SEC, {})
+    assert list(layer.services["tlc"].pending) == ["station-2104711:1201:2", "station-2104711:1201:4"]

@@ -26,9 +26,10 @@ import pytest
 from rsu import catalog
 from rsu.clock import ManualClock, time64
 
+from tests.conftest import VECTORS
+from tests.netutil import free_tcp_port, free_udp_port, random_group  # noqa: F401  (used by the tests here)
+
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "reference"
-VECTORS = SHARED / "vectors"
 GN_VECTOR = VECTORS / "vanetza" / "gn_packet_secured_cam_with_cert.bin"
 ETSI = VECTORS / "etsi-ats-certs"
 EXAMPLES = REPO / "config" / "examples"
@@ -77,26 +78,6 @@ def tshark() -> str:
 @pytest.fixture(scope="session")
 def mosquitto_bin() -> str:
     return ensure_debian_tool("mosquitto", "mosquitto")
-
-
-# ---------------------------------------------------------------------------- ports
-
-def free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def random_group() -> str:
-    """A multicast group of the organisation-local scope, different per test (parallel runs on one host)."""
-    b = os.urandom(2)
-    return f"239.255.{b[0]}.{max(b[1], 1)}"
 
 
 # ---------------------------------------------------------------------------- Mosquitto

@@ -12,8 +12,8 @@ FRAME = ReceivedFrame(secured=b"\x03\x81", transport="t", received_at=0.0)
 
 
 async def test_sync_async_and_failing_callbacks():
-    drops: list[tuple[DropReason, str]] = []
-    d = FrameDelivery("t", lambda reason, detail: drops.append((reason, detail)))
+    drops: list[tuple[DropReason, str, str | None]] = []
+    d = FrameDelivery("t", lambda reason, detail, message: drops.append((reason, detail, message)))
     d.deliver(FRAME)  # no callback yet: nothing happens
     got = []
     d.callback = got.append
@@ -25,7 +25,7 @@ async def test_sync_async_and_failing_callbacks():
 
     d.callback = broken
     d.deliver(FRAME)  # must not raise into the transport's I/O loop
-    assert drops == [(DropReason.INTERNAL_ERROR, "callback")]
+    assert drops == [(DropReason.INTERNAL_ERROR, "callback", "unknown")]  # a received frame: counted with its type
 
     async def broken_later(frame):
         raise RuntimeError("async bug")
@@ -34,11 +34,11 @@ async def test_sync_async_and_failing_callbacks():
     d.deliver(FRAME)
     await asyncio.sleep(0)
     await asyncio.sleep(0)
-    assert drops[-1] == (DropReason.INTERNAL_ERROR, "callback") and len(drops) == 2
+    assert drops[-1] == (DropReason.INTERNAL_ERROR, "callback", "unknown") and len(drops) == 2
 
 
 async def test_cancel_ends_pending_callbacks():
-    d = FrameDelivery("t", lambda reason, detail: None)
+    d = FrameDelivery("t", lambda *drop: None)
     started, cancelled = asyncio.Event(), asyncio.Event()
 
     async def slow(frame):

@@ -361,3 +361,16 @@ def test_no_received_bytes_make_the_core_raise(pdus, make_sign, data):
     assert isinstance(got, (ReceivedFrame, Drop))
     if isinstance(got, Drop):
         assert isinstance(got.reason, DropReason)
+
+
+def test_duplicate_list_is_bounded_and_counts_when_full():
+    from rsu.transports.gn import DuplicateDetector
+
+    hits = []
+    det = DuplicateDetector(max_entries=3, on_limit=hits.append)
+    src = bytes(8)
+    for sn in range(5):
+        assert not det.is_duplicate(src, sn, NOW, 60.0)
+    assert len(det) == 3 and hits == ["gn-duplicate-table"] * 2
+    assert det.is_duplicate(src, 4, NOW + 1, 60.0) and not det.is_duplicate(src, 0, NOW + 1, 60.0)  # 0 forgotten
+    assert not det.is_duplicate(src, 9, NOW + 120, 60.0) and len(det) == 1  # expired entries leave first

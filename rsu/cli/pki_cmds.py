@@ -69,6 +69,10 @@ def register(pki_sub: argparse._SubParsersAction, parser_class: type) -> None:
     q.add_argument("--now", metavar="ISO8601", help="check the certificate's validity at this time")
     q.set_defaults(func=cmd_response)
 
+    from rsu.cli import pki_client_cmds  # enrol, authorize, status, trust update: the client over HTTP
+
+    pki_client_cmds.register(pki_sub, trust_sub)
+
 
 def _add_common_request_options(q: argparse.ArgumentParser) -> None:
     q.add_argument("--ec", metavar="CERT", help="current enrolment credential (COER)")

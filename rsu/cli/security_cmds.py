@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "spatem=intersectionState, srem= (no bits), or mapem=hex:0180. Repeatable")
     q.add_argument("--service", action="append", default=None, metavar="SERVICE",
                    help="only create ATs for these services (repeatable; default all)")
+    q.add_argument("--its-id", metavar="TEXT|hex:HEX",
+                   help="canonical id of this RSU (default 16 random octets); kept in DIR/identity.json with "
+                        "the canonical key in DIR/keys (made once, reused by later runs)")
     q.add_argument("--force", action="store_true", help="overwrite an existing PKI in DIR")
     q.set_defaults(func=cmd_pki_init)
     from rsu.cli import pki_cmds  # TS 102 941 client: trust lists, offline requests and responses
@@ -106,8 +109,29 @@ def cmd_pki_init(args: argparse.Namespace) -> int:
         raise CliError(str(e).strip("'\"")) from None
     except OSError as e:
         raise CliError(f"{folder}: {e.strerror or e}") from None
+    manifest["canonical"] = _canonical_identity(folder, args.its_id)
     print_json(manifest)
     return 0
+
+
+def _canonical_identity(folder, its_id_text: str | None) -> dict:
+    """The canonical key (DIR/keys, file key store) and id (DIR/identity.json) the EA operator registers."""
+    from rsu.pki.errors import PkiError
+    from rsu.pki.identity import ensure_identity
+    from rsu.pki.keystore import FileKeyStore
+
+    its_id = None
+    if its_id_text is not None:
+        try:
+            its_id = bytes.fromhex(its_id_text[4:]) if its_id_text.startswith("hex:") else its_id_text.encode()
+        except ValueError:
+            raise CliError(f"--its-id {its_id_text}: not hex after hex:") from None
+        if not its_id:
+            raise CliError("--its-id: empty")
+    try:
+        return ensure_identity(FileKeyStore(folder / "keys"), folder, its_id)
+    except PkiError as e:
+        raise CliError(f"canonical identity: {e}") from None
 
 
 def cmd_cert_show(args: argparse.Namespace) -> int:

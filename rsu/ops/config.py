@@ -25,6 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from rsu.ops.config_core import (ConfigError, ConfigIssue, format_path, load_yaml_file, parse_duration,
                                    validate)
+from rsu.pki.config import PkiClientSection
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
@@ -142,6 +143,7 @@ class Config(_Section):
     integrations: dict[str, Any] = Field(default_factory=dict)
     api: Api = Api()
     logging: Logging = Logging()
+    pki: PkiClientSection | None = None  # TS 102 941 PKI client (rsu.pki.config); absent: none
 
     # derived paths ------------------------------------------------------------------------
     @property

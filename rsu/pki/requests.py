@@ -45,6 +45,7 @@ from rsu.security.certs import Certificate, CertificateError, ssp_within_range
 from rsu.security.keys import (
     CURVES,
     KeyMaterialError,
+    curve_of,
     point_of_public_key,
     private_key_from_bytes,
     private_key_pem,
@@ -139,18 +140,22 @@ class Response:
 def build_enrolment_request(*, its_id: bytes, signing_key: ec.EllipticCurvePrivateKey, ea: Certificate,
                             generation_time: int, random: ecies.Randomness,
                             current_ec: Certificate | None = None, key_curve: str = "ecdsaNistP256",
-                            attributes: dict | None = None) -> PendingRequest:
+                            attributes: dict | None = None, new_key: Any = None) -> PendingRequest:
     """InnerEcRequest with PoP, signed by the canonical key (``current_ec`` None) or the current EC.
 
     ``its_id``: the canonical identifier (initial enrolment); ignored for re-enrolment, where
     the itsId is the HashedId8 of ``current_ec``. ``attributes`` adds optional
     requestedSubjectAttributes (id, validityPeriod, region, assuranceLevel) to appPermissions.
+    ``new_key``: the new EC key (e.g. a :class:`rsu.pki.keystore.KeyHandle`); default a fresh key
+    from ``random`` on ``key_curve``.
     """
     if current_ec is not None:
         _require_scr_right(current_ec, SCR_ENROLMENT_REQUEST, "sign enrolment requests")
         _require_valid(current_ec, generation_time)
         its_id = signer_hashed_id8(current_ec)
-    new_key = random.private_key(CURVES[key_curve].ec_curve())
+    if new_key is None:
+        new_key = random.private_key(CURVES[key_curve].ec_curve())
+    key_curve = curve_of(new_key).name
     requested = [dict(p) for p in EC_PERMISSIONS]
     inner = {"itsId": bytes(its_id), "certificateFormat": 1,
              "publicKeys": {"verificationKey": (key_curve, point_of_public_key(new_key.public_key()))},
@@ -195,14 +200,18 @@ def check_permissions(requested: list[dict], ec: Certificate, aa: Certificate) -
 def build_authorization_request(*, ec: Certificate, ec_key: ec.EllipticCurvePrivateKey, ea: Certificate,
                                 aa: Certificate, permissions: list[dict], generation_time: int,
                                 random: ecies.Randomness, key_curve: str = "ecdsaNistP256",
-                                validity: dict | None = None) -> PendingRequest:
-    """AuthorizationRequestMessageWithPop with a fresh AT key, hmacKey/keyTag and encryptedEcSignature."""
+                                validity: dict | None = None, new_key: Any = None) -> PendingRequest:
+    """AuthorizationRequestMessageWithPop with a fresh AT key, hmacKey/keyTag and encryptedEcSignature.
+
+    ``new_key``: the fresh AT key (e.g. a key-store handle); default one from ``random``.
+    """
     _require_scr_right(ec, SCR_AUTHORIZATION_REQUEST, "sign authorization requests")
     _require_valid(ec, generation_time)
     if not permissions:
         raise RequestError("not-permitted", "no appPermissions to request")
     check_permissions(permissions, ec, aa)
-    at_key = random.private_key(CURVES[key_curve].ec_curve())
+    at_key = new_key if new_key is not None else random.private_key(CURVES[key_curve].ec_curve())
+    key_curve = curve_of(at_key).name
     verification_key = (key_curve, point_of_public_key(at_key.public_key()))
     hmac_key = random.token(32)
     key_tag = key_tag_for(hmac_key, verification_key)

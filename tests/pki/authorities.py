@@ -21,10 +21,10 @@ NOW = clock.time32_to_posix(486_500_000)
 T32 = clock.time32(NOW)
 
 
-def make_tlm(seed: str = "tlm", *, ssp: bytes = b"\x01\xc8") -> Issued:
+def make_tlm(seed: str = "tlm", *, ssp: bytes = b"\x01\xc8", start: int = T32 - 86400 * 365) -> Issued:
     key = SeededRandomness(seed).private_key(ec.SECP256R1())
     tbs = {"id": ("name", f"test TLM {seed}"), "cracaId": b"\x00\x00\x00", "crlSeries": 0,
-           "validityPeriod": {"start": T32 - 86400 * 365, "duration": ("years", 4)},
+           "validityPeriod": {"start": start, "duration": ("years", 4)},
            "appPermissions": [{"psid": 624, "ssp": ("bitmapSsp", ssp)}],
            "verifyKeyIndicator": ("verificationKey", ("ecdsaNistP256", point_of_public_key(key.public_key())))}
     return Issued(issue_certificate(tbs, None, key), key)

@@ -114,3 +114,26 @@ def test_offline_enrolment_and_authorization(tmp_path):
                 "--ea-cert", str(ETSI / "CERT_TS_A_EA.oer"), "--ec", str(tmp_path / "ec.oer"),
                 "--ec-key", str(tmp_path / "ec.key"), "--service", "ssem", "--out", str(tmp_path / "x.req"), "--now", now)
     assert r.returncode == 2 and b"not-permitted" in r.stderr and not (tmp_path / "x.req").exists()
+
+
+def test_pki_init_makes_the_canonical_identity_once(tmp_path):
+    import stat
+
+    from rsu.pki.identity import public_key_hex
+    from rsu.pki.keystore import FileKeyStore
+
+    r = run_rsu("pki", "init", str(tmp_path), "--its-id", "RSU-PARIS-0001", "--service", "spatem")
+    assert r.returncode == 0, r.stderr
+    canonical = json.loads(r.stdout)["canonical"]
+    assert bytes.fromhex(canonical["itsId"]) == b"RSU-PARIS-0001" and canonical["keyLabel"] == "canonical"
+    key = FileKeyStore(tmp_path / "keys").get("canonical")
+    assert public_key_hex(key.public_key()) == canonical["publicKey"]
+    assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "keys" / "canonical.key").stat().st_mode) == 0o600
+    key_pem = (tmp_path / "keys" / "canonical.key").read_text()
+    assert key_pem.split("\n")[1] not in (r.stdout + r.stderr).decode()  # never printed
+    # a second run (--force rebuilds the test PKI) keeps the identity the EA knows; another id is refused
+    again = run_rsu("pki", "init", str(tmp_path), "--force", "--service", "spatem")
+    assert again.returncode == 0 and json.loads(again.stdout)["canonical"] == canonical
+    other = run_rsu("pki", "init", str(tmp_path), "--force", "--its-id", "OTHER", "--service", "spatem")
+    assert other.returncode != 0 and "already" in other.stderr.decode()

@@ -1,0 +1,260 @@
+"""The PKI client over real HTTP: a test CPOC (over TLS, certificates made here), DC, EA and AA
+served by aiohttp on 127.0.0.1, the aiohttp adapter, a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+
+import pytest
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from rsu.clock import ManualClock
+from rsu.pki import client as C
+from rsu.pki.http import HttpTransport, run_forever, settle
+from rsu.pki.keystore import FileKeyStore
+from tests.pki.authorities import NOW
+from tests.pki.helpers import SeededRandomness
+from tests.pki.world import PkiWorld
+
+HOUR = 3600.0
+
+
+def _tls_pair(tmp_path):
+    """A test CA and a server certificate for 127.0.0.1 signed by it: (server context, client context)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rsu test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    (tmp_path / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "server.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                            serialization.PrivateFormat.PKCS8,
+                                                            serialization.NoEncryption()))
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    client = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    return server, client
+
+
+class Servers:
+    """The world behind aiohttp: plain HTTP for DC/EA/AA and HTTPS for the CPOC; ``delay`` stalls answers."""
+
+    def __init__(self, world: PkiWorld, clock: ManualClock) -> None:
+        self.world, self.clock = world, clock
+        self.delay = 0.0
+        self.runner: web.AppRunner | None = None
+
+    async def handler(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.world.seen_headers = dict(request.headers)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        status, ctype, data = self.world.handle(request.method, request.path, body, self.clock.now())
+        return web.Response(status=status, body=data, headers={"Content-Type": ctype})
+
+    async def start(self, server_tls: ssl.SSLContext) -> tuple[int, int]:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handler)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        plain = web.TCPSite(self.runner, "127.0.0.1", 0)
+        tls = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=server_tls)
+        await plain.start()
+        await tls.start()
+        return plain._server.sockets[0].getsockname()[1], tls._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+@pytest.fixture
+async def pki(tmp_path):
+    keys = FileKeyStore(tmp_path / "keys")
+    clock = ManualClock(NOW)
+    world = PkiWorld(keys.get_or_generate("canonical").public_key())
+    server_tls, client_tls = _tls_pair(tmp_path)
+    servers = Servers(world, clock)
+    port, tls_port = await servers.start(server_tls)
+    world.base = f"http://127.0.0.1:{port}"
+    https_cpoc = f"https://127.0.0.1:{tls_port}/cpoc"
+    transport = HttpTransport(timeout=2.0, retries=1, backoff_base=0.01, ssl_context=client_tls,
+                              jitter=lambda: 0.5)
+
+    def make_client(**kw):
+        return C.PkiClient.load(world.config(cpoc_url=https_cpoc, **kw), keys, tmp_path / "state",
+                                random=SeededRandomness("http"), jitter=lambda: 1.0)
+
+    yield {"world": world, "clock": clock, "servers": servers, "transport": transport, "keys": keys,
+           "client": make_client, "https_cpoc": https_cpoc, "tmp": tmp_path}
+    await transport.close()
+    await servers.stop()
+
+
+def results(outcomes):
+    return [(o.job, o.result) for o in outcomes]
+
+
+async def test_enrol_authorize_and_trust_over_http(pki):
+    client, world = pki["client"](), pki["world"]
+    outcomes = await settle(client, pki["transport"], pki["clock"])
+    assert results(outcomes) == [("trust", "ok")] * 3 + [("enrol", "ok")] + [("authorize", "ok")] * 2
+    assert world.seen_headers["Content-Type"] == "application/x-its-request"
+    assert world.seen_headers["Accept"] == "application/x-its-response"
+    assert world.requests[0][1].startswith("/cpoc/getectl/")  # over TLS: the CPOC URL is https
+    assert len(client.usable_ats(pki["clock"].now())) == 2
+    # AT renewal under the manual clock, over the same servers
+    pki["clock"].advance(135 * HOUR)
+    renewed = await settle(client, pki["transport"], pki["clock"])
+    assert [o.result for o in renewed if o.job == "authorize"] == ["ok", "ok"]
+
+
+async def test_tls_refuses_an_unknown_server(pki):
+    transport = HttpTransport(timeout=2.0, retries=0)  # the system trust store: the test CA is unknown
+    try:
+        result = await transport.perform(C.Fetch("t-1", pki["https_cpoc"] + "/getectl/00", "ectl"))
+    finally:
+        await transport.close()
+    assert result.error == "tls" and result.status is None
+
+
+async def test_failures_over_http_are_named(pki):
+    world, servers = pki["world"], pki["servers"]
+    client = pki["client"](retry_base=1, retry_max=30)
+    await settle(client, pki["transport"], pki["clock"], jobs=("trust",))
+    for endpoint, bad, reason in [("ea", "http-500", "http-500"), ("ea", "garbage", "decryption-failed"),
+                                  ("ea", "request-hash", "request-hash-mismatch"),
+                                  ("ea", "other-key", "certificate-key-mismatch"),
+                                  ("ea", "code:unknownits", "unknownits"),
+                                  ("ea", "wrong-content-type", "wrong-content-type")]:
+        world.misbehave = {endpoint: bad}
+        pki["clock"].advance(31)
+        outcomes = await settle(client, pki["transport"], pki["clock"])
+        assert results(outcomes) == [("enrol", reason)], bad
+    world.misbehave = {}
+    servers.delay = 2.5  # longer than the transport's 2 s timeout
+    pki["clock"].advance(100)
+    assert results(await settle(client, pki["transport"], pki["clock"])) == [("enrol", "timeout")]
+    servers.delay = 0
+    world.misbehave = {"aa": "code:deniedtoomanycerts"}
+    pki["clock"].advance(1000)
+    outcomes = await settle(client, pki["transport"], pki["clock"])
+    assert results(outcomes) == [("enrol", "ok"), ("authorize", "deniedtoomanycerts")]
+
+
+async def test_retries_and_unreachable(pki):
+    transport = pki["transport"]
+    world = pki["world"]
+    world.misbehave = {"cpoc": "http-500"}
+    result = await transport.perform(C.Fetch("t-1", f"{world.base}/cpoc/getectl/00", "ectl"))
+    assert result.status == 500 and len(world.requests) == 1  # 500 is not retried (502/503/504 are)
+    world.misbehave = {"cpoc": "http-503"}
+    result = await transport.perform(C.Fetch("t-3", f"{world.base}/cpoc/getectl/00", "ectl"))
+    assert result.status == 503 and len(world.requests) == 3  # retried once (retries=1), then reported
+    world.misbehave = {"ea": "http-503"}
+    result = await transport.perform(C.HttpPost("e-2", f"{world.base}/ea", b"x"))
+    assert result.status == 503 and len(world.requests) == 4  # a POST the server saw is never resent
+    # nothing listens there: connection error, retried once, then named
+    dead = HttpTransport(timeout=1.0, retries=1, backoff_base=0.01)
+    try:
+        result = await dead.perform(C.HttpPost("e-1", "http://127.0.0.1:9/ea", b"x"))
+        bad = await dead.perform(C.Fetch("t-2", "ftp://example/x", "ectl"))
+    finally:
+        await dead.close()
+    assert result.error == "connection" and bad.error == "bad-url"
+
+
+async def test_run_forever_keeps_the_pool_and_stops(pki):
+    client, clock = pki["client"](at_pool=1), pki["clock"]
+    stop = asyncio.Event()
+    seen = []
+    task = asyncio.create_task(run_forever(client, pki["transport"], clock, stop, seen.append, max_sleep=0.05))
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if ("authorize", "ok") in results(seen):
+            break
+    first = len(client.ats)
+    clock.advance(140 * HOUR)
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if len(client.ats) > first:
+            break
+    stop.set()
+    await asyncio.wait_for(task, 2)
+    assert first == 1 and len(client._fresh_ats(clock.now())) == 1 and len(client.ats) == 2
+
+
+async def rsu_cli(*args):
+    """The rsu CLI in a real subprocess, without blocking the servers' event loop: (exit code, JSON or stderr)."""
+    import json
+    import sys
+
+    from tests.conftest import REPO
+
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "rsu", *args, cwd=REPO,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, (json.loads(out) if out.strip() else err.decode())
+
+
+@pytest.mark.slow
+async def test_cli_enrol_authorize_status_trust_update(pki):
+    import yaml
+
+    from rsu import clock as clockmod
+    from rsu.pki.identity import public_key_hex
+
+    world, tmp = pki["world"], pki["tmp"]
+    config = tmp / "rsu.yaml"
+    config.write_text(yaml.safe_dump({
+        "state_dir": str(tmp / "cli-state"),
+        "services": {"ivi_provider": {"country": "FR", "issuer": 7}},
+        "pki": {"cpoc_url": world.cpoc_url, "tlm": world.tlm.certificate.hashed_id8.hex(),
+                "root": world.root.certificate.hashed_id8.hex(), "its_id": "RSU-CLI-0001",
+                "services": ["spatem", "mapem", "ivim"], "retry_base": "1s"}}))
+    now = clockmod.iso_utc(NOW)
+    common = ("--config", str(config), "--now", now)
+    # first contact: the canonical key is made, the EA does not know it yet
+    code, out = await rsu_cli("pki", "enrol", *common)
+    assert code == 1, out
+    assert [o["result"] for o in out["outcomes"]] == ["ok", "ok", "ok", "unknownits"]
+    canonical = out["canonical"]
+    assert bytes.fromhex(canonical["itsId"]) == b"RSU-CLI-0001"
+    assert out["status"]["jobs"]["enrol"]["lastError"]["reason"] == "unknownits"
+    # the operator registers it at the EA; the next enrolment works
+    key = FileKeyStore(tmp / "cli-state" / "pki-client" / "keys").get("canonical")
+    assert public_key_hex(key.public_key()) == canonical["publicKey"]
+    world.ea.canonical[b"RSU-CLI-0001"] = key.public_key()
+    code, out = await rsu_cli("pki", "enrol", *common)
+    assert code == 0 and [o["result"] for o in out["outcomes"]] == ["ok"], out
+    code, out = await rsu_cli("pki", "authorize", *common)
+    assert code == 0 and [(o["job"], o["result"]) for o in out["outcomes"]] == [("authorize", "ok")] * 2, out
+    code, status = await rsu_cli("pki", "status", *common)
+    assert code == 0 and status["ec"]["valid"] and status["atsUsable"] == 2
+    assert status["trust"]["roots"][world.root.certificate.hashed_id8.hex()]["ctl"]["sequence"] == 0
+    code, out = await rsu_cli("pki", "trust", "update", *common)
+    assert code == 0 and out["outcomes"] == []  # nothing due
+    world.misbehave = {"cpoc": "http-500"}
+    code, out = await rsu_cli("pki", "trust", "update", "--config", str(config),
+                              "--now", clockmod.iso_utc(NOW + 2 * 86400))
+    assert code == 1 and out["outcomes"][0]["result"] == "http-500"
+    code, err = await rsu_cli("pki", "status", "--config", str(tmp / "missing.yaml"))
+    assert code == 2 and "missing.yaml" in err

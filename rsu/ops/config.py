@@ -23,16 +23,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from rsu.ops.config_core import (ConfigError, ConfigIssue, format_path, load_yaml_file, parse_duration,
-                                   validate)
+from rsu.ops.config_core import (ConfigError, ConfigIssue, duration, format_path, load_yaml_file,
+                                   parse_duration, validate)
 from rsu.pki.config import PkiClientSection
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-
-
-def duration(lo: float, hi: float) -> Any:
-    """A duration (number of seconds or "500ms", "5m"...) within lo..hi seconds."""
-    return Annotated[float, BeforeValidator(parse_duration), Field(ge=lo, le=hi)]
 
 
 class _Section(BaseModel):

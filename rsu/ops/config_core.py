@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import pydantic
 import yaml
@@ -73,6 +73,11 @@ def parse_duration(value: Any) -> float:
         if m:
             return float(m.group(1)) * _UNITS[m.group(2)]
     raise ValueError("expected a duration such as 1.5, '500ms', '5m', '1h'")
+
+
+def duration(lo: float, hi: float) -> Any:
+    """A duration (number of seconds or "500ms", "5m"...) within lo..hi seconds, for pydantic models."""
+    return Annotated[float, pydantic.BeforeValidator(parse_duration), pydantic.Field(ge=lo, le=hi)]
 
 
 def _message(err: dict, model: type[pydantic.BaseModel]) -> str:

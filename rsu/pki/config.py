@@ -21,12 +21,11 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rsu.ops.config_core import parse_duration
+from rsu.ops.config_core import duration
 from rsu.secretfile import read_secret_file
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 _H8 = re.compile(r"^[0-9A-Fa-f]{16}$")
 
 
@@ -74,14 +73,14 @@ class PkiClientSection(_Section):
     state_dir: Path | None = None  # default <state_dir>/pki-client
     keystore: KeyStoreSection = KeyStoreSection()
     services: list[str] | None = None  # AT permissions for these services (default: all of catalog.py)
-    re_enrol_margin: Duration = 30 * 86400.0
+    re_enrol_margin: duration(3600, 365 * 86400) = 30 * 86400.0  # an EC lives months to years
     at_pool: int = Field(2, ge=1, le=100)
     at_renew_fraction: float = Field(0.2, gt=0, lt=1)
-    trust_refresh_margin: Duration = 3600.0
-    trust_refresh_interval: Duration = 86400.0
-    retry_base: Duration = 30.0
-    retry_max: Duration = 3600.0
-    http_timeout: Duration = 20.0
+    trust_refresh_margin: duration(0, 30 * 86400) = 3600.0
+    trust_refresh_interval: duration(60, 30 * 86400) = 86400.0
+    retry_base: duration(1, 86400) = 30.0
+    retry_max: duration(1, 7 * 86400) = 3600.0
+    http_timeout: duration(1, 600) = 20.0
     http_retries: int = Field(2, ge=0, le=10)
     ca_file: Path | None = None  # extra CA bundle for https URLs (default: the system's)
 

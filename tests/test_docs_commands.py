@@ -105,10 +105,12 @@ def paths(daemon, tmp_path_factory):
 
 
 def shell_line(command: str, paths: dict[str, str]) -> str:
-    rsu = f"{shlex.quote(sys.executable)} -m rsu"
-    line = re.sub(r"(^|\|\s*)(python -m rsu|rsu)\b", lambda m: m.group(1) + rsu, command)
+    # the docs' paths first (one pass: no path replaced twice), then rsu: the interpreter's own path may
+    # contain one of them (a checkout under /tmp/)
     pattern = "|".join(re.escape(p) for p in sorted(paths, key=len, reverse=True))
-    return re.sub(pattern, lambda m: paths[m.group(0)], line)  # one pass: no path replaced twice
+    line = re.sub(pattern, lambda m: paths[m.group(0)], command)
+    rsu = f"{shlex.quote(sys.executable)} -m rsu"
+    return re.sub(r"(^|\|\s*)(python -m rsu|rsu)\b", lambda m: m.group(1) + rsu, line)
 
 
 def test_every_docs_command_is_classified():

@@ -161,7 +161,7 @@ SOCKET_TABLES = {"AF_UNIX": [("unix", 6)], "AF_INET": [("tcp", 9), ("udp", 9), (
                  "AF_PACKET": [("packet", 8)]}
 
 
-def socket_families(pid: int) -> dict[str, int]:
+def _socket_inodes(pid: int) -> set[str]:
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -170,6 +170,11 @@ def socket_families(pid: int) -> dict[str, int]:
             continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
+    return inodes
+
+
+def socket_families(pid: int) -> dict[str, int]:
+    inodes = _socket_inodes(pid)
     found: dict[str, int] = {}
     for family, tables in SOCKET_TABLES.items():
         for table, column in tables:
@@ -182,6 +187,7 @@ def socket_families(pid: int) -> dict[str, int]:
                 if len(cols) > column and cols[column] in inodes:
                     inodes.discard(cols[column])
                     found[family] = found.get(family, 0) + 1
+    inodes &= _socket_inodes(pid)  # a connection closed meanwhile (a /metrics request) has left the tables
     if inodes:
         found["unknown"] = len(inodes)
     return found

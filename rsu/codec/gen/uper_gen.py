@@ -1,0 +1,596 @@
+"""Generator of the plain-Python UPER codec for the six IS PDUs (``rsu/codec/generated_uper.py``).
+
+    python -m rsu.codec.gen            # rewrite rsu/codec/generated_uper.py
+    python -m rsu.codec.gen --check    # exit 1 if the committed module differs
+
+It walks two trees side by side: asn1tools' compiled UPER type tree (the PER facts: bit widths,
+effective ranges after ``asn1files.per_effective_constraints``, enumeration indexes, extension
+additions and groups, alphabets) and our schema model (``rsu.codec.schema``: type names for the
+functions, and which Reg-* object set each RegionalExtension carries, so typed regional values are
+encoded and decoded in place instead of in a separate pass). Each SEQUENCE, CHOICE, SEQUENCE OF and
+RegionalExtension becomes one encode and one decode function; primitives are written inline.
+
+The generated code reproduces asn1tools 0.169 (with ``rsu.codec.asn1patches``) bit for bit, quirks
+included; a construct this generator does not know stops it with an error (nothing is guessed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import asn1tools
+
+from rsu import catalog
+from rsu.codec.asn1files import compile_set
+from rsu.codec.schema import Node, Schema
+
+OUTPUT = Path(__file__).resolve().parent.parent / "generated_uper.py"
+CONSTRUCTED = ("SEQUENCE", "CHOICE", "SEQUENCE OF", "REGEXT")
+
+
+def source_digest(sources: dict[str, str]) -> str:
+    """SHA-256 over the ASN.1 module texts the codec was generated from."""
+    h = hashlib.sha256()
+    for name, text in sorted(sources.items()):
+        h.update(name.encode() + b"\0" + text.encode() + b"\0")
+    return h.hexdigest()
+
+
+def _resolve(t):
+    while type(t).__name__ == "Recursive":
+        t = t._inner
+    return t
+
+
+def _nbits(size: int) -> int:
+    return 0 if size == 0 else size.bit_length()
+
+
+class _Fn:
+    def __init__(self, name: str, t, node: Node):
+        self.name, self.t, self.node = name, t, node
+
+
+class Generator:
+    def __init__(self, schema: Schema, spec):
+        self.schema = schema
+        self.spec = spec
+        self.fns: dict[int, _Fn] = {}
+        self.order: list[_Fn] = []
+        self.names: set[str] = set()
+        self.consts: list[str] = []
+        self.const_names: dict[str, str] = {}
+        self.tmp = 0
+
+    # --- naming --------------------------------------------------------------------------------
+    def fn(self, t, node: Node, hint: str) -> str:
+        f = self.fns.get(id(node))
+        if f is None:
+            base = re.sub(r"\W", "_", node.name or hint)
+            name, i = base, 2
+            while name in self.names:
+                name, i = f"{base}_{i}", i + 1
+            self.names.add(name)
+            f = self.fns[id(node)] = _Fn(name, _resolve(t), node)
+            self.order.append(f)
+        return f.name
+
+    def const(self, text: str, hint: str) -> str:
+        name = self.const_names.get(text)
+        if name is None:
+            name = f"_{re.sub(r'[^A-Za-z0-9]', '_', hint)}_{len(self.consts)}"
+            self.const_names[text] = name
+            self.consts.append(f"{name} = {text}")
+        return name
+
+    def var(self, stem: str) -> str:
+        self.tmp += 1
+        return f"{stem}{self.tmp}"
+
+    # --- encoding ------------------------------------------------------------------------------
+    def enc(self, t, node: Node, expr: str, acc: str, ind: str, hint: str) -> list[str]:
+        """Lines appending the encoding of ``expr`` (a value of ``node``) to the accumulator ``acc``."""
+        t = _resolve(t)
+        cls = type(t).__name__
+        if node.kind in CONSTRUCTED:
+            return [f"{ind}{acc} = e_{self.fn(t, node, hint)}({expr}, {acc})"]
+        if cls == "Integer":
+            if t.number_of_bits is None:
+                return [f"{ind}{acc} = _rt.uwn({acc}, {expr})"]
+            nb, lo, hi = t.number_of_bits, t.minimum, t.maximum
+            if t.has_extension_marker:
+                w = self.var("w")
+                return [f"{ind}{w} = {expr}",
+                        f"{ind}if {lo} <= {w} <= {hi}:",
+                        f"{ind}    {acc} = {acc} << {nb + 1} | {self._minus(w, lo)}",
+                        f"{ind}else:",
+                        f"{ind}    {acc} = _rt.uwn({acc} << 1 | 1, {w})"]
+            return [f"{ind}{acc} = {acc} << {nb} | {self._minus(expr, lo)}"] if nb else []
+        if cls == "Boolean":
+            return [f"{ind}{acc} = {acc} << 1 | (1 if {expr} else 0)"]
+        if cls == "Null":
+            return []
+        if cls == "Enumerated":
+            root = self.const(repr(dict(t.root_data_to_index)), f"E_{node.name or hint}")
+            nb = t.root_number_of_bits
+            if t.additions_index_to_data is None:
+                return [f"{ind}{acc} = {acc} << {nb} | {root}[{expr}]"]
+            ext = self.const(repr(dict(t.additions_data_to_index)), f"X_{node.name or hint}")
+            w, i = self.var("w"), self.var("i")
+            return [f"{ind}{w} = {expr}",
+                    f"{ind}{i} = {root}.get({w})",
+                    f"{ind}if {i} is not None:",
+                    f"{ind}    {acc} = {acc} << {nb + 1} | {i}",
+                    f"{ind}else:",
+                    f"{ind}    {acc} = _rt.nsnn({acc} << 1 | 1, {ext}[{w}])"]
+        if cls == "BitString":
+            return self._enc_bits(t, expr, acc, ind)
+        if cls == "OctetString":
+            return self._enc_octets(t, expr, acc, ind)
+        if cls == "IA5String":
+            if not all(k == v for k, v in t.permitted_alphabet.encode_map.items()) or t.bits_per_character != 7:
+                raise NotImplementedError(f"{hint}: IA5String with a permitted alphabet")
+            if t.has_extension_marker or t.number_of_bits is None:
+                raise NotImplementedError(f"{hint}: IA5String without a bounded root size")
+            b = self.var("b")
+            lines = [f"{ind}{b} = {expr}.encode('ascii')"]
+            if t.minimum != t.maximum:
+                lines.append(f"{ind}{acc} = {acc} << {t.number_of_bits} | {self._minus(f'len({b})', t.minimum)}")
+            c = self.var("c")
+            lines += [f"{ind}for {c} in {b}:", f"{ind}    {acc} = {acc} << 7 | {c}"]
+            return lines
+        if cls == "UTF8String":
+            return [f"{ind}{acc} = _rt.octets({acc}, {expr}.encode('utf-8'))"]
+        if cls == "OpenType":
+            return [f"{ind}{acc} = _rt.octets({acc}, {expr})"]
+        raise NotImplementedError(f"{hint}: {cls} ({node.kind})")
+
+    @staticmethod
+    def _minus(expr: str, lo: int) -> str:
+        if lo == 0:
+            return expr
+        return f"({expr} - {lo})" if lo > 0 else f"({expr} + {-lo})"
+
+    def _enc_bits(self, t, expr, acc, ind) -> list[str]:
+        d, k = self.var("d"), self.var("k")
+        lines = [f"{ind}{d}, {k} = {expr}"]
+        body = f"int.from_bytes({d}, 'big') >> (8 * len({d}) - {k})"
+        if t.number_of_bits is None:
+            return lines + [f"{ind}{acc} = _rt.bits_unbound({acc}, {d}, {k})"]
+        inner = ind
+        if t.has_extension_marker:
+            lines += [f"{ind}if not {t.minimum} <= {k} <= {t.maximum}:",
+                      f"{ind}    {acc} = _rt.bits_unbound({acc} << 1 | 1, {d}, {k})",
+                      f"{ind}else:",
+                      f"{ind}    {acc} <<= 1"]
+            inner = ind + "    "
+        if t.has_named_bits and t.minimum != t.maximum:
+            raise NotImplementedError("variable-size BIT STRING with named bits (asn1tools strips its zeros)")
+        if t.minimum != t.maximum:
+            lines.append(f"{inner}{acc} = {acc} << {t.number_of_bits} | {self._minus(k, t.minimum)}")
+        lines.append(f"{inner}{acc} = {acc} << {k} | {body}")
+        return lines
+
+    def _enc_octets(self, t, expr, acc, ind) -> list[str]:
+        d = self.var("d")
+        lines = [f"{ind}{d} = {expr}"]
+        if t.number_of_bits is None:
+            return lines + [f"{ind}{acc} = _rt.octets({acc}, {d})"]
+        inner = ind
+        if t.has_extension_marker:
+            lines += [f"{ind}if not {t.minimum} <= len({d}) <= {t.maximum}:",
+                      f"{ind}    {acc} = _rt.octets({acc} << 1 | 1, {d})",
+                      f"{ind}else:",
+                      f"{ind}    {acc} <<= 1"]
+            inner = ind + "    "
+        if t.minimum != t.maximum:
+            lines.append(f"{inner}{acc} = {acc} << {t.number_of_bits} | {self._minus(f'len({d})', t.minimum)}")
+        lines.append(f"{inner}{acc} = {acc} << (len({d}) << 3) | int.from_bytes({d}, 'big')")
+        return lines
+
+    # --- decoding ------------------------------------------------------------------------------
+    def dec(self, t, node: Node, target: str, ind: str, hint: str) -> list[str]:
+        """Lines decoding a value of ``node`` at ``q`` into ``target`` (an assignable expression)."""
+        t = _resolve(t)
+        cls = type(t).__name__
+        if node.kind in CONSTRUCTED:
+            return [f"{ind}{target}, q = d_{self.fn(t, node, hint)}(x, q)"]
+        if cls == "Integer":
+            if t.number_of_bits is None:
+                return [f"{ind}{target}, q = _rt.read_uwn(x, q)"]
+            nb, lo = t.number_of_bits, t.minimum
+            plain = [f"{ind}q -= {nb}", f"{ind}{target} = {self._plus(f'(x >> q) & {(1 << nb) - 1}', lo)}"] \
+                if nb else [f"{ind}{target} = {lo}"]
+            if not t.has_extension_marker:
+                return plain
+            return [f"{ind}q -= 1", f"{ind}if (x >> q) & 1:", f"{ind}    {target}, q = _rt.read_uwn(x, q)",
+                    f"{ind}else:"] + ["    " + line for line in plain]
+        if cls == "Boolean":
+            return [f"{ind}q -= 1", f"{ind}{target} = (x >> q) & 1 == 1"]
+        if cls == "Null":
+            return [f"{ind}{target} = None"]
+        if cls == "Enumerated":
+            root = self.const(repr(tuple(t.root_index_to_data[i] for i in range(len(t.root_index_to_data)))),
+                              f"D_{node.name or hint}")
+            nb = t.root_number_of_bits
+            plain = [f"{ind}q -= {nb}", f"{ind}{target} = {root}[(x >> q) & {(1 << nb) - 1}]"] if nb else \
+                [f"{ind}{target} = {root}[0]"]
+            if t.additions_index_to_data is None:
+                return plain
+            ext = self.const(repr(dict(t.additions_index_to_data)), f"DX_{node.name or hint}")
+            i = self.var("i")
+            return [f"{ind}q -= 1", f"{ind}if (x >> q) & 1:", f"{ind}    {i}, q = _rt.read_nsnn(x, q)",
+                    f"{ind}    {target} = {ext}.get({i})", f"{ind}else:"] + ["    " + line for line in plain]
+        if cls == "BitString":
+            return self._dec_bits(t, target, ind)
+        if cls == "OctetString":
+            return self._dec_octets(t, target, ind)
+        if cls == "IA5String":
+            k = self.var("k")
+            lines = []
+            if t.minimum != t.maximum:
+                lines += [f"{ind}q -= {t.number_of_bits}",
+                          f"{ind}{k} = {self._plus(f'(x >> q) & {(1 << t.number_of_bits) - 1}', t.minimum)}"]
+            else:
+                lines.append(f"{ind}{k} = {t.minimum}")
+            lines += [f"{ind}q -= 7 * {k}", f"{ind}{target} = _rt.ia5((x >> q) & ((1 << (7 * {k})) - 1), {k})"]
+            return lines
+        if cls == "UTF8String":
+            b = self.var("b")
+            return [f"{ind}{b}, q = _rt.read_octets(x, q)", f"{ind}{target} = {b}.decode('utf-8')"]
+        if cls == "OpenType":
+            return [f"{ind}{target}, q = _rt.read_octets(x, q)"]
+        raise NotImplementedError(f"{hint}: {cls} ({node.kind})")
+
+    @staticmethod
+    def _plus(expr: str, lo: int) -> str:
+        if lo == 0:
+            return expr
+        return f"({expr}) + {lo}" if lo > 0 else f"({expr}) - {-lo}"
+
+    def _dec_sized(self, t, target, ind, unbound: str) -> tuple[list[str], str, str]:
+        """Common head of a sized BIT/OCTET STRING: the extension bit (outside the root: ``unbound``
+        reads the whole value) and the length inside the root. Returns (lines, indent, length var)."""
+        k = self.var("k")
+        lines, inner = [], ind
+        if t.has_extension_marker:
+            lines += [f"{ind}q -= 1", f"{ind}if (x >> q) & 1:", f"{ind}    {target}, q = _rt.{unbound}(x, q)",
+                      f"{ind}else:"]
+            inner = ind + "    "
+        if t.minimum != t.maximum:
+            lines += [f"{inner}q -= {t.number_of_bits}",
+                      f"{inner}{k} = {self._plus(f'(x >> q) & {(1 << t.number_of_bits) - 1}', t.minimum)}"]
+        else:
+            lines.append(f"{inner}{k} = {t.minimum}")
+        return lines, inner, k
+
+    def _dec_bits(self, t, target, ind) -> list[str]:
+        if t.number_of_bits is None:
+            return [f"{ind}{target}, q = _rt.read_bits_unbound(x, q)"]
+        lines, inner, k = self._dec_sized(t, target, ind, "read_bits_unbound")
+        if t.minimum != t.maximum:
+            return lines + [f"{inner}q -= {k}",
+                            f"{inner}{target} = (_rt.bits_to_bytes((x >> q) & ((1 << {k}) - 1), {k}), {k})"]
+        n = t.minimum
+        pad = -n % 8
+        return lines[:-1] + [
+            f"{inner}q -= {n}",
+            f"{inner}{target} = ((((x >> q) & {(1 << n) - 1}) << {pad}).to_bytes({(n + pad) // 8}, 'big'), {n})"]
+
+    def _dec_octets(self, t, target, ind) -> list[str]:
+        if t.number_of_bits is None:
+            return [f"{ind}{target}, q = _rt.read_octets(x, q)"]
+        lines, inner, k = self._dec_sized(t, target, ind, "read_octets")
+        return lines + [f"{inner}q -= {k} << 3",
+                        f"{inner}{target} = ((x >> q) & ((1 << ({k} << 3)) - 1)).to_bytes({k}, 'big')"]
+
+    # --- functions per constructed type ----------------------------------------------------------
+    def functions(self, f: _Fn) -> list[str]:
+        k = f.node.kind
+        if k == "SEQUENCE":
+            return self._sequence(f)
+        if k == "CHOICE":
+            return self._choice(f)
+        if k == "SEQUENCE OF":
+            return self._sequence_of(f)
+        return self._regext(f)
+
+    def _members(self, f: _Fn):
+        mm = f.node.member_map
+        t = f.t
+        for m in t.root_members:
+            if m.default is not None:
+                raise NotImplementedError(f"{f.name}.{m.name}: DEFAULT")
+        return mm
+
+    def _sequence(self, f: _Fn) -> list[str]:
+        t, name = f.t, f.name
+        if type(t).__name__ not in ("Sequence", "AdditionGroup"):
+            raise NotImplementedError(f"{name}: {type(t).__name__} for a SEQUENCE")
+        mm = self._members(f)
+        additions = t.additions
+        enc = [f"def e_{name}(v, a):"]
+        dec = [f"def d_{name}(x, q):"]
+        # presence of additions decides the extension bit
+        add_names = []
+        for add in additions or []:
+            if type(add).__name__ == "AdditionGroup":
+                add_names.append([m.name for m in add.root_members])
+            else:
+                add_names.append([add.name])
+        e = "0"
+        if add_names:
+            e = " or ".join(f"{n!r} in v" for names in add_names for n in names)
+            enc.append(f"    ext = {e}")
+            e = "ext"
+        opt = [m for m in t.root_members if m.optional]
+        head_bits = (1 if additions is not None else 0) + len(opt)
+        parts = []
+        if additions is not None:
+            parts.append(f"({e}) << {len(opt)}" if e != "0" else "")
+        for i, m in enumerate(opt):
+            parts.append(f"({m.name!r} in v) << {len(opt) - 1 - i}" if len(opt) - 1 - i else f"({m.name!r} in v)")
+        parts = [p for p in parts if p]
+        if head_bits:
+            enc.append(f"    a = a << {head_bits}" + "".join(f" | {p}" for p in parts))
+        enc += self._seq_root(t.root_members, mm, name, "v", "a", "    ")
+        if add_names:
+            enc.append("    if ext:")
+            enc.append("        subs, present = [], 0")
+            n = len(additions)
+            for i, add in enumerate(additions):
+                names = add_names[i]
+                cond = " or ".join(f"{nm!r} in v" for nm in names)
+                enc.append(f"        if {cond}:")
+                if type(add).__name__ == "AdditionGroup":
+                    if add.additions is not None:
+                        raise NotImplementedError(f"{name}: extensible addition group")
+                    if any(not m.optional for m in add.root_members) and i != n - 1:
+                        raise NotImplementedError(f"{name}: a group with mandatory members before other additions")
+                    gopt = [m for m in add.root_members if m.optional]
+                    bits = " | ".join(f"({m.name!r} in v) << {len(gopt) - 1 - j}" for j, m in enumerate(gopt))
+                    enc.append(f"            s = 1 << {len(gopt)}" + (f" | {bits}" if bits else ""))
+                    enc += self._seq_root(add.root_members, mm, name, "v", "s", "            ")
+                else:
+                    enc.append("            s = 1")
+                    enc += self.enc(add, mm[add.name].node, f"v[{add.name!r}]", "s", "            ",
+                                    f"{name}_{add.name}")
+                enc.append("            subs.append(s)")
+                enc.append(f"            present |= {1 << (n - 1 - i)}")
+            enc.append(f"        a = _rt.additions(a, {n}, present, subs)")
+        enc.append("    return a")
+        # decoding
+        if additions is not None:
+            dec += ["    q -= 1", "    ext = (x >> q) & 1"]
+        if opt:
+            dec += [f"    q -= {len(opt)}", f"    p = (x >> q) & {(1 << len(opt)) - 1}"]
+        dec.append("    r = {}")
+        dec += self._seq_root_dec(t.root_members, opt, mm, name, "p", "    ")
+        if additions is not None:
+            dec += ["    if ext:",
+                    "        n, q = _rt.read_nsl(x, q)",
+                    "        q -= n",
+                    "        bm = (x >> q) & ((1 << n) - 1)",
+                    "        for i in range(n):",
+                    "            if not (bm >> (n - 1 - i)) & 1:",
+                    "                continue",
+                    "            length, q = _rt.read_ld(x, q)",
+                    "            q0 = q"]
+            kw = "if"
+            for i, add in enumerate(additions):
+                dec.append(f"            {kw} i == {i}:")
+                kw = "elif"
+                if type(add).__name__ == "AdditionGroup":
+                    gopt = [m for m in add.root_members if m.optional]
+                    if gopt:
+                        dec += [f"                q -= {len(gopt)}", f"                g = (x >> q) & {(1 << len(gopt)) - 1}"]
+                    dec += self._seq_root_dec(add.root_members, gopt, mm, name, "g", "                ")
+                else:
+                    dec += self.dec(add, mm[add.name].node, f"r[{add.name!r}]", "                ",
+                                    f"{name}_{add.name}")
+            dec += ["            else:" if additions else "            if True:",
+                    "                q = _rt.skip(q, length << 3)",
+                    "            al = (q0 - q) % 8",
+                    "            if al:",
+                    "                q = _rt.skip(q, 8 - al)"]
+        dec.append("    return r, q")
+        return enc + [""] + dec
+
+    def _seq_root(self, members, mm, name, v, acc, ind) -> list[str]:
+        lines = []
+        for m in members:
+            body = self.enc(m, mm[m.name].node, f"{v}[{m.name!r}]", acc, ind + ("    " if m.optional else ""),
+                            f"{name}_{m.name}")
+            if m.optional:
+                if body:
+                    lines.append(f"{ind}if {m.name!r} in {v}:")
+                    lines += body
+            else:
+                if not body:  # NULL: asn1tools still requires the member
+                    lines.append(f"{ind}{v}[{m.name!r}]")
+                lines += body
+        return lines
+
+    def _seq_root_dec(self, members, opt, mm, name, pvar, ind) -> list[str]:
+        lines = []
+        for m in members:
+            if m.optional:
+                bit = 1 << (len(opt) - 1 - opt.index(m))
+                lines.append(f"{ind}if {pvar} & {bit}:")
+                lines += self.dec(m, mm[m.name].node, f"r[{m.name!r}]", ind + "    ", f"{name}_{m.name}")
+            else:
+                lines += self.dec(m, mm[m.name].node, f"r[{m.name!r}]", ind, f"{name}_{m.name}")
+        return lines
+
+    def _choice(self, f: _Fn) -> list[str]:
+        t, name, mm = f.t, f.name, f.node.member_map
+        if type(t).__name__ != "Choice" or t.number_of_indefinite_bits is not None:
+            raise NotImplementedError(f"{name}: CHOICE form")
+        roots = [t.root_index_to_member[i] for i in range(len(t.root_index_to_member))]
+        exts = [t.additions_index_to_member[i] for i in range(len(t.additions_index_to_member or {}))]
+        has_ext = t.additions_index_to_member is not None
+        nb = t.root_number_of_bits if len(roots) > 1 else 0
+        head = (1 if has_ext else 0) + nb
+        enc = [f"def e_{name}(v, a):", "    k, w = v"]
+        kw = "if"
+        for i, m in enumerate(roots):
+            enc.append(f"    {kw} k == {m.name!r}:")
+            kw = "elif"
+            if head:
+                enc.append(f"        a = a << {head} | {i}" if i else f"        a <<= {head}")
+            enc += self.enc(m, mm[m.name].node, "w", "a", "        ", f"{name}_{m.name}") or ["        pass"]
+        for i, m in enumerate(exts):
+            enc.append(f"    {kw} k == {m.name!r}:")
+            kw = "elif"
+            enc.append("        s = 1")
+            enc += self.enc(m, mm[m.name].node, "w", "s", "        ", f"{name}_{m.name}")
+            enc.append(f"        a = _rt.choice_ext(a, {i}, s)")
+        enc += ["    else:", f"        raise KeyError(k)", "    return a"]
+        dec = [f"def d_{name}(x, q):"]
+        if has_ext:
+            dec += ["    q -= 1", "    if (x >> q) & 1:", "        i, q = _rt.read_nsnn(x, q)",
+                    "        length, q = _rt.read_ld(x, q)", "        q0 = q"]
+            kw = "if"
+            for i, m in enumerate(exts):
+                dec.append(f"        {kw} i == {i}:")
+                kw = "elif"
+                dec += self.dec(m, mm[m.name].node, "w", "            ", f"{name}_{m.name}")
+                dec.append(f"            r = ({m.name!r}, w)")
+            if exts:
+                dec.append("        else:")
+                dec.append("            r = (None, None)")
+            else:
+                dec.append("        r = (None, None)")
+            dec += ["        return r, _rt.skip(q0, length << 3)"]
+        if nb:
+            dec += [f"    q -= {nb}", f"    i = (x >> q) & {(1 << nb) - 1}"]
+        else:
+            dec.append("    i = 0")
+        kw = "if"
+        for i, m in enumerate(roots):
+            dec.append(f"    {kw} i == {i}:")
+            kw = "elif"
+            dec += self.dec(m, mm[m.name].node, "w", "        ", f"{name}_{m.name}")
+            dec.append(f"        return ({m.name!r}, w), q")
+        dec.append(f"    raise _rt.Malformed('{name}: choice index ' + str(i))")
+        return enc + [""] + dec
+
+    def _sequence_of(self, f: _Fn) -> list[str]:
+        t, name, node = f.t, f.name, f.node
+        if type(t).__name__ != "SequenceOf":
+            raise NotImplementedError(f"{name}: {type(t).__name__} for a SEQUENCE OF")
+        el, enode = t.element_type, node.element
+        enc = [f"def e_{name}(v, a):", "    k = len(v)"]
+        dec = [f"def d_{name}(x, q):"]
+        nb, lo, hi = t.number_of_bits, t.minimum, t.maximum
+        if nb is None:
+            enc.append("    a = _rt.ld(a, k)")
+            dec.append("    k, q = _rt.read_ld(x, q)")
+        else:
+            plain = f"a = a << {nb} | {self._minus('k', lo)}" if lo != hi else ""
+            if t.has_extension_marker:
+                enc += [f"    if {lo} <= k <= {hi}:",
+                        f"        a <<= 1",
+                        *( [f"        {plain}"] if plain else []),
+                        "    else:",
+                        "        a = _rt.ld(a << 1 | 1, k)"]
+                dec += ["    q -= 1", "    if (x >> q) & 1:", "        k, q = _rt.read_ld(x, q)", "    else:"]
+                ind = "        "
+            else:
+                if plain:
+                    enc.append(f"    {plain}")
+                ind = "    "
+            if lo != hi:
+                dec += [f"{ind}q -= {nb}", f"{ind}k = {self._plus(f'(x >> q) & {(1 << nb) - 1}', lo)}"]
+            else:
+                dec.append(f"{ind}k = {lo}")
+        enc.append("    for w in v:")
+        enc += self.enc(el, enode, "w", "a", "        ", f"{name}_item") or ["        pass"]
+        enc.append("    return a")
+        dec += ["    r = []", "    for _ in range(k):"]
+        dec += self.dec(el, enode, "w", "        ", f"{name}_item")
+        dec += ["        r.append(w)", "    return r, q"]
+        return enc + [""] + dec
+
+    def _regext(self, f: _Fn) -> list[str]:
+        t, name, node = f.t, f.name, f.node
+        members = {m.name: m for m in t.root_members}
+        rid = members.get("regionId")
+        if type(t).__name__ != "Sequence" or set(members) != {"regionId", "regExtValue"} or t.additions is not None \
+                or type(_resolve(rid)).__name__ != "Integer" or type(members["regExtValue"]).__name__ != "OpenType":
+            raise NotImplementedError(f"{name}: RegionalExtension form")
+        typed = self.schema.regset_types(node.regset or "")
+        rid_node = Node(kind="INTEGER")
+        enc = [f"def e_{name}(v, a):"]
+        enc += self.enc(rid, rid_node, "v['regionId']", "a", "    ", f"{name}_regionId")
+        enc += ["    w = v['regExtValue']",
+                "    if isinstance(w, (bytes, bytearray)):",
+                "        return _rt.octets(a, w)",
+                "    r = v['regionId']"]
+        dec = [f"def d_{name}(x, q):"]
+        dec += self.dec(rid, rid_node, "r", "    ", f"{name}_regionId")
+        dec += ["    n, q = _rt.read_ld(x, q)", "    q -= n << 3", "    w = (x >> q) & ((1 << (n << 3)) - 1)"]
+        kw = "if"
+        for region, tnode in sorted(typed.items()):
+            tt = self.spec.types[tnode.name].type
+            fname = self.fn(tt, tnode, tnode.name)
+            enc += [f"    {kw} r == {region}:", f"        return _rt.open_type(a, e_{fname}(w, 1))"]
+            dec += [f"    {kw} r == {region}:", f"        w = d_{fname}(w, n << 3)[0]"]
+            kw = "elif"
+        enc.append("    raise KeyError(r)")
+        dec += ["    else:" if typed else "    if True:", "        w = w.to_bytes(n, 'big')",
+                "    return {'regionId': r, 'regExtValue': w}, q"]
+        return enc + [""] + dec
+
+
+def generate() -> str:
+    compiled = compile_set("is", "uper")
+    schema = Schema(compiled)
+    spec = compiled.spec
+    g = Generator(schema, spec)
+    entry = []
+    for kind in catalog.MESSAGES:
+        node = schema.pdu(kind.pdu)
+        fname = g.fn(spec.types[kind.pdu].type, node, kind.pdu)
+        entry.append((kind.name, fname))
+    bodies: list[str] = []
+    done = 0
+    while done < len(g.order):  # functions register more functions as they are written
+        f = g.order[done]
+        done += 1
+        bodies.append("\n".join(g.functions(f)))
+    out = [
+        '"""UPER encoder and decoder of the six TS 103 301 PDUs, generated by ``python -m rsu.codec.gen``.',
+        "",
+        "Do not edit: change rsu/codec/gen/uper_gen.py (or the ASN.1 modules) and regenerate;",
+        "tests/test_codec_generated.py fails when this file is not what the generator writes.",
+        '"""',
+        "# flake8: noqa",
+        "# fmt: off",
+        "",
+        "from rsu.codec import uper_runtime as _rt",
+        "",
+        f"SOURCE_DIGEST = {source_digest(compiled.sources)!r}",
+        f"ASN1TOOLS_VERSION = {asn1tools.__version__!r}",
+        "",
+        *g.consts,
+        "",
+    ]
+    for body in bodies:
+        out += ["", body, ""]
+    for kind_name, fname in entry:
+        out += ["",
+                f"def encode_{kind_name}(v):",
+                f"    return _rt.to_bytes(e_{fname}(v, 1))",
+                "",
+                f"def decode_{kind_name}(data):",
+                "    \"\"\"(value, number of bytes the encoding used).\"\"\"",
+                "    t = len(data) << 3",
+                f"    v, q = d_{fname}(int.from_bytes(data, 'big'), t)",
+                "    return v, (t - q + 7) >> 3",
+                ""]
+    out += ["", "ENCODERS = {" + ", ".join(f"{k!r}: encode_{k}" for k, _ in entry) + "}",
+            "DECODERS = {" + ", ".join(f"{k!r}: decode_{k}" for k, _ in entry) + "}", ""]
+    return "\n".join(out)

@@ -17,6 +17,8 @@ not handle (length determinants of 16K and more, which need fragmentation) raise
 
 from __future__ import annotations
 
+import hashlib
+
 
 class Unsupported(Exception):
     """A construct the generated codec leaves to asn1tools (e.g. a fragmented length)."""
@@ -24,6 +26,14 @@ class Unsupported(Exception):
 
 class Malformed(Exception):
     """Bytes the generated decoder cannot read (the facilities codec reports asn1tools' reason)."""
+
+
+def source_digest(sources: dict[str, str]) -> str:
+    """SHA-256 over the ASN.1 module texts (the generated module records the one it was made from)."""
+    h = hashlib.sha256()
+    for name, text in sorted(sources.items()):
+        h.update(name.encode() + b"\0" + text.encode() + b"\0")
+    return h.hexdigest()
 
 
 def to_bytes(a: int) -> bytes:

@@ -16,7 +16,6 @@ included; a construct this generator does not know stops it with an error (nothi
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -25,17 +24,10 @@ import asn1tools
 from rsu import catalog
 from rsu.codec.asn1files import compile_set
 from rsu.codec.schema import Node, Schema
+from rsu.codec.uper_runtime import source_digest
 
 OUTPUT = Path(__file__).resolve().parent.parent / "generated_uper.py"
 CONSTRUCTED = ("SEQUENCE", "CHOICE", "SEQUENCE OF", "REGEXT")
-
-
-def source_digest(sources: dict[str, str]) -> str:
-    """SHA-256 over the ASN.1 module texts the codec was generated from."""
-    h = hashlib.sha256()
-    for name, text in sorted(sources.items()):
-        h.update(name.encode() + b"\0" + text.encode() + b"\0")
-    return h.hexdigest()
 
 
 def _resolve(t):

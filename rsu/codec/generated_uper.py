@@ -14,1079 +14,1566 @@ ASN1TOOLS_VERSION = '0.169.0'
 _E_LayerType_0 = {'none': 0, 'mixedContent': 1, 'generalMapData': 2, 'intersectionData': 3, 'curveData': 4, 'roadwaySectionData': 5, 'parkingAreaData': 6, 'sharedLaneData': 7}
 _X_LayerType_1 = {}
 _D_LayerType_2 = ('none', 'mixedContent', 'generalMapData', 'intersectionData', 'curveData', 'roadwaySectionData', 'parkingAreaData', 'sharedLaneData')
-_E_RTCM_Revision_3 = {'unknown': 0, 'rtcmRev2': 1, 'rtcmRev3': 2, 'reserved': 3}
-_D_RTCM_Revision_4 = ('unknown', 'rtcmRev2', 'rtcmRev3', 'reserved')
-_E_TransitVehicleOccupancy_5 = {'occupancyUnknown': 0, 'occupancyEmpty': 1, 'occupancyVeryLow': 2, 'occupancyLow': 3, 'occupancyMed': 4, 'occupancyHigh': 5, 'occupancyNearlyFull': 6, 'occupancyFull': 7}
-_D_TransitVehicleOccupancy_6 = ('occupancyUnknown', 'occupancyEmpty', 'occupancyVeryLow', 'occupancyLow', 'occupancyMed', 'occupancyHigh', 'occupancyNearlyFull', 'occupancyFull')
-_E_TimeConfidence_7 = {'unavailable': 0, 'time-100-000': 1, 'time-050-000': 2, 'time-020-000': 3, 'time-010-000': 4, 'time-002-000': 5, 'time-001-000': 6, 'time-000-500': 7, 'time-000-200': 8, 'time-000-100': 9, 'time-000-050': 10, 'time-000-020': 11, 'time-000-010': 12, 'time-000-005': 13, 'time-000-002': 14, 'time-000-001': 15, 'time-000-000-5': 16, 'time-000-000-2': 17, 'time-000-000-1': 18, 'time-000-000-05': 19, 'time-000-000-02': 20, 'time-000-000-01': 21, 'time-000-000-005': 22, 'time-000-000-002': 23, 'time-000-000-001': 24, 'time-000-000-000-5': 25, 'time-000-000-000-2': 26, 'time-000-000-000-1': 27, 'time-000-000-000-05': 28, 'time-000-000-000-02': 29, 'time-000-000-000-01': 30, 'time-000-000-000-005': 31, 'time-000-000-000-002': 32, 'time-000-000-000-001': 33, 'time-000-000-000-000-5': 34, 'time-000-000-000-000-2': 35, 'time-000-000-000-000-1': 36, 'time-000-000-000-000-05': 37, 'time-000-000-000-000-02': 38, 'time-000-000-000-000-01': 39}
-_D_TimeConfidence_8 = ('unavailable', 'time-100-000', 'time-050-000', 'time-020-000', 'time-010-000', 'time-002-000', 'time-001-000', 'time-000-500', 'time-000-200', 'time-000-100', 'time-000-050', 'time-000-020', 'time-000-010', 'time-000-005', 'time-000-002', 'time-000-001', 'time-000-000-5', 'time-000-000-2', 'time-000-000-1', 'time-000-000-05', 'time-000-000-02', 'time-000-000-01', 'time-000-000-005', 'time-000-000-002', 'time-000-000-001', 'time-000-000-000-5', 'time-000-000-000-2', 'time-000-000-000-1', 'time-000-000-000-05', 'time-000-000-000-02', 'time-000-000-000-01', 'time-000-000-000-005', 'time-000-000-000-002', 'time-000-000-000-001', 'time-000-000-000-000-5', 'time-000-000-000-000-2', 'time-000-000-000-000-1', 'time-000-000-000-000-05', 'time-000-000-000-000-02', 'time-000-000-000-000-01')
-_E_BasicVehicleRole_9 = {'basicVehicle': 0, 'publicTransport': 1, 'specialTransport': 2, 'dangerousGoods': 3, 'roadWork': 4, 'roadRescue': 5, 'emergency': 6, 'safetyCar': 7, 'none-unknown': 8, 'truck': 9, 'motorcycle': 10, 'roadSideSource': 11, 'police': 12, 'fire': 13, 'ambulance': 14, 'dot': 15, 'transit': 16, 'slowMoving': 17, 'stopNgo': 18, 'cyclist': 19, 'pedestrian': 20, 'nonMotorized': 21, 'military': 22}
-_E_RequestSubRole_10 = {'requestSubRoleUnKnown': 0, 'requestSubRole1': 1, 'requestSubRole2': 2, 'requestSubRole3': 3, 'requestSubRole4': 4, 'requestSubRole5': 5, 'requestSubRole6': 6, 'requestSubRole7': 7, 'requestSubRole8': 8, 'requestSubRole9': 9, 'requestSubRole10': 10, 'requestSubRole11': 11, 'requestSubRole12': 12, 'requestSubRole13': 13, 'requestSubRole14': 14, 'requestSubRoleReserved': 15}
-_E_RequestImportanceLevel_11 = {'requestImportanceLevelUnKnown': 0, 'requestImportanceLevel1': 1, 'requestImportanceLevel2': 2, 'requestImportanceLevel3': 3, 'requestImportanceLevel4': 4, 'requestImportanceLevel5': 5, 'requestImportanceLevel6': 6, 'requestImportanceLevel7': 7, 'requestImportanceLevel8': 8, 'requestImportanceLevel9': 9, 'requestImportanceLevel10': 10, 'requestImportanceLevel11': 11, 'requestImportanceLevel12': 12, 'requestImportanceLevel13': 13, 'requestImportanceLevel14': 14, 'requestImportanceReserved': 15}
-_E_VehicleType_12 = {'none': 0, 'unknown': 1, 'special': 2, 'moto': 3, 'car': 4, 'carOther': 5, 'bus': 6, 'axleCnt2': 7, 'axleCnt3': 8, 'axleCnt4': 9, 'axleCnt4Trailer': 10, 'axleCnt5Trailer': 11, 'axleCnt6Trailer': 12, 'axleCnt5MultiTrailer': 13, 'axleCnt6MultiTrailer': 14, 'axleCnt7MultiTrailer': 15}
-_D_BasicVehicleRole_13 = ('basicVehicle', 'publicTransport', 'specialTransport', 'dangerousGoods', 'roadWork', 'roadRescue', 'emergency', 'safetyCar', 'none-unknown', 'truck', 'motorcycle', 'roadSideSource', 'police', 'fire', 'ambulance', 'dot', 'transit', 'slowMoving', 'stopNgo', 'cyclist', 'pedestrian', 'nonMotorized', 'military')
-_D_RequestSubRole_14 = ('requestSubRoleUnKnown', 'requestSubRole1', 'requestSubRole2', 'requestSubRole3', 'requestSubRole4', 'requestSubRole5', 'requestSubRole6', 'requestSubRole7', 'requestSubRole8', 'requestSubRole9', 'requestSubRole10', 'requestSubRole11', 'requestSubRole12', 'requestSubRole13', 'requestSubRole14', 'requestSubRoleReserved')
-_D_RequestImportanceLevel_15 = ('requestImportanceLevelUnKnown', 'requestImportanceLevel1', 'requestImportanceLevel2', 'requestImportanceLevel3', 'requestImportanceLevel4', 'requestImportanceLevel5', 'requestImportanceLevel6', 'requestImportanceLevel7', 'requestImportanceLevel8', 'requestImportanceLevel9', 'requestImportanceLevel10', 'requestImportanceLevel11', 'requestImportanceLevel12', 'requestImportanceLevel13', 'requestImportanceLevel14', 'requestImportanceReserved')
-_D_VehicleType_16 = ('none', 'unknown', 'special', 'moto', 'car', 'carOther', 'bus', 'axleCnt2', 'axleCnt3', 'axleCnt4', 'axleCnt4Trailer', 'axleCnt5Trailer', 'axleCnt6Trailer', 'axleCnt5MultiTrailer', 'axleCnt6MultiTrailer', 'axleCnt7MultiTrailer')
-_E_TransmissionState_17 = {'neutral': 0, 'park': 1, 'forwardGears': 2, 'reverseGears': 3, 'reserved1': 4, 'reserved2': 5, 'reserved3': 6, 'unavailable': 7}
-_D_TransmissionState_18 = ('neutral', 'park', 'forwardGears', 'reverseGears', 'reserved1', 'reserved2', 'reserved3', 'unavailable')
-_E_PositionConfidence_19 = {'unavailable': 0, 'a500m': 1, 'a200m': 2, 'a100m': 3, 'a50m': 4, 'a20m': 5, 'a10m': 6, 'a5m': 7, 'a2m': 8, 'a1m': 9, 'a50cm': 10, 'a20cm': 11, 'a10cm': 12, 'a5cm': 13, 'a2cm': 14, 'a1cm': 15}
-_E_ElevationConfidence_20 = {'unavailable': 0, 'elev-500-00': 1, 'elev-200-00': 2, 'elev-100-00': 3, 'elev-050-00': 4, 'elev-020-00': 5, 'elev-010-00': 6, 'elev-005-00': 7, 'elev-002-00': 8, 'elev-001-00': 9, 'elev-000-50': 10, 'elev-000-20': 11, 'elev-000-10': 12, 'elev-000-05': 13, 'elev-000-02': 14, 'elev-000-01': 15}
-_D_PositionConfidence_21 = ('unavailable', 'a500m', 'a200m', 'a100m', 'a50m', 'a20m', 'a10m', 'a5m', 'a2m', 'a1m', 'a50cm', 'a20cm', 'a10cm', 'a5cm', 'a2cm', 'a1cm')
-_D_ElevationConfidence_22 = ('unavailable', 'elev-500-00', 'elev-200-00', 'elev-100-00', 'elev-050-00', 'elev-020-00', 'elev-010-00', 'elev-005-00', 'elev-002-00', 'elev-001-00', 'elev-000-50', 'elev-000-20', 'elev-000-10', 'elev-000-05', 'elev-000-02', 'elev-000-01')
-_E_HeadingConfidence_23 = {'unavailable': 0, 'prec10deg': 1, 'prec05deg': 2, 'prec01deg': 3, 'prec0-1deg': 4, 'prec0-05deg': 5, 'prec0-01deg': 6, 'prec0-0125deg': 7}
-_E_SpeedConfidence_24 = {'unavailable': 0, 'prec100ms': 1, 'prec10ms': 2, 'prec5ms': 3, 'prec1ms': 4, 'prec0-1ms': 5, 'prec0-05ms': 6, 'prec0-01ms': 7}
-_E_ThrottleConfidence_25 = {'unavailable': 0, 'prec10percent': 1, 'prec1percent': 2, 'prec0-5percent': 3}
+_E_BasicVehicleRole_3 = {'basicVehicle': 0, 'publicTransport': 1, 'specialTransport': 2, 'dangerousGoods': 3, 'roadWork': 4, 'roadRescue': 5, 'emergency': 6, 'safetyCar': 7, 'none-unknown': 8, 'truck': 9, 'motorcycle': 10, 'roadSideSource': 11, 'police': 12, 'fire': 13, 'ambulance': 14, 'dot': 15, 'transit': 16, 'slowMoving': 17, 'stopNgo': 18, 'cyclist': 19, 'pedestrian': 20, 'nonMotorized': 21, 'military': 22}
+_E_RequestSubRole_4 = {'requestSubRoleUnKnown': 0, 'requestSubRole1': 1, 'requestSubRole2': 2, 'requestSubRole3': 3, 'requestSubRole4': 4, 'requestSubRole5': 5, 'requestSubRole6': 6, 'requestSubRole7': 7, 'requestSubRole8': 8, 'requestSubRole9': 9, 'requestSubRole10': 10, 'requestSubRole11': 11, 'requestSubRole12': 12, 'requestSubRole13': 13, 'requestSubRole14': 14, 'requestSubRoleReserved': 15}
+_E_RequestImportanceLevel_5 = {'requestImportanceLevelUnKnown': 0, 'requestImportanceLevel1': 1, 'requestImportanceLevel2': 2, 'requestImportanceLevel3': 3, 'requestImportanceLevel4': 4, 'requestImportanceLevel5': 5, 'requestImportanceLevel6': 6, 'requestImportanceLevel7': 7, 'requestImportanceLevel8': 8, 'requestImportanceLevel9': 9, 'requestImportanceLevel10': 10, 'requestImportanceLevel11': 11, 'requestImportanceLevel12': 12, 'requestImportanceLevel13': 13, 'requestImportanceLevel14': 14, 'requestImportanceReserved': 15}
+_E_VehicleType_6 = {'none': 0, 'unknown': 1, 'special': 2, 'moto': 3, 'car': 4, 'carOther': 5, 'bus': 6, 'axleCnt2': 7, 'axleCnt3': 8, 'axleCnt4': 9, 'axleCnt4Trailer': 10, 'axleCnt5Trailer': 11, 'axleCnt6Trailer': 12, 'axleCnt5MultiTrailer': 13, 'axleCnt6MultiTrailer': 14, 'axleCnt7MultiTrailer': 15}
+_E_TransitVehicleOccupancy_7 = {'occupancyUnknown': 0, 'occupancyEmpty': 1, 'occupancyVeryLow': 2, 'occupancyLow': 3, 'occupancyMed': 4, 'occupancyHigh': 5, 'occupancyNearlyFull': 6, 'occupancyFull': 7}
+_D_BasicVehicleRole_8 = ('basicVehicle', 'publicTransport', 'specialTransport', 'dangerousGoods', 'roadWork', 'roadRescue', 'emergency', 'safetyCar', 'none-unknown', 'truck', 'motorcycle', 'roadSideSource', 'police', 'fire', 'ambulance', 'dot', 'transit', 'slowMoving', 'stopNgo', 'cyclist', 'pedestrian', 'nonMotorized', 'military')
+_D_RequestSubRole_9 = ('requestSubRoleUnKnown', 'requestSubRole1', 'requestSubRole2', 'requestSubRole3', 'requestSubRole4', 'requestSubRole5', 'requestSubRole6', 'requestSubRole7', 'requestSubRole8', 'requestSubRole9', 'requestSubRole10', 'requestSubRole11', 'requestSubRole12', 'requestSubRole13', 'requestSubRole14', 'requestSubRoleReserved')
+_D_RequestImportanceLevel_10 = ('requestImportanceLevelUnKnown', 'requestImportanceLevel1', 'requestImportanceLevel2', 'requestImportanceLevel3', 'requestImportanceLevel4', 'requestImportanceLevel5', 'requestImportanceLevel6', 'requestImportanceLevel7', 'requestImportanceLevel8', 'requestImportanceLevel9', 'requestImportanceLevel10', 'requestImportanceLevel11', 'requestImportanceLevel12', 'requestImportanceLevel13', 'requestImportanceLevel14', 'requestImportanceReserved')
+_D_VehicleType_11 = ('none', 'unknown', 'special', 'moto', 'car', 'carOther', 'bus', 'axleCnt2', 'axleCnt3', 'axleCnt4', 'axleCnt4Trailer', 'axleCnt5Trailer', 'axleCnt6Trailer', 'axleCnt5MultiTrailer', 'axleCnt6MultiTrailer', 'axleCnt7MultiTrailer')
+_D_TransitVehicleOccupancy_12 = ('occupancyUnknown', 'occupancyEmpty', 'occupancyVeryLow', 'occupancyLow', 'occupancyMed', 'occupancyHigh', 'occupancyNearlyFull', 'occupancyFull')
+_E_RTCM_Revision_13 = {'unknown': 0, 'rtcmRev2': 1, 'rtcmRev3': 2, 'reserved': 3}
+_E_TransmissionState_14 = {'neutral': 0, 'park': 1, 'forwardGears': 2, 'reverseGears': 3, 'reserved1': 4, 'reserved2': 5, 'reserved3': 6, 'unavailable': 7}
+_E_TimeConfidence_15 = {'unavailable': 0, 'time-100-000': 1, 'time-050-000': 2, 'time-020-000': 3, 'time-010-000': 4, 'time-002-000': 5, 'time-001-000': 6, 'time-000-500': 7, 'time-000-200': 8, 'time-000-100': 9, 'time-000-050': 10, 'time-000-020': 11, 'time-000-010': 12, 'time-000-005': 13, 'time-000-002': 14, 'time-000-001': 15, 'time-000-000-5': 16, 'time-000-000-2': 17, 'time-000-000-1': 18, 'time-000-000-05': 19, 'time-000-000-02': 20, 'time-000-000-01': 21, 'time-000-000-005': 22, 'time-000-000-002': 23, 'time-000-000-001': 24, 'time-000-000-000-5': 25, 'time-000-000-000-2': 26, 'time-000-000-000-1': 27, 'time-000-000-000-05': 28, 'time-000-000-000-02': 29, 'time-000-000-000-01': 30, 'time-000-000-000-005': 31, 'time-000-000-000-002': 32, 'time-000-000-000-001': 33, 'time-000-000-000-000-5': 34, 'time-000-000-000-000-2': 35, 'time-000-000-000-000-1': 36, 'time-000-000-000-000-05': 37, 'time-000-000-000-000-02': 38, 'time-000-000-000-000-01': 39}
+_E_PositionConfidence_16 = {'unavailable': 0, 'a500m': 1, 'a200m': 2, 'a100m': 3, 'a50m': 4, 'a20m': 5, 'a10m': 6, 'a5m': 7, 'a2m': 8, 'a1m': 9, 'a50cm': 10, 'a20cm': 11, 'a10cm': 12, 'a5cm': 13, 'a2cm': 14, 'a1cm': 15}
+_E_ElevationConfidence_17 = {'unavailable': 0, 'elev-500-00': 1, 'elev-200-00': 2, 'elev-100-00': 3, 'elev-050-00': 4, 'elev-020-00': 5, 'elev-010-00': 6, 'elev-005-00': 7, 'elev-002-00': 8, 'elev-001-00': 9, 'elev-000-50': 10, 'elev-000-20': 11, 'elev-000-10': 12, 'elev-000-05': 13, 'elev-000-02': 14, 'elev-000-01': 15}
+_E_HeadingConfidence_18 = {'unavailable': 0, 'prec10deg': 1, 'prec05deg': 2, 'prec01deg': 3, 'prec0-1deg': 4, 'prec0-05deg': 5, 'prec0-01deg': 6, 'prec0-0125deg': 7}
+_E_SpeedConfidence_19 = {'unavailable': 0, 'prec100ms': 1, 'prec10ms': 2, 'prec5ms': 3, 'prec1ms': 4, 'prec0-1ms': 5, 'prec0-05ms': 6, 'prec0-01ms': 7}
+_E_ThrottleConfidence_20 = {'unavailable': 0, 'prec10percent': 1, 'prec1percent': 2, 'prec0-5percent': 3}
+_D_RTCM_Revision_21 = ('unknown', 'rtcmRev2', 'rtcmRev3', 'reserved')
+_D_TransmissionState_22 = ('neutral', 'park', 'forwardGears', 'reverseGears', 'reserved1', 'reserved2', 'reserved3', 'unavailable')
+_D_TimeConfidence_23 = ('unavailable', 'time-100-000', 'time-050-000', 'time-020-000', 'time-010-000', 'time-002-000', 'time-001-000', 'time-000-500', 'time-000-200', 'time-000-100', 'time-000-050', 'time-000-020', 'time-000-010', 'time-000-005', 'time-000-002', 'time-000-001', 'time-000-000-5', 'time-000-000-2', 'time-000-000-1', 'time-000-000-05', 'time-000-000-02', 'time-000-000-01', 'time-000-000-005', 'time-000-000-002', 'time-000-000-001', 'time-000-000-000-5', 'time-000-000-000-2', 'time-000-000-000-1', 'time-000-000-000-05', 'time-000-000-000-02', 'time-000-000-000-01', 'time-000-000-000-005', 'time-000-000-000-002', 'time-000-000-000-001', 'time-000-000-000-000-5', 'time-000-000-000-000-2', 'time-000-000-000-000-1', 'time-000-000-000-000-05', 'time-000-000-000-000-02', 'time-000-000-000-000-01')
+_D_PositionConfidence_24 = ('unavailable', 'a500m', 'a200m', 'a100m', 'a50m', 'a20m', 'a10m', 'a5m', 'a2m', 'a1m', 'a50cm', 'a20cm', 'a10cm', 'a5cm', 'a2cm', 'a1cm')
+_D_ElevationConfidence_25 = ('unavailable', 'elev-500-00', 'elev-200-00', 'elev-100-00', 'elev-050-00', 'elev-020-00', 'elev-010-00', 'elev-005-00', 'elev-002-00', 'elev-001-00', 'elev-000-50', 'elev-000-20', 'elev-000-10', 'elev-000-05', 'elev-000-02', 'elev-000-01')
 _D_HeadingConfidence_26 = ('unavailable', 'prec10deg', 'prec05deg', 'prec01deg', 'prec0-1deg', 'prec0-05deg', 'prec0-01deg', 'prec0-0125deg')
 _D_SpeedConfidence_27 = ('unavailable', 'prec100ms', 'prec10ms', 'prec5ms', 'prec1ms', 'prec0-1ms', 'prec0-05ms', 'prec0-01ms')
 _D_ThrottleConfidence_28 = ('unavailable', 'prec10percent', 'prec1percent', 'prec0-5percent')
-_E_PriorityRequestType_29 = {'priorityRequestTypeReserved': 0, 'priorityRequest': 1, 'priorityRequestUpdate': 2, 'priorityCancellation': 3}
-_D_PriorityRequestType_30 = ('priorityRequestTypeReserved', 'priorityRequest', 'priorityRequestUpdate', 'priorityCancellation')
+_E_MovementPhaseState_29 = {'unavailable': 0, 'dark': 1, 'stop-Then-Proceed': 2, 'stop-And-Remain': 3, 'pre-Movement': 4, 'permissive-Movement-Allowed': 5, 'protected-Movement-Allowed': 6, 'permissive-clearance': 7, 'protected-clearance': 8, 'caution-Conflicting-Traffic': 9}
+_D_MovementPhaseState_30 = ('unavailable', 'dark', 'stop-Then-Proceed', 'stop-And-Remain', 'pre-Movement', 'permissive-Movement-Allowed', 'protected-Movement-Allowed', 'permissive-clearance', 'protected-clearance', 'caution-Conflicting-Traffic')
 _E_SpeedLimitType_31 = {'unknown': 0, 'maxSpeedInSchoolZone': 1, 'maxSpeedInSchoolZoneWhenChildrenArePresent': 2, 'maxSpeedInConstructionZone': 3, 'vehicleMinSpeed': 4, 'vehicleMaxSpeed': 5, 'vehicleNightMaxSpeed': 6, 'truckMinSpeed': 7, 'truckMaxSpeed': 8, 'truckNightMaxSpeed': 9, 'vehiclesWithTrailersMinSpeed': 10, 'vehiclesWithTrailersMaxSpeed': 11, 'vehiclesWithTrailersNightMaxSpeed': 12}
 _D_SpeedLimitType_32 = ('unknown', 'maxSpeedInSchoolZone', 'maxSpeedInSchoolZoneWhenChildrenArePresent', 'maxSpeedInConstructionZone', 'vehicleMinSpeed', 'vehicleMaxSpeed', 'vehicleNightMaxSpeed', 'truckMinSpeed', 'truckMaxSpeed', 'truckNightMaxSpeed', 'vehiclesWithTrailersMinSpeed', 'vehiclesWithTrailersMaxSpeed', 'vehiclesWithTrailersNightMaxSpeed')
-_E_RestrictionAppliesTo_33 = {'none': 0, 'equippedTransit': 1, 'equippedTaxis': 2, 'equippedOther': 3, 'emissionCompliant': 4, 'equippedBicycle': 5, 'weightCompliant': 6, 'heightCompliant': 7, 'pedestrians': 8, 'slowMovingPersons': 9, 'wheelchairUsers': 10, 'visualDisabilities': 11, 'audioDisabilities': 12, 'otherUnknownDisabilities': 13}
-_D_RestrictionAppliesTo_34 = ('none', 'equippedTransit', 'equippedTaxis', 'equippedOther', 'emissionCompliant', 'equippedBicycle', 'weightCompliant', 'heightCompliant', 'pedestrians', 'slowMovingPersons', 'wheelchairUsers', 'visualDisabilities', 'audioDisabilities', 'otherUnknownDisabilities')
-_E_RoadType_35 = {'urban-NoStructuralSeparationToOppositeLanes': 0, 'urban-WithStructuralSeparationToOppositeLanes': 1, 'nonUrban-NoStructuralSeparationToOppositeLanes': 2, 'nonUrban-WithStructuralSeparationToOppositeLanes': 3}
-_D_RoadType_36 = ('urban-NoStructuralSeparationToOppositeLanes', 'urban-WithStructuralSeparationToOppositeLanes', 'nonUrban-NoStructuralSeparationToOppositeLanes', 'nonUrban-WithStructuralSeparationToOppositeLanes')
-_E_BatteryStatus_37 = {'unknown': 0, 'critical': 1, 'low': 2, 'good': 3}
-_D_BatteryStatus_38 = ('unknown', 'critical', 'low', 'good')
-_E_PrioritizationResponseStatus_39 = {'unknown': 0, 'requested': 1, 'processing': 2, 'watchOtherTraffic': 3, 'granted': 4, 'rejected': 5, 'maxPresence': 6, 'reserviceLocked': 7}
-_D_PrioritizationResponseStatus_40 = ('unknown', 'requested', 'processing', 'watchOtherTraffic', 'granted', 'rejected', 'maxPresence', 'reserviceLocked')
+_E_PriorityRequestType_33 = {'priorityRequestTypeReserved': 0, 'priorityRequest': 1, 'priorityRequestUpdate': 2, 'priorityCancellation': 3}
+_D_PriorityRequestType_34 = ('priorityRequestTypeReserved', 'priorityRequest', 'priorityRequestUpdate', 'priorityCancellation')
+_E_PrioritizationResponseStatus_35 = {'unknown': 0, 'requested': 1, 'processing': 2, 'watchOtherTraffic': 3, 'granted': 4, 'rejected': 5, 'maxPresence': 6, 'reserviceLocked': 7}
+_D_PrioritizationResponseStatus_36 = ('unknown', 'requested', 'processing', 'watchOtherTraffic', 'granted', 'rejected', 'maxPresence', 'reserviceLocked')
+_E_AdvisorySpeedType_37 = {'none': 0, 'greenwave': 1, 'ecoDrive': 2, 'transit': 3}
+_D_AdvisorySpeedType_38 = ('none', 'greenwave', 'ecoDrive', 'transit')
+_E_RestrictionAppliesTo_39 = {'none': 0, 'equippedTransit': 1, 'equippedTaxis': 2, 'equippedOther': 3, 'emissionCompliant': 4, 'equippedBicycle': 5, 'weightCompliant': 6, 'heightCompliant': 7, 'pedestrians': 8, 'slowMovingPersons': 9, 'wheelchairUsers': 10, 'visualDisabilities': 11, 'audioDisabilities': 12, 'otherUnknownDisabilities': 13}
+_D_RestrictionAppliesTo_40 = ('none', 'equippedTransit', 'equippedTaxis', 'equippedOther', 'emissionCompliant', 'equippedBicycle', 'weightCompliant', 'heightCompliant', 'pedestrians', 'slowMovingPersons', 'wheelchairUsers', 'visualDisabilities', 'audioDisabilities', 'otherUnknownDisabilities')
 _E_AltitudeConfidence_41 = {'alt-000-01': 0, 'alt-000-02': 1, 'alt-000-05': 2, 'alt-000-10': 3, 'alt-000-20': 4, 'alt-000-50': 5, 'alt-001-00': 6, 'alt-002-00': 7, 'alt-005-00': 8, 'alt-010-00': 9, 'alt-020-00': 10, 'alt-050-00': 11, 'alt-100-00': 12, 'alt-200-00': 13, 'outOfRange': 14, 'unavailable': 15}
 _D_AltitudeConfidence_42 = ('alt-000-01', 'alt-000-02', 'alt-000-05', 'alt-000-10', 'alt-000-20', 'alt-000-50', 'alt-001-00', 'alt-002-00', 'alt-005-00', 'alt-010-00', 'alt-020-00', 'alt-050-00', 'alt-100-00', 'alt-200-00', 'outOfRange', 'unavailable')
-_E_MovementPhaseState_43 = {'unavailable': 0, 'dark': 1, 'stop-Then-Proceed': 2, 'stop-And-Remain': 3, 'pre-Movement': 4, 'permissive-Movement-Allowed': 5, 'protected-Movement-Allowed': 6, 'permissive-clearance': 7, 'protected-clearance': 8, 'caution-Conflicting-Traffic': 9}
-_D_MovementPhaseState_44 = ('unavailable', 'dark', 'stop-Then-Proceed', 'stop-And-Remain', 'pre-Movement', 'permissive-Movement-Allowed', 'protected-Movement-Allowed', 'permissive-clearance', 'protected-clearance', 'caution-Conflicting-Traffic')
-_E_EmissionType_45 = {'euro1': 0, 'euro2': 1, 'euro3': 2, 'euro4': 3, 'euro5': 4, 'euro6': 5}
-_D_EmissionType_46 = ('euro1', 'euro2', 'euro3', 'euro4', 'euro5', 'euro6')
-_E_RejectedReason_47 = {'unknown': 0, 'exceptionalCondition': 1, 'maxWaitingTimeExceeded': 2, 'ptPriorityDisabled': 3, 'higherPTPriorityGranted': 4, 'vehicleTrackingUnknown': 5}
-_D_RejectedReason_48 = ('unknown', 'exceptionalCondition', 'maxWaitingTimeExceeded', 'ptPriorityDisabled', 'higherPTPriorityGranted', 'vehicleTrackingUnknown')
-_E_AdvisorySpeedType_49 = {'none': 0, 'greenwave': 1, 'ecoDrive': 2, 'transit': 3}
-_D_AdvisorySpeedType_50 = ('none', 'greenwave', 'ecoDrive', 'transit')
-_E_ExceptionalCondition_51 = {'unknown': 0, 'publicTransportPriority': 1, 'emergencyVehiclePriority': 2, 'trainPriority': 3, 'bridgeOpen': 4, 'vehicleHeight': 5, 'weather': 6, 'trafficJam': 7, 'tunnelClosure': 8, 'meteringActive': 9, 'truckPriority': 10, 'bicyclePlatoonPriority': 11, 'vehiclePlatoonPriority': 12}
-_D_ExceptionalCondition_52 = ('unknown', 'publicTransportPriority', 'emergencyVehiclePriority', 'trainPriority', 'bridgeOpen', 'vehicleHeight', 'weather', 'trafficJam', 'tunnelClosure', 'meteringActive', 'truckPriority', 'bicyclePlatoonPriority', 'vehiclePlatoonPriority')
-_E_NodeAttributeXY_53 = {'reserved': 0, 'stopLine': 1, 'roundedCapStyleA': 2, 'roundedCapStyleB': 3, 'mergePoint': 4, 'divergePoint': 5, 'downstreamStopLine': 6, 'downstreamStartNode': 7, 'closedToTraffic': 8, 'safeIsland': 9, 'curbPresentAtStepOff': 10, 'hydrantPresent': 11}
-_D_NodeAttributeXY_54 = ('reserved', 'stopLine', 'roundedCapStyleA', 'roundedCapStyleB', 'mergePoint', 'divergePoint', 'downstreamStopLine', 'downstreamStartNode', 'closedToTraffic', 'safeIsland', 'curbPresentAtStepOff', 'hydrantPresent')
-_E_SegmentAttributeXY_55 = {'reserved': 0, 'doNotBlock': 1, 'whiteLine': 2, 'mergingLaneLeft': 3, 'mergingLaneRight': 4, 'curbOnLeft': 5, 'curbOnRight': 6, 'loadingzoneOnLeft': 7, 'loadingzoneOnRight': 8, 'turnOutPointOnLeft': 9, 'turnOutPointOnRight': 10, 'adjacentParkingOnLeft': 11, 'adjacentParkingOnRight': 12, 'adjacentBikeLaneOnLeft': 13, 'adjacentBikeLaneOnRight': 14, 'sharedBikeLane': 15, 'bikeBoxInFront': 16, 'transitStopOnLeft': 17, 'transitStopOnRight': 18, 'transitStopInLane': 19, 'sharedWithTrackedVehicle': 20, 'safeIsland': 21, 'lowCurbsPresent': 22, 'rumbleStripPresent': 23, 'audibleSignalingPresent': 24, 'adaptiveTimingPresent': 25, 'rfSignalRequestPresent': 26, 'partialCurbIntrusion': 27, 'taperToLeft': 28, 'taperToRight': 29, 'taperToCenterLine': 30, 'parallelParking': 31, 'headInParking': 32, 'freeParking': 33, 'timeRestrictionsOnParking': 34, 'costToPark': 35, 'midBlockCurbPresent': 36, 'unEvenPavementPresent': 37}
-_D_SegmentAttributeXY_56 = ('reserved', 'doNotBlock', 'whiteLine', 'mergingLaneLeft', 'mergingLaneRight', 'curbOnLeft', 'curbOnRight', 'loadingzoneOnLeft', 'loadingzoneOnRight', 'turnOutPointOnLeft', 'turnOutPointOnRight', 'adjacentParkingOnLeft', 'adjacentParkingOnRight', 'adjacentBikeLaneOnLeft', 'adjacentBikeLaneOnRight', 'sharedBikeLane', 'bikeBoxInFront', 'transitStopOnLeft', 'transitStopOnRight', 'transitStopInLane', 'sharedWithTrackedVehicle', 'safeIsland', 'lowCurbsPresent', 'rumbleStripPresent', 'audibleSignalingPresent', 'adaptiveTimingPresent', 'rfSignalRequestPresent', 'partialCurbIntrusion', 'taperToLeft', 'taperToRight', 'taperToCenterLine', 'parallelParking', 'headInParking', 'freeParking', 'timeRestrictionsOnParking', 'costToPark', 'midBlockCurbPresent', 'unEvenPavementPresent')
-_E_VehicleRole_57 = {'default': 0, 'publicTransport': 1, 'specialTransport': 2, 'dangerousGoods': 3, 'roadWork': 4, 'rescue': 5, 'emergency': 6, 'safetyCar': 7, 'agriculture': 8, 'commercial': 9, 'military': 10, 'roadOperator': 11, 'taxi': 12, 'reserved1': 13, 'reserved2': 14, 'reserved3': 15}
-_D_VehicleRole_58 = ('default', 'publicTransport', 'specialTransport', 'dangerousGoods', 'roadWork', 'rescue', 'emergency', 'safetyCar', 'agriculture', 'commercial', 'military', 'roadOperator', 'taxi', 'reserved1', 'reserved2', 'reserved3')
-_E_EuVehicleCategoryL_59 = {'l1': 0, 'l2': 1, 'l3': 2, 'l4': 3, 'l5': 4, 'l6': 5, 'l7': 6}
-_E_EuVehicleCategoryM_60 = {'m1': 0, 'm2': 1, 'm3': 2}
-_E_EuVehicleCategoryN_61 = {'n1': 0, 'n2': 1, 'n3': 2}
-_E_EuVehicleCategoryO_62 = {'o1': 0, 'o2': 1, 'o3': 2, 'o4': 3}
-_D_EuVehicleCategoryL_63 = ('l1', 'l2', 'l3', 'l4', 'l5', 'l6', 'l7')
-_D_EuVehicleCategoryM_64 = ('m1', 'm2', 'm3')
-_D_EuVehicleCategoryN_65 = ('n1', 'n2', 'n3')
-_D_EuVehicleCategoryO_66 = ('o1', 'o2', 'o3', 'o4')
-_E_EuroValue_67 = {'noEntry': 0, 'euro-1': 1, 'euro-2': 2, 'euro-3': 3, 'euro-4': 4, 'euro-5': 5, 'euro-6': 6, 'reservedForUse1': 7, 'reservedForUse2': 8, 'reservedForUse3': 9, 'reservedForUse4': 10, 'reservedForUse5': 11, 'reservedForUse6': 12, 'reservedForUse7': 13, 'reservedForUse8': 14, 'eev': 15}
-_E_CopValue_68 = {'noEntry': 0, 'co2class1': 1, 'co2class2': 2, 'co2class3': 3, 'co2class4': 4, 'co2class5': 5, 'co2class6': 6, 'co2class7': 7, 'reservedforUse': 8}
-_D_EuroValue_69 = ('noEntry', 'euro-1', 'euro-2', 'euro-3', 'euro-4', 'euro-5', 'euro-6', 'reservedForUse1', 'reservedForUse2', 'reservedForUse3', 'reservedForUse4', 'reservedForUse5', 'reservedForUse6', 'reservedForUse7', 'reservedForUse8', 'eev')
-_D_CopValue_70 = ('noEntry', 'co2class1', 'co2class2', 'co2class3', 'co2class4', 'co2class5', 'co2class6', 'co2class7', 'reservedforUse')
-_E_DangerousGoodsBasic_71 = {'explosives1': 0, 'explosives2': 1, 'explosives3': 2, 'explosives4': 3, 'explosives5': 4, 'explosives6': 5, 'flammableGases': 6, 'nonFlammableGases': 7, 'toxicGases': 8, 'flammableLiquids': 9, 'flammableSolids': 10, 'substancesLiableToSpontaneousCombustion': 11, 'substancesEmittingFlammableGasesUponContactWithWater': 12, 'oxidizingSubstances': 13, 'organicPeroxides': 14, 'toxicSubstances': 15, 'infectiousSubstances': 16, 'radioactiveMaterial': 17, 'corrosiveSubstances': 18, 'miscellaneousDangerousSubstances': 19}
-_D_DangerousGoodsBasic_72 = ('explosives1', 'explosives2', 'explosives3', 'explosives4', 'explosives5', 'explosives6', 'flammableGases', 'nonFlammableGases', 'toxicGases', 'flammableLiquids', 'flammableSolids', 'substancesLiableToSpontaneousCombustion', 'substancesEmittingFlammableGasesUponContactWithWater', 'oxidizingSubstances', 'organicPeroxides', 'toxicSubstances', 'infectiousSubstances', 'radioactiveMaterial', 'corrosiveSubstances', 'miscellaneousDangerousSubstances')
-_E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_73 = {'dangerWarning': 0, 'regulatory': 1, 'informative': 2}
-_E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_74 = {'publicFacilities': 0}
-_E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_75 = {'ambientCondition': 0, 'roadCondition': 1}
-_D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_76 = ('dangerWarning', 'regulatory', 'informative')
-_D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_77 = ('publicFacilities',)
-_D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_78 = ('ambientCondition', 'roadCondition')
-_E_PtvRequestType_79 = {'preRequest': 0, 'mainRequest': 1, 'doorCloseRequest': 2, 'cancelRequest': 3, 'emergencyRequest': 4}
-_D_PtvRequestType_80 = ('preRequest', 'mainRequest', 'doorCloseRequest', 'cancelRequest', 'emergencyRequest')
-_E_UnitType_81 = {'mg-km': 0, 'mg-kWh': 1}
-_D_UnitType_82 = ('mg-km', 'mg-kWh')
+_E_RoadType_43 = {'urban-NoStructuralSeparationToOppositeLanes': 0, 'urban-WithStructuralSeparationToOppositeLanes': 1, 'nonUrban-NoStructuralSeparationToOppositeLanes': 2, 'nonUrban-WithStructuralSeparationToOppositeLanes': 3}
+_D_RoadType_44 = ('urban-NoStructuralSeparationToOppositeLanes', 'urban-WithStructuralSeparationToOppositeLanes', 'nonUrban-NoStructuralSeparationToOppositeLanes', 'nonUrban-WithStructuralSeparationToOppositeLanes')
+_E_BatteryStatus_45 = {'unknown': 0, 'critical': 1, 'low': 2, 'good': 3}
+_D_BatteryStatus_46 = ('unknown', 'critical', 'low', 'good')
+_E_NodeAttributeXY_47 = {'reserved': 0, 'stopLine': 1, 'roundedCapStyleA': 2, 'roundedCapStyleB': 3, 'mergePoint': 4, 'divergePoint': 5, 'downstreamStopLine': 6, 'downstreamStartNode': 7, 'closedToTraffic': 8, 'safeIsland': 9, 'curbPresentAtStepOff': 10, 'hydrantPresent': 11}
+_E_SegmentAttributeXY_48 = {'reserved': 0, 'doNotBlock': 1, 'whiteLine': 2, 'mergingLaneLeft': 3, 'mergingLaneRight': 4, 'curbOnLeft': 5, 'curbOnRight': 6, 'loadingzoneOnLeft': 7, 'loadingzoneOnRight': 8, 'turnOutPointOnLeft': 9, 'turnOutPointOnRight': 10, 'adjacentParkingOnLeft': 11, 'adjacentParkingOnRight': 12, 'adjacentBikeLaneOnLeft': 13, 'adjacentBikeLaneOnRight': 14, 'sharedBikeLane': 15, 'bikeBoxInFront': 16, 'transitStopOnLeft': 17, 'transitStopOnRight': 18, 'transitStopInLane': 19, 'sharedWithTrackedVehicle': 20, 'safeIsland': 21, 'lowCurbsPresent': 22, 'rumbleStripPresent': 23, 'audibleSignalingPresent': 24, 'adaptiveTimingPresent': 25, 'rfSignalRequestPresent': 26, 'partialCurbIntrusion': 27, 'taperToLeft': 28, 'taperToRight': 29, 'taperToCenterLine': 30, 'parallelParking': 31, 'headInParking': 32, 'freeParking': 33, 'timeRestrictionsOnParking': 34, 'costToPark': 35, 'midBlockCurbPresent': 36, 'unEvenPavementPresent': 37}
+_D_NodeAttributeXY_49 = ('reserved', 'stopLine', 'roundedCapStyleA', 'roundedCapStyleB', 'mergePoint', 'divergePoint', 'downstreamStopLine', 'downstreamStartNode', 'closedToTraffic', 'safeIsland', 'curbPresentAtStepOff', 'hydrantPresent')
+_D_SegmentAttributeXY_50 = ('reserved', 'doNotBlock', 'whiteLine', 'mergingLaneLeft', 'mergingLaneRight', 'curbOnLeft', 'curbOnRight', 'loadingzoneOnLeft', 'loadingzoneOnRight', 'turnOutPointOnLeft', 'turnOutPointOnRight', 'adjacentParkingOnLeft', 'adjacentParkingOnRight', 'adjacentBikeLaneOnLeft', 'adjacentBikeLaneOnRight', 'sharedBikeLane', 'bikeBoxInFront', 'transitStopOnLeft', 'transitStopOnRight', 'transitStopInLane', 'sharedWithTrackedVehicle', 'safeIsland', 'lowCurbsPresent', 'rumbleStripPresent', 'audibleSignalingPresent', 'adaptiveTimingPresent', 'rfSignalRequestPresent', 'partialCurbIntrusion', 'taperToLeft', 'taperToRight', 'taperToCenterLine', 'parallelParking', 'headInParking', 'freeParking', 'timeRestrictionsOnParking', 'costToPark', 'midBlockCurbPresent', 'unEvenPavementPresent')
+_E_RejectedReason_51 = {'unknown': 0, 'exceptionalCondition': 1, 'maxWaitingTimeExceeded': 2, 'ptPriorityDisabled': 3, 'higherPTPriorityGranted': 4, 'vehicleTrackingUnknown': 5}
+_D_RejectedReason_52 = ('unknown', 'exceptionalCondition', 'maxWaitingTimeExceeded', 'ptPriorityDisabled', 'higherPTPriorityGranted', 'vehicleTrackingUnknown')
+_E_ExceptionalCondition_53 = {'unknown': 0, 'publicTransportPriority': 1, 'emergencyVehiclePriority': 2, 'trainPriority': 3, 'bridgeOpen': 4, 'vehicleHeight': 5, 'weather': 6, 'trafficJam': 7, 'tunnelClosure': 8, 'meteringActive': 9, 'truckPriority': 10, 'bicyclePlatoonPriority': 11, 'vehiclePlatoonPriority': 12}
+_D_ExceptionalCondition_54 = ('unknown', 'publicTransportPriority', 'emergencyVehiclePriority', 'trainPriority', 'bridgeOpen', 'vehicleHeight', 'weather', 'trafficJam', 'tunnelClosure', 'meteringActive', 'truckPriority', 'bicyclePlatoonPriority', 'vehiclePlatoonPriority')
+_E_VehicleRole_55 = {'default': 0, 'publicTransport': 1, 'specialTransport': 2, 'dangerousGoods': 3, 'roadWork': 4, 'rescue': 5, 'emergency': 6, 'safetyCar': 7, 'agriculture': 8, 'commercial': 9, 'military': 10, 'roadOperator': 11, 'taxi': 12, 'reserved1': 13, 'reserved2': 14, 'reserved3': 15}
+_D_VehicleRole_56 = ('default', 'publicTransport', 'specialTransport', 'dangerousGoods', 'roadWork', 'rescue', 'emergency', 'safetyCar', 'agriculture', 'commercial', 'military', 'roadOperator', 'taxi', 'reserved1', 'reserved2', 'reserved3')
+_E_PtvRequestType_57 = {'preRequest': 0, 'mainRequest': 1, 'doorCloseRequest': 2, 'cancelRequest': 3, 'emergencyRequest': 4}
+_D_PtvRequestType_58 = ('preRequest', 'mainRequest', 'doorCloseRequest', 'cancelRequest', 'emergencyRequest')
+_E_EmissionType_59 = {'euro1': 0, 'euro2': 1, 'euro3': 2, 'euro4': 3, 'euro5': 4, 'euro6': 5}
+_D_EmissionType_60 = ('euro1', 'euro2', 'euro3', 'euro4', 'euro5', 'euro6')
+_E_EuVehicleCategoryL_61 = {'l1': 0, 'l2': 1, 'l3': 2, 'l4': 3, 'l5': 4, 'l6': 5, 'l7': 6}
+_E_EuVehicleCategoryM_62 = {'m1': 0, 'm2': 1, 'm3': 2}
+_E_EuVehicleCategoryN_63 = {'n1': 0, 'n2': 1, 'n3': 2}
+_E_EuVehicleCategoryO_64 = {'o1': 0, 'o2': 1, 'o3': 2, 'o4': 3}
+_D_EuVehicleCategoryL_65 = ('l1', 'l2', 'l3', 'l4', 'l5', 'l6', 'l7')
+_D_EuVehicleCategoryM_66 = ('m1', 'm2', 'm3')
+_D_EuVehicleCategoryN_67 = ('n1', 'n2', 'n3')
+_D_EuVehicleCategoryO_68 = ('o1', 'o2', 'o3', 'o4')
+_E_EuroValue_69 = {'noEntry': 0, 'euro-1': 1, 'euro-2': 2, 'euro-3': 3, 'euro-4': 4, 'euro-5': 5, 'euro-6': 6, 'reservedForUse1': 7, 'reservedForUse2': 8, 'reservedForUse3': 9, 'reservedForUse4': 10, 'reservedForUse5': 11, 'reservedForUse6': 12, 'reservedForUse7': 13, 'reservedForUse8': 14, 'eev': 15}
+_E_CopValue_70 = {'noEntry': 0, 'co2class1': 1, 'co2class2': 2, 'co2class3': 3, 'co2class4': 4, 'co2class5': 5, 'co2class6': 6, 'co2class7': 7, 'reservedforUse': 8}
+_D_EuroValue_71 = ('noEntry', 'euro-1', 'euro-2', 'euro-3', 'euro-4', 'euro-5', 'euro-6', 'reservedForUse1', 'reservedForUse2', 'reservedForUse3', 'reservedForUse4', 'reservedForUse5', 'reservedForUse6', 'reservedForUse7', 'reservedForUse8', 'eev')
+_D_CopValue_72 = ('noEntry', 'co2class1', 'co2class2', 'co2class3', 'co2class4', 'co2class5', 'co2class6', 'co2class7', 'reservedforUse')
+_E_DangerousGoodsBasic_73 = {'explosives1': 0, 'explosives2': 1, 'explosives3': 2, 'explosives4': 3, 'explosives5': 4, 'explosives6': 5, 'flammableGases': 6, 'nonFlammableGases': 7, 'toxicGases': 8, 'flammableLiquids': 9, 'flammableSolids': 10, 'substancesLiableToSpontaneousCombustion': 11, 'substancesEmittingFlammableGasesUponContactWithWater': 12, 'oxidizingSubstances': 13, 'organicPeroxides': 14, 'toxicSubstances': 15, 'infectiousSubstances': 16, 'radioactiveMaterial': 17, 'corrosiveSubstances': 18, 'miscellaneousDangerousSubstances': 19}
+_D_DangerousGoodsBasic_74 = ('explosives1', 'explosives2', 'explosives3', 'explosives4', 'explosives5', 'explosives6', 'flammableGases', 'nonFlammableGases', 'toxicGases', 'flammableLiquids', 'flammableSolids', 'substancesLiableToSpontaneousCombustion', 'substancesEmittingFlammableGasesUponContactWithWater', 'oxidizingSubstances', 'organicPeroxides', 'toxicSubstances', 'infectiousSubstances', 'radioactiveMaterial', 'corrosiveSubstances', 'miscellaneousDangerousSubstances')
+_E_UnitType_75 = {'mg-km': 0, 'mg-kWh': 1}
+_D_UnitType_76 = ('mg-km', 'mg-kWh')
+_E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_77 = {'dangerWarning': 0, 'regulatory': 1, 'informative': 2}
+_E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_78 = {'publicFacilities': 0}
+_E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_79 = {'ambientCondition': 0, 'roadCondition': 1}
+_D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_80 = ('dangerWarning', 'regulatory', 'informative')
+_D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_81 = ('publicFacilities',)
+_D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_82 = ('ambientCondition', 'roadCondition')
 
 
-def e_SPATEM(v, a):
-    a = e_ItsPduHeader(v['header'], a)
-    a = e_SPAT(v['spat'], a)
+def e_SPATEM(v):
+    a = 1
+    v2 = v['header']
+    a3 = 1
+    a3 = a3 << 8 | v2['protocolVersion']
+    a3 = a3 << 8 | v2['messageID']
+    a3 = a3 << 32 | v2['stationID']
+    a = ((a - 1) << (a3.bit_length() - 1)) + a3
+    v5 = v['spat']
+    a6 = 1
+    a6 = a6 << 4 | ('timeStamp' in v5) << 2 | ('name' in v5) << 1 | ('regional' in v5)
+    if 'timeStamp' in v5:
+        a6 = a6 << 20 | v5['timeStamp']
+    if 'name' in v5:
+        b8 = v5['name'].encode('ascii')
+        a6 = a6 << 6 | (len(b8) - 1)
+        for c9 in b8:
+            a6 = a6 << 7 | c9
+    v10 = v5['intersections']
+    a11 = 1
+    k12 = len(v10)
+    a11 = a11 << 5 | (k12 - 1)
+    for w12 in v10:
+        v13 = w12
+        a14 = 1
+        a14 = a14 << 7 | ('name' in v13) << 5 | ('moy' in v13) << 4 | ('timeStamp' in v13) << 3 | ('enabledLanes' in v13) << 2 | ('maneuverAssistList' in v13) << 1 | ('regional' in v13)
+        if 'name' in v13:
+            b16 = v13['name'].encode('ascii')
+            a14 = a14 << 6 | (len(b16) - 1)
+            for c17 in b16:
+                a14 = a14 << 7 | c17
+        s_ = e_IntersectionReferenceID(v13['id'])
+        a14 = ((a14 - 1) << (s_.bit_length() - 1)) + s_
+        a14 = a14 << 7 | v13['revision']
+        d18, k19 = v13['status']
+        a14 = a14 << k19 | int.from_bytes(d18, 'big') >> (8 * len(d18) - k19)
+        if 'moy' in v13:
+            a14 = a14 << 20 | v13['moy']
+        if 'timeStamp' in v13:
+            a14 = a14 << 16 | v13['timeStamp']
+        if 'enabledLanes' in v13:
+            s_ = e_EnabledLaneList(v13['enabledLanes'])
+            a14 = ((a14 - 1) << (s_.bit_length() - 1)) + s_
+        s_ = e_MovementList(v13['states'])
+        a14 = ((a14 - 1) << (s_.bit_length() - 1)) + s_
+        if 'maneuverAssistList' in v13:
+            s_ = e_ManeuverAssistList(v13['maneuverAssistList'])
+            a14 = ((a14 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in v13:
+            s_ = e_IntersectionState_regional(v13['regional'])
+            a14 = ((a14 - 1) << (s_.bit_length() - 1)) + s_
+        a11 = ((a11 - 1) << (a14.bit_length() - 1)) + a14
+    a6 = ((a6 - 1) << (a11.bit_length() - 1)) + a11
+    if 'regional' in v5:
+        v20 = v5['regional']
+        a21 = 1
+        k22 = len(v20)
+        a21 = a21 << 2 | (k22 - 1)
+        for w22 in v20:
+            s_ = e_SPAT_regional_item(w22)
+            a21 = ((a21 - 1) << (s_.bit_length() - 1)) + s_
+        a6 = ((a6 - 1) << (a21.bit_length() - 1)) + a21
+    a = ((a - 1) << (a6.bit_length() - 1)) + a6
     return a
 
 def d_SPATEM(x, q):
     r = {}
-    r['header'], q = d_ItsPduHeader(x, q)
-    r['spat'], q = d_SPAT(x, q)
+    r24 = {}
+    q -= 8
+    r24['protocolVersion'] = (x >> q) & 255
+    q -= 8
+    r24['messageID'] = (x >> q) & 255
+    q -= 32
+    r24['stationID'] = (x >> q) & 4294967295
+    r['header'] = r24
+    q -= 4
+    h27 = (x >> q) & 15
+    r26 = {}
+    if h27 & 4:
+        q -= 20
+        r26['timeStamp'] = (x >> q) & 1048575
+    if h27 & 2:
+        q -= 6
+        k28 = ((x >> q) & 63) + 1
+        q -= 7 * k28
+        r26['name'] = _rt.ia5((x >> q) & ((1 << (7 * k28)) - 1), k28)
+    q -= 5
+    k30 = ((x >> q) & 31) + 1
+    r29 = []
+    for _ in range(k30):
+        q -= 7
+        h32 = (x >> q) & 127
+        r31 = {}
+        if h32 & 32:
+            q -= 6
+            k33 = ((x >> q) & 63) + 1
+            q -= 7 * k33
+            r31['name'] = _rt.ia5((x >> q) & ((1 << (7 * k33)) - 1), k33)
+        r31['id'], q = d_IntersectionReferenceID(x, q)
+        q -= 7
+        r31['revision'] = (x >> q) & 127
+        q -= 16
+        r31['status'] = ((((x >> q) & 65535) << 0).to_bytes(2, 'big'), 16)
+        if h32 & 16:
+            q -= 20
+            r31['moy'] = (x >> q) & 1048575
+        if h32 & 8:
+            q -= 16
+            r31['timeStamp'] = (x >> q) & 65535
+        if h32 & 4:
+            r31['enabledLanes'], q = d_EnabledLaneList(x, q)
+        r31['states'], q = d_MovementList(x, q)
+        if h32 & 2:
+            r31['maneuverAssistList'], q = d_ManeuverAssistList(x, q)
+        if h32 & 1:
+            r31['regional'], q = d_IntersectionState_regional(x, q)
+        if h32 >> 6:
+            q = _rt.skip_additions(x, q)
+        w30 = r31
+        r29.append(w30)
+    r26['intersections'] = r29
+    if h27 & 1:
+        q -= 2
+        k36 = ((x >> q) & 3) + 1
+        r35 = []
+        for _ in range(k36):
+            w36, q = d_SPAT_regional_item(x, q)
+            r35.append(w36)
+        r26['regional'] = r35
+    if h27 >> 3:
+        q = _rt.skip_additions(x, q)
+    r['spat'] = r26
     return r, q
 
 
-def e_MAPEM(v, a):
-    a = e_ItsPduHeader(v['header'], a)
-    a = e_MapData(v['map'], a)
+def e_MAPEM(v):
+    a = 1
+    v38 = v['header']
+    a39 = 1
+    a39 = a39 << 8 | v38['protocolVersion']
+    a39 = a39 << 8 | v38['messageID']
+    a39 = a39 << 32 | v38['stationID']
+    a = ((a - 1) << (a39.bit_length() - 1)) + a39
+    v41 = v['map']
+    a42 = 1
+    a42 = a42 << 9 | ('timeStamp' in v41) << 7 | ('layerType' in v41) << 6 | ('layerID' in v41) << 5 | ('intersections' in v41) << 4 | ('roadSegments' in v41) << 3 | ('dataParameters' in v41) << 2 | ('restrictionList' in v41) << 1 | ('regional' in v41)
+    if 'timeStamp' in v41:
+        a42 = a42 << 20 | v41['timeStamp']
+    a42 = a42 << 7 | v41['msgIssueRevision']
+    if 'layerType' in v41:
+        w44 = v41['layerType']
+        i45 = _E_LayerType_0.get(w44)
+        if i45 is not None:
+            a42 = a42 << 4 | i45
+        else:
+            a42 = _rt.nsnn(a42 << 1 | 1, _X_LayerType_1[w44])
+    if 'layerID' in v41:
+        a42 = a42 << 7 | v41['layerID']
+    if 'intersections' in v41:
+        v46 = v41['intersections']
+        a47 = 1
+        k48 = len(v46)
+        a47 = a47 << 5 | (k48 - 1)
+        for w48 in v46:
+            v49 = w48
+            a50 = 1
+            a50 = a50 << 6 | ('name' in v49) << 4 | ('laneWidth' in v49) << 3 | ('speedLimits' in v49) << 2 | ('preemptPriorityData' in v49) << 1 | ('regional' in v49)
+            if 'name' in v49:
+                b52 = v49['name'].encode('ascii')
+                a50 = a50 << 6 | (len(b52) - 1)
+                for c53 in b52:
+                    a50 = a50 << 7 | c53
+            s_ = e_IntersectionReferenceID(v49['id'])
+            a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
+            a50 = a50 << 7 | v49['revision']
+            s_ = e_Position3D(v49['refPoint'])
+            a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
+            if 'laneWidth' in v49:
+                a50 = a50 << 15 | v49['laneWidth']
+            if 'speedLimits' in v49:
+                s_ = e_SpeedLimitList(v49['speedLimits'])
+                a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
+            s_ = e_LaneList(v49['laneSet'])
+            a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
+            if 'preemptPriorityData' in v49:
+                s_ = e_PreemptPriorityList(v49['preemptPriorityData'])
+                a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in v49:
+                s_ = e_IntersectionGeometry_regional(v49['regional'])
+                a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
+            a47 = ((a47 - 1) << (a50.bit_length() - 1)) + a50
+        a42 = ((a42 - 1) << (a47.bit_length() - 1)) + a47
+    if 'roadSegments' in v41:
+        v54 = v41['roadSegments']
+        a55 = 1
+        k56 = len(v54)
+        a55 = a55 << 5 | (k56 - 1)
+        for w56 in v54:
+            v57 = w56
+            a58 = 1
+            a58 = a58 << 5 | ('name' in v57) << 3 | ('laneWidth' in v57) << 2 | ('speedLimits' in v57) << 1 | ('regional' in v57)
+            if 'name' in v57:
+                b60 = v57['name'].encode('ascii')
+                a58 = a58 << 6 | (len(b60) - 1)
+                for c61 in b60:
+                    a58 = a58 << 7 | c61
+            s_ = e_RoadSegmentReferenceID(v57['id'])
+            a58 = ((a58 - 1) << (s_.bit_length() - 1)) + s_
+            a58 = a58 << 7 | v57['revision']
+            s_ = e_Position3D(v57['refPoint'])
+            a58 = ((a58 - 1) << (s_.bit_length() - 1)) + s_
+            if 'laneWidth' in v57:
+                a58 = a58 << 15 | v57['laneWidth']
+            if 'speedLimits' in v57:
+                s_ = e_SpeedLimitList(v57['speedLimits'])
+                a58 = ((a58 - 1) << (s_.bit_length() - 1)) + s_
+            s_ = e_RoadLaneSetList(v57['roadLaneSet'])
+            a58 = ((a58 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in v57:
+                s_ = e_RoadSegment_regional(v57['regional'])
+                a58 = ((a58 - 1) << (s_.bit_length() - 1)) + s_
+            a55 = ((a55 - 1) << (a58.bit_length() - 1)) + a58
+        a42 = ((a42 - 1) << (a55.bit_length() - 1)) + a55
+    if 'dataParameters' in v41:
+        v62 = v41['dataParameters']
+        a63 = 1
+        a63 = a63 << 5 | ('processMethod' in v62) << 3 | ('processAgency' in v62) << 2 | ('lastCheckedDate' in v62) << 1 | ('geoidUsed' in v62)
+        if 'processMethod' in v62:
+            b65 = v62['processMethod'].encode('ascii')
+            a63 = a63 << 8 | (len(b65) - 1)
+            for c66 in b65:
+                a63 = a63 << 7 | c66
+        if 'processAgency' in v62:
+            b67 = v62['processAgency'].encode('ascii')
+            a63 = a63 << 8 | (len(b67) - 1)
+            for c68 in b67:
+                a63 = a63 << 7 | c68
+        if 'lastCheckedDate' in v62:
+            b69 = v62['lastCheckedDate'].encode('ascii')
+            a63 = a63 << 8 | (len(b69) - 1)
+            for c70 in b69:
+                a63 = a63 << 7 | c70
+        if 'geoidUsed' in v62:
+            b71 = v62['geoidUsed'].encode('ascii')
+            a63 = a63 << 8 | (len(b71) - 1)
+            for c72 in b71:
+                a63 = a63 << 7 | c72
+        a42 = ((a42 - 1) << (a63.bit_length() - 1)) + a63
+    if 'restrictionList' in v41:
+        v73 = v41['restrictionList']
+        a74 = 1
+        k75 = len(v73)
+        a74 = a74 << 8 | (k75 - 1)
+        for w75 in v73:
+            v76 = w75
+            a77 = 1
+            a77 = a77 << 8 | v76['id']
+            s_ = e_RestrictionUserTypeList(v76['users'])
+            a77 = ((a77 - 1) << (s_.bit_length() - 1)) + s_
+            a74 = ((a74 - 1) << (a77.bit_length() - 1)) + a77
+        a42 = ((a42 - 1) << (a74.bit_length() - 1)) + a74
+    if 'regional' in v41:
+        v79 = v41['regional']
+        a80 = 1
+        k81 = len(v79)
+        a80 = a80 << 2 | (k81 - 1)
+        for w81 in v79:
+            s_ = e_MapData_regional_item(w81)
+            a80 = ((a80 - 1) << (s_.bit_length() - 1)) + s_
+        a42 = ((a42 - 1) << (a80.bit_length() - 1)) + a80
+    a = ((a - 1) << (a42.bit_length() - 1)) + a42
     return a
 
 def d_MAPEM(x, q):
     r = {}
-    r['header'], q = d_ItsPduHeader(x, q)
-    r['map'], q = d_MapData(x, q)
+    r83 = {}
+    q -= 8
+    r83['protocolVersion'] = (x >> q) & 255
+    q -= 8
+    r83['messageID'] = (x >> q) & 255
+    q -= 32
+    r83['stationID'] = (x >> q) & 4294967295
+    r['header'] = r83
+    q -= 9
+    h86 = (x >> q) & 511
+    r85 = {}
+    if h86 & 128:
+        q -= 20
+        r85['timeStamp'] = (x >> q) & 1048575
+    q -= 7
+    r85['msgIssueRevision'] = (x >> q) & 127
+    if h86 & 64:
+        q -= 1
+        if (x >> q) & 1:
+            i87, q = _rt.read_nsnn(x, q)
+            r85['layerType'] = _X_LayerType_1.get(i87)
+        else:
+            q -= 3
+            r85['layerType'] = _D_LayerType_2[(x >> q) & 7]
+    if h86 & 32:
+        q -= 7
+        r85['layerID'] = (x >> q) & 127
+    if h86 & 16:
+        q -= 5
+        k89 = ((x >> q) & 31) + 1
+        r88 = []
+        for _ in range(k89):
+            q -= 6
+            h91 = (x >> q) & 63
+            r90 = {}
+            if h91 & 16:
+                q -= 6
+                k92 = ((x >> q) & 63) + 1
+                q -= 7 * k92
+                r90['name'] = _rt.ia5((x >> q) & ((1 << (7 * k92)) - 1), k92)
+            r90['id'], q = d_IntersectionReferenceID(x, q)
+            q -= 7
+            r90['revision'] = (x >> q) & 127
+            r90['refPoint'], q = d_Position3D(x, q)
+            if h91 & 8:
+                q -= 15
+                r90['laneWidth'] = (x >> q) & 32767
+            if h91 & 4:
+                r90['speedLimits'], q = d_SpeedLimitList(x, q)
+            r90['laneSet'], q = d_LaneList(x, q)
+            if h91 & 2:
+                r90['preemptPriorityData'], q = d_PreemptPriorityList(x, q)
+            if h91 & 1:
+                r90['regional'], q = d_IntersectionGeometry_regional(x, q)
+            if h91 >> 5:
+                q = _rt.skip_additions(x, q)
+            w89 = r90
+            r88.append(w89)
+        r85['intersections'] = r88
+    if h86 & 8:
+        q -= 5
+        k94 = ((x >> q) & 31) + 1
+        r93 = []
+        for _ in range(k94):
+            q -= 5
+            h96 = (x >> q) & 31
+            r95 = {}
+            if h96 & 8:
+                q -= 6
+                k97 = ((x >> q) & 63) + 1
+                q -= 7 * k97
+                r95['name'] = _rt.ia5((x >> q) & ((1 << (7 * k97)) - 1), k97)
+            r95['id'], q = d_RoadSegmentReferenceID(x, q)
+            q -= 7
+            r95['revision'] = (x >> q) & 127
+            r95['refPoint'], q = d_Position3D(x, q)
+            if h96 & 4:
+                q -= 15
+                r95['laneWidth'] = (x >> q) & 32767
+            if h96 & 2:
+                r95['speedLimits'], q = d_SpeedLimitList(x, q)
+            r95['roadLaneSet'], q = d_RoadLaneSetList(x, q)
+            if h96 & 1:
+                r95['regional'], q = d_RoadSegment_regional(x, q)
+            if h96 >> 4:
+                q = _rt.skip_additions(x, q)
+            w94 = r95
+            r93.append(w94)
+        r85['roadSegments'] = r93
+    if h86 & 4:
+        q -= 5
+        h99 = (x >> q) & 31
+        r98 = {}
+        if h99 & 8:
+            q -= 8
+            k100 = ((x >> q) & 255) + 1
+            q -= 7 * k100
+            r98['processMethod'] = _rt.ia5((x >> q) & ((1 << (7 * k100)) - 1), k100)
+        if h99 & 4:
+            q -= 8
+            k101 = ((x >> q) & 255) + 1
+            q -= 7 * k101
+            r98['processAgency'] = _rt.ia5((x >> q) & ((1 << (7 * k101)) - 1), k101)
+        if h99 & 2:
+            q -= 8
+            k102 = ((x >> q) & 255) + 1
+            q -= 7 * k102
+            r98['lastCheckedDate'] = _rt.ia5((x >> q) & ((1 << (7 * k102)) - 1), k102)
+        if h99 & 1:
+            q -= 8
+            k103 = ((x >> q) & 255) + 1
+            q -= 7 * k103
+            r98['geoidUsed'] = _rt.ia5((x >> q) & ((1 << (7 * k103)) - 1), k103)
+        if h99 >> 4:
+            q = _rt.skip_additions(x, q)
+        r85['dataParameters'] = r98
+    if h86 & 2:
+        q -= 8
+        k105 = ((x >> q) & 255) + 1
+        r104 = []
+        for _ in range(k105):
+            r106 = {}
+            q -= 8
+            r106['id'] = (x >> q) & 255
+            r106['users'], q = d_RestrictionUserTypeList(x, q)
+            w105 = r106
+            r104.append(w105)
+        r85['restrictionList'] = r104
+    if h86 & 1:
+        q -= 2
+        k109 = ((x >> q) & 3) + 1
+        r108 = []
+        for _ in range(k109):
+            w109, q = d_MapData_regional_item(x, q)
+            r108.append(w109)
+        r85['regional'] = r108
+    if h86 >> 8:
+        q = _rt.skip_additions(x, q)
+    r['map'] = r85
     return r, q
 
 
-def e_IVIM(v, a):
-    a = e_ItsPduHeader(v['header'], a)
-    a = e_IviStructure(v['ivi'], a)
+def e_IVIM(v):
+    a = 1
+    v111 = v['header']
+    a112 = 1
+    a112 = a112 << 8 | v111['protocolVersion']
+    a112 = a112 << 8 | v111['messageID']
+    a112 = a112 << 32 | v111['stationID']
+    a = ((a - 1) << (a112.bit_length() - 1)) + a112
+    v114 = v['ivi']
+    a115 = 1
+    a115 = a115 << 1 | ('optional' in v114)
+    v117 = v114['mandatory']
+    a118 = 1
+    ext119 = 'connectedDenms' in v117
+    a118 = a118 << 5 | (ext119) << 4 | ('timeStamp' in v117) << 3 | ('validFrom' in v117) << 2 | ('validTo' in v117) << 1 | ('connectedIviStructures' in v117)
+    v120 = v117['serviceProviderId']
+    a121 = 1
+    d123, k124 = v120['countryCode']
+    a121 = a121 << k124 | int.from_bytes(d123, 'big') >> (8 * len(d123) - k124)
+    a121 = a121 << 14 | v120['providerIdentifier']
+    a118 = ((a118 - 1) << (a121.bit_length() - 1)) + a121
+    w125 = v117['iviIdentificationNumber']
+    if 1 <= w125 <= 32767:
+        a118 = a118 << 16 | (w125 - 1)
+    else:
+        a118 = _rt.uwn(a118 << 1 | 1, w125)
+    if 'timeStamp' in v117:
+        a118 = a118 << 42 | v117['timeStamp']
+    if 'validFrom' in v117:
+        a118 = a118 << 42 | v117['validFrom']
+    if 'validTo' in v117:
+        a118 = a118 << 42 | v117['validTo']
+    if 'connectedIviStructures' in v117:
+        v126 = v117['connectedIviStructures']
+        a127 = 1
+        k128 = len(v126)
+        a127 = a127 << 3 | (k128 - 1)
+        for w128 in v126:
+            w129 = w128
+            if 1 <= w129 <= 32767:
+                a127 = a127 << 16 | (w129 - 1)
+            else:
+                a127 = _rt.uwn(a127 << 1 | 1, w129)
+        a118 = ((a118 - 1) << (a127.bit_length() - 1)) + a127
+    a118 = a118 << 3 | v117['iviStatus']
+    if ext119:
+        subs119, present119 = [], 0
+        if 'connectedDenms' in v117:
+            s119 = 1
+            v130 = v117['connectedDenms']
+            a131 = 1
+            k132 = len(v130)
+            if 1 <= k132 <= 8:
+                a131 <<= 1
+                a131 = a131 << 3 | (k132 - 1)
+            else:
+                a131 = _rt.ld(a131 << 1 | 1, k132)
+            for w132 in v130:
+                s_ = e_ActionID(w132)
+                a131 = ((a131 - 1) << (s_.bit_length() - 1)) + s_
+            s119 = ((s119 - 1) << (a131.bit_length() - 1)) + a131
+            subs119.append(s119)
+            present119 |= 1
+        a118 = _rt.additions(a118, 1, present119, subs119)
+    a115 = ((a115 - 1) << (a118.bit_length() - 1)) + a118
+    if 'optional' in v114:
+        v133 = v114['optional']
+        a134 = 1
+        k135 = len(v133)
+        if 1 <= k135 <= 8:
+            a134 <<= 1
+            a134 = a134 << 3 | (k135 - 1)
+        else:
+            a134 = _rt.ld(a134 << 1 | 1, k135)
+        for w135 in v133:
+            s_ = e_IviContainer(w135)
+            a134 = ((a134 - 1) << (s_.bit_length() - 1)) + s_
+        a115 = ((a115 - 1) << (a134.bit_length() - 1)) + a134
+    a = ((a - 1) << (a115.bit_length() - 1)) + a115
     return a
 
 def d_IVIM(x, q):
     r = {}
-    r['header'], q = d_ItsPduHeader(x, q)
-    r['ivi'], q = d_IviStructure(x, q)
+    r137 = {}
+    q -= 8
+    r137['protocolVersion'] = (x >> q) & 255
+    q -= 8
+    r137['messageID'] = (x >> q) & 255
+    q -= 32
+    r137['stationID'] = (x >> q) & 4294967295
+    r['header'] = r137
+    q -= 1
+    h140 = (x >> q) & 1
+    r139 = {}
+    q -= 5
+    h142 = (x >> q) & 31
+    r141 = {}
+    r143 = {}
+    q -= 10
+    r143['countryCode'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+    q -= 14
+    r143['providerIdentifier'] = (x >> q) & 16383
+    r141['serviceProviderId'] = r143
+    q -= 1
+    if (x >> q) & 1:
+        r141['iviIdentificationNumber'], q = _rt.read_uwn(x, q)
+    else:
+        q -= 15
+        r141['iviIdentificationNumber'] = ((x >> q) & 32767) + 1
+    if h142 & 8:
+        q -= 42
+        r141['timeStamp'] = (x >> q) & 4398046511103
+    if h142 & 4:
+        q -= 42
+        r141['validFrom'] = (x >> q) & 4398046511103
+    if h142 & 2:
+        q -= 42
+        r141['validTo'] = (x >> q) & 4398046511103
+    if h142 & 1:
+        q -= 3
+        k147 = ((x >> q) & 7) + 1
+        r146 = []
+        for _ in range(k147):
+            q -= 1
+            if (x >> q) & 1:
+                w147, q = _rt.read_uwn(x, q)
+            else:
+                q -= 15
+                w147 = ((x >> q) & 32767) + 1
+            r146.append(w147)
+        r141['connectedIviStructures'] = r146
+    q -= 3
+    r141['iviStatus'] = (x >> q) & 7
+    if h142 >> 4:
+        n142, q = _rt.read_nsl(x, q)
+        q -= n142
+        bm142 = (x >> q) & ((1 << n142) - 1)
+        for i142 in range(n142):
+            if not (bm142 >> (n142 - 1 - i142)) & 1:
+                continue
+            length142, q = _rt.read_ld(x, q)
+            q0142 = q
+            if i142 == 0:
+                q -= 1
+                if (x >> q) & 1:
+                    k149, q = _rt.read_ld(x, q)
+                else:
+                    q -= 3
+                    k149 = ((x >> q) & 7) + 1
+                r148 = []
+                for _ in range(k149):
+                    w149, q = d_ActionID(x, q)
+                    r148.append(w149)
+                r141['connectedDenms'] = r148
+            else:
+                q = _rt.skip(q, length142 << 3)
+            al142 = (q0142 - q) % 8
+            if al142:
+                q = _rt.skip(q, 8 - al142)
+    r139['mandatory'] = r141
+    if h140 & 1:
+        q -= 1
+        if (x >> q) & 1:
+            k151, q = _rt.read_ld(x, q)
+        else:
+            q -= 3
+            k151 = ((x >> q) & 7) + 1
+        r150 = []
+        for _ in range(k151):
+            w151, q = d_IviContainer(x, q)
+            r150.append(w151)
+        r139['optional'] = r150
+    r['ivi'] = r139
     return r, q
 
 
-def e_SREM(v, a):
-    a = e_ItsPduHeader(v['header'], a)
-    a = e_SignalRequestMessage(v['srm'], a)
+def e_SREM(v):
+    a = 1
+    v153 = v['header']
+    a154 = 1
+    a154 = a154 << 8 | v153['protocolVersion']
+    a154 = a154 << 8 | v153['messageID']
+    a154 = a154 << 32 | v153['stationID']
+    a = ((a - 1) << (a154.bit_length() - 1)) + a154
+    v156 = v['srm']
+    a157 = 1
+    a157 = a157 << 5 | ('timeStamp' in v156) << 3 | ('sequenceNumber' in v156) << 2 | ('requests' in v156) << 1 | ('regional' in v156)
+    if 'timeStamp' in v156:
+        a157 = a157 << 20 | v156['timeStamp']
+    a157 = a157 << 16 | v156['second']
+    if 'sequenceNumber' in v156:
+        a157 = a157 << 7 | v156['sequenceNumber']
+    if 'requests' in v156:
+        v159 = v156['requests']
+        a160 = 1
+        k161 = len(v159)
+        a160 = a160 << 5 | (k161 - 1)
+        for w161 in v159:
+            v162 = w161
+            a163 = 1
+            a163 = a163 << 5 | ('minute' in v162) << 3 | ('second' in v162) << 2 | ('duration' in v162) << 1 | ('regional' in v162)
+            s_ = e_SignalRequest(v162['request'])
+            a163 = ((a163 - 1) << (s_.bit_length() - 1)) + s_
+            if 'minute' in v162:
+                a163 = a163 << 20 | v162['minute']
+            if 'second' in v162:
+                a163 = a163 << 16 | v162['second']
+            if 'duration' in v162:
+                a163 = a163 << 16 | v162['duration']
+            if 'regional' in v162:
+                s_ = e_SignalRequestPackage_regional(v162['regional'])
+                a163 = ((a163 - 1) << (s_.bit_length() - 1)) + s_
+            a160 = ((a160 - 1) << (a163.bit_length() - 1)) + a163
+        a157 = ((a157 - 1) << (a160.bit_length() - 1)) + a160
+    v165 = v156['requestor']
+    a166 = 1
+    a166 = a166 << 9 | ('type' in v165) << 7 | ('position' in v165) << 6 | ('name' in v165) << 5 | ('routeName' in v165) << 4 | ('transitStatus' in v165) << 3 | ('transitOccupancy' in v165) << 2 | ('transitSchedule' in v165) << 1 | ('regional' in v165)
+    s_ = e_VehicleID(v165['id'])
+    a166 = ((a166 - 1) << (s_.bit_length() - 1)) + s_
+    if 'type' in v165:
+        v168 = v165['type']
+        a169 = 1
+        a169 = a169 << 6 | ('subrole' in v168) << 4 | ('request' in v168) << 3 | ('iso3883' in v168) << 2 | ('hpmsType' in v168) << 1 | ('regional' in v168)
+        w171 = v168['role']
+        i172 = _E_BasicVehicleRole_3.get(w171)
+        if i172 is not None:
+            a169 = a169 << 6 | i172
+        else:
+            a169 = _rt.nsnn(a169 << 1 | 1, _X_LayerType_1[w171])
+        if 'subrole' in v168:
+            a169 = a169 << 4 | _E_RequestSubRole_4[v168['subrole']]
+        if 'request' in v168:
+            a169 = a169 << 4 | _E_RequestImportanceLevel_5[v168['request']]
+        if 'iso3883' in v168:
+            a169 = a169 << 8 | v168['iso3883']
+        if 'hpmsType' in v168:
+            w173 = v168['hpmsType']
+            i174 = _E_VehicleType_6.get(w173)
+            if i174 is not None:
+                a169 = a169 << 5 | i174
+            else:
+                a169 = _rt.nsnn(a169 << 1 | 1, _X_LayerType_1[w173])
+        if 'regional' in v168:
+            s_ = e_RequestorType_regional(v168['regional'])
+            a169 = ((a169 - 1) << (s_.bit_length() - 1)) + s_
+        a166 = ((a166 - 1) << (a169.bit_length() - 1)) + a169
+    if 'position' in v165:
+        v175 = v165['position']
+        a176 = 1
+        a176 = a176 << 3 | ('heading' in v175) << 1 | ('speed' in v175)
+        s_ = e_Position3D(v175['position'])
+        a176 = ((a176 - 1) << (s_.bit_length() - 1)) + s_
+        if 'heading' in v175:
+            a176 = a176 << 15 | v175['heading']
+        if 'speed' in v175:
+            s_ = e_TransmissionAndSpeed(v175['speed'])
+            a176 = ((a176 - 1) << (s_.bit_length() - 1)) + s_
+        a166 = ((a166 - 1) << (a176.bit_length() - 1)) + a176
+    if 'name' in v165:
+        b178 = v165['name'].encode('ascii')
+        a166 = a166 << 6 | (len(b178) - 1)
+        for c179 in b178:
+            a166 = a166 << 7 | c179
+    if 'routeName' in v165:
+        b180 = v165['routeName'].encode('ascii')
+        a166 = a166 << 6 | (len(b180) - 1)
+        for c181 in b180:
+            a166 = a166 << 7 | c181
+    if 'transitStatus' in v165:
+        d182, k183 = v165['transitStatus']
+        a166 = a166 << k183 | int.from_bytes(d182, 'big') >> (8 * len(d182) - k183)
+    if 'transitOccupancy' in v165:
+        a166 = a166 << 3 | _E_TransitVehicleOccupancy_7[v165['transitOccupancy']]
+    if 'transitSchedule' in v165:
+        a166 = a166 << 8 | (v165['transitSchedule'] + 122)
+    if 'regional' in v165:
+        v184 = v165['regional']
+        a185 = 1
+        k186 = len(v184)
+        a185 = a185 << 2 | (k186 - 1)
+        for w186 in v184:
+            s_ = e_RequestorDescription_regional_item(w186)
+            a185 = ((a185 - 1) << (s_.bit_length() - 1)) + s_
+        a166 = ((a166 - 1) << (a185.bit_length() - 1)) + a185
+    a157 = ((a157 - 1) << (a166.bit_length() - 1)) + a166
+    if 'regional' in v156:
+        v187 = v156['regional']
+        a188 = 1
+        k189 = len(v187)
+        a188 = a188 << 2 | (k189 - 1)
+        for w189 in v187:
+            s_ = e_SignalRequestMessage_regional_item(w189)
+            a188 = ((a188 - 1) << (s_.bit_length() - 1)) + s_
+        a157 = ((a157 - 1) << (a188.bit_length() - 1)) + a188
+    a = ((a - 1) << (a157.bit_length() - 1)) + a157
     return a
 
 def d_SREM(x, q):
     r = {}
-    r['header'], q = d_ItsPduHeader(x, q)
-    r['srm'], q = d_SignalRequestMessage(x, q)
+    r191 = {}
+    q -= 8
+    r191['protocolVersion'] = (x >> q) & 255
+    q -= 8
+    r191['messageID'] = (x >> q) & 255
+    q -= 32
+    r191['stationID'] = (x >> q) & 4294967295
+    r['header'] = r191
+    q -= 5
+    h194 = (x >> q) & 31
+    r193 = {}
+    if h194 & 8:
+        q -= 20
+        r193['timeStamp'] = (x >> q) & 1048575
+    q -= 16
+    r193['second'] = (x >> q) & 65535
+    if h194 & 4:
+        q -= 7
+        r193['sequenceNumber'] = (x >> q) & 127
+    if h194 & 2:
+        q -= 5
+        k196 = ((x >> q) & 31) + 1
+        r195 = []
+        for _ in range(k196):
+            q -= 5
+            h198 = (x >> q) & 31
+            r197 = {}
+            r197['request'], q = d_SignalRequest(x, q)
+            if h198 & 8:
+                q -= 20
+                r197['minute'] = (x >> q) & 1048575
+            if h198 & 4:
+                q -= 16
+                r197['second'] = (x >> q) & 65535
+            if h198 & 2:
+                q -= 16
+                r197['duration'] = (x >> q) & 65535
+            if h198 & 1:
+                r197['regional'], q = d_SignalRequestPackage_regional(x, q)
+            if h198 >> 4:
+                q = _rt.skip_additions(x, q)
+            w196 = r197
+            r195.append(w196)
+        r193['requests'] = r195
+    q -= 9
+    h200 = (x >> q) & 511
+    r199 = {}
+    r199['id'], q = d_VehicleID(x, q)
+    if h200 & 128:
+        q -= 6
+        h202 = (x >> q) & 63
+        r201 = {}
+        q -= 1
+        if (x >> q) & 1:
+            i203, q = _rt.read_nsnn(x, q)
+            r201['role'] = _X_LayerType_1.get(i203)
+        else:
+            q -= 5
+            r201['role'] = _D_BasicVehicleRole_8[(x >> q) & 31]
+        if h202 & 16:
+            q -= 4
+            r201['subrole'] = _D_RequestSubRole_9[(x >> q) & 15]
+        if h202 & 8:
+            q -= 4
+            r201['request'] = _D_RequestImportanceLevel_10[(x >> q) & 15]
+        if h202 & 4:
+            q -= 8
+            r201['iso3883'] = (x >> q) & 255
+        if h202 & 2:
+            q -= 1
+            if (x >> q) & 1:
+                i204, q = _rt.read_nsnn(x, q)
+                r201['hpmsType'] = _X_LayerType_1.get(i204)
+            else:
+                q -= 4
+                r201['hpmsType'] = _D_VehicleType_11[(x >> q) & 15]
+        if h202 & 1:
+            r201['regional'], q = d_RequestorType_regional(x, q)
+        if h202 >> 5:
+            q = _rt.skip_additions(x, q)
+        r199['type'] = r201
+    if h200 & 64:
+        q -= 3
+        h206 = (x >> q) & 7
+        r205 = {}
+        r205['position'], q = d_Position3D(x, q)
+        if h206 & 2:
+            q -= 15
+            r205['heading'] = (x >> q) & 32767
+        if h206 & 1:
+            r205['speed'], q = d_TransmissionAndSpeed(x, q)
+        if h206 >> 2:
+            q = _rt.skip_additions(x, q)
+        r199['position'] = r205
+    if h200 & 32:
+        q -= 6
+        k207 = ((x >> q) & 63) + 1
+        q -= 7 * k207
+        r199['name'] = _rt.ia5((x >> q) & ((1 << (7 * k207)) - 1), k207)
+    if h200 & 16:
+        q -= 6
+        k208 = ((x >> q) & 63) + 1
+        q -= 7 * k208
+        r199['routeName'] = _rt.ia5((x >> q) & ((1 << (7 * k208)) - 1), k208)
+    if h200 & 8:
+        q -= 8
+        r199['transitStatus'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+    if h200 & 4:
+        q -= 3
+        r199['transitOccupancy'] = _D_TransitVehicleOccupancy_12[(x >> q) & 7]
+    if h200 & 2:
+        q -= 8
+        r199['transitSchedule'] = ((x >> q) & 255) - 122
+    if h200 & 1:
+        q -= 2
+        k211 = ((x >> q) & 3) + 1
+        r210 = []
+        for _ in range(k211):
+            w211, q = d_RequestorDescription_regional_item(x, q)
+            r210.append(w211)
+        r199['regional'] = r210
+    if h200 >> 8:
+        q = _rt.skip_additions(x, q)
+    r193['requestor'] = r199
+    if h194 & 1:
+        q -= 2
+        k213 = ((x >> q) & 3) + 1
+        r212 = []
+        for _ in range(k213):
+            w213, q = d_SignalRequestMessage_regional_item(x, q)
+            r212.append(w213)
+        r193['regional'] = r212
+    if h194 >> 4:
+        q = _rt.skip_additions(x, q)
+    r['srm'] = r193
     return r, q
 
 
-def e_SSEM(v, a):
-    a = e_ItsPduHeader(v['header'], a)
-    a = e_SignalStatusMessage(v['ssm'], a)
+def e_SSEM(v):
+    a = 1
+    v215 = v['header']
+    a216 = 1
+    a216 = a216 << 8 | v215['protocolVersion']
+    a216 = a216 << 8 | v215['messageID']
+    a216 = a216 << 32 | v215['stationID']
+    a = ((a - 1) << (a216.bit_length() - 1)) + a216
+    v218 = v['ssm']
+    a219 = 1
+    a219 = a219 << 4 | ('timeStamp' in v218) << 2 | ('sequenceNumber' in v218) << 1 | ('regional' in v218)
+    if 'timeStamp' in v218:
+        a219 = a219 << 20 | v218['timeStamp']
+    a219 = a219 << 16 | v218['second']
+    if 'sequenceNumber' in v218:
+        a219 = a219 << 7 | v218['sequenceNumber']
+    v221 = v218['status']
+    a222 = 1
+    k223 = len(v221)
+    a222 = a222 << 5 | (k223 - 1)
+    for w223 in v221:
+        v224 = w223
+        a225 = 1
+        a225 = a225 << 2 | ('regional' in v224)
+        a225 = a225 << 7 | v224['sequenceNumber']
+        s_ = e_IntersectionReferenceID(v224['id'])
+        a225 = ((a225 - 1) << (s_.bit_length() - 1)) + s_
+        s_ = e_SignalStatusPackageList(v224['sigStatus'])
+        a225 = ((a225 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in v224:
+            s_ = e_SignalStatus_regional(v224['regional'])
+            a225 = ((a225 - 1) << (s_.bit_length() - 1)) + s_
+        a222 = ((a222 - 1) << (a225.bit_length() - 1)) + a225
+    a219 = ((a219 - 1) << (a222.bit_length() - 1)) + a222
+    if 'regional' in v218:
+        v227 = v218['regional']
+        a228 = 1
+        k229 = len(v227)
+        a228 = a228 << 2 | (k229 - 1)
+        for w229 in v227:
+            s_ = e_SignalStatusMessage_regional_item(w229)
+            a228 = ((a228 - 1) << (s_.bit_length() - 1)) + s_
+        a219 = ((a219 - 1) << (a228.bit_length() - 1)) + a228
+    a = ((a - 1) << (a219.bit_length() - 1)) + a219
     return a
 
 def d_SSEM(x, q):
     r = {}
-    r['header'], q = d_ItsPduHeader(x, q)
-    r['ssm'], q = d_SignalStatusMessage(x, q)
+    r231 = {}
+    q -= 8
+    r231['protocolVersion'] = (x >> q) & 255
+    q -= 8
+    r231['messageID'] = (x >> q) & 255
+    q -= 32
+    r231['stationID'] = (x >> q) & 4294967295
+    r['header'] = r231
+    q -= 4
+    h234 = (x >> q) & 15
+    r233 = {}
+    if h234 & 4:
+        q -= 20
+        r233['timeStamp'] = (x >> q) & 1048575
+    q -= 16
+    r233['second'] = (x >> q) & 65535
+    if h234 & 2:
+        q -= 7
+        r233['sequenceNumber'] = (x >> q) & 127
+    q -= 5
+    k236 = ((x >> q) & 31) + 1
+    r235 = []
+    for _ in range(k236):
+        q -= 2
+        h238 = (x >> q) & 3
+        r237 = {}
+        q -= 7
+        r237['sequenceNumber'] = (x >> q) & 127
+        r237['id'], q = d_IntersectionReferenceID(x, q)
+        r237['sigStatus'], q = d_SignalStatusPackageList(x, q)
+        if h238 & 1:
+            r237['regional'], q = d_SignalStatus_regional(x, q)
+        if h238 >> 1:
+            q = _rt.skip_additions(x, q)
+        w236 = r237
+        r235.append(w236)
+    r233['status'] = r235
+    if h234 & 1:
+        q -= 2
+        k240 = ((x >> q) & 3) + 1
+        r239 = []
+        for _ in range(k240):
+            w240, q = d_SignalStatusMessage_regional_item(x, q)
+            r239.append(w240)
+        r233['regional'] = r239
+    if h234 >> 3:
+        q = _rt.skip_additions(x, q)
+    r['ssm'] = r233
     return r, q
 
 
-def e_RTCMEM(v, a):
-    a = e_ItsPduHeader(v['header'], a)
-    a = e_RTCMcorrections(v['rtcmc'], a)
+def e_RTCMEM(v):
+    a = 1
+    v242 = v['header']
+    a243 = 1
+    a243 = a243 << 8 | v242['protocolVersion']
+    a243 = a243 << 8 | v242['messageID']
+    a243 = a243 << 32 | v242['stationID']
+    a = ((a - 1) << (a243.bit_length() - 1)) + a243
+    v245 = v['rtcmc']
+    a246 = 1
+    a246 = a246 << 5 | ('timeStamp' in v245) << 3 | ('anchorPoint' in v245) << 2 | ('rtcmHeader' in v245) << 1 | ('regional' in v245)
+    a246 = a246 << 7 | v245['msgCnt']
+    w248 = v245['rev']
+    i249 = _E_RTCM_Revision_13.get(w248)
+    if i249 is not None:
+        a246 = a246 << 3 | i249
+    else:
+        a246 = _rt.nsnn(a246 << 1 | 1, _X_LayerType_1[w248])
+    if 'timeStamp' in v245:
+        a246 = a246 << 20 | v245['timeStamp']
+    if 'anchorPoint' in v245:
+        v250 = v245['anchorPoint']
+        a251 = 1
+        a251 = a251 << 9 | ('utcTime' in v250) << 7 | ('elevation' in v250) << 6 | ('heading' in v250) << 5 | ('speed' in v250) << 4 | ('posAccuracy' in v250) << 3 | ('timeConfidence' in v250) << 2 | ('posConfidence' in v250) << 1 | ('speedConfidence' in v250)
+        if 'utcTime' in v250:
+            v253 = v250['utcTime']
+            a254 = 1
+            a254 = a254 << 7 | ('year' in v253) << 6 | ('month' in v253) << 5 | ('day' in v253) << 4 | ('hour' in v253) << 3 | ('minute' in v253) << 2 | ('second' in v253) << 1 | ('offset' in v253)
+            if 'year' in v253:
+                a254 = a254 << 12 | v253['year']
+            if 'month' in v253:
+                a254 = a254 << 4 | v253['month']
+            if 'day' in v253:
+                a254 = a254 << 5 | v253['day']
+            if 'hour' in v253:
+                a254 = a254 << 5 | v253['hour']
+            if 'minute' in v253:
+                a254 = a254 << 6 | v253['minute']
+            if 'second' in v253:
+                a254 = a254 << 16 | v253['second']
+            if 'offset' in v253:
+                a254 = a254 << 11 | (v253['offset'] + 840)
+            a251 = ((a251 - 1) << (a254.bit_length() - 1)) + a254
+        a251 = a251 << 32 | (v250['long'] + 1800000000)
+        a251 = a251 << 31 | (v250['lat'] + 900000000)
+        if 'elevation' in v250:
+            a251 = a251 << 16 | (v250['elevation'] + 4096)
+        if 'heading' in v250:
+            a251 = a251 << 15 | v250['heading']
+        if 'speed' in v250:
+            v256 = v250['speed']
+            a257 = 1
+            a257 = a257 << 3 | _E_TransmissionState_14[v256['transmisson']]
+            a257 = a257 << 13 | v256['speed']
+            a251 = ((a251 - 1) << (a257.bit_length() - 1)) + a257
+        if 'posAccuracy' in v250:
+            v259 = v250['posAccuracy']
+            a260 = 1
+            a260 = a260 << 8 | v259['semiMajor']
+            a260 = a260 << 8 | v259['semiMinor']
+            a260 = a260 << 16 | v259['orientation']
+            a251 = ((a251 - 1) << (a260.bit_length() - 1)) + a260
+        if 'timeConfidence' in v250:
+            a251 = a251 << 6 | _E_TimeConfidence_15[v250['timeConfidence']]
+        if 'posConfidence' in v250:
+            v262 = v250['posConfidence']
+            a263 = 1
+            a263 = a263 << 4 | _E_PositionConfidence_16[v262['pos']]
+            a263 = a263 << 4 | _E_ElevationConfidence_17[v262['elevation']]
+            a251 = ((a251 - 1) << (a263.bit_length() - 1)) + a263
+        if 'speedConfidence' in v250:
+            v265 = v250['speedConfidence']
+            a266 = 1
+            a266 = a266 << 3 | _E_HeadingConfidence_18[v265['heading']]
+            a266 = a266 << 3 | _E_SpeedConfidence_19[v265['speed']]
+            a266 = a266 << 2 | _E_ThrottleConfidence_20[v265['throttle']]
+            a251 = ((a251 - 1) << (a266.bit_length() - 1)) + a266
+        a246 = ((a246 - 1) << (a251.bit_length() - 1)) + a251
+    if 'rtcmHeader' in v245:
+        v268 = v245['rtcmHeader']
+        a269 = 1
+        d271, k272 = v268['status']
+        a269 = a269 << k272 | int.from_bytes(d271, 'big') >> (8 * len(d271) - k272)
+        v273 = v268['offsetSet']
+        a274 = 1
+        a274 = a274 << 12 | (v273['antOffsetX'] + 2048)
+        a274 = a274 << 9 | (v273['antOffsetY'] + 256)
+        a274 = a274 << 10 | (v273['antOffsetZ'] + 512)
+        a269 = ((a269 - 1) << (a274.bit_length() - 1)) + a274
+        a246 = ((a246 - 1) << (a269.bit_length() - 1)) + a269
+    v276 = v245['msgs']
+    a277 = 1
+    k278 = len(v276)
+    a277 = a277 << 3 | (k278 - 1)
+    for w278 in v276:
+        d279 = w278
+        a277 = a277 << 10 | (len(d279) - 1)
+        a277 = a277 << (len(d279) << 3) | int.from_bytes(d279, 'big')
+    a246 = ((a246 - 1) << (a277.bit_length() - 1)) + a277
+    if 'regional' in v245:
+        v280 = v245['regional']
+        a281 = 1
+        k282 = len(v280)
+        a281 = a281 << 2 | (k282 - 1)
+        for w282 in v280:
+            s_ = e_RTCMcorrections_regional_item(w282)
+            a281 = ((a281 - 1) << (s_.bit_length() - 1)) + s_
+        a246 = ((a246 - 1) << (a281.bit_length() - 1)) + a281
+    a = ((a - 1) << (a246.bit_length() - 1)) + a246
     return a
 
 def d_RTCMEM(x, q):
     r = {}
-    r['header'], q = d_ItsPduHeader(x, q)
-    r['rtcmc'], q = d_RTCMcorrections(x, q)
-    return r, q
-
-
-def e_ItsPduHeader(v, a):
-    a = a << 8 | v['protocolVersion']
-    a = a << 8 | v['messageID']
-    a = a << 32 | v['stationID']
-    return a
-
-def d_ItsPduHeader(x, q):
-    r = {}
+    r284 = {}
     q -= 8
-    r['protocolVersion'] = (x >> q) & 255
+    r284['protocolVersion'] = (x >> q) & 255
     q -= 8
-    r['messageID'] = (x >> q) & 255
+    r284['messageID'] = (x >> q) & 255
     q -= 32
-    r['stationID'] = (x >> q) & 4294967295
-    return r, q
-
-
-def e_SPAT(v, a):
-    a = a << 4 | ('timeStamp' in v) << 2 | ('name' in v) << 1 | ('regional' in v)
-    if 'timeStamp' in v:
-        a = a << 20 | v['timeStamp']
-    if 'name' in v:
-        b1 = v['name'].encode('ascii')
-        a = a << 6 | (len(b1) - 1)
-        for c2 in b1:
-            a = a << 7 | c2
-    a = e_IntersectionStateList(v['intersections'], a)
-    if 'regional' in v:
-        a = e_SPAT_regional(v['regional'], a)
-    return a
-
-def d_SPAT(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 3
-    p = (x >> q) & 7
-    r = {}
-    if p & 4:
-        q -= 20
-        r['timeStamp'] = (x >> q) & 1048575
-    if p & 2:
-        q -= 6
-        k3 = ((x >> q) & 63) + 1
-        q -= 7 * k3
-        r['name'] = _rt.ia5((x >> q) & ((1 << (7 * k3)) - 1), k3)
-    r['intersections'], q = d_IntersectionStateList(x, q)
-    if p & 1:
-        r['regional'], q = d_SPAT_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_MapData(v, a):
-    a = a << 9 | ('timeStamp' in v) << 7 | ('layerType' in v) << 6 | ('layerID' in v) << 5 | ('intersections' in v) << 4 | ('roadSegments' in v) << 3 | ('dataParameters' in v) << 2 | ('restrictionList' in v) << 1 | ('regional' in v)
-    if 'timeStamp' in v:
-        a = a << 20 | v['timeStamp']
-    a = a << 7 | v['msgIssueRevision']
-    if 'layerType' in v:
-        w4 = v['layerType']
-        i5 = _E_LayerType_0.get(w4)
-        if i5 is not None:
-            a = a << 4 | i5
-        else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w4])
-    if 'layerID' in v:
-        a = a << 7 | v['layerID']
-    if 'intersections' in v:
-        a = e_IntersectionGeometryList(v['intersections'], a)
-    if 'roadSegments' in v:
-        a = e_RoadSegmentList(v['roadSegments'], a)
-    if 'dataParameters' in v:
-        a = e_DataParameters(v['dataParameters'], a)
-    if 'restrictionList' in v:
-        a = e_RestrictionClassList(v['restrictionList'], a)
-    if 'regional' in v:
-        a = e_MapData_regional(v['regional'], a)
-    return a
-
-def d_MapData(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 8
-    p = (x >> q) & 255
-    r = {}
-    if p & 128:
-        q -= 20
-        r['timeStamp'] = (x >> q) & 1048575
+    r284['stationID'] = (x >> q) & 4294967295
+    r['header'] = r284
+    q -= 5
+    h287 = (x >> q) & 31
+    r286 = {}
     q -= 7
-    r['msgIssueRevision'] = (x >> q) & 127
-    if p & 64:
-        q -= 1
-        if (x >> q) & 1:
-            i6, q = _rt.read_nsnn(x, q)
-            r['layerType'] = _X_LayerType_1.get(i6)
-        else:
-            q -= 3
-            r['layerType'] = _D_LayerType_2[(x >> q) & 7]
-    if p & 32:
-        q -= 7
-        r['layerID'] = (x >> q) & 127
-    if p & 16:
-        r['intersections'], q = d_IntersectionGeometryList(x, q)
-    if p & 8:
-        r['roadSegments'], q = d_RoadSegmentList(x, q)
-    if p & 4:
-        r['dataParameters'], q = d_DataParameters(x, q)
-    if p & 2:
-        r['restrictionList'], q = d_RestrictionClassList(x, q)
-    if p & 1:
-        r['regional'], q = d_MapData_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_IviStructure(v, a):
-    a = a << 1 | ('optional' in v)
-    a = e_IviManagementContainer(v['mandatory'], a)
-    if 'optional' in v:
-        a = e_IviContainers(v['optional'], a)
-    return a
-
-def d_IviStructure(x, q):
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    r['mandatory'], q = d_IviManagementContainer(x, q)
-    if p & 1:
-        r['optional'], q = d_IviContainers(x, q)
-    return r, q
-
-
-def e_SignalRequestMessage(v, a):
-    a = a << 5 | ('timeStamp' in v) << 3 | ('sequenceNumber' in v) << 2 | ('requests' in v) << 1 | ('regional' in v)
-    if 'timeStamp' in v:
-        a = a << 20 | v['timeStamp']
-    a = a << 16 | v['second']
-    if 'sequenceNumber' in v:
-        a = a << 7 | v['sequenceNumber']
-    if 'requests' in v:
-        a = e_SignalRequestList(v['requests'], a)
-    a = e_RequestorDescription(v['requestor'], a)
-    if 'regional' in v:
-        a = e_SignalRequestMessage_regional(v['regional'], a)
-    return a
-
-def d_SignalRequestMessage(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 4
-    p = (x >> q) & 15
-    r = {}
-    if p & 8:
-        q -= 20
-        r['timeStamp'] = (x >> q) & 1048575
-    q -= 16
-    r['second'] = (x >> q) & 65535
-    if p & 4:
-        q -= 7
-        r['sequenceNumber'] = (x >> q) & 127
-    if p & 2:
-        r['requests'], q = d_SignalRequestList(x, q)
-    r['requestor'], q = d_RequestorDescription(x, q)
-    if p & 1:
-        r['regional'], q = d_SignalRequestMessage_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_SignalStatusMessage(v, a):
-    a = a << 4 | ('timeStamp' in v) << 2 | ('sequenceNumber' in v) << 1 | ('regional' in v)
-    if 'timeStamp' in v:
-        a = a << 20 | v['timeStamp']
-    a = a << 16 | v['second']
-    if 'sequenceNumber' in v:
-        a = a << 7 | v['sequenceNumber']
-    a = e_SignalStatusList(v['status'], a)
-    if 'regional' in v:
-        a = e_SignalStatusMessage_regional(v['regional'], a)
-    return a
-
-def d_SignalStatusMessage(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 3
-    p = (x >> q) & 7
-    r = {}
-    if p & 4:
-        q -= 20
-        r['timeStamp'] = (x >> q) & 1048575
-    q -= 16
-    r['second'] = (x >> q) & 65535
-    if p & 2:
-        q -= 7
-        r['sequenceNumber'] = (x >> q) & 127
-    r['status'], q = d_SignalStatusList(x, q)
-    if p & 1:
-        r['regional'], q = d_SignalStatusMessage_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_RTCMcorrections(v, a):
-    a = a << 5 | ('timeStamp' in v) << 3 | ('anchorPoint' in v) << 2 | ('rtcmHeader' in v) << 1 | ('regional' in v)
-    a = a << 7 | v['msgCnt']
-    w7 = v['rev']
-    i8 = _E_RTCM_Revision_3.get(w7)
-    if i8 is not None:
-        a = a << 3 | i8
-    else:
-        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w7])
-    if 'timeStamp' in v:
-        a = a << 20 | v['timeStamp']
-    if 'anchorPoint' in v:
-        a = e_FullPositionVector(v['anchorPoint'], a)
-    if 'rtcmHeader' in v:
-        a = e_RTCMheader(v['rtcmHeader'], a)
-    a = e_RTCMmessageList(v['msgs'], a)
-    if 'regional' in v:
-        a = e_RTCMcorrections_regional(v['regional'], a)
-    return a
-
-def d_RTCMcorrections(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 4
-    p = (x >> q) & 15
-    r = {}
-    q -= 7
-    r['msgCnt'] = (x >> q) & 127
+    r286['msgCnt'] = (x >> q) & 127
     q -= 1
     if (x >> q) & 1:
-        i9, q = _rt.read_nsnn(x, q)
-        r['rev'] = _X_LayerType_1.get(i9)
+        i288, q = _rt.read_nsnn(x, q)
+        r286['rev'] = _X_LayerType_1.get(i288)
     else:
         q -= 2
-        r['rev'] = _D_RTCM_Revision_4[(x >> q) & 3]
-    if p & 8:
+        r286['rev'] = _D_RTCM_Revision_21[(x >> q) & 3]
+    if h287 & 8:
         q -= 20
-        r['timeStamp'] = (x >> q) & 1048575
-    if p & 4:
-        r['anchorPoint'], q = d_FullPositionVector(x, q)
-    if p & 2:
-        r['rtcmHeader'], q = d_RTCMheader(x, q)
-    r['msgs'], q = d_RTCMmessageList(x, q)
-    if p & 1:
-        r['regional'], q = d_RTCMcorrections_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_IntersectionStateList(v, a):
-    k = len(v)
-    a = a << 5 | (k - 1)
-    for w in v:
-        a = e_IntersectionState(w, a)
-    return a
-
-def d_IntersectionStateList(x, q):
-    q -= 5
-    k = ((x >> q) & 31) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_IntersectionState(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_SPAT_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_SPAT_regional_item(w, a)
-    return a
-
-def d_SPAT_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_SPAT_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_IntersectionGeometryList(v, a):
-    k = len(v)
-    a = a << 5 | (k - 1)
-    for w in v:
-        a = e_IntersectionGeometry(w, a)
-    return a
-
-def d_IntersectionGeometryList(x, q):
-    q -= 5
-    k = ((x >> q) & 31) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_IntersectionGeometry(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_RoadSegmentList(v, a):
-    k = len(v)
-    a = a << 5 | (k - 1)
-    for w in v:
-        a = e_RoadSegment(w, a)
-    return a
-
-def d_RoadSegmentList(x, q):
-    q -= 5
-    k = ((x >> q) & 31) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_RoadSegment(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_DataParameters(v, a):
-    a = a << 5 | ('processMethod' in v) << 3 | ('processAgency' in v) << 2 | ('lastCheckedDate' in v) << 1 | ('geoidUsed' in v)
-    if 'processMethod' in v:
-        b10 = v['processMethod'].encode('ascii')
-        a = a << 8 | (len(b10) - 1)
-        for c11 in b10:
-            a = a << 7 | c11
-    if 'processAgency' in v:
-        b12 = v['processAgency'].encode('ascii')
-        a = a << 8 | (len(b12) - 1)
-        for c13 in b12:
-            a = a << 7 | c13
-    if 'lastCheckedDate' in v:
-        b14 = v['lastCheckedDate'].encode('ascii')
-        a = a << 8 | (len(b14) - 1)
-        for c15 in b14:
-            a = a << 7 | c15
-    if 'geoidUsed' in v:
-        b16 = v['geoidUsed'].encode('ascii')
-        a = a << 8 | (len(b16) - 1)
-        for c17 in b16:
-            a = a << 7 | c17
-    return a
-
-def d_DataParameters(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 4
-    p = (x >> q) & 15
-    r = {}
-    if p & 8:
+        r286['timeStamp'] = (x >> q) & 1048575
+    if h287 & 4:
+        q -= 9
+        h290 = (x >> q) & 511
+        r289 = {}
+        if h290 & 128:
+            q -= 7
+            h292 = (x >> q) & 127
+            r291 = {}
+            if h292 & 64:
+                q -= 12
+                r291['year'] = (x >> q) & 4095
+            if h292 & 32:
+                q -= 4
+                r291['month'] = (x >> q) & 15
+            if h292 & 16:
+                q -= 5
+                r291['day'] = (x >> q) & 31
+            if h292 & 8:
+                q -= 5
+                r291['hour'] = (x >> q) & 31
+            if h292 & 4:
+                q -= 6
+                r291['minute'] = (x >> q) & 63
+            if h292 & 2:
+                q -= 16
+                r291['second'] = (x >> q) & 65535
+            if h292 & 1:
+                q -= 11
+                r291['offset'] = ((x >> q) & 2047) - 840
+            r289['utcTime'] = r291
+        q -= 32
+        r289['long'] = ((x >> q) & 4294967295) - 1800000000
+        q -= 31
+        r289['lat'] = ((x >> q) & 2147483647) - 900000000
+        if h290 & 64:
+            q -= 16
+            r289['elevation'] = ((x >> q) & 65535) - 4096
+        if h290 & 32:
+            q -= 15
+            r289['heading'] = (x >> q) & 32767
+        if h290 & 16:
+            r293 = {}
+            q -= 3
+            r293['transmisson'] = _D_TransmissionState_22[(x >> q) & 7]
+            q -= 13
+            r293['speed'] = (x >> q) & 8191
+            r289['speed'] = r293
+        if h290 & 8:
+            r295 = {}
+            q -= 8
+            r295['semiMajor'] = (x >> q) & 255
+            q -= 8
+            r295['semiMinor'] = (x >> q) & 255
+            q -= 16
+            r295['orientation'] = (x >> q) & 65535
+            r289['posAccuracy'] = r295
+        if h290 & 4:
+            q -= 6
+            r289['timeConfidence'] = _D_TimeConfidence_23[(x >> q) & 63]
+        if h290 & 2:
+            r297 = {}
+            q -= 4
+            r297['pos'] = _D_PositionConfidence_24[(x >> q) & 15]
+            q -= 4
+            r297['elevation'] = _D_ElevationConfidence_25[(x >> q) & 15]
+            r289['posConfidence'] = r297
+        if h290 & 1:
+            r299 = {}
+            q -= 3
+            r299['heading'] = _D_HeadingConfidence_26[(x >> q) & 7]
+            q -= 3
+            r299['speed'] = _D_SpeedConfidence_27[(x >> q) & 7]
+            q -= 2
+            r299['throttle'] = _D_ThrottleConfidence_28[(x >> q) & 3]
+            r289['speedConfidence'] = r299
+        if h290 >> 8:
+            q = _rt.skip_additions(x, q)
+        r286['anchorPoint'] = r289
+    if h287 & 2:
+        r301 = {}
         q -= 8
-        k18 = ((x >> q) & 255) + 1
-        q -= 7 * k18
-        r['processMethod'] = _rt.ia5((x >> q) & ((1 << (7 * k18)) - 1), k18)
-    if p & 4:
-        q -= 8
-        k19 = ((x >> q) & 255) + 1
-        q -= 7 * k19
-        r['processAgency'] = _rt.ia5((x >> q) & ((1 << (7 * k19)) - 1), k19)
-    if p & 2:
-        q -= 8
-        k20 = ((x >> q) & 255) + 1
-        q -= 7 * k20
-        r['lastCheckedDate'] = _rt.ia5((x >> q) & ((1 << (7 * k20)) - 1), k20)
-    if p & 1:
-        q -= 8
-        k21 = ((x >> q) & 255) + 1
-        q -= 7 * k21
-        r['geoidUsed'] = _rt.ia5((x >> q) & ((1 << (7 * k21)) - 1), k21)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_RestrictionClassList(v, a):
-    k = len(v)
-    a = a << 8 | (k - 1)
-    for w in v:
-        a = e_RestrictionClassAssignment(w, a)
-    return a
-
-def d_RestrictionClassList(x, q):
-    q -= 8
-    k = ((x >> q) & 255) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_RestrictionClassAssignment(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_MapData_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_MapData_regional_item(w, a)
-    return a
-
-def d_MapData_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_MapData_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_IviManagementContainer(v, a):
-    ext = 'connectedDenms' in v
-    a = a << 5 | (ext) << 4 | ('timeStamp' in v) << 3 | ('validFrom' in v) << 2 | ('validTo' in v) << 1 | ('connectedIviStructures' in v)
-    a = e_Provider(v['serviceProviderId'], a)
-    w22 = v['iviIdentificationNumber']
-    if 1 <= w22 <= 32767:
-        a = a << 16 | (w22 - 1)
-    else:
-        a = _rt.uwn(a << 1 | 1, w22)
-    if 'timeStamp' in v:
-        a = a << 42 | v['timeStamp']
-    if 'validFrom' in v:
-        a = a << 42 | v['validFrom']
-    if 'validTo' in v:
-        a = a << 42 | v['validTo']
-    if 'connectedIviStructures' in v:
-        a = e_IviIdentificationNumbers(v['connectedIviStructures'], a)
-    a = a << 3 | v['iviStatus']
-    if ext:
-        subs, present = [], 0
-        if 'connectedDenms' in v:
-            s = 1
-            s = e_ConnectedDenms(v['connectedDenms'], s)
-            subs.append(s)
-            present |= 1
-        a = _rt.additions(a, 1, present, subs)
-    return a
-
-def d_IviManagementContainer(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 4
-    p = (x >> q) & 15
-    r = {}
-    r['serviceProviderId'], q = d_Provider(x, q)
-    q -= 1
-    if (x >> q) & 1:
-        r['iviIdentificationNumber'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 15
-        r['iviIdentificationNumber'] = ((x >> q) & 32767) + 1
-    if p & 8:
-        q -= 42
-        r['timeStamp'] = (x >> q) & 4398046511103
-    if p & 4:
-        q -= 42
-        r['validFrom'] = (x >> q) & 4398046511103
-    if p & 2:
-        q -= 42
-        r['validTo'] = (x >> q) & 4398046511103
-    if p & 1:
-        r['connectedIviStructures'], q = d_IviIdentificationNumbers(x, q)
-    q -= 3
-    r['iviStatus'] = (x >> q) & 7
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if i == 0:
-                r['connectedDenms'], q = d_ConnectedDenms(x, q)
-            else:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_IviContainers(v, a):
-    k = len(v)
-    if 1 <= k <= 8:
-        a <<= 1
-        a = a << 3 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_IviContainer(w, a)
-    return a
-
-def d_IviContainers(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 3
-        k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_IviContainer(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_SignalRequestList(v, a):
-    k = len(v)
-    a = a << 5 | (k - 1)
-    for w in v:
-        a = e_SignalRequestPackage(w, a)
-    return a
-
-def d_SignalRequestList(x, q):
-    q -= 5
-    k = ((x >> q) & 31) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_SignalRequestPackage(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_RequestorDescription(v, a):
-    a = a << 9 | ('type' in v) << 7 | ('position' in v) << 6 | ('name' in v) << 5 | ('routeName' in v) << 4 | ('transitStatus' in v) << 3 | ('transitOccupancy' in v) << 2 | ('transitSchedule' in v) << 1 | ('regional' in v)
-    a = e_VehicleID(v['id'], a)
-    if 'type' in v:
-        a = e_RequestorType(v['type'], a)
-    if 'position' in v:
-        a = e_RequestorPositionVector(v['position'], a)
-    if 'name' in v:
-        b23 = v['name'].encode('ascii')
-        a = a << 6 | (len(b23) - 1)
-        for c24 in b23:
-            a = a << 7 | c24
-    if 'routeName' in v:
-        b25 = v['routeName'].encode('ascii')
-        a = a << 6 | (len(b25) - 1)
-        for c26 in b25:
-            a = a << 7 | c26
-    if 'transitStatus' in v:
-        d27, k28 = v['transitStatus']
-        a = a << k28 | int.from_bytes(d27, 'big') >> (8 * len(d27) - k28)
-    if 'transitOccupancy' in v:
-        a = a << 3 | _E_TransitVehicleOccupancy_5[v['transitOccupancy']]
-    if 'transitSchedule' in v:
-        a = a << 8 | (v['transitSchedule'] + 122)
-    if 'regional' in v:
-        a = e_RequestorDescription_regional(v['regional'], a)
-    return a
-
-def d_RequestorDescription(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 8
-    p = (x >> q) & 255
-    r = {}
-    r['id'], q = d_VehicleID(x, q)
-    if p & 128:
-        r['type'], q = d_RequestorType(x, q)
-    if p & 64:
-        r['position'], q = d_RequestorPositionVector(x, q)
-    if p & 32:
-        q -= 6
-        k29 = ((x >> q) & 63) + 1
-        q -= 7 * k29
-        r['name'] = _rt.ia5((x >> q) & ((1 << (7 * k29)) - 1), k29)
-    if p & 16:
-        q -= 6
-        k30 = ((x >> q) & 63) + 1
-        q -= 7 * k30
-        r['routeName'] = _rt.ia5((x >> q) & ((1 << (7 * k30)) - 1), k30)
-    if p & 8:
-        q -= 8
-        r['transitStatus'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if p & 4:
-        q -= 3
-        r['transitOccupancy'] = _D_TransitVehicleOccupancy_6[(x >> q) & 7]
-    if p & 2:
-        q -= 8
-        r['transitSchedule'] = ((x >> q) & 255) - 122
-    if p & 1:
-        r['regional'], q = d_RequestorDescription_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_SignalRequestMessage_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_SignalRequestMessage_regional_item(w, a)
-    return a
-
-def d_SignalRequestMessage_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_SignalRequestMessage_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_SignalStatusList(v, a):
-    k = len(v)
-    a = a << 5 | (k - 1)
-    for w in v:
-        a = e_SignalStatus(w, a)
-    return a
-
-def d_SignalStatusList(x, q):
-    q -= 5
-    k = ((x >> q) & 31) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_SignalStatus(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_SignalStatusMessage_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_SignalStatusMessage_regional_item(w, a)
-    return a
-
-def d_SignalStatusMessage_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_SignalStatusMessage_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_FullPositionVector(v, a):
-    a = a << 9 | ('utcTime' in v) << 7 | ('elevation' in v) << 6 | ('heading' in v) << 5 | ('speed' in v) << 4 | ('posAccuracy' in v) << 3 | ('timeConfidence' in v) << 2 | ('posConfidence' in v) << 1 | ('speedConfidence' in v)
-    if 'utcTime' in v:
-        a = e_DDateTime(v['utcTime'], a)
-    a = a << 32 | (v['long'] + 1800000000)
-    a = a << 31 | (v['lat'] + 900000000)
-    if 'elevation' in v:
-        a = a << 16 | (v['elevation'] + 4096)
-    if 'heading' in v:
-        a = a << 15 | v['heading']
-    if 'speed' in v:
-        a = e_TransmissionAndSpeed(v['speed'], a)
-    if 'posAccuracy' in v:
-        a = e_PositionalAccuracy(v['posAccuracy'], a)
-    if 'timeConfidence' in v:
-        a = a << 6 | _E_TimeConfidence_7[v['timeConfidence']]
-    if 'posConfidence' in v:
-        a = e_PositionConfidenceSet(v['posConfidence'], a)
-    if 'speedConfidence' in v:
-        a = e_SpeedandHeadingandThrottleConfidence(v['speedConfidence'], a)
-    return a
-
-def d_FullPositionVector(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 8
-    p = (x >> q) & 255
-    r = {}
-    if p & 128:
-        r['utcTime'], q = d_DDateTime(x, q)
-    q -= 32
-    r['long'] = ((x >> q) & 4294967295) - 1800000000
-    q -= 31
-    r['lat'] = ((x >> q) & 2147483647) - 900000000
-    if p & 64:
-        q -= 16
-        r['elevation'] = ((x >> q) & 65535) - 4096
-    if p & 32:
-        q -= 15
-        r['heading'] = (x >> q) & 32767
-    if p & 16:
-        r['speed'], q = d_TransmissionAndSpeed(x, q)
-    if p & 8:
-        r['posAccuracy'], q = d_PositionalAccuracy(x, q)
-    if p & 4:
-        q -= 6
-        r['timeConfidence'] = _D_TimeConfidence_8[(x >> q) & 63]
-    if p & 2:
-        r['posConfidence'], q = d_PositionConfidenceSet(x, q)
-    if p & 1:
-        r['speedConfidence'], q = d_SpeedandHeadingandThrottleConfidence(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_RTCMheader(v, a):
-    d32, k33 = v['status']
-    a = a << k33 | int.from_bytes(d32, 'big') >> (8 * len(d32) - k33)
-    a = e_AntennaOffsetSet(v['offsetSet'], a)
-    return a
-
-def d_RTCMheader(x, q):
-    r = {}
-    q -= 8
-    r['status'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    r['offsetSet'], q = d_AntennaOffsetSet(x, q)
-    return r, q
-
-
-def e_RTCMmessageList(v, a):
-    k = len(v)
-    a = a << 3 | (k - 1)
-    for w in v:
-        d35 = w
-        a = a << 10 | (len(d35) - 1)
-        a = a << (len(d35) << 3) | int.from_bytes(d35, 'big')
-    return a
-
-def d_RTCMmessageList(x, q):
-    q -= 3
-    k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
+        r301['status'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+        r304 = {}
+        q -= 12
+        r304['antOffsetX'] = ((x >> q) & 4095) - 2048
+        q -= 9
+        r304['antOffsetY'] = ((x >> q) & 511) - 256
         q -= 10
-        k36 = ((x >> q) & 1023) + 1
-        q -= k36 << 3
-        w = ((x >> q) & ((1 << (k36 << 3)) - 1)).to_bytes(k36, 'big')
-        r.append(w)
+        r304['antOffsetZ'] = ((x >> q) & 1023) - 512
+        r301['offsetSet'] = r304
+        r286['rtcmHeader'] = r301
+    q -= 3
+    k307 = ((x >> q) & 7) + 1
+    r306 = []
+    for _ in range(k307):
+        q -= 10
+        k308 = ((x >> q) & 1023) + 1
+        q -= k308 << 3
+        w307 = ((x >> q) & ((1 << (k308 << 3)) - 1)).to_bytes(k308, 'big')
+        r306.append(w307)
+    r286['msgs'] = r306
+    if h287 & 1:
+        q -= 2
+        k310 = ((x >> q) & 3) + 1
+        r309 = []
+        for _ in range(k310):
+            w310, q = d_RTCMcorrections_regional_item(x, q)
+            r309.append(w310)
+        r286['regional'] = r309
+    if h287 >> 4:
+        q = _rt.skip_additions(x, q)
+    r['rtcmc'] = r286
     return r, q
 
 
-def e_RTCMcorrections_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_RTCMcorrections_regional_item(w, a)
+def e_IntersectionReferenceID(v):
+    a = 1
+    a = a << 1 | ('region' in v)
+    if 'region' in v:
+        a = a << 16 | v['region']
+    a = a << 16 | v['id']
     return a
 
-def d_RTCMcorrections_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_RTCMcorrections_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_IntersectionState(v, a):
-    a = a << 7 | ('name' in v) << 5 | ('moy' in v) << 4 | ('timeStamp' in v) << 3 | ('enabledLanes' in v) << 2 | ('maneuverAssistList' in v) << 1 | ('regional' in v)
-    if 'name' in v:
-        b37 = v['name'].encode('ascii')
-        a = a << 6 | (len(b37) - 1)
-        for c38 in b37:
-            a = a << 7 | c38
-    a = e_IntersectionReferenceID(v['id'], a)
-    a = a << 7 | v['revision']
-    d39, k40 = v['status']
-    a = a << k40 | int.from_bytes(d39, 'big') >> (8 * len(d39) - k40)
-    if 'moy' in v:
-        a = a << 20 | v['moy']
-    if 'timeStamp' in v:
-        a = a << 16 | v['timeStamp']
-    if 'enabledLanes' in v:
-        a = e_EnabledLaneList(v['enabledLanes'], a)
-    a = e_MovementList(v['states'], a)
-    if 'maneuverAssistList' in v:
-        a = e_ManeuverAssistList(v['maneuverAssistList'], a)
-    if 'regional' in v:
-        a = e_IntersectionState_regional(v['regional'], a)
-    return a
-
-def d_IntersectionState(x, q):
+def d_IntersectionReferenceID(x, q):
     q -= 1
-    ext = (x >> q) & 1
-    q -= 6
-    p = (x >> q) & 63
+    h312 = (x >> q) & 1
     r = {}
-    if p & 32:
-        q -= 6
-        k41 = ((x >> q) & 63) + 1
-        q -= 7 * k41
-        r['name'] = _rt.ia5((x >> q) & ((1 << (7 * k41)) - 1), k41)
-    r['id'], q = d_IntersectionReferenceID(x, q)
-    q -= 7
-    r['revision'] = (x >> q) & 127
-    q -= 16
-    r['status'] = ((((x >> q) & 65535) << 0).to_bytes(2, 'big'), 16)
-    if p & 16:
-        q -= 20
-        r['moy'] = (x >> q) & 1048575
-    if p & 8:
+    if h312 & 1:
         q -= 16
-        r['timeStamp'] = (x >> q) & 65535
-    if p & 4:
-        r['enabledLanes'], q = d_EnabledLaneList(x, q)
-    r['states'], q = d_MovementList(x, q)
-    if p & 2:
-        r['maneuverAssistList'], q = d_ManeuverAssistList(x, q)
-    if p & 1:
-        r['regional'], q = d_IntersectionState_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
+        r['region'] = (x >> q) & 65535
+    q -= 16
+    r['id'] = (x >> q) & 65535
     return r, q
 
 
-def e_SPAT_regional_item(v, a):
+def e_EnabledLaneList(v):
+    a = 1
+    k313 = len(v)
+    a = a << 4 | (k313 - 1)
+    for w313 in v:
+        a = a << 8 | w313
+    return a
+
+def d_EnabledLaneList(x, q):
+    q -= 4
+    k314 = ((x >> q) & 15) + 1
+    r = []
+    for _ in range(k314):
+        q -= 8
+        w314 = (x >> q) & 255
+        r.append(w314)
+    return r, q
+
+
+def e_MovementList(v):
+    a = 1
+    k315 = len(v)
+    a = a << 8 | (k315 - 1)
+    for w315 in v:
+        v316 = w315
+        a317 = 1
+        a317 = a317 << 4 | ('movementName' in v316) << 2 | ('maneuverAssistList' in v316) << 1 | ('regional' in v316)
+        if 'movementName' in v316:
+            b319 = v316['movementName'].encode('ascii')
+            a317 = a317 << 6 | (len(b319) - 1)
+            for c320 in b319:
+                a317 = a317 << 7 | c320
+        a317 = a317 << 8 | v316['signalGroup']
+        v321 = v316['state-time-speed']
+        a322 = 1
+        k323 = len(v321)
+        a322 = a322 << 4 | (k323 - 1)
+        for w323 in v321:
+            v324 = w323
+            a325 = 1
+            a325 = a325 << 4 | ('timing' in v324) << 2 | ('speeds' in v324) << 1 | ('regional' in v324)
+            a325 = a325 << 4 | _E_MovementPhaseState_29[v324['eventState']]
+            if 'timing' in v324:
+                s_ = e_TimeChangeDetails(v324['timing'])
+                a325 = ((a325 - 1) << (s_.bit_length() - 1)) + s_
+            if 'speeds' in v324:
+                s_ = e_AdvisorySpeedList(v324['speeds'])
+                a325 = ((a325 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in v324:
+                s_ = e_MovementEvent_regional(v324['regional'])
+                a325 = ((a325 - 1) << (s_.bit_length() - 1)) + s_
+            a322 = ((a322 - 1) << (a325.bit_length() - 1)) + a325
+        a317 = ((a317 - 1) << (a322.bit_length() - 1)) + a322
+        if 'maneuverAssistList' in v316:
+            v327 = v316['maneuverAssistList']
+            a328 = 1
+            k329 = len(v327)
+            a328 = a328 << 4 | (k329 - 1)
+            for w329 in v327:
+                v330 = w329
+                a331 = 1
+                a331 = a331 << 6 | ('queueLength' in v330) << 4 | ('availableStorageLength' in v330) << 3 | ('waitOnStop' in v330) << 2 | ('pedBicycleDetect' in v330) << 1 | ('regional' in v330)
+                a331 = a331 << 8 | v330['connectionID']
+                if 'queueLength' in v330:
+                    a331 = a331 << 14 | v330['queueLength']
+                if 'availableStorageLength' in v330:
+                    a331 = a331 << 14 | v330['availableStorageLength']
+                if 'waitOnStop' in v330:
+                    a331 = a331 << 1 | (1 if v330['waitOnStop'] else 0)
+                if 'pedBicycleDetect' in v330:
+                    a331 = a331 << 1 | (1 if v330['pedBicycleDetect'] else 0)
+                if 'regional' in v330:
+                    s_ = e_ConnectionManeuverAssist_regional(v330['regional'])
+                    a331 = ((a331 - 1) << (s_.bit_length() - 1)) + s_
+                a328 = ((a328 - 1) << (a331.bit_length() - 1)) + a331
+            a317 = ((a317 - 1) << (a328.bit_length() - 1)) + a328
+        if 'regional' in v316:
+            v333 = v316['regional']
+            a334 = 1
+            k335 = len(v333)
+            a334 = a334 << 2 | (k335 - 1)
+            for w335 in v333:
+                s_ = e_MovementState_regional_item(w335)
+                a334 = ((a334 - 1) << (s_.bit_length() - 1)) + s_
+            a317 = ((a317 - 1) << (a334.bit_length() - 1)) + a334
+        a = ((a - 1) << (a317.bit_length() - 1)) + a317
+    return a
+
+def d_MovementList(x, q):
+    q -= 8
+    k336 = ((x >> q) & 255) + 1
+    r = []
+    for _ in range(k336):
+        q -= 4
+        h338 = (x >> q) & 15
+        r337 = {}
+        if h338 & 4:
+            q -= 6
+            k339 = ((x >> q) & 63) + 1
+            q -= 7 * k339
+            r337['movementName'] = _rt.ia5((x >> q) & ((1 << (7 * k339)) - 1), k339)
+        q -= 8
+        r337['signalGroup'] = (x >> q) & 255
+        q -= 4
+        k341 = ((x >> q) & 15) + 1
+        r340 = []
+        for _ in range(k341):
+            q -= 4
+            h343 = (x >> q) & 15
+            r342 = {}
+            q -= 4
+            r342['eventState'] = _D_MovementPhaseState_30[(x >> q) & 15]
+            if h343 & 4:
+                r342['timing'], q = d_TimeChangeDetails(x, q)
+            if h343 & 2:
+                r342['speeds'], q = d_AdvisorySpeedList(x, q)
+            if h343 & 1:
+                r342['regional'], q = d_MovementEvent_regional(x, q)
+            if h343 >> 3:
+                q = _rt.skip_additions(x, q)
+            w341 = r342
+            r340.append(w341)
+        r337['state-time-speed'] = r340
+        if h338 & 2:
+            q -= 4
+            k345 = ((x >> q) & 15) + 1
+            r344 = []
+            for _ in range(k345):
+                q -= 6
+                h347 = (x >> q) & 63
+                r346 = {}
+                q -= 8
+                r346['connectionID'] = (x >> q) & 255
+                if h347 & 16:
+                    q -= 14
+                    r346['queueLength'] = (x >> q) & 16383
+                if h347 & 8:
+                    q -= 14
+                    r346['availableStorageLength'] = (x >> q) & 16383
+                if h347 & 4:
+                    q -= 1
+                    r346['waitOnStop'] = (x >> q) & 1 == 1
+                if h347 & 2:
+                    q -= 1
+                    r346['pedBicycleDetect'] = (x >> q) & 1 == 1
+                if h347 & 1:
+                    r346['regional'], q = d_ConnectionManeuverAssist_regional(x, q)
+                if h347 >> 5:
+                    q = _rt.skip_additions(x, q)
+                w345 = r346
+                r344.append(w345)
+            r337['maneuverAssistList'] = r344
+        if h338 & 1:
+            q -= 2
+            k349 = ((x >> q) & 3) + 1
+            r348 = []
+            for _ in range(k349):
+                w349, q = d_MovementState_regional_item(x, q)
+                r348.append(w349)
+            r337['regional'] = r348
+        if h338 >> 3:
+            q = _rt.skip_additions(x, q)
+        w336 = r337
+        r.append(w336)
+    return r, q
+
+
+def e_ManeuverAssistList(v):
+    a = 1
+    k350 = len(v)
+    a = a << 4 | (k350 - 1)
+    for w350 in v:
+        v351 = w350
+        a352 = 1
+        a352 = a352 << 6 | ('queueLength' in v351) << 4 | ('availableStorageLength' in v351) << 3 | ('waitOnStop' in v351) << 2 | ('pedBicycleDetect' in v351) << 1 | ('regional' in v351)
+        a352 = a352 << 8 | v351['connectionID']
+        if 'queueLength' in v351:
+            a352 = a352 << 14 | v351['queueLength']
+        if 'availableStorageLength' in v351:
+            a352 = a352 << 14 | v351['availableStorageLength']
+        if 'waitOnStop' in v351:
+            a352 = a352 << 1 | (1 if v351['waitOnStop'] else 0)
+        if 'pedBicycleDetect' in v351:
+            a352 = a352 << 1 | (1 if v351['pedBicycleDetect'] else 0)
+        if 'regional' in v351:
+            v354 = v351['regional']
+            a355 = 1
+            k356 = len(v354)
+            a355 = a355 << 2 | (k356 - 1)
+            for w356 in v354:
+                s_ = e_ConnectionManeuverAssist_regional_item(w356)
+                a355 = ((a355 - 1) << (s_.bit_length() - 1)) + s_
+            a352 = ((a352 - 1) << (a355.bit_length() - 1)) + a355
+        a = ((a - 1) << (a352.bit_length() - 1)) + a352
+    return a
+
+def d_ManeuverAssistList(x, q):
+    q -= 4
+    k357 = ((x >> q) & 15) + 1
+    r = []
+    for _ in range(k357):
+        q -= 6
+        h359 = (x >> q) & 63
+        r358 = {}
+        q -= 8
+        r358['connectionID'] = (x >> q) & 255
+        if h359 & 16:
+            q -= 14
+            r358['queueLength'] = (x >> q) & 16383
+        if h359 & 8:
+            q -= 14
+            r358['availableStorageLength'] = (x >> q) & 16383
+        if h359 & 4:
+            q -= 1
+            r358['waitOnStop'] = (x >> q) & 1 == 1
+        if h359 & 2:
+            q -= 1
+            r358['pedBicycleDetect'] = (x >> q) & 1 == 1
+        if h359 & 1:
+            q -= 2
+            k361 = ((x >> q) & 3) + 1
+            r360 = []
+            for _ in range(k361):
+                w361, q = d_ConnectionManeuverAssist_regional_item(x, q)
+                r360.append(w361)
+            r358['regional'] = r360
+        if h359 >> 5:
+            q = _rt.skip_additions(x, q)
+        w357 = r358
+        r.append(w357)
+    return r, q
+
+
+def e_IntersectionState_regional(v):
+    a = 1
+    k362 = len(v)
+    a = a << 2 | (k362 - 1)
+    for w362 in v:
+        s_ = e_IntersectionState_regional_item(w362)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    return a
+
+def d_IntersectionState_regional(x, q):
+    q -= 2
+    k363 = ((x >> q) & 3) + 1
+    r = []
+    for _ in range(k363):
+        w363, q = d_IntersectionState_regional_item(x, q)
+        r.append(w363)
+    return r, q
+
+
+def e_SPAT_regional_item(v):
+    a = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -1105,149 +1592,522 @@ def d_SPAT_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_IntersectionGeometry(v, a):
-    a = a << 6 | ('name' in v) << 4 | ('laneWidth' in v) << 3 | ('speedLimits' in v) << 2 | ('preemptPriorityData' in v) << 1 | ('regional' in v)
-    if 'name' in v:
-        b43 = v['name'].encode('ascii')
-        a = a << 6 | (len(b43) - 1)
-        for c44 in b43:
-            a = a << 7 | c44
-    a = e_IntersectionReferenceID(v['id'], a)
-    a = a << 7 | v['revision']
-    a = e_Position3D(v['refPoint'], a)
-    if 'laneWidth' in v:
-        a = a << 15 | v['laneWidth']
-    if 'speedLimits' in v:
-        a = e_SpeedLimitList(v['speedLimits'], a)
-    a = e_LaneList(v['laneSet'], a)
-    if 'preemptPriorityData' in v:
-        a = e_PreemptPriorityList(v['preemptPriorityData'], a)
+def e_Position3D(v):
+    a = 1
+    a = a << 3 | ('elevation' in v) << 1 | ('regional' in v)
+    a = a << 31 | (v['lat'] + 900000000)
+    a = a << 32 | (v['long'] + 1800000000)
+    if 'elevation' in v:
+        a = a << 16 | (v['elevation'] + 4096)
     if 'regional' in v:
-        a = e_IntersectionGeometry_regional(v['regional'], a)
+        v365 = v['regional']
+        a366 = 1
+        k367 = len(v365)
+        a366 = a366 << 2 | (k367 - 1)
+        for w367 in v365:
+            s_ = e_Position3D_regional_item(w367)
+            a366 = ((a366 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a366.bit_length() - 1)) + a366
     return a
 
-def d_IntersectionGeometry(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 5
-    p = (x >> q) & 31
+def d_Position3D(x, q):
+    q -= 3
+    h368 = (x >> q) & 7
     r = {}
-    if p & 16:
-        q -= 6
-        k45 = ((x >> q) & 63) + 1
-        q -= 7 * k45
-        r['name'] = _rt.ia5((x >> q) & ((1 << (7 * k45)) - 1), k45)
-    r['id'], q = d_IntersectionReferenceID(x, q)
-    q -= 7
-    r['revision'] = (x >> q) & 127
-    r['refPoint'], q = d_Position3D(x, q)
-    if p & 8:
-        q -= 15
-        r['laneWidth'] = (x >> q) & 32767
-    if p & 4:
-        r['speedLimits'], q = d_SpeedLimitList(x, q)
-    r['laneSet'], q = d_LaneList(x, q)
-    if p & 2:
-        r['preemptPriorityData'], q = d_PreemptPriorityList(x, q)
-    if p & 1:
-        r['regional'], q = d_IntersectionGeometry_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
+    q -= 31
+    r['lat'] = ((x >> q) & 2147483647) - 900000000
+    q -= 32
+    r['long'] = ((x >> q) & 4294967295) - 1800000000
+    if h368 & 2:
+        q -= 16
+        r['elevation'] = ((x >> q) & 65535) - 4096
+    if h368 & 1:
+        q -= 2
+        k370 = ((x >> q) & 3) + 1
+        r369 = []
+        for _ in range(k370):
+            w370, q = d_Position3D_regional_item(x, q)
+            r369.append(w370)
+        r['regional'] = r369
+    if h368 >> 2:
+        q = _rt.skip_additions(x, q)
     return r, q
 
 
-def e_RoadSegment(v, a):
-    a = a << 5 | ('name' in v) << 3 | ('laneWidth' in v) << 2 | ('speedLimits' in v) << 1 | ('regional' in v)
-    if 'name' in v:
-        b46 = v['name'].encode('ascii')
-        a = a << 6 | (len(b46) - 1)
-        for c47 in b46:
-            a = a << 7 | c47
-    a = e_RoadSegmentReferenceID(v['id'], a)
-    a = a << 7 | v['revision']
-    a = e_Position3D(v['refPoint'], a)
-    if 'laneWidth' in v:
-        a = a << 15 | v['laneWidth']
-    if 'speedLimits' in v:
-        a = e_SpeedLimitList(v['speedLimits'], a)
-    a = e_RoadLaneSetList(v['roadLaneSet'], a)
-    if 'regional' in v:
-        a = e_RoadSegment_regional(v['regional'], a)
+def e_SpeedLimitList(v):
+    a = 1
+    k371 = len(v)
+    a = a << 4 | (k371 - 1)
+    for w371 in v:
+        v372 = w371
+        a373 = 1
+        w375 = v372['type']
+        i376 = _E_SpeedLimitType_31.get(w375)
+        if i376 is not None:
+            a373 = a373 << 5 | i376
+        else:
+            a373 = _rt.nsnn(a373 << 1 | 1, _X_LayerType_1[w375])
+        a373 = a373 << 13 | v372['speed']
+        a = ((a - 1) << (a373.bit_length() - 1)) + a373
     return a
 
-def d_RoadSegment(x, q):
-    q -= 1
-    ext = (x >> q) & 1
+def d_SpeedLimitList(x, q):
     q -= 4
-    p = (x >> q) & 15
-    r = {}
-    if p & 8:
-        q -= 6
-        k48 = ((x >> q) & 63) + 1
-        q -= 7 * k48
-        r['name'] = _rt.ia5((x >> q) & ((1 << (7 * k48)) - 1), k48)
-    r['id'], q = d_RoadSegmentReferenceID(x, q)
-    q -= 7
-    r['revision'] = (x >> q) & 127
-    r['refPoint'], q = d_Position3D(x, q)
-    if p & 4:
-        q -= 15
-        r['laneWidth'] = (x >> q) & 32767
-    if p & 2:
-        r['speedLimits'], q = d_SpeedLimitList(x, q)
-    r['roadLaneSet'], q = d_RoadLaneSetList(x, q)
-    if p & 1:
-        r['regional'], q = d_RoadSegment_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
+    k377 = ((x >> q) & 15) + 1
+    r = []
+    for _ in range(k377):
+        r378 = {}
+        q -= 1
+        if (x >> q) & 1:
+            i380, q = _rt.read_nsnn(x, q)
+            r378['type'] = _X_LayerType_1.get(i380)
+        else:
+            q -= 4
+            r378['type'] = _D_SpeedLimitType_32[(x >> q) & 15]
+        q -= 13
+        r378['speed'] = (x >> q) & 8191
+        w377 = r378
+        r.append(w377)
     return r, q
 
 
-def e_RestrictionClassAssignment(v, a):
-    a = a << 8 | v['id']
-    a = e_RestrictionUserTypeList(v['users'], a)
+def e_LaneList(v):
+    a = 1
+    k381 = len(v)
+    a = a << 8 | (k381 - 1)
+    for w381 in v:
+        v382 = w381
+        a383 = 1
+        a383 = a383 << 8 | ('name' in v382) << 6 | ('ingressApproach' in v382) << 5 | ('egressApproach' in v382) << 4 | ('maneuvers' in v382) << 3 | ('connectsTo' in v382) << 2 | ('overlays' in v382) << 1 | ('regional' in v382)
+        a383 = a383 << 8 | v382['laneID']
+        if 'name' in v382:
+            b385 = v382['name'].encode('ascii')
+            a383 = a383 << 6 | (len(b385) - 1)
+            for c386 in b385:
+                a383 = a383 << 7 | c386
+        if 'ingressApproach' in v382:
+            a383 = a383 << 4 | v382['ingressApproach']
+        if 'egressApproach' in v382:
+            a383 = a383 << 4 | v382['egressApproach']
+        v387 = v382['laneAttributes']
+        a388 = 1
+        a388 = a388 << 1 | ('regional' in v387)
+        d390, k391 = v387['directionalUse']
+        a388 = a388 << k391 | int.from_bytes(d390, 'big') >> (8 * len(d390) - k391)
+        d392, k393 = v387['sharedWith']
+        a388 = a388 << k393 | int.from_bytes(d392, 'big') >> (8 * len(d392) - k393)
+        s_ = e_LaneTypeAttributes(v387['laneType'])
+        a388 = ((a388 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in v387:
+            s_ = e_LaneAttributes_regional(v387['regional'])
+            a388 = ((a388 - 1) << (s_.bit_length() - 1)) + s_
+        a383 = ((a383 - 1) << (a388.bit_length() - 1)) + a388
+        if 'maneuvers' in v382:
+            d394, k395 = v382['maneuvers']
+            a383 = a383 << k395 | int.from_bytes(d394, 'big') >> (8 * len(d394) - k395)
+        s_ = e_NodeListXY(v382['nodeList'])
+        a383 = ((a383 - 1) << (s_.bit_length() - 1)) + s_
+        if 'connectsTo' in v382:
+            v396 = v382['connectsTo']
+            a397 = 1
+            k398 = len(v396)
+            a397 = a397 << 4 | (k398 - 1)
+            for w398 in v396:
+                v399 = w398
+                a400 = 1
+                a400 = a400 << 4 | ('remoteIntersection' in v399) << 3 | ('signalGroup' in v399) << 2 | ('userClass' in v399) << 1 | ('connectionID' in v399)
+                s_ = e_ConnectingLane(v399['connectingLane'])
+                a400 = ((a400 - 1) << (s_.bit_length() - 1)) + s_
+                if 'remoteIntersection' in v399:
+                    s_ = e_IntersectionReferenceID(v399['remoteIntersection'])
+                    a400 = ((a400 - 1) << (s_.bit_length() - 1)) + s_
+                if 'signalGroup' in v399:
+                    a400 = a400 << 8 | v399['signalGroup']
+                if 'userClass' in v399:
+                    a400 = a400 << 8 | v399['userClass']
+                if 'connectionID' in v399:
+                    a400 = a400 << 8 | v399['connectionID']
+                a397 = ((a397 - 1) << (a400.bit_length() - 1)) + a400
+            a383 = ((a383 - 1) << (a397.bit_length() - 1)) + a397
+        if 'overlays' in v382:
+            v402 = v382['overlays']
+            a403 = 1
+            k404 = len(v402)
+            a403 = a403 << 3 | (k404 - 1)
+            for w404 in v402:
+                a403 = a403 << 8 | w404
+            a383 = ((a383 - 1) << (a403.bit_length() - 1)) + a403
+        if 'regional' in v382:
+            v405 = v382['regional']
+            a406 = 1
+            k407 = len(v405)
+            a406 = a406 << 2 | (k407 - 1)
+            for w407 in v405:
+                s_ = e_GenericLane_regional_item(w407)
+                a406 = ((a406 - 1) << (s_.bit_length() - 1)) + s_
+            a383 = ((a383 - 1) << (a406.bit_length() - 1)) + a406
+        a = ((a - 1) << (a383.bit_length() - 1)) + a383
     return a
 
-def d_RestrictionClassAssignment(x, q):
-    r = {}
+def d_LaneList(x, q):
     q -= 8
-    r['id'] = (x >> q) & 255
-    r['users'], q = d_RestrictionUserTypeList(x, q)
+    k408 = ((x >> q) & 255) + 1
+    r = []
+    for _ in range(k408):
+        q -= 8
+        h410 = (x >> q) & 255
+        r409 = {}
+        q -= 8
+        r409['laneID'] = (x >> q) & 255
+        if h410 & 64:
+            q -= 6
+            k411 = ((x >> q) & 63) + 1
+            q -= 7 * k411
+            r409['name'] = _rt.ia5((x >> q) & ((1 << (7 * k411)) - 1), k411)
+        if h410 & 32:
+            q -= 4
+            r409['ingressApproach'] = (x >> q) & 15
+        if h410 & 16:
+            q -= 4
+            r409['egressApproach'] = (x >> q) & 15
+        q -= 1
+        h413 = (x >> q) & 1
+        r412 = {}
+        q -= 2
+        r412['directionalUse'] = ((((x >> q) & 3) << 6).to_bytes(1, 'big'), 2)
+        q -= 10
+        r412['sharedWith'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+        r412['laneType'], q = d_LaneTypeAttributes(x, q)
+        if h413 & 1:
+            r412['regional'], q = d_LaneAttributes_regional(x, q)
+        r409['laneAttributes'] = r412
+        if h410 & 8:
+            q -= 12
+            r409['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+        r409['nodeList'], q = d_NodeListXY(x, q)
+        if h410 & 4:
+            q -= 4
+            k418 = ((x >> q) & 15) + 1
+            r417 = []
+            for _ in range(k418):
+                q -= 4
+                h420 = (x >> q) & 15
+                r419 = {}
+                r419['connectingLane'], q = d_ConnectingLane(x, q)
+                if h420 & 8:
+                    r419['remoteIntersection'], q = d_IntersectionReferenceID(x, q)
+                if h420 & 4:
+                    q -= 8
+                    r419['signalGroup'] = (x >> q) & 255
+                if h420 & 2:
+                    q -= 8
+                    r419['userClass'] = (x >> q) & 255
+                if h420 & 1:
+                    q -= 8
+                    r419['connectionID'] = (x >> q) & 255
+                w418 = r419
+                r417.append(w418)
+            r409['connectsTo'] = r417
+        if h410 & 2:
+            q -= 3
+            k422 = ((x >> q) & 7) + 1
+            r421 = []
+            for _ in range(k422):
+                q -= 8
+                w422 = (x >> q) & 255
+                r421.append(w422)
+            r409['overlays'] = r421
+        if h410 & 1:
+            q -= 2
+            k424 = ((x >> q) & 3) + 1
+            r423 = []
+            for _ in range(k424):
+                w424, q = d_GenericLane_regional_item(x, q)
+                r423.append(w424)
+            r409['regional'] = r423
+        if h410 >> 7:
+            q = _rt.skip_additions(x, q)
+        w408 = r409
+        r.append(w408)
     return r, q
 
 
-def e_MapData_regional_item(v, a):
+def e_PreemptPriorityList(v):
+    a = 1
+    k425 = len(v)
+    a = a << 5 | (k425 - 1)
+    for w425 in v:
+        v426 = w425
+        a427 = 1
+        a427 = a427 << 1
+        s_ = e_SignalControlZone_zone(v426['zone'])
+        a427 = ((a427 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a427.bit_length() - 1)) + a427
+    return a
+
+def d_PreemptPriorityList(x, q):
+    q -= 5
+    k429 = ((x >> q) & 31) + 1
+    r = []
+    for _ in range(k429):
+        q -= 1
+        h431 = (x >> q) & 1
+        r430 = {}
+        r430['zone'], q = d_SignalControlZone_zone(x, q)
+        if h431 >> 0:
+            q = _rt.skip_additions(x, q)
+        w429 = r430
+        r.append(w429)
+    return r, q
+
+
+def e_IntersectionGeometry_regional(v):
+    a = 1
+    k432 = len(v)
+    a = a << 2 | (k432 - 1)
+    for w432 in v:
+        s_ = e_IntersectionGeometry_regional_item(w432)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    return a
+
+def d_IntersectionGeometry_regional(x, q):
+    q -= 2
+    k433 = ((x >> q) & 3) + 1
+    r = []
+    for _ in range(k433):
+        w433, q = d_IntersectionGeometry_regional_item(x, q)
+        r.append(w433)
+    return r, q
+
+
+def e_RoadSegmentReferenceID(v):
+    a = 1
+    a = a << 1 | ('region' in v)
+    if 'region' in v:
+        a = a << 16 | v['region']
+    a = a << 16 | v['id']
+    return a
+
+def d_RoadSegmentReferenceID(x, q):
+    q -= 1
+    h435 = (x >> q) & 1
+    r = {}
+    if h435 & 1:
+        q -= 16
+        r['region'] = (x >> q) & 65535
+    q -= 16
+    r['id'] = (x >> q) & 65535
+    return r, q
+
+
+def e_RoadLaneSetList(v):
+    a = 1
+    k436 = len(v)
+    a = a << 8 | (k436 - 1)
+    for w436 in v:
+        v437 = w436
+        a438 = 1
+        a438 = a438 << 8 | ('name' in v437) << 6 | ('ingressApproach' in v437) << 5 | ('egressApproach' in v437) << 4 | ('maneuvers' in v437) << 3 | ('connectsTo' in v437) << 2 | ('overlays' in v437) << 1 | ('regional' in v437)
+        a438 = a438 << 8 | v437['laneID']
+        if 'name' in v437:
+            b440 = v437['name'].encode('ascii')
+            a438 = a438 << 6 | (len(b440) - 1)
+            for c441 in b440:
+                a438 = a438 << 7 | c441
+        if 'ingressApproach' in v437:
+            a438 = a438 << 4 | v437['ingressApproach']
+        if 'egressApproach' in v437:
+            a438 = a438 << 4 | v437['egressApproach']
+        v442 = v437['laneAttributes']
+        a443 = 1
+        a443 = a443 << 1 | ('regional' in v442)
+        d445, k446 = v442['directionalUse']
+        a443 = a443 << k446 | int.from_bytes(d445, 'big') >> (8 * len(d445) - k446)
+        d447, k448 = v442['sharedWith']
+        a443 = a443 << k448 | int.from_bytes(d447, 'big') >> (8 * len(d447) - k448)
+        s_ = e_LaneTypeAttributes(v442['laneType'])
+        a443 = ((a443 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in v442:
+            s_ = e_LaneAttributes_regional(v442['regional'])
+            a443 = ((a443 - 1) << (s_.bit_length() - 1)) + s_
+        a438 = ((a438 - 1) << (a443.bit_length() - 1)) + a443
+        if 'maneuvers' in v437:
+            d449, k450 = v437['maneuvers']
+            a438 = a438 << k450 | int.from_bytes(d449, 'big') >> (8 * len(d449) - k450)
+        s_ = e_NodeListXY(v437['nodeList'])
+        a438 = ((a438 - 1) << (s_.bit_length() - 1)) + s_
+        if 'connectsTo' in v437:
+            v451 = v437['connectsTo']
+            a452 = 1
+            k453 = len(v451)
+            a452 = a452 << 4 | (k453 - 1)
+            for w453 in v451:
+                v454 = w453
+                a455 = 1
+                a455 = a455 << 4 | ('remoteIntersection' in v454) << 3 | ('signalGroup' in v454) << 2 | ('userClass' in v454) << 1 | ('connectionID' in v454)
+                s_ = e_ConnectingLane(v454['connectingLane'])
+                a455 = ((a455 - 1) << (s_.bit_length() - 1)) + s_
+                if 'remoteIntersection' in v454:
+                    s_ = e_IntersectionReferenceID(v454['remoteIntersection'])
+                    a455 = ((a455 - 1) << (s_.bit_length() - 1)) + s_
+                if 'signalGroup' in v454:
+                    a455 = a455 << 8 | v454['signalGroup']
+                if 'userClass' in v454:
+                    a455 = a455 << 8 | v454['userClass']
+                if 'connectionID' in v454:
+                    a455 = a455 << 8 | v454['connectionID']
+                a452 = ((a452 - 1) << (a455.bit_length() - 1)) + a455
+            a438 = ((a438 - 1) << (a452.bit_length() - 1)) + a452
+        if 'overlays' in v437:
+            v457 = v437['overlays']
+            a458 = 1
+            k459 = len(v457)
+            a458 = a458 << 3 | (k459 - 1)
+            for w459 in v457:
+                a458 = a458 << 8 | w459
+            a438 = ((a438 - 1) << (a458.bit_length() - 1)) + a458
+        if 'regional' in v437:
+            v460 = v437['regional']
+            a461 = 1
+            k462 = len(v460)
+            a461 = a461 << 2 | (k462 - 1)
+            for w462 in v460:
+                s_ = e_GenericLane_regional_item(w462)
+                a461 = ((a461 - 1) << (s_.bit_length() - 1)) + s_
+            a438 = ((a438 - 1) << (a461.bit_length() - 1)) + a461
+        a = ((a - 1) << (a438.bit_length() - 1)) + a438
+    return a
+
+def d_RoadLaneSetList(x, q):
+    q -= 8
+    k463 = ((x >> q) & 255) + 1
+    r = []
+    for _ in range(k463):
+        q -= 8
+        h465 = (x >> q) & 255
+        r464 = {}
+        q -= 8
+        r464['laneID'] = (x >> q) & 255
+        if h465 & 64:
+            q -= 6
+            k466 = ((x >> q) & 63) + 1
+            q -= 7 * k466
+            r464['name'] = _rt.ia5((x >> q) & ((1 << (7 * k466)) - 1), k466)
+        if h465 & 32:
+            q -= 4
+            r464['ingressApproach'] = (x >> q) & 15
+        if h465 & 16:
+            q -= 4
+            r464['egressApproach'] = (x >> q) & 15
+        q -= 1
+        h468 = (x >> q) & 1
+        r467 = {}
+        q -= 2
+        r467['directionalUse'] = ((((x >> q) & 3) << 6).to_bytes(1, 'big'), 2)
+        q -= 10
+        r467['sharedWith'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+        r467['laneType'], q = d_LaneTypeAttributes(x, q)
+        if h468 & 1:
+            r467['regional'], q = d_LaneAttributes_regional(x, q)
+        r464['laneAttributes'] = r467
+        if h465 & 8:
+            q -= 12
+            r464['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+        r464['nodeList'], q = d_NodeListXY(x, q)
+        if h465 & 4:
+            q -= 4
+            k473 = ((x >> q) & 15) + 1
+            r472 = []
+            for _ in range(k473):
+                q -= 4
+                h475 = (x >> q) & 15
+                r474 = {}
+                r474['connectingLane'], q = d_ConnectingLane(x, q)
+                if h475 & 8:
+                    r474['remoteIntersection'], q = d_IntersectionReferenceID(x, q)
+                if h475 & 4:
+                    q -= 8
+                    r474['signalGroup'] = (x >> q) & 255
+                if h475 & 2:
+                    q -= 8
+                    r474['userClass'] = (x >> q) & 255
+                if h475 & 1:
+                    q -= 8
+                    r474['connectionID'] = (x >> q) & 255
+                w473 = r474
+                r472.append(w473)
+            r464['connectsTo'] = r472
+        if h465 & 2:
+            q -= 3
+            k477 = ((x >> q) & 7) + 1
+            r476 = []
+            for _ in range(k477):
+                q -= 8
+                w477 = (x >> q) & 255
+                r476.append(w477)
+            r464['overlays'] = r476
+        if h465 & 1:
+            q -= 2
+            k479 = ((x >> q) & 3) + 1
+            r478 = []
+            for _ in range(k479):
+                w479, q = d_GenericLane_regional_item(x, q)
+                r478.append(w479)
+            r464['regional'] = r478
+        if h465 >> 7:
+            q = _rt.skip_additions(x, q)
+        w463 = r464
+        r.append(w463)
+    return r, q
+
+
+def e_RoadSegment_regional(v):
+    a = 1
+    k480 = len(v)
+    a = a << 2 | (k480 - 1)
+    for w480 in v:
+        s_ = e_RoadSegment_regional_item(w480)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    return a
+
+def d_RoadSegment_regional(x, q):
+    q -= 2
+    k481 = ((x >> q) & 3) + 1
+    r = []
+    for _ in range(k481):
+        w481, q = d_RoadSegment_regional_item(x, q)
+        r.append(w481)
+    return r, q
+
+
+def e_RestrictionUserTypeList(v):
+    a = 1
+    k482 = len(v)
+    a = a << 4 | (k482 - 1)
+    for w482 in v:
+        s_ = e_RestrictionUserType(w482)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    return a
+
+def d_RestrictionUserTypeList(x, q):
+    q -= 4
+    k483 = ((x >> q) & 15) + 1
+    r = []
+    for _ in range(k483):
+        w483, q = d_RestrictionUserType(x, q)
+        r.append(w483)
+    return r, q
+
+
+def e_MapData_regional_item(v):
+    a = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
         return _rt.octets(a, w)
     r = v['regionId']
     if r == 3:
-        return _rt.open_type(a, e_MapData_addGrpC(w, 1))
+        return _rt.open_type(a, e_MapData_addGrpC(w))
     raise KeyError(r)
 
 def d_MapData_regional_item(x, q):
@@ -1263,100 +2123,58 @@ def d_MapData_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_Provider(v, a):
-    d49, k50 = v['countryCode']
-    a = a << k50 | int.from_bytes(d49, 'big') >> (8 * len(d49) - k50)
-    a = a << 14 | v['providerIdentifier']
+def e_ActionID(v):
+    a = 1
+    a = a << 32 | v['originatingStationID']
+    a = a << 16 | v['sequenceNumber']
     return a
 
-def d_Provider(x, q):
+def d_ActionID(x, q):
     r = {}
-    q -= 10
-    r['countryCode'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-    q -= 14
-    r['providerIdentifier'] = (x >> q) & 16383
+    q -= 32
+    r['originatingStationID'] = (x >> q) & 4294967295
+    q -= 16
+    r['sequenceNumber'] = (x >> q) & 65535
     return r, q
 
 
-def e_IviIdentificationNumbers(v, a):
-    k = len(v)
-    a = a << 3 | (k - 1)
-    for w in v:
-        w52 = w
-        if 1 <= w52 <= 32767:
-            a = a << 16 | (w52 - 1)
-        else:
-            a = _rt.uwn(a << 1 | 1, w52)
-    return a
-
-def d_IviIdentificationNumbers(x, q):
-    q -= 3
-    k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        q -= 1
-        if (x >> q) & 1:
-            w, q = _rt.read_uwn(x, q)
-        else:
-            q -= 15
-            w = ((x >> q) & 32767) + 1
-        r.append(w)
-    return r, q
-
-
-def e_ConnectedDenms(v, a):
-    k = len(v)
-    if 1 <= k <= 8:
-        a <<= 1
-        a = a << 3 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_ActionID(w, a)
-    return a
-
-def d_ConnectedDenms(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 3
-        k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_ActionID(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_IviContainer(v, a):
+def e_IviContainer(v):
+    a = 1
     k, w = v
     if k == 'glc':
         a <<= 4
-        a = e_GeographicLocationContainer(w, a)
+        s_ = e_GeographicLocationContainer(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'giv':
         a = a << 4 | 1
-        a = e_GeneralIviContainer(w, a)
+        s_ = e_GeneralIviContainer(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'rcc':
         a = a << 4 | 2
-        a = e_RoadConfigurationContainer(w, a)
+        s_ = e_RoadConfigurationContainer(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'tc':
         a = a << 4 | 3
-        a = e_TextContainer(w, a)
+        s_ = e_TextContainer(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'lac':
         a = a << 4 | 4
-        a = e_LayoutContainer(w, a)
+        s_ = e_LayoutContainer(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'avc':
         s = 1
-        s = e_AutomatedVehicleContainer(w, s)
+        s_ = e_AutomatedVehicleContainer(w)
+        s = ((s - 1) << (s_.bit_length() - 1)) + s_
         a = _rt.choice_ext(a, 0, s)
     elif k == 'mlc':
         s = 1
-        s = e_MapLocationContainer(w, s)
+        s_ = e_MapLocationContainer(w)
+        s = ((s - 1) << (s_.bit_length() - 1)) + s_
         a = _rt.choice_ext(a, 1, s)
     elif k == 'rsc':
         s = 1
-        s = e_RoadSurfaceContainer(w, s)
+        s_ = e_RoadSurfaceContainer(w)
+        s = ((s - 1) << (s_.bit_length() - 1)) + s_
         a = _rt.choice_ext(a, 2, s)
     else:
         raise KeyError(k)
@@ -1400,60 +2218,103 @@ def d_IviContainer(x, q):
     raise _rt.Malformed('IviContainer: choice index ' + str(i))
 
 
-def e_SignalRequestPackage(v, a):
-    a = a << 5 | ('minute' in v) << 3 | ('second' in v) << 2 | ('duration' in v) << 1 | ('regional' in v)
-    a = e_SignalRequest(v['request'], a)
-    if 'minute' in v:
-        a = a << 20 | v['minute']
-    if 'second' in v:
-        a = a << 16 | v['second']
-    if 'duration' in v:
-        a = a << 16 | v['duration']
+def e_SignalRequest(v):
+    a = 1
+    a = a << 3 | ('outBoundLane' in v) << 1 | ('regional' in v)
+    v487 = v['id']
+    a488 = 1
+    a488 = a488 << 1 | ('region' in v487)
+    if 'region' in v487:
+        a488 = a488 << 16 | v487['region']
+    a488 = a488 << 16 | v487['id']
+    a = ((a - 1) << (a488.bit_length() - 1)) + a488
+    a = a << 8 | v['requestID']
+    w490 = v['requestType']
+    i491 = _E_PriorityRequestType_33.get(w490)
+    if i491 is not None:
+        a = a << 3 | i491
+    else:
+        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w490])
+    s_ = e_IntersectionAccessPoint(v['inBoundLane'])
+    a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    if 'outBoundLane' in v:
+        s_ = e_IntersectionAccessPoint(v['outBoundLane'])
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'regional' in v:
-        a = e_SignalRequestPackage_regional(v['regional'], a)
+        v492 = v['regional']
+        a493 = 1
+        k494 = len(v492)
+        a493 = a493 << 2 | (k494 - 1)
+        for w494 in v492:
+            s_ = e_SignalRequest_regional_item(w494)
+            a493 = ((a493 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a493.bit_length() - 1)) + a493
     return a
 
-def d_SignalRequestPackage(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 4
-    p = (x >> q) & 15
+def d_SignalRequest(x, q):
+    q -= 3
+    h495 = (x >> q) & 7
     r = {}
-    r['request'], q = d_SignalRequest(x, q)
-    if p & 8:
-        q -= 20
-        r['minute'] = (x >> q) & 1048575
-    if p & 4:
+    q -= 1
+    h497 = (x >> q) & 1
+    r496 = {}
+    if h497 & 1:
         q -= 16
-        r['second'] = (x >> q) & 65535
-    if p & 2:
-        q -= 16
-        r['duration'] = (x >> q) & 65535
-    if p & 1:
-        r['regional'], q = d_SignalRequestPackage_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
+        r496['region'] = (x >> q) & 65535
+    q -= 16
+    r496['id'] = (x >> q) & 65535
+    r['id'] = r496
+    q -= 8
+    r['requestID'] = (x >> q) & 255
+    q -= 1
+    if (x >> q) & 1:
+        i498, q = _rt.read_nsnn(x, q)
+        r['requestType'] = _X_LayerType_1.get(i498)
+    else:
+        q -= 2
+        r['requestType'] = _D_PriorityRequestType_34[(x >> q) & 3]
+    r['inBoundLane'], q = d_IntersectionAccessPoint(x, q)
+    if h495 & 2:
+        r['outBoundLane'], q = d_IntersectionAccessPoint(x, q)
+    if h495 & 1:
+        q -= 2
+        k500 = ((x >> q) & 3) + 1
+        r499 = []
+        for _ in range(k500):
+            w500, q = d_SignalRequest_regional_item(x, q)
+            r499.append(w500)
+        r['regional'] = r499
+    if h495 >> 2:
+        q = _rt.skip_additions(x, q)
     return r, q
 
 
-def e_VehicleID(v, a):
+def e_SignalRequestPackage_regional(v):
+    a = 1
+    k501 = len(v)
+    a = a << 2 | (k501 - 1)
+    for w501 in v:
+        s_ = e_SignalRequestPackage_regional_item(w501)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    return a
+
+def d_SignalRequestPackage_regional(x, q):
+    q -= 2
+    k502 = ((x >> q) & 3) + 1
+    r = []
+    for _ in range(k502):
+        w502, q = d_SignalRequestPackage_regional_item(x, q)
+        r.append(w502)
+    return r, q
+
+
+def e_VehicleID(v):
+    a = 1
     k, w = v
     if k == 'entityID':
         a <<= 1
-        d53 = w
-        a = a << (len(d53) << 3) | int.from_bytes(d53, 'big')
+        d503 = w
+        a = a << (len(d503) << 3) | int.from_bytes(d503, 'big')
     elif k == 'stationID':
         a = a << 1 | 1
         a = a << 32 | w
@@ -1465,9 +2326,9 @@ def d_VehicleID(x, q):
     q -= 1
     i = (x >> q) & 1
     if i == 0:
-        k54 = 4
-        q -= k54 << 3
-        w = ((x >> q) & ((1 << (k54 << 3)) - 1)).to_bytes(k54, 'big')
+        k504 = 4
+        q -= k504 << 3
+        w = ((x >> q) & ((1 << (k504 << 3)) - 1)).to_bytes(k504, 'big')
         return ('entityID', w), q
     elif i == 1:
         q -= 32
@@ -1476,972 +2337,8 @@ def d_VehicleID(x, q):
     raise _rt.Malformed('VehicleID: choice index ' + str(i))
 
 
-def e_RequestorType(v, a):
-    a = a << 6 | ('subrole' in v) << 4 | ('request' in v) << 3 | ('iso3883' in v) << 2 | ('hpmsType' in v) << 1 | ('regional' in v)
-    w55 = v['role']
-    i56 = _E_BasicVehicleRole_9.get(w55)
-    if i56 is not None:
-        a = a << 6 | i56
-    else:
-        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w55])
-    if 'subrole' in v:
-        a = a << 4 | _E_RequestSubRole_10[v['subrole']]
-    if 'request' in v:
-        a = a << 4 | _E_RequestImportanceLevel_11[v['request']]
-    if 'iso3883' in v:
-        a = a << 8 | v['iso3883']
-    if 'hpmsType' in v:
-        w57 = v['hpmsType']
-        i58 = _E_VehicleType_12.get(w57)
-        if i58 is not None:
-            a = a << 5 | i58
-        else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w57])
-    if 'regional' in v:
-        a = e_RequestorType_regional(v['regional'], a)
-    return a
-
-def d_RequestorType(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 5
-    p = (x >> q) & 31
-    r = {}
-    q -= 1
-    if (x >> q) & 1:
-        i59, q = _rt.read_nsnn(x, q)
-        r['role'] = _X_LayerType_1.get(i59)
-    else:
-        q -= 5
-        r['role'] = _D_BasicVehicleRole_13[(x >> q) & 31]
-    if p & 16:
-        q -= 4
-        r['subrole'] = _D_RequestSubRole_14[(x >> q) & 15]
-    if p & 8:
-        q -= 4
-        r['request'] = _D_RequestImportanceLevel_15[(x >> q) & 15]
-    if p & 4:
-        q -= 8
-        r['iso3883'] = (x >> q) & 255
-    if p & 2:
-        q -= 1
-        if (x >> q) & 1:
-            i60, q = _rt.read_nsnn(x, q)
-            r['hpmsType'] = _X_LayerType_1.get(i60)
-        else:
-            q -= 4
-            r['hpmsType'] = _D_VehicleType_16[(x >> q) & 15]
-    if p & 1:
-        r['regional'], q = d_RequestorType_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_RequestorPositionVector(v, a):
-    a = a << 3 | ('heading' in v) << 1 | ('speed' in v)
-    a = e_Position3D(v['position'], a)
-    if 'heading' in v:
-        a = a << 15 | v['heading']
-    if 'speed' in v:
-        a = e_TransmissionAndSpeed(v['speed'], a)
-    return a
-
-def d_RequestorPositionVector(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 2
-    p = (x >> q) & 3
-    r = {}
-    r['position'], q = d_Position3D(x, q)
-    if p & 2:
-        q -= 15
-        r['heading'] = (x >> q) & 32767
-    if p & 1:
-        r['speed'], q = d_TransmissionAndSpeed(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_RequestorDescription_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_RequestorDescription_regional_item(w, a)
-    return a
-
-def d_RequestorDescription_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_RequestorDescription_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_SignalRequestMessage_regional_item(v, a):
-    a = a << 8 | v['regionId']
-    w = v['regExtValue']
-    if isinstance(w, (bytes, bytearray)):
-        return _rt.octets(a, w)
-    r = v['regionId']
-    raise KeyError(r)
-
-def d_SignalRequestMessage_regional_item(x, q):
-    q -= 8
-    r = (x >> q) & 255
-    n, q = _rt.read_ld(x, q)
-    q -= n << 3
-    w = (x >> q) & ((1 << (n << 3)) - 1)
-    if True:
-        w = w.to_bytes(n, 'big')
-    return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_SignalStatus(v, a):
-    a = a << 2 | ('regional' in v)
-    a = a << 7 | v['sequenceNumber']
-    a = e_IntersectionReferenceID(v['id'], a)
-    a = e_SignalStatusPackageList(v['sigStatus'], a)
-    if 'regional' in v:
-        a = e_SignalStatus_regional(v['regional'], a)
-    return a
-
-def d_SignalStatus(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    q -= 7
-    r['sequenceNumber'] = (x >> q) & 127
-    r['id'], q = d_IntersectionReferenceID(x, q)
-    r['sigStatus'], q = d_SignalStatusPackageList(x, q)
-    if p & 1:
-        r['regional'], q = d_SignalStatus_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_SignalStatusMessage_regional_item(v, a):
-    a = a << 8 | v['regionId']
-    w = v['regExtValue']
-    if isinstance(w, (bytes, bytearray)):
-        return _rt.octets(a, w)
-    r = v['regionId']
-    raise KeyError(r)
-
-def d_SignalStatusMessage_regional_item(x, q):
-    q -= 8
-    r = (x >> q) & 255
-    n, q = _rt.read_ld(x, q)
-    q -= n << 3
-    w = (x >> q) & ((1 << (n << 3)) - 1)
-    if True:
-        w = w.to_bytes(n, 'big')
-    return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_DDateTime(v, a):
-    a = a << 7 | ('year' in v) << 6 | ('month' in v) << 5 | ('day' in v) << 4 | ('hour' in v) << 3 | ('minute' in v) << 2 | ('second' in v) << 1 | ('offset' in v)
-    if 'year' in v:
-        a = a << 12 | v['year']
-    if 'month' in v:
-        a = a << 4 | v['month']
-    if 'day' in v:
-        a = a << 5 | v['day']
-    if 'hour' in v:
-        a = a << 5 | v['hour']
-    if 'minute' in v:
-        a = a << 6 | v['minute']
-    if 'second' in v:
-        a = a << 16 | v['second']
-    if 'offset' in v:
-        a = a << 11 | (v['offset'] + 840)
-    return a
-
-def d_DDateTime(x, q):
-    q -= 7
-    p = (x >> q) & 127
-    r = {}
-    if p & 64:
-        q -= 12
-        r['year'] = (x >> q) & 4095
-    if p & 32:
-        q -= 4
-        r['month'] = (x >> q) & 15
-    if p & 16:
-        q -= 5
-        r['day'] = (x >> q) & 31
-    if p & 8:
-        q -= 5
-        r['hour'] = (x >> q) & 31
-    if p & 4:
-        q -= 6
-        r['minute'] = (x >> q) & 63
-    if p & 2:
-        q -= 16
-        r['second'] = (x >> q) & 65535
-    if p & 1:
-        q -= 11
-        r['offset'] = ((x >> q) & 2047) - 840
-    return r, q
-
-
-def e_TransmissionAndSpeed(v, a):
-    a = a << 3 | _E_TransmissionState_17[v['transmisson']]
-    a = a << 13 | v['speed']
-    return a
-
-def d_TransmissionAndSpeed(x, q):
-    r = {}
-    q -= 3
-    r['transmisson'] = _D_TransmissionState_18[(x >> q) & 7]
-    q -= 13
-    r['speed'] = (x >> q) & 8191
-    return r, q
-
-
-def e_PositionalAccuracy(v, a):
-    a = a << 8 | v['semiMajor']
-    a = a << 8 | v['semiMinor']
-    a = a << 16 | v['orientation']
-    return a
-
-def d_PositionalAccuracy(x, q):
-    r = {}
-    q -= 8
-    r['semiMajor'] = (x >> q) & 255
-    q -= 8
-    r['semiMinor'] = (x >> q) & 255
-    q -= 16
-    r['orientation'] = (x >> q) & 65535
-    return r, q
-
-
-def e_PositionConfidenceSet(v, a):
-    a = a << 4 | _E_PositionConfidence_19[v['pos']]
-    a = a << 4 | _E_ElevationConfidence_20[v['elevation']]
-    return a
-
-def d_PositionConfidenceSet(x, q):
-    r = {}
-    q -= 4
-    r['pos'] = _D_PositionConfidence_21[(x >> q) & 15]
-    q -= 4
-    r['elevation'] = _D_ElevationConfidence_22[(x >> q) & 15]
-    return r, q
-
-
-def e_SpeedandHeadingandThrottleConfidence(v, a):
-    a = a << 3 | _E_HeadingConfidence_23[v['heading']]
-    a = a << 3 | _E_SpeedConfidence_24[v['speed']]
-    a = a << 2 | _E_ThrottleConfidence_25[v['throttle']]
-    return a
-
-def d_SpeedandHeadingandThrottleConfidence(x, q):
-    r = {}
-    q -= 3
-    r['heading'] = _D_HeadingConfidence_26[(x >> q) & 7]
-    q -= 3
-    r['speed'] = _D_SpeedConfidence_27[(x >> q) & 7]
-    q -= 2
-    r['throttle'] = _D_ThrottleConfidence_28[(x >> q) & 3]
-    return r, q
-
-
-def e_AntennaOffsetSet(v, a):
-    a = a << 12 | (v['antOffsetX'] + 2048)
-    a = a << 9 | (v['antOffsetY'] + 256)
-    a = a << 10 | (v['antOffsetZ'] + 512)
-    return a
-
-def d_AntennaOffsetSet(x, q):
-    r = {}
-    q -= 12
-    r['antOffsetX'] = ((x >> q) & 4095) - 2048
-    q -= 9
-    r['antOffsetY'] = ((x >> q) & 511) - 256
-    q -= 10
-    r['antOffsetZ'] = ((x >> q) & 1023) - 512
-    return r, q
-
-
-def e_RTCMcorrections_regional_item(v, a):
-    a = a << 8 | v['regionId']
-    w = v['regExtValue']
-    if isinstance(w, (bytes, bytearray)):
-        return _rt.octets(a, w)
-    r = v['regionId']
-    raise KeyError(r)
-
-def d_RTCMcorrections_regional_item(x, q):
-    q -= 8
-    r = (x >> q) & 255
-    n, q = _rt.read_ld(x, q)
-    q -= n << 3
-    w = (x >> q) & ((1 << (n << 3)) - 1)
-    if True:
-        w = w.to_bytes(n, 'big')
-    return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_IntersectionReferenceID(v, a):
-    a = a << 1 | ('region' in v)
-    if 'region' in v:
-        a = a << 16 | v['region']
-    a = a << 16 | v['id']
-    return a
-
-def d_IntersectionReferenceID(x, q):
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    if p & 1:
-        q -= 16
-        r['region'] = (x >> q) & 65535
-    q -= 16
-    r['id'] = (x >> q) & 65535
-    return r, q
-
-
-def e_EnabledLaneList(v, a):
-    k = len(v)
-    a = a << 4 | (k - 1)
-    for w in v:
-        a = a << 8 | w
-    return a
-
-def d_EnabledLaneList(x, q):
-    q -= 4
-    k = ((x >> q) & 15) + 1
-    r = []
-    for _ in range(k):
-        q -= 8
-        w = (x >> q) & 255
-        r.append(w)
-    return r, q
-
-
-def e_MovementList(v, a):
-    k = len(v)
-    a = a << 8 | (k - 1)
-    for w in v:
-        a = e_MovementState(w, a)
-    return a
-
-def d_MovementList(x, q):
-    q -= 8
-    k = ((x >> q) & 255) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_MovementState(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_ManeuverAssistList(v, a):
-    k = len(v)
-    a = a << 4 | (k - 1)
-    for w in v:
-        a = e_ConnectionManeuverAssist(w, a)
-    return a
-
-def d_ManeuverAssistList(x, q):
-    q -= 4
-    k = ((x >> q) & 15) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_ConnectionManeuverAssist(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_IntersectionState_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_IntersectionState_regional_item(w, a)
-    return a
-
-def d_IntersectionState_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_IntersectionState_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_Position3D(v, a):
-    a = a << 3 | ('elevation' in v) << 1 | ('regional' in v)
-    a = a << 31 | (v['lat'] + 900000000)
-    a = a << 32 | (v['long'] + 1800000000)
-    if 'elevation' in v:
-        a = a << 16 | (v['elevation'] + 4096)
-    if 'regional' in v:
-        a = e_Position3D_regional(v['regional'], a)
-    return a
-
-def d_Position3D(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 2
-    p = (x >> q) & 3
-    r = {}
-    q -= 31
-    r['lat'] = ((x >> q) & 2147483647) - 900000000
-    q -= 32
-    r['long'] = ((x >> q) & 4294967295) - 1800000000
-    if p & 2:
-        q -= 16
-        r['elevation'] = ((x >> q) & 65535) - 4096
-    if p & 1:
-        r['regional'], q = d_Position3D_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_SpeedLimitList(v, a):
-    k = len(v)
-    a = a << 4 | (k - 1)
-    for w in v:
-        a = e_RegulatorySpeedLimit(w, a)
-    return a
-
-def d_SpeedLimitList(x, q):
-    q -= 4
-    k = ((x >> q) & 15) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_RegulatorySpeedLimit(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_LaneList(v, a):
-    k = len(v)
-    a = a << 8 | (k - 1)
-    for w in v:
-        a = e_GenericLane(w, a)
-    return a
-
-def d_LaneList(x, q):
-    q -= 8
-    k = ((x >> q) & 255) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_GenericLane(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_PreemptPriorityList(v, a):
-    k = len(v)
-    a = a << 5 | (k - 1)
-    for w in v:
-        a = e_SignalControlZone(w, a)
-    return a
-
-def d_PreemptPriorityList(x, q):
-    q -= 5
-    k = ((x >> q) & 31) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_SignalControlZone(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_IntersectionGeometry_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_IntersectionGeometry_regional_item(w, a)
-    return a
-
-def d_IntersectionGeometry_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_IntersectionGeometry_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_RoadSegmentReferenceID(v, a):
-    a = a << 1 | ('region' in v)
-    if 'region' in v:
-        a = a << 16 | v['region']
-    a = a << 16 | v['id']
-    return a
-
-def d_RoadSegmentReferenceID(x, q):
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    if p & 1:
-        q -= 16
-        r['region'] = (x >> q) & 65535
-    q -= 16
-    r['id'] = (x >> q) & 65535
-    return r, q
-
-
-def e_RoadLaneSetList(v, a):
-    k = len(v)
-    a = a << 8 | (k - 1)
-    for w in v:
-        a = e_GenericLane(w, a)
-    return a
-
-def d_RoadLaneSetList(x, q):
-    q -= 8
-    k = ((x >> q) & 255) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_GenericLane(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_RoadSegment_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_RoadSegment_regional_item(w, a)
-    return a
-
-def d_RoadSegment_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_RoadSegment_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_RestrictionUserTypeList(v, a):
-    k = len(v)
-    a = a << 4 | (k - 1)
-    for w in v:
-        a = e_RestrictionUserType(w, a)
-    return a
-
-def d_RestrictionUserTypeList(x, q):
-    q -= 4
-    k = ((x >> q) & 15) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_RestrictionUserType(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_MapData_addGrpC(v, a):
-    a = a << 2 | ('signalHeadLocations' in v)
-    if 'signalHeadLocations' in v:
-        a = e_SignalHeadLocationList(v['signalHeadLocations'], a)
-    return a
-
-def d_MapData_addGrpC(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    if p & 1:
-        r['signalHeadLocations'], q = d_SignalHeadLocationList(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_ActionID(v, a):
-    a = a << 32 | v['originatingStationID']
-    a = a << 16 | v['sequenceNumber']
-    return a
-
-def d_ActionID(x, q):
-    r = {}
-    q -= 32
-    r['originatingStationID'] = (x >> q) & 4294967295
-    q -= 16
-    r['sequenceNumber'] = (x >> q) & 65535
-    return r, q
-
-
-def e_GeographicLocationContainer(v, a):
-    a = a << 4 | ('referencePositionTime' in v) << 2 | ('referencePositionHeading' in v) << 1 | ('referencePositionSpeed' in v)
-    a = e_ReferencePosition(v['referencePosition'], a)
-    if 'referencePositionTime' in v:
-        a = a << 42 | v['referencePositionTime']
-    if 'referencePositionHeading' in v:
-        a = e_Heading(v['referencePositionHeading'], a)
-    if 'referencePositionSpeed' in v:
-        a = e_Speed(v['referencePositionSpeed'], a)
-    a = e_GlcParts(v['parts'], a)
-    return a
-
-def d_GeographicLocationContainer(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 3
-    p = (x >> q) & 7
-    r = {}
-    r['referencePosition'], q = d_ReferencePosition(x, q)
-    if p & 4:
-        q -= 42
-        r['referencePositionTime'] = (x >> q) & 4398046511103
-    if p & 2:
-        r['referencePositionHeading'], q = d_Heading(x, q)
-    if p & 1:
-        r['referencePositionSpeed'], q = d_Speed(x, q)
-    r['parts'], q = d_GlcParts(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_GeneralIviContainer(v, a):
-    k = len(v)
-    if 1 <= k <= 16:
-        a <<= 1
-        a = a << 4 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_GicPart(w, a)
-    return a
-
-def d_GeneralIviContainer(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 4
-        k = ((x >> q) & 15) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_GicPart(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_RoadConfigurationContainer(v, a):
-    k = len(v)
-    if 1 <= k <= 16:
-        a <<= 1
-        a = a << 4 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_RccPart(w, a)
-    return a
-
-def d_RoadConfigurationContainer(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 4
-        k = ((x >> q) & 15) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_RccPart(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_TextContainer(v, a):
-    k = len(v)
-    if 1 <= k <= 16:
-        a <<= 1
-        a = a << 4 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_TcPart(w, a)
-    return a
-
-def d_TextContainer(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 4
-        k = ((x >> q) & 15) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_TcPart(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_LayoutContainer(v, a):
-    a = a << 3 | ('height' in v) << 1 | ('width' in v)
-    w61 = v['layoutId']
-    if 1 <= w61 <= 4:
-        a = a << 3 | (w61 - 1)
-    else:
-        a = _rt.uwn(a << 1 | 1, w61)
-    if 'height' in v:
-        a = a << 6 | (v['height'] - 10)
-    if 'width' in v:
-        a = a << 8 | (v['width'] - 10)
-    a = e_LayoutComponents(v['layoutComponents'], a)
-    return a
-
-def d_LayoutContainer(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 2
-    p = (x >> q) & 3
-    r = {}
-    q -= 1
-    if (x >> q) & 1:
-        r['layoutId'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 2
-        r['layoutId'] = ((x >> q) & 3) + 1
-    if p & 2:
-        q -= 6
-        r['height'] = ((x >> q) & 63) + 10
-    if p & 1:
-        q -= 8
-        r['width'] = ((x >> q) & 255) + 10
-    r['layoutComponents'], q = d_LayoutComponents(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_AutomatedVehicleContainer(v, a):
-    k = len(v)
-    if 1 <= k <= 16:
-        a <<= 1
-        a = a << 4 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_AvcPart(w, a)
-    return a
-
-def d_AutomatedVehicleContainer(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 4
-        k = ((x >> q) & 15) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_AvcPart(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_MapLocationContainer(v, a):
-    a = e_MapReference(v['reference'], a)
-    a = e_MlcParts(v['parts'], a)
-    return a
-
-def d_MapLocationContainer(x, q):
-    r = {}
-    r['reference'], q = d_MapReference(x, q)
-    r['parts'], q = d_MlcParts(x, q)
-    return r, q
-
-
-def e_RoadSurfaceContainer(v, a):
-    k = len(v)
-    if 1 <= k <= 16:
-        a <<= 1
-        a = a << 4 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_RscPart(w, a)
-    return a
-
-def d_RoadSurfaceContainer(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 4
-        k = ((x >> q) & 15) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_RscPart(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_SignalRequest(v, a):
-    a = a << 3 | ('outBoundLane' in v) << 1 | ('regional' in v)
-    a = e_IntersectionReferenceID(v['id'], a)
-    a = a << 8 | v['requestID']
-    w62 = v['requestType']
-    i63 = _E_PriorityRequestType_29.get(w62)
-    if i63 is not None:
-        a = a << 3 | i63
-    else:
-        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w62])
-    a = e_IntersectionAccessPoint(v['inBoundLane'], a)
-    if 'outBoundLane' in v:
-        a = e_IntersectionAccessPoint(v['outBoundLane'], a)
-    if 'regional' in v:
-        a = e_SignalRequest_regional(v['regional'], a)
-    return a
-
-def d_SignalRequest(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 2
-    p = (x >> q) & 3
-    r = {}
-    r['id'], q = d_IntersectionReferenceID(x, q)
-    q -= 8
-    r['requestID'] = (x >> q) & 255
-    q -= 1
-    if (x >> q) & 1:
-        i64, q = _rt.read_nsnn(x, q)
-        r['requestType'] = _X_LayerType_1.get(i64)
-    else:
-        q -= 2
-        r['requestType'] = _D_PriorityRequestType_30[(x >> q) & 3]
-    r['inBoundLane'], q = d_IntersectionAccessPoint(x, q)
-    if p & 2:
-        r['outBoundLane'], q = d_IntersectionAccessPoint(x, q)
-    if p & 1:
-        r['regional'], q = d_SignalRequest_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_SignalRequestPackage_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_SignalRequestPackage_regional_item(w, a)
-    return a
-
-def d_SignalRequestPackage_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_SignalRequestPackage_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_RequestorType_regional(v, a):
+def e_RequestorType_regional(v):
+    a = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -2460,14 +2357,30 @@ def d_RequestorType_regional(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_RequestorDescription_regional_item(v, a):
+def e_TransmissionAndSpeed(v):
+    a = 1
+    a = a << 3 | _E_TransmissionState_14[v['transmisson']]
+    a = a << 13 | v['speed']
+    return a
+
+def d_TransmissionAndSpeed(x, q):
+    r = {}
+    q -= 3
+    r['transmisson'] = _D_TransmissionState_22[(x >> q) & 7]
+    q -= 13
+    r['speed'] = (x >> q) & 8191
+    return r, q
+
+
+def e_RequestorDescription_regional_item(v):
+    a = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
         return _rt.octets(a, w)
     r = v['regionId']
     if r == 3:
-        return _rt.open_type(a, e_RequestorDescription_addGrpC(w, 1))
+        return _rt.open_type(a, e_RequestorDescription_addGrpC(w))
     raise KeyError(r)
 
 def d_RequestorDescription_regional_item(x, q):
@@ -2483,1981 +2396,416 @@ def d_RequestorDescription_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_SignalStatusPackageList(v, a):
-    k = len(v)
-    a = a << 5 | (k - 1)
-    for w in v:
-        a = e_SignalStatusPackage(w, a)
+def e_SignalRequestMessage_regional_item(v):
+    a = 1
+    a = a << 8 | v['regionId']
+    w = v['regExtValue']
+    if isinstance(w, (bytes, bytearray)):
+        return _rt.octets(a, w)
+    r = v['regionId']
+    raise KeyError(r)
+
+def d_SignalRequestMessage_regional_item(x, q):
+    q -= 8
+    r = (x >> q) & 255
+    n, q = _rt.read_ld(x, q)
+    q -= n << 3
+    w = (x >> q) & ((1 << (n << 3)) - 1)
+    if True:
+        w = w.to_bytes(n, 'big')
+    return {'regionId': r, 'regExtValue': w}, q
+
+
+def e_SignalStatusPackageList(v):
+    a = 1
+    k507 = len(v)
+    a = a << 5 | (k507 - 1)
+    for w507 in v:
+        v508 = w507
+        a509 = 1
+        a509 = a509 << 7 | ('requester' in v508) << 5 | ('outboundOn' in v508) << 4 | ('minute' in v508) << 3 | ('second' in v508) << 2 | ('duration' in v508) << 1 | ('regional' in v508)
+        if 'requester' in v508:
+            v511 = v508['requester']
+            a512 = 1
+            a512 = a512 << 3 | ('role' in v511) << 1 | ('typeData' in v511)
+            s_ = e_VehicleID(v511['id'])
+            a512 = ((a512 - 1) << (s_.bit_length() - 1)) + s_
+            a512 = a512 << 8 | v511['request']
+            a512 = a512 << 7 | v511['sequenceNumber']
+            if 'role' in v511:
+                w514 = v511['role']
+                i515 = _E_BasicVehicleRole_3.get(w514)
+                if i515 is not None:
+                    a512 = a512 << 6 | i515
+                else:
+                    a512 = _rt.nsnn(a512 << 1 | 1, _X_LayerType_1[w514])
+            if 'typeData' in v511:
+                v516 = v511['typeData']
+                a517 = 1
+                a517 = a517 << 6 | ('subrole' in v516) << 4 | ('request' in v516) << 3 | ('iso3883' in v516) << 2 | ('hpmsType' in v516) << 1 | ('regional' in v516)
+                w519 = v516['role']
+                i520 = _E_BasicVehicleRole_3.get(w519)
+                if i520 is not None:
+                    a517 = a517 << 6 | i520
+                else:
+                    a517 = _rt.nsnn(a517 << 1 | 1, _X_LayerType_1[w519])
+                if 'subrole' in v516:
+                    a517 = a517 << 4 | _E_RequestSubRole_4[v516['subrole']]
+                if 'request' in v516:
+                    a517 = a517 << 4 | _E_RequestImportanceLevel_5[v516['request']]
+                if 'iso3883' in v516:
+                    a517 = a517 << 8 | v516['iso3883']
+                if 'hpmsType' in v516:
+                    w521 = v516['hpmsType']
+                    i522 = _E_VehicleType_6.get(w521)
+                    if i522 is not None:
+                        a517 = a517 << 5 | i522
+                    else:
+                        a517 = _rt.nsnn(a517 << 1 | 1, _X_LayerType_1[w521])
+                if 'regional' in v516:
+                    s_ = e_RequestorType_regional(v516['regional'])
+                    a517 = ((a517 - 1) << (s_.bit_length() - 1)) + s_
+                a512 = ((a512 - 1) << (a517.bit_length() - 1)) + a517
+            a509 = ((a509 - 1) << (a512.bit_length() - 1)) + a512
+        s_ = e_IntersectionAccessPoint(v508['inboundOn'])
+        a509 = ((a509 - 1) << (s_.bit_length() - 1)) + s_
+        if 'outboundOn' in v508:
+            s_ = e_IntersectionAccessPoint(v508['outboundOn'])
+            a509 = ((a509 - 1) << (s_.bit_length() - 1)) + s_
+        if 'minute' in v508:
+            a509 = a509 << 20 | v508['minute']
+        if 'second' in v508:
+            a509 = a509 << 16 | v508['second']
+        if 'duration' in v508:
+            a509 = a509 << 16 | v508['duration']
+        w523 = v508['status']
+        i524 = _E_PrioritizationResponseStatus_35.get(w523)
+        if i524 is not None:
+            a509 = a509 << 4 | i524
+        else:
+            a509 = _rt.nsnn(a509 << 1 | 1, _X_LayerType_1[w523])
+        if 'regional' in v508:
+            v525 = v508['regional']
+            a526 = 1
+            k527 = len(v525)
+            a526 = a526 << 2 | (k527 - 1)
+            for w527 in v525:
+                s_ = e_SignalStatusPackage_regional_item(w527)
+                a526 = ((a526 - 1) << (s_.bit_length() - 1)) + s_
+            a509 = ((a509 - 1) << (a526.bit_length() - 1)) + a526
+        a = ((a - 1) << (a509.bit_length() - 1)) + a509
     return a
 
 def d_SignalStatusPackageList(x, q):
     q -= 5
-    k = ((x >> q) & 31) + 1
+    k528 = ((x >> q) & 31) + 1
     r = []
-    for _ in range(k):
-        w, q = d_SignalStatusPackage(x, q)
-        r.append(w)
+    for _ in range(k528):
+        q -= 7
+        h530 = (x >> q) & 127
+        r529 = {}
+        if h530 & 32:
+            q -= 3
+            h532 = (x >> q) & 7
+            r531 = {}
+            r531['id'], q = d_VehicleID(x, q)
+            q -= 8
+            r531['request'] = (x >> q) & 255
+            q -= 7
+            r531['sequenceNumber'] = (x >> q) & 127
+            if h532 & 2:
+                q -= 1
+                if (x >> q) & 1:
+                    i533, q = _rt.read_nsnn(x, q)
+                    r531['role'] = _X_LayerType_1.get(i533)
+                else:
+                    q -= 5
+                    r531['role'] = _D_BasicVehicleRole_8[(x >> q) & 31]
+            if h532 & 1:
+                q -= 6
+                h535 = (x >> q) & 63
+                r534 = {}
+                q -= 1
+                if (x >> q) & 1:
+                    i536, q = _rt.read_nsnn(x, q)
+                    r534['role'] = _X_LayerType_1.get(i536)
+                else:
+                    q -= 5
+                    r534['role'] = _D_BasicVehicleRole_8[(x >> q) & 31]
+                if h535 & 16:
+                    q -= 4
+                    r534['subrole'] = _D_RequestSubRole_9[(x >> q) & 15]
+                if h535 & 8:
+                    q -= 4
+                    r534['request'] = _D_RequestImportanceLevel_10[(x >> q) & 15]
+                if h535 & 4:
+                    q -= 8
+                    r534['iso3883'] = (x >> q) & 255
+                if h535 & 2:
+                    q -= 1
+                    if (x >> q) & 1:
+                        i537, q = _rt.read_nsnn(x, q)
+                        r534['hpmsType'] = _X_LayerType_1.get(i537)
+                    else:
+                        q -= 4
+                        r534['hpmsType'] = _D_VehicleType_11[(x >> q) & 15]
+                if h535 & 1:
+                    r534['regional'], q = d_RequestorType_regional(x, q)
+                if h535 >> 5:
+                    q = _rt.skip_additions(x, q)
+                r531['typeData'] = r534
+            if h532 >> 2:
+                q = _rt.skip_additions(x, q)
+            r529['requester'] = r531
+        r529['inboundOn'], q = d_IntersectionAccessPoint(x, q)
+        if h530 & 16:
+            r529['outboundOn'], q = d_IntersectionAccessPoint(x, q)
+        if h530 & 8:
+            q -= 20
+            r529['minute'] = (x >> q) & 1048575
+        if h530 & 4:
+            q -= 16
+            r529['second'] = (x >> q) & 65535
+        if h530 & 2:
+            q -= 16
+            r529['duration'] = (x >> q) & 65535
+        q -= 1
+        if (x >> q) & 1:
+            i538, q = _rt.read_nsnn(x, q)
+            r529['status'] = _X_LayerType_1.get(i538)
+        else:
+            q -= 3
+            r529['status'] = _D_PrioritizationResponseStatus_36[(x >> q) & 7]
+        if h530 & 1:
+            q -= 2
+            k540 = ((x >> q) & 3) + 1
+            r539 = []
+            for _ in range(k540):
+                w540, q = d_SignalStatusPackage_regional_item(x, q)
+                r539.append(w540)
+            r529['regional'] = r539
+        if h530 >> 6:
+            q = _rt.skip_additions(x, q)
+        w528 = r529
+        r.append(w528)
     return r, q
 
 
-def e_SignalStatus_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_SignalStatus_regional_item(w, a)
+def e_SignalStatus_regional(v):
+    a = 1
+    k541 = len(v)
+    a = a << 2 | (k541 - 1)
+    for w541 in v:
+        s_ = e_SignalStatus_regional_item(w541)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_SignalStatus_regional(x, q):
     q -= 2
-    k = ((x >> q) & 3) + 1
+    k542 = ((x >> q) & 3) + 1
     r = []
-    for _ in range(k):
-        w, q = d_SignalStatus_regional_item(x, q)
-        r.append(w)
+    for _ in range(k542):
+        w542, q = d_SignalStatus_regional_item(x, q)
+        r.append(w542)
     return r, q
 
 
-def e_MovementState(v, a):
-    a = a << 4 | ('movementName' in v) << 2 | ('maneuverAssistList' in v) << 1 | ('regional' in v)
-    if 'movementName' in v:
-        b65 = v['movementName'].encode('ascii')
-        a = a << 6 | (len(b65) - 1)
-        for c66 in b65:
-            a = a << 7 | c66
-    a = a << 8 | v['signalGroup']
-    a = e_MovementEventList(v['state-time-speed'], a)
-    if 'maneuverAssistList' in v:
-        a = e_ManeuverAssistList(v['maneuverAssistList'], a)
-    if 'regional' in v:
-        a = e_MovementState_regional(v['regional'], a)
-    return a
+def e_SignalStatusMessage_regional_item(v):
+    a = 1
+    a = a << 8 | v['regionId']
+    w = v['regExtValue']
+    if isinstance(w, (bytes, bytearray)):
+        return _rt.octets(a, w)
+    r = v['regionId']
+    raise KeyError(r)
 
-def d_MovementState(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 3
-    p = (x >> q) & 7
-    r = {}
-    if p & 4:
-        q -= 6
-        k67 = ((x >> q) & 63) + 1
-        q -= 7 * k67
-        r['movementName'] = _rt.ia5((x >> q) & ((1 << (7 * k67)) - 1), k67)
+def d_SignalStatusMessage_regional_item(x, q):
     q -= 8
-    r['signalGroup'] = (x >> q) & 255
-    r['state-time-speed'], q = d_MovementEventList(x, q)
-    if p & 2:
-        r['maneuverAssistList'], q = d_ManeuverAssistList(x, q)
-    if p & 1:
-        r['regional'], q = d_MovementState_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
+    r = (x >> q) & 255
+    n, q = _rt.read_ld(x, q)
+    q -= n << 3
+    w = (x >> q) & ((1 << (n << 3)) - 1)
+    if True:
+        w = w.to_bytes(n, 'big')
+    return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_ConnectionManeuverAssist(v, a):
-    a = a << 6 | ('queueLength' in v) << 4 | ('availableStorageLength' in v) << 3 | ('waitOnStop' in v) << 2 | ('pedBicycleDetect' in v) << 1 | ('regional' in v)
-    a = a << 8 | v['connectionID']
-    if 'queueLength' in v:
-        a = a << 14 | v['queueLength']
-    if 'availableStorageLength' in v:
-        a = a << 14 | v['availableStorageLength']
-    if 'waitOnStop' in v:
-        a = a << 1 | (1 if v['waitOnStop'] else 0)
-    if 'pedBicycleDetect' in v:
-        a = a << 1 | (1 if v['pedBicycleDetect'] else 0)
-    if 'regional' in v:
-        a = e_ConnectionManeuverAssist_regional(v['regional'], a)
+def e_RTCMcorrections_regional_item(v):
+    a = 1
+    a = a << 8 | v['regionId']
+    w = v['regExtValue']
+    if isinstance(w, (bytes, bytearray)):
+        return _rt.octets(a, w)
+    r = v['regionId']
+    raise KeyError(r)
+
+def d_RTCMcorrections_regional_item(x, q):
+    q -= 8
+    r = (x >> q) & 255
+    n, q = _rt.read_ld(x, q)
+    q -= n << 3
+    w = (x >> q) & ((1 << (n << 3)) - 1)
+    if True:
+        w = w.to_bytes(n, 'big')
+    return {'regionId': r, 'regExtValue': w}, q
+
+
+def e_TimeChangeDetails(v):
+    a = 1
+    a = a << 5 | ('startTime' in v) << 4 | ('maxEndTime' in v) << 3 | ('likelyTime' in v) << 2 | ('confidence' in v) << 1 | ('nextTime' in v)
+    if 'startTime' in v:
+        a = a << 16 | v['startTime']
+    a = a << 16 | v['minEndTime']
+    if 'maxEndTime' in v:
+        a = a << 16 | v['maxEndTime']
+    if 'likelyTime' in v:
+        a = a << 16 | v['likelyTime']
+    if 'confidence' in v:
+        a = a << 4 | v['confidence']
+    if 'nextTime' in v:
+        a = a << 16 | v['nextTime']
     return a
 
-def d_ConnectionManeuverAssist(x, q):
-    q -= 1
-    ext = (x >> q) & 1
+def d_TimeChangeDetails(x, q):
     q -= 5
-    p = (x >> q) & 31
+    h544 = (x >> q) & 31
     r = {}
-    q -= 8
-    r['connectionID'] = (x >> q) & 255
-    if p & 16:
-        q -= 14
-        r['queueLength'] = (x >> q) & 16383
-    if p & 8:
-        q -= 14
-        r['availableStorageLength'] = (x >> q) & 16383
-    if p & 4:
-        q -= 1
-        r['waitOnStop'] = (x >> q) & 1 == 1
-    if p & 2:
-        q -= 1
-        r['pedBicycleDetect'] = (x >> q) & 1 == 1
-    if p & 1:
-        r['regional'], q = d_ConnectionManeuverAssist_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_IntersectionState_regional_item(v, a):
-    a = a << 8 | v['regionId']
-    w = v['regExtValue']
-    if isinstance(w, (bytes, bytearray)):
-        return _rt.octets(a, w)
-    r = v['regionId']
-    if r == 3:
-        return _rt.open_type(a, e_IntersectionState_addGrpC(w, 1))
-    raise KeyError(r)
-
-def d_IntersectionState_regional_item(x, q):
-    q -= 8
-    r = (x >> q) & 255
-    n, q = _rt.read_ld(x, q)
-    q -= n << 3
-    w = (x >> q) & ((1 << (n << 3)) - 1)
-    if r == 3:
-        w = d_IntersectionState_addGrpC(w, n << 3)[0]
-    else:
-        w = w.to_bytes(n, 'big')
-    return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_Position3D_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_Position3D_regional_item(w, a)
-    return a
-
-def d_Position3D_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_Position3D_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_RegulatorySpeedLimit(v, a):
-    w68 = v['type']
-    i69 = _E_SpeedLimitType_31.get(w68)
-    if i69 is not None:
-        a = a << 5 | i69
-    else:
-        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w68])
-    a = a << 13 | v['speed']
-    return a
-
-def d_RegulatorySpeedLimit(x, q):
-    r = {}
-    q -= 1
-    if (x >> q) & 1:
-        i70, q = _rt.read_nsnn(x, q)
-        r['type'] = _X_LayerType_1.get(i70)
-    else:
+    if h544 & 16:
+        q -= 16
+        r['startTime'] = (x >> q) & 65535
+    q -= 16
+    r['minEndTime'] = (x >> q) & 65535
+    if h544 & 8:
+        q -= 16
+        r['maxEndTime'] = (x >> q) & 65535
+    if h544 & 4:
+        q -= 16
+        r['likelyTime'] = (x >> q) & 65535
+    if h544 & 2:
         q -= 4
-        r['type'] = _D_SpeedLimitType_32[(x >> q) & 15]
-    q -= 13
-    r['speed'] = (x >> q) & 8191
+        r['confidence'] = (x >> q) & 15
+    if h544 & 1:
+        q -= 16
+        r['nextTime'] = (x >> q) & 65535
     return r, q
 
 
-def e_GenericLane(v, a):
-    a = a << 8 | ('name' in v) << 6 | ('ingressApproach' in v) << 5 | ('egressApproach' in v) << 4 | ('maneuvers' in v) << 3 | ('connectsTo' in v) << 2 | ('overlays' in v) << 1 | ('regional' in v)
-    a = a << 8 | v['laneID']
-    if 'name' in v:
-        b71 = v['name'].encode('ascii')
-        a = a << 6 | (len(b71) - 1)
-        for c72 in b71:
-            a = a << 7 | c72
-    if 'ingressApproach' in v:
-        a = a << 4 | v['ingressApproach']
-    if 'egressApproach' in v:
-        a = a << 4 | v['egressApproach']
-    a = e_LaneAttributes(v['laneAttributes'], a)
-    if 'maneuvers' in v:
-        d73, k74 = v['maneuvers']
-        a = a << k74 | int.from_bytes(d73, 'big') >> (8 * len(d73) - k74)
-    a = e_NodeListXY(v['nodeList'], a)
-    if 'connectsTo' in v:
-        a = e_ConnectsToList(v['connectsTo'], a)
-    if 'overlays' in v:
-        a = e_OverlayLaneList(v['overlays'], a)
-    if 'regional' in v:
-        a = e_GenericLane_regional(v['regional'], a)
+def e_AdvisorySpeedList(v):
+    a = 1
+    k545 = len(v)
+    a = a << 4 | (k545 - 1)
+    for w545 in v:
+        v546 = w545
+        a547 = 1
+        a547 = a547 << 6 | ('speed' in v546) << 4 | ('confidence' in v546) << 3 | ('distance' in v546) << 2 | ('class' in v546) << 1 | ('regional' in v546)
+        w549 = v546['type']
+        i550 = _E_AdvisorySpeedType_37.get(w549)
+        if i550 is not None:
+            a547 = a547 << 3 | i550
+        else:
+            a547 = _rt.nsnn(a547 << 1 | 1, _X_LayerType_1[w549])
+        if 'speed' in v546:
+            a547 = a547 << 9 | v546['speed']
+        if 'confidence' in v546:
+            a547 = a547 << 3 | _E_SpeedConfidence_19[v546['confidence']]
+        if 'distance' in v546:
+            a547 = a547 << 14 | v546['distance']
+        if 'class' in v546:
+            a547 = a547 << 8 | v546['class']
+        if 'regional' in v546:
+            v551 = v546['regional']
+            a552 = 1
+            k553 = len(v551)
+            a552 = a552 << 2 | (k553 - 1)
+            for w553 in v551:
+                s_ = e_AdvisorySpeed_regional_item(w553)
+                a552 = ((a552 - 1) << (s_.bit_length() - 1)) + s_
+            a547 = ((a547 - 1) << (a552.bit_length() - 1)) + a552
+        a = ((a - 1) << (a547.bit_length() - 1)) + a547
     return a
 
-def d_GenericLane(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 7
-    p = (x >> q) & 127
-    r = {}
-    q -= 8
-    r['laneID'] = (x >> q) & 255
-    if p & 64:
+def d_AdvisorySpeedList(x, q):
+    q -= 4
+    k554 = ((x >> q) & 15) + 1
+    r = []
+    for _ in range(k554):
         q -= 6
-        k75 = ((x >> q) & 63) + 1
-        q -= 7 * k75
-        r['name'] = _rt.ia5((x >> q) & ((1 << (7 * k75)) - 1), k75)
-    if p & 32:
-        q -= 4
-        r['ingressApproach'] = (x >> q) & 15
-    if p & 16:
-        q -= 4
-        r['egressApproach'] = (x >> q) & 15
-    r['laneAttributes'], q = d_LaneAttributes(x, q)
-    if p & 8:
-        q -= 12
-        r['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-    r['nodeList'], q = d_NodeListXY(x, q)
-    if p & 4:
-        r['connectsTo'], q = d_ConnectsToList(x, q)
-    if p & 2:
-        r['overlays'], q = d_OverlayLaneList(x, q)
-    if p & 1:
-        r['regional'], q = d_GenericLane_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_SignalControlZone(v, a):
-    a = a << 1
-    a = e_SignalControlZone_zone(v['zone'], a)
-    return a
-
-def d_SignalControlZone(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    r = {}
-    r['zone'], q = d_SignalControlZone_zone(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_IntersectionGeometry_regional_item(v, a):
-    a = a << 8 | v['regionId']
-    w = v['regExtValue']
-    if isinstance(w, (bytes, bytearray)):
-        return _rt.octets(a, w)
-    r = v['regionId']
-    raise KeyError(r)
-
-def d_IntersectionGeometry_regional_item(x, q):
-    q -= 8
-    r = (x >> q) & 255
-    n, q = _rt.read_ld(x, q)
-    q -= n << 3
-    w = (x >> q) & ((1 << (n << 3)) - 1)
-    if True:
-        w = w.to_bytes(n, 'big')
-    return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_RoadSegment_regional_item(v, a):
-    a = a << 8 | v['regionId']
-    w = v['regExtValue']
-    if isinstance(w, (bytes, bytearray)):
-        return _rt.octets(a, w)
-    r = v['regionId']
-    raise KeyError(r)
-
-def d_RoadSegment_regional_item(x, q):
-    q -= 8
-    r = (x >> q) & 255
-    n, q = _rt.read_ld(x, q)
-    q -= n << 3
-    w = (x >> q) & ((1 << (n << 3)) - 1)
-    if True:
-        w = w.to_bytes(n, 'big')
-    return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_RestrictionUserType(v, a):
-    k, w = v
-    if k == 'basicType':
-        a <<= 2
-        w77 = w
-        i78 = _E_RestrictionAppliesTo_33.get(w77)
-        if i78 is not None:
-            a = a << 5 | i78
-        else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w77])
-    elif k == 'regional':
-        a = a << 2 | 1
-        a = e_RestrictionUserType_regional(w, a)
-    else:
-        raise KeyError(k)
-    return a
-
-def d_RestrictionUserType(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        i, q = _rt.read_nsnn(x, q)
-        length, q = _rt.read_ld(x, q)
-        q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
-    q -= 1
-    i = (x >> q) & 1
-    if i == 0:
+        h556 = (x >> q) & 63
+        r555 = {}
         q -= 1
         if (x >> q) & 1:
-            i79, q = _rt.read_nsnn(x, q)
-            w = _X_LayerType_1.get(i79)
+            i557, q = _rt.read_nsnn(x, q)
+            r555['type'] = _X_LayerType_1.get(i557)
         else:
-            q -= 4
-            w = _D_RestrictionAppliesTo_34[(x >> q) & 15]
-        return ('basicType', w), q
-    elif i == 1:
-        w, q = d_RestrictionUserType_regional(x, q)
-        return ('regional', w), q
-    raise _rt.Malformed('RestrictionUserType: choice index ' + str(i))
-
-
-def e_SignalHeadLocationList(v, a):
-    k = len(v)
-    a = a << 6 | (k - 1)
-    for w in v:
-        a = e_SignalHeadLocation(w, a)
-    return a
-
-def d_SignalHeadLocationList(x, q):
-    q -= 6
-    k = ((x >> q) & 63) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_SignalHeadLocation(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_ReferencePosition(v, a):
-    a = a << 31 | (v['latitude'] + 900000000)
-    a = a << 32 | (v['longitude'] + 1800000000)
-    a = e_PosConfidenceEllipse(v['positionConfidenceEllipse'], a)
-    a = e_Altitude(v['altitude'], a)
-    return a
-
-def d_ReferencePosition(x, q):
-    r = {}
-    q -= 31
-    r['latitude'] = ((x >> q) & 2147483647) - 900000000
-    q -= 32
-    r['longitude'] = ((x >> q) & 4294967295) - 1800000000
-    r['positionConfidenceEllipse'], q = d_PosConfidenceEllipse(x, q)
-    r['altitude'], q = d_Altitude(x, q)
-    return r, q
-
-
-def e_Heading(v, a):
-    a = a << 12 | v['headingValue']
-    a = a << 7 | (v['headingConfidence'] - 1)
-    return a
-
-def d_Heading(x, q):
-    r = {}
-    q -= 12
-    r['headingValue'] = (x >> q) & 4095
-    q -= 7
-    r['headingConfidence'] = ((x >> q) & 127) + 1
-    return r, q
-
-
-def e_Speed(v, a):
-    a = a << 14 | v['speedValue']
-    a = a << 7 | (v['speedConfidence'] - 1)
-    return a
-
-def d_Speed(x, q):
-    r = {}
-    q -= 14
-    r['speedValue'] = (x >> q) & 16383
-    q -= 7
-    r['speedConfidence'] = ((x >> q) & 127) + 1
-    return r, q
-
-
-def e_GlcParts(v, a):
-    k = len(v)
-    if 1 <= k <= 16:
-        a <<= 1
-        a = a << 4 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_GlcPart(w, a)
-    return a
-
-def d_GlcParts(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 4
-        k = ((x >> q) & 15) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_GlcPart(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_GicPart(v, a):
-    a = a << 15 | ('detectionZoneIds' in v) << 13 | ('its-Rrid' in v) << 12 | ('relevanceZoneIds' in v) << 11 | ('direction' in v) << 10 | ('driverAwarenessZoneIds' in v) << 9 | ('minimumAwarenessTime' in v) << 8 | ('applicableLanes' in v) << 7 | ('iviPurpose' in v) << 6 | ('laneStatus' in v) << 5 | ('vehicleCharacteristics' in v) << 4 | ('driverCharacteristics' in v) << 3 | ('layoutId' in v) << 2 | ('preStoredlayoutId' in v) << 1 | ('extraText' in v)
-    if 'detectionZoneIds' in v:
-        a = e_ZoneIds(v['detectionZoneIds'], a)
-    if 'its-Rrid' in v:
-        a = e_VarLengthNumber(v['its-Rrid'], a)
-    if 'relevanceZoneIds' in v:
-        a = e_ZoneIds(v['relevanceZoneIds'], a)
-    if 'direction' in v:
-        a = a << 2 | v['direction']
-    if 'driverAwarenessZoneIds' in v:
-        a = e_ZoneIds(v['driverAwarenessZoneIds'], a)
-    if 'minimumAwarenessTime' in v:
-        a = a << 8 | v['minimumAwarenessTime']
-    if 'applicableLanes' in v:
-        a = e_LanePositions(v['applicableLanes'], a)
-    a = a << 3 | v['iviType']
-    if 'iviPurpose' in v:
-        a = a << 2 | v['iviPurpose']
-    if 'laneStatus' in v:
-        w80 = v['laneStatus']
-        if 0 <= w80 <= 7:
-            a = a << 4 | w80
-        else:
-            a = _rt.uwn(a << 1 | 1, w80)
-    if 'vehicleCharacteristics' in v:
-        a = e_VehicleCharacteristicsList(v['vehicleCharacteristics'], a)
-    if 'driverCharacteristics' in v:
-        a = a << 2 | v['driverCharacteristics']
-    if 'layoutId' in v:
-        w81 = v['layoutId']
-        if 1 <= w81 <= 4:
-            a = a << 3 | (w81 - 1)
-        else:
-            a = _rt.uwn(a << 1 | 1, w81)
-    if 'preStoredlayoutId' in v:
-        w82 = v['preStoredlayoutId']
-        if 1 <= w82 <= 64:
-            a = a << 7 | (w82 - 1)
-        else:
-            a = _rt.uwn(a << 1 | 1, w82)
-    a = e_RoadSignCodes(v['roadSignCodes'], a)
-    if 'extraText' in v:
-        a = e_ConstraintTextLines1(v['extraText'], a)
-    return a
-
-def d_GicPart(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 14
-    p = (x >> q) & 16383
-    r = {}
-    if p & 8192:
-        r['detectionZoneIds'], q = d_ZoneIds(x, q)
-    if p & 4096:
-        r['its-Rrid'], q = d_VarLengthNumber(x, q)
-    if p & 2048:
-        r['relevanceZoneIds'], q = d_ZoneIds(x, q)
-    if p & 1024:
-        q -= 2
-        r['direction'] = (x >> q) & 3
-    if p & 512:
-        r['driverAwarenessZoneIds'], q = d_ZoneIds(x, q)
-    if p & 256:
-        q -= 8
-        r['minimumAwarenessTime'] = (x >> q) & 255
-    if p & 128:
-        r['applicableLanes'], q = d_LanePositions(x, q)
-    q -= 3
-    r['iviType'] = (x >> q) & 7
-    if p & 64:
-        q -= 2
-        r['iviPurpose'] = (x >> q) & 3
-    if p & 32:
-        q -= 1
-        if (x >> q) & 1:
-            r['laneStatus'], q = _rt.read_uwn(x, q)
-        else:
+            q -= 2
+            r555['type'] = _D_AdvisorySpeedType_38[(x >> q) & 3]
+        if h556 & 16:
+            q -= 9
+            r555['speed'] = (x >> q) & 511
+        if h556 & 8:
             q -= 3
-            r['laneStatus'] = (x >> q) & 7
-    if p & 16:
-        r['vehicleCharacteristics'], q = d_VehicleCharacteristicsList(x, q)
-    if p & 8:
-        q -= 2
-        r['driverCharacteristics'] = (x >> q) & 3
-    if p & 4:
-        q -= 1
-        if (x >> q) & 1:
-            r['layoutId'], q = _rt.read_uwn(x, q)
-        else:
+            r555['confidence'] = _D_SpeedConfidence_27[(x >> q) & 7]
+        if h556 & 4:
+            q -= 14
+            r555['distance'] = (x >> q) & 16383
+        if h556 & 2:
+            q -= 8
+            r555['class'] = (x >> q) & 255
+        if h556 & 1:
             q -= 2
-            r['layoutId'] = ((x >> q) & 3) + 1
-    if p & 2:
-        q -= 1
-        if (x >> q) & 1:
-            r['preStoredlayoutId'], q = _rt.read_uwn(x, q)
-        else:
-            q -= 6
-            r['preStoredlayoutId'] = ((x >> q) & 63) + 1
-    r['roadSignCodes'], q = d_RoadSignCodes(x, q)
-    if p & 1:
-        r['extraText'], q = d_ConstraintTextLines1(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
+            k559 = ((x >> q) & 3) + 1
+            r558 = []
+            for _ in range(k559):
+                w559, q = d_AdvisorySpeed_regional_item(x, q)
+                r558.append(w559)
+            r555['regional'] = r558
+        if h556 >> 5:
+            q = _rt.skip_additions(x, q)
+        w554 = r555
+        r.append(w554)
     return r, q
 
 
-def e_RccPart(v, a):
-    a = a << 1
-    a = e_ZoneIds(v['relevanceZoneIds'], a)
-    a = a << 2 | _E_RoadType_35[v['roadType']]
-    a = e_LaneConfiguration(v['laneConfiguration'], a)
+def e_MovementEvent_regional(v):
+    a = 1
+    k560 = len(v)
+    a = a << 2 | (k560 - 1)
+    for w560 in v:
+        s_ = e_MovementEvent_regional_item(w560)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
-def d_RccPart(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    r = {}
-    r['relevanceZoneIds'], q = d_ZoneIds(x, q)
+def d_MovementEvent_regional(x, q):
     q -= 2
-    r['roadType'] = _D_RoadType_36[(x >> q) & 3]
-    r['laneConfiguration'], q = d_LaneConfiguration(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_TcPart(v, a):
-    ext = 'iviType' in v or 'laneStatus' in v or 'vehicleCharacteristics' in v
-    a = a << 9 | (ext) << 8 | ('detectionZoneIds' in v) << 7 | ('direction' in v) << 6 | ('driverAwarenessZoneIds' in v) << 5 | ('minimumAwarenessTime' in v) << 4 | ('applicableLanes' in v) << 3 | ('layoutId' in v) << 2 | ('preStoredlayoutId' in v) << 1 | ('text' in v)
-    if 'detectionZoneIds' in v:
-        a = e_ZoneIds(v['detectionZoneIds'], a)
-    a = e_ZoneIds(v['relevanceZoneIds'], a)
-    if 'direction' in v:
-        a = a << 2 | v['direction']
-    if 'driverAwarenessZoneIds' in v:
-        a = e_ZoneIds(v['driverAwarenessZoneIds'], a)
-    if 'minimumAwarenessTime' in v:
-        a = a << 8 | v['minimumAwarenessTime']
-    if 'applicableLanes' in v:
-        a = e_LanePositions(v['applicableLanes'], a)
-    if 'layoutId' in v:
-        w83 = v['layoutId']
-        if 1 <= w83 <= 4:
-            a = a << 3 | (w83 - 1)
-        else:
-            a = _rt.uwn(a << 1 | 1, w83)
-    if 'preStoredlayoutId' in v:
-        w84 = v['preStoredlayoutId']
-        if 1 <= w84 <= 64:
-            a = a << 7 | (w84 - 1)
-        else:
-            a = _rt.uwn(a << 1 | 1, w84)
-    if 'text' in v:
-        a = e_TextLines(v['text'], a)
-    d85 = v['data']
-    a = _rt.octets(a, d85)
-    if ext:
-        subs, present = [], 0
-        if 'iviType' in v or 'laneStatus' in v or 'vehicleCharacteristics' in v:
-            s = 1 << 2 | ('laneStatus' in v) << 1 | ('vehicleCharacteristics' in v) << 0
-            s = s << 3 | v['iviType']
-            if 'laneStatus' in v:
-                w86 = v['laneStatus']
-                if 0 <= w86 <= 7:
-                    s = s << 4 | w86
-                else:
-                    s = _rt.uwn(s << 1 | 1, w86)
-            if 'vehicleCharacteristics' in v:
-                s = e_VehicleCharacteristicsList(v['vehicleCharacteristics'], s)
-            subs.append(s)
-            present |= 1
-        a = _rt.additions(a, 1, present, subs)
-    return a
-
-def d_TcPart(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 8
-    p = (x >> q) & 255
-    r = {}
-    if p & 128:
-        r['detectionZoneIds'], q = d_ZoneIds(x, q)
-    r['relevanceZoneIds'], q = d_ZoneIds(x, q)
-    if p & 64:
-        q -= 2
-        r['direction'] = (x >> q) & 3
-    if p & 32:
-        r['driverAwarenessZoneIds'], q = d_ZoneIds(x, q)
-    if p & 16:
-        q -= 8
-        r['minimumAwarenessTime'] = (x >> q) & 255
-    if p & 8:
-        r['applicableLanes'], q = d_LanePositions(x, q)
-    if p & 4:
-        q -= 1
-        if (x >> q) & 1:
-            r['layoutId'], q = _rt.read_uwn(x, q)
-        else:
-            q -= 2
-            r['layoutId'] = ((x >> q) & 3) + 1
-    if p & 2:
-        q -= 1
-        if (x >> q) & 1:
-            r['preStoredlayoutId'], q = _rt.read_uwn(x, q)
-        else:
-            q -= 6
-            r['preStoredlayoutId'] = ((x >> q) & 63) + 1
-    if p & 1:
-        r['text'], q = d_TextLines(x, q)
-    r['data'], q = _rt.read_octets(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if i == 0:
-                q -= 2
-                g = (x >> q) & 3
-                q -= 3
-                r['iviType'] = (x >> q) & 7
-                if g & 2:
-                    q -= 1
-                    if (x >> q) & 1:
-                        r['laneStatus'], q = _rt.read_uwn(x, q)
-                    else:
-                        q -= 3
-                        r['laneStatus'] = (x >> q) & 7
-                if g & 1:
-                    r['vehicleCharacteristics'], q = d_VehicleCharacteristicsList(x, q)
-            else:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_LayoutComponents(v, a):
-    k = len(v)
-    if 1 <= k <= 4:
-        a <<= 1
-        a = a << 2 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_LayoutComponent(w, a)
-    return a
-
-def d_LayoutComponents(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 2
-        k = ((x >> q) & 3) + 1
+    k561 = ((x >> q) & 3) + 1
     r = []
-    for _ in range(k):
-        w, q = d_LayoutComponent(x, q)
-        r.append(w)
+    for _ in range(k561):
+        w561, q = d_MovementEvent_regional_item(x, q)
+        r.append(w561)
     return r, q
 
 
-def e_AvcPart(v, a):
-    a = a << 7 | ('detectionZoneIds' in v) << 5 | ('direction' in v) << 4 | ('applicableLanes' in v) << 3 | ('vehicleCharacteristics' in v) << 2 | ('automatedVehicleRules' in v) << 1 | ('platooningRules' in v)
-    if 'detectionZoneIds' in v:
-        a = e_ZoneIds(v['detectionZoneIds'], a)
-    a = e_ZoneIds(v['relevanceZoneIds'], a)
-    if 'direction' in v:
-        a = a << 2 | v['direction']
-    if 'applicableLanes' in v:
-        a = e_LanePositions(v['applicableLanes'], a)
-    if 'vehicleCharacteristics' in v:
-        a = e_VehicleCharacteristicsList(v['vehicleCharacteristics'], a)
-    if 'automatedVehicleRules' in v:
-        a = e_AutomatedVehicleRules(v['automatedVehicleRules'], a)
-    if 'platooningRules' in v:
-        a = e_PlatooningRules(v['platooningRules'], a)
-    return a
-
-def d_AvcPart(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 6
-    p = (x >> q) & 63
-    r = {}
-    if p & 32:
-        r['detectionZoneIds'], q = d_ZoneIds(x, q)
-    r['relevanceZoneIds'], q = d_ZoneIds(x, q)
-    if p & 16:
-        q -= 2
-        r['direction'] = (x >> q) & 3
-    if p & 8:
-        r['applicableLanes'], q = d_LanePositions(x, q)
-    if p & 4:
-        r['vehicleCharacteristics'], q = d_VehicleCharacteristicsList(x, q)
-    if p & 2:
-        r['automatedVehicleRules'], q = d_AutomatedVehicleRules(x, q)
-    if p & 1:
-        r['platooningRules'], q = d_PlatooningRules(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_MapReference(v, a):
-    k, w = v
-    if k == 'roadsegment':
-        a <<= 1
-        a = e_RoadSegmentReferenceID(w, a)
-    elif k == 'intersection':
-        a = a << 1 | 1
-        a = e_IntersectionReferenceID(w, a)
-    else:
-        raise KeyError(k)
-    return a
-
-def d_MapReference(x, q):
-    q -= 1
-    i = (x >> q) & 1
-    if i == 0:
-        w, q = d_RoadSegmentReferenceID(x, q)
-        return ('roadsegment', w), q
-    elif i == 1:
-        w, q = d_IntersectionReferenceID(x, q)
-        return ('intersection', w), q
-    raise _rt.Malformed('MapReference: choice index ' + str(i))
-
-
-def e_MlcParts(v, a):
-    k = len(v)
-    if 1 <= k <= 16:
-        a <<= 1
-        a = a << 4 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_MlcPart(w, a)
-    return a
-
-def d_MlcParts(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 4
-        k = ((x >> q) & 15) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_MlcPart(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_RscPart(v, a):
-    a = a << 4 | ('detectionZoneIds' in v) << 3 | ('direction' in v) << 2 | ('roadSurfaceStaticCharacteristics' in v) << 1 | ('roadSurfaceDynamicCharacteristics' in v)
-    if 'detectionZoneIds' in v:
-        a = e_ZoneIds(v['detectionZoneIds'], a)
-    a = e_ZoneIds(v['relevanceZoneIds'], a)
-    if 'direction' in v:
-        a = a << 2 | v['direction']
-    if 'roadSurfaceStaticCharacteristics' in v:
-        a = e_RoadSurfaceStaticCharacteristics(v['roadSurfaceStaticCharacteristics'], a)
-    if 'roadSurfaceDynamicCharacteristics' in v:
-        a = e_RoadSurfaceDynamicCharacteristics(v['roadSurfaceDynamicCharacteristics'], a)
-    return a
-
-def d_RscPart(x, q):
-    q -= 4
-    p = (x >> q) & 15
-    r = {}
-    if p & 8:
-        r['detectionZoneIds'], q = d_ZoneIds(x, q)
-    r['relevanceZoneIds'], q = d_ZoneIds(x, q)
-    if p & 4:
-        q -= 2
-        r['direction'] = (x >> q) & 3
-    if p & 2:
-        r['roadSurfaceStaticCharacteristics'], q = d_RoadSurfaceStaticCharacteristics(x, q)
-    if p & 1:
-        r['roadSurfaceDynamicCharacteristics'], q = d_RoadSurfaceDynamicCharacteristics(x, q)
-    return r, q
-
-
-def e_IntersectionAccessPoint(v, a):
-    k, w = v
-    if k == 'lane':
-        a <<= 3
-        a = a << 8 | w
-    elif k == 'approach':
-        a = a << 3 | 1
-        a = a << 4 | w
-    elif k == 'connection':
-        a = a << 3 | 2
-        a = a << 8 | w
-    else:
-        raise KeyError(k)
-    return a
-
-def d_IntersectionAccessPoint(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        i, q = _rt.read_nsnn(x, q)
-        length, q = _rt.read_ld(x, q)
-        q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
-    q -= 2
-    i = (x >> q) & 3
-    if i == 0:
-        q -= 8
-        w = (x >> q) & 255
-        return ('lane', w), q
-    elif i == 1:
-        q -= 4
-        w = (x >> q) & 15
-        return ('approach', w), q
-    elif i == 2:
-        q -= 8
-        w = (x >> q) & 255
-        return ('connection', w), q
-    raise _rt.Malformed('IntersectionAccessPoint: choice index ' + str(i))
-
-
-def e_SignalRequest_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_SignalRequest_regional_item(w, a)
-    return a
-
-def d_SignalRequest_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_SignalRequest_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_SignalRequestPackage_regional_item(v, a):
-    a = a << 8 | v['regionId']
-    w = v['regExtValue']
-    if isinstance(w, (bytes, bytearray)):
-        return _rt.octets(a, w)
-    r = v['regionId']
-    raise KeyError(r)
-
-def d_SignalRequestPackage_regional_item(x, q):
-    q -= 8
-    r = (x >> q) & 255
-    n, q = _rt.read_ld(x, q)
-    q -= n << 3
-    w = (x >> q) & ((1 << (n << 3)) - 1)
-    if True:
-        w = w.to_bytes(n, 'big')
-    return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_RequestorDescription_addGrpC(v, a):
-    a = a << 3 | ('fuel' in v) << 1 | ('batteryStatus' in v)
-    if 'fuel' in v:
-        a = a << 4 | v['fuel']
-    if 'batteryStatus' in v:
-        w87 = v['batteryStatus']
-        i88 = _E_BatteryStatus_37.get(w87)
-        if i88 is not None:
-            a = a << 3 | i88
-        else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w87])
-    return a
-
-def d_RequestorDescription_addGrpC(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 2
-    p = (x >> q) & 3
-    r = {}
-    if p & 2:
-        q -= 4
-        r['fuel'] = (x >> q) & 15
-    if p & 1:
-        q -= 1
-        if (x >> q) & 1:
-            i89, q = _rt.read_nsnn(x, q)
-            r['batteryStatus'] = _X_LayerType_1.get(i89)
-        else:
-            q -= 2
-            r['batteryStatus'] = _D_BatteryStatus_38[(x >> q) & 3]
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_SignalStatusPackage(v, a):
-    a = a << 7 | ('requester' in v) << 5 | ('outboundOn' in v) << 4 | ('minute' in v) << 3 | ('second' in v) << 2 | ('duration' in v) << 1 | ('regional' in v)
-    if 'requester' in v:
-        a = e_SignalRequesterInfo(v['requester'], a)
-    a = e_IntersectionAccessPoint(v['inboundOn'], a)
-    if 'outboundOn' in v:
-        a = e_IntersectionAccessPoint(v['outboundOn'], a)
-    if 'minute' in v:
-        a = a << 20 | v['minute']
-    if 'second' in v:
-        a = a << 16 | v['second']
-    if 'duration' in v:
-        a = a << 16 | v['duration']
-    w90 = v['status']
-    i91 = _E_PrioritizationResponseStatus_39.get(w90)
-    if i91 is not None:
-        a = a << 4 | i91
-    else:
-        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w90])
-    if 'regional' in v:
-        a = e_SignalStatusPackage_regional(v['regional'], a)
-    return a
-
-def d_SignalStatusPackage(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 6
-    p = (x >> q) & 63
-    r = {}
-    if p & 32:
-        r['requester'], q = d_SignalRequesterInfo(x, q)
-    r['inboundOn'], q = d_IntersectionAccessPoint(x, q)
-    if p & 16:
-        r['outboundOn'], q = d_IntersectionAccessPoint(x, q)
-    if p & 8:
-        q -= 20
-        r['minute'] = (x >> q) & 1048575
-    if p & 4:
-        q -= 16
-        r['second'] = (x >> q) & 65535
-    if p & 2:
-        q -= 16
-        r['duration'] = (x >> q) & 65535
-    q -= 1
-    if (x >> q) & 1:
-        i92, q = _rt.read_nsnn(x, q)
-        r['status'] = _X_LayerType_1.get(i92)
-    else:
-        q -= 3
-        r['status'] = _D_PrioritizationResponseStatus_40[(x >> q) & 7]
-    if p & 1:
-        r['regional'], q = d_SignalStatusPackage_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_SignalStatus_regional_item(v, a):
-    a = a << 8 | v['regionId']
-    w = v['regExtValue']
-    if isinstance(w, (bytes, bytearray)):
-        return _rt.octets(a, w)
-    r = v['regionId']
-    raise KeyError(r)
-
-def d_SignalStatus_regional_item(x, q):
-    q -= 8
-    r = (x >> q) & 255
-    n, q = _rt.read_ld(x, q)
-    q -= n << 3
-    w = (x >> q) & ((1 << (n << 3)) - 1)
-    if True:
-        w = w.to_bytes(n, 'big')
-    return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_MovementEventList(v, a):
-    k = len(v)
-    a = a << 4 | (k - 1)
-    for w in v:
-        a = e_MovementEvent(w, a)
-    return a
-
-def d_MovementEventList(x, q):
-    q -= 4
-    k = ((x >> q) & 15) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_MovementEvent(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_MovementState_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_MovementState_regional_item(w, a)
-    return a
-
-def d_MovementState_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_MovementState_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_ConnectionManeuverAssist_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_ConnectionManeuverAssist_regional_item(w, a)
+def e_ConnectionManeuverAssist_regional(v):
+    a = 1
+    k562 = len(v)
+    a = a << 2 | (k562 - 1)
+    for w562 in v:
+        s_ = e_ConnectionManeuverAssist_regional_item(w562)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_ConnectionManeuverAssist_regional(x, q):
     q -= 2
-    k = ((x >> q) & 3) + 1
+    k563 = ((x >> q) & 3) + 1
     r = []
-    for _ in range(k):
-        w, q = d_ConnectionManeuverAssist_regional_item(x, q)
-        r.append(w)
+    for _ in range(k563):
+        w563, q = d_ConnectionManeuverAssist_regional_item(x, q)
+        r.append(w563)
     return r, q
 
 
-def e_IntersectionState_addGrpC(v, a):
-    a = a << 2 | ('activePrioritizations' in v)
-    if 'activePrioritizations' in v:
-        a = e_PrioritizationResponseList(v['activePrioritizations'], a)
-    return a
-
-def d_IntersectionState_addGrpC(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    if p & 1:
-        r['activePrioritizations'], q = d_PrioritizationResponseList(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_Position3D_regional_item(v, a):
-    a = a << 8 | v['regionId']
-    w = v['regExtValue']
-    if isinstance(w, (bytes, bytearray)):
-        return _rt.octets(a, w)
-    r = v['regionId']
-    if r == 3:
-        return _rt.open_type(a, e_Position3D_addGrpC(w, 1))
-    raise KeyError(r)
-
-def d_Position3D_regional_item(x, q):
-    q -= 8
-    r = (x >> q) & 255
-    n, q = _rt.read_ld(x, q)
-    q -= n << 3
-    w = (x >> q) & ((1 << (n << 3)) - 1)
-    if r == 3:
-        w = d_Position3D_addGrpC(w, n << 3)[0]
-    else:
-        w = w.to_bytes(n, 'big')
-    return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_LaneAttributes(v, a):
-    a = a << 1 | ('regional' in v)
-    d93, k94 = v['directionalUse']
-    a = a << k94 | int.from_bytes(d93, 'big') >> (8 * len(d93) - k94)
-    d95, k96 = v['sharedWith']
-    a = a << k96 | int.from_bytes(d95, 'big') >> (8 * len(d95) - k96)
-    a = e_LaneTypeAttributes(v['laneType'], a)
-    if 'regional' in v:
-        a = e_LaneAttributes_regional(v['regional'], a)
-    return a
-
-def d_LaneAttributes(x, q):
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    q -= 2
-    r['directionalUse'] = ((((x >> q) & 3) << 6).to_bytes(1, 'big'), 2)
-    q -= 10
-    r['sharedWith'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-    r['laneType'], q = d_LaneTypeAttributes(x, q)
-    if p & 1:
-        r['regional'], q = d_LaneAttributes_regional(x, q)
-    return r, q
-
-
-def e_NodeListXY(v, a):
-    k, w = v
-    if k == 'nodes':
-        a <<= 2
-        a = e_NodeSetXY(w, a)
-    elif k == 'computed':
-        a = a << 2 | 1
-        a = e_ComputedLane(w, a)
-    else:
-        raise KeyError(k)
-    return a
-
-def d_NodeListXY(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        i, q = _rt.read_nsnn(x, q)
-        length, q = _rt.read_ld(x, q)
-        q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
-    q -= 1
-    i = (x >> q) & 1
-    if i == 0:
-        w, q = d_NodeSetXY(x, q)
-        return ('nodes', w), q
-    elif i == 1:
-        w, q = d_ComputedLane(x, q)
-        return ('computed', w), q
-    raise _rt.Malformed('NodeListXY: choice index ' + str(i))
-
-
-def e_ConnectsToList(v, a):
-    k = len(v)
-    a = a << 4 | (k - 1)
-    for w in v:
-        a = e_Connection(w, a)
-    return a
-
-def d_ConnectsToList(x, q):
-    q -= 4
-    k = ((x >> q) & 15) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_Connection(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_OverlayLaneList(v, a):
-    k = len(v)
-    a = a << 3 | (k - 1)
-    for w in v:
-        a = a << 8 | w
-    return a
-
-def d_OverlayLaneList(x, q):
-    q -= 3
-    k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        q -= 8
-        w = (x >> q) & 255
-        r.append(w)
-    return r, q
-
-
-def e_GenericLane_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_GenericLane_regional_item(w, a)
-    return a
-
-def d_GenericLane_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_GenericLane_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_SignalControlZone_zone(v, a):
-    a = a << 8 | v['regionId']
-    w = v['regExtValue']
-    if isinstance(w, (bytes, bytearray)):
-        return _rt.octets(a, w)
-    r = v['regionId']
-    raise KeyError(r)
-
-def d_SignalControlZone_zone(x, q):
-    q -= 8
-    r = (x >> q) & 255
-    n, q = _rt.read_ld(x, q)
-    q -= n << 3
-    w = (x >> q) & ((1 << (n << 3)) - 1)
-    if True:
-        w = w.to_bytes(n, 'big')
-    return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_RestrictionUserType_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_RestrictionUserType_regional_item(w, a)
-    return a
-
-def d_RestrictionUserType_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_RestrictionUserType_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_SignalHeadLocation(v, a):
-    a = a << 1
-    a = e_NodeOffsetPointXY(v['nodeXY'], a)
-    a = a << 15 | (v['nodeZ'] + 12700)
-    a = a << 8 | v['signalGroupID']
-    return a
-
-def d_SignalHeadLocation(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    r = {}
-    r['nodeXY'], q = d_NodeOffsetPointXY(x, q)
-    q -= 15
-    r['nodeZ'] = ((x >> q) & 32767) - 12700
-    q -= 8
-    r['signalGroupID'] = (x >> q) & 255
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_PosConfidenceEllipse(v, a):
-    a = a << 12 | v['semiMajorConfidence']
-    a = a << 12 | v['semiMinorConfidence']
-    a = a << 12 | v['semiMajorOrientation']
-    return a
-
-def d_PosConfidenceEllipse(x, q):
-    r = {}
-    q -= 12
-    r['semiMajorConfidence'] = (x >> q) & 4095
-    q -= 12
-    r['semiMinorConfidence'] = (x >> q) & 4095
-    q -= 12
-    r['semiMajorOrientation'] = (x >> q) & 4095
-    return r, q
-
-
-def e_Altitude(v, a):
-    a = a << 20 | (v['altitudeValue'] + 100000)
-    a = a << 4 | _E_AltitudeConfidence_41[v['altitudeConfidence']]
-    return a
-
-def d_Altitude(x, q):
-    r = {}
-    q -= 20
-    r['altitudeValue'] = ((x >> q) & 1048575) - 100000
-    q -= 4
-    r['altitudeConfidence'] = _D_AltitudeConfidence_42[(x >> q) & 15]
-    return r, q
-
-
-def e_GlcPart(v, a):
-    a = a << 5 | ('laneNumber' in v) << 3 | ('zoneExtension' in v) << 2 | ('zoneHeading' in v) << 1 | ('zone' in v)
-    w99 = v['zoneId']
-    if 1 <= w99 <= 32:
-        a = a << 6 | (w99 - 1)
-    else:
-        a = _rt.uwn(a << 1 | 1, w99)
-    if 'laneNumber' in v:
-        a = a << 4 | (v['laneNumber'] + 1)
-    if 'zoneExtension' in v:
-        a = a << 8 | v['zoneExtension']
-    if 'zoneHeading' in v:
-        a = a << 12 | v['zoneHeading']
-    if 'zone' in v:
-        a = e_Zone(v['zone'], a)
-    return a
-
-def d_GlcPart(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 4
-    p = (x >> q) & 15
-    r = {}
-    q -= 1
-    if (x >> q) & 1:
-        r['zoneId'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 5
-        r['zoneId'] = ((x >> q) & 31) + 1
-    if p & 8:
-        q -= 4
-        r['laneNumber'] = ((x >> q) & 15) - 1
-    if p & 4:
-        q -= 8
-        r['zoneExtension'] = (x >> q) & 255
-    if p & 2:
-        q -= 12
-        r['zoneHeading'] = (x >> q) & 4095
-    if p & 1:
-        r['zone'], q = d_Zone(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_ZoneIds(v, a):
-    k = len(v)
-    if 1 <= k <= 8:
-        a <<= 1
-        a = a << 3 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        w100 = w
-        if 1 <= w100 <= 32:
-            a = a << 6 | (w100 - 1)
-        else:
-            a = _rt.uwn(a << 1 | 1, w100)
-    return a
-
-def d_ZoneIds(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 3
-        k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        q -= 1
-        if (x >> q) & 1:
-            w, q = _rt.read_uwn(x, q)
-        else:
-            q -= 5
-            w = ((x >> q) & 31) + 1
-        r.append(w)
-    return r, q
-
-
-def e_VarLengthNumber(v, a):
-    k, w = v
-    if k == 'content':
-        a <<= 1
-        a = a << 7 | w
-    elif k == 'extension':
-        a = a << 1 | 1
-        a = e_Ext1(w, a)
-    else:
-        raise KeyError(k)
-    return a
-
-def d_VarLengthNumber(x, q):
-    q -= 1
-    i = (x >> q) & 1
-    if i == 0:
-        q -= 7
-        w = (x >> q) & 127
-        return ('content', w), q
-    elif i == 1:
-        w, q = d_Ext1(x, q)
-        return ('extension', w), q
-    raise _rt.Malformed('VarLengthNumber: choice index ' + str(i))
-
-
-def e_LanePositions(v, a):
-    k = len(v)
-    if 1 <= k <= 8:
-        a <<= 1
-        a = a << 3 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = a << 4 | (w + 1)
-    return a
-
-def d_LanePositions(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 3
-        k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        q -= 4
-        w = ((x >> q) & 15) - 1
-        r.append(w)
-    return r, q
-
-
-def e_VehicleCharacteristicsList(v, a):
-    k = len(v)
-    if 1 <= k <= 8:
-        a <<= 1
-        a = a << 3 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_CompleteVehicleCharacteristics(w, a)
-    return a
-
-def d_VehicleCharacteristicsList(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 3
-        k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_CompleteVehicleCharacteristics(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_RoadSignCodes(v, a):
-    k = len(v)
-    if 1 <= k <= 4:
-        a <<= 1
-        a = a << 2 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_RSCode(w, a)
-    return a
-
-def d_RoadSignCodes(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 2
-        k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_RSCode(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_ConstraintTextLines1(v, a):
-    k = len(v)
-    if 1 <= k <= 4:
-        a <<= 1
-        a = a << 2 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_Text(w, a)
-    return a
-
-def d_ConstraintTextLines1(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 2
-        k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_Text(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_LaneConfiguration(v, a):
-    k = len(v)
-    if 1 <= k <= 16:
-        a <<= 1
-        a = a << 4 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_LaneInformation(w, a)
-    return a
-
-def d_LaneConfiguration(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 4
-        k = ((x >> q) & 15) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_LaneInformation(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_TextLines(v, a):
-    k = len(v)
-    if 1 <= k <= 4:
-        a <<= 1
-        a = a << 2 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_Text_2(w, a)
-    return a
-
-def d_TextLines(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 2
-        k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_Text_2(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_LayoutComponent(v, a):
-    w101 = v['layoutComponentId']
-    if 1 <= w101 <= 8:
-        a = a << 4 | (w101 - 1)
-    else:
-        a = _rt.uwn(a << 1 | 1, w101)
-    a = a << 6 | (v['height'] - 10)
-    a = a << 8 | (v['width'] - 10)
-    a = a << 8 | (v['x'] - 10)
-    a = a << 6 | (v['y'] - 10)
-    a = a << 1 | v['textScripting']
-    return a
-
-def d_LayoutComponent(x, q):
-    r = {}
-    q -= 1
-    if (x >> q) & 1:
-        r['layoutComponentId'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 3
-        r['layoutComponentId'] = ((x >> q) & 7) + 1
-    q -= 6
-    r['height'] = ((x >> q) & 63) + 10
-    q -= 8
-    r['width'] = ((x >> q) & 255) + 10
-    q -= 8
-    r['x'] = ((x >> q) & 255) + 10
-    q -= 6
-    r['y'] = ((x >> q) & 63) + 10
-    q -= 1
-    r['textScripting'] = (x >> q) & 1
-    return r, q
-
-
-def e_AutomatedVehicleRules(v, a):
-    k = len(v)
-    a = a << 3 | (k - 1)
-    for w in v:
-        a = e_AutomatedVehicleRule(w, a)
-    return a
-
-def d_AutomatedVehicleRules(x, q):
-    q -= 3
-    k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_AutomatedVehicleRule(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_PlatooningRules(v, a):
-    k = len(v)
-    a = a << 3 | (k - 1)
-    for w in v:
-        a = e_PlatooningRule(w, a)
-    return a
-
-def d_PlatooningRules(x, q):
-    q -= 3
-    k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_PlatooningRule(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_MlcPart(v, a):
-    a = a << 1 | ('laneIds' in v)
-    w102 = v['zoneId']
-    if 1 <= w102 <= 32:
-        a = a << 6 | (w102 - 1)
-    else:
-        a = _rt.uwn(a << 1 | 1, w102)
-    if 'laneIds' in v:
-        a = e_LaneIds(v['laneIds'], a)
-    return a
-
-def d_MlcPart(x, q):
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    q -= 1
-    if (x >> q) & 1:
-        r['zoneId'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 5
-        r['zoneId'] = ((x >> q) & 31) + 1
-    if p & 1:
-        r['laneIds'], q = d_LaneIds(x, q)
-    return r, q
-
-
-def e_RoadSurfaceStaticCharacteristics(v, a):
-    a = a << 7 | v['frictionCoefficient']
-    w103 = v['material']
-    if 0 <= w103 <= 7:
-        a = a << 4 | w103
-    else:
-        a = _rt.uwn(a << 1 | 1, w103)
-    w104 = v['wear']
-    if 0 <= w104 <= 7:
-        a = a << 4 | w104
-    else:
-        a = _rt.uwn(a << 1 | 1, w104)
-    a = a << 6 | (v['avBankingAngle'] + 20)
-    return a
-
-def d_RoadSurfaceStaticCharacteristics(x, q):
-    r = {}
-    q -= 7
-    r['frictionCoefficient'] = (x >> q) & 127
-    q -= 1
-    if (x >> q) & 1:
-        r['material'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 3
-        r['material'] = (x >> q) & 7
-    q -= 1
-    if (x >> q) & 1:
-        r['wear'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 3
-        r['wear'] = (x >> q) & 7
-    q -= 6
-    r['avBankingAngle'] = ((x >> q) & 63) - 20
-    return r, q
-
-
-def e_RoadSurfaceDynamicCharacteristics(v, a):
-    w105 = v['condition']
-    if 0 <= w105 <= 15:
-        a = a << 5 | w105
-    else:
-        a = _rt.uwn(a << 1 | 1, w105)
-    a = a << 8 | (v['temperature'] + 100)
-    a = a << 8 | v['iceOrWaterDepth']
-    a = a << 3 | v['treatment']
-    return a
-
-def d_RoadSurfaceDynamicCharacteristics(x, q):
-    r = {}
-    q -= 1
-    if (x >> q) & 1:
-        r['condition'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 4
-        r['condition'] = (x >> q) & 15
-    q -= 8
-    r['temperature'] = ((x >> q) & 255) - 100
-    q -= 8
-    r['iceOrWaterDepth'] = (x >> q) & 255
-    q -= 3
-    r['treatment'] = (x >> q) & 7
-    return r, q
-
-
-def e_SignalRequest_regional_item(v, a):
-    a = a << 8 | v['regionId']
-    w = v['regExtValue']
-    if isinstance(w, (bytes, bytearray)):
-        return _rt.octets(a, w)
-    r = v['regionId']
-    raise KeyError(r)
-
-def d_SignalRequest_regional_item(x, q):
-    q -= 8
-    r = (x >> q) & 255
-    n, q = _rt.read_ld(x, q)
-    q -= n << 3
-    w = (x >> q) & ((1 << (n << 3)) - 1)
-    if True:
-        w = w.to_bytes(n, 'big')
-    return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_SignalRequesterInfo(v, a):
-    a = a << 3 | ('role' in v) << 1 | ('typeData' in v)
-    a = e_VehicleID(v['id'], a)
-    a = a << 8 | v['request']
-    a = a << 7 | v['sequenceNumber']
-    if 'role' in v:
-        w106 = v['role']
-        i107 = _E_BasicVehicleRole_9.get(w106)
-        if i107 is not None:
-            a = a << 6 | i107
-        else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w106])
-    if 'typeData' in v:
-        a = e_RequestorType(v['typeData'], a)
-    return a
-
-def d_SignalRequesterInfo(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 2
-    p = (x >> q) & 3
-    r = {}
-    r['id'], q = d_VehicleID(x, q)
-    q -= 8
-    r['request'] = (x >> q) & 255
-    q -= 7
-    r['sequenceNumber'] = (x >> q) & 127
-    if p & 2:
-        q -= 1
-        if (x >> q) & 1:
-            i108, q = _rt.read_nsnn(x, q)
-            r['role'] = _X_LayerType_1.get(i108)
-        else:
-            q -= 5
-            r['role'] = _D_BasicVehicleRole_13[(x >> q) & 31]
-    if p & 1:
-        r['typeData'], q = d_RequestorType(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_SignalStatusPackage_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_SignalStatusPackage_regional_item(w, a)
-    return a
-
-def d_SignalStatusPackage_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_SignalStatusPackage_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_MovementEvent(v, a):
-    a = a << 4 | ('timing' in v) << 2 | ('speeds' in v) << 1 | ('regional' in v)
-    a = a << 4 | _E_MovementPhaseState_43[v['eventState']]
-    if 'timing' in v:
-        a = e_TimeChangeDetails(v['timing'], a)
-    if 'speeds' in v:
-        a = e_AdvisorySpeedList(v['speeds'], a)
-    if 'regional' in v:
-        a = e_MovementEvent_regional(v['regional'], a)
-    return a
-
-def d_MovementEvent(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 3
-    p = (x >> q) & 7
-    r = {}
-    q -= 4
-    r['eventState'] = _D_MovementPhaseState_44[(x >> q) & 15]
-    if p & 4:
-        r['timing'], q = d_TimeChangeDetails(x, q)
-    if p & 2:
-        r['speeds'], q = d_AdvisorySpeedList(x, q)
-    if p & 1:
-        r['regional'], q = d_MovementEvent_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_MovementState_regional_item(v, a):
+def e_MovementState_regional_item(v):
+    a = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -4476,14 +2824,15 @@ def d_MovementState_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_ConnectionManeuverAssist_regional_item(v, a):
+def e_ConnectionManeuverAssist_regional_item(v):
+    a = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
         return _rt.octets(a, w)
     r = v['regionId']
     if r == 3:
-        return _rt.open_type(a, e_ConnectionManeuverAssist_addGrpC(w, 1))
+        return _rt.open_type(a, e_ConnectionManeuverAssist_addGrpC(w))
     raise KeyError(r)
 
 def d_ConnectionManeuverAssist_regional_item(x, q):
@@ -4499,88 +2848,93 @@ def d_ConnectionManeuverAssist_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_PrioritizationResponseList(v, a):
-    k = len(v)
-    a = a << 4 | (k - 1)
-    for w in v:
-        a = e_PrioritizationResponse(w, a)
-    return a
+def e_IntersectionState_regional_item(v):
+    a = 1
+    a = a << 8 | v['regionId']
+    w = v['regExtValue']
+    if isinstance(w, (bytes, bytearray)):
+        return _rt.octets(a, w)
+    r = v['regionId']
+    if r == 3:
+        return _rt.open_type(a, e_IntersectionState_addGrpC(w))
+    raise KeyError(r)
 
-def d_PrioritizationResponseList(x, q):
-    q -= 4
-    k = ((x >> q) & 15) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_PrioritizationResponse(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_Position3D_addGrpC(v, a):
-    a = a << 1
-    a = e_Altitude(v['altitude'], a)
-    return a
-
-def d_Position3D_addGrpC(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    r = {}
-    r['altitude'], q = d_Altitude(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
+def d_IntersectionState_regional_item(x, q):
+    q -= 8
+    r = (x >> q) & 255
+    n, q = _rt.read_ld(x, q)
+    q -= n << 3
+    w = (x >> q) & ((1 << (n << 3)) - 1)
+    if r == 3:
+        w = d_IntersectionState_addGrpC(w, n << 3)[0]
+    else:
+        w = w.to_bytes(n, 'big')
+    return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_LaneTypeAttributes(v, a):
+def e_Position3D_regional_item(v):
+    a = 1
+    a = a << 8 | v['regionId']
+    w = v['regExtValue']
+    if isinstance(w, (bytes, bytearray)):
+        return _rt.octets(a, w)
+    r = v['regionId']
+    if r == 3:
+        return _rt.open_type(a, e_Position3D_addGrpC(w))
+    raise KeyError(r)
+
+def d_Position3D_regional_item(x, q):
+    q -= 8
+    r = (x >> q) & 255
+    n, q = _rt.read_ld(x, q)
+    q -= n << 3
+    w = (x >> q) & ((1 << (n << 3)) - 1)
+    if r == 3:
+        w = d_Position3D_addGrpC(w, n << 3)[0]
+    else:
+        w = w.to_bytes(n, 'big')
+    return {'regionId': r, 'regExtValue': w}, q
+
+
+def e_LaneTypeAttributes(v):
+    a = 1
     k, w = v
     if k == 'vehicle':
         a <<= 4
-        d109, k110 = w
-        if not 8 <= k110 <= 8:
-            a = _rt.bits_unbound(a << 1 | 1, d109, k110)
+        d564, k565 = w
+        if not 8 <= k565 <= 8:
+            a = _rt.bits_unbound(a << 1 | 1, d564, k565)
         else:
             a <<= 1
-            a = a << k110 | int.from_bytes(d109, 'big') >> (8 * len(d109) - k110)
+            a = a << k565 | int.from_bytes(d564, 'big') >> (8 * len(d564) - k565)
     elif k == 'crosswalk':
         a = a << 4 | 1
-        d111, k112 = w
-        a = a << k112 | int.from_bytes(d111, 'big') >> (8 * len(d111) - k112)
+        d566, k567 = w
+        a = a << k567 | int.from_bytes(d566, 'big') >> (8 * len(d566) - k567)
     elif k == 'bikeLane':
         a = a << 4 | 2
-        d113, k114 = w
-        a = a << k114 | int.from_bytes(d113, 'big') >> (8 * len(d113) - k114)
+        d568, k569 = w
+        a = a << k569 | int.from_bytes(d568, 'big') >> (8 * len(d568) - k569)
     elif k == 'sidewalk':
         a = a << 4 | 3
-        d115, k116 = w
-        a = a << k116 | int.from_bytes(d115, 'big') >> (8 * len(d115) - k116)
+        d570, k571 = w
+        a = a << k571 | int.from_bytes(d570, 'big') >> (8 * len(d570) - k571)
     elif k == 'median':
         a = a << 4 | 4
-        d117, k118 = w
-        a = a << k118 | int.from_bytes(d117, 'big') >> (8 * len(d117) - k118)
+        d572, k573 = w
+        a = a << k573 | int.from_bytes(d572, 'big') >> (8 * len(d572) - k573)
     elif k == 'striping':
         a = a << 4 | 5
-        d119, k120 = w
-        a = a << k120 | int.from_bytes(d119, 'big') >> (8 * len(d119) - k120)
+        d574, k575 = w
+        a = a << k575 | int.from_bytes(d574, 'big') >> (8 * len(d574) - k575)
     elif k == 'trackedVehicle':
         a = a << 4 | 6
-        d121, k122 = w
-        a = a << k122 | int.from_bytes(d121, 'big') >> (8 * len(d121) - k122)
+        d576, k577 = w
+        a = a << k577 | int.from_bytes(d576, 'big') >> (8 * len(d576) - k577)
     elif k == 'parking':
         a = a << 4 | 7
-        d123, k124 = w
-        a = a << k124 | int.from_bytes(d123, 'big') >> (8 * len(d123) - k124)
+        d578, k579 = w
+        a = a << k579 | int.from_bytes(d578, 'big') >> (8 * len(d578) - k579)
     else:
         raise KeyError(k)
     return a
@@ -4634,14 +2988,15 @@ def d_LaneTypeAttributes(x, q):
     raise _rt.Malformed('LaneTypeAttributes: choice index ' + str(i))
 
 
-def e_LaneAttributes_regional(v, a):
+def e_LaneAttributes_regional(v):
+    a = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
         return _rt.octets(a, w)
     r = v['regionId']
     if r == 3:
-        return _rt.open_type(a, e_LaneAttributes_addGrpC(w, 1))
+        return _rt.open_type(a, e_LaneAttributes_addGrpC(w))
     raise KeyError(r)
 
 def d_LaneAttributes_regional(x, q):
@@ -4657,116 +3012,70 @@ def d_LaneAttributes_regional(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_NodeSetXY(v, a):
-    k = len(v)
-    a = a << 6 | (k - 2)
-    for w in v:
-        a = e_NodeXY(w, a)
+def e_NodeListXY(v):
+    a = 1
+    k, w = v
+    if k == 'nodes':
+        a <<= 2
+        s_ = e_NodeSetXY(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    elif k == 'computed':
+        a = a << 2 | 1
+        s_ = e_ComputedLane(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    else:
+        raise KeyError(k)
     return a
 
-def d_NodeSetXY(x, q):
-    q -= 6
-    k = ((x >> q) & 63) + 2
-    r = []
-    for _ in range(k):
-        w, q = d_NodeXY(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_ComputedLane(v, a):
-    a = a << 5 | ('rotateXY' in v) << 3 | ('scaleXaxis' in v) << 2 | ('scaleYaxis' in v) << 1 | ('regional' in v)
-    a = a << 8 | v['referenceLaneId']
-    a = e_ComputedLane_offsetXaxis(v['offsetXaxis'], a)
-    a = e_ComputedLane_offsetYaxis(v['offsetYaxis'], a)
-    if 'rotateXY' in v:
-        a = a << 15 | v['rotateXY']
-    if 'scaleXaxis' in v:
-        a = a << 12 | (v['scaleXaxis'] + 2048)
-    if 'scaleYaxis' in v:
-        a = a << 12 | (v['scaleYaxis'] + 2048)
-    if 'regional' in v:
-        a = e_ComputedLane_regional(v['regional'], a)
-    return a
-
-def d_ComputedLane(x, q):
+def d_NodeListXY(x, q):
     q -= 1
-    ext = (x >> q) & 1
-    q -= 4
-    p = (x >> q) & 15
+    if (x >> q) & 1:
+        i, q = _rt.read_nsnn(x, q)
+        length, q = _rt.read_ld(x, q)
+        q0 = q
+        r = (None, None)
+        return r, _rt.skip(q0, length << 3)
+    q -= 1
+    i = (x >> q) & 1
+    if i == 0:
+        w, q = d_NodeSetXY(x, q)
+        return ('nodes', w), q
+    elif i == 1:
+        w, q = d_ComputedLane(x, q)
+        return ('computed', w), q
+    raise _rt.Malformed('NodeListXY: choice index ' + str(i))
+
+
+def e_ConnectingLane(v):
+    a = 1
+    a = a << 1 | ('maneuver' in v)
+    a = a << 8 | v['lane']
+    if 'maneuver' in v:
+        d589, k590 = v['maneuver']
+        a = a << k590 | int.from_bytes(d589, 'big') >> (8 * len(d589) - k590)
+    return a
+
+def d_ConnectingLane(x, q):
+    q -= 1
+    h591 = (x >> q) & 1
     r = {}
     q -= 8
-    r['referenceLaneId'] = (x >> q) & 255
-    r['offsetXaxis'], q = d_ComputedLane_offsetXaxis(x, q)
-    r['offsetYaxis'], q = d_ComputedLane_offsetYaxis(x, q)
-    if p & 8:
-        q -= 15
-        r['rotateXY'] = (x >> q) & 32767
-    if p & 4:
+    r['lane'] = (x >> q) & 255
+    if h591 & 1:
         q -= 12
-        r['scaleXaxis'] = ((x >> q) & 4095) - 2048
-    if p & 2:
-        q -= 12
-        r['scaleYaxis'] = ((x >> q) & 4095) - 2048
-    if p & 1:
-        r['regional'], q = d_ComputedLane_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
+        r['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
     return r, q
 
 
-def e_Connection(v, a):
-    a = a << 4 | ('remoteIntersection' in v) << 3 | ('signalGroup' in v) << 2 | ('userClass' in v) << 1 | ('connectionID' in v)
-    a = e_ConnectingLane(v['connectingLane'], a)
-    if 'remoteIntersection' in v:
-        a = e_IntersectionReferenceID(v['remoteIntersection'], a)
-    if 'signalGroup' in v:
-        a = a << 8 | v['signalGroup']
-    if 'userClass' in v:
-        a = a << 8 | v['userClass']
-    if 'connectionID' in v:
-        a = a << 8 | v['connectionID']
-    return a
-
-def d_Connection(x, q):
-    q -= 4
-    p = (x >> q) & 15
-    r = {}
-    r['connectingLane'], q = d_ConnectingLane(x, q)
-    if p & 8:
-        r['remoteIntersection'], q = d_IntersectionReferenceID(x, q)
-    if p & 4:
-        q -= 8
-        r['signalGroup'] = (x >> q) & 255
-    if p & 2:
-        q -= 8
-        r['userClass'] = (x >> q) & 255
-    if p & 1:
-        q -= 8
-        r['connectionID'] = (x >> q) & 255
-    return r, q
-
-
-def e_GenericLane_regional_item(v, a):
+def e_GenericLane_regional_item(v):
+    a = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
         return _rt.octets(a, w)
     r = v['regionId']
     if r == 3:
-        return _rt.open_type(a, e_ConnectionTrajectory_addGrpC(w, 1))
+        return _rt.open_type(a, e_ConnectionTrajectory_addGrpC(w))
     raise KeyError(r)
 
 def d_GenericLane_regional_item(x, q):
@@ -4782,55 +3091,2535 @@ def d_GenericLane_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_RestrictionUserType_regional_item(v, a):
+def e_SignalControlZone_zone(v):
+    a = 1
+    a = a << 8 | v['regionId']
+    w = v['regExtValue']
+    if isinstance(w, (bytes, bytearray)):
+        return _rt.octets(a, w)
+    r = v['regionId']
+    raise KeyError(r)
+
+def d_SignalControlZone_zone(x, q):
+    q -= 8
+    r = (x >> q) & 255
+    n, q = _rt.read_ld(x, q)
+    q -= n << 3
+    w = (x >> q) & ((1 << (n << 3)) - 1)
+    if True:
+        w = w.to_bytes(n, 'big')
+    return {'regionId': r, 'regExtValue': w}, q
+
+
+def e_IntersectionGeometry_regional_item(v):
+    a = 1
+    a = a << 8 | v['regionId']
+    w = v['regExtValue']
+    if isinstance(w, (bytes, bytearray)):
+        return _rt.octets(a, w)
+    r = v['regionId']
+    raise KeyError(r)
+
+def d_IntersectionGeometry_regional_item(x, q):
+    q -= 8
+    r = (x >> q) & 255
+    n, q = _rt.read_ld(x, q)
+    q -= n << 3
+    w = (x >> q) & ((1 << (n << 3)) - 1)
+    if True:
+        w = w.to_bytes(n, 'big')
+    return {'regionId': r, 'regExtValue': w}, q
+
+
+def e_RoadSegment_regional_item(v):
+    a = 1
+    a = a << 8 | v['regionId']
+    w = v['regExtValue']
+    if isinstance(w, (bytes, bytearray)):
+        return _rt.octets(a, w)
+    r = v['regionId']
+    raise KeyError(r)
+
+def d_RoadSegment_regional_item(x, q):
+    q -= 8
+    r = (x >> q) & 255
+    n, q = _rt.read_ld(x, q)
+    q -= n << 3
+    w = (x >> q) & ((1 << (n << 3)) - 1)
+    if True:
+        w = w.to_bytes(n, 'big')
+    return {'regionId': r, 'regExtValue': w}, q
+
+
+def e_RestrictionUserType(v):
+    a = 1
+    k, w = v
+    if k == 'basicType':
+        a <<= 2
+        w593 = w
+        i594 = _E_RestrictionAppliesTo_39.get(w593)
+        if i594 is not None:
+            a = a << 5 | i594
+        else:
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w593])
+    elif k == 'regional':
+        a = a << 2 | 1
+        s_ = e_RestrictionUserType_regional(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    else:
+        raise KeyError(k)
+    return a
+
+def d_RestrictionUserType(x, q):
+    q -= 1
+    if (x >> q) & 1:
+        i, q = _rt.read_nsnn(x, q)
+        length, q = _rt.read_ld(x, q)
+        q0 = q
+        r = (None, None)
+        return r, _rt.skip(q0, length << 3)
+    q -= 1
+    i = (x >> q) & 1
+    if i == 0:
+        q -= 1
+        if (x >> q) & 1:
+            i595, q = _rt.read_nsnn(x, q)
+            w = _X_LayerType_1.get(i595)
+        else:
+            q -= 4
+            w = _D_RestrictionAppliesTo_40[(x >> q) & 15]
+        return ('basicType', w), q
+    elif i == 1:
+        w, q = d_RestrictionUserType_regional(x, q)
+        return ('regional', w), q
+    raise _rt.Malformed('RestrictionUserType: choice index ' + str(i))
+
+
+def e_MapData_addGrpC(v):
+    a = 1
+    a = a << 2 | ('signalHeadLocations' in v)
+    if 'signalHeadLocations' in v:
+        v597 = v['signalHeadLocations']
+        a598 = 1
+        k599 = len(v597)
+        a598 = a598 << 6 | (k599 - 1)
+        for w599 in v597:
+            v600 = w599
+            a601 = 1
+            a601 = a601 << 1
+            s_ = e_NodeOffsetPointXY(v600['nodeXY'])
+            a601 = ((a601 - 1) << (s_.bit_length() - 1)) + s_
+            a601 = a601 << 15 | (v600['nodeZ'] + 12700)
+            a601 = a601 << 8 | v600['signalGroupID']
+            a598 = ((a598 - 1) << (a601.bit_length() - 1)) + a601
+        a = ((a - 1) << (a598.bit_length() - 1)) + a598
+    return a
+
+def d_MapData_addGrpC(x, q):
+    q -= 2
+    h603 = (x >> q) & 3
+    r = {}
+    if h603 & 1:
+        q -= 6
+        k605 = ((x >> q) & 63) + 1
+        r604 = []
+        for _ in range(k605):
+            q -= 1
+            h607 = (x >> q) & 1
+            r606 = {}
+            r606['nodeXY'], q = d_NodeOffsetPointXY(x, q)
+            q -= 15
+            r606['nodeZ'] = ((x >> q) & 32767) - 12700
+            q -= 8
+            r606['signalGroupID'] = (x >> q) & 255
+            if h607 >> 0:
+                q = _rt.skip_additions(x, q)
+            w605 = r606
+            r604.append(w605)
+        r['signalHeadLocations'] = r604
+    if h603 >> 1:
+        q = _rt.skip_additions(x, q)
+    return r, q
+
+
+def e_GeographicLocationContainer(v):
+    a = 1
+    a = a << 4 | ('referencePositionTime' in v) << 2 | ('referencePositionHeading' in v) << 1 | ('referencePositionSpeed' in v)
+    v609 = v['referencePosition']
+    a610 = 1
+    a610 = a610 << 31 | (v609['latitude'] + 900000000)
+    a610 = a610 << 32 | (v609['longitude'] + 1800000000)
+    v612 = v609['positionConfidenceEllipse']
+    a613 = 1
+    a613 = a613 << 12 | v612['semiMajorConfidence']
+    a613 = a613 << 12 | v612['semiMinorConfidence']
+    a613 = a613 << 12 | v612['semiMajorOrientation']
+    a610 = ((a610 - 1) << (a613.bit_length() - 1)) + a613
+    v615 = v609['altitude']
+    a616 = 1
+    a616 = a616 << 20 | (v615['altitudeValue'] + 100000)
+    a616 = a616 << 4 | _E_AltitudeConfidence_41[v615['altitudeConfidence']]
+    a610 = ((a610 - 1) << (a616.bit_length() - 1)) + a616
+    a = ((a - 1) << (a610.bit_length() - 1)) + a610
+    if 'referencePositionTime' in v:
+        a = a << 42 | v['referencePositionTime']
+    if 'referencePositionHeading' in v:
+        v618 = v['referencePositionHeading']
+        a619 = 1
+        a619 = a619 << 12 | v618['headingValue']
+        a619 = a619 << 7 | (v618['headingConfidence'] - 1)
+        a = ((a - 1) << (a619.bit_length() - 1)) + a619
+    if 'referencePositionSpeed' in v:
+        v621 = v['referencePositionSpeed']
+        a622 = 1
+        a622 = a622 << 14 | v621['speedValue']
+        a622 = a622 << 7 | (v621['speedConfidence'] - 1)
+        a = ((a - 1) << (a622.bit_length() - 1)) + a622
+    v624 = v['parts']
+    a625 = 1
+    k626 = len(v624)
+    if 1 <= k626 <= 16:
+        a625 <<= 1
+        a625 = a625 << 4 | (k626 - 1)
+    else:
+        a625 = _rt.ld(a625 << 1 | 1, k626)
+    for w626 in v624:
+        v627 = w626
+        a628 = 1
+        a628 = a628 << 5 | ('laneNumber' in v627) << 3 | ('zoneExtension' in v627) << 2 | ('zoneHeading' in v627) << 1 | ('zone' in v627)
+        w630 = v627['zoneId']
+        if 1 <= w630 <= 32:
+            a628 = a628 << 6 | (w630 - 1)
+        else:
+            a628 = _rt.uwn(a628 << 1 | 1, w630)
+        if 'laneNumber' in v627:
+            a628 = a628 << 4 | (v627['laneNumber'] + 1)
+        if 'zoneExtension' in v627:
+            a628 = a628 << 8 | v627['zoneExtension']
+        if 'zoneHeading' in v627:
+            a628 = a628 << 12 | v627['zoneHeading']
+        if 'zone' in v627:
+            s_ = e_Zone(v627['zone'])
+            a628 = ((a628 - 1) << (s_.bit_length() - 1)) + s_
+        a625 = ((a625 - 1) << (a628.bit_length() - 1)) + a628
+    a = ((a - 1) << (a625.bit_length() - 1)) + a625
+    return a
+
+def d_GeographicLocationContainer(x, q):
+    q -= 4
+    h631 = (x >> q) & 15
+    r = {}
+    r632 = {}
+    q -= 31
+    r632['latitude'] = ((x >> q) & 2147483647) - 900000000
+    q -= 32
+    r632['longitude'] = ((x >> q) & 4294967295) - 1800000000
+    r634 = {}
+    q -= 12
+    r634['semiMajorConfidence'] = (x >> q) & 4095
+    q -= 12
+    r634['semiMinorConfidence'] = (x >> q) & 4095
+    q -= 12
+    r634['semiMajorOrientation'] = (x >> q) & 4095
+    r632['positionConfidenceEllipse'] = r634
+    r636 = {}
+    q -= 20
+    r636['altitudeValue'] = ((x >> q) & 1048575) - 100000
+    q -= 4
+    r636['altitudeConfidence'] = _D_AltitudeConfidence_42[(x >> q) & 15]
+    r632['altitude'] = r636
+    r['referencePosition'] = r632
+    if h631 & 4:
+        q -= 42
+        r['referencePositionTime'] = (x >> q) & 4398046511103
+    if h631 & 2:
+        r638 = {}
+        q -= 12
+        r638['headingValue'] = (x >> q) & 4095
+        q -= 7
+        r638['headingConfidence'] = ((x >> q) & 127) + 1
+        r['referencePositionHeading'] = r638
+    if h631 & 1:
+        r640 = {}
+        q -= 14
+        r640['speedValue'] = (x >> q) & 16383
+        q -= 7
+        r640['speedConfidence'] = ((x >> q) & 127) + 1
+        r['referencePositionSpeed'] = r640
+    q -= 1
+    if (x >> q) & 1:
+        k643, q = _rt.read_ld(x, q)
+    else:
+        q -= 4
+        k643 = ((x >> q) & 15) + 1
+    r642 = []
+    for _ in range(k643):
+        q -= 5
+        h645 = (x >> q) & 31
+        r644 = {}
+        q -= 1
+        if (x >> q) & 1:
+            r644['zoneId'], q = _rt.read_uwn(x, q)
+        else:
+            q -= 5
+            r644['zoneId'] = ((x >> q) & 31) + 1
+        if h645 & 8:
+            q -= 4
+            r644['laneNumber'] = ((x >> q) & 15) - 1
+        if h645 & 4:
+            q -= 8
+            r644['zoneExtension'] = (x >> q) & 255
+        if h645 & 2:
+            q -= 12
+            r644['zoneHeading'] = (x >> q) & 4095
+        if h645 & 1:
+            r644['zone'], q = d_Zone(x, q)
+        if h645 >> 4:
+            q = _rt.skip_additions(x, q)
+        w643 = r644
+        r642.append(w643)
+    r['parts'] = r642
+    if h631 >> 3:
+        q = _rt.skip_additions(x, q)
+    return r, q
+
+
+def e_GeneralIviContainer(v):
+    a = 1
+    k646 = len(v)
+    if 1 <= k646 <= 16:
+        a <<= 1
+        a = a << 4 | (k646 - 1)
+    else:
+        a = _rt.ld(a << 1 | 1, k646)
+    for w646 in v:
+        v647 = w646
+        a648 = 1
+        a648 = a648 << 15 | ('detectionZoneIds' in v647) << 13 | ('its-Rrid' in v647) << 12 | ('relevanceZoneIds' in v647) << 11 | ('direction' in v647) << 10 | ('driverAwarenessZoneIds' in v647) << 9 | ('minimumAwarenessTime' in v647) << 8 | ('applicableLanes' in v647) << 7 | ('iviPurpose' in v647) << 6 | ('laneStatus' in v647) << 5 | ('vehicleCharacteristics' in v647) << 4 | ('driverCharacteristics' in v647) << 3 | ('layoutId' in v647) << 2 | ('preStoredlayoutId' in v647) << 1 | ('extraText' in v647)
+        if 'detectionZoneIds' in v647:
+            v650 = v647['detectionZoneIds']
+            a651 = 1
+            k652 = len(v650)
+            if 1 <= k652 <= 8:
+                a651 <<= 1
+                a651 = a651 << 3 | (k652 - 1)
+            else:
+                a651 = _rt.ld(a651 << 1 | 1, k652)
+            for w652 in v650:
+                w653 = w652
+                if 1 <= w653 <= 32:
+                    a651 = a651 << 6 | (w653 - 1)
+                else:
+                    a651 = _rt.uwn(a651 << 1 | 1, w653)
+            a648 = ((a648 - 1) << (a651.bit_length() - 1)) + a651
+        if 'its-Rrid' in v647:
+            s_ = e_VarLengthNumber(v647['its-Rrid'])
+            a648 = ((a648 - 1) << (s_.bit_length() - 1)) + s_
+        if 'relevanceZoneIds' in v647:
+            v654 = v647['relevanceZoneIds']
+            a655 = 1
+            k656 = len(v654)
+            if 1 <= k656 <= 8:
+                a655 <<= 1
+                a655 = a655 << 3 | (k656 - 1)
+            else:
+                a655 = _rt.ld(a655 << 1 | 1, k656)
+            for w656 in v654:
+                w657 = w656
+                if 1 <= w657 <= 32:
+                    a655 = a655 << 6 | (w657 - 1)
+                else:
+                    a655 = _rt.uwn(a655 << 1 | 1, w657)
+            a648 = ((a648 - 1) << (a655.bit_length() - 1)) + a655
+        if 'direction' in v647:
+            a648 = a648 << 2 | v647['direction']
+        if 'driverAwarenessZoneIds' in v647:
+            v658 = v647['driverAwarenessZoneIds']
+            a659 = 1
+            k660 = len(v658)
+            if 1 <= k660 <= 8:
+                a659 <<= 1
+                a659 = a659 << 3 | (k660 - 1)
+            else:
+                a659 = _rt.ld(a659 << 1 | 1, k660)
+            for w660 in v658:
+                w661 = w660
+                if 1 <= w661 <= 32:
+                    a659 = a659 << 6 | (w661 - 1)
+                else:
+                    a659 = _rt.uwn(a659 << 1 | 1, w661)
+            a648 = ((a648 - 1) << (a659.bit_length() - 1)) + a659
+        if 'minimumAwarenessTime' in v647:
+            a648 = a648 << 8 | v647['minimumAwarenessTime']
+        if 'applicableLanes' in v647:
+            v662 = v647['applicableLanes']
+            a663 = 1
+            k664 = len(v662)
+            if 1 <= k664 <= 8:
+                a663 <<= 1
+                a663 = a663 << 3 | (k664 - 1)
+            else:
+                a663 = _rt.ld(a663 << 1 | 1, k664)
+            for w664 in v662:
+                a663 = a663 << 4 | (w664 + 1)
+            a648 = ((a648 - 1) << (a663.bit_length() - 1)) + a663
+        a648 = a648 << 3 | v647['iviType']
+        if 'iviPurpose' in v647:
+            a648 = a648 << 2 | v647['iviPurpose']
+        if 'laneStatus' in v647:
+            w665 = v647['laneStatus']
+            if 0 <= w665 <= 7:
+                a648 = a648 << 4 | w665
+            else:
+                a648 = _rt.uwn(a648 << 1 | 1, w665)
+        if 'vehicleCharacteristics' in v647:
+            v666 = v647['vehicleCharacteristics']
+            a667 = 1
+            k668 = len(v666)
+            if 1 <= k668 <= 8:
+                a667 <<= 1
+                a667 = a667 << 3 | (k668 - 1)
+            else:
+                a667 = _rt.ld(a667 << 1 | 1, k668)
+            for w668 in v666:
+                v669 = w668
+                a670 = 1
+                a670 = a670 << 3 | ('tractor' in v669) << 2 | ('trailer' in v669) << 1 | ('train' in v669)
+                if 'tractor' in v669:
+                    s_ = e_TractorCharacteristics(v669['tractor'])
+                    a670 = ((a670 - 1) << (s_.bit_length() - 1)) + s_
+                if 'trailer' in v669:
+                    s_ = e_TrailerCharacteristicsList(v669['trailer'])
+                    a670 = ((a670 - 1) << (s_.bit_length() - 1)) + s_
+                if 'train' in v669:
+                    s_ = e_TrainCharacteristics(v669['train'])
+                    a670 = ((a670 - 1) << (s_.bit_length() - 1)) + s_
+                a667 = ((a667 - 1) << (a670.bit_length() - 1)) + a670
+            a648 = ((a648 - 1) << (a667.bit_length() - 1)) + a667
+        if 'driverCharacteristics' in v647:
+            a648 = a648 << 2 | v647['driverCharacteristics']
+        if 'layoutId' in v647:
+            w672 = v647['layoutId']
+            if 1 <= w672 <= 4:
+                a648 = a648 << 3 | (w672 - 1)
+            else:
+                a648 = _rt.uwn(a648 << 1 | 1, w672)
+        if 'preStoredlayoutId' in v647:
+            w673 = v647['preStoredlayoutId']
+            if 1 <= w673 <= 64:
+                a648 = a648 << 7 | (w673 - 1)
+            else:
+                a648 = _rt.uwn(a648 << 1 | 1, w673)
+        v674 = v647['roadSignCodes']
+        a675 = 1
+        k676 = len(v674)
+        if 1 <= k676 <= 4:
+            a675 <<= 1
+            a675 = a675 << 2 | (k676 - 1)
+        else:
+            a675 = _rt.ld(a675 << 1 | 1, k676)
+        for w676 in v674:
+            v677 = w676
+            a678 = 1
+            a678 = a678 << 1 | ('layoutComponentId' in v677)
+            if 'layoutComponentId' in v677:
+                w680 = v677['layoutComponentId']
+                if 1 <= w680 <= 4:
+                    a678 = a678 << 3 | (w680 - 1)
+                else:
+                    a678 = _rt.uwn(a678 << 1 | 1, w680)
+            s_ = e_RSCode_code(v677['code'])
+            a678 = ((a678 - 1) << (s_.bit_length() - 1)) + s_
+            a675 = ((a675 - 1) << (a678.bit_length() - 1)) + a678
+        a648 = ((a648 - 1) << (a675.bit_length() - 1)) + a675
+        if 'extraText' in v647:
+            v681 = v647['extraText']
+            a682 = 1
+            k683 = len(v681)
+            if 1 <= k683 <= 4:
+                a682 <<= 1
+                a682 = a682 << 2 | (k683 - 1)
+            else:
+                a682 = _rt.ld(a682 << 1 | 1, k683)
+            for w683 in v681:
+                v684 = w683
+                a685 = 1
+                a685 = a685 << 1 | ('layoutComponentId' in v684)
+                if 'layoutComponentId' in v684:
+                    w687 = v684['layoutComponentId']
+                    if 1 <= w687 <= 4:
+                        a685 = a685 << 3 | (w687 - 1)
+                    else:
+                        a685 = _rt.uwn(a685 << 1 | 1, w687)
+                d688, k689 = v684['language']
+                a685 = a685 << k689 | int.from_bytes(d688, 'big') >> (8 * len(d688) - k689)
+                a685 = _rt.octets(a685, v684['textContent'].encode('utf-8'))
+                a682 = ((a682 - 1) << (a685.bit_length() - 1)) + a685
+            a648 = ((a648 - 1) << (a682.bit_length() - 1)) + a682
+        a = ((a - 1) << (a648.bit_length() - 1)) + a648
+    return a
+
+def d_GeneralIviContainer(x, q):
+    q -= 1
+    if (x >> q) & 1:
+        k690, q = _rt.read_ld(x, q)
+    else:
+        q -= 4
+        k690 = ((x >> q) & 15) + 1
+    r = []
+    for _ in range(k690):
+        q -= 15
+        h692 = (x >> q) & 32767
+        r691 = {}
+        if h692 & 8192:
+            q -= 1
+            if (x >> q) & 1:
+                k694, q = _rt.read_ld(x, q)
+            else:
+                q -= 3
+                k694 = ((x >> q) & 7) + 1
+            r693 = []
+            for _ in range(k694):
+                q -= 1
+                if (x >> q) & 1:
+                    w694, q = _rt.read_uwn(x, q)
+                else:
+                    q -= 5
+                    w694 = ((x >> q) & 31) + 1
+                r693.append(w694)
+            r691['detectionZoneIds'] = r693
+        if h692 & 4096:
+            r691['its-Rrid'], q = d_VarLengthNumber(x, q)
+        if h692 & 2048:
+            q -= 1
+            if (x >> q) & 1:
+                k696, q = _rt.read_ld(x, q)
+            else:
+                q -= 3
+                k696 = ((x >> q) & 7) + 1
+            r695 = []
+            for _ in range(k696):
+                q -= 1
+                if (x >> q) & 1:
+                    w696, q = _rt.read_uwn(x, q)
+                else:
+                    q -= 5
+                    w696 = ((x >> q) & 31) + 1
+                r695.append(w696)
+            r691['relevanceZoneIds'] = r695
+        if h692 & 1024:
+            q -= 2
+            r691['direction'] = (x >> q) & 3
+        if h692 & 512:
+            q -= 1
+            if (x >> q) & 1:
+                k698, q = _rt.read_ld(x, q)
+            else:
+                q -= 3
+                k698 = ((x >> q) & 7) + 1
+            r697 = []
+            for _ in range(k698):
+                q -= 1
+                if (x >> q) & 1:
+                    w698, q = _rt.read_uwn(x, q)
+                else:
+                    q -= 5
+                    w698 = ((x >> q) & 31) + 1
+                r697.append(w698)
+            r691['driverAwarenessZoneIds'] = r697
+        if h692 & 256:
+            q -= 8
+            r691['minimumAwarenessTime'] = (x >> q) & 255
+        if h692 & 128:
+            q -= 1
+            if (x >> q) & 1:
+                k700, q = _rt.read_ld(x, q)
+            else:
+                q -= 3
+                k700 = ((x >> q) & 7) + 1
+            r699 = []
+            for _ in range(k700):
+                q -= 4
+                w700 = ((x >> q) & 15) - 1
+                r699.append(w700)
+            r691['applicableLanes'] = r699
+        q -= 3
+        r691['iviType'] = (x >> q) & 7
+        if h692 & 64:
+            q -= 2
+            r691['iviPurpose'] = (x >> q) & 3
+        if h692 & 32:
+            q -= 1
+            if (x >> q) & 1:
+                r691['laneStatus'], q = _rt.read_uwn(x, q)
+            else:
+                q -= 3
+                r691['laneStatus'] = (x >> q) & 7
+        if h692 & 16:
+            q -= 1
+            if (x >> q) & 1:
+                k702, q = _rt.read_ld(x, q)
+            else:
+                q -= 3
+                k702 = ((x >> q) & 7) + 1
+            r701 = []
+            for _ in range(k702):
+                q -= 3
+                h704 = (x >> q) & 7
+                r703 = {}
+                if h704 & 4:
+                    r703['tractor'], q = d_TractorCharacteristics(x, q)
+                if h704 & 2:
+                    r703['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                if h704 & 1:
+                    r703['train'], q = d_TrainCharacteristics(x, q)
+                w702 = r703
+                r701.append(w702)
+            r691['vehicleCharacteristics'] = r701
+        if h692 & 8:
+            q -= 2
+            r691['driverCharacteristics'] = (x >> q) & 3
+        if h692 & 4:
+            q -= 1
+            if (x >> q) & 1:
+                r691['layoutId'], q = _rt.read_uwn(x, q)
+            else:
+                q -= 2
+                r691['layoutId'] = ((x >> q) & 3) + 1
+        if h692 & 2:
+            q -= 1
+            if (x >> q) & 1:
+                r691['preStoredlayoutId'], q = _rt.read_uwn(x, q)
+            else:
+                q -= 6
+                r691['preStoredlayoutId'] = ((x >> q) & 63) + 1
+        q -= 1
+        if (x >> q) & 1:
+            k706, q = _rt.read_ld(x, q)
+        else:
+            q -= 2
+            k706 = ((x >> q) & 3) + 1
+        r705 = []
+        for _ in range(k706):
+            q -= 1
+            h708 = (x >> q) & 1
+            r707 = {}
+            if h708 & 1:
+                q -= 1
+                if (x >> q) & 1:
+                    r707['layoutComponentId'], q = _rt.read_uwn(x, q)
+                else:
+                    q -= 2
+                    r707['layoutComponentId'] = ((x >> q) & 3) + 1
+            r707['code'], q = d_RSCode_code(x, q)
+            w706 = r707
+            r705.append(w706)
+        r691['roadSignCodes'] = r705
+        if h692 & 1:
+            q -= 1
+            if (x >> q) & 1:
+                k710, q = _rt.read_ld(x, q)
+            else:
+                q -= 2
+                k710 = ((x >> q) & 3) + 1
+            r709 = []
+            for _ in range(k710):
+                q -= 1
+                h712 = (x >> q) & 1
+                r711 = {}
+                if h712 & 1:
+                    q -= 1
+                    if (x >> q) & 1:
+                        r711['layoutComponentId'], q = _rt.read_uwn(x, q)
+                    else:
+                        q -= 2
+                        r711['layoutComponentId'] = ((x >> q) & 3) + 1
+                q -= 10
+                r711['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+                b714, q = _rt.read_octets(x, q)
+                r711['textContent'] = b714.decode('utf-8')
+                w710 = r711
+                r709.append(w710)
+            r691['extraText'] = r709
+        if h692 >> 14:
+            q = _rt.skip_additions(x, q)
+        w690 = r691
+        r.append(w690)
+    return r, q
+
+
+def e_RoadConfigurationContainer(v):
+    a = 1
+    k715 = len(v)
+    if 1 <= k715 <= 16:
+        a <<= 1
+        a = a << 4 | (k715 - 1)
+    else:
+        a = _rt.ld(a << 1 | 1, k715)
+    for w715 in v:
+        v716 = w715
+        a717 = 1
+        a717 = a717 << 1
+        v719 = v716['relevanceZoneIds']
+        a720 = 1
+        k721 = len(v719)
+        if 1 <= k721 <= 8:
+            a720 <<= 1
+            a720 = a720 << 3 | (k721 - 1)
+        else:
+            a720 = _rt.ld(a720 << 1 | 1, k721)
+        for w721 in v719:
+            w722 = w721
+            if 1 <= w722 <= 32:
+                a720 = a720 << 6 | (w722 - 1)
+            else:
+                a720 = _rt.uwn(a720 << 1 | 1, w722)
+        a717 = ((a717 - 1) << (a720.bit_length() - 1)) + a720
+        a717 = a717 << 2 | _E_RoadType_43[v716['roadType']]
+        v723 = v716['laneConfiguration']
+        a724 = 1
+        k725 = len(v723)
+        if 1 <= k725 <= 16:
+            a724 <<= 1
+            a724 = a724 << 4 | (k725 - 1)
+        else:
+            a724 = _rt.ld(a724 << 1 | 1, k725)
+        for w725 in v723:
+            v726 = w725
+            a727 = 1
+            ext728 = 'detectionZoneIds' in v726 or 'relevanceZoneIds' in v726 or 'laneCharacteristics' in v726 or 'laneSurfaceStaticCharacteristics' in v726 or 'laneSurfaceDynamicCharacteristics' in v726
+            a727 = a727 << 4 | (ext728) << 3 | ('validity' in v726) << 2 | ('laneTypeQualifier' in v726) << 1 | ('laneWidth' in v726)
+            a727 = a727 << 4 | (v726['laneNumber'] + 1)
+            a727 = a727 << 2 | v726['direction']
+            if 'validity' in v726:
+                s_ = e_InternationalSign_applicablePeriod(v726['validity'])
+                a727 = ((a727 - 1) << (s_.bit_length() - 1)) + s_
+            a727 = a727 << 5 | v726['laneType']
+            if 'laneTypeQualifier' in v726:
+                s_ = e_CompleteVehicleCharacteristics(v726['laneTypeQualifier'])
+                a727 = ((a727 - 1) << (s_.bit_length() - 1)) + s_
+            w729 = v726['laneStatus']
+            if 0 <= w729 <= 7:
+                a727 = a727 << 4 | w729
+            else:
+                a727 = _rt.uwn(a727 << 1 | 1, w729)
+            if 'laneWidth' in v726:
+                a727 = a727 << 10 | v726['laneWidth']
+            if ext728:
+                subs728, present728 = [], 0
+                if 'detectionZoneIds' in v726 or 'relevanceZoneIds' in v726 or 'laneCharacteristics' in v726 or 'laneSurfaceStaticCharacteristics' in v726 or 'laneSurfaceDynamicCharacteristics' in v726:
+                    s728 = 1 << 5 | ('detectionZoneIds' in v726) << 4 | ('relevanceZoneIds' in v726) << 3 | ('laneCharacteristics' in v726) << 2 | ('laneSurfaceStaticCharacteristics' in v726) << 1 | ('laneSurfaceDynamicCharacteristics' in v726) << 0
+                    if 'detectionZoneIds' in v726:
+                        s_ = e_ZoneIds(v726['detectionZoneIds'])
+                        s728 = ((s728 - 1) << (s_.bit_length() - 1)) + s_
+                    if 'relevanceZoneIds' in v726:
+                        s_ = e_ZoneIds(v726['relevanceZoneIds'])
+                        s728 = ((s728 - 1) << (s_.bit_length() - 1)) + s_
+                    if 'laneCharacteristics' in v726:
+                        s_ = e_LaneCharacteristics(v726['laneCharacteristics'])
+                        s728 = ((s728 - 1) << (s_.bit_length() - 1)) + s_
+                    if 'laneSurfaceStaticCharacteristics' in v726:
+                        s_ = e_RoadSurfaceStaticCharacteristics(v726['laneSurfaceStaticCharacteristics'])
+                        s728 = ((s728 - 1) << (s_.bit_length() - 1)) + s_
+                    if 'laneSurfaceDynamicCharacteristics' in v726:
+                        s_ = e_RoadSurfaceDynamicCharacteristics(v726['laneSurfaceDynamicCharacteristics'])
+                        s728 = ((s728 - 1) << (s_.bit_length() - 1)) + s_
+                    subs728.append(s728)
+                    present728 |= 1
+                a727 = _rt.additions(a727, 1, present728, subs728)
+            a724 = ((a724 - 1) << (a727.bit_length() - 1)) + a727
+        a717 = ((a717 - 1) << (a724.bit_length() - 1)) + a724
+        a = ((a - 1) << (a717.bit_length() - 1)) + a717
+    return a
+
+def d_RoadConfigurationContainer(x, q):
+    q -= 1
+    if (x >> q) & 1:
+        k730, q = _rt.read_ld(x, q)
+    else:
+        q -= 4
+        k730 = ((x >> q) & 15) + 1
+    r = []
+    for _ in range(k730):
+        q -= 1
+        h732 = (x >> q) & 1
+        r731 = {}
+        q -= 1
+        if (x >> q) & 1:
+            k734, q = _rt.read_ld(x, q)
+        else:
+            q -= 3
+            k734 = ((x >> q) & 7) + 1
+        r733 = []
+        for _ in range(k734):
+            q -= 1
+            if (x >> q) & 1:
+                w734, q = _rt.read_uwn(x, q)
+            else:
+                q -= 5
+                w734 = ((x >> q) & 31) + 1
+            r733.append(w734)
+        r731['relevanceZoneIds'] = r733
+        q -= 2
+        r731['roadType'] = _D_RoadType_44[(x >> q) & 3]
+        q -= 1
+        if (x >> q) & 1:
+            k736, q = _rt.read_ld(x, q)
+        else:
+            q -= 4
+            k736 = ((x >> q) & 15) + 1
+        r735 = []
+        for _ in range(k736):
+            q -= 4
+            h738 = (x >> q) & 15
+            r737 = {}
+            q -= 4
+            r737['laneNumber'] = ((x >> q) & 15) - 1
+            q -= 2
+            r737['direction'] = (x >> q) & 3
+            if h738 & 4:
+                r737['validity'], q = d_InternationalSign_applicablePeriod(x, q)
+            q -= 5
+            r737['laneType'] = (x >> q) & 31
+            if h738 & 2:
+                r737['laneTypeQualifier'], q = d_CompleteVehicleCharacteristics(x, q)
+            q -= 1
+            if (x >> q) & 1:
+                r737['laneStatus'], q = _rt.read_uwn(x, q)
+            else:
+                q -= 3
+                r737['laneStatus'] = (x >> q) & 7
+            if h738 & 1:
+                q -= 10
+                r737['laneWidth'] = (x >> q) & 1023
+            if h738 >> 3:
+                n738, q = _rt.read_nsl(x, q)
+                q -= n738
+                bm738 = (x >> q) & ((1 << n738) - 1)
+                for i738 in range(n738):
+                    if not (bm738 >> (n738 - 1 - i738)) & 1:
+                        continue
+                    length738, q = _rt.read_ld(x, q)
+                    q0738 = q
+                    if i738 == 0:
+                        q -= 5
+                        g738 = (x >> q) & 31
+                        if g738 & 16:
+                            r737['detectionZoneIds'], q = d_ZoneIds(x, q)
+                        if g738 & 8:
+                            r737['relevanceZoneIds'], q = d_ZoneIds(x, q)
+                        if g738 & 4:
+                            r737['laneCharacteristics'], q = d_LaneCharacteristics(x, q)
+                        if g738 & 2:
+                            r737['laneSurfaceStaticCharacteristics'], q = d_RoadSurfaceStaticCharacteristics(x, q)
+                        if g738 & 1:
+                            r737['laneSurfaceDynamicCharacteristics'], q = d_RoadSurfaceDynamicCharacteristics(x, q)
+                    else:
+                        q = _rt.skip(q, length738 << 3)
+                    al738 = (q0738 - q) % 8
+                    if al738:
+                        q = _rt.skip(q, 8 - al738)
+            w736 = r737
+            r735.append(w736)
+        r731['laneConfiguration'] = r735
+        if h732 >> 0:
+            q = _rt.skip_additions(x, q)
+        w730 = r731
+        r.append(w730)
+    return r, q
+
+
+def e_TextContainer(v):
+    a = 1
+    k739 = len(v)
+    if 1 <= k739 <= 16:
+        a <<= 1
+        a = a << 4 | (k739 - 1)
+    else:
+        a = _rt.ld(a << 1 | 1, k739)
+    for w739 in v:
+        v740 = w739
+        a741 = 1
+        ext742 = 'iviType' in v740 or 'laneStatus' in v740 or 'vehicleCharacteristics' in v740
+        a741 = a741 << 9 | (ext742) << 8 | ('detectionZoneIds' in v740) << 7 | ('direction' in v740) << 6 | ('driverAwarenessZoneIds' in v740) << 5 | ('minimumAwarenessTime' in v740) << 4 | ('applicableLanes' in v740) << 3 | ('layoutId' in v740) << 2 | ('preStoredlayoutId' in v740) << 1 | ('text' in v740)
+        if 'detectionZoneIds' in v740:
+            v743 = v740['detectionZoneIds']
+            a744 = 1
+            k745 = len(v743)
+            if 1 <= k745 <= 8:
+                a744 <<= 1
+                a744 = a744 << 3 | (k745 - 1)
+            else:
+                a744 = _rt.ld(a744 << 1 | 1, k745)
+            for w745 in v743:
+                w746 = w745
+                if 1 <= w746 <= 32:
+                    a744 = a744 << 6 | (w746 - 1)
+                else:
+                    a744 = _rt.uwn(a744 << 1 | 1, w746)
+            a741 = ((a741 - 1) << (a744.bit_length() - 1)) + a744
+        v747 = v740['relevanceZoneIds']
+        a748 = 1
+        k749 = len(v747)
+        if 1 <= k749 <= 8:
+            a748 <<= 1
+            a748 = a748 << 3 | (k749 - 1)
+        else:
+            a748 = _rt.ld(a748 << 1 | 1, k749)
+        for w749 in v747:
+            w750 = w749
+            if 1 <= w750 <= 32:
+                a748 = a748 << 6 | (w750 - 1)
+            else:
+                a748 = _rt.uwn(a748 << 1 | 1, w750)
+        a741 = ((a741 - 1) << (a748.bit_length() - 1)) + a748
+        if 'direction' in v740:
+            a741 = a741 << 2 | v740['direction']
+        if 'driverAwarenessZoneIds' in v740:
+            v751 = v740['driverAwarenessZoneIds']
+            a752 = 1
+            k753 = len(v751)
+            if 1 <= k753 <= 8:
+                a752 <<= 1
+                a752 = a752 << 3 | (k753 - 1)
+            else:
+                a752 = _rt.ld(a752 << 1 | 1, k753)
+            for w753 in v751:
+                w754 = w753
+                if 1 <= w754 <= 32:
+                    a752 = a752 << 6 | (w754 - 1)
+                else:
+                    a752 = _rt.uwn(a752 << 1 | 1, w754)
+            a741 = ((a741 - 1) << (a752.bit_length() - 1)) + a752
+        if 'minimumAwarenessTime' in v740:
+            a741 = a741 << 8 | v740['minimumAwarenessTime']
+        if 'applicableLanes' in v740:
+            v755 = v740['applicableLanes']
+            a756 = 1
+            k757 = len(v755)
+            if 1 <= k757 <= 8:
+                a756 <<= 1
+                a756 = a756 << 3 | (k757 - 1)
+            else:
+                a756 = _rt.ld(a756 << 1 | 1, k757)
+            for w757 in v755:
+                a756 = a756 << 4 | (w757 + 1)
+            a741 = ((a741 - 1) << (a756.bit_length() - 1)) + a756
+        if 'layoutId' in v740:
+            w758 = v740['layoutId']
+            if 1 <= w758 <= 4:
+                a741 = a741 << 3 | (w758 - 1)
+            else:
+                a741 = _rt.uwn(a741 << 1 | 1, w758)
+        if 'preStoredlayoutId' in v740:
+            w759 = v740['preStoredlayoutId']
+            if 1 <= w759 <= 64:
+                a741 = a741 << 7 | (w759 - 1)
+            else:
+                a741 = _rt.uwn(a741 << 1 | 1, w759)
+        if 'text' in v740:
+            v760 = v740['text']
+            a761 = 1
+            k762 = len(v760)
+            if 1 <= k762 <= 4:
+                a761 <<= 1
+                a761 = a761 << 2 | (k762 - 1)
+            else:
+                a761 = _rt.ld(a761 << 1 | 1, k762)
+            for w762 in v760:
+                v763 = w762
+                a764 = 1
+                a764 = a764 << 1 | ('layoutComponentId' in v763)
+                if 'layoutComponentId' in v763:
+                    w766 = v763['layoutComponentId']
+                    if 1 <= w766 <= 4:
+                        a764 = a764 << 3 | (w766 - 1)
+                    else:
+                        a764 = _rt.uwn(a764 << 1 | 1, w766)
+                d767, k768 = v763['language']
+                a764 = a764 << k768 | int.from_bytes(d767, 'big') >> (8 * len(d767) - k768)
+                a764 = _rt.octets(a764, v763['textContent'].encode('utf-8'))
+                a761 = ((a761 - 1) << (a764.bit_length() - 1)) + a764
+            a741 = ((a741 - 1) << (a761.bit_length() - 1)) + a761
+        d769 = v740['data']
+        a741 = _rt.octets(a741, d769)
+        if ext742:
+            subs742, present742 = [], 0
+            if 'iviType' in v740 or 'laneStatus' in v740 or 'vehicleCharacteristics' in v740:
+                s742 = 1 << 2 | ('laneStatus' in v740) << 1 | ('vehicleCharacteristics' in v740) << 0
+                s742 = s742 << 3 | v740['iviType']
+                if 'laneStatus' in v740:
+                    w770 = v740['laneStatus']
+                    if 0 <= w770 <= 7:
+                        s742 = s742 << 4 | w770
+                    else:
+                        s742 = _rt.uwn(s742 << 1 | 1, w770)
+                if 'vehicleCharacteristics' in v740:
+                    v771 = v740['vehicleCharacteristics']
+                    a772 = 1
+                    k773 = len(v771)
+                    if 1 <= k773 <= 8:
+                        a772 <<= 1
+                        a772 = a772 << 3 | (k773 - 1)
+                    else:
+                        a772 = _rt.ld(a772 << 1 | 1, k773)
+                    for w773 in v771:
+                        v774 = w773
+                        a775 = 1
+                        a775 = a775 << 3 | ('tractor' in v774) << 2 | ('trailer' in v774) << 1 | ('train' in v774)
+                        if 'tractor' in v774:
+                            s_ = e_TractorCharacteristics(v774['tractor'])
+                            a775 = ((a775 - 1) << (s_.bit_length() - 1)) + s_
+                        if 'trailer' in v774:
+                            s_ = e_TrailerCharacteristicsList(v774['trailer'])
+                            a775 = ((a775 - 1) << (s_.bit_length() - 1)) + s_
+                        if 'train' in v774:
+                            s_ = e_TrainCharacteristics(v774['train'])
+                            a775 = ((a775 - 1) << (s_.bit_length() - 1)) + s_
+                        a772 = ((a772 - 1) << (a775.bit_length() - 1)) + a775
+                    s742 = ((s742 - 1) << (a772.bit_length() - 1)) + a772
+                subs742.append(s742)
+                present742 |= 1
+            a741 = _rt.additions(a741, 1, present742, subs742)
+        a = ((a - 1) << (a741.bit_length() - 1)) + a741
+    return a
+
+def d_TextContainer(x, q):
+    q -= 1
+    if (x >> q) & 1:
+        k777, q = _rt.read_ld(x, q)
+    else:
+        q -= 4
+        k777 = ((x >> q) & 15) + 1
+    r = []
+    for _ in range(k777):
+        q -= 9
+        h779 = (x >> q) & 511
+        r778 = {}
+        if h779 & 128:
+            q -= 1
+            if (x >> q) & 1:
+                k781, q = _rt.read_ld(x, q)
+            else:
+                q -= 3
+                k781 = ((x >> q) & 7) + 1
+            r780 = []
+            for _ in range(k781):
+                q -= 1
+                if (x >> q) & 1:
+                    w781, q = _rt.read_uwn(x, q)
+                else:
+                    q -= 5
+                    w781 = ((x >> q) & 31) + 1
+                r780.append(w781)
+            r778['detectionZoneIds'] = r780
+        q -= 1
+        if (x >> q) & 1:
+            k783, q = _rt.read_ld(x, q)
+        else:
+            q -= 3
+            k783 = ((x >> q) & 7) + 1
+        r782 = []
+        for _ in range(k783):
+            q -= 1
+            if (x >> q) & 1:
+                w783, q = _rt.read_uwn(x, q)
+            else:
+                q -= 5
+                w783 = ((x >> q) & 31) + 1
+            r782.append(w783)
+        r778['relevanceZoneIds'] = r782
+        if h779 & 64:
+            q -= 2
+            r778['direction'] = (x >> q) & 3
+        if h779 & 32:
+            q -= 1
+            if (x >> q) & 1:
+                k785, q = _rt.read_ld(x, q)
+            else:
+                q -= 3
+                k785 = ((x >> q) & 7) + 1
+            r784 = []
+            for _ in range(k785):
+                q -= 1
+                if (x >> q) & 1:
+                    w785, q = _rt.read_uwn(x, q)
+                else:
+                    q -= 5
+                    w785 = ((x >> q) & 31) + 1
+                r784.append(w785)
+            r778['driverAwarenessZoneIds'] = r784
+        if h779 & 16:
+            q -= 8
+            r778['minimumAwarenessTime'] = (x >> q) & 255
+        if h779 & 8:
+            q -= 1
+            if (x >> q) & 1:
+                k787, q = _rt.read_ld(x, q)
+            else:
+                q -= 3
+                k787 = ((x >> q) & 7) + 1
+            r786 = []
+            for _ in range(k787):
+                q -= 4
+                w787 = ((x >> q) & 15) - 1
+                r786.append(w787)
+            r778['applicableLanes'] = r786
+        if h779 & 4:
+            q -= 1
+            if (x >> q) & 1:
+                r778['layoutId'], q = _rt.read_uwn(x, q)
+            else:
+                q -= 2
+                r778['layoutId'] = ((x >> q) & 3) + 1
+        if h779 & 2:
+            q -= 1
+            if (x >> q) & 1:
+                r778['preStoredlayoutId'], q = _rt.read_uwn(x, q)
+            else:
+                q -= 6
+                r778['preStoredlayoutId'] = ((x >> q) & 63) + 1
+        if h779 & 1:
+            q -= 1
+            if (x >> q) & 1:
+                k789, q = _rt.read_ld(x, q)
+            else:
+                q -= 2
+                k789 = ((x >> q) & 3) + 1
+            r788 = []
+            for _ in range(k789):
+                q -= 1
+                h791 = (x >> q) & 1
+                r790 = {}
+                if h791 & 1:
+                    q -= 1
+                    if (x >> q) & 1:
+                        r790['layoutComponentId'], q = _rt.read_uwn(x, q)
+                    else:
+                        q -= 2
+                        r790['layoutComponentId'] = ((x >> q) & 3) + 1
+                q -= 10
+                r790['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+                b793, q = _rt.read_octets(x, q)
+                r790['textContent'] = b793.decode('utf-8')
+                w789 = r790
+                r788.append(w789)
+            r778['text'] = r788
+        r778['data'], q = _rt.read_octets(x, q)
+        if h779 >> 8:
+            n779, q = _rt.read_nsl(x, q)
+            q -= n779
+            bm779 = (x >> q) & ((1 << n779) - 1)
+            for i779 in range(n779):
+                if not (bm779 >> (n779 - 1 - i779)) & 1:
+                    continue
+                length779, q = _rt.read_ld(x, q)
+                q0779 = q
+                if i779 == 0:
+                    q -= 2
+                    g779 = (x >> q) & 3
+                    q -= 3
+                    r778['iviType'] = (x >> q) & 7
+                    if g779 & 2:
+                        q -= 1
+                        if (x >> q) & 1:
+                            r778['laneStatus'], q = _rt.read_uwn(x, q)
+                        else:
+                            q -= 3
+                            r778['laneStatus'] = (x >> q) & 7
+                    if g779 & 1:
+                        q -= 1
+                        if (x >> q) & 1:
+                            k795, q = _rt.read_ld(x, q)
+                        else:
+                            q -= 3
+                            k795 = ((x >> q) & 7) + 1
+                        r794 = []
+                        for _ in range(k795):
+                            q -= 3
+                            h797 = (x >> q) & 7
+                            r796 = {}
+                            if h797 & 4:
+                                r796['tractor'], q = d_TractorCharacteristics(x, q)
+                            if h797 & 2:
+                                r796['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                            if h797 & 1:
+                                r796['train'], q = d_TrainCharacteristics(x, q)
+                            w795 = r796
+                            r794.append(w795)
+                        r778['vehicleCharacteristics'] = r794
+                else:
+                    q = _rt.skip(q, length779 << 3)
+                al779 = (q0779 - q) % 8
+                if al779:
+                    q = _rt.skip(q, 8 - al779)
+        w777 = r778
+        r.append(w777)
+    return r, q
+
+
+def e_LayoutContainer(v):
+    a = 1
+    a = a << 3 | ('height' in v) << 1 | ('width' in v)
+    w799 = v['layoutId']
+    if 1 <= w799 <= 4:
+        a = a << 3 | (w799 - 1)
+    else:
+        a = _rt.uwn(a << 1 | 1, w799)
+    if 'height' in v:
+        a = a << 6 | (v['height'] - 10)
+    if 'width' in v:
+        a = a << 8 | (v['width'] - 10)
+    v800 = v['layoutComponents']
+    a801 = 1
+    k802 = len(v800)
+    if 1 <= k802 <= 4:
+        a801 <<= 1
+        a801 = a801 << 2 | (k802 - 1)
+    else:
+        a801 = _rt.ld(a801 << 1 | 1, k802)
+    for w802 in v800:
+        v803 = w802
+        a804 = 1
+        w806 = v803['layoutComponentId']
+        if 1 <= w806 <= 8:
+            a804 = a804 << 4 | (w806 - 1)
+        else:
+            a804 = _rt.uwn(a804 << 1 | 1, w806)
+        a804 = a804 << 6 | (v803['height'] - 10)
+        a804 = a804 << 8 | (v803['width'] - 10)
+        a804 = a804 << 8 | (v803['x'] - 10)
+        a804 = a804 << 6 | (v803['y'] - 10)
+        a804 = a804 << 1 | v803['textScripting']
+        a801 = ((a801 - 1) << (a804.bit_length() - 1)) + a804
+    a = ((a - 1) << (a801.bit_length() - 1)) + a801
+    return a
+
+def d_LayoutContainer(x, q):
+    q -= 3
+    h807 = (x >> q) & 7
+    r = {}
+    q -= 1
+    if (x >> q) & 1:
+        r['layoutId'], q = _rt.read_uwn(x, q)
+    else:
+        q -= 2
+        r['layoutId'] = ((x >> q) & 3) + 1
+    if h807 & 2:
+        q -= 6
+        r['height'] = ((x >> q) & 63) + 10
+    if h807 & 1:
+        q -= 8
+        r['width'] = ((x >> q) & 255) + 10
+    q -= 1
+    if (x >> q) & 1:
+        k809, q = _rt.read_ld(x, q)
+    else:
+        q -= 2
+        k809 = ((x >> q) & 3) + 1
+    r808 = []
+    for _ in range(k809):
+        r810 = {}
+        q -= 1
+        if (x >> q) & 1:
+            r810['layoutComponentId'], q = _rt.read_uwn(x, q)
+        else:
+            q -= 3
+            r810['layoutComponentId'] = ((x >> q) & 7) + 1
+        q -= 6
+        r810['height'] = ((x >> q) & 63) + 10
+        q -= 8
+        r810['width'] = ((x >> q) & 255) + 10
+        q -= 8
+        r810['x'] = ((x >> q) & 255) + 10
+        q -= 6
+        r810['y'] = ((x >> q) & 63) + 10
+        q -= 1
+        r810['textScripting'] = (x >> q) & 1
+        w809 = r810
+        r808.append(w809)
+    r['layoutComponents'] = r808
+    if h807 >> 2:
+        q = _rt.skip_additions(x, q)
+    return r, q
+
+
+def e_AutomatedVehicleContainer(v):
+    a = 1
+    k812 = len(v)
+    if 1 <= k812 <= 16:
+        a <<= 1
+        a = a << 4 | (k812 - 1)
+    else:
+        a = _rt.ld(a << 1 | 1, k812)
+    for w812 in v:
+        v813 = w812
+        a814 = 1
+        a814 = a814 << 7 | ('detectionZoneIds' in v813) << 5 | ('direction' in v813) << 4 | ('applicableLanes' in v813) << 3 | ('vehicleCharacteristics' in v813) << 2 | ('automatedVehicleRules' in v813) << 1 | ('platooningRules' in v813)
+        if 'detectionZoneIds' in v813:
+            v816 = v813['detectionZoneIds']
+            a817 = 1
+            k818 = len(v816)
+            if 1 <= k818 <= 8:
+                a817 <<= 1
+                a817 = a817 << 3 | (k818 - 1)
+            else:
+                a817 = _rt.ld(a817 << 1 | 1, k818)
+            for w818 in v816:
+                w819 = w818
+                if 1 <= w819 <= 32:
+                    a817 = a817 << 6 | (w819 - 1)
+                else:
+                    a817 = _rt.uwn(a817 << 1 | 1, w819)
+            a814 = ((a814 - 1) << (a817.bit_length() - 1)) + a817
+        v820 = v813['relevanceZoneIds']
+        a821 = 1
+        k822 = len(v820)
+        if 1 <= k822 <= 8:
+            a821 <<= 1
+            a821 = a821 << 3 | (k822 - 1)
+        else:
+            a821 = _rt.ld(a821 << 1 | 1, k822)
+        for w822 in v820:
+            w823 = w822
+            if 1 <= w823 <= 32:
+                a821 = a821 << 6 | (w823 - 1)
+            else:
+                a821 = _rt.uwn(a821 << 1 | 1, w823)
+        a814 = ((a814 - 1) << (a821.bit_length() - 1)) + a821
+        if 'direction' in v813:
+            a814 = a814 << 2 | v813['direction']
+        if 'applicableLanes' in v813:
+            v824 = v813['applicableLanes']
+            a825 = 1
+            k826 = len(v824)
+            if 1 <= k826 <= 8:
+                a825 <<= 1
+                a825 = a825 << 3 | (k826 - 1)
+            else:
+                a825 = _rt.ld(a825 << 1 | 1, k826)
+            for w826 in v824:
+                a825 = a825 << 4 | (w826 + 1)
+            a814 = ((a814 - 1) << (a825.bit_length() - 1)) + a825
+        if 'vehicleCharacteristics' in v813:
+            v827 = v813['vehicleCharacteristics']
+            a828 = 1
+            k829 = len(v827)
+            if 1 <= k829 <= 8:
+                a828 <<= 1
+                a828 = a828 << 3 | (k829 - 1)
+            else:
+                a828 = _rt.ld(a828 << 1 | 1, k829)
+            for w829 in v827:
+                v830 = w829
+                a831 = 1
+                a831 = a831 << 3 | ('tractor' in v830) << 2 | ('trailer' in v830) << 1 | ('train' in v830)
+                if 'tractor' in v830:
+                    s_ = e_TractorCharacteristics(v830['tractor'])
+                    a831 = ((a831 - 1) << (s_.bit_length() - 1)) + s_
+                if 'trailer' in v830:
+                    s_ = e_TrailerCharacteristicsList(v830['trailer'])
+                    a831 = ((a831 - 1) << (s_.bit_length() - 1)) + s_
+                if 'train' in v830:
+                    s_ = e_TrainCharacteristics(v830['train'])
+                    a831 = ((a831 - 1) << (s_.bit_length() - 1)) + s_
+                a828 = ((a828 - 1) << (a831.bit_length() - 1)) + a831
+            a814 = ((a814 - 1) << (a828.bit_length() - 1)) + a828
+        if 'automatedVehicleRules' in v813:
+            v833 = v813['automatedVehicleRules']
+            a834 = 1
+            k835 = len(v833)
+            a834 = a834 << 3 | (k835 - 1)
+            for w835 in v833:
+                v836 = w835
+                a837 = 1
+                a837 = a837 << 8 | ('minGapBetweenVehicles' in v836) << 6 | ('recGapBetweenVehicles' in v836) << 5 | ('automatedVehicleMaxSpeedLimit' in v836) << 4 | ('automatedVehicleMinSpeedLimit' in v836) << 3 | ('automatedVehicleSpeedRecommendation' in v836) << 2 | ('roadSignCodes' in v836) << 1 | ('extraText' in v836)
+                a837 = a837 << 2 | v836['priority']
+                s_ = e_SaeAutomationLevels(v836['allowedSaeAutomationLevels'])
+                a837 = ((a837 - 1) << (s_.bit_length() - 1)) + s_
+                if 'minGapBetweenVehicles' in v836:
+                    a837 = a837 << 8 | v836['minGapBetweenVehicles']
+                if 'recGapBetweenVehicles' in v836:
+                    a837 = a837 << 8 | v836['recGapBetweenVehicles']
+                if 'automatedVehicleMaxSpeedLimit' in v836:
+                    a837 = a837 << 14 | v836['automatedVehicleMaxSpeedLimit']
+                if 'automatedVehicleMinSpeedLimit' in v836:
+                    a837 = a837 << 14 | v836['automatedVehicleMinSpeedLimit']
+                if 'automatedVehicleSpeedRecommendation' in v836:
+                    a837 = a837 << 14 | v836['automatedVehicleSpeedRecommendation']
+                if 'roadSignCodes' in v836:
+                    s_ = e_RoadSignCodes(v836['roadSignCodes'])
+                    a837 = ((a837 - 1) << (s_.bit_length() - 1)) + s_
+                if 'extraText' in v836:
+                    s_ = e_ConstraintTextLines2(v836['extraText'])
+                    a837 = ((a837 - 1) << (s_.bit_length() - 1)) + s_
+                a834 = ((a834 - 1) << (a837.bit_length() - 1)) + a837
+            a814 = ((a814 - 1) << (a834.bit_length() - 1)) + a834
+        if 'platooningRules' in v813:
+            v839 = v813['platooningRules']
+            a840 = 1
+            k841 = len(v839)
+            a840 = a840 << 3 | (k841 - 1)
+            for w841 in v839:
+                v842 = w841
+                a843 = 1
+                a843 = a843 << 9 | ('maxNoOfVehicles' in v842) << 7 | ('maxLenghtOfPlatoon' in v842) << 6 | ('minGapBetweenVehicles' in v842) << 5 | ('platoonMaxSpeedLimit' in v842) << 4 | ('platoonMinSpeedLimit' in v842) << 3 | ('platoonSpeedRecommendation' in v842) << 2 | ('roadSignCodes' in v842) << 1 | ('extraText' in v842)
+                a843 = a843 << 2 | v842['priority']
+                s_ = e_SaeAutomationLevels(v842['allowedSaeAutomationLevels'])
+                a843 = ((a843 - 1) << (s_.bit_length() - 1)) + s_
+                if 'maxNoOfVehicles' in v842:
+                    a843 = a843 << 6 | (v842['maxNoOfVehicles'] - 2)
+                if 'maxLenghtOfPlatoon' in v842:
+                    a843 = a843 << 6 | (v842['maxLenghtOfPlatoon'] - 1)
+                if 'minGapBetweenVehicles' in v842:
+                    a843 = a843 << 8 | v842['minGapBetweenVehicles']
+                if 'platoonMaxSpeedLimit' in v842:
+                    a843 = a843 << 14 | v842['platoonMaxSpeedLimit']
+                if 'platoonMinSpeedLimit' in v842:
+                    a843 = a843 << 14 | v842['platoonMinSpeedLimit']
+                if 'platoonSpeedRecommendation' in v842:
+                    a843 = a843 << 14 | v842['platoonSpeedRecommendation']
+                if 'roadSignCodes' in v842:
+                    s_ = e_RoadSignCodes(v842['roadSignCodes'])
+                    a843 = ((a843 - 1) << (s_.bit_length() - 1)) + s_
+                if 'extraText' in v842:
+                    s_ = e_ConstraintTextLines2(v842['extraText'])
+                    a843 = ((a843 - 1) << (s_.bit_length() - 1)) + s_
+                a840 = ((a840 - 1) << (a843.bit_length() - 1)) + a843
+            a814 = ((a814 - 1) << (a840.bit_length() - 1)) + a840
+        a = ((a - 1) << (a814.bit_length() - 1)) + a814
+    return a
+
+def d_AutomatedVehicleContainer(x, q):
+    q -= 1
+    if (x >> q) & 1:
+        k845, q = _rt.read_ld(x, q)
+    else:
+        q -= 4
+        k845 = ((x >> q) & 15) + 1
+    r = []
+    for _ in range(k845):
+        q -= 7
+        h847 = (x >> q) & 127
+        r846 = {}
+        if h847 & 32:
+            q -= 1
+            if (x >> q) & 1:
+                k849, q = _rt.read_ld(x, q)
+            else:
+                q -= 3
+                k849 = ((x >> q) & 7) + 1
+            r848 = []
+            for _ in range(k849):
+                q -= 1
+                if (x >> q) & 1:
+                    w849, q = _rt.read_uwn(x, q)
+                else:
+                    q -= 5
+                    w849 = ((x >> q) & 31) + 1
+                r848.append(w849)
+            r846['detectionZoneIds'] = r848
+        q -= 1
+        if (x >> q) & 1:
+            k851, q = _rt.read_ld(x, q)
+        else:
+            q -= 3
+            k851 = ((x >> q) & 7) + 1
+        r850 = []
+        for _ in range(k851):
+            q -= 1
+            if (x >> q) & 1:
+                w851, q = _rt.read_uwn(x, q)
+            else:
+                q -= 5
+                w851 = ((x >> q) & 31) + 1
+            r850.append(w851)
+        r846['relevanceZoneIds'] = r850
+        if h847 & 16:
+            q -= 2
+            r846['direction'] = (x >> q) & 3
+        if h847 & 8:
+            q -= 1
+            if (x >> q) & 1:
+                k853, q = _rt.read_ld(x, q)
+            else:
+                q -= 3
+                k853 = ((x >> q) & 7) + 1
+            r852 = []
+            for _ in range(k853):
+                q -= 4
+                w853 = ((x >> q) & 15) - 1
+                r852.append(w853)
+            r846['applicableLanes'] = r852
+        if h847 & 4:
+            q -= 1
+            if (x >> q) & 1:
+                k855, q = _rt.read_ld(x, q)
+            else:
+                q -= 3
+                k855 = ((x >> q) & 7) + 1
+            r854 = []
+            for _ in range(k855):
+                q -= 3
+                h857 = (x >> q) & 7
+                r856 = {}
+                if h857 & 4:
+                    r856['tractor'], q = d_TractorCharacteristics(x, q)
+                if h857 & 2:
+                    r856['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                if h857 & 1:
+                    r856['train'], q = d_TrainCharacteristics(x, q)
+                w855 = r856
+                r854.append(w855)
+            r846['vehicleCharacteristics'] = r854
+        if h847 & 2:
+            q -= 3
+            k859 = ((x >> q) & 7) + 1
+            r858 = []
+            for _ in range(k859):
+                q -= 8
+                h861 = (x >> q) & 255
+                r860 = {}
+                q -= 2
+                r860['priority'] = (x >> q) & 3
+                r860['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
+                if h861 & 64:
+                    q -= 8
+                    r860['minGapBetweenVehicles'] = (x >> q) & 255
+                if h861 & 32:
+                    q -= 8
+                    r860['recGapBetweenVehicles'] = (x >> q) & 255
+                if h861 & 16:
+                    q -= 14
+                    r860['automatedVehicleMaxSpeedLimit'] = (x >> q) & 16383
+                if h861 & 8:
+                    q -= 14
+                    r860['automatedVehicleMinSpeedLimit'] = (x >> q) & 16383
+                if h861 & 4:
+                    q -= 14
+                    r860['automatedVehicleSpeedRecommendation'] = (x >> q) & 16383
+                if h861 & 2:
+                    r860['roadSignCodes'], q = d_RoadSignCodes(x, q)
+                if h861 & 1:
+                    r860['extraText'], q = d_ConstraintTextLines2(x, q)
+                if h861 >> 7:
+                    q = _rt.skip_additions(x, q)
+                w859 = r860
+                r858.append(w859)
+            r846['automatedVehicleRules'] = r858
+        if h847 & 1:
+            q -= 3
+            k863 = ((x >> q) & 7) + 1
+            r862 = []
+            for _ in range(k863):
+                q -= 9
+                h865 = (x >> q) & 511
+                r864 = {}
+                q -= 2
+                r864['priority'] = (x >> q) & 3
+                r864['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
+                if h865 & 128:
+                    q -= 6
+                    r864['maxNoOfVehicles'] = ((x >> q) & 63) + 2
+                if h865 & 64:
+                    q -= 6
+                    r864['maxLenghtOfPlatoon'] = ((x >> q) & 63) + 1
+                if h865 & 32:
+                    q -= 8
+                    r864['minGapBetweenVehicles'] = (x >> q) & 255
+                if h865 & 16:
+                    q -= 14
+                    r864['platoonMaxSpeedLimit'] = (x >> q) & 16383
+                if h865 & 8:
+                    q -= 14
+                    r864['platoonMinSpeedLimit'] = (x >> q) & 16383
+                if h865 & 4:
+                    q -= 14
+                    r864['platoonSpeedRecommendation'] = (x >> q) & 16383
+                if h865 & 2:
+                    r864['roadSignCodes'], q = d_RoadSignCodes(x, q)
+                if h865 & 1:
+                    r864['extraText'], q = d_ConstraintTextLines2(x, q)
+                if h865 >> 8:
+                    q = _rt.skip_additions(x, q)
+                w863 = r864
+                r862.append(w863)
+            r846['platooningRules'] = r862
+        if h847 >> 6:
+            q = _rt.skip_additions(x, q)
+        w845 = r846
+        r.append(w845)
+    return r, q
+
+
+def e_MapLocationContainer(v):
+    a = 1
+    s_ = e_MapReference(v['reference'])
+    a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    v867 = v['parts']
+    a868 = 1
+    k869 = len(v867)
+    if 1 <= k869 <= 16:
+        a868 <<= 1
+        a868 = a868 << 4 | (k869 - 1)
+    else:
+        a868 = _rt.ld(a868 << 1 | 1, k869)
+    for w869 in v867:
+        v870 = w869
+        a871 = 1
+        a871 = a871 << 1 | ('laneIds' in v870)
+        w873 = v870['zoneId']
+        if 1 <= w873 <= 32:
+            a871 = a871 << 6 | (w873 - 1)
+        else:
+            a871 = _rt.uwn(a871 << 1 | 1, w873)
+        if 'laneIds' in v870:
+            v874 = v870['laneIds']
+            a875 = 1
+            k876 = len(v874)
+            if 1 <= k876 <= 16:
+                a875 <<= 1
+                a875 = a875 << 4 | (k876 - 1)
+            else:
+                a875 = _rt.ld(a875 << 1 | 1, k876)
+            for w876 in v874:
+                a875 = a875 << 8 | w876
+            a871 = ((a871 - 1) << (a875.bit_length() - 1)) + a875
+        a868 = ((a868 - 1) << (a871.bit_length() - 1)) + a871
+    a = ((a - 1) << (a868.bit_length() - 1)) + a868
+    return a
+
+def d_MapLocationContainer(x, q):
+    r = {}
+    r['reference'], q = d_MapReference(x, q)
+    q -= 1
+    if (x >> q) & 1:
+        k879, q = _rt.read_ld(x, q)
+    else:
+        q -= 4
+        k879 = ((x >> q) & 15) + 1
+    r878 = []
+    for _ in range(k879):
+        q -= 1
+        h881 = (x >> q) & 1
+        r880 = {}
+        q -= 1
+        if (x >> q) & 1:
+            r880['zoneId'], q = _rt.read_uwn(x, q)
+        else:
+            q -= 5
+            r880['zoneId'] = ((x >> q) & 31) + 1
+        if h881 & 1:
+            q -= 1
+            if (x >> q) & 1:
+                k883, q = _rt.read_ld(x, q)
+            else:
+                q -= 4
+                k883 = ((x >> q) & 15) + 1
+            r882 = []
+            for _ in range(k883):
+                q -= 8
+                w883 = (x >> q) & 255
+                r882.append(w883)
+            r880['laneIds'] = r882
+        w879 = r880
+        r878.append(w879)
+    r['parts'] = r878
+    return r, q
+
+
+def e_RoadSurfaceContainer(v):
+    a = 1
+    k884 = len(v)
+    if 1 <= k884 <= 16:
+        a <<= 1
+        a = a << 4 | (k884 - 1)
+    else:
+        a = _rt.ld(a << 1 | 1, k884)
+    for w884 in v:
+        v885 = w884
+        a886 = 1
+        a886 = a886 << 4 | ('detectionZoneIds' in v885) << 3 | ('direction' in v885) << 2 | ('roadSurfaceStaticCharacteristics' in v885) << 1 | ('roadSurfaceDynamicCharacteristics' in v885)
+        if 'detectionZoneIds' in v885:
+            v888 = v885['detectionZoneIds']
+            a889 = 1
+            k890 = len(v888)
+            if 1 <= k890 <= 8:
+                a889 <<= 1
+                a889 = a889 << 3 | (k890 - 1)
+            else:
+                a889 = _rt.ld(a889 << 1 | 1, k890)
+            for w890 in v888:
+                w891 = w890
+                if 1 <= w891 <= 32:
+                    a889 = a889 << 6 | (w891 - 1)
+                else:
+                    a889 = _rt.uwn(a889 << 1 | 1, w891)
+            a886 = ((a886 - 1) << (a889.bit_length() - 1)) + a889
+        v892 = v885['relevanceZoneIds']
+        a893 = 1
+        k894 = len(v892)
+        if 1 <= k894 <= 8:
+            a893 <<= 1
+            a893 = a893 << 3 | (k894 - 1)
+        else:
+            a893 = _rt.ld(a893 << 1 | 1, k894)
+        for w894 in v892:
+            w895 = w894
+            if 1 <= w895 <= 32:
+                a893 = a893 << 6 | (w895 - 1)
+            else:
+                a893 = _rt.uwn(a893 << 1 | 1, w895)
+        a886 = ((a886 - 1) << (a893.bit_length() - 1)) + a893
+        if 'direction' in v885:
+            a886 = a886 << 2 | v885['direction']
+        if 'roadSurfaceStaticCharacteristics' in v885:
+            v896 = v885['roadSurfaceStaticCharacteristics']
+            a897 = 1
+            a897 = a897 << 7 | v896['frictionCoefficient']
+            w899 = v896['material']
+            if 0 <= w899 <= 7:
+                a897 = a897 << 4 | w899
+            else:
+                a897 = _rt.uwn(a897 << 1 | 1, w899)
+            w900 = v896['wear']
+            if 0 <= w900 <= 7:
+                a897 = a897 << 4 | w900
+            else:
+                a897 = _rt.uwn(a897 << 1 | 1, w900)
+            a897 = a897 << 6 | (v896['avBankingAngle'] + 20)
+            a886 = ((a886 - 1) << (a897.bit_length() - 1)) + a897
+        if 'roadSurfaceDynamicCharacteristics' in v885:
+            v901 = v885['roadSurfaceDynamicCharacteristics']
+            a902 = 1
+            w904 = v901['condition']
+            if 0 <= w904 <= 15:
+                a902 = a902 << 5 | w904
+            else:
+                a902 = _rt.uwn(a902 << 1 | 1, w904)
+            a902 = a902 << 8 | (v901['temperature'] + 100)
+            a902 = a902 << 8 | v901['iceOrWaterDepth']
+            a902 = a902 << 3 | v901['treatment']
+            a886 = ((a886 - 1) << (a902.bit_length() - 1)) + a902
+        a = ((a - 1) << (a886.bit_length() - 1)) + a886
+    return a
+
+def d_RoadSurfaceContainer(x, q):
+    q -= 1
+    if (x >> q) & 1:
+        k905, q = _rt.read_ld(x, q)
+    else:
+        q -= 4
+        k905 = ((x >> q) & 15) + 1
+    r = []
+    for _ in range(k905):
+        q -= 4
+        h907 = (x >> q) & 15
+        r906 = {}
+        if h907 & 8:
+            q -= 1
+            if (x >> q) & 1:
+                k909, q = _rt.read_ld(x, q)
+            else:
+                q -= 3
+                k909 = ((x >> q) & 7) + 1
+            r908 = []
+            for _ in range(k909):
+                q -= 1
+                if (x >> q) & 1:
+                    w909, q = _rt.read_uwn(x, q)
+                else:
+                    q -= 5
+                    w909 = ((x >> q) & 31) + 1
+                r908.append(w909)
+            r906['detectionZoneIds'] = r908
+        q -= 1
+        if (x >> q) & 1:
+            k911, q = _rt.read_ld(x, q)
+        else:
+            q -= 3
+            k911 = ((x >> q) & 7) + 1
+        r910 = []
+        for _ in range(k911):
+            q -= 1
+            if (x >> q) & 1:
+                w911, q = _rt.read_uwn(x, q)
+            else:
+                q -= 5
+                w911 = ((x >> q) & 31) + 1
+            r910.append(w911)
+        r906['relevanceZoneIds'] = r910
+        if h907 & 4:
+            q -= 2
+            r906['direction'] = (x >> q) & 3
+        if h907 & 2:
+            r912 = {}
+            q -= 7
+            r912['frictionCoefficient'] = (x >> q) & 127
+            q -= 1
+            if (x >> q) & 1:
+                r912['material'], q = _rt.read_uwn(x, q)
+            else:
+                q -= 3
+                r912['material'] = (x >> q) & 7
+            q -= 1
+            if (x >> q) & 1:
+                r912['wear'], q = _rt.read_uwn(x, q)
+            else:
+                q -= 3
+                r912['wear'] = (x >> q) & 7
+            q -= 6
+            r912['avBankingAngle'] = ((x >> q) & 63) - 20
+            r906['roadSurfaceStaticCharacteristics'] = r912
+        if h907 & 1:
+            r914 = {}
+            q -= 1
+            if (x >> q) & 1:
+                r914['condition'], q = _rt.read_uwn(x, q)
+            else:
+                q -= 4
+                r914['condition'] = (x >> q) & 15
+            q -= 8
+            r914['temperature'] = ((x >> q) & 255) - 100
+            q -= 8
+            r914['iceOrWaterDepth'] = (x >> q) & 255
+            q -= 3
+            r914['treatment'] = (x >> q) & 7
+            r906['roadSurfaceDynamicCharacteristics'] = r914
+        w905 = r906
+        r.append(w905)
+    return r, q
+
+
+def e_IntersectionAccessPoint(v):
+    a = 1
+    k, w = v
+    if k == 'lane':
+        a <<= 3
+        a = a << 8 | w
+    elif k == 'approach':
+        a = a << 3 | 1
+        a = a << 4 | w
+    elif k == 'connection':
+        a = a << 3 | 2
+        a = a << 8 | w
+    else:
+        raise KeyError(k)
+    return a
+
+def d_IntersectionAccessPoint(x, q):
+    q -= 1
+    if (x >> q) & 1:
+        i, q = _rt.read_nsnn(x, q)
+        length, q = _rt.read_ld(x, q)
+        q0 = q
+        r = (None, None)
+        return r, _rt.skip(q0, length << 3)
+    q -= 2
+    i = (x >> q) & 3
+    if i == 0:
+        q -= 8
+        w = (x >> q) & 255
+        return ('lane', w), q
+    elif i == 1:
+        q -= 4
+        w = (x >> q) & 15
+        return ('approach', w), q
+    elif i == 2:
+        q -= 8
+        w = (x >> q) & 255
+        return ('connection', w), q
+    raise _rt.Malformed('IntersectionAccessPoint: choice index ' + str(i))
+
+
+def e_SignalRequest_regional_item(v):
+    a = 1
+    a = a << 8 | v['regionId']
+    w = v['regExtValue']
+    if isinstance(w, (bytes, bytearray)):
+        return _rt.octets(a, w)
+    r = v['regionId']
+    raise KeyError(r)
+
+def d_SignalRequest_regional_item(x, q):
+    q -= 8
+    r = (x >> q) & 255
+    n, q = _rt.read_ld(x, q)
+    q -= n << 3
+    w = (x >> q) & ((1 << (n << 3)) - 1)
+    if True:
+        w = w.to_bytes(n, 'big')
+    return {'regionId': r, 'regExtValue': w}, q
+
+
+def e_SignalRequestPackage_regional_item(v):
+    a = 1
+    a = a << 8 | v['regionId']
+    w = v['regExtValue']
+    if isinstance(w, (bytes, bytearray)):
+        return _rt.octets(a, w)
+    r = v['regionId']
+    raise KeyError(r)
+
+def d_SignalRequestPackage_regional_item(x, q):
+    q -= 8
+    r = (x >> q) & 255
+    n, q = _rt.read_ld(x, q)
+    q -= n << 3
+    w = (x >> q) & ((1 << (n << 3)) - 1)
+    if True:
+        w = w.to_bytes(n, 'big')
+    return {'regionId': r, 'regExtValue': w}, q
+
+
+def e_RequestorDescription_addGrpC(v):
+    a = 1
+    a = a << 3 | ('fuel' in v) << 1 | ('batteryStatus' in v)
+    if 'fuel' in v:
+        a = a << 4 | v['fuel']
+    if 'batteryStatus' in v:
+        w917 = v['batteryStatus']
+        i918 = _E_BatteryStatus_45.get(w917)
+        if i918 is not None:
+            a = a << 3 | i918
+        else:
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w917])
+    return a
+
+def d_RequestorDescription_addGrpC(x, q):
+    q -= 3
+    h919 = (x >> q) & 7
+    r = {}
+    if h919 & 2:
+        q -= 4
+        r['fuel'] = (x >> q) & 15
+    if h919 & 1:
+        q -= 1
+        if (x >> q) & 1:
+            i920, q = _rt.read_nsnn(x, q)
+            r['batteryStatus'] = _X_LayerType_1.get(i920)
+        else:
+            q -= 2
+            r['batteryStatus'] = _D_BatteryStatus_46[(x >> q) & 3]
+    if h919 >> 2:
+        q = _rt.skip_additions(x, q)
+    return r, q
+
+
+def e_SignalStatusPackage_regional_item(v):
+    a = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
         return _rt.octets(a, w)
     r = v['regionId']
     if r == 3:
-        return _rt.open_type(a, e_RestrictionUserType_addGrpC(w, 1))
+        return _rt.open_type(a, e_SignalStatusPackage_addGrpC(w))
     raise KeyError(r)
 
-def d_RestrictionUserType_regional_item(x, q):
+def d_SignalStatusPackage_regional_item(x, q):
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
     q -= n << 3
     w = (x >> q) & ((1 << (n << 3)) - 1)
     if r == 3:
-        w = d_RestrictionUserType_addGrpC(w, n << 3)[0]
+        w = d_SignalStatusPackage_addGrpC(w, n << 3)[0]
     else:
         w = w.to_bytes(n, 'big')
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_NodeOffsetPointXY(v, a):
+def e_SignalStatus_regional_item(v):
+    a = 1
+    a = a << 8 | v['regionId']
+    w = v['regExtValue']
+    if isinstance(w, (bytes, bytearray)):
+        return _rt.octets(a, w)
+    r = v['regionId']
+    raise KeyError(r)
+
+def d_SignalStatus_regional_item(x, q):
+    q -= 8
+    r = (x >> q) & 255
+    n, q = _rt.read_ld(x, q)
+    q -= n << 3
+    w = (x >> q) & ((1 << (n << 3)) - 1)
+    if True:
+        w = w.to_bytes(n, 'big')
+    return {'regionId': r, 'regExtValue': w}, q
+
+
+def e_AdvisorySpeed_regional_item(v):
+    a = 1
+    a = a << 8 | v['regionId']
+    w = v['regExtValue']
+    if isinstance(w, (bytes, bytearray)):
+        return _rt.octets(a, w)
+    r = v['regionId']
+    raise KeyError(r)
+
+def d_AdvisorySpeed_regional_item(x, q):
+    q -= 8
+    r = (x >> q) & 255
+    n, q = _rt.read_ld(x, q)
+    q -= n << 3
+    w = (x >> q) & ((1 << (n << 3)) - 1)
+    if True:
+        w = w.to_bytes(n, 'big')
+    return {'regionId': r, 'regExtValue': w}, q
+
+
+def e_MovementEvent_regional_item(v):
+    a = 1
+    a = a << 8 | v['regionId']
+    w = v['regExtValue']
+    if isinstance(w, (bytes, bytearray)):
+        return _rt.octets(a, w)
+    r = v['regionId']
+    if r == 3:
+        return _rt.open_type(a, e_MovementEvent_addGrpC(w))
+    raise KeyError(r)
+
+def d_MovementEvent_regional_item(x, q):
+    q -= 8
+    r = (x >> q) & 255
+    n, q = _rt.read_ld(x, q)
+    q -= n << 3
+    w = (x >> q) & ((1 << (n << 3)) - 1)
+    if r == 3:
+        w = d_MovementEvent_addGrpC(w, n << 3)[0]
+    else:
+        w = w.to_bytes(n, 'big')
+    return {'regionId': r, 'regExtValue': w}, q
+
+
+def e_ConnectionManeuverAssist_addGrpC(v):
+    a = 1
+    a = a << 2 | ('itsStationPosition' in v)
+    if 'itsStationPosition' in v:
+        v922 = v['itsStationPosition']
+        a923 = 1
+        k924 = len(v922)
+        a923 = a923 << 3 | (k924 - 1)
+        for w924 in v922:
+            v925 = w924
+            a926 = 1
+            a926 = a926 << 4 | ('laneID' in v925) << 2 | ('nodeXY' in v925) << 1 | ('timeReference' in v925)
+            a926 = a926 << 32 | v925['stationID']
+            if 'laneID' in v925:
+                a926 = a926 << 8 | v925['laneID']
+            if 'nodeXY' in v925:
+                s_ = e_NodeOffsetPointXY(v925['nodeXY'])
+                a926 = ((a926 - 1) << (s_.bit_length() - 1)) + s_
+            if 'timeReference' in v925:
+                a926 = a926 << 16 | v925['timeReference']
+            a923 = ((a923 - 1) << (a926.bit_length() - 1)) + a926
+        a = ((a - 1) << (a923.bit_length() - 1)) + a923
+    return a
+
+def d_ConnectionManeuverAssist_addGrpC(x, q):
+    q -= 2
+    h928 = (x >> q) & 3
+    r = {}
+    if h928 & 1:
+        q -= 3
+        k930 = ((x >> q) & 7) + 1
+        r929 = []
+        for _ in range(k930):
+            q -= 4
+            h932 = (x >> q) & 15
+            r931 = {}
+            q -= 32
+            r931['stationID'] = (x >> q) & 4294967295
+            if h932 & 4:
+                q -= 8
+                r931['laneID'] = (x >> q) & 255
+            if h932 & 2:
+                r931['nodeXY'], q = d_NodeOffsetPointXY(x, q)
+            if h932 & 1:
+                q -= 16
+                r931['timeReference'] = (x >> q) & 65535
+            if h932 >> 3:
+                q = _rt.skip_additions(x, q)
+            w930 = r931
+            r929.append(w930)
+        r['itsStationPosition'] = r929
+    if h928 >> 1:
+        q = _rt.skip_additions(x, q)
+    return r, q
+
+
+def e_IntersectionState_addGrpC(v):
+    a = 1
+    a = a << 2 | ('activePrioritizations' in v)
+    if 'activePrioritizations' in v:
+        v934 = v['activePrioritizations']
+        a935 = 1
+        k936 = len(v934)
+        a935 = a935 << 4 | (k936 - 1)
+        for w936 in v934:
+            v937 = w936
+            a938 = 1
+            a938 = a938 << 1
+            a938 = a938 << 32 | v937['stationID']
+            w940 = v937['priorState']
+            i941 = _E_PrioritizationResponseStatus_35.get(w940)
+            if i941 is not None:
+                a938 = a938 << 4 | i941
+            else:
+                a938 = _rt.nsnn(a938 << 1 | 1, _X_LayerType_1[w940])
+            a938 = a938 << 8 | v937['signalGroup']
+            a935 = ((a935 - 1) << (a938.bit_length() - 1)) + a938
+        a = ((a - 1) << (a935.bit_length() - 1)) + a935
+    return a
+
+def d_IntersectionState_addGrpC(x, q):
+    q -= 2
+    h942 = (x >> q) & 3
+    r = {}
+    if h942 & 1:
+        q -= 4
+        k944 = ((x >> q) & 15) + 1
+        r943 = []
+        for _ in range(k944):
+            q -= 1
+            h946 = (x >> q) & 1
+            r945 = {}
+            q -= 32
+            r945['stationID'] = (x >> q) & 4294967295
+            q -= 1
+            if (x >> q) & 1:
+                i947, q = _rt.read_nsnn(x, q)
+                r945['priorState'] = _X_LayerType_1.get(i947)
+            else:
+                q -= 3
+                r945['priorState'] = _D_PrioritizationResponseStatus_36[(x >> q) & 7]
+            q -= 8
+            r945['signalGroup'] = (x >> q) & 255
+            if h946 >> 0:
+                q = _rt.skip_additions(x, q)
+            w944 = r945
+            r943.append(w944)
+        r['activePrioritizations'] = r943
+    if h942 >> 1:
+        q = _rt.skip_additions(x, q)
+    return r, q
+
+
+def e_Position3D_addGrpC(v):
+    a = 1
+    a = a << 1
+    v949 = v['altitude']
+    a950 = 1
+    a950 = a950 << 20 | (v949['altitudeValue'] + 100000)
+    a950 = a950 << 4 | _E_AltitudeConfidence_41[v949['altitudeConfidence']]
+    a = ((a - 1) << (a950.bit_length() - 1)) + a950
+    return a
+
+def d_Position3D_addGrpC(x, q):
+    q -= 1
+    h952 = (x >> q) & 1
+    r = {}
+    r953 = {}
+    q -= 20
+    r953['altitudeValue'] = ((x >> q) & 1048575) - 100000
+    q -= 4
+    r953['altitudeConfidence'] = _D_AltitudeConfidence_42[(x >> q) & 15]
+    r['altitude'] = r953
+    if h952 >> 0:
+        q = _rt.skip_additions(x, q)
+    return r, q
+
+
+def e_LaneAttributes_addGrpC(v):
+    a = 1
+    a = a << 3 | ('maxVehicleHeight' in v) << 1 | ('maxVehicleWeight' in v)
+    if 'maxVehicleHeight' in v:
+        a = a << 7 | v['maxVehicleHeight']
+    if 'maxVehicleWeight' in v:
+        a = a << 10 | (v['maxVehicleWeight'] - 1)
+    return a
+
+def d_LaneAttributes_addGrpC(x, q):
+    q -= 3
+    h956 = (x >> q) & 7
+    r = {}
+    if h956 & 2:
+        q -= 7
+        r['maxVehicleHeight'] = (x >> q) & 127
+    if h956 & 1:
+        q -= 10
+        r['maxVehicleWeight'] = ((x >> q) & 1023) + 1
+    if h956 >> 2:
+        q = _rt.skip_additions(x, q)
+    return r, q
+
+
+def e_NodeSetXY(v):
+    a = 1
+    k957 = len(v)
+    a = a << 6 | (k957 - 2)
+    for w957 in v:
+        v958 = w957
+        a959 = 1
+        a959 = a959 << 2 | ('attributes' in v958)
+        s_ = e_NodeOffsetPointXY(v958['delta'])
+        a959 = ((a959 - 1) << (s_.bit_length() - 1)) + s_
+        if 'attributes' in v958:
+            v961 = v958['attributes']
+            a962 = 1
+            a962 = a962 << 8 | ('localNode' in v961) << 6 | ('disabled' in v961) << 5 | ('enabled' in v961) << 4 | ('data' in v961) << 3 | ('dWidth' in v961) << 2 | ('dElevation' in v961) << 1 | ('regional' in v961)
+            if 'localNode' in v961:
+                v964 = v961['localNode']
+                a965 = 1
+                k966 = len(v964)
+                a965 = a965 << 3 | (k966 - 1)
+                for w966 in v964:
+                    w967 = w966
+                    i968 = _E_NodeAttributeXY_47.get(w967)
+                    if i968 is not None:
+                        a965 = a965 << 5 | i968
+                    else:
+                        a965 = _rt.nsnn(a965 << 1 | 1, _X_LayerType_1[w967])
+                a962 = ((a962 - 1) << (a965.bit_length() - 1)) + a965
+            if 'disabled' in v961:
+                v969 = v961['disabled']
+                a970 = 1
+                k971 = len(v969)
+                a970 = a970 << 3 | (k971 - 1)
+                for w971 in v969:
+                    w972 = w971
+                    i973 = _E_SegmentAttributeXY_48.get(w972)
+                    if i973 is not None:
+                        a970 = a970 << 7 | i973
+                    else:
+                        a970 = _rt.nsnn(a970 << 1 | 1, _X_LayerType_1[w972])
+                a962 = ((a962 - 1) << (a970.bit_length() - 1)) + a970
+            if 'enabled' in v961:
+                v974 = v961['enabled']
+                a975 = 1
+                k976 = len(v974)
+                a975 = a975 << 3 | (k976 - 1)
+                for w976 in v974:
+                    w977 = w976
+                    i978 = _E_SegmentAttributeXY_48.get(w977)
+                    if i978 is not None:
+                        a975 = a975 << 7 | i978
+                    else:
+                        a975 = _rt.nsnn(a975 << 1 | 1, _X_LayerType_1[w977])
+                a962 = ((a962 - 1) << (a975.bit_length() - 1)) + a975
+            if 'data' in v961:
+                v979 = v961['data']
+                a980 = 1
+                k981 = len(v979)
+                a980 = a980 << 3 | (k981 - 1)
+                for w981 in v979:
+                    s_ = e_LaneDataAttribute(w981)
+                    a980 = ((a980 - 1) << (s_.bit_length() - 1)) + s_
+                a962 = ((a962 - 1) << (a980.bit_length() - 1)) + a980
+            if 'dWidth' in v961:
+                a962 = a962 << 10 | (v961['dWidth'] + 512)
+            if 'dElevation' in v961:
+                a962 = a962 << 10 | (v961['dElevation'] + 512)
+            if 'regional' in v961:
+                v982 = v961['regional']
+                a983 = 1
+                k984 = len(v982)
+                a983 = a983 << 2 | (k984 - 1)
+                for w984 in v982:
+                    s_ = e_NodeAttributeSetXY_regional_item(w984)
+                    a983 = ((a983 - 1) << (s_.bit_length() - 1)) + s_
+                a962 = ((a962 - 1) << (a983.bit_length() - 1)) + a983
+            a959 = ((a959 - 1) << (a962.bit_length() - 1)) + a962
+        a = ((a - 1) << (a959.bit_length() - 1)) + a959
+    return a
+
+def d_NodeSetXY(x, q):
+    q -= 6
+    k985 = ((x >> q) & 63) + 2
+    r = []
+    for _ in range(k985):
+        q -= 2
+        h987 = (x >> q) & 3
+        r986 = {}
+        r986['delta'], q = d_NodeOffsetPointXY(x, q)
+        if h987 & 1:
+            q -= 8
+            h989 = (x >> q) & 255
+            r988 = {}
+            if h989 & 64:
+                q -= 3
+                k991 = ((x >> q) & 7) + 1
+                r990 = []
+                for _ in range(k991):
+                    q -= 1
+                    if (x >> q) & 1:
+                        i992, q = _rt.read_nsnn(x, q)
+                        w991 = _X_LayerType_1.get(i992)
+                    else:
+                        q -= 4
+                        w991 = _D_NodeAttributeXY_49[(x >> q) & 15]
+                    r990.append(w991)
+                r988['localNode'] = r990
+            if h989 & 32:
+                q -= 3
+                k994 = ((x >> q) & 7) + 1
+                r993 = []
+                for _ in range(k994):
+                    q -= 1
+                    if (x >> q) & 1:
+                        i995, q = _rt.read_nsnn(x, q)
+                        w994 = _X_LayerType_1.get(i995)
+                    else:
+                        q -= 6
+                        w994 = _D_SegmentAttributeXY_50[(x >> q) & 63]
+                    r993.append(w994)
+                r988['disabled'] = r993
+            if h989 & 16:
+                q -= 3
+                k997 = ((x >> q) & 7) + 1
+                r996 = []
+                for _ in range(k997):
+                    q -= 1
+                    if (x >> q) & 1:
+                        i998, q = _rt.read_nsnn(x, q)
+                        w997 = _X_LayerType_1.get(i998)
+                    else:
+                        q -= 6
+                        w997 = _D_SegmentAttributeXY_50[(x >> q) & 63]
+                    r996.append(w997)
+                r988['enabled'] = r996
+            if h989 & 8:
+                q -= 3
+                k1000 = ((x >> q) & 7) + 1
+                r999 = []
+                for _ in range(k1000):
+                    w1000, q = d_LaneDataAttribute(x, q)
+                    r999.append(w1000)
+                r988['data'] = r999
+            if h989 & 4:
+                q -= 10
+                r988['dWidth'] = ((x >> q) & 1023) - 512
+            if h989 & 2:
+                q -= 10
+                r988['dElevation'] = ((x >> q) & 1023) - 512
+            if h989 & 1:
+                q -= 2
+                k1002 = ((x >> q) & 3) + 1
+                r1001 = []
+                for _ in range(k1002):
+                    w1002, q = d_NodeAttributeSetXY_regional_item(x, q)
+                    r1001.append(w1002)
+                r988['regional'] = r1001
+            if h989 >> 7:
+                q = _rt.skip_additions(x, q)
+            r986['attributes'] = r988
+        if h987 >> 1:
+            q = _rt.skip_additions(x, q)
+        w985 = r986
+        r.append(w985)
+    return r, q
+
+
+def e_ComputedLane(v):
+    a = 1
+    a = a << 5 | ('rotateXY' in v) << 3 | ('scaleXaxis' in v) << 2 | ('scaleYaxis' in v) << 1 | ('regional' in v)
+    a = a << 8 | v['referenceLaneId']
+    s_ = e_ComputedLane_offsetXaxis(v['offsetXaxis'])
+    a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    s_ = e_ComputedLane_offsetYaxis(v['offsetYaxis'])
+    a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    if 'rotateXY' in v:
+        a = a << 15 | v['rotateXY']
+    if 'scaleXaxis' in v:
+        a = a << 12 | (v['scaleXaxis'] + 2048)
+    if 'scaleYaxis' in v:
+        a = a << 12 | (v['scaleYaxis'] + 2048)
+    if 'regional' in v:
+        v1004 = v['regional']
+        a1005 = 1
+        k1006 = len(v1004)
+        a1005 = a1005 << 2 | (k1006 - 1)
+        for w1006 in v1004:
+            s_ = e_ComputedLane_regional_item(w1006)
+            a1005 = ((a1005 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1005.bit_length() - 1)) + a1005
+    return a
+
+def d_ComputedLane(x, q):
+    q -= 5
+    h1007 = (x >> q) & 31
+    r = {}
+    q -= 8
+    r['referenceLaneId'] = (x >> q) & 255
+    r['offsetXaxis'], q = d_ComputedLane_offsetXaxis(x, q)
+    r['offsetYaxis'], q = d_ComputedLane_offsetYaxis(x, q)
+    if h1007 & 8:
+        q -= 15
+        r['rotateXY'] = (x >> q) & 32767
+    if h1007 & 4:
+        q -= 12
+        r['scaleXaxis'] = ((x >> q) & 4095) - 2048
+    if h1007 & 2:
+        q -= 12
+        r['scaleYaxis'] = ((x >> q) & 4095) - 2048
+    if h1007 & 1:
+        q -= 2
+        k1009 = ((x >> q) & 3) + 1
+        r1008 = []
+        for _ in range(k1009):
+            w1009, q = d_ComputedLane_regional_item(x, q)
+            r1008.append(w1009)
+        r['regional'] = r1008
+    if h1007 >> 4:
+        q = _rt.skip_additions(x, q)
+    return r, q
+
+
+def e_ConnectionTrajectory_addGrpC(v):
+    a = 1
+    a = a << 1
+    v1011 = v['nodes']
+    a1012 = 1
+    k1013 = len(v1011)
+    a1012 = a1012 << 6 | (k1013 - 2)
+    for w1013 in v1011:
+        v1014 = w1013
+        a1015 = 1
+        a1015 = a1015 << 2 | ('attributes' in v1014)
+        s_ = e_NodeOffsetPointXY(v1014['delta'])
+        a1015 = ((a1015 - 1) << (s_.bit_length() - 1)) + s_
+        if 'attributes' in v1014:
+            v1017 = v1014['attributes']
+            a1018 = 1
+            a1018 = a1018 << 8 | ('localNode' in v1017) << 6 | ('disabled' in v1017) << 5 | ('enabled' in v1017) << 4 | ('data' in v1017) << 3 | ('dWidth' in v1017) << 2 | ('dElevation' in v1017) << 1 | ('regional' in v1017)
+            if 'localNode' in v1017:
+                s_ = e_NodeAttributeXYList(v1017['localNode'])
+                a1018 = ((a1018 - 1) << (s_.bit_length() - 1)) + s_
+            if 'disabled' in v1017:
+                s_ = e_SegmentAttributeXYList(v1017['disabled'])
+                a1018 = ((a1018 - 1) << (s_.bit_length() - 1)) + s_
+            if 'enabled' in v1017:
+                s_ = e_SegmentAttributeXYList(v1017['enabled'])
+                a1018 = ((a1018 - 1) << (s_.bit_length() - 1)) + s_
+            if 'data' in v1017:
+                s_ = e_LaneDataAttributeList(v1017['data'])
+                a1018 = ((a1018 - 1) << (s_.bit_length() - 1)) + s_
+            if 'dWidth' in v1017:
+                a1018 = a1018 << 10 | (v1017['dWidth'] + 512)
+            if 'dElevation' in v1017:
+                a1018 = a1018 << 10 | (v1017['dElevation'] + 512)
+            if 'regional' in v1017:
+                s_ = e_NodeAttributeSetXY_regional(v1017['regional'])
+                a1018 = ((a1018 - 1) << (s_.bit_length() - 1)) + s_
+            a1015 = ((a1015 - 1) << (a1018.bit_length() - 1)) + a1018
+        a1012 = ((a1012 - 1) << (a1015.bit_length() - 1)) + a1015
+    a = ((a - 1) << (a1012.bit_length() - 1)) + a1012
+    a = a << 8 | v['connectionID']
+    return a
+
+def d_ConnectionTrajectory_addGrpC(x, q):
+    q -= 1
+    h1020 = (x >> q) & 1
+    r = {}
+    q -= 6
+    k1022 = ((x >> q) & 63) + 2
+    r1021 = []
+    for _ in range(k1022):
+        q -= 2
+        h1024 = (x >> q) & 3
+        r1023 = {}
+        r1023['delta'], q = d_NodeOffsetPointXY(x, q)
+        if h1024 & 1:
+            q -= 8
+            h1026 = (x >> q) & 255
+            r1025 = {}
+            if h1026 & 64:
+                r1025['localNode'], q = d_NodeAttributeXYList(x, q)
+            if h1026 & 32:
+                r1025['disabled'], q = d_SegmentAttributeXYList(x, q)
+            if h1026 & 16:
+                r1025['enabled'], q = d_SegmentAttributeXYList(x, q)
+            if h1026 & 8:
+                r1025['data'], q = d_LaneDataAttributeList(x, q)
+            if h1026 & 4:
+                q -= 10
+                r1025['dWidth'] = ((x >> q) & 1023) - 512
+            if h1026 & 2:
+                q -= 10
+                r1025['dElevation'] = ((x >> q) & 1023) - 512
+            if h1026 & 1:
+                r1025['regional'], q = d_NodeAttributeSetXY_regional(x, q)
+            if h1026 >> 7:
+                q = _rt.skip_additions(x, q)
+            r1023['attributes'] = r1025
+        if h1024 >> 1:
+            q = _rt.skip_additions(x, q)
+        w1022 = r1023
+        r1021.append(w1022)
+    r['nodes'] = r1021
+    q -= 8
+    r['connectionID'] = (x >> q) & 255
+    if h1020 >> 0:
+        q = _rt.skip_additions(x, q)
+    return r, q
+
+
+def e_RestrictionUserType_regional(v):
+    a = 1
+    k1027 = len(v)
+    a = a << 2 | (k1027 - 1)
+    for w1027 in v:
+        s_ = e_RestrictionUserType_regional_item(w1027)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    return a
+
+def d_RestrictionUserType_regional(x, q):
+    q -= 2
+    k1028 = ((x >> q) & 3) + 1
+    r = []
+    for _ in range(k1028):
+        w1028, q = d_RestrictionUserType_regional_item(x, q)
+        r.append(w1028)
+    return r, q
+
+
+def e_NodeOffsetPointXY(v):
+    a = 1
     k, w = v
     if k == 'node-XY1':
         a <<= 3
-        a = e_Node_XY_20b(w, a)
+        s_ = e_Node_XY_20b(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'node-XY2':
         a = a << 3 | 1
-        a = e_Node_XY_22b(w, a)
+        s_ = e_Node_XY_22b(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'node-XY3':
         a = a << 3 | 2
-        a = e_Node_XY_24b(w, a)
+        s_ = e_Node_XY_24b(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'node-XY4':
         a = a << 3 | 3
-        a = e_Node_XY_26b(w, a)
+        s_ = e_Node_XY_26b(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'node-XY5':
         a = a << 3 | 4
-        a = e_Node_XY_28b(w, a)
+        s_ = e_Node_XY_28b(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'node-XY6':
         a = a << 3 | 5
-        a = e_Node_XY_32b(w, a)
+        s_ = e_Node_XY_32b(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'node-LatLon':
         a = a << 3 | 6
-        a = e_Node_LLmD_64b(w, a)
+        s_ = e_Node_LLmD_64b(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'regional':
         a = a << 3 | 7
-        a = e_NodeOffsetPointXY_regional(w, a)
+        s_ = e_NodeOffsetPointXY_regional(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     else:
         raise KeyError(k)
     return a
@@ -4865,17 +5654,21 @@ def d_NodeOffsetPointXY(x, q):
     raise _rt.Malformed('NodeOffsetPointXY: choice index ' + str(i))
 
 
-def e_Zone(v, a):
+def e_Zone(v):
+    a = 1
     k, w = v
     if k == 'segment':
         a <<= 3
-        a = e_Segment(w, a)
+        s_ = e_Segment(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'area':
         a = a << 3 | 1
-        a = e_PolygonalLine(w, a)
+        s_ = e_PolygonalLine(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'computedSegment':
         a = a << 3 | 2
-        a = e_ComputedSegment(w, a)
+        s_ = e_ComputedSegment(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     else:
         raise KeyError(k)
     return a
@@ -4902,1127 +5695,348 @@ def d_Zone(x, q):
     raise _rt.Malformed('Zone: choice index ' + str(i))
 
 
-def e_Ext1(v, a):
+def e_VarLengthNumber(v):
+    a = 1
     k, w = v
     if k == 'content':
         a <<= 1
-        a = a << 14 | (w - 128)
+        a = a << 7 | w
     elif k == 'extension':
         a = a << 1 | 1
-        a = e_Ext2(w, a)
+        s_ = e_Ext1(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     else:
         raise KeyError(k)
     return a
 
-def d_Ext1(x, q):
+def d_VarLengthNumber(x, q):
     q -= 1
     i = (x >> q) & 1
     if i == 0:
-        q -= 14
-        w = ((x >> q) & 16383) + 128
-        return ('content', w), q
-    elif i == 1:
-        w, q = d_Ext2(x, q)
-        return ('extension', w), q
-    raise _rt.Malformed('Ext1: choice index ' + str(i))
-
-
-def e_CompleteVehicleCharacteristics(v, a):
-    a = a << 3 | ('tractor' in v) << 2 | ('trailer' in v) << 1 | ('train' in v)
-    if 'tractor' in v:
-        a = e_TractorCharacteristics(v['tractor'], a)
-    if 'trailer' in v:
-        a = e_TrailerCharacteristicsList(v['trailer'], a)
-    if 'train' in v:
-        a = e_TrainCharacteristics(v['train'], a)
-    return a
-
-def d_CompleteVehicleCharacteristics(x, q):
-    q -= 3
-    p = (x >> q) & 7
-    r = {}
-    if p & 4:
-        r['tractor'], q = d_TractorCharacteristics(x, q)
-    if p & 2:
-        r['trailer'], q = d_TrailerCharacteristicsList(x, q)
-    if p & 1:
-        r['train'], q = d_TrainCharacteristics(x, q)
-    return r, q
-
-
-def e_RSCode(v, a):
-    a = a << 1 | ('layoutComponentId' in v)
-    if 'layoutComponentId' in v:
-        w133 = v['layoutComponentId']
-        if 1 <= w133 <= 4:
-            a = a << 3 | (w133 - 1)
-        else:
-            a = _rt.uwn(a << 1 | 1, w133)
-    a = e_RSCode_code(v['code'], a)
-    return a
-
-def d_RSCode(x, q):
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    if p & 1:
-        q -= 1
-        if (x >> q) & 1:
-            r['layoutComponentId'], q = _rt.read_uwn(x, q)
-        else:
-            q -= 2
-            r['layoutComponentId'] = ((x >> q) & 3) + 1
-    r['code'], q = d_RSCode_code(x, q)
-    return r, q
-
-
-def e_Text(v, a):
-    a = a << 1 | ('layoutComponentId' in v)
-    if 'layoutComponentId' in v:
-        w134 = v['layoutComponentId']
-        if 1 <= w134 <= 4:
-            a = a << 3 | (w134 - 1)
-        else:
-            a = _rt.uwn(a << 1 | 1, w134)
-    d135, k136 = v['language']
-    a = a << k136 | int.from_bytes(d135, 'big') >> (8 * len(d135) - k136)
-    a = _rt.octets(a, v['textContent'].encode('utf-8'))
-    return a
-
-def d_Text(x, q):
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    if p & 1:
-        q -= 1
-        if (x >> q) & 1:
-            r['layoutComponentId'], q = _rt.read_uwn(x, q)
-        else:
-            q -= 2
-            r['layoutComponentId'] = ((x >> q) & 3) + 1
-    q -= 10
-    r['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-    b138, q = _rt.read_octets(x, q)
-    r['textContent'] = b138.decode('utf-8')
-    return r, q
-
-
-def e_LaneInformation(v, a):
-    ext = 'detectionZoneIds' in v or 'relevanceZoneIds' in v or 'laneCharacteristics' in v or 'laneSurfaceStaticCharacteristics' in v or 'laneSurfaceDynamicCharacteristics' in v
-    a = a << 4 | (ext) << 3 | ('validity' in v) << 2 | ('laneTypeQualifier' in v) << 1 | ('laneWidth' in v)
-    a = a << 4 | (v['laneNumber'] + 1)
-    a = a << 2 | v['direction']
-    if 'validity' in v:
-        a = e_InternationalSign_applicablePeriod(v['validity'], a)
-    a = a << 5 | v['laneType']
-    if 'laneTypeQualifier' in v:
-        a = e_CompleteVehicleCharacteristics(v['laneTypeQualifier'], a)
-    w139 = v['laneStatus']
-    if 0 <= w139 <= 7:
-        a = a << 4 | w139
-    else:
-        a = _rt.uwn(a << 1 | 1, w139)
-    if 'laneWidth' in v:
-        a = a << 10 | v['laneWidth']
-    if ext:
-        subs, present = [], 0
-        if 'detectionZoneIds' in v or 'relevanceZoneIds' in v or 'laneCharacteristics' in v or 'laneSurfaceStaticCharacteristics' in v or 'laneSurfaceDynamicCharacteristics' in v:
-            s = 1 << 5 | ('detectionZoneIds' in v) << 4 | ('relevanceZoneIds' in v) << 3 | ('laneCharacteristics' in v) << 2 | ('laneSurfaceStaticCharacteristics' in v) << 1 | ('laneSurfaceDynamicCharacteristics' in v) << 0
-            if 'detectionZoneIds' in v:
-                s = e_ZoneIds(v['detectionZoneIds'], s)
-            if 'relevanceZoneIds' in v:
-                s = e_ZoneIds(v['relevanceZoneIds'], s)
-            if 'laneCharacteristics' in v:
-                s = e_LaneCharacteristics(v['laneCharacteristics'], s)
-            if 'laneSurfaceStaticCharacteristics' in v:
-                s = e_RoadSurfaceStaticCharacteristics(v['laneSurfaceStaticCharacteristics'], s)
-            if 'laneSurfaceDynamicCharacteristics' in v:
-                s = e_RoadSurfaceDynamicCharacteristics(v['laneSurfaceDynamicCharacteristics'], s)
-            subs.append(s)
-            present |= 1
-        a = _rt.additions(a, 1, present, subs)
-    return a
-
-def d_LaneInformation(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 3
-    p = (x >> q) & 7
-    r = {}
-    q -= 4
-    r['laneNumber'] = ((x >> q) & 15) - 1
-    q -= 2
-    r['direction'] = (x >> q) & 3
-    if p & 4:
-        r['validity'], q = d_InternationalSign_applicablePeriod(x, q)
-    q -= 5
-    r['laneType'] = (x >> q) & 31
-    if p & 2:
-        r['laneTypeQualifier'], q = d_CompleteVehicleCharacteristics(x, q)
-    q -= 1
-    if (x >> q) & 1:
-        r['laneStatus'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 3
-        r['laneStatus'] = (x >> q) & 7
-    if p & 1:
-        q -= 10
-        r['laneWidth'] = (x >> q) & 1023
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if i == 0:
-                q -= 5
-                g = (x >> q) & 31
-                if g & 16:
-                    r['detectionZoneIds'], q = d_ZoneIds(x, q)
-                if g & 8:
-                    r['relevanceZoneIds'], q = d_ZoneIds(x, q)
-                if g & 4:
-                    r['laneCharacteristics'], q = d_LaneCharacteristics(x, q)
-                if g & 2:
-                    r['laneSurfaceStaticCharacteristics'], q = d_RoadSurfaceStaticCharacteristics(x, q)
-                if g & 1:
-                    r['laneSurfaceDynamicCharacteristics'], q = d_RoadSurfaceDynamicCharacteristics(x, q)
-            else:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_Text_2(v, a):
-    a = a << 1 | ('layoutComponentId' in v)
-    if 'layoutComponentId' in v:
-        w140 = v['layoutComponentId']
-        if 1 <= w140 <= 4:
-            a = a << 3 | (w140 - 1)
-        else:
-            a = _rt.uwn(a << 1 | 1, w140)
-    d141, k142 = v['language']
-    a = a << k142 | int.from_bytes(d141, 'big') >> (8 * len(d141) - k142)
-    a = _rt.octets(a, v['textContent'].encode('utf-8'))
-    return a
-
-def d_Text_2(x, q):
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    if p & 1:
-        q -= 1
-        if (x >> q) & 1:
-            r['layoutComponentId'], q = _rt.read_uwn(x, q)
-        else:
-            q -= 2
-            r['layoutComponentId'] = ((x >> q) & 3) + 1
-    q -= 10
-    r['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-    b144, q = _rt.read_octets(x, q)
-    r['textContent'] = b144.decode('utf-8')
-    return r, q
-
-
-def e_AutomatedVehicleRule(v, a):
-    a = a << 8 | ('minGapBetweenVehicles' in v) << 6 | ('recGapBetweenVehicles' in v) << 5 | ('automatedVehicleMaxSpeedLimit' in v) << 4 | ('automatedVehicleMinSpeedLimit' in v) << 3 | ('automatedVehicleSpeedRecommendation' in v) << 2 | ('roadSignCodes' in v) << 1 | ('extraText' in v)
-    a = a << 2 | v['priority']
-    a = e_SaeAutomationLevels(v['allowedSaeAutomationLevels'], a)
-    if 'minGapBetweenVehicles' in v:
-        a = a << 8 | v['minGapBetweenVehicles']
-    if 'recGapBetweenVehicles' in v:
-        a = a << 8 | v['recGapBetweenVehicles']
-    if 'automatedVehicleMaxSpeedLimit' in v:
-        a = a << 14 | v['automatedVehicleMaxSpeedLimit']
-    if 'automatedVehicleMinSpeedLimit' in v:
-        a = a << 14 | v['automatedVehicleMinSpeedLimit']
-    if 'automatedVehicleSpeedRecommendation' in v:
-        a = a << 14 | v['automatedVehicleSpeedRecommendation']
-    if 'roadSignCodes' in v:
-        a = e_RoadSignCodes(v['roadSignCodes'], a)
-    if 'extraText' in v:
-        a = e_ConstraintTextLines2(v['extraText'], a)
-    return a
-
-def d_AutomatedVehicleRule(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 7
-    p = (x >> q) & 127
-    r = {}
-    q -= 2
-    r['priority'] = (x >> q) & 3
-    r['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
-    if p & 64:
-        q -= 8
-        r['minGapBetweenVehicles'] = (x >> q) & 255
-    if p & 32:
-        q -= 8
-        r['recGapBetweenVehicles'] = (x >> q) & 255
-    if p & 16:
-        q -= 14
-        r['automatedVehicleMaxSpeedLimit'] = (x >> q) & 16383
-    if p & 8:
-        q -= 14
-        r['automatedVehicleMinSpeedLimit'] = (x >> q) & 16383
-    if p & 4:
-        q -= 14
-        r['automatedVehicleSpeedRecommendation'] = (x >> q) & 16383
-    if p & 2:
-        r['roadSignCodes'], q = d_RoadSignCodes(x, q)
-    if p & 1:
-        r['extraText'], q = d_ConstraintTextLines2(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_PlatooningRule(v, a):
-    a = a << 9 | ('maxNoOfVehicles' in v) << 7 | ('maxLenghtOfPlatoon' in v) << 6 | ('minGapBetweenVehicles' in v) << 5 | ('platoonMaxSpeedLimit' in v) << 4 | ('platoonMinSpeedLimit' in v) << 3 | ('platoonSpeedRecommendation' in v) << 2 | ('roadSignCodes' in v) << 1 | ('extraText' in v)
-    a = a << 2 | v['priority']
-    a = e_SaeAutomationLevels(v['allowedSaeAutomationLevels'], a)
-    if 'maxNoOfVehicles' in v:
-        a = a << 6 | (v['maxNoOfVehicles'] - 2)
-    if 'maxLenghtOfPlatoon' in v:
-        a = a << 6 | (v['maxLenghtOfPlatoon'] - 1)
-    if 'minGapBetweenVehicles' in v:
-        a = a << 8 | v['minGapBetweenVehicles']
-    if 'platoonMaxSpeedLimit' in v:
-        a = a << 14 | v['platoonMaxSpeedLimit']
-    if 'platoonMinSpeedLimit' in v:
-        a = a << 14 | v['platoonMinSpeedLimit']
-    if 'platoonSpeedRecommendation' in v:
-        a = a << 14 | v['platoonSpeedRecommendation']
-    if 'roadSignCodes' in v:
-        a = e_RoadSignCodes(v['roadSignCodes'], a)
-    if 'extraText' in v:
-        a = e_ConstraintTextLines2(v['extraText'], a)
-    return a
-
-def d_PlatooningRule(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 8
-    p = (x >> q) & 255
-    r = {}
-    q -= 2
-    r['priority'] = (x >> q) & 3
-    r['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
-    if p & 128:
-        q -= 6
-        r['maxNoOfVehicles'] = ((x >> q) & 63) + 2
-    if p & 64:
-        q -= 6
-        r['maxLenghtOfPlatoon'] = ((x >> q) & 63) + 1
-    if p & 32:
-        q -= 8
-        r['minGapBetweenVehicles'] = (x >> q) & 255
-    if p & 16:
-        q -= 14
-        r['platoonMaxSpeedLimit'] = (x >> q) & 16383
-    if p & 8:
-        q -= 14
-        r['platoonMinSpeedLimit'] = (x >> q) & 16383
-    if p & 4:
-        q -= 14
-        r['platoonSpeedRecommendation'] = (x >> q) & 16383
-    if p & 2:
-        r['roadSignCodes'], q = d_RoadSignCodes(x, q)
-    if p & 1:
-        r['extraText'], q = d_ConstraintTextLines2(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_LaneIds(v, a):
-    k = len(v)
-    if 1 <= k <= 16:
-        a <<= 1
-        a = a << 4 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = a << 8 | w
-    return a
-
-def d_LaneIds(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 4
-        k = ((x >> q) & 15) + 1
-    r = []
-    for _ in range(k):
-        q -= 8
-        w = (x >> q) & 255
-        r.append(w)
-    return r, q
-
-
-def e_SignalStatusPackage_regional_item(v, a):
-    a = a << 8 | v['regionId']
-    w = v['regExtValue']
-    if isinstance(w, (bytes, bytearray)):
-        return _rt.octets(a, w)
-    r = v['regionId']
-    if r == 3:
-        return _rt.open_type(a, e_SignalStatusPackage_addGrpC(w, 1))
-    raise KeyError(r)
-
-def d_SignalStatusPackage_regional_item(x, q):
-    q -= 8
-    r = (x >> q) & 255
-    n, q = _rt.read_ld(x, q)
-    q -= n << 3
-    w = (x >> q) & ((1 << (n << 3)) - 1)
-    if r == 3:
-        w = d_SignalStatusPackage_addGrpC(w, n << 3)[0]
-    else:
-        w = w.to_bytes(n, 'big')
-    return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_TimeChangeDetails(v, a):
-    a = a << 5 | ('startTime' in v) << 4 | ('maxEndTime' in v) << 3 | ('likelyTime' in v) << 2 | ('confidence' in v) << 1 | ('nextTime' in v)
-    if 'startTime' in v:
-        a = a << 16 | v['startTime']
-    a = a << 16 | v['minEndTime']
-    if 'maxEndTime' in v:
-        a = a << 16 | v['maxEndTime']
-    if 'likelyTime' in v:
-        a = a << 16 | v['likelyTime']
-    if 'confidence' in v:
-        a = a << 4 | v['confidence']
-    if 'nextTime' in v:
-        a = a << 16 | v['nextTime']
-    return a
-
-def d_TimeChangeDetails(x, q):
-    q -= 5
-    p = (x >> q) & 31
-    r = {}
-    if p & 16:
-        q -= 16
-        r['startTime'] = (x >> q) & 65535
-    q -= 16
-    r['minEndTime'] = (x >> q) & 65535
-    if p & 8:
-        q -= 16
-        r['maxEndTime'] = (x >> q) & 65535
-    if p & 4:
-        q -= 16
-        r['likelyTime'] = (x >> q) & 65535
-    if p & 2:
-        q -= 4
-        r['confidence'] = (x >> q) & 15
-    if p & 1:
-        q -= 16
-        r['nextTime'] = (x >> q) & 65535
-    return r, q
-
-
-def e_AdvisorySpeedList(v, a):
-    k = len(v)
-    a = a << 4 | (k - 1)
-    for w in v:
-        a = e_AdvisorySpeed(w, a)
-    return a
-
-def d_AdvisorySpeedList(x, q):
-    q -= 4
-    k = ((x >> q) & 15) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_AdvisorySpeed(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_MovementEvent_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_MovementEvent_regional_item(w, a)
-    return a
-
-def d_MovementEvent_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_MovementEvent_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_ConnectionManeuverAssist_addGrpC(v, a):
-    a = a << 2 | ('itsStationPosition' in v)
-    if 'itsStationPosition' in v:
-        a = e_ItsStationPositionList(v['itsStationPosition'], a)
-    return a
-
-def d_ConnectionManeuverAssist_addGrpC(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    if p & 1:
-        r['itsStationPosition'], q = d_ItsStationPositionList(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_PrioritizationResponse(v, a):
-    a = a << 1
-    a = a << 32 | v['stationID']
-    w145 = v['priorState']
-    i146 = _E_PrioritizationResponseStatus_39.get(w145)
-    if i146 is not None:
-        a = a << 4 | i146
-    else:
-        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w145])
-    a = a << 8 | v['signalGroup']
-    return a
-
-def d_PrioritizationResponse(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    r = {}
-    q -= 32
-    r['stationID'] = (x >> q) & 4294967295
-    q -= 1
-    if (x >> q) & 1:
-        i147, q = _rt.read_nsnn(x, q)
-        r['priorState'] = _X_LayerType_1.get(i147)
-    else:
-        q -= 3
-        r['priorState'] = _D_PrioritizationResponseStatus_40[(x >> q) & 7]
-    q -= 8
-    r['signalGroup'] = (x >> q) & 255
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_LaneAttributes_addGrpC(v, a):
-    a = a << 3 | ('maxVehicleHeight' in v) << 1 | ('maxVehicleWeight' in v)
-    if 'maxVehicleHeight' in v:
-        a = a << 7 | v['maxVehicleHeight']
-    if 'maxVehicleWeight' in v:
-        a = a << 10 | (v['maxVehicleWeight'] - 1)
-    return a
-
-def d_LaneAttributes_addGrpC(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 2
-    p = (x >> q) & 3
-    r = {}
-    if p & 2:
         q -= 7
-        r['maxVehicleHeight'] = (x >> q) & 127
-    if p & 1:
-        q -= 10
-        r['maxVehicleWeight'] = ((x >> q) & 1023) + 1
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_NodeXY(v, a):
-    a = a << 2 | ('attributes' in v)
-    a = e_NodeOffsetPointXY(v['delta'], a)
-    if 'attributes' in v:
-        a = e_NodeAttributeSetXY(v['attributes'], a)
-    return a
-
-def d_NodeXY(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    r['delta'], q = d_NodeOffsetPointXY(x, q)
-    if p & 1:
-        r['attributes'], q = d_NodeAttributeSetXY(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_ComputedLane_offsetXaxis(v, a):
-    k, w = v
-    if k == 'small':
-        a <<= 1
-        a = a << 12 | (w + 2047)
-    elif k == 'large':
-        a = a << 1 | 1
-        a = a << 16 | (w + 32767)
-    else:
-        raise KeyError(k)
-    return a
-
-def d_ComputedLane_offsetXaxis(x, q):
-    q -= 1
-    i = (x >> q) & 1
-    if i == 0:
-        q -= 12
-        w = ((x >> q) & 4095) - 2047
-        return ('small', w), q
-    elif i == 1:
-        q -= 16
-        w = ((x >> q) & 65535) - 32767
-        return ('large', w), q
-    raise _rt.Malformed('ComputedLane_offsetXaxis: choice index ' + str(i))
-
-
-def e_ComputedLane_offsetYaxis(v, a):
-    k, w = v
-    if k == 'small':
-        a <<= 1
-        a = a << 12 | (w + 2047)
-    elif k == 'large':
-        a = a << 1 | 1
-        a = a << 16 | (w + 32767)
-    else:
-        raise KeyError(k)
-    return a
-
-def d_ComputedLane_offsetYaxis(x, q):
-    q -= 1
-    i = (x >> q) & 1
-    if i == 0:
-        q -= 12
-        w = ((x >> q) & 4095) - 2047
-        return ('small', w), q
-    elif i == 1:
-        q -= 16
-        w = ((x >> q) & 65535) - 32767
-        return ('large', w), q
-    raise _rt.Malformed('ComputedLane_offsetYaxis: choice index ' + str(i))
-
-
-def e_ComputedLane_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_ComputedLane_regional_item(w, a)
-    return a
-
-def d_ComputedLane_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_ComputedLane_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_ConnectingLane(v, a):
-    a = a << 1 | ('maneuver' in v)
-    a = a << 8 | v['lane']
-    if 'maneuver' in v:
-        d148, k149 = v['maneuver']
-        a = a << k149 | int.from_bytes(d148, 'big') >> (8 * len(d148) - k149)
-    return a
-
-def d_ConnectingLane(x, q):
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    q -= 8
-    r['lane'] = (x >> q) & 255
-    if p & 1:
-        q -= 12
-        r['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-    return r, q
-
-
-def e_ConnectionTrajectory_addGrpC(v, a):
-    a = a << 1
-    a = e_NodeSetXY(v['nodes'], a)
-    a = a << 8 | v['connectionID']
-    return a
-
-def d_ConnectionTrajectory_addGrpC(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    r = {}
-    r['nodes'], q = d_NodeSetXY(x, q)
-    q -= 8
-    r['connectionID'] = (x >> q) & 255
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_RestrictionUserType_addGrpC(v, a):
-    a = a << 3 | ('emission' in v) << 1 | ('fuel' in v)
-    if 'emission' in v:
-        w151 = v['emission']
-        i152 = _E_EmissionType_45.get(w151)
-        if i152 is not None:
-            a = a << 4 | i152
-        else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w151])
-    if 'fuel' in v:
-        a = a << 4 | v['fuel']
-    return a
-
-def d_RestrictionUserType_addGrpC(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 2
-    p = (x >> q) & 3
-    r = {}
-    if p & 2:
-        q -= 1
-        if (x >> q) & 1:
-            i153, q = _rt.read_nsnn(x, q)
-            r['emission'] = _X_LayerType_1.get(i153)
-        else:
-            q -= 3
-            r['emission'] = _D_EmissionType_46[(x >> q) & 7]
-    if p & 1:
-        q -= 4
-        r['fuel'] = (x >> q) & 15
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_Node_XY_20b(v, a):
-    a = a << 10 | (v['x'] + 512)
-    a = a << 10 | (v['y'] + 512)
-    return a
-
-def d_Node_XY_20b(x, q):
-    r = {}
-    q -= 10
-    r['x'] = ((x >> q) & 1023) - 512
-    q -= 10
-    r['y'] = ((x >> q) & 1023) - 512
-    return r, q
-
-
-def e_Node_XY_22b(v, a):
-    a = a << 11 | (v['x'] + 1024)
-    a = a << 11 | (v['y'] + 1024)
-    return a
-
-def d_Node_XY_22b(x, q):
-    r = {}
-    q -= 11
-    r['x'] = ((x >> q) & 2047) - 1024
-    q -= 11
-    r['y'] = ((x >> q) & 2047) - 1024
-    return r, q
-
-
-def e_Node_XY_24b(v, a):
-    a = a << 12 | (v['x'] + 2048)
-    a = a << 12 | (v['y'] + 2048)
-    return a
-
-def d_Node_XY_24b(x, q):
-    r = {}
-    q -= 12
-    r['x'] = ((x >> q) & 4095) - 2048
-    q -= 12
-    r['y'] = ((x >> q) & 4095) - 2048
-    return r, q
-
-
-def e_Node_XY_26b(v, a):
-    a = a << 13 | (v['x'] + 4096)
-    a = a << 13 | (v['y'] + 4096)
-    return a
-
-def d_Node_XY_26b(x, q):
-    r = {}
-    q -= 13
-    r['x'] = ((x >> q) & 8191) - 4096
-    q -= 13
-    r['y'] = ((x >> q) & 8191) - 4096
-    return r, q
-
-
-def e_Node_XY_28b(v, a):
-    a = a << 14 | (v['x'] + 8192)
-    a = a << 14 | (v['y'] + 8192)
-    return a
-
-def d_Node_XY_28b(x, q):
-    r = {}
-    q -= 14
-    r['x'] = ((x >> q) & 16383) - 8192
-    q -= 14
-    r['y'] = ((x >> q) & 16383) - 8192
-    return r, q
-
-
-def e_Node_XY_32b(v, a):
-    a = a << 16 | (v['x'] + 32768)
-    a = a << 16 | (v['y'] + 32768)
-    return a
-
-def d_Node_XY_32b(x, q):
-    r = {}
-    q -= 16
-    r['x'] = ((x >> q) & 65535) - 32768
-    q -= 16
-    r['y'] = ((x >> q) & 65535) - 32768
-    return r, q
-
-
-def e_Node_LLmD_64b(v, a):
-    a = a << 32 | (v['lon'] + 1800000000)
-    a = a << 31 | (v['lat'] + 900000000)
-    return a
-
-def d_Node_LLmD_64b(x, q):
-    r = {}
-    q -= 32
-    r['lon'] = ((x >> q) & 4294967295) - 1800000000
-    q -= 31
-    r['lat'] = ((x >> q) & 2147483647) - 900000000
-    return r, q
-
-
-def e_NodeOffsetPointXY_regional(v, a):
-    a = a << 8 | v['regionId']
-    w = v['regExtValue']
-    if isinstance(w, (bytes, bytearray)):
-        return _rt.octets(a, w)
-    r = v['regionId']
-    raise KeyError(r)
-
-def d_NodeOffsetPointXY_regional(x, q):
-    q -= 8
-    r = (x >> q) & 255
-    n, q = _rt.read_ld(x, q)
-    q -= n << 3
-    w = (x >> q) & ((1 << (n << 3)) - 1)
-    if True:
-        w = w.to_bytes(n, 'big')
-    return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_Segment(v, a):
-    a = a << 1 | ('laneWidth' in v)
-    a = e_PolygonalLine(v['line'], a)
-    if 'laneWidth' in v:
-        a = a << 10 | v['laneWidth']
-    return a
-
-def d_Segment(x, q):
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    r['line'], q = d_PolygonalLine(x, q)
-    if p & 1:
-        q -= 10
-        r['laneWidth'] = (x >> q) & 1023
-    return r, q
-
-
-def e_PolygonalLine(v, a):
-    k, w = v
-    if k == 'deltaPositions':
-        a <<= 3
-        a = e_DeltaPositions(w, a)
-    elif k == 'deltaPositionsWithAltitude':
-        a = a << 3 | 1
-        a = e_DeltaReferencePositions(w, a)
-    elif k == 'absolutePositions':
-        a = a << 3 | 2
-        a = e_AbsolutePositions(w, a)
-    elif k == 'absolutePositionsWithAltitude':
-        a = a << 3 | 3
-        a = e_AbsolutePositionsWAltitude(w, a)
-    else:
-        raise KeyError(k)
-    return a
-
-def d_PolygonalLine(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        i, q = _rt.read_nsnn(x, q)
-        length, q = _rt.read_ld(x, q)
-        q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
-    q -= 2
-    i = (x >> q) & 3
-    if i == 0:
-        w, q = d_DeltaPositions(x, q)
-        return ('deltaPositions', w), q
-    elif i == 1:
-        w, q = d_DeltaReferencePositions(x, q)
-        return ('deltaPositionsWithAltitude', w), q
-    elif i == 2:
-        w, q = d_AbsolutePositions(x, q)
-        return ('absolutePositions', w), q
-    elif i == 3:
-        w, q = d_AbsolutePositionsWAltitude(x, q)
-        return ('absolutePositionsWithAltitude', w), q
-    raise _rt.Malformed('PolygonalLine: choice index ' + str(i))
-
-
-def e_ComputedSegment(v, a):
-    a = a << 2 | ('offsetDistance' in v) << 1 | ('offsetPosition' in v)
-    w154 = v['zoneId']
-    if 1 <= w154 <= 32:
-        a = a << 6 | (w154 - 1)
-    else:
-        a = _rt.uwn(a << 1 | 1, w154)
-    a = a << 4 | (v['laneNumber'] + 1)
-    a = a << 10 | v['laneWidth']
-    if 'offsetDistance' in v:
-        a = a << 16 | (v['offsetDistance'] + 32768)
-    if 'offsetPosition' in v:
-        a = e_DeltaReferencePosition(v['offsetPosition'], a)
-    return a
-
-def d_ComputedSegment(x, q):
-    q -= 2
-    p = (x >> q) & 3
-    r = {}
-    q -= 1
-    if (x >> q) & 1:
-        r['zoneId'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 5
-        r['zoneId'] = ((x >> q) & 31) + 1
-    q -= 4
-    r['laneNumber'] = ((x >> q) & 15) - 1
-    q -= 10
-    r['laneWidth'] = (x >> q) & 1023
-    if p & 2:
-        q -= 16
-        r['offsetDistance'] = ((x >> q) & 65535) - 32768
-    if p & 1:
-        r['offsetPosition'], q = d_DeltaReferencePosition(x, q)
-    return r, q
-
-
-def e_Ext2(v, a):
-    k, w = v
-    if k == 'content':
-        a <<= 1
-        a = a << 21 | (w - 16512)
-    elif k == 'extension':
-        a = a << 1 | 1
-        w155 = w
-        if 2113664 <= w155 <= 270549119:
-            a = a << 29 | (w155 - 2113664)
-        else:
-            a = _rt.uwn(a << 1 | 1, w155)
-    else:
-        raise KeyError(k)
-    return a
-
-def d_Ext2(x, q):
-    q -= 1
-    i = (x >> q) & 1
-    if i == 0:
-        q -= 21
-        w = ((x >> q) & 2097151) + 16512
+        w = (x >> q) & 127
         return ('content', w), q
     elif i == 1:
-        q -= 1
-        if (x >> q) & 1:
-            w, q = _rt.read_uwn(x, q)
-        else:
-            q -= 28
-            w = ((x >> q) & 268435455) + 2113664
+        w, q = d_Ext1(x, q)
         return ('extension', w), q
-    raise _rt.Malformed('Ext2: choice index ' + str(i))
+    raise _rt.Malformed('VarLengthNumber: choice index ' + str(i))
 
 
-def e_TractorCharacteristics(v, a):
+def e_TractorCharacteristics(v):
+    a = 1
     a = a << 3 | ('equalTo' in v) << 2 | ('notEqualTo' in v) << 1 | ('ranges' in v)
     if 'equalTo' in v:
-        a = e_VehicleCharacteristicsFixValuesList(v['equalTo'], a)
+        v1030 = v['equalTo']
+        a1031 = 1
+        k1032 = len(v1030)
+        if 1 <= k1032 <= 4:
+            a1031 <<= 1
+            a1031 = a1031 << 2 | (k1032 - 1)
+        else:
+            a1031 = _rt.ld(a1031 << 1 | 1, k1032)
+        for w1032 in v1030:
+            s_ = e_VehicleCharacteristicsFixValues(w1032)
+            a1031 = ((a1031 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1031.bit_length() - 1)) + a1031
     if 'notEqualTo' in v:
-        a = e_VehicleCharacteristicsFixValuesList(v['notEqualTo'], a)
+        v1033 = v['notEqualTo']
+        a1034 = 1
+        k1035 = len(v1033)
+        if 1 <= k1035 <= 4:
+            a1034 <<= 1
+            a1034 = a1034 << 2 | (k1035 - 1)
+        else:
+            a1034 = _rt.ld(a1034 << 1 | 1, k1035)
+        for w1035 in v1033:
+            s_ = e_VehicleCharacteristicsFixValues(w1035)
+            a1034 = ((a1034 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1034.bit_length() - 1)) + a1034
     if 'ranges' in v:
-        a = e_VehicleCharacteristicsRangesList(v['ranges'], a)
+        v1036 = v['ranges']
+        a1037 = 1
+        k1038 = len(v1036)
+        if 1 <= k1038 <= 4:
+            a1037 <<= 1
+            a1037 = a1037 << 2 | (k1038 - 1)
+        else:
+            a1037 = _rt.ld(a1037 << 1 | 1, k1038)
+        for w1038 in v1036:
+            v1039 = w1038
+            a1040 = 1
+            a1040 = a1040 << 2 | v1039['comparisonOperator']
+            s_ = e_VehicleCharacteristicsRanges_limits(v1039['limits'])
+            a1040 = ((a1040 - 1) << (s_.bit_length() - 1)) + s_
+            a1037 = ((a1037 - 1) << (a1040.bit_length() - 1)) + a1040
+        a = ((a - 1) << (a1037.bit_length() - 1)) + a1037
     return a
 
 def d_TractorCharacteristics(x, q):
     q -= 3
-    p = (x >> q) & 7
+    h1042 = (x >> q) & 7
     r = {}
-    if p & 4:
-        r['equalTo'], q = d_VehicleCharacteristicsFixValuesList(x, q)
-    if p & 2:
-        r['notEqualTo'], q = d_VehicleCharacteristicsFixValuesList(x, q)
-    if p & 1:
-        r['ranges'], q = d_VehicleCharacteristicsRangesList(x, q)
+    if h1042 & 4:
+        q -= 1
+        if (x >> q) & 1:
+            k1044, q = _rt.read_ld(x, q)
+        else:
+            q -= 2
+            k1044 = ((x >> q) & 3) + 1
+        r1043 = []
+        for _ in range(k1044):
+            w1044, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1043.append(w1044)
+        r['equalTo'] = r1043
+    if h1042 & 2:
+        q -= 1
+        if (x >> q) & 1:
+            k1046, q = _rt.read_ld(x, q)
+        else:
+            q -= 2
+            k1046 = ((x >> q) & 3) + 1
+        r1045 = []
+        for _ in range(k1046):
+            w1046, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1045.append(w1046)
+        r['notEqualTo'] = r1045
+    if h1042 & 1:
+        q -= 1
+        if (x >> q) & 1:
+            k1048, q = _rt.read_ld(x, q)
+        else:
+            q -= 2
+            k1048 = ((x >> q) & 3) + 1
+        r1047 = []
+        for _ in range(k1048):
+            r1049 = {}
+            q -= 2
+            r1049['comparisonOperator'] = (x >> q) & 3
+            r1049['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+            w1048 = r1049
+            r1047.append(w1048)
+        r['ranges'] = r1047
     return r, q
 
 
-def e_TrailerCharacteristicsList(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_TrailerCharacteristics(w, a)
+def e_TrailerCharacteristicsList(v):
+    a = 1
+    k1051 = len(v)
+    a = a << 2 | (k1051 - 1)
+    for w1051 in v:
+        v1052 = w1051
+        a1053 = 1
+        a1053 = a1053 << 3 | ('equalTo' in v1052) << 2 | ('notEqualTo' in v1052) << 1 | ('ranges' in v1052)
+        if 'equalTo' in v1052:
+            v1055 = v1052['equalTo']
+            a1056 = 1
+            k1057 = len(v1055)
+            if 1 <= k1057 <= 4:
+                a1056 <<= 1
+                a1056 = a1056 << 2 | (k1057 - 1)
+            else:
+                a1056 = _rt.ld(a1056 << 1 | 1, k1057)
+            for w1057 in v1055:
+                s_ = e_VehicleCharacteristicsFixValues_2(w1057)
+                a1056 = ((a1056 - 1) << (s_.bit_length() - 1)) + s_
+            a1053 = ((a1053 - 1) << (a1056.bit_length() - 1)) + a1056
+        if 'notEqualTo' in v1052:
+            v1058 = v1052['notEqualTo']
+            a1059 = 1
+            k1060 = len(v1058)
+            if 1 <= k1060 <= 4:
+                a1059 <<= 1
+                a1059 = a1059 << 2 | (k1060 - 1)
+            else:
+                a1059 = _rt.ld(a1059 << 1 | 1, k1060)
+            for w1060 in v1058:
+                s_ = e_VehicleCharacteristicsFixValues_2(w1060)
+                a1059 = ((a1059 - 1) << (s_.bit_length() - 1)) + s_
+            a1053 = ((a1053 - 1) << (a1059.bit_length() - 1)) + a1059
+        if 'ranges' in v1052:
+            v1061 = v1052['ranges']
+            a1062 = 1
+            k1063 = len(v1061)
+            if 1 <= k1063 <= 4:
+                a1062 <<= 1
+                a1062 = a1062 << 2 | (k1063 - 1)
+            else:
+                a1062 = _rt.ld(a1062 << 1 | 1, k1063)
+            for w1063 in v1061:
+                v1064 = w1063
+                a1065 = 1
+                a1065 = a1065 << 2 | v1064['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits_2(v1064['limits'])
+                a1065 = ((a1065 - 1) << (s_.bit_length() - 1)) + s_
+                a1062 = ((a1062 - 1) << (a1065.bit_length() - 1)) + a1065
+            a1053 = ((a1053 - 1) << (a1062.bit_length() - 1)) + a1062
+        a = ((a - 1) << (a1053.bit_length() - 1)) + a1053
     return a
 
 def d_TrailerCharacteristicsList(x, q):
     q -= 2
-    k = ((x >> q) & 3) + 1
+    k1067 = ((x >> q) & 3) + 1
     r = []
-    for _ in range(k):
-        w, q = d_TrailerCharacteristics(x, q)
-        r.append(w)
+    for _ in range(k1067):
+        q -= 3
+        h1069 = (x >> q) & 7
+        r1068 = {}
+        if h1069 & 4:
+            q -= 1
+            if (x >> q) & 1:
+                k1071, q = _rt.read_ld(x, q)
+            else:
+                q -= 2
+                k1071 = ((x >> q) & 3) + 1
+            r1070 = []
+            for _ in range(k1071):
+                w1071, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                r1070.append(w1071)
+            r1068['equalTo'] = r1070
+        if h1069 & 2:
+            q -= 1
+            if (x >> q) & 1:
+                k1073, q = _rt.read_ld(x, q)
+            else:
+                q -= 2
+                k1073 = ((x >> q) & 3) + 1
+            r1072 = []
+            for _ in range(k1073):
+                w1073, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                r1072.append(w1073)
+            r1068['notEqualTo'] = r1072
+        if h1069 & 1:
+            q -= 1
+            if (x >> q) & 1:
+                k1075, q = _rt.read_ld(x, q)
+            else:
+                q -= 2
+                k1075 = ((x >> q) & 3) + 1
+            r1074 = []
+            for _ in range(k1075):
+                r1076 = {}
+                q -= 2
+                r1076['comparisonOperator'] = (x >> q) & 3
+                r1076['limits'], q = d_VehicleCharacteristicsRanges_limits_2(x, q)
+                w1075 = r1076
+                r1074.append(w1075)
+            r1068['ranges'] = r1074
+        w1067 = r1068
+        r.append(w1067)
     return r, q
 
 
-def e_TrainCharacteristics(v, a):
+def e_TrainCharacteristics(v):
+    a = 1
     a = a << 3 | ('equalTo' in v) << 2 | ('notEqualTo' in v) << 1 | ('ranges' in v)
     if 'equalTo' in v:
-        a = e_VehicleCharacteristicsFixValuesList(v['equalTo'], a)
+        v1079 = v['equalTo']
+        a1080 = 1
+        k1081 = len(v1079)
+        if 1 <= k1081 <= 4:
+            a1080 <<= 1
+            a1080 = a1080 << 2 | (k1081 - 1)
+        else:
+            a1080 = _rt.ld(a1080 << 1 | 1, k1081)
+        for w1081 in v1079:
+            s_ = e_VehicleCharacteristicsFixValues(w1081)
+            a1080 = ((a1080 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1080.bit_length() - 1)) + a1080
     if 'notEqualTo' in v:
-        a = e_VehicleCharacteristicsFixValuesList(v['notEqualTo'], a)
+        v1082 = v['notEqualTo']
+        a1083 = 1
+        k1084 = len(v1082)
+        if 1 <= k1084 <= 4:
+            a1083 <<= 1
+            a1083 = a1083 << 2 | (k1084 - 1)
+        else:
+            a1083 = _rt.ld(a1083 << 1 | 1, k1084)
+        for w1084 in v1082:
+            s_ = e_VehicleCharacteristicsFixValues(w1084)
+            a1083 = ((a1083 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1083.bit_length() - 1)) + a1083
     if 'ranges' in v:
-        a = e_VehicleCharacteristicsRangesList(v['ranges'], a)
+        v1085 = v['ranges']
+        a1086 = 1
+        k1087 = len(v1085)
+        if 1 <= k1087 <= 4:
+            a1086 <<= 1
+            a1086 = a1086 << 2 | (k1087 - 1)
+        else:
+            a1086 = _rt.ld(a1086 << 1 | 1, k1087)
+        for w1087 in v1085:
+            v1088 = w1087
+            a1089 = 1
+            a1089 = a1089 << 2 | v1088['comparisonOperator']
+            s_ = e_VehicleCharacteristicsRanges_limits(v1088['limits'])
+            a1089 = ((a1089 - 1) << (s_.bit_length() - 1)) + s_
+            a1086 = ((a1086 - 1) << (a1089.bit_length() - 1)) + a1089
+        a = ((a - 1) << (a1086.bit_length() - 1)) + a1086
     return a
 
 def d_TrainCharacteristics(x, q):
     q -= 3
-    p = (x >> q) & 7
+    h1091 = (x >> q) & 7
     r = {}
-    if p & 4:
-        r['equalTo'], q = d_VehicleCharacteristicsFixValuesList(x, q)
-    if p & 2:
-        r['notEqualTo'], q = d_VehicleCharacteristicsFixValuesList(x, q)
-    if p & 1:
-        r['ranges'], q = d_VehicleCharacteristicsRangesList(x, q)
+    if h1091 & 4:
+        q -= 1
+        if (x >> q) & 1:
+            k1093, q = _rt.read_ld(x, q)
+        else:
+            q -= 2
+            k1093 = ((x >> q) & 3) + 1
+        r1092 = []
+        for _ in range(k1093):
+            w1093, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1092.append(w1093)
+        r['equalTo'] = r1092
+    if h1091 & 2:
+        q -= 1
+        if (x >> q) & 1:
+            k1095, q = _rt.read_ld(x, q)
+        else:
+            q -= 2
+            k1095 = ((x >> q) & 3) + 1
+        r1094 = []
+        for _ in range(k1095):
+            w1095, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1094.append(w1095)
+        r['notEqualTo'] = r1094
+    if h1091 & 1:
+        q -= 1
+        if (x >> q) & 1:
+            k1097, q = _rt.read_ld(x, q)
+        else:
+            q -= 2
+            k1097 = ((x >> q) & 3) + 1
+        r1096 = []
+        for _ in range(k1097):
+            r1098 = {}
+            q -= 2
+            r1098['comparisonOperator'] = (x >> q) & 3
+            r1098['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+            w1097 = r1098
+            r1096.append(w1097)
+        r['ranges'] = r1096
     return r, q
 
 
-def e_RSCode_code(v, a):
+def e_RSCode_code(v):
+    a = 1
     k, w = v
     if k == 'viennaConvention':
         a <<= 3
-        a = e_VcCode(w, a)
+        s_ = e_VcCode(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'iso14823':
         a = a << 3 | 1
-        a = e_ISO14823Code(w, a)
+        s_ = e_ISO14823Code(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'itisCodes':
         a = a << 3 | 2
         a = a << 16 | w
     elif k == 'anyCatalogue':
         a = a << 3 | 3
-        a = e_AnyCatalogue(w, a)
+        s_ = e_AnyCatalogue(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     else:
         raise KeyError(k)
     return a
@@ -6053,72 +6067,488 @@ def d_RSCode_code(x, q):
     raise _rt.Malformed('RSCode_code: choice index ' + str(i))
 
 
-def e_InternationalSign_applicablePeriod(v, a):
+def e_InternationalSign_applicablePeriod(v):
+    a = 1
     a = a << 6 | ('year' in v) << 5 | ('month-day' in v) << 4 | ('repeatingPeriodDayTypes' in v) << 3 | ('hourMinutes' in v) << 2 | ('dateRangeOfWeek' in v) << 1 | ('durationHourMinute' in v)
     if 'year' in v:
-        a = e_InternationalSign_applicablePeriod_year(v['year'], a)
+        v1101 = v['year']
+        a1102 = 1
+        w1104 = v1101['yearRangeStartYear']
+        if 2000 <= w1104 <= 2127:
+            a1102 = a1102 << 8 | (w1104 - 2000)
+        else:
+            a1102 = _rt.uwn(a1102 << 1 | 1, w1104)
+        w1105 = v1101['yearRangeEndYear']
+        if 2000 <= w1105 <= 2127:
+            a1102 = a1102 << 8 | (w1105 - 2000)
+        else:
+            a1102 = _rt.uwn(a1102 << 1 | 1, w1105)
+        a = ((a - 1) << (a1102.bit_length() - 1)) + a1102
     if 'month-day' in v:
-        a = e_InternationalSign_applicablePeriod_month_day(v['month-day'], a)
+        v1106 = v['month-day']
+        a1107 = 1
+        v1109 = v1106['dateRangeStartMonthDay']
+        a1110 = 1
+        a1110 = a1110 << 4 | (v1109['month'] - 1)
+        a1110 = a1110 << 5 | (v1109['day'] - 1)
+        a1107 = ((a1107 - 1) << (a1110.bit_length() - 1)) + a1110
+        v1112 = v1106['dateRangeEndMonthDay']
+        a1113 = 1
+        a1113 = a1113 << 4 | (v1112['month'] - 1)
+        a1113 = a1113 << 5 | (v1112['day'] - 1)
+        a1107 = ((a1107 - 1) << (a1113.bit_length() - 1)) + a1113
+        a = ((a - 1) << (a1107.bit_length() - 1)) + a1107
     if 'repeatingPeriodDayTypes' in v:
-        d156, k157 = v['repeatingPeriodDayTypes']
-        a = a << k157 | int.from_bytes(d156, 'big') >> (8 * len(d156) - k157)
+        d1115, k1116 = v['repeatingPeriodDayTypes']
+        a = a << k1116 | int.from_bytes(d1115, 'big') >> (8 * len(d1115) - k1116)
     if 'hourMinutes' in v:
-        a = e_InternationalSign_applicablePeriod_hourMinutes(v['hourMinutes'], a)
+        v1117 = v['hourMinutes']
+        a1118 = 1
+        v1120 = v1117['timeRangeStartTime']
+        a1121 = 1
+        a1121 = a1121 << 5 | v1120['hours']
+        a1121 = a1121 << 6 | v1120['mins']
+        a1118 = ((a1118 - 1) << (a1121.bit_length() - 1)) + a1121
+        v1123 = v1117['timeRangeEndTime']
+        a1124 = 1
+        a1124 = a1124 << 5 | v1123['hours']
+        a1124 = a1124 << 6 | v1123['mins']
+        a1118 = ((a1118 - 1) << (a1124.bit_length() - 1)) + a1124
+        a = ((a - 1) << (a1118.bit_length() - 1)) + a1118
     if 'dateRangeOfWeek' in v:
-        d158, k159 = v['dateRangeOfWeek']
-        a = a << k159 | int.from_bytes(d158, 'big') >> (8 * len(d158) - k159)
+        d1126, k1127 = v['dateRangeOfWeek']
+        a = a << k1127 | int.from_bytes(d1126, 'big') >> (8 * len(d1126) - k1127)
     if 'durationHourMinute' in v:
-        a = e_HoursMinutes(v['durationHourMinute'], a)
+        v1128 = v['durationHourMinute']
+        a1129 = 1
+        a1129 = a1129 << 5 | v1128['hours']
+        a1129 = a1129 << 6 | v1128['mins']
+        a = ((a - 1) << (a1129.bit_length() - 1)) + a1129
     return a
 
 def d_InternationalSign_applicablePeriod(x, q):
     q -= 6
-    p = (x >> q) & 63
+    h1131 = (x >> q) & 63
     r = {}
-    if p & 32:
-        r['year'], q = d_InternationalSign_applicablePeriod_year(x, q)
-    if p & 16:
-        r['month-day'], q = d_InternationalSign_applicablePeriod_month_day(x, q)
-    if p & 8:
+    if h1131 & 32:
+        r1132 = {}
+        q -= 1
+        if (x >> q) & 1:
+            r1132['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+        else:
+            q -= 7
+            r1132['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+        q -= 1
+        if (x >> q) & 1:
+            r1132['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+        else:
+            q -= 7
+            r1132['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+        r['year'] = r1132
+    if h1131 & 16:
+        r1134 = {}
+        r1136 = {}
+        q -= 4
+        r1136['month'] = ((x >> q) & 15) + 1
+        q -= 5
+        r1136['day'] = ((x >> q) & 31) + 1
+        r1134['dateRangeStartMonthDay'] = r1136
+        r1138 = {}
+        q -= 4
+        r1138['month'] = ((x >> q) & 15) + 1
+        q -= 5
+        r1138['day'] = ((x >> q) & 31) + 1
+        r1134['dateRangeEndMonthDay'] = r1138
+        r['month-day'] = r1134
+    if h1131 & 8:
         q -= 4
         r['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
-    if p & 4:
-        r['hourMinutes'], q = d_InternationalSign_applicablePeriod_hourMinutes(x, q)
-    if p & 2:
+    if h1131 & 4:
+        r1141 = {}
+        r1143 = {}
+        q -= 5
+        r1143['hours'] = (x >> q) & 31
+        q -= 6
+        r1143['mins'] = (x >> q) & 63
+        r1141['timeRangeStartTime'] = r1143
+        r1145 = {}
+        q -= 5
+        r1145['hours'] = (x >> q) & 31
+        q -= 6
+        r1145['mins'] = (x >> q) & 63
+        r1141['timeRangeEndTime'] = r1145
+        r['hourMinutes'] = r1141
+    if h1131 & 2:
         q -= 8
         r['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if p & 1:
-        r['durationHourMinute'], q = d_HoursMinutes(x, q)
+    if h1131 & 1:
+        r1148 = {}
+        q -= 5
+        r1148['hours'] = (x >> q) & 31
+        q -= 6
+        r1148['mins'] = (x >> q) & 63
+        r['durationHourMinute'] = r1148
     return r, q
 
 
-def e_LaneCharacteristics(v, a):
-    w162 = v['zoneDefinitionAccuracy']
-    if 0 <= w162 <= 7:
-        a = a << 4 | w162
+def e_CompleteVehicleCharacteristics(v):
+    a = 1
+    a = a << 3 | ('tractor' in v) << 2 | ('trailer' in v) << 1 | ('train' in v)
+    if 'tractor' in v:
+        v1151 = v['tractor']
+        a1152 = 1
+        a1152 = a1152 << 3 | ('equalTo' in v1151) << 2 | ('notEqualTo' in v1151) << 1 | ('ranges' in v1151)
+        if 'equalTo' in v1151:
+            v1154 = v1151['equalTo']
+            a1155 = 1
+            k1156 = len(v1154)
+            if 1 <= k1156 <= 4:
+                a1155 <<= 1
+                a1155 = a1155 << 2 | (k1156 - 1)
+            else:
+                a1155 = _rt.ld(a1155 << 1 | 1, k1156)
+            for w1156 in v1154:
+                s_ = e_VehicleCharacteristicsFixValues(w1156)
+                a1155 = ((a1155 - 1) << (s_.bit_length() - 1)) + s_
+            a1152 = ((a1152 - 1) << (a1155.bit_length() - 1)) + a1155
+        if 'notEqualTo' in v1151:
+            v1157 = v1151['notEqualTo']
+            a1158 = 1
+            k1159 = len(v1157)
+            if 1 <= k1159 <= 4:
+                a1158 <<= 1
+                a1158 = a1158 << 2 | (k1159 - 1)
+            else:
+                a1158 = _rt.ld(a1158 << 1 | 1, k1159)
+            for w1159 in v1157:
+                s_ = e_VehicleCharacteristicsFixValues(w1159)
+                a1158 = ((a1158 - 1) << (s_.bit_length() - 1)) + s_
+            a1152 = ((a1152 - 1) << (a1158.bit_length() - 1)) + a1158
+        if 'ranges' in v1151:
+            v1160 = v1151['ranges']
+            a1161 = 1
+            k1162 = len(v1160)
+            if 1 <= k1162 <= 4:
+                a1161 <<= 1
+                a1161 = a1161 << 2 | (k1162 - 1)
+            else:
+                a1161 = _rt.ld(a1161 << 1 | 1, k1162)
+            for w1162 in v1160:
+                v1163 = w1162
+                a1164 = 1
+                a1164 = a1164 << 2 | v1163['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits(v1163['limits'])
+                a1164 = ((a1164 - 1) << (s_.bit_length() - 1)) + s_
+                a1161 = ((a1161 - 1) << (a1164.bit_length() - 1)) + a1164
+            a1152 = ((a1152 - 1) << (a1161.bit_length() - 1)) + a1161
+        a = ((a - 1) << (a1152.bit_length() - 1)) + a1152
+    if 'trailer' in v:
+        v1166 = v['trailer']
+        a1167 = 1
+        k1168 = len(v1166)
+        a1167 = a1167 << 2 | (k1168 - 1)
+        for w1168 in v1166:
+            v1169 = w1168
+            a1170 = 1
+            a1170 = a1170 << 3 | ('equalTo' in v1169) << 2 | ('notEqualTo' in v1169) << 1 | ('ranges' in v1169)
+            if 'equalTo' in v1169:
+                v1172 = v1169['equalTo']
+                a1173 = 1
+                k1174 = len(v1172)
+                if 1 <= k1174 <= 4:
+                    a1173 <<= 1
+                    a1173 = a1173 << 2 | (k1174 - 1)
+                else:
+                    a1173 = _rt.ld(a1173 << 1 | 1, k1174)
+                for w1174 in v1172:
+                    s_ = e_VehicleCharacteristicsFixValues_2(w1174)
+                    a1173 = ((a1173 - 1) << (s_.bit_length() - 1)) + s_
+                a1170 = ((a1170 - 1) << (a1173.bit_length() - 1)) + a1173
+            if 'notEqualTo' in v1169:
+                v1175 = v1169['notEqualTo']
+                a1176 = 1
+                k1177 = len(v1175)
+                if 1 <= k1177 <= 4:
+                    a1176 <<= 1
+                    a1176 = a1176 << 2 | (k1177 - 1)
+                else:
+                    a1176 = _rt.ld(a1176 << 1 | 1, k1177)
+                for w1177 in v1175:
+                    s_ = e_VehicleCharacteristicsFixValues_2(w1177)
+                    a1176 = ((a1176 - 1) << (s_.bit_length() - 1)) + s_
+                a1170 = ((a1170 - 1) << (a1176.bit_length() - 1)) + a1176
+            if 'ranges' in v1169:
+                v1178 = v1169['ranges']
+                a1179 = 1
+                k1180 = len(v1178)
+                if 1 <= k1180 <= 4:
+                    a1179 <<= 1
+                    a1179 = a1179 << 2 | (k1180 - 1)
+                else:
+                    a1179 = _rt.ld(a1179 << 1 | 1, k1180)
+                for w1180 in v1178:
+                    s_ = e_VehicleCharacteristicsRanges(w1180)
+                    a1179 = ((a1179 - 1) << (s_.bit_length() - 1)) + s_
+                a1170 = ((a1170 - 1) << (a1179.bit_length() - 1)) + a1179
+            a1167 = ((a1167 - 1) << (a1170.bit_length() - 1)) + a1170
+        a = ((a - 1) << (a1167.bit_length() - 1)) + a1167
+    if 'train' in v:
+        v1181 = v['train']
+        a1182 = 1
+        a1182 = a1182 << 3 | ('equalTo' in v1181) << 2 | ('notEqualTo' in v1181) << 1 | ('ranges' in v1181)
+        if 'equalTo' in v1181:
+            v1184 = v1181['equalTo']
+            a1185 = 1
+            k1186 = len(v1184)
+            if 1 <= k1186 <= 4:
+                a1185 <<= 1
+                a1185 = a1185 << 2 | (k1186 - 1)
+            else:
+                a1185 = _rt.ld(a1185 << 1 | 1, k1186)
+            for w1186 in v1184:
+                s_ = e_VehicleCharacteristicsFixValues(w1186)
+                a1185 = ((a1185 - 1) << (s_.bit_length() - 1)) + s_
+            a1182 = ((a1182 - 1) << (a1185.bit_length() - 1)) + a1185
+        if 'notEqualTo' in v1181:
+            v1187 = v1181['notEqualTo']
+            a1188 = 1
+            k1189 = len(v1187)
+            if 1 <= k1189 <= 4:
+                a1188 <<= 1
+                a1188 = a1188 << 2 | (k1189 - 1)
+            else:
+                a1188 = _rt.ld(a1188 << 1 | 1, k1189)
+            for w1189 in v1187:
+                s_ = e_VehicleCharacteristicsFixValues(w1189)
+                a1188 = ((a1188 - 1) << (s_.bit_length() - 1)) + s_
+            a1182 = ((a1182 - 1) << (a1188.bit_length() - 1)) + a1188
+        if 'ranges' in v1181:
+            v1190 = v1181['ranges']
+            a1191 = 1
+            k1192 = len(v1190)
+            if 1 <= k1192 <= 4:
+                a1191 <<= 1
+                a1191 = a1191 << 2 | (k1192 - 1)
+            else:
+                a1191 = _rt.ld(a1191 << 1 | 1, k1192)
+            for w1192 in v1190:
+                v1193 = w1192
+                a1194 = 1
+                a1194 = a1194 << 2 | v1193['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits(v1193['limits'])
+                a1194 = ((a1194 - 1) << (s_.bit_length() - 1)) + s_
+                a1191 = ((a1191 - 1) << (a1194.bit_length() - 1)) + a1194
+            a1182 = ((a1182 - 1) << (a1191.bit_length() - 1)) + a1191
+        a = ((a - 1) << (a1182.bit_length() - 1)) + a1182
+    return a
+
+def d_CompleteVehicleCharacteristics(x, q):
+    q -= 3
+    h1196 = (x >> q) & 7
+    r = {}
+    if h1196 & 4:
+        q -= 3
+        h1198 = (x >> q) & 7
+        r1197 = {}
+        if h1198 & 4:
+            q -= 1
+            if (x >> q) & 1:
+                k1200, q = _rt.read_ld(x, q)
+            else:
+                q -= 2
+                k1200 = ((x >> q) & 3) + 1
+            r1199 = []
+            for _ in range(k1200):
+                w1200, q = d_VehicleCharacteristicsFixValues(x, q)
+                r1199.append(w1200)
+            r1197['equalTo'] = r1199
+        if h1198 & 2:
+            q -= 1
+            if (x >> q) & 1:
+                k1202, q = _rt.read_ld(x, q)
+            else:
+                q -= 2
+                k1202 = ((x >> q) & 3) + 1
+            r1201 = []
+            for _ in range(k1202):
+                w1202, q = d_VehicleCharacteristicsFixValues(x, q)
+                r1201.append(w1202)
+            r1197['notEqualTo'] = r1201
+        if h1198 & 1:
+            q -= 1
+            if (x >> q) & 1:
+                k1204, q = _rt.read_ld(x, q)
+            else:
+                q -= 2
+                k1204 = ((x >> q) & 3) + 1
+            r1203 = []
+            for _ in range(k1204):
+                r1205 = {}
+                q -= 2
+                r1205['comparisonOperator'] = (x >> q) & 3
+                r1205['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+                w1204 = r1205
+                r1203.append(w1204)
+            r1197['ranges'] = r1203
+        r['tractor'] = r1197
+    if h1196 & 2:
+        q -= 2
+        k1208 = ((x >> q) & 3) + 1
+        r1207 = []
+        for _ in range(k1208):
+            q -= 3
+            h1210 = (x >> q) & 7
+            r1209 = {}
+            if h1210 & 4:
+                q -= 1
+                if (x >> q) & 1:
+                    k1212, q = _rt.read_ld(x, q)
+                else:
+                    q -= 2
+                    k1212 = ((x >> q) & 3) + 1
+                r1211 = []
+                for _ in range(k1212):
+                    w1212, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                    r1211.append(w1212)
+                r1209['equalTo'] = r1211
+            if h1210 & 2:
+                q -= 1
+                if (x >> q) & 1:
+                    k1214, q = _rt.read_ld(x, q)
+                else:
+                    q -= 2
+                    k1214 = ((x >> q) & 3) + 1
+                r1213 = []
+                for _ in range(k1214):
+                    w1214, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                    r1213.append(w1214)
+                r1209['notEqualTo'] = r1213
+            if h1210 & 1:
+                q -= 1
+                if (x >> q) & 1:
+                    k1216, q = _rt.read_ld(x, q)
+                else:
+                    q -= 2
+                    k1216 = ((x >> q) & 3) + 1
+                r1215 = []
+                for _ in range(k1216):
+                    w1216, q = d_VehicleCharacteristicsRanges(x, q)
+                    r1215.append(w1216)
+                r1209['ranges'] = r1215
+            w1208 = r1209
+            r1207.append(w1208)
+        r['trailer'] = r1207
+    if h1196 & 1:
+        q -= 3
+        h1218 = (x >> q) & 7
+        r1217 = {}
+        if h1218 & 4:
+            q -= 1
+            if (x >> q) & 1:
+                k1220, q = _rt.read_ld(x, q)
+            else:
+                q -= 2
+                k1220 = ((x >> q) & 3) + 1
+            r1219 = []
+            for _ in range(k1220):
+                w1220, q = d_VehicleCharacteristicsFixValues(x, q)
+                r1219.append(w1220)
+            r1217['equalTo'] = r1219
+        if h1218 & 2:
+            q -= 1
+            if (x >> q) & 1:
+                k1222, q = _rt.read_ld(x, q)
+            else:
+                q -= 2
+                k1222 = ((x >> q) & 3) + 1
+            r1221 = []
+            for _ in range(k1222):
+                w1222, q = d_VehicleCharacteristicsFixValues(x, q)
+                r1221.append(w1222)
+            r1217['notEqualTo'] = r1221
+        if h1218 & 1:
+            q -= 1
+            if (x >> q) & 1:
+                k1224, q = _rt.read_ld(x, q)
+            else:
+                q -= 2
+                k1224 = ((x >> q) & 3) + 1
+            r1223 = []
+            for _ in range(k1224):
+                r1225 = {}
+                q -= 2
+                r1225['comparisonOperator'] = (x >> q) & 3
+                r1225['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+                w1224 = r1225
+                r1223.append(w1224)
+            r1217['ranges'] = r1223
+        r['train'] = r1217
+    return r, q
+
+
+def e_ZoneIds(v):
+    a = 1
+    k1227 = len(v)
+    if 1 <= k1227 <= 8:
+        a <<= 1
+        a = a << 3 | (k1227 - 1)
     else:
-        a = _rt.uwn(a << 1 | 1, w162)
+        a = _rt.ld(a << 1 | 1, k1227)
+    for w1227 in v:
+        w1228 = w1227
+        if 1 <= w1228 <= 32:
+            a = a << 6 | (w1228 - 1)
+        else:
+            a = _rt.uwn(a << 1 | 1, w1228)
+    return a
+
+def d_ZoneIds(x, q):
+    q -= 1
+    if (x >> q) & 1:
+        k1229, q = _rt.read_ld(x, q)
+    else:
+        q -= 3
+        k1229 = ((x >> q) & 7) + 1
+    r = []
+    for _ in range(k1229):
+        q -= 1
+        if (x >> q) & 1:
+            w1229, q = _rt.read_uwn(x, q)
+        else:
+            q -= 5
+            w1229 = ((x >> q) & 31) + 1
+        r.append(w1229)
+    return r, q
+
+
+def e_LaneCharacteristics(v):
+    a = 1
+    w1231 = v['zoneDefinitionAccuracy']
+    if 0 <= w1231 <= 7:
+        a = a << 4 | w1231
+    else:
+        a = _rt.uwn(a << 1 | 1, w1231)
     a = a << 1 | (1 if v['existinglaneMarkingStatus'] else 0)
-    w163 = v['newlaneMarkingColour']
-    if 0 <= w163 <= 7:
-        a = a << 4 | w163
+    w1232 = v['newlaneMarkingColour']
+    if 0 <= w1232 <= 7:
+        a = a << 4 | w1232
     else:
-        a = _rt.uwn(a << 1 | 1, w163)
-    w164 = v['laneDelimitationLeft']
-    if 0 <= w164 <= 7:
-        a = a << 4 | w164
+        a = _rt.uwn(a << 1 | 1, w1232)
+    w1233 = v['laneDelimitationLeft']
+    if 0 <= w1233 <= 7:
+        a = a << 4 | w1233
     else:
-        a = _rt.uwn(a << 1 | 1, w164)
-    w165 = v['laneDelimitationRight']
-    if 0 <= w165 <= 7:
-        a = a << 4 | w165
+        a = _rt.uwn(a << 1 | 1, w1233)
+    w1234 = v['laneDelimitationRight']
+    if 0 <= w1234 <= 7:
+        a = a << 4 | w1234
     else:
-        a = _rt.uwn(a << 1 | 1, w165)
-    w166 = v['mergingWith']
-    if 1 <= w166 <= 32:
-        a = a << 6 | (w166 - 1)
+        a = _rt.uwn(a << 1 | 1, w1234)
+    w1235 = v['mergingWith']
+    if 1 <= w1235 <= 32:
+        a = a << 6 | (w1235 - 1)
     else:
-        a = _rt.uwn(a << 1 | 1, w166)
+        a = _rt.uwn(a << 1 | 1, w1235)
     return a
 
 def d_LaneCharacteristics(x, q):
@@ -6158,1120 +6588,283 @@ def d_LaneCharacteristics(x, q):
     return r, q
 
 
-def e_SaeAutomationLevels(v, a):
-    k = len(v)
-    a = a << 3 | (k - 1)
-    for w in v:
-        a = a << 3 | w
+def e_RoadSurfaceStaticCharacteristics(v):
+    a = 1
+    a = a << 7 | v['frictionCoefficient']
+    w1238 = v['material']
+    if 0 <= w1238 <= 7:
+        a = a << 4 | w1238
+    else:
+        a = _rt.uwn(a << 1 | 1, w1238)
+    w1239 = v['wear']
+    if 0 <= w1239 <= 7:
+        a = a << 4 | w1239
+    else:
+        a = _rt.uwn(a << 1 | 1, w1239)
+    a = a << 6 | (v['avBankingAngle'] + 20)
+    return a
+
+def d_RoadSurfaceStaticCharacteristics(x, q):
+    r = {}
+    q -= 7
+    r['frictionCoefficient'] = (x >> q) & 127
+    q -= 1
+    if (x >> q) & 1:
+        r['material'], q = _rt.read_uwn(x, q)
+    else:
+        q -= 3
+        r['material'] = (x >> q) & 7
+    q -= 1
+    if (x >> q) & 1:
+        r['wear'], q = _rt.read_uwn(x, q)
+    else:
+        q -= 3
+        r['wear'] = (x >> q) & 7
+    q -= 6
+    r['avBankingAngle'] = ((x >> q) & 63) - 20
+    return r, q
+
+
+def e_RoadSurfaceDynamicCharacteristics(v):
+    a = 1
+    w1242 = v['condition']
+    if 0 <= w1242 <= 15:
+        a = a << 5 | w1242
+    else:
+        a = _rt.uwn(a << 1 | 1, w1242)
+    a = a << 8 | (v['temperature'] + 100)
+    a = a << 8 | v['iceOrWaterDepth']
+    a = a << 3 | v['treatment']
+    return a
+
+def d_RoadSurfaceDynamicCharacteristics(x, q):
+    r = {}
+    q -= 1
+    if (x >> q) & 1:
+        r['condition'], q = _rt.read_uwn(x, q)
+    else:
+        q -= 4
+        r['condition'] = (x >> q) & 15
+    q -= 8
+    r['temperature'] = ((x >> q) & 255) - 100
+    q -= 8
+    r['iceOrWaterDepth'] = (x >> q) & 255
+    q -= 3
+    r['treatment'] = (x >> q) & 7
+    return r, q
+
+
+def e_SaeAutomationLevels(v):
+    a = 1
+    k1244 = len(v)
+    a = a << 3 | (k1244 - 1)
+    for w1244 in v:
+        a = a << 3 | w1244
     return a
 
 def d_SaeAutomationLevels(x, q):
     q -= 3
-    k = ((x >> q) & 7) + 1
+    k1245 = ((x >> q) & 7) + 1
     r = []
-    for _ in range(k):
+    for _ in range(k1245):
         q -= 3
-        w = (x >> q) & 7
-        r.append(w)
+        w1245 = (x >> q) & 7
+        r.append(w1245)
     return r, q
 
 
-def e_ConstraintTextLines2(v, a):
-    k = len(v)
-    if 1 <= k <= 4:
+def e_RoadSignCodes(v):
+    a = 1
+    k1246 = len(v)
+    if 1 <= k1246 <= 4:
         a <<= 1
-        a = a << 2 | (k - 1)
+        a = a << 2 | (k1246 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_Text_3(w, a)
+        a = _rt.ld(a << 1 | 1, k1246)
+    for w1246 in v:
+        v1247 = w1246
+        a1248 = 1
+        a1248 = a1248 << 1 | ('layoutComponentId' in v1247)
+        if 'layoutComponentId' in v1247:
+            w1250 = v1247['layoutComponentId']
+            if 1 <= w1250 <= 4:
+                a1248 = a1248 << 3 | (w1250 - 1)
+            else:
+                a1248 = _rt.uwn(a1248 << 1 | 1, w1250)
+        s_ = e_RSCode_code(v1247['code'])
+        a1248 = ((a1248 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1248.bit_length() - 1)) + a1248
+    return a
+
+def d_RoadSignCodes(x, q):
+    q -= 1
+    if (x >> q) & 1:
+        k1251, q = _rt.read_ld(x, q)
+    else:
+        q -= 2
+        k1251 = ((x >> q) & 3) + 1
+    r = []
+    for _ in range(k1251):
+        q -= 1
+        h1253 = (x >> q) & 1
+        r1252 = {}
+        if h1253 & 1:
+            q -= 1
+            if (x >> q) & 1:
+                r1252['layoutComponentId'], q = _rt.read_uwn(x, q)
+            else:
+                q -= 2
+                r1252['layoutComponentId'] = ((x >> q) & 3) + 1
+        r1252['code'], q = d_RSCode_code(x, q)
+        w1251 = r1252
+        r.append(w1251)
+    return r, q
+
+
+def e_ConstraintTextLines2(v):
+    a = 1
+    k1254 = len(v)
+    if 1 <= k1254 <= 4:
+        a <<= 1
+        a = a << 2 | (k1254 - 1)
+    else:
+        a = _rt.ld(a << 1 | 1, k1254)
+    for w1254 in v:
+        v1255 = w1254
+        a1256 = 1
+        a1256 = a1256 << 1 | ('layoutComponentId' in v1255)
+        if 'layoutComponentId' in v1255:
+            w1258 = v1255['layoutComponentId']
+            if 1 <= w1258 <= 4:
+                a1256 = a1256 << 3 | (w1258 - 1)
+            else:
+                a1256 = _rt.uwn(a1256 << 1 | 1, w1258)
+        d1259, k1260 = v1255['language']
+        a1256 = a1256 << k1260 | int.from_bytes(d1259, 'big') >> (8 * len(d1259) - k1260)
+        a1256 = _rt.octets(a1256, v1255['textContent'].encode('utf-8'))
+        a = ((a - 1) << (a1256.bit_length() - 1)) + a1256
     return a
 
 def d_ConstraintTextLines2(x, q):
     q -= 1
     if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
+        k1261, q = _rt.read_ld(x, q)
     else:
         q -= 2
-        k = ((x >> q) & 3) + 1
+        k1261 = ((x >> q) & 3) + 1
     r = []
-    for _ in range(k):
-        w, q = d_Text_3(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_SignalStatusPackage_addGrpC(v, a):
-    a = a << 3 | ('synchToSchedule' in v) << 1 | ('rejectedReason' in v)
-    if 'synchToSchedule' in v:
-        a = a << 8 | (v['synchToSchedule'] + 122)
-    if 'rejectedReason' in v:
-        w167 = v['rejectedReason']
-        i168 = _E_RejectedReason_47.get(w167)
-        if i168 is not None:
-            a = a << 4 | i168
-        else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w167])
-    return a
-
-def d_SignalStatusPackage_addGrpC(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 2
-    p = (x >> q) & 3
-    r = {}
-    if p & 2:
-        q -= 8
-        r['synchToSchedule'] = ((x >> q) & 255) - 122
-    if p & 1:
+    for _ in range(k1261):
         q -= 1
-        if (x >> q) & 1:
-            i169, q = _rt.read_nsnn(x, q)
-            r['rejectedReason'] = _X_LayerType_1.get(i169)
-        else:
-            q -= 3
-            r['rejectedReason'] = _D_RejectedReason_48[(x >> q) & 7]
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_AdvisorySpeed(v, a):
-    a = a << 6 | ('speed' in v) << 4 | ('confidence' in v) << 3 | ('distance' in v) << 2 | ('class' in v) << 1 | ('regional' in v)
-    w170 = v['type']
-    i171 = _E_AdvisorySpeedType_49.get(w170)
-    if i171 is not None:
-        a = a << 3 | i171
-    else:
-        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w170])
-    if 'speed' in v:
-        a = a << 9 | v['speed']
-    if 'confidence' in v:
-        a = a << 3 | _E_SpeedConfidence_24[v['confidence']]
-    if 'distance' in v:
-        a = a << 14 | v['distance']
-    if 'class' in v:
-        a = a << 8 | v['class']
-    if 'regional' in v:
-        a = e_AdvisorySpeed_regional(v['regional'], a)
-    return a
-
-def d_AdvisorySpeed(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 5
-    p = (x >> q) & 31
-    r = {}
-    q -= 1
-    if (x >> q) & 1:
-        i172, q = _rt.read_nsnn(x, q)
-        r['type'] = _X_LayerType_1.get(i172)
-    else:
-        q -= 2
-        r['type'] = _D_AdvisorySpeedType_50[(x >> q) & 3]
-    if p & 16:
-        q -= 9
-        r['speed'] = (x >> q) & 511
-    if p & 8:
-        q -= 3
-        r['confidence'] = _D_SpeedConfidence_27[(x >> q) & 7]
-    if p & 4:
-        q -= 14
-        r['distance'] = (x >> q) & 16383
-    if p & 2:
-        q -= 8
-        r['class'] = (x >> q) & 255
-    if p & 1:
-        r['regional'], q = d_AdvisorySpeed_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_MovementEvent_regional_item(v, a):
-    a = a << 8 | v['regionId']
-    w = v['regExtValue']
-    if isinstance(w, (bytes, bytearray)):
-        return _rt.octets(a, w)
-    r = v['regionId']
-    if r == 3:
-        return _rt.open_type(a, e_MovementEvent_addGrpC(w, 1))
-    raise KeyError(r)
-
-def d_MovementEvent_regional_item(x, q):
-    q -= 8
-    r = (x >> q) & 255
-    n, q = _rt.read_ld(x, q)
-    q -= n << 3
-    w = (x >> q) & ((1 << (n << 3)) - 1)
-    if r == 3:
-        w = d_MovementEvent_addGrpC(w, n << 3)[0]
-    else:
-        w = w.to_bytes(n, 'big')
-    return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_ItsStationPositionList(v, a):
-    k = len(v)
-    a = a << 3 | (k - 1)
-    for w in v:
-        a = e_ItsStationPosition(w, a)
-    return a
-
-def d_ItsStationPositionList(x, q):
-    q -= 3
-    k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_ItsStationPosition(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_NodeAttributeSetXY(v, a):
-    a = a << 8 | ('localNode' in v) << 6 | ('disabled' in v) << 5 | ('enabled' in v) << 4 | ('data' in v) << 3 | ('dWidth' in v) << 2 | ('dElevation' in v) << 1 | ('regional' in v)
-    if 'localNode' in v:
-        a = e_NodeAttributeXYList(v['localNode'], a)
-    if 'disabled' in v:
-        a = e_SegmentAttributeXYList(v['disabled'], a)
-    if 'enabled' in v:
-        a = e_SegmentAttributeXYList(v['enabled'], a)
-    if 'data' in v:
-        a = e_LaneDataAttributeList(v['data'], a)
-    if 'dWidth' in v:
-        a = a << 10 | (v['dWidth'] + 512)
-    if 'dElevation' in v:
-        a = a << 10 | (v['dElevation'] + 512)
-    if 'regional' in v:
-        a = e_NodeAttributeSetXY_regional(v['regional'], a)
-    return a
-
-def d_NodeAttributeSetXY(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 7
-    p = (x >> q) & 127
-    r = {}
-    if p & 64:
-        r['localNode'], q = d_NodeAttributeXYList(x, q)
-    if p & 32:
-        r['disabled'], q = d_SegmentAttributeXYList(x, q)
-    if p & 16:
-        r['enabled'], q = d_SegmentAttributeXYList(x, q)
-    if p & 8:
-        r['data'], q = d_LaneDataAttributeList(x, q)
-    if p & 4:
+        h1263 = (x >> q) & 1
+        r1262 = {}
+        if h1263 & 1:
+            q -= 1
+            if (x >> q) & 1:
+                r1262['layoutComponentId'], q = _rt.read_uwn(x, q)
+            else:
+                q -= 2
+                r1262['layoutComponentId'] = ((x >> q) & 3) + 1
         q -= 10
-        r['dWidth'] = ((x >> q) & 1023) - 512
-    if p & 2:
-        q -= 10
-        r['dElevation'] = ((x >> q) & 1023) - 512
-    if p & 1:
-        r['regional'], q = d_NodeAttributeSetXY_regional(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
+        r1262['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+        b1265, q = _rt.read_octets(x, q)
+        r1262['textContent'] = b1265.decode('utf-8')
+        w1261 = r1262
+        r.append(w1261)
     return r, q
 
 
-def e_ComputedLane_regional_item(v, a):
-    a = a << 8 | v['regionId']
-    w = v['regExtValue']
-    if isinstance(w, (bytes, bytearray)):
-        return _rt.octets(a, w)
-    r = v['regionId']
-    raise KeyError(r)
-
-def d_ComputedLane_regional_item(x, q):
-    q -= 8
-    r = (x >> q) & 255
-    n, q = _rt.read_ld(x, q)
-    q -= n << 3
-    w = (x >> q) & ((1 << (n << 3)) - 1)
-    if True:
-        w = w.to_bytes(n, 'big')
-    return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_DeltaPositions(v, a):
-    k = len(v)
-    if 1 <= k <= 32:
-        a <<= 1
-        a = a << 5 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_DeltaPosition(w, a)
-    return a
-
-def d_DeltaPositions(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 5
-        k = ((x >> q) & 31) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_DeltaPosition(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_DeltaReferencePositions(v, a):
-    k = len(v)
-    if 1 <= k <= 32:
-        a <<= 1
-        a = a << 5 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_DeltaReferencePosition(w, a)
-    return a
-
-def d_DeltaReferencePositions(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 5
-        k = ((x >> q) & 31) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_DeltaReferencePosition(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_AbsolutePositions(v, a):
-    k = len(v)
-    if 1 <= k <= 8:
-        a <<= 1
-        a = a << 3 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_AbsolutePosition(w, a)
-    return a
-
-def d_AbsolutePositions(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 3
-        k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_AbsolutePosition(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_AbsolutePositionsWAltitude(v, a):
-    k = len(v)
-    if 1 <= k <= 8:
-        a <<= 1
-        a = a << 3 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_AbsolutePositionWAltitude(w, a)
-    return a
-
-def d_AbsolutePositionsWAltitude(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 3
-        k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_AbsolutePositionWAltitude(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_DeltaReferencePosition(v, a):
-    a = a << 18 | (v['deltaLatitude'] + 131071)
-    a = a << 18 | (v['deltaLongitude'] + 131071)
-    a = a << 15 | (v['deltaAltitude'] + 12700)
-    return a
-
-def d_DeltaReferencePosition(x, q):
-    r = {}
-    q -= 18
-    r['deltaLatitude'] = ((x >> q) & 262143) - 131071
-    q -= 18
-    r['deltaLongitude'] = ((x >> q) & 262143) - 131071
-    q -= 15
-    r['deltaAltitude'] = ((x >> q) & 32767) - 12700
-    return r, q
-
-
-def e_VehicleCharacteristicsFixValuesList(v, a):
-    k = len(v)
-    if 1 <= k <= 4:
-        a <<= 1
-        a = a << 2 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_VehicleCharacteristicsFixValues(w, a)
-    return a
-
-def d_VehicleCharacteristicsFixValuesList(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 2
-        k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_VehicleCharacteristicsFixValues(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_VehicleCharacteristicsRangesList(v, a):
-    k = len(v)
-    if 1 <= k <= 4:
-        a <<= 1
-        a = a << 2 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_VehicleCharacteristicsRanges(w, a)
-    return a
-
-def d_VehicleCharacteristicsRangesList(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 2
-        k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_VehicleCharacteristicsRanges(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_TrailerCharacteristics(v, a):
-    a = a << 3 | ('equalTo' in v) << 2 | ('notEqualTo' in v) << 1 | ('ranges' in v)
-    if 'equalTo' in v:
-        a = e_TrailerCharacteristicsFixValuesList(v['equalTo'], a)
-    if 'notEqualTo' in v:
-        a = e_TrailerCharacteristicsFixValuesList(v['notEqualTo'], a)
-    if 'ranges' in v:
-        a = e_TrailerCharacteristicsRangesList(v['ranges'], a)
-    return a
-
-def d_TrailerCharacteristics(x, q):
-    q -= 3
-    p = (x >> q) & 7
-    r = {}
-    if p & 4:
-        r['equalTo'], q = d_TrailerCharacteristicsFixValuesList(x, q)
-    if p & 2:
-        r['notEqualTo'], q = d_TrailerCharacteristicsFixValuesList(x, q)
-    if p & 1:
-        r['ranges'], q = d_TrailerCharacteristicsRangesList(x, q)
-    return r, q
-
-
-def e_VcCode(v, a):
-    a = a << 3 | ('validity' in v) << 2 | ('value' in v) << 1 | ('unit' in v)
-    a = a << 3 | v['roadSignClass']
-    a = a << 6 | (v['roadSignCode'] - 1)
-    a = a << 3 | v['vcOption']
-    if 'validity' in v:
-        a = e_ValidityPeriods(v['validity'], a)
-    if 'value' in v:
-        a = a << 16 | v['value']
-    if 'unit' in v:
-        a = a << 4 | v['unit']
-    return a
-
-def d_VcCode(x, q):
-    q -= 3
-    p = (x >> q) & 7
-    r = {}
-    q -= 3
-    r['roadSignClass'] = (x >> q) & 7
-    q -= 6
-    r['roadSignCode'] = ((x >> q) & 63) + 1
-    q -= 3
-    r['vcOption'] = (x >> q) & 7
-    if p & 4:
-        r['validity'], q = d_ValidityPeriods(x, q)
-    if p & 2:
-        q -= 16
-        r['value'] = (x >> q) & 65535
-    if p & 1:
-        q -= 4
-        r['unit'] = (x >> q) & 15
-    return r, q
-
-
-def e_ISO14823Code(v, a):
-    a = a << 1 | ('attributes' in v)
-    a = e_ISO14823Code_pictogramCode(v['pictogramCode'], a)
-    if 'attributes' in v:
-        a = e_ISO14823Attributes(v['attributes'], a)
-    return a
-
-def d_ISO14823Code(x, q):
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    r['pictogramCode'], q = d_ISO14823Code_pictogramCode(x, q)
-    if p & 1:
-        r['attributes'], q = d_ISO14823Attributes(x, q)
-    return r, q
-
-
-def e_AnyCatalogue(v, a):
-    a = a << 3 | ('value' in v) << 2 | ('unit' in v) << 1 | ('attributes' in v)
-    a = e_Provider(v['owner'], a)
-    a = a << 8 | v['version']
-    a = a << 16 | v['pictogramCode']
-    if 'value' in v:
-        a = a << 16 | v['value']
-    if 'unit' in v:
-        a = a << 4 | v['unit']
-    if 'attributes' in v:
-        a = e_ISO14823Attributes(v['attributes'], a)
-    return a
-
-def d_AnyCatalogue(x, q):
-    q -= 3
-    p = (x >> q) & 7
-    r = {}
-    r['owner'], q = d_Provider(x, q)
-    q -= 8
-    r['version'] = (x >> q) & 255
-    q -= 16
-    r['pictogramCode'] = (x >> q) & 65535
-    if p & 4:
-        q -= 16
-        r['value'] = (x >> q) & 65535
-    if p & 2:
-        q -= 4
-        r['unit'] = (x >> q) & 15
-    if p & 1:
-        r['attributes'], q = d_ISO14823Attributes(x, q)
-    return r, q
-
-
-def e_InternationalSign_applicablePeriod_year(v, a):
-    w173 = v['yearRangeStartYear']
-    if 2000 <= w173 <= 2127:
-        a = a << 8 | (w173 - 2000)
-    else:
-        a = _rt.uwn(a << 1 | 1, w173)
-    w174 = v['yearRangeEndYear']
-    if 2000 <= w174 <= 2127:
-        a = a << 8 | (w174 - 2000)
-    else:
-        a = _rt.uwn(a << 1 | 1, w174)
-    return a
-
-def d_InternationalSign_applicablePeriod_year(x, q):
-    r = {}
-    q -= 1
-    if (x >> q) & 1:
-        r['yearRangeStartYear'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 7
-        r['yearRangeStartYear'] = ((x >> q) & 127) + 2000
-    q -= 1
-    if (x >> q) & 1:
-        r['yearRangeEndYear'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 7
-        r['yearRangeEndYear'] = ((x >> q) & 127) + 2000
-    return r, q
-
-
-def e_InternationalSign_applicablePeriod_month_day(v, a):
-    a = e_MonthDay(v['dateRangeStartMonthDay'], a)
-    a = e_MonthDay(v['dateRangeEndMonthDay'], a)
-    return a
-
-def d_InternationalSign_applicablePeriod_month_day(x, q):
-    r = {}
-    r['dateRangeStartMonthDay'], q = d_MonthDay(x, q)
-    r['dateRangeEndMonthDay'], q = d_MonthDay(x, q)
-    return r, q
-
-
-def e_InternationalSign_applicablePeriod_hourMinutes(v, a):
-    a = e_HoursMinutes(v['timeRangeStartTime'], a)
-    a = e_HoursMinutes(v['timeRangeEndTime'], a)
-    return a
-
-def d_InternationalSign_applicablePeriod_hourMinutes(x, q):
-    r = {}
-    r['timeRangeStartTime'], q = d_HoursMinutes(x, q)
-    r['timeRangeEndTime'], q = d_HoursMinutes(x, q)
-    return r, q
-
-
-def e_HoursMinutes(v, a):
-    a = a << 5 | v['hours']
-    a = a << 6 | v['mins']
-    return a
-
-def d_HoursMinutes(x, q):
-    r = {}
-    q -= 5
-    r['hours'] = (x >> q) & 31
-    q -= 6
-    r['mins'] = (x >> q) & 63
-    return r, q
-
-
-def e_Text_3(v, a):
-    a = a << 1 | ('layoutComponentId' in v)
-    if 'layoutComponentId' in v:
-        w175 = v['layoutComponentId']
-        if 1 <= w175 <= 4:
-            a = a << 3 | (w175 - 1)
-        else:
-            a = _rt.uwn(a << 1 | 1, w175)
-    d176, k177 = v['language']
-    a = a << k177 | int.from_bytes(d176, 'big') >> (8 * len(d176) - k177)
-    a = _rt.octets(a, v['textContent'].encode('utf-8'))
-    return a
-
-def d_Text_3(x, q):
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    if p & 1:
-        q -= 1
-        if (x >> q) & 1:
-            r['layoutComponentId'], q = _rt.read_uwn(x, q)
-        else:
-            q -= 2
-            r['layoutComponentId'] = ((x >> q) & 3) + 1
-    q -= 10
-    r['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-    b179, q = _rt.read_octets(x, q)
-    r['textContent'] = b179.decode('utf-8')
-    return r, q
-
-
-def e_AdvisorySpeed_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_AdvisorySpeed_regional_item(w, a)
-    return a
-
-def d_AdvisorySpeed_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_AdvisorySpeed_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_MovementEvent_addGrpC(v, a):
-    a = a << 2 | ('stateChangeReason' in v)
-    if 'stateChangeReason' in v:
-        w180 = v['stateChangeReason']
-        i181 = _E_ExceptionalCondition_51.get(w180)
-        if i181 is not None:
-            a = a << 5 | i181
-        else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w180])
-    return a
-
-def d_MovementEvent_addGrpC(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    if p & 1:
-        q -= 1
-        if (x >> q) & 1:
-            i182, q = _rt.read_nsnn(x, q)
-            r['stateChangeReason'] = _X_LayerType_1.get(i182)
-        else:
-            q -= 4
-            r['stateChangeReason'] = _D_ExceptionalCondition_52[(x >> q) & 15]
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_ItsStationPosition(v, a):
-    a = a << 4 | ('laneID' in v) << 2 | ('nodeXY' in v) << 1 | ('timeReference' in v)
-    a = a << 32 | v['stationID']
-    if 'laneID' in v:
-        a = a << 8 | v['laneID']
-    if 'nodeXY' in v:
-        a = e_NodeOffsetPointXY(v['nodeXY'], a)
-    if 'timeReference' in v:
-        a = a << 16 | v['timeReference']
-    return a
-
-def d_ItsStationPosition(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 3
-    p = (x >> q) & 7
-    r = {}
-    q -= 32
-    r['stationID'] = (x >> q) & 4294967295
-    if p & 4:
-        q -= 8
-        r['laneID'] = (x >> q) & 255
-    if p & 2:
-        r['nodeXY'], q = d_NodeOffsetPointXY(x, q)
-    if p & 1:
-        q -= 16
-        r['timeReference'] = (x >> q) & 65535
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_NodeAttributeXYList(v, a):
-    k = len(v)
-    a = a << 3 | (k - 1)
-    for w in v:
-        w183 = w
-        i184 = _E_NodeAttributeXY_53.get(w183)
-        if i184 is not None:
-            a = a << 5 | i184
-        else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w183])
-    return a
-
-def d_NodeAttributeXYList(x, q):
-    q -= 3
-    k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        q -= 1
-        if (x >> q) & 1:
-            i185, q = _rt.read_nsnn(x, q)
-            w = _X_LayerType_1.get(i185)
-        else:
-            q -= 4
-            w = _D_NodeAttributeXY_54[(x >> q) & 15]
-        r.append(w)
-    return r, q
-
-
-def e_SegmentAttributeXYList(v, a):
-    k = len(v)
-    a = a << 3 | (k - 1)
-    for w in v:
-        w186 = w
-        i187 = _E_SegmentAttributeXY_55.get(w186)
-        if i187 is not None:
-            a = a << 7 | i187
-        else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w186])
-    return a
-
-def d_SegmentAttributeXYList(x, q):
-    q -= 3
-    k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        q -= 1
-        if (x >> q) & 1:
-            i188, q = _rt.read_nsnn(x, q)
-            w = _X_LayerType_1.get(i188)
-        else:
-            q -= 6
-            w = _D_SegmentAttributeXY_56[(x >> q) & 63]
-        r.append(w)
-    return r, q
-
-
-def e_LaneDataAttributeList(v, a):
-    k = len(v)
-    a = a << 3 | (k - 1)
-    for w in v:
-        a = e_LaneDataAttribute(w, a)
-    return a
-
-def d_LaneDataAttributeList(x, q):
-    q -= 3
-    k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_LaneDataAttribute(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_NodeAttributeSetXY_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_NodeAttributeSetXY_regional_item(w, a)
-    return a
-
-def d_NodeAttributeSetXY_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_NodeAttributeSetXY_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_DeltaPosition(v, a):
-    a = a << 18 | (v['deltaLatitude'] + 131071)
-    a = a << 18 | (v['deltaLongitude'] + 131071)
-    return a
-
-def d_DeltaPosition(x, q):
-    r = {}
-    q -= 18
-    r['deltaLatitude'] = ((x >> q) & 262143) - 131071
-    q -= 18
-    r['deltaLongitude'] = ((x >> q) & 262143) - 131071
-    return r, q
-
-
-def e_AbsolutePosition(v, a):
-    a = a << 31 | (v['latitude'] + 900000000)
-    a = a << 32 | (v['longitude'] + 1800000000)
-    return a
-
-def d_AbsolutePosition(x, q):
-    r = {}
-    q -= 31
-    r['latitude'] = ((x >> q) & 2147483647) - 900000000
-    q -= 32
-    r['longitude'] = ((x >> q) & 4294967295) - 1800000000
-    return r, q
-
-
-def e_AbsolutePositionWAltitude(v, a):
-    a = a << 31 | (v['latitude'] + 900000000)
-    a = a << 32 | (v['longitude'] + 1800000000)
-    a = e_Altitude(v['altitude'], a)
-    return a
-
-def d_AbsolutePositionWAltitude(x, q):
-    r = {}
-    q -= 31
-    r['latitude'] = ((x >> q) & 2147483647) - 900000000
-    q -= 32
-    r['longitude'] = ((x >> q) & 4294967295) - 1800000000
-    r['altitude'], q = d_Altitude(x, q)
-    return r, q
-
-
-def e_VehicleCharacteristicsFixValues(v, a):
+def e_MapReference(v):
+    a = 1
     k, w = v
-    if k == 'simpleVehicleType':
-        a <<= 4
-        a = a << 8 | w
-    elif k == 'euVehicleCategoryCode':
-        a = a << 4 | 1
-        a = e_EuVehicleCategoryCode(w, a)
-    elif k == 'iso3833VehicleType':
-        a = a << 4 | 2
-        a = a << 8 | w
-    elif k == 'euroAndCo2value':
-        a = a << 4 | 3
-        a = e_EnvironmentalCharacteristics(w, a)
-    elif k == 'engineCharacteristics':
-        a = a << 4 | 4
-        a = a << 8 | w
-    elif k == 'loadType':
-        a = a << 4 | 5
-        a = e_LoadType(w, a)
-    elif k == 'usage':
-        a = a << 4 | 6
-        a = a << 4 | _E_VehicleRole_57[w]
+    if k == 'roadsegment':
+        a <<= 1
+        s_ = e_RoadSegmentReferenceID(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    elif k == 'intersection':
+        a = a << 1 | 1
+        s_ = e_IntersectionReferenceID(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     else:
         raise KeyError(k)
     return a
 
-def d_VehicleCharacteristicsFixValues(x, q):
+def d_MapReference(x, q):
     q -= 1
-    if (x >> q) & 1:
-        i, q = _rt.read_nsnn(x, q)
-        length, q = _rt.read_ld(x, q)
-        q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
-    q -= 3
-    i = (x >> q) & 7
+    i = (x >> q) & 1
     if i == 0:
-        q -= 8
-        w = (x >> q) & 255
-        return ('simpleVehicleType', w), q
+        w, q = d_RoadSegmentReferenceID(x, q)
+        return ('roadsegment', w), q
     elif i == 1:
-        w, q = d_EuVehicleCategoryCode(x, q)
-        return ('euVehicleCategoryCode', w), q
-    elif i == 2:
-        q -= 8
-        w = (x >> q) & 255
-        return ('iso3833VehicleType', w), q
-    elif i == 3:
-        w, q = d_EnvironmentalCharacteristics(x, q)
-        return ('euroAndCo2value', w), q
-    elif i == 4:
-        q -= 8
-        w = (x >> q) & 255
-        return ('engineCharacteristics', w), q
-    elif i == 5:
-        w, q = d_LoadType(x, q)
-        return ('loadType', w), q
-    elif i == 6:
-        q -= 4
-        w = _D_VehicleRole_58[(x >> q) & 15]
-        return ('usage', w), q
-    raise _rt.Malformed('VehicleCharacteristicsFixValues: choice index ' + str(i))
+        w, q = d_IntersectionReferenceID(x, q)
+        return ('intersection', w), q
+    raise _rt.Malformed('MapReference: choice index ' + str(i))
 
 
-def e_VehicleCharacteristicsRanges(v, a):
-    a = a << 2 | v['comparisonOperator']
-    a = e_VehicleCharacteristicsRanges_limits(v['limits'], a)
+def e_SignalStatusPackage_addGrpC(v):
+    a = 1
+    a = a << 3 | ('synchToSchedule' in v) << 1 | ('rejectedReason' in v)
+    if 'synchToSchedule' in v:
+        a = a << 8 | (v['synchToSchedule'] + 122)
+    if 'rejectedReason' in v:
+        w1267 = v['rejectedReason']
+        i1268 = _E_RejectedReason_51.get(w1267)
+        if i1268 is not None:
+            a = a << 4 | i1268
+        else:
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1267])
     return a
 
-def d_VehicleCharacteristicsRanges(x, q):
+def d_SignalStatusPackage_addGrpC(x, q):
+    q -= 3
+    h1269 = (x >> q) & 7
     r = {}
+    if h1269 & 2:
+        q -= 8
+        r['synchToSchedule'] = ((x >> q) & 255) - 122
+    if h1269 & 1:
+        q -= 1
+        if (x >> q) & 1:
+            i1270, q = _rt.read_nsnn(x, q)
+            r['rejectedReason'] = _X_LayerType_1.get(i1270)
+        else:
+            q -= 3
+            r['rejectedReason'] = _D_RejectedReason_52[(x >> q) & 7]
+    if h1269 >> 2:
+        q = _rt.skip_additions(x, q)
+    return r, q
+
+
+def e_MovementEvent_addGrpC(v):
+    a = 1
+    a = a << 2 | ('stateChangeReason' in v)
+    if 'stateChangeReason' in v:
+        w1272 = v['stateChangeReason']
+        i1273 = _E_ExceptionalCondition_53.get(w1272)
+        if i1273 is not None:
+            a = a << 5 | i1273
+        else:
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1272])
+    return a
+
+def d_MovementEvent_addGrpC(x, q):
     q -= 2
-    r['comparisonOperator'] = (x >> q) & 3
-    r['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-    return r, q
-
-
-def e_TrailerCharacteristicsFixValuesList(v, a):
-    k = len(v)
-    if 1 <= k <= 4:
-        a <<= 1
-        a = a << 2 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_VehicleCharacteristicsFixValues_2(w, a)
-    return a
-
-def d_TrailerCharacteristicsFixValuesList(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 2
-        k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_VehicleCharacteristicsFixValues_2(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_TrailerCharacteristicsRangesList(v, a):
-    k = len(v)
-    if 1 <= k <= 4:
-        a <<= 1
-        a = a << 2 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_VehicleCharacteristicsRanges_2(w, a)
-    return a
-
-def d_TrailerCharacteristicsRangesList(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 2
-        k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_VehicleCharacteristicsRanges_2(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_ValidityPeriods(v, a):
-    k = len(v)
-    if 1 <= k <= 8:
-        a <<= 1
-        a = a << 3 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_InternationalSign_applicablePeriod(w, a)
-    return a
-
-def d_ValidityPeriods(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 3
-        k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_InternationalSign_applicablePeriod(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_ISO14823Code_pictogramCode(v, a):
-    a = a << 1 | ('countryCode' in v)
-    if 'countryCode' in v:
-        d189 = v['countryCode']
-        a = a << (len(d189) << 3) | int.from_bytes(d189, 'big')
-    a = e_ISO14823Code_pictogramCode_serviceCategoryCode(v['serviceCategoryCode'], a)
-    a = e_ISO14823Code_pictogramCode_pictogramCategoryCode(v['pictogramCategoryCode'], a)
-    return a
-
-def d_ISO14823Code_pictogramCode(x, q):
-    q -= 1
-    p = (x >> q) & 1
+    h1274 = (x >> q) & 3
     r = {}
-    if p & 1:
-        k190 = 2
-        q -= k190 << 3
-        r['countryCode'] = ((x >> q) & ((1 << (k190 << 3)) - 1)).to_bytes(k190, 'big')
-    r['serviceCategoryCode'], q = d_ISO14823Code_pictogramCode_serviceCategoryCode(x, q)
-    r['pictogramCategoryCode'], q = d_ISO14823Code_pictogramCode_pictogramCategoryCode(x, q)
+    if h1274 & 1:
+        q -= 1
+        if (x >> q) & 1:
+            i1275, q = _rt.read_nsnn(x, q)
+            r['stateChangeReason'] = _X_LayerType_1.get(i1275)
+        else:
+            q -= 4
+            r['stateChangeReason'] = _D_ExceptionalCondition_54[(x >> q) & 15]
+    if h1274 >> 1:
+        q = _rt.skip_additions(x, q)
     return r, q
 
 
-def e_ISO14823Attributes(v, a):
-    k = len(v)
-    if 1 <= k <= 8:
-        a <<= 1
-        a = a << 3 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_ISO14823Attribute(w, a)
-    return a
-
-def d_ISO14823Attributes(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 3
-        k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_ISO14823Attribute(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_MonthDay(v, a):
-    a = a << 4 | (v['month'] - 1)
-    a = a << 5 | (v['day'] - 1)
-    return a
-
-def d_MonthDay(x, q):
-    r = {}
-    q -= 4
-    r['month'] = ((x >> q) & 15) + 1
-    q -= 5
-    r['day'] = ((x >> q) & 31) + 1
-    return r, q
-
-
-def e_AdvisorySpeed_regional_item(v, a):
-    a = a << 8 | v['regionId']
-    w = v['regExtValue']
-    if isinstance(w, (bytes, bytearray)):
-        return _rt.octets(a, w)
-    r = v['regionId']
-    raise KeyError(r)
-
-def d_AdvisorySpeed_regional_item(x, q):
-    q -= 8
-    r = (x >> q) & 255
-    n, q = _rt.read_ld(x, q)
-    q -= n << 3
-    w = (x >> q) & ((1 << (n << 3)) - 1)
-    if True:
-        w = w.to_bytes(n, 'big')
-    return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_LaneDataAttribute(v, a):
+def e_LaneDataAttribute(v):
+    a = 1
     k, w = v
     if k == 'pathEndPointAngle':
         a <<= 4
@@ -7290,10 +6883,12 @@ def e_LaneDataAttribute(v, a):
         a = a << 9 | (w + 180)
     elif k == 'speedLimits':
         a = a << 4 | 5
-        a = e_SpeedLimitList(w, a)
+        s_ = e_SpeedLimitList(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'regional':
         a = a << 4 | 6
-        a = e_LaneDataAttribute_regional(w, a)
+        s_ = e_LaneDataAttribute_regional(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     else:
         raise KeyError(k)
     return a
@@ -7337,14 +6932,15 @@ def d_LaneDataAttribute(x, q):
     raise _rt.Malformed('LaneDataAttribute: choice index ' + str(i))
 
 
-def e_NodeAttributeSetXY_regional_item(v, a):
+def e_NodeAttributeSetXY_regional_item(v):
+    a = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
         return _rt.octets(a, w)
     r = v['regionId']
     if r == 3:
-        return _rt.open_type(a, e_NodeAttributeSet_addGrpC(w, 1))
+        return _rt.open_type(a, e_NodeAttributeSet_addGrpC(w))
     raise KeyError(r)
 
 def d_NodeAttributeSetXY_regional_item(x, q):
@@ -7360,124 +6956,573 @@ def d_NodeAttributeSetXY_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_EuVehicleCategoryCode(v, a):
+def e_ComputedLane_offsetXaxis(v):
+    a = 1
     k, w = v
-    if k == 'euVehicleCategoryL':
-        a <<= 3
-        a = a << 3 | _E_EuVehicleCategoryL_59[w]
-    elif k == 'euVehicleCategoryM':
-        a = a << 3 | 1
-        a = a << 2 | _E_EuVehicleCategoryM_60[w]
-    elif k == 'euVehicleCategoryN':
-        a = a << 3 | 2
-        a = a << 2 | _E_EuVehicleCategoryN_61[w]
-    elif k == 'euVehicleCategoryO':
-        a = a << 3 | 3
-        a = a << 2 | _E_EuVehicleCategoryO_62[w]
-    elif k == 'euVehilcleCategoryT':
-        a = a << 3 | 4
-        pass
-    elif k == 'euVehilcleCategoryG':
-        a = a << 3 | 5
-        pass
+    if k == 'small':
+        a <<= 1
+        a = a << 12 | (w + 2047)
+    elif k == 'large':
+        a = a << 1 | 1
+        a = a << 16 | (w + 32767)
     else:
         raise KeyError(k)
     return a
 
-def d_EuVehicleCategoryCode(x, q):
-    q -= 3
-    i = (x >> q) & 7
+def d_ComputedLane_offsetXaxis(x, q):
+    q -= 1
+    i = (x >> q) & 1
     if i == 0:
-        q -= 3
-        w = _D_EuVehicleCategoryL_63[(x >> q) & 7]
-        return ('euVehicleCategoryL', w), q
+        q -= 12
+        w = ((x >> q) & 4095) - 2047
+        return ('small', w), q
     elif i == 1:
-        q -= 2
-        w = _D_EuVehicleCategoryM_64[(x >> q) & 3]
-        return ('euVehicleCategoryM', w), q
-    elif i == 2:
-        q -= 2
-        w = _D_EuVehicleCategoryN_65[(x >> q) & 3]
-        return ('euVehicleCategoryN', w), q
-    elif i == 3:
-        q -= 2
-        w = _D_EuVehicleCategoryO_66[(x >> q) & 3]
-        return ('euVehicleCategoryO', w), q
-    elif i == 4:
-        w = None
-        return ('euVehilcleCategoryT', w), q
-    elif i == 5:
-        w = None
-        return ('euVehilcleCategoryG', w), q
-    raise _rt.Malformed('EuVehicleCategoryCode: choice index ' + str(i))
+        q -= 16
+        w = ((x >> q) & 65535) - 32767
+        return ('large', w), q
+    raise _rt.Malformed('ComputedLane_offsetXaxis: choice index ' + str(i))
 
 
-def e_EnvironmentalCharacteristics(v, a):
-    a = a << 4 | _E_EuroValue_67[v['euroValue']]
-    a = a << 4 | _E_CopValue_68[v['copValue']]
+def e_ComputedLane_offsetYaxis(v):
+    a = 1
+    k, w = v
+    if k == 'small':
+        a <<= 1
+        a = a << 12 | (w + 2047)
+    elif k == 'large':
+        a = a << 1 | 1
+        a = a << 16 | (w + 32767)
+    else:
+        raise KeyError(k)
     return a
 
-def d_EnvironmentalCharacteristics(x, q):
-    r = {}
-    q -= 4
-    r['euroValue'] = _D_EuroValue_69[(x >> q) & 15]
-    q -= 4
-    r['copValue'] = _D_CopValue_70[(x >> q) & 15]
+def d_ComputedLane_offsetYaxis(x, q):
+    q -= 1
+    i = (x >> q) & 1
+    if i == 0:
+        q -= 12
+        w = ((x >> q) & 4095) - 2047
+        return ('small', w), q
+    elif i == 1:
+        q -= 16
+        w = ((x >> q) & 65535) - 32767
+        return ('large', w), q
+    raise _rt.Malformed('ComputedLane_offsetYaxis: choice index ' + str(i))
+
+
+def e_ComputedLane_regional_item(v):
+    a = 1
+    a = a << 8 | v['regionId']
+    w = v['regExtValue']
+    if isinstance(w, (bytes, bytearray)):
+        return _rt.octets(a, w)
+    r = v['regionId']
+    raise KeyError(r)
+
+def d_ComputedLane_regional_item(x, q):
+    q -= 8
+    r = (x >> q) & 255
+    n, q = _rt.read_ld(x, q)
+    q -= n << 3
+    w = (x >> q) & ((1 << (n << 3)) - 1)
+    if True:
+        w = w.to_bytes(n, 'big')
+    return {'regionId': r, 'regExtValue': w}, q
+
+
+def e_NodeAttributeXYList(v):
+    a = 1
+    k1276 = len(v)
+    a = a << 3 | (k1276 - 1)
+    for w1276 in v:
+        w1277 = w1276
+        i1278 = _E_NodeAttributeXY_47.get(w1277)
+        if i1278 is not None:
+            a = a << 5 | i1278
+        else:
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1277])
+    return a
+
+def d_NodeAttributeXYList(x, q):
+    q -= 3
+    k1279 = ((x >> q) & 7) + 1
+    r = []
+    for _ in range(k1279):
+        q -= 1
+        if (x >> q) & 1:
+            i1280, q = _rt.read_nsnn(x, q)
+            w1279 = _X_LayerType_1.get(i1280)
+        else:
+            q -= 4
+            w1279 = _D_NodeAttributeXY_49[(x >> q) & 15]
+        r.append(w1279)
     return r, q
 
 
-def e_LoadType(v, a):
-    w191 = v['goodsType']
-    if 0 <= w191 <= 15:
-        a = a << 5 | w191
-    else:
-        a = _rt.uwn(a << 1 | 1, w191)
-    a = a << 5 | _E_DangerousGoodsBasic_71[v['dangerousGoodsType']]
-    d192, k193 = v['specialTransportType']
-    a = a << k193 | int.from_bytes(d192, 'big') >> (8 * len(d192) - k193)
+def e_SegmentAttributeXYList(v):
+    a = 1
+    k1281 = len(v)
+    a = a << 3 | (k1281 - 1)
+    for w1281 in v:
+        w1282 = w1281
+        i1283 = _E_SegmentAttributeXY_48.get(w1282)
+        if i1283 is not None:
+            a = a << 7 | i1283
+        else:
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1282])
     return a
 
-def d_LoadType(x, q):
+def d_SegmentAttributeXYList(x, q):
+    q -= 3
+    k1284 = ((x >> q) & 7) + 1
+    r = []
+    for _ in range(k1284):
+        q -= 1
+        if (x >> q) & 1:
+            i1285, q = _rt.read_nsnn(x, q)
+            w1284 = _X_LayerType_1.get(i1285)
+        else:
+            q -= 6
+            w1284 = _D_SegmentAttributeXY_50[(x >> q) & 63]
+        r.append(w1284)
+    return r, q
+
+
+def e_LaneDataAttributeList(v):
+    a = 1
+    k1286 = len(v)
+    a = a << 3 | (k1286 - 1)
+    for w1286 in v:
+        s_ = e_LaneDataAttribute(w1286)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    return a
+
+def d_LaneDataAttributeList(x, q):
+    q -= 3
+    k1287 = ((x >> q) & 7) + 1
+    r = []
+    for _ in range(k1287):
+        w1287, q = d_LaneDataAttribute(x, q)
+        r.append(w1287)
+    return r, q
+
+
+def e_NodeAttributeSetXY_regional(v):
+    a = 1
+    k1288 = len(v)
+    a = a << 2 | (k1288 - 1)
+    for w1288 in v:
+        s_ = e_NodeAttributeSetXY_regional_item(w1288)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    return a
+
+def d_NodeAttributeSetXY_regional(x, q):
+    q -= 2
+    k1289 = ((x >> q) & 3) + 1
+    r = []
+    for _ in range(k1289):
+        w1289, q = d_NodeAttributeSetXY_regional_item(x, q)
+        r.append(w1289)
+    return r, q
+
+
+def e_RestrictionUserType_regional_item(v):
+    a = 1
+    a = a << 8 | v['regionId']
+    w = v['regExtValue']
+    if isinstance(w, (bytes, bytearray)):
+        return _rt.octets(a, w)
+    r = v['regionId']
+    if r == 3:
+        return _rt.open_type(a, e_RestrictionUserType_addGrpC(w))
+    raise KeyError(r)
+
+def d_RestrictionUserType_regional_item(x, q):
+    q -= 8
+    r = (x >> q) & 255
+    n, q = _rt.read_ld(x, q)
+    q -= n << 3
+    w = (x >> q) & ((1 << (n << 3)) - 1)
+    if r == 3:
+        w = d_RestrictionUserType_addGrpC(w, n << 3)[0]
+    else:
+        w = w.to_bytes(n, 'big')
+    return {'regionId': r, 'regExtValue': w}, q
+
+
+def e_Node_XY_20b(v):
+    a = 1
+    a = a << 10 | (v['x'] + 512)
+    a = a << 10 | (v['y'] + 512)
+    return a
+
+def d_Node_XY_20b(x, q):
+    r = {}
+    q -= 10
+    r['x'] = ((x >> q) & 1023) - 512
+    q -= 10
+    r['y'] = ((x >> q) & 1023) - 512
+    return r, q
+
+
+def e_Node_XY_22b(v):
+    a = 1
+    a = a << 11 | (v['x'] + 1024)
+    a = a << 11 | (v['y'] + 1024)
+    return a
+
+def d_Node_XY_22b(x, q):
+    r = {}
+    q -= 11
+    r['x'] = ((x >> q) & 2047) - 1024
+    q -= 11
+    r['y'] = ((x >> q) & 2047) - 1024
+    return r, q
+
+
+def e_Node_XY_24b(v):
+    a = 1
+    a = a << 12 | (v['x'] + 2048)
+    a = a << 12 | (v['y'] + 2048)
+    return a
+
+def d_Node_XY_24b(x, q):
+    r = {}
+    q -= 12
+    r['x'] = ((x >> q) & 4095) - 2048
+    q -= 12
+    r['y'] = ((x >> q) & 4095) - 2048
+    return r, q
+
+
+def e_Node_XY_26b(v):
+    a = 1
+    a = a << 13 | (v['x'] + 4096)
+    a = a << 13 | (v['y'] + 4096)
+    return a
+
+def d_Node_XY_26b(x, q):
+    r = {}
+    q -= 13
+    r['x'] = ((x >> q) & 8191) - 4096
+    q -= 13
+    r['y'] = ((x >> q) & 8191) - 4096
+    return r, q
+
+
+def e_Node_XY_28b(v):
+    a = 1
+    a = a << 14 | (v['x'] + 8192)
+    a = a << 14 | (v['y'] + 8192)
+    return a
+
+def d_Node_XY_28b(x, q):
+    r = {}
+    q -= 14
+    r['x'] = ((x >> q) & 16383) - 8192
+    q -= 14
+    r['y'] = ((x >> q) & 16383) - 8192
+    return r, q
+
+
+def e_Node_XY_32b(v):
+    a = 1
+    a = a << 16 | (v['x'] + 32768)
+    a = a << 16 | (v['y'] + 32768)
+    return a
+
+def d_Node_XY_32b(x, q):
+    r = {}
+    q -= 16
+    r['x'] = ((x >> q) & 65535) - 32768
+    q -= 16
+    r['y'] = ((x >> q) & 65535) - 32768
+    return r, q
+
+
+def e_Node_LLmD_64b(v):
+    a = 1
+    a = a << 32 | (v['lon'] + 1800000000)
+    a = a << 31 | (v['lat'] + 900000000)
+    return a
+
+def d_Node_LLmD_64b(x, q):
+    r = {}
+    q -= 32
+    r['lon'] = ((x >> q) & 4294967295) - 1800000000
+    q -= 31
+    r['lat'] = ((x >> q) & 2147483647) - 900000000
+    return r, q
+
+
+def e_NodeOffsetPointXY_regional(v):
+    a = 1
+    a = a << 8 | v['regionId']
+    w = v['regExtValue']
+    if isinstance(w, (bytes, bytearray)):
+        return _rt.octets(a, w)
+    r = v['regionId']
+    raise KeyError(r)
+
+def d_NodeOffsetPointXY_regional(x, q):
+    q -= 8
+    r = (x >> q) & 255
+    n, q = _rt.read_ld(x, q)
+    q -= n << 3
+    w = (x >> q) & ((1 << (n << 3)) - 1)
+    if True:
+        w = w.to_bytes(n, 'big')
+    return {'regionId': r, 'regExtValue': w}, q
+
+
+def e_Segment(v):
+    a = 1
+    a = a << 1 | ('laneWidth' in v)
+    s_ = e_PolygonalLine(v['line'])
+    a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    if 'laneWidth' in v:
+        a = a << 10 | v['laneWidth']
+    return a
+
+def d_Segment(x, q):
+    q -= 1
+    h1305 = (x >> q) & 1
+    r = {}
+    r['line'], q = d_PolygonalLine(x, q)
+    if h1305 & 1:
+        q -= 10
+        r['laneWidth'] = (x >> q) & 1023
+    return r, q
+
+
+def e_PolygonalLine(v):
+    a = 1
+    k, w = v
+    if k == 'deltaPositions':
+        a <<= 3
+        s_ = e_DeltaPositions(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    elif k == 'deltaPositionsWithAltitude':
+        a = a << 3 | 1
+        s_ = e_DeltaReferencePositions(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    elif k == 'absolutePositions':
+        a = a << 3 | 2
+        s_ = e_AbsolutePositions(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    elif k == 'absolutePositionsWithAltitude':
+        a = a << 3 | 3
+        s_ = e_AbsolutePositionsWAltitude(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    else:
+        raise KeyError(k)
+    return a
+
+def d_PolygonalLine(x, q):
+    q -= 1
+    if (x >> q) & 1:
+        i, q = _rt.read_nsnn(x, q)
+        length, q = _rt.read_ld(x, q)
+        q0 = q
+        r = (None, None)
+        return r, _rt.skip(q0, length << 3)
+    q -= 2
+    i = (x >> q) & 3
+    if i == 0:
+        w, q = d_DeltaPositions(x, q)
+        return ('deltaPositions', w), q
+    elif i == 1:
+        w, q = d_DeltaReferencePositions(x, q)
+        return ('deltaPositionsWithAltitude', w), q
+    elif i == 2:
+        w, q = d_AbsolutePositions(x, q)
+        return ('absolutePositions', w), q
+    elif i == 3:
+        w, q = d_AbsolutePositionsWAltitude(x, q)
+        return ('absolutePositionsWithAltitude', w), q
+    raise _rt.Malformed('PolygonalLine: choice index ' + str(i))
+
+
+def e_ComputedSegment(v):
+    a = 1
+    a = a << 2 | ('offsetDistance' in v) << 1 | ('offsetPosition' in v)
+    w1307 = v['zoneId']
+    if 1 <= w1307 <= 32:
+        a = a << 6 | (w1307 - 1)
+    else:
+        a = _rt.uwn(a << 1 | 1, w1307)
+    a = a << 4 | (v['laneNumber'] + 1)
+    a = a << 10 | v['laneWidth']
+    if 'offsetDistance' in v:
+        a = a << 16 | (v['offsetDistance'] + 32768)
+    if 'offsetPosition' in v:
+        v1308 = v['offsetPosition']
+        a1309 = 1
+        a1309 = a1309 << 18 | (v1308['deltaLatitude'] + 131071)
+        a1309 = a1309 << 18 | (v1308['deltaLongitude'] + 131071)
+        a1309 = a1309 << 15 | (v1308['deltaAltitude'] + 12700)
+        a = ((a - 1) << (a1309.bit_length() - 1)) + a1309
+    return a
+
+def d_ComputedSegment(x, q):
+    q -= 2
+    h1311 = (x >> q) & 3
     r = {}
     q -= 1
     if (x >> q) & 1:
-        r['goodsType'], q = _rt.read_uwn(x, q)
+        r['zoneId'], q = _rt.read_uwn(x, q)
     else:
-        q -= 4
-        r['goodsType'] = (x >> q) & 15
-    q -= 5
-    r['dangerousGoodsType'] = _D_DangerousGoodsBasic_72[(x >> q) & 31]
+        q -= 5
+        r['zoneId'] = ((x >> q) & 31) + 1
     q -= 4
-    r['specialTransportType'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
+    r['laneNumber'] = ((x >> q) & 15) - 1
+    q -= 10
+    r['laneWidth'] = (x >> q) & 1023
+    if h1311 & 2:
+        q -= 16
+        r['offsetDistance'] = ((x >> q) & 65535) - 32768
+    if h1311 & 1:
+        r1312 = {}
+        q -= 18
+        r1312['deltaLatitude'] = ((x >> q) & 262143) - 131071
+        q -= 18
+        r1312['deltaLongitude'] = ((x >> q) & 262143) - 131071
+        q -= 15
+        r1312['deltaAltitude'] = ((x >> q) & 32767) - 12700
+        r['offsetPosition'] = r1312
     return r, q
 
 
-def e_VehicleCharacteristicsRanges_limits(v, a):
+def e_Ext1(v):
+    a = 1
+    k, w = v
+    if k == 'content':
+        a <<= 1
+        a = a << 14 | (w - 128)
+    elif k == 'extension':
+        a = a << 1 | 1
+        s_ = e_Ext2(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    else:
+        raise KeyError(k)
+    return a
+
+def d_Ext1(x, q):
+    q -= 1
+    i = (x >> q) & 1
+    if i == 0:
+        q -= 14
+        w = ((x >> q) & 16383) + 128
+        return ('content', w), q
+    elif i == 1:
+        w, q = d_Ext2(x, q)
+        return ('extension', w), q
+    raise _rt.Malformed('Ext1: choice index ' + str(i))
+
+
+def e_VehicleCharacteristicsFixValues(v):
+    a = 1
+    k, w = v
+    if k == 'simpleVehicleType':
+        a <<= 4
+        a = a << 8 | w
+    elif k == 'euVehicleCategoryCode':
+        a = a << 4 | 1
+        s_ = e_EuVehicleCategoryCode(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    elif k == 'iso3833VehicleType':
+        a = a << 4 | 2
+        a = a << 8 | w
+    elif k == 'euroAndCo2value':
+        a = a << 4 | 3
+        s_ = e_EnvironmentalCharacteristics(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    elif k == 'engineCharacteristics':
+        a = a << 4 | 4
+        a = a << 8 | w
+    elif k == 'loadType':
+        a = a << 4 | 5
+        s_ = e_LoadType(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    elif k == 'usage':
+        a = a << 4 | 6
+        a = a << 4 | _E_VehicleRole_55[w]
+    else:
+        raise KeyError(k)
+    return a
+
+def d_VehicleCharacteristicsFixValues(x, q):
+    q -= 1
+    if (x >> q) & 1:
+        i, q = _rt.read_nsnn(x, q)
+        length, q = _rt.read_ld(x, q)
+        q0 = q
+        r = (None, None)
+        return r, _rt.skip(q0, length << 3)
+    q -= 3
+    i = (x >> q) & 7
+    if i == 0:
+        q -= 8
+        w = (x >> q) & 255
+        return ('simpleVehicleType', w), q
+    elif i == 1:
+        w, q = d_EuVehicleCategoryCode(x, q)
+        return ('euVehicleCategoryCode', w), q
+    elif i == 2:
+        q -= 8
+        w = (x >> q) & 255
+        return ('iso3833VehicleType', w), q
+    elif i == 3:
+        w, q = d_EnvironmentalCharacteristics(x, q)
+        return ('euroAndCo2value', w), q
+    elif i == 4:
+        q -= 8
+        w = (x >> q) & 255
+        return ('engineCharacteristics', w), q
+    elif i == 5:
+        w, q = d_LoadType(x, q)
+        return ('loadType', w), q
+    elif i == 6:
+        q -= 4
+        w = _D_VehicleRole_56[(x >> q) & 15]
+        return ('usage', w), q
+    raise _rt.Malformed('VehicleCharacteristicsFixValues: choice index ' + str(i))
+
+
+def e_VehicleCharacteristicsRanges_limits(v):
+    a = 1
     k, w = v
     if k == 'numberOfAxles':
         a <<= 4
         a = a << 3 | w
     elif k == 'vehicleDimensions':
         a = a << 4 | 1
-        a = e_VehicleDimensions(w, a)
+        s_ = e_VehicleDimensions(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'vehicleWeightLimits':
         a = a << 4 | 2
-        a = e_VehicleWeightLimits(w, a)
+        s_ = e_VehicleWeightLimits(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'axleWeightLimits':
         a = a << 4 | 3
-        a = e_AxleWeightLimits(w, a)
+        s_ = e_AxleWeightLimits(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'passengerCapacity':
         a = a << 4 | 4
-        a = e_PassengerCapacity(w, a)
+        s_ = e_PassengerCapacity(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'exhaustEmissionValues':
         a = a << 4 | 5
-        a = e_ExhaustEmissionValues(w, a)
+        s_ = e_ExhaustEmissionValues(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'dieselEmissionValues':
         a = a << 4 | 6
-        a = e_DieselEmissionValues(w, a)
+        s_ = e_DieselEmissionValues(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'soundLevel':
         a = a << 4 | 7
-        a = e_SoundLevel(w, a)
+        s_ = e_SoundLevel(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     else:
         raise KeyError(k)
     return a
@@ -7520,29 +7565,33 @@ def d_VehicleCharacteristicsRanges_limits(x, q):
     raise _rt.Malformed('VehicleCharacteristicsRanges_limits: choice index ' + str(i))
 
 
-def e_VehicleCharacteristicsFixValues_2(v, a):
+def e_VehicleCharacteristicsFixValues_2(v):
+    a = 1
     k, w = v
     if k == 'simpleVehicleType':
         a <<= 4
         a = a << 8 | w
     elif k == 'euVehicleCategoryCode':
         a = a << 4 | 1
-        a = e_EuVehicleCategoryCode(w, a)
+        s_ = e_EuVehicleCategoryCode(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'iso3833VehicleType':
         a = a << 4 | 2
         a = a << 8 | w
     elif k == 'euroAndCo2value':
         a = a << 4 | 3
-        a = e_EnvironmentalCharacteristics(w, a)
+        s_ = e_EnvironmentalCharacteristics(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'engineCharacteristics':
         a = a << 4 | 4
         a = a << 8 | w
     elif k == 'loadType':
         a = a << 4 | 5
-        a = e_LoadType(w, a)
+        s_ = e_LoadType(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'usage':
         a = a << 4 | 6
-        a = a << 4 | _E_VehicleRole_57[w]
+        a = a << 4 | _E_VehicleRole_55[w]
     else:
         raise KeyError(k)
     return a
@@ -7580,50 +7629,1004 @@ def d_VehicleCharacteristicsFixValues_2(x, q):
         return ('loadType', w), q
     elif i == 6:
         q -= 4
-        w = _D_VehicleRole_58[(x >> q) & 15]
+        w = _D_VehicleRole_56[(x >> q) & 15]
         return ('usage', w), q
     raise _rt.Malformed('VehicleCharacteristicsFixValues_2: choice index ' + str(i))
 
 
-def e_VehicleCharacteristicsRanges_2(v, a):
-    a = a << 2 | v['comparisonOperator']
-    a = e_VehicleCharacteristicsRanges_2_limits(v['limits'], a)
+def e_VehicleCharacteristicsRanges_limits_2(v):
+    a = 1
+    k, w = v
+    if k == 'numberOfAxles':
+        a <<= 4
+        a = a << 3 | w
+    elif k == 'vehicleDimensions':
+        a = a << 4 | 1
+        s_ = e_VehicleDimensions(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    elif k == 'vehicleWeightLimits':
+        a = a << 4 | 2
+        s_ = e_VehicleWeightLimits(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    elif k == 'axleWeightLimits':
+        a = a << 4 | 3
+        s_ = e_AxleWeightLimits(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    elif k == 'passengerCapacity':
+        a = a << 4 | 4
+        s_ = e_PassengerCapacity(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    elif k == 'exhaustEmissionValues':
+        a = a << 4 | 5
+        s_ = e_ExhaustEmissionValues(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    elif k == 'dieselEmissionValues':
+        a = a << 4 | 6
+        s_ = e_DieselEmissionValues(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    elif k == 'soundLevel':
+        a = a << 4 | 7
+        s_ = e_SoundLevel(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    else:
+        raise KeyError(k)
     return a
 
-def d_VehicleCharacteristicsRanges_2(x, q):
+def d_VehicleCharacteristicsRanges_limits_2(x, q):
+    q -= 1
+    if (x >> q) & 1:
+        i, q = _rt.read_nsnn(x, q)
+        length, q = _rt.read_ld(x, q)
+        q0 = q
+        r = (None, None)
+        return r, _rt.skip(q0, length << 3)
+    q -= 3
+    i = (x >> q) & 7
+    if i == 0:
+        q -= 3
+        w = (x >> q) & 7
+        return ('numberOfAxles', w), q
+    elif i == 1:
+        w, q = d_VehicleDimensions(x, q)
+        return ('vehicleDimensions', w), q
+    elif i == 2:
+        w, q = d_VehicleWeightLimits(x, q)
+        return ('vehicleWeightLimits', w), q
+    elif i == 3:
+        w, q = d_AxleWeightLimits(x, q)
+        return ('axleWeightLimits', w), q
+    elif i == 4:
+        w, q = d_PassengerCapacity(x, q)
+        return ('passengerCapacity', w), q
+    elif i == 5:
+        w, q = d_ExhaustEmissionValues(x, q)
+        return ('exhaustEmissionValues', w), q
+    elif i == 6:
+        w, q = d_DieselEmissionValues(x, q)
+        return ('dieselEmissionValues', w), q
+    elif i == 7:
+        w, q = d_SoundLevel(x, q)
+        return ('soundLevel', w), q
+    raise _rt.Malformed('VehicleCharacteristicsRanges_limits_2: choice index ' + str(i))
+
+
+def e_VcCode(v):
+    a = 1
+    a = a << 3 | ('validity' in v) << 2 | ('value' in v) << 1 | ('unit' in v)
+    a = a << 3 | v['roadSignClass']
+    a = a << 6 | (v['roadSignCode'] - 1)
+    a = a << 3 | v['vcOption']
+    if 'validity' in v:
+        v1315 = v['validity']
+        a1316 = 1
+        k1317 = len(v1315)
+        if 1 <= k1317 <= 8:
+            a1316 <<= 1
+            a1316 = a1316 << 3 | (k1317 - 1)
+        else:
+            a1316 = _rt.ld(a1316 << 1 | 1, k1317)
+        for w1317 in v1315:
+            v1318 = w1317
+            a1319 = 1
+            a1319 = a1319 << 6 | ('year' in v1318) << 5 | ('month-day' in v1318) << 4 | ('repeatingPeriodDayTypes' in v1318) << 3 | ('hourMinutes' in v1318) << 2 | ('dateRangeOfWeek' in v1318) << 1 | ('durationHourMinute' in v1318)
+            if 'year' in v1318:
+                v1321 = v1318['year']
+                a1322 = 1
+                w1324 = v1321['yearRangeStartYear']
+                if 2000 <= w1324 <= 2127:
+                    a1322 = a1322 << 8 | (w1324 - 2000)
+                else:
+                    a1322 = _rt.uwn(a1322 << 1 | 1, w1324)
+                w1325 = v1321['yearRangeEndYear']
+                if 2000 <= w1325 <= 2127:
+                    a1322 = a1322 << 8 | (w1325 - 2000)
+                else:
+                    a1322 = _rt.uwn(a1322 << 1 | 1, w1325)
+                a1319 = ((a1319 - 1) << (a1322.bit_length() - 1)) + a1322
+            if 'month-day' in v1318:
+                v1326 = v1318['month-day']
+                a1327 = 1
+                s_ = e_MonthDay(v1326['dateRangeStartMonthDay'])
+                a1327 = ((a1327 - 1) << (s_.bit_length() - 1)) + s_
+                s_ = e_MonthDay(v1326['dateRangeEndMonthDay'])
+                a1327 = ((a1327 - 1) << (s_.bit_length() - 1)) + s_
+                a1319 = ((a1319 - 1) << (a1327.bit_length() - 1)) + a1327
+            if 'repeatingPeriodDayTypes' in v1318:
+                d1329, k1330 = v1318['repeatingPeriodDayTypes']
+                a1319 = a1319 << k1330 | int.from_bytes(d1329, 'big') >> (8 * len(d1329) - k1330)
+            if 'hourMinutes' in v1318:
+                v1331 = v1318['hourMinutes']
+                a1332 = 1
+                s_ = e_HoursMinutes(v1331['timeRangeStartTime'])
+                a1332 = ((a1332 - 1) << (s_.bit_length() - 1)) + s_
+                s_ = e_HoursMinutes(v1331['timeRangeEndTime'])
+                a1332 = ((a1332 - 1) << (s_.bit_length() - 1)) + s_
+                a1319 = ((a1319 - 1) << (a1332.bit_length() - 1)) + a1332
+            if 'dateRangeOfWeek' in v1318:
+                d1334, k1335 = v1318['dateRangeOfWeek']
+                a1319 = a1319 << k1335 | int.from_bytes(d1334, 'big') >> (8 * len(d1334) - k1335)
+            if 'durationHourMinute' in v1318:
+                v1336 = v1318['durationHourMinute']
+                a1337 = 1
+                a1337 = a1337 << 5 | v1336['hours']
+                a1337 = a1337 << 6 | v1336['mins']
+                a1319 = ((a1319 - 1) << (a1337.bit_length() - 1)) + a1337
+            a1316 = ((a1316 - 1) << (a1319.bit_length() - 1)) + a1319
+        a = ((a - 1) << (a1316.bit_length() - 1)) + a1316
+    if 'value' in v:
+        a = a << 16 | v['value']
+    if 'unit' in v:
+        a = a << 4 | v['unit']
+    return a
+
+def d_VcCode(x, q):
+    q -= 3
+    h1339 = (x >> q) & 7
     r = {}
-    q -= 2
-    r['comparisonOperator'] = (x >> q) & 3
-    r['limits'], q = d_VehicleCharacteristicsRanges_2_limits(x, q)
+    q -= 3
+    r['roadSignClass'] = (x >> q) & 7
+    q -= 6
+    r['roadSignCode'] = ((x >> q) & 63) + 1
+    q -= 3
+    r['vcOption'] = (x >> q) & 7
+    if h1339 & 4:
+        q -= 1
+        if (x >> q) & 1:
+            k1341, q = _rt.read_ld(x, q)
+        else:
+            q -= 3
+            k1341 = ((x >> q) & 7) + 1
+        r1340 = []
+        for _ in range(k1341):
+            q -= 6
+            h1343 = (x >> q) & 63
+            r1342 = {}
+            if h1343 & 32:
+                r1344 = {}
+                q -= 1
+                if (x >> q) & 1:
+                    r1344['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+                else:
+                    q -= 7
+                    r1344['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+                q -= 1
+                if (x >> q) & 1:
+                    r1344['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+                else:
+                    q -= 7
+                    r1344['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+                r1342['year'] = r1344
+            if h1343 & 16:
+                r1346 = {}
+                r1346['dateRangeStartMonthDay'], q = d_MonthDay(x, q)
+                r1346['dateRangeEndMonthDay'], q = d_MonthDay(x, q)
+                r1342['month-day'] = r1346
+            if h1343 & 8:
+                q -= 4
+                r1342['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
+            if h1343 & 4:
+                r1349 = {}
+                r1349['timeRangeStartTime'], q = d_HoursMinutes(x, q)
+                r1349['timeRangeEndTime'], q = d_HoursMinutes(x, q)
+                r1342['hourMinutes'] = r1349
+            if h1343 & 2:
+                q -= 8
+                r1342['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+            if h1343 & 1:
+                r1352 = {}
+                q -= 5
+                r1352['hours'] = (x >> q) & 31
+                q -= 6
+                r1352['mins'] = (x >> q) & 63
+                r1342['durationHourMinute'] = r1352
+            w1341 = r1342
+            r1340.append(w1341)
+        r['validity'] = r1340
+    if h1339 & 2:
+        q -= 16
+        r['value'] = (x >> q) & 65535
+    if h1339 & 1:
+        q -= 4
+        r['unit'] = (x >> q) & 15
     return r, q
 
 
-def e_ISO14823Code_pictogramCode_serviceCategoryCode(v, a):
+def e_ISO14823Code(v):
+    a = 1
+    a = a << 1 | ('attributes' in v)
+    v1355 = v['pictogramCode']
+    a1356 = 1
+    a1356 = a1356 << 1 | ('countryCode' in v1355)
+    if 'countryCode' in v1355:
+        d1358 = v1355['countryCode']
+        a1356 = a1356 << (len(d1358) << 3) | int.from_bytes(d1358, 'big')
+    s_ = e_ISO14823Code_pictogramCode_serviceCategoryCode(v1355['serviceCategoryCode'])
+    a1356 = ((a1356 - 1) << (s_.bit_length() - 1)) + s_
+    v1359 = v1355['pictogramCategoryCode']
+    a1360 = 1
+    a1360 = a1360 << 4 | (v1359['nature'] - 1)
+    a1360 = a1360 << 7 | v1359['serialNumber']
+    a1356 = ((a1356 - 1) << (a1360.bit_length() - 1)) + a1360
+    a = ((a - 1) << (a1356.bit_length() - 1)) + a1356
+    if 'attributes' in v:
+        v1362 = v['attributes']
+        a1363 = 1
+        k1364 = len(v1362)
+        if 1 <= k1364 <= 8:
+            a1363 <<= 1
+            a1363 = a1363 << 3 | (k1364 - 1)
+        else:
+            a1363 = _rt.ld(a1363 << 1 | 1, k1364)
+        for w1364 in v1362:
+            s_ = e_ISO14823Attribute(w1364)
+            a1363 = ((a1363 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1363.bit_length() - 1)) + a1363
+    return a
+
+def d_ISO14823Code(x, q):
+    q -= 1
+    h1365 = (x >> q) & 1
+    r = {}
+    q -= 1
+    h1367 = (x >> q) & 1
+    r1366 = {}
+    if h1367 & 1:
+        k1368 = 2
+        q -= k1368 << 3
+        r1366['countryCode'] = ((x >> q) & ((1 << (k1368 << 3)) - 1)).to_bytes(k1368, 'big')
+    r1366['serviceCategoryCode'], q = d_ISO14823Code_pictogramCode_serviceCategoryCode(x, q)
+    r1369 = {}
+    q -= 4
+    r1369['nature'] = ((x >> q) & 15) + 1
+    q -= 7
+    r1369['serialNumber'] = (x >> q) & 127
+    r1366['pictogramCategoryCode'] = r1369
+    r['pictogramCode'] = r1366
+    if h1365 & 1:
+        q -= 1
+        if (x >> q) & 1:
+            k1372, q = _rt.read_ld(x, q)
+        else:
+            q -= 3
+            k1372 = ((x >> q) & 7) + 1
+        r1371 = []
+        for _ in range(k1372):
+            w1372, q = d_ISO14823Attribute(x, q)
+            r1371.append(w1372)
+        r['attributes'] = r1371
+    return r, q
+
+
+def e_AnyCatalogue(v):
+    a = 1
+    a = a << 3 | ('value' in v) << 2 | ('unit' in v) << 1 | ('attributes' in v)
+    v1374 = v['owner']
+    a1375 = 1
+    d1377, k1378 = v1374['countryCode']
+    a1375 = a1375 << k1378 | int.from_bytes(d1377, 'big') >> (8 * len(d1377) - k1378)
+    a1375 = a1375 << 14 | v1374['providerIdentifier']
+    a = ((a - 1) << (a1375.bit_length() - 1)) + a1375
+    a = a << 8 | v['version']
+    a = a << 16 | v['pictogramCode']
+    if 'value' in v:
+        a = a << 16 | v['value']
+    if 'unit' in v:
+        a = a << 4 | v['unit']
+    if 'attributes' in v:
+        v1379 = v['attributes']
+        a1380 = 1
+        k1381 = len(v1379)
+        if 1 <= k1381 <= 8:
+            a1380 <<= 1
+            a1380 = a1380 << 3 | (k1381 - 1)
+        else:
+            a1380 = _rt.ld(a1380 << 1 | 1, k1381)
+        for w1381 in v1379:
+            s_ = e_ISO14823Attribute(w1381)
+            a1380 = ((a1380 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1380.bit_length() - 1)) + a1380
+    return a
+
+def d_AnyCatalogue(x, q):
+    q -= 3
+    h1382 = (x >> q) & 7
+    r = {}
+    r1383 = {}
+    q -= 10
+    r1383['countryCode'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+    q -= 14
+    r1383['providerIdentifier'] = (x >> q) & 16383
+    r['owner'] = r1383
+    q -= 8
+    r['version'] = (x >> q) & 255
+    q -= 16
+    r['pictogramCode'] = (x >> q) & 65535
+    if h1382 & 4:
+        q -= 16
+        r['value'] = (x >> q) & 65535
+    if h1382 & 2:
+        q -= 4
+        r['unit'] = (x >> q) & 15
+    if h1382 & 1:
+        q -= 1
+        if (x >> q) & 1:
+            k1387, q = _rt.read_ld(x, q)
+        else:
+            q -= 3
+            k1387 = ((x >> q) & 7) + 1
+        r1386 = []
+        for _ in range(k1387):
+            w1387, q = d_ISO14823Attribute(x, q)
+            r1386.append(w1387)
+        r['attributes'] = r1386
+    return r, q
+
+
+def e_VehicleCharacteristicsRanges(v):
+    a = 1
+    a = a << 2 | v['comparisonOperator']
+    s_ = e_VehicleCharacteristicsRanges_limits_2(v['limits'])
+    a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    return a
+
+def d_VehicleCharacteristicsRanges(x, q):
+    r = {}
+    q -= 2
+    r['comparisonOperator'] = (x >> q) & 3
+    r['limits'], q = d_VehicleCharacteristicsRanges_limits_2(x, q)
+    return r, q
+
+
+def e_LaneDataAttribute_regional(v):
+    a = 1
+    k1390 = len(v)
+    a = a << 2 | (k1390 - 1)
+    for w1390 in v:
+        s_ = e_LaneDataAttribute_regional_item(w1390)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    return a
+
+def d_LaneDataAttribute_regional(x, q):
+    q -= 2
+    k1391 = ((x >> q) & 3) + 1
+    r = []
+    for _ in range(k1391):
+        w1391, q = d_LaneDataAttribute_regional_item(x, q)
+        r.append(w1391)
+    return r, q
+
+
+def e_NodeAttributeSet_addGrpC(v):
+    a = 1
+    a = a << 4 | ('ptvRequest' in v) << 2 | ('nodeLink' in v) << 1 | ('node' in v)
+    if 'ptvRequest' in v:
+        w1393 = v['ptvRequest']
+        i1394 = _E_PtvRequestType_57.get(w1393)
+        if i1394 is not None:
+            a = a << 4 | i1394
+        else:
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1393])
+    if 'nodeLink' in v:
+        v1395 = v['nodeLink']
+        a1396 = 1
+        k1397 = len(v1395)
+        a1396 = a1396 << 3 | (k1397 - 1)
+        for w1397 in v1395:
+            v1398 = w1397
+            a1399 = 1
+            a1399 = a1399 << 4 | ('lane' in v1398) << 2 | ('connectionID' in v1398) << 1 | ('intersectionID' in v1398)
+            a1399 = _rt.uwn(a1399, v1398['id'])
+            if 'lane' in v1398:
+                a1399 = a1399 << 8 | v1398['lane']
+            if 'connectionID' in v1398:
+                a1399 = a1399 << 8 | v1398['connectionID']
+            if 'intersectionID' in v1398:
+                a1399 = a1399 << 16 | v1398['intersectionID']
+            a1396 = ((a1396 - 1) << (a1399.bit_length() - 1)) + a1399
+        a = ((a - 1) << (a1396.bit_length() - 1)) + a1396
+    if 'node' in v:
+        v1401 = v['node']
+        a1402 = 1
+        a1402 = a1402 << 4 | ('lane' in v1401) << 2 | ('connectionID' in v1401) << 1 | ('intersectionID' in v1401)
+        a1402 = _rt.uwn(a1402, v1401['id'])
+        if 'lane' in v1401:
+            a1402 = a1402 << 8 | v1401['lane']
+        if 'connectionID' in v1401:
+            a1402 = a1402 << 8 | v1401['connectionID']
+        if 'intersectionID' in v1401:
+            a1402 = a1402 << 16 | v1401['intersectionID']
+        a = ((a - 1) << (a1402.bit_length() - 1)) + a1402
+    return a
+
+def d_NodeAttributeSet_addGrpC(x, q):
+    q -= 4
+    h1404 = (x >> q) & 15
+    r = {}
+    if h1404 & 4:
+        q -= 1
+        if (x >> q) & 1:
+            i1405, q = _rt.read_nsnn(x, q)
+            r['ptvRequest'] = _X_LayerType_1.get(i1405)
+        else:
+            q -= 3
+            r['ptvRequest'] = _D_PtvRequestType_58[(x >> q) & 7]
+    if h1404 & 2:
+        q -= 3
+        k1407 = ((x >> q) & 7) + 1
+        r1406 = []
+        for _ in range(k1407):
+            q -= 4
+            h1409 = (x >> q) & 15
+            r1408 = {}
+            r1408['id'], q = _rt.read_uwn(x, q)
+            if h1409 & 4:
+                q -= 8
+                r1408['lane'] = (x >> q) & 255
+            if h1409 & 2:
+                q -= 8
+                r1408['connectionID'] = (x >> q) & 255
+            if h1409 & 1:
+                q -= 16
+                r1408['intersectionID'] = (x >> q) & 65535
+            if h1409 >> 3:
+                q = _rt.skip_additions(x, q)
+            w1407 = r1408
+            r1406.append(w1407)
+        r['nodeLink'] = r1406
+    if h1404 & 1:
+        q -= 4
+        h1411 = (x >> q) & 15
+        r1410 = {}
+        r1410['id'], q = _rt.read_uwn(x, q)
+        if h1411 & 4:
+            q -= 8
+            r1410['lane'] = (x >> q) & 255
+        if h1411 & 2:
+            q -= 8
+            r1410['connectionID'] = (x >> q) & 255
+        if h1411 & 1:
+            q -= 16
+            r1410['intersectionID'] = (x >> q) & 65535
+        if h1411 >> 3:
+            q = _rt.skip_additions(x, q)
+        r['node'] = r1410
+    if h1404 >> 3:
+        q = _rt.skip_additions(x, q)
+    return r, q
+
+
+def e_RestrictionUserType_addGrpC(v):
+    a = 1
+    a = a << 3 | ('emission' in v) << 1 | ('fuel' in v)
+    if 'emission' in v:
+        w1413 = v['emission']
+        i1414 = _E_EmissionType_59.get(w1413)
+        if i1414 is not None:
+            a = a << 4 | i1414
+        else:
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1413])
+    if 'fuel' in v:
+        a = a << 4 | v['fuel']
+    return a
+
+def d_RestrictionUserType_addGrpC(x, q):
+    q -= 3
+    h1415 = (x >> q) & 7
+    r = {}
+    if h1415 & 2:
+        q -= 1
+        if (x >> q) & 1:
+            i1416, q = _rt.read_nsnn(x, q)
+            r['emission'] = _X_LayerType_1.get(i1416)
+        else:
+            q -= 3
+            r['emission'] = _D_EmissionType_60[(x >> q) & 7]
+    if h1415 & 1:
+        q -= 4
+        r['fuel'] = (x >> q) & 15
+    if h1415 >> 2:
+        q = _rt.skip_additions(x, q)
+    return r, q
+
+
+def e_DeltaPositions(v):
+    a = 1
+    k1417 = len(v)
+    if 1 <= k1417 <= 32:
+        a <<= 1
+        a = a << 5 | (k1417 - 1)
+    else:
+        a = _rt.ld(a << 1 | 1, k1417)
+    for w1417 in v:
+        v1418 = w1417
+        a1419 = 1
+        a1419 = a1419 << 18 | (v1418['deltaLatitude'] + 131071)
+        a1419 = a1419 << 18 | (v1418['deltaLongitude'] + 131071)
+        a = ((a - 1) << (a1419.bit_length() - 1)) + a1419
+    return a
+
+def d_DeltaPositions(x, q):
+    q -= 1
+    if (x >> q) & 1:
+        k1421, q = _rt.read_ld(x, q)
+    else:
+        q -= 5
+        k1421 = ((x >> q) & 31) + 1
+    r = []
+    for _ in range(k1421):
+        r1422 = {}
+        q -= 18
+        r1422['deltaLatitude'] = ((x >> q) & 262143) - 131071
+        q -= 18
+        r1422['deltaLongitude'] = ((x >> q) & 262143) - 131071
+        w1421 = r1422
+        r.append(w1421)
+    return r, q
+
+
+def e_DeltaReferencePositions(v):
+    a = 1
+    k1424 = len(v)
+    if 1 <= k1424 <= 32:
+        a <<= 1
+        a = a << 5 | (k1424 - 1)
+    else:
+        a = _rt.ld(a << 1 | 1, k1424)
+    for w1424 in v:
+        v1425 = w1424
+        a1426 = 1
+        a1426 = a1426 << 18 | (v1425['deltaLatitude'] + 131071)
+        a1426 = a1426 << 18 | (v1425['deltaLongitude'] + 131071)
+        a1426 = a1426 << 15 | (v1425['deltaAltitude'] + 12700)
+        a = ((a - 1) << (a1426.bit_length() - 1)) + a1426
+    return a
+
+def d_DeltaReferencePositions(x, q):
+    q -= 1
+    if (x >> q) & 1:
+        k1428, q = _rt.read_ld(x, q)
+    else:
+        q -= 5
+        k1428 = ((x >> q) & 31) + 1
+    r = []
+    for _ in range(k1428):
+        r1429 = {}
+        q -= 18
+        r1429['deltaLatitude'] = ((x >> q) & 262143) - 131071
+        q -= 18
+        r1429['deltaLongitude'] = ((x >> q) & 262143) - 131071
+        q -= 15
+        r1429['deltaAltitude'] = ((x >> q) & 32767) - 12700
+        w1428 = r1429
+        r.append(w1428)
+    return r, q
+
+
+def e_AbsolutePositions(v):
+    a = 1
+    k1431 = len(v)
+    if 1 <= k1431 <= 8:
+        a <<= 1
+        a = a << 3 | (k1431 - 1)
+    else:
+        a = _rt.ld(a << 1 | 1, k1431)
+    for w1431 in v:
+        v1432 = w1431
+        a1433 = 1
+        a1433 = a1433 << 31 | (v1432['latitude'] + 900000000)
+        a1433 = a1433 << 32 | (v1432['longitude'] + 1800000000)
+        a = ((a - 1) << (a1433.bit_length() - 1)) + a1433
+    return a
+
+def d_AbsolutePositions(x, q):
+    q -= 1
+    if (x >> q) & 1:
+        k1435, q = _rt.read_ld(x, q)
+    else:
+        q -= 3
+        k1435 = ((x >> q) & 7) + 1
+    r = []
+    for _ in range(k1435):
+        r1436 = {}
+        q -= 31
+        r1436['latitude'] = ((x >> q) & 2147483647) - 900000000
+        q -= 32
+        r1436['longitude'] = ((x >> q) & 4294967295) - 1800000000
+        w1435 = r1436
+        r.append(w1435)
+    return r, q
+
+
+def e_AbsolutePositionsWAltitude(v):
+    a = 1
+    k1438 = len(v)
+    if 1 <= k1438 <= 8:
+        a <<= 1
+        a = a << 3 | (k1438 - 1)
+    else:
+        a = _rt.ld(a << 1 | 1, k1438)
+    for w1438 in v:
+        v1439 = w1438
+        a1440 = 1
+        a1440 = a1440 << 31 | (v1439['latitude'] + 900000000)
+        a1440 = a1440 << 32 | (v1439['longitude'] + 1800000000)
+        v1442 = v1439['altitude']
+        a1443 = 1
+        a1443 = a1443 << 20 | (v1442['altitudeValue'] + 100000)
+        a1443 = a1443 << 4 | _E_AltitudeConfidence_41[v1442['altitudeConfidence']]
+        a1440 = ((a1440 - 1) << (a1443.bit_length() - 1)) + a1443
+        a = ((a - 1) << (a1440.bit_length() - 1)) + a1440
+    return a
+
+def d_AbsolutePositionsWAltitude(x, q):
+    q -= 1
+    if (x >> q) & 1:
+        k1445, q = _rt.read_ld(x, q)
+    else:
+        q -= 3
+        k1445 = ((x >> q) & 7) + 1
+    r = []
+    for _ in range(k1445):
+        r1446 = {}
+        q -= 31
+        r1446['latitude'] = ((x >> q) & 2147483647) - 900000000
+        q -= 32
+        r1446['longitude'] = ((x >> q) & 4294967295) - 1800000000
+        r1448 = {}
+        q -= 20
+        r1448['altitudeValue'] = ((x >> q) & 1048575) - 100000
+        q -= 4
+        r1448['altitudeConfidence'] = _D_AltitudeConfidence_42[(x >> q) & 15]
+        r1446['altitude'] = r1448
+        w1445 = r1446
+        r.append(w1445)
+    return r, q
+
+
+def e_Ext2(v):
+    a = 1
+    k, w = v
+    if k == 'content':
+        a <<= 1
+        a = a << 21 | (w - 16512)
+    elif k == 'extension':
+        a = a << 1 | 1
+        w1450 = w
+        if 2113664 <= w1450 <= 270549119:
+            a = a << 29 | (w1450 - 2113664)
+        else:
+            a = _rt.uwn(a << 1 | 1, w1450)
+    else:
+        raise KeyError(k)
+    return a
+
+def d_Ext2(x, q):
+    q -= 1
+    i = (x >> q) & 1
+    if i == 0:
+        q -= 21
+        w = ((x >> q) & 2097151) + 16512
+        return ('content', w), q
+    elif i == 1:
+        q -= 1
+        if (x >> q) & 1:
+            w, q = _rt.read_uwn(x, q)
+        else:
+            q -= 28
+            w = ((x >> q) & 268435455) + 2113664
+        return ('extension', w), q
+    raise _rt.Malformed('Ext2: choice index ' + str(i))
+
+
+def e_EuVehicleCategoryCode(v):
+    a = 1
+    k, w = v
+    if k == 'euVehicleCategoryL':
+        a <<= 3
+        a = a << 3 | _E_EuVehicleCategoryL_61[w]
+    elif k == 'euVehicleCategoryM':
+        a = a << 3 | 1
+        a = a << 2 | _E_EuVehicleCategoryM_62[w]
+    elif k == 'euVehicleCategoryN':
+        a = a << 3 | 2
+        a = a << 2 | _E_EuVehicleCategoryN_63[w]
+    elif k == 'euVehicleCategoryO':
+        a = a << 3 | 3
+        a = a << 2 | _E_EuVehicleCategoryO_64[w]
+    elif k == 'euVehilcleCategoryT':
+        a = a << 3 | 4
+        pass
+    elif k == 'euVehilcleCategoryG':
+        a = a << 3 | 5
+        pass
+    else:
+        raise KeyError(k)
+    return a
+
+def d_EuVehicleCategoryCode(x, q):
+    q -= 3
+    i = (x >> q) & 7
+    if i == 0:
+        q -= 3
+        w = _D_EuVehicleCategoryL_65[(x >> q) & 7]
+        return ('euVehicleCategoryL', w), q
+    elif i == 1:
+        q -= 2
+        w = _D_EuVehicleCategoryM_66[(x >> q) & 3]
+        return ('euVehicleCategoryM', w), q
+    elif i == 2:
+        q -= 2
+        w = _D_EuVehicleCategoryN_67[(x >> q) & 3]
+        return ('euVehicleCategoryN', w), q
+    elif i == 3:
+        q -= 2
+        w = _D_EuVehicleCategoryO_68[(x >> q) & 3]
+        return ('euVehicleCategoryO', w), q
+    elif i == 4:
+        w = None
+        return ('euVehilcleCategoryT', w), q
+    elif i == 5:
+        w = None
+        return ('euVehilcleCategoryG', w), q
+    raise _rt.Malformed('EuVehicleCategoryCode: choice index ' + str(i))
+
+
+def e_EnvironmentalCharacteristics(v):
+    a = 1
+    a = a << 4 | _E_EuroValue_69[v['euroValue']]
+    a = a << 4 | _E_CopValue_70[v['copValue']]
+    return a
+
+def d_EnvironmentalCharacteristics(x, q):
+    r = {}
+    q -= 4
+    r['euroValue'] = _D_EuroValue_71[(x >> q) & 15]
+    q -= 4
+    r['copValue'] = _D_CopValue_72[(x >> q) & 15]
+    return r, q
+
+
+def e_LoadType(v):
+    a = 1
+    w1454 = v['goodsType']
+    if 0 <= w1454 <= 15:
+        a = a << 5 | w1454
+    else:
+        a = _rt.uwn(a << 1 | 1, w1454)
+    a = a << 5 | _E_DangerousGoodsBasic_73[v['dangerousGoodsType']]
+    d1455, k1456 = v['specialTransportType']
+    a = a << k1456 | int.from_bytes(d1455, 'big') >> (8 * len(d1455) - k1456)
+    return a
+
+def d_LoadType(x, q):
+    r = {}
+    q -= 1
+    if (x >> q) & 1:
+        r['goodsType'], q = _rt.read_uwn(x, q)
+    else:
+        q -= 4
+        r['goodsType'] = (x >> q) & 15
+    q -= 5
+    r['dangerousGoodsType'] = _D_DangerousGoodsBasic_74[(x >> q) & 31]
+    q -= 4
+    r['specialTransportType'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
+    return r, q
+
+
+def e_VehicleDimensions(v):
+    a = 1
+    a = a << 8 | v['vehicleLengthOverall']
+    a = a << 8 | v['vehicleHeigthOverall']
+    a = a << 8 | v['vehicleWidthOverall']
+    return a
+
+def d_VehicleDimensions(x, q):
+    r = {}
+    q -= 8
+    r['vehicleLengthOverall'] = (x >> q) & 255
+    q -= 8
+    r['vehicleHeigthOverall'] = (x >> q) & 255
+    q -= 8
+    r['vehicleWidthOverall'] = (x >> q) & 255
+    return r, q
+
+
+def e_VehicleWeightLimits(v):
+    a = 1
+    a = a << 16 | v['vehicleMaxLadenWeight']
+    a = a << 16 | v['vehicleTrainMaximumWeight']
+    a = a << 16 | v['vehicleWeightUnladen']
+    return a
+
+def d_VehicleWeightLimits(x, q):
+    r = {}
+    q -= 16
+    r['vehicleMaxLadenWeight'] = (x >> q) & 65535
+    q -= 16
+    r['vehicleTrainMaximumWeight'] = (x >> q) & 65535
+    q -= 16
+    r['vehicleWeightUnladen'] = (x >> q) & 65535
+    return r, q
+
+
+def e_AxleWeightLimits(v):
+    a = 1
+    a = a << 16 | v['maxLadenweightOnAxle1']
+    a = a << 16 | v['maxLadenweightOnAxle2']
+    a = a << 16 | v['maxLadenweightOnAxle3']
+    a = a << 16 | v['maxLadenweightOnAxle4']
+    a = a << 16 | v['maxLadenweightOnAxle5']
+    return a
+
+def d_AxleWeightLimits(x, q):
+    r = {}
+    q -= 16
+    r['maxLadenweightOnAxle1'] = (x >> q) & 65535
+    q -= 16
+    r['maxLadenweightOnAxle2'] = (x >> q) & 65535
+    q -= 16
+    r['maxLadenweightOnAxle3'] = (x >> q) & 65535
+    q -= 16
+    r['maxLadenweightOnAxle4'] = (x >> q) & 65535
+    q -= 16
+    r['maxLadenweightOnAxle5'] = (x >> q) & 65535
+    return r, q
+
+
+def e_PassengerCapacity(v):
+    a = 1
+    a = a << 8 | v['numberOfSeats']
+    a = a << 8 | v['numberOfStandingPlaces']
+    return a
+
+def d_PassengerCapacity(x, q):
+    r = {}
+    q -= 8
+    r['numberOfSeats'] = (x >> q) & 255
+    q -= 8
+    r['numberOfStandingPlaces'] = (x >> q) & 255
+    return r, q
+
+
+def e_ExhaustEmissionValues(v):
+    a = 1
+    a = a << 1 | _E_UnitType_75[v['unitType']]
+    a = a << 15 | v['emissionCO']
+    a = a << 16 | v['emissionHC']
+    a = a << 16 | v['emissionNOX']
+    a = a << 16 | v['emissionHCNOX']
+    return a
+
+def d_ExhaustEmissionValues(x, q):
+    r = {}
+    q -= 1
+    r['unitType'] = _D_UnitType_76[(x >> q) & 1]
+    q -= 15
+    r['emissionCO'] = (x >> q) & 32767
+    q -= 16
+    r['emissionHC'] = (x >> q) & 65535
+    q -= 16
+    r['emissionNOX'] = (x >> q) & 65535
+    q -= 16
+    r['emissionHCNOX'] = (x >> q) & 65535
+    return r, q
+
+
+def e_DieselEmissionValues(v):
+    a = 1
+    v1470 = v['particulate']
+    a1471 = 1
+    a1471 = a1471 << 1 | _E_UnitType_75[v1470['unitType']]
+    a1471 = a1471 << 15 | v1470['value']
+    a = ((a - 1) << (a1471.bit_length() - 1)) + a1471
+    a = a << 16 | v['absorptionCoeff']
+    return a
+
+def d_DieselEmissionValues(x, q):
+    r = {}
+    r1474 = {}
+    q -= 1
+    r1474['unitType'] = _D_UnitType_76[(x >> q) & 1]
+    q -= 15
+    r1474['value'] = (x >> q) & 32767
+    r['particulate'] = r1474
+    q -= 16
+    r['absorptionCoeff'] = (x >> q) & 65535
+    return r, q
+
+
+def e_SoundLevel(v):
+    a = 1
+    a = a << 8 | v['soundstationary']
+    a = a << 8 | v['sounddriveby']
+    return a
+
+def d_SoundLevel(x, q):
+    r = {}
+    q -= 8
+    r['soundstationary'] = (x >> q) & 255
+    q -= 8
+    r['sounddriveby'] = (x >> q) & 255
+    return r, q
+
+
+def e_MonthDay(v):
+    a = 1
+    a = a << 4 | (v['month'] - 1)
+    a = a << 5 | (v['day'] - 1)
+    return a
+
+def d_MonthDay(x, q):
+    r = {}
+    q -= 4
+    r['month'] = ((x >> q) & 15) + 1
+    q -= 5
+    r['day'] = ((x >> q) & 31) + 1
+    return r, q
+
+
+def e_HoursMinutes(v):
+    a = 1
+    a = a << 5 | v['hours']
+    a = a << 6 | v['mins']
+    return a
+
+def d_HoursMinutes(x, q):
+    r = {}
+    q -= 5
+    r['hours'] = (x >> q) & 31
+    q -= 6
+    r['mins'] = (x >> q) & 63
+    return r, q
+
+
+def e_ISO14823Code_pictogramCode_serviceCategoryCode(v):
+    a = 1
     k, w = v
     if k == 'trafficSignPictogram':
         a <<= 3
-        w195 = w
-        i196 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_73.get(w195)
-        if i196 is not None:
-            a = a << 3 | i196
+        w1482 = w
+        i1483 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_77.get(w1482)
+        if i1483 is not None:
+            a = a << 3 | i1483
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w195])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1482])
     elif k == 'publicFacilitiesPictogram':
         a = a << 3 | 1
-        w197 = w
-        i198 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_74.get(w197)
-        if i198 is not None:
-            a = a << 1 | i198
+        w1484 = w
+        i1485 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_78.get(w1484)
+        if i1485 is not None:
+            a = a << 1 | i1485
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w197])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1484])
     elif k == 'ambientOrRoadConditionPictogram':
         a = a << 3 | 2
-        w199 = w
-        i200 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_75.get(w199)
-        if i200 is not None:
-            a = a << 2 | i200
+        w1486 = w
+        i1487 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_79.get(w1486)
+        if i1487 is not None:
+            a = a << 2 | i1487
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w199])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1486])
     else:
         raise KeyError(k)
     return a
@@ -7641,72 +8644,65 @@ def d_ISO14823Code_pictogramCode_serviceCategoryCode(x, q):
     if i == 0:
         q -= 1
         if (x >> q) & 1:
-            i201, q = _rt.read_nsnn(x, q)
-            w = _X_LayerType_1.get(i201)
+            i1488, q = _rt.read_nsnn(x, q)
+            w = _X_LayerType_1.get(i1488)
         else:
             q -= 2
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_76[(x >> q) & 3]
+            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_80[(x >> q) & 3]
         return ('trafficSignPictogram', w), q
     elif i == 1:
         q -= 1
         if (x >> q) & 1:
-            i202, q = _rt.read_nsnn(x, q)
-            w = _X_LayerType_1.get(i202)
+            i1489, q = _rt.read_nsnn(x, q)
+            w = _X_LayerType_1.get(i1489)
         else:
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_77[0]
+            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_81[0]
         return ('publicFacilitiesPictogram', w), q
     elif i == 2:
         q -= 1
         if (x >> q) & 1:
-            i203, q = _rt.read_nsnn(x, q)
-            w = _X_LayerType_1.get(i203)
+            i1490, q = _rt.read_nsnn(x, q)
+            w = _X_LayerType_1.get(i1490)
         else:
             q -= 1
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_78[(x >> q) & 1]
+            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_82[(x >> q) & 1]
         return ('ambientOrRoadConditionPictogram', w), q
     raise _rt.Malformed('ISO14823Code_pictogramCode_serviceCategoryCode: choice index ' + str(i))
 
 
-def e_ISO14823Code_pictogramCode_pictogramCategoryCode(v, a):
-    a = a << 4 | (v['nature'] - 1)
-    a = a << 7 | v['serialNumber']
-    return a
-
-def d_ISO14823Code_pictogramCode_pictogramCategoryCode(x, q):
-    r = {}
-    q -= 4
-    r['nature'] = ((x >> q) & 15) + 1
-    q -= 7
-    r['serialNumber'] = (x >> q) & 127
-    return r, q
-
-
-def e_ISO14823Attribute(v, a):
+def e_ISO14823Attribute(v):
+    a = 1
     k, w = v
     if k == 'dtm':
         a <<= 3
-        a = e_InternationalSign_applicablePeriod(w, a)
+        s_ = e_InternationalSign_applicablePeriod(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'edt':
         a = a << 3 | 1
-        a = e_InternationalSign_exemptedApplicablePeriod(w, a)
+        s_ = e_InternationalSign_exemptedApplicablePeriod(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'dfl':
         a = a << 3 | 2
         a = a << 3 | (w - 1)
     elif k == 'ved':
         a = a << 3 | 3
-        a = e_InternationalSign_applicableVehicleDimensions(w, a)
+        s_ = e_InternationalSign_applicableVehicleDimensions(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'spe':
         a = a << 3 | 4
-        a = e_InternationalSign_speedLimits(w, a)
+        s_ = e_InternationalSign_speedLimits(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'roi':
         a = a << 3 | 5
         a = a << 5 | (w - 1)
     elif k == 'dbv':
         a = a << 3 | 6
-        a = e_InternationalSign_distanceBetweenVehicles(w, a)
+        s_ = e_InternationalSign_distanceBetweenVehicles(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'ddd':
         a = a << 3 | 7
-        a = e_InternationalSign_destinationInformation(w, a)
+        s_ = e_InternationalSign_destinationInformation(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     else:
         raise KeyError(k)
     return a
@@ -7743,395 +8739,8 @@ def d_ISO14823Attribute(x, q):
     raise _rt.Malformed('ISO14823Attribute: choice index ' + str(i))
 
 
-def e_LaneDataAttribute_regional(v, a):
-    k = len(v)
-    a = a << 2 | (k - 1)
-    for w in v:
-        a = e_LaneDataAttribute_regional_item(w, a)
-    return a
-
-def d_LaneDataAttribute_regional(x, q):
-    q -= 2
-    k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_LaneDataAttribute_regional_item(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_NodeAttributeSet_addGrpC(v, a):
-    a = a << 4 | ('ptvRequest' in v) << 2 | ('nodeLink' in v) << 1 | ('node' in v)
-    if 'ptvRequest' in v:
-        w204 = v['ptvRequest']
-        i205 = _E_PtvRequestType_79.get(w204)
-        if i205 is not None:
-            a = a << 4 | i205
-        else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w204])
-    if 'nodeLink' in v:
-        a = e_NodeLink(v['nodeLink'], a)
-    if 'node' in v:
-        a = e_Node(v['node'], a)
-    return a
-
-def d_NodeAttributeSet_addGrpC(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 3
-    p = (x >> q) & 7
-    r = {}
-    if p & 4:
-        q -= 1
-        if (x >> q) & 1:
-            i206, q = _rt.read_nsnn(x, q)
-            r['ptvRequest'] = _X_LayerType_1.get(i206)
-        else:
-            q -= 3
-            r['ptvRequest'] = _D_PtvRequestType_80[(x >> q) & 7]
-    if p & 2:
-        r['nodeLink'], q = d_NodeLink(x, q)
-    if p & 1:
-        r['node'], q = d_Node(x, q)
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
-    return r, q
-
-
-def e_VehicleDimensions(v, a):
-    a = a << 8 | v['vehicleLengthOverall']
-    a = a << 8 | v['vehicleHeigthOverall']
-    a = a << 8 | v['vehicleWidthOverall']
-    return a
-
-def d_VehicleDimensions(x, q):
-    r = {}
-    q -= 8
-    r['vehicleLengthOverall'] = (x >> q) & 255
-    q -= 8
-    r['vehicleHeigthOverall'] = (x >> q) & 255
-    q -= 8
-    r['vehicleWidthOverall'] = (x >> q) & 255
-    return r, q
-
-
-def e_VehicleWeightLimits(v, a):
-    a = a << 16 | v['vehicleMaxLadenWeight']
-    a = a << 16 | v['vehicleTrainMaximumWeight']
-    a = a << 16 | v['vehicleWeightUnladen']
-    return a
-
-def d_VehicleWeightLimits(x, q):
-    r = {}
-    q -= 16
-    r['vehicleMaxLadenWeight'] = (x >> q) & 65535
-    q -= 16
-    r['vehicleTrainMaximumWeight'] = (x >> q) & 65535
-    q -= 16
-    r['vehicleWeightUnladen'] = (x >> q) & 65535
-    return r, q
-
-
-def e_AxleWeightLimits(v, a):
-    a = a << 16 | v['maxLadenweightOnAxle1']
-    a = a << 16 | v['maxLadenweightOnAxle2']
-    a = a << 16 | v['maxLadenweightOnAxle3']
-    a = a << 16 | v['maxLadenweightOnAxle4']
-    a = a << 16 | v['maxLadenweightOnAxle5']
-    return a
-
-def d_AxleWeightLimits(x, q):
-    r = {}
-    q -= 16
-    r['maxLadenweightOnAxle1'] = (x >> q) & 65535
-    q -= 16
-    r['maxLadenweightOnAxle2'] = (x >> q) & 65535
-    q -= 16
-    r['maxLadenweightOnAxle3'] = (x >> q) & 65535
-    q -= 16
-    r['maxLadenweightOnAxle4'] = (x >> q) & 65535
-    q -= 16
-    r['maxLadenweightOnAxle5'] = (x >> q) & 65535
-    return r, q
-
-
-def e_PassengerCapacity(v, a):
-    a = a << 8 | v['numberOfSeats']
-    a = a << 8 | v['numberOfStandingPlaces']
-    return a
-
-def d_PassengerCapacity(x, q):
-    r = {}
-    q -= 8
-    r['numberOfSeats'] = (x >> q) & 255
-    q -= 8
-    r['numberOfStandingPlaces'] = (x >> q) & 255
-    return r, q
-
-
-def e_ExhaustEmissionValues(v, a):
-    a = a << 1 | _E_UnitType_81[v['unitType']]
-    a = a << 15 | v['emissionCO']
-    a = a << 16 | v['emissionHC']
-    a = a << 16 | v['emissionNOX']
-    a = a << 16 | v['emissionHCNOX']
-    return a
-
-def d_ExhaustEmissionValues(x, q):
-    r = {}
-    q -= 1
-    r['unitType'] = _D_UnitType_82[(x >> q) & 1]
-    q -= 15
-    r['emissionCO'] = (x >> q) & 32767
-    q -= 16
-    r['emissionHC'] = (x >> q) & 65535
-    q -= 16
-    r['emissionNOX'] = (x >> q) & 65535
-    q -= 16
-    r['emissionHCNOX'] = (x >> q) & 65535
-    return r, q
-
-
-def e_DieselEmissionValues(v, a):
-    a = e_DieselEmissionValues_particulate(v['particulate'], a)
-    a = a << 16 | v['absorptionCoeff']
-    return a
-
-def d_DieselEmissionValues(x, q):
-    r = {}
-    r['particulate'], q = d_DieselEmissionValues_particulate(x, q)
-    q -= 16
-    r['absorptionCoeff'] = (x >> q) & 65535
-    return r, q
-
-
-def e_SoundLevel(v, a):
-    a = a << 8 | v['soundstationary']
-    a = a << 8 | v['sounddriveby']
-    return a
-
-def d_SoundLevel(x, q):
-    r = {}
-    q -= 8
-    r['soundstationary'] = (x >> q) & 255
-    q -= 8
-    r['sounddriveby'] = (x >> q) & 255
-    return r, q
-
-
-def e_VehicleCharacteristicsRanges_2_limits(v, a):
-    k, w = v
-    if k == 'numberOfAxles':
-        a <<= 4
-        a = a << 3 | w
-    elif k == 'vehicleDimensions':
-        a = a << 4 | 1
-        a = e_VehicleDimensions(w, a)
-    elif k == 'vehicleWeightLimits':
-        a = a << 4 | 2
-        a = e_VehicleWeightLimits(w, a)
-    elif k == 'axleWeightLimits':
-        a = a << 4 | 3
-        a = e_AxleWeightLimits(w, a)
-    elif k == 'passengerCapacity':
-        a = a << 4 | 4
-        a = e_PassengerCapacity(w, a)
-    elif k == 'exhaustEmissionValues':
-        a = a << 4 | 5
-        a = e_ExhaustEmissionValues(w, a)
-    elif k == 'dieselEmissionValues':
-        a = a << 4 | 6
-        a = e_DieselEmissionValues(w, a)
-    elif k == 'soundLevel':
-        a = a << 4 | 7
-        a = e_SoundLevel(w, a)
-    else:
-        raise KeyError(k)
-    return a
-
-def d_VehicleCharacteristicsRanges_2_limits(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        i, q = _rt.read_nsnn(x, q)
-        length, q = _rt.read_ld(x, q)
-        q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
-    q -= 3
-    i = (x >> q) & 7
-    if i == 0:
-        q -= 3
-        w = (x >> q) & 7
-        return ('numberOfAxles', w), q
-    elif i == 1:
-        w, q = d_VehicleDimensions(x, q)
-        return ('vehicleDimensions', w), q
-    elif i == 2:
-        w, q = d_VehicleWeightLimits(x, q)
-        return ('vehicleWeightLimits', w), q
-    elif i == 3:
-        w, q = d_AxleWeightLimits(x, q)
-        return ('axleWeightLimits', w), q
-    elif i == 4:
-        w, q = d_PassengerCapacity(x, q)
-        return ('passengerCapacity', w), q
-    elif i == 5:
-        w, q = d_ExhaustEmissionValues(x, q)
-        return ('exhaustEmissionValues', w), q
-    elif i == 6:
-        w, q = d_DieselEmissionValues(x, q)
-        return ('dieselEmissionValues', w), q
-    elif i == 7:
-        w, q = d_SoundLevel(x, q)
-        return ('soundLevel', w), q
-    raise _rt.Malformed('VehicleCharacteristicsRanges_2_limits: choice index ' + str(i))
-
-
-def e_InternationalSign_exemptedApplicablePeriod(v, a):
-    a = a << 6 | ('year' in v) << 5 | ('month-day' in v) << 4 | ('repeatingPeriodDayTypes' in v) << 3 | ('hourMinutes' in v) << 2 | ('dateRangeOfWeek' in v) << 1 | ('durationHourMinute' in v)
-    if 'year' in v:
-        a = e_InternationalSign_applicablePeriod_year(v['year'], a)
-    if 'month-day' in v:
-        a = e_InternationalSign_applicablePeriod_month_day(v['month-day'], a)
-    if 'repeatingPeriodDayTypes' in v:
-        d207, k208 = v['repeatingPeriodDayTypes']
-        a = a << k208 | int.from_bytes(d207, 'big') >> (8 * len(d207) - k208)
-    if 'hourMinutes' in v:
-        a = e_InternationalSign_applicablePeriod_hourMinutes(v['hourMinutes'], a)
-    if 'dateRangeOfWeek' in v:
-        d209, k210 = v['dateRangeOfWeek']
-        a = a << k210 | int.from_bytes(d209, 'big') >> (8 * len(d209) - k210)
-    if 'durationHourMinute' in v:
-        a = e_HoursMinutes(v['durationHourMinute'], a)
-    return a
-
-def d_InternationalSign_exemptedApplicablePeriod(x, q):
-    q -= 6
-    p = (x >> q) & 63
-    r = {}
-    if p & 32:
-        r['year'], q = d_InternationalSign_applicablePeriod_year(x, q)
-    if p & 16:
-        r['month-day'], q = d_InternationalSign_applicablePeriod_month_day(x, q)
-    if p & 8:
-        q -= 4
-        r['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
-    if p & 4:
-        r['hourMinutes'], q = d_InternationalSign_applicablePeriod_hourMinutes(x, q)
-    if p & 2:
-        q -= 8
-        r['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if p & 1:
-        r['durationHourMinute'], q = d_HoursMinutes(x, q)
-    return r, q
-
-
-def e_InternationalSign_applicableVehicleDimensions(v, a):
-    a = a << 4 | ('vehicleHeight' in v) << 3 | ('vehicleWidth' in v) << 2 | ('vehicleLength' in v) << 1 | ('vehicleWeight' in v)
-    if 'vehicleHeight' in v:
-        a = e_Distance(v['vehicleHeight'], a)
-    if 'vehicleWidth' in v:
-        a = e_Distance(v['vehicleWidth'], a)
-    if 'vehicleLength' in v:
-        a = e_Distance(v['vehicleLength'], a)
-    if 'vehicleWeight' in v:
-        a = e_Weight(v['vehicleWeight'], a)
-    return a
-
-def d_InternationalSign_applicableVehicleDimensions(x, q):
-    q -= 4
-    p = (x >> q) & 15
-    r = {}
-    if p & 8:
-        r['vehicleHeight'], q = d_Distance(x, q)
-    if p & 4:
-        r['vehicleWidth'], q = d_Distance(x, q)
-    if p & 2:
-        r['vehicleLength'], q = d_Distance(x, q)
-    if p & 1:
-        r['vehicleWeight'], q = d_Weight(x, q)
-    return r, q
-
-
-def e_InternationalSign_speedLimits(v, a):
-    a = a << 2 | ('speedLimitMax' in v) << 1 | ('speedLimitMin' in v)
-    if 'speedLimitMax' in v:
-        a = a << 8 | v['speedLimitMax']
-    if 'speedLimitMin' in v:
-        a = a << 8 | v['speedLimitMin']
-    a = a << 1 | v['unit']
-    return a
-
-def d_InternationalSign_speedLimits(x, q):
-    q -= 2
-    p = (x >> q) & 3
-    r = {}
-    if p & 2:
-        q -= 8
-        r['speedLimitMax'] = (x >> q) & 255
-    if p & 1:
-        q -= 8
-        r['speedLimitMin'] = (x >> q) & 255
-    q -= 1
-    r['unit'] = (x >> q) & 1
-    return r, q
-
-
-def e_InternationalSign_distanceBetweenVehicles(v, a):
-    a = a << 14 | (v['value'] - 1)
-    a = a << 3 | (v['unit'] - 2)
-    return a
-
-def d_InternationalSign_distanceBetweenVehicles(x, q):
-    r = {}
-    q -= 14
-    r['value'] = ((x >> q) & 16383) + 1
-    q -= 3
-    r['unit'] = ((x >> q) & 7) + 2
-    return r, q
-
-
-def e_InternationalSign_destinationInformation(v, a):
-    a = a << 3 | ('junctionDirection' in v) << 2 | ('roundaboutCwDirection' in v) << 1 | ('roundaboutCcwDirection' in v)
-    if 'junctionDirection' in v:
-        a = a << 7 | (v['junctionDirection'] - 1)
-    if 'roundaboutCwDirection' in v:
-        a = a << 7 | (v['roundaboutCwDirection'] - 1)
-    if 'roundaboutCcwDirection' in v:
-        a = a << 7 | (v['roundaboutCcwDirection'] - 1)
-    a = e_DDD_IO_LIST(v['ioList'], a)
-    return a
-
-def d_InternationalSign_destinationInformation(x, q):
-    q -= 3
-    p = (x >> q) & 7
-    r = {}
-    if p & 4:
-        q -= 7
-        r['junctionDirection'] = ((x >> q) & 127) + 1
-    if p & 2:
-        q -= 7
-        r['roundaboutCwDirection'] = ((x >> q) & 127) + 1
-    if p & 1:
-        q -= 7
-        r['roundaboutCcwDirection'] = ((x >> q) & 127) + 1
-    r['ioList'], q = d_DDD_IO_LIST(x, q)
-    return r, q
-
-
-def e_LaneDataAttribute_regional_item(v, a):
+def e_LaneDataAttribute_regional_item(v):
+    a = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -8150,87 +8759,226 @@ def d_LaneDataAttribute_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_NodeLink(v, a):
-    k = len(v)
-    a = a << 3 | (k - 1)
-    for w in v:
-        a = e_Node(w, a)
+def e_InternationalSign_exemptedApplicablePeriod(v):
+    a = 1
+    a = a << 6 | ('year' in v) << 5 | ('month-day' in v) << 4 | ('repeatingPeriodDayTypes' in v) << 3 | ('hourMinutes' in v) << 2 | ('dateRangeOfWeek' in v) << 1 | ('durationHourMinute' in v)
+    if 'year' in v:
+        v1492 = v['year']
+        a1493 = 1
+        w1495 = v1492['yearRangeStartYear']
+        if 2000 <= w1495 <= 2127:
+            a1493 = a1493 << 8 | (w1495 - 2000)
+        else:
+            a1493 = _rt.uwn(a1493 << 1 | 1, w1495)
+        w1496 = v1492['yearRangeEndYear']
+        if 2000 <= w1496 <= 2127:
+            a1493 = a1493 << 8 | (w1496 - 2000)
+        else:
+            a1493 = _rt.uwn(a1493 << 1 | 1, w1496)
+        a = ((a - 1) << (a1493.bit_length() - 1)) + a1493
+    if 'month-day' in v:
+        v1497 = v['month-day']
+        a1498 = 1
+        v1500 = v1497['dateRangeStartMonthDay']
+        a1501 = 1
+        a1501 = a1501 << 4 | (v1500['month'] - 1)
+        a1501 = a1501 << 5 | (v1500['day'] - 1)
+        a1498 = ((a1498 - 1) << (a1501.bit_length() - 1)) + a1501
+        v1503 = v1497['dateRangeEndMonthDay']
+        a1504 = 1
+        a1504 = a1504 << 4 | (v1503['month'] - 1)
+        a1504 = a1504 << 5 | (v1503['day'] - 1)
+        a1498 = ((a1498 - 1) << (a1504.bit_length() - 1)) + a1504
+        a = ((a - 1) << (a1498.bit_length() - 1)) + a1498
+    if 'repeatingPeriodDayTypes' in v:
+        d1506, k1507 = v['repeatingPeriodDayTypes']
+        a = a << k1507 | int.from_bytes(d1506, 'big') >> (8 * len(d1506) - k1507)
+    if 'hourMinutes' in v:
+        v1508 = v['hourMinutes']
+        a1509 = 1
+        v1511 = v1508['timeRangeStartTime']
+        a1512 = 1
+        a1512 = a1512 << 5 | v1511['hours']
+        a1512 = a1512 << 6 | v1511['mins']
+        a1509 = ((a1509 - 1) << (a1512.bit_length() - 1)) + a1512
+        v1514 = v1508['timeRangeEndTime']
+        a1515 = 1
+        a1515 = a1515 << 5 | v1514['hours']
+        a1515 = a1515 << 6 | v1514['mins']
+        a1509 = ((a1509 - 1) << (a1515.bit_length() - 1)) + a1515
+        a = ((a - 1) << (a1509.bit_length() - 1)) + a1509
+    if 'dateRangeOfWeek' in v:
+        d1517, k1518 = v['dateRangeOfWeek']
+        a = a << k1518 | int.from_bytes(d1517, 'big') >> (8 * len(d1517) - k1518)
+    if 'durationHourMinute' in v:
+        v1519 = v['durationHourMinute']
+        a1520 = 1
+        a1520 = a1520 << 5 | v1519['hours']
+        a1520 = a1520 << 6 | v1519['mins']
+        a = ((a - 1) << (a1520.bit_length() - 1)) + a1520
     return a
 
-def d_NodeLink(x, q):
-    q -= 3
-    k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_Node(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_Node(v, a):
-    a = a << 4 | ('lane' in v) << 2 | ('connectionID' in v) << 1 | ('intersectionID' in v)
-    a = _rt.uwn(a, v['id'])
-    if 'lane' in v:
-        a = a << 8 | v['lane']
-    if 'connectionID' in v:
-        a = a << 8 | v['connectionID']
-    if 'intersectionID' in v:
-        a = a << 16 | v['intersectionID']
-    return a
-
-def d_Node(x, q):
-    q -= 1
-    ext = (x >> q) & 1
-    q -= 3
-    p = (x >> q) & 7
+def d_InternationalSign_exemptedApplicablePeriod(x, q):
+    q -= 6
+    h1522 = (x >> q) & 63
     r = {}
-    r['id'], q = _rt.read_uwn(x, q)
-    if p & 4:
+    if h1522 & 32:
+        r1523 = {}
+        q -= 1
+        if (x >> q) & 1:
+            r1523['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+        else:
+            q -= 7
+            r1523['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+        q -= 1
+        if (x >> q) & 1:
+            r1523['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+        else:
+            q -= 7
+            r1523['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+        r['year'] = r1523
+    if h1522 & 16:
+        r1525 = {}
+        r1527 = {}
+        q -= 4
+        r1527['month'] = ((x >> q) & 15) + 1
+        q -= 5
+        r1527['day'] = ((x >> q) & 31) + 1
+        r1525['dateRangeStartMonthDay'] = r1527
+        r1529 = {}
+        q -= 4
+        r1529['month'] = ((x >> q) & 15) + 1
+        q -= 5
+        r1529['day'] = ((x >> q) & 31) + 1
+        r1525['dateRangeEndMonthDay'] = r1529
+        r['month-day'] = r1525
+    if h1522 & 8:
+        q -= 4
+        r['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
+    if h1522 & 4:
+        r1532 = {}
+        r1534 = {}
+        q -= 5
+        r1534['hours'] = (x >> q) & 31
+        q -= 6
+        r1534['mins'] = (x >> q) & 63
+        r1532['timeRangeStartTime'] = r1534
+        r1536 = {}
+        q -= 5
+        r1536['hours'] = (x >> q) & 31
+        q -= 6
+        r1536['mins'] = (x >> q) & 63
+        r1532['timeRangeEndTime'] = r1536
+        r['hourMinutes'] = r1532
+    if h1522 & 2:
         q -= 8
-        r['lane'] = (x >> q) & 255
-    if p & 2:
-        q -= 8
-        r['connectionID'] = (x >> q) & 255
-    if p & 1:
-        q -= 16
-        r['intersectionID'] = (x >> q) & 65535
-    if ext:
-        n, q = _rt.read_nsl(x, q)
-        q -= n
-        bm = (x >> q) & ((1 << n) - 1)
-        for i in range(n):
-            if not (bm >> (n - 1 - i)) & 1:
-                continue
-            length, q = _rt.read_ld(x, q)
-            q0 = q
-            if True:
-                q = _rt.skip(q, length << 3)
-            al = (q0 - q) % 8
-            if al:
-                q = _rt.skip(q, 8 - al)
+        r['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+    if h1522 & 1:
+        r1539 = {}
+        q -= 5
+        r1539['hours'] = (x >> q) & 31
+        q -= 6
+        r1539['mins'] = (x >> q) & 63
+        r['durationHourMinute'] = r1539
     return r, q
 
 
-def e_DieselEmissionValues_particulate(v, a):
-    a = a << 1 | _E_UnitType_81[v['unitType']]
-    a = a << 15 | v['value']
+def e_InternationalSign_applicableVehicleDimensions(v):
+    a = 1
+    a = a << 4 | ('vehicleHeight' in v) << 3 | ('vehicleWidth' in v) << 2 | ('vehicleLength' in v) << 1 | ('vehicleWeight' in v)
+    if 'vehicleHeight' in v:
+        v1542 = v['vehicleHeight']
+        a1543 = 1
+        a1543 = a1543 << 14 | (v1542['value'] - 1)
+        a1543 = a1543 << 3 | (v1542['unit'] - 2)
+        a = ((a - 1) << (a1543.bit_length() - 1)) + a1543
+    if 'vehicleWidth' in v:
+        v1545 = v['vehicleWidth']
+        a1546 = 1
+        a1546 = a1546 << 14 | (v1545['value'] - 1)
+        a1546 = a1546 << 3 | (v1545['unit'] - 2)
+        a = ((a - 1) << (a1546.bit_length() - 1)) + a1546
+    if 'vehicleLength' in v:
+        v1548 = v['vehicleLength']
+        a1549 = 1
+        a1549 = a1549 << 14 | (v1548['value'] - 1)
+        a1549 = a1549 << 3 | (v1548['unit'] - 2)
+        a = ((a - 1) << (a1549.bit_length() - 1)) + a1549
+    if 'vehicleWeight' in v:
+        v1551 = v['vehicleWeight']
+        a1552 = 1
+        a1552 = a1552 << 14 | (v1551['value'] - 1)
+        a1552 = a1552 << 2 | (v1551['unit'] - 10)
+        a = ((a - 1) << (a1552.bit_length() - 1)) + a1552
     return a
 
-def d_DieselEmissionValues_particulate(x, q):
+def d_InternationalSign_applicableVehicleDimensions(x, q):
+    q -= 4
+    h1554 = (x >> q) & 15
     r = {}
-    q -= 1
-    r['unitType'] = _D_UnitType_82[(x >> q) & 1]
-    q -= 15
-    r['value'] = (x >> q) & 32767
+    if h1554 & 8:
+        r1555 = {}
+        q -= 14
+        r1555['value'] = ((x >> q) & 16383) + 1
+        q -= 3
+        r1555['unit'] = ((x >> q) & 7) + 2
+        r['vehicleHeight'] = r1555
+    if h1554 & 4:
+        r1557 = {}
+        q -= 14
+        r1557['value'] = ((x >> q) & 16383) + 1
+        q -= 3
+        r1557['unit'] = ((x >> q) & 7) + 2
+        r['vehicleWidth'] = r1557
+    if h1554 & 2:
+        r1559 = {}
+        q -= 14
+        r1559['value'] = ((x >> q) & 16383) + 1
+        q -= 3
+        r1559['unit'] = ((x >> q) & 7) + 2
+        r['vehicleLength'] = r1559
+    if h1554 & 1:
+        r1561 = {}
+        q -= 14
+        r1561['value'] = ((x >> q) & 16383) + 1
+        q -= 2
+        r1561['unit'] = ((x >> q) & 3) + 10
+        r['vehicleWeight'] = r1561
     return r, q
 
 
-def e_Distance(v, a):
+def e_InternationalSign_speedLimits(v):
+    a = 1
+    a = a << 2 | ('speedLimitMax' in v) << 1 | ('speedLimitMin' in v)
+    if 'speedLimitMax' in v:
+        a = a << 8 | v['speedLimitMax']
+    if 'speedLimitMin' in v:
+        a = a << 8 | v['speedLimitMin']
+    a = a << 1 | v['unit']
+    return a
+
+def d_InternationalSign_speedLimits(x, q):
+    q -= 2
+    h1564 = (x >> q) & 3
+    r = {}
+    if h1564 & 2:
+        q -= 8
+        r['speedLimitMax'] = (x >> q) & 255
+    if h1564 & 1:
+        q -= 8
+        r['speedLimitMin'] = (x >> q) & 255
+    q -= 1
+    r['unit'] = (x >> q) & 1
+    return r, q
+
+
+def e_InternationalSign_distanceBetweenVehicles(v):
+    a = 1
     a = a << 14 | (v['value'] - 1)
     a = a << 3 | (v['unit'] - 2)
     return a
 
-def d_Distance(x, q):
+def d_InternationalSign_distanceBetweenVehicles(x, q):
     r = {}
     q -= 14
     r['value'] = ((x >> q) & 16383) + 1
@@ -8239,166 +8987,198 @@ def d_Distance(x, q):
     return r, q
 
 
-def e_Weight(v, a):
-    a = a << 14 | (v['value'] - 1)
-    a = a << 2 | (v['unit'] - 10)
-    return a
-
-def d_Weight(x, q):
-    r = {}
-    q -= 14
-    r['value'] = ((x >> q) & 16383) + 1
-    q -= 2
-    r['unit'] = ((x >> q) & 3) + 10
-    return r, q
-
-
-def e_DDD_IO_LIST(v, a):
-    k = len(v)
-    if 1 <= k <= 8:
-        a <<= 1
-        a = a << 3 | (k - 1)
+def e_InternationalSign_destinationInformation(v):
+    a = 1
+    a = a << 3 | ('junctionDirection' in v) << 2 | ('roundaboutCwDirection' in v) << 1 | ('roundaboutCcwDirection' in v)
+    if 'junctionDirection' in v:
+        a = a << 7 | (v['junctionDirection'] - 1)
+    if 'roundaboutCwDirection' in v:
+        a = a << 7 | (v['roundaboutCwDirection'] - 1)
+    if 'roundaboutCcwDirection' in v:
+        a = a << 7 | (v['roundaboutCcwDirection'] - 1)
+    v1568 = v['ioList']
+    a1569 = 1
+    k1570 = len(v1568)
+    if 1 <= k1570 <= 8:
+        a1569 <<= 1
+        a1569 = a1569 << 3 | (k1570 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_DDD_IO(w, a)
+        a1569 = _rt.ld(a1569 << 1 | 1, k1570)
+    for w1570 in v1568:
+        v1571 = w1570
+        a1572 = 1
+        a1572 = a1572 << 7 | ('destPlace' in v1571) << 6 | ('destRoad' in v1571) << 5 | ('roadNumberIdentifier' in v1571) << 4 | ('streetName' in v1571) << 3 | ('streetNameText' in v1571) << 2 | ('distanceToDivergingPoint' in v1571) << 1 | ('distanceToDestinationPlace' in v1571)
+        a1572 = a1572 << 3 | v1571['arrowDirection']
+        if 'destPlace' in v1571:
+            v1574 = v1571['destPlace']
+            a1575 = 1
+            k1576 = len(v1574)
+            if 1 <= k1576 <= 4:
+                a1575 <<= 1
+                a1575 = a1575 << 2 | (k1576 - 1)
+            else:
+                a1575 = _rt.ld(a1575 << 1 | 1, k1576)
+            for w1576 in v1574:
+                s_ = e_DestinationPlace(w1576)
+                a1575 = ((a1575 - 1) << (s_.bit_length() - 1)) + s_
+            a1572 = ((a1572 - 1) << (a1575.bit_length() - 1)) + a1575
+        if 'destRoad' in v1571:
+            v1577 = v1571['destRoad']
+            a1578 = 1
+            k1579 = len(v1577)
+            if 1 <= k1579 <= 4:
+                a1578 <<= 1
+                a1578 = a1578 << 2 | (k1579 - 1)
+            else:
+                a1578 = _rt.ld(a1578 << 1 | 1, k1579)
+            for w1579 in v1577:
+                s_ = e_DestinationRoad(w1579)
+                a1578 = ((a1578 - 1) << (s_.bit_length() - 1)) + s_
+            a1572 = ((a1572 - 1) << (a1578.bit_length() - 1)) + a1578
+        if 'roadNumberIdentifier' in v1571:
+            a1572 = a1572 << 10 | (v1571['roadNumberIdentifier'] - 1)
+        if 'streetName' in v1571:
+            a1572 = a1572 << 10 | (v1571['streetName'] - 1)
+        if 'streetNameText' in v1571:
+            a1572 = _rt.octets(a1572, v1571['streetNameText'].encode('utf-8'))
+        if 'distanceToDivergingPoint' in v1571:
+            v1580 = v1571['distanceToDivergingPoint']
+            a1581 = 1
+            a1581 = a1581 << 14 | (v1580['value'] - 1)
+            a1581 = a1581 << 3 | (v1580['unit'] - 2)
+            a1572 = ((a1572 - 1) << (a1581.bit_length() - 1)) + a1581
+        if 'distanceToDestinationPlace' in v1571:
+            v1583 = v1571['distanceToDestinationPlace']
+            a1584 = 1
+            a1584 = a1584 << 14 | (v1583['value'] - 1)
+            a1584 = a1584 << 3 | (v1583['unit'] - 2)
+            a1572 = ((a1572 - 1) << (a1584.bit_length() - 1)) + a1584
+        a1569 = ((a1569 - 1) << (a1572.bit_length() - 1)) + a1572
+    a = ((a - 1) << (a1569.bit_length() - 1)) + a1569
     return a
 
-def d_DDD_IO_LIST(x, q):
+def d_InternationalSign_destinationInformation(x, q):
+    q -= 3
+    h1586 = (x >> q) & 7
+    r = {}
+    if h1586 & 4:
+        q -= 7
+        r['junctionDirection'] = ((x >> q) & 127) + 1
+    if h1586 & 2:
+        q -= 7
+        r['roundaboutCwDirection'] = ((x >> q) & 127) + 1
+    if h1586 & 1:
+        q -= 7
+        r['roundaboutCcwDirection'] = ((x >> q) & 127) + 1
     q -= 1
     if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
+        k1588, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_DDD_IO(x, q)
-        r.append(w)
+        k1588 = ((x >> q) & 7) + 1
+    r1587 = []
+    for _ in range(k1588):
+        q -= 7
+        h1590 = (x >> q) & 127
+        r1589 = {}
+        q -= 3
+        r1589['arrowDirection'] = (x >> q) & 7
+        if h1590 & 64:
+            q -= 1
+            if (x >> q) & 1:
+                k1592, q = _rt.read_ld(x, q)
+            else:
+                q -= 2
+                k1592 = ((x >> q) & 3) + 1
+            r1591 = []
+            for _ in range(k1592):
+                w1592, q = d_DestinationPlace(x, q)
+                r1591.append(w1592)
+            r1589['destPlace'] = r1591
+        if h1590 & 32:
+            q -= 1
+            if (x >> q) & 1:
+                k1594, q = _rt.read_ld(x, q)
+            else:
+                q -= 2
+                k1594 = ((x >> q) & 3) + 1
+            r1593 = []
+            for _ in range(k1594):
+                w1594, q = d_DestinationRoad(x, q)
+                r1593.append(w1594)
+            r1589['destRoad'] = r1593
+        if h1590 & 16:
+            q -= 10
+            r1589['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
+        if h1590 & 8:
+            q -= 10
+            r1589['streetName'] = ((x >> q) & 1023) + 1
+        if h1590 & 4:
+            b1595, q = _rt.read_octets(x, q)
+            r1589['streetNameText'] = b1595.decode('utf-8')
+        if h1590 & 2:
+            r1596 = {}
+            q -= 14
+            r1596['value'] = ((x >> q) & 16383) + 1
+            q -= 3
+            r1596['unit'] = ((x >> q) & 7) + 2
+            r1589['distanceToDivergingPoint'] = r1596
+        if h1590 & 1:
+            r1598 = {}
+            q -= 14
+            r1598['value'] = ((x >> q) & 16383) + 1
+            q -= 3
+            r1598['unit'] = ((x >> q) & 7) + 2
+            r1589['distanceToDestinationPlace'] = r1598
+        w1588 = r1589
+        r1587.append(w1588)
+    r['ioList'] = r1587
     return r, q
 
 
-def e_DDD_IO(v, a):
-    a = a << 7 | ('destPlace' in v) << 6 | ('destRoad' in v) << 5 | ('roadNumberIdentifier' in v) << 4 | ('streetName' in v) << 3 | ('streetNameText' in v) << 2 | ('distanceToDivergingPoint' in v) << 1 | ('distanceToDestinationPlace' in v)
-    a = a << 3 | v['arrowDirection']
-    if 'destPlace' in v:
-        a = e_DestinationPlaces(v['destPlace'], a)
-    if 'destRoad' in v:
-        a = e_DestinationRoads(v['destRoad'], a)
-    if 'roadNumberIdentifier' in v:
-        a = a << 10 | (v['roadNumberIdentifier'] - 1)
-    if 'streetName' in v:
-        a = a << 10 | (v['streetName'] - 1)
-    if 'streetNameText' in v:
-        a = _rt.octets(a, v['streetNameText'].encode('utf-8'))
-    if 'distanceToDivergingPoint' in v:
-        a = e_DistanceOrDuration(v['distanceToDivergingPoint'], a)
-    if 'distanceToDestinationPlace' in v:
-        a = e_DistanceOrDuration(v['distanceToDestinationPlace'], a)
-    return a
-
-def d_DDD_IO(x, q):
-    q -= 7
-    p = (x >> q) & 127
-    r = {}
-    q -= 3
-    r['arrowDirection'] = (x >> q) & 7
-    if p & 64:
-        r['destPlace'], q = d_DestinationPlaces(x, q)
-    if p & 32:
-        r['destRoad'], q = d_DestinationRoads(x, q)
-    if p & 16:
-        q -= 10
-        r['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
-    if p & 8:
-        q -= 10
-        r['streetName'] = ((x >> q) & 1023) + 1
-    if p & 4:
-        b213, q = _rt.read_octets(x, q)
-        r['streetNameText'] = b213.decode('utf-8')
-    if p & 2:
-        r['distanceToDivergingPoint'], q = d_DistanceOrDuration(x, q)
-    if p & 1:
-        r['distanceToDestinationPlace'], q = d_DistanceOrDuration(x, q)
-    return r, q
-
-
-def e_DestinationPlaces(v, a):
-    k = len(v)
-    if 1 <= k <= 4:
-        a <<= 1
-        a = a << 2 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_DestinationPlace(w, a)
-    return a
-
-def d_DestinationPlaces(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 2
-        k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_DestinationPlace(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_DestinationRoads(v, a):
-    k = len(v)
-    if 1 <= k <= 4:
-        a <<= 1
-        a = a << 2 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_DestinationRoad(w, a)
-    return a
-
-def d_DestinationRoads(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 2
-        k = ((x >> q) & 3) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_DestinationRoad(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_DistanceOrDuration(v, a):
-    a = a << 14 | (v['value'] - 1)
-    a = a << 3 | (v['unit'] - 2)
-    return a
-
-def d_DistanceOrDuration(x, q):
-    r = {}
-    q -= 14
-    r['value'] = ((x >> q) & 16383) + 1
-    q -= 3
-    r['unit'] = ((x >> q) & 7) + 2
-    return r, q
-
-
-def e_DestinationPlace(v, a):
+def e_DestinationPlace(v):
+    a = 1
     a = a << 4 | ('destRSCode' in v) << 3 | ('destBlob' in v) << 2 | ('placeNameIdentification' in v) << 1 | ('placeNameText' in v)
-    w214 = v['destType']
-    if 0 <= w214 <= 15:
-        a = a << 5 | w214
+    w1601 = v['destType']
+    if 0 <= w1601 <= 15:
+        a = a << 5 | w1601
     else:
-        a = _rt.uwn(a << 1 | 1, w214)
+        a = _rt.uwn(a << 1 | 1, w1601)
     if 'destRSCode' in v:
-        a = e_GddStructure(v['destRSCode'], a)
+        v1602 = v['destRSCode']
+        a1603 = 1
+        a1603 = a1603 << 1 | ('attributes' in v1602)
+        v1605 = v1602['pictogramCode']
+        a1606 = 1
+        a1606 = a1606 << 1 | ('countryCode' in v1605)
+        if 'countryCode' in v1605:
+            d1608 = v1605['countryCode']
+            a1606 = a1606 << (len(d1608) << 3) | int.from_bytes(d1608, 'big')
+        s_ = e_GddStructure_pictogramCode_serviceCategoryCode(v1605['serviceCategoryCode'])
+        a1606 = ((a1606 - 1) << (s_.bit_length() - 1)) + s_
+        v1609 = v1605['pictogramCategoryCode']
+        a1610 = 1
+        a1610 = a1610 << 4 | (v1609['nature'] - 1)
+        a1610 = a1610 << 7 | v1609['serialNumber']
+        a1606 = ((a1606 - 1) << (a1610.bit_length() - 1)) + a1610
+        a1603 = ((a1603 - 1) << (a1606.bit_length() - 1)) + a1606
+        if 'attributes' in v1602:
+            v1612 = v1602['attributes']
+            a1613 = 1
+            k1614 = len(v1612)
+            if 1 <= k1614 <= 8:
+                a1613 <<= 1
+                a1613 = a1613 << 3 | (k1614 - 1)
+            else:
+                a1613 = _rt.ld(a1613 << 1 | 1, k1614)
+            for w1614 in v1612:
+                s_ = e_GddAttribute(w1614)
+                a1613 = ((a1613 - 1) << (s_.bit_length() - 1)) + s_
+            a1603 = ((a1603 - 1) << (a1613.bit_length() - 1)) + a1613
+        a = ((a - 1) << (a1603.bit_length() - 1)) + a1603
     if 'destBlob' in v:
-        d215 = v['destBlob']
-        a = _rt.octets(a, d215)
+        d1615 = v['destBlob']
+        a = _rt.octets(a, d1615)
     if 'placeNameIdentification' in v:
         a = a << 10 | (v['placeNameIdentification'] - 1)
     if 'placeNameText' in v:
@@ -8407,7 +9187,7 @@ def e_DestinationPlace(v, a):
 
 def d_DestinationPlace(x, q):
     q -= 4
-    p = (x >> q) & 15
+    h1616 = (x >> q) & 15
     r = {}
     q -= 1
     if (x >> q) & 1:
@@ -8415,26 +9195,57 @@ def d_DestinationPlace(x, q):
     else:
         q -= 4
         r['destType'] = (x >> q) & 15
-    if p & 8:
-        r['destRSCode'], q = d_GddStructure(x, q)
-    if p & 4:
+    if h1616 & 8:
+        q -= 1
+        h1618 = (x >> q) & 1
+        r1617 = {}
+        q -= 1
+        h1620 = (x >> q) & 1
+        r1619 = {}
+        if h1620 & 1:
+            k1621 = 2
+            q -= k1621 << 3
+            r1619['countryCode'] = ((x >> q) & ((1 << (k1621 << 3)) - 1)).to_bytes(k1621, 'big')
+        r1619['serviceCategoryCode'], q = d_GddStructure_pictogramCode_serviceCategoryCode(x, q)
+        r1622 = {}
+        q -= 4
+        r1622['nature'] = ((x >> q) & 15) + 1
+        q -= 7
+        r1622['serialNumber'] = (x >> q) & 127
+        r1619['pictogramCategoryCode'] = r1622
+        r1617['pictogramCode'] = r1619
+        if h1618 & 1:
+            q -= 1
+            if (x >> q) & 1:
+                k1625, q = _rt.read_ld(x, q)
+            else:
+                q -= 3
+                k1625 = ((x >> q) & 7) + 1
+            r1624 = []
+            for _ in range(k1625):
+                w1625, q = d_GddAttribute(x, q)
+                r1624.append(w1625)
+            r1617['attributes'] = r1624
+        r['destRSCode'] = r1617
+    if h1616 & 4:
         r['destBlob'], q = _rt.read_octets(x, q)
-    if p & 2:
+    if h1616 & 2:
         q -= 10
         r['placeNameIdentification'] = ((x >> q) & 1023) + 1
-    if p & 1:
-        b216, q = _rt.read_octets(x, q)
-        r['placeNameText'] = b216.decode('utf-8')
+    if h1616 & 1:
+        b1626, q = _rt.read_octets(x, q)
+        r['placeNameText'] = b1626.decode('utf-8')
     return r, q
 
 
-def e_DestinationRoad(v, a):
+def e_DestinationRoad(v):
+    a = 1
     a = a << 2 | ('roadNumberIdentifier' in v) << 1 | ('roadNumberText' in v)
-    w217 = v['derType']
-    if 0 <= w217 <= 15:
-        a = a << 5 | w217
+    w1628 = v['derType']
+    if 0 <= w1628 <= 15:
+        a = a << 5 | w1628
     else:
-        a = _rt.uwn(a << 1 | 1, w217)
+        a = _rt.uwn(a << 1 | 1, w1628)
     if 'roadNumberIdentifier' in v:
         a = a << 10 | (v['roadNumberIdentifier'] - 1)
     if 'roadNumberText' in v:
@@ -8443,7 +9254,7 @@ def e_DestinationRoad(v, a):
 
 def d_DestinationRoad(x, q):
     q -= 2
-    p = (x >> q) & 3
+    h1629 = (x >> q) & 3
     r = {}
     q -= 1
     if (x >> q) & 1:
@@ -8451,105 +9262,42 @@ def d_DestinationRoad(x, q):
     else:
         q -= 4
         r['derType'] = (x >> q) & 15
-    if p & 2:
+    if h1629 & 2:
         q -= 10
         r['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
-    if p & 1:
-        b218, q = _rt.read_octets(x, q)
-        r['roadNumberText'] = b218.decode('utf-8')
+    if h1629 & 1:
+        b1630, q = _rt.read_octets(x, q)
+        r['roadNumberText'] = b1630.decode('utf-8')
     return r, q
 
 
-def e_GddStructure(v, a):
-    a = a << 1 | ('attributes' in v)
-    a = e_GddStructure_pictogramCode(v['pictogramCode'], a)
-    if 'attributes' in v:
-        a = e_GddAttributes(v['attributes'], a)
-    return a
-
-def d_GddStructure(x, q):
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    r['pictogramCode'], q = d_GddStructure_pictogramCode(x, q)
-    if p & 1:
-        r['attributes'], q = d_GddAttributes(x, q)
-    return r, q
-
-
-def e_GddStructure_pictogramCode(v, a):
-    a = a << 1 | ('countryCode' in v)
-    if 'countryCode' in v:
-        d219 = v['countryCode']
-        a = a << (len(d219) << 3) | int.from_bytes(d219, 'big')
-    a = e_GddStructure_pictogramCode_serviceCategoryCode(v['serviceCategoryCode'], a)
-    a = e_GddStructure_pictogramCode_pictogramCategoryCode(v['pictogramCategoryCode'], a)
-    return a
-
-def d_GddStructure_pictogramCode(x, q):
-    q -= 1
-    p = (x >> q) & 1
-    r = {}
-    if p & 1:
-        k220 = 2
-        q -= k220 << 3
-        r['countryCode'] = ((x >> q) & ((1 << (k220 << 3)) - 1)).to_bytes(k220, 'big')
-    r['serviceCategoryCode'], q = d_GddStructure_pictogramCode_serviceCategoryCode(x, q)
-    r['pictogramCategoryCode'], q = d_GddStructure_pictogramCode_pictogramCategoryCode(x, q)
-    return r, q
-
-
-def e_GddAttributes(v, a):
-    k = len(v)
-    if 1 <= k <= 8:
-        a <<= 1
-        a = a << 3 | (k - 1)
-    else:
-        a = _rt.ld(a << 1 | 1, k)
-    for w in v:
-        a = e_GddAttribute(w, a)
-    return a
-
-def d_GddAttributes(x, q):
-    q -= 1
-    if (x >> q) & 1:
-        k, q = _rt.read_ld(x, q)
-    else:
-        q -= 3
-        k = ((x >> q) & 7) + 1
-    r = []
-    for _ in range(k):
-        w, q = d_GddAttribute(x, q)
-        r.append(w)
-    return r, q
-
-
-def e_GddStructure_pictogramCode_serviceCategoryCode(v, a):
+def e_GddStructure_pictogramCode_serviceCategoryCode(v):
+    a = 1
     k, w = v
     if k == 'trafficSignPictogram':
         a <<= 3
-        w221 = w
-        i222 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_73.get(w221)
-        if i222 is not None:
-            a = a << 3 | i222
+        w1631 = w
+        i1632 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_77.get(w1631)
+        if i1632 is not None:
+            a = a << 3 | i1632
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w221])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1631])
     elif k == 'publicFacilitiesPictogram':
         a = a << 3 | 1
-        w223 = w
-        i224 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_74.get(w223)
-        if i224 is not None:
-            a = a << 1 | i224
+        w1633 = w
+        i1634 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_78.get(w1633)
+        if i1634 is not None:
+            a = a << 1 | i1634
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w223])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1633])
     elif k == 'ambientOrRoadConditionPictogram':
         a = a << 3 | 2
-        w225 = w
-        i226 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_75.get(w225)
-        if i226 is not None:
-            a = a << 2 | i226
+        w1635 = w
+        i1636 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_79.get(w1635)
+        if i1636 is not None:
+            a = a << 2 | i1636
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w225])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1635])
     else:
         raise KeyError(k)
     return a
@@ -8567,75 +9315,69 @@ def d_GddStructure_pictogramCode_serviceCategoryCode(x, q):
     if i == 0:
         q -= 1
         if (x >> q) & 1:
-            i227, q = _rt.read_nsnn(x, q)
-            w = _X_LayerType_1.get(i227)
+            i1637, q = _rt.read_nsnn(x, q)
+            w = _X_LayerType_1.get(i1637)
         else:
             q -= 2
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_76[(x >> q) & 3]
+            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_80[(x >> q) & 3]
         return ('trafficSignPictogram', w), q
     elif i == 1:
         q -= 1
         if (x >> q) & 1:
-            i228, q = _rt.read_nsnn(x, q)
-            w = _X_LayerType_1.get(i228)
+            i1638, q = _rt.read_nsnn(x, q)
+            w = _X_LayerType_1.get(i1638)
         else:
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_77[0]
+            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_81[0]
         return ('publicFacilitiesPictogram', w), q
     elif i == 2:
         q -= 1
         if (x >> q) & 1:
-            i229, q = _rt.read_nsnn(x, q)
-            w = _X_LayerType_1.get(i229)
+            i1639, q = _rt.read_nsnn(x, q)
+            w = _X_LayerType_1.get(i1639)
         else:
             q -= 1
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_78[(x >> q) & 1]
+            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_82[(x >> q) & 1]
         return ('ambientOrRoadConditionPictogram', w), q
     raise _rt.Malformed('GddStructure_pictogramCode_serviceCategoryCode: choice index ' + str(i))
 
 
-def e_GddStructure_pictogramCode_pictogramCategoryCode(v, a):
-    a = a << 4 | (v['nature'] - 1)
-    a = a << 7 | v['serialNumber']
-    return a
-
-def d_GddStructure_pictogramCode_pictogramCategoryCode(x, q):
-    r = {}
-    q -= 4
-    r['nature'] = ((x >> q) & 15) + 1
-    q -= 7
-    r['serialNumber'] = (x >> q) & 127
-    return r, q
-
-
-def e_GddAttribute(v, a):
+def e_GddAttribute(v):
+    a = 1
     k, w = v
     if k == 'dtm':
         a <<= 4
-        a = e_InternationalSign_applicablePeriod(w, a)
+        s_ = e_InternationalSign_applicablePeriod(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'edt':
         a = a << 4 | 1
-        a = e_InternationalSign_exemptedApplicablePeriod(w, a)
+        s_ = e_InternationalSign_exemptedApplicablePeriod(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'dfl':
         a = a << 4 | 2
         a = a << 3 | (w - 1)
     elif k == 'ved':
         a = a << 4 | 3
-        a = e_InternationalSign_applicableVehicleDimensions(w, a)
+        s_ = e_InternationalSign_applicableVehicleDimensions(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'spe':
         a = a << 4 | 4
-        a = e_InternationalSign_speedLimits(w, a)
+        s_ = e_InternationalSign_speedLimits(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'roi':
         a = a << 4 | 5
         a = a << 5 | (w - 1)
     elif k == 'dbv':
         a = a << 4 | 6
-        a = e_InternationalSign_distanceBetweenVehicles(w, a)
+        s_ = e_InternationalSign_distanceBetweenVehicles(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'ddd':
         a = a << 4 | 7
-        a = e_InternationalSign_destinationInformation(w, a)
+        s_ = e_InternationalSign_destinationInformation(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'set':
         a = a << 4 | 8
-        a = e_InternationalSign_section(w, a)
+        s_ = e_InternationalSign_section(w)
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'nol':
         a = a << 4 | 9
         a = a << 7 | w
@@ -8682,27 +9424,46 @@ def d_GddAttribute(x, q):
     raise _rt.Malformed('GddAttribute: choice index ' + str(i))
 
 
-def e_InternationalSign_section(v, a):
+def e_InternationalSign_section(v):
+    a = 1
     a = a << 2 | ('startingPointLength' in v) << 1 | ('continuityLength' in v)
     if 'startingPointLength' in v:
-        a = e_Distance(v['startingPointLength'], a)
+        v1641 = v['startingPointLength']
+        a1642 = 1
+        a1642 = a1642 << 14 | (v1641['value'] - 1)
+        a1642 = a1642 << 3 | (v1641['unit'] - 2)
+        a = ((a - 1) << (a1642.bit_length() - 1)) + a1642
     if 'continuityLength' in v:
-        a = e_Distance(v['continuityLength'], a)
+        v1644 = v['continuityLength']
+        a1645 = 1
+        a1645 = a1645 << 14 | (v1644['value'] - 1)
+        a1645 = a1645 << 3 | (v1644['unit'] - 2)
+        a = ((a - 1) << (a1645.bit_length() - 1)) + a1645
     return a
 
 def d_InternationalSign_section(x, q):
     q -= 2
-    p = (x >> q) & 3
+    h1647 = (x >> q) & 3
     r = {}
-    if p & 2:
-        r['startingPointLength'], q = d_Distance(x, q)
-    if p & 1:
-        r['continuityLength'], q = d_Distance(x, q)
+    if h1647 & 2:
+        r1648 = {}
+        q -= 14
+        r1648['value'] = ((x >> q) & 16383) + 1
+        q -= 3
+        r1648['unit'] = ((x >> q) & 7) + 2
+        r['startingPointLength'] = r1648
+    if h1647 & 1:
+        r1650 = {}
+        q -= 14
+        r1650['value'] = ((x >> q) & 16383) + 1
+        q -= 3
+        r1650['unit'] = ((x >> q) & 7) + 2
+        r['continuityLength'] = r1650
     return r, q
 
 
 def encode_spatem(v):
-    return _rt.to_bytes(e_SPATEM(v, 1))
+    return _rt.to_bytes(e_SPATEM(v))
 
 def decode_spatem(data):
     """(value, number of bytes the encoding used)."""
@@ -8712,7 +9473,7 @@ def decode_spatem(data):
 
 
 def encode_mapem(v):
-    return _rt.to_bytes(e_MAPEM(v, 1))
+    return _rt.to_bytes(e_MAPEM(v))
 
 def decode_mapem(data):
     """(value, number of bytes the encoding used)."""
@@ -8722,7 +9483,7 @@ def decode_mapem(data):
 
 
 def encode_ivim(v):
-    return _rt.to_bytes(e_IVIM(v, 1))
+    return _rt.to_bytes(e_IVIM(v))
 
 def decode_ivim(data):
     """(value, number of bytes the encoding used)."""
@@ -8732,7 +9493,7 @@ def decode_ivim(data):
 
 
 def encode_srem(v):
-    return _rt.to_bytes(e_SREM(v, 1))
+    return _rt.to_bytes(e_SREM(v))
 
 def decode_srem(data):
     """(value, number of bytes the encoding used)."""
@@ -8742,7 +9503,7 @@ def decode_srem(data):
 
 
 def encode_ssem(v):
-    return _rt.to_bytes(e_SSEM(v, 1))
+    return _rt.to_bytes(e_SSEM(v))
 
 def decode_ssem(data):
     """(value, number of bytes the encoding used)."""
@@ -8752,7 +9513,7 @@ def decode_ssem(data):
 
 
 def encode_rtcmem(v):
-    return _rt.to_bytes(e_RTCMEM(v, 1))
+    return _rt.to_bytes(e_RTCMEM(v))
 
 def decode_rtcmem(data):
     """(value, number of bytes the encoding used)."""

@@ -177,6 +177,18 @@ def read_bits_unbound(x: int, q: int) -> tuple[tuple[bytes, int], int]:
     return ((((x >> q) & ((1 << n) - 1)) << pad).to_bytes((n + pad) >> 3, "big"), n), q
 
 
+def skip_additions(x: int, q: int) -> int:
+    """Skip the extension additions of a SEQUENCE that has none in this schema (all unknown)."""
+    n, q = read_nsl(x, q)
+    q -= n
+    bm = (x >> q) & ((1 << n) - 1)
+    for i in range(n):
+        if (bm >> (n - 1 - i)) & 1:
+            length, q = read_ld(x, q)
+            q = skip(q, length << 3)
+    return q
+
+
 def skip(q: int, n: int) -> int:
     q -= n
     if q < 0:

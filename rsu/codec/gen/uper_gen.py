@@ -28,6 +28,7 @@ from rsu.codec.uper_runtime import source_digest
 
 OUTPUT = Path(__file__).resolve().parent.parent / "generated_uper.py"
 CONSTRUCTED = ("SEQUENCE", "CHOICE", "SEQUENCE OF", "REGEXT")
+INLINE_DEPTH = 3  # nesting levels of SEQUENCE / SEQUENCE OF written in place within one function
 
 
 def _resolve(t):
@@ -55,6 +56,7 @@ class Generator:
         self.consts: list[str] = []
         self.const_names: dict[str, str] = {}
         self.tmp = 0
+        self.stack: list[int] = []  # nodes being written (an inlined type never inlines itself)
 
     # --- naming --------------------------------------------------------------------------------
     def fn(self, t, node: Node, hint: str) -> str:
@@ -81,13 +83,31 @@ class Generator:
         self.tmp += 1
         return f"{stem}{self.tmp}"
 
+    def _inline(self, t, node: Node) -> bool:
+        """Write a SEQUENCE or SEQUENCE OF in place of a call (a Python call costs more than the
+        few operations most of them are), at most INLINE_DEPTH levels deep, never a type inside itself."""
+        return (node.kind in ("SEQUENCE", "SEQUENCE OF") and 0 < len(self.stack) <= INLINE_DEPTH
+                and id(node) not in self.stack and type(t).__name__ in ("Sequence", "SequenceOf"))
+
     # --- encoding ------------------------------------------------------------------------------
     def enc(self, t, node: Node, expr: str, acc: str, ind: str, hint: str) -> list[str]:
         """Lines appending the encoding of ``expr`` (a value of ``node``) to the accumulator ``acc``."""
         t = _resolve(t)
         cls = type(t).__name__
+        if self._inline(t, node):
+            # in place, into its own short accumulator (appending to a long int is what costs)
+            v, sub = self.var("v"), self.var("a")
+            self.stack.append(id(node))
+            body = self._seq_enc(t, node.member_map, node.name or hint, v, sub, ind) if node.kind == "SEQUENCE" \
+                else self._list_enc(t, node, node.name or hint, v, sub, ind)
+            self.stack.pop()
+            return [f"{ind}{v} = {expr}", f"{ind}{sub} = 1"] + body + [
+                f"{ind}{acc} = (({acc} - 1) << ({sub}.bit_length() - 1)) + {sub}"]
         if node.kind in CONSTRUCTED:
-            return [f"{ind}{acc} = e_{self.fn(t, node, hint)}({expr}, {acc})"]
+            # each function builds its own bits from a fresh sentinel (appending to a short int is
+            # cheap, to a long one is not); the caller appends them: ((a - 1) << n) + s == a << n | bits
+            return [f"{ind}s_ = e_{self.fn(t, node, hint)}({expr})",
+                    f"{ind}{acc} = (({acc} - 1) << (s_.bit_length() - 1)) + s_"]
         if cls == "Integer":
             if t.number_of_bits is None:
                 return [f"{ind}{acc} = _rt.uwn({acc}, {expr})"]
@@ -187,6 +207,13 @@ class Generator:
         """Lines decoding a value of ``node`` at ``q`` into ``target`` (an assignable expression)."""
         t = _resolve(t)
         cls = type(t).__name__
+        if self._inline(t, node):
+            r = self.var("r")
+            self.stack.append(id(node))
+            body = self._seq_dec(t, node.member_map, node.name or hint, r, ind) if node.kind == "SEQUENCE" \
+                else self._list_dec(t, node, node.name or hint, r, ind)
+            self.stack.pop()
+            return body + [f"{ind}{target} = {r}"]
         if node.kind in CONSTRUCTED:
             return [f"{ind}{target}, q = d_{self.fn(t, node, hint)}(x, q)"]
         if cls == "Integer":
@@ -289,22 +316,25 @@ class Generator:
             return self._sequence_of(f)
         return self._regext(f)
 
-    def _members(self, f: _Fn):
-        mm = f.node.member_map
-        t = f.t
-        for m in t.root_members:
-            if m.default is not None:
-                raise NotImplementedError(f"{f.name}.{m.name}: DEFAULT")
-        return mm
-
     def _sequence(self, f: _Fn) -> list[str]:
         t, name = f.t, f.name
+        mm = f.node.member_map
+        self.stack.append(id(f.node))
+        enc = [f"def e_{name}(v):", "    a = 1"] + self._seq_enc(t, mm, name, "v", "a", "    ") + ["    return a"]
+        dec = [f"def d_{name}(x, q):"] + self._seq_dec(t, mm, name, "r", "    ") + ["    return r, q"]
+        self.stack.pop()
+        return enc + [""] + dec
+
+    def _seq_enc(self, t, mm, name, v, a, ind) -> list[str]:
+        """Encoding of a SEQUENCE value ``v`` (a variable) appended to ``a``."""
         if type(t).__name__ not in ("Sequence", "AdditionGroup"):
             raise NotImplementedError(f"{name}: {type(t).__name__} for a SEQUENCE")
-        mm = self._members(f)
+        for m in t.root_members:
+            if m.default is not None:
+                raise NotImplementedError(f"{name}.{m.name}: DEFAULT")
+        u = self.var("")
         additions = t.additions
-        enc = [f"def e_{name}(v, a):"]
-        dec = [f"def d_{name}(x, q):"]
+        lines = []
         # presence of additions decides the extension bit
         add_names = []
         for add in additions or []:
@@ -312,83 +342,84 @@ class Generator:
                 add_names.append([m.name for m in add.root_members])
             else:
                 add_names.append([add.name])
-        e = "0"
+        ext = ""
         if add_names:
-            e = " or ".join(f"{n!r} in v" for names in add_names for n in names)
-            enc.append(f"    ext = {e}")
-            e = "ext"
+            lines.append(f"{ind}ext{u} = " + " or ".join(f"{n!r} in {v}" for names in add_names for n in names))
+            ext = f"ext{u}"
         opt = [m for m in t.root_members if m.optional]
         head_bits = (1 if additions is not None else 0) + len(opt)
-        parts = []
-        if additions is not None:
-            parts.append(f"({e}) << {len(opt)}" if e != "0" else "")
+        parts = [f"({ext}) << {len(opt)}"] if ext else []
         for i, m in enumerate(opt):
-            parts.append(f"({m.name!r} in v) << {len(opt) - 1 - i}" if len(opt) - 1 - i else f"({m.name!r} in v)")
-        parts = [p for p in parts if p]
+            parts.append(f"({m.name!r} in {v}) << {len(opt) - 1 - i}" if len(opt) - 1 - i else f"({m.name!r} in {v})")
         if head_bits:
-            enc.append(f"    a = a << {head_bits}" + "".join(f" | {p}" for p in parts))
-        enc += self._seq_root(t.root_members, mm, name, "v", "a", "    ")
-        if add_names:
-            enc.append("    if ext:")
-            enc.append("        subs, present = [], 0")
-            n = len(additions)
-            for i, add in enumerate(additions):
-                names = add_names[i]
-                cond = " or ".join(f"{nm!r} in v" for nm in names)
-                enc.append(f"        if {cond}:")
-                if type(add).__name__ == "AdditionGroup":
-                    if add.additions is not None:
-                        raise NotImplementedError(f"{name}: extensible addition group")
-                    if any(not m.optional for m in add.root_members) and i != n - 1:
-                        raise NotImplementedError(f"{name}: a group with mandatory members before other additions")
-                    gopt = [m for m in add.root_members if m.optional]
-                    bits = " | ".join(f"({m.name!r} in v) << {len(gopt) - 1 - j}" for j, m in enumerate(gopt))
-                    enc.append(f"            s = 1 << {len(gopt)}" + (f" | {bits}" if bits else ""))
-                    enc += self._seq_root(add.root_members, mm, name, "v", "s", "            ")
-                else:
-                    enc.append("            s = 1")
-                    enc += self.enc(add, mm[add.name].node, f"v[{add.name!r}]", "s", "            ",
-                                    f"{name}_{add.name}")
-                enc.append("            subs.append(s)")
-                enc.append(f"            present |= {1 << (n - 1 - i)}")
-            enc.append(f"        a = _rt.additions(a, {n}, present, subs)")
-        enc.append("    return a")
-        # decoding
-        if additions is not None:
-            dec += ["    q -= 1", "    ext = (x >> q) & 1"]
-        if opt:
-            dec += [f"    q -= {len(opt)}", f"    p = (x >> q) & {(1 << len(opt)) - 1}"]
-        dec.append("    r = {}")
-        dec += self._seq_root_dec(t.root_members, opt, mm, name, "p", "    ")
-        if additions is not None:
-            dec += ["    if ext:",
-                    "        n, q = _rt.read_nsl(x, q)",
-                    "        q -= n",
-                    "        bm = (x >> q) & ((1 << n) - 1)",
-                    "        for i in range(n):",
-                    "            if not (bm >> (n - 1 - i)) & 1:",
-                    "                continue",
-                    "            length, q = _rt.read_ld(x, q)",
-                    "            q0 = q"]
-            kw = "if"
-            for i, add in enumerate(additions):
-                dec.append(f"            {kw} i == {i}:")
-                kw = "elif"
-                if type(add).__name__ == "AdditionGroup":
-                    gopt = [m for m in add.root_members if m.optional]
-                    if gopt:
-                        dec += [f"                q -= {len(gopt)}", f"                g = (x >> q) & {(1 << len(gopt)) - 1}"]
-                    dec += self._seq_root_dec(add.root_members, gopt, mm, name, "g", "                ")
-                else:
-                    dec += self.dec(add, mm[add.name].node, f"r[{add.name!r}]", "                ",
-                                    f"{name}_{add.name}")
-            dec += ["            else:" if additions else "            if True:",
-                    "                q = _rt.skip(q, length << 3)",
-                    "            al = (q0 - q) % 8",
-                    "            if al:",
-                    "                q = _rt.skip(q, 8 - al)"]
-        dec.append("    return r, q")
-        return enc + [""] + dec
+            lines.append(f"{ind}{a} = {a} << {head_bits}" + "".join(f" | {p}" for p in parts))
+        lines += self._seq_root(t.root_members, mm, name, v, a, ind)
+        if not add_names:
+            return lines
+        sub, subs, present = f"s{u}", f"subs{u}", f"present{u}"
+        lines += [f"{ind}if {ext}:", f"{ind}    {subs}, {present} = [], 0"]
+        n = len(additions)
+        for i, add in enumerate(additions):
+            lines.append(f"{ind}    if " + " or ".join(f"{nm!r} in {v}" for nm in add_names[i]) + ":")
+            if type(add).__name__ == "AdditionGroup":
+                if add.additions is not None:
+                    raise NotImplementedError(f"{name}: extensible addition group")
+                if any(not m.optional for m in add.root_members) and i != n - 1:
+                    # asn1tools stops at an absent group with a mandatory member and drops later additions
+                    raise NotImplementedError(f"{name}: a group with mandatory members before other additions")
+                gopt = [m for m in add.root_members if m.optional]
+                bits = " | ".join(f"({m.name!r} in {v}) << {len(gopt) - 1 - j}" for j, m in enumerate(gopt))
+                lines.append(f"{ind}        {sub} = 1 << {len(gopt)}" + (f" | {bits}" if bits else ""))
+                lines += self._seq_root(add.root_members, mm, name, v, sub, ind + "        ")
+            else:
+                lines.append(f"{ind}        {sub} = 1")
+                lines += self.enc(add, mm[add.name].node, f"{v}[{add.name!r}]", sub, ind + "        ",
+                                  f"{name}_{add.name}")
+            lines += [f"{ind}        {subs}.append({sub})", f"{ind}        {present} |= {1 << (n - 1 - i)}"]
+        lines.append(f"{ind}    {a} = _rt.additions({a}, {n}, {present}, {subs})")
+        return lines
+
+    def _seq_dec(self, t, mm, name, r, ind) -> list[str]:
+        """Decoding of a SEQUENCE into the new dict ``r`` (a variable)."""
+        u = self.var("")
+        additions = t.additions
+        opt = [m for m in t.root_members if m.optional]
+        head_bits = (1 if additions is not None else 0) + len(opt)
+        h = f"h{u}"
+        lines = [f"{ind}q -= {head_bits}", f"{ind}{h} = (x >> q) & {(1 << head_bits) - 1}"] if head_bits else []
+        lines.append(f"{ind}{r} = {{}}")
+        lines += self._seq_root_dec(t.root_members, opt, mm, name, h, r, ind)
+        if additions is None:
+            return lines
+        lines.append(f"{ind}if {h} >> {len(opt)}:")
+        if not additions:
+            return lines + [f"{ind}    q = _rt.skip_additions(x, q)"]
+        n, bm, i, length, q0, al, g = (f"{stem}{u}" for stem in ("n", "bm", "i", "length", "q0", "al", "g"))
+        lines += [f"{ind}    {n}, q = _rt.read_nsl(x, q)",
+                  f"{ind}    q -= {n}",
+                  f"{ind}    {bm} = (x >> q) & ((1 << {n}) - 1)",
+                  f"{ind}    for {i} in range({n}):",
+                  f"{ind}        if not ({bm} >> ({n} - 1 - {i})) & 1:",
+                  f"{ind}            continue",
+                  f"{ind}        {length}, q = _rt.read_ld(x, q)",
+                  f"{ind}        {q0} = q"]
+        kw = "if"
+        inner = ind + "            "
+        for k, add in enumerate(additions):
+            lines.append(f"{ind}        {kw} {i} == {k}:")
+            kw = "elif"
+            if type(add).__name__ == "AdditionGroup":
+                gopt = [m for m in add.root_members if m.optional]
+                if gopt:
+                    lines += [f"{inner}q -= {len(gopt)}", f"{inner}{g} = (x >> q) & {(1 << len(gopt)) - 1}"]
+                lines += self._seq_root_dec(add.root_members, gopt, mm, name, g, r, inner)
+            else:
+                lines += self.dec(add, mm[add.name].node, f"{r}[{add.name!r}]", inner, f"{name}_{add.name}")
+        return lines + [f"{ind}        else:",
+                        f"{ind}            q = _rt.skip(q, {length} << 3)",
+                        f"{ind}        {al} = ({q0} - q) % 8",
+                        f"{ind}        if {al}:",
+                        f"{ind}            q = _rt.skip(q, 8 - {al})"]
 
     def _seq_root(self, members, mm, name, v, acc, ind) -> list[str]:
         lines = []
@@ -405,15 +436,15 @@ class Generator:
                 lines += body
         return lines
 
-    def _seq_root_dec(self, members, opt, mm, name, pvar, ind) -> list[str]:
+    def _seq_root_dec(self, members, opt, mm, name, pvar, r, ind) -> list[str]:
         lines = []
         for m in members:
             if m.optional:
                 bit = 1 << (len(opt) - 1 - opt.index(m))
                 lines.append(f"{ind}if {pvar} & {bit}:")
-                lines += self.dec(m, mm[m.name].node, f"r[{m.name!r}]", ind + "    ", f"{name}_{m.name}")
+                lines += self.dec(m, mm[m.name].node, f"{r}[{m.name!r}]", ind + "    ", f"{name}_{m.name}")
             else:
-                lines += self.dec(m, mm[m.name].node, f"r[{m.name!r}]", ind, f"{name}_{m.name}")
+                lines += self.dec(m, mm[m.name].node, f"{r}[{m.name!r}]", ind, f"{name}_{m.name}")
         return lines
 
     def _choice(self, f: _Fn) -> list[str]:
@@ -425,7 +456,7 @@ class Generator:
         has_ext = t.additions_index_to_member is not None
         nb = t.root_number_of_bits if len(roots) > 1 else 0
         head = (1 if has_ext else 0) + nb
-        enc = [f"def e_{name}(v, a):", "    k, w = v"]
+        enc = [f"def e_{name}(v):", "    a = 1", "    k, w = v"]
         kw = "if"
         for i, m in enumerate(roots):
             enc.append(f"    {kw} k == {m.name!r}:")
@@ -470,41 +501,53 @@ class Generator:
         return enc + [""] + dec
 
     def _sequence_of(self, f: _Fn) -> list[str]:
-        t, name, node = f.t, f.name, f.node
+        self.stack.append(id(f.node))
+        enc = [f"def e_{f.name}(v):", "    a = 1"] + self._list_enc(f.t, f.node, f.name, "v", "a", "    ") + ["    return a"]
+        dec = [f"def d_{f.name}(x, q):"] + self._list_dec(f.t, f.node, f.name, "r", "    ") + ["    return r, q"]
+        self.stack.pop()
+        return enc + [""] + dec
+
+    def _list_enc(self, t, node, name, v, a, ind) -> list[str]:
         if type(t).__name__ != "SequenceOf":
             raise NotImplementedError(f"{name}: {type(t).__name__} for a SEQUENCE OF")
-        el, enode = t.element_type, node.element
-        enc = [f"def e_{name}(v, a):", "    k = len(v)"]
-        dec = [f"def d_{name}(x, q):"]
+        u = self.var("")
+        k, w = f"k{u}", f"w{u}"
+        lines = [f"{ind}{k} = len({v})"]
         nb, lo, hi = t.number_of_bits, t.minimum, t.maximum
         if nb is None:
-            enc.append("    a = _rt.ld(a, k)")
-            dec.append("    k, q = _rt.read_ld(x, q)")
+            lines.append(f"{ind}{a} = _rt.ld({a}, {k})")
         else:
-            plain = f"a = a << {nb} | {self._minus('k', lo)}" if lo != hi else ""
+            plain = f"{a} = {a} << {nb} | {self._minus(k, lo)}" if lo != hi else ""
             if t.has_extension_marker:
-                enc += [f"    if {lo} <= k <= {hi}:",
-                        f"        a <<= 1",
-                        *( [f"        {plain}"] if plain else []),
-                        "    else:",
-                        "        a = _rt.ld(a << 1 | 1, k)"]
-                dec += ["    q -= 1", "    if (x >> q) & 1:", "        k, q = _rt.read_ld(x, q)", "    else:"]
-                ind = "        "
-            else:
-                if plain:
-                    enc.append(f"    {plain}")
-                ind = "    "
+                lines += [f"{ind}if {lo} <= {k} <= {hi}:", f"{ind}    {a} <<= 1",
+                          *([f"{ind}    {plain}"] if plain else []),
+                          f"{ind}else:", f"{ind}    {a} = _rt.ld({a} << 1 | 1, {k})"]
+            elif plain:
+                lines.append(f"{ind}{plain}")
+        lines.append(f"{ind}for {w} in {v}:")
+        return lines + (self.enc(t.element_type, node.element, w, a, ind + "    ", f"{name}_item")
+                        or [f"{ind}    pass"])
+
+    def _list_dec(self, t, node, name, r, ind) -> list[str]:
+        u = self.var("")
+        k, w = f"k{u}", f"w{u}"
+        nb, lo, hi = t.number_of_bits, t.minimum, t.maximum
+        lines = []
+        if nb is None:
+            lines.append(f"{ind}{k}, q = _rt.read_ld(x, q)")
+        else:
+            inner = ind
+            if t.has_extension_marker:
+                lines += [f"{ind}q -= 1", f"{ind}if (x >> q) & 1:", f"{ind}    {k}, q = _rt.read_ld(x, q)",
+                          f"{ind}else:"]
+                inner = ind + "    "
             if lo != hi:
-                dec += [f"{ind}q -= {nb}", f"{ind}k = {self._plus(f'(x >> q) & {(1 << nb) - 1}', lo)}"]
+                lines += [f"{inner}q -= {nb}", f"{inner}{k} = {self._plus(f'(x >> q) & {(1 << nb) - 1}', lo)}"]
             else:
-                dec.append(f"{ind}k = {lo}")
-        enc.append("    for w in v:")
-        enc += self.enc(el, enode, "w", "a", "        ", f"{name}_item") or ["        pass"]
-        enc.append("    return a")
-        dec += ["    r = []", "    for _ in range(k):"]
-        dec += self.dec(el, enode, "w", "        ", f"{name}_item")
-        dec += ["        r.append(w)", "    return r, q"]
-        return enc + [""] + dec
+                lines.append(f"{inner}{k} = {lo}")
+        lines += [f"{ind}{r} = []", f"{ind}for _ in range({k}):"]
+        lines += self.dec(t.element_type, node.element, w, ind + "    ", f"{name}_item")
+        return lines + [f"{ind}    {r}.append({w})"]
 
     def _regext(self, f: _Fn) -> list[str]:
         t, name, node = f.t, f.name, f.node
@@ -515,7 +558,7 @@ class Generator:
             raise NotImplementedError(f"{name}: RegionalExtension form")
         typed = self.schema.regset_types(node.regset or "")
         rid_node = Node(kind="INTEGER")
-        enc = [f"def e_{name}(v, a):"]
+        enc = [f"def e_{name}(v):", "    a = 1"]
         enc += self.enc(rid, rid_node, "v['regionId']", "a", "    ", f"{name}_regionId")
         enc += ["    w = v['regExtValue']",
                 "    if isinstance(w, (bytes, bytearray)):",
@@ -528,7 +571,7 @@ class Generator:
         for region, tnode in sorted(typed.items()):
             tt = self.spec.types[tnode.name].type
             fname = self.fn(tt, tnode, tnode.name)
-            enc += [f"    {kw} r == {region}:", f"        return _rt.open_type(a, e_{fname}(w, 1))"]
+            enc += [f"    {kw} r == {region}:", f"        return _rt.open_type(a, e_{fname}(w))"]
             dec += [f"    {kw} r == {region}:", f"        w = d_{fname}(w, n << 3)[0]"]
             kw = "elif"
         enc.append("    raise KeyError(r)")
@@ -575,7 +618,7 @@ def generate() -> str:
     for kind_name, fname in entry:
         out += ["",
                 f"def encode_{kind_name}(v):",
-                f"    return _rt.to_bytes(e_{fname}(v, 1))",
+                f"    return _rt.to_bytes(e_{fname}(v))",
                 "",
                 f"def decode_{kind_name}(data):",
                 "    \"\"\"(value, number of bytes the encoding used).\"\"\"",

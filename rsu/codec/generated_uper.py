@@ -100,9 +100,7 @@ def e_SPATEM(v):
     a = 1
     v2 = v['header']
     a3 = 1
-    a3 = a3 << 8 | v2['protocolVersion']
-    a3 = a3 << 8 | v2['messageID']
-    a3 = a3 << 32 | v2['stationID']
+    a3 = a3 << 48 | (v2['protocolVersion']) << 40 | (v2['messageID']) << 32 | (v2['stationID'])
     a = ((a - 1) << (a3.bit_length() - 1)) + a3
     v5 = v['spat']
     a6 = 1
@@ -164,16 +162,15 @@ def e_SPATEM(v):
 def d_SPATEM(x, q):
     r = {}
     r24 = {}
-    q -= 8
-    r24['protocolVersion'] = (x >> q) & 255
-    q -= 8
-    r24['messageID'] = (x >> q) & 255
-    q -= 32
-    r24['stationID'] = (x >> q) & 4294967295
+    q -= 48
+    t_ = (x >> q) & 281474976710655
+    r24['protocolVersion'] = (t_ >> 40) & 255
+    r24['messageID'] = (t_ >> 32) & 255
+    r24['stationID'] = t_ & 4294967295
     r['header'] = r24
+    r26 = {}
     q -= 4
     h27 = (x >> q) & 15
-    r26 = {}
     if h27 & 4:
         q -= 20
         r26['timeStamp'] = (x >> q) & 1048575
@@ -186,19 +183,19 @@ def d_SPATEM(x, q):
     k30 = ((x >> q) & 31) + 1
     r29 = []
     for _ in range(k30):
+        r31 = {}
         q -= 7
         h32 = (x >> q) & 127
-        r31 = {}
         if h32 & 32:
             q -= 6
             k33 = ((x >> q) & 63) + 1
             q -= 7 * k33
             r31['name'] = _rt.ia5((x >> q) & ((1 << (7 * k33)) - 1), k33)
         r31['id'], q = d_IntersectionReferenceID(x, q)
-        q -= 7
-        r31['revision'] = (x >> q) & 127
-        q -= 16
-        r31['status'] = ((((x >> q) & 65535) << 0).to_bytes(2, 'big'), 16)
+        q -= 23
+        t_ = (x >> q) & 8388607
+        r31['revision'] = (t_ >> 16) & 127
+        r31['status'] = (((t_ & 65535) << 0).to_bytes(2, 'big'), 16)
         if h32 & 16:
             q -= 20
             r31['moy'] = (x >> q) & 1048575
@@ -235,9 +232,7 @@ def e_MAPEM(v):
     a = 1
     v38 = v['header']
     a39 = 1
-    a39 = a39 << 8 | v38['protocolVersion']
-    a39 = a39 << 8 | v38['messageID']
-    a39 = a39 << 32 | v38['stationID']
+    a39 = a39 << 48 | (v38['protocolVersion']) << 40 | (v38['messageID']) << 32 | (v38['stationID'])
     a = ((a - 1) << (a39.bit_length() - 1)) + a39
     v41 = v['map']
     a42 = 1
@@ -372,16 +367,15 @@ def e_MAPEM(v):
 def d_MAPEM(x, q):
     r = {}
     r83 = {}
-    q -= 8
-    r83['protocolVersion'] = (x >> q) & 255
-    q -= 8
-    r83['messageID'] = (x >> q) & 255
-    q -= 32
-    r83['stationID'] = (x >> q) & 4294967295
+    q -= 48
+    t_ = (x >> q) & 281474976710655
+    r83['protocolVersion'] = (t_ >> 40) & 255
+    r83['messageID'] = (t_ >> 32) & 255
+    r83['stationID'] = t_ & 4294967295
     r['header'] = r83
+    r85 = {}
     q -= 9
     h86 = (x >> q) & 511
-    r85 = {}
     if h86 & 128:
         q -= 20
         r85['timeStamp'] = (x >> q) & 1048575
@@ -403,9 +397,9 @@ def d_MAPEM(x, q):
         k89 = ((x >> q) & 31) + 1
         r88 = []
         for _ in range(k89):
+            r90 = {}
             q -= 6
             h91 = (x >> q) & 63
-            r90 = {}
             if h91 & 16:
                 q -= 6
                 k92 = ((x >> q) & 63) + 1
@@ -435,9 +429,9 @@ def d_MAPEM(x, q):
         k94 = ((x >> q) & 31) + 1
         r93 = []
         for _ in range(k94):
+            r95 = {}
             q -= 5
             h96 = (x >> q) & 31
-            r95 = {}
             if h96 & 8:
                 q -= 6
                 k97 = ((x >> q) & 63) + 1
@@ -461,9 +455,9 @@ def d_MAPEM(x, q):
             r93.append(w94)
         r85['roadSegments'] = r93
     if h86 & 4:
+        r98 = {}
         q -= 5
         h99 = (x >> q) & 31
-        r98 = {}
         if h99 & 8:
             q -= 8
             k100 = ((x >> q) & 255) + 1
@@ -517,9 +511,7 @@ def e_IVIM(v):
     a = 1
     v111 = v['header']
     a112 = 1
-    a112 = a112 << 8 | v111['protocolVersion']
-    a112 = a112 << 8 | v111['messageID']
-    a112 = a112 << 32 | v111['stationID']
+    a112 = a112 << 48 | (v111['protocolVersion']) << 40 | (v111['messageID']) << 32 | (v111['stationID'])
     a = ((a - 1) << (a112.bit_length() - 1)) + a112
     v114 = v['ivi']
     a115 = 1
@@ -597,24 +589,23 @@ def e_IVIM(v):
 def d_IVIM(x, q):
     r = {}
     r137 = {}
-    q -= 8
-    r137['protocolVersion'] = (x >> q) & 255
-    q -= 8
-    r137['messageID'] = (x >> q) & 255
-    q -= 32
-    r137['stationID'] = (x >> q) & 4294967295
+    q -= 48
+    t_ = (x >> q) & 281474976710655
+    r137['protocolVersion'] = (t_ >> 40) & 255
+    r137['messageID'] = (t_ >> 32) & 255
+    r137['stationID'] = t_ & 4294967295
     r['header'] = r137
+    r139 = {}
     q -= 1
     h140 = (x >> q) & 1
-    r139 = {}
+    r141 = {}
     q -= 5
     h142 = (x >> q) & 31
-    r141 = {}
     r143 = {}
-    q -= 10
-    r143['countryCode'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-    q -= 14
-    r143['providerIdentifier'] = (x >> q) & 16383
+    q -= 24
+    t_ = (x >> q) & 16777215
+    r143['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
+    r143['providerIdentifier'] = t_ & 16383
     r141['serviceProviderId'] = r143
     q -= 1
     if (x >> q) & 1:
@@ -693,9 +684,7 @@ def e_SREM(v):
     a = 1
     v153 = v['header']
     a154 = 1
-    a154 = a154 << 8 | v153['protocolVersion']
-    a154 = a154 << 8 | v153['messageID']
-    a154 = a154 << 32 | v153['stationID']
+    a154 = a154 << 48 | (v153['protocolVersion']) << 40 | (v153['messageID']) << 32 | (v153['stationID'])
     a = ((a - 1) << (a154.bit_length() - 1)) + a154
     v156 = v['srm']
     a157 = 1
@@ -813,16 +802,15 @@ def e_SREM(v):
 def d_SREM(x, q):
     r = {}
     r191 = {}
-    q -= 8
-    r191['protocolVersion'] = (x >> q) & 255
-    q -= 8
-    r191['messageID'] = (x >> q) & 255
-    q -= 32
-    r191['stationID'] = (x >> q) & 4294967295
+    q -= 48
+    t_ = (x >> q) & 281474976710655
+    r191['protocolVersion'] = (t_ >> 40) & 255
+    r191['messageID'] = (t_ >> 32) & 255
+    r191['stationID'] = t_ & 4294967295
     r['header'] = r191
+    r193 = {}
     q -= 5
     h194 = (x >> q) & 31
-    r193 = {}
     if h194 & 8:
         q -= 20
         r193['timeStamp'] = (x >> q) & 1048575
@@ -836,9 +824,9 @@ def d_SREM(x, q):
         k196 = ((x >> q) & 31) + 1
         r195 = []
         for _ in range(k196):
+            r197 = {}
             q -= 5
             h198 = (x >> q) & 31
-            r197 = {}
             r197['request'], q = d_SignalRequest(x, q)
             if h198 & 8:
                 q -= 20
@@ -856,14 +844,14 @@ def d_SREM(x, q):
             w196 = r197
             r195.append(w196)
         r193['requests'] = r195
+    r199 = {}
     q -= 9
     h200 = (x >> q) & 511
-    r199 = {}
     r199['id'], q = d_VehicleID(x, q)
     if h200 & 128:
+        r201 = {}
         q -= 6
         h202 = (x >> q) & 63
-        r201 = {}
         q -= 1
         if (x >> q) & 1:
             i203, q = _rt.read_nsnn(x, q)
@@ -894,9 +882,9 @@ def d_SREM(x, q):
             q = _rt.skip_additions(x, q)
         r199['type'] = r201
     if h200 & 64:
+        r205 = {}
         q -= 3
         h206 = (x >> q) & 7
-        r205 = {}
         r205['position'], q = d_Position3D(x, q)
         if h206 & 2:
             q -= 15
@@ -954,9 +942,7 @@ def e_SSEM(v):
     a = 1
     v215 = v['header']
     a216 = 1
-    a216 = a216 << 8 | v215['protocolVersion']
-    a216 = a216 << 8 | v215['messageID']
-    a216 = a216 << 32 | v215['stationID']
+    a216 = a216 << 48 | (v215['protocolVersion']) << 40 | (v215['messageID']) << 32 | (v215['stationID'])
     a = ((a - 1) << (a216.bit_length() - 1)) + a216
     v218 = v['ssm']
     a219 = 1
@@ -973,8 +959,7 @@ def e_SSEM(v):
     for w223 in v221:
         v224 = w223
         a225 = 1
-        a225 = a225 << 2 | ('regional' in v224)
-        a225 = a225 << 7 | v224['sequenceNumber']
+        a225 = a225 << 9 | (('regional' in v224)) << 7 | (v224['sequenceNumber'])
         s_ = e_IntersectionReferenceID(v224['id'])
         a225 = ((a225 - 1) << (s_.bit_length() - 1)) + s_
         s_ = e_SignalStatusPackageList(v224['sigStatus'])
@@ -999,16 +984,15 @@ def e_SSEM(v):
 def d_SSEM(x, q):
     r = {}
     r231 = {}
-    q -= 8
-    r231['protocolVersion'] = (x >> q) & 255
-    q -= 8
-    r231['messageID'] = (x >> q) & 255
-    q -= 32
-    r231['stationID'] = (x >> q) & 4294967295
+    q -= 48
+    t_ = (x >> q) & 281474976710655
+    r231['protocolVersion'] = (t_ >> 40) & 255
+    r231['messageID'] = (t_ >> 32) & 255
+    r231['stationID'] = t_ & 4294967295
     r['header'] = r231
+    r233 = {}
     q -= 4
     h234 = (x >> q) & 15
-    r233 = {}
     if h234 & 4:
         q -= 20
         r233['timeStamp'] = (x >> q) & 1048575
@@ -1021,11 +1005,11 @@ def d_SSEM(x, q):
     k236 = ((x >> q) & 31) + 1
     r235 = []
     for _ in range(k236):
-        q -= 2
-        h238 = (x >> q) & 3
         r237 = {}
-        q -= 7
-        r237['sequenceNumber'] = (x >> q) & 127
+        q -= 9
+        t_ = (x >> q) & 511
+        h238 = (t_ >> 7) & 3
+        r237['sequenceNumber'] = t_ & 127
         r237['id'], q = d_IntersectionReferenceID(x, q)
         r237['sigStatus'], q = d_SignalStatusPackageList(x, q)
         if h238 & 1:
@@ -1053,14 +1037,11 @@ def e_RTCMEM(v):
     a = 1
     v242 = v['header']
     a243 = 1
-    a243 = a243 << 8 | v242['protocolVersion']
-    a243 = a243 << 8 | v242['messageID']
-    a243 = a243 << 32 | v242['stationID']
+    a243 = a243 << 48 | (v242['protocolVersion']) << 40 | (v242['messageID']) << 32 | (v242['stationID'])
     a = ((a - 1) << (a243.bit_length() - 1)) + a243
     v245 = v['rtcmc']
     a246 = 1
-    a246 = a246 << 5 | ('timeStamp' in v245) << 3 | ('anchorPoint' in v245) << 2 | ('rtcmHeader' in v245) << 1 | ('regional' in v245)
-    a246 = a246 << 7 | v245['msgCnt']
+    a246 = a246 << 12 | (('timeStamp' in v245) << 3 | ('anchorPoint' in v245) << 2 | ('rtcmHeader' in v245) << 1 | ('regional' in v245)) << 7 | (v245['msgCnt'])
     w248 = v245['rev']
     i249 = _E_RTCM_Revision_13.get(w248)
     if i249 is not None:
@@ -1092,8 +1073,7 @@ def e_RTCMEM(v):
             if 'offset' in v253:
                 a254 = a254 << 11 | (v253['offset'] + 840)
             a251 = ((a251 - 1) << (a254.bit_length() - 1)) + a254
-        a251 = a251 << 32 | (v250['long'] + 1800000000)
-        a251 = a251 << 31 | (v250['lat'] + 900000000)
+        a251 = a251 << 63 | ((v250['long'] + 1800000000)) << 31 | ((v250['lat'] + 900000000))
         if 'elevation' in v250:
             a251 = a251 << 16 | (v250['elevation'] + 4096)
         if 'heading' in v250:
@@ -1101,30 +1081,24 @@ def e_RTCMEM(v):
         if 'speed' in v250:
             v256 = v250['speed']
             a257 = 1
-            a257 = a257 << 3 | _E_TransmissionState_14[v256['transmisson']]
-            a257 = a257 << 13 | v256['speed']
+            a257 = a257 << 16 | (_E_TransmissionState_14[v256['transmisson']]) << 13 | (v256['speed'])
             a251 = ((a251 - 1) << (a257.bit_length() - 1)) + a257
         if 'posAccuracy' in v250:
             v259 = v250['posAccuracy']
             a260 = 1
-            a260 = a260 << 8 | v259['semiMajor']
-            a260 = a260 << 8 | v259['semiMinor']
-            a260 = a260 << 16 | v259['orientation']
+            a260 = a260 << 32 | (v259['semiMajor']) << 24 | (v259['semiMinor']) << 16 | (v259['orientation'])
             a251 = ((a251 - 1) << (a260.bit_length() - 1)) + a260
         if 'timeConfidence' in v250:
             a251 = a251 << 6 | _E_TimeConfidence_15[v250['timeConfidence']]
         if 'posConfidence' in v250:
             v262 = v250['posConfidence']
             a263 = 1
-            a263 = a263 << 4 | _E_PositionConfidence_16[v262['pos']]
-            a263 = a263 << 4 | _E_ElevationConfidence_17[v262['elevation']]
+            a263 = a263 << 8 | (_E_PositionConfidence_16[v262['pos']]) << 4 | (_E_ElevationConfidence_17[v262['elevation']])
             a251 = ((a251 - 1) << (a263.bit_length() - 1)) + a263
         if 'speedConfidence' in v250:
             v265 = v250['speedConfidence']
             a266 = 1
-            a266 = a266 << 3 | _E_HeadingConfidence_18[v265['heading']]
-            a266 = a266 << 3 | _E_SpeedConfidence_19[v265['speed']]
-            a266 = a266 << 2 | _E_ThrottleConfidence_20[v265['throttle']]
+            a266 = a266 << 8 | (_E_HeadingConfidence_18[v265['heading']]) << 5 | (_E_SpeedConfidence_19[v265['speed']]) << 2 | (_E_ThrottleConfidence_20[v265['throttle']])
             a251 = ((a251 - 1) << (a266.bit_length() - 1)) + a266
         a246 = ((a246 - 1) << (a251.bit_length() - 1)) + a251
     if 'rtcmHeader' in v245:
@@ -1134,9 +1108,7 @@ def e_RTCMEM(v):
         a269 = a269 << k272 | int.from_bytes(d271, 'big') >> (8 * len(d271) - k272)
         v273 = v268['offsetSet']
         a274 = 1
-        a274 = a274 << 12 | (v273['antOffsetX'] + 2048)
-        a274 = a274 << 9 | (v273['antOffsetY'] + 256)
-        a274 = a274 << 10 | (v273['antOffsetZ'] + 512)
+        a274 = a274 << 31 | ((v273['antOffsetX'] + 2048)) << 19 | ((v273['antOffsetY'] + 256)) << 10 | ((v273['antOffsetZ'] + 512))
         a269 = ((a269 - 1) << (a274.bit_length() - 1)) + a274
         a246 = ((a246 - 1) << (a269.bit_length() - 1)) + a269
     v276 = v245['msgs']
@@ -1163,18 +1135,17 @@ def e_RTCMEM(v):
 def d_RTCMEM(x, q):
     r = {}
     r284 = {}
-    q -= 8
-    r284['protocolVersion'] = (x >> q) & 255
-    q -= 8
-    r284['messageID'] = (x >> q) & 255
-    q -= 32
-    r284['stationID'] = (x >> q) & 4294967295
+    q -= 48
+    t_ = (x >> q) & 281474976710655
+    r284['protocolVersion'] = (t_ >> 40) & 255
+    r284['messageID'] = (t_ >> 32) & 255
+    r284['stationID'] = t_ & 4294967295
     r['header'] = r284
-    q -= 5
-    h287 = (x >> q) & 31
     r286 = {}
-    q -= 7
-    r286['msgCnt'] = (x >> q) & 127
+    q -= 12
+    t_ = (x >> q) & 4095
+    h287 = (t_ >> 7) & 31
+    r286['msgCnt'] = t_ & 127
     q -= 1
     if (x >> q) & 1:
         i288, q = _rt.read_nsnn(x, q)
@@ -1186,13 +1157,13 @@ def d_RTCMEM(x, q):
         q -= 20
         r286['timeStamp'] = (x >> q) & 1048575
     if h287 & 4:
+        r289 = {}
         q -= 9
         h290 = (x >> q) & 511
-        r289 = {}
         if h290 & 128:
+            r291 = {}
             q -= 7
             h292 = (x >> q) & 127
-            r291 = {}
             if h292 & 64:
                 q -= 12
                 r291['year'] = (x >> q) & 4095
@@ -1215,10 +1186,10 @@ def d_RTCMEM(x, q):
                 q -= 11
                 r291['offset'] = ((x >> q) & 2047) - 840
             r289['utcTime'] = r291
-        q -= 32
-        r289['long'] = ((x >> q) & 4294967295) - 1800000000
-        q -= 31
-        r289['lat'] = ((x >> q) & 2147483647) - 900000000
+        q -= 63
+        t_ = (x >> q) & 9223372036854775807
+        r289['long'] = ((t_ >> 31) & 4294967295) - 1800000000
+        r289['lat'] = (t_ & 2147483647) - 900000000
         if h290 & 64:
             q -= 16
             r289['elevation'] = ((x >> q) & 65535) - 4096
@@ -1227,38 +1198,36 @@ def d_RTCMEM(x, q):
             r289['heading'] = (x >> q) & 32767
         if h290 & 16:
             r293 = {}
-            q -= 3
-            r293['transmisson'] = _D_TransmissionState_22[(x >> q) & 7]
-            q -= 13
-            r293['speed'] = (x >> q) & 8191
+            q -= 16
+            t_ = (x >> q) & 65535
+            r293['transmisson'] = _D_TransmissionState_22[(t_ >> 13) & 7]
+            r293['speed'] = t_ & 8191
             r289['speed'] = r293
         if h290 & 8:
             r295 = {}
-            q -= 8
-            r295['semiMajor'] = (x >> q) & 255
-            q -= 8
-            r295['semiMinor'] = (x >> q) & 255
-            q -= 16
-            r295['orientation'] = (x >> q) & 65535
+            q -= 32
+            t_ = (x >> q) & 4294967295
+            r295['semiMajor'] = (t_ >> 24) & 255
+            r295['semiMinor'] = (t_ >> 16) & 255
+            r295['orientation'] = t_ & 65535
             r289['posAccuracy'] = r295
         if h290 & 4:
             q -= 6
             r289['timeConfidence'] = _D_TimeConfidence_23[(x >> q) & 63]
         if h290 & 2:
             r297 = {}
-            q -= 4
-            r297['pos'] = _D_PositionConfidence_24[(x >> q) & 15]
-            q -= 4
-            r297['elevation'] = _D_ElevationConfidence_25[(x >> q) & 15]
+            q -= 8
+            t_ = (x >> q) & 255
+            r297['pos'] = _D_PositionConfidence_24[(t_ >> 4) & 15]
+            r297['elevation'] = _D_ElevationConfidence_25[t_ & 15]
             r289['posConfidence'] = r297
         if h290 & 1:
             r299 = {}
-            q -= 3
-            r299['heading'] = _D_HeadingConfidence_26[(x >> q) & 7]
-            q -= 3
-            r299['speed'] = _D_SpeedConfidence_27[(x >> q) & 7]
-            q -= 2
-            r299['throttle'] = _D_ThrottleConfidence_28[(x >> q) & 3]
+            q -= 8
+            t_ = (x >> q) & 255
+            r299['heading'] = _D_HeadingConfidence_26[(t_ >> 5) & 7]
+            r299['speed'] = _D_SpeedConfidence_27[(t_ >> 2) & 7]
+            r299['throttle'] = _D_ThrottleConfidence_28[t_ & 3]
             r289['speedConfidence'] = r299
         if h290 >> 8:
             q = _rt.skip_additions(x, q)
@@ -1268,12 +1237,11 @@ def d_RTCMEM(x, q):
         q -= 8
         r301['status'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
         r304 = {}
-        q -= 12
-        r304['antOffsetX'] = ((x >> q) & 4095) - 2048
-        q -= 9
-        r304['antOffsetY'] = ((x >> q) & 511) - 256
-        q -= 10
-        r304['antOffsetZ'] = ((x >> q) & 1023) - 512
+        q -= 31
+        t_ = (x >> q) & 2147483647
+        r304['antOffsetX'] = ((t_ >> 19) & 4095) - 2048
+        r304['antOffsetY'] = ((t_ >> 10) & 511) - 256
+        r304['antOffsetZ'] = (t_ & 1023) - 512
         r301['offsetSet'] = r304
         r286['rtcmHeader'] = r301
     q -= 3
@@ -1309,9 +1277,9 @@ def e_IntersectionReferenceID(v):
     return a
 
 def d_IntersectionReferenceID(x, q):
+    r = {}
     q -= 1
     h312 = (x >> q) & 1
-    r = {}
     if h312 & 1:
         q -= 16
         r['region'] = (x >> q) & 65535
@@ -1360,8 +1328,7 @@ def e_MovementList(v):
         for w323 in v321:
             v324 = w323
             a325 = 1
-            a325 = a325 << 4 | ('timing' in v324) << 2 | ('speeds' in v324) << 1 | ('regional' in v324)
-            a325 = a325 << 4 | _E_MovementPhaseState_29[v324['eventState']]
+            a325 = a325 << 8 | (('timing' in v324) << 2 | ('speeds' in v324) << 1 | ('regional' in v324)) << 4 | (_E_MovementPhaseState_29[v324['eventState']])
             if 'timing' in v324:
                 s_ = e_TimeChangeDetails(v324['timing'])
                 a325 = ((a325 - 1) << (s_.bit_length() - 1)) + s_
@@ -1381,8 +1348,7 @@ def e_MovementList(v):
             for w329 in v327:
                 v330 = w329
                 a331 = 1
-                a331 = a331 << 6 | ('queueLength' in v330) << 4 | ('availableStorageLength' in v330) << 3 | ('waitOnStop' in v330) << 2 | ('pedBicycleDetect' in v330) << 1 | ('regional' in v330)
-                a331 = a331 << 8 | v330['connectionID']
+                a331 = a331 << 14 | (('queueLength' in v330) << 4 | ('availableStorageLength' in v330) << 3 | ('waitOnStop' in v330) << 2 | ('pedBicycleDetect' in v330) << 1 | ('regional' in v330)) << 8 | (v330['connectionID'])
                 if 'queueLength' in v330:
                     a331 = a331 << 14 | v330['queueLength']
                 if 'availableStorageLength' in v330:
@@ -1413,25 +1379,25 @@ def d_MovementList(x, q):
     k336 = ((x >> q) & 255) + 1
     r = []
     for _ in range(k336):
+        r337 = {}
         q -= 4
         h338 = (x >> q) & 15
-        r337 = {}
         if h338 & 4:
             q -= 6
             k339 = ((x >> q) & 63) + 1
             q -= 7 * k339
             r337['movementName'] = _rt.ia5((x >> q) & ((1 << (7 * k339)) - 1), k339)
-        q -= 8
-        r337['signalGroup'] = (x >> q) & 255
-        q -= 4
-        k341 = ((x >> q) & 15) + 1
+        q -= 12
+        t_ = (x >> q) & 4095
+        r337['signalGroup'] = (t_ >> 4) & 255
+        k341 = (t_ & 15) + 1
         r340 = []
         for _ in range(k341):
-            q -= 4
-            h343 = (x >> q) & 15
             r342 = {}
-            q -= 4
-            r342['eventState'] = _D_MovementPhaseState_30[(x >> q) & 15]
+            q -= 8
+            t_ = (x >> q) & 255
+            h343 = (t_ >> 4) & 15
+            r342['eventState'] = _D_MovementPhaseState_30[t_ & 15]
             if h343 & 4:
                 r342['timing'], q = d_TimeChangeDetails(x, q)
             if h343 & 2:
@@ -1448,11 +1414,11 @@ def d_MovementList(x, q):
             k345 = ((x >> q) & 15) + 1
             r344 = []
             for _ in range(k345):
-                q -= 6
-                h347 = (x >> q) & 63
                 r346 = {}
-                q -= 8
-                r346['connectionID'] = (x >> q) & 255
+                q -= 14
+                t_ = (x >> q) & 16383
+                h347 = (t_ >> 8) & 63
+                r346['connectionID'] = t_ & 255
                 if h347 & 16:
                     q -= 14
                     r346['queueLength'] = (x >> q) & 16383
@@ -1494,8 +1460,7 @@ def e_ManeuverAssistList(v):
     for w350 in v:
         v351 = w350
         a352 = 1
-        a352 = a352 << 6 | ('queueLength' in v351) << 4 | ('availableStorageLength' in v351) << 3 | ('waitOnStop' in v351) << 2 | ('pedBicycleDetect' in v351) << 1 | ('regional' in v351)
-        a352 = a352 << 8 | v351['connectionID']
+        a352 = a352 << 14 | (('queueLength' in v351) << 4 | ('availableStorageLength' in v351) << 3 | ('waitOnStop' in v351) << 2 | ('pedBicycleDetect' in v351) << 1 | ('regional' in v351)) << 8 | (v351['connectionID'])
         if 'queueLength' in v351:
             a352 = a352 << 14 | v351['queueLength']
         if 'availableStorageLength' in v351:
@@ -1521,11 +1486,11 @@ def d_ManeuverAssistList(x, q):
     k357 = ((x >> q) & 15) + 1
     r = []
     for _ in range(k357):
-        q -= 6
-        h359 = (x >> q) & 63
         r358 = {}
-        q -= 8
-        r358['connectionID'] = (x >> q) & 255
+        q -= 14
+        t_ = (x >> q) & 16383
+        h359 = (t_ >> 8) & 63
+        r358['connectionID'] = t_ & 255
         if h359 & 16:
             q -= 14
             r358['queueLength'] = (x >> q) & 16383
@@ -1594,9 +1559,7 @@ def d_SPAT_regional_item(x, q):
 
 def e_Position3D(v):
     a = 1
-    a = a << 3 | ('elevation' in v) << 1 | ('regional' in v)
-    a = a << 31 | (v['lat'] + 900000000)
-    a = a << 32 | (v['long'] + 1800000000)
+    a = a << 66 | (('elevation' in v) << 1 | ('regional' in v)) << 63 | ((v['lat'] + 900000000)) << 32 | ((v['long'] + 1800000000))
     if 'elevation' in v:
         a = a << 16 | (v['elevation'] + 4096)
     if 'regional' in v:
@@ -1611,13 +1574,12 @@ def e_Position3D(v):
     return a
 
 def d_Position3D(x, q):
-    q -= 3
-    h368 = (x >> q) & 7
     r = {}
-    q -= 31
-    r['lat'] = ((x >> q) & 2147483647) - 900000000
-    q -= 32
-    r['long'] = ((x >> q) & 4294967295) - 1800000000
+    q -= 66
+    t_ = (x >> q) & 73786976294838206463
+    h368 = (t_ >> 63) & 7
+    r['lat'] = ((t_ >> 32) & 2147483647) - 900000000
+    r['long'] = (t_ & 4294967295) - 1800000000
     if h368 & 2:
         q -= 16
         r['elevation'] = ((x >> q) & 65535) - 4096
@@ -1678,8 +1640,7 @@ def e_LaneList(v):
     for w381 in v:
         v382 = w381
         a383 = 1
-        a383 = a383 << 8 | ('name' in v382) << 6 | ('ingressApproach' in v382) << 5 | ('egressApproach' in v382) << 4 | ('maneuvers' in v382) << 3 | ('connectsTo' in v382) << 2 | ('overlays' in v382) << 1 | ('regional' in v382)
-        a383 = a383 << 8 | v382['laneID']
+        a383 = a383 << 16 | (('name' in v382) << 6 | ('ingressApproach' in v382) << 5 | ('egressApproach' in v382) << 4 | ('maneuvers' in v382) << 3 | ('connectsTo' in v382) << 2 | ('overlays' in v382) << 1 | ('regional' in v382)) << 8 | (v382['laneID'])
         if 'name' in v382:
             b385 = v382['name'].encode('ascii')
             a383 = a383 << 6 | (len(b385) - 1)
@@ -1754,11 +1715,11 @@ def d_LaneList(x, q):
     k408 = ((x >> q) & 255) + 1
     r = []
     for _ in range(k408):
-        q -= 8
-        h410 = (x >> q) & 255
         r409 = {}
-        q -= 8
-        r409['laneID'] = (x >> q) & 255
+        q -= 16
+        t_ = (x >> q) & 65535
+        h410 = (t_ >> 8) & 255
+        r409['laneID'] = t_ & 255
         if h410 & 64:
             q -= 6
             k411 = ((x >> q) & 63) + 1
@@ -1770,13 +1731,12 @@ def d_LaneList(x, q):
         if h410 & 16:
             q -= 4
             r409['egressApproach'] = (x >> q) & 15
-        q -= 1
-        h413 = (x >> q) & 1
         r412 = {}
-        q -= 2
-        r412['directionalUse'] = ((((x >> q) & 3) << 6).to_bytes(1, 'big'), 2)
-        q -= 10
-        r412['sharedWith'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+        q -= 13
+        t_ = (x >> q) & 8191
+        h413 = (t_ >> 12) & 1
+        r412['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
+        r412['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
         r412['laneType'], q = d_LaneTypeAttributes(x, q)
         if h413 & 1:
             r412['regional'], q = d_LaneAttributes_regional(x, q)
@@ -1790,9 +1750,9 @@ def d_LaneList(x, q):
             k418 = ((x >> q) & 15) + 1
             r417 = []
             for _ in range(k418):
+                r419 = {}
                 q -= 4
                 h420 = (x >> q) & 15
-                r419 = {}
                 r419['connectingLane'], q = d_ConnectingLane(x, q)
                 if h420 & 8:
                     r419['remoteIntersection'], q = d_IntersectionReferenceID(x, q)
@@ -1850,9 +1810,9 @@ def d_PreemptPriorityList(x, q):
     k429 = ((x >> q) & 31) + 1
     r = []
     for _ in range(k429):
+        r430 = {}
         q -= 1
         h431 = (x >> q) & 1
-        r430 = {}
         r430['zone'], q = d_SignalControlZone_zone(x, q)
         if h431 >> 0:
             q = _rt.skip_additions(x, q)
@@ -1889,9 +1849,9 @@ def e_RoadSegmentReferenceID(v):
     return a
 
 def d_RoadSegmentReferenceID(x, q):
+    r = {}
     q -= 1
     h435 = (x >> q) & 1
-    r = {}
     if h435 & 1:
         q -= 16
         r['region'] = (x >> q) & 65535
@@ -1907,8 +1867,7 @@ def e_RoadLaneSetList(v):
     for w436 in v:
         v437 = w436
         a438 = 1
-        a438 = a438 << 8 | ('name' in v437) << 6 | ('ingressApproach' in v437) << 5 | ('egressApproach' in v437) << 4 | ('maneuvers' in v437) << 3 | ('connectsTo' in v437) << 2 | ('overlays' in v437) << 1 | ('regional' in v437)
-        a438 = a438 << 8 | v437['laneID']
+        a438 = a438 << 16 | (('name' in v437) << 6 | ('ingressApproach' in v437) << 5 | ('egressApproach' in v437) << 4 | ('maneuvers' in v437) << 3 | ('connectsTo' in v437) << 2 | ('overlays' in v437) << 1 | ('regional' in v437)) << 8 | (v437['laneID'])
         if 'name' in v437:
             b440 = v437['name'].encode('ascii')
             a438 = a438 << 6 | (len(b440) - 1)
@@ -1983,11 +1942,11 @@ def d_RoadLaneSetList(x, q):
     k463 = ((x >> q) & 255) + 1
     r = []
     for _ in range(k463):
-        q -= 8
-        h465 = (x >> q) & 255
         r464 = {}
-        q -= 8
-        r464['laneID'] = (x >> q) & 255
+        q -= 16
+        t_ = (x >> q) & 65535
+        h465 = (t_ >> 8) & 255
+        r464['laneID'] = t_ & 255
         if h465 & 64:
             q -= 6
             k466 = ((x >> q) & 63) + 1
@@ -1999,13 +1958,12 @@ def d_RoadLaneSetList(x, q):
         if h465 & 16:
             q -= 4
             r464['egressApproach'] = (x >> q) & 15
-        q -= 1
-        h468 = (x >> q) & 1
         r467 = {}
-        q -= 2
-        r467['directionalUse'] = ((((x >> q) & 3) << 6).to_bytes(1, 'big'), 2)
-        q -= 10
-        r467['sharedWith'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+        q -= 13
+        t_ = (x >> q) & 8191
+        h468 = (t_ >> 12) & 1
+        r467['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
+        r467['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
         r467['laneType'], q = d_LaneTypeAttributes(x, q)
         if h468 & 1:
             r467['regional'], q = d_LaneAttributes_regional(x, q)
@@ -2019,9 +1977,9 @@ def d_RoadLaneSetList(x, q):
             k473 = ((x >> q) & 15) + 1
             r472 = []
             for _ in range(k473):
+                r474 = {}
                 q -= 4
                 h475 = (x >> q) & 15
-                r474 = {}
                 r474['connectingLane'], q = d_ConnectingLane(x, q)
                 if h475 & 8:
                     r474['remoteIntersection'], q = d_IntersectionReferenceID(x, q)
@@ -2125,16 +2083,15 @@ def d_MapData_regional_item(x, q):
 
 def e_ActionID(v):
     a = 1
-    a = a << 32 | v['originatingStationID']
-    a = a << 16 | v['sequenceNumber']
+    a = a << 48 | (v['originatingStationID']) << 16 | (v['sequenceNumber'])
     return a
 
 def d_ActionID(x, q):
     r = {}
-    q -= 32
-    r['originatingStationID'] = (x >> q) & 4294967295
-    q -= 16
-    r['sequenceNumber'] = (x >> q) & 65535
+    q -= 48
+    t_ = (x >> q) & 281474976710655
+    r['originatingStationID'] = (t_ >> 16) & 4294967295
+    r['sequenceNumber'] = t_ & 65535
     return r, q
 
 
@@ -2252,12 +2209,12 @@ def e_SignalRequest(v):
     return a
 
 def d_SignalRequest(x, q):
+    r = {}
     q -= 3
     h495 = (x >> q) & 7
-    r = {}
+    r496 = {}
     q -= 1
     h497 = (x >> q) & 1
-    r496 = {}
     if h497 & 1:
         q -= 16
         r496['region'] = (x >> q) & 65535
@@ -2316,8 +2273,7 @@ def e_VehicleID(v):
         d503 = w
         a = a << (len(d503) << 3) | int.from_bytes(d503, 'big')
     elif k == 'stationID':
-        a = a << 1 | 1
-        a = a << 32 | w
+        a = a << 33 | (1) << 32 | (w)
     else:
         raise KeyError(k)
     return a
@@ -2359,16 +2315,15 @@ def d_RequestorType_regional(x, q):
 
 def e_TransmissionAndSpeed(v):
     a = 1
-    a = a << 3 | _E_TransmissionState_14[v['transmisson']]
-    a = a << 13 | v['speed']
+    a = a << 16 | (_E_TransmissionState_14[v['transmisson']]) << 13 | (v['speed'])
     return a
 
 def d_TransmissionAndSpeed(x, q):
     r = {}
-    q -= 3
-    r['transmisson'] = _D_TransmissionState_22[(x >> q) & 7]
-    q -= 13
-    r['speed'] = (x >> q) & 8191
+    q -= 16
+    t_ = (x >> q) & 65535
+    r['transmisson'] = _D_TransmissionState_22[(t_ >> 13) & 7]
+    r['speed'] = t_ & 8191
     return r, q
 
 
@@ -2430,8 +2385,7 @@ def e_SignalStatusPackageList(v):
             a512 = a512 << 3 | ('role' in v511) << 1 | ('typeData' in v511)
             s_ = e_VehicleID(v511['id'])
             a512 = ((a512 - 1) << (s_.bit_length() - 1)) + s_
-            a512 = a512 << 8 | v511['request']
-            a512 = a512 << 7 | v511['sequenceNumber']
+            a512 = a512 << 15 | (v511['request']) << 7 | (v511['sequenceNumber'])
             if 'role' in v511:
                 w514 = v511['role']
                 i515 = _E_BasicVehicleRole_3.get(w514)
@@ -2501,18 +2455,18 @@ def d_SignalStatusPackageList(x, q):
     k528 = ((x >> q) & 31) + 1
     r = []
     for _ in range(k528):
+        r529 = {}
         q -= 7
         h530 = (x >> q) & 127
-        r529 = {}
         if h530 & 32:
+            r531 = {}
             q -= 3
             h532 = (x >> q) & 7
-            r531 = {}
             r531['id'], q = d_VehicleID(x, q)
-            q -= 8
-            r531['request'] = (x >> q) & 255
-            q -= 7
-            r531['sequenceNumber'] = (x >> q) & 127
+            q -= 15
+            t_ = (x >> q) & 32767
+            r531['request'] = (t_ >> 7) & 255
+            r531['sequenceNumber'] = t_ & 127
             if h532 & 2:
                 q -= 1
                 if (x >> q) & 1:
@@ -2522,9 +2476,9 @@ def d_SignalStatusPackageList(x, q):
                     q -= 5
                     r531['role'] = _D_BasicVehicleRole_8[(x >> q) & 31]
             if h532 & 1:
+                r534 = {}
                 q -= 6
                 h535 = (x >> q) & 63
-                r534 = {}
                 q -= 1
                 if (x >> q) & 1:
                     i536, q = _rt.read_nsnn(x, q)
@@ -2667,9 +2621,9 @@ def e_TimeChangeDetails(v):
     return a
 
 def d_TimeChangeDetails(x, q):
+    r = {}
     q -= 5
     h544 = (x >> q) & 31
-    r = {}
     if h544 & 16:
         q -= 16
         r['startTime'] = (x >> q) & 65535
@@ -2729,9 +2683,9 @@ def d_AdvisorySpeedList(x, q):
     k554 = ((x >> q) & 15) + 1
     r = []
     for _ in range(k554):
+        r555 = {}
         q -= 6
         h556 = (x >> q) & 63
-        r555 = {}
         q -= 1
         if (x >> q) & 1:
             i557, q = _rt.read_nsnn(x, q)
@@ -3048,19 +3002,18 @@ def d_NodeListXY(x, q):
 
 def e_ConnectingLane(v):
     a = 1
-    a = a << 1 | ('maneuver' in v)
-    a = a << 8 | v['lane']
+    a = a << 9 | (('maneuver' in v)) << 8 | (v['lane'])
     if 'maneuver' in v:
         d589, k590 = v['maneuver']
         a = a << k590 | int.from_bytes(d589, 'big') >> (8 * len(d589) - k590)
     return a
 
 def d_ConnectingLane(x, q):
-    q -= 1
-    h591 = (x >> q) & 1
     r = {}
-    q -= 8
-    r['lane'] = (x >> q) & 255
+    q -= 9
+    t_ = (x >> q) & 511
+    h591 = (t_ >> 8) & 1
+    r['lane'] = t_ & 255
     if h591 & 1:
         q -= 12
         r['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
@@ -3209,29 +3162,28 @@ def e_MapData_addGrpC(v):
             a601 = a601 << 1
             s_ = e_NodeOffsetPointXY(v600['nodeXY'])
             a601 = ((a601 - 1) << (s_.bit_length() - 1)) + s_
-            a601 = a601 << 15 | (v600['nodeZ'] + 12700)
-            a601 = a601 << 8 | v600['signalGroupID']
+            a601 = a601 << 23 | ((v600['nodeZ'] + 12700)) << 8 | (v600['signalGroupID'])
             a598 = ((a598 - 1) << (a601.bit_length() - 1)) + a601
         a = ((a - 1) << (a598.bit_length() - 1)) + a598
     return a
 
 def d_MapData_addGrpC(x, q):
+    r = {}
     q -= 2
     h603 = (x >> q) & 3
-    r = {}
     if h603 & 1:
         q -= 6
         k605 = ((x >> q) & 63) + 1
         r604 = []
         for _ in range(k605):
+            r606 = {}
             q -= 1
             h607 = (x >> q) & 1
-            r606 = {}
             r606['nodeXY'], q = d_NodeOffsetPointXY(x, q)
-            q -= 15
-            r606['nodeZ'] = ((x >> q) & 32767) - 12700
-            q -= 8
-            r606['signalGroupID'] = (x >> q) & 255
+            q -= 23
+            t_ = (x >> q) & 8388607
+            r606['nodeZ'] = ((t_ >> 8) & 32767) - 12700
+            r606['signalGroupID'] = t_ & 255
             if h607 >> 0:
                 q = _rt.skip_additions(x, q)
             w605 = r606
@@ -3247,18 +3199,14 @@ def e_GeographicLocationContainer(v):
     a = a << 4 | ('referencePositionTime' in v) << 2 | ('referencePositionHeading' in v) << 1 | ('referencePositionSpeed' in v)
     v609 = v['referencePosition']
     a610 = 1
-    a610 = a610 << 31 | (v609['latitude'] + 900000000)
-    a610 = a610 << 32 | (v609['longitude'] + 1800000000)
+    a610 = a610 << 63 | ((v609['latitude'] + 900000000)) << 32 | ((v609['longitude'] + 1800000000))
     v612 = v609['positionConfidenceEllipse']
     a613 = 1
-    a613 = a613 << 12 | v612['semiMajorConfidence']
-    a613 = a613 << 12 | v612['semiMinorConfidence']
-    a613 = a613 << 12 | v612['semiMajorOrientation']
+    a613 = a613 << 36 | (v612['semiMajorConfidence']) << 24 | (v612['semiMinorConfidence']) << 12 | (v612['semiMajorOrientation'])
     a610 = ((a610 - 1) << (a613.bit_length() - 1)) + a613
     v615 = v609['altitude']
     a616 = 1
-    a616 = a616 << 20 | (v615['altitudeValue'] + 100000)
-    a616 = a616 << 4 | _E_AltitudeConfidence_41[v615['altitudeConfidence']]
+    a616 = a616 << 24 | ((v615['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_41[v615['altitudeConfidence']])
     a610 = ((a610 - 1) << (a616.bit_length() - 1)) + a616
     a = ((a - 1) << (a610.bit_length() - 1)) + a610
     if 'referencePositionTime' in v:
@@ -3266,14 +3214,12 @@ def e_GeographicLocationContainer(v):
     if 'referencePositionHeading' in v:
         v618 = v['referencePositionHeading']
         a619 = 1
-        a619 = a619 << 12 | v618['headingValue']
-        a619 = a619 << 7 | (v618['headingConfidence'] - 1)
+        a619 = a619 << 19 | (v618['headingValue']) << 7 | ((v618['headingConfidence'] - 1))
         a = ((a - 1) << (a619.bit_length() - 1)) + a619
     if 'referencePositionSpeed' in v:
         v621 = v['referencePositionSpeed']
         a622 = 1
-        a622 = a622 << 14 | v621['speedValue']
-        a622 = a622 << 7 | (v621['speedConfidence'] - 1)
+        a622 = a622 << 21 | (v621['speedValue']) << 7 | ((v621['speedConfidence'] - 1))
         a = ((a - 1) << (a622.bit_length() - 1)) + a622
     v624 = v['parts']
     a625 = 1
@@ -3306,27 +3252,26 @@ def e_GeographicLocationContainer(v):
     return a
 
 def d_GeographicLocationContainer(x, q):
+    r = {}
     q -= 4
     h631 = (x >> q) & 15
-    r = {}
     r632 = {}
-    q -= 31
-    r632['latitude'] = ((x >> q) & 2147483647) - 900000000
-    q -= 32
-    r632['longitude'] = ((x >> q) & 4294967295) - 1800000000
+    q -= 63
+    t_ = (x >> q) & 9223372036854775807
+    r632['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
+    r632['longitude'] = (t_ & 4294967295) - 1800000000
     r634 = {}
-    q -= 12
-    r634['semiMajorConfidence'] = (x >> q) & 4095
-    q -= 12
-    r634['semiMinorConfidence'] = (x >> q) & 4095
-    q -= 12
-    r634['semiMajorOrientation'] = (x >> q) & 4095
+    q -= 36
+    t_ = (x >> q) & 68719476735
+    r634['semiMajorConfidence'] = (t_ >> 24) & 4095
+    r634['semiMinorConfidence'] = (t_ >> 12) & 4095
+    r634['semiMajorOrientation'] = t_ & 4095
     r632['positionConfidenceEllipse'] = r634
     r636 = {}
-    q -= 20
-    r636['altitudeValue'] = ((x >> q) & 1048575) - 100000
-    q -= 4
-    r636['altitudeConfidence'] = _D_AltitudeConfidence_42[(x >> q) & 15]
+    q -= 24
+    t_ = (x >> q) & 16777215
+    r636['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
+    r636['altitudeConfidence'] = _D_AltitudeConfidence_42[t_ & 15]
     r632['altitude'] = r636
     r['referencePosition'] = r632
     if h631 & 4:
@@ -3334,17 +3279,17 @@ def d_GeographicLocationContainer(x, q):
         r['referencePositionTime'] = (x >> q) & 4398046511103
     if h631 & 2:
         r638 = {}
-        q -= 12
-        r638['headingValue'] = (x >> q) & 4095
-        q -= 7
-        r638['headingConfidence'] = ((x >> q) & 127) + 1
+        q -= 19
+        t_ = (x >> q) & 524287
+        r638['headingValue'] = (t_ >> 7) & 4095
+        r638['headingConfidence'] = (t_ & 127) + 1
         r['referencePositionHeading'] = r638
     if h631 & 1:
         r640 = {}
-        q -= 14
-        r640['speedValue'] = (x >> q) & 16383
-        q -= 7
-        r640['speedConfidence'] = ((x >> q) & 127) + 1
+        q -= 21
+        t_ = (x >> q) & 2097151
+        r640['speedValue'] = (t_ >> 7) & 16383
+        r640['speedConfidence'] = (t_ & 127) + 1
         r['referencePositionSpeed'] = r640
     q -= 1
     if (x >> q) & 1:
@@ -3354,9 +3299,9 @@ def d_GeographicLocationContainer(x, q):
         k643 = ((x >> q) & 15) + 1
     r642 = []
     for _ in range(k643):
+        r644 = {}
         q -= 5
         h645 = (x >> q) & 31
-        r644 = {}
         q -= 1
         if (x >> q) & 1:
             r644['zoneId'], q = _rt.read_uwn(x, q)
@@ -3568,9 +3513,9 @@ def d_GeneralIviContainer(x, q):
         k690 = ((x >> q) & 15) + 1
     r = []
     for _ in range(k690):
+        r691 = {}
         q -= 15
         h692 = (x >> q) & 32767
-        r691 = {}
         if h692 & 8192:
             q -= 1
             if (x >> q) & 1:
@@ -3664,9 +3609,9 @@ def d_GeneralIviContainer(x, q):
                 k702 = ((x >> q) & 7) + 1
             r701 = []
             for _ in range(k702):
+                r703 = {}
                 q -= 3
                 h704 = (x >> q) & 7
-                r703 = {}
                 if h704 & 4:
                     r703['tractor'], q = d_TractorCharacteristics(x, q)
                 if h704 & 2:
@@ -3701,9 +3646,9 @@ def d_GeneralIviContainer(x, q):
             k706 = ((x >> q) & 3) + 1
         r705 = []
         for _ in range(k706):
+            r707 = {}
             q -= 1
             h708 = (x >> q) & 1
-            r707 = {}
             if h708 & 1:
                 q -= 1
                 if (x >> q) & 1:
@@ -3724,9 +3669,9 @@ def d_GeneralIviContainer(x, q):
                 k710 = ((x >> q) & 3) + 1
             r709 = []
             for _ in range(k710):
+                r711 = {}
                 q -= 1
                 h712 = (x >> q) & 1
-                r711 = {}
                 if h712 & 1:
                     q -= 1
                     if (x >> q) & 1:
@@ -3788,9 +3733,7 @@ def e_RoadConfigurationContainer(v):
             v726 = w725
             a727 = 1
             ext728 = 'detectionZoneIds' in v726 or 'relevanceZoneIds' in v726 or 'laneCharacteristics' in v726 or 'laneSurfaceStaticCharacteristics' in v726 or 'laneSurfaceDynamicCharacteristics' in v726
-            a727 = a727 << 4 | (ext728) << 3 | ('validity' in v726) << 2 | ('laneTypeQualifier' in v726) << 1 | ('laneWidth' in v726)
-            a727 = a727 << 4 | (v726['laneNumber'] + 1)
-            a727 = a727 << 2 | v726['direction']
+            a727 = a727 << 10 | ((ext728) << 3 | ('validity' in v726) << 2 | ('laneTypeQualifier' in v726) << 1 | ('laneWidth' in v726)) << 6 | ((v726['laneNumber'] + 1)) << 2 | (v726['direction'])
             if 'validity' in v726:
                 s_ = e_InternationalSign_applicablePeriod(v726['validity'])
                 a727 = ((a727 - 1) << (s_.bit_length() - 1)) + s_
@@ -3841,9 +3784,9 @@ def d_RoadConfigurationContainer(x, q):
         k730 = ((x >> q) & 15) + 1
     r = []
     for _ in range(k730):
+        r731 = {}
         q -= 1
         h732 = (x >> q) & 1
-        r731 = {}
         q -= 1
         if (x >> q) & 1:
             k734, q = _rt.read_ld(x, q)
@@ -3870,13 +3813,12 @@ def d_RoadConfigurationContainer(x, q):
             k736 = ((x >> q) & 15) + 1
         r735 = []
         for _ in range(k736):
-            q -= 4
-            h738 = (x >> q) & 15
             r737 = {}
-            q -= 4
-            r737['laneNumber'] = ((x >> q) & 15) - 1
-            q -= 2
-            r737['direction'] = (x >> q) & 3
+            q -= 10
+            t_ = (x >> q) & 1023
+            h738 = (t_ >> 6) & 15
+            r737['laneNumber'] = ((t_ >> 2) & 15) - 1
+            r737['direction'] = t_ & 3
             if h738 & 4:
                 r737['validity'], q = d_InternationalSign_applicablePeriod(x, q)
             q -= 5
@@ -4093,9 +4035,9 @@ def d_TextContainer(x, q):
         k777 = ((x >> q) & 15) + 1
     r = []
     for _ in range(k777):
+        r778 = {}
         q -= 9
         h779 = (x >> q) & 511
-        r778 = {}
         if h779 & 128:
             q -= 1
             if (x >> q) & 1:
@@ -4188,9 +4130,9 @@ def d_TextContainer(x, q):
                 k789 = ((x >> q) & 3) + 1
             r788 = []
             for _ in range(k789):
+                r790 = {}
                 q -= 1
                 h791 = (x >> q) & 1
-                r790 = {}
                 if h791 & 1:
                     q -= 1
                     if (x >> q) & 1:
@@ -4216,10 +4158,10 @@ def d_TextContainer(x, q):
                 length779, q = _rt.read_ld(x, q)
                 q0779 = q
                 if i779 == 0:
-                    q -= 2
-                    g779 = (x >> q) & 3
-                    q -= 3
-                    r778['iviType'] = (x >> q) & 7
+                    q -= 5
+                    t_ = (x >> q) & 31
+                    g779 = (t_ >> 3) & 3
+                    r778['iviType'] = t_ & 7
                     if g779 & 2:
                         q -= 1
                         if (x >> q) & 1:
@@ -4236,9 +4178,9 @@ def d_TextContainer(x, q):
                             k795 = ((x >> q) & 7) + 1
                         r794 = []
                         for _ in range(k795):
+                            r796 = {}
                             q -= 3
                             h797 = (x >> q) & 7
-                            r796 = {}
                             if h797 & 4:
                                 r796['tractor'], q = d_TractorCharacteristics(x, q)
                             if h797 & 2:
@@ -4286,19 +4228,15 @@ def e_LayoutContainer(v):
             a804 = a804 << 4 | (w806 - 1)
         else:
             a804 = _rt.uwn(a804 << 1 | 1, w806)
-        a804 = a804 << 6 | (v803['height'] - 10)
-        a804 = a804 << 8 | (v803['width'] - 10)
-        a804 = a804 << 8 | (v803['x'] - 10)
-        a804 = a804 << 6 | (v803['y'] - 10)
-        a804 = a804 << 1 | v803['textScripting']
+        a804 = a804 << 29 | ((v803['height'] - 10)) << 23 | ((v803['width'] - 10)) << 15 | ((v803['x'] - 10)) << 7 | ((v803['y'] - 10)) << 1 | (v803['textScripting'])
         a801 = ((a801 - 1) << (a804.bit_length() - 1)) + a804
     a = ((a - 1) << (a801.bit_length() - 1)) + a801
     return a
 
 def d_LayoutContainer(x, q):
+    r = {}
     q -= 3
     h807 = (x >> q) & 7
-    r = {}
     q -= 1
     if (x >> q) & 1:
         r['layoutId'], q = _rt.read_uwn(x, q)
@@ -4326,16 +4264,13 @@ def d_LayoutContainer(x, q):
         else:
             q -= 3
             r810['layoutComponentId'] = ((x >> q) & 7) + 1
-        q -= 6
-        r810['height'] = ((x >> q) & 63) + 10
-        q -= 8
-        r810['width'] = ((x >> q) & 255) + 10
-        q -= 8
-        r810['x'] = ((x >> q) & 255) + 10
-        q -= 6
-        r810['y'] = ((x >> q) & 63) + 10
-        q -= 1
-        r810['textScripting'] = (x >> q) & 1
+        q -= 29
+        t_ = (x >> q) & 536870911
+        r810['height'] = ((t_ >> 23) & 63) + 10
+        r810['width'] = ((t_ >> 15) & 255) + 10
+        r810['x'] = ((t_ >> 7) & 255) + 10
+        r810['y'] = ((t_ >> 1) & 63) + 10
+        r810['textScripting'] = t_ & 1
         w809 = r810
         r808.append(w809)
     r['layoutComponents'] = r808
@@ -4433,8 +4368,7 @@ def e_AutomatedVehicleContainer(v):
             for w835 in v833:
                 v836 = w835
                 a837 = 1
-                a837 = a837 << 8 | ('minGapBetweenVehicles' in v836) << 6 | ('recGapBetweenVehicles' in v836) << 5 | ('automatedVehicleMaxSpeedLimit' in v836) << 4 | ('automatedVehicleMinSpeedLimit' in v836) << 3 | ('automatedVehicleSpeedRecommendation' in v836) << 2 | ('roadSignCodes' in v836) << 1 | ('extraText' in v836)
-                a837 = a837 << 2 | v836['priority']
+                a837 = a837 << 10 | (('minGapBetweenVehicles' in v836) << 6 | ('recGapBetweenVehicles' in v836) << 5 | ('automatedVehicleMaxSpeedLimit' in v836) << 4 | ('automatedVehicleMinSpeedLimit' in v836) << 3 | ('automatedVehicleSpeedRecommendation' in v836) << 2 | ('roadSignCodes' in v836) << 1 | ('extraText' in v836)) << 2 | (v836['priority'])
                 s_ = e_SaeAutomationLevels(v836['allowedSaeAutomationLevels'])
                 a837 = ((a837 - 1) << (s_.bit_length() - 1)) + s_
                 if 'minGapBetweenVehicles' in v836:
@@ -4463,8 +4397,7 @@ def e_AutomatedVehicleContainer(v):
             for w841 in v839:
                 v842 = w841
                 a843 = 1
-                a843 = a843 << 9 | ('maxNoOfVehicles' in v842) << 7 | ('maxLenghtOfPlatoon' in v842) << 6 | ('minGapBetweenVehicles' in v842) << 5 | ('platoonMaxSpeedLimit' in v842) << 4 | ('platoonMinSpeedLimit' in v842) << 3 | ('platoonSpeedRecommendation' in v842) << 2 | ('roadSignCodes' in v842) << 1 | ('extraText' in v842)
-                a843 = a843 << 2 | v842['priority']
+                a843 = a843 << 11 | (('maxNoOfVehicles' in v842) << 7 | ('maxLenghtOfPlatoon' in v842) << 6 | ('minGapBetweenVehicles' in v842) << 5 | ('platoonMaxSpeedLimit' in v842) << 4 | ('platoonMinSpeedLimit' in v842) << 3 | ('platoonSpeedRecommendation' in v842) << 2 | ('roadSignCodes' in v842) << 1 | ('extraText' in v842)) << 2 | (v842['priority'])
                 s_ = e_SaeAutomationLevels(v842['allowedSaeAutomationLevels'])
                 a843 = ((a843 - 1) << (s_.bit_length() - 1)) + s_
                 if 'maxNoOfVehicles' in v842:
@@ -4499,9 +4432,9 @@ def d_AutomatedVehicleContainer(x, q):
         k845 = ((x >> q) & 15) + 1
     r = []
     for _ in range(k845):
+        r846 = {}
         q -= 7
         h847 = (x >> q) & 127
-        r846 = {}
         if h847 & 32:
             q -= 1
             if (x >> q) & 1:
@@ -4560,9 +4493,9 @@ def d_AutomatedVehicleContainer(x, q):
                 k855 = ((x >> q) & 7) + 1
             r854 = []
             for _ in range(k855):
+                r856 = {}
                 q -= 3
                 h857 = (x >> q) & 7
-                r856 = {}
                 if h857 & 4:
                     r856['tractor'], q = d_TractorCharacteristics(x, q)
                 if h857 & 2:
@@ -4577,11 +4510,11 @@ def d_AutomatedVehicleContainer(x, q):
             k859 = ((x >> q) & 7) + 1
             r858 = []
             for _ in range(k859):
-                q -= 8
-                h861 = (x >> q) & 255
                 r860 = {}
-                q -= 2
-                r860['priority'] = (x >> q) & 3
+                q -= 10
+                t_ = (x >> q) & 1023
+                h861 = (t_ >> 2) & 255
+                r860['priority'] = t_ & 3
                 r860['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
                 if h861 & 64:
                     q -= 8
@@ -4612,11 +4545,11 @@ def d_AutomatedVehicleContainer(x, q):
             k863 = ((x >> q) & 7) + 1
             r862 = []
             for _ in range(k863):
-                q -= 9
-                h865 = (x >> q) & 511
                 r864 = {}
-                q -= 2
-                r864['priority'] = (x >> q) & 3
+                q -= 11
+                t_ = (x >> q) & 2047
+                h865 = (t_ >> 2) & 511
+                r864['priority'] = t_ & 3
                 r864['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
                 if h865 & 128:
                     q -= 6
@@ -4700,9 +4633,9 @@ def d_MapLocationContainer(x, q):
         k879 = ((x >> q) & 15) + 1
     r878 = []
     for _ in range(k879):
+        r880 = {}
         q -= 1
         h881 = (x >> q) & 1
-        r880 = {}
         q -= 1
         if (x >> q) & 1:
             r880['zoneId'], q = _rt.read_uwn(x, q)
@@ -4797,9 +4730,7 @@ def e_RoadSurfaceContainer(v):
                 a902 = a902 << 5 | w904
             else:
                 a902 = _rt.uwn(a902 << 1 | 1, w904)
-            a902 = a902 << 8 | (v901['temperature'] + 100)
-            a902 = a902 << 8 | v901['iceOrWaterDepth']
-            a902 = a902 << 3 | v901['treatment']
+            a902 = a902 << 19 | ((v901['temperature'] + 100)) << 11 | (v901['iceOrWaterDepth']) << 3 | (v901['treatment'])
             a886 = ((a886 - 1) << (a902.bit_length() - 1)) + a902
         a = ((a - 1) << (a886.bit_length() - 1)) + a886
     return a
@@ -4813,9 +4744,9 @@ def d_RoadSurfaceContainer(x, q):
         k905 = ((x >> q) & 15) + 1
     r = []
     for _ in range(k905):
+        r906 = {}
         q -= 4
         h907 = (x >> q) & 15
-        r906 = {}
         if h907 & 8:
             q -= 1
             if (x >> q) & 1:
@@ -4879,12 +4810,11 @@ def d_RoadSurfaceContainer(x, q):
             else:
                 q -= 4
                 r914['condition'] = (x >> q) & 15
-            q -= 8
-            r914['temperature'] = ((x >> q) & 255) - 100
-            q -= 8
-            r914['iceOrWaterDepth'] = (x >> q) & 255
-            q -= 3
-            r914['treatment'] = (x >> q) & 7
+            q -= 19
+            t_ = (x >> q) & 524287
+            r914['temperature'] = ((t_ >> 11) & 255) - 100
+            r914['iceOrWaterDepth'] = (t_ >> 3) & 255
+            r914['treatment'] = t_ & 7
             r906['roadSurfaceDynamicCharacteristics'] = r914
         w905 = r906
         r.append(w905)
@@ -4898,11 +4828,9 @@ def e_IntersectionAccessPoint(v):
         a <<= 3
         a = a << 8 | w
     elif k == 'approach':
-        a = a << 3 | 1
-        a = a << 4 | w
+        a = a << 7 | (1) << 4 | (w)
     elif k == 'connection':
-        a = a << 3 | 2
-        a = a << 8 | w
+        a = a << 11 | (2) << 8 | (w)
     else:
         raise KeyError(k)
     return a
@@ -4987,9 +4915,9 @@ def e_RequestorDescription_addGrpC(v):
     return a
 
 def d_RequestorDescription_addGrpC(x, q):
+    r = {}
     q -= 3
     h919 = (x >> q) & 7
-    r = {}
     if h919 & 2:
         q -= 4
         r['fuel'] = (x >> q) & 15
@@ -5105,8 +5033,7 @@ def e_ConnectionManeuverAssist_addGrpC(v):
         for w924 in v922:
             v925 = w924
             a926 = 1
-            a926 = a926 << 4 | ('laneID' in v925) << 2 | ('nodeXY' in v925) << 1 | ('timeReference' in v925)
-            a926 = a926 << 32 | v925['stationID']
+            a926 = a926 << 36 | (('laneID' in v925) << 2 | ('nodeXY' in v925) << 1 | ('timeReference' in v925)) << 32 | (v925['stationID'])
             if 'laneID' in v925:
                 a926 = a926 << 8 | v925['laneID']
             if 'nodeXY' in v925:
@@ -5119,19 +5046,19 @@ def e_ConnectionManeuverAssist_addGrpC(v):
     return a
 
 def d_ConnectionManeuverAssist_addGrpC(x, q):
+    r = {}
     q -= 2
     h928 = (x >> q) & 3
-    r = {}
     if h928 & 1:
         q -= 3
         k930 = ((x >> q) & 7) + 1
         r929 = []
         for _ in range(k930):
-            q -= 4
-            h932 = (x >> q) & 15
             r931 = {}
-            q -= 32
-            r931['stationID'] = (x >> q) & 4294967295
+            q -= 36
+            t_ = (x >> q) & 68719476735
+            h932 = (t_ >> 32) & 15
+            r931['stationID'] = t_ & 4294967295
             if h932 & 4:
                 q -= 8
                 r931['laneID'] = (x >> q) & 255
@@ -5175,19 +5102,19 @@ def e_IntersectionState_addGrpC(v):
     return a
 
 def d_IntersectionState_addGrpC(x, q):
+    r = {}
     q -= 2
     h942 = (x >> q) & 3
-    r = {}
     if h942 & 1:
         q -= 4
         k944 = ((x >> q) & 15) + 1
         r943 = []
         for _ in range(k944):
-            q -= 1
-            h946 = (x >> q) & 1
             r945 = {}
-            q -= 32
-            r945['stationID'] = (x >> q) & 4294967295
+            q -= 33
+            t_ = (x >> q) & 8589934591
+            h946 = (t_ >> 32) & 1
+            r945['stationID'] = t_ & 4294967295
             q -= 1
             if (x >> q) & 1:
                 i947, q = _rt.read_nsnn(x, q)
@@ -5212,20 +5139,19 @@ def e_Position3D_addGrpC(v):
     a = a << 1
     v949 = v['altitude']
     a950 = 1
-    a950 = a950 << 20 | (v949['altitudeValue'] + 100000)
-    a950 = a950 << 4 | _E_AltitudeConfidence_41[v949['altitudeConfidence']]
+    a950 = a950 << 24 | ((v949['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_41[v949['altitudeConfidence']])
     a = ((a - 1) << (a950.bit_length() - 1)) + a950
     return a
 
 def d_Position3D_addGrpC(x, q):
+    r = {}
     q -= 1
     h952 = (x >> q) & 1
-    r = {}
     r953 = {}
-    q -= 20
-    r953['altitudeValue'] = ((x >> q) & 1048575) - 100000
-    q -= 4
-    r953['altitudeConfidence'] = _D_AltitudeConfidence_42[(x >> q) & 15]
+    q -= 24
+    t_ = (x >> q) & 16777215
+    r953['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
+    r953['altitudeConfidence'] = _D_AltitudeConfidence_42[t_ & 15]
     r['altitude'] = r953
     if h952 >> 0:
         q = _rt.skip_additions(x, q)
@@ -5242,9 +5168,9 @@ def e_LaneAttributes_addGrpC(v):
     return a
 
 def d_LaneAttributes_addGrpC(x, q):
+    r = {}
     q -= 3
     h956 = (x >> q) & 7
-    r = {}
     if h956 & 2:
         q -= 7
         r['maxVehicleHeight'] = (x >> q) & 127
@@ -5340,14 +5266,14 @@ def d_NodeSetXY(x, q):
     k985 = ((x >> q) & 63) + 2
     r = []
     for _ in range(k985):
+        r986 = {}
         q -= 2
         h987 = (x >> q) & 3
-        r986 = {}
         r986['delta'], q = d_NodeOffsetPointXY(x, q)
         if h987 & 1:
+            r988 = {}
             q -= 8
             h989 = (x >> q) & 255
-            r988 = {}
             if h989 & 64:
                 q -= 3
                 k991 = ((x >> q) & 7) + 1
@@ -5424,8 +5350,7 @@ def d_NodeSetXY(x, q):
 
 def e_ComputedLane(v):
     a = 1
-    a = a << 5 | ('rotateXY' in v) << 3 | ('scaleXaxis' in v) << 2 | ('scaleYaxis' in v) << 1 | ('regional' in v)
-    a = a << 8 | v['referenceLaneId']
+    a = a << 13 | (('rotateXY' in v) << 3 | ('scaleXaxis' in v) << 2 | ('scaleYaxis' in v) << 1 | ('regional' in v)) << 8 | (v['referenceLaneId'])
     s_ = e_ComputedLane_offsetXaxis(v['offsetXaxis'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
     s_ = e_ComputedLane_offsetYaxis(v['offsetYaxis'])
@@ -5448,11 +5373,11 @@ def e_ComputedLane(v):
     return a
 
 def d_ComputedLane(x, q):
-    q -= 5
-    h1007 = (x >> q) & 31
     r = {}
-    q -= 8
-    r['referenceLaneId'] = (x >> q) & 255
+    q -= 13
+    t_ = (x >> q) & 8191
+    h1007 = (t_ >> 8) & 31
+    r['referenceLaneId'] = t_ & 255
     r['offsetXaxis'], q = d_ComputedLane_offsetXaxis(x, q)
     r['offsetYaxis'], q = d_ComputedLane_offsetYaxis(x, q)
     if h1007 & 8:
@@ -5520,21 +5445,21 @@ def e_ConnectionTrajectory_addGrpC(v):
     return a
 
 def d_ConnectionTrajectory_addGrpC(x, q):
-    q -= 1
-    h1020 = (x >> q) & 1
     r = {}
-    q -= 6
-    k1022 = ((x >> q) & 63) + 2
+    q -= 7
+    t_ = (x >> q) & 127
+    h1020 = (t_ >> 6) & 1
+    k1022 = (t_ & 63) + 2
     r1021 = []
     for _ in range(k1022):
+        r1023 = {}
         q -= 2
         h1024 = (x >> q) & 3
-        r1023 = {}
         r1023['delta'], q = d_NodeOffsetPointXY(x, q)
         if h1024 & 1:
+            r1025 = {}
             q -= 8
             h1026 = (x >> q) & 255
-            r1025 = {}
             if h1026 & 64:
                 r1025['localNode'], q = d_NodeAttributeXYList(x, q)
             if h1026 & 32:
@@ -5771,9 +5696,9 @@ def e_TractorCharacteristics(v):
     return a
 
 def d_TractorCharacteristics(x, q):
+    r = {}
     q -= 3
     h1042 = (x >> q) & 7
-    r = {}
     if h1042 & 4:
         q -= 1
         if (x >> q) & 1:
@@ -5876,9 +5801,9 @@ def d_TrailerCharacteristicsList(x, q):
     k1067 = ((x >> q) & 3) + 1
     r = []
     for _ in range(k1067):
+        r1068 = {}
         q -= 3
         h1069 = (x >> q) & 7
-        r1068 = {}
         if h1069 & 4:
             q -= 1
             if (x >> q) & 1:
@@ -5973,9 +5898,9 @@ def e_TrainCharacteristics(v):
     return a
 
 def d_TrainCharacteristics(x, q):
+    r = {}
     q -= 3
     h1091 = (x >> q) & 7
-    r = {}
     if h1091 & 4:
         q -= 1
         if (x >> q) & 1:
@@ -6031,8 +5956,7 @@ def e_RSCode_code(v):
         s_ = e_ISO14823Code(w)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'itisCodes':
-        a = a << 3 | 2
-        a = a << 16 | w
+        a = a << 19 | (2) << 16 | (w)
     elif k == 'anyCatalogue':
         a = a << 3 | 3
         s_ = e_AnyCatalogue(w)
@@ -6089,13 +6013,11 @@ def e_InternationalSign_applicablePeriod(v):
         a1107 = 1
         v1109 = v1106['dateRangeStartMonthDay']
         a1110 = 1
-        a1110 = a1110 << 4 | (v1109['month'] - 1)
-        a1110 = a1110 << 5 | (v1109['day'] - 1)
+        a1110 = a1110 << 9 | ((v1109['month'] - 1)) << 5 | ((v1109['day'] - 1))
         a1107 = ((a1107 - 1) << (a1110.bit_length() - 1)) + a1110
         v1112 = v1106['dateRangeEndMonthDay']
         a1113 = 1
-        a1113 = a1113 << 4 | (v1112['month'] - 1)
-        a1113 = a1113 << 5 | (v1112['day'] - 1)
+        a1113 = a1113 << 9 | ((v1112['month'] - 1)) << 5 | ((v1112['day'] - 1))
         a1107 = ((a1107 - 1) << (a1113.bit_length() - 1)) + a1113
         a = ((a - 1) << (a1107.bit_length() - 1)) + a1107
     if 'repeatingPeriodDayTypes' in v:
@@ -6106,13 +6028,11 @@ def e_InternationalSign_applicablePeriod(v):
         a1118 = 1
         v1120 = v1117['timeRangeStartTime']
         a1121 = 1
-        a1121 = a1121 << 5 | v1120['hours']
-        a1121 = a1121 << 6 | v1120['mins']
+        a1121 = a1121 << 11 | (v1120['hours']) << 6 | (v1120['mins'])
         a1118 = ((a1118 - 1) << (a1121.bit_length() - 1)) + a1121
         v1123 = v1117['timeRangeEndTime']
         a1124 = 1
-        a1124 = a1124 << 5 | v1123['hours']
-        a1124 = a1124 << 6 | v1123['mins']
+        a1124 = a1124 << 11 | (v1123['hours']) << 6 | (v1123['mins'])
         a1118 = ((a1118 - 1) << (a1124.bit_length() - 1)) + a1124
         a = ((a - 1) << (a1118.bit_length() - 1)) + a1118
     if 'dateRangeOfWeek' in v:
@@ -6121,15 +6041,14 @@ def e_InternationalSign_applicablePeriod(v):
     if 'durationHourMinute' in v:
         v1128 = v['durationHourMinute']
         a1129 = 1
-        a1129 = a1129 << 5 | v1128['hours']
-        a1129 = a1129 << 6 | v1128['mins']
+        a1129 = a1129 << 11 | (v1128['hours']) << 6 | (v1128['mins'])
         a = ((a - 1) << (a1129.bit_length() - 1)) + a1129
     return a
 
 def d_InternationalSign_applicablePeriod(x, q):
+    r = {}
     q -= 6
     h1131 = (x >> q) & 63
-    r = {}
     if h1131 & 32:
         r1132 = {}
         q -= 1
@@ -6148,16 +6067,16 @@ def d_InternationalSign_applicablePeriod(x, q):
     if h1131 & 16:
         r1134 = {}
         r1136 = {}
-        q -= 4
-        r1136['month'] = ((x >> q) & 15) + 1
-        q -= 5
-        r1136['day'] = ((x >> q) & 31) + 1
+        q -= 9
+        t_ = (x >> q) & 511
+        r1136['month'] = ((t_ >> 5) & 15) + 1
+        r1136['day'] = (t_ & 31) + 1
         r1134['dateRangeStartMonthDay'] = r1136
         r1138 = {}
-        q -= 4
-        r1138['month'] = ((x >> q) & 15) + 1
-        q -= 5
-        r1138['day'] = ((x >> q) & 31) + 1
+        q -= 9
+        t_ = (x >> q) & 511
+        r1138['month'] = ((t_ >> 5) & 15) + 1
+        r1138['day'] = (t_ & 31) + 1
         r1134['dateRangeEndMonthDay'] = r1138
         r['month-day'] = r1134
     if h1131 & 8:
@@ -6166,16 +6085,16 @@ def d_InternationalSign_applicablePeriod(x, q):
     if h1131 & 4:
         r1141 = {}
         r1143 = {}
-        q -= 5
-        r1143['hours'] = (x >> q) & 31
-        q -= 6
-        r1143['mins'] = (x >> q) & 63
+        q -= 11
+        t_ = (x >> q) & 2047
+        r1143['hours'] = (t_ >> 6) & 31
+        r1143['mins'] = t_ & 63
         r1141['timeRangeStartTime'] = r1143
         r1145 = {}
-        q -= 5
-        r1145['hours'] = (x >> q) & 31
-        q -= 6
-        r1145['mins'] = (x >> q) & 63
+        q -= 11
+        t_ = (x >> q) & 2047
+        r1145['hours'] = (t_ >> 6) & 31
+        r1145['mins'] = t_ & 63
         r1141['timeRangeEndTime'] = r1145
         r['hourMinutes'] = r1141
     if h1131 & 2:
@@ -6183,10 +6102,10 @@ def d_InternationalSign_applicablePeriod(x, q):
         r['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
     if h1131 & 1:
         r1148 = {}
-        q -= 5
-        r1148['hours'] = (x >> q) & 31
-        q -= 6
-        r1148['mins'] = (x >> q) & 63
+        q -= 11
+        t_ = (x >> q) & 2047
+        r1148['hours'] = (t_ >> 6) & 31
+        r1148['mins'] = t_ & 63
         r['durationHourMinute'] = r1148
     return r, q
 
@@ -6343,13 +6262,13 @@ def e_CompleteVehicleCharacteristics(v):
     return a
 
 def d_CompleteVehicleCharacteristics(x, q):
+    r = {}
     q -= 3
     h1196 = (x >> q) & 7
-    r = {}
     if h1196 & 4:
+        r1197 = {}
         q -= 3
         h1198 = (x >> q) & 7
-        r1197 = {}
         if h1198 & 4:
             q -= 1
             if (x >> q) & 1:
@@ -6396,9 +6315,9 @@ def d_CompleteVehicleCharacteristics(x, q):
         k1208 = ((x >> q) & 3) + 1
         r1207 = []
         for _ in range(k1208):
+            r1209 = {}
             q -= 3
             h1210 = (x >> q) & 7
-            r1209 = {}
             if h1210 & 4:
                 q -= 1
                 if (x >> q) & 1:
@@ -6439,9 +6358,9 @@ def d_CompleteVehicleCharacteristics(x, q):
             r1207.append(w1208)
         r['trailer'] = r1207
     if h1196 & 1:
+        r1217 = {}
         q -= 3
         h1218 = (x >> q) & 7
-        r1217 = {}
         if h1218 & 4:
             q -= 1
             if (x >> q) & 1:
@@ -6632,9 +6551,7 @@ def e_RoadSurfaceDynamicCharacteristics(v):
         a = a << 5 | w1242
     else:
         a = _rt.uwn(a << 1 | 1, w1242)
-    a = a << 8 | (v['temperature'] + 100)
-    a = a << 8 | v['iceOrWaterDepth']
-    a = a << 3 | v['treatment']
+    a = a << 19 | ((v['temperature'] + 100)) << 11 | (v['iceOrWaterDepth']) << 3 | (v['treatment'])
     return a
 
 def d_RoadSurfaceDynamicCharacteristics(x, q):
@@ -6645,12 +6562,11 @@ def d_RoadSurfaceDynamicCharacteristics(x, q):
     else:
         q -= 4
         r['condition'] = (x >> q) & 15
-    q -= 8
-    r['temperature'] = ((x >> q) & 255) - 100
-    q -= 8
-    r['iceOrWaterDepth'] = (x >> q) & 255
-    q -= 3
-    r['treatment'] = (x >> q) & 7
+    q -= 19
+    t_ = (x >> q) & 524287
+    r['temperature'] = ((t_ >> 11) & 255) - 100
+    r['iceOrWaterDepth'] = (t_ >> 3) & 255
+    r['treatment'] = t_ & 7
     return r, q
 
 
@@ -6705,9 +6621,9 @@ def d_RoadSignCodes(x, q):
         k1251 = ((x >> q) & 3) + 1
     r = []
     for _ in range(k1251):
+        r1252 = {}
         q -= 1
         h1253 = (x >> q) & 1
-        r1252 = {}
         if h1253 & 1:
             q -= 1
             if (x >> q) & 1:
@@ -6754,9 +6670,9 @@ def d_ConstraintTextLines2(x, q):
         k1261 = ((x >> q) & 3) + 1
     r = []
     for _ in range(k1261):
+        r1262 = {}
         q -= 1
         h1263 = (x >> q) & 1
-        r1262 = {}
         if h1263 & 1:
             q -= 1
             if (x >> q) & 1:
@@ -6815,9 +6731,9 @@ def e_SignalStatusPackage_addGrpC(v):
     return a
 
 def d_SignalStatusPackage_addGrpC(x, q):
+    r = {}
     q -= 3
     h1269 = (x >> q) & 7
-    r = {}
     if h1269 & 2:
         q -= 8
         r['synchToSchedule'] = ((x >> q) & 255) - 122
@@ -6847,9 +6763,9 @@ def e_MovementEvent_addGrpC(v):
     return a
 
 def d_MovementEvent_addGrpC(x, q):
+    r = {}
     q -= 2
     h1274 = (x >> q) & 3
-    r = {}
     if h1274 & 1:
         q -= 1
         if (x >> q) & 1:
@@ -6870,17 +6786,13 @@ def e_LaneDataAttribute(v):
         a <<= 4
         a = a << 9 | (w + 150)
     elif k == 'laneCrownPointCenter':
-        a = a << 4 | 1
-        a = a << 8 | (w + 128)
+        a = a << 12 | (1) << 8 | ((w + 128))
     elif k == 'laneCrownPointLeft':
-        a = a << 4 | 2
-        a = a << 8 | (w + 128)
+        a = a << 12 | (2) << 8 | ((w + 128))
     elif k == 'laneCrownPointRight':
-        a = a << 4 | 3
-        a = a << 8 | (w + 128)
+        a = a << 12 | (3) << 8 | ((w + 128))
     elif k == 'laneAngle':
-        a = a << 4 | 4
-        a = a << 9 | (w + 180)
+        a = a << 13 | (4) << 9 | ((w + 180))
     elif k == 'speedLimits':
         a = a << 4 | 5
         s_ = e_SpeedLimitList(w)
@@ -6963,8 +6875,7 @@ def e_ComputedLane_offsetXaxis(v):
         a <<= 1
         a = a << 12 | (w + 2047)
     elif k == 'large':
-        a = a << 1 | 1
-        a = a << 16 | (w + 32767)
+        a = a << 17 | (1) << 16 | ((w + 32767))
     else:
         raise KeyError(k)
     return a
@@ -6990,8 +6901,7 @@ def e_ComputedLane_offsetYaxis(v):
         a <<= 1
         a = a << 12 | (w + 2047)
     elif k == 'large':
-        a = a << 1 | 1
-        a = a << 16 | (w + 32767)
+        a = a << 17 | (1) << 16 | ((w + 32767))
     else:
         raise KeyError(k)
     return a
@@ -7152,106 +7062,99 @@ def d_RestrictionUserType_regional_item(x, q):
 
 def e_Node_XY_20b(v):
     a = 1
-    a = a << 10 | (v['x'] + 512)
-    a = a << 10 | (v['y'] + 512)
+    a = a << 20 | ((v['x'] + 512)) << 10 | ((v['y'] + 512))
     return a
 
 def d_Node_XY_20b(x, q):
     r = {}
-    q -= 10
-    r['x'] = ((x >> q) & 1023) - 512
-    q -= 10
-    r['y'] = ((x >> q) & 1023) - 512
+    q -= 20
+    t_ = (x >> q) & 1048575
+    r['x'] = ((t_ >> 10) & 1023) - 512
+    r['y'] = (t_ & 1023) - 512
     return r, q
 
 
 def e_Node_XY_22b(v):
     a = 1
-    a = a << 11 | (v['x'] + 1024)
-    a = a << 11 | (v['y'] + 1024)
+    a = a << 22 | ((v['x'] + 1024)) << 11 | ((v['y'] + 1024))
     return a
 
 def d_Node_XY_22b(x, q):
     r = {}
-    q -= 11
-    r['x'] = ((x >> q) & 2047) - 1024
-    q -= 11
-    r['y'] = ((x >> q) & 2047) - 1024
+    q -= 22
+    t_ = (x >> q) & 4194303
+    r['x'] = ((t_ >> 11) & 2047) - 1024
+    r['y'] = (t_ & 2047) - 1024
     return r, q
 
 
 def e_Node_XY_24b(v):
     a = 1
-    a = a << 12 | (v['x'] + 2048)
-    a = a << 12 | (v['y'] + 2048)
+    a = a << 24 | ((v['x'] + 2048)) << 12 | ((v['y'] + 2048))
     return a
 
 def d_Node_XY_24b(x, q):
     r = {}
-    q -= 12
-    r['x'] = ((x >> q) & 4095) - 2048
-    q -= 12
-    r['y'] = ((x >> q) & 4095) - 2048
+    q -= 24
+    t_ = (x >> q) & 16777215
+    r['x'] = ((t_ >> 12) & 4095) - 2048
+    r['y'] = (t_ & 4095) - 2048
     return r, q
 
 
 def e_Node_XY_26b(v):
     a = 1
-    a = a << 13 | (v['x'] + 4096)
-    a = a << 13 | (v['y'] + 4096)
+    a = a << 26 | ((v['x'] + 4096)) << 13 | ((v['y'] + 4096))
     return a
 
 def d_Node_XY_26b(x, q):
     r = {}
-    q -= 13
-    r['x'] = ((x >> q) & 8191) - 4096
-    q -= 13
-    r['y'] = ((x >> q) & 8191) - 4096
+    q -= 26
+    t_ = (x >> q) & 67108863
+    r['x'] = ((t_ >> 13) & 8191) - 4096
+    r['y'] = (t_ & 8191) - 4096
     return r, q
 
 
 def e_Node_XY_28b(v):
     a = 1
-    a = a << 14 | (v['x'] + 8192)
-    a = a << 14 | (v['y'] + 8192)
+    a = a << 28 | ((v['x'] + 8192)) << 14 | ((v['y'] + 8192))
     return a
 
 def d_Node_XY_28b(x, q):
     r = {}
-    q -= 14
-    r['x'] = ((x >> q) & 16383) - 8192
-    q -= 14
-    r['y'] = ((x >> q) & 16383) - 8192
+    q -= 28
+    t_ = (x >> q) & 268435455
+    r['x'] = ((t_ >> 14) & 16383) - 8192
+    r['y'] = (t_ & 16383) - 8192
     return r, q
 
 
 def e_Node_XY_32b(v):
     a = 1
-    a = a << 16 | (v['x'] + 32768)
-    a = a << 16 | (v['y'] + 32768)
+    a = a << 32 | ((v['x'] + 32768)) << 16 | ((v['y'] + 32768))
     return a
 
 def d_Node_XY_32b(x, q):
     r = {}
-    q -= 16
-    r['x'] = ((x >> q) & 65535) - 32768
-    q -= 16
-    r['y'] = ((x >> q) & 65535) - 32768
+    q -= 32
+    t_ = (x >> q) & 4294967295
+    r['x'] = ((t_ >> 16) & 65535) - 32768
+    r['y'] = (t_ & 65535) - 32768
     return r, q
 
 
 def e_Node_LLmD_64b(v):
     a = 1
-    a = a << 32 | (v['lon'] + 1800000000)
-    a = a << 31 | (v['lat'] + 900000000)
+    a = a << 63 | ((v['lon'] + 1800000000)) << 31 | ((v['lat'] + 900000000))
     return a
 
 def d_Node_LLmD_64b(x, q):
     r = {}
-    q -= 32
-    r['lon'] = ((x >> q) & 4294967295) - 1800000000
-    q -= 31
-    r['lat'] = ((x >> q) & 2147483647) - 900000000
+    q -= 63
+    t_ = (x >> q) & 9223372036854775807
+    r['lon'] = ((t_ >> 31) & 4294967295) - 1800000000
+    r['lat'] = (t_ & 2147483647) - 900000000
     return r, q
 
 
@@ -7285,9 +7188,9 @@ def e_Segment(v):
     return a
 
 def d_Segment(x, q):
+    r = {}
     q -= 1
     h1305 = (x >> q) & 1
-    r = {}
     r['line'], q = d_PolygonalLine(x, q)
     if h1305 & 1:
         q -= 10
@@ -7351,44 +7254,40 @@ def e_ComputedSegment(v):
         a = a << 6 | (w1307 - 1)
     else:
         a = _rt.uwn(a << 1 | 1, w1307)
-    a = a << 4 | (v['laneNumber'] + 1)
-    a = a << 10 | v['laneWidth']
+    a = a << 14 | ((v['laneNumber'] + 1)) << 10 | (v['laneWidth'])
     if 'offsetDistance' in v:
         a = a << 16 | (v['offsetDistance'] + 32768)
     if 'offsetPosition' in v:
         v1308 = v['offsetPosition']
         a1309 = 1
-        a1309 = a1309 << 18 | (v1308['deltaLatitude'] + 131071)
-        a1309 = a1309 << 18 | (v1308['deltaLongitude'] + 131071)
-        a1309 = a1309 << 15 | (v1308['deltaAltitude'] + 12700)
+        a1309 = a1309 << 51 | ((v1308['deltaLatitude'] + 131071)) << 33 | ((v1308['deltaLongitude'] + 131071)) << 15 | ((v1308['deltaAltitude'] + 12700))
         a = ((a - 1) << (a1309.bit_length() - 1)) + a1309
     return a
 
 def d_ComputedSegment(x, q):
+    r = {}
     q -= 2
     h1311 = (x >> q) & 3
-    r = {}
     q -= 1
     if (x >> q) & 1:
         r['zoneId'], q = _rt.read_uwn(x, q)
     else:
         q -= 5
         r['zoneId'] = ((x >> q) & 31) + 1
-    q -= 4
-    r['laneNumber'] = ((x >> q) & 15) - 1
-    q -= 10
-    r['laneWidth'] = (x >> q) & 1023
+    q -= 14
+    t_ = (x >> q) & 16383
+    r['laneNumber'] = ((t_ >> 10) & 15) - 1
+    r['laneWidth'] = t_ & 1023
     if h1311 & 2:
         q -= 16
         r['offsetDistance'] = ((x >> q) & 65535) - 32768
     if h1311 & 1:
         r1312 = {}
-        q -= 18
-        r1312['deltaLatitude'] = ((x >> q) & 262143) - 131071
-        q -= 18
-        r1312['deltaLongitude'] = ((x >> q) & 262143) - 131071
-        q -= 15
-        r1312['deltaAltitude'] = ((x >> q) & 32767) - 12700
+        q -= 51
+        t_ = (x >> q) & 2251799813685247
+        r1312['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
+        r1312['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
+        r1312['deltaAltitude'] = (t_ & 32767) - 12700
         r['offsetPosition'] = r1312
     return r, q
 
@@ -7431,22 +7330,19 @@ def e_VehicleCharacteristicsFixValues(v):
         s_ = e_EuVehicleCategoryCode(w)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'iso3833VehicleType':
-        a = a << 4 | 2
-        a = a << 8 | w
+        a = a << 12 | (2) << 8 | (w)
     elif k == 'euroAndCo2value':
         a = a << 4 | 3
         s_ = e_EnvironmentalCharacteristics(w)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'engineCharacteristics':
-        a = a << 4 | 4
-        a = a << 8 | w
+        a = a << 12 | (4) << 8 | (w)
     elif k == 'loadType':
         a = a << 4 | 5
         s_ = e_LoadType(w)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'usage':
-        a = a << 4 | 6
-        a = a << 4 | _E_VehicleRole_55[w]
+        a = a << 8 | (6) << 4 | (_E_VehicleRole_55[w])
     else:
         raise KeyError(k)
     return a
@@ -7576,22 +7472,19 @@ def e_VehicleCharacteristicsFixValues_2(v):
         s_ = e_EuVehicleCategoryCode(w)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'iso3833VehicleType':
-        a = a << 4 | 2
-        a = a << 8 | w
+        a = a << 12 | (2) << 8 | (w)
     elif k == 'euroAndCo2value':
         a = a << 4 | 3
         s_ = e_EnvironmentalCharacteristics(w)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'engineCharacteristics':
-        a = a << 4 | 4
-        a = a << 8 | w
+        a = a << 12 | (4) << 8 | (w)
     elif k == 'loadType':
         a = a << 4 | 5
         s_ = e_LoadType(w)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'usage':
-        a = a << 4 | 6
-        a = a << 4 | _E_VehicleRole_55[w]
+        a = a << 8 | (6) << 4 | (_E_VehicleRole_55[w])
     else:
         raise KeyError(k)
     return a
@@ -7712,10 +7605,7 @@ def d_VehicleCharacteristicsRanges_limits_2(x, q):
 
 def e_VcCode(v):
     a = 1
-    a = a << 3 | ('validity' in v) << 2 | ('value' in v) << 1 | ('unit' in v)
-    a = a << 3 | v['roadSignClass']
-    a = a << 6 | (v['roadSignCode'] - 1)
-    a = a << 3 | v['vcOption']
+    a = a << 15 | (('validity' in v) << 2 | ('value' in v) << 1 | ('unit' in v)) << 12 | (v['roadSignClass']) << 9 | ((v['roadSignCode'] - 1)) << 3 | (v['vcOption'])
     if 'validity' in v:
         v1315 = v['validity']
         a1316 = 1
@@ -7768,8 +7658,7 @@ def e_VcCode(v):
             if 'durationHourMinute' in v1318:
                 v1336 = v1318['durationHourMinute']
                 a1337 = 1
-                a1337 = a1337 << 5 | v1336['hours']
-                a1337 = a1337 << 6 | v1336['mins']
+                a1337 = a1337 << 11 | (v1336['hours']) << 6 | (v1336['mins'])
                 a1319 = ((a1319 - 1) << (a1337.bit_length() - 1)) + a1337
             a1316 = ((a1316 - 1) << (a1319.bit_length() - 1)) + a1319
         a = ((a - 1) << (a1316.bit_length() - 1)) + a1316
@@ -7780,15 +7669,13 @@ def e_VcCode(v):
     return a
 
 def d_VcCode(x, q):
-    q -= 3
-    h1339 = (x >> q) & 7
     r = {}
-    q -= 3
-    r['roadSignClass'] = (x >> q) & 7
-    q -= 6
-    r['roadSignCode'] = ((x >> q) & 63) + 1
-    q -= 3
-    r['vcOption'] = (x >> q) & 7
+    q -= 15
+    t_ = (x >> q) & 32767
+    h1339 = (t_ >> 12) & 7
+    r['roadSignClass'] = (t_ >> 9) & 7
+    r['roadSignCode'] = ((t_ >> 3) & 63) + 1
+    r['vcOption'] = t_ & 7
     if h1339 & 4:
         q -= 1
         if (x >> q) & 1:
@@ -7798,9 +7685,9 @@ def d_VcCode(x, q):
             k1341 = ((x >> q) & 7) + 1
         r1340 = []
         for _ in range(k1341):
+            r1342 = {}
             q -= 6
             h1343 = (x >> q) & 63
-            r1342 = {}
             if h1343 & 32:
                 r1344 = {}
                 q -= 1
@@ -7834,10 +7721,10 @@ def d_VcCode(x, q):
                 r1342['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
             if h1343 & 1:
                 r1352 = {}
-                q -= 5
-                r1352['hours'] = (x >> q) & 31
-                q -= 6
-                r1352['mins'] = (x >> q) & 63
+                q -= 11
+                t_ = (x >> q) & 2047
+                r1352['hours'] = (t_ >> 6) & 31
+                r1352['mins'] = t_ & 63
                 r1342['durationHourMinute'] = r1352
             w1341 = r1342
             r1340.append(w1341)
@@ -7864,8 +7751,7 @@ def e_ISO14823Code(v):
     a1356 = ((a1356 - 1) << (s_.bit_length() - 1)) + s_
     v1359 = v1355['pictogramCategoryCode']
     a1360 = 1
-    a1360 = a1360 << 4 | (v1359['nature'] - 1)
-    a1360 = a1360 << 7 | v1359['serialNumber']
+    a1360 = a1360 << 11 | ((v1359['nature'] - 1)) << 7 | (v1359['serialNumber'])
     a1356 = ((a1356 - 1) << (a1360.bit_length() - 1)) + a1360
     a = ((a - 1) << (a1356.bit_length() - 1)) + a1356
     if 'attributes' in v:
@@ -7884,22 +7770,22 @@ def e_ISO14823Code(v):
     return a
 
 def d_ISO14823Code(x, q):
-    q -= 1
-    h1365 = (x >> q) & 1
     r = {}
     q -= 1
-    h1367 = (x >> q) & 1
+    h1365 = (x >> q) & 1
     r1366 = {}
+    q -= 1
+    h1367 = (x >> q) & 1
     if h1367 & 1:
         k1368 = 2
         q -= k1368 << 3
         r1366['countryCode'] = ((x >> q) & ((1 << (k1368 << 3)) - 1)).to_bytes(k1368, 'big')
     r1366['serviceCategoryCode'], q = d_ISO14823Code_pictogramCode_serviceCategoryCode(x, q)
     r1369 = {}
-    q -= 4
-    r1369['nature'] = ((x >> q) & 15) + 1
-    q -= 7
-    r1369['serialNumber'] = (x >> q) & 127
+    q -= 11
+    t_ = (x >> q) & 2047
+    r1369['nature'] = ((t_ >> 7) & 15) + 1
+    r1369['serialNumber'] = t_ & 127
     r1366['pictogramCategoryCode'] = r1369
     r['pictogramCode'] = r1366
     if h1365 & 1:
@@ -7926,8 +7812,7 @@ def e_AnyCatalogue(v):
     a1375 = a1375 << k1378 | int.from_bytes(d1377, 'big') >> (8 * len(d1377) - k1378)
     a1375 = a1375 << 14 | v1374['providerIdentifier']
     a = ((a - 1) << (a1375.bit_length() - 1)) + a1375
-    a = a << 8 | v['version']
-    a = a << 16 | v['pictogramCode']
+    a = a << 24 | (v['version']) << 16 | (v['pictogramCode'])
     if 'value' in v:
         a = a << 16 | v['value']
     if 'unit' in v:
@@ -7948,19 +7833,19 @@ def e_AnyCatalogue(v):
     return a
 
 def d_AnyCatalogue(x, q):
+    r = {}
     q -= 3
     h1382 = (x >> q) & 7
-    r = {}
     r1383 = {}
-    q -= 10
-    r1383['countryCode'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-    q -= 14
-    r1383['providerIdentifier'] = (x >> q) & 16383
+    q -= 24
+    t_ = (x >> q) & 16777215
+    r1383['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
+    r1383['providerIdentifier'] = t_ & 16383
     r['owner'] = r1383
-    q -= 8
-    r['version'] = (x >> q) & 255
-    q -= 16
-    r['pictogramCode'] = (x >> q) & 65535
+    q -= 24
+    t_ = (x >> q) & 16777215
+    r['version'] = (t_ >> 16) & 255
+    r['pictogramCode'] = t_ & 65535
     if h1382 & 4:
         q -= 16
         r['value'] = (x >> q) & 65535
@@ -8059,9 +7944,9 @@ def e_NodeAttributeSet_addGrpC(v):
     return a
 
 def d_NodeAttributeSet_addGrpC(x, q):
+    r = {}
     q -= 4
     h1404 = (x >> q) & 15
-    r = {}
     if h1404 & 4:
         q -= 1
         if (x >> q) & 1:
@@ -8075,9 +7960,9 @@ def d_NodeAttributeSet_addGrpC(x, q):
         k1407 = ((x >> q) & 7) + 1
         r1406 = []
         for _ in range(k1407):
+            r1408 = {}
             q -= 4
             h1409 = (x >> q) & 15
-            r1408 = {}
             r1408['id'], q = _rt.read_uwn(x, q)
             if h1409 & 4:
                 q -= 8
@@ -8094,9 +7979,9 @@ def d_NodeAttributeSet_addGrpC(x, q):
             r1406.append(w1407)
         r['nodeLink'] = r1406
     if h1404 & 1:
+        r1410 = {}
         q -= 4
         h1411 = (x >> q) & 15
-        r1410 = {}
         r1410['id'], q = _rt.read_uwn(x, q)
         if h1411 & 4:
             q -= 8
@@ -8130,9 +8015,9 @@ def e_RestrictionUserType_addGrpC(v):
     return a
 
 def d_RestrictionUserType_addGrpC(x, q):
+    r = {}
     q -= 3
     h1415 = (x >> q) & 7
-    r = {}
     if h1415 & 2:
         q -= 1
         if (x >> q) & 1:
@@ -8160,8 +8045,7 @@ def e_DeltaPositions(v):
     for w1417 in v:
         v1418 = w1417
         a1419 = 1
-        a1419 = a1419 << 18 | (v1418['deltaLatitude'] + 131071)
-        a1419 = a1419 << 18 | (v1418['deltaLongitude'] + 131071)
+        a1419 = a1419 << 36 | ((v1418['deltaLatitude'] + 131071)) << 18 | ((v1418['deltaLongitude'] + 131071))
         a = ((a - 1) << (a1419.bit_length() - 1)) + a1419
     return a
 
@@ -8175,10 +8059,10 @@ def d_DeltaPositions(x, q):
     r = []
     for _ in range(k1421):
         r1422 = {}
-        q -= 18
-        r1422['deltaLatitude'] = ((x >> q) & 262143) - 131071
-        q -= 18
-        r1422['deltaLongitude'] = ((x >> q) & 262143) - 131071
+        q -= 36
+        t_ = (x >> q) & 68719476735
+        r1422['deltaLatitude'] = ((t_ >> 18) & 262143) - 131071
+        r1422['deltaLongitude'] = (t_ & 262143) - 131071
         w1421 = r1422
         r.append(w1421)
     return r, q
@@ -8195,9 +8079,7 @@ def e_DeltaReferencePositions(v):
     for w1424 in v:
         v1425 = w1424
         a1426 = 1
-        a1426 = a1426 << 18 | (v1425['deltaLatitude'] + 131071)
-        a1426 = a1426 << 18 | (v1425['deltaLongitude'] + 131071)
-        a1426 = a1426 << 15 | (v1425['deltaAltitude'] + 12700)
+        a1426 = a1426 << 51 | ((v1425['deltaLatitude'] + 131071)) << 33 | ((v1425['deltaLongitude'] + 131071)) << 15 | ((v1425['deltaAltitude'] + 12700))
         a = ((a - 1) << (a1426.bit_length() - 1)) + a1426
     return a
 
@@ -8211,12 +8093,11 @@ def d_DeltaReferencePositions(x, q):
     r = []
     for _ in range(k1428):
         r1429 = {}
-        q -= 18
-        r1429['deltaLatitude'] = ((x >> q) & 262143) - 131071
-        q -= 18
-        r1429['deltaLongitude'] = ((x >> q) & 262143) - 131071
-        q -= 15
-        r1429['deltaAltitude'] = ((x >> q) & 32767) - 12700
+        q -= 51
+        t_ = (x >> q) & 2251799813685247
+        r1429['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
+        r1429['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
+        r1429['deltaAltitude'] = (t_ & 32767) - 12700
         w1428 = r1429
         r.append(w1428)
     return r, q
@@ -8233,8 +8114,7 @@ def e_AbsolutePositions(v):
     for w1431 in v:
         v1432 = w1431
         a1433 = 1
-        a1433 = a1433 << 31 | (v1432['latitude'] + 900000000)
-        a1433 = a1433 << 32 | (v1432['longitude'] + 1800000000)
+        a1433 = a1433 << 63 | ((v1432['latitude'] + 900000000)) << 32 | ((v1432['longitude'] + 1800000000))
         a = ((a - 1) << (a1433.bit_length() - 1)) + a1433
     return a
 
@@ -8248,10 +8128,10 @@ def d_AbsolutePositions(x, q):
     r = []
     for _ in range(k1435):
         r1436 = {}
-        q -= 31
-        r1436['latitude'] = ((x >> q) & 2147483647) - 900000000
-        q -= 32
-        r1436['longitude'] = ((x >> q) & 4294967295) - 1800000000
+        q -= 63
+        t_ = (x >> q) & 9223372036854775807
+        r1436['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
+        r1436['longitude'] = (t_ & 4294967295) - 1800000000
         w1435 = r1436
         r.append(w1435)
     return r, q
@@ -8268,12 +8148,10 @@ def e_AbsolutePositionsWAltitude(v):
     for w1438 in v:
         v1439 = w1438
         a1440 = 1
-        a1440 = a1440 << 31 | (v1439['latitude'] + 900000000)
-        a1440 = a1440 << 32 | (v1439['longitude'] + 1800000000)
+        a1440 = a1440 << 63 | ((v1439['latitude'] + 900000000)) << 32 | ((v1439['longitude'] + 1800000000))
         v1442 = v1439['altitude']
         a1443 = 1
-        a1443 = a1443 << 20 | (v1442['altitudeValue'] + 100000)
-        a1443 = a1443 << 4 | _E_AltitudeConfidence_41[v1442['altitudeConfidence']]
+        a1443 = a1443 << 24 | ((v1442['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_41[v1442['altitudeConfidence']])
         a1440 = ((a1440 - 1) << (a1443.bit_length() - 1)) + a1443
         a = ((a - 1) << (a1440.bit_length() - 1)) + a1440
     return a
@@ -8288,15 +8166,15 @@ def d_AbsolutePositionsWAltitude(x, q):
     r = []
     for _ in range(k1445):
         r1446 = {}
-        q -= 31
-        r1446['latitude'] = ((x >> q) & 2147483647) - 900000000
-        q -= 32
-        r1446['longitude'] = ((x >> q) & 4294967295) - 1800000000
+        q -= 63
+        t_ = (x >> q) & 9223372036854775807
+        r1446['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
+        r1446['longitude'] = (t_ & 4294967295) - 1800000000
         r1448 = {}
-        q -= 20
-        r1448['altitudeValue'] = ((x >> q) & 1048575) - 100000
-        q -= 4
-        r1448['altitudeConfidence'] = _D_AltitudeConfidence_42[(x >> q) & 15]
+        q -= 24
+        t_ = (x >> q) & 16777215
+        r1448['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
+        r1448['altitudeConfidence'] = _D_AltitudeConfidence_42[t_ & 15]
         r1446['altitude'] = r1448
         w1445 = r1446
         r.append(w1445)
@@ -8345,14 +8223,11 @@ def e_EuVehicleCategoryCode(v):
         a <<= 3
         a = a << 3 | _E_EuVehicleCategoryL_61[w]
     elif k == 'euVehicleCategoryM':
-        a = a << 3 | 1
-        a = a << 2 | _E_EuVehicleCategoryM_62[w]
+        a = a << 5 | (1) << 2 | (_E_EuVehicleCategoryM_62[w])
     elif k == 'euVehicleCategoryN':
-        a = a << 3 | 2
-        a = a << 2 | _E_EuVehicleCategoryN_63[w]
+        a = a << 5 | (2) << 2 | (_E_EuVehicleCategoryN_63[w])
     elif k == 'euVehicleCategoryO':
-        a = a << 3 | 3
-        a = a << 2 | _E_EuVehicleCategoryO_64[w]
+        a = a << 5 | (3) << 2 | (_E_EuVehicleCategoryO_64[w])
     elif k == 'euVehilcleCategoryT':
         a = a << 3 | 4
         pass
@@ -8393,16 +8268,15 @@ def d_EuVehicleCategoryCode(x, q):
 
 def e_EnvironmentalCharacteristics(v):
     a = 1
-    a = a << 4 | _E_EuroValue_69[v['euroValue']]
-    a = a << 4 | _E_CopValue_70[v['copValue']]
+    a = a << 8 | (_E_EuroValue_69[v['euroValue']]) << 4 | (_E_CopValue_70[v['copValue']])
     return a
 
 def d_EnvironmentalCharacteristics(x, q):
     r = {}
-    q -= 4
-    r['euroValue'] = _D_EuroValue_71[(x >> q) & 15]
-    q -= 4
-    r['copValue'] = _D_CopValue_72[(x >> q) & 15]
+    q -= 8
+    t_ = (x >> q) & 255
+    r['euroValue'] = _D_EuroValue_71[(t_ >> 4) & 15]
+    r['copValue'] = _D_CopValue_72[t_ & 15]
     return r, q
 
 
@@ -8426,109 +8300,88 @@ def d_LoadType(x, q):
     else:
         q -= 4
         r['goodsType'] = (x >> q) & 15
-    q -= 5
-    r['dangerousGoodsType'] = _D_DangerousGoodsBasic_74[(x >> q) & 31]
-    q -= 4
-    r['specialTransportType'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
+    q -= 9
+    t_ = (x >> q) & 511
+    r['dangerousGoodsType'] = _D_DangerousGoodsBasic_74[(t_ >> 4) & 31]
+    r['specialTransportType'] = (((t_ & 15) << 4).to_bytes(1, 'big'), 4)
     return r, q
 
 
 def e_VehicleDimensions(v):
     a = 1
-    a = a << 8 | v['vehicleLengthOverall']
-    a = a << 8 | v['vehicleHeigthOverall']
-    a = a << 8 | v['vehicleWidthOverall']
+    a = a << 24 | (v['vehicleLengthOverall']) << 16 | (v['vehicleHeigthOverall']) << 8 | (v['vehicleWidthOverall'])
     return a
 
 def d_VehicleDimensions(x, q):
     r = {}
-    q -= 8
-    r['vehicleLengthOverall'] = (x >> q) & 255
-    q -= 8
-    r['vehicleHeigthOverall'] = (x >> q) & 255
-    q -= 8
-    r['vehicleWidthOverall'] = (x >> q) & 255
+    q -= 24
+    t_ = (x >> q) & 16777215
+    r['vehicleLengthOverall'] = (t_ >> 16) & 255
+    r['vehicleHeigthOverall'] = (t_ >> 8) & 255
+    r['vehicleWidthOverall'] = t_ & 255
     return r, q
 
 
 def e_VehicleWeightLimits(v):
     a = 1
-    a = a << 16 | v['vehicleMaxLadenWeight']
-    a = a << 16 | v['vehicleTrainMaximumWeight']
-    a = a << 16 | v['vehicleWeightUnladen']
+    a = a << 48 | (v['vehicleMaxLadenWeight']) << 32 | (v['vehicleTrainMaximumWeight']) << 16 | (v['vehicleWeightUnladen'])
     return a
 
 def d_VehicleWeightLimits(x, q):
     r = {}
-    q -= 16
-    r['vehicleMaxLadenWeight'] = (x >> q) & 65535
-    q -= 16
-    r['vehicleTrainMaximumWeight'] = (x >> q) & 65535
-    q -= 16
-    r['vehicleWeightUnladen'] = (x >> q) & 65535
+    q -= 48
+    t_ = (x >> q) & 281474976710655
+    r['vehicleMaxLadenWeight'] = (t_ >> 32) & 65535
+    r['vehicleTrainMaximumWeight'] = (t_ >> 16) & 65535
+    r['vehicleWeightUnladen'] = t_ & 65535
     return r, q
 
 
 def e_AxleWeightLimits(v):
     a = 1
-    a = a << 16 | v['maxLadenweightOnAxle1']
-    a = a << 16 | v['maxLadenweightOnAxle2']
-    a = a << 16 | v['maxLadenweightOnAxle3']
-    a = a << 16 | v['maxLadenweightOnAxle4']
-    a = a << 16 | v['maxLadenweightOnAxle5']
+    a = a << 80 | (v['maxLadenweightOnAxle1']) << 64 | (v['maxLadenweightOnAxle2']) << 48 | (v['maxLadenweightOnAxle3']) << 32 | (v['maxLadenweightOnAxle4']) << 16 | (v['maxLadenweightOnAxle5'])
     return a
 
 def d_AxleWeightLimits(x, q):
     r = {}
-    q -= 16
-    r['maxLadenweightOnAxle1'] = (x >> q) & 65535
-    q -= 16
-    r['maxLadenweightOnAxle2'] = (x >> q) & 65535
-    q -= 16
-    r['maxLadenweightOnAxle3'] = (x >> q) & 65535
-    q -= 16
-    r['maxLadenweightOnAxle4'] = (x >> q) & 65535
-    q -= 16
-    r['maxLadenweightOnAxle5'] = (x >> q) & 65535
+    q -= 80
+    t_ = (x >> q) & 1208925819614629174706175
+    r['maxLadenweightOnAxle1'] = (t_ >> 64) & 65535
+    r['maxLadenweightOnAxle2'] = (t_ >> 48) & 65535
+    r['maxLadenweightOnAxle3'] = (t_ >> 32) & 65535
+    r['maxLadenweightOnAxle4'] = (t_ >> 16) & 65535
+    r['maxLadenweightOnAxle5'] = t_ & 65535
     return r, q
 
 
 def e_PassengerCapacity(v):
     a = 1
-    a = a << 8 | v['numberOfSeats']
-    a = a << 8 | v['numberOfStandingPlaces']
+    a = a << 16 | (v['numberOfSeats']) << 8 | (v['numberOfStandingPlaces'])
     return a
 
 def d_PassengerCapacity(x, q):
     r = {}
-    q -= 8
-    r['numberOfSeats'] = (x >> q) & 255
-    q -= 8
-    r['numberOfStandingPlaces'] = (x >> q) & 255
+    q -= 16
+    t_ = (x >> q) & 65535
+    r['numberOfSeats'] = (t_ >> 8) & 255
+    r['numberOfStandingPlaces'] = t_ & 255
     return r, q
 
 
 def e_ExhaustEmissionValues(v):
     a = 1
-    a = a << 1 | _E_UnitType_75[v['unitType']]
-    a = a << 15 | v['emissionCO']
-    a = a << 16 | v['emissionHC']
-    a = a << 16 | v['emissionNOX']
-    a = a << 16 | v['emissionHCNOX']
+    a = a << 64 | (_E_UnitType_75[v['unitType']]) << 63 | (v['emissionCO']) << 48 | (v['emissionHC']) << 32 | (v['emissionNOX']) << 16 | (v['emissionHCNOX'])
     return a
 
 def d_ExhaustEmissionValues(x, q):
     r = {}
-    q -= 1
-    r['unitType'] = _D_UnitType_76[(x >> q) & 1]
-    q -= 15
-    r['emissionCO'] = (x >> q) & 32767
-    q -= 16
-    r['emissionHC'] = (x >> q) & 65535
-    q -= 16
-    r['emissionNOX'] = (x >> q) & 65535
-    q -= 16
-    r['emissionHCNOX'] = (x >> q) & 65535
+    q -= 64
+    t_ = (x >> q) & 18446744073709551615
+    r['unitType'] = _D_UnitType_76[(t_ >> 63) & 1]
+    r['emissionCO'] = (t_ >> 48) & 32767
+    r['emissionHC'] = (t_ >> 32) & 65535
+    r['emissionNOX'] = (t_ >> 16) & 65535
+    r['emissionHCNOX'] = t_ & 65535
     return r, q
 
 
@@ -8536,8 +8389,7 @@ def e_DieselEmissionValues(v):
     a = 1
     v1470 = v['particulate']
     a1471 = 1
-    a1471 = a1471 << 1 | _E_UnitType_75[v1470['unitType']]
-    a1471 = a1471 << 15 | v1470['value']
+    a1471 = a1471 << 16 | (_E_UnitType_75[v1470['unitType']]) << 15 | (v1470['value'])
     a = ((a - 1) << (a1471.bit_length() - 1)) + a1471
     a = a << 16 | v['absorptionCoeff']
     return a
@@ -8545,10 +8397,10 @@ def e_DieselEmissionValues(v):
 def d_DieselEmissionValues(x, q):
     r = {}
     r1474 = {}
-    q -= 1
-    r1474['unitType'] = _D_UnitType_76[(x >> q) & 1]
-    q -= 15
-    r1474['value'] = (x >> q) & 32767
+    q -= 16
+    t_ = (x >> q) & 65535
+    r1474['unitType'] = _D_UnitType_76[(t_ >> 15) & 1]
+    r1474['value'] = t_ & 32767
     r['particulate'] = r1474
     q -= 16
     r['absorptionCoeff'] = (x >> q) & 65535
@@ -8557,46 +8409,43 @@ def d_DieselEmissionValues(x, q):
 
 def e_SoundLevel(v):
     a = 1
-    a = a << 8 | v['soundstationary']
-    a = a << 8 | v['sounddriveby']
+    a = a << 16 | (v['soundstationary']) << 8 | (v['sounddriveby'])
     return a
 
 def d_SoundLevel(x, q):
     r = {}
-    q -= 8
-    r['soundstationary'] = (x >> q) & 255
-    q -= 8
-    r['sounddriveby'] = (x >> q) & 255
+    q -= 16
+    t_ = (x >> q) & 65535
+    r['soundstationary'] = (t_ >> 8) & 255
+    r['sounddriveby'] = t_ & 255
     return r, q
 
 
 def e_MonthDay(v):
     a = 1
-    a = a << 4 | (v['month'] - 1)
-    a = a << 5 | (v['day'] - 1)
+    a = a << 9 | ((v['month'] - 1)) << 5 | ((v['day'] - 1))
     return a
 
 def d_MonthDay(x, q):
     r = {}
-    q -= 4
-    r['month'] = ((x >> q) & 15) + 1
-    q -= 5
-    r['day'] = ((x >> q) & 31) + 1
+    q -= 9
+    t_ = (x >> q) & 511
+    r['month'] = ((t_ >> 5) & 15) + 1
+    r['day'] = (t_ & 31) + 1
     return r, q
 
 
 def e_HoursMinutes(v):
     a = 1
-    a = a << 5 | v['hours']
-    a = a << 6 | v['mins']
+    a = a << 11 | (v['hours']) << 6 | (v['mins'])
     return a
 
 def d_HoursMinutes(x, q):
     r = {}
-    q -= 5
-    r['hours'] = (x >> q) & 31
-    q -= 6
-    r['mins'] = (x >> q) & 63
+    q -= 11
+    t_ = (x >> q) & 2047
+    r['hours'] = (t_ >> 6) & 31
+    r['mins'] = t_ & 63
     return r, q
 
 
@@ -8682,8 +8531,7 @@ def e_ISO14823Attribute(v):
         s_ = e_InternationalSign_exemptedApplicablePeriod(w)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'dfl':
-        a = a << 3 | 2
-        a = a << 3 | (w - 1)
+        a = a << 6 | (2) << 3 | ((w - 1))
     elif k == 'ved':
         a = a << 3 | 3
         s_ = e_InternationalSign_applicableVehicleDimensions(w)
@@ -8693,8 +8541,7 @@ def e_ISO14823Attribute(v):
         s_ = e_InternationalSign_speedLimits(w)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'roi':
-        a = a << 3 | 5
-        a = a << 5 | (w - 1)
+        a = a << 8 | (5) << 5 | ((w - 1))
     elif k == 'dbv':
         a = a << 3 | 6
         s_ = e_InternationalSign_distanceBetweenVehicles(w)
@@ -8781,13 +8628,11 @@ def e_InternationalSign_exemptedApplicablePeriod(v):
         a1498 = 1
         v1500 = v1497['dateRangeStartMonthDay']
         a1501 = 1
-        a1501 = a1501 << 4 | (v1500['month'] - 1)
-        a1501 = a1501 << 5 | (v1500['day'] - 1)
+        a1501 = a1501 << 9 | ((v1500['month'] - 1)) << 5 | ((v1500['day'] - 1))
         a1498 = ((a1498 - 1) << (a1501.bit_length() - 1)) + a1501
         v1503 = v1497['dateRangeEndMonthDay']
         a1504 = 1
-        a1504 = a1504 << 4 | (v1503['month'] - 1)
-        a1504 = a1504 << 5 | (v1503['day'] - 1)
+        a1504 = a1504 << 9 | ((v1503['month'] - 1)) << 5 | ((v1503['day'] - 1))
         a1498 = ((a1498 - 1) << (a1504.bit_length() - 1)) + a1504
         a = ((a - 1) << (a1498.bit_length() - 1)) + a1498
     if 'repeatingPeriodDayTypes' in v:
@@ -8798,13 +8643,11 @@ def e_InternationalSign_exemptedApplicablePeriod(v):
         a1509 = 1
         v1511 = v1508['timeRangeStartTime']
         a1512 = 1
-        a1512 = a1512 << 5 | v1511['hours']
-        a1512 = a1512 << 6 | v1511['mins']
+        a1512 = a1512 << 11 | (v1511['hours']) << 6 | (v1511['mins'])
         a1509 = ((a1509 - 1) << (a1512.bit_length() - 1)) + a1512
         v1514 = v1508['timeRangeEndTime']
         a1515 = 1
-        a1515 = a1515 << 5 | v1514['hours']
-        a1515 = a1515 << 6 | v1514['mins']
+        a1515 = a1515 << 11 | (v1514['hours']) << 6 | (v1514['mins'])
         a1509 = ((a1509 - 1) << (a1515.bit_length() - 1)) + a1515
         a = ((a - 1) << (a1509.bit_length() - 1)) + a1509
     if 'dateRangeOfWeek' in v:
@@ -8813,15 +8656,14 @@ def e_InternationalSign_exemptedApplicablePeriod(v):
     if 'durationHourMinute' in v:
         v1519 = v['durationHourMinute']
         a1520 = 1
-        a1520 = a1520 << 5 | v1519['hours']
-        a1520 = a1520 << 6 | v1519['mins']
+        a1520 = a1520 << 11 | (v1519['hours']) << 6 | (v1519['mins'])
         a = ((a - 1) << (a1520.bit_length() - 1)) + a1520
     return a
 
 def d_InternationalSign_exemptedApplicablePeriod(x, q):
+    r = {}
     q -= 6
     h1522 = (x >> q) & 63
-    r = {}
     if h1522 & 32:
         r1523 = {}
         q -= 1
@@ -8840,16 +8682,16 @@ def d_InternationalSign_exemptedApplicablePeriod(x, q):
     if h1522 & 16:
         r1525 = {}
         r1527 = {}
-        q -= 4
-        r1527['month'] = ((x >> q) & 15) + 1
-        q -= 5
-        r1527['day'] = ((x >> q) & 31) + 1
+        q -= 9
+        t_ = (x >> q) & 511
+        r1527['month'] = ((t_ >> 5) & 15) + 1
+        r1527['day'] = (t_ & 31) + 1
         r1525['dateRangeStartMonthDay'] = r1527
         r1529 = {}
-        q -= 4
-        r1529['month'] = ((x >> q) & 15) + 1
-        q -= 5
-        r1529['day'] = ((x >> q) & 31) + 1
+        q -= 9
+        t_ = (x >> q) & 511
+        r1529['month'] = ((t_ >> 5) & 15) + 1
+        r1529['day'] = (t_ & 31) + 1
         r1525['dateRangeEndMonthDay'] = r1529
         r['month-day'] = r1525
     if h1522 & 8:
@@ -8858,16 +8700,16 @@ def d_InternationalSign_exemptedApplicablePeriod(x, q):
     if h1522 & 4:
         r1532 = {}
         r1534 = {}
-        q -= 5
-        r1534['hours'] = (x >> q) & 31
-        q -= 6
-        r1534['mins'] = (x >> q) & 63
+        q -= 11
+        t_ = (x >> q) & 2047
+        r1534['hours'] = (t_ >> 6) & 31
+        r1534['mins'] = t_ & 63
         r1532['timeRangeStartTime'] = r1534
         r1536 = {}
-        q -= 5
-        r1536['hours'] = (x >> q) & 31
-        q -= 6
-        r1536['mins'] = (x >> q) & 63
+        q -= 11
+        t_ = (x >> q) & 2047
+        r1536['hours'] = (t_ >> 6) & 31
+        r1536['mins'] = t_ & 63
         r1532['timeRangeEndTime'] = r1536
         r['hourMinutes'] = r1532
     if h1522 & 2:
@@ -8875,10 +8717,10 @@ def d_InternationalSign_exemptedApplicablePeriod(x, q):
         r['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
     if h1522 & 1:
         r1539 = {}
-        q -= 5
-        r1539['hours'] = (x >> q) & 31
-        q -= 6
-        r1539['mins'] = (x >> q) & 63
+        q -= 11
+        t_ = (x >> q) & 2047
+        r1539['hours'] = (t_ >> 6) & 31
+        r1539['mins'] = t_ & 63
         r['durationHourMinute'] = r1539
     return r, q
 
@@ -8889,60 +8731,56 @@ def e_InternationalSign_applicableVehicleDimensions(v):
     if 'vehicleHeight' in v:
         v1542 = v['vehicleHeight']
         a1543 = 1
-        a1543 = a1543 << 14 | (v1542['value'] - 1)
-        a1543 = a1543 << 3 | (v1542['unit'] - 2)
+        a1543 = a1543 << 17 | ((v1542['value'] - 1)) << 3 | ((v1542['unit'] - 2))
         a = ((a - 1) << (a1543.bit_length() - 1)) + a1543
     if 'vehicleWidth' in v:
         v1545 = v['vehicleWidth']
         a1546 = 1
-        a1546 = a1546 << 14 | (v1545['value'] - 1)
-        a1546 = a1546 << 3 | (v1545['unit'] - 2)
+        a1546 = a1546 << 17 | ((v1545['value'] - 1)) << 3 | ((v1545['unit'] - 2))
         a = ((a - 1) << (a1546.bit_length() - 1)) + a1546
     if 'vehicleLength' in v:
         v1548 = v['vehicleLength']
         a1549 = 1
-        a1549 = a1549 << 14 | (v1548['value'] - 1)
-        a1549 = a1549 << 3 | (v1548['unit'] - 2)
+        a1549 = a1549 << 17 | ((v1548['value'] - 1)) << 3 | ((v1548['unit'] - 2))
         a = ((a - 1) << (a1549.bit_length() - 1)) + a1549
     if 'vehicleWeight' in v:
         v1551 = v['vehicleWeight']
         a1552 = 1
-        a1552 = a1552 << 14 | (v1551['value'] - 1)
-        a1552 = a1552 << 2 | (v1551['unit'] - 10)
+        a1552 = a1552 << 16 | ((v1551['value'] - 1)) << 2 | ((v1551['unit'] - 10))
         a = ((a - 1) << (a1552.bit_length() - 1)) + a1552
     return a
 
 def d_InternationalSign_applicableVehicleDimensions(x, q):
+    r = {}
     q -= 4
     h1554 = (x >> q) & 15
-    r = {}
     if h1554 & 8:
         r1555 = {}
-        q -= 14
-        r1555['value'] = ((x >> q) & 16383) + 1
-        q -= 3
-        r1555['unit'] = ((x >> q) & 7) + 2
+        q -= 17
+        t_ = (x >> q) & 131071
+        r1555['value'] = ((t_ >> 3) & 16383) + 1
+        r1555['unit'] = (t_ & 7) + 2
         r['vehicleHeight'] = r1555
     if h1554 & 4:
         r1557 = {}
-        q -= 14
-        r1557['value'] = ((x >> q) & 16383) + 1
-        q -= 3
-        r1557['unit'] = ((x >> q) & 7) + 2
+        q -= 17
+        t_ = (x >> q) & 131071
+        r1557['value'] = ((t_ >> 3) & 16383) + 1
+        r1557['unit'] = (t_ & 7) + 2
         r['vehicleWidth'] = r1557
     if h1554 & 2:
         r1559 = {}
-        q -= 14
-        r1559['value'] = ((x >> q) & 16383) + 1
-        q -= 3
-        r1559['unit'] = ((x >> q) & 7) + 2
+        q -= 17
+        t_ = (x >> q) & 131071
+        r1559['value'] = ((t_ >> 3) & 16383) + 1
+        r1559['unit'] = (t_ & 7) + 2
         r['vehicleLength'] = r1559
     if h1554 & 1:
         r1561 = {}
-        q -= 14
-        r1561['value'] = ((x >> q) & 16383) + 1
-        q -= 2
-        r1561['unit'] = ((x >> q) & 3) + 10
+        q -= 16
+        t_ = (x >> q) & 65535
+        r1561['value'] = ((t_ >> 2) & 16383) + 1
+        r1561['unit'] = (t_ & 3) + 10
         r['vehicleWeight'] = r1561
     return r, q
 
@@ -8958,9 +8796,9 @@ def e_InternationalSign_speedLimits(v):
     return a
 
 def d_InternationalSign_speedLimits(x, q):
+    r = {}
     q -= 2
     h1564 = (x >> q) & 3
-    r = {}
     if h1564 & 2:
         q -= 8
         r['speedLimitMax'] = (x >> q) & 255
@@ -8974,16 +8812,15 @@ def d_InternationalSign_speedLimits(x, q):
 
 def e_InternationalSign_distanceBetweenVehicles(v):
     a = 1
-    a = a << 14 | (v['value'] - 1)
-    a = a << 3 | (v['unit'] - 2)
+    a = a << 17 | ((v['value'] - 1)) << 3 | ((v['unit'] - 2))
     return a
 
 def d_InternationalSign_distanceBetweenVehicles(x, q):
     r = {}
-    q -= 14
-    r['value'] = ((x >> q) & 16383) + 1
-    q -= 3
-    r['unit'] = ((x >> q) & 7) + 2
+    q -= 17
+    t_ = (x >> q) & 131071
+    r['value'] = ((t_ >> 3) & 16383) + 1
+    r['unit'] = (t_ & 7) + 2
     return r, q
 
 
@@ -9007,8 +8844,7 @@ def e_InternationalSign_destinationInformation(v):
     for w1570 in v1568:
         v1571 = w1570
         a1572 = 1
-        a1572 = a1572 << 7 | ('destPlace' in v1571) << 6 | ('destRoad' in v1571) << 5 | ('roadNumberIdentifier' in v1571) << 4 | ('streetName' in v1571) << 3 | ('streetNameText' in v1571) << 2 | ('distanceToDivergingPoint' in v1571) << 1 | ('distanceToDestinationPlace' in v1571)
-        a1572 = a1572 << 3 | v1571['arrowDirection']
+        a1572 = a1572 << 10 | (('destPlace' in v1571) << 6 | ('destRoad' in v1571) << 5 | ('roadNumberIdentifier' in v1571) << 4 | ('streetName' in v1571) << 3 | ('streetNameText' in v1571) << 2 | ('distanceToDivergingPoint' in v1571) << 1 | ('distanceToDestinationPlace' in v1571)) << 3 | (v1571['arrowDirection'])
         if 'destPlace' in v1571:
             v1574 = v1571['destPlace']
             a1575 = 1
@@ -9044,23 +8880,21 @@ def e_InternationalSign_destinationInformation(v):
         if 'distanceToDivergingPoint' in v1571:
             v1580 = v1571['distanceToDivergingPoint']
             a1581 = 1
-            a1581 = a1581 << 14 | (v1580['value'] - 1)
-            a1581 = a1581 << 3 | (v1580['unit'] - 2)
+            a1581 = a1581 << 17 | ((v1580['value'] - 1)) << 3 | ((v1580['unit'] - 2))
             a1572 = ((a1572 - 1) << (a1581.bit_length() - 1)) + a1581
         if 'distanceToDestinationPlace' in v1571:
             v1583 = v1571['distanceToDestinationPlace']
             a1584 = 1
-            a1584 = a1584 << 14 | (v1583['value'] - 1)
-            a1584 = a1584 << 3 | (v1583['unit'] - 2)
+            a1584 = a1584 << 17 | ((v1583['value'] - 1)) << 3 | ((v1583['unit'] - 2))
             a1572 = ((a1572 - 1) << (a1584.bit_length() - 1)) + a1584
         a1569 = ((a1569 - 1) << (a1572.bit_length() - 1)) + a1572
     a = ((a - 1) << (a1569.bit_length() - 1)) + a1569
     return a
 
 def d_InternationalSign_destinationInformation(x, q):
+    r = {}
     q -= 3
     h1586 = (x >> q) & 7
-    r = {}
     if h1586 & 4:
         q -= 7
         r['junctionDirection'] = ((x >> q) & 127) + 1
@@ -9078,11 +8912,11 @@ def d_InternationalSign_destinationInformation(x, q):
         k1588 = ((x >> q) & 7) + 1
     r1587 = []
     for _ in range(k1588):
-        q -= 7
-        h1590 = (x >> q) & 127
         r1589 = {}
-        q -= 3
-        r1589['arrowDirection'] = (x >> q) & 7
+        q -= 10
+        t_ = (x >> q) & 1023
+        h1590 = (t_ >> 3) & 127
+        r1589['arrowDirection'] = t_ & 7
         if h1590 & 64:
             q -= 1
             if (x >> q) & 1:
@@ -9118,17 +8952,17 @@ def d_InternationalSign_destinationInformation(x, q):
             r1589['streetNameText'] = b1595.decode('utf-8')
         if h1590 & 2:
             r1596 = {}
-            q -= 14
-            r1596['value'] = ((x >> q) & 16383) + 1
-            q -= 3
-            r1596['unit'] = ((x >> q) & 7) + 2
+            q -= 17
+            t_ = (x >> q) & 131071
+            r1596['value'] = ((t_ >> 3) & 16383) + 1
+            r1596['unit'] = (t_ & 7) + 2
             r1589['distanceToDivergingPoint'] = r1596
         if h1590 & 1:
             r1598 = {}
-            q -= 14
-            r1598['value'] = ((x >> q) & 16383) + 1
-            q -= 3
-            r1598['unit'] = ((x >> q) & 7) + 2
+            q -= 17
+            t_ = (x >> q) & 131071
+            r1598['value'] = ((t_ >> 3) & 16383) + 1
+            r1598['unit'] = (t_ & 7) + 2
             r1589['distanceToDestinationPlace'] = r1598
         w1588 = r1589
         r1587.append(w1588)
@@ -9158,8 +8992,7 @@ def e_DestinationPlace(v):
         a1606 = ((a1606 - 1) << (s_.bit_length() - 1)) + s_
         v1609 = v1605['pictogramCategoryCode']
         a1610 = 1
-        a1610 = a1610 << 4 | (v1609['nature'] - 1)
-        a1610 = a1610 << 7 | v1609['serialNumber']
+        a1610 = a1610 << 11 | ((v1609['nature'] - 1)) << 7 | (v1609['serialNumber'])
         a1606 = ((a1606 - 1) << (a1610.bit_length() - 1)) + a1610
         a1603 = ((a1603 - 1) << (a1606.bit_length() - 1)) + a1606
         if 'attributes' in v1602:
@@ -9186,9 +9019,9 @@ def e_DestinationPlace(v):
     return a
 
 def d_DestinationPlace(x, q):
+    r = {}
     q -= 4
     h1616 = (x >> q) & 15
-    r = {}
     q -= 1
     if (x >> q) & 1:
         r['destType'], q = _rt.read_uwn(x, q)
@@ -9196,22 +9029,22 @@ def d_DestinationPlace(x, q):
         q -= 4
         r['destType'] = (x >> q) & 15
     if h1616 & 8:
-        q -= 1
-        h1618 = (x >> q) & 1
         r1617 = {}
         q -= 1
-        h1620 = (x >> q) & 1
+        h1618 = (x >> q) & 1
         r1619 = {}
+        q -= 1
+        h1620 = (x >> q) & 1
         if h1620 & 1:
             k1621 = 2
             q -= k1621 << 3
             r1619['countryCode'] = ((x >> q) & ((1 << (k1621 << 3)) - 1)).to_bytes(k1621, 'big')
         r1619['serviceCategoryCode'], q = d_GddStructure_pictogramCode_serviceCategoryCode(x, q)
         r1622 = {}
-        q -= 4
-        r1622['nature'] = ((x >> q) & 15) + 1
-        q -= 7
-        r1622['serialNumber'] = (x >> q) & 127
+        q -= 11
+        t_ = (x >> q) & 2047
+        r1622['nature'] = ((t_ >> 7) & 15) + 1
+        r1622['serialNumber'] = t_ & 127
         r1619['pictogramCategoryCode'] = r1622
         r1617['pictogramCode'] = r1619
         if h1618 & 1:
@@ -9253,9 +9086,9 @@ def e_DestinationRoad(v):
     return a
 
 def d_DestinationRoad(x, q):
+    r = {}
     q -= 2
     h1629 = (x >> q) & 3
-    r = {}
     q -= 1
     if (x >> q) & 1:
         r['derType'], q = _rt.read_uwn(x, q)
@@ -9353,8 +9186,7 @@ def e_GddAttribute(v):
         s_ = e_InternationalSign_exemptedApplicablePeriod(w)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'dfl':
-        a = a << 4 | 2
-        a = a << 3 | (w - 1)
+        a = a << 7 | (2) << 3 | ((w - 1))
     elif k == 'ved':
         a = a << 4 | 3
         s_ = e_InternationalSign_applicableVehicleDimensions(w)
@@ -9364,8 +9196,7 @@ def e_GddAttribute(v):
         s_ = e_InternationalSign_speedLimits(w)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'roi':
-        a = a << 4 | 5
-        a = a << 5 | (w - 1)
+        a = a << 9 | (5) << 5 | ((w - 1))
     elif k == 'dbv':
         a = a << 4 | 6
         s_ = e_InternationalSign_distanceBetweenVehicles(w)
@@ -9379,8 +9210,7 @@ def e_GddAttribute(v):
         s_ = e_InternationalSign_section(w)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'nol':
-        a = a << 4 | 9
-        a = a << 7 | w
+        a = a << 11 | (9) << 7 | (w)
     else:
         raise KeyError(k)
     return a
@@ -9430,34 +9260,32 @@ def e_InternationalSign_section(v):
     if 'startingPointLength' in v:
         v1641 = v['startingPointLength']
         a1642 = 1
-        a1642 = a1642 << 14 | (v1641['value'] - 1)
-        a1642 = a1642 << 3 | (v1641['unit'] - 2)
+        a1642 = a1642 << 17 | ((v1641['value'] - 1)) << 3 | ((v1641['unit'] - 2))
         a = ((a - 1) << (a1642.bit_length() - 1)) + a1642
     if 'continuityLength' in v:
         v1644 = v['continuityLength']
         a1645 = 1
-        a1645 = a1645 << 14 | (v1644['value'] - 1)
-        a1645 = a1645 << 3 | (v1644['unit'] - 2)
+        a1645 = a1645 << 17 | ((v1644['value'] - 1)) << 3 | ((v1644['unit'] - 2))
         a = ((a - 1) << (a1645.bit_length() - 1)) + a1645
     return a
 
 def d_InternationalSign_section(x, q):
+    r = {}
     q -= 2
     h1647 = (x >> q) & 3
-    r = {}
     if h1647 & 2:
         r1648 = {}
-        q -= 14
-        r1648['value'] = ((x >> q) & 16383) + 1
-        q -= 3
-        r1648['unit'] = ((x >> q) & 7) + 2
+        q -= 17
+        t_ = (x >> q) & 131071
+        r1648['value'] = ((t_ >> 3) & 16383) + 1
+        r1648['unit'] = (t_ & 7) + 2
         r['startingPointLength'] = r1648
     if h1647 & 1:
         r1650 = {}
-        q -= 14
-        r1650['value'] = ((x >> q) & 16383) + 1
-        q -= 3
-        r1650['unit'] = ((x >> q) & 7) + 2
+        q -= 17
+        t_ = (x >> q) & 131071
+        r1650['value'] = ((t_ >> 3) & 16383) + 1
+        r1650['unit'] = (t_ & 7) + 2
         r['continuityLength'] = r1650
     return r, q
 

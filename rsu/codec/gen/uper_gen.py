@@ -8,7 +8,10 @@ effective ranges after ``asn1files.per_effective_constraints``, enumeration inde
 additions and groups, alphabets) and our schema model (``rsu.codec.schema``: type names for the
 functions, and which Reg-* object set each RegionalExtension carries, so typed regional values are
 encoded and decoded in place instead of in a separate pass). Each SEQUENCE, CHOICE, SEQUENCE OF and
-RegionalExtension becomes one encode and one decode function; primitives are written inline.
+RegionalExtension becomes one encode and one decode function, named after its type; primitives are
+written inline, and so are SEQUENCEs and SEQUENCE OFs nested up to INLINE_DEPTH levels inside a
+SEQUENCE or SEQUENCE OF function (a Python call costs more than most of them). A peephole pass then
+joins consecutive fixed-width fields into one append or one read.
 
 The generated code reproduces asn1tools 0.169 (with ``rsu.codec.asn1patches``) bit for bit, quirks
 included; a construct this generator does not know stops it with an error (nothing is guessed).

@@ -1,12 +1,19 @@
 """The facilities codec: the one narrow interface through which rsu encodes and decodes IS messages.
 
-Layer: facilities PDUs only (ItsPduHeader + message body, UPER, unsigned). A faster
-encoder can replace the inside of :meth:`FacilitiesCodec.encode` without any caller
-noticing; nothing outside this module touches asn1tools for IS messages.
+Layer: facilities PDUs only (ItsPduHeader + message body, UPER, unsigned). Nothing outside
+this module touches asn1tools for IS messages.
+
+UPER goes through the generated codec (``rsu/codec/generated_uper.py``, written by
+``python -m rsu.codec.gen`` and checked against asn1tools and pycrate by
+tests/test_codec_generated.py) when it was generated from the ASN.1 modules in use; asn1tools
+remains the reference and the fallback: for ``RSU_UPER=asn1tools`` (or ``uper="asn1tools"``),
+for modules the generated code was not made from, and for any value or input the generated
+code does not take (it then gives exactly the result or the error asn1tools gives).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +26,9 @@ from rsu.codec import values as V
 from rsu.codec.asn1files import compile_set
 from rsu.codec.errors import CodecError, DecodeError, InvalidValueError, UnknownMessageError
 from rsu.codec.schema import Node, Schema
+from rsu.codec.uper_runtime import source_digest
+
+UPER_BACKENDS = ("generated", "asn1tools")
 
 try:  # asn1tools' UPER bit reader, to count the bits a decode consumed
     from asn1tools.codecs.uper import Decoder as _UperDecoder
@@ -62,12 +72,15 @@ def peek_header(data: bytes) -> ItsPduHeader:
 class FacilitiesCodec:
     """UPER encode/decode and JER conversion of the six TS 103 301 PDUs."""
 
-    def __init__(self) -> None:
+    def __init__(self, uper: str | None = None) -> None:
+        """``uper``: "generated" (the default) or "asn1tools"; ``$RSU_UPER`` sets the default."""
         compiled = compile_set("is", "uper")
         self._spec = compiled.spec
         self.schema = Schema(compiled)
         self._regional = V.RegionalTransform(self.schema, self._encode_open, self._decode_open)
         self._nodes = {kind.name: self.schema.pdu(kind.pdu) for kind in catalog.MESSAGES}
+        self.uper, self._gen_encode, self._gen_decode = _uper_backend(
+            uper or os.environ.get("RSU_UPER") or "generated", compiled.sources)
 
     # helpers for the regional transform (typed value of a named type <-> its UPER bytes)
     def _encode_open(self, type_name: str, value: Any) -> bytes:
@@ -111,6 +124,12 @@ class FacilitiesCodec:
         node = self._nodes[kind.name]
         if validate:
             V.validate(self.schema, node, value)
+        fast = self._gen_encode.get(kind.name)
+        if fast is not None:
+            try:
+                return fast(value)
+            except Exception:  # noqa: BLE001 - asn1tools below gives today's bytes or error for it
+                pass
         try:
             packed = self._regional.pack(node, value)
             return self._spec.encode(kind.pdu, packed)
@@ -140,16 +159,17 @@ class FacilitiesCodec:
             raise UnknownMessageError(
                 f"{kind.pdu} protocolVersion {header.protocol_version} is not supported (this build decodes {accepted})",
                 header.message_id, header.protocol_version)
-        try:
-            value, used = self._decode_counting(kind.pdu, data)
-        except Exception as e:  # asn1tools.DecodeError, IndexError, ValueError, ... : all mean malformed
-            raise DecodeError(f"malformed {kind.pdu}: {_describe(e)}") from e
-        if used is not None and used < len(data):
+        fast = self._gen_decode.get(kind.name)
+        value = used = None
+        if fast is not None:
+            try:
+                value, used = fast(data)  # regional extensions come out typed already
+            except Exception:  # noqa: BLE001 - asn1tools below names the reason (or takes what we leave to it)
+                value = used = None
+        if used is None:
+            value, used = self._decode_asn1tools(kind, data)
+        elif used < len(data):
             raise DecodeError(f"{len(data) - used} trailing bytes after a {used}-byte {kind.pdu}")
-        try:
-            value = self._regional.unpack(self._nodes[kind.name], value)
-        except Exception as e:
-            raise DecodeError(f"malformed regional extension in {kind.pdu}: {_describe(e)}") from e
         if validate:
             # PER leaves room for values outside a constraint (a 20-bit field for 0..527040), and
             # asn1tools gives None for extensions it does not know: neither may reach an application.
@@ -160,6 +180,19 @@ class FacilitiesCodec:
                 err.where = e.path
                 raise err from None
         return DecodedPdu(kind, value)
+
+    def _decode_asn1tools(self, kind: MessageKind, data: bytes) -> tuple[Any, int]:
+        try:
+            value, used = self._decode_counting(kind.pdu, data)
+        except Exception as e:  # asn1tools.DecodeError, IndexError, ValueError, ... : all mean malformed
+            raise DecodeError(f"malformed {kind.pdu}: {_describe(e)}") from e
+        if used is not None and used < len(data):
+            raise DecodeError(f"{len(data) - used} trailing bytes after a {used}-byte {kind.pdu}")
+        try:
+            value = self._regional.unpack(self._nodes[kind.name], value)
+        except Exception as e:
+            raise DecodeError(f"malformed regional extension in {kind.pdu}: {_describe(e)}") from e
+        return value, len(data) if used is None else used
 
     def _decode_counting(self, type_name: str, data: bytes) -> tuple[Any, int | None]:
         """Decode and say how many bytes the encoding used (asn1tools' UPER has no decode_with_length).
@@ -195,6 +228,21 @@ class FacilitiesCodec:
 
     def validate(self, kind: MessageKind, value: dict) -> None:
         V.validate(self.schema, self._nodes[kind.name], value)
+
+
+def _uper_backend(name: str, sources: dict[str, str]) -> tuple[str, dict, dict]:
+    """(backend in use, generated encoders by kind name, generated decoders by kind name)."""
+    if name not in UPER_BACKENDS:
+        raise ValueError(f"unknown UPER backend {name!r} (expected one of: {', '.join(UPER_BACKENDS)})")
+    if name == "asn1tools":
+        return "asn1tools", {}, {}
+    try:
+        from rsu.codec import generated_uper as gen
+    except ImportError:  # pragma: no cover - a broken install; asn1tools still works
+        return "asn1tools", {}, {}
+    if gen.SOURCE_DIGEST != source_digest(sources):  # other modules ($RSU_ASN1_DIR): not generated from them
+        return "asn1tools", {}, {}
+    return "generated", gen.ENCODERS, gen.DECODERS
 
 
 def _known_ids() -> str:

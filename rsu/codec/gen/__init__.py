@@ -1,0 +1,1 @@
+"""Code generators for rsu's codecs (run ``python -m rsu.codec.gen``)."""

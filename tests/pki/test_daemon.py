@@ -54,7 +54,11 @@ def pki_section(world: PkiWorld, **extra) -> dict:
 
 
 def daemon_config(tmp_path, world, net, **extra) -> cfgmod.Config:
-    return cfgmod.parse({
+    return cfgmod.parse(config_dict(tmp_path, world, net, **extra))
+
+
+def config_dict(tmp_path, world, net, **extra) -> dict:
+    return ({
         "state_dir": str(tmp_path / "state"), "api": {"port": free_tcp_port()}, "logging": {"level": "INFO"},
         "services": {"ivi_provider": {"country": "FR", "issuer": 57}},
         "transports": [{"type": "gn-udp", "name": "gn", "group": net[0], "port": net[1], "interface": "lo"}],
@@ -204,3 +208,47 @@ def _drain(rx) -> None:
             rx.sock.recvfrom(65535)
     except socket.timeout:
         pass
+
+
+PARIS = {"latitude": 48.8566, "longitude": 2.3522}
+
+
+async def test_ats_whose_region_misses_the_station_are_not_used_until_a_reload_moves_it(served, tmp_path):
+    """The AA issues ATs for a 10 km circle around Paris; the RSU stands in Bordeaux (the default position):
+    the signer refuses them (named in the status). A SIGHUP-style reload that moves the station restarts
+    the client cleanly (old one stopped and closed, state kept) and the signer takes the same ATs."""
+    import yaml
+
+    from rsu.pki.identity import ensure_identity
+
+    world, clock, _ = served
+    state = tmp_path / "state" / "pki-client"
+    keys = FileKeyStore(state / "keys")
+    ensure_identity(keys, state, ITS_ID)  # rsu pki init, then the operator registers the key at the EA
+    world.ea.canonical[ITS_ID] = keys.get("canonical").public_key()
+    world.aa.region = ("circularRegion", {"center": {"latitude": 488566000, "longitude": 23522000}, "radius": 10000})
+    net = group_and_port()
+    data = config_dict(tmp_path, world, net)
+    path = tmp_path / "rsu.yaml"
+    path.write_text(yaml.safe_dump(data))
+    daemon = Daemon(cfgmod.load(str(path)), config_path=str(path), clock=clock)
+    await daemon.start()
+    try:
+        first = daemon.pki
+        await until(lambda: len(first.client.ats) == 2, "two ATs fetched")
+        daemon._pki_pick_up()
+        assert daemon.security.pool.tickets == []
+        refused = daemon.status()["pki"]["signing"]["refused"]
+        assert set(refused) == {a.certificate.hashed_id8.hex() for a in first.client.ats}
+        assert all("region does not cover" in why and "circular" in why for why in refused.values())
+        data["station"] = {"position": PARIS}
+        path.write_text(yaml.safe_dump(data))
+        assert await daemon.reload()
+        assert daemon.pki is not first and first._closed and first.client is not daemon.pki.client
+        assert {a.certificate.hashed_id8 for a in daemon.pki.client.ats} == \
+            {a.certificate.hashed_id8 for a in first.client.ats}  # from the state on disk, nothing re-fetched
+        assert len(daemon.security.pool.tickets) == 2 and daemon.status()["pki"]["signing"]["refused"] == {}
+        assert daemon._pki_task is not None and not daemon._pki_task.done()
+    finally:
+        await daemon.stop()
+    assert daemon.pki._closed

@@ -12,6 +12,7 @@ Example::
       at_pool: 2
       at_renew_fraction: 0.2
 
+Present: the daemon runs the client (:mod:`rsu.pki.runtime`) and signs with its ATs only.
 Absent: no PKI client (the daemon signs with ``security.tickets_dir`` as before).
 """
 

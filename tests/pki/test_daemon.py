@@ -241,6 +241,12 @@ async def test_ats_whose_region_misses_the_station_are_not_used_until_a_reload_m
         refused = daemon.status()["pki"]["signing"]["refused"]
         assert set(refused) == {a.certificate.hashed_id8.hex() for a in first.client.ats}
         assert all("region does not cover" in why and "circular" in why for why in refused.values())
+        from rsu.services.base import ServiceError
+
+        with pytest.raises(ServiceError) as refused_trigger:  # the API answers with what is missing
+            daemon.layer.trigger("rlt", {"payload": PAYLOADS["rlt"]})
+        assert refused_trigger.value.code == "ssp_not_permitted"
+        assert "no AT valid now carries ITS-AID 138" in refused_trigger.value.reason
         data["station"] = {"position": PARIS}
         path.write_text(yaml.safe_dump(data))
         assert await daemon.reload()

@@ -36,7 +36,8 @@ class PkiRuntime:
         self.position = position
         self.refused: dict[str, str] = {}  # AT HashedId8 -> why the sender does not use it
         self.region_unchecked: dict[str, str] = {}  # AT HashedId8 -> region type accepted unchecked
-        self._given: tuple[bytes, ...] | None = None  # the tickets the pool has now
+        self._given: tuple[bytes, ...] | None = None  # the tickets given to ``_pool``
+        self._pool = None  # a reload that rebuilds the security layer brings a new pool
         self._closed = False
         self.wake = asyncio.Event()  # set: the client looks at what is due now (e.g. the clock jumped)
 
@@ -83,12 +84,12 @@ class PkiRuntime:
         """Give ``pool`` the signing tickets if they changed; True when it did."""
         now = self.clock.now()
         ids = tuple(sorted(a.certificate.hashed_id8 for a in self.client.usable_ats(now)))
-        if ids == self._given:
+        if ids == self._given and pool is self._pool:
             return False
         tickets = self.signing_tickets(now)
         pool.replace(tickets)
         pool.issuers = self.issuers()
-        self._given = ids
+        self._given, self._pool = ids, pool
         log.info("PKI: the signer uses %d AT(s): %s", len(tickets), ", ".join(t.hashed_id8.hex() for t in tickets)
                  or "none")
         return True
@@ -100,10 +101,6 @@ class PkiRuntime:
         for r in trust.roots.values():
             out += [a.certificate for a in r.aas.values()]
         return out
-
-    def forget(self) -> None:
-        """The pool was rebuilt (reload): give it the tickets at the next pick-up."""
-        self._given = None
 
     # ------------------------------------------------------------------ running
     async def run(self, stop: asyncio.Event, on_outcome: Callable[[Outcome], None]) -> None:

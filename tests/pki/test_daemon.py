@@ -255,6 +255,12 @@ async def test_ats_whose_region_misses_the_station_are_not_used_until_a_reload_m
             {a.certificate.hashed_id8 for a in first.client.ats}  # from the state on disk, nothing re-fetched
         assert len(daemon.security.pool.tickets) == 2 and daemon.status()["pki"]["signing"]["refused"] == {}
         assert daemon._pki_task is not None and not daemon._pki_task.done()
+        # a reload that rebuilds only the security layer (a new, empty pool): the same client fills it
+        data["security"] = {"max_age": 20}
+        path.write_text(yaml.safe_dump(data))
+        runtime = daemon.pki
+        assert await daemon.reload()
+        assert daemon.pki is runtime and len(daemon.security.pool.tickets) == 2
     finally:
         await daemon.stop()
     assert daemon.pki._closed

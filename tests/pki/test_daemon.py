@@ -264,3 +264,49 @@ async def test_ats_whose_region_misses_the_station_are_not_used_until_a_reload_m
     finally:
         await daemon.stop()
     assert daemon.pki._closed
+
+
+async def test_received_frames_from_an_untrusted_root_or_a_revoked_aa_are_dropped_and_counted(served, tmp_path):
+    """The daemon's receive path with pki: a neighbour signing with a local test PKI whose root and AA are in
+    security.trust_dir (but not in the ECTL) is dropped as security:untrusted-root; a neighbour signing with
+    an AT of the PKI's AA is accepted until the DC's CRL revokes that AA, then dropped as security:revoked."""
+    from rsu.pki.identity import ensure_identity
+    from rsu.security.pki import init_pki
+    from tests.ops.rxharness import Neighbour, feed_gn
+    from tests.security import samples
+
+    world, clock, _ = served
+    state = tmp_path / "state" / "pki-client"
+    keys = FileKeyStore(state / "keys")
+    ensure_identity(keys, state, ITS_ID)
+    world.ea.canonical[ITS_ID] = keys.get("canonical").public_key()
+    local = tmp_path / "local-pki"
+    init_pki(local, now=NOW)
+    daemon = Daemon(daemon_config(tmp_path, world, group_and_port(), security={"trust_dir": str(local)}), clock=clock)
+    await daemon.start()
+    try:
+        await until(lambda: len(daemon.security.pool.tickets) == 2, "two ATs in the signer")
+        pki_signer = daemon.security.pool.tickets[0].signer  # an AT of the PKI's AA, as another RSU has
+        nb = Neighbour(local, clock)
+        pdu = nb.pdu(catalog.SPATEM, samples.spatem())
+
+        def dropped(reason: str) -> float:
+            return daemon.metrics.child(daemon.metrics.rx_dropped, "spatem", "gn", reason)._value.get()
+
+        feed_gn(daemon, nb.frame(catalog.SPATEM, pdu))  # local test PKI: root only in trust_dir
+        assert dropped("security:untrusted-root") == 1
+        clock.advance(0.1)
+        feed_gn(daemon, nb.frame(catalog.SPATEM, pdu, signer=pki_signer))
+        assert dropped("security:untrusted-root") == 1 and dropped("security:revoked") == 0
+        assert daemon.metrics.child(daemon.metrics.accepted, "TLM", "spatem", "gn")._value.get() == 1
+
+        world.revoked = [world.aa.cert.hashed_id8]  # the DC's next CRL (lists re-issued after half a period)
+        clock.advance(4 * 86400)
+        daemon.pki.wake.set()
+        await until(lambda: daemon.pki.client.trust.is_revoked(world.aa.cert.hashed_id8), "the new CRL applied")
+        await until(lambda: daemon.security.pool.tickets == [], "the revoked AA's ATs leave the signer")
+        feed_gn(daemon, nb.frame(catalog.SPATEM, pdu, signer=pki_signer))
+        assert dropped("security:revoked") == 1
+        assert "security:revoked" in daemon.metrics.exposition().decode()
+    finally:
+        await daemon.stop()

@@ -111,5 +111,8 @@ def _print_pki(pki: dict) -> None:
         err = job.get("lastError")
         if err:
             print(f"  {name:<9} last error: {err['reason']} {err.get('detail', '')}".rstrip())
-    for h8, why in ((pki.get("signing") or {}).get("refused") or {}).items():
+    signing = pki.get("signing") or {}
+    for h8, why in (signing.get("refused") or {}).items():
         print(f"  AT {h8} not used: {why}")
+    for h8, why in (signing.get("regionNotChecked") or {}).items():
+        print(f"  AT {h8} used, region not checked: {why}")

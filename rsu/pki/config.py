@@ -75,14 +75,14 @@ class PkiClientSection(_Section):
     state_dir: Path | None = None  # default <state_dir>/pki-client
     keystore: KeyStoreSection = KeyStoreSection()
     services: list[str] | None = None  # AT permissions for these services (default: all of catalog.py)
-    re_enrol_margin: Duration = 30 * 86400.0
+    re_enrol_margin: Duration = Field(30 * 86400.0, le=3 * 365 * 86400.0)  # up to an EC lifetime
     at_pool: int = Field(2, ge=1, le=100)
     at_renew_fraction: float = Field(0.2, gt=0, lt=1)
-    trust_refresh_margin: Duration = 3600.0
-    trust_refresh_interval: Duration = 86400.0
-    retry_base: Duration = 30.0
-    retry_max: Duration = 3600.0
-    http_timeout: Duration = 20.0
+    trust_refresh_margin: Duration = Field(3600.0, le=30 * 86400.0)
+    trust_refresh_interval: Duration = Field(86400.0, le=30 * 86400.0)
+    retry_base: Duration = Field(30.0, le=86400.0)
+    retry_max: Duration = Field(3600.0, le=7 * 86400.0)
+    http_timeout: Duration = Field(20.0, le=600.0)
     http_retries: int = Field(2, ge=0, le=10)
     ca_file: Path | None = None  # extra CA bundle for https URLs (default: the system's)
 

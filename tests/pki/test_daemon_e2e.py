@@ -2,7 +2,8 @@
 directory and the test PKI's URLs (the test CPOC/DC/EA/AA of tests.pki.servers, over real HTTP from
 this process), it makes its canonical identity, fetches and applies the trust lists, enrols once the
 operator registered its canonical key, gets ATs, and every service's message on the air is signed by
-a fetched AT: the daemon's own capture passes ``rsu verify`` with the roots and AAs of the trust lists.
+a fetched AT: the daemon's own capture passes ``rsu verify`` with the roots and AAs of the trust lists,
+and with the trust store the client applied (``--pki-state``).
 (AT renewal under a manual clock: tests/pki/test_daemon.py.)"""
 
 from __future__ import annotations
@@ -129,6 +130,15 @@ def test_empty_state_to_every_service_signed_by_fetched_ats(served, tmp_path):
     assert r.returncode == 0, [f for f in out["frames"] if not f["valid"]][:3]
     assert {f["message"] for f in out["frames"]} == {"MAPEM", "SPATEM", "IVIM", "SREM", "RTCMEM"}
     assert all(f["chain"] == "valid" and f["sspCheck"] == "passed" for f in out["frames"])
+    # the same with the trust store the daemon's PKI client applied (anchored at the TLM only)
+    tlm = world.tlm.certificate.hashed_id8.hex()
+    r = run_rsu("verify", str(daemon.pcap), "--pki-state", str(daemon.dir / "state" / "pki-client"), "--tlm", tlm)
+    by_state = json.loads(r.stdout)
+    assert r.returncode == 0, [f for f in by_state["frames"] if not f["valid"]][:3]
+    assert by_state["summary"]["frames"] == out["summary"]["frames"]
+    other = run_rsu("verify", str(daemon.pcap), "--pki-state", str(daemon.dir / "state" / "pki-client"),
+                    "--tlm", "00" * 8)
+    assert other.returncode == 2 and b"no ECTL signed by TLM" in other.stderr
     signers = {json.dumps(f["signer"]) for f in out["frames"]}
     assert signers and all(any(h8 in s for h8 in fetched) for s in signers), (signers, fetched)
     assert "PRIVATE KEY" not in daemon.log()

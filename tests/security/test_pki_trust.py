@@ -143,3 +143,27 @@ def test_circle_distance_matches_a_known_figure():
 
     # Paris (Notre-Dame) to Bordeaux (Place de la Bourse): about 499 km great-circle
     assert 495_000 < distance_m(48.8530, 2.3499, 44.8414, -0.5700) < 502_000
+
+
+def test_rsu_verify_with_a_pki_client_state(fetched, codec, tmp_path):
+    """rsu verify --pki-state DIR --tlm H8: the trust lists the client applied decide; a chain to a root only
+    --trust knows is untrusted-root."""
+    import json
+
+    from rsu import clock as clockmod
+    from rsu.security.pki import init_pki
+    from tests.conftest import run_rsu
+
+    world, client, clock = fetched
+    local = tmp_path / "local-pki"
+    init_pki(local, now=NOW)
+    ours, theirs = tmp_path / "ours.oer", tmp_path / "theirs.oer"
+    ours.write_bytes(spatem(clock, client.tickets(NOW), codec))
+    theirs.write_bytes(spatem(clock, AtPool.load_directory(local / "at", clock).tickets, codec))
+    args = ["--pki-state", str(tmp_path / "state"), "--tlm", world.tlm.certificate.hashed_id8.hex(),
+            "--time", clockmod.iso_utc(NOW + 1)]
+    r = run_rsu("verify", str(ours), *args)
+    assert r.returncode == 0, r.stdout
+    r = run_rsu("verify", str(theirs), "--trust", str(local), *args)
+    out = json.loads(r.stdout)
+    assert r.returncode == 1 and out["reason"] == "untrusted-root", out

@@ -92,4 +92,27 @@ def cmd_status(args: argparse.Namespace) -> int:
             used = ", ".join(t.get("usedFor") or []) or "-"
             print(f"  {t['label']:<10} {t['hashedId8']}  expires in {t['hoursToExpiry']:.1f} h  "
                   f"{'valid' if t.get('validNow') else 'NOT VALID'}  in use for: {used}")
+    if status.get("pki"):
+        _print_pki(status["pki"])
     return 0
+
+
+def _print_pki(pki: dict) -> None:
+    """The PKI client part of ``rsu status`` (same facts as ``rsu pki status``, from the running daemon)."""
+    ec = pki.get("ec")
+    print("\nPKI client")
+    print(f"  EC        {ec['hashedId8']}  until {ec['end']} ({ec['hoursLeft']} h)" if ec else "  EC        none")
+    print(f"  ATs       {pki.get('atsUsable', 0)} usable of {len(pki.get('ats', []))}")
+    trust = pki.get("trust") or {}
+    age = trust.get("ageSeconds")
+    print(f"  trust     {len(trust.get('roots') or {})} root(s), oldest list applied "
+          f"{'never' if age is None else f'{age:.0f} s ago'}")
+    for name, job in (pki.get("jobs") or {}).items():
+        err = job.get("lastError")
+        if err:
+            print(f"  {name:<9} last error: {err['reason']} {err.get('detail', '')}".rstrip())
+    signing = pki.get("signing") or {}
+    for h8, why in (signing.get("refused") or {}).items():
+        print(f"  AT {h8} not used: {why}")
+    for h8, why in (signing.get("regionNotChecked") or {}).items():
+        print(f"  AT {h8} used, region not checked: {why}")

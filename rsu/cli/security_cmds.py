@@ -63,6 +63,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="INPUT", help="hex string, - for stdin, or a file (binary or hex text)")
     p.add_argument("--trust", metavar="DIR", help="trust store: directory of root and AA certificates "
                                                   "(without it the chain is not checked)")
+    p.add_argument("--pki-state", metavar="DIR",
+                   help="also trust what a PKI client applied (its state directory, e.g. "
+                        "<state_dir>/pki-client: ECTL roots, CTL authorities, CRLs), anchored at --tlm; a chain "
+                        "to another root is untrusted-root, a revoked AT or issuer revoked")
+    p.add_argument("--tlm", metavar="H8", help="HashedId8 of the TLM trusted out of band (with --pki-state)")
     p.add_argument("--time", metavar="ISO8601", help="verify as of this time (e.g. 2019-06-01T00:00:00Z)")
     p.add_argument("--max-age", type=float, default=30.0, metavar="S", help="oldest accepted generationTime, s")
     p.add_argument("--max-future", type=float, default=2.0, metavar="S", help="generationTime tolerance, s")
@@ -70,6 +75,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a certificate to know beforehand (for digest-signed messages). Repeatable")
     p.add_argument("--no-content", action="store_true", help="do not decode the payload or check it against the SSP")
     p.set_defaults(func=cmd_verify)
+
+
+def _pki_trust(args: argparse.Namespace):
+    """The trust store a PKI client applied (``--pki-state DIR --tlm H8``)."""
+    import re
+
+    from rsu.pki.client import load_trust_store
+
+    if not args.tlm or not re.fullmatch(r"[0-9A-Fa-f]{16}", args.tlm):
+        raise CliError("--pki-state needs --tlm H8 (the TLM HashedId8, 16 hex digits)")
+    try:
+        store, errors = load_trust_store(args.pki_state, (bytes.fromhex(args.tlm),))
+    except FileNotFoundError:
+        raise CliError(f"{args.pki_state}: no trust.json (not a PKI client state directory?)") from None
+    except (OSError, ValueError) as e:
+        raise CliError(f"{args.pki_state}/trust.json: unreadable ({type(e).__name__})") from None
+    if store.ectl is None:
+        raise CliError(f"{args.pki_state}: no ECTL signed by TLM {args.tlm} applied"
+                       + (f" ({'; '.join(errors)})" if errors else ""))
+    return store
 
 
 def _missing_subcommand(parser: argparse.ArgumentParser) -> int:
@@ -161,6 +186,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise CliError(str(e)) from None
         if not trust.roots:
             raise CliError(f"{args.trust}: no trusted root certificate found")
+    pki_trust = None
+    if args.pki_state:
+        pki_trust, trust = _pki_trust(args), trust if trust is not None else TrustStore()
     at = None
     if args.time:
         try:
@@ -170,7 +198,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     # one verifier for all frames: a certificate met in one frame is known for the digest-signed ones after it
     clock = ManualClock(0.0)
     verifier = Verifier(clock, trust, max_age=args.max_age, max_future=args.max_future,
-                        check_content=not args.no_content, hold_seconds=0)
+                        check_content=not args.no_content, hold_seconds=0,
+                        pki_trust=(lambda: pki_trust) if pki_trust is not None else None)
     for f in args.cert:
         try:
             verifier.add_certificate(Certificate.load(f))

@@ -50,8 +50,12 @@ HOUSEKEEPING_S = 1.0
 
 # ====================================================================== security
 
-def build_security(config: cfgmod.Config, clock: Clock, on_limit=None):
-    """The SecurityService for ``config`` (creating the local test PKI when allowed), or None."""
+def build_security(config: cfgmod.Config, clock: Clock, on_limit=None, pki=None):
+    """The SecurityService for ``config`` (creating the local test PKI when allowed), or None.
+
+    ``pki`` (a :class:`rsu.pki.runtime.PkiRuntime`, when ``pki:`` is configured): the pool starts
+    empty and takes the client's ATs (``pki.pick_up``), no test PKI is made, and the verifier
+    consults the client's trust store (ECTL roots, CTL authorities, CRLs) besides ``trust_dir``."""
     if not config.security.enabled:
         return None
     from rsu.security import ssp as sspmod
@@ -62,18 +66,22 @@ def build_security(config: cfgmod.Config, clock: Clock, on_limit=None):
 
     sec = config.security
     tickets = config.tickets_path
-    if sec.create_test_pki and _test_pki_needed(config, clock):
+    if pki is None and sec.create_test_pki and _test_pki_needed(config, clock):
         provider = sspmod.ServiceProvider.of(config.services.ivi_provider.country, config.services.ivi_provider.issuer)
         init_pki(config.pki_path, now=clock.now(), at_hours=sec.test_pki_at_hours, provider=provider)
         log.warning("created a local TEST PKI in %s: fine for a bench, not trusted by any vehicle", config.pki_path)
-    trust = TrustStore.from_directory(config.trust_path)
-    pool = AtPool.load_directory(tickets, clock, rotation_margin=sec.rotation_margin,
-                                 issuers=trust.certificates())
+    if pki is None:
+        trust = TrustStore.from_directory(config.trust_path)
+        pool = AtPool.load_directory(tickets, clock, rotation_margin=sec.rotation_margin,
+                                     issuers=trust.certificates())
+    else:  # operator certificates in trust_dir still count, if any; the client's store decides the roots
+        trust = TrustStore.from_directory(config.trust_path) if config.trust_path.is_dir() else TrustStore()
+        pool = AtPool([], clock, rotation_margin=sec.rotation_margin, issuers=trust.certificates())
     lim = sec.limits
     on_limit = on_limit or (lambda name: None)
     verifier = Verifier(clock, trust, max_age=sec.max_age, max_future=sec.max_future,
                         cache_size=lim.certificate_cache, hold_seconds=lim.hold_seconds, hold_limit=lim.held_frames,
-                        on_limit=on_limit)
+                        on_limit=on_limit, pki_trust=(lambda: pki.client.trust) if pki is not None else None)
     return SecurityService(pool, verifier, clock, certificate_interval=sec.certificate_interval,
                            p2pcd_per_frame=lim.p2pcd_per_frame, p2pcd_pending=lim.p2pcd_pending,
                            p2pcd_max_age=lim.p2pcd_max_age, replay_entries=lim.replay_entries, on_limit=on_limit)
@@ -199,6 +207,9 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.metrics = Metrics()
         self.security = None
+        self.pki = None  # rsu.pki.runtime.PkiRuntime when pki: is configured
+        self._pki_task: asyncio.Task | None = None
+        self._pki_stop = asyncio.Event()
         self.layer = None
         self.hub = None  # IS_DataProviding: one for the daemon's lifetime, so subscribers survive reloads
         self.transports = None
@@ -211,12 +222,17 @@ class Daemon:
         self._duplicates: dict[str, DuplicateDetector] = {}
         self.started_at: float | None = None
         self.reloads = {"ok": 0, "rejected": 0, "last_error": None}
+        from rsu.pki.runtime import CurrentPkiCollector
+
+        self.metrics.registry.register(CurrentPkiCollector(lambda: self.pki))
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         rlog.setup(self.config.logging.level)
         self.config.state_path.mkdir(parents=True, exist_ok=True)
-        self.security = build_security(self.config, self.clock, self.metrics.limit_hit)
+        self._open_pki()
+        self.security = build_security(self.config, self.clock, self.metrics.limit_hit, self.pki)
+        self._pki_pick_up()
         self.layer = self._build_layer()
         await self._start_transports()
         # the restored messages go back on the air first (after kill -9 every second off air counts);
@@ -226,6 +242,7 @@ class Daemon:
         self.layer.codec.warm()  # now read the ASN.1 specification (see TimedCodec)
         await self._start_integrations()
         await self._start_api()
+        self._start_pki()
         self._tasks += [asyncio.create_task(self._housekeeping_loop(), name="rsu-housekeeping"),
                         asyncio.create_task(self.notifier.watchdog_loop(), name="rsu-watchdog")]
         self.started_at = self.clock.now()
@@ -258,6 +275,7 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        await self._stop_pki()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -306,17 +324,25 @@ class Daemon:
     async def _apply(self, old: cfgmod.Config, new: cfgmod.Config) -> None:
         rlog.setup(new.logging.level)
         changed = {name for name in ("station", "state_dir", "security", "services", "transports", "api",
-                                     "integrations") if getattr(old, name) != getattr(new, name)}
-        if changed & {"security", "state_dir"}:
+                                     "integrations", "pki") if getattr(old, name) != getattr(new, name)}
+        if changed & {"pki", "state_dir", "station", "services"} and (old.pki or new.pki):
+            # position (regions), IVI provider (permissions), state or client settings: a new client
+            await self._stop_pki()
+            self._open_pki()
+            changed.add("pki")
+        if changed & {"security", "state_dir", "pki"}:
             self._drop_held()  # frames held by the old security entity leave with it
-            self.security = build_security(new, self.clock, self.metrics.limit_hit)
-        if changed & {"station", "state_dir", "services", "security"}:
+            self.security = build_security(new, self.clock, self.metrics.limit_hit, self.pki)
+            self._pki_pick_up()
+        if "pki" in changed:
+            self._start_pki()
+        if changed & {"station", "state_dir", "services", "security", "pki"}:
             # the store holds every active message: reopening keeps ids, revisions and schedules;
             # the API and the integrations reach the layer through the daemon, so they follow
             self.layer.close()
             self.layer = self._build_layer()
             self._wake.set()
-        if changed & {"station", "transports", "security"}:
+        if changed & {"station", "transports", "security", "pki"}:
             await self.transports.stop()
             await self._start_transports()
         if "integrations" in changed:
@@ -331,6 +357,41 @@ class Daemon:
         elif "api" in changed:  # a new address (integration routes follow self.integrations)
             await self._runner.cleanup()
             await self._start_api()
+
+    # ------------------------------------------------------------------ PKI client
+    def _open_pki(self) -> None:
+        """The PKI client of ``pki:`` (none without it); a key store that cannot be opened stops the start."""
+        self.pki = None
+        if self.config.pki is not None and self.config.security.enabled:
+            from rsu.pki.runtime import PkiRuntime
+
+            self.pki = PkiRuntime.open(self.config, self.clock)
+
+    def _start_pki(self) -> None:
+        if self.pki is not None:
+            self._pki_stop = asyncio.Event()
+            self._pki_task = asyncio.create_task(self.pki.run(self._pki_stop, lambda outcome: self._pki_pick_up()),
+                                                 name="rsu-pki")
+
+    async def _stop_pki(self) -> None:
+        """Stop the client's loop (an HTTP exchange in progress is abandoned: nothing half-applied)."""
+        self._pki_stop.set()
+        if self._pki_task is not None:
+            self._pki_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._pki_task
+            self._pki_task = None
+        if self.pki is not None:
+            await self.pki.close()
+
+    def _pki_pick_up(self) -> None:
+        """The signer takes the client's usable ATs (after each client outcome, and every housekeeping pass:
+        expiries and CRLs apply without a request); our own ATs verify our looped-back messages."""
+        if self.pki is None or self.security is None:
+            return
+        if self.pki.pick_up(self.security.pool):
+            for t in self.security.pool.tickets:
+                self.security.verifier.add_certificate(t.certificate)
 
     # ------------------------------------------------------------------ builders
     def _build_layer(self):
@@ -610,6 +671,7 @@ class Daemon:
     def _refresh_gauges(self) -> None:
         m = self.metrics
         m.update_rates()
+        self._pki_pick_up()
         if self.security is not None:
             for r in self.security.expire_held():
                 self._judged(r)
@@ -672,6 +734,7 @@ class Daemon:
             "transports": list(self.transports.transports) if self.transports else [],
             "services": self.layer.stats(), "reloads": dict(self.reloads),
             "integrations": self.integrations.status() if self.integrations else None,
+            "pki": self.pki.status() if self.pki is not None else None,
         }
 
 

@@ -196,16 +196,8 @@ class PkiClient:
 
     def _load_trust(self) -> None:
         saved = self._read_json("trust.json") or {}
-        store, applied = self.trust, {}
-        lists = saved.get("lists", {})
-        for key in sorted(lists, key=lambda k: (_ORDER.get(k.split(":")[0], 9), lists[k].get("at", 0), k)):
-            entry = lists[key]
-            try:
-                store = _apply(store, key.split(":")[0], bytes.fromhex(entry["raw"]), entry["at"])
-                applied[key] = entry
-            except (TrustListError, ValueError, KeyError, TypeError) as e:
-                self.load_errors.append(f"trust.json {key}: {getattr(e, 'reason', type(e).__name__)}")
-        self.trust, self.trust_applied = store, applied
+        self.trust, self.trust_applied, errors = replay_trust(self.trust, saved)
+        self.load_errors += errors
 
     def _load_certs(self) -> None:
         ec_state = self._read_json("ec.json")
@@ -588,6 +580,30 @@ def _failure(e: Exception) -> tuple[str, str]:
     if isinstance(e, OSError):  # the state directory or key store cannot be written: nothing was committed
         return "state-write-failed", f"{getattr(e, 'filename', '') or ''} {e.strerror or e}".strip()
     return "internal-error", type(e).__name__
+
+
+def replay_trust(store: TrustStore, saved: dict) -> tuple[TrustStore, dict, list[str]]:
+    """``store`` with the lists of a ``trust.json`` applied again in order (each verified as when it was
+    fetched): (store, the lists applied, the errors of those that were not)."""
+    applied, errors = {}, []
+    lists = saved.get("lists", {}) if isinstance(saved, dict) else {}
+    for key in sorted(lists, key=lambda k: (_ORDER.get(k.split(":")[0], 9), lists[k].get("at", 0), k)):
+        entry = lists[key]
+        try:
+            store = _apply(store, key.split(":")[0], bytes.fromhex(entry["raw"]), entry["at"])
+            applied[key] = entry
+        except (TrustListError, ValueError, KeyError, TypeError) as e:
+            errors.append(f"trust.json {key}: {getattr(e, 'reason', type(e).__name__)}")
+    return store, applied, errors
+
+
+def load_trust_store(state_dir: str | os.PathLike, tlm_ids: tuple[bytes, ...]) -> tuple[TrustStore, list[str]]:
+    """The trust store a PKI client with state ``state_dir`` applied, anchored at ``tlm_ids`` (for
+    ``rsu verify --pki-state``); the errors of lists that did not apply again."""
+    path = Path(state_dir) / "trust.json"
+    saved = json.loads(path.read_text())
+    store, _, errors = replay_trust(TrustStore.with_anchor_ids(*tlm_ids), saved)
+    return store, errors
 
 
 def _apply(store: TrustStore, kind: str, raw: bytes, now: float) -> TrustStore:

@@ -12,6 +12,7 @@ Example::
       at_pool: 2
       at_renew_fraction: 0.2
 
+Present: the daemon runs the client (:mod:`rsu.pki.runtime`) and signs with its ATs only.
 Absent: no PKI client (the daemon signs with ``security.tickets_dir`` as before).
 """
 
@@ -73,7 +74,7 @@ class PkiClientSection(_Section):
     state_dir: Path | None = None  # default <state_dir>/pki-client
     keystore: KeyStoreSection = KeyStoreSection()
     services: list[str] | None = None  # AT permissions for these services (default: all of catalog.py)
-    re_enrol_margin: duration(3600, 365 * 86400) = 30 * 86400.0  # an EC lives months to years
+    re_enrol_margin: duration(3600, 3 * 365 * 86400) = 30 * 86400.0  # up to an EC lifetime
     at_pool: int = Field(2, ge=1, le=100)
     at_renew_fraction: float = Field(0.2, gt=0, lt=1)
     trust_refresh_margin: duration(0, 30 * 86400) = 3600.0

@@ -124,15 +124,21 @@ async def settle(client: PkiClient, transport: HttpTransport, clock: Clock, *, m
 
 
 async def run_forever(client: PkiClient, transport: HttpTransport, clock: Clock, stop: asyncio.Event,
-                      on_outcome: Callable[[Outcome], None] | None = None, max_sleep: float = 300.0) -> None:
-    """Drive the client until ``stop`` is set: act on what is due, then sleep until the next wakeup."""
+                      on_outcome: Callable[[Outcome], None] | None = None, max_sleep: float = 300.0,
+                      wake: asyncio.Event | None = None) -> None:
+    """Drive the client until ``stop`` is set: act on what is due, then sleep until the next wakeup
+    (or until ``wake`` is set: e.g. a clock that jumped, in tests)."""
     while not stop.is_set():
         for outcome in await settle(client, transport, clock):
             if on_outcome is not None:
                 on_outcome(outcome)
         now = clock.now()
         delay = max(0.05, min(max_sleep, client.next_wakeup(now) - now))
+        waiters = [asyncio.ensure_future(e.wait()) for e in (stop, wake) if e is not None]
         try:
-            await asyncio.wait_for(stop.wait(), delay)
-        except asyncio.TimeoutError:
-            pass
+            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+        if wake is not None:
+            wake.clear()

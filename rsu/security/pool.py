@@ -77,6 +77,14 @@ class AtPool:
             raise CertificateError(f"{folder}: no AT certificate with a private key found")
         return cls(tickets, clock, **kw)
 
+    def replace(self, tickets: list[AuthorizationTicket]) -> None:
+        """New tickets without a restart (the PKI client fetched or dropped some): the choice per ITS-AID
+        starts again, keeping an AT still in the new set (receivers keep their cached digest)."""
+        ids = {t.hashed_id8 for t in tickets}
+        self.tickets = list(tickets)
+        kept = {t.hashed_id8: t for t in self.tickets}
+        self._current = {psid: kept[t.hashed_id8] for psid, t in self._current.items() if t.hashed_id8 in ids}
+
     # ------------------------------------------------------------------ selection
     def select(self, kind: MessageKind, requirement: sspmod.Requirement) -> AuthorizationTicket:
         its = clockmod.posix_to_its_seconds(self.clock.now())

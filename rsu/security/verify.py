@@ -15,7 +15,10 @@ bytes (the UPER facilities PDU) and, when the content check ran, the decoded PDU
     hash algorithm vs key              HASH_ALGORITHM_MISMATCH
     signature                          INVALID_SIGNATURE
     AT validity at generationTime      CERT_EXPIRED, CERT_NOT_YET_VALID
+    revocation (PKI client's CRLs)     REVOKED (the AT or its issuer is listed in a CRL)
     chain AT -> AA -> root             UNKNOWN_ISSUER, CHAIN_INVALID_SIGNATURE, CHAIN_VALIDITY, CHAIN_PERMISSIONS
+    root trusted (PKI client's ECTL)   UNTRUSTED_ROOT (the chain ends at a root the applied ECTL does
+                                       not list, or lists but not valid now)
     AT appPermissions has the psid     PSID_NOT_PERMITTED
     content vs SSP                     PAYLOAD_INVALID, SSP_VIOLATION
 
@@ -73,6 +76,8 @@ class Reason(str, enum.Enum):
     CHAIN_INVALID_SIGNATURE = "chain-invalid-signature"
     CHAIN_VALIDITY = "chain-validity"
     CHAIN_PERMISSIONS = "chain-permissions"
+    REVOKED = "revoked"
+    UNTRUSTED_ROOT = "untrusted-root"
     PSID_NOT_PERMITTED = "psid-not-permitted"
     PAYLOAD_INVALID = "payload-invalid"
     SSP_VIOLATION = "ssp-violation"
@@ -323,9 +328,12 @@ class Verifier:
     def __init__(self, clock: clockmod.Clock, trust: TrustStore | None = None, *,
                  max_age: float = 30.0, max_future: float = 2.0, check_content: bool = True,
                  cache_size: int = 4096, hold_seconds: float = 2.0, hold_limit: int = 64,
-                 codec=None, on_limit: OnLimit = ignore) -> None:
+                 codec=None, on_limit: OnLimit = ignore, pki_trust=None) -> None:
         self.clock = clock
         self.trust = trust
+        # the PKI client's trust store now (rsu.pki.trustlist.TrustStore; a callable, as the client
+        # replaces it at every list it applies), or None: then the local trust store alone decides
+        self.pki_trust = pki_trust
         self.max_age = max_age
         self.max_future = max_future
         self.check_content = check_content
@@ -563,9 +571,14 @@ class Verifier:
 
     def _check_chain(self, at: Certificate, psid: int, gen_s: float) -> tuple[Reason, str] | None:
         assert self.trust is not None
+        pki = self.pki_trust() if self.pki_trust is not None else None
+        if pki is not None:  # every time: a CRL applied since the chain was first checked counts
+            for what, h8 in (("signer", at.hashed_id8), ("issuer", at.issuer_id)):
+                if h8 and pki.is_revoked(h8):
+                    return Reason.REVOKED, f"{what} {h8.hex()} is revoked by a CRL"
         issuer = self._chain_ok.get(at.hashed_id8)
         if issuer is None:
-            issuer = self.trust.issuer_of(at)
+            issuer = self._issuer_of(at, pki)
             if issuer is None:
                 return Reason.UNKNOWN_ISSUER, (f"issuer {at.issuer_id.hex() if at.issuer_id else 'self'} "
                                                "is not a known authority under a trusted root")
@@ -574,19 +587,34 @@ class Verifier:
             self._chain_ok[at.hashed_id8] = issuer
             while len(self._chain_ok) > self._cache_size:  # only ATs that chain to our trust store get here
                 self._chain_ok.popitem(last=False)
-        ca = issuer
+        ca, top = issuer, issuer
         while ca is not None:  # issuer (and its root) valid at generationTime, AT inside their validity
             if not ca.valid_at_its(gen_s):
                 return Reason.CHAIN_VALIDITY, f"issuer {ca.hashed_id8.hex()} not valid at generationTime"
             if at.start < ca.start or at.end > ca.end:
                 return Reason.CHAIN_VALIDITY, f"AT validity exceeds issuer {ca.hashed_id8.hex()} validity"
-            ca = self.trust.issuer_of(ca)
+            top, ca = ca, self._issuer_of(ca, pki)
+        if pki is not None:
+            if not top.is_self_signed or pki.root(top.hashed_id8, self.clock.now()) is None:
+                return Reason.UNTRUSTED_ROOT, (f"chain ends at {top.hashed_id8.hex()}, not a root of the applied "
+                                               "ECTL valid now")
         for p, ssp_bytes in at.app_permissions.items():
             rng = issuer.issue_range(p)
             if not ssp_within_range(ssp_bytes, rng):
                 return Reason.CHAIN_PERMISSIONS, (f"issuer {issuer.hashed_id8.hex()} may not grant ITS-AID {p}"
                                                   + (f" with SSP {ssp_bytes.hex()}" if ssp_bytes else ""))
         return None
+
+    def _issuer_of(self, cert: Certificate, pki) -> Certificate | None:
+        """The issuer from the local trust store, else the PKI client's (listed unrevoked EA/AA, ECTL root)."""
+        found = self.trust.issuer_of(cert)
+        if found is not None or pki is None or cert.is_self_signed or not cert.issuer_id:
+            return found
+        listed = pki.authority(cert.issuer_id)
+        if listed is not None:
+            return listed[1].certificate
+        root = pki.roots.get(cert.issuer_id)
+        return root.certificate if root is not None else None
 
     # ------------------------------------------------------------------ held messages
     def _hold(self, h8: bytes, data: bytes, expected: MessageKind | None, now: float,

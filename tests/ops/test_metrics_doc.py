@@ -46,6 +46,25 @@ def test_every_metric_is_documented_with_its_type_and_labels():
         assert sorted(x.strip() for x in cells[1].split(",") if x.strip()) == labels, name
 
 
+def test_every_pki_client_metric_is_documented_with_its_type_and_labels(tmp_path):
+    """The PKI client's collector (registered by the daemon when pki: is configured), from a fresh client."""
+    from rsu.pki.client import ClientConfig, PkiClient
+    from rsu.pki.keystore import FileKeyStore
+    from rsu.pki.metrics import PkiCollector
+    from rsu.clock import ManualClock
+
+    config = ClientConfig(its_id=b"x", cpoc_url="http://cpoc.test", tlm_ids=(bytes(8),), root_id=bytes(8),
+                          permissions=[])
+    client = PkiClient.load(config, FileKeyStore(tmp_path / "keys"), tmp_path / "state")
+    code = {f.name + ("_total" if f.type == "counter" else ""): (f.type, sorted(f._labelnames))
+            for f in PkiCollector(client, ManualClock()).collect()}
+    doc = table("PKI client metrics")
+    assert set(doc) == set(code)
+    for name, (kind, labels) in code.items():
+        assert doc[name][0] == kind, name
+        assert sorted(x.strip() for x in doc[name][1].split(",") if x.strip()) == labels, name
+
+
 def test_every_receive_and_send_reason_is_documented_where_it_is_decided():
     assert {r: cells[0] for r, cells in table("Receive drop reasons").items()} == receive_reasons()
     assert {r: cells[0] for r, cells in table("Send drop reasons").items()} == send_reasons()

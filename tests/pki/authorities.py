@@ -197,6 +197,7 @@ class TestAA(TestEA):
         self.issued = Issued(self.cert, signing_key("CERT_IUT_A_AA"))
         self.enc_key = encryption_key("CERT_IUT_A_AA")
         self.grant_extra: list[dict] = []
+        self.region: tuple | None = None  # the GeographicRegion put in the ATs issued (None: none)
 
     def handle(self, body: bytes, now: float = NOW) -> bytes:
         plaintext, aes_key = ecies.decrypt_with_private_key(body, self.cert, self.enc_key)
@@ -228,6 +229,8 @@ class TestAA(TestEA):
                    "validityPeriod": {"start": clock.time32(now) - 60, "duration": ("hours", 168)},
                    "appPermissions": perms,
                    "verifyKeyIndicator": ("verificationKey", (vk[0], point_of_public_key(subject)))}
+            if self.region is not None:
+                tbs["region"] = self.region
             issuer = self.issued if self.tamper != "wrong-issuer" else self.ea.issued
             response["certificate"] = issue_certificate(tbs, issuer).value
         return self._respond("authorizationResponse", "InnerAtResponse", response, aes_key, now)

@@ -8,6 +8,8 @@ behind aiohttp handlers. ``misbehave`` makes one endpoint answer badly.
 
 from __future__ import annotations
 
+import copy
+
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from rsu import clock
@@ -39,6 +41,29 @@ class PkiWorld:
         if "ectl" in self.published:  # re-issued (next sequence) at the next request
             _, sequence, data = self.published["ectl"]
             self.published["ectl"] = (float("-inf"), sequence, data)
+
+    def reissue(self, start: float, years: int = 4) -> None:
+        """A TLM, root, EA and AA valid from ``start`` (POSIX) for ``years``: the root, EA and AA re-issued
+        with their ETSI test keys (same keys, names and encryption keys) and allowed to issue every
+        permission, so that ATs for all five services of rsu can be had at any date (the ETSI test
+        certificates expired in 2020 and their AA may not issue SSEM or RTCMEM permissions)."""
+        t32 = clock.time32(start)
+        self.tlm = A.make_tlm("world-tlm", start=t32)
+
+        def tbs(c, groups):
+            value = copy.deepcopy(c.value["toBeSigned"])
+            value["validityPeriod"] = {"start": t32, "duration": ("years", years)}
+            value["certIssuePermissions"] = groups
+            return value
+
+        everything = {"subjectPermissions": ("all", None), "minChainLength": 1, "chainLengthRange": 1,
+                      "eeType": (b"\xc0", 8)}
+        root_key = self.root.key
+        self.root = A.Issued(A.issue_certificate(tbs(self.root.certificate, [everything]), None, root_key), root_key)
+        leaf = {**everything, "chainLengthRange": 0}
+        for authority in (self.ea, self.aa):
+            authority.cert = A.issue_certificate(tbs(authority.cert, [leaf]), self.root)
+            authority.issued = A.Issued(authority.cert, authority.issued.key)
 
     # ------------------------------------------------------------------ URLs
     @property

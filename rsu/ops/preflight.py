@@ -94,9 +94,21 @@ def _dir_problem(path: Path) -> str | None:
         probe = probe.parent
     if not probe.is_dir():
         return f"{probe} is not a directory" if probe != path else "not a directory"
-    if not os.access(probe, os.W_OK | os.X_OK):
+    if not os.access(probe, os.W_OK | os.X_OK) or not _can_write_in(probe):
         return "not writable by this user" if probe == path else f"cannot be created: {probe} is not writable"
     return None
+
+
+def _can_write_in(directory: Path) -> bool:
+    """Really make (and remove) a directory there: os.access says yes to root everywhere, even in /proc
+    or on a read-only file system."""
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".rsu-check-", dir=directory))
+    except OSError:
+        return False
+    return True
 
 
 def _security(config: cfgmod.Config, add, state_ok: bool) -> None:

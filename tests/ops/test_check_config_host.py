@@ -50,6 +50,13 @@ def test_state_dir_that_cannot_be_a_directory(tmp_path):
     assert "afile is not a directory" in message and fatal
 
 
+def test_state_dir_where_nothing_can_be_created_even_as_root(tmp_path):
+    """os.access says "writable" to root in /proc; the check really tries."""
+    issues = found(base(tmp_path, state_dir="/proc/rsu-state"))
+    message, fatal = issues["state_dir"]
+    assert "cannot be created: /proc is not writable" in message and fatal
+
+
 def test_pki_without_authorization_tickets(tmp_path):
     (tmp_path / "pki").mkdir()
     issues = found(base(tmp_path, security={"pki_dir": str(tmp_path / "pki"), "create_test_pki": False}))

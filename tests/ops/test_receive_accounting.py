@@ -1,5 +1,5 @@
 """Counters that add up: 10,000 mixed frames (valid, forged, GN duplicates, SHB replays, unknown and
-late-known signers, malformed, wrong SSP, unknown port, unsecured, IVI repeats; over GN and MQTT) go
+late-known signers, malformed, wrong SSP, unknown port, unsecured, IVI repeats and outdated versions; over GN and MQTT) go
 through the real receive path of a daemon running in this process, and for every message type and
 transport: received = accepted + dropped{reason} + held, with every reason's count as expected."""
 
@@ -102,10 +102,14 @@ async def test_ten_thousand_mixed_frames_add_up_for_every_service(tmp_path):
             elif case < 0.84:
                 gn(nb.frame(kind, pdu, secured=False), m, "unsecured")
             elif case < 0.88:
-                ivim = nb.pdu(catalog.IVIM, value_of("ivim", clock, number))
+                value = value_of("ivim", clock, number)
+                ivim = nb.pdu(catalog.IVIM, value)
                 gn(nb.frame(catalog.IVIM, ivim), "ivim", "accepted")
                 clock.advance(0.001)
                 gn(nb.frame(catalog.IVIM, ivim), "ivim", "ivi-repeat")  # new signature, same IVI version
+                value["ivi"]["mandatory"]["timeStamp"] -= 1000  # the same IVI as it was a second before
+                clock.advance(0.001)
+                gn(nb.frame(catalog.IVIM, nb.pdu(catalog.IVIM, value)), "ivim", "ivi-outdated")
             elif case < 0.97:
                 k = rnd.choice([catalog.SREM, catalog.IVIM])
                 feed_mqtt(d, nb.mqtt_message(k, nb.pdu(k, value_of(k.name, clock, number))))

@@ -1,7 +1,8 @@
 """Counters that add up: 10,000 mixed frames (valid, forged, GN duplicates, SHB replays, unknown and
-late-known signers, malformed, wrong SSP, unknown port, unsecured, IVI repeats and outdated versions; over GN and MQTT) go
-through the real receive path of a daemon running in this process, and for every message type and
-transport: received = accepted + dropped{reason} + held, with every reason's count as expected."""
+late-known signers, malformed, wrong SSP, unknown port, unsecured, IVI repeats and outdated versions;
+over GN and MQTT) go through the real receive path of a daemon running in this process, and for every
+message type and transport: received = accepted + dropped{reason} + held, with every reason's count
+as expected."""
 
 from __future__ import annotations
 

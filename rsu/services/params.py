@@ -108,8 +108,10 @@ class Dissemination:
 
 
 def _number(v: Any, path: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ServiceError("validation", path, f"expected a number, found {type(v).__name__}")
+    if not math.isfinite(v):  # JSON 1e400 arrives as inf
+        raise ServiceError("validation", path, f"expected a finite number, found {v}")
     return float(v)
 
 

@@ -17,6 +17,7 @@ import pytest
     ({"stop": 1e300}, "dissemination.stop"),
     ({"start": -5}, "dissemination.start"),
     ({"stop": "9999-12-31T23:59:59Z"}, "dissemination.stop"),
+    ({"repetition_interval_s": float("inf")}, "dissemination.repetition_interval_s"),  # JSON 1e400
 ])
 def test_api_refuses_out_of_range_numbers_with_the_field_path(layer, dissemination, path):
     from rsu.api.app import STATUS
@@ -27,3 +28,5 @@ def test_api_refuses_out_of_range_numbers_with_the_field_path(layer, disseminati
         layer.trigger("ivi", {"payload": new_ivim(), "dissemination": dissemination})
     assert e.value.path == path and STATUS[e.value.code] in (400, 422), e.value
     assert layer.list() == []
+    if dissemination.get("repetition_interval_s") == float("inf"):
+        assert "finite" in e.value.reason, e.value.reason  # not "found float"

@@ -269,6 +269,9 @@ def verify_frame(layers: list, verifier, clock, at: float | None) -> dict:
         elif message is None and result.psid in catalog.BY_ITS_AID:
             message = catalog.BY_ITS_AID[result.psid].pdu
     out = {"layers": names, "message": message, **result.to_json()}
+    if result.reason is Reason.SIGNER_UNKNOWN and result.signer_id is not None:  # offline: nobody to ask
+        out["detail"] = (f"no certificate known for digest {result.signer_id.hex()}: give it with --cert, or "
+                         "verify a capture in which an earlier frame carries it")
     if result.reason is Reason.SSP_VIOLATION:
         out["sspCheck"] = "failed"
     elif result.pdu is not None:

@@ -185,3 +185,11 @@ def test_verify_reports_tampering_and_unsigned_frames_per_frame(tmp_path, codec)
     code, out = _verify(str(tmp_path / "mixed.pcap"))
     assert code == 1 and out["summary"] == {"frames": 2, "valid": 1, "rejected": 1}
     assert [f["reason"] for f in out["frames"]] == [None, "invalid-signature"]
+
+
+def test_verify_of_a_digest_signed_frame_says_how_to_give_the_certificate():
+    """Offline there is nobody to ask for the certificate: the detail says what the user can do, and a
+    capture whose earlier frame carries the certificate verifies the digest-signed frame after it."""
+    code, out = _verify(str(VECTORS / "vanetza" / "cam_signed_digest.oer"))
+    assert code == 1 and out["reason"] == "signer-certificate-unknown"
+    assert "--cert" in out["detail"] and "requested" not in out["detail"]

@@ -18,6 +18,8 @@ GeoBroadcasts delivered only when the RSU is inside the destination area (config
 
 from __future__ import annotations
 
+import secrets
+
 from typing import Callable
 
 from rsu import catalog
@@ -63,7 +65,7 @@ class GnCore:
     """One GN end node: our address, position, sequence number and duplicate list."""
 
     def __init__(self, config: GnUdpConfig, clock: Clock, *, sign: SignFunction | None = None,
-                 mac: bytes | None = None, on_limit: OnLimit = ignore) -> None:
+                 mac: bytes | None = None, on_limit: OnLimit = ignore, first_sn: int | None = None) -> None:
         self.config = config
         self.name = config.name
         self.clock = clock
@@ -74,7 +76,9 @@ class GnCore:
         self.longitude = float(config.longitude)
         self.ports = config.ports
         self.duplicates = g.DuplicateDetector(config.duplicate_entries, on_limit)
-        self._sn = 0
+        # a random first sequence number: after a restart with a configured (fixed) MAC, neighbours still
+        # remember our last numbers for a packet lifetime and would take new packets for duplicates
+        self._sn = secrets.randbelow(0x10000) if first_sn is None else first_sn & 0xFFFF
 
     # ------------------------------------------------------------------ send
     def position_vector(self) -> g.LongPositionVector:

@@ -28,7 +28,7 @@ MAC = bytes.fromhex("02000000d15c")
 def builder(clock, sign=None) -> GnCore:
     cfg = GnUdpConfig(latitude=RSU_LAT, longitude=RSU_LON, secured=sign is not None)
     cfg.validate()
-    return GnCore(cfg, clock, sign=sign, mac=MAC)
+    return GnCore(cfg, clock, sign=sign, mac=MAC, first_sn=0)
 
 
 def names(layers) -> list[str]:

@@ -133,7 +133,7 @@ def test_tsb_when_hop_limit_above_one(pdus):
     first, second = (gn.parse_packet(c.build_packet(pdus["ssem"], p)) for _ in range(2))
     assert first.header_type == gn.HeaderType.TSB
     assert first.basic.rhl == 5 and first.common.max_hop_limit == 5
-    assert (first.extended.sequence_number, second.extended.sequence_number) == (0, 1)
+    assert second.extended.sequence_number == (first.extended.sequence_number + 1) & 0xFFFF  # one counter
     assert first.payload == pdus["ssem"] and first.btp_port == 2008
 
 
@@ -206,6 +206,14 @@ def test_sequence_number_wraps_at_16_bits():
     c = core(ManualClock(NOW))
     c._sn = 0xFFFF
     assert [c.next_sequence_number() for _ in range(2)] == [0xFFFF, 0]
+
+
+def test_first_sequence_number_is_random_so_a_restart_with_a_fixed_mac_is_not_a_duplicate(clock):
+    """Neighbours keep (source, sequence number) for a packet lifetime: two starts with the same MAC
+    must not both begin at 0."""
+    firsts = {core(clock).next_sequence_number() for _ in range(8)}
+    assert len(firsts) >= 6  # 8 draws from 65,536 values
+    assert GnCore(config(secured=False), clock, mac=MAC_A, first_sn=0x1_0005).next_sequence_number() == 5
 
 
 # ------------------------------------------------------------------ areas

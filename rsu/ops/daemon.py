@@ -412,6 +412,9 @@ class Daemon:
                              on_skip=lambda service, reason, n: metrics.skipped.labels(service.upper(), reason).inc(n),
                              hub=self.hub)
         self.hub = layer.hub
+        for event in ("store_lost", "store_behind", "cursor_file_rebuilt"):  # found when the store opened
+            if layer.counts.get(event):
+                self.metrics.store_events.labels(event).inc(layer.counts[event])
         layer.set_wakeup(self._wake.set)
         return layer
 

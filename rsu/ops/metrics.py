@@ -141,6 +141,10 @@ class Metrics:
             "rsu_api_connections_closed_total",
             "API connections closed or refused by the connection bounds (api.max_connections, "
             "api.header_timeout_s, api.idle_timeout_s), by reason", ["reason"], registry=r)
+        self.store_events = Counter(
+            "rsu_store_events_total", "What opening the store of active messages found: store_lost, store_behind, "
+            "cursor_file_rebuilt (identifiers continue from the copy ahead; see docs/operations.md)", ["event"],
+            registry=r)
         self.up = Gauge("rsu_up", "1 while the daemon runs", registry=r)
         self.up.set(1)
         self._children: dict = {}

@@ -236,6 +236,14 @@ class Store:
                                 f"{file_state.commit - self._commit} acknowledged change(s) are missing (its WAL "
                                 "file was lost, or an older copy was put back); check the active messages; "
                                 f"identifiers continue from the cursor file ({len(taken)} cursors taken from it)")
+            elif file_state.pending is not None and file_state.pending > self._commit and not had_content:
+                # one change only, acknowledged or not (it was being written when rsu stopped): the store
+                # that held it is gone all the same
+                what = "missing" if not existed else "empty (zero length)"
+                self._event("store_lost", f"{p}: the store was {what}, but {cp} records a change being written "
+                            f"({file_state.pending}): the active messages it held are gone (trigger them again, or "
+                            "`rsu store import` an export); identifiers continue from the cursor file "
+                            f"({len(taken)} cursors), none goes back")
             elif file_state.pending is not None and file_state.pending > self._commit:
                 log.info("%s: the change being written when rsu stopped (%d) was never acknowledged; its identifiers "
                          "are skipped, none is reused", p, file_state.pending)

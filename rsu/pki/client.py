@@ -164,9 +164,12 @@ class PkiClient:
 
     # ------------------------------------------------------------------ load / save
     @classmethod
-    def load(cls, config: ClientConfig, keystore: KeyStore, state_dir: str | os.PathLike, **kw) -> "PkiClient":
-        """Client with the state of ``state_dir`` (trust lists replayed, EC, ATs); orphan keys deleted.
-        Unusable state files are named in ``load_errors`` and ignored, never fatal."""
+    def load(cls, config: ClientConfig, keystore: KeyStore, state_dir: str | os.PathLike, *,
+             read_only: bool = False, **kw) -> "PkiClient":
+        """Client with the state of ``state_dir`` (trust lists replayed, EC, ATs); orphan keys deleted
+        unless ``read_only`` (``rsu pki status`` beside a running daemon: a key it has just made for a
+        request in flight is not an orphan). Unusable state files are named in ``load_errors`` and
+        ignored, never fatal."""
         self = cls(config, keystore, state_dir, **kw)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if config.its_id is None:
@@ -175,6 +178,8 @@ class PkiClient:
                 config.its_id = bytes.fromhex(identity["itsId"])
         self._load_trust()
         self._load_certs()
+        if read_only:
+            return self
         keep = {CANONICAL_LABEL} | {s.key_label for s in ([self.ec] if self.ec else []) + self.ats}
         try:
             for label in keystore.labels():
@@ -595,6 +600,31 @@ def replay_trust(store: TrustStore, saved: dict) -> tuple[TrustStore, dict, list
         except (TrustListError, ValueError, KeyError, TypeError) as e:
             errors.append(f"trust.json {key}: {getattr(e, 'reason', type(e).__name__)}")
     return store, applied, errors
+
+
+LOCK_NAME = "client.lock"
+
+
+def lock_state(state_dir: str | os.PathLike, exclusive: bool) -> int:
+    """The lock between a running daemon (shared, for its whole run) and the ``rsu pki`` commands that
+    change the client state (exclusive): :mod:`rsu.statelock`, as for the services store. Returns the
+    file descriptor (release with :func:`rsu.statelock.release`); raises PkiError ``state-busy``."""
+    from rsu import statelock
+
+    state = Path(state_dir)
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        return statelock.acquire(
+            state / LOCK_NAME, exclusive,
+            held_by_daemon=f"{state} is in use by a running rsu daemon, whose PKI client enrols, renews ATs "
+                           "and updates the trust lists by itself: watch it with `rsu pki status` (read-only, "
+                           "works while it runs), or stop the daemon first (systemctl stop rsu)",
+            held_by_command=f"{state}: an `rsu pki` command is changing the PKI client state; start rsu when "
+                            "it is done")
+    except statelock.StateBusy as e:
+        raise PkiError("state-busy", str(e)) from None
+    except OSError as e:
+        raise PkiError("state-unwritable", f"{state / LOCK_NAME}: {e.strerror or e}") from None
 
 
 def load_trust_store(state_dir: str | os.PathLike, tlm_ids: tuple[bytes, ...]) -> tuple[TrustStore, list[str]]:

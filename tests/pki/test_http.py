@@ -191,3 +191,76 @@ async def test_cli_enrol_authorize_status_trust_update(pki):
     assert code == 1 and out["outcomes"][0]["result"] == "http-500"
     code, err = await rsu_cli("pki", "status", "--config", str(tmp / "missing.yaml"))
     assert code == 2 and "missing.yaml" in err
+
+
+# ====================================================================== TLM link certificates
+
+def _h8(issued):
+    from rsu.pki.signed import signer_hashed_id8
+
+    return signer_hashed_id8(issued.certificate)
+
+
+async def test_tlm_link_certificate_from_the_cpoc_moves_the_client_to_the_new_tlm(pki):
+    client, world, clock = pki["client"](), pki["world"], pki["clock"]
+    await settle(client, pki["transport"], clock)
+    assert not any("gettlmlinkcertificate" in p for _, p in world.requests)  # nothing asks for it yet
+    old = _h8(world.tlm)
+    world.link_rollover(clock.now())  # the ECTL now names a TLM it does not link: the link certificate does
+    clock.advance(25 * HOUR)
+    outcomes = await settle(client, pki["transport"], clock)
+    assert all(o.ok for o in outcomes), results(outcomes)
+    new = _h8(world.next_tlm)
+    assert f"tlm-link:{new.hex()}" in [o.detail for o in outcomes]
+    assert ("GET", "/cpoc/gettlmlinkcertificate") in world.requests
+    assert world.requests[-1][1] != f"/cpoc/getectl/{old.hex().upper()}"
+    assert client.trust.ectl.signer == new and new in client.trust.tlms  # the new TLM's ECTL applied
+    # a restart replays the old ECTL, the link and the new TLM's ECTL from trust.json
+    again = pki["client"]()
+    assert again.load_errors == [] and again.trust.ectl.signer == new
+    assert again.trust.roots.keys() == client.trust.roots.keys()
+
+
+async def test_tlm_link_to_a_tlm_the_ectl_does_not_list_fetches_its_certificate(pki):
+    from rsu import clock as clockmod
+    from tests.pki import authorities as A
+
+    world, clock = pki["world"], pki["clock"]
+    # a TLM at the end of its life (ends in about 10 days): the client looks for a link certificate
+    world.tlm = A.make_tlm("world-tlm", start=clockmod.time32(NOW) - 4 * 365 * 86400 + 10 * 86400)
+    client = pki["client"]()
+    outcomes = await settle(client, pki["transport"], clock)
+    assert ("trust", "ok") in results(outcomes) and world.requests.count(("GET", "/cpoc/gettlmlinkcertificate")) == 1
+    assert any("no TLM link certificate" in o.detail and "404" in o.detail for o in outcomes)  # none yet: no error
+    assert client.jobs["trust"].failures == 0 and len(client.usable_ats(clock.now())) == 2
+    world.link_rollover(clock.now(), in_ectl=False)
+    clock.advance(25 * HOUR)
+    outcomes = await settle(client, pki["transport"], clock)
+    assert all(o.ok for o in outcomes), results(outcomes)
+    assert ("GET", "/cpoc/gettlmcertificate/") in world.requests
+    assert client.trust.ectl.signer == _h8(world.next_tlm)
+
+
+async def test_tlm_link_refused_changes_nothing(pki):
+    from rsu.pki.trustlist import REASONS
+    from tests.pki import authorities as A
+
+    client, world, clock = pki["client"](), pki["world"], pki["clock"]
+    await settle(client, pki["transport"], clock)
+    world.link_rollover(clock.now())
+    good = world.link
+    before = client.trust
+    for n, bad in enumerate([good[:20] + bytes([good[20] ^ 0x01]) + good[21:],  # a flipped byte
+                             good[:-1] + bytes([good[-1] ^ 0x80]),  # the signature
+                             A.tlm_link(A.make_tlm("rogue"), world.next_tlm.certificate),  # another TLM
+                             A.tlm_link(world.tlm, world.next_tlm.certificate, expiry=A.T32 - 60)]):  # expired
+        world.link = bad
+        client._link_checked = float("-inf")
+        clock.advance(25 * HOUR)
+        outcomes = await settle(client, pki["transport"], clock)
+        refused = [o for o in outcomes if not o.ok]
+        assert len(refused) == 1 and refused[0].result in REASONS, (n, results(outcomes))
+        assert _h8(world.next_tlm) not in client.trust.tlms
+        assert client.trust.ectl.signer == before.ectl.signer and client.jobs["trust"].last_error
+        client.jobs["trust"].retry_at = 0.0
+    assert not any(k.startswith("tlm-link:") for k in client.trust_applied)

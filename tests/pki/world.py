@@ -33,6 +33,8 @@ class PkiWorld:
         self.misbehave: dict[str, str] = {}  # endpoint ("cpoc", "dc", "ea", "aa") -> what
         self.requests: list[tuple[str, str]] = []
         self.next_tlm: A.Issued | None = None  # after rollover(): the successor TLM
+        self.link: bytes | None = None  # after link_rollover(): the TLM link certificate the CPOC serves
+        self.link_in_ectl = True  # link_rollover(): the old TLM's ECTL lists the new TLM (without successorTo)
 
     def rollover(self) -> None:
         """A new TLM (later validity start): the old TLM's ECTL links it, and the CPOC serves its ECTL too."""
@@ -41,6 +43,14 @@ class PkiWorld:
         if "ectl" in self.published:  # re-issued (next sequence) at the next request
             _, sequence, data = self.published["ectl"]
             self.published["ectl"] = (float("-inf"), sequence, data)
+
+    def link_rollover(self, now: float, *, in_ectl: bool = True) -> None:
+        """A new TLM trusted only through a TLM link certificate signed by the old one, which the CPOC serves
+        at ``gettlmlinkcertificate`` (the old TLM's ECTL lists the new one without successorTo, or, with
+        ``in_ectl`` False, not at all: then only ``gettlmcertificate/`` has it)."""
+        self.rollover()
+        self.link_in_ectl = in_ectl
+        self.link = A.tlm_link(self.tlm, self.next_tlm.certificate, expiry=clock.time32(now + 30 * 86400), now=now)
 
     def reissue(self, start: float, years: int = 4) -> None:
         """A TLM, root, EA and AA valid from ``start`` (POSIX) for ``years``: the root, EA and AA re-issued
@@ -105,6 +115,10 @@ class PkiWorld:
         commands = [A.add_rca(self.root.certificate), A.add_dc(self.dc_url, self.root.certificate)]
         if self.next_tlm is None:
             commands.append(A.add_tlm(self.tlm.certificate, self.cpoc_url))
+        elif self.link is not None:  # the link certificate, not the ECTL, vouches for the new TLM
+            commands.append(A.add_tlm(self.tlm.certificate, self.cpoc_url))
+            if self.link_in_ectl:
+                commands.append(A.add_tlm(self.next_tlm.certificate, self.cpoc_url))
         else:
             commands.append(A.add_tlm(self.next_tlm.certificate, self.cpoc_url, successor_to=self.tlm.certificate))
         return A.signed_list(signer, "certificateTrustListTlm",
@@ -144,6 +158,10 @@ class PkiWorld:
                 and parts == ["cpoc", "getectl", self.next_tlm.certificate.hashed_id8.hex().upper()]):
             return 200, "application/octet-stream", self._publish(
                 "ectl-2", now, lambda seq: self._ectl(now, seq, self.next_tlm))
+        if method == "GET" and parts == ["cpoc", "gettlmlinkcertificate"] and self.link is not None:
+            return 200, "application/octet-stream", self.link
+        if method == "GET" and parts == ["cpoc", "gettlmcertificate"]:  # the current (newest) TLM
+            return 200, "application/octet-stream", (self.next_tlm or self.tlm).certificate.raw
         if method == "GET" and parts == ["dc", "getctl", root_h8]:
             return 200, "application/x-its-ctl", self.ctl(now)
         if method == "GET" and parts == ["dc", "getcrl", root_h8]:

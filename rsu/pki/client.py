@@ -49,7 +49,7 @@ from rsu.pki.errors import PkiError
 from rsu.pki.identity import CANONICAL_LABEL, load_identity
 from rsu.pki.keystore import KeyHandle, KeyStore, KeyStoreError, atomic_write
 from rsu.pki.signed import signer_hashed_id8
-from rsu.pki.trustlist import TrustListError, TrustStore
+from rsu.pki.trustlist import TrustListError, TrustStore, parse_trust_list
 from rsu.security.certs import Certificate, CertificateError
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,8 @@ CT_REQUEST = "application/x-its-request"
 CT_RESPONSE = "application/x-its-response"
 JOBS = ("trust", "enrol", "authorize")
 TLM_LINK_MARGIN = 30 * 86400.0  # the link certificate is looked for when the current TLM ends within this
-LINK_ABSENT = (404, 405, 501)  # no link certificate, or no such endpoint (the URL is not confirmed)
+LINK_ABSENT = (404, 405, 501)
+MAX_DELTAS = 255  # deltas kept on top of one full list (ctlSequence has 256 values); then a full list is needed  # no link certificate, or no such endpoint (the URL is not confirmed)
 
 
 # ====================================================================== actions and results
@@ -155,7 +156,9 @@ class PkiClient:
         self.random = random or ecies.SystemRandomness()
         self._jitter = jitter or _random.SystemRandom().random
         self.trust = TrustStore.with_anchor_ids(*config.tlm_ids)
-        self.trust_applied: dict[str, dict] = {}  # list key -> {"raw": hex, "at": posix}
+        # list key -> {"raw": hex, "at": posix}; after deltas on top of a full list also "baseAt" (when the
+        # full list was applied) and "deltas": [{"raw", "at"}] (replayed in order at start)
+        self.trust_applied: dict[str, dict] = {}
         self.ec: StoredCert | None = None
         self.ea_cert: Certificate | None = None  # the EA that issued the EC
         self.ats: list[StoredCert] = []
@@ -337,8 +340,6 @@ class PkiClient:
 
     def _ectl_tlms(self) -> dict[bytes, bytes]:
         """The TLM certificates (HashedId8 -> bytes as received) the applied ECTL lists."""
-        from rsu.pki.trustlist import parse_trust_list
-
         if self.trust.ectl is None:
             return {}
         return {e.hashed_id8: e.certificate.raw for e in parse_trust_list(self.trust.ectl.raw).adds("tlm")}
@@ -567,8 +568,19 @@ class PkiClient:
         if failed:
             return Outcome("trust", *failed)
         key = flight["key"]
+        previous = self.trust_applied.get(key)
+        if not parse_trust_list(result.body).is_full and previous is not None:
+            # a delta served at the full-list URL: kept on top of the full list it follows
+            deltas = previous.get("deltas", [])
+            if len(deltas) >= MAX_DELTAS:
+                raise ClientError("too-many-deltas", f"{key}: {len(deltas)} deltas on one full list; the held "
+                                                     f"list is kept until a full list is served")
+            entry = {"raw": previous["raw"], "baseAt": previous.get("baseAt", previous["at"]), "at": now,
+                     "deltas": deltas + [{"raw": result.body.hex(), "at": now}]}
+        else:
+            entry = {"raw": result.body.hex(), "at": now}
         store = _apply(self.trust, key.split(":")[0], result.body, now)
-        applied = {**self.trust_applied, key: {"raw": result.body.hex(), "at": now}}
+        applied = {**self.trust_applied, key: entry}
         if key == "ectl":
             old = self.trust.ectl
             if old is not None and old.signer != store.ectl.signer and "ectl" in self.trust_applied:
@@ -673,7 +685,10 @@ def replay_trust(store: TrustStore, saved: dict) -> tuple[TrustStore, dict, list
         for key in pending:
             entry = lists[key]
             try:
-                store = _apply(store, key.split(":")[0], bytes.fromhex(entry["raw"]), entry["at"], entry)
+                kind = key.split(":")[0]
+                store = _apply(store, kind, bytes.fromhex(entry["raw"]), entry.get("baseAt", entry["at"]), entry)
+                for delta in entry.get("deltas", []):
+                    store = _apply(store, kind, bytes.fromhex(delta["raw"]), delta["at"])
                 applied[key] = entry
             except (TrustListError, ValueError, KeyError, TypeError) as e:
                 failed[key] = f"trust.json {key}: {getattr(e, 'reason', type(e).__name__)}"

@@ -264,3 +264,45 @@ async def test_tlm_link_refused_changes_nothing(pki):
         assert client.trust.ectl.signer == before.ectl.signer and client.jobs["trust"].last_error
         client.jobs["trust"].retry_at = 0.0
     assert not any(k.startswith("tlm-link:") for k in client.trust_applied)
+
+
+# ====================================================================== delta lists at the full-list URL
+
+async def test_a_delta_ctl_at_the_full_list_url_is_applied_on_top_and_a_gap_is_refused(pki):
+    from rsu.pki.signed import signer_hashed_id8
+
+    client, world, clock = pki["client"](), pki["world"], pki["clock"]
+    await settle(client, pki["transport"], clock)
+    rid = world.root.certificate.hashed_id8
+    aa = signer_hashed_id8(world.aa.cert)
+    assert client.trust.roots[rid].ctl.sequence == 0 and aa in client.trust.roots[rid].aas
+    # the DC answers getctl with a delta that follows our list: the AA is deleted, a DC added
+    world.ctl_served = world.ctl_delta(clock.now(), 1, [("delete", ("cert", aa)), ("add", ("dc", {
+        "url": "http://dc2.test/", "cert": []}))])
+    clock.advance(25 * HOUR)
+    outcomes = await settle(client, pki["transport"], clock)
+    assert ("trust", "ok") in results(outcomes) and client.jobs["trust"].failures == 0, results(outcomes)
+    root = client.trust.roots[rid]
+    assert root.ctl.sequence == 1 and aa not in root.aas and root.eas  # on top: the EA of the full list stays
+    assert "http://dc2.test/" in root.dcs
+    assert client.usable_ats(clock.now()) == []  # the AA is no longer listed: its ATs are not used
+    # a restart replays the full list and the delta
+    again = pki["client"]()
+    assert again.load_errors == [] and again.trust.roots[rid].ctl.sequence == 1 and aa not in again.trust.roots[rid].aas
+    # a delta that does not follow (3 after 1): refused, the held list (full + delta) kept, on disk too
+    world.ctl_served = world.ctl_delta(clock.now(), 3, [("delete", ("cert", signer_hashed_id8(world.ea.cert)))])
+    held = dict(client.trust_applied)
+    clock.advance(25 * HOUR)
+    outcomes = await settle(client, pki["transport"], clock)
+    assert [o.result for o in outcomes if not o.ok] == ["sequence-gap"], results(outcomes)
+    assert client.trust.roots[rid].ctl.sequence == 1 and client.trust.roots[rid].eas
+    assert client.trust_applied[f"ctl:{rid.hex()}"] == held[f"ctl:{rid.hex()}"]
+    assert pki["client"]().trust.roots[rid].ctl.sequence == 1
+    # a full list again replaces everything: the deltas are dropped
+    client.jobs["trust"].retry_at = 0.0
+    clock.advance(25 * HOUR)
+    world.ctl_served = world._ctl(clock.now(), 2)
+    outcomes = await settle(client, pki["transport"], clock)
+    assert all(o.ok for o in outcomes), results(outcomes)
+    assert client.trust.roots[rid].ctl.sequence == 2 and aa in client.trust.roots[rid].aas
+    assert "deltas" not in client.trust_applied[f"ctl:{rid.hex()}"]

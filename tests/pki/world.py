@@ -34,7 +34,8 @@ class PkiWorld:
         self.requests: list[tuple[str, str]] = []
         self.next_tlm: A.Issued | None = None  # after rollover(): the successor TLM
         self.link: bytes | None = None  # after link_rollover(): the TLM link certificate the CPOC serves
-        self.link_in_ectl = True  # link_rollover(): the old TLM's ECTL lists the new TLM (without successorTo)
+        self.link_in_ectl = True
+        self.ctl_served: bytes | None = None  # what the DC answers at getctl instead of its full CTL (a delta)  # link_rollover(): the old TLM's ECTL lists the new TLM (without successorTo)
 
     def rollover(self) -> None:
         """A new TLM (later validity start): the old TLM's ECTL links it, and the CPOC serves its ECTL too."""
@@ -108,7 +109,15 @@ class PkiWorld:
         return self._publish("ectl", now, lambda seq: self._ectl(now, seq))
 
     def ctl(self, now: float) -> bytes:
+        if self.ctl_served is not None:
+            return self.ctl_served
         return self._publish("ctl", now, lambda seq: self._ctl(now, seq))
+
+    def ctl_delta(self, now: float, sequence: int, commands: list) -> bytes:
+        """A delta CTL (isFullCtl FALSE) of the root, e.g. to serve at the full-list URL (``ctl_served``)."""
+        return A.signed_list(self.root, "certificateTrustListRca",
+                             A.ctl_body(sequence, commands, full=False, next_update=clock.time32(now + self.list_period)),
+                             now=now)
 
     def _ectl(self, now: float, sequence: int, signer: A.Issued | None = None) -> bytes:
         signer = signer or self.tlm

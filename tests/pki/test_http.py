@@ -11,6 +11,7 @@ from rsu.clock import ManualClock
 from rsu.pki import client as C
 from rsu.pki.http import HttpTransport, run_forever, settle
 from rsu.pki.keystore import FileKeyStore
+from tests.pki import authorities as A
 from tests.pki.authorities import NOW
 from tests.pki.helpers import SeededRandomness
 from tests.pki.servers import Servers, tls_pair
@@ -277,7 +278,7 @@ async def test_a_delta_ctl_at_the_full_list_url_is_applied_on_top_and_a_gap_is_r
     aa = signer_hashed_id8(world.aa.cert)
     assert client.trust.roots[rid].ctl.sequence == 0 and aa in client.trust.roots[rid].aas
     # the DC answers getctl with a delta that follows our list: the AA is deleted, a DC added
-    world.ctl_served = world.ctl_delta(clock.now(), 1, [("delete", ("cert", aa)), ("add", ("dc", {
+    world.served["ctl"] = world.delta("ctl", clock.now(), 1, [("delete", ("cert", aa)), ("add", ("dc", {
         "url": "http://dc2.test/", "cert": []}))])
     clock.advance(25 * HOUR)
     outcomes = await settle(client, pki["transport"], clock)
@@ -290,7 +291,7 @@ async def test_a_delta_ctl_at_the_full_list_url_is_applied_on_top_and_a_gap_is_r
     again = pki["client"]()
     assert again.load_errors == [] and again.trust.roots[rid].ctl.sequence == 1 and aa not in again.trust.roots[rid].aas
     # a delta that does not follow (3 after 1): refused, the held list (full + delta) kept, on disk too
-    world.ctl_served = world.ctl_delta(clock.now(), 3, [("delete", ("cert", signer_hashed_id8(world.ea.cert)))])
+    world.served["ctl"] = world.delta("ctl", clock.now(), 3, [("delete", ("cert", signer_hashed_id8(world.ea.cert)))])
     held = dict(client.trust_applied)
     clock.advance(25 * HOUR)
     outcomes = await settle(client, pki["transport"], clock)
@@ -301,8 +302,28 @@ async def test_a_delta_ctl_at_the_full_list_url_is_applied_on_top_and_a_gap_is_r
     # a full list again replaces everything: the deltas are dropped
     client.jobs["trust"].retry_at = 0.0
     clock.advance(25 * HOUR)
-    world.ctl_served = world._ctl(clock.now(), 2)
+    world.served["ctl"] = world._ctl(clock.now(), 2)
     outcomes = await settle(client, pki["transport"], clock)
     assert all(o.ok for o in outcomes), results(outcomes)
     assert client.trust.roots[rid].ctl.sequence == 2 and aa in client.trust.roots[rid].aas
     assert "deltas" not in client.trust_applied[f"ctl:{rid.hex()}"]
+
+
+async def test_a_delta_ectl_at_the_cpoc_adds_on_top_and_one_going_backwards_is_refused(pki):
+    client, world, clock = pki["client"](), pki["world"], pki["clock"]
+    await settle(client, pki["transport"], clock)
+    rid = world.root.certificate.hashed_id8
+    other = A.make_tlm("other-root")  # a second self-signed "root" the delta adds (CTL rights suffice)
+    seq = client.trust.ectl.sequence
+    world.served["ectl"] = world.delta("ectl", clock.now(), (seq + 1) % 256, [A.add_rca(other.certificate)])
+    clock.advance(25 * HOUR)
+    outcomes = await settle(client, pki["transport"], clock)
+    assert client.jobs["trust"].failures == 0, results(outcomes)
+    assert client.trust.ectl.sequence == seq + 1 and rid in client.trust.roots
+    assert other.certificate.hashed_id8 in client.trust.roots  # added on top, nothing of the full list lost
+    world.served["ectl"] = world.delta("ectl", clock.now(), seq, [("delete", ("cert", rid))])  # goes backwards
+    clock.advance(25 * HOUR)
+    outcomes = await settle(client, pki["transport"], clock)
+    assert [o.result for o in outcomes if not o.ok] == ["sequence-gap"], results(outcomes)
+    assert rid in client.trust.roots and client.trust.ectl.sequence == seq + 1
+    assert pki["client"]().trust.ectl.sequence == seq + 1  # on disk: full list + the one delta

@@ -35,7 +35,7 @@ class PkiWorld:
         self.next_tlm: A.Issued | None = None  # after rollover(): the successor TLM
         self.link: bytes | None = None  # after link_rollover(): the TLM link certificate the CPOC serves
         self.link_in_ectl = True
-        self.ctl_served: bytes | None = None  # what the DC answers at getctl instead of its full CTL (a delta)  # link_rollover(): the old TLM's ECTL lists the new TLM (without successorTo)
+        self.served: dict[str, bytes] = {}  # "ectl"/"ctl" -> what the CPOC/DC answers instead of its full list  # link_rollover(): the old TLM's ECTL lists the new TLM (without successorTo)
 
     def rollover(self) -> None:
         """A new TLM (later validity start): the old TLM's ECTL links it, and the CPOC serves its ECTL too."""
@@ -106,18 +106,18 @@ class PkiWorld:
         return data
 
     def ectl(self, now: float) -> bytes:
-        return self._publish("ectl", now, lambda seq: self._ectl(now, seq))
+        return self.served.get("ectl") or self._publish("ectl", now, lambda seq: self._ectl(now, seq))
 
     def ctl(self, now: float) -> bytes:
-        if self.ctl_served is not None:
-            return self.ctl_served
-        return self._publish("ctl", now, lambda seq: self._ctl(now, seq))
+        return self.served.get("ctl") or self._publish("ctl", now, lambda seq: self._ctl(now, seq))
 
-    def ctl_delta(self, now: float, sequence: int, commands: list) -> bytes:
-        """A delta CTL (isFullCtl FALSE) of the root, e.g. to serve at the full-list URL (``ctl_served``)."""
-        return A.signed_list(self.root, "certificateTrustListRca",
-                             A.ctl_body(sequence, commands, full=False, next_update=clock.time32(now + self.list_period)),
-                             now=now)
+    def delta(self, kind: str, now: float, sequence: int, commands: list) -> bytes:
+        """A delta ECTL (by the TLM) or CTL (by the root), isFullCtl FALSE: e.g. to serve at the full-list URL
+        (``served``)."""
+        signer, content = ((self.tlm, "certificateTrustListTlm") if kind == "ectl"
+                           else (self.root, "certificateTrustListRca"))
+        return A.signed_list(signer, content, A.ctl_body(sequence, commands, full=False,
+                                                         next_update=clock.time32(now + self.list_period)), now=now)
 
     def _ectl(self, now: float, sequence: int, signer: A.Issued | None = None) -> bytes:
         signer = signer or self.tlm

@@ -48,11 +48,14 @@ def _now(args):
         raise CliError(f"--now {args.now!r}: not an ISO 8601 date-time") from None
 
 
-def _client(args, *, identity: bool = False):
+def _client(args, *, identity: bool = False, read_only: bool = False):
+    """(section, client, canonical id made or None, state lock or None). A command that changes the
+    state takes the state lock exclusively: refused while a daemon runs on the same state directory."""
     from rsu.ops import config as cfgmod
     from rsu.ops.config_core import ConfigError
     from rsu.pki import config as pkicfg
-    from rsu.pki.client import PkiClient
+    from rsu import statelock
+    from rsu.pki.client import PkiClient, lock_state
     from rsu.pki.errors import PkiError
     from rsu.pki.identity import ensure_identity
     from rsu.security import ssp
@@ -66,23 +69,29 @@ def _client(args, *, identity: bool = False):
     section = cfg.pki
     state = pkicfg.state_path(section, cfg.state_path)
     provider = ssp.ServiceProvider.of(cfg.services.ivi_provider.country, cfg.services.ivi_provider.issuer)
+    lock = store = None
     try:
+        lock = None if read_only else lock_state(state, exclusive=True)
         store = pkicfg.open_store(section, cfg.state_path)
         made = ensure_identity(store, state, pkicfg.its_id_bytes(section.its_id)) if identity else None
-        client = PkiClient.load(pkicfg.client_config(section, provider), store, state)
+        client = PkiClient.load(pkicfg.client_config(section, provider), store, state, read_only=read_only)
     except (PkiError, ValueError) as e:
+        if store is not None:
+            store.close()
+        statelock.release(lock)
         raise CliError(f"pki: {e}") from None
-    return section, client, made
+    return section, client, made, lock
 
 
 def _run(args, jobs: tuple[str, ...], *, identity: bool = False, prepare=None, done=None) -> int:
     import asyncio
 
+    from rsu import statelock
     from rsu.pki import config as pkicfg
     from rsu.pki.http import settle
 
     clock = _now(args)
-    section, client, made = _client(args, identity=identity)
+    section, client, made, lock = _client(args, identity=identity)
     if prepare is not None:
         prepare(client)
 
@@ -94,6 +103,7 @@ def _run(args, jobs: tuple[str, ...], *, identity: bool = False, prepare=None, d
         outcomes = asyncio.run(go())
     finally:
         client.keys.close()
+        statelock.release(lock)
     now = clock.now()
     out = {"outcomes": [{"job": o.job, "result": o.result, "detail": o.detail} for o in outcomes],
            "status": client.status(now)}
@@ -123,7 +133,7 @@ def cmd_trust_update(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     clock = _now(args)
-    _, client, _ = _client(args)
+    _, client, _, _ = _client(args, read_only=True)  # no lock: works while the daemon runs
     try:
         print_json(client.status(clock.now()))
     finally:

@@ -49,7 +49,7 @@ from rsu.pki.errors import PkiError
 from rsu.pki.identity import CANONICAL_LABEL, load_identity
 from rsu.pki.keystore import KeyHandle, KeyStore, KeyStoreError, atomic_write
 from rsu.pki.signed import signer_hashed_id8
-from rsu.pki.trustlist import TrustListError, TrustStore
+from rsu.pki.trustlist import TrustListError, TrustStore, parse_trust_list
 from rsu.security.certs import Certificate, CertificateError
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 CT_REQUEST = "application/x-its-request"
 CT_RESPONSE = "application/x-its-response"
 JOBS = ("trust", "enrol", "authorize")
+TLM_LINK_MARGIN = 30 * 86400.0  # the link certificate is looked for when the current TLM ends within this
+LINK_ABSENT = (404, 405, 501)
+MAX_DELTAS = 255  # deltas kept on top of one full list (ctlSequence has 256 values); then a full list is needed  # no link certificate, or no such endpoint (the URL is not confirmed)
 
 
 # ====================================================================== actions and results
@@ -153,7 +156,9 @@ class PkiClient:
         self.random = random or ecies.SystemRandomness()
         self._jitter = jitter or _random.SystemRandom().random
         self.trust = TrustStore.with_anchor_ids(*config.tlm_ids)
-        self.trust_applied: dict[str, dict] = {}  # list key -> {"raw": hex, "at": posix}
+        # list key -> {"raw": hex, "at": posix}; after deltas on top of a full list also "baseAt" (when the
+        # full list was applied) and "deltas": [{"raw", "at"}] (replayed in order at start)
+        self.trust_applied: dict[str, dict] = {}
         self.ec: StoredCert | None = None
         self.ea_cert: Certificate | None = None  # the EA that issued the EC
         self.ats: list[StoredCert] = []
@@ -161,12 +166,17 @@ class PkiClient:
         self.attempts: dict[tuple[str, str], int] = {}
         self.load_errors: list[str] = []
         self._counter = 0
+        self._link_checked = float("-inf")  # when {cpoc}/gettlmlinkcertificate was last looked at
+        self._pending_link: bytes | None = None  # a link whose TLM certificate is still to be fetched
 
     # ------------------------------------------------------------------ load / save
     @classmethod
-    def load(cls, config: ClientConfig, keystore: KeyStore, state_dir: str | os.PathLike, **kw) -> "PkiClient":
-        """Client with the state of ``state_dir`` (trust lists replayed, EC, ATs); orphan keys deleted.
-        Unusable state files are named in ``load_errors`` and ignored, never fatal."""
+    def load(cls, config: ClientConfig, keystore: KeyStore, state_dir: str | os.PathLike, *,
+             read_only: bool = False, **kw) -> "PkiClient":
+        """Client with the state of ``state_dir`` (trust lists replayed, EC, ATs); orphan keys deleted
+        unless ``read_only`` (``rsu pki status`` beside a running daemon: a key it has just made for a
+        request in flight is not an orphan). Unusable state files are named in ``load_errors`` and
+        ignored, never fatal."""
         self = cls(config, keystore, state_dir, **kw)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if config.its_id is None:
@@ -175,6 +185,8 @@ class PkiClient:
                 config.its_id = bytes.fromhex(identity["itsId"])
         self._load_trust()
         self._load_certs()
+        if read_only:
+            return self
         keep = {CANONICAL_LABEL} | {s.key_label for s in ([self.ec] if self.ec else []) + self.ats}
         try:
             for label in keystore.labels():
@@ -315,6 +327,35 @@ class PkiClient:
         times = [self._list_due(k) for k, url in plan if url is not None]
         return min(times) if times else None
 
+    def _link_wanted(self, now: float) -> bool:
+        """Look for a TLM link certificate (facts §8.4 step 9) when the applied ECTL names a TLM we do not
+        trust yet, or the current TLM ends within TLM_LINK_MARGIN; at most once per refresh interval."""
+        ectl = self.trust.ectl
+        if ectl is None or now < self._link_checked + self.config.trust_refresh_interval:
+            return False
+        current = self.trust.tlms.get(ectl.signer)
+        if current is None or current.end_posix - now < TLM_LINK_MARGIN:
+            return True
+        return any(h8 not in self.trust.tlms for h8 in self._ectl_tlms())
+
+    def _ectl_tlms(self) -> dict[bytes, bytes]:
+        """The TLM certificates (HashedId8 -> bytes as received) the applied ECTL lists."""
+        if self.trust.ectl is None:
+            return {}
+        return {e.hashed_id8: e.certificate.raw for e in parse_trust_list(self.trust.ectl.raw).adds("tlm")}
+
+    def _link_action(self, now: float) -> Fetch | None:
+        cpoc = self.config.cpoc_url.rstrip("/")
+        if self._pending_link is not None:
+            key, url = "tlm-cert", f"{cpoc}/gettlmcertificate/"
+        elif self._link_wanted(now):
+            key, url = "tlm-link", f"{cpoc}/gettlmlinkcertificate"
+        else:
+            return None
+        action = Fetch(self._new_id("trust"), url, key)
+        self.jobs["trust"].in_flight = {"id": action.id, "key": key, "url": url}
+        return action
+
     def _trust_action(self, now: float) -> Fetch | None:
         for key, url in self._list_plan(now):
             if url is None:
@@ -328,7 +369,7 @@ class PkiClient:
                 action = Fetch(self._new_id("trust"), url, key.split(":")[0])
                 self.jobs["trust"].in_flight = {"id": action.id, "key": key, "url": url}
                 return action
-        return None
+        return self._link_action(now)
 
     def _trust_ready(self, now: float) -> bool:
         """Requests wait for a fetch in progress and for the root's CTL (where the EA/AA come from)."""
@@ -489,20 +530,64 @@ class PkiClient:
             return "wrong-content-type", f"{ctype or 'none'} (expected {expected_type})"
         return None
 
+    def _link_result(self, flight: dict, result: HttpResult, now: float) -> Outcome:
+        """A TLM link certificate (or the new TLM certificate it names) from the CPOC: applied when it
+        verifies; none there (404, or no such endpoint) is not an error."""
+        link = self._pending_link
+        self._pending_link = None
+        if flight["key"] == "tlm-link":
+            self._link_checked = now
+            if result.error is None and result.status in LINK_ABSENT:
+                return Outcome("trust", "ok", f"no TLM link certificate at the CPOC (HTTP {result.status})")
+        failed = self._http_failure(result, None)
+        if failed:
+            return Outcome("trust", *failed)
+        if flight["key"] == "tlm-link":
+            link, candidates = result.body, list(self._ectl_tlms().values())
+            try:
+                store, cert = self.trust.with_tlm_link(link, candidates, now)
+            except TrustListError as e:
+                if e.reason != "link-mismatch" or "no TLM certificate" not in e.detail:
+                    raise
+                self._pending_link = link  # the new TLM is not in the ECTL: fetch it from the CPOC next
+                return Outcome("trust", "ok", "TLM link certificate: fetching the TLM certificate it names")
+        else:
+            store, cert = self.trust.with_tlm_link(link, [result.body], now)
+        new = signer_hashed_id8(Certificate.from_bytes(cert))
+        applied = {**self.trust_applied, f"tlm-link:{new.hex()}": {"raw": link.hex(), "cert": cert.hex(), "at": now}}
+        self._save_trust(applied)
+        self.trust, self.trust_applied = store, applied
+        log.info("PKI trust: TLM %s trusted through a link certificate of TLM %s", new.hex(),
+                 self.trust.ectl.signer.hex() if self.trust.ectl else "?")
+        return Outcome("trust", "ok", f"tlm-link:{new.hex()}")
+
     def _trust_result(self, flight: dict, result: HttpResult, now: float) -> Outcome:
+        if flight["key"] in ("tlm-link", "tlm-cert"):
+            return self._link_result(flight, result, now)
         failed = self._http_failure(result, None)  # DCs/CPOCs differ (octet-stream, x-its-ctl): bytes decide
         if failed:
             return Outcome("trust", *failed)
         key = flight["key"]
+        previous = self.trust_applied.get(key)
+        if not parse_trust_list(result.body).is_full and previous is not None:
+            # a delta served at the full-list URL: kept on top of the full list it follows
+            deltas = previous.get("deltas", [])
+            if len(deltas) >= MAX_DELTAS:
+                raise ClientError("too-many-deltas", f"{key}: {len(deltas)} deltas on one full list; the held "
+                                                     f"list is kept until a full list is served")
+            entry = {"raw": previous["raw"], "baseAt": previous.get("baseAt", previous["at"]), "at": now,
+                     "deltas": deltas + [{"raw": result.body.hex(), "at": now}]}
+        else:
+            entry = {"raw": result.body.hex(), "at": now}
         store = _apply(self.trust, key.split(":")[0], result.body, now)
-        applied = {**self.trust_applied, key: {"raw": result.body.hex(), "at": now}}
+        applied = {**self.trust_applied, key: entry}
         if key == "ectl":
             old = self.trust.ectl
             if old is not None and old.signer != store.ectl.signer and "ectl" in self.trust_applied:
                 # a new TLM: keep the list that linked it, so that the replay at start trusts it again
                 applied[f"ectl-link:{store.ectl.signer.hex()}"] = self.trust_applied["ectl"]
             # a new ECTL may drop our root: keep only lists of roots still listed
-            applied = {k: v for k, v in applied.items() if k == "ectl" or k.startswith("ectl-link:")
+            applied = {k: v for k, v in applied.items() if k == "ectl" or k.startswith(("ectl-link:", "tlm-link:"))
                        or bytes.fromhex(k.partition(":")[2]) in store.roots}
         self._save_trust(applied)  # on disk first: then in memory
         self.trust, self.trust_applied = store, applied
@@ -585,16 +670,58 @@ def _failure(e: Exception) -> tuple[str, str]:
 def replay_trust(store: TrustStore, saved: dict) -> tuple[TrustStore, dict, list[str]]:
     """``store`` with the lists of a ``trust.json`` applied again in order (each verified as when it was
     fetched): (store, the lists applied, the errors of those that were not)."""
-    applied, errors = {}, []
+    applied, failed = {}, {}
     lists = saved.get("lists", {}) if isinstance(saved, dict) else {}
-    for key in sorted(lists, key=lambda k: (_ORDER.get(k.split(":")[0], 9), lists[k].get("at", 0), k)):
-        entry = lists[key]
-        try:
-            store = _apply(store, key.split(":")[0], bytes.fromhex(entry["raw"]), entry["at"])
-            applied[key] = entry
-        except (TrustListError, ValueError, KeyError, TypeError) as e:
-            errors.append(f"trust.json {key}: {getattr(e, 'reason', type(e).__name__)}")
-    return store, applied, errors
+
+    def order(k):
+        entry = lists[k] if isinstance(lists[k], dict) else {}
+        at = entry.get("at", 0) if isinstance(entry.get("at", 0), (int, float)) else 0
+        kind = k.split(":")[0]
+        return _ORDER.get(kind, 9), at, _RANK.get(kind, 0), k
+
+    pending = sorted(lists, key=order)
+    while pending:  # in order; a link whose signer comes later (e.g. an ECTL re-fetched after it) is retried
+        left = []
+        for key in pending:
+            entry = lists[key]
+            try:
+                kind = key.split(":")[0]
+                store = _apply(store, kind, bytes.fromhex(entry["raw"]), entry.get("baseAt", entry["at"]), entry)
+                for delta in entry.get("deltas", []):
+                    store = _apply(store, kind, bytes.fromhex(delta["raw"]), delta["at"])
+                applied[key] = entry
+            except (TrustListError, ValueError, KeyError, TypeError) as e:
+                failed[key] = f"trust.json {key}: {getattr(e, 'reason', type(e).__name__)}"
+                left.append(key)
+        if len(left) == len(pending):
+            break
+        pending = left
+    return store, applied, [failed[k] for k in pending if k not in applied]
+
+
+LOCK_NAME = "client.lock"
+
+
+def lock_state(state_dir: str | os.PathLike, exclusive: bool) -> int:
+    """The lock between a running daemon (shared, for its whole run) and the ``rsu pki`` commands that
+    change the client state (exclusive): :mod:`rsu.statelock`, as for the services store. Returns the
+    file descriptor (release with :func:`rsu.statelock.release`); raises PkiError ``state-busy``."""
+    from rsu import statelock
+
+    state = Path(state_dir)
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        return statelock.acquire(
+            state / LOCK_NAME, exclusive,
+            held_by_daemon=f"{state} is in use by a running rsu daemon, whose PKI client enrols, renews ATs "
+                           "and updates the trust lists by itself: watch it with `rsu pki status` (read-only, "
+                           "works while it runs), or stop the daemon first (systemctl stop rsu)",
+            held_by_command=f"{state}: an `rsu pki` command is changing the PKI client state; start rsu when "
+                            "it is done")
+    except statelock.StateBusy as e:
+        raise PkiError("state-busy", str(e)) from None
+    except OSError as e:
+        raise PkiError("state-unwritable", f"{state / LOCK_NAME}: {e.strerror or e}") from None
 
 
 def load_trust_store(state_dir: str | os.PathLike, tlm_ids: tuple[bytes, ...]) -> tuple[TrustStore, list[str]]:
@@ -606,12 +733,17 @@ def load_trust_store(state_dir: str | os.PathLike, tlm_ids: tuple[bytes, ...]) -
     return store, errors
 
 
-def _apply(store: TrustStore, kind: str, raw: bytes, now: float) -> TrustStore:
+def _apply(store: TrustStore, kind: str, raw: bytes, now: float, entry: dict | None = None) -> TrustStore:
+    if kind == "tlm-link":  # a link certificate and the TLM certificate it names
+        return store.with_tlm_link(raw, [bytes.fromhex(entry["cert"])], now)[0]
     return {"ectl-link": store.with_ectl, "ectl": store.with_ectl, "ctl": store.with_ctl,
             "crl": store.with_crl}[kind](raw, now)
 
 
-_ORDER = {"ectl-link": 0, "ectl": 1, "ctl": 2, "crl": 3}
+# replay order: the TLM side in the order it was applied (an old ECTL, the link it or a link
+# certificate made, the new TLM's ECTL), then each root's CTL and CRL
+_ORDER = {"ectl-link": 0, "tlm-link": 0, "ectl": 0, "ctl": 2, "crl": 3}
+_RANK = {"ectl-link": 0, "tlm-link": 1, "ectl": 2}
 
 
 def _join(base: str, verb: str, h8: bytes) -> str:

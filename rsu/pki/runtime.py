@@ -21,8 +21,9 @@ import logging
 from typing import Any, Callable
 
 from rsu import clock as clockmod
+from rsu import statelock
 from rsu.pki import config as pkicfg
-from rsu.pki.client import Outcome, PkiClient
+from rsu.pki.client import Outcome, PkiClient, lock_state
 from rsu.security.region import covers
 
 log = logging.getLogger("rsu.pki")
@@ -39,6 +40,7 @@ class PkiRuntime:
         self._given: tuple[bytes, ...] | None = None  # the tickets given to ``_pool``
         self._pool = None  # a reload that rebuilds the security layer brings a new pool
         self._closed = False
+        self._lock: int | None = None  # the shared state lock (rsu.pki.client.lock_state), released at close
         self.wake = asyncio.Event()  # set: the client looks at what is due now (e.g. the clock jumped)
 
     @classmethod
@@ -51,17 +53,25 @@ class PkiRuntime:
         section = config.pki
         state = pkicfg.state_path(section, config.state_path)
         provider = ssp.ServiceProvider.of(config.services.ivi_provider.country, config.services.ivi_provider.issuer)
-        store = pkicfg.open_store(section, config.state_path)
+        lock = lock_state(state, exclusive=False)  # held while the daemon runs: `rsu pki enrol` etc. wait
+        try:
+            store = pkicfg.open_store(section, config.state_path)
+        except BaseException:
+            statelock.release(lock)
+            raise
         try:
             ensure_identity(store, state, pkicfg.its_id_bytes(section.its_id))
             client = PkiClient.load(pkicfg.client_config(section, provider), store, state)
         except BaseException:
             store.close()
+            statelock.release(lock)
             raise
         for error in client.load_errors:
             log.error("PKI state %s: %s (ignored)", state, error)
         pos = config.station.position
-        return cls(section, client, store, pkicfg.transport(section), clock, (pos.latitude, pos.longitude))
+        runtime = cls(section, client, store, pkicfg.transport(section), clock, (pos.latitude, pos.longitude))
+        runtime._lock = lock
+        return runtime
 
     # ------------------------------------------------------------------ tickets for the sender
     def signing_tickets(self, now: float) -> list:
@@ -115,8 +125,12 @@ class PkiRuntime:
         if self._closed:
             return
         self._closed = True
-        await self.transport.close()
-        self.store.close()
+        try:
+            await self.transport.close()
+            self.store.close()
+        finally:
+            statelock.release(self._lock)
+            self._lock = None
 
     def status(self) -> dict[str, Any]:
         """The client's status (EC, ATs, trust store and its age, jobs with their last errors) and what

@@ -28,12 +28,19 @@ Decisions where the sources leave room (facts §15):
 * The signature field must be canonically encoded (:func:`rsu.pki.signed.open_signed`):
   asn1tools does not enforce the open-type length of the P-384 signature alternatives, so
   without this a changed length octet would still verify.
+* TLM link certificate (facts §8.4 step 9, open question 3): a ``TlmLinkCertificateMessage``
+  signed (psid 624, TLM bit) by a TLM the store trusts, not past its ``expiryTime``, whose
+  ``certificateHash`` is the hash of the new TLM certificate as received, with the hash of the
+  signing TLM's curve (SHA-384 for a P-384 TLM, else SHA-256; another algorithm is refused as
+  ``link-mismatch``). The new TLM must be validly self-signed, valid and hold the TLM right.
+  A TLM trusted through a link stays trusted across full ECTLs, like an anchor.
 * Expired roots listed in an ECTL are kept (the list is still valid) but never trusted:
   :meth:`TrustStore.root` checks validity at use.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -56,7 +63,7 @@ REASONS = (
     "entry-invalid", "signer-unknown", "signer-mismatch", "signer-certificate-invalid", "signer-expired",
     "signer-permissions", "invalid-signature", "expired", "not-yet-valid", "sequence-rollback",
     "sequence-conflict", "sequence-gap", "delta-without-base", "crl-rollback", "unknown-issuer",
-    "wrong-issuer",
+    "wrong-issuer", "link-mismatch",
 )
 
 
@@ -87,8 +94,26 @@ class Entry:
         return signer_hashed_id8(self.certificate) if self.certificate is not None else None
 
 
+class _Signed:
+    """The signer of a parsed message (``self.signed``: :class:`Opened`)."""
+
+    signed: Opened
+
+    @property
+    def signer_certificate(self) -> Certificate | None:
+        return self.signed.signer_certificate if self.signed.signer_form == "certificate" else None
+
+    @property
+    def signer_id(self) -> bytes | None:
+        """HashedId8 of the signer: the digest, or computed from the inline certificate."""
+        if self.signed.signer_form == "digest":
+            return self.signed.signer_digest
+        cert = self.signer_certificate
+        return signer_hashed_id8(cert) if cert is not None else None
+
+
 @dataclass
-class TrustList:
+class TrustList(_Signed):
     kind: str  # "ectl" | "ctl" | "crl"
     raw: bytes
     signed: Opened = field(repr=False)
@@ -125,17 +150,6 @@ class TrustList:
     def revoked(self) -> tuple[bytes, ...]:
         return tuple(self.body.get("entries", ())) if self.kind == "crl" else ()
 
-    @property
-    def signer_certificate(self) -> Certificate | None:
-        return self.signed.signer_certificate if self.signed.signer_form == "certificate" else None
-
-    @property
-    def signer_id(self) -> bytes | None:
-        """HashedId8 of the signer: the digest, or computed from the inline certificate."""
-        if self.signed.signer_form == "digest":
-            return self.signed.signer_digest
-        cert = self.signer_certificate
-        return signer_hashed_id8(cert) if cert is not None else None
 
     def adds(self, kind: str) -> list[Entry]:
         return [e for e in self.entries if e.action == "add" and e.kind == kind]
@@ -150,13 +164,7 @@ def parse_trust_list(data: bytes) -> TrustList:
     The commands (:attr:`TrustList.entries`) are parsed when first used.
     """
     data = bytes(data)
-    try:
-        opened = open_signed(data)
-        payload = opened.payload
-    except SignedDataError as e:
-        raise TrustListError("not-signed" if e.reason == "not-signed" else "malformed", e.detail) from None
-    if len(payload) < 2 or payload[0] != 1:
-        raise TrustListError("malformed", "EtsiTs102941Data version is not v1")
+    opened, payload = _open_data(data)
     alt = _CONTENT_TAGS.get(payload[1])
     if alt is None:
         raise TrustListError("wrong-content", f"content tag {payload[1]:#04x} is not a trust or revocation list")
@@ -178,6 +186,54 @@ def parse_trust_list(data: bytes) -> TrustList:
     except SignedDataError as e:
         raise TrustListError("signer-certificate-invalid", e.detail) from None
     return tl
+
+
+@dataclass
+class LinkCertificate(_Signed):
+    """A TlmLinkCertificateMessage: the old TLM's signed statement that a new TLM certificate succeeds it."""
+
+    raw: bytes
+    signed: Opened = field(repr=False)
+    expiry_time: int  # Time32
+    hash_name: str  # "sha256" | "sha384" | the HashedData alternative when neither
+    certificate_hash: bytes
+
+
+_LINK_TLM_TAG = 0x8A  # EtsiTs102941DataContent extension alternative 10, linkCertificateTlm
+
+
+def parse_link_certificate(data: bytes) -> LinkCertificate:
+    """Parse a TlmLinkCertificateMessage (nothing verified yet); raises TrustListError."""
+    data = bytes(data)
+    opened, payload = _open_data(data)
+    if payload[1] != _LINK_TLM_TAG:
+        raise TrustListError("wrong-content", f"content tag {payload[1]:#04x} is not linkCertificateTlm")
+    try:
+        body = coer.decode("EtsiTs102941Data", payload)["content"][1]
+    except coer.CoerError as e:
+        raise TrustListError("malformed", f"EtsiTs102941Data: {e}") from None
+    if opened.psid != PSID_CTL:
+        raise TrustListError("wrong-psid", f"TLM link certificate signed with psid {opened.psid} "
+                                           f"(expected {PSID_CTL})")
+    alt, value = body["certificateHash"]
+    link = LinkCertificate(data, opened, body["expiryTime"], alt.removesuffix("HashedData"), bytes(value))
+    try:
+        link.signer_certificate
+    except SignedDataError as e:
+        raise TrustListError("signer-certificate-invalid", e.detail) from None
+    return link
+
+
+def _open_data(data: bytes) -> tuple[Opened, bytes]:
+    """The SignedData and its EtsiTs102941Data payload (version v1 checked)."""
+    try:
+        opened = open_signed(data)
+        payload = opened.payload
+    except SignedDataError as e:
+        raise TrustListError("not-signed" if e.reason == "not-signed" else "malformed", e.detail) from None
+    if len(payload) < 2 or payload[0] != 1:
+        raise TrustListError("malformed", "EtsiTs102941Data version is not v1")
+    return opened, payload
 
 
 def _ctl_header(payload: bytes, start: int) -> dict:
@@ -370,6 +426,7 @@ class TrustStore:
     cpoc: str | None = None
     roots: dict = field(default_factory=dict)  # H8 -> RootState
     dcs: dict = field(default_factory=dict)  # URL -> tuple of root H8 (from the ECTL)
+    linked: dict = field(default_factory=dict)  # H8 -> TLM certificates trusted through a link certificate
 
     @classmethod
     def with_anchor(cls, *tlm_certificates: Certificate) -> "TrustStore":
@@ -409,7 +466,7 @@ class TrustStore:
                 raise TrustListError("entry-invalid", f"TLM {e.hashed_id8.hex()} is not validly self-signed")
         roots = {} if tl.is_full else dict(self.roots)
         dcs = {} if tl.is_full else dict(self.dcs)
-        tlms = dict(self.anchors) if tl.is_full else dict(self.tlms)
+        tlms = {**self.anchors, **self.linked} if tl.is_full else dict(self.tlms)
         tlms[signer_id] = signer
         anchors = dict(self.anchors)
         if signer_id in self.anchor_ids:
@@ -439,6 +496,56 @@ class TrustStore:
                     tlms[e.hashed_id8] = e.certificate
         state = ListState(tl.raw, tl.sequence, tl.next_update, signer_id)
         return replace(self, anchors=anchors, tlms=tlms, ectl=state, cpoc=cpoc, roots=roots, dcs=dcs)
+
+    # ------------------------------------------------------------------ TLM link certificate
+    def with_tlm_link(self, data: bytes, candidates: list[bytes], now: float) -> tuple["TrustStore", bytes]:
+        """Trust the new TLM that a link certificate signed by a trusted TLM names: (new store, the
+        certificate bytes among ``candidates`` whose hash the link carries). Refused with a reason:
+        not-signed, malformed, wrong-psid, signer-unknown/-mismatch/-expired/-permissions,
+        invalid-signature, expired (past expiryTime), link-mismatch (no candidate has that hash, or the
+        hash is not of the signer's curve), entry-invalid (the new TLM is not a valid TLM certificate)."""
+        link = parse_link_certificate(data)
+        if link.signed.signer_form not in ("certificate", "digest"):
+            raise TrustListError("profile-violation", f"link certificate signer is {link.signed.signer_form}")
+        signer = self.tlms.get(link.signer_id)
+        if signer is None:
+            raise TrustListError("signer-unknown", f"link certificate signer {link.signer_id.hex()} is not a "
+                                                   f"trusted TLM")
+        inline = link.signer_certificate
+        if inline is not None and inline.raw != signer.raw:
+            raise TrustListError("signer-mismatch", "inline signer certificate differs from the trusted TLM")
+        its_now = clock.posix_to_its_seconds(now)
+        if not signer.valid_at_its(its_now):
+            raise TrustListError("signer-expired", f"TLM certificate {link.signer_id.hex()} is not valid now")
+        if not link.signed.verify(signer.public_key, signer):
+            raise TrustListError("invalid-signature", f"link certificate signature does not verify with "
+                                                      f"{link.signer_id.hex()}")
+        ssp = signer.app_permissions.get(PSID_CTL) or b""
+        if not (len(ssp) >= 2 and ssp[1] & CTL_RIGHT["tlm"]):
+            raise TrustListError("signer-permissions", f"TLM {link.signer_id.hex()} lacks the TLM right "
+                                                       f"(CTL SSP {ssp.hex()})")
+        if link.expiry_time < its_now:
+            raise TrustListError("expired", f"link certificate expiryTime "
+                                            f"{clock.iso_utc(clock.time32_to_posix(link.expiry_time))} has passed")
+        wanted = signer.id_hash_name
+        if link.hash_name != wanted:
+            raise TrustListError("link-mismatch", f"certificateHash is {link.hash_name}, the signing TLM's curve "
+                                                  f"needs {wanted}")
+        new = next((c for c in candidates if _hash(wanted, c) == link.certificate_hash), None)
+        if new is None:
+            raise TrustListError("link-mismatch", f"no TLM certificate has the hash the link names "
+                                                  f"({link.certificate_hash.hex()[:16]}...)")
+        try:
+            cert = Certificate.from_bytes(new)
+        except CertificateError as e:
+            raise TrustListError("entry-invalid", f"linked TLM certificate: {e}") from None
+        cert_ssp = cert.app_permissions.get(PSID_CTL) or b""
+        if not cert.is_self_signed or not cert.signature_valid(None):
+            raise TrustListError("entry-invalid", "linked TLM certificate is not validly self-signed")
+        if not cert.valid_at(now) or not (len(cert_ssp) >= 2 and cert_ssp[1] & CTL_RIGHT["tlm"]):
+            raise TrustListError("entry-invalid", "linked TLM certificate is not valid now or lacks the TLM right")
+        h8 = signer_hashed_id8(cert)
+        return replace(self, tlms={**self.tlms, h8: cert}, linked={**self.linked, h8: cert}), cert.raw
 
     # ------------------------------------------------------------------ Root CA CTL
     def _root_list(self, data: bytes, kind: str, now: float) -> tuple[TrustList, RootState]:
@@ -520,6 +627,10 @@ class TrustStore:
                       for h, r in sorted(self.roots.items())},
             "dcs": {url: [h.hex() for h in hs] for url, hs in sorted(self.dcs.items())},
         }
+
+
+def _hash(name: str, data: bytes) -> bytes:
+    return hashlib.new(name, data).digest()
 
 
 def _list_json(state: ListState | None, its_now: float) -> dict | None:

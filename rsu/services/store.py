@@ -28,7 +28,6 @@ Every change is one transaction (:meth:`Store.apply`): all of a request or nothi
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from rsu import statelock
 from rsu.services import cursors as cursorfile
 from rsu.services.cursors import Cursor, CursorFileError, CursorState
 
@@ -369,15 +369,11 @@ def lock_path(p: Path) -> Path:
 def lock_store(p: Path, exclusive: bool) -> int:
     """Shared lock for daemons (several may read one store in tests), exclusive for the repair commands."""
     try:
-        fd = os.open(lock_path(p), os.O_RDWR | os.O_CREAT, 0o600)
+        return statelock.acquire(
+            lock_path(p), exclusive,
+            held_by_daemon=f"{p}: in use by a running rsu (stop the daemon first: systemctl stop rsu)",
+            held_by_command=f"{p}: an `rsu store` repair command is working on the store; start rsu when it is done")
+    except statelock.StateBusy as e:
+        raise StoreBusy(str(e)) from None
     except OSError as e:
         raise StoreError(f"{lock_path(p)}: {e.strerror or e}") from None
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        if exclusive:
-            raise StoreBusy(f"{p}: in use by a running rsu (stop the daemon first: systemctl stop rsu)") from None
-        raise StoreBusy(f"{p}: an `rsu store` repair command is working on the store; start rsu when it is done"
-                        ) from None
-    return fd

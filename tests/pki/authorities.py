@@ -94,6 +94,18 @@ def crl(root: Issued, revoked: list[bytes], *, this_update: int = T32 - 3600, ne
     return signed_list(root, "certificateRevocationList", body, form=form)
 
 
+def tlm_link(tlm: Issued, new: Certificate, *, expiry: int = T32 + 30 * 86400, hash_name: str | None = None,
+             psid: int = 624, form: str = "certificate", now: float = NOW) -> bytes:
+    """A TlmLinkCertificateMessage: ``tlm`` signs expiryTime and the hash of ``new`` (by default the hash of
+    ``tlm``'s own curve, as rsu expects)."""
+    hash_name = hash_name or tlm.certificate.id_hash_name
+    body = {"expiryTime": expiry,
+            "certificateHash": (f"{hash_name}HashedData", hashlib.new(hash_name, new.raw).digest())}
+    payload = coer.encode("EtsiTs102941Data", {"version": 1, "content": ("linkCertificateTlm", body)})
+    return signed.sign(tlm.key, psid=psid, generation_time=clock.time64(now), payload=payload, signer=form,
+                       certificate=tlm.certificate)
+
+
 # ====================================================================== EA and AA
 
 class TestEA:

@@ -85,7 +85,7 @@ def test_empty_state_to_every_service_signed_by_fetched_ats(served, tmp_path):
     net = group_and_port()
     pki = {"cpoc_url": world.cpoc_url, "tlm": world.tlm.certificate.hashed_id8.hex(),
            "root": world.root.certificate.hashed_id8.hex(), "its_id": ITS_ID.decode(),
-           "retry_base": 0.2, "retry_max": 1, "http_timeout": 5}
+           "retry_base": 1, "retry_max": 2, "http_timeout": 5}
     daemon = RsuDaemon(tmp_path, group=net[0], port=net[1], extra={"pki": pki})
     daemon.start()
     rx = MulticastReceiver(*net)

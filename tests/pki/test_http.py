@@ -11,6 +11,7 @@ from rsu.clock import ManualClock
 from rsu.pki import client as C
 from rsu.pki.http import HttpTransport, run_forever, settle
 from rsu.pki.keystore import FileKeyStore
+from tests.pki import authorities as A
 from tests.pki.authorities import NOW
 from tests.pki.helpers import SeededRandomness
 from tests.pki.servers import Servers, tls_pair
@@ -191,3 +192,138 @@ async def test_cli_enrol_authorize_status_trust_update(pki):
     assert code == 1 and out["outcomes"][0]["result"] == "http-500"
     code, err = await rsu_cli("pki", "status", "--config", str(tmp / "missing.yaml"))
     assert code == 2 and "missing.yaml" in err
+
+
+# ====================================================================== TLM link certificates
+
+def _h8(issued):
+    from rsu.pki.signed import signer_hashed_id8
+
+    return signer_hashed_id8(issued.certificate)
+
+
+async def test_tlm_link_certificate_from_the_cpoc_moves_the_client_to_the_new_tlm(pki):
+    client, world, clock = pki["client"](), pki["world"], pki["clock"]
+    await settle(client, pki["transport"], clock)
+    assert not any("gettlmlinkcertificate" in p for _, p in world.requests)  # nothing asks for it yet
+    old = _h8(world.tlm)
+    world.link_rollover(clock.now())  # the ECTL now names a TLM it does not link: the link certificate does
+    clock.advance(25 * HOUR)
+    outcomes = await settle(client, pki["transport"], clock)
+    assert all(o.ok for o in outcomes), results(outcomes)
+    new = _h8(world.next_tlm)
+    assert f"tlm-link:{new.hex()}" in [o.detail for o in outcomes]
+    assert ("GET", "/cpoc/gettlmlinkcertificate") in world.requests
+    assert world.requests[-1][1] != f"/cpoc/getectl/{old.hex().upper()}"
+    assert client.trust.ectl.signer == new and new in client.trust.tlms  # the new TLM's ECTL applied
+    # a restart replays the old ECTL, the link and the new TLM's ECTL from trust.json
+    again = pki["client"]()
+    assert again.load_errors == [] and again.trust.ectl.signer == new
+    assert again.trust.roots.keys() == client.trust.roots.keys()
+
+
+async def test_tlm_link_to_a_tlm_the_ectl_does_not_list_fetches_its_certificate(pki):
+    from rsu import clock as clockmod
+    from tests.pki import authorities as A
+
+    world, clock = pki["world"], pki["clock"]
+    # a TLM at the end of its life (ends in about 10 days): the client looks for a link certificate
+    world.tlm = A.make_tlm("world-tlm", start=clockmod.time32(NOW) - 4 * 365 * 86400 + 10 * 86400)
+    client = pki["client"]()
+    outcomes = await settle(client, pki["transport"], clock)
+    assert ("trust", "ok") in results(outcomes) and world.requests.count(("GET", "/cpoc/gettlmlinkcertificate")) == 1
+    assert any("no TLM link certificate" in o.detail and "404" in o.detail for o in outcomes)  # none yet: no error
+    assert client.jobs["trust"].failures == 0 and len(client.usable_ats(clock.now())) == 2
+    world.link_rollover(clock.now(), in_ectl=False)
+    clock.advance(25 * HOUR)
+    outcomes = await settle(client, pki["transport"], clock)
+    assert all(o.ok for o in outcomes), results(outcomes)
+    assert ("GET", "/cpoc/gettlmcertificate/") in world.requests
+    assert client.trust.ectl.signer == _h8(world.next_tlm)
+
+
+async def test_tlm_link_refused_changes_nothing(pki):
+    from rsu.pki.trustlist import REASONS
+    from tests.pki import authorities as A
+
+    client, world, clock = pki["client"](), pki["world"], pki["clock"]
+    await settle(client, pki["transport"], clock)
+    world.link_rollover(clock.now())
+    good = world.link
+    before = client.trust
+    for n, bad in enumerate([good[:20] + bytes([good[20] ^ 0x01]) + good[21:],  # a flipped byte
+                             good[:-1] + bytes([good[-1] ^ 0x80]),  # the signature
+                             A.tlm_link(A.make_tlm("rogue"), world.next_tlm.certificate),  # another TLM
+                             A.tlm_link(world.tlm, world.next_tlm.certificate, expiry=A.T32 - 60)]):  # expired
+        world.link = bad
+        client._link_checked = float("-inf")
+        clock.advance(25 * HOUR)
+        outcomes = await settle(client, pki["transport"], clock)
+        refused = [o for o in outcomes if not o.ok]
+        assert len(refused) == 1 and refused[0].result in REASONS, (n, results(outcomes))
+        assert _h8(world.next_tlm) not in client.trust.tlms
+        assert client.trust.ectl.signer == before.ectl.signer and client.jobs["trust"].last_error
+        client.jobs["trust"].retry_at = 0.0
+    assert not any(k.startswith("tlm-link:") for k in client.trust_applied)
+
+
+# ====================================================================== delta lists at the full-list URL
+
+async def test_a_delta_ctl_at_the_full_list_url_is_applied_on_top_and_a_gap_is_refused(pki):
+    from rsu.pki.signed import signer_hashed_id8
+
+    client, world, clock = pki["client"](), pki["world"], pki["clock"]
+    await settle(client, pki["transport"], clock)
+    rid = world.root.certificate.hashed_id8
+    aa = signer_hashed_id8(world.aa.cert)
+    assert client.trust.roots[rid].ctl.sequence == 0 and aa in client.trust.roots[rid].aas
+    # the DC answers getctl with a delta that follows our list: the AA is deleted, a DC added
+    world.served["ctl"] = world.delta("ctl", clock.now(), 1, [("delete", ("cert", aa)), ("add", ("dc", {
+        "url": "http://dc2.test/", "cert": []}))])
+    clock.advance(25 * HOUR)
+    outcomes = await settle(client, pki["transport"], clock)
+    assert ("trust", "ok") in results(outcomes) and client.jobs["trust"].failures == 0, results(outcomes)
+    root = client.trust.roots[rid]
+    assert root.ctl.sequence == 1 and aa not in root.aas and root.eas  # on top: the EA of the full list stays
+    assert "http://dc2.test/" in root.dcs
+    assert client.usable_ats(clock.now()) == []  # the AA is no longer listed: its ATs are not used
+    # a restart replays the full list and the delta
+    again = pki["client"]()
+    assert again.load_errors == [] and again.trust.roots[rid].ctl.sequence == 1 and aa not in again.trust.roots[rid].aas
+    # a delta that does not follow (3 after 1): refused, the held list (full + delta) kept, on disk too
+    world.served["ctl"] = world.delta("ctl", clock.now(), 3, [("delete", ("cert", signer_hashed_id8(world.ea.cert)))])
+    held = dict(client.trust_applied)
+    clock.advance(25 * HOUR)
+    outcomes = await settle(client, pki["transport"], clock)
+    assert [o.result for o in outcomes if not o.ok] == ["sequence-gap"], results(outcomes)
+    assert client.trust.roots[rid].ctl.sequence == 1 and client.trust.roots[rid].eas
+    assert client.trust_applied[f"ctl:{rid.hex()}"] == held[f"ctl:{rid.hex()}"]
+    assert pki["client"]().trust.roots[rid].ctl.sequence == 1
+    # a full list again replaces everything: the deltas are dropped
+    client.jobs["trust"].retry_at = 0.0
+    clock.advance(25 * HOUR)
+    world.served["ctl"] = world._ctl(clock.now(), 2)
+    outcomes = await settle(client, pki["transport"], clock)
+    assert all(o.ok for o in outcomes), results(outcomes)
+    assert client.trust.roots[rid].ctl.sequence == 2 and aa in client.trust.roots[rid].aas
+    assert "deltas" not in client.trust_applied[f"ctl:{rid.hex()}"]
+
+
+async def test_a_delta_ectl_at_the_cpoc_adds_on_top_and_one_going_backwards_is_refused(pki):
+    client, world, clock = pki["client"](), pki["world"], pki["clock"]
+    await settle(client, pki["transport"], clock)
+    rid = world.root.certificate.hashed_id8
+    other = A.make_tlm("other-root")  # a second self-signed "root" the delta adds (CTL rights suffice)
+    seq = client.trust.ectl.sequence
+    world.served["ectl"] = world.delta("ectl", clock.now(), (seq + 1) % 256, [A.add_rca(other.certificate)])
+    clock.advance(25 * HOUR)
+    outcomes = await settle(client, pki["transport"], clock)
+    assert client.jobs["trust"].failures == 0, results(outcomes)
+    assert client.trust.ectl.sequence == seq + 1 and rid in client.trust.roots
+    assert other.certificate.hashed_id8 in client.trust.roots  # added on top, nothing of the full list lost
+    world.served["ectl"] = world.delta("ectl", clock.now(), seq, [("delete", ("cert", rid))])  # goes backwards
+    clock.advance(25 * HOUR)
+    outcomes = await settle(client, pki["transport"], clock)
+    assert [o.result for o in outcomes if not o.ok] == ["sequence-gap"], results(outcomes)
+    assert rid in client.trust.roots and client.trust.ectl.sequence == seq + 1
+    assert pki["client"]().trust.ectl.sequence == seq + 1  # on disk: full list + the one delta

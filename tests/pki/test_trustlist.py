@@ -256,3 +256,79 @@ def test_digest_signed_ectl(tlm, root):
     data = A.ectl(tlm, 0, [A.add_rca(root.certificate)], form="digest")
     store = T.TrustStore.with_anchor(tlm.certificate).with_ectl(data, A.NOW)
     assert store.root(signer_hashed_id8(root.certificate), A.NOW) is not None
+
+
+# ====================================================================== TLM link certificates
+
+def test_tlm_link_certificate_trusts_the_new_tlm(root):
+    old, new, rogue = A.make_tlm("link-old"), A.make_tlm("link-new"), A.make_tlm("link-rogue")
+    store = T.TrustStore.with_anchor(old.certificate).with_ectl(A.ectl(old, 3, [A.add_rca(root.certificate)]), A.NOW)
+    with pytest.raises(T.TrustListError) as e:  # not trusted before the link
+        store.with_ectl(A.ectl(new, 0, [A.add_rca(root.certificate)]), A.NOW)
+    assert e.value.reason == "signer-unknown"
+    for form in ("certificate", "digest"):
+        linked, raw = store.with_tlm_link(A.tlm_link(old, new.certificate, form=form),
+                                          [rogue.certificate.raw, new.certificate.raw], A.NOW)
+        assert raw == new.certificate.raw and signer_hashed_id8(new.certificate) in linked.tlms
+    after = linked.with_ectl(A.ectl(new, 0, [A.add_rca(root.certificate)]), A.NOW)
+    assert after.ectl.signer == signer_hashed_id8(new.certificate)
+    # a full ECTL of the old TLM again does not forget the linked one (it is trusted like an anchor)
+    again = linked.with_ectl(A.ectl(old, 4, [A.add_rca(root.certificate)]), A.NOW)
+    assert signer_hashed_id8(new.certificate) in again.tlms
+    assert store.tlms.keys() == {signer_hashed_id8(old.certificate)}  # the old store unchanged (immutable)
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("unsigned", "not-signed"),
+    ("signed-by-rogue", "signer-unknown"),
+    ("inline-swapped", "invalid-signature"),
+    ("expired", "expired"),
+    ("other-certificate", "link-mismatch"),
+    ("sha384-for-p256", "link-mismatch"),
+    ("wrong-psid", "wrong-psid"),
+    ("a-ctl", "wrong-content"),
+    ("no-tlm-right", "signer-permissions"),
+    ("new-not-a-tlm", "entry-invalid"),
+])
+def test_tlm_link_refusals(root, case, reason):
+    old, new, rogue = A.make_tlm("link-old"), A.make_tlm("link-new"), A.make_tlm("link-rogue")
+    store = T.TrustStore.with_anchor(old.certificate)
+    candidates = [new.certificate.raw]
+    if case == "unsigned":
+        from rsu.pki import coer
+        data = coer.encode("Ieee1609Dot2Data", {"protocolVersion": 3, "content": ("unsecuredData", b"\x01\x8a")})
+    elif case == "signed-by-rogue":
+        data = A.tlm_link(rogue, new.certificate)
+    elif case == "inline-swapped":  # another trusted TLM put inline: its key does not verify
+        data = A.tlm_link(old, new.certificate).replace(old.certificate.raw, rogue.certificate.raw)
+        store = T.TrustStore.with_anchor(old.certificate, rogue.certificate)
+    elif case == "expired":
+        data = A.tlm_link(old, new.certificate, expiry=A.T32 - 60)
+    elif case == "other-certificate":
+        data = A.tlm_link(old, rogue.certificate)
+    elif case == "sha384-for-p256":
+        data = A.tlm_link(old, new.certificate, hash_name="sha384")
+    elif case == "wrong-psid":
+        data = A.tlm_link(old, new.certificate, psid=622)
+    elif case == "a-ctl":
+        data = A.ectl(old, 3, [A.add_rca(root.certificate)])
+    elif case == "no-tlm-right":
+        weak = A.make_tlm("link-weak", ssp=b"\x01\x48")
+        store, data = T.TrustStore.with_anchor(weak.certificate), A.tlm_link(weak, new.certificate)
+    else:
+        data, candidates = A.tlm_link(old, root.certificate), [root.certificate.raw]
+    with pytest.raises(T.TrustListError) as e:
+        store.with_tlm_link(data, candidates, A.NOW)
+    assert e.value.reason == reason, e.value
+
+
+def test_tlm_link_every_flipped_byte_refused():
+    old, new = A.make_tlm("link-old"), A.make_tlm("link-new")
+    store = T.TrustStore.with_anchor(old.certificate)
+    data = A.tlm_link(old, new.certificate)
+    store.with_tlm_link(data, [new.certificate.raw], A.NOW)  # the original is accepted
+    for i in range(len(data)):
+        flipped = data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
+        with pytest.raises(T.TrustListError) as e:
+            store.with_tlm_link(flipped, [new.certificate.raw], A.NOW)
+        assert e.value.reason in T.REASONS

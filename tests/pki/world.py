@@ -33,6 +33,9 @@ class PkiWorld:
         self.misbehave: dict[str, str] = {}  # endpoint ("cpoc", "dc", "ea", "aa") -> what
         self.requests: list[tuple[str, str]] = []
         self.next_tlm: A.Issued | None = None  # after rollover(): the successor TLM
+        self.link: bytes | None = None  # after link_rollover(): the TLM link certificate the CPOC serves
+        self.link_in_ectl = True
+        self.served: dict[str, bytes] = {}  # "ectl"/"ctl" -> what the CPOC/DC answers instead of its full list  # link_rollover(): the old TLM's ECTL lists the new TLM (without successorTo)
 
     def rollover(self) -> None:
         """A new TLM (later validity start): the old TLM's ECTL links it, and the CPOC serves its ECTL too."""
@@ -41,6 +44,14 @@ class PkiWorld:
         if "ectl" in self.published:  # re-issued (next sequence) at the next request
             _, sequence, data = self.published["ectl"]
             self.published["ectl"] = (float("-inf"), sequence, data)
+
+    def link_rollover(self, now: float, *, in_ectl: bool = True) -> None:
+        """A new TLM trusted only through a TLM link certificate signed by the old one, which the CPOC serves
+        at ``gettlmlinkcertificate`` (the old TLM's ECTL lists the new one without successorTo, or, with
+        ``in_ectl`` False, not at all: then only ``gettlmcertificate/`` has it)."""
+        self.rollover()
+        self.link_in_ectl = in_ectl
+        self.link = A.tlm_link(self.tlm, self.next_tlm.certificate, expiry=clock.time32(now + 30 * 86400), now=now)
 
     def reissue(self, start: float, years: int = 4) -> None:
         """A TLM, root, EA and AA valid from ``start`` (POSIX) for ``years``: the root, EA and AA re-issued
@@ -95,16 +106,28 @@ class PkiWorld:
         return data
 
     def ectl(self, now: float) -> bytes:
-        return self._publish("ectl", now, lambda seq: self._ectl(now, seq))
+        return self.served.get("ectl") or self._publish("ectl", now, lambda seq: self._ectl(now, seq))
 
     def ctl(self, now: float) -> bytes:
-        return self._publish("ctl", now, lambda seq: self._ctl(now, seq))
+        return self.served.get("ctl") or self._publish("ctl", now, lambda seq: self._ctl(now, seq))
+
+    def delta(self, kind: str, now: float, sequence: int, commands: list) -> bytes:
+        """A delta ECTL (by the TLM) or CTL (by the root), isFullCtl FALSE: e.g. to serve at the full-list URL
+        (``served``)."""
+        signer, content = ((self.tlm, "certificateTrustListTlm") if kind == "ectl"
+                           else (self.root, "certificateTrustListRca"))
+        return A.signed_list(signer, content, A.ctl_body(sequence, commands, full=False,
+                                                         next_update=clock.time32(now + self.list_period)), now=now)
 
     def _ectl(self, now: float, sequence: int, signer: A.Issued | None = None) -> bytes:
         signer = signer or self.tlm
         commands = [A.add_rca(self.root.certificate), A.add_dc(self.dc_url, self.root.certificate)]
         if self.next_tlm is None:
             commands.append(A.add_tlm(self.tlm.certificate, self.cpoc_url))
+        elif self.link is not None:  # the link certificate, not the ECTL, vouches for the new TLM
+            commands.append(A.add_tlm(self.tlm.certificate, self.cpoc_url))
+            if self.link_in_ectl:
+                commands.append(A.add_tlm(self.next_tlm.certificate, self.cpoc_url))
         else:
             commands.append(A.add_tlm(self.next_tlm.certificate, self.cpoc_url, successor_to=self.tlm.certificate))
         return A.signed_list(signer, "certificateTrustListTlm",
@@ -144,6 +167,10 @@ class PkiWorld:
                 and parts == ["cpoc", "getectl", self.next_tlm.certificate.hashed_id8.hex().upper()]):
             return 200, "application/octet-stream", self._publish(
                 "ectl-2", now, lambda seq: self._ectl(now, seq, self.next_tlm))
+        if method == "GET" and parts == ["cpoc", "gettlmlinkcertificate"] and self.link is not None:
+            return 200, "application/octet-stream", self.link
+        if method == "GET" and parts == ["cpoc", "gettlmcertificate"]:  # the current (newest) TLM
+            return 200, "application/octet-stream", (self.next_tlm or self.tlm).certificate.raw
         if method == "GET" and parts == ["dc", "getctl", root_h8]:
             return 200, "application/x-its-ctl", self.ctl(now)
         if method == "GET" and parts == ["dc", "getcrl", root_h8]:

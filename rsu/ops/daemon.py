@@ -34,10 +34,11 @@ from rsu.clock import Clock, SystemClock, iso_utc
 from rsu.ops import config as cfgmod
 from rsu.ops import logging as rlog
 from rsu.ops.config_core import ConfigError
-from rsu.ops.metrics import CONTENT_TYPE, Metrics, RxReason, TxReason, security_reason
+from rsu.ops.metrics import CONTENT_TYPE, Metrics, TxReason
 from rsu.ops.systemd import Notifier
+from rsu.pipeline.receive import ReceivePipeline, RxOutcome
+from rsu.pipeline.receive_ports import SecurityServicePort
 from rsu.transports.drops import DropReason
-from rsu.transports.gn import DuplicateDetector
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -219,7 +220,7 @@ class Daemon:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._sent: dict[tuple[str, str], dict] = {}
-        self._duplicates: dict[str, DuplicateDetector] = {}
+        self.receive: ReceivePipeline | None = None  # built at start, once the services and security exist
         self.started_at: float | None = None
         self.reloads = {"ok": 0, "rejected": 0, "last_error": None}
         from rsu.pki.runtime import CurrentPkiCollector
@@ -234,6 +235,10 @@ class Daemon:
         self.security = build_security(self.config, self.clock, self.metrics.limit_hit, self.pki)
         self._pki_pick_up()
         self.layer = self._build_layer()
+        self.receive = ReceivePipeline(
+            self.layer, self._security_port(), accept_unsecured=self.config.security.accept_unsecured,
+            on_limit=self.metrics.limit_hit,
+            on_verify_seconds=lambda message, s: self.metrics.child(self.metrics.verify_time, message).observe(s))
         await self._start_transports()
         # the restored messages go back on the air first (after kill -9 every second off air counts);
         # integrations and the API (aiohttp) come up while they are sent
@@ -331,9 +336,11 @@ class Daemon:
             self._open_pki()
             changed.add("pki")
         if changed & {"security", "state_dir", "pki"}:
-            self._drop_held()  # frames held by the old security entity leave with it
             self.security = build_security(new, self.clock, self.metrics.limit_hit, self.pki)
             self._pki_pick_up()
+            # frames held by the old security entity leave with it
+            self._count(self.receive.use_security(self._security_port(), accept_unsecured=new.security.accept_unsecured,
+                                                  now=self.clock.now()))
         if "pki" in changed:
             self._start_pki()
         if changed & {"station", "state_dir", "services", "security", "pki"}:
@@ -341,6 +348,7 @@ class Daemon:
             # the API and the integrations reach the layer through the daemon, so they follow
             self.layer.close()
             self.layer = self._build_layer()
+            self.receive.use_services(self.layer)
             self._wake.set()
         if changed & {"station", "transports", "security", "pki"}:
             await self.transports.stop()
@@ -436,8 +444,8 @@ class Daemon:
 
                 built.append(MqttTransport(cfg, clock=self.clock, drops=self.metrics))
         self.transports = TransportSet(built, drops=self.metrics)
-        self._duplicates = {t.name: DuplicateDetector(t.config.duplicate_entries, self.metrics.limit_hit)
-                            for t in built if isinstance(t, GnUdpTransport)}
+        self.receive.use_duplicate_tables({t.name: t.config.duplicate_entries for t in built
+                                           if isinstance(t, GnUdpTransport)})
         await self.transports.start(self._on_frame)
 
     def _gn_signer(self, gnmod):
@@ -570,97 +578,17 @@ class Daemon:
         record["count"] += 1
 
     # ------------------------------------------------------------------ receiving
-    # Every frame a transport hands up is counted received once (Metrics.rx) and then meets exactly
-    # one fate: accepted, dropped with a reason, or held (until it is released, expires or is pushed
-    # out of the hold, when it meets its fate). See docs/metrics.md "Receive accounting".
+    # Every frame a transport hands up goes through the receive pipeline (rsu.pipeline.receive), which
+    # decides its fate; each outcome is counted (docs/metrics.md "Receive accounting").
     def _on_frame(self, frame) -> None:
-        message = _message(frame)
-        self.metrics.rx(message, frame.transport)
-        try:
-            if not frame.secured_packet:
-                if self.config.security.accept_unsecured or self.security is None:
-                    self._deliver_unsecured(frame)
-                else:
-                    self.metrics.rx_drop(message, frame.transport, RxReason.UNSECURED)
-                return
-            if self.security is None:
-                self.metrics.rx_drop(message, frame.transport, RxReason.SECURITY_DISABLED)
-                return
-            kind = catalog.BY_BTP_PORT.get(frame.btp_port) if frame.btp_port is not None else None
-            t0 = time.perf_counter()
-            result = self.security.verify(frame.secured, kind, payload_offset=frame.payload_offset, context=frame)
-            self.metrics.child(self.metrics.verify_time, message).observe(time.perf_counter() - t0)
-        except Exception:  # a bug: this frame's fate is an internal error, never a crash
-            log.exception("received frame not processed")
-            self.metrics.rx_drop(message, frame.transport, DropReason.INTERNAL_ERROR)
-            return
-        for r in (result, *result.released):
-            self._judged(r)
+        self._count(self.receive.receive(frame, self.clock.now()))
 
-    def _judged(self, r) -> None:
-        """One verification result: the fate of its frame (and the hold bookkeeping)."""
-        frame = r.context
-        message = _message(frame)
-        if r.from_hold:
-            event = {"held-expired": "expired", "hold-queue-full": "evicted"}.get(str(r.reason), "released")
-            self.metrics.hold(message, frame.transport, event)
-        if r.held:
-            self.metrics.hold(message, frame.transport, "held")
-            return
-        try:
-            reason = self._deliver_verified(r)
-        except Exception:
-            log.exception("received frame not processed")
-            reason = DropReason.INTERNAL_ERROR
-        if reason is not None:
-            self.metrics.rx_drop(message, frame.transport, reason)
+    def _count(self, outcomes: list[RxOutcome]) -> None:
+        for outcome in outcomes:
+            self.metrics.count_receive(outcome)
 
-    def _drop_held(self) -> None:
-        """The security entity is replaced (reload): its held frames are dropped as expired."""
-        if self.security is not None:
-            verifier = self.security.verifier
-            verifier.hold_seconds = -1.0
-            for r in verifier.expire_held():
-                self._judged(r)
-
-    def _deliver_verified(self, r) -> str | None:
-        """Deliver an accepted result; the drop reason otherwise."""
-        frame = r.context
-        if not r.ok:
-            return security_reason(r.reason)
-        if frame.duplicate_key is not None:  # GN duplicate detection, after verification (EN 302 636-4-1)
-            source, sn, lifetime = frame.duplicate_key
-            detector = self._duplicates.setdefault(frame.transport, DuplicateDetector(on_limit=self.metrics.limit_hit))
-            if detector.is_duplicate(source, sn, frame.received_at, lifetime):
-                return str(DropReason.DUPLICATE)
-        if self.security.replayed(r):
-            return str(RxReason.REPLAY)
-        security = {"its_aid": r.psid, "ssp": r.ssp.hex() if r.ssp is not None else None,
-                    "signer": r.signer_id.hex() if r.signer_id else None, "verification": "ok"}
-        return self._deliver(frame, r.pdu if r.pdu is not None else r.payload[frame.payload_offset:], security)
-
-    def _deliver_unsecured(self, frame) -> None:
-        payload = frame.secured[frame.payload_offset:]
-        reason = self._deliver(frame, payload, {"its_aid": None, "ssp": None, "signer": None, "verification": "ok",
-                                                "secured": False})
-        if reason is not None:
-            self.metrics.rx_drop(_message(frame), frame.transport, reason)
-
-    def _deliver(self, frame, pdu, security: dict) -> str | None:
-        """Hand a verified PDU to the services: None when delivered (counted accepted), else the drop reason."""
-        transport = {"transport": frame.transport, "source": frame.source, "btp_port": frame.btp_port,
-                     "received_at": iso_utc(frame.received_at), **{k: v for k, v in frame.info.items()
-                                                                     if isinstance(v, (str, int, float, bool))}}
-        try:
-            event, reason = self.layer.receive(pdu, security, transport)
-        except Exception:  # peer input never stops the daemon
-            log.exception("received message not processed")
-            return str(DropReason.INTERNAL_ERROR)
-        if event is None:
-            return str(reason)
-        kind = catalog.BY_NAME.get(event.get("message", ""))
-        self.metrics.accept(kind.service if kind else "?", _message(frame), frame.transport)
-        return None
+    def _security_port(self) -> SecurityServicePort | None:
+        return SecurityServicePort(self.security) if self.security is not None else None
 
     # ------------------------------------------------------------------ status & gauges
     async def _housekeeping_loop(self) -> None:
@@ -675,9 +603,8 @@ class Daemon:
         m = self.metrics
         m.update_rates()
         self._pki_pick_up()
+        self._count(self.receive.expire(self.clock.now()))
         if self.security is not None:
-            for r in self.security.expire_held():
-                self._judged(r)
             m.p2pcd_pending.set(len(self.security.pending_certificate_requests))
         for t in self.transports.transports.values():
             poll = getattr(t, "poll_socket_drops", None)
@@ -739,12 +666,6 @@ class Daemon:
             "integrations": self.integrations.status() if self.integrations else None,
             "pki": self.pki.status() if self.pki is not None else None,
         }
-
-
-def _message(frame) -> str:
-    """The message type a received frame names (BTP port / MQTT topic): the metrics' message label."""
-    kind = catalog.BY_BTP_PORT.get(frame.btp_port) if frame.btp_port is not None else None
-    return kind.name if kind else "unknown"
 
 
 def run(config_path: str | None, overrides: tuple[str, ...] | list[str] = ()) -> int:

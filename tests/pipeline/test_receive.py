@@ -6,6 +6,9 @@ the fates of held frames that left the hold."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+
 import pytest
 
 from rsu import catalog, clock as clockmod
@@ -40,17 +43,13 @@ def spatem(codec) -> bytes:
 
 @pytest.fixture
 def make_layer(tmp_path, clock, codec):
-    made: list[ServiceLayer] = []
-
-    def make() -> ServiceLayer:
-        layer = ServiceLayer(ServicesConfig(tmp_path / f"state{len(made)}", station_id=STATION,
-                                            ivi_provider=PROVIDER), clock=clock, codec=codec)
-        made.append(layer)
-        return layer
-
-    yield make
-    for layer in made:
-        layer.close()
+    """Service layers on their own state directories (two at once: a reload's old and new one)."""
+    numbers = itertools.count()
+    with contextlib.ExitStack() as closing:
+        def make() -> ServiceLayer:
+            config = ServicesConfig(tmp_path / f"state{next(numbers)}", station_id=STATION, ivi_provider=PROVIDER)
+            return closing.enter_context(contextlib.closing(ServiceLayer(config, clock=clock, codec=codec)))
+        yield make
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@
 Send path, per transmission the scheduler releases: the services give a UPER facilities PDU and
 its DisseminationParams; a secured GeoNetworking transport signs its own headers + BTP + PDU
 (EN 302 636-4-1), every other transport gets the PDU signed alone (TS 103 097). Receive path:
-frame -> transport (GN/BTP or MQTT, drops counted there) -> verification with the payload offset
-the transport reports -> services -> IS_DataProviding; every drop is counted by reason.
+frame -> transport (GN/BTP or MQTT, drops counted there) -> rsu.pipeline.receive (verification with
+the payload offset the transport reports, hold, duplicates, replay) -> services -> IS_DataProviding;
+the daemon counts every outcome the pipeline returns, each drop by its reason.
 
 SIGTERM/SIGINT stop cleanly (store closed, transports and API stopped); SIGHUP re-reads the
 configuration file: a valid one replaces the parts whose sections changed (active messages stay:
@@ -339,8 +340,8 @@ class Daemon:
             self.security = build_security(new, self.clock, self.metrics.limit_hit, self.pki)
             self._pki_pick_up()
             # frames held by the old security entity leave with it
-            self._count(self.receive.use_security(self._security_port(), accept_unsecured=new.security.accept_unsecured,
-                                                  now=self.clock.now()))
+            self._count(self.receive.use_security(self._security_port(), now=self.clock.now(),
+                                                  accept_unsecured=new.security.accept_unsecured))
         if "pki" in changed:
             self._start_pki()
         if changed & {"station", "state_dir", "services", "security", "pki"}:

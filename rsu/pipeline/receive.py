@@ -203,7 +203,7 @@ class ReceivePipeline:
         pdu: Any = r.pdu if r.pdu is not None else r.payload[frame.payload_offset:]  # type: ignore[index]
         return self._deliver(frame, message, pdu, info)
 
-    def _deliver(self, frame: ReceivedFrame, message: str, pdu: Any, security: dict) -> Accepted | Dropped:
+    def _deliver(self, frame: ReceivedFrame, message: str, pdu: Any, security: dict[str, Any]) -> Accepted | Dropped:
         """Hand a PDU to the services: ``Accepted`` with the event they published, else ``Dropped`` (their reason)."""
         transport = {"transport": frame.transport, "source": frame.source, "btp_port": frame.btp_port,
                      "received_at": iso_utc(frame.received_at),

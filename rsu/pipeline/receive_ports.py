@@ -42,7 +42,8 @@ class ReceiveSecurity(Protocol):
 class ReceiveServices(Protocol):
     """The service layer's receive entry (:meth:`rsu.services.layer.ServiceLayer.receive`)."""
 
-    def receive(self, pdu: Any, security: dict, transport: dict) -> tuple[dict | None, Any]:
+    def receive(self, pdu: Any, security: dict[str, Any],
+                transport: dict[str, Any]) -> tuple[dict[str, Any] | None, Any]:
         """Takes a facilities PDU (UPER bytes or a decoded PDU) with its security and transport facts; gives
         (the IS_DataProviding event, None) when delivered, else (None, the drop reason)."""
 

@@ -14,7 +14,8 @@ Receive accounting: for every transport and message type, at every moment::
                                 + rsu_messages_held
 
 A frame is counted as received once, where its fate is first known: a transport that drops it
-counts it (``drop(..., message=...)``), otherwise the daemon when the transport hands it up.
+counts it (``drop(..., message=...)``), otherwise the daemon counts the receive pipeline's outcomes
+(:meth:`Metrics.count_receive`: its ``Received`` outcome, then the frame's fate).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def receive_reasons() -> dict[str, str]:
     out = {str(r): "transport" for r in RECEIVE_REASONS}
     out.update({security_reason(r): "security" for r in Reason})
     out.update({str(r): "services" for r in RxDrop})
-    out.update({str(r): "daemon" for r in RxReason})
+    out.update({str(r): "pipeline" for r in RxReason})
     return out
 
 

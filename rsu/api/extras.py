@@ -6,16 +6,25 @@ port a running API is bound to.
   integrations does not restart the API (and cut its event streams).
 * :func:`metrics_handler`: GET /metrics, the Prometheus exposition after ``refresh()`` (the gauges).
 * :func:`health_handler`: GET /v1/health, ``{"status": "ok", "version"}``.
+* :func:`start`: serve the application on the ``api:`` section's address and bounds (a warning when the
+  open-file limit is below what ``max_connections`` needs); :func:`set_limits`: new bounds, same server.
 * :func:`bound_port`: the TCP port of a runner's first listening socket (``port`` 0 asks for a free one).
 """
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Protocol
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol, cast
 
 from aiohttp import web
 
 from rsu import __version__
+
+if TYPE_CHECKING:
+    from rsu.api.limits import ConnectionLimits, ConnectionTable
+
+log = logging.getLogger("rsu.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -71,6 +80,37 @@ def open_connections(runner: web.AppRunner | None) -> int | None:
     """How many connections the API ``runner`` has open now (None when it is not serving)."""
     if runner is None:
         return None
+    return len(_table(runner))
+
+
+class ApiSection(Protocol):
+    """What :func:`start` reads of the configuration's ``api:`` section."""
+
+    host: str
+    port: int
+    max_connections: int
+
+    def limits(self) -> ConnectionLimits: ...
+
+
+async def start(app: web.Application, api: ApiSection, on_close: Callable[[str], None]) -> web.AppRunner:
+    """Serve ``app`` on ``api.host``:``api.port`` within ``api.limits()`` (:func:`rsu.api.app.serve`)."""
+    from rsu.api.app import serve
+    from rsu.api.limits import ensure_nofile
+
+    nofile, need = ensure_nofile(api.limits())
+    if nofile < need:
+        log.warning("open-file limit %d is below the %d that api.max_connections %d needs (raise LimitNOFILE "
+                    "or lower api.max_connections)", nofile, need, api.max_connections)
+    return await serve(app, api.host, api.port, api.limits(), on_close=on_close)
+
+
+def set_limits(runner: web.AppRunner, limits: ConnectionLimits) -> None:
+    """New connection bounds for a running API: same server, same event streams."""
+    _table(runner).limits = limits
+
+
+def _table(runner: web.AppRunner) -> ConnectionTable:
     from rsu.api.app import TABLE_KEY
 
-    return len(runner.app[TABLE_KEY])
+    return cast("ConnectionTable", runner.app[TABLE_KEY])

@@ -10,7 +10,9 @@ message type, "?" when the answer does not tell); ``stats()`` answers with ``sta
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterable
+import builtins
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from rsu import catalog
 
@@ -38,13 +40,13 @@ class ApiServices:
     def terminate(self, service: str, ident: str, request: dict | None = None) -> dict:
         return self._counted("terminate", service, self._services.terminate(service, ident, request))
 
-    def list(self, service: str | None = None) -> list[dict]:
+    def list(self, service: str | None = None) -> builtins.list[dict]:
         return self._services.list(service)
 
     def get(self, service: str, ident: str) -> dict:
         return self._services.get(service, ident)
 
-    def pending_requests(self) -> list[dict]:
+    def pending_requests(self) -> builtins.list[dict]:
         return self._services.pending_requests()
 
     # ------------------------------------------------------------------ IS_DataProviding
@@ -60,7 +62,8 @@ class ApiServices:
         entity = self._services.entity(service)
         kind = result.get("message") if isinstance(result, dict) else None
         if kind is None:  # the answer names the entry, not its message type
-            entry = entity.entries.get(result.get("id")) if isinstance(result, dict) else None
+            ident = result.get("id") if isinstance(result, dict) else None
+            entry = entity.entries.get(ident) if isinstance(ident, str) else None
             kinds = [entry.kind] if entry is not None else [k for k in catalog.MESSAGES if k.service == entity.name.upper()]
             kind = kinds[0].name if len(kinds) == 1 else None
         # service label as in every other metric: TLM, RLT, IVI, TLC, GPC

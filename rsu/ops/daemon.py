@@ -28,8 +28,8 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
-from rsu.aio import wait_event
 from rsu import __version__, catalog
+from rsu.aio import wait_event
 from rsu.clock import Clock, SystemClock, iso_utc
 from rsu.ops import config as cfgmod
 from rsu.ops import logging as rlog
@@ -245,9 +245,9 @@ class Daemon:
         else:
             self.integrations.reload()  # SIGHUP always re-reads the MAP files
         if "api" in parts and (old.api.host, old.api.port) == (new.api.host, new.api.port):
-            from rsu.api.app import TABLE_KEY
+            from rsu.api.extras import set_limits
 
-            self._runner.app[TABLE_KEY].limits = new.api.limits()  # new bounds, same server and streams
+            set_limits(self._runner, new.api.limits())  # new bounds, same server and streams
         elif "api" in parts:  # a new address (integration routes follow self.integrations)
             await self._runner.cleanup()
             await self._start_api()
@@ -318,26 +318,19 @@ class Daemon:
         await self.integrations.start()
 
     async def _start_api(self) -> None:
-        from rsu.api.app import create_app, serve
-        from rsu.api.extras import health_handler, integration_routes, metrics_handler
+        from rsu.api import extras
+        from rsu.api.app import create_app
         from rsu.api.services import ApiServices
 
         m = self.metrics
         app = create_app(ApiServices(self.services, status=self.status,
                                      on_request=lambda service, kind, action: m.triggered.labels(
                                          service, kind, action).inc()))
-        app.add_routes(integration_routes(lambda: self.integrations))
-        app.router.add_get("/metrics", metrics_handler(self._refresh_gauges, m.exposition, CONTENT_TYPE))
-        app.router.add_get("/v1/health", health_handler)
-        from rsu.api.limits import ensure_nofile
-
-        api = self.config.api
-        nofile, need = ensure_nofile(api.limits())
-        if nofile < need:
-            log.warning("open-file limit %d is below the %d that api.max_connections %d needs (raise LimitNOFILE "
-                        "or lower api.max_connections)", nofile, need, api.max_connections)
-        self._runner = await serve(app, api.host, api.port, api.limits(),
-                                   on_close=lambda reason: self.metrics.api_connections_closed.labels(reason).inc())
+        app.add_routes(extras.integration_routes(lambda: self.integrations))
+        app.router.add_get("/metrics", extras.metrics_handler(self._refresh_gauges, m.exposition, CONTENT_TYPE))
+        app.router.add_get("/v1/health", extras.health_handler)
+        self._runner = await extras.start(app, self.config.api,
+                                          on_close=lambda reason: m.api_connections_closed.labels(reason).inc())
 
     @property
     def api_port(self) -> int:

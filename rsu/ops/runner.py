@@ -51,7 +51,7 @@ def run(config_path: str | None, overrides: tuple[str, ...] | list[str] = ()) ->
         loop_runner(daemon.run())
     except KeyboardInterrupt:
         pass
-    except Exception as e:  # start-up failure (port in use, unreadable PKI...): one log line, exit 1, no traceback
+    except Exception as e:  # noqa: BLE001 - start-up failure (port in use, unreadable PKI...): one log line, exit 1, no traceback
         from rsu.services.store import StoreDamaged
 
         rlog.setup(config.logging.level)

@@ -46,9 +46,9 @@ def daemon_status(*, now: float, started_at: float | None, config: Config, confi
     if security is not None:
         in_use: dict[str, list[str]] = {}
         for kind in catalog.MESSAGES:
-            t = security.pool.current(kind)
-            if t is not None:
-                in_use[t.hashed_id8.hex()] = in_use.get(t.hashed_id8.hex(), []) + [kind.name]
+            at = security.pool.current(kind)
+            if at is not None:
+                in_use[at.hashed_id8.hex()] = in_use.get(at.hashed_id8.hex(), []) + [kind.name]
         for t in security.pool.status():
             tickets.append({**t, "usedFor": in_use.get(t["hashedId8"], [])})
     return {

@@ -9,7 +9,8 @@ sender-side permission check built on it.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rsu import catalog
 from rsu.clock import Clock

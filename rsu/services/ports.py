@@ -14,7 +14,9 @@ publishes on, so a subscriber keeps receiving across a reload.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterable, Protocol
+import builtins
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from rsu.services.base import ServiceEntity
@@ -29,9 +31,9 @@ class Triggering(Protocol):
     def trigger(self, service: str, request: dict) -> dict: ...
     def update(self, service: str, ident: str, request: dict) -> dict: ...
     def terminate(self, service: str, ident: str, request: dict | None = None) -> dict: ...
-    def list(self, service: str | None = None) -> list[dict]: ...
+    def list(self, service: str | None = None) -> builtins.list[dict]: ...
     def get(self, service: str, ident: str) -> dict: ...
-    def pending_requests(self) -> list[dict]: ...
+    def pending_requests(self) -> builtins.list[dict]: ...
 
 
 class DataProviding(Protocol):
@@ -66,13 +68,13 @@ class CurrentServices:
     def terminate(self, service: str, ident: str, request: dict | None = None) -> dict:
         return self._current().terminate(service, ident, request)
 
-    def list(self, service: str | None = None) -> list[dict]:
+    def list(self, service: str | None = None) -> builtins.list[dict]:
         return self._current().list(service)
 
     def get(self, service: str, ident: str) -> dict:
         return self._current().get(service, ident)
 
-    def pending_requests(self) -> list[dict]:
+    def pending_requests(self) -> builtins.list[dict]:
         return self._current().pending_requests()
 
     def subscribe(self, services: Iterable[str] | None = None, types: Iterable[str] | None = None,

@@ -15,7 +15,6 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-import tests.security.samples as samples
 from rsu import catalog
 from rsu.clock import ManualClock, SystemClock
 from rsu.ops import config as cfgmod
@@ -24,6 +23,7 @@ from rsu.ops.reload import PARTS, parts_to_rebuild
 from tests.integrations.support import all_red_feed
 from tests.ops.daemonproc import EXAMPLES, example
 from tests.ops.rxharness import PROVIDER, Neighbour, feed_gn
+from tests.security import samples
 from tests.transports.conftest import free_tcp_port, free_udp_port, random_group
 
 START = 1_780_000_000.0
@@ -48,7 +48,7 @@ class Events:
         self.session, self.url = session, url
         self.resp: aiohttp.ClientResponse | None = None
 
-    async def open(self) -> "Events":
+    async def open(self) -> Events:
         self.resp = await self.session.get(self.url)
         assert self.resp.status == 200 and self.resp.headers["Content-Type"].startswith("text/event-stream")
         return self

@@ -14,8 +14,16 @@ frame -> transport (GN/BTP or MQTT, drops counted there) -> verification with th
 the transport reports -> services -> IS_DataProviding; every drop is counted by reason.
 
 SIGTERM/SIGINT stop cleanly (store closed, transports and API stopped); SIGHUP re-reads the
-configuration file: a valid one replaces the parts whose sections changed (active messages stay:
-they live in the store), an invalid one is logged with all its errors and the daemon keeps running.
+configuration file: a valid one replaces the parts whose sections changed (:mod:`rsu.ops.reload`;
+active messages stay: they live in the store), an invalid one is logged with all its errors and the
+daemon keeps running.
+
+The daemon builds and connects; the parts live in their layers: the security entity
+(:mod:`rsu.security.setup`), the PKI client slot (:class:`rsu.pki.runtime.PkiLink`), status and gauges
+(:mod:`rsu.ops.status`), the API's extra routes and serving (:mod:`rsu.api.extras`), ``rsu run``
+(:mod:`rsu.ops.runner`). The API and the integrations reach the services through explicit ports
+(:mod:`rsu.services.ports`: :class:`CurrentServices`, wrapped for the API by
+:class:`rsu.api.services.ApiServices`), which follow the layer a reload puts in place.
 """
 
 from __future__ import annotations
@@ -45,6 +53,8 @@ from rsu.transports.gn import DuplicateDetector
 
 if TYPE_CHECKING:
     from aiohttp import web
+
+    from rsu.pki.runtime import PkiRuntime
 
 log = logging.getLogger("rsu.daemon")
 
@@ -118,7 +128,7 @@ class Daemon:
         self.metrics.registry.register(CurrentPkiCollector(lambda: self.pki))
 
     @property
-    def pki(self):
+    def pki(self) -> PkiRuntime | None:
         """The PKI client's :class:`rsu.pki.runtime.PkiRuntime` (None without ``pki:``)."""
         return self.pki_link.runtime
 

@@ -44,7 +44,8 @@ NEVER, LIVE, STALE, STOPPED = "never", "live", "stale", "stopped"
 
 
 class Services(Protocol):
-    """What the integrations need of :class:`rsu.services.layer.ServiceLayer`."""
+    """The port the integrations need from the services (a subset of :class:`rsu.services.ports.Triggering`;
+    :class:`rsu.services.layer.ServiceLayer` and :class:`rsu.services.ports.CurrentServices` implement it)."""
 
     def trigger(self, service: str, request: dict) -> dict: ...
     def update(self, service: str, ident: str, request: dict) -> dict: ...

@@ -9,8 +9,9 @@
     integrations.status()              # for /v1/integrations/status and the logs
     await integrations.stop()
 
-``layer`` is the :class:`rsu.services.layer.ServiceLayer` (only ``trigger``/``update``/``terminate``/
-``get`` are used). Everything runs on the daemon's event loop, like the layer itself.
+``layer`` implements the :class:`rsu.integrations.controller.Services` port (``trigger``/``update``/
+``terminate``/``get``): a :class:`rsu.services.layer.ServiceLayer`, or in the daemon a
+:class:`rsu.services.ports.CurrentServices` (the layer current at each call: a reload may replace it). Everything runs on the daemon's event loop, like the layer itself.
 """
 
 from __future__ import annotations

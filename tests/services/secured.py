@@ -13,7 +13,7 @@ import functools
 import pytest
 
 from rsu import catalog, clock as clockmod
-from rsu.ops.daemon import permission_check
+from rsu.security.setup import permission_check
 from rsu.security import pki, ssp
 from rsu.security.pool import AtPool, AuthorizationTicket
 from rsu.security.service import SecurityService

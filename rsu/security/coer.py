@@ -34,7 +34,7 @@ class Codec:
         self.set_name = set_name
 
     @property
-    def spec(self):
+    def spec(self) -> Any:
         """The compiled asn1tools OER specification (compiled once per process, see compile_set)."""
         return compile_set(self.set_name, "oer").spec
 
@@ -70,7 +70,7 @@ SECURITY = Codec("security")
 
 
 @lru_cache(maxsize=1)
-def spec():
+def spec() -> Any:
     """The compiled asn1tools OER specification of the security module set."""
     return SECURITY.spec
 

@@ -19,8 +19,9 @@ and the French production root. ITS-AIDs come from :mod:`rsu.catalog`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from rsu import catalog
 from rsu.catalog import MessageKind
@@ -46,7 +47,7 @@ class SspLayout:
     permissions: tuple[Permission, ...]
     provider_octets: tuple[int, ...] = ()  # IVI: octets 1..3 carry the ServiceProviderId
     note: str = ""
-    _by_name: dict = field(default_factory=dict, compare=False, repr=False)
+    _by_name: dict[str, Permission] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self._by_name.update({p.name: p for p in self.permissions})
@@ -132,7 +133,7 @@ LAYOUTS: dict[str, SspLayout] = {
     "ssem": SspLayout(catalog.SSEM, 1, 1, (), note="version octet only"),
     "rtcmem": SspLayout(catalog.RTCMEM, 1, 1, (), note="version octet only"),
 }
-BY_ITS_AID: dict[int, SspLayout] = {l.its_aid: l for l in LAYOUTS.values()}
+BY_ITS_AID: dict[int, SspLayout] = {lay.its_aid: lay for lay in LAYOUTS.values()}
 
 
 def layout(kind: MessageKind | str) -> SspLayout:
@@ -174,24 +175,24 @@ class ServiceProvider:
     issuer: int
 
     @classmethod
-    def of(cls, country: str, issuer: int) -> "ServiceProvider":
+    def of(cls, country: str, issuer: int) -> ServiceProvider:
         if not 0 <= issuer < 1 << 14:
             raise ValueError(f"provider identifier must be 0..16383, got {issuer}")
         return cls(country_code_bits(country), issuer)
 
     @classmethod
-    def from_value(cls, value: dict) -> "ServiceProvider":
+    def from_value(cls, value: dict[str, Any]) -> ServiceProvider:
         """From the asn1tools value {'countryCode': (bytes, 10), 'providerIdentifier': int}."""
         data, nbits = value["countryCode"]
         bits = int.from_bytes(data, "big") >> (len(data) * 8 - nbits) if data else 0
         return cls(bits & 0x3FF, value["providerIdentifier"])
 
-    def to_value(self) -> dict:
+    def to_value(self) -> dict[str, Any]:
         return {"countryCode": ((self.country_bits << 6).to_bytes(2, "big"), 10),
                 "providerIdentifier": self.issuer}
 
     @classmethod
-    def from_octets(cls, b: bytes) -> "ServiceProvider":
+    def from_octets(cls, b: bytes) -> ServiceProvider:
         n = int.from_bytes(b, "big")
         return cls(n >> 14, n & 0x3FFF)
 
@@ -202,7 +203,7 @@ class ServiceProvider:
     def country(self) -> str | None:
         return country_from_bits(self.country_bits)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"country": self.country, "countryCodeBits": f"{self.country_bits:010b}",
                 "providerIdentifier": self.issuer}
 
@@ -278,7 +279,7 @@ def describe_permission(psid: int, ssp: bytes | None) -> dict[str, Any]:
     except SspFormatError as e:
         out["sspError"] = str(e)
         return out
-    out["sspVersion"] = ssp[0]
+    out["sspVersion"] = g.layout.version  # what parse found in octet 0
     out["permissions"] = [p.name for p in lay.permissions if p.name in g.permissions]
     if g.provider is not None:
         out["serviceProviderId"] = g.provider.to_json()
@@ -306,7 +307,7 @@ class SspCheck:
         return self.ok
 
 
-def required(kind: MessageKind, value: dict) -> Requirement:
+def required(kind: MessageKind, value: dict[str, Any]) -> Requirement:
     """Permissions needed by a decoded PDU (the whole PDU value: header + body)."""
     body = value.get(kind.body, value)
     fn = _REQUIRED.get(kind.name)
@@ -327,18 +328,24 @@ def check_grant(req: Requirement, grant: Grant) -> SspCheck:
     return SspCheck(False, tuple(missing), f"{grant.layout.service}: " + "; ".join(details))
 
 
-def check(kind: MessageKind, ssp: bytes | None, value: dict | None = None, *,
+def check(kind: MessageKind, ssp: bytes | None, value: dict[str, Any] | None = None, *,
           requirement: Requirement | None = None) -> SspCheck:
-    """Does ``ssp`` permit this content? Never raises: a malformed SSP is a failed check."""
+    """Does ``ssp`` permit this content (``value``, or its ``requirement``)? A malformed SSP is a failed
+    check, never an exception; giving neither the content nor its requirement is a TypeError."""
     try:
         grant = parse(kind, ssp)
     except SspFormatError as e:
         return SspCheck(False, ("ssp",), str(e))
-    req = requirement if requirement is not None else required(kind, value)
+    if requirement is not None:
+        req = requirement
+    elif value is not None:
+        req = required(kind, value)
+    else:
+        raise TypeError("ssp.check needs the content (value) or its requirement")
     return check_grant(req, grant)
 
 
-def _spatem(spat: dict) -> tuple[set[str], None]:
+def _spatem(spat: dict[str, Any]) -> tuple[set[str], None]:
     need: set[str] = set()
     for ist in spat.get("intersections", []):
         need.add("intersectionState")
@@ -354,7 +361,7 @@ def _spatem(spat: dict) -> tuple[set[str], None]:
     return need, None
 
 
-def _mapem(m: dict) -> tuple[set[str], None]:
+def _mapem(m: dict[str, Any]) -> tuple[set[str], None]:
     need: set[str] = set()
     if m.get("intersections"):
         need.add("intersections")
@@ -363,7 +370,7 @@ def _mapem(m: dict) -> tuple[set[str], None]:
     return need, None
 
 
-def _rs_code(code: tuple, need: set[str]) -> None:
+def _rs_code(code: tuple[str, Any], need: set[str]) -> None:
     alt, v = code
     if alt == "viennaConvention":
         need.add("viennaConvention")
@@ -378,7 +385,7 @@ def _rs_code(code: tuple, need: set[str]) -> None:
     # anyCatalogue (and unknown extension alternatives): no SSP bit is defined; see docs/ssp.md
 
 
-def _ivim(ivi: dict) -> tuple[set[str], ServiceProvider | None]:
+def _ivim(ivi: dict[str, Any]) -> tuple[set[str], ServiceProvider | None]:
     need: set[str] = set()
     mandatory = ivi["mandatory"]
     provider: ServiceProvider | None = ServiceProvider.from_value(mandatory["serviceProviderId"])
@@ -406,7 +413,7 @@ def _ivim(ivi: dict) -> tuple[set[str], ServiceProvider | None]:
     return need, provider
 
 
-def _srem(srm: dict) -> tuple[set[str], None]:
+def _srem(srm: dict[str, Any]) -> tuple[set[str], None]:
     need = {"signalRequest"}
     if srm.get("requests"):
         rtype = srm.get("requestor", {}).get("type")
@@ -416,4 +423,5 @@ def _srem(srm: dict) -> tuple[set[str], None]:
     return need, None
 
 
-_REQUIRED = {"spatem": _spatem, "mapem": _mapem, "ivim": _ivim, "srem": _srem}
+# what each message kind's content needs: (permission names, the IVI service provider or None)
+_REQUIRED: dict[str, Callable[[dict[str, Any]], tuple[set[str], ServiceProvider | None]]] = {"spatem": _spatem, "mapem": _mapem, "ivim": _ivim, "srem": _srem}

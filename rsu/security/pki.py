@@ -39,7 +39,7 @@ from rsu.security.keys import (
 
 import hashlib
 
-CRL_PSID, CTL_PSID, SCR_PSID = 622, 624, 623
+CRL_PSID, CTL_PSID, SCR_PSID = catalog.ITS_AID_CRL, catalog.ITS_AID_CTL, catalog.ITS_AID_SCR
 
 
 @dataclass

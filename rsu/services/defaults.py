@@ -37,39 +37,29 @@ class MessageDefaults:
 
 
 # Aliases accepted wherever a service is named (API path, CLI): message names lead to their service.
-SERVICE_ALIASES: dict[str, str] = {
-    "tlm": "tlm", "spatem": "tlm",
-    "rlt": "rlt", "mapem": "rlt",
-    "ivi": "ivi", "ivim": "ivi",
-    "tlc": "tlc", "ssem": "tlc", "srem": "tlc",
-    "gpc": "gpc", "rtcmem": "gpc",
-}
-
-def _bounds(kind: MessageKind) -> tuple[float, float | None]:
-    """The default repetition bounds of ``kind``: its hard limits from the catalog."""
-    return kind.min_interval_s, kind.max_interval_s
+SERVICE_ALIASES: dict[str, str] = catalog.SERVICE_ALIASES
 
 
+def _defaults(kind: MessageKind, priority: int, traffic_class: int, lifetime_s: float, hop_limit: int,
+              retain: bool, area_radius_m: float | None) -> MessageDefaults:
+    """The defaults of ``kind``: its repetition interval and bounds from the catalog (a message the facility
+    never repeats gets the rate limit as both bounds), the rest as given."""
+    lo = kind.min_interval_s
+    hi = kind.max_interval_s if kind.max_interval_s is not None else lo
+    return MessageDefaults(kind, kind.repetition_s, lo, hi, priority, traffic_class, lifetime_s, hop_limit,
+                           retain, area_radius_m)
+
+
+# Per message: priority, GN traffic class, lifetime, hop limit, MQTT retain, area radius. The repetition
+# intervals, their bounds and the readings behind them are in rsu.catalog (TLM: never repeated, min_interval_s
+# is the per-intersection rate limit, 10 Hz, the common reading of TP TLM_GEN_RATE_BV_01).
 MESSAGE_DEFAULTS: dict[str, MessageDefaults] = {
-    # TLM: the facility does not repeat SPATEM (TS 103 301 5.4.2 as seen in the V1.0.4 draft); each
-    # transmission is a fresh generation. min_interval_s is the per-intersection rate limit (10 Hz,
-    # the common reading of TP TLM_GEN_RATE_BV_01; the TS number was not seen).
-    "spatem": MessageDefaults(catalog.SPATEM, None, catalog.SPATEM.min_interval_s, catalog.SPATEM.min_interval_s,
-                              7, 1, 1.0, 3, False, 300.0),
-    # RLT: continuous repetition (TP RLT_GEN_COM_BV_01), 1 s by default (V2X Hub MAP plugin and
-    # common practice; the TS number was not seen).
-    "mapem": MessageDefaults(catalog.MAPEM, 1.0, *_bounds(catalog.MAPEM), 4, 2, 1.0, 3, True, 300.0),
-    # IVI: T_GenIvimMin/T_GenIvimMax (TP IVI_GEN_GFQ_TI_01/02) were not seen: 0.1 s .. 10 s,
-    # 1 s by default.
-    "ivim": MessageDefaults(catalog.IVIM, 1.0, *_bounds(catalog.IVIM), 4, 2, 1.0, 3, True, 1000.0),
-    # TLC status: sent on change and repeated while a request is active; the repetition interval
-    # is not in any source seen: 1 s.
-    "ssem": MessageDefaults(catalog.SSEM, 1.0, *_bounds(catalog.SSEM), 6, 1, 1.0, 3, False, 300.0),
-    # TLC request relayed by the RSU: repeated until terminated; 1 s (no source).
-    "srem": MessageDefaults(catalog.SREM, 1.0, *_bounds(catalog.SREM), 6, 1, 1.0, 3, False, 300.0),
-    # GPC: RTCM corrections, 1 s by default (typical RTCM observation rate); up to 60 s for
-    # slowly-changing station data. No source for either number.
-    "rtcmem": MessageDefaults(catalog.RTCMEM, 1.0, *_bounds(catalog.RTCMEM), 3, 3, 1.0, 3, False, 1000.0),
+    catalog.SPATEM.name: _defaults(catalog.SPATEM, 7, 1, 1.0, 3, False, 300.0),
+    catalog.MAPEM.name: _defaults(catalog.MAPEM, 4, 2, 1.0, 3, True, 300.0),
+    catalog.IVIM.name: _defaults(catalog.IVIM, 4, 2, 1.0, 3, True, 1000.0),
+    catalog.SSEM.name: _defaults(catalog.SSEM, 6, 1, 1.0, 3, False, 300.0),
+    catalog.SREM.name: _defaults(catalog.SREM, 6, 1, 1.0, 3, False, 300.0),
+    catalog.RTCMEM.name: _defaults(catalog.RTCMEM, 3, 3, 1.0, 3, False, 1000.0),
 }
 
 

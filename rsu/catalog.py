@@ -96,6 +96,16 @@ _ROLE_BITS = tuple(Permission(f"role.{name}", 1 + bit // 8, 0x80 >> (bit % 8),
                               f"priority/preemption requests for requestor role {name}")
                    for bit, name in enumerate(_ROLE_NAMES, start=1))
 
+# IVIM: octet 4 bits 0x40..0x02, one per ISO 14823 pictogram category (named after the category's value)
+_ISO14823_BITS = tuple(Permission(f"iso14823.{name}", 4, 0x40 >> i, f"ISO 14823 codes, {meaning}")
+                       for i, (name, meaning) in enumerate((
+                           ("dangerWarning", "service category dangerWarning"),
+                           ("regulatory", "service category regulatory"),
+                           ("informative", "service category informative"),
+                           ("publicFacilities", "publicFacilitiesPictogram"),
+                           ("ambientCondition", "ambientCondition"),
+                           ("roadCondition", "roadCondition"))))
+
 # TLM: the facility does not repeat SPATEM (TS 103 301 5.4.2 as seen in the V1.0.4 draft); each transmission
 # is a fresh generation. RLT: continuous repetition (TP RLT_GEN_COM_BV_01), 1 s by default (V2X Hub MAP plugin
 # and common practice). IVI: T_GenIvimMin/T_GenIvimMax (TP IVI_GEN_GFQ_TI_01/02) were not seen: 0.1 s .. 10 s,
@@ -120,12 +130,7 @@ IVIM = MessageKind("ivim", "IVIM", "IVIM-PDU-Descriptions", "ivi", 6, 2, "IVI", 
                    max_rate_hz=10.0, max_interval_s=10.0, repetition_s=1.0, ssp=SspSpec("IVI", 1, 6, (
                        Permission("viennaConvention", 4, 0x80,
                                   "road sign codes of the Vienna Convention (RSCode viennaConvention)"),
-                       Permission("iso14823.dangerWarning", 4, 0x40, "ISO 14823 codes, service category dangerWarning"),
-                       Permission("iso14823.regulatory", 4, 0x20, "ISO 14823 codes, service category regulatory"),
-                       Permission("iso14823.informative", 4, 0x10, "ISO 14823 codes, service category informative"),
-                       Permission("iso14823.publicFacilities", 4, 0x08, "ISO 14823 codes, publicFacilitiesPictogram"),
-                       Permission("iso14823.ambientCondition", 4, 0x04, "ISO 14823 codes, ambientCondition"),
-                       Permission("iso14823.roadCondition", 4, 0x02, "ISO 14823 codes, roadCondition"),
+                       *_ISO14823_BITS,
                        Permission("itisCodes", 4, 0x01, "SAE J2540 ITIS codes (RSCode itisCodes)"),
                        Permission("laneStatus", 5, 0x80, "laneStatus in GIC or text-container parts"),
                        Permission("roadConfigurationContainer", 5, 0x40, "road configuration container (rcc)"),

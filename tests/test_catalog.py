@@ -59,7 +59,8 @@ def test_the_scan_finds_a_restated_number(tmp_path):
 def test_ssp_layouts_and_defaults_come_from_the_catalog():
     for kind in catalog.MESSAGES:
         lay = ssp.layout(kind)
-        assert lay.kind is kind and lay.spec is kind.ssp
+        assert lay.kind is kind and (lay.version, lay.length, lay.permissions, lay.provider_octets) == \
+            (kind.ssp.version, kind.ssp.length, kind.ssp.permissions, kind.ssp.provider_octets)
         assert lay.its_aid == kind.its_aid and lay.service == kind.ssp.label
         d = defaults.MESSAGE_DEFAULTS[kind.name]
         assert d.kind is kind and d.repetition_s == kind.repetition_s

@@ -31,39 +31,24 @@ class SspFormatError(ValueError):
 
 @dataclass(frozen=True)
 class SspLayout:
-    """The SSP layout of one message kind (its catalog :class:`~rsu.catalog.SspSpec`), with the lookups
-    the checks need."""
+    """The SSP layout of one message kind (read from its catalog :class:`~rsu.catalog.SspSpec`), with the
+    lookups the checks need."""
 
     kind: MessageKind
-    spec: SspSpec
+    service: str  # how messages about the SSP name the service ("TLC request")
+    version: int
+    length: int
+    permissions: tuple[Permission, ...]
+    provider_octets: tuple[int, ...] = ()  # IVI: octets 1..3 carry the ServiceProviderId
+    note: str = ""
     _by_name: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self._by_name.update({p.name: p for p in self.permissions})
 
-    @property
-    def service(self) -> str:
-        return self.spec.label
-
-    @property
-    def version(self) -> int:
-        return self.spec.version
-
-    @property
-    def length(self) -> int:
-        return self.spec.length
-
-    @property
-    def permissions(self) -> tuple[Permission, ...]:
-        return self.spec.permissions
-
-    @property
-    def provider_octets(self) -> tuple[int, ...]:
-        return self.spec.provider_octets
-
-    @property
-    def note(self) -> str:
-        return self.spec.note
+    @classmethod
+    def of(cls, kind: MessageKind, spec: SspSpec) -> "SspLayout":
+        return cls(kind, spec.label, spec.version, spec.length, spec.permissions, spec.provider_octets, spec.note)
 
     @property
     def its_aid(self) -> int:
@@ -83,7 +68,7 @@ class SspLayout:
         return masks
 
 
-LAYOUTS: dict[str, SspLayout] = {m.name: SspLayout(m, m.ssp) for m in catalog.MESSAGES if m.ssp is not None}
+LAYOUTS: dict[str, SspLayout] = {m.name: SspLayout.of(m, m.ssp) for m in catalog.MESSAGES if m.ssp is not None}
 BY_ITS_AID: dict[int, SspLayout] = {l.its_aid: l for l in LAYOUTS.values()}
 
 

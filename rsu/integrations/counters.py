@@ -15,6 +15,15 @@ from rsu.transports.base import DropCounter
 log = logging.getLogger("rsu.integrations")
 
 
+class ReasonError(Exception):
+    """An input an integration refuses: ``reason`` is the stable drop reason, ``detail`` says why."""
+
+    def __init__(self, reason: str, detail: str):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
 class Counters:
     """Counts by name. ``drop()`` counts a dropped input (and forwards it); ``count()`` anything else."""
 

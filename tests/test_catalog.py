@@ -67,3 +67,32 @@ def test_ssp_layouts_and_defaults_come_from_the_catalog():
         assert defaults.SERVICE_ALIASES[kind.name] == kind.service.lower()
         assert kind in catalog.SERVICES[kind.service.lower()]
     assert set(ssp.BY_ITS_AID) == {m.its_aid for m in catalog.MESSAGES}
+
+
+def _table_rows(text: str, first_cells: set[str]) -> dict[str, list[str]]:
+    """Markdown table rows whose first (or second) cell names a message, by message name."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        for cell in cells[:2]:
+            if cell in first_cells:
+                rows[cell] = cells
+    return rows
+
+
+def test_readme_identifier_table_states_the_catalog():
+    """The README's identifier table is the catalog's, row for row (docs restate; the catalog decides)."""
+    readme = (RSU.parent / "README.md").read_text()
+    rows = _table_rows(readme, {m.pdu for m in catalog.MESSAGES})
+    assert {pdu: cells[1:5] for pdu, cells in rows.items()} == {
+        m.pdu: [str(m.message_id), str(m.protocol_version), str(m.its_aid), str(m.btp_port)]
+        for m in catalog.MESSAGES}
+
+
+def test_ssp_doc_table_states_the_catalog():
+    """docs/ssp.md's table gives each message's label, ITS-AID, SSP version and length as the catalog does."""
+    doc = (RSU.parent / "docs" / "ssp.md").read_text()
+    rows = _table_rows(doc, {m.pdu for m in catalog.MESSAGES})
+    assert {pdu: cells[:5] for pdu, cells in rows.items()} == {
+        m.pdu: [m.ssp.label, m.pdu, str(m.its_aid), str(m.ssp.version), str(m.ssp.length)]
+        for m in catalog.MESSAGES}

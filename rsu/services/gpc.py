@@ -52,7 +52,7 @@ def rtcm3_problem(frame: bytes) -> str | None:
 
 
 class GpcEntity(ServiceEntity):
-    name = "gpc"
+    name = catalog.RTCMEM.service.lower()  # "gpc"
     kinds = (catalog.RTCMEM,)
 
     def trigger(self, req: dict, now: float) -> Plan:

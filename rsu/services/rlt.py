@@ -58,7 +58,7 @@ def signal_groups(geometry: dict) -> set[int]:
 
 
 class RltEntity(ServiceEntity):
-    name = "rlt"
+    name = catalog.MAPEM.service.lower()  # "rlt"
     kinds = (catalog.MAPEM,)
 
     def __init__(self, ctx) -> None:

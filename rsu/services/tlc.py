@@ -77,7 +77,7 @@ def _jer_access(v: tuple) -> dict:
 
 
 class TlcEntity(ServiceEntity):
-    name = "tlc"
+    name = catalog.SSEM.service.lower()  # "tlc"
     kinds = (catalog.SSEM, catalog.SREM)
 
     def __init__(self, ctx, rlt: RltEntity) -> None:

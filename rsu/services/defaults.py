@@ -1,9 +1,10 @@
 """The one table of service defaults, and the readings we chose where the standards are silent.
 
-Every number the facilities services use on their own (repetition intervals and their bounds,
-the SPATEM rate limit, the IVI identifier range, the MAPEM size limit, GN parameters) is here,
-with the open question it answers. ``docs/services.md`` explains each choice; change them here
-and nowhere else. A deployment overrides them through :class:`rsu.services.layer.ServicesConfig`
+Every number the facilities services use on their own (the IVI identifier range, the MAPEM size
+limit, GN parameters, ...) is here, with the open question it answers; the per-message repetition
+intervals, their bounds and the SPATEM rate limit are part of a message type's identity and come
+from :mod:`rsu.catalog`. ``docs/services.md`` explains each choice; change them there or here and
+nowhere else. A deployment overrides them through :class:`rsu.services.layer.ServicesConfig`
 (``overrides``), never by editing the services.
 
 Units: seconds for times, bytes for sizes, GN traffic class as the whole TC octet

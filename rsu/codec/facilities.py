@@ -3,7 +3,7 @@
 Layer: facilities PDUs only (ItsPduHeader + message body, UPER, unsigned). Nothing outside
 this module touches asn1tools for IS messages.
 
-UPER goes through the generated codec (``rsu/codec/generated_uper.py``, written by
+UPER goes through the generated codec (``rsu/codec/generated/uper.py``, written by
 ``python -m rsu.codec.gen`` and checked against asn1tools and pycrate by
 tests/test_codec_generated.py) when it was generated from the ASN.1 modules in use; asn1tools
 remains the reference and the fallback: for ``RSU_UPER=asn1tools`` (or ``uper="asn1tools"``),
@@ -246,7 +246,7 @@ def _uper_backend(name: str, sources: dict[str, str]) -> tuple[str, Encoders, De
     if name == "asn1tools":
         return "asn1tools", {}, {}
     try:
-        from rsu.codec import generated_uper as gen
+        from rsu.codec.generated import uper as gen
     except ImportError:  # pragma: no cover - a broken install; asn1tools still works
         return "asn1tools", {}, {}
     if source_digest(sources) != gen.SOURCE_DIGEST:  # other modules ($RSU_ASN1_DIR): not generated from them

@@ -1,4 +1,4 @@
-"""Helpers shared by the generated UPER codec (``rsu.codec.generated_uper``).
+"""Helpers shared by the generated UPER codec (``rsu.codec.generated.uper``).
 
 Bit model of the generated code:
 

@@ -43,7 +43,7 @@ from rsu.security.keys import (
     write_private_key,
 )
 
-CRL_PSID, CTL_PSID, SCR_PSID = 622, 624, 623
+CRL_PSID, CTL_PSID, SCR_PSID = catalog.ITS_AID_CRL, catalog.ITS_AID_CTL, catalog.ITS_AID_SCR
 
 
 @dataclass

@@ -12,9 +12,8 @@ versus SSP octets from a certificate's ``appPermissions`` (``bitmapSsp``).
 
 Sources, readings and open points are documented in ``docs/ssp.md``; the short
 version: octet 0 is the SSP version, then permission bits MSB first. The layouts
-follow the bit masks of a vanetza fork (about TS 103 301 V1.3.1), the ETSI TTCN
-ATS certificate profiles (Release 2) and the issue ranges in the ETSI test root
-and the French production root. ITS-AIDs come from :mod:`rsu.catalog`.
+are data of :mod:`rsu.catalog` (``MessageKind.ssp``, with their sources), like the
+ITS-AIDs; this module holds the logic that reads, writes and checks them.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rsu import catalog
-from rsu.catalog import MessageKind
+from rsu.catalog import MessageKind, Permission, SspSpec
 
 
 class SspFormatError(ValueError):
@@ -32,16 +31,12 @@ class SspFormatError(ValueError):
 
 
 @dataclass(frozen=True)
-class Permission:
-    name: str
-    octet: int  # index into the SSP octets (0 is the version)
-    mask: int
-    meaning: str
-
-
-@dataclass(frozen=True)
 class SspLayout:
+    """The SSP layout of one message kind (read from its catalog :class:`~rsu.catalog.SspSpec`), with the
+    lookups the checks need."""
+
     kind: MessageKind
+    service: str  # how messages about the SSP name the service ("TLC request")
     version: int
     length: int
     permissions: tuple[Permission, ...]
@@ -52,9 +47,9 @@ class SspLayout:
     def __post_init__(self) -> None:
         self._by_name.update({p.name: p for p in self.permissions})
 
-    @property
-    def service(self) -> str:
-        return SERVICE_LABEL[self.kind.name]
+    @classmethod
+    def of(cls, kind: MessageKind, spec: SspSpec) -> "SspLayout":
+        return cls(kind, spec.label, spec.version, spec.length, spec.permissions, spec.provider_octets, spec.note)
 
     @property
     def its_aid(self) -> int:
@@ -74,65 +69,7 @@ class SspLayout:
         return masks
 
 
-SERVICE_LABEL = {
-    "spatem": "TLM", "mapem": "RLT", "ivim": "IVI",
-    "srem": "TLC request", "ssem": "TLC status", "rtcmem": "GPC",
-}
-
-_ROLE_NAMES = (  # ISO TS 19091 BasicVehicleRole 1..18, in enumeration order
-    "publicTransport", "specialTransport", "dangerousGoods", "roadWork", "roadRescue", "emergency",
-    "safetyCar", "none-unknown", "truck", "motorcycle", "roadSideSource", "police", "fire",
-    "ambulance", "dot", "transit", "slowMoving", "stopNgo",
-)
-
-
-def _role_bits() -> tuple[Permission, ...]:
-    out = []
-    bit = 1  # bit index after the base permission (octet 1, 0x80 = index 0)
-    for name in _ROLE_NAMES:
-        octet, pos = 1 + bit // 8, bit % 8
-        out.append(Permission(f"role.{name}", octet, 0x80 >> pos,
-                              f"priority/preemption requests for requestor role {name}"))
-        bit += 1
-    return tuple(out)
-
-
-LAYOUTS: dict[str, SspLayout] = {
-    "spatem": SspLayout(catalog.SPATEM, 1, 2, (
-        Permission("intersectionState", 1, 0x80,
-                   "IntersectionState without prioritization or manoeuvre-assist information"),
-        Permission("prioritization", 1, 0x40,
-                   "public-transport prioritization response (IntersectionState addGrpC activePrioritizations)"),
-        Permission("maneuverAssist", 1, 0x20,
-                   "manoeuvre-assist information (IntersectionState.maneuverAssistList, MovementState.maneuverAssistList)"),
-    )),
-    "mapem": SspLayout(catalog.MAPEM, 1, 2, (
-        Permission("intersections", 1, 0x80, "MapData.intersections"),
-        Permission("roadSegments", 1, 0x40, "MapData.roadSegments"),
-    )),
-    "ivim": SspLayout(catalog.IVIM, 1, 6, (
-        Permission("viennaConvention", 4, 0x80, "road sign codes of the Vienna Convention (RSCode viennaConvention)"),
-        Permission("iso14823.dangerWarning", 4, 0x40, "ISO 14823 codes, service category dangerWarning"),
-        Permission("iso14823.regulatory", 4, 0x20, "ISO 14823 codes, service category regulatory"),
-        Permission("iso14823.informative", 4, 0x10, "ISO 14823 codes, service category informative"),
-        Permission("iso14823.publicFacilities", 4, 0x08, "ISO 14823 codes, publicFacilitiesPictogram"),
-        Permission("iso14823.ambientCondition", 4, 0x04, "ISO 14823 codes, ambientCondition"),
-        Permission("iso14823.roadCondition", 4, 0x02, "ISO 14823 codes, roadCondition"),
-        Permission("itisCodes", 4, 0x01, "SAE J2540 ITIS codes (RSCode itisCodes)"),
-        Permission("laneStatus", 5, 0x80, "laneStatus in GIC or text-container parts"),
-        Permission("roadConfigurationContainer", 5, 0x40, "road configuration container (rcc)"),
-        Permission("textContainer", 5, 0x20, "text container (tc)"),
-        Permission("layoutContainer", 5, 0x10, "layout container (lac)"),
-        Permission("negation", 5, 0x08, "iviStatus = negation"),
-    ), provider_octets=(1, 2, 3),
-        note="octets 1-3: ServiceProviderId = 10-bit ITA2 country code + 14-bit issuer id"),
-    "srem": SspLayout(catalog.SREM, 2, 4, (
-        Permission("signalRequest", 1, 0x80, "sending SREM at all (requests without a specific role)"),
-        *_role_bits(),
-    ), note="SSP version 2 (Release 2 profiles); one bit per requestor role 1..18"),
-    "ssem": SspLayout(catalog.SSEM, 1, 1, (), note="version octet only"),
-    "rtcmem": SspLayout(catalog.RTCMEM, 1, 1, (), note="version octet only"),
-}
+LAYOUTS: dict[str, SspLayout] = {m.name: SspLayout.of(m, m.ssp) for m in catalog.MESSAGES if m.ssp is not None}
 BY_ITS_AID: dict[int, SspLayout] = {lay.its_aid: lay for lay in LAYOUTS.values()}
 
 
@@ -423,5 +360,5 @@ def _srem(srm: dict[str, Any]) -> tuple[set[str], None]:
     return need, None
 
 
-# what each message kind's content needs: (permission names, the IVI service provider or None)
-_REQUIRED: dict[str, Callable[[dict[str, Any]], tuple[set[str], ServiceProvider | None]]] = {"spatem": _spatem, "mapem": _mapem, "ivim": _ivim, "srem": _srem}
+_REQUIRED: dict[str, Callable[[dict[str, Any]], tuple[set[str], ServiceProvider | None]]] = {catalog.SPATEM.name: _spatem, catalog.MAPEM.name: _mapem, catalog.IVIM.name: _ivim,
+             catalog.SREM.name: _srem}

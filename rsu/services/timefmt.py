@@ -23,11 +23,6 @@ def minute_of_the_year(posix: float) -> int:
     return int((posix - _year_start(posix)) // 60)
 
 
-def dsecond(posix: float) -> int:
-    """DSecond (0..59999): milliseconds within the current UTC minute."""
-    return moy_dsecond(posix)[1]
-
-
 def moy_dsecond(posix: float) -> tuple[int, int]:
     """(MinuteOfTheYear, DSecond) of one instant, consistent with each other (no rounding across a minute)."""
     ms = int(round(posix * 1000))

@@ -105,7 +105,8 @@ class Transport(Protocol):
 
 
 class DropCounter(Protocol):
-    """Where transports count what they drop, by reason (malformed GN, unknown port, stale, ...).
+    """Where transports and integration feeds count what they drop, by reason (malformed GN, unknown
+    port, stale, ...); ``transport`` names the source (a transport, or a feed such as ``map-files``).
 
     ``message`` is given for a *received* frame the transport drops: the message type its BTP port or
     topic named (``"unknown"`` when none). Such a frame was received and dropped at once, so a counter

@@ -105,7 +105,7 @@ def test_decode_shows_the_secured_layer_and_the_inner_pdu(pki_dir, tmp_path, cod
 
 def test_secured_layer_hands_gn_headers_on_to_the_gn_dissector():
     """A secured GN packet signs common header + BTP + PDU: the secured layer passes them to GN."""
-    from rsu.security.dissect import secured_layer
+    from rsu.dissect import secured_layer
 
     layer = secured_layer((VECTORS / "vanetza" / "cam_signed_with_at_cert.oer").read_bytes())
     assert layer.payload is not None and layer.payload.hex().startswith("2050028000320100")

@@ -1,6 +1,6 @@
-"""Generator of the plain-Python UPER codec for the six IS PDUs (``rsu/codec/generated_uper.py``).
+"""Generator of the plain-Python UPER codec for the six IS PDUs (``rsu/codec/generated/uper.py``).
 
-    python -m rsu.codec.gen            # rewrite rsu/codec/generated_uper.py
+    python -m rsu.codec.gen            # rewrite rsu/codec/generated/uper.py
     python -m rsu.codec.gen --check    # exit 1 if the committed module differs
 
 It walks two trees side by side: asn1tools' compiled UPER type tree (the PER facts: bit widths,
@@ -33,7 +33,7 @@ from rsu.codec.asn1files import compile_set
 from rsu.codec.schema import Member, Node, Schema
 from rsu.codec.uper_runtime import source_digest
 
-OUTPUT = Path(__file__).resolve().parent.parent / "generated_uper.py"
+OUTPUT = Path(__file__).resolve().parent.parent / "generated" / "uper.py"
 CONSTRUCTED = ("SEQUENCE", "CHOICE", "SEQUENCE OF", "REGEXT")
 INLINE_DEPTH = 3  # nesting levels of SEQUENCE / SEQUENCE OF written in place within one function
 

@@ -33,7 +33,6 @@ from typing import Callable, Iterable, Mapping, Protocol
 
 from rsu.catalog import MessageKind
 from rsu.pipeline.outcomes import Dropped, SendOutcome, Sent
-from rsu.security.pool import SigningRefused
 from rsu.security.request import SignRequest
 from rsu.services.model import Transmission
 from rsu.transports.drops import DropReason
@@ -214,6 +213,8 @@ class SendPipeline:
 
     def _sign_pdu(self, tx: Transmission) -> _SharedSignature:
         """The PDU signed alone with the full certificate (indirect delivery), or why not."""
+        from rsu.security.pool import SigningRefused  # loaded with the security entity (none: never here)
+
         if tx.requirement is None:
             detail = "no content requirement known for these bytes"
         else:
@@ -228,6 +229,8 @@ class SendPipeline:
         """The signer a secured GN framer calls once: CH | EH | BTP-B | PDU, the PDU at ``offset``."""
         def sign(payload: bytes, offset: int) -> bytes:
             if tx.requirement is None:
+                from rsu.security.pool import SigningRefused
+
                 raise SigningRefused(tx.kind, ("content",), "no content requirement known for these bytes")
             return self._signed(SignRequest(tx.requirement, payload, offset))
         return sign

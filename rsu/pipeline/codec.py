@@ -10,7 +10,8 @@ written out: no attribute forwarding.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rsu.catalog import MessageKind
 

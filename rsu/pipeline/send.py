@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Protocol
+from typing import Protocol
 
 from rsu.catalog import MessageKind
 from rsu.pipeline.outcomes import Dropped, SendOutcome, Sent
@@ -242,5 +243,15 @@ class _SharedSignature:
     refused: str | None  # why no AT signed it (then ``data`` is empty)
 
 
-__all__ = ["SendPipeline", "Signer", "Framer", "FrameWriter", "FramingError", "GnFramer", "MqttFramer",
-           "Published", "SignRequest", "SIGNING_REFUSED"]
+__all__ = [
+    "SIGNING_REFUSED",
+    "FrameWriter",
+    "Framer",
+    "FramingError",
+    "GnFramer",
+    "MqttFramer",
+    "Published",
+    "SendPipeline",
+    "SignRequest",
+    "Signer",
+]

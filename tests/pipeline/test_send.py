@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from services.secured import authorities, make_at, trust
+from services.support import PROVIDER, START, STATION, example
 
 from rsu import catalog
 from rsu.clock import ManualClock
@@ -18,6 +20,7 @@ from rsu.security.request import SignRequest
 from rsu.security.service import SecurityService
 from rsu.security.sign import Signer
 from rsu.security.verify import Verifier
+from rsu.services.layer import ServiceLayer, ServicesConfig
 from rsu.services.model import Transmission
 from rsu.transports import gn
 from rsu.transports.base import DisseminationParams, GeoArea
@@ -25,9 +28,6 @@ from rsu.transports.config import GnUdpConfig, MqttConfig
 from rsu.transports.drops import DropReason
 from rsu.transports.gn_core import GnCore
 from rsu.transports.mqtt_core import MqttCore
-from services.secured import authorities, make_at, trust
-from rsu.services.layer import ServiceLayer, ServicesConfig
-from services.support import PROVIDER, START, STATION, example
 
 LAT, LON = 44.837592, -0.579431
 AREA = GeoArea(LAT, LON, "circle", 300)

@@ -2,9 +2,9 @@
 
 Layer boundary: :meth:`SecurityService.sign` takes a :class:`~rsu.security.request.SignRequest`
 (the UPER facilities PDU, or GN headers + BTP-B + PDU, with the ITS-AID and the SSP requirement of
-the content) and returns EtsiTs103097Data-Signed (COER bytes); it never decodes the content; :meth:`SecurityService.verify`
-takes COER bytes and returns a :class:`~rsu.security.verify.VerificationResult`
-whose ``payload`` is the UPER PDU.
+the content) and returns EtsiTs103097Data-Signed (COER bytes); it never decodes the content.
+:meth:`SecurityService.verify` takes COER bytes and returns a
+:class:`~rsu.security.verify.VerificationResult` whose ``payload`` is the UPER PDU.
 
 Signer-identifier policy (TS 103 097 §7.1.1 CAM rule, applied to every service):
 ``digest`` normally; the full AT certificate when

@@ -208,7 +208,7 @@ class ServiceEntity:
         params = entry.dissemination.to_params(entry.kind, entry.area)
         n = len(entry.pdus)
         return [Transmission(self.name, entry.id, entry.kind, pdu, params, due.fresh, entry.generation,
-                             (i + 1) if n > 1 else None, due.slot, due.priority, entry.value)
+                             (i + 1) if n > 1 else None, due.slot, due.priority, entry.requirement)
                 for i, pdu in enumerate(entry.pdus)]
 
     # --- persistence ----------------------------------------------------------------------------

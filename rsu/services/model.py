@@ -6,9 +6,11 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from rsu.catalog import MessageKind
+from rsu.security.ssp import Requirement, required
 from rsu.services.params import Dissemination
 from rsu.transports.base import DisseminationParams, GeoArea
 
@@ -46,6 +48,15 @@ class Entry:
 
     def evolve(self, **changes: Any) -> Entry:
         return replace(self, **changes)
+
+    @cached_property
+    def requirement(self) -> Requirement | None:
+        """What the content needs of the signer's SSP (rsu.security.ssp), None without content.
+
+        Worked out from ``value`` once per content (every repetition and fragment shares it); an
+        entry restored from the store has its value again (rsu.services.base.restore), so it has
+        its requirement too."""
+        return required(self.kind, self.value) if self.value is not None else None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -107,9 +118,10 @@ class Transmission:
     fragment: int | None  # MAPEM fragment index (1-based), None when not fragmented
     slot: float  # scheduled time
     priority: int
-    # the whole PDU's Python value (for a fragmented MAPEM: the unfragmented value, a superset of
-    # each fragment's content): lets the signer find the SSP the content needs without a decode
-    value: dict[str, Any] | None = None
+    # what the content needs of the signer's SSP, from the whole PDU's value (for a fragmented
+    # MAPEM: the unfragmented value, a superset of each fragment's content): the sign request
+    # carries it, so nothing is decoded to sign; None only without content (nothing to sign)
+    requirement: Requirement | None = None
 
 
 def canonical_hash(obj: Any) -> str:

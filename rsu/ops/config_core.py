@@ -253,7 +253,7 @@ def validate(model: type[T], data: Any, source: str | None = None) -> T:
     if data is None:
         data = {}
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=COMPLETE)
     except pydantic.ValidationError as e:
         raise ConfigError(issues_of(e, model), source) from None
 
@@ -269,11 +269,14 @@ def issues_of(error: pydantic.ValidationError, model: Any, prefix: tuple = ()) -
                 issues.append(ConfigIssue(format_path(prefix + loc + ((field,) if field else ())), reason))
             continue
         loc = tuple(p for p in loc if not _is_tag(p))
-        if err["type"] == "rsu_tag":
-            ctx = err.get("ctx") or {}
-            issues.append(ConfigIssue(format_path(prefix + loc + (ctx.get("key", "type"),)),
-                                      f"expected one of {ctx.get('expected')}, found "
-                                      f"{_found(err['input'].get(ctx.get('key')) if isinstance(err['input'], dict) else err['input'])}"))
+        if err["type"] == "rsu_tag":  # a union member chosen by a key (tagged): say which key and what it may be
+            ctx, given = err.get("ctx") or {}, err.get("input")
+            if isinstance(given, dict):
+                issues.append(ConfigIssue(format_path(prefix + loc + (ctx.get("key"),)),
+                                          f"expected one of {ctx.get('expected')}, found {_found(given.get(ctx.get('key')))}"))
+            else:
+                issues.append(ConfigIssue(format_path(prefix + loc), f"expected a mapping with a {ctx.get('key')}, "
+                                                                     f"found {_found(given)}"))
             continue
         message = _message(err, model)
         if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):

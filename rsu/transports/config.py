@@ -17,7 +17,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import ValidationInfo, field_validator, model_validator
+from pydantic import ValidationInfo, model_validator
 
 from rsu import catalog
 from rsu.ops.config_core import ConfigError, Problems, check, config_dataclass, integer, is_complete

@@ -174,7 +174,8 @@ def _name(v: Any) -> Any:
 class ControllerIntersectionConfig:
     """An intersection the controller feed drives."""
 
-    id: Annotated[Any, check(lambda v: _key_text(v) and v)] = Field(None, validate_default=True)  # 1201, "7.1201"
+    id: Annotated[str, check(_key_text)] = Field(None, validate_default=True)  # 1201 or "7.1201" in the file;
+    # here the services' key ("1201", "7.1201")
     controller: Annotated[str | None, check(_optional(_host))] = None  # TSCBM: source address of its controller
     # (None: the only TSCBM intersection)
     name: Annotated[str | None, check(_name)] = None  # IntersectionState.name to send (optional)
@@ -183,7 +184,7 @@ class ControllerIntersectionConfig:
     @property
     def key(self) -> str:
         """The services' key of this intersection ("1201", "7.1201")."""
-        return _key_text(self.id)
+        return self.id
 
     @model_validator(mode="after")
     def _groups_once(self) -> "ControllerIntersectionConfig":

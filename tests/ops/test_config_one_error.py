@@ -106,3 +106,25 @@ def test_pki_client_defaults_have_one_source():
     for name in ("re_enrol_margin", "at_pool", "at_renew_fraction", "trust_refresh_margin",
                  "trust_refresh_interval", "retry_base", "retry_max"):
         assert getattr(built, name) == getattr(plain, name) == getattr(TUNING, name), name
+
+
+def test_a_section_from_another_module_plugs_in_with_one_line():
+    from pydantic import BaseModel, ConfigDict, Field
+
+    from rsu.ops.config_core import validate
+
+    class Sink(BaseModel):  # as another module would define its section
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        url: str = "http://127.0.0.1:9"
+        batch: int = Field(10, ge=1, le=1000)
+
+    class Plugged(cfgmod.Config):
+        forwarding: Sink = Sink()  # the one line
+
+    assert validate(Plugged, {"forwarding": {"batch": 5}}).forwarding.batch == 5
+    with pytest.raises(ConfigError) as e:
+        validate(Plugged, {"forwarding": {"batch": 0, "ulr": "x"}, "transports": [{"type": "gn-udp", "ttl": -1}]})
+    found = {i.path: i.message for i in e.value.issues}
+    assert found.keys() == {"forwarding.batch", "forwarding.ulr", "transports[0].ttl"}, found
+    assert found["forwarding.batch"] == "expected a number >= 1 and <= 1000, found 0"
+    assert found["forwarding.ulr"].startswith("unknown setting (expected one of: url, batch")

@@ -262,13 +262,13 @@ def issues_of(error: pydantic.ValidationError, model: Any, prefix: tuple = ()) -
     """Every error of a pydantic validation of ``model`` as ConfigIssues, paths starting with ``prefix``."""
     issues = []
     for err in error.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-")
-                                                                            or p == "[key]")))
+        walked = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-")
+                                                                               or p == "[key]")))
+        loc = tuple(p for p in walked if not _is_tag(p))  # the path as users write it
         if err["type"] == "rsu" and (err.get("ctx") or {}).get("issues"):
             for field, reason in err["ctx"]["issues"]:
                 issues.append(ConfigIssue(format_path(prefix + loc + ((field,) if field else ())), reason))
             continue
-        loc = tuple(p for p in loc if not _is_tag(p))
         if err["type"] == "rsu_tag":  # a union member chosen by a key (tagged): say which key and what it may be
             ctx, given = err.get("ctx") or {}, err.get("input")
             if isinstance(given, dict):
@@ -280,8 +280,8 @@ def issues_of(error: pydantic.ValidationError, model: Any, prefix: tuple = ()) -
             continue
         message = _message(err, model)
         if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-            known = _known_fields(model, loc)
-            if known is not None and _is_dataclass_at(model, loc):
+            known = _known_fields(model, walked)
+            if known is not None and _is_dataclass_at(model, walked):
                 message = f"unknown option (known: {', '.join(sorted(known))})"
             elif known:
                 message += f" (expected one of: {', '.join(known)})"

@@ -16,7 +16,7 @@ BROKEN = {
     "station": {"id": -1},
     "transports": [
         {"type": "gn-udp", "name": "gn", "port": 0, "ttl": 300},
-        {"type": "mqtt", "name": "broker", "qos": 7, "payload_format": "xml"},
+        {"type": "mqtt", "name": "broker", "qos": 7, "payload_format": "xml", "type_names": {"spatem": "a/b"}},
         {"type": "carrier-pigeon"},
     ],
     "integrations": {
@@ -33,6 +33,7 @@ EXPECTED = {
     "transports[0].ttl": "300 is not an integer within 0..255",
     "transports[1].qos": "7 is not an integer within 0..2",
     "transports[1].payload_format": "'xml' (expected secured or json)",
+    "transports[1].type_names.spatem": "'a/b' must be one non-empty topic level",
     "transports[2].type": "expected one of gn-udp, mqtt, found 'carrier-pigeon'",
     "integrations.controller.format": "'xml' (expected one of: json, tscbm)",
     "integrations.controller.intersections[0].id": "'abc' is not an intersection id",

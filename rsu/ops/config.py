@@ -91,6 +91,30 @@ class Services(_Section):
     rules: dict[str, Any] = Field(default_factory=dict)  # rsu.services.defaults.ServiceRules overrides
     message_defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Checked as the service layer checks them (unknown keys, types, ranges: rsu.services.defaults)."""
+        from rsu.services.defaults import rule_issues
+
+        return _service_checked(value, rule_issues)
+
+    @field_validator("message_defaults")
+    @classmethod
+    def _message_defaults(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Checked as the service layer checks them (also the repetition bounds of each message)."""
+        from rsu.services.defaults import message_default_issues
+
+        return _service_checked(value, message_default_issues)
+
+
+def _service_checked(value: dict[str, Any], issues_of: Any) -> dict[str, Any]:
+    found = Problems()
+    for path, message in issues_of(value, ""):
+        found.add(path.lstrip("."), message)
+    found.raise_any()
+    return value
+
 
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
@@ -221,21 +245,6 @@ def transport_configs(config: Config) -> list[tuple[str, Any]]:
     return [(cfg.type, cfg) for cfg in config.transports]
 
 
-def service_issues(data: Any) -> list[ConfigIssue]:
-    """``services.rules`` / ``services.message_defaults`` checked as the service layer checks them (unknown
-    keys, types, ranges, repetition bounds: rsu.services.defaults), every problem at once."""
-    from rsu.services.defaults import message_default_issues, rule_issues
-
-    services = data.get("services") if isinstance(data, dict) else None
-    if not isinstance(services, dict):
-        return []  # absent, or the schema reports the wrong type
-    rules, defaults = services.get("rules"), services.get("message_defaults")
-    found = rule_issues(rules, "services.rules") if isinstance(rules, dict) else []
-    if isinstance(defaults, dict):
-        found += message_default_issues(defaults, "services.message_defaults")
-    return [ConfigIssue(path, message) for path, message in found]
-
-
 def integrations_config(config: Config) -> IntegrationsConfig:
     """The integrations section as rsu.integrations' config object (the station filled in the RSU position)."""
     return config.integrations
@@ -243,17 +252,7 @@ def integrations_config(config: Config) -> IntegrationsConfig:
 
 def parse(data: Any, source: str | None = None) -> Config:
     """Validate parsed YAML (a mapping) into a Config; ConfigError lists every issue of every section."""
-    issues: list[ConfigIssue] = []
-    config: Config | None = None
-    try:
-        config = validate(Config, data, source)
-    except ConfigError as e:
-        issues.extend(e.issues)
-    issues.extend(service_issues(data))
-    if issues:
-        raise ConfigError(issues, source)
-    assert config is not None
-    return config
+    return validate(Config, data, source)
 
 
 def _station_or_default(data: Any) -> Station:

@@ -17,7 +17,6 @@ Sections (all optional; a missing section is a disabled integration)::
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import field
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from rsu.ops.config_core import ConfigError, Problems, check, config_dataclass, from_mapping, integer, number
+from rsu.ops.config_core import ConfigError, LayerConfig, Problems, check, config_dataclass, integer, number
 from rsu.secretfile import read_secret_file
 
 __all__ = ["ConfigError", "ControllerFeedConfig", "ControllerIntersectionConfig", "IntegrationsConfig",
@@ -127,7 +126,7 @@ def _plans(v: Any) -> Any:
 
 
 @config_dataclass
-class SignalGroupMapConfig:
+class SignalGroupMapConfig(LayerConfig):
     """One signal group of an intersection, driven by one controller phase, overlap or pedestrian phase.
 
     ``movement`` says what green means for it (protected / permissive MovementPhaseState);
@@ -171,7 +170,7 @@ def _name(v: Any) -> Any:
 
 
 @config_dataclass
-class ControllerIntersectionConfig:
+class ControllerIntersectionConfig(LayerConfig):
     """An intersection the controller feed drives."""
 
     id: Annotated[str, check(_key_text)] = Field(None, validate_default=True)  # 1201 or "7.1201" in the file;
@@ -200,7 +199,7 @@ class ControllerIntersectionConfig:
 
 
 @config_dataclass
-class ControllerFeedConfig:
+class ControllerFeedConfig(LayerConfig):
     """Traffic-controller feed -> TLM: UDP listener (JSON or TSCBM datagrams), phase map, watchdog."""
 
     format: choice(FORMATS) = "json"  # json | tscbm (UDP datagrams; the HTTP route always takes JSON)
@@ -280,7 +279,7 @@ def _dissemination(v: Any) -> Any:
 
 
 @config_dataclass
-class MapFilesConfig:
+class MapFilesConfig(LayerConfig):
     """MAPEM content from JER JSON files, one per intersection (``{"1201": "/etc/rsu/maps/1201.json"}``)."""
 
     intersections: Annotated[dict[str, str], check(_map_files)] = field(default_factory=dict)  # intersection key
@@ -342,7 +341,7 @@ def _user_agent(v: Any) -> Any:
 
 
 @config_dataclass
-class NtripConfig:
+class NtripConfig(LayerConfig):
     """NTRIP client to a caster; its RTCM 3 frames become RTCMEMs (GPC)."""
 
     host: Host = Field("", validate_default=True)
@@ -389,14 +388,11 @@ class NtripConfig:
 
 # --- the whole section --------------------------------------------------------------------------------------
 @config_dataclass
-class IntegrationsConfig:
+class IntegrationsConfig(LayerConfig):
+    """The ``integrations:`` section: each integration is optional (absent: disabled)."""
+
+    PREFIX = "integrations."
+
     controller: ControllerFeedConfig | None = None
     map_files: MapFilesConfig | None = None
     ntrip: NtripConfig | None = None
-
-    @classmethod
-    def from_dict(cls, data: Any, prefix: str = "integrations.") -> "IntegrationsConfig":
-        return from_mapping(cls, data, prefix)
-
-    def validate(self, prefix: str = "integrations.") -> None:
-        from_mapping(type(self), dataclasses.asdict(self), prefix)

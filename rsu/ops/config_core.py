@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Self, TypeVar
 
 import pydantic
 import yaml
@@ -357,10 +358,28 @@ def number(lo: float, hi: float, *, lo_open: bool = False, optional: bool = Fals
     return Annotated[float | None if optional else float, check(ok)]
 
 
-def config_dataclass(cls: type) -> Any:
-    """``cls`` as a pydantic dataclass of a layer's configuration (unknown keys refused, values checked at
-    construction). Constructing it directly raises ConfigError; ``from_dict(data, prefix)`` validates a
-    mapping from the file, ``validate(prefix)`` checks it again as complete (required parts included)."""
+class LayerConfig:
+    """Base of a layer's config dataclass (:func:`config_dataclass`): reading a section on its own."""
+
+    PREFIX = ""  # where the section sits in the file, for error paths when no prefix is given
+
+    @classmethod
+    def from_dict(cls, data: Any, prefix: str | None = None) -> Self:
+        """The config of a (YAML) mapping, checked as complete; ConfigError names ``prefix`` + field."""
+        return from_mapping(cls, data, cls.PREFIX if prefix is None else prefix)
+
+    def validate(self, prefix: str | None = None) -> None:
+        """Check this config again as complete (required parts such as the RSU position included)."""
+        from_mapping(type(self), dataclasses.asdict(self), self.PREFIX if prefix is None else prefix)  # type: ignore[call-overload]
+
+
+C = TypeVar("C", bound=type)
+
+
+@typing.dataclass_transform(field_specifiers=(dataclasses.field, pydantic.Field))
+def config_dataclass(cls: C) -> C:
+    """``cls`` (a :class:`LayerConfig`) as a pydantic dataclass of a layer's configuration: unknown keys
+    refused, values checked at construction, which raises ConfigError."""
     import pydantic.dataclasses
 
     dc: Any = pydantic.dataclasses.dataclass(cls, config=pydantic.ConfigDict(extra="forbid"))  # type: ignore[call-overload]
@@ -372,18 +391,8 @@ def config_dataclass(cls: type) -> Any:
         except pydantic.ValidationError as e:
             raise ConfigError(issues_of(e, dc)) from None
 
-    def from_dict(klass: Any, data: Any, prefix: str = "") -> Any:
-        return from_mapping(klass, data, prefix)
-
-    def validate(self: Any, prefix: str = "") -> None:
-        from_mapping(type(self), dataclasses.asdict(self), prefix)
-
     dc.__init__ = __init__
-    if "from_dict" not in cls.__dict__:
-        dc.from_dict = classmethod(from_dict)
-    if "validate" not in cls.__dict__:
-        dc.validate = validate
-    return dc
+    return dc  # type: ignore[no-any-return]
 
 
 def from_mapping(cls: Any, data: Any, prefix: str = "") -> Any:

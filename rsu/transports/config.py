@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ValidationInfo, model_validator
 
 from rsu import catalog
-from rsu.ops.config_core import ConfigError, Problems, check, config_dataclass, integer, is_complete
+from rsu.ops.config_core import ConfigError, LayerConfig, Problems, check, config_dataclass, integer, is_complete
 from rsu.secretfile import read_secret_file
 from rsu.transports.ethernet import parse_mac
 
@@ -115,7 +115,7 @@ def _pcap(v: Any) -> Any:
 
 
 @config_dataclass
-class GnUdpConfig:
+class GnUdpConfig(LayerConfig):
     """GeoNetworking + BTP-B over UDP (Ethernet II header + GN packet in each datagram).
 
     ``group`` is the IPv4 multicast group, joined on ``interface`` (Linux ``ip_mreqn``); every
@@ -233,7 +233,7 @@ def _backoff(v: Any) -> Any:
 
 
 @config_dataclass
-class MqttConfig:
+class MqttConfig(LayerConfig):
     """MQTT v5 to a broker (indirect delivery), topic scheme of the C-ITS MQTT deployments::
 
         {prefix}/{publish_queue|subscribe_queue}/{suffix}/{type}/{source}/{q1}/{q2}/.../{qN}

@@ -7,6 +7,11 @@ turns YAML text into a validated model, or into a list of :class:`ConfigIssue` s
     transports[1].password_file: file not found: /etc/rsu/mqtt.pass
     api.prot: unknown setting (expected one of: host, port, ...)
 
+There is one :class:`ConfigError` for the whole project. The layers' own config classes (transport
+entries, integrations) are pydantic dataclasses made with :func:`config_dataclass` and the checkers here
+(:func:`integer`, :func:`number`, :func:`check`, :class:`Problems` for checks that span fields), so they
+validate inside the same pass as the file and their errors carry the same paths.
+
 Secrets (MQTT password, private keys) are never inline: the config names files, and the
 loader only checks that they exist and are readable.
 """
@@ -14,6 +19,7 @@ loader only checks that they exist and are readable.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import typing
 from dataclasses import dataclass
@@ -404,9 +410,14 @@ def from_mapping(cls: Any, data: Any, prefix: str = "") -> Any:
         raise ConfigError([ConfigIssue(format_path(where) or "(section)",
                                        f"expected a mapping, found {type(data).__name__}")])
     try:
-        return pydantic.TypeAdapter(cls).validate_python(data, context=COMPLETE)
+        return _adapter(cls).validate_python(data, context=COMPLETE)
     except pydantic.ValidationError as e:
         raise ConfigError(issues_of(e, cls, where)) from None
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(cls: Any) -> pydantic.TypeAdapter[Any]:
+    return pydantic.TypeAdapter(cls)
 
 
 def is_complete(info: Any) -> bool:

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from rsu.ops.config_core import ConfigError, LayerConfig, Problems, check, config_dataclass, integer, number
+from rsu.ops.config_core import ConfigError, LayerConfig, Problems, check, config_dataclass, floats, ints
 from rsu.secretfile import read_secret_file
 
 __all__ = ["ConfigError", "ControllerFeedConfig", "ControllerIntersectionConfig", "IntegrationsConfig",
@@ -47,10 +47,6 @@ def _one_of(allowed: tuple[str, ...]) -> Any:
         return v
 
     return ok
-
-
-def choice(allowed: tuple[str, ...]) -> Any:
-    return Annotated[str, check(_one_of(allowed))]
 
 
 def _host(v: Any) -> Any:
@@ -133,12 +129,12 @@ class SignalGroupMapConfig(LayerConfig):
     ``plans`` overrides it per timing plan (the TSCBM "timebase ASC action" byte).
     """
 
-    signal_group: integer(1, 255) = Field(0, validate_default=True)
-    phase: integer(1, 16, optional=True) = None  # controller phase 1..16 (vehicle or pedestrian)
-    overlap: integer(1, 16, optional=True) = None  # controller overlap 1..16 (type overlap)
+    signal_group: Annotated[int, ints(1, 255)] = Field(default=0, validate_default=True)
+    phase: Annotated[int | None, ints(1, 16, optional=True)] = None  # controller phase 1..16 (vehicle or pedestrian)
+    overlap: Annotated[int | None, ints(1, 16, optional=True)] = None  # controller overlap 1..16 (type overlap)
     type: Annotated[str | None, check(_optional(_one_of(GROUP_TYPES)))] = None  # vehicle |
     # pedestrian | overlap; default: overlap if overlap is given, else vehicle
-    movement: choice(MOVEMENTS) = "permissive"
+    movement: Annotated[str, check(_one_of(MOVEMENTS))] = "permissive"
     plans: Annotated[dict[int, str], check(_plans)] = field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -173,7 +169,7 @@ def _name(v: Any) -> Any:
 class ControllerIntersectionConfig(LayerConfig):
     """An intersection the controller feed drives."""
 
-    id: Annotated[str, check(_key_text)] = Field(None, validate_default=True)  # 1201 or "7.1201" in the file;
+    id: Annotated[str, check(_key_text)] = Field(default=None, validate_default=True)  # 1201 or "7.1201" in the file;
     # here the services' key ("1201", "7.1201")
     controller: Annotated[str | None, check(_optional(_host))] = None  # TSCBM: source address of its controller
     # (None: the only TSCBM intersection)
@@ -202,17 +198,17 @@ class ControllerIntersectionConfig(LayerConfig):
 class ControllerFeedConfig(LayerConfig):
     """Traffic-controller feed -> TLM: UDP listener (JSON or TSCBM datagrams), phase map, watchdog."""
 
-    format: choice(FORMATS) = "json"  # json | tscbm (UDP datagrams; the HTTP route always takes JSON)
+    format: Annotated[str, check(_one_of(FORMATS))] = "json"  # json | tscbm (UDP datagrams; the HTTP route always takes JSON)
     host: Host = "127.0.0.1"  # UDP listen address
-    port: integer(0, 65535, optional=True) = 6053  # UDP listen port (null: no UDP listener, HTTP only; 0: any)
+    port: Annotated[int | None, ints(0, 65535, optional=True)] = 6053  # UDP listen port (null: no UDP listener, HTTP only; 0: any)
     intersections: Annotated[tuple[ControllerIntersectionConfig, ...], check(_listed)] = ()  # JSON: empty = any
-    watchdog_timeout_s: number(0.0, 3600.0, lo_open=True) = 1.0  # no update for this long = the feed is lost
-    stale_behaviour: choice(STALE_BEHAVIOURS) = "stop"  # stop (terminate the SPATEM stream) | unavailable
-    unavailable_interval_s: number(0.1, 60.0) = 1.0  # how often "unavailable" SPATEMs are sent while lost
-    unavailable_max_s: number(0.0, 86400.0) = 60.0  # after this long without feed, stop even in unavailable mode
-    time_source: choice(TIME_SOURCES) = "controller"  # TSCBM times relative to: the blob's timestamp | arrival
-    max_clock_skew_s: number(0.0, 3600.0, lo_open=True) = 2.0  # updates further from our clock are dropped
-    age_report_interval_s: number(0.0, 3600.0, lo_open=True) = 1.0  # how often feed ages are reported
+    watchdog_timeout_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 1.0  # no update for this long = the feed is lost
+    stale_behaviour: Annotated[str, check(_one_of(STALE_BEHAVIOURS))] = "stop"  # stop (terminate the SPATEM stream) | unavailable
+    unavailable_interval_s: Annotated[float, floats(0.1, 60.0)] = 1.0  # how often "unavailable" SPATEMs are sent while lost
+    unavailable_max_s: Annotated[float, floats(0.0, 86400.0)] = 60.0  # after this long without feed, stop even in unavailable mode
+    time_source: Annotated[str, check(_one_of(TIME_SOURCES))] = "controller"  # TSCBM times relative to: the blob's timestamp | arrival
+    max_clock_skew_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 2.0  # updates further from our clock are dropped
+    age_report_interval_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 1.0  # how often feed ages are reported
 
     @model_validator(mode="after")
     def _intersections(self) -> "ControllerFeedConfig":
@@ -284,7 +280,7 @@ class MapFilesConfig(LayerConfig):
 
     intersections: Annotated[dict[str, str], check(_map_files)] = field(default_factory=dict)  # intersection key
     # (RLT entry id) -> file
-    poll_interval_s: number(0.05, 3600.0) = 2.0  # how often the files' mtimes are checked (reload() forces a read)
+    poll_interval_s: Annotated[float, floats(0.05, 3600.0)] = 2.0  # how often the files' mtimes are checked (reload() forces a read)
     dissemination: Annotated[dict | None, check(_dissemination)] = None  # dissemination parameters given to RLT
     # (e.g. repetition_interval_s)
 
@@ -344,29 +340,29 @@ def _user_agent(v: Any) -> Any:
 class NtripConfig(LayerConfig):
     """NTRIP client to a caster; its RTCM 3 frames become RTCMEMs (GPC)."""
 
-    host: Host = Field("", validate_default=True)
-    port: integer(1, 65535) = 2101
-    mountpoint: Annotated[str, check(_mountpoint)] = Field("", validate_default=True)
+    host: Host = Field(default="", validate_default=True)
+    port: Annotated[int, ints(1, 65535)] = 2101
+    mountpoint: Annotated[str, check(_mountpoint)] = Field(default="", validate_default=True)
     username: Annotated[str | None, check(_username)] = None
     password_file: Annotated[str | None, check(_readable)] = None  # first line is the password
     version: Annotated[int, check(_version)] = 2  # NTRIP 1 or 2
     gga: Annotated[bool, check(_strict_bool)] = False  # send GGA sentences from the RSU position (network-RTK /
     # VRS mountpoints)
-    gga_interval_s: number(1.0, 3600.0) = 10.0
-    latitude: number(-90.0, 90.0, optional=True) = None  # RSU position (degrees, WGS84): GGA, and the RTCMEM area
-    longitude: number(-180.0, 180.0, optional=True) = None
-    altitude_m: number(-1000.0, 10000.0) = 0.0  # height above mean sea level for GGA
-    area_radius_m: number(0.0, 65535.0) = 1000.0  # RTCMEM GeoBroadcast circle around the RSU (0: derived / SHB)
+    gga_interval_s: Annotated[float, floats(1.0, 3600.0)] = 10.0
+    latitude: Annotated[float | None, floats(-90.0, 90.0, optional=True)] = None  # RSU position (degrees, WGS84): GGA, and the RTCMEM area
+    longitude: Annotated[float | None, floats(-180.0, 180.0, optional=True)] = None
+    altitude_m: Annotated[float, floats(-1000.0, 10000.0)] = 0.0  # height above mean sea level for GGA
+    area_radius_m: Annotated[float, floats(0.0, 65535.0)] = 1000.0  # RTCMEM GeoBroadcast circle around the RSU (0: derived / SHB)
     stream: Annotated[str, check(_stream)] = "ntrip"  # GPC stream name (entry id); further RTCMEMs of a batch:
     # NAME.2, NAME.3, ...
-    max_rtcmem_bytes: integer(200, 65535) = 1100  # encoded RTCMEM size limit a batch is packed into
-    flush_gap_s: number(0.0, 10.0, lo_open=True) = 0.1  # a batch is sent after this quiet gap in the stream ...
-    max_batch_age_s: number(0.0, 60.0, lo_open=True) = 1.0  # ... or when its first frame is this old
-    max_correction_age_s: number(0.0, 3600.0, lo_open=True) = 10.0  # no new frame for this long: the RTCMEM stops
-    connect_timeout_s: number(0.0, 600.0, lo_open=True) = 10.0
-    read_timeout_s: number(0.0, 3600.0, lo_open=True) = 30.0  # no byte for this long: reconnect
-    backoff_initial_s: number(0.0, 3600.0, lo_open=True) = 1.0
-    backoff_max_s: number(0.0, 3600.0, lo_open=True) = 60.0
+    max_rtcmem_bytes: Annotated[int, ints(200, 65535)] = 1100  # encoded RTCMEM size limit a batch is packed into
+    flush_gap_s: Annotated[float, floats(0.0, 10.0, lo_open=True)] = 0.1  # a batch is sent after this quiet gap in the stream ...
+    max_batch_age_s: Annotated[float, floats(0.0, 60.0, lo_open=True)] = 1.0  # ... or when its first frame is this old
+    max_correction_age_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 10.0  # no new frame for this long: the RTCMEM stops
+    connect_timeout_s: Annotated[float, floats(0.0, 600.0, lo_open=True)] = 10.0
+    read_timeout_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 30.0  # no byte for this long: reconnect
+    backoff_initial_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 1.0
+    backoff_max_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 60.0
     user_agent: Annotated[str, check(_user_agent)] = "NTRIP rsu"
 
     @model_validator(mode="after")

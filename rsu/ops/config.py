@@ -30,8 +30,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from rsu.integrations.config import IntegrationsConfig
-from rsu.ops.config_core import (ConfigError, ConfigIssue, Problems, duration, format_path, load_yaml_file,
-                                   parse_duration, tagged, validate)
+from rsu.ops.config_core import (ConfigError, ConfigIssue, Problems, Seconds, format_path, load_yaml_file,
+                                   parse_duration, tagged, validate, within)
 from rsu.pki.config import PkiClientSection
 from rsu.transports.config import GnUdpConfig, MqttConfig
 
@@ -78,10 +78,10 @@ class Security(_Section):
     test_pki_at_hours: int = Field(168, ge=1, le=8760)
     trust_dir: Path | None = None  # root/AA certificates; default: pki_dir
     tickets_dir: Path | None = None  # AT certificates + private keys; default: <pki_dir>/at
-    rotation_margin: duration(0, 7 * 86400) = 3600.0  # at most a week: ATs are valid for about that long
-    certificate_interval: duration(0, 60) = 1.0  # 0 = the full certificate in every message
-    max_age: duration(0.05, 86400) = 30.0
-    max_future: duration(0, 600) = 2.0
+    rotation_margin: Annotated[Seconds, within(0, 7 * 86400)] = 3600.0  # at most a week: ATs are valid for about that long
+    certificate_interval: Annotated[Seconds, within(0, 60)] = 1.0  # 0 = the full certificate in every message
+    max_age: Annotated[Seconds, within(0.05, 86400)] = 30.0
+    max_future: Annotated[Seconds, within(0, 600)] = 2.0
     accept_unsecured: bool = False  # deliver unsigned received messages (test benches only)
     limits: SecurityLimits = SecurityLimits()
 
@@ -123,8 +123,8 @@ class Api(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8301, ge=0, le=65535, description="0 = any free port")
     max_connections: int = Field(256, ge=1, le=16384)
-    header_timeout_s: duration(0.5, 300) = 10.0
-    idle_timeout_s: duration(1, 3600) = 60.0
+    header_timeout_s: Annotated[Seconds, within(0.5, 300)] = 10.0
+    idle_timeout_s: Annotated[Seconds, within(1, 3600)] = 60.0
 
     @field_validator("host")
     @classmethod

@@ -120,12 +120,15 @@ def parse_duration(value: Any) -> float:
     raise ValueError("expected a duration such as 1.5, '500ms', '5m', '1h'")
 
 
-def duration(lo: float, hi: float) -> Any:
-    """A duration (number of seconds or "500ms", "5m"...) within lo..hi seconds, for pydantic models."""
-    return Annotated[float, pydantic.BeforeValidator(parse_duration), pydantic.Field(ge=lo, le=hi)]
+Seconds = Annotated[float, pydantic.BeforeValidator(parse_duration)]  # 1.5, "500ms", "5m", "1h", "7d"
 
 
-def _message(err: dict, model: type[pydantic.BaseModel]) -> str:
+def within(lo: float, hi: float) -> Any:
+    """The range of a field, as metadata: ``Annotated[Seconds, within(0, 60)]``."""
+    return pydantic.Field(ge=lo, le=hi)
+
+
+def _message(err: Any, model: Any) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     found = _found(err.get("input"))
@@ -336,8 +339,9 @@ def check(fn: Any) -> Any:
     return pydantic.BeforeValidator(run)
 
 
-def integer(lo: int, hi: int, *, optional: bool = False) -> Any:
-    """An int within lo..hi (no bools, no strings): "5000000 is not an integer within 1..65535"."""
+def ints(lo: int, hi: int, *, optional: bool = False) -> Any:
+    """Check of an int within lo..hi (no bools, no strings), for ``Annotated[int, ints(1, 65535)]``:
+    "5000000 is not an integer within 1..65535"."""
 
     def ok(v: Any) -> Any:
         if optional and v is None:
@@ -346,11 +350,12 @@ def integer(lo: int, hi: int, *, optional: bool = False) -> Any:
             raise ValueError(f"{v!r} is not an integer within {lo}..{hi}")
         return v
 
-    return Annotated[int | None if optional else int, check(ok)]
+    return check(ok)
 
 
-def number(lo: float, hi: float, *, lo_open: bool = False, optional: bool = False) -> Any:
-    """A finite float within lo..hi (lo excluded when ``lo_open``): "0 is not a number > 0 and <= 3600"."""
+def floats(lo: float, hi: float, *, lo_open: bool = False, optional: bool = False) -> Any:
+    """Check of a finite number within lo..hi (lo excluded when ``lo_open``), for
+    ``Annotated[float, floats(0, 3600)]``: "0 is not a number > 0 and <= 3600"."""
     import math
 
     def ok(v: Any) -> Any:
@@ -361,7 +366,7 @@ def number(lo: float, hi: float, *, lo_open: bool = False, optional: bool = Fals
             raise ValueError(f"{v!r} is not a number {'>' if lo_open else '>='} {lo:g} and <= {hi:g}")
         return float(v)
 
-    return Annotated[float | None if optional else float, check(ok)]
+    return check(ok)
 
 
 class LayerConfig:

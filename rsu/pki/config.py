@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from rsu.ops.config_core import duration
+from rsu.ops.config_core import Seconds, within
 from rsu.secretfile import read_secret_file
 
 _H8 = re.compile(r"^[0-9A-Fa-f]{16}$")
@@ -112,14 +112,14 @@ class PkiClientSection(_Section):
     state_dir: Path | None = None  # default <state_dir>/pki-client
     keystore: KeyStoreSection = KeyStoreSection()
     services: list[str] | None = None  # AT permissions for these services (default: all of catalog.py)
-    re_enrol_margin: duration(3600, 3 * 365 * 86400) = TUNING.re_enrol_margin  # up to an EC lifetime
+    re_enrol_margin: Annotated[Seconds, within(3600, 3 * 365 * 86400)] = TUNING.re_enrol_margin  # up to an EC lifetime
     at_pool: int = Field(TUNING.at_pool, ge=1, le=100)
     at_renew_fraction: float = Field(TUNING.at_renew_fraction, gt=0, lt=1)
-    trust_refresh_margin: duration(0, 30 * 86400) = TUNING.trust_refresh_margin
-    trust_refresh_interval: duration(60, 30 * 86400) = TUNING.trust_refresh_interval
-    retry_base: duration(1, 86400) = TUNING.retry_base
-    retry_max: duration(1, 7 * 86400) = TUNING.retry_max
-    http_timeout: duration(1, 600) = 20.0
+    trust_refresh_margin: Annotated[Seconds, within(0, 30 * 86400)] = TUNING.trust_refresh_margin
+    trust_refresh_interval: Annotated[Seconds, within(60, 30 * 86400)] = TUNING.trust_refresh_interval
+    retry_base: Annotated[Seconds, within(1, 86400)] = TUNING.retry_base
+    retry_max: Annotated[Seconds, within(1, 7 * 86400)] = TUNING.retry_max
+    http_timeout: Annotated[Seconds, within(1, 600)] = 20.0
     http_retries: int = Field(2, ge=0, le=10)
     ca_file: Path | None = None  # extra CA bundle for https URLs (default: the system's)
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ValidationInfo, model_validator
 
 from rsu import catalog
-from rsu.ops.config_core import ConfigError, LayerConfig, Problems, check, config_dataclass, integer, is_complete
+from rsu.ops.config_core import ConfigError, LayerConfig, Problems, check, config_dataclass, ints, is_complete
 from rsu.secretfile import read_secret_file
 from rsu.transports.ethernet import parse_mac
 
@@ -34,6 +34,8 @@ def _name(v: Any) -> Any:
 
 
 def _degrees(limit: float) -> Any:
+    """Check of an optional position in degrees within ±limit."""
+
     def ok(v: Any) -> Any:
         if v is None:
             return v
@@ -41,11 +43,11 @@ def _degrees(limit: float) -> Any:
             raise ValueError(f"{v!r} is not a number within ±{limit:g} degrees")
         return float(v)
 
-    return Annotated[float | None, check(ok)]
+    return check(ok)
 
 
-Latitude = _degrees(90.0)
-Longitude = _degrees(180.0)
+Latitude = Annotated[float | None, _degrees(90.0)]
+Longitude = Annotated[float | None, _degrees(180.0)]
 Name = Annotated[str, check(_name)]
 
 
@@ -58,6 +60,8 @@ SECRET_FILE_FIELDS = frozenset({"password_file", "key_file"})
 
 
 def _file(name: str) -> Any:
+    """Check of an optional path naming a readable file (a secret's file name is not echoed)."""
+
     def ok(v: Any) -> Any:
         if v is None:
             return v
@@ -67,7 +71,7 @@ def _file(name: str) -> Any:
             raise ValueError(f"{shown} is not a readable file")
         return str(v)
 
-    return Annotated[str | None, check(ok)]
+    return check(ok)
 
 
 def _group(v: Any) -> Any:
@@ -126,21 +130,21 @@ class GnUdpConfig(LayerConfig):
     name: Name = "gn"
     default: bool = True  # used when DisseminationParams.transports is empty
     group: Annotated[str, check(_group)] = "239.118.122.97"
-    port: integer(1, 65535) = 8947
+    port: Annotated[int, ints(1, 65535)] = 8947
     interface: Annotated[str, check(_interface)] = "lo"
-    ttl: integer(0, 255) = 1  # multicast TTL
+    ttl: Annotated[int, ints(0, 255)] = 1  # multicast TTL
     multicast_loop: bool = True  # needed for other stations on this host; own frames are filtered by MAC
     latitude: Latitude = None  # RSU position (degrees, WGS 84): the long position vector
     longitude: Longitude = None
     position_accurate: bool = True  # PAI bit
     mac: Annotated[str | None, check(_mac)] = None  # GN address MID and Ethernet source; None = random LAA
-    station_type: integer(0, 31) = 15  # roadSideUnit
+    station_type: Annotated[int, ints(0, 31)] = 15  # roadSideUnit
     manual_address: bool = True  # GN_ADDR M bit: address configured, not auto-generated
     secured: bool = True  # send NH=secured packets (needs the signing function)
     check_destination_area: bool = True  # drop GeoBroadcasts whose area does not contain the RSU
     accept_ports: Annotated[tuple[int, ...] | None, check(_ports)] = None  # BTP ports delivered up; None = all
     pcap: Annotated[str | None, check(_pcap)] = None  # write every sent and received frame to this pcap file
-    duplicate_entries: integer(16, 1_000_000) = 4096  # bound of the GN duplicate list ((source, SN) pairs)
+    duplicate_entries: Annotated[int, ints(16, 1_000_000)] = 4096  # bound of the GN duplicate list ((source, SN) pairs)
     type: Literal["gn-udp"] = "gn-udp"  # the transports[i].type that selects this class
 
     @model_validator(mode="after")
@@ -242,16 +246,16 @@ class MqttConfig(LayerConfig):
     name: Name = "mqtt"
     default: bool = True
     host: Annotated[str, check(_host)] = "127.0.0.1"
-    port: integer(1, 65535) = 1883
+    port: Annotated[int, ints(1, 65535)] = 1883
     client_id: str | None = None  # None: "{source}"
-    keepalive: integer(1, 65535) = 30
+    keepalive: Annotated[int, ints(1, 65535)] = 30
     # TLS and authentication
     tls: bool = False  # also implied by ca_file / cert_file
-    ca_file: _file("ca_file") = None
-    cert_file: _file("cert_file") = None  # client certificate (PEM)
-    key_file: _file("key_file") = None
+    ca_file: Annotated[str | None, _file("ca_file")] = None
+    cert_file: Annotated[str | None, _file("cert_file")] = None  # client certificate (PEM)
+    key_file: Annotated[str | None, _file("key_file")] = None
     username: str | None = None
-    password_file: _file("password_file") = None  # the password is read from this file (first line)
+    password_file: Annotated[str | None, _file("password_file")] = None  # the password is read from this file (first line)
     # topics
     prefix: Annotated[str, check(_prefix)] = "default"  # may contain "/"; "" gives a "/"-rooted topic
     publish_queue: Level = "inQueue"
@@ -260,19 +264,19 @@ class MqttConfig(LayerConfig):
     source: Annotated[str | None, check(lambda v: v if v is None else _level(v))] = None  # our station id /
     # uuid in topics; None: "rsu_{hostname}"
     type_names: Annotated[dict[str, str], check(_type_names)] = field(default_factory=lambda: dict(DEFAULT_TYPE_NAMES))
-    quadkey_depth: integer(0, 31) = 22  # digits (topic levels) in published topics
+    quadkey_depth: Annotated[int, ints(0, 31)] = 22  # digits (topic levels) in published topics
     latitude: Latitude = None  # RSU position: quadkey when neither area nor reference point is given
     longitude: Longitude = None
     subscribe: Annotated[tuple[str, ...], check(_message_types)] = ("srem",)  # message types received
-    subscribe_depth: integer(0, 31) = 16  # quadkey digits of the subscribed region (0 = no geographic filter)
+    subscribe_depth: Annotated[int, ints(0, 31)] = 16  # quadkey digits of the subscribed region (0 = no geographic filter)
     subscribe_neighbours: bool = True  # also the 8 tiles around the RSU's tile
     # publications
-    qos: integer(0, 2) = 1
+    qos: Annotated[int, ints(0, 2)] = 1
     payload_format: Annotated[str, check(_payload_format)] = "secured"  # "secured" (the 1609.2 bytes) or "json"
     expiry_s: Annotated[dict[str, float], check(_expiry)] = field(default_factory=dict)  # per type; default:
     # the message lifetime
     retain_types: Annotated[tuple[str, ...], check(_message_types)] = ("mapem", "ivim")  # published retained
-    queue_max: integer(1, 1_000_000) = 1000  # publications held while disconnected
+    queue_max: Annotated[int, ints(1, 1_000_000)] = 1000  # publications held while disconnected
     # reconnect backoff (seconds)
     backoff_initial: Annotated[float, check(_backoff)] = 0.5
     backoff_max: Annotated[float, check(_backoff)] = 30.0

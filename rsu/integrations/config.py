@@ -198,16 +198,24 @@ class ControllerIntersectionConfig(LayerConfig):
 class ControllerFeedConfig(LayerConfig):
     """Traffic-controller feed -> TLM: UDP listener (JSON or TSCBM datagrams), phase map, watchdog."""
 
-    format: Annotated[str, check(_one_of(FORMATS))] = "json"  # json | tscbm (UDP datagrams; the HTTP route always takes JSON)
+    # json | tscbm (UDP datagrams; the HTTP route always takes JSON)
+    format: Annotated[str, check(_one_of(FORMATS))] = "json"
     host: Host = "127.0.0.1"  # UDP listen address
-    port: Annotated[int | None, ints(0, 65535, optional=True)] = 6053  # UDP listen port (null: no UDP listener, HTTP only; 0: any)
+    # UDP listen port (null: no UDP listener, HTTP only; 0: any)
+    port: Annotated[int | None, ints(0, 65535, optional=True)] = 6053
     intersections: Annotated[tuple[ControllerIntersectionConfig, ...], check(_listed)] = ()  # JSON: empty = any
-    watchdog_timeout_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 1.0  # no update for this long = the feed is lost
-    stale_behaviour: Annotated[str, check(_one_of(STALE_BEHAVIOURS))] = "stop"  # stop (terminate the SPATEM stream) | unavailable
-    unavailable_interval_s: Annotated[float, floats(0.1, 60.0)] = 1.0  # how often "unavailable" SPATEMs are sent while lost
-    unavailable_max_s: Annotated[float, floats(0.0, 86400.0)] = 60.0  # after this long without feed, stop even in unavailable mode
-    time_source: Annotated[str, check(_one_of(TIME_SOURCES))] = "controller"  # TSCBM times relative to: the blob's timestamp | arrival
-    max_clock_skew_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 2.0  # updates further from our clock are dropped
+    # no update for this long = the feed is lost
+    watchdog_timeout_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 1.0
+    # stop (terminate the SPATEM stream) | unavailable
+    stale_behaviour: Annotated[str, check(_one_of(STALE_BEHAVIOURS))] = "stop"
+    # how often "unavailable" SPATEMs are sent while lost
+    unavailable_interval_s: Annotated[float, floats(0.1, 60.0)] = 1.0
+    # after this long without feed, stop even in unavailable mode
+    unavailable_max_s: Annotated[float, floats(0.0, 86400.0)] = 60.0
+    # TSCBM times relative to: the blob's timestamp | arrival
+    time_source: Annotated[str, check(_one_of(TIME_SOURCES))] = "controller"
+    # updates further from our clock are dropped
+    max_clock_skew_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 2.0
     age_report_interval_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 1.0  # how often feed ages are reported
 
     @model_validator(mode="after")
@@ -280,7 +288,8 @@ class MapFilesConfig(LayerConfig):
 
     intersections: Annotated[dict[str, str], check(_map_files)] = field(default_factory=dict)  # intersection key
     # (RLT entry id) -> file
-    poll_interval_s: Annotated[float, floats(0.05, 3600.0)] = 2.0  # how often the files' mtimes are checked (reload() forces a read)
+    # how often the files' mtimes are checked (reload() forces a read)
+    poll_interval_s: Annotated[float, floats(0.05, 3600.0)] = 2.0
     dissemination: Annotated[dict | None, check(_dissemination)] = None  # dissemination parameters given to RLT
     # (e.g. repetition_interval_s)
 
@@ -349,16 +358,20 @@ class NtripConfig(LayerConfig):
     gga: Annotated[bool, check(_strict_bool)] = False  # send GGA sentences from the RSU position (network-RTK /
     # VRS mountpoints)
     gga_interval_s: Annotated[float, floats(1.0, 3600.0)] = 10.0
-    latitude: Annotated[float | None, floats(-90.0, 90.0, optional=True)] = None  # RSU position (degrees, WGS84): GGA, and the RTCMEM area
+    # RSU position (degrees, WGS84): GGA, and the RTCMEM area
+    latitude: Annotated[float | None, floats(-90.0, 90.0, optional=True)] = None
     longitude: Annotated[float | None, floats(-180.0, 180.0, optional=True)] = None
     altitude_m: Annotated[float, floats(-1000.0, 10000.0)] = 0.0  # height above mean sea level for GGA
-    area_radius_m: Annotated[float, floats(0.0, 65535.0)] = 1000.0  # RTCMEM GeoBroadcast circle around the RSU (0: derived / SHB)
+    # RTCMEM GeoBroadcast circle around the RSU (0: derived / SHB)
+    area_radius_m: Annotated[float, floats(0.0, 65535.0)] = 1000.0
     stream: Annotated[str, check(_stream)] = "ntrip"  # GPC stream name (entry id); further RTCMEMs of a batch:
     # NAME.2, NAME.3, ...
     max_rtcmem_bytes: Annotated[int, ints(200, 65535)] = 1100  # encoded RTCMEM size limit a batch is packed into
-    flush_gap_s: Annotated[float, floats(0.0, 10.0, lo_open=True)] = 0.1  # a batch is sent after this quiet gap in the stream ...
+    # a batch is sent after this quiet gap in the stream ...
+    flush_gap_s: Annotated[float, floats(0.0, 10.0, lo_open=True)] = 0.1
     max_batch_age_s: Annotated[float, floats(0.0, 60.0, lo_open=True)] = 1.0  # ... or when its first frame is this old
-    max_correction_age_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 10.0  # no new frame for this long: the RTCMEM stops
+    # no new frame for this long: the RTCMEM stops
+    max_correction_age_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 10.0
     connect_timeout_s: Annotated[float, floats(0.0, 600.0, lo_open=True)] = 10.0
     read_timeout_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 30.0  # no byte for this long: reconnect
     backoff_initial_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 1.0
@@ -372,7 +385,8 @@ class NtripConfig(LayerConfig):
             found.add("password_file", "given without username")
         if (self.gga or self.latitude is not None or self.longitude is not None) and (
                 self.latitude is None or self.longitude is None):
-            found.add("latitude/longitude", "the RSU position is required" + (" for GGA" if self.gga else " (give both)"))
+            found.add("latitude/longitude",
+                      "the RSU position is required" + (" for GGA" if self.gga else " (give both)"))
         if self.backoff_initial_s > self.backoff_max_s:
             found.add("backoff_initial_s", "larger than backoff_max_s")
         found.raise_any()

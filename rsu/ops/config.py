@@ -78,7 +78,8 @@ class Security(_Section):
     test_pki_at_hours: int = Field(168, ge=1, le=8760)
     trust_dir: Path | None = None  # root/AA certificates; default: pki_dir
     tickets_dir: Path | None = None  # AT certificates + private keys; default: <pki_dir>/at
-    rotation_margin: Annotated[Seconds, within(0, 7 * 86400)] = 3600.0  # at most a week: ATs are valid for about that long
+    # at most a week: ATs are valid for about that long
+    rotation_margin: Annotated[Seconds, within(0, 7 * 86400)] = 3600.0
     certificate_interval: Annotated[Seconds, within(0, 60)] = 1.0  # 0 = the full certificate in every message
     max_age: Annotated[Seconds, within(0.05, 86400)] = 30.0
     max_future: Annotated[Seconds, within(0, 600)] = 2.0

@@ -282,8 +282,9 @@ def issues_of(error: pydantic.ValidationError, model: Any, prefix: tuple = ()) -
         if err["type"] == "rsu_tag":  # a union member chosen by a key (tagged): say which key and what it may be
             ctx, given = err.get("ctx") or {}, err.get("input")
             if isinstance(given, dict):
-                issues.append(ConfigIssue(format_path(prefix + loc + (ctx.get("key"),)),
-                                          f"expected one of {ctx.get('expected')}, found {_found(given.get(ctx.get('key')))}"))
+                key = ctx.get("key")
+                issues.append(ConfigIssue(format_path(prefix + loc + (key,)),
+                                          f"expected one of {ctx.get('expected')}, found {_found(given.get(key))}"))
             else:
                 issues.append(ConfigIssue(format_path(prefix + loc), f"expected a mapping with a {ctx.get('key')}, "
                                                                      f"found {_found(given)}"))
@@ -381,7 +382,8 @@ class LayerConfig:
 
     def validate(self, prefix: str | None = None) -> None:
         """Check this config again as complete (required parts such as the RSU position included)."""
-        from_mapping(type(self), dataclasses.asdict(self), self.PREFIX if prefix is None else prefix)  # type: ignore[call-overload]
+        values = dataclasses.asdict(self)  # type: ignore[call-overload]
+        from_mapping(type(self), values, self.PREFIX if prefix is None else prefix)
 
 
 C = TypeVar("C", bound=type)
@@ -393,7 +395,8 @@ def config_dataclass(cls: C) -> C:
     refused, values checked at construction, which raises ConfigError."""
     import pydantic.dataclasses
 
-    dc: Any = pydantic.dataclasses.dataclass(cls, config=pydantic.ConfigDict(extra="forbid"))  # type: ignore[call-overload]
+    settings = pydantic.ConfigDict(extra="forbid")
+    dc: Any = pydantic.dataclasses.dataclass(cls, config=settings)  # type: ignore[call-overload]
     built = dc.__init__
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:

@@ -177,6 +177,10 @@ def _level(v: Any) -> Any:
 Level = Annotated[str, check(_level)]
 
 
+def _source(v: Any) -> Any:
+    return v if v is None else _level(v)
+
+
 def _prefix(v: Any) -> Any:
     if not isinstance(v, str) or any(c in v for c in "+#\0"):
         raise ValueError(f"{v!r} must be a topic string without wildcards")
@@ -255,26 +259,26 @@ class MqttConfig(LayerConfig):
     cert_file: Annotated[str | None, _file("cert_file")] = None  # client certificate (PEM)
     key_file: Annotated[str | None, _file("key_file")] = None
     username: str | None = None
-    password_file: Annotated[str | None, _file("password_file")] = None  # the password is read from this file (first line)
+    password_file: Annotated[str | None, _file("password_file")] = None  # the password: this file's first line
     # topics
     prefix: Annotated[str, check(_prefix)] = "default"  # may contain "/"; "" gives a "/"-rooted topic
     publish_queue: Level = "inQueue"
     subscribe_queue: Level = "outQueue"  # with a plain broker (no inQueue->outQueue copier) use "inQueue"
     suffix: Level = "v2x"
-    source: Annotated[str | None, check(lambda v: v if v is None else _level(v))] = None  # our station id /
-    # uuid in topics; None: "rsu_{hostname}"
-    type_names: Annotated[dict[str, str], check(_type_names)] = field(default_factory=lambda: dict(DEFAULT_TYPE_NAMES))
+    source: Annotated[str | None, check(_source)] = None  # our station id / uuid in topics; None: "rsu_{hostname}"
+    type_names: Annotated[dict[str, str], check(_type_names)] = field(
+        default_factory=lambda: dict(DEFAULT_TYPE_NAMES))  # message type -> topic level (defaults merged in)
     quadkey_depth: Annotated[int, ints(0, 31)] = 22  # digits (topic levels) in published topics
     latitude: Latitude = None  # RSU position: quadkey when neither area nor reference point is given
     longitude: Longitude = None
     subscribe: Annotated[tuple[str, ...], check(_message_types)] = ("srem",)  # message types received
-    subscribe_depth: Annotated[int, ints(0, 31)] = 16  # quadkey digits of the subscribed region (0 = no geographic filter)
+    subscribe_depth: Annotated[int, ints(0, 31)] = 16  # quadkey digits of the subscribed region (0: no filter)
     subscribe_neighbours: bool = True  # also the 8 tiles around the RSU's tile
     # publications
     qos: Annotated[int, ints(0, 2)] = 1
     payload_format: Annotated[str, check(_payload_format)] = "secured"  # "secured" (the 1609.2 bytes) or "json"
-    expiry_s: Annotated[dict[str, float], check(_expiry)] = field(default_factory=dict)  # per type; default:
-    # the message lifetime
+    expiry_s: Annotated[dict[str, float], check(_expiry)] = field(default_factory=dict)  # per type (default:
+    # the message lifetime)
     retain_types: Annotated[tuple[str, ...], check(_message_types)] = ("mapem", "ivim")  # published retained
     queue_max: Annotated[int, ints(1, 1_000_000)] = 1000  # publications held while disconnected
     # reconnect backoff (seconds)

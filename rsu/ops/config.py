@@ -158,8 +158,8 @@ class Logging(_Section):
         return v.upper() if isinstance(v, str) else v
 
 
-TRANSPORT_TYPES = ("gn-udp", "mqtt")
-TransportConfig = tagged("type", {"gn-udp": GnUdpConfig, "mqtt": MqttConfig})  # chosen by transports[i].type
+TRANSPORT_TYPES = {"gn-udp": GnUdpConfig, "mqtt": MqttConfig}  # transports[i].type -> its config class
+TransportConfig = tagged("type", TRANSPORT_TYPES)
 
 
 def _default_transports() -> list[dict[str, Any]]:

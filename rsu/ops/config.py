@@ -57,6 +57,14 @@ class Provider(_Section):
     country: str = Field("FR", pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2, coded in ITA2")
     issuer: int = Field(57, ge=0, le=16383)  # matches config/examples/ivim-speed-limit.json
 
+    @property
+    def service_provider(self) -> Any:
+        """This provider as the security layer's value (:class:`rsu.security.ssp.ServiceProvider`: the IVIM
+        SSP and the PKI client's permissions)."""
+        from rsu.security import ssp
+
+        return ssp.ServiceProvider.of(self.country, self.issuer)
+
 
 class SecurityLimits(_Section):
     """Bounds on what other stations can make the security entity keep (rsu.limits)."""

@@ -8,7 +8,14 @@ import pytest
 
 from maps.support import example_map, example_spat, lane, small_map, xy
 from rsu import catalog
-from rsu.maps.geometry import LocalPlane, MapError, intersections, load_pdu, node_xy, select
+from rsu.maps.geometry import (
+    LocalPlane,
+    MapError,
+    intersections,
+    load_pdu,
+    node_xy,
+    select,
+)
 
 
 def test_xy_offsets_chain_from_the_reference_point_then_from_the_previous_node():

@@ -279,7 +279,7 @@ def to_map(doc: Any) -> dict:
     if not lines:
         problems.add("features", "no LineString (lane): an intersection needs at least one lane")
     if problems.items:
-        raise MapError(problems.items)
+        raise MapError(sorted(problems.items, key=_feature_order))
     assert point is not None
     station = point.pop("_station_id", 0)
     revision = point["revision"]
@@ -288,6 +288,12 @@ def to_map(doc: Any) -> dict:
              "map": {"msgIssueRevision": revision, "layerType": "intersectionData", "intersections": [intersection]}}
     _codec_check(mapem, [i for i, _ in lanes])
     return mapem
+
+
+def _feature_order(problem: str) -> int:
+    """Problems of the whole collection first, then by feature (a stable sort keeps each feature's order)."""
+    m = re.match(r"features\[(\d+)\]", problem)
+    return int(m.group(1)) if m else -1
 
 
 def _point(i: int, f: dict, problems: _Problems) -> dict | None:

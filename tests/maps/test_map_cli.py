@@ -6,6 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 
 from conftest import EXAMPLES, run_rsu
+
 from maps.support import example_map, example_spat, with_state
 
 MAP = str(EXAMPLES / "mapem-4arm-intersection.json")

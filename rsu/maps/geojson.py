@@ -35,6 +35,7 @@ in the warnings it returns. export -> import -> export gives the same GeoJSON.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -224,10 +225,14 @@ def _position(value: Any) -> tuple[float, float, float | None] | None:
     if not isinstance(value, list) or len(value) not in (2, 3) or \
             not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         return None
-    lon, lat = float(value[0]), float(value[1])
-    if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
+    try:
+        lon, lat = float(value[0]), float(value[1])
+        z = float(value[2]) if len(value) == 3 else None
+    except OverflowError:  # an integer too big for a float
         return None
-    return lon, lat, float(value[2]) if len(value) == 3 else None
+    if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0) or (z is not None and not math.isfinite(z)):
+        return None
+    return lon, lat, z
 
 
 def to_map(doc: Any) -> dict:
@@ -325,10 +330,10 @@ def _point(i: int, f: dict, problems: _Problems) -> dict | None:
     lon, lat, z = pos
     out["refPoint"] = {"lat": round(lat * 1e7), "long": round(lon * 1e7)}
     if z is not None:
-        elevation = round(z * 10)
-        if not -4095 <= elevation <= 61439:
-            problems.add(where, f"coordinates: elevation {z} m is outside -409.5..6143.9 m")
-        out["refPoint"]["elevation"] = elevation
+        if not -409.6 <= z <= 6143.9:
+            problems.add(where, f"coordinates: elevation {z} m is outside -409.6..6143.9 m (Elevation)")
+        else:
+            out["refPoint"]["elevation"] = round(z * 10)
     out["laneWidth"] = _int_prop(props, "lane_width", *LANE_WIDTH_RANGE, where, problems, default=DEFAULT_LANE_WIDTH_CM)
     if "speed_limits" in props:
         out["speedLimits"] = props["speed_limits"]
@@ -345,7 +350,7 @@ def _connections(props: dict, where: str, problems: _Problems) -> list[dict]:
         items: list[Any] = []
         for part in value.split(","):
             part = part.strip()
-            items.append(int(part) if part.lstrip("-").isdigit() else part)
+            items.append(int(part) if re.fullmatch(r"-?[0-9]+", part) else part)
         value = [i for i in items if i != ""]
     if not isinstance(value, list):
         problems.add(where, f"connections: {value!r} is not a list of lane ids or connection objects")

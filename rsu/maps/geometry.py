@@ -71,7 +71,7 @@ class LocalPlane:
         phi = math.radians(lat_deg)
         w = math.sqrt(1.0 - WGS84_E2 * math.sin(phi) ** 2)
         self.m_per_rad_north = WGS84_A * (1.0 - WGS84_E2) / w ** 3
-        self.m_per_rad_east = WGS84_A / w * math.cos(phi)
+        self.m_per_rad_east = WGS84_A / w * max(math.cos(phi), 1e-9)  # no division by zero at a pole
 
     def to_local(self, lat_deg: float, lon_deg: float) -> tuple[float, float]:
         """(east, north) in metres of a WGS84 position."""
@@ -198,6 +198,8 @@ def load_pdu(data: bytes | str | dict, kind_name: str) -> dict:
         if kind.body not in obj:
             raise MapError([f"not the JER JSON of a {kind.pdu} (an object with {kind.body!r})"])
         obj = dict(obj)
+        if not isinstance(obj.get("header") or {}, dict):
+            raise MapError([f"header: expected an object, found {type(obj['header']).__name__}"])
         header = dict(obj.get("header") or {})
         header.setdefault("protocolVersion", kind.protocol_version)
         header.setdefault("messageID", kind.message_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from conftest import EXAMPLES
+
 from maps.support import example_map
 from rsu import catalog
 from rsu.maps.geojson import from_map, to_map

@@ -6,6 +6,8 @@ import copy
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from maps.support import example_map, lane, small_map, xy
 from rsu import catalog
@@ -200,3 +202,47 @@ def test_export_of_a_lane_with_a_latlon_node_and_other_attributes():
     (first,), (second,) = back[0]["delta"].items(), back[1]["delta"].items()
     assert first[0] == "node-XY3" and abs(first[1]["x"] - 1000) <= 1 and abs(first[1]["y"] - 2000) <= 1
     assert second[0] == "node-XY1" and second[1]["x"] == 0 and abs(second[1]["y"] - 500) <= 1
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10 ** 30), 10 ** 30) | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_damage_to_a_geojson_gives_map_error_or_a_valid_map(data, codec):
+    """A property, a geometry part or a whole feature replaced by any JSON value: MapError or a MAP that
+    encodes, never another exception."""
+    doc, _ = from_map(example_map())
+    feature = data.draw(st.sampled_from(doc["features"]))
+    where = data.draw(st.sampled_from(["property", "coordinates", "feature", "geometry"]))
+    value = data.draw(JSON_VALUES)
+    if where == "property":
+        key = data.draw(st.sampled_from(sorted(feature["properties"]) + ["extra"]))
+        feature["properties"][key] = value
+    elif where == "coordinates":
+        coords = feature["geometry"]["coordinates"]
+        coords[data.draw(st.integers(0, len(coords) - 1))] = value
+    elif where == "feature":
+        doc["features"][doc["features"].index(feature)] = value
+    else:
+        feature["geometry"] = value
+    try:
+        mapem = to_map(doc)
+    except MapError as e:
+        assert e.problems and all(isinstance(p, str) and p for p in e.problems)
+    else:
+        codec.encode(codec.from_jer(mapem, catalog.MAPEM)[1], catalog.MAPEM)
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw=st.binary(max_size=64) | JSON_VALUES.map(lambda v: json.dumps(v).encode()))
+def test_any_input_to_load_pdu_gives_map_error_or_a_mapem(raw):
+    from rsu.maps.geometry import load_pdu
+
+    try:
+        load_pdu(raw, "mapem")
+    except MapError:
+        pass

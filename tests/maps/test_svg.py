@@ -5,6 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maps.support import example_map, example_spat, lane, small_map, with_state, xy
 from rsu.maps.geometry import select
@@ -177,3 +179,27 @@ def test_spat_of_another_intersection_is_refused():
     x = select(small_map([lane(1, "80", [xy("node-XY1", 0, 5), xy("node-XY1", 0, 5)])]), None)
     with pytest.raises(ValueError, match="no state for intersection 77"):
         signal_states(example_spat(), x)
+
+
+NODES = st.lists(st.tuples(st.integers(-512, 511), st.integers(-512, 511), st.integers(-512, 511)),
+                 min_size=2, max_size=5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lanes=st.lists(st.tuples(NODES, st.sampled_from(["00", "40", "80", "c0"]),
+                                st.lists(st.tuples(st.integers(0, 6), st.integers(0, 255)), max_size=3)),
+                      min_size=1, max_size=5),
+       states=st.dictionaries(st.integers(0, 255), st.sampled_from(sorted(STATE_CLASS)), max_size=4))
+def test_any_valid_geometry_draws_a_parsable_svg_with_one_element_per_item(lanes, states):
+    """Coincident nodes, negative widths, connections to absent lanes: still one element each."""
+    built = [lane(i, direction, [xy("node-XY1", x, y, dWidth=w) if w else xy("node-XY1", x, y) for x, y, w in nodes],
+                  connects=[{"connectingLane": {"lane": to}, "signalGroup": g} for to, g in conns])
+             for i, (nodes, direction, conns) in enumerate(lanes)]
+    x = select(small_map(built), None)
+    root = parse(render(x, states))
+    assert len(by_class(root, "lane")) == len(lanes)
+    assert len(by_class(root, "connection")) == sum(len(c) for _, _, c in lanes)
+    assert len(by_class(root, "signal-group")) == sum(len({g for _, g in c}) for _, _, c in lanes)
+    assert len(by_class(root, "stop-line")) == sum(1 for _, d, _ in lanes if d in ("80", "c0"))
+    missing = sum(1 for _, _, c in lanes for to, _ in c if to >= len(lanes))
+    assert len(by_class(root, "missing")) == missing

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from xml.sax.saxutils import escape, quoteattr
 
-from rsu.maps.geometry import Intersection, Lane
+from rsu.maps.geometry import Intersection, Lane, select
 
 # MovementPhaseState -> colour class (the first MovementEvent of a group is its current state)
 STATE_CLASS = {
@@ -86,6 +86,18 @@ def state_class(event_state: str | None) -> str:
 def render(x: Intersection, states: dict[int, str] | None = None) -> str:
     """The SVG document (text) of one intersection; ``states``: signal group -> eventState."""
     return _Drawing(x, states).svg()
+
+
+def render_mapem(mapem: dict, spatem: dict | None = None, intersection: str | None = None) -> str:
+    """SVG of one intersection of a MAPEM's JER JSON, coloured by a SPATEM's JER JSON when given.
+
+    The entry point for other views (a web page draws the MAPEMs on the air with it, then updates
+    the ``state-*`` classes of ``[data-signal-group]`` elements as SPATEMs come). Raises
+    :class:`rsu.maps.geometry.MapError` for a MAP it cannot draw, ``ValueError`` for a SPATEM of
+    another intersection.
+    """
+    x = select(mapem, intersection)
+    return render(x, signal_states(spatem, x) if spatem is not None else None)
 
 
 def _num(v: float) -> str:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from maps.support import example_map, example_spat, lane, small_map, with_state, xy
 from rsu.maps.geometry import select
-from rsu.maps.svg import STATE_CLASS, STATE_COLOUR, render, signal_states, state_class
+from rsu.maps.svg import STATE_CLASS, STATE_COLOUR, render, render_mapem, signal_states, state_class
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 
@@ -203,3 +203,10 @@ def test_any_valid_geometry_draws_a_parsable_svg_with_one_element_per_item(lanes
     assert len(by_class(root, "stop-line")) == sum(1 for _, d, _ in lanes if d in ("80", "c0"))
     missing = sum(1 for _, _, c in lanes for to, _ in c if to >= len(lanes))
     assert len(by_class(root, "missing")) == missing
+
+
+def test_render_mapem_is_select_and_render_for_other_views():
+    m, spat = example_map(), example_spat()
+    x = select(m, None)
+    assert render_mapem(m) == render(x)
+    assert render_mapem(m, spat, "1201") == render(x, signal_states(spat, x))

@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from maps.support import example_map, example_spat, lane, small_map, with_state, xy
 from rsu.maps.geometry import select
-from rsu.maps.svg import STATE_CLASS, STATE_COLOUR, render, render_mapem, signal_states, state_class
+from rsu.maps.svg import (
+    STATE_CLASS,
+    STATE_COLOUR,
+    render,
+    render_mapem,
+    signal_states,
+    state_class,
+)
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 

@@ -98,19 +98,15 @@ def from_map(mapem: dict, intersection: str | None = None) -> tuple[dict, list[s
 
 
 def _lane_properties(lane: Lane) -> dict:
-    raw = lane.raw
-    attrs = raw["laneAttributes"]
     out: dict[str, Any] = {"lane_id": lane.lane_id}
-    if "name" in raw:
-        out["name"] = raw["name"]
-    out["type"] = lane.type
-    out["type_attributes"] = attrs["laneType"][lane.type]
-    out["direction"] = lane.direction
-    out["shared_with"] = attrs["sharedWith"]
-    for key, name in (("ingressApproach", "ingress_approach"), ("egressApproach", "egress_approach"),
-                      ("maneuvers", "maneuvers")):
-        if key in raw:
-            out[name] = raw[key]
+    if lane.name is not None:
+        out["name"] = lane.name
+    out.update(type=lane.type, type_attributes=lane.type_attributes, direction=lane.direction,
+               shared_with=lane.shared_with)
+    for key, value in (("ingress_approach", lane.ingress_approach), ("egress_approach", lane.egress_approach),
+                       ("maneuvers", lane.maneuvers)):
+        if value is not None:
+            out[key] = value
     out["width"] = lane.widths_cm[0]
     if len(set(lane.widths_cm)) > 1:
         out["widths"] = list(lane.widths_cm)
@@ -122,17 +118,16 @@ def _lane_properties(lane: Lane) -> dict:
         conns = []
         for c in lane.connections:
             item: dict[str, Any] = {"lane": c.lane}
-            for name, value in (("signal_group", None if shared is not None else c.signal_group),
-                                ("connection_id", c.connection_id), ("maneuver", c.maneuver),
-                                ("remote_intersection", c.remote), ("user_class", c.user_class)):
-                if value is not None:
-                    item[name] = value
+            fields: tuple[tuple[str, Any], ...] = (
+                ("signal_group", None if shared is not None else c.signal_group), ("connection_id", c.connection_id),
+                ("maneuver", c.maneuver), ("remote_intersection", c.remote), ("user_class", c.user_class))
+            item.update((name, v) for name, v in fields if v is not None)
             conns.append(item)
         out["connections"] = conns
     if lane.stop_line_nodes:
         out["stop_line_nodes"] = list(lane.stop_line_nodes)
-    if "overlays" in raw:
-        out["overlays"] = raw["overlays"]
+    if "overlays" in lane.raw:
+        out["overlays"] = lane.raw["overlays"]
     return out
 
 

@@ -112,6 +112,34 @@ class Lane:
     computed_from: int | None = None
     raw: dict = field(default_factory=dict)  # the JER JSON of the GenericLane
 
+    # what the MAP says of the lane besides its geometry (JER values; None when absent)
+    @property
+    def name(self) -> str | None:
+        return self.raw.get("name")
+
+    @property
+    def ingress_approach(self) -> int | None:
+        return self.raw.get("ingressApproach")
+
+    @property
+    def egress_approach(self) -> int | None:
+        return self.raw.get("egressApproach")
+
+    @property
+    def maneuvers(self) -> str | None:
+        """JER hex of AllowedManeuvers."""
+        return self.raw.get("maneuvers")
+
+    @property
+    def shared_with(self) -> str:
+        """JER hex of LaneSharing."""
+        return self.raw["laneAttributes"]["sharedWith"]
+
+    @property
+    def type_attributes(self) -> str:
+        """JER hex of the lane type's attribute bits (LaneAttributes-Vehicle, -Crosswalk, ...)."""
+        return self.raw["laneAttributes"]["laneType"][self.type]
+
     @property
     def ingress(self) -> bool:
         return self.direction in ("ingress", "both")

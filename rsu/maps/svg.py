@@ -83,12 +83,16 @@ def state_class(event_state: str | None) -> str:
     return STATE_CLASS.get(event_state or "", "unknown")
 
 
-def render(x: Intersection, states: dict[int, str] | None = None) -> str:
-    """The SVG document (text) of one intersection; ``states``: signal group -> eventState."""
-    return _Drawing(x, states).svg()
+def render(x: Intersection, states: dict[int, str] | None = None, *, inline: bool = False) -> str:
+    """The SVG document (text) of one intersection; ``states``: signal group -> eventState.
+
+    ``inline``: without the XML declaration, for an ``<svg>`` element inside an HTML page."""
+    text = _Drawing(x, states).svg()
+    return text.split("\n", 1)[1] if inline else text
 
 
-def render_mapem(mapem: dict, spatem: dict | None = None, intersection: str | None = None) -> str:
+def render_mapem(mapem: dict, spatem: dict | None = None, intersection: str | None = None, *,
+                 inline: bool = False) -> str:
     """SVG of one intersection of a MAPEM's JER JSON, coloured by a SPATEM's JER JSON when given.
 
     The entry point for other views (a web page draws the MAPEMs on the air with it, then updates
@@ -97,7 +101,7 @@ def render_mapem(mapem: dict, spatem: dict | None = None, intersection: str | No
     another intersection.
     """
     x = select(mapem, intersection)
-    return render(x, signal_states(spatem, x) if spatem is not None else None)
+    return render(x, signal_states(spatem, x) if spatem is not None else None, inline=inline)
 
 
 def _num(v: float) -> str:

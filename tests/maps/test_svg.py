@@ -217,3 +217,5 @@ def test_render_mapem_is_select_and_render_for_other_views():
     x = select(m, None)
     assert render_mapem(m) == render(x)
     assert render_mapem(m, spat, "1201") == render(x, signal_states(spat, x))
+    inline = render_mapem(m, inline=True)
+    assert inline.startswith("<svg ") and "<?xml" not in inline and parse(inline).tag.endswith("svg")

@@ -7,7 +7,8 @@ The GeoJSON is a FeatureCollection of:
 * one **Point**, the intersection's reference point (``[lon, lat]``, or ``[lon, lat, metres]`` with
   an elevation), properties: ``intersection_id`` (0..65535, required), ``region``, ``name``,
   ``revision`` (0..127, default 0), ``lane_width`` (cm, the intersection's default lane width),
-  ``station_id`` (the MAPEM header's), ``speed_limits`` (the JER of SpeedLimitList);
+  ``station_id`` (the MAPEM header's; without it the MAP file has no header, and the daemon puts
+  its own station id), ``speed_limits`` (the JER of SpeedLimitList);
 * one **LineString** per lane, its centre line from the first node (at the stop line of an
   ingress lane) outwards, properties: ``lane_id`` (0..255, unique, required), ``name``, ``type``
   (a LaneTypeAttributes alternative, default ``vehicle``), ``type_attributes`` (JER hex of its
@@ -79,7 +80,7 @@ def from_map(mapem: dict, intersection: str | None = None) -> tuple[dict, list[s
         point["name"] = x.name
     point["revision"] = x.revision
     point["lane_width"] = x.lane_width_cm if x.lane_width_cm is not None else DEFAULT_LANE_WIDTH_CM
-    if "header" in mapem:
+    if (mapem.get("header") or {}).get("stationID"):  # 0: none given (load_pdu fills a missing header so)
         point["station_id"] = mapem["header"]["stationID"]
     if "speedLimits" in x.raw:
         point["speed_limits"] = x.raw["speedLimits"]
@@ -231,7 +232,7 @@ def _position(value: Any) -> tuple[float, float, float | None] | None:
 
 
 def to_map(doc: Any) -> dict:
-    """The JER JSON of a MAPEM (header, one intersection) from a GeoJSON FeatureCollection.
+    """The JER JSON of a MAPEM (one intersection; a header when ``station_id`` is given) from GeoJSON.
 
     Raises :class:`MapError` with every problem found, each naming the feature and property.
     """
@@ -281,11 +282,13 @@ def to_map(doc: Any) -> dict:
     if problems.items:
         raise MapError(sorted(problems.items, key=_feature_order))
     assert point is not None
-    station = point.pop("_station_id", 0)
+    station = point.pop("_station_id", None)
     revision = point["revision"]
     intersection = {**point, "laneSet": [lane for _, lane in lanes]}
-    mapem = {"header": {"protocolVersion": 2, "messageID": 5, "stationID": station},
-             "map": {"msgIssueRevision": revision, "layerType": "intersectionData", "intersections": [intersection]}}
+    mapem: dict[str, Any] = {
+        "map": {"msgIssueRevision": revision, "layerType": "intersectionData", "intersections": [intersection]}}
+    if station is not None:
+        mapem = {"header": _header(station), **mapem}
     _codec_check(mapem, [i for i, _ in lanes])
     return mapem
 
@@ -332,7 +335,7 @@ def _point(i: int, f: dict, problems: _Problems) -> dict | None:
     out["laneWidth"] = _int_prop(props, "lane_width", *LANE_WIDTH_RANGE, where, problems, default=DEFAULT_LANE_WIDTH_CM)
     if "speed_limits" in props:
         out["speedLimits"] = props["speed_limits"]
-    out["_station_id"] = _int_prop(props, "station_id", 0, 4294967295, where, problems, default=0)
+    out["_station_id"] = _int_prop(props, "station_id", 0, 4294967295, where, problems)
     return out
 
 
@@ -500,6 +503,13 @@ def _nodes(props: dict, coords: Any, plane: LocalPlane | None, base_width: int, 
     return out if ok and plane is not None else None
 
 
+def _header(station_id: int) -> dict:
+    from rsu import catalog
+
+    return {"protocolVersion": catalog.MAPEM.protocol_version, "messageID": catalog.MAPEM.message_id,
+            "stationID": station_id}
+
+
 def _codec_check(mapem: dict, feature_of_lane: list[int]) -> None:
     """The codec's own check of the result (what the checks above missed), named by feature."""
     from rsu import catalog
@@ -507,7 +517,7 @@ def _codec_check(mapem: dict, feature_of_lane: list[int]) -> None:
     from rsu.codec.facilities import get_codec
 
     try:
-        get_codec().from_jer(mapem, catalog.MAPEM)
+        get_codec().from_jer({"header": _header(0), **mapem}, catalog.MAPEM)
     except CodecError as e:
         text = str(e)
         m = re.search(r"map\.intersections\[0\]\.laneSet\[(\d+)\]", text)

@@ -33,6 +33,8 @@ def lane_feature(coords_m: list[tuple[float, float]], **props) -> dict:
 
 
 def encode_decode(codec, mapem: dict) -> dict:
+    """The MAPEM back from its UPER; a MAP file without a header gets the one the daemon would give."""
+    mapem = {"header": {"protocolVersion": 2, "messageID": 5, "stationID": 99}, **mapem}
     kind, value = codec.from_jer(mapem, catalog.MAPEM)
     return codec.to_jer(kind, codec.decode(codec.encode(value, kind)).value)
 
@@ -75,6 +77,7 @@ def test_import_writes_offsets_from_the_reference_point_then_the_previous_node_i
     doc = feature_collection([lane_feature([(3.0, 4.0), (3.0, 14.0), (-37.0, 14.5), (-37.0, 314.5)],
                                            lane_id=1, direction="ingress", stop_line_nodes=[0])])
     mapem = to_map(doc)
+    assert "header" not in mapem  # no station_id: the daemon puts its own
     [el] = mapem["map"]["intersections"]
     assert el["id"] == {"id": 77} and el["revision"] == 2 and el["laneWidth"] == 300
     assert el["refPoint"] == {"lat": 488566000, "long": 23522000}
@@ -246,3 +249,16 @@ def test_any_input_to_load_pdu_gives_map_error_or_a_mapem(raw):
         load_pdu(raw, "mapem")
     except MapError:
         pass
+
+
+def test_a_map_file_without_header_round_trips_without_a_station_id():
+    from rsu.maps.geometry import load_pdu
+
+    doc = feature_collection([lane_feature([(0, 5), (0, 25)], lane_id=1, direction="ingress")])
+    mapem = to_map(doc)
+    assert "header" not in mapem
+    loaded = load_pdu(json.dumps(mapem), "mapem")  # as `rsu map export MAPFILE` reads it: header filled, station 0
+    assert loaded["header"]["stationID"] == 0
+    again, _ = from_map(loaded)
+    assert "station_id" not in again["features"][0]["properties"]
+    assert to_map(again) == mapem

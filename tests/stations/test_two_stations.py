@@ -13,6 +13,7 @@ from rsu import catalog
 from rsu.clock import iso_utc, timestamp_its
 from rsu.pipeline.outcomes import Accepted, Dropped, Held, HoldEnded
 from rsu.pipeline.receive import Received
+from rsu.security.verify import parse_signed
 from rsu.transports.drops import DropReason
 from stations.conftest import make_at
 from stations.link import Link
@@ -49,6 +50,7 @@ def test_a_spatem_triggered_at_a_reaches_b_verified_with_a_signer(pair, clock):
     assert event["transport"]["source"] == a.gn.address.hex() and event["transport"]["sequence_number"] == 0
     assert event["pdu"]["spat"] == a.layer.get("tlm", "1201")["payload"]["spat"]  # what A sent, field by field
     assert frames[0].signer == ("certificate", at.hashed_id8.hex())  # a new AT's first message
+    assert a.dropped == [] and b.sent == []
     # A hears nothing: B sent nothing, and its own frame looped back stops at its GN core
     assert a.arrivals == [] and a.events() == []
     looped = a.deliver(frames[0])
@@ -233,3 +235,33 @@ def test_reordered_frames_are_all_delivered(pair, clock):
     arrivals = wire.release([2, 1, 0])
     assert [a_.frame.packet.extended.sequence_number for a_ in arrivals] == [2, 1, 0]
     assert [type(o) for a_ in arrivals for o in a_.outcomes] == [Received, Accepted] * 3
+
+
+def test_b_asks_for_the_unknown_certificate_and_a_sends_it_at_once(station, clock):
+    """A sends its certificate only every 10 s, and the first one is lost. B holds A's next (digest) frame and
+    asks for the certificate in its own next message (inlineP2pcdRequest, the AT's HashedId3); A's next frame
+    carries the certificate although its 10 s are not over, and B releases the held frame."""
+    start = clock.now()
+    a = station("a", certificate_interval=10.0)
+    b = station("b", station_id=2104711, certificate_interval=10.0)
+    link = Link(clock, a, b)
+    link.wire(a, b).lose = 1
+    a.layer.trigger("rlt", {"payload": example("mapem"), "dissemination": {"repetition_interval_s": 0.5}})
+    link.advance(0.5)
+    h8 = a.security.pool.current(catalog.MAPEM).hashed_id8
+    assert [o for a_ in b.arrivals for o in a_.outcomes] == [Received(T, "mapem"), Held(T, "mapem", start + 2.5)]
+    assert b.security.pending_certificate_requests == [h8[-3:]]
+
+    b.layer.trigger("ivi", {"payload": new_ivim()})  # B's next signed message, of any service
+    [request] = link.advance(0)
+    assert request.source == "b" and parse_signed(request.packet.secured).header["inlineP2pcdRequest"] == [h8[-3:]]
+    assert b.security.pending_certificate_requests == []
+
+    frames = link.advance(0.5)
+    assert [(f.source, f.signer) for f in frames] == [("a", ("certificate", h8.hex()))]
+    released = b.arrivals[-1]
+    assert [type(o) for o in released.outcomes] == [Received, Accepted, HoldEnded, Accepted]
+    assert released.outcomes[2] == HoldEnded(T, "mapem", "released")
+    assert received_at(b.events("mapem")) == [iso_utc(start + 1.0), iso_utc(start + 0.5)]
+    # and A goes back to digests until its interval is over
+    assert [f.signer[0] for f in link.advance(1.0) if f.source == "a"] == ["digest", "digest"]

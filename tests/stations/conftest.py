@@ -8,26 +8,8 @@ import pytest
 from services.secured import authorities, trust  # the one test PKI (root, AA), made once per session
 from services.support import PROVIDER, START
 
-from rsu import catalog
-from rsu import clock as clockmod
 from rsu.clock import ManualClock
-from rsu.security import pki, ssp
-from stations.link import Link, Station
-
-OWN_PROVIDER = ssp.ServiceProvider.of(PROVIDER["countryCode"], PROVIDER["providerIdentifier"])
-
-
-def make_at(clock: ManualClock, *messages: str, start_s: float = -3600.0, hours: int = 168) -> pki.Issued:
-    """An AT from the test AA with the full SSP of each message type, valid from ``start_s`` (relative to now)."""
-    _, aa = authorities()
-    perms = []
-    for name in messages:
-        kind = catalog.by_name(name)
-        perms.append((kind.its_aid, ssp.full(kind, OWN_PROVIDER if ssp.layout(kind).provider_octets else None)))
-    return pki.make_at(aa, clockmod.time32(clock.now() + start_s), perms, hours=hours)
-
-
-ALL = ("spatem", "mapem", "ivim", "srem", "ssem", "rtcmem")
+from stations.link import ALL, Link, Station, make_at
 
 
 @pytest.fixture

@@ -18,12 +18,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.secured import authorities
+from services.support import PROVIDER
+
+from rsu import catalog
+from rsu import clock as clockmod
 from rsu.clock import ManualClock
-from rsu.pipeline.outcomes import Accepted, Dropped, Held, HoldEnded, Sent
-from rsu.pipeline.receive import Received, ReceivePipeline, RxOutcome
+from rsu.pipeline.outcomes import Dropped, Sent
+from rsu.pipeline.receive import ReceivePipeline, RxOutcome
 from rsu.pipeline.receive_ports import SecurityServicePort
 from rsu.pipeline.send import GnFramer, SendPipeline
-from rsu.security import pki
+from rsu.security import pki, ssp
 from rsu.security.certs import Certificate
 from rsu.security.pool import AtPool, AuthorizationTicket
 from rsu.security.service import SecurityService
@@ -40,6 +45,21 @@ from rsu.transports.gn_core import GnCore
 # GeoBroadcast areas derived from the example messages contain them
 LATITUDE, LONGITUDE = 44.837592, -0.579431
 TRANSPORT = "gn"
+
+
+ALL = ("spatem", "mapem", "ivim", "srem", "ssem", "rtcmem")
+OWN_PROVIDER = ssp.ServiceProvider.of(PROVIDER["countryCode"], PROVIDER["providerIdentifier"])
+
+
+def make_at(clock: ManualClock, *messages: str, start_s: float = -3600.0, hours: int = 168) -> pki.Issued:
+    """An AT from the test AA (tests/services/secured.py) with the full SSP of each message type, valid from
+    ``start_s`` seconds relative to now, for ``hours``."""
+    _, aa = authorities()
+    perms = []
+    for name in messages:
+        kind = catalog.by_name(name)
+        perms.append((kind.its_aid, ssp.full(kind, OWN_PROVIDER if ssp.layout(kind).provider_octets else None)))
+    return pki.make_at(aa, clockmod.time32(clock.now() + start_s), perms, hours=hours)
 
 
 @dataclass(frozen=True)
@@ -252,4 +272,4 @@ class Link:
         return frames + self.step()
 
 
-__all__ = ["Arrival", "Frame", "Link", "Station", "Wire", "Accepted", "Dropped", "Held", "HoldEnded", "Received"]
+__all__ = ["ALL", "Arrival", "Frame", "Link", "Station", "Wire", "make_at"]

@@ -15,8 +15,7 @@ from rsu.pipeline.outcomes import Accepted, Dropped, Held, HoldEnded
 from rsu.pipeline.receive import Received
 from rsu.security.verify import parse_signed
 from rsu.transports.drops import DropReason
-from stations.conftest import make_at
-from stations.link import Link
+from stations.link import Link, make_at
 
 T = "gn"
 

@@ -24,7 +24,7 @@ from services.support import PROVIDER
 from rsu import catalog
 from rsu import clock as clockmod
 from rsu.clock import ManualClock
-from rsu.pipeline.outcomes import Dropped, Sent
+from rsu.pipeline.outcomes import Accepted, Dropped, Sent
 from rsu.pipeline.receive import ReceivePipeline, RxOutcome
 from rsu.pipeline.receive_ports import SecurityServicePort
 from rsu.pipeline.send import GnFramer, SendPipeline

@@ -107,7 +107,8 @@ def expiry(status: dict, now: float, warn_hours: float = WARN_HOURS) -> dict[str
     """AT and trust-list validity from the daemon's status: ``{"warn_hours", "items": [...], "warnings"}``.
 
     Each item: ``{"what", "name", "hours_left", "warning"}``; a warning when fewer than ``warn_hours``
-    are left (or the item has expired, or no AT is held while security is on)."""
+    are left (or the item has expired, or no AT is held while security is on). ``warnings``: one line per
+    kind (AT, EC, ECTL, CTL, CRL) that has items under the threshold."""
     items: list[dict[str, Any]] = []
 
     def add(what: str, name: str, hours: float | None) -> None:
@@ -132,7 +133,16 @@ def expiry(status: dict, now: float, warn_hours: float = WARN_HOURS) -> dict[str
                     f"{root.get('name') or root_id} sequence {root[name].get('sequence')}",
                     _hours_until(root[name].get("nextUpdate"), now),
                 )
-    warnings = [f"{i['what']} {i['name']}: {i['hours_left']:.1f} h left" for i in items if i["warning"]]
+    warnings: list[str] = []
+    for what in dict.fromkeys(i["what"] for i in items):  # one line per kind: the soonest, and how many
+        due = sorted((i for i in items if i["what"] == what and i["warning"]), key=lambda i: i["hours_left"])
+        if len(due) == 1:
+            warnings.append(f"{what} {due[0]['name']}: {due[0]['hours_left']:.1f} h left")
+        elif due:
+            warnings.append(
+                f"{what}: {len(due)} expire within {warn_hours:g} h; the soonest, {due[0]['name']}: "
+                f"{due[0]['hours_left']:.1f} h left"
+            )
     if status.get("security") == "on" and not status.get("authorization_tickets"):
         warnings.append("security is on but no authorization ticket is held")
     return {"warn_hours": warn_hours, "items": items, "warnings": warnings}

@@ -4,7 +4,7 @@
            -> services (ServiceLayer: entities, scheduler, SQLite store)
            -> transports (GN/BTP over UDP, MQTT)       <- received frames -> verify -> decode -> services
            -> integrations (traffic-controller feed -> TLM, MAP files -> RLT, NTRIP -> GPC)
-           -> HTTP API (IS_Triggering, IS_DataProviding, /metrics, /v1/status, /v1/health)
+           -> HTTP API (IS_Triggering, IS_DataProviding, /metrics, /v1/status, /v1/health, the web view /ui)
            -> systemd (READY, RELOADING, STOPPING, watchdog from the loop)
 
 Send path, per transmission the scheduler releases: the services give a UPER facilities PDU and

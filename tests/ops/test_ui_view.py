@@ -63,6 +63,8 @@ def test_expiry_warns_under_the_threshold_only():
     assert [i["hours_left"] for i in out["items"] if i["what"] in ("ECTL", "CRL")] == [1.0, -1.0]
     assert len(out["warnings"]) == 3 and out["warnings"][0].startswith("AT spatem (spatem): 23.5 h left")
     assert expiry(status, NOW, warn_hours=0.5)["warnings"] == ["CRL root sequence 2: -1.0 h left"]
+    status["authorization_tickets"][1]["hoursToExpiry"] = 2.0  # two ATs under the threshold: one line
+    assert expiry(status, NOW)["warnings"][0] == "AT: 2 expire within 24 h; the soonest, mapem (not in use): 2.0 h left"
     assert expiry({"security": "on", "authorization_tickets": []}, NOW)["warnings"] == [
         "security is on but no authorization ticket is held"
     ]

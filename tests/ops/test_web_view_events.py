@@ -108,3 +108,20 @@ async def test_a_client_that_falls_behind_is_closed_and_counted(tmp_path):
             rest = await asyncio.wait_for(stream.content.read(), 30)  # the daemon ends the stream
         assert b"event: spat" not in rest
         assert _closed(d, "ui_slow") == 1
+
+
+async def test_state_lists_srem_requests_and_the_ssem_answering_them(tmp_path):
+    clock = ManualClock(START)
+    async with running_daemon(tmp_path / "s", clock) as d, aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{d.api_port}"
+        nb = Neighbour(d.config.pki_path, clock)
+        feed_gn(d, nb.frame(catalog.SREM, nb.pdu(catalog.SREM, samples.srem())))
+        async with http.get(f"{url}/v1/ui/state") as r:
+            tlc = (await r.json())["tlc"]
+        assert [q["key"] for q in tlc["requests"]] == ["station-77:1201:1"] and tlc["messages"] == []
+        decision = {"decision": {"request": "station-77:1201:1", "status": "granted"}}
+        async with http.post(f"{url}/v1/tlc/messages", json=decision) as r:
+            assert r.status == 201, await r.text()
+        async with http.get(f"{url}/v1/ui/state") as r:
+            tlc = (await r.json())["tlc"]
+        assert [(m["id"], m["message"]) for m in tlc["messages"]] == [("ssem-1201", "ssem")]

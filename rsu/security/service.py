@@ -111,7 +111,7 @@ class SecurityService:
         requests = self._our_requests
         while requests and next(iter(requests.values())) < now - self.p2pcd_max_age:
             requests.popitem(last=False)
-        inline = []
+        inline: list[bytes] = []
         while requests and len(inline) < self.p2pcd_per_frame:
             inline.append(requests.popitem(last=False)[0])
         if requests and inline:

@@ -49,6 +49,13 @@ class Entry:
     def evolve(self, **changes: Any) -> Entry:
         return replace(self, **changes)
 
+    @property
+    def content(self) -> dict[str, Any]:
+        """``value`` of an entry that always has one (every service's entries but TLM's; ValueError without)."""
+        if self.value is None:
+            raise ValueError(f"{self.service}/{self.id}: the entry has no content")
+        return self.value
+
     @cached_property
     def requirement(self) -> Requirement | None:
         """What the content needs of the signer's SSP (rsu.security.ssp), None without content.

@@ -18,6 +18,7 @@ import enum
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from rsu.limits import OnLimit, ignore
 from rsu.transports import envelope
@@ -201,7 +202,7 @@ class LongPositionVector:
                    int.from_bytes(data[16:20], "big", signed=True),
                    bool(ps & 0x8000), speed, int.from_bytes(data[22:24], "big"))
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {"gn_address": self.address.hex(), "manual": self.address.manual,
                 "station_type": self.address.station_type, "mid": _mac(self.address.mid),
                 "timestamp_ms": self.timestamp, "latitude": self.latitude / 1e7,
@@ -229,7 +230,7 @@ class BasicHeader:
     def from_bytes(cls, data: bytes) -> "BasicHeader":
         return cls(data[0] >> 4, data[0] & 0x0F, data[2], data[3])
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         nh = {0: "any", 1: "common-header", 2: "secured-packet"}.get(self.next_header, self.next_header)
         return {"version": self.version, "next_header": nh, "lifetime_s": decode_lifetime(self.lifetime),
                 "lifetime_octet": f"0x{self.lifetime:02x}", "remaining_hop_limit": self.rhl}
@@ -252,7 +253,7 @@ class CommonHeader:
     def from_bytes(cls, data: bytes) -> "CommonHeader":
         return cls(data[0] >> 4, data[1], data[2], data[3], int.from_bytes(data[4:6], "big"), data[6])
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         nh = {0: "any", 1: "btp-a", 2: "btp-b", 3: "ipv6"}.get(self.next_header, self.next_header)
         try:
             ht = HeaderType(self.header_type).label
@@ -286,8 +287,8 @@ class ExtendedHeader:
             return sn + self.source.to_bytes() + area_bytes(self.area)
         raise ValueError(f"cannot build extended header type 0x{ht:02x}")
 
-    def describe(self) -> dict:
-        out: dict = {}
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         if self.sequence_number is not None:
             out["sequence_number"] = self.sequence_number
         out["source_position_vector"] = self.source.describe()
@@ -335,7 +336,7 @@ def btp_b(port: int, port_info: int = 0) -> bytes:
 class GnPacket:
     """A parsed GN packet carrying BTP-B. ``payload`` is the BTP payload (the facilities PDU)."""
 
-    basic: BasicHeader | None  # None when parsed from a secured payload (no basic header)
+    basic: BasicHeader  # the packet's first header (of a secured packet too: it is outside the signature)
     common: CommonHeader
     extended: ExtendedHeader
     btp_port: int

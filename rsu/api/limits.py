@@ -151,7 +151,10 @@ class _Guarded(asyncio.Protocol):
         if not accepted:
             transport.abort()  # type: ignore[attr-defined]
             return
-        self._inner = site.runner.server()
+        server = site.runner.server
+        if server is None:  # never: a site starts after its runner's setup()
+            raise RuntimeError("the API runner is not set up")
+        self._inner = server()
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:

@@ -55,7 +55,7 @@ class ControllerRunner:
         if cfg.port is not None:
             self._transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self),
                                                                      local_addr=(cfg.host, cfg.port))
-            log.info("controller feed (%s) listening on udp %s:%s", cfg.format, *self.address)
+            log.info("controller feed (%s) listening on udp %s:%s", cfg.format, *(self.address or (cfg.host, cfg.port)))
         self.feed.set_wakeup(self._wake.set)
         self._task = asyncio.create_task(self._watchdog(), name="controller-watchdog")
 

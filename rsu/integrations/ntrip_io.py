@@ -183,9 +183,9 @@ class NtripClient:
                         raise NtripError("ntrip-closed", "the caster ended the stream")
                 elif now - last_byte >= c.read_timeout_s:
                     raise NtripError("ntrip-timeout", f"no data for {c.read_timeout_s:g} s")
-                frames = self.batcher.due(now)
-                if frames:
-                    self._publish(frames)
+                batch = self.batcher.due(now)
+                if batch:
+                    self._publish(batch)
                 self.gpc.tick(now)
                 if next_gga is not None and now >= next_gga and parser.status == "ok":
                     writer.write(self._gga().encode())

@@ -80,7 +80,7 @@ class HttpTransport:
         kwargs: dict = {"timeout": aiohttp.ClientTimeout(total=self.timeout), "max_redirects": 5}
         if url.startswith("https://"):
             kwargs["ssl"] = self.ssl_context if self.ssl_context is not None else True
-        if post:
+        if isinstance(action, HttpPost):  # post
             kwargs["data"] = action.body
             kwargs["headers"] = {"Content-Type": action.content_type or CT_REQUEST, "Accept": action.accept}
         try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from rsu.aio import wait_event
 from rsu.integrations.controller import ControllerFeed, FeedResult
@@ -24,7 +24,7 @@ log = logging.getLogger("rsu.integrations.controller")
 
 
 class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, runner: "ControllerRunner") -> None:
+    def __init__(self, runner: ControllerRunner) -> None:
         self.runner = runner
 
     def datagram_received(self, data: bytes, addr) -> None:

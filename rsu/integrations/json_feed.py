@@ -23,12 +23,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, overload
 
 from rsu.integrations.config import ConfigError, intersection_key
-from rsu.integrations.spat import (MOVEMENT_PHASE_STATES, STATUS_BITS, IntersectionUpdate, SignalEvent,
-                                   SignalGroupState)
+from rsu.integrations.spat import MOVEMENT_PHASE_STATES, STATUS_BITS, IntersectionUpdate, SignalEvent, SignalGroupState
 
 _TOP = {"intersection", "timestamp", "revision", "status", "name", "signal_groups"}
 _GROUP = {"signal_group", "state", "start_time", "min_end_time", "max_end_time", "likely_time", "confidence",
@@ -210,7 +209,7 @@ def _iso(text: str, path: str) -> float:
     try:
         dt = datetime.fromisoformat(s)
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
+            dt = dt.replace(tzinfo=UTC)
         if leap:
             dt += timedelta(seconds=1)
         return dt.timestamp()

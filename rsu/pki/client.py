@@ -39,9 +39,10 @@ import json
 import logging
 import os
 import random as _random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rsu import clock
 from rsu.pki import ecies, requests
@@ -173,7 +174,7 @@ class PkiClient:
     # ------------------------------------------------------------------ load / save
     @classmethod
     def load(cls, config: ClientConfig, keystore: KeyStore, state_dir: str | os.PathLike, *,
-             read_only: bool = False, **kw) -> "PkiClient":
+             read_only: bool = False, **kw) -> PkiClient:
         """Client with the state of ``state_dir`` (trust lists replayed, EC, ATs); orphan keys deleted
         unless ``read_only`` (``rsu pki status`` beside a running daemon: a key it has just made for a
         request in flight is not an orphan). Unusable state files are named in ``load_errors`` and

@@ -31,14 +31,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from rsu.pki.errors import PkiError
 from rsu import catalog, clock
 from rsu.pki import coer, ecies
+from rsu.pki.errors import PkiError
 from rsu.pki.signed import PSID_SCR, SignedDataError, open_signed, sign, signer_hashed_id8
 from rsu.security import ssp as sspmod
 from rsu.security.certs import Certificate, CertificateError, ssp_within_range
@@ -115,7 +116,7 @@ class PendingRequest:
                               for p in self.requested]}
 
     @classmethod
-    def from_state(cls, state: dict) -> "PendingRequest":
+    def from_state(cls, state: dict) -> PendingRequest:
         try:
             requested = [{"psid": p["psid"], **({"ssp": ("bitmapSsp", bytes.fromhex(p["ssp"]))}
                                                  if p["ssp"] is not None else {})} for p in state["requested"]]
@@ -254,7 +255,7 @@ _CONTENT = {"enrolment": ("enrolmentResponse", 0x81, "InnerEcResponse", ENROLMEN
             "authorization": ("authorizationResponse", 0x83, "InnerAtResponse", AUTHORIZATION_RESPONSE_CODES)}
 
 
-def process_response(pending: PendingRequest, data: bytes, now: float, trust: "TrustStore | None" = None) -> Response:
+def process_response(pending: PendingRequest, data: bytes, now: float, trust: TrustStore | None = None) -> Response:
     """Open and check the EA/AA answer to ``pending``; ResponseError names the first failed check.
 
     With ``trust`` the EA/AA must also be listed there (a Root CA CTL applied, not revoked, root
@@ -337,7 +338,7 @@ def _check_issued(pending: PendingRequest, cert: Certificate, now: float) -> Non
 
 # ====================================================================== helpers
 
-def _check_trusted(trust: "TrustStore", pending: PendingRequest, now: float) -> None:
+def _check_trusted(trust: TrustStore, pending: PendingRequest, now: float) -> None:
     want = "ea" if pending.kind == "enrolment" else "aa"
     h8 = signer_hashed_id8(pending.authority)
     found = trust.authority(h8)

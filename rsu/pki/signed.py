@@ -16,11 +16,19 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from rsu.pki.errors import PkiError
 from rsu import catalog
+from rsu.pki.errors import PkiError
 from rsu.security import coer
 from rsu.security.certs import Certificate, CertificateError
-from rsu.security.keys import KeyMaterialError, SigningKey, curve_of, sign_digest, signature_rs, signature_value, verify_digest
+from rsu.security.keys import (
+    KeyMaterialError,
+    SigningKey,
+    curve_of,
+    sign_digest,
+    signature_rs,
+    signature_value,
+    verify_digest,
+)
 from rsu.security.verify import ParseError, SignedMessage, parse_signed
 
 PSID_CRL, PSID_SCR, PSID_CTL = catalog.ITS_AID_CRL, catalog.ITS_AID_SCR, catalog.ITS_AID_CTL

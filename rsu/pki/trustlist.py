@@ -201,7 +201,7 @@ def parse_trust_list(data: bytes) -> TrustList:
         raise TrustListError("unsupported-version", f"{kind} version {body['version']}")
     tl = TrustList(kind, data, opened, body, payload)
     try:
-        tl.signer_certificate  # parse an inline signer certificate now, so that it is refused here
+        tl.signer_certificate  # noqa: B018 - parse an inline signer certificate now, so that it is refused here
     except SignedDataError as e:
         raise TrustListError("signer-certificate-invalid", e.detail) from None
     return tl
@@ -237,7 +237,7 @@ def parse_link_certificate(data: bytes) -> LinkCertificate:
     alt, value = body["certificateHash"]
     link = LinkCertificate(data, opened, body["expiryTime"], alt.removesuffix("HashedData"), bytes(value))
     try:
-        link.signer_certificate
+        link.signer_certificate  # noqa: B018 - parsed now, so that a bad inline certificate is refused here
     except SignedDataError as e:
         raise TrustListError("signer-certificate-invalid", e.detail) from None
     return link
@@ -390,7 +390,7 @@ def _check_signed_by(tl: TrustList, trusted: dict[bytes, Certificate], now: floa
     return signer
 
 
-def _check_sequence(tl: TrustList, previous: "ListState | None") -> None:
+def _check_sequence(tl: TrustList, previous: ListState | None) -> None:
     if previous is None:
         if not tl.is_full:
             raise TrustListError("delta-without-base", f"delta {tl.kind} {tl.sequence} without a full list before it")
@@ -469,12 +469,12 @@ class TrustStore:
     linked: dict = field(default_factory=dict)  # H8 -> TLM certificates trusted through a link certificate
 
     @classmethod
-    def with_anchor(cls, *tlm_certificates: Certificate) -> "TrustStore":
+    def with_anchor(cls, *tlm_certificates: Certificate) -> TrustStore:
         anchors = {signer_hashed_id8(c): c for c in tlm_certificates}
         return cls(anchors=anchors, tlms=dict(anchors))
 
     @classmethod
-    def with_anchor_ids(cls, *tlm_ids: bytes) -> "TrustStore":
+    def with_anchor_ids(cls, *tlm_ids: bytes) -> TrustStore:
         """Trust TLMs known only by HashedId8 (e.g. L0 ``8FFE810BDB0D71E6`` from configuration): an ECTL
         carrying that certificate inline, validly self-signed, then anchors the store (facts §8.4 step 1)."""
         return cls(anchors={}, anchor_ids=frozenset(bytes(h) for h in tlm_ids))
@@ -490,7 +490,7 @@ class TrustStore:
         return tlms
 
     # ------------------------------------------------------------------ ECTL
-    def with_ectl(self, data: bytes, now: float) -> "TrustStore":
+    def with_ectl(self, data: bytes, now: float) -> TrustStore:
         tl = parse_trust_list(data)
         if tl.kind != "ectl":
             raise TrustListError("wrong-content", f"expected an ECTL, got a {tl.kind}")
@@ -538,7 +538,7 @@ class TrustStore:
         return replace(self, anchors=anchors, tlms=tlms, ectl=state, cpoc=cpoc, roots=roots, dcs=dcs)
 
     # ------------------------------------------------------------------ TLM link certificate
-    def with_tlm_link(self, data: bytes, candidates: list[bytes], now: float) -> tuple["TrustStore", bytes]:
+    def with_tlm_link(self, data: bytes, candidates: list[bytes], now: float) -> tuple[TrustStore, bytes]:
         """Trust the new TLM that a link certificate signed by a trusted TLM names: (new store, the
         certificate bytes among ``candidates`` whose hash the link carries). Refused with a reason:
         not-signed, malformed, wrong-psid, signer-unknown/-mismatch/-expired/-permissions,
@@ -602,7 +602,7 @@ class TrustStore:
         _check_signed_by(tl, {signer_id: root_state.certificate}, now, "root CA")
         return tl, root_state
 
-    def with_ctl(self, data: bytes, now: float) -> "TrustStore":
+    def with_ctl(self, data: bytes, now: float) -> TrustStore:
         tl, root_state = self._root_list(data, "ctl", now)
         root = root_state.certificate
         _check_sequence(tl, root_state.ctl)
@@ -630,7 +630,7 @@ class TrustStore:
         return replace(self, roots={**self.roots, signer_id: new_root})
 
     # ------------------------------------------------------------------ CRL
-    def with_crl(self, data: bytes, now: float) -> "TrustStore":
+    def with_crl(self, data: bytes, now: float) -> TrustStore:
         tl, root_state = self._root_list(data, "crl", now)
         signer_id, this_update = _list_signer(tl), _crl_this_update(tl)
         applied = root_state.crl.this_update if root_state.crl is not None else None  # a CRL's state has it

@@ -36,9 +36,9 @@ from typing import Any
 from rsu import clock as clockmod
 from rsu.catalog import MessageKind
 from rsu.limits import OnLimit, ignore
-from rsu.security.replay import ReplayWindow
 from rsu.security.certs import Certificate
 from rsu.security.pool import AtPool, SigningRefused
+from rsu.security.replay import ReplayWindow
 from rsu.security.request import SignRequest
 from rsu.security.verify import VerificationResult, Verifier
 

@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import builtins
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from rsu import catalog
 from rsu.clock import Clock, iso_utc

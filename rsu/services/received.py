@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 
 class RxDrop(str, enum.Enum):
@@ -28,7 +29,7 @@ class RxDrop(str, enum.Enum):
 
 
 class Subscription:
-    def __init__(self, hub: "ReceivedHub", services: frozenset[str] | None, types: frozenset[str] | None,
+    def __init__(self, hub: ReceivedHub, services: frozenset[str] | None, types: frozenset[str] | None,
                  maxlen: int) -> None:
         self._hub = hub
         self.services = services

@@ -32,9 +32,10 @@ import json
 import logging
 import os
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from rsu import statelock
 from rsu.services import cursors as cursorfile

@@ -26,8 +26,17 @@ from rsu.clock import iso_utc
 from rsu.services import cursors as cursorfile
 from rsu.services.cursors import Cursor, CursorFileError, CursorState
 from rsu.services.model import value_to_json
-from rsu.services.store import (ENTRY_COLUMNS, SCHEMA, SCHEMA_VERSION, Store, StoredEntry, db_path,
-                                entry_of_row, lock_store, put_entry)
+from rsu.services.store import (
+    ENTRY_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    Store,
+    StoredEntry,
+    db_path,
+    entry_of_row,
+    lock_store,
+    put_entry,
+)
 
 if TYPE_CHECKING:
     from rsu.pipeline.codec import Codec

@@ -12,8 +12,9 @@ Several transports run at once; each message goes to the transports its paramete
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rsu.catalog import MessageKind
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from rsu import catalog
 from rsu.transports.base import ReceiveCallback, ReceivedFrame

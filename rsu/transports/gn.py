@@ -136,7 +136,7 @@ class TrafficClass:
     channel_offload: bool = False
 
     @classmethod
-    def from_octet(cls, octet: int) -> "TrafficClass":
+    def from_octet(cls, octet: int) -> TrafficClass:
         return cls(octet & 0x3F, bool(octet & 0x80), bool(octet & 0x40))
 
 
@@ -163,7 +163,7 @@ class GnAddress:
         return head.to_bytes(2, "big") + self.mid
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "GnAddress":
+    def from_bytes(cls, data: bytes) -> GnAddress:
         head = int.from_bytes(data[0:2], "big")
         return cls(bytes(data[2:8]), (head >> 10) & 0x1F, bool(head & 0x8000))
 
@@ -192,7 +192,7 @@ class LongPositionVector:
                 + self.heading.to_bytes(2, "big"))
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "LongPositionVector":
+    def from_bytes(cls, data: bytes) -> LongPositionVector:
         ps = int.from_bytes(data[20:22], "big")
         speed = ps & 0x7FFF
         if speed & 0x4000:
@@ -227,7 +227,7 @@ class BasicHeader:
         return bytes(((self.version << 4) | self.next_header, 0, self.lifetime, self.rhl))
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "BasicHeader":
+    def from_bytes(cls, data: bytes) -> BasicHeader:
         return cls(data[0] >> 4, data[0] & 0x0F, data[2], data[3])
 
     def describe(self) -> dict[str, Any]:
@@ -250,7 +250,7 @@ class CommonHeader:
                 + self.payload_length.to_bytes(2, "big") + bytes((self.max_hop_limit, 0)))
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "CommonHeader":
+    def from_bytes(cls, data: bytes) -> CommonHeader:
         return cls(data[0] >> 4, data[1], data[2], data[3], int.from_bytes(data[4:6], "big"), data[6])
 
     def describe(self) -> dict[str, Any]:

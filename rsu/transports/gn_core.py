@@ -21,8 +21,8 @@ GeoBroadcasts delivered only when the RSU is inside the destination area (config
 from __future__ import annotations
 
 import secrets
-
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rsu import catalog
 from rsu.catalog import MessageKind

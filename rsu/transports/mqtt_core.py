@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from rsu import catalog
 from rsu.catalog import MessageKind
 from rsu.clock import Clock
+from rsu.transports import envelope
 from rsu.transports import quadkey as qk
 from rsu.transports.base import DisseminationParams, ReceivedFrame
 from rsu.transports.config import MqttConfig
-from rsu.transports import envelope
 from rsu.transports.drops import Drop, DropReason
 
 ENVELOPE_VERSION = 1

@@ -55,7 +55,7 @@ class PcapWriter:
         self._lock = threading.Lock()
         self._file: BinaryIO | None = None
         try:
-            f = open(self.path, "ab")
+            f = open(self.path, "ab")  # noqa: SIM115 - kept open for the writer's life, closed by close()
         except OSError as e:
             raise ValueError(f"pcap: cannot open {self.path}: {e.strerror or e}") from None
         if f.tell() == 0:

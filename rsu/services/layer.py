@@ -42,7 +42,7 @@ from rsu.services.defaults import RULES, SERVICE_ALIASES, ServiceRules, message_
 from rsu.services.errors import ServiceError
 from rsu.services.gpc import GpcEntity
 from rsu.services.ivi import IviEntity, country_code
-from rsu.services.model import TERMINATING, Entry, PermissionCheck, Plan, Transmission
+from rsu.services.model import TERMINATING, Entry, EntryKey, PermissionCheck, Plan, Transmission
 from rsu.services.received import ReceivedHub, RxDrop, Subscription
 from rsu.services.rlt import RltEntity
 from rsu.services.scheduler import Scheduler
@@ -51,6 +51,7 @@ from rsu.services.tlc import TlcEntity
 from rsu.services.tlm import TlmEntity
 
 if TYPE_CHECKING:
+    from rsu.codec.facilities import DecodedPdu
     from rsu.pipeline.codec import Codec
 
 log = logging.getLogger("rsu.services")
@@ -96,7 +97,7 @@ class ServiceLayer:
         rlt = RltEntity(self.ctx)
         entities = (rlt, TlmEntity(self.ctx, rlt), IviEntity(self.ctx), TlcEntity(self.ctx, rlt), GpcEntity(self.ctx))
         self.services: dict[str, ServiceEntity] = {e.name: e for e in entities}
-        self.scheduler: Scheduler[tuple[str, str]] = Scheduler(on_skip=(lambda key, reason, n: on_skip(key[0], reason, n)) if on_skip else None)
+        self.scheduler: Scheduler[EntryKey] = Scheduler(on_skip=(lambda key, reason, n: on_skip(key[0], reason, n)) if on_skip else None)
         self.hub = hub if hub is not None else ReceivedHub(rules.received_history, rules.subscriber_queue)
         self.hub.resize(rules.received_history, rules.subscriber_queue)
         self._wakeup: Callable[[], None] | None = None
@@ -216,7 +217,7 @@ class ServiceLayer:
         return out
 
     # --- IS_DataProviding ---------------------------------------------------------------------
-    def on_received(self, pdu: Any, security: dict[str, Any], transport: dict[str, Any]) -> dict[str, Any] | None:
+    def on_received(self, pdu: DecodedPdu | bytes | bytearray, security: dict[str, Any], transport: dict[str, Any]) -> dict[str, Any] | None:
         """A received facilities PDU (``DecodedPdu`` or UPER bytes) that the security layer verified.
 
         ``security``: ``{"its_aid", "ssp" (hex), "signer" (hex id), "verification" ("ok" or a reason)}``;
@@ -225,7 +226,7 @@ class ServiceLayer:
         """
         return self.receive(pdu, security, transport)[0]
 
-    def receive(self, pdu: Any, security: dict[str, Any], transport: dict[str, Any]
+    def receive(self, pdu: DecodedPdu | bytes | bytearray, security: dict[str, Any], transport: dict[str, Any]
                 ) -> tuple[dict[str, Any] | None, RxDrop | None]:
         """:meth:`on_received` that also says why a message was not delivered: (event, None) or (None, reason)."""
         now = self.clock.now()

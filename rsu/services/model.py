@@ -17,6 +17,9 @@ from rsu.transports.base import DisseminationParams, GeoArea
 # The injected permission check: (message kind, whole PDU value) -> name of the missing permission, or None.
 PermissionCheck = Callable[[MessageKind, dict[str, Any]], "str | None"]
 
+# An entry's key in the scheduler and the store: (service, entry id); a transmission's Due is a Due[EntryKey]
+EntryKey = tuple[str, str]
+
 # Entry states
 ACTIVE = "active"  # being sent (or waiting for its start time / next trigger)
 TERMINATING = "terminating"  # IVI: a cancellation or negation is being repeated before the entry ends
@@ -66,7 +69,7 @@ class Entry:
         return required(self.kind, self.value) if self.value is not None else None
 
     @property
-    def key(self) -> tuple[str, str]:
+    def key(self) -> EntryKey:
         return (self.service, self.id)
 
 

@@ -53,8 +53,8 @@ def host_issues(config: cfgmod.Config, *, running_rsu_is_fine: bool = True) -> l
     rsu_running = running_rsu_is_fine and _rsu_answers(config.api.host, config.api.port)
     _bind("api", socket.SOCK_STREAM, config.api.host, config.api.port, add, rsu_running)
     integrations = cfgmod.integrations_config(config)
-    if integrations.controller is not None and integrations.controller.port is not None:
-        c = integrations.controller
+    c = integrations.controller
+    if c is not None and c.port is not None:
         _bind("integrations.controller", socket.SOCK_DGRAM, c.host, c.port, add, rsu_running)
     for i, (kind, cfg) in enumerate(cfgmod.transport_configs(config)):
         if kind == "gn-udp" and cfg.pcap:

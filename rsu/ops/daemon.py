@@ -214,6 +214,8 @@ class Daemon:
         self.hub = None  # IS_DataProviding: one for the daemon's lifetime, so subscribers survive reloads
         self.transports = None
         self.integrations = None
+        self.forward = None  # rsu.forward.runtime.ForwardRuntime: received messages to the centre
+        self.presigned = None  # rsu.forward.api.Forwarder: POST /v1/forward
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._wake = asyncio.Event()
@@ -235,6 +237,7 @@ class Daemon:
         self._pki_pick_up()
         self.layer = self._build_layer()
         await self._start_transports()
+        self._start_forward()
         # the restored messages go back on the air first (after kill -9 every second off air counts);
         # integrations and the API (aiohttp) come up while they are sent
         self._tasks = [asyncio.create_task(self._scheduler_loop(), name="rsu-scheduler")]
@@ -279,6 +282,9 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.forward is not None:
+            await self.forward.stop()
+            await self.presigned.stop()
         if self.integrations is not None:
             await self.integrations.stop()
         if self.transports is not None:
@@ -324,7 +330,7 @@ class Daemon:
     async def _apply(self, old: cfgmod.Config, new: cfgmod.Config) -> None:
         rlog.setup(new.logging.level)
         changed = {name for name in ("station", "state_dir", "security", "services", "transports", "api",
-                                     "integrations", "pki") if getattr(old, name) != getattr(new, name)}
+                                     "integrations", "pki", "forward") if getattr(old, name) != getattr(new, name)}
         if changed & {"pki", "state_dir", "station", "services"} and (old.pki or new.pki):
             # position (regions), IVI provider (permissions), state or client settings: a new client
             await self._stop_pki()
@@ -345,6 +351,10 @@ class Daemon:
         if changed & {"station", "transports", "security", "pki"}:
             await self.transports.stop()
             await self._start_transports()
+        if changed & {"forward", "state_dir", "station"}:
+            await self.forward.stop()  # the queues are on disk: delivery resumes where it stopped
+            await self.presigned.stop()
+            self._start_forward()
         if "integrations" in changed:
             await self.integrations.stop()
             await self._start_integrations()
@@ -450,6 +460,44 @@ class Daemon:
                 self.metrics.sign_time.labels(kind.name).observe(time.perf_counter() - t0)
         return sign
 
+    def _start_forward(self) -> None:
+        from rsu.forward.runtime import ForwardRuntime
+
+        self.forward = ForwardRuntime(self.config.forward, self.config.state_path, self.clock, self.config.station.id,
+                                      self.metrics)
+        self.forward.start(self.hub)
+        from rsu.forward.api import Forwarder
+
+        self.presigned = Forwarder(self.config.forward.presigned, self.config.state_path, self.clock,
+                                   security=lambda: self.security, verify=self._verify_presigned,
+                                   transports=lambda: self.transports.transports,
+                                   on_sent=lambda kind, name, fresh: self.metrics.on_sent(
+                                       kind.service, kind.name, name, repetition=not fresh),
+                                   count=lambda result: self.metrics.presigned.labels(result).inc())
+        self.presigned.start()
+
+    def _verify_presigned(self, data: bytes):
+        result = self.security.verify(data)
+        for r in result.released:  # frames of other stations its certificate released from the hold
+            self._judged(r)
+        return result
+
+    def _forward_routes(self) -> list:
+        """The pre-signed forward routes, answered by the forwarder running now (a reload may replace it)."""
+        from aiohttp import web
+
+        from rsu.forward.api import ROUTES
+
+        def handler(method: str, path: str):
+            async def handle(request: web.Request) -> web.StreamResponse:
+                for route in self.presigned.routes():
+                    if route.method == method and route.path == path:
+                        return await route.handler(request)
+                raise web.HTTPNotFound()
+            return handle
+
+        return [web.route(method, path, handler(method, path)) for method, path, _role in ROUTES]
+
     async def _start_integrations(self) -> None:
         from rsu.integrations.runtime import Integrations
 
@@ -465,6 +513,7 @@ class Daemon:
         app.add_routes(self._integration_routes())
         app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/v1/health", self._health_handler)
+        app.add_routes(self._forward_routes())
         from rsu.api.limits import ensure_nofile
 
         api = self.config.api
@@ -636,7 +685,8 @@ class Daemon:
         if self.security.replayed(r):
             return str(RxReason.REPLAY)
         security = {"its_aid": r.psid, "ssp": r.ssp.hex() if r.ssp is not None else None,
-                    "signer": r.signer_id.hex() if r.signer_id else None, "verification": "ok"}
+                    "signer": r.signer_id.hex() if r.signer_id else None, "verification": "ok",
+                    "secured_data": bytes(frame.secured).hex()}  # as received (forward sinks' envelope)
         return self._deliver(frame, r.pdu if r.pdu is not None else r.payload[frame.payload_offset:], security)
 
     def _deliver_unsecured(self, frame) -> None:
@@ -700,6 +750,8 @@ class Daemon:
                 hours = self.security.hours_to_expiry(kind)
                 if hours is not None:
                     m.at_expiry.labels(kind.service, str(kind.its_aid)).set(hours)
+        if self.forward is not None:
+            self.forward.refresh()
         for t in self.transports.transports.values():
             connected = getattr(t, "connected", None)
             if isinstance(connected, asyncio.Event):
@@ -738,6 +790,7 @@ class Daemon:
             "services": self.layer.stats(), "reloads": dict(self.reloads),
             "integrations": self.integrations.status() if self.integrations else None,
             "pki": self.pki.status() if self.pki is not None else None,
+            "forward": self.forward.status() if self.forward is not None else None,
         }
 
 

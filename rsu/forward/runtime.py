@@ -147,6 +147,11 @@ class ForwardRuntime:
                 try:
                     await sink.io.deliver(d)
                 except SinkError as e:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        # stop() cancelled us during a connect: asyncio.wait_for (Python 3.11) may have turned
+                        # that into the connect's own error; honour the cancellation instead of retrying
+                        raise asyncio.CancelledError from None
                     if sink.last_error != str(e):
                         log.warning("forward %s: not delivered, retrying: %s", cfg.name, e)
                     sink.last_error = str(e)

@@ -1,0 +1,3 @@
+"""Fixtures of the forwarding tests: the real Mosquitto of the transport tests."""
+
+from tests.transports.conftest import mosquitto_bin  # noqa: F401  (a fixture)

@@ -199,7 +199,9 @@ class Schedule:
                 continue
             e.remaining -= 1
             # a late loop sends once, then keeps the cadence from now (no burst of missed slots)
-            e.next_at = max(e.next_at + e.interval_s, now)
+            e.next_at += e.interval_s
+            if e.next_at <= now:
+                e.next_at = now + e.interval_s
             if e.remaining <= 0:
                 self._db.execute("DELETE FROM presigned WHERE id = ?", (e.ident,))
             else:

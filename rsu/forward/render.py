@@ -13,7 +13,7 @@ publishes them, with ``security.secured_data`` the 1609.2 data as received, hex)
      "transport": {"transport": "gn", ...},
      "secured_data": "<base64 of the 1609.2 data>"}     # only with envelope: true
 
-``its-client`` format: :func:`rsu.forward.itsclient.to_its_client` (the id travels in the MQTT user
+``its-client`` format: :func:`rsu.transports.itsclient.to_its_client` (the id travels in the MQTT user
 property / HTTP header ``rsu-message-id`` only, since that format has no field for it).
 """
 
@@ -52,9 +52,12 @@ def record(sink, event: dict, source: str, now_ms: int) -> bytes:
     security = dict(event.get("security") or {})
     secured = security.pop("secured_data", None)
     if sink.format == "its-client":
-        from rsu.forward.itsclient import to_its_client
+        from rsu import catalog
+        from rsu.codec.facilities import get_codec
+        from rsu.transports.itsclient import to_its_client
 
-        body: dict[str, Any] = to_its_client(event["message"], event["pdu"], source=source, timestamp_ms=now_ms)
+        body: dict[str, Any] = to_its_client(get_codec(), catalog.BY_NAME[event["message"]], event["pdu"],
+                                             source=source, timestamp_ms=now_ms)
     else:
         # everything the services published (with what they added, e.g. the IVI collection state)
         # but the hub's own event id and type

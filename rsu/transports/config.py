@@ -172,7 +172,7 @@ class MqttConfig:
     subscribe_neighbours: bool = True  # also the 8 tiles around the RSU's tile
     # publications
     qos: int = 1
-    payload_format: str = "secured"  # "secured" (the 1609.2 bytes) or "json" (envelope)
+    payload_format: str = "secured"  # "secured" (the 1609.2 bytes), "json" (envelope) or "its-client" (v2 JSON)
     expiry_s: dict[str, float] = field(default_factory=dict)  # per type; default: the message lifetime
     retain_types: tuple[str, ...] = ("mapem", "ivim")  # published retained (with expiry)
     queue_max: int = 1000  # publications held while disconnected
@@ -229,8 +229,8 @@ class MqttConfig:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 4294967295:
                 raise ConfigError(f"{p}expiry_s.{name}: {v!r} is not a positive number of seconds")
         _check_int(p, "qos", self.qos, 0, 2)
-        if self.payload_format not in ("secured", "json"):
-            raise ConfigError(f"{p}payload_format: {self.payload_format!r} (expected secured or json)")
+        if self.payload_format not in ("secured", "json", "its-client"):
+            raise ConfigError(f"{p}payload_format: {self.payload_format!r} (expected secured, json or its-client)")
         _check_int(p, "queue_max", self.queue_max, 1, 1_000_000)
         for name in ("backoff_initial", "backoff_max"):
             v = getattr(self, name)

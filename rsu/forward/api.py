@@ -173,3 +173,43 @@ def refusal(e: ps.Refused):
     return web.json_response({"error": {"code": code, "path": e.path, "reason": e.reason, "detail": e.detail,
                                         "message": f"{e.reason}: {e.path or '(request)'}: {e.detail}"}},
                              status=status)
+
+
+def openapi_paths() -> dict:
+    """The OpenAPI 3 path items of :data:`ROUTES` (merged into ``/openapi.json``); ``x-rsu-role`` is the
+    role each operation needs."""
+    roles = {(m, p): r for m, p, r in ROUTES}
+    error = {"description": "refused: error.reason names why (docs/operations.md, \"Pre-signed messages\")",
+             "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {
+                 "type": "object", "required": ["code", "path", "reason", "detail", "message"], "properties": {
+                     "code": {"type": "string", "enum": ["presigned_refused", "validation", "bad_request",
+                                                         "no_transport", "security_disabled", "capacity"]},
+                     "path": {"type": "string"}, "reason": {"type": "string"},
+                     "detail": {"type": "string"}, "message": {"type": "string"}}}}}}}}
+    body = {"type": "object", "required": ["data"], "additionalProperties": False, "properties": {
+        "data": {"type": "string", "format": "byte",
+                 "description": "EtsiTs103097Data-Signed (COER) around the facilities PDU, signed by the centre's "
+                                "AT with its full certificate"},
+        "transports": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                       "description": "MQTT transport names; default forward.presigned.transports"},
+        "repetition": {"type": "object", "required": ["interval_s", "count"], "properties": {
+            "interval_s": {"type": "number"}, "count": {"type": "integer", "minimum": 1,
+                                                        "description": "transmissions in all"}}}}}
+    ok = {"description": "accepted and sent once; a repeating one also gets id, remaining, next_at",
+          "content": {"application/json": {"schema": {"type": "object"}}}}
+    return {
+        "/v1/forward": {
+            "post": {"summary": "Forward a message the centre signed, unchanged (verified first)",
+                     "x-rsu-role": roles[("POST", "/v1/forward")],
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+                     "responses": {"201": ok, "400": error, "409": error, "422": error, "503": error}},
+            "get": {"summary": "The repeating pre-signed messages", "x-rsu-role": roles[("GET", "/v1/forward")],
+                    "responses": {"200": {"description": "{repeating: [...]}"}}},
+        },
+        "/v1/forward/{id}": {
+            "delete": {"summary": "Stop repeating a pre-signed message",
+                       "x-rsu-role": roles[("DELETE", "/v1/forward/{id}")],
+                       "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                       "responses": {"200": {"description": "stopped"}, "404": error}},
+        },
+    }

@@ -84,6 +84,16 @@ async def test_a_verified_message_goes_out_unchanged_once(rig):
     assert d.metrics.presigned.labels("accepted")._value.get() == 1
 
 
+async def test_the_routes_state_their_role_in_the_openapi_document(rig):
+    d, nb, clock, received, url = rig
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{url}/openapi.json") as r:
+            paths = (await r.json())["paths"]
+    assert paths["/v1/forward"]["post"]["x-rsu-role"] == "operator"
+    assert paths["/v1/forward"]["get"]["x-rsu-role"] == "monitor"
+    assert paths["/v1/forward/{id}"]["delete"]["x-rsu-role"] == "operator"
+
+
 async def test_a_repetition_schedule_sends_the_same_bytes_and_can_be_listed(rig):
     d, nb, clock, received, url = rig
     data = signed(nb.new_signer(catalog.IVIM), catalog.IVIM, samples.ivim(), clock, nb)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,9 +32,11 @@ log = logging.getLogger("rsu.forward")
 
 BATCH = 64
 RENDER_ERROR = "render-error"  # an event the sink's format cannot express (counted, never queued)
+DISK_ERROR = "disk-error"  # the queue file could not be written (disk full, I/O error)
 DROP_REASONS = {QUEUE_FULL: "the queue was full: its oldest message was dropped",
                 EXPIRED: "a message waited longer than queue_max_age",
-                RENDER_ERROR: "the event could not be put in the sink's format"}
+                RENDER_ERROR: "the event could not be put in the sink's format",
+                DISK_ERROR: "the sink's queue file could not be written"}
 
 
 class ForwardMetrics(Protocol):
@@ -127,7 +130,12 @@ class ForwardRuntime:
                             exc_info=True)
                 self._count_drop(name, RENDER_ERROR, 1)
                 continue
-            _, dropped = sink.queue.push(stored)
+            try:
+                _, dropped = sink.queue.push(stored)
+            except sqlite3.Error as e:  # the receive path goes on; this sink misses the message (counted)
+                log.error("%s: received %s not queued: %s", name, event.get("message"), e)
+                self._count_drop(name, DISK_ERROR, 1)
+                continue
             self._count_drop(name, QUEUE_FULL, dropped)
             sink.wake.set()
         self._gauges()
@@ -143,7 +151,13 @@ class ForwardRuntime:
                 await sink.wake.wait()
                 continue
             for item in items:
-                d = render.delivery(cfg, item.seq, item.body, self.station)
+                try:
+                    d = render.delivery(cfg, item.seq, item.body, self.station)
+                except Exception:  # a queued record this version cannot read: never blocks the queue
+                    log.exception("forward %s: queued message %d cannot be sent; dropped", cfg.name, item.seq)
+                    sink.queue.ack(item.seq)
+                    self._count_drop(cfg.name, RENDER_ERROR, 1)
+                    continue
                 try:
                     await sink.io.deliver(d)
                 except SinkError as e:

@@ -7,6 +7,7 @@ side: at least once, in order, each with an id to de-duplicate on. Then the same
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -165,6 +166,70 @@ async def test_filters_by_service_and_psid(tmp_path, mosquitto_bin):
         await asyncio.sleep(0.2)  # a wrong third delivery would have arrived by now (the count below fails)
         got = sorted((i.split("-")[1], b["message"]) for i, b, _ in webhook.received)
         assert got == [("ivi", "ivim"), ("srem", "srem")]
+    finally:
+        await d.stop()
+        await webhook.stop()
+
+
+async def test_bounds_drop_the_oldest_and_the_expired_counted_on_the_manual_clock(tmp_path):
+    """The centre never answers (nothing listens on the webhook's port): the sink's queue keeps the newest
+    queue_max_items, then drops what is older than queue_max_age when the daemon's clock says so."""
+    clock = ManualClock(START)
+    base = daemon_config(tmp_path / "state")
+    fwd = ForwardSection.model_validate({"sinks": [
+        {"type": "webhook", "name": "down", "url": f"http://127.0.0.1:{free_tcp_port()}/x",
+         "queue_max_items": 5, "queue_max_age": "10s", "retry_initial": 1}]})
+    d = Daemon(base.model_copy(update={"forward": fwd}), clock=clock)
+    await d.start()
+    try:
+        nb = Neighbour(d.config.pki_path, clock)
+        for station in range(1, 9):
+            feed_gn(d, spatem_from(nb, clock, station))
+        m = d.metrics
+        assert sample(m.forward_queued.labels("down")) == 5
+        assert sample(m.forward_dropped.labels("down", "queue-full")) == 3
+        kept = [json.loads(i.body)["body"]["station_id"] for i in d.forward.sinks["down"].queue.peek(10)]
+        assert kept == [4, 5, 6, 7, 8]
+        clock.advance(5)
+        d.forward.refresh()
+        assert sample(m.forward_oldest_age.labels("down")) == pytest.approx(5.004)
+        clock.advance(6)
+        d.forward.refresh()
+        assert sample(m.forward_dropped.labels("down", "expired")) == 5
+        assert sample(m.forward_queued.labels("down")) == 0 and sample(m.forward_oldest_age.labels("down")) == 0
+    finally:
+        await d.stop()
+
+
+async def test_a_reload_that_changes_the_sinks_keeps_the_queues(tmp_path):
+    """SIGHUP with a new forward: section: the queued messages stay and go to the new sink settings."""
+    import yaml
+
+    webhook = Webhook(free_tcp_port())
+    clock = ManualClock(START)
+    data = daemon_config(tmp_path / "state").model_dump(mode="json", exclude_none=True)
+    data["forward"] = {"sinks": [{"type": "webhook", "name": "archive", "url": webhook.url + "-old",
+                                  "retry_initial": 0.05, "retry_max": 0.2}]}
+    path = tmp_path / "rsu.yaml"
+    path.write_text(yaml.safe_dump(data))
+    from rsu.ops import config as cfgmod
+
+    d = Daemon(cfgmod.load(path), config_path=str(path), clock=clock)
+    await d.start()
+    try:
+        nb = Neighbour(d.config.pki_path, clock)
+        for station in range(1, 4):
+            feed_gn(d, spatem_from(nb, clock, station))
+        await webhook.start()  # answers 404 on the old path: nothing is acknowledged
+        await asyncio.sleep(0.3)
+        assert d.forward.status()["archive"]["queued"] == 3 and webhook.received == []
+        data["forward"]["sinks"][0]["url"] = webhook.url
+        path.write_text(yaml.safe_dump(data))
+        assert await d.reload()
+        await until(lambda: len(webhook.received) >= 3)
+        assert [b["station_id"] for _, b, _ in webhook.received[:3]] == [1, 2, 3]
+        feed_gn(d, spatem_from(nb, clock, 4))  # the hub subscription followed the reload
+        await until(lambda: len(webhook.received) >= 4)
     finally:
         await d.stop()
         await webhook.stop()

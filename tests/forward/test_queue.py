@@ -77,3 +77,15 @@ def test_what_was_pushed_survives_kill_9(tmp_path):
     items = q.peek(1000)
     assert [i.body for i in items] == [b"m%d" % i for i in range(50, 200)]
     assert [i.seq for i in items] == list(range(51, 201))
+
+
+def test_every_forward_drop_reason_is_documented():
+    """docs/metrics.md's "Forward drop reasons" table lists exactly the reasons the runtime counts."""
+    import re
+
+    from rsu.forward.runtime import DROP_REASONS
+    from tests.conftest import REPO
+
+    doc = (REPO / "docs" / "metrics.md").read_text()
+    section = doc.split("\n## Forward drop reasons\n", 1)[1].split("\n## ", 1)[0]
+    assert set(re.findall(r"^\| `([^`]+)` \|", section, re.M)) == set(DROP_REASONS)

@@ -215,3 +215,28 @@ async def test_a_forward_sink_writes_its_client_json(tmp_path):
     finally:
         await d.stop()
         await webhook.stop()
+
+
+async def test_an_its_client_srem_reaches_is_dataproviding_only_when_unsecured_messages_are_accepted(tmp_path):
+    """Through the daemon's real receive path: its-client messages carry no signature, so they are
+    delivered as unsecured ones: with security.accept_unsecured, and dropped (unsecured) without it."""
+    for accept in (False, True):
+        clock = ManualClock(START)
+        base = daemon_config(tmp_path / f"state-{accept}", accept_unsecured=accept)
+        transports = [dict(base.transports[0]), dict(base.transports[1], payload_format="its-client")]
+        d = Daemon(base.model_copy(update={"transports": transports}), clock=clock)
+        await d.start()
+        try:
+            sub = d.hub.subscribe(types=["received"])
+            topic = "default/inQueue/v2x/srem/obu_bus_2417/1/2/0/2"
+            d.transports["mqtt"]._handle(aiomqtt.Message(topic, json.dumps(SREM).encode(), 1, False, 1, None))
+            events = sub.drain()
+            if accept:
+                assert [e["message"] for e in events] == ["srem"]
+                assert events[0]["security"]["secured"] is False and events[0]["station_id"] == 2104711
+                assert events[0]["transport"]["timestamp_ms"] == SREM["timestamp"]
+            else:
+                assert events == []
+                assert d.metrics.child(d.metrics.rx_dropped, "srem", "mqtt", "unsecured")._value.get() == 1
+        finally:
+            await d.stop()

@@ -77,36 +77,64 @@ class ForwardRuntime:
     # ------------------------------------------------------------------ lifecycle
     def start(self, hub: Hub) -> None:
         """Open every sink's queue, subscribe to ``hub`` and start delivering (nothing to do without sinks)."""
-        for cfg in self.config.sinks:
-            queue = DiskQueue(self.dir / f"{cfg.name}.sqlite", self.clock, max_items=cfg.queue_max_items,
-                              max_age_s=cfg.queue_max_age)
-            dropped = queue.resize(cfg.queue_max_items, cfg.queue_max_age)  # bounds may be lower than last run
-            self._count_drop(cfg.name, QUEUE_FULL, dropped)
-            sink = _Sink(cfg, queue, sink_io(cfg, f"rsu_{self.station}_{cfg.name}"))
-            sink.task = asyncio.create_task(self._deliver_loop(sink), name=f"forward:{cfg.name}")
-            if len(queue):
-                sink.wake.set()
-            self.sinks[cfg.name] = sink
+        self.sinks = self._open(self.config)
+        self._start_delivery()
         if self.sinks:
             self._sub = hub.subscribe(types=["received"])
             self._sub.set_waker(self._take)
         self.refresh()
+
+    async def reload(self, config: ForwardSection, state_dir: Path, station: int, hub: Hub) -> None:
+        """New sink settings. The queues stay (same name, same file), and no received event is missed:
+        the new sinks take events before the old ones' connections are closed."""
+        self.config, self.dir, self.station = config, Path(state_dir) / "forward", station
+        old, self.sinks = self.sinks, self._open(config)
+        if self.sinks and self._sub is None:
+            self._sub = hub.subscribe(types=["received"])
+            self._sub.set_waker(self._take)
+        await self._close(old)
+        self._start_delivery()
+        if not self.sinks and self._sub is not None:
+            self._sub.close()
+            self._sub = None
+        self.refresh()
+
+    def _open(self, config: ForwardSection) -> dict[str, _Sink]:
+        sinks = {}
+        for cfg in config.sinks:
+            queue = DiskQueue(self.dir / f"{cfg.name}.sqlite", self.clock, max_items=cfg.queue_max_items,
+                              max_age_s=cfg.queue_max_age)
+            dropped = queue.resize(cfg.queue_max_items, cfg.queue_max_age)  # bounds may be lower than last run
+            self._count_drop(cfg.name, QUEUE_FULL, dropped)
+            sinks[cfg.name] = _Sink(cfg, queue, sink_io(cfg, f"rsu_{self.station}_{cfg.name}"))
+        return sinks
+
+    def _start_delivery(self) -> None:
+        for sink in self.sinks.values():
+            if sink.task is None:
+                sink.task = asyncio.create_task(self._deliver_loop(sink), name=f"forward:{sink.cfg.name}")
+                if len(sink.queue):
+                    sink.wake.set()
 
     async def stop(self) -> None:
         if self._sub is not None:
             self._take()
             self._sub.close()
             self._sub = None
-        for sink in self.sinks.values():
+        sinks, self.sinks = self.sinks, {}
+        await self._close(sinks)
+
+    @staticmethod
+    async def _close(sinks: dict[str, _Sink]) -> None:
+        for sink in sinks.values():
             if sink.task is not None:
                 sink.task.cancel()
-        for sink in self.sinks.values():
+        for sink in sinks.values():
             if sink.task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await sink.task
             await sink.io.close()
             sink.queue.close()
-        self.sinks = {}
 
     # ------------------------------------------------------------------ intake (synchronous, in the hub's publish)
     def _take(self) -> None:

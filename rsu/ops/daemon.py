@@ -352,9 +352,10 @@ class Daemon:
             await self.transports.stop()
             await self._start_transports()
         if changed & {"forward", "state_dir", "station"}:
-            await self.forward.stop()  # the queues are on disk: delivery resumes where it stopped
+            # the queues are on disk: delivery goes on where it was, no received event is missed
+            await self.forward.reload(new.forward, new.state_path, new.station.id, self.hub)
             await self.presigned.stop()
-            self._start_forward()
+            self._start_presigned()
         if "integrations" in changed:
             await self.integrations.stop()
             await self._start_integrations()
@@ -466,6 +467,9 @@ class Daemon:
         self.forward = ForwardRuntime(self.config.forward, self.config.state_path, self.clock, self.config.station.id,
                                       self.metrics)
         self.forward.start(self.hub)
+        self._start_presigned()
+
+    def _start_presigned(self) -> None:
         from rsu.forward.api import Forwarder
 
         self.presigned = Forwarder(self.config.forward.presigned, self.config.state_path, self.clock,

@@ -225,11 +225,17 @@ async def test_a_reload_that_changes_the_sinks_keeps_the_queues(tmp_path):
         assert d.forward.status()["archive"]["queued"] == 3 and webhook.received == []
         data["forward"]["sinks"][0]["url"] = webhook.url
         path.write_text(yaml.safe_dump(data))
-        assert await d.reload()
-        await until(lambda: len(webhook.received) >= 3)
-        assert [b["station_id"] for _, b, _ in webhook.received[:3]] == [1, 2, 3]
-        feed_gn(d, spatem_from(nb, clock, 4))  # the hub subscription followed the reload
-        await until(lambda: len(webhook.received) >= 4)
+        reload = asyncio.create_task(d.reload())
+        station = 3
+        while not reload.done():  # messages keep arriving while the sinks are replaced
+            station += 1
+            feed_gn(d, spatem_from(nb, clock, station))
+            await asyncio.sleep(0)
+        assert reload.result() and station > 4
+        feed_gn(d, spatem_from(nb, clock, station + 1))  # the hub subscription followed the reload
+        await until(lambda: len({i for i, _, _ in webhook.received}) == station + 1)
+        stations = [b["station_id"] for i, b, _ in webhook.received]
+        assert sorted(set(stations)) == list(range(1, station + 2)) and stations[:3] == [1, 2, 3]
     finally:
         await d.stop()
         await webhook.stop()

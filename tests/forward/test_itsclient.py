@@ -240,3 +240,26 @@ async def test_an_its_client_srem_reaches_is_dataproviding_only_when_unsecured_m
                 assert d.metrics.child(d.metrics.rx_dropped, "srem", "mqtt", "unsecured")._value.get() == 1
         finally:
             await d.stop()
+
+
+def test_no_two_fields_of_any_message_share_an_its_client_name():
+    """The reverse mapping (its-client name -> ASN.1 field) is unique in every SEQUENCE and CHOICE of the six PDUs."""
+    codec = get_codec()
+    seen: set[int] = set()
+    stack = [codec.node(k) for k in catalog.MESSAGES]
+    walked = 0
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.kind in ("SEQUENCE", "CHOICE"):
+            names = [itsclient.snake(m.name) for m in node.members]
+            assert len(names) == len(set(names)), (node.label, names)
+            walked += 1
+        stack.extend(m.node for m in node.members)
+        if node.element is not None:
+            stack.append(node.element)
+        if node.kind == "REGEXT":
+            stack.extend(codec.schema.regset_types(node.regset or "").values())
+    assert walked > 100

@@ -82,8 +82,9 @@ def _to(schema, node, v: Any) -> Any:
     if k == "REGEXT":
         typed = schema.regset_types(node.regset or "").get(v["regionId"])
         value = v["regExtValue"]
-        return {"region_id": v["regionId"],
-                "reg_ext_value": _to(schema, typed, value) if typed is not None and not isinstance(value, str) else value}
+        if typed is not None and not isinstance(value, str):  # a known region's typed value (else: hex)
+            value = _to(schema, typed, value)
+        return {"region_id": v["regionId"], "reg_ext_value": value}
     return v
 
 

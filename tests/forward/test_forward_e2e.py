@@ -44,7 +44,6 @@ def sample(metric) -> float:
     return metric._value.get()
 
 
-@pytest.mark.slow
 async def test_centre_outage_under_load_loses_nothing_and_keeps_the_order(tmp_path, mosquitto_bin):
     broker = persistent_broker(mosquitto_bin, tmp_path)
     broker.start()
@@ -119,7 +118,7 @@ async def test_centre_outage_under_load_loses_nothing_and_keeps_the_order(tmp_pa
 
 async def test_delivery_resumes_in_order_after_a_restart(tmp_path, mosquitto_bin):
     """Messages queued while the webhook was down are delivered by the next daemon on the same state."""
-    broker = persistent_broker(mosquitto_bin, tmp_path)
+    broker = persistent_broker(mosquitto_bin, tmp_path)  # never started: the MQTT sink keeps its queue
     webhook = Webhook(free_tcp_port())
     clock = ManualClock(START)
     cfg = config(tmp_path / "state", broker, webhook, services=["tlm"])
@@ -144,8 +143,7 @@ async def test_delivery_resumes_in_order_after_a_restart(tmp_path, mosquitto_bin
         await webhook.stop()
 
 
-async def test_filters_by_service_and_psid(tmp_path, mosquitto_bin):
-    broker = persistent_broker(mosquitto_bin, tmp_path)
+async def test_filters_by_service_and_psid(tmp_path):
     webhook = Webhook(free_tcp_port())
     await webhook.start()
     clock = ManualClock(START)

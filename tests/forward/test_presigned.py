@@ -106,7 +106,7 @@ async def test_a_repetition_schedule_sends_the_same_bytes_and_can_be_listed(rig)
     await until(lambda: len(received) == 1)
     for n in (2, 3):
         clock.advance(0.5)  # the manual clock makes the next repetition due
-        await until(lambda: len(received) == n)
+        await until(lambda n=n: len(received) == n)
     assert {p for _, p in received} == {data}
     assert len(d.presigned.schedule) == 0
     clock.advance(5)

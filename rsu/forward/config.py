@@ -86,6 +86,8 @@ class MqttSink(_Sink):
     topic: str = Field("rsu/{station}/{service}/{message}", min_length=1,
                        description="placeholders: {station}, {service}, {message}, {sink}")
     qos: Literal[1, 2] = 1  # at-least-once: the broker acknowledges before the item leaves the queue
+    inflight: int = Field(32, ge=1, le=1000, description="publications awaiting the broker's acknowledgement "
+                                                        "at once (a high round-trip time needs more)")
     client_id: str | None = None
     username: str | None = None
     password_file: Path | None = None

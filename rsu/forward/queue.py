@@ -91,6 +91,12 @@ class DiskQueue:
             n = self._db.execute("DELETE FROM items WHERE seq <= ?", (seq,)).rowcount
             self._count -= n
 
+    def remove(self, seq: int) -> None:
+        """Remove ``seq`` alone (a record that cannot be sent)."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._count -= self._db.execute("DELETE FROM items WHERE seq = ?", (seq,)).rowcount
+
     def oldest_age(self) -> float:
         """Seconds the oldest item has waited (0 when empty)."""
         row = self._db.execute("SELECT created FROM items ORDER BY seq LIMIT 1").fetchone()

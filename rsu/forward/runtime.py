@@ -170,42 +170,51 @@ class ForwardRuntime:
 
     # ------------------------------------------------------------------ delivery
     async def _deliver_loop(self, sink: _Sink) -> None:
+        """Oldest first; an MQTT sink keeps up to ``inflight`` publications unacknowledged at once (one
+        connection: the broker keeps their order), a webhook one request at a time (its order)."""
         cfg = sink.cfg
         backoff = Backoff(cfg.retry_initial, cfg.retry_max)
+        window = getattr(cfg, "inflight", 1)
         while True:
-            items = sink.queue.peek(BATCH)
+            items = sink.queue.peek(window)
             if not items:
                 sink.wake.clear()
                 await sink.wake.wait()
                 continue
+            batch = []
             for item in items:
                 try:
-                    d = render.delivery(cfg, item.seq, item.body, self.station)
+                    batch.append((item, render.delivery(cfg, item.seq, item.body, self.station)))
                 except Exception:  # a queued record this version cannot read: never blocks the queue
                     log.exception("forward %s: queued message %d cannot be sent; dropped", cfg.name, item.seq)
-                    sink.queue.ack(item.seq)
+                    sink.queue.remove(item.seq)
                     self._count_drop(cfg.name, RENDER_ERROR, 1)
-                    continue
-                try:
-                    await sink.io.deliver(d)
-                except SinkError as e:
-                    task = asyncio.current_task()
-                    if task is not None and task.cancelling():
-                        # stop() cancelled us during a connect: asyncio.wait_for (Python 3.11) may have turned
-                        # that into the connect's own error; honour the cancellation instead of retrying
-                        raise asyncio.CancelledError from None
-                    if sink.last_error != str(e):
-                        log.warning("forward %s: not delivered, retrying: %s", cfg.name, e)
-                    sink.last_error = str(e)
-                    await asyncio.sleep(backoff.next_delay())
-                    break
+            results = await asyncio.gather(*(sink.io.deliver(d) for _, d in batch), return_exceptions=True)
+            failure = None
+            for (item, _), result in zip(batch, results):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                if isinstance(result, BaseException):
+                    failure = result if isinstance(result, SinkError) else SinkError(repr(result))
+                    break  # what follows is sent again: at least once, in order of first arrival
+                sink.queue.ack(item.seq)
+                sink.delivered += 1
+                self.metrics.forward_delivered.labels(cfg.name).inc()
+            if failure is None:
                 if sink.last_error is not None:
                     log.info("forward %s: delivering again", cfg.name)
                 sink.last_error = None
                 backoff.reset()
-                sink.queue.ack(item.seq)
-                sink.delivered += 1
-                self.metrics.forward_delivered.labels(cfg.name).inc()
+            else:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # stop() cancelled us during a connect: asyncio.wait_for (Python 3.11) may have turned
+                    # that into the connect's own error; honour the cancellation instead of retrying
+                    raise asyncio.CancelledError
+                if sink.last_error != str(failure):
+                    log.warning("forward %s: not delivered, retrying: %s", cfg.name, failure)
+                sink.last_error = str(failure)
+                await asyncio.sleep(backoff.next_delay())
             self._gauges()
 
     # ------------------------------------------------------------------ bounds and gauges

@@ -44,6 +44,7 @@ class MqttSinkIO:
         self.cfg = cfg
         self.client_id = cfg.client_id or client_id
         self._client = None
+        self._lock = asyncio.Lock()
         self.connected = False
 
     async def deliver(self, d: Delivery) -> None:
@@ -52,20 +53,22 @@ class MqttSinkIO:
         from paho.mqtt.properties import Properties
 
         try:
-            if self._client is None:
-                cfg = self.cfg
-                client = aiomqtt.Client(cfg.host, cfg.port, identifier=self.client_id, username=cfg.username,
-                                        password=_secret(cfg.password_file), tls_context=_tls_context(cfg),
-                                        protocol=aiomqtt.ProtocolVersion.V5, keepalive=cfg.keepalive,
-                                        clean_start=True, timeout=PUBLISH_TIMEOUT_S, logger=log)
-                await asyncio.wait_for(client.__aenter__(), CONNECT_TIMEOUT_S)
-                self._client = client
-                self.connected = True
+            async with self._lock:  # one connection, however many publications are in flight
+                if self._client is None:
+                    cfg = self.cfg
+                    client = aiomqtt.Client(cfg.host, cfg.port, identifier=self.client_id, username=cfg.username,
+                                            password=_secret(cfg.password_file), tls_context=_tls_context(cfg),
+                                            protocol=aiomqtt.ProtocolVersion.V5, keepalive=cfg.keepalive,
+                                            clean_start=True, timeout=PUBLISH_TIMEOUT_S, logger=log,
+                                            max_inflight_messages=cfg.inflight)
+                    await asyncio.wait_for(client.__aenter__(), CONNECT_TIMEOUT_S)
+                    self._client = client
+                    self.connected = True
+                client = self._client
             props = Properties(PacketTypes.PUBLISH)
             props.UserProperty = [(ID_HEADER, d.ident)]
             props.ContentType = "application/json"
-            await self._client.publish(d.topic, d.payload, qos=self.cfg.qos, properties=props,
-                                       timeout=PUBLISH_TIMEOUT_S)
+            await client.publish(d.topic, d.payload, qos=self.cfg.qos, properties=props, timeout=PUBLISH_TIMEOUT_S)
         except asyncio.CancelledError:
             await self.close()
             raise

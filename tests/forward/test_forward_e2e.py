@@ -237,3 +237,31 @@ async def test_a_reload_that_changes_the_sinks_keeps_the_queues(tmp_path):
     finally:
         await d.stop()
         await webhook.stop()
+
+
+async def test_a_queued_record_that_cannot_be_sent_is_dropped_counted_and_the_rest_goes_on(tmp_path):
+    from rsu.forward.queue import DiskQueue
+
+    webhook = Webhook(free_tcp_port())
+    await webhook.start()
+    clock = ManualClock(START)
+    state = tmp_path / "state"
+    q = DiskQueue(state / "forward" / "archive.sqlite", clock, max_items=10, max_age_s=60)
+    def good(station: int) -> bytes:
+        return json.dumps({"meta": {"service": "tlm", "message": "spatem"}, "body": {"station_id": station}}).encode()
+
+    for body in (good(1), b"\xffnot json", good(2)):
+        q.push(body)
+    q.close()
+    fwd = ForwardSection.model_validate({"sinks": [{"type": "webhook", "name": "archive", "url": webhook.url}]})
+    d = Daemon(daemon_config(state).model_copy(update={"forward": fwd}), clock=clock)
+    await d.start()
+    try:
+        await until(lambda: len(webhook.received) == 2)
+        assert [b["station_id"] for _, b, _ in webhook.received] == [1, 2]
+        assert [i.rsplit("-", 1)[1] for i, _, _ in webhook.received] == ["1", "3"]
+        assert sample(d.metrics.forward_dropped.labels("archive", "render-error")) == 1
+        await until(lambda: d.forward.status()["archive"]["queued"] == 0)
+    finally:
+        await d.stop()
+        await webhook.stop()

@@ -191,7 +191,7 @@ class ForwardRuntime:
                     self._count_drop(cfg.name, RENDER_ERROR, 1)
             results = await asyncio.gather(*(sink.io.deliver(d) for _, d in batch), return_exceptions=True)
             failure = None
-            for (item, _), result in zip(batch, results):
+            for (item, _), result in zip(batch, results, strict=True):
                 if isinstance(result, asyncio.CancelledError):
                     raise result
                 if isinstance(result, BaseException):

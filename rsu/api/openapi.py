@@ -190,4 +190,8 @@ _DOC = {
 
 
 def document() -> dict:
-    return copy.deepcopy(_DOC)
+    from rsu.forward.api import openapi_paths  # the pre-signed forward routes (rsu.forward)
+
+    doc = copy.deepcopy(_DOC)
+    doc["paths"].update(openapi_paths())
+    return doc

@@ -32,6 +32,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from rsu.integrations.config import IntegrationsConfig
 from rsu.ops.config_core import (ConfigError, ConfigIssue, Problems, Seconds, format_path, load_yaml_file,
                                    parse_duration, tagged, validate, within)
+from rsu.forward.config import ForwardSection
 from rsu.pki.config import PkiClientSection
 from rsu.transports.config import GnUdpConfig, MqttConfig
 
@@ -186,6 +187,7 @@ class Config(_Section):
     api: Api = Api()
     logging: Logging = Logging()
     pki: PkiClientSection | None = None  # TS 102 941 PKI client (rsu.pki.config); absent: none
+    forward: ForwardSection = ForwardSection()  # sinks towards the centre, pre-signed forward (rsu.forward)
 
     @model_validator(mode="before")
     @classmethod

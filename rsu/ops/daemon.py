@@ -88,6 +88,14 @@ class Daemon:
         self.transports = None
         self.pipeline = None  # rsu.pipeline.send.SendPipeline over the transports' cores
         self.integrations = None
+        from rsu.forward.link import ForwardLink
+
+        m = self.metrics  # received messages to the centre; pre-signed messages from it (POST /v1/forward)
+        self.forward = ForwardLink(self.clock, m, security=lambda: self.security, verify=self._verify_presigned,
+                                   transports=lambda: self.transports.transports,
+                                   on_sent=lambda kind, name, fresh: m.on_sent(kind.service, kind.name, name,
+                                                                               repetition=not fresh),
+                                   count=lambda result: m.presigned.labels(result).inc())
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._wake = asyncio.Event()
@@ -116,6 +124,7 @@ class Daemon:
             on_limit=self.metrics.limit_hit,
             on_verify_seconds=lambda message, s: self.metrics.child(self.metrics.verify_time, message).observe(s))
         await self._start_transports()
+        self.forward.start(self.config.forward, self.config.state_path, self.config.station.id, self.hub)
         # the restored messages go back on the air first (after kill -9 every second off air counts);
         # integrations and the API (aiohttp) come up while they are sent
         self._tasks = [asyncio.create_task(self._scheduler_loop(), name="rsu-scheduler")]
@@ -160,6 +169,7 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.forward.stop()
         if self.integrations is not None:
             await self.integrations.stop()
         if self.transports is not None:
@@ -227,6 +237,8 @@ class Daemon:
         if "transports" in parts:
             await self.transports.stop()
             await self._start_transports()
+        if "forward" in parts:  # the queues are on disk: delivery goes on where it was
+            await self.forward.reload(new.forward, new.state_path, new.station.id, self.hub)
         if "integrations" in parts:
             await self.integrations.stop()
             await self._start_integrations()
@@ -315,6 +327,7 @@ class Daemon:
                                      on_request=lambda service, kind, action: m.triggered.labels(
                                          service, kind, action).inc()))
         app.add_routes(extras.integration_routes(lambda: self.integrations))
+        app.add_routes(self.forward.routes())
         app.router.add_get("/metrics", extras.metrics_handler(self._refresh_gauges, m.exposition, CONTENT_TYPE))
         app.router.add_get("/v1/health", extras.health_handler)
         ui.add_routes(app, ui.daemon_sources(status=self.status, metrics=m, transports=lambda: self.transports,
@@ -376,6 +389,12 @@ class Daemon:
         for outcome in outcomes:
             self.metrics.count_receive(outcome)
 
+    def _verify_presigned(self, data: bytes) -> Any:
+        """A pre-signed message verified by our security entity; held frames it releases meet their fate."""
+        result = self.security.verify(data)
+        self._count(self.receive.released(result.released, self.clock.now()))
+        return result
+
     def _security_port(self) -> SecurityServicePort | None:
         return SecurityServicePort(self.security) if self.security is not None else None
 
@@ -394,6 +413,7 @@ class Daemon:
 
         self.pki_link.pick_up()
         self._count(self.receive.expire(self.clock.now()))
+        self.forward.refresh()
         refresh_gauges(self.metrics, layer=self.layer, security=self.security, transports=self.transports,
                        api_connections=open_connections(self._runner))
 
@@ -402,6 +422,6 @@ class Daemon:
         return daemon_status(now=self.clock.now(), started_at=self.started_at, config=self.config,
                       config_path=self.config_path, layer=self.layer, security=self.security,
                       transports=self.transports, integrations=self.integrations, pki=self.pki, sent=self._sent,
-                      reloads=self.reloads)
+                      reloads=self.reloads, forward=self.forward.status())
 
 

@@ -134,6 +134,17 @@ class Metrics:
             "rsu_store_events_total", "What opening the store of active messages found: store_lost, store_behind, "
             "cursor_file_rebuilt (identifiers continue from the copy ahead; see docs/operations.md)", ["event"],
             registry=r)
+        # forwarding to the centre (rsu.forward), per sink; reasons: rsu.forward.runtime.DROP_REASONS
+        self.forward_queued = Gauge("rsu_forward_queued", "Received messages waiting in the sink's disk queue",
+                                    ["sink"], registry=r)
+        self.forward_delivered = Counter("rsu_forward_delivered_total", "Messages the sink's centre acknowledged",
+                                         ["sink"], registry=r)
+        self.forward_dropped = Counter("rsu_forward_dropped_total", "Messages a sink dropped, by reason",
+                                       ["sink", "reason"], registry=r)
+        self.forward_oldest_age = Gauge("rsu_forward_oldest_age_seconds", "Age of the oldest queued message",
+                                        ["sink"], registry=r)
+        self.presigned = Counter("rsu_presigned_total", "Pre-signed messages submitted: accepted, or the reason "
+                                 "they were refused", ["result"], registry=r)
         self.up = Gauge("rsu_up", "1 while the daemon runs", registry=r)
         self.up.set(1)
         self._children: dict = {}

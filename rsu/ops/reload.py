@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rsu.ops.config import Config
 
-SECTIONS = ("station", "state_dir", "security", "services", "transports", "api", "integrations", "pki")
+SECTIONS = ("station", "state_dir", "security", "services", "transports", "api", "integrations", "pki", "forward")
 
 # part -> the sections whose change rebuilds it. The PKI client depends on the position (regions), the
 # IVI provider (permissions) and the state; a rebuilt client counts as a changed "pki" for the parts after it.
@@ -21,6 +21,7 @@ REBUILT_BY: dict[str, frozenset[str]] = {
     "security": frozenset({"security", "state_dir", "pki"}),
     "layer": frozenset({"station", "state_dir", "services", "security", "pki"}),
     "transports": frozenset({"station", "transports", "security", "pki"}),
+    "forward": frozenset({"forward", "state_dir", "station"}),
     "integrations": frozenset({"integrations"}),
     "api": frozenset({"api"}),
 }

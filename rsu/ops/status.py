@@ -29,7 +29,8 @@ SendRecords = dict[tuple[str, str], dict]
 
 def daemon_status(*, now: float, started_at: float | None, config: Config, config_path: str | None, layer: ServiceLayer,
            security: SecurityService | None, transports: TransportSet | None, integrations: Integrations | None,
-           pki: PkiRuntime | None, sent: SendRecords, reloads: dict) -> dict[str, Any]:
+           pki: PkiRuntime | None, sent: SendRecords, reloads: dict,
+           forward: dict[str, Any] | None = None) -> dict[str, Any]:
     """What is on the air now."""
     messages = []
     for entry in layer.list():
@@ -61,6 +62,7 @@ def daemon_status(*, now: float, started_at: float | None, config: Config, confi
         "services": layer.stats(), "reloads": dict(reloads),
         "integrations": integrations.status() if integrations else None,
         "pki": pki.status() if pki is not None else None,
+        "forward": forward,
     }
 
 

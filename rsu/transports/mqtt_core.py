@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from rsu import catalog
 from rsu.catalog import MessageKind
 from rsu.clock import Clock
-from rsu.transports import envelope
+from rsu.transports import envelope, itsclient
 from rsu.transports import quadkey as qk
 from rsu.transports.base import DisseminationParams, ReceivedFrame
 from rsu.transports.config import MqttConfig
@@ -314,6 +314,8 @@ class MqttCore:
         topic = self.topics.publish_topic(kind, self.quadkey_for(params))
         if self.config.payload_format == "json":
             payload = encode_envelope(secured, kind, self.source, now, validity)
+        elif self.config.payload_format == "its-client":  # Orange its-client v2 JSON (no signature)
+            payload = itsclient.encode_payload(secured, kind, self.source, now)
         else:
             payload = bytes(secured)
         retain = bool(params.retain or kind.name in self.config.retain_types)
@@ -357,6 +359,15 @@ class MqttCore:
             secured, is_secured = env.message, env.secured
             if env.timestamp_ms is not None:
                 info["timestamp_ms"] = env.timestamp_ms
+        elif self.config.payload_format == "its-client":  # unsigned: delivered as any unsecured message
+            try:
+                kind, secured, env = itsclient.decode_payload(payload)
+            except itsclient.ItsClientError as e:
+                return Drop(DropReason.MALFORMED_PAYLOAD, f"its-client message: {e}", m)
+            if kind is not parsed.kind:
+                return Drop(DropReason.MALFORMED_PAYLOAD, f"message_type {kind.name}, topic says {m}", m)
+            is_secured = False
+            info["timestamp_ms"] = env["timestamp"]
         return ReceivedFrame(secured=secured, transport=self.name, received_at=now,
                              btp_port=parsed.kind.btp_port, source=parsed.source,
                              secured_packet=is_secured, info=info, payload_offset=0)

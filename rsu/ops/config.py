@@ -25,6 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from rsu.ops.config_core import (ConfigError, ConfigIssue, duration, format_path, load_yaml_file,
                                    parse_duration, validate)
+from rsu.health.config import ClockSection
 from rsu.pki.config import PkiClientSection
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
@@ -139,6 +140,7 @@ class Config(_Section):
     api: Api = Api()
     logging: Logging = Logging()
     pki: PkiClientSection | None = None  # TS 102 941 PKI client (rsu.pki.config); absent: none
+    clock: ClockSection = ClockSection()  # clock and GNSS health, the unsynchronized policy (rsu.health.config)
 
     # derived paths ------------------------------------------------------------------------
     @property

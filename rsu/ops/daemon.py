@@ -128,6 +128,9 @@ class Daemon:
         self.started_at: float | None = None
         self.reloads = {"ok": 0, "rejected": 0, "last_error": None}
         self.metrics.registry.register(CurrentPkiCollector(lambda: self.pki))
+        from rsu.health.monitor import HealthMonitor
+
+        self.health = HealthMonitor(config.clock, clock=self.clock, metrics=self.metrics)  # clock/GNSS, the gate
 
     @property
     def pki(self) -> PkiRuntime | None:
@@ -138,6 +141,7 @@ class Daemon:
     async def start(self) -> None:
         rlog.setup(self.config.logging.level)
         self.config.state_path.mkdir(parents=True, exist_ok=True)
+        await self.health.start()  # the clock is read before the first send
         self.pki_link.open(self.config)
         self.security = build_security(self.config, self.clock, self.metrics.limit_hit, self.pki)
         self.pki_link.pick_up()
@@ -188,6 +192,7 @@ class Daemon:
                 await task
         self._tasks = []
         await self.pki_link.stop()
+        await self.health.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -237,6 +242,8 @@ class Daemon:
         """Rebuild the parts whose sections changed (:mod:`rsu.ops.reload`), in dependency order."""
         rlog.setup(new.logging.level)
         parts = parts_to_rebuild(old, new)
+        if old.clock != new.clock:
+            await self.health.reconfigure(new.clock)
         if "pki" in parts:
             await self.pki_link.stop()
             self.pki_link.open(new)
@@ -443,12 +450,13 @@ class Daemon:
         self._count(self.receive.expire(self.clock.now()))
         refresh_gauges(self.metrics, layer=self.layer, security=self.security, transports=self.transports,
                        api_connections=open_connections(self._runner))
+        self.health.refresh_gauges()
 
     def status(self) -> dict[str, Any]:
         """What is on the air now (``rsu status`` and GET /v1/status): :func:`rsu.ops.status.daemon_status`."""
         return daemon_status(now=self.clock.now(), started_at=self.started_at, config=self.config,
                       config_path=self.config_path, layer=self.layer, security=self.security,
                       transports=self.transports, integrations=self.integrations, pki=self.pki, sent=self._sent,
-                      reloads=self.reloads)
+                      reloads=self.reloads, clock=self.health.status())
 
 

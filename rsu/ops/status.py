@@ -29,8 +29,8 @@ SendRecords = dict[tuple[str, str], dict]
 
 def daemon_status(*, now: float, started_at: float | None, config: Config, config_path: str | None, layer: ServiceLayer,
            security: SecurityService | None, transports: TransportSet | None, integrations: Integrations | None,
-           pki: PkiRuntime | None, sent: SendRecords, reloads: dict) -> dict[str, Any]:
-    """What is on the air now."""
+           pki: PkiRuntime | None, sent: SendRecords, reloads: dict, clock: dict | None = None) -> dict[str, Any]:
+    """What is on the air now. ``clock``: the health monitor's status (rsu.health.monitor), None without one."""
     messages = []
     for entry in layer.list():
         record = sent.get((entry["service"], entry["id"]), {})
@@ -61,6 +61,7 @@ def daemon_status(*, now: float, started_at: float | None, config: Config, confi
         "services": layer.stats(), "reloads": dict(reloads),
         "integrations": integrations.status() if integrations else None,
         "pki": pki.status() if pki is not None else None,
+        "clock": clock,
     }
 
 

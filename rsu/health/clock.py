@@ -14,7 +14,7 @@ Sources (each read-only, no privilege needed):
 Which wins (:func:`combine`): **chrony, when it answers**. chronyd leaves ``STA_UNSYNC`` set on
 purpose when it is not configured with ``rtcsync`` (so that the kernel does not copy the system time to
 the RTC every 11 minutes), which makes the kernel flag a false alarm on such hosts; and chrony's
-estimates are finer. Without chrony (not installed, not running, ``clock.source: kernel``) the kernel
+estimates are finer. Without chrony (not installed, not running, ``clock.sync_source: kernel``) the kernel
 decides; the kernel is also what ntpd, systemd-timesyncd and ptp4l/phc2sys (with ``-s``/``-w``) keep up
 to date. A reading whose error bound exceeds ``clock.max_error`` counts as not synchronized.
 

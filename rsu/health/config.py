@@ -5,7 +5,7 @@ Example::
 
     clock:
       unsynchronized: warn          # or stop: withhold timed messages while the clock is not synchronized
-      source: auto                  # auto (chrony when it answers, else the kernel) | kernel | chrony
+      sync_source: auto             # auto (chrony when it answers, else the kernel) | kernel | chrony
       max_error: 0.1                # an error bound above this counts as not synchronized (default: none)
       timed_messages: [spatem, ssem]
       poll_interval: 5s
@@ -32,7 +32,7 @@ class GpsdSection(_Section):
 
 class ClockSection(_Section):
     unsynchronized: Literal["warn", "stop"] = "warn"
-    source: Literal["auto", "kernel", "chrony"] = "auto"
+    sync_source: Literal["auto", "kernel", "chrony"] = "auto"
     max_error: duration(0.001, 16) | None = None
     timed_messages: tuple[str, ...] = ("spatem", "ssem")
     poll_interval: duration(0.5, 300) = 5.0

@@ -115,8 +115,8 @@ class HealthMonitor:
 
     # ------------------------------------------------------------------ reading
     async def poll(self) -> ClockReading:
-        """Read the sources ``clock.source`` names, combine them, hand the verdict to the gate, set the gauges."""
-        source = self.section.source
+        """Read the sources ``clock.sync_source`` names, combine them, hand the verdict to the gate, set the gauges."""
+        source = self.section.sync_source
         kernel: KernelClock | Exception | None = None
         chrony: ChronyTracking | Exception | None = None
         if source in ("auto", "kernel"):

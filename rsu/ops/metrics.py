@@ -138,7 +138,7 @@ class Metrics:
         self.up.set(1)
         # clock and GNSS health (rsu.health.monitor)
         self.clock_synchronized = Gauge("rsu_clock_synchronized",
-                                        "1 while the system clock is synchronized (clock.source decides)", registry=r)
+                                        "1 while the system clock is synchronized (clock.sync_source decides)", registry=r)
         self.clock_offset = Gauge("rsu_clock_offset_seconds",
                                   "Estimated offset of the system clock from true time (positive: ahead)", registry=r)
         self.clock_error = Gauge("rsu_clock_error_seconds", "Bound on the system clock's error", registry=r)

@@ -127,6 +127,11 @@ CHRONY_FIELDS = ("reference_id", "reference_name", "stratum", "reference_time", 
 CHRONY_COMMAND = ("chronyc", "-c", "-n", "tracking")
 
 
+def chrony_command(address: str | None = None) -> tuple[str, ...]:
+    """The chronyc command line that asks for tracking, at ``address`` (``-h``: a socket path or a host)."""
+    return CHRONY_COMMAND if address is None else ("chronyc", "-h", address, *CHRONY_COMMAND[1:])
+
+
 @dataclasses.dataclass(frozen=True)
 class ChronyTracking:
     """The fields of ``chronyc -c tracking`` that matter here (seconds unless named otherwise)."""

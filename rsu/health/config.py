@@ -9,6 +9,7 @@ Example::
       max_error: 0.1                # an error bound above this counts as not synchronized (default: none)
       timed_messages: [spatem, ssem]
       poll_interval: 5s
+      chrony_address: /run/chrony/chronyd.sock   # chronyc -h (default: chronyc's own choice)
       gpsd: {host: 127.0.0.1, port: 2947}
 """
 
@@ -36,6 +37,7 @@ class ClockSection(_Section):
     max_error: duration(0.001, 16) | None = None
     timed_messages: tuple[str, ...] = ("spatem", "ssem")
     poll_interval: duration(0.5, 300) = 5.0
+    chrony_address: str | None = Field(None, min_length=1, description="chronyc -h: a command socket path or host")
     gpsd: GpsdSection | None = None
 
     @field_validator("timed_messages")

@@ -23,6 +23,7 @@ from rsu.health.clock import (
     ClockReadError,
     ClockReading,
     KernelClock,
+    chrony_command,
     combine,
     parse_chrony_tracking,
     read_kernel,
@@ -126,7 +127,7 @@ class HealthMonitor:
                 kernel = e
         if source == "chrony" or (source == "auto" and shutil.which(CHRONY_COMMAND[0])):
             try:
-                chrony = await read_chrony()
+                chrony = await read_chrony(chrony_command(self.section.chrony_address))
             except ClockReadError as e:
                 chrony = e
                 if source == "chrony" or self.polls == 0:

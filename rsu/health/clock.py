@@ -31,7 +31,10 @@ import ctypes
 import ctypes.util
 import dataclasses
 from collections.abc import Callable, Collection
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from rsu.catalog import MessageKind
 
 # ------------------------------------------------------------------------------------- kernel
 
@@ -91,7 +94,7 @@ class ClockReadError(OSError):
     """A clock source could not be read (no libc adjtimex, chronyc absent or failing, bad output)."""
 
 
-_adjtimex: Callable | None = None
+_adjtimex: Callable[..., int] | None = None
 
 
 def read_kernel() -> KernelClock:
@@ -229,7 +232,8 @@ class ClockGate:
     """
 
     def __init__(self, policy: Policy = "warn", timed: Collection[str] = ("spatem", "ssem"), *,
-                 max_age_s: float = 30.0, on_sent_unsynchronized: Callable[[object], None] | None = None) -> None:
+                 max_age_s: float = 30.0,
+                 on_sent_unsynchronized: Callable[[MessageKind], None] | None = None) -> None:
         self.policy: Policy = policy
         self.timed = frozenset(timed)
         self.max_age_s = max_age_s
@@ -246,8 +250,8 @@ class ClockGate:
         fresh = self.read_at is not None and -1.0 <= now - self.read_at <= self.max_age_s
         return fresh and self.reading.synchronized
 
-    def allows(self, kind, now: float) -> str | None:
-        """None: send ``kind`` (a catalog MessageKind, or anything with ``.name``) now. ``"clock-unsynchronized"``:
+    def allows(self, kind: MessageKind, now: float) -> str | None:
+        """None: send ``kind`` (a catalog MessageKind) now. ``"clock-unsynchronized"``:
         do not (policy ``stop``, the clock not synchronized, ``kind`` timed); the caller counts it as skipped.
 
         Messages that are not timed always pass. Under ``warn`` a timed message passes while the clock is

@@ -61,7 +61,7 @@ class GnssState:
                 "tpv_age_s": round(now - self.tpv_at, 3) if self.tpv_at is not None else None}
 
 
-def _number(obj: dict, key: str) -> float | None:
+def _number(obj: dict[str, Any], key: str) -> float | None:
     v = obj.get(key)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
@@ -117,7 +117,7 @@ class GpsdReader:
         if not isinstance(obj, dict) or not isinstance(obj.get("class"), str):
             self.state.bad_lines += 1
             return None
-        kind = obj["class"]
+        kind: str = obj["class"]
         if kind == "TPV":
             self._tpv(obj, now)
         elif kind == "SKY":
@@ -126,7 +126,7 @@ class GpsdReader:
             self.state.version = obj["release"][:40]
         return kind
 
-    def _tpv(self, obj: dict, now: float) -> None:
+    def _tpv(self, obj: dict[str, Any], now: float) -> None:
         s = self.state
         mode = obj.get("mode")
         s.mode = mode if isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode <= 3 else 0
@@ -145,7 +145,7 @@ class GpsdReader:
         elif s.mode < 2:  # no fix: the old position is no longer what the receiver says
             s.latitude = s.longitude = s.altitude_m = None
 
-    def _sky(self, obj: dict) -> None:
+    def _sky(self, obj: dict[str, Any]) -> None:
         s = self.state
         sats = obj.get("satellites")
         if isinstance(sats, list):
@@ -170,7 +170,7 @@ class GpsdClient:
         self.retry_s, self.max_retry_s, self.connect_timeout_s = retry_s, max_retry_s, connect_timeout_s
         self.connected = asyncio.Event()
         self.connects = 0
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def state(self) -> GnssState:

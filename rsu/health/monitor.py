@@ -32,6 +32,7 @@ from rsu.health.config import ClockSection
 from rsu.health.gnss import GnssState, GpsdClient
 
 if TYPE_CHECKING:
+    from rsu.catalog import MessageKind
     from rsu.ops.metrics import Metrics
 
 log = logging.getLogger("rsu.health")
@@ -72,7 +73,7 @@ class HealthMonitor:
         self.reading: ClockReading | None = None
         self.read_at: float | None = None
         self.polls = 0
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -154,7 +155,7 @@ class HealthMonitor:
         log.warning("clock NOT synchronized (%s: %s): timed messages (%s) are %s", reading.source,
                     reading.detail, timed, action)
 
-    def _count_unsynchronized(self, kind) -> None:
+    def _count_unsynchronized(self, kind: MessageKind) -> None:
         self.metrics.clock_unsynchronized_sent.labels(kind.service, kind.name).inc()
 
     # ------------------------------------------------------------------ output

@@ -30,6 +30,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import dataclasses
+import errno
+import os
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Literal
 
@@ -117,7 +119,10 @@ def read_kernel() -> KernelClock:
     state = _adjtimex(ctypes.byref(tx))
     if state < 0:
         err = ctypes.get_errno()
-        raise ClockReadError(err, f"adjtimex failed: errno {err}")
+        if err == errno.EPERM:  # modes 0 needs no privilege: a seccomp filter refused the call itself
+            raise ClockReadError("adjtimex refused (EPERM) by a system-call filter: systemd's ProtectClock=yes "
+                                      "or SystemCallFilter=~@clock (docs/operations.md, Clock and GNSS health)")
+        raise ClockReadError(f"adjtimex failed: {os.strerror(err)}")
     return KernelClock(state=state, status=tx.status, offset=tx.offset, maxerror_us=tx.maxerror,
                        esterror_us=tx.esterror, tai=tx.tai)
 

@@ -189,3 +189,67 @@ def test_chrony_tracking_reading_is_frozen_data():
     t = ChronyTracking("x", 1, 0.0, 0.0, 0.0, "Normal")
     with pytest.raises(dataclasses.FrozenInstanceError):
         t.stratum = 3  # type: ignore[misc]
+
+
+SECCOMP_CHILD = r"""
+import ctypes, platform, struct, sys
+# a seccomp filter, as systemd's ProtectClock=yes installs one: adjtimex and clock_adjtime (which glibc's
+# adjtimex calls) fail with EPERM, the rest passes
+ARCH = {"x86_64": (0xC000003E, 159, 305), "aarch64": (0xC00000B7, 171, 266)}[platform.machine()]
+def stmt(code, k, jt=0, jf=0):
+    return struct.pack("HBBI", code, jt, jf, k)
+prog = b"".join([
+    stmt(0x20, 4),                    # ld arch
+    stmt(0x15, ARCH[0], 1, 0),        # jeq arch ? skip : allow
+    stmt(0x06, 0x7FFF0000),           # ret ALLOW
+    stmt(0x20, 0),                    # ld nr
+    stmt(0x15, ARCH[1], 1, 0),        # jeq adjtimex ? refuse : next
+    stmt(0x15, ARCH[2], 0, 1),        # jeq clock_adjtime ? refuse : allow
+    stmt(0x06, 0x00050000 | 1),       # refuse: ret ERRNO(EPERM)
+    stmt(0x06, 0x7FFF0000),           # ret ALLOW
+])
+buf = ctypes.create_string_buffer(prog)
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+fp = Fprog(len(prog) // 8, ctypes.addressof(buf))
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(38, 1, 0, 0, 0) == 0                                  # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.byref(fp), 0, 0) == 0, ctypes.get_errno()  # PR_SET_SECCOMP, FILTER
+import asyncio
+from rsu.clock import ManualClock
+from rsu.health.clock import ClockReadError, read_kernel
+from rsu.health.config import ClockSection
+from rsu.health.monitor import HealthMonitor
+from rsu.ops.metrics import Metrics
+try:
+    read_kernel()
+    print("READ")
+except ClockReadError as e:
+    print("REFUSED", e)
+async def main():
+    m = HealthMonitor(ClockSection(sync_source="kernel"), clock=ManualClock(), metrics=Metrics())
+    await m.start()
+    s = m.status()
+    await m.stop()
+    print("STATUS", s["source"], s["synchronized"], s["detail"])
+asyncio.run(main())
+"""
+
+
+def test_a_seccomp_filter_refusing_adjtimex_is_named_and_leaves_the_clock_unsynchronized():
+    """What the shipped systemd unit does (ProtectClock=yes, SystemCallFilter=~@privileged): adjtimex gives
+    EPERM. The reading says why, and counts as not synchronized (source none) rather than crashing."""
+    import os
+    import platform
+    import sys
+
+    from tests.conftest import REPO
+
+    if platform.machine() not in ("x86_64", "aarch64"):
+        pytest.skip(f"no seccomp audit arch known for {platform.machine()}")
+    r = subprocess.run([sys.executable, "-c", SECCOMP_CHILD], capture_output=True, timeout=60, cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr.decode()
+    assert "REFUSED adjtimex refused (EPERM) by a system-call filter" in out, out
+    assert "STATUS none False" in out and "ProtectClock=yes" in out, out

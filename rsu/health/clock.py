@@ -33,7 +33,7 @@ import dataclasses
 import errno
 import os
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from rsu.catalog import MessageKind
@@ -225,6 +225,13 @@ def combine(kernel: KernelClock | Exception | None, chrony: ChronyTracking | Exc
 
 CLOCK_UNSYNCHRONIZED = "clock-unsynchronized"  # the reason a withheld transmission is counted under
 Policy = Literal["warn", "stop"]
+
+
+class SendGate(Protocol):
+    """The port the send path holds (a :class:`ClockGate`): asked once per transmission, before signing.
+    None: send it; a reason (``"clock-unsynchronized"``): do not, and count it as skipped with that reason."""
+
+    def allows(self, kind: MessageKind, now: float) -> str | None: ...
 
 
 class ClockGate:

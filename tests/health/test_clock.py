@@ -177,6 +177,10 @@ def test_warn_lets_timed_messages_through_and_counts_each():
     assert counted == ["spatem", "spatem"]
 
 
+def test_the_gate_is_the_send_paths_port():
+    gate: ch.SendGate = ClockGate("stop")  # what the send path is given (mypy checks the protocol)
+    assert gate.allows(catalog.MAPEM, 0.0) is None
+
 def test_configured_timed_messages():
     clock = ManualClock()
     gate = ClockGate("stop", ("spatem", "ivim"))

@@ -46,8 +46,11 @@ async def read_chrony(command: tuple[str, ...] = CHRONY_COMMAND, timeout: float 
     path = shutil.which(command[0])
     if path is None:
         raise ClockReadError(f"{command[0]} not found")
-    proc = await asyncio.create_subprocess_exec(path, *command[1:], stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        proc = await asyncio.create_subprocess_exec(path, *command[1:], stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    except OSError as e:  # not executable, a filter refusing fork/exec, out of processes
+        raise ClockReadError(f"{command[0]} could not be run: {e}") from None
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:

@@ -181,6 +181,7 @@ def test_the_gate_is_the_send_paths_port():
     gate: ch.SendGate = ClockGate("stop")  # what the send path is given (mypy checks the protocol)
     assert gate.allows(catalog.MAPEM, 0.0) is None
 
+
 def test_configured_timed_messages():
     clock = ManualClock()
     gate = ClockGate("stop", ("spatem", "ivim"))

@@ -93,3 +93,29 @@ async def test_the_daemon_reads_the_clock_and_a_reload_changes_the_policy(tmp_pa
         assert "rsu_clock_synchronized " in text and 'rsu_clock_source{source="kernel"} 1.0' in text
     finally:
         await d.stop()
+
+
+async def test_a_chronyc_that_cannot_run_or_answers_nonsense_is_a_read_error(tmp_path: Path):
+    """read_chrony turns every failure of the subprocess into ClockReadError (the monitor then uses the kernel)."""
+    import pytest
+
+    from rsu.health.clock import ClockReadError
+    from rsu.health.monitor import read_chrony
+
+    broken = tmp_path / "chronyc-broken"
+    broken.write_text("#!/nonexistent/interpreter\n")  # executable, but exec fails (ENOENT)
+    broken.chmod(0o755)
+    with pytest.raises(ClockReadError, match="could not be run"):
+        await read_chrony((str(broken), "tracking"))
+    nonsense = tmp_path / "chronyc-talks"
+    nonsense.write_text("#!/bin/sh\necho '506 Cannot talk to daemon'\n")
+    nonsense.chmod(0o755)
+    with pytest.raises(ClockReadError, match="expected 14 comma-separated fields"):
+        await read_chrony((str(nonsense), "tracking"))
+    failing = tmp_path / "chronyc-fails"
+    failing.write_text("#!/bin/sh\necho 'chronyc: no such host' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    with pytest.raises(ClockReadError, match="exited with 1: chronyc: no such host"):
+        await read_chrony((str(failing), "tracking"))
+    with pytest.raises(ClockReadError, match="not found"):
+        await read_chrony((str(tmp_path / "absent"), "tracking"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from rsu import __version__
+from rsu import __version__, catalog
 from rsu.services.defaults import MESSAGE_DEFAULTS, SERVICE_ALIASES
 from rsu.services.errors import CODES
 
@@ -28,7 +28,7 @@ _ERRORS = {
 }
 
 _SERVICE = {"name": "service", "in": "path", "required": True,
-            "description": "tlm, rlt, ivi, tlc, gpc (or a message name: spatem, mapem, ivim, ssem, srem, rtcmem)",
+            "description": f"{', '.join(catalog.SERVICES)} (or a message name: {', '.join(catalog.BY_NAME)})",
             "schema": {"type": "string", "enum": sorted(SERVICE_ALIASES)}}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
        "description": "entry id, URL-encoded: '1201', '7.1201+1202', 'FR57-310', 'ssem-1201', 'default'"}

@@ -15,11 +15,11 @@ Example::
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rsu.ops.config_core import duration
+from rsu.ops.config_core import Seconds, within
 
 
 class _Section(BaseModel):
@@ -34,9 +34,9 @@ class GpsdSection(_Section):
 class ClockSection(_Section):
     unsynchronized: Literal["warn", "stop"] = "warn"
     sync_source: Literal["auto", "kernel", "chrony"] = "auto"
-    max_error: duration(0.001, 16) | None = None
+    max_error: Annotated[Seconds, within(0.001, 16)] | None = None
     timed_messages: tuple[str, ...] = ("spatem", "ssem")
-    poll_interval: duration(0.5, 300) = 5.0
+    poll_interval: Annotated[Seconds, within(0.5, 300)] = 5.0
     chrony_address: str | None = Field(None, min_length=1, description="chronyc -h: a command socket path or host")
     gpsd: GpsdSection | None = None
 

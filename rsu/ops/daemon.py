@@ -34,24 +34,23 @@ import contextlib
 import dataclasses
 import logging
 import signal
-import time
 from typing import TYPE_CHECKING, Any
 
-from rsu import __version__, catalog
+from rsu import __version__
 from rsu.aio import wait_event
 from rsu.clock import Clock, SystemClock
 from rsu.ops import config as cfgmod
 from rsu.ops import logging as rlog
 from rsu.ops.config_core import ConfigError
-from rsu.ops.metrics import CONTENT_TYPE, Metrics, TxReason
+from rsu.ops.metrics import CONTENT_TYPE, Metrics
 from rsu.ops.reload import parts_to_rebuild
 from rsu.ops.status import daemon_status, refresh_gauges
 from rsu.ops.systemd import Notifier
+from rsu.pipeline.outcomes import Sent
 from rsu.pipeline.receive import ReceivePipeline, RxOutcome
 from rsu.pipeline.receive_ports import SecurityServicePort
 from rsu.security.setup import build_security, permission_check
 from rsu.services.ports import CurrentServices
-from rsu.transports.drops import DropReason
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -66,37 +65,6 @@ HOUSEKEEPING_S = 1.0
 
 # ====================================================================== helpers
 
-class TimedCodec:
-    """The facilities codec with encode time recorded in rsu_encode_seconds (same interface).
-
-    ``load`` (``get_codec``) runs at first use: a restart puts the restored messages back on the air
-    (stored bytes, no codec needed) before the ASN.1 specification is read; ``start`` then warms it.
-    """
-
-    def __init__(self, load, metrics: Metrics):
-        self._load = load
-        self._codec = None
-        self._metrics = metrics
-
-    @property
-    def codec(self):
-        if self._codec is None:
-            self._codec = self._load()
-        return self._codec
-
-    def warm(self) -> None:
-        self.codec  # noqa: B018 - loads it
-
-    def encode(self, value, kind=None, *, validate: bool = True):
-        t0 = time.perf_counter()
-        try:
-            return self.codec.encode(value, kind, validate=validate)
-        finally:
-            label = kind.name if kind is not None else "unknown"
-            self._metrics.encode_time.labels(label).observe(time.perf_counter() - t0)
-
-    def __getattr__(self, name):
-        return getattr(self.codec, name)
 
 
 # ====================================================================== daemon
@@ -118,6 +86,7 @@ class Daemon:
         self.services = CurrentServices(lambda: self.layer)  # the layer a reload leaves, for the API/integrations
         self.hub = None  # IS_DataProviding: one for the daemon's lifetime, so subscribers survive reloads
         self.transports = None
+        self.pipeline = None  # rsu.pipeline.send.SendPipeline over the transports' cores
         self.integrations = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
@@ -155,7 +124,7 @@ class Daemon:
         # integrations and the API (aiohttp) come up while they are sent
         self._tasks = [asyncio.create_task(self._scheduler_loop(), name="rsu-scheduler")]
         await asyncio.sleep(0)
-        self.layer.codec.warm()  # now read the ASN.1 specification (see TimedCodec)
+        self.layer.codec.warm()  # now read the ASN.1 specification (see rsu.pipeline.codec.LazyCodec)
         await self._start_integrations()
         await self._start_api()
         self.pki_link.start()
@@ -281,6 +250,7 @@ class Daemon:
     # ------------------------------------------------------------------ builders
     def _build_layer(self):
         from rsu.codec.facilities import get_codec
+        from rsu.pipeline.codec import LazyCodec
         from rsu.services.layer import ServiceLayer, ServicesConfig
 
         c = self.config
@@ -291,7 +261,9 @@ class Daemon:
             rules=dict(c.services.rules), message_defaults=dict(c.services.message_defaults),
             known_transports=[cfg.name for _, cfg in cfgmod.transport_configs(c)])
         metrics = self.metrics
-        layer = ServiceLayer(services, clock=self.clock, codec=TimedCodec(get_codec, metrics),
+        codec = LazyCodec(get_codec, lambda kind, seconds: metrics.encode_time.labels(
+            kind.name if kind is not None else "unknown").observe(seconds))
+        layer = ServiceLayer(services, clock=self.clock, codec=codec,
                              permission_check=permission_check(self.security) if self.security else None,
                              on_limit=metrics.limit_hit,
                              on_skip=lambda service, reason, n: metrics.skipped.labels(service.upper(), reason).inc(n),
@@ -304,36 +276,33 @@ class Daemon:
         return layer
 
     async def _start_transports(self) -> None:
-        from rsu.transports import gn as gnmod
+        """The transports (I/O adapters) and the send pipeline over their sans-I/O cores."""
+        from rsu.pipeline.send import GnFramer, MqttFramer, SendPipeline
         from rsu.transports.dispatch import TransportSet
         from rsu.transports.gn_udp import GnUdpTransport
 
         built: list = []
+        framers: list = []
         for kind, cfg in cfgmod.transport_configs(self.config):
             if kind == "gn-udp":
                 if self.security is None:
                     cfg = dataclasses.replace(cfg, secured=False)
-                built.append(GnUdpTransport(cfg, clock=self.clock, drops=self.metrics,
-                                            sign=self._gn_signer(gnmod) if self.security else None,
-                                            on_limit=self.metrics.limit_hit))
+                gn_t = GnUdpTransport(cfg, clock=self.clock, drops=self.metrics, on_limit=self.metrics.limit_hit,
+                                      framed_outside=True)
+                built.append(gn_t)
+                framers.append(GnFramer(gn_t.core))
             else:
                 from rsu.transports.mqtt import MqttTransport  # aiomqtt only when an MQTT transport is configured
 
-                built.append(MqttTransport(cfg, clock=self.clock, drops=self.metrics))
-        self.transports = TransportSet(built, drops=self.metrics)
+                mqtt_t = MqttTransport(cfg, clock=self.clock, drops=self.metrics)
+                built.append(mqtt_t)
+                framers.append(MqttFramer(mqtt_t.core))
+        self.transports = TransportSet(built)
+        self.pipeline = SendPipeline(framers, self.transports.defaults, self.security,
+                                     on_sign_time=lambda k, s: self.metrics.sign_time.labels(k.name).observe(s))
         self.receive.use_duplicate_tables({t.name: t.config.duplicate_entries for t in built
                                            if isinstance(t, GnUdpTransport)})
         await self.transports.start(self._on_frame)
-
-    def _gn_signer(self, gnmod):
-        def sign(inner: bytes, kind: catalog.MessageKind) -> bytes:
-            offset = gnmod.parse_inner(inner, exact=True)[5]  # CH | EH | BTP-B | PDU
-            t0 = time.perf_counter()
-            try:
-                return self.security.sign(kind, inner, pdu_offset=offset)
-            finally:
-                self.metrics.sign_time.labels(kind.name).observe(time.perf_counter() - t0)
-        return sign
 
     async def _start_integrations(self) -> None:
         from rsu.integrations.runtime import Integrations
@@ -380,42 +349,24 @@ class Daemon:
                 await asyncio.sleep(0.1)
                 continue
             for tx in batch:
-                await self._send(tx)
+                self._send(tx)
             if len(batch) >= DUE_BATCH:
                 self._wake.set()  # more are due: go round again, letting other tasks run first
                 await asyncio.sleep(0)
 
-    async def _send(self, tx) -> None:
-        from rsu.security.pool import SigningRefused
-        from rsu.transports.gn_udp import GnUdpTransport
-
+    def _send(self, tx) -> None:
+        """One released transmission: the pipeline's outcomes written to the transports and counted."""
         now = self.clock.now()
         self.metrics.scheduled(tx.kind.service, max(0.0, now - tx.slot))
-        targets, unknown = self.transports.targets(tx.params)
-        for name in unknown:
-            self.metrics.drop(name, str(DropReason.UNKNOWN_TRANSPORT))
-        if self.security is not None and tx.value is not None:
-            self.security.note_content(tx.kind, tx.pdu, tx.value)
-        signed: bytes | None = None
         sent_on = []
-        for transport in targets:
-            data = tx.pdu
-            gn_signs = isinstance(transport, GnUdpTransport) and transport.config.secured
-            if self.security is not None and not gn_signs:
-                if signed is None:
-                    t0 = time.perf_counter()
-                    try:  # indirect delivery: always the full certificate (no neighbourhood to learn it)
-                        signed = self.security.sign(tx.kind, tx.pdu, tx.value, with_certificate=True)
-                    except SigningRefused as e:
-                        log.error("%s %s not sent: %s", tx.kind.pdu, tx.id, e)
-                        self.metrics.drop(transport.name, str(TxReason.SIGNING_REFUSED))
-                        continue
-                    finally:
-                        self.metrics.sign_time.labels(tx.kind.name).observe(time.perf_counter() - t0)
-                data = signed
-            await transport.send(data, tx.params)
-            self.metrics.on_sent(tx.kind.service, tx.kind.name, transport.name, repetition=not tx.fresh)
-            sent_on.append(transport.name)
+        for outcome in self.pipeline.send(tx, now):
+            if isinstance(outcome, Sent):
+                self.transports[outcome.transport].write(outcome)
+                self.metrics.on_sent(tx.kind.service, outcome.kind.name, outcome.transport,
+                                     repetition=outcome.repetition)
+                sent_on.append(outcome.transport)
+            else:
+                self.metrics.drop(outcome.transport, outcome.reason)
         record = self._sent.setdefault((tx.service, tx.id), {"count": 0})
         record.update(last=now, transports=sent_on)
         record["count"] += 1

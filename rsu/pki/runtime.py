@@ -49,11 +49,10 @@ class PkiRuntime:
         """From the daemon's configuration (``config.pki`` set); raises PkiError/ValueError when the key
         store or identity cannot be opened (the daemon does not start: a configuration problem)."""
         from rsu.pki.identity import ensure_identity
-        from rsu.security import ssp
 
         section = config.pki
         state = pkicfg.state_path(section, config.state_path)
-        provider = ssp.ServiceProvider.of(config.services.ivi_provider.country, config.services.ivi_provider.issuer)
+        provider = config.services.ivi_provider.service_provider
         lock = lock_state(state, exclusive=False)  # held while the daemon runs: `rsu pki enrol` etc. wait
         try:
             store = pkicfg.open_store(section, config.state_path)

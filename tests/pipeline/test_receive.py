@@ -56,7 +56,7 @@ def make_layer(tmp_path, clock, codec):
 def make_security(clock, codec):
     def make(hold_limit: int = 64) -> SecurityServicePort:
         verifier = Verifier(clock, trust(), codec=codec, hold_seconds=HOLD_S, hold_limit=hold_limit)
-        return SecurityServicePort(SecurityService(AtPool([], clock), verifier, clock, codec=codec))
+        return SecurityServicePort(SecurityService(AtPool([], clock), verifier, clock))
     return make
 
 

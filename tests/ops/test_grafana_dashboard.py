@@ -192,3 +192,21 @@ def test_every_label_the_dashboard_uses_belongs_to_its_metrics(tmp_path):
             if bad:
                 wrong.append(f"{p['title']}: {sorted(bad)} not labels of {sorted(names)}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_reason_the_dashboard_filters_on_exists():
+    """The reason values in the dashboard's matchers are reasons the code defines (a renamed reason would
+    leave a panel silently empty): drop reasons, the scheduler's skip reasons and the clock gate's."""
+    from rsu.health.clock import CLOCK_UNSYNCHRONIZED
+    from rsu.ops.metrics import receive_reasons, send_reasons
+
+    known = set(receive_reasons()) | set(send_reasons()) | {"missed-slot", "overload", CLOCK_UNSYNCHRONIZED}
+    used = set()
+    for _, expr in expressions():
+        for op, value in re.findall(r'\breason\s*(=~|=)\s*"([^"]*)"', expr):
+            used |= set(value.split("|")) if op == "=~" else {value}
+    assert used and used <= known, sorted(used - known)
+    # the outgoing-drops panel lists exactly the reasons only a send can have
+    outgoing = next(t["expr"] for p in panels() if p["title"] == "Outgoing drops by reason" for t in p["targets"])
+    listed = set(re.search(r'reason=~"([^"]*)"', outgoing).group(1).split("|"))
+    assert listed == set(send_reasons()) - set(receive_reasons())

@@ -32,6 +32,7 @@ log = logging.getLogger("rsu.gnss")
 WATCH = b'?WATCH={"enable":true,"json":true};\n'
 MAX_LINE = 64 * 1024  # gpsd's longest objects (SKY with many satellites, DEVICES) stay far below
 FIX_MODES = {0: "unknown", 1: "no-fix", 2: "2d", 3: "3d"}
+TPV_MAX_AGE_S = 10.0  # gpsd reports at least once a second while the receiver talks
 
 
 @dataclasses.dataclass
@@ -52,9 +53,17 @@ class GnssState:
     tpv_count: int = 0
     bad_lines: int = 0
 
+    def current_mode(self, now: float, max_age_s: float = TPV_MAX_AGE_S) -> int:
+        """The fix mode as of ``now``: the last TPV's, or 0 (unknown) when disconnected or when no TPV came
+        for ``max_age_s`` (gpsd up, the receiver silent)."""
+        if not self.connected or self.tpv_at is None or not 0 <= now - self.tpv_at <= max_age_s:
+            return 0
+        return self.mode
+
     def status(self, now: float) -> dict[str, Any]:
         """For ``rsu status`` / GET /v1/status."""
-        return {"connected": self.connected, "fix": FIX_MODES.get(self.mode, str(self.mode)), "mode": self.mode,
+        mode = self.current_mode(now)
+        return {"connected": self.connected, "fix": FIX_MODES.get(mode, str(mode)), "mode": mode,
                 "latitude": self.latitude, "longitude": self.longitude, "altitude_m": self.altitude_m,
                 "satellites_used": self.satellites_used, "satellites_seen": self.satellites_seen,
                 "device": self.device, "gpsd_version": self.version,

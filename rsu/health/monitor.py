@@ -172,7 +172,7 @@ class HealthMonitor:
             m.clock_source.labels(name).set(1 if r is not None and r.source == name else 0)
         state = self.gpsd.state if self.gpsd is not None else GnssState()
         m.gnss_connected.set(1 if state.connected else 0)
-        m.gnss_fix_mode.set(state.mode)
+        m.gnss_fix_mode.set(state.current_mode(self.clock.now()))
         m.gnss_latitude.set(_or_nan(state.latitude))
         m.gnss_longitude.set(_or_nan(state.longitude))
         m.gnss_altitude.set(_or_nan(state.altitude_m))

@@ -53,7 +53,18 @@ def test_losing_the_fix_forgets_the_position_and_2d_has_no_altitude():
     assert (r.state.mode, r.state.latitude, r.state.altitude_m) == (2, LAT, None)
     r.feed(lines({"class": "TPV", "mode": 1, "time": "2026-11-21T10:00:07.000Z"}), 3.0)
     assert (r.state.mode, r.state.latitude, r.state.longitude) == (1, None, None)
+    r.state.connected = True
     assert r.state.status(4.0)["fix"] == "no-fix" and r.state.status(4.0)["tpv_age_s"] == 1.0
+
+
+def test_the_fix_mode_is_unknown_when_disconnected_or_silent():
+    r = GpsdReader()
+    r.feed(lines(TPV_3D), 100.0)
+    assert r.state.current_mode(100.0) == 0  # not connected (a reader fed by hand)
+    r.state.connected = True
+    assert r.state.current_mode(105.0) == 3 and r.state.status(105.0)["fix"] == "3d"
+    assert r.state.current_mode(110.5) == 0 and r.state.status(110.5)["fix"] == "unknown"  # silent for 10.5 s
+    assert r.state.latitude == LAT  # the last position stays known (with its tpv_age_s)
 
 
 def test_nsat_usat_win_over_the_list():

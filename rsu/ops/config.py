@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from rsu.health.config import ClockSection
 from rsu.integrations.config import IntegrationsConfig
 from rsu.ops.config_core import (ConfigError, ConfigIssue, Problems, Seconds, format_path, load_yaml_file,
                                    parse_duration, tagged, validate, within)
@@ -188,6 +189,7 @@ class Config(_Section):
     logging: Logging = Logging()
     pki: PkiClientSection | None = None  # TS 102 941 PKI client (rsu.pki.config); absent: none
     forward: ForwardSection = ForwardSection()  # sinks towards the centre, pre-signed forward (rsu.forward)
+    clock: ClockSection = ClockSection()  # clock and GNSS health, the unsynchronized policy (rsu.health.config)
 
     @model_validator(mode="before")
     @classmethod

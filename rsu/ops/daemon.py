@@ -46,7 +46,7 @@ from rsu.ops.metrics import CONTENT_TYPE, Metrics
 from rsu.ops.reload import parts_to_rebuild
 from rsu.ops.status import daemon_status, refresh_gauges
 from rsu.ops.systemd import Notifier
-from rsu.pipeline.outcomes import Sent
+from rsu.pipeline.outcomes import Sent, Skipped
 from rsu.pipeline.receive import ReceivePipeline, RxOutcome
 from rsu.pipeline.receive_ports import SecurityServicePort
 from rsu.security.setup import build_security, permission_check
@@ -105,6 +105,9 @@ class Daemon:
         self.started_at: float | None = None
         self.reloads = {"ok": 0, "rejected": 0, "last_error": None}
         self.metrics.registry.register(CurrentPkiCollector(lambda: self.pki))
+        from rsu.health.monitor import HealthMonitor
+
+        self.health = HealthMonitor(config.clock, clock=self.clock, metrics=self.metrics)  # clock/GNSS, the gate
 
     @property
     def pki(self) -> PkiRuntime | None:
@@ -115,6 +118,7 @@ class Daemon:
     async def start(self) -> None:
         rlog.setup(self.config.logging.level)
         self.config.state_path.mkdir(parents=True, exist_ok=True)
+        await self.health.start()  # the clock is read before the first send
         self.pki_link.open(self.config)
         self.security = build_security(self.config, self.clock, self.metrics.limit_hit, self.pki)
         self.pki_link.pick_up()
@@ -166,6 +170,7 @@ class Daemon:
                 await task
         self._tasks = []
         await self.pki_link.stop()
+        await self.health.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -216,6 +221,8 @@ class Daemon:
         """Rebuild the parts whose sections changed (:mod:`rsu.ops.reload`), in dependency order."""
         rlog.setup(new.logging.level)
         parts = parts_to_rebuild(old, new)
+        if old.clock != new.clock:
+            await self.health.reconfigure(new.clock)
         if "pki" in parts:
             await self.pki_link.stop()
             self.pki_link.open(new)
@@ -304,7 +311,8 @@ class Daemon:
                 framers.append(MqttFramer(mqtt_t.core))
         self.transports = TransportSet(built)
         self.pipeline = SendPipeline(framers, self.transports.defaults, self.security,
-                                     on_sign_time=lambda k, s: self.metrics.sign_time.labels(k.name).observe(s))
+                                     on_sign_time=lambda k, s: self.metrics.sign_time.labels(k.name).observe(s),
+                                     gate=self.health.gate)
         self.receive.use_duplicate_tables({t.name: t.config.duplicate_entries for t in built
                                            if isinstance(t, GnUdpTransport)})
         await self.transports.start(self._on_frame)
@@ -365,9 +373,13 @@ class Daemon:
     def _send(self, tx) -> None:
         """One released transmission: the pipeline's outcomes written to the transports and counted."""
         now = self.clock.now()
+        outcomes = self.pipeline.send(tx, now)
+        if len(outcomes) == 1 and isinstance(outcomes[0], Skipped):
+            self.metrics.skipped.labels(outcomes[0].service, outcomes[0].reason).inc()
+            return
         self.metrics.scheduled(tx.kind.service, max(0.0, now - tx.slot))
         sent_on = []
-        for outcome in self.pipeline.send(tx, now):
+        for outcome in outcomes:
             if isinstance(outcome, Sent):
                 self.transports[outcome.transport].write(outcome)
                 self.metrics.on_sent(tx.kind.service, outcome.kind.name, outcome.transport,
@@ -416,12 +428,14 @@ class Daemon:
         self.forward.refresh()
         refresh_gauges(self.metrics, layer=self.layer, security=self.security, transports=self.transports,
                        api_connections=open_connections(self._runner))
+        self.health.refresh_gauges()
 
     def status(self) -> dict[str, Any]:
         """What is on the air now (``rsu status`` and GET /v1/status): :func:`rsu.ops.status.daemon_status`."""
         return daemon_status(now=self.clock.now(), started_at=self.started_at, config=self.config,
                       config_path=self.config_path, layer=self.layer, security=self.security,
                       transports=self.transports, integrations=self.integrations, pki=self.pki, sent=self._sent,
-                      reloads=self.reloads, forward=self.forward.status())
+                      reloads=self.reloads, forward=self.forward.status(),
+                      clock=self.health.status())
 
 

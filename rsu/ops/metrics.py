@@ -103,8 +103,9 @@ class Metrics:
                             f"Scheduled sends released more than {LATE_AFTER_S} s after their slot", ["service"],
                             registry=r)
         self.skipped = Counter("rsu_scheduled_sends_skipped_total",
-                               "Scheduled repetitions not sent (missed-slot: the loop was late by more than an "
-                               "interval; overload: more were due than one pass may send)",
+                               "Scheduled sends not sent (missed-slot: the loop was late by more than an "
+                               "interval; overload: more were due than one pass may send; clock-unsynchronized: a "
+                               "timed message while the clock is not synchronized, under clock.unsynchronized: stop)",
                                ["service", "reason"], registry=r)
         self.rate = Gauge("rsu_dissemination_rate_per_second",
                           "Messages sent per second over the last rate window", ["message", "transport"], registry=r)
@@ -147,6 +148,27 @@ class Metrics:
                                  "they were refused", ["result"], registry=r)
         self.up = Gauge("rsu_up", "1 while the daemon runs", registry=r)
         self.up.set(1)
+        # clock and GNSS health (rsu.health.monitor)
+        self.clock_synchronized = Gauge("rsu_clock_synchronized",
+                                        "1 while the system clock is synchronized (clock.sync_source decides)", registry=r)
+        self.clock_offset = Gauge("rsu_clock_offset_seconds",
+                                  "Estimated offset of the system clock from true time (positive: ahead)", registry=r)
+        self.clock_error = Gauge("rsu_clock_error_seconds", "Bound on the system clock's error", registry=r)
+        self.clock_source = Gauge("rsu_clock_source", "1 for the source of the clock's verdict (kernel, chrony, none)",
+                                  ["source"], registry=r)
+        self.clock_unsynchronized_sent = Counter(
+            "rsu_clock_unsynchronized_sends_total",
+            "Timed messages sent while the clock was not synchronized (clock.unsynchronized: warn)",
+            ["service", "message"], registry=r)
+        self.gnss_connected = Gauge("rsu_gnss_connected", "1 while connected to gpsd", registry=r)
+        self.gnss_fix_mode = Gauge("rsu_gnss_fix_mode", "gpsd fix mode: 0 unknown, 1 no fix, 2 2D, 3 3D", registry=r)
+        self.gnss_latitude = Gauge("rsu_gnss_latitude_degrees", "GNSS latitude, WGS 84 (NaN without a fix)",
+                                   registry=r)
+        self.gnss_longitude = Gauge("rsu_gnss_longitude_degrees", "GNSS longitude, WGS 84 (NaN without a fix)",
+                                    registry=r)
+        self.gnss_altitude = Gauge("rsu_gnss_altitude_metres", "GNSS altitude (NaN without a 3D fix)", registry=r)
+        self.gnss_satellites_used = Gauge("rsu_gnss_satellites_used", "Satellites used in the fix (NaN: not reported)",
+                                          registry=r)
         self._children: dict = {}
         self._window: deque[tuple[float, str, str]] = deque()
         self.rate_window_s = 10.0

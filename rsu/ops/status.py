@@ -30,8 +30,9 @@ SendRecords = dict[tuple[str, str], dict]
 def daemon_status(*, now: float, started_at: float | None, config: Config, config_path: str | None, layer: ServiceLayer,
            security: SecurityService | None, transports: TransportSet | None, integrations: Integrations | None,
            pki: PkiRuntime | None, sent: SendRecords, reloads: dict,
-           forward: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What is on the air now."""
+           forward: dict[str, Any] | None = None, clock: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What is on the air now. ``forward``: the forwarding sinks' status; ``clock``: the health monitor's
+    (rsu.health.monitor); None without them."""
     messages = []
     for entry in layer.list():
         record = sent.get((entry["service"], entry["id"]), {})
@@ -63,6 +64,7 @@ def daemon_status(*, now: float, started_at: float | None, config: Config, confi
         "integrations": integrations.status() if integrations else None,
         "pki": pki.status() if pki is not None else None,
         "forward": forward,
+        "clock": clock,
     }
 
 

@@ -29,11 +29,21 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from rsu.forward.config import ForwardSection
 from rsu.health.config import ClockSection
 from rsu.integrations.config import IntegrationsConfig
-from rsu.ops.config_core import (ConfigError, ConfigIssue, Problems, Seconds, format_path, load_yaml_file,
-                                   parse_duration, tagged, validate, within)
-from rsu.forward.config import ForwardSection
+from rsu.ops.config_core import (
+    ConfigError,
+    ConfigIssue,
+    Problems,
+    Seconds,
+    format_path,
+    load_yaml_file,
+    parse_duration,
+    tagged,
+    validate,
+    within,
+)
 from rsu.pki.config import PkiClientSection
 from rsu.transports.config import GnUdpConfig, MqttConfig
 

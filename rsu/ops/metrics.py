@@ -27,7 +27,8 @@ from collections import deque
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from rsu.pipeline.outcomes import Accepted, Dropped, Held, HoldEnded
+from rsu.pipeline.outcomes import Accepted, Dropped, Held, HoldEnded, SendOutcome, Sent, Skipped
+
 # the receive-side reasons the pipeline decides (re-exported: the metrics list every reason)
 from rsu.pipeline.receive import Received, RxOutcome, RxReason, security_reason  # noqa: F401
 
@@ -244,6 +245,23 @@ class Metrics:
                 self.hold(outcome.message, outcome.transport, "held")
             case HoldEnded():
                 self.hold(outcome.message, outcome.transport, outcome.event)
+
+    def count_send(self, service: str, lateness_s: float, outcomes: list[SendOutcome]) -> list[str] | None:
+        """The send pipeline's outcomes for one scheduled transmission of ``service`` (catalog service), counted:
+        a Skipped transmission as skipped; otherwise its lateness, each Sent as sent or repeated, each Dropped
+        by its reason. Gives the names of the transports it went out on (None: skipped)."""
+        if len(outcomes) == 1 and isinstance(outcomes[0], Skipped):
+            self.skipped.labels(outcomes[0].service, outcomes[0].reason).inc()
+            return None
+        self.scheduled(service, lateness_s)
+        sent_on = []
+        for outcome in outcomes:
+            if isinstance(outcome, Sent):
+                self.on_sent(service, outcome.kind.name, outcome.transport, repetition=outcome.repetition)
+                sent_on.append(outcome.transport)
+            elif isinstance(outcome, Dropped):
+                self.drop(outcome.transport, outcome.reason)
+        return sent_on
 
     def limit_hit(self, limit: str) -> None:
         self.child(self.limit_hits, limit).inc()

@@ -27,6 +27,14 @@ if TYPE_CHECKING:
 SendRecords = dict[tuple[str, str], dict]
 
 
+def note_sent(records: SendRecords, service: str, ident: str, now: float, transports: list[str]) -> None:
+    """One scheduled transmission of entry (``service``, ``ident``) at ``now``: its last send, the transports
+    it went out on and its count, for the status's message list."""
+    record = records.setdefault((service, ident), {"count": 0})
+    record.update(last=now, transports=transports)
+    record["count"] += 1
+
+
 def daemon_status(*, now: float, started_at: float | None, config: Config, config_path: str | None, layer: ServiceLayer,
            security: SecurityService | None, transports: TransportSet | None, integrations: Integrations | None,
            pki: PkiRuntime | None, sent: SendRecords, reloads: dict,

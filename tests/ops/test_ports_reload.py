@@ -169,4 +169,5 @@ def test_the_reload_table():
     assert with_(integrations={"controller": {"port": None}}) == {"integrations"}
     assert with_(forward={"sinks": []}) == set()
     assert with_(forward={"presigned": {"min_interval": 1}}) == {"forward"}
-    assert set(PARTS) == {"pki", "security", "layer", "transports", "forward", "integrations", "api"}
+    assert with_(clock={"unsynchronized": "stop"}) == {"health"}
+    assert set(PARTS) == {"health", "pki", "security", "layer", "transports", "forward", "integrations", "api"}

@@ -36,6 +36,9 @@ from rsu.api import DEFAULT_HOST, DEFAULT_PORT
 from rsu.services.errors import ServiceError
 
 if TYPE_CHECKING:
+    import ssl
+
+    from rsu.api.guard import Guard
     from rsu.api.limits import ConnectionLimits
 
 log = logging.getLogger("rsu.api")
@@ -235,9 +238,11 @@ async def _close_streams(app: web.Application) -> None:
         wake.set()
 
 
-def create_app(facade: ServicesFacade, *, keepalive_s: float = 15.0) -> web.Application:
-    """The API application around ``facade``."""
-    app = web.Application(middlewares=[_errors], client_max_size=4 * 1024 * 1024)
+def create_app(facade: ServicesFacade, *, keepalive_s: float = 15.0, guard: "Guard | None" = None) -> web.Application:
+    """The API application around ``facade``; ``guard`` (rsu.api.guard) authenticates, authorizes, limits
+    and audits every request before its handler runs (None: no gate, as in unit tests of the routes)."""
+    middlewares = [_errors] if guard is None else [_errors, guard.middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=4 * 1024 * 1024)
     app[FACADE_KEY] = facade
     app[STREAMS_KEY] = set()
     app[KEEPALIVE_KEY] = keepalive_s
@@ -262,12 +267,13 @@ TABLE_KEY = web.AppKey("rsu.connections", object)
 
 async def serve(app: web.Application, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                 limits: "ConnectionLimits | None" = None,
-                on_close: "Callable[[str], None] | None" = None) -> web.AppRunner:
+                on_close: "Callable[[str], None] | None" = None,
+                ssl_context: "ssl.SSLContext | None" = None) -> web.AppRunner:
     """Start serving ``app`` on host:port (127.0.0.1:8301 by default); ``await runner.cleanup()`` stops it.
 
     Connections are bounded by ``limits`` (:mod:`rsu.api.limits`; default ConnectionLimits());
     ``on_close(reason)`` is called for every connection the bounds close; ``app[TABLE_KEY]`` is
-    the connection table."""
+    the connection table. ``ssl_context`` (rsu.api.tls.server_context): HTTPS."""
     from rsu.api.limits import ConnectionLimits, ConnectionTable, GuardedSite, busy_middleware
 
     limits = limits or ConnectionLimits()
@@ -277,6 +283,6 @@ async def serve(app: web.Application, host: str = DEFAULT_HOST, port: int = DEFA
     # idle connections are closed by the table (whose limits a reload may change), not by aiohttp
     runner = web.AppRunner(app, shutdown_timeout=2.0, keepalive_timeout=3600)
     await runner.setup()
-    site = GuardedSite(runner, host, port, table)
+    site = GuardedSite(runner, host, port, table, ssl_context=ssl_context)
     await site.start()
     return runner

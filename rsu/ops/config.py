@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from rsu.api.auth_config import AuditSettings, AuthSettings, TlsSettings, host_problem
 
 from rsu.ops.config_core import (ConfigError, ConfigIssue, duration, format_path, load_yaml_file,
                                    parse_duration, validate)
@@ -84,30 +86,16 @@ class Services(_Section):
     message_defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
-
-
 class Api(_Section):
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # loopback unless clients authenticate: api_issues()
     port: int = Field(8301, ge=0, le=65535, description="0 = any free port")
     max_connections: int = Field(256, ge=1, le=16384)
     header_timeout_s: duration(0.5, 300) = 10.0
     idle_timeout_s: duration(1, 3600) = 60.0
 
-    @field_validator("host")
-    @classmethod
-    def _loopback_only(cls, v: str) -> str:
-        import ipaddress
-
-        try:
-            loopback = ipaddress.ip_address(v.strip("[]")).is_loopback
-        except ValueError:
-            loopback = v.lower() in LOOPBACK_NAMES
-        if not loopback:
-            raise ValueError(f"expected a loopback address (127.0.0.1, ::1 or localhost), found {v!r}: the API "
-                             "has no authentication yet, so it listens on loopback only; let other machines in "
-                             "through a reverse proxy that authenticates them")
-        return v
+    tls: TlsSettings | None = None  # rsu.api.auth_config
+    auth: AuthSettings = AuthSettings()
+    audit: AuditSettings = AuditSettings()
 
     def limits(self):
         """The connection bounds of the API server (rsu.api.limits)."""
@@ -211,6 +199,21 @@ def transport_issues(entries: Any, station: Station) -> list[ConfigIssue]:
     return issues
 
 
+def api_issues(data: Any) -> list[ConfigIssue]:
+    """``api.host``: loopback unless clients must authenticate (rsu.api.auth_config.host_problem); checked
+    even when other api settings are wrong, so that every error is reported at once."""
+    api = data.get("api") if isinstance(data, dict) else None
+    if not isinstance(api, dict) or not isinstance(api.get("host"), str):
+        return []  # the default, or the schema reports the wrong type
+    try:
+        tls = TlsSettings.model_validate(api["tls"]) if api.get("tls") is not None else None
+        auth = AuthSettings.model_validate(api.get("auth") or {})
+    except ValidationError:
+        return []  # the schema reports it
+    problem = host_problem(api["host"], tls, auth)
+    return [ConfigIssue("api.host", problem)] if problem else []
+
+
 def service_issues(data: Any) -> list[ConfigIssue]:
     """``services.rules`` / ``services.message_defaults`` checked as the service layer checks them (unknown
     keys, types, ranges, repetition bounds: rsu.services.defaults), every problem at once."""
@@ -272,6 +275,7 @@ def parse(data: Any, source: str | None = None) -> Config:
     raw = data.get("transports", _default_transports()) if isinstance(data, dict) else None
     issues.extend(transport_issues(raw, station))
     issues.extend(service_issues(data))
+    issues.extend(api_issues(data))
     if isinstance(data, dict):
         issues.extend(integration_issues(data.get("integrations"), station))
     if issues:

@@ -215,6 +215,7 @@ class Daemon:
         self.transports = None
         self.integrations = None
         self._runner: web.AppRunner | None = None
+        self.guard = None  # rsu.api.guard.Guard: authentication, lockout, rate limits, audit (made with the API)
         self._tasks: list[asyncio.Task] = []
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -247,9 +248,9 @@ class Daemon:
                         asyncio.create_task(self.notifier.watchdog_loop(), name="rsu-watchdog")]
         self.started_at = self.clock.now()
         api = self.config.api
-        log.info("rsu %s running: API http://%s:%d, state %s, transports %s, security %s", __version__,
-                 api.host, self.api_port, self.config.state_path, ", ".join(self.transports.transports),
-                 "on" if self.security else "OFF")
+        log.info("rsu %s running: API %s://%s:%d, state %s, transports %s, security %s", __version__,
+                 "https" if api.tls else "http", api.host, self.api_port, self.config.state_path,
+                 ", ".join(self.transports.transports), "on" if self.security else "OFF")
         self.notifier.ready(f"serving on {api.host}:{self.api_port}")
 
     async def run(self) -> None:
@@ -283,6 +284,8 @@ class Daemon:
             await self.integrations.stop()
         if self.transports is not None:
             await self.transports.stop()
+        if self.guard is not None:
+            self.guard.close()
         if self.layer is not None:
             self.layer.close()  # the store is synchronous=FULL: every acknowledged change is on disk
         self.metrics.up.set(0)
@@ -350,7 +353,9 @@ class Daemon:
             await self._start_integrations()
         else:
             self.integrations.reload()  # SIGHUP always re-reads the MAP files
-        if "api" in changed and (old.api.host, old.api.port) == (new.api.host, new.api.port):
+        if "api" in changed:
+            self.guard.configure(new.api.host, new.api.tls, new.api.auth, new.api.audit)
+        if "api" in changed and (old.api.host, old.api.port, old.api.tls) == (new.api.host, new.api.port, new.api.tls):
             from rsu.api.app import TABLE_KEY
 
             self._runner.app[TABLE_KEY].limits = new.api.limits()  # new bounds, same server and streams
@@ -460,20 +465,31 @@ class Daemon:
 
     async def _start_api(self) -> None:
         from rsu.api.app import create_app, serve
+        from rsu.api.guard import Guard, admin_routes
+        from rsu.api.tls import server_context
 
-        app = create_app(Facade(self))
+        api = self.config.api
+        if self.guard is None:  # one for the daemon's life: counts, bans and the audit file survive reloads
+            self.guard = Guard(state_dir=self.config.state_path, clock=self.clock, host=api.host, tls=api.tls,
+                               auth=api.auth, audit=api.audit, metrics=self.metrics)
+        tls = api.tls
+        ssl_context = None if tls is None else server_context(
+            tls.cert_file, tls.key_file, tls.client_ca_file,
+            require_client_certificate=tls.client_ca_file is not None and not api.auth.tokens)
+        app = create_app(Facade(self), guard=self.guard)
+        app.add_routes(admin_routes(self.guard, self.reload if self.config_path else None))
         app.add_routes(self._integration_routes())
         app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/v1/health", self._health_handler)
         from rsu.api.limits import ensure_nofile
 
-        api = self.config.api
         nofile, need = ensure_nofile(api.limits())
         if nofile < need:
             log.warning("open-file limit %d is below the %d that api.max_connections %d needs (raise LimitNOFILE "
                         "or lower api.max_connections)", nofile, need, api.max_connections)
         self._runner = await serve(app, api.host, api.port, api.limits(),
-                                   on_close=lambda reason: self.metrics.api_connections_closed.labels(reason).inc())
+                                   on_close=lambda reason: self.metrics.api_connections_closed.labels(reason).inc(),
+                                   ssl_context=ssl_context)
 
     def _integration_routes(self) -> list[web.RouteDef]:
         """Every route an integration may serve, each answered by the integrations running now: a reload

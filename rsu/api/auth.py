@@ -50,6 +50,42 @@ class Refusal:
     claimed: str | None = None
 
 
+@dataclass(frozen=True)
+class Rule:
+    role: str  # public, monitor, operator, admin
+    action: str | None = None  # audited action (a state change)
+
+
+# (method, route path as registered) -> rule; every route of the daemon's API is here (a test checks);
+# the OpenAPI document states each one (x-rsu-role)
+RULES: dict[tuple[str, str], Rule] = {
+    ("GET", "/openapi.json"): Rule("public"),
+    ("GET", "/v1/health"): Rule("public"),
+    ("GET", "/metrics"): Rule("monitor"),
+    ("GET", "/v1/status"): Rule("monitor"),
+    ("GET", "/v1/messages"): Rule("monitor"),
+    ("GET", "/v1/received"): Rule("monitor"),
+    ("GET", "/v1/tlc/requests"): Rule("monitor"),
+    ("GET", "/v1/{service}/messages"): Rule("monitor"),
+    ("POST", "/v1/{service}/messages"): Rule("operator", "trigger"),
+    ("GET", "/v1/{service}/messages/{id}"): Rule("monitor"),
+    ("PUT", "/v1/{service}/messages/{id}"): Rule("operator", "update"),
+    ("DELETE", "/v1/{service}/messages/{id}"): Rule("operator", "stop"),
+    ("POST", "/v1/{service}/messages/{id}/terminate"): Rule("operator", "stop"),
+    ("POST", "/v1/integrations/controller/feed"): Rule("operator", "feed"),
+    ("GET", "/v1/integrations/controller"): Rule("monitor"),
+    ("GET", "/v1/integrations/status"): Rule("monitor"),
+    ("GET", "/v1/whoami"): Rule("monitor"),
+    ("POST", "/v1/admin/reload"): Rule("admin", "reload"),
+    ("GET", "/v1/admin/lockout"): Rule("admin"),
+    ("POST", "/v1/admin/unban"): Rule("admin", "unban"),
+    ("GET", "/v1/admin/tokens"): Rule("admin"),
+    ("POST", "/v1/admin/tokens"): Rule("admin", "token-add"),
+    ("DELETE", "/v1/admin/tokens/{token}"): Rule("admin", "token-revoke"),
+}
+UNLISTED = Rule("monitor")  # an unknown path or method: a client must authenticate to learn it is unknown
+
+
 def subject_text(peercert: dict) -> str:
     """The subject of a getpeercert() dict as ``CN=...,O=...`` (most specific first)."""
     parts = [f"{k}={v}" for rdn in peercert.get("subject", ()) for k, v in rdn]

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
 from aiohttp import web
 
 from rsu.api import auth as authmod
+from rsu.api.auth import RULES, UNLISTED
 from rsu.api.auth_config import AuditSettings, AuthSettings, TlsSettings, authenticates, is_loopback
 from rsu.api.lockout import Lockout, LockoutFile, RateLimiter
 from rsu.clock import Clock
@@ -37,43 +37,9 @@ from rsu.ops.audit import AuditLog
 log = logging.getLogger("rsu.api")
 
 
-@dataclass(frozen=True)
-class Rule:
-    role: str  # public, monitor, operator, admin
-    action: str | None = None  # audited action (a state change)
-
-
-# (method, route path as registered) -> rule; every route of the daemon's API is here (a test checks)
-RULES: dict[tuple[str, str], Rule] = {
-    ("GET", "/openapi.json"): Rule("public"),
-    ("GET", "/v1/health"): Rule("public"),
-    ("GET", "/metrics"): Rule("monitor"),
-    ("GET", "/v1/status"): Rule("monitor"),
-    ("GET", "/v1/messages"): Rule("monitor"),
-    ("GET", "/v1/received"): Rule("monitor"),
-    ("GET", "/v1/tlc/requests"): Rule("monitor"),
-    ("GET", "/v1/{service}/messages"): Rule("monitor"),
-    ("POST", "/v1/{service}/messages"): Rule("operator", "trigger"),
-    ("GET", "/v1/{service}/messages/{id}"): Rule("monitor"),
-    ("PUT", "/v1/{service}/messages/{id}"): Rule("operator", "update"),
-    ("DELETE", "/v1/{service}/messages/{id}"): Rule("operator", "stop"),
-    ("POST", "/v1/{service}/messages/{id}/terminate"): Rule("operator", "stop"),
-    ("POST", "/v1/integrations/controller/feed"): Rule("operator", "feed"),
-    ("GET", "/v1/integrations/controller"): Rule("monitor"),
-    ("GET", "/v1/integrations/status"): Rule("monitor"),
-    ("GET", "/v1/whoami"): Rule("monitor"),
-    ("POST", "/v1/admin/reload"): Rule("admin", "reload"),
-    ("GET", "/v1/admin/lockout"): Rule("admin"),
-    ("POST", "/v1/admin/unban"): Rule("admin", "unban"),
-    ("GET", "/v1/admin/tokens"): Rule("admin"),
-    ("POST", "/v1/admin/tokens"): Rule("admin", "token-add"),
-    ("DELETE", "/v1/admin/tokens/{token}"): Rule("admin", "token-revoke"),
-}
-UNLISTED = Rule("monitor")  # an unknown path or method: a client must authenticate to learn it is unknown
-
-IDENTITY_KEY = "rsu.identity"  # request[IDENTITY_KEY]: the Identity of the request
-AUDIT_TARGET_KEY = "rsu.audit_target"  # a handler may name the target of its action here
-AUDIT_RESULT_KEY = "rsu.audit_result"  # ... and a result other than its status says
+IDENTITY_KEY = web.RequestKey("rsu.identity", authmod.Identity)  # the Identity of the request
+AUDIT_TARGET_KEY = web.RequestKey("rsu.audit_target", dict)  # a handler may name the target of its action here
+AUDIT_RESULT_KEY = web.RequestKey("rsu.audit_result", str)  # ... and a result other than its status says
 GUARD_KEY = web.AppKey("rsu.guard", object)
 
 

@@ -193,7 +193,7 @@ class Guard:
 
     def _target(self, request: web.Request, body: Any) -> dict:
         target = {k: request.match_info[k] for k in ("service", "id", "token") if k in request.match_info}
-        if isinstance(body, dict):
+        if isinstance(body, dict) and "service" in request.match_info:  # the answer names the new entry
             for k in ("service", "id"):
                 if isinstance(body.get(k), (str, int)) and k not in target:
                     target[k] = str(body[k])

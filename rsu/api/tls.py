@@ -24,7 +24,7 @@ def server_context(cert_file: Path, key_file: Path, client_ca_file: Path | None 
     try:
         ctx.load_cert_chain(str(cert_file), str(key_file))
     except (OSError, ssl.SSLError) as e:
-        raise TlsError(f"api.tls.cert_file/key_file: cannot load {cert_file} with {key_file}: "
+        raise TlsError(f"api.tls.cert_file: cannot load {cert_file} with the key {key_file}: "
                        f"{_reason(e)}") from None
     if client_ca_file is not None:
         try:

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "rsu.cli.daemon_cmds",
     "rsu.cli.services_cmds",
     "rsu.cli.store_cmds",
+    "rsu.cli.admin_cmds",
 )
 
 

@@ -11,6 +11,7 @@ Checked, one issue per problem, all at once:
 * ``state_dir``: a directory (or creatable) and writable;
 * ``security``: the PKI loads (trust anchors, an AT with its private key), or the test PKI can be created;
 * ``api.host`` / ``api.port``: the address can be bound (an address of this machine, port free);
+* ``api.tls``: the certificate, its key and the client CA load;
 * ``integrations.controller.host`` / ``.port``: the same, for the UDP feed listener;
 * ``transports[i].pcap``: the file can be written;
 * ``transports[i]`` MQTT: ``ca_file`` / ``cert_file`` / ``key_file`` load as TLS files, ``password_file`` reads;
@@ -52,6 +53,8 @@ def host_issues(config: cfgmod.Config, *, running_rsu_is_fine: bool = True) -> l
     _security(config, add, state_ok)
     rsu_running = running_rsu_is_fine and _rsu_answers(config.api.host, config.api.port)
     _bind("api", socket.SOCK_STREAM, config.api.host, config.api.port, add, rsu_running)
+    if config.api.tls is not None:
+        _api_tls(config.api.tls, add)
     integrations = cfgmod.integrations_config(config)
     if integrations.controller is not None and integrations.controller.port is not None:
         c = integrations.controller
@@ -204,6 +207,17 @@ def _secret(path_name: str, cfg, add) -> None:
         return
     if not password:
         add(path_name, f"{cfg.password_file} is empty (the password is its first line)", fatal=False)
+
+
+def _api_tls(tls, add) -> None:
+    """The API's certificate, key and client CA load (rsu.api.tls: the daemon cannot start otherwise)."""
+    from rsu.api.tls import TlsError, server_context
+
+    try:
+        server_context(tls.cert_file, tls.key_file, tls.client_ca_file)
+    except TlsError as e:
+        path, _, message = str(e).partition(": ")
+        add(path, message)
 
 
 def _mqtt_files(prefix: str, cfg, add) -> None:

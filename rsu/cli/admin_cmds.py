@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--since", metavar="TIME", help="from this UTC time on (ISO 8601: 2026-12-03 or 2026-12-03T10:00:00Z)")
     q.add_argument("--until", metavar="TIME", help="before this UTC time")
     q.add_argument("--identity", metavar="TEXT", help="identities containing TEXT (token:<id>, cert:CN=...)")
-    q.add_argument("--action", metavar="ACTION", help="trigger, update, stop, reload, login-failure, ban, unban, "
-                                                      "token-add, token-revoke, rate-limited, feed")
+    q.add_argument("--action", metavar="ACTION", help="trigger, update, stop, feed, reload, login-failure, ban, "
+                                                      "unban, token-add, token-revoke")
     q.add_argument("--result", metavar="RESULT", help="ok, or a refusal such as forbidden or wrong_secret")
     q.add_argument("--json", action="store_true", help="one JSON object per line, as stored")
     q.set_defaults(func=cmd_audit_show)

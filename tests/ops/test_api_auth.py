@@ -217,3 +217,61 @@ async def test_lockout_ladder_over_https_survives_a_restart_and_an_admin_lifts_i
         assert bans[("rsu_api_bans_total", "permanent")] >= 1
     finally:
         await d.stop()
+
+
+async def test_rate_limit_per_identity_on_changes_counted_and_reloaded(tmp_path, pki):
+    clock = ManualClock(START)
+    api = {"tls": pki.tls(), "auth": {"clients": {"tmc-operator": "operator", "tmc-admin": "admin"},
+                                      "rate_limit": {"per_minute": 6, "burst": 2}}}
+    path = write_config(tmp_path, api)
+    d = await start(path, clock)
+    op, admin = pki.context(pki.clients["operator"]), pki.context(pki.clients["admin"])
+    try:
+        update = {"dissemination": {"repetition_interval_s": 2}}
+        assert (await call(d, "POST", "/v1/rlt/messages", ctx=op, body={"payload": MAPEM}))[0] == 201
+        assert (await call(d, "PUT", "/v1/rlt/messages/1201", ctx=op, body=update))[0] == 200
+        status, got, headers = await call(d, "PUT", "/v1/rlt/messages/1201", ctx=op, body=update)
+        assert (status, got["error"]["code"], headers["Retry-After"]) == (429, "rate_limited", "10")
+        for _ in range(5):  # reads are not limited
+            assert (await call(d, "GET", "/v1/rlt/messages/1201", ctx=op))[0] == 200
+        assert (await call(d, "POST", "/v1/admin/unban", ctx=admin, body={"all": True}))[0] == 200  # another identity
+        clock.advance(10)
+        assert (await call(d, "PUT", "/v1/rlt/messages/1201", ctx=op, body=update))[0] == 200
+        assert _series(d, "rsu_api_rate_limited_total") == {("rsu_api_rate_limited_total", "update"): 1.0}
+        # the refused update reached nothing: the services counted the two that went through
+        updates = {k: v for k, v in _series(d, "rsu_messages_triggered_total").items() if k[-1] == "update"}
+        assert list(updates.values()) == [2.0], updates
+        # a reload takes new roles and limits without a restart of the server (the bans and counts stay)
+        api["auth"]["clients"] = {"tmc-admin": "admin"}
+        api["auth"]["rate_limit"] = {"per_minute": 0, "burst": 1}
+        data = yaml.safe_load(path.read_text())
+        data["api"].update(api)
+        path.write_text(yaml.safe_dump(data))
+        assert (await call(d, "POST", "/v1/admin/reload", ctx=admin))[0] == 200
+        status, got, _ = await call(d, "GET", "/v1/status", ctx=op)
+        assert (status, got["error"]["code"]) == (401, "unauthenticated")  # tmc-operator has no role now
+        for _ in range(5):
+            assert (await call(d, "POST", "/v1/admin/unban", ctx=admin, body={"all": True}))[0] == 200
+    finally:
+        await d.stop()
+
+
+def test_every_audited_action_is_a_documented_action():
+    assert {r.action for r in RULES.values() if r.action} <= set(auditmod.ACTIONS)
+    assert UNLISTED.role == "monitor" and UNLISTED.action is None
+
+
+async def test_an_audit_log_that_cannot_be_written_refuses_to_acknowledge(tmp_path, pki):
+    clock = ManualClock(START)
+    (tmp_path / "not-a-file").mkdir()
+    path = write_config(tmp_path, {"audit": {"file": str(tmp_path / "not-a-file")}})
+    d = await start(path, clock)
+    try:
+        conn = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=conn) as s:
+            async with s.post(f"http://127.0.0.1:{d.api_port}/v1/rlt/messages", json={"payload": MAPEM}) as r:
+                got = await r.json()
+        assert r.status == 503 and got["error"]["code"] == "audit_failure"
+        assert str(tmp_path) not in json.dumps(got)  # no path, no internals
+    finally:
+        await d.stop()

@@ -20,6 +20,7 @@ Answers of the gate are ``{"error": {"code", "path", "reason", "message"}}`` wit
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -129,7 +130,8 @@ class Guard:
         route = request.match_info.route
         resource = route.resource
         path = resource.canonical if resource is not None else None
-        rule = RULES.get((request.method, path or ""), UNLISTED)
+        method = "GET" if request.method == "HEAD" else request.method  # HEAD of a GET route: the GET's rule
+        rule = RULES.get((method, path or ""), UNLISTED)
         address = request.remote or "?"
         if rule.role == "public" or (path == "/metrics" and self.metrics_public):
             return await handler(request)
@@ -249,7 +251,9 @@ def admin_routes(guard: Guard, reload: Callable[[], Awaitable[bool]] | None = No
     async def do_reload(request: web.Request) -> web.Response:
         if reload is None:
             return _refusal(409, "not_reloadable", "this daemon has no configuration file to reload")
-        ok = await reload()
+        # shielded: a reload that moves the API stops this very server, which cancels this handler; the
+        # reload itself must run to its end (applied, or rolled back) all the same
+        ok = await asyncio.shield(asyncio.ensure_future(reload()))
         if not ok:
             request[AUDIT_RESULT_KEY] = "rejected"
             return _refusal(409, "reload_rejected", "the configuration was not applied (see the daemon log)")

@@ -51,7 +51,7 @@ def host_issues(config: cfgmod.Config, *, running_rsu_is_fine: bool = True) -> l
 
     state_ok = _state_dir(config, add)
     _security(config, add, state_ok)
-    rsu_running = running_rsu_is_fine and _rsu_answers(config.api.host, config.api.port)
+    rsu_running = running_rsu_is_fine and _rsu_answers(config.api.host, config.api.port, config.api.tls is not None)
     _bind("api", socket.SOCK_STREAM, config.api.host, config.api.port, add, rsu_running)
     if config.api.tls is not None:
         _api_tls(config.api.tls, add)
@@ -146,11 +146,14 @@ def _security(config: cfgmod.Config, add, state_ok: bool) -> None:
             f"{config.tickets_path}: the authorization tickets do not load: {e}{hint}")
 
 
-def _rsu_answers(host: str, port: int) -> bool:
+def _rsu_answers(host: str, port: int, tls: bool = False) -> bool:
     if not port:
         return False
+    # over TLS the server is not verified: /v1/health only tells whether an rsu is the one holding the port
+    context = ssl._create_unverified_context() if tls else None  # noqa: S323
     try:
-        with urllib.request.urlopen(f"http://{_url_host(host)}:{port}/v1/health", timeout=2) as resp:
+        with urllib.request.urlopen(f"{'https' if tls else 'http'}://{_url_host(host)}:{port}/v1/health", timeout=2,
+                                    context=context) as resp:
             return json.load(resp).get("status") == "ok"
     except Exception:  # noqa: BLE001 - nothing, or not an rsu, answers there
         return False

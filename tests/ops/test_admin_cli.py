@@ -36,6 +36,8 @@ def test_tokens_unban_and_audit_show_through_the_cli(tmp_path):
     d.start()
     env = {"RSU_API_URL": d.url, "RSU_API_CACERT": str(ca.cert_file)}
     try:
+        r = run_rsu("check-config", str(d.config_path))  # the port is held by an rsu (over TLS): not an error
+        assert r.returncode == 0, r.stderr
         # the first admin token: written to the state directory while the daemon runs
         r = run_rsu("admin", "token", "add", "--role", "admin", "--name", "first admin", "--config", str(d.config_path))
         assert r.returncode == 0, r.stderr

@@ -77,6 +77,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/integrations/status"): Rule("monitor"),
     ("GET", "/v1/whoami"): Rule("monitor"),
     ("POST", "/v1/admin/reload"): Rule("admin", "reload"),
+    ("POST", "/v1/admin/pki/check"): Rule("admin", "pki"),
     ("GET", "/v1/admin/lockout"): Rule("admin"),
     ("POST", "/v1/admin/unban"): Rule("admin", "unban"),
     ("GET", "/v1/admin/tokens"): Rule("admin"),

@@ -241,8 +241,10 @@ class Guard:
 
 # ------------------------------------------------------------------------------------------------ routes
 
-def admin_routes(guard: Guard, reload: Callable[[], Awaitable[bool]] | None = None) -> list[web.RouteDef]:
-    """``/v1/whoami`` and the admin routes: reload, lockout table, unban, tokens."""
+def admin_routes(guard: Guard, reload: Callable[[], Awaitable[bool]] | None = None,
+                 pki_check: Callable[[], bool] | None = None) -> list[web.RouteDef]:
+    """``/v1/whoami`` and the admin routes: reload, PKI check (``pki_check()``: wake the PKI client so it
+    does what is due now; False when there is none), lockout table, unban, tokens."""
 
     async def whoami(request: web.Request) -> web.Response:
         ident = request[IDENTITY_KEY]
@@ -258,6 +260,12 @@ def admin_routes(guard: Guard, reload: Callable[[], Awaitable[bool]] | None = No
             request[AUDIT_RESULT_KEY] = "rejected"
             return _refusal(409, "reload_rejected", "the configuration was not applied (see the daemon log)")
         return web.json_response({"reloaded": True})
+
+    async def check_pki(request: web.Request) -> web.Response:
+        request[AUDIT_TARGET_KEY] = {"path": "pki"}
+        if pki_check is None or not pki_check():
+            return _refusal(409, "no_pki_client", "no PKI client is configured (pki:)")
+        return web.json_response({"woken": True})
 
     async def lockout(request: web.Request) -> web.Response:
         return web.json_response({"entries": guard.lockout.entries()})
@@ -298,6 +306,7 @@ def admin_routes(guard: Guard, reload: Callable[[], Awaitable[bool]] | None = No
             return _refusal(404, "unknown_token", "no such token")
 
     return [web.get("/v1/whoami", whoami), web.post("/v1/admin/reload", do_reload),
+            web.post("/v1/admin/pki/check", check_pki),
             web.get("/v1/admin/lockout", lockout), web.post("/v1/admin/unban", unban),
             web.get("/v1/admin/tokens", tokens), web.post("/v1/admin/tokens", add_token),
             web.delete("/v1/admin/tokens/{token}", revoke_token)]

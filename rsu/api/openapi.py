@@ -29,7 +29,7 @@ _ERRORS = {
 
 # codes of the gate and the admin routes (rsu.api.guard)
 GATE_CODES = ("unauthenticated", "forbidden", "banned", "rate_limited", "audit_failure", "reload_rejected",
-              "not_reloadable", "unknown_token")
+              "not_reloadable", "unknown_token", "no_pki_client")
 
 _SERVICE = {"name": "service", "in": "path", "required": True,
             "description": "tlm, rlt, ivi, tlc, gpc (or a message name: spatem, mapem, ivim, ssem, srem, rtcmem)",
@@ -210,6 +210,9 @@ _MORE_PATHS = {
     "/v1/integrations/status": {"get": {"summary": "Every integration's status", "responses": {"200": _ANY}}},
     "/v1/admin/reload": {"post": {"summary": "Re-read the configuration file (as SIGHUP); 409 if it is refused",
                                   "responses": {"200": _ANY, "409": _json(_ref("Error"), "reload_rejected")}}},
+    "/v1/admin/pki/check": {"post": {
+        "summary": "Wake the PKI client (pki:): it does now what is due (trust lists, enrolment, ATs); 409 without one",
+        "responses": {"200": _ANY, "409": _json(_ref("Error"), "no_pki_client")}}},
     "/v1/admin/lockout": {"get": {"summary": "Counted client addresses and identities, with their bans",
                                   "responses": {"200": _ANY}}},
     "/v1/admin/unban": {"post": {

@@ -9,7 +9,7 @@ larger than ``max_bytes`` the file is rotated (``audit.jsonl`` -> ``.1`` -> ``.2
 Entries name things, never carry them: no payload, no token, no key, no password. :func:`clean`
 keeps only the known fields, as short strings, so a caller cannot put content in by mistake.
 
-Actions: trigger, update, stop, feed (the traffic-controller feed over HTTP), reload, login-failure,
+Actions: trigger, update, stop, feed (the traffic-controller feed over HTTP), reload, pki, login-failure,
 ban, unban, token-add, token-revoke; an operation refused for its role is written with result
 ``forbidden``. (A request refused by the rate limit is counted in metrics, not written: a flood must
 not fill the log.) Results: ``ok``, or the refusal code (``forbidden``, ``validation``, ...).
@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 from rsu.clock import Clock, iso_utc
 
-ACTIONS = ("trigger", "update", "stop", "feed", "reload", "login-failure", "ban", "unban", "token-add",
+ACTIONS = ("trigger", "update", "stop", "feed", "reload", "pki", "login-failure", "ban", "unban", "token-add",
            "token-revoke")
 FIELDS = ("time", "identity", "role", "address", "action", "target", "result", "detail")
 TARGET_FIELDS = ("service", "id", "token", "key", "path")

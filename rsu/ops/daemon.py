@@ -389,6 +389,13 @@ class Daemon:
         if self.pki is not None:
             await self.pki.close()
 
+    def _pki_check(self) -> bool:
+        """The admin's "PKI check now" (POST /v1/admin/pki/check): wake the client; False without one."""
+        if self.pki is None:
+            return False
+        self.pki.wake.set()
+        return True
+
     def _pki_pick_up(self) -> None:
         """The signer takes the client's usable ATs (after each client outcome, and every housekeeping pass:
         expiries and CRLs apply without a request); our own ATs verify our looped-back messages."""
@@ -477,7 +484,7 @@ class Daemon:
             tls.cert_file, tls.key_file, tls.client_ca_file,
             require_client_certificate=tls.client_ca_file is not None and not api.auth.tokens)
         app = create_app(Facade(self), guard=self.guard)
-        app.add_routes(admin_routes(self.guard, self.reload if self.config_path else None))
+        app.add_routes(admin_routes(self.guard, self.reload if self.config_path else None, self._pki_check))
         app.add_routes(self._integration_routes())
         app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/v1/health", self._health_handler)

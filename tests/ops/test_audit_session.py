@@ -1,4 +1,4 @@
-"""The audit log of a scripted session over HTTPS (trigger, update, stop, reload, a refused change, login
+"""The audit log of a scripted session over HTTPS (trigger, update, stop, reload, a PKI action, a refused change, login
 failures and the ban they start, unban, token add and revoke), with no payload, token or key material in
 it; and kill -9 right after an acknowledged trigger leaves the trigger's line on disk."""
 
@@ -42,6 +42,8 @@ async def test_scripted_session_is_audited_in_order_without_secrets(tmp_path):
         assert status == 403  # an operator may not reload: refused, and written down
         status, _, _ = await call(d, "POST", "/v1/admin/reload", ctx=admin)
         assert status == 200
+        status, got, _ = await call(d, "POST", "/v1/admin/pki/check", ctx=admin)
+        assert (status, got["error"]["code"]) == (409, "no_pki_client")  # a PKI action, refused: no pki: here
         wrong = f"rsu1.{op_id}.not-the-secret"
         for _ in range(3):
             assert (await call(d, "GET", "/v1/status", ctx=plain, token=wrong, local="127.0.0.3"))[0] == 401
@@ -64,6 +66,7 @@ async def test_scripted_session_is_audited_in_order_without_secrets(tmp_path):
         (f"token:{op_id}", "operator", "stop", {"service": "rlt", "id": ident}, "ok"),
         (f"token:{op_id}", "operator", "reload", {}, "forbidden"),
         (admin_name, "admin", "reload", {}, "ok"),
+        (admin_name, "admin", "pki", {"path": "pki"}, "no_pki_client"),
         (f"token:{op_id}", None, "login-failure", {}, "wrong_secret"),
         (f"token:{op_id}", None, "login-failure", {}, "wrong_secret"),
         (f"token:{op_id}", None, "login-failure", {}, "wrong_secret"),

@@ -165,6 +165,8 @@ class Guard:
         claimed = self._claim(peercert, token)
         keys = [f"addr:{address}"] + ([f"id:{claimed}"] if claimed else [])
         if self.auth.lockout.enabled:
+            if self._lockout_file.changed():  # rsu admin unban --config wrote it (a rename: a new inode)
+                self._lockout_file.load(self.lockout)
             ban = self.lockout.banned(keys)
             if ban is not None:
                 self.metrics.api_refused("banned")

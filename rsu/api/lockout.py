@@ -151,18 +151,29 @@ class Lockout:
 
 
 class LockoutFile:
-    """The lockout table on disk (JSON, written atomically after every change)."""
+    """The lockout table on disk (JSON, written atomically after every change). Another process
+    (``rsu admin unban --config``) may change it: :meth:`changed` says so, :meth:`load` takes it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._seen: tuple[int, int] | None = None
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_ino
+
+    def changed(self) -> bool:
+        return self._stat() != self._seen
 
     def load(self, lockout: Lockout) -> int:
+        self._seen = self._stat()
         try:
             data = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return 0
         except (OSError, ValueError):
-            return 0  # damaged: start empty (the caller logs it)
+            data = {}  # missing or damaged: start empty
         return lockout.restore(data)
 
     def save(self, lockout: Lockout) -> None:
@@ -170,6 +181,7 @@ class LockoutFile:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, json.dumps(lockout.snapshot(), separators=(",", ":")).encode(), 0o600)
+        self._seen = self._stat()
 
 
 class RateLimiter:

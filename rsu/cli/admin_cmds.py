@@ -41,10 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Security administration of the running daemon's API.")
     cmds = p.add_subparsers(dest="admin_command", metavar="ACTION")
     q = cmds.add_parser("unban", help="lift a lockout ban", description="Lift the ban of a client address "
-                        "(addr:192.0.2.7) or identity (id:token:<id>, id:cert:CN=...), or of every banned key.")
+                        "(addr:192.0.2.7) or identity (id:token:<id>, id:cert:CN=...), or of every banned key: "
+                        "through the API, or with --config/--state-dir in the state directory (on the box, when "
+                        "every admin is locked out; the running daemon reads it again).")
     q.add_argument("key", metavar="KEY", nargs="?", help="addr:<address> or id:<identity> (see rsu admin lockout)")
     q.add_argument("--all", action="store_true", help="every ban")
-    add_api_option(q)
+    _local_or_api(q)
     q.set_defaults(func=cmd_unban)
     q = cmds.add_parser("lockout", help="counted addresses and identities, with their bans")
     add_api_option(q)
@@ -154,8 +156,22 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
 def cmd_unban(args: argparse.Namespace) -> int:
     if bool(args.key) == bool(args.all):
         raise CliError("give a KEY (addr:<address> or id:<identity>) or --all")
-    answer = _api(args, "POST", "/v1/admin/unban", {"all": True} if args.all else {"key": args.key})
-    lifted = answer.get("unbanned", [])
+    if _local(args):
+        from rsu.api.lockout import Lockout, LockoutFile
+        from rsu.clock import SystemClock
+
+        directory = _state_dir(args)
+        table, lockout = LockoutFile(directory / "api-lockout.json"), Lockout(SystemClock(), max_entries=10**6)
+        table.load(lockout)
+        lifted = lockout.unban(None if args.all else args.key)
+        try:
+            table.save(lockout)
+        except OSError as e:
+            raise CliError(f"{table.path}: {e.strerror or e}") from None
+        _local_audit(args, directory, "unban", {"key": args.key or "all"}, "rsu admin unban (state directory)")
+    else:
+        lifted = _api(args, "POST", "/v1/admin/unban", {"all": True} if args.all else {"key": args.key}
+                      ).get("unbanned", [])
     print(f"lifted: {', '.join(lifted)}" if lifted else "nothing to lift (no such key)")
     return 0 if lifted or args.all else 2
 
@@ -185,7 +201,8 @@ def _store(args: argparse.Namespace):
     return TokenStore(directory / "api-tokens.json", SystemClock()), directory
 
 
-def _local_audit(args: argparse.Namespace, directory: Path, action: str, target: dict) -> None:
+def _local_audit(args: argparse.Namespace, directory: Path, action: str, target: dict,
+                 detail: str = "rsu admin token (state directory)") -> None:
     """The local change in the audit log too (identity: the user on this machine)."""
     from rsu.clock import SystemClock
     from rsu.ops import audit as auditmod
@@ -196,7 +213,7 @@ def _local_audit(args: argparse.Namespace, directory: Path, action: str, target:
     log = auditmod.AuditLog(path, SystemClock())
     try:
         log.write(identity=f"local:{getpass.getuser()}", role="admin", action=action, target=target, result="ok",
-                  detail="rsu admin token (state directory)")
+                  detail=detail)
     except OSError as e:
         print(f"rsu: warning: the audit log {path} was not written: {e.strerror or e}", file=sys.stderr)
     finally:

@@ -83,6 +83,17 @@ def test_tokens_unban_and_audit_show_through_the_cli(tmp_path):
         assert actions == ["token-add", "login-failure", "token-add", "login-failure", "login-failure",
                            "login-failure", "ban", "ban", "unban", "token-revoke", "login-failure"], actions
         assert admin_token not in (d.dir / "state" / "audit.jsonl").read_text()
+        # every admin locked out at 127.0.0.1: the ban is lifted on the box, in the state directory
+        # (the refused status call above was this address's first failure)
+        assert [https_get(d.api_port, ctx, "rsu1.z.z", "127.0.0.1") for _ in range(2)] == [401] * 2
+        r = run_rsu("status", env=env)
+        assert r.returncode == 2 and b"banned" in r.stderr
+        r = run_rsu("admin", "unban", "addr:127.0.0.1", "--config", str(d.config_path))
+        assert r.returncode == 0 and "lifted: addr:127.0.0.1" in r.stdout.decode(), r.stderr
+        r = run_rsu("status", env=env)
+        assert r.returncode == 0, r.stderr  # the daemon read the table again
+        r = run_rsu("audit", "show", "--config", str(d.config_path), "--action", "unban")
+        assert "local:" in r.stdout.decode().splitlines()[-1] and "key=addr:127.0.0.1" in r.stdout.decode()
     finally:
         d.stop()
 

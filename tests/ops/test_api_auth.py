@@ -275,3 +275,30 @@ async def test_an_audit_log_that_cannot_be_written_refuses_to_acknowledge(tmp_pa
         assert str(tmp_path) not in json.dumps(got)  # no path, no internals
     finally:
         await d.stop()
+
+
+async def test_public_metrics_off_loopback_and_errors_without_internals(tmp_path, pki):
+    clock = ManualClock(START)
+    path = write_config(tmp_path, {"host": "0.0.0.0", "tls": pki.tls(),
+                                   "auth": {"tokens": True, "public_metrics": True}})
+    d = await start(path, clock)
+    try:
+        status, _, headers = await call(d, "GET", "/metrics", ctx=pki.context())
+        assert status == 200 and headers["Content-Type"].startswith("text/plain")
+        assert (await call(d, "GET", "/v1/status", ctx=pki.context()))[0] == 401
+        # a banned client's change never reaches the services
+        for _ in range(3):
+            await call(d, "POST", "/v1/rlt/messages", ctx=pki.context(), token="rsu1.abc.def", body={"payload": MAPEM})
+        status, got, _ = await call(d, "POST", "/v1/rlt/messages", ctx=pki.context(), token="rsu1.abc.def",
+                                    body={"payload": MAPEM})
+        assert (status, got["error"]["code"]) == (429, "banned") and d.layer.list() == []
+        # a damaged token store: 500 with nothing of the file, its path or a traceback in the answer
+        store = tmp_path / "state" / "api-tokens.json"
+        store.write_text('{"tokens": "secret-looking-content"')
+        status, got, _ = await call(d, "GET", "/v1/status", ctx=pki.context(), token="rsu1.abc.def",
+                                    local="127.0.0.9")
+        text = json.dumps(got)
+        assert status == 500 and got["error"]["code"] == "internal"
+        assert str(tmp_path) not in text and "secret-looking" not in text and "Traceback" not in text
+    finally:
+        await d.stop()

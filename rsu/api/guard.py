@@ -55,6 +55,24 @@ class GuardMetrics(Protocol):
     def limit_hit(self, limit: str) -> None: ...
 
 
+SAVE_INTERVAL_S = 1.0
+
+
+def address_key(address: str) -> str:
+    """The lockout counts an IPv6 client by its /64 (one host may hold a whole /64), an IPv4 one by its address."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 def _refusal(status: int, code: str, reason: str, headers: dict | None = None) -> web.Response:
     body = {"error": {"code": code, "path": "", "reason": reason, "message": f"{code}: (request): {reason}"}}
     return web.json_response(body, status=status, headers=headers)
@@ -69,6 +87,7 @@ class Guard:
         self._lockout_file = LockoutFile(state_dir / "api-lockout.json")
         self.lockout = Lockout(clock, max_entries=auth.lockout.max_entries, forget_after=auth.lockout.forget_after,
                                on_limit=metrics.limit_hit)
+        self._lockout_saved, self._lockout_dirty = float("-inf"), False
         loaded = self._lockout_file.load(self.lockout)
         if loaded:
             log.info("lockout: %d counted client(s) restored from %s", loaded, self._lockout_file.path)
@@ -89,12 +108,22 @@ class Guard:
         self.audit.max_bytes, self.audit.keep = audit.max_bytes, audit.keep
 
     def close(self) -> None:
+        if self._lockout_dirty:
+            self.save_lockout(force=True)
         self.audit.close()
 
     # ------------------------------------------------------------------------------------------- helpers
-    def save_lockout(self) -> None:
+    def save_lockout(self, force: bool = False) -> None:
+        """Write the lockout table: at once when ``force`` (a ban started or was lifted), else at most once
+        per second (a flood of failures from many addresses does not turn into a flood of fsyncs; a crash
+        loses at most the last second's counts, never a ban)."""
+        now = self.clock.now()
+        if not force and now - self._lockout_saved < SAVE_INTERVAL_S:
+            self._lockout_dirty = True
+            return
         try:
             self._lockout_file.save(self.lockout)
+            self._lockout_saved, self._lockout_dirty = now, False
         except OSError as e:
             log.error("lockout table not saved to %s: %s", self._lockout_file.path, e.strerror or e)
 
@@ -163,8 +192,10 @@ class Guard:
         peercert = transport.get_extra_info("peercert") if transport is not None else None
         token = authmod.bearer(request.headers.get("Authorization"))
         claimed = self._claim(peercert, token)
-        keys = [f"addr:{address}"] + ([f"id:{claimed}"] if claimed else [])
+        keys = [f"addr:{address_key(address)}"] + ([f"id:{claimed}"] if claimed else [])
         if self.auth.lockout.enabled:
+            if self._lockout_dirty:
+                self.save_lockout()
             if self._lockout_file.changed():  # rsu admin unban --config wrote it (a rename: a new inode)
                 self._lockout_file.load(self.lockout)
             ban = self.lockout.banned(keys)
@@ -187,8 +218,8 @@ class Guard:
                                      {"key": ban.key}, claimed=outcome.claimed or claimed, detail=f"{ban.failures} failures")
             except OSError as e:
                 log.error("audit log not written: %s", e.strerror or e)
-            if bans or self.auth.lockout.enabled:
-                self.save_lockout()
+            if self.auth.lockout.enabled:
+                self.save_lockout(force=bool(bans))
             return _refusal(401, "unauthenticated", "a valid client certificate or bearer token is needed",
                             {"WWW-Authenticate": 'Bearer realm="rsu"'})
         if self.auth.lockout.enabled and self.lockout.success(f"id:{outcome.name}"):
@@ -280,7 +311,7 @@ def admin_routes(guard: Guard, reload: Callable[[], Awaitable[bool]] | None = No
         if key is None and body.get("all") is not True:
             return _refusal(422, "validation", "give key (addr:<address> or id:<identity>) or all: true")
         lifted = guard.lockout.unban(key)
-        guard.save_lockout()
+        guard.save_lockout(force=True)
         request[AUDIT_TARGET_KEY] = {"key": key or "all"}
         if key is not None and not lifted:
             request[AUDIT_RESULT_KEY] = "unknown_key"

@@ -182,3 +182,12 @@ def test_audit_log_rotates_filters_and_keeps_only_known_fields(tmp_path):
     got = list(auditmod.read(tmp_path / "audit.jsonl", where))
     assert got and all(e["identity"] == "token:1" and e["action"] == "stop" and e["time"] >= "2026-12-03T10:50"
                        for e in got)
+
+
+def test_an_ipv6_client_is_counted_by_its_64():
+    from rsu.api.guard import address_key
+
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::7") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("192.0.2.7") == address_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert address_key("?") == "?"

@@ -93,6 +93,7 @@ class Guard:
             log.info("lockout: %d counted client(s) restored from %s", loaded, self._lockout_file.path)
         self.rate = RateLimiter(clock, auth.rate_limit.per_minute, auth.rate_limit.burst,
                                 auth.lockout.max_entries, metrics.limit_hit)
+        self._state_dir = state_dir
         self.audit = AuditLog(audit.file or state_dir / "audit.jsonl", clock, audit.max_bytes, audit.keep)
         self.configure(host, tls, auth, audit)
 
@@ -105,6 +106,10 @@ class Guard:
         self.lockout.max_entries, self.lockout.forget_after = auth.lockout.max_entries, auth.lockout.forget_after
         self.rate.per_minute, self.rate.burst = auth.rate_limit.per_minute, auth.rate_limit.burst
         self.rate.max_entries = auth.lockout.max_entries
+        path = audit.file or self._state_dir / "audit.jsonl"
+        if path != self.audit.path:  # a new file from now on (the old one is closed, not moved)
+            self.audit.close()
+            self.audit = AuditLog(path, self.clock, audit.max_bytes, audit.keep)
         self.audit.max_bytes, self.audit.keep = audit.max_bytes, audit.keep
 
     def close(self) -> None:

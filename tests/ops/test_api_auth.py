@@ -244,6 +244,7 @@ async def test_rate_limit_per_identity_on_changes_counted_and_reloaded(tmp_path,
         # a reload takes new roles and limits without a restart of the server (the bans and counts stay)
         api["auth"]["clients"] = {"tmc-admin": "admin"}
         api["auth"]["rate_limit"] = {"per_minute": 0, "burst": 1}
+        api["audit"] = {"file": str(tmp_path / "audit-2.jsonl")}
         data = yaml.safe_load(path.read_text())
         data["api"].update(api)
         path.write_text(yaml.safe_dump(data))
@@ -252,6 +253,8 @@ async def test_rate_limit_per_identity_on_changes_counted_and_reloaded(tmp_path,
         assert (status, got["error"]["code"]) == (401, "unauthenticated")  # tmc-operator has no role now
         for _ in range(5):
             assert (await call(d, "POST", "/v1/admin/unban", ctx=admin, body={"all": True}))[0] == 200
+        after = [e["action"] for e in auditmod.read(tmp_path / "audit-2.jsonl")]
+        assert after == ["reload", "login-failure"] + ["unban"] * 5  # the new file from the reload on (its own line)
     finally:
         await d.stop()
 

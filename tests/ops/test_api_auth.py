@@ -9,6 +9,7 @@ certificates made here), real aiohttp clients, an injected manual clock.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from rsu.api.auth import RULES, UNLISTED
+from rsu.api.client import Client
 from rsu.api.tls import client_context
 from rsu.clock import ManualClock
 from rsu.ops import audit as auditmod
@@ -219,7 +221,7 @@ async def test_lockout_ladder_over_https_survives_a_restart_and_an_admin_lifts_i
         await d.stop()
 
 
-async def test_rate_limit_per_identity_on_changes_counted_and_reloaded(tmp_path, pki):
+async def test_rate_limit_per_identity_on_changes_counted_and_reloaded(tmp_path, pki, monkeypatch):
     clock = ManualClock(START)
     api = {"tls": pki.tls(), "auth": {"clients": {"tmc-operator": "operator", "tmc-admin": "admin"},
                                       "rate_limit": {"per_minute": 6, "burst": 2}}}
@@ -227,6 +229,15 @@ async def test_rate_limit_per_identity_on_changes_counted_and_reloaded(tmp_path,
     d = await start(path, clock)
     op, admin = pki.context(pki.clients["operator"]), pki.context(pki.clients["admin"])
     try:
+        # without tokens a client certificate is required at the handshake
+        with pytest.raises(aiohttp.ClientError):
+            await call(d, "GET", "/v1/health", ctx=pki.context())
+        # the CLI's client, with its certificate from the environment
+        cert, key = pki.clients["admin"]
+        for name, value in (("RSU_API_CERT", cert), ("RSU_API_KEY", key), ("RSU_API_CACERT", pki.ca.cert_file)):
+            monkeypatch.setenv(name, str(value))
+        who = await asyncio.to_thread(Client(url(d, "")).request, "GET", "/v1/whoami")
+        assert who == {"identity": "cert:CN=tmc-admin,O=rsu tests", "role": "admin", "kind": "certificate"}
         update = {"dissemination": {"repetition_interval_s": 2}}
         assert (await call(d, "POST", "/v1/rlt/messages", ctx=op, body={"payload": MAPEM}))[0] == 201
         assert (await call(d, "PUT", "/v1/rlt/messages/1201", ctx=op, body=update))[0] == 200

@@ -3,9 +3,10 @@
     python bench/bench_pipeline.py [--repeat N]
 
 Steps measured (µs, median): raw ECDSA P-256 sign; UPER encode of the 4-arm SPATEM example
-(with and without validation); SecurityService.sign of the PDU (digest signer, content known);
-GN/BTP packet build + sign (what a secured GeoNetworking transport does); the whole send path
-(encode + GN build + sign); and the receive path (parse + verify + decode + SSP check).
+(with and without validation); SecurityService.sign of the PDU (digest signer, a SignRequest with
+the content's SSP requirement); GN/BTP packet build + sign (the send pipeline with one secured
+GeoNetworking transport); the whole send path (encode + SSP requirement + pipeline: GN build + sign);
+and the receive path (parse + verify + decode + SSP check).
 """
 
 from __future__ import annotations
@@ -27,9 +28,13 @@ from _timing import median_us  # noqa: E402
 from rsu import catalog  # noqa: E402
 from rsu.clock import SystemClock  # noqa: E402
 from rsu.codec.facilities import get_codec  # noqa: E402
+from rsu.pipeline.send import GnFramer, SendPipeline  # noqa: E402
+from rsu.security import ssp  # noqa: E402
 from rsu.security.pki import init_pki  # noqa: E402
 from rsu.security.pool import AtPool  # noqa: E402
+from rsu.security.request import SignRequest  # noqa: E402
 from rsu.security.service import SecurityService  # noqa: E402
+from rsu.services.model import Transmission  # noqa: E402
 from rsu.security.verify import TrustStore, Verifier  # noqa: E402
 from rsu.transports import gn  # noqa: E402
 from rsu.transports.base import DisseminationParams, GeoArea  # noqa: E402
@@ -54,20 +59,24 @@ def main() -> int:
         trust = TrustStore.from_directory(d)
         security = SecurityService(AtPool.load_directory(Path(d) / "at", clock), Verifier(clock, trust), clock)
         receiver = Verifier(clock, trust)
-    security.note_content(kind, pdu, value)
+    requirement = ssp.required(kind, value)
     key = ec.generate_private_key(ec.SECP256R1())
     digest = bytes(32)
-    core = GnCore(GnUdpConfig(latitude=44.8376, longitude=-0.5794), clock,
-                  sign=lambda inner, k: security.sign(k, inner, pdu_offset=gn.parse_inner(inner, exact=True)[5]))
+    core = GnCore(GnUdpConfig(latitude=44.8376, longitude=-0.5794), clock)
+    pipeline = SendPipeline([GnFramer(core)], [core.name], security)
     params = DisseminationParams(kind, destination=GeoArea(44.837592, -0.579431, "circle", 300))
-    frame = core.build_frame(pdu, params)
+
+    def transmission(p: bytes, req: ssp.Requirement) -> Transmission:
+        return Transmission("tlm", "1", kind, p, params, False, 0, None, clock.now(), 0, req)
+
+    tx = transmission(pdu, requirement)
+    frame = pipeline.send(tx, clock.now())[0].frame
     packet = gn.parse_packet(frame[14:])
     receiver.verify(packet.secured, kind, payload_offset=packet.payload_offset)  # learn the certificate
 
     def send_path():
         p = codec.encode(value, kind, validate=False)
-        security.note_content(kind, p, value)
-        core.build_frame(p, params)
+        pipeline.send(transmission(p, ssp.required(kind, value)), clock.now())
 
     def receive_path():
         pk = gn.parse_packet(frame[14:])
@@ -80,8 +89,10 @@ def main() -> int:
         ("UPER encode, validated (API edge)", median_us(lambda: codec.encode(value, kind), args.repeat, INNER)),
         ("UPER encode, not validated (service-made values)",
          median_us(lambda: codec.encode(value, kind, validate=False), args.repeat, INNER)),
-        ("sign the PDU (SecurityService, content noted)", median_us(lambda: security.sign(kind, pdu), args.repeat, INNER)),
-        ("GN/BTP build + sign (secured GN transport)", median_us(lambda: core.build_frame(pdu, params), args.repeat, INNER)),
+        ("sign the PDU (SecurityService, SignRequest)",
+         median_us(lambda: security.sign(SignRequest(requirement, pdu)), args.repeat, INNER)),
+        ("GN/BTP build + sign (send pipeline, secured GN transport)",
+         median_us(lambda: pipeline.send(tx, clock.now()), args.repeat, INNER)),
         ("send path: encode + GN build + sign", median_us(send_path, args.repeat, INNER)),
         ("receive path: GN parse + verify + decode + SSP check", median_us(receive_path, args.repeat, INNER)),
     ]

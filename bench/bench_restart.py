@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from _timing import median_us  # noqa: E402
 
 from rsu.codec.facilities import get_codec  # noqa: E402
-from rsu.ops.dissect import dissect  # noqa: E402
+from rsu.dissect import dissect  # noqa: E402
 from tests.ops.daemonproc import MulticastReceiver, RsuDaemon, example, group_and_port  # noqa: E402
 
 

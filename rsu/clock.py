@@ -36,7 +36,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 ITS_EPOCH_POSIX = 1072915200  # 2004-01-01T00:00:00Z as POSIX seconds
@@ -91,7 +91,7 @@ def _as_posix(t: float | datetime | str) -> float:
         t = parse_iso8601(t)
     if isinstance(t, datetime):
         if t.tzinfo is None:
-            t = t.replace(tzinfo=timezone.utc)
+            t = t.replace(tzinfo=UTC)
         return t.timestamp()
     return float(t)
 
@@ -102,7 +102,7 @@ def parse_iso8601(text: str) -> datetime:
     if s.endswith(("Z", "z")):
         s = s[:-1] + "+00:00"
     dt = datetime.fromisoformat(s)
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def tai_utc_offset(posix: float) -> int:
@@ -157,7 +157,7 @@ def timestamp_its_to_posix(ms: int) -> float:
 
 def iso_utc(posix: float) -> str:
     """POSIX seconds -> ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``."""
-    dt = datetime.fromtimestamp(posix, tz=timezone.utc)
+    dt = datetime.fromtimestamp(posix, tz=UTC)
     text = dt.isoformat(timespec="microseconds" if dt.microsecond else "seconds")
     return text.replace("+00:00", "Z")
 

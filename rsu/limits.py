@@ -10,7 +10,7 @@ and default to :func:`ignore`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 OnLimit = Callable[[str], None]
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 from urllib.parse import quote
 
 from aiohttp import web
@@ -34,6 +34,7 @@ from aiohttp import web
 from rsu.aio import wait_event
 from rsu.api import DEFAULT_HOST, DEFAULT_PORT
 from rsu.services.errors import ServiceError
+from rsu.services.ports import DataProviding, ServiceStats, Triggering
 
 if TYPE_CHECKING:
     import ssl
@@ -65,18 +66,9 @@ STREAMS_KEY = web.AppKey("rsu.streams", set)
 KEEPALIVE_KEY = web.AppKey("rsu.keepalive", float)
 
 
-class ServicesFacade(Protocol):
-    """What the API needs from the services layer (``ServiceLayer`` implements it)."""
-
-    def trigger(self, service: str, request: dict) -> dict: ...
-    def update(self, service: str, ident: str, request: dict) -> dict: ...
-    def terminate(self, service: str, ident: str, request: dict | None = None) -> dict: ...
-    def list(self, service: str | None = None) -> list[dict]: ...
-    def get(self, service: str, ident: str) -> dict: ...
-    def pending_requests(self) -> list[dict]: ...
-    def subscribe(self, services: Iterable[str] | None = None, types: Iterable[str] | None = None,
-                  last_id: int | None = None) -> Any: ...
-    def stats(self) -> dict: ...
+class ServicesFacade(Triggering, DataProviding, ServiceStats, Protocol):
+    """What the API needs from the services layer: IS_Triggering, IS_DataProviding and ``stats`` (GET
+    /v1/status). ``ServiceLayer`` implements it; the daemon serves :class:`rsu.api.services.ApiServices`."""
 
 
 def _error(code: str, path: str, reason: str, status: int | None = None) -> web.Response:
@@ -238,7 +230,7 @@ async def _close_streams(app: web.Application) -> None:
         wake.set()
 
 
-def create_app(facade: ServicesFacade, *, keepalive_s: float = 15.0, guard: "Guard | None" = None) -> web.Application:
+def create_app(facade: ServicesFacade, *, keepalive_s: float = 15.0, guard: Guard | None = None) -> web.Application:
     """The API application around ``facade``; ``guard`` (rsu.api.guard) authenticates, authorizes, limits
     and audits every request before its handler runs (None: no gate, as in unit tests of the routes)."""
     middlewares = [_errors] if guard is None else [_errors, guard.middleware]

@@ -19,6 +19,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from rsu.clock import Clock, iso_utc
@@ -106,7 +107,7 @@ def common_name(peercert: dict) -> str | None:
     return None
 
 
-def certificate_identity(peercert: dict, clients: dict[str, str], default_role: str | None) -> Identity | Refusal:
+def certificate_identity(peercert: dict, clients: Mapping[str, str], default_role: str | None) -> Identity | Refusal:
     """The identity of a verified client certificate: its CN's role in ``clients``, else ``default_role``."""
     name = "cert:" + subject_text(peercert)
     role = clients.get(common_name(peercert) or "", default_role)

@@ -9,12 +9,15 @@ clients must authenticate.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
 
-from rsu.ops.config_core import duration
+from rsu.ops.config_core import Seconds, within
 
 Role = Literal["monitor", "operator", "admin"]
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
@@ -37,8 +40,8 @@ class RateLimit(_Section):
     """Requests that change state (POST, PUT, DELETE), per identity: a bucket of ``burst`` refilled at
     ``per_minute``. 0 = no limit."""
 
-    per_minute: float = Field(600, ge=0, le=1_000_000)
-    burst: int = Field(60, ge=1, le=100_000)
+    per_minute: float = Field(default=600, ge=0, le=1_000_000)
+    burst: int = Field(default=60, ge=1, le=100_000)
 
 
 class LockoutSettings(_Section):
@@ -46,8 +49,9 @@ class LockoutSettings(_Section):
     identity, kept in ``<state_dir>/api-lockout.json`` across restarts."""
 
     enabled: bool = True
-    max_entries: int = Field(10_000, ge=16, le=1_000_000, description="addresses and identities remembered")
-    forget_after: duration(3600, 365 * 86400) = 7 * 86400.0  # a counter without failure for this long is forgotten
+    max_entries: int = Field(default=10_000, ge=16, le=1_000_000, description="addresses and identities remembered")
+    # a count without a new failure for this long is forgotten
+    forget_after: Annotated[Seconds, within(3600, 365 * 86400)] = 7 * 86400.0
 
 
 class AuthSettings(_Section):
@@ -90,3 +94,49 @@ def host_problem(host: str, tls: TlsSettings | None, auth: AuthSettings) -> str 
            "the API has no authentication configured (api.tls with client_ca_file for client certificates, or "
            "api.auth.tokens with api.tls), so it listens on loopback only")
     return f"expected a loopback address (127.0.0.1, ::1 or localhost), found {host!r}: {why}"
+
+
+def host_issue(cls: Any, data: Any, handler: Callable[[Any], Any]) -> Any:
+    """The ``api`` section's model validator (mode="wrap"): ``api.host`` is refused by :func:`host_problem`,
+    reported with the section's other errors when it has any (all at once)."""
+    try:
+        section = handler(data)
+    except ValidationError as e:
+        problem = _raw_host_problem(data)
+        if problem is None:
+            raise
+        errors = [_again(err) for err in e.errors()]
+        raise ValidationError.from_exception_data(e.title, errors + [_host_error(data, problem)]) from None
+    problem = host_problem(section.host, section.tls, section.auth)
+    if problem is not None:
+        raise ValidationError.from_exception_data(cls.__name__, [_host_error(data, problem)])
+    return section
+
+
+_KNOWN = set(get_args(ErrorType))
+
+
+def _again(err: Any) -> InitErrorDetails:
+    """An error of a ValidationError, as it can be raised again (with another)."""
+    if err["type"] in _KNOWN:
+        return {"type": err["type"], "loc": err["loc"], "input": err["input"], "ctx": err.get("ctx") or {}}
+    ctx = {**(err.get("ctx") or {}), "_text": err["msg"]}
+    return {"type": PydanticCustomError(err["type"], "{_text}", ctx), "loc": err["loc"], "input": err["input"]}
+
+
+def _host_error(data: Any, problem: str) -> InitErrorDetails:
+    host = data.get("host") if isinstance(data, dict) else None
+    return {"type": PydanticCustomError("value_error", "{error}", {"error": problem}), "loc": ("host",),
+            "input": host}
+
+
+def _raw_host_problem(data: Any) -> str | None:
+    """host_problem() of a section whose other settings may be wrong (a wrong tls or auth: no judgement)."""
+    if not isinstance(data, dict) or not isinstance(data.get("host"), str):
+        return None
+    try:
+        tls = TlsSettings.model_validate(data["tls"]) if data.get("tls") is not None else None
+        auth = AuthSettings.model_validate(data.get("auth") or {})
+    except ValidationError:
+        return None
+    return host_problem(data["host"], tls, auth)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import urllib.error
 import urllib.request
+from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from rsu.api import DEFAULT_HOST, DEFAULT_PORT
@@ -51,7 +53,7 @@ class Client:
         self.base_url = (base_url or default_url()).rstrip("/")
         self.timeout = timeout
         self.token = token
-        self._context = None
+        self._context: ssl.SSLContext | None = None
         self._ready = False
 
     def _credentials(self) -> None:
@@ -64,8 +66,8 @@ class Client:
 
             env = os.environ.get
             try:
-                self._context = client_context(env("RSU_API_CACERT") or None, env("RSU_API_CERT") or None,
-                                               env("RSU_API_KEY") or None)
+                self._context = client_context(*(Path(v) if v else None for v in (
+                    env("RSU_API_CACERT"), env("RSU_API_CERT"), env("RSU_API_KEY"))))
             except TlsError as e:
                 raise ApiUnreachable(str(e)) from None
         self._ready = True

@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -254,9 +255,10 @@ class Guard:
                 self._write_or_log(identity, address, action, f"http-{e.status}", self._target(request, None))
             raise
         body = None
-        if isinstance(response, web.Response) and response.content_type == "application/json" and response.body:
+        raw = response.body if isinstance(response, web.Response) else None
+        if isinstance(raw, (bytes, bytearray)) and raw and response.content_type == "application/json":
             try:
-                body = json.loads(response.body)
+                body = json.loads(raw)
             except (TypeError, ValueError):
                 body = None
         result = request.get(AUDIT_RESULT_KEY) or ("ok" if response.status < 400 else

@@ -17,9 +17,9 @@ new failure for ``forget_after`` is forgotten unless banned for good. The table 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from rsu.clock import Clock
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
-from rsu import __version__
+from rsu import __version__, catalog
 from rsu.services.defaults import MESSAGE_DEFAULTS, SERVICE_ALIASES
 from rsu.services.errors import CODES
 
@@ -32,7 +33,7 @@ GATE_CODES = ("unauthenticated", "forbidden", "banned", "rate_limited", "audit_f
               "not_reloadable", "unknown_token", "no_pki_client")
 
 _SERVICE = {"name": "service", "in": "path", "required": True,
-            "description": "tlm, rlt, ivi, tlc, gpc (or a message name: spatem, mapem, ivim, ssem, srem, rtcmem)",
+            "description": f"{', '.join(catalog.SERVICES)} (or a message name: {', '.join(catalog.BY_NAME)})",
             "schema": {"type": "string", "enum": sorted(SERVICE_ALIASES)}}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
        "description": "entry id, URL-encoded: '1201', '7.1201+1202', 'FR57-310', 'ssem-1201', 'default'"}
@@ -242,7 +243,7 @@ def document() -> dict:
     rsu.api.auth.RULES) and its security requirement."""
     from rsu.api.auth import RULES, UNLISTED
 
-    doc = copy.deepcopy(_DOC)
+    doc: dict[str, Any] = copy.deepcopy(_DOC)
     doc["paths"].update(copy.deepcopy(_MORE_PATHS))
     doc["components"]["securitySchemes"] = {
         "clientCertificate": {"type": "mutualTLS", "description": "a client certificate of api.tls.client_ca_file; "

@@ -53,7 +53,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from rsu.ops.dissect import LayerError, dissect, to_json
+    from rsu.dissect import LayerError, dissect, to_json
 
     data = read_input_bytes(args.input)
     try:

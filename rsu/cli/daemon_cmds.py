@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rsu.ops.daemon import run
+    from rsu.ops.runner import run
 
     return run(args.config, args.overrides)
 

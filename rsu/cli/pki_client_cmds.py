@@ -58,7 +58,6 @@ def _client(args, *, identity: bool = False, read_only: bool = False):
     from rsu.pki.client import PkiClient, lock_state
     from rsu.pki.errors import PkiError
     from rsu.pki.identity import ensure_identity
-    from rsu.security import ssp
 
     try:
         cfg = cfgmod.load(args.config)
@@ -68,7 +67,7 @@ def _client(args, *, identity: bool = False, read_only: bool = False):
         raise CliError(f"{args.config}: no pki: section (the PKI client is not configured)")
     section = cfg.pki
     state = pkicfg.state_path(section, cfg.state_path)
-    provider = ssp.ServiceProvider.of(cfg.services.ivi_provider.country, cfg.services.ivi_provider.issuer)
+    provider = cfg.services.ivi_provider.service_provider
     lock = store = None
     try:
         lock = None if read_only else lock_state(state, exclusive=True)

@@ -173,7 +173,7 @@ def cmd_cert_show(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from rsu.clock import ManualClock, parse_iso8601
-    from rsu.ops.dissect import Layer, LayerError, dissect
+    from rsu.dissect import Layer, LayerError, dissect
     from rsu.security.certs import Certificate, CertificateError
     from rsu.security.verify import TrustStore, Verifier
 
@@ -235,27 +235,19 @@ def verify_frame(layers: list, verifier, clock, at: float | None) -> dict:
     and, for a secured GeoNetworking packet, the facilities PDU found after the signed GN headers."""
     from rsu import catalog
     from rsu.clock import time64_to_posix
+    from rsu.dissect import signed_part
     from rsu.security.verify import ParseError, Reason, VerificationResult, parse_signed
 
     names = [layer.name for layer in layers]
     message = next((layer.fields.get("type") for layer in layers if layer.name == "facilities"), None)
     error = next((layer.fields["error"] for layer in layers if layer.name == "error"), None)
-    index = names.index("secured") if "secured" in names else None
-    if index is None:
+    part = signed_part(layers)
+    if part is None:
         reason, detail = (Reason.MALFORMED, error) if error else \
             (Reason.NOT_SIGNED, "no IEEE 1609.2 data in this frame: it is not signed")
         result = VerificationResult(reason, detail)
     else:
-        secured = layers[index].raw
-        expected, offset = None, 0
-        for layer in layers:  # the BTP port names the message type (outer GN layer, or the signed inner one)
-            port = layer.fields.get("btp", {}).get("destination_port") if layer.name == "geonetworking" else None
-            if port is not None:
-                expected = catalog.BY_BTP_PORT.get(port)
-        inner = layers[index + 1] if index + 1 < len(layers) else None
-        if inner is not None and inner.name == "geonetworking":  # signed GN common/extended headers + BTP
-            btp_payload = len(inner.payload) if inner.payload is not None else inner.fields["btp"]["payload_length"]
-            offset = len(inner.raw) - btp_payload
+        secured = part.secured
         if at is not None:
             clock.set(at)
         else:
@@ -263,7 +255,7 @@ def verify_frame(layers: list, verifier, clock, at: float | None) -> dict:
                 clock.set(time64_to_posix(parse_signed(secured).header["generationTime"]))
             except ParseError:
                 pass  # the verifier reports why the message cannot be parsed
-        result = verifier.verify(secured, expected, payload_offset=offset)
+        result = verifier.verify(secured, part.expected, payload_offset=part.payload_offset)
         if result.pdu is not None:
             message = result.pdu.kind.pdu
         elif message is None and result.psid in catalog.BY_ITS_AID:

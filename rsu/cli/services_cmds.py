@@ -11,9 +11,10 @@ import json
 import sys
 from typing import Any
 
+from rsu import catalog
 from rsu.cli.common import CliError, add_api_option, print_json, read_source
 
-SERVICES = ("tlm", "rlt", "ivi", "tlc", "gpc", "spatem", "mapem", "ivim", "ssem", "srem", "rtcmem")
+SERVICES = tuple(catalog.SERVICE_ALIASES)  # service names, then message names
 
 
 def _add_dissemination(p: argparse.ArgumentParser) -> None:
@@ -46,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trigger", help="trigger a new message of a service (API)",
                        description="Trigger a message: TLM (a SPATEM state), RLT (MAPEM), IVI (IVIM), TLC (SSEM, "
                                    "a decision, or an SREM to relay), GPC (RTCMEM). Prints the identification.")
-    p.add_argument("service", metavar="SERVICE", type=str.lower, choices=SERVICES, help="tlm, rlt, ivi, tlc, gpc (or a message name)")
+    p.add_argument("service", metavar="SERVICE", type=str.lower, choices=SERVICES,
+                   help=f"{', '.join(catalog.SERVICES)} (or a message name)")
     _add_payload(p, True)
     _add_dissemination(p)
     add_api_option(p)

@@ -84,7 +84,7 @@ class CompiledSet:
     name: str
     codec: str
     spec: Any  # asn1tools.compiler.Specification
-    parsed: dict  # asn1tools.parse_string() result: module -> {types, values, imports, ...}
+    parsed: dict[str, Any]  # asn1tools.parse_string() result: module -> {types, values, imports, ...}
     sources: dict[str, str]  # file name -> text (for facts the parser drops, e.g. object sets)
     digest: str
 
@@ -99,17 +99,18 @@ def _digest(set_name: str, codec: str, sources: dict[str, str]) -> str:
     return h.hexdigest()
 
 
-def _read_cache(path: Path) -> tuple | None:
+def _read_cache(path: Path) -> tuple[Any, ...] | None:
     try:
         with path.open("rb") as f:
-            return pickle.load(f)
+            payload: tuple[Any, ...] = pickle.load(f)
+            return payload
     except FileNotFoundError:
         return None
     except Exception:  # a corrupt or foreign cache file is simply rebuilt
         return None
 
 
-def _write_cache(path: Path, payload: tuple) -> None:
+def _write_cache(path: Path, payload: tuple[Any, ...]) -> None:
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pickle")
@@ -124,7 +125,7 @@ def _write_cache(path: Path, payload: tuple) -> None:
         pass  # a read-only or full cache directory costs start-up time, nothing else
 
 
-def per_effective_constraints(parsed: dict) -> dict:
+def per_effective_constraints(parsed: dict[str, Any]) -> dict[str, Any]:
     """Rewrite value-range unions (``2..4 | 6..8``) to the range that spans them (``2..8``), in place.
 
     X.691 encodes a constrained whole number by its *effective* constraint, the smallest
@@ -134,7 +135,7 @@ def per_effective_constraints(parsed: dict) -> dict:
     validation (``rsu.codec.values``), which reads the unmodified parse tree.
     """
 
-    def walk(node):
+    def walk(node: object) -> None:
         if isinstance(node, dict):
             ranges = node.get("restricted-to")
             if isinstance(ranges, (list, tuple)):
@@ -154,7 +155,7 @@ def per_effective_constraints(parsed: dict) -> dict:
     return parsed
 
 
-def _numeric_bound(r) -> bool:
+def _numeric_bound(r: object) -> bool:
     items = r if isinstance(r, (list, tuple)) else [r]
     return all(isinstance(v, int) and not isinstance(v, bool) for v in items)
 

@@ -13,13 +13,14 @@ NotImplementedError for the extension), so a fixed asn1tools is left alone.
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 from asn1tools.codecs import uper
 
 _PATCHED = False
 
 
-def _bitstring_encode(self, data, encoder):
+def _bitstring_encode(self: Any, data: tuple[bytes, int], encoder: Any) -> Any:
     value, number_of_bits = data
     if self.has_extension_marker and not (self.minimum <= number_of_bits <= self.maximum):
         encoder.append_bit(1)
@@ -27,7 +28,7 @@ def _bitstring_encode(self, data, encoder):
     return _original_encode(self, data, encoder)
 
 
-def _bitstring_decode(self, decoder):
+def _bitstring_decode(self: Any, decoder: Any) -> Any:
     if self.has_extension_marker:
         if decoder.read_bit():
             return self.decode_unbound(decoder)

@@ -3,7 +3,7 @@
 Layer: facilities PDUs only (ItsPduHeader + message body, UPER, unsigned). Nothing outside
 this module touches asn1tools for IS messages.
 
-UPER goes through the generated codec (``rsu/codec/generated_uper.py``, written by
+UPER goes through the generated codec (``rsu/codec/generated/uper.py``, written by
 ``python -m rsu.codec.gen`` and checked against asn1tools and pycrate by
 tests/test_codec_generated.py) when it was generated from the ASN.1 modules in use; asn1tools
 remains the reference and the fallback: for ``RSU_UPER=asn1tools`` (or ``uper="asn1tools"``),
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,10 @@ try:  # asn1tools' UPER bit reader, to count the bits a decode consumed
 except ImportError:  # pragma: no cover
     _UperDecoder = None
 
+# the generated UPER backend (rsu.codec.generated_uper): Python value form in and out, per kind name
+Encoders = dict[str, Callable[[Any], bytes]]
+Decoders = dict[str, Callable[[bytes], tuple[Any, int]]]
+
 HEADER_BYTES = 6  # ItsPduHeader in UPER: protocolVersion (8 bits), messageID (8), stationID (32)
 
 
@@ -50,7 +55,7 @@ class DecodedPdu:
     """A decoded facilities PDU: its kind and its whole value (header + body, Python value form)."""
 
     kind: MessageKind
-    value: dict
+    value: dict[str, Any]
 
     @property
     def header(self) -> ItsPduHeader:
@@ -84,7 +89,8 @@ class FacilitiesCodec:
 
     # helpers for the regional transform (typed value of a named type <-> its UPER bytes)
     def _encode_open(self, type_name: str, value: Any) -> bytes:
-        return self._spec.encode(type_name, value)
+        data: bytes = self._spec.encode(type_name, value)
+        return data
 
     def _decode_open(self, type_name: str, data: bytes) -> Any:
         return self._spec.decode(type_name, data)
@@ -113,7 +119,7 @@ class FacilitiesCodec:
                                     f"({kind.protocol_version})")
         return kind
 
-    def encode(self, value: dict, kind: MessageKind | None = None, *, validate: bool = True) -> bytes:
+    def encode(self, value: dict[str, Any], kind: MessageKind | None = None, *, validate: bool = True) -> bytes:
         """Encode a whole PDU (Python value form) to UPER.
 
         ``kind`` defaults to the one named by ``header.messageID``. With ``validate`` (the default;
@@ -132,7 +138,8 @@ class FacilitiesCodec:
                 pass
         try:
             packed = self._regional.pack(node, value)
-            return self._spec.encode(kind.pdu, packed)
+            data: bytes = self._spec.encode(kind.pdu, packed)
+            return data
         except CodecError:
             raise
         except (asn1tools.Error, Exception) as e:  # asn1tools raises assorted exceptions on bad values
@@ -160,7 +167,8 @@ class FacilitiesCodec:
                 f"{kind.pdu} protocolVersion {header.protocol_version} is not supported (this build decodes {accepted})",
                 header.message_id, header.protocol_version)
         fast = self._gen_decode.get(kind.name)
-        value = used = None
+        value: Any = None
+        used: int | None = None
         if fast is not None:
             try:
                 value, used = fast(data)  # regional extensions come out typed already
@@ -209,11 +217,12 @@ class FacilitiesCodec:
         return value, (decoder.number_of_read_bits() + 7) // 8
 
     # --- JER ---------------------------------------------------------------------------------
-    def to_jer(self, kind: MessageKind, value: dict) -> dict:
+    def to_jer(self, kind: MessageKind, value: dict[str, Any]) -> dict[str, Any]:
         """Python value -> JER JSON (X.697) of the whole PDU."""
-        return V.to_jer(self.schema, self._nodes[kind.name], value)
+        jer: dict[str, Any] = V.to_jer(self.schema, self._nodes[kind.name], value)
+        return jer
 
-    def from_jer(self, obj: Any, kind: MessageKind | None = None) -> tuple[MessageKind, dict]:
+    def from_jer(self, obj: Any, kind: MessageKind | None = None) -> tuple[MessageKind, dict[str, Any]]:
         """JER JSON of a whole PDU -> (kind, Python value), validated; errors name the field path."""
         if kind is None:
             header = obj.get("header") if isinstance(obj, dict) else None
@@ -226,21 +235,21 @@ class FacilitiesCodec:
         self._kind_for(value, kind)
         return kind, value
 
-    def validate(self, kind: MessageKind, value: dict) -> None:
+    def validate(self, kind: MessageKind, value: dict[str, Any]) -> None:
         V.validate(self.schema, self._nodes[kind.name], value)
 
 
-def _uper_backend(name: str, sources: dict[str, str]) -> tuple[str, dict, dict]:
+def _uper_backend(name: str, sources: dict[str, str]) -> tuple[str, Encoders, Decoders]:
     """(backend in use, generated encoders by kind name, generated decoders by kind name)."""
     if name not in UPER_BACKENDS:
         raise ValueError(f"unknown UPER backend {name!r} (expected one of: {', '.join(UPER_BACKENDS)})")
     if name == "asn1tools":
         return "asn1tools", {}, {}
     try:
-        from rsu.codec import generated_uper as gen
+        from rsu.codec.generated import uper as gen
     except ImportError:  # pragma: no cover - a broken install; asn1tools still works
         return "asn1tools", {}, {}
-    if gen.SOURCE_DIGEST != source_digest(sources):  # other modules ($RSU_ASN1_DIR): not generated from them
+    if source_digest(sources) != gen.SOURCE_DIGEST:  # other modules ($RSU_ASN1_DIR): not generated from them
         return "asn1tools", {}, {}
     return "generated", gen.ENCODERS, gen.DECODERS
 

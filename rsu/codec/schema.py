@@ -13,8 +13,9 @@ what each set contains (``{Type IDENTIFIED BY regionName}``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from rsu.codec.asn1files import CompiledSet
 
@@ -43,7 +44,7 @@ class Bounds:
         return (self.lo is None or n >= self.lo) and (self.hi is None or n <= self.hi)
 
     def describe(self) -> str:
-        def one(lo, hi):
+        def one(lo: int | None, hi: int | None) -> str:
             a = "MIN" if lo is None else str(lo)
             b = "MAX" if hi is None else str(hi)
             return a if lo == hi else f"{a}..{b}"
@@ -55,7 +56,7 @@ class Bounds:
 @dataclass(eq=False)
 class Member:
     name: str
-    node: "Node"
+    node: Node
     optional: bool = False
     extension: bool = False  # an extension addition (after the "...")
     # WITH COMPONENTS refinement from the enclosing type: "ABSENT", "PRESENT" or None
@@ -74,7 +75,7 @@ class Node:
     module: str | None = None
     members: list[Member] = field(default_factory=list)
     extensible: bool = False
-    element: "Node | None" = None
+    element: Node | None = None
     size: Bounds | None = None
     value_range: Bounds | None = None
     enum_root: list[str] = field(default_factory=list)
@@ -96,7 +97,12 @@ class Node:
         return self.name or self.kind
 
 
-def _bounds(spec: list | None, resolve_value) -> Bounds | None:
+# the asn1tools parse tree is JSON-like and untyped: its nodes are the one boundary typed Any here
+Spec = dict[str, Any]
+Resolver = Callable[[Any], Any]
+
+
+def _bounds(spec: list[Any] | None, resolve_value: Resolver) -> Bounds | None:
     """asn1tools constraint list -> Bounds. Entries: int, [lo, hi], or None (extension marker)."""
     if not spec:
         return None
@@ -186,7 +192,7 @@ def scan_regional_facts(sources: dict[str, str]) -> RegionalFacts:
 class Schema:
     """Resolved type model over one compiled module set."""
 
-    def __init__(self, compiled: CompiledSet):
+    def __init__(self, compiled: CompiledSet) -> None:
         self.compiled = compiled
         self.parsed = compiled.parsed
         self.regional = scan_regional_facts(compiled.sources)
@@ -223,7 +229,7 @@ class Schema:
 
     def _region_ids(self) -> dict[str, int]:
         ids: dict[str, int] = {}
-        for module, content in self.parsed.items():
+        for content in self.parsed.values():
             for vname, v in content["values"].items():
                 if v.get("type") == "RegionId":
                     ids[vname] = v["value"]
@@ -258,14 +264,14 @@ class Schema:
             raise KeyError(f"no type {name} in module set {self.compiled.name}")
         return self.named(module, name)
 
-    def _resolver(self, module: str):
-        def resolve(v):
+    def _resolver(self, module: str) -> Resolver:
+        def resolve(v: Any) -> Any:
             if isinstance(v, str):
                 return self.value(module, v)
             return v
         return resolve
 
-    def _build(self, spec: dict, module: str, owner: str, member: str | None) -> Node:
+    def _build(self, spec: Spec, module: str, owner: str, member: str | None) -> Node:
         """Node for an inline type spec (a reference gives the named node, refined if constrained)."""
         t = spec["type"]
         if t == "RegionalExtension" or (t not in _BUILTIN and t.endswith("RegionalExtension")):
@@ -288,10 +294,10 @@ class Schema:
         return node
 
     @staticmethod
-    def _refinements(spec: dict, module: str) -> dict:
+    def _refinements(spec: Spec, module: str) -> Spec:
         return {k: spec[k] for k in ("restricted-to", "size", "with-components") if k in spec}
 
-    def _apply(self, node: Node, refined: dict, module: str) -> None:
+    def _apply(self, node: Node, refined: Spec, module: str) -> None:
         resolve = self._resolver(module)
         if "restricted-to" in refined:
             node.value_range = _bounds(refined["restricted-to"], resolve)
@@ -300,7 +306,7 @@ class Schema:
         if "with-components" in refined:
             self._apply_components(node, refined["with-components"], module)
 
-    def _apply_components(self, node: Node, comps: list, module: str) -> None:
+    def _apply_components(self, node: Node, comps: list[Any], module: str) -> None:
         """WITH COMPONENTS: copies the member list with presence/size refinements (not PER-visible)."""
         if node.kind == "SEQUENCE OF" and node.element is not None:
             elem = Node(**{k: getattr(node.element, k) for k in (
@@ -332,7 +338,7 @@ class Schema:
         node.members = members
         node._member_map = None
 
-    def _fill(self, node: Node, spec: dict, module: str, owner: str, member: str | None = None) -> None:
+    def _fill(self, node: Node, spec: Spec, module: str, owner: str, member: str | None = None) -> None:
         t = spec["type"]
         resolve = self._resolver(module)
         if t not in _BUILTIN and ".&" not in t:

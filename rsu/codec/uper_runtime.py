@@ -1,4 +1,4 @@
-"""Helpers shared by the generated UPER codec (``rsu.codec.generated_uper``).
+"""Helpers shared by the generated UPER codec (``rsu.codec.generated.uper``).
 
 Bit model of the generated code:
 
@@ -62,7 +62,7 @@ def open_type(a: int, sub: int) -> int:
     return ld(a, nbytes) << (nbytes << 3) | (sub ^ (1 << nbits)) << pad
 
 
-def octets(a: int, data: bytes) -> int:
+def octets(a: int, data: bytes | bytearray) -> int:
     """Length determinant and the octets (OCTET STRING without a size bound, open-type bytes)."""
     n = len(data)
     return ld(a, n) << (n << 3) | int.from_bytes(data, "big")

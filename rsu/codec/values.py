@@ -25,7 +25,8 @@ extension value -> the JER of its typed value (hex of the raw bytes for an unkno
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rsu.codec.errors import InvalidValueError
 from rsu.codec.schema import Bounds, Node, Schema
@@ -92,7 +93,7 @@ def _enum_check(node: Node, v: Any, path: str) -> None:
         raise InvalidValueError(path, f"unknown value {v!r} (expected one of: {allowed})")
 
 
-def _check_groups(node: Node, v: dict, path: str) -> None:
+def _check_groups(node: Node, v: dict[str, Any], path: str) -> None:
     """An extension addition group that is present must carry its mandatory members."""
     present = {m.group for m in node.members if m.group is not None and m.name in v}
     for m in node.members:
@@ -102,8 +103,8 @@ def _check_groups(node: Node, v: dict, path: str) -> None:
                                     f"missing (mandatory in its extension group, which {others} makes present)")
 
 
-def _region_node(schema: Schema, node: Node, region: int) -> Node | None:
-    return schema.regset_types(node.regset or "").get(region)
+def _region_node(schema: Schema, node: Node, region: int | None) -> Node | None:
+    return None if region is None else schema.regset_types(node.regset or "").get(region)
 
 
 # --- validation of Python values --------------------------------------------------------------
@@ -132,11 +133,11 @@ def validate(schema: Schema, node: Node, v: Any, path: str = "") -> None:
             raise InvalidValueError(path, f"{UNKNOWN_EXTENSION}: unknown {node.label} alternative")
         if not (isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str)):
             raise InvalidValueError(path, f"expected a choice (alternative, value) of {node.label}, found {_kind_of(v)}")
-        m = node.member_map.get(v[0])
-        if m is None:
+        chosen = node.member_map.get(v[0])
+        if chosen is None:
             allowed = ", ".join(node.member_map)
             raise InvalidValueError(path, f"unknown alternative {v[0]!r} of {node.label} (expected one of: {allowed})")
-        validate(schema, m.node, v[1], _join(path, v[0]))
+        validate(schema, chosen.node, v[1], _join(path, v[0]))
     elif k == "SEQUENCE OF":
         if not isinstance(v, list):
             raise InvalidValueError(path, f"expected a list ({node.label}), found {_kind_of(v)}")
@@ -301,17 +302,18 @@ def from_jer(schema: Schema, node: Node, obj: Any, path: str = "") -> Any:
         _enum_check(node, obj, path)
         return obj
     if k == "BIT STRING":
-        if _fixed_bits(node):
+        root = _root_bits(node)
+        if root is not None and _fixed_bits(node):  # a fixed size is always its root size
             data = _hex(obj, path)
-            nbits = node.size.lo  # type: ignore[union-attr]
+            nbits = root
             if len(data) != (nbits + 7) // 8:
                 raise InvalidValueError(path, f"expected {nbits} bits as {(nbits + 7) // 8} bytes of hex, "
                                               f"found {len(data)} bytes")
-        elif isinstance(obj, str) and _root_bits(node) is not None:
+        elif isinstance(obj, str) and root is not None:
             # SIZE(n, ...) at its root size: bare hex, as we, pycrate and asn1tools print it; the
             # {"value", "length"} form (needed for lengths outside the root) is read below
             data = _hex(obj, path)
-            nbits = _root_bits(node)
+            nbits = root
             if len(data) != (nbits + 7) // 8:
                 raise InvalidValueError(path, f"a hex string must hold the {nbits} root bits; "
                                               f'use {{"value": hex, "length": n}} for other sizes')
@@ -363,7 +365,7 @@ class RegionalTransform:
     """
 
     def __init__(self, schema: Schema, encode_type: Callable[[str, Any], bytes],
-                 decode_type: Callable[[str, bytes], Any]):
+                 decode_type: Callable[[str, bytes], Any]) -> None:
         self.schema = schema
         self._encode_type = encode_type
         self._decode_type = decode_type
@@ -386,7 +388,7 @@ class RegionalTransform:
         self._may[key] = result
         return result
 
-    def _walk(self, node: Node, v: Any, leaf: Callable[[Node, dict], dict]) -> Any:
+    def _walk(self, node: Node, v: Any, leaf: Callable[[Node, dict[str, Any]], dict[str, Any]]) -> Any:
         if not self.may_contain(node):
             return v
         k = node.kind
@@ -403,9 +405,11 @@ class RegionalTransform:
             return [self._walk(node.element, item, leaf) for item in v]  # type: ignore[arg-type]
         return v
 
+    # a region's node is a named type (Schema.regset_types), so its label is its type name
+
     def pack(self, node: Node, v: Any) -> Any:
         """Typed regExtValue -> bytes (for encoding)."""
-        def leaf(n: Node, ext: dict) -> dict:
+        def leaf(n: Node, ext: dict[str, Any]) -> dict[str, Any]:
             value = ext.get("regExtValue")
             if isinstance(value, (bytes, bytearray)):
                 return ext
@@ -413,15 +417,15 @@ class RegionalTransform:
             if typed is None:
                 return ext  # validation reports it
             inner = self.pack(typed, value)
-            return {"regionId": ext["regionId"], "regExtValue": self._encode_type(typed.name, inner)}
+            return {"regionId": ext["regionId"], "regExtValue": self._encode_type(typed.label, inner)}
         return self._walk(node, v, leaf)
 
     def unpack(self, node: Node, v: Any) -> Any:
         """Open-type bytes -> typed regExtValue (after decoding); unknown regions stay bytes."""
-        def leaf(n: Node, ext: dict) -> dict:
+        def leaf(n: Node, ext: dict[str, Any]) -> dict[str, Any]:
             typed = _region_node(self.schema, n, ext.get("regionId"))
             if typed is None:
                 return ext
-            inner = self._decode_type(typed.name, ext["regExtValue"])
+            inner = self._decode_type(typed.label, ext["regExtValue"])
             return {"regionId": ext["regionId"], "regExtValue": self.unpack(typed, inner)}
         return self._walk(node, v, leaf)

@@ -8,7 +8,8 @@
 * NTRIP v1/v2 client, RTCM 3 framing with CRC-24Q -> GPC (RTCMEM) (:mod:`rsu.integrations.ntrip_io`).
 
 Layer contract: the integrations never build PDUs themselves; they produce *requests* for the
-services facade (:class:`rsu.services.layer.ServiceLayer`: ``trigger``/``update``/``terminate``),
+services (the :class:`rsu.integrations.controller.Services` port: ``trigger``/``update``/``terminate``/
+``get``; in the daemon a :class:`rsu.services.ports.CurrentServices`, which follows a reload),
 which owns headers, timestamps, revisions, MAP consistency, repetition and the store. Protocol
 cores are sans-I/O with an injected clock; the asyncio adapters only move bytes. The daemon
 wires everything through :class:`rsu.integrations.runtime.Integrations`; ``docs/integrations.md``

@@ -1,7 +1,9 @@
-"""Configuration of the field integrations: dataclasses with defaults, ``from_dict(data, prefix)`` and
-``validate(prefix)`` that name the field (``integrations.controller.intersections[0].signal_groups[2].phase:
-...``), in the style of :mod:`rsu.transports.config`. Unknown keys are refused by name. Nothing is
-opened here except that files named by the config (password, MAP files) are checked to exist.
+"""Configuration of the field integrations: pydantic dataclasses with defaults, every value checked by name
+(``integrations.controller.intersections[0].signal_groups[2].phase: ...``), in the style of
+:mod:`rsu.transports.config`: validated with the whole file, every error at once; ``from_dict(data, prefix)``
+and ``validate(prefix)`` for a section on its own. Unknown keys are refused by name. Nothing is opened
+here except that files named by the config (password, MAP files) are checked to exist. Errors are
+:class:`rsu.ops.config_core.ConfigError`.
 
 Sections (all optional; a missing section is a disabled integration)::
 
@@ -15,14 +17,18 @@ Sections (all optional; a missing section is a disabled integration)::
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field, model_validator
+
+from rsu.ops.config_core import ConfigError, LayerConfig, Problems, check, config_dataclass, floats, ints
 from rsu.secretfile import read_secret_file
+
+__all__ = ["ConfigError", "ControllerFeedConfig", "ControllerIntersectionConfig", "IntegrationsConfig",
+           "MapFilesConfig", "NtripConfig", "SignalGroupMapConfig", "intersection_key", "reference_id"]
 
 MOVEMENTS = ("protected", "permissive")
 GROUP_TYPES = ("vehicle", "pedestrian", "overlap")
@@ -33,69 +39,57 @@ _KEY = re.compile(r"^(?:(\d{1,5})\.)?(\d{1,5})$")  # "1201" or "7.1201" (region.
 _STREAM = re.compile(r"^[A-Za-z0-9_.-]{1,60}$")
 
 
-class ConfigError(ValueError):
-    """An integrations configuration error; the message starts with the field's path."""
-
-
 # --- helpers --------------------------------------------------------------------------------------------
-def _fields(cls) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)}
+def _one_of(allowed: tuple[str, ...]) -> Any:
+    def ok(v: Any) -> Any:
+        if v not in allowed:
+            raise ValueError(f"{v!r} (expected one of: {', '.join(allowed)})")
+        return v
+
+    return ok
 
 
-def _mapping(data: Any, prefix: str) -> dict:
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or '(section)'}: expected a mapping, found {type(data).__name__}")
-    return dict(data)
-
-
-def _check_unknown(cls, data: dict, prefix: str) -> None:
-    names = _fields(cls)
-    unknown = sorted(str(k) for k in data if k not in names)
-    if unknown:
-        raise ConfigError(f"{prefix}{unknown[0]}: unknown option (known: {', '.join(sorted(names))})")
-
-
-def _number(p: str, name: str, v: Any, lo: float, hi: float, *, lo_open: bool = False) -> None:
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    if not ok or v > hi or v < lo or (lo_open and v == lo):
-        rng = f"{'>' if lo_open else '>='} {lo:g} and <= {hi:g}"
-        raise ConfigError(f"{p}{name}: {v!r} is not a number {rng}")
-
-
-def _integer(p: str, name: str, v: Any, lo: int, hi: int) -> None:
-    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        raise ConfigError(f"{p}{name}: {v!r} is not an integer within {lo}..{hi}")
-
-
-def _choice(p: str, name: str, v: Any, allowed: tuple[str, ...]) -> None:
-    if v not in allowed:
-        raise ConfigError(f"{p}{name}: {v!r} (expected one of: {', '.join(allowed)})")
-
-
-def _host(p: str, name: str, v: Any) -> None:
+def _host(v: Any) -> Any:
     if not isinstance(v, str) or not v or any(c.isspace() for c in v):
-        raise ConfigError(f"{p}{name}: {v!r} is not a host name or address")
+        raise ValueError(f"{v!r} is not a host name or address")
+    return v
 
 
-def _position(p: str, lat: Any, lon: Any) -> None:
-    _number(p, "latitude", lat, -90.0, 90.0)
-    _number(p, "longitude", lon, -180.0, 180.0)
+Host = Annotated[str, check(_host)]
 
 
-def intersection_key(value: Any, path: str) -> str:
-    """Config form of an intersection (``1201``, ``"1201"``, ``"7.1201"``) -> the services' key."""
+def _optional(fn: Any) -> Any:
+    return lambda v: v if v is None else fn(v)
+
+
+def _listed(v: Any) -> Any:
+    if v is None:
+        return ()
+    if not isinstance(v, (list, tuple)):
+        raise ValueError("expected a list")
+    return v
+
+
+def _key_text(value: Any) -> str:
+    """Config form of an intersection (``1201``, ``"1201"``, ``"7.1201"``) -> the services' key; ValueError."""
     if isinstance(value, int) and not isinstance(value, bool):
         text = str(value)
     elif isinstance(value, str):
         text = value.strip()
     else:
-        raise ConfigError(f"{path}: {value!r} is not an intersection id (1201 or region.id such as 7.1201)")
+        raise ValueError(f"{value!r} is not an intersection id (1201 or region.id such as 7.1201)")
     m = _KEY.match(text)
     if not m or int(m.group(2)) > 65535 or (m.group(1) is not None and int(m.group(1)) > 65535):
-        raise ConfigError(f"{path}: {value!r} is not an intersection id (0..65535, or region.id such as 7.1201)")
+        raise ValueError(f"{value!r} is not an intersection id (0..65535, or region.id such as 7.1201)")
     return text
+
+
+def intersection_key(value: Any, path: str) -> str:
+    """Config form of an intersection (``1201``, ``"1201"``, ``"7.1201"``) -> the services' key."""
+    try:
+        return _key_text(value)
+    except ValueError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def reference_id(key: str) -> dict:
@@ -105,166 +99,150 @@ def reference_id(key: str) -> dict:
 
 
 # --- traffic-controller feed ------------------------------------------------------------------------------
-@dataclass
-class SignalGroupMapConfig:
+def _plans(v: Any) -> Any:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ValueError(f"expected a mapping, found {type(v).__name__}")
+    out: dict[int, str] = {}
+    found = Problems()
+    for k, movement in v.items():
+        try:
+            plan = int(k)
+        except (TypeError, ValueError):
+            found.add(str(k), "a timing plan number 0..255 is expected")
+            continue
+        if not 0 <= plan <= 255:
+            found.add("", f"{plan!r} is not an integer within 0..255")
+        elif movement not in MOVEMENTS:
+            found.add(str(plan), f"{movement!r} (expected one of: {', '.join(MOVEMENTS)})")
+        out[plan] = movement
+    found.raise_any()
+    return out
+
+
+@config_dataclass
+class SignalGroupMapConfig(LayerConfig):
     """One signal group of an intersection, driven by one controller phase, overlap or pedestrian phase.
 
     ``movement`` says what green means for it (protected / permissive MovementPhaseState);
     ``plans`` overrides it per timing plan (the TSCBM "timebase ASC action" byte).
     """
 
-    signal_group: int = 0
-    phase: int | None = None  # controller phase 1..16 (vehicle or pedestrian)
-    overlap: int | None = None  # controller overlap 1..16 (type overlap)
-    type: str | None = None  # vehicle | pedestrian | overlap; default: overlap if overlap is given, else vehicle
-    movement: str = "permissive"
-    plans: dict[int, str] = field(default_factory=dict)
+    signal_group: Annotated[int, ints(1, 255)] = Field(default=0, validate_default=True)
+    phase: Annotated[int | None, ints(1, 16, optional=True)] = None  # controller phase 1..16 (vehicle or pedestrian)
+    overlap: Annotated[int | None, ints(1, 16, optional=True)] = None  # controller overlap 1..16 (type overlap)
+    type: Annotated[str | None, check(_optional(_one_of(GROUP_TYPES)))] = None  # vehicle |
+    # pedestrian | overlap; default: overlap if overlap is given, else vehicle
+    movement: Annotated[str, check(_one_of(MOVEMENTS))] = "permissive"
+    plans: Annotated[dict[int, str], check(_plans)] = field(default_factory=dict)
 
-    @classmethod
-    def from_dict(cls, data: Any, prefix: str = "") -> "SignalGroupMapConfig":
-        d = _mapping(data, prefix)
-        _check_unknown(cls, d, prefix)
-        plans = d.get("plans")
-        if plans is not None:
-            plans = _mapping(plans, prefix + "plans.")
-            out: dict[int, str] = {}
-            for k, v in plans.items():
-                try:
-                    plan = int(k)
-                except (TypeError, ValueError):
-                    raise ConfigError(f"{prefix}plans.{k}: a timing plan number 0..255 is expected") from None
-                out[plan] = v
-            d["plans"] = out
-        cfg = cls(**d)
-        cfg.validate(prefix)
-        return cfg
-
-    def validate(self, prefix: str = "") -> None:
-        p = prefix
-        _integer(p, "signal_group", self.signal_group, 1, 255)
+    @model_validator(mode="after")
+    def _phase_or_overlap(self) -> "SignalGroupMapConfig":
         if self.type is None:
             self.type = "overlap" if self.overlap is not None else "vehicle"
-        _choice(p, "type", self.type, GROUP_TYPES)
+        found = Problems()
         if self.type == "overlap":
             if self.phase is not None:
-                raise ConfigError(f"{p}phase: an overlap signal group names its overlap, not a phase")
-            _integer(p, "overlap", self.overlap, 1, 16)
-        else:
-            if self.overlap is not None:
-                raise ConfigError(f"{p}overlap: given for a {self.type} signal group (use type: overlap)")
-            _integer(p, "phase", self.phase, 1, 16)
-        _choice(p, "movement", self.movement, MOVEMENTS)
-        for plan, movement in self.plans.items():
-            _integer(p, "plans", plan, 0, 255)
-            _choice(p, f"plans.{plan}", movement, MOVEMENTS)
+                found.add("phase", "an overlap signal group names its overlap, not a phase")
+            elif self.overlap is None:
+                found.add("overlap", "None is not an integer within 1..16")
+        elif self.overlap is not None:
+            found.add("overlap", f"given for a {self.type} signal group (use type: overlap)")
+        elif self.phase is None:
+            found.add("phase", "None is not an integer within 1..16")
+        found.raise_any()
+        return self
 
     def movement_for(self, plan: int | None) -> str:
         """protected / permissive under timing plan ``plan``."""
         return self.plans.get(plan, self.movement) if plan is not None else self.movement
 
 
-@dataclass
-class ControllerIntersectionConfig:
+def _name(v: Any) -> Any:
+    if v is not None and (not isinstance(v, str) or not 1 <= len(v) <= 63):
+        raise ValueError("must be a string of 1..63 characters")
+    return v
+
+
+@config_dataclass
+class ControllerIntersectionConfig(LayerConfig):
     """An intersection the controller feed drives."""
 
-    id: Any = None  # 1201 or "7.1201"
-    controller: str | None = None  # TSCBM: source address of its controller (None: the only TSCBM intersection)
-    name: str | None = None  # IntersectionState.name to send (optional)
-    signal_groups: tuple[SignalGroupMapConfig, ...] = ()  # TSCBM phase map
-
-    @classmethod
-    def from_dict(cls, data: Any, prefix: str = "") -> "ControllerIntersectionConfig":
-        d = _mapping(data, prefix)
-        _check_unknown(cls, d, prefix)
-        groups = d.get("signal_groups") or []
-        if not isinstance(groups, (list, tuple)):
-            raise ConfigError(f"{prefix}signal_groups: expected a list")
-        d["signal_groups"] = tuple(SignalGroupMapConfig.from_dict(g, f"{prefix}signal_groups[{i}].")
-                                   for i, g in enumerate(groups))
-        cfg = cls(**d)
-        cfg.validate(prefix)
-        return cfg
+    id: Annotated[str, check(_key_text)] = Field(default=None, validate_default=True)  # 1201 or "7.1201" in the file;
+    # here the services' key ("1201", "7.1201")
+    controller: Annotated[str | None, check(_optional(_host))] = None  # TSCBM: source address of its controller
+    # (None: the only TSCBM intersection)
+    name: Annotated[str | None, check(_name)] = None  # IntersectionState.name to send (optional)
+    signal_groups: Annotated[tuple[SignalGroupMapConfig, ...], check(_listed)] = ()  # TSCBM phase map
 
     @property
     def key(self) -> str:
-        return intersection_key(self.id, "id")
+        """The services' key of this intersection ("1201", "7.1201")."""
+        return self.id
 
-    def validate(self, prefix: str = "") -> None:
-        p = prefix
-        intersection_key(self.id, f"{p}id")
-        if self.controller is not None:
-            _host(p, "controller", self.controller)
-        if self.name is not None and (not isinstance(self.name, str) or not 1 <= len(self.name) <= 63):
-            raise ConfigError(f"{p}name: must be a string of 1..63 characters")
+    @model_validator(mode="after")
+    def _groups_once(self) -> "ControllerIntersectionConfig":
+        found = Problems()
         seen: dict[int, int] = {}
         for i, g in enumerate(self.signal_groups):
             if g.signal_group in seen:
-                raise ConfigError(f"{p}signal_groups[{i}].signal_group: {g.signal_group} is already mapped by "
-                                  f"signal_groups[{seen[g.signal_group]}]")
-            seen[g.signal_group] = i
+                found.add(f"signal_groups[{i}].signal_group",
+                          f"{g.signal_group} is already mapped by signal_groups[{seen[g.signal_group]}]")
+            seen.setdefault(g.signal_group, i)
+        found.raise_any()
+        return self
 
 
-@dataclass
-class ControllerFeedConfig:
+@config_dataclass
+class ControllerFeedConfig(LayerConfig):
     """Traffic-controller feed -> TLM: UDP listener (JSON or TSCBM datagrams), phase map, watchdog."""
 
-    format: str = "json"  # json | tscbm (UDP datagrams; the HTTP route always takes JSON)
-    host: str = "127.0.0.1"  # UDP listen address
-    port: int | None = 6053  # UDP listen port (null: no UDP listener, HTTP only; 0: any free port)
-    intersections: tuple[ControllerIntersectionConfig, ...] = ()  # JSON: empty = any intersection
-    watchdog_timeout_s: float = 1.0  # no update for this long = the feed is lost
-    stale_behaviour: str = "stop"  # stop (terminate the SPATEM stream) | unavailable (report it)
-    unavailable_interval_s: float = 1.0  # how often "unavailable" SPATEMs are sent while the feed is lost
-    unavailable_max_s: float = 60.0  # after this long without feed, stop even in unavailable mode
-    time_source: str = "controller"  # TSCBM times relative to: the blob's timestamp | the datagram's arrival
-    max_clock_skew_s: float = 2.0  # updates whose timestamp is further from our clock are dropped
-    age_report_interval_s: float = 1.0  # how often feed ages are reported (metrics) between events
+    # json | tscbm (UDP datagrams; the HTTP route always takes JSON)
+    format: Annotated[str, check(_one_of(FORMATS))] = "json"
+    host: Host = "127.0.0.1"  # UDP listen address
+    # UDP listen port (null: no UDP listener, HTTP only; 0: any)
+    port: Annotated[int | None, ints(0, 65535, optional=True)] = 6053
+    intersections: Annotated[tuple[ControllerIntersectionConfig, ...], check(_listed)] = ()  # JSON: empty = any
+    # no update for this long = the feed is lost
+    watchdog_timeout_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 1.0
+    # stop (terminate the SPATEM stream) | unavailable
+    stale_behaviour: Annotated[str, check(_one_of(STALE_BEHAVIOURS))] = "stop"
+    # how often "unavailable" SPATEMs are sent while lost
+    unavailable_interval_s: Annotated[float, floats(0.1, 60.0)] = 1.0
+    # after this long without feed, stop even in unavailable mode
+    unavailable_max_s: Annotated[float, floats(0.0, 86400.0)] = 60.0
+    # TSCBM times relative to: the blob's timestamp | arrival
+    time_source: Annotated[str, check(_one_of(TIME_SOURCES))] = "controller"
+    # updates further from our clock are dropped
+    max_clock_skew_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 2.0
+    age_report_interval_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 1.0  # how often feed ages are reported
 
-    @classmethod
-    def from_dict(cls, data: Any, prefix: str = "") -> "ControllerFeedConfig":
-        d = _mapping(data, prefix)
-        _check_unknown(cls, d, prefix)
-        ixs = d.get("intersections") or []
-        if not isinstance(ixs, (list, tuple)):
-            raise ConfigError(f"{prefix}intersections: expected a list")
-        d["intersections"] = tuple(ControllerIntersectionConfig.from_dict(x, f"{prefix}intersections[{i}].")
-                                   for i, x in enumerate(ixs))
-        cfg = cls(**d)
-        cfg.validate(prefix)
-        return cfg
-
-    def validate(self, prefix: str = "") -> None:
-        p = prefix
-        _choice(p, "format", self.format, FORMATS)
-        _host(p, "host", self.host)
-        if self.port is not None:
-            _integer(p, "port", self.port, 0, 65535)
-        _number(p, "watchdog_timeout_s", self.watchdog_timeout_s, 0.0, 3600.0, lo_open=True)
-        _choice(p, "stale_behaviour", self.stale_behaviour, STALE_BEHAVIOURS)
-        _number(p, "unavailable_interval_s", self.unavailable_interval_s, 0.1, 60.0)
-        _number(p, "unavailable_max_s", self.unavailable_max_s, 0.0, 86400.0)
-        _choice(p, "time_source", self.time_source, TIME_SOURCES)
-        _number(p, "max_clock_skew_s", self.max_clock_skew_s, 0.0, 3600.0, lo_open=True)
-        _number(p, "age_report_interval_s", self.age_report_interval_s, 0.0, 3600.0, lo_open=True)
+    @model_validator(mode="after")
+    def _intersections(self) -> "ControllerFeedConfig":
+        found = Problems()
         keys: dict[str, int] = {}
         controllers: dict[str | None, int] = {}
         for i, ix in enumerate(self.intersections):
-            ip = f"{p}intersections[{i}]."
+            ip = f"intersections[{i}]."
             if ix.key in keys:
-                raise ConfigError(f"{ip}id: intersection {ix.key} is already configured by intersections[{keys[ix.key]}]")
-            keys[ix.key] = i
+                found.add(ip + "id", f"intersection {ix.key} is already configured by intersections[{keys[ix.key]}]")
+            keys.setdefault(ix.key, i)
             if self.format == "tscbm":
                 if not ix.signal_groups:
-                    raise ConfigError(f"{ip}signal_groups: a TSCBM intersection needs its phase map")
+                    found.add(ip + "signal_groups", "a TSCBM intersection needs its phase map")
                 if ix.controller is None and len(self.intersections) > 1:
-                    raise ConfigError(f"{ip}controller: required when several intersections share the TSCBM "
-                                      "listener (the source address tells them apart)")
-                if ix.controller in controllers:
-                    raise ConfigError(f"{ip}controller: {ix.controller} is already used by intersections[{controllers[ix.controller]}]"
-                                      " (each TSCBM controller drives one intersection)")
-                controllers[ix.controller] = i
+                    found.add(ip + "controller", "required when several intersections share the TSCBM listener "
+                                                 "(the source address tells them apart)")
+                elif ix.controller in controllers:
+                    found.add(ip + "controller", f"{ix.controller} is already used by intersections"
+                                                 f"[{controllers[ix.controller]}] (each TSCBM controller drives one "
+                                                 "intersection)")
+                controllers.setdefault(ix.controller, i)
         if self.format == "tscbm" and not self.intersections:
-            raise ConfigError(f"{p}intersections: the TSCBM format needs at least one intersection with its phase map")
+            found.add("intersections", "the TSCBM format needs at least one intersection with its phase map")
+        found.raise_any()
+        return self
 
     def intersection(self, key: str) -> ControllerIntersectionConfig | None:
         for ix in self.intersections:
@@ -274,147 +252,157 @@ class ControllerFeedConfig:
 
 
 # --- MAP files --------------------------------------------------------------------------------------------
-@dataclass
-class MapFilesConfig:
+def _map_files(v: Any) -> Any:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ValueError(f"expected a mapping, found {type(v).__name__}")
+    out: dict[str, str] = {}
+    found = Problems()
+    for k, path in v.items():
+        try:
+            key = "+".join(_key_text(part) for part in str(k).split("+"))
+        except ValueError as e:
+            found.add(str(k), str(e))
+            continue
+        if not isinstance(path, (str, Path)) or not str(path):
+            found.add(key, "expected the path of a JER JSON MAPEM file")
+            continue
+        parent = Path(path).expanduser().resolve().parent
+        if not parent.is_dir():
+            found.add(key, f"directory {parent} does not exist")
+        out[key] = str(path)
+    found.raise_any()
+    return out
+
+
+def _dissemination(v: Any) -> Any:
+    if v is not None and not isinstance(v, dict):
+        raise ValueError("expected a mapping of dissemination parameters")
+    return v
+
+
+@config_dataclass
+class MapFilesConfig(LayerConfig):
     """MAPEM content from JER JSON files, one per intersection (``{"1201": "/etc/rsu/maps/1201.json"}``)."""
 
-    intersections: dict[str, str] = field(default_factory=dict)  # intersection key (RLT entry id) -> file
-    poll_interval_s: float = 2.0  # how often the files' mtimes are checked (reload() forces a read)
-    dissemination: dict | None = None  # dissemination parameters given to RLT (e.g. repetition_interval_s)
+    intersections: Annotated[dict[str, str], check(_map_files)] = field(default_factory=dict)  # intersection key
+    # (RLT entry id) -> file
+    # how often the files' mtimes are checked (reload() forces a read)
+    poll_interval_s: Annotated[float, floats(0.05, 3600.0)] = 2.0
+    dissemination: Annotated[dict | None, check(_dissemination)] = None  # dissemination parameters given to RLT
+    # (e.g. repetition_interval_s)
 
-    @classmethod
-    def from_dict(cls, data: Any, prefix: str = "") -> "MapFilesConfig":
-        d = _mapping(data, prefix)
-        _check_unknown(cls, d, prefix)
-        files = _mapping(d.get("intersections"), prefix + "intersections.")
-        out: dict[str, str] = {}
-        for k, v in files.items():
-            ids = [intersection_key(part, f"{prefix}intersections.{k}") for part in str(k).split("+")]
-            out["+".join(ids)] = v
-        d["intersections"] = out
-        cfg = cls(**d)
-        cfg.validate(prefix)
-        return cfg
-
-    def validate(self, prefix: str = "") -> None:
-        p = prefix
+    @model_validator(mode="after")
+    def _some(self) -> "MapFilesConfig":
+        found = Problems()
         if not self.intersections:
-            raise ConfigError(f"{p}intersections: name at least one intersection and its MAP file")
-        for key, path in self.intersections.items():
-            if not isinstance(path, (str, Path)) or not str(path):
-                raise ConfigError(f"{p}intersections.{key}: expected the path of a JER JSON MAPEM file")
-            parent = Path(path).expanduser().resolve().parent
-            if not parent.is_dir():
-                raise ConfigError(f"{p}intersections.{key}: directory {parent} does not exist")
-        _number(p, "poll_interval_s", self.poll_interval_s, 0.05, 3600.0)
-        if self.dissemination is not None and not isinstance(self.dissemination, dict):
-            raise ConfigError(f"{p}dissemination: expected a mapping of dissemination parameters")
+            found.add("intersections", "name at least one intersection and its MAP file")
+        found.raise_any()
+        return self
 
 
 # --- NTRIP --------------------------------------------------------------------------------------------------
-@dataclass
-class NtripConfig:
+def _mountpoint(v: Any) -> Any:
+    if not isinstance(v, str) or not re.match(r"^[A-Za-z0-9_.\-]{1,100}$", v):
+        raise ValueError(f"{v!r} is not a mountpoint name (letters, digits, _ . -)")
+    return v
+
+
+def _username(v: Any) -> Any:
+    if v is not None and (not isinstance(v, str) or ":" in v or not v):
+        raise ValueError("must be a non-empty string without ':'")
+    return v
+
+
+def _readable(v: Any) -> Any:
+    if v is not None and (not isinstance(v, (str, Path)) or not Path(v).is_file()):
+        raise ValueError(f"{v} is not a readable file")
+    return v if v is None else str(v)
+
+
+def _version(v: Any) -> Any:
+    if v not in (1, 2) or isinstance(v, bool):
+        raise ValueError(f"{v!r} (expected 1 or 2)")
+    return v
+
+
+def _strict_bool(v: Any) -> Any:
+    if not isinstance(v, bool):
+        raise ValueError("expected true or false")
+    return v
+
+
+def _stream(v: Any) -> Any:
+    if not isinstance(v, str) or not _STREAM.match(v):
+        raise ValueError("1..60 characters of A-Z a-z 0-9 _ . -")
+    return v
+
+
+def _user_agent(v: Any) -> Any:
+    if not isinstance(v, str) or not v.startswith("NTRIP ") or "\r" in v or "\n" in v:
+        raise ValueError("must start with 'NTRIP ' (casters check it) and be one line")
+    return v
+
+
+@config_dataclass
+class NtripConfig(LayerConfig):
     """NTRIP client to a caster; its RTCM 3 frames become RTCMEMs (GPC)."""
 
-    host: str = ""
-    port: int = 2101
-    mountpoint: str = ""
-    username: str | None = None
-    password_file: str | None = None  # first line is the password
-    version: int = 2  # NTRIP 1 or 2
-    gga: bool = False  # send GGA sentences from the RSU position (network-RTK / VRS mountpoints)
-    gga_interval_s: float = 10.0
-    latitude: float | None = None  # RSU position (degrees, WGS84): GGA, and the RTCMEM destination area
-    longitude: float | None = None
-    altitude_m: float = 0.0  # height above mean sea level for GGA
-    area_radius_m: float = 1000.0  # RTCMEM GeoBroadcast circle around the RSU position (0: derived / SHB)
-    stream: str = "ntrip"  # GPC stream name (entry id); further RTCMEMs of a batch: NAME.2, NAME.3, ...
-    max_rtcmem_bytes: int = 1100  # encoded RTCMEM size limit a batch is packed into
-    flush_gap_s: float = 0.1  # a batch is sent after this quiet gap in the stream ...
-    max_batch_age_s: float = 1.0  # ... or when its first frame is this old
-    max_correction_age_s: float = 10.0  # no new frame for this long: the RTCMEM stops (no stale corrections)
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 30.0  # no byte for this long: reconnect
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 60.0
-    user_agent: str = "NTRIP rsu"
+    host: Host = Field(default="", validate_default=True)
+    port: Annotated[int, ints(1, 65535)] = 2101
+    mountpoint: Annotated[str, check(_mountpoint)] = Field(default="", validate_default=True)
+    username: Annotated[str | None, check(_username)] = None
+    password_file: Annotated[str | None, check(_readable)] = None  # first line is the password
+    version: Annotated[int, check(_version)] = 2  # NTRIP 1 or 2
+    gga: Annotated[bool, check(_strict_bool)] = False  # send GGA sentences from the RSU position (network-RTK /
+    # VRS mountpoints)
+    gga_interval_s: Annotated[float, floats(1.0, 3600.0)] = 10.0
+    # RSU position (degrees, WGS84): GGA, and the RTCMEM area
+    latitude: Annotated[float | None, floats(-90.0, 90.0, optional=True)] = None
+    longitude: Annotated[float | None, floats(-180.0, 180.0, optional=True)] = None
+    altitude_m: Annotated[float, floats(-1000.0, 10000.0)] = 0.0  # height above mean sea level for GGA
+    # RTCMEM GeoBroadcast circle around the RSU (0: derived / SHB)
+    area_radius_m: Annotated[float, floats(0.0, 65535.0)] = 1000.0
+    stream: Annotated[str, check(_stream)] = "ntrip"  # GPC stream name (entry id); further RTCMEMs of a batch:
+    # NAME.2, NAME.3, ...
+    max_rtcmem_bytes: Annotated[int, ints(200, 65535)] = 1100  # encoded RTCMEM size limit a batch is packed into
+    # a batch is sent after this quiet gap in the stream ...
+    flush_gap_s: Annotated[float, floats(0.0, 10.0, lo_open=True)] = 0.1
+    max_batch_age_s: Annotated[float, floats(0.0, 60.0, lo_open=True)] = 1.0  # ... or when its first frame is this old
+    # no new frame for this long: the RTCMEM stops
+    max_correction_age_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 10.0
+    connect_timeout_s: Annotated[float, floats(0.0, 600.0, lo_open=True)] = 10.0
+    read_timeout_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 30.0  # no byte for this long: reconnect
+    backoff_initial_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 1.0
+    backoff_max_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 60.0
+    user_agent: Annotated[str, check(_user_agent)] = "NTRIP rsu"
 
-    @classmethod
-    def from_dict(cls, data: Any, prefix: str = "") -> "NtripConfig":
-        d = _mapping(data, prefix)
-        _check_unknown(cls, d, prefix)
-        cfg = cls(**d)
-        cfg.validate(prefix)
-        return cfg
-
-    def validate(self, prefix: str = "") -> None:
-        p = prefix
-        _host(p, "host", self.host)
-        _integer(p, "port", self.port, 1, 65535)
-        if not isinstance(self.mountpoint, str) or not re.match(r"^[A-Za-z0-9_.\-]{1,100}$", self.mountpoint):
-            raise ConfigError(f"{p}mountpoint: {self.mountpoint!r} is not a mountpoint name (letters, digits, _ . -)")
-        if self.username is not None and (not isinstance(self.username, str) or ":" in self.username
-                                          or not self.username):
-            raise ConfigError(f"{p}username: must be a non-empty string without ':'")
-        if self.password_file is not None:
-            if not self.username:
-                raise ConfigError(f"{p}password_file: given without username")
-            if not isinstance(self.password_file, (str, Path)) or not Path(self.password_file).is_file():
-                raise ConfigError(f"{p}password_file: {self.password_file} is not a readable file")
-        if self.version not in (1, 2) or isinstance(self.version, bool):
-            raise ConfigError(f"{p}version: {self.version!r} (expected 1 or 2)")
-        if not isinstance(self.gga, bool):
-            raise ConfigError(f"{p}gga: expected true or false")
-        _number(p, "gga_interval_s", self.gga_interval_s, 1.0, 3600.0)
-        if self.gga or self.latitude is not None or self.longitude is not None:
-            if self.latitude is None or self.longitude is None:
-                raise ConfigError(f"{p}latitude/longitude: the RSU position is required"
-                                  + (" for GGA" if self.gga else " (give both)"))
-            _position(p, self.latitude, self.longitude)
-        _number(p, "altitude_m", self.altitude_m, -1000.0, 10000.0)
-        _number(p, "area_radius_m", self.area_radius_m, 0.0, 65535.0)
-        if not isinstance(self.stream, str) or not _STREAM.match(self.stream):
-            raise ConfigError(f"{p}stream: 1..60 characters of A-Z a-z 0-9 _ . -")
-        _integer(p, "max_rtcmem_bytes", self.max_rtcmem_bytes, 200, 65535)
-        _number(p, "flush_gap_s", self.flush_gap_s, 0.0, 10.0, lo_open=True)
-        _number(p, "max_batch_age_s", self.max_batch_age_s, 0.0, 60.0, lo_open=True)
-        _number(p, "max_correction_age_s", self.max_correction_age_s, 0.0, 3600.0, lo_open=True)
-        _number(p, "connect_timeout_s", self.connect_timeout_s, 0.0, 600.0, lo_open=True)
-        _number(p, "read_timeout_s", self.read_timeout_s, 0.0, 3600.0, lo_open=True)
-        _number(p, "backoff_initial_s", self.backoff_initial_s, 0.0, 3600.0, lo_open=True)
-        _number(p, "backoff_max_s", self.backoff_max_s, 0.0, 3600.0, lo_open=True)
+    @model_validator(mode="after")
+    def _together(self) -> "NtripConfig":
+        found = Problems()
+        if self.password_file is not None and not self.username:
+            found.add("password_file", "given without username")
+        if (self.gga or self.latitude is not None or self.longitude is not None) and (
+                self.latitude is None or self.longitude is None):
+            found.add("latitude/longitude",
+                      "the RSU position is required" + (" for GGA" if self.gga else " (give both)"))
         if self.backoff_initial_s > self.backoff_max_s:
-            raise ConfigError(f"{p}backoff_initial_s: larger than backoff_max_s")
-        if not isinstance(self.user_agent, str) or not self.user_agent.startswith("NTRIP ") or "\r" in self.user_agent \
-                or "\n" in self.user_agent:
-            raise ConfigError(f"{p}user_agent: must start with 'NTRIP ' (casters check it) and be one line")
+            found.add("backoff_initial_s", "larger than backoff_max_s")
+        found.raise_any()
+        return self
 
     def read_password(self) -> str | None:
         return read_secret_file(self.password_file, error=ConfigError) if self.password_file else None
 
 
 # --- the whole section --------------------------------------------------------------------------------------
-@dataclass
-class IntegrationsConfig:
+@config_dataclass
+class IntegrationsConfig(LayerConfig):
+    """The ``integrations:`` section: each integration is optional (absent: disabled)."""
+
+    PREFIX = "integrations."
+
     controller: ControllerFeedConfig | None = None
     map_files: MapFilesConfig | None = None
     ntrip: NtripConfig | None = None
-
-    @classmethod
-    def from_dict(cls, data: Any, prefix: str = "integrations.") -> "IntegrationsConfig":
-        d = _mapping(data, prefix)
-        _check_unknown(cls, d, prefix)
-        return cls(
-            controller=ControllerFeedConfig.from_dict(d["controller"], prefix + "controller.")
-            if d.get("controller") is not None else None,
-            map_files=MapFilesConfig.from_dict(d["map_files"], prefix + "map_files.")
-            if d.get("map_files") is not None else None,
-            ntrip=NtripConfig.from_dict(d["ntrip"], prefix + "ntrip.") if d.get("ntrip") is not None else None)
-
-    def validate(self, prefix: str = "integrations.") -> None:
-        if self.controller is not None:
-            self.controller.validate(prefix + "controller.")
-        if self.map_files is not None:
-            self.map_files.validate(prefix + "map_files.")
-        if self.ntrip is not None:
-            self.ntrip.validate(prefix + "ntrip.")

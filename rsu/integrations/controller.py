@@ -31,12 +31,13 @@ from typing import Any, Callable, Protocol
 
 from rsu.clock import Clock, iso_utc
 from rsu.integrations.config import ControllerFeedConfig, ControllerIntersectionConfig
-from rsu.integrations.counters import Counters, DropSink
+from rsu.integrations.counters import Counters
 from rsu.integrations.json_feed import FeedError, parse_json_feed
 from rsu.integrations.spat import (NO_VALID_SPAT, IntersectionUpdate, SignalEvent, SignalGroupState,
                                    spatem_payload, status_with)
 from rsu.integrations.tscbm import TscbmError, parse_tscbm, resolve_time_of_day, tscbm_update
 from rsu.services.errors import ServiceError
+from rsu.transports.base import DropCounter
 
 log = logging.getLogger("rsu.integrations.controller")
 
@@ -44,7 +45,8 @@ NEVER, LIVE, STALE, STOPPED = "never", "live", "stale", "stopped"
 
 
 class Services(Protocol):
-    """What the integrations need of :class:`rsu.services.layer.ServiceLayer`."""
+    """The port the integrations need from the services (a subset of :class:`rsu.services.ports.Triggering`;
+    :class:`rsu.services.layer.ServiceLayer` and :class:`rsu.services.ports.CurrentServices` implement it)."""
 
     def trigger(self, service: str, request: dict) -> dict: ...
     def update(self, service: str, ident: str, request: dict) -> dict: ...
@@ -96,7 +98,7 @@ class _Intersection:
 
 class ControllerFeed:
     def __init__(self, config: ControllerFeedConfig, services: Services, *, clock: Clock,
-                 on_feed_age: FeedAgeCallback | None = None, drops: DropSink | None = None,
+                 on_feed_age: FeedAgeCallback | None = None, drops: DropCounter | None = None,
                  source: str = "controller") -> None:
         self.config = config
         self.services = services

@@ -10,19 +10,24 @@ metric.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from rsu.transports.base import DropCounter
 
 log = logging.getLogger("rsu.integrations")
 
 
-class DropSink(Protocol):
-    def drop(self, transport: str, reason: str) -> None: ...
+class ReasonError(Exception):
+    """An input an integration refuses: ``reason`` is the stable drop reason, ``detail`` says why."""
+
+    def __init__(self, reason: str, detail: str):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
 
 
 class Counters:
     """Counts by name. ``drop()`` counts a dropped input (and forwards it); ``count()`` anything else."""
 
-    def __init__(self, source: str, drops: DropSink | None = None) -> None:
+    def __init__(self, source: str, drops: DropCounter | None = None) -> None:
         self.source = source
         self._drops = drops
         self._counts: dict[str, int] = {}

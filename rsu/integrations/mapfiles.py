@@ -32,8 +32,9 @@ from pathlib import Path
 from rsu.clock import Clock, iso_utc
 from rsu.integrations.config import MapFilesConfig, intersection_key
 from rsu.integrations.controller import Services
-from rsu.integrations.counters import Counters, DropSink
+from rsu.integrations.counters import Counters
 from rsu.services.errors import ServiceError
+from rsu.transports.base import DropCounter
 
 log = logging.getLogger("rsu.integrations.mapfiles")
 
@@ -63,7 +64,7 @@ class _File:
 
 class MapFileLoader:
     def __init__(self, config: MapFilesConfig, services: Services, *, clock: Clock,
-                 drops: DropSink | None = None, source: str = "map-files") -> None:
+                 drops: DropCounter | None = None, source: str = "map-files") -> None:
         self.config = config
         self.services = services
         self.clock = clock

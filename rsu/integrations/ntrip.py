@@ -33,14 +33,13 @@ import math
 import random
 from datetime import datetime, timezone
 
+from rsu.integrations.counters import ReasonError
+
 MAX_HEADER = 16384
 
 
-class NtripError(Exception):
-    def __init__(self, reason: str, detail: str):
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}")
+class NtripError(ReasonError):
+    """A caster answer or stream the client refuses (``reason``: ``ntrip-...``)."""
 
 
 def build_request(*, host: str, port: int, mountpoint: str, version: int, username: str | None = None,

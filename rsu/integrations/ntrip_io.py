@@ -25,16 +25,17 @@ from typing import Callable
 from rsu.aio import wait_event
 from rsu.clock import Clock, iso_utc
 from rsu.integrations.config import ConfigError, NtripConfig
-from rsu.integrations.counters import Counters, DropSink
+from rsu.integrations.counters import Counters
 from rsu.integrations.gpc_feed import GpcFeed
 from rsu.integrations.ntrip import Backoff, NtripError, ResponseParser, build_request, gga_sentence
 from rsu.integrations.rtcm import Rtcm3Framer, RtcmBatcher
+from rsu.transports.base import DropCounter
 
 log = logging.getLogger("rsu.integrations.ntrip")
 
 
 class NtripClient:
-    def __init__(self, config: NtripConfig, services, *, clock: Clock, drops: DropSink | None = None,
+    def __init__(self, config: NtripConfig, services, *, clock: Clock, drops: DropCounter | None = None,
                  rng: random.Random | None = None, source: str = "ntrip",
                  on_publish: Callable[[list[bytes], list[dict]], None] | None = None) -> None:
         self.config = config

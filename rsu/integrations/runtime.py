@@ -9,8 +9,9 @@
     integrations.status()              # for /v1/integrations/status and the logs
     await integrations.stop()
 
-``layer`` is the :class:`rsu.services.layer.ServiceLayer` (only ``trigger``/``update``/``terminate``/
-``get`` are used). Everything runs on the daemon's event loop, like the layer itself.
+``layer`` implements the :class:`rsu.integrations.controller.Services` port (``trigger``/``update``/
+``terminate``/``get``): a :class:`rsu.services.layer.ServiceLayer`, or in the daemon a
+:class:`rsu.services.ports.CurrentServices` (the layer current at each call: a reload may replace it). Everything runs on the daemon's event loop, like the layer itself.
 """
 
 from __future__ import annotations
@@ -23,17 +24,17 @@ from rsu.clock import Clock
 from rsu.integrations.config import IntegrationsConfig
 from rsu.integrations.controller import ControllerFeed, FeedAgeCallback, Services
 from rsu.integrations.controller_io import ControllerRunner
-from rsu.integrations.counters import DropSink
 from rsu.integrations.routes import feed_routes, status_routes
 from rsu.integrations.mapfiles import MapFileLoader, MapFilePoller
 from rsu.integrations.ntrip_io import NtripClient
+from rsu.transports.base import DropCounter
 
 log = logging.getLogger("rsu.integrations")
 
 
 class Integrations:
     def __init__(self, config: IntegrationsConfig, services: Services, *, clock: Clock,
-                 drops: DropSink | None = None, on_feed_age: FeedAgeCallback | None = None) -> None:
+                 drops: DropCounter | None = None, on_feed_age: FeedAgeCallback | None = None) -> None:
         self.config = config
         self.controller = ControllerFeed(config.controller, services, clock=clock, on_feed_age=on_feed_age,
                                          drops=drops) if config.controller else None

@@ -43,6 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rsu.integrations.config import ControllerIntersectionConfig, SignalGroupMapConfig
+from rsu.integrations.counters import ReasonError
 from rsu.integrations.spat import IntersectionUpdate, SignalEvent, SignalGroupState
 
 HEADER = 0xCD
@@ -50,11 +51,8 @@ BLOCK = 13
 TRAILER = 35
 
 
-class TscbmError(Exception):
-    def __init__(self, reason: str, detail: str):
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}")
+class TscbmError(ReasonError):
+    """A TSCBM datagram that does not parse (``reason``: the drop reason)."""
 
 
 @dataclass(frozen=True)

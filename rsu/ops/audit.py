@@ -20,10 +20,11 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from rsu.clock import Clock, iso_utc
 
@@ -124,7 +125,7 @@ def parse_time(text: str) -> float:
     """An ISO 8601 time (``2026-12-03T10:00:00Z``, a date alone is its midnight UTC) as POSIX seconds."""
     t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
+        t = t.replace(tzinfo=UTC)
     return t.timestamp()
 
 

@@ -5,10 +5,16 @@ Sections: ``station`` (id, position), ``state_dir``, ``security``, ``services``,
 :data:`EMBEDDED_DEFAULT`) runs a working RSU on loopback with a local test PKI. The documented,
 commented example is ``config/rsu.example.yaml``.
 
-Transport entries are validated by the transport layer's own config classes
-(``rsu.transports.config``), with their errors reported under ``transports[i].field`` like
-everything else. Secrets are never inline: MQTT passwords come from ``password_file``,
-private keys from the PKI directory.
+Every section is a pydantic model or dataclass, validated in one pass: a ConfigError lists every
+problem of every section, each under its path (``transports[1].qos``,
+``integrations.controller.intersections[0].id``). The transport entries and the integrations are the
+layers' own config classes (``rsu.transports.config``, ``rsu.integrations.config``), so the daemon hands
+the layers the objects validated here, nothing is parsed again. The station fills in what the entries
+leave out (RSU position, MQTT source) before validation. Secrets are never inline: MQTT passwords come
+from ``password_file``, private keys from the PKI directory.
+
+A section defined in another module plugs in with one line in :class:`Config`
+(``forwarding: ForwardingSection = ForwardingSection()``); its errors are reported like the others.
 """
 
 from __future__ import annotations
@@ -21,13 +27,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from rsu.api.auth_config import AuditSettings, AuthSettings, TlsSettings, host_problem
-
-from rsu.ops.config_core import (ConfigError, ConfigIssue, duration, format_path, load_yaml_file,
-                                   parse_duration, validate)
+from rsu.api.auth_config import AuditSettings, AuthSettings, TlsSettings, host_issue
+from rsu.integrations.config import IntegrationsConfig
+from rsu.ops.config_core import (ConfigError, ConfigIssue, Problems, Seconds, format_path, load_yaml_file,
+                                   parse_duration, tagged, validate, within)
 from rsu.pki.config import PkiClientSection
+from rsu.transports.config import GnUdpConfig, MqttConfig
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
@@ -51,6 +58,14 @@ class Provider(_Section):
     country: str = Field("FR", pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2, coded in ITA2")
     issuer: int = Field(57, ge=0, le=16383)  # matches config/examples/ivim-speed-limit.json
 
+    @property
+    def service_provider(self) -> Any:
+        """This provider as the security layer's value (:class:`rsu.security.ssp.ServiceProvider`: the IVIM
+        SSP and the PKI client's permissions)."""
+        from rsu.security import ssp
+
+        return ssp.ServiceProvider.of(self.country, self.issuer)
+
 
 class SecurityLimits(_Section):
     """Bounds on what other stations can make the security entity keep (rsu.limits)."""
@@ -72,10 +87,11 @@ class Security(_Section):
     test_pki_at_hours: int = Field(168, ge=1, le=8760)
     trust_dir: Path | None = None  # root/AA certificates; default: pki_dir
     tickets_dir: Path | None = None  # AT certificates + private keys; default: <pki_dir>/at
-    rotation_margin: duration(0, 7 * 86400) = 3600.0  # at most a week: ATs are valid for about that long
-    certificate_interval: duration(0, 60) = 1.0  # 0 = the full certificate in every message
-    max_age: duration(0.05, 86400) = 30.0
-    max_future: duration(0, 600) = 2.0
+    # at most a week: ATs are valid for about that long
+    rotation_margin: Annotated[Seconds, within(0, 7 * 86400)] = 3600.0
+    certificate_interval: Annotated[Seconds, within(0, 60)] = 1.0  # 0 = the full certificate in every message
+    max_age: Annotated[Seconds, within(0.05, 86400)] = 30.0
+    max_future: Annotated[Seconds, within(0, 600)] = 2.0
     accept_unsecured: bool = False  # deliver unsigned received messages (test benches only)
     limits: SecurityLimits = SecurityLimits()
 
@@ -85,17 +101,42 @@ class Services(_Section):
     rules: dict[str, Any] = Field(default_factory=dict)  # rsu.services.defaults.ServiceRules overrides
     message_defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Checked as the service layer checks them (unknown keys, types, ranges: rsu.services.defaults)."""
+        from rsu.services.defaults import rule_issues
+
+        return _service_checked(value, rule_issues)
+
+    @field_validator("message_defaults")
+    @classmethod
+    def _message_defaults(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Checked as the service layer checks them (also the repetition bounds of each message)."""
+        from rsu.services.defaults import message_default_issues
+
+        return _service_checked(value, message_default_issues)
+
+
+def _service_checked(value: dict[str, Any], issues_of: Any) -> dict[str, Any]:
+    found = Problems()
+    for path, message in issues_of(value, ""):
+        found.add(path.lstrip("."), message)
+    found.raise_any()
+    return value
+
 
 class Api(_Section):
-    host: str = "127.0.0.1"  # loopback unless clients authenticate: api_issues()
+    host: str = "127.0.0.1"  # loopback unless clients authenticate (rsu.api.auth_config.host_problem)
     port: int = Field(8301, ge=0, le=65535, description="0 = any free port")
     max_connections: int = Field(256, ge=1, le=16384)
-    header_timeout_s: duration(0.5, 300) = 10.0
-    idle_timeout_s: duration(1, 3600) = 60.0
-
-    tls: TlsSettings | None = None  # rsu.api.auth_config
+    header_timeout_s: Annotated[Seconds, within(0.5, 300)] = 10.0
+    idle_timeout_s: Annotated[Seconds, within(1, 3600)] = 60.0
+    tls: TlsSettings | None = None  # TLS 1.3, client certificates; auth: roles, tokens, lockout (rsu.api.auth_config)
     auth: AuthSettings = AuthSettings()
     audit: AuditSettings = AuditSettings()
+
+    _host = model_validator(mode="wrap")(host_issue)
 
     def limits(self):
         """The connection bounds of the API server (rsu.api.limits)."""
@@ -113,7 +154,12 @@ class Logging(_Section):
         return v.upper() if isinstance(v, str) else v
 
 
+TRANSPORT_TYPES = {"gn-udp": GnUdpConfig, "mqtt": MqttConfig}  # transports[i].type -> its config class
+TransportConfig = tagged("type", TRANSPORT_TYPES)
+
+
 def _default_transports() -> list[dict[str, Any]]:
+    """The ``transports`` of a file that has none (as written in a file)."""
     return [{"type": "gn-udp", "name": "gn"}]
 
 
@@ -122,11 +168,42 @@ class Config(_Section):
     state_dir: Path | None = None  # default: $STATE_DIRECTORY, else ~/.local/state/rsu
     security: Security = Security()
     services: Services = Services()
-    transports: list[dict[str, Any]] = Field(default_factory=_default_transports)
-    integrations: dict[str, Any] = Field(default_factory=dict)
+    transports: list[TransportConfig] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [GnUdpConfig(latitude=Position().latitude, longitude=Position().longitude)])
+    integrations: IntegrationsConfig = Field(default_factory=IntegrationsConfig)
     api: Api = Api()
     logging: Logging = Logging()
     pki: PkiClientSection | None = None  # TS 102 941 PKI client (rsu.pki.config); absent: none
+
+    @model_validator(mode="before")
+    @classmethod
+    def _station_fills_in(cls, data: Any) -> Any:
+        """The RSU position (and MQTT source) of the station, for the entries that do not give their own."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        station = _station_or_default(data)
+        entries = data.get("transports", _default_transports())
+        if isinstance(entries, list):
+            data["transports"] = [_with_station(entry, station) for entry in entries]
+        integrations = data.get("integrations")
+        if isinstance(integrations, dict) and isinstance(integrations.get("ntrip"), dict):
+            ntrip = {"latitude": station.position.latitude, "longitude": station.position.longitude,
+                     **integrations["ntrip"]}
+            data["integrations"] = {**integrations, "ntrip": ntrip}
+        return data
+
+    @field_validator("transports")
+    @classmethod
+    def _names_once(cls, entries: list[Any]) -> list[Any]:
+        found = Problems()
+        names: dict[str, int] = {}
+        for i, cfg in enumerate(entries):
+            if cfg.name in names:
+                found.add(f"[{i}].name", f"{cfg.name!r} is already the name of transports[{names[cfg.name]}]")
+            names.setdefault(cfg.name, i)
+        found.raise_any()
+        return entries
 
     # derived paths ------------------------------------------------------------------------
     @property
@@ -151,137 +228,28 @@ class Config(_Section):
         return (self.security.tickets_dir or self.pki_path / "at").expanduser()
 
 
-TRANSPORT_TYPES = ("gn-udp", "mqtt")
+def _with_station(entry: Any, station: Station) -> Any:
+    if not isinstance(entry, dict):
+        return entry
+    filled = {"latitude": station.position.latitude, "longitude": station.position.longitude, **entry}
+    if entry.get("type") == "mqtt":
+        filled.setdefault("source", f"rsu_{station.id}")
+    return filled
 
 
 def transport_configs(config: Config) -> list[tuple[str, Any]]:
-    """(type, transport config object) per entry; the station fills in position and MQTT source."""
-    return [_transport(i, entry, config.station) for i, entry in enumerate(config.transports)]
+    """(type, transport config object) per entry, as validated (the station filled in position and source)."""
+    return [(cfg.type, cfg) for cfg in config.transports]
 
 
-def _transport(i: int, entry: Any, station: Station) -> tuple[str, Any]:
-    from rsu.transports.config import GnUdpConfig, MqttConfig
-
-    prefix = f"transports[{i}]."
-    if not isinstance(entry, dict):
-        raise ValueError(f"transports[{i}]: expected a mapping with a type, found {entry!r}")
-    data = dict(entry)
-    kind = data.pop("type", None)
-    data.setdefault("latitude", station.position.latitude)
-    data.setdefault("longitude", station.position.longitude)
-    if kind == "gn-udp":
-        return kind, GnUdpConfig.from_dict(data, prefix)
-    if kind == "mqtt":
-        data.setdefault("source", f"rsu_{station.id}")
-        return kind, MqttConfig.from_dict(data, prefix)
-    raise ValueError(f"{prefix}type: expected one of {', '.join(TRANSPORT_TYPES)}, found {kind!r}")
-
-
-def transport_issues(entries: Any, station: Station) -> list[ConfigIssue]:
-    """Every transport entry checked on its own, so all broken entries are reported at once."""
-    from rsu.transports.config import ConfigError as TransportConfigError
-
-    if not isinstance(entries, list):
-        return []  # the schema reports the wrong type
-    issues: list[ConfigIssue] = []
-    names: dict[str, int] = {}
-    for i, entry in enumerate(entries):
-        try:
-            _, cfg = _transport(i, entry, station)
-        except (TransportConfigError, ValueError, TypeError) as e:
-            path, sep, message = str(e).partition(": ")
-            issues.append(ConfigIssue(path, message) if sep else ConfigIssue(f"transports[{i}]", str(e)))
-            continue
-        if cfg.name in names:
-            issues.append(ConfigIssue(f"transports[{i}].name",
-                                      f"{cfg.name!r} is already the name of transports[{names[cfg.name]}]"))
-        names.setdefault(cfg.name, i)
-    return issues
-
-
-def api_issues(data: Any) -> list[ConfigIssue]:
-    """``api.host``: loopback unless clients must authenticate (rsu.api.auth_config.host_problem); checked
-    even when other api settings are wrong, so that every error is reported at once."""
-    api = data.get("api") if isinstance(data, dict) else None
-    if not isinstance(api, dict) or not isinstance(api.get("host"), str):
-        return []  # the default, or the schema reports the wrong type
-    try:
-        tls = TlsSettings.model_validate(api["tls"]) if api.get("tls") is not None else None
-        auth = AuthSettings.model_validate(api.get("auth") or {})
-    except ValidationError:
-        return []  # the schema reports it
-    problem = host_problem(api["host"], tls, auth)
-    return [ConfigIssue("api.host", problem)] if problem else []
-
-
-def service_issues(data: Any) -> list[ConfigIssue]:
-    """``services.rules`` / ``services.message_defaults`` checked as the service layer checks them (unknown
-    keys, types, ranges, repetition bounds: rsu.services.defaults), every problem at once."""
-    from rsu.services.defaults import message_default_issues, rule_issues
-
-    services = data.get("services") if isinstance(data, dict) else None
-    if not isinstance(services, dict):
-        return []  # absent, or the schema reports the wrong type
-    rules, defaults = services.get("rules"), services.get("message_defaults")
-    found = rule_issues(rules, "services.rules") if isinstance(rules, dict) else []
-    if isinstance(defaults, dict):
-        found += message_default_issues(defaults, "services.message_defaults")
-    return [ConfigIssue(path, message) for path, message in found]
-
-
-def integrations_config(config: Config):
-    """The integrations section as rsu.integrations' config object; the station fills in the RSU position."""
-    return _integrations(config.integrations, config.station)
-
-
-def _integrations(data: Any, station: Station):
-    from rsu.integrations.config import IntegrationsConfig
-
-    data = dict(data or {})
-    ntrip = data.get("ntrip")
-    if isinstance(ntrip, dict):
-        ntrip = dict(ntrip)
-        ntrip.setdefault("latitude", station.position.latitude)
-        ntrip.setdefault("longitude", station.position.longitude)
-        data["ntrip"] = ntrip
-    config = IntegrationsConfig.from_dict(data, "integrations.")
-    config.validate("integrations.")
-    return config
-
-
-def integration_issues(data: Any, station: Station) -> list[ConfigIssue]:
-    """The integrations section checked by rsu.integrations' own config classes."""
-    from rsu.integrations.config import ConfigError as IntegrationConfigError
-
-    if data is not None and not isinstance(data, dict):
-        return []  # the schema reports the wrong type
-    try:
-        _integrations(data, station)
-    except (IntegrationConfigError, ValueError, TypeError) as e:
-        path, sep, message = str(e).partition(": ")
-        return [ConfigIssue(path, message) if sep else ConfigIssue("integrations", str(e))]
-    return []
+def integrations_config(config: Config) -> IntegrationsConfig:
+    """The integrations section as rsu.integrations' config object (the station filled in the RSU position)."""
+    return config.integrations
 
 
 def parse(data: Any, source: str | None = None) -> Config:
     """Validate parsed YAML (a mapping) into a Config; ConfigError lists every issue of every section."""
-    issues: list[ConfigIssue] = []
-    config: Config | None = None
-    try:
-        config = validate(Config, data, source)
-    except ConfigError as e:
-        issues.extend(e.issues)
-    station = config.station if config is not None else _station_or_default(data)
-    raw = data.get("transports", _default_transports()) if isinstance(data, dict) else None
-    issues.extend(transport_issues(raw, station))
-    issues.extend(service_issues(data))
-    issues.extend(api_issues(data))
-    if isinstance(data, dict):
-        issues.extend(integration_issues(data.get("integrations"), station))
-    if issues:
-        raise ConfigError(issues, source)
-    assert config is not None
-    return config
+    return validate(Config, data, source)
 
 
 def _station_or_default(data: Any) -> Station:
@@ -355,9 +323,7 @@ def _apply_override(data: dict[str, Any], item: str) -> ConfigIssue | None:
             node[key] = value
             return None
         if isinstance(key, str) and key not in node:  # create it; a top-level list starts as its default
-            field = Config.model_fields.get(key) if depth == 0 else None
-            default = field.get_default(call_default_factory=True) if field is not None else None
-            node[key] = ({} if not isinstance(keys[depth + 1], int)
-                         else copy.deepcopy(default) if isinstance(default, list) else [])
+            default = _default_transports() if (depth, key) == (0, "transports") else []
+            node[key] = {} if not isinstance(keys[depth + 1], int) else default
         node = node[key]
     return None

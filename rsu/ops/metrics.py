@@ -14,7 +14,8 @@ Receive accounting: for every transport and message type, at every moment::
                                 + rsu_messages_held
 
 A frame is counted as received once, where its fate is first known: a transport that drops it
-counts it (``drop(..., message=...)``), otherwise the daemon when the transport hands it up.
+counts it (``drop(..., message=...)``), otherwise the daemon counts the receive pipeline's outcomes
+(:meth:`Metrics.count_receive`: its ``Received`` outcome, then the frame's fate).
 """
 
 from __future__ import annotations
@@ -26,27 +27,15 @@ from collections import deque
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from rsu.pipeline.outcomes import Accepted, Dropped, Held, HoldEnded
+# the receive-side reasons the pipeline decides (re-exported: the metrics list every reason)
+from rsu.pipeline.receive import Received, RxOutcome, RxReason, security_reason  # noqa: F401
+
 _FAST = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 _LATENESS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATE_AFTER_S = 0.05  # a scheduled send released later than this after its slot counts as late
-
-
-class RxReason(str, enum.Enum):
-    """Receive-side drop reasons decided by the daemon itself (transports, security and services have theirs)."""
-
-    UNSECURED = "unsecured"  # an unsigned frame while security.accept_unsecured is off
-    SECURITY_DISABLED = "security-disabled"  # a signed frame while security is off (nothing can verify it)
-    REPLAY = "replay"  # an exact copy of a message accepted before, within its acceptance window
-
-    def __str__(self) -> str:
-        return self.value
-
-
-def security_reason(reason) -> str:
-    """The metrics label of a security (verification) reason."""
-    return f"security:{reason}"
 
 
 def receive_reasons() -> dict[str, str]:
@@ -58,7 +47,7 @@ def receive_reasons() -> dict[str, str]:
     out = {str(r): "transport" for r in RECEIVE_REASONS}
     out.update({security_reason(r): "security" for r in Reason})
     out.update({str(r): "services" for r in RxDrop})
-    out.update({str(r): "daemon" for r in RxReason})
+    out.update({str(r): "pipeline" for r in RxReason})
     return out
 
 
@@ -217,6 +206,21 @@ class Metrics:
         """event: held (one more held) or released / expired / evicted (one fewer)."""
         self.child(self.hold_events, message, transport, event).inc()
         self.child(self.held, message, transport).inc(1 if event == "held" else -1)
+
+    def count_receive(self, outcome: RxOutcome) -> None:
+        """One outcome of the receive pipeline, counted: Received (rx), Accepted (accept), Dropped (rx_drop),
+        Held and HoldEnded (hold)."""
+        match outcome:
+            case Received():
+                self.rx(outcome.message, outcome.transport)
+            case Accepted():
+                self.accept(outcome.service, outcome.message, outcome.transport)
+            case Dropped():
+                self.rx_drop(outcome.message, outcome.transport, outcome.reason)
+            case Held():
+                self.hold(outcome.message, outcome.transport, "held")
+            case HoldEnded():
+                self.hold(outcome.message, outcome.transport, outcome.event)
 
     def limit_hit(self, limit: str) -> None:
         self.child(self.limit_hits, limit).inc()

@@ -118,12 +118,12 @@ def _security(config: cfgmod.Config, add, state_ok: bool) -> None:
     if not config.security.enabled:
         return
     from rsu.clock import SystemClock
-    from rsu.ops.daemon import _test_pki_needed
+    from rsu.security.setup import needs_test_pki
 
     sec = config.security
     clock = SystemClock()
     where = "security.pki_dir" if sec.pki_dir is not None else "state_dir"
-    if sec.create_test_pki and _test_pki_needed(config, clock):
+    if sec.create_test_pki and needs_test_pki(config, clock):
         problem = _dir_problem(config.pki_path)
         if problem and state_ok:
             add(where, f"{config.pki_path}: {problem} (the test PKI is created there)")

@@ -45,6 +45,7 @@ from typing import Any, Callable
 
 from rsu import clock
 from rsu.pki import ecies, requests
+from rsu.pki.config import TUNING
 from rsu.pki.errors import PkiError
 from rsu.pki.identity import CANONICAL_LABEL, load_identity
 from rsu.pki.keystore import KeyHandle, KeyStore, KeyStoreError, atomic_write
@@ -115,13 +116,13 @@ class ClientConfig:
     aa_id: bytes | None = None  # default: the first AA of the root's CTL
     ea_url: str | None = None  # default: EaEntry.itsAccessPoint, else aaAccessPoint
     aa_url: str | None = None  # default: AaEntry.accessPoint
-    re_enrol_margin: float = 30 * 86400.0
-    at_pool: int = 2
-    at_renew_fraction: float = 0.2
-    trust_refresh_margin: float = 3600.0
-    trust_refresh_interval: float = 86400.0
-    retry_base: float = 30.0
-    retry_max: float = 3600.0
+    re_enrol_margin: float = TUNING.re_enrol_margin  # defaults: rsu.pki.config.ClientTuning, as the pki: section
+    at_pool: int = TUNING.at_pool
+    at_renew_fraction: float = TUNING.at_renew_fraction
+    trust_refresh_margin: float = TUNING.trust_refresh_margin
+    trust_refresh_interval: float = TUNING.trust_refresh_interval
+    retry_base: float = TUNING.retry_base
+    retry_max: float = TUNING.retry_max
     key_curve: str = "ecdsaNistP256"
 
 

@@ -19,25 +19,63 @@ Absent: no PKI client (the daemon signs with ``security.tickets_dir`` as before)
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from rsu.ops.config_core import duration
+from rsu.ops.config_core import Seconds, within
 from rsu.secretfile import read_secret_file
 
 _H8 = re.compile(r"^[0-9A-Fa-f]{16}$")
+
+
+@dataclass(frozen=True)
+class ClientTuning:
+    """The PKI client's timers and pool sizes with their defaults: the one source of both the ``pki:``
+    section (:class:`PkiClientSection`) and :class:`rsu.pki.client.ClientConfig` (seconds unless named)."""
+
+    re_enrol_margin: float = 30 * 86400.0  # re-enrol this long before the EC expires
+    at_pool: int = 2  # fresh ATs kept
+    at_renew_fraction: float = 0.2  # an AT is renewed when less than this fraction of its life is left
+    trust_refresh_margin: float = 3600.0  # CTL/CRL fetched this long before their nextUpdate
+    trust_refresh_interval: float = 86400.0  # ... or when this old
+    retry_base: float = 30.0  # first retry after a failure, doubling ...
+    retry_max: float = 3600.0  # ... up to this
+
+
+TUNING = ClientTuning()
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _h8(value: str | None) -> str | None:
-    if value is not None and not _H8.match(value):
+def _h8(value: Any) -> Any:
+    """A HashedId8 written as 16 hex digits -> its 8 bytes."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if not isinstance(value, str) or not _H8.match(value):
         raise ValueError("expected a HashedId8: 16 hex digits")
-    return value
+    return bytes.fromhex(value)
+
+
+def its_id_bytes(text: Any) -> bytes | None:
+    """The canonical ITS id as written (``RSU-PARIS-0001``, or ``hex:0102...``) -> its bytes."""
+    if text is None or isinstance(text, bytes):
+        return text
+    if not isinstance(text, str):
+        raise ValueError("expected a text id, or hex:... for a binary one")
+    if text.startswith("hex:"):
+        try:
+            return bytes.fromhex(text[4:])
+        except ValueError:
+            raise ValueError("expected hex digits after hex:") from None
+    return text.encode()
+
+
+HashedId8 = Annotated[bytes, BeforeValidator(_h8)]
 
 
 def _url(value: str | None) -> str | None:
@@ -64,28 +102,27 @@ class KeyStoreSection(_Section):
 
 class PkiClientSection(_Section):
     cpoc_url: str
-    tlm: str
-    root: str
-    its_id: str | None = None
-    ea: str | None = None  # HashedId8 of the EA to use (default: first of the root's CTL)
-    aa: str | None = None
+    tlm: HashedId8  # 16 hex digits in the file, 8 bytes here
+    root: HashedId8
+    its_id: Annotated[bytes | None, BeforeValidator(its_id_bytes)] = None  # text, or hex:... (bytes here)
+    ea: HashedId8 | None = None  # HashedId8 of the EA to use (default: first of the root's CTL)
+    aa: HashedId8 | None = None
     ea_url: str | None = None  # overrides the CTL's access points
     aa_url: str | None = None
     state_dir: Path | None = None  # default <state_dir>/pki-client
     keystore: KeyStoreSection = KeyStoreSection()
     services: list[str] | None = None  # AT permissions for these services (default: all of catalog.py)
-    re_enrol_margin: duration(3600, 3 * 365 * 86400) = 30 * 86400.0  # up to an EC lifetime
-    at_pool: int = Field(2, ge=1, le=100)
-    at_renew_fraction: float = Field(0.2, gt=0, lt=1)
-    trust_refresh_margin: duration(0, 30 * 86400) = 3600.0
-    trust_refresh_interval: duration(60, 30 * 86400) = 86400.0
-    retry_base: duration(1, 86400) = 30.0
-    retry_max: duration(1, 7 * 86400) = 3600.0
-    http_timeout: duration(1, 600) = 20.0
+    re_enrol_margin: Annotated[Seconds, within(3600, 3 * 365 * 86400)] = TUNING.re_enrol_margin  # up to an EC lifetime
+    at_pool: int = Field(TUNING.at_pool, ge=1, le=100)
+    at_renew_fraction: float = Field(TUNING.at_renew_fraction, gt=0, lt=1)
+    trust_refresh_margin: Annotated[Seconds, within(0, 30 * 86400)] = TUNING.trust_refresh_margin
+    trust_refresh_interval: Annotated[Seconds, within(60, 30 * 86400)] = TUNING.trust_refresh_interval
+    retry_base: Annotated[Seconds, within(1, 86400)] = TUNING.retry_base
+    retry_max: Annotated[Seconds, within(1, 7 * 86400)] = TUNING.retry_max
+    http_timeout: Annotated[Seconds, within(1, 600)] = 20.0
     http_retries: int = Field(2, ge=0, le=10)
     ca_file: Path | None = None  # extra CA bundle for https URLs (default: the system's)
 
-    _hex = field_validator("tlm", "root", "ea", "aa")(classmethod(lambda cls, v: _h8(v)))
     _urls = field_validator("cpoc_url", "ea_url", "aa_url")(classmethod(lambda cls, v: _url(v)))
 
     @field_validator("services")
@@ -103,12 +140,6 @@ class PkiClientSection(_Section):
             if unknown:
                 raise ValueError(f"unknown services {', '.join(unknown)}")
         return value
-
-
-def its_id_bytes(text: str | None) -> bytes | None:
-    if text is None:
-        return None
-    return bytes.fromhex(text[4:]) if text.startswith("hex:") else text.encode()
 
 
 def state_path(section: PkiClientSection, state_dir: Path) -> Path:
@@ -134,10 +165,9 @@ def client_config(section: PkiClientSection, provider: Any):
 
     services = section.services if section.services is not None else [k.name for k in catalog.MESSAGES]
     return ClientConfig(
-        its_id=its_id_bytes(section.its_id), cpoc_url=section.cpoc_url, tlm_ids=(bytes.fromhex(section.tlm),),
-        root_id=bytes.fromhex(section.root), permissions=service_permissions(services, provider),
-        ea_id=bytes.fromhex(section.ea) if section.ea else None,
-        aa_id=bytes.fromhex(section.aa) if section.aa else None, ea_url=section.ea_url, aa_url=section.aa_url,
+        its_id=section.its_id, cpoc_url=section.cpoc_url, tlm_ids=(section.tlm,),
+        root_id=section.root, permissions=service_permissions(services, provider),
+        ea_id=section.ea, aa_id=section.aa, ea_url=section.ea_url, aa_url=section.aa_url,
         re_enrol_margin=section.re_enrol_margin, at_pool=section.at_pool,
         at_renew_fraction=section.at_renew_fraction, trust_refresh_margin=section.trust_refresh_margin,
         trust_refresh_interval=section.trust_refresh_interval, retry_base=section.retry_base,

@@ -326,7 +326,7 @@ def _check_issued(pending: PendingRequest, cert: Certificate, now: float) -> Non
             raise ResponseError("certificate-permissions", f"certificate grants psid {psid} "
                                                            f"{ssp.hex() if ssp else ''} beyond the request")
     if pending.kind == "enrolment" and PSID_SCR not in cert.app_permissions:
-        raise ResponseError("certificate-permissions", "EC without psid 623")
+        raise ResponseError("certificate-permissions", f"EC without psid {PSID_SCR}")
 
 
 # ====================================================================== helpers

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, Callable
 
@@ -48,11 +49,10 @@ class PkiRuntime:
         """From the daemon's configuration (``config.pki`` set); raises PkiError/ValueError when the key
         store or identity cannot be opened (the daemon does not start: a configuration problem)."""
         from rsu.pki.identity import ensure_identity
-        from rsu.security import ssp
 
         section = config.pki
         state = pkicfg.state_path(section, config.state_path)
-        provider = ssp.ServiceProvider.of(config.services.ivi_provider.country, config.services.ivi_provider.issuer)
+        provider = config.services.ivi_provider.service_provider
         lock = lock_state(state, exclusive=False)  # held while the daemon runs: `rsu pki enrol` etc. wait
         try:
             store = pkicfg.open_store(section, config.state_path)
@@ -158,3 +158,52 @@ class CurrentPkiCollector:
         runtime = self.current()
         if runtime is not None:
             yield from PkiCollector(runtime.client, runtime.clock).collect()
+
+
+class PkiLink:
+    """The daemon's PKI client slot: the runtime of the ``pki:`` section (none without it), its loop as a
+    task, and the hand-over of its ATs to whichever security entity is current (a reload may replace
+    both). Takes the configuration, a clock and ``security()`` (the current
+    :class:`rsu.security.service.SecurityService` or None); gives :attr:`runtime` (status, metrics)."""
+
+    def __init__(self, clock: clockmod.Clock, security: Callable[[], Any]) -> None:
+        self.clock = clock
+        self.security = security
+        self.runtime: PkiRuntime | None = None
+        self.task: asyncio.Task | None = None  # the client's loop while it runs
+        self._stop = asyncio.Event()
+
+    def open(self, config) -> None:
+        """The PKI client of ``pki:`` (none without it, or with security off); a key store that cannot be
+        opened raises (the start stops there)."""
+        self.runtime = None
+        if config.pki is not None and config.security.enabled:
+            self.runtime = PkiRuntime.open(config, self.clock)
+
+    def start(self) -> None:
+        """Run the client's loop; every outcome hands the ATs over (:meth:`pick_up`)."""
+        if self.runtime is not None:
+            self._stop = asyncio.Event()
+            self.task = asyncio.create_task(self.runtime.run(self._stop, lambda outcome: self.pick_up()),
+                                             name="rsu-pki")
+
+    async def stop(self) -> None:
+        """Stop the client's loop (an HTTP exchange in progress is abandoned: nothing half-applied)."""
+        self._stop.set()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+            self.task = None
+        if self.runtime is not None:
+            await self.runtime.close()
+
+    def pick_up(self) -> None:
+        """The signer takes the client's usable ATs (after each client outcome, and every housekeeping pass:
+        expiries and CRLs apply without a request); our own ATs verify our looped-back messages."""
+        security = self.security()
+        if self.runtime is None or security is None:
+            return
+        if self.runtime.pick_up(security.pool):
+            for t in security.pool.tickets:
+                security.verifier.add_certificate(t.certificate)

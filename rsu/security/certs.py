@@ -20,6 +20,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from rsu import clock
 from rsu.security import coer
 from rsu.security.keys import (
@@ -60,13 +62,13 @@ class Certificate:
     """One explicit certificate (root, AA or AT) and what rsu needs from it."""
 
     raw: bytes
-    value: dict = field(repr=False)
+    value: dict[str, Any] = field(repr=False)  # the decoded COER value (asn1tools value form)
     tbs_bytes: bytes = field(repr=False)  # COER of toBeSigned, sliced from ``raw``
     source: str | None = None  # file name, for messages
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_bytes(cls, data: bytes, source: str | None = None) -> "Certificate":
+    def from_bytes(cls, data: bytes, source: str | None = None) -> Certificate:
         data = bytes(data)
         try:
             value = coer.decode("EtsiTs103097Certificate", data)
@@ -78,7 +80,7 @@ class Certificate:
         return cert
 
     @classmethod
-    def load(cls, path: str | Path) -> "Certificate":
+    def load(cls, path: str | Path) -> Certificate:
         p = Path(path)
         try:
             data = p.read_bytes()
@@ -110,7 +112,7 @@ class Certificate:
     # ------------------------------------------------------------------ identity
     def digest(self, hash_name: str = "sha256") -> bytes:
         """H(certificate bytes), cached per hash algorithm."""
-        cache = self.__dict__.setdefault("_digests", {})
+        cache: dict[str, bytes] = self.__dict__.setdefault("_digests", {})
         d = cache.get(hash_name)
         if d is None:
             d = cache[hash_name] = hashlib.new(hash_name, self.raw).digest()
@@ -131,7 +133,7 @@ class Certificate:
     @property
     def id_hash_name(self) -> str:
         """Hash used when this certificate is named as an issuer / hashed as signer (its key's hash)."""
-        return self.curve.hash_name
+        return self.key_curve.hash_name
 
     @property
     def name(self) -> str | None:
@@ -141,7 +143,8 @@ class Certificate:
     # ------------------------------------------------------------------ issuer
     @property
     def issuer(self) -> tuple[str, Any]:
-        return self.value["issuer"]
+        issuer: tuple[str, Any] = self.value["issuer"]
+        return issuer
 
     @property
     def is_self_signed(self) -> bool:
@@ -157,19 +160,21 @@ class Certificate:
     def issuer_hash_name(self) -> str:
         alt, v = self.issuer
         if alt == "self":
-            return v
+            return str(v)  # the HashAlgorithm identifier (an enumeration: a str)
         return "sha384" if alt == "sha384AndDigest" else "sha256"
 
     # ------------------------------------------------------------------ validity
     @property
     def start(self) -> int:
         """validityPeriod.start (Time32, TAI s since 2004)."""
-        return self.value["toBeSigned"]["validityPeriod"]["start"]
+        start: int = self.value["toBeSigned"]["validityPeriod"]["start"]
+        return start
 
     @property
     def duration_seconds(self) -> float:
         alt, n = self.value["toBeSigned"]["validityPeriod"]["duration"]
-        return n * DURATION_SECONDS[alt]
+        seconds: float = n * DURATION_SECONDS[alt]
+        return seconds
 
     @property
     def end(self) -> float:
@@ -204,15 +209,16 @@ class Certificate:
         return out
 
     @property
-    def issue_permissions(self) -> list[dict]:
-        return self.value["toBeSigned"].get("certIssuePermissions", [])
+    def issue_permissions(self) -> list[dict[str, Any]]:
+        groups: list[dict[str, Any]] = self.value["toBeSigned"].get("certIssuePermissions", [])
+        return groups
 
     def issue_range(self, psid: int) -> tuple[str, Any] | None:
         """The SspRange (or ("all", None)) under which this CA may issue ``psid``; None if it may not.
 
         Only groups whose eeType includes app are considered (ATs are app certificates).
         """
-        fallback = None
+        fallback: tuple[str, Any] | None = None
         for group in self.issue_permissions:
             ee = group.get("eeType", (b"\x80", 8))
             if not (ee[0][0] & 0x80):
@@ -223,38 +229,49 @@ class Certificate:
                 continue
             for entry in perms:
                 if entry["psid"] == psid:
-                    return entry.get("sspRange", ("all", None))
+                    rng: tuple[str, Any] = entry.get("sspRange", ("all", None))
+                    return rng
         return fallback
 
     @property
-    def region(self) -> tuple | None:
-        return self.value["toBeSigned"].get("region")
+    def region(self) -> tuple[str, Any] | None:
+        region: tuple[str, Any] | None = self.value["toBeSigned"].get("region")
+        return region
 
     # ------------------------------------------------------------------ keys and signature
     @property
-    def verification_key(self) -> tuple:
-        return self.value["toBeSigned"]["verifyKeyIndicator"][1]
+    def verification_key(self) -> tuple[str, Any]:
+        key: tuple[str, Any] = self.value["toBeSigned"]["verifyKeyIndicator"][1]
+        return key
 
     @property
     def curve(self) -> Curve | None:
         return CURVES.get(self.verification_key[0])
 
+    @property
+    def key_curve(self) -> Curve:
+        """The curve of the verification key (a supported one: from_bytes checks it)."""
+        curve = self.curve
+        if curve is None:
+            raise CertificateError(f"unsupported verification key {self.verification_key[0]}")
+        return curve
+
     @cached_property
-    def public_key(self):
+    def public_key(self) -> ec.EllipticCurvePublicKey:
         try:
-            return public_key_from_point(self.curve, self.verification_key[1])
+            return public_key_from_point(self.key_curve, self.verification_key[1])
         except KeyMaterialError as e:
             raise CertificateError(str(e)) from None
 
-    def signed_digest(self, issuer: "Certificate | None") -> bytes:
+    def signed_digest(self, issuer: Certificate | None) -> bytes:
         """The digest the issuer signed: H(H(toBeSigned) || H(issuer cert)), or H('') for self."""
         if issuer is None:
             h = self.issuer_hash_name
             return hashlib.new(h, hashlib.new(h, self.tbs_bytes).digest() + hashlib.new(h, b"").digest()).digest()
-        h = issuer.curve.hash_name
+        h = issuer.key_curve.hash_name
         return hashlib.new(h, hashlib.new(h, self.tbs_bytes).digest() + issuer.digest(h)).digest()
 
-    def signature_valid(self, issuer: "Certificate | None") -> bool:
+    def signature_valid(self, issuer: Certificate | None) -> bool:
         """Check this certificate's signature with ``issuer``'s key (``None``: self-signed)."""
         signer = self if issuer is None else issuer
         try:
@@ -309,7 +326,7 @@ def _tbs_span(data: bytes) -> tuple[int, int]:
     return after_issuer, after_tbs
 
 
-def _region_json(region: tuple | None) -> Any:
+def _region_json(region: tuple[str, Any] | None) -> Any:
     if region is None:
         return None
     alt, v = region
@@ -318,7 +335,7 @@ def _region_json(region: tuple | None) -> Any:
     return {alt: v}
 
 
-def _group_json(group: dict) -> dict:
+def _group_json(group: dict[str, Any]) -> dict[str, Any]:
     alt, perms = group["subjectPermissions"]
     out: dict[str, Any] = {"minChainLength": group.get("minChainLength", 1),
                            "chainLengthRange": group.get("chainLengthRange", 0)}

@@ -15,6 +15,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from rsu import oer
 from rsu.codec.asn1files import compile_set
 
 try:
@@ -34,7 +35,7 @@ class Codec:
         self.set_name = set_name
 
     @property
-    def spec(self):
+    def spec(self) -> Any:
         """The compiled asn1tools OER specification (compiled once per process, see compile_set)."""
         return compile_set(self.set_name, "oer").spec
 
@@ -70,7 +71,7 @@ SECURITY = Codec("security")
 
 
 @lru_cache(maxsize=1)
-def spec():
+def spec() -> Any:
     """The compiled asn1tools OER specification of the security module set."""
     return SECURITY.spec
 
@@ -89,25 +90,15 @@ def decode_prefix(type_name: str, data: bytes, offset: int = 0) -> tuple[Any, in
     return SECURITY.decode_prefix(type_name, data, offset)
 
 
-def length_prefix(n: int) -> bytes:
-    """COER length determinant."""
-    if n < 128:
-        return bytes((n,))
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0x80 | len(body),)) + body
+length_prefix = oer.length_prefix  # COER length determinant
 
 
 def read_length(data: bytes, offset: int) -> tuple[int, int]:
     """COER length determinant at ``offset`` -> (length, offset after it)."""
-    if offset >= len(data):
-        raise CoerError("truncated length")
-    first = data[offset]
-    if first < 128:
-        return first, offset + 1
-    n = first & 0x7F
-    if n == 0 or offset + 1 + n > len(data):
-        raise CoerError("bad length determinant")
-    return int.from_bytes(data[offset + 1: offset + 1 + n], "big"), offset + 1 + n
+    try:
+        return oer.read_length(data, offset)
+    except oer.LengthError as e:
+        raise CoerError("truncated length" if e.truncated else "bad length determinant") from None
 
 
 def psid_bytes(psid: int) -> bytes:

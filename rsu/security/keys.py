@@ -18,6 +18,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -37,7 +38,7 @@ class KeyMaterialError(Exception):
 class Curve:
     name: str  # PublicVerificationKey alternative, e.g. "ecdsaNistP256"
     signature_alt: str  # Signature alternative, e.g. "ecdsaNistP256Signature"
-    ec_curve: type
+    ec_curve: type[ec.EllipticCurve]
     size: int  # field size in bytes (32 / 48)
     hash_name: str  # "sha256" / "sha384" (HashAlgorithm identifier)
 
@@ -69,7 +70,7 @@ def curve_of(private_key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey
     raise KeyMaterialError(f"unsupported curve {private_key.curve.name}")
 
 
-def public_key_from_point(curve: Curve, point: tuple) -> ec.EllipticCurvePublicKey:
+def public_key_from_point(curve: Curve, point: tuple[str, Any]) -> ec.EllipticCurvePublicKey:
     """EccP256CurvePoint / EccP384CurvePoint CHOICE value -> public key. KeyMaterialError if unusable."""
     alt, value = point
     if alt == "compressed-y-0":
@@ -86,7 +87,7 @@ def public_key_from_point(curve: Curve, point: tuple) -> ec.EllipticCurvePublicK
         raise KeyMaterialError(f"{curve.name} public key is not a point on the curve") from None
 
 
-def point_of_public_key(public_key: ec.EllipticCurvePublicKey) -> tuple:
+def point_of_public_key(public_key: ec.EllipticCurvePublicKey) -> tuple[str, bytes]:
     """Public key -> canonical (compressed) curve point CHOICE value."""
     raw = public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
     return ("compressed-y-0" if raw[0] == 2 else "compressed-y-1", raw[1:])
@@ -105,13 +106,13 @@ def verify_digest(public_key: ec.EllipticCurvePublicKey, curve: Curve, digest: b
         return False
 
 
-def signature_value(curve: Curve, r: int, s: int) -> tuple:
+def signature_value(curve: Curve, r: int, s: int) -> tuple[str, dict[str, Any]]:
     """(r, s) -> Signature CHOICE value with rSig as x-only (the canonical form)."""
     n = curve.size
     return (curve.signature_alt, {"rSig": ("x-only", r.to_bytes(n, "big")), "sSig": s.to_bytes(n, "big")})
 
 
-def signature_rs(signature: tuple) -> tuple[Curve, int, int]:
+def signature_rs(signature: tuple[str, Any]) -> tuple[Curve, int, int]:
     """Signature CHOICE value -> (curve, r, s). rSig may be x-only or compressed (x is r)."""
     alt, value = signature
     curve = BY_SIGNATURE_ALT.get(alt)
@@ -139,7 +140,7 @@ def check_key_file_mode(path: Path) -> None:
                         f"(mode {stat.S_IMODE(mode):04o}); run chmod 600 {path}")
 
 
-def load_private_key(path: str | os.PathLike, curve_name: str | None = None, *,
+def load_private_key(path: str | os.PathLike[str], curve_name: str | None = None, *,
                      check_mode: bool = True) -> ec.EllipticCurvePrivateKey:
     """Load a PEM (PKCS#8 / SEC1) or raw-scalar private key file.
 
@@ -184,7 +185,7 @@ def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def write_private_key(path: str | os.PathLike, key: ec.EllipticCurvePrivateKey) -> None:
+def write_private_key(path: str | os.PathLike[str], key: ec.EllipticCurvePrivateKey) -> None:
     """Write a PEM key file created with mode 0600 (never world-readable, not even briefly)."""
     p = Path(path)
     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

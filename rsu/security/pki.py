@@ -19,14 +19,20 @@ an AT pool directory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from rsu import catalog, clock as clockmod
-from rsu.security import coer, ssp as sspmod
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from rsu import catalog
+from rsu import clock as clockmod
+from rsu.security import coer
+from rsu.security import ssp as sspmod
 from rsu.security.certs import Certificate
 from rsu.security.keys import (
     CURVES,
@@ -37,20 +43,18 @@ from rsu.security.keys import (
     write_private_key,
 )
 
-import hashlib
-
-CRL_PSID, CTL_PSID, SCR_PSID = 622, 624, 623
+CRL_PSID, CTL_PSID, SCR_PSID = catalog.ITS_AID_CRL, catalog.ITS_AID_CTL, catalog.ITS_AID_SCR
 
 
 @dataclass
 class Issued:
     certificate: Certificate
-    key: Any = field(repr=False)
+    key: ec.EllipticCurvePrivateKey = field(repr=False)
 
 
-def _tbs(*, name: str | None, start: int, hours: int, public_key, curve_name: str,
-         app: list[dict] | None = None, issue: list[dict] | None = None,
-         region: tuple | None = None) -> dict:
+def _tbs(*, name: str | None, start: int, hours: int, public_key: ec.EllipticCurvePublicKey, curve_name: str,
+         app: list[dict[str, Any]] | None = None, issue: list[dict[str, Any]] | None = None,
+         region: tuple[str, Any] | None = None) -> dict[str, Any]:
     tbs: dict[str, Any] = {
         "id": ("name", name) if name else ("none", None),
         "cracaId": b"\x00\x00\x00",
@@ -67,17 +71,21 @@ def _tbs(*, name: str | None, start: int, hours: int, public_key, curve_name: st
     return tbs
 
 
-def issue_certificate(tbs: dict, issuer: Issued | None, subject_key=None) -> Certificate:
+def issue_certificate(tbs: dict[str, Any], issuer: Issued | None,
+                      subject_key: ec.EllipticCurvePrivateKey | None = None) -> Certificate:
     """Sign a ToBeSignedCertificate value with the issuer's key (``None``: self-signed with subject_key)."""
     tbs_bytes = coer.encode("ToBeSignedCertificate", tbs)
+    issuer_field: tuple[str, Any]
     if issuer is None:
+        if subject_key is None:
+            raise ValueError("a self-signed certificate is signed with its own key: give subject_key")
         curve = CURVES[tbs["verifyKeyIndicator"][1][0]]
         h = curve.hash_name
         digest = hashlib.new(h, hashlib.new(h, tbs_bytes).digest() + hashlib.new(h, b"").digest()).digest()
         issuer_field = ("self", h)
         key = subject_key
     else:
-        curve = issuer.certificate.curve
+        curve = issuer.certificate.key_curve
         h = curve.hash_name
         digest = hashlib.new(h, hashlib.new(h, tbs_bytes).digest() + issuer.certificate.digest(h)).digest()
         issuer_field = ("sha384AndDigest" if h == "sha384" else "sha256AndDigest",
@@ -89,7 +97,7 @@ def issue_certificate(tbs: dict, issuer: Issued | None, subject_key=None) -> Cer
     return Certificate.from_bytes(coer.encode("EtsiTs103097Certificate", value))
 
 
-def issue_range(kind: catalog.MessageKind) -> dict:
+def issue_range(kind: catalog.MessageKind) -> dict[str, Any]:
     """BitmapSspRange letting an AA grant any permission of the service (version and reserved bits fixed)."""
     lay = sspmod.layout(kind)
     mask = bytes([0xFF] + lay.reserved_masks()[1:])
@@ -122,7 +130,7 @@ def make_aa(root: Issued, start: int, *, hours: int = 3 * 8760, curve_name: str 
 
 
 def make_at(aa: Issued, start: int, permissions: Iterable[tuple[int, bytes | None]], *, hours: int = 168,
-            curve_name: str = "ecdsaNistP256", region: tuple | None = None) -> Issued:
+            curve_name: str = "ecdsaNistP256", region: tuple[str, Any] | None = None) -> Issued:
     key = generate_private_key(curve_name)
     app = [{"psid": psid, **({"ssp": ("bitmapSsp", ssp)} if ssp is not None else {})}
            for psid, ssp in permissions]
@@ -160,7 +168,7 @@ def _write(path: Path, data: bytes) -> None:
 def init_pki(directory: str | Path, *, now: float, at_hours: int = 168, ats_per_service: int = 1,
              key_type: str = "ecdsaNistP256", provider: sspmod.ServiceProvider | None = None,
              ssp_overrides: dict[str, bytes] | None = None, start: float | None = None,
-             services: Iterable[str] | None = None) -> dict:
+             services: Iterable[str] | None = None) -> dict[str, Any]:
     """Create the test PKI in ``directory``. Returns the manifest (also written to pki.json)."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,10 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rsu import clock as clockmod
 from rsu.catalog import MessageKind
@@ -53,7 +55,7 @@ class AuthorizationTicket:
 
 class AtPool:
     def __init__(self, tickets: list[AuthorizationTicket], clock: clockmod.Clock, *,
-                 rotation_margin: float = 3600.0, issuers: list[Certificate] = ()) -> None:
+                 rotation_margin: float = 3600.0, issuers: Iterable[Certificate] = ()) -> None:
         self.tickets = list(tickets)
         self.clock = clock
         self.rotation_margin = rotation_margin
@@ -61,7 +63,7 @@ class AtPool:
         self._current: dict[int, AuthorizationTicket] = {}
 
     @classmethod
-    def load_directory(cls, path: str | Path, clock: clockmod.Clock, **kw) -> "AtPool":
+    def load_directory(cls, path: str | Path, clock: clockmod.Clock, **kw: Any) -> AtPool:
         """Every ``NAME.oer``/``NAME.cert`` with a ``NAME.key``/``NAME.vkey`` beside it is an AT."""
         folder = Path(path)
         tickets = []
@@ -71,7 +73,7 @@ class AtPool:
             if key_file is None:
                 continue
             cert = Certificate.load(cert_file)
-            key = load_private_key(key_file, cert.curve.name)
+            key = load_private_key(key_file, cert.key_curve.name)
             tickets.append(AuthorizationTicket(cert, Signer(cert, key), cert_file.stem))
         if not tickets:
             raise CertificateError(f"{folder}: no AT certificate with a private key found")
@@ -117,7 +119,7 @@ class AtPool:
             return None
         return t.certificate.seconds_to_expiry(self.clock.now()) / 3600.0
 
-    def status(self) -> list[dict]:
+    def status(self) -> list[dict[str, Any]]:
         now = self.clock.now()
         in_use = {id(t) for t in self._current.values()}
         return [{"label": t.label, "hashedId8": t.hashed_id8.hex(),

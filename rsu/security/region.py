@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 EARTH_RADIUS_M = 6_371_008.8
 UNIT = 1e7  # 1/10 micro-degree per degree
@@ -33,7 +34,7 @@ class Coverage:
     detail: str
 
 
-def covers(region: tuple | None, latitude: float, longitude: float) -> Coverage:
+def covers(region: tuple[str, Any] | None, latitude: float, longitude: float) -> Coverage:
     """Whether ``region`` (a decoded GeographicRegion CHOICE, or None) covers the position."""
     if region is None:
         return Coverage(True, True, "no region: valid wherever the issuer is")
@@ -63,9 +64,12 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
-def _in_rectangle(r: dict, lat: float, lon: float) -> bool:
-    north, west = r["northWest"]["latitude"] / UNIT, r["northWest"]["longitude"] / UNIT
-    south, east = r["southEast"]["latitude"] / UNIT, r["southEast"]["longitude"] / UNIT
+def _in_rectangle(r: dict[str, Any], lat: float, lon: float) -> bool:
+    nw, se = r["northWest"], r["southEast"]
+    north: float = nw["latitude"] / UNIT
+    west: float = nw["longitude"] / UNIT
+    south: float = se["latitude"] / UNIT
+    east: float = se["longitude"] / UNIT
     if not south <= lat <= north:
         return False
     if west <= east:
@@ -83,7 +87,7 @@ def _in_polygon(points: list[tuple[float, float]], lat: float, lon: float) -> bo
     return inside
 
 
-def _countries(value: list) -> str:
+def _countries(value: list[tuple[str, Any]]) -> str:
     out = []
     for alt, v in value:
         out.append(str(v if alt == "countryOnly" else v.get("countryOnly", v.get("country"))))

@@ -1,9 +1,10 @@
 """The security entity the daemon talks to: sign outgoing PDUs, verify incoming messages.
 
-Layer boundary: :meth:`SecurityService.sign` takes a facilities PDU (UPER bytes)
-and returns EtsiTs103097Data-Signed (COER bytes); :meth:`SecurityService.verify`
-takes COER bytes and returns a :class:`~rsu.security.verify.VerificationResult`
-whose ``payload`` is the UPER PDU.
+Layer boundary: :meth:`SecurityService.sign` takes a :class:`~rsu.security.request.SignRequest`
+(the UPER facilities PDU, or GN headers + BTP-B + PDU, with the ITS-AID and the SSP requirement of
+the content) and returns EtsiTs103097Data-Signed (COER bytes); it never decodes the content.
+:meth:`SecurityService.verify` takes COER bytes and returns a
+:class:`~rsu.security.verify.VerificationResult` whose ``payload`` is the UPER PDU.
 
 Signer-identifier policy (TS 103 097 §7.1.1 CAM rule, applied to every service):
 ``digest`` normally; the full AT certificate when
@@ -35,10 +36,10 @@ from typing import Any
 from rsu import clock as clockmod
 from rsu.catalog import MessageKind
 from rsu.limits import OnLimit, ignore
-from rsu.security import ssp as sspmod
 from rsu.security.replay import ReplayWindow
 from rsu.security.certs import Certificate
 from rsu.security.pool import AtPool, SigningRefused
+from rsu.security.request import SignRequest
 from rsu.security.verify import VerificationResult, Verifier
 
 # HashedId3s asked for in one message. IEEE 1609.2 leaves SequenceOfHashedId3 unbounded and
@@ -47,12 +48,11 @@ P2PCD_PER_FRAME = 8
 P2PCD_PENDING = 32  # certificate requests waiting for a message to carry them
 P2PCD_MAX_AGE_S = 10.0  # a request not sent by then is forgotten (its held frames are long gone)
 REPLAY_ENTRIES = 65536  # accepted messages remembered for replay detection
-REQUIREMENT_CACHE = 512  # PDUs whose SSP requirement is remembered (note_content)
 
 
 class SecurityService:
     def __init__(self, pool: AtPool, verifier: Verifier, clock: clockmod.Clock, *,
-                 certificate_interval: float = 1.0, always_certificate: bool = False, codec=None,
+                 certificate_interval: float = 1.0, always_certificate: bool = False,
                  p2pcd_per_frame: int = P2PCD_PER_FRAME, p2pcd_pending: int = P2PCD_PENDING,
                  p2pcd_max_age: float = P2PCD_MAX_AGE_S, replay_entries: int = REPLAY_ENTRIES,
                  on_limit: OnLimit = ignore) -> None:
@@ -61,7 +61,6 @@ class SecurityService:
         self.clock = clock
         self.certificate_interval = certificate_interval
         self.always_certificate = always_certificate
-        self._codec = codec
         self._last_cert_sent: dict[bytes, float] = {}  # AT h8 -> time the certificate was last included
         self._asked_by_neighbours: set[bytes] = set()  # HashedId3 of our ATs someone requested
         self._wanted_issuers: set[bytes] = set()  # HashedId3 of our AA/root someone requested
@@ -71,56 +70,26 @@ class SecurityService:
         self.p2pcd_max_age = p2pcd_max_age
         self.on_limit = on_limit
         self.replay = ReplayWindow(replay_entries, on_limit)
-        self._requirements: OrderedDict[bytes, sspmod.Requirement] = OrderedDict()
         for t in pool.tickets:  # our own ATs verify our own looped-back messages
             verifier.add_certificate(t.certificate)
 
-    @property
-    def codec(self):
-        if self._codec is None:
-            from rsu.codec.facilities import get_codec
-            self._codec = get_codec()
-        return self._codec
-
     # ------------------------------------------------------------------ sending
-    def note_content(self, kind: MessageKind, pdu: bytes, value: dict) -> None:
-        """Remember what the PDU bytes ``pdu`` require of an AT, so that signing them later needs no decode.
+    def sign(self, request: SignRequest) -> bytes:
+        """Sign ``request.payload`` -> EtsiTs103097Data-Signed (COER), psid ``request.its_aid``.
 
-        The daemon calls this with the value it encoded; a secured GeoNetworking packet then
-        signs ``headers | pdu`` and :meth:`sign` finds the requirement by the PDU bytes.
+        Layer: takes the bytes to carry as unsecuredData: a UPER facilities PDU, or, for a secured
+        GeoNetworking packet, GN common/extended headers + BTP-B + the PDU (at ``request.pdu_offset``).
+        The AT is the one whose SSP grants ``request.requirement`` (the content is never decoded here).
+        ``with_certificate=True`` forces the full certificate as signer (indirect delivery: an MQTT
+        subscriber, or a retained message's late reader, has no neighbourhood to learn digests from).
+        Raises :class:`SigningRefused` if no AT permits the content.
         """
-        self._requirements[bytes(pdu)] = sspmod.required(kind, value)
-        self._requirements.move_to_end(bytes(pdu))
-        while len(self._requirements) > REQUIREMENT_CACHE:
-            self._requirements.popitem(last=False)
-
-    def sign(self, kind: MessageKind, pdu: bytes, value: dict | None = None, *, pdu_offset: int = 0,
-             with_certificate: bool | None = None) -> bytes:
-        """Sign ``pdu`` of ``kind`` -> EtsiTs103097Data-Signed (COER).
-
-        Layer: takes the bytes to carry as unsecuredData — a UPER facilities PDU, or, for a
-        secured GeoNetworking packet, GN common/extended headers + BTP-B + the PDU, with the
-        PDU starting at ``pdu_offset``. ``value``: the decoded PDU if the caller has it (saves
-        a decode for the SSP check; so does :meth:`note_content`). ``with_certificate=True`` forces
-        the full certificate as signer (indirect delivery: an MQTT subscriber, or a retained
-        message's late reader, has no neighbourhood to learn digests from). Raises
-        :class:`SigningRefused` if no AT permits the content.
-        """
-        content = bytes(pdu[pdu_offset:]) if pdu_offset else bytes(pdu)
-        if value is not None:
-            requirement = sspmod.required(kind, value)
-        elif content in self._requirements:
-            requirement = self._requirements[content]
-        else:
-            decoded = self.codec.decode(content)
-            if decoded.kind is not kind:
-                raise SigningRefused(kind, ("message-type",), f"PDU is a {decoded.kind.pdu}, not a {kind.pdu}")
-            requirement = sspmod.required(kind, decoded.value)
-        at = self.pool.select(kind, requirement)
+        kind = request.kind
+        at = self.pool.select(kind, request.requirement)
         now = self.clock.now()
         h8 = at.hashed_id8
         last = self._last_cert_sent.get(h8)
-        with_cert = bool(with_certificate) or (
+        with_cert = bool(request.with_certificate) or (
             self.always_certificate or last is None or now - last >= self.certificate_interval
             or h8[-3:] in self._asked_by_neighbours)
         if with_cert:
@@ -134,7 +103,7 @@ class SecurityService:
                     requested = c
                     self._wanted_issuers.discard(c.hashed_id3)
                     break
-        return at.signer.sign(pdu, kind.its_aid, clockmod.time64(now), with_certificate=with_cert,
+        return at.signer.sign(request.payload, request.its_aid, clockmod.time64(now), with_certificate=with_cert,
                               inline_p2pcd_request=inline, requested_certificate=requested)
 
     def _take_requests(self, now: float) -> list[bytes]:
@@ -195,4 +164,4 @@ class SecurityService:
         return list(self._our_requests)
 
 
-__all__ = ["SecurityService", "SigningRefused", "Certificate"]
+__all__ = ["SecurityService", "SignRequest", "SigningRefused", "Certificate"]

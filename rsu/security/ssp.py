@@ -12,18 +12,18 @@ versus SSP octets from a certificate's ``appPermissions`` (``bitmapSsp``).
 
 Sources, readings and open points are documented in ``docs/ssp.md``; the short
 version: octet 0 is the SSP version, then permission bits MSB first. The layouts
-follow the bit masks of a vanetza fork (about TS 103 301 V1.3.1), the ETSI TTCN
-ATS certificate profiles (Release 2) and the issue ranges in the ETSI test root
-and the French production root. ITS-AIDs come from :mod:`rsu.catalog`.
+are data of :mod:`rsu.catalog` (``MessageKind.ssp``, with their sources), like the
+ITS-AIDs; this module holds the logic that reads, writes and checks them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from rsu import catalog
-from rsu.catalog import MessageKind
+from rsu.catalog import MessageKind, Permission, SspSpec
 
 
 class SspFormatError(ValueError):
@@ -31,29 +31,25 @@ class SspFormatError(ValueError):
 
 
 @dataclass(frozen=True)
-class Permission:
-    name: str
-    octet: int  # index into the SSP octets (0 is the version)
-    mask: int
-    meaning: str
-
-
-@dataclass(frozen=True)
 class SspLayout:
+    """The SSP layout of one message kind (read from its catalog :class:`~rsu.catalog.SspSpec`), with the
+    lookups the checks need."""
+
     kind: MessageKind
+    service: str  # how messages about the SSP name the service ("TLC request")
     version: int
     length: int
     permissions: tuple[Permission, ...]
     provider_octets: tuple[int, ...] = ()  # IVI: octets 1..3 carry the ServiceProviderId
     note: str = ""
-    _by_name: dict = field(default_factory=dict, compare=False, repr=False)
+    _by_name: dict[str, Permission] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self._by_name.update({p.name: p for p in self.permissions})
 
-    @property
-    def service(self) -> str:
-        return SERVICE_LABEL[self.kind.name]
+    @classmethod
+    def of(cls, kind: MessageKind, spec: SspSpec) -> "SspLayout":
+        return cls(kind, spec.label, spec.version, spec.length, spec.permissions, spec.provider_octets, spec.note)
 
     @property
     def its_aid(self) -> int:
@@ -73,66 +69,8 @@ class SspLayout:
         return masks
 
 
-SERVICE_LABEL = {
-    "spatem": "TLM", "mapem": "RLT", "ivim": "IVI",
-    "srem": "TLC request", "ssem": "TLC status", "rtcmem": "GPC",
-}
-
-_ROLE_NAMES = (  # ISO TS 19091 BasicVehicleRole 1..18, in enumeration order
-    "publicTransport", "specialTransport", "dangerousGoods", "roadWork", "roadRescue", "emergency",
-    "safetyCar", "none-unknown", "truck", "motorcycle", "roadSideSource", "police", "fire",
-    "ambulance", "dot", "transit", "slowMoving", "stopNgo",
-)
-
-
-def _role_bits() -> tuple[Permission, ...]:
-    out = []
-    bit = 1  # bit index after the base permission (octet 1, 0x80 = index 0)
-    for name in _ROLE_NAMES:
-        octet, pos = 1 + bit // 8, bit % 8
-        out.append(Permission(f"role.{name}", octet, 0x80 >> pos,
-                              f"priority/preemption requests for requestor role {name}"))
-        bit += 1
-    return tuple(out)
-
-
-LAYOUTS: dict[str, SspLayout] = {
-    "spatem": SspLayout(catalog.SPATEM, 1, 2, (
-        Permission("intersectionState", 1, 0x80,
-                   "IntersectionState without prioritization or manoeuvre-assist information"),
-        Permission("prioritization", 1, 0x40,
-                   "public-transport prioritization response (IntersectionState addGrpC activePrioritizations)"),
-        Permission("maneuverAssist", 1, 0x20,
-                   "manoeuvre-assist information (IntersectionState.maneuverAssistList, MovementState.maneuverAssistList)"),
-    )),
-    "mapem": SspLayout(catalog.MAPEM, 1, 2, (
-        Permission("intersections", 1, 0x80, "MapData.intersections"),
-        Permission("roadSegments", 1, 0x40, "MapData.roadSegments"),
-    )),
-    "ivim": SspLayout(catalog.IVIM, 1, 6, (
-        Permission("viennaConvention", 4, 0x80, "road sign codes of the Vienna Convention (RSCode viennaConvention)"),
-        Permission("iso14823.dangerWarning", 4, 0x40, "ISO 14823 codes, service category dangerWarning"),
-        Permission("iso14823.regulatory", 4, 0x20, "ISO 14823 codes, service category regulatory"),
-        Permission("iso14823.informative", 4, 0x10, "ISO 14823 codes, service category informative"),
-        Permission("iso14823.publicFacilities", 4, 0x08, "ISO 14823 codes, publicFacilitiesPictogram"),
-        Permission("iso14823.ambientCondition", 4, 0x04, "ISO 14823 codes, ambientCondition"),
-        Permission("iso14823.roadCondition", 4, 0x02, "ISO 14823 codes, roadCondition"),
-        Permission("itisCodes", 4, 0x01, "SAE J2540 ITIS codes (RSCode itisCodes)"),
-        Permission("laneStatus", 5, 0x80, "laneStatus in GIC or text-container parts"),
-        Permission("roadConfigurationContainer", 5, 0x40, "road configuration container (rcc)"),
-        Permission("textContainer", 5, 0x20, "text container (tc)"),
-        Permission("layoutContainer", 5, 0x10, "layout container (lac)"),
-        Permission("negation", 5, 0x08, "iviStatus = negation"),
-    ), provider_octets=(1, 2, 3),
-        note="octets 1-3: ServiceProviderId = 10-bit ITA2 country code + 14-bit issuer id"),
-    "srem": SspLayout(catalog.SREM, 2, 4, (
-        Permission("signalRequest", 1, 0x80, "sending SREM at all (requests without a specific role)"),
-        *_role_bits(),
-    ), note="SSP version 2 (Release 2 profiles); one bit per requestor role 1..18"),
-    "ssem": SspLayout(catalog.SSEM, 1, 1, (), note="version octet only"),
-    "rtcmem": SspLayout(catalog.RTCMEM, 1, 1, (), note="version octet only"),
-}
-BY_ITS_AID: dict[int, SspLayout] = {l.its_aid: l for l in LAYOUTS.values()}
+LAYOUTS: dict[str, SspLayout] = {m.name: SspLayout.of(m, m.ssp) for m in catalog.MESSAGES if m.ssp is not None}
+BY_ITS_AID: dict[int, SspLayout] = {lay.its_aid: lay for lay in LAYOUTS.values()}
 
 
 def layout(kind: MessageKind | str) -> SspLayout:
@@ -174,24 +112,24 @@ class ServiceProvider:
     issuer: int
 
     @classmethod
-    def of(cls, country: str, issuer: int) -> "ServiceProvider":
+    def of(cls, country: str, issuer: int) -> ServiceProvider:
         if not 0 <= issuer < 1 << 14:
             raise ValueError(f"provider identifier must be 0..16383, got {issuer}")
         return cls(country_code_bits(country), issuer)
 
     @classmethod
-    def from_value(cls, value: dict) -> "ServiceProvider":
+    def from_value(cls, value: dict[str, Any]) -> ServiceProvider:
         """From the asn1tools value {'countryCode': (bytes, 10), 'providerIdentifier': int}."""
         data, nbits = value["countryCode"]
         bits = int.from_bytes(data, "big") >> (len(data) * 8 - nbits) if data else 0
         return cls(bits & 0x3FF, value["providerIdentifier"])
 
-    def to_value(self) -> dict:
+    def to_value(self) -> dict[str, Any]:
         return {"countryCode": ((self.country_bits << 6).to_bytes(2, "big"), 10),
                 "providerIdentifier": self.issuer}
 
     @classmethod
-    def from_octets(cls, b: bytes) -> "ServiceProvider":
+    def from_octets(cls, b: bytes) -> ServiceProvider:
         n = int.from_bytes(b, "big")
         return cls(n >> 14, n & 0x3FFF)
 
@@ -202,7 +140,7 @@ class ServiceProvider:
     def country(self) -> str | None:
         return country_from_bits(self.country_bits)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"country": self.country, "countryCodeBits": f"{self.country_bits:010b}",
                 "providerIdentifier": self.issuer}
 
@@ -278,7 +216,7 @@ def describe_permission(psid: int, ssp: bytes | None) -> dict[str, Any]:
     except SspFormatError as e:
         out["sspError"] = str(e)
         return out
-    out["sspVersion"] = ssp[0]
+    out["sspVersion"] = g.layout.version  # what parse found in octet 0
     out["permissions"] = [p.name for p in lay.permissions if p.name in g.permissions]
     if g.provider is not None:
         out["serviceProviderId"] = g.provider.to_json()
@@ -306,7 +244,7 @@ class SspCheck:
         return self.ok
 
 
-def required(kind: MessageKind, value: dict) -> Requirement:
+def required(kind: MessageKind, value: dict[str, Any]) -> Requirement:
     """Permissions needed by a decoded PDU (the whole PDU value: header + body)."""
     body = value.get(kind.body, value)
     fn = _REQUIRED.get(kind.name)
@@ -327,18 +265,24 @@ def check_grant(req: Requirement, grant: Grant) -> SspCheck:
     return SspCheck(False, tuple(missing), f"{grant.layout.service}: " + "; ".join(details))
 
 
-def check(kind: MessageKind, ssp: bytes | None, value: dict | None = None, *,
+def check(kind: MessageKind, ssp: bytes | None, value: dict[str, Any] | None = None, *,
           requirement: Requirement | None = None) -> SspCheck:
-    """Does ``ssp`` permit this content? Never raises: a malformed SSP is a failed check."""
+    """Does ``ssp`` permit this content (``value``, or its ``requirement``)? A malformed SSP is a failed
+    check, never an exception; giving neither the content nor its requirement is a TypeError."""
     try:
         grant = parse(kind, ssp)
     except SspFormatError as e:
         return SspCheck(False, ("ssp",), str(e))
-    req = requirement if requirement is not None else required(kind, value)
+    if requirement is not None:
+        req = requirement
+    elif value is not None:
+        req = required(kind, value)
+    else:
+        raise TypeError("ssp.check needs the content (value) or its requirement")
     return check_grant(req, grant)
 
 
-def _spatem(spat: dict) -> tuple[set[str], None]:
+def _spatem(spat: dict[str, Any]) -> tuple[set[str], None]:
     need: set[str] = set()
     for ist in spat.get("intersections", []):
         need.add("intersectionState")
@@ -354,7 +298,7 @@ def _spatem(spat: dict) -> tuple[set[str], None]:
     return need, None
 
 
-def _mapem(m: dict) -> tuple[set[str], None]:
+def _mapem(m: dict[str, Any]) -> tuple[set[str], None]:
     need: set[str] = set()
     if m.get("intersections"):
         need.add("intersections")
@@ -363,7 +307,7 @@ def _mapem(m: dict) -> tuple[set[str], None]:
     return need, None
 
 
-def _rs_code(code: tuple, need: set[str]) -> None:
+def _rs_code(code: tuple[str, Any], need: set[str]) -> None:
     alt, v = code
     if alt == "viennaConvention":
         need.add("viennaConvention")
@@ -378,7 +322,7 @@ def _rs_code(code: tuple, need: set[str]) -> None:
     # anyCatalogue (and unknown extension alternatives): no SSP bit is defined; see docs/ssp.md
 
 
-def _ivim(ivi: dict) -> tuple[set[str], ServiceProvider | None]:
+def _ivim(ivi: dict[str, Any]) -> tuple[set[str], ServiceProvider | None]:
     need: set[str] = set()
     mandatory = ivi["mandatory"]
     provider: ServiceProvider | None = ServiceProvider.from_value(mandatory["serviceProviderId"])
@@ -406,7 +350,7 @@ def _ivim(ivi: dict) -> tuple[set[str], ServiceProvider | None]:
     return need, provider
 
 
-def _srem(srm: dict) -> tuple[set[str], None]:
+def _srem(srm: dict[str, Any]) -> tuple[set[str], None]:
     need = {"signalRequest"}
     if srm.get("requests"):
         rtype = srm.get("requestor", {}).get("type")
@@ -416,4 +360,5 @@ def _srem(srm: dict) -> tuple[set[str], None]:
     return need, None
 
 
-_REQUIRED = {"spatem": _spatem, "mapem": _mapem, "ivim": _ivim, "srem": _srem}
+_REQUIRED: dict[str, Callable[[dict[str, Any]], tuple[set[str], ServiceProvider | None]]] = {catalog.SPATEM.name: _spatem, catalog.MAPEM.name: _mapem, catalog.IVIM.name: _ivim,
+             catalog.SREM.name: _srem}

@@ -42,16 +42,22 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from rsu import catalog, clock as clockmod
+from rsu import catalog
+from rsu import clock as clockmod
 from rsu.catalog import MessageKind
 from rsu.limits import OnLimit, ignore
-from rsu.security import coer, ssp as sspmod
+from rsu.security import coer
+from rsu.security import ssp as sspmod
 from rsu.security.certs import Certificate, CertificateError, ssp_within_range
 from rsu.security.keys import KeyMaterialError, signature_rs, verify_digest
+
+if TYPE_CHECKING:
+    from rsu.codec.facilities import DecodedPdu, FacilitiesCodec
 
 
 class Reason(str, enum.Enum):
@@ -95,24 +101,27 @@ class SignedMessage:
     raw: bytes
     hash_id: str
     tbs_bytes: bytes
-    tbs: dict
-    signer: tuple  # ("digest", h8) | ("certificate", [cert values]) | ("self", None)
+    tbs: dict[str, Any]  # ToBeSignedData (asn1tools value form, as are signer and signature)
+    signer: tuple[str, Any]  # ("digest", h8) | ("certificate", [cert values]) | ("self", None)
     signer_cert_bytes: bytes | None
-    signature: tuple
+    signature: tuple[str, Any]
 
     @property
-    def header(self) -> dict:
-        return self.tbs["headerInfo"]
+    def header(self) -> dict[str, Any]:
+        header: dict[str, Any] = self.tbs["headerInfo"]
+        return header
 
     @property
     def psid(self) -> int:
-        return self.header["psid"]
+        psid: int = self.header["psid"]
+        return psid
 
     @property
     def payload(self) -> bytes | None:
         data = self.tbs["payload"].get("data")
         if data and data["content"][0] == "unsecuredData":
-            return data["content"][1]
+            payload: bytes = data["content"][1]
+            return payload
         return None
 
 
@@ -203,7 +212,7 @@ class TrustStore:
         self.rejected: list[tuple[str, str]] = []  # (source, why) for certificates not taken
 
     @classmethod
-    def from_directory(cls, path: str | Path) -> "TrustStore":
+    def from_directory(cls, path: str | Path) -> TrustStore:
         store = cls()
         folder = Path(path)
         if not folder.is_dir():
@@ -231,7 +240,7 @@ class TrustStore:
                 continue
             if not c.issue_permissions:
                 continue  # end-entity certificates are not trust anchors
-            root = self.roots.get(c.issuer_id)
+            root = self.roots.get(c.issuer_id) if c.issuer_id is not None else None
             if root is None:
                 self.rejected.append((c.source or c.hashed_id8.hex(), "issuer is not a trusted root"))
             elif not c.signature_valid(root):
@@ -240,12 +249,12 @@ class TrustStore:
                 self._index(self.authorities, c)
 
     @staticmethod
-    def _index(table: dict, c: Certificate) -> None:
+    def _index(table: dict[bytes, Certificate], c: Certificate) -> None:
         table[c.hashed_id8_for("sha256")] = c
         table[c.hashed_id8_for("sha384")] = c
 
     def issuer_of(self, cert: Certificate) -> Certificate | None:
-        if cert.is_self_signed:
+        if cert.is_self_signed or cert.issuer_id is None:
             return None
         return self.authorities.get(cert.issuer_id) or self.roots.get(cert.issuer_id)
 
@@ -273,7 +282,7 @@ class VerificationResult:
     signature_valid: bool | None = None
     chain: str = "not-checked"  # "valid" | "invalid" | "not-checked"
     payload: bytes | None = None  # the unsecured inner bytes (UPER facilities PDU)
-    pdu: Any = None  # rsu.codec.facilities.DecodedPdu when the content check ran
+    pdu: DecodedPdu | None = None  # when the content check ran
     missing_permissions: tuple[str, ...] = ()
     request_certificate: bytes | None = None  # HashedId3 we should ask for (unknown digest)
     p2pcd_requests: tuple[bytes, ...] = ()  # HashedId3s this message asks for (inlineP2pcdRequest)
@@ -281,7 +290,7 @@ class VerificationResult:
     held: bool = False
     from_hold: bool = False  # this result is of a message that was held (released, expired or pushed out)
     tbs_hash: bytes | None = None  # SHA-256 of tbsData (after the signature check): the replay-detection key
-    released: list["VerificationResult"] = field(default_factory=list)
+    released: list[VerificationResult] = field(default_factory=list)
     context: Any = None  # the caller's opaque context (e.g. the received frame), also for released messages
 
     @property
@@ -316,6 +325,29 @@ class VerificationResult:
 
 PRECHECK_CACHE = 64  # content verdicts remembered for messages of unknown signers
 
+# a held frame: (held at, signer h8, data, expected kind, payload offset, context)
+HeldFrame = tuple[float, bytes, bytes, MessageKind | None, int, Any]
+
+
+class Listed(Protocol):
+    """An authority or root listed in the PKI client's trust store: its certificate."""
+
+    @property
+    def certificate(self) -> Certificate: ...
+
+
+class PkiTrust(Protocol):
+    """What the verifier asks of the PKI client's trust store (:class:`rsu.pki.trustlist.TrustStore`)."""
+
+    @property
+    def roots(self) -> Mapping[bytes, Listed]: ...
+
+    def root(self, h8: bytes, now: float) -> Certificate | None: ...
+
+    def is_revoked(self, h8: bytes) -> bool: ...
+
+    def authority(self, h8: bytes) -> tuple[str, Listed, bytes] | None: ...
+
 class Verifier:
     """Verifies received signed messages. Sans-I/O: bytes and an injected clock in, results out.
 
@@ -328,7 +360,8 @@ class Verifier:
     def __init__(self, clock: clockmod.Clock, trust: TrustStore | None = None, *,
                  max_age: float = 30.0, max_future: float = 2.0, check_content: bool = True,
                  cache_size: int = 4096, hold_seconds: float = 2.0, hold_limit: int = 64,
-                 codec=None, on_limit: OnLimit = ignore, pki_trust=None) -> None:
+                 codec: FacilitiesCodec | None = None, on_limit: OnLimit = ignore,
+                 pki_trust: Callable[[], PkiTrust | None] | None = None) -> None:
         self.clock = clock
         self.trust = trust
         # the PKI client's trust store now (rsu.pki.trustlist.TrustStore; a callable, as the client
@@ -345,10 +378,10 @@ class Verifier:
         self._cache_size = max(1, cache_size)
         self._chain_ok: OrderedDict[bytes, Certificate] = OrderedDict()  # AT h8 -> issuer, once its signature checked
         # held frames in arrival order: (held at, signer h8, data, expected kind, payload offset, context)
-        self._held: OrderedDict[int, tuple[float, bytes, bytes, MessageKind | None, int, Any]] = OrderedDict()
+        self._held: OrderedDict[int, HeldFrame] = OrderedDict()
         self._held_by_signer: dict[bytes, list[int]] = {}
         self._held_seq = 0
-        self._prechecked: OrderedDict[tuple, tuple[Reason | None, str]] = OrderedDict()
+        self._prechecked: OrderedDict[tuple[str, int, bytes | None], tuple[Reason | None, str]] = OrderedDict()
         # trust-store certificates are always known (outside the bounded cache)
         self._anchors: dict[bytes, Certificate] = {c.hashed_id8: c for c in trust.certificates()} if trust else {}
 
@@ -369,7 +402,7 @@ class Verifier:
         self._remember(cert)
 
     @property
-    def codec(self):
+    def codec(self) -> FacilitiesCodec:
         if self._codec is None:
             from rsu.codec.facilities import get_codec
             self._codec = get_codec()
@@ -456,11 +489,13 @@ class Verifier:
                 return self._fail(res, Reason.SIGNER_UNKNOWN,
                                   f"no certificate known for digest {sval.hex()}; certificate requested")
         else:
-            h8 = hashlib.sha256(msg.signer_cert_bytes).digest()[-8:]
+            cert_bytes = msg.signer_cert_bytes
+            assert cert_bytes is not None  # parse_signed slices it for every "certificate" signer
+            h8 = hashlib.sha256(cert_bytes).digest()[-8:]
             cert = self.known_certificate(h8)
-            if cert is None or cert.raw != msg.signer_cert_bytes:
+            if cert is None or cert.raw != cert_bytes:
                 try:
-                    cert = Certificate.from_bytes(msg.signer_cert_bytes)
+                    cert = Certificate.from_bytes(cert_bytes)
                 except CertificateError as e:
                     return self._fail(res, Reason.SIGNER_CERTIFICATE_INVALID, str(e))
             res.signer_id = cert.hashed_id8
@@ -474,7 +509,7 @@ class Verifier:
             return self._fail(res, Reason.MALFORMED, str(e))
         if curve is not cert.curve or curve.hash_name != msg.hash_id:
             return self._fail(res, Reason.HASH_ALGORITHM_MISMATCH,
-                              f"hashId {msg.hash_id} / {msg.signature[0]} do not fit the key {cert.curve.name}")
+                              f"hashId {msg.hash_id} / {msg.signature[0]} do not fit the key {cert.key_curve.name}")
         H = curve.hash_name
         tbs_hash = hashlib.new(H, msg.tbs_bytes).digest()
         digest = hashlib.new(H, tbs_hash + cert.digest(H)).digest()
@@ -498,10 +533,10 @@ class Verifier:
 
         # chain
         if self.trust is not None:
-            why = self._check_chain(cert, msg.psid, gen_s)
-            if why is not None:
+            broken = self._check_chain(cert, msg.psid, gen_s)
+            if broken is not None:
                 res.chain = "invalid"
-                return self._fail(res, why[0], why[1])
+                return self._fail(res, broken[0], broken[1])
             res.chain = "valid"
 
         # permissions
@@ -520,9 +555,11 @@ class Verifier:
         payload = msg.payload
         res.payload = payload
         if self.check_content and kind is not None:
-            why = res.pdu is None and self._decode_content(res, payload, kind, payload_offset, msg.psid)
-            if why:
-                return why
+            if res.pdu is None:
+                failed = self._decode_content(res, payload, kind, payload_offset, msg.psid)
+                if failed is not None:
+                    return failed
+            assert res.pdu is not None  # _decode_content sets it when it does not fail
             chk = sspmod.check(kind, res.ssp, res.pdu.value)
             if not chk.ok:
                 res.missing_permissions = chk.missing
@@ -553,6 +590,7 @@ class Verifier:
 
         if not 0 <= payload_offset <= len(payload or b""):
             return self._fail(res, Reason.PAYLOAD_INVALID, f"payload offset {payload_offset} is beyond the payload")
+        assert payload is not None  # a signed facilities message has unsecuredData (parse_signed's profile)
         try:
             pdu = self.codec.decode(payload[payload_offset:])
         except CodecError as e:
@@ -587,17 +625,17 @@ class Verifier:
             self._chain_ok[at.hashed_id8] = issuer
             while len(self._chain_ok) > self._cache_size:  # only ATs that chain to our trust store get here
                 self._chain_ok.popitem(last=False)
-        ca, top = issuer, issuer
+        ca: Certificate | None = issuer
+        top = issuer
         while ca is not None:  # issuer (and its root) valid at generationTime, AT inside their validity
             if not ca.valid_at_its(gen_s):
                 return Reason.CHAIN_VALIDITY, f"issuer {ca.hashed_id8.hex()} not valid at generationTime"
             if at.start < ca.start or at.end > ca.end:
                 return Reason.CHAIN_VALIDITY, f"AT validity exceeds issuer {ca.hashed_id8.hex()} validity"
             top, ca = ca, self._issuer_of(ca, pki)
-        if pki is not None:
-            if not top.is_self_signed or pki.root(top.hashed_id8, self.clock.now()) is None:
-                return Reason.UNTRUSTED_ROOT, (f"chain ends at {top.hashed_id8.hex()}, not a root of the applied "
-                                               "ECTL valid now")
+        if pki is not None and (not top.is_self_signed or pki.root(top.hashed_id8, self.clock.now()) is None):
+            return Reason.UNTRUSTED_ROOT, (f"chain ends at {top.hashed_id8.hex()}, not a root of the applied "
+                                           "ECTL valid now")
         for p, ssp_bytes in at.app_permissions.items():
             rng = issuer.issue_range(p)
             if not ssp_within_range(ssp_bytes, rng):
@@ -605,8 +643,9 @@ class Verifier:
                                                   + (f" with SSP {ssp_bytes.hex()}" if ssp_bytes else ""))
         return None
 
-    def _issuer_of(self, cert: Certificate, pki) -> Certificate | None:
+    def _issuer_of(self, cert: Certificate, pki: PkiTrust | None) -> Certificate | None:
         """The issuer from the local trust store, else the PKI client's (listed unrevoked EA/AA, ECTL root)."""
+        assert self.trust is not None  # only the chain check asks, and only with a trust store
         found = self.trust.issuer_of(cert)
         if found is not None or pki is None or cert.is_self_signed or not cert.issuer_id:
             return found
@@ -623,7 +662,7 @@ class Verifier:
         self._held[self._held_seq] = (now, h8, data, expected, payload_offset, context)
         self._held_by_signer.setdefault(h8, []).append(self._held_seq)
 
-    def _take(self, seq: int) -> tuple[float, bytes, bytes, MessageKind | None, int, Any]:
+    def _take(self, seq: int) -> HeldFrame:
         item = self._held.pop(seq)
         seqs = self._held_by_signer.get(item[1])
         if seqs is not None:
@@ -632,7 +671,7 @@ class Verifier:
                 del self._held_by_signer[item[1]]
         return item
 
-    def _left_hold(self, item, reason: Reason, detail: str) -> VerificationResult:
+    def _left_hold(self, item: HeldFrame, reason: Reason, detail: str) -> VerificationResult:
         _, h8, _, expected, _, ctx = item
         return VerificationResult(reason, detail, psid=expected.its_aid if expected else None, signer_form="digest",
                                   signer_id=h8, from_hold=True, context=ctx)

@@ -208,7 +208,7 @@ class ServiceEntity:
         params = entry.dissemination.to_params(entry.kind, entry.area)
         n = len(entry.pdus)
         return [Transmission(self.name, entry.id, entry.kind, pdu, params, due.fresh, entry.generation,
-                             (i + 1) if n > 1 else None, due.slot, due.priority, entry.value)
+                             (i + 1) if n > 1 else None, due.slot, due.priority, entry.requirement)
                 for i, pdu in enumerate(entry.pdus)]
 
     # --- persistence ----------------------------------------------------------------------------
@@ -272,6 +272,20 @@ class ServiceEntity:
         k = math.cos(math.radians(clat))
         spread = max(math.hypot((p[0] - clat) * 111_320.0, (p[1] - clon) * 111_320.0 * k) for p in pts)
         return GeoArea(latitude=clat, longitude=clon, shape="circle", a=min(65535.0, radius + spread))
+
+    def plan_update(self, plan: Plan, entry: Entry, value: dict, pdus: tuple[bytes, ...], diss: Dissemination,
+                    changed: bool, identification: Callable[[], dict], now: float) -> Plan:
+        """The end of an update: content and parameters as they were answer ``unchanged``; else the entry
+        evolves (a new generation when the content changed) and is scheduled from its start."""
+        if not changed and diss == entry.dissemination:
+            plan.result = {"id": entry.id, "identification": entry.identification, "unchanged": True}
+            return plan
+        t0 = max(now, diss.start or now)
+        new = entry.evolve(value=value, pdus=pdus, dissemination=diss, updated_at=now, anchor=t0,
+                           generation=entry.generation + (1 if changed else 0),
+                           identification=identification(), area=self.derive_area(entry.kind, value))
+        plan.schedule_entry(new, t0, fresh=changed, changed=changed)
+        return plan
 
     def new_entry(self, entry_id: str, kind: MessageKind, value: dict, pdus: tuple[bytes, ...],
                   diss: Dissemination, identification: dict, now: float, **kw: Any) -> Entry:

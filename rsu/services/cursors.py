@@ -36,6 +36,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeGuard
 
 FORMAT = "rsu-cursors"
 VERSION = 1
@@ -51,13 +52,13 @@ class Cursor:
     aux: str | None
     serial: int  # how many times this counter changed since it was first issued (unbounded)
 
-    def ahead_of(self, other: "Cursor | None") -> bool:
+    def ahead_of(self, other: Cursor | None) -> bool:
         """Whether this copy is further along than ``other`` (see the module docstring)."""
         if other is None:
             return True
         return self.serial > other.serial
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"value": self.value, "aux": self.aux, "serial": self.serial}
 
 
@@ -67,7 +68,7 @@ class CursorState:
     pending: int | None = None
     counters: dict[str, Cursor] = field(default_factory=dict)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "commit": self.commit, "pending": self.pending,
                 "counters": {k: self.counters[k].to_json() for k in sorted(self.counters)}}
 
@@ -100,7 +101,8 @@ def parse(obj: object, where: str = "cursor file") -> CursorState:
                 problems.append(f"counters.{name}: {why}")
             else:
                 out[name] = cur
-    if problems:
+    # (a commit or pending that is not a count is always among the problems; the test repeats it for the types)
+    if problems or not _uint(commit) or not (pending is None or _uint(pending)):
         raise CursorFileError(f"{where}: " + "; ".join(problems))
     return CursorState(commit, pending, out)
 
@@ -166,5 +168,5 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _uint(v: object) -> bool:
+def _uint(v: object) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0

@@ -1,9 +1,10 @@
 """The one table of service defaults, and the readings we chose where the standards are silent.
 
-Every number the facilities services use on their own (repetition intervals and their bounds,
-the SPATEM rate limit, the IVI identifier range, the MAPEM size limit, GN parameters) is here,
-with the open question it answers. ``docs/services.md`` explains each choice; change them here
-and nowhere else. A deployment overrides them through :class:`rsu.services.layer.ServicesConfig`
+Every number the facilities services use on their own (the IVI identifier range, the MAPEM size
+limit, GN parameters, ...) is here, with the open question it answers; the per-message repetition
+intervals, their bounds and the SPATEM rate limit are part of a message type's identity and come
+from :mod:`rsu.catalog`. ``docs/services.md`` explains each choice; change them there or here and
+nowhere else. A deployment overrides them through :class:`rsu.services.layer.ServicesConfig`
 (``overrides``), never by editing the services.
 
 Units: seconds for times, bytes for sizes, GN traffic class as the whole TC octet
@@ -36,49 +37,30 @@ class MessageDefaults:
     area_radius_m: float | None  # radius of the destination area derived from the content; None = SHB
 
 
-# Service name -> message types it sends (TLC sends SSEM and, as a relay, SREM).
-SERVICES: dict[str, tuple[MessageKind, ...]] = {
-    "tlm": (catalog.SPATEM,),
-    "rlt": (catalog.MAPEM,),
-    "ivi": (catalog.IVIM,),
-    "tlc": (catalog.SSEM, catalog.SREM),
-    "gpc": (catalog.RTCMEM,),
-}
-
 # Aliases accepted wherever a service is named (API path, CLI): message names lead to their service.
-SERVICE_ALIASES: dict[str, str] = {
-    "tlm": "tlm", "spatem": "tlm",
-    "rlt": "rlt", "mapem": "rlt",
-    "ivi": "ivi", "ivim": "ivi",
-    "tlc": "tlc", "ssem": "tlc", "srem": "tlc",
-    "gpc": "gpc", "rtcmem": "gpc",
-}
-
-def _bounds(kind: MessageKind) -> tuple[float, float | None]:
-    """The default repetition bounds of ``kind``: its hard limits from the catalog."""
-    return kind.min_interval_s, kind.max_interval_s
+SERVICE_ALIASES: dict[str, str] = catalog.SERVICE_ALIASES
 
 
+def _defaults(kind: MessageKind, priority: int, traffic_class: int, lifetime_s: float, hop_limit: int,
+              retain: bool, area_radius_m: float | None) -> MessageDefaults:
+    """The defaults of ``kind``: its repetition interval and bounds from the catalog (a message the facility
+    never repeats gets the rate limit as both bounds), the rest as given."""
+    lo = kind.min_interval_s
+    hi = kind.max_interval_s if kind.max_interval_s is not None else lo
+    return MessageDefaults(kind, kind.repetition_s, lo, hi, priority, traffic_class, lifetime_s, hop_limit,
+                           retain, area_radius_m)
+
+
+# Per message: priority, GN traffic class, lifetime, hop limit, MQTT retain, area radius. The repetition
+# intervals, their bounds and the readings behind them are in rsu.catalog (TLM: never repeated, min_interval_s
+# is the per-intersection rate limit, 10 Hz, the common reading of TP TLM_GEN_RATE_BV_01).
 MESSAGE_DEFAULTS: dict[str, MessageDefaults] = {
-    # TLM: the facility does not repeat SPATEM (TS 103 301 5.4.2 as seen in the V1.0.4 draft); each
-    # transmission is a fresh generation. min_interval_s is the per-intersection rate limit (10 Hz,
-    # the common reading of TP TLM_GEN_RATE_BV_01; the TS number was not seen).
-    "spatem": MessageDefaults(catalog.SPATEM, None, catalog.SPATEM.min_interval_s, catalog.SPATEM.min_interval_s,
-                              7, 1, 1.0, 3, False, 300.0),
-    # RLT: continuous repetition (TP RLT_GEN_COM_BV_01), 1 s by default (V2X Hub MAP plugin and
-    # common practice; the TS number was not seen).
-    "mapem": MessageDefaults(catalog.MAPEM, 1.0, *_bounds(catalog.MAPEM), 4, 2, 1.0, 3, True, 300.0),
-    # IVI: T_GenIvimMin/T_GenIvimMax (TP IVI_GEN_GFQ_TI_01/02) were not seen: 0.1 s .. 10 s,
-    # 1 s by default.
-    "ivim": MessageDefaults(catalog.IVIM, 1.0, *_bounds(catalog.IVIM), 4, 2, 1.0, 3, True, 1000.0),
-    # TLC status: sent on change and repeated while a request is active; the repetition interval
-    # is not in any source seen: 1 s.
-    "ssem": MessageDefaults(catalog.SSEM, 1.0, *_bounds(catalog.SSEM), 6, 1, 1.0, 3, False, 300.0),
-    # TLC request relayed by the RSU: repeated until terminated; 1 s (no source).
-    "srem": MessageDefaults(catalog.SREM, 1.0, *_bounds(catalog.SREM), 6, 1, 1.0, 3, False, 300.0),
-    # GPC: RTCM corrections, 1 s by default (typical RTCM observation rate); up to 60 s for
-    # slowly-changing station data. No source for either number.
-    "rtcmem": MessageDefaults(catalog.RTCMEM, 1.0, *_bounds(catalog.RTCMEM), 3, 3, 1.0, 3, False, 1000.0),
+    catalog.SPATEM.name: _defaults(catalog.SPATEM, 7, 1, 1.0, 3, False, 300.0),
+    catalog.MAPEM.name: _defaults(catalog.MAPEM, 4, 2, 1.0, 3, True, 300.0),
+    catalog.IVIM.name: _defaults(catalog.IVIM, 4, 2, 1.0, 3, True, 1000.0),
+    catalog.SSEM.name: _defaults(catalog.SSEM, 6, 1, 1.0, 3, False, 300.0),
+    catalog.SREM.name: _defaults(catalog.SREM, 6, 1, 1.0, 3, False, 300.0),
+    catalog.RTCMEM.name: _defaults(catalog.RTCMEM, 3, 3, 1.0, 3, False, 1000.0),
 }
 
 
@@ -243,18 +225,3 @@ def message_defaults(name: str, overrides: dict | None = None) -> MessageDefault
     extra = (overrides or {}).get(name)
     return replace(base, **extra) if extra else base
 
-
-# Open questions the numbers above answer (quoted in docs/services.md and in the OpenAPI text).
-OPEN_QUESTIONS: dict[str, str] = {
-    "repetition": "TS 103 301 repetition defaults and ranges (T_GenIvimMin/Max, MAPEM, SSEM, RTCMEM) were not seen; "
-                  "see MESSAGE_DEFAULTS.",
-    "ivi_id_range": "IviIdentificationNumber range taken from the ISO TS 19321 ASN.1 root (1..32767).",
-    "ssem_repetition": "SSEM repetition while a request is active: 1 s, no source.",
-    "rtcmem_interval": "RTCMEM interval: 1 s, no source.",
-    "srem_relay": "SREM generated by an RSU (relay): repeated at 1 s until terminated; sequenceNumber changes "
-                  "with content. No source for the relay rules.",
-    "mapem_fragment": "MAPEM fragmentation: layerID = 10 x number of fragments + fragment number (1-based); "
-                      "the ISO TS 19091 Annex G coding was not seen.",
-    "gn_parameters": "Traffic class, lifetime, hop limit and area radius per message are placeholders until "
-                     "the TS 103 301 communication profile tables are seen.",
-}

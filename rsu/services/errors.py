@@ -36,7 +36,7 @@ class ServiceError(Exception):
         self.reason = reason
         super().__init__(f"{code}: {path or '(request)'}: {reason}")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, str]:
         return {"code": self.code, "path": self.path, "reason": self.reason, "message": str(self)}
 
 

@@ -52,7 +52,7 @@ def rtcm3_problem(frame: bytes) -> str | None:
 
 
 class GpcEntity(ServiceEntity):
-    name = "gpc"
+    name = catalog.RTCMEM.service.lower()  # "gpc"
     kinds = (catalog.RTCMEM,)
 
     def trigger(self, req: dict, now: float) -> Plan:
@@ -87,16 +87,8 @@ class GpcEntity(ServiceEntity):
                 pdus = (self.encode(catalog.RTCMEM, value),)
             else:
                 value = entry.value
-        if not changed and diss == entry.dissemination:
-            plan.result = {"id": entry.id, "identification": entry.identification, "unchanged": True}
-            return plan
-        t0 = max(now, diss.start or now)
-        new = entry.evolve(value=value, pdus=pdus, dissemination=diss, updated_at=now, anchor=t0,
-                           generation=entry.generation + (1 if changed else 0),
-                           identification=self._identification(value, pdus[0]),
-                           area=self.derive_area(entry.kind, value))
-        plan.schedule_entry(new, t0, fresh=changed, changed=changed)
-        return plan
+        return self.plan_update(plan, entry, value, pdus, diss, changed,
+                                lambda: self._identification(value, pdus[0]), now)
 
     # --- internals ----------------------------------------------------------------------------
     def _stream(self, req: dict) -> str:

@@ -134,7 +134,7 @@ def check_references(ivi: dict, path: str = "payload.ivi") -> None:
 
 
 class IviEntity(ServiceEntity):
-    name = "ivi"
+    name = catalog.IVIM.service.lower()  # "ivi"
     kinds = (catalog.IVIM,)
 
     def __init__(self, ctx) -> None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from rsu import catalog
 from rsu.clock import Clock, iso_utc
 from rsu.codec.errors import CodecError
 from rsu.services.base import Context, ServiceEntity
@@ -48,7 +49,8 @@ from rsu.services.tlm import TlmEntity
 
 log = logging.getLogger("rsu.services")
 
-SERVICE_ORDER = ("rlt", "tlm", "ivi", "tlc", "gpc")  # RLT first: TLM and TLC read its intersections
+# The catalog's services, RLT first: TLM and TLC read its intersections ("rlt", "tlm", "ivi", "tlc", "gpc")
+SERVICE_ORDER = (RltEntity.name, *(name for name in catalog.SERVICES if name != RltEntity.name))
 
 
 @dataclass
@@ -86,9 +88,8 @@ class ServiceLayer:
                            overrides=config.message_defaults, ivi_provider=_provider(config.ivi_provider),
                            **({"on_limit": on_limit} if on_limit is not None else {}))
         rlt = RltEntity(self.ctx)
-        self.services: dict[str, ServiceEntity] = {
-            "rlt": rlt, "tlm": TlmEntity(self.ctx, rlt), "ivi": IviEntity(self.ctx),
-            "tlc": TlcEntity(self.ctx, rlt), "gpc": GpcEntity(self.ctx)}
+        entities = (rlt, TlmEntity(self.ctx, rlt), IviEntity(self.ctx), TlcEntity(self.ctx, rlt), GpcEntity(self.ctx))
+        self.services: dict[str, ServiceEntity] = {e.name: e for e in entities}
         self.scheduler = Scheduler(on_skip=(lambda key, reason, n: on_skip(key[0], reason, n)) if on_skip else None)
         self.hub = hub if hub is not None else ReceivedHub(rules.received_history, rules.subscriber_queue)
         self.hub.resize(rules.received_history, rules.subscriber_queue)
@@ -171,7 +172,7 @@ class ServiceLayer:
 
     def pending_requests(self) -> list[dict]:
         """TLC: the SREM requests currently pending (what a decision can refer to)."""
-        tlc = self.services["tlc"]
+        tlc = self.services[TlcEntity.name]
         assert isinstance(tlc, TlcEntity)
         now = self.clock.now()
         return [p.to_json() for p in tlc.pending.values() if p.expires > now]

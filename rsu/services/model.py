@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from functools import cached_property
+from typing import Any
 
 from rsu.catalog import MessageKind
+from rsu.security.ssp import Requirement, required
 from rsu.services.params import Dissemination
 from rsu.transports.base import DisseminationParams, GeoArea
 
 # The injected permission check: (message kind, whole PDU value) -> name of the missing permission, or None.
-PermissionCheck = Callable[[MessageKind, dict], "str | None"]
+PermissionCheck = Callable[[MessageKind, dict[str, Any]], "str | None"]
 
 # Entry states
 ACTIVE = "active"  # being sent (or waiting for its start time / next trigger)
@@ -31,20 +34,29 @@ class Entry:
     service: str
     id: str
     kind: MessageKind
-    value: dict | None  # whole PDU (Python value form); None = no content (TLM after a restart)
+    value: dict[str, Any] | None  # whole PDU (Python value form); None = no content (TLM after a restart)
     pdus: tuple[bytes, ...]
     dissemination: Dissemination
-    identification: dict
+    identification: dict[str, Any]
     state: str = ACTIVE
-    data: dict = field(default_factory=dict)  # entity-specific, JSON-able, persisted
+    data: dict[str, Any] = field(default_factory=dict)  # entity-specific, JSON-able, persisted
     generation: int = 0
     created_at: float = 0.0
     updated_at: float = 0.0
     anchor: float | None = None  # drift-free schedule anchor (time of the first send of this content)
     area: GeoArea | None = None  # destination area derived from the content (used when destination is auto)
 
-    def evolve(self, **changes: Any) -> "Entry":
+    def evolve(self, **changes: Any) -> Entry:
         return replace(self, **changes)
+
+    @cached_property
+    def requirement(self) -> Requirement | None:
+        """What the content needs of the signer's SSP (rsu.security.ssp), None without content.
+
+        Worked out from ``value`` once per content (every repetition and fragment shares it); an
+        entry restored from the store has its value again (rsu.services.base.restore), so it has
+        its requirement too."""
+        return required(self.kind, self.value) if self.value is not None else None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -60,9 +72,9 @@ class Plan:
     counters: dict[str, tuple[int, str | None]] = field(default_factory=dict)
     fire: dict[str, float] = field(default_factory=dict)  # entry id -> time of a fresh transmission
     reschedule: list[str] = field(default_factory=list)  # entry ids whose periodic schedule is (re)set
-    result: dict = field(default_factory=dict)  # the answer's service-specific members
+    result: dict[str, Any] = field(default_factory=dict)  # the answer's service-specific members
     warnings: list[str] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)  # service events for IS_DataProviding subscribers
+    events: list[dict[str, Any]] = field(default_factory=list)  # service events for IS_DataProviding subscribers
     memory_only: bool = False  # nothing to persist (a SPATEM state update: stale states are never kept)
 
     def schedule_entry(self, entry: Entry, at: float, *, fresh: bool = True, changed: bool | None = None) -> None:
@@ -78,7 +90,7 @@ class Plan:
         if changed is not None:
             self.result["content_changed"] = changed
 
-    def merge(self, other: "Plan") -> "Plan":
+    def merge(self, other: Plan) -> Plan:
         self.upserts.extend(other.upserts)
         self.deletes.extend(other.deletes)
         self.counters.update(other.counters)
@@ -106,9 +118,10 @@ class Transmission:
     fragment: int | None  # MAPEM fragment index (1-based), None when not fragmented
     slot: float  # scheduled time
     priority: int
-    # the whole PDU's Python value (for a fragmented MAPEM: the unfragmented value, a superset of
-    # each fragment's content): lets the signer find the SSP the content needs without a decode
-    value: dict | None = None
+    # what the content needs of the signer's SSP, from the whole PDU's value (for a fragmented
+    # MAPEM: the unfragmented value, a superset of each fragment's content): the sign request
+    # carries it, so nothing is decoded to sign; None only without content (nothing to sign)
+    requirement: Requirement | None = None
 
 
 def canonical_hash(obj: Any) -> str:
@@ -145,7 +158,7 @@ def _tagged(v: Any) -> Any:
     return v
 
 
-def _untag(d: dict) -> Any:
+def _untag(d: dict[str, Any]) -> Any:
     if len(d) == 1:
         if "$t" in d:
             return tuple(d["$t"])
@@ -162,7 +175,7 @@ def _default(o: Any) -> Any:
     raise TypeError(type(o).__name__)
 
 
-def strip_keys(value: Any, drop: Callable[[tuple], bool], path: tuple = ()) -> Any:
+def strip_keys(value: Any, drop: Callable[[tuple[str, ...]], bool], path: tuple[str, ...] = ()) -> Any:
     """Copy of a Python value without the members whose path ``drop`` selects (for content hashes)."""
     if isinstance(value, dict):
         return {k: strip_keys(v, drop, path + (k,)) for k, v in value.items() if not drop(path + (k,))}

@@ -53,11 +53,11 @@ class Dissemination:
     explicit: frozenset[str] = field(default_factory=frozenset)  # members the application set
 
     @classmethod
-    def defaults(cls, d: MessageDefaults) -> "Dissemination":
+    def defaults(cls, d: MessageDefaults) -> Dissemination:
         return cls(traffic_class=d.traffic_class, lifetime_s=d.lifetime_s, hop_limit=d.hop_limit,
                    repetition_interval_s=d.repetition_s, priority=d.priority, retain=d.retain)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         dest: Any
         if isinstance(self.destination, GeoArea):
             a = self.destination
@@ -79,7 +79,7 @@ class Dissemination:
             "explicit": sorted(self.explicit),
         }
 
-    def to_display(self) -> dict:
+    def to_display(self) -> dict[str, Any]:
         """JSON for API answers: times as ISO 8601."""
         out = self.to_json()
         out.pop("explicit")
@@ -88,7 +88,7 @@ class Dissemination:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict) -> "Dissemination":
+    def from_json(cls, obj: dict[str, Any]) -> Dissemination:
         dest = obj.get("destination", _AUTO)
         if isinstance(dest, dict):
             dest = GeoArea(**dest)
@@ -98,7 +98,7 @@ class Dissemination:
                    stop=obj.get("stop"), priority=obj["priority"], retain=obj.get("retain", False),
                    explicit=frozenset(obj.get("explicit") or ()))
 
-    def to_params(self, kind: MessageKind, area: GeoArea | None = None, extra: dict | None = None
+    def to_params(self, kind: MessageKind, area: GeoArea | None = None, extra: dict[str, Any] | None = None
                   ) -> DisseminationParams:
         """The transport-layer parameters; ``area`` is the derived destination used when ``destination`` is auto."""
         dest = self.destination if isinstance(self.destination, GeoArea) or self.destination is None else area

@@ -58,7 +58,7 @@ def signal_groups(geometry: dict) -> set[int]:
 
 
 class RltEntity(ServiceEntity):
-    name = "rlt"
+    name = catalog.MAPEM.service.lower()  # "rlt"
     kinds = (catalog.MAPEM,)
 
     def __init__(self, ctx) -> None:
@@ -109,15 +109,8 @@ class RltEntity(ServiceEntity):
                 self.check_permission(catalog.MAPEM, value)
             else:
                 value, pdus = entry.value, entry.pdus
-        if not changed and diss == entry.dissemination:
-            plan.result = {"id": entry.id, "identification": entry.identification, "unchanged": True}
-            return plan
-        t0 = max(now, diss.start or now)
-        new = entry.evolve(value=value, pdus=pdus, dissemination=diss, updated_at=now, anchor=t0,
-                           generation=entry.generation + (1 if changed else 0),
-                           identification=self._identification(value, pdus), area=self.derive_area(entry.kind, value))
-        plan.schedule_entry(new, t0, fresh=changed, changed=changed)
-        return plan
+        return self.plan_update(plan, entry, value, pdus, diss, changed,
+                                lambda: self._identification(value, pdus), now)
 
     # --- internals ----------------------------------------------------------------------------
     def _intake(self, raw: Any, plan: Plan) -> tuple[dict, dict]:

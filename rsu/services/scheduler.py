@@ -19,8 +19,8 @@ It knows *keys* (one per store entry) and *when* each is due; what to send is th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Callable, Hashable
 
 _EPS = 1e-9
 
@@ -129,7 +129,7 @@ class Scheduler:
         best: float | None = None
         for o in self._oneshot.values():
             best = o.at if best is None else min(best, o.at)
-        for key, p in list(self._periodic.items()):
+        for p in list(self._periodic.values()):
             t = p.next_time()
             if t is None:
                 continue
@@ -173,6 +173,6 @@ class Scheduler:
         self.emitted += len(ordered)
         return ordered
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, int]:
         return {"periodic": len(self._periodic), "pending_fresh": len(self._oneshot), "emitted": self.emitted,
                 "skipped": self.skipped, "dropped": self.dropped}

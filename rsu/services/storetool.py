@@ -31,7 +31,7 @@ from rsu.services.store import (ENTRY_COLUMNS, SCHEMA, SCHEMA_VERSION, Store, St
 
 EXPORT_FORMAT = "rsu-store-export"
 EXPORT_VERSION = 1
-SERVICES = {"tlm", "rlt", "ivi", "tlc", "gpc"}
+SERVICES = set(catalog.SERVICES)
 STATES = {"active", "terminating"}
 
 

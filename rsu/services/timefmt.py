@@ -8,24 +8,19 @@ move to ``rsu.clock`` (see the report); nothing here depends on where they live.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 MOY_INVALID = 527040  # MinuteOfTheYear value for "invalid"
 
 
 def _year_start(posix: float) -> float:
-    year = datetime.fromtimestamp(posix, tz=timezone.utc).year
-    return datetime(year, 1, 1, tzinfo=timezone.utc).timestamp()
+    year = datetime.fromtimestamp(posix, tz=UTC).year
+    return datetime(year, 1, 1, tzinfo=UTC).timestamp()
 
 
 def minute_of_the_year(posix: float) -> int:
     """MinuteOfTheYear (0..527039): whole UTC minutes since 1 January 00:00 of the same year."""
     return int((posix - _year_start(posix)) // 60)
-
-
-def dsecond(posix: float) -> int:
-    """DSecond (0..59999): milliseconds within the current UTC minute."""
-    return moy_dsecond(posix)[1]
 
 
 def moy_dsecond(posix: float) -> tuple[int, int]:
@@ -38,7 +33,7 @@ DSECOND_UNAVAILABLE = 65535
 
 
 def _minutes_in_year(year: int) -> int:
-    return (datetime(year + 1, 1, 1, tzinfo=timezone.utc) - datetime(year, 1, 1, tzinfo=timezone.utc)).days * 1440
+    return (datetime(year + 1, 1, 1, tzinfo=UTC) - datetime(year, 1, 1, tzinfo=UTC)).days * 1440
 
 
 def moy_to_posix(moy: int, dsec: int | None, near: float) -> float | None:
@@ -56,12 +51,12 @@ def moy_to_posix(moy: int, dsec: int | None, near: float) -> float | None:
     if dsec is None or dsec >= 61000:
         dsec = 0
     dsec = min(dsec, 59999)
-    year = datetime.fromtimestamp(near, tz=timezone.utc).year
+    year = datetime.fromtimestamp(near, tz=UTC).year
     best = None
     for y in (year - 1, year, year + 1):
         if moy >= _minutes_in_year(y):
             continue
-        t = datetime(y, 1, 1, tzinfo=timezone.utc).timestamp() + moy * 60 + dsec / 1000
+        t = datetime(y, 1, 1, tzinfo=UTC).timestamp() + moy * 60 + dsec / 1000
         if best is None or abs(t - near) < abs(best - near):
             best = t
     return best

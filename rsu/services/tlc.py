@@ -77,7 +77,7 @@ def _jer_access(v: tuple) -> dict:
 
 
 class TlcEntity(ServiceEntity):
-    name = "tlc"
+    name = catalog.SSEM.service.lower()  # "tlc"
     kinds = (catalog.SSEM, catalog.SREM)
 
     def __init__(self, ctx, rlt: RltEntity) -> None:
@@ -296,11 +296,11 @@ class TlcEntity(ServiceEntity):
     def _identification(self, kind, value: dict) -> dict:
         body = value[kind.body]
         if kind is catalog.SSEM:
-            return {"message": "ssem", "sequenceNumber": body.get("sequenceNumber"),
+            return {"message": catalog.SSEM.name, "sequenceNumber": body.get("sequenceNumber"),
                     "intersections": [{"id": intersection_key(s["id"]), "sequenceNumber": s["sequenceNumber"],
                                        "requests": [_request_key(s, p) for p in s["sigStatus"]]}
                                       for s in body["status"]]}
-        return {"message": "srem", "sequenceNumber": body.get("sequenceNumber"),
+        return {"message": catalog.SREM.name, "sequenceNumber": body.get("sequenceNumber"),
                 "requestor": vehicle_key(body["requestor"]["id"]),
                 "requests": [{"intersection": intersection_key(r["request"]["id"]),
                               "requestID": r["request"]["requestID"]} for r in body.get("requests") or []]}

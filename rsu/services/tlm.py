@@ -28,7 +28,7 @@ from rsu.transports.base import GeoArea
 
 
 class TlmEntity(ServiceEntity):
-    name = "tlm"
+    name = catalog.SPATEM.service.lower()  # "tlm"
     kinds = (catalog.SPATEM,)
 
     def __init__(self, ctx, rlt: RltEntity) -> None:

@@ -18,7 +18,6 @@ Modules (sans-I/O cores first, then the asyncio adapters)::
     gn_udp      GnUdpTransport (asyncio UDP multicast)
     mqtt        MqttTransport (aiomqtt, MQTT v5)
     dispatch    TransportSet: several transports at once
-    dissect     pcap / ethernet / geonetworking dissectors for ``rsu decode``
 
 See docs/transports.md for the wire choices.
 """

@@ -13,9 +13,12 @@ Several transports run at once; each message goes to the transports its paramete
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
 
 from rsu.catalog import MessageKind
+
+if TYPE_CHECKING:
+    from rsu.pipeline.outcomes import Sent
 
 
 @dataclass(frozen=True)
@@ -98,14 +101,20 @@ class Transport(Protocol):
         """Open sockets/connections; call ``on_receive`` for every frame received from now on."""
 
     async def send(self, secured: bytes, params: DisseminationParams) -> None:
-        """Send one secured PDU. Must not block the loop; may drop (and count) when it cannot send."""
+        """Send one secured PDU (framed by the transport's own core: a standalone station). Must not block
+        the loop; may drop (and count) when it cannot send."""
+
+    def write(self, sent: Sent) -> None:
+        """Write what the daemon's send pipeline framed for this transport (rsu.pipeline.send): I/O only,
+        never blocks the loop, never raises; failures are counted."""
 
     async def stop(self) -> None:
         """Close everything; idempotent."""
 
 
 class DropCounter(Protocol):
-    """Where transports count what they drop, by reason (malformed GN, unknown port, stale, ...).
+    """Where transports and integration feeds count what they drop, by reason (malformed GN, unknown
+    port, stale, ...); ``transport`` names the source (a transport, or a feed such as ``map-files``).
 
     ``message`` is given for a *received* frame the transport drops: the message type its BTP port or
     topic named (``"unknown"`` when none). Such a frame was received and dropped at once, so a counter

@@ -1,18 +1,16 @@
-"""Several transports at once: each message goes where its parameters say.
+"""Several transports at once: the daemon's transports by name, started and stopped together.
 
-Layer: takes secured data + :class:`DisseminationParams` and hands them to the transports named
-in ``params.transports`` (empty: every transport configured as a default); all transports deliver
-received frames to one callback. No protocol logic here.
+Layer: holds the I/O adapters (GN/BTP over UDP, MQTT); all of them deliver received frames to one
+callback. Where a message goes (the transports its parameters name, else the defaults) is the send
+pipeline's decision (:class:`rsu.pipeline.send.SendPipeline`); no protocol logic here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Iterable
 
-from rsu.transports.base import DisseminationParams, DropCounter, ReceiveCallback, Transport
-from rsu.transports.drops import DropReason
+from rsu.transports.base import ReceiveCallback, Transport
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +18,7 @@ log = logging.getLogger(__name__)
 class TransportSet:
     """The daemon's transports by name. ``defaults``: names used when a message names none."""
 
-    def __init__(self, transports: Iterable[Transport], *, drops: DropCounter,
-                 defaults: Iterable[str] | None = None) -> None:
+    def __init__(self, transports: Iterable[Transport], *, defaults: Iterable[str] | None = None) -> None:
         self.transports: dict[str, Transport] = {}
         for t in transports:
             if t.name in self.transports:
@@ -33,7 +30,6 @@ class TransportSet:
         for n in self.defaults:
             if n not in self.transports:
                 raise ValueError(f"transports: default {n!r} is not a configured transport")
-        self.drops = drops
         self._started: list[Transport] = []
 
     def __getitem__(self, name: str) -> Transport:
@@ -48,22 +44,6 @@ class TransportSet:
         except BaseException:
             await self.stop()
             raise
-
-    def targets(self, params: DisseminationParams) -> tuple[list[Transport], list[str]]:
-        """(transports to use, names that are not configured)."""
-        names = params.transports or self.defaults
-        found = [self.transports[n] for n in names if n in self.transports]
-        return found, [n for n in names if n not in self.transports]
-
-    async def send(self, secured: bytes, params: DisseminationParams) -> list[str]:
-        """Send to every target transport concurrently; returns the names used."""
-        targets, missing = self.targets(params)
-        for name in missing:
-            log.warning("message names transport %r, which is not configured", name)
-            self.drops.drop(name, str(DropReason.UNKNOWN_TRANSPORT))
-        if targets:
-            await asyncio.gather(*(t.send(secured, params) for t in targets))
-        return [t.name for t in targets]
 
     async def stop(self) -> None:
         started, self._started = self._started, []

@@ -20,6 +20,8 @@ COER walk (IEEE 1609.2, all fixed by the ASN.1, no decoder needed)::
 
 from __future__ import annotations
 
+from rsu import oer
+
 
 class EnvelopeError(ValueError):
     """The bytes are not a signed Ieee1609Dot2Data carrying unsecuredData."""
@@ -31,22 +33,14 @@ CONTENT_NAMES = {0x80: "unsecuredData", 0x81: "signedData", 0x82: "encryptedData
 
 def read_length(data: bytes, offset: int) -> tuple[int, int]:
     """COER length determinant at ``offset`` -> (length, offset after it). Raises EnvelopeError."""
-    if offset >= len(data):
-        raise EnvelopeError("truncated before a length determinant")
-    first = data[offset]
-    if first < 0x80:
-        return first, offset + 1
-    n = first & 0x7F
-    if n == 0 or n > 4 or offset + 1 + n > len(data):
-        raise EnvelopeError("bad or truncated long-form length determinant")
-    return int.from_bytes(data[offset + 1: offset + 1 + n], "big"), offset + 1 + n
+    try:
+        return oer.read_length(data, offset, max_octets=4)
+    except oer.LengthError as e:
+        raise EnvelopeError("truncated before a length determinant" if e.truncated
+                            else "bad or truncated long-form length determinant") from None
 
 
-def length_prefix(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    size = (n.bit_length() + 7) // 8
-    return bytes((0x80 | size,)) + n.to_bytes(size, "big")
+length_prefix = oer.length_prefix
 
 
 def is_ieee1609dot2(data: bytes) -> bool:

@@ -138,9 +138,6 @@ class TrafficClass:
     def from_octet(cls, octet: int) -> "TrafficClass":
         return cls(octet & 0x3F, bool(octet & 0x80), bool(octet & 0x40))
 
-    def to_octet(self) -> int:
-        return (0x80 if self.scf else 0) | (0x40 if self.channel_offload else 0) | (self.tc_id & 0x3F)
-
 
 def to_tenth_microdegree(degrees: float) -> int:
     return int(round(degrees * 1e7))

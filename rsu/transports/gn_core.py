@@ -8,8 +8,10 @@ or a :class:`Drop` with a named reason. The clock is injected; nothing here touc
 Why the PDU is signed again: a secured GN packet signs the GN common and extended headers and
 BTP-B together with the PDU (basic header | Ieee1609Dot2Data{unsecuredData = CH | EH | BTP | PDU}),
 so the signature the services made over the bare PDU (right for MQTT) cannot be reused. The
-core takes the PDU out of the secured data it is given, builds CH | EH | BTP | PDU and asks the
-injected ``sign(payload, kind)`` for the Ieee1609Dot2Data.
+send pipeline (rsu.pipeline.send) gives :meth:`GnCore.frame` the bare PDU and a signer; the core
+builds CH | EH | BTP | PDU and asks the signer once for the Ieee1609Dot2Data, telling it where the
+PDU starts. (:meth:`GnCore.build_frame` takes secured data or a bare PDU and signs with the
+``sign(payload, kind)`` given at construction: for test stations and tools.)
 
 GN behaviour of this end node (see docs/transports.md): no forwarding (an RSU delivers, it does not
 relay), no location service, no beacons; duplicate packet detection for TSB/GBC by (source, SN);
@@ -35,6 +37,10 @@ from rsu.transports.drops import Drop, DropReason
 SignFunction = Callable[[bytes, MessageKind], bytes]
 """``sign(payload, kind) -> COER Ieee1609Dot2Data``: signs ``payload`` (here CH | EH | BTP | PDU)
 with the authorization ticket for ``kind`` (psid ``kind.its_aid``, generationTime now)."""
+
+PayloadSigner = Callable[[bytes, int], bytes]
+"""``sign(payload, pdu_offset) -> COER Ieee1609Dot2Data``: signs CH | EH | BTP-B | PDU, the PDU
+starting at ``pdu_offset`` (the send pipeline's signer for one transmission)."""
 
 
 class GnSendError(Exception):
@@ -93,11 +99,27 @@ class GnCore:
         return sn
 
     def build_packet(self, data: bytes, params: DisseminationParams) -> bytes:
-        """Secured data (or a bare PDU) + parameters -> GN packet. Raises :class:`GnSendError`."""
+        """Secured data (or a bare PDU) + parameters -> GN packet, signed with the ``sign`` given at
+        construction when the transport is secured. Raises :class:`GnSendError`."""
         try:
             pdu, _ = facilities_pdu(data)
         except envelope.EnvelopeError as e:
             raise GnSendError(DropReason.BAD_PARAMS, f"secured data: {e}") from None
+        sign = self.sign
+        kind = params.kind
+        return self.packet(pdu, params, None if sign is None else (lambda inner, offset: sign(inner, kind)))
+
+    def build_frame(self, data: bytes, params: DisseminationParams) -> bytes:
+        """Secured data + parameters -> Ethernet frame (broadcast destination, our MAC as source)."""
+        return ethernet.build_frame(self.build_packet(data, params), self.mac)
+
+    def packet(self, pdu: bytes, params: DisseminationParams, sign: PayloadSigner | None) -> bytes:
+        """A bare facilities PDU + parameters -> GN packet (basic header | ...). Raises :class:`GnSendError`.
+
+        Layer: takes the UPER PDU, gives the GN packet. A secured transport builds CH | EH | BTP-B | PDU
+        and calls ``sign(that, pdu_offset)`` once (it knows where the PDU starts: it put it there);
+        an unsecured one sends CH | EH | BTP-B | PDU as they are.
+        """
         kind = params.kind
         tc, hops, lifetime = params.traffic_class, params.hop_limit, params.lifetime_s
         if not isinstance(tc, int) or not 0 <= tc <= 255:
@@ -122,18 +144,18 @@ class GnCore:
         common = g.CommonHeader(g.COMMON_NH_BTP_B, ext.header_type, tc, 0, 0, mhl)
         inner = g.build_inner(common, ext, kind.btp_port, pdu)
         if self.config.secured:
-            if self.sign is None:
+            if sign is None:
                 raise GnSendError(DropReason.SIGN_FAILED, "secured GN transport without a signing function")
             try:
-                secured = self.sign(inner, kind)
+                secured = sign(inner, len(inner) - len(pdu))
             except Exception as e:  # the signer's own failure (no AT, HSM error): drop this packet
                 raise GnSendError(DropReason.SIGN_FAILED, f"signing failed: {e}") from e
             return g.build_packet(g.BasicHeader(g.GN_VERSION, g.BASIC_NH_SECURED, lt, mhl), bytes(secured))
         return g.build_packet(g.BasicHeader(g.GN_VERSION, g.BASIC_NH_COMMON, lt, mhl), inner)
 
-    def build_frame(self, data: bytes, params: DisseminationParams) -> bytes:
-        """Secured data + parameters -> Ethernet frame (broadcast destination, our MAC as source)."""
-        return ethernet.build_frame(self.build_packet(data, params), self.mac)
+    def frame(self, pdu: bytes, params: DisseminationParams, sign: PayloadSigner | None) -> bytes:
+        """A bare facilities PDU + parameters -> the Ethernet frame the UDP adapter writes (see :meth:`packet`)."""
+        return ethernet.build_frame(self.packet(pdu, params, sign), self.mac)
 
     # ------------------------------------------------------------------ receive
     def receive_frame(self, frame: bytes, link_source: str | None = None) -> ReceivedFrame | Drop:

@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import struct
+from typing import TYPE_CHECKING
 
 from rsu.clock import Clock
 from rsu.limits import OnLimit, ignore
@@ -29,6 +30,9 @@ from rsu.transports.delivery import FrameDelivery
 from rsu.transports.drops import Drop, DropReason
 from rsu.transports.gn_core import GnCore, GnSendError, SignFunction
 from rsu.transports.pcap import PcapWriter
+
+if TYPE_CHECKING:
+    from rsu.pipeline.outcomes import Sent
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +98,17 @@ class _Protocol(asyncio.DatagramProtocol):
 class GnUdpTransport:
     """A :class:`~rsu.transports.base.Transport` for GN + BTP-B in UDP datagrams.
 
-    ``sign(payload, kind)`` signs the GN headers + BTP + PDU (required when ``config.secured``).
+    Two ways to send: the daemon's send pipeline (rsu.pipeline.send) frames (and signs) with
+    :attr:`core` and gives :meth:`write` the Ethernet frame; a standalone station (tests, tools)
+    calls :meth:`send`, which frames with ``sign(payload, kind)`` (the GN headers + BTP + PDU;
+    required when ``config.secured`` unless ``framed_outside`` says the pipeline signs).
     ``drops`` counts every dropped frame by reason; ``clock`` stamps LPVs, frames and pcap records.
     """
 
     def __init__(self, config: GnUdpConfig, *, clock: Clock, drops: DropCounter,
-                 sign: SignFunction | None = None, on_limit: OnLimit = ignore) -> None:
+                 sign: SignFunction | None = None, on_limit: OnLimit = ignore, framed_outside: bool = False) -> None:
         config.validate()
-        if config.secured and sign is None:
+        if config.secured and sign is None and not framed_outside:
             raise ConfigError("secured: a secured GN transport needs the signing function (sign=...)")
         self.config = config
         self.name = config.name
@@ -155,6 +162,17 @@ class GnUdpTransport:
         except Exception:
             log.exception("%s: building a GN packet failed", self.name)
             self._drop(DropReason.INTERNAL_ERROR, "build")
+            return
+        self._write(frame)
+
+    def write(self, sent: Sent) -> None:
+        """Write the Ethernet frame of a send-pipeline outcome (built by :attr:`core`) as one datagram.
+        I/O only; never raises, failures are counted (``not-started``, ``send-failed``)."""
+        self._write(sent.frame)
+
+    def _write(self, frame: bytes) -> None:
+        if self._transport is None:
+            self._drop(DropReason.NOT_STARTED, "send before start or after stop")
             return
         self._capture(frame)
         try:

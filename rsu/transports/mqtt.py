@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from typing import TYPE_CHECKING
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -27,7 +28,10 @@ from rsu.transports.base import DisseminationParams, DropCounter, ReceiveCallbac
 from rsu.transports.config import MqttConfig
 from rsu.transports.delivery import FrameDelivery
 from rsu.transports.drops import Drop, DropReason
-from rsu.transports.mqtt_core import Backoff, MqttCore
+from rsu.transports.mqtt_core import Backoff, MqttCore, Publication
+
+if TYPE_CHECKING:
+    from rsu.pipeline.send import Published
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,18 @@ class MqttTransport:
             pub = self.core.publication(secured, params)
         except (ValueError, KeyError, TypeError) as e:
             self._drop(DropReason.BAD_PARAMS, str(e))
+            return
+        self._queue(pub)
+
+    def write(self, sent: Published) -> None:
+        """Queue the publication of a send-pipeline outcome (topic, payload, QoS, retain, expiry: made
+        by :attr:`core`); the publisher task sends it while connected. Returns at once; never raises,
+        failures are counted (``not-started``, ``queue-full``)."""
+        self._queue(sent.publication)
+
+    def _queue(self, pub: Publication) -> None:
+        if self._task is None:
+            self._drop(DropReason.NOT_STARTED, "send before start or after stop")
             return
         for lost in self.core.queue.push(pub):
             self._drop(DropReason.QUEUE_FULL, f"{lost.kind} on {lost.topic}")

@@ -69,7 +69,3 @@ def neighbours(quadkey: str) -> list[str]:
                 out.append(key)
     return out
 
-
-def topic_levels(quadkey: str) -> str:
-    """``"1202"`` -> ``"1/2/0/2"``."""
-    return "/".join(validate(quadkey))

@@ -140,6 +140,21 @@ def kinds() -> list[MessageKind]:
     return list(catalog.MESSAGES)
 
 
+def outgoing_gn_frame(daemon: Daemon, kind: MessageKind, value: dict, pdu: bytes,
+                      params: DisseminationParams | None = None) -> bytes:
+    """The Ethernet frame the daemon's send pipeline makes of ``pdu`` for its "gn" transport (signed as it
+    signs a scheduled transmission)."""
+    import dataclasses
+
+    from rsu.services.model import Transmission
+
+    params = dataclasses.replace(params or DisseminationParams(kind), transports=("gn",))
+    now = daemon.clock.now()
+    tx = Transmission("test", "out", kind, pdu, params, True, 0, None, now, 0, sspmod.required(kind, value))
+    [outcome] = daemon.pipeline.send(tx, now)
+    return outcome.frame
+
+
 def rss_bytes() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -166,12 +181,12 @@ def flood(daemon: Daemon, nb: Neighbour, clock: clockmod.ManualClock, n: int, *,
     import gc
 
     kind = catalog.SPATEM
-    pdu = nb.pdu(kind, {"header": {"protocolVersion": 2, "messageID": 4, "stationID": 4711},
-                        "spat": {"intersections": [{"id": {"id": 1201}, "revision": 3, "status": (b"\x00\x00", 16),
-                                                    "states": [{"signalGroup": 1, "state-time-speed": [
-                                                        {"eventState": "protected-Movement-Allowed"}]}]}]}})
+    value = {"header": {"protocolVersion": 2, "messageID": 4, "stationID": 4711},
+             "spat": {"intersections": [{"id": {"id": 1201}, "revision": 3, "status": (b"\x00\x00", 16),
+                                         "states": [{"signalGroup": 1, "state-time-speed": [
+                                             {"eventState": "protected-Movement-Allowed"}]}]}]}}
+    pdu = nb.pdu(kind, value)
     template = nb.frame(kind, pdu, with_certificate=False)
-    gn_transport = daemon.transports["gn"]
     params = DisseminationParams(kind)
 
     def accepted() -> float:
@@ -192,7 +207,7 @@ def flood(daemon: Daemon, nb: Neighbour, clock: clockmod.ManualClock, n: int, *,
             feed_gn(daemon, nb.frame(kind, pdu))
             valid += 1
         if i % send_every == 0:
-            max_inline = max(max_inline, len(inline_requests(gn_transport.core.build_frame(pdu, params))))
+            max_inline = max(max_inline, len(inline_requests(outgoing_gn_frame(daemon, kind, value, pdu, params))))
             sent += 1
     gc.collect()
     return {"frames": n, "rss_growth_bytes": rss_bytes() - before, "valid_sent": valid,

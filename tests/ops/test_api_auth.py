@@ -77,12 +77,11 @@ async def call(d: Daemon, method: str, path: str, *, ctx: ssl.SSLContext, token:
     """(status, JSON body or {}, headers) of one request on a new connection."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     conn = aiohttp.TCPConnector(ssl=ctx, local_addr=(local, 0), force_close=True)
-    async with aiohttp.ClientSession(connector=conn) as s:
-        async with s.request(method, url(d, path), headers=headers,
-                             data=json.dumps(body) if body is not None else None) as r:
-            if r.content_type == "application/json":
-                return r.status, await r.json(), dict(r.headers)
-            return r.status, {}, dict(r.headers)  # /metrics (text), /v1/received (a stream, not read)
+    async with aiohttp.ClientSession(connector=conn) as s, s.request(method, url(d, path), headers=headers,
+                         data=json.dumps(body) if body is not None else None) as r:
+        if r.content_type == "application/json":
+            return r.status, await r.json(), dict(r.headers)
+        return r.status, {}, dict(r.headers)  # /metrics (text), /v1/received (a stream, not read)
 
 
 def operations(doc: dict) -> list[tuple[str, str]]:
@@ -281,10 +280,9 @@ async def test_an_audit_log_that_cannot_be_written_refuses_to_acknowledge(tmp_pa
     path = write_config(tmp_path, {"audit": {"file": str(tmp_path / "not-a-file")}})
     d = await start(path, clock)
     try:
-        conn = aiohttp.TCPConnector(force_close=True)
-        async with aiohttp.ClientSession(connector=conn) as s:
-            async with s.post(f"http://127.0.0.1:{d.api_port}/v1/rlt/messages", json={"payload": MAPEM}) as r:
-                got = await r.json()
+        plain = f"http://127.0.0.1:{d.api_port}/v1/rlt/messages"
+        async with aiohttp.ClientSession() as s, s.post(plain, json={"payload": MAPEM}) as r:
+            got = await r.json()
         assert r.status == 503 and got["error"]["code"] == "audit_failure"
         assert str(tmp_path) not in json.dumps(got)  # no path, no internals
     finally:

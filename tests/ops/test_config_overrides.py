@@ -7,6 +7,7 @@ import yaml
 
 from rsu.ops import config as cfgmod
 from rsu.ops.config_core import ConfigError
+from rsu.transports.config import GnUdpConfig
 from tests.conftest import run_rsu
 from tests.netutil import free_tcp_port
 
@@ -16,7 +17,9 @@ def test_set_changes_only_the_named_settings_of_the_embedded_default():
                            "transports[0].group=239.7.7.7", "security.max_age=5s"])
     d = cfgmod.load(None)
     assert (c.api.port, c.logging.level, c.station.position.latitude, c.security.max_age) == (8302, "DEBUG", 45.5, 5.0)
-    assert c.transports == [{"type": "gn-udp", "name": "gn", "group": "239.7.7.7"}]  # the default entry, moved
+    # the default entry, moved (the transports are the layer's typed config, the station's position filled in)
+    assert c.transports == [GnUdpConfig(name="gn", group="239.7.7.7", latitude=45.5,
+                                        longitude=d.station.position.longitude)]
     assert (c.api.host, c.station.id, c.station.position.longitude) == (d.api.host, d.station.id,
                                                                        d.station.position.longitude)
 
@@ -27,7 +30,7 @@ def test_set_overrides_a_file_and_leaves_the_rest_of_it(tmp_path):
                                     "transports": [{"type": "gn-udp", "name": "a", "port": 9001},
                                                    {"type": "gn-udp", "name": "b", "port": 9002}]}))
     c = cfgmod.load(path, ["transports[1].port=9102", "api.port='9100'"])  # a quoted number is a string
-    assert c.station.id == 7 and [t["port"] for t in c.transports] == [9001, 9102]
+    assert c.station.id == 7 and [t.port for t in c.transports] == [9001, 9102]
     assert c.api.port == 9100  # pydantic takes the numeric string, as from the file
     data = {"api": {"port": 1}}
     assert cfgmod.apply_overrides(data, ["api.port=2"]) == ({"api": {"port": 2}}, []) and data == {"api": {"port": 1}}

@@ -8,6 +8,7 @@ temporary directory: the default state directory (~/.local/state/rsu) and the te
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -33,7 +34,7 @@ def test_embedded_default_config_runs_a_signed_rsu_on_loopback(tmp_path, gn_net)
     moved = cfgmod.load(None, overrides)
     assert moved.model_dump(exclude={"transports", "api"}) == default.model_dump(exclude={"transports", "api"})
     assert moved.api == default.api.model_copy(update={"port": api})
-    assert moved.transports == [{**default.transports[0], "group": group, "port": port}]
+    assert moved.transports == [dataclasses.replace(default.transports[0], group=group, port=port)]
 
     env = {k: v for k, v in os.environ.items() if k not in ("STATE_DIRECTORY", "XDG_STATE_HOME", "RSU_API_URL")}
     env.update(HOME=str(tmp_path), PYTHONUNBUFFERED="1")

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from rsu.security.request import request_for_pdu
 from rsu import catalog
 from rsu import clock as clockmod
 from rsu.clock import SystemClock
@@ -444,7 +445,7 @@ async def _mqtt_checks(d: RsuDaemon, broker: Mosquitto) -> None:
     codec = get_codec()
     _, srem = codec.from_jer(PAYLOADS["tlc"], catalog.SREM)
     pdu = codec.encode(srem, catalog.SREM)
-    secured = signer.sign(catalog.SREM, pdu, srem)
+    secured = signer.sign(request_for_pdu(catalog.SREM, pdu, srem))
     scheme = TopicScheme(MqttConfig(prefix="test", subscribe_queue="inQueue", latitude=44.837592,
                                     longitude=-0.579431, source="bus_2104711"))
     topic = scheme.publish_topic(catalog.SREM, quadkey.quadkey(44.837592, -0.579431, 22))

@@ -10,7 +10,8 @@ import socket
 import tests.security.samples as samples
 from rsu import catalog
 from rsu.clock import ManualClock
-from tests.ops.rxharness import Neighbour, feed_gn, inline_requests, random_digest, running_daemon
+from tests.ops.rxharness import (Neighbour, feed_gn, inline_requests, outgoing_gn_frame, random_digest,
+                                  running_daemon)
 
 START = 1_780_000_000.0
 
@@ -102,10 +103,7 @@ async def test_outgoing_frames_carry_at_most_the_request_cap(tmp_path):
         for _ in range(20):
             feed_gn(d, random_digest(template))
         assert len(d.security.pending_certificate_requests) == 5
-        from rsu.transports.base import DisseminationParams
-
-        core = d.transports["gn"].core
-        sent = [inline_requests(core.build_frame(pdu, DisseminationParams(catalog.SPATEM))) for _ in range(3)]
+        sent = [inline_requests(outgoing_gn_frame(d, catalog.SPATEM, samples.spatem(), pdu)) for _ in range(3)]
         assert [len(r) for r in sent] == [3, 2, 0]
         m = d.metrics
         assert m.child(m.limit_hits, "p2pcd-pending")._value.get() == 15

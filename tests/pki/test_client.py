@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from rsu.security.request import request_for_pdu
 from rsu.pki import client as C
 from rsu.pki.keystore import FileKeyStore
 from rsu.pki.requests import AUTHORIZATION_RESPONSE_CODES, ENROLMENT_RESPONSE_CODES
@@ -249,7 +250,7 @@ def test_fetched_ats_sign_every_service_and_rsu_verify_accepts(world, keys, tmp_
                          permissions=service_permissions(services, ssp.ServiceProvider.of("GB", 31)))
     run(client, world, NOW)
     clk = ManualClock(NOW)
-    svc = SecurityService(AtPool(client.tickets(NOW), clk), Verifier(clk), clk, codec=codec)
+    svc = SecurityService(AtPool(client.tickets(NOW), clk), Verifier(clk), clk)
     trust = tmp_path / "trust"
     trust.mkdir()
     (trust / "root.oer").write_bytes(world.root.certificate.raw)
@@ -258,7 +259,7 @@ def test_fetched_ats_sign_every_service_and_rsu_verify_accepts(world, keys, tmp_
     for name, value in services.items():
         kind = catalog.by_name(name)
         msg = tmp_path / f"{name}.oer"
-        msg.write_bytes(svc.sign(kind, codec.encode(value), with_certificate=True))  # each file stands alone
+        msg.write_bytes(svc.sign(request_for_pdu(kind, codec.encode(value), with_certificate=True)))  # each file stands alone
         r = run_rsu("verify", str(msg), "--trust", str(trust), "--time", clock.iso_utc(NOW + 1))
         out = json.loads(r.stdout)
         assert r.returncode == 0, (name, out)

@@ -236,7 +236,7 @@ async def test_ats_whose_region_misses_the_station_are_not_used_until_a_reload_m
     try:
         first = daemon.pki
         await until(lambda: len(first.client.ats) == 2, "two ATs fetched")
-        daemon._pki_pick_up()
+        daemon.pki_link.pick_up()
         assert daemon.security.pool.tickets == []
         refused = daemon.status()["pki"]["signing"]["refused"]
         assert set(refused) == {a.certificate.hashed_id8.hex() for a in first.client.ats}
@@ -254,7 +254,7 @@ async def test_ats_whose_region_misses_the_station_are_not_used_until_a_reload_m
         assert {a.certificate.hashed_id8 for a in daemon.pki.client.ats} == \
             {a.certificate.hashed_id8 for a in first.client.ats}  # from the state on disk, nothing re-fetched
         assert len(daemon.security.pool.tickets) == 2 and daemon.status()["pki"]["signing"]["refused"] == {}
-        assert daemon._pki_task is not None and not daemon._pki_task.done()
+        assert daemon.pki_link.task is not None and not daemon.pki_link.task.done()
         # a reload that rebuilds only the security layer (a new, empty pool): the same client fills it
         data["security"] = {"max_age": 20}
         path.write_text(yaml.safe_dump(data))

@@ -12,6 +12,7 @@ import pytest
 
 import samples
 from sechelp import sign_with
+from rsu.security.request import request_for_pdu
 from rsu import catalog
 from rsu.security import coer
 from rsu.security.pool import AtPool
@@ -102,7 +103,7 @@ def test_certificate_requests_are_capped_per_message_and_in_total_and_age_out(te
     hits = Counter()
     pool = AtPool([test_pki.ticket(i, n) for n, i in test_pki.ats.items()], clock)
     svc = SecurityService(pool, Verifier(clock, test_pki.trust, codec=codec, on_limit=counted(hits)), clock,
-                          codec=codec, p2pcd_per_frame=3, p2pcd_pending=10, p2pcd_max_age=5.0, on_limit=counted(hits))
+                          p2pcd_per_frame=3, p2pcd_pending=10, p2pcd_max_age=5.0, on_limit=counted(hits))
     template = digest_signed(test_pki.ats["spatem"], spatem_pdu, 137, clock.now())
     for _ in range(25):
         svc.verify(random_digest(template), catalog.SPATEM)
@@ -113,10 +114,10 @@ def test_certificate_requests_are_capped_per_message_and_in_total_and_age_out(te
         header = coer.decode("Ieee1609Dot2Data", data)["content"][1]["tbsData"]["headerInfo"]
         return header.get("inlineP2pcdRequest", [])
 
-    first = inline_requests(svc.sign(catalog.SPATEM, spatem_pdu))
+    first = inline_requests(svc.sign(request_for_pdu(catalog.SPATEM, spatem_pdu)))
     assert first == newest[:3] and hits["p2pcd-per-frame"] == 1  # oldest first, at most the cap
     clock.advance(6.0)  # the rest is older than p2pcd_max_age: forgotten, never sent
-    assert inline_requests(svc.sign(catalog.SPATEM, spatem_pdu)) == []
+    assert inline_requests(svc.sign(request_for_pdu(catalog.SPATEM, spatem_pdu))) == []
     assert svc.pending_certificate_requests == []
 
 

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from rsu.security.request import request_for_pdu
 from rsu import catalog, clock as clockmod
 from rsu.security.pool import AtPool
 from rsu.security.service import SecurityService
@@ -42,9 +43,9 @@ def test_signed_messages_from_pki_init_verify_in_the_cli(pki_dir, tmp_path, code
     d, _ = pki_dir
     clk = clockmod.SystemClock()
     pool = AtPool.load_directory(d / "at", clk)
-    svc = SecurityService(pool, Verifier(clk), clk, codec=codec)
+    svc = SecurityService(pool, Verifier(clk), clk)
     msg = tmp_path / "spatem.oer"
-    msg.write_bytes(svc.sign(catalog.SPATEM, codec.encode(samples.spatem(prioritization=True))))
+    msg.write_bytes(svc.sign(request_for_pdu(catalog.SPATEM, codec.encode(samples.spatem(prioritization=True)))))
     r = run_rsu("verify", str(msg), "--trust", str(d))
     out = json.loads(r.stdout)
     assert r.returncode == 0, r.stdout
@@ -91,9 +92,9 @@ def test_bad_input_is_one_line_no_traceback(args):
 def test_decode_shows_the_secured_layer_and_the_inner_pdu(pki_dir, tmp_path, codec):
     d, _ = pki_dir
     clk = clockmod.SystemClock()
-    svc = SecurityService(AtPool.load_directory(d / "at", clk), Verifier(clk), clk, codec=codec)
+    svc = SecurityService(AtPool.load_directory(d / "at", clk), Verifier(clk), clk)
     msg = tmp_path / "mapem.oer"
-    msg.write_bytes(svc.sign(catalog.MAPEM, codec.encode(samples.mapem())))
+    msg.write_bytes(svc.sign(request_for_pdu(catalog.MAPEM, codec.encode(samples.mapem()))))
     r = run_rsu("decode", str(msg))
     assert r.returncode == 0, r.stderr
     layers = json.loads(r.stdout)["layers"]
@@ -105,7 +106,7 @@ def test_decode_shows_the_secured_layer_and_the_inner_pdu(pki_dir, tmp_path, cod
 
 def test_secured_layer_hands_gn_headers_on_to_the_gn_dissector():
     """A secured GN packet signs common header + BTP + PDU: the secured layer passes them to GN."""
-    from rsu.security.dissect import secured_layer
+    from rsu.dissect import secured_layer
 
     layer = secured_layer((VECTORS / "vanetza" / "cam_signed_with_at_cert.oer").read_bytes())
     assert layer.payload is not None and layer.payload.hex().startswith("2050028000320100")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from rsu.security.request import request_for_pdu
 from rsu import catalog
 from rsu.clock import ManualClock
 from rsu.pki import client as C
@@ -45,8 +46,8 @@ def fetched(tmp_path):
 
 
 def spatem(clock, tickets, codec):
-    svc = SecurityService(AtPool(tickets, clock), Verifier(clock), clock, codec=codec)
-    return svc.sign(catalog.SPATEM, codec.encode(samples.spatem()), with_certificate=True)
+    svc = SecurityService(AtPool(tickets, clock), Verifier(clock), clock)
+    return svc.sign(request_for_pdu(catalog.SPATEM, codec.encode(samples.spatem()), with_certificate=True))
 
 
 def test_fetched_at_accepted_through_the_client_trust_store_alone(fetched, codec):

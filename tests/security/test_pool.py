@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from rsu.security.request import request_for_pdu
 from rsu import catalog, clock as clockmod
 from rsu.security import coer
 from rsu.security.keys import KeyMaterialError, load_private_key, write_private_key
@@ -26,13 +27,13 @@ def test_rotation_before_expiry_without_gap(test_pki, clock, codec):
     first = test_pki.at("spatem", start=t32 - 3600, hours=10)  # ends NOW + 9 h
     second = test_pki.at("spatem", start=t32 + 4 * 3600, hours=10)  # from NOW + 4 h to NOW + 14 h
     pool = AtPool([test_pki.ticket(second, "2"), test_pki.ticket(first, "1")], clock, rotation_margin=3600)
-    svc = SecurityService(pool, Verifier(clock, test_pki.trust, codec=codec), clock, codec=codec)
+    svc = SecurityService(pool, Verifier(clock, test_pki.trust, codec=codec), clock)
     verifier = Verifier(clock, test_pki.trust, codec=codec)
     pdu, value = codec.encode(samples.spatem()), samples.spatem()
     used = []
     for minute in range(0, 14 * 60, 10):  # sweep 14 hours in 10-minute steps: never a gap
         clock.set(NOW + minute * 60)
-        data = svc.sign(catalog.SPATEM, pdu, value)
+        data = svc.sign(request_for_pdu(catalog.SPATEM, pdu, value))
         res = verifier.verify(data)
         assert res.ok, (minute, res.detail)
         used.append((minute, pool.current(catalog.SPATEM).label, svc.hours_to_expiry(catalog.SPATEM)))
@@ -45,28 +46,28 @@ def test_rotation_before_expiry_without_gap(test_pki, clock, codec):
 def test_old_at_is_used_to_its_real_end_then_signing_stops(test_pki, clock, codec):
     at = test_pki.at("spatem", start=clockmod.time32(NOW) - 3600, hours=2)  # ends NOW + 1 h
     pool = AtPool([test_pki.ticket(at)], clock, rotation_margin=7200)
-    svc = SecurityService(pool, Verifier(clock), clock, codec=codec)
+    svc = SecurityService(pool, Verifier(clock), clock)
     pdu, value = codec.encode(samples.spatem()), samples.spatem()
-    svc.sign(catalog.SPATEM, pdu, value)  # inside the margin, no successor: still signs
+    svc.sign(request_for_pdu(catalog.SPATEM, pdu, value))  # inside the margin, no successor: still signs
     assert svc.hours_to_expiry(catalog.SPATEM) == pytest.approx(1.0)
     clock.advance(3600 - 1)
-    svc.sign(catalog.SPATEM, pdu, value)
+    svc.sign(request_for_pdu(catalog.SPATEM, pdu, value))
     clock.advance(1)
     with pytest.raises(SigningRefused, match="no AT valid now"):
-        svc.sign(catalog.SPATEM, pdu, value)
+        svc.sign(request_for_pdu(catalog.SPATEM, pdu, value))
 
 
 def test_pool_picks_the_at_whose_ssp_permits_the_content(test_pki, clock, codec):
     text_only = test_pki.at("ivim", bytes.fromhex("015cc01f0020"))
     signs_only = test_pki.at("ivim", bytes.fromhex("015cc01f2000"))
     pool = AtPool([test_pki.ticket(text_only, "text"), test_pki.ticket(signs_only, "signs")], clock)
-    svc = SecurityService(pool, Verifier(clock), clock, codec=codec)
-    svc.sign(catalog.IVIM, codec.encode(samples.ivim()))
+    svc = SecurityService(pool, Verifier(clock), clock)
+    svc.sign(request_for_pdu(catalog.IVIM, codec.encode(samples.ivim())))
     assert pool.current(catalog.IVIM).label == "signs"
-    svc.sign(catalog.IVIM, codec.encode(samples.ivim(signs=[], text=True)))
+    svc.sign(request_for_pdu(catalog.IVIM, codec.encode(samples.ivim(signs=[], text=True))))
     assert pool.current(catalog.IVIM).label == "text"
     with pytest.raises(SigningRefused):
-        svc.sign(catalog.IVIM, codec.encode(samples.ivim(text=True)))  # needs both bits in one AT
+        svc.sign(request_for_pdu(catalog.IVIM, codec.encode(samples.ivim(text=True))))  # needs both bits in one AT
 
 
 def test_certificate_at_least_once_per_second_otherwise_digest(service, codec):
@@ -74,19 +75,19 @@ def test_certificate_at_least_once_per_second_otherwise_digest(service, codec):
     forms = []
     for dt in (0, 0.1, 0.5, 0.5, 0.3, 0.8):
         service.clock.advance(dt)
-        forms.append(_signer_form(service.sign(catalog.SPATEM, pdu, value)))
+        forms.append(_signer_form(service.sign(request_for_pdu(catalog.SPATEM, pdu, value))))
     assert forms == ["certificate", "digest", "digest", "certificate", "digest", "certificate"]
 
 
 def test_neighbour_request_brings_our_certificate(test_pki, service, codec, clock):
     pdu, value = codec.encode(samples.spatem()), samples.spatem()
-    service.sign(catalog.SPATEM, pdu, value)
+    service.sign(request_for_pdu(catalog.SPATEM, pdu, value))
     clock.advance(0.1)
     ours = test_pki.ats["spatem"].certificate
     peer = sign_with(test_pki.ats["mapem"], codec.encode(samples.mapem()), 138, t=clock.now(),
                      inline_p2pcd_request=[ours.hashed_id3, test_pki.aa.certificate.hashed_id3])
     assert service.verify(peer).ok
-    data = service.sign(catalog.SPATEM, pdu, value)
+    data = service.sign(request_for_pdu(catalog.SPATEM, pdu, value))
     assert _signer_form(data) == "certificate"
     header = coer.decode("Ieee1609Dot2Data", data)["content"][1]["tbsData"]["headerInfo"]
     assert header["requestedCertificate"] == test_pki.aa.certificate.value  # the AA it asked for
@@ -96,7 +97,7 @@ def test_unknown_signer_makes_our_next_message_ask_for_it(test_pki, service, cod
     stranger = test_pki.at("mapem")
     res = service.verify(sign_with(stranger, codec.encode(samples.mapem()), 138, with_certificate=False))
     assert res.request_certificate == stranger.certificate.hashed_id3
-    data = service.sign(catalog.SPATEM, codec.encode(samples.spatem()))
+    data = service.sign(request_for_pdu(catalog.SPATEM, codec.encode(samples.spatem())))
     header = coer.decode("Ieee1609Dot2Data", data)["content"][1]["tbsData"]["headerInfo"]
     assert header["inlineP2pcdRequest"] == [stranger.certificate.hashed_id3]
     assert service.pending_certificate_requests == []

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from rsu import catalog, clock as clockmod
-from rsu.security import coer, pki
+from rsu.security import coer, pki, ssp
+from rsu.security.request import SignRequest
 from rsu.security.sign import Signer
 from rsu.security.verify import Reason, Verifier
 
@@ -254,16 +255,16 @@ def test_gn_style_payload_offset_and_context_survive_holding(test_pki, clock, co
     assert beyond.reason is Reason.PAYLOAD_INVALID and "beyond" in beyond.detail
 
 
-def test_noted_content_signs_headers_and_pdu_without_decoding(service, codec, spatem_pdu, monkeypatch):
+def test_a_sign_request_signs_headers_and_pdu_without_decoding(service, codec, spatem_pdu, monkeypatch):
     value = codec.decode(spatem_pdu).value
-    service.note_content(catalog.SPATEM, spatem_pdu, value)
+    request = SignRequest(ssp.required(catalog.SPATEM, value), bytes(12) + spatem_pdu, pdu_offset=12)
     headers = bytes(12)
 
-    def no_decode(data):
-        raise AssertionError("decoded although the content was noted")
+    def no_decode(data, **kw):
+        raise AssertionError("decoded although the request carries the content's requirement")
 
-    monkeypatch.setattr(service.codec, "decode", no_decode)
-    signed = service.sign(catalog.SPATEM, headers + spatem_pdu, pdu_offset=len(headers))
+    monkeypatch.setattr(codec, "decode", no_decode)
+    signed = service.sign(request)
     monkeypatch.undo()
     res = service.verify(signed, catalog.SPATEM, payload_offset=len(headers))
     assert res.ok, res.detail

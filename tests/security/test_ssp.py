@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rsu.security.request import request_for_pdu
 from rsu import catalog
 from rsu.security import ssp
 from rsu.security.pool import AtPool, SigningRefused
@@ -141,10 +142,10 @@ def test_sender_refuses_content_no_at_permits(tp, test_pki, clock, codec):
     name, ssp_hex, value, missing = SEND_CASES[tp]
     kind = catalog.BY_NAME[name]
     pool = AtPool([test_pki.ticket(test_pki.at(kind, bytes.fromhex(ssp_hex)))], clock)
-    svc = SecurityService(pool, Verifier(clock, test_pki.trust, codec=codec), clock, codec=codec)
+    svc = SecurityService(pool, Verifier(clock, test_pki.trust, codec=codec), clock)
     pdu = codec.encode(value)
     with pytest.raises(SigningRefused) as e:
-        svc.sign(kind, pdu)
+        svc.sign(request_for_pdu(kind, pdu))
     assert missing in e.value.missing and missing.lower() in str(e.value).lower()
     assert kind.pdu in str(e.value)
 
@@ -153,7 +154,7 @@ def test_sender_refuses_content_no_at_permits(tp, test_pki, clock, codec):
 def test_sender_signs_every_service_with_full_permissions(name, service, verifier, codec):
     kind = catalog.BY_NAME[name]
     value = samples.ALL[name]()
-    data = service.sign(kind, codec.encode(value))
+    data = service.sign(request_for_pdu(kind, codec.encode(value)))
     res = verifier.verify(data, kind)
     assert res.ok, res.detail
     assert res.pdu.value == value
@@ -161,6 +162,6 @@ def test_sender_signs_every_service_with_full_permissions(name, service, verifie
 
 def test_sender_refuses_a_service_without_any_at(test_pki, clock, codec):
     pool = AtPool([test_pki.ticket(test_pki.ats["spatem"])], clock)
-    svc = SecurityService(pool, Verifier(clock), clock, codec=codec)
+    svc = SecurityService(pool, Verifier(clock), clock)
     with pytest.raises(SigningRefused, match="ITS-AID 138"):
-        svc.sign(catalog.MAPEM, codec.encode(samples.mapem()))
+        svc.sign(request_for_pdu(catalog.MAPEM, codec.encode(samples.mapem())))

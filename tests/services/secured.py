@@ -13,9 +13,10 @@ import functools
 import pytest
 
 from rsu import catalog, clock as clockmod
-from rsu.ops.daemon import permission_check
+from rsu.security.setup import permission_check
 from rsu.security import pki, ssp
 from rsu.security.pool import AtPool, AuthorizationTicket
+from rsu.security.request import SignRequest
 from rsu.security.service import SecurityService
 from rsu.security.sign import Signer
 from rsu.security.verify import TrustStore, Verifier, parse_signed
@@ -63,7 +64,7 @@ class SecuredRsu:
                       issuers=[aa.certificate, root.certificate])
         self.clock = clock
         self.codec = codec
-        self.security = SecurityService(pool, Verifier(clock, trust(), codec=codec), clock, codec=codec)
+        self.security = SecurityService(pool, Verifier(clock, trust(), codec=codec), clock)
         config.setdefault("station_id", STATION)
         config.setdefault("ivi_provider", PROVIDER)
         self.layer = ServiceLayer(ServicesConfig(state_dir, **config), clock=clock, codec=codec,
@@ -75,7 +76,7 @@ class SecuredRsu:
         out = []
         for tx in self.layer.due(now):
             if service is None or tx.service == service:
-                out.append((tx, self.security.sign(tx.kind, tx.pdu, tx.value, with_certificate=True)))
+                out.append((tx, self.security.sign(SignRequest(tx.requirement, tx.pdu, 0, with_certificate=True))))
         return out
 
     def verify(self, data: bytes, kind=None):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rsu import catalog
+from rsu.security.request import SignRequest
 from rsu.transports import gn
 from rsu.transports.config import GnUdpConfig
 from rsu.transports.gn_core import GnCore
@@ -40,10 +41,10 @@ def test_secured_gn_packet_on_the_wire(tp, secured, clock):
     cfg = GnUdpConfig(latitude=44.837592, longitude=-0.579431, secured=True)
     cfg.validate()
 
-    def sign(inner: bytes, kind) -> bytes:  # as the daemon's GN signer: CH | EH | BTP-B | PDU
-        return rsu.security.sign(kind, inner, pdu_offset=gn.parse_inner(inner, exact=True)[5])
+    def sign(inner: bytes, offset: int) -> bytes:  # as the send pipeline's GN signer: CH | EH | BTP-B | PDU
+        return rsu.security.sign(SignRequest(tx.requirement, inner, offset))
 
-    raw = GnCore(cfg, clock, sign=sign, mac=bytes.fromhex("020000000a01")).build_packet(tx.pdu, tx.params)
+    raw = GnCore(cfg, clock, mac=bytes.fromhex("020000000a01")).packet(tx.pdu, tx.params, sign)
     pkt = gn.parse_packet(raw)
     assert pkt.is_secured and pkt.common.next_header == 2  # BTP-B
     assert pkt.header_type is gn.HeaderType.GBC_CIRCLE and pkt.header_type >> 4 == 4

@@ -11,11 +11,10 @@ import pytest
 
 from rsu import catalog
 from rsu.clock import ManualClock
-from rsu.ops.dissect import LayerError, dissect, to_json
+from rsu.dissect import LayerError, dissect, ethernet_layer, gn_layer, pcap_layer, to_json
 from rsu.transports import envelope
 from rsu.transports.base import DisseminationParams, GeoArea
 from rsu.transports.config import GnUdpConfig
-from rsu.transports.dissect import ethernet_layer, gn_layer, pcap_layer
 from rsu.transports.gn_core import GnCore
 from rsu.transports.pcap import PcapError, PcapWriter, read_capture
 

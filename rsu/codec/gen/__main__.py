@@ -1,4 +1,4 @@
-"""python -m rsu.codec.gen [--check]: (re)write rsu/codec/generated_uper.py, or check it is current."""
+"""python -m rsu.codec.gen [--check]: (re)write rsu/codec/generated/uper.py, or check it is current."""
 
 from __future__ import annotations
 

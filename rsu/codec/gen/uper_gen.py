@@ -1,6 +1,6 @@
-"""Generator of the plain-Python UPER codec for the six IS PDUs (``rsu/codec/generated_uper.py``).
+"""Generator of the plain-Python UPER codec for the six IS PDUs (``rsu/codec/generated/uper.py``).
 
-    python -m rsu.codec.gen            # rewrite rsu/codec/generated_uper.py
+    python -m rsu.codec.gen            # rewrite rsu/codec/generated/uper.py
     python -m rsu.codec.gen --check    # exit 1 if the committed module differs
 
 It walks two trees side by side: asn1tools' compiled UPER type tree (the PER facts: bit widths,
@@ -13,6 +13,9 @@ written inline, and so are SEQUENCEs and SEQUENCE OFs nested up to INLINE_DEPTH 
 SEQUENCE or SEQUENCE OF function (a Python call costs more than most of them). A peephole pass then
 joins consecutive fixed-width fields into one append or one read.
 
+The generated module is typed for mypy --strict: values in the Python value form are ``Any`` (the
+codec's JSON-like boundary), bit accumulators and bit positions ``int``.
+
 The generated code reproduces asn1tools 0.169 (with ``rsu.codec.asn1patches``) bit for bit, quirks
 included; a construct this generator does not know stops it with an error (nothing is guessed).
 """
@@ -21,23 +24,39 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import asn1tools
 
 from rsu import catalog
 from rsu.codec.asn1files import compile_set
-from rsu.codec.schema import Node, Schema
+from rsu.codec.schema import Member, Node, Schema
 from rsu.codec.uper_runtime import source_digest
 
-OUTPUT = Path(__file__).resolve().parent.parent / "generated_uper.py"
+OUTPUT = Path(__file__).resolve().parent.parent / "generated" / "uper.py"
 CONSTRUCTED = ("SEQUENCE", "CHOICE", "SEQUENCE OF", "REGEXT")
 INLINE_DEPTH = 3  # nesting levels of SEQUENCE / SEQUENCE OF written in place within one function
 
+# the generated functions of each constructed type: a value (Python value form) in, its bits out (after a
+# sentinel 1 bit); the whole input as one int and the bits left unread in, (value, bits left unread) out
+_ENC_DEF = "def e_{}(v: Any) -> int:"
+_DEC_DEF = "def d_{}(x: int, q: int) -> tuple[Any, int]:"
 
-def _resolve(t):
+# asn1tools' compiled UPER types (``t`` below) and its specification are untyped library objects
+AsnType = Any
+
+
+def _resolve(t: AsnType) -> AsnType:
     while type(t).__name__ == "Recursive":
         t = t._inner
     return t
+
+
+def _element(node: Node, name: str) -> Node:
+    """The element type of a SEQUENCE OF (always known for one; an error names the type if not)."""
+    if node.element is None:
+        raise NotImplementedError(f"{name}: SEQUENCE OF without an element type")
+    return node.element
 
 
 def _nbits(size: int) -> int:
@@ -45,12 +64,12 @@ def _nbits(size: int) -> int:
 
 
 class _Fn:
-    def __init__(self, name: str, t, node: Node):
+    def __init__(self, name: str, t: AsnType, node: Node) -> None:
         self.name, self.t, self.node = name, t, node
 
 
 class Generator:
-    def __init__(self, schema: Schema, spec):
+    def __init__(self, schema: Schema, spec: Any) -> None:
         self.schema = schema
         self.spec = spec
         self.fns: dict[int, _Fn] = {}
@@ -62,7 +81,7 @@ class Generator:
         self.stack: list[int] = []  # nodes being written (an inlined type never inlines itself)
 
     # --- naming --------------------------------------------------------------------------------
-    def fn(self, t, node: Node, hint: str) -> str:
+    def fn(self, t: AsnType, node: Node, hint: str) -> str:
         f = self.fns.get(id(node))
         if f is None:
             base = re.sub(r"\W", "_", node.name or hint)
@@ -74,26 +93,28 @@ class Generator:
             self.order.append(f)
         return f.name
 
-    def const(self, text: str, hint: str) -> str:
-        name = self.const_names.get(text)
+    def const(self, text: str, annotation: str, hint: str) -> str:
+        """A module-level constant (one per distinct value and type) of the generated code; its name."""
+        key = f"{annotation} = {text}"
+        name = self.const_names.get(key)
         if name is None:
             name = f"_{re.sub(r'[^A-Za-z0-9]', '_', hint)}_{len(self.consts)}"
-            self.const_names[text] = name
-            self.consts.append(f"{name} = {text}")
+            self.const_names[key] = name
+            self.consts.append(f"{name}: {key}")
         return name
 
     def var(self, stem: str) -> str:
         self.tmp += 1
         return f"{stem}{self.tmp}"
 
-    def _inline(self, t, node: Node) -> bool:
+    def _inline(self, t: AsnType, node: Node) -> bool:
         """Write a SEQUENCE or SEQUENCE OF in place of a call (a Python call costs more than the
         few operations most of them are), at most INLINE_DEPTH levels deep, never a type inside itself."""
         return (node.kind in ("SEQUENCE", "SEQUENCE OF") and 0 < len(self.stack) <= INLINE_DEPTH
                 and id(node) not in self.stack and type(t).__name__ in ("Sequence", "SequenceOf"))
 
     # --- encoding ------------------------------------------------------------------------------
-    def enc(self, t, node: Node, expr: str, acc: str, ind: str, hint: str) -> list[str]:
+    def enc(self, t: AsnType, node: Node, expr: str, acc: str, ind: str, hint: str) -> list[str]:
         """Lines appending the encoding of ``expr`` (a value of ``node``) to the accumulator ``acc``."""
         t = _resolve(t)
         cls = type(t).__name__
@@ -128,11 +149,11 @@ class Generator:
         if cls == "Null":
             return []
         if cls == "Enumerated":
-            root = self.const(repr(dict(t.root_data_to_index)), f"E_{node.name or hint}")
+            root = self.const(repr(dict(t.root_data_to_index)), "dict[str, int]", f"E_{node.name or hint}")
             nb = t.root_number_of_bits
             if t.additions_index_to_data is None:
                 return [f"{ind}{acc} = {acc} << {nb} | {root}[{expr}]"]
-            ext = self.const(repr(dict(t.additions_data_to_index)), f"X_{node.name or hint}")
+            ext = self.const(repr(dict(t.additions_data_to_index)), "dict[str, int]", f"X_{node.name or hint}")
             w, i = self.var("w"), self.var("i")
             return [f"{ind}{w} = {expr}",
                     f"{ind}{i} = {root}.get({w})",
@@ -168,7 +189,7 @@ class Generator:
             return expr
         return f"({expr} - {lo})" if lo > 0 else f"({expr} + {-lo})"
 
-    def _enc_bits(self, t, expr, acc, ind) -> list[str]:
+    def _enc_bits(self, t: AsnType, expr: str, acc: str, ind: str) -> list[str]:
         d, k = self.var("d"), self.var("k")
         lines = [f"{ind}{d}, {k} = {expr}"]
         body = f"int.from_bytes({d}, 'big') >> (8 * len({d}) - {k})"
@@ -188,7 +209,7 @@ class Generator:
         lines.append(f"{inner}{acc} = {acc} << {k} | {body}")
         return lines
 
-    def _enc_octets(self, t, expr, acc, ind) -> list[str]:
+    def _enc_octets(self, t: AsnType, expr: str, acc: str, ind: str) -> list[str]:
         d = self.var("d")
         lines = [f"{ind}{d} = {expr}"]
         if t.number_of_bits is None:
@@ -206,7 +227,7 @@ class Generator:
         return lines
 
     # --- decoding ------------------------------------------------------------------------------
-    def dec(self, t, node: Node, target: str, ind: str, hint: str) -> list[str]:
+    def dec(self, t: AsnType, node: Node, target: str, ind: str, hint: str) -> list[str]:
         """Lines decoding a value of ``node`` at ``q`` into ``target`` (an assignable expression)."""
         t = _resolve(t)
         cls = type(t).__name__
@@ -235,13 +256,14 @@ class Generator:
             return [f"{ind}{target} = None"]
         if cls == "Enumerated":
             root = self.const(repr(tuple(t.root_index_to_data[i] for i in range(len(t.root_index_to_data)))),
+                              "tuple[str, ...]",
                               f"D_{node.name or hint}")
             nb = t.root_number_of_bits
             plain = [f"{ind}q -= {nb}", f"{ind}{target} = {root}[(x >> q) & {(1 << nb) - 1}]"] if nb else \
                 [f"{ind}{target} = {root}[0]"]
             if t.additions_index_to_data is None:
                 return plain
-            ext = self.const(repr(dict(t.additions_index_to_data)), f"DX_{node.name or hint}")
+            ext = self.const(repr(dict(t.additions_index_to_data)), "dict[int, str]", f"DX_{node.name or hint}")
             i = self.var("i")
             return [f"{ind}q -= 1", f"{ind}if (x >> q) & 1:", f"{ind}    {i}, q = _rt.read_nsnn(x, q)",
                     f"{ind}    {target} = {ext}.get({i})", f"{ind}else:"] + ["    " + line for line in plain]
@@ -272,7 +294,7 @@ class Generator:
             return expr
         return f"({expr}) + {lo}" if lo > 0 else f"({expr}) - {-lo}"
 
-    def _dec_sized(self, t, target, ind, unbound: str) -> tuple[list[str], str, str]:
+    def _dec_sized(self, t: AsnType, target: str, ind: str, unbound: str) -> tuple[list[str], str, str]:
         """Common head of a sized BIT/OCTET STRING: the extension bit (outside the root: ``unbound``
         reads the whole value) and the length inside the root. Returns (lines, indent, length var)."""
         k = self.var("k")
@@ -288,7 +310,7 @@ class Generator:
             lines.append(f"{inner}{k} = {t.minimum}")
         return lines, inner, k
 
-    def _dec_bits(self, t, target, ind) -> list[str]:
+    def _dec_bits(self, t: AsnType, target: str, ind: str) -> list[str]:
         if t.number_of_bits is None:
             return [f"{ind}{target}, q = _rt.read_bits_unbound(x, q)"]
         lines, inner, k = self._dec_sized(t, target, ind, "read_bits_unbound")
@@ -301,7 +323,7 @@ class Generator:
             f"{inner}q -= {n}",
             f"{inner}{target} = ((((x >> q) & {(1 << n) - 1}) << {pad}).to_bytes({(n + pad) // 8}, 'big'), {n})"]
 
-    def _dec_octets(self, t, target, ind) -> list[str]:
+    def _dec_octets(self, t: AsnType, target: str, ind: str) -> list[str]:
         if t.number_of_bits is None:
             return [f"{ind}{target}, q = _rt.read_octets(x, q)"]
         lines, inner, k = self._dec_sized(t, target, ind, "read_octets")
@@ -323,12 +345,12 @@ class Generator:
         t, name = f.t, f.name
         mm = f.node.member_map
         self.stack.append(id(f.node))
-        enc = [f"def e_{name}(v):", "    a = 1"] + self._seq_enc(t, mm, name, "v", "a", "    ") + ["    return a"]
-        dec = [f"def d_{name}(x, q):"] + self._seq_dec(t, mm, name, "r", "    ") + ["    return r, q"]
+        enc = [_ENC_DEF.format(name), "    a: int = 1"] + self._seq_enc(t, mm, name, "v", "a", "    ") + ["    return a"]
+        dec = [_DEC_DEF.format(name)] + self._seq_dec(t, mm, name, "r", "    ") + ["    return r, q"]
         self.stack.pop()
         return enc + [""] + dec
 
-    def _seq_enc(self, t, mm, name, v, a, ind) -> list[str]:
+    def _seq_enc(self, t: AsnType, mm: dict[str, Member], name: str, v: str, a: str, ind: str) -> list[str]:
         """Encoding of a SEQUENCE value ``v`` (a variable) appended to ``a``."""
         if type(t).__name__ not in ("Sequence", "AdditionGroup"):
             raise NotImplementedError(f"{name}: {type(t).__name__} for a SEQUENCE")
@@ -382,14 +404,14 @@ class Generator:
         lines.append(f"{ind}    {a} = _rt.additions({a}, {n}, {present}, {subs})")
         return lines
 
-    def _seq_dec(self, t, mm, name, r, ind) -> list[str]:
+    def _seq_dec(self, t: AsnType, mm: dict[str, Member], name: str, r: str, ind: str) -> list[str]:
         """Decoding of a SEQUENCE into the new dict ``r`` (a variable)."""
         u = self.var("")
         additions = t.additions
         opt = [m for m in t.root_members if m.optional]
         head_bits = (1 if additions is not None else 0) + len(opt)
         h = f"h{u}"
-        lines = [f"{ind}{r} = {{}}"]
+        lines = [f"{ind}{r}: dict[str, Any] = {{}}"]
         if head_bits:  # read next to the first members, so that merge_fixed_fields can join them
             lines += [f"{ind}q -= {head_bits}", f"{ind}{h} = (x >> q) & {(1 << head_bits) - 1}"]
         lines += self._seq_root_dec(t.root_members, opt, mm, name, h, r, ind)
@@ -425,7 +447,8 @@ class Generator:
                         f"{ind}        if {al}:",
                         f"{ind}            q = _rt.skip(q, 8 - {al})"]
 
-    def _seq_root(self, members, mm, name, v, acc, ind) -> list[str]:
+    def _seq_root(self, members: list[AsnType], mm: dict[str, Member], name: str, v: str, acc: str,
+                  ind: str) -> list[str]:
         lines = []
         for m in members:
             body = self.enc(m, mm[m.name].node, f"{v}[{m.name!r}]", acc, ind + ("    " if m.optional else ""),
@@ -440,7 +463,8 @@ class Generator:
                 lines += body
         return lines
 
-    def _seq_root_dec(self, members, opt, mm, name, pvar, r, ind) -> list[str]:
+    def _seq_root_dec(self, members: list[AsnType], opt: list[AsnType], mm: dict[str, Member], name: str,
+                      pvar: str, r: str, ind: str) -> list[str]:
         lines = []
         for m in members:
             if m.optional:
@@ -460,7 +484,7 @@ class Generator:
         has_ext = t.additions_index_to_member is not None
         nb = t.root_number_of_bits if len(roots) > 1 else 0
         head = (1 if has_ext else 0) + nb
-        enc = [f"def e_{name}(v):", "    a = 1", "    k, w = v"]
+        enc = [_ENC_DEF.format(name), "    a: int = 1", "    k, w = v"]
         kw = "if"
         for i, m in enumerate(roots):
             enc.append(f"    {kw} k == {m.name!r}:")
@@ -474,8 +498,9 @@ class Generator:
             enc.append("        s = 1")
             enc += self.enc(m, mm[m.name].node, "w", "s", "        ", f"{name}_{m.name}")
             enc.append(f"        a = _rt.choice_ext(a, {i}, s)")
-        enc += ["    else:", f"        raise KeyError(k)", "    return a"]
-        dec = [f"def d_{name}(x, q):"]
+        enc += ["    else:", "        raise KeyError(k)", "    return a"]
+        # w takes each alternative's value in turn (of different types); r, an extension's (or none)
+        dec = [_DEC_DEF.format(name), "    w: Any"] + (["    r: tuple[str | None, Any]"] if has_ext else [])
         if has_ext:
             dec += ["    q -= 1", "    if (x >> q) & 1:", "        i, q = _rt.read_nsnn(x, q)",
                     "        length, q = _rt.read_ld(x, q)", "        q0 = q"]
@@ -506,12 +531,13 @@ class Generator:
 
     def _sequence_of(self, f: _Fn) -> list[str]:
         self.stack.append(id(f.node))
-        enc = [f"def e_{f.name}(v):", "    a = 1"] + self._list_enc(f.t, f.node, f.name, "v", "a", "    ") + ["    return a"]
-        dec = [f"def d_{f.name}(x, q):"] + self._list_dec(f.t, f.node, f.name, "r", "    ") + ["    return r, q"]
+        enc = [_ENC_DEF.format(f.name), "    a: int = 1"] + self._list_enc(f.t, f.node, f.name, "v", "a", "    ") + [
+            "    return a"]
+        dec = [_DEC_DEF.format(f.name)] + self._list_dec(f.t, f.node, f.name, "r", "    ") + ["    return r, q"]
         self.stack.pop()
         return enc + [""] + dec
 
-    def _list_enc(self, t, node, name, v, a, ind) -> list[str]:
+    def _list_enc(self, t: AsnType, node: Node, name: str, v: str, a: str, ind: str) -> list[str]:
         if type(t).__name__ != "SequenceOf":
             raise NotImplementedError(f"{name}: {type(t).__name__} for a SEQUENCE OF")
         u = self.var("")
@@ -529,10 +555,10 @@ class Generator:
             elif plain:
                 lines.append(f"{ind}{plain}")
         lines.append(f"{ind}for {w} in {v}:")
-        return lines + (self.enc(t.element_type, node.element, w, a, ind + "    ", f"{name}_item")
+        return lines + (self.enc(t.element_type, _element(node, name), w, a, ind + "    ", f"{name}_item")
                         or [f"{ind}    pass"])
 
-    def _list_dec(self, t, node, name, r, ind) -> list[str]:
+    def _list_dec(self, t: AsnType, node: Node, name: str, r: str, ind: str) -> list[str]:
         u = self.var("")
         k, w = f"k{u}", f"w{u}"
         nb, lo, hi = t.number_of_bits, t.minimum, t.maximum
@@ -549,8 +575,8 @@ class Generator:
                 lines += [f"{inner}q -= {nb}", f"{inner}{k} = {self._plus(f'(x >> q) & {(1 << nb) - 1}', lo)}"]
             else:
                 lines.append(f"{inner}{k} = {lo}")
-        lines += [f"{ind}{r} = []", f"{ind}for _ in range({k}):"]
-        lines += self.dec(t.element_type, node.element, w, ind + "    ", f"{name}_item")
+        lines += [f"{ind}{r}: list[Any] = []", f"{ind}for _ in range({k}):"]
+        lines += self.dec(t.element_type, _element(node, name), w, ind + "    ", f"{name}_item")
         return lines + [f"{ind}    {r}.append({w})"]
 
     def _regext(self, f: _Fn) -> list[str]:
@@ -562,19 +588,19 @@ class Generator:
             raise NotImplementedError(f"{name}: RegionalExtension form")
         typed = self.schema.regset_types(node.regset or "")
         rid_node = Node(kind="INTEGER")
-        enc = [f"def e_{name}(v):", "    a = 1"]
+        enc = [_ENC_DEF.format(name), "    a: int = 1"]
         enc += self.enc(rid, rid_node, "v['regionId']", "a", "    ", f"{name}_regionId")
         enc += ["    w = v['regExtValue']",
                 "    if isinstance(w, (bytes, bytearray)):",
                 "        return _rt.octets(a, w)",
                 "    r = v['regionId']"]
-        dec = [f"def d_{name}(x, q):"]
+        dec = [_DEC_DEF.format(name), "    w: Any"]  # the open type's bits, then its value or its bytes
         dec += self.dec(rid, rid_node, "r", "    ", f"{name}_regionId")
         dec += ["    n, q = _rt.read_ld(x, q)", "    q -= n << 3", "    w = (x >> q) & ((1 << (n << 3)) - 1)"]
         kw = "if"
         for region, tnode in sorted(typed.items()):
-            tt = self.spec.types[tnode.name].type
-            fname = self.fn(tt, tnode, tnode.name)
+            tt = self.spec.types[tnode.label].type  # a region's node is a named type: label is its name
+            fname = self.fn(tt, tnode, tnode.label)
             enc += [f"    {kw} r == {region}:", f"        return _rt.open_type(a, e_{fname}(w))"]
             dec += [f"    {kw} r == {region}:", f"        w = d_{fname}(w, n << 3)[0]"]
             kw = "elif"
@@ -615,7 +641,7 @@ def merge_fixed_fields(lines: list[str]) -> list[str]:
                 out.append(lines[i])
             i = j
             continue
-        reads = []
+        reads: list[tuple[str, int, str, str]] = []  # (indent, width, target, expression)
         j = i
         while j + 1 < len(lines):
             a, b = _SKIP.match(lines[j]), _READ.match(lines[j + 1])
@@ -664,6 +690,9 @@ def generate() -> str:
         "# flake8: noqa",
         "# fmt: off",
         "",
+        "from collections.abc import Callable",
+        "from typing import Any",
+        "",
         "from rsu.codec import uper_runtime as _rt",
         "",
         f"SOURCE_DIGEST = {source_digest(compiled.sources)!r}",
@@ -676,15 +705,16 @@ def generate() -> str:
         out += ["", body, ""]
     for kind_name, fname in entry:
         out += ["",
-                f"def encode_{kind_name}(v):",
+                f"def encode_{kind_name}(v: Any) -> bytes:",
                 f"    return _rt.to_bytes(e_{fname}(v))",
                 "",
-                f"def decode_{kind_name}(data):",
+                f"def decode_{kind_name}(data: bytes) -> tuple[Any, int]:",
                 "    \"\"\"(value, number of bytes the encoding used).\"\"\"",
                 "    t = len(data) << 3",
                 f"    v, q = d_{fname}(int.from_bytes(data, 'big'), t)",
                 "    return v, (t - q + 7) >> 3",
                 ""]
-    out += ["", "ENCODERS = {" + ", ".join(f"{k!r}: encode_{k}" for k, _ in entry) + "}",
-            "DECODERS = {" + ", ".join(f"{k!r}: decode_{k}" for k, _ in entry) + "}", ""]
+    out += ["", "ENCODERS: dict[str, Callable[[Any], bytes]] = {"
+            + ", ".join(f"{k!r}: encode_{k}" for k, _ in entry) + "}",
+            "DECODERS: dict[str, Callable[[bytes], tuple[Any, int]]] = {" + ", ".join(f"{k!r}: decode_{k}" for k, _ in entry) + "}", ""]
     return "\n".join(out)

@@ -6,98 +6,102 @@ tests/test_codec_generated.py fails when this file is not what the generator wri
 # flake8: noqa
 # fmt: off
 
+from collections.abc import Callable
+from typing import Any
+
 from rsu.codec import uper_runtime as _rt
 
 SOURCE_DIGEST = 'a504fe1340eebc3e19cec816f744eece7ad542ac61890baea5a07576dc66317b'
 ASN1TOOLS_VERSION = '0.169.0'
 
-_E_LayerType_0 = {'none': 0, 'mixedContent': 1, 'generalMapData': 2, 'intersectionData': 3, 'curveData': 4, 'roadwaySectionData': 5, 'parkingAreaData': 6, 'sharedLaneData': 7}
-_X_LayerType_1 = {}
-_D_LayerType_2 = ('none', 'mixedContent', 'generalMapData', 'intersectionData', 'curveData', 'roadwaySectionData', 'parkingAreaData', 'sharedLaneData')
-_E_BasicVehicleRole_3 = {'basicVehicle': 0, 'publicTransport': 1, 'specialTransport': 2, 'dangerousGoods': 3, 'roadWork': 4, 'roadRescue': 5, 'emergency': 6, 'safetyCar': 7, 'none-unknown': 8, 'truck': 9, 'motorcycle': 10, 'roadSideSource': 11, 'police': 12, 'fire': 13, 'ambulance': 14, 'dot': 15, 'transit': 16, 'slowMoving': 17, 'stopNgo': 18, 'cyclist': 19, 'pedestrian': 20, 'nonMotorized': 21, 'military': 22}
-_E_RequestSubRole_4 = {'requestSubRoleUnKnown': 0, 'requestSubRole1': 1, 'requestSubRole2': 2, 'requestSubRole3': 3, 'requestSubRole4': 4, 'requestSubRole5': 5, 'requestSubRole6': 6, 'requestSubRole7': 7, 'requestSubRole8': 8, 'requestSubRole9': 9, 'requestSubRole10': 10, 'requestSubRole11': 11, 'requestSubRole12': 12, 'requestSubRole13': 13, 'requestSubRole14': 14, 'requestSubRoleReserved': 15}
-_E_RequestImportanceLevel_5 = {'requestImportanceLevelUnKnown': 0, 'requestImportanceLevel1': 1, 'requestImportanceLevel2': 2, 'requestImportanceLevel3': 3, 'requestImportanceLevel4': 4, 'requestImportanceLevel5': 5, 'requestImportanceLevel6': 6, 'requestImportanceLevel7': 7, 'requestImportanceLevel8': 8, 'requestImportanceLevel9': 9, 'requestImportanceLevel10': 10, 'requestImportanceLevel11': 11, 'requestImportanceLevel12': 12, 'requestImportanceLevel13': 13, 'requestImportanceLevel14': 14, 'requestImportanceReserved': 15}
-_E_VehicleType_6 = {'none': 0, 'unknown': 1, 'special': 2, 'moto': 3, 'car': 4, 'carOther': 5, 'bus': 6, 'axleCnt2': 7, 'axleCnt3': 8, 'axleCnt4': 9, 'axleCnt4Trailer': 10, 'axleCnt5Trailer': 11, 'axleCnt6Trailer': 12, 'axleCnt5MultiTrailer': 13, 'axleCnt6MultiTrailer': 14, 'axleCnt7MultiTrailer': 15}
-_E_TransitVehicleOccupancy_7 = {'occupancyUnknown': 0, 'occupancyEmpty': 1, 'occupancyVeryLow': 2, 'occupancyLow': 3, 'occupancyMed': 4, 'occupancyHigh': 5, 'occupancyNearlyFull': 6, 'occupancyFull': 7}
-_D_BasicVehicleRole_8 = ('basicVehicle', 'publicTransport', 'specialTransport', 'dangerousGoods', 'roadWork', 'roadRescue', 'emergency', 'safetyCar', 'none-unknown', 'truck', 'motorcycle', 'roadSideSource', 'police', 'fire', 'ambulance', 'dot', 'transit', 'slowMoving', 'stopNgo', 'cyclist', 'pedestrian', 'nonMotorized', 'military')
-_D_RequestSubRole_9 = ('requestSubRoleUnKnown', 'requestSubRole1', 'requestSubRole2', 'requestSubRole3', 'requestSubRole4', 'requestSubRole5', 'requestSubRole6', 'requestSubRole7', 'requestSubRole8', 'requestSubRole9', 'requestSubRole10', 'requestSubRole11', 'requestSubRole12', 'requestSubRole13', 'requestSubRole14', 'requestSubRoleReserved')
-_D_RequestImportanceLevel_10 = ('requestImportanceLevelUnKnown', 'requestImportanceLevel1', 'requestImportanceLevel2', 'requestImportanceLevel3', 'requestImportanceLevel4', 'requestImportanceLevel5', 'requestImportanceLevel6', 'requestImportanceLevel7', 'requestImportanceLevel8', 'requestImportanceLevel9', 'requestImportanceLevel10', 'requestImportanceLevel11', 'requestImportanceLevel12', 'requestImportanceLevel13', 'requestImportanceLevel14', 'requestImportanceReserved')
-_D_VehicleType_11 = ('none', 'unknown', 'special', 'moto', 'car', 'carOther', 'bus', 'axleCnt2', 'axleCnt3', 'axleCnt4', 'axleCnt4Trailer', 'axleCnt5Trailer', 'axleCnt6Trailer', 'axleCnt5MultiTrailer', 'axleCnt6MultiTrailer', 'axleCnt7MultiTrailer')
-_D_TransitVehicleOccupancy_12 = ('occupancyUnknown', 'occupancyEmpty', 'occupancyVeryLow', 'occupancyLow', 'occupancyMed', 'occupancyHigh', 'occupancyNearlyFull', 'occupancyFull')
-_E_RTCM_Revision_13 = {'unknown': 0, 'rtcmRev2': 1, 'rtcmRev3': 2, 'reserved': 3}
-_E_TransmissionState_14 = {'neutral': 0, 'park': 1, 'forwardGears': 2, 'reverseGears': 3, 'reserved1': 4, 'reserved2': 5, 'reserved3': 6, 'unavailable': 7}
-_E_TimeConfidence_15 = {'unavailable': 0, 'time-100-000': 1, 'time-050-000': 2, 'time-020-000': 3, 'time-010-000': 4, 'time-002-000': 5, 'time-001-000': 6, 'time-000-500': 7, 'time-000-200': 8, 'time-000-100': 9, 'time-000-050': 10, 'time-000-020': 11, 'time-000-010': 12, 'time-000-005': 13, 'time-000-002': 14, 'time-000-001': 15, 'time-000-000-5': 16, 'time-000-000-2': 17, 'time-000-000-1': 18, 'time-000-000-05': 19, 'time-000-000-02': 20, 'time-000-000-01': 21, 'time-000-000-005': 22, 'time-000-000-002': 23, 'time-000-000-001': 24, 'time-000-000-000-5': 25, 'time-000-000-000-2': 26, 'time-000-000-000-1': 27, 'time-000-000-000-05': 28, 'time-000-000-000-02': 29, 'time-000-000-000-01': 30, 'time-000-000-000-005': 31, 'time-000-000-000-002': 32, 'time-000-000-000-001': 33, 'time-000-000-000-000-5': 34, 'time-000-000-000-000-2': 35, 'time-000-000-000-000-1': 36, 'time-000-000-000-000-05': 37, 'time-000-000-000-000-02': 38, 'time-000-000-000-000-01': 39}
-_E_PositionConfidence_16 = {'unavailable': 0, 'a500m': 1, 'a200m': 2, 'a100m': 3, 'a50m': 4, 'a20m': 5, 'a10m': 6, 'a5m': 7, 'a2m': 8, 'a1m': 9, 'a50cm': 10, 'a20cm': 11, 'a10cm': 12, 'a5cm': 13, 'a2cm': 14, 'a1cm': 15}
-_E_ElevationConfidence_17 = {'unavailable': 0, 'elev-500-00': 1, 'elev-200-00': 2, 'elev-100-00': 3, 'elev-050-00': 4, 'elev-020-00': 5, 'elev-010-00': 6, 'elev-005-00': 7, 'elev-002-00': 8, 'elev-001-00': 9, 'elev-000-50': 10, 'elev-000-20': 11, 'elev-000-10': 12, 'elev-000-05': 13, 'elev-000-02': 14, 'elev-000-01': 15}
-_E_HeadingConfidence_18 = {'unavailable': 0, 'prec10deg': 1, 'prec05deg': 2, 'prec01deg': 3, 'prec0-1deg': 4, 'prec0-05deg': 5, 'prec0-01deg': 6, 'prec0-0125deg': 7}
-_E_SpeedConfidence_19 = {'unavailable': 0, 'prec100ms': 1, 'prec10ms': 2, 'prec5ms': 3, 'prec1ms': 4, 'prec0-1ms': 5, 'prec0-05ms': 6, 'prec0-01ms': 7}
-_E_ThrottleConfidence_20 = {'unavailable': 0, 'prec10percent': 1, 'prec1percent': 2, 'prec0-5percent': 3}
-_D_RTCM_Revision_21 = ('unknown', 'rtcmRev2', 'rtcmRev3', 'reserved')
-_D_TransmissionState_22 = ('neutral', 'park', 'forwardGears', 'reverseGears', 'reserved1', 'reserved2', 'reserved3', 'unavailable')
-_D_TimeConfidence_23 = ('unavailable', 'time-100-000', 'time-050-000', 'time-020-000', 'time-010-000', 'time-002-000', 'time-001-000', 'time-000-500', 'time-000-200', 'time-000-100', 'time-000-050', 'time-000-020', 'time-000-010', 'time-000-005', 'time-000-002', 'time-000-001', 'time-000-000-5', 'time-000-000-2', 'time-000-000-1', 'time-000-000-05', 'time-000-000-02', 'time-000-000-01', 'time-000-000-005', 'time-000-000-002', 'time-000-000-001', 'time-000-000-000-5', 'time-000-000-000-2', 'time-000-000-000-1', 'time-000-000-000-05', 'time-000-000-000-02', 'time-000-000-000-01', 'time-000-000-000-005', 'time-000-000-000-002', 'time-000-000-000-001', 'time-000-000-000-000-5', 'time-000-000-000-000-2', 'time-000-000-000-000-1', 'time-000-000-000-000-05', 'time-000-000-000-000-02', 'time-000-000-000-000-01')
-_D_PositionConfidence_24 = ('unavailable', 'a500m', 'a200m', 'a100m', 'a50m', 'a20m', 'a10m', 'a5m', 'a2m', 'a1m', 'a50cm', 'a20cm', 'a10cm', 'a5cm', 'a2cm', 'a1cm')
-_D_ElevationConfidence_25 = ('unavailable', 'elev-500-00', 'elev-200-00', 'elev-100-00', 'elev-050-00', 'elev-020-00', 'elev-010-00', 'elev-005-00', 'elev-002-00', 'elev-001-00', 'elev-000-50', 'elev-000-20', 'elev-000-10', 'elev-000-05', 'elev-000-02', 'elev-000-01')
-_D_HeadingConfidence_26 = ('unavailable', 'prec10deg', 'prec05deg', 'prec01deg', 'prec0-1deg', 'prec0-05deg', 'prec0-01deg', 'prec0-0125deg')
-_D_SpeedConfidence_27 = ('unavailable', 'prec100ms', 'prec10ms', 'prec5ms', 'prec1ms', 'prec0-1ms', 'prec0-05ms', 'prec0-01ms')
-_D_ThrottleConfidence_28 = ('unavailable', 'prec10percent', 'prec1percent', 'prec0-5percent')
-_E_MovementPhaseState_29 = {'unavailable': 0, 'dark': 1, 'stop-Then-Proceed': 2, 'stop-And-Remain': 3, 'pre-Movement': 4, 'permissive-Movement-Allowed': 5, 'protected-Movement-Allowed': 6, 'permissive-clearance': 7, 'protected-clearance': 8, 'caution-Conflicting-Traffic': 9}
-_D_MovementPhaseState_30 = ('unavailable', 'dark', 'stop-Then-Proceed', 'stop-And-Remain', 'pre-Movement', 'permissive-Movement-Allowed', 'protected-Movement-Allowed', 'permissive-clearance', 'protected-clearance', 'caution-Conflicting-Traffic')
-_E_SpeedLimitType_31 = {'unknown': 0, 'maxSpeedInSchoolZone': 1, 'maxSpeedInSchoolZoneWhenChildrenArePresent': 2, 'maxSpeedInConstructionZone': 3, 'vehicleMinSpeed': 4, 'vehicleMaxSpeed': 5, 'vehicleNightMaxSpeed': 6, 'truckMinSpeed': 7, 'truckMaxSpeed': 8, 'truckNightMaxSpeed': 9, 'vehiclesWithTrailersMinSpeed': 10, 'vehiclesWithTrailersMaxSpeed': 11, 'vehiclesWithTrailersNightMaxSpeed': 12}
-_D_SpeedLimitType_32 = ('unknown', 'maxSpeedInSchoolZone', 'maxSpeedInSchoolZoneWhenChildrenArePresent', 'maxSpeedInConstructionZone', 'vehicleMinSpeed', 'vehicleMaxSpeed', 'vehicleNightMaxSpeed', 'truckMinSpeed', 'truckMaxSpeed', 'truckNightMaxSpeed', 'vehiclesWithTrailersMinSpeed', 'vehiclesWithTrailersMaxSpeed', 'vehiclesWithTrailersNightMaxSpeed')
-_E_PriorityRequestType_33 = {'priorityRequestTypeReserved': 0, 'priorityRequest': 1, 'priorityRequestUpdate': 2, 'priorityCancellation': 3}
-_D_PriorityRequestType_34 = ('priorityRequestTypeReserved', 'priorityRequest', 'priorityRequestUpdate', 'priorityCancellation')
-_E_PrioritizationResponseStatus_35 = {'unknown': 0, 'requested': 1, 'processing': 2, 'watchOtherTraffic': 3, 'granted': 4, 'rejected': 5, 'maxPresence': 6, 'reserviceLocked': 7}
-_D_PrioritizationResponseStatus_36 = ('unknown', 'requested', 'processing', 'watchOtherTraffic', 'granted', 'rejected', 'maxPresence', 'reserviceLocked')
-_E_AdvisorySpeedType_37 = {'none': 0, 'greenwave': 1, 'ecoDrive': 2, 'transit': 3}
-_D_AdvisorySpeedType_38 = ('none', 'greenwave', 'ecoDrive', 'transit')
-_E_RestrictionAppliesTo_39 = {'none': 0, 'equippedTransit': 1, 'equippedTaxis': 2, 'equippedOther': 3, 'emissionCompliant': 4, 'equippedBicycle': 5, 'weightCompliant': 6, 'heightCompliant': 7, 'pedestrians': 8, 'slowMovingPersons': 9, 'wheelchairUsers': 10, 'visualDisabilities': 11, 'audioDisabilities': 12, 'otherUnknownDisabilities': 13}
-_D_RestrictionAppliesTo_40 = ('none', 'equippedTransit', 'equippedTaxis', 'equippedOther', 'emissionCompliant', 'equippedBicycle', 'weightCompliant', 'heightCompliant', 'pedestrians', 'slowMovingPersons', 'wheelchairUsers', 'visualDisabilities', 'audioDisabilities', 'otherUnknownDisabilities')
-_E_AltitudeConfidence_41 = {'alt-000-01': 0, 'alt-000-02': 1, 'alt-000-05': 2, 'alt-000-10': 3, 'alt-000-20': 4, 'alt-000-50': 5, 'alt-001-00': 6, 'alt-002-00': 7, 'alt-005-00': 8, 'alt-010-00': 9, 'alt-020-00': 10, 'alt-050-00': 11, 'alt-100-00': 12, 'alt-200-00': 13, 'outOfRange': 14, 'unavailable': 15}
-_D_AltitudeConfidence_42 = ('alt-000-01', 'alt-000-02', 'alt-000-05', 'alt-000-10', 'alt-000-20', 'alt-000-50', 'alt-001-00', 'alt-002-00', 'alt-005-00', 'alt-010-00', 'alt-020-00', 'alt-050-00', 'alt-100-00', 'alt-200-00', 'outOfRange', 'unavailable')
-_E_RoadType_43 = {'urban-NoStructuralSeparationToOppositeLanes': 0, 'urban-WithStructuralSeparationToOppositeLanes': 1, 'nonUrban-NoStructuralSeparationToOppositeLanes': 2, 'nonUrban-WithStructuralSeparationToOppositeLanes': 3}
-_D_RoadType_44 = ('urban-NoStructuralSeparationToOppositeLanes', 'urban-WithStructuralSeparationToOppositeLanes', 'nonUrban-NoStructuralSeparationToOppositeLanes', 'nonUrban-WithStructuralSeparationToOppositeLanes')
-_E_BatteryStatus_45 = {'unknown': 0, 'critical': 1, 'low': 2, 'good': 3}
-_D_BatteryStatus_46 = ('unknown', 'critical', 'low', 'good')
-_E_NodeAttributeXY_47 = {'reserved': 0, 'stopLine': 1, 'roundedCapStyleA': 2, 'roundedCapStyleB': 3, 'mergePoint': 4, 'divergePoint': 5, 'downstreamStopLine': 6, 'downstreamStartNode': 7, 'closedToTraffic': 8, 'safeIsland': 9, 'curbPresentAtStepOff': 10, 'hydrantPresent': 11}
-_E_SegmentAttributeXY_48 = {'reserved': 0, 'doNotBlock': 1, 'whiteLine': 2, 'mergingLaneLeft': 3, 'mergingLaneRight': 4, 'curbOnLeft': 5, 'curbOnRight': 6, 'loadingzoneOnLeft': 7, 'loadingzoneOnRight': 8, 'turnOutPointOnLeft': 9, 'turnOutPointOnRight': 10, 'adjacentParkingOnLeft': 11, 'adjacentParkingOnRight': 12, 'adjacentBikeLaneOnLeft': 13, 'adjacentBikeLaneOnRight': 14, 'sharedBikeLane': 15, 'bikeBoxInFront': 16, 'transitStopOnLeft': 17, 'transitStopOnRight': 18, 'transitStopInLane': 19, 'sharedWithTrackedVehicle': 20, 'safeIsland': 21, 'lowCurbsPresent': 22, 'rumbleStripPresent': 23, 'audibleSignalingPresent': 24, 'adaptiveTimingPresent': 25, 'rfSignalRequestPresent': 26, 'partialCurbIntrusion': 27, 'taperToLeft': 28, 'taperToRight': 29, 'taperToCenterLine': 30, 'parallelParking': 31, 'headInParking': 32, 'freeParking': 33, 'timeRestrictionsOnParking': 34, 'costToPark': 35, 'midBlockCurbPresent': 36, 'unEvenPavementPresent': 37}
-_D_NodeAttributeXY_49 = ('reserved', 'stopLine', 'roundedCapStyleA', 'roundedCapStyleB', 'mergePoint', 'divergePoint', 'downstreamStopLine', 'downstreamStartNode', 'closedToTraffic', 'safeIsland', 'curbPresentAtStepOff', 'hydrantPresent')
-_D_SegmentAttributeXY_50 = ('reserved', 'doNotBlock', 'whiteLine', 'mergingLaneLeft', 'mergingLaneRight', 'curbOnLeft', 'curbOnRight', 'loadingzoneOnLeft', 'loadingzoneOnRight', 'turnOutPointOnLeft', 'turnOutPointOnRight', 'adjacentParkingOnLeft', 'adjacentParkingOnRight', 'adjacentBikeLaneOnLeft', 'adjacentBikeLaneOnRight', 'sharedBikeLane', 'bikeBoxInFront', 'transitStopOnLeft', 'transitStopOnRight', 'transitStopInLane', 'sharedWithTrackedVehicle', 'safeIsland', 'lowCurbsPresent', 'rumbleStripPresent', 'audibleSignalingPresent', 'adaptiveTimingPresent', 'rfSignalRequestPresent', 'partialCurbIntrusion', 'taperToLeft', 'taperToRight', 'taperToCenterLine', 'parallelParking', 'headInParking', 'freeParking', 'timeRestrictionsOnParking', 'costToPark', 'midBlockCurbPresent', 'unEvenPavementPresent')
-_E_RejectedReason_51 = {'unknown': 0, 'exceptionalCondition': 1, 'maxWaitingTimeExceeded': 2, 'ptPriorityDisabled': 3, 'higherPTPriorityGranted': 4, 'vehicleTrackingUnknown': 5}
-_D_RejectedReason_52 = ('unknown', 'exceptionalCondition', 'maxWaitingTimeExceeded', 'ptPriorityDisabled', 'higherPTPriorityGranted', 'vehicleTrackingUnknown')
-_E_ExceptionalCondition_53 = {'unknown': 0, 'publicTransportPriority': 1, 'emergencyVehiclePriority': 2, 'trainPriority': 3, 'bridgeOpen': 4, 'vehicleHeight': 5, 'weather': 6, 'trafficJam': 7, 'tunnelClosure': 8, 'meteringActive': 9, 'truckPriority': 10, 'bicyclePlatoonPriority': 11, 'vehiclePlatoonPriority': 12}
-_D_ExceptionalCondition_54 = ('unknown', 'publicTransportPriority', 'emergencyVehiclePriority', 'trainPriority', 'bridgeOpen', 'vehicleHeight', 'weather', 'trafficJam', 'tunnelClosure', 'meteringActive', 'truckPriority', 'bicyclePlatoonPriority', 'vehiclePlatoonPriority')
-_E_VehicleRole_55 = {'default': 0, 'publicTransport': 1, 'specialTransport': 2, 'dangerousGoods': 3, 'roadWork': 4, 'rescue': 5, 'emergency': 6, 'safetyCar': 7, 'agriculture': 8, 'commercial': 9, 'military': 10, 'roadOperator': 11, 'taxi': 12, 'reserved1': 13, 'reserved2': 14, 'reserved3': 15}
-_D_VehicleRole_56 = ('default', 'publicTransport', 'specialTransport', 'dangerousGoods', 'roadWork', 'rescue', 'emergency', 'safetyCar', 'agriculture', 'commercial', 'military', 'roadOperator', 'taxi', 'reserved1', 'reserved2', 'reserved3')
-_E_PtvRequestType_57 = {'preRequest': 0, 'mainRequest': 1, 'doorCloseRequest': 2, 'cancelRequest': 3, 'emergencyRequest': 4}
-_D_PtvRequestType_58 = ('preRequest', 'mainRequest', 'doorCloseRequest', 'cancelRequest', 'emergencyRequest')
-_E_EmissionType_59 = {'euro1': 0, 'euro2': 1, 'euro3': 2, 'euro4': 3, 'euro5': 4, 'euro6': 5}
-_D_EmissionType_60 = ('euro1', 'euro2', 'euro3', 'euro4', 'euro5', 'euro6')
-_E_EuVehicleCategoryL_61 = {'l1': 0, 'l2': 1, 'l3': 2, 'l4': 3, 'l5': 4, 'l6': 5, 'l7': 6}
-_E_EuVehicleCategoryM_62 = {'m1': 0, 'm2': 1, 'm3': 2}
-_E_EuVehicleCategoryN_63 = {'n1': 0, 'n2': 1, 'n3': 2}
-_E_EuVehicleCategoryO_64 = {'o1': 0, 'o2': 1, 'o3': 2, 'o4': 3}
-_D_EuVehicleCategoryL_65 = ('l1', 'l2', 'l3', 'l4', 'l5', 'l6', 'l7')
-_D_EuVehicleCategoryM_66 = ('m1', 'm2', 'm3')
-_D_EuVehicleCategoryN_67 = ('n1', 'n2', 'n3')
-_D_EuVehicleCategoryO_68 = ('o1', 'o2', 'o3', 'o4')
-_E_EuroValue_69 = {'noEntry': 0, 'euro-1': 1, 'euro-2': 2, 'euro-3': 3, 'euro-4': 4, 'euro-5': 5, 'euro-6': 6, 'reservedForUse1': 7, 'reservedForUse2': 8, 'reservedForUse3': 9, 'reservedForUse4': 10, 'reservedForUse5': 11, 'reservedForUse6': 12, 'reservedForUse7': 13, 'reservedForUse8': 14, 'eev': 15}
-_E_CopValue_70 = {'noEntry': 0, 'co2class1': 1, 'co2class2': 2, 'co2class3': 3, 'co2class4': 4, 'co2class5': 5, 'co2class6': 6, 'co2class7': 7, 'reservedforUse': 8}
-_D_EuroValue_71 = ('noEntry', 'euro-1', 'euro-2', 'euro-3', 'euro-4', 'euro-5', 'euro-6', 'reservedForUse1', 'reservedForUse2', 'reservedForUse3', 'reservedForUse4', 'reservedForUse5', 'reservedForUse6', 'reservedForUse7', 'reservedForUse8', 'eev')
-_D_CopValue_72 = ('noEntry', 'co2class1', 'co2class2', 'co2class3', 'co2class4', 'co2class5', 'co2class6', 'co2class7', 'reservedforUse')
-_E_DangerousGoodsBasic_73 = {'explosives1': 0, 'explosives2': 1, 'explosives3': 2, 'explosives4': 3, 'explosives5': 4, 'explosives6': 5, 'flammableGases': 6, 'nonFlammableGases': 7, 'toxicGases': 8, 'flammableLiquids': 9, 'flammableSolids': 10, 'substancesLiableToSpontaneousCombustion': 11, 'substancesEmittingFlammableGasesUponContactWithWater': 12, 'oxidizingSubstances': 13, 'organicPeroxides': 14, 'toxicSubstances': 15, 'infectiousSubstances': 16, 'radioactiveMaterial': 17, 'corrosiveSubstances': 18, 'miscellaneousDangerousSubstances': 19}
-_D_DangerousGoodsBasic_74 = ('explosives1', 'explosives2', 'explosives3', 'explosives4', 'explosives5', 'explosives6', 'flammableGases', 'nonFlammableGases', 'toxicGases', 'flammableLiquids', 'flammableSolids', 'substancesLiableToSpontaneousCombustion', 'substancesEmittingFlammableGasesUponContactWithWater', 'oxidizingSubstances', 'organicPeroxides', 'toxicSubstances', 'infectiousSubstances', 'radioactiveMaterial', 'corrosiveSubstances', 'miscellaneousDangerousSubstances')
-_E_UnitType_75 = {'mg-km': 0, 'mg-kWh': 1}
-_D_UnitType_76 = ('mg-km', 'mg-kWh')
-_E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_77 = {'dangerWarning': 0, 'regulatory': 1, 'informative': 2}
-_E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_78 = {'publicFacilities': 0}
-_E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_79 = {'ambientCondition': 0, 'roadCondition': 1}
-_D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_80 = ('dangerWarning', 'regulatory', 'informative')
-_D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_81 = ('publicFacilities',)
-_D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_82 = ('ambientCondition', 'roadCondition')
+_E_LayerType_0: dict[str, int] = {'none': 0, 'mixedContent': 1, 'generalMapData': 2, 'intersectionData': 3, 'curveData': 4, 'roadwaySectionData': 5, 'parkingAreaData': 6, 'sharedLaneData': 7}
+_X_LayerType_1: dict[str, int] = {}
+_D_LayerType_2: tuple[str, ...] = ('none', 'mixedContent', 'generalMapData', 'intersectionData', 'curveData', 'roadwaySectionData', 'parkingAreaData', 'sharedLaneData')
+_DX_LayerType_3: dict[int, str] = {}
+_E_BasicVehicleRole_4: dict[str, int] = {'basicVehicle': 0, 'publicTransport': 1, 'specialTransport': 2, 'dangerousGoods': 3, 'roadWork': 4, 'roadRescue': 5, 'emergency': 6, 'safetyCar': 7, 'none-unknown': 8, 'truck': 9, 'motorcycle': 10, 'roadSideSource': 11, 'police': 12, 'fire': 13, 'ambulance': 14, 'dot': 15, 'transit': 16, 'slowMoving': 17, 'stopNgo': 18, 'cyclist': 19, 'pedestrian': 20, 'nonMotorized': 21, 'military': 22}
+_E_RequestSubRole_5: dict[str, int] = {'requestSubRoleUnKnown': 0, 'requestSubRole1': 1, 'requestSubRole2': 2, 'requestSubRole3': 3, 'requestSubRole4': 4, 'requestSubRole5': 5, 'requestSubRole6': 6, 'requestSubRole7': 7, 'requestSubRole8': 8, 'requestSubRole9': 9, 'requestSubRole10': 10, 'requestSubRole11': 11, 'requestSubRole12': 12, 'requestSubRole13': 13, 'requestSubRole14': 14, 'requestSubRoleReserved': 15}
+_E_RequestImportanceLevel_6: dict[str, int] = {'requestImportanceLevelUnKnown': 0, 'requestImportanceLevel1': 1, 'requestImportanceLevel2': 2, 'requestImportanceLevel3': 3, 'requestImportanceLevel4': 4, 'requestImportanceLevel5': 5, 'requestImportanceLevel6': 6, 'requestImportanceLevel7': 7, 'requestImportanceLevel8': 8, 'requestImportanceLevel9': 9, 'requestImportanceLevel10': 10, 'requestImportanceLevel11': 11, 'requestImportanceLevel12': 12, 'requestImportanceLevel13': 13, 'requestImportanceLevel14': 14, 'requestImportanceReserved': 15}
+_E_VehicleType_7: dict[str, int] = {'none': 0, 'unknown': 1, 'special': 2, 'moto': 3, 'car': 4, 'carOther': 5, 'bus': 6, 'axleCnt2': 7, 'axleCnt3': 8, 'axleCnt4': 9, 'axleCnt4Trailer': 10, 'axleCnt5Trailer': 11, 'axleCnt6Trailer': 12, 'axleCnt5MultiTrailer': 13, 'axleCnt6MultiTrailer': 14, 'axleCnt7MultiTrailer': 15}
+_E_TransitVehicleOccupancy_8: dict[str, int] = {'occupancyUnknown': 0, 'occupancyEmpty': 1, 'occupancyVeryLow': 2, 'occupancyLow': 3, 'occupancyMed': 4, 'occupancyHigh': 5, 'occupancyNearlyFull': 6, 'occupancyFull': 7}
+_D_BasicVehicleRole_9: tuple[str, ...] = ('basicVehicle', 'publicTransport', 'specialTransport', 'dangerousGoods', 'roadWork', 'roadRescue', 'emergency', 'safetyCar', 'none-unknown', 'truck', 'motorcycle', 'roadSideSource', 'police', 'fire', 'ambulance', 'dot', 'transit', 'slowMoving', 'stopNgo', 'cyclist', 'pedestrian', 'nonMotorized', 'military')
+_D_RequestSubRole_10: tuple[str, ...] = ('requestSubRoleUnKnown', 'requestSubRole1', 'requestSubRole2', 'requestSubRole3', 'requestSubRole4', 'requestSubRole5', 'requestSubRole6', 'requestSubRole7', 'requestSubRole8', 'requestSubRole9', 'requestSubRole10', 'requestSubRole11', 'requestSubRole12', 'requestSubRole13', 'requestSubRole14', 'requestSubRoleReserved')
+_D_RequestImportanceLevel_11: tuple[str, ...] = ('requestImportanceLevelUnKnown', 'requestImportanceLevel1', 'requestImportanceLevel2', 'requestImportanceLevel3', 'requestImportanceLevel4', 'requestImportanceLevel5', 'requestImportanceLevel6', 'requestImportanceLevel7', 'requestImportanceLevel8', 'requestImportanceLevel9', 'requestImportanceLevel10', 'requestImportanceLevel11', 'requestImportanceLevel12', 'requestImportanceLevel13', 'requestImportanceLevel14', 'requestImportanceReserved')
+_D_VehicleType_12: tuple[str, ...] = ('none', 'unknown', 'special', 'moto', 'car', 'carOther', 'bus', 'axleCnt2', 'axleCnt3', 'axleCnt4', 'axleCnt4Trailer', 'axleCnt5Trailer', 'axleCnt6Trailer', 'axleCnt5MultiTrailer', 'axleCnt6MultiTrailer', 'axleCnt7MultiTrailer')
+_D_TransitVehicleOccupancy_13: tuple[str, ...] = ('occupancyUnknown', 'occupancyEmpty', 'occupancyVeryLow', 'occupancyLow', 'occupancyMed', 'occupancyHigh', 'occupancyNearlyFull', 'occupancyFull')
+_E_RTCM_Revision_14: dict[str, int] = {'unknown': 0, 'rtcmRev2': 1, 'rtcmRev3': 2, 'reserved': 3}
+_E_TransmissionState_15: dict[str, int] = {'neutral': 0, 'park': 1, 'forwardGears': 2, 'reverseGears': 3, 'reserved1': 4, 'reserved2': 5, 'reserved3': 6, 'unavailable': 7}
+_E_TimeConfidence_16: dict[str, int] = {'unavailable': 0, 'time-100-000': 1, 'time-050-000': 2, 'time-020-000': 3, 'time-010-000': 4, 'time-002-000': 5, 'time-001-000': 6, 'time-000-500': 7, 'time-000-200': 8, 'time-000-100': 9, 'time-000-050': 10, 'time-000-020': 11, 'time-000-010': 12, 'time-000-005': 13, 'time-000-002': 14, 'time-000-001': 15, 'time-000-000-5': 16, 'time-000-000-2': 17, 'time-000-000-1': 18, 'time-000-000-05': 19, 'time-000-000-02': 20, 'time-000-000-01': 21, 'time-000-000-005': 22, 'time-000-000-002': 23, 'time-000-000-001': 24, 'time-000-000-000-5': 25, 'time-000-000-000-2': 26, 'time-000-000-000-1': 27, 'time-000-000-000-05': 28, 'time-000-000-000-02': 29, 'time-000-000-000-01': 30, 'time-000-000-000-005': 31, 'time-000-000-000-002': 32, 'time-000-000-000-001': 33, 'time-000-000-000-000-5': 34, 'time-000-000-000-000-2': 35, 'time-000-000-000-000-1': 36, 'time-000-000-000-000-05': 37, 'time-000-000-000-000-02': 38, 'time-000-000-000-000-01': 39}
+_E_PositionConfidence_17: dict[str, int] = {'unavailable': 0, 'a500m': 1, 'a200m': 2, 'a100m': 3, 'a50m': 4, 'a20m': 5, 'a10m': 6, 'a5m': 7, 'a2m': 8, 'a1m': 9, 'a50cm': 10, 'a20cm': 11, 'a10cm': 12, 'a5cm': 13, 'a2cm': 14, 'a1cm': 15}
+_E_ElevationConfidence_18: dict[str, int] = {'unavailable': 0, 'elev-500-00': 1, 'elev-200-00': 2, 'elev-100-00': 3, 'elev-050-00': 4, 'elev-020-00': 5, 'elev-010-00': 6, 'elev-005-00': 7, 'elev-002-00': 8, 'elev-001-00': 9, 'elev-000-50': 10, 'elev-000-20': 11, 'elev-000-10': 12, 'elev-000-05': 13, 'elev-000-02': 14, 'elev-000-01': 15}
+_E_HeadingConfidence_19: dict[str, int] = {'unavailable': 0, 'prec10deg': 1, 'prec05deg': 2, 'prec01deg': 3, 'prec0-1deg': 4, 'prec0-05deg': 5, 'prec0-01deg': 6, 'prec0-0125deg': 7}
+_E_SpeedConfidence_20: dict[str, int] = {'unavailable': 0, 'prec100ms': 1, 'prec10ms': 2, 'prec5ms': 3, 'prec1ms': 4, 'prec0-1ms': 5, 'prec0-05ms': 6, 'prec0-01ms': 7}
+_E_ThrottleConfidence_21: dict[str, int] = {'unavailable': 0, 'prec10percent': 1, 'prec1percent': 2, 'prec0-5percent': 3}
+_D_RTCM_Revision_22: tuple[str, ...] = ('unknown', 'rtcmRev2', 'rtcmRev3', 'reserved')
+_D_TransmissionState_23: tuple[str, ...] = ('neutral', 'park', 'forwardGears', 'reverseGears', 'reserved1', 'reserved2', 'reserved3', 'unavailable')
+_D_TimeConfidence_24: tuple[str, ...] = ('unavailable', 'time-100-000', 'time-050-000', 'time-020-000', 'time-010-000', 'time-002-000', 'time-001-000', 'time-000-500', 'time-000-200', 'time-000-100', 'time-000-050', 'time-000-020', 'time-000-010', 'time-000-005', 'time-000-002', 'time-000-001', 'time-000-000-5', 'time-000-000-2', 'time-000-000-1', 'time-000-000-05', 'time-000-000-02', 'time-000-000-01', 'time-000-000-005', 'time-000-000-002', 'time-000-000-001', 'time-000-000-000-5', 'time-000-000-000-2', 'time-000-000-000-1', 'time-000-000-000-05', 'time-000-000-000-02', 'time-000-000-000-01', 'time-000-000-000-005', 'time-000-000-000-002', 'time-000-000-000-001', 'time-000-000-000-000-5', 'time-000-000-000-000-2', 'time-000-000-000-000-1', 'time-000-000-000-000-05', 'time-000-000-000-000-02', 'time-000-000-000-000-01')
+_D_PositionConfidence_25: tuple[str, ...] = ('unavailable', 'a500m', 'a200m', 'a100m', 'a50m', 'a20m', 'a10m', 'a5m', 'a2m', 'a1m', 'a50cm', 'a20cm', 'a10cm', 'a5cm', 'a2cm', 'a1cm')
+_D_ElevationConfidence_26: tuple[str, ...] = ('unavailable', 'elev-500-00', 'elev-200-00', 'elev-100-00', 'elev-050-00', 'elev-020-00', 'elev-010-00', 'elev-005-00', 'elev-002-00', 'elev-001-00', 'elev-000-50', 'elev-000-20', 'elev-000-10', 'elev-000-05', 'elev-000-02', 'elev-000-01')
+_D_HeadingConfidence_27: tuple[str, ...] = ('unavailable', 'prec10deg', 'prec05deg', 'prec01deg', 'prec0-1deg', 'prec0-05deg', 'prec0-01deg', 'prec0-0125deg')
+_D_SpeedConfidence_28: tuple[str, ...] = ('unavailable', 'prec100ms', 'prec10ms', 'prec5ms', 'prec1ms', 'prec0-1ms', 'prec0-05ms', 'prec0-01ms')
+_D_ThrottleConfidence_29: tuple[str, ...] = ('unavailable', 'prec10percent', 'prec1percent', 'prec0-5percent')
+_E_MovementPhaseState_30: dict[str, int] = {'unavailable': 0, 'dark': 1, 'stop-Then-Proceed': 2, 'stop-And-Remain': 3, 'pre-Movement': 4, 'permissive-Movement-Allowed': 5, 'protected-Movement-Allowed': 6, 'permissive-clearance': 7, 'protected-clearance': 8, 'caution-Conflicting-Traffic': 9}
+_D_MovementPhaseState_31: tuple[str, ...] = ('unavailable', 'dark', 'stop-Then-Proceed', 'stop-And-Remain', 'pre-Movement', 'permissive-Movement-Allowed', 'protected-Movement-Allowed', 'permissive-clearance', 'protected-clearance', 'caution-Conflicting-Traffic')
+_E_SpeedLimitType_32: dict[str, int] = {'unknown': 0, 'maxSpeedInSchoolZone': 1, 'maxSpeedInSchoolZoneWhenChildrenArePresent': 2, 'maxSpeedInConstructionZone': 3, 'vehicleMinSpeed': 4, 'vehicleMaxSpeed': 5, 'vehicleNightMaxSpeed': 6, 'truckMinSpeed': 7, 'truckMaxSpeed': 8, 'truckNightMaxSpeed': 9, 'vehiclesWithTrailersMinSpeed': 10, 'vehiclesWithTrailersMaxSpeed': 11, 'vehiclesWithTrailersNightMaxSpeed': 12}
+_D_SpeedLimitType_33: tuple[str, ...] = ('unknown', 'maxSpeedInSchoolZone', 'maxSpeedInSchoolZoneWhenChildrenArePresent', 'maxSpeedInConstructionZone', 'vehicleMinSpeed', 'vehicleMaxSpeed', 'vehicleNightMaxSpeed', 'truckMinSpeed', 'truckMaxSpeed', 'truckNightMaxSpeed', 'vehiclesWithTrailersMinSpeed', 'vehiclesWithTrailersMaxSpeed', 'vehiclesWithTrailersNightMaxSpeed')
+_E_PriorityRequestType_34: dict[str, int] = {'priorityRequestTypeReserved': 0, 'priorityRequest': 1, 'priorityRequestUpdate': 2, 'priorityCancellation': 3}
+_D_PriorityRequestType_35: tuple[str, ...] = ('priorityRequestTypeReserved', 'priorityRequest', 'priorityRequestUpdate', 'priorityCancellation')
+_E_PrioritizationResponseStatus_36: dict[str, int] = {'unknown': 0, 'requested': 1, 'processing': 2, 'watchOtherTraffic': 3, 'granted': 4, 'rejected': 5, 'maxPresence': 6, 'reserviceLocked': 7}
+_D_PrioritizationResponseStatus_37: tuple[str, ...] = ('unknown', 'requested', 'processing', 'watchOtherTraffic', 'granted', 'rejected', 'maxPresence', 'reserviceLocked')
+_E_AdvisorySpeedType_38: dict[str, int] = {'none': 0, 'greenwave': 1, 'ecoDrive': 2, 'transit': 3}
+_D_AdvisorySpeedType_39: tuple[str, ...] = ('none', 'greenwave', 'ecoDrive', 'transit')
+_E_RestrictionAppliesTo_40: dict[str, int] = {'none': 0, 'equippedTransit': 1, 'equippedTaxis': 2, 'equippedOther': 3, 'emissionCompliant': 4, 'equippedBicycle': 5, 'weightCompliant': 6, 'heightCompliant': 7, 'pedestrians': 8, 'slowMovingPersons': 9, 'wheelchairUsers': 10, 'visualDisabilities': 11, 'audioDisabilities': 12, 'otherUnknownDisabilities': 13}
+_D_RestrictionAppliesTo_41: tuple[str, ...] = ('none', 'equippedTransit', 'equippedTaxis', 'equippedOther', 'emissionCompliant', 'equippedBicycle', 'weightCompliant', 'heightCompliant', 'pedestrians', 'slowMovingPersons', 'wheelchairUsers', 'visualDisabilities', 'audioDisabilities', 'otherUnknownDisabilities')
+_E_AltitudeConfidence_42: dict[str, int] = {'alt-000-01': 0, 'alt-000-02': 1, 'alt-000-05': 2, 'alt-000-10': 3, 'alt-000-20': 4, 'alt-000-50': 5, 'alt-001-00': 6, 'alt-002-00': 7, 'alt-005-00': 8, 'alt-010-00': 9, 'alt-020-00': 10, 'alt-050-00': 11, 'alt-100-00': 12, 'alt-200-00': 13, 'outOfRange': 14, 'unavailable': 15}
+_D_AltitudeConfidence_43: tuple[str, ...] = ('alt-000-01', 'alt-000-02', 'alt-000-05', 'alt-000-10', 'alt-000-20', 'alt-000-50', 'alt-001-00', 'alt-002-00', 'alt-005-00', 'alt-010-00', 'alt-020-00', 'alt-050-00', 'alt-100-00', 'alt-200-00', 'outOfRange', 'unavailable')
+_E_RoadType_44: dict[str, int] = {'urban-NoStructuralSeparationToOppositeLanes': 0, 'urban-WithStructuralSeparationToOppositeLanes': 1, 'nonUrban-NoStructuralSeparationToOppositeLanes': 2, 'nonUrban-WithStructuralSeparationToOppositeLanes': 3}
+_D_RoadType_45: tuple[str, ...] = ('urban-NoStructuralSeparationToOppositeLanes', 'urban-WithStructuralSeparationToOppositeLanes', 'nonUrban-NoStructuralSeparationToOppositeLanes', 'nonUrban-WithStructuralSeparationToOppositeLanes')
+_E_BatteryStatus_46: dict[str, int] = {'unknown': 0, 'critical': 1, 'low': 2, 'good': 3}
+_D_BatteryStatus_47: tuple[str, ...] = ('unknown', 'critical', 'low', 'good')
+_E_NodeAttributeXY_48: dict[str, int] = {'reserved': 0, 'stopLine': 1, 'roundedCapStyleA': 2, 'roundedCapStyleB': 3, 'mergePoint': 4, 'divergePoint': 5, 'downstreamStopLine': 6, 'downstreamStartNode': 7, 'closedToTraffic': 8, 'safeIsland': 9, 'curbPresentAtStepOff': 10, 'hydrantPresent': 11}
+_E_SegmentAttributeXY_49: dict[str, int] = {'reserved': 0, 'doNotBlock': 1, 'whiteLine': 2, 'mergingLaneLeft': 3, 'mergingLaneRight': 4, 'curbOnLeft': 5, 'curbOnRight': 6, 'loadingzoneOnLeft': 7, 'loadingzoneOnRight': 8, 'turnOutPointOnLeft': 9, 'turnOutPointOnRight': 10, 'adjacentParkingOnLeft': 11, 'adjacentParkingOnRight': 12, 'adjacentBikeLaneOnLeft': 13, 'adjacentBikeLaneOnRight': 14, 'sharedBikeLane': 15, 'bikeBoxInFront': 16, 'transitStopOnLeft': 17, 'transitStopOnRight': 18, 'transitStopInLane': 19, 'sharedWithTrackedVehicle': 20, 'safeIsland': 21, 'lowCurbsPresent': 22, 'rumbleStripPresent': 23, 'audibleSignalingPresent': 24, 'adaptiveTimingPresent': 25, 'rfSignalRequestPresent': 26, 'partialCurbIntrusion': 27, 'taperToLeft': 28, 'taperToRight': 29, 'taperToCenterLine': 30, 'parallelParking': 31, 'headInParking': 32, 'freeParking': 33, 'timeRestrictionsOnParking': 34, 'costToPark': 35, 'midBlockCurbPresent': 36, 'unEvenPavementPresent': 37}
+_D_NodeAttributeXY_50: tuple[str, ...] = ('reserved', 'stopLine', 'roundedCapStyleA', 'roundedCapStyleB', 'mergePoint', 'divergePoint', 'downstreamStopLine', 'downstreamStartNode', 'closedToTraffic', 'safeIsland', 'curbPresentAtStepOff', 'hydrantPresent')
+_D_SegmentAttributeXY_51: tuple[str, ...] = ('reserved', 'doNotBlock', 'whiteLine', 'mergingLaneLeft', 'mergingLaneRight', 'curbOnLeft', 'curbOnRight', 'loadingzoneOnLeft', 'loadingzoneOnRight', 'turnOutPointOnLeft', 'turnOutPointOnRight', 'adjacentParkingOnLeft', 'adjacentParkingOnRight', 'adjacentBikeLaneOnLeft', 'adjacentBikeLaneOnRight', 'sharedBikeLane', 'bikeBoxInFront', 'transitStopOnLeft', 'transitStopOnRight', 'transitStopInLane', 'sharedWithTrackedVehicle', 'safeIsland', 'lowCurbsPresent', 'rumbleStripPresent', 'audibleSignalingPresent', 'adaptiveTimingPresent', 'rfSignalRequestPresent', 'partialCurbIntrusion', 'taperToLeft', 'taperToRight', 'taperToCenterLine', 'parallelParking', 'headInParking', 'freeParking', 'timeRestrictionsOnParking', 'costToPark', 'midBlockCurbPresent', 'unEvenPavementPresent')
+_E_RejectedReason_52: dict[str, int] = {'unknown': 0, 'exceptionalCondition': 1, 'maxWaitingTimeExceeded': 2, 'ptPriorityDisabled': 3, 'higherPTPriorityGranted': 4, 'vehicleTrackingUnknown': 5}
+_D_RejectedReason_53: tuple[str, ...] = ('unknown', 'exceptionalCondition', 'maxWaitingTimeExceeded', 'ptPriorityDisabled', 'higherPTPriorityGranted', 'vehicleTrackingUnknown')
+_E_ExceptionalCondition_54: dict[str, int] = {'unknown': 0, 'publicTransportPriority': 1, 'emergencyVehiclePriority': 2, 'trainPriority': 3, 'bridgeOpen': 4, 'vehicleHeight': 5, 'weather': 6, 'trafficJam': 7, 'tunnelClosure': 8, 'meteringActive': 9, 'truckPriority': 10, 'bicyclePlatoonPriority': 11, 'vehiclePlatoonPriority': 12}
+_D_ExceptionalCondition_55: tuple[str, ...] = ('unknown', 'publicTransportPriority', 'emergencyVehiclePriority', 'trainPriority', 'bridgeOpen', 'vehicleHeight', 'weather', 'trafficJam', 'tunnelClosure', 'meteringActive', 'truckPriority', 'bicyclePlatoonPriority', 'vehiclePlatoonPriority')
+_E_VehicleRole_56: dict[str, int] = {'default': 0, 'publicTransport': 1, 'specialTransport': 2, 'dangerousGoods': 3, 'roadWork': 4, 'rescue': 5, 'emergency': 6, 'safetyCar': 7, 'agriculture': 8, 'commercial': 9, 'military': 10, 'roadOperator': 11, 'taxi': 12, 'reserved1': 13, 'reserved2': 14, 'reserved3': 15}
+_D_VehicleRole_57: tuple[str, ...] = ('default', 'publicTransport', 'specialTransport', 'dangerousGoods', 'roadWork', 'rescue', 'emergency', 'safetyCar', 'agriculture', 'commercial', 'military', 'roadOperator', 'taxi', 'reserved1', 'reserved2', 'reserved3')
+_E_PtvRequestType_58: dict[str, int] = {'preRequest': 0, 'mainRequest': 1, 'doorCloseRequest': 2, 'cancelRequest': 3, 'emergencyRequest': 4}
+_D_PtvRequestType_59: tuple[str, ...] = ('preRequest', 'mainRequest', 'doorCloseRequest', 'cancelRequest', 'emergencyRequest')
+_E_EmissionType_60: dict[str, int] = {'euro1': 0, 'euro2': 1, 'euro3': 2, 'euro4': 3, 'euro5': 4, 'euro6': 5}
+_D_EmissionType_61: tuple[str, ...] = ('euro1', 'euro2', 'euro3', 'euro4', 'euro5', 'euro6')
+_E_EuVehicleCategoryL_62: dict[str, int] = {'l1': 0, 'l2': 1, 'l3': 2, 'l4': 3, 'l5': 4, 'l6': 5, 'l7': 6}
+_E_EuVehicleCategoryM_63: dict[str, int] = {'m1': 0, 'm2': 1, 'm3': 2}
+_E_EuVehicleCategoryN_64: dict[str, int] = {'n1': 0, 'n2': 1, 'n3': 2}
+_E_EuVehicleCategoryO_65: dict[str, int] = {'o1': 0, 'o2': 1, 'o3': 2, 'o4': 3}
+_D_EuVehicleCategoryL_66: tuple[str, ...] = ('l1', 'l2', 'l3', 'l4', 'l5', 'l6', 'l7')
+_D_EuVehicleCategoryM_67: tuple[str, ...] = ('m1', 'm2', 'm3')
+_D_EuVehicleCategoryN_68: tuple[str, ...] = ('n1', 'n2', 'n3')
+_D_EuVehicleCategoryO_69: tuple[str, ...] = ('o1', 'o2', 'o3', 'o4')
+_E_EuroValue_70: dict[str, int] = {'noEntry': 0, 'euro-1': 1, 'euro-2': 2, 'euro-3': 3, 'euro-4': 4, 'euro-5': 5, 'euro-6': 6, 'reservedForUse1': 7, 'reservedForUse2': 8, 'reservedForUse3': 9, 'reservedForUse4': 10, 'reservedForUse5': 11, 'reservedForUse6': 12, 'reservedForUse7': 13, 'reservedForUse8': 14, 'eev': 15}
+_E_CopValue_71: dict[str, int] = {'noEntry': 0, 'co2class1': 1, 'co2class2': 2, 'co2class3': 3, 'co2class4': 4, 'co2class5': 5, 'co2class6': 6, 'co2class7': 7, 'reservedforUse': 8}
+_D_EuroValue_72: tuple[str, ...] = ('noEntry', 'euro-1', 'euro-2', 'euro-3', 'euro-4', 'euro-5', 'euro-6', 'reservedForUse1', 'reservedForUse2', 'reservedForUse3', 'reservedForUse4', 'reservedForUse5', 'reservedForUse6', 'reservedForUse7', 'reservedForUse8', 'eev')
+_D_CopValue_73: tuple[str, ...] = ('noEntry', 'co2class1', 'co2class2', 'co2class3', 'co2class4', 'co2class5', 'co2class6', 'co2class7', 'reservedforUse')
+_E_DangerousGoodsBasic_74: dict[str, int] = {'explosives1': 0, 'explosives2': 1, 'explosives3': 2, 'explosives4': 3, 'explosives5': 4, 'explosives6': 5, 'flammableGases': 6, 'nonFlammableGases': 7, 'toxicGases': 8, 'flammableLiquids': 9, 'flammableSolids': 10, 'substancesLiableToSpontaneousCombustion': 11, 'substancesEmittingFlammableGasesUponContactWithWater': 12, 'oxidizingSubstances': 13, 'organicPeroxides': 14, 'toxicSubstances': 15, 'infectiousSubstances': 16, 'radioactiveMaterial': 17, 'corrosiveSubstances': 18, 'miscellaneousDangerousSubstances': 19}
+_D_DangerousGoodsBasic_75: tuple[str, ...] = ('explosives1', 'explosives2', 'explosives3', 'explosives4', 'explosives5', 'explosives6', 'flammableGases', 'nonFlammableGases', 'toxicGases', 'flammableLiquids', 'flammableSolids', 'substancesLiableToSpontaneousCombustion', 'substancesEmittingFlammableGasesUponContactWithWater', 'oxidizingSubstances', 'organicPeroxides', 'toxicSubstances', 'infectiousSubstances', 'radioactiveMaterial', 'corrosiveSubstances', 'miscellaneousDangerousSubstances')
+_E_UnitType_76: dict[str, int] = {'mg-km': 0, 'mg-kWh': 1}
+_D_UnitType_77: tuple[str, ...] = ('mg-km', 'mg-kWh')
+_E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78: dict[str, int] = {'dangerWarning': 0, 'regulatory': 1, 'informative': 2}
+_E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79: dict[str, int] = {'publicFacilities': 0}
+_E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80: dict[str, int] = {'ambientCondition': 0, 'roadCondition': 1}
+_D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_81: tuple[str, ...] = ('dangerWarning', 'regulatory', 'informative')
+_D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_82: tuple[str, ...] = ('publicFacilities',)
+_D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_83: tuple[str, ...] = ('ambientCondition', 'roadCondition')
 
 
-def e_SPATEM(v):
-    a = 1
+def e_SPATEM(v: Any) -> int:
+    a: int = 1
     v2 = v['header']
     a3 = 1
     a3 = a3 << 48 | (v2['protocolVersion']) << 40 | (v2['messageID']) << 32 | (v2['stationID'])
@@ -159,16 +163,16 @@ def e_SPATEM(v):
     a = ((a - 1) << (a6.bit_length() - 1)) + a6
     return a
 
-def d_SPATEM(x, q):
-    r = {}
-    r24 = {}
+def d_SPATEM(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
+    r24: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
     r24['protocolVersion'] = (t_ >> 40) & 255
     r24['messageID'] = (t_ >> 32) & 255
     r24['stationID'] = t_ & 4294967295
     r['header'] = r24
-    r26 = {}
+    r26: dict[str, Any] = {}
     q -= 4
     h27 = (x >> q) & 15
     if h27 & 4:
@@ -181,9 +185,9 @@ def d_SPATEM(x, q):
         r26['name'] = _rt.ia5((x >> q) & ((1 << (7 * k28)) - 1), k28)
     q -= 5
     k30 = ((x >> q) & 31) + 1
-    r29 = []
+    r29: list[Any] = []
     for _ in range(k30):
-        r31 = {}
+        r31: dict[str, Any] = {}
         q -= 7
         h32 = (x >> q) & 127
         if h32 & 32:
@@ -217,7 +221,7 @@ def d_SPATEM(x, q):
     if h27 & 1:
         q -= 2
         k36 = ((x >> q) & 3) + 1
-        r35 = []
+        r35: list[Any] = []
         for _ in range(k36):
             w36, q = d_SPAT_regional_item(x, q)
             r35.append(w36)
@@ -228,8 +232,8 @@ def d_SPATEM(x, q):
     return r, q
 
 
-def e_MAPEM(v):
-    a = 1
+def e_MAPEM(v: Any) -> int:
+    a: int = 1
     v38 = v['header']
     a39 = 1
     a39 = a39 << 48 | (v38['protocolVersion']) << 40 | (v38['messageID']) << 32 | (v38['stationID'])
@@ -364,16 +368,16 @@ def e_MAPEM(v):
     a = ((a - 1) << (a42.bit_length() - 1)) + a42
     return a
 
-def d_MAPEM(x, q):
-    r = {}
-    r83 = {}
+def d_MAPEM(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
+    r83: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
     r83['protocolVersion'] = (t_ >> 40) & 255
     r83['messageID'] = (t_ >> 32) & 255
     r83['stationID'] = t_ & 4294967295
     r['header'] = r83
-    r85 = {}
+    r85: dict[str, Any] = {}
     q -= 9
     h86 = (x >> q) & 511
     if h86 & 128:
@@ -385,7 +389,7 @@ def d_MAPEM(x, q):
         q -= 1
         if (x >> q) & 1:
             i87, q = _rt.read_nsnn(x, q)
-            r85['layerType'] = _X_LayerType_1.get(i87)
+            r85['layerType'] = _DX_LayerType_3.get(i87)
         else:
             q -= 3
             r85['layerType'] = _D_LayerType_2[(x >> q) & 7]
@@ -395,9 +399,9 @@ def d_MAPEM(x, q):
     if h86 & 16:
         q -= 5
         k89 = ((x >> q) & 31) + 1
-        r88 = []
+        r88: list[Any] = []
         for _ in range(k89):
-            r90 = {}
+            r90: dict[str, Any] = {}
             q -= 6
             h91 = (x >> q) & 63
             if h91 & 16:
@@ -427,9 +431,9 @@ def d_MAPEM(x, q):
     if h86 & 8:
         q -= 5
         k94 = ((x >> q) & 31) + 1
-        r93 = []
+        r93: list[Any] = []
         for _ in range(k94):
-            r95 = {}
+            r95: dict[str, Any] = {}
             q -= 5
             h96 = (x >> q) & 31
             if h96 & 8:
@@ -455,7 +459,7 @@ def d_MAPEM(x, q):
             r93.append(w94)
         r85['roadSegments'] = r93
     if h86 & 4:
-        r98 = {}
+        r98: dict[str, Any] = {}
         q -= 5
         h99 = (x >> q) & 31
         if h99 & 8:
@@ -484,9 +488,9 @@ def d_MAPEM(x, q):
     if h86 & 2:
         q -= 8
         k105 = ((x >> q) & 255) + 1
-        r104 = []
+        r104: list[Any] = []
         for _ in range(k105):
-            r106 = {}
+            r106: dict[str, Any] = {}
             q -= 8
             r106['id'] = (x >> q) & 255
             r106['users'], q = d_RestrictionUserTypeList(x, q)
@@ -496,7 +500,7 @@ def d_MAPEM(x, q):
     if h86 & 1:
         q -= 2
         k109 = ((x >> q) & 3) + 1
-        r108 = []
+        r108: list[Any] = []
         for _ in range(k109):
             w109, q = d_MapData_regional_item(x, q)
             r108.append(w109)
@@ -507,8 +511,8 @@ def d_MAPEM(x, q):
     return r, q
 
 
-def e_IVIM(v):
-    a = 1
+def e_IVIM(v: Any) -> int:
+    a: int = 1
     v111 = v['header']
     a112 = 1
     a112 = a112 << 48 | (v111['protocolVersion']) << 40 | (v111['messageID']) << 32 | (v111['stationID'])
@@ -586,22 +590,22 @@ def e_IVIM(v):
     a = ((a - 1) << (a115.bit_length() - 1)) + a115
     return a
 
-def d_IVIM(x, q):
-    r = {}
-    r137 = {}
+def d_IVIM(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
+    r137: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
     r137['protocolVersion'] = (t_ >> 40) & 255
     r137['messageID'] = (t_ >> 32) & 255
     r137['stationID'] = t_ & 4294967295
     r['header'] = r137
-    r139 = {}
+    r139: dict[str, Any] = {}
     q -= 1
     h140 = (x >> q) & 1
-    r141 = {}
+    r141: dict[str, Any] = {}
     q -= 5
     h142 = (x >> q) & 31
-    r143 = {}
+    r143: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
     r143['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
@@ -625,7 +629,7 @@ def d_IVIM(x, q):
     if h142 & 1:
         q -= 3
         k147 = ((x >> q) & 7) + 1
-        r146 = []
+        r146: list[Any] = []
         for _ in range(k147):
             q -= 1
             if (x >> q) & 1:
@@ -653,7 +657,7 @@ def d_IVIM(x, q):
                 else:
                     q -= 3
                     k149 = ((x >> q) & 7) + 1
-                r148 = []
+                r148: list[Any] = []
                 for _ in range(k149):
                     w149, q = d_ActionID(x, q)
                     r148.append(w149)
@@ -671,7 +675,7 @@ def d_IVIM(x, q):
         else:
             q -= 3
             k151 = ((x >> q) & 7) + 1
-        r150 = []
+        r150: list[Any] = []
         for _ in range(k151):
             w151, q = d_IviContainer(x, q)
             r150.append(w151)
@@ -680,8 +684,8 @@ def d_IVIM(x, q):
     return r, q
 
 
-def e_SREM(v):
-    a = 1
+def e_SREM(v: Any) -> int:
+    a: int = 1
     v153 = v['header']
     a154 = 1
     a154 = a154 << 48 | (v153['protocolVersion']) << 40 | (v153['messageID']) << 32 | (v153['stationID'])
@@ -726,20 +730,20 @@ def e_SREM(v):
         a169 = 1
         a169 = a169 << 6 | ('subrole' in v168) << 4 | ('request' in v168) << 3 | ('iso3883' in v168) << 2 | ('hpmsType' in v168) << 1 | ('regional' in v168)
         w171 = v168['role']
-        i172 = _E_BasicVehicleRole_3.get(w171)
+        i172 = _E_BasicVehicleRole_4.get(w171)
         if i172 is not None:
             a169 = a169 << 6 | i172
         else:
             a169 = _rt.nsnn(a169 << 1 | 1, _X_LayerType_1[w171])
         if 'subrole' in v168:
-            a169 = a169 << 4 | _E_RequestSubRole_4[v168['subrole']]
+            a169 = a169 << 4 | _E_RequestSubRole_5[v168['subrole']]
         if 'request' in v168:
-            a169 = a169 << 4 | _E_RequestImportanceLevel_5[v168['request']]
+            a169 = a169 << 4 | _E_RequestImportanceLevel_6[v168['request']]
         if 'iso3883' in v168:
             a169 = a169 << 8 | v168['iso3883']
         if 'hpmsType' in v168:
             w173 = v168['hpmsType']
-            i174 = _E_VehicleType_6.get(w173)
+            i174 = _E_VehicleType_7.get(w173)
             if i174 is not None:
                 a169 = a169 << 5 | i174
             else:
@@ -774,7 +778,7 @@ def e_SREM(v):
         d182, k183 = v165['transitStatus']
         a166 = a166 << k183 | int.from_bytes(d182, 'big') >> (8 * len(d182) - k183)
     if 'transitOccupancy' in v165:
-        a166 = a166 << 3 | _E_TransitVehicleOccupancy_7[v165['transitOccupancy']]
+        a166 = a166 << 3 | _E_TransitVehicleOccupancy_8[v165['transitOccupancy']]
     if 'transitSchedule' in v165:
         a166 = a166 << 8 | (v165['transitSchedule'] + 122)
     if 'regional' in v165:
@@ -799,16 +803,16 @@ def e_SREM(v):
     a = ((a - 1) << (a157.bit_length() - 1)) + a157
     return a
 
-def d_SREM(x, q):
-    r = {}
-    r191 = {}
+def d_SREM(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
+    r191: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
     r191['protocolVersion'] = (t_ >> 40) & 255
     r191['messageID'] = (t_ >> 32) & 255
     r191['stationID'] = t_ & 4294967295
     r['header'] = r191
-    r193 = {}
+    r193: dict[str, Any] = {}
     q -= 5
     h194 = (x >> q) & 31
     if h194 & 8:
@@ -822,9 +826,9 @@ def d_SREM(x, q):
     if h194 & 2:
         q -= 5
         k196 = ((x >> q) & 31) + 1
-        r195 = []
+        r195: list[Any] = []
         for _ in range(k196):
-            r197 = {}
+            r197: dict[str, Any] = {}
             q -= 5
             h198 = (x >> q) & 31
             r197['request'], q = d_SignalRequest(x, q)
@@ -844,27 +848,27 @@ def d_SREM(x, q):
             w196 = r197
             r195.append(w196)
         r193['requests'] = r195
-    r199 = {}
+    r199: dict[str, Any] = {}
     q -= 9
     h200 = (x >> q) & 511
     r199['id'], q = d_VehicleID(x, q)
     if h200 & 128:
-        r201 = {}
+        r201: dict[str, Any] = {}
         q -= 6
         h202 = (x >> q) & 63
         q -= 1
         if (x >> q) & 1:
             i203, q = _rt.read_nsnn(x, q)
-            r201['role'] = _X_LayerType_1.get(i203)
+            r201['role'] = _DX_LayerType_3.get(i203)
         else:
             q -= 5
-            r201['role'] = _D_BasicVehicleRole_8[(x >> q) & 31]
+            r201['role'] = _D_BasicVehicleRole_9[(x >> q) & 31]
         if h202 & 16:
             q -= 4
-            r201['subrole'] = _D_RequestSubRole_9[(x >> q) & 15]
+            r201['subrole'] = _D_RequestSubRole_10[(x >> q) & 15]
         if h202 & 8:
             q -= 4
-            r201['request'] = _D_RequestImportanceLevel_10[(x >> q) & 15]
+            r201['request'] = _D_RequestImportanceLevel_11[(x >> q) & 15]
         if h202 & 4:
             q -= 8
             r201['iso3883'] = (x >> q) & 255
@@ -872,17 +876,17 @@ def d_SREM(x, q):
             q -= 1
             if (x >> q) & 1:
                 i204, q = _rt.read_nsnn(x, q)
-                r201['hpmsType'] = _X_LayerType_1.get(i204)
+                r201['hpmsType'] = _DX_LayerType_3.get(i204)
             else:
                 q -= 4
-                r201['hpmsType'] = _D_VehicleType_11[(x >> q) & 15]
+                r201['hpmsType'] = _D_VehicleType_12[(x >> q) & 15]
         if h202 & 1:
             r201['regional'], q = d_RequestorType_regional(x, q)
         if h202 >> 5:
             q = _rt.skip_additions(x, q)
         r199['type'] = r201
     if h200 & 64:
-        r205 = {}
+        r205: dict[str, Any] = {}
         q -= 3
         h206 = (x >> q) & 7
         r205['position'], q = d_Position3D(x, q)
@@ -909,14 +913,14 @@ def d_SREM(x, q):
         r199['transitStatus'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
     if h200 & 4:
         q -= 3
-        r199['transitOccupancy'] = _D_TransitVehicleOccupancy_12[(x >> q) & 7]
+        r199['transitOccupancy'] = _D_TransitVehicleOccupancy_13[(x >> q) & 7]
     if h200 & 2:
         q -= 8
         r199['transitSchedule'] = ((x >> q) & 255) - 122
     if h200 & 1:
         q -= 2
         k211 = ((x >> q) & 3) + 1
-        r210 = []
+        r210: list[Any] = []
         for _ in range(k211):
             w211, q = d_RequestorDescription_regional_item(x, q)
             r210.append(w211)
@@ -927,7 +931,7 @@ def d_SREM(x, q):
     if h194 & 1:
         q -= 2
         k213 = ((x >> q) & 3) + 1
-        r212 = []
+        r212: list[Any] = []
         for _ in range(k213):
             w213, q = d_SignalRequestMessage_regional_item(x, q)
             r212.append(w213)
@@ -938,8 +942,8 @@ def d_SREM(x, q):
     return r, q
 
 
-def e_SSEM(v):
-    a = 1
+def e_SSEM(v: Any) -> int:
+    a: int = 1
     v215 = v['header']
     a216 = 1
     a216 = a216 << 48 | (v215['protocolVersion']) << 40 | (v215['messageID']) << 32 | (v215['stationID'])
@@ -981,16 +985,16 @@ def e_SSEM(v):
     a = ((a - 1) << (a219.bit_length() - 1)) + a219
     return a
 
-def d_SSEM(x, q):
-    r = {}
-    r231 = {}
+def d_SSEM(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
+    r231: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
     r231['protocolVersion'] = (t_ >> 40) & 255
     r231['messageID'] = (t_ >> 32) & 255
     r231['stationID'] = t_ & 4294967295
     r['header'] = r231
-    r233 = {}
+    r233: dict[str, Any] = {}
     q -= 4
     h234 = (x >> q) & 15
     if h234 & 4:
@@ -1003,9 +1007,9 @@ def d_SSEM(x, q):
         r233['sequenceNumber'] = (x >> q) & 127
     q -= 5
     k236 = ((x >> q) & 31) + 1
-    r235 = []
+    r235: list[Any] = []
     for _ in range(k236):
-        r237 = {}
+        r237: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
         h238 = (t_ >> 7) & 3
@@ -1022,7 +1026,7 @@ def d_SSEM(x, q):
     if h234 & 1:
         q -= 2
         k240 = ((x >> q) & 3) + 1
-        r239 = []
+        r239: list[Any] = []
         for _ in range(k240):
             w240, q = d_SignalStatusMessage_regional_item(x, q)
             r239.append(w240)
@@ -1033,8 +1037,8 @@ def d_SSEM(x, q):
     return r, q
 
 
-def e_RTCMEM(v):
-    a = 1
+def e_RTCMEM(v: Any) -> int:
+    a: int = 1
     v242 = v['header']
     a243 = 1
     a243 = a243 << 48 | (v242['protocolVersion']) << 40 | (v242['messageID']) << 32 | (v242['stationID'])
@@ -1043,7 +1047,7 @@ def e_RTCMEM(v):
     a246 = 1
     a246 = a246 << 12 | (('timeStamp' in v245) << 3 | ('anchorPoint' in v245) << 2 | ('rtcmHeader' in v245) << 1 | ('regional' in v245)) << 7 | (v245['msgCnt'])
     w248 = v245['rev']
-    i249 = _E_RTCM_Revision_13.get(w248)
+    i249 = _E_RTCM_Revision_14.get(w248)
     if i249 is not None:
         a246 = a246 << 3 | i249
     else:
@@ -1081,7 +1085,7 @@ def e_RTCMEM(v):
         if 'speed' in v250:
             v256 = v250['speed']
             a257 = 1
-            a257 = a257 << 16 | (_E_TransmissionState_14[v256['transmisson']]) << 13 | (v256['speed'])
+            a257 = a257 << 16 | (_E_TransmissionState_15[v256['transmisson']]) << 13 | (v256['speed'])
             a251 = ((a251 - 1) << (a257.bit_length() - 1)) + a257
         if 'posAccuracy' in v250:
             v259 = v250['posAccuracy']
@@ -1089,16 +1093,16 @@ def e_RTCMEM(v):
             a260 = a260 << 32 | (v259['semiMajor']) << 24 | (v259['semiMinor']) << 16 | (v259['orientation'])
             a251 = ((a251 - 1) << (a260.bit_length() - 1)) + a260
         if 'timeConfidence' in v250:
-            a251 = a251 << 6 | _E_TimeConfidence_15[v250['timeConfidence']]
+            a251 = a251 << 6 | _E_TimeConfidence_16[v250['timeConfidence']]
         if 'posConfidence' in v250:
             v262 = v250['posConfidence']
             a263 = 1
-            a263 = a263 << 8 | (_E_PositionConfidence_16[v262['pos']]) << 4 | (_E_ElevationConfidence_17[v262['elevation']])
+            a263 = a263 << 8 | (_E_PositionConfidence_17[v262['pos']]) << 4 | (_E_ElevationConfidence_18[v262['elevation']])
             a251 = ((a251 - 1) << (a263.bit_length() - 1)) + a263
         if 'speedConfidence' in v250:
             v265 = v250['speedConfidence']
             a266 = 1
-            a266 = a266 << 8 | (_E_HeadingConfidence_18[v265['heading']]) << 5 | (_E_SpeedConfidence_19[v265['speed']]) << 2 | (_E_ThrottleConfidence_20[v265['throttle']])
+            a266 = a266 << 8 | (_E_HeadingConfidence_19[v265['heading']]) << 5 | (_E_SpeedConfidence_20[v265['speed']]) << 2 | (_E_ThrottleConfidence_21[v265['throttle']])
             a251 = ((a251 - 1) << (a266.bit_length() - 1)) + a266
         a246 = ((a246 - 1) << (a251.bit_length() - 1)) + a251
     if 'rtcmHeader' in v245:
@@ -1132,16 +1136,16 @@ def e_RTCMEM(v):
     a = ((a - 1) << (a246.bit_length() - 1)) + a246
     return a
 
-def d_RTCMEM(x, q):
-    r = {}
-    r284 = {}
+def d_RTCMEM(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
+    r284: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
     r284['protocolVersion'] = (t_ >> 40) & 255
     r284['messageID'] = (t_ >> 32) & 255
     r284['stationID'] = t_ & 4294967295
     r['header'] = r284
-    r286 = {}
+    r286: dict[str, Any] = {}
     q -= 12
     t_ = (x >> q) & 4095
     h287 = (t_ >> 7) & 31
@@ -1149,19 +1153,19 @@ def d_RTCMEM(x, q):
     q -= 1
     if (x >> q) & 1:
         i288, q = _rt.read_nsnn(x, q)
-        r286['rev'] = _X_LayerType_1.get(i288)
+        r286['rev'] = _DX_LayerType_3.get(i288)
     else:
         q -= 2
-        r286['rev'] = _D_RTCM_Revision_21[(x >> q) & 3]
+        r286['rev'] = _D_RTCM_Revision_22[(x >> q) & 3]
     if h287 & 8:
         q -= 20
         r286['timeStamp'] = (x >> q) & 1048575
     if h287 & 4:
-        r289 = {}
+        r289: dict[str, Any] = {}
         q -= 9
         h290 = (x >> q) & 511
         if h290 & 128:
-            r291 = {}
+            r291: dict[str, Any] = {}
             q -= 7
             h292 = (x >> q) & 127
             if h292 & 64:
@@ -1197,14 +1201,14 @@ def d_RTCMEM(x, q):
             q -= 15
             r289['heading'] = (x >> q) & 32767
         if h290 & 16:
-            r293 = {}
+            r293: dict[str, Any] = {}
             q -= 16
             t_ = (x >> q) & 65535
-            r293['transmisson'] = _D_TransmissionState_22[(t_ >> 13) & 7]
+            r293['transmisson'] = _D_TransmissionState_23[(t_ >> 13) & 7]
             r293['speed'] = t_ & 8191
             r289['speed'] = r293
         if h290 & 8:
-            r295 = {}
+            r295: dict[str, Any] = {}
             q -= 32
             t_ = (x >> q) & 4294967295
             r295['semiMajor'] = (t_ >> 24) & 255
@@ -1213,30 +1217,30 @@ def d_RTCMEM(x, q):
             r289['posAccuracy'] = r295
         if h290 & 4:
             q -= 6
-            r289['timeConfidence'] = _D_TimeConfidence_23[(x >> q) & 63]
+            r289['timeConfidence'] = _D_TimeConfidence_24[(x >> q) & 63]
         if h290 & 2:
-            r297 = {}
+            r297: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
-            r297['pos'] = _D_PositionConfidence_24[(t_ >> 4) & 15]
-            r297['elevation'] = _D_ElevationConfidence_25[t_ & 15]
+            r297['pos'] = _D_PositionConfidence_25[(t_ >> 4) & 15]
+            r297['elevation'] = _D_ElevationConfidence_26[t_ & 15]
             r289['posConfidence'] = r297
         if h290 & 1:
-            r299 = {}
+            r299: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
-            r299['heading'] = _D_HeadingConfidence_26[(t_ >> 5) & 7]
-            r299['speed'] = _D_SpeedConfidence_27[(t_ >> 2) & 7]
-            r299['throttle'] = _D_ThrottleConfidence_28[t_ & 3]
+            r299['heading'] = _D_HeadingConfidence_27[(t_ >> 5) & 7]
+            r299['speed'] = _D_SpeedConfidence_28[(t_ >> 2) & 7]
+            r299['throttle'] = _D_ThrottleConfidence_29[t_ & 3]
             r289['speedConfidence'] = r299
         if h290 >> 8:
             q = _rt.skip_additions(x, q)
         r286['anchorPoint'] = r289
     if h287 & 2:
-        r301 = {}
+        r301: dict[str, Any] = {}
         q -= 8
         r301['status'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-        r304 = {}
+        r304: dict[str, Any] = {}
         q -= 31
         t_ = (x >> q) & 2147483647
         r304['antOffsetX'] = ((t_ >> 19) & 4095) - 2048
@@ -1246,7 +1250,7 @@ def d_RTCMEM(x, q):
         r286['rtcmHeader'] = r301
     q -= 3
     k307 = ((x >> q) & 7) + 1
-    r306 = []
+    r306: list[Any] = []
     for _ in range(k307):
         q -= 10
         k308 = ((x >> q) & 1023) + 1
@@ -1257,7 +1261,7 @@ def d_RTCMEM(x, q):
     if h287 & 1:
         q -= 2
         k310 = ((x >> q) & 3) + 1
-        r309 = []
+        r309: list[Any] = []
         for _ in range(k310):
             w310, q = d_RTCMcorrections_regional_item(x, q)
             r309.append(w310)
@@ -1268,16 +1272,16 @@ def d_RTCMEM(x, q):
     return r, q
 
 
-def e_IntersectionReferenceID(v):
-    a = 1
+def e_IntersectionReferenceID(v: Any) -> int:
+    a: int = 1
     a = a << 1 | ('region' in v)
     if 'region' in v:
         a = a << 16 | v['region']
     a = a << 16 | v['id']
     return a
 
-def d_IntersectionReferenceID(x, q):
-    r = {}
+def d_IntersectionReferenceID(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 1
     h312 = (x >> q) & 1
     if h312 & 1:
@@ -1288,18 +1292,18 @@ def d_IntersectionReferenceID(x, q):
     return r, q
 
 
-def e_EnabledLaneList(v):
-    a = 1
+def e_EnabledLaneList(v: Any) -> int:
+    a: int = 1
     k313 = len(v)
     a = a << 4 | (k313 - 1)
     for w313 in v:
         a = a << 8 | w313
     return a
 
-def d_EnabledLaneList(x, q):
+def d_EnabledLaneList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
     k314 = ((x >> q) & 15) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k314):
         q -= 8
         w314 = (x >> q) & 255
@@ -1307,8 +1311,8 @@ def d_EnabledLaneList(x, q):
     return r, q
 
 
-def e_MovementList(v):
-    a = 1
+def e_MovementList(v: Any) -> int:
+    a: int = 1
     k315 = len(v)
     a = a << 8 | (k315 - 1)
     for w315 in v:
@@ -1328,7 +1332,7 @@ def e_MovementList(v):
         for w323 in v321:
             v324 = w323
             a325 = 1
-            a325 = a325 << 8 | (('timing' in v324) << 2 | ('speeds' in v324) << 1 | ('regional' in v324)) << 4 | (_E_MovementPhaseState_29[v324['eventState']])
+            a325 = a325 << 8 | (('timing' in v324) << 2 | ('speeds' in v324) << 1 | ('regional' in v324)) << 4 | (_E_MovementPhaseState_30[v324['eventState']])
             if 'timing' in v324:
                 s_ = e_TimeChangeDetails(v324['timing'])
                 a325 = ((a325 - 1) << (s_.bit_length() - 1)) + s_
@@ -1374,12 +1378,12 @@ def e_MovementList(v):
         a = ((a - 1) << (a317.bit_length() - 1)) + a317
     return a
 
-def d_MovementList(x, q):
+def d_MovementList(x: int, q: int) -> tuple[Any, int]:
     q -= 8
     k336 = ((x >> q) & 255) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k336):
-        r337 = {}
+        r337: dict[str, Any] = {}
         q -= 4
         h338 = (x >> q) & 15
         if h338 & 4:
@@ -1391,13 +1395,13 @@ def d_MovementList(x, q):
         t_ = (x >> q) & 4095
         r337['signalGroup'] = (t_ >> 4) & 255
         k341 = (t_ & 15) + 1
-        r340 = []
+        r340: list[Any] = []
         for _ in range(k341):
-            r342 = {}
+            r342: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
             h343 = (t_ >> 4) & 15
-            r342['eventState'] = _D_MovementPhaseState_30[t_ & 15]
+            r342['eventState'] = _D_MovementPhaseState_31[t_ & 15]
             if h343 & 4:
                 r342['timing'], q = d_TimeChangeDetails(x, q)
             if h343 & 2:
@@ -1412,9 +1416,9 @@ def d_MovementList(x, q):
         if h338 & 2:
             q -= 4
             k345 = ((x >> q) & 15) + 1
-            r344 = []
+            r344: list[Any] = []
             for _ in range(k345):
-                r346 = {}
+                r346: dict[str, Any] = {}
                 q -= 14
                 t_ = (x >> q) & 16383
                 h347 = (t_ >> 8) & 63
@@ -1441,7 +1445,7 @@ def d_MovementList(x, q):
         if h338 & 1:
             q -= 2
             k349 = ((x >> q) & 3) + 1
-            r348 = []
+            r348: list[Any] = []
             for _ in range(k349):
                 w349, q = d_MovementState_regional_item(x, q)
                 r348.append(w349)
@@ -1453,8 +1457,8 @@ def d_MovementList(x, q):
     return r, q
 
 
-def e_ManeuverAssistList(v):
-    a = 1
+def e_ManeuverAssistList(v: Any) -> int:
+    a: int = 1
     k350 = len(v)
     a = a << 4 | (k350 - 1)
     for w350 in v:
@@ -1481,12 +1485,12 @@ def e_ManeuverAssistList(v):
         a = ((a - 1) << (a352.bit_length() - 1)) + a352
     return a
 
-def d_ManeuverAssistList(x, q):
+def d_ManeuverAssistList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
     k357 = ((x >> q) & 15) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k357):
-        r358 = {}
+        r358: dict[str, Any] = {}
         q -= 14
         t_ = (x >> q) & 16383
         h359 = (t_ >> 8) & 63
@@ -1506,7 +1510,7 @@ def d_ManeuverAssistList(x, q):
         if h359 & 1:
             q -= 2
             k361 = ((x >> q) & 3) + 1
-            r360 = []
+            r360: list[Any] = []
             for _ in range(k361):
                 w361, q = d_ConnectionManeuverAssist_regional_item(x, q)
                 r360.append(w361)
@@ -1518,8 +1522,8 @@ def d_ManeuverAssistList(x, q):
     return r, q
 
 
-def e_IntersectionState_regional(v):
-    a = 1
+def e_IntersectionState_regional(v: Any) -> int:
+    a: int = 1
     k362 = len(v)
     a = a << 2 | (k362 - 1)
     for w362 in v:
@@ -1527,18 +1531,18 @@ def e_IntersectionState_regional(v):
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
-def d_IntersectionState_regional(x, q):
+def d_IntersectionState_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
     k363 = ((x >> q) & 3) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k363):
         w363, q = d_IntersectionState_regional_item(x, q)
         r.append(w363)
     return r, q
 
 
-def e_SPAT_regional_item(v):
-    a = 1
+def e_SPAT_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -1546,7 +1550,8 @@ def e_SPAT_regional_item(v):
     r = v['regionId']
     raise KeyError(r)
 
-def d_SPAT_regional_item(x, q):
+def d_SPAT_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -1557,8 +1562,8 @@ def d_SPAT_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_Position3D(v):
-    a = 1
+def e_Position3D(v: Any) -> int:
+    a: int = 1
     a = a << 66 | (('elevation' in v) << 1 | ('regional' in v)) << 63 | ((v['lat'] + 900000000)) << 32 | ((v['long'] + 1800000000))
     if 'elevation' in v:
         a = a << 16 | (v['elevation'] + 4096)
@@ -1573,8 +1578,8 @@ def e_Position3D(v):
         a = ((a - 1) << (a366.bit_length() - 1)) + a366
     return a
 
-def d_Position3D(x, q):
-    r = {}
+def d_Position3D(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 66
     t_ = (x >> q) & 73786976294838206463
     h368 = (t_ >> 63) & 7
@@ -1586,7 +1591,7 @@ def d_Position3D(x, q):
     if h368 & 1:
         q -= 2
         k370 = ((x >> q) & 3) + 1
-        r369 = []
+        r369: list[Any] = []
         for _ in range(k370):
             w370, q = d_Position3D_regional_item(x, q)
             r369.append(w370)
@@ -1596,15 +1601,15 @@ def d_Position3D(x, q):
     return r, q
 
 
-def e_SpeedLimitList(v):
-    a = 1
+def e_SpeedLimitList(v: Any) -> int:
+    a: int = 1
     k371 = len(v)
     a = a << 4 | (k371 - 1)
     for w371 in v:
         v372 = w371
         a373 = 1
         w375 = v372['type']
-        i376 = _E_SpeedLimitType_31.get(w375)
+        i376 = _E_SpeedLimitType_32.get(w375)
         if i376 is not None:
             a373 = a373 << 5 | i376
         else:
@@ -1613,19 +1618,19 @@ def e_SpeedLimitList(v):
         a = ((a - 1) << (a373.bit_length() - 1)) + a373
     return a
 
-def d_SpeedLimitList(x, q):
+def d_SpeedLimitList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
     k377 = ((x >> q) & 15) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k377):
-        r378 = {}
+        r378: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
             i380, q = _rt.read_nsnn(x, q)
-            r378['type'] = _X_LayerType_1.get(i380)
+            r378['type'] = _DX_LayerType_3.get(i380)
         else:
             q -= 4
-            r378['type'] = _D_SpeedLimitType_32[(x >> q) & 15]
+            r378['type'] = _D_SpeedLimitType_33[(x >> q) & 15]
         q -= 13
         r378['speed'] = (x >> q) & 8191
         w377 = r378
@@ -1633,8 +1638,8 @@ def d_SpeedLimitList(x, q):
     return r, q
 
 
-def e_LaneList(v):
-    a = 1
+def e_LaneList(v: Any) -> int:
+    a: int = 1
     k381 = len(v)
     a = a << 8 | (k381 - 1)
     for w381 in v:
@@ -1710,12 +1715,12 @@ def e_LaneList(v):
         a = ((a - 1) << (a383.bit_length() - 1)) + a383
     return a
 
-def d_LaneList(x, q):
+def d_LaneList(x: int, q: int) -> tuple[Any, int]:
     q -= 8
     k408 = ((x >> q) & 255) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k408):
-        r409 = {}
+        r409: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
         h410 = (t_ >> 8) & 255
@@ -1731,7 +1736,7 @@ def d_LaneList(x, q):
         if h410 & 16:
             q -= 4
             r409['egressApproach'] = (x >> q) & 15
-        r412 = {}
+        r412: dict[str, Any] = {}
         q -= 13
         t_ = (x >> q) & 8191
         h413 = (t_ >> 12) & 1
@@ -1748,9 +1753,9 @@ def d_LaneList(x, q):
         if h410 & 4:
             q -= 4
             k418 = ((x >> q) & 15) + 1
-            r417 = []
+            r417: list[Any] = []
             for _ in range(k418):
-                r419 = {}
+                r419: dict[str, Any] = {}
                 q -= 4
                 h420 = (x >> q) & 15
                 r419['connectingLane'], q = d_ConnectingLane(x, q)
@@ -1771,7 +1776,7 @@ def d_LaneList(x, q):
         if h410 & 2:
             q -= 3
             k422 = ((x >> q) & 7) + 1
-            r421 = []
+            r421: list[Any] = []
             for _ in range(k422):
                 q -= 8
                 w422 = (x >> q) & 255
@@ -1780,7 +1785,7 @@ def d_LaneList(x, q):
         if h410 & 1:
             q -= 2
             k424 = ((x >> q) & 3) + 1
-            r423 = []
+            r423: list[Any] = []
             for _ in range(k424):
                 w424, q = d_GenericLane_regional_item(x, q)
                 r423.append(w424)
@@ -1792,8 +1797,8 @@ def d_LaneList(x, q):
     return r, q
 
 
-def e_PreemptPriorityList(v):
-    a = 1
+def e_PreemptPriorityList(v: Any) -> int:
+    a: int = 1
     k425 = len(v)
     a = a << 5 | (k425 - 1)
     for w425 in v:
@@ -1805,12 +1810,12 @@ def e_PreemptPriorityList(v):
         a = ((a - 1) << (a427.bit_length() - 1)) + a427
     return a
 
-def d_PreemptPriorityList(x, q):
+def d_PreemptPriorityList(x: int, q: int) -> tuple[Any, int]:
     q -= 5
     k429 = ((x >> q) & 31) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k429):
-        r430 = {}
+        r430: dict[str, Any] = {}
         q -= 1
         h431 = (x >> q) & 1
         r430['zone'], q = d_SignalControlZone_zone(x, q)
@@ -1821,8 +1826,8 @@ def d_PreemptPriorityList(x, q):
     return r, q
 
 
-def e_IntersectionGeometry_regional(v):
-    a = 1
+def e_IntersectionGeometry_regional(v: Any) -> int:
+    a: int = 1
     k432 = len(v)
     a = a << 2 | (k432 - 1)
     for w432 in v:
@@ -1830,26 +1835,26 @@ def e_IntersectionGeometry_regional(v):
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
-def d_IntersectionGeometry_regional(x, q):
+def d_IntersectionGeometry_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
     k433 = ((x >> q) & 3) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k433):
         w433, q = d_IntersectionGeometry_regional_item(x, q)
         r.append(w433)
     return r, q
 
 
-def e_RoadSegmentReferenceID(v):
-    a = 1
+def e_RoadSegmentReferenceID(v: Any) -> int:
+    a: int = 1
     a = a << 1 | ('region' in v)
     if 'region' in v:
         a = a << 16 | v['region']
     a = a << 16 | v['id']
     return a
 
-def d_RoadSegmentReferenceID(x, q):
-    r = {}
+def d_RoadSegmentReferenceID(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 1
     h435 = (x >> q) & 1
     if h435 & 1:
@@ -1860,8 +1865,8 @@ def d_RoadSegmentReferenceID(x, q):
     return r, q
 
 
-def e_RoadLaneSetList(v):
-    a = 1
+def e_RoadLaneSetList(v: Any) -> int:
+    a: int = 1
     k436 = len(v)
     a = a << 8 | (k436 - 1)
     for w436 in v:
@@ -1937,12 +1942,12 @@ def e_RoadLaneSetList(v):
         a = ((a - 1) << (a438.bit_length() - 1)) + a438
     return a
 
-def d_RoadLaneSetList(x, q):
+def d_RoadLaneSetList(x: int, q: int) -> tuple[Any, int]:
     q -= 8
     k463 = ((x >> q) & 255) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k463):
-        r464 = {}
+        r464: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
         h465 = (t_ >> 8) & 255
@@ -1958,7 +1963,7 @@ def d_RoadLaneSetList(x, q):
         if h465 & 16:
             q -= 4
             r464['egressApproach'] = (x >> q) & 15
-        r467 = {}
+        r467: dict[str, Any] = {}
         q -= 13
         t_ = (x >> q) & 8191
         h468 = (t_ >> 12) & 1
@@ -1975,9 +1980,9 @@ def d_RoadLaneSetList(x, q):
         if h465 & 4:
             q -= 4
             k473 = ((x >> q) & 15) + 1
-            r472 = []
+            r472: list[Any] = []
             for _ in range(k473):
-                r474 = {}
+                r474: dict[str, Any] = {}
                 q -= 4
                 h475 = (x >> q) & 15
                 r474['connectingLane'], q = d_ConnectingLane(x, q)
@@ -1998,7 +2003,7 @@ def d_RoadLaneSetList(x, q):
         if h465 & 2:
             q -= 3
             k477 = ((x >> q) & 7) + 1
-            r476 = []
+            r476: list[Any] = []
             for _ in range(k477):
                 q -= 8
                 w477 = (x >> q) & 255
@@ -2007,7 +2012,7 @@ def d_RoadLaneSetList(x, q):
         if h465 & 1:
             q -= 2
             k479 = ((x >> q) & 3) + 1
-            r478 = []
+            r478: list[Any] = []
             for _ in range(k479):
                 w479, q = d_GenericLane_regional_item(x, q)
                 r478.append(w479)
@@ -2019,8 +2024,8 @@ def d_RoadLaneSetList(x, q):
     return r, q
 
 
-def e_RoadSegment_regional(v):
-    a = 1
+def e_RoadSegment_regional(v: Any) -> int:
+    a: int = 1
     k480 = len(v)
     a = a << 2 | (k480 - 1)
     for w480 in v:
@@ -2028,18 +2033,18 @@ def e_RoadSegment_regional(v):
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
-def d_RoadSegment_regional(x, q):
+def d_RoadSegment_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
     k481 = ((x >> q) & 3) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k481):
         w481, q = d_RoadSegment_regional_item(x, q)
         r.append(w481)
     return r, q
 
 
-def e_RestrictionUserTypeList(v):
-    a = 1
+def e_RestrictionUserTypeList(v: Any) -> int:
+    a: int = 1
     k482 = len(v)
     a = a << 4 | (k482 - 1)
     for w482 in v:
@@ -2047,18 +2052,18 @@ def e_RestrictionUserTypeList(v):
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
-def d_RestrictionUserTypeList(x, q):
+def d_RestrictionUserTypeList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
     k483 = ((x >> q) & 15) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k483):
         w483, q = d_RestrictionUserType(x, q)
         r.append(w483)
     return r, q
 
 
-def e_MapData_regional_item(v):
-    a = 1
+def e_MapData_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -2068,7 +2073,8 @@ def e_MapData_regional_item(v):
         return _rt.open_type(a, e_MapData_addGrpC(w))
     raise KeyError(r)
 
-def d_MapData_regional_item(x, q):
+def d_MapData_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -2081,13 +2087,13 @@ def d_MapData_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_ActionID(v):
-    a = 1
+def e_ActionID(v: Any) -> int:
+    a: int = 1
     a = a << 48 | (v['originatingStationID']) << 16 | (v['sequenceNumber'])
     return a
 
-def d_ActionID(x, q):
-    r = {}
+def d_ActionID(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
     r['originatingStationID'] = (t_ >> 16) & 4294967295
@@ -2095,8 +2101,8 @@ def d_ActionID(x, q):
     return r, q
 
 
-def e_IviContainer(v):
-    a = 1
+def e_IviContainer(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'glc':
         a <<= 4
@@ -2137,7 +2143,9 @@ def e_IviContainer(v):
         raise KeyError(k)
     return a
 
-def d_IviContainer(x, q):
+def d_IviContainer(x: int, q: int) -> tuple[Any, int]:
+    w: Any
+    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
@@ -2175,8 +2183,8 @@ def d_IviContainer(x, q):
     raise _rt.Malformed('IviContainer: choice index ' + str(i))
 
 
-def e_SignalRequest(v):
-    a = 1
+def e_SignalRequest(v: Any) -> int:
+    a: int = 1
     a = a << 3 | ('outBoundLane' in v) << 1 | ('regional' in v)
     v487 = v['id']
     a488 = 1
@@ -2187,7 +2195,7 @@ def e_SignalRequest(v):
     a = ((a - 1) << (a488.bit_length() - 1)) + a488
     a = a << 8 | v['requestID']
     w490 = v['requestType']
-    i491 = _E_PriorityRequestType_33.get(w490)
+    i491 = _E_PriorityRequestType_34.get(w490)
     if i491 is not None:
         a = a << 3 | i491
     else:
@@ -2208,11 +2216,11 @@ def e_SignalRequest(v):
         a = ((a - 1) << (a493.bit_length() - 1)) + a493
     return a
 
-def d_SignalRequest(x, q):
-    r = {}
+def d_SignalRequest(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 3
     h495 = (x >> q) & 7
-    r496 = {}
+    r496: dict[str, Any] = {}
     q -= 1
     h497 = (x >> q) & 1
     if h497 & 1:
@@ -2226,17 +2234,17 @@ def d_SignalRequest(x, q):
     q -= 1
     if (x >> q) & 1:
         i498, q = _rt.read_nsnn(x, q)
-        r['requestType'] = _X_LayerType_1.get(i498)
+        r['requestType'] = _DX_LayerType_3.get(i498)
     else:
         q -= 2
-        r['requestType'] = _D_PriorityRequestType_34[(x >> q) & 3]
+        r['requestType'] = _D_PriorityRequestType_35[(x >> q) & 3]
     r['inBoundLane'], q = d_IntersectionAccessPoint(x, q)
     if h495 & 2:
         r['outBoundLane'], q = d_IntersectionAccessPoint(x, q)
     if h495 & 1:
         q -= 2
         k500 = ((x >> q) & 3) + 1
-        r499 = []
+        r499: list[Any] = []
         for _ in range(k500):
             w500, q = d_SignalRequest_regional_item(x, q)
             r499.append(w500)
@@ -2246,8 +2254,8 @@ def d_SignalRequest(x, q):
     return r, q
 
 
-def e_SignalRequestPackage_regional(v):
-    a = 1
+def e_SignalRequestPackage_regional(v: Any) -> int:
+    a: int = 1
     k501 = len(v)
     a = a << 2 | (k501 - 1)
     for w501 in v:
@@ -2255,18 +2263,18 @@ def e_SignalRequestPackage_regional(v):
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
-def d_SignalRequestPackage_regional(x, q):
+def d_SignalRequestPackage_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
     k502 = ((x >> q) & 3) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k502):
         w502, q = d_SignalRequestPackage_regional_item(x, q)
         r.append(w502)
     return r, q
 
 
-def e_VehicleID(v):
-    a = 1
+def e_VehicleID(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'entityID':
         a <<= 1
@@ -2278,7 +2286,8 @@ def e_VehicleID(v):
         raise KeyError(k)
     return a
 
-def d_VehicleID(x, q):
+def d_VehicleID(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 1
     i = (x >> q) & 1
     if i == 0:
@@ -2293,8 +2302,8 @@ def d_VehicleID(x, q):
     raise _rt.Malformed('VehicleID: choice index ' + str(i))
 
 
-def e_RequestorType_regional(v):
-    a = 1
+def e_RequestorType_regional(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -2302,7 +2311,8 @@ def e_RequestorType_regional(v):
     r = v['regionId']
     raise KeyError(r)
 
-def d_RequestorType_regional(x, q):
+def d_RequestorType_regional(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -2313,22 +2323,22 @@ def d_RequestorType_regional(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_TransmissionAndSpeed(v):
-    a = 1
-    a = a << 16 | (_E_TransmissionState_14[v['transmisson']]) << 13 | (v['speed'])
+def e_TransmissionAndSpeed(v: Any) -> int:
+    a: int = 1
+    a = a << 16 | (_E_TransmissionState_15[v['transmisson']]) << 13 | (v['speed'])
     return a
 
-def d_TransmissionAndSpeed(x, q):
-    r = {}
+def d_TransmissionAndSpeed(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 16
     t_ = (x >> q) & 65535
-    r['transmisson'] = _D_TransmissionState_22[(t_ >> 13) & 7]
+    r['transmisson'] = _D_TransmissionState_23[(t_ >> 13) & 7]
     r['speed'] = t_ & 8191
     return r, q
 
 
-def e_RequestorDescription_regional_item(v):
-    a = 1
+def e_RequestorDescription_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -2338,7 +2348,8 @@ def e_RequestorDescription_regional_item(v):
         return _rt.open_type(a, e_RequestorDescription_addGrpC(w))
     raise KeyError(r)
 
-def d_RequestorDescription_regional_item(x, q):
+def d_RequestorDescription_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -2351,8 +2362,8 @@ def d_RequestorDescription_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_SignalRequestMessage_regional_item(v):
-    a = 1
+def e_SignalRequestMessage_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -2360,7 +2371,8 @@ def e_SignalRequestMessage_regional_item(v):
     r = v['regionId']
     raise KeyError(r)
 
-def d_SignalRequestMessage_regional_item(x, q):
+def d_SignalRequestMessage_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -2371,8 +2383,8 @@ def d_SignalRequestMessage_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_SignalStatusPackageList(v):
-    a = 1
+def e_SignalStatusPackageList(v: Any) -> int:
+    a: int = 1
     k507 = len(v)
     a = a << 5 | (k507 - 1)
     for w507 in v:
@@ -2388,7 +2400,7 @@ def e_SignalStatusPackageList(v):
             a512 = a512 << 15 | (v511['request']) << 7 | (v511['sequenceNumber'])
             if 'role' in v511:
                 w514 = v511['role']
-                i515 = _E_BasicVehicleRole_3.get(w514)
+                i515 = _E_BasicVehicleRole_4.get(w514)
                 if i515 is not None:
                     a512 = a512 << 6 | i515
                 else:
@@ -2398,20 +2410,20 @@ def e_SignalStatusPackageList(v):
                 a517 = 1
                 a517 = a517 << 6 | ('subrole' in v516) << 4 | ('request' in v516) << 3 | ('iso3883' in v516) << 2 | ('hpmsType' in v516) << 1 | ('regional' in v516)
                 w519 = v516['role']
-                i520 = _E_BasicVehicleRole_3.get(w519)
+                i520 = _E_BasicVehicleRole_4.get(w519)
                 if i520 is not None:
                     a517 = a517 << 6 | i520
                 else:
                     a517 = _rt.nsnn(a517 << 1 | 1, _X_LayerType_1[w519])
                 if 'subrole' in v516:
-                    a517 = a517 << 4 | _E_RequestSubRole_4[v516['subrole']]
+                    a517 = a517 << 4 | _E_RequestSubRole_5[v516['subrole']]
                 if 'request' in v516:
-                    a517 = a517 << 4 | _E_RequestImportanceLevel_5[v516['request']]
+                    a517 = a517 << 4 | _E_RequestImportanceLevel_6[v516['request']]
                 if 'iso3883' in v516:
                     a517 = a517 << 8 | v516['iso3883']
                 if 'hpmsType' in v516:
                     w521 = v516['hpmsType']
-                    i522 = _E_VehicleType_6.get(w521)
+                    i522 = _E_VehicleType_7.get(w521)
                     if i522 is not None:
                         a517 = a517 << 5 | i522
                     else:
@@ -2433,7 +2445,7 @@ def e_SignalStatusPackageList(v):
         if 'duration' in v508:
             a509 = a509 << 16 | v508['duration']
         w523 = v508['status']
-        i524 = _E_PrioritizationResponseStatus_35.get(w523)
+        i524 = _E_PrioritizationResponseStatus_36.get(w523)
         if i524 is not None:
             a509 = a509 << 4 | i524
         else:
@@ -2450,16 +2462,16 @@ def e_SignalStatusPackageList(v):
         a = ((a - 1) << (a509.bit_length() - 1)) + a509
     return a
 
-def d_SignalStatusPackageList(x, q):
+def d_SignalStatusPackageList(x: int, q: int) -> tuple[Any, int]:
     q -= 5
     k528 = ((x >> q) & 31) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k528):
-        r529 = {}
+        r529: dict[str, Any] = {}
         q -= 7
         h530 = (x >> q) & 127
         if h530 & 32:
-            r531 = {}
+            r531: dict[str, Any] = {}
             q -= 3
             h532 = (x >> q) & 7
             r531['id'], q = d_VehicleID(x, q)
@@ -2471,27 +2483,27 @@ def d_SignalStatusPackageList(x, q):
                 q -= 1
                 if (x >> q) & 1:
                     i533, q = _rt.read_nsnn(x, q)
-                    r531['role'] = _X_LayerType_1.get(i533)
+                    r531['role'] = _DX_LayerType_3.get(i533)
                 else:
                     q -= 5
-                    r531['role'] = _D_BasicVehicleRole_8[(x >> q) & 31]
+                    r531['role'] = _D_BasicVehicleRole_9[(x >> q) & 31]
             if h532 & 1:
-                r534 = {}
+                r534: dict[str, Any] = {}
                 q -= 6
                 h535 = (x >> q) & 63
                 q -= 1
                 if (x >> q) & 1:
                     i536, q = _rt.read_nsnn(x, q)
-                    r534['role'] = _X_LayerType_1.get(i536)
+                    r534['role'] = _DX_LayerType_3.get(i536)
                 else:
                     q -= 5
-                    r534['role'] = _D_BasicVehicleRole_8[(x >> q) & 31]
+                    r534['role'] = _D_BasicVehicleRole_9[(x >> q) & 31]
                 if h535 & 16:
                     q -= 4
-                    r534['subrole'] = _D_RequestSubRole_9[(x >> q) & 15]
+                    r534['subrole'] = _D_RequestSubRole_10[(x >> q) & 15]
                 if h535 & 8:
                     q -= 4
-                    r534['request'] = _D_RequestImportanceLevel_10[(x >> q) & 15]
+                    r534['request'] = _D_RequestImportanceLevel_11[(x >> q) & 15]
                 if h535 & 4:
                     q -= 8
                     r534['iso3883'] = (x >> q) & 255
@@ -2499,10 +2511,10 @@ def d_SignalStatusPackageList(x, q):
                     q -= 1
                     if (x >> q) & 1:
                         i537, q = _rt.read_nsnn(x, q)
-                        r534['hpmsType'] = _X_LayerType_1.get(i537)
+                        r534['hpmsType'] = _DX_LayerType_3.get(i537)
                     else:
                         q -= 4
-                        r534['hpmsType'] = _D_VehicleType_11[(x >> q) & 15]
+                        r534['hpmsType'] = _D_VehicleType_12[(x >> q) & 15]
                 if h535 & 1:
                     r534['regional'], q = d_RequestorType_regional(x, q)
                 if h535 >> 5:
@@ -2526,14 +2538,14 @@ def d_SignalStatusPackageList(x, q):
         q -= 1
         if (x >> q) & 1:
             i538, q = _rt.read_nsnn(x, q)
-            r529['status'] = _X_LayerType_1.get(i538)
+            r529['status'] = _DX_LayerType_3.get(i538)
         else:
             q -= 3
-            r529['status'] = _D_PrioritizationResponseStatus_36[(x >> q) & 7]
+            r529['status'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
         if h530 & 1:
             q -= 2
             k540 = ((x >> q) & 3) + 1
-            r539 = []
+            r539: list[Any] = []
             for _ in range(k540):
                 w540, q = d_SignalStatusPackage_regional_item(x, q)
                 r539.append(w540)
@@ -2545,8 +2557,8 @@ def d_SignalStatusPackageList(x, q):
     return r, q
 
 
-def e_SignalStatus_regional(v):
-    a = 1
+def e_SignalStatus_regional(v: Any) -> int:
+    a: int = 1
     k541 = len(v)
     a = a << 2 | (k541 - 1)
     for w541 in v:
@@ -2554,18 +2566,18 @@ def e_SignalStatus_regional(v):
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
-def d_SignalStatus_regional(x, q):
+def d_SignalStatus_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
     k542 = ((x >> q) & 3) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k542):
         w542, q = d_SignalStatus_regional_item(x, q)
         r.append(w542)
     return r, q
 
 
-def e_SignalStatusMessage_regional_item(v):
-    a = 1
+def e_SignalStatusMessage_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -2573,7 +2585,8 @@ def e_SignalStatusMessage_regional_item(v):
     r = v['regionId']
     raise KeyError(r)
 
-def d_SignalStatusMessage_regional_item(x, q):
+def d_SignalStatusMessage_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -2584,8 +2597,8 @@ def d_SignalStatusMessage_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_RTCMcorrections_regional_item(v):
-    a = 1
+def e_RTCMcorrections_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -2593,7 +2606,8 @@ def e_RTCMcorrections_regional_item(v):
     r = v['regionId']
     raise KeyError(r)
 
-def d_RTCMcorrections_regional_item(x, q):
+def d_RTCMcorrections_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -2604,8 +2618,8 @@ def d_RTCMcorrections_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_TimeChangeDetails(v):
-    a = 1
+def e_TimeChangeDetails(v: Any) -> int:
+    a: int = 1
     a = a << 5 | ('startTime' in v) << 4 | ('maxEndTime' in v) << 3 | ('likelyTime' in v) << 2 | ('confidence' in v) << 1 | ('nextTime' in v)
     if 'startTime' in v:
         a = a << 16 | v['startTime']
@@ -2620,8 +2634,8 @@ def e_TimeChangeDetails(v):
         a = a << 16 | v['nextTime']
     return a
 
-def d_TimeChangeDetails(x, q):
-    r = {}
+def d_TimeChangeDetails(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 5
     h544 = (x >> q) & 31
     if h544 & 16:
@@ -2644,8 +2658,8 @@ def d_TimeChangeDetails(x, q):
     return r, q
 
 
-def e_AdvisorySpeedList(v):
-    a = 1
+def e_AdvisorySpeedList(v: Any) -> int:
+    a: int = 1
     k545 = len(v)
     a = a << 4 | (k545 - 1)
     for w545 in v:
@@ -2653,7 +2667,7 @@ def e_AdvisorySpeedList(v):
         a547 = 1
         a547 = a547 << 6 | ('speed' in v546) << 4 | ('confidence' in v546) << 3 | ('distance' in v546) << 2 | ('class' in v546) << 1 | ('regional' in v546)
         w549 = v546['type']
-        i550 = _E_AdvisorySpeedType_37.get(w549)
+        i550 = _E_AdvisorySpeedType_38.get(w549)
         if i550 is not None:
             a547 = a547 << 3 | i550
         else:
@@ -2661,7 +2675,7 @@ def e_AdvisorySpeedList(v):
         if 'speed' in v546:
             a547 = a547 << 9 | v546['speed']
         if 'confidence' in v546:
-            a547 = a547 << 3 | _E_SpeedConfidence_19[v546['confidence']]
+            a547 = a547 << 3 | _E_SpeedConfidence_20[v546['confidence']]
         if 'distance' in v546:
             a547 = a547 << 14 | v546['distance']
         if 'class' in v546:
@@ -2678,27 +2692,27 @@ def e_AdvisorySpeedList(v):
         a = ((a - 1) << (a547.bit_length() - 1)) + a547
     return a
 
-def d_AdvisorySpeedList(x, q):
+def d_AdvisorySpeedList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
     k554 = ((x >> q) & 15) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k554):
-        r555 = {}
+        r555: dict[str, Any] = {}
         q -= 6
         h556 = (x >> q) & 63
         q -= 1
         if (x >> q) & 1:
             i557, q = _rt.read_nsnn(x, q)
-            r555['type'] = _X_LayerType_1.get(i557)
+            r555['type'] = _DX_LayerType_3.get(i557)
         else:
             q -= 2
-            r555['type'] = _D_AdvisorySpeedType_38[(x >> q) & 3]
+            r555['type'] = _D_AdvisorySpeedType_39[(x >> q) & 3]
         if h556 & 16:
             q -= 9
             r555['speed'] = (x >> q) & 511
         if h556 & 8:
             q -= 3
-            r555['confidence'] = _D_SpeedConfidence_27[(x >> q) & 7]
+            r555['confidence'] = _D_SpeedConfidence_28[(x >> q) & 7]
         if h556 & 4:
             q -= 14
             r555['distance'] = (x >> q) & 16383
@@ -2708,7 +2722,7 @@ def d_AdvisorySpeedList(x, q):
         if h556 & 1:
             q -= 2
             k559 = ((x >> q) & 3) + 1
-            r558 = []
+            r558: list[Any] = []
             for _ in range(k559):
                 w559, q = d_AdvisorySpeed_regional_item(x, q)
                 r558.append(w559)
@@ -2720,8 +2734,8 @@ def d_AdvisorySpeedList(x, q):
     return r, q
 
 
-def e_MovementEvent_regional(v):
-    a = 1
+def e_MovementEvent_regional(v: Any) -> int:
+    a: int = 1
     k560 = len(v)
     a = a << 2 | (k560 - 1)
     for w560 in v:
@@ -2729,18 +2743,18 @@ def e_MovementEvent_regional(v):
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
-def d_MovementEvent_regional(x, q):
+def d_MovementEvent_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
     k561 = ((x >> q) & 3) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k561):
         w561, q = d_MovementEvent_regional_item(x, q)
         r.append(w561)
     return r, q
 
 
-def e_ConnectionManeuverAssist_regional(v):
-    a = 1
+def e_ConnectionManeuverAssist_regional(v: Any) -> int:
+    a: int = 1
     k562 = len(v)
     a = a << 2 | (k562 - 1)
     for w562 in v:
@@ -2748,18 +2762,18 @@ def e_ConnectionManeuverAssist_regional(v):
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
-def d_ConnectionManeuverAssist_regional(x, q):
+def d_ConnectionManeuverAssist_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
     k563 = ((x >> q) & 3) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k563):
         w563, q = d_ConnectionManeuverAssist_regional_item(x, q)
         r.append(w563)
     return r, q
 
 
-def e_MovementState_regional_item(v):
-    a = 1
+def e_MovementState_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -2767,7 +2781,8 @@ def e_MovementState_regional_item(v):
     r = v['regionId']
     raise KeyError(r)
 
-def d_MovementState_regional_item(x, q):
+def d_MovementState_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -2778,8 +2793,8 @@ def d_MovementState_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_ConnectionManeuverAssist_regional_item(v):
-    a = 1
+def e_ConnectionManeuverAssist_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -2789,7 +2804,8 @@ def e_ConnectionManeuverAssist_regional_item(v):
         return _rt.open_type(a, e_ConnectionManeuverAssist_addGrpC(w))
     raise KeyError(r)
 
-def d_ConnectionManeuverAssist_regional_item(x, q):
+def d_ConnectionManeuverAssist_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -2802,8 +2818,8 @@ def d_ConnectionManeuverAssist_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_IntersectionState_regional_item(v):
-    a = 1
+def e_IntersectionState_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -2813,7 +2829,8 @@ def e_IntersectionState_regional_item(v):
         return _rt.open_type(a, e_IntersectionState_addGrpC(w))
     raise KeyError(r)
 
-def d_IntersectionState_regional_item(x, q):
+def d_IntersectionState_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -2826,8 +2843,8 @@ def d_IntersectionState_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_Position3D_regional_item(v):
-    a = 1
+def e_Position3D_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -2837,7 +2854,8 @@ def e_Position3D_regional_item(v):
         return _rt.open_type(a, e_Position3D_addGrpC(w))
     raise KeyError(r)
 
-def d_Position3D_regional_item(x, q):
+def d_Position3D_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -2850,8 +2868,8 @@ def d_Position3D_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_LaneTypeAttributes(v):
-    a = 1
+def e_LaneTypeAttributes(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'vehicle':
         a <<= 4
@@ -2893,7 +2911,9 @@ def e_LaneTypeAttributes(v):
         raise KeyError(k)
     return a
 
-def d_LaneTypeAttributes(x, q):
+def d_LaneTypeAttributes(x: int, q: int) -> tuple[Any, int]:
+    w: Any
+    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
@@ -2942,8 +2962,8 @@ def d_LaneTypeAttributes(x, q):
     raise _rt.Malformed('LaneTypeAttributes: choice index ' + str(i))
 
 
-def e_LaneAttributes_regional(v):
-    a = 1
+def e_LaneAttributes_regional(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -2953,7 +2973,8 @@ def e_LaneAttributes_regional(v):
         return _rt.open_type(a, e_LaneAttributes_addGrpC(w))
     raise KeyError(r)
 
-def d_LaneAttributes_regional(x, q):
+def d_LaneAttributes_regional(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -2966,8 +2987,8 @@ def d_LaneAttributes_regional(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_NodeListXY(v):
-    a = 1
+def e_NodeListXY(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'nodes':
         a <<= 2
@@ -2981,7 +3002,9 @@ def e_NodeListXY(v):
         raise KeyError(k)
     return a
 
-def d_NodeListXY(x, q):
+def d_NodeListXY(x: int, q: int) -> tuple[Any, int]:
+    w: Any
+    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
@@ -3000,16 +3023,16 @@ def d_NodeListXY(x, q):
     raise _rt.Malformed('NodeListXY: choice index ' + str(i))
 
 
-def e_ConnectingLane(v):
-    a = 1
+def e_ConnectingLane(v: Any) -> int:
+    a: int = 1
     a = a << 9 | (('maneuver' in v)) << 8 | (v['lane'])
     if 'maneuver' in v:
         d589, k590 = v['maneuver']
         a = a << k590 | int.from_bytes(d589, 'big') >> (8 * len(d589) - k590)
     return a
 
-def d_ConnectingLane(x, q):
-    r = {}
+def d_ConnectingLane(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 9
     t_ = (x >> q) & 511
     h591 = (t_ >> 8) & 1
@@ -3020,8 +3043,8 @@ def d_ConnectingLane(x, q):
     return r, q
 
 
-def e_GenericLane_regional_item(v):
-    a = 1
+def e_GenericLane_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -3031,7 +3054,8 @@ def e_GenericLane_regional_item(v):
         return _rt.open_type(a, e_ConnectionTrajectory_addGrpC(w))
     raise KeyError(r)
 
-def d_GenericLane_regional_item(x, q):
+def d_GenericLane_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -3044,8 +3068,8 @@ def d_GenericLane_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_SignalControlZone_zone(v):
-    a = 1
+def e_SignalControlZone_zone(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -3053,7 +3077,8 @@ def e_SignalControlZone_zone(v):
     r = v['regionId']
     raise KeyError(r)
 
-def d_SignalControlZone_zone(x, q):
+def d_SignalControlZone_zone(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -3064,8 +3089,8 @@ def d_SignalControlZone_zone(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_IntersectionGeometry_regional_item(v):
-    a = 1
+def e_IntersectionGeometry_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -3073,7 +3098,8 @@ def e_IntersectionGeometry_regional_item(v):
     r = v['regionId']
     raise KeyError(r)
 
-def d_IntersectionGeometry_regional_item(x, q):
+def d_IntersectionGeometry_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -3084,8 +3110,8 @@ def d_IntersectionGeometry_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_RoadSegment_regional_item(v):
-    a = 1
+def e_RoadSegment_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -3093,7 +3119,8 @@ def e_RoadSegment_regional_item(v):
     r = v['regionId']
     raise KeyError(r)
 
-def d_RoadSegment_regional_item(x, q):
+def d_RoadSegment_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -3104,13 +3131,13 @@ def d_RoadSegment_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_RestrictionUserType(v):
-    a = 1
+def e_RestrictionUserType(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'basicType':
         a <<= 2
         w593 = w
-        i594 = _E_RestrictionAppliesTo_39.get(w593)
+        i594 = _E_RestrictionAppliesTo_40.get(w593)
         if i594 is not None:
             a = a << 5 | i594
         else:
@@ -3123,7 +3150,9 @@ def e_RestrictionUserType(v):
         raise KeyError(k)
     return a
 
-def d_RestrictionUserType(x, q):
+def d_RestrictionUserType(x: int, q: int) -> tuple[Any, int]:
+    w: Any
+    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
@@ -3137,10 +3166,10 @@ def d_RestrictionUserType(x, q):
         q -= 1
         if (x >> q) & 1:
             i595, q = _rt.read_nsnn(x, q)
-            w = _X_LayerType_1.get(i595)
+            w = _DX_LayerType_3.get(i595)
         else:
             q -= 4
-            w = _D_RestrictionAppliesTo_40[(x >> q) & 15]
+            w = _D_RestrictionAppliesTo_41[(x >> q) & 15]
         return ('basicType', w), q
     elif i == 1:
         w, q = d_RestrictionUserType_regional(x, q)
@@ -3148,8 +3177,8 @@ def d_RestrictionUserType(x, q):
     raise _rt.Malformed('RestrictionUserType: choice index ' + str(i))
 
 
-def e_MapData_addGrpC(v):
-    a = 1
+def e_MapData_addGrpC(v: Any) -> int:
+    a: int = 1
     a = a << 2 | ('signalHeadLocations' in v)
     if 'signalHeadLocations' in v:
         v597 = v['signalHeadLocations']
@@ -3167,16 +3196,16 @@ def e_MapData_addGrpC(v):
         a = ((a - 1) << (a598.bit_length() - 1)) + a598
     return a
 
-def d_MapData_addGrpC(x, q):
-    r = {}
+def d_MapData_addGrpC(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 2
     h603 = (x >> q) & 3
     if h603 & 1:
         q -= 6
         k605 = ((x >> q) & 63) + 1
-        r604 = []
+        r604: list[Any] = []
         for _ in range(k605):
-            r606 = {}
+            r606: dict[str, Any] = {}
             q -= 1
             h607 = (x >> q) & 1
             r606['nodeXY'], q = d_NodeOffsetPointXY(x, q)
@@ -3194,8 +3223,8 @@ def d_MapData_addGrpC(x, q):
     return r, q
 
 
-def e_GeographicLocationContainer(v):
-    a = 1
+def e_GeographicLocationContainer(v: Any) -> int:
+    a: int = 1
     a = a << 4 | ('referencePositionTime' in v) << 2 | ('referencePositionHeading' in v) << 1 | ('referencePositionSpeed' in v)
     v609 = v['referencePosition']
     a610 = 1
@@ -3206,7 +3235,7 @@ def e_GeographicLocationContainer(v):
     a610 = ((a610 - 1) << (a613.bit_length() - 1)) + a613
     v615 = v609['altitude']
     a616 = 1
-    a616 = a616 << 24 | ((v615['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_41[v615['altitudeConfidence']])
+    a616 = a616 << 24 | ((v615['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v615['altitudeConfidence']])
     a610 = ((a610 - 1) << (a616.bit_length() - 1)) + a616
     a = ((a - 1) << (a610.bit_length() - 1)) + a610
     if 'referencePositionTime' in v:
@@ -3251,41 +3280,41 @@ def e_GeographicLocationContainer(v):
     a = ((a - 1) << (a625.bit_length() - 1)) + a625
     return a
 
-def d_GeographicLocationContainer(x, q):
-    r = {}
+def d_GeographicLocationContainer(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 4
     h631 = (x >> q) & 15
-    r632 = {}
+    r632: dict[str, Any] = {}
     q -= 63
     t_ = (x >> q) & 9223372036854775807
     r632['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
     r632['longitude'] = (t_ & 4294967295) - 1800000000
-    r634 = {}
+    r634: dict[str, Any] = {}
     q -= 36
     t_ = (x >> q) & 68719476735
     r634['semiMajorConfidence'] = (t_ >> 24) & 4095
     r634['semiMinorConfidence'] = (t_ >> 12) & 4095
     r634['semiMajorOrientation'] = t_ & 4095
     r632['positionConfidenceEllipse'] = r634
-    r636 = {}
+    r636: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
     r636['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-    r636['altitudeConfidence'] = _D_AltitudeConfidence_42[t_ & 15]
+    r636['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
     r632['altitude'] = r636
     r['referencePosition'] = r632
     if h631 & 4:
         q -= 42
         r['referencePositionTime'] = (x >> q) & 4398046511103
     if h631 & 2:
-        r638 = {}
+        r638: dict[str, Any] = {}
         q -= 19
         t_ = (x >> q) & 524287
         r638['headingValue'] = (t_ >> 7) & 4095
         r638['headingConfidence'] = (t_ & 127) + 1
         r['referencePositionHeading'] = r638
     if h631 & 1:
-        r640 = {}
+        r640: dict[str, Any] = {}
         q -= 21
         t_ = (x >> q) & 2097151
         r640['speedValue'] = (t_ >> 7) & 16383
@@ -3297,9 +3326,9 @@ def d_GeographicLocationContainer(x, q):
     else:
         q -= 4
         k643 = ((x >> q) & 15) + 1
-    r642 = []
+    r642: list[Any] = []
     for _ in range(k643):
-        r644 = {}
+        r644: dict[str, Any] = {}
         q -= 5
         h645 = (x >> q) & 31
         q -= 1
@@ -3329,8 +3358,8 @@ def d_GeographicLocationContainer(x, q):
     return r, q
 
 
-def e_GeneralIviContainer(v):
-    a = 1
+def e_GeneralIviContainer(v: Any) -> int:
+    a: int = 1
     k646 = len(v)
     if 1 <= k646 <= 16:
         a <<= 1
@@ -3504,16 +3533,16 @@ def e_GeneralIviContainer(v):
         a = ((a - 1) << (a648.bit_length() - 1)) + a648
     return a
 
-def d_GeneralIviContainer(x, q):
+def d_GeneralIviContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
         k690, q = _rt.read_ld(x, q)
     else:
         q -= 4
         k690 = ((x >> q) & 15) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k690):
-        r691 = {}
+        r691: dict[str, Any] = {}
         q -= 15
         h692 = (x >> q) & 32767
         if h692 & 8192:
@@ -3523,7 +3552,7 @@ def d_GeneralIviContainer(x, q):
             else:
                 q -= 3
                 k694 = ((x >> q) & 7) + 1
-            r693 = []
+            r693: list[Any] = []
             for _ in range(k694):
                 q -= 1
                 if (x >> q) & 1:
@@ -3542,7 +3571,7 @@ def d_GeneralIviContainer(x, q):
             else:
                 q -= 3
                 k696 = ((x >> q) & 7) + 1
-            r695 = []
+            r695: list[Any] = []
             for _ in range(k696):
                 q -= 1
                 if (x >> q) & 1:
@@ -3562,7 +3591,7 @@ def d_GeneralIviContainer(x, q):
             else:
                 q -= 3
                 k698 = ((x >> q) & 7) + 1
-            r697 = []
+            r697: list[Any] = []
             for _ in range(k698):
                 q -= 1
                 if (x >> q) & 1:
@@ -3582,7 +3611,7 @@ def d_GeneralIviContainer(x, q):
             else:
                 q -= 3
                 k700 = ((x >> q) & 7) + 1
-            r699 = []
+            r699: list[Any] = []
             for _ in range(k700):
                 q -= 4
                 w700 = ((x >> q) & 15) - 1
@@ -3607,9 +3636,9 @@ def d_GeneralIviContainer(x, q):
             else:
                 q -= 3
                 k702 = ((x >> q) & 7) + 1
-            r701 = []
+            r701: list[Any] = []
             for _ in range(k702):
-                r703 = {}
+                r703: dict[str, Any] = {}
                 q -= 3
                 h704 = (x >> q) & 7
                 if h704 & 4:
@@ -3644,9 +3673,9 @@ def d_GeneralIviContainer(x, q):
         else:
             q -= 2
             k706 = ((x >> q) & 3) + 1
-        r705 = []
+        r705: list[Any] = []
         for _ in range(k706):
-            r707 = {}
+            r707: dict[str, Any] = {}
             q -= 1
             h708 = (x >> q) & 1
             if h708 & 1:
@@ -3667,9 +3696,9 @@ def d_GeneralIviContainer(x, q):
             else:
                 q -= 2
                 k710 = ((x >> q) & 3) + 1
-            r709 = []
+            r709: list[Any] = []
             for _ in range(k710):
-                r711 = {}
+                r711: dict[str, Any] = {}
                 q -= 1
                 h712 = (x >> q) & 1
                 if h712 & 1:
@@ -3693,8 +3722,8 @@ def d_GeneralIviContainer(x, q):
     return r, q
 
 
-def e_RoadConfigurationContainer(v):
-    a = 1
+def e_RoadConfigurationContainer(v: Any) -> int:
+    a: int = 1
     k715 = len(v)
     if 1 <= k715 <= 16:
         a <<= 1
@@ -3720,7 +3749,7 @@ def e_RoadConfigurationContainer(v):
             else:
                 a720 = _rt.uwn(a720 << 1 | 1, w722)
         a717 = ((a717 - 1) << (a720.bit_length() - 1)) + a720
-        a717 = a717 << 2 | _E_RoadType_43[v716['roadType']]
+        a717 = a717 << 2 | _E_RoadType_44[v716['roadType']]
         v723 = v716['laneConfiguration']
         a724 = 1
         k725 = len(v723)
@@ -3775,16 +3804,16 @@ def e_RoadConfigurationContainer(v):
         a = ((a - 1) << (a717.bit_length() - 1)) + a717
     return a
 
-def d_RoadConfigurationContainer(x, q):
+def d_RoadConfigurationContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
         k730, q = _rt.read_ld(x, q)
     else:
         q -= 4
         k730 = ((x >> q) & 15) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k730):
-        r731 = {}
+        r731: dict[str, Any] = {}
         q -= 1
         h732 = (x >> q) & 1
         q -= 1
@@ -3793,7 +3822,7 @@ def d_RoadConfigurationContainer(x, q):
         else:
             q -= 3
             k734 = ((x >> q) & 7) + 1
-        r733 = []
+        r733: list[Any] = []
         for _ in range(k734):
             q -= 1
             if (x >> q) & 1:
@@ -3804,16 +3833,16 @@ def d_RoadConfigurationContainer(x, q):
             r733.append(w734)
         r731['relevanceZoneIds'] = r733
         q -= 2
-        r731['roadType'] = _D_RoadType_44[(x >> q) & 3]
+        r731['roadType'] = _D_RoadType_45[(x >> q) & 3]
         q -= 1
         if (x >> q) & 1:
             k736, q = _rt.read_ld(x, q)
         else:
             q -= 4
             k736 = ((x >> q) & 15) + 1
-        r735 = []
+        r735: list[Any] = []
         for _ in range(k736):
-            r737 = {}
+            r737: dict[str, Any] = {}
             q -= 10
             t_ = (x >> q) & 1023
             h738 = (t_ >> 6) & 15
@@ -3871,8 +3900,8 @@ def d_RoadConfigurationContainer(x, q):
     return r, q
 
 
-def e_TextContainer(v):
-    a = 1
+def e_TextContainer(v: Any) -> int:
+    a: int = 1
     k739 = len(v)
     if 1 <= k739 <= 16:
         a <<= 1
@@ -4026,16 +4055,16 @@ def e_TextContainer(v):
         a = ((a - 1) << (a741.bit_length() - 1)) + a741
     return a
 
-def d_TextContainer(x, q):
+def d_TextContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
         k777, q = _rt.read_ld(x, q)
     else:
         q -= 4
         k777 = ((x >> q) & 15) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k777):
-        r778 = {}
+        r778: dict[str, Any] = {}
         q -= 9
         h779 = (x >> q) & 511
         if h779 & 128:
@@ -4045,7 +4074,7 @@ def d_TextContainer(x, q):
             else:
                 q -= 3
                 k781 = ((x >> q) & 7) + 1
-            r780 = []
+            r780: list[Any] = []
             for _ in range(k781):
                 q -= 1
                 if (x >> q) & 1:
@@ -4061,7 +4090,7 @@ def d_TextContainer(x, q):
         else:
             q -= 3
             k783 = ((x >> q) & 7) + 1
-        r782 = []
+        r782: list[Any] = []
         for _ in range(k783):
             q -= 1
             if (x >> q) & 1:
@@ -4081,7 +4110,7 @@ def d_TextContainer(x, q):
             else:
                 q -= 3
                 k785 = ((x >> q) & 7) + 1
-            r784 = []
+            r784: list[Any] = []
             for _ in range(k785):
                 q -= 1
                 if (x >> q) & 1:
@@ -4101,7 +4130,7 @@ def d_TextContainer(x, q):
             else:
                 q -= 3
                 k787 = ((x >> q) & 7) + 1
-            r786 = []
+            r786: list[Any] = []
             for _ in range(k787):
                 q -= 4
                 w787 = ((x >> q) & 15) - 1
@@ -4128,9 +4157,9 @@ def d_TextContainer(x, q):
             else:
                 q -= 2
                 k789 = ((x >> q) & 3) + 1
-            r788 = []
+            r788: list[Any] = []
             for _ in range(k789):
-                r790 = {}
+                r790: dict[str, Any] = {}
                 q -= 1
                 h791 = (x >> q) & 1
                 if h791 & 1:
@@ -4176,9 +4205,9 @@ def d_TextContainer(x, q):
                         else:
                             q -= 3
                             k795 = ((x >> q) & 7) + 1
-                        r794 = []
+                        r794: list[Any] = []
                         for _ in range(k795):
-                            r796 = {}
+                            r796: dict[str, Any] = {}
                             q -= 3
                             h797 = (x >> q) & 7
                             if h797 & 4:
@@ -4200,8 +4229,8 @@ def d_TextContainer(x, q):
     return r, q
 
 
-def e_LayoutContainer(v):
-    a = 1
+def e_LayoutContainer(v: Any) -> int:
+    a: int = 1
     a = a << 3 | ('height' in v) << 1 | ('width' in v)
     w799 = v['layoutId']
     if 1 <= w799 <= 4:
@@ -4233,8 +4262,8 @@ def e_LayoutContainer(v):
     a = ((a - 1) << (a801.bit_length() - 1)) + a801
     return a
 
-def d_LayoutContainer(x, q):
-    r = {}
+def d_LayoutContainer(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 3
     h807 = (x >> q) & 7
     q -= 1
@@ -4255,9 +4284,9 @@ def d_LayoutContainer(x, q):
     else:
         q -= 2
         k809 = ((x >> q) & 3) + 1
-    r808 = []
+    r808: list[Any] = []
     for _ in range(k809):
-        r810 = {}
+        r810: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
             r810['layoutComponentId'], q = _rt.read_uwn(x, q)
@@ -4279,8 +4308,8 @@ def d_LayoutContainer(x, q):
     return r, q
 
 
-def e_AutomatedVehicleContainer(v):
-    a = 1
+def e_AutomatedVehicleContainer(v: Any) -> int:
+    a: int = 1
     k812 = len(v)
     if 1 <= k812 <= 16:
         a <<= 1
@@ -4423,16 +4452,16 @@ def e_AutomatedVehicleContainer(v):
         a = ((a - 1) << (a814.bit_length() - 1)) + a814
     return a
 
-def d_AutomatedVehicleContainer(x, q):
+def d_AutomatedVehicleContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
         k845, q = _rt.read_ld(x, q)
     else:
         q -= 4
         k845 = ((x >> q) & 15) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k845):
-        r846 = {}
+        r846: dict[str, Any] = {}
         q -= 7
         h847 = (x >> q) & 127
         if h847 & 32:
@@ -4442,7 +4471,7 @@ def d_AutomatedVehicleContainer(x, q):
             else:
                 q -= 3
                 k849 = ((x >> q) & 7) + 1
-            r848 = []
+            r848: list[Any] = []
             for _ in range(k849):
                 q -= 1
                 if (x >> q) & 1:
@@ -4458,7 +4487,7 @@ def d_AutomatedVehicleContainer(x, q):
         else:
             q -= 3
             k851 = ((x >> q) & 7) + 1
-        r850 = []
+        r850: list[Any] = []
         for _ in range(k851):
             q -= 1
             if (x >> q) & 1:
@@ -4478,7 +4507,7 @@ def d_AutomatedVehicleContainer(x, q):
             else:
                 q -= 3
                 k853 = ((x >> q) & 7) + 1
-            r852 = []
+            r852: list[Any] = []
             for _ in range(k853):
                 q -= 4
                 w853 = ((x >> q) & 15) - 1
@@ -4491,9 +4520,9 @@ def d_AutomatedVehicleContainer(x, q):
             else:
                 q -= 3
                 k855 = ((x >> q) & 7) + 1
-            r854 = []
+            r854: list[Any] = []
             for _ in range(k855):
-                r856 = {}
+                r856: dict[str, Any] = {}
                 q -= 3
                 h857 = (x >> q) & 7
                 if h857 & 4:
@@ -4508,9 +4537,9 @@ def d_AutomatedVehicleContainer(x, q):
         if h847 & 2:
             q -= 3
             k859 = ((x >> q) & 7) + 1
-            r858 = []
+            r858: list[Any] = []
             for _ in range(k859):
-                r860 = {}
+                r860: dict[str, Any] = {}
                 q -= 10
                 t_ = (x >> q) & 1023
                 h861 = (t_ >> 2) & 255
@@ -4543,9 +4572,9 @@ def d_AutomatedVehicleContainer(x, q):
         if h847 & 1:
             q -= 3
             k863 = ((x >> q) & 7) + 1
-            r862 = []
+            r862: list[Any] = []
             for _ in range(k863):
-                r864 = {}
+                r864: dict[str, Any] = {}
                 q -= 11
                 t_ = (x >> q) & 2047
                 h865 = (t_ >> 2) & 511
@@ -4585,8 +4614,8 @@ def d_AutomatedVehicleContainer(x, q):
     return r, q
 
 
-def e_MapLocationContainer(v):
-    a = 1
+def e_MapLocationContainer(v: Any) -> int:
+    a: int = 1
     s_ = e_MapReference(v['reference'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
     v867 = v['parts']
@@ -4622,8 +4651,8 @@ def e_MapLocationContainer(v):
     a = ((a - 1) << (a868.bit_length() - 1)) + a868
     return a
 
-def d_MapLocationContainer(x, q):
-    r = {}
+def d_MapLocationContainer(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     r['reference'], q = d_MapReference(x, q)
     q -= 1
     if (x >> q) & 1:
@@ -4631,9 +4660,9 @@ def d_MapLocationContainer(x, q):
     else:
         q -= 4
         k879 = ((x >> q) & 15) + 1
-    r878 = []
+    r878: list[Any] = []
     for _ in range(k879):
-        r880 = {}
+        r880: dict[str, Any] = {}
         q -= 1
         h881 = (x >> q) & 1
         q -= 1
@@ -4649,7 +4678,7 @@ def d_MapLocationContainer(x, q):
             else:
                 q -= 4
                 k883 = ((x >> q) & 15) + 1
-            r882 = []
+            r882: list[Any] = []
             for _ in range(k883):
                 q -= 8
                 w883 = (x >> q) & 255
@@ -4661,8 +4690,8 @@ def d_MapLocationContainer(x, q):
     return r, q
 
 
-def e_RoadSurfaceContainer(v):
-    a = 1
+def e_RoadSurfaceContainer(v: Any) -> int:
+    a: int = 1
     k884 = len(v)
     if 1 <= k884 <= 16:
         a <<= 1
@@ -4735,16 +4764,16 @@ def e_RoadSurfaceContainer(v):
         a = ((a - 1) << (a886.bit_length() - 1)) + a886
     return a
 
-def d_RoadSurfaceContainer(x, q):
+def d_RoadSurfaceContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
         k905, q = _rt.read_ld(x, q)
     else:
         q -= 4
         k905 = ((x >> q) & 15) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k905):
-        r906 = {}
+        r906: dict[str, Any] = {}
         q -= 4
         h907 = (x >> q) & 15
         if h907 & 8:
@@ -4754,7 +4783,7 @@ def d_RoadSurfaceContainer(x, q):
             else:
                 q -= 3
                 k909 = ((x >> q) & 7) + 1
-            r908 = []
+            r908: list[Any] = []
             for _ in range(k909):
                 q -= 1
                 if (x >> q) & 1:
@@ -4770,7 +4799,7 @@ def d_RoadSurfaceContainer(x, q):
         else:
             q -= 3
             k911 = ((x >> q) & 7) + 1
-        r910 = []
+        r910: list[Any] = []
         for _ in range(k911):
             q -= 1
             if (x >> q) & 1:
@@ -4784,7 +4813,7 @@ def d_RoadSurfaceContainer(x, q):
             q -= 2
             r906['direction'] = (x >> q) & 3
         if h907 & 2:
-            r912 = {}
+            r912: dict[str, Any] = {}
             q -= 7
             r912['frictionCoefficient'] = (x >> q) & 127
             q -= 1
@@ -4803,7 +4832,7 @@ def d_RoadSurfaceContainer(x, q):
             r912['avBankingAngle'] = ((x >> q) & 63) - 20
             r906['roadSurfaceStaticCharacteristics'] = r912
         if h907 & 1:
-            r914 = {}
+            r914: dict[str, Any] = {}
             q -= 1
             if (x >> q) & 1:
                 r914['condition'], q = _rt.read_uwn(x, q)
@@ -4821,8 +4850,8 @@ def d_RoadSurfaceContainer(x, q):
     return r, q
 
 
-def e_IntersectionAccessPoint(v):
-    a = 1
+def e_IntersectionAccessPoint(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'lane':
         a <<= 3
@@ -4835,7 +4864,9 @@ def e_IntersectionAccessPoint(v):
         raise KeyError(k)
     return a
 
-def d_IntersectionAccessPoint(x, q):
+def d_IntersectionAccessPoint(x: int, q: int) -> tuple[Any, int]:
+    w: Any
+    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
@@ -4860,8 +4891,8 @@ def d_IntersectionAccessPoint(x, q):
     raise _rt.Malformed('IntersectionAccessPoint: choice index ' + str(i))
 
 
-def e_SignalRequest_regional_item(v):
-    a = 1
+def e_SignalRequest_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -4869,7 +4900,8 @@ def e_SignalRequest_regional_item(v):
     r = v['regionId']
     raise KeyError(r)
 
-def d_SignalRequest_regional_item(x, q):
+def d_SignalRequest_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -4880,8 +4912,8 @@ def d_SignalRequest_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_SignalRequestPackage_regional_item(v):
-    a = 1
+def e_SignalRequestPackage_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -4889,7 +4921,8 @@ def e_SignalRequestPackage_regional_item(v):
     r = v['regionId']
     raise KeyError(r)
 
-def d_SignalRequestPackage_regional_item(x, q):
+def d_SignalRequestPackage_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -4900,22 +4933,22 @@ def d_SignalRequestPackage_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_RequestorDescription_addGrpC(v):
-    a = 1
+def e_RequestorDescription_addGrpC(v: Any) -> int:
+    a: int = 1
     a = a << 3 | ('fuel' in v) << 1 | ('batteryStatus' in v)
     if 'fuel' in v:
         a = a << 4 | v['fuel']
     if 'batteryStatus' in v:
         w917 = v['batteryStatus']
-        i918 = _E_BatteryStatus_45.get(w917)
+        i918 = _E_BatteryStatus_46.get(w917)
         if i918 is not None:
             a = a << 3 | i918
         else:
             a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w917])
     return a
 
-def d_RequestorDescription_addGrpC(x, q):
-    r = {}
+def d_RequestorDescription_addGrpC(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 3
     h919 = (x >> q) & 7
     if h919 & 2:
@@ -4925,17 +4958,17 @@ def d_RequestorDescription_addGrpC(x, q):
         q -= 1
         if (x >> q) & 1:
             i920, q = _rt.read_nsnn(x, q)
-            r['batteryStatus'] = _X_LayerType_1.get(i920)
+            r['batteryStatus'] = _DX_LayerType_3.get(i920)
         else:
             q -= 2
-            r['batteryStatus'] = _D_BatteryStatus_46[(x >> q) & 3]
+            r['batteryStatus'] = _D_BatteryStatus_47[(x >> q) & 3]
     if h919 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
-def e_SignalStatusPackage_regional_item(v):
-    a = 1
+def e_SignalStatusPackage_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -4945,7 +4978,8 @@ def e_SignalStatusPackage_regional_item(v):
         return _rt.open_type(a, e_SignalStatusPackage_addGrpC(w))
     raise KeyError(r)
 
-def d_SignalStatusPackage_regional_item(x, q):
+def d_SignalStatusPackage_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -4958,8 +4992,8 @@ def d_SignalStatusPackage_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_SignalStatus_regional_item(v):
-    a = 1
+def e_SignalStatus_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -4967,7 +5001,8 @@ def e_SignalStatus_regional_item(v):
     r = v['regionId']
     raise KeyError(r)
 
-def d_SignalStatus_regional_item(x, q):
+def d_SignalStatus_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -4978,8 +5013,8 @@ def d_SignalStatus_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_AdvisorySpeed_regional_item(v):
-    a = 1
+def e_AdvisorySpeed_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -4987,7 +5022,8 @@ def e_AdvisorySpeed_regional_item(v):
     r = v['regionId']
     raise KeyError(r)
 
-def d_AdvisorySpeed_regional_item(x, q):
+def d_AdvisorySpeed_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -4998,8 +5034,8 @@ def d_AdvisorySpeed_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_MovementEvent_regional_item(v):
-    a = 1
+def e_MovementEvent_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -5009,7 +5045,8 @@ def e_MovementEvent_regional_item(v):
         return _rt.open_type(a, e_MovementEvent_addGrpC(w))
     raise KeyError(r)
 
-def d_MovementEvent_regional_item(x, q):
+def d_MovementEvent_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -5022,8 +5059,8 @@ def d_MovementEvent_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_ConnectionManeuverAssist_addGrpC(v):
-    a = 1
+def e_ConnectionManeuverAssist_addGrpC(v: Any) -> int:
+    a: int = 1
     a = a << 2 | ('itsStationPosition' in v)
     if 'itsStationPosition' in v:
         v922 = v['itsStationPosition']
@@ -5045,16 +5082,16 @@ def e_ConnectionManeuverAssist_addGrpC(v):
         a = ((a - 1) << (a923.bit_length() - 1)) + a923
     return a
 
-def d_ConnectionManeuverAssist_addGrpC(x, q):
-    r = {}
+def d_ConnectionManeuverAssist_addGrpC(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 2
     h928 = (x >> q) & 3
     if h928 & 1:
         q -= 3
         k930 = ((x >> q) & 7) + 1
-        r929 = []
+        r929: list[Any] = []
         for _ in range(k930):
-            r931 = {}
+            r931: dict[str, Any] = {}
             q -= 36
             t_ = (x >> q) & 68719476735
             h932 = (t_ >> 32) & 15
@@ -5077,8 +5114,8 @@ def d_ConnectionManeuverAssist_addGrpC(x, q):
     return r, q
 
 
-def e_IntersectionState_addGrpC(v):
-    a = 1
+def e_IntersectionState_addGrpC(v: Any) -> int:
+    a: int = 1
     a = a << 2 | ('activePrioritizations' in v)
     if 'activePrioritizations' in v:
         v934 = v['activePrioritizations']
@@ -5091,7 +5128,7 @@ def e_IntersectionState_addGrpC(v):
             a938 = a938 << 1
             a938 = a938 << 32 | v937['stationID']
             w940 = v937['priorState']
-            i941 = _E_PrioritizationResponseStatus_35.get(w940)
+            i941 = _E_PrioritizationResponseStatus_36.get(w940)
             if i941 is not None:
                 a938 = a938 << 4 | i941
             else:
@@ -5101,16 +5138,16 @@ def e_IntersectionState_addGrpC(v):
         a = ((a - 1) << (a935.bit_length() - 1)) + a935
     return a
 
-def d_IntersectionState_addGrpC(x, q):
-    r = {}
+def d_IntersectionState_addGrpC(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 2
     h942 = (x >> q) & 3
     if h942 & 1:
         q -= 4
         k944 = ((x >> q) & 15) + 1
-        r943 = []
+        r943: list[Any] = []
         for _ in range(k944):
-            r945 = {}
+            r945: dict[str, Any] = {}
             q -= 33
             t_ = (x >> q) & 8589934591
             h946 = (t_ >> 32) & 1
@@ -5118,10 +5155,10 @@ def d_IntersectionState_addGrpC(x, q):
             q -= 1
             if (x >> q) & 1:
                 i947, q = _rt.read_nsnn(x, q)
-                r945['priorState'] = _X_LayerType_1.get(i947)
+                r945['priorState'] = _DX_LayerType_3.get(i947)
             else:
                 q -= 3
-                r945['priorState'] = _D_PrioritizationResponseStatus_36[(x >> q) & 7]
+                r945['priorState'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
             q -= 8
             r945['signalGroup'] = (x >> q) & 255
             if h946 >> 0:
@@ -5134,32 +5171,32 @@ def d_IntersectionState_addGrpC(x, q):
     return r, q
 
 
-def e_Position3D_addGrpC(v):
-    a = 1
+def e_Position3D_addGrpC(v: Any) -> int:
+    a: int = 1
     a = a << 1
     v949 = v['altitude']
     a950 = 1
-    a950 = a950 << 24 | ((v949['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_41[v949['altitudeConfidence']])
+    a950 = a950 << 24 | ((v949['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v949['altitudeConfidence']])
     a = ((a - 1) << (a950.bit_length() - 1)) + a950
     return a
 
-def d_Position3D_addGrpC(x, q):
-    r = {}
+def d_Position3D_addGrpC(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 1
     h952 = (x >> q) & 1
-    r953 = {}
+    r953: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
     r953['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-    r953['altitudeConfidence'] = _D_AltitudeConfidence_42[t_ & 15]
+    r953['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
     r['altitude'] = r953
     if h952 >> 0:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
-def e_LaneAttributes_addGrpC(v):
-    a = 1
+def e_LaneAttributes_addGrpC(v: Any) -> int:
+    a: int = 1
     a = a << 3 | ('maxVehicleHeight' in v) << 1 | ('maxVehicleWeight' in v)
     if 'maxVehicleHeight' in v:
         a = a << 7 | v['maxVehicleHeight']
@@ -5167,8 +5204,8 @@ def e_LaneAttributes_addGrpC(v):
         a = a << 10 | (v['maxVehicleWeight'] - 1)
     return a
 
-def d_LaneAttributes_addGrpC(x, q):
-    r = {}
+def d_LaneAttributes_addGrpC(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 3
     h956 = (x >> q) & 7
     if h956 & 2:
@@ -5182,8 +5219,8 @@ def d_LaneAttributes_addGrpC(x, q):
     return r, q
 
 
-def e_NodeSetXY(v):
-    a = 1
+def e_NodeSetXY(v: Any) -> int:
+    a: int = 1
     k957 = len(v)
     a = a << 6 | (k957 - 2)
     for w957 in v:
@@ -5203,7 +5240,7 @@ def e_NodeSetXY(v):
                 a965 = a965 << 3 | (k966 - 1)
                 for w966 in v964:
                     w967 = w966
-                    i968 = _E_NodeAttributeXY_47.get(w967)
+                    i968 = _E_NodeAttributeXY_48.get(w967)
                     if i968 is not None:
                         a965 = a965 << 5 | i968
                     else:
@@ -5216,7 +5253,7 @@ def e_NodeSetXY(v):
                 a970 = a970 << 3 | (k971 - 1)
                 for w971 in v969:
                     w972 = w971
-                    i973 = _E_SegmentAttributeXY_48.get(w972)
+                    i973 = _E_SegmentAttributeXY_49.get(w972)
                     if i973 is not None:
                         a970 = a970 << 7 | i973
                     else:
@@ -5229,7 +5266,7 @@ def e_NodeSetXY(v):
                 a975 = a975 << 3 | (k976 - 1)
                 for w976 in v974:
                     w977 = w976
-                    i978 = _E_SegmentAttributeXY_48.get(w977)
+                    i978 = _E_SegmentAttributeXY_49.get(w977)
                     if i978 is not None:
                         a975 = a975 << 7 | i978
                     else:
@@ -5261,65 +5298,65 @@ def e_NodeSetXY(v):
         a = ((a - 1) << (a959.bit_length() - 1)) + a959
     return a
 
-def d_NodeSetXY(x, q):
+def d_NodeSetXY(x: int, q: int) -> tuple[Any, int]:
     q -= 6
     k985 = ((x >> q) & 63) + 2
-    r = []
+    r: list[Any] = []
     for _ in range(k985):
-        r986 = {}
+        r986: dict[str, Any] = {}
         q -= 2
         h987 = (x >> q) & 3
         r986['delta'], q = d_NodeOffsetPointXY(x, q)
         if h987 & 1:
-            r988 = {}
+            r988: dict[str, Any] = {}
             q -= 8
             h989 = (x >> q) & 255
             if h989 & 64:
                 q -= 3
                 k991 = ((x >> q) & 7) + 1
-                r990 = []
+                r990: list[Any] = []
                 for _ in range(k991):
                     q -= 1
                     if (x >> q) & 1:
                         i992, q = _rt.read_nsnn(x, q)
-                        w991 = _X_LayerType_1.get(i992)
+                        w991 = _DX_LayerType_3.get(i992)
                     else:
                         q -= 4
-                        w991 = _D_NodeAttributeXY_49[(x >> q) & 15]
+                        w991 = _D_NodeAttributeXY_50[(x >> q) & 15]
                     r990.append(w991)
                 r988['localNode'] = r990
             if h989 & 32:
                 q -= 3
                 k994 = ((x >> q) & 7) + 1
-                r993 = []
+                r993: list[Any] = []
                 for _ in range(k994):
                     q -= 1
                     if (x >> q) & 1:
                         i995, q = _rt.read_nsnn(x, q)
-                        w994 = _X_LayerType_1.get(i995)
+                        w994 = _DX_LayerType_3.get(i995)
                     else:
                         q -= 6
-                        w994 = _D_SegmentAttributeXY_50[(x >> q) & 63]
+                        w994 = _D_SegmentAttributeXY_51[(x >> q) & 63]
                     r993.append(w994)
                 r988['disabled'] = r993
             if h989 & 16:
                 q -= 3
                 k997 = ((x >> q) & 7) + 1
-                r996 = []
+                r996: list[Any] = []
                 for _ in range(k997):
                     q -= 1
                     if (x >> q) & 1:
                         i998, q = _rt.read_nsnn(x, q)
-                        w997 = _X_LayerType_1.get(i998)
+                        w997 = _DX_LayerType_3.get(i998)
                     else:
                         q -= 6
-                        w997 = _D_SegmentAttributeXY_50[(x >> q) & 63]
+                        w997 = _D_SegmentAttributeXY_51[(x >> q) & 63]
                     r996.append(w997)
                 r988['enabled'] = r996
             if h989 & 8:
                 q -= 3
                 k1000 = ((x >> q) & 7) + 1
-                r999 = []
+                r999: list[Any] = []
                 for _ in range(k1000):
                     w1000, q = d_LaneDataAttribute(x, q)
                     r999.append(w1000)
@@ -5333,7 +5370,7 @@ def d_NodeSetXY(x, q):
             if h989 & 1:
                 q -= 2
                 k1002 = ((x >> q) & 3) + 1
-                r1001 = []
+                r1001: list[Any] = []
                 for _ in range(k1002):
                     w1002, q = d_NodeAttributeSetXY_regional_item(x, q)
                     r1001.append(w1002)
@@ -5348,8 +5385,8 @@ def d_NodeSetXY(x, q):
     return r, q
 
 
-def e_ComputedLane(v):
-    a = 1
+def e_ComputedLane(v: Any) -> int:
+    a: int = 1
     a = a << 13 | (('rotateXY' in v) << 3 | ('scaleXaxis' in v) << 2 | ('scaleYaxis' in v) << 1 | ('regional' in v)) << 8 | (v['referenceLaneId'])
     s_ = e_ComputedLane_offsetXaxis(v['offsetXaxis'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
@@ -5372,8 +5409,8 @@ def e_ComputedLane(v):
         a = ((a - 1) << (a1005.bit_length() - 1)) + a1005
     return a
 
-def d_ComputedLane(x, q):
-    r = {}
+def d_ComputedLane(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 13
     t_ = (x >> q) & 8191
     h1007 = (t_ >> 8) & 31
@@ -5392,7 +5429,7 @@ def d_ComputedLane(x, q):
     if h1007 & 1:
         q -= 2
         k1009 = ((x >> q) & 3) + 1
-        r1008 = []
+        r1008: list[Any] = []
         for _ in range(k1009):
             w1009, q = d_ComputedLane_regional_item(x, q)
             r1008.append(w1009)
@@ -5402,8 +5439,8 @@ def d_ComputedLane(x, q):
     return r, q
 
 
-def e_ConnectionTrajectory_addGrpC(v):
-    a = 1
+def e_ConnectionTrajectory_addGrpC(v: Any) -> int:
+    a: int = 1
     a = a << 1
     v1011 = v['nodes']
     a1012 = 1
@@ -5444,20 +5481,20 @@ def e_ConnectionTrajectory_addGrpC(v):
     a = a << 8 | v['connectionID']
     return a
 
-def d_ConnectionTrajectory_addGrpC(x, q):
-    r = {}
+def d_ConnectionTrajectory_addGrpC(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 7
     t_ = (x >> q) & 127
     h1020 = (t_ >> 6) & 1
     k1022 = (t_ & 63) + 2
-    r1021 = []
+    r1021: list[Any] = []
     for _ in range(k1022):
-        r1023 = {}
+        r1023: dict[str, Any] = {}
         q -= 2
         h1024 = (x >> q) & 3
         r1023['delta'], q = d_NodeOffsetPointXY(x, q)
         if h1024 & 1:
-            r1025 = {}
+            r1025: dict[str, Any] = {}
             q -= 8
             h1026 = (x >> q) & 255
             if h1026 & 64:
@@ -5491,8 +5528,8 @@ def d_ConnectionTrajectory_addGrpC(x, q):
     return r, q
 
 
-def e_RestrictionUserType_regional(v):
-    a = 1
+def e_RestrictionUserType_regional(v: Any) -> int:
+    a: int = 1
     k1027 = len(v)
     a = a << 2 | (k1027 - 1)
     for w1027 in v:
@@ -5500,18 +5537,18 @@ def e_RestrictionUserType_regional(v):
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
-def d_RestrictionUserType_regional(x, q):
+def d_RestrictionUserType_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
     k1028 = ((x >> q) & 3) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k1028):
         w1028, q = d_RestrictionUserType_regional_item(x, q)
         r.append(w1028)
     return r, q
 
 
-def e_NodeOffsetPointXY(v):
-    a = 1
+def e_NodeOffsetPointXY(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'node-XY1':
         a <<= 3
@@ -5549,7 +5586,8 @@ def e_NodeOffsetPointXY(v):
         raise KeyError(k)
     return a
 
-def d_NodeOffsetPointXY(x, q):
+def d_NodeOffsetPointXY(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 3
     i = (x >> q) & 7
     if i == 0:
@@ -5579,8 +5617,8 @@ def d_NodeOffsetPointXY(x, q):
     raise _rt.Malformed('NodeOffsetPointXY: choice index ' + str(i))
 
 
-def e_Zone(v):
-    a = 1
+def e_Zone(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'segment':
         a <<= 3
@@ -5598,7 +5636,9 @@ def e_Zone(v):
         raise KeyError(k)
     return a
 
-def d_Zone(x, q):
+def d_Zone(x: int, q: int) -> tuple[Any, int]:
+    w: Any
+    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
@@ -5620,8 +5660,8 @@ def d_Zone(x, q):
     raise _rt.Malformed('Zone: choice index ' + str(i))
 
 
-def e_VarLengthNumber(v):
-    a = 1
+def e_VarLengthNumber(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'content':
         a <<= 1
@@ -5634,7 +5674,8 @@ def e_VarLengthNumber(v):
         raise KeyError(k)
     return a
 
-def d_VarLengthNumber(x, q):
+def d_VarLengthNumber(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 1
     i = (x >> q) & 1
     if i == 0:
@@ -5647,8 +5688,8 @@ def d_VarLengthNumber(x, q):
     raise _rt.Malformed('VarLengthNumber: choice index ' + str(i))
 
 
-def e_TractorCharacteristics(v):
-    a = 1
+def e_TractorCharacteristics(v: Any) -> int:
+    a: int = 1
     a = a << 3 | ('equalTo' in v) << 2 | ('notEqualTo' in v) << 1 | ('ranges' in v)
     if 'equalTo' in v:
         v1030 = v['equalTo']
@@ -5695,8 +5736,8 @@ def e_TractorCharacteristics(v):
         a = ((a - 1) << (a1037.bit_length() - 1)) + a1037
     return a
 
-def d_TractorCharacteristics(x, q):
-    r = {}
+def d_TractorCharacteristics(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 3
     h1042 = (x >> q) & 7
     if h1042 & 4:
@@ -5706,7 +5747,7 @@ def d_TractorCharacteristics(x, q):
         else:
             q -= 2
             k1044 = ((x >> q) & 3) + 1
-        r1043 = []
+        r1043: list[Any] = []
         for _ in range(k1044):
             w1044, q = d_VehicleCharacteristicsFixValues(x, q)
             r1043.append(w1044)
@@ -5718,7 +5759,7 @@ def d_TractorCharacteristics(x, q):
         else:
             q -= 2
             k1046 = ((x >> q) & 3) + 1
-        r1045 = []
+        r1045: list[Any] = []
         for _ in range(k1046):
             w1046, q = d_VehicleCharacteristicsFixValues(x, q)
             r1045.append(w1046)
@@ -5730,9 +5771,9 @@ def d_TractorCharacteristics(x, q):
         else:
             q -= 2
             k1048 = ((x >> q) & 3) + 1
-        r1047 = []
+        r1047: list[Any] = []
         for _ in range(k1048):
-            r1049 = {}
+            r1049: dict[str, Any] = {}
             q -= 2
             r1049['comparisonOperator'] = (x >> q) & 3
             r1049['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
@@ -5742,8 +5783,8 @@ def d_TractorCharacteristics(x, q):
     return r, q
 
 
-def e_TrailerCharacteristicsList(v):
-    a = 1
+def e_TrailerCharacteristicsList(v: Any) -> int:
+    a: int = 1
     k1051 = len(v)
     a = a << 2 | (k1051 - 1)
     for w1051 in v:
@@ -5796,12 +5837,12 @@ def e_TrailerCharacteristicsList(v):
         a = ((a - 1) << (a1053.bit_length() - 1)) + a1053
     return a
 
-def d_TrailerCharacteristicsList(x, q):
+def d_TrailerCharacteristicsList(x: int, q: int) -> tuple[Any, int]:
     q -= 2
     k1067 = ((x >> q) & 3) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k1067):
-        r1068 = {}
+        r1068: dict[str, Any] = {}
         q -= 3
         h1069 = (x >> q) & 7
         if h1069 & 4:
@@ -5811,7 +5852,7 @@ def d_TrailerCharacteristicsList(x, q):
             else:
                 q -= 2
                 k1071 = ((x >> q) & 3) + 1
-            r1070 = []
+            r1070: list[Any] = []
             for _ in range(k1071):
                 w1071, q = d_VehicleCharacteristicsFixValues_2(x, q)
                 r1070.append(w1071)
@@ -5823,7 +5864,7 @@ def d_TrailerCharacteristicsList(x, q):
             else:
                 q -= 2
                 k1073 = ((x >> q) & 3) + 1
-            r1072 = []
+            r1072: list[Any] = []
             for _ in range(k1073):
                 w1073, q = d_VehicleCharacteristicsFixValues_2(x, q)
                 r1072.append(w1073)
@@ -5835,9 +5876,9 @@ def d_TrailerCharacteristicsList(x, q):
             else:
                 q -= 2
                 k1075 = ((x >> q) & 3) + 1
-            r1074 = []
+            r1074: list[Any] = []
             for _ in range(k1075):
-                r1076 = {}
+                r1076: dict[str, Any] = {}
                 q -= 2
                 r1076['comparisonOperator'] = (x >> q) & 3
                 r1076['limits'], q = d_VehicleCharacteristicsRanges_limits_2(x, q)
@@ -5849,8 +5890,8 @@ def d_TrailerCharacteristicsList(x, q):
     return r, q
 
 
-def e_TrainCharacteristics(v):
-    a = 1
+def e_TrainCharacteristics(v: Any) -> int:
+    a: int = 1
     a = a << 3 | ('equalTo' in v) << 2 | ('notEqualTo' in v) << 1 | ('ranges' in v)
     if 'equalTo' in v:
         v1079 = v['equalTo']
@@ -5897,8 +5938,8 @@ def e_TrainCharacteristics(v):
         a = ((a - 1) << (a1086.bit_length() - 1)) + a1086
     return a
 
-def d_TrainCharacteristics(x, q):
-    r = {}
+def d_TrainCharacteristics(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 3
     h1091 = (x >> q) & 7
     if h1091 & 4:
@@ -5908,7 +5949,7 @@ def d_TrainCharacteristics(x, q):
         else:
             q -= 2
             k1093 = ((x >> q) & 3) + 1
-        r1092 = []
+        r1092: list[Any] = []
         for _ in range(k1093):
             w1093, q = d_VehicleCharacteristicsFixValues(x, q)
             r1092.append(w1093)
@@ -5920,7 +5961,7 @@ def d_TrainCharacteristics(x, q):
         else:
             q -= 2
             k1095 = ((x >> q) & 3) + 1
-        r1094 = []
+        r1094: list[Any] = []
         for _ in range(k1095):
             w1095, q = d_VehicleCharacteristicsFixValues(x, q)
             r1094.append(w1095)
@@ -5932,9 +5973,9 @@ def d_TrainCharacteristics(x, q):
         else:
             q -= 2
             k1097 = ((x >> q) & 3) + 1
-        r1096 = []
+        r1096: list[Any] = []
         for _ in range(k1097):
-            r1098 = {}
+            r1098: dict[str, Any] = {}
             q -= 2
             r1098['comparisonOperator'] = (x >> q) & 3
             r1098['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
@@ -5944,8 +5985,8 @@ def d_TrainCharacteristics(x, q):
     return r, q
 
 
-def e_RSCode_code(v):
-    a = 1
+def e_RSCode_code(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'viennaConvention':
         a <<= 3
@@ -5965,7 +6006,9 @@ def e_RSCode_code(v):
         raise KeyError(k)
     return a
 
-def d_RSCode_code(x, q):
+def d_RSCode_code(x: int, q: int) -> tuple[Any, int]:
+    w: Any
+    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
@@ -5991,8 +6034,8 @@ def d_RSCode_code(x, q):
     raise _rt.Malformed('RSCode_code: choice index ' + str(i))
 
 
-def e_InternationalSign_applicablePeriod(v):
-    a = 1
+def e_InternationalSign_applicablePeriod(v: Any) -> int:
+    a: int = 1
     a = a << 6 | ('year' in v) << 5 | ('month-day' in v) << 4 | ('repeatingPeriodDayTypes' in v) << 3 | ('hourMinutes' in v) << 2 | ('dateRangeOfWeek' in v) << 1 | ('durationHourMinute' in v)
     if 'year' in v:
         v1101 = v['year']
@@ -6045,12 +6088,12 @@ def e_InternationalSign_applicablePeriod(v):
         a = ((a - 1) << (a1129.bit_length() - 1)) + a1129
     return a
 
-def d_InternationalSign_applicablePeriod(x, q):
-    r = {}
+def d_InternationalSign_applicablePeriod(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 6
     h1131 = (x >> q) & 63
     if h1131 & 32:
-        r1132 = {}
+        r1132: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
             r1132['yearRangeStartYear'], q = _rt.read_uwn(x, q)
@@ -6065,14 +6108,14 @@ def d_InternationalSign_applicablePeriod(x, q):
             r1132['yearRangeEndYear'] = ((x >> q) & 127) + 2000
         r['year'] = r1132
     if h1131 & 16:
-        r1134 = {}
-        r1136 = {}
+        r1134: dict[str, Any] = {}
+        r1136: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
         r1136['month'] = ((t_ >> 5) & 15) + 1
         r1136['day'] = (t_ & 31) + 1
         r1134['dateRangeStartMonthDay'] = r1136
-        r1138 = {}
+        r1138: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
         r1138['month'] = ((t_ >> 5) & 15) + 1
@@ -6083,14 +6126,14 @@ def d_InternationalSign_applicablePeriod(x, q):
         q -= 4
         r['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
     if h1131 & 4:
-        r1141 = {}
-        r1143 = {}
+        r1141: dict[str, Any] = {}
+        r1143: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
         r1143['hours'] = (t_ >> 6) & 31
         r1143['mins'] = t_ & 63
         r1141['timeRangeStartTime'] = r1143
-        r1145 = {}
+        r1145: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
         r1145['hours'] = (t_ >> 6) & 31
@@ -6101,7 +6144,7 @@ def d_InternationalSign_applicablePeriod(x, q):
         q -= 8
         r['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
     if h1131 & 1:
-        r1148 = {}
+        r1148: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
         r1148['hours'] = (t_ >> 6) & 31
@@ -6110,8 +6153,8 @@ def d_InternationalSign_applicablePeriod(x, q):
     return r, q
 
 
-def e_CompleteVehicleCharacteristics(v):
-    a = 1
+def e_CompleteVehicleCharacteristics(v: Any) -> int:
+    a: int = 1
     a = a << 3 | ('tractor' in v) << 2 | ('trailer' in v) << 1 | ('train' in v)
     if 'tractor' in v:
         v1151 = v['tractor']
@@ -6261,12 +6304,12 @@ def e_CompleteVehicleCharacteristics(v):
         a = ((a - 1) << (a1182.bit_length() - 1)) + a1182
     return a
 
-def d_CompleteVehicleCharacteristics(x, q):
-    r = {}
+def d_CompleteVehicleCharacteristics(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 3
     h1196 = (x >> q) & 7
     if h1196 & 4:
-        r1197 = {}
+        r1197: dict[str, Any] = {}
         q -= 3
         h1198 = (x >> q) & 7
         if h1198 & 4:
@@ -6276,7 +6319,7 @@ def d_CompleteVehicleCharacteristics(x, q):
             else:
                 q -= 2
                 k1200 = ((x >> q) & 3) + 1
-            r1199 = []
+            r1199: list[Any] = []
             for _ in range(k1200):
                 w1200, q = d_VehicleCharacteristicsFixValues(x, q)
                 r1199.append(w1200)
@@ -6288,7 +6331,7 @@ def d_CompleteVehicleCharacteristics(x, q):
             else:
                 q -= 2
                 k1202 = ((x >> q) & 3) + 1
-            r1201 = []
+            r1201: list[Any] = []
             for _ in range(k1202):
                 w1202, q = d_VehicleCharacteristicsFixValues(x, q)
                 r1201.append(w1202)
@@ -6300,9 +6343,9 @@ def d_CompleteVehicleCharacteristics(x, q):
             else:
                 q -= 2
                 k1204 = ((x >> q) & 3) + 1
-            r1203 = []
+            r1203: list[Any] = []
             for _ in range(k1204):
-                r1205 = {}
+                r1205: dict[str, Any] = {}
                 q -= 2
                 r1205['comparisonOperator'] = (x >> q) & 3
                 r1205['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
@@ -6313,9 +6356,9 @@ def d_CompleteVehicleCharacteristics(x, q):
     if h1196 & 2:
         q -= 2
         k1208 = ((x >> q) & 3) + 1
-        r1207 = []
+        r1207: list[Any] = []
         for _ in range(k1208):
-            r1209 = {}
+            r1209: dict[str, Any] = {}
             q -= 3
             h1210 = (x >> q) & 7
             if h1210 & 4:
@@ -6325,7 +6368,7 @@ def d_CompleteVehicleCharacteristics(x, q):
                 else:
                     q -= 2
                     k1212 = ((x >> q) & 3) + 1
-                r1211 = []
+                r1211: list[Any] = []
                 for _ in range(k1212):
                     w1212, q = d_VehicleCharacteristicsFixValues_2(x, q)
                     r1211.append(w1212)
@@ -6337,7 +6380,7 @@ def d_CompleteVehicleCharacteristics(x, q):
                 else:
                     q -= 2
                     k1214 = ((x >> q) & 3) + 1
-                r1213 = []
+                r1213: list[Any] = []
                 for _ in range(k1214):
                     w1214, q = d_VehicleCharacteristicsFixValues_2(x, q)
                     r1213.append(w1214)
@@ -6349,7 +6392,7 @@ def d_CompleteVehicleCharacteristics(x, q):
                 else:
                     q -= 2
                     k1216 = ((x >> q) & 3) + 1
-                r1215 = []
+                r1215: list[Any] = []
                 for _ in range(k1216):
                     w1216, q = d_VehicleCharacteristicsRanges(x, q)
                     r1215.append(w1216)
@@ -6358,7 +6401,7 @@ def d_CompleteVehicleCharacteristics(x, q):
             r1207.append(w1208)
         r['trailer'] = r1207
     if h1196 & 1:
-        r1217 = {}
+        r1217: dict[str, Any] = {}
         q -= 3
         h1218 = (x >> q) & 7
         if h1218 & 4:
@@ -6368,7 +6411,7 @@ def d_CompleteVehicleCharacteristics(x, q):
             else:
                 q -= 2
                 k1220 = ((x >> q) & 3) + 1
-            r1219 = []
+            r1219: list[Any] = []
             for _ in range(k1220):
                 w1220, q = d_VehicleCharacteristicsFixValues(x, q)
                 r1219.append(w1220)
@@ -6380,7 +6423,7 @@ def d_CompleteVehicleCharacteristics(x, q):
             else:
                 q -= 2
                 k1222 = ((x >> q) & 3) + 1
-            r1221 = []
+            r1221: list[Any] = []
             for _ in range(k1222):
                 w1222, q = d_VehicleCharacteristicsFixValues(x, q)
                 r1221.append(w1222)
@@ -6392,9 +6435,9 @@ def d_CompleteVehicleCharacteristics(x, q):
             else:
                 q -= 2
                 k1224 = ((x >> q) & 3) + 1
-            r1223 = []
+            r1223: list[Any] = []
             for _ in range(k1224):
-                r1225 = {}
+                r1225: dict[str, Any] = {}
                 q -= 2
                 r1225['comparisonOperator'] = (x >> q) & 3
                 r1225['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
@@ -6405,8 +6448,8 @@ def d_CompleteVehicleCharacteristics(x, q):
     return r, q
 
 
-def e_ZoneIds(v):
-    a = 1
+def e_ZoneIds(v: Any) -> int:
+    a: int = 1
     k1227 = len(v)
     if 1 <= k1227 <= 8:
         a <<= 1
@@ -6421,14 +6464,14 @@ def e_ZoneIds(v):
             a = _rt.uwn(a << 1 | 1, w1228)
     return a
 
-def d_ZoneIds(x, q):
+def d_ZoneIds(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
         k1229, q = _rt.read_ld(x, q)
     else:
         q -= 3
         k1229 = ((x >> q) & 7) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k1229):
         q -= 1
         if (x >> q) & 1:
@@ -6440,8 +6483,8 @@ def d_ZoneIds(x, q):
     return r, q
 
 
-def e_LaneCharacteristics(v):
-    a = 1
+def e_LaneCharacteristics(v: Any) -> int:
+    a: int = 1
     w1231 = v['zoneDefinitionAccuracy']
     if 0 <= w1231 <= 7:
         a = a << 4 | w1231
@@ -6470,8 +6513,8 @@ def e_LaneCharacteristics(v):
         a = _rt.uwn(a << 1 | 1, w1235)
     return a
 
-def d_LaneCharacteristics(x, q):
-    r = {}
+def d_LaneCharacteristics(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 1
     if (x >> q) & 1:
         r['zoneDefinitionAccuracy'], q = _rt.read_uwn(x, q)
@@ -6507,8 +6550,8 @@ def d_LaneCharacteristics(x, q):
     return r, q
 
 
-def e_RoadSurfaceStaticCharacteristics(v):
-    a = 1
+def e_RoadSurfaceStaticCharacteristics(v: Any) -> int:
+    a: int = 1
     a = a << 7 | v['frictionCoefficient']
     w1238 = v['material']
     if 0 <= w1238 <= 7:
@@ -6523,8 +6566,8 @@ def e_RoadSurfaceStaticCharacteristics(v):
     a = a << 6 | (v['avBankingAngle'] + 20)
     return a
 
-def d_RoadSurfaceStaticCharacteristics(x, q):
-    r = {}
+def d_RoadSurfaceStaticCharacteristics(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 7
     r['frictionCoefficient'] = (x >> q) & 127
     q -= 1
@@ -6544,8 +6587,8 @@ def d_RoadSurfaceStaticCharacteristics(x, q):
     return r, q
 
 
-def e_RoadSurfaceDynamicCharacteristics(v):
-    a = 1
+def e_RoadSurfaceDynamicCharacteristics(v: Any) -> int:
+    a: int = 1
     w1242 = v['condition']
     if 0 <= w1242 <= 15:
         a = a << 5 | w1242
@@ -6554,8 +6597,8 @@ def e_RoadSurfaceDynamicCharacteristics(v):
     a = a << 19 | ((v['temperature'] + 100)) << 11 | (v['iceOrWaterDepth']) << 3 | (v['treatment'])
     return a
 
-def d_RoadSurfaceDynamicCharacteristics(x, q):
-    r = {}
+def d_RoadSurfaceDynamicCharacteristics(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 1
     if (x >> q) & 1:
         r['condition'], q = _rt.read_uwn(x, q)
@@ -6570,18 +6613,18 @@ def d_RoadSurfaceDynamicCharacteristics(x, q):
     return r, q
 
 
-def e_SaeAutomationLevels(v):
-    a = 1
+def e_SaeAutomationLevels(v: Any) -> int:
+    a: int = 1
     k1244 = len(v)
     a = a << 3 | (k1244 - 1)
     for w1244 in v:
         a = a << 3 | w1244
     return a
 
-def d_SaeAutomationLevels(x, q):
+def d_SaeAutomationLevels(x: int, q: int) -> tuple[Any, int]:
     q -= 3
     k1245 = ((x >> q) & 7) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k1245):
         q -= 3
         w1245 = (x >> q) & 7
@@ -6589,8 +6632,8 @@ def d_SaeAutomationLevels(x, q):
     return r, q
 
 
-def e_RoadSignCodes(v):
-    a = 1
+def e_RoadSignCodes(v: Any) -> int:
+    a: int = 1
     k1246 = len(v)
     if 1 <= k1246 <= 4:
         a <<= 1
@@ -6612,16 +6655,16 @@ def e_RoadSignCodes(v):
         a = ((a - 1) << (a1248.bit_length() - 1)) + a1248
     return a
 
-def d_RoadSignCodes(x, q):
+def d_RoadSignCodes(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
         k1251, q = _rt.read_ld(x, q)
     else:
         q -= 2
         k1251 = ((x >> q) & 3) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k1251):
-        r1252 = {}
+        r1252: dict[str, Any] = {}
         q -= 1
         h1253 = (x >> q) & 1
         if h1253 & 1:
@@ -6637,8 +6680,8 @@ def d_RoadSignCodes(x, q):
     return r, q
 
 
-def e_ConstraintTextLines2(v):
-    a = 1
+def e_ConstraintTextLines2(v: Any) -> int:
+    a: int = 1
     k1254 = len(v)
     if 1 <= k1254 <= 4:
         a <<= 1
@@ -6661,16 +6704,16 @@ def e_ConstraintTextLines2(v):
         a = ((a - 1) << (a1256.bit_length() - 1)) + a1256
     return a
 
-def d_ConstraintTextLines2(x, q):
+def d_ConstraintTextLines2(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
         k1261, q = _rt.read_ld(x, q)
     else:
         q -= 2
         k1261 = ((x >> q) & 3) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k1261):
-        r1262 = {}
+        r1262: dict[str, Any] = {}
         q -= 1
         h1263 = (x >> q) & 1
         if h1263 & 1:
@@ -6689,8 +6732,8 @@ def d_ConstraintTextLines2(x, q):
     return r, q
 
 
-def e_MapReference(v):
-    a = 1
+def e_MapReference(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'roadsegment':
         a <<= 1
@@ -6704,7 +6747,8 @@ def e_MapReference(v):
         raise KeyError(k)
     return a
 
-def d_MapReference(x, q):
+def d_MapReference(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 1
     i = (x >> q) & 1
     if i == 0:
@@ -6716,22 +6760,22 @@ def d_MapReference(x, q):
     raise _rt.Malformed('MapReference: choice index ' + str(i))
 
 
-def e_SignalStatusPackage_addGrpC(v):
-    a = 1
+def e_SignalStatusPackage_addGrpC(v: Any) -> int:
+    a: int = 1
     a = a << 3 | ('synchToSchedule' in v) << 1 | ('rejectedReason' in v)
     if 'synchToSchedule' in v:
         a = a << 8 | (v['synchToSchedule'] + 122)
     if 'rejectedReason' in v:
         w1267 = v['rejectedReason']
-        i1268 = _E_RejectedReason_51.get(w1267)
+        i1268 = _E_RejectedReason_52.get(w1267)
         if i1268 is not None:
             a = a << 4 | i1268
         else:
             a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1267])
     return a
 
-def d_SignalStatusPackage_addGrpC(x, q):
-    r = {}
+def d_SignalStatusPackage_addGrpC(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 3
     h1269 = (x >> q) & 7
     if h1269 & 2:
@@ -6741,46 +6785,46 @@ def d_SignalStatusPackage_addGrpC(x, q):
         q -= 1
         if (x >> q) & 1:
             i1270, q = _rt.read_nsnn(x, q)
-            r['rejectedReason'] = _X_LayerType_1.get(i1270)
+            r['rejectedReason'] = _DX_LayerType_3.get(i1270)
         else:
             q -= 3
-            r['rejectedReason'] = _D_RejectedReason_52[(x >> q) & 7]
+            r['rejectedReason'] = _D_RejectedReason_53[(x >> q) & 7]
     if h1269 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
-def e_MovementEvent_addGrpC(v):
-    a = 1
+def e_MovementEvent_addGrpC(v: Any) -> int:
+    a: int = 1
     a = a << 2 | ('stateChangeReason' in v)
     if 'stateChangeReason' in v:
         w1272 = v['stateChangeReason']
-        i1273 = _E_ExceptionalCondition_53.get(w1272)
+        i1273 = _E_ExceptionalCondition_54.get(w1272)
         if i1273 is not None:
             a = a << 5 | i1273
         else:
             a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1272])
     return a
 
-def d_MovementEvent_addGrpC(x, q):
-    r = {}
+def d_MovementEvent_addGrpC(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 2
     h1274 = (x >> q) & 3
     if h1274 & 1:
         q -= 1
         if (x >> q) & 1:
             i1275, q = _rt.read_nsnn(x, q)
-            r['stateChangeReason'] = _X_LayerType_1.get(i1275)
+            r['stateChangeReason'] = _DX_LayerType_3.get(i1275)
         else:
             q -= 4
-            r['stateChangeReason'] = _D_ExceptionalCondition_54[(x >> q) & 15]
+            r['stateChangeReason'] = _D_ExceptionalCondition_55[(x >> q) & 15]
     if h1274 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
-def e_LaneDataAttribute(v):
-    a = 1
+def e_LaneDataAttribute(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'pathEndPointAngle':
         a <<= 4
@@ -6805,7 +6849,9 @@ def e_LaneDataAttribute(v):
         raise KeyError(k)
     return a
 
-def d_LaneDataAttribute(x, q):
+def d_LaneDataAttribute(x: int, q: int) -> tuple[Any, int]:
+    w: Any
+    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
@@ -6844,8 +6890,8 @@ def d_LaneDataAttribute(x, q):
     raise _rt.Malformed('LaneDataAttribute: choice index ' + str(i))
 
 
-def e_NodeAttributeSetXY_regional_item(v):
-    a = 1
+def e_NodeAttributeSetXY_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -6855,7 +6901,8 @@ def e_NodeAttributeSetXY_regional_item(v):
         return _rt.open_type(a, e_NodeAttributeSet_addGrpC(w))
     raise KeyError(r)
 
-def d_NodeAttributeSetXY_regional_item(x, q):
+def d_NodeAttributeSetXY_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -6868,8 +6915,8 @@ def d_NodeAttributeSetXY_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_ComputedLane_offsetXaxis(v):
-    a = 1
+def e_ComputedLane_offsetXaxis(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'small':
         a <<= 1
@@ -6880,7 +6927,8 @@ def e_ComputedLane_offsetXaxis(v):
         raise KeyError(k)
     return a
 
-def d_ComputedLane_offsetXaxis(x, q):
+def d_ComputedLane_offsetXaxis(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 1
     i = (x >> q) & 1
     if i == 0:
@@ -6894,8 +6942,8 @@ def d_ComputedLane_offsetXaxis(x, q):
     raise _rt.Malformed('ComputedLane_offsetXaxis: choice index ' + str(i))
 
 
-def e_ComputedLane_offsetYaxis(v):
-    a = 1
+def e_ComputedLane_offsetYaxis(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'small':
         a <<= 1
@@ -6906,7 +6954,8 @@ def e_ComputedLane_offsetYaxis(v):
         raise KeyError(k)
     return a
 
-def d_ComputedLane_offsetYaxis(x, q):
+def d_ComputedLane_offsetYaxis(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 1
     i = (x >> q) & 1
     if i == 0:
@@ -6920,8 +6969,8 @@ def d_ComputedLane_offsetYaxis(x, q):
     raise _rt.Malformed('ComputedLane_offsetYaxis: choice index ' + str(i))
 
 
-def e_ComputedLane_regional_item(v):
-    a = 1
+def e_ComputedLane_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -6929,7 +6978,8 @@ def e_ComputedLane_regional_item(v):
     r = v['regionId']
     raise KeyError(r)
 
-def d_ComputedLane_regional_item(x, q):
+def d_ComputedLane_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -6940,66 +6990,66 @@ def d_ComputedLane_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_NodeAttributeXYList(v):
-    a = 1
+def e_NodeAttributeXYList(v: Any) -> int:
+    a: int = 1
     k1276 = len(v)
     a = a << 3 | (k1276 - 1)
     for w1276 in v:
         w1277 = w1276
-        i1278 = _E_NodeAttributeXY_47.get(w1277)
+        i1278 = _E_NodeAttributeXY_48.get(w1277)
         if i1278 is not None:
             a = a << 5 | i1278
         else:
             a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1277])
     return a
 
-def d_NodeAttributeXYList(x, q):
+def d_NodeAttributeXYList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
     k1279 = ((x >> q) & 7) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k1279):
         q -= 1
         if (x >> q) & 1:
             i1280, q = _rt.read_nsnn(x, q)
-            w1279 = _X_LayerType_1.get(i1280)
+            w1279 = _DX_LayerType_3.get(i1280)
         else:
             q -= 4
-            w1279 = _D_NodeAttributeXY_49[(x >> q) & 15]
+            w1279 = _D_NodeAttributeXY_50[(x >> q) & 15]
         r.append(w1279)
     return r, q
 
 
-def e_SegmentAttributeXYList(v):
-    a = 1
+def e_SegmentAttributeXYList(v: Any) -> int:
+    a: int = 1
     k1281 = len(v)
     a = a << 3 | (k1281 - 1)
     for w1281 in v:
         w1282 = w1281
-        i1283 = _E_SegmentAttributeXY_48.get(w1282)
+        i1283 = _E_SegmentAttributeXY_49.get(w1282)
         if i1283 is not None:
             a = a << 7 | i1283
         else:
             a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1282])
     return a
 
-def d_SegmentAttributeXYList(x, q):
+def d_SegmentAttributeXYList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
     k1284 = ((x >> q) & 7) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k1284):
         q -= 1
         if (x >> q) & 1:
             i1285, q = _rt.read_nsnn(x, q)
-            w1284 = _X_LayerType_1.get(i1285)
+            w1284 = _DX_LayerType_3.get(i1285)
         else:
             q -= 6
-            w1284 = _D_SegmentAttributeXY_50[(x >> q) & 63]
+            w1284 = _D_SegmentAttributeXY_51[(x >> q) & 63]
         r.append(w1284)
     return r, q
 
 
-def e_LaneDataAttributeList(v):
-    a = 1
+def e_LaneDataAttributeList(v: Any) -> int:
+    a: int = 1
     k1286 = len(v)
     a = a << 3 | (k1286 - 1)
     for w1286 in v:
@@ -7007,18 +7057,18 @@ def e_LaneDataAttributeList(v):
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
-def d_LaneDataAttributeList(x, q):
+def d_LaneDataAttributeList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
     k1287 = ((x >> q) & 7) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k1287):
         w1287, q = d_LaneDataAttribute(x, q)
         r.append(w1287)
     return r, q
 
 
-def e_NodeAttributeSetXY_regional(v):
-    a = 1
+def e_NodeAttributeSetXY_regional(v: Any) -> int:
+    a: int = 1
     k1288 = len(v)
     a = a << 2 | (k1288 - 1)
     for w1288 in v:
@@ -7026,18 +7076,18 @@ def e_NodeAttributeSetXY_regional(v):
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
-def d_NodeAttributeSetXY_regional(x, q):
+def d_NodeAttributeSetXY_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
     k1289 = ((x >> q) & 3) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k1289):
         w1289, q = d_NodeAttributeSetXY_regional_item(x, q)
         r.append(w1289)
     return r, q
 
 
-def e_RestrictionUserType_regional_item(v):
-    a = 1
+def e_RestrictionUserType_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -7047,7 +7097,8 @@ def e_RestrictionUserType_regional_item(v):
         return _rt.open_type(a, e_RestrictionUserType_addGrpC(w))
     raise KeyError(r)
 
-def d_RestrictionUserType_regional_item(x, q):
+def d_RestrictionUserType_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -7060,13 +7111,13 @@ def d_RestrictionUserType_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_Node_XY_20b(v):
-    a = 1
+def e_Node_XY_20b(v: Any) -> int:
+    a: int = 1
     a = a << 20 | ((v['x'] + 512)) << 10 | ((v['y'] + 512))
     return a
 
-def d_Node_XY_20b(x, q):
-    r = {}
+def d_Node_XY_20b(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 20
     t_ = (x >> q) & 1048575
     r['x'] = ((t_ >> 10) & 1023) - 512
@@ -7074,13 +7125,13 @@ def d_Node_XY_20b(x, q):
     return r, q
 
 
-def e_Node_XY_22b(v):
-    a = 1
+def e_Node_XY_22b(v: Any) -> int:
+    a: int = 1
     a = a << 22 | ((v['x'] + 1024)) << 11 | ((v['y'] + 1024))
     return a
 
-def d_Node_XY_22b(x, q):
-    r = {}
+def d_Node_XY_22b(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 22
     t_ = (x >> q) & 4194303
     r['x'] = ((t_ >> 11) & 2047) - 1024
@@ -7088,13 +7139,13 @@ def d_Node_XY_22b(x, q):
     return r, q
 
 
-def e_Node_XY_24b(v):
-    a = 1
+def e_Node_XY_24b(v: Any) -> int:
+    a: int = 1
     a = a << 24 | ((v['x'] + 2048)) << 12 | ((v['y'] + 2048))
     return a
 
-def d_Node_XY_24b(x, q):
-    r = {}
+def d_Node_XY_24b(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
     r['x'] = ((t_ >> 12) & 4095) - 2048
@@ -7102,13 +7153,13 @@ def d_Node_XY_24b(x, q):
     return r, q
 
 
-def e_Node_XY_26b(v):
-    a = 1
+def e_Node_XY_26b(v: Any) -> int:
+    a: int = 1
     a = a << 26 | ((v['x'] + 4096)) << 13 | ((v['y'] + 4096))
     return a
 
-def d_Node_XY_26b(x, q):
-    r = {}
+def d_Node_XY_26b(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 26
     t_ = (x >> q) & 67108863
     r['x'] = ((t_ >> 13) & 8191) - 4096
@@ -7116,13 +7167,13 @@ def d_Node_XY_26b(x, q):
     return r, q
 
 
-def e_Node_XY_28b(v):
-    a = 1
+def e_Node_XY_28b(v: Any) -> int:
+    a: int = 1
     a = a << 28 | ((v['x'] + 8192)) << 14 | ((v['y'] + 8192))
     return a
 
-def d_Node_XY_28b(x, q):
-    r = {}
+def d_Node_XY_28b(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 28
     t_ = (x >> q) & 268435455
     r['x'] = ((t_ >> 14) & 16383) - 8192
@@ -7130,13 +7181,13 @@ def d_Node_XY_28b(x, q):
     return r, q
 
 
-def e_Node_XY_32b(v):
-    a = 1
+def e_Node_XY_32b(v: Any) -> int:
+    a: int = 1
     a = a << 32 | ((v['x'] + 32768)) << 16 | ((v['y'] + 32768))
     return a
 
-def d_Node_XY_32b(x, q):
-    r = {}
+def d_Node_XY_32b(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 32
     t_ = (x >> q) & 4294967295
     r['x'] = ((t_ >> 16) & 65535) - 32768
@@ -7144,13 +7195,13 @@ def d_Node_XY_32b(x, q):
     return r, q
 
 
-def e_Node_LLmD_64b(v):
-    a = 1
+def e_Node_LLmD_64b(v: Any) -> int:
+    a: int = 1
     a = a << 63 | ((v['lon'] + 1800000000)) << 31 | ((v['lat'] + 900000000))
     return a
 
-def d_Node_LLmD_64b(x, q):
-    r = {}
+def d_Node_LLmD_64b(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 63
     t_ = (x >> q) & 9223372036854775807
     r['lon'] = ((t_ >> 31) & 4294967295) - 1800000000
@@ -7158,8 +7209,8 @@ def d_Node_LLmD_64b(x, q):
     return r, q
 
 
-def e_NodeOffsetPointXY_regional(v):
-    a = 1
+def e_NodeOffsetPointXY_regional(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -7167,7 +7218,8 @@ def e_NodeOffsetPointXY_regional(v):
     r = v['regionId']
     raise KeyError(r)
 
-def d_NodeOffsetPointXY_regional(x, q):
+def d_NodeOffsetPointXY_regional(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -7178,8 +7230,8 @@ def d_NodeOffsetPointXY_regional(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_Segment(v):
-    a = 1
+def e_Segment(v: Any) -> int:
+    a: int = 1
     a = a << 1 | ('laneWidth' in v)
     s_ = e_PolygonalLine(v['line'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
@@ -7187,8 +7239,8 @@ def e_Segment(v):
         a = a << 10 | v['laneWidth']
     return a
 
-def d_Segment(x, q):
-    r = {}
+def d_Segment(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 1
     h1305 = (x >> q) & 1
     r['line'], q = d_PolygonalLine(x, q)
@@ -7198,8 +7250,8 @@ def d_Segment(x, q):
     return r, q
 
 
-def e_PolygonalLine(v):
-    a = 1
+def e_PolygonalLine(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'deltaPositions':
         a <<= 3
@@ -7221,7 +7273,9 @@ def e_PolygonalLine(v):
         raise KeyError(k)
     return a
 
-def d_PolygonalLine(x, q):
+def d_PolygonalLine(x: int, q: int) -> tuple[Any, int]:
+    w: Any
+    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
@@ -7246,8 +7300,8 @@ def d_PolygonalLine(x, q):
     raise _rt.Malformed('PolygonalLine: choice index ' + str(i))
 
 
-def e_ComputedSegment(v):
-    a = 1
+def e_ComputedSegment(v: Any) -> int:
+    a: int = 1
     a = a << 2 | ('offsetDistance' in v) << 1 | ('offsetPosition' in v)
     w1307 = v['zoneId']
     if 1 <= w1307 <= 32:
@@ -7264,8 +7318,8 @@ def e_ComputedSegment(v):
         a = ((a - 1) << (a1309.bit_length() - 1)) + a1309
     return a
 
-def d_ComputedSegment(x, q):
-    r = {}
+def d_ComputedSegment(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 2
     h1311 = (x >> q) & 3
     q -= 1
@@ -7282,7 +7336,7 @@ def d_ComputedSegment(x, q):
         q -= 16
         r['offsetDistance'] = ((x >> q) & 65535) - 32768
     if h1311 & 1:
-        r1312 = {}
+        r1312: dict[str, Any] = {}
         q -= 51
         t_ = (x >> q) & 2251799813685247
         r1312['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
@@ -7292,8 +7346,8 @@ def d_ComputedSegment(x, q):
     return r, q
 
 
-def e_Ext1(v):
-    a = 1
+def e_Ext1(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'content':
         a <<= 1
@@ -7306,7 +7360,8 @@ def e_Ext1(v):
         raise KeyError(k)
     return a
 
-def d_Ext1(x, q):
+def d_Ext1(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 1
     i = (x >> q) & 1
     if i == 0:
@@ -7319,8 +7374,8 @@ def d_Ext1(x, q):
     raise _rt.Malformed('Ext1: choice index ' + str(i))
 
 
-def e_VehicleCharacteristicsFixValues(v):
-    a = 1
+def e_VehicleCharacteristicsFixValues(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'simpleVehicleType':
         a <<= 4
@@ -7342,12 +7397,14 @@ def e_VehicleCharacteristicsFixValues(v):
         s_ = e_LoadType(w)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'usage':
-        a = a << 8 | (6) << 4 | (_E_VehicleRole_55[w])
+        a = a << 8 | (6) << 4 | (_E_VehicleRole_56[w])
     else:
         raise KeyError(k)
     return a
 
-def d_VehicleCharacteristicsFixValues(x, q):
+def d_VehicleCharacteristicsFixValues(x: int, q: int) -> tuple[Any, int]:
+    w: Any
+    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
@@ -7380,13 +7437,13 @@ def d_VehicleCharacteristicsFixValues(x, q):
         return ('loadType', w), q
     elif i == 6:
         q -= 4
-        w = _D_VehicleRole_56[(x >> q) & 15]
+        w = _D_VehicleRole_57[(x >> q) & 15]
         return ('usage', w), q
     raise _rt.Malformed('VehicleCharacteristicsFixValues: choice index ' + str(i))
 
 
-def e_VehicleCharacteristicsRanges_limits(v):
-    a = 1
+def e_VehicleCharacteristicsRanges_limits(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'numberOfAxles':
         a <<= 4
@@ -7423,7 +7480,9 @@ def e_VehicleCharacteristicsRanges_limits(v):
         raise KeyError(k)
     return a
 
-def d_VehicleCharacteristicsRanges_limits(x, q):
+def d_VehicleCharacteristicsRanges_limits(x: int, q: int) -> tuple[Any, int]:
+    w: Any
+    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
@@ -7461,8 +7520,8 @@ def d_VehicleCharacteristicsRanges_limits(x, q):
     raise _rt.Malformed('VehicleCharacteristicsRanges_limits: choice index ' + str(i))
 
 
-def e_VehicleCharacteristicsFixValues_2(v):
-    a = 1
+def e_VehicleCharacteristicsFixValues_2(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'simpleVehicleType':
         a <<= 4
@@ -7484,12 +7543,14 @@ def e_VehicleCharacteristicsFixValues_2(v):
         s_ = e_LoadType(w)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     elif k == 'usage':
-        a = a << 8 | (6) << 4 | (_E_VehicleRole_55[w])
+        a = a << 8 | (6) << 4 | (_E_VehicleRole_56[w])
     else:
         raise KeyError(k)
     return a
 
-def d_VehicleCharacteristicsFixValues_2(x, q):
+def d_VehicleCharacteristicsFixValues_2(x: int, q: int) -> tuple[Any, int]:
+    w: Any
+    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
@@ -7522,13 +7583,13 @@ def d_VehicleCharacteristicsFixValues_2(x, q):
         return ('loadType', w), q
     elif i == 6:
         q -= 4
-        w = _D_VehicleRole_56[(x >> q) & 15]
+        w = _D_VehicleRole_57[(x >> q) & 15]
         return ('usage', w), q
     raise _rt.Malformed('VehicleCharacteristicsFixValues_2: choice index ' + str(i))
 
 
-def e_VehicleCharacteristicsRanges_limits_2(v):
-    a = 1
+def e_VehicleCharacteristicsRanges_limits_2(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'numberOfAxles':
         a <<= 4
@@ -7565,7 +7626,9 @@ def e_VehicleCharacteristicsRanges_limits_2(v):
         raise KeyError(k)
     return a
 
-def d_VehicleCharacteristicsRanges_limits_2(x, q):
+def d_VehicleCharacteristicsRanges_limits_2(x: int, q: int) -> tuple[Any, int]:
+    w: Any
+    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
@@ -7603,8 +7666,8 @@ def d_VehicleCharacteristicsRanges_limits_2(x, q):
     raise _rt.Malformed('VehicleCharacteristicsRanges_limits_2: choice index ' + str(i))
 
 
-def e_VcCode(v):
-    a = 1
+def e_VcCode(v: Any) -> int:
+    a: int = 1
     a = a << 15 | (('validity' in v) << 2 | ('value' in v) << 1 | ('unit' in v)) << 12 | (v['roadSignClass']) << 9 | ((v['roadSignCode'] - 1)) << 3 | (v['vcOption'])
     if 'validity' in v:
         v1315 = v['validity']
@@ -7668,8 +7731,8 @@ def e_VcCode(v):
         a = a << 4 | v['unit']
     return a
 
-def d_VcCode(x, q):
-    r = {}
+def d_VcCode(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 15
     t_ = (x >> q) & 32767
     h1339 = (t_ >> 12) & 7
@@ -7683,13 +7746,13 @@ def d_VcCode(x, q):
         else:
             q -= 3
             k1341 = ((x >> q) & 7) + 1
-        r1340 = []
+        r1340: list[Any] = []
         for _ in range(k1341):
-            r1342 = {}
+            r1342: dict[str, Any] = {}
             q -= 6
             h1343 = (x >> q) & 63
             if h1343 & 32:
-                r1344 = {}
+                r1344: dict[str, Any] = {}
                 q -= 1
                 if (x >> q) & 1:
                     r1344['yearRangeStartYear'], q = _rt.read_uwn(x, q)
@@ -7704,7 +7767,7 @@ def d_VcCode(x, q):
                     r1344['yearRangeEndYear'] = ((x >> q) & 127) + 2000
                 r1342['year'] = r1344
             if h1343 & 16:
-                r1346 = {}
+                r1346: dict[str, Any] = {}
                 r1346['dateRangeStartMonthDay'], q = d_MonthDay(x, q)
                 r1346['dateRangeEndMonthDay'], q = d_MonthDay(x, q)
                 r1342['month-day'] = r1346
@@ -7712,7 +7775,7 @@ def d_VcCode(x, q):
                 q -= 4
                 r1342['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
             if h1343 & 4:
-                r1349 = {}
+                r1349: dict[str, Any] = {}
                 r1349['timeRangeStartTime'], q = d_HoursMinutes(x, q)
                 r1349['timeRangeEndTime'], q = d_HoursMinutes(x, q)
                 r1342['hourMinutes'] = r1349
@@ -7720,7 +7783,7 @@ def d_VcCode(x, q):
                 q -= 8
                 r1342['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
             if h1343 & 1:
-                r1352 = {}
+                r1352: dict[str, Any] = {}
                 q -= 11
                 t_ = (x >> q) & 2047
                 r1352['hours'] = (t_ >> 6) & 31
@@ -7738,8 +7801,8 @@ def d_VcCode(x, q):
     return r, q
 
 
-def e_ISO14823Code(v):
-    a = 1
+def e_ISO14823Code(v: Any) -> int:
+    a: int = 1
     a = a << 1 | ('attributes' in v)
     v1355 = v['pictogramCode']
     a1356 = 1
@@ -7769,11 +7832,11 @@ def e_ISO14823Code(v):
         a = ((a - 1) << (a1363.bit_length() - 1)) + a1363
     return a
 
-def d_ISO14823Code(x, q):
-    r = {}
+def d_ISO14823Code(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 1
     h1365 = (x >> q) & 1
-    r1366 = {}
+    r1366: dict[str, Any] = {}
     q -= 1
     h1367 = (x >> q) & 1
     if h1367 & 1:
@@ -7781,7 +7844,7 @@ def d_ISO14823Code(x, q):
         q -= k1368 << 3
         r1366['countryCode'] = ((x >> q) & ((1 << (k1368 << 3)) - 1)).to_bytes(k1368, 'big')
     r1366['serviceCategoryCode'], q = d_ISO14823Code_pictogramCode_serviceCategoryCode(x, q)
-    r1369 = {}
+    r1369: dict[str, Any] = {}
     q -= 11
     t_ = (x >> q) & 2047
     r1369['nature'] = ((t_ >> 7) & 15) + 1
@@ -7795,7 +7858,7 @@ def d_ISO14823Code(x, q):
         else:
             q -= 3
             k1372 = ((x >> q) & 7) + 1
-        r1371 = []
+        r1371: list[Any] = []
         for _ in range(k1372):
             w1372, q = d_ISO14823Attribute(x, q)
             r1371.append(w1372)
@@ -7803,8 +7866,8 @@ def d_ISO14823Code(x, q):
     return r, q
 
 
-def e_AnyCatalogue(v):
-    a = 1
+def e_AnyCatalogue(v: Any) -> int:
+    a: int = 1
     a = a << 3 | ('value' in v) << 2 | ('unit' in v) << 1 | ('attributes' in v)
     v1374 = v['owner']
     a1375 = 1
@@ -7832,11 +7895,11 @@ def e_AnyCatalogue(v):
         a = ((a - 1) << (a1380.bit_length() - 1)) + a1380
     return a
 
-def d_AnyCatalogue(x, q):
-    r = {}
+def d_AnyCatalogue(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 3
     h1382 = (x >> q) & 7
-    r1383 = {}
+    r1383: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
     r1383['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
@@ -7859,7 +7922,7 @@ def d_AnyCatalogue(x, q):
         else:
             q -= 3
             k1387 = ((x >> q) & 7) + 1
-        r1386 = []
+        r1386: list[Any] = []
         for _ in range(k1387):
             w1387, q = d_ISO14823Attribute(x, q)
             r1386.append(w1387)
@@ -7867,23 +7930,23 @@ def d_AnyCatalogue(x, q):
     return r, q
 
 
-def e_VehicleCharacteristicsRanges(v):
-    a = 1
+def e_VehicleCharacteristicsRanges(v: Any) -> int:
+    a: int = 1
     a = a << 2 | v['comparisonOperator']
     s_ = e_VehicleCharacteristicsRanges_limits_2(v['limits'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
-def d_VehicleCharacteristicsRanges(x, q):
-    r = {}
+def d_VehicleCharacteristicsRanges(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 2
     r['comparisonOperator'] = (x >> q) & 3
     r['limits'], q = d_VehicleCharacteristicsRanges_limits_2(x, q)
     return r, q
 
 
-def e_LaneDataAttribute_regional(v):
-    a = 1
+def e_LaneDataAttribute_regional(v: Any) -> int:
+    a: int = 1
     k1390 = len(v)
     a = a << 2 | (k1390 - 1)
     for w1390 in v:
@@ -7891,22 +7954,22 @@ def e_LaneDataAttribute_regional(v):
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
-def d_LaneDataAttribute_regional(x, q):
+def d_LaneDataAttribute_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
     k1391 = ((x >> q) & 3) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k1391):
         w1391, q = d_LaneDataAttribute_regional_item(x, q)
         r.append(w1391)
     return r, q
 
 
-def e_NodeAttributeSet_addGrpC(v):
-    a = 1
+def e_NodeAttributeSet_addGrpC(v: Any) -> int:
+    a: int = 1
     a = a << 4 | ('ptvRequest' in v) << 2 | ('nodeLink' in v) << 1 | ('node' in v)
     if 'ptvRequest' in v:
         w1393 = v['ptvRequest']
-        i1394 = _E_PtvRequestType_57.get(w1393)
+        i1394 = _E_PtvRequestType_58.get(w1393)
         if i1394 is not None:
             a = a << 4 | i1394
         else:
@@ -7943,24 +8006,24 @@ def e_NodeAttributeSet_addGrpC(v):
         a = ((a - 1) << (a1402.bit_length() - 1)) + a1402
     return a
 
-def d_NodeAttributeSet_addGrpC(x, q):
-    r = {}
+def d_NodeAttributeSet_addGrpC(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 4
     h1404 = (x >> q) & 15
     if h1404 & 4:
         q -= 1
         if (x >> q) & 1:
             i1405, q = _rt.read_nsnn(x, q)
-            r['ptvRequest'] = _X_LayerType_1.get(i1405)
+            r['ptvRequest'] = _DX_LayerType_3.get(i1405)
         else:
             q -= 3
-            r['ptvRequest'] = _D_PtvRequestType_58[(x >> q) & 7]
+            r['ptvRequest'] = _D_PtvRequestType_59[(x >> q) & 7]
     if h1404 & 2:
         q -= 3
         k1407 = ((x >> q) & 7) + 1
-        r1406 = []
+        r1406: list[Any] = []
         for _ in range(k1407):
-            r1408 = {}
+            r1408: dict[str, Any] = {}
             q -= 4
             h1409 = (x >> q) & 15
             r1408['id'], q = _rt.read_uwn(x, q)
@@ -7979,7 +8042,7 @@ def d_NodeAttributeSet_addGrpC(x, q):
             r1406.append(w1407)
         r['nodeLink'] = r1406
     if h1404 & 1:
-        r1410 = {}
+        r1410: dict[str, Any] = {}
         q -= 4
         h1411 = (x >> q) & 15
         r1410['id'], q = _rt.read_uwn(x, q)
@@ -8000,12 +8063,12 @@ def d_NodeAttributeSet_addGrpC(x, q):
     return r, q
 
 
-def e_RestrictionUserType_addGrpC(v):
-    a = 1
+def e_RestrictionUserType_addGrpC(v: Any) -> int:
+    a: int = 1
     a = a << 3 | ('emission' in v) << 1 | ('fuel' in v)
     if 'emission' in v:
         w1413 = v['emission']
-        i1414 = _E_EmissionType_59.get(w1413)
+        i1414 = _E_EmissionType_60.get(w1413)
         if i1414 is not None:
             a = a << 4 | i1414
         else:
@@ -8014,18 +8077,18 @@ def e_RestrictionUserType_addGrpC(v):
         a = a << 4 | v['fuel']
     return a
 
-def d_RestrictionUserType_addGrpC(x, q):
-    r = {}
+def d_RestrictionUserType_addGrpC(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 3
     h1415 = (x >> q) & 7
     if h1415 & 2:
         q -= 1
         if (x >> q) & 1:
             i1416, q = _rt.read_nsnn(x, q)
-            r['emission'] = _X_LayerType_1.get(i1416)
+            r['emission'] = _DX_LayerType_3.get(i1416)
         else:
             q -= 3
-            r['emission'] = _D_EmissionType_60[(x >> q) & 7]
+            r['emission'] = _D_EmissionType_61[(x >> q) & 7]
     if h1415 & 1:
         q -= 4
         r['fuel'] = (x >> q) & 15
@@ -8034,8 +8097,8 @@ def d_RestrictionUserType_addGrpC(x, q):
     return r, q
 
 
-def e_DeltaPositions(v):
-    a = 1
+def e_DeltaPositions(v: Any) -> int:
+    a: int = 1
     k1417 = len(v)
     if 1 <= k1417 <= 32:
         a <<= 1
@@ -8049,16 +8112,16 @@ def e_DeltaPositions(v):
         a = ((a - 1) << (a1419.bit_length() - 1)) + a1419
     return a
 
-def d_DeltaPositions(x, q):
+def d_DeltaPositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
         k1421, q = _rt.read_ld(x, q)
     else:
         q -= 5
         k1421 = ((x >> q) & 31) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k1421):
-        r1422 = {}
+        r1422: dict[str, Any] = {}
         q -= 36
         t_ = (x >> q) & 68719476735
         r1422['deltaLatitude'] = ((t_ >> 18) & 262143) - 131071
@@ -8068,8 +8131,8 @@ def d_DeltaPositions(x, q):
     return r, q
 
 
-def e_DeltaReferencePositions(v):
-    a = 1
+def e_DeltaReferencePositions(v: Any) -> int:
+    a: int = 1
     k1424 = len(v)
     if 1 <= k1424 <= 32:
         a <<= 1
@@ -8083,16 +8146,16 @@ def e_DeltaReferencePositions(v):
         a = ((a - 1) << (a1426.bit_length() - 1)) + a1426
     return a
 
-def d_DeltaReferencePositions(x, q):
+def d_DeltaReferencePositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
         k1428, q = _rt.read_ld(x, q)
     else:
         q -= 5
         k1428 = ((x >> q) & 31) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k1428):
-        r1429 = {}
+        r1429: dict[str, Any] = {}
         q -= 51
         t_ = (x >> q) & 2251799813685247
         r1429['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
@@ -8103,8 +8166,8 @@ def d_DeltaReferencePositions(x, q):
     return r, q
 
 
-def e_AbsolutePositions(v):
-    a = 1
+def e_AbsolutePositions(v: Any) -> int:
+    a: int = 1
     k1431 = len(v)
     if 1 <= k1431 <= 8:
         a <<= 1
@@ -8118,16 +8181,16 @@ def e_AbsolutePositions(v):
         a = ((a - 1) << (a1433.bit_length() - 1)) + a1433
     return a
 
-def d_AbsolutePositions(x, q):
+def d_AbsolutePositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
         k1435, q = _rt.read_ld(x, q)
     else:
         q -= 3
         k1435 = ((x >> q) & 7) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k1435):
-        r1436 = {}
+        r1436: dict[str, Any] = {}
         q -= 63
         t_ = (x >> q) & 9223372036854775807
         r1436['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
@@ -8137,8 +8200,8 @@ def d_AbsolutePositions(x, q):
     return r, q
 
 
-def e_AbsolutePositionsWAltitude(v):
-    a = 1
+def e_AbsolutePositionsWAltitude(v: Any) -> int:
+    a: int = 1
     k1438 = len(v)
     if 1 <= k1438 <= 8:
         a <<= 1
@@ -8151,38 +8214,38 @@ def e_AbsolutePositionsWAltitude(v):
         a1440 = a1440 << 63 | ((v1439['latitude'] + 900000000)) << 32 | ((v1439['longitude'] + 1800000000))
         v1442 = v1439['altitude']
         a1443 = 1
-        a1443 = a1443 << 24 | ((v1442['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_41[v1442['altitudeConfidence']])
+        a1443 = a1443 << 24 | ((v1442['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v1442['altitudeConfidence']])
         a1440 = ((a1440 - 1) << (a1443.bit_length() - 1)) + a1443
         a = ((a - 1) << (a1440.bit_length() - 1)) + a1440
     return a
 
-def d_AbsolutePositionsWAltitude(x, q):
+def d_AbsolutePositionsWAltitude(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
         k1445, q = _rt.read_ld(x, q)
     else:
         q -= 3
         k1445 = ((x >> q) & 7) + 1
-    r = []
+    r: list[Any] = []
     for _ in range(k1445):
-        r1446 = {}
+        r1446: dict[str, Any] = {}
         q -= 63
         t_ = (x >> q) & 9223372036854775807
         r1446['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
         r1446['longitude'] = (t_ & 4294967295) - 1800000000
-        r1448 = {}
+        r1448: dict[str, Any] = {}
         q -= 24
         t_ = (x >> q) & 16777215
         r1448['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-        r1448['altitudeConfidence'] = _D_AltitudeConfidence_42[t_ & 15]
+        r1448['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
         r1446['altitude'] = r1448
         w1445 = r1446
         r.append(w1445)
     return r, q
 
 
-def e_Ext2(v):
-    a = 1
+def e_Ext2(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'content':
         a <<= 1
@@ -8198,7 +8261,8 @@ def e_Ext2(v):
         raise KeyError(k)
     return a
 
-def d_Ext2(x, q):
+def d_Ext2(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 1
     i = (x >> q) & 1
     if i == 0:
@@ -8216,18 +8280,18 @@ def d_Ext2(x, q):
     raise _rt.Malformed('Ext2: choice index ' + str(i))
 
 
-def e_EuVehicleCategoryCode(v):
-    a = 1
+def e_EuVehicleCategoryCode(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'euVehicleCategoryL':
         a <<= 3
-        a = a << 3 | _E_EuVehicleCategoryL_61[w]
+        a = a << 3 | _E_EuVehicleCategoryL_62[w]
     elif k == 'euVehicleCategoryM':
-        a = a << 5 | (1) << 2 | (_E_EuVehicleCategoryM_62[w])
+        a = a << 5 | (1) << 2 | (_E_EuVehicleCategoryM_63[w])
     elif k == 'euVehicleCategoryN':
-        a = a << 5 | (2) << 2 | (_E_EuVehicleCategoryN_63[w])
+        a = a << 5 | (2) << 2 | (_E_EuVehicleCategoryN_64[w])
     elif k == 'euVehicleCategoryO':
-        a = a << 5 | (3) << 2 | (_E_EuVehicleCategoryO_64[w])
+        a = a << 5 | (3) << 2 | (_E_EuVehicleCategoryO_65[w])
     elif k == 'euVehilcleCategoryT':
         a = a << 3 | 4
         pass
@@ -8238,24 +8302,25 @@ def e_EuVehicleCategoryCode(v):
         raise KeyError(k)
     return a
 
-def d_EuVehicleCategoryCode(x, q):
+def d_EuVehicleCategoryCode(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 3
     i = (x >> q) & 7
     if i == 0:
         q -= 3
-        w = _D_EuVehicleCategoryL_65[(x >> q) & 7]
+        w = _D_EuVehicleCategoryL_66[(x >> q) & 7]
         return ('euVehicleCategoryL', w), q
     elif i == 1:
         q -= 2
-        w = _D_EuVehicleCategoryM_66[(x >> q) & 3]
+        w = _D_EuVehicleCategoryM_67[(x >> q) & 3]
         return ('euVehicleCategoryM', w), q
     elif i == 2:
         q -= 2
-        w = _D_EuVehicleCategoryN_67[(x >> q) & 3]
+        w = _D_EuVehicleCategoryN_68[(x >> q) & 3]
         return ('euVehicleCategoryN', w), q
     elif i == 3:
         q -= 2
-        w = _D_EuVehicleCategoryO_68[(x >> q) & 3]
+        w = _D_EuVehicleCategoryO_69[(x >> q) & 3]
         return ('euVehicleCategoryO', w), q
     elif i == 4:
         w = None
@@ -8266,34 +8331,34 @@ def d_EuVehicleCategoryCode(x, q):
     raise _rt.Malformed('EuVehicleCategoryCode: choice index ' + str(i))
 
 
-def e_EnvironmentalCharacteristics(v):
-    a = 1
-    a = a << 8 | (_E_EuroValue_69[v['euroValue']]) << 4 | (_E_CopValue_70[v['copValue']])
+def e_EnvironmentalCharacteristics(v: Any) -> int:
+    a: int = 1
+    a = a << 8 | (_E_EuroValue_70[v['euroValue']]) << 4 | (_E_CopValue_71[v['copValue']])
     return a
 
-def d_EnvironmentalCharacteristics(x, q):
-    r = {}
+def d_EnvironmentalCharacteristics(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 8
     t_ = (x >> q) & 255
-    r['euroValue'] = _D_EuroValue_71[(t_ >> 4) & 15]
-    r['copValue'] = _D_CopValue_72[t_ & 15]
+    r['euroValue'] = _D_EuroValue_72[(t_ >> 4) & 15]
+    r['copValue'] = _D_CopValue_73[t_ & 15]
     return r, q
 
 
-def e_LoadType(v):
-    a = 1
+def e_LoadType(v: Any) -> int:
+    a: int = 1
     w1454 = v['goodsType']
     if 0 <= w1454 <= 15:
         a = a << 5 | w1454
     else:
         a = _rt.uwn(a << 1 | 1, w1454)
-    a = a << 5 | _E_DangerousGoodsBasic_73[v['dangerousGoodsType']]
+    a = a << 5 | _E_DangerousGoodsBasic_74[v['dangerousGoodsType']]
     d1455, k1456 = v['specialTransportType']
     a = a << k1456 | int.from_bytes(d1455, 'big') >> (8 * len(d1455) - k1456)
     return a
 
-def d_LoadType(x, q):
-    r = {}
+def d_LoadType(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 1
     if (x >> q) & 1:
         r['goodsType'], q = _rt.read_uwn(x, q)
@@ -8302,18 +8367,18 @@ def d_LoadType(x, q):
         r['goodsType'] = (x >> q) & 15
     q -= 9
     t_ = (x >> q) & 511
-    r['dangerousGoodsType'] = _D_DangerousGoodsBasic_74[(t_ >> 4) & 31]
+    r['dangerousGoodsType'] = _D_DangerousGoodsBasic_75[(t_ >> 4) & 31]
     r['specialTransportType'] = (((t_ & 15) << 4).to_bytes(1, 'big'), 4)
     return r, q
 
 
-def e_VehicleDimensions(v):
-    a = 1
+def e_VehicleDimensions(v: Any) -> int:
+    a: int = 1
     a = a << 24 | (v['vehicleLengthOverall']) << 16 | (v['vehicleHeigthOverall']) << 8 | (v['vehicleWidthOverall'])
     return a
 
-def d_VehicleDimensions(x, q):
-    r = {}
+def d_VehicleDimensions(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
     r['vehicleLengthOverall'] = (t_ >> 16) & 255
@@ -8322,13 +8387,13 @@ def d_VehicleDimensions(x, q):
     return r, q
 
 
-def e_VehicleWeightLimits(v):
-    a = 1
+def e_VehicleWeightLimits(v: Any) -> int:
+    a: int = 1
     a = a << 48 | (v['vehicleMaxLadenWeight']) << 32 | (v['vehicleTrainMaximumWeight']) << 16 | (v['vehicleWeightUnladen'])
     return a
 
-def d_VehicleWeightLimits(x, q):
-    r = {}
+def d_VehicleWeightLimits(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
     r['vehicleMaxLadenWeight'] = (t_ >> 32) & 65535
@@ -8337,13 +8402,13 @@ def d_VehicleWeightLimits(x, q):
     return r, q
 
 
-def e_AxleWeightLimits(v):
-    a = 1
+def e_AxleWeightLimits(v: Any) -> int:
+    a: int = 1
     a = a << 80 | (v['maxLadenweightOnAxle1']) << 64 | (v['maxLadenweightOnAxle2']) << 48 | (v['maxLadenweightOnAxle3']) << 32 | (v['maxLadenweightOnAxle4']) << 16 | (v['maxLadenweightOnAxle5'])
     return a
 
-def d_AxleWeightLimits(x, q):
-    r = {}
+def d_AxleWeightLimits(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 80
     t_ = (x >> q) & 1208925819614629174706175
     r['maxLadenweightOnAxle1'] = (t_ >> 64) & 65535
@@ -8354,13 +8419,13 @@ def d_AxleWeightLimits(x, q):
     return r, q
 
 
-def e_PassengerCapacity(v):
-    a = 1
+def e_PassengerCapacity(v: Any) -> int:
+    a: int = 1
     a = a << 16 | (v['numberOfSeats']) << 8 | (v['numberOfStandingPlaces'])
     return a
 
-def d_PassengerCapacity(x, q):
-    r = {}
+def d_PassengerCapacity(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 16
     t_ = (x >> q) & 65535
     r['numberOfSeats'] = (t_ >> 8) & 255
@@ -8368,16 +8433,16 @@ def d_PassengerCapacity(x, q):
     return r, q
 
 
-def e_ExhaustEmissionValues(v):
-    a = 1
-    a = a << 64 | (_E_UnitType_75[v['unitType']]) << 63 | (v['emissionCO']) << 48 | (v['emissionHC']) << 32 | (v['emissionNOX']) << 16 | (v['emissionHCNOX'])
+def e_ExhaustEmissionValues(v: Any) -> int:
+    a: int = 1
+    a = a << 64 | (_E_UnitType_76[v['unitType']]) << 63 | (v['emissionCO']) << 48 | (v['emissionHC']) << 32 | (v['emissionNOX']) << 16 | (v['emissionHCNOX'])
     return a
 
-def d_ExhaustEmissionValues(x, q):
-    r = {}
+def d_ExhaustEmissionValues(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 64
     t_ = (x >> q) & 18446744073709551615
-    r['unitType'] = _D_UnitType_76[(t_ >> 63) & 1]
+    r['unitType'] = _D_UnitType_77[(t_ >> 63) & 1]
     r['emissionCO'] = (t_ >> 48) & 32767
     r['emissionHC'] = (t_ >> 32) & 65535
     r['emissionNOX'] = (t_ >> 16) & 65535
@@ -8385,21 +8450,21 @@ def d_ExhaustEmissionValues(x, q):
     return r, q
 
 
-def e_DieselEmissionValues(v):
-    a = 1
+def e_DieselEmissionValues(v: Any) -> int:
+    a: int = 1
     v1470 = v['particulate']
     a1471 = 1
-    a1471 = a1471 << 16 | (_E_UnitType_75[v1470['unitType']]) << 15 | (v1470['value'])
+    a1471 = a1471 << 16 | (_E_UnitType_76[v1470['unitType']]) << 15 | (v1470['value'])
     a = ((a - 1) << (a1471.bit_length() - 1)) + a1471
     a = a << 16 | v['absorptionCoeff']
     return a
 
-def d_DieselEmissionValues(x, q):
-    r = {}
-    r1474 = {}
+def d_DieselEmissionValues(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
+    r1474: dict[str, Any] = {}
     q -= 16
     t_ = (x >> q) & 65535
-    r1474['unitType'] = _D_UnitType_76[(t_ >> 15) & 1]
+    r1474['unitType'] = _D_UnitType_77[(t_ >> 15) & 1]
     r1474['value'] = t_ & 32767
     r['particulate'] = r1474
     q -= 16
@@ -8407,13 +8472,13 @@ def d_DieselEmissionValues(x, q):
     return r, q
 
 
-def e_SoundLevel(v):
-    a = 1
+def e_SoundLevel(v: Any) -> int:
+    a: int = 1
     a = a << 16 | (v['soundstationary']) << 8 | (v['sounddriveby'])
     return a
 
-def d_SoundLevel(x, q):
-    r = {}
+def d_SoundLevel(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 16
     t_ = (x >> q) & 65535
     r['soundstationary'] = (t_ >> 8) & 255
@@ -8421,13 +8486,13 @@ def d_SoundLevel(x, q):
     return r, q
 
 
-def e_MonthDay(v):
-    a = 1
+def e_MonthDay(v: Any) -> int:
+    a: int = 1
     a = a << 9 | ((v['month'] - 1)) << 5 | ((v['day'] - 1))
     return a
 
-def d_MonthDay(x, q):
-    r = {}
+def d_MonthDay(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 9
     t_ = (x >> q) & 511
     r['month'] = ((t_ >> 5) & 15) + 1
@@ -8435,13 +8500,13 @@ def d_MonthDay(x, q):
     return r, q
 
 
-def e_HoursMinutes(v):
-    a = 1
+def e_HoursMinutes(v: Any) -> int:
+    a: int = 1
     a = a << 11 | (v['hours']) << 6 | (v['mins'])
     return a
 
-def d_HoursMinutes(x, q):
-    r = {}
+def d_HoursMinutes(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 11
     t_ = (x >> q) & 2047
     r['hours'] = (t_ >> 6) & 31
@@ -8449,13 +8514,13 @@ def d_HoursMinutes(x, q):
     return r, q
 
 
-def e_ISO14823Code_pictogramCode_serviceCategoryCode(v):
-    a = 1
+def e_ISO14823Code_pictogramCode_serviceCategoryCode(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'trafficSignPictogram':
         a <<= 3
         w1482 = w
-        i1483 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_77.get(w1482)
+        i1483 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w1482)
         if i1483 is not None:
             a = a << 3 | i1483
         else:
@@ -8463,7 +8528,7 @@ def e_ISO14823Code_pictogramCode_serviceCategoryCode(v):
     elif k == 'publicFacilitiesPictogram':
         a = a << 3 | 1
         w1484 = w
-        i1485 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_78.get(w1484)
+        i1485 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w1484)
         if i1485 is not None:
             a = a << 1 | i1485
         else:
@@ -8471,7 +8536,7 @@ def e_ISO14823Code_pictogramCode_serviceCategoryCode(v):
     elif k == 'ambientOrRoadConditionPictogram':
         a = a << 3 | 2
         w1486 = w
-        i1487 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_79.get(w1486)
+        i1487 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w1486)
         if i1487 is not None:
             a = a << 2 | i1487
         else:
@@ -8480,7 +8545,9 @@ def e_ISO14823Code_pictogramCode_serviceCategoryCode(v):
         raise KeyError(k)
     return a
 
-def d_ISO14823Code_pictogramCode_serviceCategoryCode(x, q):
+def d_ISO14823Code_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[Any, int]:
+    w: Any
+    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
@@ -8494,33 +8561,33 @@ def d_ISO14823Code_pictogramCode_serviceCategoryCode(x, q):
         q -= 1
         if (x >> q) & 1:
             i1488, q = _rt.read_nsnn(x, q)
-            w = _X_LayerType_1.get(i1488)
+            w = _DX_LayerType_3.get(i1488)
         else:
             q -= 2
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_80[(x >> q) & 3]
+            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_81[(x >> q) & 3]
         return ('trafficSignPictogram', w), q
     elif i == 1:
         q -= 1
         if (x >> q) & 1:
             i1489, q = _rt.read_nsnn(x, q)
-            w = _X_LayerType_1.get(i1489)
+            w = _DX_LayerType_3.get(i1489)
         else:
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_81[0]
+            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_82[0]
         return ('publicFacilitiesPictogram', w), q
     elif i == 2:
         q -= 1
         if (x >> q) & 1:
             i1490, q = _rt.read_nsnn(x, q)
-            w = _X_LayerType_1.get(i1490)
+            w = _DX_LayerType_3.get(i1490)
         else:
             q -= 1
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_82[(x >> q) & 1]
+            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_83[(x >> q) & 1]
         return ('ambientOrRoadConditionPictogram', w), q
     raise _rt.Malformed('ISO14823Code_pictogramCode_serviceCategoryCode: choice index ' + str(i))
 
 
-def e_ISO14823Attribute(v):
-    a = 1
+def e_ISO14823Attribute(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'dtm':
         a <<= 3
@@ -8554,7 +8621,8 @@ def e_ISO14823Attribute(v):
         raise KeyError(k)
     return a
 
-def d_ISO14823Attribute(x, q):
+def d_ISO14823Attribute(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 3
     i = (x >> q) & 7
     if i == 0:
@@ -8586,8 +8654,8 @@ def d_ISO14823Attribute(x, q):
     raise _rt.Malformed('ISO14823Attribute: choice index ' + str(i))
 
 
-def e_LaneDataAttribute_regional_item(v):
-    a = 1
+def e_LaneDataAttribute_regional_item(v: Any) -> int:
+    a: int = 1
     a = a << 8 | v['regionId']
     w = v['regExtValue']
     if isinstance(w, (bytes, bytearray)):
@@ -8595,7 +8663,8 @@ def e_LaneDataAttribute_regional_item(v):
     r = v['regionId']
     raise KeyError(r)
 
-def d_LaneDataAttribute_regional_item(x, q):
+def d_LaneDataAttribute_regional_item(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 8
     r = (x >> q) & 255
     n, q = _rt.read_ld(x, q)
@@ -8606,8 +8675,8 @@ def d_LaneDataAttribute_regional_item(x, q):
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_InternationalSign_exemptedApplicablePeriod(v):
-    a = 1
+def e_InternationalSign_exemptedApplicablePeriod(v: Any) -> int:
+    a: int = 1
     a = a << 6 | ('year' in v) << 5 | ('month-day' in v) << 4 | ('repeatingPeriodDayTypes' in v) << 3 | ('hourMinutes' in v) << 2 | ('dateRangeOfWeek' in v) << 1 | ('durationHourMinute' in v)
     if 'year' in v:
         v1492 = v['year']
@@ -8660,12 +8729,12 @@ def e_InternationalSign_exemptedApplicablePeriod(v):
         a = ((a - 1) << (a1520.bit_length() - 1)) + a1520
     return a
 
-def d_InternationalSign_exemptedApplicablePeriod(x, q):
-    r = {}
+def d_InternationalSign_exemptedApplicablePeriod(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 6
     h1522 = (x >> q) & 63
     if h1522 & 32:
-        r1523 = {}
+        r1523: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
             r1523['yearRangeStartYear'], q = _rt.read_uwn(x, q)
@@ -8680,14 +8749,14 @@ def d_InternationalSign_exemptedApplicablePeriod(x, q):
             r1523['yearRangeEndYear'] = ((x >> q) & 127) + 2000
         r['year'] = r1523
     if h1522 & 16:
-        r1525 = {}
-        r1527 = {}
+        r1525: dict[str, Any] = {}
+        r1527: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
         r1527['month'] = ((t_ >> 5) & 15) + 1
         r1527['day'] = (t_ & 31) + 1
         r1525['dateRangeStartMonthDay'] = r1527
-        r1529 = {}
+        r1529: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
         r1529['month'] = ((t_ >> 5) & 15) + 1
@@ -8698,14 +8767,14 @@ def d_InternationalSign_exemptedApplicablePeriod(x, q):
         q -= 4
         r['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
     if h1522 & 4:
-        r1532 = {}
-        r1534 = {}
+        r1532: dict[str, Any] = {}
+        r1534: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
         r1534['hours'] = (t_ >> 6) & 31
         r1534['mins'] = t_ & 63
         r1532['timeRangeStartTime'] = r1534
-        r1536 = {}
+        r1536: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
         r1536['hours'] = (t_ >> 6) & 31
@@ -8716,7 +8785,7 @@ def d_InternationalSign_exemptedApplicablePeriod(x, q):
         q -= 8
         r['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
     if h1522 & 1:
-        r1539 = {}
+        r1539: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
         r1539['hours'] = (t_ >> 6) & 31
@@ -8725,8 +8794,8 @@ def d_InternationalSign_exemptedApplicablePeriod(x, q):
     return r, q
 
 
-def e_InternationalSign_applicableVehicleDimensions(v):
-    a = 1
+def e_InternationalSign_applicableVehicleDimensions(v: Any) -> int:
+    a: int = 1
     a = a << 4 | ('vehicleHeight' in v) << 3 | ('vehicleWidth' in v) << 2 | ('vehicleLength' in v) << 1 | ('vehicleWeight' in v)
     if 'vehicleHeight' in v:
         v1542 = v['vehicleHeight']
@@ -8750,33 +8819,33 @@ def e_InternationalSign_applicableVehicleDimensions(v):
         a = ((a - 1) << (a1552.bit_length() - 1)) + a1552
     return a
 
-def d_InternationalSign_applicableVehicleDimensions(x, q):
-    r = {}
+def d_InternationalSign_applicableVehicleDimensions(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 4
     h1554 = (x >> q) & 15
     if h1554 & 8:
-        r1555 = {}
+        r1555: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
         r1555['value'] = ((t_ >> 3) & 16383) + 1
         r1555['unit'] = (t_ & 7) + 2
         r['vehicleHeight'] = r1555
     if h1554 & 4:
-        r1557 = {}
+        r1557: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
         r1557['value'] = ((t_ >> 3) & 16383) + 1
         r1557['unit'] = (t_ & 7) + 2
         r['vehicleWidth'] = r1557
     if h1554 & 2:
-        r1559 = {}
+        r1559: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
         r1559['value'] = ((t_ >> 3) & 16383) + 1
         r1559['unit'] = (t_ & 7) + 2
         r['vehicleLength'] = r1559
     if h1554 & 1:
-        r1561 = {}
+        r1561: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
         r1561['value'] = ((t_ >> 2) & 16383) + 1
@@ -8785,8 +8854,8 @@ def d_InternationalSign_applicableVehicleDimensions(x, q):
     return r, q
 
 
-def e_InternationalSign_speedLimits(v):
-    a = 1
+def e_InternationalSign_speedLimits(v: Any) -> int:
+    a: int = 1
     a = a << 2 | ('speedLimitMax' in v) << 1 | ('speedLimitMin' in v)
     if 'speedLimitMax' in v:
         a = a << 8 | v['speedLimitMax']
@@ -8795,8 +8864,8 @@ def e_InternationalSign_speedLimits(v):
     a = a << 1 | v['unit']
     return a
 
-def d_InternationalSign_speedLimits(x, q):
-    r = {}
+def d_InternationalSign_speedLimits(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 2
     h1564 = (x >> q) & 3
     if h1564 & 2:
@@ -8810,13 +8879,13 @@ def d_InternationalSign_speedLimits(x, q):
     return r, q
 
 
-def e_InternationalSign_distanceBetweenVehicles(v):
-    a = 1
+def e_InternationalSign_distanceBetweenVehicles(v: Any) -> int:
+    a: int = 1
     a = a << 17 | ((v['value'] - 1)) << 3 | ((v['unit'] - 2))
     return a
 
-def d_InternationalSign_distanceBetweenVehicles(x, q):
-    r = {}
+def d_InternationalSign_distanceBetweenVehicles(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 17
     t_ = (x >> q) & 131071
     r['value'] = ((t_ >> 3) & 16383) + 1
@@ -8824,8 +8893,8 @@ def d_InternationalSign_distanceBetweenVehicles(x, q):
     return r, q
 
 
-def e_InternationalSign_destinationInformation(v):
-    a = 1
+def e_InternationalSign_destinationInformation(v: Any) -> int:
+    a: int = 1
     a = a << 3 | ('junctionDirection' in v) << 2 | ('roundaboutCwDirection' in v) << 1 | ('roundaboutCcwDirection' in v)
     if 'junctionDirection' in v:
         a = a << 7 | (v['junctionDirection'] - 1)
@@ -8891,8 +8960,8 @@ def e_InternationalSign_destinationInformation(v):
     a = ((a - 1) << (a1569.bit_length() - 1)) + a1569
     return a
 
-def d_InternationalSign_destinationInformation(x, q):
-    r = {}
+def d_InternationalSign_destinationInformation(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 3
     h1586 = (x >> q) & 7
     if h1586 & 4:
@@ -8910,9 +8979,9 @@ def d_InternationalSign_destinationInformation(x, q):
     else:
         q -= 3
         k1588 = ((x >> q) & 7) + 1
-    r1587 = []
+    r1587: list[Any] = []
     for _ in range(k1588):
-        r1589 = {}
+        r1589: dict[str, Any] = {}
         q -= 10
         t_ = (x >> q) & 1023
         h1590 = (t_ >> 3) & 127
@@ -8924,7 +8993,7 @@ def d_InternationalSign_destinationInformation(x, q):
             else:
                 q -= 2
                 k1592 = ((x >> q) & 3) + 1
-            r1591 = []
+            r1591: list[Any] = []
             for _ in range(k1592):
                 w1592, q = d_DestinationPlace(x, q)
                 r1591.append(w1592)
@@ -8936,7 +9005,7 @@ def d_InternationalSign_destinationInformation(x, q):
             else:
                 q -= 2
                 k1594 = ((x >> q) & 3) + 1
-            r1593 = []
+            r1593: list[Any] = []
             for _ in range(k1594):
                 w1594, q = d_DestinationRoad(x, q)
                 r1593.append(w1594)
@@ -8951,14 +9020,14 @@ def d_InternationalSign_destinationInformation(x, q):
             b1595, q = _rt.read_octets(x, q)
             r1589['streetNameText'] = b1595.decode('utf-8')
         if h1590 & 2:
-            r1596 = {}
+            r1596: dict[str, Any] = {}
             q -= 17
             t_ = (x >> q) & 131071
             r1596['value'] = ((t_ >> 3) & 16383) + 1
             r1596['unit'] = (t_ & 7) + 2
             r1589['distanceToDivergingPoint'] = r1596
         if h1590 & 1:
-            r1598 = {}
+            r1598: dict[str, Any] = {}
             q -= 17
             t_ = (x >> q) & 131071
             r1598['value'] = ((t_ >> 3) & 16383) + 1
@@ -8970,8 +9039,8 @@ def d_InternationalSign_destinationInformation(x, q):
     return r, q
 
 
-def e_DestinationPlace(v):
-    a = 1
+def e_DestinationPlace(v: Any) -> int:
+    a: int = 1
     a = a << 4 | ('destRSCode' in v) << 3 | ('destBlob' in v) << 2 | ('placeNameIdentification' in v) << 1 | ('placeNameText' in v)
     w1601 = v['destType']
     if 0 <= w1601 <= 15:
@@ -9018,8 +9087,8 @@ def e_DestinationPlace(v):
         a = _rt.octets(a, v['placeNameText'].encode('utf-8'))
     return a
 
-def d_DestinationPlace(x, q):
-    r = {}
+def d_DestinationPlace(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 4
     h1616 = (x >> q) & 15
     q -= 1
@@ -9029,10 +9098,10 @@ def d_DestinationPlace(x, q):
         q -= 4
         r['destType'] = (x >> q) & 15
     if h1616 & 8:
-        r1617 = {}
+        r1617: dict[str, Any] = {}
         q -= 1
         h1618 = (x >> q) & 1
-        r1619 = {}
+        r1619: dict[str, Any] = {}
         q -= 1
         h1620 = (x >> q) & 1
         if h1620 & 1:
@@ -9040,7 +9109,7 @@ def d_DestinationPlace(x, q):
             q -= k1621 << 3
             r1619['countryCode'] = ((x >> q) & ((1 << (k1621 << 3)) - 1)).to_bytes(k1621, 'big')
         r1619['serviceCategoryCode'], q = d_GddStructure_pictogramCode_serviceCategoryCode(x, q)
-        r1622 = {}
+        r1622: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
         r1622['nature'] = ((t_ >> 7) & 15) + 1
@@ -9054,7 +9123,7 @@ def d_DestinationPlace(x, q):
             else:
                 q -= 3
                 k1625 = ((x >> q) & 7) + 1
-            r1624 = []
+            r1624: list[Any] = []
             for _ in range(k1625):
                 w1625, q = d_GddAttribute(x, q)
                 r1624.append(w1625)
@@ -9071,8 +9140,8 @@ def d_DestinationPlace(x, q):
     return r, q
 
 
-def e_DestinationRoad(v):
-    a = 1
+def e_DestinationRoad(v: Any) -> int:
+    a: int = 1
     a = a << 2 | ('roadNumberIdentifier' in v) << 1 | ('roadNumberText' in v)
     w1628 = v['derType']
     if 0 <= w1628 <= 15:
@@ -9085,8 +9154,8 @@ def e_DestinationRoad(v):
         a = _rt.octets(a, v['roadNumberText'].encode('utf-8'))
     return a
 
-def d_DestinationRoad(x, q):
-    r = {}
+def d_DestinationRoad(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 2
     h1629 = (x >> q) & 3
     q -= 1
@@ -9104,13 +9173,13 @@ def d_DestinationRoad(x, q):
     return r, q
 
 
-def e_GddStructure_pictogramCode_serviceCategoryCode(v):
-    a = 1
+def e_GddStructure_pictogramCode_serviceCategoryCode(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'trafficSignPictogram':
         a <<= 3
         w1631 = w
-        i1632 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_77.get(w1631)
+        i1632 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w1631)
         if i1632 is not None:
             a = a << 3 | i1632
         else:
@@ -9118,7 +9187,7 @@ def e_GddStructure_pictogramCode_serviceCategoryCode(v):
     elif k == 'publicFacilitiesPictogram':
         a = a << 3 | 1
         w1633 = w
-        i1634 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_78.get(w1633)
+        i1634 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w1633)
         if i1634 is not None:
             a = a << 1 | i1634
         else:
@@ -9126,7 +9195,7 @@ def e_GddStructure_pictogramCode_serviceCategoryCode(v):
     elif k == 'ambientOrRoadConditionPictogram':
         a = a << 3 | 2
         w1635 = w
-        i1636 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_79.get(w1635)
+        i1636 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w1635)
         if i1636 is not None:
             a = a << 2 | i1636
         else:
@@ -9135,7 +9204,9 @@ def e_GddStructure_pictogramCode_serviceCategoryCode(v):
         raise KeyError(k)
     return a
 
-def d_GddStructure_pictogramCode_serviceCategoryCode(x, q):
+def d_GddStructure_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[Any, int]:
+    w: Any
+    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
@@ -9149,33 +9220,33 @@ def d_GddStructure_pictogramCode_serviceCategoryCode(x, q):
         q -= 1
         if (x >> q) & 1:
             i1637, q = _rt.read_nsnn(x, q)
-            w = _X_LayerType_1.get(i1637)
+            w = _DX_LayerType_3.get(i1637)
         else:
             q -= 2
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_80[(x >> q) & 3]
+            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_81[(x >> q) & 3]
         return ('trafficSignPictogram', w), q
     elif i == 1:
         q -= 1
         if (x >> q) & 1:
             i1638, q = _rt.read_nsnn(x, q)
-            w = _X_LayerType_1.get(i1638)
+            w = _DX_LayerType_3.get(i1638)
         else:
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_81[0]
+            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_82[0]
         return ('publicFacilitiesPictogram', w), q
     elif i == 2:
         q -= 1
         if (x >> q) & 1:
             i1639, q = _rt.read_nsnn(x, q)
-            w = _X_LayerType_1.get(i1639)
+            w = _DX_LayerType_3.get(i1639)
         else:
             q -= 1
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_82[(x >> q) & 1]
+            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_83[(x >> q) & 1]
         return ('ambientOrRoadConditionPictogram', w), q
     raise _rt.Malformed('GddStructure_pictogramCode_serviceCategoryCode: choice index ' + str(i))
 
 
-def e_GddAttribute(v):
-    a = 1
+def e_GddAttribute(v: Any) -> int:
+    a: int = 1
     k, w = v
     if k == 'dtm':
         a <<= 4
@@ -9215,7 +9286,8 @@ def e_GddAttribute(v):
         raise KeyError(k)
     return a
 
-def d_GddAttribute(x, q):
+def d_GddAttribute(x: int, q: int) -> tuple[Any, int]:
+    w: Any
     q -= 4
     i = (x >> q) & 15
     if i == 0:
@@ -9254,8 +9326,8 @@ def d_GddAttribute(x, q):
     raise _rt.Malformed('GddAttribute: choice index ' + str(i))
 
 
-def e_InternationalSign_section(v):
-    a = 1
+def e_InternationalSign_section(v: Any) -> int:
+    a: int = 1
     a = a << 2 | ('startingPointLength' in v) << 1 | ('continuityLength' in v)
     if 'startingPointLength' in v:
         v1641 = v['startingPointLength']
@@ -9269,19 +9341,19 @@ def e_InternationalSign_section(v):
         a = ((a - 1) << (a1645.bit_length() - 1)) + a1645
     return a
 
-def d_InternationalSign_section(x, q):
-    r = {}
+def d_InternationalSign_section(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
     q -= 2
     h1647 = (x >> q) & 3
     if h1647 & 2:
-        r1648 = {}
+        r1648: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
         r1648['value'] = ((t_ >> 3) & 16383) + 1
         r1648['unit'] = (t_ & 7) + 2
         r['startingPointLength'] = r1648
     if h1647 & 1:
-        r1650 = {}
+        r1650: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
         r1650['value'] = ((t_ >> 3) & 16383) + 1
@@ -9290,65 +9362,65 @@ def d_InternationalSign_section(x, q):
     return r, q
 
 
-def encode_spatem(v):
+def encode_spatem(v: Any) -> bytes:
     return _rt.to_bytes(e_SPATEM(v))
 
-def decode_spatem(data):
+def decode_spatem(data: bytes) -> tuple[Any, int]:
     """(value, number of bytes the encoding used)."""
     t = len(data) << 3
     v, q = d_SPATEM(int.from_bytes(data, 'big'), t)
     return v, (t - q + 7) >> 3
 
 
-def encode_mapem(v):
+def encode_mapem(v: Any) -> bytes:
     return _rt.to_bytes(e_MAPEM(v))
 
-def decode_mapem(data):
+def decode_mapem(data: bytes) -> tuple[Any, int]:
     """(value, number of bytes the encoding used)."""
     t = len(data) << 3
     v, q = d_MAPEM(int.from_bytes(data, 'big'), t)
     return v, (t - q + 7) >> 3
 
 
-def encode_ivim(v):
+def encode_ivim(v: Any) -> bytes:
     return _rt.to_bytes(e_IVIM(v))
 
-def decode_ivim(data):
+def decode_ivim(data: bytes) -> tuple[Any, int]:
     """(value, number of bytes the encoding used)."""
     t = len(data) << 3
     v, q = d_IVIM(int.from_bytes(data, 'big'), t)
     return v, (t - q + 7) >> 3
 
 
-def encode_srem(v):
+def encode_srem(v: Any) -> bytes:
     return _rt.to_bytes(e_SREM(v))
 
-def decode_srem(data):
+def decode_srem(data: bytes) -> tuple[Any, int]:
     """(value, number of bytes the encoding used)."""
     t = len(data) << 3
     v, q = d_SREM(int.from_bytes(data, 'big'), t)
     return v, (t - q + 7) >> 3
 
 
-def encode_ssem(v):
+def encode_ssem(v: Any) -> bytes:
     return _rt.to_bytes(e_SSEM(v))
 
-def decode_ssem(data):
+def decode_ssem(data: bytes) -> tuple[Any, int]:
     """(value, number of bytes the encoding used)."""
     t = len(data) << 3
     v, q = d_SSEM(int.from_bytes(data, 'big'), t)
     return v, (t - q + 7) >> 3
 
 
-def encode_rtcmem(v):
+def encode_rtcmem(v: Any) -> bytes:
     return _rt.to_bytes(e_RTCMEM(v))
 
-def decode_rtcmem(data):
+def decode_rtcmem(data: bytes) -> tuple[Any, int]:
     """(value, number of bytes the encoding used)."""
     t = len(data) << 3
     v, q = d_RTCMEM(int.from_bytes(data, 'big'), t)
     return v, (t - q + 7) >> 3
 
 
-ENCODERS = {'spatem': encode_spatem, 'mapem': encode_mapem, 'ivim': encode_ivim, 'srem': encode_srem, 'ssem': encode_ssem, 'rtcmem': encode_rtcmem}
-DECODERS = {'spatem': decode_spatem, 'mapem': decode_mapem, 'ivim': decode_ivim, 'srem': decode_srem, 'ssem': decode_ssem, 'rtcmem': decode_rtcmem}
+ENCODERS: dict[str, Callable[[Any], bytes]] = {'spatem': encode_spatem, 'mapem': encode_mapem, 'ivim': encode_ivim, 'srem': encode_srem, 'ssem': encode_ssem, 'rtcmem': encode_rtcmem}
+DECODERS: dict[str, Callable[[bytes], tuple[Any, int]]] = {'spatem': decode_spatem, 'mapem': decode_mapem, 'ivim': decode_ivim, 'srem': decode_srem, 'ssem': decode_ssem, 'rtcmem': decode_rtcmem}

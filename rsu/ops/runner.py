@@ -1,0 +1,60 @@
+"""``rsu run``: load the configuration, check the host, run the daemon until it is stopped.
+
+Exit codes: 0 stopped cleanly; 1 the host refuses this configuration (a port in use, a directory
+missing: may be gone at the next try) or the start failed; 2 an invalid configuration or a damaged
+store (waits for the operator: systemd's RestartPreventExitStatus, no restart loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from rsu.ops import config as cfgmod
+from rsu.ops import logging as rlog
+from rsu.ops.config_core import ConfigError
+
+log = logging.getLogger("rsu.daemon")
+
+
+def run(config_path: str | None, overrides: tuple[str, ...] | list[str] = ()) -> int:
+    """``rsu run``: the configuration (``--set`` overrides on top) is loaded and run until SIGTERM/SIGINT."""
+    try:
+        config = cfgmod.load(config_path, overrides)
+    except ConfigError as e:
+        print(f"rsu: error: invalid configuration ({e.source or 'config'}):", file=sys.stderr)
+        for issue in e.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return 2
+    from rsu.ops.preflight import host_issues
+
+    found = host_issues(config, running_rsu_is_fine=False)
+    if any(h.fatal for h in found):
+        print(f"rsu: error: cannot start with this configuration on this host ({config_path or 'embedded default'}):",
+              file=sys.stderr)
+        for h in found:
+            print(f"  {h.issue}", file=sys.stderr)
+        return 1  # not 2: a port in use or a missing directory may be gone at the next try
+    rlog.setup(config.logging.level)
+    for h in found:  # the daemon runs; these fail where they are used, and are logged there again
+        log.error("configuration %s: %s", config_path or "embedded default", h.issue)
+    try:
+        import uvloop  # optional: the faster event loop when installed
+        loop_runner = uvloop.run
+    except ImportError:
+        loop_runner = asyncio.run
+    from rsu.ops.daemon import Daemon
+
+    daemon = Daemon(config, config_path=config_path, overrides=overrides)
+    try:
+        loop_runner(daemon.run())
+    except KeyboardInterrupt:
+        pass
+    except Exception as e:  # noqa: BLE001 - start-up failure (port in use, unreadable PKI...): one log line, exit 1, no traceback
+        from rsu.services.store import StoreDamaged
+
+        rlog.setup(config.logging.level)
+        log.critical("cannot start: %s: %s", type(e).__name__, e)
+        return 2 if isinstance(e, StoreDamaged) else 1
+    return 0

@@ -1,0 +1,85 @@
+"""The services layer's ports: what it offers to the layers above it (the HTTP API, the integrations).
+
+* :class:`Triggering` (IS_Triggering): trigger / update / terminate an entry, list and read entries,
+  the pending TLC requests. Takes JSON objects, gives JSON objects; refusals raise ServiceError.
+* :class:`DataProviding` (IS_DataProviding): a subscription to received messages and ended entries.
+* :class:`ServiceStats`: the layer's counters (entries, scheduler, received hub).
+
+:class:`rsu.services.layer.ServiceLayer` implements all three. A daemon rebuilds its layer on a
+reload, so long-lived users (the API, the integrations) hold a :class:`CurrentServices`: it passes
+each call, method by method, to the layer that is current at the time of the call. Subscriptions
+live in the daemon's one :class:`rsu.services.received.ReceivedHub`, which every rebuilt layer
+publishes on, so a subscriber keeps receiving across a reload.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from rsu.services.base import ServiceEntity
+    from rsu.services.layer import ServiceLayer
+    from rsu.services.received import Subscription
+
+
+class Triggering(Protocol):
+    """IS_Triggering: requests on the store-and-repeat table (``service``: tlm, rlt, ivi, tlc, gpc or a
+    message name)."""
+
+    def trigger(self, service: str, request: dict) -> dict: ...
+    def update(self, service: str, ident: str, request: dict) -> dict: ...
+    def terminate(self, service: str, ident: str, request: dict | None = None) -> dict: ...
+    def list(self, service: str | None = None) -> builtins.list[dict]: ...
+    def get(self, service: str, ident: str) -> dict: ...
+    def pending_requests(self) -> builtins.list[dict]: ...
+
+
+class DataProviding(Protocol):
+    """IS_DataProviding: events of received messages (``type`` received) and of our entries (ended,
+    service), from ``last_id`` on when given."""
+
+    def subscribe(self, services: Iterable[str] | None = None, types: Iterable[str] | None = None,
+                  last_id: int | None = None) -> Subscription: ...
+
+
+class ServiceStats(Protocol):
+    def stats(self) -> dict: ...
+
+
+class CurrentServices:
+    """Triggering, DataProviding and ServiceStats of the layer ``current()`` returns at each call (the
+    daemon's layer, which a reload replaces)."""
+
+    def __init__(self, current: Callable[[], ServiceLayer]) -> None:
+        self._current = current
+
+    def entity(self, service: str) -> ServiceEntity:
+        """The entity that answers for ``service`` (raises ServiceError unknown_service)."""
+        return self._current().entity(service)
+
+    def trigger(self, service: str, request: dict) -> dict:
+        return self._current().trigger(service, request)
+
+    def update(self, service: str, ident: str, request: dict) -> dict:
+        return self._current().update(service, ident, request)
+
+    def terminate(self, service: str, ident: str, request: dict | None = None) -> dict:
+        return self._current().terminate(service, ident, request)
+
+    def list(self, service: str | None = None) -> builtins.list[dict]:
+        return self._current().list(service)
+
+    def get(self, service: str, ident: str) -> dict:
+        return self._current().get(service, ident)
+
+    def pending_requests(self) -> builtins.list[dict]:
+        return self._current().pending_requests()
+
+    def subscribe(self, services: Iterable[str] | None = None, types: Iterable[str] | None = None,
+                  last_id: int | None = None) -> Subscription:
+        return self._current().subscribe(services, types, last_id)
+
+    def stats(self) -> dict:
+        return self._current().stats()

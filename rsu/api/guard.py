@@ -133,10 +133,14 @@ class Guard:
         except OSError as e:
             log.error("lockout table not saved to %s: %s", self._lockout_file.path, e.strerror or e)
 
-    def write_audit(self, identity: authmod.Identity | None, address: str | None, action: str, result: str,
-                    target: dict | None = None, claimed: str | None = None, detail: str | None = None) -> None:
-        self.audit.write(identity=identity.name if identity else claimed, role=identity.role if identity else None,
-                         address=address, action=action, target=target, result=result, detail=detail)
+    async def write_audit(self, identity: authmod.Identity | None, address: str | None, action: str, result: str,
+                          target: dict | None = None, claimed: str | None = None, detail: str | None = None) -> None:
+        """One audit line, on disk when this returns (the fsync runs in a thread: the scheduler's loop goes
+        on meanwhile). Raises OSError when it could not be written."""
+        await asyncio.to_thread(
+            self.audit.write, identity=identity.name if identity else claimed,
+            role=identity.role if identity else None, address=address, action=action, target=target,
+            result=result, detail=detail)
         self.metrics.audited(action)
 
     def _claim(self, peercert: dict | None, token: str | None) -> str | None:
@@ -173,7 +177,7 @@ class Guard:
         if not self.required:
             identity = authmod.Identity("local", "admin", "local")
         else:
-            answer = self._gate(request, address)
+            answer = await self._gate(request, address)
             if isinstance(answer, web.Response):
                 return answer
             identity = answer
@@ -181,7 +185,7 @@ class Guard:
         if not identity.may(rule.role):
             self.metrics.api_refused("forbidden")
             if rule.action:
-                self.write_audit(identity, address, rule.action, "forbidden", self._target(request, None))
+                await self._write_or_log(identity, address, rule.action, "forbidden", self._target(request, None))
             return _refusal(403, "forbidden", f"this needs the {rule.role} role")
         if rule.action:
             wait = self.rate.allow(identity.name)
@@ -193,7 +197,7 @@ class Guard:
             return await self._audited(request, handler, identity, address, rule.action)
         return await handler(request)
 
-    def _gate(self, request: web.Request, address: str) -> authmod.Identity | web.Response:
+    async def _gate(self, request: web.Request, address: str) -> authmod.Identity | web.Response:
         transport = request.transport
         peercert = transport.get_extra_info("peercert") if transport is not None else None
         token = authmod.bearer(request.headers.get("Authorization"))
@@ -216,12 +220,14 @@ class Guard:
         if isinstance(outcome, authmod.Refusal):
             self.metrics.auth_failure(outcome.reason)
             bans = self.lockout.failure(keys) if self.auth.lockout.enabled else []
+            who = outcome.claimed or claimed
             try:
-                self.write_audit(None, address, "login-failure", outcome.reason, claimed=outcome.claimed or claimed)
+                await self.write_audit(None, address, "login-failure", outcome.reason, claimed=who)
                 for ban in bans:
                     self.metrics.ban_started(ban.permanent)
-                    self.write_audit(None, address, "ban", "forever" if ban.permanent else f"{ban.until - self.clock.now():.0f}s",
-                                     {"key": ban.key}, claimed=outcome.claimed or claimed, detail=f"{ban.failures} failures")
+                    length = "forever" if ban.permanent else f"{ban.until - self.clock.now():.0f}s"
+                    await self.write_audit(None, address, "ban", length, {"key": ban.key}, claimed=who,
+                                           detail=f"{ban.failures} failures")
             except OSError as e:
                 log.error("audit log not written: %s", e.strerror or e)
             if self.auth.lockout.enabled:
@@ -248,11 +254,11 @@ class Guard:
         try:
             response = await handler(request)
         except ServiceError as e:
-            self._write_or_log(identity, address, action, e.code, self._target(request, None))
+            await self._write_or_log(identity, address, action, e.code, self._target(request, None))
             raise
         except web.HTTPException as e:
             if e.status >= 400:
-                self._write_or_log(identity, address, action, f"http-{e.status}", self._target(request, None))
+                await self._write_or_log(identity, address, action, f"http-{e.status}", self._target(request, None))
             raise
         body = None
         raw = response.body if isinstance(response, web.Response) else None
@@ -265,16 +271,16 @@ class Guard:
                                                    (body or {}).get("error", {}).get("code", f"http-{response.status}")
                                                    if isinstance(body, dict) else f"http-{response.status}")
         try:  # on disk before the answer leaves: an acknowledged change is always in the audit log
-            self.write_audit(identity, address, action, str(result), self._target(request, body))
+            await self.write_audit(identity, address, action, str(result), self._target(request, body))
         except OSError as e:
             log.critical("audit log not written (%s): %s answered 503", e.strerror or e, action)
             return _refusal(503, "audit_failure", "the audit log cannot be written; the change may have been "
                                                   "applied: check before retrying")
         return response
 
-    def _write_or_log(self, identity, address, action, result, target) -> None:
+    async def _write_or_log(self, identity, address, action, result, target) -> None:
         try:
-            self.write_audit(identity, address, action, result, target)
+            await self.write_audit(identity, address, action, result, target)
         except OSError as e:
             log.error("audit log not written: %s", e.strerror or e)
 

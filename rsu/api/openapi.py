@@ -232,7 +232,8 @@ _MORE_PATHS = {
                                                                     "responses": {"200": _ANY, "404": _ANY}}},
 }
 _GATE = {
-    "401": _json(_ref("Error"), "unauthenticated: no valid client certificate or bearer token (counted for the lockout)"),
+    "401": _json(_ref("Error"), "unauthenticated: no valid client certificate or bearer token "
+                                "(counted for the lockout)"),
     "403": _json(_ref("Error"), "forbidden: the role is too low; banned: banned until an admin lifts it"),
     "429": _json(_ref("Error"), "banned for a while (Retry-After) or rate_limited (state-changing requests)"),
 }

@@ -26,8 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = cmds.add_parser("show", help="print the entries that match (oldest first, rotated files included)",
                         description="Print the audit entries that match every filter given, oldest first.")
     _where(q)
-    q.add_argument("--file", metavar="PATH", help="the audit log (default: api.audit.file, else <state_dir>/audit.jsonl)")
-    q.add_argument("--since", metavar="TIME", help="from this UTC time on (ISO 8601: 2026-12-03 or 2026-12-03T10:00:00Z)")
+    q.add_argument("--file", metavar="PATH",
+                   help="the audit log (default: api.audit.file, else <state_dir>/audit.jsonl)")
+    q.add_argument("--since", metavar="TIME",
+                   help="from this UTC time on (ISO 8601: 2026-12-03 or 2026-12-03T10:00:00Z)")
     q.add_argument("--until", metavar="TIME", help="before this UTC time")
     q.add_argument("--identity", metavar="TEXT", help="identities containing TEXT (token:<id>, cert:CN=...)")
     q.add_argument("--action", metavar="ACTION", help="trigger, update, stop, feed, reload, login-failure, ban, "

@@ -82,6 +82,10 @@ async def _errors(request: web.Request, handler):
     try:
         return await handler(request)
     except ServiceError as e:
+        if e.code == "store_failure":  # its reason names files and the OS error: the log has it, not the client
+            log.error("%s %s: %s", request.method, request.path, e)
+            e = ServiceError(e.code, e.path, "the state store could not be written; nothing was applied "
+                                             "(see the daemon log)")
         return web.json_response({"error": e.to_json()}, status=STATUS.get(e.code, 400))
     except web.HTTPException as e:
         if e.status >= 400 and e.content_type != "application/json":

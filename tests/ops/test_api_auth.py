@@ -314,3 +314,4 @@ async def test_public_metrics_off_loopback_and_errors_without_internals(tmp_path
         assert str(tmp_path) not in text and "secret-looking" not in text and "Traceback" not in text
     finally:
         await d.stop()
+

@@ -3,7 +3,7 @@
 Every ``rsu ...`` line of a fenced ``sh`` block (also ``python -m rsu ...`` and pipelines of them) is
 one of:
 
-* **runnable offline** (decode, encode, verify, check-config, pki, cert, --version): run, exit 0;
+* **runnable offline** (decode, encode, verify, check-config, pki, cert, map, --version): run, exit 0;
 * **talks to the daemon** (status, trigger, update, terminate, list): run, exit 0, against one real
   ``rsu run`` this module starts (free ports, its own GN group; the command finds it through
   ``$RSU_API_URL``, as a user's shell would);
@@ -44,7 +44,7 @@ SKIPPED_PREFIXES = {
     "systemctl ": "needs systemd (the unit is tested in tests/ops/test_systemd_unit.py)",
 }
 DAEMON_COMMANDS = {"status", "trigger", "update", "terminate", "list"}
-OFFLINE_COMMANDS = {"decode", "encode", "verify", "check-config", "pki", "cert", "--version"}
+OFFLINE_COMMANDS = {"decode", "encode", "verify", "check-config", "pki", "cert", "--version", "map"}
 PLACEHOLDERS = {"FILE", "DIR", "INPUT", "URL", "TYPE", "SERVICE", "ID", "ISO8601", "COMMAND", "SUBCOMMAND"}
 SUBCOMMANDS = DAEMON_COMMANDS | OFFLINE_COMMANDS | {"run", "store"}
 

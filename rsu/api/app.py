@@ -229,7 +229,8 @@ async def _received(request: web.Request) -> web.StreamResponse:
 
 
 async def _close_streams(app: web.Application) -> None:
-    for wake in list(app[STREAMS_KEY]):
+    streams: set[Any] = app[STREAMS_KEY]
+    for wake in list(streams):
         wake.closing = True  # type: ignore[attr-defined]
         wake.set()
 

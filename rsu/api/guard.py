@@ -4,7 +4,7 @@
 aiohttp middleware (:meth:`Guard.middleware`) and the admin routes (:func:`admin_routes`). Per
 request, in this order, before any handler (the service layer) runs:
 
-1. the route's rule (:data:`RULES`: role and audited action); ``public`` routes go straight on;
+1. the route's rule (:data:`ROUTE_RULES`: role and audited action); ``public`` routes go straight on;
 2. a banned client address or claimed identity: 429 (with Retry-After) or 403 for a permanent ban;
 3. the credential: a client certificate verified by TLS (its CN's role in ``api.auth.clients``) or an
    ``Authorization: Bearer`` token; a failure is counted (lockout), audited and answered 401;
@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from rsu.api import auth as authmod
-from rsu.api.auth import RULES, UNLISTED
+from rsu.api.auth import RULES, UNLISTED, Rule
 from rsu.api.auth_config import AuditSettings, AuthSettings, TlsSettings, authenticates, is_loopback
 from rsu.api.lockout import Lockout, LockoutFile, RateLimiter
 from rsu.clock import Clock
@@ -57,6 +57,16 @@ class GuardMetrics(Protocol):
 
 
 SAVE_INTERVAL_S = 1.0
+
+
+def _route_rules() -> dict[tuple[str, str], Rule]:
+    """Every route's rule: rsu.api.auth.RULES and the web view's roles (rsu.api.ui.ROLES, read-only routes)."""
+    from rsu.api.ui import ROLES
+
+    return {**RULES, **{route: Rule(role) for route, role in ROLES.items()}}
+
+
+ROUTE_RULES = _route_rules()
 
 
 def address_key(address: str) -> str:
@@ -170,7 +180,7 @@ class Guard:
         resource = route.resource
         path = resource.canonical if resource is not None else None
         method = "GET" if request.method == "HEAD" else request.method  # HEAD of a GET route: the GET's rule
-        rule = RULES.get((method, path or ""), UNLISTED)
+        rule = ROUTE_RULES.get((method, path or ""), UNLISTED)
         address = request.remote or "?"
         if rule.role == "public" or (path == "/metrics" and self.metrics_public):
             return await handler(request)

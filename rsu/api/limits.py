@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable
+from typing import Any
 
 from aiohttp import web
 
@@ -137,7 +138,7 @@ def ensure_nofile(limits: ConnectionLimits) -> tuple[int, int]:
 class _Guarded(asyncio.Protocol):
     """One accepted connection: asks the table, then hands everything to aiohttp's own protocol."""
 
-    def __init__(self, site: "GuardedSite") -> None:
+    def __init__(self, site: GuardedSite) -> None:
         self._site = site
         self._inner: Any = None
         self._transport: asyncio.Transport | None = None
@@ -151,7 +152,10 @@ class _Guarded(asyncio.Protocol):
         if not accepted:
             transport.abort()  # type: ignore[attr-defined]
             return
-        self._inner = site.runner.server()
+        server = site.runner.server
+        if server is None:  # never: a site starts after its runner's setup()
+            raise RuntimeError("the API runner is not set up")
+        self._inner = server()
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:

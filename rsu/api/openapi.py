@@ -209,6 +209,14 @@ _MORE_PATHS = {
                                                              "(docs/integrations.md)", "responses": {"202": _ANY}}},
     "/v1/integrations/controller": {"get": {"summary": "The controller feed's status", "responses": {"200": _ANY}}},
     "/v1/integrations/status": {"get": {"summary": "Every integration's status", "responses": {"200": _ANY}}},
+    "/ui": {"get": {"summary": "The web view (one HTML page; docs/operations.md)", "responses": {
+        "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+    "/ui/{asset}": {"parameters": [{"name": "asset", "in": "path", "required": True,
+                                    "schema": {"type": "string", "enum": ["index.html", "ui.js", "ui.css"]}}],
+                    "get": {"summary": "The web view's script and style sheet", "responses": {"200": _ANY}}},
+    "/v1/ui/state": {"get": {"summary": "Everything the web view shows, as JSON", "responses": {"200": _ANY}}},
+    "/v1/ui/events": {"get": {"summary": "The web view's server-sent events (signal-group states)", "responses": {
+        "200": {"description": "event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}}},
     "/v1/admin/reload": {"post": {"summary": "Re-read the configuration file (as SIGHUP); 409 if it is refused",
                                   "responses": {"200": _ANY, "409": _json(_ref("Error"), "reload_rejected")}}},
     "/v1/admin/pki/check": {"post": {
@@ -241,8 +249,9 @@ _GATE = {
 
 def document() -> dict:
     """The document, with every operation's role (``x-rsu-role``: public, monitor, operator or admin; from
-    rsu.api.auth.RULES) and its security requirement."""
-    from rsu.api.auth import RULES, UNLISTED
+    rsu.api.guard.ROUTE_RULES) and its security requirement."""
+    from rsu.api.auth import UNLISTED
+    from rsu.api.guard import ROUTE_RULES
 
     doc: dict[str, Any] = copy.deepcopy(_DOC)
     doc["paths"].update(copy.deepcopy(_MORE_PATHS))
@@ -258,7 +267,7 @@ def document() -> dict:
         for method, op in item.items():
             if method == "parameters":
                 continue
-            rule = RULES.get((method.upper(), path), UNLISTED)
+            rule = ROUTE_RULES.get((method.upper(), path), UNLISTED)
             op["x-rsu-role"] = rule.role
             if rule.role == "public":
                 op["security"] = []

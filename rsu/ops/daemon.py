@@ -4,7 +4,7 @@
            -> services (ServiceLayer: entities, scheduler, SQLite store)
            -> transports (GN/BTP over UDP, MQTT)       <- received frames -> verify -> decode -> services
            -> integrations (traffic-controller feed -> TLM, MAP files -> RLT, NTRIP -> GPC)
-           -> HTTP API (IS_Triggering, IS_DataProviding, /metrics, /v1/status, /v1/health)
+           -> HTTP API (IS_Triggering, IS_DataProviding, /metrics, /v1/status, /v1/health, the web view /ui)
            -> systemd (READY, RELOADING, STOPPING, watchdog from the loop)
 
 Send path, per transmission the scheduler releases: the services give a UPER facilities PDU and
@@ -312,7 +312,7 @@ class Daemon:
         await self.integrations.start()
 
     async def _start_api(self) -> None:
-        from rsu.api import extras
+        from rsu.api import extras, ui
         from rsu.api.app import create_app
         from rsu.api.guard import Guard, admin_routes
         from rsu.api.services import ApiServices
@@ -329,6 +329,8 @@ class Daemon:
         app.add_routes(extras.integration_routes(lambda: self.integrations))
         app.router.add_get("/metrics", extras.metrics_handler(self._refresh_gauges, m.exposition, CONTENT_TYPE))
         app.router.add_get("/v1/health", extras.health_handler)
+        ui.add_routes(app, ui.daemon_sources(status=self.status, metrics=m, transports=lambda: self.transports,
+                                             now=self.clock.now))
         self._runner = await extras.start(app, self.config.api,
                                           on_close=lambda reason: m.api_connections_closed.labels(reason).inc())
 

@@ -256,7 +256,7 @@ class Metrics:
 
         for metric, field in ((self.received, "received"), (self.accepted, "accepted"),
                               (self.rx_dropped, "dropped"), (self.held, "held")):
-            for sample in metric.collect()[0].samples:
+            for sample in next(iter(metric.collect())).samples:
                 if not sample.name.endswith("_created"):
                     row(sample.labels["message"], sample.labels["transport"])[field] += sample.value
         return out

@@ -56,8 +56,8 @@ def host_issues(config: cfgmod.Config, *, running_rsu_is_fine: bool = True) -> l
     if config.api.tls is not None:
         _api_tls(config.api.tls, add)
     integrations = cfgmod.integrations_config(config)
-    if integrations.controller is not None and integrations.controller.port is not None:
-        c = integrations.controller
+    c = integrations.controller
+    if c is not None and c.port is not None:
         _bind("integrations.controller", socket.SOCK_DGRAM, c.host, c.port, add, rsu_running)
     for i, (kind, cfg) in enumerate(cfgmod.transport_configs(config)):
         if kind == "gn-udp" and cfg.pcap:

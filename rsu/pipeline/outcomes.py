@@ -9,7 +9,7 @@ Receive side: each received frame meets exactly one fate (:class:`Accepted`, :cl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from rsu.catalog import MessageKind
 
@@ -59,7 +59,7 @@ class Accepted:
     transport: str
     message: str
     service: str
-    event: dict = field(default_factory=dict)
+    event: dict[str, Any] = field(default_factory=dict)
 
 
 SendOutcome = Sent | Dropped

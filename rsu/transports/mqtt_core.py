@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from rsu import catalog
 from rsu.catalog import MessageKind
 from rsu.clock import Clock
+from rsu.transports import envelope
 from rsu.transports import quadkey as qk
 from rsu.transports.base import DisseminationParams, ReceivedFrame
 from rsu.transports.config import MqttConfig
-from rsu.transports import envelope
 from rsu.transports.drops import Drop, DropReason
 
 ENVELOPE_VERSION = 1
@@ -291,7 +291,13 @@ class MqttCore:
         if ref is not None:
             lat, lon = ref
             return qk.quadkey(float(lat), float(lon), depth)
-        return qk.quadkey(self.config.latitude, self.config.longitude, depth)
+        return qk.quadkey(*self._position(), depth)
+
+    def _position(self) -> tuple[float, float]:
+        lat, lon = self.config.latitude, self.config.longitude
+        if lat is None or lon is None:  # validate() refuses such a config; one built in code may skip it
+            raise ValueError(f"{self.name}: latitude/longitude: the RSU position is required")
+        return lat, lon
 
     def expiry_for(self, params: DisseminationParams) -> float:
         override = self.config.expiry_s.get(params.kind.name)
@@ -316,7 +322,7 @@ class MqttCore:
     # ------------------------------------------------------------------ receive
     def subscription_filters(self) -> list[str]:
         kinds = [catalog.BY_NAME[n] for n in self.config.subscribe]
-        return self.topics.subscription_filters(kinds, self.config.latitude, self.config.longitude)
+        return self.topics.subscription_filters(kinds, *self._position())
 
     def receive(self, topic: str, payload: bytes, *, retained: bool = False, qos: int = 0,
                 expiry_interval: int | None = None) -> ReceivedFrame | Drop:

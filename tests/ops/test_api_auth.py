@@ -18,7 +18,8 @@ import aiohttp
 import pytest
 import yaml
 
-from rsu.api.auth import RULES, UNLISTED
+from rsu.api.auth import UNLISTED
+from rsu.api.guard import ROUTE_RULES as RULES
 from rsu.api.client import Client
 from rsu.api.tls import client_context
 from rsu.clock import ManualClock
@@ -89,7 +90,8 @@ def operations(doc: dict) -> list[tuple[str, str]]:
 
 
 def concrete(path: str) -> str:
-    return path.replace("{service}", "rlt").replace("{id}", "1201").replace("{token}", "000000000000")
+    return (path.replace("{service}", "rlt").replace("{id}", "1201").replace("{token}", "000000000000")
+            .replace("{asset}", "ui.js"))
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from rsu.api.auth import UNLISTED
-from rsu.api.guard import ROUTE_RULES as RULES
 from rsu.api.client import Client
+from rsu.api.guard import ROUTE_RULES as RULES
 from rsu.api.tls import client_context
 from rsu.clock import ManualClock
 from rsu.ops import audit as auditmod

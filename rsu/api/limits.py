@@ -183,8 +183,8 @@ class GuardedSite(web.BaseSite):
     """A TCP site of ``runner`` whose connections are bounded by ``table`` (see the module text)."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, table: ConnectionTable, *,
-                 backlog: int = BACKLOG) -> None:
-        super().__init__(runner, backlog=backlog)
+                 backlog: int = BACKLOG, ssl_context=None) -> None:
+        super().__init__(runner, backlog=backlog, ssl_context=ssl_context)
         self.host, self.requested_port = host, port
         self.table = table
         self.runner = runner
@@ -193,12 +193,15 @@ class GuardedSite(web.BaseSite):
 
     @property
     def name(self) -> str:
-        return f"http://{self.host}:{self.requested_port}"
+        return f"{'https' if self._ssl_context else 'http'}://{self.host}:{self.requested_port}"
 
     async def start(self) -> None:
         await super().start()
+        # a TLS handshake must end within the header timeout (the table sees the connection only after it)
+        tls = {"ssl": self._ssl_context, "ssl_handshake_timeout": self.table.limits.header_timeout_s} \
+            if self._ssl_context else {}
         self._server = await self.loop.create_server(lambda: _Guarded(self), self.host, self.requested_port,
-                                                     backlog=self._backlog, reuse_address=True)
+                                                     backlog=self._backlog, reuse_address=True, **tls)
         self._sweeper = asyncio.create_task(self._sweep(), name="rsu-api-connections")
 
     async def stop(self) -> None:

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "rsu.cli.daemon_cmds",
     "rsu.cli.services_cmds",
     "rsu.cli.store_cmds",
+    "rsu.cli.admin_cmds",
     "rsu.cli.map_cmds",
 )
 

@@ -14,7 +14,7 @@ gives the built object (the daemon only calls these and keeps the results).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from rsu.clock import Clock
@@ -25,6 +25,7 @@ from rsu.security.setup import permission_check
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from rsu.api.guard import Guard
     from rsu.forward.link import ForwardLink
     from rsu.pipeline.send import SendGate, SendPipeline
     from rsu.security.service import SecurityService
@@ -97,16 +98,20 @@ def build_transports(config: cfgmod.Config, clock: Clock, metrics: Metrics, secu
 
 def build_app(*, services: CurrentServices, metrics: Metrics, clock: Clock, status: Callable[[], dict[str, Any]],
               refresh: Callable[[], None], integrations: Callable[[], Any], transports: Callable[[], Any],
-              forward: ForwardLink) -> web.Application:
-    """The API application: IS_Triggering/IS_DataProviding over ``services`` (request metrics counted),
-    /metrics (gauges refreshed first), /v1/health, the routes of whichever integrations and forwarder run
-    now, and the web view."""
+              forward: ForwardLink, guard: Guard, reload: Callable[[], Awaitable[bool]] | None,
+              pki_check: Callable[[], bool]) -> web.Application:
+    """The API application behind ``guard`` (authentication, roles, lockout, rate limits, audit):
+    IS_Triggering/IS_DataProviding over ``services`` (request metrics counted), the admin routes (``reload``:
+    None when there is no file to re-read; ``pki_check`` wakes the PKI client), /metrics (gauges refreshed
+    first), /v1/health, the routes of whichever integrations and forwarder run now, and the web view."""
     from rsu.api import extras, ui
     from rsu.api.app import create_app
+    from rsu.api.guard import admin_routes
     from rsu.api.services import ApiServices
 
     app = create_app(ApiServices(services, status=status, on_request=lambda service, kind, action: metrics.triggered
-                                 .labels(service, kind, action).inc()))
+                                 .labels(service, kind, action).inc()), guard=guard)
+    app.add_routes(admin_routes(guard, reload, pki_check))
     app.add_routes(extras.integration_routes(integrations))
     app.add_routes(forward.routes())
     app.router.add_get("/metrics", extras.metrics_handler(refresh, metrics.exposition, CONTENT_TYPE))

@@ -72,6 +72,7 @@ class Daemon:
         self.forward = build_forward(self.clock, self.metrics, security=lambda: self.security,
                                      verify=self._verify_presigned, transports=lambda: self.transports.transports)
         self._runner: web.AppRunner | None = None
+        self.guard = None  # rsu.api.guard.Guard: authentication, lockout, rate limits, audit (made with the API)
         self._tasks: list[asyncio.Task] = []
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -118,9 +119,9 @@ class Daemon:
                         asyncio.create_task(self.notifier.watchdog_loop(), name="rsu-watchdog")]
         self.started_at = self.clock.now()
         api = self.config.api
-        log.info("rsu %s running: API http://%s:%d, state %s, transports %s, security %s", __version__,
-                 api.host, self.api_port, self.config.state_path, ", ".join(self.transports.transports),
-                 "on" if self.security else "OFF")
+        log.info("rsu %s running: API %s://%s:%d, state %s, transports %s, security %s", __version__,
+                 "https" if api.tls else "http", api.host, self.api_port, self.config.state_path,
+                 ", ".join(self.transports.transports), "on" if self.security else "OFF")
         self.notifier.ready(f"serving on {api.host}:{self.api_port}")
 
     async def run(self) -> None:
@@ -156,6 +157,8 @@ class Daemon:
             await self.integrations.stop()
         if self.transports is not None:
             await self.transports.stop()
+        if self.guard is not None:
+            self.guard.close()
         if self.layer is not None:
             self.layer.close()  # the store is synchronous=FULL: every acknowledged change is on disk
         self.metrics.up.set(0)
@@ -228,7 +231,10 @@ class Daemon:
             await self._start_integrations()
         else:
             self.integrations.reload()  # SIGHUP always re-reads the MAP files
-        if "api" in parts and (old.api.host, old.api.port) == (new.api.host, new.api.port):
+        if "api" in parts:  # roles, limits, audit file: the same gate, whose counts and bans stay
+            self.guard.configure(new.api.host, new.api.tls, new.api.auth, new.api.audit)
+        if "api" in parts and (old.api.host, old.api.port, old.api.tls) == (new.api.host, new.api.port,
+                                                                            new.api.tls):
             from rsu.api.extras import set_limits
 
             set_limits(self._runner, new.api.limits())  # new bounds, same server and streams
@@ -259,11 +265,16 @@ class Daemon:
 
     async def _start_api(self) -> None:
         from rsu.api import extras
+        from rsu.api.guard import Guard
 
-        m = self.metrics
+        m, api = self.metrics, self.config.api
+        if self.guard is None:  # one for the daemon's life: counts, bans and the audit file survive reloads
+            self.guard = Guard(state_dir=self.config.state_path, clock=self.clock, host=api.host, tls=api.tls,
+                               auth=api.auth, audit=api.audit, metrics=m)
         app = build_app(services=self.services, metrics=m, clock=self.clock, status=self.status,
                         refresh=self._refresh_gauges, integrations=lambda: self.integrations,
-                        transports=lambda: self.transports, forward=self.forward)
+                        transports=lambda: self.transports, forward=self.forward, guard=self.guard,
+                        reload=self.reload if self.config_path else None, pki_check=self.pki_link.wake)
         self._runner = await extras.start(app, self.config.api,
                                           on_close=lambda reason: m.api_connections_closed.labels(reason).inc())
 

@@ -147,6 +147,16 @@ class Metrics:
                                         ["sink"], registry=r)
         self.presigned = Counter("rsu_presigned_total", "Pre-signed messages submitted: accepted, or the reason "
                                  "they were refused", ["result"], registry=r)
+        self.api_auth_failures = Counter("rsu_api_auth_failures_total", "Failed API authentications, by reason",
+                                         ["reason"], registry=r)
+        self.api_requests_refused = Counter("rsu_api_requests_refused_total", "API requests refused before their handler "
+                                   "ran: banned, forbidden (role too low), rate_limited", ["reason"], registry=r)
+        self.api_bans = Counter("rsu_api_bans_total", "Bans started by the lockout (client address or identity)",
+                                ["kind"], registry=r)
+        self.api_rate_limited = Counter("rsu_api_rate_limited_total", "State-changing API requests refused by the "
+                                        "per-identity rate limit, by action", ["action"], registry=r)
+        self.audit_entries = Counter("rsu_audit_entries_total", "Lines written to the audit log, by action",
+                                     ["action"], registry=r)
         self.up = Gauge("rsu_up", "1 while the daemon runs", registry=r)
         self.up.set(1)
         # clock and GNSS health (rsu.health.monitor)
@@ -265,6 +275,22 @@ class Metrics:
 
     def limit_hit(self, limit: str) -> None:
         self.child(self.limit_hits, limit).inc()
+
+    # the API guard's counts (rsu.api.guard.GuardMetrics) -------------------------------------
+    def auth_failure(self, reason: str) -> None:
+        self.child(self.api_auth_failures, reason).inc()
+
+    def api_refused(self, reason: str) -> None:
+        self.child(self.api_requests_refused, reason).inc()
+
+    def ban_started(self, permanent: bool) -> None:
+        self.child(self.api_bans, "permanent" if permanent else "timed").inc()
+
+    def rate_limited(self, action: str) -> None:
+        self.child(self.api_rate_limited, action).inc()
+
+    def audited(self, action: str) -> None:
+        self.child(self.audit_entries, action).inc()
 
     def scheduled(self, service: str, lateness_s: float) -> None:
         self.lateness.labels(service).observe(lateness_s)

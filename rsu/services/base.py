@@ -8,7 +8,6 @@ the store nor the scheduler; the facade commits a plan to the store and only the
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any, Callable
 from rsu.catalog import MessageKind
 from rsu.clock import Clock, iso_utc
 from rsu.codec.errors import CodecError, DecodeError, InvalidValueError
+from rsu.codec.values import validate as validate_value
 from rsu.limits import ignore
 from rsu.services.defaults import MessageDefaults, ServiceRules, message_defaults
 from rsu.services.errors import ServiceError, prefixed
@@ -99,20 +99,25 @@ class ServiceEntity:
 
         The ItsPduHeader may be left out (it is filled from the catalog and the configured station id).
         ``placeholders`` puts values into service-owned mandatory JER members the application may omit
-        (they are overwritten by the entity afterwards).
+        (they are overwritten by the entity afterwards); it gets a shallow copy of the body and copies
+        any nested object or list it changes (``raw`` is never changed).
         """
         codec = self.ctx.codec
         if isinstance(raw, dict):
-            obj = copy.deepcopy(raw)
-            header = obj.setdefault("header", {})
+            # the request is never changed: the header and the body are shallow copies (placeholders
+            # copy what they fill in), and from_jer builds the value from new objects
+            obj = dict(raw)
+            header = obj.get("header", {})
             if not isinstance(header, dict):
                 raise ServiceError("validation", f"{path}.header", "expected an object")
+            obj["header"] = header = dict(header)
             header.setdefault("protocolVersion", kind.protocol_version)
             header.setdefault("messageID", kind.message_id)
             if "stationID" not in header:
                 header["stationID"] = self.ctx.station_id if self.ctx.station_id is not None else 0
             if placeholders is not None and isinstance(obj.get(kind.body), dict):
-                placeholders(obj[kind.body])
+                obj[kind.body] = body = dict(obj[kind.body])
+                placeholders(body)
             try:
                 _, value = codec.from_jer(obj, kind)
             except InvalidValueError as e:
@@ -138,9 +143,25 @@ class ServiceEntity:
             value["header"]["stationID"] = sid
         return value
 
-    def encode(self, kind: MessageKind, value: dict, path: str = "payload") -> bytes:
+    def encode(self, kind: MessageKind, value: dict, path: str = "payload", *, intake: bool = False) -> bytes:
+        """The UPER PDU of ``value``; errors as :class:`ServiceError` naming the field path.
+
+        ``intake=True``: the value came from :meth:`parse_payload` (or a validated decode), so it was
+        validated once at the edge and only the fields the service fills in since can differ. Those are
+        in range by construction (timestamps of the clock, revisions and identification numbers from
+        bounded counters) except the header's stationID (the configured one), which is checked here;
+        the body is not validated again.
+        """
+        codec = self.ctx.codec
+        if intake:
+            schema = codec.schema
+            header = schema.pdu(kind.pdu).member_map["header"]
+            try:
+                validate_value(schema, header.node, value.get("header"), "header")
+            except InvalidValueError as e:
+                raise ServiceError("validation", prefixed(e.path, path), e.reason) from None
         try:
-            return self.ctx.codec.encode(value, kind, validate=True)
+            return codec.encode(value, kind, validate=not intake)
         except InvalidValueError as e:
             raise ServiceError("validation", prefixed(e.path, path), e.reason) from None
         except CodecError as e:

@@ -174,7 +174,7 @@ class IviEntity(ServiceEntity):
         check_references(value["ivi"])
         diss = self.dissemination(req, catalog.IVIM, None, now)
         self.check_permission(catalog.IVIM, value)
-        pdu = self.encode(catalog.IVIM, value)
+        pdu = self.encode(catalog.IVIM, value, intake=True)
         entry_id = f"{pkey}-{number}"
         entry = self.new_entry(entry_id, catalog.IVIM, value, (pdu,), diss, {}, now,
                                data={"provider": pkey, "number": number})
@@ -219,7 +219,7 @@ class IviEntity(ServiceEntity):
         if not changed and diss == entry.dissemination:
             plan.result = {"id": entry.id, "identification": entry.identification, "unchanged": True}
             return plan
-        pdus = (self.encode(catalog.IVIM, value),) if changed else entry.pdus
+        pdus = (self.encode(catalog.IVIM, value, intake=True),) if changed else entry.pdus
         new = entry.evolve(value=value, pdus=pdus, dissemination=diss, updated_at=now,
                            generation=entry.generation + (1 if changed else 0),
                            identification=self._identification(value), area=self.derive_area(entry.kind, value))
@@ -253,7 +253,7 @@ class IviEntity(ServiceEntity):
         m = dict(old, iviStatus=CANCELLATION)  # same number, provider and the last timeStamp
         value = {"header": entry.value["header"], "ivi": {"mandatory": m}}
         self.check_permission(catalog.IVIM, value)
-        pdu = self.encode(catalog.IVIM, value)
+        pdu = self.encode(catalog.IVIM, value, intake=True)
         until = now + self.ctx.rules.ivi_termination_repeat_s
         if "validTo" in old:
             until = min(until, max(now, timestamp_its_to_posix(old["validTo"])))
@@ -292,7 +292,7 @@ class IviEntity(ServiceEntity):
                                f"IVI {pkey}-{number} is already being negated")
         diss = self.dissemination(req, catalog.IVIM, None, now)
         self.check_permission(catalog.IVIM, value)
-        pdu = self.encode(catalog.IVIM, value)
+        pdu = self.encode(catalog.IVIM, value, intake=True)
         until = now + self.ctx.rules.ivi_termination_repeat_s
         entry = self.new_entry(entry_id, catalog.IVIM, value, (pdu,), diss, self._identification(value), now,
                                data={"provider": pkey, "number": number, "terminate_until": until}, anchor=now)
@@ -311,6 +311,7 @@ class IviEntity(ServiceEntity):
             m = body.get("mandatory")
             if not isinstance(m, dict):
                 return
+            body["mandatory"] = m = dict(m)  # body is a shallow copy: copy what is filled in
             for k, default in (("iviIdentificationNumber", 1), ("iviStatus", 0), ("timeStamp", 0)):
                 supplied[k] = m.get(k)
                 m.setdefault(k, default)

@@ -122,12 +122,14 @@ class RltEntity(ServiceEntity):
             for member, prefix, _ in _ELEMENTS:
                 els = body.get(member)
                 if isinstance(els, list):
-                    for el in els:
+                    body[member] = els = list(els)  # body is a shallow copy: copy what is filled in
+                    for i, el in enumerate(els):
                         if isinstance(el, dict):
                             ref = el.get("id") if isinstance(el.get("id"), dict) else {}
                             k = prefix + (f"{ref['region']}.{ref.get('id')}" if "region" in ref else str(ref.get("id")))
                             supplied[k] = el.get("revision")
-                            el.setdefault("revision", 0)
+                            if "revision" not in el:
+                                els[i] = {**el, "revision": 0}
 
         value = self.parse_payload(raw, catalog.MAPEM, placeholders=placeholders, warnings=plan.warnings)
         if isinstance(raw, str):  # UPER: every revision was given
@@ -196,11 +198,11 @@ class RltEntity(ServiceEntity):
         return content_changed or (old is not None and old["map"].get("timeStamp") != m.get("timeStamp"))
 
     def _encode_fragments(self, value: dict) -> tuple[bytes, ...]:
-        full = self.encode(catalog.MAPEM, value)
+        full = self.encode(catalog.MAPEM, value, intake=True)
         limit = self.ctx.rules.mapem_max_bytes
         if len(full) <= limit:
             return (full,)
-        return tuple(self.encode(catalog.MAPEM, f) for f in fragment(value, limit, self._size))
+        return tuple(self.encode(catalog.MAPEM, f, intake=True) for f in fragment(value, limit, self._size))
 
     def _size(self, value: dict) -> int:
         return len(self.ctx.codec.encode(value, catalog.MAPEM, validate=False))

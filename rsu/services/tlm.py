@@ -53,7 +53,7 @@ class TlmEntity(ServiceEntity):
                                    f"intersection {sorted(overlap)[0]} is already in active SPATEM stream {other.id!r}")
         diss = self.dissemination(req, catalog.SPATEM, None, now)
         self.check_permission(catalog.SPATEM, value)
-        pdu = self.encode(catalog.SPATEM, value)
+        pdu = self.encode(catalog.SPATEM, value, intake=True)
         entry = self.new_entry(entry_id, catalog.SPATEM, value, (pdu,), diss, self._identification(value), now)
         plan.upserts.append(entry)
         plan.fire[entry_id] = self._earliest(entry_id, now, diss.start)
@@ -79,7 +79,7 @@ class TlmEntity(ServiceEntity):
     def _generate(self, entry: Entry, value: dict, req: dict, plan: Plan, now: float) -> Plan:
         diss = self.dissemination(req, catalog.SPATEM, entry.dissemination, now)
         self.check_permission(catalog.SPATEM, value)
-        pdu = self.encode(catalog.SPATEM, value)
+        pdu = self.encode(catalog.SPATEM, value, intake=True)
         new = entry.evolve(value=value, pdus=(pdu,), dissemination=diss, updated_at=now,
                            generation=entry.generation + 1, identification=self._identification(value),
                            area=self.derive_area(catalog.SPATEM, value))
@@ -100,11 +100,15 @@ class TlmEntity(ServiceEntity):
     def _intake(self, raw, plan: Plan, now: float) -> dict:
         omitted: set[int] = set()
 
-        def placeholders(body: dict) -> None:
-            for i, ix in enumerate(body.get("intersections") or []):
+        def placeholders(body: dict) -> None:  # body: a shallow copy; the request is left as it is
+            intersections = body.get("intersections")
+            if not isinstance(intersections, list):
+                return
+            body["intersections"] = intersections = list(intersections)
+            for i, ix in enumerate(intersections):
                 if isinstance(ix, dict) and "revision" not in ix:
                     omitted.add(i)
-                    ix["revision"] = 0
+                    intersections[i] = {**ix, "revision": 0}
 
         value = self.parse_payload(raw, catalog.SPATEM, placeholders=placeholders, warnings=plan.warnings)
         spat = value["spat"]

@@ -39,9 +39,9 @@ class Context:
     station_id: int | None
     permission_check: PermissionCheck | None
     known_transports: frozenset[str] | None
-    overrides: dict = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
     counters: dict[str, tuple[int, str | None]] = field(default_factory=dict)
-    ivi_provider: dict | None = None  # this RSU's ServiceProviderId (Python value), if configured
+    ivi_provider: dict[str, Any] | None = None  # this RSU's ServiceProviderId (Python value), if configured
     on_limit: Callable[[str], None] = ignore  # a bound of received state was reached (rsu.limits)
 
     def defaults(self, kind: MessageKind) -> MessageDefaults:
@@ -94,7 +94,7 @@ class ServiceEntity:
         raise ServiceError("validation", path, "expected the JER JSON object of the PDU, or its UPER encoding as hex")
 
     def parse_payload(self, raw: Any, kind: MessageKind, *, path: str = "payload",
-                      placeholders: Callable[[dict], None] | None = None, warnings: list[str] | None = None) -> dict:
+                      placeholders: Callable[[dict[str, Any]], None] | None = None, warnings: list[str] | None = None) -> dict[str, Any]:
         """Request payload (JER object or UPER hex) -> validated Python value of the whole PDU.
 
         The ItsPduHeader may be left out (it is filled from the catalog and the configured station id).
@@ -103,6 +103,7 @@ class ServiceEntity:
         any nested object or list it changes (``raw`` is never changed).
         """
         codec = self.ctx.codec
+        value: dict[str, Any]
         if isinstance(raw, dict):
             # the request is never changed: the header and the body are shallow copies (placeholders
             # copy what they fill in), and from_jer builds the value from new objects
@@ -143,7 +144,7 @@ class ServiceEntity:
             value["header"]["stationID"] = sid
         return value
 
-    def encode(self, kind: MessageKind, value: dict, path: str = "payload", *, intake: bool = False) -> bytes:
+    def encode(self, kind: MessageKind, value: dict[str, Any], path: str = "payload", *, intake: bool = False) -> bytes:
         """The UPER PDU of ``value``; errors as :class:`ServiceError` naming the field path.
 
         ``intake=True``: the value came from :meth:`parse_payload` (or a validated decode), so it was
@@ -161,13 +162,21 @@ class ServiceEntity:
             except InvalidValueError as e:
                 raise ServiceError("validation", prefixed(e.path, path), e.reason) from None
         try:
-            return codec.encode(value, kind, validate=not intake)
+            data: bytes = codec.encode(value, kind, validate=not intake)
+            return data
         except InvalidValueError as e:
             raise ServiceError("validation", prefixed(e.path, path), e.reason) from None
         except CodecError as e:
             raise ServiceError("validation", path, str(e)) from None
 
-    def check_permission(self, kind: MessageKind, value: dict, path: str = "payload") -> None:
+    @staticmethod
+    def content_of(entry: Entry) -> dict[str, Any]:
+        """The value of an entry that always holds one (an IVI, a MAPEM); a TLM entry after a restart holds none."""
+        if entry.value is None:
+            raise ServiceError("not_active", "", f"{entry.kind.pdu} {entry.id} holds no content")
+        return entry.value
+
+    def check_permission(self, kind: MessageKind, value: dict[str, Any], path: str = "payload") -> None:
         check = self.ctx.permission_check
         if check is None:
             return
@@ -175,20 +184,20 @@ class ServiceEntity:
         if missing:
             raise ServiceError("ssp_not_permitted", path, f"SSP not permitted: {missing}")
 
-    def dissemination(self, req: dict, kind: MessageKind, base: Dissemination | None, now: float) -> Dissemination:
+    def dissemination(self, req: dict[str, Any], kind: MessageKind, base: Dissemination | None, now: float) -> Dissemination:
         d = self.ctx.defaults(kind)
         start = base if base is not None else Dissemination.defaults(d)
         return parse_dissemination(req.get("dissemination"), start, d, known_transports=self.ctx.known_transports,
                                    now=now)
 
     # --- request hooks (override) -------------------------------------------------------------
-    def trigger(self, req: dict, now: float) -> Plan:
+    def trigger(self, req: dict[str, Any], now: float) -> Plan:
         raise NotImplementedError
 
-    def update(self, entry: Entry, req: dict, now: float) -> Plan:
+    def update(self, entry: Entry, req: dict[str, Any], now: float) -> Plan:
         raise NotImplementedError
 
-    def terminate(self, entry: Entry, req: dict, now: float) -> Plan:
+    def terminate(self, entry: Entry, req: dict[str, Any], now: float) -> Plan:
         """Default termination: stop sending and forget the entry."""
         plan = Plan(deletes=[entry.id])
         plan.result = {"id": entry.id, "terminated": "stopped"}
@@ -219,7 +228,7 @@ class ServiceEntity:
         times = [t for e in self.entries.values() if (t := self.end_time(e)) is not None]
         return min(times) if times else None
 
-    def ended_event(self, entry: Entry, reason: str, now: float) -> dict:
+    def ended_event(self, entry: Entry, reason: str, now: float) -> dict[str, Any]:
         return {"event": "ended", "service": self.name, "entry": entry.id, "reason": reason, "at": iso_utc(now)}
 
     # --- transmissions ------------------------------------------------------------------------
@@ -265,7 +274,7 @@ class ServiceEntity:
         return entry.evolve(pdus=pdus, area=self.derive_area(entry.kind, entry.value) if entry.value else None)
 
     # --- receive side (override) ------------------------------------------------------------------
-    def on_received(self, kind: MessageKind, value: dict, now: float) -> tuple[dict, Plan | None]:
+    def on_received(self, kind: MessageKind, value: dict[str, Any], now: float) -> tuple[dict[str, Any], Plan | None]:
         """Service processing of a received PDU: extra event members, and a plan when it changes entries."""
         return {}, None
 
@@ -278,7 +287,7 @@ class ServiceEntity:
             self.entries.pop(ident, None)
 
     # --- helpers ------------------------------------------------------------------------------
-    def derive_area(self, kind: MessageKind, value: dict | None) -> GeoArea | None:
+    def derive_area(self, kind: MessageKind, value: dict[str, Any] | None) -> GeoArea | None:
         return None
 
     def area_from(self, kind: MessageKind, points: list[tuple[int, int]]) -> GeoArea | None:
@@ -294,8 +303,8 @@ class ServiceEntity:
         spread = max(math.hypot((p[0] - clat) * 111_320.0, (p[1] - clon) * 111_320.0 * k) for p in pts)
         return GeoArea(latitude=clat, longitude=clon, shape="circle", a=min(65535.0, radius + spread))
 
-    def plan_update(self, plan: Plan, entry: Entry, value: dict, pdus: tuple[bytes, ...], diss: Dissemination,
-                    changed: bool, identification: Callable[[], dict], now: float) -> Plan:
+    def plan_update(self, plan: Plan, entry: Entry, value: dict[str, Any], pdus: tuple[bytes, ...], diss: Dissemination,
+                    changed: bool, identification: Callable[[], dict[str, Any]], now: float) -> Plan:
         """The end of an update: content and parameters as they were answer ``unchanged``; else the entry
         evolves (a new generation when the content changed) and is scheduled from its start."""
         if not changed and diss == entry.dissemination:
@@ -308,14 +317,14 @@ class ServiceEntity:
         plan.schedule_entry(new, t0, fresh=changed, changed=changed)
         return plan
 
-    def new_entry(self, entry_id: str, kind: MessageKind, value: dict, pdus: tuple[bytes, ...],
-                  diss: Dissemination, identification: dict, now: float, **kw: Any) -> Entry:
+    def new_entry(self, entry_id: str, kind: MessageKind, value: dict[str, Any], pdus: tuple[bytes, ...],
+                  diss: Dissemination, identification: dict[str, Any], now: float, **kw: Any) -> Entry:
         return Entry(self.name, entry_id, kind, value, pdus, diss, identification, ACTIVE, kw.pop("data", {}),
                      kw.pop("generation", 1), now, now, kw.pop("anchor", None),
                      self.derive_area(kind, value), **kw)
 
 
-def _cached_value(row: StoredEntry) -> dict | None:
+def _cached_value(row: StoredEntry) -> dict[str, Any] | None:
     """The value saved with the row (fast), or None when there is none, it is unusable or it is not the
     payload's (then the payload, the authority, is decoded)."""
     if not row.value_json or row.payload is None:
@@ -339,12 +348,12 @@ def _hex(text: str, path: str) -> bytes:
     return data
 
 
-def intersection_key(ref: dict) -> str:
+def intersection_key(ref: dict[str, Any]) -> str:
     """IntersectionReferenceID -> ``"1201"`` or ``"7.1201"`` (region.id)."""
     return f"{ref['region']}.{ref['id']}" if "region" in ref else str(ref["id"])
 
 
-def reject_unknown(req: dict, allowed: set[str], path: str = "") -> None:
+def reject_unknown(req: dict[str, Any], allowed: set[str], path: str = "") -> None:
     if not isinstance(req, dict):
         raise ServiceError("bad_request", path, "expected a JSON object")
     for k in req:

@@ -39,6 +39,8 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, utils  # noqa: E402
 
 
+from _timing import fastest_us  # noqa: E402
+
 from rsu.clock import ManualClock  # noqa: E402
 from rsu.codec.facilities import get_codec  # noqa: E402
 from rsu.pipeline.send import GnFramer, SendPipeline  # noqa: E402
@@ -101,6 +103,21 @@ def spatem_path(rig: Rig):
     return run
 
 
+def alternating(rig: Rig, service: str, a: dict, b: dict):
+    """Trigger ``a``, then each run updates the entry with ``b`` and ``a`` in turn (the content changes)."""
+    ident = rig.layer.trigger(service, {"payload": a})["id"]
+    rig.send_due()
+    state = {"n": 0}
+
+    def run() -> None:
+        state["n"] += 1
+        rig.clock.advance(0.001)
+        r = rig.layer.update(service, ident, {"payload": b if state["n"] % 2 else a})
+        assert not r.get("unchanged"), r
+        rig.send_due()
+    return run
+
+
 def mapem_path(rig: Rig):
     a = example("mapem-4arm-intersection")
     b = copy.deepcopy(a)
@@ -109,17 +126,7 @@ def mapem_path(rig: Rig):
         for ix in p["map"]["intersections"]:
             ix.pop("revision", None)
         p["map"].pop("msgIssueRevision", None)
-    ident = rig.layer.trigger("rlt", {"payload": a})["id"]
-    rig.send_due()
-    state = {"n": 0}
-
-    def run() -> None:
-        state["n"] += 1
-        rig.clock.advance(0.001)
-        r = rig.layer.update("rlt", ident, {"payload": b if state["n"] % 2 else a})
-        assert not r.get("unchanged"), r
-        rig.send_due()
-    return run
+    return alternating(rig, "rlt", a, b)
 
 
 def ivim_path(rig: Rig):
@@ -128,17 +135,7 @@ def ivim_path(rig: Rig):
     a["ivi"]["mandatory"].pop("iviIdentificationNumber", None)
     b = copy.deepcopy(a)
     _bump_speed(b)
-    ident = rig.layer.trigger("ivi", {"payload": a})["id"]
-    rig.send_due()
-    state = {"n": 0}
-
-    def run() -> None:
-        state["n"] += 1
-        rig.clock.advance(0.001)
-        r = rig.layer.update("ivi", ident, {"payload": b if state["n"] % 2 else a})
-        assert not r.get("unchanged"), r
-        rig.send_due()
-    return run
+    return alternating(rig, "ivi", a, b)
 
 
 def _bump_speed(ivim: dict) -> None:
@@ -162,18 +159,6 @@ GOALS = {"spatem": 4, "mapem": 8, "ivim": 4}
 NAMES = {"spatem": "SPATEM 4-arm: update -> signed GN frame",
          "mapem": "MAPEM 16 lanes: update -> signed GN frame",
          "ivim": "IVIM speed limit: update -> signed GN frame"}
-
-
-def fastest_us(fn, repeat: int, inner: int) -> tuple[float, float]:
-    """(wall µs, CPU µs) per call: the fastest of ``repeat`` samples of ``inner`` calls each."""
-    wall, cpu = [], []
-    for _ in range(repeat):
-        w0, c0 = time.perf_counter(), time.process_time()
-        for _ in range(inner):
-            fn()
-        cpu.append((time.process_time() - c0) / inner)
-        wall.append((time.perf_counter() - w0) / inner)
-    return min(wall) * 1e6, min(cpu) * 1e6
 
 
 def main() -> int:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from rsu.codec.errors import InvalidValueError
 from rsu.codec.schema import Bounds, Node, Schema
@@ -357,6 +357,7 @@ def from_jer(schema: Schema, node: Node, obj: Any, path: str = "") -> Any:
 # --- JER -> Python value, compiled ----------------------------------------------------------------
 
 JerConverter = Callable[[Any], Any]
+_MISSING = object()
 
 
 def _under(head: str, e: InvalidValueError) -> InvalidValueError:
@@ -405,13 +406,12 @@ class JerReader:
             table = {m.name: (m.presence == "ABSENT", self.converter(m.node)) for m in node.members}
             mandatory = [m.name for m in node.members
                          if not (m.optional or m.extension) or m.presence == "PRESENT"]
-            order = [m.name for m in node.members]
+            # schema order, one pass: (name, converter, must be absent, must be present)
+            fields = [(m.name, table[m.name][1], table[m.name][0], m.name in mandatory) for m in node.members]
             groups = any(m.group is not None for m in node.members)
 
-            def sequence(obj: Any) -> Any:
-                if not isinstance(obj, dict):
-                    raise InvalidValueError("", f"expected an object ({label}), found {_kind_of(obj)}")
-                out = {}
+            def named_error(obj: dict[str, Any]) -> NoReturn:
+                """The walker's first error for ``obj`` (members in the object's order, then the missing ones)."""
                 for name, item in obj.items():
                     entry = table.get(name)
                     if entry is None:
@@ -419,15 +419,35 @@ class JerReader:
                     if entry[0]:
                         raise InvalidValueError(name, "must be absent here")
                     try:
-                        out[name] = entry[1](item)
+                        entry[1](item)
                     except InvalidValueError as e:
                         raise _under(name, e) from None
                 for name in mandatory:
-                    if name not in out:
+                    if name not in obj:
                         raise InvalidValueError(name, f"missing (mandatory in {label})")
-                if groups:
-                    _check_groups(node, out, "")
-                return {name: out[name] for name in order if name in out}
+                raise AssertionError("unreachable: a failing object passed again")  # pragma: no cover
+
+            def sequence(obj: Any) -> Any:
+                if not isinstance(obj, dict):
+                    raise InvalidValueError("", f"expected an object ({label}), found {_kind_of(obj)}")
+                out = {}
+                try:  # the members in schema order (the order of the value made); any problem: see named_error
+                    for name, conv, absent, needed in fields:
+                        item = obj.get(name, _MISSING)
+                        if item is not _MISSING:
+                            if absent:
+                                break
+                            out[name] = conv(item)
+                        elif needed:
+                            break
+                    else:
+                        if len(out) == len(obj):
+                            if groups:
+                                _check_groups(node, out, "")
+                            return out
+                except InvalidValueError:
+                    pass
+                named_error(obj)
             return sequence
         if k == "CHOICE":
             alternatives = {m.name: self.converter(m.node) for m in node.members}

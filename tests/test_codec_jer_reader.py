@@ -129,3 +129,16 @@ def test_reader_does_not_change_its_input():
     before = copy.deepcopy(jer)
     V.JerReader(codec.schema).read(codec.node(catalog.SPATEM), jer)
     assert jer == before
+
+
+def test_extension_groups_checked_last_as_in_the_walker():
+    """A TcPart with laneStatus but not its group's mandatory iviType: the same error from both readers,
+    alone and together with an earlier error (which wins in both)."""
+    codec = get_codec()
+    jer = json.loads((EXAMPLES / "ivim-speed-limit.json").read_text())
+    jer["ivi"]["optional"] = [{"tc": [{"relevanceZoneIds": [1], "data": "01", "laneStatus": 2}]}]
+    walker, reader = _both(codec, catalog.IVIM, jer)
+    assert walker[0] == "error" and walker[1] == "ivi.optional[0].tc[0].iviType" and reader == walker
+    jer["ivi"]["optional"][0]["tc"][0]["data"] = "zz"
+    walker, reader = _both(codec, catalog.IVIM, jer)
+    assert walker[1] == "ivi.optional[0].tc[0].data" and reader == walker

@@ -431,6 +431,7 @@ class JerReader:
                 if not isinstance(obj, dict):
                     raise InvalidValueError("", f"expected an object ({label}), found {_kind_of(obj)}")
                 out = {}
+                complete = False
                 try:  # the members in schema order (the order of the value made); any problem: see named_error
                     for name, conv, absent, needed in fields:
                         item = obj.get(name, _MISSING)
@@ -441,13 +442,14 @@ class JerReader:
                         elif needed:
                             break
                     else:
-                        if len(out) == len(obj):
-                            if groups:
-                                _check_groups(node, out, "")
-                            return out
+                        complete = len(out) == len(obj)  # else a member the type does not have
                 except InvalidValueError:
                     pass
-                named_error(obj)
+                if not complete:
+                    named_error(obj)
+                if groups:  # last, as in the walker: every member is fine on its own
+                    _check_groups(node, out, "")
+                return out
             return sequence
         if k == "CHOICE":
             alternatives = {m.name: self.converter(m.node) for m in node.members}

@@ -82,6 +82,7 @@ class FacilitiesCodec:
         compiled = compile_set("is", "uper")
         self._spec = compiled.spec
         self.schema = Schema(compiled)
+        self._jer = V.JerReader(self.schema)
         self._regional = V.RegionalTransform(self.schema, self._encode_open, self._decode_open)
         self._nodes = {kind.name: self.schema.pdu(kind.pdu) for kind in catalog.MESSAGES}
         self.uper, self._gen_encode, self._gen_decode = _uper_backend(
@@ -231,7 +232,7 @@ class FacilitiesCodec:
             if kind is None:
                 raise InvalidValueError("header.messageID", f"{mid!r} is not an IS message "
                                         f"(expected one of: {_known_ids()})")
-        value = V.from_jer(self.schema, self._nodes[kind.name], obj)
+        value = self._jer.read(self._nodes[kind.name], obj)
         self._kind_for(value, kind)
         return kind, value
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from rsu.codec.errors import InvalidValueError
 from rsu.codec.schema import Bounds, Node, Schema
@@ -352,6 +352,187 @@ def from_jer(schema: Schema, node: Node, obj: Any, path: str = "") -> Any:
         return {"regionId": region,
                 "regExtValue": from_jer(schema, typed, obj["regExtValue"], _join(path, "regExtValue"))}
     raise InvalidValueError(path, f"unsupported type {k}")  # pragma: no cover
+
+
+# --- JER -> Python value, compiled ----------------------------------------------------------------
+
+JerConverter = Callable[[Any], Any]
+_MISSING = object()
+
+
+def _under(head: str, e: InvalidValueError) -> InvalidValueError:
+    """``e`` (its path relative to a child) seen from the parent: ``head`` (a member name or ``[i]``) first."""
+    tail = e.path
+    path = head if not tail else head + ("" if tail.startswith("[") else ".") + tail
+    return InvalidValueError(path, e.reason)
+
+
+class JerReader:
+    """:func:`from_jer` compiled: one closure per schema node (made at first use, kept), same values and
+    same errors (path and reason) as the walker, without its per-node dispatch or eager path strings.
+
+    Paths are built only when an error unwinds (each level puts its member name or index in front), so
+    a valid value costs no string work. tests/test_codec_jer_reader.py checks it against :func:`from_jer`.
+    """
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self._conv: dict[int, JerConverter] = {}
+
+    def read(self, node: Node, obj: Any, path: str = "") -> Any:
+        """JER JSON value -> Python value of ``node`` (as :func:`from_jer`; errors name the field path)."""
+        try:
+            return self.converter(node)(obj)
+        except InvalidValueError as e:
+            if not path:
+                raise
+            raise _under(path, e) from None
+
+    def converter(self, node: Node) -> JerConverter:
+        conv = self._conv.get(id(node))
+        if conv is None:
+            cell: list[JerConverter] = []
+            self._conv[id(node)] = lambda obj: cell[0](obj)  # a recursive type reaches itself through this
+            conv = self._compile(node)
+            cell.append(conv)
+            self._conv[id(node)] = conv
+        return conv
+
+    def _compile(self, node: Node) -> JerConverter:
+        k = node.kind
+        schema = self.schema
+        label = node.label
+        if k == "SEQUENCE":
+            table = {m.name: (m.presence == "ABSENT", self.converter(m.node)) for m in node.members}
+            mandatory = [m.name for m in node.members
+                         if not (m.optional or m.extension) or m.presence == "PRESENT"]
+            # schema order, one pass: (name, converter, must be absent, must be present)
+            fields = [(m.name, table[m.name][1], table[m.name][0], m.name in mandatory) for m in node.members]
+            groups = any(m.group is not None for m in node.members)
+
+            def named_error(obj: dict[str, Any]) -> NoReturn:
+                """The walker's first error for ``obj`` (members in the object's order, then the missing ones)."""
+                for name, item in obj.items():
+                    entry = table.get(name)
+                    if entry is None:
+                        raise InvalidValueError(str(name), f"unknown field of {label}")
+                    if entry[0]:
+                        raise InvalidValueError(name, "must be absent here")
+                    try:
+                        entry[1](item)
+                    except InvalidValueError as e:
+                        raise _under(name, e) from None
+                for name in mandatory:
+                    if name not in obj:
+                        raise InvalidValueError(name, f"missing (mandatory in {label})")
+                raise AssertionError("unreachable: a failing object passed again")  # pragma: no cover
+
+            def sequence(obj: Any) -> Any:
+                if not isinstance(obj, dict):
+                    raise InvalidValueError("", f"expected an object ({label}), found {_kind_of(obj)}")
+                out = {}
+                complete = False
+                try:  # the members in schema order (the order of the value made); any problem: see named_error
+                    for name, conv, absent, needed in fields:
+                        item = obj.get(name, _MISSING)
+                        if item is not _MISSING:
+                            if absent:
+                                break
+                            out[name] = conv(item)
+                        elif needed:
+                            break
+                    else:
+                        complete = len(out) == len(obj)  # else a member the type does not have
+                except InvalidValueError:
+                    pass
+                if not complete:
+                    named_error(obj)
+                if groups:  # last, as in the walker: every member is fine on its own
+                    _check_groups(node, out, "")
+                return out
+            return sequence
+        if k == "CHOICE":
+            alternatives = {m.name: self.converter(m.node) for m in node.members}
+            allowed = ", ".join(node.member_map)
+
+            def choice(obj: Any) -> Any:
+                if not isinstance(obj, dict) or len(obj) != 1:
+                    raise InvalidValueError("", f"expected an object with exactly one of: {allowed}")
+                (alt, item), = obj.items()
+                conv = alternatives.get(alt)
+                if conv is None:
+                    raise InvalidValueError("", f"unknown alternative {alt!r} of {label} (expected one of: {allowed})")
+                try:
+                    return (alt, conv(item))
+                except InvalidValueError as e:
+                    raise _under(alt, e) from None
+            return choice
+        if k == "SEQUENCE OF":
+            assert node.element is not None
+            element = self.converter(node.element)
+            size = node.size
+
+            def sequence_of(obj: Any) -> Any:
+                if not isinstance(obj, list):
+                    raise InvalidValueError("", f"expected a list ({label}), found {_kind_of(obj)}")
+                _check_range(size, len(obj), "", "number of items")
+                try:
+                    return [element(item) for item in obj]
+                except InvalidValueError:
+                    pass
+                for i, item in enumerate(obj):  # again, to name the first item that fails (conversion is pure)
+                    try:
+                        element(item)
+                    except InvalidValueError as e:
+                        raise _under(f"[{i}]", e) from None
+                raise AssertionError("unreachable: a failing item failed again")  # pragma: no cover
+            return sequence_of
+        if k == "INTEGER":
+            named = node.named_numbers
+            bounds = node.value_range
+            lo = hi = None
+            check = bounds is not None and not bounds.extensible
+            if check and bounds is not None and not bounds.ranges:
+                lo, hi = bounds.lo, bounds.hi
+
+            def integer(obj: Any) -> Any:
+                if obj.__class__ is not int:
+                    if isinstance(obj, str) and obj in named:
+                        obj = named[obj]
+                    if not isinstance(obj, int) or isinstance(obj, bool):
+                        raise InvalidValueError("", f"expected an integer, found {_kind_of(obj)}")
+                if check and (bounds.ranges or (lo is not None and obj < lo)  # type: ignore[union-attr]
+                              or (hi is not None and obj > hi)):
+                    _check_range(bounds, obj, "")
+                return obj
+            return integer
+        if k == "ENUMERATED":
+            allowed_ids = frozenset(node.enum_root) | frozenset(node.enum_ext)
+
+            def enumerated(obj: Any) -> Any:
+                if obj.__class__ is not str or obj not in allowed_ids:
+                    _enum_check(node, obj, "")
+                return obj
+            return enumerated
+        if k == "REGEXT":
+            def regional(obj: Any) -> Any:
+                if not isinstance(obj, dict) or set(obj) != {"regionId", "regExtValue"}:
+                    raise InvalidValueError("", "expected an object with regionId and regExtValue")
+                region = obj["regionId"]
+                if not isinstance(region, int) or isinstance(region, bool) or not 0 <= region <= 255:
+                    raise InvalidValueError("regionId", f"expected an integer 0..255, found {region!r}")
+                typed = _region_node(schema, node, region)
+                if typed is None:
+                    return {"regionId": region, "regExtValue": _hex(obj["regExtValue"], "regExtValue")}
+                try:
+                    return {"regionId": region, "regExtValue": self.converter(typed)(obj["regExtValue"])}
+                except InvalidValueError as e:
+                    raise _under("regExtValue", e) from None
+            return regional
+
+        def leaf(obj: Any) -> Any:  # BOOLEAN, NULL, strings, BIT/OCTET STRING, open types: the walker's own code
+            return from_jer(schema, node, obj, "")
+        return leaf
 
 
 # --- typed regional extensions <-> open-type bytes ---------------------------------------------

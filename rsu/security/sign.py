@@ -2,9 +2,10 @@
 
 One :class:`Signer` per authorization ticket. Everything constant per AT is
 prepared once: the signer field in both forms (digest / certificate), the
-certificate hash that enters every signature, the signature tag. Per message the
-work is: build tbsData (a few byte concatenations), two SHA-256 and one ECDSA
-signature.
+certificate hash that enters every signature, the signature tag, the start of
+headerInfo per psid. Per message the work is: the tbsData parts around the
+payload (a few bytes each), two SHA-256 (the first over the parts, the payload
+not copied) and one ECDSA signature, and one join of the whole message.
 
 Signed structure (TS 103 097 §5.2, IEEE 1609.2 §6.3)::
 
@@ -24,6 +25,7 @@ both give the asn1tools bytes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any, Sequence
 
@@ -56,6 +58,8 @@ class Signer:
         self._signer_cert = b"\x81\x01\x01" + certificate.raw
         self._sig_prefix = bytes((_SIG_TAG[curve.name], 0x80))  # alternative, rSig x-only
         self._size = curve.size
+        self._hash = getattr(hashlib, self._h, None) or functools.partial(hashlib.new, self._h)
+        self._headers: dict[int, bytes] = {}  # psid -> HeaderInfo's first octets (see _header_start)
 
     @property
     def hashed_id8(self) -> bytes:
@@ -88,11 +92,27 @@ class Signer:
         ``generation_time`` is Time64 (TAI µs since 2004, see :func:`rsu.clock.time64`).
         ``with_certificate`` selects the signer form (full AT instead of its HashedId8).
         """
-        tbs = self.tbs_data(payload, psid, generation_time, inline_p2pcd_request=inline_p2pcd_request,
-                            requested_certificate=requested_certificate)
-        h = self._h
-        digest = hashlib.new(h, hashlib.new(h, tbs).digest() + self._cert_hash).digest()
+        head = b"\x40\x03\x80" + coer.length_prefix(len(payload))  # tbsData up to the payload
+        if not inline_p2pcd_request and requested_certificate is None:
+            tail = self._header_start(psid) + generation_time.to_bytes(8, "big")  # headerInfo
+        else:
+            tail = self.tbs_data(b"", psid, generation_time, inline_p2pcd_request=inline_p2pcd_request,
+                                 requested_certificate=requested_certificate)[4:]
+        inner = self._hash(head)  # H(tbsData) over its parts: the payload is not copied to be hashed
+        inner.update(payload)
+        inner.update(tail)
+        digest = self._hash(inner.digest() + self._cert_hash).digest()
         r, s = sign_digest(self._key, self._curve, digest)
         n = self._size
-        return b"".join((self._prefix, tbs, self._signer_cert if with_certificate else self._signer_digest,
+        return b"".join((self._prefix, head, payload, tail,
+                         self._signer_cert if with_certificate else self._signer_digest,
                          self._sig_prefix, r.to_bytes(n, "big"), s.to_bytes(n, "big")))
+
+    def _header_start(self, psid: int) -> bytes:
+        """COER of HeaderInfo up to generationTime (presence bitmap, psid), kept per psid."""
+        start = self._headers.get(psid)
+        if start is None:
+            start = b"\x40" + coer.psid_bytes(psid)
+            if len(self._headers) < 64:  # the catalog's ITS-AIDs: a handful
+                self._headers[psid] = start
+        return start

@@ -8,7 +8,6 @@ the store nor the scheduler; the facade commits a plan to the store and only the
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any, Callable
 from rsu.catalog import MessageKind
 from rsu.clock import Clock, iso_utc
 from rsu.codec.errors import CodecError, DecodeError, InvalidValueError
+from rsu.codec.values import validate as validate_value
 from rsu.limits import ignore
 from rsu.services.defaults import MessageDefaults, ServiceRules, message_defaults
 from rsu.services.errors import ServiceError, prefixed
@@ -39,9 +39,9 @@ class Context:
     station_id: int | None
     permission_check: PermissionCheck | None
     known_transports: frozenset[str] | None
-    overrides: dict = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
     counters: dict[str, tuple[int, str | None]] = field(default_factory=dict)
-    ivi_provider: dict | None = None  # this RSU's ServiceProviderId (Python value), if configured
+    ivi_provider: dict[str, Any] | None = None  # this RSU's ServiceProviderId (Python value), if configured
     on_limit: Callable[[str], None] = ignore  # a bound of received state was reached (rsu.limits)
 
     def defaults(self, kind: MessageKind) -> MessageDefaults:
@@ -94,25 +94,31 @@ class ServiceEntity:
         raise ServiceError("validation", path, "expected the JER JSON object of the PDU, or its UPER encoding as hex")
 
     def parse_payload(self, raw: Any, kind: MessageKind, *, path: str = "payload",
-                      placeholders: Callable[[dict], None] | None = None, warnings: list[str] | None = None) -> dict:
+                      placeholders: Callable[[dict[str, Any]], None] | None = None, warnings: list[str] | None = None) -> dict[str, Any]:
         """Request payload (JER object or UPER hex) -> validated Python value of the whole PDU.
 
         The ItsPduHeader may be left out (it is filled from the catalog and the configured station id).
         ``placeholders`` puts values into service-owned mandatory JER members the application may omit
-        (they are overwritten by the entity afterwards).
+        (they are overwritten by the entity afterwards); it gets a shallow copy of the body and copies
+        any nested object or list it changes (``raw`` is never changed).
         """
         codec = self.ctx.codec
+        value: dict[str, Any]
         if isinstance(raw, dict):
-            obj = copy.deepcopy(raw)
-            header = obj.setdefault("header", {})
+            # the request is never changed: the header and the body are shallow copies (placeholders
+            # copy what they fill in), and from_jer builds the value from new objects
+            obj = dict(raw)
+            header = obj.get("header", {})
             if not isinstance(header, dict):
                 raise ServiceError("validation", f"{path}.header", "expected an object")
+            obj["header"] = header = dict(header)
             header.setdefault("protocolVersion", kind.protocol_version)
             header.setdefault("messageID", kind.message_id)
             if "stationID" not in header:
                 header["stationID"] = self.ctx.station_id if self.ctx.station_id is not None else 0
             if placeholders is not None and isinstance(obj.get(kind.body), dict):
-                placeholders(obj[kind.body])
+                obj[kind.body] = body = dict(obj[kind.body])
+                placeholders(body)
             try:
                 _, value = codec.from_jer(obj, kind)
             except InvalidValueError as e:
@@ -138,15 +144,39 @@ class ServiceEntity:
             value["header"]["stationID"] = sid
         return value
 
-    def encode(self, kind: MessageKind, value: dict, path: str = "payload") -> bytes:
+    def encode(self, kind: MessageKind, value: dict[str, Any], path: str = "payload", *, intake: bool = False) -> bytes:
+        """The UPER PDU of ``value``; errors as :class:`ServiceError` naming the field path.
+
+        ``intake=True``: the value came from :meth:`parse_payload` (or a validated decode), so it was
+        validated once at the edge and only the fields the service fills in since can differ. Those are
+        in range by construction (timestamps of the clock, revisions and identification numbers from
+        bounded counters) except the header's stationID (the configured one), which is checked here;
+        the body is not validated again.
+        """
+        codec = self.ctx.codec
+        if intake:
+            schema = codec.schema
+            header = schema.pdu(kind.pdu).member_map["header"]
+            try:
+                validate_value(schema, header.node, value.get("header"), "header")
+            except InvalidValueError as e:
+                raise ServiceError("validation", prefixed(e.path, path), e.reason) from None
         try:
-            return self.ctx.codec.encode(value, kind, validate=True)
+            data: bytes = codec.encode(value, kind, validate=not intake)
+            return data
         except InvalidValueError as e:
             raise ServiceError("validation", prefixed(e.path, path), e.reason) from None
         except CodecError as e:
             raise ServiceError("validation", path, str(e)) from None
 
-    def check_permission(self, kind: MessageKind, value: dict, path: str = "payload") -> None:
+    @staticmethod
+    def content_of(entry: Entry) -> dict[str, Any]:
+        """The value of an entry that always holds one (an IVI, a MAPEM); a TLM entry after a restart holds none."""
+        if entry.value is None:
+            raise ServiceError("not_active", "", f"{entry.kind.pdu} {entry.id} holds no content")
+        return entry.value
+
+    def check_permission(self, kind: MessageKind, value: dict[str, Any], path: str = "payload") -> None:
         check = self.ctx.permission_check
         if check is None:
             return
@@ -154,20 +184,20 @@ class ServiceEntity:
         if missing:
             raise ServiceError("ssp_not_permitted", path, f"SSP not permitted: {missing}")
 
-    def dissemination(self, req: dict, kind: MessageKind, base: Dissemination | None, now: float) -> Dissemination:
+    def dissemination(self, req: dict[str, Any], kind: MessageKind, base: Dissemination | None, now: float) -> Dissemination:
         d = self.ctx.defaults(kind)
         start = base if base is not None else Dissemination.defaults(d)
         return parse_dissemination(req.get("dissemination"), start, d, known_transports=self.ctx.known_transports,
                                    now=now)
 
     # --- request hooks (override) -------------------------------------------------------------
-    def trigger(self, req: dict, now: float) -> Plan:
+    def trigger(self, req: dict[str, Any], now: float) -> Plan:
         raise NotImplementedError
 
-    def update(self, entry: Entry, req: dict, now: float) -> Plan:
+    def update(self, entry: Entry, req: dict[str, Any], now: float) -> Plan:
         raise NotImplementedError
 
-    def terminate(self, entry: Entry, req: dict, now: float) -> Plan:
+    def terminate(self, entry: Entry, req: dict[str, Any], now: float) -> Plan:
         """Default termination: stop sending and forget the entry."""
         plan = Plan(deletes=[entry.id])
         plan.result = {"id": entry.id, "terminated": "stopped"}
@@ -198,7 +228,7 @@ class ServiceEntity:
         times = [t for e in self.entries.values() if (t := self.end_time(e)) is not None]
         return min(times) if times else None
 
-    def ended_event(self, entry: Entry, reason: str, now: float) -> dict:
+    def ended_event(self, entry: Entry, reason: str, now: float) -> dict[str, Any]:
         return {"event": "ended", "service": self.name, "entry": entry.id, "reason": reason, "at": iso_utc(now)}
 
     # --- transmissions ------------------------------------------------------------------------
@@ -244,7 +274,7 @@ class ServiceEntity:
         return entry.evolve(pdus=pdus, area=self.derive_area(entry.kind, entry.value) if entry.value else None)
 
     # --- receive side (override) ------------------------------------------------------------------
-    def on_received(self, kind: MessageKind, value: dict, now: float) -> tuple[dict, Plan | None]:
+    def on_received(self, kind: MessageKind, value: dict[str, Any], now: float) -> tuple[dict[str, Any], Plan | None]:
         """Service processing of a received PDU: extra event members, and a plan when it changes entries."""
         return {}, None
 
@@ -257,7 +287,7 @@ class ServiceEntity:
             self.entries.pop(ident, None)
 
     # --- helpers ------------------------------------------------------------------------------
-    def derive_area(self, kind: MessageKind, value: dict | None) -> GeoArea | None:
+    def derive_area(self, kind: MessageKind, value: dict[str, Any] | None) -> GeoArea | None:
         return None
 
     def area_from(self, kind: MessageKind, points: list[tuple[int, int]]) -> GeoArea | None:
@@ -273,8 +303,8 @@ class ServiceEntity:
         spread = max(math.hypot((p[0] - clat) * 111_320.0, (p[1] - clon) * 111_320.0 * k) for p in pts)
         return GeoArea(latitude=clat, longitude=clon, shape="circle", a=min(65535.0, radius + spread))
 
-    def plan_update(self, plan: Plan, entry: Entry, value: dict, pdus: tuple[bytes, ...], diss: Dissemination,
-                    changed: bool, identification: Callable[[], dict], now: float) -> Plan:
+    def plan_update(self, plan: Plan, entry: Entry, value: dict[str, Any], pdus: tuple[bytes, ...], diss: Dissemination,
+                    changed: bool, identification: Callable[[], dict[str, Any]], now: float) -> Plan:
         """The end of an update: content and parameters as they were answer ``unchanged``; else the entry
         evolves (a new generation when the content changed) and is scheduled from its start."""
         if not changed and diss == entry.dissemination:
@@ -287,14 +317,14 @@ class ServiceEntity:
         plan.schedule_entry(new, t0, fresh=changed, changed=changed)
         return plan
 
-    def new_entry(self, entry_id: str, kind: MessageKind, value: dict, pdus: tuple[bytes, ...],
-                  diss: Dissemination, identification: dict, now: float, **kw: Any) -> Entry:
+    def new_entry(self, entry_id: str, kind: MessageKind, value: dict[str, Any], pdus: tuple[bytes, ...],
+                  diss: Dissemination, identification: dict[str, Any], now: float, **kw: Any) -> Entry:
         return Entry(self.name, entry_id, kind, value, pdus, diss, identification, ACTIVE, kw.pop("data", {}),
                      kw.pop("generation", 1), now, now, kw.pop("anchor", None),
                      self.derive_area(kind, value), **kw)
 
 
-def _cached_value(row: StoredEntry) -> dict | None:
+def _cached_value(row: StoredEntry) -> dict[str, Any] | None:
     """The value saved with the row (fast), or None when there is none, it is unusable or it is not the
     payload's (then the payload, the authority, is decoded)."""
     if not row.value_json or row.payload is None:
@@ -318,12 +348,12 @@ def _hex(text: str, path: str) -> bytes:
     return data
 
 
-def intersection_key(ref: dict) -> str:
+def intersection_key(ref: dict[str, Any]) -> str:
     """IntersectionReferenceID -> ``"1201"`` or ``"7.1201"`` (region.id)."""
     return f"{ref['region']}.{ref['id']}" if "region" in ref else str(ref["id"])
 
 
-def reject_unknown(req: dict, allowed: set[str], path: str = "") -> None:
+def reject_unknown(req: dict[str, Any], allowed: set[str], path: str = "") -> None:
     if not isinstance(req, dict):
         raise ServiceError("bad_request", path, "expected a JSON object")
     for k in req:

@@ -26,13 +26,17 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
+
+from rsu.catalog import MessageKind
 
 from rsu import catalog
 from rsu.clock import iso_utc, timestamp_its, timestamp_its_to_posix
-from rsu.services.base import ServiceEntity, reject_unknown
+from rsu.services.base import Context, ServiceEntity, reject_unknown
 from rsu.services.errors import ServiceError
 from rsu.services.model import ACTIVE, TERMINATING, Entry, Plan, canonical_hash
+from rsu.transports.base import GeoArea
 
 STATUS_NAMES = {0: "new", 1: "update", 2: "cancellation", 3: "negation"}
 NEW, UPDATE, CANCELLATION, NEGATION = 0, 1, 2, 3
@@ -63,7 +67,7 @@ def country_code(letters: str) -> tuple[bytes, int]:
     return (n.to_bytes(2, "big"), 10)
 
 
-def provider_key(provider: dict) -> str:
+def provider_key(provider: dict[str, Any]) -> str:
     """ServiceProviderId -> ``"FR57"`` (or the country bits in hex when they are not ITA2 letters)."""
     letters = country_letters(provider["countryCode"])
     if letters:
@@ -71,20 +75,20 @@ def provider_key(provider: dict) -> str:
     return f"x{provider['countryCode'][0].hex()}_{provider['providerIdentifier']}"
 
 
-def provider_json(provider: dict) -> dict:
+def provider_json(provider: dict[str, Any]) -> dict[str, Any]:
     letters = country_letters(provider["countryCode"])
     return {"countryCode": letters or provider["countryCode"][0].hex(),
             "providerIdentifier": provider["providerIdentifier"]}
 
 
-def _content(value: dict) -> Any:
+def _content(value: dict[str, Any]) -> Any:
     """What counts as IVI content: everything but the header, timeStamp and iviStatus."""
     ivi = copy.copy(value["ivi"])
     ivi["mandatory"] = {k: v for k, v in ivi["mandatory"].items() if k not in ("timeStamp", "iviStatus")}
     return ivi
 
 
-def check_references(ivi: dict, path: str = "payload.ivi") -> None:
+def check_references(ivi: dict[str, Any], path: str = "payload.ivi") -> None:
     """Containers must reference what exists (TP IVI_GEN_LOC_BV_01, GENAPP_BV_01/02/05, TEXT_BV_01/04, RCC_BV_01):
     zone ids defined by a geographic location container (also those of road-configuration lanes), layout ids
     defined by a layout container, and per general IVI container part at least one relevance zone and one
@@ -92,7 +96,7 @@ def check_references(ivi: dict, path: str = "payload.ivi") -> None:
     opt = ivi.get("optional") or []
     zones: set[int] = set()
     layouts: set[int] = set()
-    origins: dict[tuple, int] = {}
+    origins: dict[tuple[Any, ...], int] = {}
     for i, (alt, c) in enumerate(opt):
         if alt == "glc":
             zones.update(part["zoneId"] for part in c["parts"])
@@ -114,11 +118,11 @@ def check_references(ivi: dict, path: str = "payload.ivi") -> None:
             if alt == "rcc":  # lanes of a road configuration may name their own zones
                 referrers += [(f"{where}.laneConfiguration[{n}]", lane)
                               for n, lane in enumerate(part.get("laneConfiguration") or [])]
-            for at, item in referrers:
+            for spot, item in referrers:
                 for member in ("detectionZoneIds", "relevanceZoneIds", "driverAwarenessZoneIds"):
                     for k, z in enumerate(item.get(member) or []):
                         if z not in zones:
-                            raise ServiceError("validation", f"{at}.{member}[{k}]",
+                            raise ServiceError("validation", f"{spot}.{member}[{k}]",
                                                f"zone {z} is not defined by a geographic location container "
                                                f"(defined: {sorted(zones) or 'none'})")
             if alt == "giv" and not part.get("relevanceZoneIds"):
@@ -137,12 +141,12 @@ class IviEntity(ServiceEntity):
     name = catalog.IVIM.service.lower()  # "ivi"
     kinds = (catalog.IVIM,)
 
-    def __init__(self, ctx) -> None:
+    def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self.collection = IviCollection(ctx.rules.ivi_received_max, ctx.on_limit)
 
     # --- requests -----------------------------------------------------------------------------
-    def trigger(self, req: dict, now: float) -> Plan:
+    def trigger(self, req: dict[str, Any], now: float) -> Plan:
         reject_unknown(req, {"payload", "dissemination"})
         if "payload" not in req:
             raise ServiceError("validation", "payload", "missing (the IVIM content)")
@@ -174,7 +178,7 @@ class IviEntity(ServiceEntity):
         check_references(value["ivi"])
         diss = self.dissemination(req, catalog.IVIM, None, now)
         self.check_permission(catalog.IVIM, value)
-        pdu = self.encode(catalog.IVIM, value)
+        pdu = self.encode(catalog.IVIM, value, intake=True)
         entry_id = f"{pkey}-{number}"
         entry = self.new_entry(entry_id, catalog.IVIM, value, (pdu,), diss, {}, now,
                                data={"provider": pkey, "number": number})
@@ -184,17 +188,18 @@ class IviEntity(ServiceEntity):
         plan.schedule_entry(entry, t0)
         return plan
 
-    def update(self, entry: Entry, req: dict, now: float) -> Plan:
+    def update(self, entry: Entry, req: dict[str, Any], now: float) -> Plan:
         reject_unknown(req, {"payload", "dissemination"})
         if entry.state != ACTIVE:
             raise ServiceError("not_active", "", f"IVI {entry.id} is {entry.state}; it cannot be updated")
         plan = Plan()
         diss = self.dissemination(req, catalog.IVIM, entry.dissemination, now)
-        value, changed = entry.value, False
+        current = self.content_of(entry)
+        value, changed = current, False
         if "payload" in req:
             value, supplied = self._intake(req["payload"], plan, entry)
             m = value["ivi"]["mandatory"]
-            old = entry.value["ivi"]["mandatory"]
+            old = current["ivi"]["mandatory"]
             if m["serviceProviderId"] != old["serviceProviderId"]:
                 raise ServiceError("validation", "payload.ivi.mandatory.serviceProviderId",
                                    f"an update keeps the provider {entry.data['provider']}")
@@ -207,7 +212,7 @@ class IviEntity(ServiceEntity):
                                    f"{STATUS_NAMES.get(supplied['iviStatus'], supplied['iviStatus'])}: an update "
                                    "carries iviStatus update (end an IVI with a terminate request)")
             m["iviIdentificationNumber"] = entry.data["number"]
-            changed = canonical_hash(_content(value)) != canonical_hash(_content(entry.value))
+            changed = canonical_hash(_content(value)) != canonical_hash(_content(current))
             if changed:
                 self._check_validity(m, now)
                 check_references(value["ivi"])
@@ -215,11 +220,11 @@ class IviEntity(ServiceEntity):
                 m["timeStamp"] = timestamp_its(now)
                 self.check_permission(catalog.IVIM, value)
             else:
-                value = entry.value
+                value = current
         if not changed and diss == entry.dissemination:
             plan.result = {"id": entry.id, "identification": entry.identification, "unchanged": True}
             return plan
-        pdus = (self.encode(catalog.IVIM, value),) if changed else entry.pdus
+        pdus = (self.encode(catalog.IVIM, value, intake=True),) if changed else entry.pdus
         new = entry.evolve(value=value, pdus=pdus, dissemination=diss, updated_at=now,
                            generation=entry.generation + (1 if changed else 0),
                            identification=self._identification(value), area=self.derive_area(entry.kind, value))
@@ -231,7 +236,7 @@ class IviEntity(ServiceEntity):
         plan.schedule_entry(new, t0, fresh=changed, changed=changed)
         return plan
 
-    def terminate(self, entry: Entry, req: dict, now: float) -> Plan:
+    def terminate(self, entry: Entry, req: dict[str, Any], now: float) -> Plan:
         reject_unknown(req, {"mode"})
         mode = req.get("mode", "cancellation")
         if mode not in ("cancellation", "stop"):
@@ -249,11 +254,12 @@ class IviEntity(ServiceEntity):
             plan.result = {"id": entry.id, "identification": entry.identification, "terminated": "cancellation",
                            "unchanged": True}
             return plan
-        old = entry.value["ivi"]["mandatory"]
+        current = self.content_of(entry)
+        old = current["ivi"]["mandatory"]
         m = dict(old, iviStatus=CANCELLATION)  # same number, provider and the last timeStamp
-        value = {"header": entry.value["header"], "ivi": {"mandatory": m}}
+        value = {"header": current["header"], "ivi": {"mandatory": m}}
         self.check_permission(catalog.IVIM, value)
-        pdu = self.encode(catalog.IVIM, value)
+        pdu = self.encode(catalog.IVIM, value, intake=True)
         until = now + self.ctx.rules.ivi_termination_repeat_s
         if "validTo" in old:
             until = min(until, max(now, timestamp_its_to_posix(old["validTo"])))
@@ -268,7 +274,7 @@ class IviEntity(ServiceEntity):
         return plan
 
     # --- negation -----------------------------------------------------------------------------
-    def _negation(self, value: dict, supplied: dict, req: dict, plan: Plan, now: float) -> Plan:
+    def _negation(self, value: dict[str, Any], supplied: dict[str, Any], req: dict[str, Any], plan: Plan, now: float) -> Plan:
         m = value["ivi"]["mandatory"]
         path = "payload.ivi.mandatory"
         own = self.ctx.ivi_provider
@@ -292,7 +298,7 @@ class IviEntity(ServiceEntity):
                                f"IVI {pkey}-{number} is already being negated")
         diss = self.dissemination(req, catalog.IVIM, None, now)
         self.check_permission(catalog.IVIM, value)
-        pdu = self.encode(catalog.IVIM, value)
+        pdu = self.encode(catalog.IVIM, value, intake=True)
         until = now + self.ctx.rules.ivi_termination_repeat_s
         entry = self.new_entry(entry_id, catalog.IVIM, value, (pdu,), diss, self._identification(value), now,
                                data={"provider": pkey, "number": number, "terminate_until": until}, anchor=now)
@@ -304,13 +310,14 @@ class IviEntity(ServiceEntity):
         return plan
 
     # --- internals ----------------------------------------------------------------------------
-    def _intake(self, raw: Any, plan: Plan, entry: Entry | None) -> tuple[dict, dict]:
+    def _intake(self, raw: Any, plan: Plan, entry: Entry | None) -> tuple[dict[str, Any], dict[str, Any]]:
         supplied: dict[str, Any] = {}
 
-        def placeholders(body: dict) -> None:
+        def placeholders(body: dict[str, Any]) -> None:
             m = body.get("mandatory")
             if not isinstance(m, dict):
                 return
+            body["mandatory"] = m = dict(m)  # body is a shallow copy: copy what is filled in
             for k, default in (("iviIdentificationNumber", 1), ("iviStatus", 0), ("timeStamp", 0)):
                 supplied[k] = m.get(k)
                 m.setdefault(k, default)
@@ -348,7 +355,7 @@ class IviEntity(ServiceEntity):
         raise ServiceError("id_exhausted", "payload.ivi.mandatory.iviIdentificationNumber",
                            f"all {span} numbers of provider {pkey} are in use")
 
-    def _check_validity(self, m: dict, now: float) -> None:
+    def _check_validity(self, m: dict[str, Any], now: float) -> None:
         path = "payload.ivi.mandatory"
         vf, vt = m.get("validFrom"), m.get("validTo")
         if vt is not None and timestamp_its_to_posix(vt) <= now:
@@ -357,7 +364,7 @@ class IviEntity(ServiceEntity):
         if vf is not None and vt is not None and vf >= vt:
             raise ServiceError("validation", f"{path}.validFrom", f"{vf} is not before validTo {vt}")
 
-    def _identification(self, value: dict) -> dict:
+    def _identification(self, value: dict[str, Any]) -> dict[str, Any]:
         m = value["ivi"]["mandatory"]
         out = {"serviceProviderId": provider_json(m["serviceProviderId"]),
                "iviIdentificationNumber": m["iviIdentificationNumber"],
@@ -393,7 +400,7 @@ class IviEntity(ServiceEntity):
             plan.events.append(self.ended_event(e, reason, now))
         return plan
 
-    def derive_area(self, kind, value: dict | None):
+    def derive_area(self, kind: MessageKind, value: dict[str, Any] | None) -> GeoArea | None:
         if not value:
             return None
         pts = []
@@ -404,7 +411,7 @@ class IviEntity(ServiceEntity):
         return self.area_from(kind, pts)
 
     # --- receive side -------------------------------------------------------------------------
-    def on_received(self, kind, value: dict, now: float) -> tuple[dict, Plan | None]:
+    def on_received(self, kind: MessageKind, value: dict[str, Any], now: float) -> tuple[dict[str, Any], Plan | None]:
         cls, key = self.collection.classify(value, now)
         return {"ivi": {"collection": cls, "serviceProviderId": key[0], "iviIdentificationNumber": key[1]}}, None
 
@@ -417,8 +424,8 @@ class IviCollection:
 
     PRUNE_EVERY_S = 1.0
 
-    def __init__(self, max_items: int = 4096, on_limit=None) -> None:
-        self._items: OrderedDict[tuple[str, int], dict] = OrderedDict()  # least recently heard first
+    def __init__(self, max_items: int = 4096, on_limit: Callable[[str], None] | None = None) -> None:
+        self._items: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()  # least recently heard first
         self.max_items = max(1, max_items)
         self.on_limit = on_limit or (lambda name: None)
         self._pruned_at: float | None = None
@@ -427,7 +434,7 @@ class IviCollection:
         item = self._get((pkey, number), now)
         return item["timeStamp"] if item else None
 
-    def _get(self, key: tuple[str, int], now: float) -> dict | None:
+    def _get(self, key: tuple[str, int], now: float) -> dict[str, Any] | None:
         self._prune(now)
         item = self._items.get(key)
         if item is not None and item["validTo"] is not None and item["validTo"] <= now:
@@ -435,7 +442,7 @@ class IviCollection:
             return None
         return item
 
-    def classify(self, value: dict, now: float) -> tuple[str, tuple[str, int]]:
+    def classify(self, value: dict[str, Any], now: float) -> tuple[str, tuple[str, int]]:
         """new / update / duplicate / outdated / cancellation / negation (TP IVI_RCV_EVUP_BV_01..06)."""
         m = value["ivi"]["mandatory"]
         key = (provider_key(m["serviceProviderId"]), m["iviIdentificationNumber"])

@@ -18,10 +18,13 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
+from rsu.catalog import MessageKind
+
 from rsu import catalog
-from rsu.services.base import ServiceEntity, intersection_key, next_revision, reject_unknown
+from rsu.services.base import Context, ServiceEntity, intersection_key, next_revision, reject_unknown
 from rsu.services.errors import ServiceError
 from rsu.services.model import Entry, Plan, canonical_hash
 from rsu.services.store import StoredEntry
@@ -38,7 +41,7 @@ def layer_id(count: int, index: int) -> int:
     return 10 * count + index
 
 
-def element_keys(mapdata: dict) -> list[tuple[str, int, str]]:
+def element_keys(mapdata: dict[str, Any]) -> list[tuple[str, int, str]]:
     """[(member, index, key)] for every intersection and road segment of a MapData value."""
     out = []
     for member, prefix, _ in _ELEMENTS:
@@ -47,7 +50,7 @@ def element_keys(mapdata: dict) -> list[tuple[str, int, str]]:
     return out
 
 
-def signal_groups(geometry: dict) -> set[int]:
+def signal_groups(geometry: dict[str, Any]) -> set[int]:
     """Signal groups an IntersectionGeometry defines (laneSet[*].connectsTo[*].signalGroup)."""
     groups = set()
     for lane in geometry.get("laneSet") or []:
@@ -61,17 +64,17 @@ class RltEntity(ServiceEntity):
     name = catalog.MAPEM.service.lower()  # "rlt"
     kinds = (catalog.MAPEM,)
 
-    def __init__(self, ctx) -> None:
+    def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         # intersection key -> (entry id, revision, signal groups, refPoint) of the active MAPEMs
-        self._index: dict[str, tuple[str, int, set[int], dict]] = {}
+        self._index: dict[str, tuple[str, int, set[int], dict[str, Any]]] = {}
 
     # --- what TLM asks --------------------------------------------------------------------------
-    def intersection(self, key: str) -> tuple[str, int, set[int], dict] | None:
+    def intersection(self, key: str) -> tuple[str, int, set[int], dict[str, Any]] | None:
         return self._index.get(key)
 
     # --- requests -----------------------------------------------------------------------------
-    def trigger(self, req: dict, now: float) -> Plan:
+    def trigger(self, req: dict[str, Any], now: float) -> Plan:
         reject_unknown(req, {"payload", "dissemination"})
         if "payload" not in req:
             raise ServiceError("validation", "payload", "missing (the MAPEM content)")
@@ -92,11 +95,12 @@ class RltEntity(ServiceEntity):
         plan.schedule_entry(entry, t0)
         return plan
 
-    def update(self, entry: Entry, req: dict, now: float) -> Plan:
+    def update(self, entry: Entry, req: dict[str, Any], now: float) -> Plan:
         reject_unknown(req, {"payload", "dissemination"})
         plan = Plan()
         diss = self.dissemination(req, catalog.MAPEM, entry.dissemination, now)
-        value, pdus, changed = entry.value, entry.pdus, False
+        current = self.content_of(entry)
+        value, pdus, changed = current, entry.pdus, False
         if "payload" in req:
             value, supplied = self._intake(req["payload"], plan)
             keys = "+".join(k for _, _, k in element_keys(value["map"]))
@@ -108,26 +112,29 @@ class RltEntity(ServiceEntity):
                 pdus = self._encode_fragments(value)
                 self.check_permission(catalog.MAPEM, value)
             else:
-                value, pdus = entry.value, entry.pdus
+                value, pdus = current, entry.pdus
         return self.plan_update(plan, entry, value, pdus, diss, changed,
                                 lambda: self._identification(value, pdus), now)
 
     # --- internals ----------------------------------------------------------------------------
-    def _intake(self, raw: Any, plan: Plan) -> tuple[dict, dict]:
+    def _intake(self, raw: Any, plan: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
         supplied: dict[str, int | None] = {}
 
-        def placeholders(body: dict) -> None:
+        def placeholders(body: dict[str, Any]) -> None:
             supplied["msgIssueRevision"] = body.get("msgIssueRevision")
             body.setdefault("msgIssueRevision", 0)
             for member, prefix, _ in _ELEMENTS:
                 els = body.get(member)
                 if isinstance(els, list):
-                    for el in els:
+                    body[member] = els = list(els)  # body is a shallow copy: copy what is filled in
+                    for i, el in enumerate(els):
                         if isinstance(el, dict):
-                            ref = el.get("id") if isinstance(el.get("id"), dict) else {}
+                            given = el.get("id")
+                            ref: dict[str, Any] = given if isinstance(given, dict) else {}
                             k = prefix + (f"{ref['region']}.{ref.get('id')}" if "region" in ref else str(ref.get("id")))
                             supplied[k] = el.get("revision")
-                            el.setdefault("revision", 0)
+                            if "revision" not in el:
+                                els[i] = {**el, "revision": 0}
 
         value = self.parse_payload(raw, catalog.MAPEM, placeholders=placeholders, warnings=plan.warnings)
         if isinstance(raw, str):  # UPER: every revision was given
@@ -163,7 +170,7 @@ class RltEntity(ServiceEntity):
                     raise ServiceError("already_active", f"payload.map.{member}[{i}].id",
                                        f"{k} is already in active MAPEM {other.id!r}")
 
-    def _revise(self, value: dict, supplied: dict, old: dict | None, entry_id: str, plan: Plan, now: float) -> bool:
+    def _revise(self, value: dict[str, Any], supplied: dict[str, Any], old: dict[str, Any] | None, entry_id: str, plan: Plan, now: float) -> bool:
         """Set every revision counter of ``value`` (and timeStamp); return whether the content changed."""
         m = value["map"]
         for member, i, k in element_keys(m):
@@ -195,17 +202,17 @@ class RltEntity(ServiceEntity):
                 m["timeStamp"] = minute_of_the_year(now)
         return content_changed or (old is not None and old["map"].get("timeStamp") != m.get("timeStamp"))
 
-    def _encode_fragments(self, value: dict) -> tuple[bytes, ...]:
-        full = self.encode(catalog.MAPEM, value)
+    def _encode_fragments(self, value: dict[str, Any]) -> tuple[bytes, ...]:
+        full = self.encode(catalog.MAPEM, value, intake=True)
         limit = self.ctx.rules.mapem_max_bytes
         if len(full) <= limit:
             return (full,)
-        return tuple(self.encode(catalog.MAPEM, f) for f in fragment(value, limit, self._size))
+        return tuple(self.encode(catalog.MAPEM, f, intake=True) for f in fragment(value, limit, self._size))
 
-    def _size(self, value: dict) -> int:
+    def _size(self, value: dict[str, Any]) -> int:
         return len(self.ctx.codec.encode(value, catalog.MAPEM, validate=False))
 
-    def _identification(self, value: dict, pdus: tuple[bytes, ...]) -> dict:
+    def _identification(self, value: dict[str, Any], pdus: tuple[bytes, ...]) -> dict[str, Any]:
         m = value["map"]
         out: dict[str, Any] = {"msgIssueRevision": m["msgIssueRevision"], "fragments": len(pdus)}
         for member, prefix, _ in _ELEMENTS:
@@ -214,7 +221,7 @@ class RltEntity(ServiceEntity):
                                for el in m[member]]
         return out
 
-    def derive_area(self, kind, value: dict | None) -> GeoArea | None:
+    def derive_area(self, kind: MessageKind, value: dict[str, Any] | None) -> GeoArea | None:
         if not value:
             return None
         m = value["map"]
@@ -239,7 +246,7 @@ class RltEntity(ServiceEntity):
                 self._index[intersection_key(el["id"])] = (e.id, el["revision"], signal_groups(el), el["refPoint"])
 
 
-def _check_connections(geometry: dict, lane_ids: set[int], path: str, key: str) -> None:
+def _check_connections(geometry: dict[str, Any], lane_ids: set[int], path: str, key: str) -> None:
     """Connections must lead somewhere (TP RLT_GEN_MSGF_BV_04): a connection within the intersection ends on
     one of its lanes, and a connection trajectory (addGrpC) belongs to a connection of its lane."""
     for j, lane in enumerate(geometry["laneSet"]):
@@ -261,7 +268,7 @@ def _check_connections(geometry: dict, lane_ids: set[int], path: str, key: str) 
                                        f"does not have (its connections: {sorted(ids) or 'none'})")
 
 
-def _content(value: dict) -> dict:
+def _content(value: dict[str, Any]) -> dict[str, Any]:
     """What counts as MAPEM content (everything but the service-owned counters and timestamp)."""
     m = {k: v for k, v in value["map"].items() if k not in ("msgIssueRevision", "timeStamp")}
     for member, _, _ in _ELEMENTS:
@@ -270,29 +277,29 @@ def _content(value: dict) -> dict:
     return m
 
 
-def fragment(value: dict, limit: int, size) -> list[dict]:
+def fragment(value: dict[str, Any], limit: int, size: Callable[[dict[str, Any]], int]) -> list[dict[str, Any]]:
     """Split a MAPEM into fragments that each encode to at most ``limit`` bytes, with layerID set."""
     m = value["map"]
     base = {k: v for k, v in m.items() if k not in ("intersections", "roadSegments")}
-    elements: list[tuple[str, dict]] = [(member, el) for member, _, _ in _ELEMENTS for el in (m.get(member) or [])]
+    elements: list[tuple[str, dict[str, Any]]] = [(member, el) for member, _, _ in _ELEMENTS for el in (m.get(member) or [])]
 
-    def build(group: list[tuple[str, dict]], layer: int) -> dict:
+    def build(group: list[tuple[str, dict[str, Any]]], layer: int) -> dict[str, Any]:
         body = dict(base, layerID=layer)
         for member, el in group:
             body.setdefault(member, []).append(el)
         return {"header": value["header"], "map": body}
 
-    def fits(group: list[tuple[str, dict]]) -> bool:
+    def fits(group: list[tuple[str, dict[str, Any]]]) -> bool:
         return size(build(group, 99)) <= limit
 
-    pieces: list[tuple[str, dict]] = []
+    pieces: list[tuple[str, dict[str, Any]]] = []
     for member, el in elements:
         if fits([(member, el)]):
             pieces.append((member, el))
         else:
             pieces.extend((member, part) for part in _split_lanes(member, el, fits))
-    groups: list[list[tuple[str, dict]]] = []
-    current: list[tuple[str, dict]] = []
+    groups: list[list[tuple[str, dict[str, Any]]]] = []
+    current: list[tuple[str, dict[str, Any]]] = []
     for piece in pieces:
         if current and not fits(current + [piece]):
             groups.append(current)
@@ -306,7 +313,8 @@ def fragment(value: dict, limit: int, size) -> list[dict]:
     return [build(g, layer_id(len(groups), i + 1)) for i, g in enumerate(groups)]
 
 
-def _split_lanes(member: str, el: dict, fits) -> list[dict]:
+def _split_lanes(member: str, el: dict[str, Any],
+                 fits: Callable[[list[tuple[str, dict[str, Any]]]], bool]) -> list[dict[str, Any]]:
     """Split one intersection / road segment by its lanes into copies that each fit."""
     lanes_member = "laneSet" if member == "intersections" else "roadLaneSet"
     lanes = el[lanes_member]

@@ -418,10 +418,10 @@ class TlcEntity(ServiceEntity):
 def _placeholders(kind: MessageKind) -> Callable[[dict[str, Any]], None]:
     def fill(body: dict[str, Any]) -> None:
         body.setdefault("second", 0)
-        if kind is catalog.SSEM:
-            for s in body.get("status") or []:
-                if isinstance(s, dict):
-                    s.setdefault("sequenceNumber", 0)
+        if kind is catalog.SSEM and isinstance(body.get("status"), list):
+            # body is a shallow copy of the request's (ServiceEntity.parse_payload): copy what is filled in
+            body["status"] = [dict(s, sequenceNumber=s.get("sequenceNumber", 0)) if isinstance(s, dict) else s
+                              for s in body["status"]]
     return fill
 
 

@@ -17,8 +17,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from rsu.catalog import MessageKind
+
 from rsu import catalog
-from rsu.services.base import ServiceEntity, intersection_key, reject_unknown
+from rsu.services.base import Context, ServiceEntity, intersection_key, reject_unknown
 from rsu.services.errors import ServiceError
 from rsu.services.model import Entry, Plan, Transmission
 from rsu.services.rlt import RltEntity
@@ -31,12 +35,12 @@ class TlmEntity(ServiceEntity):
     name = catalog.SPATEM.service.lower()  # "tlm"
     kinds = (catalog.SPATEM,)
 
-    def __init__(self, ctx, rlt: RltEntity) -> None:
+    def __init__(self, ctx: Context, rlt: RltEntity) -> None:
         super().__init__(ctx)
         self.rlt = rlt
         self._last_sent: dict[str, float] = {}  # intersection key -> time of its last SPATEM
 
-    def trigger(self, req: dict, now: float) -> Plan:
+    def trigger(self, req: dict[str, Any], now: float) -> Plan:
         reject_unknown(req, {"payload", "dissemination"})
         if "payload" not in req:
             raise ServiceError("validation", "payload", "missing (the SPATEM content)")
@@ -53,14 +57,14 @@ class TlmEntity(ServiceEntity):
                                    f"intersection {sorted(overlap)[0]} is already in active SPATEM stream {other.id!r}")
         diss = self.dissemination(req, catalog.SPATEM, None, now)
         self.check_permission(catalog.SPATEM, value)
-        pdu = self.encode(catalog.SPATEM, value)
+        pdu = self.encode(catalog.SPATEM, value, intake=True)
         entry = self.new_entry(entry_id, catalog.SPATEM, value, (pdu,), diss, self._identification(value), now)
         plan.upserts.append(entry)
         plan.fire[entry_id] = self._earliest(entry_id, now, diss.start)
         plan.result = {"id": entry_id, "identification": entry.identification, "started": True}
         return plan
 
-    def update(self, entry: Entry, req: dict, now: float) -> Plan:
+    def update(self, entry: Entry, req: dict[str, Any], now: float) -> Plan:
         reject_unknown(req, {"payload", "dissemination"})
         plan = Plan()
         if "payload" not in req:
@@ -76,10 +80,10 @@ class TlmEntity(ServiceEntity):
         return self._generate(entry, value, req, plan, now)
 
     # --- internals ----------------------------------------------------------------------------
-    def _generate(self, entry: Entry, value: dict, req: dict, plan: Plan, now: float) -> Plan:
+    def _generate(self, entry: Entry, value: dict[str, Any], req: dict[str, Any], plan: Plan, now: float) -> Plan:
         diss = self.dissemination(req, catalog.SPATEM, entry.dissemination, now)
         self.check_permission(catalog.SPATEM, value)
-        pdu = self.encode(catalog.SPATEM, value)
+        pdu = self.encode(catalog.SPATEM, value, intake=True)
         new = entry.evolve(value=value, pdus=(pdu,), dissemination=diss, updated_at=now,
                            generation=entry.generation + 1, identification=self._identification(value),
                            area=self.derive_area(catalog.SPATEM, value))
@@ -97,14 +101,18 @@ class TlmEntity(ServiceEntity):
         at = max([now, start or now] + [self._last_sent[k] + gap for k in entry_id.split("+") if k in self._last_sent])
         return at
 
-    def _intake(self, raw, plan: Plan, now: float) -> dict:
+    def _intake(self, raw: Any, plan: Plan, now: float) -> dict[str, Any]:
         omitted: set[int] = set()
 
-        def placeholders(body: dict) -> None:
-            for i, ix in enumerate(body.get("intersections") or []):
+        def placeholders(body: dict[str, Any]) -> None:  # body: a shallow copy; the request is left as it is
+            intersections = body.get("intersections")
+            if not isinstance(intersections, list):
+                return
+            body["intersections"] = intersections = list(intersections)
+            for i, ix in enumerate(intersections):
                 if isinstance(ix, dict) and "revision" not in ix:
                     omitted.add(i)
-                    ix["revision"] = 0
+                    intersections[i] = {**ix, "revision": 0}
 
         value = self.parse_payload(raw, catalog.SPATEM, placeholders=placeholders, warnings=plan.warnings)
         spat = value["spat"]
@@ -153,13 +161,13 @@ class TlmEntity(ServiceEntity):
                 plan.warnings.append(f"{p}: {reason}")
         return value
 
-    def _identification(self, value: dict) -> dict:
+    def _identification(self, value: dict[str, Any]) -> dict[str, Any]:
         spat = value["spat"]
         return {"intersections": [{"id": intersection_key(i["id"]), "revision": i["revision"]}
                                   for i in spat["intersections"]],
                 "moy": spat.get("timeStamp"), "timeStamp": spat["intersections"][0].get("timeStamp")}
 
-    def derive_area(self, kind, value: dict | None) -> GeoArea | None:
+    def derive_area(self, kind: MessageKind, value: dict[str, Any] | None) -> GeoArea | None:
         if not value:
             return None
         pts = []

@@ -30,7 +30,7 @@ from rsu.clock import Clock, timestamp_its
 from rsu.limits import OnLimit, ignore
 from rsu.transports import envelope, ethernet
 from rsu.transports import gn as g
-from rsu.transports.base import DisseminationParams, ReceivedFrame
+from rsu.transports.base import DisseminationParams, GeoArea, ReceivedFrame
 from rsu.transports.config import GnUdpConfig
 from rsu.transports.drops import Drop, DropReason
 
@@ -41,6 +41,9 @@ with the authorization ticket for ``kind`` (psid ``kind.its_aid``, generationTim
 PayloadSigner = Callable[[bytes, int], bytes]
 """``sign(payload, pdu_offset) -> COER Ieee1609Dot2Data``: signs CH | EH | BTP-B | PDU, the PDU
 starting at ``pdu_offset`` (the send pipeline's signer for one transmission)."""
+
+
+_CACHED_PARTS = 64  # lifetimes and destination areas whose encodings are kept (a few per deployment)
 
 
 class GnSendError(Exception):
@@ -87,6 +90,13 @@ class GnCore:
         # a random first sequence number: after a restart with a configured (fixed) MAC, neighbours still
         # remember our last numbers for a packet lifetime and would take new packets for duplicates
         self._sn = secrets.randbelow(0x10000) if first_sn is None else first_sn & 0xFFFF
+        # header parts that do not change between packets (see packet()); each table bounded
+        self._lpv_head = self.address.to_bytes()
+        self._lpv_key: tuple[float, float, bool] | None = None
+        self._lpv_cached = b""
+        self._lifetimes: dict[object, int] = {}
+        self._areas: dict[GeoArea, bytes] = {}
+        self._btp: dict[int, bytes] = {}
 
     # ------------------------------------------------------------------ send
     def position_vector(self) -> g.LongPositionVector:
@@ -128,23 +138,41 @@ class GnCore:
             raise GnSendError(DropReason.BAD_PARAMS, f"traffic_class {tc!r} is not an octet (0..255)")
         if not isinstance(hops, int) or not 1 <= hops <= 255:
             raise GnSendError(DropReason.BAD_PARAMS, f"hop_limit {hops!r} is outside 1..255")
-        try:
-            lt = g.encode_lifetime(float(lifetime))
-        except (TypeError, ValueError) as e:
-            raise GnSendError(DropReason.BAD_PARAMS, f"lifetime_s: {e}") from None
+        lt = self._lifetimes.get(lifetime) if isinstance(lifetime, (int, float)) else None
+        if lt is None:
+            try:
+                lt = g.encode_lifetime(float(lifetime))
+            except (TypeError, ValueError) as e:
+                raise GnSendError(DropReason.BAD_PARAMS, f"lifetime_s: {e}") from None
+            if len(self._lifetimes) < _CACHED_PARTS:
+                self._lifetimes[lifetime] = lt
         if len(pdu) + g.BTP_LEN > 0xFFFF:
             raise GnSendError(DropReason.BAD_PARAMS, f"PDU of {len(pdu)} bytes exceeds the GN payload length")
-        lpv = self.position_vector()
-        if params.destination is not None:
-            ht = g.GBC_TYPES[params.destination.shape]
-            ext = g.ExtendedHeader(ht, lpv, self.next_sequence_number(), params.destination)
+        # CH | EH | BTP-B from cached parts (what does not change between packets), around the PDU;
+        # tests/transports/test_gn_build.py checks the bytes against the header objects of rsu.transports.gn
+        lpv = self._lpv_head + (timestamp_its(self.clock.now()) & 0xFFFFFFFF).to_bytes(4, "big") + self._lpv_tail()
+        destination = params.destination
+        if destination is not None:
+            ht = g.GBC_TYPES[destination.shape]
+            area = self._areas.get(destination)
+            if area is None:
+                area = g.area_bytes(destination)
+                if len(self._areas) < _CACHED_PARTS:
+                    self._areas[destination] = area
+            ext = self.next_sequence_number().to_bytes(2, "big") + b"\x00\x00" + lpv + area
         elif hops > 1:
-            ext = g.ExtendedHeader(g.HeaderType.TSB, lpv, self.next_sequence_number())
+            ht = g.HeaderType.TSB
+            ext = self.next_sequence_number().to_bytes(2, "big") + b"\x00\x00" + lpv
         else:
-            ext = g.ExtendedHeader(g.HeaderType.SHB, lpv)
-        mhl = 1 if ext.header_type == g.HeaderType.SHB else hops
-        common = g.CommonHeader(g.COMMON_NH_BTP_B, ext.header_type, tc, 0, 0, mhl)
-        inner = g.build_inner(common, ext, kind.btp_port, pdu)
+            ht = g.HeaderType.SHB
+            ext = lpv + b"\x00\x00\x00\x00"
+        mhl = 1 if ht == g.HeaderType.SHB else hops
+        common = (bytes((g.COMMON_NH_BTP_B << 4, ht, tc, 0)) + (g.BTP_LEN + len(pdu)).to_bytes(2, "big")
+                  + bytes((mhl, 0)))
+        btp = self._btp.get(kind.btp_port)
+        if btp is None:
+            btp = self._btp[kind.btp_port] = g.btp_b(kind.btp_port)  # one per message type of the catalog
+        inner = common + ext + btp + pdu
         if self.config.secured:
             if sign is None:
                 raise GnSendError(DropReason.SIGN_FAILED, "secured GN transport without a signing function")
@@ -152,8 +180,18 @@ class GnCore:
                 secured = sign(inner, len(inner) - len(pdu))
             except Exception as e:  # the signer's own failure (no AT, HSM error): drop this packet
                 raise GnSendError(DropReason.SIGN_FAILED, f"signing failed: {e}") from e
-            return g.build_packet(g.BasicHeader(g.GN_VERSION, g.BASIC_NH_SECURED, lt, mhl), bytes(secured))
-        return g.build_packet(g.BasicHeader(g.GN_VERSION, g.BASIC_NH_COMMON, lt, mhl), inner)
+            return bytes(((g.GN_VERSION << 4) | g.BASIC_NH_SECURED, 0, lt, mhl)) + bytes(secured)
+        return bytes(((g.GN_VERSION << 4) | g.BASIC_NH_COMMON, 0, lt, mhl)) + inner
+
+    def _lpv_tail(self) -> bytes:
+        """The position vector after its timestamp (position, PAI, speed 0, heading 0), made once per position."""
+        key = (self.latitude, self.longitude, self.config.position_accurate)
+        if self._lpv_key != key:
+            self._lpv_key = key
+            self._lpv_cached = g.LongPositionVector(self.address, 0, g.to_tenth_microdegree(self.latitude),
+                                                    g.to_tenth_microdegree(self.longitude),
+                                                    self.config.position_accurate, 0, 0).to_bytes()[12:]
+        return self._lpv_cached
 
     def frame(self, pdu: bytes, params: DisseminationParams, sign: PayloadSigner | None) -> bytes:
         """A bare facilities PDU + parameters -> the Ethernet frame the UDP adapter writes (see :meth:`packet`)."""

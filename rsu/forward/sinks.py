@@ -113,7 +113,7 @@ class WebhookSinkIO:
         except SinkError:
             self.connected = False
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
             self.connected = False
             raise SinkError(str(e) or type(e).__name__) from None
 

@@ -251,7 +251,7 @@ def _der_octets(data: bytes) -> bytes:
 
 
 class _Pkcs11Key(KeyHandle):
-    def __init__(self, store: "Pkcs11KeyStore", label: str, curve_name: str,
+    def __init__(self, store: Pkcs11KeyStore, label: str, curve_name: str,
                  public: ec.EllipticCurvePublicKey, private: Any) -> None:
         super().__init__(label, curve_name, public)
         self._store = store

@@ -25,7 +25,8 @@ both give the asn1tools bytes.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rsu.security import coer
 from rsu.security.certs import Certificate

@@ -13,7 +13,8 @@ from typing import Any
 
 import aiomqtt
 
-from rsu import catalog, clock as clockmod
+from rsu import catalog
+from rsu import clock as clockmod
 from rsu.catalog import MessageKind
 from rsu.codec.facilities import get_codec
 from rsu.ops import config as cfgmod

@@ -7,15 +7,15 @@ import os
 import time
 
 import pytest
-
-from rsu.security.request import request_for_pdu
-from rsu import catalog, clock as clockmod
-from rsu.security.pool import AtPool
-from rsu.security.service import SecurityService
-from rsu.security.verify import TrustStore, Verifier
-
 import samples
 from sechelp import VECTORS
+
+from rsu import catalog
+from rsu import clock as clockmod
+from rsu.security.pool import AtPool
+from rsu.security.request import request_for_pdu
+from rsu.security.service import SecurityService
+from rsu.security.verify import TrustStore, Verifier
 from tests.conftest import run_rsu
 
 

@@ -17,7 +17,7 @@ GB31 = ssp.ServiceProvider.of("GB", 31)
 
 
 @dataclass
-class TestPki:  # noqa: not a test class
+class TestPki:  # not a test class (__test__ = False)
     __test__ = False
 
     root: pki.Issued

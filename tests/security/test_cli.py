@@ -98,7 +98,7 @@ def test_decode_shows_the_secured_layer_and_the_inner_pdu(pki_dir, tmp_path, cod
     r = run_rsu("decode", str(msg))
     assert r.returncode == 0, r.stderr
     layers = json.loads(r.stdout)["layers"]
-    assert [l["layer"] for l in layers] == ["secured", "facilities"]
+    assert [layer["layer"] for layer in layers] == ["secured", "facilities"]
     sec = layers[0]
     assert sec["headerInfo"]["psid"] == 138 and sec["headerInfo"]["message"] == "MAPEM"
     assert sec["signer"]["certificate"][0]["appPermissions"][0]["permissions"] == ["intersections", "roadSegments"]

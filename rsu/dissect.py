@@ -34,9 +34,10 @@ as peeled, without parsing anything again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from rsu import catalog
 from rsu import clock as clockmod
@@ -59,7 +60,7 @@ class Layer:
     fields: dict[str, Any]  # JSON-able description of this layer
     payload: bytes | None = None  # what the next layer dissects; None for the innermost layer
     next_layers: tuple[str, ...] | None = None  # layers to try on the payload (None: auto)
-    frames: list[list["Layer"]] = field(default_factory=list)  # containers (pcap): dissected records
+    frames: list[list[Layer]] = field(default_factory=list)  # containers (pcap): dissected records
     raw: bytes = field(default=b"", repr=False)  # the bytes this layer was dissected from (set by dissect)
 
 
@@ -132,7 +133,7 @@ def pcap_layer(data: bytes) -> Layer | None:
         raise LayerError(f"pcap: {e}") from None
     frames: list[list[Layer]] = []
     for i, rec in enumerate(capture.records[:MAX_RECORDS]):
-        when = datetime.fromtimestamp(rec.timestamp, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+        when = datetime.fromtimestamp(rec.timestamp, tz=UTC).isoformat().replace("+00:00", "Z")
         head = Layer("record", {"index": i, "time": when, "captured_length": len(rec.data),
                                 "original_length": rec.original_length})
         candidates = ("ethernet",) if rec.linktype == pcap.LINKTYPE_ETHERNET else None

@@ -27,7 +27,6 @@ from pycrate_asn1rt.err import ASN1ObjErr
 
 from rsu.codec.schema import Node, Schema
 
-
 # --- a fix for pycrate's value check of extension addition groups ----------------------------
 # pycrate 0.7/0.8 SEQ._safechk_valcompl() removes items from the list it is iterating over, so
 # set_val() rejects a valid value that carries three or more members of one group with a
@@ -227,7 +226,7 @@ def schema_differences(codec) -> list[str]:
                 walk(ours[rid], theirs[rid], f"{path}<region {rid}>")
             return
         if n.kind == "STRING":
-            if p.TYPE != n.string_type:
+            if n.string_type != p.TYPE:
                 out.append(f"{path}: {n.string_type}, pycrate {p.TYPE}")
             # UTF8String is not a known-multiplier type, so its size constraint is not PER-visible
             # (X.691): pycrate drops it, we keep it for validation only
@@ -261,7 +260,7 @@ def schema_differences(codec) -> list[str]:
         elif n.kind == "ENUMERATED":
             if (n.enum_root, n.enum_ext, n.extensible) != (list(p._root), list(p._ext or []), p._ext is not None):
                 out.append(f"{path}: items {n.enum_root} ... {n.enum_ext}, pycrate {p._root} ... {p._ext}")
-        elif n.kind in ("BIT STRING", "OCTET STRING"):
+        elif n.kind in ("BIT STRING", "OCTET STRING"):  # noqa: SIM102  collapsing would fall through the elif chain
             if _ours(n.size) != _size(p._const_sz):
                 out.append(f"{path}: size {_ours(n.size)}, pycrate {_size(p._const_sz)}")
 

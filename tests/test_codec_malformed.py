@@ -12,7 +12,6 @@ The last section covers values PER can carry but the schema forbids, and unknown
 
 from __future__ import annotations
 
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import EXAMPLES
+
 from rsu import catalog
 
 FILES = {

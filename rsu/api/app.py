@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from aiohttp import web
@@ -263,9 +264,9 @@ TABLE_KEY = web.AppKey("rsu.connections", object)
 
 
 async def serve(app: web.Application, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                limits: "ConnectionLimits | None" = None,
-                on_close: "Callable[[str], None] | None" = None,
-                ssl_context: "ssl.SSLContext | None" = None) -> web.AppRunner:
+                limits: ConnectionLimits | None = None,
+                on_close: Callable[[str], None] | None = None,
+                ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
     """Start serving ``app`` on host:port (127.0.0.1:8301 by default); ``await runner.cleanup()`` stops it.
 
     Connections are bounded by ``limits`` (:mod:`rsu.api.limits`; default ConnectionLimits());

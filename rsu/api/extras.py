@@ -87,11 +87,16 @@ def open_connections(runner: web.AppRunner | None) -> int | None:
 class ApiSection(Protocol):
     """What :func:`start` reads of the configuration's ``api:`` section."""
 
-    host: str
-    port: int
-    max_connections: int
-    tls: TlsSettings | None
-    auth: AuthSettings
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def max_connections(self) -> int: ...
+    @property
+    def tls(self) -> TlsSettings | None: ...
+    @property
+    def auth(self) -> AuthSettings: ...
 
     def limits(self) -> ConnectionLimits: ...
 

@@ -198,10 +198,10 @@ class GuardedSite(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         # a TLS handshake must end within the header timeout (the table sees the connection only after it)
-        tls = {"ssl": self._ssl_context, "ssl_handshake_timeout": self.table.limits.header_timeout_s} \
-            if self._ssl_context else {}
+        handshake_s = self.table.limits.header_timeout_s if self._ssl_context else None
         self._server = await self.loop.create_server(lambda: _Guarded(self), self.host, self.requested_port,
-                                                     backlog=self._backlog, reuse_address=True, **tls)
+                                                     backlog=self._backlog, reuse_address=True,
+                                                     ssl=self._ssl_context or None, ssl_handshake_timeout=handshake_s)
         self._sweeper = asyncio.create_task(self._sweep(), name="rsu-api-connections")
 
     async def stop(self) -> None:

@@ -51,10 +51,10 @@ def _now(args):
 def _client(args, *, identity: bool = False, read_only: bool = False):
     """(section, client, canonical id made or None, state lock or None). A command that changes the
     state takes the state lock exclusively: refused while a daemon runs on the same state directory."""
+    from rsu import statelock
     from rsu.ops import config as cfgmod
     from rsu.ops.config_core import ConfigError
     from rsu.pki import config as pkicfg
-    from rsu import statelock
     from rsu.pki.client import PkiClient, lock_state
     from rsu.pki.errors import PkiError
     from rsu.pki.identity import ensure_identity

@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rsu import catalog
 from rsu.aio import wait_event
@@ -97,6 +98,7 @@ class Forwarder:
         answer = {"message": kind.name, "its_aid": kind.its_aid, "signer": result.signer_id.hex(),
                   "transports": names, "sent": 1}
         if req.count > 1:
+            assert req.interval_s is not None  # parse_request: a repetition has both
             entry = self.schedule.add(req.data, kind.name, names, req.interval_s, req.count - 1)
             answer.update(entry.to_json(), remaining=entry.remaining)
             self._wake.set()

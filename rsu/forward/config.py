@@ -26,7 +26,7 @@ Every sink has its own disk queue (``<state_dir>/forward/<name>.sqlite``) bounde
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -112,7 +112,7 @@ class WebhookSink(_Sink):
     timeout_s: Annotated[Seconds, within(0.1, 300)] = 10.0
 
 
-Sink = Annotated[Union[MqttSink, WebhookSink], Field(discriminator="type")]
+Sink = Annotated[MqttSink | WebhookSink, Field(discriminator="type")]
 
 
 class Presigned(_Section):

@@ -29,8 +29,8 @@ class ForwardLink:
                  on_sent: Callable[[Any, str, bool], None], count: Callable[[str], None]) -> None:
         self._clock = clock
         self._metrics = metrics
-        self._presigned_args = {"security": security, "verify": verify, "transports": transports,
-                                "on_sent": on_sent, "count": count}
+        self._security, self._verify, self._transports = security, verify, transports
+        self._on_sent, self._count = on_sent, count
         self.runtime: ForwardRuntime | None = None
         self.presigned: Forwarder | None = None
 
@@ -49,7 +49,9 @@ class ForwardLink:
     def _start_presigned(self, config: ForwardSection, state_dir: Path) -> None:
         from rsu.forward.api import Forwarder
 
-        self.presigned = Forwarder(config.presigned, state_dir, self._clock, **self._presigned_args)
+        self.presigned = Forwarder(config.presigned, state_dir, self._clock, security=self._security,
+                                   verify=self._verify, transports=self._transports, on_sent=self._on_sent,
+                                   count=self._count)
         self.presigned.start()
 
     async def reload(self, config: ForwardSection, state_dir: Path, station: int, hub: Hub) -> None:

@@ -78,7 +78,8 @@ def parse_request(obj: Any, *, max_repetitions: int, min_interval: float) -> Req
     if transports is not None and (not isinstance(transports, list) or not transports
                                    or not all(isinstance(t, str) for t in transports)):
         problems.append(("transports", "a non-empty list of transport names"))
-    interval, count = None, 1
+    interval: Any = None  # JSON values, checked below
+    count: Any = 1
     rep = obj.get("repetition")
     if rep is not None:
         if not isinstance(rep, dict):
@@ -176,6 +177,7 @@ class Schedule:
         cur = self._db.execute("INSERT INTO presigned (data, message, transports, interval, remaining, next_at) "
                                "VALUES (?, ?, ?, ?, ?, ?)",
                                (bytes(data), message, json.dumps(transports), interval_s, remaining, next_at))
+        assert cur.lastrowid is not None  # set by the INSERT
         return Entry(cur.lastrowid, bytes(data), message, transports, interval_s, remaining, next_at)
 
     def entries(self) -> list[Entry]:

@@ -52,6 +52,7 @@ class DiskQueue:
             self._db.execute("BEGIN IMMEDIATE")
             cur = self._db.execute("INSERT INTO items (created, body) VALUES (?, ?)", (self.clock.now(), bytes(body)))
             seq = cur.lastrowid
+            assert seq is not None  # set by the INSERT
             self._count += 1
             dropped = self._trim(self.max_items)
         return seq, dropped

@@ -42,7 +42,7 @@ def matches(sink, event: dict) -> bool:
         return False
     if sink.services is not None and event.get("service") not in sink.services:
         return False
-    if sink.psids is not None and (event.get("security") or {}).get("its_aid") not in sink.psids:
+    if sink.psids is not None and (event.get("security") or {}).get("its_aid") not in sink.psids:  # noqa: SIM103  one test per filter
         return False
     return True
 

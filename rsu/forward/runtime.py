@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,8 +49,18 @@ class ForwardMetrics(Protocol):
     forward_oldest_age: Any  # Gauge [sink]
 
 
+class HubSubscription(Protocol):
+    """What the runtime uses of a subscription (rsu.services.received.Subscription)."""
+
+    def set_waker(self, waker: Callable[[], None] | None) -> None: ...
+
+    def drain(self) -> list[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
 class Hub(Protocol):
-    def subscribe(self, services=None, types=None, last_id=None) -> Any: ...
+    def subscribe(self, services=None, types=None, last_id=None) -> HubSubscription: ...
 
 
 @dataclass
@@ -72,7 +83,7 @@ class ForwardRuntime:
         self.station = station
         self.metrics = metrics
         self.sinks: dict[str, _Sink] = {}
-        self._sub = None
+        self._sub: HubSubscription | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, hub: Hub) -> None:

@@ -11,9 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from typing import TYPE_CHECKING
 
 from rsu.forward.config import MqttSink, WebhookSink
 from rsu.forward.render import ID_HEADER, Delivery
+
+if TYPE_CHECKING:
+    import aiohttp
+    import aiomqtt
 
 log = logging.getLogger("rsu.forward")
 
@@ -43,7 +48,7 @@ class MqttSinkIO:
     def __init__(self, cfg: MqttSink, client_id: str) -> None:
         self.cfg = cfg
         self.client_id = cfg.client_id or client_id
-        self._client = None
+        self._client: aiomqtt.Client | None = None
         self._lock = asyncio.Lock()
         self.connected = False
 
@@ -65,6 +70,8 @@ class MqttSinkIO:
                     self._client = client
                     self.connected = True
                 client = self._client
+            if d.topic is None:  # render gives an MQTT sink's deliveries a topic
+                raise SinkError("a delivery without a topic")
             props = Properties(PacketTypes.PUBLISH)
             props.UserProperty = [(ID_HEADER, d.ident)]
             props.ContentType = "application/json"
@@ -89,7 +96,7 @@ class MqttSinkIO:
 class WebhookSinkIO:
     def __init__(self, cfg: WebhookSink, client_id: str) -> None:
         self.cfg = cfg
-        self._session = None
+        self._session: aiohttp.ClientSession | None = None
         self._token = _secret(cfg.token_file)
         self.connected = False
 
@@ -113,7 +120,7 @@ class WebhookSinkIO:
         except SinkError:
             self.connected = False
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
             self.connected = False
             raise SinkError(str(e) or type(e).__name__) from None
 

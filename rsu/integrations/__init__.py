@@ -16,7 +16,6 @@ wires everything through :class:`rsu.integrations.runtime.Integrations`; ``docs/
 documents the formats and the configuration.
 """
 
-from rsu.integrations.config import (ConfigError, ControllerFeedConfig, IntegrationsConfig, MapFilesConfig,
-                                     NtripConfig)
+from rsu.integrations.config import ConfigError, ControllerFeedConfig, IntegrationsConfig, MapFilesConfig, NtripConfig
 
 __all__ = ["ConfigError", "ControllerFeedConfig", "IntegrationsConfig", "MapFilesConfig", "NtripConfig"]

@@ -138,7 +138,7 @@ class SignalGroupMapConfig(LayerConfig):
     plans: Annotated[dict[int, str], check(_plans)] = field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _phase_or_overlap(self) -> "SignalGroupMapConfig":
+    def _phase_or_overlap(self) -> SignalGroupMapConfig:
         if self.type is None:
             self.type = "overlap" if self.overlap is not None else "vehicle"
         found = Problems()
@@ -182,7 +182,7 @@ class ControllerIntersectionConfig(LayerConfig):
         return self.id
 
     @model_validator(mode="after")
-    def _groups_once(self) -> "ControllerIntersectionConfig":
+    def _groups_once(self) -> ControllerIntersectionConfig:
         found = Problems()
         seen: dict[int, int] = {}
         for i, g in enumerate(self.signal_groups):
@@ -219,7 +219,7 @@ class ControllerFeedConfig(LayerConfig):
     age_report_interval_s: Annotated[float, floats(0.0, 3600.0, lo_open=True)] = 1.0  # how often feed ages are reported
 
     @model_validator(mode="after")
-    def _intersections(self) -> "ControllerFeedConfig":
+    def _intersections(self) -> ControllerFeedConfig:
         found = Problems()
         keys: dict[str, int] = {}
         controllers: dict[str | None, int] = {}
@@ -294,7 +294,7 @@ class MapFilesConfig(LayerConfig):
     # (e.g. repetition_interval_s)
 
     @model_validator(mode="after")
-    def _some(self) -> "MapFilesConfig":
+    def _some(self) -> MapFilesConfig:
         found = Problems()
         if not self.intersections:
             found.add("intersections", "name at least one intersection and its MAP file")
@@ -379,7 +379,7 @@ class NtripConfig(LayerConfig):
     user_agent: Annotated[str, check(_user_agent)] = "NTRIP rsu"
 
     @model_validator(mode="after")
-    def _together(self) -> "NtripConfig":
+    def _together(self) -> NtripConfig:
         found = Problems()
         if self.password_file is not None and not self.username:
             found.add("password_file", "given without username")

@@ -26,15 +26,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from rsu.clock import Clock, iso_utc
 from rsu.integrations.config import ControllerFeedConfig, ControllerIntersectionConfig
 from rsu.integrations.counters import Counters
 from rsu.integrations.json_feed import FeedError, parse_json_feed
-from rsu.integrations.spat import (NO_VALID_SPAT, IntersectionUpdate, SignalEvent, SignalGroupState,
-                                   spatem_payload, status_with)
+from rsu.integrations.spat import (
+    NO_VALID_SPAT,
+    IntersectionUpdate,
+    SignalEvent,
+    SignalGroupState,
+    spatem_payload,
+    status_with,
+)
 from rsu.integrations.tscbm import TscbmError, parse_tscbm, resolve_time_of_day, tscbm_update
 from rsu.services.errors import ServiceError
 from rsu.transports.base import DropCounter

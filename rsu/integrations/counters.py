@@ -10,6 +10,7 @@ metric.
 from __future__ import annotations
 
 import logging
+
 from rsu.transports.base import DropCounter
 
 log = logging.getLogger("rsu.integrations")

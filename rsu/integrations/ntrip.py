@@ -31,7 +31,7 @@ from __future__ import annotations
 import base64
 import math
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from rsu.integrations.counters import ReasonError
 
@@ -70,7 +70,7 @@ def build_request(*, host: str, port: int, mountpoint: str, version: int, userna
 
 def gga_sentence(latitude: float, longitude: float, altitude_m: float, posix: float) -> str:
     """``$GPGGA`` for a fixed, surveyed position (fix quality 1, 12 satellites, HDOP 1.0), with CR LF."""
-    t = datetime.fromtimestamp(posix, tz=timezone.utc)
+    t = datetime.fromtimestamp(posix, tz=UTC)
     hhmmss = f"{t.hour:02d}{t.minute:02d}{t.second:02d}.{t.microsecond // 10000:02d}"
 
     def dm(value: float, deg_digits: int) -> str:

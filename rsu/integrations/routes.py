@@ -16,7 +16,7 @@ The body of the feed route is exactly a UDP JSON feed datagram (``docs/integrati
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 

@@ -24,9 +24,9 @@ from rsu.clock import Clock
 from rsu.integrations.config import IntegrationsConfig
 from rsu.integrations.controller import ControllerFeed, FeedAgeCallback, Services
 from rsu.integrations.controller_io import ControllerRunner
-from rsu.integrations.routes import feed_routes, status_routes
 from rsu.integrations.mapfiles import MapFileLoader, MapFilePoller
 from rsu.integrations.ntrip_io import NtripClient
+from rsu.integrations.routes import feed_routes, status_routes
 from rsu.transports.base import DropCounter
 
 log = logging.getLogger("rsu.integrations")

@@ -124,7 +124,7 @@ def _outline(lane: Lane) -> list[tuple[float, float]]:
     for i, (px, py) in enumerate(pts):
         normals = []
         for a, b in ((i - 1, i), (i, i + 1)):
-            if 0 <= a and b < len(pts):
+            if a >= 0 and b < len(pts):
                 ux, uy = _unit(pts[b][0] - pts[a][0], pts[b][1] - pts[a][1])
                 if ux or uy:
                     normals.append((-uy, ux))

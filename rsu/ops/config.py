@@ -24,7 +24,7 @@ import os
 import re
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -167,7 +167,10 @@ class Logging(_Section):
 
 
 TRANSPORT_TYPES = {"gn-udp": GnUdpConfig, "mqtt": MqttConfig}  # transports[i].type -> its config class
-TransportConfig = tagged("type", TRANSPORT_TYPES)
+if TYPE_CHECKING:  # what tagged() builds at run time, spelled for the type checker
+    TransportConfig = GnUdpConfig | MqttConfig
+else:
+    TransportConfig = tagged("type", TRANSPORT_TYPES)
 
 
 def _default_transports() -> list[dict[str, Any]]:
@@ -175,13 +178,17 @@ def _default_transports() -> list[dict[str, Any]]:
     return [{"type": "gn-udp", "name": "gn"}]
 
 
+def _default_transport_objects() -> list[TransportConfig]:
+    """The ``transports`` of a Config made in code without any."""
+    return [GnUdpConfig(latitude=Position().latitude, longitude=Position().longitude)]
+
+
 class Config(_Section):
     station: Station = Station()
     state_dir: Path | None = None  # default: $STATE_DIRECTORY, else ~/.local/state/rsu
     security: Security = Security()
     services: Services = Services()
-    transports: list[TransportConfig] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: [GnUdpConfig(latitude=Position().latitude, longitude=Position().longitude)])
+    transports: list[TransportConfig] = Field(default_factory=_default_transport_objects)
     integrations: IntegrationsConfig = Field(default_factory=IntegrationsConfig)
     api: Api = Api()
     logging: Logging = Logging()

@@ -243,7 +243,8 @@ def tagged(key: str, members: dict[str, Any]) -> Any:
         return f"<{found}>" if isinstance(found, str) and found in members else None
 
     options = tuple(Annotated[cls, pydantic.Tag(f"<{name}>")] for name, cls in members.items())
-    return Annotated[typing.Union[options], pydantic.Discriminator(  # type: ignore[valid-type]
+    # a union built at run time from a tuple: X | Y cannot spell it
+    return Annotated[typing.Union[options], pydantic.Discriminator(  # type: ignore[valid-type]  # noqa: UP007
         choose, custom_error_type="rsu_tag", custom_error_message="unknown type",
         custom_error_context={"key": key, "expected": ", ".join(members)})]
 
@@ -423,7 +424,7 @@ def from_mapping(cls: Any, data: Any, prefix: str = "") -> Any:
         raise ConfigError(issues_of(e, cls, where)) from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _adapter(cls: Any) -> pydantic.TypeAdapter[Any]:
     return pydantic.TypeAdapter(cls)
 

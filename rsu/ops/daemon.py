@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from rsu import __version__
 from rsu.clock import Clock, SystemClock
@@ -31,6 +31,7 @@ from rsu.ops.metrics import Metrics
 from rsu.ops.reload import parts_to_rebuild
 from rsu.ops.status import daemon_status, note_sent, refresh_gauges
 from rsu.ops.systemd import Notifier
+from rsu.pipeline.codec import LazyCodec
 from rsu.pipeline.outcomes import Sent
 from rsu.pipeline.receive import ReceivePipeline, RxOutcome
 from rsu.pipeline.receive_ports import SecurityServicePort
@@ -40,14 +41,37 @@ from rsu.services.ports import CurrentServices
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from rsu.api.guard import Guard
+    from rsu.integrations.runtime import Integrations
+    from rsu.pipeline.send import SendPipeline
     from rsu.pki.runtime import PkiRuntime
+    from rsu.security.service import SecurityService
     from rsu.services.layer import ServiceLayer
     from rsu.services.model import Transmission
+    from rsu.services.received import ReceivedHub
+    from rsu.transports.dispatch import TransportSet
 
 log = logging.getLogger("rsu.daemon")
 
 DUE_BATCH = 64  # transmissions released per scheduler pass; the scheduler orders them by priority
 HOUSEKEEPING_S = 1.0
+
+_Part = TypeVar("_Part")
+
+
+def _started(part: _Part | None) -> _Part:
+    """A part that :meth:`Daemon.start` builds; reaching it before the start is a wiring bug."""
+    if part is None:
+        raise RuntimeError("the daemon is not started")
+    return part
+
+
+class Reloads(TypedDict):
+    """SIGHUP outcomes for ``rsu status``."""
+
+    ok: int
+    rejected: int
+    last_error: str | None
 
 
 class Daemon:
@@ -59,27 +83,30 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
         self.metrics = Metrics()
-        self.security = None
+        self.security: SecurityService | None = None
         from rsu.pki.runtime import CurrentPkiCollector, PkiLink
 
         self.pki_link = PkiLink(self.clock, lambda: self.security)  # the PKI client when pki: is configured
-        self.layer = None
-        self.services = CurrentServices(lambda: self.layer)  # the layer a reload leaves, for the API/integrations
-        self.hub = None  # IS_DataProviding: one for the daemon's lifetime, so subscribers survive reloads
-        self.transports = None
-        self.pipeline = None  # rsu.pipeline.send.SendPipeline over the transports' cores
-        self.integrations = None
+        self.layer: ServiceLayer | None = None
+        # the layer a reload leaves, for the API/integrations
+        self.services = CurrentServices(lambda: _started(self.layer))
+        # IS_DataProviding: one for the daemon's lifetime, so subscribers survive reloads
+        self.hub: ReceivedHub | None = None
+        self.transports: TransportSet | None = None
+        self.pipeline: SendPipeline | None = None  # over the transports' cores
+        self.integrations: Integrations | None = None
         self.forward = build_forward(self.clock, self.metrics, security=lambda: self.security,
-                                     verify=self._verify_presigned, transports=lambda: self.transports.transports)
+                                     verify=self._verify_presigned,
+                                     transports=lambda: _started(self.transports).transports)
         self._runner: web.AppRunner | None = None
-        self.guard = None  # rsu.api.guard.Guard: authentication, lockout, rate limits, audit (made with the API)
+        self.guard: Guard | None = None  # authentication, lockout, rate limits, audit (made with the API)
         self._tasks: list[asyncio.Task] = []
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._sent: dict[tuple[str, str], dict] = {}
         self.receive: ReceivePipeline | None = None  # built at start, once the services and security exist
         self.started_at: float | None = None
-        self.reloads = {"ok": 0, "rejected": 0, "last_error": None}
+        self.reloads: Reloads = {"ok": 0, "rejected": 0, "last_error": None}
         self.metrics.registry.register(CurrentPkiCollector(lambda: self.pki))
         from rsu.health.monitor import HealthMonitor
 
@@ -98,19 +125,21 @@ class Daemon:
         self.pki_link.open(self.config)
         self.security = build_security(self.config, self.clock, self.metrics.limit_hit, self.pki)
         self.pki_link.pick_up()
-        self.layer = self._build_layer()
+        self.layer = layer = self._build_layer()
         self.receive = ReceivePipeline(
-            self.layer, self._security_port(), accept_unsecured=self.config.security.accept_unsecured,
+            layer, self._security_port(), accept_unsecured=self.config.security.accept_unsecured,
             on_limit=self.metrics.limit_hit,
             on_verify_seconds=lambda message, s: self.metrics.child(self.metrics.verify_time, message).observe(s))
         await self._start_transports()
-        self.forward.start(self.config.forward, self.config.state_path, self.config.station.id, self.hub)
+        self.forward.start(self.config.forward, self.config.state_path, self.config.station.id, _started(self.hub))
         # the restored messages go back on the air first (after kill -9 every second off air counts);
         # integrations and the API (aiohttp) come up while they are sent
-        self._tasks = [asyncio.create_task(scheduler_loop(lambda: self.layer, self.clock, self._wake, self._send,
-                                                          DUE_BATCH), name="rsu-scheduler")]
+        self._tasks = [asyncio.create_task(scheduler_loop(lambda: _started(self.layer), self.clock, self._wake,
+                                                          self._send, DUE_BATCH), name="rsu-scheduler")]
         await asyncio.sleep(0)
-        self.layer.codec.warm()  # now read the ASN.1 specification (see rsu.pipeline.codec.LazyCodec)
+        codec = layer.codec
+        if isinstance(codec, LazyCodec):  # build_layer's codec: now read the ASN.1 specification
+            codec.warm()
         await self._start_integrations()
         await self._start_api()
         self.pki_link.start()
@@ -121,7 +150,7 @@ class Daemon:
         api = self.config.api
         log.info("rsu %s running: API %s://%s:%d, state %s, transports %s, security %s", __version__,
                  "https" if api.tls else "http", api.host, self.api_port, self.config.state_path,
-                 ", ".join(self.transports.transports), "on" if self.security else "OFF")
+                 ", ".join(_started(self.transports).transports), "on" if self.security else "OFF")
         self.notifier.ready(f"serving on {api.host}:{self.api_port}")
 
     async def run(self) -> None:
@@ -210,36 +239,36 @@ class Daemon:
             self.security = build_security(new, self.clock, self.metrics.limit_hit, self.pki)
             self.pki_link.pick_up()
             # frames held by the old security entity leave with it
-            self._count(self.receive.use_security(self._security_port(), now=self.clock.now(),
-                                                  accept_unsecured=new.security.accept_unsecured))
+            self._count(_started(self.receive).use_security(self._security_port(), now=self.clock.now(),
+                                                             accept_unsecured=new.security.accept_unsecured))
         if "pki" in parts:
             self.pki_link.start()
         if "layer" in parts:
             # the store holds every active message: reopening keeps ids, revisions and schedules;
             # the API and the integrations reach the layer through self.services, so they follow
-            self.layer.close()
-            self.layer = self._build_layer()
-            self.receive.use_services(self.layer)
+            _started(self.layer).close()
+            self.layer = layer = self._build_layer()
+            _started(self.receive).use_services(layer)
             self._wake.set()
         if "transports" in parts:
-            await self.transports.stop()
+            await _started(self.transports).stop()
             await self._start_transports()
         if "forward" in parts:  # the queues are on disk: delivery goes on where it was
-            await self.forward.reload(new.forward, new.state_path, new.station.id, self.hub)
+            await self.forward.reload(new.forward, new.state_path, new.station.id, _started(self.hub))
         if "integrations" in parts:
-            await self.integrations.stop()
+            await _started(self.integrations).stop()
             await self._start_integrations()
         else:
-            self.integrations.reload()  # SIGHUP always re-reads the MAP files
+            _started(self.integrations).reload()  # SIGHUP always re-reads the MAP files
         if "api" in parts:  # roles, limits, audit file: the same gate, whose counts and bans stay
-            self.guard.configure(new.api.host, new.api.tls, new.api.auth, new.api.audit)
+            _started(self.guard).configure(new.api.host, new.api.tls, new.api.auth, new.api.audit)
         if "api" in parts and (old.api.host, old.api.port, old.api.tls) == (new.api.host, new.api.port,
                                                                             new.api.tls):
             from rsu.api.extras import set_limits
 
-            set_limits(self._runner, new.api.limits())  # new bounds, same server and streams
+            set_limits(_started(self._runner), new.api.limits())  # new bounds, same server and streams
         elif "api" in parts:  # a new address (integration routes follow self.integrations)
-            await self._runner.cleanup()
+            await _started(self._runner).cleanup()
             await self._start_api()
 
     # ------------------------------------------------------------------ builders
@@ -252,16 +281,16 @@ class Daemon:
         """The transports (I/O adapters) and the send pipeline over their sans-I/O cores."""
         self.transports, self.pipeline, duplicates = build_transports(self.config, self.clock, self.metrics,
                                                                       self.security, self.health.gate)
-        self.receive.use_duplicate_tables(duplicates)
+        _started(self.receive).use_duplicate_tables(duplicates)
         await self.transports.start(self._on_frame)
 
     async def _start_integrations(self) -> None:
         from rsu.integrations.runtime import Integrations
 
-        self.integrations = Integrations(cfgmod.integrations_config(self.config), self.services, clock=self.clock,
-                                         drops=self.metrics,
-                                         on_feed_age=lambda ix, age: self.metrics.feed_age.labels(str(ix)).set(age))
-        await self.integrations.start()
+        self.integrations = integrations = Integrations(
+            cfgmod.integrations_config(self.config), self.services, clock=self.clock, drops=self.metrics,
+            on_feed_age=lambda ix, age: self.metrics.feed_age.labels(str(ix)).set(age))
+        await integrations.start()
 
     async def _start_api(self) -> None:
         from rsu.api import extras
@@ -269,11 +298,13 @@ class Daemon:
 
         m, api = self.metrics, self.config.api
         if self.guard is None:  # one for the daemon's life: counts, bans and the audit file survive reloads
-            self.guard = Guard(state_dir=self.config.state_path, clock=self.clock, host=api.host, tls=api.tls,
+            self.guard = guard = Guard(state_dir=self.config.state_path, clock=self.clock, host=api.host, tls=api.tls,
                                auth=api.auth, audit=api.audit, metrics=m)
+        else:
+            guard = self.guard
         app = build_app(services=self.services, metrics=m, clock=self.clock, status=self.status,
                         refresh=self._refresh_gauges, integrations=lambda: self.integrations,
-                        transports=lambda: self.transports, forward=self.forward, guard=self.guard,
+                        transports=lambda: self.transports, forward=self.forward, guard=guard,
                         reload=self.reload if self.config_path else None, pki_check=self.pki_link.wake)
         self._runner = await extras.start(app, self.config.api,
                                           on_close=lambda reason: m.api_connections_closed.labels(reason).inc())
@@ -289,10 +320,10 @@ class Daemon:
     def _send(self, tx: Transmission) -> None:
         """One released transmission: the pipeline's frames written to the transports, its outcomes counted."""
         now = self.clock.now()
-        outcomes = self.pipeline.send(tx, now)
+        outcomes = _started(self.pipeline).send(tx, now)
         for outcome in outcomes:
             if isinstance(outcome, Sent):
-                self.transports[outcome.transport].write(outcome)
+                _started(self.transports)[outcome.transport].write(outcome)
         sent_on = self.metrics.count_send(tx.kind.service, max(0.0, now - tx.slot), outcomes)
         if sent_on is not None:
             note_sent(self._sent, tx.service, tx.id, now, sent_on)
@@ -301,7 +332,7 @@ class Daemon:
     # Every frame a transport hands up goes through the receive pipeline (rsu.pipeline.receive), which
     # decides its fate; each outcome is counted (docs/metrics.md "Receive accounting").
     def _on_frame(self, frame) -> None:
-        self._count(self.receive.receive(frame, self.clock.now()))
+        self._count(_started(self.receive).receive(frame, self.clock.now()))
 
     def _count(self, outcomes: list[RxOutcome]) -> None:
         for outcome in outcomes:
@@ -309,8 +340,8 @@ class Daemon:
 
     def _verify_presigned(self, data: bytes) -> Any:
         """A pre-signed message verified by our security entity; held frames it releases meet their fate."""
-        result = self.security.verify(data)
-        self._count(self.receive.released(result.released, self.clock.now()))
+        result = _started(self.security).verify(data)
+        self._count(_started(self.receive).released(result.released, self.clock.now()))
         return result
 
     def _security_port(self) -> SecurityServicePort | None:
@@ -322,16 +353,17 @@ class Daemon:
         from rsu.api.extras import open_connections
 
         self.pki_link.pick_up()
-        self._count(self.receive.expire(self.clock.now()))
+        self._count(_started(self.receive).expire(self.clock.now()))
         self.forward.refresh()
-        refresh_gauges(self.metrics, layer=self.layer, security=self.security, transports=self.transports,
+        refresh_gauges(self.metrics, layer=_started(self.layer), security=self.security,
+                       transports=_started(self.transports),
                        api_connections=open_connections(self._runner))
         self.health.refresh_gauges()
 
     def status(self) -> dict[str, Any]:
         """What is on the air now (``rsu status`` and GET /v1/status): :func:`rsu.ops.status.daemon_status`."""
         return daemon_status(now=self.clock.now(), started_at=self.started_at, config=self.config,
-                      config_path=self.config_path, layer=self.layer, security=self.security,
+                      config_path=self.config_path, layer=_started(self.layer), security=self.security,
                       transports=self.transports, integrations=self.integrations, pki=self.pki, sent=self._sent,
                       reloads=self.reloads, forward=self.forward.status(),
                       clock=self.health.status())

@@ -10,6 +10,7 @@ integrations and the PKI client runtime (each None when absent), the send record
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rsu import __version__, catalog
@@ -37,7 +38,7 @@ def note_sent(records: SendRecords, service: str, ident: str, now: float, transp
 
 def daemon_status(*, now: float, started_at: float | None, config: Config, config_path: str | None, layer: ServiceLayer,
            security: SecurityService | None, transports: TransportSet | None, integrations: Integrations | None,
-           pki: PkiRuntime | None, sent: SendRecords, reloads: dict,
+           pki: PkiRuntime | None, sent: SendRecords, reloads: Mapping[str, object],
            forward: dict[str, Any] | None = None, clock: dict[str, Any] | None = None) -> dict[str, Any]:
     """What is on the air now. ``forward``: the forwarding sinks' status; ``clock``: the health monitor's
     (rsu.health.monitor); None without them."""

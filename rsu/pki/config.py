@@ -92,7 +92,7 @@ class KeyStoreSection(_Section):
     pin_file: Path | None = None  # pkcs11: file holding the user PIN (never inline)
 
     @model_validator(mode="after")
-    def _pkcs11_complete(self) -> "KeyStoreSection":
+    def _pkcs11_complete(self) -> KeyStoreSection:
         if self.backend == "pkcs11":
             missing = [n for n in ("module", "token", "pin_file") if getattr(self, n) is None]
             if missing:

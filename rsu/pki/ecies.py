@@ -30,8 +30,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
-from rsu.pki.errors import PkiError
 from rsu.pki import coer
+from rsu.pki.errors import PkiError
 from rsu.security.certs import Certificate
 from rsu.security.keys import CURVES, KeyMaterialError, point_of_public_key, public_key_from_point
 

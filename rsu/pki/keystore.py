@@ -119,7 +119,7 @@ class KeyStore(ABC):
     def get_or_generate(self, label: str, curve_name: str = "ecdsaNistP256") -> KeyHandle:
         return self.get(label) if self.has(label) else self.generate(label, curve_name)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  optional hook: most stores hold nothing to close
         pass
 
 
@@ -251,7 +251,7 @@ def _der_octets(data: bytes) -> bytes:
 
 
 class _Pkcs11Key(KeyHandle):
-    def __init__(self, store: "Pkcs11KeyStore", label: str, curve_name: str,
+    def __init__(self, store: Pkcs11KeyStore, label: str, curve_name: str,
                  public: ec.EllipticCurvePublicKey, private: Any) -> None:
         super().__init__(label, curve_name, public)
         self._store = store

@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rsu import clock as clockmod
 from rsu import statelock
@@ -45,7 +46,7 @@ class PkiRuntime:
         self.wake = asyncio.Event()  # set: the client looks at what is due now (e.g. the clock jumped)
 
     @classmethod
-    def open(cls, config, clock: clockmod.Clock) -> "PkiRuntime":
+    def open(cls, config, clock: clockmod.Clock) -> PkiRuntime:
         """From the daemon's configuration (``config.pki`` set); raises PkiError/ValueError when the key
         store or identity cannot be opened (the daemon does not start: a configuration problem)."""
         from rsu.pki.identity import ensure_identity
@@ -146,7 +147,7 @@ class CurrentPkiCollector:
     """The PKI client's metrics (:class:`rsu.pki.metrics.PkiCollector`) of the runtime the daemon has
     now (a reload may replace it; none: no series). Registered once on the daemon's registry."""
 
-    def __init__(self, current: Callable[[], "PkiRuntime | None"]) -> None:
+    def __init__(self, current: Callable[[], PkiRuntime | None]) -> None:
         self.current = current
 
     def describe(self):

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rsu.security import coer
 from rsu.security.certs import Certificate

@@ -48,7 +48,7 @@ class SspLayout:
         self._by_name.update({p.name: p for p in self.permissions})
 
     @classmethod
-    def of(cls, kind: MessageKind, spec: SspSpec) -> "SspLayout":
+    def of(cls, kind: MessageKind, spec: SspSpec) -> SspLayout:
         return cls(kind, spec.label, spec.version, spec.length, spec.permissions, spec.provider_octets, spec.note)
 
     @property

@@ -261,7 +261,7 @@ def _check_connections(geometry: dict[str, Any], lane_ids: set[int], path: str, 
         ids = {conn["connectionID"] for conn in conns if "connectionID" in conn}
         for e, ext in enumerate(lane.get("regional") or []):
             v = ext.get("regExtValue")
-            if ext.get("regionId") == 3 and isinstance(v, dict) and "nodes" in v and "connectionID" in v:
+            if ext.get("regionId") == 3 and isinstance(v, dict) and "nodes" in v and "connectionID" in v:  # noqa: SIM102  which extension, then the check
                 if v["connectionID"] not in ids:
                     raise ServiceError("validation", f"{where}.regional[{e}].regExtValue.connectionID",
                                        f"trajectory of connection {v['connectionID']}, which lane {lane['laneID']} "

@@ -148,7 +148,7 @@ class GnUdpConfig(LayerConfig):
     type: Literal["gn-udp"] = "gn-udp"  # the transports[i].type that selects this class
 
     @model_validator(mode="after")
-    def _complete(self, info: ValidationInfo) -> "GnUdpConfig":
+    def _complete(self, info: ValidationInfo) -> GnUdpConfig:
         found = Problems()
         _position(found, self.latitude, self.longitude, info)
         found.raise_any()
@@ -288,7 +288,7 @@ class MqttConfig(LayerConfig):
     type: Literal["mqtt"] = "mqtt"  # the transports[i].type that selects this class
 
     @model_validator(mode="after")
-    def _complete(self, info: ValidationInfo) -> "MqttConfig":
+    def _complete(self, info: ValidationInfo) -> MqttConfig:
         found = Problems()
         if self.key_file and not self.cert_file:
             found.add("key_file", "given without cert_file")

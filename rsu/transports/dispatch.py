@@ -8,7 +8,7 @@ pipeline's decision (:class:`rsu.pipeline.send.SendPipeline`); no protocol logic
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 from rsu.transports.base import ReceiveCallback, Transport
 

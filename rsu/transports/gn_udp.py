@@ -85,7 +85,7 @@ def socket_drops(sock: socket.socket) -> int | None:
 
 
 class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, owner: "GnUdpTransport") -> None:
+    def __init__(self, owner: GnUdpTransport) -> None:
         self.owner = owner
 
     def datagram_received(self, data: bytes, addr) -> None:

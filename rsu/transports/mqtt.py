@@ -127,7 +127,7 @@ class MqttTransport:
                 await self._session()
             except asyncio.CancelledError:
                 raise
-            except (aiomqtt.MqttError, OSError, asyncio.TimeoutError, ssl.SSLError) as e:
+            except (TimeoutError, aiomqtt.MqttError, OSError, ssl.SSLError) as e:
                 self.last_error = str(e) or type(e).__name__
                 log.warning("%s: broker %s:%d: %s", self.name, self.config.host, self.config.port, self.last_error)
             except Exception as e:  # a bug: log it, keep the transport alive

@@ -361,13 +361,13 @@ class MqttCore:
                 info["timestamp_ms"] = env.timestamp_ms
         elif self.config.payload_format == "its-client":  # unsigned: delivered as any unsecured message
             try:
-                kind, secured, env = itsclient.decode_payload(payload)
+                kind, secured, fields = itsclient.decode_payload(payload)
             except itsclient.ItsClientError as e:
                 return Drop(DropReason.MALFORMED_PAYLOAD, f"its-client message: {e}", m)
             if kind is not parsed.kind:
                 return Drop(DropReason.MALFORMED_PAYLOAD, f"message_type {kind.name}, topic says {m}", m)
             is_secured = False
-            info["timestamp_ms"] = env["timestamp"]
+            info["timestamp_ms"] = fields["timestamp"]
         return ReceivedFrame(secured=secured, transport=self.name, received_at=now,
                              btp_port=parsed.kind.btp_port, source=parsed.source,
                              secured_packet=is_secured, info=info, payload_offset=0)

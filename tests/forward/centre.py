@@ -101,7 +101,7 @@ async def until(condition, timeout: float = 120.0, what: str = "") -> None:
             await asyncio.sleep(0.02)
     try:
         await asyncio.wait_for(poll(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise AssertionError(f"not reached within {timeout} s: {what}") from None
 
 

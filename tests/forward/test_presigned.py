@@ -4,17 +4,17 @@ the daemon's MQTT transport, and a subscriber that sees exactly the bytes the ce
 
 from __future__ import annotations
 
-import dataclasses
-
 import asyncio
 import base64
+import dataclasses
 
 import aiohttp
 import aiomqtt
 import pytest
 
 import tests.security.samples as samples
-from rsu import catalog, clock as clockmod
+from rsu import catalog
+from rsu import clock as clockmod
 from rsu.clock import ManualClock
 from rsu.forward.presigned import Schedule
 from rsu.ops.daemon import Daemon
@@ -62,9 +62,8 @@ def signed(signer: Signer, kind, value, clock, nb: Neighbour, *, certificate: bo
 
 
 async def post(url: str, body) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as s:
-        async with s.post(f"{url}/v1/forward", json=body) as r:
-            return r.status, await r.json()
+    async with aiohttp.ClientSession() as s, s.post(f"{url}/v1/forward", json=body) as r:
+        return r.status, await r.json()
 
 
 def b64(data: bytes) -> str:
@@ -88,9 +87,8 @@ async def test_a_verified_message_goes_out_unchanged_once(rig):
 
 async def test_the_routes_state_their_role_in_the_openapi_document(rig):
     d, nb, clock, received, url = rig
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"{url}/openapi.json") as r:
-            paths = (await r.json())["paths"]
+    async with aiohttp.ClientSession() as s, s.get(f"{url}/openapi.json") as r:
+        paths = (await r.json())["paths"]
     assert paths["/v1/forward"]["post"]["x-rsu-role"] == "operator"
     assert paths["/v1/forward"]["get"]["x-rsu-role"] == "monitor"
     assert paths["/v1/forward/{id}"]["delete"]["x-rsu-role"] == "operator"
@@ -101,9 +99,8 @@ async def test_a_repetition_schedule_sends_the_same_bytes_and_can_be_listed(rig)
     data = signed(nb.new_signer(catalog.IVIM), catalog.IVIM, samples.ivim(), clock, nb)
     status, answer = await post(url, {"data": b64(data), "repetition": {"interval_s": 0.5, "count": 3}})
     assert status == 201 and answer["remaining"] == 2, answer
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"{url}/v1/forward") as r:
-            listed = (await r.json())["repeating"]
+    async with aiohttp.ClientSession() as s, s.get(f"{url}/v1/forward") as r:
+        listed = (await r.json())["repeating"]
     assert [e["id"] for e in listed] == [answer["id"]] and listed[0]["remaining"] == 2
     await until(lambda: len(received) == 1)
     for n in (2, 3):

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integrations.support import EXAMPLE_TIME, feed_from_example_spatem, all_red_feed, example, iso, posix
+from integrations.support import EXAMPLE_TIME, all_red_feed, example, feed_from_example_spatem, iso, posix
 from rsu import catalog
 from rsu.clock import time_mark_to_posix
 

@@ -13,8 +13,7 @@ from integrations.support import example
 from rsu import catalog
 from rsu.integrations.counters import Counters
 from rsu.integrations.gpc_feed import GpcFeed
-from rsu.integrations.rtcm import (Rtcm3Framer, RtcmBatcher, frame, message_type, pack_frames,
-                                   rtcmem_size_bound)
+from rsu.integrations.rtcm import Rtcm3Framer, RtcmBatcher, frame, message_type, pack_frames, rtcmem_size_bound
 from rsu.services.gpc import rtcm3_problem
 
 REAL = [bytes.fromhex(h) for h in example("rtcmem")["rtcmc"]["msgs"]]  # a 1005 and a 1077 frame

@@ -7,8 +7,7 @@ import math
 import pytest
 
 from integrations.support import posix
-from rsu.clock import (TIMEMARK_MORE_THAN_AN_HOUR, TIMEMARK_UNKNOWN, start_time_mark, time_mark,
-                       time_mark_to_posix)
+from rsu.clock import TIMEMARK_MORE_THAN_AN_HOUR, TIMEMARK_UNKNOWN, start_time_mark, time_mark, time_mark_to_posix
 
 REF = posix("2025-05-14T08:12:23.450Z")  # TimeMark of REF's tenth: 7434
 

@@ -153,8 +153,9 @@ def test_spat_colours_follow_the_state_of_each_signal_group():
     amber = parse(render(x, signal_states(with_state(spat, 1, "protected-clearance"), x)))
     assert group_1(amber)[0] == {STATE_COLOUR["amber"]} and group_1(amber)[4] == "amber"
     # other groups did not change
-    others = lambda root: [(e.get("id"), e.get("stroke")) for e in by_class(root, "connection")
-                           if e.get("data-signal-group") != "1"]
+    def others(root):
+        return [(e.get("id"), e.get("stroke")) for e in by_class(root, "connection")
+                if e.get("data-signal-group") != "1"]
     assert others(green) == others(red)
     # without --spat nothing is coloured by state
     plain = parse(render(x))

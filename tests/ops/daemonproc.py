@@ -63,7 +63,7 @@ class RsuDaemon:
     def write_config(self, config: dict | None = None, text: str | None = None) -> None:
         self.config_path.write_text(text if text is not None else yaml.safe_dump(config or self.config))
 
-    def start(self, timeout: float = 30.0) -> "RsuDaemon":
+    def start(self, timeout: float = 30.0) -> RsuDaemon:
         if not self.config_path.exists():
             self.write_config()
         self._log = self.log_path.open("ab")
@@ -184,7 +184,7 @@ class MulticastReceiver:
             self.sock.settimeout(left)
             try:
                 data, _ = self.sock.recvfrom(65535)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             got.append(data)
         return got

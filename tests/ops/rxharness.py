@@ -13,7 +13,8 @@ from typing import Any
 
 import aiomqtt
 
-from rsu import catalog, clock as clockmod
+from rsu import catalog
+from rsu import clock as clockmod
 from rsu.catalog import MessageKind
 from rsu.codec.facilities import get_codec
 from rsu.ops import config as cfgmod
@@ -193,9 +194,9 @@ def flood(daemon: Daemon, nb: Neighbour, clock: clockmod.ManualClock, n: int, *,
         return daemon.metrics.child(daemon.metrics.accepted, "TLM", "spatem", "gn")._value.get()
 
     valid = max_inline = sent = 0
-    for i in range(warmup):
+    for _ in range(warmup):
         feed_gn(daemon, random_digest(template))
-    for i in range(daemon.layer.ctx.rules.received_history):  # IS_DataProviding keeps this many events
+    for _ in range(daemon.layer.ctx.rules.received_history):  # IS_DataProviding keeps this many events
         clock.advance(0.001)
         feed_gn(daemon, nb.frame(kind, pdu))
     gc.collect()

@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import resource
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +14,6 @@ import pytest
 
 from rsu.api.limits import ConnectionLimits, ConnectionTable
 from tests.ops.daemonproc import RsuDaemon, group_and_port
-
 
 # ------------------------------------------------------------------------------ the table (no I/O)
 

@@ -16,13 +16,12 @@ import sys
 import time
 import urllib.request
 
+from rsu.ops import config as cfgmod
+from rsu.transports import gn
 from tests.conftest import REPO, run_rsu
 from tests.netutil import free_tcp_port
 from tests.ops.daemonproc import EXAMPLES, MulticastReceiver
 from tests.ops.test_daemon_e2e import ETHERNET, open_frame
-
-from rsu.ops import config as cfgmod
-from rsu.transports import gn
 
 
 def test_embedded_default_config_runs_a_signed_rsu_on_loopback(tmp_path, gn_net):

@@ -14,11 +14,11 @@ import time
 
 import pytest
 
-from rsu.security.request import request_for_pdu
 from rsu import catalog
 from rsu import clock as clockmod
 from rsu.clock import SystemClock
 from rsu.security.certs import Certificate
+from rsu.security.request import request_for_pdu
 from rsu.security.verify import Reason, TrustStore, Verifier
 from rsu.transports import gn
 from rsu.transports.pcap import PcapError, read_capture
@@ -407,9 +407,9 @@ async def _mqtt_checks(d: RsuDaemon, broker: Mosquitto) -> None:
     from rsu.codec.facilities import get_codec
     from rsu.security.pool import AtPool
     from rsu.security.service import SecurityService
+    from rsu.transports import quadkey
     from rsu.transports.config import MqttConfig
     from rsu.transports.mqtt_core import TopicScheme
-    from rsu.transports import quadkey
 
     deadline = time.monotonic() + 10
     while d.metric("rsu_mqtt_connected", transport="mqtt") < 1:  # connected, so a send publishes at once

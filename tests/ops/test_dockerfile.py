@@ -116,8 +116,8 @@ def _ignored(path: str, patterns: list[str]) -> bool:
 
 
 def test_every_copy_source_exists_and_is_in_the_build_context():
-    ignore = [l.strip() for l in (REPO / ".dockerignore").read_text().splitlines()
-              if l.strip() and not l.startswith("#")]
+    ignore = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
     sources = []
     for args in final("COPY") + [a for s, w, a in instructions() if w == "COPY" and s != instructions()[-1][0]]:
         words = [w for w in args.split() if not w.startswith("--")]

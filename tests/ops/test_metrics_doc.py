@@ -48,10 +48,10 @@ def test_every_metric_is_documented_with_its_type_and_labels():
 
 def test_every_pki_client_metric_is_documented_with_its_type_and_labels(tmp_path):
     """The PKI client's collector (registered by the daemon when pki: is configured), from a fresh client."""
+    from rsu.clock import ManualClock
     from rsu.pki.client import ClientConfig, PkiClient
     from rsu.pki.keystore import FileKeyStore
     from rsu.pki.metrics import PkiCollector
-    from rsu.clock import ManualClock
 
     config = ClientConfig(its_id=b"x", cpoc_url="http://cpoc.test", tlm_ids=(bytes(8),), root_id=bytes(8),
                           permissions=[])

@@ -10,8 +10,7 @@ import socket
 import tests.security.samples as samples
 from rsu import catalog
 from rsu.clock import ManualClock
-from tests.ops.rxharness import (Neighbour, feed_gn, inline_requests, outgoing_gn_frame, random_digest,
-                                  running_daemon)
+from tests.ops.rxharness import Neighbour, feed_gn, inline_requests, outgoing_gn_frame, random_digest, running_daemon
 
 START = 1_780_000_000.0
 

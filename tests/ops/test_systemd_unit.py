@@ -76,7 +76,8 @@ def _about_other_units(line: str) -> bool:
 def test_systemd_analyze_verify_accepts_the_unit(systemd_analyze, tmp_path):
     r = subprocess.run([systemd_analyze, "verify", "--man=no", str(unit_copy(tmp_path))],
                        capture_output=True, text=True, timeout=60)
-    complaints = [l for l in (r.stdout + r.stderr).splitlines() if l.strip() and not _about_other_units(l)]
+    complaints = [line for line in (r.stdout + r.stderr).splitlines()
+                  if line.strip() and not _about_other_units(line)]
     assert r.returncode == 0 and complaints == [], r.stdout + r.stderr
     # the same check does see a mistake (verify exits 0 on unknown keys, so the output is what counts)
     bad = tmp_path / "bad"
@@ -153,7 +154,7 @@ except OSError:
     pass
 os.umask(0o077)
 os.execv(sys.executable, [sys.executable, "-m", "rsu", "run", "--config", sys.argv[1]])
-""" % (PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN)
+""" % (PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN)  # noqa: UP031  the script is Python text: % keeps its braces plain
 
 # /proc/net tables and the column of the socket inode in each, by address family
 SOCKET_TABLES = {"AF_UNIX": [("unix", 6)], "AF_INET": [("tcp", 9), ("udp", 9), ("raw", 9)],

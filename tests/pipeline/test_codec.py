@@ -3,9 +3,10 @@ on the air before it), every encode's duration is reported, and each method reac
 
 from __future__ import annotations
 
+from services.support import example
+
 from rsu import catalog
 from rsu.pipeline.codec import LazyCodec
-from services.support import example
 
 
 def test_the_codec_loads_at_first_use_and_reports_each_encode(codec):

@@ -10,8 +10,11 @@ import contextlib
 import itertools
 
 import pytest
+from services.secured import make_at, trust
+from services.support import PROVIDER, START, STATION, example
 
-from rsu import catalog, clock as clockmod
+from rsu import catalog
+from rsu import clock as clockmod
 from rsu.clock import ManualClock
 from rsu.ops.metrics import Metrics
 from rsu.pipeline.outcomes import Accepted, Dropped, Held, HoldEnded
@@ -23,8 +26,6 @@ from rsu.security.sign import Signer
 from rsu.security.verify import Verifier
 from rsu.services.layer import ServiceLayer, ServicesConfig
 from rsu.transports.base import ReceivedFrame
-from services.secured import make_at, trust
-from services.support import PROVIDER, START, STATION, example
 
 SPATEM = catalog.SPATEM
 HOLD_S = 2.0

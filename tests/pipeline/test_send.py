@@ -139,7 +139,7 @@ def test_a_refused_signature_is_an_outcome_of_each_target(clock, codec):
 def test_signing_refused_is_the_metrics_reason():
     from rsu.ops.metrics import TxReason
 
-    assert SIGNING_REFUSED == str(TxReason.SIGNING_REFUSED)
+    assert str(TxReason.SIGNING_REFUSED) == SIGNING_REFUSED
 
 
 def test_nothing_is_decoded_while_sending(clock, codec, monkeypatch):

@@ -5,9 +5,9 @@ test_requests, an EA and an AA). They sign with the ETSI ATS test-PKI keys where
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
 import hashlib
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from rsu import clock
 from rsu.pki import coer, ecies, requests, signed

@@ -20,7 +20,7 @@ from tests.pki.world import PkiWorld
 
 def tls_pair(tmp_path):
     """A test CA and a server certificate for 127.0.0.1 signed by it: (server context, client context)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rsu test CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())

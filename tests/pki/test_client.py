@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from rsu.security.request import request_for_pdu
 from rsu.pki import client as C
 from rsu.pki.keystore import FileKeyStore
 from rsu.pki.requests import AUTHORIZATION_RESPONSE_CODES, ENROLMENT_RESPONSE_CODES
+from rsu.security.request import request_for_pdu
 from tests.pki.authorities import NOW
 from tests.pki.helpers import SeededRandomness
 from tests.pki.world import PkiWorld

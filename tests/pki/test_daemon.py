@@ -181,7 +181,6 @@ async def test_empty_state_enrols_signs_every_service_with_fetched_ats_and_renew
 
 def _collect(rx, wanted=ALL_FIVE) -> list[bytes]:
     """Frames until one of each ``wanted`` message is in (at most 10 s: then what came, for the assertion)."""
-    import socket
     import time
 
     got: list[bytes] = []
@@ -190,7 +189,7 @@ def _collect(rx, wanted=ALL_FIVE) -> list[bytes]:
         rx.sock.settimeout(max(0.01, deadline - time.monotonic()))
         try:
             got.append(rx.sock.recvfrom(65535)[0])
-        except socket.timeout:
+        except TimeoutError:
             pass
     return got
 
@@ -200,13 +199,12 @@ def _kinds(frames) -> set[str]:
 
 
 def _drain(rx) -> None:
-    import socket
 
     rx.sock.settimeout(0.05)
     try:
         while True:
             rx.sock.recvfrom(65535)
-    except socket.timeout:
+    except TimeoutError:
         pass
 
 

@@ -21,8 +21,8 @@ from rsu.pki.keystore import FileKeyStore
 from rsu.transports import gn
 from tests.conftest import run_rsu
 from tests.ops.daemonproc import MulticastReceiver, RsuDaemon, group_and_port
-from tests.pki.test_daemon import PAYLOADS
 from tests.pki.servers import Servers
+from tests.pki.test_daemon import PAYLOADS
 from tests.pki.world import ITS_ID, PkiWorld
 
 ETHERNET = 14

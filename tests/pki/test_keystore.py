@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from rsu import clock
-from rsu.pki import ecies, requests as R, signed
+from rsu.pki import ecies, signed
+from rsu.pki import requests as R
 from rsu.pki.keystore import FileKeyStore, KeyStoreError, atomic_write, open_keystore
 from rsu.security.keys import CURVES, sign_digest, verify_digest
 from tests.pki.authorities import NOW, TestEA

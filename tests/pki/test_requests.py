@@ -8,7 +8,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from rsu import clock
-from rsu.pki import coer, ecies, requests as R
+from rsu.pki import coer, ecies
+from rsu.pki import requests as R
 from rsu.pki.signed import signer_hashed_id8
 from rsu.security import ssp as sspmod
 from tests.pki.authorities import NOW, TestAA, TestEA

@@ -9,14 +9,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from rsu import catalog, clock as clockmod  # noqa: E402
+from sechelp import NOW, TestPki  # noqa: E402
+
+from rsu import catalog  # noqa: E402
+from rsu import clock as clockmod
 from rsu.clock import ManualClock  # noqa: E402
 from rsu.security import pki  # noqa: E402
 from rsu.security.pool import AtPool  # noqa: E402
 from rsu.security.service import SecurityService  # noqa: E402
 from rsu.security.verify import Verifier  # noqa: E402
-
-from sechelp import NOW, TestPki  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rsu import catalog, clock as clockmod
+from rsu import catalog
+from rsu import clock as clockmod
 from rsu.security import pki, ssp
 from rsu.security.pool import AuthorizationTicket
 from rsu.security.sign import Signer
 from rsu.security.verify import TrustStore
-
 from tests.conftest import VECTORS  # noqa: F401  (tests/vectors, with PROVENANCE.md)
 
 NOW = 1748779200.0  # 2025-06-01T12:00:00Z
@@ -17,7 +17,7 @@ GB31 = ssp.ServiceProvider.of("GB", 31)
 
 
 @dataclass
-class TestPki:  # noqa: not a test class
+class TestPki:  # not a test class (__test__ = False)
     __test__ = False
 
     root: pki.Issued

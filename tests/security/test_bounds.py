@@ -9,14 +9,14 @@ import os
 from collections import Counter
 
 import pytest
-
 import samples
 from sechelp import sign_with
-from rsu.security.request import request_for_pdu
+
 from rsu import catalog
 from rsu.security import coer
 from rsu.security.pool import AtPool
 from rsu.security.replay import ReplayWindow
+from rsu.security.request import request_for_pdu
 from rsu.security.service import SecurityService
 from rsu.security.verify import Reason, Verifier
 

@@ -7,15 +7,15 @@ import os
 import time
 
 import pytest
-
-from rsu.security.request import request_for_pdu
-from rsu import catalog, clock as clockmod
-from rsu.security.pool import AtPool
-from rsu.security.service import SecurityService
-from rsu.security.verify import TrustStore, Verifier
-
 import samples
 from sechelp import VECTORS
+
+from rsu import catalog
+from rsu import clock as clockmod
+from rsu.security.pool import AtPool
+from rsu.security.request import request_for_pdu
+from rsu.security.service import SecurityService
+from rsu.security.verify import TrustStore, Verifier
 from tests.conftest import run_rsu
 
 
@@ -98,7 +98,7 @@ def test_decode_shows_the_secured_layer_and_the_inner_pdu(pki_dir, tmp_path, cod
     r = run_rsu("decode", str(msg))
     assert r.returncode == 0, r.stderr
     layers = json.loads(r.stdout)["layers"]
-    assert [l["layer"] for l in layers] == ["secured", "facilities"]
+    assert [layer["layer"] for layer in layers] == ["secured", "facilities"]
     sec = layers[0]
     assert sec["headerInfo"]["psid"] == 138 and sec["headerInfo"]["message"] == "MAPEM"
     assert sec["signer"]["certificate"][0]["appPermissions"][0]["permissions"] == ["intersections", "roadSegments"]

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from rsu.security.request import request_for_pdu
 from rsu import catalog
 from rsu.clock import ManualClock
 from rsu.pki import client as C
 from rsu.pki.keystore import FileKeyStore
 from rsu.security.pool import AtPool
 from rsu.security.region import covers
+from rsu.security.request import request_for_pdu
 from rsu.security.service import SecurityService
 from rsu.security.verify import Reason, TrustStore, Verifier
 from tests.pki.authorities import NOW

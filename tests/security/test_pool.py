@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 
 import pytest
+import samples
+from sechelp import NOW, sign_with
 
-from rsu.security.request import request_for_pdu
-from rsu import catalog, clock as clockmod
+from rsu import catalog
+from rsu import clock as clockmod
 from rsu.security import coer
 from rsu.security.keys import KeyMaterialError, load_private_key, write_private_key
 from rsu.security.pool import AtPool, SigningRefused
+from rsu.security.request import request_for_pdu
 from rsu.security.service import SecurityService
 from rsu.security.verify import Verifier
-
-import samples
-from sechelp import NOW, sign_with
 
 
 def _signer_form(data: bytes) -> str:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("pycrate_asn1dir.ITS_IEEE1609_2")
+import samples  # noqa: E402
 from pycrate_asn1dir import ITS_IEEE1609_2 as P  # noqa: E402
+from sechelp import NOW, sign_with  # noqa: E402
 
 from rsu import clock as clockmod  # noqa: E402
 from rsu.security import coer  # noqa: E402
 from rsu.security.certs import Certificate  # noqa: E402
 from rsu.security.verify import parse_signed  # noqa: E402
-
-import samples  # noqa: E402
-from sechelp import NOW, sign_with  # noqa: E402
 
 
 def _pycrate(type_, data: bytes):

@@ -7,15 +7,15 @@ import re
 from pathlib import Path
 
 import pytest
+import samples
+from sechelp import NOW, sign_with
 
-from rsu import catalog, clock as clockmod
+from rsu import catalog
+from rsu import clock as clockmod
 from rsu.security import coer, pki, ssp
 from rsu.security.request import SignRequest
 from rsu.security.sign import Signer
 from rsu.security.verify import Reason, Verifier
-
-import samples
-from sechelp import NOW, sign_with
 
 
 @pytest.fixture

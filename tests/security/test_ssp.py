@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import pytest
+import samples
+from sechelp import GB31, sign_with
 
-from rsu.security.request import request_for_pdu
 from rsu import catalog
 from rsu.security import ssp
 from rsu.security.pool import AtPool, SigningRefused
+from rsu.security.request import request_for_pdu
 from rsu.security.service import SecurityService
 from rsu.security.verify import Reason, Verifier
-
-import samples
-from sechelp import GB31, sign_with
 
 
 def test_table_matches_the_identifier_table_and_the_issue():

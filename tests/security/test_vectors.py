@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from sechelp import VECTORS
 
 from rsu import clock
 from rsu.clock import ManualClock
@@ -13,8 +14,6 @@ from rsu.security.certs import Certificate, ssp_within_range
 from rsu.security.keys import private_key_from_bytes, signature_rs, verify_digest
 from rsu.security.sign import Signer
 from rsu.security.verify import Reason, TrustStore, Verifier, parse_signed
-
-from sechelp import VECTORS
 
 ETSI = VECTORS / "etsi-ats-certs"
 CERT_FILES = sorted(ETSI.glob("*.oer")) + sorted((VECTORS / "veloce").glob("*.cert"))

@@ -12,12 +12,13 @@ import functools
 
 import pytest
 
-from rsu import catalog, clock as clockmod
-from rsu.security.setup import permission_check
+from rsu import catalog
+from rsu import clock as clockmod
 from rsu.security import pki, ssp
 from rsu.security.pool import AtPool, AuthorizationTicket
 from rsu.security.request import SignRequest
 from rsu.security.service import SecurityService
+from rsu.security.setup import permission_check
 from rsu.security.sign import Signer
 from rsu.security.verify import TrustStore, Verifier, parse_signed
 from rsu.services.layer import ServiceLayer, ServicesConfig

@@ -89,7 +89,7 @@ async def test_mutated_requests_never_crash_or_half_apply(make_layer, clock, sta
                            json.dumps(e["dissemination"], sort_keys=True)) for e in layer.list())
 
         answered = {"2xx": 0, "4xx": 0}
-        for i in range(400):
+        for _ in range(400):
             service = rng.choice(list(payloads))
             body = {"payload": mutate(payloads[service], rng)}
             if rng.random() < 0.3:

@@ -136,7 +136,7 @@ def test_TP_IS_IVI_GEN_RCC_BV_01(rsu, codec):
     v["ivi"]["optional"].append({"rcc": [rcc_part()]})
     rsu.layer.trigger("ivi", {"payload": v})
     [part] = containers(on_air(rsu, codec), "rcc")[0]
-    assert part["relevanceZoneIds"] == [2] and [l["laneNumber"] for l in part["laneConfiguration"]] == [1, 2]
+    assert part["relevanceZoneIds"] == [2] and [lane["laneNumber"] for lane in part["laneConfiguration"]] == [1, 2]
 
 
 def test_TP_IS_IVI_RCV_MSGF_BV_01(rsu, codec, clock):

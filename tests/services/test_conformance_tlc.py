@@ -91,7 +91,7 @@ def test_TP_IS_TLCR_RCV_SSP_BV_role(secured, codec, clock):
     """For each requestor role: an SREM from a requestor whose AT grants that role is accepted; its request
     becomes pending (what the application decides on)."""
     rsu = secured({"ssem": None})
-    for i, role in enumerate(ROLES):
+    for role in ROLES:
         data = peer_signed(clock, make_at(clock, {"srem": role_ssp(role)}), "srem", srem_pdu(codec, role=role))
         res, event = rsu.receive(data, catalog.SREM)
         assert res.ok, (role, res.detail)

@@ -154,7 +154,7 @@ def test_RLT_fragmentation_splits_one_big_intersection_by_lanes(make_layer, code
     txs = mapems(layer)
     assert len(txs) >= 2 and all(len(t.pdu) <= 250 for t in txs)
     lanes = [lane["laneID"] for t in txs for lane in decoded(codec, t)["map"]["intersections"][0]["laneSet"]]
-    assert sorted(lanes) == sorted(l["laneID"] for l in example("mapem")["map"]["intersections"][0]["laneSet"])
+    assert sorted(lanes) == sorted(lane["laneID"] for lane in example("mapem")["map"]["intersections"][0]["laneSet"])
 
 
 def test_TP_IS_RLT_GEN_COM_BV_01(layer, clock):

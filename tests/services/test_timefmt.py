@@ -5,7 +5,7 @@ clock at 31 Dec 23:59 and at 1 Jan 00:01, keeps a received SREM request exactly 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -15,7 +15,7 @@ from services.support import example
 
 
 def utc(*args) -> float:
-    return datetime(*args, tzinfo=timezone.utc).timestamp()
+    return datetime(*args, tzinfo=UTC).timestamp()
 
 
 DEC31_2359 = utc(2026, 12, 31, 23, 59)

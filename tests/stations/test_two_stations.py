@@ -10,11 +10,11 @@ from __future__ import annotations
 from services.support import example, new_ivim
 
 from rsu import catalog
-from rsu.transports import gn
 from rsu.clock import iso_utc, timestamp_its
 from rsu.pipeline.outcomes import Accepted, Dropped, Held, HoldEnded
 from rsu.pipeline.receive import Received
 from rsu.security.verify import parse_signed
+from rsu.transports import gn
 from rsu.transports.drops import DropReason
 from stations.link import Link, make_at
 

@@ -25,7 +25,6 @@ import pytest
 
 from rsu import catalog
 from rsu.clock import ManualClock, time64
-
 from tests.conftest import VECTORS
 from tests.netutil import free_tcp_port, free_udp_port, random_group  # noqa: F401  (used by the tests here)
 

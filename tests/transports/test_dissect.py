@@ -8,6 +8,7 @@ import json
 import struct
 
 import pytest
+from conftest import run_rsu  # tests/conftest.py (the lead's), on sys.path via rootdir
 
 from rsu import catalog
 from rsu.clock import ManualClock
@@ -18,7 +19,6 @@ from rsu.transports.config import GnUdpConfig
 from rsu.transports.gn_core import GnCore
 from rsu.transports.pcap import PcapError, PcapWriter, read_capture
 
-from conftest import run_rsu  # tests/conftest.py (the lead's), on sys.path via rootdir
 from .conftest import GN_VECTOR, NOW, RSU_LAT, RSU_LON
 
 MAC = bytes.fromhex("02000000d15c")

@@ -40,7 +40,7 @@ class Client:
         self.client = aiomqtt.Client(broker.host, broker.port, identifier=name,
                                      protocol=aiomqtt.ProtocolVersion.V5, **kw)
 
-    async def __aenter__(self) -> "Client":
+    async def __aenter__(self) -> Client:
         await asyncio.wait_for(self.client.__aenter__(), 5)
         return self
 
@@ -204,7 +204,7 @@ def _tls_material(tmp_path):
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
     def name(cn):
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])

@@ -21,7 +21,16 @@ from rsu.codec.values import validate as validate_value
 from rsu.limits import ignore
 from rsu.services.defaults import MessageDefaults, ServiceRules, message_defaults
 from rsu.services.errors import ServiceError, prefixed
-from rsu.services.model import ACTIVE, Entry, PermissionCheck, Plan, Transmission, value_from_json, value_to_json
+from rsu.services.model import (
+    ACTIVE,
+    Entry,
+    EntryKey,
+    PermissionCheck,
+    Plan,
+    Transmission,
+    value_from_json,
+    value_to_json,
+)
 from rsu.services.params import Dissemination, parse_dissemination
 from rsu.services.scheduler import Due
 from rsu.services.store import StoredEntry
@@ -233,7 +242,7 @@ class ServiceEntity:
         return {"event": "ended", "service": self.name, "entry": entry.id, "reason": reason, "at": iso_utc(now)}
 
     # --- transmissions ------------------------------------------------------------------------
-    def transmissions(self, entry: Entry, due: Due) -> list[Transmission]:
+    def transmissions(self, entry: Entry, due: Due[EntryKey]) -> list[Transmission]:
         if not entry.pdus:
             return []
         params = entry.dissemination.to_params(entry.kind, entry.area)

@@ -29,9 +29,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from rsu.catalog import MessageKind
-
 from rsu import catalog
+from rsu.catalog import MessageKind
 from rsu.clock import iso_utc, timestamp_its, timestamp_its_to_posix
 from rsu.services.base import Context, ServiceEntity, reject_unknown
 from rsu.services.errors import ServiceError

@@ -21,9 +21,8 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from rsu.catalog import MessageKind
-
 from rsu import catalog
+from rsu.catalog import MessageKind
 from rsu.services.base import Context, ServiceEntity, intersection_key, next_revision, reject_unknown
 from rsu.services.errors import ServiceError
 from rsu.services.model import Entry, Plan, canonical_hash

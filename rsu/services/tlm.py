@@ -19,12 +19,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from rsu.catalog import MessageKind
-
 from rsu import catalog
+from rsu.catalog import MessageKind
 from rsu.services.base import Context, ServiceEntity, intersection_key, reject_unknown
 from rsu.services.errors import ServiceError
-from rsu.services.model import Entry, Plan, Transmission
+from rsu.services.model import Entry, EntryKey, Plan, Transmission
 from rsu.services.rlt import RltEntity
 from rsu.services.scheduler import Due
 from rsu.services.timefmt import moy_dsecond
@@ -183,7 +182,7 @@ class TlmEntity(ServiceEntity):
     def interval(self, entry: Entry) -> float | None:
         return None
 
-    def transmissions(self, entry: Entry, due: Due) -> list[Transmission]:
+    def transmissions(self, entry: Entry, due: Due[EntryKey]) -> list[Transmission]:
         if not due.fresh:
             return []
         out = super().transmissions(entry, due)

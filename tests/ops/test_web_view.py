@@ -10,29 +10,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from tests.ops.conftest import IN_MODULE_LOOP
 from tests.ops.daemonproc import RsuDaemon, example, group_and_port
-from tests.transports.conftest import ensure_debian_tool
 
-IN_MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")  # the browser fixture's loop
 WAIT_MS = 20_000  # what the page may take to show a change (it polls every 2 s; events come at once)
 AT_HOURS = 12  # the test PKI's AT lifetime: they start an hour back, so 11 h are left (< the 24 h warning)
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's chromium; apt-get installs it when missing and we are root (fails under CI if it cannot)."""
-    return ensure_debian_tool("chromium", "chromium")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser(chromium):
-    """Playwright's async API, in the module's event loop: nothing is left behind in the main thread once the
-    module is done (its sync API keeps a loop running there, which breaks every later asyncio test)."""
-    async_api = pytest.importorskip("playwright.async_api", reason="the playwright package (test extra) is needed")
-    async with async_api.async_playwright() as p:
-        b = await p.chromium.launch(executable_path=chromium, args=["--headless=new", "--disable-gpu"])
-        yield b
-        await b.close()
 
 
 @pytest.fixture(scope="module")

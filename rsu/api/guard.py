@@ -7,7 +7,8 @@ request, in this order, before any handler (the service layer) runs:
 1. the route's rule (:data:`ROUTE_RULES`: role and audited action); ``public`` routes go straight on;
 2. a banned client address or claimed identity: 429 (with Retry-After) or 403 for a permanent ban;
 3. the credential: a client certificate verified by TLS (its CN's role in ``api.auth.clients``) or an
-   ``Authorization: Bearer`` token; a failure is counted (lockout), audited and answered 401;
+   ``Authorization: Bearer`` token; a failure is counted (lockout), audited and answered 401; on GET routes
+   of the monitor role only, a web-view session cookie too (:mod:`rsu.api.ui_session`, the monitor role);
 4. the role: 403 when the identity's role is below the route's;
 5. the rate limit of the identity, on routes that change state: 429;
 6. the handler; then the audit line of an audited action, fsync-ed before the answer leaves.

@@ -20,6 +20,7 @@ routes ``GET /ui/session``, ``POST /ui/login``, ``POST /ui/logout`` (:func:`rout
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from rsu.clock import Clock, iso_utc
 
 if TYPE_CHECKING:
     from rsu.api.guard import Guard
+
+log = logging.getLogger("rsu.api")
 
 COOKIE = "rsu_ui_session"
 MAX_AGE_S = 12 * 3600.0  # a session ends after this even when its token lives on
@@ -137,7 +140,11 @@ def routes(guard: Guard) -> list[web.RouteDef]:
         if opened is None:
             return _answer(401, "unauthenticated", "the token is no longer valid")
         value, expires = opened
-        await guard.write_audit(who, request.remote, "ui-login", "ok", {"token": who.name.removeprefix("token:")})
+        try:
+            await guard.write_audit(who, request.remote, "ui-login", "ok", {"token": who.name.removeprefix("token:")})
+        except OSError:
+            guard.sessions.close(value)
+            return _answer(503, "audit_failure", "the audit log cannot be written: no session was opened")
         resp = web.json_response({"identity": who.name, "role": "monitor", "expires": iso_utc(expires)})
         resp.set_cookie(COOKIE, value, max_age=max(1, int(expires - guard.clock.now())), path="/", httponly=True,
                         secure=request.secure, samesite="Strict")
@@ -151,7 +158,10 @@ def routes(guard: Guard) -> list[web.RouteDef]:
         token_id = guard.sessions.close(value) if value else None
         if token_id is not None:
             who = Identity(f"token:{token_id}", "monitor", "session")
-            await guard.write_audit(who, request.remote, "ui-logout", "ok", {"token": token_id})
+            try:  # the session is gone either way: logging out never fails
+                await guard.write_audit(who, request.remote, "ui-logout", "ok", {"token": token_id})
+            except OSError as e:
+                log.error("audit log not written: %s", e.strerror or e)
         resp = web.json_response({"logged_out": token_id is not None})
         resp.del_cookie(COOKIE, path="/", secure=request.secure, httponly=True, samesite="Strict")
         return resp

@@ -46,6 +46,9 @@ LIMITS: dict[str, tuple[str, str]] = {
     "api-rate-limit": ("api.auth.lockout.max_entries",
                        "a new identity changed state while the rate-limit table was full: the identity seen "
                        "least recently is forgotten"),
+    "ui-sessions": ("api.auth.max_ui_sessions",
+                    "a web-view login (POST /ui/login) while the table of sessions was full: the oldest session "
+                    "ends (its browser logs in again)"),
 }
 
 

@@ -208,6 +208,18 @@ class TokenStore:
         entry = self._tokens.get(ident)
         return self._public(ident, entry) if entry else None
 
+    def binding(self, ident: str) -> tuple[str, float] | None:
+        """(stored hash, expiry) of a live token (the file re-read when it changed), None when it is unknown,
+        expired or the store is unreadable: what a web-view session is bound to (rsu.api.ui_session)."""
+        try:
+            self.refresh()
+        except TokenStoreError:
+            return None
+        entry = self._tokens.get(ident)
+        if entry is None or entry.get("expires", 0) <= self.clock.now():
+            return None
+        return str(entry.get("hash", "")), float(entry.get("expires", 0))
+
     def verify(self, token: str) -> Identity | Refusal:
         prefix, _, rest = token.partition(".")
         ident, _, secret = rest.partition(".")

@@ -64,6 +64,7 @@ class AuthSettings(_Section):
     rate_limit: RateLimit = RateLimit()
     lockout: LockoutSettings = LockoutSettings()
     max_tokens: int = Field(1000, ge=1, le=100_000)
+    max_ui_sessions: int = Field(256, ge=1, le=100_000, description="web-view sessions (POST /ui/login) live at once")
 
 
 class AuditSettings(_Section):

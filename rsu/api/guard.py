@@ -7,7 +7,8 @@ request, in this order, before any handler (the service layer) runs:
 1. the route's rule (:data:`ROUTE_RULES`: role and audited action); ``public`` routes go straight on;
 2. a banned client address or claimed identity: 429 (with Retry-After) or 403 for a permanent ban;
 3. the credential: a client certificate verified by TLS (its CN's role in ``api.auth.clients``) or an
-   ``Authorization: Bearer`` token; a failure is counted (lockout), audited and answered 401;
+   ``Authorization: Bearer`` token; a failure is counted (lockout), audited and answered 401; on GET routes
+   of the monitor role only, a web-view session cookie too (:mod:`rsu.api.ui_session`, the monitor role);
 4. the role: 403 when the identity's role is below the route's;
 5. the rate limit of the identity, on routes that change state: 429;
 6. the handler; then the audit line of an audited action, fsync-ed before the answer leaves.
@@ -33,6 +34,7 @@ from rsu.api import auth as authmod
 from rsu.api.auth import RULES, UNLISTED, Rule
 from rsu.api.auth_config import AuditSettings, AuthSettings, TlsSettings, authenticates, is_loopback
 from rsu.api.lockout import Lockout, LockoutFile, RateLimiter
+from rsu.api.ui_session import COOKIE, UiSessions
 from rsu.clock import Clock
 from rsu.ops.audit import AuditLog
 
@@ -106,6 +108,7 @@ class Guard:
         loaded = self._lockout_file.load(self.lockout)
         if loaded:
             log.info("lockout: %d counted client(s) restored from %s", loaded, self._lockout_file.path)
+        self.sessions = UiSessions(self.tokens, clock, metrics.limit_hit)  # the web view's logins
         self.rate = RateLimiter(clock, auth.rate_limit.per_minute, auth.rate_limit.burst,
                                 auth.lockout.max_entries, metrics.limit_hit)
         self._state_dir = state_dir
@@ -118,6 +121,7 @@ class Guard:
         self.required = authenticates(tls, auth)
         self.metrics_public = auth.public_metrics or is_loopback(host)
         self.tokens.max_tokens = auth.max_tokens
+        self.sessions.max_sessions = auth.max_ui_sessions
         self.lockout.max_entries, self.lockout.forget_after = auth.lockout.max_entries, auth.lockout.forget_after
         self.rate.per_minute, self.rate.burst = auth.rate_limit.per_minute, auth.rate_limit.burst
         self.rate.max_entries = auth.lockout.max_entries
@@ -191,7 +195,8 @@ class Guard:
         if not self.required:
             identity = authmod.Identity("local", "admin", "local")
         else:
-            answer = await self._gate(request, address)
+            # a web-view session cookie: only where nothing changes (GET of the monitor role)
+            answer = await self._gate(request, address, cookie_ok=method == "GET" and rule == Rule("monitor"))
             if isinstance(answer, web.Response):
                 return answer
             identity = answer
@@ -211,10 +216,31 @@ class Guard:
             return await self._audited(request, handler, identity, address, rule.action)
         return await handler(request)
 
-    async def _gate(self, request: web.Request, address: str) -> authmod.Identity | web.Response:
+    def peek(self, request: web.Request) -> authmod.Identity | None:
+        """Who a request is by its client certificate or web-view session cookie, counting nothing (GET
+        /ui/session); None: it must log in."""
+        if not self.required:
+            return authmod.Identity("local", "admin", "local")
         transport = request.transport
         peercert = transport.get_extra_info("peercert") if transport is not None else None
-        token = authmod.bearer(request.headers.get("Authorization"))
+        if peercert:
+            who = authmod.certificate_identity(peercert, self.auth.clients, self.auth.default_client_role)
+            if isinstance(who, authmod.Identity):
+                return who
+        cookie = request.cookies.get(COOKIE)
+        return self.sessions.identity(cookie) if cookie else None
+
+    async def login(self, request: web.Request, token: str) -> authmod.Identity | web.Response:
+        """POST /ui/login: the gate for a token from a form (a client certificate is not looked at): banned
+        clients refused, a failure counted and audited as any failed authentication."""
+        return await self._gate(request, request.remote or "?", login_token=token)
+
+    async def _gate(self, request: web.Request, address: str, *, cookie_ok: bool = False,
+                    login_token: str | None = None) -> authmod.Identity | web.Response:
+        transport = request.transport
+        peercert = transport.get_extra_info("peercert") if transport is not None and login_token is None else None
+        token = authmod.bearer(request.headers.get("Authorization")) if login_token is None else login_token
+        cookie = request.cookies.get(COOKIE) if cookie_ok and token is None and not peercert else None
         claimed = self._claim(peercert, token)
         keys = [f"addr:{address_key(address)}"] + ([f"id:{claimed}"] if claimed else [])
         if self.auth.lockout.enabled:
@@ -230,6 +256,12 @@ class Guard:
                 retry = ban.retry_after(self.clock.now())
                 return _refusal(429, "banned", "too many failed authentications: try again later",
                                 {"Retry-After": str(retry)})
+        if cookie:  # a random 256-bit id: an unknown one is a session that ended, not a guess worth counting
+            session = self.sessions.identity(cookie)
+            if session is not None:
+                return session
+            self.metrics.auth_failure("session_ended")
+            return _refusal(401, "unauthenticated", "the web view's session ended: log in again")
         outcome = self._authenticate(peercert, token)
         if isinstance(outcome, authmod.Refusal):
             self.metrics.auth_failure(outcome.reason)

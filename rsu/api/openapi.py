@@ -214,6 +214,16 @@ _MORE_PATHS = {
     "/ui/{asset}": {"parameters": [{"name": "asset", "in": "path", "required": True,
                                     "schema": {"type": "string", "enum": ["index.html", "ui.js", "ui.css"]}}],
                     "get": {"summary": "The web view's script and style sheet", "responses": {"200": _ANY}}},
+    "/ui/session": {"get": {"summary": "Whether this browser is authenticated (certificate or web-view session); "
+                                       "counts nothing", "responses": {"200": _ANY}}},
+    "/ui/login": {"post": {
+        "summary": "Web-view login: a bearer token (form field token) for a session cookie (HttpOnly, SameSite=Strict, "
+                   "Secure over TLS) that GET routes of the monitor role accept; a failure counts for the lockout",
+        "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}}}}},
+        "responses": {"200": _ANY, "401": _json(_ref("Error"), "unauthenticated (counted for the lockout)"),
+                      "422": _json(_ref("Error"), "no token")}}},
+    "/ui/logout": {"post": {"summary": "End the web-view session and clear its cookie", "responses": {"200": _ANY}}},
     "/v1/ui/state": {"get": {"summary": "Everything the web view shows, as JSON", "responses": {"200": _ANY}}},
     "/v1/ui/events": {"get": {"summary": "The web view's server-sent events (signal-group states)", "responses": {
         "200": {"description": "event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}}},

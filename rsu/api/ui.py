@@ -1,6 +1,7 @@
 """The web view: ``/ui``, one page served by the daemon on the API's port, and the two routes it reads.
 
-Routes (every one read-only; the role each needs is in :data:`ROLES`)::
+Routes (every one read-only; the role each needs is in :data:`ROLES`; logging in with a bearer token:
+:mod:`rsu.api.ui_session`)::
 
     GET /ui               the page (HTML; its script and style sheet are /ui/ui.js and /ui/ui.css)
     GET /ui/{asset}       ui.js, ui.css: package data (rsu/api/static/ui/), no CDN, no build step
@@ -42,10 +43,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rsu.api.ui")
 
-# (method, path) -> the role it needs (i15-auth's role table takes these as they are)
+# (method, path) -> the role it needs (rsu.api.guard's role table takes these as they are). The page and its
+# assets hold no data: public, so that a browser without a client certificate gets the login form; the
+# session routes (rsu.api.ui_session) authenticate by themselves
 ROLES: dict[tuple[str, str], str] = {
-    ("GET", "/ui"): "monitor",
-    ("GET", "/ui/{asset}"): "monitor",
+    ("GET", "/ui"): "public",
+    ("GET", "/ui/{asset}"): "public",
+    ("GET", "/ui/session"): "public",
+    ("POST", "/ui/login"): "public",
+    ("POST", "/ui/logout"): "public",
     ("GET", "/v1/ui/state"): "monitor",
     ("GET", "/v1/ui/events"): "monitor",
 }

@@ -104,7 +104,7 @@ def build_app(*, services: CurrentServices, metrics: Metrics, clock: Clock, stat
     IS_Triggering/IS_DataProviding over ``services`` (request metrics counted), the admin routes (``reload``:
     None when there is no file to re-read; ``pki_check`` wakes the PKI client), /metrics (gauges refreshed
     first), /v1/health, the routes of whichever integrations and forwarder run now, and the web view."""
-    from rsu.api import extras, ui
+    from rsu.api import extras, ui, ui_session
     from rsu.api.app import create_app
     from rsu.api.guard import admin_routes
     from rsu.api.services import ApiServices
@@ -116,6 +116,7 @@ def build_app(*, services: CurrentServices, metrics: Metrics, clock: Clock, stat
     app.add_routes(forward.routes())
     app.router.add_get("/metrics", extras.metrics_handler(refresh, metrics.exposition, CONTENT_TYPE))
     app.router.add_get("/v1/health", extras.health_handler)
+    app.add_routes(ui_session.routes(guard))  # before the web view's /ui/{asset}
     ui.add_routes(app, ui.daemon_sources(status=status, metrics=metrics, transports=transports, now=clock.now))
     return app
 

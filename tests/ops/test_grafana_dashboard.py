@@ -10,6 +10,7 @@ import pytest
 
 from rsu.ops.metrics import Metrics
 from tests.conftest import REPO
+from tests.netutil import free_tcp_port
 from tests.ops.daemonproc import RsuDaemon, group_and_port
 
 DASHBOARD = json.loads((REPO / "ops" / "grafana" / "rsu.json").read_text())
@@ -21,6 +22,7 @@ FUNCTIONS = {"rate", "irate", "increase", "delta", "idelta", "sum", "min", "max"
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
             "offset"}
 TARGET_LABELS = {"instance", "job"}  # added by Prometheus at scrape time
+SINK = "centre"  # the forward sink of the scraped daemon
 
 
 def panels(items=None):
@@ -146,12 +148,15 @@ def label_names(state) -> dict[str, set[str]]:
 @pytest.fixture(scope="module")
 def scrape(tmp_path_factory):
     """/metrics of a real daemon with a PKI client section (its CPOC unreachable: the client's metrics are
-    declared all the same) and clock health on."""
+    declared all the same), clock health on and a forward sink (a webhook nobody answers: its queue and age
+    series are there from the start)."""
     tmp = tmp_path_factory.mktemp("grafana")
     group, port = group_and_port()
     pki = {"cpoc_url": "http://127.0.0.1:9", "tlm": "00000000000000a1", "root": "00000000000000b2",
            "its_id": "RSU-GRAFANA-TEST"}
-    daemon = RsuDaemon(tmp, group=group, port=port, extra={"pki": pki, "clock": {"poll_interval": 1}})
+    sink = {"type": "webhook", "name": SINK, "url": f"http://127.0.0.1:{free_tcp_port()}/centre"}
+    daemon = RsuDaemon(tmp, group=group, port=port,
+                       extra={"pki": pki, "clock": {"poll_interval": 1}, "forward": {"sinks": [sink]}})
     daemon.start()
     try:
         import urllib.request
@@ -165,6 +170,8 @@ def scrape(tmp_path_factory):
 def test_every_metric_the_dashboard_queries_is_exported_by_a_running_daemon(scrape):
     have = exported(scrape)
     assert "rsu_pki_trust_list_age_seconds" in have and "rsu_clock_synchronized" in have  # the scrape is whole
+    for series in ("rsu_forward_queued", "rsu_forward_oldest_age_seconds"):  # the sink's own series
+        assert re.search(rf'^{series}{{sink="{SINK}"}} ', scrape, re.MULTILINE), series
     queried: set[str] = set()
     missing = []
     for where, expr in expressions():
@@ -177,7 +184,11 @@ def test_every_metric_the_dashboard_queries_is_exported_by_a_running_daemon(scra
     for name in ("rsu_messages_sent_total", "rsu_scheduler_lateness_seconds_bucket", "rsu_messages_dropped_total",
                  "rsu_messages_received_total", "rsu_at_expiry_hours", "rsu_pki_trust_list_age_seconds",
                  "rsu_mqtt_connected", "rsu_clock_synchronized", "rsu_clock_offset_seconds", "rsu_gnss_fix_mode",
-                 "rsu_gnss_latitude_degrees"):
+                 "rsu_gnss_latitude_degrees",
+                 # forwarding to the centre, and the API's guard
+                 "rsu_forward_queued", "rsu_forward_delivered_total", "rsu_forward_dropped_total",
+                 "rsu_forward_oldest_age_seconds", "rsu_api_auth_failures_total", "rsu_api_requests_refused_total",
+                 "rsu_api_bans_total", "rsu_api_rate_limited_total"):
         assert name in queried, name
 
 
@@ -197,10 +208,12 @@ def test_every_label_the_dashboard_uses_belongs_to_its_metrics(tmp_path):
 def test_every_reason_the_dashboard_filters_on_exists():
     """The reason values in the dashboard's matchers are reasons the code defines (a renamed reason would
     leave a panel silently empty): drop reasons, the scheduler's skip reasons and the clock gate's."""
+    from rsu.forward.runtime import DROP_REASONS as FORWARD_REASONS
     from rsu.health.clock import CLOCK_UNSYNCHRONIZED
     from rsu.ops.metrics import receive_reasons, send_reasons
 
-    known = set(receive_reasons()) | set(send_reasons()) | {"missed-slot", "overload", CLOCK_UNSYNCHRONIZED}
+    known = (set(receive_reasons()) | set(send_reasons()) | {"missed-slot", "overload", CLOCK_UNSYNCHRONIZED}
+             | set(FORWARD_REASONS))
     used = set()
     for _, expr in expressions():
         for op, value in re.findall(r'\breason\s*(=~|=)\s*"([^"]*)"', expr):
@@ -210,3 +223,14 @@ def test_every_reason_the_dashboard_filters_on_exists():
     outgoing = next(t["expr"] for p in panels() if p["title"] == "Outgoing drops by reason" for t in p["targets"])
     listed = set(re.search(r'reason=~"([^"]*)"', outgoing).group(1).split("|"))
     assert listed == set(send_reasons()) - set(receive_reasons())
+
+
+def test_the_forward_drops_panel_names_every_forward_drop_reason():
+    """The panel groups by reason; its description tells the operator what each reason means: all of them."""
+    from rsu.forward.runtime import DROP_REASONS
+
+    panel = next(p for p in panels() if p["title"] == "Forward drops by sink and reason")
+    assert "rsu_forward_dropped_total" in panel["targets"][0]["expr"]
+    assert {"sink", "reason"} <= legend_labels(panel)
+    missing = [r for r in DROP_REASONS if r not in panel["description"]]
+    assert not missing, missing

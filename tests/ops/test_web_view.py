@@ -8,27 +8,13 @@ import copy
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
+from tests.ops.conftest import IN_MODULE_LOOP
 from tests.ops.daemonproc import RsuDaemon, example, group_and_port
-from tests.transports.conftest import ensure_debian_tool
 
 WAIT_MS = 20_000  # what the page may take to show a change (it polls every 2 s; events come at once)
 AT_HOURS = 12  # the test PKI's AT lifetime: they start an hour back, so 11 h are left (< the 24 h warning)
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's chromium; apt-get installs it when missing and we are root (fails under CI if it cannot)."""
-    return ensure_debian_tool("chromium", "chromium")
-
-
-@pytest.fixture(scope="session")
-def browser(chromium):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package (test extra) is needed")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=["--headless=new", "--disable-gpu"])
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +28,13 @@ def daemon(tmp_path_factory):
     d.stop()
 
 
-@pytest.fixture
-def page(browser, daemon):
-    pg = browser.new_page()
+@pytest_asyncio.fixture(loop_scope="module")
+async def page(browser, daemon):
+    pg = await browser.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
     yield pg
-    pg.close()
+    await pg.close()
     assert not errors, f"script errors on the page: {errors}"
 
 
@@ -60,61 +46,68 @@ def _spatem(group_one_state: str) -> dict:
     return value
 
 
-def test_page_draws_the_mapem_and_lists_the_store(daemon, page):
+@IN_MODULE_LOOP
+async def test_page_draws_the_mapem_and_lists_the_store(daemon, page):
     mapem = example("mapem-4arm-intersection.json")
     lanes = len(mapem["map"]["intersections"][0]["laneSet"])
     rlt = daemon.mapem
     ivi = daemon.trigger("ivi", example("ivim-speed-limit.json"))
-    page.goto(daemon.url + "/ui")
+    await page.goto(daemon.url + "/ui")
     box = page.locator('.intersection[data-key="1201"]')
-    box.locator("svg g.lane").nth(lanes - 1).wait_for(timeout=WAIT_MS)
-    assert box.locator("svg g.lane").count() == lanes == int(box.get_attribute("data-lanes"))
-    assert box.locator("svg .stop-line").count() > 0
+    await box.locator("svg g.lane").nth(lanes - 1).wait_for(timeout=WAIT_MS)
+    assert await box.locator("svg g.lane").count() == lanes == int(await box.get_attribute("data-lanes"))
+    assert await box.locator("svg .stop-line").count() > 0
     store = page.locator("#store tbody")
-    store.locator(f'tr[data-id="{rlt["id"]}"]').wait_for(timeout=WAIT_MS)
+    await store.locator(f'tr[data-id="{rlt["id"]}"]').wait_for(timeout=WAIT_MS)
     rows = store.locator("tr")
     listed = {
-        (rows.nth(i).locator("td").nth(0).inner_text(), rows.nth(i).get_attribute("data-id"))
-        for i in range(rows.count())
+        (await rows.nth(i).locator("td").nth(0).inner_text(), await rows.nth(i).get_attribute("data-id"))
+        for i in range(await rows.count())
     }
     assert {("rlt", rlt["id"]), ("ivi", ivi["id"])} <= listed
     # the IVIM's two GLC zones, with what its GIV container uses them for
     zones = page.locator("#ivim tbody tr")
-    assert zones.count() == 2
-    assert zones.nth(0).locator("td").nth(2).inner_text() == "1"
-    assert zones.nth(0).locator("td").nth(7).inner_text() == "detection"
-    assert page.locator("#transports tbody tr td").first.inner_text() == "gn"
+    assert await zones.count() == 2
+    assert await zones.nth(0).locator("td").nth(2).inner_text() == "1"
+    assert await zones.nth(0).locator("td").nth(7).inner_text() == "detection"
+    assert await page.locator("#transports tbody tr td").first.inner_text() == "gn"
 
 
-def test_signal_group_colours_follow_spatem_updates(daemon, page):
+@IN_MODULE_LOOP
+async def test_signal_group_colours_follow_spatem_updates(daemon, page):
     tlm = daemon.trigger("tlm", _spatem("protected-Movement-Allowed"))
-    page.goto(daemon.url + "/ui")
-    page.locator("#live.on").wait_for(timeout=WAIT_MS)
+    await page.goto(daemon.url + "/ui")
+    await page.locator("#live.on").wait_for(timeout=WAIT_MS)
     label = page.locator('.intersection[data-key="1201"] svg text.signal-group[data-signal-group="1"]').first
-    page.wait_for_function("el => el.classList.contains('state-green')", arg=label.element_handle(), timeout=WAIT_MS)
-    green = label.evaluate("el => getComputedStyle(el).fill")
+    await page.wait_for_function("el => el.classList.contains('state-green')", arg=await label.element_handle(),
+                                 timeout=WAIT_MS)
+    green = await label.evaluate("el => getComputedStyle(el).fill")
     row = page.locator('#signal-groups tr[data-intersection="1201"][data-group="1"] td').nth(2)
-    assert row.inner_text() == "protected-Movement-Allowed"
+    assert await row.inner_text() == "protected-Movement-Allowed"
 
     status, answer = daemon.request("PUT", f"/v1/tlm/messages/{tlm['id']}", {"payload": _spatem("stop-And-Remain")})
     assert status == 200, answer
-    page.wait_for_function("el => el.classList.contains('state-red')", arg=label.element_handle(), timeout=WAIT_MS)
-    assert label.evaluate("el => getComputedStyle(el).fill") != green
-    assert "state-green" not in label.get_attribute("class")
+    await page.wait_for_function("el => el.classList.contains('state-red')", arg=await label.element_handle(),
+                                 timeout=WAIT_MS)
+    assert await label.evaluate("el => getComputedStyle(el).fill") != green
+    assert "state-green" not in await label.get_attribute("class")
     connections = page.locator('.intersection[data-key="1201"] svg path.connection[data-signal-group="1"]')
-    assert connections.count() > 0
-    assert all("state-red" in connections.nth(i).get_attribute("class") for i in range(connections.count()))
-    assert row.inner_text() == "stop-And-Remain"
+    assert await connections.count() > 0
+    classes = [await connections.nth(i).get_attribute("class") for i in range(await connections.count())]
+    assert all("state-red" in c for c in classes)
+    assert await row.inner_text() == "stop-And-Remain"
 
 
-def test_at_expiry_warning(daemon, page):
-    page.goto(daemon.url + "/ui")
+@IN_MODULE_LOOP
+async def test_at_expiry_warning(daemon, page):
+    await page.goto(daemon.url + "/ui")
     warning = page.locator("#warnings li.expiry-warning").first
-    warning.wait_for(timeout=WAIT_MS)
-    assert "AT" in warning.inner_text() and "h left" in warning.inner_text()
+    await warning.wait_for(timeout=WAIT_MS)
+    text = await warning.inner_text()
+    assert "AT" in text and "h left" in text
     rows = page.locator("#expiry tbody tr.warning")
-    assert rows.count() >= 1
-    hours = float(rows.first.locator("td").nth(2).inner_text())
+    assert await rows.count() >= 1
+    hours = float(await rows.first.locator("td").nth(2).inner_text())
     assert 0 < hours < 24 and hours <= AT_HOURS
 
 

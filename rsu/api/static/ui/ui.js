@@ -174,10 +174,27 @@ function render(state) {
   fill("tlc-messages", state.tlc.messages, ["id", "message", "state", "next_transmission"]);
 }
 
+let timer = null;
+let source = null;
+
+function showLogin(message) {
+  if (timer !== null) { clearInterval(timer); timer = null; }
+  if (source !== null) { source.close(); source = null; }
+  const live = document.getElementById("live");
+  live.textContent = "events: not logged in";
+  live.className = "off";
+  document.getElementById("login").hidden = false;
+  document.getElementById("logout").hidden = true;
+  const problem = document.getElementById("login-error");
+  problem.textContent = message || "";
+  problem.hidden = !message;
+}
+
 async function refresh() {
   const problem = document.getElementById("fetch-error");
   try {
-    const resp = await fetch("v1/ui/state", {cache: "no-store"});
+    const resp = await fetch("v1/ui/state", {cache: "no-store", credentials: "same-origin"});
+    if (resp.status === 401) { showLogin("the session ended: log in again"); return; }
     if (!resp.ok) throw new Error(`${resp.status} ${resp.statusText}`);
     render(await resp.json());
     problem.hidden = true;
@@ -190,12 +207,51 @@ async function refresh() {
 
 function listen() {
   const live = document.getElementById("live");
-  const source = new EventSource("v1/ui/events");
+  source = new EventSource("v1/ui/events", {withCredentials: true});
   source.addEventListener("open", () => { live.textContent = "events: live"; live.className = "on"; });
   source.addEventListener("error", () => { live.textContent = "events: reconnecting"; live.className = "off"; });
   source.addEventListener("spat", (e) => onSpat(JSON.parse(e.data)));
 }
 
-refresh();
-listen();
-setInterval(refresh, REFRESH_MS);
+function start(who) {
+  document.getElementById("login").hidden = true;
+  document.getElementById("logout").hidden = who.kind !== "session";
+  refresh();
+  listen();
+  timer = setInterval(refresh, REFRESH_MS);
+}
+
+// who this browser is, counting nothing: a client certificate or a session cookie, else the login form
+// (a request without credentials would count as a failed authentication for the lockout)
+async function begin() {
+  try {
+    const resp = await fetch("ui/session", {cache: "no-store", credentials: "same-origin"});
+    const who = await resp.json();
+    if (who.authenticated) start(who);
+    else showLogin(who.login ? "" : "this API takes client certificates only: open this page with one");
+  } catch (e) {
+    showLogin(`cannot reach the RSU: ${e.message}`);
+  }
+}
+
+document.getElementById("login").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const field = document.getElementById("login-token");
+  const body = new URLSearchParams({token: field.value});
+  field.value = "";
+  try {
+    const resp = await fetch("ui/login", {method: "POST", body, credentials: "same-origin", cache: "no-store"});
+    const answer = await resp.json();
+    if (!resp.ok) { showLogin(answer.error ? answer.error.reason : `${resp.status}`); return; }
+    start({kind: "session"});
+  } catch (err) {
+    showLogin(`login: ${err.message}`);
+  }
+});
+
+document.getElementById("logout").addEventListener("click", async () => {
+  await fetch("ui/logout", {method: "POST", credentials: "same-origin", cache: "no-store"});
+  showLogin("");
+});
+
+begin();

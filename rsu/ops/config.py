@@ -170,6 +170,12 @@ TRANSPORT_TYPES = {"gn-udp": GnUdpConfig, "mqtt": MqttConfig}  # transports[i].t
 TransportConfig = tagged("type", TRANSPORT_TYPES)
 
 
+def _workers(v: Any) -> Any:
+    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 64):
+        return v
+    raise ValueError(f"expected a number of worker processes 1..64 or 'auto' (one per core), found {v!r}")
+
+
 def _default_transports() -> list[dict[str, Any]]:
     """The ``transports`` of a file that has none (as written in a file)."""
     return [{"type": "gn-udp", "name": "gn"}]
@@ -186,6 +192,18 @@ class Config(_Section):
     api: Api = Api()
     logging: Logging = Logging()
     pki: PkiClientSection | None = None  # TS 102 941 PKI client (rsu.pki.config); absent: none
+    # worker processes, each owning a shard of intersections ("auto": one per core; docs/scaling.md)
+    workers: Annotated[int | str, BeforeValidator(_workers)] = 1
+
+    @model_validator(mode="after")
+    def _workers_fit(self) -> "Config":
+        from rsu.ops.shards import config_issues, resolve_count
+
+        found = Problems()
+        for path, reason in config_issues(self, resolve_count(self.workers)):
+            found.add(path, reason)
+        found.raise_any()
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -1,0 +1,183 @@
+"""``workers: 2``: a real supervisor with two real worker processes behind one API, one metrics endpoint
+and one controller feed. Triggers for intersections of both shards go out (each worker its own GN
+address), a kill -9 of a worker is recovered with its shard, status/metrics show both, reload and stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from rsu import catalog
+from rsu.ops import shards
+from rsu.ops.config import parse
+from rsu.ops.workers import merge_expositions
+from rsu.transports import gn
+from tests.integrations.support import all_red_feed
+from tests.ops.daemonproc import MulticastReceiver, RsuDaemon, group_and_port
+from tests.ops.test_daemon_e2e import ETHERNET, open_frame
+from tests.transports.conftest import free_udp_port
+
+KEYS = (1201, 1202, 1203, 1204)
+
+
+def spatems(frames: list[bytes], pki_dir) -> list[tuple[bytes, int]]:
+    """(GN source MID, intersection id) of each SPATEM frame, each one verified against the daemon's PKI."""
+    out = []
+    for f in frames:
+        p = gn.parse_packet(f[ETHERNET:])
+        if catalog.BY_BTP_PORT[p.btp_port] is catalog.SPATEM:
+            _, result = open_frame(f, pki_dir)
+            assert result.ok
+            out.append((p.extended.source.address.mid, result.pdu.value["spat"]["intersections"][0]["id"]["id"]))
+    return out
+
+
+def worker_pids(daemon: RsuDaemon) -> dict[int, int]:
+    return {w["worker"]: w["pid"] for w in daemon.get("/v1/status")[1]["workers"]}
+
+
+def wait_for(predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # bounded poll of a real process's state
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise TimeoutError("condition not reached")
+
+
+def feed_all(feed: socket.socket, port: int, keys=KEYS) -> None:
+    for key in keys:
+        feed.sendto(json.dumps({**all_red_feed(time.time(), key=key), "revision": 3}).encode(), ("127.0.0.1", port))
+
+
+@pytest.fixture
+def two_workers(tmp_path):
+    group, port = group_and_port()
+    feed_port = free_udp_port()
+    integrations = {"controller": {"format": "json", "host": "127.0.0.1", "port": feed_port,
+                                   "watchdog_timeout_s": 5.0, "intersections": [{"id": k} for k in KEYS]}}
+    daemon = RsuDaemon(tmp_path, group=group, port=port, extra={"workers": 2, "integrations": integrations,
+                                                                "logging": {"level": "INFO"}})
+    daemon.start(timeout=120)
+    rx = MulticastReceiver(group, port)
+    yield daemon, rx, feed_port
+    rx.close()
+    daemon.stop()
+
+
+def test_two_workers_share_the_intersections_and_recover_from_kill9(two_workers):
+    daemon, rx, feed_port = two_workers
+    feed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    # the configured intersections are split evenly and persisted
+    status = daemon.get("/v1/status")[1]
+    owned = {w["worker"]: w["intersections"] for w in status["workers"]}
+    assert owned == {0: ["1201", "1203"], 1: ["1202", "1204"]}
+    assert all(w["state"] == "ready" and w["status"] is not None for w in status["workers"])
+    table = json.loads((daemon.dir / "state" / "workers" / "shards.json").read_text())
+    assert table["owners"] == {"1201": 0, "1202": 1, "1203": 0, "1204": 1}
+
+    # one feed: every intersection goes out, each shard from its own GN address
+    feed_all(feed, feed_port)
+    frames = rx.frames(lambda got: {i for _, i in spatems(got, daemon.pki_dir)} >= set(KEYS))
+    sources: dict[bytes, set[int]] = {}
+    for mid, ident in spatems(frames, daemon.pki_dir):
+        sources.setdefault(mid, set()).add(ident)
+    assert sorted(map(sorted, sources.values())) == [[1201, 1203], [1202, 1204]]
+    assert daemon.metric("rsu_worker_feed_routed_total", worker="0") >= 2
+    assert daemon.metric("rsu_worker_feed_routed_total", worker="1") >= 2
+
+    # one metrics endpoint: both workers' series, labelled
+    assert daemon.metric("rsu_messages_sent_total", worker="0") >= 2 and daemon.metric("rsu_messages_sent_total", worker="1") >= 2
+    assert daemon.metric("rsu_worker_up", worker="0") == 1 and daemon.metric("rsu_worker_up", worker="1") == 1
+
+    # kill -9 of worker 1: it is started again, the same intersections go out from it again
+    before = worker_pids(daemon)
+    os.kill(before[1], signal.SIGKILL)
+    wait_for(lambda: daemon.get("/v1/health")[0] == 503 or worker_pids(daemon)[1] != before[1])
+    wait_for(lambda: daemon.get("/v1/health")[0] == 200 and worker_pids(daemon)[1] != before[1])
+    after = daemon.get("/v1/status")[1]["workers"]
+    assert after[1]["restarts"] == 1 and after[1]["last_exit"] == -signal.SIGKILL
+    assert after[1]["intersections"] == ["1202", "1204"] and after[0]["pid"] == before[0]
+    assert daemon.metric("rsu_worker_restarts_total", worker="1") == 1
+    feed_all(feed, feed_port, keys=(1202, 1204))
+    frames = rx.frames(lambda got: {i for _, i in spatems(got, daemon.pki_dir)} >= {1202, 1204})
+    again = {mid for mid, i in spatems(frames, daemon.pki_dir) if i in (1202, 1204)}
+    assert len(again) == 1 and again.isdisjoint({mid for mid, i in spatems(frames, daemon.pki_dir) if i == 1201})
+    feed.close()
+
+
+# --- the parts without processes ---------------------------------------------------------------------------
+def test_workers_config_is_checked_with_every_issue_named():
+    from rsu.ops.config_core import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        parse({"workers": 2, "api": {"port": 0}, "integrations": {"controller": {"format": "tscbm", "port": 0,
+               "intersections": [{"id": 1, "signal_groups": [{"signal_group": 1, "phase": 1}]}]}}})
+    paths = {i.path for i in e.value.issues}
+    assert paths == {"api.port", "integrations.controller.format", "integrations.controller.port"}
+    with pytest.raises(ConfigError, match="workers: expected a number of worker processes 1..64 or 'auto'"):
+        parse({"workers": 0})
+    assert parse({"workers": "auto"}).workers == "auto" and shards.resolve_count("auto") >= 1
+    assert parse({}).workers == 1
+
+
+def test_shard_table_balances_persists_and_refuses_split_entries(tmp_path):
+    table = shards.ShardTable(tmp_path / "shards.json", 2)
+    assert [table.place([k]) for k in ("1201", "1202", "1203")] == [0, 1, 0]
+    assert table.place(["1201", "1203"]) == 0
+    assert table.place(["1201", "1202"]) is None  # one entry cannot span two workers
+    assert table.place(["1204", "1202"]) == 1  # a new key joins the owner of the others
+    again = shards.ShardTable(tmp_path / "shards.json", 2)
+    assert again.owners == {"1201": 0, "1202": 1, "1203": 0, "1204": 1}
+    assert shards.ShardTable(tmp_path / "shards.json", 1).beyond() == {"1202": 1, "1204": 1}
+
+
+def test_routing_keys_of_triggers_ids_and_feed_datagrams():
+    spat = {"payload": {"spat": {"intersections": [{"id": {"region": 7, "id": 1201}}, {"id": {"id": 1202}}]}}}
+    assert shards.payload_keys("spatem", spat) == ["7.1201", "1202"]
+    assert shards.payload_keys("ivi", spat) == [] and shards.payload_keys("tlm", {"payload": 3}) == []
+    assert shards.id_keys("rlt", "7.1201+1202") == ["7.1201", "1202"] and shards.id_keys("ivi", "12") == []
+    assert shards.feed_key(b'{"intersection": {"region": 7, "id": 1201}}') == "7.1201"
+    assert shards.feed_key(b'{"intersection": 1201}') == "1201" and shards.feed_key(b"\xff") is None
+
+
+def test_worker_configs_own_their_part_and_their_addresses(tmp_path):
+    data = {"workers": 2, "state_dir": str(tmp_path), "api": {"port": 8301},
+            "transports": [{"type": "gn-udp", "name": "gn", "mac": "02:00:00:00:00:10"},
+                           {"type": "mqtt", "name": "mqtt"}],
+            "integrations": {"controller": {"port": 6053, "intersections": [{"id": 1201}, {"id": 1202}]},
+                             "map_files": {"intersections": {"1201": __file__, "1202": __file__}}}}
+    config = parse(data)
+    one = shards.worker_config(data, config, 1, {"1202"})
+    parse(one)  # a valid configuration on its own
+    assert "workers" not in one and one["api"] == {"port": 8303, "host": "127.0.0.1"}
+    assert one["state_dir"] == str(tmp_path / "workers" / "1") and one["security"]["pki_dir"] == str(tmp_path / "pki")
+    assert one["integrations"]["controller"]["port"] == 6055
+    assert one["integrations"]["controller"]["intersections"] == [{"id": 1202}]
+    assert list(one["integrations"]["map_files"]["intersections"]) == ["1202"]
+    gn_entry, mqtt_entry = one["transports"]
+    assert gn_entry["mac"] == "02:00:00:00:00:11" and gn_entry["accept_ports"] == []
+    assert mqtt_entry["client_id"] == "rsu_3120101-w1" and mqtt_entry["subscribe"] == []
+    zero = shards.worker_config(data, config, 0, {"1201"})
+    assert "accept_ports" not in zero["transports"][0] and zero["transports"][0]["mac"] == "02:00:00:00:00:10"
+
+
+def test_metrics_of_the_workers_merge_into_one_exposition_labelled_by_worker():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = ('# HELP rsu_x_total x\n# TYPE rsu_x_total counter\nrsu_x_total{service="TLM"} 3.0\n'
+            '# HELP rsu_up up\n# TYPE rsu_up gauge\nrsu_up 1.0\n')
+    merged = merge_expositions({"0": text, "1": text.replace("3.0", "4.0")})
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(merged) for s in f.samples}
+    assert samples[("rsu_x_total", (("service", "TLM"), ("worker", "0")))] == 3.0
+    assert samples[("rsu_x_total", (("service", "TLM"), ("worker", "1")))] == 4.0
+    assert samples[("rsu_up", (("worker", "1"),))] == 1.0
+    assert merged.count("# TYPE rsu_x_total counter") == 1

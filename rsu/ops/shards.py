@@ -220,6 +220,9 @@ def worker_config(data: dict, config: Any, worker: int, owned: set[str]) -> dict
                 entry["mac"] = derived_mac(cfg.mac, worker)
             if worker > 0:
                 entry["accept_ports"] = []  # only worker 0 receives (SREM -> TLC, IS_DataProviding)
+            elif cfg.accept_ports is None:  # not the SPATEM/MAPEM its siblings send (multicast loops them back)
+                entry["accept_ports"] = sorted(k.btp_port for k in catalog.MESSAGES
+                                               if k not in (catalog.SPATEM, catalog.MAPEM))
         else:
             entry["client_id"] = f"{cfg.client_id or cfg.source}-w{worker}"  # a broker keeps one session per id
             if worker > 0:

@@ -166,7 +166,9 @@ def test_worker_configs_own_their_part_and_their_addresses(tmp_path):
     assert gn_entry["mac"] == "02:00:00:00:00:11" and gn_entry["accept_ports"] == []
     assert mqtt_entry["client_id"] == "rsu_3120101-w1" and mqtt_entry["subscribe"] == []
     zero = shards.worker_config(data, config, 0, {"1201"})
-    assert "accept_ports" not in zero["transports"][0] and zero["transports"][0]["mac"] == "02:00:00:00:00:10"
+    assert zero["transports"][0]["mac"] == "02:00:00:00:00:10"
+    assert catalog.SREM.btp_port in zero["transports"][0]["accept_ports"]  # worker 0 receives SREMs ...
+    assert catalog.SPATEM.btp_port not in zero["transports"][0]["accept_ports"]  # ... not its siblings' SPATEMs
 
 
 def test_metrics_of_the_workers_merge_into_one_exposition_labelled_by_worker():

@@ -58,9 +58,10 @@ def run(config_path: str | None, overrides: tuple[str, ...] | list[str] = ()) ->
     rlog.setup(config.logging.level)
     for h in found:  # the daemon runs; these fail where they are used, and are logged there again
         log.error("configuration %s: %s", config_path or "embedded default", h.issue)
-    from rsu.ops.shards import resolve_count
+    from rsu.ops import shards
 
-    if resolve_count(config.workers) > 1:  # a supervisor and its worker processes (docs/scaling.md)
+    # a supervisor and its worker processes (docs/scaling.md); a state once sharded stays so
+    if shards.resolve_count(config.workers) > 1 or shards.table_path(config.state_path).exists():
         from rsu.ops import workers
 
         return workers.run(config, config_path, overrides)

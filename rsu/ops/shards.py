@@ -47,6 +47,12 @@ def workers_dir(state_path: Path) -> Path:
     return state_path / "workers"
 
 
+def table_path(state_path: Path) -> Path:
+    """The shard table of a state directory; once it exists, the state runs through the supervisor
+    (even with ``workers: 1``: the messages live in the workers' stores)."""
+    return workers_dir(state_path) / SHARD_FILE
+
+
 def ref_key(ref: Any) -> str | None:
     """An IntersectionReferenceID (JER ``{"region": 7, "id": 1201}``), a number or ``"7.1201"`` -> the
     services' key; None when it is none of these (the owner then reports the error)."""

@@ -43,7 +43,7 @@ import yaml
 
 from rsu.ops import config as cfgmod
 from rsu.ops import shards
-from rsu.ops.config_core import ConfigError, load_yaml_file
+from rsu.ops.config_core import ConfigError, ConfigIssue, load_yaml_file
 from rsu.ops.systemd import Notifier
 
 log = logging.getLogger("rsu.workers")
@@ -90,7 +90,7 @@ class Supervisor:
         self.notifier = notifier or Notifier()
         self.count = shards.resolve_count(config.workers)
         self.dir = shards.workers_dir(config.state_path)
-        self.table = shards.ShardTable(self.dir / shards.SHARD_FILE, self.count)
+        self.table = shards.ShardTable(shards.table_path(config.state_path), self.count)
         ctl = config.integrations.controller
         self.workers = [Worker(k, shards.worker_port(config.api.port, k),
                                shards.worker_port(ctl.port, k) if ctl is not None and ctl.port else None,
@@ -147,10 +147,14 @@ class Supervisor:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RuntimeError(f"another rsu supervisor runs on {self.dir}") from None
+        needs = shards.config_issues(self.config, max(2, self.count))  # also for one worker behind the supervisor
+        if needs:
+            raise ConfigError([ConfigIssue(path, reason) for path, reason in needs], self.config_path)
         beyond = self.table.beyond()
         if beyond:
-            raise ConfigError([f"workers: {self.count}, but worker {w} owns intersection {k} (its messages are in "
-                               f"{self.dir / str(w)}); keep workers at {max(beyond.values()) + 1} or more"
+            raise ConfigError([ConfigIssue("workers", f"{self.count}, but worker {w} owns intersection {k} (its "
+                                           f"messages are in {self.dir / str(w)}); keep workers at "
+                                           f"{max(beyond.values()) + 1} or more")
                                for k, w in sorted(beyond.items())], self.config_path)
         self._write_configs(self._raw(), self.config)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
@@ -216,12 +220,12 @@ class Supervisor:
             data = self._raw()
             problems = []
             if shards.resolve_count(new.workers) != self.count:
-                problems.append("workers: a new number of workers needs a restart")
+                problems.append(ConfigIssue("workers", "a new number of workers needs a restart"))
             if (new.api.host, new.api.port) != (self.config.api.host, self.config.api.port):
-                problems.append("api: a new address needs a restart when workers > 1")
+                problems.append(ConfigIssue("api", "a new address needs a restart when workers > 1"))
             old_ctl, new_ctl = self.config.integrations.controller, new.integrations.controller
             if (old_ctl and (old_ctl.host, old_ctl.port)) != (new_ctl and (new_ctl.host, new_ctl.port)):
-                problems.append("integrations.controller: a new address needs a restart when workers > 1")
+                problems.append(ConfigIssue("integrations.controller", "a new address needs a restart when workers > 1"))
             if problems:
                 raise ConfigError(problems, self.config_path)
         except ConfigError as e:

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ from rsu.ops.config import parse
 from rsu.ops.workers import merge_expositions
 from rsu.transports import gn
 from tests.integrations.support import all_red_feed
-from tests.ops.daemonproc import MulticastReceiver, RsuDaemon, group_and_port
+from tests.ops.daemonproc import MulticastReceiver, RsuDaemon, example, group_and_port
 from tests.ops.test_daemon_e2e import ETHERNET, open_frame
 from tests.transports.conftest import free_udp_port
 
@@ -111,6 +112,87 @@ def test_two_workers_share_the_intersections_and_recover_from_kill9(two_workers)
     again = {mid for mid, i in spatems(frames, daemon.pki_dir) if i in (1202, 1204)}
     assert len(again) == 1 and again.isdisjoint({mid for mid, i in spatems(frames, daemon.pki_dir) if i == 1201})
     feed.close()
+
+
+
+def spat(ident: int) -> dict:
+    value = example("spatem-4arm-intersection.json")
+    value["spat"]["intersections"][0]["id"] = {"id": ident}
+    return value
+
+
+def test_api_routes_to_the_owner_and_shards_survive_reload_and_restart(tmp_path):
+    group, port = group_and_port()
+    daemon = RsuDaemon(tmp_path, group=group, port=port, extra={"workers": 2, "logging": {"level": "INFO"}})
+    daemon.start(timeout=120)
+    try:
+        # a trigger for a new intersection is placed (least-loaded worker) and answered by its owner
+        assert daemon.trigger("tlm", spat(1301))["id"] == "1301"
+        assert daemon.trigger("tlm", spat(1302))["id"] == "1302"
+        assert daemon.trigger("ivi", example("ivim-speed-limit.json"))["id"]
+        owners = json.loads((daemon.dir / "state" / "workers" / "shards.json").read_text())["owners"]
+        assert owners == {"1301": 0, "1302": 1}
+        direct = RsuDaemon.__new__(RsuDaemon)  # the same HTTP helpers, pointed at worker 1 itself
+        direct.api_port = daemon.api_port + 2
+        assert [m["id"] for m in direct.get("/v1/tlm/messages")[1]["messages"]] == ["1302"]
+        assert direct.get("/v1/ivi/messages")[1]["messages"] == []  # IVI is worker 0's
+        # one API: each entry by id from its owner, the lists merged
+        assert daemon.get("/v1/tlm/messages/1302")[0] == 200
+        assert sorted(m["id"] for m in daemon.get("/v1/tlm/messages")[1]["messages"]) == ["1301", "1302"]
+        assert {m["service"] for m in daemon.get("/v1/messages")[1]["messages"]} >= {"tlm", "ivi"}
+        two = spat(1301)
+        two["spat"]["intersections"].append(spat(1302)["spat"]["intersections"][0])
+        status, answer = daemon.post("/v1/tlm/messages", {"payload": two})
+        assert status == 422 and "different workers" in answer["error"]["reason"]
+
+        # SIGHUP: valid -> every worker reloads (same processes); a worker count change is refused
+        pids = worker_pids(daemon)
+        daemon.config["logging"] = {"level": "DEBUG"}
+        daemon.write_config()
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: daemon.get("/v1/status")[1]["reloads"]["ok"] == 1)
+        wait_for(lambda: all(w["status"] and w["status"].get("reloads", {}).get("ok") == 1
+                             for w in daemon.get("/v1/status")[1]["workers"]))
+        assert worker_pids(daemon) == pids
+        daemon.write_config({**daemon.config, "workers": 3})
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: daemon.get("/v1/status")[1]["reloads"]["rejected"] == 1)
+        assert "needs a restart" in daemon.get("/v1/status")[1]["reloads"]["last_error"]
+
+        # SIGTERM stops every worker; started again, each intersection is with the same worker
+        daemon.write_config({**daemon.config, "workers": 2})
+        assert daemon.stop() == 0
+        assert not any(Path(f"/proc/{pid}").exists() for pid in pids.values())
+        daemon.start(timeout=120)
+        assert [m["id"] for m in direct.get("/v1/tlm/messages")[1]["messages"]] == ["1302"]
+        assert daemon.get("/v1/tlm/messages/1301")[1]["id"] == "1301"
+
+        # fewer workers than own intersections: refused at start (exit 2), nothing moved
+        assert daemon.stop() == 0
+        daemon.write_config({**daemon.config, "workers": 1})
+        with pytest.raises(RuntimeError, match="worker 1 owns intersection 1302"):
+            daemon.start(timeout=60)
+    finally:
+        daemon.stop()
+
+
+def test_a_worker_that_cannot_start_is_failed_and_visible(tmp_path):
+    group, port = group_and_port()
+    daemon = RsuDaemon(tmp_path, group=group, port=port, extra={"workers": 2, "logging": {"level": "INFO"}})
+    daemon.start(timeout=120)
+    try:
+        pid = worker_pids(daemon)[1]
+        # its file made invalid behind the supervisor's back: the restarted worker exits with code 2
+        (daemon.dir / "state" / "workers" / "1" / "rsu.yaml").write_text("api: {port: not-a-port}\n")
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: daemon.get("/v1/status")[1]["workers"][1]["state"] == "failed")
+        status, health = daemon.get("/v1/health")
+        assert status == 503 and health["workers"] == {"0": "ready", "1": "failed"}
+        assert daemon.metric("rsu_worker_up", worker="1") == 0 and daemon.metric("rsu_worker_up", worker="0") == 1
+        assert daemon.get("/v1/status")[1]["workers"][1]["last_exit"] == 2
+        assert daemon.trigger("tlm", spat(1401))  # worker 0 keeps serving
+    finally:
+        daemon.stop()
 
 
 # --- the parts without processes ---------------------------------------------------------------------------

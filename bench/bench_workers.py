@@ -1,16 +1,18 @@
 """Workers bench: SPATEM delivered per second at saturation with 1 and 2 worker processes (``workers:``).
 
-    python bench/bench_workers.py [--workers 1,2] [--n 300] [--seconds 8] [--warmup 3] [--repeat 2]
+    python bench/bench_workers.py [--workers 1,2] [--per-worker 40,70,100] [--seconds 8] [--warmup 3] [--repeat 2]
 
 For each worker count a fresh ``rsu run`` is started (security on, its local test PKI; ``workers: 1``
 is the plain daemon, ``workers: 2`` the supervisor and two workers) with N intersections in its
-controller feed (JSON). A feeder process sends every intersection's state at 10 Hz (N x 10
-datagrams/s, spread evenly), far beyond what one core can sign, so the daemon runs saturated.
+controller feed (JSON), N = workers x each value of ``--per-worker``. A feeder process sends every
+intersection's state at 10 Hz (N x 10 datagrams/s, spread evenly). The capacity of a worker count is
+the most SPATEM/s delivered over the N tried (a saturated daemon without load shedding delivers
+*less* when offered much more, so one N far beyond capacity would understate it).
 Over the window after the warm-up it reports: SPATEM handed to the transport per second
 (``rsu_messages_sent_total{message="SPATEM"}``, summed over the workers, from the one /metrics
 endpoint), the CPU seconds all the daemon's processes used (utime + stime from /proc, supervisor
-included) and the CPU per SPATEM. Scaling factor = delivered/s with 2 workers / (2 x delivered/s
-with 1). The machine's other load is printed with the figures: on a shared machine it is the noise.
+included), the CPU per SPATEM and the RSS of every process. Scaling factor = capacity with 2 workers
+/ (2 x capacity with 1). The machine's other load is printed with the figures: on a shared machine it is the noise.
 """
 
 from __future__ import annotations
@@ -79,6 +81,23 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def tree_rss_mb(pid: int) -> list[float]:
+    """RSS (MB) of ``pid`` and of each of its children."""
+    pids = [pid]
+    try:
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    out = []
+    for p in pids:
+        try:
+            rss = int(Path(f"/proc/{p}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            out.append(rss / 1e6)
+        except OSError:
+            pass
+    return out
+
+
 def sent_spatem(api: int) -> float:
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -123,12 +142,13 @@ def run_one(workers: int, n: int, seconds: float, warmup: float) -> dict:
         s0, c0, t0 = sent_spatem(api), tree_cpu(proc.pid), time.monotonic()
         time.sleep(seconds)
         s1, c1, t1 = sent_spatem(api), tree_cpu(proc.pid), time.monotonic()
+        rss = tree_rss_mb(proc.pid)
         fp.wait()
         elapsed = t1 - t0
         rate = (s1 - s0) / elapsed
         return {"workers": workers, "n": n, "offered_per_s": n / PERIOD, "delivered_per_s": rate,
                 "cpu_cores": (c1 - c0) / elapsed, "cpu_ms_per_spatem": 1000 * (c1 - c0) / max(1.0, s1 - s0),
-                "load_before": load0}
+                "load_before": load0, "rss_mb": rss}
     finally:
         proc.terminate()
         try:
@@ -141,7 +161,8 @@ def run_one(workers: int, n: int, seconds: float, warmup: float) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", default="1,2")
-    ap.add_argument("--n", type=int, default=300, help="intersections (offered: 10 x N SPATEM/s)")
+    ap.add_argument("--per-worker", default="40,70,100", help="intersections per worker to try (offered: 10 x N "
+                    "SPATEM/s)")
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--repeat", type=int, default=2, help="runs per worker count, alternating")
@@ -153,20 +174,28 @@ def main() -> int:
         feeder(int(port), int(n), float(seconds))
         return 0
     counts = [int(w) for w in args.workers.split(",")]
+    per = [int(n) for n in args.per_worker.split(",")]
     rows = []
-    print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} at start; N={args.n} "
-          f"(offered {args.n / PERIOD:.0f} SPATEM/s)")
-    print(f"{'workers':>7} {'delivered/s':>11} {'CPU cores':>9} {'CPU ms/SPATEM':>13} {'load':>5}")
+    print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} at start")
+    print(f"{'workers':>7} {'N':>5} {'offered/s':>9} {'delivered/s':>11} {'CPU cores':>9} {'CPU ms/SPATEM':>13} "
+          f"{'load':>5}  RSS MB (supervisor/daemon, workers)")
     for _ in range(args.repeat):
         for w in counts:
-            r = run_one(w, args.n, args.seconds, args.warmup)
-            rows.append(r)
-            print(f"{w:>7} {r['delivered_per_s']:>11.0f} {r['cpu_cores']:>9.2f} {r['cpu_ms_per_spatem']:>13.2f} "
-                  f"{r['load_before']:>5.2f}", flush=True)
-    med = {w: statistics.median(r["delivered_per_s"] for r in rows if r["workers"] == w) for w in counts}
+            for n in per:
+                r = run_one(w, n * w, args.seconds, args.warmup)
+                rows.append(r)
+                print(f"{w:>7} {n * w:>5} {r['offered_per_s']:>9.0f} {r['delivered_per_s']:>11.0f} {r['cpu_cores']:>9.2f} "
+                      f"{r['cpu_ms_per_spatem']:>13.2f} {r['load_before']:>5.2f}  "
+                      f"{' '.join(f'{x:.0f}' for x in r['rss_mb'])}", flush=True)
+    cap = {w: max(r["delivered_per_s"] for r in rows if r["workers"] == w) for w in counts}
+    best = {w: min(r["cpu_ms_per_spatem"] for r in rows if r["workers"] == w) for w in counts}
+    for w in counts:
+        print(f"capacity with {w} worker(s): {cap[w]:.0f} SPATEM/s (best of {args.repeat} x {len(per)} runs); "
+              f"lowest CPU per SPATEM {best[w]:.2f} ms")
     for w in counts[1:]:
-        print(f"scaling {w} workers: {med[w]:.0f}/s vs {w} x {med[counts[0]]:.0f}/s = "
-              f"{med[w] / (w / counts[0] * med[counts[0]]):.2f} of linear (medians)")
+        print(f"scaling {w} workers: {cap[w]:.0f}/s vs {w} x {cap[counts[0]]:.0f}/s = "
+              f"{cap[w] / (w / counts[0] * cap[counts[0]]):.2f} of linear; CPU per SPATEM "
+              f"{best[w] / best[counts[0]]:.2f} x that of {counts[0]}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

@@ -171,7 +171,12 @@ TransportConfig = tagged("type", TRANSPORT_TYPES)
 
 
 def _workers(v: Any) -> Any:
-    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 64):
+    """``workers:``: a number, or ``auto`` = one per core this process may use (resolved when loaded)."""
+    if v == "auto":
+        from rsu.ops.shards import resolve_count
+
+        return min(64, resolve_count("auto"))
+    if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 64:
         return v
     raise ValueError(f"expected a number of worker processes 1..64 or 'auto' (one per core), found {v!r}")
 
@@ -193,7 +198,7 @@ class Config(_Section):
     logging: Logging = Logging()
     pki: PkiClientSection | None = None  # TS 102 941 PKI client (rsu.pki.config); absent: none
     # worker processes, each owning a shard of intersections ("auto": one per core; docs/scaling.md)
-    workers: Annotated[int | str, BeforeValidator(_workers)] = 1
+    workers: Annotated[int, BeforeValidator(_workers), Field(ge=1, le=64)] = 1
 
     @model_validator(mode="after")
     def _workers_fit(self) -> "Config":

@@ -479,9 +479,12 @@ class Supervisor:
         from aiohttp import web
 
         answers = await asyncio.gather(*(self._get_json(w.index, "/v1/status") for w in self.workers))
-        out = self.status()
+        out = dict(answers[0] or {})  # worker 0's view (station, security, PKI), with every worker's messages
+        out["messages"] = [dict(m, worker=w.index) for w, a in zip(self.workers, answers) if a
+                           for m in a.get("messages", [])]
+        out.update(self.status())
         for info, answer in zip(out["workers"], answers):
-            info["status"] = answer
+            info["status"] = {k: v for k, v in answer.items() if k != "messages"} if answer else None
         return web.json_response(out)
 
     async def _health(self, request):

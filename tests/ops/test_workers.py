@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from rsu.ops import shards
 from rsu.ops.config import parse
 from rsu.ops.workers import merge_expositions
 from rsu.transports import gn
+from tests.conftest import REPO
 from tests.integrations.support import all_red_feed
 from tests.ops.daemonproc import MulticastReceiver, RsuDaemon, example, group_and_port
 from tests.ops.test_daemon_e2e import ETHERNET, open_frame
@@ -81,6 +84,7 @@ def test_two_workers_share_the_intersections_and_recover_from_kill9(two_workers)
     owned = {w["worker"]: w["intersections"] for w in status["workers"]}
     assert owned == {0: ["1201", "1203"], 1: ["1202", "1204"]}
     assert all(w["state"] == "ready" and w["status"] is not None for w in status["workers"])
+    assert status["station_id"] == 3120101  # worker 0's view, as `rsu status` prints it
     table = json.loads((daemon.dir / "state" / "workers" / "shards.json").read_text())
     assert table["owners"] == {"1201": 0, "1202": 1, "1203": 0, "1204": 1}
 
@@ -140,6 +144,11 @@ def test_api_routes_to_the_owner_and_shards_survive_reload_and_restart(tmp_path)
         assert daemon.get("/v1/tlm/messages/1302")[0] == 200
         assert sorted(m["id"] for m in daemon.get("/v1/tlm/messages")[1]["messages"]) == ["1301", "1302"]
         assert {m["service"] for m in daemon.get("/v1/messages")[1]["messages"]} >= {"tlm", "ivi"}
+        on_air = {(m["service"], m["id"]): m["worker"] for m in daemon.get("/v1/status")[1]["messages"]}
+        assert on_air[("tlm", "1301")] == 0 and on_air[("tlm", "1302")] == 1
+        shown = subprocess.run([sys.executable, "-m", "rsu", "status", "--api", daemon.url], capture_output=True,
+                               text=True, cwd=REPO)
+        assert "worker 1: ready" in shown.stdout and "1302" in shown.stdout, shown.stderr
         two = spat(1301)
         two["spat"]["intersections"].append(spat(1302)["spat"]["intersections"][0])
         status, answer = daemon.post("/v1/tlm/messages", {"payload": two})
@@ -206,7 +215,7 @@ def test_workers_config_is_checked_with_every_issue_named():
     assert paths == {"api.port", "integrations.controller.format", "integrations.controller.port"}
     with pytest.raises(ConfigError, match="workers: expected a number of worker processes 1..64 or 'auto'"):
         parse({"workers": 0})
-    assert parse({"workers": "auto"}).workers == "auto" and shards.resolve_count("auto") >= 1
+    assert parse({"workers": "auto"}).workers == len(os.sched_getaffinity(0))
     assert parse({}).workers == 1
 
 
@@ -265,3 +274,15 @@ def test_metrics_of_the_workers_merge_into_one_exposition_labelled_by_worker():
     assert samples[("rsu_x_total", (("service", "TLM"), ("worker", "1")))] == 4.0
     assert samples[("rsu_up", (("worker", "1"),))] == 1.0
     assert merged.count("# TYPE rsu_x_total counter") == 1
+
+
+def test_the_supervisor_metrics_are_documented():
+    from rsu.ops.workers import Supervisor
+    from tests.ops.test_metrics_doc import table
+
+    sup = Supervisor(parse({"workers": 2}), config_path=None)
+    code = {f.name + ("_total" if f.type == "counter" else ""): f for f in sup.registry.collect()}
+    doc = table("Worker metrics")
+    assert set(doc) == set(code)
+    for name, family in code.items():
+        assert doc[name][0] == family.type and doc[name][1] == "worker"

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,23 +61,22 @@ def free_port(kind: int) -> int:
         return s.getsockname()[1]
 
 
-def tree_cpu(pid: int) -> float:
-    """utime + stime (s) of ``pid`` and its children (the workers), from /proc."""
+def tree_cpu(pid: int) -> list[float]:
+    """utime + stime (s) of ``pid`` and of each of its children (the workers), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     pids = [pid]
     try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(c) for c in children]
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         pass
-    total = 0.0
+    out = []
     for p in pids:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
+            out.append((int(fields[11]) + int(fields[12])) / tick)
         except OSError:
-            pass
-    return total
+            out.append(0.0)
+    return out
 
 
 def tree_rss_mb(pid: int) -> list[float]:
@@ -146,8 +144,10 @@ def run_one(workers: int, n: int, seconds: float, warmup: float) -> dict:
         fp.wait()
         elapsed = t1 - t0
         rate = (s1 - s0) / elapsed
+        per_process = [(b - a) / elapsed for a, b in zip(c0, c1)]  # supervisor (or the daemon), then workers
         return {"workers": workers, "n": n, "offered_per_s": n / PERIOD, "delivered_per_s": rate,
-                "cpu_cores": (c1 - c0) / elapsed, "cpu_ms_per_spatem": 1000 * (c1 - c0) / max(1.0, s1 - s0),
+                "cpu_cores": sum(per_process), "cpu_cores_per_process": per_process,
+                "cpu_ms_per_spatem": 1000 * (sum(c1) - sum(c0)) / max(1.0, s1 - s0),
                 "load_before": load0, "rss_mb": rss}
     finally:
         proc.terminate()
@@ -178,7 +178,7 @@ def main() -> int:
     rows = []
     print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} at start")
     print(f"{'workers':>7} {'N':>5} {'offered/s':>9} {'delivered/s':>11} {'CPU cores':>9} {'CPU ms/SPATEM':>13} "
-          f"{'load':>5}  RSS MB (supervisor/daemon, workers)")
+          f"{'load':>5}  CPU cores and RSS MB per process (supervisor or daemon, then workers)")
     for _ in range(args.repeat):
         for w in counts:
             for n in per:
@@ -186,7 +186,8 @@ def main() -> int:
                 rows.append(r)
                 print(f"{w:>7} {n * w:>5} {r['offered_per_s']:>9.0f} {r['delivered_per_s']:>11.0f} {r['cpu_cores']:>9.2f} "
                       f"{r['cpu_ms_per_spatem']:>13.2f} {r['load_before']:>5.2f}  "
-                      f"{' '.join(f'{x:.0f}' for x in r['rss_mb'])}", flush=True)
+                      f"{' '.join(f'{c:.2f}/{m:.0f}' for c, m in zip(r['cpu_cores_per_process'], r['rss_mb']))}",
+                      flush=True)
     cap = {w: max(r["delivered_per_s"] for r in rows if r["workers"] == w) for w in counts}
     best = {w: min(r["cpu_ms_per_spatem"] for r in rows if r["workers"] == w) for w in counts}
     for w in counts:

@@ -199,6 +199,8 @@ def test_a_worker_that_cannot_start_is_failed_and_visible(tmp_path):
         assert status == 503 and health["workers"] == {"0": "ready", "1": "failed"}
         assert daemon.metric("rsu_worker_up", worker="1") == 0 and daemon.metric("rsu_worker_up", worker="0") == 1
         assert daemon.get("/v1/status")[1]["workers"][1]["last_exit"] == 2
+        assert "rsu.daemon[w1]: rsu" in daemon.log()  # each worker's lines say which worker wrote them
+        assert "worker 1 exited with code 2" in daemon.log()
         assert daemon.trigger("tlm", spat(1401))  # worker 0 keeps serving
     finally:
         daemon.stop()

@@ -15,6 +15,9 @@ Ownership rules (docs/scaling.md):
   (iviIdentificationNumber ...), so they stay unique and in order. Only worker 0 receives.
 * A new intersection goes to the worker owning the fewest; the configured ones are placed at start
   in configuration order, so a configured city is balanced to within one intersection per worker.
+  One that an API trigger names is placed before the trigger is forwarded and forgotten again if
+  the owner refuses it; the table holds at most MAX_INTERSECTIONS. The controller feed is routed
+  by its configured list only (``workers > 1`` needs the list).
 * Fewer workers than before is refused while a removed worker still owns intersections (their
   active messages live in that worker's store).
 """
@@ -31,6 +34,11 @@ from rsu import catalog
 
 SHARD_FILE = "shards.json"
 INTERSECTION_SERVICES = {"tlm", "rlt"}  # services whose entries are keyed by intersection
+MAX_INTERSECTIONS = 65536  # the table's bound: API triggers for new intersections beyond it are refused
+
+
+class ShardsFull(Exception):
+    """The shard table holds MAX_INTERSECTIONS intersections: a new one cannot be placed."""
 
 
 def resolve_count(value: int | str) -> int:
@@ -134,11 +142,19 @@ class ShardTable:
             loads = self.loads()
             worker = loads.index(min(loads))
         new = [k for k in keys if k not in self.owners]
+        if new and len(self.owners) + len(new) > MAX_INTERSECTIONS:
+            raise ShardsFull(f"{len(self.owners)} intersections are placed, at most {MAX_INTERSECTIONS}")
         if new:
             for k in new:
                 self.owners[k] = worker
             self.save()
         return worker
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop placements made for a request the owner refused (so refused requests cannot grow the table)."""
+        gone = [k for k in keys if self.owners.pop(k, None) is not None]
+        if gone:
+            self.save()
 
     def owned_by(self, worker: int) -> set[str]:
         return {k for k, w in self.owners.items() if w == worker}
@@ -255,6 +271,9 @@ def config_issues(config: Any, count: int) -> list[tuple[str, str]]:
         if ctl.format != "json":
             issues.append(("integrations.controller.format", "workers > 1 route the JSON feed only (TSCBM names "
                            "its intersection by the sender's address, which forwarding hides); use workers: 1"))
+        if not ctl.intersections:
+            issues.append(("integrations.controller.intersections", "list the feed's intersections with workers > 1 "
+                           "(the feed is routed by this list; an unlisted intersection is dropped by worker 0)"))
         if not ctl.port:
             issues.append(("integrations.controller.port", "must be a fixed port with workers > 1 (worker k "
                            "listens on port + 1 + k)"))

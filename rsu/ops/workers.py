@@ -102,6 +102,9 @@ class Supervisor:
                                 "were killed", ["worker"], registry=self.registry)
         self.routed = Counter("rsu_worker_feed_routed", "controller-feed datagrams forwarded to the worker "
                               "owning their intersection", ["worker"], registry=self.registry)
+        self.unrouted = Counter("rsu_worker_feed_dropped", "controller-feed datagrams dropped because the worker "
+                                "owning their intersection was not ready (starting again)", ["worker"],
+                                registry=self.registry)
         self.reloads = {"ok": 0, "rejected": 0, "last_error": None}
         self._stop = asyncio.Event()
         self._stopping = False
@@ -352,20 +355,18 @@ class Supervisor:
     def _route_datagram(self, data: bytes) -> None:
         worker = self._feed_owner(data)
         w = self.workers[worker]
+        if w.state not in ("ready", "reloading"):
+            self.unrouted.labels(str(worker)).inc()
+            return
         self.routed.labels(str(worker)).inc()
         self._feed.sendto(data, ("127.0.0.1", w.feed_port))
 
     def _feed_owner(self, data: bytes) -> int:
-        """The owner of a datagram's intersection; a new one is placed (unless the feed lists its
-        intersections); what names none goes to worker 0, whose feed counts the error."""
+        """The owner of a datagram's intersection (the feed's configured ones are placed at start);
+        an unknown or missing one goes to worker 0, whose feed drops and counts it."""
         key = shards.feed_key(data)
-        if key is None:
-            return 0
-        owner = self.table.owner(key)
-        if owner is None:
-            ctl = self.config.integrations.controller
-            owner = 0 if ctl.intersections else (self.table.place([key]) or 0)
-        return owner
+        owner = self.table.owner(key) if key is not None else None
+        return 0 if owner is None else owner
 
     # ------------------------------------------------------------------ the API
     async def _start_api(self) -> None:
@@ -382,9 +383,10 @@ class Supervisor:
         app.router.add_route("*", "/v1/{service}/messages/{id}/terminate", self._by_id)
         app.router.add_post("/v1/integrations/controller/feed", self._feed_http)
         app.router.add_route("*", "/{tail:.*}", lambda request: self._forward(request, 0))
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.config.api.host, self.config.api.port).start()
+        from rsu.api import extras
+
+        # the API's own connection bounds (api.max_connections, header and idle timeouts)
+        self._runner = await extras.start(app, self.config.api, on_close=lambda reason: None)
 
     async def _forward(self, request, worker: int, body: bytes | None = None):
         """The request as it came, to ``worker``; its answer streamed back (server-sent events too)."""
@@ -409,14 +411,9 @@ class Supervisor:
             return self._unavailable(worker, str(e))
 
     def _unavailable(self, worker: int, why: str):
-        from aiohttp import web
-
-        reason = f"worker {worker} is {self.workers[worker].state} ({why})"
-        return web.json_response({"error": {"code": "worker_unavailable", "path": "", "reason": reason,
-                                            "message": f"worker_unavailable: (request): {reason}"}}, status=503)
+        return _error("worker_unavailable", "", f"worker {worker} is {self.workers[worker].state} ({why})", 503)
 
     async def _trigger(self, request):
-        from aiohttp import web
 
         body = await request.read()
         try:
@@ -424,13 +421,19 @@ class Supervisor:
         except (ValueError, UnicodeDecodeError):
             obj = None  # worker 0 answers the error
         keys = shards.payload_keys(request.match_info["service"], obj)
-        worker = self.table.place(keys) if keys else 0
+        new = [k for k in keys if self.table.owner(k) is None]
+        try:
+            worker = self.table.place(keys) if keys else 0
+        except shards.ShardsFull as e:
+            return _error("capacity", "payload", str(e), 503)
         if worker is None:
             owners = {k: self.table.owner(k) for k in keys}
-            reason = f"the intersections belong to different workers ({owners}); send them separately"
-            return web.json_response({"error": {"code": "validation", "path": "payload", "reason": reason,
-                                                "message": f"validation: payload: {reason}"}}, status=422)
-        return await self._forward(request, worker, body)
+            return _error("validation", "payload", f"the intersections belong to different workers ({owners}); "
+                          "send them separately", 422)
+        response = await self._forward(request, worker, body)
+        if new and response.status >= 400:  # refused: the placement goes too (the table only holds what was taken)
+            self.table.forget(new)
+        return response
 
     async def _by_id(self, request):
         keys = shards.id_keys(request.match_info["service"], request.match_info["id"])
@@ -503,6 +506,13 @@ class Supervisor:
         body = merge_expositions({str(w.index): t for w, t in zip(self.workers, texts) if t is not None})
         body += generate_latest(self.registry).decode()
         return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _error(code: str, path: str, reason: str, status: int):
+    """An error answer in the API's own form."""
+    from rsu.api.app import _error as api_error
+
+    return api_error(code, path, reason, status)
 
 
 _NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")

@@ -153,6 +153,11 @@ def test_api_routes_to_the_owner_and_shards_survive_reload_and_restart(tmp_path)
         two["spat"]["intersections"].append(spat(1302)["spat"]["intersections"][0])
         status, answer = daemon.post("/v1/tlm/messages", {"payload": two})
         assert status == 422 and "different workers" in answer["error"]["reason"]
+        bad = spat(1999)
+        del bad["spat"]["intersections"][0]["states"]
+        assert daemon.post("/v1/tlm/messages", {"payload": bad})[0] == 422  # refused by its would-be owner ...
+        owners = json.loads((daemon.dir / "state" / "workers" / "shards.json").read_text())["owners"]
+        assert "1999" not in owners  # ... so it is not kept in the table
 
         # SIGHUP: valid -> every worker reloads (same processes); a worker count change is refused
         pids = worker_pids(daemon)
@@ -215,6 +220,8 @@ def test_workers_config_is_checked_with_every_issue_named():
                "intersections": [{"id": 1, "signal_groups": [{"signal_group": 1, "phase": 1}]}]}}})
     paths = {i.path for i in e.value.issues}
     assert paths == {"api.port", "integrations.controller.format", "integrations.controller.port"}
+    with pytest.raises(ConfigError, match="intersections: list the feed's intersections with workers > 1"):
+        parse({"workers": 2, "integrations": {"controller": {"port": 6053}}})
     with pytest.raises(ConfigError, match="workers: expected a number of worker processes 1..64 or 'auto'"):
         parse({"workers": 0})
     assert parse({"workers": "auto"}).workers == len(os.sched_getaffinity(0))

@@ -286,7 +286,7 @@ class Supervisor:
         w.state = "starting"
         w.started = w.last_keepalive = time.monotonic()
         w.proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "rsu", "run", "--config",
-                                                      str(w.config_file), env=env)
+                                                      str(w.config_file), env=env, preexec_fn=_die_with_parent)
         log.info("worker %d started (pid %d)", w.index, w.proc.pid)
 
     async def _wait_ready(self, w: Worker) -> None:
@@ -506,6 +506,15 @@ class Supervisor:
         body = merge_expositions({str(w.index): t for w, t in zip(self.workers, texts) if t is not None})
         body += generate_latest(self.registry).decode()
         return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _die_with_parent() -> None:
+    """In the worker, before exec: SIGTERM when the supervisor dies, even by kill -9 (Linux
+    PR_SET_PDEATHSIG), so no orphan keeps a worker's ports; under systemd the cgroup also does it."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
 
 
 def _error(code: str, path: str, reason: str, status: int):

@@ -45,6 +45,13 @@ def worker_pids(daemon: RsuDaemon) -> dict[int, int]:
     return {w["worker"]: w["pid"] for w in daemon.get("/v1/status")[1]["workers"]}
 
 
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:", 1)[1].split("\n", 1)[0].lower()
+    except (OSError, IndexError):
+        return "zombie"
+
+
 def wait_for(predicate, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:  # bounded poll of a real process's state
@@ -207,6 +214,10 @@ def test_a_worker_that_cannot_start_is_failed_and_visible(tmp_path):
         assert "rsu.daemon[w1]: rsu" in daemon.log()  # each worker's lines say which worker wrote them
         assert "worker 1 exited with code 2" in daemon.log()
         assert daemon.trigger("tlm", spat(1401))  # worker 0 keeps serving
+        # kill -9 of the supervisor: its workers stop too (no orphan keeps the ports)
+        pids = [p for p in worker_pids(daemon).values() if p]
+        daemon.kill9()
+        wait_for(lambda: not any(Path(f"/proc/{p}").exists() and "zombie" not in _state(p) for p in pids))
     finally:
         daemon.stop()
 

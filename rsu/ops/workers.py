@@ -37,7 +37,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -388,8 +388,10 @@ class Supervisor:
         # the API's own connection bounds (api.max_connections, header and idle timeouts)
         self._runner = await extras.start(app, self.config.api, on_close=lambda reason: None)
 
-    async def _forward(self, request, worker: int, body: bytes | None = None):
-        """The request as it came, to ``worker``; its answer streamed back (server-sent events too)."""
+    async def _forward(self, request, worker: int, body: bytes | None = None,
+                       on_status: Callable[[int], None] | None = None):
+        """The request as it came, to ``worker``; its answer streamed back (server-sent events too).
+        ``on_status(status)`` runs before the answer goes back."""
         import aiohttp
         from aiohttp import web
 
@@ -400,6 +402,8 @@ class Supervisor:
         try:
             async with self._session.request(request.method, url, data=data or None, headers=headers,
                                              allow_redirects=False) as r:
+                if on_status is not None:
+                    on_status(r.status)
                 resp = web.StreamResponse(status=r.status, headers={k: v for k, v in r.headers.items()
                                                                     if k.lower() not in HOP})
                 await resp.prepare(request)
@@ -430,10 +434,11 @@ class Supervisor:
             owners = {k: self.table.owner(k) for k in keys}
             return _error("validation", "payload", f"the intersections belong to different workers ({owners}); "
                           "send them separately", 422)
-        response = await self._forward(request, worker, body)
-        if new and response.status >= 400:  # refused: the placement goes too (the table only holds what was taken)
-            self.table.forget(new)
-        return response
+        def refused(status: int) -> None:  # the placement goes too: the table only holds what an owner took
+            if new and status >= 400:
+                self.table.forget(new)
+
+        return await self._forward(request, worker, body, on_status=refused)
 
     async def _by_id(self, request):
         keys = shards.id_keys(request.match_info["service"], request.match_info["id"])

@@ -37,7 +37,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
@@ -45,6 +45,10 @@ from rsu.ops import config as cfgmod
 from rsu.ops import shards
 from rsu.ops.config_core import ConfigError, ConfigIssue, load_yaml_file
 from rsu.ops.systemd import Notifier
+
+if TYPE_CHECKING:
+    import aiohttp
+    from aiohttp import web
 
 log = logging.getLogger("rsu.workers")
 
@@ -72,6 +76,12 @@ class Worker:
         self.ready = asyncio.Event()
         self.sock: socket.socket | None = None  # its NOTIFY_SOCKET
         self.address = ""
+
+    @property
+    def process(self) -> asyncio.subprocess.Process:
+        """The running (or last) process; only used once the worker was started."""
+        assert self.proc is not None, "worker not started"
+        return self.proc
 
     def info(self) -> dict[str, Any]:
         return {"worker": self.index, "pid": self.proc.pid if self.proc else None, "state": self.state,
@@ -105,14 +115,20 @@ class Supervisor:
         self.unrouted = Counter("rsu_worker_feed_dropped", "controller-feed datagrams dropped because the worker "
                                 "owning their intersection was not ready (starting again)", ["worker"],
                                 registry=self.registry)
-        self.reloads = {"ok": 0, "rejected": 0, "last_error": None}
+        self.reloads: dict[str, Any] = {"ok": 0, "rejected": 0, "last_error": None}
         self._stop = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
-        self._runner = None
+        self._runner: web.AppRunner | None = None
         self._feed: asyncio.DatagramTransport | None = None
-        self._session = None
+        self._session: aiohttp.ClientSession | None = None
         self._lock_fd: int | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The HTTP client towards the workers (open between start and stop)."""
+        assert self._session is not None, "supervisor not started"
+        return self._session
 
     # ------------------------------------------------------------------ configuration
     def _raw(self) -> dict:
@@ -200,7 +216,7 @@ class Supervisor:
                 try:
                     await asyncio.wait_for(w.proc.wait(), 15)
                 except asyncio.TimeoutError:
-                    w.proc.kill()
+                    w.process.kill()
                     await w.proc.wait()
             w.state = "stopped"
             self.up.labels(str(w.index)).set(0)
@@ -261,7 +277,7 @@ class Supervisor:
         asyncio.get_running_loop().add_reader(w.sock.fileno(), self._on_notify, w)
 
     def _on_notify(self, w: Worker) -> None:
-        while True:
+        while w.sock is not None:
             try:
                 data = w.sock.recv(4096)
             except (BlockingIOError, OSError):
@@ -287,23 +303,23 @@ class Supervisor:
         w.started = w.last_keepalive = time.monotonic()
         w.proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "rsu", "run", "--config",
                                                       str(w.config_file), env=env, preexec_fn=_die_with_parent)
-        log.info("worker %d started (pid %d)", w.index, w.proc.pid)
+        log.info("worker %d started (pid %d)", w.index, w.process.pid)
 
     async def _wait_ready(self, w: Worker) -> None:
         waiter = asyncio.ensure_future(w.ready.wait())
-        exited = asyncio.ensure_future(w.proc.wait())
+        exited = asyncio.ensure_future(w.process.wait())
         done, _ = await asyncio.wait({waiter, exited}, timeout=READY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         exited.cancel()
         if not w.ready.is_set():
             log.error("worker %d did not become ready (%s)", w.index,
-                      f"exit code {w.proc.returncode}" if w.proc.returncode is not None else "timeout")
+                      f"exit code {w.process.returncode}" if w.process.returncode is not None else "timeout")
 
     async def _watch(self, w: Worker) -> None:
         """Start the worker again whenever it exits (except exit code 2: failed, waiting for the operator)."""
         failures = 0
         while True:
-            code = await w.proc.wait()
+            code = await w.process.wait()
             w.last_exit = code
             self.up.labels(str(w.index)).set(0)
             if self._stopping:
@@ -331,10 +347,10 @@ class Supervisor:
             await asyncio.sleep(WORKER_WATCHDOG_S / 4)
             now = time.monotonic()
             for w in self.workers:
-                if w.state in ("ready", "reloading") and w.proc.returncode is None \
+                if w.state in ("ready", "reloading") and w.process.returncode is None \
                         and now - w.last_keepalive > WORKER_WATCHDOG_S:
                     log.error("worker %d sent no keepalive for %.0f s: killed", w.index, now - w.last_keepalive)
-                    w.proc.kill()
+                    w.process.kill()
 
     # ------------------------------------------------------------------ the controller feed
     async def _start_feed(self) -> None:
@@ -359,7 +375,8 @@ class Supervisor:
             self.unrouted.labels(str(worker)).inc()
             return
         self.routed.labels(str(worker)).inc()
-        self._feed.sendto(data, ("127.0.0.1", w.feed_port))
+        if self._feed is not None and w.feed_port is not None:
+            self._feed.sendto(data, ("127.0.0.1", w.feed_port))
 
     def _feed_owner(self, data: bytes) -> int:
         """The owner of a datagram's intersection (the feed's configured ones are placed at start);
@@ -400,7 +417,7 @@ class Supervisor:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
         url = f"http://127.0.0.1:{w.api_port}{request.rel_url}"
         try:
-            async with self._session.request(request.method, url, data=data or None, headers=headers,
+            async with self.session.request(request.method, url, data=data or None, headers=headers,
                                              allow_redirects=False) as r:
                 if on_status is not None:
                     on_status(r.status)
@@ -454,7 +471,7 @@ class Supervisor:
 
         w = self.workers[worker]
         try:
-            async with self._session.get(f"http://127.0.0.1:{w.api_port}{path}") as r:
+            async with self.session.get(f"http://127.0.0.1:{w.api_port}{path}") as r:
                 return await r.json() if r.status < 400 else None
         except (aiohttp.ClientError, ValueError):
             return None
@@ -463,7 +480,7 @@ class Supervisor:
         import aiohttp
 
         try:
-            async with self._session.get(f"http://127.0.0.1:{self.workers[worker].api_port}{path}") as r:
+            async with self.session.get(f"http://127.0.0.1:{self.workers[worker].api_port}{path}") as r:
                 return await r.text() if r.status < 400 else None
         except aiohttp.ClientError:
             return None
@@ -550,6 +567,8 @@ def merge_expositions(texts: dict[str, str]) -> str:
             if not line or line.startswith("#"):
                 continue
             m = _NAME.match(line)
+            if m is None:
+                continue
             rest = line[m.end():]
             label = f'worker="{worker}"'
             line = f"{m.group()}{{{label},{rest[1:]}" if rest.startswith("{") else f"{m.group()}{{{label}}}{rest}"

@@ -122,6 +122,16 @@ def test_two_workers_share_the_intersections_and_recover_from_kill9(two_workers)
     frames = rx.frames(lambda got: {i for _, i in spatems(got, daemon.pki_dir)} >= {1202, 1204})
     again = {mid for mid, i in spatems(frames, daemon.pki_dir) if i in (1202, 1204)}
     assert len(again) == 1 and again.isdisjoint({mid for mid, i in spatems(frames, daemon.pki_dir) if i == 1201})
+
+    # one reload: a new intersection in the feed's list is placed, its worker takes it, the feed reaches it
+    daemon.config["integrations"]["controller"]["intersections"].append({"id": 1205})
+    daemon.write_config()
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: daemon.get("/v1/status")[1]["reloads"]["ok"] == 1)
+    assert daemon.get("/v1/status")[1]["workers"][0]["intersections"] == ["1201", "1203", "1205"]
+    wait_for(lambda: daemon.get("/v1/status")[1]["workers"][0]["status"]["reloads"]["ok"] == 1)
+    feed_all(feed, feed_port, keys=(1205,))
+    rx.frames(lambda got: 1205 in {i for _, i in spatems(got, daemon.pki_dir)})
     feed.close()
 
 

@@ -21,3 +21,14 @@ async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
         return True
     except TimeoutError:
         return event.is_set()
+
+
+async def cancel_and_wait(task: asyncio.Task | None) -> None:
+    """Cancel ``task`` (None: nothing to do) and wait until it has ended; its CancelledError stays inside."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass

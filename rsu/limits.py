@@ -40,6 +40,12 @@ LIMITS: dict[str, tuple[str, str]] = {
     "tlc-requests": ("services.rules.srem_pending_max",
                      "a received SREM request was added while the table of pending requests was full: the "
                      "request heard least recently is forgotten"),
+    "api-lockout": ("api.auth.lockout.max_entries",
+                    "a failed API authentication from a new address or identity while the lockout table was "
+                    "full: the entry with the oldest failure (not banned first) is forgotten"),
+    "api-rate-limit": ("api.auth.lockout.max_entries",
+                       "a new identity changed state while the rate-limit table was full: the identity seen "
+                       "least recently is forgotten"),
 }
 
 

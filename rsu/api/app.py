@@ -37,6 +37,9 @@ from rsu.services.errors import ServiceError
 from rsu.services.ports import DataProviding, ServiceStats, Triggering
 
 if TYPE_CHECKING:
+    import ssl
+
+    from rsu.api.guard import Guard
     from rsu.api.limits import ConnectionLimits
 
 log = logging.getLogger("rsu.api")
@@ -79,6 +82,10 @@ async def _errors(request: web.Request, handler):
     try:
         return await handler(request)
     except ServiceError as e:
+        if e.code == "store_failure":  # its reason names files and the OS error: the log has it, not the client
+            log.error("%s %s: %s", request.method, request.path, e)
+            e = ServiceError(e.code, e.path, "the state store could not be written; nothing was applied "
+                                             "(see the daemon log)")
         return web.json_response({"error": e.to_json()}, status=STATUS.get(e.code, 400))
     except web.HTTPException as e:
         if e.status >= 400 and e.content_type != "application/json":
@@ -222,14 +229,17 @@ async def _received(request: web.Request) -> web.StreamResponse:
 
 
 async def _close_streams(app: web.Application) -> None:
-    for wake in list(app[STREAMS_KEY]):
+    streams: set[Any] = app[STREAMS_KEY]
+    for wake in list(streams):
         wake.closing = True  # type: ignore[attr-defined]
         wake.set()
 
 
-def create_app(facade: ServicesFacade, *, keepalive_s: float = 15.0) -> web.Application:
-    """The API application around ``facade``."""
-    app = web.Application(middlewares=[_errors], client_max_size=4 * 1024 * 1024)
+def create_app(facade: ServicesFacade, *, keepalive_s: float = 15.0, guard: Guard | None = None) -> web.Application:
+    """The API application around ``facade``; ``guard`` (rsu.api.guard) authenticates, authorizes, limits
+    and audits every request before its handler runs (None: no gate, as in unit tests of the routes)."""
+    middlewares = [_errors] if guard is None else [_errors, guard.middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=4 * 1024 * 1024)
     app[FACADE_KEY] = facade
     app[STREAMS_KEY] = set()
     app[KEEPALIVE_KEY] = keepalive_s
@@ -254,12 +264,13 @@ TABLE_KEY = web.AppKey("rsu.connections", object)
 
 async def serve(app: web.Application, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                 limits: "ConnectionLimits | None" = None,
-                on_close: "Callable[[str], None] | None" = None) -> web.AppRunner:
+                on_close: "Callable[[str], None] | None" = None,
+                ssl_context: "ssl.SSLContext | None" = None) -> web.AppRunner:
     """Start serving ``app`` on host:port (127.0.0.1:8301 by default); ``await runner.cleanup()`` stops it.
 
     Connections are bounded by ``limits`` (:mod:`rsu.api.limits`; default ConnectionLimits());
     ``on_close(reason)`` is called for every connection the bounds close; ``app[TABLE_KEY]`` is
-    the connection table."""
+    the connection table. ``ssl_context`` (rsu.api.tls.server_context): HTTPS."""
     from rsu.api.limits import ConnectionLimits, ConnectionTable, GuardedSite, busy_middleware
 
     limits = limits or ConnectionLimits()
@@ -269,6 +280,6 @@ async def serve(app: web.Application, host: str = DEFAULT_HOST, port: int = DEFA
     # idle connections are closed by the table (whose limits a reload may change), not by aiohttp
     runner = web.AppRunner(app, shutdown_timeout=2.0, keepalive_timeout=3600)
     await runner.setup()
-    site = GuardedSite(runner, host, port, table)
+    site = GuardedSite(runner, host, port, table, ssl_context=ssl_context)
     await site.start()
     return runner

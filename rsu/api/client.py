@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import urllib.error
 import urllib.request
+from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from rsu.api import DEFAULT_HOST, DEFAULT_PORT
@@ -29,18 +31,57 @@ class ApiUnreachable(Exception):
     pass
 
 
+def _env_token() -> str | None:
+    path = os.environ.get("RSU_API_TOKEN_FILE")
+    if path:
+        from rsu.secretfile import read_secret_file
+
+        try:
+            return read_secret_file(path, "RSU_API_TOKEN_FILE").strip() or None
+        except ValueError as e:
+            raise ApiUnreachable(str(e)) from None
+    return os.environ.get("RSU_API_TOKEN") or None
+
+
 class Client:
-    def __init__(self, base_url: str | None = None, timeout: float = 10.0) -> None:
+    """Credentials, when the API asks for them (docs/operations.md, "Remote access"): a bearer token
+    (``token``, else the first line of ``$RSU_API_TOKEN_FILE``, else ``$RSU_API_TOKEN``) and/or a client
+    certificate (``$RSU_API_CERT`` and ``$RSU_API_KEY``); an https URL's server is verified against
+    ``$RSU_API_CACERT`` (else the system's roots)."""
+
+    def __init__(self, base_url: str | None = None, timeout: float = 10.0, token: str | None = None) -> None:
         self.base_url = (base_url or default_url()).rstrip("/")
         self.timeout = timeout
+        self.token = token
+        self._context: ssl.SSLContext | None = None
+        self._ready = False
+
+    def _credentials(self) -> None:
+        """Read the credentials of the environment once (a bad file: ApiUnreachable naming it)."""
+        if self._ready:
+            return
+        self.token = self.token or _env_token()
+        if self.base_url.startswith("https:"):
+            from rsu.api.tls import TlsError, client_context
+
+            env = os.environ.get
+            try:
+                self._context = client_context(*(Path(v) if v else None for v in (
+                    env("RSU_API_CACERT"), env("RSU_API_CERT"), env("RSU_API_KEY"))))
+            except TlsError as e:
+                raise ApiUnreachable(str(e)) from None
+        self._ready = True
 
     def request(self, method: str, path: str, body: dict | None = None, query: dict | None = None) -> dict:
+        self._credentials()
         url = self.base_url + path + (("?" + urlencode(query)) if query else "")
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self._context) as resp:
                 return json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as e:
             raw = e.read()

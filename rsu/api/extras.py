@@ -22,6 +22,7 @@ from aiohttp import web
 from rsu import __version__
 
 if TYPE_CHECKING:
+    from rsu.api.auth_config import AuthSettings, TlsSettings
     from rsu.api.limits import ConnectionLimits, ConnectionTable
 
 log = logging.getLogger("rsu.api")
@@ -89,20 +90,29 @@ class ApiSection(Protocol):
     host: str
     port: int
     max_connections: int
+    tls: TlsSettings | None
+    auth: AuthSettings
 
     def limits(self) -> ConnectionLimits: ...
 
 
 async def start(app: web.Application, api: ApiSection, on_close: Callable[[str], None]) -> web.AppRunner:
-    """Serve ``app`` on ``api.host``:``api.port`` within ``api.limits()`` (:func:`rsu.api.app.serve`)."""
+    """Serve ``app`` on ``api.host``:``api.port`` within ``api.limits()`` (:func:`rsu.api.app.serve`), over
+    TLS 1.3 when ``api.tls`` is set (a client certificate required when it is the only way in)."""
     from rsu.api.app import serve
     from rsu.api.limits import ensure_nofile
+    from rsu.api.tls import server_context
+
+    tls = api.tls
+    ssl_context = None if tls is None else server_context(
+        tls.cert_file, tls.key_file, tls.client_ca_file,
+        require_client_certificate=tls.client_ca_file is not None and not api.auth.tokens)
 
     nofile, need = ensure_nofile(api.limits())
     if nofile < need:
         log.warning("open-file limit %d is below the %d that api.max_connections %d needs (raise LimitNOFILE "
                     "or lower api.max_connections)", nofile, need, api.max_connections)
-    return await serve(app, api.host, api.port, api.limits(), on_close=on_close)
+    return await serve(app, api.host, api.port, api.limits(), on_close=on_close, ssl_context=ssl_context)
 
 
 def set_limits(runner: web.AppRunner, limits: ConnectionLimits) -> None:

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable
+from typing import Any
 
 from aiohttp import web
 
@@ -137,7 +138,7 @@ def ensure_nofile(limits: ConnectionLimits) -> tuple[int, int]:
 class _Guarded(asyncio.Protocol):
     """One accepted connection: asks the table, then hands everything to aiohttp's own protocol."""
 
-    def __init__(self, site: "GuardedSite") -> None:
+    def __init__(self, site: GuardedSite) -> None:
         self._site = site
         self._inner: Any = None
         self._transport: asyncio.Transport | None = None
@@ -151,7 +152,10 @@ class _Guarded(asyncio.Protocol):
         if not accepted:
             transport.abort()  # type: ignore[attr-defined]
             return
-        self._inner = site.runner.server()
+        server = site.runner.server
+        if server is None:  # never: a site starts after its runner's setup()
+            raise RuntimeError("the API runner is not set up")
+        self._inner = server()
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -179,8 +183,8 @@ class GuardedSite(web.BaseSite):
     """A TCP site of ``runner`` whose connections are bounded by ``table`` (see the module text)."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, table: ConnectionTable, *,
-                 backlog: int = BACKLOG) -> None:
-        super().__init__(runner, backlog=backlog)
+                 backlog: int = BACKLOG, ssl_context=None) -> None:
+        super().__init__(runner, backlog=backlog, ssl_context=ssl_context)
         self.host, self.requested_port = host, port
         self.table = table
         self.runner = runner
@@ -189,12 +193,15 @@ class GuardedSite(web.BaseSite):
 
     @property
     def name(self) -> str:
-        return f"http://{self.host}:{self.requested_port}"
+        return f"{'https' if self._ssl_context else 'http'}://{self.host}:{self.requested_port}"
 
     async def start(self) -> None:
         await super().start()
+        # a TLS handshake must end within the header timeout (the table sees the connection only after it)
+        tls = {"ssl": self._ssl_context, "ssl_handshake_timeout": self.table.limits.header_timeout_s} \
+            if self._ssl_context else {}
         self._server = await self.loop.create_server(lambda: _Guarded(self), self.host, self.requested_port,
-                                                     backlog=self._backlog, reuse_address=True)
+                                                     backlog=self._backlog, reuse_address=True, **tls)
         self._sweeper = asyncio.create_task(self._sweep(), name="rsu-api-connections")
 
     async def stop(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from rsu import __version__, catalog
 from rsu.services.defaults import MESSAGE_DEFAULTS, SERVICE_ALIASES
@@ -26,6 +27,10 @@ _ERRORS = {
     "422": _json(_ref("Error"), "validation: a field does not fit the schema or the service rules"),
     "503": _json(_ref("Error"), "store_failure or capacity: nothing was applied"),
 }
+
+# codes of the gate and the admin routes (rsu.api.guard)
+GATE_CODES = ("unauthenticated", "forbidden", "banned", "rate_limited", "audit_failure", "reload_rejected",
+              "not_reloadable", "unknown_token", "no_pki_client")
 
 _SERVICE = {"name": "service", "in": "path", "required": True,
             "description": f"{', '.join(catalog.SERVICES)} (or a message name: {', '.join(catalog.BY_NAME)})",
@@ -181,7 +186,8 @@ _DOC = {
             "tlc": {"type": "object", "description": "SREM: requestor (key, role) and requests (keys, ids)"}}},
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {
             "type": "object", "required": ["code", "path", "reason"], "properties": {
-                "code": {"type": "string", "enum": sorted(CODES) + ["not_found", "method_not_allowed", "http_error", "internal"],
+                "code": {"type": "string", "enum": sorted(CODES) + ["not_found", "method_not_allowed", "http_error", "internal"]
+                         + list(GATE_CODES),
                          "description": "; ".join(f"{k}: {v}" for k, v in CODES.items())},
                 "path": {"type": "string", "description": "the request field, e.g. payload.ivi.mandatory.validTo"},
                 "reason": {"type": "string"}, "message": {"type": "string"}}}}},
@@ -189,5 +195,85 @@ _DOC = {
 }
 
 
+_ANY = _json({"type": "object"}, "JSON")
+_TOKEN = {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}, "description": "token id"}
+# routes the daemon adds to the services' routes (metrics, health, integrations, admin)
+_MORE_PATHS = {
+    "/metrics": {"get": {"summary": "Prometheus metrics (docs/metrics.md)", "responses": {
+        "200": {"description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+    "/v1/health": {"get": {"summary": "Liveness: {status: ok, version}", "responses": {"200": _ANY}}},
+    "/v1/whoami": {"get": {"summary": "The identity and role the request authenticated as", "responses": {
+        "200": _json({"type": "object", "properties": {"identity": {"type": "string"}, "role": {"type": "string"},
+                                                       "kind": {"type": "string"}}}, "who")}}},
+    "/v1/integrations/controller/feed": {"post": {"summary": "One traffic-controller feed message "
+                                                             "(docs/integrations.md)", "responses": {"202": _ANY}}},
+    "/v1/integrations/controller": {"get": {"summary": "The controller feed's status", "responses": {"200": _ANY}}},
+    "/v1/integrations/status": {"get": {"summary": "Every integration's status", "responses": {"200": _ANY}}},
+    "/ui": {"get": {"summary": "The web view (one HTML page; docs/operations.md)", "responses": {
+        "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+    "/ui/{asset}": {"parameters": [{"name": "asset", "in": "path", "required": True,
+                                    "schema": {"type": "string", "enum": ["index.html", "ui.js", "ui.css"]}}],
+                    "get": {"summary": "The web view's script and style sheet", "responses": {"200": _ANY}}},
+    "/v1/ui/state": {"get": {"summary": "Everything the web view shows, as JSON", "responses": {"200": _ANY}}},
+    "/v1/ui/events": {"get": {"summary": "The web view's server-sent events (signal-group states)", "responses": {
+        "200": {"description": "event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}}},
+    "/v1/admin/reload": {"post": {"summary": "Re-read the configuration file (as SIGHUP); 409 if it is refused",
+                                  "responses": {"200": _ANY, "409": _json(_ref("Error"), "reload_rejected")}}},
+    "/v1/admin/pki/check": {"post": {
+        "summary": "Wake the PKI client (pki:): it does now what is due (trust lists, enrolment, ATs); 409 without one",
+        "responses": {"200": _ANY, "409": _json(_ref("Error"), "no_pki_client")}}},
+    "/v1/admin/lockout": {"get": {"summary": "Counted client addresses and identities, with their bans",
+                                  "responses": {"200": _ANY}}},
+    "/v1/admin/unban": {"post": {
+        "summary": "Lift a ban: {\"key\": \"addr:192.0.2.7\"} or {\"key\": \"id:token:ab12...\"} or {\"all\": true}",
+        "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
+            "key": {"type": "string"}, "all": {"type": "boolean"}}}}}},
+        "responses": {"200": _ANY, "422": _json(_ref("Error"), "neither key nor all")}}},
+    "/v1/admin/tokens": {
+        "get": {"summary": "Bearer tokens (id, role, name, expiry; never the secret)", "responses": {"200": _ANY}},
+        "post": {"summary": "A new bearer token: {role, name, valid}; the answer carries the token, shown once",
+                 "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
+                     "role": {"type": "string", "enum": ["monitor", "operator", "admin"]},
+                     "name": {"type": "string"}, "valid": {"type": "string", "description": "e.g. 90d"}}}}}},
+                 "responses": {"201": _ANY, "422": _json(_ref("Error"), "role or validity")}}},
+    "/v1/admin/tokens/{token}": {"parameters": [_TOKEN], "delete": {"summary": "Revoke a bearer token",
+                                                                    "responses": {"200": _ANY, "404": _ANY}}},
+}
+_GATE = {
+    "401": _json(_ref("Error"), "unauthenticated: no valid client certificate or bearer token "
+                                "(counted for the lockout)"),
+    "403": _json(_ref("Error"), "forbidden: the role is too low; banned: banned until an admin lifts it"),
+    "429": _json(_ref("Error"), "banned for a while (Retry-After) or rate_limited (state-changing requests)"),
+}
+
+
 def document() -> dict:
-    return copy.deepcopy(_DOC)
+    """The document, with every operation's role (``x-rsu-role``: public, monitor, operator or admin; from
+    rsu.api.guard.ROUTE_RULES) and its security requirement."""
+    from rsu.api.auth import UNLISTED
+    from rsu.api.guard import ROUTE_RULES
+    from rsu.forward.api import openapi_paths
+
+    doc: dict[str, Any] = copy.deepcopy(_DOC)
+    doc["paths"].update(copy.deepcopy(_MORE_PATHS))
+    doc["paths"].update(openapi_paths())  # the pre-signed forward routes (rsu.forward)
+    doc["components"]["securitySchemes"] = {
+        "clientCertificate": {"type": "mutualTLS", "description": "a client certificate of api.tls.client_ca_file; "
+                                                                  "its CN's role in api.auth.clients"},
+        "bearerToken": {"type": "http", "scheme": "bearer", "description": "rsu admin token add"}}
+    doc["info"]["description"] += (
+        " Every operation states the role it needs in x-rsu-role (monitor < operator < admin; public: none). "
+        "When api.tls or api.auth.tokens is configured, a client authenticates with a client certificate or a "
+        "bearer token; failed authentications lead to escalating bans (429, then 403).")
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            rule = ROUTE_RULES.get((method.upper(), path), UNLISTED)
+            op["x-rsu-role"] = rule.role
+            if rule.role == "public":
+                op["security"] = []
+            else:
+                op["security"] = [{"clientCertificate": []}, {"bearerToken": []}]
+                op["responses"] = {**op["responses"], **{k: v for k, v in _GATE.items() if k not in op["responses"]}}
+    return doc

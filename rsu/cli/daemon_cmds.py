@@ -95,9 +95,30 @@ def cmd_status(args: argparse.Namespace) -> int:
             used = ", ".join(t.get("usedFor") or []) or "-"
             print(f"  {t['label']:<10} {t['hashedId8']}  expires in {t['hoursToExpiry']:.1f} h  "
                   f"{'valid' if t.get('validNow') else 'NOT VALID'}  in use for: {used}")
+    if status.get("clock"):
+        _print_clock(status["clock"])
     if status.get("pki"):
         _print_pki(status["pki"])
     return 0
+
+
+def _print_clock(clock: dict) -> None:
+    """The clock and GNSS part of ``rsu status`` (rsu.health.monitor's status)."""
+    def seconds(v) -> str:
+        return "unknown" if v is None else f"{v * 1000:+.3f} ms"
+
+    state = "synchronized" if clock.get("synchronized") else "NOT SYNCHRONIZED"
+    print(f"\nclock     {state} (source {clock.get('source')}: {clock.get('detail')})")
+    error = clock.get("error_s")
+    print(f"  offset {seconds(clock.get('offset_s'))}  error bound "
+          f"{'unknown' if error is None else f'{error * 1000:.3f} ms'}  policy {clock.get('policy')} for "
+          f"{', '.join(clock.get('timed_messages') or []) or '-'}")
+    gnss = clock.get("gnss")
+    if gnss:
+        where = (f"{gnss['latitude']:.7f}, {gnss['longitude']:.7f}" if gnss.get("latitude") is not None
+                 else "no position")
+        print(f"gnss      {'connected' if gnss.get('connected') else 'NOT CONNECTED'}  fix {gnss.get('fix')}  {where}"
+              f"  satellites used {gnss.get('satellites_used') if gnss.get('satellites_used') is not None else '-'}")
 
 
 def _print_pki(pki: dict) -> None:

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import re
 import sys
+from typing import NoReturn
 
 from rsu import __version__
 from rsu.cli.common import CliError
@@ -22,6 +23,7 @@ COMMAND_MODULES = (
     "rsu.cli.daemon_cmds",
     "rsu.cli.services_cmds",
     "rsu.cli.store_cmds",
+    "rsu.cli.admin_cmds",
     "rsu.cli.map_cmds",
 )
 
@@ -36,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
         # a value such as --area -33.85,151.21,500 (southern latitude) is a value, not an option
         self._negative_number_matcher = re.compile(r"^-\d*\.?\d+([,:]-?\d*\.?\d+)*$")
 
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage as well)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage as well)
         raise CliError(f"{self.prog}: {message}")
 
     def parse_known_args(self, args=None, namespace=None):

@@ -218,6 +218,8 @@ def cmd_request_at(args: argparse.Namespace) -> int:
 def cmd_response(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     from rsu.cli.common import load_json
     from rsu.pki import requests
     from rsu.pki.errors import PkiError
@@ -236,12 +238,15 @@ def cmd_response(args: argparse.Namespace) -> int:
         return 1
     out = {"kind": pending.kind, "ok": response.ok, "code": response.code}
     if response.ok:
-        out["certificate"] = response.certificate.summary()
+        cert, key = response.certificate, response.private_key
+        if cert is None or not isinstance(key, ec.EllipticCurvePrivateKey):  # never: an ok answer to a saved request
+            raise CliError("the response has no certificate, or its key is not a key file's")
+        out["certificate"] = cert.summary()
         try:
             if args.out_cert:
-                Path(args.out_cert).write_bytes(response.certificate.raw)
+                Path(args.out_cert).write_bytes(cert.raw)
             if args.out_key:
-                write_private_key(args.out_key, response.private_key)
+                write_private_key(args.out_key, key)
         except OSError as e:
             raise CliError(f"{e.filename}: {e.strerror or e}") from None
     print_json(out)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from rsu.aio import wait_event
 from rsu.integrations.controller import ControllerFeed, FeedResult
@@ -24,7 +24,7 @@ log = logging.getLogger("rsu.integrations.controller")
 
 
 class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, runner: "ControllerRunner") -> None:
+    def __init__(self, runner: ControllerRunner) -> None:
         self.runner = runner
 
     def datagram_received(self, data: bytes, addr) -> None:
@@ -55,7 +55,7 @@ class ControllerRunner:
         if cfg.port is not None:
             self._transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self),
                                                                      local_addr=(cfg.host, cfg.port))
-            log.info("controller feed (%s) listening on udp %s:%s", cfg.format, *self.address)
+            log.info("controller feed (%s) listening on udp %s:%s", cfg.format, *(self.address or (cfg.host, cfg.port)))
         self.feed.set_wakeup(self._wake.set)
         self._task = asyncio.create_task(self._watchdog(), name="controller-watchdog")
 

@@ -23,12 +23,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, overload
 
 from rsu.integrations.config import ConfigError, intersection_key
-from rsu.integrations.spat import (MOVEMENT_PHASE_STATES, STATUS_BITS, IntersectionUpdate, SignalEvent,
-                                   SignalGroupState)
+from rsu.integrations.spat import MOVEMENT_PHASE_STATES, STATUS_BITS, IntersectionUpdate, SignalEvent, SignalGroupState
 
 _TOP = {"intersection", "timestamp", "revision", "status", "name", "signal_groups"}
 _GROUP = {"signal_group", "state", "start_time", "min_end_time", "max_end_time", "likely_time", "confidence",
@@ -102,12 +101,12 @@ def parse_json_feed(data: bytes | str | dict) -> IntersectionUpdate:
             raise FeedError("invalid-field", f"{path}.next", "expected a list of predicted states")
         if len(nxt) > 15:
             raise FeedError("invalid-field", f"{path}.next", "at most 15 predicted states (16 events in all)")
-        for j, e in enumerate(nxt):
+        for j, ev in enumerate(nxt):
             epath = f"{path}.next[{j}]"
-            if not isinstance(e, dict):
+            if not isinstance(ev, dict):
                 raise FeedError("invalid-field", epath, "expected an object")
-            _unknown(e, _EVENT, epath)
-            events.append(_event(e, epath))
+            _unknown(ev, _EVENT, epath)
+            events.append(_event(ev, epath))
         groups.append(SignalGroupState(sg, tuple(events)))
     return IntersectionUpdate(key=key, timestamp=timestamp, groups=tuple(groups), revision=revision, status=status,
                               name=name)
@@ -121,7 +120,7 @@ def _event(obj: dict, path: str) -> SignalEvent:
     if state not in MOVEMENT_PHASE_STATES:
         raise FeedError("invalid-field", f"{path}.state",
                         f"{state!r} is not a MovementPhaseState ({', '.join(MOVEMENT_PHASE_STATES)})")
-    times = {attr: _time(obj, name, f"{path}.{name}") for name, attr in _TIMES}
+    times: dict[str, Any] = {attr: _time(obj, name, f"{path}.{name}") for name, attr in _TIMES}  # SignalEvent's times
     confidence = None
     if obj.get("confidence") is not None:
         confidence = _int(obj["confidence"], f"{path}.confidence", 0, 15)
@@ -178,7 +177,11 @@ def _status(v: Any) -> int:
     raise FeedError("invalid-field", "status", "4 hex digits (16 bits) or a list of status bit names")
 
 
-def _time(obj: dict, name: str, path: str, *, required: bool = False) -> float | None:
+@overload
+def _time(obj: dict[str, Any], name: str, path: str, *, required: Literal[True]) -> float: ...
+@overload
+def _time(obj: dict[str, Any], name: str, path: str, *, required: bool = False) -> float | None: ...
+def _time(obj: dict[str, Any], name: str, path: str, *, required: bool = False) -> float | None:
     v = obj.get(name)
     if v is None:
         if required:
@@ -206,7 +209,7 @@ def _iso(text: str, path: str) -> float:
     try:
         dt = datetime.fromisoformat(s)
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
+            dt = dt.replace(tzinfo=UTC)
         if leap:
             dt += timedelta(seconds=1)
         return dt.timestamp()

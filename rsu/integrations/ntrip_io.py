@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from typing import Callable
+from collections.abc import Callable
 
 from rsu.aio import wait_event
 from rsu.clock import Clock, iso_utc
@@ -91,7 +91,7 @@ class NtripClient:
                 await self._session()
             except NtripError as e:
                 self._failed(e.reason, e.detail)
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError) as e:
                 self._failed("ntrip-connection-failed", f"{type(e).__name__}: {e}")
             except asyncio.CancelledError:
                 raise
@@ -157,7 +157,7 @@ class NtripClient:
                         timeout = min(timeout, max(0.0, t - now))
                 try:
                     data = await asyncio.wait_for(reader.read(65536), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     data = None
                 now = self.clock.now()
                 if data == b"":
@@ -183,9 +183,9 @@ class NtripClient:
                         raise NtripError("ntrip-closed", "the caster ended the stream")
                 elif now - last_byte >= c.read_timeout_s:
                     raise NtripError("ntrip-timeout", f"no data for {c.read_timeout_s:g} s")
-                frames = self.batcher.due(now)
-                if frames:
-                    self._publish(frames)
+                batch = self.batcher.due(now)
+                if batch:
+                    self._publish(batch)
                 self.gpc.tick(now)
                 if next_gga is not None and now >= next_gga and parser.status == "ok":
                     writer.write(self._gga().encode())

@@ -120,7 +120,8 @@ def parse_tscbm(data: bytes) -> Tscbm:
             raise TscbmError("tscbm-bad-phase", f"phase {number} appears in two blocks")
         phases[number] = PhaseTimes(number, *(_u16(data, off + 1 + 2 * k) for k in range(6)))
     off = 2 + BLOCK * n
-    groups = [_u16(data, off + 2 * k) for k in range(11)]
+    (reds, yellows, greens, dont_walks, ped_clears, walks, overlap_reds, overlap_yellows, overlap_greens,
+     flashing_phases, flashing_overlaps) = (_u16(data, off + 2 * k) for k in range(11))
     off += 22
     status, plan, discontinuous, sequence = data[off:off + 4]
     off += 4
@@ -131,7 +132,9 @@ def parse_tscbm(data: bytes) -> Tscbm:
         raise TscbmError("tscbm-bad-timestamp", f"{seconds} seconds of the day (0..86399)")
     if millis > 999:
         raise TscbmError("tscbm-bad-timestamp", f"{millis} milliseconds (0..999)")
-    return Tscbm(phases, *groups, status, plan, discontinuous, sequence, seconds, millis, ped_calls, ped_detects)
+    return Tscbm(phases, reds, yellows, greens, dont_walks, ped_clears, walks, overlap_reds, overlap_yellows,
+                 overlap_greens, flashing_phases, flashing_overlaps, status, plan, discontinuous, sequence, seconds,
+                 millis, ped_calls, ped_detects)
 
 
 def resolve_time_of_day(time_of_day: float, near: float) -> float:
@@ -148,14 +151,16 @@ def _bit(value: int, n: int) -> bool:
 def movement_state(blob: Tscbm, group: SignalGroupMapConfig) -> tuple[str, int, int, str | None]:
     """(MovementPhaseState, min tenths, max tenths, problem) of one configured signal group."""
     movement = group.movement_for(blob.plan)
+    what = f"{group.type} {'overlap' if group.type == 'overlap' else 'phase'}"
+    n = group.overlap if group.type == "overlap" else group.phase
+    if n is None:  # the configuration's validate() requires it
+        raise ValueError(f"signal group {group.signal_group}: {what} number missing")
     if group.type == "overlap":
-        n = group.overlap
         lights = (_bit(blob.overlap_reds, n), _bit(blob.overlap_yellows, n), _bit(blob.overlap_greens, n))
         flashing = _bit(blob.flashing_overlaps, n)
         times = blob.phases.get(n)
         tmin, tmax = (times.ovl_min, times.ovl_max) if times else (0, 0)
     else:
-        n = group.phase
         times = blob.phases.get(n)
         if group.type == "pedestrian":
             lights = (_bit(blob.dont_walks, n), _bit(blob.ped_clears, n), _bit(blob.walks, n))
@@ -165,7 +170,7 @@ def movement_state(blob: Tscbm, group: SignalGroupMapConfig) -> tuple[str, int, 
             lights = (_bit(blob.reds, n), _bit(blob.yellows, n), _bit(blob.greens, n))
             flashing = _bit(blob.flashing_phases, n)
             tmin, tmax = (times.veh_min, times.veh_max) if times else (0, 0)
-    what = f"{group.type} {'overlap' if group.type == 'overlap' else 'phase'} {n}"
+    what = f"{what} {n}"
     if times is None and group.type != "overlap":
         return "unavailable", 0, 0, f"{what} is in no phase block"
     stop, clear, go = lights

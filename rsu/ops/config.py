@@ -29,9 +29,22 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from rsu.api.auth_config import AuditSettings, AuthSettings, TlsSettings, host_issue
+from rsu.forward.config import ForwardSection
+from rsu.health.config import ClockSection
 from rsu.integrations.config import IntegrationsConfig
-from rsu.ops.config_core import (ConfigError, ConfigIssue, Problems, Seconds, format_path, load_yaml_file,
-                                   parse_duration, tagged, validate, within)
+from rsu.ops.config_core import (
+    ConfigError,
+    ConfigIssue,
+    Problems,
+    Seconds,
+    format_path,
+    load_yaml_file,
+    parse_duration,
+    tagged,
+    validate,
+    within,
+)
 from rsu.pki.config import PkiClientSection
 from rsu.transports.config import GnUdpConfig, MqttConfig
 
@@ -125,30 +138,17 @@ def _service_checked(value: dict[str, Any], issues_of: Any) -> dict[str, Any]:
     return value
 
 
-LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
-
-
 class Api(_Section):
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # loopback unless clients authenticate (rsu.api.auth_config.host_problem)
     port: int = Field(8301, ge=0, le=65535, description="0 = any free port")
     max_connections: int = Field(256, ge=1, le=16384)
     header_timeout_s: Annotated[Seconds, within(0.5, 300)] = 10.0
     idle_timeout_s: Annotated[Seconds, within(1, 3600)] = 60.0
+    tls: TlsSettings | None = None  # TLS 1.3, client certificates; auth: roles, tokens, lockout (rsu.api.auth_config)
+    auth: AuthSettings = AuthSettings()
+    audit: AuditSettings = AuditSettings()
 
-    @field_validator("host")
-    @classmethod
-    def _loopback_only(cls, v: str) -> str:
-        import ipaddress
-
-        try:
-            loopback = ipaddress.ip_address(v.strip("[]")).is_loopback
-        except ValueError:
-            loopback = v.lower() in LOOPBACK_NAMES
-        if not loopback:
-            raise ValueError(f"expected a loopback address (127.0.0.1, ::1 or localhost), found {v!r}: the API "
-                             "has no authentication yet, so it listens on loopback only; let other machines in "
-                             "through a reverse proxy that authenticates them")
-        return v
+    _host = model_validator(mode="wrap")(host_issue)
 
     def limits(self):
         """The connection bounds of the API server (rsu.api.limits)."""
@@ -197,6 +197,8 @@ class Config(_Section):
     api: Api = Api()
     logging: Logging = Logging()
     pki: PkiClientSection | None = None  # TS 102 941 PKI client (rsu.pki.config); absent: none
+    forward: ForwardSection = ForwardSection()  # sinks towards the centre, pre-signed forward (rsu.forward)
+    clock: ClockSection = ClockSection()  # clock and GNSS health, the unsynchronized policy (rsu.health.config)
     # worker processes, each owning a shard of intersections ("auto": one per core; docs/scaling.md)
     workers: Annotated[int, BeforeValidator(_workers), Field(ge=1, le=64)] = 1
 

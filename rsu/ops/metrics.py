@@ -27,7 +27,8 @@ from collections import deque
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from rsu.pipeline.outcomes import Accepted, Dropped, Held, HoldEnded
+from rsu.pipeline.outcomes import Accepted, Dropped, Held, HoldEnded, SendOutcome, Sent, Skipped
+
 # the receive-side reasons the pipeline decides (re-exported: the metrics list every reason)
 from rsu.pipeline.receive import Received, RxOutcome, RxReason, security_reason  # noqa: F401
 
@@ -103,8 +104,9 @@ class Metrics:
                             f"Scheduled sends released more than {LATE_AFTER_S} s after their slot", ["service"],
                             registry=r)
         self.skipped = Counter("rsu_scheduled_sends_skipped_total",
-                               "Scheduled repetitions not sent (missed-slot: the loop was late by more than an "
-                               "interval; overload: more were due than one pass may send)",
+                               "Scheduled sends not sent (missed-slot: the loop was late by more than an "
+                               "interval; overload: more were due than one pass may send; clock-unsynchronized: a "
+                               "timed message while the clock is not synchronized, under clock.unsynchronized: stop)",
                                ["service", "reason"], registry=r)
         self.rate = Gauge("rsu_dissemination_rate_per_second",
                           "Messages sent per second over the last rate window", ["message", "transport"], registry=r)
@@ -134,8 +136,50 @@ class Metrics:
             "rsu_store_events_total", "What opening the store of active messages found: store_lost, store_behind, "
             "cursor_file_rebuilt (identifiers continue from the copy ahead; see docs/operations.md)", ["event"],
             registry=r)
+        # forwarding to the centre (rsu.forward), per sink; reasons: rsu.forward.runtime.DROP_REASONS
+        self.forward_queued = Gauge("rsu_forward_queued", "Received messages waiting in the sink's disk queue",
+                                    ["sink"], registry=r)
+        self.forward_delivered = Counter("rsu_forward_delivered_total", "Messages the sink's centre acknowledged",
+                                         ["sink"], registry=r)
+        self.forward_dropped = Counter("rsu_forward_dropped_total", "Messages a sink dropped, by reason",
+                                       ["sink", "reason"], registry=r)
+        self.forward_oldest_age = Gauge("rsu_forward_oldest_age_seconds", "Age of the oldest queued message",
+                                        ["sink"], registry=r)
+        self.presigned = Counter("rsu_presigned_total", "Pre-signed messages submitted: accepted, or the reason "
+                                 "they were refused", ["result"], registry=r)
+        self.api_auth_failures = Counter("rsu_api_auth_failures_total", "Failed API authentications, by reason",
+                                         ["reason"], registry=r)
+        self.api_requests_refused = Counter("rsu_api_requests_refused_total", "API requests refused before their handler "
+                                   "ran: banned, forbidden (role too low), rate_limited", ["reason"], registry=r)
+        self.api_bans = Counter("rsu_api_bans_total", "Bans started by the lockout (client address or identity)",
+                                ["kind"], registry=r)
+        self.api_rate_limited = Counter("rsu_api_rate_limited_total", "State-changing API requests refused by the "
+                                        "per-identity rate limit, by action", ["action"], registry=r)
+        self.audit_entries = Counter("rsu_audit_entries_total", "Lines written to the audit log, by action",
+                                     ["action"], registry=r)
         self.up = Gauge("rsu_up", "1 while the daemon runs", registry=r)
         self.up.set(1)
+        # clock and GNSS health (rsu.health.monitor)
+        self.clock_synchronized = Gauge("rsu_clock_synchronized",
+                                        "1 while the system clock is synchronized (clock.sync_source decides)", registry=r)
+        self.clock_offset = Gauge("rsu_clock_offset_seconds",
+                                  "Estimated offset of the system clock from true time (positive: ahead)", registry=r)
+        self.clock_error = Gauge("rsu_clock_error_seconds", "Bound on the system clock's error", registry=r)
+        self.clock_source = Gauge("rsu_clock_source", "1 for the source of the clock's verdict (kernel, chrony, none)",
+                                  ["source"], registry=r)
+        self.clock_unsynchronized_sent = Counter(
+            "rsu_clock_unsynchronized_sends_total",
+            "Timed messages sent while the clock was not synchronized (clock.unsynchronized: warn)",
+            ["service", "message"], registry=r)
+        self.gnss_connected = Gauge("rsu_gnss_connected", "1 while connected to gpsd", registry=r)
+        self.gnss_fix_mode = Gauge("rsu_gnss_fix_mode", "gpsd fix mode: 0 unknown, 1 no fix, 2 2D, 3 3D", registry=r)
+        self.gnss_latitude = Gauge("rsu_gnss_latitude_degrees", "GNSS latitude, WGS 84 (NaN without a fix)",
+                                   registry=r)
+        self.gnss_longitude = Gauge("rsu_gnss_longitude_degrees", "GNSS longitude, WGS 84 (NaN without a fix)",
+                                    registry=r)
+        self.gnss_altitude = Gauge("rsu_gnss_altitude_metres", "GNSS altitude (NaN without a 3D fix)", registry=r)
+        self.gnss_satellites_used = Gauge("rsu_gnss_satellites_used", "Satellites used in the fix (NaN: not reported)",
+                                          registry=r)
         self._children: dict = {}
         self._window: deque[tuple[float, str, str]] = deque()
         self.rate_window_s = 10.0
@@ -212,8 +256,41 @@ class Metrics:
             case HoldEnded():
                 self.hold(outcome.message, outcome.transport, outcome.event)
 
+    def count_send(self, service: str, lateness_s: float, outcomes: list[SendOutcome]) -> list[str] | None:
+        """The send pipeline's outcomes for one scheduled transmission of ``service`` (catalog service), counted:
+        a Skipped transmission as skipped; otherwise its lateness, each Sent as sent or repeated, each Dropped
+        by its reason. Gives the names of the transports it went out on (None: skipped)."""
+        if len(outcomes) == 1 and isinstance(outcomes[0], Skipped):
+            self.skipped.labels(outcomes[0].service, outcomes[0].reason).inc()
+            return None
+        self.scheduled(service, lateness_s)
+        sent_on = []
+        for outcome in outcomes:
+            if isinstance(outcome, Sent):
+                self.on_sent(service, outcome.kind.name, outcome.transport, repetition=outcome.repetition)
+                sent_on.append(outcome.transport)
+            elif isinstance(outcome, Dropped):
+                self.drop(outcome.transport, outcome.reason)
+        return sent_on
+
     def limit_hit(self, limit: str) -> None:
         self.child(self.limit_hits, limit).inc()
+
+    # the API guard's counts (rsu.api.guard.GuardMetrics) -------------------------------------
+    def auth_failure(self, reason: str) -> None:
+        self.child(self.api_auth_failures, reason).inc()
+
+    def api_refused(self, reason: str) -> None:
+        self.child(self.api_requests_refused, reason).inc()
+
+    def ban_started(self, permanent: bool) -> None:
+        self.child(self.api_bans, "permanent" if permanent else "timed").inc()
+
+    def rate_limited(self, action: str) -> None:
+        self.child(self.api_rate_limited, action).inc()
+
+    def audited(self, action: str) -> None:
+        self.child(self.audit_entries, action).inc()
 
     def scheduled(self, service: str, lateness_s: float) -> None:
         self.lateness.labels(service).observe(lateness_s)
@@ -230,7 +307,7 @@ class Metrics:
 
         for metric, field in ((self.received, "received"), (self.accepted, "accepted"),
                               (self.rx_dropped, "dropped"), (self.held, "held")):
-            for sample in metric.collect()[0].samples:
+            for sample in next(iter(metric.collect())).samples:
                 if not sample.name.endswith("_created"):
                     row(sample.labels["message"], sample.labels["transport"])[field] += sample.value
         return out

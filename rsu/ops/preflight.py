@@ -11,6 +11,7 @@ Checked, one issue per problem, all at once:
 * ``state_dir``: a directory (or creatable) and writable;
 * ``security``: the PKI loads (trust anchors, an AT with its private key), or the test PKI can be created;
 * ``api.host`` / ``api.port``: the address can be bound (an address of this machine, port free);
+* ``api.tls``: the certificate, its key and the client CA load;
 * ``integrations.controller.host`` / ``.port``: the same, for the UDP feed listener;
 * ``transports[i].pcap``: the file can be written;
 * ``transports[i]`` MQTT: ``ca_file`` / ``cert_file`` / ``key_file`` load as TLS files, ``password_file`` reads;
@@ -50,11 +51,13 @@ def host_issues(config: cfgmod.Config, *, running_rsu_is_fine: bool = True) -> l
 
     state_ok = _state_dir(config, add)
     _security(config, add, state_ok)
-    rsu_running = running_rsu_is_fine and _rsu_answers(config.api.host, config.api.port)
+    rsu_running = running_rsu_is_fine and _rsu_answers(config.api.host, config.api.port, config.api.tls is not None)
     _bind("api", socket.SOCK_STREAM, config.api.host, config.api.port, add, rsu_running)
+    if config.api.tls is not None:
+        _api_tls(config.api.tls, add)
     integrations = cfgmod.integrations_config(config)
-    if integrations.controller is not None and integrations.controller.port is not None:
-        c = integrations.controller
+    c = integrations.controller
+    if c is not None and c.port is not None:
         _bind("integrations.controller", socket.SOCK_DGRAM, c.host, c.port, add, rsu_running)
     for i, (kind, cfg) in enumerate(cfgmod.transport_configs(config)):
         if kind == "gn-udp" and cfg.pcap:
@@ -143,11 +146,14 @@ def _security(config: cfgmod.Config, add, state_ok: bool) -> None:
             f"{config.tickets_path}: the authorization tickets do not load: {e}{hint}")
 
 
-def _rsu_answers(host: str, port: int) -> bool:
+def _rsu_answers(host: str, port: int, tls: bool = False) -> bool:
     if not port:
         return False
+    # over TLS the server is not verified: /v1/health only tells whether an rsu is the one holding the port
+    context = ssl._create_unverified_context() if tls else None  # noqa: S323
     try:
-        with urllib.request.urlopen(f"http://{_url_host(host)}:{port}/v1/health", timeout=2) as resp:
+        with urllib.request.urlopen(f"{'https' if tls else 'http'}://{_url_host(host)}:{port}/v1/health", timeout=2,
+                                    context=context) as resp:
             return json.load(resp).get("status") == "ok"
     except Exception:  # noqa: BLE001 - nothing, or not an rsu, answers there
         return False
@@ -204,6 +210,17 @@ def _secret(path_name: str, cfg, add) -> None:
         return
     if not password:
         add(path_name, f"{cfg.password_file} is empty (the password is its first line)", fatal=False)
+
+
+def _api_tls(tls, add) -> None:
+    """The API's certificate, key and client CA load (rsu.api.tls: the daemon cannot start otherwise)."""
+    from rsu.api.tls import TlsError, server_context
+
+    try:
+        server_context(tls.cert_file, tls.key_file, tls.client_ca_file)
+    except TlsError as e:
+        path, _, message = str(e).partition(": ")
+        add(path, message)
 
 
 def _mqtt_files(prefix: str, cfg, add) -> None:

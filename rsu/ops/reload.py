@@ -12,15 +12,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rsu.ops.config import Config
 
-SECTIONS = ("station", "state_dir", "security", "services", "transports", "api", "integrations", "pki")
+SECTIONS = ("station", "state_dir", "security", "services", "transports", "api", "integrations", "pki", "forward",
+            "clock")
 
 # part -> the sections whose change rebuilds it. The PKI client depends on the position (regions), the
 # IVI provider (permissions) and the state; a rebuilt client counts as a changed "pki" for the parts after it.
 REBUILT_BY: dict[str, frozenset[str]] = {
+    "health": frozenset({"clock"}),  # reconfigured in place: the gate the send pipeline holds stays
     "pki": frozenset({"pki", "state_dir", "station", "services"}),
     "security": frozenset({"security", "state_dir", "pki"}),
     "layer": frozenset({"station", "state_dir", "services", "security", "pki"}),
     "transports": frozenset({"station", "transports", "security", "pki"}),
+    "forward": frozenset({"forward", "state_dir", "station"}),
     "integrations": frozenset({"integrations"}),
     "api": frozenset({"api"}),
 }
@@ -38,5 +41,5 @@ def parts_to_rebuild(old: Config, new: Config) -> set[str]:
     if changed & REBUILT_BY["pki"] and (old.pki or new.pki):  # no client before or after: nothing to rebuild
         parts.add("pki")
         changed.add("pki")
-    parts.update(part for part in PARTS[1:] if changed & REBUILT_BY[part])
+    parts.update(part for part in PARTS if part != "pki" and changed & REBUILT_BY[part])
     return parts

@@ -266,6 +266,11 @@ def config_issues(config: Any, count: int) -> list[tuple[str, str]]:
         issues.append(("api.port", "must be a fixed port with workers > 1 (worker k listens on api.port + 1 + k)"))
     elif config.api.port + count > 65535:
         issues.append(("api.port", f"api.port + {count} workers exceeds 65535"))
+    from rsu.api.auth_config import authenticates
+
+    if config.api.tls is not None or authenticates(config.api.tls, config.api.auth):
+        issues.append(("api", "TLS and authentication are not yet applied by the workers' supervisor: with "
+                       "workers > 1 the API stays on loopback without api.tls and api.auth (docs/scaling.md)"))
     ctl = config.integrations.controller
     if ctl is not None:
         if ctl.format != "json":

@@ -27,10 +27,20 @@ if TYPE_CHECKING:
 SendRecords = dict[tuple[str, str], dict]
 
 
+def note_sent(records: SendRecords, service: str, ident: str, now: float, transports: list[str]) -> None:
+    """One scheduled transmission of entry (``service``, ``ident``) at ``now``: its last send, the transports
+    it went out on and its count, for the status's message list."""
+    record = records.setdefault((service, ident), {"count": 0})
+    record.update(last=now, transports=transports)
+    record["count"] += 1
+
+
 def daemon_status(*, now: float, started_at: float | None, config: Config, config_path: str | None, layer: ServiceLayer,
            security: SecurityService | None, transports: TransportSet | None, integrations: Integrations | None,
-           pki: PkiRuntime | None, sent: SendRecords, reloads: dict) -> dict[str, Any]:
-    """What is on the air now."""
+           pki: PkiRuntime | None, sent: SendRecords, reloads: dict,
+           forward: dict[str, Any] | None = None, clock: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What is on the air now. ``forward``: the forwarding sinks' status; ``clock``: the health monitor's
+    (rsu.health.monitor); None without them."""
     messages = []
     for entry in layer.list():
         record = sent.get((entry["service"], entry["id"]), {})
@@ -61,6 +71,8 @@ def daemon_status(*, now: float, started_at: float | None, config: Config, confi
         "services": layer.stats(), "reloads": dict(reloads),
         "integrations": integrations.status() if integrations else None,
         "pki": pki.status() if pki is not None else None,
+        "forward": forward,
+        "clock": clock,
     }
 
 

@@ -23,9 +23,8 @@ class Notifier:
             self.address = "\0" + self.address[1:]  # abstract namespace socket
         usec = env.get("WATCHDOG_USEC")
         pid = env.get("WATCHDOG_PID")
-        watchdog_for_us = usec is not None and (pid is None or pid == str(os.getpid()))
         self.watchdog_interval: float | None = None
-        if watchdog_for_us:
+        if usec is not None and (pid is None or pid == str(os.getpid())):  # the watchdog is for us
             try:
                 self.watchdog_interval = max(int(usec) / 1e6 / 2, 0.05)
             except ValueError:

@@ -403,7 +403,8 @@ class Supervisor:
         from rsu.api import extras
 
         # the API's own connection bounds (api.max_connections, header and idle timeouts)
-        self._runner = await extras.start(app, self.config.api, on_close=lambda reason: None)
+        api: Any = self.config.api  # the frozen Api section (extras.ApiSection is its read-write protocol)
+        self._runner = await extras.start(app, api, on_close=lambda reason: None)
 
     async def _forward(self, request, worker: int, body: bytes | None = None,
                        on_status: Callable[[int], None] | None = None):

@@ -29,13 +29,13 @@ class Codec(Protocol):
     @property
     def schema(self) -> Schema: ...
 
-    def encode(self, value: dict, kind: MessageKind | None = None, *, validate: bool = True) -> bytes: ...
+    def encode(self, value: dict[str, Any], kind: MessageKind | None = None, *, validate: bool = True) -> bytes: ...
 
     def decode(self, data: bytes, *, validate: bool = True) -> DecodedPdu: ...
 
-    def to_jer(self, kind: MessageKind, value: dict) -> dict: ...
+    def to_jer(self, kind: MessageKind, value: dict[str, Any]) -> dict[str, Any]: ...
 
-    def from_jer(self, obj: Any, kind: MessageKind | None = None) -> tuple[MessageKind, dict]: ...
+    def from_jer(self, obj: Any, kind: MessageKind | None = None) -> tuple[MessageKind, dict[str, Any]]: ...
 
 
 def _ignore(kind: MessageKind | None, seconds: float) -> None:
@@ -67,7 +67,7 @@ class LazyCodec:
     def schema(self) -> Schema:
         return self.codec.schema
 
-    def encode(self, value: dict, kind: MessageKind | None = None, *, validate: bool = True) -> bytes:
+    def encode(self, value: dict[str, Any], kind: MessageKind | None = None, *, validate: bool = True) -> bytes:
         codec = self.codec
         t0 = self._timer()
         try:
@@ -78,8 +78,8 @@ class LazyCodec:
     def decode(self, data: bytes, *, validate: bool = True) -> DecodedPdu:
         return self.codec.decode(data, validate=validate)
 
-    def to_jer(self, kind: MessageKind, value: dict) -> dict:
+    def to_jer(self, kind: MessageKind, value: dict[str, Any]) -> dict[str, Any]:
         return self.codec.to_jer(kind, value)
 
-    def from_jer(self, obj: Any, kind: MessageKind | None = None) -> tuple[MessageKind, dict]:
+    def from_jer(self, obj: Any, kind: MessageKind | None = None) -> tuple[MessageKind, dict[str, Any]]:
         return self.codec.from_jer(obj, kind)

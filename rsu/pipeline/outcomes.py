@@ -1,6 +1,7 @@
 """What a pipeline step decided, as data: the daemon acts on outcomes and counts them, never infers them.
 
-Send side: each target transport of a transmission gets exactly one :class:`Sent` or :class:`Dropped`.
+Send side: each target transport of a transmission gets exactly one :class:`Sent` or :class:`Dropped`,
+unless the whole transmission is :class:`Skipped` (the only outcome then).
 Receive side: each received frame meets exactly one fate (:class:`Accepted`, :class:`Dropped` or
 :class:`Held`); a held frame later gets a :class:`HoldEnded` followed by its fate.
 ``message`` is the metrics' message label (a :class:`rsu.catalog.MessageKind` name, or ``unknown``).
@@ -9,7 +10,7 @@ Receive side: each received frame meets exactly one fate (:class:`Accepted`, :cl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from rsu.catalog import MessageKind
 
@@ -31,6 +32,17 @@ class Dropped:
     reason: str
     transport: str
     message: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A transmission not sent on any transport (e.g. a timed message while the clock is not synchronized):
+    counted in ``rsu_scheduled_sends_skipped_total{service, reason}``. ``service``: the catalog's service."""
+
+    service: str
+    message: str
+    reason: str
     detail: str = ""
 
 
@@ -59,8 +71,8 @@ class Accepted:
     transport: str
     message: str
     service: str
-    event: dict = field(default_factory=dict)
+    event: dict[str, Any] = field(default_factory=dict)
 
 
-SendOutcome = Sent | Dropped
+SendOutcome = Sent | Dropped | Skipped
 ReceiveOutcome = Accepted | Dropped | Held | HoldEnded

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -153,6 +153,14 @@ class ReceivePipeline:
             out.extend(self._judged(r, now))
         return out
 
+    def released(self, results: Iterable[VerificationResult], now: float) -> list[RxOutcome]:
+        """Fates of held frames that a verification outside this pipeline released (e.g. a pre-signed
+        message from the centre carrying the certificate they waited for)."""
+        out: list[RxOutcome] = []
+        for r in results:
+            out.extend(self._judged(r, now))
+        return out
+
     def expire(self, now: float) -> list[RxOutcome]:
         """Held frames whose time ran out: ``HoldEnded`` (expired) and ``Dropped`` each (housekeeping calls it)."""
         if self._security is None:
@@ -199,7 +207,8 @@ class ReceivePipeline:
             return Dropped(str(RxReason.REPLAY), frame.transport, message,
                            "accepted before, within its acceptance window")
         info = {"its_aid": r.psid, "ssp": r.ssp.hex() if r.ssp is not None else None,
-                "signer": r.signer_id.hex() if r.signer_id else None, "verification": "ok"}
+                "signer": r.signer_id.hex() if r.signer_id else None, "verification": "ok",
+                "secured_data": bytes(frame.secured).hex()}  # as received (forward sinks' envelope option)
         pdu: Any = r.pdu if r.pdu is not None else r.payload[frame.payload_offset:]  # type: ignore[index]
         return self._deliver(frame, message, pdu, info)
 

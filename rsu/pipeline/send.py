@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rsu.catalog import MessageKind
-from rsu.pipeline.outcomes import Dropped, SendOutcome, Sent
+from rsu.pipeline.outcomes import Dropped, SendOutcome, Sent, Skipped
 from rsu.security.request import SignRequest
 from rsu.services.model import Transmission
 from rsu.transports.drops import DropReason
@@ -149,6 +149,13 @@ class MqttFramer:
 
 # ====================================================================== pipeline
 
+class SendGate(Protocol):
+    """Asked once per transmission before anything is signed (e.g. :class:`rsu.health.clock.ClockGate`):
+    None lets it through, a reason (``clock-unsynchronized``) skips it."""
+
+    def allows(self, kind: MessageKind, now: float) -> str | None: ...
+
+
 class SendPipeline:
     """Transmission + now -> one outcome per target transport (see the module docstring).
 
@@ -158,20 +165,27 @@ class SendPipeline:
     """
 
     def __init__(self, framers: Iterable[Framer], defaults: Iterable[str], signer: Signer | None, *,
-                 on_sign_time: OnSignTime | None = None, timer: Callable[[], float] = time.perf_counter) -> None:
+                 on_sign_time: OnSignTime | None = None, timer: Callable[[], float] = time.perf_counter,
+                 gate: SendGate | None = None) -> None:
         self.framers: Mapping[str, Framer] = {f.name: f for f in framers}
         self.defaults = tuple(defaults)
         self.signer = signer
         self._on_sign_time = on_sign_time
         self._timer = timer
+        self.gate = gate
 
     def targets(self, tx: Transmission) -> tuple[str, ...]:
         """The transport names ``tx`` goes to: the ones its parameters name, else the defaults."""
         return tx.params.transports or self.defaults
 
     def send(self, tx: Transmission, now: float) -> list[SendOutcome]:
-        """One outcome per target transport, in the order the parameters name them."""
+        """One outcome per target transport, in the order the parameters name them; or one :class:`Skipped`
+        when the gate holds the transmission back (nothing encoded is signed then)."""
         message = tx.kind.name
+        if self.gate is not None:
+            reason = self.gate.allows(tx.kind, now)
+            if reason is not None:
+                return [Skipped(tx.kind.service, message, reason, f"{tx.kind.pdu} {tx.id} not sent")]
         outcomes: list[SendOutcome] = []
         shared: _SharedSignature | None = None
         for name in self.targets(tx):

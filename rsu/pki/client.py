@@ -39,19 +39,21 @@ import json
 import logging
 import os
 import random as _random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rsu import clock
 from rsu.pki import ecies, requests
 from rsu.pki.config import TUNING
 from rsu.pki.errors import PkiError
 from rsu.pki.identity import CANONICAL_LABEL, load_identity
-from rsu.pki.keystore import KeyHandle, KeyStore, KeyStoreError, atomic_write
+from rsu.pki.keystore import KeyStore, KeyStoreError, atomic_write
 from rsu.pki.signed import signer_hashed_id8
 from rsu.pki.trustlist import TrustListError, TrustStore, parse_trust_list
 from rsu.security.certs import Certificate, CertificateError
+from rsu.security.keys import SigningKey
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +145,7 @@ class _Job:
 class StoredCert:
     certificate: Certificate
     key_label: str
-    key: KeyHandle | None = field(default=None, repr=False)
+    key: SigningKey = field(repr=False)  # a key store's handle
 
 
 # ====================================================================== the client
@@ -173,7 +175,7 @@ class PkiClient:
     # ------------------------------------------------------------------ load / save
     @classmethod
     def load(cls, config: ClientConfig, keystore: KeyStore, state_dir: str | os.PathLike, *,
-             read_only: bool = False, **kw) -> "PkiClient":
+             read_only: bool = False, **kw) -> PkiClient:
         """Client with the state of ``state_dir`` (trust lists replayed, EC, ATs); orphan keys deleted
         unless ``read_only`` (``rsu pki status`` beside a running daemon: a key it has just made for a
         request in flight is not an orphan). Unusable state files are named in ``load_errors`` and
@@ -343,7 +345,7 @@ class PkiClient:
         """The TLM certificates (HashedId8 -> bytes as received) the applied ECTL lists."""
         if self.trust.ectl is None:
             return {}
-        return {e.hashed_id8: e.certificate.raw for e in parse_trust_list(self.trust.ectl.raw).adds("tlm")}
+        return {e.h8: e.cert.raw for e in parse_trust_list(self.trust.ectl.raw).adds("tlm")}
 
     def _link_action(self, now: float) -> Fetch | None:
         cpoc = self.config.cpoc_url.rstrip("/")
@@ -381,7 +383,11 @@ class PkiClient:
 
     # -- enrolment
     def _ec_valid(self, now: float) -> bool:
-        return self.ec is not None and self.ec.certificate.valid_at(now)
+        return self._valid_ec(now) is not None
+
+    def _valid_ec(self, now: float) -> StoredCert | None:
+        """The EC when it is valid at ``now``."""
+        return self.ec if self.ec is not None and self.ec.certificate.valid_at(now) else None
 
     def _ec_due_at(self) -> float | None:
         if self.ec is None:
@@ -402,19 +408,21 @@ class PkiClient:
         return chosen.certificate, url
 
     def _enrol_action(self, now: float) -> HttpPost | None:
-        if self._ec_valid(now) and now < self._ec_due_at():
+        due = self._ec_due_at()
+        if self._ec_valid(now) and due is not None and now < due:  # (a valid EC has a due time)
             return None
         if not self._trust_ready(now):
             return None
         ea, url = self._authority("ea")
-        renew = self._ec_valid(now)
+        current = self._valid_ec(now)
+        renew = current is not None
         label = self._key_label("ec")
         new_key = self.keys.generate(label, self.config.key_curve)
         try:
-            if renew:
+            if current is not None:  # renew
                 pending = requests.build_enrolment_request(
-                    its_id=b"", signing_key=self.ec.key, ea=ea, generation_time=clock.time64(now),
-                    random=self.random, current_ec=self.ec.certificate, new_key=new_key)
+                    its_id=b"", signing_key=current.key, ea=ea, generation_time=clock.time64(now),
+                    random=self.random, current_ec=current.certificate, new_key=new_key)
             else:
                 if self.config.its_id is None:
                     raise ClientError("no-identity", "no canonical id (run rsu pki init or configure pki.its_id)")
@@ -447,20 +455,21 @@ class PkiClient:
         return ends[0]
 
     def _authorize_action(self, now: float) -> HttpPost | None:
-        if not self._ec_valid(now) or len(self._fresh_ats(now)) >= self.config.at_pool:
+        current = self._valid_ec(now)
+        if current is None or len(self._fresh_ats(now)) >= self.config.at_pool:
             return None
         if self.jobs["enrol"].in_flight is not None or not self._trust_ready(now):
             return None
         aa, url = self._authority("aa")
         ea = self.ea_cert
         listed = self.trust.authority(signer_hashed_id8(ea)) if ea is not None else None
-        if listed is None or listed[0] != "ea":
+        if ea is None or listed is None or listed[0] != "ea":
             raise ClientError("no-authority", "the EA that issued the EC is not listed (or revoked); re-enrol")
         label = self._key_label("at")
         new_key = self.keys.generate(label, self.config.key_curve)
         try:
             pending = requests.build_authorization_request(
-                ec=self.ec.certificate, ec_key=self.ec.key, ea=ea, aa=aa, permissions=self.config.permissions,
+                ec=current.certificate, ec_key=current.key, ea=ea, aa=aa, permissions=self.config.permissions,
                 generation_time=clock.time64(now), random=self.random, new_key=new_key)
         except BaseException:
             self.keys.delete(label)
@@ -494,6 +503,8 @@ class PkiClient:
             return Outcome("unknown", "unexpected-result", f"no request {result.id} in flight")
         job = self.jobs[job_name]
         flight, job.in_flight = job.in_flight, None
+        if flight is None:  # (never: the job was found by its request in flight)
+            return Outcome("unknown", "unexpected-result", f"no request {result.id} in flight")
         try:
             if job_name == "trust":
                 outcome = self._trust_result(flight, result, now)
@@ -553,6 +564,8 @@ class PkiClient:
                 self._pending_link = link  # the new TLM is not in the ECTL: fetch it from the CPOC next
                 return Outcome("trust", "ok", "TLM link certificate: fetching the TLM certificate it names")
         else:
+            if link is None:  # the TLM certificate is fetched only for a pending link certificate
+                raise ClientError("no-link", "a TLM certificate came without the link certificate that names it")
             store, cert = self.trust.with_tlm_link(link, [result.body], now)
         new = signer_hashed_id8(Certificate.from_bytes(cert))
         applied = {**self.trust_applied, f"tlm-link:{new.hex()}": {"raw": link.hex(), "cert": cert.hex(), "at": now}}
@@ -583,10 +596,10 @@ class PkiClient:
         store = _apply(self.trust, key.split(":")[0], result.body, now)
         applied = {**self.trust_applied, key: entry}
         if key == "ectl":
-            old = self.trust.ectl
-            if old is not None and old.signer != store.ectl.signer and "ectl" in self.trust_applied:
+            old, new = self.trust.ectl, store.ectl  # (new: set by with_ectl)
+            if old is not None and new is not None and old.signer != new.signer and "ectl" in self.trust_applied:
                 # a new TLM: keep the list that linked it, so that the replay at start trusts it again
-                applied[f"ectl-link:{store.ectl.signer.hex()}"] = self.trust_applied["ectl"]
+                applied[f"ectl-link:{new.signer.hex()}"] = self.trust_applied["ectl"]
             # a new ECTL may drop our root: keep only lists of roots still listed
             applied = {k: v for k, v in applied.items() if k == "ectl" or k.startswith(("ectl-link:", "tlm-link:"))
                        or bytes.fromhex(k.partition(":")[2]) in store.roots}
@@ -603,6 +616,8 @@ class PkiClient:
         response = requests.process_response(pending, result.body, now, self.trust)
         if not response.ok:
             return Outcome(job_name, response.code, f"{pending.kind} refused by the authority")
+        if response.certificate is None or response.private_key is None:  # an ok response carries both
+            raise ClientError("no-certificate", f"{pending.kind} response without its certificate")
         stored = StoredCert(response.certificate, flight["label"], response.private_key)
         if job_name == "enrol":
             old = self.ec
@@ -736,6 +751,8 @@ def load_trust_store(state_dir: str | os.PathLike, tlm_ids: tuple[bytes, ...]) -
 
 def _apply(store: TrustStore, kind: str, raw: bytes, now: float, entry: dict | None = None) -> TrustStore:
     if kind == "tlm-link":  # a link certificate and the TLM certificate it names
+        if entry is None:
+            raise TrustListError("malformed", "a TLM link certificate without the TLM certificate it names")
         return store.with_tlm_link(raw, [bytes.fromhex(entry["cert"])], now)[0]
     return {"ectl-link": store.with_ectl, "ectl": store.with_ectl, "ctl": store.with_ctl,
             "crl": store.with_crl}[kind](raw, now)

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import random as _random
 import ssl
-from typing import Callable
+from collections.abc import Callable
 
 import aiohttp
 
@@ -43,7 +43,7 @@ class HttpTransport:
         self.user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> "HttpTransport":
+    async def __aenter__(self) -> HttpTransport:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -80,7 +80,7 @@ class HttpTransport:
         kwargs: dict = {"timeout": aiohttp.ClientTimeout(total=self.timeout), "max_redirects": 5}
         if url.startswith("https://"):
             kwargs["ssl"] = self.ssl_context if self.ssl_context is not None else True
-        if post:
+        if isinstance(action, HttpPost):  # post
             kwargs["data"] = action.body
             kwargs["headers"] = {"Content-Type": action.content_type or CT_REQUEST, "Accept": action.accept}
         try:
@@ -91,7 +91,7 @@ class HttpTransport:
                                       detail=f"{url}: body over {self.max_body} bytes"), False
                 result = HttpResult(action.id, resp.status, resp.headers.get("Content-Type"), body)
                 return result, (not post and resp.status in RETRY_STATUSES)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return HttpResult(action.id, error="timeout", detail=f"{url}: no answer within {self.timeout} s"), not post
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError) as e:
             return HttpResult(action.id, error="tls", detail=f"{url}: {_short(e)}"), False

@@ -31,20 +31,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from rsu.pki.errors import PkiError
 from rsu import catalog, clock
 from rsu.pki import coer, ecies
+from rsu.pki.errors import PkiError
 from rsu.pki.signed import PSID_SCR, SignedDataError, open_signed, sign, signer_hashed_id8
 from rsu.security import ssp as sspmod
 from rsu.security.certs import Certificate, CertificateError, ssp_within_range
 from rsu.security.keys import (
     CURVES,
     KeyMaterialError,
+    SigningKey,
     curve_of,
     point_of_public_key,
     private_key_from_bytes,
@@ -93,7 +95,7 @@ class PendingRequest:
     body: bytes  # the encrypted request, exactly as POSTed
     authority: Certificate  # EA (enrolment) or AA (authorization)
     aes_key: bytes = field(repr=False)
-    private_key: ec.EllipticCurvePrivateKey = field(repr=False)  # the new EC / AT key
+    private_key: SigningKey = field(repr=False)  # the new EC / AT key (a file key, or a key store's handle)
     requested: list[dict] = field(default_factory=list)  # appPermissions asked for
     hmac_key: bytes | None = field(default=None, repr=False)
 
@@ -101,15 +103,20 @@ class PendingRequest:
     def request_hash(self) -> bytes:
         return hashlib.sha256(self.body).digest()[:16]
 
+    def _file_key(self) -> ec.EllipticCurvePrivateKey:
+        if not isinstance(self.private_key, ec.EllipticCurvePrivateKey):
+            raise RequestError("unsupported", "a key store's key cannot be saved in a request state")
+        return self.private_key
+
     def to_state(self) -> dict:
         """JSON-able state for answering later (offline enrolment). Holds secrets: store it mode 0600."""
         return {"kind": self.kind, "body": self.body.hex(), "authority": self.authority.raw.hex(),
-                "aesKey": self.aes_key.hex(), "privateKey": private_key_pem(self.private_key).decode(),
+                "aesKey": self.aes_key.hex(), "privateKey": private_key_pem(self._file_key()).decode(),
                 "requested": [{"psid": p["psid"], "ssp": p["ssp"][1].hex() if "ssp" in p else None}
                               for p in self.requested]}
 
     @classmethod
-    def from_state(cls, state: dict) -> "PendingRequest":
+    def from_state(cls, state: dict) -> PendingRequest:
         try:
             requested = [{"psid": p["psid"], **({"ssp": ("bitmapSsp", bytes.fromhex(p["ssp"]))}
                                                  if p["ssp"] is not None else {})} for p in state["requested"]]
@@ -128,7 +135,7 @@ class Response:
     kind: str
     code: str
     certificate: Certificate | None = None
-    private_key: ec.EllipticCurvePrivateKey | None = field(default=None, repr=False)
+    private_key: SigningKey | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -137,10 +144,10 @@ class Response:
 
 # ====================================================================== enrolment
 
-def build_enrolment_request(*, its_id: bytes, signing_key: ec.EllipticCurvePrivateKey, ea: Certificate,
+def build_enrolment_request(*, its_id: bytes, signing_key: SigningKey, ea: Certificate,
                             generation_time: int, random: ecies.Randomness,
                             current_ec: Certificate | None = None, key_curve: str = "ecdsaNistP256",
-                            attributes: dict | None = None, new_key: Any = None) -> PendingRequest:
+                            attributes: dict | None = None, new_key: SigningKey | None = None) -> PendingRequest:
     """InnerEcRequest with PoP, signed by the canonical key (``current_ec`` None) or the current EC.
 
     ``its_id``: the canonical identifier (initial enrolment); ignored for re-enrolment, where
@@ -197,10 +204,10 @@ def check_permissions(requested: list[dict], ec: Certificate, aa: Certificate) -
         raise RequestError("not-permitted", "; ".join(problems))
 
 
-def build_authorization_request(*, ec: Certificate, ec_key: ec.EllipticCurvePrivateKey, ea: Certificate,
+def build_authorization_request(*, ec: Certificate, ec_key: SigningKey, ea: Certificate,
                                 aa: Certificate, permissions: list[dict], generation_time: int,
                                 random: ecies.Randomness, key_curve: str = "ecdsaNistP256",
-                                validity: dict | None = None, new_key: Any = None) -> PendingRequest:
+                                validity: dict | None = None, new_key: SigningKey | None = None) -> PendingRequest:
     """AuthorizationRequestMessageWithPop with a fresh AT key, hmacKey/keyTag and encryptedEcSignature.
 
     ``new_key``: the fresh AT key (e.g. a key-store handle); default one from ``random``.
@@ -248,7 +255,7 @@ _CONTENT = {"enrolment": ("enrolmentResponse", 0x81, "InnerEcResponse", ENROLMEN
             "authorization": ("authorizationResponse", 0x83, "InnerAtResponse", AUTHORIZATION_RESPONSE_CODES)}
 
 
-def process_response(pending: PendingRequest, data: bytes, now: float, trust: "TrustStore | None" = None) -> Response:
+def process_response(pending: PendingRequest, data: bytes, now: float, trust: TrustStore | None = None) -> Response:
     """Open and check the EA/AA answer to ``pending``; ResponseError names the first failed check.
 
     With ``trust`` the EA/AA must also be listed there (a Root CA CTL applied, not revoked, root
@@ -331,7 +338,7 @@ def _check_issued(pending: PendingRequest, cert: Certificate, now: float) -> Non
 
 # ====================================================================== helpers
 
-def _check_trusted(trust: "TrustStore", pending: PendingRequest, now: float) -> None:
+def _check_trusted(trust: TrustStore, pending: PendingRequest, now: float) -> None:
     want = "ea" if pending.kind == "enrolment" else "aa"
     h8 = signer_hashed_id8(pending.authority)
     found = trust.authority(h8)

@@ -198,6 +198,14 @@ class PkiLink:
         if self.runtime is not None:
             await self.runtime.close()
 
+    def wake(self) -> bool:
+        """The admin's "PKI check now" (POST /v1/admin/pki/check): the client does now what is due; False
+        without a client."""
+        if self.runtime is None:
+            return False
+        self.runtime.wake.set()
+        return True
+
     def pick_up(self) -> None:
         """The signer takes the client's usable ATs (after each client outcome, and every housekeeping pass:
         expiries and CRLs apply without a request); our own ATs verify our looped-back messages."""

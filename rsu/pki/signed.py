@@ -16,11 +16,19 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from rsu.pki.errors import PkiError
 from rsu import catalog
+from rsu.pki.errors import PkiError
 from rsu.security import coer
 from rsu.security.certs import Certificate, CertificateError
-from rsu.security.keys import KeyMaterialError, curve_of, sign_digest, signature_rs, signature_value, verify_digest
+from rsu.security.keys import (
+    KeyMaterialError,
+    SigningKey,
+    curve_of,
+    sign_digest,
+    signature_rs,
+    signature_value,
+    verify_digest,
+)
 from rsu.security.verify import ParseError, SignedMessage, parse_signed
 
 PSID_CRL, PSID_SCR, PSID_CTL = catalog.ITS_AID_CRL, catalog.ITS_AID_SCR, catalog.ITS_AID_CTL
@@ -36,7 +44,7 @@ def signer_hashed_id8(cert: Certificate) -> bytes:
     return cert.hashed_id8_for(cert.id_hash_name)
 
 
-def sign(private_key: ec.EllipticCurvePrivateKey, *, psid: int, generation_time: int,
+def sign(private_key: SigningKey, *, psid: int, generation_time: int,
          payload: bytes | None = None, ext_data_hash: bytes | None = None,
          signer: str = "self", certificate: Certificate | None = None) -> bytes:
     """Ieee1609Dot2Data signedData over ``payload`` (unsecuredData) or an external SHA-256 hash.

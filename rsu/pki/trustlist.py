@@ -93,6 +93,25 @@ class Entry:
     def hashed_id8(self) -> bytes | None:
         return signer_hashed_id8(self.certificate) if self.certificate is not None else None
 
+    @property
+    def cert(self) -> Certificate:
+        """The certificate an add command of a root, EA, AA or TLM carries (every one carries it)."""
+        if self.certificate is None:
+            raise TrustListError("malformed", f"{self.action} {self.kind} command without a certificate")
+        return self.certificate
+
+    @property
+    def h8(self) -> bytes:
+        """HashedId8 of :attr:`cert`."""
+        return signer_hashed_id8(self.cert)
+
+    @property
+    def access_point(self) -> str:
+        """The URL an EA (aaAccessPoint), AA or TLM entry carries (every one carries it)."""
+        if self.url is None:
+            raise TrustListError("malformed", f"{self.action} {self.kind} command without its access point")
+        return self.url
+
 
 class _Signed:
     """The signer of a parsed message (``self.signed``: :class:`Opened`)."""
@@ -182,7 +201,7 @@ def parse_trust_list(data: bytes) -> TrustList:
         raise TrustListError("unsupported-version", f"{kind} version {body['version']}")
     tl = TrustList(kind, data, opened, body, payload)
     try:
-        tl.signer_certificate  # parse an inline signer certificate now, so that it is refused here
+        tl.signer_certificate  # noqa: B018 - parse an inline signer certificate now, so that it is refused here
     except SignedDataError as e:
         raise TrustListError("signer-certificate-invalid", e.detail) from None
     return tl
@@ -218,7 +237,7 @@ def parse_link_certificate(data: bytes) -> LinkCertificate:
     alt, value = body["certificateHash"]
     link = LinkCertificate(data, opened, body["expiryTime"], alt.removesuffix("HashedData"), bytes(value))
     try:
-        link.signer_certificate
+        link.signer_certificate  # noqa: B018 - parsed now, so that a bad inline certificate is refused here
     except SignedDataError as e:
         raise TrustListError("signer-certificate-invalid", e.detail) from None
     return link
@@ -318,21 +337,42 @@ def verify_signature(tl: TrustList, signer: Certificate) -> bool:
     return tl.signed.verify(signer.public_key, signer)
 
 
+def _list_signer(tl: TrustList) -> bytes:
+    """HashedId8 of the list's signer: lists are signed by digest or certificate (profile-violation otherwise)."""
+    signer_id = tl.signer_id
+    if tl.signed.signer_form not in ("certificate", "digest") or signer_id is None:
+        raise TrustListError("profile-violation", f"{tl.kind} signer is {tl.signed.signer_form}")
+    return signer_id
+
+
+def _ctl_sequence(tl: TrustList) -> int:
+    """ctlSequence of an ECTL or CTL (every CtlFormat has one)."""
+    if tl.sequence is None:
+        raise TrustListError("malformed", f"{tl.kind} without ctlSequence")
+    return tl.sequence
+
+
+def _crl_this_update(tl: TrustList) -> int:
+    """thisUpdate of a CRL (every ToBeSignedCrl has one)."""
+    if tl.this_update is None:
+        raise TrustListError("malformed", f"{tl.kind} without thisUpdate")
+    return tl.this_update
+
+
 def _check_signed_by(tl: TrustList, trusted: dict[bytes, Certificate], now: float, what: str) -> Certificate:
     """Resolve the signer among ``trusted`` (HashedId8 -> cert), check rights, signature and dates."""
     inline = tl.signer_certificate if tl.signed.signer_form == "certificate" else None
-    if tl.signed.signer_form not in ("certificate", "digest"):
-        raise TrustListError("profile-violation", f"{tl.kind} signer is {tl.signed.signer_form}")
-    signer = trusted.get(tl.signer_id)
+    signer_id = _list_signer(tl)
+    signer = trusted.get(signer_id)
     if signer is None:
-        raise TrustListError("signer-unknown", f"{tl.kind} signer {tl.signer_id.hex()} is not a trusted {what}")
+        raise TrustListError("signer-unknown", f"{tl.kind} signer {signer_id.hex()} is not a trusted {what}")
     if inline is not None and inline.raw != signer.raw:
         raise TrustListError("signer-mismatch", f"inline signer certificate differs from the trusted {what}")
     its_now = clock.posix_to_its_seconds(now)
     if not signer.valid_at_its(its_now):
-        raise TrustListError("signer-expired", f"{what} certificate {tl.signer_id.hex()} is not valid now")
+        raise TrustListError("signer-expired", f"{what} certificate {signer_id.hex()} is not valid now")
     if not verify_signature(tl, signer):
-        raise TrustListError("invalid-signature", f"{tl.kind} signature does not verify with {tl.signer_id.hex()}")
+        raise TrustListError("invalid-signature", f"{tl.kind} signature does not verify with {signer_id.hex()}")
     perms = signer.app_permissions
     if KIND_PSID[tl.kind] not in perms:
         raise TrustListError("signer-permissions", f"{what} certificate lacks psid {KIND_PSID[tl.kind]}")
@@ -345,17 +385,17 @@ def _check_signed_by(tl: TrustList, trusted: dict[bytes, Certificate], now: floa
     if tl.next_update < its_now:
         raise TrustListError("expired", f"{tl.kind} nextUpdate {clock.iso_utc(clock.time32_to_posix(tl.next_update))} "
                                         f"has passed")
-    if tl.kind == "crl" and tl.this_update > its_now:
+    if tl.kind == "crl" and _crl_this_update(tl) > its_now:
         raise TrustListError("not-yet-valid", "CRL thisUpdate is in the future")
     return signer
 
 
-def _check_sequence(tl: TrustList, previous: "ListState | None") -> None:
+def _check_sequence(tl: TrustList, previous: ListState | None) -> None:
     if previous is None:
         if not tl.is_full:
             raise TrustListError("delta-without-base", f"delta {tl.kind} {tl.sequence} without a full list before it")
         return
-    step = (tl.sequence - previous.sequence) % 256
+    step = (_ctl_sequence(tl) - previous.sequence) % 256
     if not tl.is_full:
         if step != 1:
             raise TrustListError("sequence-gap", f"delta {tl.kind} {tl.sequence} does not follow {previous.sequence}")
@@ -368,15 +408,15 @@ def _check_sequence(tl: TrustList, previous: "ListState | None") -> None:
 
 
 def _check_issued_by(entry: Entry, root: Certificate) -> None:
-    cert = entry.certificate
+    cert = entry.cert
     if cert.issuer_id != root.hashed_id8_for(cert.issuer_hash_name):
-        raise TrustListError("wrong-issuer", f"{entry.kind} {entry.hashed_id8.hex()} is not issued by the root "
+        raise TrustListError("wrong-issuer", f"{entry.kind} {entry.h8.hex()} is not issued by the root "
                                              f"{signer_hashed_id8(root).hex()}")
     if not cert.signature_valid(root):
-        raise TrustListError("entry-invalid", f"{entry.kind} {entry.hashed_id8.hex()}: signature by the root "
+        raise TrustListError("entry-invalid", f"{entry.kind} {entry.h8.hex()}: signature by the root "
                                               f"does not verify")
     if "encryptionKey" not in cert.value["toBeSigned"]:
-        raise TrustListError("entry-invalid", f"{entry.kind} {entry.hashed_id8.hex()} has no encryption key")
+        raise TrustListError("entry-invalid", f"{entry.kind} {entry.h8.hex()} has no encryption key")
 
 
 # ====================================================================== the store
@@ -429,28 +469,28 @@ class TrustStore:
     linked: dict = field(default_factory=dict)  # H8 -> TLM certificates trusted through a link certificate
 
     @classmethod
-    def with_anchor(cls, *tlm_certificates: Certificate) -> "TrustStore":
+    def with_anchor(cls, *tlm_certificates: Certificate) -> TrustStore:
         anchors = {signer_hashed_id8(c): c for c in tlm_certificates}
         return cls(anchors=anchors, tlms=dict(anchors))
 
     @classmethod
-    def with_anchor_ids(cls, *tlm_ids: bytes) -> "TrustStore":
+    def with_anchor_ids(cls, *tlm_ids: bytes) -> TrustStore:
         """Trust TLMs known only by HashedId8 (e.g. L0 ``8FFE810BDB0D71E6`` from configuration): an ECTL
         carrying that certificate inline, validly self-signed, then anchors the store (facts §8.4 step 1)."""
         return cls(anchors={}, anchor_ids=frozenset(bytes(h) for h in tlm_ids))
 
-    def _trusted_tlms(self, tl: TrustList) -> dict:
+    def _trusted_tlms(self, tl: TrustList) -> dict[bytes, Certificate]:
         tlms = dict(self.tlms)
-        inline = tl.signer_certificate
-        if inline is not None and tl.signer_id in self.anchor_ids and tl.signer_id not in tlms:
+        inline, signer_id = tl.signer_certificate, tl.signer_id
+        if inline is not None and signer_id is not None and signer_id in self.anchor_ids and signer_id not in tlms:
             if not inline.is_self_signed or not inline.signature_valid(None):
-                raise TrustListError("signer-certificate-invalid", f"TLM {tl.signer_id.hex()} is not validly "
+                raise TrustListError("signer-certificate-invalid", f"TLM {signer_id.hex()} is not validly "
                                                                    f"self-signed")
-            tlms[tl.signer_id] = inline
+            tlms[signer_id] = inline
         return tlms
 
     # ------------------------------------------------------------------ ECTL
-    def with_ectl(self, data: bytes, now: float) -> "TrustStore":
+    def with_ectl(self, data: bytes, now: float) -> TrustStore:
         tl = parse_trust_list(data)
         if tl.kind != "ectl":
             raise TrustListError("wrong-content", f"expected an ECTL, got a {tl.kind}")
@@ -459,11 +499,11 @@ class TrustStore:
         previous = self.ectl if self.ectl is not None and self.ectl.signer == signer_id else None
         _check_sequence(tl, previous)
         for e in tl.adds("rca"):
-            if not e.certificate.is_self_signed or not e.certificate.signature_valid(None):
-                raise TrustListError("entry-invalid", f"root {e.hashed_id8.hex()} is not validly self-signed")
+            if not e.cert.is_self_signed or not e.cert.signature_valid(None):
+                raise TrustListError("entry-invalid", f"root {e.h8.hex()} is not validly self-signed")
         for e in tl.adds("tlm"):
-            if not e.certificate.is_self_signed or not e.certificate.signature_valid(None):
-                raise TrustListError("entry-invalid", f"TLM {e.hashed_id8.hex()} is not validly self-signed")
+            if not e.cert.is_self_signed or not e.cert.signature_valid(None):
+                raise TrustListError("entry-invalid", f"TLM {e.h8.hex()} is not validly self-signed")
         roots = {} if tl.is_full else dict(self.roots)
         dcs = {} if tl.is_full else dict(self.dcs)
         tlms = {**self.anchors, **self.linked} if tl.is_full else dict(self.tlms)
@@ -481,48 +521,49 @@ class TrustStore:
                 else:
                     dcs.pop(e.url, None)
             elif e.kind == "rca":
-                h8 = e.hashed_id8
+                h8 = e.h8
                 old = self.roots.get(h8)
-                keep = old if old is not None and old.certificate.raw == e.certificate.raw else None
-                roots[h8] = keep or RootState(e.certificate, e.successor_to and signer_hashed_id8(e.successor_to))
+                keep = old if old is not None and old.certificate.raw == e.cert.raw else None
+                roots[h8] = keep or RootState(e.cert, signer_hashed_id8(e.successor_to) if e.successor_to else None)
             elif e.kind == "dc":
                 dcs[e.url] = e.hashes
             elif e.kind == "tlm":
                 cpoc = e.url
                 # a new TLM is trusted only when the list signed by a trusted TLM says it succeeds it
-                if e.hashed_id8 in tlms or (e.successor_to is not None
+                if e.h8 in tlms or (e.successor_to is not None
                                             and signer_hashed_id8(e.successor_to) in tlms
                                             and e.successor_to.raw == tlms[signer_hashed_id8(e.successor_to)].raw):
-                    tlms[e.hashed_id8] = e.certificate
-        state = ListState(tl.raw, tl.sequence, tl.next_update, signer_id)
+                    tlms[e.h8] = e.cert
+        state = ListState(tl.raw, _ctl_sequence(tl), tl.next_update, signer_id)
         return replace(self, anchors=anchors, tlms=tlms, ectl=state, cpoc=cpoc, roots=roots, dcs=dcs)
 
     # ------------------------------------------------------------------ TLM link certificate
-    def with_tlm_link(self, data: bytes, candidates: list[bytes], now: float) -> tuple["TrustStore", bytes]:
+    def with_tlm_link(self, data: bytes, candidates: list[bytes], now: float) -> tuple[TrustStore, bytes]:
         """Trust the new TLM that a link certificate signed by a trusted TLM names: (new store, the
         certificate bytes among ``candidates`` whose hash the link carries). Refused with a reason:
         not-signed, malformed, wrong-psid, signer-unknown/-mismatch/-expired/-permissions,
         invalid-signature, expired (past expiryTime), link-mismatch (no candidate has that hash, or the
         hash is not of the signer's curve), entry-invalid (the new TLM is not a valid TLM certificate)."""
         link = parse_link_certificate(data)
-        if link.signed.signer_form not in ("certificate", "digest"):
+        signer_id = link.signer_id
+        if link.signed.signer_form not in ("certificate", "digest") or signer_id is None:
             raise TrustListError("profile-violation", f"link certificate signer is {link.signed.signer_form}")
-        signer = self.tlms.get(link.signer_id)
+        signer = self.tlms.get(signer_id)
         if signer is None:
-            raise TrustListError("signer-unknown", f"link certificate signer {link.signer_id.hex()} is not a "
+            raise TrustListError("signer-unknown", f"link certificate signer {signer_id.hex()} is not a "
                                                    f"trusted TLM")
         inline = link.signer_certificate
         if inline is not None and inline.raw != signer.raw:
             raise TrustListError("signer-mismatch", "inline signer certificate differs from the trusted TLM")
         its_now = clock.posix_to_its_seconds(now)
         if not signer.valid_at_its(its_now):
-            raise TrustListError("signer-expired", f"TLM certificate {link.signer_id.hex()} is not valid now")
+            raise TrustListError("signer-expired", f"TLM certificate {signer_id.hex()} is not valid now")
         if not link.signed.verify(signer.public_key, signer):
             raise TrustListError("invalid-signature", f"link certificate signature does not verify with "
-                                                      f"{link.signer_id.hex()}")
+                                                      f"{signer_id.hex()}")
         ssp = signer.app_permissions.get(PSID_CTL) or b""
         if not (len(ssp) >= 2 and ssp[1] & CTL_RIGHT["tlm"]):
-            raise TrustListError("signer-permissions", f"TLM {link.signer_id.hex()} lacks the TLM right "
+            raise TrustListError("signer-permissions", f"TLM {signer_id.hex()} lacks the TLM right "
                                                        f"(CTL SSP {ssp.hex()})")
         if link.expiry_time < its_now:
             raise TrustListError("expired", f"link certificate expiryTime "
@@ -553,14 +594,15 @@ class TrustStore:
         tl = parse_trust_list(data)
         if tl.kind != kind:
             raise TrustListError("wrong-content", f"expected a {kind.upper()}, got a {tl.kind.upper()}")
-        root_state = self.roots.get(tl.signer_id)
+        signer_id = _list_signer(tl)  # a list signed otherwise is refused here, before the root is looked up
+        root_state = self.roots.get(signer_id)
         if root_state is None:
-            raise TrustListError("signer-unknown", f"{kind.upper()} signer {tl.signer_id.hex()} is not a root "
+            raise TrustListError("signer-unknown", f"{kind.upper()} signer {signer_id.hex()} is not a root "
                                                    f"of the ECTL")
-        _check_signed_by(tl, {tl.signer_id: root_state.certificate}, now, "root CA")
+        _check_signed_by(tl, {signer_id: root_state.certificate}, now, "root CA")
         return tl, root_state
 
-    def with_ctl(self, data: bytes, now: float) -> "TrustStore":
+    def with_ctl(self, data: bytes, now: float) -> TrustStore:
         tl, root_state = self._root_list(data, "ctl", now)
         root = root_state.certificate
         _check_sequence(tl, root_state.ctl)
@@ -577,23 +619,26 @@ class TrustStore:
                 elif e.url in dcs:
                     dcs.remove(e.url)
             elif e.kind == "ea":
-                eas[e.hashed_id8] = Authority(e.certificate, e.url, e.its_url)
+                eas[e.h8] = Authority(e.cert, e.access_point, e.its_url)
             elif e.kind == "aa":
-                aas[e.hashed_id8] = Authority(e.certificate, e.url)
+                aas[e.h8] = Authority(e.cert, e.access_point)
             elif e.kind == "dc" and e.url not in dcs:
                 dcs.append(e.url)
-        state = ListState(tl.raw, tl.sequence, tl.next_update, tl.signer_id)
+        signer_id = _list_signer(tl)
+        state = ListState(tl.raw, _ctl_sequence(tl), tl.next_update, signer_id)
         new_root = replace(root_state, ctl=state, eas=eas, aas=aas, dcs=tuple(dcs))
-        return replace(self, roots={**self.roots, tl.signer_id: new_root})
+        return replace(self, roots={**self.roots, signer_id: new_root})
 
     # ------------------------------------------------------------------ CRL
-    def with_crl(self, data: bytes, now: float) -> "TrustStore":
+    def with_crl(self, data: bytes, now: float) -> TrustStore:
         tl, root_state = self._root_list(data, "crl", now)
-        if root_state.crl is not None and tl.this_update < root_state.crl.this_update:
+        signer_id, this_update = _list_signer(tl), _crl_this_update(tl)
+        applied = root_state.crl.this_update if root_state.crl is not None else None  # a CRL's state has it
+        if applied is not None and this_update < applied:
             raise TrustListError("crl-rollback", "CRL thisUpdate is older than the one applied")
-        state = ListState(tl.raw, 0, tl.next_update, tl.signer_id, tl.this_update)
+        state = ListState(tl.raw, 0, tl.next_update, signer_id, this_update)
         new_root = replace(root_state, crl=state, revoked=frozenset(tl.revoked))
-        return replace(self, roots={**self.roots, tl.signer_id: new_root})
+        return replace(self, roots={**self.roots, signer_id: new_root})
 
     # ------------------------------------------------------------------ queries
     def root(self, h8: bytes, now: float) -> Certificate | None:
@@ -642,12 +687,16 @@ def _list_json(state: ListState | None, its_now: float) -> dict | None:
 
 # ====================================================================== description (CLI)
 
+def _iso_time64(t: int | None) -> str | None:
+    return clock.iso_utc(clock.time64_to_posix(t)) if t is not None else None  # a list without generationTime: null
+
+
 def describe(tl: TrustList, now: float | None, signer: Certificate | None = None) -> dict[str, Any]:
     """JSON description of a parsed list; ``signatureValid`` needs the signer (inline or given)."""
     cert = tl.signer_certificate or signer
     out: dict[str, Any] = {
         "kind": tl.kind,
-        "generationTime": clock.iso_utc(clock.time64_to_posix(tl.signed.generation_time)),
+        "generationTime": _iso_time64(tl.signed.generation_time),
         "nextUpdate": clock.iso_utc(clock.time32_to_posix(tl.next_update)),
         "nextUpdateTime32": tl.next_update,
         "signer": {"form": tl.signed.signer_form, "hashedId8": tl.signer_id.hex() if tl.signer_id else None,
@@ -655,20 +704,20 @@ def describe(tl: TrustList, now: float | None, signer: Certificate | None = None
         "hashId": tl.signed.message.hash_id,
     }
     if tl.kind == "crl":
-        out["thisUpdate"] = clock.iso_utc(clock.time32_to_posix(tl.this_update))
+        out["thisUpdate"] = clock.iso_utc(clock.time32_to_posix(_crl_this_update(tl)))
         out["revoked"] = [h.hex() for h in tl.revoked]
     else:
         out["sequence"] = tl.sequence
         out["isFull"] = tl.is_full
-        out["rootCAs"] = [{"hashedId8": e.hashed_id8.hex(), "name": e.certificate.name,
+        out["rootCAs"] = [{"hashedId8": e.h8.hex(), "name": e.cert.name,
                            "successorTo": signer_hashed_id8(e.successor_to).hex() if e.successor_to else None}
                           for e in tl.adds("rca")]
         out["dcs"] = [{"url": e.url, "rootCAs": [h.hex() for h in e.hashes]} for e in tl.adds("dc")]
-        out["tlms"] = [{"hashedId8": e.hashed_id8.hex(), "name": e.certificate.name, "accessPoint": e.url}
+        out["tlms"] = [{"hashedId8": e.h8.hex(), "name": e.cert.name, "accessPoint": e.url}
                        for e in tl.adds("tlm")]
-        out["eas"] = [{"hashedId8": e.hashed_id8.hex(), "aaAccessPoint": e.url, "itsAccessPoint": e.its_url}
+        out["eas"] = [{"hashedId8": e.h8.hex(), "aaAccessPoint": e.url, "itsAccessPoint": e.its_url}
                       for e in tl.adds("ea")]
-        out["aas"] = [{"hashedId8": e.hashed_id8.hex(), "accessPoint": e.url} for e in tl.adds("aa")]
+        out["aas"] = [{"hashedId8": e.h8.hex(), "accessPoint": e.url} for e in tl.adds("aa")]
         out["deletes"] = [{"cert": e.hashes[0].hex()} if e.kind == "cert" else {"dc": e.url}
                           for e in tl.entries if e.action == "delete"]
     if cert is None:

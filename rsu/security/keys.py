@@ -18,7 +18,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,6 +32,18 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 class KeyMaterialError(Exception):
     """A key cannot be loaded or used (message never contains key material)."""
+
+
+class SigningKey(Protocol):
+    """A private key that signs: ``cryptography``'s ``EllipticCurvePrivateKey`` or a key store's handle
+    (:class:`rsu.pki.keystore.KeyHandle`, which cannot be exported)."""
+
+    @property
+    def curve(self) -> ec.EllipticCurve: ...
+
+    def public_key(self) -> ec.EllipticCurvePublicKey: ...
+
+    def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -63,7 +75,7 @@ BY_SIGNATURE_ALT: dict[str, Curve] = {c.signature_alt: c for c in CURVES.values(
 KEY_TYPES = {"p256": "ecdsaNistP256", "brainpoolp256r1": "ecdsaBrainpoolP256r1"}  # CLI names -> curve
 
 
-def curve_of(private_key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> Curve:
+def curve_of(private_key: SigningKey | ec.EllipticCurvePublicKey) -> Curve:
     for c in CURVES.values():
         if isinstance(private_key.curve, c.ec_curve):
             return c
@@ -93,7 +105,7 @@ def point_of_public_key(public_key: ec.EllipticCurvePublicKey) -> tuple[str, byt
     return ("compressed-y-0" if raw[0] == 2 else "compressed-y-1", raw[1:])
 
 
-def sign_digest(private_key: ec.EllipticCurvePrivateKey, curve: Curve, digest: bytes) -> tuple[int, int]:
+def sign_digest(private_key: SigningKey, curve: Curve, digest: bytes) -> tuple[int, int]:
     """ECDSA over an already-computed digest; returns (r, s)."""
     return decode_dss_signature(private_key.sign(digest, curve.prehashed))
 

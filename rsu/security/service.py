@@ -36,9 +36,9 @@ from typing import Any
 from rsu import clock as clockmod
 from rsu.catalog import MessageKind
 from rsu.limits import OnLimit, ignore
-from rsu.security.replay import ReplayWindow
 from rsu.security.certs import Certificate
 from rsu.security.pool import AtPool, SigningRefused
+from rsu.security.replay import ReplayWindow
 from rsu.security.request import SignRequest
 from rsu.security.verify import VerificationResult, Verifier
 
@@ -111,7 +111,7 @@ class SecurityService:
         requests = self._our_requests
         while requests and next(iter(requests.values())) < now - self.p2pcd_max_age:
             requests.popitem(last=False)
-        inline = []
+        inline: list[bytes] = []
         while requests and len(inline) < self.p2pcd_per_frame:
             inline.append(requests.popitem(last=False)[0])
         if requests and inline:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rsu import catalog
 from rsu.clock import Clock
@@ -74,12 +74,12 @@ def needs_test_pki(config: Config, clock: Clock) -> bool:
     return not any(Certificate.load(p).valid_at(now) for p in tickets)
 
 
-def permission_check(security: SecurityService) -> Callable[[catalog.MessageKind, dict], str | None]:
+def permission_check(security: SecurityService) -> Callable[[catalog.MessageKind, dict[str, Any]], str | None]:
     """The services' sender-side guard: which permission is missing for this content (None: fine)."""
     from rsu.security import ssp as sspmod
     from rsu.security.pool import SigningRefused
 
-    def check(kind: catalog.MessageKind, value: dict) -> str | None:
+    def check(kind: catalog.MessageKind, value: dict[str, Any]) -> str | None:
         try:
             security.pool.select(kind, sspmod.required(kind, value))
         except SigningRefused as e:

@@ -25,11 +25,11 @@ both give the asn1tools bytes.
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from typing import Any, Sequence
 
 from rsu.security import coer
 from rsu.security.certs import Certificate
-from rsu.security.keys import KeyMaterialError, curve_of, same_public_key, sign_digest
+from rsu.security.keys import KeyMaterialError, SigningKey, curve_of, same_public_key, sign_digest
 
 _SIG_TAG = {"ecdsaNistP256": 0x80, "ecdsaBrainpoolP256r1": 0x81}  # Signature root alternatives
 _HASH_ID = {"sha256": 0x00}  # HashAlgorithm; rsu signs with 256-bit curves only
@@ -38,7 +38,7 @@ _HASH_ID = {"sha256": 0x00}  # HashAlgorithm; rsu signs with 256-bit curves only
 class Signer:
     """Signs with one AT and its private key. Pure function of its inputs: no clock, no I/O."""
 
-    def __init__(self, certificate: Certificate, private_key) -> None:
+    def __init__(self, certificate: Certificate, private_key: SigningKey) -> None:
         curve = certificate.curve
         if curve is None or curve.name not in _SIG_TAG:
             raise KeyMaterialError(f"rsu signs with NIST P-256 or brainpoolP256r1 keys, "
@@ -72,7 +72,7 @@ class Signer:
         if not inline_p2pcd_request and requested_certificate is None:
             header = b"\x40" + coer.psid_bytes(psid) + generation_time.to_bytes(8, "big")
         else:
-            value: dict = {"psid": psid, "generationTime": generation_time}
+            value: dict[str, Any] = {"psid": psid, "generationTime": generation_time}
             if inline_p2pcd_request:
                 value["inlineP2pcdRequest"] = list(inline_p2pcd_request)
             if requested_certificate is not None:

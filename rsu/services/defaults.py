@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import typing
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from rsu import catalog
 from rsu.catalog import MessageKind
@@ -125,7 +126,7 @@ RULE_RANGES: dict[str, tuple[float, float]] = {
 RULE_CHOICES: dict[str, tuple[str, ...]] = {"tlm_map_check": ("reject", "warn", "off")}
 
 
-def _type_ok(value, hint) -> bool:
+def _type_ok(value: object, hint: Any) -> bool:
     for t in typing.get_args(hint) or (hint,):
         if t is type(None) and value is None:
             return True
@@ -137,21 +138,22 @@ def _type_ok(value, hint) -> bool:
     return False
 
 
-def _expected(hint) -> str:
+def _expected(hint: Any) -> str:
     return " or ".join("null" if t is type(None) else t.__name__ for t in typing.get_args(hint) or (hint,))
 
 
-def _in_range(path: str, value, lo: float, hi: float, unit: str = "") -> list[tuple[str, str]]:
+def _in_range(path: str, value: float | None, lo: float, hi: float, unit: str = "") -> list[tuple[str, str]]:
     if value is None or lo <= value <= hi:
         return []
     return [(path, f"expected {lo:g}..{hi:g}{unit}, found {value!r}")]
 
 
-def _typed(path: str, cls, values: dict) -> tuple[list[tuple[str, str]], dict]:
+def _typed(path: str, cls: type[Any], values: dict[str, Any]) -> tuple[list[tuple[str, str]], dict[str, Any]]:
     """Unknown keys and wrong types of ``values`` as fields of dataclass ``cls``; and the well-typed ones."""
     hints = typing.get_type_hints(cls)
     known = [f.name for f in fields(cls) if f.name != "kind"]
-    issues, good = [], {}
+    issues: list[tuple[str, str]] = []
+    good: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:
             issues.append((f"{path}.{key}", f"unknown setting (expected one of: {', '.join(known)})"))
@@ -162,7 +164,7 @@ def _typed(path: str, cls, values: dict) -> tuple[list[tuple[str, str]], dict]:
     return issues, good
 
 
-def rule_issues(overrides: dict | None, path: str = "rules") -> list[tuple[str, str]]:
+def rule_issues(overrides: dict[str, Any] | None, path: str = "rules") -> list[tuple[str, str]]:
     """Every problem of ServiceRules overrides at once: (field path, what is wrong with the allowed range)."""
     issues, good = _typed(path, ServiceRules, overrides or {})
     for key, value in good.items():
@@ -177,7 +179,7 @@ def rule_issues(overrides: dict | None, path: str = "rules") -> list[tuple[str, 
     return issues
 
 
-def message_default_issues(overrides: dict | None, path: str = "message_defaults") -> list[tuple[str, str]]:
+def message_default_issues(overrides: dict[str, Any] | None, path: str = "message_defaults") -> list[tuple[str, str]]:
     """Every problem of MessageDefaults overrides at once: unknown messages and keys, types, ranges, and
     the repetition bounds: kind.min_interval_s <= min_interval_s <= repetition_s <= max_interval_s <=
     kind.max_interval_s (the catalog's hard limits; SPATEM is never repeated)."""
@@ -219,7 +221,7 @@ def message_default_issues(overrides: dict | None, path: str = "message_defaults
     return issues
 
 
-def message_defaults(name: str, overrides: dict | None = None) -> MessageDefaults:
+def message_defaults(name: str, overrides: dict[str, Any] | None = None) -> MessageDefaults:
     """Defaults for message ``name`` (``spatem`` ...), with deployment overrides applied."""
     base = MESSAGE_DEFAULTS[name]
     extra = (overrides or {}).get(name)

@@ -16,10 +16,12 @@ import re
 from typing import Any
 
 from rsu import catalog
+from rsu.catalog import MessageKind
 from rsu.services.base import ServiceEntity, next_revision, reject_unknown
 from rsu.services.errors import ServiceError
 from rsu.services.model import Entry, Plan, canonical_hash
 from rsu.services.timefmt import minute_of_the_year
+from rsu.transports.base import GeoArea
 
 _STREAM = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -55,7 +57,7 @@ class GpcEntity(ServiceEntity):
     name = catalog.RTCMEM.service.lower()  # "gpc"
     kinds = (catalog.RTCMEM,)
 
-    def trigger(self, req: dict, now: float) -> Plan:
+    def trigger(self, req: dict[str, Any], now: float) -> Plan:
         reject_unknown(req, {"payload", "rtcm", "stream", "dissemination"})
         plan = Plan()
         stream = self._stream(req)
@@ -72,13 +74,13 @@ class GpcEntity(ServiceEntity):
         plan.schedule_entry(entry, t0)
         return plan
 
-    def update(self, entry: Entry, req: dict, now: float) -> Plan:
+    def update(self, entry: Entry, req: dict[str, Any], now: float) -> Plan:
         reject_unknown(req, {"payload", "rtcm", "stream", "dissemination"})
         if "stream" in req and req["stream"] != entry.id:
             raise ServiceError("validation", "stream", f"{req['stream']!r}: this entry is stream {entry.id!r}")
         plan = Plan()
         diss = self.dissemination(req, catalog.RTCMEM, entry.dissemination, now)
-        value, pdus, changed = entry.value, entry.pdus, False
+        value, pdus, changed = entry.content, entry.pdus, False
         if "payload" in req or "rtcm" in req:
             value = self._intake(req, entry, plan)
             changed = self._stamp(entry.id, value, entry, plan, now)
@@ -86,18 +88,18 @@ class GpcEntity(ServiceEntity):
                 self.check_permission(catalog.RTCMEM, value)
                 pdus = (self.encode(catalog.RTCMEM, value),)
             else:
-                value = entry.value
+                value = entry.content
         return self.plan_update(plan, entry, value, pdus, diss, changed,
                                 lambda: self._identification(value, pdus[0]), now)
 
     # --- internals ----------------------------------------------------------------------------
-    def _stream(self, req: dict) -> str:
+    def _stream(self, req: dict[str, Any]) -> str:
         stream = req.get("stream", "default")
         if not isinstance(stream, str) or not _STREAM.match(stream):
             raise ServiceError("validation", "stream", "1..64 characters of A-Z a-z 0-9 _ . -")
         return stream
 
-    def _intake(self, req: dict, entry: Entry | None, plan: Plan) -> dict:
+    def _intake(self, req: dict[str, Any], entry: Entry | None, plan: Plan) -> dict[str, Any]:
         if ("payload" in req) == ("rtcm" in req):
             raise ServiceError("validation", "payload", "give either a payload (an RTCMEM) or rtcm (a list of frames)")
         if "rtcm" in req:
@@ -106,7 +108,7 @@ class GpcEntity(ServiceEntity):
                 raise ServiceError("validation", "rtcm", "expected a non-empty list of hex RTCM frames")
             body: dict[str, Any] = {"msgCnt": 0, "rev": "rtcmRev3", "msgs": frames}
             if entry is not None:  # keep what the stream had besides the frames (anchor point, header)
-                old = self.ctx.codec.to_jer(catalog.RTCMEM, entry.value)["rtcmc"]
+                old = self.ctx.codec.to_jer(catalog.RTCMEM, entry.content)["rtcmc"]
                 body = dict({k: v for k, v in old.items() if k not in ("msgs", "timeStamp")}, msgs=frames)
             try:
                 value = self.parse_payload({"rtcmc": body}, catalog.RTCMEM, path="", warnings=plan.warnings)
@@ -116,7 +118,7 @@ class GpcEntity(ServiceEntity):
                 raise
             prefix = "rtcm"
         else:
-            def placeholders(b: dict) -> None:
+            def placeholders(b: dict[str, Any]) -> None:
                 b.setdefault("msgCnt", 0)
             value = self.parse_payload(req["payload"], catalog.RTCMEM, placeholders=placeholders,
                                        warnings=plan.warnings)
@@ -129,29 +131,29 @@ class GpcEntity(ServiceEntity):
                     raise ServiceError("validation", f"{prefix}[{i}]", f"not an RTCM 3 frame: {problem}")
         return value
 
-    def _stamp(self, stream: str, value: dict, entry: Entry | None, plan: Plan, now: float) -> bool:
+    def _stamp(self, stream: str, value: dict[str, Any], entry: Entry | None, plan: Plan, now: float) -> bool:
         rtcmc = value["rtcmc"]
         content = {k: v for k, v in rtcmc.items() if k not in ("msgCnt", "timeStamp")}
         h = canonical_hash(content)
         name = f"gpc.msgcnt.{stream}"
         cnt, counter_changed = next_revision(self.ctx.counter(name, plan), h, None)
         changed = entry is None or canonical_hash(
-            {k: v for k, v in entry.value["rtcmc"].items() if k not in ("msgCnt", "timeStamp")}) != h
+            {k: v for k, v in entry.content["rtcmc"].items() if k not in ("msgCnt", "timeStamp")}) != h
         if counter_changed:
             plan.counters[name] = (cnt, h)
         rtcmc["msgCnt"] = cnt
         if changed:
             rtcmc["timeStamp"] = minute_of_the_year(now)
-        elif entry is not None and "timeStamp" in entry.value["rtcmc"]:
-            rtcmc["timeStamp"] = entry.value["rtcmc"]["timeStamp"]
+        elif entry is not None and "timeStamp" in entry.content["rtcmc"]:
+            rtcmc["timeStamp"] = entry.content["rtcmc"]["timeStamp"]
         return changed
 
-    def _identification(self, value: dict, pdu: bytes) -> dict:
+    def _identification(self, value: dict[str, Any], pdu: bytes) -> dict[str, Any]:
         r = value["rtcmc"]
         return {"msgCnt": r["msgCnt"], "frames": len(r["msgs"]), "bytes": len(pdu),
                 "rtcmTypes": [((m[3] << 4) | (m[4] >> 4)) for m in r["msgs"] if r["rev"] == "rtcmRev3" and len(m) > 4]}
 
-    def derive_area(self, kind, value: dict | None):
+    def derive_area(self, kind: MessageKind, value: dict[str, Any] | None) -> GeoArea | None:
         if not value or "anchorPoint" not in value["rtcmc"]:
             return None
         a = value["rtcmc"]["anchorPoint"]

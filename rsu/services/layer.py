@@ -26,26 +26,33 @@ Not thread-safe: call it from one thread (the event loop).
 
 from __future__ import annotations
 
+import builtins
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from rsu import catalog
 from rsu.clock import Clock, iso_utc
 from rsu.codec.errors import CodecError
+from rsu.limits import ignore
 from rsu.services.base import Context, ServiceEntity
 from rsu.services.defaults import RULES, SERVICE_ALIASES, ServiceRules, message_default_issues, rule_issues
 from rsu.services.errors import ServiceError
 from rsu.services.gpc import GpcEntity
 from rsu.services.ivi import IviEntity, country_code
-from rsu.services.model import TERMINATING, Entry, PermissionCheck, Plan, Transmission
+from rsu.services.model import TERMINATING, Entry, EntryKey, PermissionCheck, Plan, Transmission
 from rsu.services.received import ReceivedHub, RxDrop, Subscription
 from rsu.services.rlt import RltEntity
 from rsu.services.scheduler import Scheduler
-from rsu.services.store import Store, StoreError
+from rsu.services.store import Store, StoredEntry, StoreError
 from rsu.services.tlc import TlcEntity
 from rsu.services.tlm import TlmEntity
+
+if TYPE_CHECKING:
+    from rsu.codec.facilities import DecodedPdu
+    from rsu.pipeline.codec import Codec
 
 log = logging.getLogger("rsu.services")
 
@@ -59,16 +66,16 @@ class ServicesConfig:
 
     state_dir: str | Path
     station_id: int | None = None  # ItsPduHeader stationID of everything we send (None: from the payloads)
-    ivi_provider: dict | None = None  # {"countryCode": "FR", "providerIdentifier": 57}: our IVI provider
-    rules: dict = field(default_factory=dict)  # overrides of rsu.services.defaults.ServiceRules fields
-    message_defaults: dict = field(default_factory=dict)  # {"ivim": {"repetition_s": 0.5, ...}, ...}
+    ivi_provider: dict[str, Any] | None = None  # {"countryCode": "FR", "providerIdentifier": 57}: our IVI provider
+    rules: dict[str, Any] = field(default_factory=dict)  # overrides of rsu.services.defaults.ServiceRules fields
+    message_defaults: dict[str, Any] = field(default_factory=dict)  # {"ivim": {"repetition_s": 0.5, ...}, ...}
     known_transports: Iterable[str] | None = None  # names a request may use (None: not checked)
     busy_timeout_ms: int = 2000
 
 
 class ServiceLayer:
     def __init__(self, config: ServicesConfig, *, clock: Clock, permission_check: PermissionCheck | None = None,
-                 codec: Any = None, store: Store | None = None, on_limit: Callable[[str], None] | None = None,
+                 codec: Codec | None = None, store: Store | None = None, on_limit: Callable[[str], None] | None = None,
                  on_skip: Callable[[str, str, int], None] | None = None, hub: ReceivedHub | None = None) -> None:
         """``hub``: the IS_DataProviding hub to publish on, when it must outlive this layer (the daemon
         keeps one across reloads so that subscribers and event ids carry over); default a new one."""
@@ -78,7 +85,7 @@ class ServiceLayer:
         rules = _rules(config.rules)
         _check_message_defaults(config.message_defaults)
         self.clock = clock
-        self.codec = codec
+        self.codec: Codec = codec
         self.config = config
         self.store = store or Store(config.state_dir, busy_timeout_ms=config.busy_timeout_ms)
         self.ctx = Context(clock=clock, codec=codec, rules=rules, station_id=config.station_id,
@@ -86,11 +93,11 @@ class ServiceLayer:
                            known_transports=frozenset(config.known_transports)
                            if config.known_transports is not None else None,
                            overrides=config.message_defaults, ivi_provider=_provider(config.ivi_provider),
-                           **({"on_limit": on_limit} if on_limit is not None else {}))
+                           on_limit=on_limit if on_limit is not None else ignore)
         rlt = RltEntity(self.ctx)
         entities = (rlt, TlmEntity(self.ctx, rlt), IviEntity(self.ctx), TlcEntity(self.ctx, rlt), GpcEntity(self.ctx))
         self.services: dict[str, ServiceEntity] = {e.name: e for e in entities}
-        self.scheduler = Scheduler(on_skip=(lambda key, reason, n: on_skip(key[0], reason, n)) if on_skip else None)
+        self.scheduler: Scheduler[EntryKey] = Scheduler(on_skip=(lambda key, reason, n: on_skip(key[0], reason, n)) if on_skip else None)
         self.hub = hub if hub is not None else ReceivedHub(rules.received_history, rules.subscriber_queue)
         self.hub.resize(rules.received_history, rules.subscriber_queue)
         self._wakeup: Callable[[], None] | None = None
@@ -108,7 +115,7 @@ class ServiceLayer:
         except StoreError:
             self.store.close()
             raise
-        by_service: dict[str, list] = {}
+        by_service: dict[str, list[StoredEntry]] = {}
         for row in rows:
             if row.service not in self.services:
                 log.error("store entry %s/%s is of an unknown service; it is left in the store", row.service, row.id)
@@ -145,32 +152,32 @@ class ServiceLayer:
                                f"{service!r} (expected one of: {', '.join(SERVICE_ORDER)} or a message name)")
         return self.services[name]
 
-    def trigger(self, service: str, request: dict) -> dict:
+    def trigger(self, service: str, request: dict[str, Any]) -> dict[str, Any]:
         entity = self.entity(service)
         return self._run(entity, lambda now: entity.trigger(_obj(request), now))
 
-    def update(self, service: str, ident: str, request: dict) -> dict:
+    def update(self, service: str, ident: str, request: dict[str, Any]) -> dict[str, Any]:
         entity = self.entity(service)
         return self._run(entity, lambda now: entity.update(self._entry(entity, ident), _obj(request), now))
 
-    def terminate(self, service: str, ident: str, request: dict | None = None) -> dict:
+    def terminate(self, service: str, ident: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
         entity = self.entity(service)
         return self._run(entity, lambda now: entity.terminate(self._entry(entity, ident), _obj(request or {}), now))
 
-    def list(self, service: str | None = None) -> list[dict]:
+    def list(self, service: str | None = None) -> builtins.list[dict[str, Any]]:
         now = self.clock.now()
         self._expire(now)
         names = [self.entity(service).name] if service else list(SERVICE_ORDER)
         return [self._entry_json(self.services[n], e, now, payload=False)
                 for n in names for e in sorted(self.services[n].entries.values(), key=lambda e: (e.created_at, e.id))]
 
-    def get(self, service: str, ident: str) -> dict:
+    def get(self, service: str, ident: str) -> dict[str, Any]:
         entity = self.entity(service)
         now = self.clock.now()
         self._expire(now)
         return self._entry_json(entity, self._entry(entity, ident), now, payload=True)
 
-    def pending_requests(self) -> list[dict]:
+    def pending_requests(self) -> builtins.list[dict[str, Any]]:
         """TLC: the SREM requests currently pending (what a decision can refer to)."""
         tlc = self.services[TlcEntity.name]
         assert isinstance(tlc, TlcEntity)
@@ -191,12 +198,12 @@ class ServiceLayer:
                 times.append(t if self._expiry_retry_at is None else max(t, self._expiry_retry_at))
         return min(times) if times else None
 
-    def due(self, now: float | None = None, limit: int | None = None) -> list[Transmission]:
+    def due(self, now: float | None = None, limit: int | None = None) -> builtins.list[Transmission]:
         """The transmissions due at ``now`` (fresh ones first, then by priority). ``limit`` bounds how many
         entries are served; repetitions beyond it are dropped, fresh ones wait for the next call."""
         now = self.clock.now() if now is None else now
         self._expire(now)
-        out: list[Transmission] = []
+        out: builtins.list[Transmission] = []
         for d in self.scheduler.due(now, limit):
             service, ident = d.key
             entity = self.services[service]
@@ -210,7 +217,7 @@ class ServiceLayer:
         return out
 
     # --- IS_DataProviding ---------------------------------------------------------------------
-    def on_received(self, pdu: Any, security: dict, transport: dict) -> dict | None:
+    def on_received(self, pdu: DecodedPdu | bytes | bytearray, security: dict[str, Any], transport: dict[str, Any]) -> dict[str, Any] | None:
         """A received facilities PDU (``DecodedPdu`` or UPER bytes) that the security layer verified.
 
         ``security``: ``{"its_aid", "ssp" (hex), "signer" (hex id), "verification" ("ok" or a reason)}``;
@@ -219,7 +226,8 @@ class ServiceLayer:
         """
         return self.receive(pdu, security, transport)[0]
 
-    def receive(self, pdu: Any, security: dict, transport: dict) -> tuple[dict | None, RxDrop | None]:
+    def receive(self, pdu: DecodedPdu | bytes | bytearray, security: dict[str, Any], transport: dict[str, Any]
+                ) -> tuple[dict[str, Any] | None, RxDrop | None]:
         """:meth:`on_received` that also says why a message was not delivered: (event, None) or (None, reason)."""
         now = self.clock.now()
         if (security or {}).get("verification") != "ok":  # only what the security layer accepted
@@ -264,7 +272,7 @@ class ServiceLayer:
                 names.append(self.entity(s).name)
         return self.hub.subscribe(names, types, last_id)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         return {"entries": {n: len(self.services[n].entries) for n in SERVICE_ORDER},
                 "scheduler": self.scheduler.stats(), "received": self.hub.stats(), "counts": dict(self.counts)}
 
@@ -278,7 +286,7 @@ class ServiceLayer:
             raise ServiceError("unknown_id", "id", f"no active {entity.name.upper()} message {ident!r}")
         return entry
 
-    def _run(self, entity: ServiceEntity, compute: Callable[[float], Plan]) -> dict:
+    def _run(self, entity: ServiceEntity, compute: Callable[[float], Plan]) -> dict[str, Any]:
         now = self.clock.now()
         self._expire(now)
         plan = compute(now)
@@ -346,7 +354,7 @@ class ServiceLayer:
                 self._expiry_retry_at = now + 1.0
                 return
 
-    def _entry_json(self, entity: ServiceEntity, entry: Entry, now: float, *, payload: bool) -> dict:
+    def _entry_json(self, entity: ServiceEntity, entry: Entry, now: float, *, payload: bool) -> dict[str, Any]:
         start, stop = entity.window(entry)
         if entry.state == TERMINATING:
             state = "terminating"
@@ -382,17 +390,17 @@ def _raise_issues(issues: list[tuple[str, str]]) -> None:
         raise ValueError("; ".join(f"{path}: {message}" for path, message in issues))
 
 
-def _rules(overrides: dict) -> ServiceRules:
+def _rules(overrides: dict[str, Any]) -> ServiceRules:
     """ServiceRules with ``overrides``; ValueError lists every problem (field path, allowed range)."""
     _raise_issues(rule_issues(overrides))
     return replace(RULES, **overrides) if overrides else RULES
 
 
-def _check_message_defaults(overrides: dict) -> None:
+def _check_message_defaults(overrides: dict[str, Any]) -> None:
     _raise_issues(message_default_issues(overrides))
 
 
-def _obj(request: Any) -> dict:
+def _obj(request: Any) -> dict[str, Any]:
     if not isinstance(request, dict):
         raise ServiceError("bad_request", "", "the request must be a JSON object")
     return request
@@ -402,7 +410,7 @@ def _iso(t: float | None) -> str | None:
     return iso_utc(t) if t is not None else None
 
 
-def _security_json(sec: dict | None) -> dict:
+def _security_json(sec: dict[str, Any] | None) -> dict[str, Any]:
     sec = dict(sec or {})
     for k in ("ssp", "signer"):
         if isinstance(sec.get(k), (bytes, bytearray)):
@@ -410,7 +418,7 @@ def _security_json(sec: dict | None) -> dict:
     return sec
 
 
-def _provider(obj: dict | None) -> dict | None:
+def _provider(obj: dict[str, Any] | None) -> dict[str, Any] | None:
     """Config form of a ServiceProviderId -> Python value ({"countryCode": (bytes, 10), ...})."""
     if obj is None:
         return None

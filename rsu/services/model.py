@@ -17,6 +17,9 @@ from rsu.transports.base import DisseminationParams, GeoArea
 # The injected permission check: (message kind, whole PDU value) -> name of the missing permission, or None.
 PermissionCheck = Callable[[MessageKind, dict[str, Any]], "str | None"]
 
+# An entry's key in the scheduler and the store: (service, entry id); a transmission's Due is a Due[EntryKey]
+EntryKey = tuple[str, str]
+
 # Entry states
 ACTIVE = "active"  # being sent (or waiting for its start time / next trigger)
 TERMINATING = "terminating"  # IVI: a cancellation or negation is being repeated before the entry ends
@@ -49,6 +52,13 @@ class Entry:
     def evolve(self, **changes: Any) -> Entry:
         return replace(self, **changes)
 
+    @property
+    def content(self) -> dict[str, Any]:
+        """``value`` of an entry that always has one (every service's entries but TLM's; ValueError without)."""
+        if self.value is None:
+            raise ValueError(f"{self.service}/{self.id}: the entry has no content")
+        return self.value
+
     @cached_property
     def requirement(self) -> Requirement | None:
         """What the content needs of the signer's SSP (rsu.security.ssp), None without content.
@@ -59,7 +69,7 @@ class Entry:
         return required(self.kind, self.value) if self.value is not None else None
 
     @property
-    def key(self) -> tuple[str, str]:
+    def key(self) -> EntryKey:
         return (self.service, self.id)
 
 

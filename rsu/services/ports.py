@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from rsu.services.base import ServiceEntity
@@ -28,12 +28,12 @@ class Triggering(Protocol):
     """IS_Triggering: requests on the store-and-repeat table (``service``: tlm, rlt, ivi, tlc, gpc or a
     message name)."""
 
-    def trigger(self, service: str, request: dict) -> dict: ...
-    def update(self, service: str, ident: str, request: dict) -> dict: ...
-    def terminate(self, service: str, ident: str, request: dict | None = None) -> dict: ...
-    def list(self, service: str | None = None) -> builtins.list[dict]: ...
-    def get(self, service: str, ident: str) -> dict: ...
-    def pending_requests(self) -> builtins.list[dict]: ...
+    def trigger(self, service: str, request: dict[str, Any]) -> dict[str, Any]: ...
+    def update(self, service: str, ident: str, request: dict[str, Any]) -> dict[str, Any]: ...
+    def terminate(self, service: str, ident: str, request: dict[str, Any] | None = None) -> dict[str, Any]: ...
+    def list(self, service: str | None = None) -> builtins.list[dict[str, Any]]: ...
+    def get(self, service: str, ident: str) -> dict[str, Any]: ...
+    def pending_requests(self) -> builtins.list[dict[str, Any]]: ...
 
 
 class DataProviding(Protocol):
@@ -45,7 +45,7 @@ class DataProviding(Protocol):
 
 
 class ServiceStats(Protocol):
-    def stats(self) -> dict: ...
+    def stats(self) -> dict[str, Any]: ...
 
 
 class CurrentServices:
@@ -59,27 +59,27 @@ class CurrentServices:
         """The entity that answers for ``service`` (raises ServiceError unknown_service)."""
         return self._current().entity(service)
 
-    def trigger(self, service: str, request: dict) -> dict:
+    def trigger(self, service: str, request: dict[str, Any]) -> dict[str, Any]:
         return self._current().trigger(service, request)
 
-    def update(self, service: str, ident: str, request: dict) -> dict:
+    def update(self, service: str, ident: str, request: dict[str, Any]) -> dict[str, Any]:
         return self._current().update(service, ident, request)
 
-    def terminate(self, service: str, ident: str, request: dict | None = None) -> dict:
+    def terminate(self, service: str, ident: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._current().terminate(service, ident, request)
 
-    def list(self, service: str | None = None) -> builtins.list[dict]:
+    def list(self, service: str | None = None) -> builtins.list[dict[str, Any]]:
         return self._current().list(service)
 
-    def get(self, service: str, ident: str) -> dict:
+    def get(self, service: str, ident: str) -> dict[str, Any]:
         return self._current().get(service, ident)
 
-    def pending_requests(self) -> builtins.list[dict]:
+    def pending_requests(self) -> builtins.list[dict[str, Any]]:
         return self._current().pending_requests()
 
     def subscribe(self, services: Iterable[str] | None = None, types: Iterable[str] | None = None,
                   last_id: int | None = None) -> Subscription:
         return self._current().subscribe(services, types, last_id)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         return self._current().stats()

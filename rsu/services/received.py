@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 
 class RxDrop(str, enum.Enum):
@@ -28,21 +29,21 @@ class RxDrop(str, enum.Enum):
 
 
 class Subscription:
-    def __init__(self, hub: "ReceivedHub", services: frozenset[str] | None, types: frozenset[str] | None,
+    def __init__(self, hub: ReceivedHub, services: frozenset[str] | None, types: frozenset[str] | None,
                  maxlen: int) -> None:
         self._hub = hub
         self.services = services
         self.types = types
-        self._queue: deque[dict] = deque()
+        self._queue: deque[dict[str, Any]] = deque()
         self._maxlen = maxlen
         self.dropped = 0
         self._waker: Callable[[], None] | None = None
 
-    def matches(self, event: dict) -> bool:
+    def matches(self, event: dict[str, Any]) -> bool:
         return ((self.services is None or event.get("service") in self.services)
                 and (self.types is None or event.get("type") in self.types))
 
-    def push(self, event: dict) -> None:
+    def push(self, event: dict[str, Any]) -> None:
         while len(self._queue) >= self._maxlen:  # a loop: a reload may have lowered the bound
             self._queue.popleft()
             self.dropped += 1
@@ -50,7 +51,7 @@ class Subscription:
         if self._waker is not None:
             self._waker()
 
-    def drain(self) -> list[dict]:
+    def drain(self) -> list[dict[str, Any]]:
         out = list(self._queue)
         self._queue.clear()
         return out
@@ -69,7 +70,7 @@ class Subscription:
 class ReceivedHub:
     def __init__(self, history: int = 1000, queue: int = 1000) -> None:
         self._seq = 0
-        self._history: deque[dict] = deque(maxlen=history)
+        self._history: deque[dict[str, Any]] = deque(maxlen=history)
         self._subs: set[Subscription] = set()
         self._queue = queue
         self.published = 0
@@ -82,7 +83,7 @@ class ReceivedHub:
         for sub in self._subs:
             sub._maxlen = queue
 
-    def publish(self, event: dict) -> dict:
+    def publish(self, event: dict[str, Any]) -> dict[str, Any]:
         self._seq += 1
         event = dict(event, id=self._seq)
         self._history.append(event)
@@ -103,6 +104,6 @@ class ReceivedHub:
         self._subs.add(sub)
         return sub
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, int]:
         return {"published": self.published, "subscribers": len(self._subs),
                 "dropped": sum(s.dropped for s in self._subs)}

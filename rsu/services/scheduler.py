@@ -21,8 +21,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 _EPS = 1e-9
+
+K = TypeVar("K", bound=Hashable)  # the caller's key type (the services layer's: (service, entry id))
 
 
 @dataclass
@@ -55,29 +58,29 @@ class _OneShot:
 
 
 @dataclass(frozen=True)
-class Due:
+class Due(Generic[K]):
     """One transmission the caller should make now."""
 
-    key: Hashable
+    key: K
     slot: float  # the scheduled time of this transmission
     fresh: bool  # new content / event generation (True) or a repetition (False)
     priority: int
 
 
-class Scheduler:
+class Scheduler(Generic[K]):
     """``on_skip(key, reason, n)``: told about repetitions not sent, with reason ``missed-slot`` (the
     caller was late by more than an interval) or ``overload`` (beyond the caller's limit)."""
 
-    def __init__(self, on_skip: Callable[[Hashable, str, int], None] | None = None) -> None:
+    def __init__(self, on_skip: Callable[[K, str, int], None] | None = None) -> None:
         self.on_skip = on_skip
-        self._periodic: dict[Hashable, _Periodic] = {}
-        self._oneshot: dict[Hashable, _OneShot] = {}
+        self._periodic: dict[K, _Periodic] = {}
+        self._oneshot: dict[K, _OneShot] = {}
         self.emitted = 0
         self.skipped = 0  # periodic slots missed because the caller was late by more than one interval
         self.dropped = 0  # repetitions not sent because the caller's limit was reached (overload)
 
     # --- configuration --------------------------------------------------------------------------
-    def set_periodic(self, key: Hashable, *, interval: float, anchor: float, now: float,
+    def set_periodic(self, key: K, *, interval: float, anchor: float, now: float,
                      start: float | None = None, stop: float | None = None, priority: int = 4,
                      include_anchor: bool = False) -> None:
         """Repeat ``key`` at ``anchor + k*interval``; the first slot is the first one >= max(now, start)
@@ -92,7 +95,7 @@ class Scheduler:
         p.k = k
         self._periodic[key] = p
 
-    def fire(self, key: Hashable, at: float, priority: int, *, fresh: bool = True) -> None:
+    def fire(self, key: K, at: float, priority: int, *, fresh: bool = True) -> None:
         """One fresh transmission of ``key`` at ``at`` (replaces a pending one of the same key, keeping
         the earlier time: a newer state never waits longer than the one it replaces). ``fresh=False``:
         one extra repetition of the same bytes (after a restart: back on the air without waiting for
@@ -103,15 +106,15 @@ class Scheduler:
             fresh = fresh or old.fresh
         self._oneshot[key] = _OneShot(at, priority, fresh)
 
-    def remove(self, key: Hashable) -> None:
+    def remove(self, key: K) -> None:
         self._periodic.pop(key, None)
         self._oneshot.pop(key, None)
 
-    def pending_fire(self, key: Hashable) -> float | None:
+    def pending_fire(self, key: K) -> float | None:
         o = self._oneshot.get(key)
         return o.at if o else None
 
-    def next_time(self, key: Hashable) -> float | None:
+    def next_time(self, key: K) -> float | None:
         times = []
         if key in self._oneshot:
             times.append(self._oneshot[key].at)
@@ -120,7 +123,7 @@ class Scheduler:
             times.append(t)
         return min(times) if times else None
 
-    def __contains__(self, key: Hashable) -> bool:
+    def __contains__(self, key: K) -> bool:
         return key in self._periodic or key in self._oneshot
 
     # --- driving ------------------------------------------------------------------------------
@@ -136,9 +139,9 @@ class Scheduler:
             best = t if best is None else min(best, t)
         return best
 
-    def due(self, now: float, limit: int | None = None) -> list[Due]:
+    def due(self, now: float, limit: int | None = None) -> list[Due[K]]:
         """Everything due at ``now``, most urgent first (see the module text for ``limit``)."""
-        items: dict[Hashable, Due] = {}
+        items: dict[K, Due[K]] = {}
         for key, p in self._periodic.items():
             t = p.next_time()
             if t is None or t > now + _EPS:
@@ -152,7 +155,7 @@ class Scheduler:
                 self.on_skip(key, "missed-slot", latest - p.k)
             items[key] = Due(key, p.slot(latest), False, p.priority)
             p.k = latest + 1
-        shots = set()
+        shots: set[K] = set()
         for key, o in list(self._oneshot.items()):
             if o.at > now + _EPS:
                 continue

@@ -32,9 +32,10 @@ import json
 import logging
 import os
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any
 
 from rsu import statelock
 from rsu.services import cursors as cursorfile
@@ -83,10 +84,10 @@ class StoredEntry:
     kind: str
     state: str
     payload: bytes | None
-    dissemination: dict
+    dissemination: dict[str, Any]
     anchor: float | None
-    identification: dict
-    data: dict
+    identification: dict[str, Any]
+    data: dict[str, Any]
     generation: int
     created_at: float
     updated_at: float
@@ -135,7 +136,7 @@ def put_entry(db: sqlite3.Connection, e: StoredEntry) -> None:
                 e.created_at, e.updated_at, e.value_json))
 
 
-def entry_of_row(r: tuple) -> StoredEntry:
+def entry_of_row(r: tuple[Any, ...]) -> StoredEntry:
     return StoredEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], json.loads(r[7]), json.loads(r[8]),
                        r[9], r[10], r[11], r[12])
 
@@ -160,7 +161,7 @@ class Store:
             p.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError(f"{p.parent}: cannot create the state directory ({e.strerror or e})") from None
-        self._lock_fd = lock_store(p, exclusive)
+        self._lock_fd: int | None = lock_store(p, exclusive)
         try:
             self._open(busy_timeout_ms)
         except BaseException:
@@ -265,6 +266,12 @@ class Store:
             except OSError as e:
                 raise StoreError(f"{cp}: cannot write the cursor file ({e.strerror or e})") from None
 
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError(f"{self.path}: the store is closed")
+        return self._db
+
     def _event(self, code: str, message: str) -> None:
         log.warning("%s", message)
         self.start_events.append((code, message))
@@ -272,7 +279,7 @@ class Store:
     # --- reading ------------------------------------------------------------------------------
     def entries(self) -> list[StoredEntry]:
         try:
-            rows = self._db.execute(f"SELECT {ENTRY_COLUMNS} FROM messages ORDER BY created_at, service, id"
+            rows = self._conn.execute(f"SELECT {ENTRY_COLUMNS} FROM messages ORDER BY created_at, service, id"
                                     ).fetchall()
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: {e}") from e
@@ -320,12 +327,12 @@ class Store:
             except OSError as e:
                 raise StoreError(f"{self.cursor_path}: cannot write the cursor file ({e.strerror or e}); "
                                  "nothing was changed") from None
-        db = self._db
+        db = self._conn
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for e in upserts:
-                    put_entry(db, e)
+                for entry in upserts:
+                    put_entry(db, entry)
                 for service, ident in deletes:
                     db.execute("DELETE FROM messages WHERE service = ? AND id = ?", (service, ident))
                 for name, c in changed.items():
@@ -343,11 +350,11 @@ class Store:
 
     def quick_check(self) -> str:
         """``ok``, or the first problems ``PRAGMA quick_check`` reports (joined)."""
-        rows = self._db.execute("PRAGMA quick_check(5)").fetchall()
+        rows = self._conn.execute("PRAGMA quick_check(5)").fetchall()
         return "; ".join(str(r[0]) for r in rows)
 
     def integrity_check(self) -> str:
-        rows = self._db.execute("PRAGMA integrity_check(20)").fetchall()
+        rows = self._conn.execute("PRAGMA integrity_check(20)").fetchall()
         return "; ".join(str(r[0]) for r in rows)
 
     def close(self) -> None:

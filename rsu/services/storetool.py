@@ -19,15 +19,27 @@ import sqlite3
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rsu import catalog
 from rsu.clock import iso_utc
 from rsu.services import cursors as cursorfile
 from rsu.services.cursors import Cursor, CursorFileError, CursorState
 from rsu.services.model import value_to_json
-from rsu.services.store import (ENTRY_COLUMNS, SCHEMA, SCHEMA_VERSION, Store, StoredEntry, db_path,
-                                entry_of_row, lock_store, put_entry)
+from rsu.services.store import (
+    ENTRY_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    Store,
+    StoredEntry,
+    db_path,
+    entry_of_row,
+    lock_store,
+    put_entry,
+)
+
+if TYPE_CHECKING:
+    from rsu.pipeline.codec import Codec
 
 EXPORT_FORMAT = "rsu-store-export"
 EXPORT_VERSION = 1
@@ -82,7 +94,7 @@ def merge_cursors(a: dict[str, Cursor], b: dict[str, Cursor]) -> dict[str, Curso
     return out
 
 
-def check(path: str | Path, codec: Any = None) -> dict:
+def check(path: str | Path, codec: Codec | None = None) -> dict[str, Any]:
     """What a start would find, as a report: ``ok`` (bool), ``problems`` and ``actions`` (lists of text)."""
     p = db_path(path)
     cp = cursorfile.cursor_path(p)
@@ -149,7 +161,7 @@ def check(path: str | Path, codec: Any = None) -> dict:
     return report
 
 
-def _usable_rows(rows: list[tuple], codec: Any) -> tuple[list[StoredEntry], list[str]]:
+def _usable_rows(rows: list[tuple[Any, ...]], codec: Codec | None) -> tuple[list[StoredEntry], list[str]]:
     """Rows a start can restore, and the ``service/id`` of those it would skip."""
     good, bad = [], []
     for r in rows:
@@ -176,14 +188,14 @@ def _per_service(entries: list[StoredEntry]) -> dict[str, int]:
 
 # ============================================================================ export / import
 
-def _entry_json(e: StoredEntry) -> dict:
+def _entry_json(e: StoredEntry) -> dict[str, Any]:
     return {"service": e.service, "id": e.id, "kind": e.kind, "state": e.state,
             "payload": e.payload.hex() if e.payload is not None else None, "dissemination": e.dissemination,
             "anchor": e.anchor, "identification": e.identification, "data": e.data, "generation": e.generation,
             "created_at": e.created_at, "updated_at": e.updated_at}
 
 
-def export(path: str | Path, now: float | None = None) -> dict:
+def export(path: str | Path, now: float | None = None) -> dict[str, Any]:
     """Every entry and every cursor (the further-ahead copy of store and cursor file) as JSON."""
     p = db_path(path)
     if not p.exists() or not p.stat().st_size:
@@ -212,7 +224,7 @@ def export(path: str | Path, now: float | None = None) -> dict:
             "counters": {k: merged[k].to_json() for k in sorted(merged)}}
 
 
-def validate_export(data: Any, codec: Any) -> tuple[list[StoredEntry], dict[str, Cursor], int, list[str]]:
+def validate_export(data: Any, codec: Codec) -> tuple[list[StoredEntry], dict[str, Cursor], int, list[str]]:
     """Every problem of an export document, each with its path (nothing is read from the store)."""
     problems: list[str] = []
     if not isinstance(data, dict):
@@ -245,19 +257,19 @@ def validate_export(data: Any, codec: Any) -> tuple[list[StoredEntry], dict[str,
         problems.append("counters: not an object")
         raw_counters = {}
     for name, obj in raw_counters.items():
-        c, why = cursorfile.cursor_of(obj)
+        c, problem = cursorfile.cursor_of(obj)
         if c is None:
-            problems.append(f"counters.{name}: {why}")
+            problems.append(f"counters.{name}: {problem}")
         else:
             counters[name] = c
     return entries, counters, commit, problems
 
 
-def _entry_of_json(obj: Any, codec: Any, where: str) -> tuple[StoredEntry | None, list[str]]:
+def _entry_of_json(obj: Any, codec: Codec, where: str) -> tuple[StoredEntry | None, list[str]]:
     if not isinstance(obj, dict):
         return None, [f"{where}: not an object"]
     problems = []
-    fields = {"service": str, "id": str, "kind": str, "state": str, "dissemination": dict, "identification": dict,
+    fields: dict[str, type | tuple[type, ...]] = {"service": str, "id": str, "kind": str, "state": str, "dissemination": dict, "identification": dict,
               "data": dict, "generation": int, "created_at": (int, float), "updated_at": (int, float)}
     for name, typ in fields.items():
         v = obj.get(name)
@@ -308,7 +320,7 @@ def _entry_of_json(obj: Any, codec: Any, where: str) -> tuple[StoredEntry | None
                        float(obj["created_at"]), float(obj["updated_at"]), value_json), []
 
 
-def import_store(path: str | Path, data: Any, codec: Any) -> dict:
+def import_store(path: str | Path, data: Any, codec: Codec) -> dict[str, Any]:
     """Import an export: all checked first, then one transaction; refused when a cursor would go back."""
     entries, counters, commit, problems = validate_export(data, codec)
     if problems:
@@ -335,7 +347,7 @@ def import_store(path: str | Path, data: Any, codec: Any) -> dict:
 
 # ============================================================================ recovery
 
-def recover(path: str | Path, *, force: bool = False, codec: Any = None, now: float | None = None) -> dict:
+def recover(path: str | Path, *, force: bool = False, codec: Codec | None = None, now: float | None = None) -> dict[str, Any]:
     """Salvage a damaged store into a fresh file; keep the damaged one aside. The daemon must be stopped."""
     p = db_path(path)
     lock = lock_store(p, exclusive=True)
@@ -378,7 +390,7 @@ def recover(path: str | Path, *, force: bool = False, codec: Any = None, now: fl
         os.close(lock)
 
 
-def _salvage(p: Path) -> tuple[list[tuple], int, dict[str, Cursor], int]:
+def _salvage(p: Path) -> tuple[list[tuple[Any, ...]], int, dict[str, Cursor], int]:
     """Every row SQLite can still read: (message rows, damaged ranges skipped, counters, commit serial)."""
     try:
         db = sqlite3.connect(str(p), isolation_level=None)
@@ -405,9 +417,9 @@ def _salvage(p: Path) -> tuple[list[tuple], int, dict[str, Cursor], int]:
         db.close()
 
 
-def _rows(db: sqlite3.Connection, table: str, columns: str) -> tuple[list[tuple], int]:
+def _rows(db: sqlite3.Connection, table: str, columns: str) -> tuple[list[tuple[Any, ...]], int]:
     """Walk ``table`` in rowid order; when a page cannot be read, jump over it and go on."""
-    out: list[tuple] = []
+    out: list[tuple[Any, ...]] = []
     last = -(1 << 63)
     skipped = 0
     while True:

@@ -22,21 +22,25 @@ terminated (entry ``"srem-station-2104711"``); ``sequenceNumber`` changes with t
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from rsu import catalog
+from rsu.catalog import MessageKind
 from rsu.clock import iso_utc
 from rsu.codec import values as V
 from rsu.codec.errors import InvalidValueError
-from rsu.services.base import ServiceEntity, intersection_key, next_revision, reject_unknown
+from rsu.services.base import Context, ServiceEntity, intersection_key, next_revision, reject_unknown
 from rsu.services.errors import ServiceError
 from rsu.services.model import Entry, Plan, canonical_hash
+from rsu.services.params import Dissemination
 from rsu.services.rlt import RltEntity
 from rsu.services.timefmt import moy_dsecond, moy_to_posix
+from rsu.transports.base import GeoArea
 
 
-def vehicle_key(vid: tuple) -> str:
+def vehicle_key(vid: tuple[str, Any]) -> str:
     """VehicleID CHOICE -> ``"station-2104711"`` or ``"temp-0a1b2c3d"``."""
     alt, v = vid
     return f"station-{v}" if alt == "stationID" else f"temp-{bytes(v).hex()}"
@@ -45,8 +49,8 @@ def vehicle_key(vid: tuple) -> str:
 @dataclass
 class PendingRequest:
     key: str
-    vehicle: tuple  # VehicleID value
-    intersection: dict  # IntersectionReferenceID value
+    vehicle: tuple[str, Any]  # VehicleID value
+    intersection: dict[str, Any]  # IntersectionReferenceID value
     request_id: int
     request_type: str
     sequence_number: int | None
@@ -60,8 +64,8 @@ class PendingRequest:
     last_heard: float
     expires: float
 
-    def to_json(self) -> dict:
-        out = {"key": self.key, "intersection": intersection_key(self.intersection), "requestID": self.request_id,
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"key": self.key, "intersection": intersection_key(self.intersection), "requestID": self.request_id,
                "requestType": self.request_type, "inBoundLane": _jer_access(self.inbound),
                "expires": iso_utc(self.expires)}
         if self.outbound is not None:
@@ -72,7 +76,7 @@ class PendingRequest:
         return out
 
 
-def _jer_access(v: tuple) -> dict:
+def _jer_access(v: tuple[str, Any]) -> dict[str, Any]:
     return {v[0]: v[1]}
 
 
@@ -80,13 +84,13 @@ class TlcEntity(ServiceEntity):
     name = catalog.SSEM.service.lower()  # "tlc"
     kinds = (catalog.SSEM, catalog.SREM)
 
-    def __init__(self, ctx, rlt: RltEntity) -> None:
+    def __init__(self, ctx: Context, rlt: RltEntity) -> None:
         super().__init__(ctx)
         self.rlt = rlt
         self.pending: dict[str, PendingRequest] = {}
 
     # --- requests -----------------------------------------------------------------------------
-    def trigger(self, req: dict, now: float) -> Plan:
+    def trigger(self, req: dict[str, Any], now: float) -> Plan:
         reject_unknown(req, {"payload", "dissemination", "decision"})
         if ("payload" in req) == ("decision" in req):
             raise ServiceError("validation", "payload", "give either a payload (an SSEM or SREM) or a decision")
@@ -108,7 +112,7 @@ class TlcEntity(ServiceEntity):
         links = self._links_for(kind, value) if kind is catalog.SSEM else {}
         return self._put(None, entry_id, kind, value, diss, plan, now, links)
 
-    def update(self, entry: Entry, req: dict, now: float) -> Plan:
+    def update(self, entry: Entry, req: dict[str, Any], now: float) -> Plan:
         reject_unknown(req, {"payload", "dissemination", "decision"})
         if "decision" in req:
             if entry.kind is not catalog.SSEM:
@@ -120,7 +124,7 @@ class TlcEntity(ServiceEntity):
             if diss == entry.dissemination:
                 plan.result = {"id": entry.id, "identification": entry.identification, "unchanged": True}
                 return plan
-            return self._put(entry, entry.id, entry.kind, copy.deepcopy(entry.value), diss, plan, now,
+            return self._put(entry, entry.id, entry.kind, copy.deepcopy(entry.content), diss, plan, now,
                              entry.data.get("links", {}))
         kind = self.kind_of_payload(req["payload"], "payload")
         if kind is not entry.kind:
@@ -131,7 +135,7 @@ class TlcEntity(ServiceEntity):
         links = self._links_for(kind, value) if kind is catalog.SSEM else {}
         return self._put(entry, entry.id, kind, value, diss, plan, now, links)
 
-    def terminate(self, entry: Entry, req: dict, now: float) -> Plan:
+    def terminate(self, entry: Entry, req: dict[str, Any], now: float) -> Plan:
         reject_unknown(req, {"request"})
         if "request" in req:
             if entry.kind is not catalog.SSEM:
@@ -143,7 +147,7 @@ class TlcEntity(ServiceEntity):
         return super().terminate(entry, req, now)
 
     # --- decisions ----------------------------------------------------------------------------
-    def _decide(self, req: dict, now: float, entry: Entry | None = None) -> Plan:
+    def _decide(self, req: dict[str, Any], now: float, entry: Entry | None = None) -> Plan:
         d = req["decision"]
         reject_unknown(d, {"request", "status", "minute", "second", "duration", "inboundOn", "outboundOn"}, "decision")
         key = d.get("request")
@@ -186,14 +190,14 @@ class TlcEntity(ServiceEntity):
         entry_id = entry.id if entry is not None else f"ssem-{ix}"
         plan = Plan()
         if entry is None:
-            value = {"header": {"protocolVersion": catalog.SSEM.protocol_version, "messageID": catalog.SSEM.message_id,
+            value: dict[str, Any] = {"header": {"protocolVersion": catalog.SSEM.protocol_version, "messageID": catalog.SSEM.message_id,
                                 "stationID": self.ctx.station_id or 0},
                      "ssm": {"second": 0, "status": [{"sequenceNumber": 0, "id": pending.intersection,
                                                       "sigStatus": [pkg]}]}}
             diss = self.dissemination(req, catalog.SSEM, None, now)
             links = {key: {"expires": pending.expires}}
         else:
-            value = copy.deepcopy(entry.value)
+            value = copy.deepcopy(entry.content)
             status = next(s for s in value["ssm"]["status"] if intersection_key(s["id"]) == ix)
             idx = _package_index(value, key)
             if idx:
@@ -207,32 +211,34 @@ class TlcEntity(ServiceEntity):
         return self._put(entry, entry_id, catalog.SSEM, value, diss, plan, now, links)
 
     # --- common write path --------------------------------------------------------------------
-    def _put(self, entry: Entry | None, entry_id: str, kind, value: dict, diss, plan: Plan, now: float,
-             links: dict) -> Plan:
-        changed = self._stamp(entry, entry_id, kind, value, plan, now)
+    def _put(self, entry: Entry | None, entry_id: str, kind: MessageKind, value: dict[str, Any], diss: Dissemination,
+             plan: Plan, now: float, links: dict[str, Any]) -> Plan:
+        changed = self._stamp(entry, entry_id, kind, value, plan, now)  # always True without an entry
         if not changed and entry is not None:
-            value = entry.value
+            value = entry.content
         self.check_permission(kind, value)
-        pdus = (self.encode(kind, value),) if changed else entry.pdus  # type: ignore[union-attr]
+        pdus = entry.pdus if not changed and entry is not None else (self.encode(kind, value),)
         ident = self._identification(kind, value)
+        anchor = max(now, diss.start or now)
         if entry is None:
             new = self.new_entry(entry_id, kind, value, pdus, diss, ident, now, data={"links": links},
-                                 anchor=max(now, diss.start or now))
+                                 anchor=anchor)
         else:
             if not changed and diss == entry.dissemination and links == entry.data.get("links", {}):
                 plan.result = {"id": entry.id, "identification": entry.identification, "unchanged": True}
                 return plan
             new = entry.evolve(value=value, pdus=pdus, dissemination=diss, identification=ident, updated_at=now,
                                generation=entry.generation + (1 if changed else 0), data=dict(entry.data, links=links),
-                               anchor=max(now, diss.start or now), area=self.derive_area(kind, value))
+                               anchor=anchor, area=self.derive_area(kind, value))
         plan.upserts.append(new)
         if changed:
-            plan.fire[entry_id] = new.anchor  # type: ignore[assignment]
+            plan.fire[entry_id] = anchor
         plan.reschedule.append(entry_id)
         plan.result = {"id": entry_id, "identification": ident}
         return plan
 
-    def _stamp(self, entry: Entry | None, entry_id: str, kind, value: dict, plan: Plan, now: float) -> bool:
+    def _stamp(self, entry: Entry | None, entry_id: str, kind: MessageKind, value: dict[str, Any], plan: Plan,
+               now: float) -> bool:
         """Set sequence numbers and timestamps; return whether the content changed."""
         body = value[kind.body]
         moy, dsec = moy_dsecond(now)
@@ -271,7 +277,7 @@ class TlcEntity(ServiceEntity):
                 return e
         return None
 
-    def _id_of(self, kind, value: dict) -> str:
+    def _id_of(self, kind: MessageKind, value: dict[str, Any]) -> str:
         body = value[kind.body]
         if kind is catalog.SSEM:
             keys = [intersection_key(s["id"]) for s in body["status"]]
@@ -280,8 +286,8 @@ class TlcEntity(ServiceEntity):
             return "ssem-" + "+".join(keys)
         return "srem-" + vehicle_key(body["requestor"]["id"])
 
-    def _links_for(self, kind, value: dict) -> dict:
-        links = {}
+    def _links_for(self, kind: MessageKind, value: dict[str, Any]) -> dict[str, Any]:
+        links: dict[str, Any] = {}
         for s in value["ssm"]["status"]:
             ix = intersection_key(s["id"])
             for p in s["sigStatus"]:
@@ -293,7 +299,7 @@ class TlcEntity(ServiceEntity):
                     links[key] = {"expires": self.pending[key].expires}
         return links
 
-    def _identification(self, kind, value: dict) -> dict:
+    def _identification(self, kind: MessageKind, value: dict[str, Any]) -> dict[str, Any]:
         body = value[kind.body]
         if kind is catalog.SSEM:
             return {"message": catalog.SSEM.name, "sequenceNumber": body.get("sequenceNumber"),
@@ -306,12 +312,13 @@ class TlcEntity(ServiceEntity):
                               "requestID": r["request"]["requestID"]} for r in body.get("requests") or []]}
 
     # --- request life -------------------------------------------------------------------------
-    def _link_expiry(self, key: str, link: dict) -> float:
+    def _link_expiry(self, key: str, link: dict[str, Any]) -> float:
         p = self.pending.get(key)
-        return max(link["expires"], p.expires) if p else link["expires"]
+        expires: float = link["expires"]
+        return max(expires, p.expires) if p else expires
 
     def _drop_requests(self, entry: Entry, keys: set[str], now: float, reason: str) -> Plan:
-        value = copy.deepcopy(entry.value)
+        value = copy.deepcopy(entry.content)
         for s in value["ssm"]["status"]:
             ix = intersection_key(s["id"])
             s["sigStatus"] = [p for p in s["sigStatus"] if _request_key_ix(ix, p) not in keys]
@@ -345,7 +352,7 @@ class TlcEntity(ServiceEntity):
         return min(times) if times else None
 
     # --- receive side -------------------------------------------------------------------------
-    def on_received(self, kind, value: dict, now: float) -> tuple[dict, Plan | None]:
+    def on_received(self, kind: MessageKind, value: dict[str, Any], now: float) -> tuple[dict[str, Any], Plan | None]:
         if kind is not catalog.SREM:
             return {}, None
         srm = value["srm"]
@@ -354,7 +361,8 @@ class TlcEntity(ServiceEntity):
         rtype = requestor.get("type") or {}
         role = rtype.get("role")
         seq = srm.get("sequenceNumber")
-        out_requests, cancelled = [], set()
+        out_requests: list[dict[str, Any]] = []
+        cancelled: set[str] = set()
         timeout = self.ctx.rules.srem_request_timeout_s
         for pkg in srm.get("requests") or []:
             r = pkg["request"]
@@ -393,7 +401,7 @@ class TlcEntity(ServiceEntity):
                     plan.merge(self._drop_requests(e, hit, now, "request cancelled by the requestor"))
         return {"tlc": info}, (plan if plan else None)
 
-    def derive_area(self, kind, value: dict | None):
+    def derive_area(self, kind: MessageKind, value: dict[str, Any] | None) -> GeoArea | None:
         if not value:
             return None
         body = value[kind.body]
@@ -407,8 +415,8 @@ class TlcEntity(ServiceEntity):
         return self.area_from(kind, pts)
 
 
-def _placeholders(kind):
-    def fill(body: dict) -> None:
+def _placeholders(kind: MessageKind) -> Callable[[dict[str, Any]], None]:
+    def fill(body: dict[str, Any]) -> None:
         body.setdefault("second", 0)
         if kind is catalog.SSEM:
             for s in body.get("status") or []:
@@ -417,16 +425,16 @@ def _placeholders(kind):
     return fill
 
 
-def _request_key_ix(ix: str, pkg: dict) -> str | None:
+def _request_key_ix(ix: str, pkg: dict[str, Any]) -> str | None:
     r = pkg.get("requester")
     return f"{vehicle_key(r['id'])}:{ix}:{r['request']}" if r else None
 
 
-def _request_key(status: dict, pkg: dict) -> str | None:
+def _request_key(status: dict[str, Any], pkg: dict[str, Any]) -> str | None:
     return _request_key_ix(intersection_key(status["id"]), pkg)
 
 
-def _package_index(value: dict | None, key: str) -> list[tuple[int, int]]:
+def _package_index(value: dict[str, Any] | None, key: str) -> list[tuple[int, int]]:
     if not value:
         return []
     out = []

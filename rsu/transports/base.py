@@ -12,8 +12,9 @@ Several transports run at once; each message goes to the transports its paramete
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rsu.catalog import MessageKind
 
@@ -62,7 +63,7 @@ class DisseminationParams:
     transports: tuple[str, ...] = ()  # names of the transports to use; empty = the default ones
     retain: bool = False  # MQTT: keep as the retained message of its topic (MAPEM, IVIM)
     # transport-specific hints, e.g. {"quadkey": "120203..."} or {"station_type": 15}
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def btp_port(self) -> int:
@@ -79,7 +80,7 @@ class ReceivedFrame:
     btp_port: int | None = None
     source: str | None = None  # e.g. the GN source address (hex) or the MQTT topic
     secured_packet: bool = True  # False when the GN common header said "not secured"
-    info: dict = field(default_factory=dict)  # transport details (GN header fields, MQTT properties)
+    info: dict[str, Any] = field(default_factory=dict)  # transport details (GN header fields, MQTT properties)
     # Secured GN packets sign the GN common + extended headers and BTP-B together with the PDU
     # (EN 302 636-4-1: basic header | Ieee1609Dot2Data{unsecuredData = CH | EH | BTP | PDU}).
     # After verification the facilities PDU is ``unsecuredData[payload_offset:]``; 0 for MQTT.

@@ -229,8 +229,8 @@ def _expiry(v: Any) -> Any:
 
 
 def _payload_format(v: Any) -> Any:
-    if v not in ("secured", "json"):
-        raise ValueError(f"{v!r} (expected secured or json)")
+    if v not in ("secured", "json", "its-client"):
+        raise ValueError(f"{v!r} (expected secured, json or its-client)")
     return v
 
 
@@ -276,7 +276,8 @@ class MqttConfig(LayerConfig):
     subscribe_neighbours: bool = True  # also the 8 tiles around the RSU's tile
     # publications
     qos: Annotated[int, ints(0, 2)] = 1
-    payload_format: Annotated[str, check(_payload_format)] = "secured"  # "secured" (the 1609.2 bytes) or "json"
+    payload_format: Annotated[str, check(_payload_format)] = "secured"  # "secured" (the 1609.2 bytes), "json" (envelope)
+    # or "its-client" (Orange its-client v2 JSON)
     expiry_s: Annotated[dict[str, float], check(_expiry)] = field(default_factory=dict)  # per type (default:
     # the message lifetime)
     retain_types: Annotated[tuple[str, ...], check(_message_types)] = ("mapem", "ivim")  # published retained

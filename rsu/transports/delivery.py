@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from rsu import catalog
 from rsu.transports.base import ReceiveCallback, ReceivedFrame
@@ -23,7 +23,7 @@ class FrameDelivery:
         self.name = name
         self._drop = drop
         self.callback: ReceiveCallback | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def deliver(self, frame: ReceivedFrame) -> None:
         if self.callback is None:
@@ -39,7 +39,7 @@ class FrameDelivery:
             self._tasks.add(task)
             task.add_done_callback(lambda t: self._done(t, frame))
 
-    def _done(self, task: asyncio.Task, frame: ReceivedFrame) -> None:
+    def _done(self, task: asyncio.Task[None], frame: ReceivedFrame) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("%s: receive callback failed", self.name, exc_info=task.exception())

@@ -18,6 +18,7 @@ import enum
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from rsu.limits import OnLimit, ignore
 from rsu.transports import envelope
@@ -135,7 +136,7 @@ class TrafficClass:
     channel_offload: bool = False
 
     @classmethod
-    def from_octet(cls, octet: int) -> "TrafficClass":
+    def from_octet(cls, octet: int) -> TrafficClass:
         return cls(octet & 0x3F, bool(octet & 0x80), bool(octet & 0x40))
 
 
@@ -162,7 +163,7 @@ class GnAddress:
         return head.to_bytes(2, "big") + self.mid
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "GnAddress":
+    def from_bytes(cls, data: bytes) -> GnAddress:
         head = int.from_bytes(data[0:2], "big")
         return cls(bytes(data[2:8]), (head >> 10) & 0x1F, bool(head & 0x8000))
 
@@ -191,7 +192,7 @@ class LongPositionVector:
                 + self.heading.to_bytes(2, "big"))
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "LongPositionVector":
+    def from_bytes(cls, data: bytes) -> LongPositionVector:
         ps = int.from_bytes(data[20:22], "big")
         speed = ps & 0x7FFF
         if speed & 0x4000:
@@ -201,7 +202,7 @@ class LongPositionVector:
                    int.from_bytes(data[16:20], "big", signed=True),
                    bool(ps & 0x8000), speed, int.from_bytes(data[22:24], "big"))
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {"gn_address": self.address.hex(), "manual": self.address.manual,
                 "station_type": self.address.station_type, "mid": _mac(self.address.mid),
                 "timestamp_ms": self.timestamp, "latitude": self.latitude / 1e7,
@@ -226,10 +227,10 @@ class BasicHeader:
         return bytes(((self.version << 4) | self.next_header, 0, self.lifetime, self.rhl))
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "BasicHeader":
+    def from_bytes(cls, data: bytes) -> BasicHeader:
         return cls(data[0] >> 4, data[0] & 0x0F, data[2], data[3])
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         nh = {0: "any", 1: "common-header", 2: "secured-packet"}.get(self.next_header, self.next_header)
         return {"version": self.version, "next_header": nh, "lifetime_s": decode_lifetime(self.lifetime),
                 "lifetime_octet": f"0x{self.lifetime:02x}", "remaining_hop_limit": self.rhl}
@@ -249,10 +250,10 @@ class CommonHeader:
                 + self.payload_length.to_bytes(2, "big") + bytes((self.max_hop_limit, 0)))
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "CommonHeader":
+    def from_bytes(cls, data: bytes) -> CommonHeader:
         return cls(data[0] >> 4, data[1], data[2], data[3], int.from_bytes(data[4:6], "big"), data[6])
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         nh = {0: "any", 1: "btp-a", 2: "btp-b", 3: "ipv6"}.get(self.next_header, self.next_header)
         try:
             ht = HeaderType(self.header_type).label
@@ -286,8 +287,8 @@ class ExtendedHeader:
             return sn + self.source.to_bytes() + area_bytes(self.area)
         raise ValueError(f"cannot build extended header type 0x{ht:02x}")
 
-    def describe(self) -> dict:
-        out: dict = {}
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         if self.sequence_number is not None:
             out["sequence_number"] = self.sequence_number
         out["source_position_vector"] = self.source.describe()
@@ -335,7 +336,7 @@ def btp_b(port: int, port_info: int = 0) -> bytes:
 class GnPacket:
     """A parsed GN packet carrying BTP-B. ``payload`` is the BTP payload (the facilities PDU)."""
 
-    basic: BasicHeader | None  # None when parsed from a secured payload (no basic header)
+    basic: BasicHeader  # the packet's first header (of a secured packet too: it is outside the signature)
     common: CommonHeader
     extended: ExtendedHeader
     btp_port: int

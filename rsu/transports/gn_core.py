@@ -21,8 +21,8 @@ GeoBroadcasts delivered only when the RSU is inside the destination area (config
 from __future__ import annotations
 
 import secrets
-
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 from rsu import catalog
 from rsu.catalog import MessageKind
@@ -78,6 +78,8 @@ class GnCore:
         self.sign = sign
         self.mac = mac or (ethernet.parse_mac(config.mac) if config.mac else ethernet.random_local_mac())
         self.address = g.GnAddress(self.mac, config.station_type, config.manual_address)
+        if config.latitude is None or config.longitude is None:  # validate() refuses it; a config built in code may not
+            raise ValueError(f"{config.name}: latitude/longitude: the RSU position is required")
         self.latitude = float(config.latitude)
         self.longitude = float(config.longitude)
         self.ports = config.ports
@@ -173,7 +175,7 @@ class GnCore:
             link["link_source"] = link_source
         return self.receive_packet(eth.payload, link)
 
-    def receive_packet(self, packet: bytes, link: dict | None = None) -> ReceivedFrame | Drop:
+    def receive_packet(self, packet: bytes, link: dict[str, Any] | None = None) -> ReceivedFrame | Drop:
         """GN packet -> ReceivedFrame, or Drop with the reason."""
         try:
             pkt = g.parse_packet(packet)
@@ -223,7 +225,7 @@ class GnCore:
                                         "longitude": area.longitude, "a": area.a, "b": area.b,
                                         "angle": area.angle}
         return ReceivedFrame(
-            secured=pkt.secured if pkt.is_secured else pkt.payload,
+            secured=pkt.secured if pkt.secured is not None else pkt.payload,  # is_secured, spelled for mypy
             transport=self.name,
             received_at=now,
             btp_port=pkt.btp_port,

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from rsu import catalog
 from rsu.catalog import MessageKind
 from rsu.clock import Clock
+from rsu.transports import envelope, itsclient
 from rsu.transports import quadkey as qk
 from rsu.transports.base import DisseminationParams, ReceivedFrame
 from rsu.transports.config import MqttConfig
-from rsu.transports import envelope
 from rsu.transports.drops import Drop, DropReason
 
 ENVELOPE_VERSION = 1
@@ -291,7 +291,13 @@ class MqttCore:
         if ref is not None:
             lat, lon = ref
             return qk.quadkey(float(lat), float(lon), depth)
-        return qk.quadkey(self.config.latitude, self.config.longitude, depth)
+        return qk.quadkey(*self._position(), depth)
+
+    def _position(self) -> tuple[float, float]:
+        lat, lon = self.config.latitude, self.config.longitude
+        if lat is None or lon is None:  # validate() refuses such a config; one built in code may skip it
+            raise ValueError(f"{self.name}: latitude/longitude: the RSU position is required")
+        return lat, lon
 
     def expiry_for(self, params: DisseminationParams) -> float:
         override = self.config.expiry_s.get(params.kind.name)
@@ -308,6 +314,8 @@ class MqttCore:
         topic = self.topics.publish_topic(kind, self.quadkey_for(params))
         if self.config.payload_format == "json":
             payload = encode_envelope(secured, kind, self.source, now, validity)
+        elif self.config.payload_format == "its-client":  # Orange its-client v2 JSON (no signature)
+            payload = itsclient.encode_payload(secured, kind, self.source, now)
         else:
             payload = bytes(secured)
         retain = bool(params.retain or kind.name in self.config.retain_types)
@@ -316,7 +324,7 @@ class MqttCore:
     # ------------------------------------------------------------------ receive
     def subscription_filters(self) -> list[str]:
         kinds = [catalog.BY_NAME[n] for n in self.config.subscribe]
-        return self.topics.subscription_filters(kinds, self.config.latitude, self.config.longitude)
+        return self.topics.subscription_filters(kinds, *self._position())
 
     def receive(self, topic: str, payload: bytes, *, retained: bool = False, qos: int = 0,
                 expiry_interval: int | None = None) -> ReceivedFrame | Drop:
@@ -351,6 +359,15 @@ class MqttCore:
             secured, is_secured = env.message, env.secured
             if env.timestamp_ms is not None:
                 info["timestamp_ms"] = env.timestamp_ms
+        elif self.config.payload_format == "its-client":  # unsigned: delivered as any unsecured message
+            try:
+                kind, secured, env = itsclient.decode_payload(payload)
+            except itsclient.ItsClientError as e:
+                return Drop(DropReason.MALFORMED_PAYLOAD, f"its-client message: {e}", m)
+            if kind is not parsed.kind:
+                return Drop(DropReason.MALFORMED_PAYLOAD, f"message_type {kind.name}, topic says {m}", m)
+            is_secured = False
+            info["timestamp_ms"] = env["timestamp"]
         return ReceivedFrame(secured=secured, transport=self.name, received_at=now,
                              btp_port=parsed.kind.btp_port, source=parsed.source,
                              secured_packet=is_secured, info=info, payload_offset=0)

@@ -50,12 +50,12 @@ class PcapWriter:
     after a crash. Writes are a few hundred bytes; they are done inline (no thread).
     """
 
-    def __init__(self, path: str | os.PathLike, linktype: int = LINKTYPE_ETHERNET) -> None:
+    def __init__(self, path: str | os.PathLike[str], linktype: int = LINKTYPE_ETHERNET) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._file: BinaryIO | None = None
         try:
-            f = open(self.path, "ab")
+            f = open(self.path, "ab")  # noqa: SIM115 - kept open for the writer's life, closed by close()
         except OSError as e:
             raise ValueError(f"pcap: cannot open {self.path}: {e.strerror or e}") from None
         if f.tell() == 0:
@@ -130,7 +130,7 @@ def _read_pcap(data: bytes) -> PcapFile:
     scale = 1e-9 if magic == _MAGIC_NS else 1e-6
     _, _, _, _, _, linktype = struct.unpack(endian + "HHiIII", data[4:24])
     linktype &= 0x0FFFFFFF
-    records = []
+    records: list[PcapRecord] = []
     p = 24
     while p < len(data):
         if p + 16 > len(data):

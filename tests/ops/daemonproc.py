@@ -50,10 +50,11 @@ class RsuDaemon:
             self.config["security"] = {"pki_dir": str(pki_dir)}
         self.config.update(extra or {})
         self.proc: subprocess.Popen | None = None
+        self.ssl_context = None  # an ssl.SSLContext: the API is served over TLS (api.tls)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.api_port}"
 
     @property
     def pki_dir(self) -> Path:
@@ -90,7 +91,7 @@ class RsuDaemon:
         req = urllib.request.Request(self.url + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"} if data else {})
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            with urllib.request.urlopen(req, timeout=10, context=self.ssl_context) as resp:
                 raw = resp.read().decode()
                 status = resp.status
         except urllib.error.HTTPError as e:

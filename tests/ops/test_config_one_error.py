@@ -32,7 +32,7 @@ EXPECTED = {
     "transports[0].port": "0 is not an integer within 1..65535",
     "transports[0].ttl": "300 is not an integer within 0..255",
     "transports[1].qos": "7 is not an integer within 0..2",
-    "transports[1].payload_format": "'xml' (expected secured or json)",
+    "transports[1].payload_format": "'xml' (expected secured, json or its-client)",
     "transports[1].type_names.spatem": "'a/b' must be one non-empty topic level",
     "transports[2].type": "expected one of gn-udp, mqtt, found 'carrier-pigeon'",
     "integrations.controller.format": "'xml' (expected one of: json, tscbm)",

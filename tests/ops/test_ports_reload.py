@@ -164,7 +164,10 @@ def test_the_reload_table():
     assert with_(logging={"level": "DEBUG"}) == set()
     assert with_(services={"rules": {"subscriber_queue": 10}}) == {"layer"}
     assert with_(security={"max_age": 20}) == {"security", "layer", "transports"}
-    assert with_(station={"id": 7}) == {"layer", "transports"}  # no PKI client before or after
+    assert with_(station={"id": 7}) == {"layer", "transports", "forward"}  # no PKI client before or after
     assert with_(api={"port": free_tcp_port()}) == {"api"}
     assert with_(integrations={"controller": {"port": None}}) == {"integrations"}
-    assert set(PARTS) == {"pki", "security", "layer", "transports", "integrations", "api"}
+    assert with_(forward={"sinks": []}) == set()
+    assert with_(forward={"presigned": {"min_interval": 1}}) == {"forward"}
+    assert with_(clock={"unsynchronized": "stop"}) == {"health"}
+    assert set(PARTS) == {"health", "pki", "security", "layer", "transports", "forward", "integrations", "api"}

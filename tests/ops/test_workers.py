@@ -154,7 +154,7 @@ def test_api_routes_to_the_owner_and_shards_survive_reload_and_restart(tmp_path)
         owners = json.loads((daemon.dir / "state" / "workers" / "shards.json").read_text())["owners"]
         assert owners == {"1301": 0, "1302": 1}
         direct = RsuDaemon.__new__(RsuDaemon)  # the same HTTP helpers, pointed at worker 1 itself
-        direct.api_port = daemon.api_port + 2
+        direct.api_port, direct.ssl_context = daemon.api_port + 2, None
         assert [m["id"] for m in direct.get("/v1/tlm/messages")[1]["messages"]] == ["1302"]
         assert direct.get("/v1/ivi/messages")[1]["messages"] == []  # IVI is worker 0's
         # one API: each entry by id from its owner, the lists merged
@@ -244,6 +244,8 @@ def test_workers_config_is_checked_with_every_issue_named():
                "intersections": [{"id": 1, "signal_groups": [{"signal_group": 1, "phase": 1}]}]}}})
     paths = {i.path for i in e.value.issues}
     assert paths == {"api.port", "integrations.controller.format", "integrations.controller.port"}
+    with pytest.raises(ConfigError, match="api: TLS and authentication are not yet applied"):
+        parse({"workers": 2, "api": {"auth": {"tokens": True}}})
     with pytest.raises(ConfigError, match="intersections: list the feed's intersections with workers > 1"):
         parse({"workers": 2, "integrations": {"controller": {"port": 6053}}})
     with pytest.raises(ConfigError, match="workers: expected a number of worker processes 1..64 or 'auto'"):

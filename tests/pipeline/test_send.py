@@ -12,7 +12,7 @@ from services.support import PROVIDER, START, STATION, example
 
 from rsu import catalog
 from rsu.clock import ManualClock
-from rsu.pipeline.outcomes import Dropped, Sent
+from rsu.pipeline.outcomes import Dropped, Sent, Skipped
 from rsu.pipeline.send import SIGNING_REFUSED, GnFramer, MqttFramer, Published, SendPipeline
 from rsu.security import ssp
 from rsu.security.pool import AtPool, AuthorizationTicket
@@ -212,3 +212,21 @@ def test_a_message_restored_from_the_store_is_signed_with_its_requirement(tmp_pa
     out = SendPipeline(fs, [f.name for f in fs], security_for(clock, {"mapem": None})).send(
         dataclasses.replace(after, params=dataclasses.replace(after.params, destination=AREA)), clock.now())
     assert len(out) == 4 and all(isinstance(o, Sent) for o in out)
+
+
+def test_the_clock_gate_skips_a_timed_message_before_anything_is_signed(clock, codec):
+    """clock.unsynchronized: stop and no synchronized reading: the SPATEM is one Skipped outcome and nothing is
+    signed; a MAPEM (not timed) goes out; once the clock is read as synchronized the SPATEM goes out too."""
+    from rsu.health.clock import ClockGate, ClockReading
+
+    fs = framers(clock)
+    signer = CountingSigner(security_for(clock, {"spatem": None, "mapem": None}))
+    gate = ClockGate("stop", ("spatem", "ssem"))
+    pipeline = SendPipeline(fs, [f.name for f in fs], signer, gate=gate)
+    out = pipeline.send(transmission(codec), clock.now())
+    assert out == [Skipped("TLM", "spatem", "clock-unsynchronized", "SPATEM 1 not sent")]
+    assert signer.requests == []
+    mapem = pipeline.send(transmission(codec, "mapem"), clock.now())
+    assert len(mapem) == 4 and all(isinstance(o, Sent) for o in mapem)
+    gate.update(ClockReading("kernel", True, 0.0, 0.001), clock.now())
+    assert len([o for o in pipeline.send(transmission(codec), clock.now()) if isinstance(o, Sent)]) == 4

@@ -197,6 +197,16 @@ def test_ctl_refusals(base, root, tlm, case, reason):
     assert start.authority(EA.hashed_id8) == s1.authority(EA.hashed_id8) or start is base
 
 
+@pytest.mark.parametrize("kind", ["ctl", "crl"])
+def test_root_list_signed_by_self_is_a_profile_violation(base, root, kind):
+    """A CTL or CRL signed with signer "self" is refused with a reason (it was an AttributeError: the root
+    was looked up by a signer id the list does not have)."""
+    data = A.rca_ctl(root, 11, [], form="self") if kind == "ctl" else A.crl(root, [], form="self")
+    with pytest.raises(T.TrustListError) as e:
+        base.with_ctl(data, A.NOW) if kind == "ctl" else base.with_crl(data, A.NOW)
+    assert e.value.reason == "profile-violation"
+
+
 def test_crl_revokes_and_refusals(base, root):
     s1 = base.with_ctl(full_ctl(root), A.NOW)
     s2 = s1.with_crl(A.crl(root, [AA.hashed_id8]), A.NOW)

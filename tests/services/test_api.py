@@ -247,7 +247,8 @@ async def test_error_store_failure(make_api, state_dir):
     blocker = sqlite3.connect(str(state_dir / DB_NAME), isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
-        await expect_error(client, "POST", "/v1/ivi/messages", {"payload": new_ivim()}, "store_failure")
+        err = await expect_error(client, "POST", "/v1/ivi/messages", {"payload": new_ivim()}, "store_failure")
+        assert str(state_dir) not in json.dumps(err)  # the store's path and SQLite's words stay in the log
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from services.support import example, new_ivim
 
 from rsu import catalog
+from rsu.transports import gn
 from rsu.clock import iso_utc, timestamp_its
 from rsu.pipeline.outcomes import Accepted, Dropped, Held, HoldEnded
 from rsu.pipeline.receive import Received
@@ -45,6 +46,7 @@ def test_a_spatem_triggered_at_a_reaches_b_verified_with_a_signer(pair, clock):
         "ssp": at.ssp(137).hex(),
         "signer": at.hashed_id8.hex(),
         "verification": "ok",
+        "secured_data": bytes(gn.parse_packet(frames[0].sent.frame[14:]).secured).hex(),  # as received
     }
     assert event["transport"]["source"] == a.gn.address.hex() and event["transport"]["sequence_number"] == 0
     assert event["pdu"]["spat"] == a.layer.get("tlm", "1201")["payload"]["spat"]  # what A sent, field by field

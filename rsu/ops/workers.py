@@ -399,6 +399,7 @@ class Supervisor:
         app.router.add_route("*", "/v1/{service}/messages/{id}", self._by_id)
         app.router.add_route("*", "/v1/{service}/messages/{id}/terminate", self._by_id)
         app.router.add_post("/v1/integrations/controller/feed", self._feed_http)
+        app.router.add_post("/v1/admin/reload", self._admin_reload)  # the whole daemon, as SIGHUP
         app.router.add_route("*", "/{tail:.*}", lambda request: self._forward(request, 0))
         from rsu.api import extras
 
@@ -462,6 +463,14 @@ class Supervisor:
         keys = shards.id_keys(request.match_info["service"], request.match_info["id"])
         owner = self.table.owner(keys[0]) if keys else None
         return await self._forward(request, owner or 0)
+
+    async def _admin_reload(self, request):
+        from aiohttp import web
+
+        # shielded: the reload runs to its end even if the client goes away
+        if not await asyncio.shield(asyncio.ensure_future(self.reload())):
+            return _error("reload_rejected", "", "the configuration was not applied (see the daemon log)", 409)
+        return web.json_response({"reloaded": True})
 
     async def _feed_http(self, request):
         body = await request.read()

@@ -185,9 +185,12 @@ def test_api_routes_to_the_owner_and_shards_survive_reload_and_restart(tmp_path)
         wait_for(lambda: all(w["status"] and w["status"].get("reloads", {}).get("ok") == 1
                              for w in daemon.get("/v1/status")[1]["workers"]))
         assert worker_pids(daemon) == pids
+        assert daemon.post("/v1/admin/reload", {}) == (200, {"reloaded": True})  # the API's reload: the same
+        assert daemon.get("/v1/status")[1]["reloads"]["ok"] == 2
         daemon.write_config({**daemon.config, "workers": 3})
         daemon.signal(signal.SIGHUP)
-        wait_for(lambda: daemon.get("/v1/status")[1]["reloads"]["rejected"] == 1)
+        assert daemon.post("/v1/admin/reload", {})[0] == 409
+        wait_for(lambda: daemon.get("/v1/status")[1]["reloads"]["rejected"] == 2)  # the API's, then SIGHUP
         assert "needs a restart" in daemon.get("/v1/status")[1]["reloads"]["last_error"]
 
         # SIGTERM stops every worker; started again, each intersection is with the same worker

@@ -209,7 +209,11 @@ def worker_config(data: dict, config: Any, worker: int, owned: set[str]) -> dict
     d["state_dir"] = str(workers_dir(config.state_path) / str(worker))
     security = d.setdefault("security", {}) or {}
     d["security"] = {**security, "pki_dir": str(config.pki_path)}  # one PKI for all (worker 0 creates it)
-    d["api"] = {**(d.get("api") or {}), "host": "127.0.0.1", "port": worker_port(config.api.port, worker)}
+    api = {k: v for k, v in (d.get("api") or {}).items() if k not in ("tls", "auth")}
+    # loopback, plain HTTP; only the supervisor's bearer token gets in (the supervisor's guard checked the
+    # client, applied its rate limit and audited the action); the worker writes its own audit lines too
+    d["api"] = {**api, "host": "127.0.0.1", "port": worker_port(config.api.port, worker),
+                "auth": {"tokens": True, "rate_limit": {"per_minute": 0}}}
     integ = dict(d.get("integrations") or {})
     ctl = integ.get("controller")
     if isinstance(ctl, dict):
@@ -266,11 +270,6 @@ def config_issues(config: Any, count: int) -> list[tuple[str, str]]:
         issues.append(("api.port", "must be a fixed port with workers > 1 (worker k listens on api.port + 1 + k)"))
     elif config.api.port + count > 65535:
         issues.append(("api.port", f"api.port + {count} workers exceeds 65535"))
-    from rsu.api.auth_config import authenticates
-
-    if config.api.tls is not None or authenticates(config.api.tls, config.api.auth):
-        issues.append(("api", "TLS and authentication are not yet applied by the workers' supervisor: with "
-                       "workers > 1 the API stays on loopback without api.tls and api.auth (docs/scaling.md)"))
     ctl = config.integrations.controller
     if ctl is not None:
         if ctl.format != "json":

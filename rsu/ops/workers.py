@@ -115,6 +115,9 @@ class Supervisor:
         self.unrouted = Counter("rsu_worker_feed_dropped", "controller-feed datagrams dropped because the worker "
                                 "owning their intersection was not ready (starting again)", ["worker"],
                                 registry=self.registry)
+        self.guard_metrics = _GuardMetrics()
+        self.guard: Any = None  # rsu.api.guard.Guard in front of the supervisor's API (made with it)
+        self._tokens: dict[int, str] = {}  # worker -> the bearer token the supervisor shows it
         self.reloads: dict[str, Any] = {"ok": 0, "rejected": 0, "last_error": None}
         self._stop = asyncio.Event()
         self._stopping = False
@@ -225,6 +228,8 @@ class Supervisor:
                 w.sock.close()
         if self._session is not None:
             await self._session.close()
+        if self.guard is not None:
+            self.guard.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
         self.notifier.close()
@@ -255,6 +260,8 @@ class Supervisor:
             self.notifier.ready("reload rejected, running on the previous configuration")
             return False
         self.config = new
+        if self.guard is not None:
+            self.guard.configure(new.api.host, new.api.tls, new.api.auth, new.api.audit)
         self._write_configs(data, new)
         for w in self.workers:
             if w.proc is not None and w.proc.returncode is None:
@@ -294,10 +301,27 @@ class Supervisor:
                 w.state = "stopping"
                 self.up.labels(str(w.index)).set(0)
 
+    def _worker_token(self, w: Worker) -> None:
+        """A fresh admin token in the worker's token store, shown by the supervisor only (the worker's API
+        takes nothing else); the supervisor's earlier ones are revoked."""
+        from rsu.api.auth import TokenStore
+        from rsu.clock import SystemClock
+
+        store = TokenStore(w.config_file.parent / "api-tokens.json", SystemClock())
+        for entry in store.list():
+            if entry.get("name") == "rsu-supervisor":
+                store.revoke(entry["id"])
+        self._tokens[w.index] = store.add("admin", "rsu-supervisor", 5 * 365 * 86400)[1]
+
+    def _auth_header(self, worker: int) -> dict[str, str]:
+        token = self._tokens.get(worker)
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     async def _spawn(self, w: Worker) -> None:
         env = dict(os.environ, NOTIFY_SOCKET=w.address, WATCHDOG_USEC=str(int(WORKER_WATCHDOG_S * 1e6)),
                    RSU_WORKER=str(w.index))
         env.pop("WATCHDOG_PID", None)
+        self._worker_token(w)
         w.ready.clear()
         w.state = "starting"
         w.started = w.last_keepalive = time.monotonic()
@@ -389,22 +413,32 @@ class Supervisor:
     async def _start_api(self) -> None:
         from aiohttp import web
 
-        app = web.Application(client_max_size=4 << 20)
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/v1/status", self._status)
-        app.router.add_get("/v1/health", self._health)
-        app.router.add_get("/v1/messages", self._list)
-        app.router.add_get("/v1/{service}/messages", self._list)
-        app.router.add_post("/v1/{service}/messages", self._trigger)
-        app.router.add_route("*", "/v1/{service}/messages/{id}", self._by_id)
-        app.router.add_route("*", "/v1/{service}/messages/{id}/terminate", self._by_id)
-        app.router.add_post("/v1/integrations/controller/feed", self._feed_http)
-        app.router.add_post("/v1/admin/reload", self._admin_reload)  # the whole daemon, as SIGHUP
-        app.router.add_route("*", "/{tail:.*}", lambda request: self._forward(request, 0))
         from rsu.api import extras
+        from rsu.api.guard import ROUTE_RULES, Guard, admin_routes
+        from rsu.clock import SystemClock
 
-        # the API's own connection bounds (api.max_connections, header and idle timeouts)
         api: Any = self.config.api  # the frozen Api section (extras.ApiSection is its read-write protocol)
+        if self.guard is None:  # as the daemon's: tokens, lockout and audit in <state_dir>, for the supervisor's life
+            self.guard = Guard(state_dir=self.config.state_path, clock=SystemClock(), host=api.host, tls=api.tls,
+                               auth=api.auth, audit=api.audit, metrics=self.guard_metrics)
+        app = web.Application(client_max_size=4 << 20, middlewares=[self.guard.middleware])
+        own = [("GET", "/metrics", self._metrics), ("GET", "/v1/status", self._status),
+               ("GET", "/v1/health", self._health), ("GET", "/v1/messages", self._list),
+               ("GET", "/v1/{service}/messages", self._list), ("POST", "/v1/{service}/messages", self._trigger),
+               ("POST", "/v1/integrations/controller/feed", self._feed_http)]
+        for method in ("GET", "PUT", "DELETE"):
+            own.append((method, "/v1/{service}/messages/{id}", self._by_id))
+        own.append(("POST", "/v1/{service}/messages/{id}/terminate", self._by_id))
+        for method, path, handler in own:
+            app.router.add_route(method, path, handler)
+        taken = {(method, path) for method, path, _ in own}
+        for route in admin_routes(self.guard, self.reload, None):  # tokens, lockout, whoami; reload = the whole daemon
+            app.router.add_route(route.method, route.path, route.handler)
+            taken.add((route.method, route.path))
+        for method, path in sorted(ROUTE_RULES):  # every other route of the daemon, under its own rule: worker 0
+            if (method, path) not in taken and method != "HEAD":
+                app.router.add_route(method, path, lambda request: self._forward(request, 0))
+        app.router.add_route("*", "/{tail:.*}", lambda request: self._forward(request, 0))
         self._runner = await extras.start(app, api, on_close=lambda reason: None)
 
     async def _forward(self, request, worker: int, body: bytes | None = None,
@@ -416,7 +450,8 @@ class Supervisor:
 
         w = self.workers[worker]
         data = await request.read() if body is None else body
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP and k.lower() != "authorization"}
+        headers.update(self._auth_header(worker))  # the guard has checked the client; the worker checks us
         url = f"http://127.0.0.1:{w.api_port}{request.rel_url}"
         try:
             async with self.session.request(request.method, url, data=data or None, headers=headers,
@@ -464,14 +499,6 @@ class Supervisor:
         owner = self.table.owner(keys[0]) if keys else None
         return await self._forward(request, owner or 0)
 
-    async def _admin_reload(self, request):
-        from aiohttp import web
-
-        # shielded: the reload runs to its end even if the client goes away
-        if not await asyncio.shield(asyncio.ensure_future(self.reload())):
-            return _error("reload_rejected", "", "the configuration was not applied (see the daemon log)", 409)
-        return web.json_response({"reloaded": True})
-
     async def _feed_http(self, request):
         body = await request.read()
         return await self._forward(request, self._feed_owner(body), body)
@@ -481,7 +508,7 @@ class Supervisor:
 
         w = self.workers[worker]
         try:
-            async with self.session.get(f"http://127.0.0.1:{w.api_port}{path}") as r:
+            async with self.session.get(f"http://127.0.0.1:{w.api_port}{path}", headers=self._auth_header(worker)) as r:
                 return await r.json() if r.status < 400 else None
         except (aiohttp.ClientError, ValueError):
             return None
@@ -490,7 +517,8 @@ class Supervisor:
         import aiohttp
 
         try:
-            async with self.session.get(f"http://127.0.0.1:{self.workers[worker].api_port}{path}") as r:
+            async with self.session.get(f"http://127.0.0.1:{self.workers[worker].api_port}{path}",
+                                        headers=self._auth_header(worker)) as r:
                 return await r.text() if r.status < 400 else None
         except aiohttp.ClientError:
             return None
@@ -535,9 +563,51 @@ class Supervisor:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         texts = await asyncio.gather(*(self._get_text(w.index, "/metrics") for w in self.workers))
-        body = merge_expositions({str(w.index): t for w, t in zip(self.workers, texts) if t is not None})
+        texts_by = {str(w.index): t for w, t in zip(self.workers, texts) if t is not None}
+        texts_by["supervisor"] = generate_latest(self.guard_metrics.registry).decode()  # its API guard's counts
+        body = merge_expositions(texts_by)
         body += generate_latest(self.registry).decode()
         return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class _GuardMetrics:
+    """What the supervisor's API guard counts (rsu.api.guard.GuardMetrics), under the daemon's metric names;
+    exposed with ``worker="supervisor"`` next to the workers' series of the same names."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter
+
+        self.registry = r = CollectorRegistry()
+        self._counters = {
+            "auth_failure": Counter("rsu_api_auth_failures", "Failed API authentications, by reason", ["reason"],
+                                    registry=r),
+            "api_refused": Counter("rsu_api_requests_refused", "API requests refused before their handler ran",
+                                   ["reason"], registry=r),
+            "ban_started": Counter("rsu_api_bans", "Bans started by the lockout", ["kind"], registry=r),
+            "rate_limited": Counter("rsu_api_rate_limited", "State-changing API requests refused by the rate limit",
+                                    ["action"], registry=r),
+            "audited": Counter("rsu_audit_entries", "Lines written to the audit log, by action", ["action"],
+                               registry=r),
+            "limit_hit": Counter("rsu_limit_hits", "A bound on state other stations can grow was reached", ["limit"],
+                                 registry=r)}
+
+    def auth_failure(self, reason: str) -> None:
+        self._counters["auth_failure"].labels(reason).inc()
+
+    def api_refused(self, reason: str) -> None:
+        self._counters["api_refused"].labels(reason).inc()
+
+    def ban_started(self, permanent: bool) -> None:
+        self._counters["ban_started"].labels("permanent" if permanent else "timed").inc()
+
+    def rate_limited(self, action: str) -> None:
+        self._counters["rate_limited"].labels(action).inc()
+
+    def audited(self, action: str) -> None:
+        self._counters["audited"].labels(action).inc()
+
+    def limit_hit(self, limit: str) -> None:
+        self._counters["limit_hit"].labels(limit).inc()
 
 
 def _die_with_parent() -> None:

@@ -155,8 +155,9 @@ def test_api_routes_to_the_owner_and_shards_survive_reload_and_restart(tmp_path)
         assert owners == {"1301": 0, "1302": 1}
         direct = RsuDaemon.__new__(RsuDaemon)  # the same HTTP helpers, pointed at worker 1 itself
         direct.api_port, direct.ssl_context = daemon.api_port + 2, None
-        assert [m["id"] for m in direct.get("/v1/tlm/messages")[1]["messages"]] == ["1302"]
-        assert direct.get("/v1/ivi/messages")[1]["messages"] == []  # IVI is worker 0's
+        assert direct.get("/v1/tlm/messages")[0] == 401  # a worker takes only the supervisor's token
+        on_air = {(m["service"], m["id"]): m["worker"] for m in daemon.get("/v1/status")[1]["messages"]}
+        assert on_air[("tlm", "1302")] == 1 and on_air[("ivi", next(i for s, i in on_air if s == "ivi"))] == 0
         # one API: each entry by id from its owner, the lists merged
         assert daemon.get("/v1/tlm/messages/1302")[0] == 200
         assert sorted(m["id"] for m in daemon.get("/v1/tlm/messages")[1]["messages"]) == ["1301", "1302"]
@@ -199,7 +200,8 @@ def test_api_routes_to_the_owner_and_shards_survive_reload_and_restart(tmp_path)
         assert daemon.stop() == 0
         assert not any(Path(f"/proc/{pid}").exists() for pid in pids.values())
         daemon.start(timeout=120)
-        assert [m["id"] for m in direct.get("/v1/tlm/messages")[1]["messages"]] == ["1302"]
+        on_air = {(m["service"], m["id"]): m["worker"] for m in daemon.get("/v1/status")[1]["messages"]}
+        assert on_air[("tlm", "1302")] == 1 and on_air[("tlm", "1301")] == 0
         assert daemon.get("/v1/tlm/messages/1301")[1]["id"] == "1301"
         after = daemon.get("/v1/tlm/messages/1302")[1]  # the same entry, from the same store
         assert after["identification"] == before["identification"]  # (TLM keeps no state across restarts)
@@ -247,8 +249,6 @@ def test_workers_config_is_checked_with_every_issue_named():
                "intersections": [{"id": 1, "signal_groups": [{"signal_group": 1, "phase": 1}]}]}}})
     paths = {i.path for i in e.value.issues}
     assert paths == {"api.port", "integrations.controller.format", "integrations.controller.port"}
-    with pytest.raises(ConfigError, match="api: TLS and authentication are not yet applied"):
-        parse({"workers": 2, "api": {"auth": {"tokens": True}}})
     with pytest.raises(ConfigError, match="intersections: list the feed's intersections with workers > 1"):
         parse({"workers": 2, "integrations": {"controller": {"port": 6053}}})
     with pytest.raises(ConfigError, match="workers: expected a number of worker processes 1..64 or 'auto'"):
@@ -286,7 +286,8 @@ def test_worker_configs_own_their_part_and_their_addresses(tmp_path):
     config = parse(data)
     one = shards.worker_config(data, config, 1, {"1202"})
     parse(one)  # a valid configuration on its own
-    assert "workers" not in one and one["api"] == {"port": 8303, "host": "127.0.0.1"}
+    assert "workers" not in one and one["api"]["port"] == 8303 and one["api"]["host"] == "127.0.0.1"
+    assert one["api"]["auth"] == {"tokens": True, "rate_limit": {"per_minute": 0}}  # the supervisor's token only
     assert one["state_dir"] == str(tmp_path / "workers" / "1") and one["security"]["pki_dir"] == str(tmp_path / "pki")
     assert one["integrations"]["controller"]["port"] == 6055
     assert one["integrations"]["controller"]["intersections"] == [{"id": 1202}]
@@ -324,3 +325,46 @@ def test_the_supervisor_metrics_are_documented():
     assert set(doc) == set(code)
     for name, family in code.items():
         assert doc[name][0] == family.type and doc[name][1] == "worker"
+
+
+def test_the_supervisor_authenticates_and_the_workers_take_only_its_token(tmp_path):
+    import urllib.error
+    import urllib.request
+
+    from rsu.api.auth import TokenStore
+    from rsu.clock import SystemClock
+
+    group, port = group_and_port()
+    daemon = RsuDaemon(tmp_path, group=group, port=port,
+                       extra={"workers": 2, "api": {"port": 0, "auth": {"tokens": True}}})
+    daemon.config["api"]["port"] = daemon.api_port
+    state = daemon.dir / "state"
+    _, operator = TokenStore(state / "api-tokens.json", SystemClock()).add("operator", "ops", 3600)
+    _, viewer = TokenStore(state / "api-tokens.json", SystemClock()).add("monitor", "wall", 3600)
+
+    def call(method: str, path: str, token: str | None, body: dict | None = None) -> int:
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+        req = urllib.request.Request(daemon.url + path, data=json.dumps(body).encode() if body else None,
+                                     method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    daemon.start(timeout=120)
+    try:
+        assert call("GET", "/v1/tlm/messages", None) == 401  # the supervisor's guard: no credential, no entry
+        assert call("POST", "/v1/tlm/messages", viewer, {"payload": spat(1501)}) == 403  # role too low
+        assert call("POST", "/v1/tlm/messages", operator, {"payload": spat(1501)}) == 201
+        assert call("POST", "/v1/tlm/messages", operator, {"payload": spat(1502)}) == 201
+        assert call("GET", "/v1/tlm/messages/1502", viewer) == 200  # from worker 1, through the supervisor
+        owners = json.loads((state / "workers" / "shards.json").read_text())["owners"]
+        assert owners == {"1501": 0, "1502": 1}
+        audit = (state / "audit.jsonl").read_text()  # the supervisor's audit: who did it
+        assert audit.count('"role":"operator","address":"127.0.0.1","action":"trigger"') == 2
+        direct = RsuDaemon.__new__(RsuDaemon)
+        direct.api_port, direct.ssl_context = daemon.api_port + 2, None
+        assert direct.get("/v1/tlm/messages")[0] == 401  # the worker itself refuses the operator's way around
+    finally:
+        daemon.stop()

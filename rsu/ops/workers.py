@@ -433,6 +433,8 @@ class Supervisor:
             app.router.add_route(method, path, handler)
         taken = {(method, path) for method, path, _ in own}
         for route in admin_routes(self.guard, self.reload, None):  # tokens, lockout, whoami; reload = the whole daemon
+            if route.path == "/v1/admin/pki/check":
+                continue  # the PKI client runs in worker 0: forwarded there below
             app.router.add_route(route.method, route.path, route.handler)
             taken.add((route.method, route.path))
         for method, path in sorted(ROUTE_RULES):  # every other route of the daemon, under its own rule: worker 0

@@ -327,44 +327,54 @@ def test_the_supervisor_metrics_are_documented():
         assert doc[name][0] == family.type and doc[name][1] == "worker"
 
 
-def test_the_supervisor_authenticates_and_the_workers_take_only_its_token(tmp_path):
+def test_the_supervisor_serves_tls_authenticates_and_the_workers_take_only_its_token(tmp_path):
+    """api.tls (a client CA: certificates by CN) and bearer tokens, applied once at the supervisor."""
     import urllib.error
     import urllib.request
 
     from rsu.api.auth import TokenStore
+    from rsu.api.tls import client_context
     from rsu.clock import SystemClock
+    from tests.ops.tlsfiles import Ca
 
+    ca = Ca(tmp_path / "ca", "clients-ca")
+    server = ca.issue("localhost", server=True)
+    operator_cert = ca.issue("tmc-op")
     group, port = group_and_port()
-    daemon = RsuDaemon(tmp_path, group=group, port=port,
-                       extra={"workers": 2, "api": {"port": 0, "auth": {"tokens": True}}})
+    daemon = RsuDaemon(tmp_path, group=group, port=port, extra={"workers": 2, "api": {
+        "port": 0, "tls": {"cert_file": str(server[0]), "key_file": str(server[1]),
+                           "client_ca_file": str(ca.cert_file)},
+        "auth": {"tokens": True, "clients": {"tmc-op": "operator"}}}})
     daemon.config["api"]["port"] = daemon.api_port
+    daemon.ssl_context = client_context(ca.cert_file)  # start() polls /v1/health over https
     state = daemon.dir / "state"
-    _, operator = TokenStore(state / "api-tokens.json", SystemClock()).add("operator", "ops", 3600)
-    _, viewer = TokenStore(state / "api-tokens.json", SystemClock()).add("monitor", "wall", 3600)
+    _, monitor = TokenStore(state / "api-tokens.json", SystemClock()).add("monitor", "wall", 3600)
 
-    def call(method: str, path: str, token: str | None, body: dict | None = None) -> int:
+    def call(method: str, path: str, *, token: str | None = None, cert=None, body: dict | None = None) -> int:
         headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
         req = urllib.request.Request(daemon.url + path, data=json.dumps(body).encode() if body else None,
                                      method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status
+            with urllib.request.urlopen(req, timeout=10, context=client_context(ca.cert_file, *(cert or ()))) as r:
+                return r.status
         except urllib.error.HTTPError as e:
             return e.code
 
     daemon.start(timeout=120)
     try:
-        assert call("GET", "/v1/tlm/messages", None) == 401  # the supervisor's guard: no credential, no entry
-        assert call("POST", "/v1/tlm/messages", viewer, {"payload": spat(1501)}) == 403  # role too low
-        assert call("POST", "/v1/tlm/messages", operator, {"payload": spat(1501)}) == 201
-        assert call("POST", "/v1/tlm/messages", operator, {"payload": spat(1502)}) == 201
-        assert call("GET", "/v1/tlm/messages/1502", viewer) == 200  # from worker 1, through the supervisor
+        assert daemon.url.startswith("https://")
+        assert call("GET", "/v1/tlm/messages") == 401  # the supervisor's guard: no credential, no entry
+        assert call("POST", "/v1/tlm/messages", token=monitor, body={"payload": spat(1501)}) == 403  # role too low
+        assert call("POST", "/v1/tlm/messages", cert=operator_cert, body={"payload": spat(1501)}) == 201
+        assert call("POST", "/v1/tlm/messages", cert=operator_cert, body={"payload": spat(1502)}) == 201
+        assert call("GET", "/v1/tlm/messages/1502", token=monitor) == 200  # from worker 1, through the supervisor
         owners = json.loads((state / "workers" / "shards.json").read_text())["owners"]
         assert owners == {"1501": 0, "1502": 1}
-        audit = (state / "audit.jsonl").read_text()  # the supervisor's audit: who did it
-        assert audit.count('"role":"operator","address":"127.0.0.1","action":"trigger"') == 2
+        audit = (state / "audit.jsonl").read_text()  # the supervisor's audit names the client
+        assert audit.count('"action":"trigger","target":{"service":"tlm"},"result":"ok"') == 2 and "tmc-op" in audit
+        assert '"result":"forbidden"' in audit  # the monitor's refused trigger
         direct = RsuDaemon.__new__(RsuDaemon)
         direct.api_port, direct.ssl_context = daemon.api_port + 2, None
-        assert direct.get("/v1/tlm/messages")[0] == 401  # the worker itself refuses the operator's way around
+        assert direct.get("/v1/tlm/messages")[0] == 401  # the worker itself refuses a way around the guard
     finally:
         daemon.stop()

@@ -77,6 +77,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     print(f"rsu {status.get('version')} station {status.get('station_id')}  up since {status.get('started_at')}  "
           f"security {status.get('security')}  transports {', '.join(status.get('transports', []))}")
+    for w in status.get("workers") or []:  # workers: N (docs/scaling.md)
+        print(f"  worker {w['worker']}: {w['state']}, pid {w['pid']}, {len(w['intersections'])} intersection(s), "
+              f"{w['restarts']} restart(s)" + (f", last exit {w['last_exit']}" if w["last_exit"] is not None else ""))
     messages = status.get("messages", [])
     print(f"\n{len(messages)} message(s) on the air")
     if messages:

@@ -69,6 +69,7 @@ class ControllerRunner:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+            await asyncio.sleep(0)  # the socket closes on the next loop pass: free the port for a restart now
 
     def handle(self, data: bytes, addr) -> None:
         try:

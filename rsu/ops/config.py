@@ -173,6 +173,17 @@ else:
     TransportConfig = tagged("type", TRANSPORT_TYPES)
 
 
+def _workers(v: Any) -> Any:
+    """``workers:``: a number, or ``auto`` = one per core this process may use (resolved when loaded)."""
+    if v == "auto":
+        from rsu.ops.shards import resolve_count
+
+        return min(64, resolve_count("auto"))
+    if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 64:
+        return v
+    raise ValueError(f"expected a number of worker processes 1..64 or 'auto' (one per core), found {v!r}")
+
+
 def _default_transports() -> list[dict[str, Any]]:
     """The ``transports`` of a file that has none (as written in a file)."""
     return [{"type": "gn-udp", "name": "gn"}]
@@ -195,6 +206,18 @@ class Config(_Section):
     pki: PkiClientSection | None = None  # TS 102 941 PKI client (rsu.pki.config); absent: none
     forward: ForwardSection = ForwardSection()  # sinks towards the centre, pre-signed forward (rsu.forward)
     clock: ClockSection = ClockSection()  # clock and GNSS health, the unsynchronized policy (rsu.health.config)
+    # worker processes, each owning a shard of intersections ("auto": one per core; docs/scaling.md)
+    workers: Annotated[int, BeforeValidator(_workers), Field(ge=1, le=64)] = 1
+
+    @model_validator(mode="after")
+    def _workers_fit(self) -> Config:
+        from rsu.ops.shards import config_issues, resolve_count
+
+        found = Problems()
+        for path, reason in config_issues(self, resolve_count(self.workers)):
+            found.add(path, reason)
+        found.raise_any()
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from rsu import __version__
@@ -155,17 +154,9 @@ class Daemon:
 
     async def run(self) -> None:
         """Start, then serve until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
-        loop = asyncio.get_running_loop()
-        await self.start()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
-        try:
-            await self._stop.wait()
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
-            await self.stop()
+        from rsu.ops.runner import serve
+
+        await serve(self.start, self.reload, self.stop, self._stop)
 
     async def stop(self) -> None:
         self.notifier.stopping()

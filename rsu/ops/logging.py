@@ -6,6 +6,7 @@
 * A filter on the handler redacts what must never reach a log: values after ``password``/
   ``token``/``secret``/``key`` words, PEM blocks, and long runs of hex (private keys, payload dumps).
   It is a safety net; the code does not log such values in the first place.
+* A worker process (``workers: N``) tags its logger names: ``rsu.daemon[w1]: ...``.
 * Messages are folded to one line (newlines become ``\\n``), so one event is one journal entry.
 """
 
@@ -34,6 +35,8 @@ class OneLineFormatter(logging.Formatter):
     def __init__(self, journald: bool):
         super().__init__()
         self.journald = journald
+        worker = os.environ.get("RSU_WORKER")  # set by the supervisor (workers: N): "rsu.daemon[w1]: ..."
+        self.tag = f"[w{worker}]" if worker else ""
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
@@ -42,10 +45,10 @@ class OneLineFormatter(logging.Formatter):
             message = f"{message} ({type(exc).__name__}: {exc})" if exc else message
         message = redact(message).replace("\r", "").replace("\n", "\\n")
         if self.journald:
-            return f"<{_SYSLOG.get(record.levelno, 6)}>{record.name}: {message}"
+            return f"<{_SYSLOG.get(record.levelno, 6)}>{record.name}{self.tag}: {message}"
         t = time.gmtime(record.created)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{int(record.msecs):03d}Z"
-        return f"{stamp} {record.levelname} {record.name}: {message}"
+        return f"{stamp} {record.levelname} {record.name}{self.tag}: {message}"
 
 
 def setup(level: str = "INFO", stream=None, journald: bool | None = None) -> logging.Handler:

@@ -9,13 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 from rsu.ops import config as cfgmod
 from rsu.ops import logging as rlog
 from rsu.ops.config_core import ConfigError
 
 log = logging.getLogger("rsu.daemon")
+
+
+async def serve(start: Callable[[], Awaitable[None]], reload: Callable[[], Awaitable[bool]],
+                stop: Callable[[], Awaitable[None]], stopped: asyncio.Event) -> None:
+    """Start, then serve until SIGTERM/SIGINT (``stopped`` set); SIGHUP reloads. The daemon's and the
+    supervisor's (``workers:``) main loop."""
+    loop = asyncio.get_running_loop()
+    await start()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopped.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
+    try:
+        await stopped.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await stop()
 
 
 def run(config_path: str | None, overrides: tuple[str, ...] | list[str] = ()) -> int:
@@ -39,6 +58,13 @@ def run(config_path: str | None, overrides: tuple[str, ...] | list[str] = ()) ->
     rlog.setup(config.logging.level)
     for h in found:  # the daemon runs; these fail where they are used, and are logged there again
         log.error("configuration %s: %s", config_path or "embedded default", h.issue)
+    from rsu.ops import shards
+
+    # a supervisor and its worker processes (docs/scaling.md); a state once sharded stays so
+    if shards.resolve_count(config.workers) > 1 or shards.table_path(config.state_path).exists():
+        from rsu.ops import workers
+
+        return workers.run(config, config_path, overrides)
     try:
         import uvloop  # optional: the faster event loop when installed
         loop_runner = uvloop.run

@@ -87,24 +87,47 @@ class MessageKind:
 
 
 _ROLE_NAMES = (  # ISO TS 19091 BasicVehicleRole 1..18, in enumeration order
-    "publicTransport", "specialTransport", "dangerousGoods", "roadWork", "roadRescue", "emergency",
-    "safetyCar", "none-unknown", "truck", "motorcycle", "roadSideSource", "police", "fire",
-    "ambulance", "dot", "transit", "slowMoving", "stopNgo",
+    "publicTransport",
+    "specialTransport",
+    "dangerousGoods",
+    "roadWork",
+    "roadRescue",
+    "emergency",
+    "safetyCar",
+    "none-unknown",
+    "truck",
+    "motorcycle",
+    "roadSideSource",
+    "police",
+    "fire",
+    "ambulance",
+    "dot",
+    "transit",
+    "slowMoving",
+    "stopNgo",
 )
 # SREM: one bit per requestor role, right after the base permission (octet 1, 0x80 = bit index 0)
-_ROLE_BITS = tuple(Permission(f"role.{name}", 1 + bit // 8, 0x80 >> (bit % 8),
-                              f"priority/preemption requests for requestor role {name}")
-                   for bit, name in enumerate(_ROLE_NAMES, start=1))
+_ROLE_BITS = tuple(
+    Permission(
+        f"role.{name}", 1 + bit // 8, 0x80 >> (bit % 8), f"priority/preemption requests for requestor role {name}"
+    )
+    for bit, name in enumerate(_ROLE_NAMES, start=1)
+)
 
 # IVIM: octet 4 bits 0x40..0x02, one per ISO 14823 pictogram category (named after the category's value)
-_ISO14823_BITS = tuple(Permission(f"iso14823.{name}", 4, 0x40 >> i, f"ISO 14823 codes, {meaning}")
-                       for i, (name, meaning) in enumerate((
-                           ("dangerWarning", "service category dangerWarning"),
-                           ("regulatory", "service category regulatory"),
-                           ("informative", "service category informative"),
-                           ("publicFacilities", "publicFacilitiesPictogram"),
-                           ("ambientCondition", "ambientCondition"),
-                           ("roadCondition", "roadCondition"))))
+_ISO14823_BITS = tuple(
+    Permission(f"iso14823.{name}", 4, 0x40 >> i, f"ISO 14823 codes, {meaning}")
+    for i, (name, meaning) in enumerate(
+        (
+            ("dangerWarning", "service category dangerWarning"),
+            ("regulatory", "service category regulatory"),
+            ("informative", "service category informative"),
+            ("publicFacilities", "publicFacilitiesPictogram"),
+            ("ambientCondition", "ambientCondition"),
+            ("roadCondition", "roadCondition"),
+        )
+    )
+)
 
 # TLM: the facility does not repeat SPATEM (TS 103 301 5.4.2 as seen in the V1.0.4 draft); each transmission
 # is a fresh generation. RLT: continuous repetition (TP RLT_GEN_COM_BV_01), 1 s by default (V2X Hub MAP plugin
@@ -112,44 +135,152 @@ _ISO14823_BITS = tuple(Permission(f"iso14823.{name}", 4, 0x40 >> i, f"ISO 14823 
 # 1 s by default. TLC: SSEM repeated while a request is active, an SREM relayed by the RSU until terminated:
 # 1 s (no source). GPC: RTCM corrections, 1 s by default (typical RTCM observation rate), up to 60 s for
 # slowly-changing station data (no source).
-SPATEM = MessageKind("spatem", "SPATEM", "SPATEM-PDU-Descriptions", "spat", 4, 2, "TLM", 137, 2004,
-                     max_rate_hz=10.0, max_interval_s=None, repetition_s=None, ssp=SspSpec("TLM", 1, 2, (
-                         Permission("intersectionState", 1, 0x80,
-                                    "IntersectionState without prioritization or manoeuvre-assist information"),
-                         Permission("prioritization", 1, 0x40, "public-transport prioritization response "
-                                    "(IntersectionState addGrpC activePrioritizations)"),
-                         Permission("maneuverAssist", 1, 0x20, "manoeuvre-assist information "
-                                    "(IntersectionState.maneuverAssistList, MovementState.maneuverAssistList)"),
-                     )))
-MAPEM = MessageKind("mapem", "MAPEM", "MAPEM-PDU-Descriptions", "map", 5, 2, "RLT", 138, 2003,
-                    max_rate_hz=10.0, max_interval_s=10.0, repetition_s=1.0, ssp=SspSpec("RLT", 1, 2, (
-                        Permission("intersections", 1, 0x80, "MapData.intersections"),
-                        Permission("roadSegments", 1, 0x40, "MapData.roadSegments"),
-                    )))
-IVIM = MessageKind("ivim", "IVIM", "IVIM-PDU-Descriptions", "ivi", 6, 2, "IVI", 139, 2006,
-                   max_rate_hz=10.0, max_interval_s=10.0, repetition_s=1.0, ssp=SspSpec("IVI", 1, 6, (
-                       Permission("viennaConvention", 4, 0x80,
-                                  "road sign codes of the Vienna Convention (RSCode viennaConvention)"),
-                       *_ISO14823_BITS,
-                       Permission("itisCodes", 4, 0x01, "SAE J2540 ITIS codes (RSCode itisCodes)"),
-                       Permission("laneStatus", 5, 0x80, "laneStatus in GIC or text-container parts"),
-                       Permission("roadConfigurationContainer", 5, 0x40, "road configuration container (rcc)"),
-                       Permission("textContainer", 5, 0x20, "text container (tc)"),
-                       Permission("layoutContainer", 5, 0x10, "layout container (lac)"),
-                       Permission("negation", 5, 0x08, "iviStatus = negation"),
-                   ), provider_octets=(1, 2, 3),
-                       note="octets 1-3: ServiceProviderId = 10-bit ITA2 country code + 14-bit issuer id"))
-SREM = MessageKind("srem", "SREM", "SREM-PDU-Descriptions", "srm", 9, 2, "TLC", 140, 2007,
-                   max_rate_hz=10.0, max_interval_s=10.0, repetition_s=1.0, ssp=SspSpec("TLC request", 2, 4, (
-                       Permission("signalRequest", 1, 0x80, "sending SREM at all (requests without a specific role)"),
-                       *_ROLE_BITS,
-                   ), note="SSP version 2 (Release 2 profiles); one bit per requestor role 1..18"))
-SSEM = MessageKind("ssem", "SSEM", "SSEM-PDU-Descriptions", "ssm", 10, 2, "TLC", 637, 2008,
-                   max_rate_hz=10.0, max_interval_s=10.0, repetition_s=1.0,
-                   ssp=SspSpec("TLC status", 1, 1, note="version octet only"))
-RTCMEM = MessageKind("rtcmem", "RTCMEM", "RTCMEM-PDU-Descriptions", "rtcmc", 13, 1, "GPC", 540802, 2013,
-                     max_rate_hz=10.0, max_interval_s=60.0, repetition_s=1.0,
-                     ssp=SspSpec("GPC", 1, 1, note="version octet only"))
+SPATEM = MessageKind(
+    "spatem",
+    "SPATEM",
+    "SPATEM-PDU-Descriptions",
+    "spat",
+    4,
+    2,
+    "TLM",
+    137,
+    2004,
+    max_rate_hz=10.0,
+    max_interval_s=None,
+    repetition_s=None,
+    ssp=SspSpec(
+        "TLM",
+        1,
+        2,
+        (
+            Permission(
+                "intersectionState", 1, 0x80, "IntersectionState without prioritization or manoeuvre-assist information"
+            ),
+            Permission(
+                "prioritization",
+                1,
+                0x40,
+                "public-transport prioritization response (IntersectionState addGrpC activePrioritizations)",
+            ),
+            Permission(
+                "maneuverAssist",
+                1,
+                0x20,
+                "manoeuvre-assist information (IntersectionState.maneuverAssistList, MovementState.maneuverAssistList)",
+            ),
+        ),
+    ),
+)
+MAPEM = MessageKind(
+    "mapem",
+    "MAPEM",
+    "MAPEM-PDU-Descriptions",
+    "map",
+    5,
+    2,
+    "RLT",
+    138,
+    2003,
+    max_rate_hz=10.0,
+    max_interval_s=10.0,
+    repetition_s=1.0,
+    ssp=SspSpec(
+        "RLT",
+        1,
+        2,
+        (
+            Permission("intersections", 1, 0x80, "MapData.intersections"),
+            Permission("roadSegments", 1, 0x40, "MapData.roadSegments"),
+        ),
+    ),
+)
+IVIM = MessageKind(
+    "ivim",
+    "IVIM",
+    "IVIM-PDU-Descriptions",
+    "ivi",
+    6,
+    2,
+    "IVI",
+    139,
+    2006,
+    max_rate_hz=10.0,
+    max_interval_s=10.0,
+    repetition_s=1.0,
+    ssp=SspSpec(
+        "IVI",
+        1,
+        6,
+        (
+            Permission(
+                "viennaConvention", 4, 0x80, "road sign codes of the Vienna Convention (RSCode viennaConvention)"
+            ),
+            *_ISO14823_BITS,
+            Permission("itisCodes", 4, 0x01, "SAE J2540 ITIS codes (RSCode itisCodes)"),
+            Permission("laneStatus", 5, 0x80, "laneStatus in GIC or text-container parts"),
+            Permission("roadConfigurationContainer", 5, 0x40, "road configuration container (rcc)"),
+            Permission("textContainer", 5, 0x20, "text container (tc)"),
+            Permission("layoutContainer", 5, 0x10, "layout container (lac)"),
+            Permission("negation", 5, 0x08, "iviStatus = negation"),
+        ),
+        provider_octets=(1, 2, 3),
+        note="octets 1-3: ServiceProviderId = 10-bit ITA2 country code + 14-bit issuer id",
+    ),
+)
+SREM = MessageKind(
+    "srem",
+    "SREM",
+    "SREM-PDU-Descriptions",
+    "srm",
+    9,
+    2,
+    "TLC",
+    140,
+    2007,
+    max_rate_hz=10.0,
+    max_interval_s=10.0,
+    repetition_s=1.0,
+    ssp=SspSpec(
+        "TLC request",
+        2,
+        4,
+        (
+            Permission("signalRequest", 1, 0x80, "sending SREM at all (requests without a specific role)"),
+            *_ROLE_BITS,
+        ),
+        note="SSP version 2 (Release 2 profiles); one bit per requestor role 1..18",
+    ),
+)
+SSEM = MessageKind(
+    "ssem",
+    "SSEM",
+    "SSEM-PDU-Descriptions",
+    "ssm",
+    10,
+    2,
+    "TLC",
+    637,
+    2008,
+    max_rate_hz=10.0,
+    max_interval_s=10.0,
+    repetition_s=1.0,
+    ssp=SspSpec("TLC status", 1, 1, note="version octet only"),
+)
+RTCMEM = MessageKind(
+    "rtcmem",
+    "RTCMEM",
+    "RTCMEM-PDU-Descriptions",
+    "rtcmc",
+    13,
+    1,
+    "GPC",
+    540802,
+    2013,
+    max_rate_hz=10.0,
+    max_interval_s=60.0,
+    repetition_s=1.0,
+    ssp=SspSpec("GPC", 1, 1, note="version octet only"),
+)
 
 MESSAGES: tuple[MessageKind, ...] = (SPATEM, MAPEM, IVIM, SREM, SSEM, RTCMEM)
 

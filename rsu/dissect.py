@@ -124,6 +124,7 @@ def signed_part(layers: list[Layer]) -> SignedPart | None:
 
 # ====================================================================== pcap, Ethernet, GeoNetworking
 
+
 def pcap_layer(data: bytes) -> Layer | None:
     if not pcap.is_capture(data):
         return None
@@ -134,15 +135,16 @@ def pcap_layer(data: bytes) -> Layer | None:
     frames: list[list[Layer]] = []
     for i, rec in enumerate(capture.records[:MAX_RECORDS]):
         when = datetime.fromtimestamp(rec.timestamp, tz=UTC).isoformat().replace("+00:00", "Z")
-        head = Layer("record", {"index": i, "time": when, "captured_length": len(rec.data),
-                                "original_length": rec.original_length})
+        head = Layer(
+            "record",
+            {"index": i, "time": when, "captured_length": len(rec.data), "original_length": rec.original_length},
+        )
         candidates = ("ethernet",) if rec.linktype == pcap.LINKTYPE_ETHERNET else None
         try:
             frames.append([head, *dissect(rec.data, candidates)])
         except LayerError as e:
             frames.append([head, Layer("error", {"error": str(e), "hex": rec.data[:64].hex()})])
-    fields: dict[str, Any] = {"format": capture.format, "link_type": capture.linktype,
-                              "records": len(capture.records)}
+    fields: dict[str, Any] = {"format": capture.format, "link_type": capture.linktype, "records": len(capture.records)}
     if len(capture.records) > MAX_RECORDS:
         fields["shown"] = MAX_RECORDS
     return Layer("pcap", fields, None, None, frames)
@@ -151,13 +153,19 @@ def pcap_layer(data: bytes) -> Layer | None:
 def ethernet_layer(data: bytes) -> Layer | None:
     if len(data) < eth.HEADER_LEN or int.from_bytes(data[12:14], "big") != eth.ETHERTYPE_GN:
         return None
-    if not g.looks_like_basic_header(data[eth.HEADER_LEN:]):
+    if not g.looks_like_basic_header(data[eth.HEADER_LEN :]):
         return None
     frame = eth.parse_frame(data)
-    return Layer("ethernet", {"destination": eth.format_mac(frame.destination),
-                              "source": eth.format_mac(frame.source),
-                              "ethertype": f"0x{frame.ethertype:04x}"},
-                 frame.payload, ("geonetworking",))
+    return Layer(
+        "ethernet",
+        {
+            "destination": eth.format_mac(frame.destination),
+            "source": eth.format_mac(frame.source),
+            "ethertype": f"0x{frame.ethertype:04x}",
+        },
+        frame.payload,
+        ("geonetworking",),
+    )
 
 
 def gn_layer(data: bytes) -> Layer | None:
@@ -170,8 +178,7 @@ def gn_layer(data: bytes) -> Layer | None:
 
 def _btp_fields(port: int, info: int) -> dict[str, Any]:
     kind = catalog.BY_BTP_PORT.get(port)
-    return {"type": "B", "destination_port": port, "destination_port_info": info,
-            "message": kind.pdu if kind else None}
+    return {"type": "B", "destination_port": port, "destination_port_info": info, "message": kind.pdu if kind else None}
 
 
 def _gn_packet(data: bytes) -> Layer:
@@ -181,15 +188,26 @@ def _gn_packet(data: bytes) -> Layer:
         raise LayerError(f"geonetworking: protocol version {basic.version} (this dissector reads version 1)")
     if basic.next_header == g.BASIC_NH_SECURED:
         fields["secured"] = True
-        return Layer("geonetworking", fields, bytes(data[g.BASIC_LEN:]), ("secured",))
+        return Layer("geonetworking", fields, bytes(data[g.BASIC_LEN :]), ("secured",))
     try:
-        common, ext, port, info, payload, _ = g.parse_inner(data[g.BASIC_LEN:], exact=False)
+        common, ext, port, info, payload, _ = g.parse_inner(data[g.BASIC_LEN :], exact=False)
     except g.GnError as e:
         raise LayerError(f"geonetworking: {e.detail}") from None
-    fields.update({"secured": False, "common_header": common.describe(), "extended_header": ext.describe(),
-                   "btp": _btp_fields(port, info)})
-    trailing = len(data) - g.BASIC_LEN - g.COMMON_LEN - g.EXTENDED_LEN[g.HeaderType(common.header_type)] \
+    fields.update(
+        {
+            "secured": False,
+            "common_header": common.describe(),
+            "extended_header": ext.describe(),
+            "btp": _btp_fields(port, info),
+        }
+    )
+    trailing = (
+        len(data)
+        - g.BASIC_LEN
+        - g.COMMON_LEN
+        - g.EXTENDED_LEN[g.HeaderType(common.header_type)]
         - common.payload_length
+    )
     if trailing:
         fields["trailing_bytes"] = trailing
     return _btp_handing_on(fields, port, payload, ("secured", "facilities"))
@@ -200,8 +218,12 @@ def _gn_secured_payload(data: bytes) -> Layer:
         common, ext, port, info, payload, _ = g.parse_inner(data, exact=True)
     except g.GnError as e:
         raise LayerError(f"geonetworking (secured payload): {e.detail}") from None
-    fields = {"part": "secured payload", "common_header": common.describe(), "extended_header": ext.describe(),
-              "btp": _btp_fields(port, info)}
+    fields = {
+        "part": "secured payload",
+        "common_header": common.describe(),
+        "extended_header": ext.describe(),
+        "btp": _btp_fields(port, info),
+    }
     return _btp_handing_on(fields, port, payload, ("facilities",))
 
 
@@ -216,8 +238,13 @@ def _btp_handing_on(fields: dict[str, Any], port: int, payload: bytes, next_laye
 
 # ====================================================================== IEEE 1609.2 secured data
 
-_OPTIONAL_HEADER_FIELDS = ("p2pcdLearningRequest", "missingCrlIdentifier", "encryptionKey", "pduFunctionalType",
-                           "contributedExtensions")
+_OPTIONAL_HEADER_FIELDS = (
+    "p2pcdLearningRequest",
+    "missingCrlIdentifier",
+    "encryptionKey",
+    "pduFunctionalType",
+    "contributedExtensions",
+)
 
 
 def secured_layer(data: bytes) -> Layer | None:
@@ -311,6 +338,7 @@ def _secured_handing_on(fields: dict[str, Any], inner: bytes) -> Layer:
 
 
 # ====================================================================== facilities PDU
+
 
 def facilities_layer(data: bytes) -> Layer:
     """Always claims the bytes (it is the fallback): decodes them or explains why not."""

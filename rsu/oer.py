@@ -34,4 +34,4 @@ def read_length(data: bytes, offset: int, max_octets: int | None = None) -> tupl
     n = first & 0x7F
     if n == 0 or (max_octets is not None and n > max_octets) or offset + 1 + n > len(data):
         raise LengthError(truncated=False)
-    return int.from_bytes(data[offset + 1: offset + 1 + n], "big"), offset + 1 + n
+    return int.from_bytes(data[offset + 1 : offset + 1 + n], "big"), offset + 1 + n

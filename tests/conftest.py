@@ -14,13 +14,15 @@ EXAMPLES = REPO / "config" / "examples"
 VECTORS = REPO / "tests" / "vectors"  # third-party test vectors; origins and digests in PROVENANCE.md
 
 
-def run_rsu(*args: str, input: bytes | None = None, env: dict | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess:
+def run_rsu(
+    *args: str, input: bytes | None = None, env: dict | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     """Run the ``rsu`` CLI in a real subprocess (``python -m rsu``), capturing bytes."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "rsu", *args], input=input, capture_output=True,
-                          cwd=REPO, env=full_env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "rsu", *args], input=input, capture_output=True, cwd=REPO, env=full_env, timeout=timeout
+    )
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from rsu.codec.schema import Node, Schema
 # ("missing extended value for group 0"). Its encoder and decoder are not affected. This is the
 # same check without the mutation; nothing else of pycrate is touched.
 
+
 def _safechk_valcompl(self, val):
     missing = set(self._root_mand) - set(val)
     if missing:
@@ -139,8 +140,7 @@ def from_pycrate(schema: Schema, node: Node, v: Any) -> Any:
             obj.from_uper(bytes(value))
             value = obj.get_val()
         elif typed is None:
-            raise AssertionError(f"pycrate resolved region {region} to {ref!r}, which our "
-                                 f"{node.regset} does not know")
+            raise AssertionError(f"pycrate resolved region {region} to {ref!r}, which our {node.regset} does not know")
         elif ref != typed.name:
             raise AssertionError(f"region {region}: pycrate used {ref!r}, our {node.regset} says {typed.name}")
         return {"regionId": region, "regExtValue": from_pycrate(schema, typed, value)}
@@ -151,6 +151,7 @@ def from_pycrate(schema: Schema, node: Node, v: Any) -> Any:
 
 
 # --- whole PDUs ------------------------------------------------------------------------------
+
 
 def pycrate_encode(codec, kind, value: dict) -> bytes:
     pdu = PDUS[kind.name]
@@ -178,6 +179,7 @@ def pycrate_from_jer(codec, kind, text: str) -> dict:
 
 
 # --- the two schemas side by side ------------------------------------------------------------
+
 
 def _size(cs) -> tuple | None:
     """pycrate size / value constraint -> (lower, upper, extensible) of its root."""
@@ -265,6 +267,7 @@ def schema_differences(codec) -> list[str]:
                 out.append(f"{path}: size {_ours(n.size)}, pycrate {_size(p._const_sz)}")
 
     from rsu import catalog
+
     for kind in catalog.MESSAGES:
         walk(codec.node(kind), PDUS[kind.name], kind.name)
     return out

@@ -162,8 +162,9 @@ class _Builder:
             for m in spec.get("members", []):
                 if isinstance(m, list):
                     members = [mm for mm in m if mm is not None]
-                    groups.append(([mm["name"] for mm in members],
-                                   [mm["name"] for mm in members if not mm.get("optional")]))
+                    groups.append(
+                        ([mm["name"] for mm in members], [mm["name"] for mm in members if not mm.get("optional")])
+                    )
         self._groups[key] = groups
         return groups
 
@@ -257,6 +258,7 @@ class _Builder:
             nbytes = (n + 7) // 8
             pad = nbytes * 8 - n
             return st.integers(0, (1 << n) - 1).map(lambda v: (((v << pad).to_bytes(nbytes, "big")), n))
+
         if b is not None and b.lo is not None and b.lo == b.hi:
             fixed = bits(b.lo)
             if b.extensible and self.size_extensions:  # SIZE(8, ...): an extension length
@@ -275,6 +277,7 @@ class _Builder:
 
         def alt(ms):
             return st.one_of(*[self._child(m.node, depth + 1).map(lambda v, name=m.name: (name, v)) for m in ms])
+
         if root and ext:
             return _weighted(alt(root), alt(ext), 4)
         return alt(root or ext)
@@ -304,21 +307,26 @@ class _Builder:
                     continue
                 out[name] = value
             return out
+
         return st.tuples(st.fixed_dictionaries(parts), group_flags).map(assemble)
 
     def _regext(self, node: Node, depth: int) -> st.SearchStrategy:
         typed = self.schema.regset_types(node.regset or "")
         raw_ids = [i for i in range(256) if i not in typed]
-        raw = st.fixed_dictionaries({
-            "regionId": st.sampled_from(raw_ids),
-            "regExtValue": st.binary(min_size=1, max_size=6),
-        })
+        raw = st.fixed_dictionaries(
+            {
+                "regionId": st.sampled_from(raw_ids),
+                "regExtValue": st.binary(min_size=1, max_size=6),
+            }
+        )
         if not typed or depth > self.max_depth:
             return raw
-        known = st.one_of(*[
-            self._child(t, depth + 1).map(lambda v, r=rid: {"regionId": r, "regExtValue": v})
-            for rid, t in sorted(typed.items())
-        ])
+        known = st.one_of(
+            *[
+                self._child(t, depth + 1).map(lambda v, r=rid: {"regionId": r, "regExtValue": v})
+                for rid, t in sorted(typed.items())
+            ]
+        )
         return _weighted(known, raw, 4)
 
 
@@ -345,20 +353,25 @@ def value_strategy(schema: Schema, node: Node, max_depth: int = DEFAULT_MAX_DEPT
     return _builder(schema, max_depth).build(node, 0)
 
 
-def pdu_strategy(codec, kind, max_depth: int = DEFAULT_MAX_DEPTH, *,
-                 size_extensions: bool = BIT_STRING_SIZE_EXTENSIONS) -> st.SearchStrategy[dict]:
+def pdu_strategy(
+    codec, kind, max_depth: int = DEFAULT_MAX_DEPTH, *, size_extensions: bool = BIT_STRING_SIZE_EXTENSIONS
+) -> st.SearchStrategy[dict]:
     """Whole PDUs of one kind: header fixed to the kind's messageID and protocolVersion.
 
     ``size_extensions=False`` keeps extensible-size BIT STRINGs at their root length (pycrate's JER
     prints those as bare hex without a length, so it cannot show an extension length)."""
     root = codec.node(kind)
     body = next(m for m in root.members if m.name == kind.body)
-    header = st.fixed_dictionaries({
-        "protocolVersion": st.just(kind.protocol_version),
-        "messageID": st.just(kind.message_id),
-        "stationID": st.integers(0, 2**32 - 1),
-    })
-    return st.fixed_dictionaries({
-        "header": header,
-        kind.body: _builder(codec.schema, max_depth, size_extensions).build(body.node, 1),
-    })
+    header = st.fixed_dictionaries(
+        {
+            "protocolVersion": st.just(kind.protocol_version),
+            "messageID": st.just(kind.message_id),
+            "stationID": st.integers(0, 2**32 - 1),
+        }
+    )
+    return st.fixed_dictionaries(
+        {
+            "header": header,
+            kind.body: _builder(codec.schema, max_depth, size_extensions).build(body.node, 1),
+        }
+    )

@@ -37,8 +37,9 @@ def test_second_start_loads_the_cache_without_parsing(private_tree, monkeypatch)
     monkeypatch.setattr(asn1tools, "parse_string", no_parse)
     second = asn1files.compile_set("is")
     assert second.digest == first.digest
-    assert second.spec.encode("ItsPduHeader", {"protocolVersion": 2, "messageID": 4, "stationID": 7}) == \
-        bytes([2, 4, 0, 0, 0, 7])
+    assert second.spec.encode("ItsPduHeader", {"protocolVersion": 2, "messageID": 4, "stationID": 7}) == bytes(
+        [2, 4, 0, 0, 0, 7]
+    )
 
 
 def test_editing_a_module_invalidates_the_cache(private_tree):

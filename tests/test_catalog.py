@@ -16,8 +16,11 @@ RSU = Path(__file__).resolve().parent.parent / "rsu"
 
 # Numbers that name a message type (or a PKI message) and nothing else in this code base. The
 # messageIDs (4, 5, 6, 9, 10, 13) are too small to tell from other numbers and are not looked for.
-IDENTITY_NUMBERS = {m.its_aid for m in catalog.MESSAGES} | {m.btp_port for m in catalog.MESSAGES} \
+IDENTITY_NUMBERS = (
+    {m.its_aid for m in catalog.MESSAGES}
+    | {m.btp_port for m in catalog.MESSAGES}
     | {catalog.ITS_AID_CRL, catalog.ITS_AID_SCR, catalog.ITS_AID_CTL}
+)
 
 # Documented exceptions: (file relative to rsu/, number) pairs that are not a restatement.
 ALLOWED: set[tuple[str, int]] = {
@@ -59,8 +62,12 @@ def test_the_scan_finds_a_restated_number(tmp_path):
 def test_ssp_layouts_and_defaults_come_from_the_catalog():
     for kind in catalog.MESSAGES:
         lay = ssp.layout(kind)
-        assert lay.kind is kind and (lay.version, lay.length, lay.permissions, lay.provider_octets) == \
-            (kind.ssp.version, kind.ssp.length, kind.ssp.permissions, kind.ssp.provider_octets)
+        assert lay.kind is kind and (lay.version, lay.length, lay.permissions, lay.provider_octets) == (
+            kind.ssp.version,
+            kind.ssp.length,
+            kind.ssp.permissions,
+            kind.ssp.provider_octets,
+        )
         assert lay.its_aid == kind.its_aid and lay.service == kind.ssp.label
         d = defaults.MESSAGE_DEFAULTS[kind.name]
         assert d.kind is kind and d.repetition_s == kind.repetition_s
@@ -85,8 +92,8 @@ def test_readme_identifier_table_states_the_catalog():
     readme = (RSU.parent / "README.md").read_text()
     rows = _table_rows(readme, {m.pdu for m in catalog.MESSAGES})
     assert {pdu: cells[1:5] for pdu, cells in rows.items()} == {
-        m.pdu: [str(m.message_id), str(m.protocol_version), str(m.its_aid), str(m.btp_port)]
-        for m in catalog.MESSAGES}
+        m.pdu: [str(m.message_id), str(m.protocol_version), str(m.its_aid), str(m.btp_port)] for m in catalog.MESSAGES
+    }
 
 
 def test_ssp_doc_table_states_the_catalog():
@@ -94,5 +101,5 @@ def test_ssp_doc_table_states_the_catalog():
     doc = (RSU.parent / "docs" / "ssp.md").read_text()
     rows = _table_rows(doc, {m.pdu for m in catalog.MESSAGES})
     assert {pdu: cells[:5] for pdu, cells in rows.items()} == {
-        m.pdu: [m.ssp.label, m.pdu, str(m.its_aid), str(m.ssp.version), str(m.ssp.length)]
-        for m in catalog.MESSAGES}
+        m.pdu: [m.ssp.label, m.pdu, str(m.its_aid), str(m.ssp.version), str(m.ssp.length)] for m in catalog.MESSAGES
+    }

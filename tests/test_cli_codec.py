@@ -9,13 +9,34 @@ from conftest import EXAMPLES, run_rsu
 
 SPATEM_JER = {
     "header": {"protocolVersion": 2, "messageID": 4, "stationID": 4711},
-    "spat": {"intersections": [{
-        "id": {"id": 1201}, "revision": 3, "status": "0000",
-        "states": [{"signalGroup": 1, "state-time-speed": [
-            {"eventState": "protected-Movement-Allowed", "timing": {"minEndTime": 1200, "maxEndTime": 1500}}]}],
-        "regional": [{"regionId": 3, "regExtValue": {
-            "activePrioritizations": [{"stationID": 99, "priorState": "granted", "signalGroup": 1}]}}],
-    }]},
+    "spat": {
+        "intersections": [
+            {
+                "id": {"id": 1201},
+                "revision": 3,
+                "status": "0000",
+                "states": [
+                    {
+                        "signalGroup": 1,
+                        "state-time-speed": [
+                            {
+                                "eventState": "protected-Movement-Allowed",
+                                "timing": {"minEndTime": 1200, "maxEndTime": 1500},
+                            }
+                        ],
+                    }
+                ],
+                "regional": [
+                    {
+                        "regionId": 3,
+                        "regExtValue": {
+                            "activePrioritizations": [{"stationID": 99, "priorState": "granted", "signalGroup": 1}]
+                        },
+                    }
+                ],
+            }
+        ]
+    },
 }
 
 
@@ -69,11 +90,16 @@ def test_decode_pdu_flag_prints_the_bare_pdu(spatem_file):
     assert json.loads(dec.stdout) == SPATEM_JER
 
 
-@pytest.mark.parametrize("content, needles", [
-    ("{not json", ["invalid JSON", "line 1"]),
-    (json.dumps({**SPATEM_JER, "header": {"protocolVersion": 2, "messageID": 5, "stationID": 1}}),
-     ["header.messageID", "does not match SPATEM"]),
-])
+@pytest.mark.parametrize(
+    "content, needles",
+    [
+        ("{not json", ["invalid JSON", "line 1"]),
+        (
+            json.dumps({**SPATEM_JER, "header": {"protocolVersion": 2, "messageID": 5, "stationID": 1}}),
+            ["header.messageID", "does not match SPATEM"],
+        ),
+    ],
+)
 def test_encode_bad_input_is_one_line(tmp_path, content, needles):
     path = tmp_path / "bad.json"
     path.write_text(content)
@@ -85,8 +111,9 @@ def test_encode_names_the_field_path(tmp_path):
     bad["spat"]["intersections"][0]["states"][0]["signalGroup"] = 300
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(bad))
-    assert_one_line_error(run_rsu("encode", "spatem", str(path)),
-                          "spat.intersections[0].states[0].signalGroup: 300 > 255")
+    assert_one_line_error(
+        run_rsu("encode", "spatem", str(path)), "spat.intersections[0].states[0].signalGroup: 300 > 255"
+    )
 
 
 def test_encode_unknown_type_and_missing_file(tmp_path):
@@ -95,17 +122,20 @@ def test_encode_unknown_type_and_missing_file(tmp_path):
     assert_one_line_error(run_rsu("encode", "spatem", str(tmp_path / "nope.json")), "no such file")
 
 
-@pytest.mark.parametrize("arg, needles", [
-    ("zz", ["neither a file nor a hex string"]),
-    ("0207000000010000", ["unknown messageID 7"]),
-    ("0104000000010000", ["SPATEM protocolVersion 1 is not supported"]),
-    ("020400", ["truncated ItsPduHeader"]),
-    ("", ["empty INPUT: give a hex string, a file, or - to read stdin"]),  # was ": is a directory"
-    ("  ", ["empty INPUT"]),
-    ("02040000000100ffffffffffff", ["malformed SPATEM"]),
-    # a valid IVIM with an IviContainer alternative newer than our schema (was a traceback once)
-    ("020600000000800000000000043830008000000000", ["unknown IviContainer alternative", "ivi.optional[0]"]),
-])
+@pytest.mark.parametrize(
+    "arg, needles",
+    [
+        ("zz", ["neither a file nor a hex string"]),
+        ("0207000000010000", ["unknown messageID 7"]),
+        ("0104000000010000", ["SPATEM protocolVersion 1 is not supported"]),
+        ("020400", ["truncated ItsPduHeader"]),
+        ("", ["empty INPUT: give a hex string, a file, or - to read stdin"]),  # was ": is a directory"
+        ("  ", ["empty INPUT"]),
+        ("02040000000100ffffffffffff", ["malformed SPATEM"]),
+        # a valid IVIM with an IviContainer alternative newer than our schema (was a traceback once)
+        ("020600000000800000000000043830008000000000", ["unknown IviContainer alternative", "ivi.optional[0]"]),
+    ],
+)
 def test_decode_bad_input_is_one_line(arg, needles):
     assert_one_line_error(run_rsu("decode", arg), *needles)
 

@@ -13,19 +13,27 @@ from rsu.codec.facilities import peek_header
 SPATEM_VALUE = {
     "header": {"protocolVersion": 2, "messageID": 4, "stationID": 4711},
     "spat": {
-        "intersections": [{
-            "id": {"id": 1201},
-            "revision": 3,
-            "status": (b"\x00\x00", 16),
-            "states": [
-                {"signalGroup": 1, "state-time-speed": [{"eventState": "protected-Movement-Allowed"}]},
-                {"signalGroup": 2, "state-time-speed": [{"eventState": "stop-And-Remain"}]},
-                {"signalGroup": 3, "state-time-speed": [{"eventState": "stop-And-Remain"}]},
-                {"signalGroup": 4, "state-time-speed": [{"eventState": "permissive-clearance"}]},
-            ],
-            "regional": [{"regionId": 3, "regExtValue": {
-                "activePrioritizations": [{"stationID": 99, "priorState": "granted", "signalGroup": 2}]}}],
-        }]
+        "intersections": [
+            {
+                "id": {"id": 1201},
+                "revision": 3,
+                "status": (b"\x00\x00", 16),
+                "states": [
+                    {"signalGroup": 1, "state-time-speed": [{"eventState": "protected-Movement-Allowed"}]},
+                    {"signalGroup": 2, "state-time-speed": [{"eventState": "stop-And-Remain"}]},
+                    {"signalGroup": 3, "state-time-speed": [{"eventState": "stop-And-Remain"}]},
+                    {"signalGroup": 4, "state-time-speed": [{"eventState": "permissive-clearance"}]},
+                ],
+                "regional": [
+                    {
+                        "regionId": 3,
+                        "regExtValue": {
+                            "activePrioritizations": [{"stationID": 99, "priorState": "granted", "signalGroup": 2}]
+                        },
+                    }
+                ],
+            }
+        ]
     },
 }
 
@@ -63,8 +71,10 @@ def test_round_trip_with_typed_regional_extension(codec):
 def test_regional_extension_jer_is_typed(codec):
     jer = codec.to_jer(catalog.SPATEM, spatem())
     ext = jer["spat"]["intersections"][0]["regional"][0]
-    assert ext == {"regionId": 3, "regExtValue": {
-        "activePrioritizations": [{"stationID": 99, "priorState": "granted", "signalGroup": 2}]}}
+    assert ext == {
+        "regionId": 3,
+        "regExtValue": {"activePrioritizations": [{"stationID": 99, "priorState": "granted", "signalGroup": 2}]},
+    }
     kind, value = codec.from_jer(jer)
     assert kind is catalog.SPATEM and value == SPATEM_VALUE
 
@@ -78,34 +88,62 @@ def test_unknown_region_stays_raw_bytes(codec):
     assert jer["spat"]["intersections"][0]["regional"][0]["regExtValue"] == "1234"
 
 
-@pytest.mark.parametrize("mutate, path, reason", [
-    (lambda v: v["spat"]["intersections"][0]["states"][3].__setitem__("signalGroup", 300),
-     "spat.intersections[0].states[3].signalGroup", "300 > 255"),
-    (lambda v: v["spat"]["intersections"][0]["states"][1]["state-time-speed"][0].__setitem__("eventState", "green"),
-     "spat.intersections[0].states[1].state-time-speed[0].eventState", "unknown value 'green'"),
-    (lambda v: v["spat"]["intersections"][0].pop("revision"),
-     "spat.intersections[0].revision", "missing"),
-    (lambda v: v["spat"]["intersections"][0].__setitem__("colour", 1),
-     "spat.intersections[0].colour", "unknown field"),
-    (lambda v: v["spat"]["intersections"][0].__setitem__("status", (b"\x00", 16)),
-     "spat.intersections[0].status", "needs 2 bytes"),
-    (lambda v: v["spat"]["intersections"][0].__setitem__("status", (b"\x00\x00\x00", 24)),
-     "spat.intersections[0].status", "24 > 16"),
-    (lambda v: v["spat"]["intersections"][0].__setitem__("id", ("id", 5)),
-     "spat.intersections[0].id", "expected an object"),
-    (lambda v: v["spat"]["intersections"][0].__setitem__("name", "x" * 64),
-     "spat.intersections[0].name", "length 64 > 63"),
-    (lambda v: v["spat"]["intersections"][0].__setitem__("states", []),
-     "spat.intersections[0].states", "number of items 0 < 1"),
-    (lambda v: v["spat"]["intersections"][0]["regional"][0]["regExtValue"].__setitem__("bogus", 1),
-     "spat.intersections[0].regional[0].regExtValue.bogus", "unknown field"),
-    (lambda v: v["header"].__setitem__("stationID", -1),
-     "header.stationID", "-1 < 0"),
-    (lambda v: v["header"].__setitem__("messageID", 5),
-     "header.messageID", "does not match SPATEM"),
-    (lambda v: v["header"].__setitem__("protocolVersion", 1),
-     "header.protocolVersion", "not the version"),
-])
+@pytest.mark.parametrize(
+    "mutate, path, reason",
+    [
+        (
+            lambda v: v["spat"]["intersections"][0]["states"][3].__setitem__("signalGroup", 300),
+            "spat.intersections[0].states[3].signalGroup",
+            "300 > 255",
+        ),
+        (
+            lambda v: v["spat"]["intersections"][0]["states"][1]["state-time-speed"][0].__setitem__(
+                "eventState", "green"
+            ),
+            "spat.intersections[0].states[1].state-time-speed[0].eventState",
+            "unknown value 'green'",
+        ),
+        (lambda v: v["spat"]["intersections"][0].pop("revision"), "spat.intersections[0].revision", "missing"),
+        (
+            lambda v: v["spat"]["intersections"][0].__setitem__("colour", 1),
+            "spat.intersections[0].colour",
+            "unknown field",
+        ),
+        (
+            lambda v: v["spat"]["intersections"][0].__setitem__("status", (b"\x00", 16)),
+            "spat.intersections[0].status",
+            "needs 2 bytes",
+        ),
+        (
+            lambda v: v["spat"]["intersections"][0].__setitem__("status", (b"\x00\x00\x00", 24)),
+            "spat.intersections[0].status",
+            "24 > 16",
+        ),
+        (
+            lambda v: v["spat"]["intersections"][0].__setitem__("id", ("id", 5)),
+            "spat.intersections[0].id",
+            "expected an object",
+        ),
+        (
+            lambda v: v["spat"]["intersections"][0].__setitem__("name", "x" * 64),
+            "spat.intersections[0].name",
+            "length 64 > 63",
+        ),
+        (
+            lambda v: v["spat"]["intersections"][0].__setitem__("states", []),
+            "spat.intersections[0].states",
+            "number of items 0 < 1",
+        ),
+        (
+            lambda v: v["spat"]["intersections"][0]["regional"][0]["regExtValue"].__setitem__("bogus", 1),
+            "spat.intersections[0].regional[0].regExtValue.bogus",
+            "unknown field",
+        ),
+        (lambda v: v["header"].__setitem__("stationID", -1), "header.stationID", "-1 < 0"),
+        (lambda v: v["header"].__setitem__("messageID", 5), "header.messageID", "does not match SPATEM"),
+        (lambda v: v["header"].__setitem__("protocolVersion", 1), "header.protocolVersion", "not the version"),
+    ],
+)
 def test_invalid_values_name_the_field(codec, mutate, path, reason):
     value = spatem()
     mutate(value)

@@ -31,8 +31,13 @@ KINDS = pytest.mark.parametrize("kind", catalog.MESSAGES, ids=[k.name for k in c
 
 
 def _settings(n: int) -> settings:
-    return settings(max_examples=n, derandomize=True, database=None, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=n,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +55,10 @@ def gen():
 
 def _rtcmem() -> dict:
     kind = catalog.RTCMEM
-    return {"header": {"protocolVersion": kind.protocol_version, "messageID": kind.message_id, "stationID": 1},
-            "rtcmc": {"msgCnt": 0, "rev": "rtcmRev3", "msgs": [b"\xd3\x00\x00"]}}
+    return {
+        "header": {"protocolVersion": kind.protocol_version, "messageID": kind.message_id, "stationID": 1},
+        "rtcmc": {"msgCnt": 0, "rev": "rtcmRev3", "msgs": [b"\xd3\x00\x00"]},
+    }
 
 
 def _asn1tools_decode(ref, kind, data: bytes):
@@ -85,6 +92,7 @@ def _same_outcome(ref, gen, kind, data: bytes) -> None:
 def test_generated_module_is_current():
     """The committed module is exactly what ``python -m rsu.codec.gen`` writes from asn1/is/."""
     from rsu.codec.gen.uper_gen import OUTPUT, generate
+
     assert OUTPUT.read_text(encoding="utf-8") == generate(), "run: python -m rsu.codec.gen"
 
 
@@ -130,8 +138,9 @@ def test_bytes_equal_asn1tools_and_pycrate(ref, gen, kind, data):
 def test_malformed_input_same_outcome(ref, gen, kind, data):
     encoded = generated_uper.ENCODERS[kind.name](data.draw(pdu_strategy(gen, kind), label="value"))
     cuts = data.draw(st.lists(st.integers(0, len(encoded) - 1), max_size=8, unique=True), label="cuts")
-    flips = data.draw(st.lists(st.integers(0, len(encoded) * 8 - 1), min_size=1, max_size=24, unique=True),
-                      label="flipped bits")
+    flips = data.draw(
+        st.lists(st.integers(0, len(encoded) * 8 - 1), min_size=1, max_size=24, unique=True), label="flipped bits"
+    )
     for n in cuts:
         _same_outcome(ref, gen, kind, encoded[:n])
     for bit in flips:
@@ -174,10 +183,14 @@ def test_bad_values_give_the_same_error(ref, gen, what, spoil, validate):
         assert outcomes[0][0] == InvalidValueError.__name__
 
 
-@pytest.mark.parametrize("hexdata", [
-    "020600000000800000000000043830008000000000",  # IVIM with IviContainer extension alternative #7
-    "010d00000000000850006980",  # RTCMEM with RTCM-Revision extension value #5
-], ids=["unknown-choice-alternative", "unknown-enumerated-value"])
+@pytest.mark.parametrize(
+    "hexdata",
+    [
+        "020600000000800000000000043830008000000000",  # IVIM with IviContainer extension alternative #7
+        "010d00000000000850006980",  # RTCMEM with RTCM-Revision extension value #5
+    ],
+    ids=["unknown-choice-alternative", "unknown-enumerated-value"],
+)
 def test_unknown_extensions_decode_like_asn1tools(ref, gen, hexdata):
     """Valid encodings from a newer schema: the generated decoder keeps what asn1tools keeps (None), and
     the facilities codec reports the same named DecodeError either way."""
@@ -195,6 +208,7 @@ def test_what_the_generated_code_leaves_goes_to_asn1tools(gen, ref, monkeypatch)
 
     def unsupported(*_):
         raise Unsupported("test")
+
     monkeypatch.setitem(gen._gen_encode, "rtcmem", unsupported)
     monkeypatch.setitem(gen._gen_decode, "rtcmem", unsupported)
     assert gen.encode(value) == data

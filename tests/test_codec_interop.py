@@ -50,8 +50,13 @@ KINDS = pytest.mark.parametrize("kind", catalog.MESSAGES, ids=[k.name for k in c
 
 def _settings(n: int) -> settings:
     # derandomize: the same examples on every run (CI), no example database
-    return settings(max_examples=n, derandomize=True, database=None, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=n,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 def _draw(data, codec, kind, *, for_jer: bool = False) -> dict:
@@ -132,28 +137,45 @@ def test_interop_many_values(codec, kind, data):
 
 # --- targeted cases the generator does not reach, or reaches only with an exclusion -----------
 
+
 def _header(kind) -> dict:
     return {"protocolVersion": kind.protocol_version, "messageID": kind.message_id, "stationID": 4711}
 
 
 def _mapem(vehicle: tuple[bytes, int], lane_name: str | None = None) -> dict:
     node = {"delta": ("node-XY1", {"x": 0, "y": 0})}
-    lane = {"laneID": 1,
-            "laneAttributes": {"directionalUse": (b"\x80", 2), "sharedWith": (b"\x00\x00", 10),
-                               "laneType": ("vehicle", vehicle)},
-            "nodeList": ("nodes", [node, node])}
+    lane = {
+        "laneID": 1,
+        "laneAttributes": {
+            "directionalUse": (b"\x80", 2),
+            "sharedWith": (b"\x00\x00", 10),
+            "laneType": ("vehicle", vehicle),
+        },
+        "nodeList": ("nodes", [node, node]),
+    }
     if lane_name is not None:
         lane["name"] = lane_name
-    return {"header": _header(catalog.MAPEM),
-            "map": {"msgIssueRevision": 0, "intersections": [{
-                "id": {"id": 1}, "revision": 0, "refPoint": {"lat": 0, "long": 0}, "laneSet": [lane]}]}}
+    return {
+        "header": _header(catalog.MAPEM),
+        "map": {
+            "msgIssueRevision": 0,
+            "intersections": [{"id": {"id": 1}, "revision": 0, "refPoint": {"lat": 0, "long": 0}, "laneSet": [lane]}],
+        },
+    }
 
 
 def _ivim(container: tuple[str, object]) -> dict:
-    return {"header": _header(catalog.IVIM),
-            "ivi": {"mandatory": {"serviceProviderId": {"countryCode": (b"\xb2\x80", 10), "providerIdentifier": 57},
-                                  "iviIdentificationNumber": 1, "iviStatus": 0},
-                    "optional": [container]}}
+    return {
+        "header": _header(catalog.IVIM),
+        "ivi": {
+            "mandatory": {
+                "serviceProviderId": {"countryCode": (b"\xb2\x80", 10), "providerIdentifier": 57},
+                "iviIdentificationNumber": 1,
+                "iviStatus": 0,
+            },
+            "optional": [container],
+        },
+    }
 
 
 def test_ia5string_delete_interop(codec):
@@ -169,11 +191,19 @@ def test_ia5string_delete_interop(codec):
 def test_sequence_of_size_extension_interop(codec):
     """IVI DeltaPositions SIZE(1..32, ..., 100): 33 points take the extension length encoding."""
     points = [{"deltaLatitude": i, "deltaLongitude": -i} for i in range(33)]
-    glc = {"referencePosition": {"latitude": 0, "longitude": 0,
-                                 "positionConfidenceEllipse": {"semiMajorConfidence": 1, "semiMinorConfidence": 1,
-                                                               "semiMajorOrientation": 0},
-                                 "altitude": {"altitudeValue": 0, "altitudeConfidence": "unavailable"}},
-           "parts": [{"zoneId": 1, "zone": ("segment", {"line": ("deltaPositions", points)})}]}
+    glc = {
+        "referencePosition": {
+            "latitude": 0,
+            "longitude": 0,
+            "positionConfidenceEllipse": {
+                "semiMajorConfidence": 1,
+                "semiMinorConfidence": 1,
+                "semiMajorOrientation": 0,
+            },
+            "altitude": {"altitudeValue": 0, "altitudeConfidence": "unavailable"},
+        },
+        "parts": [{"zoneId": 1, "zone": ("segment", {"line": ("deltaPositions", points)})}],
+    }
     value = _ivim(("glc", glc))
     ours = codec.encode(value)
     assert pycrate_encode(codec, catalog.IVIM, value) == ours
@@ -194,8 +224,9 @@ def test_extensible_fixed_size_bit_string_jer(codec):
     lane["laneAttributes"]["laneType"] = {"vehicle": {"value": "a5", "length": 8}}
     assert codec.from_jer(jer, catalog.MAPEM)[1] == value
     wide = codec.to_jer(catalog.MAPEM, _mapem((b"\xa5\xf0", 12)))
-    assert wide["map"]["intersections"][0]["laneSet"][0]["laneAttributes"]["laneType"] == \
-        {"vehicle": {"value": "a5f0", "length": 12}}
+    assert wide["map"]["intersections"][0]["laneSet"][0]["laneAttributes"]["laneType"] == {
+        "vehicle": {"value": "a5f0", "length": 12}
+    }
 
 
 @pytest.mark.parametrize("bits", [(b"\xa5\xf0", 12), (b"\xa0", 4), (b"\xff\xff\xff", 24), (b"\xa5", 8)])
@@ -225,8 +256,13 @@ def test_extension_group_needs_its_mandatory_member(codec):
 
 def test_extension_group_interop(codec):
     """The same group complete, with all three members (pycrate_bridge fixes pycrate's check for it)."""
-    part = {"relevanceZoneIds": [1], "data": b"\x01", "iviType": 1, "laneStatus": 2,
-            "vehicleCharacteristics": [{"tractor": {}}]}
+    part = {
+        "relevanceZoneIds": [1],
+        "data": b"\x01",
+        "iviType": 1,
+        "laneStatus": 2,
+        "vehicleCharacteristics": [{"tractor": {}}],
+    }
     value = _ivim(("tc", [part]))
     ours = codec.encode(value)
     assert pycrate_encode(codec, catalog.IVIM, value) == ours

@@ -24,8 +24,13 @@ from rsu.codec.facilities import get_codec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "config" / "examples"
 KINDS = pytest.mark.parametrize("kind", catalog.MESSAGES, ids=[k.name for k in catalog.MESSAGES])
-SETTINGS = settings(max_examples=60, derandomize=True, database=None, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=60,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _outcome(fn):
@@ -108,8 +113,14 @@ def _compare_damaged(codec, kind, jer, rnd) -> int:
 @KINDS
 def test_examples_and_a_prefix(kind):
     codec = get_codec()
-    name = {"SPATEM": "spatem-4arm-intersection", "MAPEM": "mapem-4arm-intersection", "IVIM": "ivim-speed-limit",
-            "SREM": "srem-bus-priority", "SSEM": "ssem-bus-priority", "RTCMEM": "rtcmem-corrections"}[kind.pdu]
+    name = {
+        "SPATEM": "spatem-4arm-intersection",
+        "MAPEM": "mapem-4arm-intersection",
+        "IVIM": "ivim-speed-limit",
+        "SREM": "srem-bus-priority",
+        "SSEM": "ssem-bus-priority",
+        "RTCMEM": "rtcmem-corrections",
+    }[kind.pdu]
     jer = json.loads((EXAMPLES / f"{name}.json").read_text())
     walker, reader = _both(codec, kind, jer)
     assert walker[0] == "value" and walker == reader

@@ -25,8 +25,13 @@ OTHER_MESSAGE_IDS = [0, 1, 2, 3, 7, 8, 11, 12, 14, 255]  # CAM 2, DENM 1, ... an
 
 
 def _settings(n: int) -> settings:
-    return settings(max_examples=n, derandomize=True, database=None, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=n,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 def _check_message(e: CodecError) -> None:
@@ -61,6 +66,7 @@ def _cut_points(n: int) -> list[int]:
 
 # --- properties over generated encodings ---------------------------------------------------
 
+
 @KINDS
 @_settings(40)
 @given(data=st.data())
@@ -79,8 +85,9 @@ def test_truncations_raise_decode_error(codec, kind, data):
 def test_bit_flips_decode_or_raise_codec_error(codec, kind, data):
     encoded = codec.encode(data.draw(pdu_strategy(codec, kind), label="value"))
     nbits = len(encoded) * 8
-    positions = data.draw(st.lists(st.integers(0, nbits - 1), min_size=1, max_size=48, unique=True),
-                          label="flipped bits")
+    positions = data.draw(
+        st.lists(st.integers(0, nbits - 1), min_size=1, max_size=48, unique=True), label="flipped bits"
+    )
     for bit in positions:
         flipped = bytearray(encoded)
         flipped[bit // 8] ^= 0x80 >> (bit % 8)
@@ -113,6 +120,7 @@ def test_random_bytes(codec, data):
 
 
 # --- targeted cases -------------------------------------------------------------------------
+
 
 def test_empty_input(codec):
     with pytest.raises(DecodeError) as info:
@@ -171,28 +179,54 @@ def test_trailing_bytes(codec, kind):
 
 
 _MINIMAL = {
-    "spatem": {"intersections": [{"id": {"id": 1}, "revision": 0, "status": (b"\x00\x00", 16),
-                                  "states": [{"signalGroup": 1,
-                                              "state-time-speed": [{"eventState": "dark"}]}]}]},
+    "spatem": {
+        "intersections": [
+            {
+                "id": {"id": 1},
+                "revision": 0,
+                "status": (b"\x00\x00", 16),
+                "states": [{"signalGroup": 1, "state-time-speed": [{"eventState": "dark"}]}],
+            }
+        ]
+    },
     "mapem": {"msgIssueRevision": 0},
-    "ivim": {"mandatory": {"serviceProviderId": {"countryCode": (b"\xb2\x80", 10), "providerIdentifier": 1},
-                           "iviIdentificationNumber": 1, "iviStatus": 0}},
+    "ivim": {
+        "mandatory": {
+            "serviceProviderId": {"countryCode": (b"\xb2\x80", 10), "providerIdentifier": 1},
+            "iviIdentificationNumber": 1,
+            "iviStatus": 0,
+        }
+    },
     "srem": {"second": 0, "requestor": {"id": ("stationID", 1)}},
-    "ssem": {"second": 0, "status": [{"sequenceNumber": 0, "id": {"id": 1},
-                                      "sigStatus": [{"requester": {"id": ("stationID", 1), "request": 1,
-                                                                   "sequenceNumber": 0},
-                                                     "inboundOn": ("lane", 1), "status": "granted"}]}]},
+    "ssem": {
+        "second": 0,
+        "status": [
+            {
+                "sequenceNumber": 0,
+                "id": {"id": 1},
+                "sigStatus": [
+                    {
+                        "requester": {"id": ("stationID", 1), "request": 1, "sequenceNumber": 0},
+                        "inboundOn": ("lane", 1),
+                        "status": "granted",
+                    }
+                ],
+            }
+        ],
+    },
     "rtcmem": {"msgCnt": 0, "rev": "rtcmRev3", "msgs": [b"\xd3\x00\x00"]},
 }
 
 
 def _minimal(codec, kind) -> dict:
-    return {"header": {"protocolVersion": kind.protocol_version, "messageID": kind.message_id,
-                       "stationID": 4711},
-            kind.body: _MINIMAL[kind.name]}
+    return {
+        "header": {"protocolVersion": kind.protocol_version, "messageID": kind.message_id, "stationID": 4711},
+        kind.body: _MINIMAL[kind.name],
+    }
 
 
 # --- values PER can carry but the schema forbids, and extensions this build does not know --------
+
 
 def test_out_of_range_integer_is_a_decode_error(codec):
     """SPAT.timeStamp (MinuteOfTheYear 0..527040) travels in 20 bits: 1048575 must not reach an application."""
@@ -218,10 +252,13 @@ UNKNOWN_CHOICE_ALTERNATIVE = bytes.fromhex("020600000000800000000000043830008000
 UNKNOWN_ENUM_VALUE = bytes.fromhex("010d00000000000850006980")  # RTCM-Revision extension #5
 
 
-@pytest.mark.parametrize("data, where, what", [
-    (UNKNOWN_CHOICE_ALTERNATIVE, "ivi.optional[0]", "unknown IviContainer alternative"),
-    (UNKNOWN_ENUM_VALUE, "rtcmc.rev", "unknown RTCM-Revision value"),
-])
+@pytest.mark.parametrize(
+    "data, where, what",
+    [
+        (UNKNOWN_CHOICE_ALTERNATIVE, "ivi.optional[0]", "unknown IviContainer alternative"),
+        (UNKNOWN_ENUM_VALUE, "rtcmc.rev", "unknown RTCM-Revision value"),
+    ],
+)
 def test_unknown_extensions_are_named_decode_errors(codec, data, where, what):
     with pytest.raises(DecodeError) as err:
         codec.decode(data)

@@ -39,8 +39,9 @@ def matrix_rows() -> list[dict]:
         m = ROW.match(line)
         assert m, f"docs/conformance.md:{n}: not a matrix row of 5 cells: {line}"
         tp, _summary, status, tests, note = (g.strip() for g in m.groups())
-        rows.append({"line": n, "tp": tp, "status": status, "note": note,
-                     "tests": re.findall(r"`([^`]+::[^`]+)`", tests)})
+        rows.append(
+            {"line": n, "tp": tp, "status": status, "note": note, "tests": re.findall(r"`([^`]+::[^`]+)`", tests)}
+        )
     return rows
 
 
@@ -53,8 +54,13 @@ def collected() -> set[str]:
             files.add(str(path.relative_to(REPO)))
     missing = sorted(f for f in files if not (REPO / f).is_file())
     assert not missing, f"the matrix names test files that do not exist: {missing}"
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                           *sorted(files)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *sorted(files)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ids = {line.strip() for line in proc.stdout.splitlines() if "::" in line}
     assert len(ids) > 100

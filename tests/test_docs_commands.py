@@ -32,14 +32,12 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "confi
 SKIPPED = {
     "rsu trigger mapem --hex 0205...": "placeholder: the hex of a whole UPER MAPEM",
     "rsu trigger gpc --rtcm d300...  --stream base-1": "placeholder: RTCM 3 frames from a GNSS base station",
-    "rsu trigger tlc --decision station-2104711:1201:5 --status granted":
-        "needs a pending SREM from a vehicle (covered by tests/ops/test_daemon_e2e.py::test_two_daemons_srem_in_ssem_out)",
-    "rsu run --config /etc/rsu/rsu.yaml --set logging.level=DEBUG":
-        "runs a daemon in the foreground until stopped (--set is covered by tests/ops/test_config_overrides.py)",
+    "rsu trigger tlc --decision station-2104711:1201:5 --status granted": "needs a pending SREM from a vehicle (covered by tests/ops/test_daemon_e2e.py::test_two_daemons_srem_in_ssem_out)",
+    "rsu run --config /etc/rsu/rsu.yaml --set logging.level=DEBUG": "runs a daemon in the foreground until stopped (--set is covered by tests/ops/test_config_overrides.py)",
 }
 SKIPPED_PREFIXES = {
     "rsu store ": "works on the installed daemon's state (/etc/rsu/rsu.yaml); every store command runs in "
-                  "tests/services/test_store_cli.py",
+    "tests/services/test_store_cli.py",
     "docker ": "needs Docker (the same commands run on the host in this test)",
     "systemctl ": "needs systemd (the unit is tested in tests/ops/test_systemd_unit.py)",
 }
@@ -139,8 +137,15 @@ def test_docs_commands_run_as_written(daemon, paths):
                 if name not in commands:
                     failures.append(f"{where}: {command}: there is no command {name!r}")
             continue
-        r = subprocess.run(shell_line(command, paths), shell=True, capture_output=True, cwd=REPO, env=env,
-                           timeout=120, executable="/bin/bash")
+        r = subprocess.run(
+            shell_line(command, paths),
+            shell=True,
+            capture_output=True,
+            cwd=REPO,
+            env=env,
+            timeout=120,
+            executable="/bin/bash",
+        )
         ran.append(command)
         if r.returncode != 0 or b"Traceback" in r.stderr:
             failures.append(f"{where}: {command}\n  exit {r.returncode}: {r.stderr.decode()[-400:]}")
@@ -156,12 +161,15 @@ def test_every_api_error_code_is_documented():
 
     enum = set(document()["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"])
     app = (REPO / "rsu" / "api" / "app.py").read_text()
-    answered = set(re.findall(r'_error\("(\w+)"', app)) | set(re.findall(r'\{\d{3}: "(\w+)"', app)) \
+    answered = (
+        set(re.findall(r'_error\("(\w+)"', app))
+        | set(re.findall(r'\{\d{3}: "(\w+)"', app))
         | set(re.findall(r'\.get\(e\.status, "(\w+)"\)', app))
+    )
     assert {"http_error", "not_found", "internal"} <= answered
     assert answered <= enum, answered - enum
     text = (REPO / "docs" / "services.md").read_text()
-    table = text[text.index("| code | HTTP | when |"):]
+    table = text[text.index("| code | HTTP | when |") :]
     table = table[: table.index("\n\n")]
     documented = set(re.findall(r"`(\w+)`", "\n".join(line.split("|")[1] for line in table.splitlines()[2:])))
     assert documented == enum, (enum - documented, documented - enum)
@@ -184,9 +192,14 @@ def test_no_doubled_words_in_code_and_docs():
     """No word twice in a row (an "at" doubled in a message once) in code or docs, across line breaks too."""
     import subprocess as sp
 
-    files = sp.run(["git", "ls-files", "*.py", "*.md", "*.yaml", "*.service"], capture_output=True, text=True,
-                   cwd=REPO).stdout.split()
+    files = sp.run(
+        ["git", "ls-files", "*.py", "*.md", "*.yaml", "*.service"], capture_output=True, text=True, cwd=REPO
+    ).stdout.split()
     doubled = re.compile(r"\b(at|the|a|an|to|of|is|in|on|and|for|be|by|with|it)\s+\1\b", re.I)
-    hits = [f"{name}: {m.group(0)!r}" for name in files if (REPO / name).is_file()
-            for m in doubled.finditer((REPO / name).read_text(errors="replace"))]
+    hits = [
+        f"{name}: {m.group(0)!r}"
+        for name in files
+        if (REPO / name).is_file()
+        for m in doubled.finditer((REPO / name).read_text(errors="replace"))
+    ]
     assert hits == []

@@ -215,11 +215,34 @@ def test_spatem_matches_the_mapem():
     assert all(r["regionId"] == ADDGRPC for r in _regionals(spatem))
 
 
-ITA2 = {"11000": "A", "10011": "B", "01110": "C", "10010": "D", "10000": "E", "10110": "F",
-        "01011": "G", "00101": "H", "01100": "I", "11010": "J", "11110": "K", "01001": "L",
-        "00111": "M", "00110": "N", "00011": "O", "01101": "P", "11101": "Q", "01010": "R",
-        "10100": "S", "00001": "T", "11100": "U", "01111": "V", "11001": "W", "10111": "X",
-        "10101": "Y", "10001": "Z"}
+ITA2 = {
+    "11000": "A",
+    "10011": "B",
+    "01110": "C",
+    "10010": "D",
+    "10000": "E",
+    "10110": "F",
+    "01011": "G",
+    "00101": "H",
+    "01100": "I",
+    "11010": "J",
+    "11110": "K",
+    "01001": "L",
+    "00111": "M",
+    "00110": "N",
+    "00011": "O",
+    "01101": "P",
+    "11101": "Q",
+    "01010": "R",
+    "10100": "S",
+    "00001": "T",
+    "11100": "U",
+    "01111": "V",
+    "11001": "W",
+    "10111": "X",
+    "10101": "Y",
+    "10001": "Z",
+}
 
 
 def test_ivim_is_a_regulatory_50_kmh_sign_of_a_french_provider():
@@ -245,8 +268,9 @@ def test_ivim_is_a_regulatory_50_kmh_sign_of_a_french_provider():
         for rs in part["roadSignCodes"]:
             code = rs["code"]["iso14823"]
             pictogram = code["pictogramCode"]
-            if (pictogram["serviceCategoryCode"] == {"trafficSignPictogram": "regulatory"}
-                    and pictogram["pictogramCategoryCode"] == {"nature": 5, "serialNumber": 57}):
+            if pictogram["serviceCategoryCode"] == {"trafficSignPictogram": "regulatory"} and pictogram[
+                "pictogramCategoryCode"
+            ] == {"nature": 5, "serialNumber": 57}:
                 speed_limits += [a["spe"] for a in code["attributes"] if "spe" in a]
     assert speed_limits == [{"speedLimitMax": 50, "unit": 0}]  # 50 km/h
 
@@ -280,8 +304,8 @@ def test_ssem_answers_the_srem_for_the_mapem_lanes():
     (state,) = spatem["spat"]["intersections"]
     (prio,) = [r["regExtValue"] for r in state["regional"]]
     assert prio["activePrioritizations"] == [
-        {"stationID": srem["header"]["stationID"], "priorState": package["status"],
-         "signalGroup": conn["signalGroup"]}]
+        {"stationID": srem["header"]["stationID"], "priorState": package["status"], "signalGroup": conn["signalGroup"]}
+    ]
 
 
 def _crc24q(data: bytes) -> int:

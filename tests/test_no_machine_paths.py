@@ -47,14 +47,23 @@ PATTERN = re.compile(START + "(?:" + "|".join(MACHINE_PATHS + machine_specific()
 
 def repository_files() -> list[Path]:
     try:
-        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                             cwd=REPO, capture_output=True, check=True, timeout=60).stdout
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
         names = [n for n in out.decode().split("\0") if n]
     except (OSError, subprocess.CalledProcessError):  # not a git checkout (an unpacked sdist)
         skip = {".git", ".venv", "__pycache__", ".pytest_cache", ".hypothesis", "build", "dist"}
-        names = [str(p.relative_to(REPO)) for p in REPO.rglob("*")
-                 if p.is_file() and not skip & set(p.relative_to(REPO).parts)
-                 and not any(part.endswith(".egg-info") for part in p.parts)]
+        names = [
+            str(p.relative_to(REPO))
+            for p in REPO.rglob("*")
+            if p.is_file()
+            and not skip & set(p.relative_to(REPO).parts)
+            and not any(part.endswith(".egg-info") for part in p.parts)
+        ]
     return [REPO / n for n in names if (REPO / n).is_file()]
 
 
@@ -65,17 +74,36 @@ def offending_lines(text: str) -> list[str]:
 def test_no_file_names_a_path_of_a_build_machine():
     files = repository_files()
     assert len(files) > 100 and REPO / "README.md" in files
-    found = {str(p.relative_to(REPO)): hits for p in files
-             if (hits := offending_lines(p.read_bytes().decode("latin-1")))}
+    found = {
+        str(p.relative_to(REPO)): hits for p in files if (hits := offending_lines(p.read_bytes().decode("latin-1")))
+    }
     assert found == {}, "absolute paths that exist only on a build machine"
 
 
 def test_the_check_flags_machine_paths_and_not_installation_paths():
-    flagged = ["/" + "work/shared/reference/vectors", "see /" + "root/.cache/rsu", "'/" + "home/alice/rsu'",
-               "/" + "Users/bob/src", "file:///" + "work/x", "/tmp/" + "pytest-of-root/pytest-3/x", "/tmp/" + "tmpa1b2c3d4/f",
-               "C:\\" + "Users\\carol\\rsu", str(REPO / "tests"), str(Path.home() / "x")]
-    fine = ["/etc/rsu/rsu.yaml", "/var/lib/rsu", "/usr/local/bin/rsu", "/opt/rsu/bin/pip", "/tmp/ssem.uper",
-            "ProtectHome=true keeps /home out of reach", "an AA/root certificate", "/run/rsu", "~/.local/state/rsu",
-            "/usr/share/rsu"]
+    flagged = [
+        "/" + "work/shared/reference/vectors",
+        "see /" + "root/.cache/rsu",
+        "'/" + "home/alice/rsu'",
+        "/" + "Users/bob/src",
+        "file:///" + "work/x",
+        "/tmp/" + "pytest-of-root/pytest-3/x",
+        "/tmp/" + "tmpa1b2c3d4/f",
+        "C:\\" + "Users\\carol\\rsu",
+        str(REPO / "tests"),
+        str(Path.home() / "x"),
+    ]
+    fine = [
+        "/etc/rsu/rsu.yaml",
+        "/var/lib/rsu",
+        "/usr/local/bin/rsu",
+        "/opt/rsu/bin/pip",
+        "/tmp/ssem.uper",
+        "ProtectHome=true keeps /home out of reach",
+        "an AA/root certificate",
+        "/run/rsu",
+        "~/.local/state/rsu",
+        "/usr/share/rsu",
+    ]
     assert [s for s in flagged if not PATTERN.search(s)] == []
     assert [s for s in fine if PATTERN.search(s)] == []

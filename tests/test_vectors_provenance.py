@@ -38,8 +38,11 @@ OWN_LIST = {p.parent.relative_to(VECTORS).as_posix() for p in VECTORS.glob("*/PR
 
 
 def test_every_vector_file_is_listed():
-    on_disk = {p.relative_to(VECTORS).as_posix() for p in VECTORS.rglob("*")
-               if p.is_file() and p.relative_to(VECTORS).parts[0] not in OWN_LIST}
+    on_disk = {
+        p.relative_to(VECTORS).as_posix()
+        for p in VECTORS.rglob("*")
+        if p.is_file() and p.relative_to(VECTORS).parts[0] not in OWN_LIST
+    }
     assert on_disk - set(listed()) == {"PROVENANCE.md"}
 
 

@@ -73,8 +73,9 @@ class ServicesFacade(Triggering, DataProviding, ServiceStats, Protocol):
 
 
 def _error(code: str, path: str, reason: str, status: int | None = None) -> web.Response:
-    body = {"error": {"code": code, "path": path, "reason": reason,
-                      "message": f"{code}: {path or '(request)'}: {reason}"}}
+    body = {
+        "error": {"code": code, "path": path, "reason": reason, "message": f"{code}: {path or '(request)'}: {reason}"}
+    }
     return web.json_response(body, status=status or STATUS.get(code, 400))
 
 
@@ -85,8 +86,9 @@ async def _errors(request: web.Request, handler):
     except ServiceError as e:
         if e.code == "store_failure":  # its reason names files and the OS error: the log has it, not the client
             log.error("%s %s: %s", request.method, request.path, e)
-            e = ServiceError(e.code, e.path, "the state store could not be written; nothing was applied "
-                                             "(see the daemon log)")
+            e = ServiceError(
+                e.code, e.path, "the state store could not be written; nothing was applied (see the daemon log)"
+            )
         return web.json_response({"error": e.to_json()}, status=STATUS.get(e.code, 400))
     except web.HTTPException as e:
         if e.status >= 400 and e.content_type != "application/json":
@@ -207,8 +209,9 @@ async def _received(request: web.Request) -> web.StreamResponse:
     streams = request.app[STREAMS_KEY]
     streams.add(wake)
     sub.set_waker(wake.set)
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                       "X-Accel-Buffering": "no"})
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
     try:
         await resp.prepare(request)
         await resp.write(b": IS_DataProviding stream\n\n")
@@ -263,10 +266,14 @@ def create_app(facade: ServicesFacade, *, keepalive_s: float = 15.0, guard: Guar
 TABLE_KEY = web.AppKey("rsu.connections", object)
 
 
-async def serve(app: web.Application, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                limits: ConnectionLimits | None = None,
-                on_close: Callable[[str], None] | None = None,
-                ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+async def serve(
+    app: web.Application,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    limits: ConnectionLimits | None = None,
+    on_close: Callable[[str], None] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> web.AppRunner:
     """Start serving ``app`` on host:port (127.0.0.1:8301 by default); ``await runner.cleanup()`` stops it.
 
     Connections are bounded by ``limits`` (:mod:`rsu.api.limits`; default ConnectionLimits());

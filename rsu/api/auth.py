@@ -175,14 +175,20 @@ class TokenStore:
         now = self.clock.now()
         self._tokens = {k: v for k, v in self._tokens.items() if v.get("expires", 0) > now}
         if len(self._tokens) >= self.max_tokens:
-            raise TokenStoreError(f"the store holds {len(self._tokens)} tokens already "
-                                  "(api.auth.max_tokens): revoke some first")
+            raise TokenStoreError(
+                f"the store holds {len(self._tokens)} tokens already (api.auth.max_tokens): revoke some first"
+            )
         ident = secrets.token_hex(6)
         while ident in self._tokens:
             ident = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
-        self._tokens[ident] = {"hash": _digest(secret), "role": role, "name": name[:100], "created": now,
-                               "expires": now + valid_s}
+        self._tokens[ident] = {
+            "hash": _digest(secret),
+            "role": role,
+            "name": name[:100],
+            "created": now,
+            "expires": now + valid_s,
+        }
         self._write()
         return ident, f"{TOKEN_PREFIX}.{ident}.{secret}"
 
@@ -195,9 +201,14 @@ class TokenStore:
         return self._public(ident, entry)
 
     def _public(self, ident: str, entry: dict) -> dict:
-        return {"id": ident, "role": entry.get("role"), "name": entry.get("name", ""),
-                "created": iso_utc(entry.get("created", 0)), "expires": iso_utc(entry.get("expires", 0)),
-                "expired": entry.get("expires", 0) <= self.clock.now()}
+        return {
+            "id": ident,
+            "role": entry.get("role"),
+            "name": entry.get("name", ""),
+            "created": iso_utc(entry.get("created", 0)),
+            "expires": iso_utc(entry.get("expires", 0)),
+            "expired": entry.get("expires", 0) <= self.clock.now(),
+        }
 
     def list(self) -> list[dict]:
         """Every token without its hash."""

@@ -56,10 +56,10 @@ class LockoutSettings(_Section):
 
 class AuthSettings(_Section):
     tokens: bool = Field(False, description="accept bearer tokens (rsu admin token add); needs api.tls off loopback")
-    clients: dict[str, Role] = Field(default_factory=dict,
-                                     description="client certificate subject CN -> role")
-    default_client_role: Role | None = Field(None, description="role of a certificate of the client CA whose CN "
-                                                               "is not in clients (none: refused)")
+    clients: dict[str, Role] = Field(default_factory=dict, description="client certificate subject CN -> role")
+    default_client_role: Role | None = Field(
+        None, description="role of a certificate of the client CA whose CN is not in clients (none: refused)"
+    )
     public_metrics: bool = Field(False, description="serve /metrics without authentication off loopback too")
     rate_limit: RateLimit = RateLimit()
     lockout: LockoutSettings = LockoutSettings()
@@ -91,9 +91,12 @@ def host_problem(host: str, tls: TlsSettings | None, auth: AuthSettings) -> str 
         return None
     if tls is not None and authenticates(tls, auth):
         return None
-    why = ("bearer tokens need api.tls off loopback (they would travel in clear text)" if auth.tokens else
-           "the API has no authentication configured (api.tls with client_ca_file for client certificates, or "
-           "api.auth.tokens with api.tls), so it listens on loopback only")
+    why = (
+        "bearer tokens need api.tls off loopback (they would travel in clear text)"
+        if auth.tokens
+        else "the API has no authentication configured (api.tls with client_ca_file for client certificates, or "
+        "api.auth.tokens with api.tls), so it listens on loopback only"
+    )
     return f"expected a loopback address (127.0.0.1, ::1 or localhost), found {host!r}: {why}"
 
 
@@ -127,8 +130,7 @@ def _again(err: Any) -> InitErrorDetails:
 
 def _host_error(data: Any, problem: str) -> InitErrorDetails:
     host = data.get("host") if isinstance(data, dict) else None
-    return {"type": PydanticCustomError("value_error", "{error}", {"error": problem}), "loc": ("host",),
-            "input": host}
+    return {"type": PydanticCustomError("value_error", "{error}", {"error": problem}), "loc": ("host",), "input": host}
 
 
 def _raw_host_problem(data: Any) -> str | None:

@@ -66,8 +66,9 @@ class Client:
 
             env = os.environ.get
             try:
-                self._context = client_context(*(Path(v) if v else None for v in (
-                    env("RSU_API_CACERT"), env("RSU_API_CERT"), env("RSU_API_KEY"))))
+                self._context = client_context(
+                    *(Path(v) if v else None for v in (env("RSU_API_CACERT"), env("RSU_API_CERT"), env("RSU_API_KEY")))
+                )
             except TlsError as e:
                 raise ApiUnreachable(str(e)) from None
         self._ready = True
@@ -92,8 +93,9 @@ class Client:
                 raise ApiError(e.code, "http_error", "", f"HTTP {e.code}: {raw[:200]!r}") from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
             reason = getattr(e, "reason", e)
-            raise ApiUnreachable(f"cannot reach the rsu API at {self.base_url} (is the daemon running?): {reason}"
-                                 ) from None
+            raise ApiUnreachable(
+                f"cannot reach the rsu API at {self.base_url} (is the daemon running?): {reason}"
+            ) from None
 
     @staticmethod
     def _entry(service: str, ident: str) -> str:

@@ -48,6 +48,7 @@ def integration_routes(current: Callable[[], IntegrationRoutes | None]) -> list[
                 if route.method == method and route.path == path:
                     return await route.handler(request)
             raise web.HTTPNotFound(reason=f"{path}: that integration is not configured")
+
         return handler
 
     return [web.route(method, path, forward(method, path)) for method, path in ROUTES]
@@ -55,9 +56,11 @@ def integration_routes(current: Callable[[], IntegrationRoutes | None]) -> list[
 
 def metrics_handler(refresh: Callable[[], None], exposition: Callable[[], bytes], content_type: str) -> Handler:
     """GET /metrics: ``refresh()`` the gauges, then answer ``exposition()``."""
+
     async def handler(request: web.Request) -> web.Response:
         refresh()
         return web.Response(body=exposition(), headers={"Content-Type": content_type})
+
     return handler
 
 
@@ -109,14 +112,26 @@ async def start(app: web.Application, api: ApiSection, on_close: Callable[[str],
     from rsu.api.tls import server_context
 
     tls = api.tls
-    ssl_context = None if tls is None else server_context(
-        tls.cert_file, tls.key_file, tls.client_ca_file,
-        require_client_certificate=tls.client_ca_file is not None and not api.auth.tokens)
+    ssl_context = (
+        None
+        if tls is None
+        else server_context(
+            tls.cert_file,
+            tls.key_file,
+            tls.client_ca_file,
+            require_client_certificate=tls.client_ca_file is not None and not api.auth.tokens,
+        )
+    )
 
     nofile, need = ensure_nofile(api.limits())
     if nofile < need:
-        log.warning("open-file limit %d is below the %d that api.max_connections %d needs (raise LimitNOFILE "
-                    "or lower api.max_connections)", nofile, need, api.max_connections)
+        log.warning(
+            "open-file limit %d is below the %d that api.max_connections %d needs (raise LimitNOFILE "
+            "or lower api.max_connections)",
+            nofile,
+            need,
+            api.max_connections,
+        )
     return await serve(app, api.host, api.port, api.limits(), on_close=on_close, ssl_context=ssl_context)
 
 

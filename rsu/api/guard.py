@@ -68,8 +68,11 @@ def _route_rules() -> dict[tuple[str, str], Rule]:
     from rsu.forward.api import ROUTES as FORWARD
 
     actions = {"POST": "forward", "DELETE": "forward-stop"}
-    return {**RULES, **{route: Rule(role) for route, role in ROLES.items()},
-            **{(method, path): Rule(role, actions.get(method)) for method, path, role in FORWARD}}
+    return {
+        **RULES,
+        **{route: Rule(role) for route, role in ROLES.items()},
+        **{(method, path): Rule(role, actions.get(method)) for method, path, role in FORWARD},
+    }
 
 
 ROUTE_RULES = _route_rules()
@@ -96,21 +99,35 @@ def _refusal(status: int, code: str, reason: str, headers: dict | None = None) -
 
 
 class Guard:
-    def __init__(self, *, state_dir: Path, clock: Clock, host: str, tls: TlsSettings | None, auth: AuthSettings,
-                 audit: AuditSettings, metrics: GuardMetrics) -> None:
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        clock: Clock,
+        host: str,
+        tls: TlsSettings | None,
+        auth: AuthSettings,
+        audit: AuditSettings,
+        metrics: GuardMetrics,
+    ) -> None:
         self.clock = clock
         self.metrics = metrics
         self.tokens = authmod.TokenStore(state_dir / "api-tokens.json", clock, auth.max_tokens)
         self._lockout_file = LockoutFile(state_dir / "api-lockout.json")
-        self.lockout = Lockout(clock, max_entries=auth.lockout.max_entries, forget_after=auth.lockout.forget_after,
-                               on_limit=metrics.limit_hit)
+        self.lockout = Lockout(
+            clock,
+            max_entries=auth.lockout.max_entries,
+            forget_after=auth.lockout.forget_after,
+            on_limit=metrics.limit_hit,
+        )
         self._lockout_saved, self._lockout_dirty = float("-inf"), False
         loaded = self._lockout_file.load(self.lockout)
         if loaded:
             log.info("lockout: %d counted client(s) restored from %s", loaded, self._lockout_file.path)
         self.sessions = UiSessions(self.tokens, clock, metrics.limit_hit)  # the web view's logins
-        self.rate = RateLimiter(clock, auth.rate_limit.per_minute, auth.rate_limit.burst,
-                                auth.lockout.max_entries, metrics.limit_hit)
+        self.rate = RateLimiter(
+            clock, auth.rate_limit.per_minute, auth.rate_limit.burst, auth.lockout.max_entries, metrics.limit_hit
+        )
         self._state_dir = state_dir
         self.audit = AuditLog(audit.file or state_dir / "audit.jsonl", clock, audit.max_bytes, audit.keep)
         self.configure(host, tls, auth, audit)
@@ -151,14 +168,28 @@ class Guard:
         except OSError as e:
             log.error("lockout table not saved to %s: %s", self._lockout_file.path, e.strerror or e)
 
-    async def write_audit(self, identity: authmod.Identity | None, address: str | None, action: str, result: str,
-                          target: dict | None = None, claimed: str | None = None, detail: str | None = None) -> None:
+    async def write_audit(
+        self,
+        identity: authmod.Identity | None,
+        address: str | None,
+        action: str,
+        result: str,
+        target: dict | None = None,
+        claimed: str | None = None,
+        detail: str | None = None,
+    ) -> None:
         """One audit line, on disk when this returns (the fsync runs in a thread: the scheduler's loop goes
         on meanwhile). Raises OSError when it could not be written."""
         await asyncio.to_thread(
-            self.audit.write, identity=identity.name if identity else claimed,
-            role=identity.role if identity else None, address=address, action=action, target=target,
-            result=result, detail=detail)
+            self.audit.write,
+            identity=identity.name if identity else claimed,
+            role=identity.role if identity else None,
+            address=address,
+            action=action,
+            target=target,
+            result=result,
+            detail=detail,
+        )
         self.metrics.audited(action)
 
     def _claim(self, peercert: dict | None, token: str | None) -> str | None:
@@ -211,8 +242,12 @@ class Guard:
             if wait is not None:
                 self.metrics.rate_limited(rule.action)
                 self.metrics.api_refused("rate_limited")
-                return _refusal(429, "rate_limited", "too many changes from this identity: slow down",
-                                {"Retry-After": str(max(1, int(wait + 0.999)))})
+                return _refusal(
+                    429,
+                    "rate_limited",
+                    "too many changes from this identity: slow down",
+                    {"Retry-After": str(max(1, int(wait + 0.999)))},
+                )
             return await self._audited(request, handler, identity, address, rule.action)
         return await handler(request)
 
@@ -235,8 +270,9 @@ class Guard:
         clients refused, a failure counted and audited as any failed authentication."""
         return await self._gate(request, request.remote or "?", login_token=token)
 
-    async def _gate(self, request: web.Request, address: str, *, cookie_ok: bool = False,
-                    login_token: str | None = None) -> authmod.Identity | web.Response:
+    async def _gate(
+        self, request: web.Request, address: str, *, cookie_ok: bool = False, login_token: str | None = None
+    ) -> authmod.Identity | web.Response:
         transport = request.transport
         peercert = transport.get_extra_info("peercert") if transport is not None and login_token is None else None
         token = authmod.bearer(request.headers.get("Authorization")) if login_token is None else login_token
@@ -254,8 +290,9 @@ class Guard:
                 if ban.permanent:
                     return _refusal(403, "banned", "banned after repeated failed authentications: ask an admin")
                 retry = ban.retry_after(self.clock.now())
-                return _refusal(429, "banned", "too many failed authentications: try again later",
-                                {"Retry-After": str(retry)})
+                return _refusal(
+                    429, "banned", "too many failed authentications: try again later", {"Retry-After": str(retry)}
+                )
         if cookie:  # a random 256-bit id: an unknown one is a session that ended, not a guess worth counting
             session = self.sessions.identity(cookie)
             if session is not None:
@@ -272,14 +309,19 @@ class Guard:
                 for ban in bans:
                     self.metrics.ban_started(ban.permanent)
                     length = "forever" if ban.permanent else f"{ban.until - self.clock.now():.0f}s"
-                    await self.write_audit(None, address, "ban", length, {"key": ban.key}, claimed=who,
-                                           detail=f"{ban.failures} failures")
+                    await self.write_audit(
+                        None, address, "ban", length, {"key": ban.key}, claimed=who, detail=f"{ban.failures} failures"
+                    )
             except OSError as e:
                 log.error("audit log not written: %s", e.strerror or e)
             if self.auth.lockout.enabled:
                 self.save_lockout(force=bool(bans))
-            return _refusal(401, "unauthenticated", "a valid client certificate or bearer token is needed",
-                            {"WWW-Authenticate": 'Bearer realm="rsu"'})
+            return _refusal(
+                401,
+                "unauthenticated",
+                "a valid client certificate or bearer token is needed",
+                {"WWW-Authenticate": 'Bearer realm="rsu"'},
+            )
         if self.auth.lockout.enabled and self.lockout.success(f"id:{outcome.name}"):
             self.save_lockout()
         return outcome
@@ -293,8 +335,9 @@ class Guard:
         target.update(request.get(AUDIT_TARGET_KEY) or {})
         return target
 
-    async def _audited(self, request: web.Request, handler, identity: authmod.Identity, address: str,
-                       action: str) -> web.StreamResponse:
+    async def _audited(
+        self, request: web.Request, handler, identity: authmod.Identity, address: str, action: str
+    ) -> web.StreamResponse:
         from rsu.services.errors import ServiceError
 
         try:
@@ -313,15 +356,22 @@ class Guard:
                 body = json.loads(raw)
             except (TypeError, ValueError):
                 body = None
-        result = request.get(AUDIT_RESULT_KEY) or ("ok" if response.status < 400 else
-                                                   (body or {}).get("error", {}).get("code", f"http-{response.status}")
-                                                   if isinstance(body, dict) else f"http-{response.status}")
+        result = request.get(AUDIT_RESULT_KEY) or (
+            "ok"
+            if response.status < 400
+            else (body or {}).get("error", {}).get("code", f"http-{response.status}")
+            if isinstance(body, dict)
+            else f"http-{response.status}"
+        )
         try:  # on disk before the answer leaves: an acknowledged change is always in the audit log
             await self.write_audit(identity, address, action, str(result), self._target(request, body))
         except OSError as e:
             log.critical("audit log not written (%s): %s answered 503", e.strerror or e, action)
-            return _refusal(503, "audit_failure", "the audit log cannot be written; the change may have been "
-                                                  "applied: check before retrying")
+            return _refusal(
+                503,
+                "audit_failure",
+                "the audit log cannot be written; the change may have been applied: check before retrying",
+            )
         return response
 
     async def _write_or_log(self, identity, address, action, result, target) -> None:
@@ -333,8 +383,10 @@ class Guard:
 
 # ------------------------------------------------------------------------------------------------ routes
 
-def admin_routes(guard: Guard, reload: Callable[[], Awaitable[bool]] | None = None,
-                 pki_check: Callable[[], bool] | None = None) -> list[web.RouteDef]:
+
+def admin_routes(
+    guard: Guard, reload: Callable[[], Awaitable[bool]] | None = None, pki_check: Callable[[], bool] | None = None
+) -> list[web.RouteDef]:
     """``/v1/whoami`` and the admin routes: reload, PKI check (``pki_check()``: wake the PKI client so it
     does what is due now; False when there is none), lockout table, unban, tokens."""
 
@@ -397,11 +449,16 @@ def admin_routes(guard: Guard, reload: Callable[[], Awaitable[bool]] | None = No
         except authmod.TokenStoreError:
             return _refusal(404, "unknown_token", "no such token")
 
-    return [web.get("/v1/whoami", whoami), web.post("/v1/admin/reload", do_reload),
-            web.post("/v1/admin/pki/check", check_pki),
-            web.get("/v1/admin/lockout", lockout), web.post("/v1/admin/unban", unban),
-            web.get("/v1/admin/tokens", tokens), web.post("/v1/admin/tokens", add_token),
-            web.delete("/v1/admin/tokens/{token}", revoke_token)]
+    return [
+        web.get("/v1/whoami", whoami),
+        web.post("/v1/admin/reload", do_reload),
+        web.post("/v1/admin/pki/check", check_pki),
+        web.get("/v1/admin/lockout", lockout),
+        web.post("/v1/admin/unban", unban),
+        web.get("/v1/admin/tokens", tokens),
+        web.post("/v1/admin/tokens", add_token),
+        web.delete("/v1/admin/tokens/{token}", revoke_token),
+    ]
 
 
 async def _json_object(request: web.Request) -> dict:

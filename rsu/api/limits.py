@@ -102,8 +102,11 @@ class ConnectionTable:
         for key, (busy, since, served) in list(self._conns.items()):
             if busy:
                 continue
-            limit, reason = ((self.limits.idle_timeout_s, "idle_timeout") if served
-                             else (self.limits.header_timeout_s, "header_timeout"))
+            limit, reason = (
+                (self.limits.idle_timeout_s, "idle_timeout")
+                if served
+                else (self.limits.header_timeout_s, "header_timeout")
+            )
             if now - since >= limit:
                 out.append(key)
                 del self._conns[key]
@@ -116,6 +119,7 @@ class ConnectionTable:
 
 
 # ---------------------------------------------------------------------------------------------- asyncio
+
 
 def ensure_nofile(limits: ConnectionLimits) -> tuple[int, int]:
     """Raise the soft RLIMIT_NOFILE (up to the hard limit) so the cap, the backlog and the daemon's other
@@ -182,8 +186,16 @@ class _Guarded(asyncio.Protocol):
 class GuardedSite(web.BaseSite):
     """A TCP site of ``runner`` whose connections are bounded by ``table`` (see the module text)."""
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, table: ConnectionTable, *,
-                 backlog: int = BACKLOG, ssl_context=None) -> None:
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        table: ConnectionTable,
+        *,
+        backlog: int = BACKLOG,
+        ssl_context=None,
+    ) -> None:
         super().__init__(runner, backlog=backlog, ssl_context=ssl_context)
         self.host, self.requested_port = host, port
         self.table = table
@@ -199,9 +211,15 @@ class GuardedSite(web.BaseSite):
         await super().start()
         # a TLS handshake must end within the header timeout (the table sees the connection only after it)
         handshake_s = self.table.limits.header_timeout_s if self._ssl_context else None
-        self._server = await self.loop.create_server(lambda: _Guarded(self), self.host, self.requested_port,
-                                                     backlog=self._backlog, reuse_address=True,
-                                                     ssl=self._ssl_context or None, ssl_handshake_timeout=handshake_s)
+        self._server = await self.loop.create_server(
+            lambda: _Guarded(self),
+            self.host,
+            self.requested_port,
+            backlog=self._backlog,
+            reuse_address=True,
+            ssl=self._ssl_context or None,
+            ssl_handshake_timeout=handshake_s,
+        )
         self._sweeper = asyncio.create_task(self._sweep(), name="rsu-api-connections")
 
     async def stop(self) -> None:

@@ -51,8 +51,14 @@ def ban_seconds(failures: int) -> float | None | bool:
 
 
 class Lockout:
-    def __init__(self, clock: Clock, *, max_entries: int = 10_000, forget_after: float = 7 * 86400.0,
-                 on_limit: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        max_entries: int = 10_000,
+        forget_after: float = 7 * 86400.0,
+        on_limit: Callable[[str], None] | None = None,
+    ) -> None:
         self.clock = clock
         self.max_entries = max_entries
         self.forget_after = forget_after
@@ -126,20 +132,28 @@ class Lockout:
     def entries(self) -> list[dict]:
         """Every key with its count and ban (for ``rsu admin unban --list``)."""
         now = self.clock.now()
-        return [{"key": k, "failures": int(e[0]), "last_failure": e[1],
-                 "banned_until": None if e[2] <= now else ("forever" if e[2] == FOREVER else e[2])}
-                for k, e in sorted(self._entries.items())]
+        return [
+            {
+                "key": k,
+                "failures": int(e[0]),
+                "last_failure": e[1],
+                "banned_until": None if e[2] <= now else ("forever" if e[2] == FOREVER else e[2]),
+            }
+            for k, e in sorted(self._entries.items())
+        ]
 
     # persistence ------------------------------------------------------------------------------------
     def snapshot(self) -> dict:
-        return {"version": 1, "entries": {k: [int(e[0]), e[1], "forever" if e[2] == FOREVER else e[2]]
-                                          for k, e in self._entries.items()}}
+        return {
+            "version": 1,
+            "entries": {k: [int(e[0]), e[1], "forever" if e[2] == FOREVER else e[2]] for k, e in self._entries.items()},
+        }
 
     def restore(self, data: dict) -> int:
         """Take a snapshot (entries that do not parse are skipped); how many were taken."""
         entries = data.get("entries") if isinstance(data, dict) else None
         self._entries = {}
-        for k, v in (entries.items() if isinstance(entries, dict) else ()):
+        for k, v in entries.items() if isinstance(entries, dict) else ():
             try:
                 n, last, until = int(v[0]), float(v[1]), (FOREVER if v[2] == "forever" else float(v[2]))
             except (TypeError, ValueError, IndexError):
@@ -187,8 +201,14 @@ class LockoutFile:
 class RateLimiter:
     """A token bucket per identity: ``burst`` requests at once, refilled at ``per_minute``; bounded."""
 
-    def __init__(self, clock: Clock, per_minute: float, burst: int, max_entries: int = 10_000,
-                 on_limit: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        per_minute: float,
+        burst: int,
+        max_entries: int = 10_000,
+        on_limit: Callable[[str], None] | None = None,
+    ) -> None:
         self.clock = clock
         self.per_minute, self.burst, self.max_entries = per_minute, burst, max_entries
         self._on_limit = on_limit or (lambda name: None)

@@ -24,8 +24,7 @@ RequestCounter = Callable[[str, str, str], None]  # (service, message, action)
 
 
 class ApiServices:
-    def __init__(self, services: CurrentServices, *, on_request: RequestCounter,
-                 status: Callable[[], dict]) -> None:
+    def __init__(self, services: CurrentServices, *, on_request: RequestCounter, status: Callable[[], dict]) -> None:
         self._services = services
         self._on_request = on_request
         self._status = status
@@ -50,8 +49,9 @@ class ApiServices:
         return self._services.pending_requests()
 
     # ------------------------------------------------------------------ IS_DataProviding
-    def subscribe(self, services: Iterable[str] | None = None, types: Iterable[str] | None = None,
-                  last_id: int | None = None) -> Subscription:
+    def subscribe(
+        self, services: Iterable[str] | None = None, types: Iterable[str] | None = None, last_id: int | None = None
+    ) -> Subscription:
         return self._services.subscribe(services, types, last_id)
 
     # ------------------------------------------------------------------ status
@@ -64,7 +64,9 @@ class ApiServices:
         if kind is None:  # the answer names the entry, not its message type
             ident = result.get("id") if isinstance(result, dict) else None
             entry = entity.entries.get(ident) if isinstance(ident, str) else None
-            kinds = [entry.kind] if entry is not None else [k for k in catalog.MESSAGES if k.service == entity.name.upper()]
+            kinds = (
+                [entry.kind] if entry is not None else [k for k in catalog.MESSAGES if k.service == entity.name.upper()]
+            )
             kind = kinds[0].name if len(kinds) == 1 else None
         # service label as in every other metric: TLM, RLT, IVI, TLC, GPC
         self._on_request(entity.name.upper(), kind or "?", action)

@@ -14,8 +14,9 @@ class TlsError(Exception):
     pass
 
 
-def server_context(cert_file: Path, key_file: Path, client_ca_file: Path | None = None, *,
-                   require_client_certificate: bool = False) -> ssl.SSLContext:
+def server_context(
+    cert_file: Path, key_file: Path, client_ca_file: Path | None = None, *, require_client_certificate: bool = False
+) -> ssl.SSLContext:
     """TLS 1.3 only. With ``client_ca_file`` a client may present a certificate that CA issued (one it did
     not issue ends the handshake); ``require_client_certificate``: a client without one is refused too."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -24,8 +25,7 @@ def server_context(cert_file: Path, key_file: Path, client_ca_file: Path | None 
     try:
         ctx.load_cert_chain(str(cert_file), str(key_file))
     except (OSError, ssl.SSLError) as e:
-        raise TlsError(f"api.tls.cert_file: cannot load {cert_file} with the key {key_file}: "
-                       f"{_reason(e)}") from None
+        raise TlsError(f"api.tls.cert_file: cannot load {cert_file} with the key {key_file}: {_reason(e)}") from None
     if client_ca_file is not None:
         try:
             ctx.load_verify_locations(cafile=str(client_ca_file))
@@ -35,8 +35,9 @@ def server_context(cert_file: Path, key_file: Path, client_ca_file: Path | None 
     return ctx
 
 
-def client_context(ca_file: Path | None = None, cert_file: Path | None = None,
-                   key_file: Path | None = None) -> ssl.SSLContext:
+def client_context(
+    ca_file: Path | None = None, cert_file: Path | None = None, key_file: Path | None = None
+) -> ssl.SSLContext:
     """A client's context: the server verified against ``ca_file`` (system roots without it), TLS 1.3, and
     the client certificate when given."""
     ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)

@@ -52,8 +52,13 @@ def _digest(value: str) -> str:
 
 
 class UiSessions:
-    def __init__(self, tokens: TokenStore, clock: Clock, on_limit: Callable[[str], None] = lambda limit: None,
-                 max_sessions: int = 256) -> None:
+    def __init__(
+        self,
+        tokens: TokenStore,
+        clock: Clock,
+        on_limit: Callable[[str], None] = lambda limit: None,
+        max_sessions: int = 256,
+    ) -> None:
         self.tokens = tokens
         self.max_sessions = max_sessions
         self.clock = clock
@@ -106,8 +111,10 @@ def _same_origin(request: web.Request) -> bool:
 
 
 def _answer(status: int, code: str, reason: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "path": "", "reason": reason,
-                                        "message": f"{code}: (request): {reason}"}}, status=status)
+    return web.json_response(
+        {"error": {"code": code, "path": "", "reason": reason, "message": f"{code}: (request): {reason}"}},
+        status=status,
+    )
 
 
 def routes(guard: Guard) -> list[web.RouteDef]:
@@ -146,8 +153,15 @@ def routes(guard: Guard) -> list[web.RouteDef]:
             guard.sessions.close(value)
             return _answer(503, "audit_failure", "the audit log cannot be written: no session was opened")
         resp = web.json_response({"identity": who.name, "role": "monitor", "expires": iso_utc(expires)})
-        resp.set_cookie(COOKIE, value, max_age=max(1, int(expires - guard.clock.now())), path="/", httponly=True,
-                        secure=request.secure, samesite="Strict")
+        resp.set_cookie(
+            COOKIE,
+            value,
+            max_age=max(1, int(expires - guard.clock.now())),
+            path="/",
+            httponly=True,
+            secure=request.secure,
+            samesite="Strict",
+        )
         return resp
 
     async def logout(request: web.Request) -> web.Response:

@@ -19,33 +19,51 @@ from rsu.cli.common import CliError, add_api_option, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("audit", help="the audit log of the API (who changed what, when)",
-                       description="The audit log: one JSON line per state change or security event "
-                                   "(trigger, update, stop, reload, login-failure, ban, unban, token-add, ...).")
+    p = sub.add_parser(
+        "audit",
+        help="the audit log of the API (who changed what, when)",
+        description="The audit log: one JSON line per state change or security event "
+        "(trigger, update, stop, reload, login-failure, ban, unban, token-add, ...).",
+    )
     cmds = p.add_subparsers(dest="audit_command", metavar="ACTION")
-    q = cmds.add_parser("show", help="print the entries that match (oldest first, rotated files included)",
-                        description="Print the audit entries that match every filter given, oldest first.")
+    q = cmds.add_parser(
+        "show",
+        help="print the entries that match (oldest first, rotated files included)",
+        description="Print the audit entries that match every filter given, oldest first.",
+    )
     _where(q)
-    q.add_argument("--file", metavar="PATH",
-                   help="the audit log (default: api.audit.file, else <state_dir>/audit.jsonl)")
-    q.add_argument("--since", metavar="TIME",
-                   help="from this UTC time on (ISO 8601: 2026-12-03 or 2026-12-03T10:00:00Z)")
+    q.add_argument(
+        "--file", metavar="PATH", help="the audit log (default: api.audit.file, else <state_dir>/audit.jsonl)"
+    )
+    q.add_argument(
+        "--since", metavar="TIME", help="from this UTC time on (ISO 8601: 2026-12-03 or 2026-12-03T10:00:00Z)"
+    )
     q.add_argument("--until", metavar="TIME", help="before this UTC time")
     q.add_argument("--identity", metavar="TEXT", help="identities containing TEXT (token:<id>, cert:CN=...)")
-    q.add_argument("--action", metavar="ACTION", help="trigger, update, stop, feed, reload, login-failure, ban, "
-                                                      "unban, token-add, token-revoke")
+    q.add_argument(
+        "--action",
+        metavar="ACTION",
+        help="trigger, update, stop, feed, reload, login-failure, ban, unban, token-add, token-revoke",
+    )
     q.add_argument("--result", metavar="RESULT", help="ok, or a refusal such as forbidden or wrong_secret")
     q.add_argument("--json", action="store_true", help="one JSON object per line, as stored")
     q.set_defaults(func=cmd_audit_show)
     p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
 
-    p = sub.add_parser("admin", help="lift bans and manage API tokens (needs the admin role)",
-                       description="Security administration of the running daemon's API.")
+    p = sub.add_parser(
+        "admin",
+        help="lift bans and manage API tokens (needs the admin role)",
+        description="Security administration of the running daemon's API.",
+    )
     cmds = p.add_subparsers(dest="admin_command", metavar="ACTION")
-    q = cmds.add_parser("unban", help="lift a lockout ban", description="Lift the ban of a client address "
-                        "(addr:192.0.2.7) or identity (id:token:<id>, id:cert:CN=...), or of every banned key: "
-                        "through the API, or with --config/--state-dir in the state directory (on the box, when "
-                        "every admin is locked out; the running daemon reads it again).")
+    q = cmds.add_parser(
+        "unban",
+        help="lift a lockout ban",
+        description="Lift the ban of a client address "
+        "(addr:192.0.2.7) or identity (id:token:<id>, id:cert:CN=...), or of every banned key: "
+        "through the API, or with --config/--state-dir in the state directory (on the box, when "
+        "every admin is locked out; the running daemon reads it again).",
+    )
     q.add_argument("key", metavar="KEY", nargs="?", help="addr:<address> or id:<identity> (see rsu admin lockout)")
     q.add_argument("--all", action="store_true", help="every ban")
     _local_or_api(q)
@@ -55,8 +73,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_lockout)
 
-    q = cmds.add_parser("token", help="bearer tokens: add, list, revoke",
-                        description="Bearer tokens of the API (stored hashed; the token is shown once, at add).")
+    q = cmds.add_parser(
+        "token",
+        help="bearer tokens: add, list, revoke",
+        description="Bearer tokens of the API (stored hashed; the token is shown once, at add).",
+    )
     tok = q.add_subparsers(dest="token_command", metavar="ACTION")
     t = tok.add_parser("add", help="make a token (printed once: keep it in a file readable by its user only)")
     t.add_argument("--role", required=True, choices=("monitor", "operator", "admin"))
@@ -94,8 +115,9 @@ def _config(args: argparse.Namespace):
     try:
         return cfgmod.load(getattr(args, "config", None))
     except ConfigError as e:
-        raise CliError(f"{args.config or 'embedded default'}: invalid configuration: "
-                       + "; ".join(str(i) for i in e.issues)) from None
+        raise CliError(
+            f"{args.config or 'embedded default'}: invalid configuration: " + "; ".join(str(i) for i in e.issues)
+        ) from None
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
@@ -118,6 +140,7 @@ def _api(args: argparse.Namespace, method: str, path: str, body: dict | None = N
 
 
 # ---------------------------------------------------------------------------------------------- audit
+
 
 def cmd_audit_show(args: argparse.Namespace) -> int:
     import json
@@ -145,15 +168,19 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
                 print(json.dumps(e, ensure_ascii=False))
                 continue
             target = " ".join(f"{k}={v}" for k, v in (e.get("target") or {}).items())
-            print(f"{e.get('time', '?'):<24} {e.get('action', '?'):<13} {e.get('result', '?'):<14} "
-                  f"{e.get('identity') or '-'} ({e.get('role') or '-'}) from {e.get('address') or '-'}"
-                  + (f"  {target}" if target else "") + (f"  [{e['detail']}]" if e.get("detail") else ""))
+            print(
+                f"{e.get('time', '?'):<24} {e.get('action', '?'):<13} {e.get('result', '?'):<14} "
+                f"{e.get('identity') or '-'} ({e.get('role') or '-'}) from {e.get('address') or '-'}"
+                + (f"  {target}" if target else "")
+                + (f"  [{e['detail']}]" if e.get("detail") else "")
+            )
     except PermissionError:
         raise CliError(f"{path}: permission denied (run as the daemon's user)") from None
     return 0
 
 
 # ---------------------------------------------------------------------------------------------- lockout
+
 
 def cmd_unban(args: argparse.Namespace) -> int:
     if bool(args.key) == bool(args.all):
@@ -172,8 +199,9 @@ def cmd_unban(args: argparse.Namespace) -> int:
             raise CliError(f"{table.path}: {e.strerror or e}") from None
         _local_audit(args, directory, "unban", {"key": args.key or "all"}, "rsu admin unban (state directory)")
     else:
-        lifted = _api(args, "POST", "/v1/admin/unban", {"all": True} if args.all else {"key": args.key}
-                      ).get("unbanned", [])
+        lifted = _api(args, "POST", "/v1/admin/unban", {"all": True} if args.all else {"key": args.key}).get(
+            "unbanned", []
+        )
     print(f"lifted: {', '.join(lifted)}" if lifted else "nothing to lift (no such key)")
     return 0 if lifted or args.all else 2
 
@@ -187,13 +215,19 @@ def cmd_lockout(args: argparse.Namespace) -> int:
         return 0
     for e in entries:
         until = e.get("banned_until")
-        ban = "not banned" if until is None else "banned until unbanned" if until == "forever" \
+        ban = (
+            "not banned"
+            if until is None
+            else "banned until unbanned"
+            if until == "forever"
             else f"banned until {iso_utc(until)}"
+        )
         print(f"{e['key']:<40} {e['failures']:>3} failure(s), last {iso_utc(e['last_failure'])}  {ban}")
     return 0
 
 
 # ---------------------------------------------------------------------------------------------- tokens
+
 
 def _store(args: argparse.Namespace):
     from rsu.api.auth import TokenStore
@@ -203,8 +237,13 @@ def _store(args: argparse.Namespace):
     return TokenStore(directory / "api-tokens.json", SystemClock()), directory
 
 
-def _local_audit(args: argparse.Namespace, directory: Path, action: str, target: dict,
-                 detail: str = "rsu admin token (state directory)") -> None:
+def _local_audit(
+    args: argparse.Namespace,
+    directory: Path,
+    action: str,
+    target: dict,
+    detail: str = "rsu admin token (state directory)",
+) -> None:
     """The local change in the audit log too (identity: the user on this machine)."""
     from rsu.clock import SystemClock
     from rsu.ops import audit as auditmod
@@ -214,8 +253,14 @@ def _local_audit(args: argparse.Namespace, directory: Path, action: str, target:
         path = (_config(args).api.audit.file or path).expanduser()
     log = auditmod.AuditLog(path, SystemClock())
     try:
-        log.write(identity=f"local:{getpass.getuser()}", role="admin", action=action, target=target, result="ok",
-                  detail=detail)
+        log.write(
+            identity=f"local:{getpass.getuser()}",
+            role="admin",
+            action=action,
+            target=target,
+            result="ok",
+            detail=detail,
+        )
     except OSError as e:
         print(f"rsu: warning: the audit log {path} was not written: {e.strerror or e}", file=sys.stderr)
     finally:
@@ -241,8 +286,10 @@ def cmd_token_add(args: argparse.Namespace) -> int:
     else:
         answer = _api(args, "POST", "/v1/admin/tokens", {"role": args.role, "name": args.name, "valid": args.valid})
         ident, token, expires = answer["id"], answer["token"], answer["expires"]
-    print(f"token {ident} ({args.role}) valid until {expires}; shown once, keep it in a file only its user reads:",
-          file=sys.stderr)
+    print(
+        f"token {ident} ({args.role}) valid until {expires}; shown once, keep it in a file only its user reads:",
+        file=sys.stderr,
+    )
     print(token)
     return 0
 
@@ -256,8 +303,10 @@ def cmd_token_list(args: argparse.Namespace) -> int:
         print_json(tokens)
         return 0
     for t in tokens:
-        print(f"{t['id']}  {t['role']:<8} until {t['expires']}{' (EXPIRED)' if t.get('expired') else ''}  "
-              f"{t.get('name') or ''}".rstrip())
+        print(
+            f"{t['id']}  {t['role']:<8} until {t['expires']}{' (EXPIRED)' if t.get('expired') else ''}  "
+            f"{t.get('name') or ''}".rstrip()
+        )
     return 0
 
 

@@ -11,20 +11,31 @@ from rsu.cli.common import CliError, load_json, print_json, read_input_bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("encode", help="encode a PDU from JER JSON to UPER (prints hex)",
-                       description="Encode the JER JSON of a whole PDU (ItsPduHeader + body) to UPER. "
-                                   "Prints the hex of the encoding, or writes binary with --out.")
-    p.add_argument("type", metavar="TYPE", type=str.lower, choices=[m.name for m in catalog.MESSAGES],
-                   help="one of: " + ", ".join(m.name for m in catalog.MESSAGES))
+    p = sub.add_parser(
+        "encode",
+        help="encode a PDU from JER JSON to UPER (prints hex)",
+        description="Encode the JER JSON of a whole PDU (ItsPduHeader + body) to UPER. "
+        "Prints the hex of the encoding, or writes binary with --out.",
+    )
+    p.add_argument(
+        "type",
+        metavar="TYPE",
+        type=str.lower,
+        choices=[m.name for m in catalog.MESSAGES],
+        help="one of: " + ", ".join(m.name for m in catalog.MESSAGES),
+    )
     p.add_argument("file", metavar="FILE", help="JER JSON file, or - for stdin")
     p.add_argument("--out", metavar="FILE", help="write the binary encoding to FILE instead of printing hex")
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("decode", help="decode bytes, layer by layer, to JSON",
-                       description="Decode INPUT and print JSON. Layers are detected automatically "
-                                   "(pcap, Ethernet, GeoNetworking, 1609.2 secured data, facilities PDU). "
-                                   "A bare facilities PDU prints as its JER JSON; anything wrapped prints "
-                                   "as a list of layers.")
+    p = sub.add_parser(
+        "decode",
+        help="decode bytes, layer by layer, to JSON",
+        description="Decode INPUT and print JSON. Layers are detected automatically "
+        "(pcap, Ethernet, GeoNetworking, 1609.2 secured data, facilities PDU). "
+        "A bare facilities PDU prints as its JER JSON; anything wrapped prints "
+        "as a list of layers.",
+    )
     p.add_argument("input", metavar="INPUT", help="hex string, - for stdin, or a file (binary or hex text)")
     p.add_argument("--pdu", action="store_true", help="print only the innermost facilities PDU's JER JSON")
     p.set_defaults(func=cmd_decode)

@@ -17,8 +17,12 @@ def add_api_option(p) -> None:
     """``--api URL`` on a command; it may also come before the command (``rsu --api URL status``)."""
     import argparse
 
-    p.add_argument("--api", metavar="URL", default=argparse.SUPPRESS,
-                   help="API base URL (default: $RSU_API_URL or http://127.0.0.1:8301)")
+    p.add_argument(
+        "--api",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="API base URL (default: $RSU_API_URL or http://127.0.0.1:8301)",
+    )
 
 
 _HEXCHARS = re.compile(rb"^[0-9a-fA-F\s:]*$")

@@ -58,9 +58,13 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rsu", description="C-ITS roadside-unit facilities daemon and tools")
     parser.add_argument("--version", action="version", version=f"rsu {__version__}")
-    parser.add_argument("--api", metavar="URL", default=None,
-                        help="API of the running daemon, for the commands that talk to it "
-                             "(default: $RSU_API_URL or http://127.0.0.1:8301); also accepted after the command")
+    parser.add_argument(
+        "--api",
+        metavar="URL",
+        default=None,
+        help="API of the running daemon, for the commands that talk to it "
+        "(default: $RSU_API_URL or http://127.0.0.1:8301); also accepted after the command",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         try:

@@ -16,30 +16,45 @@ from rsu.cli.common import CliError, load_json, read_input_bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("map", help="draw a MAP as SVG; MAP files to and from GeoJSON",
-                       description="Draw an intersection of a MAPEM as SVG, and convert rsu's MAP files "
-                                   "(JER JSON MAPEM) to and from GeoJSON (WGS84 lon/lat) for GIS tools such as QGIS.")
+    p = sub.add_parser(
+        "map",
+        help="draw a MAP as SVG; MAP files to and from GeoJSON",
+        description="Draw an intersection of a MAPEM as SVG, and convert rsu's MAP files "
+        "(JER JSON MAPEM) to and from GeoJSON (WGS84 lon/lat) for GIS tools such as QGIS.",
+    )
     cmds = p.add_subparsers(dest="map_command", metavar="ACTION")
 
-    q = cmds.add_parser("render", help="draw an intersection as SVG",
-                        description="Draw an intersection (lanes with widths and directions, lane ids, connections, "
-                                    "signal groups, stop lines) as SVG in metres east/north of its reference point. "
-                                    "INPUT: a MAP file (JER JSON), `rsu decode` output, UPER bytes or their hex.")
+    q = cmds.add_parser(
+        "render",
+        help="draw an intersection as SVG",
+        description="Draw an intersection (lanes with widths and directions, lane ids, connections, "
+        "signal groups, stop lines) as SVG in metres east/north of its reference point. "
+        "INPUT: a MAP file (JER JSON), `rsu decode` output, UPER bytes or their hex.",
+    )
     _mapem_arguments(q, "INPUT", "the SVG")
-    q.add_argument("--spat", metavar="SPATEM", help="colour connections, stop lines and signal groups by this "
-                                                    "SPATEM's current states (JSON, UPER or hex)")
+    q.add_argument(
+        "--spat",
+        metavar="SPATEM",
+        help="colour connections, stop lines and signal groups by this SPATEM's current states (JSON, UPER or hex)",
+    )
     q.set_defaults(func=cmd_render)
 
-    q = cmds.add_parser("export", help="write a MAP file as GeoJSON",
-                        description="Write one intersection of a MAP file as GeoJSON: the reference point as a "
-                                    "Point, each lane as a LineString with its properties (docs/maps.md).")
+    q = cmds.add_parser(
+        "export",
+        help="write a MAP file as GeoJSON",
+        description="Write one intersection of a MAP file as GeoJSON: the reference point as a "
+        "Point, each lane as a LineString with its properties (docs/maps.md).",
+    )
     _mapem_arguments(q, "MAPFILE", "the GeoJSON")
     q.set_defaults(func=cmd_export)
 
-    q = cmds.add_parser("import", help="make a MAP file from GeoJSON",
-                        description="Make a MAP file (JER JSON MAPEM) from GeoJSON: positions become node offsets "
-                                    "in cm; every problem is reported at once, naming its feature and property, "
-                                    "and nothing is written unless all is well.")
+    q = cmds.add_parser(
+        "import",
+        help="make a MAP file from GeoJSON",
+        description="Make a MAP file (JER JSON MAPEM) from GeoJSON: positions become node offsets "
+        "in cm; every problem is reported at once, naming its feature and property, "
+        "and nothing is written unless all is well.",
+    )
     q.add_argument("input", metavar="FILE", help="GeoJSON FeatureCollection, or - for stdin")
     q.add_argument("--out", metavar="MAPFILE", help="write the MAP file to MAPFILE (default: standard output)")
     q.set_defaults(func=cmd_import)
@@ -49,8 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _mapem_arguments(q: argparse.ArgumentParser, metavar: str, what: str) -> None:
     q.add_argument("input", metavar=metavar, help="MAPEM: a MAP file, UPER/hex file, hex string, or - for stdin")
     q.add_argument("--out", metavar="FILE", help=f"write {what} to FILE (default: standard output)")
-    q.add_argument("--intersection", metavar="ID", help="the intersection (\"1201\" or \"7.1201\") when the "
-                                                        "MAPEM has several")
+    q.add_argument(
+        "--intersection", metavar="ID", help='the intersection ("1201" or "7.1201") when the MAPEM has several'
+    )
 
 
 def _write(out: str | None, text: str) -> None:

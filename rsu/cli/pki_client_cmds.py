@@ -18,22 +18,34 @@ def register(pki_sub: argparse._SubParsersAction, trust_sub: argparse._SubParser
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", required=True, help="YAML configuration with a pki: section")
     common.add_argument("--now", metavar="ISO8601", help="act as if it were this time (tests, replays)")
-    q = pki_sub.add_parser("enrol", parents=[common], help="enrol (or re-enrol) at the EA of the configured PKI",
-                           description="Fetch the trust lists if due, then enrol with the canonical key (no valid "
-                                       "EC) or re-enrol with the EC (inside pki.re_enrol_margin, or --renew). "
-                                       "Makes the canonical key and id on first use and prints them: the EA "
-                                       "operator must know them before the first enrolment succeeds.")
+    q = pki_sub.add_parser(
+        "enrol",
+        parents=[common],
+        help="enrol (or re-enrol) at the EA of the configured PKI",
+        description="Fetch the trust lists if due, then enrol with the canonical key (no valid "
+        "EC) or re-enrol with the EC (inside pki.re_enrol_margin, or --renew). "
+        "Makes the canonical key and id on first use and prints them: the EA "
+        "operator must know them before the first enrolment succeeds.",
+    )
     q.add_argument("--renew", action="store_true", help="re-enrol now even if the EC is not due")
     q.set_defaults(func=cmd_enrol)
-    q = pki_sub.add_parser("authorize", parents=[common], help="fill the AT pool from the AA",
-                           description="Fetch the trust lists if due, then request ATs until pki.at_pool are "
-                                       "fresh (the EC must be valid: rsu pki enrol first).")
+    q = pki_sub.add_parser(
+        "authorize",
+        parents=[common],
+        help="fill the AT pool from the AA",
+        description="Fetch the trust lists if due, then request ATs until pki.at_pool are "
+        "fresh (the EC must be valid: rsu pki enrol first).",
+    )
     q.set_defaults(func=cmd_authorize)
     q = pki_sub.add_parser("status", parents=[common], help="EC, ATs, trust store, expiries, last errors (offline)")
     q.set_defaults(func=cmd_status)
-    q = trust_sub.add_parser("update", parents=[common], help="fetch the ECTL, CTL and CRL now",
-                             description="Fetch the ECTL from the CPOC and the configured root's CTL and CRL "
-                                         "from its DC, verify and store them (each only when complete).")
+    q = trust_sub.add_parser(
+        "update",
+        parents=[common],
+        help="fetch the ECTL, CTL and CRL now",
+        description="Fetch the ECTL from the CPOC and the configured root's CTL and CRL "
+        "from its DC, verify and store them (each only when complete).",
+    )
     q.set_defaults(func=cmd_trust_update)
 
 
@@ -104,13 +116,14 @@ def _run(args, jobs: tuple[str, ...], *, identity: bool = False, prepare=None, d
         client.keys.close()
         statelock.release(lock)
     now = clock.now()
-    out = {"outcomes": [{"job": o.job, "result": o.result, "detail": o.detail} for o in outcomes],
-           "status": client.status(now)}
+    out = {
+        "outcomes": [{"job": o.job, "result": o.result, "detail": o.detail} for o in outcomes],
+        "status": client.status(now),
+    }
     if made is not None:
         out["canonical"] = made
     print_json(out)
-    ok = all(o.ok for o in outcomes) and not any(client.jobs[j].last_error and client.jobs[j].failures
-                                                  for j in jobs)
+    ok = all(o.ok for o in outcomes) and not any(client.jobs[j].last_error and client.jobs[j].failures for j in jobs)
     return 0 if ok and (done is None or done(client, now)) else 1
 
 
@@ -118,8 +131,14 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     def renew(client):
         if args.renew:
             client.config.re_enrol_margin = float("inf")
-    return _run(args, ("trust", "enrol"), identity=True, prepare=renew,
-                done=lambda c, now: c.ec is not None and c.ec.certificate.valid_at(now))
+
+    return _run(
+        args,
+        ("trust", "enrol"),
+        identity=True,
+        prepare=renew,
+        done=lambda c, now: c.ec is not None and c.ec.certificate.valid_at(now),
+    )
 
 
 def cmd_authorize(args: argparse.Namespace) -> int:

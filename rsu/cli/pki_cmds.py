@@ -13,55 +13,81 @@ from rsu.cli.common import CliError, print_json, read_input_bytes
 
 
 def register(pki_sub: argparse._SubParsersAction, parser_class: type) -> None:
-    p = pki_sub.add_parser("trust", help="TS 102 941 trust lists (ECTL, CTL, CRL)",
-                           description="Inspect the trust lists of a real PKI (EU CCMS, national PKIs).")
+    p = pki_sub.add_parser(
+        "trust",
+        help="TS 102 941 trust lists (ECTL, CTL, CRL)",
+        description="Inspect the trust lists of a real PKI (EU CCMS, national PKIs).",
+    )
     trust_sub = p.add_subparsers(dest="trust_command", metavar="SUBCOMMAND", parser_class=parser_class)
     p.set_defaults(func=lambda a, _p=p: _missing_subcommand(_p))
     q = trust_sub.add_parser(
-        "show", help="print an ECTL, CTL or CRL as JSON",
+        "show",
+        help="print an ECTL, CTL or CRL as JSON",
         description="Read an ECTL, Root CA CTL or CRL (file, hex or -) and print JSON: kind, sequence, "
-                    "nextUpdate, signer HashedId8, whether the signature is valid and the list is valid at "
-                    "--now, the root CAs, DC URLs, EA/AA entries or revoked certificates. Exit code 0 if "
-                    "valid at --now, 1 if not, 2 on unreadable input.")
+        "nextUpdate, signer HashedId8, whether the signature is valid and the list is valid at "
+        "--now, the root CAs, DC URLs, EA/AA entries or revoked certificates. Exit code 0 if "
+        "valid at --now, 1 if not, 2 on unreadable input.",
+    )
     q.add_argument("file", metavar="FILE")
     q.add_argument("--now", metavar="ISO8601", help="judge validity at this time (default: the current time)")
-    q.add_argument("--signer", metavar="CERT",
-                   help="signer certificate, for a list signed by digest (a CRL, some CTLs)")
-    q.add_argument("--anchor", metavar="HASHEDID8",
-                   help="trusted TLM/root HashedId8 (16 hex digits): report whether the signer is that one "
-                        "(without it the inline signer certificate is only checked for consistency)")
+    q.add_argument(
+        "--signer", metavar="CERT", help="signer certificate, for a list signed by digest (a CRL, some CTLs)"
+    )
+    q.add_argument(
+        "--anchor",
+        metavar="HASHEDID8",
+        help="trusted TLM/root HashedId8 (16 hex digits): report whether the signer is that one "
+        "(without it the inline signer certificate is only checked for consistency)",
+    )
     q.set_defaults(func=cmd_trust_show)
 
-    p = pki_sub.add_parser("request", help="write an enrolment or authorization request to a file",
-                           description="Build a TS 102 941 request and write it instead of sending it (offline "
-                                       "enrolment, debugging). The secrets needed to read the answer go to a "
-                                       "pending-state file (mode 0600, default OUT.pending.json).")
+    p = pki_sub.add_parser(
+        "request",
+        help="write an enrolment or authorization request to a file",
+        description="Build a TS 102 941 request and write it instead of sending it (offline "
+        "enrolment, debugging). The secrets needed to read the answer go to a "
+        "pending-state file (mode 0600, default OUT.pending.json).",
+    )
     req_sub = p.add_subparsers(dest="request_command", metavar="SUBCOMMAND", parser_class=parser_class)
     p.set_defaults(func=lambda a, _p=p: _missing_subcommand(_p))
-    q = req_sub.add_parser("ec", help="enrolment request (initial or re-enrolment) for an EA",
-                           description="Initial enrolment: --its-id and --canonical-key. Re-enrolment: --ec and "
-                                       "--ec-key (the current EC signs; itsId is its HashedId8).")
+    q = req_sub.add_parser(
+        "ec",
+        help="enrolment request (initial or re-enrolment) for an EA",
+        description="Initial enrolment: --its-id and --canonical-key. Re-enrolment: --ec and "
+        "--ec-key (the current EC signs; itsId is its HashedId8).",
+    )
     q.add_argument("--ea-cert", required=True, metavar="CERT", help="the EA certificate (COER), with encryption key")
     q.add_argument("--its-id", metavar="ID", help="canonical identifier: text, or hex:... for raw octets")
     q.add_argument("--canonical-key", metavar="KEY", help="canonical private key (PEM, mode 0600)")
     _add_common_request_options(q)
     q.set_defaults(func=cmd_request_ec)
-    q = req_sub.add_parser("at", help="authorization request for an AA (privacy variant, with PoP)",
-                           description="Request one AT for the given services (default: every rsu service), "
-                                       "signed with the current EC; the EC signature is encrypted for the EA.")
+    q = req_sub.add_parser(
+        "at",
+        help="authorization request for an AA (privacy variant, with PoP)",
+        description="Request one AT for the given services (default: every rsu service), "
+        "signed with the current EC; the EC signature is encrypted for the EA.",
+    )
     q.add_argument("--aa-cert", required=True, metavar="CERT", help="the AA certificate (COER)")
     q.add_argument("--ea-cert", required=True, metavar="CERT", help="the EA that issued the EC")
-    q.add_argument("--service", action="append", default=None, metavar="SERVICE",
-                   help="message type to request (spatem, mapem, ivim, srem, ssem, rtcmem); repeatable")
+    q.add_argument(
+        "--service",
+        action="append",
+        default=None,
+        metavar="SERVICE",
+        help="message type to request (spatem, mapem, ivim, srem, ssem, rtcmem); repeatable",
+    )
     q.add_argument("--provider", default="GB:31", metavar="CC:ID", help="IVI service provider for the IVIM SSP")
     _add_common_request_options(q)
     q.set_defaults(func=cmd_request_at)
 
-    q = pki_sub.add_parser("response", help="apply an EA/AA answer obtained offline",
-                           description="Decrypt and check the answer to a request written by 'rsu pki request' and "
-                                       "print JSON (response code, certificate). On ok, --out-cert/--out-key "
-                                       "receive the certificate and its private key (mode 0600). Exit code 0 on "
-                                       "ok, 1 on a non-ok code or a refused answer, 2 on unreadable input.")
+    q = pki_sub.add_parser(
+        "response",
+        help="apply an EA/AA answer obtained offline",
+        description="Decrypt and check the answer to a request written by 'rsu pki request' and "
+        "print JSON (response code, certificate). On ok, --out-cert/--out-key "
+        "receive the certificate and its private key (mode 0600). Exit code 0 on "
+        "ok, 1 on a non-ok code or a refused answer, 2 on unreadable input.",
+    )
     q.add_argument("file", metavar="FILE", help="the answer (binary or hex)")
     q.add_argument("--pending", required=True, metavar="FILE", help="pending-state file of the request")
     q.add_argument("--out-cert", metavar="FILE")
@@ -163,11 +189,19 @@ def _write_request(args: argparse.Namespace, pending) -> int:
         out.write_bytes(pending.body)
     except OSError as e:
         raise CliError(f"{e.filename}: {e.strerror or e}") from None
-    print_json({"kind": pending.kind, "out": str(out), "pending": str(state_path), "bytes": len(pending.body),
-                "requestHash": pending.request_hash.hex(),
-                "authority": pending.authority.hashed_id8.hex(),
-                "appPermissions": [{"psid": p["psid"], "ssp": p["ssp"][1].hex() if "ssp" in p else None}
-                                   for p in pending.requested]})
+    print_json(
+        {
+            "kind": pending.kind,
+            "out": str(out),
+            "pending": str(state_path),
+            "bytes": len(pending.body),
+            "requestHash": pending.request_hash.hex(),
+            "authority": pending.authority.hashed_id8.hex(),
+            "appPermissions": [
+                {"psid": p["psid"], "ssp": p["ssp"][1].hex() if "ssp" in p else None} for p in pending.requested
+            ],
+        }
+    )
     return 0
 
 
@@ -187,8 +221,13 @@ def cmd_request_ec(args: argparse.Namespace) -> int:
         its_id, signing_key = b"", ec_key
     try:
         pending = requests.build_enrolment_request(
-            its_id=its_id, signing_key=signing_key, ea=ea, generation_time=clock.time64(_parse_now(args.now)),
-            random=ecies.SystemRandomness(), current_ec=ec_cert)
+            its_id=its_id,
+            signing_key=signing_key,
+            ea=ea,
+            generation_time=clock.time64(_parse_now(args.now)),
+            random=ecies.SystemRandomness(),
+            current_ec=ec_cert,
+        )
     except PkiError as e:
         raise CliError(str(e)) from None
     return _write_request(args, pending)
@@ -206,8 +245,14 @@ def cmd_request_at(args: argparse.Namespace) -> int:
         provider = parse_provider(args.provider)
         permissions = requests.service_permissions(args.service or [k.name for k in catalog.MESSAGES], provider)
         pending = requests.build_authorization_request(
-            ec=ec_cert, ec_key=ec_key, ea=ea, aa=aa, permissions=permissions,
-            generation_time=clock.time64(_parse_now(args.now)), random=ecies.SystemRandomness())
+            ec=ec_cert,
+            ec_key=ec_key,
+            ea=ea,
+            aa=aa,
+            permissions=permissions,
+            generation_time=clock.time64(_parse_now(args.now)),
+            random=ecies.SystemRandomness(),
+        )
     except (KeyError, ValueError) as e:
         raise CliError(str(e).strip("'\"")) from None
     except PkiError as e:

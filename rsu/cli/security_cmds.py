@@ -9,33 +9,61 @@ from rsu.cli.common import CliError, print_json, read_input_bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pki", help="test PKI tooling and the TS 102 941 PKI client",
-                       description="Test PKI tooling (init: not for production certificates) and the "
-                                   "TS 102 941 PKI client (trust lists, offline requests and responses).")
+    p = sub.add_parser(
+        "pki",
+        help="test PKI tooling and the TS 102 941 PKI client",
+        description="Test PKI tooling (init: not for production certificates) and the "
+        "TS 102 941 PKI client (trust lists, offline requests and responses).",
+    )
     pki_sub = p.add_subparsers(dest="pki_command", metavar="SUBCOMMAND", parser_class=type(p))
     p.set_defaults(func=lambda a, _p=p: _missing_subcommand(_p))
     q = pki_sub.add_parser(
-        "init", help="create a test root, an AA and one AT per service",
+        "init",
+        help="create a test root, an AA and one AT per service",
         description="Create DIR/root.oer, DIR/aa.oer and DIR/at/<service>.oer (COER certificates) "
-                    "with PEM private keys (mode 0600). DIR works as --trust directory, DIR/at as the "
-                    "daemon's AT pool. ATs get every permission of their service unless --ssp restricts it.")
+        "with PEM private keys (mode 0600). DIR works as --trust directory, DIR/at as the "
+        "daemon's AT pool. ATs get every permission of their service unless --ssp restricts it.",
+    )
     q.add_argument("dir", metavar="DIR")
-    q.add_argument("--key-type", choices=["p256", "brainpoolp256r1"], default="p256",
-                   help="ECDSA curve of all keys (default p256)")
+    q.add_argument(
+        "--key-type", choices=["p256", "brainpoolp256r1"], default="p256", help="ECDSA curve of all keys (default p256)"
+    )
     q.add_argument("--at-hours", type=int, default=168, metavar="H", help="AT validity in hours (default 168)")
-    q.add_argument("--ats-per-service", type=int, default=1, metavar="N",
-                   help="ATs per service, each starting half a validity after the previous (default 1)")
+    q.add_argument(
+        "--ats-per-service",
+        type=int,
+        default=1,
+        metavar="N",
+        help="ATs per service, each starting half a validity after the previous (default 1)",
+    )
     q.add_argument("--start", metavar="ISO8601", help="AT validity start (default: one hour ago)")
-    q.add_argument("--provider", default="GB:31", metavar="CC:ID",
-                   help="IVI service provider id for the IVI SSP: country (2 letters) and issuer id (default GB:31)")
-    q.add_argument("--ssp", action="append", default=[], metavar="SERVICE=PERMS",
-                   help="restrict an AT's SSP: e.g. ivim=textContainer,iso14823.regulatory, "
-                        "spatem=intersectionState, srem= (no bits), or mapem=hex:0180. Repeatable")
-    q.add_argument("--service", action="append", default=None, metavar="SERVICE",
-                   help="only create ATs for these services (repeatable; default all)")
-    q.add_argument("--its-id", metavar="TEXT|hex:HEX",
-                   help="canonical id of this RSU (default 16 random octets); kept in DIR/identity.json with "
-                        "the canonical key in DIR/keys (made once, reused by later runs)")
+    q.add_argument(
+        "--provider",
+        default="GB:31",
+        metavar="CC:ID",
+        help="IVI service provider id for the IVI SSP: country (2 letters) and issuer id (default GB:31)",
+    )
+    q.add_argument(
+        "--ssp",
+        action="append",
+        default=[],
+        metavar="SERVICE=PERMS",
+        help="restrict an AT's SSP: e.g. ivim=textContainer,iso14823.regulatory, "
+        "spatem=intersectionState, srem= (no bits), or mapem=hex:0180. Repeatable",
+    )
+    q.add_argument(
+        "--service",
+        action="append",
+        default=None,
+        metavar="SERVICE",
+        help="only create ATs for these services (repeatable; default all)",
+    )
+    q.add_argument(
+        "--its-id",
+        metavar="TEXT|hex:HEX",
+        help="canonical id of this RSU (default 16 random octets); kept in DIR/identity.json with "
+        "the canonical key in DIR/keys (made once, reused by later runs)",
+    )
     q.add_argument("--force", action="store_true", help="overwrite an existing PKI in DIR")
     q.set_defaults(func=cmd_pki_init)
     from rsu.cli import pki_cmds  # TS 102 941 client: trust lists, offline requests and responses
@@ -45,34 +73,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cert", help="inspect certificates")
     cert_sub = p.add_subparsers(dest="cert_command", metavar="SUBCOMMAND", parser_class=type(p))
     p.set_defaults(func=lambda a, _p=p: _missing_subcommand(_p))
-    q = cert_sub.add_parser("show", help="print a certificate as JSON",
-                            description="Print a COER certificate (file, hex or -) as JSON: hashedId8, issuer, "
-                                        "validity, region and appPermissions with each SSP decoded.")
+    q = cert_sub.add_parser(
+        "show",
+        help="print a certificate as JSON",
+        description="Print a COER certificate (file, hex or -) as JSON: hashedId8, issuer, "
+        "validity, region and appPermissions with each SSP decoded.",
+    )
     q.add_argument("file", metavar="FILE")
     q.set_defaults(func=cmd_cert_show)
 
     p = sub.add_parser(
-        "verify", help="verify signed messages (any input decode takes)",
+        "verify",
+        help="verify signed messages (any input decode takes)",
         description="Verify the IEEE 1609.2 / TS 103 097 signature of every frame in INPUT and print JSON. "
-                    "INPUT is what `rsu decode` takes (pcap, Ethernet frame, GeoNetworking packet, 1609.2 "
-                    "data, facilities PDU; hex, file or -); the layers are found the same way. Per frame: "
-                    "layers found, message, signer, psid, SSP check, verdict (valid, reason, detail). One "
-                    "frame prints one object; a pcap prints {frames: [...], summary}. Exit code 0 if every "
-                    "frame is valid, 1 if any is rejected or unsigned, 2 on bad input. Without --time each "
-                    "message is judged at its own generationTime (freshness not checked).")
+        "INPUT is what `rsu decode` takes (pcap, Ethernet frame, GeoNetworking packet, 1609.2 "
+        "data, facilities PDU; hex, file or -); the layers are found the same way. Per frame: "
+        "layers found, message, signer, psid, SSP check, verdict (valid, reason, detail). One "
+        "frame prints one object; a pcap prints {frames: [...], summary}. Exit code 0 if every "
+        "frame is valid, 1 if any is rejected or unsigned, 2 on bad input. Without --time each "
+        "message is judged at its own generationTime (freshness not checked).",
+    )
     p.add_argument("file", metavar="INPUT", help="hex string, - for stdin, or a file (binary or hex text)")
-    p.add_argument("--trust", metavar="DIR", help="trust store: directory of root and AA certificates "
-                                                  "(without it the chain is not checked)")
-    p.add_argument("--pki-state", metavar="DIR",
-                   help="also trust what a PKI client applied (its state directory, e.g. "
-                        "<state_dir>/pki-client: ECTL roots, CTL authorities, CRLs), anchored at --tlm; a chain "
-                        "to another root is untrusted-root, a revoked AT or issuer revoked")
+    p.add_argument(
+        "--trust",
+        metavar="DIR",
+        help="trust store: directory of root and AA certificates (without it the chain is not checked)",
+    )
+    p.add_argument(
+        "--pki-state",
+        metavar="DIR",
+        help="also trust what a PKI client applied (its state directory, e.g. "
+        "<state_dir>/pki-client: ECTL roots, CTL authorities, CRLs), anchored at --tlm; a chain "
+        "to another root is untrusted-root, a revoked AT or issuer revoked",
+    )
     p.add_argument("--tlm", metavar="H8", help="HashedId8 of the TLM trusted out of band (with --pki-state)")
     p.add_argument("--time", metavar="ISO8601", help="verify as of this time (e.g. 2019-06-01T00:00:00Z)")
     p.add_argument("--max-age", type=float, default=30.0, metavar="S", help="oldest accepted generationTime, s")
     p.add_argument("--max-future", type=float, default=2.0, metavar="S", help="generationTime tolerance, s")
-    p.add_argument("--cert", action="append", default=[], metavar="FILE",
-                   help="a certificate to know beforehand (for digest-signed messages). Repeatable")
+    p.add_argument(
+        "--cert",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a certificate to know beforehand (for digest-signed messages). Repeatable",
+    )
     p.add_argument("--no-content", action="store_true", help="do not decode the payload or check it against the SSP")
     p.set_defaults(func=cmd_verify)
 
@@ -92,8 +136,10 @@ def _pki_trust(args: argparse.Namespace):
     except (OSError, ValueError) as e:
         raise CliError(f"{args.pki_state}/trust.json: unreadable ({type(e).__name__})") from None
     if store.ectl is None:
-        raise CliError(f"{args.pki_state}: no ECTL signed by TLM {args.tlm} applied"
-                       + (f" ({'; '.join(errors)})" if errors else ""))
+        raise CliError(
+            f"{args.pki_state}: no ECTL signed by TLM {args.tlm} applied"
+            + (f" ({'; '.join(errors)})" if errors else "")
+        )
     return store
 
 
@@ -127,9 +173,17 @@ def cmd_pki_init(args: argparse.Namespace) -> int:
     except (ValueError, KeyError) as e:
         raise CliError(str(e).strip("'\"")) from None
     try:
-        manifest = init_pki(folder, now=time.time(), at_hours=args.at_hours,
-                            ats_per_service=args.ats_per_service, key_type=keys.KEY_TYPES[args.key_type],
-                            provider=provider, ssp_overrides=overrides, start=start, services=args.service)
+        manifest = init_pki(
+            folder,
+            now=time.time(),
+            at_hours=args.at_hours,
+            ats_per_service=args.ats_per_service,
+            key_type=keys.KEY_TYPES[args.key_type],
+            provider=provider,
+            ssp_overrides=overrides,
+            start=start,
+            services=args.service,
+        )
     except KeyError as e:
         raise CliError(str(e).strip("'\"")) from None
     except OSError as e:
@@ -197,9 +251,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise CliError(f"--time {args.time!r}: not an ISO 8601 date-time") from None
     # one verifier for all frames: a certificate met in one frame is known for the digest-signed ones after it
     clock = ManualClock(0.0)
-    verifier = Verifier(clock, trust, max_age=args.max_age, max_future=args.max_future,
-                        check_content=not args.no_content, hold_seconds=0,
-                        pki_trust=(lambda: pki_trust) if pki_trust is not None else None)
+    verifier = Verifier(
+        clock,
+        trust,
+        max_age=args.max_age,
+        max_future=args.max_future,
+        check_content=not args.no_content,
+        hold_seconds=0,
+        pki_trust=(lambda: pki_trust) if pki_trust is not None else None,
+    )
     for f in args.cert:
         try:
             verifier.add_certificate(Certificate.load(f))
@@ -214,11 +274,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
         frames = []
         for record in layers[0].frames:
             head, rest = record[0], record[1:]
-            frames.append({"index": head.fields["index"], "time": head.fields["time"],
-                           **verify_frame(rest, verifier, clock, at)})
+            frames.append(
+                {"index": head.fields["index"], "time": head.fields["time"], **verify_frame(rest, verifier, clock, at)}
+            )
         valid = sum(1 for f in frames if f["valid"])
-        out = {"layers": ["pcap"], "format": layers[0].fields["format"], "frames": frames,
-               "summary": {"frames": len(frames), "valid": valid, "rejected": len(frames) - valid}}
+        out = {
+            "layers": ["pcap"],
+            "format": layers[0].fields["format"],
+            "frames": frames,
+            "summary": {"frames": len(frames), "valid": valid, "rejected": len(frames) - valid},
+        }
         ok = bool(frames) and valid == len(frames)
     else:
         out = verify_frame(layers, verifier, clock, at)
@@ -243,8 +308,11 @@ def verify_frame(layers: list, verifier, clock, at: float | None) -> dict:
     error = next((layer.fields["error"] for layer in layers if layer.name == "error"), None)
     part = signed_part(layers)
     if part is None:
-        reason, detail = (Reason.MALFORMED, error) if error else \
-            (Reason.NOT_SIGNED, "no IEEE 1609.2 data in this frame: it is not signed")
+        reason, detail = (
+            (Reason.MALFORMED, error)
+            if error
+            else (Reason.NOT_SIGNED, "no IEEE 1609.2 data in this frame: it is not signed")
+        )
         result = VerificationResult(reason, detail)
     else:
         secured = part.secured
@@ -262,8 +330,10 @@ def verify_frame(layers: list, verifier, clock, at: float | None) -> dict:
             message = catalog.BY_ITS_AID[result.psid].pdu
     out = {"layers": names, "message": message, **result.to_json()}
     if result.reason is Reason.SIGNER_UNKNOWN and result.signer_id is not None:  # offline: nobody to ask
-        out["detail"] = (f"no certificate known for digest {result.signer_id.hex()}: give it with --cert, or "
-                         "verify a capture in which an earlier frame carries it")
+        out["detail"] = (
+            f"no certificate known for digest {result.signer_id.hex()}: give it with --cert, or "
+            "verify a capture in which an earlier frame carries it"
+        )
     if result.reason is Reason.SSP_VIOLATION:
         out["sspCheck"] = "failed"
     elif result.pdu is not None:

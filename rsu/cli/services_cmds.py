@@ -33,9 +33,13 @@ def _add_dissemination(p: argparse.ArgumentParser) -> None:
 
 
 def _add_payload(p: argparse.ArgumentParser, required: bool) -> None:
-    p.add_argument("file", metavar="FILE", nargs="?",
-                   help="the payload: JER JSON file, or a file holding the UPER hex; - for stdin"
-                   + ("" if required else " (optional: parameters only)"))
+    p.add_argument(
+        "file",
+        metavar="FILE",
+        nargs="?",
+        help="the payload: JER JSON file, or a file holding the UPER hex; - for stdin"
+        + ("" if required else " (optional: parameters only)"),
+    )
     p.add_argument("--hex", metavar="HEX", help="the payload as UPER hex on the command line")
     p.add_argument("--decision", metavar="REQUEST", help="TLC: answer the pending SREM request with this key")
     p.add_argument("--status", metavar="STATUS", help="TLC: the decision (granted, rejected, processing, ...)")
@@ -44,18 +48,29 @@ def _add_payload(p: argparse.ArgumentParser, required: bool) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("trigger", help="trigger a new message of a service (API)",
-                       description="Trigger a message: TLM (a SPATEM state), RLT (MAPEM), IVI (IVIM), TLC (SSEM, "
-                                   "a decision, or an SREM to relay), GPC (RTCMEM). Prints the identification.")
-    p.add_argument("service", metavar="SERVICE", type=str.lower, choices=SERVICES,
-                   help=f"{', '.join(catalog.SERVICES)} (or a message name)")
+    p = sub.add_parser(
+        "trigger",
+        help="trigger a new message of a service (API)",
+        description="Trigger a message: TLM (a SPATEM state), RLT (MAPEM), IVI (IVIM), TLC (SSEM, "
+        "a decision, or an SREM to relay), GPC (RTCMEM). Prints the identification.",
+    )
+    p.add_argument(
+        "service",
+        metavar="SERVICE",
+        type=str.lower,
+        choices=SERVICES,
+        help=f"{', '.join(catalog.SERVICES)} (or a message name)",
+    )
     _add_payload(p, True)
     _add_dissemination(p)
     add_api_option(p)
     p.set_defaults(func=cmd_trigger)
 
-    p = sub.add_parser("update", help="update / replace an active message (API)",
-                       description="Update an active message: new content and/or new dissemination parameters.")
+    p = sub.add_parser(
+        "update",
+        help="update / replace an active message (API)",
+        description="Update an active message: new content and/or new dissemination parameters.",
+    )
     p.add_argument("service", metavar="SERVICE", type=str.lower, choices=SERVICES)
     p.add_argument("id", metavar="ID", help="entry id (as `rsu list` shows it)")
     _add_payload(p, False)
@@ -63,9 +78,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_api_option(p)
     p.set_defaults(func=cmd_update)
 
-    p = sub.add_parser("terminate", help="terminate / delete an active message (API)",
-                       description="Terminate a message. IVI: --mode cancellation (default) or stop. TLC SSEM: "
-                                   "--request KEY ends only that request's answer.")
+    p = sub.add_parser(
+        "terminate",
+        help="terminate / delete an active message (API)",
+        description="Terminate a message. IVI: --mode cancellation (default) or stop. TLC SSEM: "
+        "--request KEY ends only that request's answer.",
+    )
     p.add_argument("service", metavar="SERVICE", type=str.lower, choices=SERVICES)
     p.add_argument("id", metavar="ID")
     p.add_argument("--mode", choices=("cancellation", "stop"), help="IVI termination mode")
@@ -73,9 +91,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_api_option(p)
     p.set_defaults(func=cmd_terminate)
 
-    p = sub.add_parser("list", help="list active messages (API)",
-                       description="List the active messages of every service, of one service, or show one entry "
-                                   "with its payload.")
+    p = sub.add_parser(
+        "list",
+        help="list active messages (API)",
+        description="List the active messages of every service, of one service, or show one entry with its payload.",
+    )
     p.add_argument("service", metavar="SERVICE", nargs="?", type=str.lower, choices=SERVICES)
     p.add_argument("id", metavar="ID", nargs="?", help="show this entry (with its payload) as JSON")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -84,6 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # --- building requests -------------------------------------------------------------------------
+
 
 def _payload(args: argparse.Namespace) -> Any:
     if args.file and args.hex:
@@ -119,8 +140,12 @@ def _dissemination(args: argparse.Namespace) -> dict:
                 d[key] = float(v)
             except ValueError:
                 d[key] = v
-    for name, key in (("traffic_class", "traffic_class"), ("lifetime", "lifetime_s"), ("hop_limit", "hop_limit"),
-                      ("priority", "priority")):
+    for name, key in (
+        ("traffic_class", "traffic_class"),
+        ("lifetime", "lifetime_s"),
+        ("hop_limit", "hop_limit"),
+        ("priority", "priority"),
+    ):
         v = getattr(args, name)
         if v is not None:
             d[key] = v
@@ -161,6 +186,7 @@ def _request(args: argparse.Namespace, *, need_content: bool) -> dict:
 
 
 # --- commands ----------------------------------------------------------------------------------
+
 
 def _client(args: argparse.Namespace):
     from rsu.api.client import Client
@@ -217,8 +243,16 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     rows = [("SERVICE", "ID", "MESSAGE", "STATE", "NEXT", "IDENTIFICATION")]
     for e in entries:
-        rows.append((e["service"], e["id"], e["message"], e["state"], e.get("next_transmission") or "-",
-                     _summary(e["identification"])))
+        rows.append(
+            (
+                e["service"],
+                e["id"],
+                e["message"],
+                e["state"],
+                e.get("next_transmission") or "-",
+                _summary(e["identification"]),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         print("  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5])

@@ -86,7 +86,8 @@ class FacilitiesCodec:
         self._regional = V.RegionalTransform(self.schema, self._encode_open, self._decode_open)
         self._nodes = {kind.name: self.schema.pdu(kind.pdu) for kind in catalog.MESSAGES}
         self.uper, self._gen_encode, self._gen_decode = _uper_backend(
-            uper or os.environ.get("RSU_UPER") or "generated", compiled.sources)
+            uper or os.environ.get("RSU_UPER") or "generated", compiled.sources
+        )
 
     # helpers for the regional transform (typed value of a named type <-> its UPER bytes)
     def _encode_open(self, type_name: str, value: Any) -> bytes:
@@ -110,14 +111,16 @@ class FacilitiesCodec:
         if kind is None:
             kind = catalog.BY_MESSAGE_ID.get(mid) if isinstance(mid, int) else None
             if kind is None:
-                raise InvalidValueError("header.messageID", f"{mid!r} is not an IS message "
-                                        f"(expected one of: {_known_ids()})")
+                raise InvalidValueError(
+                    "header.messageID", f"{mid!r} is not an IS message (expected one of: {_known_ids()})"
+                )
         elif mid != kind.message_id:
             raise InvalidValueError("header.messageID", f"{mid!r} does not match {kind.pdu} ({kind.message_id})")
         if pv != kind.protocol_version:
-            raise InvalidValueError("header.protocolVersion",
-                                    f"{pv!r} is not the version this build encodes for {kind.pdu} "
-                                    f"({kind.protocol_version})")
+            raise InvalidValueError(
+                "header.protocolVersion",
+                f"{pv!r} is not the version this build encodes for {kind.pdu} ({kind.protocol_version})",
+            )
         return kind
 
     def encode(self, value: dict[str, Any], kind: MessageKind | None = None, *, validate: bool = True) -> bytes:
@@ -161,12 +164,16 @@ class FacilitiesCodec:
         if kind is None:
             raise UnknownMessageError(
                 f"unknown messageID {header.message_id} (this build decodes: {_known_ids()})",
-                header.message_id, header.protocol_version)
+                header.message_id,
+                header.protocol_version,
+            )
         if header.protocol_version not in kind.accepted_versions:
             accepted = ", ".join(str(v) for v in sorted(kind.accepted_versions))
             raise UnknownMessageError(
                 f"{kind.pdu} protocolVersion {header.protocol_version} is not supported (this build decodes {accepted})",
-                header.message_id, header.protocol_version)
+                header.message_id,
+                header.protocol_version,
+            )
         fast = self._gen_decode.get(kind.name)
         value: Any = None
         used: int | None = None
@@ -230,8 +237,9 @@ class FacilitiesCodec:
             mid = header.get("messageID") if isinstance(header, dict) else None
             kind = catalog.BY_MESSAGE_ID.get(mid) if isinstance(mid, int) else None
             if kind is None:
-                raise InvalidValueError("header.messageID", f"{mid!r} is not an IS message "
-                                        f"(expected one of: {_known_ids()})")
+                raise InvalidValueError(
+                    "header.messageID", f"{mid!r} is not an IS message (expected one of: {_known_ids()})"
+                )
         value = self._jer.read(self._nodes[kind.name], obj)
         self._kind_for(value, kind)
         return kind, value

@@ -23,8 +23,21 @@ STRING_TYPES = frozenset(
     {"IA5String", "UTF8String", "NumericString", "VisibleString", "PrintableString", "BMPString", "UniversalString"}
 )
 _BUILTIN = frozenset(
-    {"SEQUENCE", "SET", "CHOICE", "SEQUENCE OF", "SET OF", "INTEGER", "BOOLEAN", "NULL", "ENUMERATED",
-     "BIT STRING", "OCTET STRING", "OBJECT IDENTIFIER"} | STRING_TYPES
+    {
+        "SEQUENCE",
+        "SET",
+        "CHOICE",
+        "SEQUENCE OF",
+        "SET OF",
+        "INTEGER",
+        "BOOLEAN",
+        "NULL",
+        "ENUMERATED",
+        "BIT STRING",
+        "OCTET STRING",
+        "OBJECT IDENTIFIER",
+    }
+    | STRING_TYPES
 )
 
 
@@ -48,6 +61,7 @@ class Bounds:
             a = "MIN" if lo is None else str(lo)
             b = "MAX" if hi is None else str(hi)
             return a if lo == hi else f"{a}..{b}"
+
         if self.ranges:
             return " | ".join(one(lo, hi) for lo, hi in self.ranges)
         return one(self.lo, self.hi)
@@ -147,7 +161,7 @@ def _assignments(text: str) -> Iterator[tuple[str, str | None, str]]:
     found = list(_ASSIGNMENT.finditer(text))
     for i, m in enumerate(found):
         end = found[i + 1].start() if i + 1 < len(found) else len(text)
-        yield m.group(1), m.group(2), text[m.end():end]
+        yield m.group(1), m.group(2), text[m.end() : end]
 
 
 def _balanced(body: str) -> str:
@@ -162,8 +176,8 @@ def _balanced(body: str) -> str:
         elif body[i] == "}":
             depth -= 1
             if depth == 0:
-                return body[start + 1:i]
-    return body[start + 1:]
+                return body[start + 1 : i]
+    return body[start + 1 :]
 
 
 @dataclass(frozen=True)
@@ -269,6 +283,7 @@ class Schema:
             if isinstance(v, str):
                 return self.value(module, v)
             return v
+
         return resolve
 
     def _build(self, spec: Spec, module: str, owner: str, member: str | None) -> Node:
@@ -284,9 +299,27 @@ class Schema:
             refined = self._refinements(spec, module)
             if not refined:
                 return base
-            node = Node(**{k: getattr(base, k) for k in (
-                "kind", "name", "module", "members", "extensible", "element", "size", "value_range",
-                "enum_root", "enum_ext", "named_bits", "named_numbers", "string_type", "regset")})
+            node = Node(
+                **{
+                    k: getattr(base, k)
+                    for k in (
+                        "kind",
+                        "name",
+                        "module",
+                        "members",
+                        "extensible",
+                        "element",
+                        "size",
+                        "value_range",
+                        "enum_root",
+                        "enum_ext",
+                        "named_bits",
+                        "named_numbers",
+                        "string_type",
+                        "regset",
+                    )
+                }
+            )
             self._apply(node, refined, module)
             return node
         node = Node(kind="?", module=module)
@@ -309,9 +342,27 @@ class Schema:
     def _apply_components(self, node: Node, comps: list[Any], module: str) -> None:
         """WITH COMPONENTS: copies the member list with presence/size refinements (not PER-visible)."""
         if node.kind == "SEQUENCE OF" and node.element is not None:
-            elem = Node(**{k: getattr(node.element, k) for k in (
-                "kind", "name", "module", "members", "extensible", "element", "size", "value_range",
-                "enum_root", "enum_ext", "named_bits", "named_numbers", "string_type", "regset")})
+            elem = Node(
+                **{
+                    k: getattr(node.element, k)
+                    for k in (
+                        "kind",
+                        "name",
+                        "module",
+                        "members",
+                        "extensible",
+                        "element",
+                        "size",
+                        "value_range",
+                        "enum_root",
+                        "enum_ext",
+                        "named_bits",
+                        "named_numbers",
+                        "string_type",
+                        "regset",
+                    )
+                }
+            )
             self._apply_components(elem, comps, module)
             node.element = elem
             return
@@ -330,9 +381,27 @@ class Schema:
                 if extra in ("ABSENT", "PRESENT"):
                     target.presence = extra
                 elif isinstance(extra, dict):
-                    sub = Node(**{k: getattr(target.node, k) for k in (
-                        "kind", "name", "module", "members", "extensible", "element", "size", "value_range",
-                        "enum_root", "enum_ext", "named_bits", "named_numbers", "string_type", "regset")})
+                    sub = Node(
+                        **{
+                            k: getattr(target.node, k)
+                            for k in (
+                                "kind",
+                                "name",
+                                "module",
+                                "members",
+                                "extensible",
+                                "element",
+                                "size",
+                                "value_range",
+                                "enum_root",
+                                "enum_ext",
+                                "named_bits",
+                                "named_numbers",
+                                "string_type",
+                                "regset",
+                            )
+                        }
+                    )
                     self._apply(sub, extra, module)
                     target.node = sub
         node.members = members
@@ -344,8 +413,20 @@ class Schema:
         if t not in _BUILTIN and ".&" not in t:
             # a named type defined as another named type (Foo ::= Bar (constraint))
             base = self.named(module, t)
-            for k in ("kind", "members", "extensible", "element", "size", "value_range", "enum_root",
-                      "enum_ext", "named_bits", "named_numbers", "string_type", "regset"):
+            for k in (
+                "kind",
+                "members",
+                "extensible",
+                "element",
+                "size",
+                "value_range",
+                "enum_root",
+                "enum_ext",
+                "named_bits",
+                "named_numbers",
+                "string_type",
+                "regset",
+            ):
                 setattr(node, k, getattr(base, k))
             self._apply(node, self._refinements(spec, module), module)
             return
@@ -371,13 +452,19 @@ class Schema:
                     after_marker = True
                     continue
                 grouped = isinstance(m, list) and node.kind == "SEQUENCE"
-                for mm in (m if isinstance(m, list) else [m]):
+                for mm in m if isinstance(m, list) else [m]:
                     if mm is None:
                         continue
                     child = self._build(mm, module, owner, mm["name"])
-                    node.members.append(Member(mm["name"], child, optional=bool(mm.get("optional")),
-                                               extension=after_marker or isinstance(m, list),
-                                               group=index if grouped else None))
+                    node.members.append(
+                        Member(
+                            mm["name"],
+                            child,
+                            optional=bool(mm.get("optional")),
+                            extension=after_marker or isinstance(m, list),
+                            group=index if grouped else None,
+                        )
+                    )
             if "with-components" in spec:
                 self._apply_components(node, spec["with-components"], module)
         elif t in ("SEQUENCE OF", "SET OF"):

@@ -45,6 +45,7 @@ def to_bytes(a: int) -> bytes:
 
 # --- encoding -----------------------------------------------------------------------------------
 
+
 def ld(a: int, n: int) -> int:
     """Unconstrained length determinant (X.691 11.9, no fragmentation)."""
     if n < 128:
@@ -118,6 +119,7 @@ def bits_unbound(a: int, data: bytes, nbits: int) -> int:
 
 # --- decoding -----------------------------------------------------------------------------------
 
+
 def read_ld(x: int, q: int) -> tuple[int, int]:
     q -= 8
     b = (x >> q) & 0xFF
@@ -143,7 +145,7 @@ def read_uwn(x: int, q: int) -> tuple[int, int]:
     q -= nbits
     decoded = (x >> q) & ((1 << nbits) - 1)
     if decoded & (1 << (nbits - 1)):  # a zero length raises here, as in asn1tools
-        decoded -= (1 << nbits)
+        decoded -= 1 << nbits
     return decoded, q
 
 

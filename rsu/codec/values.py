@@ -99,8 +99,9 @@ def _check_groups(node: Node, v: dict[str, Any], path: str) -> None:
     for m in node.members:
         if m.group in present and not m.optional and m.name not in v:
             others = ", ".join(x.name for x in node.members if x.group == m.group and x.name in v)
-            raise InvalidValueError(_join(path, m.name),
-                                    f"missing (mandatory in its extension group, which {others} makes present)")
+            raise InvalidValueError(
+                _join(path, m.name), f"missing (mandatory in its extension group, which {others} makes present)"
+            )
 
 
 def _region_node(schema: Schema, node: Node, region: int | None) -> Node | None:
@@ -132,7 +133,9 @@ def validate(schema: Schema, node: Node, v: Any, path: str = "") -> None:
         if isinstance(v, tuple) and len(v) == 2 and v[0] is None and node.extensible:
             raise InvalidValueError(path, f"{UNKNOWN_EXTENSION}: unknown {node.label} alternative")
         if not (isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str)):
-            raise InvalidValueError(path, f"expected a choice (alternative, value) of {node.label}, found {_kind_of(v)}")
+            raise InvalidValueError(
+                path, f"expected a choice (alternative, value) of {node.label}, found {_kind_of(v)}"
+            )
         chosen = node.member_map.get(v[0])
         if chosen is None:
             allowed = ", ".join(node.member_map)
@@ -157,8 +160,9 @@ def validate(schema: Schema, node: Node, v: Any, path: str = "") -> None:
     elif k == "ENUMERATED":
         _enum_check(node, v, path)
     elif k == "BIT STRING":
-        if not (isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], (bytes, bytearray))
-                and isinstance(v[1], int)):
+        if not (
+            isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], (bytes, bytearray)) and isinstance(v[1], int)
+        ):
             raise InvalidValueError(path, f"expected a bit string (bytes, length), found {_kind_of(v)}")
         if len(v[0]) * 8 < v[1] or v[1] < 0:
             raise InvalidValueError(path, f"bit string of {v[1]} bits needs {(v[1] + 7) // 8} bytes, got {len(v[0])}")
@@ -172,8 +176,12 @@ def validate(schema: Schema, node: Node, v: Any, path: str = "") -> None:
             raise InvalidValueError(path, f"expected a string, found {_kind_of(v)}")
         _check_string(node, v, path)
     elif k == "REGEXT":
-        if not isinstance(v, dict) or set(v) - {"regionId", "regExtValue"} or "regionId" not in v \
-                or "regExtValue" not in v:
+        if (
+            not isinstance(v, dict)
+            or set(v) - {"regionId", "regExtValue"}
+            or "regionId" not in v
+            or "regExtValue" not in v
+        ):
             raise InvalidValueError(path, "expected an object with regionId and regExtValue")
         region = v["regionId"]
         if not isinstance(region, int) or isinstance(region, bool) or not 0 <= region <= 255:
@@ -181,8 +189,9 @@ def validate(schema: Schema, node: Node, v: Any, path: str = "") -> None:
         typed = _region_node(schema, node, region)
         if typed is None:
             if not isinstance(v["regExtValue"], (bytes, bytearray)):
-                raise InvalidValueError(_join(path, "regExtValue"),
-                                        f"region {region} is not known in {node.regset}: give the raw bytes")
+                raise InvalidValueError(
+                    _join(path, "regExtValue"), f"region {region} is not known in {node.regset}: give the raw bytes"
+                )
         else:
             validate(schema, typed, v["regExtValue"], _join(path, "regExtValue"))
     elif k == "OPEN":
@@ -272,7 +281,7 @@ def from_jer(schema: Schema, node: Node, obj: Any, path: str = "") -> Any:
         if not isinstance(obj, dict) or len(obj) != 1:
             allowed = ", ".join(node.member_map)
             raise InvalidValueError(path, f"expected an object with exactly one of: {allowed}")
-        (alt, item), = obj.items()
+        ((alt, item),) = obj.items()
         m = node.member_map.get(alt)
         if m is None:
             allowed = ", ".join(node.member_map)
@@ -307,16 +316,19 @@ def from_jer(schema: Schema, node: Node, obj: Any, path: str = "") -> Any:
             data = _hex(obj, path)
             nbits = root
             if len(data) != (nbits + 7) // 8:
-                raise InvalidValueError(path, f"expected {nbits} bits as {(nbits + 7) // 8} bytes of hex, "
-                                              f"found {len(data)} bytes")
+                raise InvalidValueError(
+                    path, f"expected {nbits} bits as {(nbits + 7) // 8} bytes of hex, found {len(data)} bytes"
+                )
         elif isinstance(obj, str) and root is not None:
             # SIZE(n, ...) at its root size: bare hex, as we, pycrate and asn1tools print it; the
             # {"value", "length"} form (needed for lengths outside the root) is read below
             data = _hex(obj, path)
             nbits = root
             if len(data) != (nbits + 7) // 8:
-                raise InvalidValueError(path, f"a hex string must hold the {nbits} root bits; "
-                                              f'use {{"value": hex, "length": n}} for other sizes')
+                raise InvalidValueError(
+                    path,
+                    f'a hex string must hold the {nbits} root bits; use {{"value": hex, "length": n}} for other sizes',
+                )
         else:
             if not isinstance(obj, dict) or set(obj) != {"value", "length"}:
                 raise InvalidValueError(path, 'expected {"value": hex, "length": number of bits}')
@@ -325,8 +337,7 @@ def from_jer(schema: Schema, node: Node, obj: Any, path: str = "") -> Any:
             if not isinstance(nbits, int) or isinstance(nbits, bool) or nbits < 0:
                 raise InvalidValueError(_join(path, "length"), f"expected a bit count, found {nbits!r}")
             if len(data) != (nbits + 7) // 8:
-                raise InvalidValueError(path, f"{nbits} bits need {(nbits + 7) // 8} bytes of hex, "
-                                              f"found {len(data)}")
+                raise InvalidValueError(path, f"{nbits} bits need {(nbits + 7) // 8} bytes of hex, found {len(data)}")
             _check_range(node.size, nbits, path, "number of bits")
         return (data, nbits)
     if k == "OCTET STRING":
@@ -349,8 +360,10 @@ def from_jer(schema: Schema, node: Node, obj: Any, path: str = "") -> Any:
         typed = _region_node(schema, node, region)
         if typed is None:
             return {"regionId": region, "regExtValue": _hex(obj["regExtValue"], _join(path, "regExtValue"))}
-        return {"regionId": region,
-                "regExtValue": from_jer(schema, typed, obj["regExtValue"], _join(path, "regExtValue"))}
+        return {
+            "regionId": region,
+            "regExtValue": from_jer(schema, typed, obj["regExtValue"], _join(path, "regExtValue")),
+        }
     raise InvalidValueError(path, f"unsupported type {k}")  # pragma: no cover
 
 
@@ -404,8 +417,7 @@ class JerReader:
         label = node.label
         if k == "SEQUENCE":
             table = {m.name: (m.presence == "ABSENT", self.converter(m.node)) for m in node.members}
-            mandatory = [m.name for m in node.members
-                         if not (m.optional or m.extension) or m.presence == "PRESENT"]
+            mandatory = [m.name for m in node.members if not (m.optional or m.extension) or m.presence == "PRESENT"]
             # schema order, one pass: (name, converter, must be absent, must be present)
             fields = [(m.name, table[m.name][1], table[m.name][0], m.name in mandatory) for m in node.members]
             groups = any(m.group is not None for m in node.members)
@@ -450,6 +462,7 @@ class JerReader:
                 if groups:  # last, as in the walker: every member is fine on its own
                     _check_groups(node, out, "")
                 return out
+
             return sequence
         if k == "CHOICE":
             alternatives = {m.name: self.converter(m.node) for m in node.members}
@@ -458,7 +471,7 @@ class JerReader:
             def choice(obj: Any) -> Any:
                 if not isinstance(obj, dict) or len(obj) != 1:
                     raise InvalidValueError("", f"expected an object with exactly one of: {allowed}")
-                (alt, item), = obj.items()
+                ((alt, item),) = obj.items()
                 conv = alternatives.get(alt)
                 if conv is None:
                     raise InvalidValueError("", f"unknown alternative {alt!r} of {label} (expected one of: {allowed})")
@@ -466,6 +479,7 @@ class JerReader:
                     return (alt, conv(item))
                 except InvalidValueError as e:
                     raise _under(alt, e) from None
+
             return choice
         if k == "SEQUENCE OF":
             assert node.element is not None
@@ -486,6 +500,7 @@ class JerReader:
                     except InvalidValueError as e:
                         raise _under(f"[{i}]", e) from None
                 raise AssertionError("unreachable: a failing item failed again")  # pragma: no cover
+
             return sequence_of
         if k == "INTEGER":
             named = node.named_numbers
@@ -501,10 +516,14 @@ class JerReader:
                         obj = named[obj]
                     if not isinstance(obj, int) or isinstance(obj, bool):
                         raise InvalidValueError("", f"expected an integer, found {_kind_of(obj)}")
-                if check and (bounds.ranges or (lo is not None and obj < lo)  # type: ignore[union-attr]
-                              or (hi is not None and obj > hi)):
+                if check and (
+                    bounds.ranges  # type: ignore[union-attr]
+                    or (lo is not None and obj < lo)
+                    or (hi is not None and obj > hi)
+                ):
                     _check_range(bounds, obj, "")
                 return obj
+
             return integer
         if k == "ENUMERATED":
             allowed_ids = frozenset(node.enum_root) | frozenset(node.enum_ext)
@@ -513,8 +532,10 @@ class JerReader:
                 if obj.__class__ is not str or obj not in allowed_ids:
                     _enum_check(node, obj, "")
                 return obj
+
             return enumerated
         if k == "REGEXT":
+
             def regional(obj: Any) -> Any:
                 if not isinstance(obj, dict) or set(obj) != {"regionId", "regExtValue"}:
                     raise InvalidValueError("", "expected an object with regionId and regExtValue")
@@ -528,10 +549,12 @@ class JerReader:
                     return {"regionId": region, "regExtValue": self.converter(typed)(obj["regExtValue"])}
                 except InvalidValueError as e:
                     raise _under("regExtValue", e) from None
+
             return regional
 
         def leaf(obj: Any) -> Any:  # BOOLEAN, NULL, strings, BIT/OCTET STRING, open types: the walker's own code
             return from_jer(schema, node, obj, "")
+
         return leaf
 
 
@@ -545,8 +568,9 @@ class RegionalTransform:
     without regional data cost one dictionary look-up per container.
     """
 
-    def __init__(self, schema: Schema, encode_type: Callable[[str, Any], bytes],
-                 decode_type: Callable[[str, bytes], Any]) -> None:
+    def __init__(
+        self, schema: Schema, encode_type: Callable[[str, Any], bytes], decode_type: Callable[[str, bytes], Any]
+    ) -> None:
         self.schema = schema
         self._encode_type = encode_type
         self._decode_type = decode_type
@@ -590,6 +614,7 @@ class RegionalTransform:
 
     def pack(self, node: Node, v: Any) -> Any:
         """Typed regExtValue -> bytes (for encoding)."""
+
         def leaf(n: Node, ext: dict[str, Any]) -> dict[str, Any]:
             value = ext.get("regExtValue")
             if isinstance(value, (bytes, bytearray)):
@@ -599,14 +624,17 @@ class RegionalTransform:
                 return ext  # validation reports it
             inner = self.pack(typed, value)
             return {"regionId": ext["regionId"], "regExtValue": self._encode_type(typed.label, inner)}
+
         return self._walk(node, v, leaf)
 
     def unpack(self, node: Node, v: Any) -> Any:
         """Open-type bytes -> typed regExtValue (after decoding); unknown regions stay bytes."""
+
         def leaf(n: Node, ext: dict[str, Any]) -> dict[str, Any]:
             typed = _region_node(self.schema, n, ext.get("regionId"))
             if typed is None:
                 return ext
             inner = self._decode_type(typed.label, ext["regExtValue"])
             return {"regionId": ext["regionId"], "regExtValue": self.unpack(typed, inner)}
+
         return self._walk(node, v, leaf)

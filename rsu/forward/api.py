@@ -35,8 +35,15 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("DELETE", "/v1/forward/{id}", "operator"),
 )
 
-STATUS = {"bad-request": 400, "validation": 422, ps.UNKNOWN_TRANSPORT: 422, ps.GN_NEEDS_RSU_SIGNATURE: 422,
-          ps.NO_TRANSPORT: 409, "security-disabled": 409, "capacity": 503}
+STATUS = {
+    "bad-request": 400,
+    "validation": 422,
+    ps.UNKNOWN_TRANSPORT: 422,
+    ps.GN_NEEDS_RSU_SIGNATURE: 422,
+    ps.NO_TRANSPORT: 409,
+    "security-disabled": 409,
+    "capacity": 503,
+}
 ONE_SHOT_EXPIRY_S = 30.0  # MQTT message expiry of a message sent once (a repeating one: its interval)
 
 
@@ -45,9 +52,18 @@ class Forwarder:
     replace it), ``verify(data)`` verifies with it (and takes care of frames it releases from its hold);
     ``transports()`` gives the transports as they are now (name -> transport)."""
 
-    def __init__(self, config: Presigned, state_dir: Path, clock: Clock, *, security: Callable,
-                 verify: Callable, transports: Callable[[], dict], on_sent: Callable,
-                 count: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        config: Presigned,
+        state_dir: Path,
+        clock: Clock,
+        *,
+        security: Callable,
+        verify: Callable,
+        transports: Callable[[], dict],
+        on_sent: Callable,
+        count: Callable[[str], None],
+    ) -> None:
         self.config = config
         self.clock = clock
         self._security = security
@@ -75,17 +91,24 @@ class Forwarder:
     async def submit(self, obj: Any) -> dict:
         """Check and send a pre-signed message; raises :class:`rsu.forward.presigned.Refused`."""
         try:
-            req = ps.parse_request(obj, max_repetitions=self.config.max_repetitions,
-                                   min_interval=self.config.min_interval)
+            req = ps.parse_request(
+                obj, max_repetitions=self.config.max_repetitions, min_interval=self.config.min_interval
+            )
             security = self._security()
             if security is None:
                 raise ps.Refused("security-disabled", "", "security is off: nothing can verify the message")
             transports = self._transports()
-            names = ps.choose_transports(req.transports, self.config.transports, {
-                n: ("mqtt" if isinstance(t.config, MqttConfig) else "gn-udp") for n, t in transports.items()})
+            names = ps.choose_transports(
+                req.transports,
+                self.config.transports,
+                {n: ("mqtt" if isinstance(t.config, MqttConfig) else "gn-udp") for n, t in transports.items()},
+            )
             if req.count > 1 and len(self.schedule) >= self.config.max_active:
-                raise ps.Refused("capacity", "repetition", f"{self.config.max_active} repeating pre-signed "
-                                                           "messages already (forward.presigned.max_active)")
+                raise ps.Refused(
+                    "capacity",
+                    "repetition",
+                    f"{self.config.max_active} repeating pre-signed messages already (forward.presigned.max_active)",
+                )
             ps.precheck(req.data, security.verifier.known_certificate)
             result = self._verify(req.data)
             ps.verified(result)
@@ -95,8 +118,13 @@ class Forwarder:
         kind = catalog.BY_ITS_AID[result.psid]
         await self._send(req.data, kind, names, req.interval_s or ONE_SHOT_EXPIRY_S, fresh=True)
         self._count("accepted")
-        answer = {"message": kind.name, "its_aid": kind.its_aid, "signer": result.signer_id.hex(),
-                  "transports": names, "sent": 1}
+        answer = {
+            "message": kind.name,
+            "its_aid": kind.its_aid,
+            "signer": result.signer_id.hex(),
+            "transports": names,
+            "sent": 1,
+        }
         if req.count > 1:
             assert req.interval_s is not None  # parse_request: a repetition has both
             entry = self.schedule.add(req.data, kind.name, names, req.interval_s, req.count - 1)
@@ -159,8 +187,17 @@ class Forwarder:
             except ValueError:
                 ident = -1
             if not self.schedule.cancel(ident):
-                return web.json_response({"error": {"code": "unknown_id", "path": "id", "reason": "no repeating "
-                                          "pre-signed message with this id", "message": "unknown_id"}}, status=404)
+                return web.json_response(
+                    {
+                        "error": {
+                            "code": "unknown_id",
+                            "path": "id",
+                            "reason": "no repeating pre-signed message with this id",
+                            "message": "unknown_id",
+                        }
+                    },
+                    status=404,
+                )
             return web.json_response({"id": ident, "state": "stopped"})
 
         handlers = {"POST": post, "GET": listing, "DELETE": delete}
@@ -172,46 +209,108 @@ def refusal(e: ps.Refused):
 
     status = STATUS.get(e.reason, 422)
     code = "presigned_refused" if status == 422 and e.reason != "validation" else e.reason.replace("-", "_")
-    return web.json_response({"error": {"code": code, "path": e.path, "reason": e.reason, "detail": e.detail,
-                                        "message": f"{e.reason}: {e.path or '(request)'}: {e.detail}"}},
-                             status=status)
+    return web.json_response(
+        {
+            "error": {
+                "code": code,
+                "path": e.path,
+                "reason": e.reason,
+                "detail": e.detail,
+                "message": f"{e.reason}: {e.path or '(request)'}: {e.detail}",
+            }
+        },
+        status=status,
+    )
 
 
 def openapi_paths() -> dict:
     """The OpenAPI 3 path items of :data:`ROUTES` (merged into ``/openapi.json``); ``x-rsu-role`` is the
     role each operation needs."""
     roles = {(m, p): r for m, p, r in ROUTES}
-    error = {"description": "refused: error.reason names why (docs/operations.md, \"Pre-signed messages\")",
-             "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {
-                 "type": "object", "required": ["code", "path", "reason", "detail", "message"], "properties": {
-                     "code": {"type": "string", "enum": ["presigned_refused", "validation", "bad_request",
-                                                         "no_transport", "security_disabled", "capacity"]},
-                     "path": {"type": "string"}, "reason": {"type": "string"},
-                     "detail": {"type": "string"}, "message": {"type": "string"}}}}}}}}
-    body = {"type": "object", "required": ["data"], "additionalProperties": False, "properties": {
-        "data": {"type": "string", "format": "byte",
-                 "description": "EtsiTs103097Data-Signed (COER) around the facilities PDU, signed by the centre's "
-                                "AT with its full certificate"},
-        "transports": {"type": "array", "items": {"type": "string"}, "minItems": 1,
-                       "description": "MQTT transport names; default forward.presigned.transports"},
-        "repetition": {"type": "object", "required": ["interval_s", "count"], "properties": {
-            "interval_s": {"type": "number"}, "count": {"type": "integer", "minimum": 1,
-                                                        "description": "transmissions in all"}}}}}
-    ok = {"description": "accepted and sent once; a repeating one also gets id, remaining, next_at",
-          "content": {"application/json": {"schema": {"type": "object"}}}}
+    error = {
+        "description": 'refused: error.reason names why (docs/operations.md, "Pre-signed messages")',
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "path", "reason", "detail", "message"],
+                            "properties": {
+                                "code": {
+                                    "type": "string",
+                                    "enum": [
+                                        "presigned_refused",
+                                        "validation",
+                                        "bad_request",
+                                        "no_transport",
+                                        "security_disabled",
+                                        "capacity",
+                                    ],
+                                },
+                                "path": {"type": "string"},
+                                "reason": {"type": "string"},
+                                "detail": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        }
+                    },
+                }
+            }
+        },
+    }
+    body = {
+        "type": "object",
+        "required": ["data"],
+        "additionalProperties": False,
+        "properties": {
+            "data": {
+                "type": "string",
+                "format": "byte",
+                "description": "EtsiTs103097Data-Signed (COER) around the facilities PDU, signed by the centre's "
+                "AT with its full certificate",
+            },
+            "transports": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "description": "MQTT transport names; default forward.presigned.transports",
+            },
+            "repetition": {
+                "type": "object",
+                "required": ["interval_s", "count"],
+                "properties": {
+                    "interval_s": {"type": "number"},
+                    "count": {"type": "integer", "minimum": 1, "description": "transmissions in all"},
+                },
+            },
+        },
+    }
+    ok = {
+        "description": "accepted and sent once; a repeating one also gets id, remaining, next_at",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
     return {
         "/v1/forward": {
-            "post": {"summary": "Forward a message the centre signed, unchanged (verified first)",
-                     "x-rsu-role": roles[("POST", "/v1/forward")],
-                     "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-                     "responses": {"201": ok, "400": error, "409": error, "422": error, "503": error}},
-            "get": {"summary": "The repeating pre-signed messages", "x-rsu-role": roles[("GET", "/v1/forward")],
-                    "responses": {"200": {"description": "{repeating: [...]}"}}},
+            "post": {
+                "summary": "Forward a message the centre signed, unchanged (verified first)",
+                "x-rsu-role": roles[("POST", "/v1/forward")],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+                "responses": {"201": ok, "400": error, "409": error, "422": error, "503": error},
+            },
+            "get": {
+                "summary": "The repeating pre-signed messages",
+                "x-rsu-role": roles[("GET", "/v1/forward")],
+                "responses": {"200": {"description": "{repeating: [...]}"}},
+            },
         },
         "/v1/forward/{id}": {
-            "delete": {"summary": "Stop repeating a pre-signed message",
-                       "x-rsu-role": roles[("DELETE", "/v1/forward/{id}")],
-                       "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
-                       "responses": {"200": {"description": "stopped"}, "404": error}},
+            "delete": {
+                "summary": "Stop repeating a pre-signed message",
+                "x-rsu-role": roles[("DELETE", "/v1/forward/{id}")],
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {"200": {"description": "stopped"}, "404": error},
+            },
         },
     }

@@ -42,10 +42,12 @@ class _Section(BaseModel):
 
 class _Sink(_Section):
     name: str = Field(pattern=SINK_NAME, description="metrics label and queue file name")
-    services: list[str] | None = Field(None, description="tlm, rlt, ivi, tlc, gpc (or a message name); "
-                                                          "absent: every service")
+    services: list[str] | None = Field(
+        None, description="tlm, rlt, ivi, tlc, gpc (or a message name); absent: every service"
+    )
     psids: list[Annotated[int, Field(ge=0, le=0xFFFFFFFF)]] | None = Field(
-        None, description="ITS-AIDs of the signer's permission; absent: any (unsigned messages only then)")
+        None, description="ITS-AIDs of the signer's permission; absent: any (unsigned messages only then)"
+    )
     envelope: bool = Field(False, description="also send the secured data as received (base64)")
     format: Literal["rsu", "its-client"] = "rsu"
     queue_max_items: int = Field(100_000, ge=1, le=10_000_000)
@@ -63,16 +65,23 @@ class _Sink(_Section):
             return None
         bad = [s for s in v if s.lower() not in SERVICE_ALIASES]
         if bad:
-            raise ValueError(f"unknown service {', '.join(map(repr, bad))} (expected one of "
-                             f"{', '.join(sorted(set(SERVICE_ALIASES.values())))} or a message name)")
+            raise ValueError(
+                f"unknown service {', '.join(map(repr, bad))} (expected one of "
+                f"{', '.join(sorted(set(SERVICE_ALIASES.values())))} or a message name)"
+            )
         return sorted({SERVICE_ALIASES[s.lower()] for s in v})
 
     @model_validator(mode="after")
     def _pairs(self):
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together")
-        for f in (self.ca_file, self.cert_file, self.key_file, getattr(self, "password_file", None),
-                  getattr(self, "token_file", None)):
+        for f in (
+            self.ca_file,
+            self.cert_file,
+            self.key_file,
+            getattr(self, "password_file", None),
+            getattr(self, "token_file", None),
+        ):
             if f is not None and not f.expanduser().is_file():
                 raise ValueError(f"file not found: {f}")
         return self
@@ -83,11 +92,18 @@ class MqttSink(_Sink):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     tls: bool = Field(False, description="TLS even without ca_file (system trust store)")
-    topic: str = Field("rsu/{station}/{service}/{message}", min_length=1,
-                       description="placeholders: {station}, {service}, {message}, {sink}")
+    topic: str = Field(
+        "rsu/{station}/{service}/{message}",
+        min_length=1,
+        description="placeholders: {station}, {service}, {message}, {sink}",
+    )
     qos: Literal[1, 2] = 1  # at-least-once: the broker acknowledges before the item leaves the queue
-    inflight: int = Field(32, ge=1, le=1000, description="publications awaiting the broker's acknowledgement "
-                                                        "at once (a high round-trip time needs more)")
+    inflight: int = Field(
+        32,
+        ge=1,
+        le=1000,
+        description="publications awaiting the broker's acknowledgement at once (a high round-trip time needs more)",
+    )
     client_id: str | None = None
     username: str | None = None
     password_file: Path | None = None

@@ -24,9 +24,17 @@ if TYPE_CHECKING:
 
 
 class ForwardLink:
-    def __init__(self, clock: Clock, metrics: ForwardMetrics, *, security: Callable[[], Any],
-                 verify: Callable[[bytes], Any], transports: Callable[[], dict[str, Any]],
-                 on_sent: Callable[[Any, str, bool], None], count: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        metrics: ForwardMetrics,
+        *,
+        security: Callable[[], Any],
+        verify: Callable[[bytes], Any],
+        transports: Callable[[], dict[str, Any]],
+        on_sent: Callable[[Any, str, bool], None],
+        count: Callable[[str], None],
+    ) -> None:
         self._clock = clock
         self._metrics = metrics
         self._security, self._verify, self._transports = security, verify, transports
@@ -49,9 +57,16 @@ class ForwardLink:
     def _start_presigned(self, config: ForwardSection, state_dir: Path) -> None:
         from rsu.forward.api import Forwarder
 
-        self.presigned = Forwarder(config.presigned, state_dir, self._clock, security=self._security,
-                                   verify=self._verify, transports=self._transports, on_sent=self._on_sent,
-                                   count=self._count)
+        self.presigned = Forwarder(
+            config.presigned,
+            state_dir,
+            self._clock,
+            security=self._security,
+            verify=self._verify,
+            transports=self._transports,
+            on_sent=self._on_sent,
+            count=self._count,
+        )
         self.presigned.start()
 
     async def reload(self, config: ForwardSection, state_dir: Path, station: int, hub: Hub) -> None:
@@ -87,6 +102,7 @@ class ForwardLink:
                     if route.method == method and route.path == path:
                         return await route.handler(request)
                 raise web.HTTPNotFound()
+
             return handle
 
         return [web.route(method, path, handler(method, path)) for method, path, _role in ROUTES]

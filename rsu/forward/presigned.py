@@ -75,8 +75,9 @@ def parse_request(obj: Any, *, max_repetitions: int, min_interval: float) -> Req
         except (binascii.Error, ValueError):
             problems.append(("data", "not base64"))
     transports = obj.get("transports")
-    if transports is not None and (not isinstance(transports, list) or not transports
-                                   or not all(isinstance(t, str) for t in transports)):
+    if transports is not None and (
+        not isinstance(transports, list) or not transports or not all(isinstance(t, str) for t in transports)
+    ):
         problems.append(("transports", "a non-empty list of transport names"))
     interval: Any = None  # JSON values, checked below
     count: Any = 1
@@ -94,10 +95,15 @@ def parse_request(obj: Any, *, max_repetitions: int, min_interval: float) -> Req
             if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= max_repetitions:
                 problems.append(("repetition.count", f"an integer 1..{max_repetitions} (transmissions in all)"))
     if problems:
-        raise Refused("validation", problems[0][0] if len(problems) == 1 else "",
-                      "; ".join(f"{p}: {r}" for p, r in problems))
-    return Request(data, tuple(transports) if transports else None,
-                   float(interval) if interval is not None else None, int(count) if rep is not None else 1)
+        raise Refused(
+            "validation", problems[0][0] if len(problems) == 1 else "", "; ".join(f"{p}: {r}" for p, r in problems)
+        )
+    return Request(
+        data,
+        tuple(transports) if transports else None,
+        float(interval) if interval is not None else None,
+        int(count) if rep is not None else 1,
+    )
 
 
 def precheck(data: bytes, known_certificate) -> None:
@@ -112,8 +118,12 @@ def precheck(data: bytes, known_certificate) -> None:
         raise Refused("not-signed-data", "data", "the signed payload does not carry the PDU as unsecuredData")
     form, ident = msg.signer[0], msg.signer[1]
     if form == "digest" and known_certificate(ident) is None:
-        raise Refused(SIGNER_UNKNOWN, "data", f"signed by digest {bytes(ident).hex()}, a certificate this RSU "
-                                              "does not hold: sign pre-signed messages with the full certificate")
+        raise Refused(
+            SIGNER_UNKNOWN,
+            "data",
+            f"signed by digest {bytes(ident).hex()}, a certificate this RSU "
+            "does not hold: sign pre-signed messages with the full certificate",
+        )
 
 
 def verified(result) -> None:
@@ -124,8 +134,9 @@ def verified(result) -> None:
         raise Refused(str(result.reason), "data", result.detail or str(result.reason))
 
 
-def choose_transports(requested: tuple[str, ...] | None, configured: list[str] | None,
-                      kinds: dict[str, str]) -> list[str]:
+def choose_transports(
+    requested: tuple[str, ...] | None, configured: list[str] | None, kinds: dict[str, str]
+) -> list[str]:
     """The transport names to send on. ``kinds``: name -> type ("mqtt", "gn-udp") of every transport."""
     names = list(requested or configured or [n for n, k in kinds.items() if k == "mqtt"])
     unknown = [n for n in names if n not in kinds]
@@ -133,9 +144,12 @@ def choose_transports(requested: tuple[str, ...] | None, configured: list[str] |
         raise Refused(UNKNOWN_TRANSPORT, "transports", f"not configured: {', '.join(unknown)}")
     gn = [n for n in names if kinds[n] != "mqtt"]
     if gn:
-        raise Refused(GN_NEEDS_RSU_SIGNATURE, "transports",
-                      f"{', '.join(gn)}: a secured GeoNetworking packet signs the RSU's own GN headers, which "
-                      "a centre cannot sign; pre-signed messages go on MQTT transports only")
+        raise Refused(
+            GN_NEEDS_RSU_SIGNATURE,
+            "transports",
+            f"{', '.join(gn)}: a secured GeoNetworking packet signs the RSU's own GN headers, which "
+            "a centre cannot sign; pre-signed messages go on MQTT transports only",
+        )
     if not names:
         raise Refused(NO_TRANSPORT, "transports", "no MQTT transport is configured")
     return names
@@ -154,8 +168,14 @@ class Entry:
     def to_json(self) -> dict:
         from rsu.clock import iso_utc
 
-        return {"id": self.ident, "message": self.message, "transports": self.transports,
-                "interval_s": self.interval_s, "remaining": self.remaining, "next_at": iso_utc(self.next_at)}
+        return {
+            "id": self.ident,
+            "message": self.message,
+            "transports": self.transports,
+            "interval_s": self.interval_s,
+            "remaining": self.remaining,
+            "next_at": iso_utc(self.next_at),
+        }
 
 
 class Schedule:
@@ -167,22 +187,26 @@ class Schedule:
         self._db = sqlite3.connect(str(path), isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an accepted request is acknowledged state
-        self._db.execute("CREATE TABLE IF NOT EXISTS presigned (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                         "data BLOB NOT NULL, message TEXT NOT NULL, transports TEXT NOT NULL, "
-                         "interval REAL NOT NULL, remaining INTEGER NOT NULL, next_at REAL NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS presigned (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "data BLOB NOT NULL, message TEXT NOT NULL, transports TEXT NOT NULL, "
+            "interval REAL NOT NULL, remaining INTEGER NOT NULL, next_at REAL NOT NULL)"
+        )
 
     def add(self, data: bytes, message: str, transports: list[str], interval_s: float, remaining: int) -> Entry:
         """A repeating message whose first transmission was just sent; ``remaining``: transmissions left."""
         next_at = self.clock.now() + interval_s
-        cur = self._db.execute("INSERT INTO presigned (data, message, transports, interval, remaining, next_at) "
-                               "VALUES (?, ?, ?, ?, ?, ?)",
-                               (bytes(data), message, json.dumps(transports), interval_s, remaining, next_at))
+        cur = self._db.execute(
+            "INSERT INTO presigned (data, message, transports, interval, remaining, next_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (bytes(data), message, json.dumps(transports), interval_s, remaining, next_at),
+        )
         assert cur.lastrowid is not None  # set by the INSERT
         return Entry(cur.lastrowid, bytes(data), message, transports, interval_s, remaining, next_at)
 
     def entries(self) -> list[Entry]:
-        rows = self._db.execute("SELECT id, data, message, transports, interval, remaining, next_at "
-                                "FROM presigned ORDER BY id").fetchall()
+        rows = self._db.execute(
+            "SELECT id, data, message, transports, interval, remaining, next_at FROM presigned ORDER BY id"
+        ).fetchall()
         return [Entry(i, bytes(d), m, json.loads(t), iv, r, n) for i, d, m, t, iv, r, n in rows]
 
     def __len__(self) -> int:
@@ -207,8 +231,9 @@ class Schedule:
             if e.remaining <= 0:
                 self._db.execute("DELETE FROM presigned WHERE id = ?", (e.ident,))
             else:
-                self._db.execute("UPDATE presigned SET remaining = ?, next_at = ? WHERE id = ?",
-                                 (e.remaining, e.next_at, e.ident))
+                self._db.execute(
+                    "UPDATE presigned SET remaining = ?, next_at = ? WHERE id = ?", (e.remaining, e.next_at, e.ident)
+                )
             out.append(e)
         return out
 

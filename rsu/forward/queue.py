@@ -39,8 +39,10 @@ class DiskQueue:
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS items (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                         "created REAL NOT NULL, body BLOB NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS items (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "created REAL NOT NULL, body BLOB NOT NULL)"
+        )
         self._count = self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
 
     def __len__(self) -> int:

@@ -56,8 +56,9 @@ def record(sink, event: dict, source: str, now_ms: int) -> bytes:
         from rsu.codec.facilities import get_codec
         from rsu.transports.itsclient import to_its_client
 
-        body: dict[str, Any] = to_its_client(get_codec(), catalog.BY_NAME[event["message"]], event["pdu"],
-                                             source=source, timestamp_ms=now_ms)
+        body: dict[str, Any] = to_its_client(
+            get_codec(), catalog.BY_NAME[event["message"]], event["pdu"], source=source, timestamp_ms=now_ms
+        )
     else:
         # everything the services published (with what they added, e.g. the IVI collection state)
         # but the hub's own event id and type
@@ -79,6 +80,10 @@ def delivery(sink, seq: int, stored: bytes, station: int) -> Delivery:
     topic = None
     if isinstance(sink, MqttSink):
         meta = obj["meta"]
-        topic = sink.topic.format(station=station, service=meta.get("service") or "unknown",
-                                  message=meta.get("message") or "unknown", sink=sink.name)
+        topic = sink.topic.format(
+            station=station,
+            service=meta.get("service") or "unknown",
+            message=meta.get("message") or "unknown",
+            sink=sink.name,
+        )
     return Delivery(ident, topic, json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())

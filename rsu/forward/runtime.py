@@ -34,10 +34,12 @@ log = logging.getLogger("rsu.forward")
 BATCH = 64
 RENDER_ERROR = "render-error"  # an event the sink's format cannot express (counted, never queued)
 DISK_ERROR = "disk-error"  # the queue file could not be written (disk full, I/O error)
-DROP_REASONS = {QUEUE_FULL: "the queue was full: its oldest message was dropped",
-                EXPIRED: "a message waited longer than queue_max_age",
-                RENDER_ERROR: "the event could not be put in the sink's format",
-                DISK_ERROR: "the sink's queue file could not be written"}
+DROP_REASONS = {
+    QUEUE_FULL: "the queue was full: its oldest message was dropped",
+    EXPIRED: "a message waited longer than queue_max_age",
+    RENDER_ERROR: "the event could not be put in the sink's format",
+    DISK_ERROR: "the sink's queue file could not be written",
+}
 
 
 class ForwardMetrics(Protocol):
@@ -75,8 +77,9 @@ class _Sink:
 
 
 class ForwardRuntime:
-    def __init__(self, config: ForwardSection, state_dir: Path, clock: Clock, station: int,
-                 metrics: ForwardMetrics) -> None:
+    def __init__(
+        self, config: ForwardSection, state_dir: Path, clock: Clock, station: int, metrics: ForwardMetrics
+    ) -> None:
         self.config = config
         self.dir = Path(state_dir) / "forward"
         self.clock = clock
@@ -113,8 +116,9 @@ class ForwardRuntime:
     def _open(self, config: ForwardSection) -> dict[str, _Sink]:
         sinks = {}
         for cfg in config.sinks:
-            queue = DiskQueue(self.dir / f"{cfg.name}.sqlite", self.clock, max_items=cfg.queue_max_items,
-                              max_age_s=cfg.queue_max_age)
+            queue = DiskQueue(
+                self.dir / f"{cfg.name}.sqlite", self.clock, max_items=cfg.queue_max_items, max_age_s=cfg.queue_max_age
+            )
             dropped = queue.resize(cfg.queue_max_items, cfg.queue_max_age)  # bounds may be lower than last run
             self._count_drop(cfg.name, QUEUE_FULL, dropped)
             sinks[cfg.name] = _Sink(cfg, queue, sink_io(cfg, f"rsu_{self.station}_{cfg.name}"))
@@ -165,8 +169,9 @@ class ForwardRuntime:
             try:
                 stored = render.record(sink.cfg, event, source, now_ms)
             except Exception:
-                log.warning("%s: received %s not forwarded: cannot be rendered", name, event.get("message"),
-                            exc_info=True)
+                log.warning(
+                    "%s: received %s not forwarded: cannot be rendered", name, event.get("message"), exc_info=True
+                )
                 self._count_drop(name, RENDER_ERROR, 1)
                 continue
             try:
@@ -245,6 +250,14 @@ class ForwardRuntime:
             self.metrics.forward_dropped.labels(name, reason).inc(n)
 
     def status(self) -> dict:
-        return {name: {"type": s.cfg.type, "queued": len(s.queue), "delivered": s.delivered,
-                       "oldest_age_s": round(s.queue.oldest_age(), 3), "connected": s.io.connected,
-                       "last_error": s.last_error} for name, s in self.sinks.items()}
+        return {
+            name: {
+                "type": s.cfg.type,
+                "queued": len(s.queue),
+                "delivered": s.delivered,
+                "oldest_age_s": round(s.queue.oldest_age(), 3),
+                "connected": s.io.connected,
+                "last_error": s.last_error,
+            }
+            for name, s in self.sinks.items()
+        }

@@ -61,11 +61,20 @@ class MqttSinkIO:
             async with self._lock:  # one connection, however many publications are in flight
                 if self._client is None:
                     cfg = self.cfg
-                    client = aiomqtt.Client(cfg.host, cfg.port, identifier=self.client_id, username=cfg.username,
-                                            password=_secret(cfg.password_file), tls_context=_tls_context(cfg),
-                                            protocol=aiomqtt.ProtocolVersion.V5, keepalive=cfg.keepalive,
-                                            clean_start=True, timeout=PUBLISH_TIMEOUT_S, logger=log,
-                                            max_inflight_messages=cfg.inflight)
+                    client = aiomqtt.Client(
+                        cfg.host,
+                        cfg.port,
+                        identifier=self.client_id,
+                        username=cfg.username,
+                        password=_secret(cfg.password_file),
+                        tls_context=_tls_context(cfg),
+                        protocol=aiomqtt.ProtocolVersion.V5,
+                        keepalive=cfg.keepalive,
+                        clean_start=True,
+                        timeout=PUBLISH_TIMEOUT_S,
+                        logger=log,
+                        max_inflight_messages=cfg.inflight,
+                    )
                     await asyncio.wait_for(client.__aenter__(), CONNECT_TIMEOUT_S)
                     self._client = client
                     self.connected = True
@@ -106,8 +115,9 @@ class WebhookSinkIO:
         if self._session is None:
             ctx = _tls_context(self.cfg) if self.cfg.url.startswith("https:") else None
             connector = aiohttp.TCPConnector(ssl=ctx if ctx is not None else True, limit=1)
-            self._session = aiohttp.ClientSession(connector=connector,
-                                                  timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s))
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s)
+            )
         headers = {"Content-Type": "application/json", ID_HEADER: d.ident}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"

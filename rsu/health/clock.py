@@ -55,13 +55,29 @@ class _Timeval(ctypes.Structure):
 class Timex(ctypes.Structure):
     """``struct timex`` of <sys/timex.h> (Linux, glibc), the layout adjtimex(2) reads and writes."""
 
-    _fields_ = [("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
-                ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
-                ("constant", ctypes.c_long), ("precision", ctypes.c_long), ("tolerance", ctypes.c_long),
-                ("time", _Timeval), ("tick", ctypes.c_long), ("ppsfreq", ctypes.c_long),
-                ("jitter", ctypes.c_long), ("shift", ctypes.c_int), ("stabil", ctypes.c_long),
-                ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long), ("errcnt", ctypes.c_long),
-                ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int), ("_reserved", ctypes.c_int * 11)]
+    _fields_ = [
+        ("modes", ctypes.c_uint),
+        ("offset", ctypes.c_long),
+        ("freq", ctypes.c_long),
+        ("maxerror", ctypes.c_long),
+        ("esterror", ctypes.c_long),
+        ("status", ctypes.c_int),
+        ("constant", ctypes.c_long),
+        ("precision", ctypes.c_long),
+        ("tolerance", ctypes.c_long),
+        ("time", _Timeval),
+        ("tick", ctypes.c_long),
+        ("ppsfreq", ctypes.c_long),
+        ("jitter", ctypes.c_long),
+        ("shift", ctypes.c_int),
+        ("stabil", ctypes.c_long),
+        ("jitcnt", ctypes.c_long),
+        ("calcnt", ctypes.c_long),
+        ("errcnt", ctypes.c_long),
+        ("stbcnt", ctypes.c_long),
+        ("tai", ctypes.c_int),
+        ("_reserved", ctypes.c_int * 11),
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,9 +103,13 @@ class KernelClock:
 
     def reading(self) -> ClockReading:
         # unsynchronized, the kernel's offset is only what its PLL has left to apply: not an estimate
-        return ClockReading(source="kernel", synchronized=self.synchronized,
-                            offset_s=self.offset_s if self.synchronized else None,
-                            error_s=self.maxerror_us / 1e6, detail=f"status=0x{self.status:04x} state={self.state}")
+        return ClockReading(
+            source="kernel",
+            synchronized=self.synchronized,
+            offset_s=self.offset_s if self.synchronized else None,
+            error_s=self.maxerror_us / 1e6,
+            detail=f"status=0x{self.status:04x} state={self.state}",
+        )
 
 
 class ClockReadError(OSError):
@@ -120,18 +140,34 @@ def read_kernel() -> KernelClock:
     if state < 0:
         err = ctypes.get_errno()
         if err == errno.EPERM:  # modes 0 needs no privilege: a seccomp filter refused the call itself
-            raise ClockReadError("adjtimex refused (EPERM) by a system-call filter: systemd's ProtectClock=yes "
-                                      "or SystemCallFilter=~@clock (docs/operations.md, Clock and GNSS health)")
+            raise ClockReadError(
+                "adjtimex refused (EPERM) by a system-call filter: systemd's ProtectClock=yes "
+                "or SystemCallFilter=~@clock (docs/operations.md, Clock and GNSS health)"
+            )
         raise ClockReadError(f"adjtimex failed: {os.strerror(err)}")
-    return KernelClock(state=state, status=tx.status, offset=tx.offset, maxerror_us=tx.maxerror,
-                       esterror_us=tx.esterror, tai=tx.tai)
+    return KernelClock(
+        state=state, status=tx.status, offset=tx.offset, maxerror_us=tx.maxerror, esterror_us=tx.esterror, tai=tx.tai
+    )
 
 
 # ------------------------------------------------------------------------------------- chrony
 
-CHRONY_FIELDS = ("reference_id", "reference_name", "stratum", "reference_time", "system_time", "last_offset",
-                 "rms_offset", "frequency_ppm", "residual_frequency_ppm", "skew_ppm", "root_delay",
-                 "root_dispersion", "update_interval", "leap_status")
+CHRONY_FIELDS = (
+    "reference_id",
+    "reference_name",
+    "stratum",
+    "reference_time",
+    "system_time",
+    "last_offset",
+    "rms_offset",
+    "frequency_ppm",
+    "residual_frequency_ppm",
+    "skew_ppm",
+    "root_delay",
+    "root_dispersion",
+    "update_interval",
+    "leap_status",
+)
 CHRONY_COMMAND = ("chronyc", "-c", "-n", "tracking")
 
 
@@ -158,8 +194,13 @@ class ChronyTracking:
     def reading(self) -> ClockReading:
         # the NTP bound: what is left to correct, plus half the round trip to the root, plus the root's dispersion
         error = abs(self.system_time) + self.root_delay / 2 + self.root_dispersion
-        return ClockReading(source="chrony", synchronized=self.synchronized, offset_s=-self.system_time,
-                            error_s=error, detail=f"{self.reference} stratum {self.stratum} {self.leap_status}")
+        return ClockReading(
+            source="chrony",
+            synchronized=self.synchronized,
+            offset_s=-self.system_time,
+            error_s=error,
+            detail=f"{self.reference} stratum {self.stratum} {self.leap_status}",
+        )
 
 
 def parse_chrony_tracking(text: str) -> ChronyTracking:
@@ -169,8 +210,10 @@ def parse_chrony_tracking(text: str) -> ChronyTracking:
     line = text.strip().splitlines()[0]
     cells = line.split(",")
     if len(cells) < len(CHRONY_FIELDS):
-        raise ValueError(f"chronyc tracking: expected {len(CHRONY_FIELDS)} comma-separated fields, "
-                         f"found {len(cells)}: {line[:120]!r}")
+        raise ValueError(
+            f"chronyc tracking: expected {len(CHRONY_FIELDS)} comma-separated fields, "
+            f"found {len(cells)}: {line[:120]!r}"
+        )
     row = dict(zip(CHRONY_FIELDS, cells))
 
     def number(field: str) -> float:
@@ -179,12 +222,18 @@ def parse_chrony_tracking(text: str) -> ChronyTracking:
         except ValueError:
             raise ValueError(f"chronyc tracking: {field}: expected a number, found {row[field]!r}") from None
 
-    return ChronyTracking(reference=row["reference_name"] or row["reference_id"], stratum=int(number("stratum")),
-                          system_time=number("system_time"), root_delay=number("root_delay"),
-                          root_dispersion=number("root_dispersion"), leap_status=row["leap_status"].strip())
+    return ChronyTracking(
+        reference=row["reference_name"] or row["reference_id"],
+        stratum=int(number("stratum")),
+        system_time=number("system_time"),
+        root_delay=number("root_delay"),
+        root_dispersion=number("root_dispersion"),
+        leap_status=row["leap_status"].strip(),
+    )
 
 
 # ------------------------------------------------------------------------------------- combined
+
 
 @dataclasses.dataclass(frozen=True)
 class ClockReading:
@@ -200,8 +249,12 @@ class ClockReading:
 UNKNOWN = ClockReading(source="none", synchronized=False, offset_s=None, error_s=None, detail="not read yet")
 
 
-def combine(kernel: KernelClock | Exception | None, chrony: ChronyTracking | Exception | None, *,
-            max_error_s: float | None = None) -> ClockReading:
+def combine(
+    kernel: KernelClock | Exception | None,
+    chrony: ChronyTracking | Exception | None,
+    *,
+    max_error_s: float | None = None,
+) -> ClockReading:
     """The verdict from what each source gave (a reading, the error it raised, or None: not asked).
 
     chrony wins when it answered; else the kernel; neither: not synchronized (source ``none``). With
@@ -213,11 +266,17 @@ def combine(kernel: KernelClock | Exception | None, chrony: ChronyTracking | Exc
     else:
         why = "; ".join(str(e) for e in (kernel, chrony) if isinstance(e, Exception)) or "no source"
         return ClockReading(source="none", synchronized=False, offset_s=None, error_s=None, detail=why)
-    if reading.synchronized and max_error_s is not None and reading.error_s is not None \
-            and reading.error_s > max_error_s:
-        return dataclasses.replace(reading, synchronized=False,
-                                   detail=f"{reading.detail}; error bound {reading.error_s:.3f} s > "
-                                          f"clock.max_error {max_error_s:g} s")
+    if (
+        reading.synchronized
+        and max_error_s is not None
+        and reading.error_s is not None
+        and reading.error_s > max_error_s
+    ):
+        return dataclasses.replace(
+            reading,
+            synchronized=False,
+            detail=f"{reading.detail}; error bound {reading.error_s:.3f} s > clock.max_error {max_error_s:g} s",
+        )
     return reading
 
 
@@ -236,9 +295,14 @@ class ClockGate:
     let through under ``warn`` while the clock is not synchronized (the daemon counts it).
     """
 
-    def __init__(self, policy: Policy = "warn", timed: Collection[str] = ("spatem", "ssem"), *,
-                 max_age_s: float = 30.0,
-                 on_sent_unsynchronized: Callable[[MessageKind], None] | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy = "warn",
+        timed: Collection[str] = ("spatem", "ssem"),
+        *,
+        max_age_s: float = 30.0,
+        on_sent_unsynchronized: Callable[[MessageKind], None] | None = None,
+    ) -> None:
         self.policy: Policy = policy
         self.timed = frozenset(timed)
         self.max_age_s = max_age_s

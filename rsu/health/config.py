@@ -47,6 +47,8 @@ class ClockSection(_Section):
 
         unknown = [m for m in v if m not in catalog.BY_NAME]
         if unknown:
-            raise ValueError(f"unknown message {', '.join(map(repr, unknown))} (expected some of: "
-                             f"{', '.join(k.name for k in catalog.MESSAGES)})")
+            raise ValueError(
+                f"unknown message {', '.join(map(repr, unknown))} (expected some of: "
+                f"{', '.join(k.name for k in catalog.MESSAGES)})"
+            )
         return v

@@ -63,11 +63,19 @@ class GnssState:
     def status(self, now: float) -> dict[str, Any]:
         """For ``rsu status`` / GET /v1/status."""
         mode = self.current_mode(now)
-        return {"connected": self.connected, "fix": FIX_MODES.get(mode, str(mode)), "mode": mode,
-                "latitude": self.latitude, "longitude": self.longitude, "altitude_m": self.altitude_m,
-                "satellites_used": self.satellites_used, "satellites_seen": self.satellites_seen,
-                "device": self.device, "gpsd_version": self.version,
-                "tpv_age_s": round(now - self.tpv_at, 3) if self.tpv_at is not None else None}
+        return {
+            "connected": self.connected,
+            "fix": FIX_MODES.get(mode, str(mode)),
+            "mode": mode,
+            "latitude": self.latitude,
+            "longitude": self.longitude,
+            "altitude_m": self.altitude_m,
+            "satellites_used": self.satellites_used,
+            "satellites_seen": self.satellites_seen,
+            "device": self.device,
+            "gpsd_version": self.version,
+            "tpv_age_s": round(now - self.tpv_at, 3) if self.tpv_at is not None else None,
+        }
 
 
 def _number(obj: dict[str, Any], key: str) -> float | None:
@@ -103,7 +111,7 @@ class GpsdReader:
                     self._skipping = True
                 return applied
             line = bytes(self._buf[:nl])
-            del self._buf[:nl + 1]
+            del self._buf[: nl + 1]
             if self._skipping:
                 self._skipping = False
                 continue
@@ -172,8 +180,16 @@ class GpsdClient:
     the clock's time; reconnects after ``retry_s`` (doubling up to ``max_retry_s``) when the connection
     fails or ends. ``state`` is the reader's :class:`GnssState`; ``connected`` is set while up."""
 
-    def __init__(self, host: str, port: int, *, clock: Clock, retry_s: float = 1.0, max_retry_s: float = 30.0,
-                 connect_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        clock: Clock,
+        retry_s: float = 1.0,
+        max_retry_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+    ) -> None:
         self.host, self.port, self.clock = host, port, clock
         self.reader = GpsdReader()
         self.retry_s, self.max_retry_s, self.connect_timeout_s = retry_s, max_retry_s, connect_timeout_s
@@ -199,16 +215,14 @@ class GpsdClient:
                 await self._session()
                 delay = self.retry_s  # a session that ran resets the backoff
             except (TimeoutError, OSError, EOFError) as e:
-                log.warning("gpsd %s:%d: %s; retrying in %.0f s", self.host, self.port, e or type(e).__name__,
-                            delay)
+                log.warning("gpsd %s:%d: %s; retrying in %.0f s", self.host, self.port, e or type(e).__name__, delay)
             self.connected.clear()
             self.state.connected = False
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.max_retry_s)
 
     async def _session(self) -> None:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
-                                                self.connect_timeout_s)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.connect_timeout_s)
         try:
             writer.write(WATCH)
             await writer.drain()

@@ -47,8 +47,13 @@ async def read_chrony(command: tuple[str, ...] = CHRONY_COMMAND, timeout: float 
     if path is None:
         raise ClockReadError(f"{command[0]} not found")
     try:
-        proc = await asyncio.create_subprocess_exec(path, *command[1:], stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(
+            path,
+            *command[1:],
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
     except OSError as e:  # not executable, a filter refusing fork/exec, out of processes
         raise ClockReadError(f"{command[0]} could not be run: {e}") from None
     try:
@@ -58,7 +63,9 @@ async def read_chrony(command: tuple[str, ...] = CHRONY_COMMAND, timeout: float 
         await proc.wait()
         raise ClockReadError(f"{command[0]} did not answer within {timeout:g} s") from None
     if proc.returncode != 0:
-        raise ClockReadError(f"{command[0]} exited with {proc.returncode}: {err.decode(errors='replace').strip()[:200]}")
+        raise ClockReadError(
+            f"{command[0]} exited with {proc.returncode}: {err.decode(errors='replace').strip()[:200]}"
+        )
     try:
         return parse_chrony_tracking(out.decode(errors="replace"))
     except ValueError as e:
@@ -70,8 +77,12 @@ class HealthMonitor:
         self.clock = clock
         self.metrics = metrics
         self.section = section
-        self.gate = ClockGate(section.unsynchronized, section.timed_messages, max_age_s=3 * section.poll_interval + 5,
-                              on_sent_unsynchronized=self._count_unsynchronized)
+        self.gate = ClockGate(
+            section.unsynchronized,
+            section.timed_messages,
+            max_age_s=3 * section.poll_interval + 5,
+            on_sent_unsynchronized=self._count_unsynchronized,
+        )
         self.gpsd: GpsdClient | None = None
         self.reading: ClockReading | None = None
         self.read_at: float | None = None
@@ -153,10 +164,10 @@ class HealthMonitor:
             log.info("clock synchronized (%s: %s)", reading.source, reading.detail)
             return
         timed = ", ".join(sorted(self.gate.timed)) or "none"
-        action = ("withheld" if self.section.unsynchronized == "stop"
-                  else "sent anyway (clock.unsynchronized: warn)")
-        log.warning("clock NOT synchronized (%s: %s): timed messages (%s) are %s", reading.source,
-                    reading.detail, timed, action)
+        action = "withheld" if self.section.unsynchronized == "stop" else "sent anyway (clock.unsynchronized: warn)"
+        log.warning(
+            "clock NOT synchronized (%s: %s): timed messages (%s) are %s", reading.source, reading.detail, timed, action
+        )
 
     def _count_unsynchronized(self, kind: MessageKind) -> None:
         self.metrics.clock_unsynchronized_sent.labels(kind.service, kind.name).inc()
@@ -183,11 +194,14 @@ class HealthMonitor:
         now = self.clock.now()
         r = self.reading
         return {
-            "synchronized": self.gate.synchronized(now), "source": r.source if r else "none",
-            "offset_s": r.offset_s if r else None, "error_s": r.error_s if r else None,
+            "synchronized": self.gate.synchronized(now),
+            "source": r.source if r else "none",
+            "offset_s": r.offset_s if r else None,
+            "error_s": r.error_s if r else None,
             "detail": r.detail if r else "not read yet",
             "checked_at": iso_utc(self.read_at) if self.read_at is not None else None,
-            "policy": self.section.unsynchronized, "timed_messages": sorted(self.gate.timed),
+            "policy": self.section.unsynchronized,
+            "timed_messages": sorted(self.gate.timed),
             "gnss": self.gpsd.state.status(now) if self.gpsd is not None else None,
         }
 

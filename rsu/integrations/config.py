@@ -27,8 +27,17 @@ from pydantic import Field, model_validator
 from rsu.ops.config_core import ConfigError, LayerConfig, Problems, check, config_dataclass, floats, ints
 from rsu.secretfile import read_secret_file
 
-__all__ = ["ConfigError", "ControllerFeedConfig", "ControllerIntersectionConfig", "IntegrationsConfig",
-           "MapFilesConfig", "NtripConfig", "SignalGroupMapConfig", "intersection_key", "reference_id"]
+__all__ = [
+    "ConfigError",
+    "ControllerFeedConfig",
+    "ControllerIntersectionConfig",
+    "IntegrationsConfig",
+    "MapFilesConfig",
+    "NtripConfig",
+    "SignalGroupMapConfig",
+    "intersection_key",
+    "reference_id",
+]
 
 MOVEMENTS = ("protected", "permissive")
 GROUP_TYPES = ("vehicle", "pedestrian", "overlap")
@@ -187,8 +196,10 @@ class ControllerIntersectionConfig(LayerConfig):
         seen: dict[int, int] = {}
         for i, g in enumerate(self.signal_groups):
             if g.signal_group in seen:
-                found.add(f"signal_groups[{i}].signal_group",
-                          f"{g.signal_group} is already mapped by signal_groups[{seen[g.signal_group]}]")
+                found.add(
+                    f"signal_groups[{i}].signal_group",
+                    f"{g.signal_group} is already mapped by signal_groups[{seen[g.signal_group]}]",
+                )
             seen.setdefault(g.signal_group, i)
         found.raise_any()
         return self
@@ -232,12 +243,18 @@ class ControllerFeedConfig(LayerConfig):
                 if not ix.signal_groups:
                     found.add(ip + "signal_groups", "a TSCBM intersection needs its phase map")
                 if ix.controller is None and len(self.intersections) > 1:
-                    found.add(ip + "controller", "required when several intersections share the TSCBM listener "
-                                                 "(the source address tells them apart)")
+                    found.add(
+                        ip + "controller",
+                        "required when several intersections share the TSCBM listener "
+                        "(the source address tells them apart)",
+                    )
                 elif ix.controller in controllers:
-                    found.add(ip + "controller", f"{ix.controller} is already used by intersections"
-                                                 f"[{controllers[ix.controller]}] (each TSCBM controller drives one "
-                                                 "intersection)")
+                    found.add(
+                        ip + "controller",
+                        f"{ix.controller} is already used by intersections"
+                        f"[{controllers[ix.controller]}] (each TSCBM controller drives one "
+                        "intersection)",
+                    )
                 controllers.setdefault(ix.controller, i)
         if self.format == "tscbm" and not self.intersections:
             found.add("intersections", "the TSCBM format needs at least one intersection with its phase map")
@@ -384,9 +401,11 @@ class NtripConfig(LayerConfig):
         if self.password_file is not None and not self.username:
             found.add("password_file", "given without username")
         if (self.gga or self.latitude is not None or self.longitude is not None) and (
-                self.latitude is None or self.longitude is None):
-            found.add("latitude/longitude",
-                      "the RSU position is required" + (" for GGA" if self.gga else " (give both)"))
+            self.latitude is None or self.longitude is None
+        ):
+            found.add(
+                "latitude/longitude", "the RSU position is required" + (" for GGA" if self.gga else " (give both)")
+            )
         if self.backoff_initial_s > self.backoff_max_s:
             found.add("backoff_initial_s", "larger than backoff_max_s")
         found.raise_any()

@@ -83,8 +83,12 @@ class FeedResult:
             if self.answer and "deferred_by_s" in self.answer:
                 out["deferred_by_s"] = self.answer["deferred_by_s"]
         else:
-            out["error"] = {"code": self.reason, "path": self.path, "reason": self.detail,
-                            "message": f"{self.reason}: {self.path or '(message)'}: {self.detail}"}
+            out["error"] = {
+                "code": self.reason,
+                "path": self.path,
+                "reason": self.detail,
+                "message": f"{self.reason}: {self.path or '(message)'}: {self.detail}",
+            }
         return out
 
 
@@ -104,9 +108,16 @@ class _Intersection:
 
 
 class ControllerFeed:
-    def __init__(self, config: ControllerFeedConfig, services: Services, *, clock: Clock,
-                 on_feed_age: FeedAgeCallback | None = None, drops: DropCounter | None = None,
-                 source: str = "controller") -> None:
+    def __init__(
+        self,
+        config: ControllerFeedConfig,
+        services: Services,
+        *,
+        clock: Clock,
+        on_feed_age: FeedAgeCallback | None = None,
+        drops: DropCounter | None = None,
+        source: str = "controller",
+    ) -> None:
         self.config = config
         self.services = services
         self.clock = clock
@@ -115,7 +126,8 @@ class ControllerFeed:
         self._ix: dict[str, _Intersection] = {}
         self._wakeup: Callable[[], None] | None = None
         self._by_controller: dict[str | None, ControllerIntersectionConfig] = {
-            ix.controller: ix for ix in config.intersections}
+            ix.controller: ix for ix in config.intersections
+        }
 
     def set_wakeup(self, callback: Callable[[], None] | None) -> None:
         """Called when :meth:`next_deadline` may have moved (the watchdog timer re-arms)."""
@@ -136,8 +148,12 @@ class ControllerFeed:
         except FeedError as e:
             return self._drop(e.reason, e.path, e.detail)
         if self.config.intersections and self.config.intersection(update.key) is None:
-            return self._drop("unknown-intersection", "intersection",
-                              f"intersection {update.key} is not configured for this feed", key=update.key)
+            return self._drop(
+                "unknown-intersection",
+                "intersection",
+                f"intersection {update.key} is not configured for this feed",
+                key=update.key,
+            )
         cfg = self.config.intersection(update.key)
         if cfg is not None and cfg.name and update.name is None:
             update = dataclasses.replace(update, name=cfg.name)
@@ -195,8 +211,9 @@ class ControllerFeed:
             if st.mode == LIVE and st.last_update is not None:
                 times.append(st.last_update + self.config.watchdog_timeout_s)
             elif st.mode == STALE:
-                times.append(min(st.next_unavailable or float("inf"),
-                                 (st.stale_since or 0.0) + self.config.unavailable_max_s))
+                times.append(
+                    min(st.next_unavailable or float("inf"), (st.stale_since or 0.0) + self.config.unavailable_max_s)
+                )
         return min(times) if times else None
 
     def feed_ages(self, now: float | None = None) -> dict[str, float]:
@@ -207,13 +224,21 @@ class ControllerFeed:
         now = self.clock.now()
         out = {}
         for k, st in sorted(self._ix.items()):
-            out[k] = {"state": st.mode, "updates": st.updates,
-                      "feed_age_s": None if st.last_update is None else round(max(0.0, now - st.last_update), 3),
-                      "last_update": None if st.last_update is None else iso_utc(st.last_update),
-                      "last_controller_time": None if st.last_timestamp is None else iso_utc(st.last_timestamp),
-                      "last_error": st.last_error}
-        return {"format": self.config.format, "watchdog_timeout_s": self.config.watchdog_timeout_s,
-                "stale_behaviour": self.config.stale_behaviour, "intersections": out, **self.counters.snapshot()}
+            out[k] = {
+                "state": st.mode,
+                "updates": st.updates,
+                "feed_age_s": None if st.last_update is None else round(max(0.0, now - st.last_update), 3),
+                "last_update": None if st.last_update is None else iso_utc(st.last_update),
+                "last_controller_time": None if st.last_timestamp is None else iso_utc(st.last_timestamp),
+                "last_error": st.last_error,
+            }
+        return {
+            "format": self.config.format,
+            "watchdog_timeout_s": self.config.watchdog_timeout_s,
+            "stale_behaviour": self.config.stale_behaviour,
+            "intersections": out,
+            **self.counters.snapshot(),
+        }
 
     # --- internals ------------------------------------------------------------------------------------
     def _state(self, key: str) -> _Intersection:
@@ -233,16 +258,22 @@ class ControllerFeed:
         st = self._ix.get(update.key)
         if st is not None and st.last_timestamp is not None:
             if update.timestamp < st.last_timestamp:
-                return self._drop("out-of-order", "timestamp",
-                                  f"{iso_utc(update.timestamp)} is older than the last update used "
-                                  f"({iso_utc(st.last_timestamp)})", update.key)
+                return self._drop(
+                    "out-of-order",
+                    "timestamp",
+                    f"{iso_utc(update.timestamp)} is older than the last update used ({iso_utc(st.last_timestamp)})",
+                    update.key,
+                )
             if update.timestamp == st.last_timestamp:
-                return self._drop("duplicate", "timestamp", f"{iso_utc(update.timestamp)} was already used",
-                                  update.key)
+                return self._drop("duplicate", "timestamp", f"{iso_utc(update.timestamp)} was already used", update.key)
         if check_skew and abs(update.timestamp - now) > cfg.max_clock_skew_s:
-            return self._drop("clock-skew", "timestamp",
-                              f"{iso_utc(update.timestamp)} is {update.timestamp - now:+.3f} s from this RSU's clock "
-                              f"(max_clock_skew_s {cfg.max_clock_skew_s:g})", update.key)
+            return self._drop(
+                "clock-skew",
+                "timestamp",
+                f"{iso_utc(update.timestamp)} is {update.timestamp - now:+.3f} s from this RSU's clock "
+                f"(max_clock_skew_s {cfg.max_clock_skew_s:g})",
+                update.key,
+            )
         payload, corrections = spatem_payload(update, now)
         st = self._state(update.key)
         try:
@@ -278,9 +309,13 @@ class ControllerFeed:
         if not st.groups:
             return
         update = IntersectionUpdate(
-            key=st.key, timestamp=now, status=status_with(0, NO_VALID_SPAT),
+            key=st.key,
+            timestamp=now,
+            status=status_with(0, NO_VALID_SPAT),
             groups=tuple(SignalGroupState(g, (SignalEvent("unavailable", timing=False),)) for g in st.groups),
-            name=st.name, revision=st.revision)
+            name=st.name,
+            revision=st.revision,
+        )
         payload, _ = spatem_payload(update, now)
         try:
             self.services.trigger("tlm", {"payload": payload})

@@ -53,8 +53,9 @@ class ControllerRunner:
         cfg = self.feed.config
         loop = asyncio.get_running_loop()
         if cfg.port is not None:
-            self._transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self),
-                                                                     local_addr=(cfg.host, cfg.port))
+            self._transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Protocol(self), local_addr=(cfg.host, cfg.port)
+            )
             log.info("controller feed (%s) listening on udp %s:%s", cfg.format, *(self.address or (cfg.host, cfg.port)))
         self.feed.set_wakeup(self._wake.set)
         self._task = asyncio.create_task(self._watchdog(), name="controller-watchdog")

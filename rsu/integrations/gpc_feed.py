@@ -25,8 +25,16 @@ log = logging.getLogger("rsu.integrations.ntrip")
 
 
 class GpcFeed:
-    def __init__(self, services: Services, counters: Counters, *, stream: str, max_bytes: int,
-                 max_correction_age_s: float, dissemination: dict | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        counters: Counters,
+        *,
+        stream: str,
+        max_bytes: int,
+        max_correction_age_s: float,
+        dissemination: dict | None = None,
+    ) -> None:
         self.services = services
         self.counters = counters
         self.stream = stream
@@ -73,8 +81,11 @@ class GpcFeed:
     def tick(self, now: float) -> None:
         deadline = self.next_deadline()
         if deadline is not None and now >= deadline:
-            log.warning("no RTCM frame for %.1f s: RTCMEM %s stopped (no stale corrections)", self.max_age,
-                        ", ".join(self.active))
+            log.warning(
+                "no RTCM frame for %.1f s: RTCMEM %s stopped (no stale corrections)",
+                self.max_age,
+                ", ".join(self.active),
+            )
             for name in self.active:
                 self._terminate(name)
             self.active = []

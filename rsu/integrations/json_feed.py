@@ -30,11 +30,25 @@ from rsu.integrations.config import ConfigError, intersection_key
 from rsu.integrations.spat import MOVEMENT_PHASE_STATES, STATUS_BITS, IntersectionUpdate, SignalEvent, SignalGroupState
 
 _TOP = {"intersection", "timestamp", "revision", "status", "name", "signal_groups"}
-_GROUP = {"signal_group", "state", "start_time", "min_end_time", "max_end_time", "likely_time", "confidence",
-          "next_time", "next"}
+_GROUP = {
+    "signal_group",
+    "state",
+    "start_time",
+    "min_end_time",
+    "max_end_time",
+    "likely_time",
+    "confidence",
+    "next_time",
+    "next",
+}
 _EVENT = _GROUP - {"signal_group", "next"}
-_TIMES = (("start_time", "start"), ("min_end_time", "min_end"), ("max_end_time", "max_end"),
-          ("likely_time", "likely"), ("next_time", "next_time"))
+_TIMES = (
+    ("start_time", "start"),
+    ("min_end_time", "min_end"),
+    ("max_end_time", "max_end"),
+    ("likely_time", "likely"),
+    ("next_time", "next_time"),
+)
 _LEAP = re.compile(r"^(.*T\d{2}:\d{2}:)60((?:[.,]\d+)?(?:Z|z|[+-]\d{2}:?\d{2})?)$")
 MAX_DATAGRAM = 65507
 EARLIEST, LATEST = 946684800.0, 4102444800.0  # times outside 2000..2100 are refused (clearly not SPaT times)
@@ -108,8 +122,9 @@ def parse_json_feed(data: bytes | str | dict) -> IntersectionUpdate:
             _unknown(ev, _EVENT, epath)
             events.append(_event(ev, epath))
         groups.append(SignalGroupState(sg, tuple(events)))
-    return IntersectionUpdate(key=key, timestamp=timestamp, groups=tuple(groups), revision=revision, status=status,
-                              name=name)
+    return IntersectionUpdate(
+        key=key, timestamp=timestamp, groups=tuple(groups), revision=revision, status=status, name=name
+    )
 
 
 # --- members ------------------------------------------------------------------------------------------------
@@ -118,8 +133,11 @@ def _event(obj: dict, path: str) -> SignalEvent:
     if isinstance(state, int) and not isinstance(state, bool) and 0 <= state < len(MOVEMENT_PHASE_STATES):
         state = MOVEMENT_PHASE_STATES[state]
     if state not in MOVEMENT_PHASE_STATES:
-        raise FeedError("invalid-field", f"{path}.state",
-                        f"{state!r} is not a MovementPhaseState ({', '.join(MOVEMENT_PHASE_STATES)})")
+        raise FeedError(
+            "invalid-field",
+            f"{path}.state",
+            f"{state!r} is not a MovementPhaseState ({', '.join(MOVEMENT_PHASE_STATES)})",
+        )
     times: dict[str, Any] = {attr: _time(obj, name, f"{path}.{name}") for name, attr in _TIMES}  # SignalEvent's times
     confidence = None
     if obj.get("confidence") is not None:
@@ -140,7 +158,7 @@ def _intersection(v: Any) -> str:
     if isinstance(v, dict):
         extra = set(v) - {"region", "id"}
         if extra or "id" not in v:
-            raise FeedError("invalid-field", "intersection", "expected {\"id\": N} or {\"region\": R, \"id\": N}")
+            raise FeedError("invalid-field", "intersection", 'expected {"id": N} or {"region": R, "id": N}')
         ident = _int(v["id"], "intersection.id", 0, 65535)
         if v.get("region") is not None:
             return f"{_int(v['region'], 'intersection.region', 0, 65535)}.{ident}"

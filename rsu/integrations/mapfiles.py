@@ -63,8 +63,15 @@ class _File:
 
 
 class MapFileLoader:
-    def __init__(self, config: MapFilesConfig, services: Services, *, clock: Clock,
-                 drops: DropCounter | None = None, source: str = "map-files") -> None:
+    def __init__(
+        self,
+        config: MapFilesConfig,
+        services: Services,
+        *,
+        clock: Clock,
+        drops: DropCounter | None = None,
+        source: str = "map-files",
+    ) -> None:
         self.config = config
         self.services = services
         self.clock = clock
@@ -94,11 +101,19 @@ class MapFileLoader:
         return out
 
     def status(self) -> dict:
-        return {"poll_interval_s": self.config.poll_interval_s,
-                "files": {k: {"path": str(f.path), "error": f.error, "revisions": f.revisions,
-                              "loaded_at": iso_utc(f.loaded_at) if f.loaded_at else None}
-                          for k, f in self._files.items()},
-                **self.counters.snapshot()}
+        return {
+            "poll_interval_s": self.config.poll_interval_s,
+            "files": {
+                k: {
+                    "path": str(f.path),
+                    "error": f.error,
+                    "revisions": f.revisions,
+                    "loaded_at": iso_utc(f.loaded_at) if f.loaded_at else None,
+                }
+                for k, f in self._files.items()
+            },
+            **self.counters.snapshot(),
+        }
 
     # --- internals ------------------------------------------------------------------------------------
     @staticmethod
@@ -145,7 +160,9 @@ class MapFileLoader:
         f.error = None
         f.loaded_at = self.clock.now()
         ident = answer.get("identification") or {}
-        f.revisions = {el["id"]: el["revision"] for el in ident.get("intersections", []) + ident.get("roadSegments", [])}
+        f.revisions = {
+            el["id"]: el["revision"] for el in ident.get("intersections", []) + ident.get("roadSegments", [])
+        }
         self.counters.count(f"map-{action}")
         if action != "unchanged":
             log.info("MAP file %s: MAPEM %s %s (revisions %s)", f.path, f.key, action, f.revisions)
@@ -165,7 +182,7 @@ def read_map_file(path: Path, key: str) -> tuple[dict | None, tuple[str, str] | 
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         return None, ("map-file-invalid", f"not JSON: {e}")
     if not isinstance(obj, dict) or not isinstance(obj.get("map"), dict):
-        return None, ("map-file-invalid", "not the JER JSON of a MAPEM (an object with \"map\")")
+        return None, ("map-file-invalid", 'not the JER JSON of a MAPEM (an object with "map")')
     keys = _element_keys(obj["map"])
     if keys != key:
         return None, ("map-file-wrong-intersection", f"describes {keys or 'nothing'!r}, configured for {key!r}")

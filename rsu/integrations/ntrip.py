@@ -42,8 +42,17 @@ class NtripError(ReasonError):
     """A caster answer or stream the client refuses (``reason``: ``ntrip-...``)."""
 
 
-def build_request(*, host: str, port: int, mountpoint: str, version: int, username: str | None = None,
-                  password: str | None = None, gga: str | None = None, user_agent: str = "NTRIP rsu") -> bytes:
+def build_request(
+    *,
+    host: str,
+    port: int,
+    mountpoint: str,
+    version: int,
+    username: str | None = None,
+    password: str | None = None,
+    gga: str | None = None,
+    user_agent: str = "NTRIP rsu",
+) -> bytes:
     """The request bytes (with the first GGA sentence when ``gga`` is given)."""
     lines = []
     if version == 1:
@@ -81,9 +90,25 @@ def gga_sentence(latitude: float, longitude: float, altitude_m: float, posix: fl
             deg, minutes = deg + 1, 0.0
         return f"{deg:0{deg_digits}d}{minutes:08.5f}"
 
-    body = ",".join([
-        "GPGGA", hhmmss, dm(latitude, 2), "N" if latitude >= 0 else "S", dm(longitude, 3),
-        "E" if longitude >= 0 else "W", "1", "12", "1.0", f"{altitude_m:.1f}", "M", "0.0", "M", "", ""])
+    body = ",".join(
+        [
+            "GPGGA",
+            hhmmss,
+            dm(latitude, 2),
+            "N" if latitude >= 0 else "S",
+            dm(longitude, 3),
+            "E" if longitude >= 0 else "W",
+            "1",
+            "12",
+            "1.0",
+            f"{altitude_m:.1f}",
+            "M",
+            "0.0",
+            "M",
+            "",
+            "",
+        ]
+    )
     return f"${body}*{nmea_checksum(body):02X}\r\n"
 
 
@@ -115,7 +140,7 @@ class _Dechunker:
                         raise NtripError("ntrip-bad-chunk", "chunk size line too long")
                     break
                 line = bytes(self._buf[:i]).split(b";", 1)[0].strip()
-                del self._buf[:i + 2]
+                del self._buf[: i + 2]
                 try:
                     self._remaining = int(line, 16)
                 except ValueError:
@@ -166,7 +191,7 @@ class ResponseParser:
         eol = self._head.find(b"\r\n")
         if eol < 0:
             probe = bytes(self._head[:12])
-            if not any(probe[:len(p)] == p[:len(probe)] for p in (b"ICY ", b"HTTP/", b"SOURCETABLE")):
+            if not any(probe[: len(p)] == p[: len(probe)] for p in (b"ICY ", b"HTTP/", b"SOURCETABLE")):
                 raise NtripError("ntrip-bad-response", f"unexpected answer {probe!r}")
             if len(self._head) > MAX_HEADER:
                 raise NtripError("ntrip-bad-response", "no end of the status line")
@@ -177,7 +202,7 @@ class ResponseParser:
             if not first.startswith(b"ICY 200"):
                 raise NtripError("ntrip-refused", self.status_line)
             self.status = "ok"
-            rest = bytes(self._head[eol + 2:])
+            rest = bytes(self._head[eol + 2 :])
             self._head.clear()
             return rest
         if first.startswith(b"SOURCETABLE"):
@@ -190,7 +215,7 @@ class ResponseParser:
                 raise NtripError("ntrip-bad-response", "no end of the response header")
             return b""
         head = self._head[:i].decode("latin-1")
-        rest = bytes(self._head[i + 4:])
+        rest = bytes(self._head[i + 4 :])
         self._head.clear()
         lines = head.split("\r\n")
         self.status_line = lines[0]
@@ -219,8 +244,15 @@ class ResponseParser:
 class Backoff:
     """Exponential reconnect delays: initial, x2 each failure, capped, with +-jitter; reset on success."""
 
-    def __init__(self, initial: float, maximum: float, *, factor: float = 2.0, jitter: float = 0.1,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        initial: float,
+        maximum: float,
+        *,
+        factor: float = 2.0,
+        jitter: float = 0.1,
+        rng: random.Random | None = None,
+    ) -> None:
         self.initial = initial
         self.maximum = maximum
         self.factor = factor

@@ -35,9 +35,17 @@ log = logging.getLogger("rsu.integrations.ntrip")
 
 
 class NtripClient:
-    def __init__(self, config: NtripConfig, services, *, clock: Clock, drops: DropCounter | None = None,
-                 rng: random.Random | None = None, source: str = "ntrip",
-                 on_publish: Callable[[list[bytes], list[dict]], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: NtripConfig,
+        services,
+        *,
+        clock: Clock,
+        drops: DropCounter | None = None,
+        rng: random.Random | None = None,
+        source: str = "ntrip",
+        on_publish: Callable[[list[bytes], list[dict]], None] | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
         self.counters = Counters(source, drops)
@@ -45,10 +53,22 @@ class NtripClient:
         self.batcher = RtcmBatcher(config.flush_gap_s, config.max_batch_age_s)
         diss = None
         if config.latitude is not None and config.longitude is not None and config.area_radius_m > 0:
-            diss = {"destination": {"latitude": config.latitude, "longitude": config.longitude, "shape": "circle",
-                                    "a": config.area_radius_m}}
-        self.gpc = GpcFeed(services, self.counters, stream=config.stream, max_bytes=config.max_rtcmem_bytes,
-                           max_correction_age_s=config.max_correction_age_s, dissemination=diss)
+            diss = {
+                "destination": {
+                    "latitude": config.latitude,
+                    "longitude": config.longitude,
+                    "shape": "circle",
+                    "a": config.area_radius_m,
+                }
+            }
+        self.gpc = GpcFeed(
+            services,
+            self.counters,
+            stream=config.stream,
+            max_bytes=config.max_rtcmem_bytes,
+            max_correction_age_s=config.max_correction_age_s,
+            dissemination=diss,
+        )
         self.backoff = Backoff(config.backoff_initial_s, config.backoff_max_s, rng=rng)
         self.on_publish = on_publish
         self.connected = False
@@ -78,11 +98,17 @@ class NtripClient:
 
     def status(self) -> dict:
         c = self.config
-        return {"caster": f"{c.host}:{c.port}", "mountpoint": c.mountpoint, "version": c.version,
-                "connected": self.connected,
-                "connected_since": iso_utc(self.connected_since) if self.connected_since else None,
-                "last_frame_at": iso_utc(self.last_frame_at) if self.last_frame_at else None,
-                "last_error": self.last_error, "streams": list(self.gpc.active), **self.counters.snapshot()}
+        return {
+            "caster": f"{c.host}:{c.port}",
+            "mountpoint": c.mountpoint,
+            "version": c.version,
+            "connected": self.connected,
+            "connected_since": iso_utc(self.connected_since) if self.connected_since else None,
+            "last_frame_at": iso_utc(self.last_frame_at) if self.last_frame_at else None,
+            "last_error": self.last_error,
+            "streams": list(self.gpc.active),
+            **self.counters.snapshot(),
+        }
 
     # --- the loop -----------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -141,9 +167,18 @@ class NtripClient:
         try:
             self.counters.count("connections")
             gga = self._gga() if c.gga else None
-            writer.write(build_request(host=c.host, port=c.port, mountpoint=c.mountpoint, version=c.version,
-                                       username=c.username, password=password, gga=gga,
-                                       user_agent=c.user_agent))
+            writer.write(
+                build_request(
+                    host=c.host,
+                    port=c.port,
+                    mountpoint=c.mountpoint,
+                    version=c.version,
+                    username=c.username,
+                    password=password,
+                    gga=gga,
+                    user_agent=c.user_agent,
+                )
+            )
             await writer.drain()
             next_gga = self.clock.now() + c.gga_interval_s if gga else None
             parser = ResponseParser()

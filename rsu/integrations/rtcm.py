@@ -75,14 +75,14 @@ class Rtcm3Framer:
             length = ((buf[1] & 0x03) << 8) | buf[2]
             if len(buf) < length + 6:
                 break
-            candidate = bytes(buf[:length + 6])
-            if crc24q(candidate[:length + 3]) != int.from_bytes(candidate[length + 3:], "big"):
+            candidate = bytes(buf[: length + 6])
+            if crc24q(candidate[: length + 3]) != int.from_bytes(candidate[length + 3 :], "big"):
                 if self._synced:
                     self.counters.drop("rtcm-crc-mismatch", f"{length + 6}-byte frame")
                 self._lost_sync(1)
                 del buf[:1]
                 continue
-            del buf[:length + 6]
+            del buf[: length + 6]
             self._synced = True
             if length + 6 > MAX_RTCMEM_FRAME:
                 self.counters.drop("rtcm-frame-too-large", f"{length + 6} bytes (RTCMmessage holds 1023)")
@@ -103,8 +103,9 @@ def rtcmem_size_bound(frames: list[bytes]) -> int:
     return RTCMEM_OVERHEAD + sum(len(f) + PER_FRAME_OVERHEAD for f in frames)
 
 
-def pack_frames(frames: list[bytes], max_bytes: int, max_frames: int = MAX_FRAMES) -> tuple[list[list[bytes]],
-                                                                                            list[bytes]]:
+def pack_frames(
+    frames: list[bytes], max_bytes: int, max_frames: int = MAX_FRAMES
+) -> tuple[list[list[bytes]], list[bytes]]:
     """Split ``frames`` (in order) into parts that each fit one RTCMEM; (parts, frames that fit in none)."""
     parts: list[list[bytes]] = []
     too_big: list[bytes] = []

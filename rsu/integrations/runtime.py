@@ -33,11 +33,21 @@ log = logging.getLogger("rsu.integrations")
 
 
 class Integrations:
-    def __init__(self, config: IntegrationsConfig, services: Services, *, clock: Clock,
-                 drops: DropCounter | None = None, on_feed_age: FeedAgeCallback | None = None) -> None:
+    def __init__(
+        self,
+        config: IntegrationsConfig,
+        services: Services,
+        *,
+        clock: Clock,
+        drops: DropCounter | None = None,
+        on_feed_age: FeedAgeCallback | None = None,
+    ) -> None:
         self.config = config
-        self.controller = ControllerFeed(config.controller, services, clock=clock, on_feed_age=on_feed_age,
-                                         drops=drops) if config.controller else None
+        self.controller = (
+            ControllerFeed(config.controller, services, clock=clock, on_feed_age=on_feed_age, drops=drops)
+            if config.controller
+            else None
+        )
         self.controller_runner = ControllerRunner(self.controller) if self.controller else None
         self.maps = MapFileLoader(config.map_files, services, clock=clock, drops=drops) if config.map_files else None
         self.map_poller = MapFilePoller(self.maps) if self.maps else None
@@ -74,13 +84,16 @@ class Integrations:
         """SIGHUP: re-read every MAP file now. Returns what changed per intersection."""
         if self.maps is None:
             return {}
-        return {c.intersection: {"action": c.action, "revisions": c.revisions, "error": c.error}
-                for c in self.maps.reload()}
+        return {
+            c.intersection: {"action": c.action, "revisions": c.revisions, "error": c.error} for c in self.maps.reload()
+        }
 
     def status(self) -> dict:
-        return {"controller": self.controller.status() if self.controller else None,
-                "map_files": self.maps.status() if self.maps else None,
-                "ntrip": self.ntrip.status() if self.ntrip else None}
+        return {
+            "controller": self.controller.status() if self.controller else None,
+            "map_files": self.maps.status() if self.maps else None,
+            "ntrip": self.ntrip.status() if self.ntrip else None,
+        }
 
     def routes(self) -> list[web.RouteDef]:
         out = feed_routes(self.controller) if self.controller else []

@@ -18,16 +18,37 @@ from rsu.clock import TIMEMARK_UNKNOWN, start_time_mark, time_mark
 from rsu.integrations.config import reference_id
 
 # MovementPhaseState identifiers (ISO TS 19091 / J2735), by value
-MOVEMENT_PHASE_STATES = ("unavailable", "dark", "stop-Then-Proceed", "stop-And-Remain", "pre-Movement",
-                         "permissive-Movement-Allowed", "protected-Movement-Allowed", "permissive-clearance",
-                         "protected-clearance", "caution-Conflicting-Traffic")
+MOVEMENT_PHASE_STATES = (
+    "unavailable",
+    "dark",
+    "stop-Then-Proceed",
+    "stop-And-Remain",
+    "pre-Movement",
+    "permissive-Movement-Allowed",
+    "protected-Movement-Allowed",
+    "permissive-clearance",
+    "protected-clearance",
+    "caution-Conflicting-Traffic",
+)
 NO_TIMING = frozenset({"unavailable"})  # states sent without TimeChangeDetails when the feed gives none
 
 # IntersectionStatusObject bits (BIT STRING SIZE(16), bit 0 = most significant bit of the first octet)
-STATUS_BITS = ("manualControlIsEnabled", "stopTimeIsActivated", "failureFlash", "preemptIsActive",
-               "signalPriorityIsActive", "fixedTimeOperation", "trafficDependentOperation", "standbyOperation",
-               "failureMode", "off", "recentMAPmessageUpdate", "recentChangeInMAPassignedLanesIDsUsed",
-               "noValidMAPisAvailableAtThisTime", "noValidSPATisAvailableAtThisTime")
+STATUS_BITS = (
+    "manualControlIsEnabled",
+    "stopTimeIsActivated",
+    "failureFlash",
+    "preemptIsActive",
+    "signalPriorityIsActive",
+    "fixedTimeOperation",
+    "trafficDependentOperation",
+    "standbyOperation",
+    "failureMode",
+    "off",
+    "recentMAPmessageUpdate",
+    "recentChangeInMAPassignedLanesIDsUsed",
+    "noValidMAPisAvailableAtThisTime",
+    "noValidSPATisAvailableAtThisTime",
+)
 NO_VALID_SPAT = STATUS_BITS.index("noValidSPATisAvailableAtThisTime")
 
 

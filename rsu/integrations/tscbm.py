@@ -120,10 +120,21 @@ def parse_tscbm(data: bytes) -> Tscbm:
             raise TscbmError("tscbm-bad-phase", f"phase {number} appears in two blocks")
         phases[number] = PhaseTimes(number, *(_u16(data, off + 1 + 2 * k) for k in range(6)))
     off = 2 + BLOCK * n
-    (reds, yellows, greens, dont_walks, ped_clears, walks, overlap_reds, overlap_yellows, overlap_greens,
-     flashing_phases, flashing_overlaps) = (_u16(data, off + 2 * k) for k in range(11))
+    (
+        reds,
+        yellows,
+        greens,
+        dont_walks,
+        ped_clears,
+        walks,
+        overlap_reds,
+        overlap_yellows,
+        overlap_greens,
+        flashing_phases,
+        flashing_overlaps,
+    ) = (_u16(data, off + 2 * k) for k in range(11))
     off += 22
-    status, plan, discontinuous, sequence = data[off:off + 4]
+    status, plan, discontinuous, sequence = data[off : off + 4]
     off += 4
     seconds = (data[off] << 16) | (data[off + 1] << 8) | data[off + 2]
     millis = _u16(data, off + 3)
@@ -132,9 +143,28 @@ def parse_tscbm(data: bytes) -> Tscbm:
         raise TscbmError("tscbm-bad-timestamp", f"{seconds} seconds of the day (0..86399)")
     if millis > 999:
         raise TscbmError("tscbm-bad-timestamp", f"{millis} milliseconds (0..999)")
-    return Tscbm(phases, reds, yellows, greens, dont_walks, ped_clears, walks, overlap_reds, overlap_yellows,
-                 overlap_greens, flashing_phases, flashing_overlaps, status, plan, discontinuous, sequence, seconds,
-                 millis, ped_calls, ped_detects)
+    return Tscbm(
+        phases,
+        reds,
+        yellows,
+        greens,
+        dont_walks,
+        ped_clears,
+        walks,
+        overlap_reds,
+        overlap_yellows,
+        overlap_greens,
+        flashing_phases,
+        flashing_overlaps,
+        status,
+        plan,
+        discontinuous,
+        sequence,
+        seconds,
+        millis,
+        ped_calls,
+        ped_detects,
+    )
 
 
 def resolve_time_of_day(time_of_day: float, near: float) -> float:
@@ -200,8 +230,10 @@ def tscbm_update(blob: Tscbm, ix: ControllerIntersectionConfig, base: float, tim
             # no timing known (both times 0 = the controller does not predict this change)
             ev = SignalEvent(state=state, timing=state != "unavailable")
         else:
-            ev = SignalEvent(state=state, min_end=base + tmin / 10,
-                             max_end=base + max(tmax, tmin) / 10 if tmax else None)
+            ev = SignalEvent(
+                state=state, min_end=base + tmin / 10, max_end=base + max(tmax, tmin) / 10 if tmax else None
+            )
         groups.append(SignalGroupState(g.signal_group, (ev,)))
-    return IntersectionUpdate(key=ix.key, timestamp=timestamp, groups=tuple(groups), name=ix.name, plan=blob.plan,
-                              notes=tuple(notes))
+    return IntersectionUpdate(
+        key=ix.key, timestamp=timestamp, groups=tuple(groups), name=ix.name, plan=blob.plan, notes=tuple(notes)
+    )

@@ -59,14 +59,29 @@ DWIDTH_RANGE = (-512, 511)  # Offset-B10
 LANE_WIDTH_RANGE = (0, 32767)  # LaneWidth
 
 POINT_PROPERTIES = {"intersection_id", "region", "name", "revision", "lane_width", "station_id", "speed_limits"}
-LANE_PROPERTIES = {"lane_id", "name", "type", "type_attributes", "direction", "shared_with", "ingress_approach",
-                   "egress_approach", "maneuvers", "width", "widths", "signal_group", "connections",
-                   "stop_line_nodes", "overlays"}
+LANE_PROPERTIES = {
+    "lane_id",
+    "name",
+    "type",
+    "type_attributes",
+    "direction",
+    "shared_with",
+    "ingress_approach",
+    "egress_approach",
+    "maneuvers",
+    "width",
+    "widths",
+    "signal_group",
+    "connections",
+    "stop_line_nodes",
+    "overlays",
+}
 CONNECTION_KEYS = {"lane", "signal_group", "connection_id", "maneuver", "remote_intersection", "user_class"}
 IGNORED_PROPERTIES = {"fid", "comment", "note"}  # what GIS tools and people add; never read
 
 
 # --- export ---------------------------------------------------------------------------------------
+
 
 def from_map(mapem: dict, intersection: str | None = None) -> tuple[dict, list[str]]:
     """(GeoJSON FeatureCollection, warnings) of one intersection of a MAPEM's JER JSON."""
@@ -93,8 +108,13 @@ def from_map(mapem: dict, intersection: str | None = None) -> tuple[dict, list[s
         for east, north in lane.points:
             lat, lon = plane.to_wgs84(east, north)
             coords.append([round(lon, COORD_DECIMALS), round(lat, COORD_DECIMALS)])
-        features.append({"type": "Feature", "geometry": {"type": "LineString", "coordinates": coords},
-                         "properties": _lane_properties(lane)})
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": coords},
+                "properties": _lane_properties(lane),
+            }
+        )
     return {"type": "FeatureCollection", "features": features}, warnings
 
 
@@ -102,10 +122,14 @@ def _lane_properties(lane: Lane) -> dict:
     out: dict[str, Any] = {"lane_id": lane.lane_id}
     if lane.name is not None:
         out["name"] = lane.name
-    out.update(type=lane.type, type_attributes=lane.type_attributes, direction=lane.direction,
-               shared_with=lane.shared_with)
-    for key, value in (("ingress_approach", lane.ingress_approach), ("egress_approach", lane.egress_approach),
-                       ("maneuvers", lane.maneuvers)):
+    out.update(
+        type=lane.type, type_attributes=lane.type_attributes, direction=lane.direction, shared_with=lane.shared_with
+    )
+    for key, value in (
+        ("ingress_approach", lane.ingress_approach),
+        ("egress_approach", lane.egress_approach),
+        ("maneuvers", lane.maneuvers),
+    ):
         if value is not None:
             out[key] = value
     out["width"] = lane.widths_cm[0]
@@ -120,8 +144,12 @@ def _lane_properties(lane: Lane) -> dict:
         for c in lane.connections:
             item: dict[str, Any] = {"lane": c.lane}
             fields: tuple[tuple[str, Any], ...] = (
-                ("signal_group", None if shared is not None else c.signal_group), ("connection_id", c.connection_id),
-                ("maneuver", c.maneuver), ("remote_intersection", c.remote), ("user_class", c.user_class))
+                ("signal_group", None if shared is not None else c.signal_group),
+                ("connection_id", c.connection_id),
+                ("maneuver", c.maneuver),
+                ("remote_intersection", c.remote),
+                ("user_class", c.user_class),
+            )
             item.update((name, v) for name, v in fields if v is not None)
             conns.append(item)
         out["connections"] = conns
@@ -166,6 +194,7 @@ def _dropped(mapem: dict, x: Intersection) -> list[str]:
 
 # --- import ---------------------------------------------------------------------------------------
 
+
 class _Problems:
     def __init__(self) -> None:
         self.items: list[str] = []
@@ -191,8 +220,17 @@ def _whole_in(value: Any, lo: int, hi: int) -> bool:
     return number is not None and lo <= number <= hi
 
 
-def _int_prop(props: dict, name: str, lo: int, hi: int, where: str, problems: _Problems, *,
-              required: bool = False, default: int | None = None) -> int | None:
+def _int_prop(
+    props: dict,
+    name: str,
+    lo: int,
+    hi: int,
+    where: str,
+    problems: _Problems,
+    *,
+    required: bool = False,
+    default: int | None = None,
+) -> int | None:
     if props.get(name) is None:
         if required:
             problems.add(where, f"{name}: missing")
@@ -212,14 +250,17 @@ def _hex_prop(props: dict, name: str, where: str, problems: _Problems, default: 
     if value is None:
         return default
     if not isinstance(value, str) or not re.fullmatch(r"(?:[0-9a-fA-F]{2})+", value):
-        problems.add(where, f"{name}: {value!r} is not the hex of a bit string (e.g. \"a000\")")
+        problems.add(where, f'{name}: {value!r} is not the hex of a bit string (e.g. "a000")')
         return default
     return value.lower()
 
 
 def _position(value: Any) -> tuple[float, float, float | None] | None:
-    if not isinstance(value, list) or len(value) not in (2, 3) or \
-            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+    if (
+        not isinstance(value, list)
+        or len(value) not in (2, 3)
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
         return None
     try:
         lon, lat = float(value[0]), float(value[1])
@@ -238,8 +279,9 @@ def to_map(doc: Any) -> dict:
     """
     problems = _Problems()
     if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection" or not isinstance(doc.get("features"), list):
-        raise MapError([("not a GeoJSON FeatureCollection (an object with \"type\": \"FeatureCollection\" and "
-                        "a \"features\" list)")])
+        raise MapError(
+            [('not a GeoJSON FeatureCollection (an object with "type": "FeatureCollection" and a "features" list)')]
+        )
     points, lines = [], []
     for i, f in enumerate(doc["features"]):
         where = f"features[{i}]"
@@ -267,16 +309,21 @@ def to_map(doc: Any) -> dict:
             continue
         lane_id = lane["laneID"]
         if lane_id in seen:
-            problems.add(f"features[{i}] (lane {lane_id})", f"lane_id: {lane_id} is already the lane of "
-                         f"features[{seen[lane_id]}] (lane ids are unique in an intersection)")
+            problems.add(
+                f"features[{i}] (lane {lane_id})",
+                f"lane_id: {lane_id} is already the lane of "
+                f"features[{seen[lane_id]}] (lane ids are unique in an intersection)",
+            )
         else:
             seen[lane_id] = i
         lanes.append((i, lane))
     for i, lane in lanes:
         for k, c in enumerate(lane.get("connectsTo") or []):
             if "remoteIntersection" not in c and c["connectingLane"]["lane"] not in seen:
-                problems.add(f"features[{i}] (lane {lane['laneID']})",
-                             f"connections[{k}]: lane {c['connectingLane']['lane']} is not a lane of the intersection")
+                problems.add(
+                    f"features[{i}] (lane {lane['laneID']})",
+                    f"connections[{k}]: lane {c['connectingLane']['lane']} is not a lane of the intersection",
+                )
     if not lines:
         problems.add("features", "no LineString (lane): an intersection needs at least one lane")
     if problems.items:
@@ -286,7 +333,8 @@ def to_map(doc: Any) -> dict:
     revision = point["revision"]
     intersection = {**point, "laneSet": [lane for _, lane in lanes]}
     mapem: dict[str, Any] = {
-        "map": {"msgIssueRevision": revision, "layerType": "intersectionData", "intersections": [intersection]}}
+        "map": {"msgIssueRevision": revision, "layerType": "intersectionData", "intersections": [intersection]}
+    }
     if station is not None:
         mapem = {"header": _header(station), **mapem}
     _codec_check(mapem, [i for i, _ in lanes])
@@ -307,7 +355,9 @@ def _point(i: int, f: dict, problems: _Problems) -> dict | None:
         return None
     name = props.get("name")
     for extra in sorted(set(props) - POINT_PROPERTIES - IGNORED_PROPERTIES):
-        problems.add(where, f"{extra}: not a property of the reference point (known: {', '.join(sorted(POINT_PROPERTIES))})")
+        problems.add(
+            where, f"{extra}: not a property of the reference point (known: {', '.join(sorted(POINT_PROPERTIES))})"
+        )
     out: dict[str, Any] = {}
     if name is not None:
         if not isinstance(name, str) or not 1 <= len(name) <= 63 or not name.isascii():
@@ -322,8 +372,10 @@ def _point(i: int, f: dict, problems: _Problems) -> dict | None:
     out["revision"] = _int_prop(props, "revision", 0, 127, where, problems, default=0)
     pos = _position(f["geometry"].get("coordinates"))
     if pos is None:
-        problems.add(where, f"coordinates: {f['geometry'].get('coordinates')!r} is not a WGS84 [lon, lat] "
-                     "or [lon, lat, elevation m]")
+        problems.add(
+            where,
+            f"coordinates: {f['geometry'].get('coordinates')!r} is not a WGS84 [lon, lat] or [lon, lat, elevation m]",
+        )
         return None
     lon, lat, z = pos
     out["refPoint"] = {"lat": round(lat * 1e7), "long": round(lon * 1e7)}
@@ -370,9 +422,10 @@ def _connections(props: dict, where: str, problems: _Problems) -> list[dict]:
         user_class = _int_prop(item, "user_class", 0, 255, "", sub)
         maneuver = _hex_prop(item, "maneuver", "", sub)
         remote = item.get("remote_intersection")
-        if remote is not None and (not isinstance(remote, dict) or set(remote) - {"id", "region"}
-                                   or _integer(remote.get("id")) is None):
-            sub.add("", f"remote_intersection: {remote!r} is not {{\"id\": N}} or {{\"region\": R, \"id\": N}}")
+        if remote is not None and (
+            not isinstance(remote, dict) or set(remote) - {"id", "region"} or _integer(remote.get("id")) is None
+        ):
+            sub.add("", f'remote_intersection: {remote!r} is not {{"id": N}} or {{"region": R, "id": N}}')
         for p in sub.items:
             problems.add(cwhere, f"connections[{k}].{p[2:]}")
         if sub.items or lane is None:
@@ -405,8 +458,12 @@ def _lane(i: int, f: dict, plane: LocalPlane | None, base_width: int, problems: 
         lane_type = "vehicle"
     direction = props.get("direction")
     if direction not in DIRECTIONS:
-        problems.add(where, f"direction: {direction!r} is not one of {', '.join(DIRECTIONS)}"
-                     if direction is not None else "direction: missing (ingress, egress, both or none)")
+        problems.add(
+            where,
+            f"direction: {direction!r} is not one of {', '.join(DIRECTIONS)}"
+            if direction is not None
+            else "direction: missing (ingress, egress, both or none)",
+        )
         direction = "none"
     type_bits = _hex_prop(props, "type_attributes", where, problems, "00" if lane_type == "vehicle" else "0000")
     shared = _hex_prop(props, "shared_with", where, problems, "0000")
@@ -419,8 +476,9 @@ def _lane(i: int, f: dict, plane: LocalPlane | None, base_width: int, problems: 
     if name is not None and (not isinstance(name, str) or not 1 <= len(name) <= 63 or not name.isascii()):
         problems.add(where, f"name: {name!r} is not 1..63 ASCII characters (DescriptiveName)")
     overlays = props.get("overlays")
-    if overlays is not None and (not isinstance(overlays, list) or not 1 <= len(overlays) <= 5
-                                 or not all(_whole_in(v, 0, 255) for v in overlays)):
+    if overlays is not None and (
+        not isinstance(overlays, list) or not 1 <= len(overlays) <= 5 or not all(_whole_in(v, 0, 255) for v in overlays)
+    ):
         problems.add(where, f"overlays: {overlays!r} is not a list of 1..5 lane ids")
     if lane_id is None or nodes is None:
         return None
@@ -428,8 +486,11 @@ def _lane(i: int, f: dict, plane: LocalPlane | None, base_width: int, problems: 
     for key, value in (("name", name), ("ingressApproach", ingress_approach), ("egressApproach", egress_approach)):
         if value is not None:
             out[key] = value
-    out["laneAttributes"] = {"directionalUse": directional_use(direction), "sharedWith": shared,
-                             "laneType": {lane_type: type_bits}}
+    out["laneAttributes"] = {
+        "directionalUse": directional_use(direction),
+        "sharedWith": shared,
+        "laneType": {lane_type: type_bits},
+    }
     if maneuvers is not None:
         out["maneuvers"] = maneuvers
     out["nodeList"] = {"nodes": nodes}
@@ -440,8 +501,9 @@ def _lane(i: int, f: dict, plane: LocalPlane | None, base_width: int, problems: 
     return out
 
 
-def _nodes(props: dict, coords: Any, plane: LocalPlane | None, base_width: int, where: str,
-           problems: _Problems) -> list[dict] | None:
+def _nodes(
+    props: dict, coords: Any, plane: LocalPlane | None, base_width: int, where: str, problems: _Problems
+) -> list[dict] | None:
     if not isinstance(coords, list) or not 2 <= len(coords) <= MAX_NODES:
         count = len(coords) if isinstance(coords, list) else coords
         problems.add(where, f"coordinates: a lane has 2..{MAX_NODES} positions (NodeSetXY), found {count!r}")
@@ -449,8 +511,11 @@ def _nodes(props: dict, coords: Any, plane: LocalPlane | None, base_width: int, 
     width = _int_prop(props, "width", *LANE_WIDTH_RANGE, where, problems, default=base_width)
     widths = props.get("widths")
     if widths is not None:
-        if not isinstance(widths, list) or len(widths) != len(coords) or \
-                not all(_whole_in(w, *LANE_WIDTH_RANGE) for w in widths):
+        if (
+            not isinstance(widths, list)
+            or len(widths) != len(coords)
+            or not all(_whole_in(w, *LANE_WIDTH_RANGE) for w in widths)
+        ):
             problems.add(where, f"widths: expected {len(coords)} widths in cm (one per position, each 0..32767)")
             widths = None
         else:
@@ -480,8 +545,11 @@ def _nodes(props: dict, coords: Any, plane: LocalPlane | None, base_width: int, 
         delta = node_xy(dx, dy)
         if delta is None:
             frm = "the reference point" if n == 0 else f"position {n - 1}"
-            problems.add(where, f"coordinates[{n}]: {dx / 100:.2f} m east, {dy / 100:.2f} m north of {frm} is "
-                         "beyond a node offset (node-XY6: -327.68..327.67 m)")
+            problems.add(
+                where,
+                f"coordinates[{n}]: {dx / 100:.2f} m east, {dy / 100:.2f} m north of {frm} is "
+                "beyond a node offset (node-XY6: -327.68..327.67 m)",
+            )
             ok = False
         previous = here
         node: dict[str, Any] = {"delta": delta}
@@ -492,8 +560,11 @@ def _nodes(props: dict, coords: Any, plane: LocalPlane | None, base_width: int, 
         if d_width:
             if not DWIDTH_RANGE[0] <= d_width <= DWIDTH_RANGE[1]:
                 frm = "the intersection's lane_width" if n == 0 else f"the width at position {n - 1}"
-                problems.add(where, f"{'width' if n == 0 else f'widths[{n}]'}: {widths[n]} cm differs from "
-                             f"{frm} ({previous_width} cm) by more than a dWidth holds (-512..511 cm)")
+                problems.add(
+                    where,
+                    f"{'width' if n == 0 else f'widths[{n}]'}: {widths[n]} cm differs from "
+                    f"{frm} ({previous_width} cm) by more than a dWidth holds (-512..511 cm)",
+                )
                 ok = False
             attributes["dWidth"] = d_width
         previous_width = widths[n]
@@ -506,8 +577,11 @@ def _nodes(props: dict, coords: Any, plane: LocalPlane | None, base_width: int, 
 def _header(station_id: int) -> dict:
     from rsu import catalog
 
-    return {"protocolVersion": catalog.MAPEM.protocol_version, "messageID": catalog.MAPEM.message_id,
-            "stationID": station_id}
+    return {
+        "protocolVersion": catalog.MAPEM.protocol_version,
+        "messageID": catalog.MAPEM.message_id,
+        "stationID": station_id,
+    }
 
 
 def _codec_check(mapem: dict, feature_of_lane: list[int]) -> None:

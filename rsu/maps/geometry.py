@@ -70,18 +70,22 @@ class LocalPlane:
         self.lat0, self.lon0 = lat_deg, lon_deg
         phi = math.radians(lat_deg)
         w = math.sqrt(1.0 - WGS84_E2 * math.sin(phi) ** 2)
-        self.m_per_rad_north = WGS84_A * (1.0 - WGS84_E2) / w ** 3
+        self.m_per_rad_north = WGS84_A * (1.0 - WGS84_E2) / w**3
         self.m_per_rad_east = WGS84_A / w * max(math.cos(phi), 1e-9)  # no division by zero at a pole
 
     def to_local(self, lat_deg: float, lon_deg: float) -> tuple[float, float]:
         """(east, north) in metres of a WGS84 position."""
-        return (math.radians(lon_deg - self.lon0) * self.m_per_rad_east,
-                math.radians(lat_deg - self.lat0) * self.m_per_rad_north)
+        return (
+            math.radians(lon_deg - self.lon0) * self.m_per_rad_east,
+            math.radians(lat_deg - self.lat0) * self.m_per_rad_north,
+        )
 
     def to_wgs84(self, east: float, north: float) -> tuple[float, float]:
         """(lat, lon) in degrees of a local position in metres."""
-        return (self.lat0 + math.degrees(north / self.m_per_rad_north),
-                self.lon0 + math.degrees(east / self.m_per_rad_east))
+        return (
+            self.lat0 + math.degrees(north / self.m_per_rad_north),
+            self.lon0 + math.degrees(east / self.m_per_rad_east),
+        )
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,7 @@ class Intersection:
 
 # --- loading ---------------------------------------------------------------------------------------
 
+
 def load_pdu(data: bytes | str | dict, kind_name: str) -> dict:
     """The JER JSON of a whole ``kind_name`` PDU ("mapem"/"spatem") from what a user may hold.
 
@@ -274,8 +279,9 @@ def select(mapem: dict, wanted: str | None) -> Intersection:
         raise MapError(["the MAPEM has no intersection (road segments are not drawn)"])
     if wanted is None:
         if len(found) > 1:
-            raise MapError([(f"the MAPEM has {len(found)} intersections ({', '.join(x.key for x in found)}): "
-                            "choose one")])
+            raise MapError(
+                [(f"the MAPEM has {len(found)} intersections ({', '.join(x.key for x in found)}): choose one")]
+            )
         return found[0]
     for x in found:
         if wanted in (x.key, str(x.id)):
@@ -314,9 +320,16 @@ def _intersection(el: dict, path: str, problems: list[str]) -> Intersection:
         lpath = f"{path}.laneSet[{j}] (lane {raw['laneID']})"
         node_list = raw["nodeList"]
         attrs = raw["laneAttributes"]
-        lane = Lane(lane_id=raw["laneID"], type=next(iter(attrs["laneType"])),
-                    direction=direction_of(attrs["directionalUse"]), points=[], offsets_cm=[], widths_cm=[],
-                    connections=_connections(raw), raw=raw)
+        lane = Lane(
+            lane_id=raw["laneID"],
+            type=next(iter(attrs["laneType"])),
+            direction=direction_of(attrs["directionalUse"]),
+            points=[],
+            offsets_cm=[],
+            widths_cm=[],
+            connections=_connections(raw),
+            raw=raw,
+        )
         lanes.append(lane)
         if "nodes" in node_list:
             _place_nodes(lane, node_list["nodes"], plane, base_width, lpath, problems)
@@ -332,8 +345,10 @@ def _intersection(el: dict, path: str, problems: list[str]) -> Intersection:
             index, spec, lpath = item
             reference = by_id.get(spec["referenceLaneId"])
             if reference is None:
-                problems.append(f"{lpath}.nodeList.computed.referenceLaneId: lane {spec['referenceLaneId']} "
-                                "is not in the intersection")
+                problems.append(
+                    f"{lpath}.nodeList.computed.referenceLaneId: lane {spec['referenceLaneId']} "
+                    "is not in the intersection"
+                )
                 pending.remove(item)
                 continue
             if not reference.points:
@@ -343,29 +358,49 @@ def _intersection(el: dict, path: str, problems: list[str]) -> Intersection:
             progressed = True
         if pending and not progressed:
             for _, _, lpath in pending:
-                problems.append(f"{lpath}.nodeList.computed: its reference lane has no geometry "
-                                "(a circle of computed lanes, or a lane that could not be placed)")
+                problems.append(
+                    f"{lpath}.nodeList.computed: its reference lane has no geometry "
+                    "(a circle of computed lanes, or a lane that could not be placed)"
+                )
             break
-    return Intersection(id=el["id"]["id"], region=el["id"].get("region"), name=el.get("name"),
-                        revision=el["revision"], ref_lat=ref_lat, ref_lon=ref_lon, elevation_dm=ref.get("elevation"),
-                        lane_width_cm=el.get("laneWidth"), lanes=lanes, raw=el)
+    return Intersection(
+        id=el["id"]["id"],
+        region=el["id"].get("region"),
+        name=el.get("name"),
+        revision=el["revision"],
+        ref_lat=ref_lat,
+        ref_lon=ref_lon,
+        elevation_dm=ref.get("elevation"),
+        lane_width_cm=el.get("laneWidth"),
+        lanes=lanes,
+        raw=el,
+    )
 
 
 def _connections(raw: dict) -> list[Connection]:
     out = []
     for k, c in enumerate(raw.get("connectsTo") or []):
-        out.append(Connection(index=k, lane=c["connectingLane"]["lane"], signal_group=c.get("signalGroup"),
-                              connection_id=c.get("connectionID"), maneuver=c["connectingLane"].get("maneuver"),
-                              remote=c.get("remoteIntersection"), user_class=c.get("userClass")))
+        out.append(
+            Connection(
+                index=k,
+                lane=c["connectingLane"]["lane"],
+                signal_group=c.get("signalGroup"),
+                connection_id=c.get("connectionID"),
+                maneuver=c["connectingLane"].get("maneuver"),
+                remote=c.get("remoteIntersection"),
+                user_class=c.get("userClass"),
+            )
+        )
     return out
 
 
-def _place_nodes(lane: Lane, nodes: list[dict], plane: LocalPlane, base_width: int, path: str,
-                 problems: list[str]) -> None:
+def _place_nodes(
+    lane: Lane, nodes: list[dict], plane: LocalPlane, base_width: int, path: str, problems: list[str]
+) -> None:
     x_cm = y_cm = 0.0  # position of the previous node (the reference point before the first)
     width = base_width
     for n, node in enumerate(nodes):
-        (choice, delta), = node["delta"].items()
+        ((choice, delta),) = node["delta"].items()
         if choice in _XY_CHOICES:
             x_cm += delta["x"]
             y_cm += delta["y"]
@@ -386,7 +421,7 @@ def _place_nodes(lane: Lane, nodes: list[dict], plane: LocalPlane, base_width: i
 
 
 def _computed_offset(axis: dict) -> int:
-    (_, value), = axis.items()
+    ((_, value),) = axis.items()
     return value
 
 

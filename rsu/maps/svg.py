@@ -54,8 +54,16 @@ STATE_CLASS = {
 STATE_COLOUR = {"red": "#d93025", "amber": "#f29900", "green": "#188038", "dark": "#3c4043", "unknown": "#9aa0a6"}
 _PRECEDENCE = ("green", "amber", "red", "dark", "unknown")
 
-LANE_FILL = {"vehicle": "#8a8f98", "crosswalk": "#e3e3e3", "bikeLane": "#c98f6b", "sidewalk": "#d8cfc4",
-             "median": "#8bc34a", "striping": "#fff59d", "trackedVehicle": "#a1887f", "parking": "#90a4ae"}
+LANE_FILL = {
+    "vehicle": "#8a8f98",
+    "crosswalk": "#e3e3e3",
+    "bikeLane": "#c98f6b",
+    "sidewalk": "#d8cfc4",
+    "median": "#8bc34a",
+    "striping": "#fff59d",
+    "trackedVehicle": "#a1887f",
+    "parking": "#90a4ae",
+}
 CONNECTION_COLOUR = "#1a73e8"
 MARGIN_M = 6.0
 PX_PER_M = 8.0
@@ -91,8 +99,9 @@ def render(x: Intersection, states: dict[int, str] | None = None, *, inline: boo
     return text.split("\n", 1)[1] if inline else text
 
 
-def render_mapem(mapem: dict, spatem: dict | None = None, intersection: str | None = None, *,
-                 inline: bool = False) -> str:
+def render_mapem(
+    mapem: dict, spatem: dict | None = None, intersection: str | None = None, *, inline: bool = False
+) -> str:
     """SVG of one intersection of a MAPEM's JER JSON, coloured by a SPATEM's JER JSON when given.
 
     The entry point for other views (a web page draws the MAPEMs on the air with it, then updates
@@ -206,12 +215,16 @@ class _Drawing:
         title = x.name or f"intersection {x.key}"
         out = [
             '<?xml version="1.0" encoding="UTF-8"?>',
-            (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="{_num(min_x)} {_num(min_y)} {_num(w)} {_num(h)}" '
-            f'width="{_num(w * scale)}" height="{_num(h * scale)}" class="rsu-map" '
-            f'data-intersection={quoteattr(x.key)} data-revision="{x.revision}">'),
+            (
+                f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="{_num(min_x)} {_num(min_y)} {_num(w)} {_num(h)}" '
+                f'width="{_num(w * scale)}" height="{_num(h * scale)}" class="rsu-map" '
+                f'data-intersection={quoteattr(x.key)} data-revision="{x.revision}">'
+            ),
             f"<title>{escape(title)} (intersection {escape(x.key)}, revision {x.revision})</title>",
-            (f'<rect class="background" x="{_num(min_x)}" y="{_num(min_y)}" width="{_num(w)}" height="{_num(h)}" '
-            'fill="#f8f9f4"/>'),
+            (
+                f'<rect class="background" x="{_num(min_x)}" y="{_num(min_y)}" width="{_num(w)}" height="{_num(h)}" '
+                'fill="#f8f9f4"/>'
+            ),
             f'<g id="lanes-{self.key}" class="lanes">',
             *[self._lane(lane) for lane in x.lanes],
             "</g>",
@@ -221,17 +234,23 @@ class _Drawing:
             f'<g id="connections-{self.key}" class="connections" fill="none">',
             *[self._connection(lane, c) for lane in x.lanes for c in lane.connections],
             "</g>",
-            (f'<g id="signal-groups-{self.key}" class="signal-groups" font-size="1.4" text-anchor="middle" '
-            'font-family="sans-serif" font-weight="bold">'),
+            (
+                f'<g id="signal-groups-{self.key}" class="signal-groups" font-size="1.4" text-anchor="middle" '
+                'font-family="sans-serif" font-weight="bold">'
+            ),
             *[self._signal_group(lane, k, g) for lane in x.lanes for k, g in enumerate(lane.signal_groups)],
             "</g>",
-            (f'<g id="ref-point-{self.key}" class="ref-point" data-lat="{x.ref_lat:.7f}" data-lon="{x.ref_lon:.7f}">'
-            '<circle cx="0" cy="0" r="0.6" fill="none" stroke="#202124" stroke-width="0.15"/>'
-            '<path d="M-1,0 L1,0 M0,-1 L0,1" stroke="#202124" stroke-width="0.1"/>'
-            f'<text x="0.8" y="-0.8" font-size="1" font-family="sans-serif">ref {x.ref_lat:.7f}, {x.ref_lon:.7f}'
-            "</text></g>"),
-            (f'<text class="map-title" x="{_num(min_x + 1)}" y="{_num(min_y + 2)}" font-size="1.6" '
-            f'font-family="sans-serif">{escape(title)} — id {escape(x.key)}, revision {x.revision}</text>'),
+            (
+                f'<g id="ref-point-{self.key}" class="ref-point" data-lat="{x.ref_lat:.7f}" data-lon="{x.ref_lon:.7f}">'
+                '<circle cx="0" cy="0" r="0.6" fill="none" stroke="#202124" stroke-width="0.15"/>'
+                '<path d="M-1,0 L1,0 M0,-1 L0,1" stroke="#202124" stroke-width="0.1"/>'
+                f'<text x="0.8" y="-0.8" font-size="1" font-family="sans-serif">ref {x.ref_lat:.7f}, {x.ref_lon:.7f}'
+                "</text></g>"
+            ),
+            (
+                f'<text class="map-title" x="{_num(min_x + 1)}" y="{_num(min_y + 2)}" font-size="1.6" '
+                f'font-family="sans-serif">{escape(title)} — id {escape(x.key)}, revision {x.revision}</text>'
+            ),
             "</svg>",
         ]
         return "\n".join(out) + "\n"
@@ -240,26 +259,36 @@ class _Drawing:
         groups = " ".join(str(g) for g in lane.signal_groups)
         state = self._state(lane.signal_groups) if lane.signal_groups else None
         classes = f"lane lane-{lane.type} {lane.direction}" + (f" state-{state}" if state else "")
-        head = (f'<g id="lane-{self.key}-{lane.lane_id}" class="{classes}" data-lane="{lane.lane_id}" '
-                f'data-type="{lane.type}" data-direction="{lane.direction}" data-signal-groups="{groups}"'
-                + (f' data-state="{state}"' if state else "") + ">")
+        head = (
+            f'<g id="lane-{self.key}-{lane.lane_id}" class="{classes}" data-lane="{lane.lane_id}" '
+            f'data-type="{lane.type}" data-direction="{lane.direction}" data-signal-groups="{groups}"'
+            + (f' data-state="{state}"' if state else "")
+            + ">"
+        )
         if len(lane.points) < 2:
             return head + "</g>"
-        parts = [head,
-                 (f'<polygon class="lane-surface" points="{" ".join(_pt(p) for p in _outline(lane))}" '
-                 f'fill="{LANE_FILL.get(lane.type, "#b0b0b0")}" stroke="#5f6368" stroke-width="0.05"/>'),
-                 (f'<polyline class="lane-centre" points="{" ".join(_pt(p) for p in lane.points)}" fill="none" '
-                 'stroke="#ffffff" stroke-width="0.08" stroke-dasharray="0.6 0.6"/>')]
+        parts = [
+            head,
+            (
+                f'<polygon class="lane-surface" points="{" ".join(_pt(p) for p in _outline(lane))}" '
+                f'fill="{LANE_FILL.get(lane.type, "#b0b0b0")}" stroke="#5f6368" stroke-width="0.05"/>'
+            ),
+            (
+                f'<polyline class="lane-centre" points="{" ".join(_pt(p) for p in lane.points)}" fill="none" '
+                'stroke="#ffffff" stroke-width="0.08" stroke-dasharray="0.6 0.6"/>'
+            ),
+        ]
         size = max(0.4, min(1.2, min(lane.widths_cm) / 400.0))
         arrows = {"ingress": [(0.5, -1)], "egress": [(0.5, 1)], "both": [(0.35, -1), (0.65, 1)], "none": []}
         for fraction, sense in arrows[lane.direction]:
             at, (dx, dy) = _along(lane.points, fraction)
-            parts.append(f'<path class="lane-arrow" d="{_arrow(at, (dx * sense, dy * sense), size)}" '
-                         'fill="#ffffff"/>')
+            parts.append(f'<path class="lane-arrow" d="{_arrow(at, (dx * sense, dy * sense), size)}" fill="#ffffff"/>')
         end, (dx, dy) = _along(lane.points, 1.0)
         label = (end[0] + dx * 1.5, end[1] + dy * 1.5)
-        parts.append(f'<text class="lane-id" x="{_num(label[0])}" y="{_num(-label[1])}" font-size="1.2" '
-                     f'font-family="sans-serif" text-anchor="middle" dominant-baseline="middle">{lane.lane_id}</text>')
+        parts.append(
+            f'<text class="lane-id" x="{_num(label[0])}" y="{_num(-label[1])}" font-size="1.2" '
+            f'font-family="sans-serif" text-anchor="middle" dominant-baseline="middle">{lane.lane_id}</text>'
+        )
         parts.append("</g>")
         return "".join(parts)
 
@@ -275,9 +304,11 @@ class _Drawing:
         state = self._state(lane.signal_groups) if lane.signal_groups else None
         colour = STATE_COLOUR[state] if state else "#ffffff"
         classes = "stop-line" + (f" state-{state}" if state else "")
-        return (f'<line id="stopline-{self.key}-{lane.lane_id}-{node}" class="{classes}" data-lane="{lane.lane_id}" '
-                f'data-node="{node}" x1="{_num(a[0])}" y1="{_num(-a[1])}" x2="{_num(b[0])}" y2="{_num(-b[1])}" '
-                f'stroke="{colour}" stroke-width="0.4"/>')
+        return (
+            f'<line id="stopline-{self.key}-{lane.lane_id}-{node}" class="{classes}" data-lane="{lane.lane_id}" '
+            f'data-node="{node}" x1="{_num(a[0])}" y1="{_num(-a[1])}" x2="{_num(b[0])}" y2="{_num(-b[1])}" '
+            f'stroke="{colour}" stroke-width="0.4"/>'
+        )
 
     def _connection(self, lane: Lane, c) -> str:
         target = None if c.remote is not None else self.x.lane(c.lane)
@@ -296,9 +327,12 @@ class _Drawing:
         if self.states is not None and state is None:
             state = "unknown"
         colour = STATE_COLOUR[state] if state else CONNECTION_COLOUR
-        attrs = [f'id="connection-{self.key}-{lane.lane_id}-{c.index}"',
-                 f'class="connection{kind}' + (f' state-{state}"' if state else '"'),
-                 f'data-from="{lane.lane_id}"', f'data-to="{c.lane}"']
+        attrs = [
+            f'id="connection-{self.key}-{lane.lane_id}-{c.index}"',
+            f'class="connection{kind}' + (f' state-{state}"' if state else '"'),
+            f'data-from="{lane.lane_id}"',
+            f'data-to="{c.lane}"',
+        ]
         if c.signal_group is not None:
             attrs.append(f'data-signal-group="{c.signal_group}"')
         if c.connection_id is not None:
@@ -315,6 +349,8 @@ class _Drawing:
         state = self._state([group])
         colour = STATE_COLOUR[state] if state else "#202124"
         classes = "signal-group" + (f" state-{state}" if state else "")
-        return (f'<text id="signal-group-{self.key}-{lane.lane_id}-{group}" class="{classes}" '
-                f'data-lane="{lane.lane_id}" data-signal-group="{group}" x="{_num(at[0])}" y="{_num(-at[1])}" '
-                f'fill="{colour}" dominant-baseline="middle">S{group}</text>')
+        return (
+            f'<text id="signal-group-{self.key}-{lane.lane_id}-{group}" class="{classes}" '
+            f'data-lane="{lane.lane_id}" data-signal-group="{group}" x="{_num(at[0])}" y="{_num(-at[1])}" '
+            f'fill="{colour}" dominant-baseline="middle">S{group}</text>'
+        )

@@ -28,8 +28,21 @@ from typing import Any
 
 from rsu.clock import Clock, iso_utc
 
-ACTIONS = ("trigger", "update", "stop", "feed", "forward", "forward-stop", "reload", "pki", "login-failure", "ban",
-           "unban", "token-add", "token-revoke")
+ACTIONS = (
+    "trigger",
+    "update",
+    "stop",
+    "feed",
+    "forward",
+    "forward-stop",
+    "reload",
+    "pki",
+    "login-failure",
+    "ban",
+    "unban",
+    "token-add",
+    "token-revoke",
+)
 FIELDS = ("time", "identity", "role", "address", "action", "target", "result", "detail")
 TARGET_FIELDS = ("service", "id", "token", "key", "path")
 MAX_TEXT = 200
@@ -39,7 +52,7 @@ def _short(value: Any) -> str | None:
     if value is None:
         return None
     text = str(value)
-    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 3] + "..."
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
 
 
 def clean(entry: dict) -> dict:
@@ -111,11 +124,12 @@ class AuditLog:
 
 # ------------------------------------------------------------------------------------------------ reading
 
+
 def files(path: Path) -> list[Path]:
     """The log and its rotated files, oldest first."""
     rotated = []
     for p in path.parent.glob(path.name + ".*"):
-        suffix = p.name[len(path.name) + 1:]
+        suffix = p.name[len(path.name) + 1 :]
         if suffix.isdigit():
             rotated.append((int(suffix), p))
     return [p for _, p in sorted(rotated, reverse=True)] + ([path] if path.exists() else [])
@@ -142,10 +156,13 @@ class Filter:
             t = parse_time(entry.get("time", ""))
         except ValueError:
             return False
-        return ((self.since is None or t >= self.since) and (self.until is None or t < self.until)
-                and (self.identity is None or self.identity in (entry.get("identity") or ""))
-                and (self.action is None or entry.get("action") == self.action)
-                and (self.result is None or entry.get("result") == self.result))
+        return (
+            (self.since is None or t >= self.since)
+            and (self.until is None or t < self.until)
+            and (self.identity is None or self.identity in (entry.get("identity") or ""))
+            and (self.action is None or entry.get("action") == self.action)
+            and (self.result is None or entry.get("result") == self.result)
+        )
 
 
 def read(path: Path, where: Filter = Filter()) -> Iterator[dict]:

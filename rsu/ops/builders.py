@@ -37,8 +37,14 @@ if TYPE_CHECKING:
 STORE_EVENTS = ("store_lost", "store_behind", "cursor_file_rebuilt")  # what opening the store may find
 
 
-def build_layer(config: cfgmod.Config, clock: Clock, metrics: Metrics, security: SecurityService | None,
-                hub: ReceivedHub | None, wake: Callable[[], None]) -> ServiceLayer:
+def build_layer(
+    config: cfgmod.Config,
+    clock: Clock,
+    metrics: Metrics,
+    security: SecurityService | None,
+    hub: ReceivedHub | None,
+    wake: Callable[[], None],
+) -> ServiceLayer:
     """The service layer of ``config``; ``hub`` (IS_DataProviding) is kept across rebuilds so that subscribers
     stay; ``wake`` is called when a transmission becomes due earlier than the scheduler expected."""
     from rsu.codec.facilities import get_codec
@@ -46,18 +52,29 @@ def build_layer(config: cfgmod.Config, clock: Clock, metrics: Metrics, security:
     from rsu.services.layer import ServiceLayer, ServicesConfig
 
     services = ServicesConfig(
-        state_dir=config.state_path, station_id=config.station.id,
-        ivi_provider={"countryCode": config.services.ivi_provider.country,
-                      "providerIdentifier": config.services.ivi_provider.issuer},
-        rules=dict(config.services.rules), message_defaults=dict(config.services.message_defaults),
-        known_transports=[cfg.name for _, cfg in cfgmod.transport_configs(config)])
-    codec = LazyCodec(get_codec, lambda kind, seconds: metrics.encode_time.labels(
-        kind.name if kind is not None else "unknown").observe(seconds))
-    layer = ServiceLayer(services, clock=clock, codec=codec,
-                         permission_check=permission_check(security) if security else None,
-                         on_limit=metrics.limit_hit,
-                         on_skip=lambda service, reason, n: metrics.skipped.labels(service.upper(), reason).inc(n),
-                         hub=hub)
+        state_dir=config.state_path,
+        station_id=config.station.id,
+        ivi_provider={
+            "countryCode": config.services.ivi_provider.country,
+            "providerIdentifier": config.services.ivi_provider.issuer,
+        },
+        rules=dict(config.services.rules),
+        message_defaults=dict(config.services.message_defaults),
+        known_transports=[cfg.name for _, cfg in cfgmod.transport_configs(config)],
+    )
+    codec = LazyCodec(
+        get_codec,
+        lambda kind, seconds: metrics.encode_time.labels(kind.name if kind is not None else "unknown").observe(seconds),
+    )
+    layer = ServiceLayer(
+        services,
+        clock=clock,
+        codec=codec,
+        permission_check=permission_check(security) if security else None,
+        on_limit=metrics.limit_hit,
+        on_skip=lambda service, reason, n: metrics.skipped.labels(service.upper(), reason).inc(n),
+        hub=hub,
+    )
     for event in STORE_EVENTS:
         if layer.counts.get(event):
             metrics.store_events.labels(event).inc(layer.counts[event])
@@ -65,8 +82,9 @@ def build_layer(config: cfgmod.Config, clock: Clock, metrics: Metrics, security:
     return layer
 
 
-def build_transports(config: cfgmod.Config, clock: Clock, metrics: Metrics, security: SecurityService | None,
-                     gate: SendGate | None) -> tuple[TransportSet, SendPipeline, dict[str, int]]:
+def build_transports(
+    config: cfgmod.Config, clock: Clock, metrics: Metrics, security: SecurityService | None, gate: SendGate | None
+) -> tuple[TransportSet, SendPipeline, dict[str, int]]:
     """The transports (I/O adapters, not started), the send pipeline over their cores, and
     ``{GN transport name: duplicate-table entries}`` for the receive pipeline."""
     from rsu.pipeline.send import Framer, GnFramer, MqttFramer, SendPipeline
@@ -91,15 +109,30 @@ def build_transports(config: cfgmod.Config, clock: Clock, metrics: Metrics, secu
             built.append(mqtt_t)
             framers.append(MqttFramer(mqtt_t.core))
     transports = TransportSet(built)
-    pipeline = SendPipeline(framers, transports.defaults, security,
-                            on_sign_time=lambda k, s: metrics.sign_time.labels(k.name).observe(s), gate=gate)
+    pipeline = SendPipeline(
+        framers,
+        transports.defaults,
+        security,
+        on_sign_time=lambda k, s: metrics.sign_time.labels(k.name).observe(s),
+        gate=gate,
+    )
     return transports, pipeline, duplicates
 
 
-def build_app(*, services: CurrentServices, metrics: Metrics, clock: Clock, status: Callable[[], dict[str, Any]],
-              refresh: Callable[[], None], integrations: Callable[[], Any], transports: Callable[[], Any],
-              forward: ForwardLink, guard: Guard, reload: Callable[[], Awaitable[bool]] | None,
-              pki_check: Callable[[], bool]) -> web.Application:
+def build_app(
+    *,
+    services: CurrentServices,
+    metrics: Metrics,
+    clock: Clock,
+    status: Callable[[], dict[str, Any]],
+    refresh: Callable[[], None],
+    integrations: Callable[[], Any],
+    transports: Callable[[], Any],
+    forward: ForwardLink,
+    guard: Guard,
+    reload: Callable[[], Awaitable[bool]] | None,
+    pki_check: Callable[[], bool],
+) -> web.Application:
     """The API application behind ``guard`` (authentication, roles, lockout, rate limits, audit):
     IS_Triggering/IS_DataProviding over ``services`` (request metrics counted), the admin routes (``reload``:
     None when there is no file to re-read; ``pki_check`` wakes the PKI client), /metrics (gauges refreshed
@@ -109,8 +142,14 @@ def build_app(*, services: CurrentServices, metrics: Metrics, clock: Clock, stat
     from rsu.api.guard import admin_routes
     from rsu.api.services import ApiServices
 
-    app = create_app(ApiServices(services, status=status, on_request=lambda service, kind, action: metrics.triggered
-                                 .labels(service, kind, action).inc()), guard=guard)
+    app = create_app(
+        ApiServices(
+            services,
+            status=status,
+            on_request=lambda service, kind, action: metrics.triggered.labels(service, kind, action).inc(),
+        ),
+        guard=guard,
+    )
     app.add_routes(admin_routes(guard, reload, pki_check))
     app.add_routes(extras.integration_routes(integrations))
     app.add_routes(forward.routes())
@@ -121,12 +160,23 @@ def build_app(*, services: CurrentServices, metrics: Metrics, clock: Clock, stat
     return app
 
 
-def build_forward(clock: Clock, metrics: Metrics, *, security: Callable[[], Any], verify: Callable[[bytes], Any],
-                  transports: Callable[[], dict[str, Any]]) -> ForwardLink:
+def build_forward(
+    clock: Clock,
+    metrics: Metrics,
+    *,
+    security: Callable[[], Any],
+    verify: Callable[[bytes], Any],
+    transports: Callable[[], dict[str, Any]],
+) -> ForwardLink:
     """Received messages to the centre, pre-signed messages from it (POST /v1/forward), counted in ``metrics``."""
     from rsu.forward.link import ForwardLink
 
-    return ForwardLink(clock, metrics, security=security, verify=verify, transports=transports,
-                       on_sent=lambda kind, name, fresh: metrics.on_sent(kind.service, kind.name, name,
-                                                                         repetition=not fresh),
-                       count=lambda result: metrics.presigned.labels(result).inc())
+    return ForwardLink(
+        clock,
+        metrics,
+        security=security,
+        verify=verify,
+        transports=transports,
+        on_sent=lambda kind, name, fresh: metrics.on_sent(kind.service, kind.name, name, repetition=not fresh),
+        count=lambda result: metrics.presigned.labels(result).inc(),
+    )

@@ -88,8 +88,9 @@ class SecurityLimits(_Section):
     p2pcd_pending: int = Field(32, ge=1, le=100_000, description="certificate requests waiting to be sent")
     p2pcd_max_age: Duration = Field(10.0, le=3600, description="a certificate request not sent by then is forgotten")
     certificate_cache: int = Field(4096, ge=16, le=1_000_000, description="verified certificates remembered")
-    replay_entries: int = Field(65536, ge=16, le=10_000_000, description="accepted messages remembered for "
-                                                                          "replay detection")
+    replay_entries: int = Field(
+        65536, ge=16, le=10_000_000, description="accepted messages remembered for replay detection"
+    )
 
 
 class Security(_Section):
@@ -232,8 +233,11 @@ class Config(_Section):
             data["transports"] = [_with_station(entry, station) for entry in entries]
         integrations = data.get("integrations")
         if isinstance(integrations, dict) and isinstance(integrations.get("ntrip"), dict):
-            ntrip = {"latitude": station.position.latitude, "longitude": station.position.longitude,
-                     **integrations["ntrip"]}
+            ntrip = {
+                "latitude": station.position.latitude,
+                "longitude": station.position.longitude,
+                **integrations["ntrip"],
+            }
             data["integrations"] = {**integrations, "ntrip": ntrip}
         return data
 
@@ -347,8 +351,10 @@ def _apply_override(data: dict[str, Any], item: str) -> ConfigIssue | None:
     path, sep, text = item.partition("=")
     path = path.strip()
     if not sep or not _OVERRIDE_PATH.fullmatch(path):
-        return ConfigIssue(path or item, "--set expects PATH=VALUE such as api.port=8302 or "
-                                         f"transports[0].group=239.1.2.3, found {item!r}")
+        return ConfigIssue(
+            path or item,
+            f"--set expects PATH=VALUE such as api.port=8302 or transports[0].group=239.1.2.3, found {item!r}",
+        )
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -356,7 +362,7 @@ def _apply_override(data: dict[str, Any], item: str) -> ConfigIssue | None:
     keys = [name if name else int(index) for name, index in _OVERRIDE_PART.findall(path)]
     node: Any = data
     for depth, key in enumerate(keys):
-        here = format_path(tuple(keys[:depth + 1]))
+        here = format_path(tuple(keys[: depth + 1]))
         if isinstance(key, int) and not isinstance(node, list):
             return ConfigIssue(here, "not a list")
         if isinstance(key, int) and key >= len(node):

@@ -80,10 +80,10 @@ def invalid(reason: str) -> PydanticCustomError:
 class Problems:
     """Issues a model validator finds among its fields, each naming its field, raised together:
 
-        found = Problems()
-        if self.key_file and not self.cert_file:
-            found.add("key_file", "given without cert_file")
-        found.raise_any()
+    found = Problems()
+    if self.key_file and not self.cert_file:
+        found.add("key_file", "given without cert_file")
+    found.raise_any()
     """
 
     def __init__(self) -> None:
@@ -94,8 +94,11 @@ class Problems:
 
     def raise_any(self) -> None:
         if self.items:
-            raise PydanticCustomError("rsu", "{reason}", {"reason": "; ".join(f"{f}: {r}" for f, r in self.items),
-                                                          "issues": tuple(self.items)})
+            raise PydanticCustomError(
+                "rsu",
+                "{reason}",
+                {"reason": "; ".join(f"{f}: {r}" for f, r in self.items), "issues": tuple(self.items)},
+            )
 
 
 def _found(value: Any) -> str:
@@ -244,9 +247,15 @@ def tagged(key: str, members: dict[str, Any]) -> Any:
 
     options = tuple(Annotated[cls, pydantic.Tag(f"<{name}>")] for name, cls in members.items())
     # a union built at run time from a tuple: X | Y cannot spell it
-    return Annotated[typing.Union[options], pydantic.Discriminator(  # type: ignore[valid-type]  # noqa: UP007
-        choose, custom_error_type="rsu_tag", custom_error_message="unknown type",
-        custom_error_context={"key": key, "expected": ", ".join(members)})]
+    return Annotated[
+        typing.Union[options],  # noqa: UP007
+        pydantic.Discriminator(  # type: ignore[valid-type]
+            choose,
+            custom_error_type="rsu_tag",
+            custom_error_message="unknown type",
+            custom_error_context={"key": key, "expected": ", ".join(members)},
+        ),
+    ]
 
 
 def _model_in(ann: Any) -> Any:
@@ -273,8 +282,9 @@ def issues_of(error: pydantic.ValidationError, model: Any, prefix: tuple = ()) -
     """Every error of a pydantic validation of ``model`` as ConfigIssues, paths starting with ``prefix``."""
     issues = []
     for err in error.errors():
-        walked = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-")
-                                                                               or p == "[key]")))
+        walked = tuple(
+            p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))
+        )
         loc = tuple(p for p in walked if not _is_tag(p))  # the path as users write it
         if err["type"] == "rsu" and (err.get("ctx") or {}).get("issues"):
             for field, reason in err["ctx"]["issues"]:
@@ -284,11 +294,18 @@ def issues_of(error: pydantic.ValidationError, model: Any, prefix: tuple = ()) -
             ctx, given = err.get("ctx") or {}, err.get("input")
             if isinstance(given, dict):
                 key = ctx.get("key")
-                issues.append(ConfigIssue(format_path(prefix + loc + (key,)),
-                                          f"expected one of {ctx.get('expected')}, found {_found(given.get(key))}"))
+                issues.append(
+                    ConfigIssue(
+                        format_path(prefix + loc + (key,)),
+                        f"expected one of {ctx.get('expected')}, found {_found(given.get(key))}",
+                    )
+                )
             else:
-                issues.append(ConfigIssue(format_path(prefix + loc), f"expected a mapping with a {ctx.get('key')}, "
-                                                                     f"found {_found(given)}"))
+                issues.append(
+                    ConfigIssue(
+                        format_path(prefix + loc), f"expected a mapping with a {ctx.get('key')}, found {_found(given)}"
+                    )
+                )
             continue
         message = _message(err, model)
         if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
@@ -416,8 +433,9 @@ def from_mapping(cls: Any, data: Any, prefix: str = "") -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([ConfigIssue(format_path(where) or "(section)",
-                                       f"expected a mapping, found {type(data).__name__}")])
+        raise ConfigError(
+            [ConfigIssue(format_path(where) or "(section)", f"expected a mapping, found {type(data).__name__}")]
+        )
     try:
         return _adapter(cls).validate_python(data, context=COMPLETE)
     except pydantic.ValidationError as e:

@@ -74,8 +74,15 @@ class Reloads(TypedDict):
 
 
 class Daemon:
-    def __init__(self, config: cfgmod.Config, *, config_path: str | None = None, clock: Clock | None = None,
-                 notifier: Notifier | None = None, overrides: tuple[str, ...] | list[str] = ()):
+    def __init__(
+        self,
+        config: cfgmod.Config,
+        *,
+        config_path: str | None = None,
+        clock: Clock | None = None,
+        notifier: Notifier | None = None,
+        overrides: tuple[str, ...] | list[str] = (),
+    ):
         self.config = config
         self.config_path = config_path
         self.overrides = tuple(overrides)  # ``rsu run --set``: applied again on every reload
@@ -94,9 +101,13 @@ class Daemon:
         self.transports: TransportSet | None = None
         self.pipeline: SendPipeline | None = None  # over the transports' cores
         self.integrations: Integrations | None = None
-        self.forward = build_forward(self.clock, self.metrics, security=lambda: self.security,
-                                     verify=self._verify_presigned,
-                                     transports=lambda: _started(self.transports).transports)
+        self.forward = build_forward(
+            self.clock,
+            self.metrics,
+            security=lambda: self.security,
+            verify=self._verify_presigned,
+            transports=lambda: _started(self.transports).transports,
+        )
         self._runner: web.AppRunner | None = None
         self.guard: Guard | None = None  # authentication, lockout, rate limits, audit (made with the API)
         self._tasks: list[asyncio.Task] = []
@@ -126,15 +137,22 @@ class Daemon:
         self.pki_link.pick_up()
         self.layer = layer = self._build_layer()
         self.receive = ReceivePipeline(
-            layer, self._security_port(), accept_unsecured=self.config.security.accept_unsecured,
+            layer,
+            self._security_port(),
+            accept_unsecured=self.config.security.accept_unsecured,
             on_limit=self.metrics.limit_hit,
-            on_verify_seconds=lambda message, s: self.metrics.child(self.metrics.verify_time, message).observe(s))
+            on_verify_seconds=lambda message, s: self.metrics.child(self.metrics.verify_time, message).observe(s),
+        )
         await self._start_transports()
         self.forward.start(self.config.forward, self.config.state_path, self.config.station.id, _started(self.hub))
         # the restored messages go back on the air first (after kill -9 every second off air counts);
         # integrations and the API (aiohttp) come up while they are sent
-        self._tasks = [asyncio.create_task(scheduler_loop(lambda: _started(self.layer), self.clock, self._wake,
-                                                          self._send, DUE_BATCH), name="rsu-scheduler")]
+        self._tasks = [
+            asyncio.create_task(
+                scheduler_loop(lambda: _started(self.layer), self.clock, self._wake, self._send, DUE_BATCH),
+                name="rsu-scheduler",
+            )
+        ]
         await asyncio.sleep(0)
         codec = layer.codec
         if isinstance(codec, LazyCodec):  # build_layer's codec: now read the ASN.1 specification
@@ -142,14 +160,22 @@ class Daemon:
         await self._start_integrations()
         await self._start_api()
         self.pki_link.start()
-        self._tasks += [asyncio.create_task(every(HOUSEKEEPING_S, self._refresh_gauges, "housekeeping"),
-                                            name="rsu-housekeeping"),
-                        asyncio.create_task(self.notifier.watchdog_loop(), name="rsu-watchdog")]
+        self._tasks += [
+            asyncio.create_task(every(HOUSEKEEPING_S, self._refresh_gauges, "housekeeping"), name="rsu-housekeeping"),
+            asyncio.create_task(self.notifier.watchdog_loop(), name="rsu-watchdog"),
+        ]
         self.started_at = self.clock.now()
         api = self.config.api
-        log.info("rsu %s running: API %s://%s:%d, state %s, transports %s, security %s", __version__,
-                 "https" if api.tls else "http", api.host, self.api_port, self.config.state_path,
-                 ", ".join(_started(self.transports).transports), "on" if self.security else "OFF")
+        log.info(
+            "rsu %s running: API %s://%s:%d, state %s, transports %s, security %s",
+            __version__,
+            "https" if api.tls else "http",
+            api.host,
+            self.api_port,
+            self.config.state_path,
+            ", ".join(_started(self.transports).transports),
+            "on" if self.security else "OFF",
+        )
         self.notifier.ready(f"serving on {api.host}:{self.api_port}")
 
     async def run(self) -> None:
@@ -230,8 +256,11 @@ class Daemon:
             self.security = build_security(new, self.clock, self.metrics.limit_hit, self.pki)
             self.pki_link.pick_up()
             # frames held by the old security entity leave with it
-            self._count(_started(self.receive).use_security(self._security_port(), now=self.clock.now(),
-                                                             accept_unsecured=new.security.accept_unsecured))
+            self._count(
+                _started(self.receive).use_security(
+                    self._security_port(), now=self.clock.now(), accept_unsecured=new.security.accept_unsecured
+                )
+            )
         if "pki" in parts:
             self.pki_link.start()
         if "layer" in parts:
@@ -253,8 +282,7 @@ class Daemon:
             _started(self.integrations).reload()  # SIGHUP always re-reads the MAP files
         if "api" in parts:  # roles, limits, audit file: the same gate, whose counts and bans stay
             _started(self.guard).configure(new.api.host, new.api.tls, new.api.auth, new.api.audit)
-        if "api" in parts and (old.api.host, old.api.port, old.api.tls) == (new.api.host, new.api.port,
-                                                                            new.api.tls):
+        if "api" in parts and (old.api.host, old.api.port, old.api.tls) == (new.api.host, new.api.port, new.api.tls):
             from rsu.api.extras import set_limits
 
             set_limits(_started(self._runner), new.api.limits())  # new bounds, same server and streams
@@ -270,8 +298,9 @@ class Daemon:
 
     async def _start_transports(self) -> None:
         """The transports (I/O adapters) and the send pipeline over their sans-I/O cores."""
-        self.transports, self.pipeline, duplicates = build_transports(self.config, self.clock, self.metrics,
-                                                                      self.security, self.health.gate)
+        self.transports, self.pipeline, duplicates = build_transports(
+            self.config, self.clock, self.metrics, self.security, self.health.gate
+        )
         _started(self.receive).use_duplicate_tables(duplicates)
         await self.transports.start(self._on_frame)
 
@@ -279,8 +308,12 @@ class Daemon:
         from rsu.integrations.runtime import Integrations
 
         self.integrations = integrations = Integrations(
-            cfgmod.integrations_config(self.config), self.services, clock=self.clock, drops=self.metrics,
-            on_feed_age=lambda ix, age: self.metrics.feed_age.labels(str(ix)).set(age))
+            cfgmod.integrations_config(self.config),
+            self.services,
+            clock=self.clock,
+            drops=self.metrics,
+            on_feed_age=lambda ix, age: self.metrics.feed_age.labels(str(ix)).set(age),
+        )
         await integrations.start()
 
     async def _start_api(self) -> None:
@@ -289,16 +322,33 @@ class Daemon:
 
         m, api = self.metrics, self.config.api
         if self.guard is None:  # one for the daemon's life: counts, bans and the audit file survive reloads
-            self.guard = guard = Guard(state_dir=self.config.state_path, clock=self.clock, host=api.host, tls=api.tls,
-                               auth=api.auth, audit=api.audit, metrics=m)
+            self.guard = guard = Guard(
+                state_dir=self.config.state_path,
+                clock=self.clock,
+                host=api.host,
+                tls=api.tls,
+                auth=api.auth,
+                audit=api.audit,
+                metrics=m,
+            )
         else:
             guard = self.guard
-        app = build_app(services=self.services, metrics=m, clock=self.clock, status=self.status,
-                        refresh=self._refresh_gauges, integrations=lambda: self.integrations,
-                        transports=lambda: self.transports, forward=self.forward, guard=guard,
-                        reload=self.reload if self.config_path else None, pki_check=self.pki_link.wake)
-        self._runner = await extras.start(app, self.config.api,
-                                          on_close=lambda reason: m.api_connections_closed.labels(reason).inc())
+        app = build_app(
+            services=self.services,
+            metrics=m,
+            clock=self.clock,
+            status=self.status,
+            refresh=self._refresh_gauges,
+            integrations=lambda: self.integrations,
+            transports=lambda: self.transports,
+            forward=self.forward,
+            guard=guard,
+            reload=self.reload if self.config_path else None,
+            pki_check=self.pki_link.wake,
+        )
+        self._runner = await extras.start(
+            app, self.config.api, on_close=lambda reason: m.api_connections_closed.labels(reason).inc()
+        )
 
     @property
     def api_port(self) -> int:
@@ -346,17 +396,29 @@ class Daemon:
         self.pki_link.pick_up()
         self._count(_started(self.receive).expire(self.clock.now()))
         self.forward.refresh()
-        refresh_gauges(self.metrics, layer=_started(self.layer), security=self.security,
-                       transports=_started(self.transports),
-                       api_connections=open_connections(self._runner))
+        refresh_gauges(
+            self.metrics,
+            layer=_started(self.layer),
+            security=self.security,
+            transports=_started(self.transports),
+            api_connections=open_connections(self._runner),
+        )
         self.health.refresh_gauges()
 
     def status(self) -> dict[str, Any]:
         """What is on the air now (``rsu status`` and GET /v1/status): :func:`rsu.ops.status.daemon_status`."""
-        return daemon_status(now=self.clock.now(), started_at=self.started_at, config=self.config,
-                      config_path=self.config_path, layer=_started(self.layer), security=self.security,
-                      transports=self.transports, integrations=self.integrations, pki=self.pki, sent=self._sent,
-                      reloads=self.reloads, forward=self.forward.status(),
-                      clock=self.health.status())
-
-
+        return daemon_status(
+            now=self.clock.now(),
+            started_at=self.started_at,
+            config=self.config,
+            config_path=self.config_path,
+            layer=_started(self.layer),
+            security=self.security,
+            transports=self.transports,
+            integrations=self.integrations,
+            pki=self.pki,
+            sent=self._sent,
+            reloads=self.reloads,
+            forward=self.forward.status(),
+            clock=self.health.status(),
+        )

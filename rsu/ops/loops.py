@@ -28,8 +28,9 @@ class Schedule(Protocol):
     def due(self, now: float | None = None, limit: int | None = None) -> list[Transmission]: ...
 
 
-async def scheduler_loop(layer: Callable[[], Schedule], clock: Clock, wake: asyncio.Event,
-                         send: Callable[[Transmission], None], batch: int) -> None:
+async def scheduler_loop(
+    layer: Callable[[], Schedule], clock: Clock, wake: asyncio.Event, send: Callable[[Transmission], None], batch: int
+) -> None:
     """``layer()`` gives the service layer now (a reload may replace it)."""
     while True:
         deadline = layer().next_deadline()

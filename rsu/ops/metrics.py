@@ -68,118 +68,207 @@ def send_reasons() -> dict[str, str]:
     return out
 
 
-
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.triggered = Counter("rsu_messages_triggered_total",
-                                 "Application requests accepted (trigger/update/terminate)",
-                                 ["service", "message", "action"], registry=r)
-        self.sent = Counter("rsu_messages_sent_total", "Messages handed to a transport (first transmissions)",
-                            ["service", "message", "transport"], registry=r)
-        self.repeated = Counter("rsu_messages_repeated_total", "Repetitions handed to a transport",
-                                ["service", "message", "transport"], registry=r)
-        self.received = Counter("rsu_messages_received_total",
-                                "Frames that reached a receive entry point, by the message type they name",
-                                ["message", "transport"], registry=r)
-        self.accepted = Counter("rsu_messages_accepted_total",
-                                "Received messages that passed security, SSP and decoding",
-                                ["service", "message", "transport"], registry=r)
-        self.dropped = Counter("rsu_messages_dropped_total",
-                               "Received or outgoing messages, and integration feed inputs, dropped, by reason",
-                               ["transport", "reason"], registry=r)
-        self.rx_dropped = Counter("rsu_messages_received_dropped_total",
-                                  "Received frames dropped, by message type and reason",
-                                  ["message", "transport", "reason"], registry=r)
-        self.held = Gauge("rsu_messages_held", "Received frames held until their signer's certificate arrives",
-                          ["message", "transport"], registry=r)
-        self.hold_events = Counter("rsu_messages_hold_total",
-                                   "Frames entering (held) and leaving (released, expired, evicted) the hold",
-                                   ["message", "transport", "event"], registry=r)
-        self.limit_hits = Counter("rsu_limit_hits_total", "A bound on state other stations can grow was reached",
-                                  ["limit"], registry=r)
-        self.p2pcd_pending = Gauge("rsu_p2pcd_pending_requests",
-                                   "Certificate requests waiting for an outgoing message to carry them", registry=r)
-        self.late = Counter("rsu_scheduled_sends_late_total",
-                            f"Scheduled sends released more than {LATE_AFTER_S} s after their slot", ["service"],
-                            registry=r)
-        self.skipped = Counter("rsu_scheduled_sends_skipped_total",
-                               "Scheduled sends not sent (missed-slot: the loop was late by more than an "
-                               "interval; overload: more were due than one pass may send; clock-unsynchronized: a "
-                               "timed message while the clock is not synchronized, under clock.unsynchronized: stop)",
-                               ["service", "reason"], registry=r)
-        self.rate = Gauge("rsu_dissemination_rate_per_second",
-                          "Messages sent per second over the last rate window", ["message", "transport"], registry=r)
-        self.lateness = Histogram("rsu_scheduler_lateness_seconds",
-                                  "How late the scheduler released a transmission against its schedule",
-                                  ["service"], buckets=_LATENESS, registry=r)
-        self.encode_time = Histogram("rsu_encode_seconds", "UPER encoding time", ["message"],
-                                     buckets=_FAST, registry=r)
-        self.sign_time = Histogram("rsu_sign_seconds", "Signing time (hash + ECDSA + COER)", ["message"],
-                                   buckets=_FAST, registry=r)
-        self.verify_time = Histogram("rsu_verify_seconds", "Verification time (signature + chain + SSP)",
-                                     ["message"], buckets=_FAST, registry=r)
-        self.active = Gauge("rsu_active_messages", "Messages currently on the air", ["service", "message"],
-                            registry=r)
-        self.at_expiry = Gauge("rsu_at_expiry_hours", "Hours until the authorization ticket in use expires",
-                               ["service", "its_aid"], registry=r)
-        self.mqtt_connected = Gauge("rsu_mqtt_connected", "1 while the MQTT connection is up", ["transport"],
-                                    registry=r)
-        self.feed_age = Gauge("rsu_controller_feed_age_seconds", "Age of the newest traffic-controller update",
-                              ["intersection"], registry=r)
+        self.triggered = Counter(
+            "rsu_messages_triggered_total",
+            "Application requests accepted (trigger/update/terminate)",
+            ["service", "message", "action"],
+            registry=r,
+        )
+        self.sent = Counter(
+            "rsu_messages_sent_total",
+            "Messages handed to a transport (first transmissions)",
+            ["service", "message", "transport"],
+            registry=r,
+        )
+        self.repeated = Counter(
+            "rsu_messages_repeated_total",
+            "Repetitions handed to a transport",
+            ["service", "message", "transport"],
+            registry=r,
+        )
+        self.received = Counter(
+            "rsu_messages_received_total",
+            "Frames that reached a receive entry point, by the message type they name",
+            ["message", "transport"],
+            registry=r,
+        )
+        self.accepted = Counter(
+            "rsu_messages_accepted_total",
+            "Received messages that passed security, SSP and decoding",
+            ["service", "message", "transport"],
+            registry=r,
+        )
+        self.dropped = Counter(
+            "rsu_messages_dropped_total",
+            "Received or outgoing messages, and integration feed inputs, dropped, by reason",
+            ["transport", "reason"],
+            registry=r,
+        )
+        self.rx_dropped = Counter(
+            "rsu_messages_received_dropped_total",
+            "Received frames dropped, by message type and reason",
+            ["message", "transport", "reason"],
+            registry=r,
+        )
+        self.held = Gauge(
+            "rsu_messages_held",
+            "Received frames held until their signer's certificate arrives",
+            ["message", "transport"],
+            registry=r,
+        )
+        self.hold_events = Counter(
+            "rsu_messages_hold_total",
+            "Frames entering (held) and leaving (released, expired, evicted) the hold",
+            ["message", "transport", "event"],
+            registry=r,
+        )
+        self.limit_hits = Counter(
+            "rsu_limit_hits_total", "A bound on state other stations can grow was reached", ["limit"], registry=r
+        )
+        self.p2pcd_pending = Gauge(
+            "rsu_p2pcd_pending_requests",
+            "Certificate requests waiting for an outgoing message to carry them",
+            registry=r,
+        )
+        self.late = Counter(
+            "rsu_scheduled_sends_late_total",
+            f"Scheduled sends released more than {LATE_AFTER_S} s after their slot",
+            ["service"],
+            registry=r,
+        )
+        self.skipped = Counter(
+            "rsu_scheduled_sends_skipped_total",
+            "Scheduled sends not sent (missed-slot: the loop was late by more than an "
+            "interval; overload: more were due than one pass may send; clock-unsynchronized: a "
+            "timed message while the clock is not synchronized, under clock.unsynchronized: stop)",
+            ["service", "reason"],
+            registry=r,
+        )
+        self.rate = Gauge(
+            "rsu_dissemination_rate_per_second",
+            "Messages sent per second over the last rate window",
+            ["message", "transport"],
+            registry=r,
+        )
+        self.lateness = Histogram(
+            "rsu_scheduler_lateness_seconds",
+            "How late the scheduler released a transmission against its schedule",
+            ["service"],
+            buckets=_LATENESS,
+            registry=r,
+        )
+        self.encode_time = Histogram("rsu_encode_seconds", "UPER encoding time", ["message"], buckets=_FAST, registry=r)
+        self.sign_time = Histogram(
+            "rsu_sign_seconds", "Signing time (hash + ECDSA + COER)", ["message"], buckets=_FAST, registry=r
+        )
+        self.verify_time = Histogram(
+            "rsu_verify_seconds", "Verification time (signature + chain + SSP)", ["message"], buckets=_FAST, registry=r
+        )
+        self.active = Gauge("rsu_active_messages", "Messages currently on the air", ["service", "message"], registry=r)
+        self.at_expiry = Gauge(
+            "rsu_at_expiry_hours",
+            "Hours until the authorization ticket in use expires",
+            ["service", "its_aid"],
+            registry=r,
+        )
+        self.mqtt_connected = Gauge(
+            "rsu_mqtt_connected", "1 while the MQTT connection is up", ["transport"], registry=r
+        )
+        self.feed_age = Gauge(
+            "rsu_controller_feed_age_seconds",
+            "Age of the newest traffic-controller update",
+            ["intersection"],
+            registry=r,
+        )
         self.api_connections = Gauge("rsu_api_connections", "Open connections to the HTTP API", registry=r)
         self.api_connections_closed = Counter(
             "rsu_api_connections_closed_total",
             "API connections closed or refused by the connection bounds (api.max_connections, "
-            "api.header_timeout_s, api.idle_timeout_s), by reason", ["reason"], registry=r)
+            "api.header_timeout_s, api.idle_timeout_s), by reason",
+            ["reason"],
+            registry=r,
+        )
         self.store_events = Counter(
-            "rsu_store_events_total", "What opening the store of active messages found: store_lost, store_behind, "
-            "cursor_file_rebuilt (identifiers continue from the copy ahead; see docs/operations.md)", ["event"],
-            registry=r)
+            "rsu_store_events_total",
+            "What opening the store of active messages found: store_lost, store_behind, "
+            "cursor_file_rebuilt (identifiers continue from the copy ahead; see docs/operations.md)",
+            ["event"],
+            registry=r,
+        )
         # forwarding to the centre (rsu.forward), per sink; reasons: rsu.forward.runtime.DROP_REASONS
-        self.forward_queued = Gauge("rsu_forward_queued", "Received messages waiting in the sink's disk queue",
-                                    ["sink"], registry=r)
-        self.forward_delivered = Counter("rsu_forward_delivered_total", "Messages the sink's centre acknowledged",
-                                         ["sink"], registry=r)
-        self.forward_dropped = Counter("rsu_forward_dropped_total", "Messages a sink dropped, by reason",
-                                       ["sink", "reason"], registry=r)
-        self.forward_oldest_age = Gauge("rsu_forward_oldest_age_seconds", "Age of the oldest queued message",
-                                        ["sink"], registry=r)
-        self.presigned = Counter("rsu_presigned_total", "Pre-signed messages submitted: accepted, or the reason "
-                                 "they were refused", ["result"], registry=r)
-        self.api_auth_failures = Counter("rsu_api_auth_failures_total", "Failed API authentications, by reason",
-                                         ["reason"], registry=r)
-        self.api_requests_refused = Counter("rsu_api_requests_refused_total", "API requests refused before their handler "
-                                   "ran: banned, forbidden (role too low), rate_limited", ["reason"], registry=r)
-        self.api_bans = Counter("rsu_api_bans_total", "Bans started by the lockout (client address or identity)",
-                                ["kind"], registry=r)
-        self.api_rate_limited = Counter("rsu_api_rate_limited_total", "State-changing API requests refused by the "
-                                        "per-identity rate limit, by action", ["action"], registry=r)
-        self.audit_entries = Counter("rsu_audit_entries_total", "Lines written to the audit log, by action",
-                                     ["action"], registry=r)
+        self.forward_queued = Gauge(
+            "rsu_forward_queued", "Received messages waiting in the sink's disk queue", ["sink"], registry=r
+        )
+        self.forward_delivered = Counter(
+            "rsu_forward_delivered_total", "Messages the sink's centre acknowledged", ["sink"], registry=r
+        )
+        self.forward_dropped = Counter(
+            "rsu_forward_dropped_total", "Messages a sink dropped, by reason", ["sink", "reason"], registry=r
+        )
+        self.forward_oldest_age = Gauge(
+            "rsu_forward_oldest_age_seconds", "Age of the oldest queued message", ["sink"], registry=r
+        )
+        self.presigned = Counter(
+            "rsu_presigned_total",
+            "Pre-signed messages submitted: accepted, or the reason they were refused",
+            ["result"],
+            registry=r,
+        )
+        self.api_auth_failures = Counter(
+            "rsu_api_auth_failures_total", "Failed API authentications, by reason", ["reason"], registry=r
+        )
+        self.api_requests_refused = Counter(
+            "rsu_api_requests_refused_total",
+            "API requests refused before their handler ran: banned, forbidden (role too low), rate_limited",
+            ["reason"],
+            registry=r,
+        )
+        self.api_bans = Counter(
+            "rsu_api_bans_total", "Bans started by the lockout (client address or identity)", ["kind"], registry=r
+        )
+        self.api_rate_limited = Counter(
+            "rsu_api_rate_limited_total",
+            "State-changing API requests refused by the per-identity rate limit, by action",
+            ["action"],
+            registry=r,
+        )
+        self.audit_entries = Counter(
+            "rsu_audit_entries_total", "Lines written to the audit log, by action", ["action"], registry=r
+        )
         self.up = Gauge("rsu_up", "1 while the daemon runs", registry=r)
         self.up.set(1)
         # clock and GNSS health (rsu.health.monitor)
-        self.clock_synchronized = Gauge("rsu_clock_synchronized",
-                                        "1 while the system clock is synchronized (clock.sync_source decides)", registry=r)
-        self.clock_offset = Gauge("rsu_clock_offset_seconds",
-                                  "Estimated offset of the system clock from true time (positive: ahead)", registry=r)
+        self.clock_synchronized = Gauge(
+            "rsu_clock_synchronized", "1 while the system clock is synchronized (clock.sync_source decides)", registry=r
+        )
+        self.clock_offset = Gauge(
+            "rsu_clock_offset_seconds",
+            "Estimated offset of the system clock from true time (positive: ahead)",
+            registry=r,
+        )
         self.clock_error = Gauge("rsu_clock_error_seconds", "Bound on the system clock's error", registry=r)
-        self.clock_source = Gauge("rsu_clock_source", "1 for the source of the clock's verdict (kernel, chrony, none)",
-                                  ["source"], registry=r)
+        self.clock_source = Gauge(
+            "rsu_clock_source", "1 for the source of the clock's verdict (kernel, chrony, none)", ["source"], registry=r
+        )
         self.clock_unsynchronized_sent = Counter(
             "rsu_clock_unsynchronized_sends_total",
             "Timed messages sent while the clock was not synchronized (clock.unsynchronized: warn)",
-            ["service", "message"], registry=r)
+            ["service", "message"],
+            registry=r,
+        )
         self.gnss_connected = Gauge("rsu_gnss_connected", "1 while connected to gpsd", registry=r)
         self.gnss_fix_mode = Gauge("rsu_gnss_fix_mode", "gpsd fix mode: 0 unknown, 1 no fix, 2 2D, 3 3D", registry=r)
-        self.gnss_latitude = Gauge("rsu_gnss_latitude_degrees", "GNSS latitude, WGS 84 (NaN without a fix)",
-                                   registry=r)
-        self.gnss_longitude = Gauge("rsu_gnss_longitude_degrees", "GNSS longitude, WGS 84 (NaN without a fix)",
-                                    registry=r)
+        self.gnss_latitude = Gauge("rsu_gnss_latitude_degrees", "GNSS latitude, WGS 84 (NaN without a fix)", registry=r)
+        self.gnss_longitude = Gauge(
+            "rsu_gnss_longitude_degrees", "GNSS longitude, WGS 84 (NaN without a fix)", registry=r
+        )
         self.gnss_altitude = Gauge("rsu_gnss_altitude_metres", "GNSS altitude (NaN without a 3D fix)", registry=r)
-        self.gnss_satellites_used = Gauge("rsu_gnss_satellites_used", "Satellites used in the fix (NaN: not reported)",
-                                          registry=r)
+        self.gnss_satellites_used = Gauge(
+            "rsu_gnss_satellites_used", "Satellites used in the fix (NaN: not reported)", registry=r
+        )
         self._children: dict = {}
         self._window: deque[tuple[float, str, str]] = deque()
         self.rate_window_s = 10.0
@@ -302,11 +391,14 @@ class Metrics:
         out: dict[tuple[str, str], dict[str, float]] = {}
 
         def row(message: str, transport: str) -> dict[str, float]:
-            return out.setdefault((message, transport), {"received": 0.0, "accepted": 0.0, "dropped": 0.0,
-                                                         "held": 0.0})
+            return out.setdefault((message, transport), {"received": 0.0, "accepted": 0.0, "dropped": 0.0, "held": 0.0})
 
-        for metric, field in ((self.received, "received"), (self.accepted, "accepted"),
-                              (self.rx_dropped, "dropped"), (self.held, "held")):
+        for metric, field in (
+            (self.received, "received"),
+            (self.accepted, "accepted"),
+            (self.rx_dropped, "dropped"),
+            (self.held, "held"),
+        ):
             for sample in next(iter(metric.collect())).samples:
                 if not sample.name.endswith("_created"):
                     row(sample.labels["message"], sample.labels["transport"])[field] += sample.value

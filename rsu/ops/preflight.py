@@ -73,6 +73,7 @@ def host_issues(config: cfgmod.Config, *, running_rsu_is_fine: bool = True) -> l
 
 # ---------------------------------------------------------------------------------------------- checks
 
+
 def _state_dir(config: cfgmod.Config, add) -> bool:
     if config.state_dir is None and not os.environ.get("STATE_DIRECTORY"):
         return True  # the per-user default; under systemd the directory is made by StateDirectory=
@@ -134,16 +135,21 @@ def _security(config: cfgmod.Config, add, state_ok: bool) -> None:
     try:
         trust = TrustStore.from_directory(config.trust_path)
     except Exception as e:  # noqa: BLE001 - any failure to load is the operator's to fix
-        add("security.trust_dir" if sec.trust_dir is not None else where,
-            f"{config.trust_path}: the trust anchors do not load: {e}")
+        add(
+            "security.trust_dir" if sec.trust_dir is not None else where,
+            f"{config.trust_path}: the trust anchors do not load: {e}",
+        )
         return
     try:
-        AtPool.load_directory(config.tickets_path, clock, rotation_margin=sec.rotation_margin,
-                              issuers=trust.certificates())
+        AtPool.load_directory(
+            config.tickets_path, clock, rotation_margin=sec.rotation_margin, issuers=trust.certificates()
+        )
     except Exception as e:  # noqa: BLE001
         hint = "" if sec.create_test_pki else " (create_test_pki is false: install your PKI's ATs there)"
-        add("security.tickets_dir" if sec.tickets_dir is not None else where,
-            f"{config.tickets_path}: the authorization tickets do not load: {e}{hint}")
+        add(
+            "security.tickets_dir" if sec.tickets_dir is not None else where,
+            f"{config.tickets_path}: the authorization tickets do not load: {e}{hint}",
+        )
 
 
 def _rsu_answers(host: str, port: int, tls: bool = False) -> bool:
@@ -152,8 +158,9 @@ def _rsu_answers(host: str, port: int, tls: bool = False) -> bool:
     # over TLS the server is not verified: /v1/health only tells whether an rsu is the one holding the port
     context = ssl._create_unverified_context() if tls else None  # noqa: S323
     try:
-        with urllib.request.urlopen(f"{'https' if tls else 'http'}://{_url_host(host)}:{port}/v1/health", timeout=2,
-                                    context=context) as resp:
+        with urllib.request.urlopen(
+            f"{'https' if tls else 'http'}://{_url_host(host)}:{port}/v1/health", timeout=2, context=context
+        ) as resp:
             return json.load(resp).get("status") == "ok"
     except Exception:  # noqa: BLE001 - nothing, or not an rsu, answers there
         return False
@@ -239,8 +246,12 @@ def _mqtt_files(prefix: str, cfg, add) -> None:
             context.load_cert_chain(cfg.cert_file, cfg.key_file)
         except (ssl.SSLError, OSError, ValueError) as e:
             name = "key_file" if cfg.key_file and "key" in str(e).lower() else "cert_file"
-            add(prefix + name, f"the client certificate ({cfg.cert_file}) and its key "
-                f"({cfg.key_file or 'in the same file'}) do not load as PEM: {e}", fatal=False)
+            add(
+                prefix + name,
+                f"the client certificate ({cfg.cert_file}) and its key "
+                f"({cfg.key_file or 'in the same file'}) do not load as PEM: {e}",
+                fatal=False,
+            )
 
 
 def _map_files(cfg, add) -> None:

@@ -12,8 +12,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rsu.ops.config import Config
 
-SECTIONS = ("station", "state_dir", "security", "services", "transports", "api", "integrations", "pki", "forward",
-            "clock")
+SECTIONS = (
+    "station",
+    "state_dir",
+    "security",
+    "services",
+    "transports",
+    "api",
+    "integrations",
+    "pki",
+    "forward",
+    "clock",
+)
 
 # part -> the sections whose change rebuilds it. The PKI client depends on the position (regions), the
 # IVI provider (permissions) and the state; a rebuilt client counts as a changed "pki" for the parts after it.

@@ -20,8 +20,12 @@ from rsu.ops.config_core import ConfigError
 log = logging.getLogger("rsu.daemon")
 
 
-async def serve(start: Callable[[], Awaitable[None]], reload: Callable[[], Awaitable[bool]],
-                stop: Callable[[], Awaitable[None]], stopped: asyncio.Event) -> None:
+async def serve(
+    start: Callable[[], Awaitable[None]],
+    reload: Callable[[], Awaitable[bool]],
+    stop: Callable[[], Awaitable[None]],
+    stopped: asyncio.Event,
+) -> None:
     """Start, then serve until SIGTERM/SIGINT (``stopped`` set); SIGHUP reloads. The daemon's and the
     supervisor's (``workers:``) main loop."""
     loop = asyncio.get_running_loop()
@@ -50,8 +54,10 @@ def run(config_path: str | None, overrides: tuple[str, ...] | list[str] = ()) ->
 
     found = host_issues(config, running_rsu_is_fine=False)
     if any(h.fatal for h in found):
-        print(f"rsu: error: cannot start with this configuration on this host ({config_path or 'embedded default'}):",
-              file=sys.stderr)
+        print(
+            f"rsu: error: cannot start with this configuration on this host ({config_path or 'embedded default'}):",
+            file=sys.stderr,
+        )
         for h in found:
             print(f"  {h.issue}", file=sys.stderr)
         return 1  # not 2: a port in use or a missing directory may be gone at the next try
@@ -67,6 +73,7 @@ def run(config_path: str | None, overrides: tuple[str, ...] | list[str] = ()) ->
         return workers.run(config, config_path, overrides)
     try:
         import uvloop  # optional: the faster event loop when installed
+
         loop_runner = uvloop.run
     except ImportError:
         loop_runner = asyncio.run

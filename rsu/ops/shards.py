@@ -213,15 +213,22 @@ def worker_config(data: dict, config: Any, worker: int, owned: set[str]) -> dict
     api = {k: v for k, v in (d.get("api") or {}).items() if k not in ("tls", "auth")}
     # loopback, plain HTTP; only the supervisor's bearer token gets in (the supervisor's guard checked the
     # client, applied its rate limit and audited the action); the worker writes its own audit lines too
-    d["api"] = {**api, "host": "127.0.0.1", "port": worker_port(config.api.port, worker),
-                "auth": {"tokens": True, "rate_limit": {"per_minute": 0}}}
+    d["api"] = {
+        **api,
+        "host": "127.0.0.1",
+        "port": worker_port(config.api.port, worker),
+        "auth": {"tokens": True, "rate_limit": {"per_minute": 0}},
+    }
     integ = dict(d.get("integrations") or {})
     ctl = integ.get("controller")
     if isinstance(ctl, dict):
         ctl = dict(ctl, host="127.0.0.1", port=worker_port(config.integrations.controller.port, worker))
         if ctl.get("intersections"):
-            ctl["intersections"] = [ix for ix, cfg in zip(ctl["intersections"], config.integrations.controller.intersections)
-                                    if cfg.key in owned]
+            ctl["intersections"] = [
+                ix
+                for ix, cfg in zip(ctl["intersections"], config.integrations.controller.intersections)
+                if cfg.key in owned
+            ]
             # (none left: an empty list is "any intersection" for a JSON feed; the supervisor routes none here)
         integ["controller"] = ctl
     maps = integ.get("map_files")
@@ -248,8 +255,9 @@ def worker_config(data: dict, config: Any, worker: int, owned: set[str]) -> dict
             if worker > 0:
                 entry["accept_ports"] = []  # only worker 0 receives (SREM -> TLC, IS_DataProviding)
             elif cfg.accept_ports is None:  # not the SPATEM/MAPEM its siblings send (multicast loops them back)
-                entry["accept_ports"] = sorted(k.btp_port for k in catalog.MESSAGES
-                                               if k not in (catalog.SPATEM, catalog.MAPEM))
+                entry["accept_ports"] = sorted(
+                    k.btp_port for k in catalog.MESSAGES if k not in (catalog.SPATEM, catalog.MAPEM)
+                )
         else:
             entry["client_id"] = f"{cfg.client_id or cfg.source}-w{worker}"  # a broker keeps one session per id
             if worker > 0:
@@ -274,14 +282,28 @@ def config_issues(config: Any, count: int) -> list[tuple[str, str]]:
     ctl = config.integrations.controller
     if ctl is not None:
         if ctl.format != "json":
-            issues.append(("integrations.controller.format", "workers > 1 route the JSON feed only (TSCBM names "
-                           "its intersection by the sender's address, which forwarding hides); use workers: 1"))
+            issues.append(
+                (
+                    "integrations.controller.format",
+                    "workers > 1 route the JSON feed only (TSCBM names "
+                    "its intersection by the sender's address, which forwarding hides); use workers: 1",
+                )
+            )
         if not ctl.intersections:
-            issues.append(("integrations.controller.intersections", "list the feed's intersections with workers > 1 "
-                           "(the feed is routed by this list; an unlisted intersection is dropped by worker 0)"))
+            issues.append(
+                (
+                    "integrations.controller.intersections",
+                    "list the feed's intersections with workers > 1 "
+                    "(the feed is routed by this list; an unlisted intersection is dropped by worker 0)",
+                )
+            )
         if not ctl.port:
-            issues.append(("integrations.controller.port", "must be a fixed port with workers > 1 (worker k "
-                           "listens on port + 1 + k)"))
+            issues.append(
+                (
+                    "integrations.controller.port",
+                    "must be a fixed port with workers > 1 (worker k listens on port + 1 + k)",
+                )
+            )
         elif ctl.port + count > 65535:
             issues.append(("integrations.controller.port", f"port + {count} workers exceeds 65535"))
     return issues

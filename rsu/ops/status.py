@@ -36,23 +36,40 @@ def note_sent(records: SendRecords, service: str, ident: str, now: float, transp
     record["count"] += 1
 
 
-def daemon_status(*, now: float, started_at: float | None, config: Config, config_path: str | None, layer: ServiceLayer,
-           security: SecurityService | None, transports: TransportSet | None, integrations: Integrations | None,
-           pki: PkiRuntime | None, sent: SendRecords, reloads: Mapping[str, object],
-           forward: dict[str, Any] | None = None, clock: dict[str, Any] | None = None) -> dict[str, Any]:
+def daemon_status(
+    *,
+    now: float,
+    started_at: float | None,
+    config: Config,
+    config_path: str | None,
+    layer: ServiceLayer,
+    security: SecurityService | None,
+    transports: TransportSet | None,
+    integrations: Integrations | None,
+    pki: PkiRuntime | None,
+    sent: SendRecords,
+    reloads: Mapping[str, object],
+    forward: dict[str, Any] | None = None,
+    clock: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """What is on the air now. ``forward``: the forwarding sinks' status; ``clock``: the health monitor's
     (rsu.health.monitor); None without them."""
     messages = []
     for entry in layer.list():
         record = sent.get((entry["service"], entry["id"]), {})
-        messages.append({
-            "service": entry["service"], "id": entry["id"], "message": entry["message"],
-            "state": entry["state"], "identification": entry.get("identification"),
-            "next_send": entry.get("next_transmission"),
-            "last_send": iso_utc(record["last"]) if "last" in record else None,
-            "count": record.get("count", 0),
-            "transports": record.get("transports") or entry.get("dissemination", {}).get("transports") or [],
-        })
+        messages.append(
+            {
+                "service": entry["service"],
+                "id": entry["id"],
+                "message": entry["message"],
+                "state": entry["state"],
+                "identification": entry.get("identification"),
+                "next_send": entry.get("next_transmission"),
+                "last_send": iso_utc(record["last"]) if "last" in record else None,
+                "count": record.get("count", 0),
+                "transports": record.get("transports") or entry.get("dissemination", {}).get("transports") or [],
+            }
+        )
     tickets = []
     if security is not None:
         in_use: dict[str, list[str]] = {}
@@ -63,13 +80,17 @@ def daemon_status(*, now: float, started_at: float | None, config: Config, confi
         for t in security.pool.status():
             tickets.append({**t, "usedFor": in_use.get(t["hashedId8"], [])})
     return {
-        "version": __version__, "now": iso_utc(now),
+        "version": __version__,
+        "now": iso_utc(now),
         "started_at": iso_utc(started_at) if started_at else None,
-        "station_id": config.station.id, "config": config_path or "embedded default",
+        "station_id": config.station.id,
+        "config": config_path or "embedded default",
         "security": "on" if security else "off",
-        "messages": messages, "authorization_tickets": tickets,
+        "messages": messages,
+        "authorization_tickets": tickets,
         "transports": list(transports.transports) if transports else [],
-        "services": layer.stats(), "reloads": dict(reloads),
+        "services": layer.stats(),
+        "reloads": dict(reloads),
         "integrations": integrations.status() if integrations else None,
         "pki": pki.status() if pki is not None else None,
         "forward": forward,
@@ -77,8 +98,14 @@ def daemon_status(*, now: float, started_at: float | None, config: Config, confi
     }
 
 
-def refresh_gauges(metrics: Metrics, *, layer: ServiceLayer, security: SecurityService | None,
-                   transports: TransportSet, api_connections: int | None) -> None:
+def refresh_gauges(
+    metrics: Metrics,
+    *,
+    layer: ServiceLayer,
+    security: SecurityService | None,
+    transports: TransportSet,
+    api_connections: int | None,
+) -> None:
     """Rates, pending P2PCD requests, the kernel's socket drops, API connections, active entries, AT
     expiry and MQTT connection state."""
     m = metrics

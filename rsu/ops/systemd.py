@@ -48,7 +48,7 @@ class Notifier:
             return False
 
     def ready(self, status: str | None = None) -> bool:
-        return self.notify("READY=1", *( [f"STATUS={status}"] if status else []))
+        return self.notify("READY=1", *([f"STATUS={status}"] if status else []))
 
     def reloading(self) -> bool:
         # systemd >= 253 wants MONOTONIC_USEC with RELOADING=1 (Type=notify-reload); harmless before.

@@ -85,14 +85,26 @@ class Worker:
         return self.proc
 
     def info(self) -> dict[str, Any]:
-        return {"worker": self.index, "pid": self.proc.pid if self.proc else None, "state": self.state,
-                "restarts": self.restarts, "last_exit": self.last_exit, "api_port": self.api_port,
-                "feed_port": self.feed_port}
+        return {
+            "worker": self.index,
+            "pid": self.proc.pid if self.proc else None,
+            "state": self.state,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "api_port": self.api_port,
+            "feed_port": self.feed_port,
+        }
 
 
 class Supervisor:
-    def __init__(self, config: cfgmod.Config, *, config_path: str | None, overrides: tuple[str, ...] = (),
-                 notifier: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        config: cfgmod.Config,
+        *,
+        config_path: str | None,
+        overrides: tuple[str, ...] = (),
+        notifier: Notifier | None = None,
+    ) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge
 
         self.config = config
@@ -103,19 +115,38 @@ class Supervisor:
         self.dir = shards.workers_dir(config.state_path)
         self.table = shards.ShardTable(shards.table_path(config.state_path), self.count)
         ctl = config.integrations.controller
-        self.workers = [Worker(k, shards.worker_port(config.api.port, k),
-                               shards.worker_port(ctl.port, k) if ctl is not None and ctl.port else None,
-                               self.dir / str(k) / "rsu.yaml") for k in range(self.count)]
+        self.workers = [
+            Worker(
+                k,
+                shards.worker_port(config.api.port, k),
+                shards.worker_port(ctl.port, k) if ctl is not None and ctl.port else None,
+                self.dir / str(k) / "rsu.yaml",
+            )
+            for k in range(self.count)
+        ]
         self.registry = CollectorRegistry()
-        self.up = Gauge("rsu_worker_up", "1 while the worker serves (READY), else 0", ["worker"],
-                        registry=self.registry)
-        self.restarts = Counter("rsu_worker_restarts", "worker processes started again after they exited or "
-                                "were killed", ["worker"], registry=self.registry)
-        self.routed = Counter("rsu_worker_feed_routed", "controller-feed datagrams forwarded to the worker "
-                              "owning their intersection", ["worker"], registry=self.registry)
-        self.unrouted = Counter("rsu_worker_feed_dropped", "controller-feed datagrams dropped because the worker "
-                                "owning their intersection was not ready (starting again)", ["worker"],
-                                registry=self.registry)
+        self.up = Gauge(
+            "rsu_worker_up", "1 while the worker serves (READY), else 0", ["worker"], registry=self.registry
+        )
+        self.restarts = Counter(
+            "rsu_worker_restarts",
+            "worker processes started again after they exited or were killed",
+            ["worker"],
+            registry=self.registry,
+        )
+        self.routed = Counter(
+            "rsu_worker_feed_routed",
+            "controller-feed datagrams forwarded to the worker owning their intersection",
+            ["worker"],
+            registry=self.registry,
+        )
+        self.unrouted = Counter(
+            "rsu_worker_feed_dropped",
+            "controller-feed datagrams dropped because the worker "
+            "owning their intersection was not ready (starting again)",
+            ["worker"],
+            registry=self.registry,
+        )
         self.guard_metrics = _GuardMetrics()
         self.guard: Any = None  # rsu.api.guard.Guard in front of the supervisor's API (made with it)
         self._tokens: dict[int, str] = {}  # worker -> the bearer token the supervisor shows it
@@ -149,8 +180,9 @@ class Supervisor:
                 self.table.place([key])
         for w in self.workers:
             w.config_file.parent.mkdir(parents=True, exist_ok=True)
-            text = yaml.safe_dump(shards.worker_config(data, config, w.index, self.table.owned_by(w.index)),
-                                  sort_keys=False)
+            text = yaml.safe_dump(
+                shards.worker_config(data, config, w.index, self.table.owned_by(w.index)), sort_keys=False
+            )
             tmp = w.config_file.with_suffix(".tmp")
             tmp.write_text("# written by the rsu supervisor from " + str(self.config_path) + "; do not edit\n" + text)
             os.replace(tmp, w.config_file)
@@ -175,10 +207,18 @@ class Supervisor:
             raise ConfigError([ConfigIssue(path, reason) for path, reason in needs], self.config_path)
         beyond = self.table.beyond()
         if beyond:
-            raise ConfigError([ConfigIssue("workers", f"{self.count}, but worker {w} owns intersection {k} (its "
-                                           f"messages are in {self.dir / str(w)}); keep workers at "
-                                           f"{max(beyond.values()) + 1} or more")
-                               for k, w in sorted(beyond.items())], self.config_path)
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        "workers",
+                        f"{self.count}, but worker {w} owns intersection {k} (its "
+                        f"messages are in {self.dir / str(w)}); keep workers at "
+                        f"{max(beyond.values()) + 1} or more",
+                    )
+                    for k, w in sorted(beyond.items())
+                ],
+                self.config_path,
+            )
         self._write_configs(self._raw(), self.config)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
         for w in self.workers:
@@ -194,8 +234,12 @@ class Supervisor:
         self._tasks.append(asyncio.create_task(self.notifier.watchdog_loop(), name="rsu-watchdog"))
         await self._start_feed()
         await self._start_api()
-        log.info("rsu supervisor running %d workers: API http://%s:%d", self.count, self.config.api.host,
-                 self.config.api.port)
+        log.info(
+            "rsu supervisor running %d workers: API http://%s:%d",
+            self.count,
+            self.config.api.host,
+            self.config.api.port,
+        )
         self.notifier.ready(self._status_line())
 
     async def stop(self) -> None:
@@ -250,7 +294,9 @@ class Supervisor:
                 problems.append(ConfigIssue("api", "a new address needs a restart when workers > 1"))
             old_ctl, new_ctl = self.config.integrations.controller, new.integrations.controller
             if (old_ctl and (old_ctl.host, old_ctl.port)) != (new_ctl and (new_ctl.host, new_ctl.port)):
-                problems.append(ConfigIssue("integrations.controller", "a new address needs a restart when workers > 1"))
+                problems.append(
+                    ConfigIssue("integrations.controller", "a new address needs a restart when workers > 1")
+                )
             if problems:
                 raise ConfigError(problems, self.config_path)
         except ConfigError as e:
@@ -319,15 +365,20 @@ class Supervisor:
         return {"Authorization": f"Bearer {token}"} if token else {}
 
     async def _spawn(self, w: Worker) -> None:
-        env = dict(os.environ, NOTIFY_SOCKET=w.address, WATCHDOG_USEC=str(int(WORKER_WATCHDOG_S * 1e6)),
-                   RSU_WORKER=str(w.index))
+        env = dict(
+            os.environ,
+            NOTIFY_SOCKET=w.address,
+            WATCHDOG_USEC=str(int(WORKER_WATCHDOG_S * 1e6)),
+            RSU_WORKER=str(w.index),
+        )
         env.pop("WATCHDOG_PID", None)
         self._worker_token(w)
         w.ready.clear()
         w.state = "starting"
         w.started = w.last_keepalive = time.monotonic()
-        w.proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "rsu", "run", "--config",
-                                                      str(w.config_file), env=env, preexec_fn=_die_with_parent)
+        w.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "rsu", "run", "--config", str(w.config_file), env=env, preexec_fn=_die_with_parent
+        )
         log.info("worker %d started (pid %d)", w.index, w.process.pid)
 
     async def _wait_ready(self, w: Worker) -> None:
@@ -337,8 +388,11 @@ class Supervisor:
         waiter.cancel()
         exited.cancel()
         if not w.ready.is_set():
-            log.error("worker %d did not become ready (%s)", w.index,
-                      f"exit code {w.process.returncode}" if w.process.returncode is not None else "timeout")
+            log.error(
+                "worker %d did not become ready (%s)",
+                w.index,
+                f"exit code {w.process.returncode}" if w.process.returncode is not None else "timeout",
+            )
 
     async def _watch(self, w: Worker) -> None:
         """Start the worker again whenever it exits (except exit code 2: failed, waiting for the operator)."""
@@ -351,8 +405,11 @@ class Supervisor:
                 return
             if code == 2:
                 w.state = "failed"
-                log.error("worker %d exited with code 2 (invalid configuration or damaged store): not restarted; "
-                          "fix it, then restart rsu", w.index)
+                log.error(
+                    "worker %d exited with code 2 (invalid configuration or damaged store): not restarted; "
+                    "fix it, then restart rsu",
+                    w.index,
+                )
                 self.notifier.status(self._status_line())
                 return
             failures = 0 if time.monotonic() - w.started > STABLE_S else failures + 1
@@ -372,8 +429,11 @@ class Supervisor:
             await asyncio.sleep(WORKER_WATCHDOG_S / 4)
             now = time.monotonic()
             for w in self.workers:
-                if w.state in ("ready", "reloading") and w.process.returncode is None \
-                        and now - w.last_keepalive > WORKER_WATCHDOG_S:
+                if (
+                    w.state in ("ready", "reloading")
+                    and w.process.returncode is None
+                    and now - w.last_keepalive > WORKER_WATCHDOG_S
+                ):
                     log.error("worker %d sent no keepalive for %.0f s: killed", w.index, now - w.last_keepalive)
                     w.process.kill()
 
@@ -389,7 +449,8 @@ class Supervisor:
                 sup._route_datagram(data)
 
         self._feed, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-            _Feed, local_addr=(ctl.host, ctl.port))
+            _Feed, local_addr=(ctl.host, ctl.port)
+        )
         with contextlib.suppress(OSError):
             self._feed.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
 
@@ -420,13 +481,25 @@ class Supervisor:
 
         api: Any = self.config.api  # the frozen Api section (extras.ApiSection is its read-write protocol)
         if self.guard is None:  # as the daemon's: tokens, lockout and audit in <state_dir>, for the supervisor's life
-            self.guard = Guard(state_dir=self.config.state_path, clock=SystemClock(), host=api.host, tls=api.tls,
-                               auth=api.auth, audit=api.audit, metrics=self.guard_metrics)
+            self.guard = Guard(
+                state_dir=self.config.state_path,
+                clock=SystemClock(),
+                host=api.host,
+                tls=api.tls,
+                auth=api.auth,
+                audit=api.audit,
+                metrics=self.guard_metrics,
+            )
         app = web.Application(client_max_size=4 << 20, middlewares=[self.guard.middleware])
-        own = [("GET", "/metrics", self._metrics), ("GET", "/v1/status", self._status),
-               ("GET", "/v1/health", self._health), ("GET", "/v1/messages", self._list),
-               ("GET", "/v1/{service}/messages", self._list), ("POST", "/v1/{service}/messages", self._trigger),
-               ("POST", "/v1/integrations/controller/feed", self._feed_http)]
+        own = [
+            ("GET", "/metrics", self._metrics),
+            ("GET", "/v1/status", self._status),
+            ("GET", "/v1/health", self._health),
+            ("GET", "/v1/messages", self._list),
+            ("GET", "/v1/{service}/messages", self._list),
+            ("POST", "/v1/{service}/messages", self._trigger),
+            ("POST", "/v1/integrations/controller/feed", self._feed_http),
+        ]
         for method in ("GET", "PUT", "DELETE"):
             own.append((method, "/v1/{service}/messages/{id}", self._by_id))
         own.append(("POST", "/v1/{service}/messages/{id}/terminate", self._by_id))
@@ -444,8 +517,9 @@ class Supervisor:
         app.router.add_route("*", "/{tail:.*}", lambda request: self._forward(request, 0))
         self._runner = await extras.start(app, api, on_close=lambda reason: None)
 
-    async def _forward(self, request, worker: int, body: bytes | None = None,
-                       on_status: Callable[[int], None] | None = None):
+    async def _forward(
+        self, request, worker: int, body: bytes | None = None, on_status: Callable[[int], None] | None = None
+    ):
         """The request as it came, to ``worker``; its answer streamed back (server-sent events too).
         ``on_status(status)`` runs before the answer goes back."""
         import aiohttp
@@ -457,12 +531,14 @@ class Supervisor:
         headers.update(self._auth_header(worker))  # the guard has checked the client; the worker checks us
         url = f"http://127.0.0.1:{w.api_port}{request.rel_url}"
         try:
-            async with self.session.request(request.method, url, data=data or None, headers=headers,
-                                             allow_redirects=False) as r:
+            async with self.session.request(
+                request.method, url, data=data or None, headers=headers, allow_redirects=False
+            ) as r:
                 if on_status is not None:
                     on_status(r.status)
-                resp = web.StreamResponse(status=r.status, headers={k: v for k, v in r.headers.items()
-                                                                    if k.lower() not in HOP})
+                resp = web.StreamResponse(
+                    status=r.status, headers={k: v for k, v in r.headers.items() if k.lower() not in HOP}
+                )
                 await resp.prepare(request)
                 async for chunk in r.content.iter_any():
                     await resp.write(chunk)
@@ -489,8 +565,13 @@ class Supervisor:
             return _error("capacity", "payload", str(e), 503)
         if worker is None:
             owners = {k: self.table.owner(k) for k in keys}
-            return _error("validation", "payload", f"the intersections belong to different workers ({owners}); "
-                          "send them separately", 422)
+            return _error(
+                "validation",
+                "payload",
+                f"the intersections belong to different workers ({owners}); send them separately",
+                422,
+            )
+
         def refused(status: int) -> None:  # the placement goes too: the table only holds what an owner took
             if new and status >= 400:
                 self.table.forget(new)
@@ -520,8 +601,9 @@ class Supervisor:
         import aiohttp
 
         try:
-            async with self.session.get(f"http://127.0.0.1:{self.workers[worker].api_port}{path}",
-                                        headers=self._auth_header(worker)) as r:
+            async with self.session.get(
+                f"http://127.0.0.1:{self.workers[worker].api_port}{path}", headers=self._auth_header(worker)
+            ) as r:
                 return await r.text() if r.status < 400 else None
         except aiohttp.ClientError:
             return None
@@ -537,17 +619,19 @@ class Supervisor:
         return web.json_response({"messages": messages})
 
     def status(self) -> dict[str, Any]:
-        return {"workers": [dict(w.info(), intersections=sorted(self.table.owned_by(w.index)))
-                            for w in self.workers],
-                "reloads": self.reloads}
+        return {
+            "workers": [dict(w.info(), intersections=sorted(self.table.owned_by(w.index))) for w in self.workers],
+            "reloads": self.reloads,
+        }
 
     async def _status(self, request):
         from aiohttp import web
 
         answers = await asyncio.gather(*(self._get_json(w.index, "/v1/status") for w in self.workers))
         out = dict(answers[0] or {})  # worker 0's view (station, security, PKI), with every worker's messages
-        out["messages"] = [dict(m, worker=w.index) for w, a in zip(self.workers, answers) if a
-                           for m in a.get("messages", [])]
+        out["messages"] = [
+            dict(m, worker=w.index) for w, a in zip(self.workers, answers) if a for m in a.get("messages", [])
+        ]
         out.update(self.status())
         for info, answer in zip(out["workers"], answers):
             info["status"] = {k: v for k, v in answer.items() if k != "messages"} if answer else None
@@ -557,9 +641,10 @@ class Supervisor:
         from aiohttp import web
 
         ok = all(w.state == "ready" for w in self.workers)
-        return web.json_response({"status": "ok" if ok else "degraded",
-                                  "workers": {str(w.index): w.state for w in self.workers}},
-                                 status=200 if ok else 503)
+        return web.json_response(
+            {"status": "ok" if ok else "degraded", "workers": {str(w.index): w.state for w in self.workers}},
+            status=200 if ok else 503,
+        )
 
     async def _metrics(self, request):
         from aiohttp import web
@@ -582,17 +667,23 @@ class _GuardMetrics:
 
         self.registry = r = CollectorRegistry()
         self._counters = {
-            "auth_failure": Counter("rsu_api_auth_failures", "Failed API authentications, by reason", ["reason"],
-                                    registry=r),
-            "api_refused": Counter("rsu_api_requests_refused", "API requests refused before their handler ran",
-                                   ["reason"], registry=r),
+            "auth_failure": Counter(
+                "rsu_api_auth_failures", "Failed API authentications, by reason", ["reason"], registry=r
+            ),
+            "api_refused": Counter(
+                "rsu_api_requests_refused", "API requests refused before their handler ran", ["reason"], registry=r
+            ),
             "ban_started": Counter("rsu_api_bans", "Bans started by the lockout", ["kind"], registry=r),
-            "rate_limited": Counter("rsu_api_rate_limited", "State-changing API requests refused by the rate limit",
-                                    ["action"], registry=r),
-            "audited": Counter("rsu_audit_entries", "Lines written to the audit log, by action", ["action"],
-                               registry=r),
-            "limit_hit": Counter("rsu_limit_hits", "A bound on state other stations can grow was reached", ["limit"],
-                                 registry=r)}
+            "rate_limited": Counter(
+                "rsu_api_rate_limited", "State-changing API requests refused by the rate limit", ["action"], registry=r
+            ),
+            "audited": Counter(
+                "rsu_audit_entries", "Lines written to the audit log, by action", ["action"], registry=r
+            ),
+            "limit_hit": Counter(
+                "rsu_limit_hits", "A bound on state other stations can grow was reached", ["limit"], registry=r
+            ),
+        }
 
     def auth_failure(self, reason: str) -> None:
         self._counters["auth_failure"].labels(reason).inc()
@@ -652,7 +743,7 @@ def merge_expositions(texts: dict[str, str]) -> str:
             m = _NAME.match(line)
             if m is None:
                 continue
-            rest = line[m.end():]
+            rest = line[m.end() :]
             label = f'worker="{worker}"'
             line = f"{m.group()}{{{label},{rest[1:]}" if rest.startswith("{") else f"{m.group()}{{{label}}}{rest}"
             blocks.setdefault(name or m.group(), []).append(line)

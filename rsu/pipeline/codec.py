@@ -47,8 +47,12 @@ class LazyCodec:
     encode's duration given to ``on_encode``. ``warm()`` loads it now (the daemon calls it once the
     restored messages are on the air)."""
 
-    def __init__(self, load: Callable[[], FacilitiesCodec], on_encode: OnEncode = _ignore,
-                 timer: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        load: Callable[[], FacilitiesCodec],
+        on_encode: OnEncode = _ignore,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self._load = load
         self._codec: FacilitiesCodec | None = None
         self._on_encode = on_encode

@@ -90,9 +90,15 @@ class ReceivePipeline:
     ``now`` is the injected clock's time; the security entity reads the same clock for its hold.
     """
 
-    def __init__(self, services: ReceiveServices, security: ReceiveSecurity | None, *, accept_unsecured: bool,
-                 on_limit: Callable[[str], None] = _ignore,
-                 on_verify_seconds: Callable[[str, float], None] = _ignore) -> None:
+    def __init__(
+        self,
+        services: ReceiveServices,
+        security: ReceiveSecurity | None,
+        *,
+        accept_unsecured: bool,
+        on_limit: Callable[[str], None] = _ignore,
+        on_verify_seconds: Callable[[str, float], None] = _ignore,
+    ) -> None:
         self._services = services
         self._security = security
         self.accept_unsecured = accept_unsecured
@@ -105,8 +111,7 @@ class ReceivePipeline:
         """From now on, received messages go to ``services`` (a reload built a new service layer)."""
         self._services = services
 
-    def use_security(self, security: ReceiveSecurity | None, *, accept_unsecured: bool,
-                     now: float) -> list[RxOutcome]:
+    def use_security(self, security: ReceiveSecurity | None, *, accept_unsecured: bool, now: float) -> list[RxOutcome]:
         """Replace the security entity: the frames the old one holds leave with it (expired, dropped)."""
         out: list[RxOutcome] = []
         old = self._security
@@ -130,16 +135,28 @@ class ReceivePipeline:
         try:
             if not frame.secured_packet:
                 if self.accept_unsecured or security is None:
-                    out.append(self._deliver(frame, message, frame.secured[frame.payload_offset:],
-                                             {"its_aid": None, "ssp": None, "signer": None, "verification": "ok",
-                                              "secured": False}))
+                    out.append(
+                        self._deliver(
+                            frame,
+                            message,
+                            frame.secured[frame.payload_offset :],
+                            {"its_aid": None, "ssp": None, "signer": None, "verification": "ok", "secured": False},
+                        )
+                    )
                 else:
-                    out.append(Dropped(str(RxReason.UNSECURED), frame.transport, message,
-                                       "unsigned frame; security.accept_unsecured is off"))
+                    out.append(
+                        Dropped(
+                            str(RxReason.UNSECURED),
+                            frame.transport,
+                            message,
+                            "unsigned frame; security.accept_unsecured is off",
+                        )
+                    )
                 return out
             if security is None:
-                out.append(Dropped(str(RxReason.SECURITY_DISABLED), frame.transport, message,
-                                   "signed frame; security is off"))
+                out.append(
+                    Dropped(str(RxReason.SECURITY_DISABLED), frame.transport, message, "signed frame; security is off")
+                )
                 return out
             kind = catalog.BY_BTP_PORT.get(frame.btp_port) if frame.btp_port is not None else None
             t0 = time.perf_counter()
@@ -200,29 +217,41 @@ class ReceivePipeline:
             if detector is None:
                 detector = self._duplicates[frame.transport] = DuplicateDetector(on_limit=self._on_limit)
             if detector.is_duplicate(source, sn, frame.received_at, lifetime):
-                return Dropped(str(DropReason.DUPLICATE), frame.transport, message,
-                               f"GN source {source.hex()} sequence number {sn} seen before")
+                return Dropped(
+                    str(DropReason.DUPLICATE),
+                    frame.transport,
+                    message,
+                    f"GN source {source.hex()} sequence number {sn} seen before",
+                )
         security = self._security
         if security is not None and security.replayed(r):
-            return Dropped(str(RxReason.REPLAY), frame.transport, message,
-                           "accepted before, within its acceptance window")
-        info = {"its_aid": r.psid, "ssp": r.ssp.hex() if r.ssp is not None else None,
-                "signer": r.signer_id.hex() if r.signer_id else None, "verification": "ok",
-                "secured_data": bytes(frame.secured).hex()}  # as received (forward sinks' envelope option)
-        pdu: Any = r.pdu if r.pdu is not None else r.payload[frame.payload_offset:]  # type: ignore[index]
+            return Dropped(
+                str(RxReason.REPLAY), frame.transport, message, "accepted before, within its acceptance window"
+            )
+        info = {
+            "its_aid": r.psid,
+            "ssp": r.ssp.hex() if r.ssp is not None else None,
+            "signer": r.signer_id.hex() if r.signer_id else None,
+            "verification": "ok",
+            "secured_data": bytes(frame.secured).hex(),
+        }  # as received (forward sinks' envelope option)
+        pdu: Any = r.pdu if r.pdu is not None else r.payload[frame.payload_offset :]  # type: ignore[index]
         return self._deliver(frame, message, pdu, info)
 
     def _deliver(self, frame: ReceivedFrame, message: str, pdu: Any, security: dict[str, Any]) -> Accepted | Dropped:
         """Hand a PDU to the services: ``Accepted`` with the event they published, else ``Dropped`` (their reason)."""
-        transport = {"transport": frame.transport, "source": frame.source, "btp_port": frame.btp_port,
-                     "received_at": iso_utc(frame.received_at),
-                     **{k: v for k, v in frame.info.items() if isinstance(v, (str, int, float, bool))}}
+        transport = {
+            "transport": frame.transport,
+            "source": frame.source,
+            "btp_port": frame.btp_port,
+            "received_at": iso_utc(frame.received_at),
+            **{k: v for k, v in frame.info.items() if isinstance(v, (str, int, float, bool))},
+        }
         try:
             event, reason = self._services.receive(pdu, security, transport)
         except Exception as e:  # peer input never stops the daemon
             log.exception("received message not processed")
-            return Dropped(str(DropReason.INTERNAL_ERROR), frame.transport, message,
-                           f"{type(e).__name__}: {e}")
+            return Dropped(str(DropReason.INTERNAL_ERROR), frame.transport, message, f"{type(e).__name__}: {e}")
         if event is None:
             return Dropped(str(reason), frame.transport, message)
         kind = catalog.BY_NAME.get(event.get("message", ""))

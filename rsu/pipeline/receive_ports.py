@@ -24,8 +24,9 @@ class ReceiveSecurity(Protocol):
     def hold_seconds(self) -> float:
         """How long a frame of an unknown signer waits for its certificate."""
 
-    def verify(self, data: bytes, expected: MessageKind | None, *, payload_offset: int,
-               context: Any) -> VerificationResult:
+    def verify(
+        self, data: bytes, expected: MessageKind | None, *, payload_offset: int, context: Any
+    ) -> VerificationResult:
         """Takes COER secured data (the facilities PDU at ``payload_offset`` of its unsecured data); gives
         the result, with ``released`` results of held frames (their ``context`` is the frame)."""
 
@@ -42,8 +43,9 @@ class ReceiveSecurity(Protocol):
 class ReceiveServices(Protocol):
     """The service layer's receive entry (:meth:`rsu.services.layer.ServiceLayer.receive`)."""
 
-    def receive(self, pdu: Any, security: dict[str, Any],
-                transport: dict[str, Any]) -> tuple[dict[str, Any] | None, Any]:
+    def receive(
+        self, pdu: Any, security: dict[str, Any], transport: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, Any]:
         """Takes a facilities PDU (UPER bytes or a decoded PDU) with its security and transport facts; gives
         (the IS_DataProviding event, None) when delivered, else (None, the drop reason)."""
 
@@ -58,8 +60,9 @@ class SecurityServicePort:
     def hold_seconds(self) -> float:
         return self.service.verifier.hold_seconds
 
-    def verify(self, data: bytes, expected: MessageKind | None, *, payload_offset: int,
-               context: Any) -> VerificationResult:
+    def verify(
+        self, data: bytes, expected: MessageKind | None, *, payload_offset: int, context: Any
+    ) -> VerificationResult:
         return self.service.verify(data, expected, payload_offset=payload_offset, context=context)
 
     def expire_held(self) -> list[VerificationResult]:

@@ -50,6 +50,7 @@ OnSignTime = Callable[[MessageKind, float], None]
 
 # ====================================================================== ports
 
+
 class Signer(Protocol):
     """The security entity as the sender sees it (rsu.security.service.SecurityService)."""
 
@@ -95,6 +96,7 @@ class FrameWriter(Protocol):
 
 
 # ====================================================================== framers
+
 
 @dataclass(frozen=True)
 class Published(Sent):
@@ -149,6 +151,7 @@ class MqttFramer:
 
 # ====================================================================== pipeline
 
+
 class SendGate(Protocol):
     """Asked once per transmission before anything is signed (e.g. :class:`rsu.health.clock.ClockGate`):
     None lets it through, a reason (``clock-unsynchronized``) skips it."""
@@ -164,9 +167,16 @@ class SendPipeline:
     ``on_sign_time`` hears each signature's duration (``timer`` measures it).
     """
 
-    def __init__(self, framers: Iterable[Framer], defaults: Iterable[str], signer: Signer | None, *,
-                 on_sign_time: OnSignTime | None = None, timer: Callable[[], float] = time.perf_counter,
-                 gate: SendGate | None = None) -> None:
+    def __init__(
+        self,
+        framers: Iterable[Framer],
+        defaults: Iterable[str],
+        signer: Signer | None,
+        *,
+        on_sign_time: OnSignTime | None = None,
+        timer: Callable[[], float] = time.perf_counter,
+        gate: SendGate | None = None,
+    ) -> None:
         self.framers: Mapping[str, Framer] = {f.name: f for f in framers}
         self.defaults = tuple(defaults)
         self.signer = signer
@@ -191,8 +201,14 @@ class SendPipeline:
         for name in self.targets(tx):
             framer = self.framers.get(name)
             if framer is None:
-                outcomes.append(Dropped(str(DropReason.UNKNOWN_TRANSPORT), name, message,
-                                        f"{tx.kind.pdu} {tx.id} names transport {name!r}, which is not configured"))
+                outcomes.append(
+                    Dropped(
+                        str(DropReason.UNKNOWN_TRANSPORT),
+                        name,
+                        message,
+                        f"{tx.kind.pdu} {tx.id} names transport {name!r}, which is not configured",
+                    )
+                )
                 continue
             secured: bytes | None = None
             sign: PayloadSigner | None = None
@@ -242,12 +258,14 @@ class SendPipeline:
 
     def _header_signer(self, tx: Transmission) -> PayloadSigner:
         """The signer a secured GN framer calls once: CH | EH | BTP-B | PDU, the PDU at ``offset``."""
+
         def sign(payload: bytes, offset: int) -> bytes:
             if tx.requirement is None:
                 from rsu.security.pool import SigningRefused
 
                 raise SigningRefused(tx.kind, ("content",), "no content requirement known for these bytes")
             return self._signed(SignRequest(tx.requirement, payload, offset))
+
         return sign
 
 

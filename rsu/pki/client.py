@@ -67,6 +67,7 @@ MAX_DELTAS = 255  # deltas kept on top of one full list (ctlSequence has 256 val
 
 # ====================================================================== actions and results
 
+
 @dataclass(frozen=True)
 class HttpPost:
     id: str
@@ -150,9 +151,17 @@ class StoredCert:
 
 # ====================================================================== the client
 
+
 class PkiClient:
-    def __init__(self, config: ClientConfig, keystore: KeyStore, state_dir: str | os.PathLike, *,
-                 random: ecies.Randomness | None = None, jitter: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        keystore: KeyStore,
+        state_dir: str | os.PathLike,
+        *,
+        random: ecies.Randomness | None = None,
+        jitter: Callable[[], float] | None = None,
+    ) -> None:
         self.config = config
         self.keys = keystore
         self.state_dir = Path(state_dir)
@@ -174,8 +183,9 @@ class PkiClient:
 
     # ------------------------------------------------------------------ load / save
     @classmethod
-    def load(cls, config: ClientConfig, keystore: KeyStore, state_dir: str | os.PathLike, *,
-             read_only: bool = False, **kw) -> PkiClient:
+    def load(
+        cls, config: ClientConfig, keystore: KeyStore, state_dir: str | os.PathLike, *, read_only: bool = False, **kw
+    ) -> PkiClient:
         """Client with the state of ``state_dir`` (trust lists replayed, EC, ATs); orphan keys deleted
         unless ``read_only`` (``rsu pki status`` beside a running daemon: a key it has just made for a
         request in flight is not an orphan). Unusable state files are named in ``load_errors`` and
@@ -253,8 +263,11 @@ class PkiClient:
             self._drop_expired_ats(now)
         except OSError as e:  # retried at the next poll; the expired ATs are not used meanwhile
             log.warning("PKI: expired ATs not dropped from the state: %s", e.strerror or e)
-        for name, decide in (("trust", self._trust_action), ("enrol", self._enrol_action),
-                             ("authorize", self._authorize_action)):
+        for name, decide in (
+            ("trust", self._trust_action),
+            ("enrol", self._enrol_action),
+            ("authorize", self._authorize_action),
+        ):
             job = self.jobs[name]
             if name not in jobs or job.in_flight is not None or now < job.retry_at:
                 continue
@@ -367,8 +380,9 @@ class PkiClient:
                 if self.config.root_id not in self.trust.roots:
                     raise ClientError("root-not-listed", f"root {self.config.root_id.hex()} is not in the ECTL")
                 raise ClientError("no-dc", f"the ECTL lists no DC for root {self.config.root_id.hex()}")
-            if self._list_due(key) <= now or (key == "ectl" and self.trust.ectl is not None
-                                              and self._tlm_id(now) != self.trust.ectl.signer):
+            if self._list_due(key) <= now or (
+                key == "ectl" and self.trust.ectl is not None and self._tlm_id(now) != self.trust.ectl.signer
+            ):
                 action = Fetch(self._new_id("trust"), url, key.split(":")[0])
                 self.jobs["trust"].in_flight = {"id": action.id, "key": key, "url": url}
                 return action
@@ -378,8 +392,10 @@ class PkiClient:
         """Requests wait for a fetch in progress and for the root's CTL (where the EA/AA come from)."""
         if self.jobs["trust"].in_flight is not None:
             return False
-        return (self.trust.root(self.config.root_id, now) is not None
-                and f"ctl:{self.config.root_id.hex()}" in self.trust_applied)
+        return (
+            self.trust.root(self.config.root_id, now) is not None
+            and f"ctl:{self.config.root_id.hex()}" in self.trust_applied
+        )
 
     # -- enrolment
     def _ec_valid(self, now: float) -> bool:
@@ -421,20 +437,30 @@ class PkiClient:
         try:
             if current is not None:  # renew
                 pending = requests.build_enrolment_request(
-                    its_id=b"", signing_key=current.key, ea=ea, generation_time=clock.time64(now),
-                    random=self.random, current_ec=current.certificate, new_key=new_key)
+                    its_id=b"",
+                    signing_key=current.key,
+                    ea=ea,
+                    generation_time=clock.time64(now),
+                    random=self.random,
+                    current_ec=current.certificate,
+                    new_key=new_key,
+                )
             else:
                 if self.config.its_id is None:
                     raise ClientError("no-identity", "no canonical id (run rsu pki init or configure pki.its_id)")
                 pending = requests.build_enrolment_request(
-                    its_id=self.config.its_id, signing_key=self.keys.get(CANONICAL_LABEL), ea=ea,
-                    generation_time=clock.time64(now), random=self.random, new_key=new_key)
+                    its_id=self.config.its_id,
+                    signing_key=self.keys.get(CANONICAL_LABEL),
+                    ea=ea,
+                    generation_time=clock.time64(now),
+                    random=self.random,
+                    new_key=new_key,
+                )
         except BaseException:
             self.keys.delete(label)
             raise
         action = HttpPost(self._new_id("enrol"), url, pending.body)
-        self.jobs["enrol"].in_flight = {"id": action.id, "pending": pending, "label": label, "ea": ea,
-                                        "renew": renew}
+        self.jobs["enrol"].in_flight = {"id": action.id, "pending": pending, "label": label, "ea": ea, "renew": renew}
         return action
 
     # -- authorization
@@ -450,8 +476,11 @@ class PkiClient:
     def _at_due_at(self) -> float | None:
         if not self.ats:
             return None
-        ends = sorted(a.certificate.end_posix - self.config.at_renew_fraction *
-                      (a.certificate.end_posix - a.certificate.start_posix) for a in self.ats)
+        ends = sorted(
+            a.certificate.end_posix
+            - self.config.at_renew_fraction * (a.certificate.end_posix - a.certificate.start_posix)
+            for a in self.ats
+        )
         return ends[0]
 
     def _authorize_action(self, now: float) -> HttpPost | None:
@@ -469,8 +498,15 @@ class PkiClient:
         new_key = self.keys.generate(label, self.config.key_curve)
         try:
             pending = requests.build_authorization_request(
-                ec=current.certificate, ec_key=current.key, ea=ea, aa=aa, permissions=self.config.permissions,
-                generation_time=clock.time64(now), random=self.random, new_key=new_key)
+                ec=current.certificate,
+                ec_key=current.key,
+                ea=ea,
+                aa=aa,
+                permissions=self.config.permissions,
+                generation_time=clock.time64(now),
+                random=self.random,
+                new_key=new_key,
+            )
         except BaseException:
             self.keys.delete(label)
             raise
@@ -571,8 +607,11 @@ class PkiClient:
         applied = {**self.trust_applied, f"tlm-link:{new.hex()}": {"raw": link.hex(), "cert": cert.hex(), "at": now}}
         self._save_trust(applied)
         self.trust, self.trust_applied = store, applied
-        log.info("PKI trust: TLM %s trusted through a link certificate of TLM %s", new.hex(),
-                 self.trust.ectl.signer.hex() if self.trust.ectl else "?")
+        log.info(
+            "PKI trust: TLM %s trusted through a link certificate of TLM %s",
+            new.hex(),
+            self.trust.ectl.signer.hex() if self.trust.ectl else "?",
+        )
         return Outcome("trust", "ok", f"tlm-link:{new.hex()}")
 
     def _trust_result(self, flight: dict, result: HttpResult, now: float) -> Outcome:
@@ -587,10 +626,16 @@ class PkiClient:
             # a delta served at the full-list URL: kept on top of the full list it follows
             deltas = previous.get("deltas", [])
             if len(deltas) >= MAX_DELTAS:
-                raise ClientError("too-many-deltas", f"{key}: {len(deltas)} deltas on one full list; the held "
-                                                     f"list is kept until a full list is served")
-            entry = {"raw": previous["raw"], "baseAt": previous.get("baseAt", previous["at"]), "at": now,
-                     "deltas": deltas + [{"raw": result.body.hex(), "at": now}]}
+                raise ClientError(
+                    "too-many-deltas",
+                    f"{key}: {len(deltas)} deltas on one full list; the held list is kept until a full list is served",
+                )
+            entry = {
+                "raw": previous["raw"],
+                "baseAt": previous.get("baseAt", previous["at"]),
+                "at": now,
+                "deltas": deltas + [{"raw": result.body.hex(), "at": now}],
+            }
         else:
             entry = {"raw": result.body.hex(), "at": now}
         store = _apply(self.trust, key.split(":")[0], result.body, now)
@@ -601,8 +646,13 @@ class PkiClient:
                 # a new TLM: keep the list that linked it, so that the replay at start trusts it again
                 applied[f"ectl-link:{new.signer.hex()}"] = self.trust_applied["ectl"]
             # a new ECTL may drop our root: keep only lists of roots still listed
-            applied = {k: v for k, v in applied.items() if k == "ectl" or k.startswith(("ectl-link:", "tlm-link:"))
-                       or bytes.fromhex(k.partition(":")[2]) in store.roots}
+            applied = {
+                k: v
+                for k, v in applied.items()
+                if k == "ectl"
+                or k.startswith(("ectl-link:", "tlm-link:"))
+                or bytes.fromhex(k.partition(":")[2]) in store.roots
+            }
         self._save_trust(applied)  # on disk first: then in memory
         self.trust, self.trust_applied = store, applied
         log.info("PKI trust: %s applied from %s", key, flight["url"])
@@ -625,14 +675,21 @@ class PkiClient:
             self.ec, self.ea_cert = stored, flight["ea"]
             if old is not None and old.key_label != stored.key_label:
                 self._delete_key(old.key_label)
-            log.info("PKI enrol: EC %s (%s), valid until %s", stored.certificate.hashed_id8.hex(),
-                     "re-enrolment" if flight["renew"] else "initial", clock.iso_utc(stored.certificate.end_posix))
+            log.info(
+                "PKI enrol: EC %s (%s), valid until %s",
+                stored.certificate.hashed_id8.hex(),
+                "re-enrolment" if flight["renew"] else "initial",
+                clock.iso_utc(stored.certificate.end_posix),
+            )
         else:
             ats = self.ats + [stored]
             self._save_ats(ats)
             self.ats = ats
-            log.info("PKI authorize: AT %s valid until %s", stored.certificate.hashed_id8.hex(),
-                     clock.iso_utc(stored.certificate.end_posix))
+            log.info(
+                "PKI authorize: AT %s valid until %s",
+                stored.certificate.hashed_id8.hex(),
+                clock.iso_utc(stored.certificate.end_posix),
+            )
         return Outcome(job_name, "ok", stored.certificate.hashed_id8.hex())
 
     # ------------------------------------------------------------------ queries
@@ -651,24 +708,38 @@ class PkiClient:
         from rsu.security.pool import AuthorizationTicket
         from rsu.security.sign import Signer
 
-        return [AuthorizationTicket(a.certificate, Signer(a.certificate, a.key), a.key_label)
-                for a in self.usable_ats(now)]
+        return [
+            AuthorizationTicket(a.certificate, Signer(a.certificate, a.key), a.key_label) for a in self.usable_ats(now)
+        ]
 
     def status(self, now: float) -> dict[str, Any]:
         def cert_json(s: StoredCert) -> dict:
             c = s.certificate
-            return {"hashedId8": c.hashed_id8.hex(), "start": clock.iso_utc(c.start_posix),
-                    "end": clock.iso_utc(c.end_posix), "hoursLeft": round((c.end_posix - now) / 3600, 2),
-                    "valid": c.valid_at(now), "keyLabel": s.key_label}
+            return {
+                "hashedId8": c.hashed_id8.hex(),
+                "start": clock.iso_utc(c.start_posix),
+                "end": clock.iso_utc(c.end_posix),
+                "hoursLeft": round((c.end_posix - now) / 3600, 2),
+                "valid": c.valid_at(now),
+                "keyLabel": s.key_label,
+            }
+
         ages = [now - e["at"] for e in self.trust_applied.values()]
         return {
             "ec": cert_json(self.ec) if self.ec else None,
             "ats": [cert_json(a) for a in self.ats],
             "atsUsable": len(self.usable_ats(now)),
             "trust": {**self.trust.summary(now), "ageSeconds": round(max(ages), 1) if ages else None},
-            "jobs": {n: {"failures": j.failures, "lastError": j.last_error, "lastOk": j.last_ok,
-                         "retryAt": clock.iso_utc(j.retry_at) if j.retry_at > now else None,
-                         "inFlight": j.in_flight is not None} for n, j in self.jobs.items()},
+            "jobs": {
+                n: {
+                    "failures": j.failures,
+                    "lastError": j.last_error,
+                    "lastOk": j.last_ok,
+                    "retryAt": clock.iso_utc(j.retry_at) if j.retry_at > now else None,
+                    "inFlight": j.in_flight is not None,
+                }
+                for n, j in self.jobs.items()
+            },
             "attempts": {f"{j}:{r}": n for (j, r), n in sorted(self.attempts.items())},
             "loadErrors": list(self.load_errors),
         }
@@ -728,12 +799,14 @@ def lock_state(state_dir: str | os.PathLike, exclusive: bool) -> int:
     try:
         state.mkdir(parents=True, exist_ok=True)
         return statelock.acquire(
-            state / LOCK_NAME, exclusive,
+            state / LOCK_NAME,
+            exclusive,
             held_by_daemon=f"{state} is in use by a running rsu daemon, whose PKI client enrols, renews ATs "
-                           "and updates the trust lists by itself: watch it with `rsu pki status` (read-only, "
-                           "works while it runs), or stop the daemon first (systemctl stop rsu)",
+            "and updates the trust lists by itself: watch it with `rsu pki status` (read-only, "
+            "works while it runs), or stop the daemon first (systemctl stop rsu)",
             held_by_command=f"{state}: an `rsu pki` command is changing the PKI client state; start rsu when "
-                            "it is done")
+            "it is done",
+        )
     except statelock.StateBusy as e:
         raise PkiError("state-busy", str(e)) from None
     except OSError as e:
@@ -754,8 +827,9 @@ def _apply(store: TrustStore, kind: str, raw: bytes, now: float, entry: dict | N
         if entry is None:
             raise TrustListError("malformed", "a TLM link certificate without the TLM certificate it names")
         return store.with_tlm_link(raw, [bytes.fromhex(entry["cert"])], now)[0]
-    return {"ectl-link": store.with_ectl, "ectl": store.with_ectl, "ctl": store.with_ctl,
-            "crl": store.with_crl}[kind](raw, now)
+    return {"ectl-link": store.with_ectl, "ectl": store.with_ectl, "ctl": store.with_ctl, "crl": store.with_crl}[kind](
+        raw, now
+    )
 
 
 # replay order: the TLM side in the order it was applied (an old ECTL, the link it or a link

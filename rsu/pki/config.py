@@ -165,13 +165,23 @@ def client_config(section: PkiClientSection, provider: Any):
 
     services = section.services if section.services is not None else [k.name for k in catalog.MESSAGES]
     return ClientConfig(
-        its_id=section.its_id, cpoc_url=section.cpoc_url, tlm_ids=(section.tlm,),
-        root_id=section.root, permissions=service_permissions(services, provider),
-        ea_id=section.ea, aa_id=section.aa, ea_url=section.ea_url, aa_url=section.aa_url,
-        re_enrol_margin=section.re_enrol_margin, at_pool=section.at_pool,
-        at_renew_fraction=section.at_renew_fraction, trust_refresh_margin=section.trust_refresh_margin,
-        trust_refresh_interval=section.trust_refresh_interval, retry_base=section.retry_base,
-        retry_max=section.retry_max)
+        its_id=section.its_id,
+        cpoc_url=section.cpoc_url,
+        tlm_ids=(section.tlm,),
+        root_id=section.root,
+        permissions=service_permissions(services, provider),
+        ea_id=section.ea,
+        aa_id=section.aa,
+        ea_url=section.ea_url,
+        aa_url=section.aa_url,
+        re_enrol_margin=section.re_enrol_margin,
+        at_pool=section.at_pool,
+        at_renew_fraction=section.at_renew_fraction,
+        trust_refresh_margin=section.trust_refresh_margin,
+        trust_refresh_interval=section.trust_refresh_interval,
+        retry_base=section.retry_base,
+        retry_max=section.retry_max,
+    )
 
 
 def transport(section: PkiClientSection):

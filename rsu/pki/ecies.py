@@ -67,6 +67,7 @@ class SystemRandomness:
 
 # ---------------------------------------------------------------------------- primitives
 
+
 def kdf2_sha256(z: bytes, p1: bytes, length: int) -> bytes:
     """IEEE 1363a KDF2 with SHA-256: SHA256(Z || counter32 || P1) for counter 1, 2, ..."""
     out = b""
@@ -105,6 +106,7 @@ def psk_id(aes_key: bytes) -> bytes:
 
 # ---------------------------------------------------------------------------- key wrapping
 
+
 @dataclass(frozen=True)
 class WrappedKey:
     """EciesP256EncryptedKey plus the curve alternative it travels under."""
@@ -122,8 +124,13 @@ def _shared_x(private_key: ec.EllipticCurvePrivateKey, public_key: ec.EllipticCu
     return private_key.exchange(ec.ECDH(), public_key)
 
 
-def wrap_key(aes_key: bytes, alternative: str, recipient_key: ec.EllipticCurvePublicKey, p1: bytes,
-             ephemeral: ec.EllipticCurvePrivateKey) -> WrappedKey:
+def wrap_key(
+    aes_key: bytes,
+    alternative: str,
+    recipient_key: ec.EllipticCurvePublicKey,
+    p1: bytes,
+    ephemeral: ec.EllipticCurvePrivateKey,
+) -> WrappedKey:
     z = _shared_x(ephemeral, recipient_key)
     ke_km = kdf2_sha256(z, p1, 48)
     c = bytes(a ^ b for a, b in zip(aes_key, ke_km[:16]))
@@ -147,6 +154,7 @@ def unwrap_key(wrapped: WrappedKey, recipient_private: ec.EllipticCurvePrivateKe
 
 
 # ---------------------------------------------------------------------------- EncryptedData
+
 
 def recipient_encryption_key(cert: Certificate) -> tuple[str, ec.EllipticCurvePublicKey]:
     """(ECIES alternative, public key) of a certificate's encryptionKey; EciesError if it has none."""
@@ -189,8 +197,10 @@ def encrypt_with_psk(plaintext: bytes, aes_key: bytes, nonce: bytes) -> bytes:
 
 def _encrypted_data(recipients: list, aes_key: bytes, nonce: bytes, plaintext: bytes) -> bytes:
     ciphertext = ("aes128ccm", {"nonce": nonce, "ccmCiphertext": ccm_encrypt(aes_key, nonce, plaintext)})
-    return coer.encode("Ieee1609Dot2Data", {"protocolVersion": 3, "content": (
-        "encryptedData", {"recipients": recipients, "ciphertext": ciphertext})})
+    return coer.encode(
+        "Ieee1609Dot2Data",
+        {"protocolVersion": 3, "content": ("encryptedData", {"recipients": recipients, "ciphertext": ciphertext})},
+    )
 
 
 def parse_encrypted(data: bytes) -> tuple[tuple, bytes, bytes]:
@@ -212,8 +222,9 @@ def parse_encrypted(data: bytes) -> tuple[tuple, bytes, bytes]:
     return content["recipients"][0], c["nonce"], c["ccmCiphertext"]
 
 
-def decrypt_with_private_key(data: bytes, recipient: Certificate | bytes,
-                             private_key: ec.EllipticCurvePrivateKey) -> tuple[bytes, bytes]:
+def decrypt_with_private_key(
+    data: bytes, recipient: Certificate | bytes, private_key: ec.EllipticCurvePrivateKey
+) -> tuple[bytes, bytes]:
     """Open data sent to ``recipient`` (its certificate, or its raw COER bytes) -> (plaintext, aes_key)."""
     raw = recipient.raw if isinstance(recipient, Certificate) else bytes(recipient)
     return decrypt_with_p1(data, hashlib.sha256(raw).digest(), private_key)
@@ -225,8 +236,7 @@ def decrypt_with_p1(data: bytes, p1: bytes, private_key: ec.EllipticCurvePrivate
     if r_alt != "certRecipInfo":
         raise EciesError("unsupported-recipient", f"recipient is {r_alt}, not certRecipInfo")
     if info["recipientId"] != p1[-8:]:
-        raise EciesError("not-the-recipient", f"recipientId {info['recipientId'].hex()} is not "
-                                              f"{p1[-8:].hex()}")
+        raise EciesError("not-the-recipient", f"recipientId {info['recipientId'].hex()} is not {p1[-8:].hex()}")
     k_alt, k = info["encKey"]
     aes_key = unwrap_key(WrappedKey(k_alt, k["v"], k["c"], k["t"]), private_key, p1)
     return ccm_decrypt(aes_key, nonce, ciphertext), aes_key

@@ -32,9 +32,18 @@ RETRY_STATUSES = (502, 503, 504)
 
 
 class HttpTransport:
-    def __init__(self, *, timeout: float = 20.0, retries: int = 2, backoff_base: float = 0.5,
-                 backoff_max: float = 10.0, max_body: int = 4 << 20, ssl_context: ssl.SSLContext | None = None,
-                 jitter: Callable[[], float] | None = None, user_agent: str = "rsu-pki") -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float = 20.0,
+        retries: int = 2,
+        backoff_base: float = 0.5,
+        backoff_max: float = 10.0,
+        max_body: int = 4 << 20,
+        ssl_context: ssl.SSLContext | None = None,
+        jitter: Callable[[], float] | None = None,
+        user_agent: str = "rsu-pki",
+    ) -> None:
         self.timeout, self.retries = timeout, retries
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
         self.max_body = max_body
@@ -67,9 +76,14 @@ class HttpTransport:
             result, retryable = await self._once(action, post)
             if not retryable or attempt >= self.retries:
                 return result
-            delay = min(self.backoff_max, self.backoff_base * 2 ** attempt) * (0.5 + self._jitter() / 2)
-            log.info("PKI HTTP %s %s: %s, retry in %.1f s", "POST" if post else "GET", action.url,
-                     result.error or result.status, delay)
+            delay = min(self.backoff_max, self.backoff_base * 2**attempt) * (0.5 + self._jitter() / 2)
+            log.info(
+                "PKI HTTP %s %s: %s, retry in %.1f s",
+                "POST" if post else "GET",
+                action.url,
+                result.error or result.status,
+                delay,
+            )
             attempt += 1
             await asyncio.sleep(delay)
 
@@ -87,8 +101,9 @@ class HttpTransport:
             async with self._get_session().request("POST" if post else "GET", url, **kwargs) as resp:
                 body = await resp.content.read(self.max_body + 1)
                 if len(body) > self.max_body:
-                    return HttpResult(action.id, error="too-large",
-                                      detail=f"{url}: body over {self.max_body} bytes"), False
+                    return HttpResult(
+                        action.id, error="too-large", detail=f"{url}: body over {self.max_body} bytes"
+                    ), False
                 result = HttpResult(action.id, resp.status, resp.headers.get("Content-Type"), body)
                 return result, (not post and resp.status in RETRY_STATUSES)
         except TimeoutError:
@@ -107,8 +122,9 @@ def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"[:300]
 
 
-async def settle(client: PkiClient, transport: HttpTransport, clock: Clock, *, max_rounds: int = 50,
-                 jobs: tuple[str, ...] = JOBS) -> list[Outcome]:
+async def settle(
+    client: PkiClient, transport: HttpTransport, clock: Clock, *, max_rounds: int = 50, jobs: tuple[str, ...] = JOBS
+) -> list[Outcome]:
     """Run the client until nothing is due now (or every wanted job failed once): the outcomes.
 
     For commands (``rsu pki enrol``...): one pass, no waiting for backoff.
@@ -123,9 +139,15 @@ async def settle(client: PkiClient, transport: HttpTransport, clock: Clock, *, m
     return outcomes
 
 
-async def run_forever(client: PkiClient, transport: HttpTransport, clock: Clock, stop: asyncio.Event,
-                      on_outcome: Callable[[Outcome], None] | None = None, max_sleep: float = 300.0,
-                      wake: asyncio.Event | None = None) -> None:
+async def run_forever(
+    client: PkiClient,
+    transport: HttpTransport,
+    clock: Clock,
+    stop: asyncio.Event,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    max_sleep: float = 300.0,
+    wake: asyncio.Event | None = None,
+) -> None:
     """Drive the client until ``stop`` is set: act on what is due, then sleep until the next wakeup
     (or until ``wake`` is set: e.g. a clock that jumped, in tests)."""
     while not stop.is_set():

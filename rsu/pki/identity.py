@@ -41,8 +41,9 @@ def load_identity(state_dir: str | os.PathLike) -> dict | None:
         raise IdentityError("bad-identity", f"{path}: unreadable ({type(e).__name__})") from None
 
 
-def ensure_identity(store: KeyStore, state_dir: str | os.PathLike, its_id: bytes | None = None,
-                    curve_name: str = "ecdsaNistP256") -> dict:
+def ensure_identity(
+    store: KeyStore, state_dir: str | os.PathLike, its_id: bytes | None = None, curve_name: str = "ecdsaNistP256"
+) -> dict:
     """The canonical identity, made if missing: ``{"itsId": hex, "publicKey": hex, "keyLabel"}``.
 
     ``its_id`` defaults to 16 random octets. An existing identity with another id, or whose key
@@ -57,9 +58,12 @@ def ensure_identity(store: KeyStore, state_dir: str | os.PathLike, its_id: bytes
             raise IdentityError("identity-mismatch", "the canonical key in the key store is not the registered one")
         return existing
     key = store.get_or_generate(CANONICAL_LABEL, curve_name)
-    identity = {"itsId": (its_id if its_id is not None else os.urandom(16)).hex(),
-                "publicKey": public_key_hex(key.public_key()), "curve": key.curve_name,
-                "keyLabel": CANONICAL_LABEL}
+    identity = {
+        "itsId": (its_id if its_id is not None else os.urandom(16)).hex(),
+        "publicKey": public_key_hex(key.public_key()),
+        "curve": key.curve_name,
+        "keyLabel": CANONICAL_LABEL,
+    }
     Path(state_dir).mkdir(parents=True, exist_ok=True)
     atomic_write(Path(state_dir) / IDENTITY_FILE, (json.dumps(identity, indent=2) + "\n").encode(), mode=0o644)
     return identity

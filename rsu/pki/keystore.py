@@ -131,6 +131,7 @@ def _curve_name(curve_name: str) -> str:
 
 # ====================================================================== files
 
+
 class _FileKey(KeyHandle):
     def __init__(self, label: str, key: ec.EllipticCurvePrivateKey) -> None:
         super().__init__(label, curve_of(key).name, key.public_key())
@@ -181,8 +182,11 @@ class FileKeyStore(KeyStore):
         except OSError as e:
             raise KeyStoreError("backend", f"{self.directory}: {e.strerror or e}") from None
         if mode & 0o077:
-            raise KeyStoreError("insecure", f"{self.directory}: key directory is accessible by group/others "
-                                            f"(mode {mode:04o}); run chmod 700 {self.directory}")
+            raise KeyStoreError(
+                "insecure",
+                f"{self.directory}: key directory is accessible by group/others "
+                f"(mode {mode:04o}); run chmod 700 {self.directory}",
+            )
 
     def _path(self, label: str) -> Path:
         return self.directory / f"{check_label(label)}{self.SUFFIX}"
@@ -200,8 +204,11 @@ class FileKeyStore(KeyStore):
         try:
             st = path.stat()
             if stat.S_IMODE(st.st_mode) & 0o077:
-                raise KeyStoreError("insecure", f"{path}: key file is accessible by group/others "
-                                                f"(mode {stat.S_IMODE(st.st_mode):04o}); run chmod 600 {path}")
+                raise KeyStoreError(
+                    "insecure",
+                    f"{path}: key file is accessible by group/others "
+                    f"(mode {stat.S_IMODE(st.st_mode):04o}); run chmod 600 {path}",
+                )
             data = path.read_bytes()
         except FileNotFoundError:
             raise KeyStoreError("not-found", f"no key labelled {label}") from None
@@ -217,9 +224,11 @@ class FileKeyStore(KeyStore):
         return _FileKey(label, key)
 
     def labels(self, prefix: str = "") -> list[str]:
-        return sorted(p.name[:-len(self.SUFFIX)] for p in self.directory.iterdir()
-                      if p.name.endswith(self.SUFFIX) and not p.name.startswith(".")
-                      and p.name.startswith(prefix))
+        return sorted(
+            p.name[: -len(self.SUFFIX)]
+            for p in self.directory.iterdir()
+            if p.name.endswith(self.SUFFIX) and not p.name.startswith(".") and p.name.startswith(prefix)
+        )
 
     def delete(self, label: str) -> bool:
         try:
@@ -235,8 +244,12 @@ class FileKeyStore(KeyStore):
 # ====================================================================== PKCS#11
 
 # our curve names -> the named-curve names of python-pkcs11 / asn1crypto
-_PKCS11_CURVES = {"ecdsaNistP256": "secp256r1", "ecdsaBrainpoolP256r1": "brainpoolp256r1",
-                  "ecdsaBrainpoolP384r1": "brainpoolp384r1", "ecdsaNistP384": "secp384r1"}
+_PKCS11_CURVES = {
+    "ecdsaNistP256": "secp256r1",
+    "ecdsaBrainpoolP256r1": "brainpoolp256r1",
+    "ecdsaBrainpoolP384r1": "brainpoolp384r1",
+    "ecdsaNistP384": "secp384r1",
+}
 
 
 def _der_octets(data: bytes) -> bytes:
@@ -251,8 +264,9 @@ def _der_octets(data: bytes) -> bytes:
 
 
 class _Pkcs11Key(KeyHandle):
-    def __init__(self, store: Pkcs11KeyStore, label: str, curve_name: str,
-                 public: ec.EllipticCurvePublicKey, private: Any) -> None:
+    def __init__(
+        self, store: Pkcs11KeyStore, label: str, curve_name: str, public: ec.EllipticCurvePublicKey, private: Any
+    ) -> None:
         super().__init__(label, curve_name, public)
         self._store = store
         self._private = private
@@ -269,13 +283,16 @@ class _Pkcs11Key(KeyHandle):
 
         def derive():
             secret = self._private.derive_key(
-                p.KeyType.GENERIC_SECRET, size * 8, mechanism_param=(p.mechanisms.KDF.NULL, None, point),
-                template={p.Attribute.SENSITIVE: False, p.Attribute.EXTRACTABLE: True,
-                          p.Attribute.TOKEN: False})
+                p.KeyType.GENERIC_SECRET,
+                size * 8,
+                mechanism_param=(p.mechanisms.KDF.NULL, None, point),
+                template={p.Attribute.SENSITIVE: False, p.Attribute.EXTRACTABLE: True, p.Attribute.TOKEN: False},
+            )
             try:
                 return bytes(secret[p.Attribute.VALUE])
             finally:
                 secret.destroy()
+
         return self._store._call(derive)
 
 
@@ -289,8 +306,9 @@ class Pkcs11KeyStore(KeyStore):
             import pkcs11.mechanisms  # noqa: F401  (KDF)
             import pkcs11.util.ec  # noqa: F401
         except ImportError:
-            raise KeyStoreError("unsupported", "the PKCS#11 key store needs python-pkcs11: "
-                                               "pip install 'rsu[hsm]'") from None
+            raise KeyStoreError(
+                "unsupported", "the PKCS#11 key store needs python-pkcs11: pip install 'rsu[hsm]'"
+            ) from None
         self.pkcs11 = pkcs11
         self.module, self.token_label = module, token
         try:
@@ -311,8 +329,7 @@ class Pkcs11KeyStore(KeyStore):
             raise KeyStoreError("backend", f"token {self.token_label!r}: {type(e).__name__}") from None
 
     def _find(self, label: str, cls) -> list:
-        return list(self._session.get_objects({self.pkcs11.Attribute.LABEL: label,
-                                               self.pkcs11.Attribute.CLASS: cls}))
+        return list(self._session.get_objects({self.pkcs11.Attribute.LABEL: label, self.pkcs11.Attribute.CLASS: cls}))
 
     def generate(self, label: str, curve_name: str = "ecdsaNistP256") -> KeyHandle:
         p = self.pkcs11
@@ -323,14 +340,24 @@ class Pkcs11KeyStore(KeyStore):
 
         def gen():
             params = self._session.create_domain_parameters(
-                p.KeyType.EC, {p.Attribute.EC_PARAMS: p.util.ec.encode_named_curve_parameters(
-                    _PKCS11_CURVES[curve_name])}, local=True)
+                p.KeyType.EC,
+                {p.Attribute.EC_PARAMS: p.util.ec.encode_named_curve_parameters(_PKCS11_CURVES[curve_name])},
+                local=True,
+            )
             return params.generate_keypair(
-                store=True, label=label,
+                store=True,
+                label=label,
                 public_template={p.Attribute.VERIFY: True, p.Attribute.TOKEN: True},
-                private_template={p.Attribute.SIGN: True, p.Attribute.DERIVE: True, p.Attribute.TOKEN: True,
-                                  p.Attribute.PRIVATE: True, p.Attribute.SENSITIVE: True,
-                                  p.Attribute.EXTRACTABLE: False})
+                private_template={
+                    p.Attribute.SIGN: True,
+                    p.Attribute.DERIVE: True,
+                    p.Attribute.TOKEN: True,
+                    p.Attribute.PRIVATE: True,
+                    p.Attribute.SENSITIVE: True,
+                    p.Attribute.EXTRACTABLE: False,
+                },
+            )
+
         public, private = self._call(gen)
         return _Pkcs11Key(self, label, curve_name, self._public_of(public, curve_name), private)
 
@@ -339,7 +366,9 @@ class Pkcs11KeyStore(KeyStore):
         try:
             return ec.EllipticCurvePublicKey.from_encoded_point(CURVES[curve_name].ec_curve(), point)
         except ValueError:
-            raise KeyStoreError("backend", f"token public key of {public.label!r} is not a {curve_name} point") from None
+            raise KeyStoreError(
+                "backend", f"token public key of {public.label!r} is not a {curve_name} point"
+            ) from None
 
     def get(self, label: str) -> KeyHandle:
         p = self.pkcs11
@@ -349,8 +378,9 @@ class Pkcs11KeyStore(KeyStore):
         if not privates or not publics:
             raise KeyStoreError("not-found", f"no key pair labelled {label} on token {self.token_label!r}")
         params = bytes(self._call(lambda: publics[0][p.Attribute.EC_PARAMS]))
-        curve_name = next((c for c, n in _PKCS11_CURVES.items()
-                           if p.util.ec.encode_named_curve_parameters(n) == params), None)
+        curve_name = next(
+            (c for c, n in _PKCS11_CURVES.items() if p.util.ec.encode_named_curve_parameters(n) == params), None
+        )
         if curve_name is None:
             raise KeyStoreError("unsupported", f"key {label}: curve parameters {params.hex()} not supported")
         return _Pkcs11Key(self, label, curve_name, self._public_of(publics[0], curve_name), privates[0])
@@ -363,8 +393,9 @@ class Pkcs11KeyStore(KeyStore):
     def delete(self, label: str) -> bool:
         p = self.pkcs11
         check_label(label)
-        objs = self._call(lambda: self._find(label, p.ObjectClass.PRIVATE_KEY)
-                          + self._find(label, p.ObjectClass.PUBLIC_KEY))
+        objs = self._call(
+            lambda: self._find(label, p.ObjectClass.PRIVATE_KEY) + self._find(label, p.ObjectClass.PUBLIC_KEY)
+        )
         for o in objs:
             self._call(o.destroy)
         return bool(objs)
@@ -379,8 +410,14 @@ class Pkcs11KeyStore(KeyStore):
         return f"<Pkcs11KeyStore {self.module} token={self.token_label!r}>"
 
 
-def open_keystore(backend: str, *, directory: str | os.PathLike | None = None, module: str | None = None,
-                  token: str | None = None, pin: str | None = None) -> KeyStore:
+def open_keystore(
+    backend: str,
+    *,
+    directory: str | os.PathLike | None = None,
+    module: str | None = None,
+    token: str | None = None,
+    pin: str | None = None,
+) -> KeyStore:
     """The configured key store: ``file`` (``directory``) or ``pkcs11`` (``module``, ``token``, ``pin``)."""
     if backend == "file":
         if directory is None:

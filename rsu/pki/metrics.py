@@ -38,10 +38,12 @@ class PkiCollector:
         if usable:
             at.add_metric([], (max(a.certificate.end_posix for a in usable) - now) / 3600)
         yield at
-        age = GaugeMetricFamily("rsu_pki_trust_list_age_seconds", "Seconds since the trust list was applied",
-                                labels=["list"])
-        nxt = GaugeMetricFamily("rsu_pki_trust_list_next_update_seconds", "Seconds until the list's nextUpdate",
-                                labels=["list"])
+        age = GaugeMetricFamily(
+            "rsu_pki_trust_list_age_seconds", "Seconds since the trust list was applied", labels=["list"]
+        )
+        nxt = GaugeMetricFamily(
+            "rsu_pki_trust_list_next_update_seconds", "Seconds until the list's nextUpdate", labels=["list"]
+        )
         for key, entry in sorted(c.trust_applied.items()):
             age.add_metric([key], now - entry["at"])
             state = c._list_state(key)
@@ -54,8 +56,9 @@ class PkiCollector:
             if root.crl is not None:
                 crl.add_metric([h8.hex()], len(root.revoked))
         yield crl
-        attempts = CounterMetricFamily("rsu_pki_attempts", "PKI client attempts by job and result",
-                                       labels=["job", "result"])
+        attempts = CounterMetricFamily(
+            "rsu_pki_attempts", "PKI client attempts by job and result", labels=["job", "result"]
+        )
         for (job, result), n in sorted(c.attempts.items()):
             attempts.add_metric([job, result], n)
         yield attempts

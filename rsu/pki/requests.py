@@ -63,18 +63,49 @@ SCR_AUTHORIZATION_REQUEST = 0x40
 EC_PERMISSIONS = [{"psid": PSID_SCR, "ssp": ("bitmapSsp", b"\x01\xc0")}]  # what an EC may do, §5.4
 
 ENROLMENT_RESPONSE_CODES = (
-    "ok", "cantparse", "badcontenttype", "imnottherecipient", "unknownencryptionalgorithm", "decryptionfailed",
-    "unknownits", "invalidsignature", "invalidencryptionkey", "baditsstatus", "incompleterequest",
-    "deniedpermissions", "invalidkeys", "deniedrequest",
+    "ok",
+    "cantparse",
+    "badcontenttype",
+    "imnottherecipient",
+    "unknownencryptionalgorithm",
+    "decryptionfailed",
+    "unknownits",
+    "invalidsignature",
+    "invalidencryptionkey",
+    "baditsstatus",
+    "incompleterequest",
+    "deniedpermissions",
+    "invalidkeys",
+    "deniedrequest",
 )
 AUTHORIZATION_RESPONSE_CODES = (
-    "ok", "its-aa-cantparse", "its-aa-badcontenttype", "its-aa-imnottherecipient",
-    "its-aa-unknownencryptionalgorithm", "its-aa-decryptionfailed", "its-aa-keysdontmatch",
-    "its-aa-incompleterequest", "its-aa-invalidencryptionkey", "its-aa-outofsyncrequest", "its-aa-unknownea",
-    "its-aa-invalidea", "its-aa-deniedpermissions", "aa-ea-cantreachea", "ea-aa-cantparse",
-    "ea-aa-badcontenttype", "ea-aa-imnottherecipient", "ea-aa-unknownencryptionalgorithm",
-    "ea-aa-decryptionfailed", "invalidaa", "invalidaasignature", "wrongea", "unknownits", "invalidsignature",
-    "invalidencryptionkey", "deniedpermissions", "deniedtoomanycerts",
+    "ok",
+    "its-aa-cantparse",
+    "its-aa-badcontenttype",
+    "its-aa-imnottherecipient",
+    "its-aa-unknownencryptionalgorithm",
+    "its-aa-decryptionfailed",
+    "its-aa-keysdontmatch",
+    "its-aa-incompleterequest",
+    "its-aa-invalidencryptionkey",
+    "its-aa-outofsyncrequest",
+    "its-aa-unknownea",
+    "its-aa-invalidea",
+    "its-aa-deniedpermissions",
+    "aa-ea-cantreachea",
+    "ea-aa-cantparse",
+    "ea-aa-badcontenttype",
+    "ea-aa-imnottherecipient",
+    "ea-aa-unknownencryptionalgorithm",
+    "ea-aa-decryptionfailed",
+    "invalidaa",
+    "invalidaasignature",
+    "wrongea",
+    "unknownits",
+    "invalidsignature",
+    "invalidencryptionkey",
+    "deniedpermissions",
+    "deniedtoomanycerts",
 )
 
 
@@ -110,20 +141,32 @@ class PendingRequest:
 
     def to_state(self) -> dict:
         """JSON-able state for answering later (offline enrolment). Holds secrets: store it mode 0600."""
-        return {"kind": self.kind, "body": self.body.hex(), "authority": self.authority.raw.hex(),
-                "aesKey": self.aes_key.hex(), "privateKey": private_key_pem(self._file_key()).decode(),
-                "requested": [{"psid": p["psid"], "ssp": p["ssp"][1].hex() if "ssp" in p else None}
-                              for p in self.requested]}
+        return {
+            "kind": self.kind,
+            "body": self.body.hex(),
+            "authority": self.authority.raw.hex(),
+            "aesKey": self.aes_key.hex(),
+            "privateKey": private_key_pem(self._file_key()).decode(),
+            "requested": [
+                {"psid": p["psid"], "ssp": p["ssp"][1].hex() if "ssp" in p else None} for p in self.requested
+            ],
+        }
 
     @classmethod
     def from_state(cls, state: dict) -> PendingRequest:
         try:
-            requested = [{"psid": p["psid"], **({"ssp": ("bitmapSsp", bytes.fromhex(p["ssp"]))}
-                                                 if p["ssp"] is not None else {})} for p in state["requested"]]
-            return cls(state["kind"], bytes.fromhex(state["body"]),
-                       Certificate.from_bytes(bytes.fromhex(state["authority"])), bytes.fromhex(state["aesKey"]),
-                       private_key_from_bytes(state["privateKey"].encode(), label="pending request key"),
-                       requested)
+            requested = [
+                {"psid": p["psid"], **({"ssp": ("bitmapSsp", bytes.fromhex(p["ssp"]))} if p["ssp"] is not None else {})}
+                for p in state["requested"]
+            ]
+            return cls(
+                state["kind"],
+                bytes.fromhex(state["body"]),
+                Certificate.from_bytes(bytes.fromhex(state["authority"])),
+                bytes.fromhex(state["aesKey"]),
+                private_key_from_bytes(state["privateKey"].encode(), label="pending request key"),
+                requested,
+            )
         except (KeyError, TypeError, ValueError, CertificateError, KeyMaterialError) as e:
             raise RequestError("bad-state", f"pending request state unusable: {type(e).__name__}") from None
 
@@ -144,10 +187,19 @@ class Response:
 
 # ====================================================================== enrolment
 
-def build_enrolment_request(*, its_id: bytes, signing_key: SigningKey, ea: Certificate,
-                            generation_time: int, random: ecies.Randomness,
-                            current_ec: Certificate | None = None, key_curve: str = "ecdsaNistP256",
-                            attributes: dict | None = None, new_key: SigningKey | None = None) -> PendingRequest:
+
+def build_enrolment_request(
+    *,
+    its_id: bytes,
+    signing_key: SigningKey,
+    ea: Certificate,
+    generation_time: int,
+    random: ecies.Randomness,
+    current_ec: Certificate | None = None,
+    key_curve: str = "ecdsaNistP256",
+    attributes: dict | None = None,
+    new_key: SigningKey | None = None,
+) -> PendingRequest:
     """InnerEcRequest with PoP, signed by the canonical key (``current_ec`` None) or the current EC.
 
     ``its_id``: the canonical identifier (initial enrolment); ignored for re-enrolment, where
@@ -164,19 +216,28 @@ def build_enrolment_request(*, its_id: bytes, signing_key: SigningKey, ea: Certi
         new_key = random.private_key(CURVES[key_curve].ec_curve())
     key_curve = curve_of(new_key).name
     requested = [dict(p) for p in EC_PERMISSIONS]
-    inner = {"itsId": bytes(its_id), "certificateFormat": 1,
-             "publicKeys": {"verificationKey": (key_curve, point_of_public_key(new_key.public_key()))},
-             "requestedSubjectAttributes": {**(attributes or {}), "appPermissions": requested}}
-    pop = sign(new_key, psid=PSID_SCR, generation_time=generation_time,
-               payload=coer.encode("InnerEcRequest", inner))
+    inner = {
+        "itsId": bytes(its_id),
+        "certificateFormat": 1,
+        "publicKeys": {"verificationKey": (key_curve, point_of_public_key(new_key.public_key()))},
+        "requestedSubjectAttributes": {**(attributes or {}), "appPermissions": requested},
+    }
+    pop = sign(new_key, psid=PSID_SCR, generation_time=generation_time, payload=coer.encode("InnerEcRequest", inner))
     data = b"\x01\x80" + pop  # EtsiTs102941Data { v1, enrolmentRequest <PoP> }
-    outer = sign(signing_key, psid=PSID_SCR, generation_time=generation_time, payload=data,
-                 signer="self" if current_ec is None else "digest", certificate=current_ec)
+    outer = sign(
+        signing_key,
+        psid=PSID_SCR,
+        generation_time=generation_time,
+        payload=data,
+        signer="self" if current_ec is None else "digest",
+        certificate=current_ec,
+    )
     enc = _encrypt(outer, ea, random)
     return PendingRequest("enrolment", enc.data, ea, enc.aes_key, new_key, requested)
 
 
 # ====================================================================== authorization
+
 
 def service_permissions(services: Iterable[str], provider: sspmod.ServiceProvider | None = None) -> list[dict]:
     """appPermissions for the services rsu runs: every permission bit of each one (catalog + SSP table)."""
@@ -204,10 +265,19 @@ def check_permissions(requested: list[dict], ec: Certificate, aa: Certificate) -
         raise RequestError("not-permitted", "; ".join(problems))
 
 
-def build_authorization_request(*, ec: Certificate, ec_key: SigningKey, ea: Certificate,
-                                aa: Certificate, permissions: list[dict], generation_time: int,
-                                random: ecies.Randomness, key_curve: str = "ecdsaNistP256",
-                                validity: dict | None = None, new_key: SigningKey | None = None) -> PendingRequest:
+def build_authorization_request(
+    *,
+    ec: Certificate,
+    ec_key: SigningKey,
+    ea: Certificate,
+    aa: Certificate,
+    permissions: list[dict],
+    generation_time: int,
+    random: ecies.Randomness,
+    key_curve: str = "ecdsaNistP256",
+    validity: dict | None = None,
+    new_key: SigningKey | None = None,
+) -> PendingRequest:
     """AuthorizationRequestMessageWithPop with a fresh AT key, hmacKey/keyTag and encryptedEcSignature.
 
     ``new_key``: the fresh AT key (e.g. a key-store handle); default one from ``random``.
@@ -225,20 +295,31 @@ def build_authorization_request(*, ec: Certificate, ec_key: SigningKey, ea: Cert
     attributes: dict[str, Any] = {"appPermissions": [dict(p) for p in permissions]}
     if validity is not None:
         attributes["validityPeriod"] = validity
-    shared = {"eaId": signer_hashed_id8(ea), "keyTag": key_tag, "certificateFormat": 1,
-              "requestedSubjectAttributes": attributes}
-    ec_signature = sign(ec_key, psid=PSID_SCR, generation_time=generation_time,
-                        ext_data_hash=hashlib.sha256(coer.encode("SharedAtRequest", shared)).digest(),
-                        signer="digest", certificate=ec)
+    shared = {
+        "eaId": signer_hashed_id8(ea),
+        "keyTag": key_tag,
+        "certificateFormat": 1,
+        "requestedSubjectAttributes": attributes,
+    }
+    ec_signature = sign(
+        ec_key,
+        psid=PSID_SCR,
+        generation_time=generation_time,
+        ext_data_hash=hashlib.sha256(coer.encode("SharedAtRequest", shared)).digest(),
+        signer="digest",
+        certificate=ec,
+    )
     encrypted_ec_signature = _encrypt(ec_signature, ea, random).data
-    inner = {"publicKeys": {"verificationKey": verification_key}, "hmacKey": hmac_key,
-             "sharedAtRequest": shared,
-             "ecSignature": ("encryptedEcSignature", coer.decode("Ieee1609Dot2Data", encrypted_ec_signature))}
+    inner = {
+        "publicKeys": {"verificationKey": verification_key},
+        "hmacKey": hmac_key,
+        "sharedAtRequest": shared,
+        "ecSignature": ("encryptedEcSignature", coer.decode("Ieee1609Dot2Data", encrypted_ec_signature)),
+    }
     data = coer.encode("EtsiTs102941Data", {"version": 1, "content": ("authorizationRequest", inner)})
     pop = sign(at_key, psid=PSID_SCR, generation_time=generation_time, payload=data)
     enc = _encrypt(pop, aa, random)
-    return PendingRequest("authorization", enc.data, aa, enc.aes_key, at_key, attributes["appPermissions"],
-                          hmac_key)
+    return PendingRequest("authorization", enc.data, aa, enc.aes_key, at_key, attributes["appPermissions"], hmac_key)
 
 
 def key_tag_for(hmac_key: bytes, verification_key: tuple, encryption_key: dict | None = None) -> bytes:
@@ -251,8 +332,10 @@ def key_tag_for(hmac_key: bytes, verification_key: tuple, encryption_key: dict |
 
 # ====================================================================== responses
 
-_CONTENT = {"enrolment": ("enrolmentResponse", 0x81, "InnerEcResponse", ENROLMENT_RESPONSE_CODES),
-            "authorization": ("authorizationResponse", 0x83, "InnerAtResponse", AUTHORIZATION_RESPONSE_CODES)}
+_CONTENT = {
+    "enrolment": ("enrolmentResponse", 0x81, "InnerEcResponse", ENROLMENT_RESPONSE_CODES),
+    "authorization": ("authorizationResponse", 0x83, "InnerAtResponse", AUTHORIZATION_RESPONSE_CODES),
+}
 
 
 def process_response(pending: PendingRequest, data: bytes, now: float, trust: TrustStore | None = None) -> Response:
@@ -275,10 +358,13 @@ def process_response(pending: PendingRequest, data: bytes, now: float, trust: Tr
         raise ResponseError("malformed", str(e)) from None
     authority = pending.authority
     if opened.signer_form != "digest" or opened.signer_digest != signer_hashed_id8(authority):
-        raise ResponseError("wrong-signer", f"response signer is {opened.signer_form} "
-                                            f"{(opened.signer_digest or b'').hex()}, not the "
-                                            f"{'EA' if pending.kind == 'enrolment' else 'AA'} "
-                                            f"{signer_hashed_id8(authority).hex()}")
+        raise ResponseError(
+            "wrong-signer",
+            f"response signer is {opened.signer_form} "
+            f"{(opened.signer_digest or b'').hex()}, not the "
+            f"{'EA' if pending.kind == 'enrolment' else 'AA'} "
+            f"{signer_hashed_id8(authority).hex()}",
+        )
     if opened.psid != PSID_SCR:
         raise ResponseError("wrong-psid", f"response psid {opened.psid} (expected {PSID_SCR})")
     if not opened.verify(authority.public_key, authority):
@@ -297,8 +383,9 @@ def process_response(pending: PendingRequest, data: bytes, now: float, trust: Tr
     if code not in codes:  # an extension value from a newer standard
         code = f"unknown-{code}"
     if (code == "ok") != ("certificate" in inner):
-        raise ResponseError("profile-violation", f"responseCode {code} with"
-                                                 f"{'out' if code == 'ok' else ''} a certificate")
+        raise ResponseError(
+            "profile-violation", f"responseCode {code} with{'out' if code == 'ok' else ''} a certificate"
+        )
     if code != "ok":
         return Response(pending.kind, code)
     cert = _certificate_in(payload, inner_type)
@@ -319,8 +406,9 @@ def _certificate_in(payload: bytes, inner_type: str) -> Certificate:
 def _check_issued(pending: PendingRequest, cert: Certificate, now: float) -> None:
     authority = pending.authority
     if cert.issuer_id != authority.hashed_id8_for(cert.issuer_hash_name):
-        raise ResponseError("certificate-wrong-issuer", f"certificate issuer {cert.issuer} is not "
-                                                        f"{signer_hashed_id8(authority).hex()}")
+        raise ResponseError(
+            "certificate-wrong-issuer", f"certificate issuer {cert.issuer} is not {signer_hashed_id8(authority).hex()}"
+        )
     if not cert.signature_valid(authority):
         raise ResponseError("certificate-invalid-signature", "certificate signature does not verify")
     if not same_public_key(cert.public_key, pending.private_key.public_key()):
@@ -330,24 +418,29 @@ def _check_issued(pending: PendingRequest, cert: Certificate, now: float) -> Non
     asked = {p["psid"]: (p["ssp"][1] if "ssp" in p else None) for p in pending.requested}
     for psid, ssp in cert.app_permissions.items():
         if psid not in asked or not _ssp_subset(ssp, asked[psid]):
-            raise ResponseError("certificate-permissions", f"certificate grants psid {psid} "
-                                                           f"{ssp.hex() if ssp else ''} beyond the request")
+            raise ResponseError(
+                "certificate-permissions",
+                f"certificate grants psid {psid} {ssp.hex() if ssp else ''} beyond the request",
+            )
     if pending.kind == "enrolment" and PSID_SCR not in cert.app_permissions:
         raise ResponseError("certificate-permissions", f"EC without psid {PSID_SCR}")
 
 
 # ====================================================================== helpers
 
+
 def _check_trusted(trust: TrustStore, pending: PendingRequest, now: float) -> None:
     want = "ea" if pending.kind == "enrolment" else "aa"
     h8 = signer_hashed_id8(pending.authority)
     found = trust.authority(h8)
     if found is None or found[0] != want or found[1].certificate.raw != pending.authority.raw:
-        raise ResponseError("untrusted-authority", f"{want.upper()} {h8.hex()} is not listed (or revoked) "
-                                                   f"in the trust store")
+        raise ResponseError(
+            "untrusted-authority", f"{want.upper()} {h8.hex()} is not listed (or revoked) in the trust store"
+        )
     if trust.root(found[2], now) is None:
-        raise ResponseError("untrusted-authority", f"root {found[2].hex()} of {want.upper()} {h8.hex()} "
-                                                   f"is not valid now")
+        raise ResponseError(
+            "untrusted-authority", f"root {found[2].hex()} of {want.upper()} {h8.hex()} is not valid now"
+        )
 
 
 def _encrypt(plaintext: bytes, recipient: Certificate, random: ecies.Randomness) -> ecies.Encrypted:
@@ -360,16 +453,21 @@ def _encrypt(plaintext: bytes, recipient: Certificate, random: ecies.Randomness)
 def _require_scr_right(cert: Certificate, bit: int, what: str) -> None:
     ssp = cert.app_permissions.get(PSID_SCR)
     if not ssp or len(ssp) < 2 or not ssp[1] & bit:
-        raise RequestError("not-permitted", f"certificate {cert.hashed_id8.hex()} may not {what} "
-                                            f"(623 SSP {ssp.hex() if ssp else 'absent'})")
+        raise RequestError(
+            "not-permitted",
+            f"certificate {cert.hashed_id8.hex()} may not {what} (623 SSP {ssp.hex() if ssp else 'absent'})",
+        )
 
 
 def _require_valid(ec_cert: Certificate, generation_time: int) -> None:
     """An EC signs only inside its validity (an expired EC means: enrol again with the canonical key)."""
     if not ec_cert.valid_at(clock.time64_to_posix(generation_time)):
-        raise RequestError("ec-not-valid", f"EC {ec_cert.hashed_id8.hex()} is not valid at the generation time "
-                                           f"(valid {clock.iso_utc(ec_cert.start_posix)} .. "
-                                           f"{clock.iso_utc(ec_cert.end_posix)})")
+        raise RequestError(
+            "ec-not-valid",
+            f"EC {ec_cert.hashed_id8.hex()} is not valid at the generation time "
+            f"(valid {clock.iso_utc(ec_cert.start_posix)} .. "
+            f"{clock.iso_utc(ec_cert.end_posix)})",
+        )
 
 
 def _ssp_subset(ssp: bytes | None, allowed: bytes | None) -> bool:

@@ -32,8 +32,15 @@ log = logging.getLogger("rsu.pki")
 
 
 class PkiRuntime:
-    def __init__(self, section: pkicfg.PkiClientSection, client: PkiClient, store, transport, clock: clockmod.Clock,
-                 position: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        section: pkicfg.PkiClientSection,
+        client: PkiClient,
+        store,
+        transport,
+        clock: clockmod.Clock,
+        position: tuple[float, float],
+    ) -> None:
         self.section, self.client, self.store, self.transport = section, client, store, transport
         self.clock = clock
         self.position = position
@@ -101,8 +108,9 @@ class PkiRuntime:
         pool.replace(tickets)
         pool.issuers = self.issuers()
         self._given, self._pool = ids, pool
-        log.info("PKI: the signer uses %d AT(s): %s", len(tickets), ", ".join(t.hashed_id8.hex() for t in tickets)
-                 or "none")
+        log.info(
+            "PKI: the signer uses %d AT(s): %s", len(tickets), ", ".join(t.hashed_id8.hex() for t in tickets) or "none"
+        )
         return True
 
     def issuers(self) -> list:
@@ -138,8 +146,11 @@ class PkiRuntime:
         the sender refused."""
         now = self.clock.now()
         out = self.client.status(now)
-        out["signing"] = {"position": list(self.position), "refused": dict(self.refused),
-                          "regionNotChecked": dict(self.region_unchecked)}
+        out["signing"] = {
+            "position": list(self.position),
+            "refused": dict(self.refused),
+            "regionNotChecked": dict(self.region_unchecked),
+        }
         return out
 
 
@@ -185,8 +196,9 @@ class PkiLink:
         """Run the client's loop; every outcome hands the ATs over (:meth:`pick_up`)."""
         if self.runtime is not None:
             self._stop = asyncio.Event()
-            self.task = asyncio.create_task(self.runtime.run(self._stop, lambda outcome: self.pick_up()),
-                                             name="rsu-pki")
+            self.task = asyncio.create_task(
+                self.runtime.run(self._stop, lambda outcome: self.pick_up()), name="rsu-pki"
+            )
 
     async def stop(self) -> None:
         """Stop the client's loop (an HTTP exchange in progress is abandoned: nothing half-applied)."""

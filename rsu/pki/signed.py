@@ -44,9 +44,16 @@ def signer_hashed_id8(cert: Certificate) -> bytes:
     return cert.hashed_id8_for(cert.id_hash_name)
 
 
-def sign(private_key: SigningKey, *, psid: int, generation_time: int,
-         payload: bytes | None = None, ext_data_hash: bytes | None = None,
-         signer: str = "self", certificate: Certificate | None = None) -> bytes:
+def sign(
+    private_key: SigningKey,
+    *,
+    psid: int,
+    generation_time: int,
+    payload: bytes | None = None,
+    ext_data_hash: bytes | None = None,
+    signer: str = "self",
+    certificate: Certificate | None = None,
+) -> bytes:
     """Ieee1609Dot2Data signedData over ``payload`` (unsecuredData) or an external SHA-256 hash.
 
     ``signer``: "self", "digest" or "certificate" (the last two need ``certificate``).
@@ -54,10 +61,14 @@ def sign(private_key: SigningKey, *, psid: int, generation_time: int,
     curve = curve_of(private_key)
     if (payload is None) == (ext_data_hash is None):
         raise ValueError("exactly one of payload and ext_data_hash")
-    body = ({"data": {"protocolVersion": 3, "content": ("unsecuredData", payload)}} if payload is not None
-            else {"extDataHash": ("sha256HashedData", ext_data_hash)})
-    tbs = coer.encode("ToBeSignedData", {"payload": body,
-                                         "headerInfo": {"psid": psid, "generationTime": generation_time}})
+    body = (
+        {"data": {"protocolVersion": 3, "content": ("unsecuredData", payload)}}
+        if payload is not None
+        else {"extDataHash": ("sha256HashedData", ext_data_hash)}
+    )
+    tbs = coer.encode(
+        "ToBeSignedData", {"payload": body, "headerInfo": {"psid": psid, "generationTime": generation_time}}
+    )
     if signer == "self":
         signer_bytes, signer_hash = b"\x82", curve.hash(b"")
     elif certificate is None:
@@ -69,8 +80,12 @@ def sign(private_key: SigningKey, *, psid: int, generation_time: int,
     else:
         raise ValueError(f"unknown signer form {signer}")
     r, s = sign_digest(private_key, curve, curve.hash(curve.hash(tbs) + signer_hash))
-    return (bytes((3, 0x81, _HASH_ALG[curve.hash_name])) + tbs + signer_bytes
-            + coer.encode("Signature", signature_value(curve, r, s)))
+    return (
+        bytes((3, 0x81, _HASH_ALG[curve.hash_name]))
+        + tbs
+        + signer_bytes
+        + coer.encode("Signature", signature_value(curve, r, s))
+    )
 
 
 @dataclass

@@ -59,11 +59,29 @@ CTL_RIGHT = {"tlm": 0x80, "rca": 0x40, "ea": 0x20, "aa": 0x10, "dc": 0x08}
 ALLOWED_ADDS = {"ectl": {"rca", "tlm", "dc"}, "ctl": {"ea", "aa", "dc"}}
 
 REASONS = (
-    "malformed", "not-signed", "wrong-psid", "wrong-content", "unsupported-version", "profile-violation",
-    "entry-invalid", "signer-unknown", "signer-mismatch", "signer-certificate-invalid", "signer-expired",
-    "signer-permissions", "invalid-signature", "expired", "not-yet-valid", "sequence-rollback",
-    "sequence-conflict", "sequence-gap", "delta-without-base", "crl-rollback", "unknown-issuer",
-    "wrong-issuer", "link-mismatch",
+    "malformed",
+    "not-signed",
+    "wrong-psid",
+    "wrong-content",
+    "unsupported-version",
+    "profile-violation",
+    "entry-invalid",
+    "signer-unknown",
+    "signer-mismatch",
+    "signer-certificate-invalid",
+    "signer-expired",
+    "signer-permissions",
+    "invalid-signature",
+    "expired",
+    "not-yet-valid",
+    "sequence-rollback",
+    "sequence-conflict",
+    "sequence-gap",
+    "delta-without-base",
+    "crl-rollback",
+    "unknown-issuer",
+    "wrong-issuer",
+    "link-mismatch",
 )
 
 
@@ -76,6 +94,7 @@ class TrustListError(PkiError):
 
 
 # ====================================================================== parsing
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -169,7 +188,6 @@ class TrustList(_Signed):
     def revoked(self) -> tuple[bytes, ...]:
         return tuple(self.body.get("entries", ())) if self.kind == "crl" else ()
 
-
     def adds(self, kind: str) -> list[Entry]:
         return [e for e in self.entries if e.action == "add" and e.kind == kind]
 
@@ -232,8 +250,7 @@ def parse_link_certificate(data: bytes) -> LinkCertificate:
     except coer.CoerError as e:
         raise TrustListError("malformed", f"EtsiTs102941Data: {e}") from None
     if opened.psid != PSID_CTL:
-        raise TrustListError("wrong-psid", f"TLM link certificate signed with psid {opened.psid} "
-                                           f"(expected {PSID_CTL})")
+        raise TrustListError("wrong-psid", f"TLM link certificate signed with psid {opened.psid} (expected {PSID_CTL})")
     alt, value = body["certificateHash"]
     link = LinkCertificate(data, opened, body["expiryTime"], alt.removesuffix("HashedData"), bytes(value))
     try:
@@ -261,13 +278,18 @@ def _ctl_header(payload: bytes, start: int) -> dict:
     n, p = read_length(payload, p)
     if n == 0 or p + n + 6 > len(payload):
         raise coer.CoerError("CtlFormat truncated")
-    version = int.from_bytes(payload[p:p + n], "big")
+    version = int.from_bytes(payload[p : p + n], "big")
     p += n
     full = payload[p + 4]
     if full not in (0x00, 0xFF):
         raise coer.CoerError(f"isFullCtl octet {full:#04x}")
-    return {"version": version, "nextUpdate": int.from_bytes(payload[p:p + 4], "big"),
-            "isFullCtl": full == 0xFF, "ctlSequence": payload[p + 5], "commandsAt": p + 6}
+    return {
+        "version": version,
+        "nextUpdate": int.from_bytes(payload[p : p + 4], "big"),
+        "isFullCtl": full == 0xFF,
+        "ctlSequence": payload[p + 5],
+        "commandsAt": p + 6,
+    }
 
 
 def _entries(payload: bytes, start: int) -> list[Entry]:
@@ -275,7 +297,7 @@ def _entries(payload: bytes, start: int) -> list[Entry]:
     try:
         p = _ctl_header(payload, start)["commandsAt"]
         qlen, p = read_length(payload, p)
-        count = int.from_bytes(payload[p:p + qlen], "big")
+        count = int.from_bytes(payload[p : p + qlen], "big")
         p += qlen
         out = []
         for _ in range(count):
@@ -332,6 +354,7 @@ def _check_ctl_profile(kind: str, is_full: bool, entries: list[Entry]) -> None:
 
 # ====================================================================== verification
 
+
 def verify_signature(tl: TrustList, signer: Certificate) -> bool:
     """Is ``tl`` signed by ``signer`` (its key; the certificate enters the hash)?"""
     return tl.signed.verify(signer.public_key, signer)
@@ -380,11 +403,13 @@ def _check_signed_by(tl: TrustList, trusted: dict[bytes, Certificate], now: floa
         ssp = perms[PSID_CTL] or b""
         for e in tl.entries:
             if e.action == "add" and not (len(ssp) >= 2 and ssp[1] & CTL_RIGHT[e.kind]):
-                raise TrustListError("signer-permissions", f"{what} may not list {e.kind} entries "
-                                                           f"(CTL SSP {ssp.hex()})")
+                raise TrustListError(
+                    "signer-permissions", f"{what} may not list {e.kind} entries (CTL SSP {ssp.hex()})"
+                )
     if tl.next_update < its_now:
-        raise TrustListError("expired", f"{tl.kind} nextUpdate {clock.iso_utc(clock.time32_to_posix(tl.next_update))} "
-                                        f"has passed")
+        raise TrustListError(
+            "expired", f"{tl.kind} nextUpdate {clock.iso_utc(clock.time32_to_posix(tl.next_update))} has passed"
+        )
     if tl.kind == "crl" and _crl_this_update(tl) > its_now:
         raise TrustListError("not-yet-valid", "CRL thisUpdate is in the future")
     return signer
@@ -403,23 +428,23 @@ def _check_sequence(tl: TrustList, previous: ListState | None) -> None:
         if tl.raw != previous.raw:
             raise TrustListError("sequence-conflict", f"another {tl.kind} with the same sequence {tl.sequence}")
     elif step >= 128:
-        raise TrustListError("sequence-rollback", f"{tl.kind} sequence {tl.sequence} is older than "
-                                                  f"{previous.sequence}")
+        raise TrustListError("sequence-rollback", f"{tl.kind} sequence {tl.sequence} is older than {previous.sequence}")
 
 
 def _check_issued_by(entry: Entry, root: Certificate) -> None:
     cert = entry.cert
     if cert.issuer_id != root.hashed_id8_for(cert.issuer_hash_name):
-        raise TrustListError("wrong-issuer", f"{entry.kind} {entry.h8.hex()} is not issued by the root "
-                                             f"{signer_hashed_id8(root).hex()}")
+        raise TrustListError(
+            "wrong-issuer", f"{entry.kind} {entry.h8.hex()} is not issued by the root {signer_hashed_id8(root).hex()}"
+        )
     if not cert.signature_valid(root):
-        raise TrustListError("entry-invalid", f"{entry.kind} {entry.h8.hex()}: signature by the root "
-                                              f"does not verify")
+        raise TrustListError("entry-invalid", f"{entry.kind} {entry.h8.hex()}: signature by the root does not verify")
     if "encryptionKey" not in cert.value["toBeSigned"]:
         raise TrustListError("entry-invalid", f"{entry.kind} {entry.h8.hex()} has no encryption key")
 
 
 # ====================================================================== the store
+
 
 @dataclass(frozen=True)
 class ListState:
@@ -484,8 +509,7 @@ class TrustStore:
         inline, signer_id = tl.signer_certificate, tl.signer_id
         if inline is not None and signer_id is not None and signer_id in self.anchor_ids and signer_id not in tlms:
             if not inline.is_self_signed or not inline.signature_valid(None):
-                raise TrustListError("signer-certificate-invalid", f"TLM {signer_id.hex()} is not validly "
-                                                                   f"self-signed")
+                raise TrustListError("signer-certificate-invalid", f"TLM {signer_id.hex()} is not validly self-signed")
             tlms[signer_id] = inline
         return tlms
 
@@ -530,9 +554,11 @@ class TrustStore:
             elif e.kind == "tlm":
                 cpoc = e.url
                 # a new TLM is trusted only when the list signed by a trusted TLM says it succeeds it
-                if e.h8 in tlms or (e.successor_to is not None
-                                            and signer_hashed_id8(e.successor_to) in tlms
-                                            and e.successor_to.raw == tlms[signer_hashed_id8(e.successor_to)].raw):
+                if e.h8 in tlms or (
+                    e.successor_to is not None
+                    and signer_hashed_id8(e.successor_to) in tlms
+                    and e.successor_to.raw == tlms[signer_hashed_id8(e.successor_to)].raw
+                ):
                     tlms[e.h8] = e.cert
         state = ListState(tl.raw, _ctl_sequence(tl), tl.next_update, signer_id)
         return replace(self, anchors=anchors, tlms=tlms, ectl=state, cpoc=cpoc, roots=roots, dcs=dcs)
@@ -550,8 +576,7 @@ class TrustStore:
             raise TrustListError("profile-violation", f"link certificate signer is {link.signed.signer_form}")
         signer = self.tlms.get(signer_id)
         if signer is None:
-            raise TrustListError("signer-unknown", f"link certificate signer {signer_id.hex()} is not a "
-                                                   f"trusted TLM")
+            raise TrustListError("signer-unknown", f"link certificate signer {signer_id.hex()} is not a trusted TLM")
         inline = link.signer_certificate
         if inline is not None and inline.raw != signer.raw:
             raise TrustListError("signer-mismatch", "inline signer certificate differs from the trusted TLM")
@@ -559,23 +584,30 @@ class TrustStore:
         if not signer.valid_at_its(its_now):
             raise TrustListError("signer-expired", f"TLM certificate {signer_id.hex()} is not valid now")
         if not link.signed.verify(signer.public_key, signer):
-            raise TrustListError("invalid-signature", f"link certificate signature does not verify with "
-                                                      f"{signer_id.hex()}")
+            raise TrustListError(
+                "invalid-signature", f"link certificate signature does not verify with {signer_id.hex()}"
+            )
         ssp = signer.app_permissions.get(PSID_CTL) or b""
         if not (len(ssp) >= 2 and ssp[1] & CTL_RIGHT["tlm"]):
-            raise TrustListError("signer-permissions", f"TLM {signer_id.hex()} lacks the TLM right "
-                                                       f"(CTL SSP {ssp.hex()})")
+            raise TrustListError(
+                "signer-permissions", f"TLM {signer_id.hex()} lacks the TLM right (CTL SSP {ssp.hex()})"
+            )
         if link.expiry_time < its_now:
-            raise TrustListError("expired", f"link certificate expiryTime "
-                                            f"{clock.iso_utc(clock.time32_to_posix(link.expiry_time))} has passed")
+            raise TrustListError(
+                "expired",
+                f"link certificate expiryTime {clock.iso_utc(clock.time32_to_posix(link.expiry_time))} has passed",
+            )
         wanted = signer.id_hash_name
         if link.hash_name != wanted:
-            raise TrustListError("link-mismatch", f"certificateHash is {link.hash_name}, the signing TLM's curve "
-                                                  f"needs {wanted}")
+            raise TrustListError(
+                "link-mismatch", f"certificateHash is {link.hash_name}, the signing TLM's curve needs {wanted}"
+            )
         new = next((c for c in candidates if _hash(wanted, c) == link.certificate_hash), None)
         if new is None:
-            raise TrustListError("link-mismatch", f"no TLM certificate has the hash the link names "
-                                                  f"({link.certificate_hash.hex()[:16]}...)")
+            raise TrustListError(
+                "link-mismatch",
+                f"no TLM certificate has the hash the link names ({link.certificate_hash.hex()[:16]}...)",
+            )
         try:
             cert = Certificate.from_bytes(new)
         except CertificateError as e:
@@ -597,8 +629,7 @@ class TrustStore:
         signer_id = _list_signer(tl)  # a list signed otherwise is refused here, before the root is looked up
         root_state = self.roots.get(signer_id)
         if root_state is None:
-            raise TrustListError("signer-unknown", f"{kind.upper()} signer {signer_id.hex()} is not a root "
-                                                   f"of the ECTL")
+            raise TrustListError("signer-unknown", f"{kind.upper()} signer {signer_id.hex()} is not a root of the ECTL")
         _check_signed_by(tl, {signer_id: root_state.certificate}, now, "root CA")
         return tl, root_state
 
@@ -665,11 +696,18 @@ class TrustStore:
             "tlm": sorted(h.hex() for h in self.tlms),
             "ectl": _list_json(self.ectl, its_now),
             "cpoc": self.cpoc,
-            "roots": {h.hex(): {"name": r.certificate.name, "valid": r.certificate.valid_at(now),
-                                "ctl": _list_json(r.ctl, its_now), "crl": _list_json(r.crl, its_now),
-                                "eas": sorted(a.hex() for a in r.eas), "aas": sorted(a.hex() for a in r.aas),
-                                "revoked": sorted(x.hex() for x in r.revoked)}
-                      for h, r in sorted(self.roots.items())},
+            "roots": {
+                h.hex(): {
+                    "name": r.certificate.name,
+                    "valid": r.certificate.valid_at(now),
+                    "ctl": _list_json(r.ctl, its_now),
+                    "crl": _list_json(r.crl, its_now),
+                    "eas": sorted(a.hex() for a in r.eas),
+                    "aas": sorted(a.hex() for a in r.aas),
+                    "revoked": sorted(x.hex() for x in r.revoked),
+                }
+                for h, r in sorted(self.roots.items())
+            },
             "dcs": {url: [h.hex() for h in hs] for url, hs in sorted(self.dcs.items())},
         }
 
@@ -681,11 +719,16 @@ def _hash(name: str, data: bytes) -> bytes:
 def _list_json(state: ListState | None, its_now: float) -> dict | None:
     if state is None:
         return None
-    return {"sequence": state.sequence, "nextUpdate": clock.iso_utc(clock.time32_to_posix(state.next_update)),
-            "expired": state.next_update < its_now, "signer": state.signer.hex()}
+    return {
+        "sequence": state.sequence,
+        "nextUpdate": clock.iso_utc(clock.time32_to_posix(state.next_update)),
+        "expired": state.next_update < its_now,
+        "signer": state.signer.hex(),
+    }
 
 
 # ====================================================================== description (CLI)
+
 
 def _iso_time64(t: int | None) -> str | None:
     return clock.iso_utc(clock.time64_to_posix(t)) if t is not None else None  # a list without generationTime: null
@@ -699,8 +742,11 @@ def describe(tl: TrustList, now: float | None, signer: Certificate | None = None
         "generationTime": _iso_time64(tl.signed.generation_time),
         "nextUpdate": clock.iso_utc(clock.time32_to_posix(tl.next_update)),
         "nextUpdateTime32": tl.next_update,
-        "signer": {"form": tl.signed.signer_form, "hashedId8": tl.signer_id.hex() if tl.signer_id else None,
-                   "name": cert.name if cert is not None else None},
+        "signer": {
+            "form": tl.signed.signer_form,
+            "hashedId8": tl.signer_id.hex() if tl.signer_id else None,
+            "name": cert.name if cert is not None else None,
+        },
         "hashId": tl.signed.message.hash_id,
     }
     if tl.kind == "crl":
@@ -709,17 +755,25 @@ def describe(tl: TrustList, now: float | None, signer: Certificate | None = None
     else:
         out["sequence"] = tl.sequence
         out["isFull"] = tl.is_full
-        out["rootCAs"] = [{"hashedId8": e.h8.hex(), "name": e.cert.name,
-                           "successorTo": signer_hashed_id8(e.successor_to).hex() if e.successor_to else None}
-                          for e in tl.adds("rca")]
+        out["rootCAs"] = [
+            {
+                "hashedId8": e.h8.hex(),
+                "name": e.cert.name,
+                "successorTo": signer_hashed_id8(e.successor_to).hex() if e.successor_to else None,
+            }
+            for e in tl.adds("rca")
+        ]
         out["dcs"] = [{"url": e.url, "rootCAs": [h.hex() for h in e.hashes]} for e in tl.adds("dc")]
-        out["tlms"] = [{"hashedId8": e.h8.hex(), "name": e.cert.name, "accessPoint": e.url}
-                       for e in tl.adds("tlm")]
-        out["eas"] = [{"hashedId8": e.h8.hex(), "aaAccessPoint": e.url, "itsAccessPoint": e.its_url}
-                      for e in tl.adds("ea")]
+        out["tlms"] = [{"hashedId8": e.h8.hex(), "name": e.cert.name, "accessPoint": e.url} for e in tl.adds("tlm")]
+        out["eas"] = [
+            {"hashedId8": e.h8.hex(), "aaAccessPoint": e.url, "itsAccessPoint": e.its_url} for e in tl.adds("ea")
+        ]
         out["aas"] = [{"hashedId8": e.h8.hex(), "accessPoint": e.url} for e in tl.adds("aa")]
-        out["deletes"] = [{"cert": e.hashes[0].hex()} if e.kind == "cert" else {"dc": e.url}
-                          for e in tl.entries if e.action == "delete"]
+        out["deletes"] = [
+            {"cert": e.hashes[0].hex()} if e.kind == "cert" else {"dc": e.url}
+            for e in tl.entries
+            if e.action == "delete"
+        ]
     if cert is None:
         out["signatureValid"] = None
         out["validAtNow"] = None

@@ -303,9 +303,7 @@ class Certificate:
             },
             "region": _region_json(self.region),
             "verificationKey": self.verification_key[0],
-            "appPermissions": [
-                ssp_mod.describe_permission(psid, ssp) for psid, ssp in self.app_permissions.items()
-            ],
+            "appPermissions": [ssp_mod.describe_permission(psid, ssp) for psid, ssp in self.app_permissions.items()],
         }
         if "assuranceLevel" in tbs:
             out["assuranceLevel"] = tbs["assuranceLevel"].hex()
@@ -337,8 +335,10 @@ def _region_json(region: tuple[str, Any] | None) -> Any:
 
 def _group_json(group: dict[str, Any]) -> dict[str, Any]:
     alt, perms = group["subjectPermissions"]
-    out: dict[str, Any] = {"minChainLength": group.get("minChainLength", 1),
-                           "chainLengthRange": group.get("chainLengthRange", 0)}
+    out: dict[str, Any] = {
+        "minChainLength": group.get("minChainLength", 1),
+        "chainLengthRange": group.get("chainLengthRange", 0),
+    }
     if alt == "all":
         out["subjectPermissions"] = "all"
     else:

@@ -148,12 +148,15 @@ def check_key_file_mode(path: Path) -> None:
     """Refuse a private key file that group or others may read or write."""
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyMaterialError(f"{path}: private key file is accessible by group/others "
-                        f"(mode {stat.S_IMODE(mode):04o}); run chmod 600 {path}")
+        raise KeyMaterialError(
+            f"{path}: private key file is accessible by group/others "
+            f"(mode {stat.S_IMODE(mode):04o}); run chmod 600 {path}"
+        )
 
 
-def load_private_key(path: str | os.PathLike[str], curve_name: str | None = None, *,
-                     check_mode: bool = True) -> ec.EllipticCurvePrivateKey:
+def load_private_key(
+    path: str | os.PathLike[str], curve_name: str | None = None, *, check_mode: bool = True
+) -> ec.EllipticCurvePrivateKey:
     """Load a PEM (PKCS#8 / SEC1) or raw-scalar private key file.
 
     ``curve_name`` is needed for a raw scalar (it comes from the matching certificate).
@@ -170,8 +173,9 @@ def load_private_key(path: str | os.PathLike[str], curve_name: str | None = None
     return private_key_from_bytes(data, curve_name, label=str(p))
 
 
-def private_key_from_bytes(data: bytes, curve_name: str | None = None, *,
-                           label: str = "key") -> ec.EllipticCurvePrivateKey:
+def private_key_from_bytes(
+    data: bytes, curve_name: str | None = None, *, label: str = "key"
+) -> ec.EllipticCurvePrivateKey:
     if data.lstrip().startswith(b"-----BEGIN"):
         try:
             key = serialization.load_pem_private_key(data, password=None)
@@ -193,8 +197,9 @@ def private_key_from_bytes(data: bytes, curve_name: str | None = None, *,
 
 
 def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def write_private_key(path: str | os.PathLike[str], key: ec.EllipticCurvePrivateKey) -> None:

@@ -52,9 +52,17 @@ class Issued:
     key: ec.EllipticCurvePrivateKey = field(repr=False)
 
 
-def _tbs(*, name: str | None, start: int, hours: int, public_key: ec.EllipticCurvePublicKey, curve_name: str,
-         app: list[dict[str, Any]] | None = None, issue: list[dict[str, Any]] | None = None,
-         region: tuple[str, Any] | None = None) -> dict[str, Any]:
+def _tbs(
+    *,
+    name: str | None,
+    start: int,
+    hours: int,
+    public_key: ec.EllipticCurvePublicKey,
+    curve_name: str,
+    app: list[dict[str, Any]] | None = None,
+    issue: list[dict[str, Any]] | None = None,
+    region: tuple[str, Any] | None = None,
+) -> dict[str, Any]:
     tbs: dict[str, Any] = {
         "id": ("name", name) if name else ("none", None),
         "cracaId": b"\x00\x00\x00",
@@ -71,8 +79,9 @@ def _tbs(*, name: str | None, start: int, hours: int, public_key: ec.EllipticCur
     return tbs
 
 
-def issue_certificate(tbs: dict[str, Any], issuer: Issued | None,
-                      subject_key: ec.EllipticCurvePrivateKey | None = None) -> Certificate:
+def issue_certificate(
+    tbs: dict[str, Any], issuer: Issued | None, subject_key: ec.EllipticCurvePrivateKey | None = None
+) -> Certificate:
     """Sign a ToBeSignedCertificate value with the issuer's key (``None``: self-signed with subject_key)."""
     tbs_bytes = coer.encode("ToBeSignedCertificate", tbs)
     issuer_field: tuple[str, Any]
@@ -88,12 +97,16 @@ def issue_certificate(tbs: dict[str, Any], issuer: Issued | None,
         curve = issuer.certificate.key_curve
         h = curve.hash_name
         digest = hashlib.new(h, hashlib.new(h, tbs_bytes).digest() + issuer.certificate.digest(h)).digest()
-        issuer_field = ("sha384AndDigest" if h == "sha384" else "sha256AndDigest",
-                        issuer.certificate.hashed_id8_for(h))
+        issuer_field = ("sha384AndDigest" if h == "sha384" else "sha256AndDigest", issuer.certificate.hashed_id8_for(h))
         key = issuer.key
     r, s = sign_digest(key, curve, digest)
-    value = {"version": 3, "type": "explicit", "issuer": issuer_field, "toBeSigned": tbs,
-             "signature": signature_value(curve, r, s)}
+    value = {
+        "version": 3,
+        "type": "explicit",
+        "issuer": issuer_field,
+        "toBeSigned": tbs,
+        "signature": signature_value(curve, r, s),
+    }
     return Certificate.from_bytes(coer.encode("EtsiTs103097Certificate", value))
 
 
@@ -108,34 +121,54 @@ def issue_range(kind: catalog.MessageKind) -> dict[str, Any]:
     return {"psid": kind.its_aid, "sspRange": ("bitmapSspRange", {"sspValue": bytes(value), "sspBitmask": mask})}
 
 
-def make_root(start: int, *, hours: int = 5 * 8760, curve_name: str = "ecdsaNistP256",
-              name: str = "rsu test root") -> Issued:
+def make_root(
+    start: int, *, hours: int = 5 * 8760, curve_name: str = "ecdsaNistP256", name: str = "rsu test root"
+) -> Issued:
     key = generate_private_key(curve_name)
     ranges = [issue_range(k) for k in catalog.MESSAGES]
-    tbs = _tbs(name=name, start=start, hours=hours, public_key=key.public_key(), curve_name=curve_name,
-               app=[{"psid": CRL_PSID, "ssp": ("bitmapSsp", b"\x01")},
-                    {"psid": CTL_PSID, "ssp": ("bitmapSsp", b"\x01\x38")}],
-               issue=[{"subjectPermissions": ("explicit", ranges), "minChainLength": 2}])
+    tbs = _tbs(
+        name=name,
+        start=start,
+        hours=hours,
+        public_key=key.public_key(),
+        curve_name=curve_name,
+        app=[{"psid": CRL_PSID, "ssp": ("bitmapSsp", b"\x01")}, {"psid": CTL_PSID, "ssp": ("bitmapSsp", b"\x01\x38")}],
+        issue=[{"subjectPermissions": ("explicit", ranges), "minChainLength": 2}],
+    )
     return Issued(issue_certificate(tbs, None, key), key)
 
 
-def make_aa(root: Issued, start: int, *, hours: int = 3 * 8760, curve_name: str = "ecdsaNistP256",
-            name: str = "rsu test AA") -> Issued:
+def make_aa(
+    root: Issued, start: int, *, hours: int = 3 * 8760, curve_name: str = "ecdsaNistP256", name: str = "rsu test AA"
+) -> Issued:
     key = generate_private_key(curve_name)
     ranges = [issue_range(k) for k in catalog.MESSAGES]
-    tbs = _tbs(name=name, start=start, hours=hours, public_key=key.public_key(), curve_name=curve_name,
-               app=[{"psid": SCR_PSID, "ssp": ("bitmapSsp", b"\x01\x32")}],
-               issue=[{"subjectPermissions": ("explicit", ranges)}])
+    tbs = _tbs(
+        name=name,
+        start=start,
+        hours=hours,
+        public_key=key.public_key(),
+        curve_name=curve_name,
+        app=[{"psid": SCR_PSID, "ssp": ("bitmapSsp", b"\x01\x32")}],
+        issue=[{"subjectPermissions": ("explicit", ranges)}],
+    )
     return Issued(issue_certificate(tbs, root), key)
 
 
-def make_at(aa: Issued, start: int, permissions: Iterable[tuple[int, bytes | None]], *, hours: int = 168,
-            curve_name: str = "ecdsaNistP256", region: tuple[str, Any] | None = None) -> Issued:
+def make_at(
+    aa: Issued,
+    start: int,
+    permissions: Iterable[tuple[int, bytes | None]],
+    *,
+    hours: int = 168,
+    curve_name: str = "ecdsaNistP256",
+    region: tuple[str, Any] | None = None,
+) -> Issued:
     key = generate_private_key(curve_name)
-    app = [{"psid": psid, **({"ssp": ("bitmapSsp", ssp)} if ssp is not None else {})}
-           for psid, ssp in permissions]
-    tbs = _tbs(name=None, start=start, hours=hours, public_key=key.public_key(), curve_name=curve_name,
-               app=app, region=region)
+    app = [{"psid": psid, **({"ssp": ("bitmapSsp", ssp)} if ssp is not None else {})} for psid, ssp in permissions]
+    tbs = _tbs(
+        name=None, start=start, hours=hours, public_key=key.public_key(), curve_name=curve_name, app=app, region=region
+    )
     return Issued(issue_certificate(tbs, aa), key)
 
 
@@ -165,10 +198,18 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def init_pki(directory: str | Path, *, now: float, at_hours: int = 168, ats_per_service: int = 1,
-             key_type: str = "ecdsaNistP256", provider: sspmod.ServiceProvider | None = None,
-             ssp_overrides: dict[str, bytes] | None = None, start: float | None = None,
-             services: Iterable[str] | None = None) -> dict[str, Any]:
+def init_pki(
+    directory: str | Path,
+    *,
+    now: float,
+    at_hours: int = 168,
+    ats_per_service: int = 1,
+    key_type: str = "ecdsaNistP256",
+    provider: sspmod.ServiceProvider | None = None,
+    ssp_overrides: dict[str, bytes] | None = None,
+    start: float | None = None,
+    services: Iterable[str] | None = None,
+) -> dict[str, Any]:
     """Create the test PKI in ``directory``. Returns the manifest (also written to pki.json)."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
@@ -194,10 +235,18 @@ def init_pki(directory: str | Path, *, now: float, at_hours: int = 168, ats_per_
             stem = kind.name if ats_per_service == 1 else f"{kind.name}-{n + 1}"
             _write(folder / "at" / f"{stem}.oer", at.certificate.raw)
             write_private_key(folder / "at" / f"{stem}.key", at.key)
-            manifest["ats"].append({"service": lay.service, "message": kind.pdu, "itsAid": kind.its_aid,
-                                    "certificate": f"at/{stem}.oer", "hashedId8": at.certificate.hashed_id8.hex(),
-                                    "ssp": ssp.hex(), "start": clockmod.iso_utc(at.certificate.start_posix),
-                                    "end": clockmod.iso_utc(at.certificate.end_posix)})
+            manifest["ats"].append(
+                {
+                    "service": lay.service,
+                    "message": kind.pdu,
+                    "itsAid": kind.its_aid,
+                    "certificate": f"at/{stem}.oer",
+                    "hashedId8": at.certificate.hashed_id8.hex(),
+                    "ssp": ssp.hex(),
+                    "start": clockmod.iso_utc(at.certificate.start_posix),
+                    "end": clockmod.iso_utc(at.certificate.end_posix),
+                }
+            )
     manifest["keyType"] = key_type
     (folder / "pki.json").write_text(json.dumps(manifest, indent=2) + "\n")
     os.chmod(folder / "pki.json", 0o644)

@@ -54,8 +54,14 @@ class AuthorizationTicket:
 
 
 class AtPool:
-    def __init__(self, tickets: list[AuthorizationTicket], clock: clockmod.Clock, *,
-                 rotation_margin: float = 3600.0, issuers: Iterable[Certificate] = ()) -> None:
+    def __init__(
+        self,
+        tickets: list[AuthorizationTicket],
+        clock: clockmod.Clock,
+        *,
+        rotation_margin: float = 3600.0,
+        issuers: Iterable[Certificate] = (),
+    ) -> None:
         self.tickets = list(tickets)
         self.clock = clock
         self.rotation_margin = rotation_margin
@@ -68,8 +74,9 @@ class AtPool:
         folder = Path(path)
         tickets = []
         for cert_file in sorted(list(folder.glob("*.oer")) + list(folder.glob("*.cert"))):
-            key_file = next((k for k in (cert_file.with_suffix(".key"), cert_file.with_suffix(".vkey"))
-                             if k.exists()), None)
+            key_file = next(
+                (k for k in (cert_file.with_suffix(".key"), cert_file.with_suffix(".vkey")) if k.exists()), None
+            )
             if key_file is None:
                 continue
             cert = Certificate.load(cert_file)
@@ -91,8 +98,7 @@ class AtPool:
     def select(self, kind: MessageKind, requirement: sspmod.Requirement) -> AuthorizationTicket:
         its = clockmod.posix_to_its_seconds(self.clock.now())
         psid = kind.its_aid
-        valid = [t for t in self.tickets
-                 if t.certificate.valid_at_its(its) and psid in t.certificate.app_permissions]
+        valid = [t for t in self.tickets if t.certificate.valid_at_its(its) and psid in t.certificate.app_permissions]
         if not valid:
             raise SigningRefused(kind, ("its-aid",), f"no AT valid now carries ITS-AID {psid}")
         checks = [(t, sspmod.check(kind, t.ssp(psid), requirement=requirement)) for t in valid]
@@ -105,7 +111,7 @@ class AtPool:
         cur = self._current.get(psid)
         if cur is not None and cur in permitting and (cur in fresh or not fresh):
             return cur
-        pick = min(fresh or permitting, key=lambda t: (t.certificate.end if fresh else -t.certificate.end))
+        pick = min(fresh or permitting, key=lambda t: t.certificate.end if fresh else -t.certificate.end)
         self._current[psid] = pick
         return pick
 
@@ -122,11 +128,17 @@ class AtPool:
     def status(self) -> list[dict[str, Any]]:
         now = self.clock.now()
         in_use = {id(t) for t in self._current.values()}
-        return [{"label": t.label, "hashedId8": t.hashed_id8.hex(),
-                 "psids": sorted(t.certificate.app_permissions),
-                 "validNow": t.certificate.valid_at(now),
-                 "hoursToExpiry": round(t.certificate.seconds_to_expiry(now) / 3600.0, 3),
-                 "inUse": id(t) in in_use} for t in self.tickets]
+        return [
+            {
+                "label": t.label,
+                "hashedId8": t.hashed_id8.hex(),
+                "psids": sorted(t.certificate.app_permissions),
+                "validNow": t.certificate.valid_at(now),
+                "hoursToExpiry": round(t.certificate.seconds_to_expiry(now) / 3600.0, 3),
+                "inUse": id(t) in in_use,
+            }
+            for t in self.tickets
+        ]
 
 
 __all__ = ["AtPool", "AuthorizationTicket", "SigningRefused", "KeyMaterialError"]

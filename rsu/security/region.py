@@ -52,8 +52,12 @@ def covers(region: tuple[str, Any] | None, latitude: float, longitude: float) ->
         ok = _in_polygon([(p["latitude"] / UNIT, p["longitude"] / UNIT) for p in value], latitude, longitude)
         return Coverage(ok, True, f"{here} {'inside' if ok else 'outside'} a {len(value)}-point polygonal region")
     if alt == "identifiedRegion":
-        return Coverage(True, False, f"identified region (countries {_countries(value)}): not checkable without "
-                                     "a country-border table, accepted")
+        return Coverage(
+            True,
+            False,
+            f"identified region (countries {_countries(value)}): not checkable without "
+            "a country-border table, accepted",
+        )
     return Coverage(False, True, f"region type {alt} unknown: refused")
 
 

@@ -44,8 +44,15 @@ class SignRequest:
         return self.requirement.kind.its_aid
 
 
-def request_for_pdu(kind: MessageKind, payload: bytes, value: dict[str, Any] | None = None, *, codec: Any = None,
-                    pdu_offset: int = 0, with_certificate: bool | None = None) -> SignRequest:
+def request_for_pdu(
+    kind: MessageKind,
+    payload: bytes,
+    value: dict[str, Any] | None = None,
+    *,
+    codec: Any = None,
+    pdu_offset: int = 0,
+    with_certificate: bool | None = None,
+) -> SignRequest:
     """A :class:`SignRequest` for callers at the edge that have the bytes (and perhaps the value).
 
     Without ``value`` the PDU (``payload[pdu_offset:]``) is decoded here (``codec``, default the

@@ -51,11 +51,20 @@ REPLAY_ENTRIES = 65536  # accepted messages remembered for replay detection
 
 
 class SecurityService:
-    def __init__(self, pool: AtPool, verifier: Verifier, clock: clockmod.Clock, *,
-                 certificate_interval: float = 1.0, always_certificate: bool = False,
-                 p2pcd_per_frame: int = P2PCD_PER_FRAME, p2pcd_pending: int = P2PCD_PENDING,
-                 p2pcd_max_age: float = P2PCD_MAX_AGE_S, replay_entries: int = REPLAY_ENTRIES,
-                 on_limit: OnLimit = ignore) -> None:
+    def __init__(
+        self,
+        pool: AtPool,
+        verifier: Verifier,
+        clock: clockmod.Clock,
+        *,
+        certificate_interval: float = 1.0,
+        always_certificate: bool = False,
+        p2pcd_per_frame: int = P2PCD_PER_FRAME,
+        p2pcd_pending: int = P2PCD_PENDING,
+        p2pcd_max_age: float = P2PCD_MAX_AGE_S,
+        replay_entries: int = REPLAY_ENTRIES,
+        on_limit: OnLimit = ignore,
+    ) -> None:
         self.pool = pool
         self.verifier = verifier
         self.clock = clock
@@ -90,8 +99,11 @@ class SecurityService:
         h8 = at.hashed_id8
         last = self._last_cert_sent.get(h8)
         with_cert = bool(request.with_certificate) or (
-            self.always_certificate or last is None or now - last >= self.certificate_interval
-            or h8[-3:] in self._asked_by_neighbours)
+            self.always_certificate
+            or last is None
+            or now - last >= self.certificate_interval
+            or h8[-3:] in self._asked_by_neighbours
+        )
         if with_cert:
             self._last_cert_sent[h8] = now
             self._asked_by_neighbours.discard(h8[-3:])
@@ -103,8 +115,14 @@ class SecurityService:
                     requested = c
                     self._wanted_issuers.discard(c.hashed_id3)
                     break
-        return at.signer.sign(request.payload, request.its_aid, clockmod.time64(now), with_certificate=with_cert,
-                              inline_p2pcd_request=inline, requested_certificate=requested)
+        return at.signer.sign(
+            request.payload,
+            request.its_aid,
+            clockmod.time64(now),
+            with_certificate=with_cert,
+            inline_p2pcd_request=inline,
+            requested_certificate=requested,
+        )
 
     def _take_requests(self, now: float) -> list[bytes]:
         """The HashedId3s this message asks for (oldest first, at most ``p2pcd_per_frame``)."""
@@ -122,8 +140,9 @@ class SecurityService:
         return self.pool.hours_to_expiry(kind)
 
     # ------------------------------------------------------------------ receiving
-    def verify(self, data: bytes, expected: MessageKind | None = None, *, payload_offset: int = 0,
-               context: Any = None) -> VerificationResult:
+    def verify(
+        self, data: bytes, expected: MessageKind | None = None, *, payload_offset: int = 0, context: Any = None
+    ) -> VerificationResult:
         """Verify received secured data (see :meth:`Verifier.verify`) and learn certificate requests from it."""
         result = self.verifier.verify(data, expected, payload_offset=payload_offset, context=context)
         for r in [result, *result.released]:

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("rsu.security")
 
 
-def build_security(config: Config, clock: Clock, on_limit: Callable[[str], None] | None = None,
-                   pki: PkiRuntime | None = None) -> SecurityService | None:
+def build_security(
+    config: Config, clock: Clock, on_limit: Callable[[str], None] | None = None, pki: PkiRuntime | None = None
+) -> SecurityService | None:
     """The SecurityService for ``config`` (creating the local test PKI when allowed), or None.
 
     ``pki`` (a :class:`rsu.pki.runtime.PkiRuntime`, when ``pki:`` is configured): the pool starts
@@ -46,19 +47,34 @@ def build_security(config: Config, clock: Clock, on_limit: Callable[[str], None]
         log.warning("created a local TEST PKI in %s: fine for a bench, not trusted by any vehicle", config.pki_path)
     if pki is None:
         trust = TrustStore.from_directory(config.trust_path)
-        pool = AtPool.load_directory(tickets, clock, rotation_margin=sec.rotation_margin,
-                                     issuers=trust.certificates())
+        pool = AtPool.load_directory(tickets, clock, rotation_margin=sec.rotation_margin, issuers=trust.certificates())
     else:  # operator certificates in trust_dir still count, if any; the client's store decides the roots
         trust = TrustStore.from_directory(config.trust_path) if config.trust_path.is_dir() else TrustStore()
         pool = AtPool([], clock, rotation_margin=sec.rotation_margin, issuers=trust.certificates())
     lim = sec.limits
     limit_hit: Callable[[str], None] = on_limit or (lambda name: None)
-    verifier = Verifier(clock, trust, max_age=sec.max_age, max_future=sec.max_future,
-                        cache_size=lim.certificate_cache, hold_seconds=lim.hold_seconds, hold_limit=lim.held_frames,
-                        on_limit=limit_hit, pki_trust=(lambda: pki.client.trust) if pki is not None else None)
-    return SecurityService(pool, verifier, clock, certificate_interval=sec.certificate_interval,
-                           p2pcd_per_frame=lim.p2pcd_per_frame, p2pcd_pending=lim.p2pcd_pending,
-                           p2pcd_max_age=lim.p2pcd_max_age, replay_entries=lim.replay_entries, on_limit=limit_hit)
+    verifier = Verifier(
+        clock,
+        trust,
+        max_age=sec.max_age,
+        max_future=sec.max_future,
+        cache_size=lim.certificate_cache,
+        hold_seconds=lim.hold_seconds,
+        hold_limit=lim.held_frames,
+        on_limit=limit_hit,
+        pki_trust=(lambda: pki.client.trust) if pki is not None else None,
+    )
+    return SecurityService(
+        pool,
+        verifier,
+        clock,
+        certificate_interval=sec.certificate_interval,
+        p2pcd_per_frame=lim.p2pcd_per_frame,
+        p2pcd_pending=lim.p2pcd_pending,
+        p2pcd_max_age=lim.p2pcd_max_age,
+        replay_entries=lim.replay_entries,
+        on_limit=limit_hit,
+    )
 
 
 def needs_test_pki(config: Config, clock: Clock) -> bool:

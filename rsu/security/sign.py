@@ -44,10 +44,10 @@ class Signer:
     def __init__(self, certificate: Certificate, private_key: SigningKey) -> None:
         curve = certificate.curve
         if curve is None or curve.name not in _SIG_TAG:
-            raise KeyMaterialError(f"rsu signs with NIST P-256 or brainpoolP256r1 keys, "
-                                   f"not {certificate.verification_key[0]}")
-        if curve_of(private_key) is not curve or not same_public_key(private_key.public_key(),
-                                                                      certificate.public_key):
+            raise KeyMaterialError(
+                f"rsu signs with NIST P-256 or brainpoolP256r1 keys, not {certificate.verification_key[0]}"
+            )
+        if curve_of(private_key) is not curve or not same_public_key(private_key.public_key(), certificate.public_key):
             raise KeyMaterialError("private key does not match the certificate's verification key")
         self.certificate = certificate
         self._key = private_key
@@ -69,9 +69,15 @@ class Signer:
     def __repr__(self) -> str:  # never shows the key
         return f"Signer(AT {self.hashed_id8.hex()})"
 
-    def tbs_data(self, payload: bytes, psid: int, generation_time: int, *,
-                 inline_p2pcd_request: Sequence[bytes] = (),
-                 requested_certificate: Certificate | None = None) -> bytes:
+    def tbs_data(
+        self,
+        payload: bytes,
+        psid: int,
+        generation_time: int,
+        *,
+        inline_p2pcd_request: Sequence[bytes] = (),
+        requested_certificate: Certificate | None = None,
+    ) -> bytes:
         """COER ToBeSignedData for ``payload`` (the UPER facilities PDU)."""
         data = b"\x40\x03\x80" + coer.length_prefix(len(payload)) + payload
         if not inline_p2pcd_request and requested_certificate is None:
@@ -85,9 +91,16 @@ class Signer:
             header = coer.encode("HeaderInfo", value)
         return data + header
 
-    def sign(self, payload: bytes, psid: int, generation_time: int, *, with_certificate: bool = False,
-             inline_p2pcd_request: Sequence[bytes] = (),
-             requested_certificate: Certificate | None = None) -> bytes:
+    def sign(
+        self,
+        payload: bytes,
+        psid: int,
+        generation_time: int,
+        *,
+        with_certificate: bool = False,
+        inline_p2pcd_request: Sequence[bytes] = (),
+        requested_certificate: Certificate | None = None,
+    ) -> bytes:
         """Sign ``payload`` (UPER facilities PDU) -> EtsiTs103097Data-Signed (COER).
 
         ``generation_time`` is Time64 (TAI µs since 2004, see :func:`rsu.clock.time64`).
@@ -97,17 +110,31 @@ class Signer:
         if not inline_p2pcd_request and requested_certificate is None:
             tail = self._header_start(psid) + generation_time.to_bytes(8, "big")  # headerInfo
         else:
-            tail = self.tbs_data(b"", psid, generation_time, inline_p2pcd_request=inline_p2pcd_request,
-                                 requested_certificate=requested_certificate)[4:]
+            tail = self.tbs_data(
+                b"",
+                psid,
+                generation_time,
+                inline_p2pcd_request=inline_p2pcd_request,
+                requested_certificate=requested_certificate,
+            )[4:]
         inner = self._hash(head)  # H(tbsData) over its parts: the payload is not copied to be hashed
         inner.update(payload)
         inner.update(tail)
         digest = self._hash(inner.digest() + self._cert_hash).digest()
         r, s = sign_digest(self._key, self._curve, digest)
         n = self._size
-        return b"".join((self._prefix, head, payload, tail,
-                         self._signer_cert if with_certificate else self._signer_digest,
-                         self._sig_prefix, r.to_bytes(n, "big"), s.to_bytes(n, "big")))
+        return b"".join(
+            (
+                self._prefix,
+                head,
+                payload,
+                tail,
+                self._signer_cert if with_certificate else self._signer_digest,
+                self._sig_prefix,
+                r.to_bytes(n, "big"),
+                s.to_bytes(n, "big"),
+            )
+        )
 
     def _header_start(self, psid: int) -> bytes:
         """COER of HeaderInfo up to generationTime (presence bitmap, psid), kept per psid."""

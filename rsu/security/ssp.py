@@ -82,11 +82,32 @@ def layout(kind: MessageKind | str) -> SspLayout:
 
 # ITA2 (ITU-T S.1) letter shift, 5 bits written bit 1 first (= MSB here).
 ITA2 = {
-    "A": 0b11000, "B": 0b10011, "C": 0b01110, "D": 0b10010, "E": 0b10000, "F": 0b10110,
-    "G": 0b01011, "H": 0b00101, "I": 0b01100, "J": 0b11010, "K": 0b11110, "L": 0b01001,
-    "M": 0b00111, "N": 0b00110, "O": 0b00011, "P": 0b01101, "Q": 0b11101, "R": 0b01010,
-    "S": 0b10100, "T": 0b00001, "U": 0b11100, "V": 0b01111, "W": 0b11001, "X": 0b10111,
-    "Y": 0b10101, "Z": 0b10001,
+    "A": 0b11000,
+    "B": 0b10011,
+    "C": 0b01110,
+    "D": 0b10010,
+    "E": 0b10000,
+    "F": 0b10110,
+    "G": 0b01011,
+    "H": 0b00101,
+    "I": 0b01100,
+    "J": 0b11010,
+    "K": 0b11110,
+    "L": 0b01001,
+    "M": 0b00111,
+    "N": 0b00110,
+    "O": 0b00011,
+    "P": 0b01101,
+    "Q": 0b11101,
+    "R": 0b01010,
+    "S": 0b10100,
+    "T": 0b00001,
+    "U": 0b11100,
+    "V": 0b01111,
+    "W": 0b11001,
+    "X": 0b10111,
+    "Y": 0b10101,
+    "Z": 0b10001,
 }
 _ITA2_REV = {v: k for k, v in ITA2.items()}
 
@@ -125,8 +146,7 @@ class ServiceProvider:
         return cls(bits & 0x3FF, value["providerIdentifier"])
 
     def to_value(self) -> dict[str, Any]:
-        return {"countryCode": ((self.country_bits << 6).to_bytes(2, "big"), 10),
-                "providerIdentifier": self.issuer}
+        return {"countryCode": ((self.country_bits << 6).to_bytes(2, "big"), 10), "providerIdentifier": self.issuer}
 
     @classmethod
     def from_octets(cls, b: bytes) -> ServiceProvider:
@@ -141,14 +161,18 @@ class ServiceProvider:
         return country_from_bits(self.country_bits)
 
     def to_json(self) -> dict[str, Any]:
-        return {"country": self.country, "countryCodeBits": f"{self.country_bits:010b}",
-                "providerIdentifier": self.issuer}
+        return {
+            "country": self.country,
+            "countryCodeBits": f"{self.country_bits:010b}",
+            "providerIdentifier": self.issuer,
+        }
 
     def __str__(self) -> str:
         return f"{self.country or format(self.country_bits, '010b')}/{self.issuer}"
 
 
 # ====================================================================== SSP octets <-> permissions
+
 
 @dataclass(frozen=True)
 class Grant:
@@ -178,8 +202,7 @@ def parse(kind: MessageKind | str, ssp: bytes | None) -> Grant:
     return Grant(lay, perms, provider)
 
 
-def encode(kind: MessageKind | str, permissions: Iterable[str] = (),
-           provider: ServiceProvider | None = None) -> bytes:
+def encode(kind: MessageKind | str, permissions: Iterable[str] = (), provider: ServiceProvider | None = None) -> bytes:
     """Named permissions (+ provider for IVI) -> SSP octets. ValueError on an unknown name."""
     lay = layout(kind)
     out = bytearray(lay.length)
@@ -187,8 +210,10 @@ def encode(kind: MessageKind | str, permissions: Iterable[str] = (),
     for name in permissions:
         p = lay.permission(name)
         if p is None:
-            raise ValueError(f"{lay.service} has no SSP permission {name!r} "
-                             f"(known: {', '.join(x.name for x in lay.permissions) or 'none'})")
+            raise ValueError(
+                f"{lay.service} has no SSP permission {name!r} "
+                f"(known: {', '.join(x.name for x in lay.permissions) or 'none'})"
+            )
         out[p.octet] |= p.mask
     if lay.provider_octets:
         if provider is None:
@@ -224,6 +249,7 @@ def describe_permission(psid: int, ssp: bytes | None) -> dict[str, Any]:
 
 
 # ====================================================================== content -> required permissions
+
 
 @dataclass(frozen=True)
 class Requirement:
@@ -265,8 +291,9 @@ def check_grant(req: Requirement, grant: Grant) -> SspCheck:
     return SspCheck(False, tuple(missing), f"{grant.layout.service}: " + "; ".join(details))
 
 
-def check(kind: MessageKind, ssp: bytes | None, value: dict[str, Any] | None = None, *,
-          requirement: Requirement | None = None) -> SspCheck:
+def check(
+    kind: MessageKind, ssp: bytes | None, value: dict[str, Any] | None = None, *, requirement: Requirement | None = None
+) -> SspCheck:
     """Does ``ssp`` permit this content (``value``, or its ``requirement``)? A malformed SSP is a failed
     check, never an exception; giving neither the content nor its requirement is a TypeError."""
     try:
@@ -360,5 +387,9 @@ def _srem(srm: dict[str, Any]) -> tuple[set[str], None]:
     return need, None
 
 
-_REQUIRED: dict[str, Callable[[dict[str, Any]], tuple[set[str], ServiceProvider | None]]] = {catalog.SPATEM.name: _spatem, catalog.MAPEM.name: _mapem, catalog.IVIM.name: _ivim,
-             catalog.SREM.name: _srem}
+_REQUIRED: dict[str, Callable[[dict[str, Any]], tuple[set[str], ServiceProvider | None]]] = {
+    catalog.SPATEM.name: _spatem,
+    catalog.MAPEM.name: _mapem,
+    catalog.IVIM.name: _ivim,
+    catalog.SREM.name: _srem,
+}

@@ -94,6 +94,7 @@ class Reason(str, enum.Enum):
 
 # ====================================================================== parsed envelope
 
+
 @dataclass
 class SignedMessage:
     """A structurally parsed signed message, with the byte spans that are hashed."""
@@ -166,10 +167,11 @@ def parse_signed(data: bytes, *, check_profile: bool = True) -> SignedMessage:
     cert_bytes = None
     if signer[0] == "certificate":
         if len(signer[1]) != 1:
-            raise ParseError(Reason.PROFILE_VIOLATION,
-                             f"signer carries {len(signer[1])} certificates (TS 103 097: exactly 1)")
+            raise ParseError(
+                Reason.PROFILE_VIOLATION, f"signer carries {len(signer[1])} certificates (TS 103 097: exactly 1)"
+            )
         n, q = coer.read_length(data, signer_start + 1)  # quantity field of the SEQUENCE OF
-        cert_bytes = data[q + n:signer_end]  # the one certificate runs to the end of the signer field
+        cert_bytes = data[q + n : signer_end]  # the one certificate runs to the end of the signer field
     msg = SignedMessage(data, hash_id, tbs_bytes, tbs, signer, cert_bytes, signature)
     if check_profile:
         _check_profile(msg)
@@ -192,11 +194,15 @@ def _check_profile(msg: SignedMessage) -> None:
     if msg.signer[0] == "self":
         raise ParseError(Reason.PROFILE_VIOLATION, "self-signed messages are not accepted")
     if msg.signer[0] not in ("digest", "certificate"):
-        raise ParseError(Reason.UNSUPPORTED_SIGNER, "SignerIdentifier is an extension alternative this "
-                                                    "implementation does not know (digest or certificate expected)")
+        raise ParseError(
+            Reason.UNSUPPORTED_SIGNER,
+            "SignerIdentifier is an extension alternative this "
+            "implementation does not know (digest or certificate expected)",
+        )
 
 
 # ====================================================================== trust store
+
 
 class TrustStore:
     """Trusted root certificates and the authorization authorities (AA) known under them.
@@ -269,6 +275,7 @@ class TrustStore:
 
 # ====================================================================== results
 
+
 @dataclass
 class VerificationResult:
     reason: Reason | None
@@ -306,10 +313,14 @@ class VerificationResult:
             "chain": self.chain,
             "psid": self.psid,
             "generationTime": self.generation_time,
-            "generationTimeIso": (clockmod.iso_utc(clockmod.time64_to_posix(self.generation_time))
-                                  if self.generation_time is not None else None),
-            "signer": ({"form": self.signer_form, "hashedId8": self.signer_id.hex()}
-                       if self.signer_id is not None else None),
+            "generationTimeIso": (
+                clockmod.iso_utc(clockmod.time64_to_posix(self.generation_time))
+                if self.generation_time is not None
+                else None
+            ),
+            "signer": (
+                {"form": self.signer_form, "hashedId8": self.signer_id.hex()} if self.signer_id is not None else None
+            ),
             "ssp": None,
         }
         if self.psid is not None and self.certificate is not None:
@@ -348,6 +359,7 @@ class PkiTrust(Protocol):
 
     def authority(self, h8: bytes) -> tuple[str, Listed, bytes] | None: ...
 
+
 class Verifier:
     """Verifies received signed messages. Sans-I/O: bytes and an injected clock in, results out.
 
@@ -357,11 +369,21 @@ class Verifier:
     PDU and check it against the SSP (needs the payload to *be* a facilities PDU).
     """
 
-    def __init__(self, clock: clockmod.Clock, trust: TrustStore | None = None, *,
-                 max_age: float = 30.0, max_future: float = 2.0, check_content: bool = True,
-                 cache_size: int = 4096, hold_seconds: float = 2.0, hold_limit: int = 64,
-                 codec: FacilitiesCodec | None = None, on_limit: OnLimit = ignore,
-                 pki_trust: Callable[[], PkiTrust | None] | None = None) -> None:
+    def __init__(
+        self,
+        clock: clockmod.Clock,
+        trust: TrustStore | None = None,
+        *,
+        max_age: float = 30.0,
+        max_future: float = 2.0,
+        check_content: bool = True,
+        cache_size: int = 4096,
+        hold_seconds: float = 2.0,
+        hold_limit: int = 64,
+        codec: FacilitiesCodec | None = None,
+        on_limit: OnLimit = ignore,
+        pki_trust: Callable[[], PkiTrust | None] | None = None,
+    ) -> None:
         self.clock = clock
         self.trust = trust
         # the PKI client's trust store now (rsu.pki.trustlist.TrustStore; a callable, as the client
@@ -405,12 +427,14 @@ class Verifier:
     def codec(self) -> FacilitiesCodec:
         if self._codec is None:
             from rsu.codec.facilities import get_codec
+
             self._codec = get_codec()
         return self._codec
 
     # ------------------------------------------------------------------ main entry
-    def verify(self, data: bytes, expected: MessageKind | None = None, *, payload_offset: int = 0,
-               context: Any = None) -> VerificationResult:
+    def verify(
+        self, data: bytes, expected: MessageKind | None = None, *, payload_offset: int = 0, context: Any = None
+    ) -> VerificationResult:
         """Verify one received secured message (COER). Never raises on bad input.
 
         ``expected``: the message type the transport says this is (e.g. from the BTP
@@ -422,8 +446,7 @@ class Verifier:
         try:
             result = self._verify(bytes(data), expected, payload_offset, context)
         except Exception as e:  # last line of defence: a received frame never crashes the daemon
-            result = VerificationResult(Reason.MALFORMED, f"unexpected error: {type(e).__name__}: {e}",
-                                        context=context)
+            result = VerificationResult(Reason.MALFORMED, f"unexpected error: {type(e).__name__}: {e}", context=context)
         released = self.expire_held()
         if result.signer_form == "certificate" and result.signer_id in self._cache:
             # the certificate passed signature, chain and psid checks (it is cached), whatever the content
@@ -433,25 +456,34 @@ class Verifier:
         result.released = released
         return result
 
-    def _verify(self, data: bytes, expected: MessageKind | None, payload_offset: int = 0,
-                context: Any = None) -> VerificationResult:
+    def _verify(
+        self, data: bytes, expected: MessageKind | None, payload_offset: int = 0, context: Any = None
+    ) -> VerificationResult:
         res = self._verify_inner(data, expected, payload_offset, context)
         res.context = context
         return res
 
-    def _verify_inner(self, data: bytes, expected: MessageKind | None, payload_offset: int,
-                      context: Any) -> VerificationResult:
+    def _verify_inner(
+        self, data: bytes, expected: MessageKind | None, payload_offset: int, context: Any
+    ) -> VerificationResult:
         try:
             msg = parse_signed(data)
         except ParseError as e:
             return VerificationResult(e.reason, e.detail)
         h = msg.header
-        res = VerificationResult(None, psid=msg.psid, generation_time=h["generationTime"],
-                                 p2pcd_requests=tuple(h.get("inlineP2pcdRequest", ())))
+        res = VerificationResult(
+            None,
+            psid=msg.psid,
+            generation_time=h["generationTime"],
+            p2pcd_requests=tuple(h.get("inlineP2pcdRequest", ())),
+        )
         kind = catalog.BY_ITS_AID.get(msg.psid)
         if expected is not None and msg.psid != expected.its_aid:
-            return self._fail(res, Reason.PSID_MISMATCH,
-                              f"psid {msg.psid} but the message type {expected.pdu} is ITS-AID {expected.its_aid}")
+            return self._fail(
+                res,
+                Reason.PSID_MISMATCH,
+                f"psid {msg.psid} but the message type {expected.pdu} is ITS-AID {expected.its_aid}",
+            )
         kind = expected or kind
 
         # time window (receiver's clock)
@@ -459,11 +491,17 @@ class Verifier:
         now64 = clockmod.time64(now)
         gen = h["generationTime"]
         if gen > now64 + self.max_future * 1e6:
-            return self._fail(res, Reason.GENERATION_TIME_IN_FUTURE,
-                              f"generationTime is {(gen - now64) / 1e6:.3f} s ahead (max {self.max_future} s)")
+            return self._fail(
+                res,
+                Reason.GENERATION_TIME_IN_FUTURE,
+                f"generationTime is {(gen - now64) / 1e6:.3f} s ahead (max {self.max_future} s)",
+            )
         if gen < now64 - self.max_age * 1e6:
-            return self._fail(res, Reason.GENERATION_TIME_TOO_OLD,
-                              f"generationTime is {(now64 - gen) / 1e6:.3f} s old (max {self.max_age} s)")
+            return self._fail(
+                res,
+                Reason.GENERATION_TIME_TOO_OLD,
+                f"generationTime is {(now64 - gen) / 1e6:.3f} s old (max {self.max_age} s)",
+            )
         if "expiryTime" in h and (h["expiryTime"] <= gen or h["expiryTime"] < now64):
             return self._fail(res, Reason.MESSAGE_EXPIRED, "expiryTime has passed")
 
@@ -484,10 +522,14 @@ class Verifier:
                 if self.hold_seconds > 0 and self.hold_limit > 0:
                     self._hold(sval, data, expected, now, payload_offset, context)
                     res.held = True
-                    return self._fail(res, Reason.SIGNER_UNKNOWN,
-                                      f"no certificate known for digest {sval.hex()}; held, certificate requested")
-                return self._fail(res, Reason.SIGNER_UNKNOWN,
-                                  f"no certificate known for digest {sval.hex()}; certificate requested")
+                    return self._fail(
+                        res,
+                        Reason.SIGNER_UNKNOWN,
+                        f"no certificate known for digest {sval.hex()}; held, certificate requested",
+                    )
+                return self._fail(
+                    res, Reason.SIGNER_UNKNOWN, f"no certificate known for digest {sval.hex()}; certificate requested"
+                )
         else:
             cert_bytes = msg.signer_cert_bytes
             assert cert_bytes is not None  # parse_signed slices it for every "certificate" signer
@@ -508,8 +550,11 @@ class Verifier:
         except KeyMaterialError as e:
             return self._fail(res, Reason.MALFORMED, str(e))
         if curve is not cert.curve or curve.hash_name != msg.hash_id:
-            return self._fail(res, Reason.HASH_ALGORITHM_MISMATCH,
-                              f"hashId {msg.hash_id} / {msg.signature[0]} do not fit the key {cert.key_curve.name}")
+            return self._fail(
+                res,
+                Reason.HASH_ALGORITHM_MISMATCH,
+                f"hashId {msg.hash_id} / {msg.signature[0]} do not fit the key {cert.key_curve.name}",
+            )
         H = curve.hash_name
         tbs_hash = hashlib.new(H, msg.tbs_bytes).digest()
         digest = hashlib.new(H, tbs_hash + cert.digest(H)).digest()
@@ -525,11 +570,17 @@ class Verifier:
         # AT validity at generationTime
         gen_s = gen / 1e6
         if gen_s >= cert.end:
-            return self._fail(res, Reason.CERT_EXPIRED, "signer certificate expired before generationTime "
-                              f"(valid until {clockmod.iso_utc(cert.end_posix)})")
+            return self._fail(
+                res,
+                Reason.CERT_EXPIRED,
+                f"signer certificate expired before generationTime (valid until {clockmod.iso_utc(cert.end_posix)})",
+            )
         if gen_s < cert.start:
-            return self._fail(res, Reason.CERT_NOT_YET_VALID, "signer certificate not yet valid at generationTime "
-                              f"(valid from {clockmod.iso_utc(cert.start_posix)})")
+            return self._fail(
+                res,
+                Reason.CERT_NOT_YET_VALID,
+                f"signer certificate not yet valid at generationTime (valid from {clockmod.iso_utc(cert.start_posix)})",
+            )
 
         # chain
         if self.trust is not None:
@@ -541,14 +592,17 @@ class Verifier:
 
         # permissions
         if msg.psid not in cert.app_permissions:
-            return self._fail(res, Reason.PSID_NOT_PERMITTED,
-                              f"signer certificate has no permission for ITS-AID {msg.psid}")
+            return self._fail(
+                res, Reason.PSID_NOT_PERMITTED, f"signer certificate has no permission for ITS-AID {msg.psid}"
+            )
 
         # the signature is good: remember the certificate for digest signers
         self._remember(cert)
         if "requestedCertificate" in h:
             try:
-                res.requested_certificate = Certificate.from_bytes(coer.encode("Certificate", h["requestedCertificate"]))
+                res.requested_certificate = Certificate.from_bytes(
+                    coer.encode("Certificate", h["requestedCertificate"])
+                )
             except (CertificateError, coer.CoerError):
                 res.requested_certificate = None
 
@@ -566,8 +620,9 @@ class Verifier:
                 return self._fail(res, Reason.SSP_VIOLATION, chk.detail)
         return res
 
-    def _precheck_content(self, res: VerificationResult, payload: bytes | None, kind: MessageKind,
-                          payload_offset: int, psid: int) -> VerificationResult | None:
+    def _precheck_content(
+        self, res: VerificationResult, payload: bytes | None, kind: MessageKind, payload_offset: int, psid: int
+    ) -> VerificationResult | None:
         """:meth:`_decode_content` for a message whose signer is unknown, remembering the verdict per PDU:
         a flood of copies with random signers costs one decode (the message is decoded again when released)."""
         key = (kind.name, payload_offset, payload)
@@ -583,8 +638,9 @@ class Verifier:
             return self._fail(res, verdict[0], verdict[1])
         return None
 
-    def _decode_content(self, res: VerificationResult, payload: bytes | None, kind: MessageKind,
-                        payload_offset: int, psid: int) -> VerificationResult | None:
+    def _decode_content(
+        self, res: VerificationResult, payload: bytes | None, kind: MessageKind, payload_offset: int, psid: int
+    ) -> VerificationResult | None:
         """Decode the facilities PDU into ``res.pdu``; the failed result when it is not a ``kind``."""
         from rsu.codec.errors import CodecError
 
@@ -596,8 +652,11 @@ class Verifier:
         except CodecError as e:
             return self._fail(res, Reason.PAYLOAD_INVALID, f"payload is not a {kind.pdu}: {e}")
         if pdu.kind is not kind:
-            return self._fail(res, Reason.PSID_MISMATCH,
-                              f"payload is a {pdu.kind.pdu} (ITS-AID {pdu.kind.its_aid}) signed under psid {psid}")
+            return self._fail(
+                res,
+                Reason.PSID_MISMATCH,
+                f"payload is a {pdu.kind.pdu} (ITS-AID {pdu.kind.its_aid}) signed under psid {psid}",
+            )
         res.pdu = pdu
         return None
 
@@ -618,8 +677,10 @@ class Verifier:
         if issuer is None:
             issuer = self._issuer_of(at, pki)
             if issuer is None:
-                return Reason.UNKNOWN_ISSUER, (f"issuer {at.issuer_id.hex() if at.issuer_id else 'self'} "
-                                               "is not a known authority under a trusted root")
+                return Reason.UNKNOWN_ISSUER, (
+                    f"issuer {at.issuer_id.hex() if at.issuer_id else 'self'} "
+                    "is not a known authority under a trusted root"
+                )
             if not at.signature_valid(issuer):
                 return Reason.CHAIN_INVALID_SIGNATURE, f"AT signature by issuer {issuer.hashed_id8.hex()} invalid"
             self._chain_ok[at.hashed_id8] = issuer
@@ -634,13 +695,16 @@ class Verifier:
                 return Reason.CHAIN_VALIDITY, f"AT validity exceeds issuer {ca.hashed_id8.hex()} validity"
             top, ca = ca, self._issuer_of(ca, pki)
         if pki is not None and (not top.is_self_signed or pki.root(top.hashed_id8, self.clock.now()) is None):
-            return Reason.UNTRUSTED_ROOT, (f"chain ends at {top.hashed_id8.hex()}, not a root of the applied "
-                                           "ECTL valid now")
+            return Reason.UNTRUSTED_ROOT, (
+                f"chain ends at {top.hashed_id8.hex()}, not a root of the applied ECTL valid now"
+            )
         for p, ssp_bytes in at.app_permissions.items():
             rng = issuer.issue_range(p)
             if not ssp_within_range(ssp_bytes, rng):
-                return Reason.CHAIN_PERMISSIONS, (f"issuer {issuer.hashed_id8.hex()} may not grant ITS-AID {p}"
-                                                  + (f" with SSP {ssp_bytes.hex()}" if ssp_bytes else ""))
+                return Reason.CHAIN_PERMISSIONS, (
+                    f"issuer {issuer.hashed_id8.hex()} may not grant ITS-AID {p}"
+                    + (f" with SSP {ssp_bytes.hex()}" if ssp_bytes else "")
+                )
         return None
 
     def _issuer_of(self, cert: Certificate, pki: PkiTrust | None) -> Certificate | None:
@@ -656,8 +720,15 @@ class Verifier:
         return root.certificate if root is not None else None
 
     # ------------------------------------------------------------------ held messages
-    def _hold(self, h8: bytes, data: bytes, expected: MessageKind | None, now: float,
-              payload_offset: int = 0, context: Any = None) -> None:
+    def _hold(
+        self,
+        h8: bytes,
+        data: bytes,
+        expected: MessageKind | None,
+        now: float,
+        payload_offset: int = 0,
+        context: Any = None,
+    ) -> None:
         self._held_seq += 1
         self._held[self._held_seq] = (now, h8, data, expected, payload_offset, context)
         self._held_by_signer.setdefault(h8, []).append(self._held_seq)
@@ -673,16 +744,26 @@ class Verifier:
 
     def _left_hold(self, item: HeldFrame, reason: Reason, detail: str) -> VerificationResult:
         _, h8, _, expected, _, ctx = item
-        return VerificationResult(reason, detail, psid=expected.its_aid if expected else None, signer_form="digest",
-                                  signer_id=h8, from_hold=True, context=ctx)
+        return VerificationResult(
+            reason,
+            detail,
+            psid=expected.its_aid if expected else None,
+            signer_form="digest",
+            signer_id=h8,
+            from_hold=True,
+            context=ctx,
+        )
 
     def _evict_held(self) -> list[VerificationResult]:
         out = []
         while len(self._held) > self.hold_limit:
             item = self._take(next(iter(self._held)))
             self.on_limit("held-frames")
-            out.append(self._left_hold(item, Reason.HOLD_QUEUE_FULL,
-                                       f"held frames limit {self.hold_limit} reached; the oldest was dropped"))
+            out.append(
+                self._left_hold(
+                    item, Reason.HOLD_QUEUE_FULL, f"held frames limit {self.hold_limit} reached; the oldest was dropped"
+                )
+            )
         return out
 
     def expire_held(self) -> list[VerificationResult]:
@@ -696,8 +777,13 @@ class Verifier:
             if item[0] >= horizon:
                 break  # arrival order: the rest is younger
             self._take(seq)
-            out.append(self._left_hold(item, Reason.HELD_EXPIRED,
-                                       f"signer certificate {item[1].hex()} did not arrive within {self.hold_seconds} s"))
+            out.append(
+                self._left_hold(
+                    item,
+                    Reason.HELD_EXPIRED,
+                    f"signer certificate {item[1].hex()} did not arrive within {self.hold_seconds} s",
+                )
+            )
         return out
 
     def _release(self, h8: bytes | None) -> list[VerificationResult]:

@@ -86,25 +86,42 @@ class ServiceEntity:
             if isinstance(header, dict) and isinstance(header.get("messageID"), int):
                 kind = ids.get(header["messageID"])
                 if kind is None:
-                    raise ServiceError("validation", f"{path}.header.messageID",
-                                       f"{header['messageID']} is not a {self.name.upper()} message "
-                                       f"({', '.join(f'{k.pdu} {k.message_id}' for k in self.kinds)})")
+                    raise ServiceError(
+                        "validation",
+                        f"{path}.header.messageID",
+                        f"{header['messageID']} is not a {self.name.upper()} message "
+                        f"({', '.join(f'{k.pdu} {k.message_id}' for k in self.kinds)})",
+                    )
                 return kind
             found = [body_keys[k] for k in raw if k in body_keys]
             if len(found) == 1:
                 return found[0]
-            raise ServiceError("validation", path, "cannot tell the message type: give header.messageID or one of "
-                               + ", ".join(body_keys))
+            raise ServiceError(
+                "validation",
+                path,
+                "cannot tell the message type: give header.messageID or one of " + ", ".join(body_keys),
+            )
         if isinstance(raw, str):
             data = _hex(raw, path)
             if len(data) >= 2 and data[1] in ids:
                 return ids[data[1]]
-            raise ServiceError("validation", path, f"messageID {data[1] if len(data) > 1 else '?'} is not one of "
-                               + ", ".join(f"{k.pdu} {k.message_id}" for k in self.kinds))
+            raise ServiceError(
+                "validation",
+                path,
+                f"messageID {data[1] if len(data) > 1 else '?'} is not one of "
+                + ", ".join(f"{k.pdu} {k.message_id}" for k in self.kinds),
+            )
         raise ServiceError("validation", path, "expected the JER JSON object of the PDU, or its UPER encoding as hex")
 
-    def parse_payload(self, raw: Any, kind: MessageKind, *, path: str = "payload",
-                      placeholders: Callable[[dict[str, Any]], None] | None = None, warnings: list[str] | None = None) -> dict[str, Any]:
+    def parse_payload(
+        self,
+        raw: Any,
+        kind: MessageKind,
+        *,
+        path: str = "payload",
+        placeholders: Callable[[dict[str, Any]], None] | None = None,
+        warnings: list[str] | None = None,
+    ) -> dict[str, Any]:
         """Request payload (JER object or UPER hex) -> validated Python value of the whole PDU.
 
         The ItsPduHeader may be left out (it is filled from the catalog and the configured station id).
@@ -145,12 +162,15 @@ class ServiceEntity:
                 raise ServiceError("validation", path, f"is a {decoded.kind.pdu}, expected {kind.pdu}")
             value = decoded.value
         else:
-            raise ServiceError("validation", path, "expected the JER JSON object of the PDU, or its UPER encoding as hex")
+            raise ServiceError(
+                "validation", path, "expected the JER JSON object of the PDU, or its UPER encoding as hex"
+            )
         sid = self.ctx.station_id
         if sid is not None and value["header"]["stationID"] != sid:
             if isinstance(raw, dict) and "stationID" in (raw.get("header") or {}) and warnings is not None:
-                warnings.append(f"{path}.header.stationID: {value['header']['stationID']} replaced by this "
-                                f"station's id {sid}")
+                warnings.append(
+                    f"{path}.header.stationID: {value['header']['stationID']} replaced by this station's id {sid}"
+                )
             value["header"]["stationID"] = sid
         return value
 
@@ -194,11 +214,14 @@ class ServiceEntity:
         if missing:
             raise ServiceError("ssp_not_permitted", path, f"SSP not permitted: {missing}")
 
-    def dissemination(self, req: dict[str, Any], kind: MessageKind, base: Dissemination | None, now: float) -> Dissemination:
+    def dissemination(
+        self, req: dict[str, Any], kind: MessageKind, base: Dissemination | None, now: float
+    ) -> Dissemination:
         d = self.ctx.defaults(kind)
         start = base if base is not None else Dissemination.defaults(d)
-        return parse_dissemination(req.get("dissemination"), start, d, known_transports=self.ctx.known_transports,
-                                   now=now)
+        return parse_dissemination(
+            req.get("dissemination"), start, d, known_transports=self.ctx.known_transports, now=now
+        )
 
     # --- request hooks (override) -------------------------------------------------------------
     def trigger(self, req: dict[str, Any], now: float) -> Plan:
@@ -247,20 +270,47 @@ class ServiceEntity:
             return []
         params = entry.dissemination.to_params(entry.kind, entry.area)
         n = len(entry.pdus)
-        return [Transmission(self.name, entry.id, entry.kind, pdu, params, due.fresh, entry.generation,
-                             (i + 1) if n > 1 else None, due.slot, due.priority, entry.requirement)
-                for i, pdu in enumerate(entry.pdus)]
+        return [
+            Transmission(
+                self.name,
+                entry.id,
+                entry.kind,
+                pdu,
+                params,
+                due.fresh,
+                entry.generation,
+                (i + 1) if n > 1 else None,
+                due.slot,
+                due.priority,
+                entry.requirement,
+            )
+            for i, pdu in enumerate(entry.pdus)
+        ]
 
     # --- persistence ----------------------------------------------------------------------------
     def stored(self, entry: Entry) -> StoredEntry:
         payload = None
         if entry.value is not None and self.persist_payload(entry):
-            payload = entry.pdus[0] if len(entry.pdus) == 1 else self.ctx.codec.encode(entry.value, entry.kind,
-                                                                                          validate=False)
-        return StoredEntry(entry.service, entry.id, entry.kind.name, entry.state, payload,
-                           entry.dissemination.to_json(), entry.anchor, entry.identification, entry.data,
-                           entry.generation, entry.created_at, entry.updated_at,
-                           value_to_json(entry.value, payload) if payload is not None else None)
+            payload = (
+                entry.pdus[0]
+                if len(entry.pdus) == 1
+                else self.ctx.codec.encode(entry.value, entry.kind, validate=False)
+            )
+        return StoredEntry(
+            entry.service,
+            entry.id,
+            entry.kind.name,
+            entry.state,
+            payload,
+            entry.dissemination.to_json(),
+            entry.anchor,
+            entry.identification,
+            entry.data,
+            entry.generation,
+            entry.created_at,
+            entry.updated_at,
+            value_to_json(entry.value, payload) if payload is not None else None,
+        )
 
     def persist_payload(self, entry: Entry) -> bool:
         return True
@@ -273,9 +323,21 @@ class ServiceEntity:
             value = _cached_value(row)
             if value is None:
                 value = self.ctx.codec.decode(row.payload).value
-        entry = Entry(row.service, row.id, kind, value, (), Dissemination.from_json(row.dissemination),
-                      row.identification, row.state, row.data, row.generation, row.created_at, row.updated_at,
-                      row.anchor)
+        entry = Entry(
+            row.service,
+            row.id,
+            kind,
+            value,
+            (),
+            Dissemination.from_json(row.dissemination),
+            row.identification,
+            row.state,
+            row.data,
+            row.generation,
+            row.created_at,
+            row.updated_at,
+            row.anchor,
+        )
         return self.restored(entry, row)
 
     def restored(self, entry: Entry, row: StoredEntry) -> Entry:
@@ -303,8 +365,9 @@ class ServiceEntity:
     def area_from(self, kind: MessageKind, points: list[tuple[int, int]]) -> GeoArea | None:
         """A circle covering DSRC/ITS positions (1e-7 degree units) plus the message's default radius."""
         radius = self.ctx.defaults(kind).area_radius_m
-        pts = [(lat / 1e7, lon / 1e7) for lat, lon in points
-               if abs(lat) <= 900000000 and abs(lon) <= 1800000000]  # beyond: "unavailable"
+        pts = [
+            (lat / 1e7, lon / 1e7) for lat, lon in points if abs(lat) <= 900000000 and abs(lon) <= 1800000000
+        ]  # beyond: "unavailable"
         if radius is None or not pts:
             return None
         clat = sum(p[0] for p in pts) / len(pts)
@@ -313,25 +376,64 @@ class ServiceEntity:
         spread = max(math.hypot((p[0] - clat) * 111_320.0, (p[1] - clon) * 111_320.0 * k) for p in pts)
         return GeoArea(latitude=clat, longitude=clon, shape="circle", a=min(65535.0, radius + spread))
 
-    def plan_update(self, plan: Plan, entry: Entry, value: dict[str, Any], pdus: tuple[bytes, ...], diss: Dissemination,
-                    changed: bool, identification: Callable[[], dict[str, Any]], now: float) -> Plan:
+    def plan_update(
+        self,
+        plan: Plan,
+        entry: Entry,
+        value: dict[str, Any],
+        pdus: tuple[bytes, ...],
+        diss: Dissemination,
+        changed: bool,
+        identification: Callable[[], dict[str, Any]],
+        now: float,
+    ) -> Plan:
         """The end of an update: content and parameters as they were answer ``unchanged``; else the entry
         evolves (a new generation when the content changed) and is scheduled from its start."""
         if not changed and diss == entry.dissemination:
             plan.result = {"id": entry.id, "identification": entry.identification, "unchanged": True}
             return plan
         t0 = max(now, diss.start or now)
-        new = entry.evolve(value=value, pdus=pdus, dissemination=diss, updated_at=now, anchor=t0,
-                           generation=entry.generation + (1 if changed else 0),
-                           identification=identification(), area=self.derive_area(entry.kind, value))
+        new = entry.evolve(
+            value=value,
+            pdus=pdus,
+            dissemination=diss,
+            updated_at=now,
+            anchor=t0,
+            generation=entry.generation + (1 if changed else 0),
+            identification=identification(),
+            area=self.derive_area(entry.kind, value),
+        )
         plan.schedule_entry(new, t0, fresh=changed, changed=changed)
         return plan
 
-    def new_entry(self, entry_id: str, kind: MessageKind, value: dict[str, Any], pdus: tuple[bytes, ...],
-                  diss: Dissemination, identification: dict[str, Any], now: float, **kw: Any) -> Entry:
-        return Entry(self.name, entry_id, kind, value, pdus, diss, identification, ACTIVE, kw.pop("data", {}),
-                     kw.pop("generation", 1), now, now, kw.pop("anchor", None),
-                     self.derive_area(kind, value), **kw)
+    def new_entry(
+        self,
+        entry_id: str,
+        kind: MessageKind,
+        value: dict[str, Any],
+        pdus: tuple[bytes, ...],
+        diss: Dissemination,
+        identification: dict[str, Any],
+        now: float,
+        **kw: Any,
+    ) -> Entry:
+        return Entry(
+            self.name,
+            entry_id,
+            kind,
+            value,
+            pdus,
+            diss,
+            identification,
+            ACTIVE,
+            kw.pop("data", {}),
+            kw.pop("generation", 1),
+            now,
+            now,
+            kw.pop("anchor", None),
+            self.derive_area(kind, value),
+            **kw,
+        )
 
 
 def _cached_value(row: StoredEntry) -> dict[str, Any] | None:
@@ -351,8 +453,9 @@ def _hex(text: str, path: str) -> bytes:
     try:
         data = bytes.fromhex(cleaned)
     except ValueError:
-        raise ServiceError("validation", path, "not a hex string (a JSON object gives JER, a string gives UPER hex)"
-                           ) from None
+        raise ServiceError(
+            "validation", path, "not a hex string (a JSON object gives JER, a string gives UPER hex)"
+        ) from None
     if not data:
         raise ServiceError("validation", path, "empty")
     return data
@@ -368,11 +471,14 @@ def reject_unknown(req: dict[str, Any], allowed: set[str], path: str = "") -> No
         raise ServiceError("bad_request", path, "expected a JSON object")
     for k in req:
         if k not in allowed:
-            raise ServiceError("validation", prefixed(k, path), f"unknown member (expected: {', '.join(sorted(allowed))})")
+            raise ServiceError(
+                "validation", prefixed(k, path), f"unknown member (expected: {', '.join(sorted(allowed))})"
+            )
 
 
-def next_revision(prev: tuple[int, str | None] | None, content_hash: str, supplied: int | None,
-                  modulo: int = 128) -> tuple[int, bool]:
+def next_revision(
+    prev: tuple[int, str | None] | None, content_hash: str, supplied: int | None, modulo: int = 128
+) -> tuple[int, bool]:
     """A revision-like counter that changes when, and only when, the content changes.
 
     ``prev`` is the committed (value, content hash). The first time, the application's value

@@ -69,8 +69,13 @@ class CursorState:
     counters: dict[str, Cursor] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "commit": self.commit, "pending": self.pending,
-                "counters": {k: self.counters[k].to_json() for k in sorted(self.counters)}}
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "commit": self.commit,
+            "pending": self.pending,
+            "counters": {k: self.counters[k].to_json() for k in sorted(self.counters)},
+        }
 
 
 def cursor_path(db_path: Path) -> Path:
@@ -152,7 +157,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -42,14 +42,22 @@ class MessageDefaults:
 SERVICE_ALIASES: dict[str, str] = catalog.SERVICE_ALIASES
 
 
-def _defaults(kind: MessageKind, priority: int, traffic_class: int, lifetime_s: float, hop_limit: int,
-              retain: bool, area_radius_m: float | None) -> MessageDefaults:
+def _defaults(
+    kind: MessageKind,
+    priority: int,
+    traffic_class: int,
+    lifetime_s: float,
+    hop_limit: int,
+    retain: bool,
+    area_radius_m: float | None,
+) -> MessageDefaults:
     """The defaults of ``kind``: its repetition interval and bounds from the catalog (a message the facility
     never repeats gets the rate limit as both bounds), the rest as given."""
     lo = kind.min_interval_s
     hi = kind.max_interval_s if kind.max_interval_s is not None else lo
-    return MessageDefaults(kind, kind.repetition_s, lo, hi, priority, traffic_class, lifetime_s, hop_limit,
-                           retain, area_radius_m)
+    return MessageDefaults(
+        kind, kind.repetition_s, lo, hi, priority, traffic_class, lifetime_s, hop_limit, retain, area_radius_m
+    )
 
 
 # Per message: priority, GN traffic class, lifetime, hop limit, MQTT retain, area radius. The repetition
@@ -109,11 +117,15 @@ RULES = ServiceRules()
 # 16-bit metres; priority and traffic class as described at the top of this module.
 LIFETIME_RANGE_S = (0.05, 6300.0)
 MESSAGE_DEFAULT_RANGES: dict[str, tuple[float, float]] = {
-    "priority": (0, 7), "traffic_class": (0, 255), "lifetime_s": LIFETIME_RANGE_S, "hop_limit": (1, 255),
+    "priority": (0, 7),
+    "traffic_class": (0, 255),
+    "lifetime_s": LIFETIME_RANGE_S,
+    "hop_limit": (1, 255),
     "area_radius_m": (1, 65535),
 }
 RULE_RANGES: dict[str, tuple[float, float]] = {
-    "ivi_id_min": (1, 32767), "ivi_id_max": (1, 32767),  # IviIdentificationNumber root range
+    "ivi_id_min": (1, 32767),
+    "ivi_id_max": (1, 32767),  # IviIdentificationNumber root range
     "ivi_termination_repeat_s": (0, 3600),
     "mapem_max_bytes": (200, 65535),  # below 200 no lane fits a fragment; above, no UDP datagram
     "srem_request_timeout_s": (1, 3600),
@@ -132,8 +144,12 @@ def _type_ok(value: object, hint: Any) -> bool:
             return True
         if t is bool and isinstance(value, bool):
             return True
-        if t in (int, float, str) and isinstance(value, (int, float) if t is float else t) \
-                and not isinstance(value, bool) and (t is not float or math.isfinite(value)):
+        if (
+            t in (int, float, str)
+            and isinstance(value, (int, float) if t is float else t)
+            and not isinstance(value, bool)
+            and (t is not float or math.isfinite(value))
+        ):
             return True
     return False
 
@@ -198,24 +214,46 @@ def message_default_issues(overrides: dict[str, Any] | None, path: str = "messag
             if key in MESSAGE_DEFAULT_RANGES:
                 issues += _in_range(f"{p}.{key}", value, *MESSAGE_DEFAULT_RANGES[key])
         kind = MESSAGE_DEFAULTS[name].kind
-        d = replace(MESSAGE_DEFAULTS[name], **{k: v for k, v in good.items()
-                                               if k in ("repetition_s", "min_interval_s", "max_interval_s")})
+        d = replace(
+            MESSAGE_DEFAULTS[name],
+            **{k: v for k, v in good.items() if k in ("repetition_s", "min_interval_s", "max_interval_s")},
+        )
         lo, hi = kind.min_interval_s, kind.max_interval_s
         if hi is None:  # never repeated: only the rate limit applies
             if d.repetition_s is not None:
-                issues.append((f"{p}.repetition_s", f"{kind.pdu} is not repeated by the facility (each "
-                               f"application trigger is one transmission): expected null, found {d.repetition_s!r}"))
+                issues.append(
+                    (
+                        f"{p}.repetition_s",
+                        f"{kind.pdu} is not repeated by the facility (each "
+                        f"application trigger is one transmission): expected null, found {d.repetition_s!r}",
+                    )
+                )
             issues += _in_range(f"{p}.min_interval_s", d.min_interval_s, lo, 60.0, " s")
             continue
         for key in ("min_interval_s", "max_interval_s"):
-            issues += _in_range(f"{p}.{key}", getattr(d, key), lo, hi,
-                                f" s (at most {kind.max_rate_hz:g} Hz, at least every {hi:g} s for {kind.pdu})")
+            issues += _in_range(
+                f"{p}.{key}",
+                getattr(d, key),
+                lo,
+                hi,
+                f" s (at most {kind.max_rate_hz:g} Hz, at least every {hi:g} s for {kind.pdu})",
+            )
         if d.repetition_s is None:
-            issues.append((f"{p}.repetition_s", f"{kind.pdu} is repeated while active: expected a number of "
-                           f"seconds {d.min_interval_s:g}..{d.max_interval_s:g}, found null"))
+            issues.append(
+                (
+                    f"{p}.repetition_s",
+                    f"{kind.pdu} is repeated while active: expected a number of "
+                    f"seconds {d.min_interval_s:g}..{d.max_interval_s:g}, found null",
+                )
+            )
         elif lo <= d.min_interval_s <= d.max_interval_s <= hi:
-            issues += _in_range(f"{p}.repetition_s", d.repetition_s, d.min_interval_s, d.max_interval_s,
-                                f" s (min_interval_s..max_interval_s for {kind.pdu})")
+            issues += _in_range(
+                f"{p}.repetition_s",
+                d.repetition_s,
+                d.min_interval_s,
+                d.max_interval_s,
+                f" s (min_interval_s..max_interval_s for {kind.pdu})",
+            )
         if d.min_interval_s > d.max_interval_s:
             issues.append((f"{p}.min_interval_s", f"{d.min_interval_s:g} is above max_interval_s {d.max_interval_s:g}"))
     return issues
@@ -226,4 +264,3 @@ def message_defaults(name: str, overrides: dict[str, Any] | None = None) -> Mess
     base = MESSAGE_DEFAULTS[name]
     extra = (overrides or {}).get(name)
     return replace(base, **extra) if extra else base
-

@@ -48,7 +48,7 @@ def rtcm3_problem(frame: bytes) -> str | None:
     length = ((frame[1] & 0x03) << 8) | frame[2]
     if len(frame) != length + 6:
         return f"length field says {length} + 6 bytes, the frame has {len(frame)}"
-    if crc24q(frame[:3 + length]) != int.from_bytes(frame[3 + length:], "big"):
+    if crc24q(frame[: 3 + length]) != int.from_bytes(frame[3 + length :], "big"):
         return "CRC-24Q mismatch"
     return None
 
@@ -69,8 +69,9 @@ class GpcEntity(ServiceEntity):
         self.check_permission(catalog.RTCMEM, value)
         pdu = self.encode(catalog.RTCMEM, value)
         t0 = max(now, diss.start or now)
-        entry = self.new_entry(stream, catalog.RTCMEM, value, (pdu,), diss, self._identification(value, pdu), now,
-                               anchor=t0)
+        entry = self.new_entry(
+            stream, catalog.RTCMEM, value, (pdu,), diss, self._identification(value, pdu), now, anchor=t0
+        )
         plan.schedule_entry(entry, t0)
         return plan
 
@@ -89,8 +90,9 @@ class GpcEntity(ServiceEntity):
                 pdus = (self.encode(catalog.RTCMEM, value),)
             else:
                 value = entry.content
-        return self.plan_update(plan, entry, value, pdus, diss, changed,
-                                lambda: self._identification(value, pdus[0]), now)
+        return self.plan_update(
+            plan, entry, value, pdus, diss, changed, lambda: self._identification(value, pdus[0]), now
+        )
 
     # --- internals ----------------------------------------------------------------------------
     def _stream(self, req: dict[str, Any]) -> str:
@@ -114,14 +116,17 @@ class GpcEntity(ServiceEntity):
                 value = self.parse_payload({"rtcmc": body}, catalog.RTCMEM, path="", warnings=plan.warnings)
             except ServiceError as e:
                 if e.path.startswith("rtcmc.msgs"):
-                    raise ServiceError(e.code, "rtcm" + e.path[len("rtcmc.msgs"):], e.reason) from None
+                    raise ServiceError(e.code, "rtcm" + e.path[len("rtcmc.msgs") :], e.reason) from None
                 raise
             prefix = "rtcm"
         else:
+
             def placeholders(b: dict[str, Any]) -> None:
                 b.setdefault("msgCnt", 0)
-            value = self.parse_payload(req["payload"], catalog.RTCMEM, placeholders=placeholders,
-                                       warnings=plan.warnings)
+
+            value = self.parse_payload(
+                req["payload"], catalog.RTCMEM, placeholders=placeholders, warnings=plan.warnings
+            )
             prefix = "payload.rtcmc.msgs"
         rtcmc = value["rtcmc"]
         if rtcmc["rev"] == "rtcmRev3":
@@ -137,8 +142,11 @@ class GpcEntity(ServiceEntity):
         h = canonical_hash(content)
         name = f"gpc.msgcnt.{stream}"
         cnt, counter_changed = next_revision(self.ctx.counter(name, plan), h, None)
-        changed = entry is None or canonical_hash(
-            {k: v for k, v in entry.content["rtcmc"].items() if k not in ("msgCnt", "timeStamp")}) != h
+        changed = (
+            entry is None
+            or canonical_hash({k: v for k, v in entry.content["rtcmc"].items() if k not in ("msgCnt", "timeStamp")})
+            != h
+        )
         if counter_changed:
             plan.counters[name] = (cnt, h)
         rtcmc["msgCnt"] = cnt
@@ -150,8 +158,12 @@ class GpcEntity(ServiceEntity):
 
     def _identification(self, value: dict[str, Any], pdu: bytes) -> dict[str, Any]:
         r = value["rtcmc"]
-        return {"msgCnt": r["msgCnt"], "frames": len(r["msgs"]), "bytes": len(pdu),
-                "rtcmTypes": [((m[3] << 4) | (m[4] >> 4)) for m in r["msgs"] if r["rev"] == "rtcmRev3" and len(m) > 4]}
+        return {
+            "msgCnt": r["msgCnt"],
+            "frames": len(r["msgs"]),
+            "bytes": len(pdu),
+            "rtcmTypes": [((m[3] << 4) | (m[4] >> 4)) for m in r["msgs"] if r["rev"] == "rtcmRev3" and len(m) > 4],
+        }
 
     def derive_area(self, kind: MessageKind, value: dict[str, Any] | None) -> GeoArea | None:
         if not value or "anchorPoint" not in value["rtcmc"]:

@@ -41,10 +41,32 @@ STATUS_NAMES = {0: "new", 1: "update", 2: "cancellation", 3: "negation"}
 NEW, UPDATE, CANCELLATION, NEGATION = 0, 1, 2, 3
 
 _ITA2 = {
-    "A": "11000", "B": "10011", "C": "01110", "D": "10010", "E": "10000", "F": "10110", "G": "01011",
-    "H": "00101", "I": "01100", "J": "11010", "K": "11110", "L": "01001", "M": "00111", "N": "00110",
-    "O": "00011", "P": "01101", "Q": "11101", "R": "01010", "S": "10100", "T": "00001", "U": "11100",
-    "V": "01111", "W": "11001", "X": "10111", "Y": "10101", "Z": "10001",
+    "A": "11000",
+    "B": "10011",
+    "C": "01110",
+    "D": "10010",
+    "E": "10000",
+    "F": "10110",
+    "G": "01011",
+    "H": "00101",
+    "I": "01100",
+    "J": "11010",
+    "K": "11110",
+    "L": "01001",
+    "M": "00111",
+    "N": "00110",
+    "O": "00011",
+    "P": "01101",
+    "Q": "11101",
+    "R": "01010",
+    "S": "10100",
+    "T": "00001",
+    "U": "11100",
+    "V": "01111",
+    "W": "11001",
+    "X": "10111",
+    "Y": "10101",
+    "Z": "10001",
 }
 _ITA2_REV = {v: k for k, v in _ITA2.items()}
 
@@ -60,7 +82,7 @@ def country_letters(code: tuple[bytes, int]) -> str | None:
 
 
 def country_code(letters: str) -> tuple[bytes, int]:
-    """"FR" -> the 10-bit CountryCode value (bytes, 10)."""
+    """ "FR" -> the 10-bit CountryCode value (bytes, 10)."""
     bits = _ITA2[letters[0].upper()] + _ITA2[letters[1].upper()]
     n = int(bits, 2) << 6
     return (n.to_bytes(2, "big"), 10)
@@ -76,8 +98,10 @@ def provider_key(provider: dict[str, Any]) -> str:
 
 def provider_json(provider: dict[str, Any]) -> dict[str, Any]:
     letters = country_letters(provider["countryCode"])
-    return {"countryCode": letters or provider["countryCode"][0].hex(),
-            "providerIdentifier": provider["providerIdentifier"]}
+    return {
+        "countryCode": letters or provider["countryCode"][0].hex(),
+        "providerIdentifier": provider["providerIdentifier"],
+    }
 
 
 def _content(value: dict[str, Any]) -> Any:
@@ -102,9 +126,12 @@ def check_references(ivi: dict[str, Any], path: str = "payload.ivi") -> None:
             ref = c["referencePosition"]
             at = (ref["latitude"], ref["longitude"])
             if at in origins:  # TP IVI_GEN_LOC_BV_03
-                raise ServiceError("validation", f"{path}.optional[{i}].glc.referencePosition",
-                                   f"the reference position of optional[{origins[at]}] again: zones that share a "
-                                   "reference position belong in one geographic location container")
+                raise ServiceError(
+                    "validation",
+                    f"{path}.optional[{i}].glc.referencePosition",
+                    f"the reference position of optional[{origins[at]}] again: zones that share a "
+                    "reference position belong in one geographic location container",
+                )
             origins[at] = i
         elif alt == "lac":
             layouts.add(c["layoutId"])
@@ -115,25 +142,39 @@ def check_references(ivi: dict[str, Any], path: str = "payload.ivi") -> None:
             where = f"{path}.optional[{i}].{alt}[{j}]"
             referrers = [(where, part)]
             if alt == "rcc":  # lanes of a road configuration may name their own zones
-                referrers += [(f"{where}.laneConfiguration[{n}]", lane)
-                              for n, lane in enumerate(part.get("laneConfiguration") or [])]
+                referrers += [
+                    (f"{where}.laneConfiguration[{n}]", lane)
+                    for n, lane in enumerate(part.get("laneConfiguration") or [])
+                ]
             for spot, item in referrers:
                 for member in ("detectionZoneIds", "relevanceZoneIds", "driverAwarenessZoneIds"):
                     for k, z in enumerate(item.get(member) or []):
                         if z not in zones:
-                            raise ServiceError("validation", f"{spot}.{member}[{k}]",
-                                               f"zone {z} is not defined by a geographic location container "
-                                               f"(defined: {sorted(zones) or 'none'})")
+                            raise ServiceError(
+                                "validation",
+                                f"{spot}.{member}[{k}]",
+                                f"zone {z} is not defined by a geographic location container "
+                                f"(defined: {sorted(zones) or 'none'})",
+                            )
             if alt == "giv" and not part.get("relevanceZoneIds"):
-                raise ServiceError("validation", f"{where}.relevanceZoneIds",
-                                   "missing: a general IVI container part references at least one relevance zone")
+                raise ServiceError(
+                    "validation",
+                    f"{where}.relevanceZoneIds",
+                    "missing: a general IVI container part references at least one relevance zone",
+                )
             if alt == "giv" and not part.get("roadSignCodes"):  # SIZE(1..4, ...): the extension would allow 0
-                raise ServiceError("validation", f"{where}.roadSignCodes",
-                                   "empty: a general IVI container part carries at least one road sign code")
+                raise ServiceError(
+                    "validation",
+                    f"{where}.roadSignCodes",
+                    "empty: a general IVI container part carries at least one road sign code",
+                )
             if alt in ("giv", "tc") and "layoutId" in part and part["layoutId"] not in layouts:
-                raise ServiceError("validation", f"{where}.layoutId",
-                                   f"layout {part['layoutId']} is not defined by a layout container "
-                                   f"(defined: {sorted(layouts) or 'none'})")
+                raise ServiceError(
+                    "validation",
+                    f"{where}.layoutId",
+                    f"layout {part['layoutId']} is not defined by a layout container "
+                    f"(defined: {sorted(layouts) or 'none'})",
+                )
 
 
 class IviEntity(ServiceEntity):
@@ -155,15 +196,20 @@ class IviEntity(ServiceEntity):
         if status == NEGATION:
             return self._negation(value, supplied, req, plan, now)
         if status not in (None, NEW):
-            raise ServiceError("validation", "payload.ivi.mandatory.iviStatus",
-                               f"{STATUS_NAMES.get(status, status)} is not a new IVI: update an active IVI with an "
-                               "update request, end it with a terminate request")
+            raise ServiceError(
+                "validation",
+                "payload.ivi.mandatory.iviStatus",
+                f"{STATUS_NAMES.get(status, status)} is not a new IVI: update an active IVI with an "
+                "update request, end it with a terminate request",
+            )
         m = value["ivi"]["mandatory"]
         own = self.ctx.ivi_provider
         if own is not None and m["serviceProviderId"] != own:
-            raise ServiceError("validation", "payload.ivi.mandatory.serviceProviderId",
-                               f"{provider_key(m['serviceProviderId'])} is not this station's provider "
-                               f"{provider_key(own)}")
+            raise ServiceError(
+                "validation",
+                "payload.ivi.mandatory.serviceProviderId",
+                f"{provider_key(m['serviceProviderId'])} is not this station's provider {provider_key(own)}",
+            )
         pkey = provider_key(m["serviceProviderId"])
         number = supplied.get("iviIdentificationNumber")
         if number is not None:
@@ -179,8 +225,9 @@ class IviEntity(ServiceEntity):
         self.check_permission(catalog.IVIM, value)
         pdu = self.encode(catalog.IVIM, value, intake=True)
         entry_id = f"{pkey}-{number}"
-        entry = self.new_entry(entry_id, catalog.IVIM, value, (pdu,), diss, {}, now,
-                               data={"provider": pkey, "number": number})
+        entry = self.new_entry(
+            entry_id, catalog.IVIM, value, (pdu,), diss, {}, now, data={"provider": pkey, "number": number}
+        )
         start, _ = self.window(entry)
         t0 = max(now, start or now)
         entry = entry.evolve(anchor=t0, identification=self._identification(value))
@@ -200,16 +247,25 @@ class IviEntity(ServiceEntity):
             m = value["ivi"]["mandatory"]
             old = current["ivi"]["mandatory"]
             if m["serviceProviderId"] != old["serviceProviderId"]:
-                raise ServiceError("validation", "payload.ivi.mandatory.serviceProviderId",
-                                   f"an update keeps the provider {entry.data['provider']}")
+                raise ServiceError(
+                    "validation",
+                    "payload.ivi.mandatory.serviceProviderId",
+                    f"an update keeps the provider {entry.data['provider']}",
+                )
             if supplied.get("iviIdentificationNumber") not in (None, entry.data["number"]):
-                raise ServiceError("validation", "payload.ivi.mandatory.iviIdentificationNumber",
-                                   f"{supplied['iviIdentificationNumber']}: an update keeps the number "
-                                   f"{entry.data['number']} (TS 103 301: same iviIdentificationNumber)")
+                raise ServiceError(
+                    "validation",
+                    "payload.ivi.mandatory.iviIdentificationNumber",
+                    f"{supplied['iviIdentificationNumber']}: an update keeps the number "
+                    f"{entry.data['number']} (TS 103 301: same iviIdentificationNumber)",
+                )
             if supplied.get("iviStatus") not in (None, UPDATE):
-                raise ServiceError("validation", "payload.ivi.mandatory.iviStatus",
-                                   f"{STATUS_NAMES.get(supplied['iviStatus'], supplied['iviStatus'])}: an update "
-                                   "carries iviStatus update (end an IVI with a terminate request)")
+                raise ServiceError(
+                    "validation",
+                    "payload.ivi.mandatory.iviStatus",
+                    f"{STATUS_NAMES.get(supplied['iviStatus'], supplied['iviStatus'])}: an update "
+                    "carries iviStatus update (end an IVI with a terminate request)",
+                )
             m["iviIdentificationNumber"] = entry.data["number"]
             changed = canonical_hash(_content(value)) != canonical_hash(_content(current))
             if changed:
@@ -224,9 +280,15 @@ class IviEntity(ServiceEntity):
             plan.result = {"id": entry.id, "identification": entry.identification, "unchanged": True}
             return plan
         pdus = (self.encode(catalog.IVIM, value, intake=True),) if changed else entry.pdus
-        new = entry.evolve(value=value, pdus=pdus, dissemination=diss, updated_at=now,
-                           generation=entry.generation + (1 if changed else 0),
-                           identification=self._identification(value), area=self.derive_area(entry.kind, value))
+        new = entry.evolve(
+            value=value,
+            pdus=pdus,
+            dissemination=diss,
+            updated_at=now,
+            generation=entry.generation + (1 if changed else 0),
+            identification=self._identification(value),
+            area=self.derive_area(entry.kind, value),
+        )
         start, stop = self.window(new)
         if stop is not None and stop <= now:
             raise ServiceError("validation", "dissemination.stop", "the update would end the IVI now; terminate it")
@@ -239,8 +301,12 @@ class IviEntity(ServiceEntity):
         reject_unknown(req, {"mode"})
         mode = req.get("mode", "cancellation")
         if mode not in ("cancellation", "stop"):
-            raise ServiceError("validation", "mode", f"{mode!r}: an IVI is ended by 'cancellation' (default) or 'stop' "
-                               "(negation is for another provider's IVI: trigger an IVIM with iviStatus negation)")
+            raise ServiceError(
+                "validation",
+                "mode",
+                f"{mode!r}: an IVI is ended by 'cancellation' (default) or 'stop' "
+                "(negation is for another provider's IVI: trigger an IVIM with iviStatus negation)",
+            )
         plan = Plan()
         start, _ = self.window(entry)
         never_sent = entry.state == ACTIVE and start is not None and start > now
@@ -250,8 +316,12 @@ class IviEntity(ServiceEntity):
             plan.events.append(self.ended_event(entry, "terminated by request", now))
             return plan
         if entry.state == TERMINATING:
-            plan.result = {"id": entry.id, "identification": entry.identification, "terminated": "cancellation",
-                           "unchanged": True}
+            plan.result = {
+                "id": entry.id,
+                "identification": entry.identification,
+                "terminated": "cancellation",
+                "unchanged": True,
+            }
             return plan
         current = self.content_of(entry)
         old = current["ivi"]["mandatory"]
@@ -262,45 +332,77 @@ class IviEntity(ServiceEntity):
         until = now + self.ctx.rules.ivi_termination_repeat_s
         if "validTo" in old:
             until = min(until, max(now, timestamp_its_to_posix(old["validTo"])))
-        new = entry.evolve(value=value, pdus=(pdu,), state=TERMINATING, updated_at=now, anchor=now,
-                           generation=entry.generation + 1, data=dict(entry.data, terminate_until=until),
-                           identification=self._identification(value))
+        new = entry.evolve(
+            value=value,
+            pdus=(pdu,),
+            state=TERMINATING,
+            updated_at=now,
+            anchor=now,
+            generation=entry.generation + 1,
+            data=dict(entry.data, terminate_until=until),
+            identification=self._identification(value),
+        )
         plan.upserts.append(new)
         plan.fire[entry.id] = now
         plan.reschedule.append(entry.id)
-        plan.result = {"id": entry.id, "identification": new.identification, "terminated": "cancellation",
-                       "repeated_until": iso_utc(until)}
+        plan.result = {
+            "id": entry.id,
+            "identification": new.identification,
+            "terminated": "cancellation",
+            "repeated_until": iso_utc(until),
+        }
         return plan
 
     # --- negation -----------------------------------------------------------------------------
-    def _negation(self, value: dict[str, Any], supplied: dict[str, Any], req: dict[str, Any], plan: Plan, now: float) -> Plan:
+    def _negation(
+        self, value: dict[str, Any], supplied: dict[str, Any], req: dict[str, Any], plan: Plan, now: float
+    ) -> Plan:
         m = value["ivi"]["mandatory"]
         path = "payload.ivi.mandatory"
         own = self.ctx.ivi_provider
         if own is not None and m["serviceProviderId"] == own:
-            raise ServiceError("validation", f"{path}.serviceProviderId",
-                               "negation withdraws another provider's IVI; end your own with a cancellation")
+            raise ServiceError(
+                "validation",
+                f"{path}.serviceProviderId",
+                "negation withdraws another provider's IVI; end your own with a cancellation",
+            )
         if supplied.get("iviIdentificationNumber") is None:
-            raise ServiceError("validation", f"{path}.iviIdentificationNumber", "missing (the number of the IVI to negate)")
+            raise ServiceError(
+                "validation", f"{path}.iviIdentificationNumber", "missing (the number of the IVI to negate)"
+            )
         pkey = provider_key(m["serviceProviderId"])
         number = m["iviIdentificationNumber"]
         latest = self.collection.latest(pkey, number, now)
         if latest is not None:
             m["timeStamp"] = latest
         elif supplied.get("timeStamp") is None:
-            raise ServiceError("validation", f"{path}.timeStamp", f"missing, and no IVI {pkey}-{number} was received "
-                               "to take it from (a negation carries the timeStamp of the latest IVI it negates)")
+            raise ServiceError(
+                "validation",
+                f"{path}.timeStamp",
+                f"missing, and no IVI {pkey}-{number} was received "
+                "to take it from (a negation carries the timeStamp of the latest IVI it negates)",
+            )
         m["iviStatus"] = NEGATION
         entry_id = f"neg-{pkey}-{number}"
         if entry_id in self.entries:
-            raise ServiceError("already_active", f"{path}.iviIdentificationNumber",
-                               f"IVI {pkey}-{number} is already being negated")
+            raise ServiceError(
+                "already_active", f"{path}.iviIdentificationNumber", f"IVI {pkey}-{number} is already being negated"
+            )
         diss = self.dissemination(req, catalog.IVIM, None, now)
         self.check_permission(catalog.IVIM, value)
         pdu = self.encode(catalog.IVIM, value, intake=True)
         until = now + self.ctx.rules.ivi_termination_repeat_s
-        entry = self.new_entry(entry_id, catalog.IVIM, value, (pdu,), diss, self._identification(value), now,
-                               data={"provider": pkey, "number": number, "terminate_until": until}, anchor=now)
+        entry = self.new_entry(
+            entry_id,
+            catalog.IVIM,
+            value,
+            (pdu,),
+            diss,
+            self._identification(value),
+            now,
+            data={"provider": pkey, "number": number, "terminate_until": until},
+            anchor=now,
+        )
         entry = entry.evolve(state=TERMINATING)
         plan.upserts.append(entry)
         plan.fire[entry_id] = now
@@ -326,18 +428,27 @@ class IviEntity(ServiceEntity):
         if isinstance(raw, str):
             supplied = {k: m.get(k) for k in ("iviIdentificationNumber", "iviStatus", "timeStamp")}
         if supplied.get("iviStatus") is not None and supplied["iviStatus"] not in STATUS_NAMES:
-            raise ServiceError("validation", "payload.ivi.mandatory.iviStatus",
-                               f"{supplied['iviStatus']} is not one of 0 new, 1 update, 2 cancellation, 3 negation")
+            raise ServiceError(
+                "validation",
+                "payload.ivi.mandatory.iviStatus",
+                f"{supplied['iviStatus']} is not one of 0 new, 1 update, 2 cancellation, 3 negation",
+            )
         return value, supplied
 
     def _check_number(self, pkey: str, number: int) -> None:
         rules = self.ctx.rules
         if not rules.ivi_id_min <= number <= rules.ivi_id_max:
-            raise ServiceError("validation", "payload.ivi.mandatory.iviIdentificationNumber",
-                               f"{number} is outside {rules.ivi_id_min}..{rules.ivi_id_max}")
+            raise ServiceError(
+                "validation",
+                "payload.ivi.mandatory.iviIdentificationNumber",
+                f"{number} is outside {rules.ivi_id_min}..{rules.ivi_id_max}",
+            )
         if f"{pkey}-{number}" in self.entries:
-            raise ServiceError("id_in_use", "payload.ivi.mandatory.iviIdentificationNumber",
-                               f"{number} is used by the active IVI {pkey}-{number}")
+            raise ServiceError(
+                "id_in_use",
+                "payload.ivi.mandatory.iviIdentificationNumber",
+                f"{number} is used by the active IVI {pkey}-{number}",
+            )
 
     def _allocate(self, pkey: str, plan: Plan) -> int:
         rules = self.ctx.rules
@@ -351,23 +462,30 @@ class IviEntity(ServiceEntity):
                 nxt = rules.ivi_id_min + (n - rules.ivi_id_min + 1) % span
                 plan.counters[name] = (nxt, None)
                 return n
-        raise ServiceError("id_exhausted", "payload.ivi.mandatory.iviIdentificationNumber",
-                           f"all {span} numbers of provider {pkey} are in use")
+        raise ServiceError(
+            "id_exhausted",
+            "payload.ivi.mandatory.iviIdentificationNumber",
+            f"all {span} numbers of provider {pkey} are in use",
+        )
 
     def _check_validity(self, m: dict[str, Any], now: float) -> None:
         path = "payload.ivi.mandatory"
         vf, vt = m.get("validFrom"), m.get("validTo")
         if vt is not None and timestamp_its_to_posix(vt) <= now:
-            raise ServiceError("validation", f"{path}.validTo",
-                               f"{vt} ({iso_utc(timestamp_its_to_posix(vt))}) is not in the future")
+            raise ServiceError(
+                "validation", f"{path}.validTo", f"{vt} ({iso_utc(timestamp_its_to_posix(vt))}) is not in the future"
+            )
         if vf is not None and vt is not None and vf >= vt:
             raise ServiceError("validation", f"{path}.validFrom", f"{vf} is not before validTo {vt}")
 
     def _identification(self, value: dict[str, Any]) -> dict[str, Any]:
         m = value["ivi"]["mandatory"]
-        out = {"serviceProviderId": provider_json(m["serviceProviderId"]),
-               "iviIdentificationNumber": m["iviIdentificationNumber"],
-               "iviStatus": STATUS_NAMES.get(m["iviStatus"], m["iviStatus"]), "timeStamp": m.get("timeStamp")}
+        out = {
+            "serviceProviderId": provider_json(m["serviceProviderId"]),
+            "iviIdentificationNumber": m["iviIdentificationNumber"],
+            "iviStatus": STATUS_NAMES.get(m["iviStatus"], m["iviStatus"]),
+            "timeStamp": m.get("timeStamp"),
+        }
         for k in ("validFrom", "validTo"):
             if k in m:
                 out[k] = iso_utc(timestamp_its_to_posix(m[k]))
@@ -378,8 +496,9 @@ class IviEntity(ServiceEntity):
         if entry.state == TERMINATING:
             return None, entry.data.get("terminate_until")
         m = entry.value["ivi"]["mandatory"] if entry.value else {}
-        starts = [t for t in (d.start, timestamp_its_to_posix(m["validFrom"]) if "validFrom" in m else None)
-                  if t is not None]
+        starts = [
+            t for t in (d.start, timestamp_its_to_posix(m["validFrom"]) if "validFrom" in m else None) if t is not None
+        ]
         stops = [t for t in (d.stop, timestamp_its_to_posix(m["validTo"]) if "validTo" in m else None) if t is not None]
         return (max(starts) if starts else None), (min(stops) if stops else None)
 

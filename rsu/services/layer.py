@@ -74,13 +74,23 @@ class ServicesConfig:
 
 
 class ServiceLayer:
-    def __init__(self, config: ServicesConfig, *, clock: Clock, permission_check: PermissionCheck | None = None,
-                 codec: Codec | None = None, store: Store | None = None, on_limit: Callable[[str], None] | None = None,
-                 on_skip: Callable[[str, str, int], None] | None = None, hub: ReceivedHub | None = None) -> None:
+    def __init__(
+        self,
+        config: ServicesConfig,
+        *,
+        clock: Clock,
+        permission_check: PermissionCheck | None = None,
+        codec: Codec | None = None,
+        store: Store | None = None,
+        on_limit: Callable[[str], None] | None = None,
+        on_skip: Callable[[str, str, int], None] | None = None,
+        hub: ReceivedHub | None = None,
+    ) -> None:
         """``hub``: the IS_DataProviding hub to publish on, when it must outlive this layer (the daemon
         keeps one across reloads so that subscribers and event ids carry over); default a new one."""
         if codec is None:
             from rsu.codec.facilities import get_codec
+
             codec = get_codec()
         rules = _rules(config.rules)
         _check_message_defaults(config.message_defaults)
@@ -88,16 +98,23 @@ class ServiceLayer:
         self.codec: Codec = codec
         self.config = config
         self.store = store or Store(config.state_dir, busy_timeout_ms=config.busy_timeout_ms)
-        self.ctx = Context(clock=clock, codec=codec, rules=rules, station_id=config.station_id,
-                           permission_check=permission_check,
-                           known_transports=frozenset(config.known_transports)
-                           if config.known_transports is not None else None,
-                           overrides=config.message_defaults, ivi_provider=_provider(config.ivi_provider),
-                           on_limit=on_limit if on_limit is not None else ignore)
+        self.ctx = Context(
+            clock=clock,
+            codec=codec,
+            rules=rules,
+            station_id=config.station_id,
+            permission_check=permission_check,
+            known_transports=frozenset(config.known_transports) if config.known_transports is not None else None,
+            overrides=config.message_defaults,
+            ivi_provider=_provider(config.ivi_provider),
+            on_limit=on_limit if on_limit is not None else ignore,
+        )
         rlt = RltEntity(self.ctx)
         entities = (rlt, TlmEntity(self.ctx, rlt), IviEntity(self.ctx), TlcEntity(self.ctx, rlt), GpcEntity(self.ctx))
         self.services: dict[str, ServiceEntity] = {e.name: e for e in entities}
-        self.scheduler: Scheduler[EntryKey] = Scheduler(on_skip=(lambda key, reason, n: on_skip(key[0], reason, n)) if on_skip else None)
+        self.scheduler: Scheduler[EntryKey] = Scheduler(
+            on_skip=(lambda key, reason, n: on_skip(key[0], reason, n)) if on_skip else None
+        )
         self.hub = hub if hub is not None else ReceivedHub(rules.received_history, rules.subscriber_queue)
         self.hub.resize(rules.received_history, rules.subscriber_queue)
         self._wakeup: Callable[[], None] | None = None
@@ -137,8 +154,12 @@ class ServiceLayer:
             for entry in entity.entries.values():
                 self._schedule(entity, entry, now, include_anchor=True)
                 start, stop = entity.window(entry)
-                if (entry.pdus and entity.interval(entry) is not None and (start is None or start <= now)
-                        and (stop is None or stop > now)):
+                if (
+                    entry.pdus
+                    and entity.interval(entry) is not None
+                    and (start is None or start <= now)
+                    and (stop is None or stop > now)
+                ):
                     # a repeated message was off the air while rsu was down: send it once now, then on its
                     # stored grid (never a message that is not repeated, such as a SPATEM state)
                     self.scheduler.fire(entry.key, now, entry.dissemination.priority, fresh=False)
@@ -148,8 +169,11 @@ class ServiceLayer:
     def entity(self, service: str) -> ServiceEntity:
         name = SERVICE_ALIASES.get(str(service).lower())
         if name is None:
-            raise ServiceError("unknown_service", "service",
-                               f"{service!r} (expected one of: {', '.join(SERVICE_ORDER)} or a message name)")
+            raise ServiceError(
+                "unknown_service",
+                "service",
+                f"{service!r} (expected one of: {', '.join(SERVICE_ORDER)} or a message name)",
+            )
         return self.services[name]
 
     def trigger(self, service: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -168,8 +192,11 @@ class ServiceLayer:
         now = self.clock.now()
         self._expire(now)
         names = [self.entity(service).name] if service else list(SERVICE_ORDER)
-        return [self._entry_json(self.services[n], e, now, payload=False)
-                for n in names for e in sorted(self.services[n].entries.values(), key=lambda e: (e.created_at, e.id))]
+        return [
+            self._entry_json(self.services[n], e, now, payload=False)
+            for n in names
+            for e in sorted(self.services[n].entries.values(), key=lambda e: (e.created_at, e.id))
+        ]
 
     def get(self, service: str, ident: str) -> dict[str, Any]:
         entity = self.entity(service)
@@ -217,7 +244,9 @@ class ServiceLayer:
         return out
 
     # --- IS_DataProviding ---------------------------------------------------------------------
-    def on_received(self, pdu: DecodedPdu | bytes | bytearray, security: dict[str, Any], transport: dict[str, Any]) -> dict[str, Any] | None:
+    def on_received(
+        self, pdu: DecodedPdu | bytes | bytearray, security: dict[str, Any], transport: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """A received facilities PDU (``DecodedPdu`` or UPER bytes) that the security layer verified.
 
         ``security``: ``{"its_aid", "ssp" (hex), "signer" (hex id), "verification" ("ok" or a reason)}``;
@@ -226,8 +255,9 @@ class ServiceLayer:
         """
         return self.receive(pdu, security, transport)[0]
 
-    def receive(self, pdu: DecodedPdu | bytes | bytearray, security: dict[str, Any], transport: dict[str, Any]
-                ) -> tuple[dict[str, Any] | None, RxDrop | None]:
+    def receive(
+        self, pdu: DecodedPdu | bytes | bytearray, security: dict[str, Any], transport: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, RxDrop | None]:
         """:meth:`on_received` that also says why a message was not delivered: (event, None) or (None, reason)."""
         now = self.clock.now()
         if (security or {}).get("verification") != "ok":  # only what the security layer accepted
@@ -257,14 +287,23 @@ class ServiceLayer:
         if collection in ("duplicate", "outdated"):
             self._count(f"rx_ivi_{collection}")
             return None, (RxDrop.IVI_REPEAT if collection == "duplicate" else RxDrop.IVI_OUTDATED)
-        event = {"type": "received", "service": entity.name, "message": kind.name, "received_at": iso_utc(now),
-                 "station_id": value["header"]["stationID"], "pdu": jer,
-                 "security": _security_json(security), "transport": dict(transport or {}), **extra}
+        event = {
+            "type": "received",
+            "service": entity.name,
+            "message": kind.name,
+            "received_at": iso_utc(now),
+            "station_id": value["header"]["stationID"],
+            "pdu": jer,
+            "security": _security_json(security),
+            "transport": dict(transport or {}),
+            **extra,
+        }
         self._count("rx_delivered")
         return self.hub.publish(event), None
 
-    def subscribe(self, services: Iterable[str] | None = None, types: Iterable[str] | None = None,
-                  last_id: int | None = None) -> Subscription:
+    def subscribe(
+        self, services: Iterable[str] | None = None, types: Iterable[str] | None = None, last_id: int | None = None
+    ) -> Subscription:
         names = None
         if services:
             names = []
@@ -273,8 +312,12 @@ class ServiceLayer:
         return self.hub.subscribe(names, types, last_id)
 
     def stats(self) -> dict[str, Any]:
-        return {"entries": {n: len(self.services[n].entries) for n in SERVICE_ORDER},
-                "scheduler": self.scheduler.stats(), "received": self.hub.stats(), "counts": dict(self.counts)}
+        return {
+            "entries": {n: len(self.services[n].entries) for n in SERVICE_ORDER},
+            "scheduler": self.scheduler.stats(),
+            "received": self.hub.stats(),
+            "counts": dict(self.counts),
+        }
 
     def close(self) -> None:
         self.store.close()
@@ -302,12 +345,14 @@ class ServiceLayer:
         if new_ids:
             total = sum(len(s.entries) for s in self.services.values()) + len(new_ids) - len(plan.deletes)
             if total > self.ctx.rules.max_entries:
-                raise ServiceError("capacity", "", f"the store-and-repeat table holds at most "
-                                   f"{self.ctx.rules.max_entries} entries")
+                raise ServiceError(
+                    "capacity", "", f"the store-and-repeat table holds at most {self.ctx.rules.max_entries} entries"
+                )
         if not plan.memory_only:
             try:
-                self.store.apply([entity.stored(e) for e in plan.upserts],
-                                 [(entity.name, i) for i in plan.deletes], plan.counters)
+                self.store.apply(
+                    [entity.stored(e) for e in plan.upserts], [(entity.name, i) for i in plan.deletes], plan.counters
+                )
             except StoreError as e:
                 self._count("store_failures")
                 raise ServiceError("store_failure", "", str(e)) from None
@@ -335,8 +380,16 @@ class ServiceLayer:
             return
         start, stop = entity.window(entry)
         anchor = entry.anchor if entry.anchor is not None else max(now, start or now)
-        self.scheduler.set_periodic(key, interval=interval, anchor=anchor, now=now, start=start, stop=stop,
-                                    priority=entry.dissemination.priority, include_anchor=include_anchor)
+        self.scheduler.set_periodic(
+            key,
+            interval=interval,
+            anchor=anchor,
+            now=now,
+            start=start,
+            stop=stop,
+            priority=entry.dissemination.priority,
+            include_anchor=include_anchor,
+        )
 
     def _expire(self, now: float) -> None:
         if self._expiry_retry_at is not None and now < self._expiry_retry_at:
@@ -367,15 +420,33 @@ class ServiceLayer:
         diss = entry.dissemination.to_display()
         params = entry.dissemination.to_params(entry.kind, entry.area)
         dest = params.destination
-        diss["effective_destination"] = None if dest is None else {
-            "latitude": dest.latitude, "longitude": dest.longitude, "shape": dest.shape, "a": dest.a, "b": dest.b,
-            "angle": dest.angle}
+        diss["effective_destination"] = (
+            None
+            if dest is None
+            else {
+                "latitude": dest.latitude,
+                "longitude": dest.longitude,
+                "shape": dest.shape,
+                "a": dest.a,
+                "b": dest.b,
+                "angle": dest.angle,
+            }
+        )
         diss["repetition_interval_s"] = entity.interval(entry)
-        out = {"service": entity.name, "id": entry.id, "message": entry.kind.name, "state": state,
-               "identification": entry.identification, "dissemination": diss, "generation": entry.generation,
-               "fragments": len(entry.pdus), "created_at": iso_utc(entry.created_at),
-               "updated_at": iso_utc(entry.updated_at), "window": {"start": _iso(start), "stop": _iso(stop)},
-               "next_transmission": _iso(self.scheduler.next_time(entry.key))}
+        out = {
+            "service": entity.name,
+            "id": entry.id,
+            "message": entry.kind.name,
+            "state": state,
+            "identification": entry.identification,
+            "dissemination": diss,
+            "generation": entry.generation,
+            "fragments": len(entry.pdus),
+            "created_at": iso_utc(entry.created_at),
+            "updated_at": iso_utc(entry.updated_at),
+            "window": {"start": _iso(start), "stop": _iso(stop)},
+            "next_transmission": _iso(self.scheduler.next_time(entry.key)),
+        }
         if payload:
             out["payload"] = self.codec.to_jer(entry.kind, entry.value) if entry.value is not None else None
             out["pdus_hex"] = [p.hex() for p in entry.pdus]

@@ -144,8 +144,9 @@ def value_to_json(value: Any, payload: bytes) -> str:
     """A PDU's Python value as JSON text that :func:`value_from_json` gives back exactly (bytes and
     tuples - CHOICEs, BIT STRINGs - are tagged; ASN.1 member names never start with ``$``), bound
     to the UPER ``payload`` it was encoded to by its digest."""
-    return json.dumps({"payload_sha256": hashlib.sha256(payload).hexdigest(), "value": _tagged(value)},
-                      separators=(",", ":"))
+    return json.dumps(
+        {"payload_sha256": hashlib.sha256(payload).hexdigest(), "value": _tagged(value)}, separators=(",", ":")
+    )
 
 
 def value_from_json(text: str, payload: bytes) -> Any:

@@ -31,8 +31,18 @@ from rsu.services.defaults import LIFETIME_RANGE_S, MessageDefaults
 from rsu.services.errors import ServiceError
 from rsu.transports.base import DisseminationParams, GeoArea
 
-_FIELDS = ("transports", "destination", "traffic_class", "lifetime_s", "hop_limit", "repetition_interval_s",
-           "start", "stop", "priority", "retain")
+_FIELDS = (
+    "transports",
+    "destination",
+    "traffic_class",
+    "lifetime_s",
+    "hop_limit",
+    "repetition_interval_s",
+    "start",
+    "stop",
+    "priority",
+    "retain",
+)
 _AUTO = "auto"  # destination derived from the content (intersection reference point, IVI zone)
 
 
@@ -54,15 +64,27 @@ class Dissemination:
 
     @classmethod
     def defaults(cls, d: MessageDefaults) -> Dissemination:
-        return cls(traffic_class=d.traffic_class, lifetime_s=d.lifetime_s, hop_limit=d.hop_limit,
-                   repetition_interval_s=d.repetition_s, priority=d.priority, retain=d.retain)
+        return cls(
+            traffic_class=d.traffic_class,
+            lifetime_s=d.lifetime_s,
+            hop_limit=d.hop_limit,
+            repetition_interval_s=d.repetition_s,
+            priority=d.priority,
+            retain=d.retain,
+        )
 
     def to_json(self) -> dict[str, Any]:
         dest: Any
         if isinstance(self.destination, GeoArea):
             a = self.destination
-            dest = {"latitude": a.latitude, "longitude": a.longitude, "shape": a.shape, "a": a.a, "b": a.b,
-                    "angle": a.angle}
+            dest = {
+                "latitude": a.latitude,
+                "longitude": a.longitude,
+                "shape": a.shape,
+                "a": a.a,
+                "b": a.b,
+                "angle": a.angle,
+            }
         else:
             dest = self.destination
         return {
@@ -92,19 +114,35 @@ class Dissemination:
         dest = obj.get("destination", _AUTO)
         if isinstance(dest, dict):
             dest = GeoArea(**dest)
-        return cls(transports=tuple(obj.get("transports") or ()), destination=dest,
-                   traffic_class=obj["traffic_class"], lifetime_s=obj["lifetime_s"], hop_limit=obj["hop_limit"],
-                   repetition_interval_s=obj.get("repetition_interval_s"), start=obj.get("start"),
-                   stop=obj.get("stop"), priority=obj["priority"], retain=obj.get("retain", False),
-                   explicit=frozenset(obj.get("explicit") or ()))
+        return cls(
+            transports=tuple(obj.get("transports") or ()),
+            destination=dest,
+            traffic_class=obj["traffic_class"],
+            lifetime_s=obj["lifetime_s"],
+            hop_limit=obj["hop_limit"],
+            repetition_interval_s=obj.get("repetition_interval_s"),
+            start=obj.get("start"),
+            stop=obj.get("stop"),
+            priority=obj["priority"],
+            retain=obj.get("retain", False),
+            explicit=frozenset(obj.get("explicit") or ()),
+        )
 
-    def to_params(self, kind: MessageKind, area: GeoArea | None = None, extra: dict[str, Any] | None = None
-                  ) -> DisseminationParams:
+    def to_params(
+        self, kind: MessageKind, area: GeoArea | None = None, extra: dict[str, Any] | None = None
+    ) -> DisseminationParams:
         """The transport-layer parameters; ``area`` is the derived destination used when ``destination`` is auto."""
         dest = self.destination if isinstance(self.destination, GeoArea) or self.destination is None else area
-        return DisseminationParams(kind=kind, destination=dest, traffic_class=self.traffic_class,
-                                   lifetime_s=self.lifetime_s, hop_limit=self.hop_limit,
-                                   transports=self.transports, retain=self.retain, extra=dict(extra or {}))
+        return DisseminationParams(
+            kind=kind,
+            destination=dest,
+            traffic_class=self.traffic_class,
+            lifetime_s=self.lifetime_s,
+            hop_limit=self.hop_limit,
+            transports=self.transports,
+            retain=self.retain,
+            extra=dict(extra or {}),
+        )
 
 
 def _number(v: Any, path: str) -> float:
@@ -139,8 +177,11 @@ def parse_time(v: Any, path: str) -> float | None:
         t = _number(v, path)
     lo, hi = TIME_RANGE
     if not lo <= t <= hi:
-        raise ServiceError("validation", path, f"{v!r} is outside 1970-01-01T00:00:00Z..2100-01-01T00:00:00Z "
-                           f"(POSIX seconds {lo:.0f}..{hi:.0f})")
+        raise ServiceError(
+            "validation",
+            path,
+            f"{v!r} is outside 1970-01-01T00:00:00Z..2100-01-01T00:00:00Z (POSIX seconds {lo:.0f}..{hi:.0f})",
+        )
     return t
 
 
@@ -169,9 +210,15 @@ def _area(v: Any, path: str) -> GeoArea:
         raise ServiceError("validation", path, str(e)) from None
 
 
-def parse_dissemination(obj: Any, base: Dissemination, d: MessageDefaults, *, path: str = "dissemination",
-                        known_transports: frozenset[str] | None = None, now: float | None = None
-                        ) -> Dissemination:
+def parse_dissemination(
+    obj: Any,
+    base: Dissemination,
+    d: MessageDefaults,
+    *,
+    path: str = "dissemination",
+    known_transports: frozenset[str] | None = None,
+    now: float | None = None,
+) -> Dissemination:
     """Apply a request's ``dissemination`` object on top of ``base`` (defaults, or the stored parameters)."""
     if obj is None:
         return base
@@ -196,8 +243,11 @@ def parse_dissemination(obj: Any, base: Dissemination, d: MessageDefaults, *, pa
             if known_transports is not None:
                 for i, name in enumerate(v):
                     if name not in known_transports:
-                        raise ServiceError("validation", f"{p}[{i}]", f"unknown transport {name!r} (configured: "
-                                           f"{', '.join(sorted(known_transports)) or 'none'})")
+                        raise ServiceError(
+                            "validation",
+                            f"{p}[{i}]",
+                            f"unknown transport {name!r} (configured: {', '.join(sorted(known_transports)) or 'none'})",
+                        )
             changes[k] = tuple(v)
         elif k == "destination":
             if v == _AUTO:
@@ -217,11 +267,18 @@ def parse_dissemination(obj: Any, base: Dissemination, d: MessageDefaults, *, pa
         elif k == "repetition_interval_s":
             t = _number(v, p)
             if d.repetition_s is None:
-                raise ServiceError("validation", p, f"{d.kind.pdu} is not repeated by the facility "
-                                   "(each application trigger is one transmission)")
+                raise ServiceError(
+                    "validation",
+                    p,
+                    f"{d.kind.pdu} is not repeated by the facility (each application trigger is one transmission)",
+                )
             if not d.min_interval_s <= t <= d.max_interval_s:
-                raise ServiceError("validation", p, f"{t} s is outside the configured bounds "
-                                   f"{d.min_interval_s:g}..{d.max_interval_s:g} s for {d.kind.pdu}")
+                raise ServiceError(
+                    "validation",
+                    p,
+                    f"{t} s is outside the configured bounds "
+                    f"{d.min_interval_s:g}..{d.max_interval_s:g} s for {d.kind.pdu}",
+                )
             changes[k] = t
         elif k in ("start", "stop"):
             changes[k] = parse_time(v, p)

@@ -40,8 +40,9 @@ class DataProviding(Protocol):
     """IS_DataProviding: events of received messages (``type`` received) and of our entries (ended,
     service), from ``last_id`` on when given."""
 
-    def subscribe(self, services: Iterable[str] | None = None, types: Iterable[str] | None = None,
-                  last_id: int | None = None) -> Subscription: ...
+    def subscribe(
+        self, services: Iterable[str] | None = None, types: Iterable[str] | None = None, last_id: int | None = None
+    ) -> Subscription: ...
 
 
 class ServiceStats(Protocol):
@@ -77,8 +78,9 @@ class CurrentServices:
     def pending_requests(self) -> builtins.list[dict[str, Any]]:
         return self._current().pending_requests()
 
-    def subscribe(self, services: Iterable[str] | None = None, types: Iterable[str] | None = None,
-                  last_id: int | None = None) -> Subscription:
+    def subscribe(
+        self, services: Iterable[str] | None = None, types: Iterable[str] | None = None, last_id: int | None = None
+    ) -> Subscription:
         return self._current().subscribe(services, types, last_id)
 
     def stats(self) -> dict[str, Any]:

@@ -29,8 +29,9 @@ class RxDrop(str, enum.Enum):
 
 
 class Subscription:
-    def __init__(self, hub: ReceivedHub, services: frozenset[str] | None, types: frozenset[str] | None,
-                 maxlen: int) -> None:
+    def __init__(
+        self, hub: ReceivedHub, services: frozenset[str] | None, types: frozenset[str] | None, maxlen: int
+    ) -> None:
         self._hub = hub
         self.services = services
         self.types = types
@@ -40,8 +41,9 @@ class Subscription:
         self._waker: Callable[[], None] | None = None
 
     def matches(self, event: dict[str, Any]) -> bool:
-        return ((self.services is None or event.get("service") in self.services)
-                and (self.types is None or event.get("type") in self.types))
+        return (self.services is None or event.get("service") in self.services) and (
+            self.types is None or event.get("type") in self.types
+        )
 
     def push(self, event: dict[str, Any]) -> None:
         while len(self._queue) >= self._maxlen:  # a loop: a reload may have lowered the bound
@@ -93,10 +95,12 @@ class ReceivedHub:
                 sub.push(event)
         return event
 
-    def subscribe(self, services: Iterable[str] | None = None, types: Iterable[str] | None = None,
-                  last_id: int | None = None) -> Subscription:
-        sub = Subscription(self, frozenset(services) if services else None, frozenset(types) if types else None,
-                           self._queue)
+    def subscribe(
+        self, services: Iterable[str] | None = None, types: Iterable[str] | None = None, last_id: int | None = None
+    ) -> Subscription:
+        sub = Subscription(
+            self, frozenset(services) if services else None, frozenset(types) if types else None, self._queue
+        )
         if last_id is not None:
             for event in self._history:
                 if event["id"] > last_id and sub.matches(event):
@@ -105,5 +109,8 @@ class ReceivedHub:
         return sub
 
     def stats(self) -> dict[str, int]:
-        return {"published": self.published, "subscribers": len(self._subs),
-                "dropped": sum(s.dropped for s in self._subs)}
+        return {
+            "published": self.published,
+            "subscribers": len(self._subs),
+            "dropped": sum(s.dropped for s in self._subs),
+        }

@@ -89,8 +89,9 @@ class RltEntity(ServiceEntity):
         pdus = self._encode_fragments(value)
         self.check_permission(catalog.MAPEM, value)
         t0 = max(now, diss.start or now)
-        entry = self.new_entry(entry_id, catalog.MAPEM, value, pdus, diss, self._identification(value, pdus), now,
-                               anchor=t0)
+        entry = self.new_entry(
+            entry_id, catalog.MAPEM, value, pdus, diss, self._identification(value, pdus), now, anchor=t0
+        )
         plan.schedule_entry(entry, t0)
         return plan
 
@@ -104,16 +105,19 @@ class RltEntity(ServiceEntity):
             value, supplied = self._intake(req["payload"], plan)
             keys = "+".join(k for _, _, k in element_keys(value["map"]))
             if keys != entry.id:
-                raise ServiceError("validation", "payload.map", f"describes {keys!r}, not {entry.id!r}: an update keeps "
-                                   "the same intersections and road segments (trigger a new MAPEM for others)")
+                raise ServiceError(
+                    "validation",
+                    "payload.map",
+                    f"describes {keys!r}, not {entry.id!r}: an update keeps "
+                    "the same intersections and road segments (trigger a new MAPEM for others)",
+                )
             changed = self._revise(value, supplied, entry.value, entry.id, plan, now)
             if changed:
                 pdus = self._encode_fragments(value)
                 self.check_permission(catalog.MAPEM, value)
             else:
                 value, pdus = current, entry.pdus
-        return self.plan_update(plan, entry, value, pdus, diss, changed,
-                                lambda: self._identification(value, pdus), now)
+        return self.plan_update(plan, entry, value, pdus, diss, changed, lambda: self._identification(value, pdus), now)
 
     # --- internals ----------------------------------------------------------------------------
     def _intake(self, raw: Any, plan: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -141,8 +145,9 @@ class RltEntity(ServiceEntity):
             supplied.update({k: value["map"][m][i]["revision"] for m, i, k in element_keys(value["map"])})
         m = value["map"]
         if "layerID" in m:
-            raise ServiceError("validation", "payload.map.layerID", "set by the service when it fragments a MAPEM; "
-                               "leave it out")
+            raise ServiceError(
+                "validation", "payload.map.layerID", "set by the service when it fragments a MAPEM; leave it out"
+            )
         keys = element_keys(m)
         if not keys:
             raise ServiceError("validation", "payload.map", "needs intersections or roadSegments")
@@ -155,8 +160,11 @@ class RltEntity(ServiceEntity):
             lane_ids: set[int] = set()
             for j, lane in enumerate(m[member][i][lanes_member]):
                 if lane["laneID"] in lane_ids:  # TP RLT_GEN_MSGF_BV_06: unique lane numbers
-                    raise ServiceError("validation", f"payload.map.{member}[{i}].{lanes_member}[{j}].laneID",
-                                       f"lane {lane['laneID']} appears twice in {k}")
+                    raise ServiceError(
+                        "validation",
+                        f"payload.map.{member}[{i}].{lanes_member}[{j}].laneID",
+                        f"lane {lane['laneID']} appears twice in {k}",
+                    )
                 lane_ids.add(lane["laneID"])
             if member == "intersections":
                 _check_connections(m[member][i], lane_ids, f"payload.map.{member}[{i}]", k)
@@ -166,10 +174,21 @@ class RltEntity(ServiceEntity):
         for member, i, k in keys:
             for other in self.entries.values():
                 if other.id != own_id and k in other.id.split("+"):
-                    raise ServiceError("already_active", f"payload.map.{member}[{i}].id",
-                                       f"{k} is already in active MAPEM {other.id!r}")
+                    raise ServiceError(
+                        "already_active",
+                        f"payload.map.{member}[{i}].id",
+                        f"{k} is already in active MAPEM {other.id!r}",
+                    )
 
-    def _revise(self, value: dict[str, Any], supplied: dict[str, Any], old: dict[str, Any] | None, entry_id: str, plan: Plan, now: float) -> bool:
+    def _revise(
+        self,
+        value: dict[str, Any],
+        supplied: dict[str, Any],
+        old: dict[str, Any] | None,
+        entry_id: str,
+        plan: Plan,
+        now: float,
+    ) -> bool:
         """Set every revision counter of ``value`` (and timeStamp); return whether the content changed."""
         m = value["map"]
         for member, i, k in element_keys(m):
@@ -179,8 +198,10 @@ class RltEntity(ServiceEntity):
             rev, changed = next_revision(self.ctx.counter(name, plan), h, supplied.get(k))
             if supplied.get(k) is not None and supplied[k] != rev:
                 why = "changed" if changed else "did not change"
-                plan.warnings.append(f"payload.map.{member}[{i}].revision: {supplied[k]} ignored: the content of {k} "
-                                     f"{why}, so its revision is {rev} (the service counts revisions)")
+                plan.warnings.append(
+                    f"payload.map.{member}[{i}].revision: {supplied[k]} ignored: the content of {k} "
+                    f"{why}, so its revision is {rev} (the service counts revisions)"
+                )
             el["revision"] = rev
             if changed:
                 plan.counters[name] = (rev, h)
@@ -188,8 +209,9 @@ class RltEntity(ServiceEntity):
         name = f"rlt.msg.{entry_id}"
         rev, changed = next_revision(self.ctx.counter(name, plan), h, supplied.get("msgIssueRevision"))
         if supplied.get("msgIssueRevision") is not None and supplied["msgIssueRevision"] != rev:
-            plan.warnings.append(f"payload.map.msgIssueRevision: {supplied['msgIssueRevision']} ignored: the service "
-                                 f"counts it ({rev})")
+            plan.warnings.append(
+                f"payload.map.msgIssueRevision: {supplied['msgIssueRevision']} ignored: the service counts it ({rev})"
+            )
         m["msgIssueRevision"] = rev
         if changed:
             plan.counters[name] = (rev, h)
@@ -216,16 +238,20 @@ class RltEntity(ServiceEntity):
         out: dict[str, Any] = {"msgIssueRevision": m["msgIssueRevision"], "fragments": len(pdus)}
         for member, prefix, _ in _ELEMENTS:
             if m.get(member):
-                out[member] = [{"id": prefix + intersection_key(el["id"]), "revision": el["revision"]}
-                               for el in m[member]]
+                out[member] = [
+                    {"id": prefix + intersection_key(el["id"]), "revision": el["revision"]} for el in m[member]
+                ]
         return out
 
     def derive_area(self, kind: MessageKind, value: dict[str, Any] | None) -> GeoArea | None:
         if not value:
             return None
         m = value["map"]
-        pts = [(el["refPoint"]["lat"], el["refPoint"]["long"]) for member, _, _ in _ELEMENTS
-               for el in (m.get(member) or [])]
+        pts = [
+            (el["refPoint"]["lat"], el["refPoint"]["long"])
+            for member, _, _ in _ELEMENTS
+            for el in (m.get(member) or [])
+        ]
         return self.area_from(kind, pts)
 
     def restored(self, entry: Entry, row: StoredEntry) -> Entry:
@@ -254,17 +280,23 @@ def _check_connections(geometry: dict[str, Any], lane_ids: set[int], path: str, 
         for c, conn in enumerate(conns):
             target = conn["connectingLane"]["lane"]
             if "remoteIntersection" not in conn and target not in lane_ids:
-                raise ServiceError("validation", f"{where}.connectsTo[{c}].connectingLane.lane",
-                                   f"lane {target} is not a lane of intersection {key} (a connection to another "
-                                   "intersection names it in remoteIntersection)")
+                raise ServiceError(
+                    "validation",
+                    f"{where}.connectsTo[{c}].connectingLane.lane",
+                    f"lane {target} is not a lane of intersection {key} (a connection to another "
+                    "intersection names it in remoteIntersection)",
+                )
         ids = {conn["connectionID"] for conn in conns if "connectionID" in conn}
         for e, ext in enumerate(lane.get("regional") or []):
             v = ext.get("regExtValue")
             if ext.get("regionId") == 3 and isinstance(v, dict) and "nodes" in v and "connectionID" in v:  # noqa: SIM102  which extension, then the check
                 if v["connectionID"] not in ids:
-                    raise ServiceError("validation", f"{where}.regional[{e}].regExtValue.connectionID",
-                                       f"trajectory of connection {v['connectionID']}, which lane {lane['laneID']} "
-                                       f"does not have (its connections: {sorted(ids) or 'none'})")
+                    raise ServiceError(
+                        "validation",
+                        f"{where}.regional[{e}].regExtValue.connectionID",
+                        f"trajectory of connection {v['connectionID']}, which lane {lane['laneID']} "
+                        f"does not have (its connections: {sorted(ids) or 'none'})",
+                    )
 
 
 def _content(value: dict[str, Any]) -> dict[str, Any]:
@@ -280,7 +312,9 @@ def fragment(value: dict[str, Any], limit: int, size: Callable[[dict[str, Any]],
     """Split a MAPEM into fragments that each encode to at most ``limit`` bytes, with layerID set."""
     m = value["map"]
     base = {k: v for k, v in m.items() if k not in ("intersections", "roadSegments")}
-    elements: list[tuple[str, dict[str, Any]]] = [(member, el) for member, _, _ in _ELEMENTS for el in (m.get(member) or [])]
+    elements: list[tuple[str, dict[str, Any]]] = [
+        (member, el) for member, _, _ in _ELEMENTS for el in (m.get(member) or [])
+    ]
 
     def build(group: list[tuple[str, dict[str, Any]]], layer: int) -> dict[str, Any]:
         body = dict(base, layerID=layer)
@@ -307,19 +341,26 @@ def fragment(value: dict[str, Any], limit: int, size: Callable[[dict[str, Any]],
     if current:
         groups.append(current)
     if len(groups) > MAX_FRAGMENTS:
-        raise ServiceError("validation", "payload.map", f"needs {len(groups)} fragments of at most {limit} bytes; "
-                           f"layerID allows {MAX_FRAGMENTS}")
+        raise ServiceError(
+            "validation",
+            "payload.map",
+            f"needs {len(groups)} fragments of at most {limit} bytes; layerID allows {MAX_FRAGMENTS}",
+        )
     return [build(g, layer_id(len(groups), i + 1)) for i, g in enumerate(groups)]
 
 
-def _split_lanes(member: str, el: dict[str, Any],
-                 fits: Callable[[list[tuple[str, dict[str, Any]]]], bool]) -> list[dict[str, Any]]:
+def _split_lanes(
+    member: str, el: dict[str, Any], fits: Callable[[list[tuple[str, dict[str, Any]]]], bool]
+) -> list[dict[str, Any]]:
     """Split one intersection / road segment by its lanes into copies that each fit."""
     lanes_member = "laneSet" if member == "intersections" else "roadLaneSet"
     lanes = el[lanes_member]
     if len(lanes) <= 1:
-        raise ServiceError("validation", f"payload.map.{member}", f"{intersection_key(el['id'])}: one lane alone "
-                           "exceeds the MAPEM size limit")
+        raise ServiceError(
+            "validation",
+            f"payload.map.{member}",
+            f"{intersection_key(el['id'])}: one lane alone exceeds the MAPEM size limit",
+        )
     half = len(lanes) // 2
     out = []
     for part in (lanes[:half], lanes[half:]):

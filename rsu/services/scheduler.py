@@ -80,9 +80,18 @@ class Scheduler(Generic[K]):
         self.dropped = 0  # repetitions not sent because the caller's limit was reached (overload)
 
     # --- configuration --------------------------------------------------------------------------
-    def set_periodic(self, key: K, *, interval: float, anchor: float, now: float,
-                     start: float | None = None, stop: float | None = None, priority: int = 4,
-                     include_anchor: bool = False) -> None:
+    def set_periodic(
+        self,
+        key: K,
+        *,
+        interval: float,
+        anchor: float,
+        now: float,
+        start: float | None = None,
+        stop: float | None = None,
+        priority: int = 4,
+        include_anchor: bool = False,
+    ) -> None:
         """Repeat ``key`` at ``anchor + k*interval``; the first slot is the first one >= max(now, start)
         (strictly after the anchor unless ``include_anchor``, for the usual "fresh send at the anchor")."""
         if interval <= 0:
@@ -177,5 +186,10 @@ class Scheduler(Generic[K]):
         return ordered
 
     def stats(self) -> dict[str, int]:
-        return {"periodic": len(self._periodic), "pending_fresh": len(self._oneshot), "emitted": self.emitted,
-                "skipped": self.skipped, "dropped": self.dropped}
+        return {
+            "periodic": len(self._periodic),
+            "pending_fresh": len(self._oneshot),
+            "emitted": self.emitted,
+            "skipped": self.skipped,
+            "dropped": self.dropped,
+        }

@@ -125,20 +125,49 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
-ENTRY_COLUMNS = ("service, id, kind, state, payload, dissemination, anchor, identification, data, generation, "
-                 "created_at, updated_at, value_json")
+ENTRY_COLUMNS = (
+    "service, id, kind, state, payload, dissemination, anchor, identification, data, generation, "
+    "created_at, updated_at, value_json"
+)
 
 
 def put_entry(db: sqlite3.Connection, e: StoredEntry) -> None:
-    db.execute(f"INSERT OR REPLACE INTO messages ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               (e.service, e.id, e.kind, e.state, e.payload, json.dumps(e.dissemination, sort_keys=True), e.anchor,
-                json.dumps(e.identification, sort_keys=True), json.dumps(e.data, sort_keys=True), e.generation,
-                e.created_at, e.updated_at, e.value_json))
+    db.execute(
+        f"INSERT OR REPLACE INTO messages ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            e.service,
+            e.id,
+            e.kind,
+            e.state,
+            e.payload,
+            json.dumps(e.dissemination, sort_keys=True),
+            e.anchor,
+            json.dumps(e.identification, sort_keys=True),
+            json.dumps(e.data, sort_keys=True),
+            e.generation,
+            e.created_at,
+            e.updated_at,
+            e.value_json,
+        ),
+    )
 
 
 def entry_of_row(r: tuple[Any, ...]) -> StoredEntry:
-    return StoredEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], json.loads(r[7]), json.loads(r[8]),
-                       r[9], r[10], r[11], r[12])
+    return StoredEntry(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        json.loads(r[5]),
+        r[6],
+        json.loads(r[7]),
+        json.loads(r[8]),
+        r[9],
+        r[10],
+        r[11],
+        r[12],
+    )
 
 
 class Store:
@@ -180,8 +209,9 @@ class Store:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction is exactly one apply().
             # check_same_thread=False: the daemon may open the store before its event loop thread takes
             # over; the facade is still used by one thread at a time (it is not thread-safe).
-            self._db = sqlite3.connect(str(p), isolation_level=None, timeout=busy_timeout_ms / 1000,
-                                       check_same_thread=False)
+            self._db = sqlite3.connect(
+                str(p), isolation_level=None, timeout=busy_timeout_ms / 1000, check_same_thread=False
+            )
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -196,14 +226,18 @@ class Store:
             self._db.executescript(SCHEMA)
             # schema 1 -> 2 (idempotent): counter serials (every schema-1 counter had been issued at least
             # once) and the value cache column
-            for table, column, decl in (("counters", "serial", "INTEGER NOT NULL DEFAULT 1"),
-                                        ("messages", "value_json", "TEXT")):
+            for table, column, decl in (
+                ("counters", "serial", "INTEGER NOT NULL DEFAULT 1"),
+                ("messages", "value_json", "TEXT"),
+            ):
                 if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
             if version != SCHEMA_VERSION:
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self._cursors = {r[0]: Cursor(r[1], r[2], r[3]) for r in
-                             self._db.execute("SELECT name, value, aux, serial FROM counters").fetchall()}
+            self._cursors = {
+                r[0]: Cursor(r[1], r[2], r[3])
+                for r in self._db.execute("SELECT name, value, aux, serial FROM counters").fetchall()
+            }
             row = self._db.execute("SELECT value FROM meta WHERE name = 'commit'").fetchone()
             self._commit = int(row[0]) if row else 0
         except sqlite3.Error as e:
@@ -212,8 +246,9 @@ class Store:
             raise StoreError(f"{p}: {e}") from e
         self._reconcile(file_state, file_problem, existed, had_content)
 
-    def _reconcile(self, file_state: CursorState | None, file_problem: str | None, existed: bool,
-                   had_content: bool) -> None:
+    def _reconcile(
+        self, file_state: CursorState | None, file_problem: str | None, existed: bool, had_content: bool
+    ) -> None:
         """Take the cursors further ahead from the cursor file; report a lost or stale store."""
         p, cp = self.path, self.cursor_path
         taken: dict[str, Cursor] = {}
@@ -227,30 +262,46 @@ class Store:
                 commit = file_state.commit
                 if not had_content:
                     what = "missing" if not existed else "empty (zero length)"
-                    self._event("store_lost", f"{p}: the store was {what}, but {cp} records {file_state.commit} "
-                                "committed changes: the active messages it held are gone (trigger them again, or "
-                                "`rsu store import` an export); identifiers continue from the cursor file "
-                                f"({len(taken)} cursors), none goes back")
+                    self._event(
+                        "store_lost",
+                        f"{p}: the store was {what}, but {cp} records {file_state.commit} "
+                        "committed changes: the active messages it held are gone (trigger them again, or "
+                        "`rsu store import` an export); identifiers continue from the cursor file "
+                        f"({len(taken)} cursors), none goes back",
+                    )
                 else:
-                    self._event("store_behind", f"{p}: the store is behind {cp} (last change {self._commit}, "
-                                f"the cursor file records {file_state.commit}): "
-                                f"{file_state.commit - self._commit} acknowledged change(s) are missing (its WAL "
-                                "file was lost, or an older copy was put back); check the active messages; "
-                                f"identifiers continue from the cursor file ({len(taken)} cursors taken from it)")
+                    self._event(
+                        "store_behind",
+                        f"{p}: the store is behind {cp} (last change {self._commit}, "
+                        f"the cursor file records {file_state.commit}): "
+                        f"{file_state.commit - self._commit} acknowledged change(s) are missing (its WAL "
+                        "file was lost, or an older copy was put back); check the active messages; "
+                        f"identifiers continue from the cursor file ({len(taken)} cursors taken from it)",
+                    )
             elif file_state.pending is not None and file_state.pending > self._commit and not had_content:
                 # one change only, acknowledged or not (it was being written when rsu stopped): the store
                 # that held it is gone all the same
                 what = "missing" if not existed else "empty (zero length)"
-                self._event("store_lost", f"{p}: the store was {what}, but {cp} records a change being written "
-                            f"({file_state.pending}): the active messages it held are gone (trigger them again, or "
-                            "`rsu store import` an export); identifiers continue from the cursor file "
-                            f"({len(taken)} cursors), none goes back")
+                self._event(
+                    "store_lost",
+                    f"{p}: the store was {what}, but {cp} records a change being written "
+                    f"({file_state.pending}): the active messages it held are gone (trigger them again, or "
+                    "`rsu store import` an export); identifiers continue from the cursor file "
+                    f"({len(taken)} cursors), none goes back",
+                )
             elif file_state.pending is not None and file_state.pending > self._commit:
-                log.info("%s: the change being written when rsu stopped (%d) was never acknowledged; its identifiers "
-                         "are skipped, none is reused", p, file_state.pending)
+                log.info(
+                    "%s: the change being written when rsu stopped (%d) was never acknowledged; its identifiers "
+                    "are skipped, none is reused",
+                    p,
+                    file_state.pending,
+                )
             elif taken:
-                self._event("store_behind", f"{p}: {len(taken)} identifier cursor(s) in {cp} are ahead of the store; "
-                            "they continue from the cursor file")
+                self._event(
+                    "store_behind",
+                    f"{p}: {len(taken)} identifier cursor(s) in {cp} are ahead of the store; "
+                    "they continue from the cursor file",
+                )
         elif file_problem is not None:
             self._event("cursor_file_rebuilt", f"{file_problem}; rebuilt from the store (whose cursors are kept)")
         elif self._commit > 0 or self._cursors:
@@ -258,8 +309,11 @@ class Store:
         if taken or commit != self._commit:
             self._write_db({}, taken, commit)
         wanted = CursorState(self._commit, None, dict(self._cursors))
-        in_step = file_state is not None and file_state.counters == wanted.counters and (
-            self._commit in (file_state.commit, file_state.pending))  # as the last apply() left it
+        in_step = (
+            file_state is not None
+            and file_state.counters == wanted.counters
+            and (self._commit in (file_state.commit, file_state.pending))
+        )  # as the last apply() left it
         if not in_step and (wanted.counters or wanted.commit or file_state is not None or file_problem is not None):
             try:
                 cursorfile.write(cp, wanted)
@@ -279,8 +333,9 @@ class Store:
     # --- reading ------------------------------------------------------------------------------
     def entries(self) -> list[StoredEntry]:
         try:
-            rows = self._conn.execute(f"SELECT {ENTRY_COLUMNS} FROM messages ORDER BY created_at, service, id"
-                                    ).fetchall()
+            rows = self._conn.execute(
+                f"SELECT {ENTRY_COLUMNS} FROM messages ORDER BY created_at, service, id"
+            ).fetchall()
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: {e}") from e
         return [entry_of_row(r) for r in rows]
@@ -297,8 +352,12 @@ class Store:
         return self._commit
 
     # --- writing ------------------------------------------------------------------------------
-    def apply(self, upserts: Iterable[StoredEntry] = (), deletes: Iterable[tuple[str, str]] = (),
-              counters: dict[str, tuple[int, str | None]] | None = None) -> None:
+    def apply(
+        self,
+        upserts: Iterable[StoredEntry] = (),
+        deletes: Iterable[tuple[str, str]] = (),
+        counters: dict[str, tuple[int, str | None]] | None = None,
+    ) -> None:
         """Write one change as a single transaction; on any error nothing is written (StoreError).
 
         The cursor file is written first (with the counters this change advances): an identifier
@@ -318,15 +377,22 @@ class Store:
         """Import / recovery: put ``entries`` (replacing same keys) and ``cursors`` in one transaction."""
         self._write_db({}, cursors, max(commit, self._commit + 1), upserts=entries)
 
-    def _write_db(self, advanced: dict[str, Cursor], taken: dict[str, Cursor], commit: int,
-                  upserts: Iterable[StoredEntry] = (), deletes: Iterable[tuple[str, str]] = ()) -> None:
+    def _write_db(
+        self,
+        advanced: dict[str, Cursor],
+        taken: dict[str, Cursor],
+        commit: int,
+        upserts: Iterable[StoredEntry] = (),
+        deletes: Iterable[tuple[str, str]] = (),
+    ) -> None:
         changed = {**taken, **advanced}
         if changed or commit != self._commit:
             try:
                 cursorfile.write(self.cursor_path, CursorState(self._commit, commit, {**self._cursors, **changed}))
             except OSError as e:
-                raise StoreError(f"{self.cursor_path}: cannot write the cursor file ({e.strerror or e}); "
-                                 "nothing was changed") from None
+                raise StoreError(
+                    f"{self.cursor_path}: cannot write the cursor file ({e.strerror or e}); nothing was changed"
+                ) from None
         db = self._conn
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -336,8 +402,10 @@ class Store:
                 for service, ident in deletes:
                     db.execute("DELETE FROM messages WHERE service = ? AND id = ?", (service, ident))
                 for name, c in changed.items():
-                    db.execute("INSERT OR REPLACE INTO counters (name, value, aux, serial) VALUES (?, ?, ?, ?)",
-                               (name, c.value, c.aux, c.serial))
+                    db.execute(
+                        "INSERT OR REPLACE INTO counters (name, value, aux, serial) VALUES (?, ?, ?, ?)",
+                        (name, c.value, c.aux, c.serial),
+                    )
                 db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('commit', ?)", (commit,))
                 db.execute("COMMIT")
             except BaseException:
@@ -377,9 +445,11 @@ def lock_store(p: Path, exclusive: bool) -> int:
     """Shared lock for daemons (several may read one store in tests), exclusive for the repair commands."""
     try:
         return statelock.acquire(
-            lock_path(p), exclusive,
+            lock_path(p),
+            exclusive,
             held_by_daemon=f"{p}: in use by a running rsu (stop the daemon first: systemctl stop rsu)",
-            held_by_command=f"{p}: an `rsu store` repair command is working on the store; start rsu when it is done")
+            held_by_command=f"{p}: an `rsu store` repair command is working on the store; start rsu when it is done",
+        )
     except statelock.StateBusy as e:
         raise StoreBusy(str(e)) from None
     except OSError as e:

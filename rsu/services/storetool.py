@@ -57,6 +57,7 @@ class StoreToolError(Exception):
 
 # ============================================================================ reading, read-only
 
+
 def _open_ro(p: Path) -> sqlite3.Connection:
     db = sqlite3.connect(p.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None)
     db.execute("PRAGMA busy_timeout = 2000")
@@ -66,8 +67,10 @@ def _open_ro(p: Path) -> sqlite3.Connection:
 def _read_cursors(db: sqlite3.Connection) -> dict[str, Cursor]:
     cols = {r[1] for r in db.execute("PRAGMA table_info(counters)").fetchall()}
     serial = "serial" if "serial" in cols else "1"
-    return {r[0]: Cursor(r[1], r[2], r[3]) for r in
-            db.execute(f"SELECT name, value, aux, {serial} FROM counters").fetchall()}
+    return {
+        r[0]: Cursor(r[1], r[2], r[3])
+        for r in db.execute(f"SELECT name, value, aux, {serial} FROM counters").fetchall()
+    }
 
 
 def _read_commit(db: sqlite3.Connection) -> int:
@@ -99,14 +102,19 @@ def check(path: str | Path, codec: Codec | None = None) -> dict[str, Any]:
     p = db_path(path)
     cp = cursorfile.cursor_path(p)
     wal = p.with_name(p.name + "-wal")
-    report: dict[str, Any] = {"store": str(p), "cursor_file": str(cp), "exists": p.exists(),
-                              "size": p.stat().st_size if p.exists() else None,
-                              "wal_size": wal.stat().st_size if wal.exists() else None}
+    report: dict[str, Any] = {
+        "store": str(p),
+        "cursor_file": str(cp),
+        "exists": p.exists(),
+        "size": p.stat().st_size if p.exists() else None,
+        "wal_size": wal.stat().st_size if wal.exists() else None,
+    }
     problems: list[str] = []
     actions: list[str] = []
     file_state, file_problem = _cursor_file(p)
-    report["cursor_file_state"] = ("missing" if file_state is None and file_problem is None
-                                   else "unreadable" if file_state is None else "ok")
+    report["cursor_file_state"] = (
+        "missing" if file_state is None and file_problem is None else "unreadable" if file_state is None else "ok"
+    )
     report["cursor_file_commit"] = file_state.commit if file_state else None
     store_cursors: dict[str, Cursor] = {}
     commit = 0
@@ -124,10 +132,13 @@ def check(path: str | Path, codec: Codec | None = None) -> dict[str, Any]:
                     report["entries"] = _per_service(entries)
                     report["unusable_rows"] = unusable
                     if unusable:
-                        problems.append(f"{len(unusable)} row(s) a start skips (left in the store): "
-                                        + ", ".join(unusable))
-                        actions.append("trigger those messages again, then end the old rows with "
-                                       "`rsu store recover --force` (which keeps only usable rows)")
+                        problems.append(
+                            f"{len(unusable)} row(s) a start skips (left in the store): " + ", ".join(unusable)
+                        )
+                        actions.append(
+                            "trigger those messages again, then end the old rows with "
+                            "`rsu store recover --force` (which keeps only usable rows)"
+                        )
             finally:
                 db.close()
         except sqlite3.Error as e:
@@ -149,12 +160,21 @@ def check(path: str | Path, codec: Codec | None = None) -> dict[str, Any]:
         ahead = sorted(n for n, c in file_state.counters.items() if c.ahead_of(store_cursors.get(n)))
         report["cursors_ahead_in_file"] = ahead
         if file_state.commit > commit:
-            lost = "missing" if report["integrity"] == "missing" else "empty" if report["integrity"] == "empty" \
+            lost = (
+                "missing"
+                if report["integrity"] == "missing"
+                else "empty"
+                if report["integrity"] == "empty"
                 else f"behind ({commit} < {file_state.commit})"
-            problems.append(f"{p}: {lost}: acknowledged changes are gone; the cursor file keeps "
-                            f"{len(file_state.counters)} identifier cursors")
-            actions.append("start rsu (identifiers continue from the cursor file), then trigger the lost messages "
-                           "again or `rsu store import` an export")
+            )
+            problems.append(
+                f"{p}: {lost}: acknowledged changes are gone; the cursor file keeps "
+                f"{len(file_state.counters)} identifier cursors"
+            )
+            actions.append(
+                "start rsu (identifiers continue from the cursor file), then trigger the lost messages "
+                "again or `rsu store import` an export"
+            )
     report["ok"] = not problems
     report["problems"] = problems
     report["actions"] = actions
@@ -188,11 +208,22 @@ def _per_service(entries: list[StoredEntry]) -> dict[str, int]:
 
 # ============================================================================ export / import
 
+
 def _entry_json(e: StoredEntry) -> dict[str, Any]:
-    return {"service": e.service, "id": e.id, "kind": e.kind, "state": e.state,
-            "payload": e.payload.hex() if e.payload is not None else None, "dissemination": e.dissemination,
-            "anchor": e.anchor, "identification": e.identification, "data": e.data, "generation": e.generation,
-            "created_at": e.created_at, "updated_at": e.updated_at}
+    return {
+        "service": e.service,
+        "id": e.id,
+        "kind": e.kind,
+        "state": e.state,
+        "payload": e.payload.hex() if e.payload is not None else None,
+        "dissemination": e.dissemination,
+        "anchor": e.anchor,
+        "identification": e.identification,
+        "data": e.data,
+        "generation": e.generation,
+        "created_at": e.created_at,
+        "updated_at": e.updated_at,
+    }
 
 
 def export(path: str | Path, now: float | None = None) -> dict[str, Any]:
@@ -208,8 +239,9 @@ def export(path: str | Path, now: float | None = None) -> dict[str, Any]:
         finally:
             db.close()
     except sqlite3.Error as e:
-        raise StoreToolError(f"{p}: cannot read the store ({e}); `rsu store recover` salvages what is readable"
-                             ) from None
+        raise StoreToolError(
+            f"{p}: cannot read the store ({e}); `rsu store recover` salvages what is readable"
+        ) from None
     file_state, _ = _cursor_file(p)
     merged = merge_cursors(store_cursors, file_state.counters if file_state else {})
     entries = []
@@ -218,10 +250,15 @@ def export(path: str | Path, now: float | None = None) -> dict[str, Any]:
             entries.append(_entry_json(entry_of_row(r)))
         except (ValueError, TypeError):
             continue  # the row a start would skip too: not exported
-    return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
-            "exported_at": iso_utc(time.time() if now is None else now), "store": str(p),
-            "commit": max(commit, file_state.commit if file_state else 0), "entries": entries,
-            "counters": {k: merged[k].to_json() for k in sorted(merged)}}
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "exported_at": iso_utc(time.time() if now is None else now),
+        "store": str(p),
+        "commit": max(commit, file_state.commit if file_state else 0),
+        "entries": entries,
+        "counters": {k: merged[k].to_json() for k in sorted(merged)},
+    }
 
 
 def validate_export(data: Any, codec: Codec) -> tuple[list[StoredEntry], dict[str, Cursor], int, list[str]]:
@@ -269,8 +306,18 @@ def _entry_of_json(obj: Any, codec: Codec, where: str) -> tuple[StoredEntry | No
     if not isinstance(obj, dict):
         return None, [f"{where}: not an object"]
     problems = []
-    fields: dict[str, type | tuple[type, ...]] = {"service": str, "id": str, "kind": str, "state": str, "dissemination": dict, "identification": dict,
-              "data": dict, "generation": int, "created_at": (int, float), "updated_at": (int, float)}
+    fields: dict[str, type | tuple[type, ...]] = {
+        "service": str,
+        "id": str,
+        "kind": str,
+        "state": str,
+        "dissemination": dict,
+        "identification": dict,
+        "data": dict,
+        "generation": int,
+        "created_at": (int, float),
+        "updated_at": (int, float),
+    }
     for name, typ in fields.items():
         v = obj.get(name)
         if not isinstance(v, typ) or isinstance(v, bool):
@@ -278,7 +325,9 @@ def _entry_of_json(obj: Any, codec: Codec, where: str) -> tuple[StoredEntry | No
     unknown = set(obj) - set(fields) - {"payload", "anchor"}
     if unknown:
         problems.append(f"{where}: unknown member(s) {', '.join(sorted(unknown))}")
-    if obj.get("anchor") is not None and (not isinstance(obj["anchor"], (int, float)) or isinstance(obj["anchor"], bool)):
+    if obj.get("anchor") is not None and (
+        not isinstance(obj["anchor"], (int, float)) or isinstance(obj["anchor"], bool)
+    ):
         problems.append(f"{where}.anchor: {obj['anchor']!r} is not a number or null")
     if problems:
         return None, problems
@@ -315,9 +364,21 @@ def _entry_of_json(obj: Any, codec: Codec, where: str) -> tuple[StoredEntry | No
         problems.append(f"{where}.dissemination: not usable ({type(e).__name__}: {e})")
     if problems:
         return None, problems
-    return StoredEntry(obj["service"], obj["id"], obj["kind"], obj["state"], payload, obj["dissemination"],
-                       obj.get("anchor"), obj["identification"], obj["data"], obj["generation"],
-                       float(obj["created_at"]), float(obj["updated_at"]), value_json), []
+    return StoredEntry(
+        obj["service"],
+        obj["id"],
+        obj["kind"],
+        obj["state"],
+        payload,
+        obj["dissemination"],
+        obj.get("anchor"),
+        obj["identification"],
+        obj["data"],
+        obj["generation"],
+        float(obj["created_at"]),
+        float(obj["updated_at"]),
+        value_json,
+    ), []
 
 
 def import_store(path: str | Path, data: Any, codec: Codec) -> dict[str, Any]:
@@ -332,33 +393,49 @@ def import_store(path: str | Path, data: Any, codec: Codec) -> dict[str, Any]:
         for name, c in sorted(counters.items()):
             mine = local.get(name)
             if mine is not None and (mine.serial > c.serial or (mine.serial == c.serial and mine != c)):
-                back.append(f"counters.{name}: the store is further ahead (value {mine.value}, serial {mine.serial}; "
-                            f"the export has value {c.value}, serial {c.serial}): importing would move it backwards")
+                back.append(
+                    f"counters.{name}: the store is further ahead (value {mine.value}, serial {mine.serial}; "
+                    f"the export has value {c.value}, serial {c.serial}): importing would move it backwards"
+                )
         if back:
-            raise StoreToolError(f"{len(back)} cursor(s) would go backwards; nothing was imported (trigger those "
-                                 "messages again instead: they get fresh identifiers)", back)
+            raise StoreToolError(
+                f"{len(back)} cursor(s) would go backwards; nothing was imported (trigger those "
+                "messages again instead: they get fresh identifiers)",
+                back,
+            )
         changed = {n: c for n, c in counters.items() if local.get(n) != c}
         store.replace_all(entries, changed, commit)
-        return {"store": str(store.path), "entries": _per_service(entries), "counters_changed": len(changed),
-                "commit": store.commit_serial}
+        return {
+            "store": str(store.path),
+            "entries": _per_service(entries),
+            "counters_changed": len(changed),
+            "commit": store.commit_serial,
+        }
     finally:
         store.close()
 
 
 # ============================================================================ recovery
 
-def recover(path: str | Path, *, force: bool = False, codec: Codec | None = None, now: float | None = None) -> dict[str, Any]:
+
+def recover(
+    path: str | Path, *, force: bool = False, codec: Codec | None = None, now: float | None = None
+) -> dict[str, Any]:
     """Salvage a damaged store into a fresh file; keep the damaged one aside. The daemon must be stopped."""
     p = db_path(path)
     lock = lock_store(p, exclusive=True)
     try:
         health = check(p, codec)
         if health["integrity"] in ("missing", "empty"):
-            raise StoreToolError(f"{p}: {health['integrity']}: nothing to salvage (start rsu: identifiers continue "
-                                 "from the cursor file)")
+            raise StoreToolError(
+                f"{p}: {health['integrity']}: nothing to salvage (start rsu: identifiers continue from the cursor file)"
+            )
         if health["integrity"] == "ok" and not force:
-            return {"store": str(p), "recovered": False,
-                    "reason": "the store is intact (give --force to rebuild it anyway)"}
+            return {
+                "store": str(p),
+                "recovered": False,
+                "reason": "the store is intact (give --force to rebuild it anyway)",
+            }
         with tempfile.TemporaryDirectory(dir=p.parent, prefix=".recover-") as tmp:
             copy = Path(tmp) / p.name  # salvage reads a copy: the damaged file is never modified
             shutil.copy2(p, copy)
@@ -382,10 +459,17 @@ def recover(path: str | Path, *, force: bool = False, codec: Codec | None = None
         os.replace(fresh, p)
         cursorfile.fsync_dir(p.parent)
         cursorfile.write(cursorfile.cursor_path(p), CursorState(commit, None, merged))
-        return {"store": str(p), "recovered": True, "damaged_copy": str(aside), "entries": _per_service(entries),
-                "rows_skipped": unusable, "damaged_ranges": skipped_ranges, "counters": len(merged),
-                "counters_from_cursor_file": sorted(n for n in merged if merged[n] != store_cursors.get(n)),
-                "commit": commit}
+        return {
+            "store": str(p),
+            "recovered": True,
+            "damaged_copy": str(aside),
+            "entries": _per_service(entries),
+            "rows_skipped": unusable,
+            "damaged_ranges": skipped_ranges,
+            "counters": len(merged),
+            "counters_from_cursor_file": sorted(n for n in merged if merged[n] != store_cursors.get(n)),
+            "commit": commit,
+        }
     finally:
         os.close(lock)
 
@@ -440,8 +524,9 @@ def _next_readable_rowid(db: sqlite3.Connection, table: str, last: int) -> int |
     jump = 1
     while jump < (1 << 62):
         try:
-            row = db.execute(f"SELECT rowid FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT 1",
-                             (last + jump,)).fetchone()
+            row = db.execute(
+                f"SELECT rowid FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT 1", (last + jump,)
+            ).fetchone()
         except sqlite3.Error:
             jump *= 2
             continue
@@ -460,8 +545,9 @@ def _write_fresh(fresh: Path, entries: list[StoredEntry], cursors: dict[str, Cur
         for e in entries:
             put_entry(db, e)
         for name, c in cursors.items():
-            db.execute("INSERT INTO counters (name, value, aux, serial) VALUES (?, ?, ?, ?)",
-                       (name, c.value, c.aux, c.serial))
+            db.execute(
+                "INSERT INTO counters (name, value, aux, serial) VALUES (?, ?, ?, ?)", (name, c.value, c.aux, c.serial)
+            )
         db.execute("INSERT INTO meta (name, value) VALUES ('commit', ?)", (commit,))
         db.execute("COMMIT")
         db.execute("PRAGMA journal_mode = WAL")

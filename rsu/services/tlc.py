@@ -65,9 +65,14 @@ class PendingRequest:
     expires: float
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"key": self.key, "intersection": intersection_key(self.intersection), "requestID": self.request_id,
-               "requestType": self.request_type, "inBoundLane": _jer_access(self.inbound),
-               "expires": iso_utc(self.expires)}
+        out: dict[str, Any] = {
+            "key": self.key,
+            "intersection": intersection_key(self.intersection),
+            "requestID": self.request_id,
+            "requestType": self.request_type,
+            "inBoundLane": _jer_access(self.inbound),
+            "expires": iso_utc(self.expires),
+        }
         if self.outbound is not None:
             out["outBoundLane"] = _jer_access(self.outbound)
         for k in ("minute", "second", "duration"):
@@ -103,11 +108,14 @@ class TlcEntity(ServiceEntity):
         if entry_id in self.entries:
             raise ServiceError("already_active", "payload", f"{kind.pdu} {entry_id!r} is already active (update it)")
         if kind is catalog.SSEM:
-            for ix in entry_id[len("ssem-"):].split("+"):
+            for ix in entry_id[len("ssem-") :].split("+"):
                 other = self._ssem_of(ix)
                 if other is not None:
-                    raise ServiceError("already_active", "payload.ssm.status",
-                                       f"intersection {ix} is already answered by SSEM {other.id!r}")
+                    raise ServiceError(
+                        "already_active",
+                        "payload.ssm.status",
+                        f"intersection {ix} is already answered by SSEM {other.id!r}",
+                    )
         diss = self.dissemination(req, kind, None, now)
         links = self._links_for(kind, value) if kind is catalog.SSEM else {}
         return self._put(None, entry_id, kind, value, diss, plan, now, links)
@@ -124,8 +132,9 @@ class TlcEntity(ServiceEntity):
             if diss == entry.dissemination:
                 plan.result = {"id": entry.id, "identification": entry.identification, "unchanged": True}
                 return plan
-            return self._put(entry, entry.id, entry.kind, copy.deepcopy(entry.content), diss, plan, now,
-                             entry.data.get("links", {}))
+            return self._put(
+                entry, entry.id, entry.kind, copy.deepcopy(entry.content), diss, plan, now, entry.data.get("links", {})
+            )
         kind = self.kind_of_payload(req["payload"], "payload")
         if kind is not entry.kind:
             raise ServiceError("validation", "payload", f"entry {entry.id} is an {entry.kind.pdu}, not an {kind.pdu}")
@@ -157,13 +166,23 @@ class TlcEntity(ServiceEntity):
         if pending is None or pending.expires <= now:
             raise ServiceError("unknown_request", "decision.request", f"no pending SREM request {key!r}")
         schema = self.ctx.codec.schema
-        pkg: dict[str, Any] = {"requester": {"id": pending.vehicle, "request": pending.request_id,
-                                             "sequenceNumber": pending.sequence_number or 0}}
+        pkg: dict[str, Any] = {
+            "requester": {
+                "id": pending.vehicle,
+                "request": pending.request_id,
+                "sequenceNumber": pending.sequence_number or 0,
+            }
+        }
         if pending.role is not None:
             pkg["requester"]["role"] = pending.role
-        types = {"inboundOn": "IntersectionAccessPoint", "outboundOn": "IntersectionAccessPoint",
-                 "minute": "MinuteOfTheYear", "second": "DSecond", "duration": "DSecond",
-                 "status": "PrioritizationResponseStatus"}
+        types = {
+            "inboundOn": "IntersectionAccessPoint",
+            "outboundOn": "IntersectionAccessPoint",
+            "minute": "MinuteOfTheYear",
+            "second": "DSecond",
+            "duration": "DSecond",
+            "status": "PrioritizationResponseStatus",
+        }
         given: dict[str, Any] = {}
         for k, t in types.items():
             if k in d:
@@ -184,16 +203,21 @@ class TlcEntity(ServiceEntity):
         ix = intersection_key(pending.intersection)
         current = self._ssem_of(ix)
         if entry is not None and entry is not current:
-            raise ServiceError("validation", "decision.request", f"request {key} is for intersection {ix}, "
-                               f"not for SSEM {entry.id}")
+            raise ServiceError(
+                "validation", "decision.request", f"request {key} is for intersection {ix}, not for SSEM {entry.id}"
+            )
         entry = current
         entry_id = entry.id if entry is not None else f"ssem-{ix}"
         plan = Plan()
         if entry is None:
-            value: dict[str, Any] = {"header": {"protocolVersion": catalog.SSEM.protocol_version, "messageID": catalog.SSEM.message_id,
-                                "stationID": self.ctx.station_id or 0},
-                     "ssm": {"second": 0, "status": [{"sequenceNumber": 0, "id": pending.intersection,
-                                                      "sigStatus": [pkg]}]}}
+            value: dict[str, Any] = {
+                "header": {
+                    "protocolVersion": catalog.SSEM.protocol_version,
+                    "messageID": catalog.SSEM.message_id,
+                    "stationID": self.ctx.station_id or 0,
+                },
+                "ssm": {"second": 0, "status": [{"sequenceNumber": 0, "id": pending.intersection, "sigStatus": [pkg]}]},
+            }
             diss = self.dissemination(req, catalog.SSEM, None, now)
             links = {key: {"expires": pending.expires}}
         else:
@@ -211,8 +235,17 @@ class TlcEntity(ServiceEntity):
         return self._put(entry, entry_id, catalog.SSEM, value, diss, plan, now, links)
 
     # --- common write path --------------------------------------------------------------------
-    def _put(self, entry: Entry | None, entry_id: str, kind: MessageKind, value: dict[str, Any], diss: Dissemination,
-             plan: Plan, now: float, links: dict[str, Any]) -> Plan:
+    def _put(
+        self,
+        entry: Entry | None,
+        entry_id: str,
+        kind: MessageKind,
+        value: dict[str, Any],
+        diss: Dissemination,
+        plan: Plan,
+        now: float,
+        links: dict[str, Any],
+    ) -> Plan:
         changed = self._stamp(entry, entry_id, kind, value, plan, now)  # always True without an entry
         if not changed and entry is not None:
             value = entry.content
@@ -221,15 +254,22 @@ class TlcEntity(ServiceEntity):
         ident = self._identification(kind, value)
         anchor = max(now, diss.start or now)
         if entry is None:
-            new = self.new_entry(entry_id, kind, value, pdus, diss, ident, now, data={"links": links},
-                                 anchor=anchor)
+            new = self.new_entry(entry_id, kind, value, pdus, diss, ident, now, data={"links": links}, anchor=anchor)
         else:
             if not changed and diss == entry.dissemination and links == entry.data.get("links", {}):
                 plan.result = {"id": entry.id, "identification": entry.identification, "unchanged": True}
                 return plan
-            new = entry.evolve(value=value, pdus=pdus, dissemination=diss, identification=ident, updated_at=now,
-                               generation=entry.generation + (1 if changed else 0), data=dict(entry.data, links=links),
-                               anchor=anchor, area=self.derive_area(kind, value))
+            new = entry.evolve(
+                value=value,
+                pdus=pdus,
+                dissemination=diss,
+                identification=ident,
+                updated_at=now,
+                generation=entry.generation + (1 if changed else 0),
+                data=dict(entry.data, links=links),
+                anchor=anchor,
+                area=self.derive_area(kind, value),
+            )
         plan.upserts.append(new)
         if changed:
             plan.fire[entry_id] = anchor
@@ -237,8 +277,9 @@ class TlcEntity(ServiceEntity):
         plan.result = {"id": entry_id, "identification": ident}
         return plan
 
-    def _stamp(self, entry: Entry | None, entry_id: str, kind: MessageKind, value: dict[str, Any], plan: Plan,
-               now: float) -> bool:
+    def _stamp(
+        self, entry: Entry | None, entry_id: str, kind: MessageKind, value: dict[str, Any], plan: Plan, now: float
+    ) -> bool:
         """Set sequence numbers and timestamps; return whether the content changed."""
         body = value[kind.body]
         moy, dsec = moy_dsecond(now)
@@ -257,7 +298,9 @@ class TlcEntity(ServiceEntity):
         seq, counter_changed = next_revision(self.ctx.counter(name, plan), h, None)
         changed = True
         if entry is not None and entry.value is not None:
-            old = {k: v for k, v in entry.value[kind.body].items() if k not in ("timeStamp", "second", "sequenceNumber")}
+            old = {
+                k: v for k, v in entry.value[kind.body].items() if k not in ("timeStamp", "second", "sequenceNumber")
+            }
             changed = canonical_hash(old) != h
         body["sequenceNumber"] = seq
         if counter_changed:
@@ -273,7 +316,7 @@ class TlcEntity(ServiceEntity):
     def _ssem_of(self, ix: str) -> Entry | None:
         """The active SSEM that answers for intersection ``ix`` (at most one)."""
         for e in self.entries.values():
-            if e.kind is catalog.SSEM and ix in e.id[len("ssem-"):].split("+"):
+            if e.kind is catalog.SSEM and ix in e.id[len("ssem-") :].split("+"):
                 return e
         return None
 
@@ -302,14 +345,27 @@ class TlcEntity(ServiceEntity):
     def _identification(self, kind: MessageKind, value: dict[str, Any]) -> dict[str, Any]:
         body = value[kind.body]
         if kind is catalog.SSEM:
-            return {"message": catalog.SSEM.name, "sequenceNumber": body.get("sequenceNumber"),
-                    "intersections": [{"id": intersection_key(s["id"]), "sequenceNumber": s["sequenceNumber"],
-                                       "requests": [_request_key(s, p) for p in s["sigStatus"]]}
-                                      for s in body["status"]]}
-        return {"message": catalog.SREM.name, "sequenceNumber": body.get("sequenceNumber"),
-                "requestor": vehicle_key(body["requestor"]["id"]),
-                "requests": [{"intersection": intersection_key(r["request"]["id"]),
-                              "requestID": r["request"]["requestID"]} for r in body.get("requests") or []]}
+            return {
+                "message": catalog.SSEM.name,
+                "sequenceNumber": body.get("sequenceNumber"),
+                "intersections": [
+                    {
+                        "id": intersection_key(s["id"]),
+                        "sequenceNumber": s["sequenceNumber"],
+                        "requests": [_request_key(s, p) for p in s["sigStatus"]],
+                    }
+                    for s in body["status"]
+                ],
+            }
+        return {
+            "message": catalog.SREM.name,
+            "sequenceNumber": body.get("sequenceNumber"),
+            "requestor": vehicle_key(body["requestor"]["id"]),
+            "requests": [
+                {"intersection": intersection_key(r["request"]["id"]), "requestID": r["request"]["requestID"]}
+                for r in body.get("requests") or []
+            ],
+        }
 
     # --- request life -------------------------------------------------------------------------
     def _link_expiry(self, key: str, link: dict[str, Any]) -> float:
@@ -370,17 +426,37 @@ class TlcEntity(ServiceEntity):
             if r["requestType"] == "priorityCancellation":
                 self.pending.pop(key, None)
                 cancelled.add(key)
-                out_requests.append({"key": key, "intersection": intersection_key(r["id"]),
-                                     "requestID": r["requestID"], "requestType": r["requestType"]})
+                out_requests.append(
+                    {
+                        "key": key,
+                        "intersection": intersection_key(r["id"]),
+                        "requestID": r["requestID"],
+                        "requestType": r["requestType"],
+                    }
+                )
                 continue
             expires = now + timeout
             start = moy_to_posix(pkg["minute"], pkg.get("second"), now) if "minute" in pkg else None
             if start is not None and "duration" in pkg:  # the window, read relative to now across the new year
                 expires = max(now, start + pkg["duration"] / 1000)
             old = self.pending.get(key)
-            p = PendingRequest(key, requestor["id"], r["id"], r["requestID"], r["requestType"], seq, role,
-                               r["inBoundLane"], r.get("outBoundLane"), pkg.get("minute"), pkg.get("second"),
-                               pkg.get("duration"), old.first_heard if old else now, now, expires)
+            p = PendingRequest(
+                key,
+                requestor["id"],
+                r["id"],
+                r["requestID"],
+                r["requestType"],
+                seq,
+                role,
+                r["inBoundLane"],
+                r.get("outBoundLane"),
+                pkg.get("minute"),
+                pkg.get("second"),
+                pkg.get("duration"),
+                old.first_heard if old else now,
+                now,
+                expires,
+            )
             self.pending.pop(key, None)  # least recently heard first
             self.pending[key] = p
             while len(self.pending) > self.ctx.rules.srem_pending_max:
@@ -389,9 +465,16 @@ class TlcEntity(ServiceEntity):
             item = p.to_json()
             item["status"] = "updated" if old else "new"
             out_requests.append(item)
-        info = {"requestor": {"key": veh, "role": role, "subrole": rtype.get("subrole"),
-                              "importance": rtype.get("request")},
-                "sequenceNumber": seq, "requests": out_requests}
+        info = {
+            "requestor": {
+                "key": veh,
+                "role": role,
+                "subrole": rtype.get("subrole"),
+                "importance": rtype.get("request"),
+            },
+            "sequenceNumber": seq,
+            "requests": out_requests,
+        }
         info["requestor"] = {k: v for k, v in info["requestor"].items() if v is not None}
         plan = Plan()
         for e in list(self.entries.values()):
@@ -405,8 +488,11 @@ class TlcEntity(ServiceEntity):
         if not value:
             return None
         body = value[kind.body]
-        refs = ([s["id"] for s in body["status"]] if kind is catalog.SSEM
-                else [r["request"]["id"] for r in body.get("requests") or []])
+        refs = (
+            [s["id"] for s in body["status"]]
+            if kind is catalog.SSEM
+            else [r["request"]["id"] for r in body.get("requests") or []]
+        )
         pts = []
         for ref in refs:
             info = self.rlt.intersection(intersection_key(ref))
@@ -420,8 +506,10 @@ def _placeholders(kind: MessageKind) -> Callable[[dict[str, Any]], None]:
         body.setdefault("second", 0)
         if kind is catalog.SSEM and isinstance(body.get("status"), list):
             # body is a shallow copy of the request's (ServiceEntity.parse_payload): copy what is filled in
-            body["status"] = [dict(s, sequenceNumber=s.get("sequenceNumber", 0)) if isinstance(s, dict) else s
-                              for s in body["status"]]
+            body["status"] = [
+                dict(s, sequenceNumber=s.get("sequenceNumber", 0)) if isinstance(s, dict) else s for s in body["status"]
+            ]
+
     return fill
 
 

@@ -52,8 +52,11 @@ class TlmEntity(ServiceEntity):
         for other in self.entries.values():
             overlap = set(other.id.split("+")) & set(entry_id.split("+"))
             if overlap:
-                raise ServiceError("already_active", "payload.spat.intersections",
-                                   f"intersection {sorted(overlap)[0]} is already in active SPATEM stream {other.id!r}")
+                raise ServiceError(
+                    "already_active",
+                    "payload.spat.intersections",
+                    f"intersection {sorted(overlap)[0]} is already in active SPATEM stream {other.id!r}",
+                )
         diss = self.dissemination(req, catalog.SPATEM, None, now)
         self.check_permission(catalog.SPATEM, value)
         pdu = self.encode(catalog.SPATEM, value, intake=True)
@@ -74,8 +77,7 @@ class TlmEntity(ServiceEntity):
         value = self._intake(req["payload"], plan, now)
         entry_id = "+".join(intersection_key(i["id"]) for i in value["spat"]["intersections"])
         if entry_id != entry.id:
-            raise ServiceError("validation", "payload.spat.intersections",
-                               f"describes {entry_id!r}, not {entry.id!r}")
+            raise ServiceError("validation", "payload.spat.intersections", f"describes {entry_id!r}, not {entry.id!r}")
         return self._generate(entry, value, req, plan, now)
 
     # --- internals ----------------------------------------------------------------------------
@@ -83,9 +85,15 @@ class TlmEntity(ServiceEntity):
         diss = self.dissemination(req, catalog.SPATEM, entry.dissemination, now)
         self.check_permission(catalog.SPATEM, value)
         pdu = self.encode(catalog.SPATEM, value, intake=True)
-        new = entry.evolve(value=value, pdus=(pdu,), dissemination=diss, updated_at=now,
-                           generation=entry.generation + 1, identification=self._identification(value),
-                           area=self.derive_area(catalog.SPATEM, value))
+        new = entry.evolve(
+            value=value,
+            pdus=(pdu,),
+            dissemination=diss,
+            updated_at=now,
+            generation=entry.generation + 1,
+            identification=self._identification(value),
+            area=self.derive_area(catalog.SPATEM, value),
+        )
         plan.upserts.append(new)
         plan.memory_only = diss == entry.dissemination
         at = self._earliest(entry.id, now, diss.start)
@@ -130,20 +138,29 @@ class TlmEntity(ServiceEntity):
             info = self.rlt.intersection(key)
             if i in omitted:
                 if info is None:
-                    raise ServiceError("validation", f"{path}.revision",
-                                       f"missing, and no active MAPEM of intersection {key} to take it from")
+                    raise ServiceError(
+                        "validation",
+                        f"{path}.revision",
+                        f"missing, and no active MAPEM of intersection {key} to take it from",
+                    )
                 ix["revision"] = info[1]
             if mode == "off":
                 continue
             if info is None:
-                plan.warnings.append(f"{path}: no active MAPEM of intersection {key}; revision and signal groups "
-                                     "not checked")
+                plan.warnings.append(
+                    f"{path}: no active MAPEM of intersection {key}; revision and signal groups not checked"
+                )
                 continue
             problems = []
             if ix["revision"] != info[1]:
-                problems.append(("revision_mismatch", f"{path}.revision",
-                                 f"{ix['revision']} differs from revision {info[1]} of intersection {key} in the "
-                                 f"active MAPEM {info[0]!r}"))
+                problems.append(
+                    (
+                        "revision_mismatch",
+                        f"{path}.revision",
+                        f"{ix['revision']} differs from revision {info[1]} of intersection {key} in the "
+                        f"active MAPEM {info[0]!r}",
+                    )
+                )
             groups = {s["signalGroup"] for s in ix["states"]}
             missing, unknown = sorted(info[2] - groups), sorted(groups - info[2])
             if missing or unknown:
@@ -152,8 +169,7 @@ class TlmEntity(ServiceEntity):
                     parts.append(f"signal groups {missing} defined by the MAPEM are missing")
                 if unknown:
                     parts.append(f"signal groups {unknown} are not defined by the MAPEM")
-                problems.append(("signal_group_mismatch", f"{path}.states",
-                                 f"intersection {key}: " + "; ".join(parts)))
+                problems.append(("signal_group_mismatch", f"{path}.states", f"intersection {key}: " + "; ".join(parts)))
             for code, p, reason in problems:
                 if mode == "reject":
                     raise ServiceError(code, p, reason)
@@ -162,9 +178,13 @@ class TlmEntity(ServiceEntity):
 
     def _identification(self, value: dict[str, Any]) -> dict[str, Any]:
         spat = value["spat"]
-        return {"intersections": [{"id": intersection_key(i["id"]), "revision": i["revision"]}
-                                  for i in spat["intersections"]],
-                "moy": spat.get("timeStamp"), "timeStamp": spat["intersections"][0].get("timeStamp")}
+        return {
+            "intersections": [
+                {"id": intersection_key(i["id"]), "revision": i["revision"]} for i in spat["intersections"]
+            ],
+            "moy": spat.get("timeStamp"),
+            "timeStamp": spat["intersections"][0].get("timeStamp"),
+        }
 
     def derive_area(self, kind: MessageKind, value: dict[str, Any] | None) -> GeoArea | None:
         if not value:

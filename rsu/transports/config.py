@@ -244,7 +244,7 @@ def _backoff(v: Any) -> Any:
 class MqttConfig(LayerConfig):
     """MQTT v5 to a broker (indirect delivery), topic scheme of the C-ITS MQTT deployments::
 
-        {prefix}/{publish_queue|subscribe_queue}/{suffix}/{type}/{source}/{q1}/{q2}/.../{qN}
+    {prefix}/{publish_queue|subscribe_queue}/{suffix}/{type}/{source}/{q1}/{q2}/.../{qN}
     """
 
     name: Name = "mqtt"
@@ -267,7 +267,8 @@ class MqttConfig(LayerConfig):
     suffix: Level = "v2x"
     source: Annotated[str | None, check(_source)] = None  # our station id / uuid in topics; None: "rsu_{hostname}"
     type_names: Annotated[dict[str, str], check(_type_names)] = field(
-        default_factory=lambda: dict(DEFAULT_TYPE_NAMES))  # message type -> topic level (defaults merged in)
+        default_factory=lambda: dict(DEFAULT_TYPE_NAMES)
+    )  # message type -> topic level (defaults merged in)
     quadkey_depth: Annotated[int, ints(0, 31)] = 22  # digits (topic levels) in published topics
     latitude: Latitude = None  # RSU position: quadkey when neither area nor reference point is given
     longitude: Longitude = None
@@ -276,7 +277,9 @@ class MqttConfig(LayerConfig):
     subscribe_neighbours: bool = True  # also the 8 tiles around the RSU's tile
     # publications
     qos: Annotated[int, ints(0, 2)] = 1
-    payload_format: Annotated[str, check(_payload_format)] = "secured"  # "secured" (the 1609.2 bytes), "json" (envelope)
+    payload_format: Annotated[str, check(_payload_format)] = (
+        "secured"  # "secured" (the 1609.2 bytes), "json" (envelope)
+    )
     # or "its-client" (Orange its-client v2 JSON)
     expiry_s: Annotated[dict[str, float], check(_expiry)] = field(default_factory=dict)  # per type (default:
     # the message lifetime)
@@ -314,4 +317,3 @@ class MqttConfig(LayerConfig):
 
 def _topic_safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "rsu"
-

@@ -48,11 +48,22 @@ class DropReason(str, enum.Enum):
         return self.value
 
 
-SEND_REASONS = frozenset({DropReason.QUEUE_FULL, DropReason.SEND_FAILED, DropReason.NOT_STARTED,
-                          DropReason.SIGN_FAILED, DropReason.BAD_PARAMS, DropReason.UNKNOWN_TRANSPORT,
-                          DropReason.STALE, DropReason.INTERNAL_ERROR})
-RECEIVE_REASONS = frozenset(r for r in DropReason if r not in SEND_REASONS) | {DropReason.STALE,
-                                                                              DropReason.INTERNAL_ERROR}
+SEND_REASONS = frozenset(
+    {
+        DropReason.QUEUE_FULL,
+        DropReason.SEND_FAILED,
+        DropReason.NOT_STARTED,
+        DropReason.SIGN_FAILED,
+        DropReason.BAD_PARAMS,
+        DropReason.UNKNOWN_TRANSPORT,
+        DropReason.STALE,
+        DropReason.INTERNAL_ERROR,
+    }
+)
+RECEIVE_REASONS = frozenset(r for r in DropReason if r not in SEND_REASONS) | {
+    DropReason.STALE,
+    DropReason.INTERNAL_ERROR,
+}
 
 
 @dataclass(frozen=True)
@@ -80,8 +91,7 @@ class DropCounts:
         """How many drops with ``reason`` (for one transport, or all)."""
         reason = str(reason)
         with self._lock:
-            return sum(n for (t, r), n in self._counts.items()
-                       if r == reason and (transport is None or t == transport))
+            return sum(n for (t, r), n in self._counts.items() if r == reason and (transport is None or t == transport))
 
     def snapshot(self) -> dict[tuple[str, str], int]:
         with self._lock:

@@ -27,8 +27,13 @@ class EnvelopeError(ValueError):
     """The bytes are not a signed Ieee1609Dot2Data carrying unsecuredData."""
 
 
-CONTENT_NAMES = {0x80: "unsecuredData", 0x81: "signedData", 0x82: "encryptedData",
-                 0x83: "signedCertificateRequest", 0x84: "signedX509CertificateRequest"}
+CONTENT_NAMES = {
+    0x80: "unsecuredData",
+    0x81: "signedData",
+    0x82: "encryptedData",
+    0x83: "signedCertificateRequest",
+    0x84: "signedX509CertificateRequest",
+}
 
 
 def read_length(data: bytes, offset: int) -> tuple[int, int]:
@@ -36,8 +41,9 @@ def read_length(data: bytes, offset: int) -> tuple[int, int]:
     try:
         return oer.read_length(data, offset, max_octets=4)
     except oer.LengthError as e:
-        raise EnvelopeError("truncated before a length determinant" if e.truncated
-                            else "bad or truncated long-form length determinant") from None
+        raise EnvelopeError(
+            "truncated before a length determinant" if e.truncated else "bad or truncated long-form length determinant"
+        ) from None
 
 
 length_prefix = oer.length_prefix
@@ -62,8 +68,7 @@ def signed_payload_span(data: bytes) -> tuple[int, int]:
     if len(data) < 6 or data[4] != 3:
         raise EnvelopeError("payload.data: protocolVersion is not 3")
     if data[5] != 0x80:
-        raise EnvelopeError(f"payload.data: content is {CONTENT_NAMES.get(data[5], hex(data[5]))}, "
-                            "not unsecuredData")
+        raise EnvelopeError(f"payload.data: content is {CONTENT_NAMES.get(data[5], hex(data[5]))}, not unsecuredData")
     n, start = read_length(data, 6)
     end = start + n
     if end > len(data):

@@ -30,8 +30,9 @@ class EthernetFrame:
     payload: bytes
 
 
-def build_frame(payload: bytes, source: bytes, destination: bytes = BROADCAST_MAC,
-                ethertype: int = ETHERTYPE_GN) -> bytes:
+def build_frame(
+    payload: bytes, source: bytes, destination: bytes = BROADCAST_MAC, ethertype: int = ETHERTYPE_GN
+) -> bytes:
     """Ethernet II header + ``payload`` (the GN packet). No padding, no FCS."""
     if len(source) != 6 or len(destination) != 6:
         raise ValueError("MAC addresses are 6 bytes")
@@ -42,8 +43,7 @@ def parse_frame(data: bytes) -> EthernetFrame:
     """Split an Ethernet II frame; raises :class:`EthernetError` when shorter than its header."""
     if len(data) < HEADER_LEN:
         raise EthernetError(f"{len(data)} bytes is shorter than the 14-byte Ethernet header")
-    return EthernetFrame(bytes(data[0:6]), bytes(data[6:12]), int.from_bytes(data[12:14], "big"),
-                         bytes(data[14:]))
+    return EthernetFrame(bytes(data[0:6]), bytes(data[6:12]), int.from_bytes(data[12:14], "big"), bytes(data[14:]))
 
 
 def parse_mac(text: str) -> bytes:

@@ -71,18 +71,36 @@ class HeaderType(enum.IntEnum):
 
 # extended header length per header type (EN 302 636-4-1 §9.8; Wireshark uses the same sizes)
 EXTENDED_LEN = {
-    HeaderType.ANY: 0, HeaderType.BEACON: 24, HeaderType.GUC: 48,
-    HeaderType.GAC_CIRCLE: 44, HeaderType.GAC_RECTANGLE: 44, HeaderType.GAC_ELLIPSE: 44,
-    HeaderType.GBC_CIRCLE: 44, HeaderType.GBC_RECTANGLE: 44, HeaderType.GBC_ELLIPSE: 44,
-    HeaderType.SHB: 28, HeaderType.TSB: 28, HeaderType.LS_REQUEST: 36, HeaderType.LS_REPLY: 48,
+    HeaderType.ANY: 0,
+    HeaderType.BEACON: 24,
+    HeaderType.GUC: 48,
+    HeaderType.GAC_CIRCLE: 44,
+    HeaderType.GAC_RECTANGLE: 44,
+    HeaderType.GAC_ELLIPSE: 44,
+    HeaderType.GBC_CIRCLE: 44,
+    HeaderType.GBC_RECTANGLE: 44,
+    HeaderType.GBC_ELLIPSE: 44,
+    HeaderType.SHB: 28,
+    HeaderType.TSB: 28,
+    HeaderType.LS_REQUEST: 36,
+    HeaderType.LS_REPLY: 48,
 }
-GBC_TYPES = {"circle": HeaderType.GBC_CIRCLE, "rectangle": HeaderType.GBC_RECTANGLE,
-             "ellipse": HeaderType.GBC_ELLIPSE}
-AREA_TYPES = {HeaderType.GBC_CIRCLE: "circle", HeaderType.GBC_RECTANGLE: "rectangle",
-              HeaderType.GBC_ELLIPSE: "ellipse", HeaderType.GAC_CIRCLE: "circle",
-              HeaderType.GAC_RECTANGLE: "rectangle", HeaderType.GAC_ELLIPSE: "ellipse"}
-DELIVERED_TYPES = {HeaderType.SHB, HeaderType.TSB, HeaderType.GBC_CIRCLE, HeaderType.GBC_RECTANGLE,
-                   HeaderType.GBC_ELLIPSE}
+GBC_TYPES = {"circle": HeaderType.GBC_CIRCLE, "rectangle": HeaderType.GBC_RECTANGLE, "ellipse": HeaderType.GBC_ELLIPSE}
+AREA_TYPES = {
+    HeaderType.GBC_CIRCLE: "circle",
+    HeaderType.GBC_RECTANGLE: "rectangle",
+    HeaderType.GBC_ELLIPSE: "ellipse",
+    HeaderType.GAC_CIRCLE: "circle",
+    HeaderType.GAC_RECTANGLE: "rectangle",
+    HeaderType.GAC_ELLIPSE: "ellipse",
+}
+DELIVERED_TYPES = {
+    HeaderType.SHB,
+    HeaderType.TSB,
+    HeaderType.GBC_CIRCLE,
+    HeaderType.GBC_RECTANGLE,
+    HeaderType.GBC_ELLIPSE,
+}
 
 
 class GnError(ValueError):
@@ -185,11 +203,14 @@ class LongPositionVector:
 
     def to_bytes(self) -> bytes:
         speed = self.speed & 0x7FFF
-        return (self.address.to_bytes() + (self.timestamp & 0xFFFFFFFF).to_bytes(4, "big")
-                + self.latitude.to_bytes(4, "big", signed=True)
-                + self.longitude.to_bytes(4, "big", signed=True)
-                + ((0x8000 if self.pai else 0) | speed).to_bytes(2, "big")
-                + self.heading.to_bytes(2, "big"))
+        return (
+            self.address.to_bytes()
+            + (self.timestamp & 0xFFFFFFFF).to_bytes(4, "big")
+            + self.latitude.to_bytes(4, "big", signed=True)
+            + self.longitude.to_bytes(4, "big", signed=True)
+            + ((0x8000 if self.pai else 0) | speed).to_bytes(2, "big")
+            + self.heading.to_bytes(2, "big")
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LongPositionVector:
@@ -197,17 +218,29 @@ class LongPositionVector:
         speed = ps & 0x7FFF
         if speed & 0x4000:
             speed -= 0x8000
-        return cls(GnAddress.from_bytes(data[0:8]), int.from_bytes(data[8:12], "big"),
-                   int.from_bytes(data[12:16], "big", signed=True),
-                   int.from_bytes(data[16:20], "big", signed=True),
-                   bool(ps & 0x8000), speed, int.from_bytes(data[22:24], "big"))
+        return cls(
+            GnAddress.from_bytes(data[0:8]),
+            int.from_bytes(data[8:12], "big"),
+            int.from_bytes(data[12:16], "big", signed=True),
+            int.from_bytes(data[16:20], "big", signed=True),
+            bool(ps & 0x8000),
+            speed,
+            int.from_bytes(data[22:24], "big"),
+        )
 
     def describe(self) -> dict[str, Any]:
-        return {"gn_address": self.address.hex(), "manual": self.address.manual,
-                "station_type": self.address.station_type, "mid": _mac(self.address.mid),
-                "timestamp_ms": self.timestamp, "latitude": self.latitude / 1e7,
-                "longitude": self.longitude / 1e7, "pai": self.pai, "speed_mps": self.speed / 100,
-                "heading_deg": self.heading / 10}
+        return {
+            "gn_address": self.address.hex(),
+            "manual": self.address.manual,
+            "station_type": self.address.station_type,
+            "mid": _mac(self.address.mid),
+            "timestamp_ms": self.timestamp,
+            "latitude": self.latitude / 1e7,
+            "longitude": self.longitude / 1e7,
+            "pai": self.pai,
+            "speed_mps": self.speed / 100,
+            "heading_deg": self.heading / 10,
+        }
 
 
 def _mac(b: bytes) -> str:
@@ -215,6 +248,7 @@ def _mac(b: bytes) -> str:
 
 
 # ============================================================================ headers
+
 
 @dataclass(frozen=True)
 class BasicHeader:
@@ -232,8 +266,13 @@ class BasicHeader:
 
     def describe(self) -> dict[str, Any]:
         nh = {0: "any", 1: "common-header", 2: "secured-packet"}.get(self.next_header, self.next_header)
-        return {"version": self.version, "next_header": nh, "lifetime_s": decode_lifetime(self.lifetime),
-                "lifetime_octet": f"0x{self.lifetime:02x}", "remaining_hop_limit": self.rhl}
+        return {
+            "version": self.version,
+            "next_header": nh,
+            "lifetime_s": decode_lifetime(self.lifetime),
+            "lifetime_octet": f"0x{self.lifetime:02x}",
+            "remaining_hop_limit": self.rhl,
+        }
 
 
 @dataclass(frozen=True)
@@ -246,8 +285,11 @@ class CommonHeader:
     max_hop_limit: int = 1
 
     def to_bytes(self) -> bytes:
-        return (bytes((self.next_header << 4, self.header_type, self.traffic_class, self.flags))
-                + self.payload_length.to_bytes(2, "big") + bytes((self.max_hop_limit, 0)))
+        return (
+            bytes((self.next_header << 4, self.header_type, self.traffic_class, self.flags))
+            + self.payload_length.to_bytes(2, "big")
+            + bytes((self.max_hop_limit, 0))
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CommonHeader:
@@ -260,10 +302,14 @@ class CommonHeader:
         except ValueError:
             ht = f"0x{self.header_type:02x}"
         tc = TrafficClass.from_octet(self.traffic_class)
-        return {"next_header": nh, "header_type": ht,
-                "traffic_class": {"scf": tc.scf, "channel_offload": tc.channel_offload, "tc_id": tc.tc_id},
-                "mobile": bool(self.flags & 0x80), "payload_length": self.payload_length,
-                "max_hop_limit": self.max_hop_limit}
+        return {
+            "next_header": nh,
+            "header_type": ht,
+            "traffic_class": {"scf": tc.scf, "channel_offload": tc.channel_offload, "tc_id": tc.tc_id},
+            "mobile": bool(self.flags & 0x80),
+            "payload_length": self.payload_length,
+            "max_hop_limit": self.max_hop_limit,
+        }
 
 
 @dataclass(frozen=True)
@@ -294,8 +340,14 @@ class ExtendedHeader:
         out["source_position_vector"] = self.source.describe()
         if self.area is not None:
             a = self.area
-            out["area"] = {"shape": a.shape, "latitude": a.latitude, "longitude": a.longitude,
-                           "distance_a_m": a.a, "distance_b_m": a.b, "angle_deg": a.angle}
+            out["area"] = {
+                "shape": a.shape,
+                "latitude": a.latitude,
+                "longitude": a.longitude,
+                "distance_a_m": a.a,
+                "distance_b_m": a.b,
+                "angle_deg": a.angle,
+            }
         if self.header_type == HeaderType.SHB:
             out["reserved_dcc"] = self.dcc.hex()
         return out
@@ -308,9 +360,14 @@ def area_bytes(area: GeoArea | None) -> bytes:
     a = min(max(int(round(area.a)), 1), 0xFFFF)
     b = 0 if area.shape == "circle" else min(max(int(round(area.b)), 0), 0xFFFF)
     angle = int(round(area.angle)) % 360
-    return (to_tenth_microdegree(area.latitude).to_bytes(4, "big", signed=True)
-            + to_tenth_microdegree(area.longitude).to_bytes(4, "big", signed=True)
-            + a.to_bytes(2, "big") + b.to_bytes(2, "big") + angle.to_bytes(2, "big") + b"\x00\x00")
+    return (
+        to_tenth_microdegree(area.latitude).to_bytes(4, "big", signed=True)
+        + to_tenth_microdegree(area.longitude).to_bytes(4, "big", signed=True)
+        + a.to_bytes(2, "big")
+        + b.to_bytes(2, "big")
+        + angle.to_bytes(2, "big")
+        + b"\x00\x00"
+    )
 
 
 def parse_area(shape: str, data: bytes) -> GeoArea:
@@ -331,6 +388,7 @@ def btp_b(port: int, port_info: int = 0) -> bytes:
 
 
 # ============================================================================ packets
+
 
 @dataclass(frozen=True)
 class GnPacket:
@@ -354,14 +412,16 @@ class GnPacket:
         return self.secured is not None
 
 
-def build_inner(common: CommonHeader, extended: ExtendedHeader, btp_port: int, payload: bytes,
-                btp_port_info: int = 0) -> bytes:
+def build_inner(
+    common: CommonHeader, extended: ExtendedHeader, btp_port: int, payload: bytes, btp_port_info: int = 0
+) -> bytes:
     """Common header | extended header | BTP-B | payload; ``common.payload_length`` is filled in."""
     pl = BTP_LEN + len(payload)
     if pl > 0xFFFF:
         raise ValueError(f"payload of {len(payload)} bytes does not fit the 16-bit GN payload length")
-    ch = CommonHeader(common.next_header, extended.header_type, common.traffic_class, common.flags, pl,
-                      common.max_hop_limit)
+    ch = CommonHeader(
+        common.next_header, extended.header_type, common.traffic_class, common.flags, pl, common.max_hop_limit
+    )
     return ch.to_bytes() + extended.to_bytes() + btp_b(btp_port, btp_port_info) + payload
 
 
@@ -395,7 +455,9 @@ def parse_inner(data: bytes, *, exact: bool) -> tuple[CommonHeader, ExtendedHead
     try:
         ht = HeaderType(common.header_type)
     except ValueError:
-        raise GnError(DropReason.MALFORMED_GN, f"common header: unknown header type 0x{common.header_type:02x}") from None
+        raise GnError(
+            DropReason.MALFORMED_GN, f"common header: unknown header type 0x{common.header_type:02x}"
+        ) from None
     ext_len = EXTENDED_LEN[ht]
     if ht not in DELIVERED_TYPES:
         raise GnError(DropReason.UNSUPPORTED_GN, f"header type {ht.label} is not delivered to the facilities")
@@ -403,8 +465,9 @@ def parse_inner(data: bytes, *, exact: bool) -> tuple[CommonHeader, ExtendedHead
         raise GnError(DropReason.MALFORMED_GN, "common header: maximum hop limit 0")
     start = COMMON_LEN + ext_len
     if len(data) < start:
-        raise GnError(DropReason.MALFORMED_GN,
-                      f"{ht.label} extended header needs {ext_len} bytes, {len(data) - COMMON_LEN} left")
+        raise GnError(
+            DropReason.MALFORMED_GN, f"{ht.label} extended header needs {ext_len} bytes, {len(data) - COMMON_LEN} left"
+        )
     extended = _parse_extended(ht, data[COMMON_LEN:start])
     rest = len(data) - start
     pl = common.payload_length
@@ -416,10 +479,10 @@ def parse_inner(data: bytes, *, exact: bool) -> tuple[CommonHeader, ExtendedHead
         raise GnError(DropReason.UNSUPPORTED_GN, f"common header next header {common.next_header} is not BTP-B")
     if pl < BTP_LEN:
         raise GnError(DropReason.MALFORMED_BTP, f"payload length {pl} is shorter than the 4-byte BTP-B header")
-    port = int.from_bytes(data[start:start + 2], "big")
-    info = int.from_bytes(data[start + 2:start + 4], "big")
+    port = int.from_bytes(data[start : start + 2], "big")
+    info = int.from_bytes(data[start + 2 : start + 4], "big")
     offset = start + BTP_LEN
-    return common, extended, port, info, bytes(data[offset:start + pl]), offset
+    return common, extended, port, info, bytes(data[offset : start + pl]), offset
 
 
 def looks_like_basic_header(data: bytes) -> bool:
@@ -463,11 +526,14 @@ def parse_packet(data: bytes) -> GnPacket:
         common, ext, port, info, payload, offset = parse_inner(body[start:end], exact=True)
         packet = GnPacket(basic, common, ext, port, info, payload, body, offset)
     else:
-        raise GnError(DropReason.MALFORMED_GN, f"basic header: next header {basic.next_header} "
-                                               "(expected 1 common header or 2 secured packet)")
+        raise GnError(
+            DropReason.MALFORMED_GN,
+            f"basic header: next header {basic.next_header} (expected 1 common header or 2 secured packet)",
+        )
     if basic.rhl > common.max_hop_limit:  # EN 302 636-4-1 common header processing: discard
-        raise GnError(DropReason.MALFORMED_GN, f"remaining hop limit {basic.rhl} above the maximum "
-                                               f"{common.max_hop_limit}")
+        raise GnError(
+            DropReason.MALFORMED_GN, f"remaining hop limit {basic.rhl} above the maximum {common.max_hop_limit}"
+        )
     return packet
 
 

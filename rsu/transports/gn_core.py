@@ -73,8 +73,16 @@ def facilities_pdu(data: bytes) -> tuple[bytes, bool]:
 class GnCore:
     """One GN end node: our address, position, sequence number and duplicate list."""
 
-    def __init__(self, config: GnUdpConfig, clock: Clock, *, sign: SignFunction | None = None,
-                 mac: bytes | None = None, on_limit: OnLimit = ignore, first_sn: int | None = None) -> None:
+    def __init__(
+        self,
+        config: GnUdpConfig,
+        clock: Clock,
+        *,
+        sign: SignFunction | None = None,
+        mac: bytes | None = None,
+        on_limit: OnLimit = ignore,
+        first_sn: int | None = None,
+    ) -> None:
         self.config = config
         self.name = config.name
         self.clock = clock
@@ -101,9 +109,15 @@ class GnCore:
     # ------------------------------------------------------------------ send
     def position_vector(self) -> g.LongPositionVector:
         """Our long position vector now (TST = TAI ms since 2004 mod 2^32, speed 0, heading 0)."""
-        return g.LongPositionVector(self.address, timestamp_its(self.clock.now()) & 0xFFFFFFFF,
-                                    g.to_tenth_microdegree(self.latitude), g.to_tenth_microdegree(self.longitude),
-                                    self.config.position_accurate, 0, 0)
+        return g.LongPositionVector(
+            self.address,
+            timestamp_its(self.clock.now()) & 0xFFFFFFFF,
+            g.to_tenth_microdegree(self.latitude),
+            g.to_tenth_microdegree(self.longitude),
+            self.config.position_accurate,
+            0,
+            0,
+        )
 
     def next_sequence_number(self) -> int:
         sn = self._sn
@@ -167,8 +181,9 @@ class GnCore:
             ht = g.HeaderType.SHB
             ext = lpv + b"\x00\x00\x00\x00"
         mhl = 1 if ht == g.HeaderType.SHB else hops
-        common = (bytes((g.COMMON_NH_BTP_B << 4, ht, tc, 0)) + (g.BTP_LEN + len(pdu)).to_bytes(2, "big")
-                  + bytes((mhl, 0)))
+        common = (
+            bytes((g.COMMON_NH_BTP_B << 4, ht, tc, 0)) + (g.BTP_LEN + len(pdu)).to_bytes(2, "big") + bytes((mhl, 0))
+        )
         btp = self._btp.get(kind.btp_port)
         if btp is None:
             btp = self._btp[kind.btp_port] = g.btp_b(kind.btp_port)  # one per message type of the catalog
@@ -188,9 +203,15 @@ class GnCore:
         key = (self.latitude, self.longitude, self.config.position_accurate)
         if self._lpv_key != key:
             self._lpv_key = key
-            self._lpv_cached = g.LongPositionVector(self.address, 0, g.to_tenth_microdegree(self.latitude),
-                                                    g.to_tenth_microdegree(self.longitude),
-                                                    self.config.position_accurate, 0, 0).to_bytes()[12:]
+            self._lpv_cached = g.LongPositionVector(
+                self.address,
+                0,
+                g.to_tenth_microdegree(self.latitude),
+                g.to_tenth_microdegree(self.longitude),
+                self.config.position_accurate,
+                0,
+                0,
+            ).to_bytes()[12:]
         return self._lpv_cached
 
     def frame(self, pdu: bytes, params: DisseminationParams, sign: PayloadSigner | None) -> bytes:
@@ -227,10 +248,16 @@ class GnCore:
         if pkt.btp_port not in self.ports:
             return Drop(DropReason.UNKNOWN_BTP_PORT, f"BTP-B destination port {pkt.btp_port}", message)
         area = pkt.extended.area
-        if area is not None and self.config.check_destination_area and \
-                not g.area_contains(area, self.latitude, self.longitude):
-            return Drop(DropReason.OUTSIDE_AREA, f"RSU outside the {area.shape} around "
-                                                 f"{area.latitude:.7f},{area.longitude:.7f}", message)
+        if (
+            area is not None
+            and self.config.check_destination_area
+            and not g.area_contains(area, self.latitude, self.longitude)
+        ):
+            return Drop(
+                DropReason.OUTSIDE_AREA,
+                f"RSU outside the {area.shape} around {area.latitude:.7f},{area.longitude:.7f}",
+                message,
+            )
         now = self.clock.now()
         lifetime = g.decode_lifetime(pkt.basic.lifetime)
         sn = pkt.extended.sequence_number
@@ -242,8 +269,9 @@ class GnCore:
                 # checking here would let a forged packet with a guessed SN suppress the genuine one
                 duplicate_key = (src.address.to_bytes(), sn, lifetime)
             elif self.duplicates.is_duplicate(src.address.to_bytes(), sn, now, lifetime):
-                return Drop(DropReason.DUPLICATE, f"source {src.address.hex()} sequence number {sn} seen before",
-                            message)
+                return Drop(
+                    DropReason.DUPLICATE, f"source {src.address.hex()} sequence number {sn} seen before", message
+                )
         info = {
             "header_type": pkt.header_type.label,
             "message_type": kind.name if kind else None,
@@ -259,9 +287,14 @@ class GnCore:
             **(link or {}),
         }
         if area is not None:
-            info["destination_area"] = {"shape": area.shape, "latitude": area.latitude,
-                                        "longitude": area.longitude, "a": area.a, "b": area.b,
-                                        "angle": area.angle}
+            info["destination_area"] = {
+                "shape": area.shape,
+                "latitude": area.latitude,
+                "longitude": area.longitude,
+                "a": area.a,
+                "b": area.b,
+                "angle": area.angle,
+            }
         return ReceivedFrame(
             secured=pkt.secured if pkt.secured is not None else pkt.payload,  # is_secured, spelled for mypy
             transport=self.name,

@@ -54,8 +54,9 @@ def open_socket(config: GnUdpConfig) -> socket.socket:
         sock.setblocking(False)
     except OSError as e:
         sock.close()
-        raise ConfigError(f"group/port/interface: cannot open {config.group}:{config.port} on "
-                          f"{config.interface}: {e.strerror or e}") from None
+        raise ConfigError(
+            f"group/port/interface: cannot open {config.group}:{config.port} on {config.interface}: {e.strerror or e}"
+        ) from None
     return sock
 
 
@@ -105,8 +106,16 @@ class GnUdpTransport:
     ``drops`` counts every dropped frame by reason; ``clock`` stamps LPVs, frames and pcap records.
     """
 
-    def __init__(self, config: GnUdpConfig, *, clock: Clock, drops: DropCounter,
-                 sign: SignFunction | None = None, on_limit: OnLimit = ignore, framed_outside: bool = False) -> None:
+    def __init__(
+        self,
+        config: GnUdpConfig,
+        *,
+        clock: Clock,
+        drops: DropCounter,
+        sign: SignFunction | None = None,
+        on_limit: OnLimit = ignore,
+        framed_outside: bool = False,
+    ) -> None:
         config.validate()
         if config.secured and sign is None and not framed_outside:
             raise ConfigError("secured: a secured GN transport needs the signing function (sign=...)")
@@ -146,8 +155,14 @@ class GnUdpTransport:
         except OSError:
             sock.close()
             raise
-        log.info("%s: GN/BTP over UDP %s:%d on %s, MAC %s", self.name, self.config.group, self.config.port,
-                 self.config.interface, self.mac.hex(":"))
+        log.info(
+            "%s: GN/BTP over UDP %s:%d on %s, MAC %s",
+            self.name,
+            self.config.group,
+            self.config.port,
+            self.config.interface,
+            self.mac.hex(":"),
+        )
 
     async def send(self, secured: bytes, params: DisseminationParams) -> None:
         """Secured data -> one datagram (Ethernet + GN packet). Never raises; failures are counted."""

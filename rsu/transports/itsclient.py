@@ -34,8 +34,14 @@ from rsu.catalog import MessageKind
 ORIGINS = ("self", "global_application", "mec_application", "on_board_application")
 VERSIONS = {"spatem": "2.0.0", "mapem": "2.0.0", "srem": "2.0.1", "ssem": "2.0.1", "ivim": "2.0.0", "rtcmem": "2.0.0"}
 WITH_ORIGIN = frozenset({"spatem", "mapem", "ivim", "rtcmem"})
-RENAMES = {"timeStamp": "timestamp", "lat": "latitude", "long": "longitude", "inBoundLane": "inbound_lane",
-           "outBoundLane": "outbound_lane", "transmisson": "transmission"}
+RENAMES = {
+    "timeStamp": "timestamp",
+    "lat": "latitude",
+    "long": "longitude",
+    "inBoundLane": "inbound_lane",
+    "outBoundLane": "outbound_lane",
+    "transmisson": "transmission",
+}
 BARE_CHOICE = {"VehicleID": "stationID"}  # CHOICE type -> the alternative written as its bare value
 
 
@@ -67,7 +73,7 @@ def _to(schema, node, v: Any) -> Any:
         mm = node.member_map
         return {snake(name): _to(schema, mm[name].node, item) for name, item in v.items() if name in mm}
     if k == "CHOICE":
-        (alt, item), = v.items()
+        ((alt, item),) = v.items()
         inner = _to(schema, node.member_map[alt].node, item)
         return inner if BARE_CHOICE.get(node.name) == alt else {snake(alt): inner}
     if k == "SEQUENCE OF":
@@ -111,7 +117,7 @@ def _from(schema, node, obj: Any, path: str) -> Any:
             return {bare: _from(schema, node.member_map[bare].node, obj, path)}
         if not isinstance(obj, dict) or len(obj) != 1:
             raise ItsClientError(path, f"expected an object with one alternative of {node.label}")
-        (key, item), = obj.items()
+        ((key, item),) = obj.items()
         alts = {snake(m.name): m for m in node.members}
         if key not in alts:
             raise ItsClientError(_join(path, key), f"not an alternative of {node.label}")
@@ -139,7 +145,7 @@ def _from(schema, node, obj: Any, path: str) -> Any:
         if not isinstance(obj, str) or not re.fullmatch(r"[01]*", obj):
             raise ItsClientError(path, "expected a string of 0 and 1 characters")
         padded = obj + "0" * (-len(obj) % 8)
-        hexed = bytes(int(padded[i:i + 8], 2) for i in range(0, len(padded), 8)).hex()
+        hexed = bytes(int(padded[i : i + 8], 2) for i in range(0, len(padded), 8)).hex()
         return hexed if len(obj) == _root_bits(node) else {"value": hexed, "length": len(obj)}
     if k == "REGEXT":
         if not isinstance(obj, dict) or "region_id" not in obj or "reg_ext_value" not in obj:
@@ -152,13 +158,15 @@ def _from(schema, node, obj: Any, path: str) -> Any:
     return obj
 
 
-def to_its_client(codec, kind: MessageKind, jer: dict, *, source: str, timestamp_ms: int,
-                  origin: str = "self") -> dict:
+def to_its_client(codec, kind: MessageKind, jer: dict, *, source: str, timestamp_ms: int, origin: str = "self") -> dict:
     """The its-client object of the PDU whose JER form is ``jer``."""
     pdu = codec.node(kind)
     header, body = pdu.members[0], pdu.members[1]
-    message = {"protocol_version": jer[header.name]["protocolVersion"], "station_id": jer[header.name]["stationID"],
-               **_to(codec.schema, body.node, jer[body.name])}
+    message = {
+        "protocol_version": jer[header.name]["protocolVersion"],
+        "station_id": jer[header.name]["stationID"],
+        **_to(codec.schema, body.node, jer[body.name]),
+    }
     out: dict[str, Any] = {"message_type": kind.name}
     if kind.name in WITH_ORIGIN:
         out["origin"] = origin
@@ -187,8 +195,11 @@ def from_its_client(codec, obj: Any) -> tuple[MessageKind, dict, dict]:
         raise ItsClientError("message", "required object")
     message = dict(message)
     pdu = codec.node(kind)
-    header = {"protocolVersion": message.pop("protocol_version", kind.protocol_version),
-              "messageID": kind.message_id, "stationID": message.pop("station_id", None)}
+    header = {
+        "protocolVersion": message.pop("protocol_version", kind.protocol_version),
+        "messageID": kind.message_id,
+        "stationID": message.pop("station_id", None),
+    }
     if not isinstance(header["stationID"], int):
         raise ItsClientError("message.station_id", "required integer")
     body = pdu.members[1]
@@ -198,6 +209,7 @@ def from_its_client(codec, obj: Any) -> tuple[MessageKind, dict, dict]:
 
 
 # ---------------------------------------------------------------------------- MQTT payloads
+
 
 def _codec():
     from rsu.codec.facilities import get_codec
@@ -222,8 +234,9 @@ def encode_payload(data: bytes, kind: MessageKind, source: str, now: float) -> b
         raise ValueError(f"the PDU does not decode: {e}") from None
     if decoded.kind is not kind:
         raise ValueError(f"the PDU is a {decoded.kind.pdu}, not a {kind.pdu}")
-    obj = to_its_client(codec, kind, codec.to_jer(kind, decoded.value), source=source,
-                        timestamp_ms=int(round(now * 1000)))
+    obj = to_its_client(
+        codec, kind, codec.to_jer(kind, decoded.value), source=source, timestamp_ms=int(round(now * 1000))
+    )
     return json.dumps(obj, separators=(",", ":")).encode()
 
 

@@ -112,12 +112,20 @@ class MqttTransport:
         cfg = self.config
         tls = None
         if cfg.use_tls:
-            tls = aiomqtt.TLSParameters(ca_certs=cfg.ca_file, certfile=cfg.cert_file, keyfile=cfg.key_file,
-                                        cert_reqs=ssl.CERT_REQUIRED)
+            tls = aiomqtt.TLSParameters(
+                ca_certs=cfg.ca_file, certfile=cfg.cert_file, keyfile=cfg.key_file, cert_reqs=ssl.CERT_REQUIRED
+            )
         return aiomqtt.Client(
-            cfg.host, cfg.port, username=cfg.username, password=self._password,
-            identifier=cfg.client_id or self.core.source, protocol=aiomqtt.ProtocolVersion.V5,
-            keepalive=cfg.keepalive, clean_start=True, tls_params=tls, timeout=PUBLISH_TIMEOUT_S,
+            cfg.host,
+            cfg.port,
+            username=cfg.username,
+            password=self._password,
+            identifier=cfg.client_id or self.core.source,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            keepalive=cfg.keepalive,
+            clean_start=True,
+            tls_params=tls,
+            timeout=PUBLISH_TIMEOUT_S,
             logger=log,
         )
 
@@ -189,8 +197,9 @@ class MqttTransport:
             props = Properties(PacketTypes.PUBLISH)
             props.MessageExpiryInterval = pub.expiry_interval(self.clock.now())
             try:
-                await client.publish(pub.topic, pub.payload, qos=pub.qos, retain=pub.retain,
-                                     properties=props, timeout=PUBLISH_TIMEOUT_S)
+                await client.publish(
+                    pub.topic, pub.payload, qos=pub.qos, retain=pub.retain, properties=props, timeout=PUBLISH_TIMEOUT_S
+                )
             except (aiomqtt.MqttError, asyncio.CancelledError):
                 queue.push_front(pub)  # retried after reconnect unless stale by then
                 raise
@@ -209,8 +218,13 @@ class MqttTransport:
             elif not isinstance(payload, (bytes, bytearray)):
                 payload = b"" if payload is None else str(payload).encode()
             expiry = getattr(message.properties, "MessageExpiryInterval", None) if message.properties else None
-            result = self.core.receive(message.topic.value, bytes(payload), retained=bool(message.retain),
-                                       qos=message.qos, expiry_interval=expiry)
+            result = self.core.receive(
+                message.topic.value,
+                bytes(payload),
+                retained=bool(message.retain),
+                qos=message.qos,
+                expiry_interval=expiry,
+            )
         except Exception:
             log.exception("%s: receive failed", self.name)
             self._drop(DropReason.INTERNAL_ERROR, "receive", "unknown")

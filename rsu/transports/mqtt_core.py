@@ -46,6 +46,7 @@ MIN_EXPIRY_S = 1  # MQTT Message Expiry Interval is whole seconds; 0 would mean 
 
 # ============================================================================ topics
 
+
 @dataclass(frozen=True)
 class ParsedTopic:
     queue: str
@@ -106,7 +107,7 @@ class TopicScheme:
         kind = self.kinds_by_type_name.get(type_name)
         if kind is None:
             raise TopicError(DropReason.UNKNOWN_MESSAGE_TYPE, f"message type {type_name!r} in topic {topic!r}")
-        digits = levels[n + 4:]
+        digits = levels[n + 4 :]
         if not source or any(len(d) != 1 or d not in "0123" for d in digits):
             raise TopicError(DropReason.MALFORMED_TOPIC, f"bad source or quadkey levels in {topic!r}")
         return ParsedTopic(queue, kind, source, "".join(digits))
@@ -114,14 +115,24 @@ class TopicScheme:
 
 # ============================================================================ payloads
 
-def encode_envelope(secured: bytes, kind: MessageKind, source: str, now: float, validity_s: float,
-                    is_secured: bool = True) -> bytes:
-    return json.dumps({
-        "message_type": kind.name, "source_uuid": source, "timestamp": int(round(now * 1000)),
-        "validity_duration": validity_s, "its_aid": kind.its_aid, "btp_port": kind.btp_port,
-        "secured": is_secured, "version": ENVELOPE_VERSION,
-        "message": base64.b64encode(secured).decode("ascii"),
-    }, separators=(",", ":")).encode()
+
+def encode_envelope(
+    secured: bytes, kind: MessageKind, source: str, now: float, validity_s: float, is_secured: bool = True
+) -> bytes:
+    return json.dumps(
+        {
+            "message_type": kind.name,
+            "source_uuid": source,
+            "timestamp": int(round(now * 1000)),
+            "validity_duration": validity_s,
+            "its_aid": kind.its_aid,
+            "btp_port": kind.btp_port,
+            "secured": is_secured,
+            "version": ENVELOPE_VERSION,
+            "message": base64.b64encode(secured).decode("ascii"),
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 @dataclass(frozen=True)
@@ -143,23 +154,28 @@ def decode_envelope(payload: bytes) -> Envelope:
     except (ValueError, UnicodeDecodeError) as e:
         raise PayloadError(f"JSON envelope: {e}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("message"), str):
-        raise PayloadError("JSON envelope: no \"message\" string")
+        raise PayloadError('JSON envelope: no "message" string')
     try:
         message = base64.b64decode(obj["message"], validate=True)
     except (binascii.Error, ValueError):
-        raise PayloadError("JSON envelope: \"message\" is not base64") from None
+        raise PayloadError('JSON envelope: "message" is not base64') from None
     ts, validity = obj.get("timestamp"), obj.get("validity_duration")
     if ts is not None and (not isinstance(ts, (int, float)) or isinstance(ts, bool)):
-        raise PayloadError("JSON envelope: \"timestamp\" is not a number")
+        raise PayloadError('JSON envelope: "timestamp" is not a number')
     if validity is not None and (not isinstance(validity, (int, float)) or isinstance(validity, bool)):
-        raise PayloadError("JSON envelope: \"validity_duration\" is not a number")
+        raise PayloadError('JSON envelope: "validity_duration" is not a number')
     mtype = obj.get("message_type")
-    return Envelope(message, mtype if isinstance(mtype, str) else None,
-                    int(ts) if ts is not None else None, float(validity) if validity is not None else None,
-                    obj.get("secured", True) is not False)
+    return Envelope(
+        message,
+        mtype if isinstance(mtype, str) else None,
+        int(ts) if ts is not None else None,
+        float(validity) if validity is not None else None,
+        obj.get("secured", True) is not False,
+    )
 
 
 # ============================================================================ publications and the queue
+
 
 @dataclass
 class Publication:
@@ -247,17 +263,24 @@ class PublishQueue:
 
 # ============================================================================ reconnect backoff
 
+
 class Backoff:
     """Exponential reconnect delay with jitter: initial, ×factor per failure, capped; reset on success."""
 
-    def __init__(self, initial: float = 0.5, maximum: float = 30.0, factor: float = 2.0,
-                 jitter: float = 0.2, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        initial: float = 0.5,
+        maximum: float = 30.0,
+        factor: float = 2.0,
+        jitter: float = 0.2,
+        rng: random.Random | None = None,
+    ) -> None:
         self.initial, self.maximum, self.factor, self.jitter = initial, maximum, factor, jitter
         self.rng = rng or random.Random()
         self.failures = 0
 
     def next_delay(self) -> float:
-        base = min(self.maximum, self.initial * self.factor ** self.failures)
+        base = min(self.maximum, self.initial * self.factor**self.failures)
         self.failures += 1
         spread = base * self.jitter
         return max(0.0, min(self.maximum, base + self.rng.uniform(-spread, spread)))
@@ -267,6 +290,7 @@ class Backoff:
 
 
 # ============================================================================ the core
+
 
 class MqttCore:
     """Everything the MQTT adapter decides, without the network: what to publish, what to accept."""
@@ -326,8 +350,9 @@ class MqttCore:
         kinds = [catalog.BY_NAME[n] for n in self.config.subscribe]
         return self.topics.subscription_filters(kinds, *self._position())
 
-    def receive(self, topic: str, payload: bytes, *, retained: bool = False, qos: int = 0,
-                expiry_interval: int | None = None) -> ReceivedFrame | Drop:
+    def receive(
+        self, topic: str, payload: bytes, *, retained: bool = False, qos: int = 0, expiry_interval: int | None = None
+    ) -> ReceivedFrame | Drop:
         """A received publication -> ReceivedFrame or Drop. Never raises on bad input."""
         try:
             parsed = self.topics.parse(topic)
@@ -341,8 +366,14 @@ class MqttCore:
         now = self.clock.now()
         secured = bytes(payload)
         is_secured = envelope.is_ieee1609dot2(secured)
-        info = {"topic": topic, "queue": parsed.queue, "message_type": parsed.kind.name,
-                "quadkey": parsed.quadkey, "retained": retained, "qos": qos}
+        info = {
+            "topic": topic,
+            "queue": parsed.queue,
+            "message_type": parsed.kind.name,
+            "quadkey": parsed.quadkey,
+            "retained": retained,
+            "qos": qos,
+        }
         if expiry_interval is not None:
             info["expiry_interval"] = expiry_interval
         if self.config.payload_format == "json":
@@ -351,11 +382,17 @@ class MqttCore:
             except PayloadError as e:
                 return Drop(DropReason.MALFORMED_PAYLOAD, str(e), m)
             if env.message_type is not None and env.message_type != parsed.kind.name:
-                return Drop(DropReason.MALFORMED_PAYLOAD,
-                            f"envelope says {env.message_type}, topic says {parsed.kind.name}", m)
-            if env.timestamp_ms is not None and env.validity_s is not None and \
-                    now > env.timestamp_ms / 1000 + env.validity_s:
-                return Drop(DropReason.STALE, f"validity ended {now - env.timestamp_ms / 1000 - env.validity_s:.1f} s ago", m)
+                return Drop(
+                    DropReason.MALFORMED_PAYLOAD, f"envelope says {env.message_type}, topic says {parsed.kind.name}", m
+                )
+            if (
+                env.timestamp_ms is not None
+                and env.validity_s is not None
+                and now > env.timestamp_ms / 1000 + env.validity_s
+            ):
+                return Drop(
+                    DropReason.STALE, f"validity ended {now - env.timestamp_ms / 1000 - env.validity_s:.1f} s ago", m
+                )
             secured, is_secured = env.message, env.secured
             if env.timestamp_ms is not None:
                 info["timestamp_ms"] = env.timestamp_ms
@@ -368,6 +405,13 @@ class MqttCore:
                 return Drop(DropReason.MALFORMED_PAYLOAD, f"message_type {kind.name}, topic says {m}", m)
             is_secured = False
             info["timestamp_ms"] = fields["timestamp"]
-        return ReceivedFrame(secured=secured, transport=self.name, received_at=now,
-                             btp_port=parsed.kind.btp_port, source=parsed.source,
-                             secured_packet=is_secured, info=info, payload_offset=0)
+        return ReceivedFrame(
+            secured=secured,
+            transport=self.name,
+            received_at=now,
+            btp_port=parsed.kind.btp_port,
+            source=parsed.source,
+            secured_packet=is_secured,
+            info=info,
+            payload_offset=0,
+        )

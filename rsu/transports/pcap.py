@@ -64,11 +64,16 @@ class PcapWriter:
         else:
             with open(self.path, "rb") as check:
                 head = check.read(24)
-            if len(head) < 24 or struct.unpack("<I", head[:4])[0] != _MAGIC_US or \
-                    struct.unpack("<I", head[20:24])[0] != linktype:
+            if (
+                len(head) < 24
+                or struct.unpack("<I", head[:4])[0] != _MAGIC_US
+                or struct.unpack("<I", head[20:24])[0] != linktype
+            ):
                 f.close()
-                raise ValueError(f"pcap: {self.path} exists and is not a little-endian µs pcap "
-                                 f"of link type {linktype}; remove it or choose another path")
+                raise ValueError(
+                    f"pcap: {self.path} exists and is not a little-endian µs pcap "
+                    f"of link type {linktype}; remove it or choose another path"
+                )
         self._file = f
         self.records = 0
 
@@ -135,11 +140,11 @@ def _read_pcap(data: bytes) -> PcapFile:
     while p < len(data):
         if p + 16 > len(data):
             raise PcapError(f"record {len(records)}: truncated record header")
-        sec, frac, incl, orig = struct.unpack(endian + "IIII", data[p:p + 16])
+        sec, frac, incl, orig = struct.unpack(endian + "IIII", data[p : p + 16])
         p += 16
         if p + incl > len(data):
             raise PcapError(f"record {len(records)}: {incl} bytes announced, {len(data) - p} left")
-        records.append(PcapRecord(sec + frac * scale, bytes(data[p:p + incl]), orig, linktype))
+        records.append(PcapRecord(sec + frac * scale, bytes(data[p : p + incl]), orig, linktype))
         p += incl
     return PcapFile("pcap", linktype, records)
 
@@ -152,17 +157,17 @@ def _read_pcapng(data: bytes) -> PcapFile:
     while p < len(data):
         if p + 12 > len(data):
             raise PcapError("pcapng: truncated block header")
-        btype = struct.unpack(endian + "I", data[p:p + 4])[0]
+        btype = struct.unpack(endian + "I", data[p : p + 4])[0]
         if btype == _PCAPNG_SHB:
-            bom = data[p + 8:p + 12]
+            bom = data[p + 8 : p + 12]
             endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
             if not endian:
                 raise PcapError("pcapng: bad byte-order magic")
             interfaces = []
-        blen = struct.unpack(endian + "I", data[p + 4:p + 8])[0]
+        blen = struct.unpack(endian + "I", data[p + 4 : p + 8])[0]
         if blen < 12 or blen % 4 or p + blen > len(data):
             raise PcapError(f"pcapng: bad block length {blen} at offset {p}")
-        body = data[p + 8:p + blen - 4]
+        body = data[p + 8 : p + blen - 4]
         if btype == 1:  # interface description
             linktype = struct.unpack(endian + "H", body[0:2])[0]
             interfaces.append((linktype, _if_tsresol(body[8:], endian)))
@@ -175,12 +180,12 @@ def _read_pcapng(data: bytes) -> PcapFile:
             linktype, tick = interfaces[iface]
             if 20 + cap > len(body):
                 raise PcapError("pcapng: packet data runs past its block")
-            records.append(PcapRecord(((hi << 32) | lo) * tick, bytes(body[20:20 + cap]), orig, linktype))
+            records.append(PcapRecord(((hi << 32) | lo) * tick, bytes(body[20 : 20 + cap]), orig, linktype))
         elif btype == 3:  # simple packet
             if not interfaces:
                 raise PcapError("pcapng: simple packet before any interface")
             orig = struct.unpack(endian + "I", body[:4])[0]
-            records.append(PcapRecord(0.0, bytes(body[4:4 + orig]), orig, interfaces[0][0]))
+            records.append(PcapRecord(0.0, bytes(body[4 : 4 + orig]), orig, interfaces[0][0]))
         p += blen
     linktype = interfaces[0][0] if interfaces else LINKTYPE_ETHERNET
     return PcapFile("pcapng", linktype, records)
@@ -190,11 +195,11 @@ def _if_tsresol(options: bytes, endian: str) -> float:
     """if_tsresol option (code 9) of an interface description block; default µs."""
     p = 0
     while p + 4 <= len(options):
-        code, length = struct.unpack(endian + "HH", options[p:p + 4])
+        code, length = struct.unpack(endian + "HH", options[p : p + 4])
         if code == 0:
             break
         if code == 9 and length >= 1:
             v = options[p + 4]
-            return 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
+            return 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0**-v
         p += 4 + ((length + 3) & ~3)
     return 1e-6

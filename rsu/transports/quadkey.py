@@ -68,4 +68,3 @@ def neighbours(quadkey: str) -> list[str]:
             if key not in out:
                 out.append(key)
     return out
-

@@ -37,8 +37,9 @@ class Webhook:
         app.router.add_post("/centre", self._post)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context,
-                          reuse_address=True).start()
+        await web.TCPSite(
+            self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context, reuse_address=True
+        ).start()
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
@@ -70,9 +71,14 @@ class CentreSubscriber:
     async def _run(self) -> None:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
-        async with aiomqtt.Client(self.broker.host, self.broker.port, identifier="centre",
-                                  protocol=aiomqtt.ProtocolVersion.V5, clean_start=False,
-                                  properties=props) as client:
+        async with aiomqtt.Client(
+            self.broker.host,
+            self.broker.port,
+            identifier="centre",
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=props,
+        ) as client:
             await client.subscribe(self.topic, qos=1)
             self.subscribed.set()
             async for message in client.messages:
@@ -82,8 +88,9 @@ class CentreSubscriber:
     async def start(self) -> None:
         self.subscribed.clear()
         self._task = asyncio.create_task(self._run())
-        done, _ = await asyncio.wait([self._task, asyncio.ensure_future(self.subscribed.wait())],
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            [self._task, asyncio.ensure_future(self.subscribed.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
         if self._task in done:
             self._task.result()
 
@@ -96,9 +103,11 @@ class CentreSubscriber:
 
 async def until(condition, timeout: float = 120.0, what: str = "") -> None:
     """Wait for ``condition()`` (a bound on the wait, not on speed: a broken delivery fails here)."""
+
     async def poll():
         while not condition():
             await asyncio.sleep(0.02)
+
     try:
         await asyncio.wait_for(poll(), timeout)
     except TimeoutError:

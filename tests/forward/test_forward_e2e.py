@@ -25,11 +25,31 @@ START = 1_780_000_000.0
 
 def config(state, broker, webhook, **sink):
     base = daemon_config(state)
-    fwd = ForwardSection.model_validate({"sinks": [
-        {"type": "mqtt", "name": "centre", "host": broker.host, "port": broker.port, "retry_initial": 0.05,
-         "retry_max": 0.5, "envelope": True, **sink},
-        {"type": "webhook", "name": "archive", "url": webhook.url, "retry_initial": 0.05, "retry_max": 0.5,
-         "services": ["tlm"], **sink}]})
+    fwd = ForwardSection.model_validate(
+        {
+            "sinks": [
+                {
+                    "type": "mqtt",
+                    "name": "centre",
+                    "host": broker.host,
+                    "port": broker.port,
+                    "retry_initial": 0.05,
+                    "retry_max": 0.5,
+                    "envelope": True,
+                    **sink,
+                },
+                {
+                    "type": "webhook",
+                    "name": "archive",
+                    "url": webhook.url,
+                    "retry_initial": 0.05,
+                    "retry_max": 0.5,
+                    "services": ["tlm"],
+                    **sink,
+                },
+            ]
+        }
+    )
     return base.model_copy(update={"forward": fwd})
 
 
@@ -97,8 +117,12 @@ async def test_centre_outage_under_load_loses_nothing_and_keeps_the_order(tmp_pa
         assert sample(m.forward_queued.labels("archive")) == 0
         assert sample(m.forward_delivered.labels("archive")) >= 350
         assert sample(m.forward_oldest_age.labels("archive")) == 0
-        assert not any(s.name.startswith("rsu_forward_dropped") for f in m.registry.collect()
-                       for s in f.samples if s.value and s.name.startswith("rsu_forward_dropped"))
+        assert not any(
+            s.name.startswith("rsu_forward_dropped")
+            for f in m.registry.collect()
+            for s in f.samples
+            if s.value and s.name.startswith("rsu_forward_dropped")
+        )
 
         ids = [ident for ident, _, _ in webhook.received]
         assert all(i.startswith(f"{d.config.station.id}-archive-") for i in ids)
@@ -148,9 +172,14 @@ async def test_filters_by_service_and_psid(tmp_path):
     await webhook.start()
     clock = ManualClock(START)
     base = daemon_config(tmp_path / "state")
-    fwd = ForwardSection.model_validate({"sinks": [
-        {"type": "webhook", "name": "srem-only", "url": webhook.url, "psids": [catalog.SREM.its_aid]},
-        {"type": "webhook", "name": "ivi-only", "url": webhook.url, "services": ["ivim"]}]})
+    fwd = ForwardSection.model_validate(
+        {
+            "sinks": [
+                {"type": "webhook", "name": "srem-only", "url": webhook.url, "psids": [catalog.SREM.its_aid]},
+                {"type": "webhook", "name": "ivi-only", "url": webhook.url, "services": ["ivim"]},
+            ]
+        }
+    )
     d = Daemon(base.model_copy(update={"forward": fwd}), clock=clock)
     await d.start()
     try:
@@ -174,9 +203,20 @@ async def test_bounds_drop_the_oldest_and_the_expired_counted_on_the_manual_cloc
     queue_max_items, then drops what is older than queue_max_age when the daemon's clock says so."""
     clock = ManualClock(START)
     base = daemon_config(tmp_path / "state")
-    fwd = ForwardSection.model_validate({"sinks": [
-        {"type": "webhook", "name": "down", "url": f"http://127.0.0.1:{free_tcp_port()}/x",
-         "queue_max_items": 5, "queue_max_age": "10s", "retry_initial": 1}]})
+    fwd = ForwardSection.model_validate(
+        {
+            "sinks": [
+                {
+                    "type": "webhook",
+                    "name": "down",
+                    "url": f"http://127.0.0.1:{free_tcp_port()}/x",
+                    "queue_max_items": 5,
+                    "queue_max_age": "10s",
+                    "retry_initial": 1,
+                }
+            ]
+        }
+    )
     d = Daemon(base.model_copy(update={"forward": fwd}), clock=clock)
     await d.start()
     try:
@@ -206,8 +246,11 @@ async def test_a_reload_that_changes_the_sinks_keeps_the_queues(tmp_path):
     webhook = Webhook(free_tcp_port())
     clock = ManualClock(START)
     data = daemon_config(tmp_path / "state").model_dump(mode="json", exclude_none=True)
-    data["forward"] = {"sinks": [{"type": "webhook", "name": "archive", "url": webhook.url + "-old",
-                                  "retry_initial": 0.05, "retry_max": 0.2}]}
+    data["forward"] = {
+        "sinks": [
+            {"type": "webhook", "name": "archive", "url": webhook.url + "-old", "retry_initial": 0.05, "retry_max": 0.2}
+        ]
+    }
     path = tmp_path / "rsu.yaml"
     path.write_text(yaml.safe_dump(data))
     from rsu.ops import config as cfgmod
@@ -247,6 +290,7 @@ async def test_a_queued_record_that_cannot_be_sent_is_dropped_counted_and_the_re
     clock = ManualClock(START)
     state = tmp_path / "state"
     q = DiskQueue(state / "forward" / "archive.sqlite", clock, max_items=10, max_age_s=60)
+
     def good(station: int) -> bytes:
         return json.dumps({"meta": {"service": "tlm", "message": "spatem"}, "body": {"station_id": station}}).encode()
 

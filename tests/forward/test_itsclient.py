@@ -32,39 +32,133 @@ from tests.transports.conftest import Mosquitto, free_tcp_port
 START = 1_780_000_000.0
 
 # Shaped like its-client's SREM (schema 2.0.1) and SSEM (2.0.1) and SPATEM (2.0.0) documents
-SREM = {"message_type": "srem", "source_uuid": "obu_bus_2417", "timestamp": 1780000000123, "version": "2.0.1",
-        "message": {"protocol_version": 2, "station_id": 2104711, "timestamp": 192012, "second": 21800,
-                    "sequence_number": 17,
-                    "requests": [{"request": {"id": {"region": 0, "id": 1201}, "request_id": 5, "request_type": 1,
-                                              "inbound_lane": {"lane": 7}, "outbound_lane": {"lane": 3}},
-                                  "minute": 192012, "second": 35800, "duration": 6000}],
-                    "requestor": {"id": 2104711, "type": {"role": 1, "subrole": 1, "request": 5, "hpms_type": 6},
-                                  "position": {"position": {"latitude": 448365482, "longitude": -5793693,
-                                                            "elevation": 622},
-                                               "heading": 120, "speed": {"transmission": 2, "speed": 415}},
-                                  "name": "TBM 2417"}}}
-SSEM = {"message_type": "ssem", "source_uuid": "rsu_42", "timestamp": 1780000000456, "version": "2.0.1",
-        "message": {"protocol_version": 2, "station_id": 42, "timestamp": 192012, "second": 22000,
-                    "sequence_number": 3,
-                    "status": [{"sequence_number": 1, "id": {"id": 1201}, "sig_status": [
-                        {"requester": {"id": 2104711, "request": 5, "sequence_number": 17, "role": 1},
-                         "inbound_on": {"lane": 7}, "outbound_on": {"lane": 3}, "status": 4}]}]}}
-SPATEM = {"message_type": "spatem", "origin": "global_application", "version": "2.0.0", "source_uuid": "tmc_1",
-          "timestamp": 1780000000789,
-          "message": {"protocol_version": 2, "station_id": 42, "timestamp": 192012, "intersections": [
-              {"id": {"id": 1201}, "revision": 3, "status": "0000000000000000", "states": [
-                  {"signal_group": 1, "state_time_speed": [
-                      {"event_state": 6, "timing": {"min_end_time": 7560, "max_end_time": 7682}}]},
-                  {"signal_group": 2, "state_time_speed": [{"event_state": 3}]}]}]}}
-MAPEM_NAMED = {"message_type": "mapem", "origin": "self", "version": "2.0.0", "source_uuid": "tmc_1",
-               "timestamp": 1780000000000,
-               "message": {"protocol_version": 2, "station_id": 42, "msg_issue_revision": 0, "intersections": [
-                   {"id": {"id": 1201}, "revision": 1, "ref_point": {"latitude": 448365482, "longitude": -5793693},
-                    "lane_set": [{"lane_id": 1, "lane_attributes": {
-                        "directional_use": ["ingressPath"], "shared_with": [],
-                        "lane_type": {"vehicle": []}},
-                        "node_list": {"nodes": [{"delta": {"node_xy1": {"x": 100, "y": 100}}},
-                                                {"delta": {"node_xy1": {"x": 200, "y": 200}}}]}}]}]}}
+SREM = {
+    "message_type": "srem",
+    "source_uuid": "obu_bus_2417",
+    "timestamp": 1780000000123,
+    "version": "2.0.1",
+    "message": {
+        "protocol_version": 2,
+        "station_id": 2104711,
+        "timestamp": 192012,
+        "second": 21800,
+        "sequence_number": 17,
+        "requests": [
+            {
+                "request": {
+                    "id": {"region": 0, "id": 1201},
+                    "request_id": 5,
+                    "request_type": 1,
+                    "inbound_lane": {"lane": 7},
+                    "outbound_lane": {"lane": 3},
+                },
+                "minute": 192012,
+                "second": 35800,
+                "duration": 6000,
+            }
+        ],
+        "requestor": {
+            "id": 2104711,
+            "type": {"role": 1, "subrole": 1, "request": 5, "hpms_type": 6},
+            "position": {
+                "position": {"latitude": 448365482, "longitude": -5793693, "elevation": 622},
+                "heading": 120,
+                "speed": {"transmission": 2, "speed": 415},
+            },
+            "name": "TBM 2417",
+        },
+    },
+}
+SSEM = {
+    "message_type": "ssem",
+    "source_uuid": "rsu_42",
+    "timestamp": 1780000000456,
+    "version": "2.0.1",
+    "message": {
+        "protocol_version": 2,
+        "station_id": 42,
+        "timestamp": 192012,
+        "second": 22000,
+        "sequence_number": 3,
+        "status": [
+            {
+                "sequence_number": 1,
+                "id": {"id": 1201},
+                "sig_status": [
+                    {
+                        "requester": {"id": 2104711, "request": 5, "sequence_number": 17, "role": 1},
+                        "inbound_on": {"lane": 7},
+                        "outbound_on": {"lane": 3},
+                        "status": 4,
+                    }
+                ],
+            }
+        ],
+    },
+}
+SPATEM = {
+    "message_type": "spatem",
+    "origin": "global_application",
+    "version": "2.0.0",
+    "source_uuid": "tmc_1",
+    "timestamp": 1780000000789,
+    "message": {
+        "protocol_version": 2,
+        "station_id": 42,
+        "timestamp": 192012,
+        "intersections": [
+            {
+                "id": {"id": 1201},
+                "revision": 3,
+                "status": "0000000000000000",
+                "states": [
+                    {
+                        "signal_group": 1,
+                        "state_time_speed": [
+                            {"event_state": 6, "timing": {"min_end_time": 7560, "max_end_time": 7682}}
+                        ],
+                    },
+                    {"signal_group": 2, "state_time_speed": [{"event_state": 3}]},
+                ],
+            }
+        ],
+    },
+}
+MAPEM_NAMED = {
+    "message_type": "mapem",
+    "origin": "self",
+    "version": "2.0.0",
+    "source_uuid": "tmc_1",
+    "timestamp": 1780000000000,
+    "message": {
+        "protocol_version": 2,
+        "station_id": 42,
+        "msg_issue_revision": 0,
+        "intersections": [
+            {
+                "id": {"id": 1201},
+                "revision": 1,
+                "ref_point": {"latitude": 448365482, "longitude": -5793693},
+                "lane_set": [
+                    {
+                        "lane_id": 1,
+                        "lane_attributes": {
+                            "directional_use": ["ingressPath"],
+                            "shared_with": [],
+                            "lane_type": {"vehicle": []},
+                        },
+                        "node_list": {
+                            "nodes": [
+                                {"delta": {"node_xy1": {"x": 100, "y": 100}}},
+                                {"delta": {"node_xy1": {"x": 200, "y": 200}}},
+                            ]
+                        },
+                    }
+                ],
+            }
+        ],
+    },
+}
 
 
 def decoded(obj: dict):
@@ -166,14 +260,25 @@ async def test_an_mqtt_transport_publishes_its_client_json_on_a_real_broker(tmp_
     broker = Mosquitto(mosquitto_bin, tmp_path)
     broker.start()
     clock = ManualClock(START)
-    cfg = MqttConfig(host=broker.host, port=broker.port, payload_format="its-client", source="rsu_42",
-                     latitude=44.8, longitude=-0.58, subscribe=["srem"], subscribe_queue="inQueue", subscribe_depth=0,
-                     backoff_initial=0.1, backoff_max=0.5)
+    cfg = MqttConfig(
+        host=broker.host,
+        port=broker.port,
+        payload_format="its-client",
+        source="rsu_42",
+        latitude=44.8,
+        longitude=-0.58,
+        subscribe=["srem"],
+        subscribe_queue="inQueue",
+        subscribe_depth=0,
+        backoff_initial=0.1,
+        backoff_max=0.5,
+    )
     t = MqttTransport(cfg, clock=clock, drops=DropCounts())
     frames: list = []
     try:
-        async with aiomqtt.Client(broker.host, broker.port, identifier="its-client-app",
-                                  protocol=aiomqtt.ProtocolVersion.V5) as app:
+        async with aiomqtt.Client(
+            broker.host, broker.port, identifier="its-client-app", protocol=aiomqtt.ProtocolVersion.V5
+        ) as app:
             await app.subscribe("default/inQueue/v2x/spatem/#", qos=1)
             await t.start(frames.append)
             await t.wait_connected(10)
@@ -198,8 +303,9 @@ async def test_a_forward_sink_writes_its_client_json(tmp_path):
     await webhook.start()
     clock = ManualClock(START)
     base = daemon_config(tmp_path / "state")
-    fwd = ForwardSection.model_validate({"sinks": [{"type": "webhook", "name": "tmc", "url": webhook.url,
-                                                    "format": "its-client"}]})
+    fwd = ForwardSection.model_validate(
+        {"sinks": [{"type": "webhook", "name": "tmc", "url": webhook.url, "format": "its-client"}]}
+    )
     d = Daemon(base.model_copy(update={"forward": fwd}), clock=clock)
     await d.start()
     try:
@@ -277,8 +383,7 @@ def test_generated_pdus_of_every_type_go_through_its_client_and_back_unchanged(n
     codec = get_codec()
     kind = catalog.BY_NAME[name]
 
-    @settings(max_examples=40, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=40, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
     @given(pdu_strategy(codec, kind))
     def roundtrip(value):
         pdu = codec.encode(value, kind)

@@ -34,18 +34,22 @@ async def rig(tmp_path, mosquitto_bin):
     broker.start()
     clock = ManualClock(START)
     base = daemon_config(tmp_path / "state")
-    transports = [base.transports[0],
-                  dataclasses.replace(base.transports[1], host=broker.host, port=broker.port, subscribe=())]
+    transports = [
+        base.transports[0],
+        dataclasses.replace(base.transports[1], host=broker.host, port=broker.port, subscribe=()),
+    ]
     d = Daemon(base.model_copy(update={"transports": transports}), clock=clock)
     await d.start()
     received: list[tuple[str, bytes]] = []
-    async with aiomqtt.Client(broker.host, broker.port, identifier="watcher",
-                              protocol=aiomqtt.ProtocolVersion.V5) as watcher:
+    async with aiomqtt.Client(
+        broker.host, broker.port, identifier="watcher", protocol=aiomqtt.ProtocolVersion.V5
+    ) as watcher:
         await watcher.subscribe("#", qos=1)
 
         async def listen():
             async for m in watcher.messages:
                 received.append((m.topic.value, bytes(m.payload)))
+
         task = asyncio.create_task(listen())
         await d.transports["mqtt"].wait_connected(30)
         try:
@@ -113,15 +117,18 @@ async def test_a_repetition_schedule_sends_the_same_bytes_and_can_be_listed(rig)
     assert len(received) == 3
 
 
-@pytest.mark.parametrize("case, reason", [
-    ("bad-signature", "invalid-signature"),
-    ("wrong-ssp", "ssp-violation"),
-    ("unknown-digest", "signer-certificate-unknown"),
-    ("foreign-pki", "unknown-issuer"),
-    ("too-old", "generation-time-too-old"),
-    ("gn", "gn-needs-rsu-signature"),
-    ("unknown-transport", "unknown-transport"),
-])
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("bad-signature", "invalid-signature"),
+        ("wrong-ssp", "ssp-violation"),
+        ("unknown-digest", "signer-certificate-unknown"),
+        ("foreign-pki", "unknown-issuer"),
+        ("too-old", "generation-time-too-old"),
+        ("gn", "gn-needs-rsu-signature"),
+        ("unknown-transport", "unknown-transport"),
+    ],
+)
 async def test_refused_with_a_named_reason_and_nothing_sent(rig, case, reason):
     d, nb, clock, received, url = rig
     kind, value, signer = catalog.IVIM, samples.ivim(), nb.new_signer(catalog.IVIM)

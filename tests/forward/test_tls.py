@@ -29,30 +29,67 @@ async def test_https_webhook_with_client_certificate_and_token_and_mqtts_with_pa
     await webhook.start()
     passwd = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "rsu", "s3cret"], check=True, capture_output=True)
-    broker = Mosquitto(mosquitto_bin, tmp_path, extra=(
-        f"cafile {tmp_path / 'ca.pem'}\ncertfile {tmp_path / 'server.pem'}\nkeyfile {tmp_path / 'server.key'}\n"
-        f"require_certificate true\nallow_anonymous false\npassword_file {passwd}\n"))
+    broker = Mosquitto(
+        mosquitto_bin,
+        tmp_path,
+        extra=(
+            f"cafile {tmp_path / 'ca.pem'}\ncertfile {tmp_path / 'server.pem'}\nkeyfile {tmp_path / 'server.key'}\n"
+            f"require_certificate true\nallow_anonymous false\npassword_file {passwd}\n"
+        ),
+    )
     broker.start()
     (tmp_path / "token").write_text("tmc-token-1\n")
     (tmp_path / "pw").write_text("s3cret\n")
     (tmp_path / "other").mkdir()
     _tls_material(tmp_path / "other")  # another CA: it signed neither the webhook's nor the broker's certificate
-    tls = {"ca_file": str(tmp_path / "ca.pem"), "cert_file": str(tmp_path / "client.pem"),
-           "key_file": str(tmp_path / "client.key"), "retry_initial": 0.05, "retry_max": 0.3}
-    fwd = ForwardSection.model_validate({"sinks": [
-        {"type": "webhook", "name": "https", "url": webhook.url, "token_file": str(tmp_path / "token"), **tls},
-        {"type": "mqtt", "name": "mqtts", "host": "127.0.0.1", "port": broker.port, "username": "rsu",
-         "password_file": str(tmp_path / "pw"), **tls},
-        {"type": "webhook", "name": "untrusting", "url": webhook.url, **tls,
-         "ca_file": str(tmp_path / "other" / "ca.pem")}]})
+    tls = {
+        "ca_file": str(tmp_path / "ca.pem"),
+        "cert_file": str(tmp_path / "client.pem"),
+        "key_file": str(tmp_path / "client.key"),
+        "retry_initial": 0.05,
+        "retry_max": 0.3,
+    }
+    fwd = ForwardSection.model_validate(
+        {
+            "sinks": [
+                {"type": "webhook", "name": "https", "url": webhook.url, "token_file": str(tmp_path / "token"), **tls},
+                {
+                    "type": "mqtt",
+                    "name": "mqtts",
+                    "host": "127.0.0.1",
+                    "port": broker.port,
+                    "username": "rsu",
+                    "password_file": str(tmp_path / "pw"),
+                    **tls,
+                },
+                {
+                    "type": "webhook",
+                    "name": "untrusting",
+                    "url": webhook.url,
+                    **tls,
+                    "ca_file": str(tmp_path / "other" / "ca.pem"),
+                },
+            ]
+        }
+    )
     clock = ManualClock(START)
     d = Daemon(daemon_config(tmp_path / "state").model_copy(update={"forward": fwd}), clock=clock)
     received = []
     try:
-        tls_params = aiomqtt.TLSParameters(ca_certs=str(tmp_path / "ca.pem"), certfile=str(tmp_path / "client.pem"),
-                                           keyfile=str(tmp_path / "client.key"))
-        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="centre", username="rsu", password="s3cret",
-                                  tls_params=tls_params, protocol=aiomqtt.ProtocolVersion.V5) as centre:
+        tls_params = aiomqtt.TLSParameters(
+            ca_certs=str(tmp_path / "ca.pem"),
+            certfile=str(tmp_path / "client.pem"),
+            keyfile=str(tmp_path / "client.key"),
+        )
+        async with aiomqtt.Client(
+            "127.0.0.1",
+            broker.port,
+            identifier="centre",
+            username="rsu",
+            password="s3cret",
+            tls_params=tls_params,
+            protocol=aiomqtt.ProtocolVersion.V5,
+        ) as centre:
             await centre.subscribe("rsu/#", qos=1)
             await d.start()
             nb = Neighbour(d.config.pki_path, clock)
@@ -62,6 +99,7 @@ async def test_https_webhook_with_client_certificate_and_token_and_mqtts_with_pa
             async def collect():
                 async for m in centre.messages:
                     received.append(m)
+
             task = asyncio.create_task(collect())
             await until(lambda: len(received) == 2 and len(webhook.received) == 2)
             task.cancel()

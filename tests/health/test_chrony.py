@@ -59,14 +59,19 @@ class Chronyd:
         run.mkdir(mode=0o700, parents=True)  # chronyd refuses a socket directory others can write
         self.socket = run / "chronyd.sock"
         conf = workdir / "chrony.conf"
-        conf.write_text(("local stratum 8\n" if local else "") + f"bindcmdaddress {self.socket}\ncmdport 0\n"
-                        f"port 0\npidfile {run / 'chronyd.pid'}\ndriftfile {run / 'drift'}\n")
+        conf.write_text(
+            ("local stratum 8\n" if local else "") + f"bindcmdaddress {self.socket}\ncmdport 0\n"
+            f"port 0\npidfile {run / 'chronyd.pid'}\ndriftfile {run / 'drift'}\n"
+        )
         self.log = workdir / "chronyd.log"
         import pwd
 
         user = pwd.getpwuid(os.geteuid()).pw_name
-        self.proc = subprocess.Popen([str(bindir / "chronyd"), "-x", "-d", "-u", user, "-f", str(conf)],
-                                     stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [str(bindir / "chronyd"), "-x", "-d", "-u", user, "-f", str(conf)],
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 20
         while not self.socket.exists():  # bounded: chronyd creates its command socket when it is up
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -120,8 +125,11 @@ async def test_a_chronyd_without_a_source_is_not_synchronized(chronyd_factory):
 async def test_the_monitor_reads_chrony_at_its_address(chronyd_factory):
     d = chronyd_factory(local=True)
     metrics = Metrics()
-    monitor = HealthMonitor(ClockSection(sync_source="auto", chrony_address=str(d.socket), unsynchronized="stop"),
-                            clock=ManualClock(1_800_000_000), metrics=metrics)
+    monitor = HealthMonitor(
+        ClockSection(sync_source="auto", chrony_address=str(d.socket), unsynchronized="stop"),
+        clock=ManualClock(1_800_000_000),
+        metrics=metrics,
+    )
     await monitor.start()
     try:
         status = monitor.status()

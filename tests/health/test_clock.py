@@ -31,6 +31,7 @@ UNSYNCED = ClockReading(source="kernel", synchronized=False, offset_s=None, erro
 
 # ------------------------------------------------------------------------------ kernel, on this host
 
+
 def _raw_syscall_timex() -> tuple[int, ch.Timex]:
     """The same state by another road: the raw adjtimex system call (x86-64 159, arm64 171), not glibc's wrapper."""
     import platform
@@ -81,15 +82,18 @@ def test_kernel_offset_units_and_sign():
     ns = KernelClock(state=0, status=0x0001 | ch.STA_NANO, offset=2_500_000, maxerror_us=1000, esterror_us=10, tai=37)
     assert us.offset_s == ns.offset_s == -0.0025  # the kernel still has to add 2.5 ms: the clock is behind
     assert us.synchronized and us.reading().offset_s == -0.0025 and us.reading().error_s == 0.001
-    unsync = KernelClock(state=5, status=ch.STA_UNSYNC, offset=2500, maxerror_us=16_000_000, esterror_us=16_000_000,
-                         tai=0)
+    unsync = KernelClock(
+        state=5, status=ch.STA_UNSYNC, offset=2500, maxerror_us=16_000_000, esterror_us=16_000_000, tai=0
+    )
     assert not unsync.synchronized and unsync.reading().offset_s is None
 
 
 # ------------------------------------------------------------------------------ chrony
 
-LINE = "C0A80001,192.168.0.1,2,1796317000.123456789,0.000012000,-0.000003000,0.000015000,-12.345,-0.001," \
-       "0.023,0.004000000,0.000500000,64.6,Normal\n"
+LINE = (
+    "C0A80001,192.168.0.1,2,1796317000.123456789,0.000012000,-0.000003000,0.000015000,-12.345,-0.001,"
+    "0.023,0.004000000,0.000500000,64.6,Normal\n"
+)
 
 
 def test_chrony_csv_is_parsed_with_the_sign_turned_into_ahead_positive():
@@ -118,9 +122,11 @@ def test_bad_chrony_output_names_the_field():
 
 # ------------------------------------------------------------------------------ which wins
 
+
 def test_chrony_wins_when_it_answers_else_the_kernel_else_nothing():
-    kernel_unsync = KernelClock(state=5, status=ch.STA_UNSYNC, offset=0, maxerror_us=16_000_000,
-                                esterror_us=16_000_000, tai=0)  # chronyd without rtcsync leaves STA_UNSYNC set
+    kernel_unsync = KernelClock(
+        state=5, status=ch.STA_UNSYNC, offset=0, maxerror_us=16_000_000, esterror_us=16_000_000, tai=0
+    )  # chronyd without rtcsync leaves STA_UNSYNC set
     chrony = parse_chrony_tracking(LINE)
     assert combine(kernel_unsync, chrony).source == "chrony" and combine(kernel_unsync, chrony).synchronized
     kernel_ok = KernelClock(state=0, status=0x0001, offset=100, maxerror_us=5000, esterror_us=100, tai=37)
@@ -139,6 +145,7 @@ def test_max_error_makes_a_synchronized_clock_count_as_not_synchronized():
 
 
 # ------------------------------------------------------------------------------ the gate
+
 
 def test_stop_withholds_timed_messages_only_while_unsynchronized():
     clock = ManualClock()
@@ -253,8 +260,14 @@ def test_a_seccomp_filter_refusing_adjtimex_is_named_and_leaves_the_clock_unsync
 
     if platform.machine() not in ("x86_64", "aarch64"):
         pytest.skip(f"no seccomp audit arch known for {platform.machine()}")
-    r = subprocess.run([sys.executable, "-c", SECCOMP_CHILD], capture_output=True, timeout=60, cwd=REPO,
-                       env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", SECCOMP_CHILD],
+        capture_output=True,
+        timeout=60,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
     out = r.stdout.decode()
     assert r.returncode == 0, r.stderr.decode()
     assert "REFUSED adjtimex refused (EPERM) by a system-call filter" in out, out

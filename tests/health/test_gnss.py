@@ -23,8 +23,16 @@ from tests.ops.daemonproc import RsuDaemon, group_and_port
 NMEA = REPO / "tests" / "data" / "gnss" / "bordeaux-fix.nmea"
 LAT, LON, ALT_HAE = 44.837592, -0.579431, 121.5  # what the synthetic log encodes (make_nmea.py)
 
-TPV_3D = {"class": "TPV", "device": "/dev/ttyACM0", "mode": 3, "time": "2026-11-21T10:00:05.000Z",
-          "lat": LAT, "lon": LON, "altHAE": ALT_HAE, "alt": 71.4}
+TPV_3D = {
+    "class": "TPV",
+    "device": "/dev/ttyACM0",
+    "mode": 3,
+    "time": "2026-11-21T10:00:05.000Z",
+    "lat": LAT,
+    "lon": LON,
+    "altHAE": ALT_HAE,
+    "alt": 71.4,
+}
 
 
 def lines(*objs) -> bytes:
@@ -33,12 +41,16 @@ def lines(*objs) -> bytes:
 
 # ------------------------------------------------------------------------------ the reader
 
+
 def test_tpv_and_sky_in_any_chunking():
-    data = lines({"class": "VERSION", "release": "3.22"}, TPV_3D,
-                 {"class": "SKY", "satellites": [{"PRN": 3, "used": True}, {"PRN": 7, "used": False}]})
+    data = lines(
+        {"class": "VERSION", "release": "3.22"},
+        TPV_3D,
+        {"class": "SKY", "satellites": [{"PRN": 3, "used": True}, {"PRN": 7, "used": False}]},
+    )
     whole, bytewise = GpsdReader(), GpsdReader()
     assert whole.feed(data, 100.0) == ["VERSION", "TPV", "SKY"]
-    got = [k for i in range(len(data)) for k in bytewise.feed(data[i:i + 1], 100.0)]
+    got = [k for i in range(len(data)) for k in bytewise.feed(data[i : i + 1], 100.0)]
     assert got == ["VERSION", "TPV", "SKY"]
     for s in (whole.state, bytewise.state):
         assert (s.mode, s.latitude, s.longitude, s.altitude_m) == (3, LAT, LON, ALT_HAE)
@@ -75,8 +87,13 @@ def test_nsat_usat_win_over_the_list():
 
 def test_bad_lines_are_counted_and_bounded():
     r = GpsdReader()
-    bad = (b"not json\n" + b"[1, 2]\n" + b'{"no": "class"}\n' + b'{"class": "TPV", "mode": "3", "lat": "x"}\n'
-           + b'{"class": "TPV", "mode": 3, "lat": 91.0, "lon": 0, "time": "yesterday"}\n')
+    bad = (
+        b"not json\n"
+        + b"[1, 2]\n"
+        + b'{"no": "class"}\n'
+        + b'{"class": "TPV", "mode": "3", "lat": "x"}\n'
+        + b'{"class": "TPV", "mode": 3, "lat": 91.0, "lon": 0, "time": "yesterday"}\n'
+    )
     assert r.feed(bad, 0.0) == ["TPV", "TPV"]
     assert r.state.bad_lines == 3
     assert r.state.mode == 3 and r.state.latitude is None and r.state.time is None  # out of range, unparsable
@@ -92,6 +109,7 @@ def test_bad_lines_are_counted_and_bounded():
 
 # ------------------------------------------------------------------------------ a real gpsd
 
+
 class GpsFake:
     """gpsfake (which starts a gpsd of its own on ``port``) replaying ``log`` in a loop."""
 
@@ -100,9 +118,14 @@ class GpsFake:
         self.out = (workdir / "gpsfake.log").open("wb")
         env = {**os.environ, "PATH": f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin"}  # gpsd lives in /usr/sbin
         env.pop("PYTHONPATH", None)  # gpsfake is Debian's python3 script with python3-gps, not our venv's
-        self.proc = subprocess.Popen([gpsfake, "-q", "-P", str(self.port), "-c", "0.05", str(log)],
-                                     stdout=self.out, stderr=subprocess.STDOUT, env=env, cwd=workdir,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [gpsfake, "-q", "-P", str(self.port), "-c", "0.05", str(log)],
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=workdir,
+            start_new_session=True,
+        )
         self.log = workdir / "gpsfake.log"
         deadline = time.monotonic() + 30
         while True:  # bounded: gpsfake starts gpsd, then gpsd listens
@@ -193,8 +216,12 @@ async def test_the_client_reconnects_when_gpsd_is_not_there_yet():
 
 def test_a_daemon_with_gpsd_shows_the_fix_in_metrics_and_status(gpsfake, tmp_path):
     group, port = group_and_port()
-    daemon = RsuDaemon(tmp_path, group=group, port=port,
-                       extra={"clock": {"gpsd": {"host": "127.0.0.1", "port": gpsfake.port}, "poll_interval": 0.5}})
+    daemon = RsuDaemon(
+        tmp_path,
+        group=group,
+        port=port,
+        extra={"clock": {"gpsd": {"host": "127.0.0.1", "port": gpsfake.port}, "poll_interval": 0.5}},
+    )
     daemon.start()
     try:
         deadline = time.monotonic() + 30

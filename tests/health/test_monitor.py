@@ -25,8 +25,9 @@ def sample(metrics: Metrics, name: str, **labels) -> float | None:
 
 async def test_the_first_reading_is_the_kernels_and_goes_stale_without_polls():
     clock, metrics = ManualClock(1_800_000_000), Metrics()
-    monitor = HealthMonitor(ClockSection(sync_source="kernel", unsynchronized="stop", poll_interval=5), clock=clock,
-                            metrics=metrics)
+    monitor = HealthMonitor(
+        ClockSection(sync_source="kernel", unsynchronized="stop", poll_interval=5), clock=clock, metrics=metrics
+    )
     await monitor.start()
     try:
         kernel = read_kernel()
@@ -60,8 +61,9 @@ async def test_warn_counts_each_timed_message_and_a_reconfigure_switches_to_stop
         assert monitor.gate.allows(catalog.IVIM, clock.now()) is None
         assert sample(metrics, "rsu_clock_unsynchronized_sends_total", service="TLM", message="spatem") == 3
         assert sample(metrics, "rsu_clock_unsynchronized_sends_total", service="IVI", message="ivim") is None
-        await monitor.reconfigure(ClockSection(sync_source="kernel", unsynchronized="stop",
-                                               timed_messages=("spatem", "ivim")))
+        await monitor.reconfigure(
+            ClockSection(sync_source="kernel", unsynchronized="stop", timed_messages=("spatem", "ivim"))
+        )
         clock.advance(3600)
         assert monitor.gate.allows(catalog.IVIM, clock.now()) == CLOCK_UNSYNCHRONIZED
         assert monitor.status()["policy"] == "stop" and monitor.status()["timed_messages"] == ["ivim", "spatem"]
@@ -71,9 +73,13 @@ async def test_warn_counts_each_timed_message_and_a_reconfigure_switches_to_stop
 
 
 async def test_the_daemon_reads_the_clock_and_a_reload_changes_the_policy(tmp_path: Path):
-    config = {"state_dir": str(tmp_path / "state"), "api": {"port": free_tcp_port()}, "logging": {"level": "ERROR"},
-              "transports": [{"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port()}],
-              "clock": {"sync_source": "kernel"}}
+    config = {
+        "state_dir": str(tmp_path / "state"),
+        "api": {"port": free_tcp_port()},
+        "logging": {"level": "ERROR"},
+        "transports": [{"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port()}],
+        "clock": {"sync_source": "kernel"},
+    }
     path = tmp_path / "rsu.yaml"
     path.write_text(yaml.safe_dump(config))
     d = Daemon(cfgmod.load(path), config_path=str(path))
@@ -131,9 +137,13 @@ async def test_under_stop_an_unsynchronized_clock_keeps_spatem_off_the_air_and_c
 
     from tests.services.support import example
 
-    config = {"state_dir": str(tmp_path / "state"), "api": {"port": free_tcp_port()}, "logging": {"level": "ERROR"},
-              "transports": [{"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port()}],
-              "clock": {"sync_source": "chrony", "unsynchronized": "stop", "chrony_address": "127.0.0.1"}}
+    config = {
+        "state_dir": str(tmp_path / "state"),
+        "api": {"port": free_tcp_port()},
+        "logging": {"level": "ERROR"},
+        "transports": [{"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port()}],
+        "clock": {"sync_source": "chrony", "unsynchronized": "stop", "chrony_address": "127.0.0.1"},
+    }
     d = Daemon(cfgmod.parse(config))
     await d.start()
     try:
@@ -145,8 +155,7 @@ async def test_under_stop_an_unsynchronized_clock_keeps_spatem_off_the_air_and_c
             await asyncio.sleep(0.05)
             if sample(d.metrics, "rsu_messages_sent_total", service="RLT", message="mapem", transport="gn"):
                 break
-        assert sample(d.metrics, "rsu_scheduled_sends_skipped_total", service="TLM",
-                      reason=CLOCK_UNSYNCHRONIZED) == 1
+        assert sample(d.metrics, "rsu_scheduled_sends_skipped_total", service="TLM", reason=CLOCK_UNSYNCHRONIZED) == 1
         assert not sample(d.metrics, "rsu_messages_sent_total", service="TLM", message="spatem", transport="gn")
         assert sample(d.metrics, "rsu_messages_sent_total", service="RLT", message="mapem", transport="gn") == 1
     finally:

@@ -48,15 +48,25 @@ class Caster:
         parts = lines[0].split()
         path = parts[1] if len(parts) > 1 else ""
         if path != f"/{self.mount}":
-            answer = ("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n" if v2 else
-                      f"SOURCETABLE 200 OK\r\nContent-Type: text/plain\r\n\r\nSTR;{self.mount};;RTCM 3.3;\r\n"
-                      "ENDSOURCETABLE\r\n")
+            answer = (
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+                if v2
+                else f"SOURCETABLE 200 OK\r\nContent-Type: text/plain\r\n\r\nSTR;{self.mount};;RTCM 3.3;\r\n"
+                "ENDSOURCETABLE\r\n"
+            )
         elif headers.get("authorization") != self.auth:
-            answer = ("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"/\"\r\nContent-Length: 0\r\n\r\n"
-                      if v2 else "HTTP/1.0 401 Unauthorized\r\n\r\n")
+            answer = (
+                'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="/"\r\nContent-Length: 0\r\n\r\n'
+                if v2
+                else "HTTP/1.0 401 Unauthorized\r\n\r\n"
+            )
         else:
-            answer = ("HTTP/1.1 200 OK\r\nNtrip-Version: Ntrip/2.0\r\nContent-Type: gnss/data\r\n"
-                      "Transfer-Encoding: chunked\r\nCache-Control: no-store\r\n\r\n" if v2 else "ICY 200 OK\r\n")
+            answer = (
+                "HTTP/1.1 200 OK\r\nNtrip-Version: Ntrip/2.0\r\nContent-Type: gnss/data\r\n"
+                "Transfer-Encoding: chunked\r\nCache-Control: no-store\r\n\r\n"
+                if v2
+                else "ICY 200 OK\r\n"
+            )
         emit(event="request", lines=lines, answer=answer.split("\r\n")[0])
         writer.write(answer.encode())
         await writer.drain()

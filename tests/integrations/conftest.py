@@ -55,13 +55,19 @@ def mapped(layer) -> ServiceLayer:
 @pytest.fixture
 def make_feed(mapped, clock):
     """ControllerFeed(config dict) on the mapped layer; ages reported go to ``feed.ages``."""
+
     def make(services=None, **config) -> ControllerFeed:
         config.setdefault("port", None)
         ages: list[tuple[str, float]] = []
-        feed = ControllerFeed(ControllerFeedConfig.from_dict(config), services or mapped, clock=clock,
-                              on_feed_age=lambda ix, age: ages.append((ix, age)))
+        feed = ControllerFeed(
+            ControllerFeedConfig.from_dict(config),
+            services or mapped,
+            clock=clock,
+            on_feed_age=lambda ix, age: ages.append((ix, age)),
+        )
         feed.ages = ages  # type: ignore[attr-defined]
         return feed
+
     return make
 
 
@@ -95,9 +101,18 @@ def str2str() -> str:
 async def caster():
     """The test caster (tests/integrations/caster.py) as a real process: mountpoint RTCM3, user rsu / secret."""
     script = Path(__file__).with_name("caster.py")
-    proc = await asyncio.create_subprocess_exec(sys.executable, str(script), "--mount", "RTCM3", "--user", "rsu",
-                                                "--password", "secret", stdin=asyncio.subprocess.PIPE,
-                                                stdout=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        "--mount",
+        "RTCM3",
+        "--user",
+        "rsu",
+        "--password",
+        "secret",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
     c = CasterProcess(proc)
     await c.wait("listening")
     yield c
@@ -110,4 +125,5 @@ def password_file(tmp_path):
         path = tmp_path / f"ntrip-{password}.pass"
         path.write_text(password + "\n")
         return str(path)
+
     return make

@@ -20,8 +20,11 @@ _cache: dict[str, dict] = {}
 
 
 def example(name: str) -> dict:
-    files = {"mapem": "mapem-4arm-intersection.json", "spatem": "spatem-4arm-intersection.json",
-             "rtcmem": "rtcmem-corrections.json"}
+    files = {
+        "mapem": "mapem-4arm-intersection.json",
+        "spatem": "spatem-4arm-intersection.json",
+        "rtcmem": "rtcmem-corrections.json",
+    }
     if name not in _cache:
         _cache[name] = json.loads((EXAMPLES / files[name]).read_text())
     return copy.deepcopy(_cache[name])
@@ -43,8 +46,13 @@ def feed_from_example_spatem(spatem: dict, at: float) -> dict:
     """The JSON feed message that describes the example SPATEM (TimeMarks -> absolute ISO times of ``at``'s hour)."""
     ix = spatem["spat"]["intersections"][0]
     h = hour_start(at)
-    names = {"startTime": "start_time", "minEndTime": "min_end_time", "maxEndTime": "max_end_time",
-             "likelyTime": "likely_time", "nextTime": "next_time"}
+    names = {
+        "startTime": "start_time",
+        "minEndTime": "min_end_time",
+        "maxEndTime": "max_end_time",
+        "likelyTime": "likely_time",
+        "nextTime": "next_time",
+    }
     groups = []
     for st in ix["states"]:
         events = []
@@ -60,14 +68,23 @@ def feed_from_example_spatem(spatem: dict, at: float) -> dict:
         if events[1:]:
             g["next"] = events[1:]
         groups.append(g)
-    return {"intersection": ix["id"]["id"], "timestamp": iso(at), "status": ix["status"], "name": ix["name"],
-            "signal_groups": groups}
+    return {
+        "intersection": ix["id"]["id"],
+        "timestamp": iso(at),
+        "status": ix["status"],
+        "name": ix["name"],
+        "signal_groups": groups,
+    }
 
 
 def all_red_feed(at: float, groups=range(1, 13), min_end: float = 5.0, key=1201) -> dict:
-    return {"intersection": key, "timestamp": at,
-            "signal_groups": [{"signal_group": g, "state": "stop-And-Remain", "min_end_time": at + min_end}
-                              for g in groups]}
+    return {
+        "intersection": key,
+        "timestamp": at,
+        "signal_groups": [
+            {"signal_group": g, "state": "stop-And-Remain", "min_end_time": at + min_end} for g in groups
+        ],
+    }
 
 
 # --- TSCBM byte fixtures, from the layout in docs/integrations.md ------------------------------------------
@@ -78,11 +95,31 @@ def _bits(numbers) -> int:
     return v
 
 
-def tscbm_bytes(*, phases: dict[int, tuple[int, int, int, int, int, int]] | None = None, blocks: int = 16,
-                reds=(), yellows=(), greens=(), dont_walks=(), ped_clears=(), walks=(), overlap_reds=(),
-                overlap_yellows=(), overlap_greens=(), flashing=(), flashing_overlaps=(), status: int = 0,
-                plan: int = 0, discontinuous: int = 0x10, sequence: int = 0, seconds_of_day: int = 0,
-                milliseconds: int = 0, ped_calls=(), ped_detects=(), header: int = 0xCD) -> bytes:
+def tscbm_bytes(
+    *,
+    phases: dict[int, tuple[int, int, int, int, int, int]] | None = None,
+    blocks: int = 16,
+    reds=(),
+    yellows=(),
+    greens=(),
+    dont_walks=(),
+    ped_clears=(),
+    walks=(),
+    overlap_reds=(),
+    overlap_yellows=(),
+    overlap_greens=(),
+    flashing=(),
+    flashing_overlaps=(),
+    status: int = 0,
+    plan: int = 0,
+    discontinuous: int = 0x10,
+    sequence: int = 0,
+    seconds_of_day: int = 0,
+    milliseconds: int = 0,
+    ped_calls=(),
+    ped_detects=(),
+    header: int = 0xCD,
+) -> bytes:
     """A TSCBM blob: 0xCD, N, N x 13-byte phase blocks, 35-byte trailer (big-endian)."""
     phases = phases or {}
     out = bytearray([header, blocks])
@@ -95,8 +132,19 @@ def tscbm_bytes(*, phases: dict[int, tuple[int, int, int, int, int, int]] | None
                 out += t.to_bytes(2, "big")
         else:
             out += bytes(13)
-    for group in (reds, yellows, greens, dont_walks, ped_clears, walks, overlap_reds, overlap_yellows,
-                  overlap_greens, flashing, flashing_overlaps):
+    for group in (
+        reds,
+        yellows,
+        greens,
+        dont_walks,
+        ped_clears,
+        walks,
+        overlap_reds,
+        overlap_yellows,
+        overlap_greens,
+        flashing,
+        flashing_overlaps,
+    ):
         out += _bits(group).to_bytes(2, "big")
     out += bytes([status, plan, discontinuous, sequence])
     out += seconds_of_day.to_bytes(3, "big") + milliseconds.to_bytes(2, "big")

@@ -69,9 +69,14 @@ def live(make_layer):
 async def test_udp_json_feed_at_10_hz_drives_spatems_and_the_watchdog_stops_them(live, codec):
     services = Recording(live)
     ages: list[tuple[str, float]] = []
-    feed = ControllerFeed(ControllerFeedConfig.from_dict({"host": "127.0.0.1", "port": 0, "watchdog_timeout_s": 0.3,
-                                                          "age_report_interval_s": 0.05}),
-                          services, clock=live.clock, on_feed_age=lambda ix, age: ages.append((ix, age)))
+    feed = ControllerFeed(
+        ControllerFeedConfig.from_dict(
+            {"host": "127.0.0.1", "port": 0, "watchdog_timeout_s": 0.3, "age_report_interval_s": 0.05}
+        ),
+        services,
+        clock=live.clock,
+        on_feed_age=lambda ix, age: ages.append((ix, age)),
+    )
     results: asyncio.Queue = asyncio.Queue()
     runner = ControllerRunner(feed, on_result=results.put_nowait)
     await runner.start()
@@ -98,12 +103,12 @@ async def test_udp_json_feed_at_10_hz_drives_spatems_and_the_watchdog_stops_them
                 stamp = moy_to_posix(ix["moy"], ix["timeStamp"], clock.now())
                 stamps.append(stamp)
                 # the same absolute end time in every SPATEM, whatever its own timestamp
-                assert {s["state-time-speed"][0]["timing"]["minEndTime"] for s in ix["states"]} == \
-                    {time_mark(end_of_red, stamp)}
+                assert {s["state-time-speed"][0]["timing"]["minEndTime"] for s in ix["states"]} == {
+                    time_mark(end_of_red, stamp)
+                }
             assert stamps == sorted(stamps) and len(set(stamps)) == 10
             # the controller stops: the watchdog terminates the stream within its timeout
-            await wait_for(lambda: any(c[0] == "terminate" for c in services.calls), event=services.changed,
-                           timeout=3)
+            await wait_for(lambda: any(c[0] == "terminate" for c in services.calls), event=services.changed, timeout=3)
             assert feed.status()["intersections"]["1201"]["state"] == "stopped"
             assert len(daemon.spatems) == 10  # nothing was repeated after the feed stopped
             assert live.list("tlm") == []
@@ -115,17 +120,34 @@ async def test_udp_json_feed_at_10_hz_drives_spatems_and_the_watchdog_stops_them
 
 
 async def test_udp_tscbm_datagrams(mapped, clock):
-    feed = ControllerFeed(ControllerFeedConfig.from_dict({
-        "format": "tscbm", "host": "127.0.0.1", "port": 0,
-        "intersections": [{"id": 1201, "controller": "127.0.0.1", "signal_groups": PHASE_MAP}]}), mapped, clock=clock)
+    feed = ControllerFeed(
+        ControllerFeedConfig.from_dict(
+            {
+                "format": "tscbm",
+                "host": "127.0.0.1",
+                "port": 0,
+                "intersections": [{"id": 1201, "controller": "127.0.0.1", "signal_groups": PHASE_MAP}],
+            }
+        ),
+        mapped,
+        clock=clock,
+    )
     results: asyncio.Queue = asyncio.Queue()
     runner = ControllerRunner(feed, on_result=results.put_nowait)
     await runner.start()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         sod = round(clock.now()) % 86400
-        s.sendto(tscbm_bytes(phases={p: (50, 60, 50, 60, 50, 60) for p in range(1, 9)}, reds=range(1, 9),
-                             dont_walks=range(1, 9), overlap_reds=(1,), seconds_of_day=sod,
-                             milliseconds=round(clock.now() % 1 * 1000)), runner.address)
+        s.sendto(
+            tscbm_bytes(
+                phases={p: (50, 60, 50, 60, 50, 60) for p in range(1, 9)},
+                reds=range(1, 9),
+                dont_walks=range(1, 9),
+                overlap_reds=(1,),
+                seconds_of_day=sod,
+                milliseconds=round(clock.now() % 1 * 1000),
+            ),
+            runner.address,
+        )
         s.sendto(b"\xcd\x10\x00", runner.address)
         first, second = [await asyncio.wait_for(results.get(), 2) for _ in range(2)]
     await runner.stop()

@@ -45,20 +45,30 @@ def test_next_states_and_times_across_the_hour_rollover(make_feed, mapped, clock
     t = posix("2025-05-14T08:59:59.500Z")
     clock.set(t)
     msg = all_red_feed(t)
-    msg["signal_groups"][0] = {"signal_group": 1, "state": "protected-clearance", "start_time": t - 3.0,
-                               "min_end_time": t + 0.4, "max_end_time": t + 0.4,
-                               "next": [{"state": "stop-And-Remain", "min_end_time": t + 2.0,
-                                         "likely_time": t + 3.0, "confidence": 10},
-                                        {"state": "protected-Movement-Allowed", "min_end_time": t + 3605},
-                                        {"state": "protected-clearance", "min_end_time": None}]}
+    msg["signal_groups"][0] = {
+        "signal_group": 1,
+        "state": "protected-clearance",
+        "start_time": t - 3.0,
+        "min_end_time": t + 0.4,
+        "max_end_time": t + 0.4,
+        "next": [
+            {"state": "stop-And-Remain", "min_end_time": t + 2.0, "likely_time": t + 3.0, "confidence": 10},
+            {"state": "protected-Movement-Allowed", "min_end_time": t + 3605},
+            {"state": "protected-clearance", "min_end_time": None},
+        ],
+    }
     assert make_feed().on_json(msg).accepted
     [tx] = spatems(mapped)
     ix = decoded(codec, tx)["spat"]["intersections"][0]
     stamp = posix("2025-01-01T00:00:00Z") + ix["moy"] * 60 + ix["timeStamp"] / 1000  # the message's own time
     assert stamp == pytest.approx(t)
     events = ix["states"][0]["state-time-speed"]
-    assert [e["eventState"] for e in events] == ["protected-clearance", "stop-And-Remain",
-                                                 "protected-Movement-Allowed", "protected-clearance"]
+    assert [e["eventState"] for e in events] == [
+        "protected-clearance",
+        "stop-And-Remain",
+        "protected-Movement-Allowed",
+        "protected-clearance",
+    ]
     assert events[0]["timing"] == {"startTime": 35965, "minEndTime": 35999, "maxEndTime": 35999}
     assert events[1]["timing"] == {"minEndTime": 15, "likelyTime": 25, "confidence": 10}  # next hour
     assert time_mark_to_posix(events[1]["timing"]["minEndTime"], stamp) == pytest.approx(t + 2.0)
@@ -76,25 +86,33 @@ def test_past_and_inconsistent_times_are_corrected_not_wrapped(make_feed, mapped
     result = feed.on_json(msg)
     assert result.accepted and feed.counters.get("timing-corrected") == 3
     assert any("in the past" in n for n in result.notes)
-    timing = decoded(codec, spatems(mapped)[0])["spat"]["intersections"][0]["states"][2]["state-time-speed"][0]["timing"]
+    timing = decoded(codec, spatems(mapped)[0])["spat"]["intersections"][0]["states"][2]["state-time-speed"][0][
+        "timing"
+    ]
     assert timing == {"minEndTime": 7435, "maxEndTime": 7435, "likelyTime": 7435}
     assert time_mark_to_posix(timing["minEndTime"], t) >= t
 
 
-@pytest.mark.parametrize("change, reason, path", [
-    (lambda m: m.pop("timestamp"), "invalid-field", "timestamp"),
-    (lambda m: m.update(timestamp="yesterday"), "invalid-field", "timestamp"),
-    (lambda m: m.update(intersection="12a"), "invalid-field", "intersection"),
-    (lambda m: m.update(colour="red"), "invalid-field", "colour"),
-    (lambda m: m.update(signal_groups=[]), "invalid-field", "signal_groups"),
-    (lambda m: m["signal_groups"][3].update(state="green"), "invalid-field", "signal_groups[3].state"),
-    (lambda m: m["signal_groups"][3].update(signal_group=256), "invalid-field", "signal_groups[3].signal_group"),
-    (lambda m: m["signal_groups"][3].update(signal_group=1), "invalid-field", "signal_groups[3].signal_group"),
-    (lambda m: m["signal_groups"][0].update(confidence=16), "invalid-field", "signal_groups[0].confidence"),
-    (lambda m: m["signal_groups"][0].update(next=[{"state": "dark", "min_end_time": True}]), "invalid-field",
-     "signal_groups[0].next[0].min_end_time"),
-    (lambda m: m.update(status=["nonsense"]), "invalid-field", "status[0]"),
-])
+@pytest.mark.parametrize(
+    "change, reason, path",
+    [
+        (lambda m: m.pop("timestamp"), "invalid-field", "timestamp"),
+        (lambda m: m.update(timestamp="yesterday"), "invalid-field", "timestamp"),
+        (lambda m: m.update(intersection="12a"), "invalid-field", "intersection"),
+        (lambda m: m.update(colour="red"), "invalid-field", "colour"),
+        (lambda m: m.update(signal_groups=[]), "invalid-field", "signal_groups"),
+        (lambda m: m["signal_groups"][3].update(state="green"), "invalid-field", "signal_groups[3].state"),
+        (lambda m: m["signal_groups"][3].update(signal_group=256), "invalid-field", "signal_groups[3].signal_group"),
+        (lambda m: m["signal_groups"][3].update(signal_group=1), "invalid-field", "signal_groups[3].signal_group"),
+        (lambda m: m["signal_groups"][0].update(confidence=16), "invalid-field", "signal_groups[0].confidence"),
+        (
+            lambda m: m["signal_groups"][0].update(next=[{"state": "dark", "min_end_time": True}]),
+            "invalid-field",
+            "signal_groups[0].next[0].min_end_time",
+        ),
+        (lambda m: m.update(status=["nonsense"]), "invalid-field", "status[0]"),
+    ],
+)
 def test_bad_messages_are_dropped_with_a_named_reason(make_feed, mapped, clock, change, reason, path):
     msg = all_red_feed(clock.now())
     change(msg)
@@ -105,8 +123,15 @@ def test_bad_messages_are_dropped_with_a_named_reason(make_feed, mapped, clock, 
     assert spatems(mapped) == []
 
 
-@pytest.mark.parametrize("raw, reason", [(b"\xff\xfe", "malformed-json"), (b"{\"intersection\": ", "malformed-json"),
-                                         (b"[1, 2]", "malformed-json"), (b"x" * 70000, "too-large")])
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b"\xff\xfe", "malformed-json"),
+        (b'{"intersection": ', "malformed-json"),
+        (b"[1, 2]", "malformed-json"),
+        (b"x" * 70000, "too-large"),
+    ],
+)
 def test_undecodable_datagrams_never_crash(make_feed, raw, reason):
     feed = make_feed()
     assert feed.on_datagram(raw, ("127.0.0.1", 5000)).reason == reason
@@ -157,7 +182,9 @@ def test_leap_second_and_posix_times_are_accepted(make_feed, mapped, clock, code
     msg["timestamp"] = iso(t)
     msg["signal_groups"][0]["min_end_time"] = "2025-05-14T08:59:60.5Z"  # inside a leap second
     assert make_feed().on_json(msg).accepted
-    timing = decoded(codec, spatems(mapped)[0])["spat"]["intersections"][0]["states"][0]["state-time-speed"][0]["timing"]
+    timing = decoded(codec, spatems(mapped)[0])["spat"]["intersections"][0]["states"][0]["state-time-speed"][0][
+        "timing"
+    ]
     assert timing["minEndTime"] == 5  # taken as the following second, 09:00:00.5 (rsu.clock convention)
 
 
@@ -178,18 +205,38 @@ def test_the_documented_example_is_a_valid_feed_message(make_feed, mapped, clock
     assert got == want
 
 
-_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
-                     max_leaves=12)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
 _member = st.sampled_from(["intersection", "timestamp", "revision", "status", "name", "signal_groups"])
-_group_member = st.sampled_from(["signal_group", "state", "start_time", "min_end_time", "max_end_time",
-                                 "likely_time", "confidence", "next_time", "next"])
-_messages = st.fixed_dictionaries({}, optional={
-    "intersection": st.one_of(st.integers(-5, 70000), st.text(max_size=8), _json),
-    "timestamp": st.one_of(st.floats(), st.integers(), st.text(max_size=30), _json),
-    "signal_groups": st.lists(st.dictionaries(_group_member, st.one_of(_json, st.floats(-1e300, 1e300),
-                                                                       st.sampled_from(["dark", "unavailable"]))),
-                              max_size=4)}) | st.dictionaries(_member, _json, max_size=6)
+_group_member = st.sampled_from(
+    [
+        "signal_group",
+        "state",
+        "start_time",
+        "min_end_time",
+        "max_end_time",
+        "likely_time",
+        "confidence",
+        "next_time",
+        "next",
+    ]
+)
+_messages = st.fixed_dictionaries(
+    {},
+    optional={
+        "intersection": st.one_of(st.integers(-5, 70000), st.text(max_size=8), _json),
+        "timestamp": st.one_of(st.floats(), st.integers(), st.text(max_size=30), _json),
+        "signal_groups": st.lists(
+            st.dictionaries(
+                _group_member, st.one_of(_json, st.floats(-1e300, 1e300), st.sampled_from(["dark", "unavailable"]))
+            ),
+            max_size=4,
+        ),
+    },
+) | st.dictionaries(_member, _json, max_size=6)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

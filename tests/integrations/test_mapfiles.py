@@ -84,12 +84,15 @@ def test_spatem_follows_the_new_map(loader, layer, map_file, make_feed, clock):
     assert ok.accepted and ok.answer["identification"]["intersections"] == [{"id": "1201", "revision": 4}]
 
 
-@pytest.mark.parametrize("content, reason", [
-    ("{not json", "map-file-invalid"),
-    ("[1, 2]", "map-file-invalid"),
-    (json.dumps({"map": {"intersections": [{"id": {"id": 1202}}]}}), "map-file-wrong-intersection"),
-    (json.dumps({"map": {**example("mapem")["map"], "msgIssueRevision": 999}}), "rlt-validation"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        ("{not json", "map-file-invalid"),
+        ("[1, 2]", "map-file-invalid"),
+        (json.dumps({"map": {"intersections": [{"id": {"id": 1202}}]}}), "map-file-wrong-intersection"),
+        (json.dumps({"map": {**example("mapem")["map"], "msgIssueRevision": 999}}), "rlt-validation"),
+    ],
+)
 def test_a_bad_file_keeps_the_mapem_on_the_air(loader, layer, map_file, codec, content, reason):
     loader.poll()
     layer.due()
@@ -127,6 +130,7 @@ def test_restart_finds_the_mapem_in_the_store(tmp_path, make_layer, clock, map_f
     MapFileLoader(cfg, first, clock=clock).poll()
     first.close()
     from rsu.services.layer import ServiceLayer, ServicesConfig
+
     again = ServiceLayer(ServicesConfig(first.config.state_dir, station_id=3120101), clock=clock, codec=codec)
     try:
         [change] = MapFileLoader(cfg, again, clock=clock).poll()
@@ -144,19 +148,25 @@ async def test_poller_picks_up_a_changed_file(loader, layer, map_file):
         changed = example("mapem")
         changed["map"]["intersections"][0]["speedLimits"][0]["speed"] = 556  # 40 km/h
         write(map_file, changed, bump=1)
-        await wait_for(lambda: layer.get("rlt", "1201")["identification"]["intersections"][0]["revision"] == 4,
-                       event=poller.polled, timeout=3)
+        await wait_for(
+            lambda: layer.get("rlt", "1201")["identification"]["intersections"][0]["revision"] == 4,
+            event=poller.polled,
+            timeout=3,
+        )
     finally:
         await poller.stop()
 
 
-@pytest.mark.parametrize("cfg, message", [
-    ({}, "intersections: name at least one"),
-    ({"intersections": {"12x": "/tmp/a.json"}}, "intersections.12x: '12x' is not an intersection id"),
-    ({"intersections": {"1201": "/nonexistent-dir/a.json"}}, "intersections.1201: directory"),
-    ({"intersections": {"1201": "/tmp/a.json"}, "poll_interval_s": 0}, "poll_interval_s: 0"),
-    ({"intersections": {"1201": "/tmp/a.json"}, "poll": 1}, "poll: unknown option"),
-])
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        ({}, "intersections: name at least one"),
+        ({"intersections": {"12x": "/tmp/a.json"}}, "intersections.12x: '12x' is not an intersection id"),
+        ({"intersections": {"1201": "/nonexistent-dir/a.json"}}, "intersections.1201: directory"),
+        ({"intersections": {"1201": "/tmp/a.json"}, "poll_interval_s": 0}, "poll_interval_s: 0"),
+        ({"intersections": {"1201": "/tmp/a.json"}, "poll": 1}, "poll: unknown option"),
+    ],
+)
 def test_config_errors_name_the_field(cfg, message):
     with pytest.raises(ConfigError) as e:
         MapFilesConfig.from_dict(cfg, "integrations.map_files.")

@@ -33,10 +33,22 @@ def services(make_layer):
 
 
 def client_for(caster, services, make_password, **overrides) -> NtripClient:
-    cfg = {"host": "127.0.0.1", "port": caster.port, "mountpoint": "RTCM3", "username": "rsu",
-           "password_file": make_password(), "version": 2, "latitude": 44.837592, "longitude": -0.579431,
-           "altitude_m": 40.0, "backoff_initial_s": 0.05, "backoff_max_s": 0.2, "flush_gap_s": 0.05,
-           "max_batch_age_s": 0.5, "read_timeout_s": 5.0}
+    cfg = {
+        "host": "127.0.0.1",
+        "port": caster.port,
+        "mountpoint": "RTCM3",
+        "username": "rsu",
+        "password_file": make_password(),
+        "version": 2,
+        "latitude": 44.837592,
+        "longitude": -0.579431,
+        "altitude_m": 40.0,
+        "backoff_initial_s": 0.05,
+        "backoff_max_s": 0.2,
+        "flush_gap_s": 0.05,
+        "max_batch_age_s": 0.5,
+        "read_timeout_s": 5.0,
+    }
     cfg.update(overrides)
     return NtripClient(NtripConfig.from_dict(cfg), services, clock=services.layer.clock)
 
@@ -61,7 +73,7 @@ async def test_v2_stream_with_gga_corrupted_frame_and_a_dropped_connection(caste
         assert lines[0] == "GET /RTCM3 HTTP/1.1" and "Ntrip-Version: Ntrip/2.0" in lines
         assert "Authorization: Basic " + base64.b64encode(b"rsu:secret").decode() in lines
         [gga] = [line for line in lines if line.startswith("Ntrip-GGA: ")]
-        body, _, cs = gga[len("Ntrip-GGA: $"):].partition("*")
+        body, _, cs = gga[len("Ntrip-GGA: $") :].partition("*")
         assert body.startswith("GPGGA,") and ",4450.25552,N,00034.76586,W,1," in body
         assert int(cs, 16) == nmea_checksum(body)
         assert request["answer"] == "HTTP/1.1 200 OK"
@@ -124,8 +136,9 @@ async def test_refused_credentials_are_retried_with_backoff(caster, services, pa
         await wait_for(lambda: client.counters.dropped("ntrip-unauthorized") >= 3, event=client.state_changed)
     finally:
         await client.stop()
-    assert {e["answer"] for e in caster.of("request")} == {"HTTP/1.1 401 Unauthorized" if version == 2
-                                                          else "HTTP/1.0 401 Unauthorized"}
+    assert {e["answer"] for e in caster.of("request")} == {
+        "HTTP/1.1 401 Unauthorized" if version == 2 else "HTTP/1.0 401 Unauthorized"
+    }
     assert client.counters.dropped("ntrip-unauthorized") >= 3
     assert client.status()["last_error"].startswith("ntrip-unauthorized")
     assert not published(services)

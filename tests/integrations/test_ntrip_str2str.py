@@ -33,8 +33,14 @@ class Str2str:
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            self.binary, "-in", f"tcpsvr://:{self.in_port}", "-out", f"ntripc://rsu:secret@:{self.out_port}/RTCM3",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            self.binary,
+            "-in",
+            f"tcpsvr://:{self.in_port}",
+            "-out",
+            f"ntripc://rsu:secret@:{self.out_port}/RTCM3",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         loop = asyncio.get_running_loop()
         end = loop.time() + 10
         while True:  # bounded: until str2str accepts its base station
@@ -68,11 +74,23 @@ async def rtklib(str2str):
 
 
 def client_for(caster: Str2str, services, version: int, password_file) -> NtripClient:
-    cfg = NtripConfig.from_dict({"host": "127.0.0.1", "port": caster.out_port, "mountpoint": "RTCM3",
-                                 "username": "rsu", "password_file": password_file(), "version": version,
-                                 "gga": True, "latitude": 44.837592, "longitude": -0.579431,
-                                 "backoff_initial_s": 0.1, "backoff_max_s": 0.3, "flush_gap_s": 0.05,
-                                 "max_batch_age_s": 0.5})
+    cfg = NtripConfig.from_dict(
+        {
+            "host": "127.0.0.1",
+            "port": caster.out_port,
+            "mountpoint": "RTCM3",
+            "username": "rsu",
+            "password_file": password_file(),
+            "version": version,
+            "gga": True,
+            "latitude": 44.837592,
+            "longitude": -0.579431,
+            "backoff_initial_s": 0.1,
+            "backoff_max_s": 0.3,
+            "flush_gap_s": 0.05,
+            "max_batch_age_s": 0.5,
+        }
+    )
     return NtripClient(cfg, services, clock=services.layer.clock)
 
 
@@ -83,8 +101,12 @@ def on_air(services, stream: str = "ntrip") -> list[bytes]:
 
 def published(services) -> list[bytes]:
     """Every frame handed to GPC, in order, whatever batches str2str's relay cycles made."""
-    return [bytes.fromhex(h) for c in services.calls if c[1] == "gpc" and c[0] in ("trigger", "update")
-            for h in c[3]["rtcm"]]
+    return [
+        bytes.fromhex(h)
+        for c in services.calls
+        if c[1] == "gpc" and c[0] in ("trigger", "update")
+        for h in c[3]["rtcm"]
+    ]
 
 
 @pytest.mark.parametrize("version", [1, 2])

@@ -47,7 +47,7 @@ def test_framer_keeps_good_frames_and_drops_corrupted_ones_whatever_the_chunking
         out, i = [], 0
         while i < len(stream):
             n = rng.randint(1, 60)
-            out += framer.feed(stream[i:i + n])
+            out += framer.feed(stream[i : i + n])
             i += n
         assert out == [a, c, d, b]
         snap = counters.snapshot()
@@ -99,9 +99,14 @@ def test_batcher_flushes_after_a_gap_or_at_max_age():
 
 def test_gpc_feed_packs_batches_into_rtcmem_streams(layer, codec, clock):
     counters = Counters("ntrip")
-    gpc = GpcFeed(layer, counters, stream="ntrip", max_bytes=600, max_correction_age_s=10.0,
-                  dissemination={"destination": {"latitude": 44.8376, "longitude": -0.5794, "shape": "circle",
-                                                 "a": 1000}})
+    gpc = GpcFeed(
+        layer,
+        counters,
+        stream="ntrip",
+        max_bytes=600,
+        max_correction_age_s=10.0,
+        dissemination={"destination": {"latitude": 44.8376, "longitude": -0.5794, "shape": "circle", "a": 1000}},
+    )
     frames = [REAL[0]] + [msg(1074, 150, i) for i in range(1, 5)]
     gpc.publish(frames, clock.now())
     assert gpc.active == ["ntrip", "ntrip.2"]
@@ -130,16 +135,22 @@ def test_gpc_feed_packs_batches_into_rtcmem_streams(layer, codec, clock):
 
 
 @settings(max_examples=200, deadline=None)
-@given(pieces=st.lists(st.one_of(st.sampled_from(REAL), st.binary(max_size=40),
-                                 st.builds(corrupt, st.sampled_from(REAL), st.integers(3, 20))), max_size=12),
-       cuts=st.lists(st.integers(1, 64), min_size=1, max_size=8))
+@given(
+    pieces=st.lists(
+        st.one_of(
+            st.sampled_from(REAL), st.binary(max_size=40), st.builds(corrupt, st.sampled_from(REAL), st.integers(3, 20))
+        ),
+        max_size=12,
+    ),
+    cuts=st.lists(st.integers(1, 64), min_size=1, max_size=8),
+)
 def test_framer_never_crashes_and_only_yields_valid_frames(pieces, cuts):
     stream = b"".join(pieces) + bytes(1100)  # padding: a false length read in garbage cannot hold frames back
     framer = Rtcm3Framer()
     out, i, k = [], 0, 0
     while i < len(stream):
         n = cuts[k % len(cuts)]
-        out += framer.feed(stream[i:i + n])
+        out += framer.feed(stream[i : i + n])
         i, k = i + n, k + 1
     assert all(rtcm3_problem(f) is None for f in out)
     assert out == [p for p in pieces if p in REAL]  # every intact frame, in order; nothing else

@@ -20,16 +20,32 @@ from rsu.ops.metrics import Metrics
 async def test_integrations_end_to_end(tmp_path, make_layer, caster, password_file):
     map_file = tmp_path / "1201.json"
     map_file.write_text(json.dumps(example("mapem")))
-    config = IntegrationsConfig.from_dict({
-        "controller": {"host": "127.0.0.1", "port": 0, "watchdog_timeout_s": 5.0},
-        "map_files": {"intersections": {"1201": str(map_file)}, "poll_interval_s": 0.05},
-        "ntrip": {"host": "127.0.0.1", "port": caster.port, "mountpoint": "RTCM3", "username": "rsu",
-                  "password_file": password_file(), "flush_gap_s": 0.05, "backoff_initial_s": 0.05,
-                  "latitude": 44.8376, "longitude": -0.5794}})
+    config = IntegrationsConfig.from_dict(
+        {
+            "controller": {"host": "127.0.0.1", "port": 0, "watchdog_timeout_s": 5.0},
+            "map_files": {"intersections": {"1201": str(map_file)}, "poll_interval_s": 0.05},
+            "ntrip": {
+                "host": "127.0.0.1",
+                "port": caster.port,
+                "mountpoint": "RTCM3",
+                "username": "rsu",
+                "password_file": password_file(),
+                "flush_gap_s": 0.05,
+                "backoff_initial_s": 0.05,
+                "latitude": 44.8376,
+                "longitude": -0.5794,
+            },
+        }
+    )
     layer = make_layer(SystemClock())
     metrics = Metrics()
-    integrations = Integrations(config, layer, clock=layer.clock, drops=metrics,
-                                on_feed_age=lambda ix, age: metrics.feed_age.labels(ix).set(age))
+    integrations = Integrations(
+        config,
+        layer,
+        clock=layer.clock,
+        drops=metrics,
+        on_feed_age=lambda ix, age: metrics.feed_age.labels(ix).set(age),
+    )
     await integrations.start()
     try:
         assert [e["id"] for e in layer.list("rlt")] == ["1201"]  # the MAP is there before the first SPATEM
@@ -55,8 +71,7 @@ async def test_integrations_end_to_end(tmp_path, make_layer, caster, password_fi
         assert status["map_files"]["files"]["1201"]["revisions"] == {"1201": 3}
         assert status["ntrip"]["connected"] and status["ntrip"]["streams"] == ["ntrip"]
         paths = sorted(r.path for r in integrations.routes())
-        assert paths == ["/v1/integrations/controller", "/v1/integrations/controller/feed",
-                         "/v1/integrations/status"]
+        assert paths == ["/v1/integrations/controller", "/v1/integrations/controller/feed", "/v1/integrations/status"]
         text = metrics.exposition().decode()
         assert 'rsu_controller_feed_age_seconds{intersection="1201"}' in text
         assert 'rsu_messages_dropped_total{reason="malformed-json",transport="controller"} 1.0' in text
@@ -84,9 +99,12 @@ async def test_start_failure_stops_what_started(tmp_path, make_layer):
     map_file.write_text(json.dumps(example("mapem")))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
-        config = IntegrationsConfig.from_dict({
-            "map_files": {"intersections": {"1201": str(map_file)}},
-            "controller": {"host": "127.0.0.1", "port": taken.getsockname()[1]}})
+        config = IntegrationsConfig.from_dict(
+            {
+                "map_files": {"intersections": {"1201": str(map_file)}},
+                "controller": {"host": "127.0.0.1", "port": taken.getsockname()[1]},
+            }
+        )
         layer = make_layer(SystemClock())
         integrations = Integrations(config, layer, clock=layer.clock)
         with pytest.raises(OSError):
@@ -97,9 +115,18 @@ async def test_start_failure_stops_what_started(tmp_path, make_layer):
 async def test_unreadable_password_file_is_a_named_ntrip_error(tmp_path, make_layer):
     secret = tmp_path / "ntrip.pass"
     secret.write_text("pw\n")
-    config = IntegrationsConfig.from_dict({"ntrip": {"host": "127.0.0.1", "port": 9, "mountpoint": "M",
-                                                     "username": "u", "password_file": str(secret),
-                                                     "backoff_initial_s": 0.05}})
+    config = IntegrationsConfig.from_dict(
+        {
+            "ntrip": {
+                "host": "127.0.0.1",
+                "port": 9,
+                "mountpoint": "M",
+                "username": "u",
+                "password_file": str(secret),
+                "backoff_initial_s": 0.05,
+            }
+        }
+    )
     secret.unlink()  # rotated away after start-up
     layer = make_layer(SystemClock())
     integrations = Integrations(config, layer, clock=layer.clock)

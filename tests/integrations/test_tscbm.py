@@ -23,8 +23,18 @@ def blob(**kw) -> bytes:
     times[6] = (126, 248, 80, 80, 0, 0)
     times[4] = (140, 260, 140, 260, 0, 0)
     times[1] = (300, 420, 0, 0, 300, 420)  # overlap 1 uses block 1's overlap times
-    args = dict(phases=times, greens=(2, 6), reds=(1, 3, 4, 5, 7, 8), walks=(2, 6), dont_walks=(4, 8),
-                overlap_reds=(1,), seconds_of_day=SOD, milliseconds=450, plan=1, sequence=7)
+    args = dict(
+        phases=times,
+        greens=(2, 6),
+        reds=(1, 3, 4, 5, 7, 8),
+        walks=(2, 6),
+        dont_walks=(4, 8),
+        overlap_reds=(1,),
+        seconds_of_day=SOD,
+        milliseconds=450,
+        plan=1,
+        sequence=7,
+    )
     args.update(kw)
     return tscbm_bytes(**args)
 
@@ -36,8 +46,9 @@ def states(codec, tx) -> dict[int, list[dict]]:
 
 @pytest.fixture
 def tscbm_feed(make_feed):
-    return make_feed(format="tscbm", intersections=[{"id": 1201, "controller": "192.0.2.10",
-                                                     "signal_groups": PHASE_MAP}])
+    return make_feed(
+        format="tscbm", intersections=[{"id": 1201, "controller": "192.0.2.10", "signal_groups": PHASE_MAP}]
+    )
 
 
 def test_layout_is_parsed_field_by_field():
@@ -61,16 +72,30 @@ def test_blob_drives_the_4arm_spatem_through_the_phase_map(tscbm_feed, mapped, c
     [tx] = [t for t in mapped.due() if t.service == "tlm"]
     s = states(codec, tx)
     assert sorted(s) == list(range(1, 13))
-    assert s[1] == [{"eventState": "permissive-Movement-Allowed",
-                     "timing": {"minEndTime": time_mark(T + 12.6, T), "maxEndTime": time_mark(T + 24.8, T)}}]
+    assert s[1] == [
+        {
+            "eventState": "permissive-Movement-Allowed",
+            "timing": {"minEndTime": time_mark(T + 12.6, T), "maxEndTime": time_mark(T + 24.8, T)},
+        }
+    ]
     assert s[5][0]["eventState"] == "permissive-Movement-Allowed"
-    assert s[3] == [{"eventState": "stop-And-Remain",
-                     "timing": {"minEndTime": time_mark(T + 14.0, T), "maxEndTime": time_mark(T + 26.0, T)}}]
+    assert s[3] == [
+        {
+            "eventState": "stop-And-Remain",
+            "timing": {"minEndTime": time_mark(T + 14.0, T), "maxEndTime": time_mark(T + 26.0, T)},
+        }
+    ]
     assert s[2][0]["eventState"] == "stop-And-Remain"
-    assert s[8] == [{"eventState": "stop-And-Remain",  # overlap 1, times from block 1's overlap fields
-                     "timing": {"minEndTime": time_mark(T + 30.0, T), "maxEndTime": time_mark(T + 42.0, T)}}]
-    assert s[10][0] == {"eventState": "permissive-Movement-Allowed", "timing": {"minEndTime": time_mark(T + 8, T),
-                                                                               "maxEndTime": time_mark(T + 8, T)}}
+    assert s[8] == [
+        {
+            "eventState": "stop-And-Remain",  # overlap 1, times from block 1's overlap fields
+            "timing": {"minEndTime": time_mark(T + 30.0, T), "maxEndTime": time_mark(T + 42.0, T)},
+        }
+    ]
+    assert s[10][0] == {
+        "eventState": "permissive-Movement-Allowed",
+        "timing": {"minEndTime": time_mark(T + 8, T), "maxEndTime": time_mark(T + 8, T)},
+    }
     assert s[9][0]["eventState"] == "stop-And-Remain"  # don't walk
     assert s[7][0] == {"eventState": "stop-And-Remain", "timing": {"minEndTime": 36001}}  # no prediction (0, 0)
 
@@ -79,29 +104,44 @@ def test_protected_or_permissive_per_timing_plan(tscbm_feed, mapped, codec, cloc
     """Signal group 3 (phase 4) is permissive, but protected under timing plan 3 (issue V2X-Hub #233)."""
     for plan, expected in ((1, "permissive-Movement-Allowed"), (3, "protected-Movement-Allowed")):
         clock.advance(0.1)
-        b = blob(greens=(4, 8), reds=(1, 2, 3, 5, 6, 7), walks=(), dont_walks=(2, 4, 6, 8), plan=plan,
-                 milliseconds=450 + round((clock.now() - T) * 1000))
+        b = blob(
+            greens=(4, 8),
+            reds=(1, 2, 3, 5, 6, 7),
+            walks=(),
+            dont_walks=(2, 4, 6, 8),
+            plan=plan,
+            milliseconds=450 + round((clock.now() - T) * 1000),
+        )
         assert tscbm_feed.on_datagram(b, ("192.0.2.10", 6053)).accepted
         s = states(codec, [t for t in mapped.due() if t.service == "tlm"][-1])
         assert s[3][0]["eventState"] == expected
         assert s[7][0]["eventState"] == "permissive-Movement-Allowed"  # no plan override
     clock.advance(0.1)
-    b = blob(greens=(), yellows=(4,), reds=(1, 2, 3, 5, 6, 7, 8), walks=(), plan=3,
-             milliseconds=450 + round((clock.now() - T) * 1000))
+    b = blob(
+        greens=(),
+        yellows=(4,),
+        reds=(1, 2, 3, 5, 6, 7, 8),
+        walks=(),
+        plan=3,
+        milliseconds=450 + round((clock.now() - T) * 1000),
+    )
     assert tscbm_feed.on_datagram(b, ("192.0.2.10", 6053)).accepted
     s = states(codec, [t for t in mapped.due() if t.service == "tlm"][-1])
     assert s[3][0]["eventState"] == "protected-clearance"
 
 
-@pytest.mark.parametrize("lights, expected", [
-    (dict(reds=(2,)), "stop-And-Remain"),
-    (dict(reds=(2,), flashing=(2,)), "stop-Then-Proceed"),
-    (dict(yellows=(2,)), "permissive-clearance"),
-    (dict(yellows=(2,), flashing=(2,)), "caution-Conflicting-Traffic"),
-    (dict(greens=(2,)), "permissive-Movement-Allowed"),
-    (dict(), "dark"),
-    (dict(reds=(2,), greens=(2,)), "unavailable"),  # contradictory outputs: never guess
-])
+@pytest.mark.parametrize(
+    "lights, expected",
+    [
+        (dict(reds=(2,)), "stop-And-Remain"),
+        (dict(reds=(2,), flashing=(2,)), "stop-Then-Proceed"),
+        (dict(yellows=(2,)), "permissive-clearance"),
+        (dict(yellows=(2,), flashing=(2,)), "caution-Conflicting-Traffic"),
+        (dict(greens=(2,)), "permissive-Movement-Allowed"),
+        (dict(), "dark"),
+        (dict(reds=(2,), greens=(2,)), "unavailable"),  # contradictory outputs: never guess
+    ],
+)
 def test_vehicle_phase_states(lights, expected):
     """Flashing only qualifies red/yellow (the "SPaT shows flash permanently" bug, V2X-Hub #35)."""
     args = dict(phases={2: (10, 20, 0, 0, 0, 0)}, flashing=(), reds=(), yellows=(), greens=())
@@ -111,10 +151,17 @@ def test_vehicle_phase_states(lights, expected):
 
 
 def test_pedestrian_and_overlap_states():
-    t = parse_tscbm(tscbm_bytes(phases={2: (0, 0, 50, 70, 0, 0), 3: (0, 0, 0, 0, 40, 60)}, ped_clears=(2,),
-                                overlap_greens=(3,), flashing_overlaps=()))
-    ped = SignalGroupMapConfig.from_dict({"signal_group": 10, "phase": 2, "type": "pedestrian",
-                                          "movement": "protected"})
+    t = parse_tscbm(
+        tscbm_bytes(
+            phases={2: (0, 0, 50, 70, 0, 0), 3: (0, 0, 0, 0, 40, 60)},
+            ped_clears=(2,),
+            overlap_greens=(3,),
+            flashing_overlaps=(),
+        )
+    )
+    ped = SignalGroupMapConfig.from_dict(
+        {"signal_group": 10, "phase": 2, "type": "pedestrian", "movement": "protected"}
+    )
     ovl = SignalGroupMapConfig.from_dict({"signal_group": 8, "overlap": 3})
     assert movement_state(t, ped) == ("protected-clearance", 50, 70, None)
     assert movement_state(t, ovl) == ("permissive-Movement-Allowed", 40, 60, None)
@@ -122,17 +169,20 @@ def test_pedestrian_and_overlap_states():
     assert movement_state(t, missing)[0] == "unavailable"
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b"", "tscbm-too-short"),
-    (b"\xcd", "tscbm-too-short"),
-    (b"\xce" + tscbm_bytes()[1:], "tscbm-bad-header"),
-    (tscbm_bytes()[:-1], "tscbm-bad-length"),
-    (tscbm_bytes() + b"\x00", "tscbm-bad-length"),
-    (tscbm_bytes(blocks=0)[:2] + bytes(35), "tscbm-bad-block-count"),
-    (tscbm_bytes(phases={17: (0,) * 6}), "tscbm-bad-phase"),
-    (tscbm_bytes(seconds_of_day=86400), "tscbm-bad-timestamp"),
-    (tscbm_bytes(milliseconds=1000), "tscbm-bad-timestamp"),
-])
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "tscbm-too-short"),
+        (b"\xcd", "tscbm-too-short"),
+        (b"\xce" + tscbm_bytes()[1:], "tscbm-bad-header"),
+        (tscbm_bytes()[:-1], "tscbm-bad-length"),
+        (tscbm_bytes() + b"\x00", "tscbm-bad-length"),
+        (tscbm_bytes(blocks=0)[:2] + bytes(35), "tscbm-bad-block-count"),
+        (tscbm_bytes(phases={17: (0,) * 6}), "tscbm-bad-phase"),
+        (tscbm_bytes(seconds_of_day=86400), "tscbm-bad-timestamp"),
+        (tscbm_bytes(milliseconds=1000), "tscbm-bad-timestamp"),
+    ],
+)
 def test_malformed_blobs_are_dropped_and_counted(tscbm_feed, mapped, data, reason):
     with pytest.raises(TscbmError):
         parse_tscbm(data)
@@ -168,32 +218,51 @@ def test_receipt_time_source_and_skewed_controller_clock(make_feed, clock, codec
     assert ok.on_datagram(far, ("10.0.0.1", 1)).reason == "out-of-order"  # ordering still by its own clock
     late = make_feed(format="tscbm", time_source="receipt", intersections=[{"id": 1201, "signal_groups": PHASE_MAP}])
     assert late.on_datagram(far, ("10.0.0.1", 1)).accepted
-    strict = make_feed(format="tscbm", max_clock_skew_s=0.5,
-                       intersections=[{"id": 1201, "signal_groups": PHASE_MAP}])
+    strict = make_feed(format="tscbm", max_clock_skew_s=0.5, intersections=[{"id": 1201, "signal_groups": PHASE_MAP}])
     assert strict.on_datagram(b, ("10.0.0.1", 1)).reason == "clock-skew"
 
 
-@pytest.mark.parametrize("cfg, message", [
-    ({"format": "tscbm"}, "intersections: the TSCBM format needs"),
-    ({"format": "tscbm", "intersections": [{"id": 1201}]}, "intersections[0].signal_groups: a TSCBM"),
-    ({"intersections": [{"id": 1201, "signal_groups": [{"signal_group": 1}]}]},
-     "intersections[0].signal_groups[0].phase: None is not an integer"),
-    ({"intersections": [{"id": 1201, "signal_groups": [{"signal_group": 1, "phase": 2, "movement": "green"}]}]},
-     "intersections[0].signal_groups[0].movement: 'green'"),
-    ({"intersections": [{"id": 1201, "signal_groups": [{"signal_group": 1, "phase": 2, "plans": {"x": 1}}]}]},
-     "intersections[0].signal_groups[0].plans.x"),
-    ({"intersections": [{"id": 1201, "signal_groups": [{"signal_group": 1, "phase": 2, "overlap": 1}]}]},
-     "intersections[0].signal_groups[0].phase: an overlap"),
-    ({"intersections": [{"id": 1201, "signal_groups": [{"signal_group": 1, "phase": 2},
-                                                       {"signal_group": 1, "phase": 3}]}]},
-     "intersections[0].signal_groups[1].signal_group: 1 is already mapped"),
-    ({"format": "tscbm", "intersections": [{"id": 1201, "signal_groups": PHASE_MAP},
-                                           {"id": 1202, "signal_groups": PHASE_MAP}]},
-     "controller: required when several"),
-    ({"stale_behaviour": "repeat"}, "stale_behaviour: 'repeat'"),
-    ({"watchdog_timeout_s": 0}, "watchdog_timeout_s: 0"),
-    ({"prot": 1}, "prot: unknown option"),
-])
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        ({"format": "tscbm"}, "intersections: the TSCBM format needs"),
+        ({"format": "tscbm", "intersections": [{"id": 1201}]}, "intersections[0].signal_groups: a TSCBM"),
+        (
+            {"intersections": [{"id": 1201, "signal_groups": [{"signal_group": 1}]}]},
+            "intersections[0].signal_groups[0].phase: None is not an integer",
+        ),
+        (
+            {"intersections": [{"id": 1201, "signal_groups": [{"signal_group": 1, "phase": 2, "movement": "green"}]}]},
+            "intersections[0].signal_groups[0].movement: 'green'",
+        ),
+        (
+            {"intersections": [{"id": 1201, "signal_groups": [{"signal_group": 1, "phase": 2, "plans": {"x": 1}}]}]},
+            "intersections[0].signal_groups[0].plans.x",
+        ),
+        (
+            {"intersections": [{"id": 1201, "signal_groups": [{"signal_group": 1, "phase": 2, "overlap": 1}]}]},
+            "intersections[0].signal_groups[0].phase: an overlap",
+        ),
+        (
+            {
+                "intersections": [
+                    {"id": 1201, "signal_groups": [{"signal_group": 1, "phase": 2}, {"signal_group": 1, "phase": 3}]}
+                ]
+            },
+            "intersections[0].signal_groups[1].signal_group: 1 is already mapped",
+        ),
+        (
+            {
+                "format": "tscbm",
+                "intersections": [{"id": 1201, "signal_groups": PHASE_MAP}, {"id": 1202, "signal_groups": PHASE_MAP}],
+            },
+            "controller: required when several",
+        ),
+        ({"stale_behaviour": "repeat"}, "stale_behaviour: 'repeat'"),
+        ({"watchdog_timeout_s": 0}, "watchdog_timeout_s: 0"),
+        ({"prot": 1}, "prot: unknown option"),
+    ],
+)
 def test_phase_map_config_errors_name_the_field(cfg, message):
     with pytest.raises(ConfigError) as e:
         ControllerFeedConfig.from_dict(cfg, "integrations.controller.")
@@ -202,11 +271,15 @@ def test_phase_map_config_errors_name_the_field(cfg, message):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.one_of(st.binary(max_size=300),
-                      st.builds(lambda b, i, v: b[:i] + bytes([v]) + b[i + 1:], st.just(blob()),
-                                st.integers(0, 244), st.integers(0, 255))))
+@given(
+    data=st.one_of(
+        st.binary(max_size=300),
+        st.builds(
+            lambda b, i, v: b[:i] + bytes([v]) + b[i + 1 :], st.just(blob()), st.integers(0, 244), st.integers(0, 255)
+        ),
+    )
+)
 def test_arbitrary_datagrams_never_crash(tscbm_feed, data):
     """Random bytes and single-byte corruptions of a good blob: dropped by reason or used, never an exception."""
     result = tscbm_feed.on_datagram(data, ("192.0.2.10", 6053))
-    assert result.accepted or result.reason.startswith(("tscbm-", "clock-skew", "out-of-order", "duplicate",
-                                                        "tlm-"))
+    assert result.accepted or result.reason.startswith(("tscbm-", "clock-skew", "out-of-order", "duplicate", "tlm-"))

@@ -52,8 +52,9 @@ def test_feed_loss_stops_the_spatem_and_recovery_restarts_it(make_feed, mapped, 
 
 
 def test_feed_loss_reports_unavailable_then_stops(make_feed, mapped, clock, codec):
-    feed = make_feed(watchdog_timeout_s=0.5, stale_behaviour="unavailable", unavailable_interval_s=1.0,
-                     unavailable_max_s=3.0)
+    feed = make_feed(
+        watchdog_timeout_s=0.5, stale_behaviour="unavailable", unavailable_interval_s=1.0, unavailable_max_s=3.0
+    )
     feed_10hz(feed, mapped, clock, 0.3)
     lost_at = clock.now() - 0.1 + 0.5
     clock.set(lost_at)
@@ -79,8 +80,12 @@ def test_feed_loss_reports_unavailable_then_stops(make_feed, mapped, clock, code
 
 
 def test_each_intersection_has_its_own_watchdog(make_feed, mapped, clock):
-    other = {"intersection": "7.1202", "timestamp": clock.now(), "revision": 1,
-             "signal_groups": [{"signal_group": 1, "state": "dark"}]}
+    other = {
+        "intersection": "7.1202",
+        "timestamp": clock.now(),
+        "revision": 1,
+        "signal_groups": [{"signal_group": 1, "state": "dark"}],
+    }
     feed = make_feed(watchdog_timeout_s=1.0)
     assert feed.on_json(other).accepted  # no MAPEM for 7.1202: the feed gives the revision; sent with a warning
     for _ in range(15):

@@ -16,12 +16,22 @@ def example_spat() -> dict:
     return json.loads((EXAMPLES / "spatem-4arm-intersection.json").read_text())
 
 
-def lane(lane_id: int, direction: str, nodes: list[dict], *, kind: str = "vehicle", connects: list[dict] | None = None,
-         **extra) -> dict:
+def lane(
+    lane_id: int,
+    direction: str,
+    nodes: list[dict],
+    *,
+    kind: str = "vehicle",
+    connects: list[dict] | None = None,
+    **extra,
+) -> dict:
     bits = {"vehicle": "00"}.get(kind, "0000")
-    out = {"laneID": lane_id, **extra,
-           "laneAttributes": {"directionalUse": direction, "sharedWith": "0000", "laneType": {kind: bits}},
-           "nodeList": {"nodes": nodes}}
+    out = {
+        "laneID": lane_id,
+        **extra,
+        "laneAttributes": {"directionalUse": direction, "sharedWith": "0000", "laneType": {kind: bits}},
+        "nodeList": {"nodes": nodes},
+    }
     if connects:
         out["connectsTo"] = connects
     return out

@@ -24,8 +24,9 @@ def test_example_geojson_imports_to_the_example_intersection(codec):
     assert codec.decode(codec.encode(value, kind)).value == value
     original = example_map()["map"]["intersections"][0]
     el = imported["map"]["intersections"][0]
-    assert {k: el[k] for k in ("id", "name", "revision", "refPoint", "laneWidth", "speedLimits")} == \
-        {k: original[k] for k in ("id", "name", "revision", "refPoint", "laneWidth", "speedLimits")}
+    assert {k: el[k] for k in ("id", "name", "revision", "refPoint", "laneWidth", "speedLimits")} == {
+        k: original[k] for k in ("id", "name", "revision", "refPoint", "laneWidth", "speedLimits")
+    }
     assert [ln["laneID"] for ln in el["laneSet"]] == [ln["laneID"] for ln in original["laneSet"]]
     assert [ln.get("connectsTo") for ln in el["laneSet"]] == [ln.get("connectsTo") for ln in original["laneSet"]]
     # lanes drawn node by node come back node by node, offsets and forms unchanged

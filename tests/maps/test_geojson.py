@@ -20,9 +20,13 @@ REF = (48.8566, 2.3522)
 
 def feature_collection(lanes: list[dict], **point) -> dict:
     props = {"intersection_id": 77, "revision": 2, "lane_width": 300, **point}
-    return {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [REF[1], REF[0]]}, "properties": props},
-        *lanes]}
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [REF[1], REF[0]]}, "properties": props},
+            *lanes,
+        ],
+    }
 
 
 def lane_feature(coords_m: list[tuple[float, float]], **props) -> dict:
@@ -55,16 +59,32 @@ def test_export_carries_lanes_and_the_reference_point():
     doc, _ = from_map(example_map())
     point, *lanes = doc["features"]
     assert point["geometry"] == {"type": "Point", "coordinates": [-0.579431, 44.837592, 61.0]}
-    assert point["properties"] == {"intersection_id": 1201, "name": "Bd Jean Jaures x Rue Pasteur", "revision": 3,
-                                   "lane_width": 325, "station_id": 3120101,
-                                   "speed_limits": [{"type": "vehicleMaxSpeed", "speed": 694}]}
+    assert point["properties"] == {
+        "intersection_id": 1201,
+        "name": "Bd Jean Jaures x Rue Pasteur",
+        "revision": 3,
+        "lane_width": 325,
+        "station_id": 3120101,
+        "speed_limits": [{"type": "vehicleMaxSpeed", "speed": 694}],
+    }
     assert len(lanes) == 16 and all(f["geometry"]["type"] == "LineString" for f in lanes)
     one = lanes[0]["properties"]
-    assert one == {"lane_id": 1, "type": "vehicle", "type_attributes": "00", "direction": "ingress",
-                   "shared_with": "0000", "ingress_approach": 1, "maneuvers": "a000", "width": 325,
-                   "signal_group": 1, "connections": [{"lane": 9, "connection_id": 1, "maneuver": "8000"},
-                                                      {"lane": 12, "connection_id": 2, "maneuver": "2000"}],
-                   "stop_line_nodes": [0]}
+    assert one == {
+        "lane_id": 1,
+        "type": "vehicle",
+        "type_attributes": "00",
+        "direction": "ingress",
+        "shared_with": "0000",
+        "ingress_approach": 1,
+        "maneuvers": "a000",
+        "width": 325,
+        "signal_group": 1,
+        "connections": [
+            {"lane": 9, "connection_id": 1, "maneuver": "8000"},
+            {"lane": 12, "connection_id": 2, "maneuver": "2000"},
+        ],
+        "stop_line_nodes": [0],
+    }
     crosswalk = next(f["properties"] for f in lanes if f["properties"]["lane_id"] == 13)
     assert crosswalk["type"] == "crosswalk" and crosswalk["direction"] == "both" and crosswalk["width"] == 400
     # positions: WGS84 [lon, lat]; lane 1's first node is 4.87 m west and 15 m north of the reference point
@@ -74,8 +94,16 @@ def test_export_carries_lanes_and_the_reference_point():
 
 
 def test_import_writes_offsets_from_the_reference_point_then_the_previous_node_in_the_smallest_form():
-    doc = feature_collection([lane_feature([(3.0, 4.0), (3.0, 14.0), (-37.0, 14.5), (-37.0, 314.5)],
-                                           lane_id=1, direction="ingress", stop_line_nodes=[0])])
+    doc = feature_collection(
+        [
+            lane_feature(
+                [(3.0, 4.0), (3.0, 14.0), (-37.0, 14.5), (-37.0, 314.5)],
+                lane_id=1,
+                direction="ingress",
+                stop_line_nodes=[0],
+            )
+        ]
+    )
     mapem = to_map(doc)
     assert "header" not in mapem  # no station_id: the daemon puts its own
     [el] = mapem["map"]["intersections"]
@@ -83,8 +111,8 @@ def test_import_writes_offsets_from_the_reference_point_then_the_previous_node_i
     assert el["refPoint"] == {"lat": 488566000, "long": 23522000}
     nodes = el["laneSet"][0]["nodeList"]["nodes"]
     assert [n["delta"] for n in nodes] == [
-        {"node-XY1": {"x": 300, "y": 400}},      # from the reference point
-        {"node-XY2": {"x": 0, "y": 1000}},       # from the previous node
+        {"node-XY1": {"x": 300, "y": 400}},  # from the reference point
+        {"node-XY2": {"x": 0, "y": 1000}},  # from the previous node
         {"node-XY4": {"x": -4000, "y": 50}},
         {"node-XY6": {"x": 0, "y": 30000}},
     ]
@@ -93,9 +121,12 @@ def test_import_writes_offsets_from_the_reference_point_then_the_previous_node_i
 
 
 def test_import_widths_become_dwidth_and_come_back(codec):
-    doc = feature_collection([
-        lane_feature([(0, 5), (0, 25), (0, 45)], lane_id=1, direction="ingress", width=350, widths=[350, 350, 420]),
-        lane_feature([(4, 5), (4, 25)], lane_id=2, direction="egress", width=300)])
+    doc = feature_collection(
+        [
+            lane_feature([(0, 5), (0, 25), (0, 45)], lane_id=1, direction="ingress", width=350, widths=[350, 350, 420]),
+            lane_feature([(4, 5), (4, 25)], lane_id=2, direction="egress", width=300),
+        ]
+    )
     mapem = to_map(doc)
     lanes = mapem["map"]["intersections"][0]["laneSet"]
     assert [n.get("attributes") for n in lanes[0]["nodeList"]["nodes"]] == [{"dWidth": 50}, None, {"dWidth": 70}]
@@ -108,20 +139,34 @@ def test_import_widths_become_dwidth_and_come_back(codec):
 
 
 def test_connections_signal_groups_and_remote_lanes_round_trip(codec):
-    doc = feature_collection([
-        lane_feature([(0, 5), (0, 25)], lane_id=1, direction="ingress", signal_group=4, maneuvers="a000",
-                     connections=[{"lane": 2, "maneuver": "8000", "connection_id": 1},
-                                  {"lane": 40, "signal_group": 5, "remote_intersection": {"region": 7, "id": 78}}]),
-        lane_feature([(0, -5), (0, -25)], lane_id=2, direction="egress", name="south exit"),
-        lane_feature([(5, 0), (25, 0)], lane_id=3, direction="ingress", connections="2, 1")],
-        region=7, name="Place X", station_id=4711)
+    doc = feature_collection(
+        [
+            lane_feature(
+                [(0, 5), (0, 25)],
+                lane_id=1,
+                direction="ingress",
+                signal_group=4,
+                maneuvers="a000",
+                connections=[
+                    {"lane": 2, "maneuver": "8000", "connection_id": 1},
+                    {"lane": 40, "signal_group": 5, "remote_intersection": {"region": 7, "id": 78}},
+                ],
+            ),
+            lane_feature([(0, -5), (0, -25)], lane_id=2, direction="egress", name="south exit"),
+            lane_feature([(5, 0), (25, 0)], lane_id=3, direction="ingress", connections="2, 1"),
+        ],
+        region=7,
+        name="Place X",
+        station_id=4711,
+    )
     mapem = to_map(doc)
     assert mapem["header"] == {"protocolVersion": 2, "messageID": 5, "stationID": 4711}
     el = mapem["map"]["intersections"][0]
     assert el["id"] == {"region": 7, "id": 77} and el["name"] == "Place X"
     assert el["laneSet"][0]["connectsTo"] == [
         {"connectingLane": {"lane": 2, "maneuver": "8000"}, "signalGroup": 4, "connectionID": 1},
-        {"connectingLane": {"lane": 40}, "remoteIntersection": {"region": 7, "id": 78}, "signalGroup": 5}]
+        {"connectingLane": {"lane": 40}, "remoteIntersection": {"region": 7, "id": 78}, "signalGroup": 5},
+    ]
     assert el["laneSet"][2]["connectsTo"] == [{"connectingLane": {"lane": 2}}, {"connectingLane": {"lane": 1}}]
     assert encode_decode(codec, mapem) == mapem
     first, _ = from_map(mapem)
@@ -130,26 +175,31 @@ def test_connections_signal_groups_and_remote_lanes_round_trip(codec):
 
 def test_imported_map_file_is_one_the_daemon_loads(tmp_path):
     path = tmp_path / "77.json"
-    path.write_text(json.dumps(to_map(feature_collection([lane_feature([(0, 5), (0, 25)], lane_id=1,
-                                                                        direction="ingress")]))))
+    path.write_text(
+        json.dumps(to_map(feature_collection([lane_feature([(0, 5), (0, 25)], lane_id=1, direction="ingress")])))
+    )
     obj, problem = read_map_file(path, "77")
     assert problem is None and obj["map"]["intersections"][0]["laneSet"][0]["laneID"] == 1
 
 
 def test_import_reports_every_problem_naming_feature_and_property():
     far = lane_feature([(0, 5), (400, 5)], lane_id=5, direction="egress")
-    doc = feature_collection([
-        lane_feature([(0, 5), (0, 25)], lane_id=1, direction="ingress", connections=[4, 9]),
-        lane_feature([(0, -5), (0, -25)], lane_id=1, direction="egress"),
-        lane_feature([(5, 0), (25, 0)], lane_id=300, direction="ingress"),
-        lane_feature([(5, 0), (25, 0)], lane_id=4, direction="sideways", signal_group=256, width=40000,
-                     colour="red"),
-        far,
-        lane_feature([(1, 1)], lane_id=6, direction="none"),
-        lane_feature([(1, 1), (2, 2)], lane_id=7, direction="ingress", width=1000),
-        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": []}, "properties": {}},
-        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [2.35, 48.85]}, "properties": {}},
-    ], revision=200)
+    doc = feature_collection(
+        [
+            lane_feature([(0, 5), (0, 25)], lane_id=1, direction="ingress", connections=[4, 9]),
+            lane_feature([(0, -5), (0, -25)], lane_id=1, direction="egress"),
+            lane_feature([(5, 0), (25, 0)], lane_id=300, direction="ingress"),
+            lane_feature(
+                [(5, 0), (25, 0)], lane_id=4, direction="sideways", signal_group=256, width=40000, colour="red"
+            ),
+            far,
+            lane_feature([(1, 1)], lane_id=6, direction="none"),
+            lane_feature([(1, 1), (2, 2)], lane_id=7, direction="ingress", width=1000),
+            {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": []}, "properties": {}},
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [2.35, 48.85]}, "properties": {}},
+        ],
+        revision=200,
+    )
     with pytest.raises(MapError) as e:
         to_map(doc)
     problems = e.value.problems
@@ -181,7 +231,8 @@ def test_import_refuses_what_is_not_a_feature_collection():
         to_map({"type": "FeatureCollection", "features": []})
     assert e.value.problems == [
         "features: exactly one Point (the intersection's reference point) is needed, found none",
-        "features: no LineString (lane): an intersection needs at least one lane"]
+        "features: no LineString (lane): an intersection needs at least one lane",
+    ]
 
 
 def test_hex_fields_the_codec_refuses_are_named_by_feature():
@@ -195,8 +246,10 @@ def test_hex_fields_the_codec_refuses_are_named_by_feature():
 def test_export_of_a_lane_with_a_latlon_node_and_other_attributes():
     plane = LocalPlane(48.8566, 2.3522)
     lat, lon = plane.to_wgs84(10.0, 20.0)
-    node = {"delta": {"node-LatLon": {"lon": round(lon * 1e7), "lat": round(lat * 1e7)}},
-            "attributes": {"localNode": ["mergePoint"], "dElevation": 5}}
+    node = {
+        "delta": {"node-LatLon": {"lon": round(lon * 1e7), "lat": round(lat * 1e7)}},
+        "attributes": {"localNode": ["mergePoint"], "dElevation": 5},
+    }
     m = small_map([lane(1, "40", [node, xy("node-XY1", 0, 500)])])
     doc, warnings = from_map(m)
     assert warnings == ["lane 1 node 0: attributes dElevation, localNode mergePoint not exported"]
@@ -208,9 +261,10 @@ def test_export_of_a_lane_with_a_latlon_node_and_other_attributes():
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(10 ** 30), 10 ** 30) | st.floats(allow_nan=True) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers(-(10**30), 10**30) | st.floats(allow_nan=True) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
-    max_leaves=12)
+    max_leaves=12,
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

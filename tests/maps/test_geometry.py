@@ -56,8 +56,20 @@ def test_computed_lane_is_its_reference_shifted():
 
 
 def test_widths_start_at_lane_width_and_dwidth_adds_from_its_node_on():
-    m = small_map([lane(1, "80", [xy("node-XY1", 0, 500), xy("node-XY3", 0, 2000, dWidth=-50),
-                                  xy("node-XY3", 0, 2000), xy("node-XY3", 0, 2000, dWidth=100)])])
+    m = small_map(
+        [
+            lane(
+                1,
+                "80",
+                [
+                    xy("node-XY1", 0, 500),
+                    xy("node-XY3", 0, 2000, dWidth=-50),
+                    xy("node-XY3", 0, 2000),
+                    xy("node-XY3", 0, 2000, dWidth=100),
+                ],
+            )
+        ]
+    )
     [ln] = intersections(m)[0].lanes
     assert ln.widths_cm == [350, 300, 300, 400]
     no_default = small_map([lane(1, "80", [xy("node-XY1", 0, 500), xy("node-XY1", 0, 300)])], lane_width=None)
@@ -65,13 +77,19 @@ def test_widths_start_at_lane_width_and_dwidth_adds_from_its_node_on():
 
 
 def test_directions_stop_lines_and_signal_groups():
-    conns = [{"connectingLane": {"lane": 2}, "signalGroup": 4}, {"connectingLane": {"lane": 2}, "signalGroup": 4},
-             {"connectingLane": {"lane": 3}, "signalGroup": 6}]
-    m = small_map([lane(1, "80", [xy("node-XY1", 0, 500), xy("node-XY1", 0, 300, localNode=["stopLine"])],
-                        connects=conns),
-                   lane(2, "40", [xy("node-XY1", 0, -500), xy("node-XY1", 0, -300)]),
-                   lane(3, "c0", [xy("node-XY1", 500, 0), xy("node-XY1", 300, 0)], kind="crosswalk"),
-                   lane(4, "00", [xy("node-XY1", -500, 0), xy("node-XY1", -300, 0)], kind="median")])
+    conns = [
+        {"connectingLane": {"lane": 2}, "signalGroup": 4},
+        {"connectingLane": {"lane": 2}, "signalGroup": 4},
+        {"connectingLane": {"lane": 3}, "signalGroup": 6},
+    ]
+    m = small_map(
+        [
+            lane(1, "80", [xy("node-XY1", 0, 500), xy("node-XY1", 0, 300, localNode=["stopLine"])], connects=conns),
+            lane(2, "40", [xy("node-XY1", 0, -500), xy("node-XY1", 0, -300)]),
+            lane(3, "c0", [xy("node-XY1", 500, 0), xy("node-XY1", 300, 0)], kind="crosswalk"),
+            lane(4, "00", [xy("node-XY1", -500, 0), xy("node-XY1", -300, 0)], kind="median"),
+        ]
+    )
     lanes = {ln.lane_id: ln for ln in intersections(m)[0].lanes}
     assert [lanes[i].direction for i in (1, 2, 3, 4)] == ["ingress", "egress", "both", "none"]
     assert lanes[1].stop_lines == [0, 1]  # first node of an ingress vehicle lane, and the stopLine node
@@ -81,9 +99,17 @@ def test_directions_stop_lines_and_signal_groups():
 
 def test_lanes_that_cannot_be_placed_are_all_reported():
     regional = {"delta": {"regional": {"regionId": 3, "regExtValue": "00"}}}
-    bad = small_map([lane(1, "80", [xy("node-XY1", 0, 1)] * 2),
-                     {**lane(2, "80", []), "nodeList": {"computed": {"referenceLaneId": 9, "offsetXaxis": {"small": 1},
-                                                                      "offsetYaxis": {"small": 0}}}}])
+    bad = small_map(
+        [
+            lane(1, "80", [xy("node-XY1", 0, 1)] * 2),
+            {
+                **lane(2, "80", []),
+                "nodeList": {
+                    "computed": {"referenceLaneId": 9, "offsetXaxis": {"small": 1}, "offsetYaxis": {"small": 0}}
+                },
+            },
+        ]
+    )
     bad["map"]["intersections"][0]["laneSet"][0]["nodeList"]["nodes"][1] = regional
     with pytest.raises(MapError) as e:
         intersections(bad)

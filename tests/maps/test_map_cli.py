@@ -56,10 +56,12 @@ def test_render_errors_are_one_line(tmp_path):
     other["spat"]["intersections"][0]["id"]["id"] = 999
     path = tmp_path / "other.json"
     path.write_text(json.dumps(other))
-    for args, needle in ((("map", "render", MAP, "--spat", str(path)), "no state for intersection 1201"),
-                         (("map", "render", SPAT), "not the JER JSON of a MAPEM"),
-                         (("map", "render", MAP, "--intersection", "5"), "no intersection '5'"),
-                         (("map", "render", str(tmp_path / "missing.json")), "neither a file nor a hex string")):
+    for args, needle in (
+        (("map", "render", MAP, "--spat", str(path)), "no state for intersection 1201"),
+        (("map", "render", SPAT), "not the JER JSON of a MAPEM"),
+        (("map", "render", MAP, "--intersection", "5"), "no intersection '5'"),
+        (("map", "render", str(tmp_path / "missing.json")), "neither a file nor a hex string"),
+    ):
         proc = run_rsu(*args)
         err = proc.stderr.decode()
         assert proc.returncode == 2 and err.startswith("rsu: error: ") and err.count("\n") == 1, err

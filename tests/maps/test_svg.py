@@ -43,7 +43,7 @@ def node_positions_cm(raw_lane: dict) -> list[tuple[int, int]]:
     x = y = 0
     out = []
     for node in raw_lane["nodeList"]["nodes"]:
-        (_, d), = node["delta"].items()
+        ((_, d),) = node["delta"].items()
         x, y = x + d["x"], y + d["y"]
         out.append((x, y))
     return out
@@ -61,15 +61,19 @@ def test_element_counts_match_the_map():
     connections = [(ln["laneID"], c) for ln in lanes for c in ln.get("connectsTo", [])]
     drawn = by_class(root, "connection")
     assert len(drawn) == len(connections) == 16
-    assert [(int(e.get("data-from")), int(e.get("data-to")), int(e.get("data-signal-group"))) for e in drawn] == \
-        [(lid, c["connectingLane"]["lane"], c["signalGroup"]) for lid, c in connections]
+    assert [(int(e.get("data-from")), int(e.get("data-to")), int(e.get("data-signal-group"))) for e in drawn] == [
+        (lid, c["connectingLane"]["lane"], c["signalGroup"]) for lid, c in connections
+    ]
     pairs = {(lid, c["signalGroup"]) for lid, c in connections}
     labels = by_class(root, "signal-group")
     assert len(labels) == len(pairs) == 12
     assert {(int(e.get("data-lane")), int(e.get("data-signal-group"))) for e in labels} == pairs
     assert all(e.text == f"S{e.get('data-signal-group')}" for e in labels)
-    ingress_vehicle = [ln["laneID"] for ln in lanes
-                       if int(ln["laneAttributes"]["directionalUse"], 16) & 0x80 and "vehicle" in ln["laneAttributes"]["laneType"]]
+    ingress_vehicle = [
+        ln["laneID"]
+        for ln in lanes
+        if int(ln["laneAttributes"]["directionalUse"], 16) & 0x80 and "vehicle" in ln["laneAttributes"]["laneType"]
+    ]
     stop_lines = by_class(root, "stop-line")
     assert len(ingress_vehicle) == 8
     assert sorted(int(e.get("data-lane")) for e in stop_lines) == sorted(ingress_vehicle)
@@ -108,8 +112,12 @@ def test_coordinates_are_the_node_offsets_in_metres_with_north_up():
 
 
 def test_widths_and_node_stop_lines_are_drawn_where_the_map_puts_them():
-    m = small_map([lane(1, "80", [xy("node-XY1", 0, 500), xy("node-XY3", 0, 2000, dWidth=150, localNode=["stopLine"])]),
-                   lane(2, "40", [xy("node-XY1", 0, -500), xy("node-XY3", 0, -2000)])])
+    m = small_map(
+        [
+            lane(1, "80", [xy("node-XY1", 0, 500), xy("node-XY3", 0, 2000, dWidth=150, localNode=["stopLine"])]),
+            lane(2, "40", [xy("node-XY1", 0, -500), xy("node-XY3", 0, -2000)]),
+        ]
+    )
     root = parse(render(select(m, None)))
     surface = points(by_class(root, "lane-surface")[0].get("points"))
     xs_first = sorted(x for x, y in surface if y == pytest.approx(-5.0))
@@ -141,21 +149,39 @@ def test_spat_colours_follow_the_state_of_each_signal_group():
         [label] = [e for e in by_class(root, "signal-group") if e.get("data-signal-group") == "1"]
         [stop] = [e for e in by_class(root, "stop-line") if e.get("data-lane") == "1"]
         [lane1] = [e for e in by_class(root, "lane") if e.get("data-lane") == "1"]
-        return ({e.get("stroke") for e in conns}, {e.get("class") for e in conns}, label.get("fill"),
-                stop.get("stroke"), lane1.get("data-state"))
+        return (
+            {e.get("stroke") for e in conns},
+            {e.get("class") for e in conns},
+            label.get("fill"),
+            stop.get("stroke"),
+            lane1.get("data-state"),
+        )
 
     assert len([e for e in by_class(green, "connection") if e.get("data-signal-group") == "1"]) == 2
-    assert group_1(green) == ({STATE_COLOUR["green"]}, {"connection state-green"}, STATE_COLOUR["green"],
-                              STATE_COLOUR["green"], "green")
+    assert group_1(green) == (
+        {STATE_COLOUR["green"]},
+        {"connection state-green"},
+        STATE_COLOUR["green"],
+        STATE_COLOUR["green"],
+        "green",
+    )
     red = parse(render(x, signal_states(with_state(spat, 1, "stop-And-Remain"), x)))
-    assert group_1(red) == ({STATE_COLOUR["red"]}, {"connection state-red"}, STATE_COLOUR["red"],
-                            STATE_COLOUR["red"], "red")
+    assert group_1(red) == (
+        {STATE_COLOUR["red"]},
+        {"connection state-red"},
+        STATE_COLOUR["red"],
+        STATE_COLOUR["red"],
+        "red",
+    )
     amber = parse(render(x, signal_states(with_state(spat, 1, "protected-clearance"), x)))
     assert group_1(amber)[0] == {STATE_COLOUR["amber"]} and group_1(amber)[4] == "amber"
+
     # other groups did not change
     def others(root):
-        return [(e.get("id"), e.get("stroke")) for e in by_class(root, "connection")
-                if e.get("data-signal-group") != "1"]
+        return [
+            (e.get("id"), e.get("stroke")) for e in by_class(root, "connection") if e.get("data-signal-group") != "1"
+        ]
+
     assert others(green) == others(red)
     # without --spat nothing is coloured by state
     plain = parse(render(x))
@@ -164,8 +190,12 @@ def test_spat_colours_follow_the_state_of_each_signal_group():
 
 def test_a_group_the_spatem_does_not_mention_is_unknown_and_a_lane_takes_its_most_permissive_state():
     conns = [{"connectingLane": {"lane": 2}, "signalGroup": 1}, {"connectingLane": {"lane": 2}, "signalGroup": 2}]
-    m = small_map([lane(1, "80", [xy("node-XY1", 0, 500), xy("node-XY1", 0, 300)], connects=conns),
-                   lane(2, "40", [xy("node-XY1", 0, -500), xy("node-XY1", 0, -300)])])
+    m = small_map(
+        [
+            lane(1, "80", [xy("node-XY1", 0, 500), xy("node-XY1", 0, 300)], connects=conns),
+            lane(2, "40", [xy("node-XY1", 0, -500), xy("node-XY1", 0, -300)]),
+        ]
+    )
     x = select(m, None)
     root = parse(render(x, {1: "stop-And-Remain", 2: "pre-Movement"}))
     assert [e.get("class") for e in by_class(root, "connection")] == ["connection state-red", "connection state-amber"]
@@ -179,7 +209,17 @@ def test_every_movement_phase_state_has_a_colour():
 
     assert set(STATE_CLASS) == set(MOVEMENT_PHASE_STATES)
     assert [state_class(s) for s in MOVEMENT_PHASE_STATES] == [
-        "unknown", "dark", "red", "red", "amber", "green", "green", "amber", "amber", "amber"]
+        "unknown",
+        "dark",
+        "red",
+        "red",
+        "amber",
+        "green",
+        "green",
+        "amber",
+        "amber",
+        "amber",
+    ]
     assert state_class(None) == "unknown"
 
 
@@ -189,20 +229,35 @@ def test_spat_of_another_intersection_is_refused():
         signal_states(example_spat(), x)
 
 
-NODES = st.lists(st.tuples(st.integers(-512, 511), st.integers(-512, 511), st.integers(-512, 511)),
-                 min_size=2, max_size=5)
+NODES = st.lists(
+    st.tuples(st.integers(-512, 511), st.integers(-512, 511), st.integers(-512, 511)), min_size=2, max_size=5
+)
 
 
 @settings(max_examples=60, deadline=None)
-@given(lanes=st.lists(st.tuples(NODES, st.sampled_from(["00", "40", "80", "c0"]),
-                                st.lists(st.tuples(st.integers(0, 6), st.integers(0, 255)), max_size=3)),
-                      min_size=1, max_size=5),
-       states=st.dictionaries(st.integers(0, 255), st.sampled_from(sorted(STATE_CLASS)), max_size=4))
+@given(
+    lanes=st.lists(
+        st.tuples(
+            NODES,
+            st.sampled_from(["00", "40", "80", "c0"]),
+            st.lists(st.tuples(st.integers(0, 6), st.integers(0, 255)), max_size=3),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    states=st.dictionaries(st.integers(0, 255), st.sampled_from(sorted(STATE_CLASS)), max_size=4),
+)
 def test_any_valid_geometry_draws_a_parsable_svg_with_one_element_per_item(lanes, states):
     """Coincident nodes, negative widths, connections to absent lanes: still one element each."""
-    built = [lane(i, direction, [xy("node-XY1", x, y, dWidth=w) if w else xy("node-XY1", x, y) for x, y, w in nodes],
-                  connects=[{"connectingLane": {"lane": to}, "signalGroup": g} for to, g in conns])
-             for i, (nodes, direction, conns) in enumerate(lanes)]
+    built = [
+        lane(
+            i,
+            direction,
+            [xy("node-XY1", x, y, dWidth=w) if w else xy("node-XY1", x, y) for x, y, w in nodes],
+            connects=[{"connectingLane": {"lane": to}, "signalGroup": g} for to, g in conns],
+        )
+        for i, (nodes, direction, conns) in enumerate(lanes)
+    ]
     x = select(small_map(built), None)
     root = parse(render(x, states))
     assert len(by_class(root, "lane")) == len(lanes)

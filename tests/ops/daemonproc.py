@@ -28,8 +28,18 @@ def example(name: str) -> dict:
 
 
 class RsuDaemon:
-    def __init__(self, workdir: Path, name: str = "rsu", *, group: str, port: int, station_id: int = 3120101,
-                 pki_dir: Path | None = None, extra_transports: list[dict] | None = None, extra: dict | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        name: str = "rsu",
+        *,
+        group: str,
+        port: int,
+        station_id: int = 3120101,
+        pki_dir: Path | None = None,
+        extra_transports: list[dict] | None = None,
+        extra: dict | None = None,
+    ):
         self.workdir = workdir
         self.name = name
         self.dir = workdir / name
@@ -43,8 +53,17 @@ class RsuDaemon:
             "state_dir": str(self.dir / "state"),
             "api": {"port": self.api_port},
             "logging": {"level": "DEBUG"},
-            "transports": [{"type": "gn-udp", "name": "gn", "group": group, "port": port, "interface": "lo",
-                            "pcap": str(self.pcap)}] + list(extra_transports or []),
+            "transports": [
+                {
+                    "type": "gn-udp",
+                    "name": "gn",
+                    "group": group,
+                    "port": port,
+                    "interface": "lo",
+                    "pcap": str(self.pcap),
+                }
+            ]
+            + list(extra_transports or []),
         }
         if pki_dir is not None:
             self.config["security"] = {"pki_dir": str(pki_dir)}
@@ -67,9 +86,13 @@ class RsuDaemon:
         if not self.config_path.exists():
             self.write_config()
         self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "rsu", "run", "--config", str(self.config_path)],
-                                     stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rsu", "run", "--config", str(self.config_path)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:  # bounded poll: the daemon has no other readiness signal here
             if self.proc.poll() is not None:
@@ -88,8 +111,9 @@ class RsuDaemon:
     # HTTP -------------------------------------------------------------------------------------
     def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | str]:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"} if data else {}
+        )
         try:
             with urllib.request.urlopen(req, timeout=10, context=self.ssl_context) as resp:
                 raw = resp.read().decode()

@@ -39,14 +39,26 @@ OVER_THE_RSU = GeoArea(RSU_LAT, RSU_LON, "circle", 500)
 def daemon_config(state_dir: Path, **security: Any) -> cfgmod.Config:
     """GN on its own group and port, an MQTT transport whose broker is absent (frames are handed to its
     receive handler), the API on a free port, the IVI provider of the samples."""
-    return cfgmod.parse({
-        "state_dir": str(state_dir), "api": {"port": free_tcp_port()}, "logging": {"level": "ERROR"},
-        "services": {"ivi_provider": PROVIDER},
-        "security": security,
-        "transports": [{"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port()},
-                       {"type": "mqtt", "name": "mqtt", "port": free_tcp_port(), "subscribe": ["srem", "ivim"],
-                        "subscribe_queue": "inQueue", "backoff_initial": 30.0}],
-    })
+    return cfgmod.parse(
+        {
+            "state_dir": str(state_dir),
+            "api": {"port": free_tcp_port()},
+            "logging": {"level": "ERROR"},
+            "services": {"ivi_provider": PROVIDER},
+            "security": security,
+            "transports": [
+                {"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port()},
+                {
+                    "type": "mqtt",
+                    "name": "mqtt",
+                    "port": free_tcp_port(),
+                    "subscribe": ["srem", "ivim"],
+                    "subscribe_queue": "inQueue",
+                    "backoff_initial": 30.0,
+                },
+            ],
+        }
+    )
 
 
 @contextlib.asynccontextmanager
@@ -69,8 +81,7 @@ class Neighbour:
         self.pool = AtPool.load_directory(pki_dir / "at", clock)
         aa_cert = Certificate.load(pki_dir / "aa.oer")
         self.aa = Issued(aa_cert, load_private_key(pki_dir / "aa.key", aa_cert.curve.name))
-        self.core = GnCore(GnUdpConfig(latitude=RSU_LAT + 0.0001, longitude=RSU_LON, mac=mac), clock,
-                           sign=self._sign)
+        self.core = GnCore(GnUdpConfig(latitude=RSU_LAT + 0.0001, longitude=RSU_LON, mac=mac), clock, sign=self._sign)
         self._signer: Signer | None = None
         self._pdus: dict[tuple[str, str], bytes] = {}
         self._with_certificate = True
@@ -100,11 +111,20 @@ class Neighbour:
 
     def _sign(self, inner: bytes, kind: MessageKind) -> bytes:
         signer = self._signer or self.known_signer(kind)
-        return signer.sign(inner, kind.its_aid, clockmod.time64(self.clock.now()),
-                           with_certificate=self._with_certificate)
+        return signer.sign(
+            inner, kind.its_aid, clockmod.time64(self.clock.now()), with_certificate=self._with_certificate
+        )
 
-    def frame(self, kind: MessageKind, pdu: bytes, *, signer: Signer | None = None, with_certificate: bool = True,
-              area: GeoArea | None = None, secured: bool = True) -> bytes:
+    def frame(
+        self,
+        kind: MessageKind,
+        pdu: bytes,
+        *,
+        signer: Signer | None = None,
+        with_certificate: bool = True,
+        area: GeoArea | None = None,
+        secured: bool = True,
+    ) -> bytes:
         """An Ethernet + GN frame (SHB, or GBC over the RSU with ``area``) carrying ``pdu``."""
         self._signer, self._with_certificate = signer, with_certificate
         self.core.config.secured = secured
@@ -126,7 +146,7 @@ def random_digest(frame: bytes, signature_len: int = 66) -> bytes:
     is left as it is: a frame whose signer is unknown is never verified, only held and asked about."""
     i = len(frame) - signature_len - 9
     assert frame[i] == 0x80, "a digest signer right before a P-256 signature"
-    return frame[:i + 1] + os.urandom(8) + frame[i + 9:]
+    return frame[: i + 1] + os.urandom(8) + frame[i + 9 :]
 
 
 def feed_gn(daemon: Daemon, frame: bytes) -> None:
@@ -141,8 +161,9 @@ def kinds() -> list[MessageKind]:
     return list(catalog.MESSAGES)
 
 
-def outgoing_gn_frame(daemon: Daemon, kind: MessageKind, value: dict, pdu: bytes,
-                      params: DisseminationParams | None = None) -> bytes:
+def outgoing_gn_frame(
+    daemon: Daemon, kind: MessageKind, value: dict, pdu: bytes, params: DisseminationParams | None = None
+) -> bytes:
     """The Ethernet frame the daemon's send pipeline makes of ``pdu`` for its "gn" transport (signed as it
     signs a scheduled transmission)."""
     import dataclasses
@@ -168,12 +189,20 @@ def inline_requests(frame: bytes) -> list[bytes]:
     """The inlineP2pcdRequest of an outgoing secured GN frame (Ethernet | basic header | 1609.2 data)."""
     from rsu.security import coer
 
-    data = coer.decode("Ieee1609Dot2Data", frame[14 + 4:])
+    data = coer.decode("Ieee1609Dot2Data", frame[14 + 4 :])
     return data["content"][1]["tbsData"]["headerInfo"].get("inlineP2pcdRequest", [])
 
 
-def flood(daemon: Daemon, nb: Neighbour, clock: clockmod.ManualClock, n: int, *, valid_every: int = 100,
-          warmup: int = 3000, send_every: int = 1000) -> dict:
+def flood(
+    daemon: Daemon,
+    nb: Neighbour,
+    clock: clockmod.ManualClock,
+    n: int,
+    *,
+    valid_every: int = 100,
+    warmup: int = 3000,
+    send_every: int = 1000,
+) -> dict:
     """``n`` frames from distinct random digest signers (one signature reused: a signer nobody knows is
     never verified), a valid certificate-signed SPATEM every ``valid_every`` frames, and an outgoing SPATEM
     built by the daemon's GN transport (signed by its security entity) every ``send_every`` frames.
@@ -182,10 +211,19 @@ def flood(daemon: Daemon, nb: Neighbour, clock: clockmod.ManualClock, n: int, *,
     import gc
 
     kind = catalog.SPATEM
-    value = {"header": {"protocolVersion": 2, "messageID": 4, "stationID": 4711},
-             "spat": {"intersections": [{"id": {"id": 1201}, "revision": 3, "status": (b"\x00\x00", 16),
-                                         "states": [{"signalGroup": 1, "state-time-speed": [
-                                             {"eventState": "protected-Movement-Allowed"}]}]}]}}
+    value = {
+        "header": {"protocolVersion": 2, "messageID": 4, "stationID": 4711},
+        "spat": {
+            "intersections": [
+                {
+                    "id": {"id": 1201},
+                    "revision": 3,
+                    "status": (b"\x00\x00", 16),
+                    "states": [{"signalGroup": 1, "state-time-speed": [{"eventState": "protected-Movement-Allowed"}]}],
+                }
+            ]
+        },
+    }
     pdu = nb.pdu(kind, value)
     template = nb.frame(kind, pdu, with_certificate=False)
     params = DisseminationParams(kind)
@@ -211,8 +249,13 @@ def flood(daemon: Daemon, nb: Neighbour, clock: clockmod.ManualClock, n: int, *,
             max_inline = max(max_inline, len(inline_requests(outgoing_gn_frame(daemon, kind, value, pdu, params))))
             sent += 1
     gc.collect()
-    return {"frames": n, "rss_growth_bytes": rss_bytes() - before, "valid_sent": valid,
-            "valid_accepted": accepted() - accepted_before, "outgoing_frames": sent,
-            "max_inline_requests": max_inline,
-            "pending_requests": len(daemon.security.pending_certificate_requests),
-            "held": daemon.security.verifier.held_count}
+    return {
+        "frames": n,
+        "rss_growth_bytes": rss_bytes() - before,
+        "valid_sent": valid,
+        "valid_accepted": accepted() - accepted_before,
+        "outgoing_frames": sent,
+        "max_inline_requests": max_inline,
+        "pending_requests": len(daemon.security.pending_certificate_requests),
+        "held": daemon.security.verifier.held_count,
+    }

@@ -78,10 +78,23 @@ def test_tokens_unban_and_audit_show_through_the_cli(tmp_path):
         lines = r.stdout.decode().splitlines()
         # the operator changed nothing; its one entry is the use of the revoked token (add and revoke are the admin's)
         assert len(lines) == 1 and "login-failure" in lines[0] and "unknown_token" in lines[0], lines
-        actions = [json.loads(x)["action"] for x in run_rsu(
-            "audit", "show", "--config", str(d.config_path), "--json").stdout.decode().splitlines()]
-        assert actions == ["token-add", "login-failure", "token-add", "login-failure", "login-failure",
-                           "login-failure", "ban", "ban", "unban", "token-revoke", "login-failure"], actions
+        actions = [
+            json.loads(x)["action"]
+            for x in run_rsu("audit", "show", "--config", str(d.config_path), "--json").stdout.decode().splitlines()
+        ]
+        assert actions == [
+            "token-add",
+            "login-failure",
+            "token-add",
+            "login-failure",
+            "login-failure",
+            "login-failure",
+            "ban",
+            "ban",
+            "unban",
+            "token-revoke",
+            "login-failure",
+        ], actions
         assert admin_token not in (d.dir / "state" / "audit.jsonl").read_text()
         # every admin locked out at 127.0.0.1: the ban is lifted on the box, in the state directory
         # (the refused status call above was this address's first failure)
@@ -113,12 +126,32 @@ def test_non_loopback_api_without_authentication_is_refused_by_check_config_and_
     r = run_rsu("check-config", "--no-host-checks", str(tokens_in_clear))
     assert r.returncode == 2 and b"clear text" in r.stderr
     good = tmp_path / "good.yaml"
-    good.write_text(yaml.safe_dump({**base, "api": {**base["api"], "tls": {
-        "cert_file": str(cert), "key_file": str(key), "client_ca_file": str(ca.cert_file)}}}))
+    good.write_text(
+        yaml.safe_dump(
+            {
+                **base,
+                "api": {
+                    **base["api"],
+                    "tls": {"cert_file": str(cert), "key_file": str(key), "client_ca_file": str(ca.cert_file)},
+                },
+            }
+        )
+    )
     r = run_rsu("check-config", "--no-host-checks", str(good))
     assert r.returncode == 0, r.stderr
     broken = tmp_path / "broken.yaml"
-    broken.write_text(yaml.safe_dump({**base, "api": {**base["api"], "host": "127.0.0.1", "port": 0, "tls": {
-        "cert_file": str(cert), "key_file": str(ca.cert_file)}}}))
+    broken.write_text(
+        yaml.safe_dump(
+            {
+                **base,
+                "api": {
+                    **base["api"],
+                    "host": "127.0.0.1",
+                    "port": 0,
+                    "tls": {"cert_file": str(cert), "key_file": str(ca.cert_file)},
+                },
+            }
+        )
+    )
     r = run_rsu("check-config", str(broken))
     assert r.returncode == 2 and b"api.tls.cert_file" in r.stderr and b"BEGIN" not in r.stderr

@@ -47,17 +47,23 @@ class Pki:
         self.rogue = Ca(directory / "rogue", "rogue-ca").issue("tmc-admin")  # same CN, wrong CA
 
     def tls(self) -> dict:
-        return {"cert_file": str(self.server[0]), "key_file": str(self.server[1]),
-                "client_ca_file": str(self.ca.cert_file)}
+        return {
+            "cert_file": str(self.server[0]),
+            "key_file": str(self.server[1]),
+            "client_ca_file": str(self.ca.cert_file),
+        }
 
     def context(self, cert: tuple[Path, Path] | None = None) -> ssl.SSLContext:
         return client_context(self.ca.cert_file, *(cert or (None, None)))
 
 
 def write_config(tmp_path: Path, api: dict) -> Path:
-    data = {"state_dir": str(tmp_path / "state"), "logging": {"level": "ERROR"},
-            "api": {"host": "127.0.0.1", "port": free_tcp_port(), **api},
-            "transports": [{"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port()}]}
+    data = {
+        "state_dir": str(tmp_path / "state"),
+        "logging": {"level": "ERROR"},
+        "api": {"host": "127.0.0.1", "port": free_tcp_port(), **api},
+        "transports": [{"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port()}],
+    }
     path = tmp_path / "rsu.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -73,13 +79,23 @@ def url(d: Daemon, path: str) -> str:
     return f"https://127.0.0.1:{d.api_port}{path}"
 
 
-async def call(d: Daemon, method: str, path: str, *, ctx: ssl.SSLContext, token: str | None = None,
-               body: dict | None = None, local: str = "127.0.0.1") -> tuple[int, dict, dict]:
+async def call(
+    d: Daemon,
+    method: str,
+    path: str,
+    *,
+    ctx: ssl.SSLContext,
+    token: str | None = None,
+    body: dict | None = None,
+    local: str = "127.0.0.1",
+) -> tuple[int, dict, dict]:
     """(status, JSON body or {}, headers) of one request on a new connection."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     conn = aiohttp.TCPConnector(ssl=ctx, local_addr=(local, 0), force_close=True)
-    async with aiohttp.ClientSession(connector=conn) as s, s.request(method, url(d, path), headers=headers,
-                         data=json.dumps(body) if body is not None else None) as r:
+    async with (
+        aiohttp.ClientSession(connector=conn) as s,
+        s.request(method, url(d, path), headers=headers, data=json.dumps(body) if body is not None else None) as r,
+    ):
         if r.content_type == "application/json":
             return r.status, await r.json(), dict(r.headers)
         return r.status, {}, dict(r.headers)  # /metrics (text), /v1/received (a stream, not read)
@@ -90,8 +106,12 @@ def operations(doc: dict) -> list[tuple[str, str]]:
 
 
 def concrete(path: str) -> str:
-    return (path.replace("{service}", "rlt").replace("{id}", "1201").replace("{token}", "000000000000")
-            .replace("{asset}", "ui.js"))
+    return (
+        path.replace("{service}", "rlt")
+        .replace("{id}", "1201")
+        .replace("{token}", "000000000000")
+        .replace("{asset}", "ui.js")
+    )
 
 
 @pytest.fixture
@@ -102,8 +122,14 @@ def pki(tmp_path) -> Pki:
 async def test_every_endpoint_with_every_role_and_every_bad_credential(tmp_path, pki):
     clock = ManualClock(START)
     # not loopback: /metrics needs the monitor role too (on loopback it is open: see the ladder test)
-    path = write_config(tmp_path, {"host": "0.0.0.0", "tls": pki.tls(), "auth": {
-        "tokens": True, "clients": {f"tmc-{r}": r for r in ROLES}, "lockout": {"enabled": False}}})
+    path = write_config(
+        tmp_path,
+        {
+            "host": "0.0.0.0",
+            "tls": pki.tls(),
+            "auth": {"tokens": True, "clients": {f"tmc-{r}": r for r in ROLES}, "lockout": {"enabled": False}},
+        },
+    )
     d = await start(path, clock)
     try:
         # the OpenAPI document states a role for every route the daemon serves, and only those
@@ -124,18 +150,27 @@ async def test_every_endpoint_with_every_role_and_every_bad_credential(tmp_path,
             for role in ROLES:  # by certificate, then by token: the same answers
                 for how in ("certificate", "token"):
                     ctx = pki.context(pki.clients[role]) if how == "certificate" else pki.context()
-                    status, got, _ = await call(d, method, target, ctx=ctx, body=body,
-                                                token=tokens[role] if how == "token" else None)
+                    status, got, _ = await call(
+                        d, method, target, ctx=ctx, body=body, token=tokens[role] if how == "token" else None
+                    )
                     code = got.get("error", {}).get("code") if isinstance(got.get("error"), dict) else None
                     if RANK[role] >= RANK[rule.role]:
-                        assert code not in ("unauthenticated", "forbidden") and status not in (401, 429), \
-                            (method, p, role, how, status, got)
+                        assert code not in ("unauthenticated", "forbidden") and status not in (401, 429), (
+                            method,
+                            p,
+                            role,
+                            how,
+                            status,
+                            got,
+                        )
                     else:
                         assert (status, code) == (403, "forbidden"), (method, p, role, how, status, got)
-            for label, ctx, token in (("no credentials", pki.context(), None),
-                                      ("expired token", pki.context(), expired),
-                                      ("certificate without a role", pki.context(pki.nobody), None),
-                                      ("not a token", pki.context(), "hunter2")):
+            for label, ctx, token in (
+                ("no credentials", pki.context(), None),
+                ("expired token", pki.context(), expired),
+                ("certificate without a role", pki.context(pki.nobody), None),
+                ("not a token", pki.context(), "hunter2"),
+            ):
                 status, got, headers = await call(d, method, target, ctx=ctx, token=token, body=body)
                 if rule.role == "public":  # (the web view's login without a token field: 422, not 401)
                     assert status == 200 or (method, p, status) == ("POST", "/ui/login", 422), (method, p, label)
@@ -224,8 +259,13 @@ async def test_lockout_ladder_over_https_survives_a_restart_and_an_admin_lifts_i
 
 async def test_rate_limit_per_identity_on_changes_counted_and_reloaded(tmp_path, pki, monkeypatch):
     clock = ManualClock(START)
-    api = {"tls": pki.tls(), "auth": {"clients": {"tmc-operator": "operator", "tmc-admin": "admin"},
-                                      "rate_limit": {"per_minute": 6, "burst": 2}}}
+    api = {
+        "tls": pki.tls(),
+        "auth": {
+            "clients": {"tmc-operator": "operator", "tmc-admin": "admin"},
+            "rate_limit": {"per_minute": 6, "burst": 2},
+        },
+    }
     path = write_config(tmp_path, api)
     d = await start(path, clock)
     op, admin = pki.context(pki.clients["operator"]), pki.context(pki.clients["admin"])
@@ -293,8 +333,9 @@ async def test_an_audit_log_that_cannot_be_written_refuses_to_acknowledge(tmp_pa
 
 async def test_public_metrics_off_loopback_and_errors_without_internals(tmp_path, pki):
     clock = ManualClock(START)
-    path = write_config(tmp_path, {"host": "0.0.0.0", "tls": pki.tls(),
-                                   "auth": {"tokens": True, "public_metrics": True}})
+    path = write_config(
+        tmp_path, {"host": "0.0.0.0", "tls": pki.tls(), "auth": {"tokens": True, "public_metrics": True}}
+    )
     d = await start(path, clock)
     try:
         status, _, headers = await call(d, "GET", "/metrics", ctx=pki.context())
@@ -303,17 +344,16 @@ async def test_public_metrics_off_loopback_and_errors_without_internals(tmp_path
         # a banned client's change never reaches the services
         for _ in range(3):
             await call(d, "POST", "/v1/rlt/messages", ctx=pki.context(), token="rsu1.abc.def", body={"payload": MAPEM})
-        status, got, _ = await call(d, "POST", "/v1/rlt/messages", ctx=pki.context(), token="rsu1.abc.def",
-                                    body={"payload": MAPEM})
+        status, got, _ = await call(
+            d, "POST", "/v1/rlt/messages", ctx=pki.context(), token="rsu1.abc.def", body={"payload": MAPEM}
+        )
         assert (status, got["error"]["code"]) == (429, "banned") and d.layer.list() == []
         # a damaged token store: 500 with nothing of the file, its path or a traceback in the answer
         store = tmp_path / "state" / "api-tokens.json"
         store.write_text('{"tokens": "secret-looking-content"')
-        status, got, _ = await call(d, "GET", "/v1/status", ctx=pki.context(), token="rsu1.abc.def",
-                                    local="127.0.0.9")
+        status, got, _ = await call(d, "GET", "/v1/status", ctx=pki.context(), token="rsu1.abc.def", local="127.0.0.9")
         text = json.dumps(got)
         assert status == 500 and got["error"]["code"] == "internal"
         assert str(tmp_path) not in text and "secret-looking" not in text and "Traceback" not in text
     finally:
         await d.stop()
-

@@ -17,6 +17,7 @@ from tests.ops.daemonproc import RsuDaemon, group_and_port
 
 # ------------------------------------------------------------------------------ the table (no I/O)
 
+
 def table(n=3, header=10.0, idle=60.0):
     closed = []
     return ConnectionTable(ConnectionLimits(n, header, idle), closed.append), closed
@@ -64,6 +65,7 @@ def test_header_timeout_then_idle_timeout():
 
 # ------------------------------------------------------------------------------ a real daemon
 
+
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -81,16 +83,22 @@ def test_health_answers_while_2000_idle_connections_are_open(tmp_path):
     if hard != resource.RLIM_INFINITY and hard < 2300:
         pytest.skip(f"hard RLIMIT_NOFILE {hard} < 2300: cannot hold 2,000 client sockets")
     group, port = group_and_port()
-    d = RsuDaemon(tmp_path, group=group, port=port,
-                  extra={"api": {"max_connections": 64, "header_timeout_s": 1.0, "idle_timeout_s": 30}})
+    d = RsuDaemon(
+        tmp_path,
+        group=group,
+        port=port,
+        extra={"api": {"max_connections": 64, "header_timeout_s": 1.0, "idle_timeout_s": 30}},
+    )
     d.config["api"]["port"] = d.api_port
     # the daemon runs with nofile 1024 (the limit that broke it); this process needs more for its clients
     resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
     try:
         d.start()
     finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096) if hard == resource.RLIM_INFINITY
-                                                    else min(max(soft, 4096), hard), hard))
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE,
+            (max(soft, 4096) if hard == resource.RLIM_INFINITY else min(max(soft, 4096), hard), hard),
+        )
     clients: list[socket.socket] = []
     try:
         assert soft_nofile(d.proc.pid) == 1024

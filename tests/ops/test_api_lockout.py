@@ -157,8 +157,9 @@ def test_token_store_hashes_and_expires(tmp_path):
 def test_bearer_header_and_certificate_roles():
     assert bearer(None) is None and bearer("Bearer abc") == "abc" and bearer("Basic abc") == ""
     cert = {"subject": ((("countryName", "FR"),), (("organizationName", "TMC"),), (("commonName", "ops-1"),))}
-    assert certificate_identity(cert, {"ops-1": "operator"}, None) == Identity("cert:CN=ops-1,O=TMC,C=FR",
-                                                                               "operator", "certificate")
+    assert certificate_identity(cert, {"ops-1": "operator"}, None) == Identity(
+        "cert:CN=ops-1,O=TMC,C=FR", "operator", "certificate"
+    )
     assert certificate_identity(cert, {}, None) == Refusal("no_role", "cert:CN=ops-1,O=TMC,C=FR")
     assert certificate_identity(cert, {}, "monitor").role == "monitor"
 
@@ -168,8 +169,14 @@ def test_audit_log_rotates_filters_and_keeps_only_known_fields(tmp_path):
     log = auditmod.AuditLog(tmp_path / "audit.jsonl", clock, max_bytes=4096, keep=2)
     for i in range(60):
         clock.advance(60)
-        log.write(identity=f"token:{i % 3}", role="operator", action="trigger" if i % 2 else "stop",
-                  target={"service": "ivi", "id": str(i), "payload": "SECRET"}, result="ok", payload="SECRET")
+        log.write(
+            identity=f"token:{i % 3}",
+            role="operator",
+            action="trigger" if i % 2 else "stop",
+            target={"service": "ivi", "id": str(i), "payload": "SECRET"},
+            result="ok",
+            payload="SECRET",
+        )
     log.close()
     files = auditmod.files(tmp_path / "audit.jsonl")
     assert [f.name for f in files] == ["audit.jsonl.2", "audit.jsonl.1", "audit.jsonl"]
@@ -180,8 +187,9 @@ def test_audit_log_rotates_filters_and_keeps_only_known_fields(tmp_path):
     assert ids == sorted(ids) and ids[-1] == 59  # oldest first; the oldest rotated away beyond keep
     where = auditmod.Filter(since=auditmod.parse_time("2026-12-03T10:50:00Z"), identity="token:1", action="stop")
     got = list(auditmod.read(tmp_path / "audit.jsonl", where))
-    assert got and all(e["identity"] == "token:1" and e["action"] == "stop" and e["time"] >= "2026-12-03T10:50"
-                       for e in got)
+    assert got and all(
+        e["identity"] == "token:1" and e["action"] == "stop" and e["time"] >= "2026-12-03T10:50" for e in got
+    )
 
 
 def test_an_ipv6_client_is_counted_by_its_64():

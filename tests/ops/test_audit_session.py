@@ -29,12 +29,19 @@ async def test_scripted_session_is_audited_in_order_without_secrets(tmp_path):
     plain = pki.context()
     try:
         op_id, operator = d.guard.tokens.add("operator", "tmc-operator", 86400)
-        status, answer, _ = await call(d, "POST", "/v1/rlt/messages", ctx=plain, token=operator,
-                                       body={"payload": MAPEM})
+        status, answer, _ = await call(
+            d, "POST", "/v1/rlt/messages", ctx=plain, token=operator, body={"payload": MAPEM}
+        )
         assert status == 201, answer
         ident = answer["id"]
-        status, _, _ = await call(d, "PUT", f"/v1/rlt/messages/{ident}", ctx=plain, token=operator,
-                                  body={"payload": MAPEM, "dissemination": {"repetition_interval_s": 2}})
+        status, _, _ = await call(
+            d,
+            "PUT",
+            f"/v1/rlt/messages/{ident}",
+            ctx=plain,
+            token=operator,
+            body={"payload": MAPEM, "dissemination": {"repetition_interval_s": 2}},
+        )
         assert status == 200
         status, _, _ = await call(d, "DELETE", f"/v1/rlt/messages/{ident}", ctx=plain, token=operator)
         assert status == 200
@@ -49,8 +56,9 @@ async def test_scripted_session_is_audited_in_order_without_secrets(tmp_path):
             assert (await call(d, "GET", "/v1/status", ctx=plain, token=wrong, local="127.0.0.3"))[0] == 401
         status, _, _ = await call(d, "POST", "/v1/admin/unban", ctx=admin, body={"all": True})
         assert status == 200
-        status, made, _ = await call(d, "POST", "/v1/admin/tokens", ctx=admin,
-                                     body={"role": "monitor", "name": "dashboard", "valid": "30d"})
+        status, made, _ = await call(
+            d, "POST", "/v1/admin/tokens", ctx=admin, body={"role": "monitor", "name": "dashboard", "valid": "30d"}
+        )
         assert status == 201 and made["token"].startswith("rsu1.")
         status, _, _ = await call(d, "DELETE", f"/v1/admin/tokens/{made['id']}", ctx=admin)
         assert status == 200
@@ -92,4 +100,5 @@ def test_kill_9_after_an_acknowledged_trigger_leaves_its_audit_line(tmp_path):
         d.kill9()
     lines = list(auditmod.read(d.dir / "state" / "audit.jsonl"))
     assert [(e["identity"], e["action"], e["target"], e["result"]) for e in lines] == [
-        ("local", "trigger", {"service": "rlt", "id": answer["id"]}, "ok")]
+        ("local", "trigger", {"service": "rlt", "id": answer["id"]}, "ok")
+    ]

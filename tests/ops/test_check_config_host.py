@@ -22,9 +22,13 @@ MAPEM = REPO / "config" / "examples" / "mapem-4arm-intersection.json"
 
 
 def base(tmp_path, **extra) -> dict:
-    data = {"state_dir": str(tmp_path / "state"), "api": {"port": free_tcp_port()},
-            "transports": [{"type": "gn-udp", "name": "gn", "interface": "lo", "group": random_group(),
-                            "port": free_udp_port()}]}
+    data = {
+        "state_dir": str(tmp_path / "state"),
+        "api": {"port": free_tcp_port()},
+        "transports": [
+            {"type": "gn-udp", "name": "gn", "interface": "lo", "group": random_group(), "port": free_udp_port()}
+        ],
+    }
     data.update(extra)
     return data
 
@@ -37,8 +41,13 @@ def test_a_good_configuration_has_no_host_issue(tmp_path):
     maps = tmp_path / "maps"
     maps.mkdir()
     shutil.copy(MAPEM, maps / "1201.json")
-    data = base(tmp_path, integrations={"map_files": {"intersections": {"1201": str(maps / "1201.json")}},
-                                        "controller": {"port": free_udp_port()}})
+    data = base(
+        tmp_path,
+        integrations={
+            "map_files": {"intersections": {"1201": str(maps / "1201.json")}},
+            "controller": {"port": free_udp_port()},
+        },
+    )
     data["transports"][0]["pcap"] = str(tmp_path / "capture.pcap")
     assert found(data) == {}
 
@@ -74,19 +83,24 @@ def test_ports_in_use_and_addresses_not_of_this_machine(tmp_path):
         data = base(tmp_path, integrations={"controller": {"port": udp.getsockname()[1]}})
         data["api"]["port"] = tcp.getsockname()[1]
         issues = found(data)
-        assert issues["api.port"] == (f"TCP 127.0.0.1:{tcp.getsockname()[1]} is already in use by another program",
-                                      True)
+        assert issues["api.port"] == (
+            f"TCP 127.0.0.1:{tcp.getsockname()[1]} is already in use by another program",
+            True,
+        )
         assert "UDP" in issues["integrations.controller.port"][0] and issues["integrations.controller.port"][1]
     finally:
         tcp.close()
         udp.close()
     issues = found(base(tmp_path, integrations={"controller": {"host": "192.0.2.1", "port": free_udp_port()}}))
-    assert issues["integrations.controller.host"] == ("cannot listen on 192.0.2.1: not an address of this machine",
-                                                      True)
+    assert issues["integrations.controller.host"] == (
+        "cannot listen on 192.0.2.1: not an address of this machine",
+        True,
+    )
 
 
 def test_the_port_of_a_running_rsu_is_fine_for_check_config_not_for_run(tmp_path):
     """check-config before a reload meets the daemon's own port: not an error; a second `rsu run` is."""
+
     class Health(BaseHTTPRequestHandler):
         def do_GET(self):
             body = json.dumps({"status": "ok", "version": "test"}).encode()
@@ -122,9 +136,16 @@ def test_mqtt_tls_and_password_files_that_do_not_load(tmp_path):
     (tmp_path / "client.pem").write_text("not a certificate either\n")
     (tmp_path / "empty.password").write_text("")
     data = base(tmp_path)
-    data["transports"].append({"type": "mqtt", "name": "broker", "ca_file": str(tmp_path / "ca.pem"),
-                               "cert_file": str(tmp_path / "client.pem"), "username": "rsu",
-                               "password_file": str(tmp_path / "empty.password")})
+    data["transports"].append(
+        {
+            "type": "mqtt",
+            "name": "broker",
+            "ca_file": str(tmp_path / "ca.pem"),
+            "cert_file": str(tmp_path / "client.pem"),
+            "username": "rsu",
+            "password_file": str(tmp_path / "empty.password"),
+        }
+    )
     issues = found(data)
     assert "is not a PEM CA certificate bundle" in issues["transports[1].ca_file"][0]
     assert "do not load as PEM" in issues["transports[1].cert_file"][0]
@@ -134,18 +155,30 @@ def test_mqtt_tls_and_password_files_that_do_not_load(tmp_path):
 
 def test_ntrip_password_file_empty(tmp_path):
     (tmp_path / "ntrip.password").write_text("")
-    data = base(tmp_path, integrations={"ntrip": {"host": "127.0.0.1", "mountpoint": "X", "username": "u",
-                                                  "password_file": str(tmp_path / "ntrip.password")}})
+    data = base(
+        tmp_path,
+        integrations={
+            "ntrip": {
+                "host": "127.0.0.1",
+                "mountpoint": "X",
+                "username": "u",
+                "password_file": str(tmp_path / "ntrip.password"),
+            }
+        },
+    )
     assert "is empty" in found(data)["integrations.ntrip.password_file"][0]
 
 
-@pytest.mark.parametrize("content, needle", [
-    (None, "file not found"),
-    ("{not json", "not JSON"),
-    ({"header": {}, "nomap": 1}, "not the JER JSON of a MAPEM"),
-    ("wrong-intersection", "configured for '1202'"),
-    ("bad-field", "not a valid MAPEM"),
-])
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        (None, "file not found"),
+        ("{not json", "not JSON"),
+        ({"header": {}, "nomap": 1}, "not the JER JSON of a MAPEM"),
+        ("wrong-intersection", "configured for '1202'"),
+        ("bad-field", "not a valid MAPEM"),
+    ],
+)
 def test_map_files_that_would_not_go_on_the_air(tmp_path, content, needle):
     path = tmp_path / "map.json"
     mapem = json.loads(MAPEM.read_text())
@@ -171,8 +204,11 @@ def test_check_config_lists_every_host_error_at_once_and_run_refuses_the_fatal_o
     tcp.bind(("127.0.0.1", 0))
     tcp.listen()
     try:
-        data = base(tmp_path, state_dir=str(tmp_path / "afile" / "state"),
-                    integrations={"map_files": {"intersections": {"1201": str(tmp_path / "missing.json")}}})
+        data = base(
+            tmp_path,
+            state_dir=str(tmp_path / "afile" / "state"),
+            integrations={"map_files": {"intersections": {"1201": str(tmp_path / "missing.json")}}},
+        )
         data["api"]["port"] = tcp.getsockname()[1]
         path = tmp_path / "rsu.yaml"
         path.write_text(yaml.safe_dump(data))

@@ -30,6 +30,7 @@ def check_config(path: Path, *options: str):
 
 # ------------------------------------------------------------------------------ the documented example
 
+
 def test_example_validates():
     code, out, err = check_config(EXAMPLE)
     assert code == 0 and out.strip() == f"{EXAMPLE}: valid", err
@@ -59,7 +60,8 @@ def _schema_keys() -> set[str]:
 def test_example_documents_every_setting():
     text = EXAMPLE.read_text()
     written = set(re.findall(r"^[\s#-]*([a-z_0-9]+):", text, re.M)) | set(
-        re.findall(r"^\s*#\s+([a-z_0-9]+)\s{2,}", text, re.M))  # the message_defaults key table
+        re.findall(r"^\s*#\s+([a-z_0-9]+)\s{2,}", text, re.M)
+    )  # the message_defaults key table
     missing = _schema_keys() - written
     assert not missing, f"settings missing from config/rsu.example.yaml: {sorted(missing)}"
     # every active setting line carries its explanation: on the line, or in the comment just above it
@@ -157,11 +159,14 @@ def test_daemon_refuses_an_invalid_file_with_the_same_errors(tmp_path):
     assert sum(1 for line in err.splitlines() if line.startswith("  ")) == 10
 
 
-@pytest.mark.parametrize("text, where", [
-    ("station:\n  id: 1\n api: [\n", "line 3 column 2"),
-    ("api:\n  port: 8301\n  host: [127.0.0.1\nlogging: {}\n", "line 4 column 8"),
-    ("station: {id: 1\n", "line 2 column 1"),
-])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("station:\n  id: 1\n api: [\n", "line 3 column 2"),
+        ("api:\n  port: 8301\n  host: [127.0.0.1\nlogging: {}\n", "line 4 column 8"),
+        ("station: {id: 1\n", "line 2 column 1"),
+    ],
+)
 def test_yaml_syntax_error_names_line_and_column(tmp_path, text, where):
     path = tmp_path / "syntax.yaml"
     path.write_text(text)
@@ -176,8 +181,9 @@ def test_missing_file():
 
 
 def test_durations_with_units():
-    c = cfgmod.parse({"security": {"certificate_interval": "500ms", "rotation_margin": "1h", "max_age": "2 s",
-                                   "max_future": 1.5}})
+    c = cfgmod.parse(
+        {"security": {"certificate_interval": "500ms", "rotation_margin": "1h", "max_age": "2 s", "max_future": 1.5}}
+    )
     assert c.security.certificate_interval == 0.5
     assert c.security.rotation_margin == 3600.0
     assert c.security.max_age == 2.0 and c.security.max_future == 1.5
@@ -225,8 +231,16 @@ def test_mqtt_password_never_in_the_daemon_log(tmp_path):
     secret = tmp_path / "mqtt.password"
     secret.write_text(MARKER + "\n")
     closed = free_tcp_port()  # nothing listens: the transport keeps reconnecting and logging it
-    mqtt = {"type": "mqtt", "name": "broker", "host": "127.0.0.1", "port": closed, "username": "rsu-3120101",
-            "password_file": str(secret), "backoff_initial": 0.1, "backoff_max": 0.2}
+    mqtt = {
+        "type": "mqtt",
+        "name": "broker",
+        "host": "127.0.0.1",
+        "port": closed,
+        "username": "rsu-3120101",
+        "password_file": str(secret),
+        "backoff_initial": 0.1,
+        "backoff_max": 0.2,
+    }
     group, port = group_and_port()
     d = RsuDaemon(tmp_path, group=group, port=port, extra_transports=[mqtt])  # logging at DEBUG
     d.start()
@@ -263,8 +277,15 @@ def test_a_password_pasted_into_password_file_is_not_echoed(tmp_path):
     """An operator who writes the password itself where its file's path belongs gets an error that
     names the field but does not repeat the value (it would land in a terminal, a ticket, a log)."""
     path = tmp_path / "rsu.yaml"
-    path.write_text(yaml.safe_dump({"transports": [
-        {"type": "mqtt", "name": "broker", "username": "rsu", "password_file": "Hunter2-pasted-secret"}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "transports": [
+                    {"type": "mqtt", "name": "broker", "username": "rsu", "password_file": "Hunter2-pasted-secret"}
+                ]
+            }
+        )
+    )
     r = run_rsu("check-config", str(path))
     assert r.returncode == 2
     err = r.stderr.decode()
@@ -273,15 +294,27 @@ def test_a_password_pasted_into_password_file_is_not_echoed(tmp_path):
 
 
 def test_receive_limits_are_configurable_and_range_checked():
-    c = cfgmod.parse({"security": {"limits": {"held_frames": 0, "p2pcd_per_frame": 2, "hold_seconds": "500ms"}},
-                      "services": {"rules": {"ivi_received_max": 10}},
-                      "transports": [{"type": "gn-udp", "duplicate_entries": 100}]})
+    c = cfgmod.parse(
+        {
+            "security": {"limits": {"held_frames": 0, "p2pcd_per_frame": 2, "hold_seconds": "500ms"}},
+            "services": {"rules": {"ivi_received_max": 10}},
+            "transports": [{"type": "gn-udp", "duplicate_entries": 100}],
+        }
+    )
     assert c.security.limits.held_frames == 0 and c.security.limits.p2pcd_per_frame == 2
     assert c.security.limits.hold_seconds == 0.5 and c.security.limits.p2pcd_pending == 32  # default kept
     with pytest.raises(ConfigError) as e:
-        cfgmod.parse({"security": {"limits": {"p2pcd_per_frame": 65, "certificate_cache": 1}},
-                      "services": {"rules": {"srem_pending_max": 0}},
-                      "transports": [{"type": "gn-udp", "duplicate_entries": 1}]})
+        cfgmod.parse(
+            {
+                "security": {"limits": {"p2pcd_per_frame": 65, "certificate_cache": 1}},
+                "services": {"rules": {"srem_pending_max": 0}},
+                "transports": [{"type": "gn-udp", "duplicate_entries": 1}],
+            }
+        )
     paths = {i.path for i in e.value.issues}
-    assert {"security.limits.p2pcd_per_frame", "security.limits.certificate_cache", "services.rules.srem_pending_max",
-            "transports[0].duplicate_entries"} <= paths, paths
+    assert {
+        "security.limits.p2pcd_per_frame",
+        "security.limits.certificate_cache",
+        "services.rules.srem_pending_max",
+        "transports[0].duplicate_entries",
+    } <= paths, paths

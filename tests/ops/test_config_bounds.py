@@ -26,6 +26,7 @@ def issues_of(data: dict) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------ one range per number
 
+
 def _numeric(hint) -> bool:
     return any(t in (int, float) for t in (typing.get_args(hint) or (hint,)))
 
@@ -72,59 +73,71 @@ def test_catalog_limits_and_the_defaults_agree():
             assert d.max_interval_s == kind.max_interval_s
             assert kind.min_interval_s <= d.repetition_s <= kind.max_interval_s, name
     # the shipped defaults pass the same checks as an operator's overrides
-    shipped = {name: {f.name: getattr(d, f.name) for f in dataclasses.fields(d) if f.name != "kind"}
-               for name, d in MESSAGE_DEFAULTS.items()}
+    shipped = {
+        name: {f.name: getattr(d, f.name) for f in dataclasses.fields(d) if f.name != "kind"}
+        for name, d in MESSAGE_DEFAULTS.items()
+    }
     assert message_default_issues(shipped) == []
 
 
 # ------------------------------------------------------------------------------ what an operator sees
 
-@pytest.mark.parametrize("defaults, path, needle", [
-    ({"mapem": {"repetition_s": 0.01}}, "mapem.repetition_s", "expected 0.1..10 s"),  # 100 Hz on the air
-    ({"ivim": {"repetition_s": 0}}, "ivim.repetition_s", "expected 0.1..10 s"),
-    ({"ivim": {"repetition_s": 60}}, "ivim.repetition_s", "expected 0.1..10 s"),
-    ({"mapem": {"repetition_s": None}}, "mapem.repetition_s", "repeated while active"),
-    ({"spatem": {"repetition_s": 1.0}}, "spatem.repetition_s", "not repeated by the facility"),
-    ({"spatem": {"min_interval_s": 0.05}}, "spatem.min_interval_s", "expected 0.1..60 s"),  # 20 Hz SPATEM
-    ({"ivim": {"min_interval_s": 0.01}}, "ivim.min_interval_s", "at most 10 Hz"),
-    ({"rtcmem": {"max_interval_s": 600}}, "rtcmem.max_interval_s", "expected 0.1..60 s"),
-    ({"ivim": {"min_interval_s": 5, "max_interval_s": 2}}, "ivim.min_interval_s", "above max_interval_s"),
-    ({"ivim": {"min_interval_s": 2, "repetition_s": 1}}, "ivim.repetition_s", "expected 2..10 s"),
-    ({"ssem": {"priority": 9}}, "ssem.priority", "expected 0..7, found 9"),
-    ({"ssem": {"traffic_class": 256}}, "ssem.traffic_class", "expected 0..255"),
-    ({"ivim": {"lifetime_s": 0}}, "ivim.lifetime_s", "expected 0.05..6300"),
-    ({"ivim": {"hop_limit": 0}}, "ivim.hop_limit", "expected 1..255"),
-    ({"ivim": {"area_radius_m": 0}}, "ivim.area_radius_m", "expected 1..65535"),
-    ({"ivim": {"repetition_s": float("nan")}}, "ivim.repetition_s", "expected float or null"),
-])
+
+@pytest.mark.parametrize(
+    "defaults, path, needle",
+    [
+        ({"mapem": {"repetition_s": 0.01}}, "mapem.repetition_s", "expected 0.1..10 s"),  # 100 Hz on the air
+        ({"ivim": {"repetition_s": 0}}, "ivim.repetition_s", "expected 0.1..10 s"),
+        ({"ivim": {"repetition_s": 60}}, "ivim.repetition_s", "expected 0.1..10 s"),
+        ({"mapem": {"repetition_s": None}}, "mapem.repetition_s", "repeated while active"),
+        ({"spatem": {"repetition_s": 1.0}}, "spatem.repetition_s", "not repeated by the facility"),
+        ({"spatem": {"min_interval_s": 0.05}}, "spatem.min_interval_s", "expected 0.1..60 s"),  # 20 Hz SPATEM
+        ({"ivim": {"min_interval_s": 0.01}}, "ivim.min_interval_s", "at most 10 Hz"),
+        ({"rtcmem": {"max_interval_s": 600}}, "rtcmem.max_interval_s", "expected 0.1..60 s"),
+        ({"ivim": {"min_interval_s": 5, "max_interval_s": 2}}, "ivim.min_interval_s", "above max_interval_s"),
+        ({"ivim": {"min_interval_s": 2, "repetition_s": 1}}, "ivim.repetition_s", "expected 2..10 s"),
+        ({"ssem": {"priority": 9}}, "ssem.priority", "expected 0..7, found 9"),
+        ({"ssem": {"traffic_class": 256}}, "ssem.traffic_class", "expected 0..255"),
+        ({"ivim": {"lifetime_s": 0}}, "ivim.lifetime_s", "expected 0.05..6300"),
+        ({"ivim": {"hop_limit": 0}}, "ivim.hop_limit", "expected 1..255"),
+        ({"ivim": {"area_radius_m": 0}}, "ivim.area_radius_m", "expected 1..65535"),
+        ({"ivim": {"repetition_s": float("nan")}}, "ivim.repetition_s", "expected float or null"),
+    ],
+)
 def test_message_defaults_out_of_range(defaults, path, needle):
     issues = issues_of({"services": {"message_defaults": defaults}})
     assert needle in issues[f"services.message_defaults.{path}"], issues
 
 
-@pytest.mark.parametrize("rules, path, needle", [
-    ({"max_entries": 0}, "max_entries", "expected 1..100000, found 0"),
-    ({"subscriber_queue": 10**9}, "subscriber_queue", "expected 1..100000"),
-    ({"mapem_max_bytes": 50}, "mapem_max_bytes", "expected 200..65535"),
-    ({"srem_request_timeout_s": 0}, "srem_request_timeout_s", "expected 1..3600"),
-    ({"ivi_id_min": 100, "ivi_id_max": 10}, "ivi_id_min", "above ivi_id_max 10"),
-    ({"tlm_map_check": "maybe"}, "tlm_map_check", "expected one of reject, warn, off"),
-])
+@pytest.mark.parametrize(
+    "rules, path, needle",
+    [
+        ({"max_entries": 0}, "max_entries", "expected 1..100000, found 0"),
+        ({"subscriber_queue": 10**9}, "subscriber_queue", "expected 1..100000"),
+        ({"mapem_max_bytes": 50}, "mapem_max_bytes", "expected 200..65535"),
+        ({"srem_request_timeout_s": 0}, "srem_request_timeout_s", "expected 1..3600"),
+        ({"ivi_id_min": 100, "ivi_id_max": 10}, "ivi_id_min", "above ivi_id_max 10"),
+        ({"tlm_map_check": "maybe"}, "tlm_map_check", "expected one of reject, warn, off"),
+    ],
+)
 def test_service_rules_out_of_range(rules, path, needle):
     issues = issues_of({"services": {"rules": rules}})
     assert needle in issues[f"services.rules.{path}"], issues
 
 
-@pytest.mark.parametrize("section, value, path, needle", [
-    ("api", {"port": 70000}, "api.port", ">= 0 and <= 65535"),
-    ("api", {"max_connections": 0}, "api.max_connections", ">= 1 and <= 16384"),
-    ("api", {"header_timeout_s": "10ms"}, "api.header_timeout_s", ">= 0.5 and <= 300"),
-    ("api", {"idle_timeout_s": "2h"}, "api.idle_timeout_s", ">= 1 and <= 3600"),
-    ("security", {"max_age": 0}, "security.max_age", ">= 0.05 and <= 86400"),
-    ("security", {"rotation_margin": "30d"}, "security.rotation_margin", "<= 604800"),
-    ("security", {"certificate_interval": "5m"}, "security.certificate_interval", ">= 0 and <= 60"),
-    ("station", {"position": {"altitude_m": 40000}}, "station.position.altitude_m", "<= 10000"),
-])
+@pytest.mark.parametrize(
+    "section, value, path, needle",
+    [
+        ("api", {"port": 70000}, "api.port", ">= 0 and <= 65535"),
+        ("api", {"max_connections": 0}, "api.max_connections", ">= 1 and <= 16384"),
+        ("api", {"header_timeout_s": "10ms"}, "api.header_timeout_s", ">= 0.5 and <= 300"),
+        ("api", {"idle_timeout_s": "2h"}, "api.idle_timeout_s", ">= 1 and <= 3600"),
+        ("security", {"max_age": 0}, "security.max_age", ">= 0.05 and <= 86400"),
+        ("security", {"rotation_margin": "30d"}, "security.rotation_margin", "<= 604800"),
+        ("security", {"certificate_interval": "5m"}, "security.certificate_interval", ">= 0 and <= 60"),
+        ("station", {"position": {"altitude_m": 40000}}, "station.position.altitude_m", "<= 10000"),
+    ],
+)
 def test_schema_numbers_out_of_range_name_the_whole_range(section, value, path, needle):
     issues = issues_of({section: value})
     assert needle in issues[path], issues
@@ -144,14 +157,27 @@ def test_loopback_hosts_are_accepted(host):
 ALL_WRONG = {
     "api": {"host": "0.0.0.0", "port": 70000, "max_connections": 0},
     "security": {"max_age": 0},
-    "services": {"rules": {"max_entries": 0},
-                 "message_defaults": {"mapem": {"repetition_s": 0.01}, "ivim": {"repetition_s": 0},
-                                      "spatem": {"min_interval_s": 0.01}}},
+    "services": {
+        "rules": {"max_entries": 0},
+        "message_defaults": {
+            "mapem": {"repetition_s": 0.01},
+            "ivim": {"repetition_s": 0},
+            "spatem": {"min_interval_s": 0.01},
+        },
+    },
     "transports": [{"type": "gn-udp", "name": "gn", "interface": "lo", "port": 0}],
 }
-ALL_WRONG_PATHS = {"api.host", "api.port", "api.max_connections", "security.max_age", "services.rules.max_entries",
-                   "services.message_defaults.mapem.repetition_s", "services.message_defaults.ivim.repetition_s",
-                   "services.message_defaults.spatem.min_interval_s", "transports[0].port"}
+ALL_WRONG_PATHS = {
+    "api.host",
+    "api.port",
+    "api.max_connections",
+    "security.max_age",
+    "services.rules.max_entries",
+    "services.message_defaults.mapem.repetition_s",
+    "services.message_defaults.ivim.repetition_s",
+    "services.message_defaults.spatem.min_interval_s",
+    "transports[0].port",
+}
 
 
 def test_check_config_and_run_list_every_range_error_at_once(tmp_path):

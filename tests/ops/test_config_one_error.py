@@ -71,12 +71,22 @@ def test_the_layers_error_is_the_one_config_error():
 
 
 def test_the_layers_get_typed_values_filled_in_by_the_station(tmp_path):
-    c = cfgmod.parse({"station": {"id": 42, "position": {"latitude": 45.0, "longitude": 1.0}},
-                      "transports": [{"type": "gn-udp", "accept_ports": [2001]}, {"type": "mqtt"}],
-                      "integrations": {"map_files": {"intersections": {"7.1201": str(tmp_path / "1201.json")}},
-                                       "ntrip": {"host": "caster", "mountpoint": "M", "gga": True}},
-                      "pki": {"cpoc_url": "https://cpoc", "tlm": "8FFE810BDB0D71E6", "root": "1D261F9E338ECB5B",
-                              "its_id": "hex:0102"}})
+    c = cfgmod.parse(
+        {
+            "station": {"id": 42, "position": {"latitude": 45.0, "longitude": 1.0}},
+            "transports": [{"type": "gn-udp", "accept_ports": [2001]}, {"type": "mqtt"}],
+            "integrations": {
+                "map_files": {"intersections": {"7.1201": str(tmp_path / "1201.json")}},
+                "ntrip": {"host": "caster", "mountpoint": "M", "gga": True},
+            },
+            "pki": {
+                "cpoc_url": "https://cpoc",
+                "tlm": "8FFE810BDB0D71E6",
+                "root": "1D261F9E338ECB5B",
+                "its_id": "hex:0102",
+            },
+        }
+    )
     (gn_kind, gn), (mqtt_kind, mqtt) = cfgmod.transport_configs(c)
     assert (gn_kind, mqtt_kind) == ("gn-udp", "mqtt")
     assert isinstance(gn, trcfg.GnUdpConfig) and isinstance(mqtt, trcfg.MqttConfig)
@@ -93,19 +103,28 @@ def test_duplicate_transport_names_are_named():
     with pytest.raises(ConfigError) as e:
         cfgmod.parse({"transports": [{"type": "gn-udp", "name": "a"}, {"type": "mqtt", "name": "a"}]})
     assert [(i.path, i.message) for i in e.value.issues] == [
-        ("transports[1].name", "'a' is already the name of transports[0]")]
+        ("transports[1].name", "'a' is already the name of transports[0]")
+    ]
 
 
 def test_pki_client_defaults_have_one_source():
     from rsu.pki.client import ClientConfig
     from rsu.pki.config import TUNING, PkiClientSection, client_config
 
-    section = PkiClientSection(cpoc_url="https://cpoc", tlm="8FFE810BDB0D71E6", root="1D261F9E338ECB5B",
-                               services=["spatem"])
+    section = PkiClientSection(
+        cpoc_url="https://cpoc", tlm="8FFE810BDB0D71E6", root="1D261F9E338ECB5B", services=["spatem"]
+    )
     built = client_config(section, None)
     plain = ClientConfig(its_id=None, cpoc_url="https://cpoc", tlm_ids=(), root_id=b"", permissions=[])
-    for name in ("re_enrol_margin", "at_pool", "at_renew_fraction", "trust_refresh_margin",
-                 "trust_refresh_interval", "retry_base", "retry_max"):
+    for name in (
+        "re_enrol_margin",
+        "at_pool",
+        "at_renew_fraction",
+        "trust_refresh_margin",
+        "trust_refresh_interval",
+        "retry_base",
+        "retry_max",
+    ):
         assert getattr(built, name) == getattr(plain, name) == getattr(TUNING, name), name
 
 

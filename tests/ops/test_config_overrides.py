@@ -13,22 +13,43 @@ from tests.netutil import free_tcp_port
 
 
 def test_set_changes_only_the_named_settings_of_the_embedded_default():
-    c = cfgmod.load(None, ["api.port=8302", "logging.level=debug", "station.position.latitude=45.5",
-                           "transports[0].group=239.7.7.7", "security.max_age=5s"])
+    c = cfgmod.load(
+        None,
+        [
+            "api.port=8302",
+            "logging.level=debug",
+            "station.position.latitude=45.5",
+            "transports[0].group=239.7.7.7",
+            "security.max_age=5s",
+        ],
+    )
     d = cfgmod.load(None)
     assert (c.api.port, c.logging.level, c.station.position.latitude, c.security.max_age) == (8302, "DEBUG", 45.5, 5.0)
     # the default entry, moved (the transports are the layer's typed config, the station's position filled in)
-    assert c.transports == [GnUdpConfig(name="gn", group="239.7.7.7", latitude=45.5,
-                                        longitude=d.station.position.longitude)]
-    assert (c.api.host, c.station.id, c.station.position.longitude) == (d.api.host, d.station.id,
-                                                                       d.station.position.longitude)
+    assert c.transports == [
+        GnUdpConfig(name="gn", group="239.7.7.7", latitude=45.5, longitude=d.station.position.longitude)
+    ]
+    assert (c.api.host, c.station.id, c.station.position.longitude) == (
+        d.api.host,
+        d.station.id,
+        d.station.position.longitude,
+    )
 
 
 def test_set_overrides_a_file_and_leaves_the_rest_of_it(tmp_path):
     path = tmp_path / "rsu.yaml"
-    path.write_text(yaml.safe_dump({"station": {"id": 7}, "api": {"port": 9000},
-                                    "transports": [{"type": "gn-udp", "name": "a", "port": 9001},
-                                                   {"type": "gn-udp", "name": "b", "port": 9002}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "station": {"id": 7},
+                "api": {"port": 9000},
+                "transports": [
+                    {"type": "gn-udp", "name": "a", "port": 9001},
+                    {"type": "gn-udp", "name": "b", "port": 9002},
+                ],
+            }
+        )
+    )
     c = cfgmod.load(path, ["transports[1].port=9102", "api.port='9100'"])  # a quoted number is a string
     assert c.station.id == 7 and [t.port for t in c.transports] == [9001, 9102]
     assert c.api.port == 9100  # pydantic takes the numeric string, as from the file
@@ -57,8 +78,15 @@ async def test_a_reload_keeps_the_overrides(tmp_path, gn_net):
 
     group, port = gn_net
     path = tmp_path / "rsu.yaml"
-    path.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "logging": {"level": "INFO"},
-                                    "transports": [{"type": "gn-udp", "name": "gn", "interface": "lo"}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "logging": {"level": "INFO"},
+                "transports": [{"type": "gn-udp", "name": "gn", "interface": "lo"}],
+            }
+        )
+    )
     overrides = [f"transports[0].group={group}", f"transports[0].port={port}", f"api.port={free_tcp_port()}"]
     d = Daemon(cfgmod.load(path, overrides), config_path=str(path), notifier=Notifier({}), overrides=overrides)
     await d.start()

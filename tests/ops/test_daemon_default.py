@@ -56,8 +56,12 @@ def test_embedded_default_config_runs_a_signed_rsu_on_loopback(tmp_path, gn_net)
         state = tmp_path / ".local" / "state" / "rsu"
         assert (state / "pki" / "root.oer").exists() and list((state / "pki" / "at").glob("*.key"))
         # the README's next step: trigger a MAPEM with the CLI client against the API
-        trig = run_rsu("trigger", "rlt", str(EXAMPLES / "mapem-4arm-intersection.json"),
-                       env={"HOME": str(tmp_path), "RSU_API_URL": url})
+        trig = run_rsu(
+            "trigger",
+            "rlt",
+            str(EXAMPLES / "mapem-4arm-intersection.json"),
+            env={"HOME": str(tmp_path), "RSU_API_URL": url},
+        )
         assert trig.returncode == 0, trig.stderr
         frames = rx.frames(lambda got: any(gn.parse_packet(f[ETHERNET:]).btp_port == 2003 for f in got))
         frame = next(f for f in frames if gn.parse_packet(f[ETHERNET:]).btp_port == 2003)

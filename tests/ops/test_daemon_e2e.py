@@ -230,8 +230,16 @@ def test_two_daemons_srem_in_ssem_out(tmp_path, net):
         assert b.stop() == 0
 
 
-def neighbour_frame(pki_dir, kind, jer: dict | None, *, corrupt_signature: bool = False, pdu: bytes | None = None,
-                    port: int | None = None, tickets=None) -> bytes:
+def neighbour_frame(
+    pki_dir,
+    kind,
+    jer: dict | None,
+    *,
+    corrupt_signature: bool = False,
+    pdu: bytes | None = None,
+    port: int | None = None,
+    tickets=None,
+) -> bytes:
     """A secured GN frame from another station (own MAC and GN address), signed with an AT of ``pki_dir``
     (or of ``tickets``); ``pdu`` replaces the encoded ``jer`` and ``port`` the BTP-B port."""
     from rsu.codec.facilities import get_codec
@@ -240,7 +248,6 @@ def neighbour_frame(pki_dir, kind, jer: dict | None, *, corrupt_signature: bool 
     from rsu.transports.config import GnUdpConfig
     from rsu.transports.gn_core import GnCore
 
-
     clock = SystemClock()
     pool = AtPool(tickets, clock) if tickets else AtPool.load_directory(pki_dir / "at", clock)
     codec = get_codec()
@@ -248,8 +255,17 @@ def neighbour_frame(pki_dir, kind, jer: dict | None, *, corrupt_signature: bool 
         _, value = codec.from_jer(jer, kind)
         pdu = codec.encode(value, kind)
     if port is not None:
-        kind = catalog.MessageKind(kind.name, kind.pdu, kind.module, kind.body, kind.message_id,
-                                   kind.protocol_version, kind.service, kind.its_aid, port)
+        kind = catalog.MessageKind(
+            kind.name,
+            kind.pdu,
+            kind.module,
+            kind.body,
+            kind.message_id,
+            kind.protocol_version,
+            kind.service,
+            kind.its_aid,
+            port,
+        )
 
     def sign(inner: bytes, k) -> bytes:  # signs whatever it is given: the sender here is not our daemon
         at = next(t for t in pool.tickets if k.its_aid in t.certificate.app_permissions)
@@ -284,22 +300,34 @@ def test_malformed_and_forged_frames_are_dropped_and_counted(daemon, net):
     forged = neighbour_frame(daemon.pki_dir, catalog.SREM, PAYLOADS["tlc"], corrupt_signature=True)
     unknown_port = neighbour_frame(daemon.pki_dir, catalog.SREM, PAYLOADS["tlc"], port=2001)  # CAM's port
     not_a_pdu = neighbour_frame(daemon.pki_dir, catalog.SREM, None, pdu=b"\x02\x09" + os.urandom(12))
-    ssp_violation = neighbour_frame(daemon.pki_dir, catalog.SREM, PAYLOADS["tlc"],
-                                    tickets=[restricted_srem_ticket(daemon.pki_dir)])
+    ssp_violation = neighbour_frame(
+        daemon.pki_dir, catalog.SREM, PAYLOADS["tlc"], tickets=[restricted_srem_ticket(daemon.pki_dir)]
+    )
     bad_gn = bytearray(good)
     bad_gn[ETHERNET] = 0x00  # GN version 0
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
     try:
-        for datagram in (b"", os.urandom(40), b"\xff" * 12 + b"\x08\x00" + os.urandom(30), bytes(bad_gn),
-                         forged, good, good, unknown_port, not_a_pdu, ssp_violation):
+        for datagram in (
+            b"",
+            os.urandom(40),
+            b"\xff" * 12 + b"\x08\x00" + os.urandom(30),
+            bytes(bad_gn),
+            forged,
+            good,
+            good,
+            unknown_port,
+            not_a_pdu,
+            ssp_violation,
+        ):
             tx.sendto(datagram, net)
     finally:
         tx.close()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # bounded poll of the counters
-        dropped = {dict(k[1]).get("reason"): v for k, v in daemon.metrics().items()
-                   if k[0] == "rsu_messages_dropped_total"}
+        dropped = {
+            dict(k[1]).get("reason"): v for k, v in daemon.metrics().items() if k[0] == "rsu_messages_dropped_total"
+        }
         if sum(dropped.values()) >= 9:
             break
         time.sleep(0.05)
@@ -308,8 +336,11 @@ def test_malformed_and_forged_frames_are_dropped_and_counted(daemon, net):
     assert dropped.get("unknown-btp-port", 0) == 1, dropped
     assert dropped.get(f"security:{Reason.PAYLOAD_INVALID.value}", 0) == 1, dropped  # signed, not decodable
     assert dropped.get(f"security:{Reason.SSP_VIOLATION.value}", 0) == 1, dropped  # role not permitted
-    transport_level = {r: v for r, v in dropped.items()
-                       if r and not r.startswith("security:") and r not in ("gn-duplicate", "unknown-btp-port")}
+    transport_level = {
+        r: v
+        for r, v in dropped.items()
+        if r and not r.startswith("security:") and r not in ("gn-duplicate", "unknown-btp-port")
+    }
     assert sum(transport_level.values()) >= 4, dropped
     assert daemon.metric("rsu_messages_accepted_total", message="srem", transport="gn") == 1
     assert daemon.get("/v1/health")[0] == 200  # still serving
@@ -332,8 +363,10 @@ def test_kill_9_then_restart_resumes_every_active_message(tmp_path, net):
         other = json.loads(json.dumps(PAYLOADS["ivi"]))
         del other["ivi"]["mandatory"]["iviIdentificationNumber"]  # the service allocates one
         second = d.trigger("ivi", other)
-        assert (second["identification"]["iviIdentificationNumber"]
-                != first["ivi"]["identification"]["iviIdentificationNumber"])
+        assert (
+            second["identification"]["iviIdentificationNumber"]
+            != first["ivi"]["identification"]["iviIdentificationNumber"]
+        )
         assert after[("rlt", first["rlt"]["id"])]["identification"]["msgIssueRevision"] == 3
         # the MAPEM is back on the air; the SPATEM state from before the kill is not (TLM never resumes one)
         ports = _ports_sent_since(d, records_before, until=lambda ports: catalog.MAPEM.btp_port in ports)
@@ -391,8 +424,16 @@ def test_mqtt_publishes_retained_signed_mapem_and_receives_srem(tmp_path, net):
     mosquitto = ensure_debian_tool("mosquitto", "mosquitto")
     broker = Mosquitto(mosquitto, tmp_path)
     broker.start()
-    mqtt = {"type": "mqtt", "name": "mqtt", "host": "127.0.0.1", "port": broker.port, "prefix": "test",
-            "subscribe_queue": "inQueue", "source": "rsu_e2e", "qos": 1}
+    mqtt = {
+        "type": "mqtt",
+        "name": "mqtt",
+        "host": "127.0.0.1",
+        "port": broker.port,
+        "prefix": "test",
+        "subscribe_queue": "inQueue",
+        "source": "rsu_e2e",
+        "qos": 1,
+    }
     d = RsuDaemon(tmp_path, group=net[0], port=net[1], extra_transports=[mqtt]).start()
     try:
         asyncio.run(_mqtt_checks(d, broker))
@@ -446,8 +487,11 @@ async def _mqtt_checks(d: RsuDaemon, broker: Mosquitto) -> None:
     _, srem = codec.from_jer(PAYLOADS["tlc"], catalog.SREM)
     pdu = codec.encode(srem, catalog.SREM)
     secured = signer.sign(request_for_pdu(catalog.SREM, pdu, srem))
-    scheme = TopicScheme(MqttConfig(prefix="test", subscribe_queue="inQueue", latitude=44.837592,
-                                    longitude=-0.579431, source="bus_2104711"))
+    scheme = TopicScheme(
+        MqttConfig(
+            prefix="test", subscribe_queue="inQueue", latitude=44.837592, longitude=-0.579431, source="bus_2104711"
+        )
+    )
     topic = scheme.publish_topic(catalog.SREM, quadkey.quadkey(44.837592, -0.579431, 22))
     async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
         await client.publish(topic, secured, qos=1)

@@ -27,9 +27,12 @@ class Caster:
     """tests/integrations/caster.py as a subprocess; its JSON-line events collected by a thread."""
 
     def __init__(self, tmp: Path):
-        self.proc = subprocess.Popen([sys.executable, str(CASTER), "--mount", "BORDEAUX", "--user", "rsu",
-                                      "--password", "s3cret-marker"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(CASTER), "--mount", "BORDEAUX", "--user", "rsu", "--password", "s3cret-marker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.events: list[dict] = []
         self.cond = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
@@ -77,10 +80,22 @@ def test_map_file_controller_feed_and_ntrip_drive_the_air(tmp_path):
     feed_port = free_udp_port()
     integrations = {
         "map_files": {"intersections": {1201: str(maps / "1201.json")}, "poll_interval_s": 0.5},
-        "controller": {"format": "json", "host": "127.0.0.1", "port": feed_port, "watchdog_timeout_s": 1.0,
-                       "stale_behaviour": "stop"},
-        "ntrip": {"host": "127.0.0.1", "port": caster.port, "mountpoint": "BORDEAUX", "username": "rsu",
-                  "password_file": str(password), "version": 2, "flush_gap_s": 0.05},
+        "controller": {
+            "format": "json",
+            "host": "127.0.0.1",
+            "port": feed_port,
+            "watchdog_timeout_s": 1.0,
+            "stale_behaviour": "stop",
+        },
+        "ntrip": {
+            "host": "127.0.0.1",
+            "port": caster.port,
+            "mountpoint": "BORDEAUX",
+            "username": "rsu",
+            "password_file": str(password),
+            "version": 2,
+            "flush_gap_s": 0.05,
+        },
     }
     daemon = RsuDaemon(tmp_path, group=group, port=port, extra={"integrations": integrations}).start()
     rx = MulticastReceiver(group, port)

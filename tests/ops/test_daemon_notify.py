@@ -105,8 +105,9 @@ def test_ready_watchdog_reload_and_stop_as_systemd_sees_them(tmp_path, notify):
         "state_dir": str(tmp_path / "state"),
         "api": {"port": 0},
         "logging": {"level": "INFO"},
-        "transports": [{"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port(),
-                        "interface": "lo"}],
+        "transports": [
+            {"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port(), "interface": "lo"}
+        ],
     }
     path = tmp_path / "rsu.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -162,7 +163,9 @@ def test_ready_watchdog_reload_and_stop_as_systemd_sees_them(tmp_path, notify):
     assert "Traceback" not in log, log
     # the rejected reload named every error with its path, one line each
     assert re.search(r"ERROR rsu\.daemon: reload rejected: .*: api\.prot: unknown setting", log), log
-    assert re.search(r"ERROR rsu\.daemon: reload rejected: .*: station\.id: expected a number >= 0 and <= 4294967295, found -1", log)
+    assert re.search(
+        r"ERROR rsu\.daemon: reload rejected: .*: station\.id: expected a number >= 0 and <= 4294967295, found -1", log
+    )
     assert "configuration reloaded" in log and log.rstrip().endswith("stopped")
     # nothing after STOPPING=1 (no READY after stop, no stray keepalive claims a live daemon)
     messages = [m for _, m in notify.received]
@@ -171,14 +174,23 @@ def test_ready_watchdog_reload_and_stop_as_systemd_sees_them(tmp_path, notify):
 
 def test_no_watchdog_for_another_pid(tmp_path, notify):
     """WATCHDOG_PID naming another process (a child inherited the env): no keepalives from us."""
-    config = {"state_dir": str(tmp_path / "state"), "api": {"port": 0},
-              "transports": [{"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port(),
-                              "interface": "lo"}]}
+    config = {
+        "state_dir": str(tmp_path / "state"),
+        "api": {"port": 0},
+        "transports": [
+            {"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port(), "interface": "lo"}
+        ],
+    }
     path = tmp_path / "rsu.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "100000", "WATCHDOG_PID": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "rsu", "run", "--config", str(path)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rsu", "run", "--config", str(path)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         notify.expect(lambda m: m.startswith("READY=1"), timeout=30)
         # 0.5 s = 10 watchdog half-periods: any keepalive would have arrived
@@ -200,15 +212,25 @@ def test_start_failure_sends_no_ready_and_exits_1_with_one_line(tmp_path, notify
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
-    config = {"state_dir": str(tmp_path / "state"), "api": {"port": busy.getsockname()[1]},
-              "transports": [{"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port(),
-                              "interface": "lo"}]}
+    config = {
+        "state_dir": str(tmp_path / "state"),
+        "api": {"port": busy.getsockname()[1]},
+        "transports": [
+            {"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port(), "interface": "lo"}
+        ],
+    }
     path = tmp_path / "rsu.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "NOTIFY_SOCKET": notify.path}
     try:
-        r = subprocess.run([sys.executable, "-m", "rsu", "run", "--config", str(path)], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-m", "rsu", "run", "--config", str(path)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         busy.close()
     assert r.returncode == 1
@@ -235,9 +257,15 @@ async def test_stop_is_not_lost_when_the_scheduler_is_being_woken(tmp_path):
     from rsu.ops.daemon import Daemon
     from rsu.ops.systemd import Notifier
 
-    config = cfgmod.parse({"state_dir": str(tmp_path / "state"), "api": {"port": 0},
-                           "transports": [{"type": "gn-udp", "name": "gn", "group": random_group(),
-                                           "port": free_udp_port(), "interface": "lo"}]})
+    config = cfgmod.parse(
+        {
+            "state_dir": str(tmp_path / "state"),
+            "api": {"port": 0},
+            "transports": [
+                {"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port(), "interface": "lo"}
+            ],
+        }
+    )
     d = Daemon(config, notifier=Notifier({}))
     await d.start()
     try:

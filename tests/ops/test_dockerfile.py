@@ -116,8 +116,11 @@ def _ignored(path: str, patterns: list[str]) -> bool:
 
 
 def test_every_copy_source_exists_and_is_in_the_build_context():
-    ignore = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-              if line.strip() and not line.startswith("#")]
+    ignore = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     sources = []
     for args in final("COPY") + [a for s, w, a in instructions() if w == "COPY" and s != instructions()[-1][0]]:
         words = [w for w in args.split() if not w.startswith("--")]
@@ -162,12 +165,21 @@ def entrypoint(tmp_path):
         if mounted:
             config.parent.mkdir(exist_ok=True)
             config.write_text("{}\n")
-        env = {"PATH": f"{bindir}:/usr/bin:/bin", "RSU_CONFIG": str(config),
-               "RSU_DEFAULT_CONFIG": "/usr/local/share/rsu/docker.yaml"}
-        r = subprocess.run(["/bin/sh", str(REPO / "docker" / "entrypoint.sh"), *args], env=env,
-                           capture_output=True, text=True, timeout=10)
+        env = {
+            "PATH": f"{bindir}:/usr/bin:/bin",
+            "RSU_CONFIG": str(config),
+            "RSU_DEFAULT_CONFIG": "/usr/local/share/rsu/docker.yaml",
+        }
+        r = subprocess.run(
+            ["/bin/sh", str(REPO / "docker" / "entrypoint.sh"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         assert r.returncode == 0, r.stderr
         return r.stdout.splitlines(), r.stderr
+
     run.mounted_path = str(tmp_path / "etc" / "rsu.yaml")
     return run
 

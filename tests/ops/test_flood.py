@@ -17,8 +17,9 @@ async def test_a_hundred_thousand_random_signers_leave_memory_flat_and_valid_tra
     async with running_daemon(tmp_path / "state", clock) as d:
         limits = d.config.security.limits
         r = flood(d, Neighbour(d.config.pki_path, clock), clock, 100_000)
-        hits = {s.labels["limit"]: s.value for s in d.metrics.limit_hits.collect()[0].samples
-                if s.name.endswith("_total")}
+        hits = {
+            s.labels["limit"]: s.value for s in d.metrics.limit_hits.collect()[0].samples if s.name.endswith("_total")
+        }
     assert r["rss_growth_bytes"] < 5 * 1024 * 1024, r
     assert r["valid_accepted"] == r["valid_sent"] == 1000, r
     assert 0 < r["max_inline_requests"] <= limits.p2pcd_per_frame, r  # asks, but never more than the cap

@@ -15,12 +15,38 @@ from tests.ops.daemonproc import RsuDaemon, group_and_port
 
 DASHBOARD = json.loads((REPO / "ops" / "grafana" / "rsu.json").read_text())
 
-FUNCTIONS = {"rate", "irate", "increase", "delta", "idelta", "sum", "min", "max", "avg", "count", "topk",
-             "bottomk", "quantile", "histogram_quantile", "abs", "clamp_min", "clamp_max", "label_values",
-             "max_over_time", "min_over_time", "avg_over_time", "changes", "resets", "time", "vector",
-             "absent", "round", "sort", "sort_desc"}
-KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
-            "offset"}
+FUNCTIONS = {
+    "rate",
+    "irate",
+    "increase",
+    "delta",
+    "idelta",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "topk",
+    "bottomk",
+    "quantile",
+    "histogram_quantile",
+    "abs",
+    "clamp_min",
+    "clamp_max",
+    "label_values",
+    "max_over_time",
+    "min_over_time",
+    "avg_over_time",
+    "changes",
+    "resets",
+    "time",
+    "vector",
+    "absent",
+    "round",
+    "sort",
+    "sort_desc",
+}
+KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
 TARGET_LABELS = {"instance", "job"}  # added by Prometheus at scrape time
 SINK = "centre"  # the forward sink of the scraped daemon
 
@@ -53,7 +79,7 @@ def parse(expr: str) -> tuple[set[str], set[str]]:
         labels |= {x.strip() for x in body.split(",") if x.strip()}
     text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
     if text.startswith("label_values("):  # a Grafana variable query: label_values(metric, label)
-        metric, label = [x.strip() for x in text[len("label_values("):].rstrip(") ").split(",")]
+        metric, label = [x.strip() for x in text[len("label_values(") :].rstrip(") ").split(",")]
         return {metric}, {label}
     names = set()
     for m in re.finditer(r"\b([a-zA-Z_:][\w:]*)\b(\s*\()?", text):
@@ -70,6 +96,7 @@ def legend_labels(panel) -> set[str]:
 
 
 # ------------------------------------------------------------------------------ the dashboard itself
+
 
 def test_the_dashboard_is_importable_and_uses_the_datasource_variable():
     assert DASHBOARD["schemaVersion"] >= 36 and DASHBOARD["uid"] and DASHBOARD["title"]
@@ -94,14 +121,17 @@ def test_the_dashboard_is_importable_and_uses_the_datasource_variable():
 
 
 def test_the_promql_reader():
-    names, labels = parse('histogram_quantile(0.99, sum by (le, service) (rate(rsu_x_bucket{instance=~"$i", '
-                          'reason="a{b}"}[$__rate_interval]))) / max(rsu_y) == 1')
+    names, labels = parse(
+        'histogram_quantile(0.99, sum by (le, service) (rate(rsu_x_bucket{instance=~"$i", '
+        'reason="a{b}"}[$__rate_interval]))) / max(rsu_y) == 1'
+    )
     assert names == {"rsu_x_bucket", "rsu_y"} and labels == {"le", "service", "instance", "reason"}
     with pytest.raises(AssertionError, match="unknown PromQL function 'rat'"):
         parse("rat(rsu_x[5m])")
 
 
 # ------------------------------------------------------------------------------ against a running daemon
+
 
 def exported(text: str) -> dict[str, str]:
     """Every series name /metrics can carry -> its family's type (counters: _total; histograms: _bucket,
@@ -132,13 +162,19 @@ def label_names(state) -> dict[str, set[str]]:
     for attr in vars(Metrics()).values():
         if hasattr(attr, "_labelnames") and hasattr(attr, "_name"):
             base, kind = attr._name, attr._type
-            names = ([base + "_total"] if kind == "counter" else
-                     [base + s for s in ("_bucket", "_sum", "_count")] if kind == "histogram" else [base])
+            names = (
+                [base + "_total"]
+                if kind == "counter"
+                else [base + s for s in ("_bucket", "_sum", "_count")]
+                if kind == "histogram"
+                else [base]
+            )
             for n in names:
                 out[n] = set(attr._labelnames) | ({"le"} if n.endswith("_bucket") else set())
 
-    config = ClientConfig(its_id=b"x", cpoc_url="http://cpoc.test", tlm_ids=(bytes(8),), root_id=bytes(8),
-                          permissions=[])
+    config = ClientConfig(
+        its_id=b"x", cpoc_url="http://cpoc.test", tlm_ids=(bytes(8),), root_id=bytes(8), permissions=[]
+    )
     client = PkiClient.load(config, FileKeyStore(state / "keys"), state / "state")  # a fresh client, as enrolled
     for f in PkiCollector(client, ManualClock()).collect():
         out[f.name + ("_total" if f.type == "counter" else "")] = set(f._labelnames)
@@ -152,11 +188,16 @@ def scrape(tmp_path_factory):
     series are there from the start)."""
     tmp = tmp_path_factory.mktemp("grafana")
     group, port = group_and_port()
-    pki = {"cpoc_url": "http://127.0.0.1:9", "tlm": "00000000000000a1", "root": "00000000000000b2",
-           "its_id": "RSU-GRAFANA-TEST"}
+    pki = {
+        "cpoc_url": "http://127.0.0.1:9",
+        "tlm": "00000000000000a1",
+        "root": "00000000000000b2",
+        "its_id": "RSU-GRAFANA-TEST",
+    }
     sink = {"type": "webhook", "name": SINK, "url": f"http://127.0.0.1:{free_tcp_port()}/centre"}
-    daemon = RsuDaemon(tmp, group=group, port=port,
-                       extra={"pki": pki, "clock": {"poll_interval": 1}, "forward": {"sinks": [sink]}})
+    daemon = RsuDaemon(
+        tmp, group=group, port=port, extra={"pki": pki, "clock": {"poll_interval": 1}, "forward": {"sinks": [sink]}}
+    )
     daemon.start()
     try:
         import urllib.request
@@ -181,14 +222,28 @@ def test_every_metric_the_dashboard_queries_is_exported_by_a_running_daemon(scra
     assert not missing, "metrics the dashboard queries but the daemon does not export:\n" + "\n".join(missing)
     # every row of the issue is there: sends, lateness, drops, received by message, AT expiry, trust lists,
     # transport state, clock and GNSS
-    for name in ("rsu_messages_sent_total", "rsu_scheduler_lateness_seconds_bucket", "rsu_messages_dropped_total",
-                 "rsu_messages_received_total", "rsu_at_expiry_hours", "rsu_pki_trust_list_age_seconds",
-                 "rsu_mqtt_connected", "rsu_clock_synchronized", "rsu_clock_offset_seconds", "rsu_gnss_fix_mode",
-                 "rsu_gnss_latitude_degrees",
-                 # forwarding to the centre, and the API's guard
-                 "rsu_forward_queued", "rsu_forward_delivered_total", "rsu_forward_dropped_total",
-                 "rsu_forward_oldest_age_seconds", "rsu_api_auth_failures_total", "rsu_api_requests_refused_total",
-                 "rsu_api_bans_total", "rsu_api_rate_limited_total"):
+    for name in (
+        "rsu_messages_sent_total",
+        "rsu_scheduler_lateness_seconds_bucket",
+        "rsu_messages_dropped_total",
+        "rsu_messages_received_total",
+        "rsu_at_expiry_hours",
+        "rsu_pki_trust_list_age_seconds",
+        "rsu_mqtt_connected",
+        "rsu_clock_synchronized",
+        "rsu_clock_offset_seconds",
+        "rsu_gnss_fix_mode",
+        "rsu_gnss_latitude_degrees",
+        # forwarding to the centre, and the API's guard
+        "rsu_forward_queued",
+        "rsu_forward_delivered_total",
+        "rsu_forward_dropped_total",
+        "rsu_forward_oldest_age_seconds",
+        "rsu_api_auth_failures_total",
+        "rsu_api_requests_refused_total",
+        "rsu_api_bans_total",
+        "rsu_api_rate_limited_total",
+    ):
         assert name in queried, name
 
 
@@ -212,8 +267,12 @@ def test_every_reason_the_dashboard_filters_on_exists():
     from rsu.health.clock import CLOCK_UNSYNCHRONIZED
     from rsu.ops.metrics import receive_reasons, send_reasons
 
-    known = (set(receive_reasons()) | set(send_reasons()) | {"missed-slot", "overload", CLOCK_UNSYNCHRONIZED}
-             | set(FORWARD_REASONS))
+    known = (
+        set(receive_reasons())
+        | set(send_reasons())
+        | {"missed-slot", "overload", CLOCK_UNSYNCHRONIZED}
+        | set(FORWARD_REASONS)
+    )
     used = set()
     for _, expr in expressions():
         for op, value in re.findall(r'\breason\s*(=~|=)\s*"([^"]*)"', expr):

@@ -72,5 +72,6 @@ def test_late_sends_and_receive_accounting_rows():
     m.accept("TLM", "spatem", "gn0")
     assert m.receive_accounting() == {
         ("unknown", "gn0"): {"received": 1, "accepted": 0, "dropped": 1, "held": 0},
-        ("spatem", "gn0"): {"received": 2, "accepted": 1, "dropped": 0, "held": 1}}
+        ("spatem", "gn0"): {"received": 2, "accepted": 1, "dropped": 0, "held": 1},
+    }
     assert samples(m)[("rsu_messages_dropped_total", (("reason", "send-failed"), ("transport", "gn0")))] == 1

@@ -53,11 +53,14 @@ def test_every_pki_client_metric_is_documented_with_its_type_and_labels(tmp_path
     from rsu.pki.keystore import FileKeyStore
     from rsu.pki.metrics import PkiCollector
 
-    config = ClientConfig(its_id=b"x", cpoc_url="http://cpoc.test", tlm_ids=(bytes(8),), root_id=bytes(8),
-                          permissions=[])
+    config = ClientConfig(
+        its_id=b"x", cpoc_url="http://cpoc.test", tlm_ids=(bytes(8),), root_id=bytes(8), permissions=[]
+    )
     client = PkiClient.load(config, FileKeyStore(tmp_path / "keys"), tmp_path / "state")
-    code = {f.name + ("_total" if f.type == "counter" else ""): (f.type, sorted(f._labelnames))
-            for f in PkiCollector(client, ManualClock()).collect()}
+    code = {
+        f.name + ("_total" if f.type == "counter" else ""): (f.type, sorted(f._labelnames))
+        for f in PkiCollector(client, ManualClock()).collect()
+    }
     doc = table("PKI client metrics")
     assert set(doc) == set(code)
     for name, (kind, labels) in code.items():

@@ -30,10 +30,14 @@ START = 1_780_000_000.0
 
 
 def config_dict(state_dir: Path, **extra) -> dict:
-    return {"state_dir": str(state_dir), "api": {"port": free_tcp_port()}, "logging": {"level": "ERROR"},
-            "services": {"ivi_provider": PROVIDER},
-            "transports": [{"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port()}],
-            **extra}
+    return {
+        "state_dir": str(state_dir),
+        "api": {"port": free_tcp_port()},
+        "logging": {"level": "ERROR"},
+        "services": {"ivi_provider": PROVIDER},
+        "transports": [{"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port()}],
+        **extra,
+    }
 
 
 async def reload_with(d: Daemon, path: Path, config: dict) -> None:
@@ -66,6 +70,7 @@ class Events:
                     if event == name:
                         return json.loads("\n".join(data))
                     event, data = "message", []
+
         return await asyncio.wait_for(read(), 20)  # a bound against a hang, not a timing assertion
 
 
@@ -102,13 +107,17 @@ async def test_a_subscriber_keeps_receiving_and_the_api_follows_after_a_services
             assert (await late.next())["id"] == first["id"]
 
             # IS_Triggering through the API lands in the new layer and is counted
-            async with http.post(url + "/v1/rlt/messages", json={"payload": example("mapem-4arm-intersection.json")}) as resp:
+            async with http.post(
+                url + "/v1/rlt/messages", json={"payload": example("mapem-4arm-intersection.json")}
+            ) as resp:
                 answer = await resp.json()
                 assert resp.status == 201, answer
             assert d.layer.get("rlt", answer["id"])["id"] == answer["id"]
             async with http.get(url + "/metrics") as resp:
-                assert 'rsu_messages_triggered_total{action="trigger",message="mapem",service="RLT"} 1.0' \
+                assert (
+                    'rsu_messages_triggered_total{action="trigger",message="mapem",service="RLT"} 1.0'
                     in await resp.text()
+                )
             async with http.get(url + "/v1/status") as resp:
                 status = await resp.json()
             assert status["reloads"]["ok"] == 1 and status["services"]["received"]["subscribers"] == 2
@@ -124,9 +133,13 @@ async def test_the_controller_feed_keeps_triggering_after_a_reload_that_replaces
     maps.mkdir()
     shutil.copy(EXAMPLES / "mapem-4arm-intersection.json", maps / "1201.json")
     path = tmp_path / "rsu.yaml"
-    config = config_dict(tmp_path / "state", integrations={
-        "map_files": {"intersections": {1201: str(maps / "1201.json")}},
-        "controller": {"format": "json", "port": None}})  # the HTTP feed only
+    config = config_dict(
+        tmp_path / "state",
+        integrations={
+            "map_files": {"intersections": {1201: str(maps / "1201.json")}},
+            "controller": {"format": "json", "port": None},
+        },
+    )  # the HTTP feed only
     path.write_text(yaml.safe_dump(config))
     d = Daemon(cfgmod.load(str(path)), config_path=str(path), clock=SystemClock())
     await d.start()

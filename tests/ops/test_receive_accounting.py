@@ -32,8 +32,9 @@ def identity_holds(metrics) -> dict:
 def value_of(name: str, clock: ManualClock, number: int) -> dict:
     value = samples.ALL[name]()
     if name == "ivim":
-        value["ivi"]["mandatory"].update(iviIdentificationNumber=number % 32000 + 1,
-                                         timeStamp=timestamp_its(clock.now()))
+        value["ivi"]["mandatory"].update(
+            iviIdentificationNumber=number % 32000 + 1, timeStamp=timestamp_its(clock.now())
+        )
     return value
 
 
@@ -85,20 +86,37 @@ async def test_ten_thousand_mixed_frames_add_up_for_every_service(tmp_path):
                 for i in range(3):  # (each its own IVI: released after the third, they must not be repeats)
                     number += 1
                     clock.advance(0.001)
-                    gn(nb.frame(kind, nb.pdu(kind, value_of(m, clock, number)), signer=late, with_certificate=i == 2),
-                       m, "accepted")
+                    gn(
+                        nb.frame(kind, nb.pdu(kind, value_of(m, clock, number)), signer=late, with_certificate=i == 2),
+                        m,
+                        "accepted",
+                    )
             elif case < 0.76:
                 frame = nb.frame(kind, pdu)
-                broken = rnd.choice([frame[:rnd.randrange(14, len(frame) - 1)], rnd.randbytes(rnd.randrange(60)),
-                                     frame[:14] + b"\x00" + frame[15:]])
+                broken = rnd.choice(
+                    [
+                        frame[: rnd.randrange(14, len(frame) - 1)],
+                        rnd.randbytes(rnd.randrange(60)),
+                        frame[:14] + b"\x00" + frame[15:],
+                    ]
+                )
                 feed_gn(d, broken)
                 sent += 1  # its fate is a transport reason; the identity below covers it
             elif case < 0.80:
                 srem = nb.pdu(catalog.SREM, samples.srem())
                 gn(nb.frame(catalog.SREM, srem, signer=restricted), "srem", "security:ssp-violation")
             elif case < 0.82:
-                cam_port = catalog.MessageKind(kind.name, kind.pdu, kind.module, kind.body, kind.message_id,
-                                               kind.protocol_version, kind.service, kind.its_aid, 2001)
+                cam_port = catalog.MessageKind(
+                    kind.name,
+                    kind.pdu,
+                    kind.module,
+                    kind.body,
+                    kind.message_id,
+                    kind.protocol_version,
+                    kind.service,
+                    kind.its_aid,
+                    2001,
+                )
                 gn(nb.frame(cam_port, pdu), "unknown", "unknown-btp-port")
             elif case < 0.84:
                 gn(nb.frame(kind, pdu, secured=False), m, "unsecured")
@@ -143,14 +161,29 @@ async def test_ten_thousand_mixed_frames_add_up_for_every_service(tmp_path):
         assert got.pop((m, t, "security:hold-queue-full"), 0) + got.pop((m, t, "security:held-expired"), 0) == n
         del expected[(m, t, "unknown-signer")]
     transport_level = {k: n for k, n in got.items() if k not in expected}
-    assert all(k[2] in ("malformed-gn", "malformed-secured-envelope", "malformed-ethernet", "not-geonetworking",
-                        "unsupported-gn", "malformed-btp", "security:malformed") for k in transport_level), \
-        transport_level  # what the cut and scrambled frames give
+    assert all(
+        k[2]
+        in (
+            "malformed-gn",
+            "malformed-secured-envelope",
+            "malformed-ethernet",
+            "not-geonetworking",
+            "unsupported-gn",
+            "malformed-btp",
+            "security:malformed",
+        )
+        for k in transport_level
+    ), transport_level  # what the cut and scrambled frames give
     assert {k: got[k] for k in expected} == dict(expected)
     services = {catalog.BY_NAME[m].service for (m, t, fate) in expected if fate == "accepted"}
     assert services == {"TLM", "RLT", "IVI", "TLC", "GPC"}
     assert d.metrics.limit_hits.labels("held-frames")._value.get() > 0  # the flood of unknown signers hit the bound
-    hold = {e: sum(s.value for s in d.metrics.hold_events.collect()[0].samples
-                   if s.name.endswith("_total") and s.labels["event"] == e)
-            for e in ("held", "released", "expired", "evicted")}
+    hold = {
+        e: sum(
+            s.value
+            for s in d.metrics.hold_events.collect()[0].samples
+            if s.name.endswith("_total") and s.labels["event"] == e
+        )
+        for e in ("held", "released", "expired", "evicted")
+    }
     assert hold["held"] == hold["released"] + hold["expired"] + hold["evicted"] and hold["released"] > 0

@@ -114,8 +114,9 @@ async def test_late_and_skipped_scheduled_sends_are_counted_per_service(tmp_path
 
     clock = ManualClock(START)
     async with running_daemon(tmp_path / "s", clock) as d:
-        d.layer.trigger("rlt", {"payload": example("mapem-4arm-intersection.json"),
-                                "dissemination": {"repetition_interval_s": 1.0}})
+        d.layer.trigger(
+            "rlt", {"payload": example("mapem-4arm-intersection.json"), "dissemination": {"repetition_interval_s": 1.0}}
+        )
         for _ in range(100):  # the fresh MAPEM goes out on time
             if d._sent:
                 break
@@ -139,6 +140,6 @@ async def test_unknown_signer_alternative_is_its_own_reason_on_the_wire(tmp_path
         frame = nb.frame(catalog.SPATEM, nb.pdu(catalog.SPATEM, samples.spatem()), with_certificate=False)
         i = len(frame) - 66 - 9  # the digest signer (0x80 + HashedId8) before the P-256 signature
         assert frame[i] == 0x80
-        feed_gn(d, frame[:i] + bytes([0x83, 0x01, 0x00]) + frame[i + 9:])  # SignerIdentifier extension 3
+        feed_gn(d, frame[:i] + bytes([0x83, 0x01, 0x00]) + frame[i + 9 :])  # SignerIdentifier extension 3
         assert dropped(d, "security:unsupported-signer") == 1
         assert dropped(d, "security:malformed") == 0

@@ -38,8 +38,7 @@ class Neighbour:
         codec = get_codec()
         _, value = codec.from_jer(PAYLOADS["tlc"], catalog.SREM)
         self.pdu = codec.encode(value, catalog.SREM)
-        self.core = GnCore(GnUdpConfig(latitude=44.8376, longitude=-0.5794, mac="02:00:00:00:00:09"), clock,
-                           sign=sign)
+        self.core = GnCore(GnUdpConfig(latitude=44.8376, longitude=-0.5794, mac="02:00:00:00:00:09"), clock, sign=sign)
         self.net = net
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
@@ -48,8 +47,7 @@ class Neighbour:
         from rsu.transports.base import DisseminationParams, GeoArea
 
         area = GeoArea(44.837592, -0.579431, "circle", 500)
-        self.sock.sendto(self.core.build_frame(self.pdu, DisseminationParams(catalog.SREM, destination=area)),
-                         self.net)
+        self.sock.sendto(self.core.build_frame(self.pdu, DisseminationParams(catalog.SREM, destination=area)), self.net)
 
     def close(self) -> None:
         self.sock.close()

@@ -58,6 +58,7 @@ async def test_watchdog_keepalives_come_from_the_event_loop(notify_socket):
     assert got == [b"WATCHDOG=1"] * 3
     # a blocked loop sends nothing: keepalives are not sent from another thread
     import time
+
     time.sleep(0.35)
     task.cancel()
     pending = []

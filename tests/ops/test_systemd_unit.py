@@ -74,16 +74,20 @@ def _about_other_units(line: str) -> bool:
 
 
 def test_systemd_analyze_verify_accepts_the_unit(systemd_analyze, tmp_path):
-    r = subprocess.run([systemd_analyze, "verify", "--man=no", str(unit_copy(tmp_path))],
-                       capture_output=True, text=True, timeout=60)
-    complaints = [line for line in (r.stdout + r.stderr).splitlines()
-                  if line.strip() and not _about_other_units(line)]
+    r = subprocess.run(
+        [systemd_analyze, "verify", "--man=no", str(unit_copy(tmp_path))], capture_output=True, text=True, timeout=60
+    )
+    complaints = [line for line in (r.stdout + r.stderr).splitlines() if line.strip() and not _about_other_units(line)]
     assert r.returncode == 0 and complaints == [], r.stdout + r.stderr
     # the same check does see a mistake (verify exits 0 on unknown keys, so the output is what counts)
     bad = tmp_path / "bad"
     bad.mkdir()
-    r = subprocess.run([systemd_analyze, "verify", "--man=no", str(unit_copy(bad, "WatchdogSecs=10s\n"))],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [systemd_analyze, "verify", "--man=no", str(unit_copy(bad, "WatchdogSecs=10s\n"))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "Unknown key" in r.stdout + r.stderr and "WatchdogSecs" in r.stdout + r.stderr
 
 
@@ -92,21 +96,40 @@ def test_systemd_analyze_security_exposure_stays_low(systemd_analyze, tmp_path):
     help_text = subprocess.run([systemd_analyze, "--help"], capture_output=True, text=True).stdout
     if "--offline" not in help_text:
         pytest.skip("this systemd-analyze has no offline security review (systemd < 250)")
-    r = subprocess.run([systemd_analyze, "security", "--offline=yes", "--threshold=20", str(unit)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [systemd_analyze, "security", "--offline=yes", "--threshold=20", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     m = re.search(r"Overall exposure level for rsu\.service: (\d+\.\d+) (\w+)", r.stdout + r.stderr)
     assert m, r.stdout + r.stderr
     exposure = float(m.group(1))
     print(f"systemd-analyze security: {exposure} {m.group(2)}")
     assert exposure <= MAX_EXPOSURE and r.returncode == 0, r.stdout
     # the individual checks an operator looks at first are all satisfied
-    r = subprocess.run([systemd_analyze, "security", "--offline=yes", "--json=short", str(unit)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [systemd_analyze, "security", "--offline=yes", "--json=short", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     checks = {c["name"]: c["set"] for c in json.loads(r.stdout)}
-    for name in ("User=/DynamicUser=", "NoNewPrivileges=", "MemoryDenyWriteExecute=", "ProtectSystem=",
-                 "ProtectHome=", "PrivateTmp=", "PrivateDevices=", "RestrictNamespaces=~user",
-                 "CapabilityBoundingSet=~CAP_SYS_ADMIN", "CapabilityBoundingSet=~CAP_NET_ADMIN",
-                 "SystemCallFilter=~@privileged", "RestrictAddressFamilies=~AF_PACKET", "UMask="):
+    for name in (
+        "User=/DynamicUser=",
+        "NoNewPrivileges=",
+        "MemoryDenyWriteExecute=",
+        "ProtectSystem=",
+        "ProtectHome=",
+        "PrivateTmp=",
+        "PrivateDevices=",
+        "RestrictNamespaces=~user",
+        "CapabilityBoundingSet=~CAP_SYS_ADMIN",
+        "CapabilityBoundingSet=~CAP_NET_ADMIN",
+        "SystemCallFilter=~@privileged",
+        "RestrictAddressFamilies=~AF_PACKET",
+        "UMask=",
+    ):
         assert checks.get(name) is True, name
 
 
@@ -126,8 +149,15 @@ def test_unit_settings_match_the_daemon_and_the_install_instructions(tmp_path):
     exec_start = s["ExecStart"].split()
     assert exec_start[:3] == ["/usr/local/bin/rsu", "run", "--config"]
     ops = OPERATIONS.read_text()
-    for needle in ("/usr/local/bin/rsu", exec_start[3], "useradd --system", "systemctl daemon-reload",
-                   "systemctl enable --now rsu", "systemctl reload rsu", "journalctl -u rsu"):
+    for needle in (
+        "/usr/local/bin/rsu",
+        exec_start[3],
+        "useradd --system",
+        "systemctl daemon-reload",
+        "systemctl enable --now rsu",
+        "systemctl reload rsu",
+        "journalctl -u rsu",
+    ):
         assert needle in ops, needle
     # RestartPreventExitStatus=2 is the exit code of `rsu run` on an invalid configuration
     bad = tmp_path / "bad.yaml"
@@ -157,9 +187,13 @@ os.execv(sys.executable, [sys.executable, "-m", "rsu", "run", "--config", sys.ar
 """ % (PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN)  # noqa: UP031  the script is Python text: % keeps its braces plain
 
 # /proc/net tables and the column of the socket inode in each, by address family
-SOCKET_TABLES = {"AF_UNIX": [("unix", 6)], "AF_INET": [("tcp", 9), ("udp", 9), ("raw", 9)],
-                 "AF_INET6": [("tcp6", 9), ("udp6", 9), ("raw6", 9)], "AF_NETLINK": [("netlink", 9)],
-                 "AF_PACKET": [("packet", 8)]}
+SOCKET_TABLES = {
+    "AF_UNIX": [("unix", 6)],
+    "AF_INET": [("tcp", 9), ("udp", 9), ("raw", 9)],
+    "AF_INET6": [("tcp6", 9), ("udp6", 9), ("raw6", 9)],
+    "AF_NETLINK": [("netlink", 9)],
+    "AF_PACKET": [("packet", 8)],
+}
 
 
 def _socket_inodes(pid: int) -> set[str]:
@@ -203,13 +237,31 @@ def test_daemon_serves_and_signs_under_the_units_restrictions(tmp_path):
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_dir / "notify"))
     config = tmp_path / "rsu.yaml"
-    config.write_text(yaml.safe_dump({
-        "state_dir": str(tmp_path / "state"), "api": {"port": 0},
-        "transports": [{"type": "gn-udp", "name": "gn", "group": random_group(), "port": free_udp_port(),
-                        "interface": "lo"}]}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "api": {"port": 0},
+                "transports": [
+                    {
+                        "type": "gn-udp",
+                        "name": "gn",
+                        "group": random_group(),
+                        "port": free_udp_port(),
+                        "interface": "lo",
+                    }
+                ],
+            }
+        )
+    )
     log = (tmp_path / "rsu.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-c", WRAPPER, str(config)], stdout=log, stderr=subprocess.STDOUT,
-                            cwd=REPO, env={**os.environ, "NOTIFY_SOCKET": str(notify_dir / "notify")})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRAPPER, str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env={**os.environ, "NOTIFY_SOCKET": str(notify_dir / "notify")},
+    )
     try:
         notify.settimeout(30)
         ready = notify.recv(4096).decode()  # bounded: raises socket.timeout
@@ -217,10 +269,12 @@ def test_daemon_serves_and_signs_under_the_units_restrictions(tmp_path):
         port = int(re.search(r"serving on [\d.]+:(\d+)", ready).group(1))
         url = f"http://127.0.0.1:{port}"
         # a MAPEM triggered through the API is encoded, signed (cryptography) and sent (uvloop, if installed)
-        body = json.dumps({"payload": example("mapem-4arm-intersection.json"),
-                           "dissemination": {"repetition_interval_s": 0.1}}).encode()
-        req = urllib.request.Request(url + "/v1/rlt/messages", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+        body = json.dumps(
+            {"payload": example("mapem-4arm-intersection.json"), "dissemination": {"repetition_interval_s": 0.1}}
+        ).encode()
+        req = urllib.request.Request(
+            url + "/v1/rlt/messages", data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert resp.status == 201
         deadline = time.monotonic() + 10
@@ -233,8 +287,9 @@ def test_daemon_serves_and_signs_under_the_units_restrictions(tmp_path):
             assert time.monotonic() < deadline, text
             time.sleep(0.1)
         assert proc.poll() is None
-        assert re.search(r'^rsu_messages_triggered_total\{action="trigger",message="mapem",service="RLT"\} 1\.0$',
-                         text, re.M), text
+        assert re.search(
+            r'^rsu_messages_triggered_total\{action="trigger",message="mapem",service="RLT"\} 1\.0$', text, re.M
+        ), text
         # every socket it holds is of a family RestrictAddressFamilies= allows
         allowed = set(parse_unit(UNIT.read_text())[("Service", "RestrictAddressFamilies")][-1].split())
         families = socket_families(proc.pid)

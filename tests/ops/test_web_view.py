@@ -79,16 +79,18 @@ async def test_signal_group_colours_follow_spatem_updates(daemon, page):
     await page.goto(daemon.url + "/ui")
     await page.locator("#live.on").wait_for(timeout=WAIT_MS)
     label = page.locator('.intersection[data-key="1201"] svg text.signal-group[data-signal-group="1"]').first
-    await page.wait_for_function("el => el.classList.contains('state-green')", arg=await label.element_handle(),
-                                 timeout=WAIT_MS)
+    await page.wait_for_function(
+        "el => el.classList.contains('state-green')", arg=await label.element_handle(), timeout=WAIT_MS
+    )
     green = await label.evaluate("el => getComputedStyle(el).fill")
     row = page.locator('#signal-groups tr[data-intersection="1201"][data-group="1"] td').nth(2)
     assert await row.inner_text() == "protected-Movement-Allowed"
 
     status, answer = daemon.request("PUT", f"/v1/tlm/messages/{tlm['id']}", {"payload": _spatem("stop-And-Remain")})
     assert status == 200, answer
-    await page.wait_for_function("el => el.classList.contains('state-red')", arg=await label.element_handle(),
-                                 timeout=WAIT_MS)
+    await page.wait_for_function(
+        "el => el.classList.contains('state-red')", arg=await label.element_handle(), timeout=WAIT_MS
+    )
     assert await label.evaluate("el => getComputedStyle(el).fill") != green
     assert "state-green" not in await label.get_attribute("class")
     connections = page.locator('.intersection[data-key="1201"] svg path.connection[data-signal-group="1"]')

@@ -63,12 +63,15 @@ def _failures(d) -> dict[str, float]:
     return out
 
 
-async def _with_cookie(d, method: str, path: str, cookie: str, body: dict | None = None,
-                       local: str = "127.0.0.1") -> tuple[int, dict]:
+async def _with_cookie(
+    d, method: str, path: str, cookie: str, body: dict | None = None, local: str = "127.0.0.1"
+) -> tuple[int, dict]:
     """One request carrying only the session cookie (as a browser would send it)."""
     conn = aiohttp.TCPConnector(ssl=d.test_pki.context(), local_addr=(local, 0), force_close=True)
-    async with aiohttp.ClientSession(connector=conn) as s, s.request(
-            method, url(d, path), json=body, headers={"Cookie": f"{COOKIE}={cookie}"}) as r:
+    async with (
+        aiohttp.ClientSession(connector=conn) as s,
+        s.request(method, url(d, path), json=body, headers={"Cookie": f"{COOKIE}={cookie}"}) as r,
+    ):
         return r.status, (await r.json() if r.content_type == "application/json" else {})
 
 
@@ -77,11 +80,18 @@ async def test_login_shows_live_data_and_the_cookie_only_reads(rsu, browser):
     d = rsu
     ctx = d.test_pki.context()
     ident, operator = d.guard.tokens.add("operator", "browser", 3600)
-    status, mapem, _ = await call(d, "POST", "/v1/rlt/messages", ctx=ctx, token=operator,
-                                  body={"payload": example("mapem-4arm-intersection.json")})
+    status, mapem, _ = await call(
+        d,
+        "POST",
+        "/v1/rlt/messages",
+        ctx=ctx,
+        token=operator,
+        body={"payload": example("mapem-4arm-intersection.json")},
+    )
     assert status == 201, mapem
-    status, tlm, _ = await call(d, "POST", "/v1/tlm/messages", ctx=ctx, token=operator,
-                                body={"payload": _spatem("protected-Movement-Allowed")})
+    status, tlm, _ = await call(
+        d, "POST", "/v1/tlm/messages", ctx=ctx, token=operator, body={"payload": _spatem("protected-Movement-Allowed")}
+    )
     assert status == 201, tlm
     context, page, errors = await _page(browser, d)
     try:
@@ -96,14 +106,22 @@ async def test_login_shows_live_data_and_the_cookie_only_reads(rsu, browser):
         assert await page.locator("#login").is_hidden()
         await page.locator("#live.on").wait_for(timeout=WAIT_MS)  # the event stream authenticated by cookie
         label = page.locator(GROUP_ONE).first
-        await page.wait_for_function("el => el.classList.contains('state-green')",
-                                     arg=await label.element_handle(), timeout=WAIT_MS)
+        await page.wait_for_function(
+            "el => el.classList.contains('state-green')", arg=await label.element_handle(), timeout=WAIT_MS
+        )
         # live: an update through the API reaches the page by its event stream
-        status, answer, _ = await call(d, "PUT", f"/v1/tlm/messages/{tlm['id']}", ctx=ctx, token=operator,
-                                       body={"payload": _spatem("stop-And-Remain")})
+        status, answer, _ = await call(
+            d,
+            "PUT",
+            f"/v1/tlm/messages/{tlm['id']}",
+            ctx=ctx,
+            token=operator,
+            body={"payload": _spatem("stop-And-Remain")},
+        )
         assert status == 200, answer
-        await page.wait_for_function("el => el.classList.contains('state-red')",
-                                     arg=await label.element_handle(), timeout=WAIT_MS)
+        await page.wait_for_function(
+            "el => el.classList.contains('state-red')", arg=await label.element_handle(), timeout=WAIT_MS
+        )
 
         [cookie] = [c for c in await context.cookies() if c["name"] == COOKIE]
         assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
@@ -114,7 +132,8 @@ async def test_login_shows_live_data_and_the_cookie_only_reads(rsu, browser):
                 assert cookie["value"].encode() not in f.read_bytes(), f
 
         # the page's own requests carry the cookie: reads pass, changes do not
-        changes = await page.evaluate("""async (id) => {
+        changes = await page.evaluate(
+            """async (id) => {
             const out = [];
             for (const [method, path] of [["POST", "v1/tlm/messages"], ["DELETE", "v1/tlm/messages/" + id]]) {
               const r = await fetch(path, {method, credentials: "same-origin", headers: {"Content-Type": "application/json"},
@@ -123,13 +142,23 @@ async def test_login_shows_live_data_and_the_cookie_only_reads(rsu, browser):
             }
             out.push((await fetch("v1/ui/state", {credentials: "same-origin"})).status);
             return out;
-        }""", tlm["id"])
+        }""",
+            tlm["id"],
+        )
         assert changes == [401, 401, 200]  # (two failures of this address: no ban yet)
         # the same from other clients holding the cookie (one failure each): GET routes of the monitor role only
-        for i, (method, path) in enumerate((("POST", "/v1/rlt/messages"), ("PUT", f"/v1/tlm/messages/{tlm['id']}"),
-                             ("DELETE", f"/v1/tlm/messages/{tlm['id']}"), ("POST", "/v1/admin/reload"),
-                             ("POST", f"/v1/tlm/messages/{tlm['id']}/terminate"))):
-            status, got = await _with_cookie(d, method, path, cookie["value"], {"payload": {}}, local=f"127.0.0.{2 + i}")
+        for i, (method, path) in enumerate(
+            (
+                ("POST", "/v1/rlt/messages"),
+                ("PUT", f"/v1/tlm/messages/{tlm['id']}"),
+                ("DELETE", f"/v1/tlm/messages/{tlm['id']}"),
+                ("POST", "/v1/admin/reload"),
+                ("POST", f"/v1/tlm/messages/{tlm['id']}/terminate"),
+            )
+        ):
+            status, got = await _with_cookie(
+                d, method, path, cookie["value"], {"payload": {}}, local=f"127.0.0.{2 + i}"
+            )
             assert (status, got["error"]["code"]) == (401, "unauthenticated"), (method, path, got)
         assert (await _with_cookie(d, "GET", "/v1/status", cookie["value"]))[0] == 200
         # a GET of a higher role: not accepted either (an operator's token; the session reads as a monitor)
@@ -190,8 +219,7 @@ async def test_a_session_ends_with_its_token(rsu):
     for end in ("revoke", "expire"):
         ident, token = d.guard.tokens.add("admin", f"ends by {end}", 600)
         conn = aiohttp.TCPConnector(ssl=d.test_pki.context(), force_close=True)
-        async with aiohttp.ClientSession(connector=conn) as s, s.post(url(d, "/ui/login"),
-                                                                      data={"token": token}) as r:
+        async with aiohttp.ClientSession(connector=conn) as s, s.post(url(d, "/ui/login"), data={"token": token}) as r:
             assert r.status == 200, await r.text()
             morsel = r.cookies[COOKIE]
             assert 0 < int(morsel["max-age"]) <= 600  # not longer than the token
@@ -207,8 +235,10 @@ async def test_a_session_ends_with_its_token(rsu):
     assert len(d.guard.sessions) == 0
     # a login from another site's page is refused before the token is looked at
     conn = aiohttp.TCPConnector(ssl=d.test_pki.context(), force_close=True)
-    async with aiohttp.ClientSession(connector=conn) as s, s.post(
-            url(d, "/ui/login"), data={"token": "rsu1.x.y"}, headers={"Origin": "https://example.org"}) as r:
+    async with (
+        aiohttp.ClientSession(connector=conn) as s,
+        s.post(url(d, "/ui/login"), data={"token": "rsu1.x.y"}, headers={"Origin": "https://example.org"}) as r,
+    ):
         assert r.status == 403 and (await r.json())["error"]["code"] == "cross_origin"
 
 

@@ -71,10 +71,21 @@ def feed_all(feed: socket.socket, port: int, keys=KEYS) -> None:
 def two_workers(tmp_path):
     group, port = group_and_port()
     feed_port = free_udp_port()
-    integrations = {"controller": {"format": "json", "host": "127.0.0.1", "port": feed_port,
-                                   "watchdog_timeout_s": 5.0, "intersections": [{"id": k} for k in KEYS]}}
-    daemon = RsuDaemon(tmp_path, group=group, port=port, extra={"workers": 2, "integrations": integrations,
-                                                                "logging": {"level": "INFO"}})
+    integrations = {
+        "controller": {
+            "format": "json",
+            "host": "127.0.0.1",
+            "port": feed_port,
+            "watchdog_timeout_s": 5.0,
+            "intersections": [{"id": k} for k in KEYS],
+        }
+    }
+    daemon = RsuDaemon(
+        tmp_path,
+        group=group,
+        port=port,
+        extra={"workers": 2, "integrations": integrations, "logging": {"level": "INFO"}},
+    )
     daemon.start(timeout=120)
     rx = MulticastReceiver(group, port)
     yield daemon, rx, feed_port
@@ -106,7 +117,10 @@ def test_two_workers_share_the_intersections_and_recover_from_kill9(two_workers)
     assert daemon.metric("rsu_worker_feed_routed_total", worker="1") >= 2
 
     # one metrics endpoint: both workers' series, labelled
-    assert daemon.metric("rsu_messages_sent_total", worker="0") >= 2 and daemon.metric("rsu_messages_sent_total", worker="1") >= 2
+    assert (
+        daemon.metric("rsu_messages_sent_total", worker="0") >= 2
+        and daemon.metric("rsu_messages_sent_total", worker="1") >= 2
+    )
     assert daemon.metric("rsu_worker_up", worker="0") == 1 and daemon.metric("rsu_worker_up", worker="1") == 1
 
     # kill -9 of worker 1: it is started again, the same intersections go out from it again
@@ -133,7 +147,6 @@ def test_two_workers_share_the_intersections_and_recover_from_kill9(two_workers)
     feed_all(feed, feed_port, keys=(1205,))
     rx.frames(lambda got: 1205 in {i for _, i in spatems(got, daemon.pki_dir)})
     feed.close()
-
 
 
 def spat(ident: int) -> dict:
@@ -164,8 +177,9 @@ def test_api_routes_to_the_owner_and_shards_survive_reload_and_restart(tmp_path)
         assert {m["service"] for m in daemon.get("/v1/messages")[1]["messages"]} >= {"tlm", "ivi"}
         on_air = {(m["service"], m["id"]): m["worker"] for m in daemon.get("/v1/status")[1]["messages"]}
         assert on_air[("tlm", "1301")] == 0 and on_air[("tlm", "1302")] == 1
-        shown = subprocess.run([sys.executable, "-m", "rsu", "status", "--api", daemon.url], capture_output=True,
-                               text=True, cwd=REPO)
+        shown = subprocess.run(
+            [sys.executable, "-m", "rsu", "status", "--api", daemon.url], capture_output=True, text=True, cwd=REPO
+        )
         assert "worker 1: ready" in shown.stdout and "1302" in shown.stdout, shown.stderr
         two = spat(1301)
         two["spat"]["intersections"].append(spat(1302)["spat"]["intersections"][0])
@@ -183,8 +197,12 @@ def test_api_routes_to_the_owner_and_shards_survive_reload_and_restart(tmp_path)
         daemon.write_config()
         daemon.signal(signal.SIGHUP)
         wait_for(lambda: daemon.get("/v1/status")[1]["reloads"]["ok"] == 1)
-        wait_for(lambda: all(w["status"] and w["status"].get("reloads", {}).get("ok") == 1
-                             for w in daemon.get("/v1/status")[1]["workers"]))
+        wait_for(
+            lambda: all(
+                w["status"] and w["status"].get("reloads", {}).get("ok") == 1
+                for w in daemon.get("/v1/status")[1]["workers"]
+            )
+        )
         assert worker_pids(daemon) == pids
         assert daemon.post("/v1/admin/reload", {}) == (200, {"reloaded": True})  # the API's reload: the same
         assert daemon.get("/v1/status")[1]["reloads"]["ok"] == 2
@@ -245,8 +263,19 @@ def test_workers_config_is_checked_with_every_issue_named():
     from rsu.ops.config_core import ConfigError
 
     with pytest.raises(ConfigError) as e:
-        parse({"workers": 2, "api": {"port": 0}, "integrations": {"controller": {"format": "tscbm", "port": 0,
-               "intersections": [{"id": 1, "signal_groups": [{"signal_group": 1, "phase": 1}]}]}}})
+        parse(
+            {
+                "workers": 2,
+                "api": {"port": 0},
+                "integrations": {
+                    "controller": {
+                        "format": "tscbm",
+                        "port": 0,
+                        "intersections": [{"id": 1, "signal_groups": [{"signal_group": 1, "phase": 1}]}],
+                    }
+                },
+            }
+        )
     paths = {i.path for i in e.value.issues}
     assert paths == {"api.port", "integrations.controller.format", "integrations.controller.port"}
     with pytest.raises(ConfigError, match="intersections: list the feed's intersections with workers > 1"):
@@ -278,11 +307,16 @@ def test_routing_keys_of_triggers_ids_and_feed_datagrams():
 
 
 def test_worker_configs_own_their_part_and_their_addresses(tmp_path):
-    data = {"workers": 2, "state_dir": str(tmp_path), "api": {"port": 8301},
-            "transports": [{"type": "gn-udp", "name": "gn", "mac": "02:00:00:00:00:10"},
-                           {"type": "mqtt", "name": "mqtt"}],
-            "integrations": {"controller": {"port": 6053, "intersections": [{"id": 1201}, {"id": 1202}]},
-                             "map_files": {"intersections": {"1201": __file__, "1202": __file__}}}}
+    data = {
+        "workers": 2,
+        "state_dir": str(tmp_path),
+        "api": {"port": 8301},
+        "transports": [{"type": "gn-udp", "name": "gn", "mac": "02:00:00:00:00:10"}, {"type": "mqtt", "name": "mqtt"}],
+        "integrations": {
+            "controller": {"port": 6053, "intersections": [{"id": 1201}, {"id": 1202}]},
+            "map_files": {"intersections": {"1201": __file__, "1202": __file__}},
+        },
+    }
     config = parse(data)
     one = shards.worker_config(data, config, 1, {"1202"})
     parse(one)  # a valid configuration on its own
@@ -304,11 +338,16 @@ def test_worker_configs_own_their_part_and_their_addresses(tmp_path):
 def test_metrics_of_the_workers_merge_into_one_exposition_labelled_by_worker():
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = ('# HELP rsu_x_total x\n# TYPE rsu_x_total counter\nrsu_x_total{service="TLM"} 3.0\n'
-            '# HELP rsu_up up\n# TYPE rsu_up gauge\nrsu_up 1.0\n')
+    text = (
+        '# HELP rsu_x_total x\n# TYPE rsu_x_total counter\nrsu_x_total{service="TLM"} 3.0\n'
+        "# HELP rsu_up up\n# TYPE rsu_up gauge\nrsu_up 1.0\n"
+    )
     merged = merge_expositions({"0": text, "1": text.replace("3.0", "4.0")})
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for f in text_string_to_metric_families(merged) for s in f.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(merged)
+        for s in f.samples
+    }
     assert samples[("rsu_x_total", (("service", "TLM"), ("worker", "0")))] == 3.0
     assert samples[("rsu_x_total", (("service", "TLM"), ("worker", "1")))] == 4.0
     assert samples[("rsu_up", (("worker", "1"),))] == 1.0
@@ -341,10 +380,19 @@ def test_the_supervisor_serves_tls_authenticates_and_the_workers_take_only_its_t
     server = ca.issue("localhost", server=True)
     operator_cert = ca.issue("tmc-op")
     group, port = group_and_port()
-    daemon = RsuDaemon(tmp_path, group=group, port=port, extra={"workers": 2, "api": {
-        "port": 0, "tls": {"cert_file": str(server[0]), "key_file": str(server[1]),
-                           "client_ca_file": str(ca.cert_file)},
-        "auth": {"tokens": True, "clients": {"tmc-op": "operator"}}}})
+    daemon = RsuDaemon(
+        tmp_path,
+        group=group,
+        port=port,
+        extra={
+            "workers": 2,
+            "api": {
+                "port": 0,
+                "tls": {"cert_file": str(server[0]), "key_file": str(server[1]), "client_ca_file": str(ca.cert_file)},
+                "auth": {"tokens": True, "clients": {"tmc-op": "operator"}},
+            },
+        },
+    )
     daemon.config["api"]["port"] = daemon.api_port
     daemon.ssl_context = client_context(ca.cert_file)  # start() polls /v1/health over https
     state = daemon.dir / "state"
@@ -352,8 +400,9 @@ def test_the_supervisor_serves_tls_authenticates_and_the_workers_take_only_its_t
 
     def call(method: str, path: str, *, token: str | None = None, cert=None, body: dict | None = None) -> int:
         headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
-        req = urllib.request.Request(daemon.url + path, data=json.dumps(body).encode() if body else None,
-                                     method=method, headers=headers)
+        req = urllib.request.Request(
+            daemon.url + path, data=json.dumps(body).encode() if body else None, method=method, headers=headers
+        )
         try:
             with urllib.request.urlopen(req, timeout=10, context=client_context(ca.cert_file, *(cert or ()))) as r:
                 return r.status

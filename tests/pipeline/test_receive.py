@@ -47,9 +47,11 @@ def make_layer(tmp_path, clock, codec):
     """Service layers on their own state directories (two at once: a reload's old and new one)."""
     numbers = itertools.count()
     with contextlib.ExitStack() as closing:
+
         def make() -> ServiceLayer:
             config = ServicesConfig(tmp_path / f"state{next(numbers)}", station_id=STATION, ivi_provider=PROVIDER)
             return closing.enter_context(contextlib.closing(ServiceLayer(config, clock=clock, codec=codec)))
+
         yield make
 
 
@@ -58,6 +60,7 @@ def make_security(clock, codec):
     def make(hold_limit: int = 64) -> SecurityServicePort:
         verifier = Verifier(clock, trust(), codec=codec, hold_seconds=HOLD_S, hold_limit=hold_limit)
         return SecurityServicePort(SecurityService(AtPool([], clock), verifier, clock))
+
     return make
 
 
@@ -74,8 +77,15 @@ def signed(clock, signer: Signer, pdu: bytes, *, with_certificate: bool = True) 
 
 def frame(clock, data: bytes, *, secured: bool = True, duplicate_key=None) -> ReceivedFrame:
     """As the MQTT transport hands it up (the PDU signed alone), or as GN does with ``duplicate_key``."""
-    return ReceivedFrame(data, "gn", clock.now(), btp_port=SPATEM.btp_port, source="0a0b0c",
-                         secured_packet=secured, duplicate_key=duplicate_key)
+    return ReceivedFrame(
+        data,
+        "gn",
+        clock.now(),
+        btp_port=SPATEM.btp_port,
+        source="0a0b0c",
+        secured_packet=secured,
+        duplicate_key=duplicate_key,
+    )
 
 
 def accepted(sub) -> Accepted:
@@ -90,7 +100,8 @@ def test_unsecured_frames_are_taken_only_when_configured(clock, make_layer, make
     refusing = ReceivePipeline(layer, make_security(), accept_unsecured=False)
     assert refusing.receive(frame(clock, spatem, secured=False), clock.now()) == [
         Received("gn", "spatem"),
-        Dropped("unsecured", "gn", "spatem", "unsigned frame; security.accept_unsecured is off")]
+        Dropped("unsecured", "gn", "spatem", "unsigned frame; security.accept_unsecured is off"),
+    ]
     assert len(sub) == 0
 
     taking = ReceivePipeline(layer, make_security(), accept_unsecured=True)
@@ -104,9 +115,13 @@ def test_without_security_unsecured_frames_pass_and_signed_ones_cannot(clock, ma
     sub = layer.subscribe()
     pipeline = ReceivePipeline(layer, None, accept_unsecured=False)
     assert pipeline.receive(frame(clock, spatem, secured=False), clock.now()) == [
-        Received("gn", "spatem"), accepted(sub)]
+        Received("gn", "spatem"),
+        accepted(sub),
+    ]
     assert pipeline.receive(frame(clock, signed(clock, peer, spatem)), clock.now()) == [
-        Received("gn", "spatem"), Dropped("security-disabled", "gn", "spatem", "signed frame; security is off")]
+        Received("gn", "spatem"),
+        Dropped("security-disabled", "gn", "spatem", "signed frame; security is off"),
+    ]
     assert len(sub) == 0
 
 
@@ -127,24 +142,30 @@ def test_a_bad_signature_is_dropped_with_its_security_reason(clock, make_layer, 
     pipeline = ReceivePipeline(layer, make_security(), accept_unsecured=False)
     assert pipeline.receive(frame(clock, bytes(data)), clock.now()) == [
         Received("gn", "spatem"),
-        Dropped("security:invalid-signature", "gn", "spatem", "ECDSA signature does not verify")]
+        Dropped("security:invalid-signature", "gn", "spatem", "ECDSA signature does not verify"),
+    ]
     assert len(sub) == 0
 
 
-def test_an_unknown_signer_is_held_then_released_by_its_certificate(clock, make_layer, make_security, peer,
-                                                                    spatem):
+def test_an_unknown_signer_is_held_then_released_by_its_certificate(clock, make_layer, make_security, peer, spatem):
     layer = make_layer()
     sub = layer.subscribe()
     pipeline = ReceivePipeline(layer, make_security(), accept_unsecured=False)
     t0 = clock.now()
     assert pipeline.receive(frame(clock, signed(clock, peer, spatem, with_certificate=False)), t0) == [
-        Received("gn", "spatem"), Held("gn", "spatem", t0 + HOLD_S)]
+        Received("gn", "spatem"),
+        Held("gn", "spatem", t0 + HOLD_S),
+    ]
     assert len(sub) == 0
     clock.advance(0.5)
     out = pipeline.receive(frame(clock, signed(clock, peer, spatem)), clock.now())  # brings the certificate
     first, second = sub.drain()
-    assert out == [Received("gn", "spatem"), Accepted("gn", "spatem", "TLM", first),
-                   HoldEnded("gn", "spatem", "released"), Accepted("gn", "spatem", "TLM", second)]
+    assert out == [
+        Received("gn", "spatem"),
+        Accepted("gn", "spatem", "TLM", first),
+        HoldEnded("gn", "spatem", "released"),
+        Accepted("gn", "spatem", "TLM", second),
+    ]
     assert pipeline.expire(clock.advance(10)) == []  # nothing is held any more
 
 
@@ -152,11 +173,14 @@ def test_a_held_frame_expires_when_the_clock_passes_its_time(clock, make_layer, 
     pipeline = ReceivePipeline(make_layer(), make_security(), accept_unsecured=False)
     t0 = clock.now()
     assert pipeline.receive(frame(clock, signed(clock, peer, spatem, with_certificate=False)), t0)[1] == Held(
-        "gn", "spatem", t0 + HOLD_S)
+        "gn", "spatem", t0 + HOLD_S
+    )
     assert pipeline.expire(clock.advance(HOLD_S)) == []  # until is the last moment it may wait
     detail = f"signer certificate {peer.certificate.hashed_id8.hex()} did not arrive within {HOLD_S} s"
     assert pipeline.expire(clock.advance(0.001)) == [
-        HoldEnded("gn", "spatem", "expired"), Dropped("security:held-expired", "gn", "spatem", detail)]
+        HoldEnded("gn", "spatem", "expired"),
+        Dropped("security:held-expired", "gn", "spatem", detail),
+    ]
     assert pipeline.expire(clock.advance(1)) == []
 
 
@@ -166,10 +190,12 @@ def test_a_full_hold_evicts_its_oldest_frame(clock, make_layer, make_security, p
     pipeline.receive(frame(clock, signed(clock, peer, spatem, with_certificate=False)), now)
     clock.advance(0.1)
     out = pipeline.receive(frame(clock, signed(clock, peer, spatem, with_certificate=False)), clock.now())
-    assert out == [Received("gn", "spatem"), Held("gn", "spatem", clock.now() + HOLD_S),
-                   HoldEnded("gn", "spatem", "evicted"),
-                   Dropped("security:hold-queue-full", "gn", "spatem",
-                           "held frames limit 1 reached; the oldest was dropped")]
+    assert out == [
+        Received("gn", "spatem"),
+        Held("gn", "spatem", clock.now() + HOLD_S),
+        HoldEnded("gn", "spatem", "evicted"),
+        Dropped("security:hold-queue-full", "gn", "spatem", "held frames limit 1 reached; the oldest was dropped"),
+    ]
 
 
 def test_replacing_the_security_entity_drops_what_it_holds(clock, make_layer, make_security, peer, spatem):
@@ -177,7 +203,9 @@ def test_replacing_the_security_entity_drops_what_it_holds(clock, make_layer, ma
     pipeline.receive(frame(clock, signed(clock, peer, spatem, with_certificate=False)), clock.now())
     detail = f"signer certificate {peer.certificate.hashed_id8.hex()} did not arrive within -1.0 s"
     assert pipeline.use_security(make_security(), accept_unsecured=True, now=clock.now()) == [
-        HoldEnded("gn", "spatem", "expired"), Dropped("security:held-expired", "gn", "spatem", detail)]
+        HoldEnded("gn", "spatem", "expired"),
+        Dropped("security:held-expired", "gn", "spatem", detail),
+    ]
     assert pipeline.accept_unsecured is True
     assert pipeline.expire(clock.advance(10)) == []  # the new entity holds nothing
 
@@ -190,29 +218,39 @@ def test_gn_duplicates_and_replays_are_dropped_after_verification(clock, make_la
     key = (bytes.fromhex("0a0b0c0d0e0f0102"), 7, 10.0)
     data = signed(clock, peer, spatem)
     assert pipeline.receive(frame(clock, data, duplicate_key=key), clock.now()) == [
-        Received("gn", "spatem"), accepted(sub)]
+        Received("gn", "spatem"),
+        accepted(sub),
+    ]
     assert pipeline.receive(frame(clock, data, duplicate_key=key), clock.now()) == [
         Received("gn", "spatem"),
-        Dropped("gn-duplicate", "gn", "spatem", "GN source 0a0b0c0d0e0f0102 sequence number 7 seen before")]
+        Dropped("gn-duplicate", "gn", "spatem", "GN source 0a0b0c0d0e0f0102 sequence number 7 seen before"),
+    ]
     # the same signed message again without a GN sequence number (an SHB, or MQTT): a replay
     assert pipeline.receive(frame(clock, data), clock.now()) == [
-        Received("gn", "spatem"), Dropped("replay", "gn", "spatem", "accepted before, within its acceptance window")]
+        Received("gn", "spatem"),
+        Dropped("replay", "gn", "spatem", "accepted before, within its acceptance window"),
+    ]
     # a forged copy (bad signature) with a new sequence number does not enter the duplicate table
     forged = bytearray(signed(clock, peer, spatem))
     forged[-1] ^= 0x01
     key2 = (key[0], 8, 10.0)
     assert pipeline.receive(frame(clock, bytes(forged), duplicate_key=key2), clock.now())[1].reason == (
-        "security:invalid-signature")
+        "security:invalid-signature"
+    )
     clock.advance(0.01)
     assert pipeline.receive(frame(clock, signed(clock, peer, spatem), duplicate_key=key2), clock.now()) == [
-        Received("gn", "spatem"), accepted(sub)]
+        Received("gn", "spatem"),
+        accepted(sub),
+    ]
 
 
 def test_the_services_drop_reason_is_returned(clock, make_layer, make_security):
     layer = make_layer()
     pipeline = ReceivePipeline(layer, None, accept_unsecured=True)
     assert pipeline.receive(frame(clock, b"\x02\x04\xff", secured=False), clock.now()) == [
-        Received("gn", "spatem"), Dropped("decode-error", "gn", "spatem")]
+        Received("gn", "spatem"),
+        Dropped("decode-error", "gn", "spatem"),
+    ]
 
 
 class BrokenServices:
@@ -225,35 +263,48 @@ class BrokenServices:
 def test_an_exception_in_the_services_is_an_internal_error(clock, make_security, peer, spatem):
     pipeline = ReceivePipeline(BrokenServices(), make_security(), accept_unsecured=True)
     assert pipeline.receive(frame(clock, signed(clock, peer, spatem)), clock.now()) == [
-        Received("gn", "spatem"), Dropped("internal-error", "gn", "spatem", "RuntimeError: bug")]
+        Received("gn", "spatem"),
+        Dropped("internal-error", "gn", "spatem", "RuntimeError: bug"),
+    ]
     assert pipeline.receive(frame(clock, spatem, secured=False), clock.now()) == [
-        Received("gn", "spatem"), Dropped("internal-error", "gn", "spatem", "RuntimeError: bug")]
+        Received("gn", "spatem"),
+        Dropped("internal-error", "gn", "spatem", "RuntimeError: bug"),
+    ]
 
 
 def test_a_frame_the_pipeline_cannot_read_is_an_internal_error(clock, make_layer, make_security):
     pipeline = ReceivePipeline(make_layer(), make_security(), accept_unsecured=True)
-    broken = ReceivedFrame(None, "gn", clock.now(), btp_port=SPATEM.btp_port,  # type: ignore[arg-type]
-                           secured_packet=False)
+    broken = ReceivedFrame(
+        None,
+        "gn",
+        clock.now(),
+        btp_port=SPATEM.btp_port,  # type: ignore[arg-type]
+        secured_packet=False,
+    )
     assert pipeline.receive(broken, clock.now()) == [
         Received("gn", "spatem"),
-        Dropped("internal-error", "gn", "spatem", "TypeError: 'NoneType' object is not subscriptable")]
+        Dropped("internal-error", "gn", "spatem", "TypeError: 'NoneType' object is not subscriptable"),
+    ]
 
 
-def test_a_new_service_layer_receives_and_the_duplicate_table_stays(clock, make_layer, make_security, peer,
-                                                                    spatem):
+def test_a_new_service_layer_receives_and_the_duplicate_table_stays(clock, make_layer, make_security, peer, spatem):
     old, new = make_layer(), make_layer()
     old_sub, new_sub = old.subscribe(), new.subscribe()
     pipeline = ReceivePipeline(old, make_security(), accept_unsecured=False)
     key = (bytes(8), 1, 10.0)
     assert pipeline.receive(frame(clock, signed(clock, peer, spatem), duplicate_key=key), clock.now())[1] == (
-        accepted(old_sub))
+        accepted(old_sub)
+    )
     pipeline.use_services(new)
     clock.advance(0.01)
     assert pipeline.receive(frame(clock, signed(clock, peer, spatem), duplicate_key=key), clock.now())[1].reason == (
-        "gn-duplicate")
+        "gn-duplicate"
+    )
     clock.advance(0.01)
     assert pipeline.receive(frame(clock, signed(clock, peer, spatem)), clock.now()) == [
-        Received("gn", "spatem"), accepted(new_sub)]
+        Received("gn", "spatem"),
+        accepted(new_sub),
+    ]
     assert len(old_sub) == 0
 
 

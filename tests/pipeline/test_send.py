@@ -53,8 +53,11 @@ def clock() -> ManualClock:
 def security_for(clock, *permissions: dict) -> SecurityService:
     root, aa = authorities()
     ats = [make_at(clock, p) for p in permissions]
-    pool = AtPool([AuthorizationTicket(a.certificate, Signer(a.certificate, a.key)) for a in ats], clock,
-                  issuers=[aa.certificate, root.certificate])
+    pool = AtPool(
+        [AuthorizationTicket(a.certificate, Signer(a.certificate, a.key)) for a in ats],
+        clock,
+        issuers=[aa.certificate, root.certificate],
+    )
     return SecurityService(pool, Verifier(clock, trust()), clock)
 
 
@@ -95,8 +98,12 @@ def test_every_target_transport_gets_exactly_one_outcome(clock, codec):
     assert isinstance(lte, Dropped) and lte.reason == str(DropReason.UNKNOWN_TRANSPORT) and lte.message == "spatem"
     assert all(o.kind is catalog.SPATEM and o.repetition is False for o in out if isinstance(o, Sent))
     # no transport named: the defaults, each once
-    assert sorted(o.transport for o in pipeline.send(transmission(codec, fresh=False), clock.now())) == \
-        ["gn-a", "gn-b", "mqtt-a", "mqtt-b"]
+    assert sorted(o.transport for o in pipeline.send(transmission(codec, fresh=False), clock.now())) == [
+        "gn-a",
+        "gn-b",
+        "mqtt-a",
+        "mqtt-b",
+    ]
 
 
 def test_secured_gn_signs_its_own_headers_once_per_transport_and_mqtt_shares_one_signature(clock, codec):
@@ -109,7 +116,7 @@ def test_secured_gn_signs_its_own_headers_once_per_transport_and_mqtt_shares_one
     gn_requests = [r for r in signer.requests if r.pdu_offset]
     pdu_requests = [r for r in signer.requests if not r.pdu_offset]
     assert len(gn_requests) == 2 and len(pdu_requests) == 1 and len(signer.requests) == 3
-    assert all(r.payload[r.pdu_offset:] == tx.pdu and r.its_aid == catalog.SPATEM.its_aid for r in signer.requests)
+    assert all(r.payload[r.pdu_offset :] == tx.pdu and r.its_aid == catalog.SPATEM.its_aid for r in signer.requests)
     assert pdu_requests[0].payload == tx.pdu and pdu_requests[0].with_certificate is True
     mqtt = [o for o in out if isinstance(o, Published)]
     assert len(mqtt) == 2 and mqtt[0].frame == mqtt[1].frame == mqtt[0].publication.payload  # one shared signature
@@ -130,8 +137,11 @@ def test_a_refused_signature_is_an_outcome_of_each_target(clock, codec):
     signer = CountingSigner(security_for(clock, {"mapem": None}))
     out = SendPipeline(fs, [f.name for f in fs], signer).send(transmission(codec), clock.now())
     assert {o.transport: o.reason for o in out if isinstance(o, Dropped)} == {
-        "gn-a": str(DropReason.SIGN_FAILED), "gn-b": str(DropReason.SIGN_FAILED),
-        "mqtt-a": SIGNING_REFUSED, "mqtt-b": SIGNING_REFUSED}
+        "gn-a": str(DropReason.SIGN_FAILED),
+        "gn-b": str(DropReason.SIGN_FAILED),
+        "mqtt-a": SIGNING_REFUSED,
+        "mqtt-b": SIGNING_REFUSED,
+    }
     assert "ITS-AID 137" in next(o.detail for o in out if o.transport == "mqtt-a")
     assert len([r for r in signer.requests if not r.pdu_offset]) == 1
 
@@ -160,10 +170,14 @@ def test_a_framing_error_drops_only_that_transport(clock, codec):
     """GN cannot carry a hop limit of 300 (bad-params); MQTT can."""
     fs = framers(clock)
     out = SendPipeline(fs, [f.name for f in fs], security_for(clock, {"spatem": None})).send(
-        transmission(codec, hop_limit=300), clock.now())
+        transmission(codec, hop_limit=300), clock.now()
+    )
     assert {o.transport: (type(o).__name__, getattr(o, "reason", None)) for o in out} == {
-        "gn-a": ("Dropped", str(DropReason.BAD_PARAMS)), "gn-b": ("Dropped", str(DropReason.BAD_PARAMS)),
-        "mqtt-a": ("Published", None), "mqtt-b": ("Published", None)}
+        "gn-a": ("Dropped", str(DropReason.BAD_PARAMS)),
+        "gn-b": ("Dropped", str(DropReason.BAD_PARAMS)),
+        "mqtt-a": ("Published", None),
+        "mqtt-b": ("Published", None),
+    }
 
 
 def test_without_security_the_bare_pdu_goes_out(clock, codec):
@@ -192,9 +206,11 @@ def test_an_unsecured_gn_transport_of_a_signing_station_sends_the_bare_pdu(clock
 def test_a_message_restored_from_the_store_is_signed_with_its_requirement(tmp_path, clock, codec):
     """After a restart the transmissions of a restored MAPEM carry the requirement of its content (from the
     stored value), and the pipeline signs them as before the restart."""
+
     def layer() -> ServiceLayer:
-        return ServiceLayer(ServicesConfig(tmp_path / "state", station_id=STATION, ivi_provider=PROVIDER),
-                            clock=clock, codec=codec)
+        return ServiceLayer(
+            ServicesConfig(tmp_path / "state", station_id=STATION, ivi_provider=PROVIDER), clock=clock, codec=codec
+        )
 
     first = layer()
     first.trigger("rlt", {"payload": example("mapem")})
@@ -210,7 +226,8 @@ def test_a_message_restored_from_the_store_is_signed_with_its_requirement(tmp_pa
     assert after.requirement == before.requirement == ssp.required(catalog.MAPEM, value)
     fs = framers(clock)
     out = SendPipeline(fs, [f.name for f in fs], security_for(clock, {"mapem": None})).send(
-        dataclasses.replace(after, params=dataclasses.replace(after.params, destination=AREA)), clock.now())
+        dataclasses.replace(after, params=dataclasses.replace(after.params, destination=AREA)), clock.now()
+    )
     assert len(out) == 4 and all(isinstance(o, Sent) for o in out)
 
 

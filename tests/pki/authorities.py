@@ -23,10 +23,14 @@ T32 = clock.time32(NOW)
 
 def make_tlm(seed: str = "tlm", *, ssp: bytes = b"\x01\xc8", start: int = T32 - 86400 * 365) -> Issued:
     key = SeededRandomness(seed).private_key(ec.SECP256R1())
-    tbs = {"id": ("name", f"test TLM {seed}"), "cracaId": b"\x00\x00\x00", "crlSeries": 0,
-           "validityPeriod": {"start": start, "duration": ("years", 4)},
-           "appPermissions": [{"psid": 624, "ssp": ("bitmapSsp", ssp)}],
-           "verifyKeyIndicator": ("verificationKey", ("ecdsaNistP256", point_of_public_key(key.public_key())))}
+    tbs = {
+        "id": ("name", f"test TLM {seed}"),
+        "cracaId": b"\x00\x00\x00",
+        "crlSeries": 0,
+        "validityPeriod": {"start": start, "duration": ("years", 4)},
+        "appPermissions": [{"psid": 624, "ssp": ("bitmapSsp", ssp)}],
+        "verifyKeyIndicator": ("verificationKey", ("ecdsaNistP256", point_of_public_key(key.public_key()))),
+    }
     return Issued(issue_certificate(tbs, None, key), key)
 
 
@@ -35,8 +39,13 @@ def etsi_root() -> Issued:
 
 
 def ctl_body(sequence: int, commands: list, *, full: bool = True, next_update: int | None = None) -> dict:
-    return {"version": 1, "nextUpdate": next_update if next_update is not None else T32 + 30 * 86400,
-            "isFullCtl": full, "ctlSequence": sequence, "ctlCommands": commands}
+    return {
+        "version": 1,
+        "nextUpdate": next_update if next_update is not None else T32 + 30 * 86400,
+        "isFullCtl": full,
+        "ctlSequence": sequence,
+        "ctlCommands": commands,
+    }
 
 
 def add_rca(c: Certificate, successor_to: Certificate | None = None) -> tuple:
@@ -68,14 +77,21 @@ def add_aa(c: Certificate, url: str) -> tuple:
     return ("add", ("aa", {"aaCertificate": c.value, "accessPoint": url}))
 
 
-def signed_list(signer: Issued, content: str, body: dict, *, form: str = "certificate",
-                psid: int | None = None, now: float = NOW) -> bytes:
+def signed_list(
+    signer: Issued, content: str, body: dict, *, form: str = "certificate", psid: int | None = None, now: float = NOW
+) -> bytes:
     """A trust/revocation list message: EtsiTs102941Data{content: body}, signed by ``signer``."""
     payload = coer.encode("EtsiTs102941Data", {"version": 1, "content": (content, body)})
     if psid is None:
         psid = 622 if content == "certificateRevocationList" else 624
-    return signed.sign(signer.key, psid=psid, generation_time=clock.time64(now), payload=payload,
-                       signer=form, certificate=signer.certificate)
+    return signed.sign(
+        signer.key,
+        psid=psid,
+        generation_time=clock.time64(now),
+        payload=payload,
+        signer=form,
+        certificate=signer.certificate,
+    )
 
 
 def ectl(tlm: Issued, sequence: int, commands: list, **kw) -> bytes:
@@ -88,25 +104,43 @@ def rca_ctl(root: Issued, sequence: int, commands: list, **kw) -> bytes:
     return signed_list(root, "certificateTrustListRca", ctl_body(sequence, commands, **kw), form=form)
 
 
-def crl(root: Issued, revoked: list[bytes], *, this_update: int = T32 - 3600, next_update: int = T32 + 7 * 86400,
-        form: str = "digest") -> bytes:
+def crl(
+    root: Issued,
+    revoked: list[bytes],
+    *,
+    this_update: int = T32 - 3600,
+    next_update: int = T32 + 7 * 86400,
+    form: str = "digest",
+) -> bytes:
     body = {"version": 1, "thisUpdate": this_update, "nextUpdate": next_update, "entries": revoked}
     return signed_list(root, "certificateRevocationList", body, form=form)
 
 
-def tlm_link(tlm: Issued, new: Certificate, *, expiry: int = T32 + 30 * 86400, hash_name: str | None = None,
-             psid: int = 624, form: str = "certificate", now: float = NOW) -> bytes:
+def tlm_link(
+    tlm: Issued,
+    new: Certificate,
+    *,
+    expiry: int = T32 + 30 * 86400,
+    hash_name: str | None = None,
+    psid: int = 624,
+    form: str = "certificate",
+    now: float = NOW,
+) -> bytes:
     """A TlmLinkCertificateMessage: ``tlm`` signs expiryTime and the hash of ``new`` (by default the hash of
     ``tlm``'s own curve, as rsu expects)."""
     hash_name = hash_name or tlm.certificate.id_hash_name
-    body = {"expiryTime": expiry,
-            "certificateHash": (f"{hash_name}HashedData", hashlib.new(hash_name, new.raw).digest())}
+    body = {
+        "expiryTime": expiry,
+        "certificateHash": (f"{hash_name}HashedData", hashlib.new(hash_name, new.raw).digest()),
+    }
     payload = coer.encode("EtsiTs102941Data", {"version": 1, "content": ("linkCertificateTlm", body)})
-    return signed.sign(tlm.key, psid=psid, generation_time=clock.time64(now), payload=payload, signer=form,
-                       certificate=tlm.certificate)
+    return signed.sign(
+        tlm.key, psid=psid, generation_time=clock.time64(now), payload=payload, signer=form, certificate=tlm.certificate
+    )
 
 
 # ====================================================================== EA and AA
+
 
 class TestEA:
     """An Enrolment Authority with the ETSI test EA keys. ``answer`` forces a response code; the
@@ -150,8 +184,7 @@ class TestEA:
                 code = "invalidsignature"
         if not pop.verify(new_key):
             code = "invalidsignature"
-        self.seen.append({"inner": inner, "outer_signer": outer.signer_form, "psid": outer.psid,
-                          "pop_psid": pop.psid})
+        self.seen.append({"inner": inner, "outer_signer": outer.signer_form, "psid": outer.psid, "pop_psid": pop.psid})
         code = self.answer or code
         response = {"requestHash": hashlib.sha256(body).digest()[:16], "responseCode": code}
         if self.tamper == "request-hash":
@@ -160,10 +193,14 @@ class TestEA:
             subject = new_key if self.tamper != "other-key" else self.random.private_key(ec.SECP256R1())
             if not isinstance(subject, ec.EllipticCurvePublicKey):
                 subject = subject.public_key()
-            tbs = {"id": ("none", None), "cracaId": b"\x00\x00\x00", "crlSeries": 0,
-                   "validityPeriod": {"start": clock.time32(now) - 60, "duration": ("years", 1)},
-                   "appPermissions": inner["requestedSubjectAttributes"]["appPermissions"],
-                   "verifyKeyIndicator": ("verificationKey", (vk[0], point_of_public_key(subject)))}
+            tbs = {
+                "id": ("none", None),
+                "cracaId": b"\x00\x00\x00",
+                "crlSeries": 0,
+                "validityPeriod": {"start": clock.time32(now) - 60, "duration": ("years", 1)},
+                "appPermissions": inner["requestedSubjectAttributes"]["appPermissions"],
+                "verifyKeyIndicator": ("verificationKey", (vk[0], point_of_public_key(subject))),
+            }
             ec_cert = issue_certificate(tbs, self.issued)
             self.add_ec(ec_cert)
             response["certificate"] = ec_cert.value
@@ -171,8 +208,14 @@ class TestEA:
 
     def _respond(self, alt: str, inner_type: str, response: dict, aes_key: bytes, now: float) -> bytes:
         payload = coer.encode("EtsiTs102941Data", {"version": 1, "content": (alt, response)})
-        signed_data = signed.sign(self.issued.key, psid=623, generation_time=clock.time64(now), payload=payload,
-                                  signer="digest", certificate=self.issued.certificate)
+        signed_data = signed.sign(
+            self.issued.key,
+            psid=623,
+            generation_time=clock.time64(now),
+            payload=payload,
+            signer="digest",
+            certificate=self.issued.certificate,
+        )
         if self.tamper == "garbage":
             return b"\x03\x82garbage"
         if self.tamper == "wrong-psk":
@@ -185,16 +228,18 @@ class TestEA:
         if alt != "encryptedEcSignature":
             return "badcontenttype", None
         try:
-            plaintext, _ = ecies.decrypt_with_private_key(coer.encode("Ieee1609Dot2Data", value), self.cert,
-                                                          self.enc_key)
+            plaintext, _ = ecies.decrypt_with_private_key(
+                coer.encode("Ieee1609Dot2Data", value), self.cert, self.enc_key
+            )
         except ecies.EciesError:
             return "decryptionfailed", None
         sig = signed.open_signed(plaintext)
         ec_cert = self.ecs.get(sig.signer_digest)
         if ec_cert is None:
             return "unknownits", None
-        if sig.ext_data_hash != hashlib.sha256(coer.encode("SharedAtRequest", shared)).digest() \
-                or not sig.verify(ec_cert.public_key, ec_cert):
+        if sig.ext_data_hash != hashlib.sha256(coer.encode("SharedAtRequest", shared)).digest() or not sig.verify(
+            ec_cert.public_key, ec_cert
+        ):
             return "invalidsignature", None
         return "ok", shared["requestedSubjectAttributes"]
 
@@ -228,8 +273,15 @@ class TestAA(TestEA):
             code = "its-aa-unknownea"
         else:
             verdict, confirmed = self.ea.validate(inner["sharedAtRequest"], inner["ecSignature"])
-            code = "ok" if verdict == "ok" else {"unknownits": "unknownits", "invalidsignature": "invalidsignature",
-                                                 "decryptionfailed": "ea-aa-decryptionfailed"}.get(verdict, "wrongea")
+            code = (
+                "ok"
+                if verdict == "ok"
+                else {
+                    "unknownits": "unknownits",
+                    "invalidsignature": "invalidsignature",
+                    "decryptionfailed": "ea-aa-decryptionfailed",
+                }.get(verdict, "wrongea")
+            )
         code = self.answer or code
         response = {"requestHash": hashlib.sha256(body).digest()[:16], "responseCode": code}
         if self.tamper == "request-hash":
@@ -237,10 +289,14 @@ class TestAA(TestEA):
         if code == "ok":
             subject = at_key if self.tamper != "other-key" else self.random.private_key(ec.SECP256R1()).public_key()
             perms = inner["sharedAtRequest"]["requestedSubjectAttributes"]["appPermissions"] + self.grant_extra
-            tbs = {"id": ("none", None), "cracaId": b"\x00\x00\x00", "crlSeries": 0,
-                   "validityPeriod": {"start": clock.time32(now) - 60, "duration": ("hours", 168)},
-                   "appPermissions": perms,
-                   "verifyKeyIndicator": ("verificationKey", (vk[0], point_of_public_key(subject)))}
+            tbs = {
+                "id": ("none", None),
+                "cracaId": b"\x00\x00\x00",
+                "crlSeries": 0,
+                "validityPeriod": {"start": clock.time32(now) - 60, "duration": ("hours", 168)},
+                "appPermissions": perms,
+                "verifyKeyIndicator": ("verificationKey", (vk[0], point_of_public_key(subject))),
+            }
             if self.region is not None:
                 tbs["region"] = self.region
             issuer = self.issued if self.tamper != "wrong-issuer" else self.ea.issued

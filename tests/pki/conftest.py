@@ -17,8 +17,11 @@ import pytest
 from tests.transports.conftest import ensure_debian_tool
 
 PIN, SO_PIN, TOKEN = "1234", "123456", "rsu-test"
-_MODULES = ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-            "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so")
+_MODULES = (
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+)
 
 
 @pytest.fixture(scope="session")
@@ -39,8 +42,12 @@ def softhsm(tmp_path_factory):
     conf = root / "softhsm2.conf"
     conf.write_text(f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
     os.environ["SOFTHSM2_CONF"] = str(conf)  # read by the library at C_Initialize, once per process
-    subprocess.run([util, "--init-token", "--free", "--label", TOKEN, "--pin", PIN, "--so-pin", SO_PIN],
-                   check=True, capture_output=True, env={**os.environ, "SOFTHSM2_CONF": str(conf)})
+    subprocess.run(
+        [util, "--init-token", "--free", "--label", TOKEN, "--pin", PIN, "--so-pin", SO_PIN],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "SOFTHSM2_CONF": str(conf)},
+    )
     return {"module": module, "token": TOKEN}
 
 

@@ -40,20 +40,36 @@ def test_golden_encodings(type_name):
     assert coer.decode(type_name, encoded) == value
 
 
-@pytest.mark.parametrize("content,tag", [
-    ("enrolmentResponse", 0x81), ("authorizationResponse", 0x83), ("certificateRevocationList", 0x84),
-    ("certificateTrustListTlm", 0x85), ("certificateTrustListRca", 0x86),
-])
+@pytest.mark.parametrize(
+    "content,tag",
+    [
+        ("enrolmentResponse", 0x81),
+        ("authorizationResponse", 0x83),
+        ("certificateRevocationList", 0x84),
+        ("certificateTrustListTlm", 0x85),
+        ("certificateTrustListRca", 0x86),
+    ],
+)
 def test_etsi_data_tags(content, tag):
     """EtsiTs102941Data: version is one octet 01; each alternative keeps its standard tag (facts §12)."""
     values = {
         "enrolmentResponse": {"requestHash": bytes(16), "responseCode": "deniedrequest"},
         "authorizationResponse": {"requestHash": bytes(16), "responseCode": "its-aa-keysdontmatch"},
         "certificateRevocationList": {"version": 1, "thisUpdate": 1, "nextUpdate": 2, "entries": []},
-        "certificateTrustListTlm": {"version": 1, "nextUpdate": 2, "isFullCtl": True, "ctlSequence": 3,
-                                    "ctlCommands": []},
-        "certificateTrustListRca": {"version": 1, "nextUpdate": 2, "isFullCtl": False, "ctlSequence": 3,
-                                    "ctlCommands": [("delete", ("cert", bytes(8)))]},
+        "certificateTrustListTlm": {
+            "version": 1,
+            "nextUpdate": 2,
+            "isFullCtl": True,
+            "ctlSequence": 3,
+            "ctlCommands": [],
+        },
+        "certificateTrustListRca": {
+            "version": 1,
+            "nextUpdate": 2,
+            "isFullCtl": False,
+            "ctlSequence": 3,
+            "ctlCommands": [("delete", ("cert", bytes(8)))],
+        },
     }
     encoded = coer.encode("EtsiTs102941Data", {"version": 1, "content": (content, values[content])})
     assert encoded[:2] == bytes((1, tag))
@@ -62,14 +78,14 @@ def test_etsi_data_tags(content, tag):
 
 def test_non_ok_at_response_bytes():
     """facts §7.2: a non-ok InnerAtResponse is a preamble octet, the 16-byte hash and the enum octet."""
-    encoded = coer.encode("InnerAtResponse", {"requestHash": bytes(range(16)),
-                                              "responseCode": "its-aa-keysdontmatch"})
+    encoded = coer.encode("InnerAtResponse", {"requestHash": bytes(range(16)), "responseCode": "its-aa-keysdontmatch"})
     assert encoded == b"\x00" + bytes(range(16)) + b"\x06"
 
 
 def test_ctl_version_is_two_octets():
-    encoded = coer.encode("CtlFormat", {"version": 1, "nextUpdate": 0, "isFullCtl": True, "ctlSequence": 0,
-                                        "ctlCommands": []})
+    encoded = coer.encode(
+        "CtlFormat", {"version": 1, "nextUpdate": 0, "isFullCtl": True, "ctlSequence": 0, "ctlCommands": []}
+    )
     assert encoded[:3] == b"\x00\x01\x01"  # preamble, then unconstrained Version = length 1, value 1
 
 

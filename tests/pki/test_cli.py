@@ -18,11 +18,13 @@ def test_trust_show_l0_ectl_before_and_after_next_update():
     assert out["signatureValid"] is True and out["validAtNow"] is True
     assert len(out["rootCAs"]) == 25 and "fd43c421a7d771a8" in {r["hashedId8"] for r in out["rootCAs"]}
     assert len(out["dcs"]) == 21 and all(d["url"].startswith("http") for d in out["dcs"])
-    anchored = run_rsu("pki", "trust", "show", str(ECTL_L0), "--now", "2025-07-01T00:00:00Z",
-                       "--anchor", "8FFE810BDB0D71E6")
+    anchored = run_rsu(
+        "pki", "trust", "show", str(ECTL_L0), "--now", "2025-07-01T00:00:00Z", "--anchor", "8FFE810BDB0D71E6"
+    )
     assert anchored.returncode == 0 and json.loads(anchored.stdout)["signerIsAnchor"] is True
-    other = run_rsu("pki", "trust", "show", str(ECTL_L0), "--now", "2025-07-01T00:00:00Z",
-                    "--anchor", "C8EAAB4C86EBCDD2")
+    other = run_rsu(
+        "pki", "trust", "show", str(ECTL_L0), "--now", "2025-07-01T00:00:00Z", "--anchor", "C8EAAB4C86EBCDD2"
+    )
     assert other.returncode == 1 and json.loads(other.stdout)["signerIsAnchor"] is False
     late = run_rsu("pki", "trust", "show", str(ECTL_L0), "--now", "2025-08-01T00:00:00Z")
     assert late.returncode == 1
@@ -72,47 +74,139 @@ def test_offline_enrolment_and_authorization(tmp_path):
     ea = TestEA({b"RSU-CLI-1": canonical.public_key()})
     aa = TestAA(ea)
     now = "2019-06-02T00:00:00Z"  # the test authorities issue at authorities.NOW (2019-06-01)
-    r = run_rsu("pki", "request", "ec", "--ea-cert", str(ETSI / "CERT_TS_A_EA.oer"), "--its-id", "RSU-CLI-1",
-                "--canonical-key", str(tmp_path / "canonical.key"), "--out", str(tmp_path / "ec.req"), "--now", now)
+    r = run_rsu(
+        "pki",
+        "request",
+        "ec",
+        "--ea-cert",
+        str(ETSI / "CERT_TS_A_EA.oer"),
+        "--its-id",
+        "RSU-CLI-1",
+        "--canonical-key",
+        str(tmp_path / "canonical.key"),
+        "--out",
+        str(tmp_path / "ec.req"),
+        "--now",
+        now,
+    )
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["kind"] == "enrolment" and info["authority"] == "740928d9ee848e90"
     pending = tmp_path / "ec.req.pending.json"
     assert os.stat(pending).st_mode & 0o777 == 0o600
     (tmp_path / "ec.resp").write_bytes(ea.handle((tmp_path / "ec.req").read_bytes()))
-    r = run_rsu("pki", "response", str(tmp_path / "ec.resp"), "--pending", str(pending), "--now", now,
-                "--out-cert", str(tmp_path / "ec.oer"), "--out-key", str(tmp_path / "ec.key"))
+    r = run_rsu(
+        "pki",
+        "response",
+        str(tmp_path / "ec.resp"),
+        "--pending",
+        str(pending),
+        "--now",
+        now,
+        "--out-cert",
+        str(tmp_path / "ec.oer"),
+        "--out-key",
+        str(tmp_path / "ec.key"),
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["ok"] and out["code"] == "ok" and out["certificate"]["issuer"] == {"sha256AndDigest": "740928d9ee848e90"}
     assert os.stat(tmp_path / "ec.key").st_mode & 0o777 == 0o600
 
-    r = run_rsu("pki", "request", "at", "--aa-cert", str(ETSI / "CERT_IUT_A_AA.oer"),
-                "--ea-cert", str(ETSI / "CERT_TS_A_EA.oer"), "--ec", str(tmp_path / "ec.oer"),
-                "--ec-key", str(tmp_path / "ec.key"), "--service", "spatem", "--service", "mapem",
-                "--out", str(tmp_path / "at.req"), "--now", now)
+    r = run_rsu(
+        "pki",
+        "request",
+        "at",
+        "--aa-cert",
+        str(ETSI / "CERT_IUT_A_AA.oer"),
+        "--ea-cert",
+        str(ETSI / "CERT_TS_A_EA.oer"),
+        "--ec",
+        str(tmp_path / "ec.oer"),
+        "--ec-key",
+        str(tmp_path / "ec.key"),
+        "--service",
+        "spatem",
+        "--service",
+        "mapem",
+        "--out",
+        str(tmp_path / "at.req"),
+        "--now",
+        now,
+    )
     assert r.returncode == 0, r.stderr
     assert [p["psid"] for p in json.loads(r.stdout)["appPermissions"]] == [137, 138]
     (tmp_path / "at.resp").write_bytes(aa.handle((tmp_path / "at.req").read_bytes()))
-    r = run_rsu("pki", "response", str(tmp_path / "at.resp"), "--pending", str(tmp_path / "at.req.pending.json"),
-                "--now", now, "--out-cert", str(tmp_path / "at.oer"), "--out-key", str(tmp_path / "at.key"))
+    r = run_rsu(
+        "pki",
+        "response",
+        str(tmp_path / "at.resp"),
+        "--pending",
+        str(tmp_path / "at.req.pending.json"),
+        "--now",
+        now,
+        "--out-cert",
+        str(tmp_path / "at.oer"),
+        "--out-key",
+        str(tmp_path / "at.key"),
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert {p["psid"] for p in out["certificate"]["appPermissions"]} == {137, 138}
 
     aa.answer = "its-aa-deniedpermissions"  # a named non-ok code: exit 1, nothing written
-    r = run_rsu("pki", "request", "at", "--aa-cert", str(ETSI / "CERT_IUT_A_AA.oer"),
-                "--ea-cert", str(ETSI / "CERT_TS_A_EA.oer"), "--ec", str(tmp_path / "ec.oer"),
-                "--ec-key", str(tmp_path / "ec.key"), "--service", "ivim", "--out", str(tmp_path / "at2.req"),
-                "--now", now)
+    r = run_rsu(
+        "pki",
+        "request",
+        "at",
+        "--aa-cert",
+        str(ETSI / "CERT_IUT_A_AA.oer"),
+        "--ea-cert",
+        str(ETSI / "CERT_TS_A_EA.oer"),
+        "--ec",
+        str(tmp_path / "ec.oer"),
+        "--ec-key",
+        str(tmp_path / "ec.key"),
+        "--service",
+        "ivim",
+        "--out",
+        str(tmp_path / "at2.req"),
+        "--now",
+        now,
+    )
     (tmp_path / "at2.resp").write_bytes(aa.handle((tmp_path / "at2.req").read_bytes()))
-    r = run_rsu("pki", "response", str(tmp_path / "at2.resp"), "--pending", str(tmp_path / "at2.req.pending.json"),
-                "--now", now, "--out-cert", str(tmp_path / "at2.oer"))
+    r = run_rsu(
+        "pki",
+        "response",
+        str(tmp_path / "at2.resp"),
+        "--pending",
+        str(tmp_path / "at2.req.pending.json"),
+        "--now",
+        now,
+        "--out-cert",
+        str(tmp_path / "at2.oer"),
+    )
     assert r.returncode == 1 and json.loads(r.stdout)["code"] == "its-aa-deniedpermissions"
     assert not (tmp_path / "at2.oer").exists()
-    r = run_rsu("pki", "request", "at", "--aa-cert", str(ETSI / "CERT_IUT_A_AA.oer"),
-                "--ea-cert", str(ETSI / "CERT_TS_A_EA.oer"), "--ec", str(tmp_path / "ec.oer"),
-                "--ec-key", str(tmp_path / "ec.key"), "--service", "ssem", "--out", str(tmp_path / "x.req"), "--now", now)
+    r = run_rsu(
+        "pki",
+        "request",
+        "at",
+        "--aa-cert",
+        str(ETSI / "CERT_IUT_A_AA.oer"),
+        "--ea-cert",
+        str(ETSI / "CERT_TS_A_EA.oer"),
+        "--ec",
+        str(tmp_path / "ec.oer"),
+        "--ec-key",
+        str(tmp_path / "ec.key"),
+        "--service",
+        "ssem",
+        "--out",
+        str(tmp_path / "x.req"),
+        "--now",
+        now,
+    )
     assert r.returncode == 2 and b"not-permitted" in r.stderr and not (tmp_path / "x.req").exists()
 
 

@@ -28,8 +28,9 @@ def world(keys):
 
 
 def make_client(world, keys, tmp_path, **kw):
-    return C.PkiClient.load(world.config(**kw), keys, tmp_path / "state", random=SeededRandomness("client"),
-                            jitter=lambda: 1.0)
+    return C.PkiClient.load(
+        world.config(**kw), keys, tmp_path / "state", random=SeededRandomness("client"), jitter=lambda: 1.0
+    )
 
 
 def run(client, world, now, rounds=20):
@@ -55,11 +56,23 @@ def authorizations(outcomes):
 def test_from_empty_state_to_trust_ec_and_ats(world, keys, tmp_path):
     client = make_client(world, keys, tmp_path)
     outcomes = run(client, world, NOW)
-    assert results(outcomes) == [("trust", "ok"), ("trust", "ok"), ("trust", "ok"), ("enrol", "ok"),
-                                 ("authorize", "ok"), ("authorize", "ok")]
+    assert results(outcomes) == [
+        ("trust", "ok"),
+        ("trust", "ok"),
+        ("trust", "ok"),
+        ("enrol", "ok"),
+        ("authorize", "ok"),
+        ("authorize", "ok"),
+    ]
     tlm, root = world.tlm.certificate.hashed_id8.hex().upper(), world.root.certificate.hashed_id8.hex().upper()
-    assert [p for m, p in world.requests] == [f"/cpoc/getectl/{tlm}", f"/dc/getctl/{root}", f"/dc/getcrl/{root}",
-                                               "/ea", "/aa", "/aa"]
+    assert [p for m, p in world.requests] == [
+        f"/cpoc/getectl/{tlm}",
+        f"/dc/getctl/{root}",
+        f"/dc/getcrl/{root}",
+        "/ea",
+        "/aa",
+        "/aa",
+    ]
     assert world.ea.seen[-1]["outer_signer"] == "self" and world.ea.seen[-1]["inner"]["itsId"] == b"RSU-WORLD-0001"
     assert client.ec.certificate.issuer_id == world.ea.cert.hashed_id8
     assert len(client.usable_ats(NOW)) == 2
@@ -140,9 +153,14 @@ def test_expired_ec_enrols_again_with_the_canonical_key(world, keys, tmp_path):
 
 
 ENROL_FAILURES = [(f"code:{c}", c) for c in ENROLMENT_RESPONSE_CODES[1:]] + [
-    ("request-hash", "request-hash-mismatch"), ("other-key", "certificate-key-mismatch"),
-    ("garbage", "decryption-failed"), ("wrong-psk", "decryption-failed"), ("http-500", "http-500"),
-    ("timeout", "timeout"), ("wrong-content-type", "wrong-content-type")]
+    ("request-hash", "request-hash-mismatch"),
+    ("other-key", "certificate-key-mismatch"),
+    ("garbage", "decryption-failed"),
+    ("wrong-psk", "decryption-failed"),
+    ("http-500", "http-500"),
+    ("timeout", "timeout"),
+    ("wrong-content-type", "wrong-content-type"),
+]
 
 
 @pytest.mark.parametrize("bad,reason", ENROL_FAILURES, ids=[b for b, _ in ENROL_FAILURES])
@@ -163,8 +181,12 @@ def test_enrolment_failures_are_named_and_nothing_is_kept(world, keys, tmp_path,
 
 
 AT_FAILURES = [(f"code:{c}", c) for c in AUTHORIZATION_RESPONSE_CODES[1:]] + [
-    ("request-hash", "request-hash-mismatch"), ("other-key", "certificate-key-mismatch"),
-    ("garbage", "decryption-failed"), ("http-500", "http-500"), ("timeout", "timeout")]
+    ("request-hash", "request-hash-mismatch"),
+    ("other-key", "certificate-key-mismatch"),
+    ("garbage", "decryption-failed"),
+    ("http-500", "http-500"),
+    ("timeout", "timeout"),
+]
 
 
 @pytest.mark.parametrize("bad,reason", AT_FAILURES, ids=[b for b, _ in AT_FAILURES])
@@ -180,8 +202,13 @@ def test_authorization_failures_are_named(world, keys, tmp_path, bad, reason):
 
 def test_backoff_is_jittered_and_bounded(world, keys, tmp_path):
     draws = iter([0.0, 1.0] * 20)
-    client = C.PkiClient.load(world.config(retry_base=10, retry_max=100), keys, tmp_path / "s",
-                              random=SeededRandomness("j"), jitter=lambda: next(draws))
+    client = C.PkiClient.load(
+        world.config(retry_base=10, retry_max=100),
+        keys,
+        tmp_path / "s",
+        random=SeededRandomness("j"),
+        jitter=lambda: next(draws),
+    )
     world.misbehave["cpoc"] = "http-500"
     now, delays = NOW, []
     for _ in range(8):
@@ -199,11 +226,15 @@ def test_bad_trust_list_changes_nothing(world, keys, tmp_path):
     world.misbehave["dc"] = "garbage"
     outcomes = run(client, world, NOW + 2 * DAY)
     assert results(outcomes) == [("trust", "ok"), ("trust", "not-signed")]
-    assert client.trust.roots[world.root.certificate.hashed_id8].ctl == store.roots[
-        world.root.certificate.hashed_id8].ctl
-    assert json.loads((tmp_path / "state" / "trust.json").read_bytes())["lists"]["ctl:" + world.root.certificate.
-                                                                                 hashed_id8.hex()] == json.loads(
-        saved)["lists"]["ctl:" + world.root.certificate.hashed_id8.hex()]
+    assert (
+        client.trust.roots[world.root.certificate.hashed_id8].ctl == store.roots[world.root.certificate.hashed_id8].ctl
+    )
+    assert (
+        json.loads((tmp_path / "state" / "trust.json").read_bytes())["lists"][
+            "ctl:" + world.root.certificate.hashed_id8.hex()
+        ]
+        == json.loads(saved)["lists"]["ctl:" + world.root.certificate.hashed_id8.hex()]
+    )
 
 
 def test_revoked_ea_is_not_used(world, keys, tmp_path):
@@ -246,8 +277,9 @@ def test_fetched_ats_sign_every_service_and_rsu_verify_accepts(world, keys, tmp_
     from tests.security import samples
 
     services = {"spatem": samples.spatem(), "mapem": samples.mapem(), "ivim": samples.ivim()}  # IVI from GB/31
-    client = make_client(world, keys, tmp_path,
-                         permissions=service_permissions(services, ssp.ServiceProvider.of("GB", 31)))
+    client = make_client(
+        world, keys, tmp_path, permissions=service_permissions(services, ssp.ServiceProvider.of("GB", 31))
+    )
     run(client, world, NOW)
     clk = ManualClock(NOW)
     svc = SecurityService(AtPool(client.tickets(NOW), clk), Verifier(clk), clk)
@@ -259,7 +291,9 @@ def test_fetched_ats_sign_every_service_and_rsu_verify_accepts(world, keys, tmp_
     for name, value in services.items():
         kind = catalog.by_name(name)
         msg = tmp_path / f"{name}.oer"
-        msg.write_bytes(svc.sign(request_for_pdu(kind, codec.encode(value), with_certificate=True)))  # each file stands alone
+        msg.write_bytes(
+            svc.sign(request_for_pdu(kind, codec.encode(value), with_certificate=True))
+        )  # each file stands alone
         r = run_rsu("verify", str(msg), "--trust", str(trust), "--time", clock.iso_utc(NOW + 1))
         out = json.loads(r.stdout)
         assert r.returncode == 0, (name, out)

@@ -17,9 +17,18 @@ def test_absent_section_means_no_client():
 
 
 def test_section_to_client_config(tmp_path):
-    cfg = cfgmod.parse({"state_dir": str(tmp_path), "pki": {**BASE, "its_id": "hex:0102", "at_pool": 3,
-                                                            "re_enrol_margin": "84d",
-                                                            "services": ["spatem", "ivim"]}})
+    cfg = cfgmod.parse(
+        {
+            "state_dir": str(tmp_path),
+            "pki": {
+                **BASE,
+                "its_id": "hex:0102",
+                "at_pool": 3,
+                "re_enrol_margin": "84d",
+                "services": ["spatem", "ivim"],
+            },
+        }
+    )
     from rsu.security import ssp
 
     client_cfg = pkicfg.client_config(cfg.pki, ssp.ServiceProvider.of("FR", 57))
@@ -33,9 +42,19 @@ def test_section_to_client_config(tmp_path):
 
 def test_every_issue_is_named():
     with pytest.raises(ConfigError) as e:
-        cfgmod.parse({"pki": {"cpoc_url": "ftp://x", "tlm": "xyz", "root": BASE["root"], "at_renew_fraction": 1.5,
-                              "services": ["spatem", "cam"], "keystore": {"backend": "pkcs11", "module": "/m.so"},
-                              "pin": "1234"}})
+        cfgmod.parse(
+            {
+                "pki": {
+                    "cpoc_url": "ftp://x",
+                    "tlm": "xyz",
+                    "root": BASE["root"],
+                    "at_renew_fraction": 1.5,
+                    "services": ["spatem", "cam"],
+                    "keystore": {"backend": "pkcs11", "module": "/m.so"},
+                    "pin": "1234",
+                }
+            }
+        )
     text = str(e.value)
     for field in ("pki.cpoc_url", "pki.tlm", "pki.at_renew_fraction", "pki.services", "pki.keystore", "pki.pin"):
         assert field in text, field
@@ -47,8 +66,20 @@ def test_pkcs11_pin_comes_from_a_file(tmp_path, softhsm):
 
     pin = tmp_path / "pin"
     pin.write_text(PIN + "\n")
-    cfg = cfgmod.parse({"state_dir": str(tmp_path), "pki": {**BASE, "keystore": {
-        "backend": "pkcs11", "module": softhsm["module"], "token": softhsm["token"], "pin_file": str(pin)}}})
+    cfg = cfgmod.parse(
+        {
+            "state_dir": str(tmp_path),
+            "pki": {
+                **BASE,
+                "keystore": {
+                    "backend": "pkcs11",
+                    "module": softhsm["module"],
+                    "token": softhsm["token"],
+                    "pin_file": str(pin),
+                },
+            },
+        }
+    )
     store = pkicfg.open_store(cfg.pki, cfg.state_path)
     try:
         assert store.labels() is not None

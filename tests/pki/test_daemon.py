@@ -48,9 +48,17 @@ def at_test_time(ivim: dict, now: float) -> dict:
 
 
 def pki_section(world: PkiWorld, **extra) -> dict:
-    return {"cpoc_url": world.cpoc_url, "tlm": world.tlm.certificate.hashed_id8.hex(),
-            "root": world.root.certificate.hashed_id8.hex(), "its_id": ITS_ID.decode(),
-            "retry_base": 1, "retry_max": 10, "http_timeout": 5, "http_retries": 0, **extra}
+    return {
+        "cpoc_url": world.cpoc_url,
+        "tlm": world.tlm.certificate.hashed_id8.hex(),
+        "root": world.root.certificate.hashed_id8.hex(),
+        "its_id": ITS_ID.decode(),
+        "retry_base": 1,
+        "retry_max": 10,
+        "http_timeout": 5,
+        "http_retries": 0,
+        **extra,
+    }
 
 
 def daemon_config(tmp_path, world, net, **extra) -> cfgmod.Config:
@@ -58,11 +66,15 @@ def daemon_config(tmp_path, world, net, **extra) -> cfgmod.Config:
 
 
 def config_dict(tmp_path, world, net, **extra) -> dict:
-    return ({
-        "state_dir": str(tmp_path / "state"), "api": {"port": free_tcp_port()}, "logging": {"level": "INFO"},
+    return {
+        "state_dir": str(tmp_path / "state"),
+        "api": {"port": free_tcp_port()},
+        "logging": {"level": "INFO"},
         "services": {"ivi_provider": {"country": "FR", "issuer": 57}},
         "transports": [{"type": "gn-udp", "name": "gn", "group": net[0], "port": net[1], "interface": "lo"}],
-        "pki": pki_section(world), **extra})
+        "pki": pki_section(world),
+        **extra,
+    }
 
 
 async def until(predicate, what: str, timeout: float = 10.0):
@@ -135,8 +147,9 @@ async def test_empty_state_enrols_signs_every_service_with_fetched_ats_and_renew
 
         async with aiohttp.ClientSession() as http:
             for service, payload in {**PAYLOADS, "ivi": at_test_time(PAYLOADS["ivi"], NOW)}.items():
-                async with http.post(f"http://127.0.0.1:{daemon.api_port}/v1/{service}/messages",
-                                     json={"payload": payload}) as resp:
+                async with http.post(
+                    f"http://127.0.0.1:{daemon.api_port}/v1/{service}/messages", json={"payload": payload}
+                ) as resp:
                     assert resp.status in (200, 201), (service, await resp.text())
             async with http.get(f"http://127.0.0.1:{daemon.api_port}/v1/status") as resp:
                 status = await resp.json()
@@ -153,7 +166,10 @@ async def test_empty_state_enrols_signs_every_service_with_fetched_ats_and_renew
         assert pki["ec"]["hashedId8"] == client.ec.certificate.hashed_id8.hex() and pki["atsUsable"] == 2
         assert pki["trust"]["ageSeconds"] is not None and pki["jobs"]["enrol"]["lastOk"] is not None
         assert pki["jobs"]["enrol"]["lastError"]["reason"] == "unknownits"  # the last error stays visible
-        assert "rsu_pki_ats_available 2.0" in metrics and 'rsu_pki_attempts_total{job="enrol",result="unknownits"} 1.0' in metrics
+        assert (
+            "rsu_pki_ats_available 2.0" in metrics
+            and 'rsu_pki_attempts_total{job="enrol",result="unknownits"} 1.0' in metrics
+        )
 
         # 140 h later (20 % of the 168 h life left): two new ATs, picked up without a restart;
         # 30 h later the old ones expire and the signer uses only the new ones
@@ -249,8 +265,9 @@ async def test_ats_whose_region_misses_the_station_are_not_used_until_a_reload_m
         path.write_text(yaml.safe_dump(data))
         assert await daemon.reload()
         assert daemon.pki is not first and first._closed and first.client is not daemon.pki.client
-        assert {a.certificate.hashed_id8 for a in daemon.pki.client.ats} == \
-            {a.certificate.hashed_id8 for a in first.client.ats}  # from the state on disk, nothing re-fetched
+        assert {a.certificate.hashed_id8 for a in daemon.pki.client.ats} == {
+            a.certificate.hashed_id8 for a in first.client.ats
+        }  # from the state on disk, nothing re-fetched
         assert len(daemon.security.pool.tickets) == 2 and daemon.status()["pki"]["signing"]["refused"] == {}
         assert daemon.pki_link.task is not None and not daemon.pki_link.task.done()
         # a reload that rebuilds only the security layer (a new, empty pool): the same client fills it

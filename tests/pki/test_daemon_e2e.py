@@ -83,23 +83,33 @@ def wait_for(predicate, what: str, timeout: float = 20.0):
 def test_empty_state_to_every_service_signed_by_fetched_ats(served, tmp_path):
     world = served.world
     net = group_and_port()
-    pki = {"cpoc_url": world.cpoc_url, "tlm": world.tlm.certificate.hashed_id8.hex(),
-           "root": world.root.certificate.hashed_id8.hex(), "its_id": ITS_ID.decode(),
-           "retry_base": 1, "retry_max": 2, "http_timeout": 5}
+    pki = {
+        "cpoc_url": world.cpoc_url,
+        "tlm": world.tlm.certificate.hashed_id8.hex(),
+        "root": world.root.certificate.hashed_id8.hex(),
+        "its_id": ITS_ID.decode(),
+        "retry_base": 1,
+        "retry_max": 2,
+        "http_timeout": 5,
+    }
     daemon = RsuDaemon(tmp_path, group=net[0], port=net[1], extra={"pki": pki})
     daemon.start()
     rx = MulticastReceiver(*net)
     try:
         state = daemon.dir / "state"
-        status = wait_for(lambda: (lambda s: s if s["pki"]["jobs"]["enrol"]["lastError"] else None)(
-            daemon.get("/v1/status")[1]), "the first enrolment attempt")
+        status = wait_for(
+            lambda: (lambda s: s if s["pki"]["jobs"]["enrol"]["lastError"] else None)(daemon.get("/v1/status")[1]),
+            "the first enrolment attempt",
+        )
         assert status["pki"]["jobs"]["enrol"]["lastError"]["reason"] == "unknownits"
         assert status["pki"]["ec"] is None and status["authorization_tickets"] == []
         assert not (state / "pki").exists()  # no local test PKI
         # the operator registers the canonical key at the EA; the daemon's next attempt enrols
         world.ea.canonical[ITS_ID] = FileKeyStore(state / "pki-client" / "keys").get("canonical").public_key()
-        status = wait_for(lambda: (lambda s: s if len(s["authorization_tickets"]) == 2 else None)(
-            daemon.get("/v1/status")[1]), "two ATs in the signer")
+        status = wait_for(
+            lambda: (lambda s: s if len(s["authorization_tickets"]) == 2 else None)(daemon.get("/v1/status")[1]),
+            "two ATs in the signer",
+        )
         fetched = {a["hashedId8"] for a in status["pki"]["ats"]}
         assert {t["hashedId8"] for t in status["authorization_tickets"]} == fetched
         assert status["pki"]["ec"] is not None and status["pki"]["trust"]["ageSeconds"] is not None
@@ -136,8 +146,9 @@ def test_empty_state_to_every_service_signed_by_fetched_ats(served, tmp_path):
     by_state = json.loads(r.stdout)
     assert r.returncode == 0, [f for f in by_state["frames"] if not f["valid"]][:3]
     assert by_state["summary"]["frames"] == out["summary"]["frames"]
-    other = run_rsu("verify", str(daemon.pcap), "--pki-state", str(daemon.dir / "state" / "pki-client"),
-                    "--tlm", "00" * 8)
+    other = run_rsu(
+        "verify", str(daemon.pcap), "--pki-state", str(daemon.dir / "state" / "pki-client"), "--tlm", "00" * 8
+    )
     assert other.returncode == 2 and b"no ECTL signed by TLM" in other.stderr
     signers = {json.dumps(f["signer"]) for f in out["frames"]}
     assert signers and all(any(h8 in s for h8 in fetched) for s in signers), (signers, fetched)

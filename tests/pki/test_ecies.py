@@ -58,6 +58,7 @@ def test_annex_d_ecies(v):
 
 # ------------------------------------------------------------------ the Bouncy Castle enrolment request
 
+
 def _bc_decrypt(data: bytes):
     key = private_key_from_bytes(_hex((BC / "ea_encryption_private_key.hex").read_text().strip()), "ecdsaNistP256")
     p1 = _hex((BC / "p1_sha256_of_ea_certificate.hex").read_text().strip())
@@ -124,7 +125,7 @@ def test_encrypt_to_etsi_authority_and_back(recipient):
     target = cert(recipient)
     enc = ecies.encrypt_for_certificate(b"hello PKI", target, rnd)
     outer = coer.decode("Ieee1609Dot2Data", enc.data)
-    (alt, info), = outer["content"][1]["recipients"]
+    ((alt, info),) = outer["content"][1]["recipients"]
     assert alt == "certRecipInfo" and info["recipientId"] == target.hashed_id8
     assert info["encKey"][0] == "eciesNistP256"
     plaintext, key = ecies.decrypt_with_private_key(enc.data, target, encryption_key(recipient))
@@ -145,8 +146,9 @@ def test_brainpool_recipient_round_trip():
     rnd = SeededRandomness("bp")
     recipient = ec.derive_private_key(123456789, ec.BrainpoolP256R1())
     p1 = bytes(32)
-    wrapped = ecies.wrap_key(b"k" * 16, "eciesBrainpoolP256r1", recipient.public_key(), p1,
-                             rnd.private_key(ec.BrainpoolP256R1()))
+    wrapped = ecies.wrap_key(
+        b"k" * 16, "eciesBrainpoolP256r1", recipient.public_key(), p1, rnd.private_key(ec.BrainpoolP256R1())
+    )
     assert ecies.unwrap_key(wrapped, recipient, p1) == b"k" * 16
     with pytest.raises(ecies.EciesError) as e:
         ecies.unwrap_key(ecies.WrappedKey("eciesNistP256", wrapped.v, wrapped.c, wrapped.t), recipient, p1)
@@ -167,15 +169,21 @@ def test_brainpool_certificate_end_to_end():
 
     enc = ec.derive_private_key(987654321, ec.BrainpoolP256R1())
     sig = ec.derive_private_key(123123123, ec.BrainpoolP256R1())
-    tbs = {"id": ("name", "bp EA"), "cracaId": b"\x00\x00\x00", "crlSeries": 0,
-           "validityPeriod": {"start": 480000000, "duration": ("years", 1)},
-           "appPermissions": [{"psid": 623, "ssp": ("bitmapSsp", b"\x01\x0e")}],
-           "encryptionKey": {"supportedSymmAlg": "aes128Ccm",
-                             "publicKey": ("eciesBrainpoolP256r1", point_of_public_key(enc.public_key()))},
-           "verifyKeyIndicator": ("verificationKey", ("ecdsaBrainpoolP256r1", point_of_public_key(sig.public_key())))}
+    tbs = {
+        "id": ("name", "bp EA"),
+        "cracaId": b"\x00\x00\x00",
+        "crlSeries": 0,
+        "validityPeriod": {"start": 480000000, "duration": ("years", 1)},
+        "appPermissions": [{"psid": 623, "ssp": ("bitmapSsp", b"\x01\x0e")}],
+        "encryptionKey": {
+            "supportedSymmAlg": "aes128Ccm",
+            "publicKey": ("eciesBrainpoolP256r1", point_of_public_key(enc.public_key())),
+        },
+        "verifyKeyIndicator": ("verificationKey", ("ecdsaBrainpoolP256r1", point_of_public_key(sig.public_key()))),
+    }
     ea = issue_certificate(tbs, Issued(cert("CERT_IUT_A_RCA"), signing_key("CERT_IUT_A_RCA")))
     sent = ecies.encrypt_for_certificate(b"brainpool", ea, SeededRandomness("bp-e2e"))
-    (alt, info), = coer.decode("Ieee1609Dot2Data", sent.data)["content"][1]["recipients"]
+    ((alt, info),) = coer.decode("Ieee1609Dot2Data", sent.data)["content"][1]["recipients"]
     assert info["encKey"][0] == "eciesBrainpoolP256r1"
     assert ecies.decrypt_with_private_key(sent.data, ea, enc) == (b"brainpool", sent.aes_key)
     with pytest.raises(ecies.EciesError) as e:  # a NIST key cannot open it

@@ -30,15 +30,27 @@ async def pki(tmp_path):
     port, tls_port = await servers.start(server_tls)
     world.base = f"http://127.0.0.1:{port}"
     https_cpoc = f"https://127.0.0.1:{tls_port}/cpoc"
-    transport = HttpTransport(timeout=2.0, retries=1, backoff_base=0.01, ssl_context=client_tls,
-                              jitter=lambda: 0.5)
+    transport = HttpTransport(timeout=2.0, retries=1, backoff_base=0.01, ssl_context=client_tls, jitter=lambda: 0.5)
 
     def make_client(**kw):
-        return C.PkiClient.load(world.config(cpoc_url=https_cpoc, **kw), keys, tmp_path / "state",
-                                random=SeededRandomness("http"), jitter=lambda: 1.0)
+        return C.PkiClient.load(
+            world.config(cpoc_url=https_cpoc, **kw),
+            keys,
+            tmp_path / "state",
+            random=SeededRandomness("http"),
+            jitter=lambda: 1.0,
+        )
 
-    yield {"world": world, "clock": clock, "servers": servers, "transport": transport, "keys": keys,
-           "client": make_client, "https_cpoc": https_cpoc, "tmp": tmp_path}
+    yield {
+        "world": world,
+        "clock": clock,
+        "servers": servers,
+        "transport": transport,
+        "keys": keys,
+        "client": make_client,
+        "https_cpoc": https_cpoc,
+        "tmp": tmp_path,
+    }
     await transport.close()
     await servers.stop()
 
@@ -74,11 +86,14 @@ async def test_failures_over_http_are_named(pki):
     world, servers = pki["world"], pki["servers"]
     client = pki["client"](retry_base=1, retry_max=30)
     await settle(client, pki["transport"], pki["clock"], jobs=("trust",))
-    for endpoint, bad, reason in [("ea", "http-500", "http-500"), ("ea", "garbage", "decryption-failed"),
-                                  ("ea", "request-hash", "request-hash-mismatch"),
-                                  ("ea", "other-key", "certificate-key-mismatch"),
-                                  ("ea", "code:unknownits", "unknownits"),
-                                  ("ea", "wrong-content-type", "wrong-content-type")]:
+    for endpoint, bad, reason in [
+        ("ea", "http-500", "http-500"),
+        ("ea", "garbage", "decryption-failed"),
+        ("ea", "request-hash", "request-hash-mismatch"),
+        ("ea", "other-key", "certificate-key-mismatch"),
+        ("ea", "code:unknownits", "unknownits"),
+        ("ea", "wrong-content-type", "wrong-content-type"),
+    ]:
         world.misbehave = {endpoint: bad}
         pki["clock"].advance(31)
         outcomes = await settle(client, pki["transport"], pki["clock"])
@@ -143,8 +158,9 @@ async def rsu_cli(*args):
 
     from tests.conftest import REPO
 
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "rsu", *args, cwd=REPO,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rsu", *args, cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode, (json.loads(out) if out.strip() else err.decode())
 
@@ -158,12 +174,22 @@ async def test_cli_enrol_authorize_status_trust_update(pki):
 
     world, tmp = pki["world"], pki["tmp"]
     config = tmp / "rsu.yaml"
-    config.write_text(yaml.safe_dump({
-        "state_dir": str(tmp / "cli-state"),
-        "services": {"ivi_provider": {"country": "FR", "issuer": 7}},
-        "pki": {"cpoc_url": world.cpoc_url, "tlm": world.tlm.certificate.hashed_id8.hex(),
-                "root": world.root.certificate.hashed_id8.hex(), "its_id": "RSU-CLI-0001",
-                "services": ["spatem", "mapem", "ivim"], "retry_base": "1s"}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp / "cli-state"),
+                "services": {"ivi_provider": {"country": "FR", "issuer": 7}},
+                "pki": {
+                    "cpoc_url": world.cpoc_url,
+                    "tlm": world.tlm.certificate.hashed_id8.hex(),
+                    "root": world.root.certificate.hashed_id8.hex(),
+                    "its_id": "RSU-CLI-0001",
+                    "services": ["spatem", "mapem", "ivim"],
+                    "retry_base": "1s",
+                },
+            }
+        )
+    )
     now = clockmod.iso_utc(NOW)
     common = ("--config", str(config), "--now", now)
     # first contact: the canonical key is made, the EA does not know it yet
@@ -187,14 +213,16 @@ async def test_cli_enrol_authorize_status_trust_update(pki):
     code, out = await rsu_cli("pki", "trust", "update", *common)
     assert code == 0 and out["outcomes"] == []  # nothing due
     world.misbehave = {"cpoc": "http-500"}
-    code, out = await rsu_cli("pki", "trust", "update", "--config", str(config),
-                              "--now", clockmod.iso_utc(NOW + 2 * 86400))
+    code, out = await rsu_cli(
+        "pki", "trust", "update", "--config", str(config), "--now", clockmod.iso_utc(NOW + 2 * 86400)
+    )
     assert code == 1 and out["outcomes"][0]["result"] == "http-500"
     code, err = await rsu_cli("pki", "status", "--config", str(tmp / "missing.yaml"))
     assert code == 2 and "missing.yaml" in err
 
 
 # ====================================================================== TLM link certificates
+
 
 def _h8(issued):
     from rsu.pki.signed import signer_hashed_id8
@@ -251,10 +279,14 @@ async def test_tlm_link_refused_changes_nothing(pki):
     world.link_rollover(clock.now())
     good = world.link
     before = client.trust
-    for n, bad in enumerate([good[:20] + bytes([good[20] ^ 0x01]) + good[21:],  # a flipped byte
-                             good[:-1] + bytes([good[-1] ^ 0x80]),  # the signature
-                             A.tlm_link(A.make_tlm("rogue"), world.next_tlm.certificate),  # another TLM
-                             A.tlm_link(world.tlm, world.next_tlm.certificate, expiry=A.T32 - 60)]):  # expired
+    for n, bad in enumerate(
+        [
+            good[:20] + bytes([good[20] ^ 0x01]) + good[21:],  # a flipped byte
+            good[:-1] + bytes([good[-1] ^ 0x80]),  # the signature
+            A.tlm_link(A.make_tlm("rogue"), world.next_tlm.certificate),  # another TLM
+            A.tlm_link(world.tlm, world.next_tlm.certificate, expiry=A.T32 - 60),
+        ]
+    ):  # expired
         world.link = bad
         client._link_checked = float("-inf")
         clock.advance(25 * HOUR)
@@ -269,6 +301,7 @@ async def test_tlm_link_refused_changes_nothing(pki):
 
 # ====================================================================== delta lists at the full-list URL
 
+
 async def test_a_delta_ctl_at_the_full_list_url_is_applied_on_top_and_a_gap_is_refused(pki):
     from rsu.pki.signed import signer_hashed_id8
 
@@ -278,8 +311,9 @@ async def test_a_delta_ctl_at_the_full_list_url_is_applied_on_top_and_a_gap_is_r
     aa = signer_hashed_id8(world.aa.cert)
     assert client.trust.roots[rid].ctl.sequence == 0 and aa in client.trust.roots[rid].aas
     # the DC answers getctl with a delta that follows our list: the AA is deleted, a DC added
-    world.served["ctl"] = world.delta("ctl", clock.now(), 1, [("delete", ("cert", aa)), ("add", ("dc", {
-        "url": "http://dc2.test/", "cert": []}))])
+    world.served["ctl"] = world.delta(
+        "ctl", clock.now(), 1, [("delete", ("cert", aa)), ("add", ("dc", {"url": "http://dc2.test/", "cert": []}))]
+    )
     clock.advance(25 * HOUR)
     outcomes = await settle(client, pki["transport"], clock)
     assert ("trust", "ok") in results(outcomes) and client.jobs["trust"].failures == 0, results(outcomes)

@@ -81,9 +81,14 @@ def test_enrolment_through_the_store(store):
     canonical = store.generate("canonical")
     new = store.generate("ec-pending")
     ea = TestEA({b"RSU-1": canonical.public_key()})
-    pending = R.build_enrolment_request(its_id=b"RSU-1", signing_key=canonical, ea=ea.cert,
-                                        generation_time=clock.time64(NOW), random=SeededRandomness("k"),
-                                        new_key=new)
+    pending = R.build_enrolment_request(
+        its_id=b"RSU-1",
+        signing_key=canonical,
+        ea=ea.cert,
+        generation_time=clock.time64(NOW),
+        random=SeededRandomness("k"),
+        new_key=new,
+    )
     response = R.process_response(pending, ea.handle(pending.body), NOW)
     assert response.ok and response.private_key is new
     assert ea.seen[-1]["outer_signer"] == "self"

@@ -39,12 +39,14 @@ def aa(ea):
 
 
 def enrol(ea, canonical, seed="rsu"):
-    pending = R.build_enrolment_request(its_id=ITS_ID, signing_key=canonical, ea=ea.cert, generation_time=GEN,
-                                        random=SeededRandomness(seed))
+    pending = R.build_enrolment_request(
+        its_id=ITS_ID, signing_key=canonical, ea=ea.cert, generation_time=GEN, random=SeededRandomness(seed)
+    )
     return pending, ea.handle(pending.body)
 
 
 # ====================================================================== enrolment
+
 
 def test_initial_enrolment(ea, canonical):
     pending, answer = enrol(ea, canonical)
@@ -52,9 +54,10 @@ def test_initial_enrolment(ea, canonical):
     assert (seen["outer_signer"], seen["psid"], seen["pop_psid"]) == ("self", 623, 623)
     assert seen["inner"]["itsId"] == ITS_ID and seen["inner"]["certificateFormat"] == 1
     assert seen["inner"]["requestedSubjectAttributes"] == {
-        "appPermissions": [{"psid": 623, "ssp": ("bitmapSsp", b"\x01\xc0")}]}
+        "appPermissions": [{"psid": 623, "ssp": ("bitmapSsp", b"\x01\xc0")}]
+    }
     outer = coer.decode("Ieee1609Dot2Data", pending.body)
-    (alt, info), = outer["content"][1]["recipients"]
+    ((alt, info),) = outer["content"][1]["recipients"]
     assert alt == "certRecipInfo" and info["recipientId"] == ea.cert.hashed_id8
     response = R.process_response(pending, answer, NOW)
     assert response.ok and response.code == "ok"
@@ -64,17 +67,25 @@ def test_initial_enrolment(ea, canonical):
 
 
 def test_brainpool_ec_key(ea, canonical):
-    pending = R.build_enrolment_request(its_id=ITS_ID, signing_key=canonical, ea=ea.cert, generation_time=GEN,
-                                        random=SeededRandomness("bp"), key_curve="ecdsaBrainpoolP256r1")
+    pending = R.build_enrolment_request(
+        its_id=ITS_ID,
+        signing_key=canonical,
+        ea=ea.cert,
+        generation_time=GEN,
+        random=SeededRandomness("bp"),
+        key_curve="ecdsaBrainpoolP256r1",
+    )
     response = R.process_response(pending, ea.handle(pending.body), NOW)
     assert response.ok and response.certificate.verification_key[0] == "ecdsaBrainpoolP256r1"
 
 
 def test_each_request_has_its_own_secrets_and_hides_them(ea, canonical):
-    a = R.build_enrolment_request(its_id=ITS_ID, signing_key=canonical, ea=ea.cert, generation_time=GEN,
-                                  random=SeededRandomness("x"))
-    b = R.build_enrolment_request(its_id=ITS_ID, signing_key=canonical, ea=ea.cert, generation_time=GEN,
-                                  random=SeededRandomness("y"))
+    a = R.build_enrolment_request(
+        its_id=ITS_ID, signing_key=canonical, ea=ea.cert, generation_time=GEN, random=SeededRandomness("x")
+    )
+    b = R.build_enrolment_request(
+        its_id=ITS_ID, signing_key=canonical, ea=ea.cert, generation_time=GEN, random=SeededRandomness("y")
+    )
     assert a.body != b.body and a.aes_key != b.aes_key
     assert a.request_hash == hashlib.sha256(a.body).digest()[:16]
     shown = repr(a)
@@ -85,16 +96,28 @@ def test_each_request_has_its_own_secrets_and_hides_them(ea, canonical):
 def test_re_enrolment_signed_with_the_current_ec(ea, canonical):
     _, first = enrol(ea, canonical)
     current = cert("CERT_TS_A_EC")
-    pending = R.build_enrolment_request(its_id=b"ignored", signing_key=signing_key("CERT_TS_A_EC"), ea=ea.cert,
-                                        generation_time=GEN, random=SeededRandomness("renew"), current_ec=current)
+    pending = R.build_enrolment_request(
+        its_id=b"ignored",
+        signing_key=signing_key("CERT_TS_A_EC"),
+        ea=ea.cert,
+        generation_time=GEN,
+        random=SeededRandomness("renew"),
+        current_ec=current,
+    )
     answer = ea.handle(pending.body)
     seen = ea.seen[-1]
     assert seen["outer_signer"] == "digest" and seen["inner"]["itsId"] == current.hashed_id8
     response = R.process_response(pending, answer, NOW)
     assert response.ok and response.certificate.hashed_id8 != current.hashed_id8
     # a wrong key for the current EC: the EA says invalidsignature, and the code is named
-    bad = R.build_enrolment_request(its_id=b"", signing_key=signing_key("CERT_TS_A_EA"), ea=ea.cert,
-                                    generation_time=GEN, random=SeededRandomness("bad"), current_ec=current)
+    bad = R.build_enrolment_request(
+        its_id=b"",
+        signing_key=signing_key("CERT_TS_A_EA"),
+        ea=ea.cert,
+        generation_time=GEN,
+        random=SeededRandomness("bad"),
+        current_ec=current,
+    )
     assert R.process_response(bad, ea.handle(bad.body), NOW).code == "invalidsignature"
 
 
@@ -102,19 +125,32 @@ def test_expired_ec_cannot_sign(ea, aa):
     current = cert("CERT_TS_A_EC")  # valid during 2019
     later = clock.time64(clock.time32_to_posix(current.start + 400 * 86400))
     with pytest.raises(R.RequestError) as e:
-        R.build_enrolment_request(its_id=b"", signing_key=signing_key("CERT_TS_A_EC"), ea=ea.cert,
-                                  generation_time=later, random=SeededRandomness(), current_ec=current)
+        R.build_enrolment_request(
+            its_id=b"",
+            signing_key=signing_key("CERT_TS_A_EC"),
+            ea=ea.cert,
+            generation_time=later,
+            random=SeededRandomness(),
+            current_ec=current,
+        )
     assert e.value.reason == "ec-not-valid"
     with pytest.raises(R.RequestError) as e:
-        R.build_authorization_request(ec=current, ec_key=signing_key("CERT_TS_A_EC"), ea=ea.cert, aa=aa.cert,
-                                      permissions=R.service_permissions(["spatem"]), generation_time=later,
-                                      random=SeededRandomness())
+        R.build_authorization_request(
+            ec=current,
+            ec_key=signing_key("CERT_TS_A_EC"),
+            ea=ea.cert,
+            aa=aa.cert,
+            permissions=R.service_permissions(["spatem"]),
+            generation_time=later,
+            random=SeededRandomness(),
+        )
     assert e.value.reason == "ec-not-valid"
 
 
 def test_unknown_canonical_id(ea, canonical):
-    pending = R.build_enrolment_request(its_id=b"NOT-REGISTERED", signing_key=canonical, ea=ea.cert,
-                                        generation_time=GEN, random=SeededRandomness())
+    pending = R.build_enrolment_request(
+        its_id=b"NOT-REGISTERED", signing_key=canonical, ea=ea.cert, generation_time=GEN, random=SeededRandomness()
+    )
     response = R.process_response(pending, ea.handle(pending.body), NOW)
     assert (response.ok, response.code, response.certificate) == (False, "unknownits", None)
 
@@ -127,10 +163,15 @@ def test_every_enrolment_response_code_is_named(ea, canonical, code):
     assert (response.ok, response.code, response.certificate) == (False, code, None)
 
 
-@pytest.mark.parametrize("tamper,reason", [
-    ("request-hash", "request-hash-mismatch"), ("other-key", "certificate-key-mismatch"),
-    ("garbage", "decryption-failed"), ("wrong-psk", "decryption-failed"),
-])
+@pytest.mark.parametrize(
+    "tamper,reason",
+    [
+        ("request-hash", "request-hash-mismatch"),
+        ("other-key", "certificate-key-mismatch"),
+        ("garbage", "decryption-failed"),
+        ("wrong-psk", "decryption-failed"),
+    ],
+)
 def test_enrolment_response_refused(ea, canonical, tamper, reason):
     ea.tamper = tamper
     pending, answer = enrol(ea, canonical)
@@ -145,9 +186,13 @@ def test_response_for_another_request_or_from_another_signer(ea, aa, canonical):
     with pytest.raises(R.ResponseError) as e:
         R.process_response(other, answer, NOW)
     assert e.value.reason == "decryption-failed"  # psk names another AES key
-    aa_answer = aa._respond("enrolmentResponse", "InnerEcResponse",
-                            {"requestHash": pending.request_hash, "responseCode": "deniedrequest"},
-                            pending.aes_key, NOW)
+    aa_answer = aa._respond(
+        "enrolmentResponse",
+        "InnerEcResponse",
+        {"requestHash": pending.request_hash, "responseCode": "deniedrequest"},
+        pending.aes_key,
+        NOW,
+    )
     with pytest.raises(R.ResponseError) as e:
         R.process_response(pending, aa_answer, NOW)
     assert e.value.reason == "wrong-signer"
@@ -167,6 +212,7 @@ def test_flipped_response_bytes_are_refused(ea, canonical):
 
 # ====================================================================== authorization
 
+
 def enrolled(ea, canonical):
     pending, answer = enrol(ea, canonical)
     r = R.process_response(pending, answer, NOW)
@@ -176,8 +222,14 @@ def enrolled(ea, canonical):
 def authorize(ea, aa, canonical, seed="at", services=SERVICES):
     ec_cert, ec_key = enrolled(ea, canonical)
     pending = R.build_authorization_request(
-        ec=ec_cert, ec_key=ec_key, ea=ea.cert, aa=aa.cert, permissions=R.service_permissions(services, PROVIDER),
-        generation_time=GEN, random=SeededRandomness(seed))
+        ec=ec_cert,
+        ec_key=ec_key,
+        ea=ea.cert,
+        aa=aa.cert,
+        permissions=R.service_permissions(services, PROVIDER),
+        generation_time=GEN,
+        random=SeededRandomness(seed),
+    )
     return ec_cert, pending, aa.handle(pending.body)
 
 
@@ -204,8 +256,12 @@ def test_each_at_gets_fresh_keys(ea, aa, canonical):
     ec_cert, ec_key = enrolled(ea, canonical)
     rnd = SeededRandomness("pool")
     perms = R.service_permissions(["spatem"])
-    made = [R.build_authorization_request(ec=ec_cert, ec_key=ec_key, ea=ea.cert, aa=aa.cert, permissions=perms,
-                                          generation_time=GEN, random=rnd) for _ in range(3)]
+    made = [
+        R.build_authorization_request(
+            ec=ec_cert, ec_key=ec_key, ea=ea.cert, aa=aa.cert, permissions=perms, generation_time=GEN, random=rnd
+        )
+        for _ in range(3)
+    ]
     keys = {p.private_key.public_key().public_numbers().x for p in made}
     assert len(keys) == 3 and len({p.hmac_key for p in made}) == 3 and len({p.aes_key for p in made}) == 3
     for p in made:
@@ -215,28 +271,53 @@ def test_each_at_gets_fresh_keys(ea, aa, canonical):
 def test_never_more_than_allowed(ea, aa, canonical):
     ec_cert, ec_key = enrolled(ea, canonical)
     with pytest.raises(R.RequestError) as e:  # the ETSI test AA may not issue SSEM or RTCMEM
-        R.build_authorization_request(ec=ec_cert, ec_key=ec_key, ea=ea.cert, aa=aa.cert,
-                                      permissions=R.service_permissions(["ssem", "rtcmem"]), generation_time=GEN,
-                                      random=SeededRandomness())
+        R.build_authorization_request(
+            ec=ec_cert,
+            ec_key=ec_key,
+            ea=ea.cert,
+            aa=aa.cert,
+            permissions=R.service_permissions(["ssem", "rtcmem"]),
+            generation_time=GEN,
+            random=SeededRandomness(),
+        )
     assert e.value.reason == "not-permitted" and "637" in e.value.detail and "540802" in e.value.detail
     with pytest.raises(R.RequestError) as e:  # an EA certificate (623:010E) may not sign AT requests
-        R.build_authorization_request(ec=cert("CERT_TS_A_EA"), ec_key=signing_key("CERT_TS_A_EA"), ea=ea.cert,
-                                      aa=aa.cert, permissions=R.service_permissions(["spatem"]),
-                                      generation_time=GEN, random=SeededRandomness())
+        R.build_authorization_request(
+            ec=cert("CERT_TS_A_EA"),
+            ec_key=signing_key("CERT_TS_A_EA"),
+            ea=ea.cert,
+            aa=aa.cert,
+            permissions=R.service_permissions(["spatem"]),
+            generation_time=GEN,
+            random=SeededRandomness(),
+        )
     assert e.value.reason == "not-permitted"
     wide = R.service_permissions(["spatem"])
     wide[0]["ssp"] = ("bitmapSsp", b"\x01\xff")  # reserved bits set: beyond the AA's range
     with pytest.raises(R.RequestError):
-        R.build_authorization_request(ec=ec_cert, ec_key=ec_key, ea=ea.cert, aa=aa.cert, permissions=wide,
-                                      generation_time=GEN, random=SeededRandomness())
+        R.build_authorization_request(
+            ec=ec_cert,
+            ec_key=ec_key,
+            ea=ea.cert,
+            aa=aa.cert,
+            permissions=wide,
+            generation_time=GEN,
+            random=SeededRandomness(),
+        )
 
 
 def test_ec_unknown_to_the_ea(ea, aa, canonical):
     ec_cert, ec_key = enrolled(ea, canonical)
     ea.ecs.clear()
-    pending = R.build_authorization_request(ec=ec_cert, ec_key=ec_key, ea=ea.cert, aa=aa.cert,
-                                            permissions=R.service_permissions(["spatem"]), generation_time=GEN,
-                                            random=SeededRandomness())
+    pending = R.build_authorization_request(
+        ec=ec_cert,
+        ec_key=ec_key,
+        ea=ea.cert,
+        aa=aa.cert,
+        permissions=R.service_permissions(["spatem"]),
+        generation_time=GEN,
+        random=SeededRandomness(),
+    )
     assert R.process_response(pending, aa.handle(pending.body), NOW).code == "unknownits"
 
 
@@ -248,11 +329,16 @@ def test_every_authorization_response_code_is_named(ea, aa, canonical, code):
     assert (response.ok, response.code, response.certificate) == (False, code, None)
 
 
-@pytest.mark.parametrize("tamper,reason", [
-    ("request-hash", "request-hash-mismatch"), ("other-key", "certificate-key-mismatch"),
-    ("wrong-issuer", "certificate-wrong-issuer"), ("extra", "certificate-permissions"),
-    ("garbage", "decryption-failed"),
-])
+@pytest.mark.parametrize(
+    "tamper,reason",
+    [
+        ("request-hash", "request-hash-mismatch"),
+        ("other-key", "certificate-key-mismatch"),
+        ("wrong-issuer", "certificate-wrong-issuer"),
+        ("extra", "certificate-permissions"),
+        ("garbage", "decryption-failed"),
+    ],
+)
 def test_authorization_response_refused(ea, aa, canonical, tamper, reason):
     if tamper == "extra":
         aa.grant_extra = [{"psid": 36, "ssp": ("bitmapSsp", b"\x01\xff\xfc")}]
@@ -270,8 +356,7 @@ def test_response_checked_against_the_trust_store(ea, aa, canonical):
 
     tlm, root = A.make_tlm(), A.etsi_root()
     store = T.TrustStore.with_anchor(tlm.certificate).with_ectl(A.ectl(tlm, 0, [A.add_rca(root.certificate)]), NOW)
-    listed = store.with_ctl(A.rca_ctl(root, 0, [A.add_ea(ea.cert, "http://ea/"), A.add_aa(aa.cert, "http://aa/")]),
-                            NOW)
+    listed = store.with_ctl(A.rca_ctl(root, 0, [A.add_ea(ea.cert, "http://ea/"), A.add_aa(aa.cert, "http://aa/")]), NOW)
     ec_cert, pending, answer = authorize(ea, aa, canonical)
     assert R.process_response(pending, answer, NOW, listed).ok
     for untrusted in (store, listed.with_crl(A.crl(root, [aa.cert.hashed_id8]), NOW)):

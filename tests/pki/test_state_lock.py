@@ -23,13 +23,21 @@ from tests.pki.world import ITS_ID, PkiWorld
 def setup(tmp_path):
     from rsu.pki.keystore import FileKeyStore
 
-    world = PkiWorld(FileKeyStore(tmp_path / "nobody").get_or_generate("canonical").public_key(),
-                     base="http://127.0.0.1:9")  # nothing listens: a command that gets past the lock fails there
-    values = {"state_dir": str(tmp_path / "state"),
-              "services": {"ivi_provider": {"country": "FR", "issuer": 7}},
-              "pki": {"cpoc_url": world.cpoc_url, "tlm": world.tlm.certificate.hashed_id8.hex(),
-                      "root": world.root.certificate.hashed_id8.hex(), "its_id": ITS_ID.decode(),
-                      "http_timeout": 2, "http_retries": 0}}
+    world = PkiWorld(
+        FileKeyStore(tmp_path / "nobody").get_or_generate("canonical").public_key(), base="http://127.0.0.1:9"
+    )  # nothing listens: a command that gets past the lock fails there
+    values = {
+        "state_dir": str(tmp_path / "state"),
+        "services": {"ivi_provider": {"country": "FR", "issuer": 7}},
+        "pki": {
+            "cpoc_url": world.cpoc_url,
+            "tlm": world.tlm.certificate.hashed_id8.hex(),
+            "root": world.root.certificate.hashed_id8.hex(),
+            "its_id": ITS_ID.decode(),
+            "http_timeout": 2,
+            "http_retries": 0,
+        },
+    }
     path = tmp_path / "rsu.yaml"
     path.write_text(yaml.safe_dump(values))
     return path, cfgmod.parse(values), tmp_path / "state" / "pki-client"

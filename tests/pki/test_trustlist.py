@@ -23,6 +23,7 @@ def l0_tlm() -> Certificate:
 
 # ====================================================================== real lists
 
+
 def test_eu_l0_ectl():
     store = T.TrustStore.with_anchor(l0_tlm()).with_ectl(ECTL_L0.read_bytes(), L0_NOW)
     assert store.ectl.sequence == 22
@@ -132,14 +133,21 @@ def root():
 @pytest.fixture(scope="module")
 def base(tlm, root):
     """Store with the test ECTL applied (root + DC)."""
-    data = A.ectl(tlm, 5, [A.add_rca(root.certificate), A.add_dc(DC, root.certificate),
-                           A.add_tlm(tlm.certificate, "http://cpoc.test/")])
+    data = A.ectl(
+        tlm,
+        5,
+        [A.add_rca(root.certificate), A.add_dc(DC, root.certificate), A.add_tlm(tlm.certificate, "http://cpoc.test/")],
+    )
     return T.TrustStore.with_anchor(tlm.certificate).with_ectl(data, A.NOW)
 
 
 def full_ctl(root, seq=1, **kw):
-    return A.rca_ctl(root, seq, [A.add_ea(EA, "http://ea.test/aa", "http://ea.test/its"),
-                                 A.add_aa(AA, "http://aa.test/"), A.add_dc(DC)], **kw)
+    return A.rca_ctl(
+        root,
+        seq,
+        [A.add_ea(EA, "http://ea.test/aa", "http://ea.test/its"), A.add_aa(AA, "http://aa.test/"), A.add_dc(DC)],
+        **kw,
+    )
 
 
 def test_ctl_full_then_delta(base, root):
@@ -160,12 +168,22 @@ def test_ctl_full_then_delta(base, root):
     assert s3.authority(AA2.hashed_id8) is None and s3.roots[rh].ctl.sequence == 3
 
 
-@pytest.mark.parametrize("case,reason", [
-    ("gap", "sequence-gap"), ("rollback", "sequence-rollback"), ("conflict", "sequence-conflict"),
-    ("delta-first", "delta-without-base"), ("expired", "expired"), ("root-in-ctl", "profile-violation"),
-    ("delete-in-full", "profile-violation"), ("foreign-ea", "wrong-issuer"), ("wrong-psid", "wrong-psid"),
-    ("tlm-signed", "signer-unknown"), ("crl-as-ctl", "wrong-content"),
-])
+@pytest.mark.parametrize(
+    "case,reason",
+    [
+        ("gap", "sequence-gap"),
+        ("rollback", "sequence-rollback"),
+        ("conflict", "sequence-conflict"),
+        ("delta-first", "delta-without-base"),
+        ("expired", "expired"),
+        ("root-in-ctl", "profile-violation"),
+        ("delete-in-full", "profile-violation"),
+        ("foreign-ea", "wrong-issuer"),
+        ("wrong-psid", "wrong-psid"),
+        ("tlm-signed", "signer-unknown"),
+        ("crl-as-ctl", "wrong-content"),
+    ],
+)
 def test_ctl_refusals(base, root, tlm, case, reason):
     s1 = base.with_ctl(full_ctl(root, seq=10), A.NOW)
     start = s1
@@ -214,10 +232,12 @@ def test_crl_revokes_and_refusals(base, root):
     assert s2.authority(EA.hashed_id8) is not None
     s3 = s2.with_crl(A.crl(root, [], this_update=A.T32 - 60), A.NOW)  # empty list clears
     assert not s3.is_revoked(AA.hashed_id8)
-    for data, reason in ((A.crl(root, [], this_update=A.T32 - 7200), "crl-rollback"),
-                         (A.crl(root, [], next_update=A.T32 - 1), "expired"),
-                         (A.crl(root, [], this_update=A.T32 + 600), "not-yet-valid"),
-                         (A.crl(A.make_tlm("other"), []), "signer-unknown")):
+    for data, reason in (
+        (A.crl(root, [], this_update=A.T32 - 7200), "crl-rollback"),
+        (A.crl(root, [], next_update=A.T32 - 1), "expired"),
+        (A.crl(root, [], this_update=A.T32 + 600), "not-yet-valid"),
+        (A.crl(A.make_tlm("other"), []), "signer-unknown"),
+    ):
         with pytest.raises(T.TrustListError) as e:
             s3.with_crl(data, A.NOW)
         assert e.value.reason == reason
@@ -233,11 +253,18 @@ def test_ectl_signer_permissions_and_rollover(root):
     with pytest.raises(T.TrustListError) as e:  # the new TLM is not trusted before a link
         store.with_ectl(A.ectl(new, 0, [A.add_rca(root.certificate)]), A.NOW)
     assert e.value.reason == "signer-unknown"
-    linked = store.with_ectl(A.ectl(old, 7, [A.add_rca(root.certificate),
-                                             A.add_tlm(new.certificate, "http://cpoc/", successor_to=old.certificate)]),
-                             A.NOW)
+    linked = store.with_ectl(
+        A.ectl(
+            old,
+            7,
+            [A.add_rca(root.certificate), A.add_tlm(new.certificate, "http://cpoc/", successor_to=old.certificate)],
+        ),
+        A.NOW,
+    )
     after = linked.with_ectl(A.ectl(new, 0, [A.add_rca(root.certificate)]), A.NOW)
-    assert signer_hashed_id8(root.certificate) in after.roots and after.ectl.signer == signer_hashed_id8(new.certificate)
+    assert signer_hashed_id8(root.certificate) in after.roots and after.ectl.signer == signer_hashed_id8(
+        new.certificate
+    )
     with pytest.raises(T.TrustListError) as e:
         linked.with_ectl(A.ectl(rogue, 0, [A.add_rca(root.certificate)]), A.NOW)
     assert e.value.reason == "signer-unknown"
@@ -270,6 +297,7 @@ def test_digest_signed_ectl(tlm, root):
 
 # ====================================================================== TLM link certificates
 
+
 def test_tlm_link_certificate_trusts_the_new_tlm(root):
     old, new, rogue = A.make_tlm("link-old"), A.make_tlm("link-new"), A.make_tlm("link-rogue")
     store = T.TrustStore.with_anchor(old.certificate).with_ectl(A.ectl(old, 3, [A.add_rca(root.certificate)]), A.NOW)
@@ -277,8 +305,9 @@ def test_tlm_link_certificate_trusts_the_new_tlm(root):
         store.with_ectl(A.ectl(new, 0, [A.add_rca(root.certificate)]), A.NOW)
     assert e.value.reason == "signer-unknown"
     for form in ("certificate", "digest"):
-        linked, raw = store.with_tlm_link(A.tlm_link(old, new.certificate, form=form),
-                                          [rogue.certificate.raw, new.certificate.raw], A.NOW)
+        linked, raw = store.with_tlm_link(
+            A.tlm_link(old, new.certificate, form=form), [rogue.certificate.raw, new.certificate.raw], A.NOW
+        )
         assert raw == new.certificate.raw and signer_hashed_id8(new.certificate) in linked.tlms
     after = linked.with_ectl(A.ectl(new, 0, [A.add_rca(root.certificate)]), A.NOW)
     assert after.ectl.signer == signer_hashed_id8(new.certificate)
@@ -288,24 +317,28 @@ def test_tlm_link_certificate_trusts_the_new_tlm(root):
     assert store.tlms.keys() == {signer_hashed_id8(old.certificate)}  # the old store unchanged (immutable)
 
 
-@pytest.mark.parametrize("case, reason", [
-    ("unsigned", "not-signed"),
-    ("signed-by-rogue", "signer-unknown"),
-    ("inline-swapped", "invalid-signature"),
-    ("expired", "expired"),
-    ("other-certificate", "link-mismatch"),
-    ("sha384-for-p256", "link-mismatch"),
-    ("wrong-psid", "wrong-psid"),
-    ("a-ctl", "wrong-content"),
-    ("no-tlm-right", "signer-permissions"),
-    ("new-not-a-tlm", "entry-invalid"),
-])
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("unsigned", "not-signed"),
+        ("signed-by-rogue", "signer-unknown"),
+        ("inline-swapped", "invalid-signature"),
+        ("expired", "expired"),
+        ("other-certificate", "link-mismatch"),
+        ("sha384-for-p256", "link-mismatch"),
+        ("wrong-psid", "wrong-psid"),
+        ("a-ctl", "wrong-content"),
+        ("no-tlm-right", "signer-permissions"),
+        ("new-not-a-tlm", "entry-invalid"),
+    ],
+)
 def test_tlm_link_refusals(root, case, reason):
     old, new, rogue = A.make_tlm("link-old"), A.make_tlm("link-new"), A.make_tlm("link-rogue")
     store = T.TrustStore.with_anchor(old.certificate)
     candidates = [new.certificate.raw]
     if case == "unsigned":
         from rsu.pki import coer
+
         data = coer.encode("Ieee1609Dot2Data", {"protocolVersion": 3, "content": ("unsecuredData", b"\x01\x8a")})
     elif case == "signed-by-rogue":
         data = A.tlm_link(rogue, new.certificate)
@@ -338,7 +371,7 @@ def test_tlm_link_every_flipped_byte_refused():
     data = A.tlm_link(old, new.certificate)
     store.with_tlm_link(data, [new.certificate.raw], A.NOW)  # the original is accepted
     for i in range(len(data)):
-        flipped = data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
+        flipped = data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1 :]
         with pytest.raises(T.TrustListError) as e:
             store.with_tlm_link(flipped, [new.certificate.raw], A.NOW)
         assert e.value.reason in T.REASONS

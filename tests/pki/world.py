@@ -35,12 +35,15 @@ class PkiWorld:
         self.next_tlm: A.Issued | None = None  # after rollover(): the successor TLM
         self.link: bytes | None = None  # after link_rollover(): the TLM link certificate the CPOC serves
         self.link_in_ectl = True
-        self.served: dict[str, bytes] = {}  # "ectl"/"ctl" -> what the CPOC/DC answers instead of its full list  # link_rollover(): the old TLM's ECTL lists the new TLM (without successorTo)
+        self.served: dict[
+            str, bytes
+        ] = {}  # "ectl"/"ctl" -> what the CPOC/DC answers instead of its full list  # link_rollover(): the old TLM's ECTL lists the new TLM (without successorTo)
 
     def rollover(self) -> None:
         """A new TLM (later validity start): the old TLM's ECTL links it, and the CPOC serves its ECTL too."""
-        self.next_tlm = A.make_tlm("world-tlm-2", start=self.tlm.certificate.value["toBeSigned"][
-            "validityPeriod"]["start"] + 86400)
+        self.next_tlm = A.make_tlm(
+            "world-tlm-2", start=self.tlm.certificate.value["toBeSigned"]["validityPeriod"]["start"] + 86400
+        )
         if "ectl" in self.published:  # re-issued (next sequence) at the next request
             _, sequence, data = self.published["ectl"]
             self.published["ectl"] = (float("-inf"), sequence, data)
@@ -67,8 +70,12 @@ class PkiWorld:
             value["certIssuePermissions"] = groups
             return value
 
-        everything = {"subjectPermissions": ("all", None), "minChainLength": 1, "chainLengthRange": 1,
-                      "eeType": (b"\xc0", 8)}
+        everything = {
+            "subjectPermissions": ("all", None),
+            "minChainLength": 1,
+            "chainLengthRange": 1,
+            "eeType": (b"\xc0", 8),
+        }
         root_key = self.root.key
         self.root = A.Issued(A.issue_certificate(tbs(self.root.certificate, [everything]), None, root_key), root_key)
         leaf = {**everything, "chainLengthRange": 0}
@@ -89,9 +96,13 @@ class PkiWorld:
         from rsu.pki.requests import service_permissions
         from rsu.security import ssp
 
-        values = dict(its_id=ITS_ID, cpoc_url=self.cpoc_url, tlm_ids=(self.tlm.certificate.hashed_id8,),
-                      root_id=self.root.certificate.hashed_id8,
-                      permissions=service_permissions(["spatem", "mapem", "ivim"], ssp.ServiceProvider.of("FR", 7)))
+        values = dict(
+            its_id=ITS_ID,
+            cpoc_url=self.cpoc_url,
+            tlm_ids=(self.tlm.certificate.hashed_id8,),
+            root_id=self.root.certificate.hashed_id8,
+            permissions=service_permissions(["spatem", "mapem", "ivim"], ssp.ServiceProvider.of("FR", 7)),
+        )
         values.update(kw)
         return C.ClientConfig(**values)
 
@@ -114,10 +125,15 @@ class PkiWorld:
     def delta(self, kind: str, now: float, sequence: int, commands: list) -> bytes:
         """A delta ECTL (by the TLM) or CTL (by the root), isFullCtl FALSE: e.g. to serve at the full-list URL
         (``served``)."""
-        signer, content = ((self.tlm, "certificateTrustListTlm") if kind == "ectl"
-                           else (self.root, "certificateTrustListRca"))
-        return A.signed_list(signer, content, A.ctl_body(sequence, commands, full=False,
-                                                         next_update=clock.time32(now + self.list_period)), now=now)
+        signer, content = (
+            (self.tlm, "certificateTrustListTlm") if kind == "ectl" else (self.root, "certificateTrustListRca")
+        )
+        return A.signed_list(
+            signer,
+            content,
+            A.ctl_body(sequence, commands, full=False, next_update=clock.time32(now + self.list_period)),
+            now=now,
+        )
 
     def _ectl(self, now: float, sequence: int, signer: A.Issued | None = None) -> bytes:
         signer = signer or self.tlm
@@ -130,20 +146,32 @@ class PkiWorld:
                 commands.append(A.add_tlm(self.next_tlm.certificate, self.cpoc_url))
         else:
             commands.append(A.add_tlm(self.next_tlm.certificate, self.cpoc_url, successor_to=self.tlm.certificate))
-        return A.signed_list(signer, "certificateTrustListTlm",
-                             A.ctl_body(sequence, commands, next_update=clock.time32(now + self.list_period)),
-                             now=now)
+        return A.signed_list(
+            signer,
+            "certificateTrustListTlm",
+            A.ctl_body(sequence, commands, next_update=clock.time32(now + self.list_period)),
+            now=now,
+        )
 
     def _ctl(self, now: float, sequence: int) -> bytes:
-        commands = [A.add_ea(self.ea.cert, f"{self.base}/ea-validation", f"{self.base}/ea"),
-                    A.add_aa(self.aa.cert, f"{self.base}/aa")]
-        return A.signed_list(self.root, "certificateTrustListRca",
-                             A.ctl_body(sequence, commands, next_update=clock.time32(now + self.list_period)),
-                             now=now)
+        commands = [
+            A.add_ea(self.ea.cert, f"{self.base}/ea-validation", f"{self.base}/ea"),
+            A.add_aa(self.aa.cert, f"{self.base}/aa"),
+        ]
+        return A.signed_list(
+            self.root,
+            "certificateTrustListRca",
+            A.ctl_body(sequence, commands, next_update=clock.time32(now + self.list_period)),
+            now=now,
+        )
 
     def crl(self, now: float) -> bytes:
-        body = {"version": 1, "thisUpdate": clock.time32(now) - 60,
-                "nextUpdate": clock.time32(now + self.list_period), "entries": list(self.revoked)}
+        body = {
+            "version": 1,
+            "thisUpdate": clock.time32(now) - 60,
+            "nextUpdate": clock.time32(now + self.list_period),
+            "entries": list(self.revoked),
+        }
         return A.signed_list(self.root, "certificateRevocationList", body, form="digest", now=now)
 
     # ------------------------------------------------------------------ HTTP
@@ -163,10 +191,16 @@ class PkiWorld:
         root_h8 = self.root.certificate.hashed_id8.hex().upper()
         if method == "GET" and parts == ["cpoc", "getectl", tlm_h8]:
             return 200, "application/octet-stream", self.ectl(now)
-        if (method == "GET" and self.next_tlm is not None
-                and parts == ["cpoc", "getectl", self.next_tlm.certificate.hashed_id8.hex().upper()]):
-            return 200, "application/octet-stream", self._publish(
-                "ectl-2", now, lambda seq: self._ectl(now, seq, self.next_tlm))
+        if (
+            method == "GET"
+            and self.next_tlm is not None
+            and parts == ["cpoc", "getectl", self.next_tlm.certificate.hashed_id8.hex().upper()]
+        ):
+            return (
+                200,
+                "application/octet-stream",
+                self._publish("ectl-2", now, lambda seq: self._ectl(now, seq, self.next_tlm)),
+            )
         if method == "GET" and parts == ["cpoc", "gettlmlinkcertificate"] and self.link is not None:
             return 200, "application/octet-stream", self.link
         if method == "GET" and parts == ["cpoc", "gettlmcertificate"]:  # the current (newest) TLM

@@ -44,6 +44,9 @@ def verifier(test_pki, clock, codec) -> Verifier:
 
 @pytest.fixture
 def service(test_pki, clock, codec) -> SecurityService:
-    pool = AtPool([test_pki.ticket(i, n) for n, i in test_pki.ats.items()], clock, issuers=[
-        test_pki.aa.certificate, test_pki.root.certificate])
+    pool = AtPool(
+        [test_pki.ticket(i, n) for n, i in test_pki.ats.items()],
+        clock,
+        issuers=[test_pki.aa.certificate, test_pki.root.certificate],
+    )
     return SecurityService(pool, Verifier(clock, test_pki.trust, codec=codec), clock)

@@ -43,7 +43,7 @@ class TestPki:  # not a test class (__test__ = False)
         return AuthorizationTicket(issued.certificate, Signer(issued.certificate, issued.key), label)
 
 
-
 def sign_with(issued, payload: bytes, psid: int, t: float = NOW, **kw) -> bytes:
-    return Signer(issued.certificate, issued.key).sign(payload, psid, clockmod.time64(t),
-                                                      with_certificate=kw.pop("with_certificate", True), **kw)
+    return Signer(issued.certificate, issued.key).sign(
+        payload, psid, clockmod.time64(t), with_certificate=kw.pop("with_certificate", True), **kw
+    )

@@ -38,13 +38,13 @@ def random_digest(frame: bytes) -> bytes:
     """The same frame with a random HashedId8 as signer: a signer nobody knows (never verified)."""
     i = len(frame) - 66 - 9  # signer digest (0x80 + 8 bytes) sits before the P-256 signature (2 + 64 bytes)
     assert frame[i] == 0x80
-    return frame[:i + 1] + os.urandom(8) + frame[i + 9:]
+    return frame[: i + 1] + os.urandom(8) + frame[i + 9 :]
 
 
 def test_unsupported_signer_alternative_has_its_own_reason(test_pki, verifier, clock, spatem_pdu):
     frame = digest_signed(test_pki.ats["spatem"], spatem_pdu, 137, clock.now())
     i = len(frame) - 66 - 9
-    extension = frame[:i] + bytes([0x83, 0x01, 0x00]) + frame[i + 9:]  # SignerIdentifier extension alternative 3
+    extension = frame[:i] + bytes([0x83, 0x01, 0x00]) + frame[i + 9 :]  # SignerIdentifier extension alternative 3
     res = verifier.verify(extension, catalog.SPATEM)
     assert res.reason is Reason.UNSUPPORTED_SIGNER, res.detail  # not a TypeError counted as malformed
     assert "extension alternative" in res.detail
@@ -102,8 +102,15 @@ def test_certificate_requests_only_for_frames_we_would_otherwise_accept(test_pki
 def test_certificate_requests_are_capped_per_message_and_in_total_and_age_out(test_pki, clock, codec, spatem_pdu):
     hits = Counter()
     pool = AtPool([test_pki.ticket(i, n) for n, i in test_pki.ats.items()], clock)
-    svc = SecurityService(pool, Verifier(clock, test_pki.trust, codec=codec, on_limit=counted(hits)), clock,
-                          p2pcd_per_frame=3, p2pcd_pending=10, p2pcd_max_age=5.0, on_limit=counted(hits))
+    svc = SecurityService(
+        pool,
+        Verifier(clock, test_pki.trust, codec=codec, on_limit=counted(hits)),
+        clock,
+        p2pcd_per_frame=3,
+        p2pcd_pending=10,
+        p2pcd_max_age=5.0,
+        on_limit=counted(hits),
+    )
     template = digest_signed(test_pki.ats["spatem"], spatem_pdu, 137, clock.now())
     for _ in range(25):
         svc.verify(random_digest(template), catalog.SPATEM)
@@ -134,8 +141,7 @@ def test_certificate_cache_is_bounded(test_pki, clock, codec, spatem_pdu):
         assert v.known_certificate(c.hashed_id8) is not None
 
 
-def test_replay_window_remembers_until_the_acceptance_window_ends_and_is_bounded(test_pki, service, clock,
-                                                                                 spatem_pdu):
+def test_replay_window_remembers_until_the_acceptance_window_ends_and_is_bounded(test_pki, service, clock, spatem_pdu):
     frame = sign_with(test_pki.ats["spatem"], spatem_pdu, 137, t=clock.now())
     first = service.verify(frame, catalog.SPATEM)
     assert first.ok and not service.replayed(first)
@@ -151,8 +157,9 @@ def test_replay_window_remembers_until_the_acceptance_window_ends_and_is_bounded
     assert w.seen(bytes([4]), until=100.0, now=1.0) and not w.seen(bytes([4]), until=200.0, now=150.0)
 
 
-def test_held_frames_are_released_by_a_verified_certificate_even_if_its_message_fails(test_pki, clock, codec,
-                                                                                       spatem_pdu):
+def test_held_frames_are_released_by_a_verified_certificate_even_if_its_message_fails(
+    test_pki, clock, codec, spatem_pdu
+):
     v = Verifier(clock, test_pki.trust, codec=codec)
     at = test_pki.at("spatem")
     assert v.verify(digest_signed(at, spatem_pdu, 137, clock.now()), catalog.SPATEM).held

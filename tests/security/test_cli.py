@@ -81,8 +81,15 @@ def test_cert_show_decodes_ssps_into_named_permissions(pki_dir):
     assert out["issuer"] == {"self": "sha256"} and out["id"] == "ETSI Test RCA C certificate"
 
 
-@pytest.mark.parametrize("args", [("cert", "show", "/nonexistent"), ("cert", "show", "0011223344"),
-                                  ("verify", "00"), ("pki", "init", "/tmp/x", "--ssp", "spatem=bogus")])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("cert", "show", "/nonexistent"),
+        ("cert", "show", "0011223344"),
+        ("verify", "00"),
+        ("pki", "init", "/tmp/x", "--ssp", "spatem=bogus"),
+    ],
+)
 def test_bad_input_is_one_line_no_traceback(args):
     r = run_rsu(*args)
     assert r.returncode in (1, 2)
@@ -116,8 +123,6 @@ def test_secured_layer_hands_gn_headers_on_to_the_gn_dissector():
     assert secured_layer(b"\x02\x04\x00\x00") is None
 
 
-
-
 def test_decode_lists_layers_when_the_payload_is_not_a_facilities_pdu():
     """vanetza's signed CAM carries a GN common header + BTP inside: decode shows the secured layer, no error."""
     r = run_rsu("decode", str(VECTORS / "vanetza" / "cam_signed_digest.oer"))
@@ -144,15 +149,18 @@ def test_verify_takes_every_input_decode_takes(tmp_path):
 
     packet = (VECTORS / "vanetza" / "gn_packet_secured_cam_with_cert.bin").read_bytes()
     frame = ethernet.build_frame(packet, source=bytes.fromhex("020000000001"))
-    (tmp_path / "frames.pcap").write_bytes(pcap.global_header() + pcap.record(1574342875.6, frame)
-                                           + pcap.record(1574342876.6, frame))
+    (tmp_path / "frames.pcap").write_bytes(
+        pcap.global_header() + pcap.record(1574342875.6, frame) + pcap.record(1574342876.6, frame)
+    )
     (tmp_path / "frame.hex").write_text(frame.hex(":"))
     (tmp_path / "packet.hex").write_text(packet.hex() + "\n")
-    cases = [((str(VECTORS / "vanetza" / "gn_packet_secured_cam_with_cert.bin"),), None, GN_LAYERS),
-             ((str(tmp_path / "packet.hex"),), None, GN_LAYERS),
-             (("-",), packet, GN_LAYERS),
-             ((packet.hex(),), None, GN_LAYERS),
-             ((str(tmp_path / "frame.hex"),), None, ["ethernet", *GN_LAYERS])]
+    cases = [
+        ((str(VECTORS / "vanetza" / "gn_packet_secured_cam_with_cert.bin"),), None, GN_LAYERS),
+        ((str(tmp_path / "packet.hex"),), None, GN_LAYERS),
+        (("-",), packet, GN_LAYERS),
+        ((packet.hex(),), None, GN_LAYERS),
+        ((str(tmp_path / "frame.hex"),), None, ["ethernet", *GN_LAYERS]),
+    ]
     for args, stdin, layers in cases:
         code, out = _verify(*args, input=stdin)
         assert code == 0, (args, out)
@@ -181,8 +189,12 @@ def test_verify_reports_tampering_and_unsigned_frames_per_frame(tmp_path, codec)
     # a pcap mixing them: one verdict per frame, exit 1
     src = bytes.fromhex("020000000001")
     (tmp_path / "mixed.pcap").write_bytes(
-        pcap.global_header() + b"".join(pcap.record(1574342875.6 + i, ethernet.build_frame(p, source=src))
-                                        for i, p in enumerate((good, bytes(packet)))))
+        pcap.global_header()
+        + b"".join(
+            pcap.record(1574342875.6 + i, ethernet.build_frame(p, source=src))
+            for i, p in enumerate((good, bytes(packet)))
+        )
+    )
     code, out = _verify(str(tmp_path / "mixed.pcap"))
     assert code == 1 and out["summary"] == {"frames": 2, "valid": 1, "rejected": 1}
     assert [f["reason"] for f in out["frames"]] == [None, "invalid-signature"]

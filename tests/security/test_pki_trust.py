@@ -38,8 +38,9 @@ def fetched(tmp_path):
     """A client that went through the test PKI (ECTL, CTL, CRL, EC, ATs) and a signer using its ATs."""
     keys = FileKeyStore(tmp_path / "keys")
     world = PkiWorld(keys.get_or_generate("canonical").public_key())
-    client = C.PkiClient.load(world.config(), keys, tmp_path / "state", random=SeededRandomness("rx"),
-                              jitter=lambda: 1.0)
+    client = C.PkiClient.load(
+        world.config(), keys, tmp_path / "state", random=SeededRandomness("rx"), jitter=lambda: 1.0
+    )
     settle(client, world, NOW)
     clock = ManualClock(NOW)
     return world, client, clock
@@ -98,12 +99,14 @@ def test_chain_to_a_root_the_ectl_does_not_list_is_untrusted_root(fetched, codec
     assert res.reason is Reason.UNTRUSTED_ROOT, (res.reason, res.detail)
     # an ECTL root that is not valid now is not trusted either
     late = ManualClock(NOW + 10 * 365 * 86400)
-    res = Verifier(late, TrustStore(), codec=codec, max_age=1e12, max_future=1e12,
-                   pki_trust=lambda: client.trust).verify(spatem(clock, client.tickets(NOW), codec), catalog.SPATEM)
+    res = Verifier(
+        late, TrustStore(), codec=codec, max_age=1e12, max_future=1e12, pki_trust=lambda: client.trust
+    ).verify(spatem(clock, client.tickets(NOW), codec), catalog.SPATEM)
     assert res.reason is Reason.UNTRUSTED_ROOT and "valid now" in res.detail, (res.reason, res.detail)
 
 
 # ---------------------------------------------------------------------- regions
+
 
 def loc(lat: float, lon: float) -> dict:
     return {"latitude": round(lat * 1e7), "longitude": round(lon * 1e7)}
@@ -112,19 +115,30 @@ def loc(lat: float, lon: float) -> dict:
 BORDEAUX = (44.837592, -0.579431)
 
 
-@pytest.mark.parametrize("region, covered", [
-    (None, True),
-    (("circularRegion", {"center": loc(44.84, -0.58), "radius": 1000}), True),
-    (("circularRegion", {"center": loc(44.86, -0.58), "radius": 1000}), False),  # ~2.5 km north
-    (("rectangularRegion", [{"northWest": loc(45.0, -1.0), "southEast": loc(44.0, 0.0)}]), True),
-    (("rectangularRegion", [{"northWest": loc(49.0, 2.0), "southEast": loc(48.0, 3.0)},
-                            {"northWest": loc(44.9, -0.6), "southEast": loc(44.8, -0.5)}]), True),
-    (("rectangularRegion", [{"northWest": loc(49.0, 2.0), "southEast": loc(48.0, 3.0)}]), False),
-    # the square 44..45 N, 1 W..0 split on its SW-NE diagonal: Bordeaux is in the north-west half
-    (("polygonalRegion", [loc(44.0, -1.0), loc(45.0, -1.0), loc(45.0, 0.0)]), True),
-    (("polygonalRegion", [loc(44.0, -1.0), loc(45.0, 0.0), loc(44.0, 0.0)]), False),
-    (("identifiedRegion", [("countryOnly", 250)]), True),
-])
+@pytest.mark.parametrize(
+    "region, covered",
+    [
+        (None, True),
+        (("circularRegion", {"center": loc(44.84, -0.58), "radius": 1000}), True),
+        (("circularRegion", {"center": loc(44.86, -0.58), "radius": 1000}), False),  # ~2.5 km north
+        (("rectangularRegion", [{"northWest": loc(45.0, -1.0), "southEast": loc(44.0, 0.0)}]), True),
+        (
+            (
+                "rectangularRegion",
+                [
+                    {"northWest": loc(49.0, 2.0), "southEast": loc(48.0, 3.0)},
+                    {"northWest": loc(44.9, -0.6), "southEast": loc(44.8, -0.5)},
+                ],
+            ),
+            True,
+        ),
+        (("rectangularRegion", [{"northWest": loc(49.0, 2.0), "southEast": loc(48.0, 3.0)}]), False),
+        # the square 44..45 N, 1 W..0 split on its SW-NE diagonal: Bordeaux is in the north-west half
+        (("polygonalRegion", [loc(44.0, -1.0), loc(45.0, -1.0), loc(45.0, 0.0)]), True),
+        (("polygonalRegion", [loc(44.0, -1.0), loc(45.0, 0.0), loc(44.0, 0.0)]), False),
+        (("identifiedRegion", [("countryOnly", 250)]), True),
+    ],
+)
 def test_region_covers_the_station_position(region, covered):
     assert covers(region, *BORDEAUX).covered is covered
 
@@ -161,8 +175,14 @@ def test_rsu_verify_with_a_pki_client_state(fetched, codec, tmp_path):
     ours, theirs = tmp_path / "ours.oer", tmp_path / "theirs.oer"
     ours.write_bytes(spatem(clock, client.tickets(NOW), codec))
     theirs.write_bytes(spatem(clock, AtPool.load_directory(local / "at", clock).tickets, codec))
-    args = ["--pki-state", str(tmp_path / "state"), "--tlm", world.tlm.certificate.hashed_id8.hex(),
-            "--time", clockmod.iso_utc(NOW + 1)]
+    args = [
+        "--pki-state",
+        str(tmp_path / "state"),
+        "--tlm",
+        world.tlm.certificate.hashed_id8.hex(),
+        "--time",
+        clockmod.iso_utc(NOW + 1),
+    ]
     r = run_rsu("verify", str(ours), *args)
     assert r.returncode == 0, r.stdout
     r = run_rsu("verify", str(theirs), "--trust", str(local), *args)

@@ -84,8 +84,13 @@ def test_neighbour_request_brings_our_certificate(test_pki, service, codec, cloc
     service.sign(request_for_pdu(catalog.SPATEM, pdu, value))
     clock.advance(0.1)
     ours = test_pki.ats["spatem"].certificate
-    peer = sign_with(test_pki.ats["mapem"], codec.encode(samples.mapem()), 138, t=clock.now(),
-                     inline_p2pcd_request=[ours.hashed_id3, test_pki.aa.certificate.hashed_id3])
+    peer = sign_with(
+        test_pki.ats["mapem"],
+        codec.encode(samples.mapem()),
+        138,
+        t=clock.now(),
+        inline_p2pcd_request=[ours.hashed_id3, test_pki.aa.certificate.hashed_id3],
+    )
     assert service.verify(peer).ok
     data = service.sign(request_for_pdu(catalog.SPATEM, pdu, value))
     assert _signer_form(data) == "certificate"

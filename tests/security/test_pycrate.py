@@ -39,8 +39,9 @@ def test_our_certificates_decode_identically_in_pycrate(name, test_pki):
 @pytest.mark.parametrize("with_certificate", [False, True])
 def test_our_signed_messages_decode_identically_in_pycrate(with_certificate, test_pki, codec):
     pdu = codec.encode(samples.spatem(prioritization=True))
-    data = sign_with(test_pki.ats["spatem"], pdu, 137, with_certificate=with_certificate,
-                     inline_p2pcd_request=[b"\xaa\xbb\xcc"])
+    data = sign_with(
+        test_pki.ats["spatem"], pdu, 137, with_certificate=with_certificate, inline_p2pcd_request=[b"\xaa\xbb\xcc"]
+    )
     obj = _pycrate("Ieee1609Dot2Data", data)
     assert obj.to_coer() == data
     v = obj.get_val()
@@ -58,8 +59,10 @@ def test_pycrate_built_certificate_and_message_decode_here(test_pki):
     # take one of ours apart in pycrate, change fields there, encode with pycrate, read it here
     obj = _pycrate("Certificate", test_pki.ats["mapem"].certificate.raw)
     v = obj.get_val()
-    v["toBeSigned"]["appPermissions"] = [{"psid": 138, "ssp": ("bitmapSsp", b"\x01\x80")},
-                                         {"psid": 540802, "ssp": ("bitmapSsp", b"\x01")}]
+    v["toBeSigned"]["appPermissions"] = [
+        {"psid": 138, "ssp": ("bitmapSsp", b"\x01\x80")},
+        {"psid": 540802, "ssp": ("bitmapSsp", b"\x01")},
+    ]
     v["toBeSigned"]["region"] = ("identifiedRegion", [("countryOnly", 276)])
     obj.set_val(v)
     cert = Certificate.from_bytes(obj.to_coer())

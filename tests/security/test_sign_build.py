@@ -32,8 +32,9 @@ def signers(test_pki):
     return out
 
 
-def reference_message(signer: Signer, payload: bytes, psid: int, t: int, with_certificate: bool,
-                      inline=(), requested=None) -> tuple[bytes, bytes]:
+def reference_message(
+    signer: Signer, payload: bytes, psid: int, t: int, with_certificate: bool, inline=(), requested=None
+) -> tuple[bytes, bytes]:
     """(message up to the signature's r and s, digest signed), assembled as before the parts were cached."""
     tbs = signer.tbs_data(payload, psid, t, inline_p2pcd_request=inline, requested_certificate=requested)
     cert = signer.certificate
@@ -45,23 +46,35 @@ def reference_message(signer: Signer, payload: bytes, psid: int, t: int, with_ce
 
 
 def _check(signer: Signer, payload: bytes, psid: int, t: int, with_certificate: bool, inline=(), requested=None):
-    got = signer.sign(payload, psid, t, with_certificate=with_certificate, inline_p2pcd_request=inline,
-                      requested_certificate=requested)
+    got = signer.sign(
+        payload,
+        psid,
+        t,
+        with_certificate=with_certificate,
+        inline_p2pcd_request=inline,
+        requested_certificate=requested,
+    )
     head, digest = reference_message(signer, payload, psid, t, with_certificate, inline, requested)
     n = signer.certificate.curve.size
     assert len(got) == len(head) + 2 * n
-    assert got[:len(head)] == head
-    r, s = int.from_bytes(got[-2 * n:-n], "big"), int.from_bytes(got[-n:], "big")
+    assert got[: len(head)] == head
+    r, s = int.from_bytes(got[-2 * n : -n], "big"), int.from_bytes(got[-n:], "big")
     assert verify_digest(signer.certificate.public_key, signer.certificate.curve, digest, r, s)
 
 
-payloads = st.one_of(st.binary(max_size=300), st.integers(120, 135).map(bytes), st.integers(250, 260).map(bytes),
-                     st.just(bytes(70000)))
+payloads = st.one_of(
+    st.binary(max_size=300), st.integers(120, 135).map(bytes), st.integers(250, 260).map(bytes), st.just(bytes(70000))
+)
 
 
 @settings(max_examples=150, derandomize=True, database=None, deadline=None)
-@given(payload=payloads, kind=st.sampled_from(catalog.MESSAGES),
-       t=st.integers(0, 2**64 - 1), with_certificate=st.booleans(), curve=st.sampled_from(CURVES))
+@given(
+    payload=payloads,
+    kind=st.sampled_from(catalog.MESSAGES),
+    t=st.integers(0, 2**64 - 1),
+    with_certificate=st.booleans(),
+    curve=st.sampled_from(CURVES),
+)
 def test_cached_parts_give_the_reference_message(signers, payload, kind, t, with_certificate, curve):
     signer = signers[curve]
     _check(signer, payload, kind.its_aid, t, with_certificate)
@@ -69,8 +82,12 @@ def test_cached_parts_give_the_reference_message(signers, payload, kind, t, with
 
 
 @settings(max_examples=20, derandomize=True, database=None, deadline=None)
-@given(payload=st.binary(max_size=200), inline=st.lists(st.binary(min_size=3, max_size=3), max_size=4),
-       requested=st.booleans(), with_certificate=st.booleans())
+@given(
+    payload=st.binary(max_size=200),
+    inline=st.lists(st.binary(min_size=3, max_size=3), max_size=4),
+    requested=st.booleans(),
+    with_certificate=st.booleans(),
+)
 def test_p2pcd_headers_give_the_reference_message(signers, test_pki, payload, inline, requested, with_certificate):
     signer = signers["ecdsaNistP256"]
     cert = test_pki.aa.certificate if requested else None

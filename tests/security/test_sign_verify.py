@@ -36,11 +36,12 @@ def test_hand_built_structure_equals_the_asn1_encoder(test_pki, spatem_pdu):
     at = test_pki.ats["spatem"]
     signer = Signer(at.certificate, at.key)
     t64 = clockmod.time64(NOW)
-    for kw in ({}, {"inline_p2pcd_request": [b"\x01\x02\x03"]},
-               {"requested_certificate": test_pki.aa.certificate}):
+    for kw in ({}, {"inline_p2pcd_request": [b"\x01\x02\x03"]}, {"requested_certificate": test_pki.aa.certificate}):
         tbs = signer.tbs_data(spatem_pdu, 137, t64, **kw)
-        value = {"payload": {"data": {"protocolVersion": 3, "content": ("unsecuredData", spatem_pdu)}},
-                 "headerInfo": {"psid": 137, "generationTime": t64}}
+        value = {
+            "payload": {"data": {"protocolVersion": 3, "content": ("unsecuredData", spatem_pdu)}},
+            "headerInfo": {"psid": 137, "generationTime": t64},
+        }
         if "inline_p2pcd_request" in kw:
             value["headerInfo"]["inlineP2pcdRequest"] = kw["inline_p2pcd_request"]
         if "requested_certificate" in kw:
@@ -51,8 +52,9 @@ def test_hand_built_structure_equals_the_asn1_encoder(test_pki, spatem_pdu):
         assert coer.encode("EtsiTs103097Data-Signed", coer.decode("EtsiTs103097Data-Signed", data)) == data
         sd = coer.decode("Ieee1609Dot2Data", data)["content"][1]
         assert sd["hashId"] == "sha256"
-        assert sd["signer"] == (("certificate", [at.certificate.value]) if with_cert
-                                else ("digest", at.certificate.hashed_id8))
+        assert sd["signer"] == (
+            ("certificate", [at.certificate.value]) if with_cert else ("digest", at.certificate.hashed_id8)
+        )
         assert sd["signature"][0] == "ecdsaNistP256Signature" and sd["signature"][1]["rSig"][0] == "x-only"
 
 
@@ -64,6 +66,7 @@ def test_brainpool_signing(test_pki, clock, codec, spatem_pdu):
 
 
 # ---------------------------------------------------------------------- rejection reasons
+
 
 def test_tampered_payload_is_invalid_signature(test_pki, verifier, spatem_pdu):
     data = bytearray(sign_with(test_pki.ats["spatem"], spatem_pdu, 137))
@@ -91,8 +94,9 @@ def test_not_yet_valid_certificate(test_pki, verifier, spatem_pdu):
 
 
 def test_psid_does_not_match_the_message_type(test_pki, verifier, spatem_pdu):
-    both = pki.make_at(test_pki.aa, clockmod.time32(NOW - 60), [(137, bytes.fromhex("01e0")),
-                                                              (138, bytes.fromhex("01c0"))])
+    both = pki.make_at(
+        test_pki.aa, clockmod.time32(NOW - 60), [(137, bytes.fromhex("01e0")), (138, bytes.fromhex("01c0"))]
+    )
     res = verifier.verify(sign_with(both, spatem_pdu, 138))  # a SPATEM signed as MAPEM
     assert res.reason is Reason.PSID_MISMATCH
     res = verifier.verify(sign_with(test_pki.ats["spatem"], spatem_pdu, 137), catalog.MAPEM)  # BTP port says MAPEM
@@ -184,12 +188,15 @@ def test_signer_certificate_that_is_not_etsi_profile(test_pki, verifier, spatem_
     assert verifier.verify(bad).reason is Reason.SIGNER_CERTIFICATE_INVALID
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b"", Reason.MALFORMED),
-    (b"\x03\x81\x00\x40", Reason.MALFORMED),
-    (b"\x02\x81\x00", Reason.UNSUPPORTED_VERSION),
-    (b"\x03\x80\x03abc", Reason.NOT_SIGNED),
-])
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", Reason.MALFORMED),
+        (b"\x03\x81\x00\x40", Reason.MALFORMED),
+        (b"\x02\x81\x00", Reason.UNSUPPORTED_VERSION),
+        (b"\x03\x80\x03abc", Reason.NOT_SIGNED),
+    ],
+)
 def test_structurally_bad_frames(verifier, data, reason):
     assert verifier.verify(data).reason is reason
 
@@ -243,8 +250,11 @@ def test_gn_style_payload_offset_and_context_survive_holding(test_pki, clock, co
     first = sign_with(at, headers + spatem_pdu, 137, with_certificate=False)
     res = v.verify(first, payload_offset=len(headers), context="frame-1")
     assert res.held and res.context == "frame-1"
-    res2 = v.verify(sign_with(at, headers + spatem_pdu, 137, t=clock.now(), with_certificate=True),
-                    payload_offset=len(headers), context="frame-2")
+    res2 = v.verify(
+        sign_with(at, headers + spatem_pdu, 137, t=clock.now(), with_certificate=True),
+        payload_offset=len(headers),
+        context="frame-2",
+    )
     assert res2.ok and res2.context == "frame-2" and res2.pdu.kind is catalog.SPATEM
     (released,) = res2.released
     assert released.ok and released.context == "frame-1" and released.pdu.kind is catalog.SPATEM

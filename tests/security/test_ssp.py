@@ -15,8 +15,14 @@ from rsu.security.verify import Reason, Verifier
 
 
 def test_table_matches_the_identifier_table_and_the_issue():
-    expected = {"spatem": (137, 1, 2), "mapem": (138, 1, 2), "ivim": (139, 1, 6), "srem": (140, 2, 4),
-                "ssem": (637, 1, 1), "rtcmem": (540802, 1, 1)}
+    expected = {
+        "spatem": (137, 1, 2),
+        "mapem": (138, 1, 2),
+        "ivim": (139, 1, 6),
+        "srem": (140, 2, 4),
+        "ssem": (637, 1, 1),
+        "rtcmem": (540802, 1, 1),
+    }
     for name, (aid, version, length) in expected.items():
         lay = ssp.layout(name)
         assert lay.kind is catalog.BY_NAME[name] and lay.its_aid == aid
@@ -59,12 +65,16 @@ def test_required_permissions_per_content():
     req = lambda kind, v: set(ssp.required(kind, v).permissions)  # noqa: E731
     assert req(catalog.SPATEM, samples.spatem()) == {"intersectionState"}
     assert req(catalog.SPATEM, samples.spatem(prioritization=True, assist_movement=True)) == {
-        "intersectionState", "prioritization", "maneuverAssist"}
+        "intersectionState",
+        "prioritization",
+        "maneuverAssist",
+    }
     assert req(catalog.MAPEM, samples.mapem(road_segments=True)) == {"intersections", "roadSegments"}
     assert req(catalog.IVIM, samples.ivim(text=True)) == {"iso14823.regulatory", "textContainer"}
-    assert req(catalog.IVIM, samples.ivim(signs=[samples.vienna(), samples.itis()], lane_status=True,
-                                          rcc=True, layout=True, status=3)) == {
-        "viennaConvention", "itisCodes", "laneStatus", "roadConfigurationContainer", "layoutContainer", "negation"}
+    assert req(
+        catalog.IVIM,
+        samples.ivim(signs=[samples.vienna(), samples.itis()], lane_status=True, rcc=True, layout=True, status=3),
+    ) == {"viennaConvention", "itisCodes", "laneStatus", "roadConfigurationContainer", "layoutContainer", "negation"}
     assert ssp.required(catalog.IVIM, samples.ivim()).provider == GB31
     assert req(catalog.SREM, samples.srem()) == {"signalRequest", "role.publicTransport"}
     assert req(catalog.SREM, samples.srem(role="basicVehicle")) == {"signalRequest"}
@@ -85,10 +95,20 @@ RECEIVE_CASES = {
     "TP_IS_RLT_RCV_SEC_BO_03": ("mapem", "0140", samples.mapem(), False, "intersections"),
     "TP_IS_RLT_RCV_SEC_BO_04": ("mapem", "0180", samples.mapem(road_segments=True), False, "roadSegments"),
     "TP_IS_IVI_RCV_SSP_BV_01": ("ivim", "015cc01f2000", samples.ivim(), True, None),
-    "TP_IS_IVI_RCV_SSP_BO_02": ("ivim", "015cc01fffff"[:10] + "f8", samples.ivim(prov=OTHER_PROVIDER), False,
-                                "serviceProviderId"),
-    "TP_IS_IVI_RCV_SSP_BO_03": ("ivim", "015cc01f7ff8", samples.ivim(signs=[samples.vienna()]), False,
-                                "viennaConvention"),
+    "TP_IS_IVI_RCV_SSP_BO_02": (
+        "ivim",
+        "015cc01fffff"[:10] + "f8",
+        samples.ivim(prov=OTHER_PROVIDER),
+        False,
+        "serviceProviderId",
+    ),
+    "TP_IS_IVI_RCV_SSP_BO_03": (
+        "ivim",
+        "015cc01f7ff8",
+        samples.ivim(signs=[samples.vienna()]),
+        False,
+        "viennaConvention",
+    ),
     "TP_IS_IVI_RCV_SSP_BO_04": ("ivim", "015cc01fdff8", samples.ivim(), False, "iso14823.regulatory"),
     "TP_IS_IVI_RCV_SSP_BO_05": ("ivim", "015cc01fff78", samples.ivim(lane_status=True), False, "laneStatus"),
     "TP_IS_IVI_RCV_SSP_BO_06": ("ivim", "015cc01fffd8", samples.ivim(text=True), False, "textContainer"),

@@ -17,8 +17,11 @@ from rsu.security.verify import Reason, TrustStore, Verifier, parse_signed
 
 ETSI = VECTORS / "etsi-ats-certs"
 CERT_FILES = sorted(ETSI.glob("*.oer")) + sorted((VECTORS / "veloce").glob("*.cert"))
-MESSAGES = [VECTORS / "vanetza" / "cam_signed_digest.oer", VECTORS / "vanetza" / "cam_signed_with_at_cert.oer",
-            VECTORS / "veloce" / "cam_signed_with_at_cert.oer"]
+MESSAGES = [
+    VECTORS / "vanetza" / "cam_signed_digest.oer",
+    VECTORS / "vanetza" / "cam_signed_with_at_cert.oer",
+    VECTORS / "veloce" / "cam_signed_with_at_cert.oer",
+]
 ETSI_2019 = clock.time32_to_posix(480000000)  # 2019-03 inside the ETSI test ATs' validity
 
 
@@ -35,18 +38,21 @@ def test_signed_message_round_trips_byte_for_byte(path):
     data = path.read_bytes()
     assert coer.encode("EtsiTs103097Data-Signed", coer.decode("EtsiTs103097Data-Signed", data)) == data
     msg = parse_signed(data)
-    assert msg.psid == 36 and data[3:3 + len(msg.tbs_bytes)] == msg.tbs_bytes
+    assert msg.psid == 36 and data[3 : 3 + len(msg.tbs_bytes)] == msg.tbs_bytes
 
 
-@pytest.mark.parametrize("name, h8", [
-    ("etsi-ats-certs/CERT_IUT_A_RCA.oer", "c6f1125e19b175ee"),
-    ("etsi-ats-certs/CERT_IUT_A_AA.oer", "34556d34931e5e5c"),
-    ("etsi-ats-certs/CERT_IUT_A_AT.oer", "c2fe8b6161528326"),
-    ("etsi-ats-certs/CERT_TS_A_AT.oer", "5a6ffa3d8352ca01"),
-    ("etsi-ats-certs/CERT_IUT_A_B_AT.oer", "ba7523292c51fc94"),
-    ("veloce/AT_0.cert", "6d39e6d3a206591c"),
-    ("veloce/AT_examples.cert", "9fb3c43e3287452b"),
-])
+@pytest.mark.parametrize(
+    "name, h8",
+    [
+        ("etsi-ats-certs/CERT_IUT_A_RCA.oer", "c6f1125e19b175ee"),
+        ("etsi-ats-certs/CERT_IUT_A_AA.oer", "34556d34931e5e5c"),
+        ("etsi-ats-certs/CERT_IUT_A_AT.oer", "c2fe8b6161528326"),
+        ("etsi-ats-certs/CERT_TS_A_AT.oer", "5a6ffa3d8352ca01"),
+        ("etsi-ats-certs/CERT_IUT_A_B_AT.oer", "ba7523292c51fc94"),
+        ("veloce/AT_0.cert", "6d39e6d3a206591c"),
+        ("veloce/AT_examples.cert", "9fb3c43e3287452b"),
+    ],
+)
 def test_hashed_id8_vectors(name, h8):
     cert = Certificate.load(VECTORS / name)
     assert cert.hashed_id8.hex() == h8
@@ -101,8 +107,10 @@ def test_etsi_test_pki_chain_and_trust_store():
     assert trust.roots[rca.hashed_id8] is not None and trust.issuer_of(at).hashed_id8 == aa.hashed_id8
     assert not at.signature_valid(rca)
     # the ETSI root's issue ranges for the IS services
-    assert aa.issue_range(137) == ("bitmapSspRange", {"sspValue": bytes.fromhex("01e0"),
-                                                      "sspBitmask": bytes.fromhex("ff1f")})
+    assert aa.issue_range(137) == (
+        "bitmapSspRange",
+        {"sspValue": bytes.fromhex("01e0"), "sspBitmask": bytes.fromhex("ff1f")},
+    )
 
 
 def _etsi_signer(name):
@@ -111,17 +119,21 @@ def _etsi_signer(name):
     return Signer(cert, key)
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("CERT_IUT_A_AT", None),
-    ("CERT_IUT_A_B_AT", None),  # brainpoolP256r1
-    ("CERT_IUT_A1_AT", Reason.CERT_EXPIRED),  # 2018 + 1 year
-    ("CERT_IUT_A2_AT", Reason.CERT_NOT_YET_VALID),  # starts 2020
-    ("CERT_IUT_A3_AT", Reason.PSID_NOT_PERMITTED),  # no CA permission
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("CERT_IUT_A_AT", None),
+        ("CERT_IUT_A_B_AT", None),  # brainpoolP256r1
+        ("CERT_IUT_A1_AT", Reason.CERT_EXPIRED),  # 2018 + 1 year
+        ("CERT_IUT_A2_AT", Reason.CERT_NOT_YET_VALID),  # starts 2020
+        ("CERT_IUT_A3_AT", Reason.PSID_NOT_PERMITTED),  # no CA permission
+    ],
+)
 def test_etsi_test_ats_sign_and_verify_in_2019(name, reason):
     clk = ManualClock(ETSI_2019)
-    data = _etsi_signer(name).sign(b"\x02\x02\x00\x00\x00\x01payload", 36, clock.time64(clk.now()),
-                                   with_certificate=True)
+    data = _etsi_signer(name).sign(
+        b"\x02\x02\x00\x00\x00\x01payload", 36, clock.time64(clk.now()), with_certificate=True
+    )
     res = Verifier(clk, TrustStore.from_directory(ETSI)).verify(data)
     assert res.reason is reason, res.detail
     if reason is None:

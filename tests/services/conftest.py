@@ -27,8 +27,9 @@ def make_layer(state_dir, clock, codec):
     def make(permission_check=None, **config) -> ServiceLayer:
         config.setdefault("station_id", STATION)
         config.setdefault("ivi_provider", PROVIDER)
-        layer = ServiceLayer(ServicesConfig(state_dir, **config), clock=clock, permission_check=permission_check,
-                             codec=codec)
+        layer = ServiceLayer(
+            ServicesConfig(state_dir, **config), clock=clock, permission_check=permission_check, codec=codec
+        )
         made.append(layer)
         return layer
 

@@ -61,15 +61,22 @@ class SecuredRsu:
 
     def __init__(self, state_dir, clock, codec, ats: list[pki.Issued], **config) -> None:
         root, aa = authorities()
-        pool = AtPool([AuthorizationTicket(a.certificate, Signer(a.certificate, a.key)) for a in ats], clock,
-                      issuers=[aa.certificate, root.certificate])
+        pool = AtPool(
+            [AuthorizationTicket(a.certificate, Signer(a.certificate, a.key)) for a in ats],
+            clock,
+            issuers=[aa.certificate, root.certificate],
+        )
         self.clock = clock
         self.codec = codec
         self.security = SecurityService(pool, Verifier(clock, trust(), codec=codec), clock)
         config.setdefault("station_id", STATION)
         config.setdefault("ivi_provider", PROVIDER)
-        self.layer = ServiceLayer(ServicesConfig(state_dir, **config), clock=clock, codec=codec,
-                                  permission_check=permission_check(self.security))
+        self.layer = ServiceLayer(
+            ServicesConfig(state_dir, **config),
+            clock=clock,
+            codec=codec,
+            permission_check=permission_check(self.security),
+        )
         self.receiver = Verifier(clock, trust(), codec=codec)
 
     def sent(self, service: str | None = None, now: float | None = None) -> list[tuple]:
@@ -90,8 +97,12 @@ class SecuredRsu:
         r = self.security.verify(data, kind)
         if not r.ok:
             return r, None
-        security = {"its_aid": r.psid, "ssp": r.ssp.hex() if r.ssp is not None else None,
-                    "signer": r.signer_id.hex() if r.signer_id else None, "verification": "ok"}
+        security = {
+            "its_aid": r.psid,
+            "ssp": r.ssp.hex() if r.ssp is not None else None,
+            "signer": r.signer_id.hex() if r.signer_id else None,
+            "verification": "ok",
+        }
         return r, self.layer.on_received(r.pdu, security, {"transport": "test"})
 
 

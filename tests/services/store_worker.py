@@ -29,10 +29,16 @@ def main(state_dir: str) -> None:
     layer.trigger("rlt", {"payload": example("mapem")})
     layer.trigger("gpc", {"payload": example("rtcmem"), "dissemination": {"repetition_interval_s": 0.2}})
     layer.trigger("tlc", {"payload": example("ssem")})
-    kept = layer.trigger("ivi", {"payload": new_ivim(validFrom=None, validTo=None),
-                                 "dissemination": {"repetition_interval_s": 0.5}})
-    say({"ready": True, "entries": {f"{e['service']}/{e['id']}": e["identification"] for e in layer.list()},
-         "kept_ivi": kept["id"]})
+    kept = layer.trigger(
+        "ivi", {"payload": new_ivim(validFrom=None, validTo=None), "dissemination": {"repetition_interval_s": 0.5}}
+    )
+    say(
+        {
+            "ready": True,
+            "entries": {f"{e['service']}/{e['id']}": e["identification"] for e in layer.list()},
+            "kept_ivi": kept["id"],
+        }
+    )
     n = 0
     while True:
         n += 1

@@ -58,6 +58,7 @@ def by_service(txs, service: str) -> list:
 # It derives the permissions a PDU needs from its content (the TS 103 301 SSP bits, by name) and
 # answers the first one missing from ``granted``.
 
+
 def needed_permissions(kind, value: dict) -> set[str]:
     need: set[str] = set()
     if kind is catalog.SPATEM:
@@ -99,12 +100,28 @@ def permission_check(granted: set[str]):
     def check(kind, value):
         missing = sorted(needed_permissions(kind, value) - granted)
         return missing[0] if missing else None
+
     return check
 
 
-ALL_PERMISSIONS = {"intersectionState", "prioritization", "maneuverAssist", "intersections", "roadSegments",
-                   "negation", "textContainer", "layoutContainer", "roadConfiguration", "regulatory",
-                   "dangerWarning", "informative", "laneStatus", "itisCodes", "role:publicTransport", "role:emergency"}
+ALL_PERMISSIONS = {
+    "intersectionState",
+    "prioritization",
+    "maneuverAssist",
+    "intersections",
+    "roadSegments",
+    "negation",
+    "textContainer",
+    "layoutContainer",
+    "roadConfiguration",
+    "regulatory",
+    "dangerWarning",
+    "informative",
+    "laneStatus",
+    "itisCodes",
+    "role:publicTransport",
+    "role:emergency",
+}
 
 
 def run_cli(*args: str, timeout: float = 60, env: dict | None = None):
@@ -116,5 +133,6 @@ def run_cli(*args: str, timeout: float = 60, env: dict | None = None):
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, **(env or {})}
     env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "rsu", *args], capture_output=True, text=True, cwd=repo, env=env,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "rsu", *args], capture_output=True, text=True, cwd=repo, env=env, timeout=timeout
+    )

@@ -129,6 +129,7 @@ async def test_pending_requests_and_decision(api, codec):
 
 # --- one test per failure reason -------------------------------------------------------------------
 
+
 async def test_error_bad_request(api):
     client, layer = api
     await expect_error(client, "POST", "/v1/ivi/messages", "{not json", "bad_request", "")
@@ -139,31 +140,55 @@ async def test_error_bad_request(api):
 
 async def test_error_validation(api, clock):
     client, layer = api
-    err = await expect_error(client, "POST", "/v1/ivi/messages", {"payload": new_ivim(validTo=1)}, "validation",
-                             "payload.ivi.mandatory.validTo")
+    err = await expect_error(
+        client,
+        "POST",
+        "/v1/ivi/messages",
+        {"payload": new_ivim(validTo=1)},
+        "validation",
+        "payload.ivi.mandatory.validTo",
+    )
     assert "not in the future" in err["reason"]
     v = example("spatem")
     v["spat"]["intersections"][0]["states"][3]["signalGroup"] = 300
-    err = await expect_error(client, "POST", "/v1/tlm/messages", {"payload": v}, "validation",
-                             "payload.spat.intersections[0].states[3].signalGroup")
+    err = await expect_error(
+        client,
+        "POST",
+        "/v1/tlm/messages",
+        {"payload": v},
+        "validation",
+        "payload.spat.intersections[0].states[3].signalGroup",
+    )
     assert "300 > 255" in err["reason"]
     await expect_error(client, "POST", "/v1/rlt/messages", {"payload": "zz"}, "validation", "payload")
-    await expect_error(client, "POST", "/v1/rlt/messages", {"payload": example("mapem"), "extra": 1}, "validation",
-                       "extra")
-    await expect_error(client, "POST", "/v1/ivi/messages",
-                       {"payload": new_ivim(), "dissemination": {"destination": {"latitude": 95, "longitude": 0}}},
-                       "validation", "dissemination.destination.latitude")
-    await expect_error(client, "POST", "/v1/ivi/messages",
-                       {"payload": new_ivim(), "dissemination": {"start": "yesterday"}}, "validation",
-                       "dissemination.start")
+    await expect_error(
+        client, "POST", "/v1/rlt/messages", {"payload": example("mapem"), "extra": 1}, "validation", "extra"
+    )
+    await expect_error(
+        client,
+        "POST",
+        "/v1/ivi/messages",
+        {"payload": new_ivim(), "dissemination": {"destination": {"latitude": 95, "longitude": 0}}},
+        "validation",
+        "dissemination.destination.latitude",
+    )
+    await expect_error(
+        client,
+        "POST",
+        "/v1/ivi/messages",
+        {"payload": new_ivim(), "dissemination": {"start": "yesterday"}},
+        "validation",
+        "dissemination.start",
+    )
     await expect_error(client, "DELETE", "/v1/ivi/messages/FR57-1?force=1", None, "validation", "force")
     assert layer.list() == []
 
 
 async def test_error_ssp_not_permitted(make_api):
     client, layer = await make_api(permission_check=permission_check({"intersections"}))
-    err = await expect_error(client, "POST", "/v1/ivi/messages", {"payload": new_ivim()}, "ssp_not_permitted",
-                             "payload")
+    err = await expect_error(
+        client, "POST", "/v1/ivi/messages", {"payload": new_ivim()}, "ssp_not_permitted", "payload"
+    )
     assert err["reason"] == "SSP not permitted: regulatory"
     assert layer.list() == [] and layer.due() == []
 
@@ -184,9 +209,14 @@ async def test_error_unknown_id(api):
 
 async def test_error_unknown_request(api):
     client, _ = api
-    await expect_error(client, "POST", "/v1/tlc/messages",
-                       {"decision": {"request": "station-1:1201:1", "status": "granted"}}, "unknown_request",
-                       "decision.request")
+    await expect_error(
+        client,
+        "POST",
+        "/v1/tlc/messages",
+        {"decision": {"request": "station-1:1201:1", "status": "granted"}},
+        "unknown_request",
+        "decision.request",
+    )
 
 
 async def test_error_revision_mismatch(api):
@@ -194,8 +224,14 @@ async def test_error_revision_mismatch(api):
     await post(client, "/v1/rlt/messages", {"payload": example("mapem")}, 201)
     v = example("spatem")
     v["spat"]["intersections"][0]["revision"] = 2
-    await expect_error(client, "POST", "/v1/tlm/messages", {"payload": v}, "revision_mismatch",
-                       "payload.spat.intersections[0].revision")
+    await expect_error(
+        client,
+        "POST",
+        "/v1/tlm/messages",
+        {"payload": v},
+        "revision_mismatch",
+        "payload.spat.intersections[0].revision",
+    )
     assert layer.list("tlm") == []
 
 
@@ -204,8 +240,14 @@ async def test_error_signal_group_mismatch(api):
     await post(client, "/v1/rlt/messages", {"payload": example("mapem")}, 201)
     v = example("spatem")
     v["spat"]["intersections"][0]["states"] = v["spat"]["intersections"][0]["states"][:4]
-    err = await expect_error(client, "POST", "/v1/tlm/messages", {"payload": v}, "signal_group_mismatch",
-                             "payload.spat.intersections[0].states")
+    err = await expect_error(
+        client,
+        "POST",
+        "/v1/tlm/messages",
+        {"payload": v},
+        "signal_group_mismatch",
+        "payload.spat.intersections[0].states",
+    )
     assert "[5, 6, 7, 8, 9, 10, 11, 12]" in err["reason"]
 
 
@@ -218,8 +260,14 @@ async def test_error_already_active(api):
 async def test_error_id_in_use(api):
     client, _ = api
     await post(client, "/v1/ivi/messages", {"payload": new_ivim(iviIdentificationNumber=77)}, 201)
-    await expect_error(client, "POST", "/v1/ivi/messages", {"payload": new_ivim(iviIdentificationNumber=77)},
-                       "id_in_use", "payload.ivi.mandatory.iviIdentificationNumber")
+    await expect_error(
+        client,
+        "POST",
+        "/v1/ivi/messages",
+        {"payload": new_ivim(iviIdentificationNumber=77)},
+        "id_in_use",
+        "payload.ivi.mandatory.iviIdentificationNumber",
+    )
 
 
 async def test_error_id_exhausted(make_api):
@@ -258,12 +306,13 @@ async def test_error_store_failure(make_api, state_dir):
 
 def test_every_failure_reason_has_an_api_test():
     """Each code of rsu.services.errors.CODES is exercised above through HTTP (test_error_<code>)."""
-    tested = {name[len("test_error_"):] for name in globals() if name.startswith("test_error_")}
+    tested = {name[len("test_error_") :] for name in globals() if name.startswith("test_error_")}
     tested |= {"unknown_service"}  # test_error_unknown_service_and_route
     assert set(CODES) <= tested, set(CODES) - tested
 
 
 # --- IS_DataProviding: server-sent events ---------------------------------------------------------
+
 
 async def read_event(resp, timeout=2.0) -> tuple[str, dict]:
     """Next SSE event (skipping comments / keepalives): (event name, data)."""
@@ -288,8 +337,9 @@ async def test_received_stream_filtered_by_service(api, codec):
     sec = {"its_aid": 139, "ssp": "01000000000000", "signer": "0a0b0c0d0e0f1011", "verification": "ok"}
     for name in ("spatem", "ivim"):
         _, value = codec.from_jer(example(name), catalog.BY_NAME[name])
-        layer.on_received(codec.encode(value), sec, {"transport": "gn", "source": "aabbccddeeff",
-                                                     "gn": {"header": b"\x01\x02"}})
+        layer.on_received(
+            codec.encode(value), sec, {"transport": "gn", "source": "aabbccddeeff", "gn": {"header": b"\x01\x02"}}
+        )
     name, event = await read_event(resp)
     assert name == "received" and event["message"] == "ivim"  # the SPATEM was filtered out
     assert event["security"] == sec and event["transport"]["source"] == "aabbccddeeff"
@@ -316,8 +366,7 @@ async def test_serve_binds_localhost_by_default(layer):
 async def test_api_trigger_then_scheduler(api, clock):
     """What the API accepts is what the scheduler sends, at the interval asked for."""
     client, layer = api
-    await post(client, "/v1/ivi/messages", {"payload": new_ivim(), "dissemination": {"repetition_interval_s": 2}},
-               201)
+    await post(client, "/v1/ivi/messages", {"payload": new_ivim(), "dissemination": {"repetition_interval_s": 2}}, 201)
     t0 = clock.now()
     seen = []
     for _ in range(3):

@@ -16,8 +16,26 @@ from rsu.services.errors import CODES
 from rsu.services.store import DB_NAME
 from services.support import example, new_ivim
 
-ODD_VALUES = [None, -1, 0, 2**40, -(2**63), 1.5, float("1e308"), True, "", "x", "ff" * 600, [], {}, [[[]]],
-              {"a": {"b": {"c": None}}}, "2025-13-45T99:99:99Z", "\u0000\ud7ff", "../../etc/passwd"]
+ODD_VALUES = [
+    None,
+    -1,
+    0,
+    2**40,
+    -(2**63),
+    1.5,
+    float("1e308"),
+    True,
+    "",
+    "x",
+    "ff" * 600,
+    [],
+    {},
+    [[[]]],
+    {"a": {"b": {"c": None}}},
+    "2025-13-45T99:99:99Z",
+    "\u0000\ud7ff",
+    "../../etc/passwd",
+]
 
 
 def leaves(obj, path=()):
@@ -84,17 +102,34 @@ async def test_mutated_requests_never_crash_or_half_apply(make_layer, clock, sta
         for service, payload in payloads.items():  # one valid entry per service to update/terminate
             resp = await client.post(f"/v1/{service}/messages", json={"payload": payload})
             accepted[service] = (await check_answer(resp))["id"]
+
         def snapshot():
-            return sorted((e["service"], e["id"], e["generation"], json.dumps(e["identification"], sort_keys=True),
-                           json.dumps(e["dissemination"], sort_keys=True)) for e in layer.list())
+            return sorted(
+                (
+                    e["service"],
+                    e["id"],
+                    e["generation"],
+                    json.dumps(e["identification"], sort_keys=True),
+                    json.dumps(e["dissemination"], sort_keys=True),
+                )
+                for e in layer.list()
+            )
 
         answered = {"2xx": 0, "4xx": 0}
         for _ in range(400):
             service = rng.choice(list(payloads))
             body = {"payload": mutate(payloads[service], rng)}
             if rng.random() < 0.3:
-                body["dissemination"] = mutate({"repetition_interval_s": 1.0, "lifetime_s": 1.0, "hop_limit": 1,
-                                               "transports": ["gn"], "start": None}, rng)
+                body["dissemination"] = mutate(
+                    {
+                        "repetition_interval_s": 1.0,
+                        "lifetime_s": 1.0,
+                        "hop_limit": 1,
+                        "transports": ["gn"],
+                        "start": None,
+                    },
+                    rng,
+                )
             if rng.random() < 0.1:
                 body = mutate(body, rng)
             before = snapshot()

@@ -117,8 +117,13 @@ def test_cli_options_in_any_order_and_the_api_from_the_environment(live_api, tmp
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["id"] == "1201" and layer.get("rlt", "1201")["state"] == "active"
     # rsu status follows the same rules (it ignored $RSU_API_URL before)
-    status_args = ("status", "--json") if order == "env" else ("status", "--api", url, "--json") \
-        if order == "api-last" else ("--api", url, "status", "--json")
+    status_args = (
+        ("status", "--json")
+        if order == "env"
+        else ("status", "--api", url, "--json")
+        if order == "api-last"
+        else ("--api", url, "status", "--json")
+    )
     r = run_cli(*status_args, env=env)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["entries"]["rlt"] == 1

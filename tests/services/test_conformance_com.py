@@ -53,4 +53,4 @@ def test_secured_gn_packet_on_the_wire(tp, secured, clock):
     assert (round(area.latitude, 5), round(area.longitude, 5)) == centre
     res = rsu.receiver.verify(pkt.secured, kind, payload_offset=pkt.payload_offset)
     assert res.ok, res.detail
-    assert res.psid == kind.its_aid and res.payload[pkt.payload_offset:] == tx.pdu
+    assert res.psid == kind.its_aid and res.payload[pkt.payload_offset :] == tx.pdu

@@ -41,14 +41,29 @@ def gic(v: dict) -> dict:
 
 
 def text_part(**kw) -> dict:
-    return dict({"relevanceZoneIds": [2], "direction": 0, "data": "", "text": [
-        {"language": "3a00", "textContent": "Zone 30 ecole"}]}, **kw)  # 10 language bits
+    return dict(
+        {
+            "relevanceZoneIds": [2],
+            "direction": 0,
+            "data": "",
+            "text": [{"language": "3a00", "textContent": "Zone 30 ecole"}],
+        },
+        **kw,
+    )  # 10 language bits
 
 
 def rcc_part(**kw) -> dict:
-    return dict({"relevanceZoneIds": [2], "roadType": "urban-NoStructuralSeparationToOppositeLanes",
-                 "laneConfiguration": [{"laneNumber": 1, "direction": 0, "laneType": 0, "laneStatus": 0},
-                                       {"laneNumber": 2, "direction": 1, "laneType": 0, "laneStatus": 1}]}, **kw)
+    return dict(
+        {
+            "relevanceZoneIds": [2],
+            "roadType": "urban-NoStructuralSeparationToOppositeLanes",
+            "laneConfiguration": [
+                {"laneNumber": 1, "direction": 0, "laneType": 0, "laneStatus": 0},
+                {"laneNumber": 2, "direction": 1, "laneType": 0, "laneStatus": 1},
+            ],
+        },
+        **kw,
+    )
 
 
 def test_TP_IS_IVI_GEN_LOC_BV_04(rsu, codec):
@@ -71,8 +86,12 @@ def test_TP_IS_IVI_GEN_LOC_BV_06(rsu, codec):
     parts = glc_parts(v)
     line = parts[0]["zone"]["segment"]["line"]
     parts.append({"zoneId": 3, "zoneExtension": 20, "zone": {"area": line}})
-    parts.append({"zoneId": 4, "zone": {"computedSegment": {"zoneId": 1, "laneNumber": 2, "laneWidth": 350,
-                                                             "offsetDistance": 350}}})
+    parts.append(
+        {
+            "zoneId": 4,
+            "zone": {"computedSegment": {"zoneId": 1, "laneNumber": 2, "laneWidth": 350, "offsetDistance": 350}},
+        }
+    )
     rsu.layer.trigger("ivi", {"payload": v})
     sent = glc_parts(on_air(rsu, codec))
     assert [list(p["zone"])[0] for p in sent] == ["segment", "segment", "area", "computedSegment"]
@@ -121,8 +140,7 @@ def test_TP_IS_IVI_GEN_RCC_BV_01(rsu, codec):
     """The zone ids of a road configuration container (its parts and their lanes) reference zones a geographic
     location container defines: a missing zone is refused with its path, nothing sent; the valid one is sent
     (signed under the AT's road-configuration permission)."""
-    for part, path in ((rcc_part(relevanceZoneIds=[5]), "rcc[0].relevanceZoneIds[0]"),
-                       (rcc_part(), None)):
+    for part, path in ((rcc_part(relevanceZoneIds=[5]), "rcc[0].relevanceZoneIds[0]"), (rcc_part(), None)):
         if path is None:
             part["laneConfiguration"][1]["relevanceZoneIds"] = [6]
             path = "rcc[0].laneConfiguration[1].relevanceZoneIds[0]"

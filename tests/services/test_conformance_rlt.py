@@ -33,9 +33,13 @@ def lanes(v: dict) -> dict:
 
 
 def trajectory(connection_id: int) -> dict:
-    return {"regionId": 3, "regExtValue": {"nodes": [{"delta": {"node-XY1": {"x": -120, "y": 300}}},
-                                                      {"delta": {"node-XY2": {"x": -600, "y": 400}}}],
-                                           "connectionID": connection_id}}
+    return {
+        "regionId": 3,
+        "regExtValue": {
+            "nodes": [{"delta": {"node-XY1": {"x": -120, "y": 300}}}, {"delta": {"node-XY2": {"x": -600, "y": 400}}}],
+            "connectionID": connection_id,
+        },
+    }
 
 
 def test_TP_IS_RLT_GEN_MSGF_BV_04(rsu, codec):

@@ -20,8 +20,14 @@ assert secured  # the fixture, imported for this module
 
 # service -> (message, what to trigger for one transmission of it)
 GEN = {
-    "TLM": ("spatem", lambda rsu: (rsu.layer.trigger("rlt", {"payload": example("mapem")}), rsu.sent(),
-                                   rsu.layer.trigger("tlm", {"payload": example("spatem")}))),
+    "TLM": (
+        "spatem",
+        lambda rsu: (
+            rsu.layer.trigger("rlt", {"payload": example("mapem")}),
+            rsu.sent(),
+            rsu.layer.trigger("tlm", {"payload": example("spatem")}),
+        ),
+    ),
     "RLT": ("mapem", lambda rsu: rsu.layer.trigger("rlt", {"payload": example("mapem")})),
     "IVI": ("ivim", lambda rsu: rsu.layer.trigger("ivi", {"payload": new_ivim()})),
 }
@@ -96,6 +102,7 @@ def test_signing_certificate_carries_a_bitmap_ssp(tp, secured):
 
 # ------------------------------------------------------------------------- RLT receive side
 
+
 def test_TP_IS_RLT_RCV_SEC_BV_01(secured, codec, clock):
     """A MAPEM signed by a neighbour's valid AT (ITS-AID 138, intersections permitted) is accepted and delivered."""
     rsu = secured(*ALL)
@@ -124,8 +131,16 @@ FOREIGN = {"countryCode": "9400", "providerIdentifier": 12}  # another authority
 
 
 def negation(codec) -> dict:
-    return {"ivi": {"mandatory": {"serviceProviderId": FOREIGN, "iviIdentificationNumber": 4,
-                                  "timeStamp": 674287205000, "iviStatus": 3}}}
+    return {
+        "ivi": {
+            "mandatory": {
+                "serviceProviderId": FOREIGN,
+                "iviIdentificationNumber": 4,
+                "timeStamp": 674287205000,
+                "iviStatus": 3,
+            }
+        }
+    }
 
 
 def test_TP_IS_IVI_GEN_SSP_BV_06(secured, codec):
@@ -156,8 +171,9 @@ def test_TP_IS_IVI_RCV_SSP_BO_07_real_security(secured, codec, clock):
     """Received negation: accepted from a neighbour whose AT has the negation bit (whatever its provider id),
     skipped when the bit is missing."""
     rsu = secured(*ALL)
-    _, value = codec.from_jer(negation(codec) | {"header": {"protocolVersion": 2, "messageID": 6,
-                                                            "stationID": 77}}, catalog.IVIM)
+    _, value = codec.from_jer(
+        negation(codec) | {"header": {"protocolVersion": 2, "messageID": 6, "stationID": 77}}, catalog.IVIM
+    )
     pdu = codec.encode(value)
     full = ssp.full(catalog.IVIM, OWN_PROVIDER)
     res, event = rsu.receive(peer_signed(clock, make_at(clock, {"ivim": full}), "ivim", pdu), catalog.IVIM)
@@ -170,6 +186,7 @@ def test_TP_IS_IVI_RCV_SSP_BO_07_real_security(secured, codec, clock):
 
 
 # ------------------------------------------------------------------------- sender SSP, real ATs
+
 
 def _spatem(kind: str) -> dict:
     v = example("spatem")
@@ -192,8 +209,18 @@ def _ivim(change: str | None) -> dict:
     if change == "lane":
         part["laneStatus"] = 1
     if change == "text":
-        v["ivi"]["optional"].append({"tc": [{"relevanceZoneIds": [2], "direction": 0, "data": "",
-                                             "text": [{"language": "8000", "textContent": "ZONE 50"}]}]})
+        v["ivi"]["optional"].append(
+            {
+                "tc": [
+                    {
+                        "relevanceZoneIds": [2],
+                        "direction": 0,
+                        "data": "",
+                        "text": [{"language": "8000", "textContent": "ZONE 50"}],
+                    }
+                ]
+            }
+        )
     return v
 
 
@@ -228,11 +255,18 @@ SEND_SSP = [
 ]
 
 
-MISSING = {"TP_IS_TLM_GEN_SSP_BO_03": "intersectionState", "TP_IS_TLM_GEN_SSP_BO_05": "prioritization",
-           "TP_IS_TLM_GEN_SSP_BO_08": "maneuverAssist", "TP_IS_TLM_GEN_SSP_BO_09": "maneuverAssist",
-           "TP_IS_RLT_GEN_SSP_BO_03": "intersections", "TP_IS_RLT_GEN_SSP_BO_05": "roadSegments",
-           "TP_IS_IVI_GEN_SSP_BO_02": "itisCodes", "TP_IS_IVI_GEN_SSP_BO_03": "iso14823.regulatory",
-           "TP_IS_IVI_GEN_SSP_BO_04": "laneStatus", "TP_IS_IVI_GEN_SSP_BO_05": "textContainer"}
+MISSING = {
+    "TP_IS_TLM_GEN_SSP_BO_03": "intersectionState",
+    "TP_IS_TLM_GEN_SSP_BO_05": "prioritization",
+    "TP_IS_TLM_GEN_SSP_BO_08": "maneuverAssist",
+    "TP_IS_TLM_GEN_SSP_BO_09": "maneuverAssist",
+    "TP_IS_RLT_GEN_SSP_BO_03": "intersections",
+    "TP_IS_RLT_GEN_SSP_BO_05": "roadSegments",
+    "TP_IS_IVI_GEN_SSP_BO_02": "itisCodes",
+    "TP_IS_IVI_GEN_SSP_BO_03": "iso14823.regulatory",
+    "TP_IS_IVI_GEN_SSP_BO_04": "laneStatus",
+    "TP_IS_IVI_GEN_SSP_BO_05": "textContainer",
+}
 
 
 @pytest.mark.parametrize("tp,service,granted,payload,sent", SEND_SSP, ids=[c[0] for c in SEND_SSP])

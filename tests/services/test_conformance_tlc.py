@@ -18,7 +18,7 @@ from services.support import by_service, decoded, example
 
 assert secured  # the fixture, imported for this module
 
-ROLES = [p.name[len("role."):] for p in ssp.layout(catalog.SREM).permissions if p.name.startswith("role.")]
+ROLES = [p.name[len("role.") :] for p in ssp.layout(catalog.SREM).permissions if p.name.startswith("role.")]
 
 
 def role_ssp(*roles: str, base: bool = True) -> bytes:
@@ -80,7 +80,7 @@ def test_TP_IS_TLCR_GEN_SSP_BO_role(secured):
     """For each requestor role: with an AT granting every role but that one, an SREM requesting priority for
     it is refused before anything is sent (the bit of that role, and no other, guards it)."""
     for i, role in enumerate(ROLES):
-        rsu = secured({"srem": role_ssp(*(ROLES[:i] + ROLES[i + 1:]))})
+        rsu = secured({"srem": role_ssp(*(ROLES[:i] + ROLES[i + 1 :]))})
         with pytest.raises(ServiceError) as e:
             rsu.layer.trigger("tlc", {"payload": srem(role)})
         assert e.value.code == "ssp_not_permitted" and f"role.{role}" in e.value.reason, role
@@ -105,7 +105,7 @@ def test_TP_IS_TLCR_RCV_SSP_BO_role(secured, codec, clock):
     rsu = secured({"ssem": None})
     sub = rsu.layer.subscribe()
     for i, role in enumerate(ROLES):
-        at = make_at(clock, {"srem": role_ssp(*(ROLES[:i] + ROLES[i + 1:]))})
+        at = make_at(clock, {"srem": role_ssp(*(ROLES[:i] + ROLES[i + 1 :]))})
         res, event = rsu.receive(peer_signed(clock, at, "srem", srem_pdu(codec, role=role)), catalog.SREM)
         assert res.reason is Reason.SSP_VIOLATION and res.missing_permissions == (f"role.{role}",), role
         assert event is None

@@ -48,15 +48,35 @@ def movement(groups, ref: float) -> IntersectionUpdate:
 def controller_state(ref: float) -> IntersectionUpdate:
     """Vehicle group 1 green (protected) with the amber and red that follow; the others red with their next
     green pending; pedestrian group 9 walking, the other crossings don't-walk."""
-    groups = [SignalGroupState(1, (
-        SignalEvent("protected-Movement-Allowed", start=ref - 4, min_end=ref + 6, max_end=ref + 20, likely=ref + 11,
-                    confidence=12),
-        SignalEvent("protected-clearance", start=ref + 11, min_end=ref + 14, max_end=ref + 23, likely=ref + 14),
-        SignalEvent("stop-And-Remain", start=ref + 14, min_end=ref + 40, likely=ref + 55, next_time=ref + 75)))]
+    groups = [
+        SignalGroupState(
+            1,
+            (
+                SignalEvent(
+                    "protected-Movement-Allowed",
+                    start=ref - 4,
+                    min_end=ref + 6,
+                    max_end=ref + 20,
+                    likely=ref + 11,
+                    confidence=12,
+                ),
+                SignalEvent("protected-clearance", start=ref + 11, min_end=ref + 14, max_end=ref + 23, likely=ref + 14),
+                SignalEvent("stop-And-Remain", start=ref + 14, min_end=ref + 40, likely=ref + 55, next_time=ref + 75),
+            ),
+        )
+    ]
     for g in list(VEHICLE_GROUPS)[1:]:
-        groups.append(SignalGroupState(g, (
-            SignalEvent("stop-And-Remain", min_end=ref + 14 + g, likely=ref + 20 + g),
-            SignalEvent("protected-Movement-Allowed", start=ref + 20 + g, min_end=ref + 30 + g, likely=ref + 35 + g))))
+        groups.append(
+            SignalGroupState(
+                g,
+                (
+                    SignalEvent("stop-And-Remain", min_end=ref + 14 + g, likely=ref + 20 + g),
+                    SignalEvent(
+                        "protected-Movement-Allowed", start=ref + 20 + g, min_end=ref + 30 + g, likely=ref + 35 + g
+                    ),
+                ),
+            )
+        )
     groups.append(SignalGroupState(9, (SignalEvent("protected-Movement-Allowed", min_end=ref + 3, likely=ref + 7),)))
     for g in list(PEDESTRIAN_GROUPS)[1:]:
         groups.append(SignalGroupState(g, (SignalEvent("stop-And-Remain", min_end=ref + 30, likely=ref + 40),)))
@@ -87,9 +107,11 @@ def test_map_fixture_groups():
     assert map_groups() == (set(VEHICLE_GROUPS), set(PEDESTRIAN_GROUPS))
 
 
-@pytest.mark.parametrize("tp,groups", [("TP_IS_TLM_GEN_MSGF_BV_06", VEHICLE_GROUPS),
-                                       ("TP_IS_TLM_GEN_MSGF_BV_07", PEDESTRIAN_GROUPS)],
-                         ids=["TP_IS_TLM_GEN_MSGF_BV_06", "TP_IS_TLM_GEN_MSGF_BV_07"])
+@pytest.mark.parametrize(
+    "tp,groups",
+    [("TP_IS_TLM_GEN_MSGF_BV_06", VEHICLE_GROUPS), ("TP_IS_TLM_GEN_MSGF_BV_07", PEDESTRIAN_GROUPS)],
+    ids=["TP_IS_TLM_GEN_MSGF_BV_06", "TP_IS_TLM_GEN_MSGF_BV_07"],
+)
 def test_current_movement_state_for_every_manoeuvre(tp, groups, rsu, codec, clock):
     """Every vehicular (BV_06) / pedestrian (BV_07) manoeuvre of the MAPEM has a MovementState whose first
     event is its current state; a state that leaves one out is refused, naming the missing group, and
@@ -122,8 +144,9 @@ def test_TP_IS_TLM_GEN_MSGF_BV_08(rsu, codec, clock):
         assert ev["timing"]["minEndTime"] == time_mark(now + (6 if g == 1 else 3), now), g
     clock.advance(0.5)
     unknown = controller_state(clock.now())
-    unknown = movement([SignalGroupState(1, (SignalEvent("protected-Movement-Allowed"),))] + list(unknown.groups[1:]),
-                       clock.now())
+    unknown = movement(
+        [SignalGroupState(1, (SignalEvent("protected-Movement-Allowed"),))] + list(unknown.groups[1:]), clock.now()
+    )
     trigger_from_controller(rsu, unknown)
     assert by_group(on_air(rsu, codec))[1]["state-time-speed"][0]["timing"]["minEndTime"] == TIMEMARK_UNKNOWN
 
@@ -135,8 +158,7 @@ def test_TP_IS_TLM_GEN_MSGF_BV_09(rsu, codec, clock):
     trigger_from_controller(rsu, controller_state(now))
     states = by_group(on_air(rsu, codec))
     events = states[1]["state-time-speed"]
-    assert [e["eventState"] for e in events] == ["protected-Movement-Allowed", "protected-clearance",
-                                                 "stop-And-Remain"]
+    assert [e["eventState"] for e in events] == ["protected-Movement-Allowed", "protected-clearance", "stop-And-Remain"]
     assert events[1]["timing"]["startTime"] == time_mark(now + 11, now)
     assert events[1]["timing"]["minEndTime"] == time_mark(now + 14, now)
     assert events[1]["timing"]["likelyTime"] == time_mark(now + 14, now)
@@ -155,7 +177,8 @@ def test_TP_IS_TLM_GEN_MSGF_BV_10(rsu, codec):
     [ext] = ix["regional"]
     assert ext["regionId"] == 3
     assert ext["regExtValue"]["activePrioritizations"] == [
-        {"stationID": 2104711, "priorState": "granted", "signalGroup": 5}]
+        {"stationID": 2104711, "priorState": "granted", "signalGroup": 5}
+    ]
     reason = by_group({"spat": {"intersections": [ix]}})[5]["state-time-speed"][0]["regional"][0]
     assert reason == {"regionId": 3, "regExtValue": {"stateChangeReason": "publicTransportPriority"}}
 
@@ -172,8 +195,12 @@ def with_states(changes: dict) -> dict:
 def test_TP_IS_TLM_GEN_MSGF_BV_11(rsu, codec):
     """Pedestrian detection in a crosswalk is sent per manoeuvre: the ConnectionManeuverAssist of the crosswalk
     connection (connection 4 of signal group 9) says pedBicycleDetect, the other crossing says none."""
-    v = with_states({9: lambda s: s.update(maneuverAssistList=[{"connectionID": 4, "pedBicycleDetect": True}]),
-                     10: lambda s: s.update(maneuverAssistList=[{"connectionID": 8, "pedBicycleDetect": False}])})
+    v = with_states(
+        {
+            9: lambda s: s.update(maneuverAssistList=[{"connectionID": 4, "pedBicycleDetect": True}]),
+            10: lambda s: s.update(maneuverAssistList=[{"connectionID": 8, "pedBicycleDetect": False}]),
+        }
+    )
     rsu.layer.trigger("tlm", {"payload": v})
     states = by_group(on_air(rsu, codec))
     assert states[9]["maneuverAssistList"] == [{"connectionID": 4, "pedBicycleDetect": True}]
@@ -190,8 +217,12 @@ def advice(kind: str, speed: int, distance: int | None = None) -> dict:
 def test_TP_IS_TLM_GEN_MSGF_BV_12(rsu, codec):
     """An optimal (eco-drive) speed is sent per lane's manoeuvre: the advisory speed of each ingress lane's
     signal group is on the air as given (0.1 m/s units, over the given distance)."""
-    v = with_states({1: lambda s: s["state-time-speed"][0].update(speeds=[advice("ecoDrive", 125, 250)]),
-                     2: lambda s: s["state-time-speed"][0].update(speeds=[advice("ecoDrive", 97, 180)])})
+    v = with_states(
+        {
+            1: lambda s: s["state-time-speed"][0].update(speeds=[advice("ecoDrive", 125, 250)]),
+            2: lambda s: s["state-time-speed"][0].update(speeds=[advice("ecoDrive", 97, 180)]),
+        }
+    )
     rsu.layer.trigger("tlm", {"payload": v})
     states = by_group(on_air(rsu, codec))
     assert states[1]["state-time-speed"][0]["speeds"] == [advice("ecoDrive", 125, 250)]
@@ -212,8 +243,10 @@ def test_TP_IS_TLM_GEN_MSGF_BV_13(rsu, codec):
 def test_TP_IS_TLM_GEN_MSGF_BV_14(rsu, codec):
     """Queue length and available storage length are sent per connection towards an egress lane (connections
     1 and 2 of group 1: to lanes 9 and 12), in metres."""
-    assist = [{"connectionID": 1, "queueLength": 42, "availableStorageLength": 18},
-              {"connectionID": 2, "queueLength": 0, "availableStorageLength": 60}]
+    assist = [
+        {"connectionID": 1, "queueLength": 42, "availableStorageLength": 18},
+        {"connectionID": 2, "queueLength": 0, "availableStorageLength": 60},
+    ]
     v = with_states({1: lambda s: s.update(maneuverAssistList=assist)})
     rsu.layer.trigger("tlm", {"payload": v})
     assert by_group(on_air(rsu, codec))[1]["maneuverAssistList"] == assist

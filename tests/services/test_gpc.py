@@ -27,8 +27,9 @@ def test_GPC_GEN_MSGF_header_and_port(layer, codec):
 
 def test_GPC_frames_from_a_feed_are_repeated_at_the_interval(layer, codec, clock):
     """Frames supplied by a feed become an RTCMEM repeated at the configured interval; new frames replace them."""
-    answer = layer.trigger("gpc", {"rtcm": FRAMES[:1], "stream": "ntrip-bordeaux",
-                                   "dissemination": {"repetition_interval_s": 5}})
+    answer = layer.trigger(
+        "gpc", {"rtcm": FRAMES[:1], "stream": "ntrip-bordeaux", "dissemination": {"repetition_interval_s": 5}}
+    )
     assert answer["id"] == "ntrip-bordeaux" and answer["identification"]["rtcmTypes"] == [1005]
     t0 = clock.now()
     times = []

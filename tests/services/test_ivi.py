@@ -54,8 +54,9 @@ def test_TP_IS_IVI_GEN_EVGN_BV_01(layer):
 
 def test_TP_IS_IVI_GEN_EVGN_BV_02(layer, codec):
     """Each new IVI gets an iviIdentificationNumber that no active IVI of the provider uses."""
-    numbers = [layer.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"]
-               for _ in range(5)]
+    numbers = [
+        layer.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"] for _ in range(5)
+    ]
     assert len(set(numbers)) == 5
     sent = {mandatory(codec, t)["iviIdentificationNumber"] for t in ivims(layer)}
     assert sent == set(numbers)
@@ -75,8 +76,7 @@ def test_TP_IS_IVI_GEN_EVGN_BV_03(layer):
 
 def test_IVI_numbers_wrap_and_run_out(make_layer):
     layer = make_layer(rules={"ivi_id_min": 1, "ivi_id_max": 3})
-    got = [layer.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"]
-           for _ in range(3)]
+    got = [layer.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"] for _ in range(3)]
     assert got == [1, 2, 3]
     with pytest.raises(ServiceError) as e:
         layer.trigger("ivi", {"payload": new_ivim()})
@@ -238,7 +238,10 @@ def test_TP_IS_IVI_GEN_EVTR_BV_03(layer, codec, clock):
     [tx] = ivims(layer)
     m = mandatory(codec, tx)
     assert (m["iviStatus"], m["timeStamp"], m["iviIdentificationNumber"]) == (
-        2, last_ts, answer["identification"]["iviIdentificationNumber"])
+        2,
+        last_ts,
+        answer["identification"]["iviIdentificationNumber"],
+    )
     assert "optional" not in decoded(codec, tx)["ivi"]
     with pytest.raises(ServiceError) as e:  # a terminating IVI cannot be updated
         layer.update("ivi", ident, {"payload": new_ivim()})
@@ -257,9 +260,20 @@ def test_TP_IS_IVI_GEN_EVTR_BV_04(layer, codec, clock):
     foreign["ivi"]["mandatory"]["serviceProviderId"] = {"countryCode": "9400", "providerIdentifier": 12}  # DE12
     _, value = codec.from_jer(foreign, catalog.IVIM)
     layer.on_received(codec.encode(value), SEC_OK, TRANSPORT)
-    answer = layer.trigger("ivi", {"payload": {"ivi": {"mandatory": {
-        "serviceProviderId": {"countryCode": "9400", "providerIdentifier": 12},
-        "iviIdentificationNumber": 310, "iviStatus": 3}}}})
+    answer = layer.trigger(
+        "ivi",
+        {
+            "payload": {
+                "ivi": {
+                    "mandatory": {
+                        "serviceProviderId": {"countryCode": "9400", "providerIdentifier": 12},
+                        "iviIdentificationNumber": 310,
+                        "iviStatus": 3,
+                    }
+                }
+            }
+        },
+    )
     assert answer["id"] == "neg-DE12-310"
     [tx] = ivims(layer)
     m = mandatory(codec, tx)
@@ -272,9 +286,20 @@ def test_TP_IS_IVI_GEN_EVTR_BV_04(layer, codec, clock):
 
 def test_IVI_negation_of_unknown_ivi_needs_timestamp(layer):
     with pytest.raises(ServiceError) as e:
-        layer.trigger("ivi", {"payload": {"ivi": {"mandatory": {
-            "serviceProviderId": {"countryCode": "9400", "providerIdentifier": 12},
-            "iviIdentificationNumber": 5, "iviStatus": 3}}}})
+        layer.trigger(
+            "ivi",
+            {
+                "payload": {
+                    "ivi": {
+                        "mandatory": {
+                            "serviceProviderId": {"countryCode": "9400", "providerIdentifier": 12},
+                            "iviIdentificationNumber": 5,
+                            "iviStatus": 3,
+                        }
+                    }
+                }
+            },
+        )
     assert (e.value.code, e.value.path) == ("validation", "payload.ivi.mandatory.timeStamp")
 
 
@@ -314,8 +339,18 @@ def test_TP_IS_IVI_GEN_SSP(make_layer, tp, granted, change, ok):
     if change == "lane":
         v["ivi"]["optional"][1]["giv"][0]["laneStatus"] = 1
     if change == "text":
-        v["ivi"]["optional"].append({"tc": [{"relevanceZoneIds": [2], "direction": 0, "text": [
-            {"language": "8000", "textContent": "ZONE 50"}], "data": ""}]})
+        v["ivi"]["optional"].append(
+            {
+                "tc": [
+                    {
+                        "relevanceZoneIds": [2],
+                        "direction": 0,
+                        "text": [{"language": "8000", "textContent": "ZONE 50"}],
+                        "data": "",
+                    }
+                ]
+            }
+        )
     if ok:
         layer.trigger("ivi", {"payload": v})
         assert len(ivims(layer)) == 1, tp
@@ -328,8 +363,16 @@ def test_TP_IS_IVI_GEN_SSP(make_layer, tp, granted, change, ok):
 
 def test_TP_IS_IVI_GEN_SSP_BO_06(make_layer, codec):
     """A negation is not sent when the ATs do not permit negation (BV_06: it is when they do)."""
-    foreign = {"ivi": {"mandatory": {"serviceProviderId": {"countryCode": "9400", "providerIdentifier": 12},
-                                     "iviIdentificationNumber": 4, "timeStamp": 674287205000, "iviStatus": 3}}}
+    foreign = {
+        "ivi": {
+            "mandatory": {
+                "serviceProviderId": {"countryCode": "9400", "providerIdentifier": 12},
+                "iviIdentificationNumber": 4,
+                "timeStamp": 674287205000,
+                "iviStatus": 3,
+            }
+        }
+    }
     layer = make_layer(permission_check=permission_check({"regulatory"}))
     with pytest.raises(ServiceError) as e:
         layer.trigger("ivi", {"payload": foreign})
@@ -356,6 +399,7 @@ def test_IVI_validity_in_the_past_is_refused(layer, clock):
 
 
 # --- receive side: collection management --------------------------------------------------------
+
 
 def received_ivim(codec, number=310, ts=674287205000, status=0, provider=None) -> bytes:
     v = example("ivim")
@@ -425,6 +469,7 @@ def test_TP_IS_IVI_RCV_SSP_BV_01_and_BO_01(layer, codec):
 
 # --- content references the service checks before sending ----------------------------------------
 
+
 def _gic(v):
     return v["ivi"]["optional"][1]["giv"][0]
 
@@ -434,10 +479,17 @@ def _add_text(v, **part):
 
 
 REFERENCE_CASES = [
-    ("TP_IS_IVI_GEN_LOC_BV_01", lambda v: _gic(v).update(detectionZoneIds=[7]), "optional[1].giv[0].detectionZoneIds[0]"),
+    (
+        "TP_IS_IVI_GEN_LOC_BV_01",
+        lambda v: _gic(v).update(detectionZoneIds=[7]),
+        "optional[1].giv[0].detectionZoneIds[0]",
+    ),
     ("TP_IS_IVI_GEN_GENAPP_BV_01", lambda v: _gic(v).pop("relevanceZoneIds"), "optional[1].giv[0].relevanceZoneIds"),
-    ("TP_IS_IVI_GEN_GENAPP_BV_02", lambda v: _gic(v).update(relevanceZoneIds=[2, 9]),
-     "optional[1].giv[0].relevanceZoneIds[1]"),
+    (
+        "TP_IS_IVI_GEN_GENAPP_BV_02",
+        lambda v: _gic(v).update(relevanceZoneIds=[2, 9]),
+        "optional[1].giv[0].relevanceZoneIds[1]",
+    ),
     ("TP_IS_IVI_GEN_GENAPP_BV_05", lambda v: _gic(v).update(layoutId=2), "optional[1].giv[0].layoutId"),
     ("TP_IS_IVI_GEN_TEXT_BV_01", lambda v: _add_text(v, relevanceZoneIds=[3]), "optional[2].tc[0].relevanceZoneIds[0]"),
     ("TP_IS_IVI_GEN_TEXT_BV_04", lambda v: _add_text(v, layoutId=1), "optional[2].tc[0].layoutId"),
@@ -468,6 +520,8 @@ def test_received_collection_is_bounded_and_counts_when_full(make_layer, codec):
         assert collection(layer, received_ivim(codec, number=n)) == "new"
     assert len(layer.services["ivi"].collection) == 3 and hits == ["ivi-collection"] * 2
     assert layer.receive(received_ivim(codec, number=5), SEC_OK, TRANSPORT) == (None, RxDrop.IVI_REPEAT)
-    assert layer.receive(received_ivim(codec, number=5, ts=674287204000), SEC_OK, TRANSPORT) == \
-        (None, RxDrop.IVI_OUTDATED)
+    assert layer.receive(received_ivim(codec, number=5, ts=674287204000), SEC_OK, TRANSPORT) == (
+        None,
+        RxDrop.IVI_OUTDATED,
+    )
     assert collection(layer, received_ivim(codec, number=1)) == "new"  # forgotten, so new again

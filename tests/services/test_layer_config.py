@@ -15,14 +15,17 @@ def test_message_default_override_applies(make_layer, clock):
     assert layer.next_deadline() == pytest.approx(clock.now() + 0.5)
 
 
-@pytest.mark.parametrize("config,message", [
-    ({"rules": {"tlm_map_check": "sometimes"}}, "tlm_map_check"),
-    ({"rules": {"no_such_rule": 1}}, "rules.no_such_rule: unknown setting"),
-    ({"rules": {"ivi_id_min": 0}}, "rules.ivi_id_min: expected 1..32767, found 0"),
-    ({"message_defaults": {"cam": {"repetition_s": 1}}}, "message_defaults.cam: not a message type"),
-    ({"message_defaults": {"ivim": {"speed": 1}}}, "message_defaults.ivim.speed: unknown setting"),
-    ({"message_defaults": {"ivim": {"repetition_s": 0}}}, "message_defaults.ivim.repetition_s: expected 0.1..10 s"),
-])
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        ({"rules": {"tlm_map_check": "sometimes"}}, "tlm_map_check"),
+        ({"rules": {"no_such_rule": 1}}, "rules.no_such_rule: unknown setting"),
+        ({"rules": {"ivi_id_min": 0}}, "rules.ivi_id_min: expected 1..32767, found 0"),
+        ({"message_defaults": {"cam": {"repetition_s": 1}}}, "message_defaults.cam: not a message type"),
+        ({"message_defaults": {"ivim": {"speed": 1}}}, "message_defaults.ivim.speed: unknown setting"),
+        ({"message_defaults": {"ivim": {"repetition_s": 0}}}, "message_defaults.ivim.repetition_s: expected 0.1..10 s"),
+    ],
+)
 def test_bad_configuration_is_refused(make_layer, config, message):
     with pytest.raises(ValueError) as e:
         make_layer(**config)

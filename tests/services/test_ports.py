@@ -13,8 +13,9 @@ from services.support import PROVIDER, STATION, example, new_ivim
 
 def test_a_swapped_layer_is_followed_by_every_method_and_subscriptions_stay(state_dir, clock, codec):
     def build(hub=None) -> ServiceLayer:
-        return ServiceLayer(ServicesConfig(state_dir, station_id=STATION, ivi_provider=PROVIDER), clock=clock,
-                            codec=codec, hub=hub)
+        return ServiceLayer(
+            ServicesConfig(state_dir, station_id=STATION, ivi_provider=PROVIDER), clock=clock, codec=codec, hub=hub
+        )
 
     current = [build()]
     counted: list[tuple[str, str, str]] = []
@@ -36,7 +37,11 @@ def test_a_swapped_layer_is_followed_by_every_method_and_subscriptions_stay(stat
         events = sub.drain()  # published by the new layer on the hub the subscription lives in
         assert [(e["type"], e["service"], e["entry"]) for e in events] == [("ended", "ivi", ivim["id"])]
         assert api.pending_requests() == []
-        assert counted == [("RLT", "mapem", "trigger"), ("IVI", "ivim", "trigger"), ("IVI", "ivim", "update"),
-                           ("IVI", "ivim", "terminate")]
+        assert counted == [
+            ("RLT", "mapem", "trigger"),
+            ("IVI", "ivim", "trigger"),
+            ("IVI", "ivim", "update"),
+            ("IVI", "ivim", "terminate"),
+        ]
     finally:
         current[0].close()

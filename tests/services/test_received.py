@@ -5,8 +5,7 @@ from __future__ import annotations
 from rsu import catalog
 from services.support import example
 
-SEC = {"its_aid": 137, "ssp": bytes.fromhex("01e0"), "signer": bytes.fromhex("1122334455667788"),
-       "verification": "ok"}
+SEC = {"its_aid": 137, "ssp": bytes.fromhex("01e0"), "signer": bytes.fromhex("1122334455667788"), "verification": "ok"}
 TRANSPORT = {"transport": "gn-udp", "source": "a1b2c3d4e5f6", "btp_port": 2004, "hop_limit": 1}
 
 
@@ -21,7 +20,11 @@ def test_TP_IS_TLM_RCV_MSGF_BV_01(layer, codec):
     event = layer.on_received(codec.decode(encoded(codec, "spatem")), SEC, TRANSPORT)
     assert sub.drain() == [event]
     assert (event["type"], event["service"], event["message"], event["station_id"]) == (
-        "received", "tlm", "spatem", 3120101)
+        "received",
+        "tlm",
+        "spatem",
+        3120101,
+    )
     assert event["pdu"] == example("spatem")  # the whole PDU as JER
     assert event["security"] == {"its_aid": 137, "ssp": "01e0", "signer": "1122334455667788", "verification": "ok"}
     assert event["transport"] == TRANSPORT
@@ -83,8 +86,12 @@ def test_ended_entries_are_announced(layer, clock):
     clock.advance(2)
     layer.due()
     [event] = sub.drain()
-    assert (event["type"], event["service"], event["entry"], event["reason"]) == ("ended", "ivi", ident,
-                                                                               "validTo reached")
+    assert (event["type"], event["service"], event["entry"], event["reason"]) == (
+        "ended",
+        "ivi",
+        ident,
+        "validTo reached",
+    )
 
 
 def test_unprocessable_pdu_is_counted_not_raised(layer, codec):

@@ -20,8 +20,9 @@ WORKER = Path(__file__).with_name("store_worker.py")
 
 def kill_worker_after(state_dir, n: int) -> tuple[dict, list[dict]]:
     """Run store_worker.py on ``state_dir``, SIGKILL it after ``n`` acknowledgements: (ready line, acks)."""
-    proc = subprocess.Popen([sys.executable, str(WORKER), str(state_dir)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), str(state_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         ready = json.loads(proc.stdout.readline() or "{}")
         assert ready.get("ready"), proc.stderr.read()
@@ -48,8 +49,9 @@ def test_kill_9_keeps_the_table_ids_and_revisions(state_dir, codec):
     assert store.integrity_check() == "ok"
     store.close()
 
-    layer = ServiceLayer(ServicesConfig(state_dir, station_id=STATION, ivi_provider=PROVIDER), clock=SystemClock(),
-                         codec=codec)
+    layer = ServiceLayer(
+        ServicesConfig(state_dir, station_id=STATION, ivi_provider=PROVIDER), clock=SystemClock(), codec=codec
+    )
     try:
         entries = {f"{e['service']}/{e['id']}": e for e in layer.list()}
         # everything active before the kill is there, with the same identifiers
@@ -63,10 +65,12 @@ def test_kill_9_keeps_the_table_ids_and_revisions(state_dir, codec):
         assert rev in (acks[-1]["mapem_revision"], (acks[-1]["mapem_revision"] + 1) % 128)
         # no IVI number reused: a new IVI gets a number beyond every one handed out
         n = layer.trigger("ivi", {"payload": new_ivim(validFrom=None, validTo=None)})["identification"][
-            "iviIdentificationNumber"]
+            "iviIdentificationNumber"
+        ]
         assert n > max(a["ivi_number"] for a in acks)
-        active_numbers = {e["identification"]["iviIdentificationNumber"] for k, e in entries.items()
-                          if k.startswith("ivi/")}
+        active_numbers = {
+            e["identification"]["iviIdentificationNumber"] for k, e in entries.items() if k.startswith("ivi/")
+        }
         assert n not in active_numbers
         # and the resumed entries are sent again
         time.sleep(0.55)

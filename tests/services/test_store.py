@@ -15,8 +15,9 @@ from services.support import by_service, example, new_ivim
 def test_restart_resumes_every_entry_with_same_ids_and_schedule(make_layer, codec, clock):
     layer = make_layer()
     layer.trigger("rlt", {"payload": example("mapem")})
-    ivi = layer.trigger("ivi", {"payload": new_ivim(), "dissemination": {"repetition_interval_s": 0.5,
-                                                                          "traffic_class": 7}})
+    ivi = layer.trigger(
+        "ivi", {"payload": new_ivim(), "dissemination": {"repetition_interval_s": 0.5, "traffic_class": 7}}
+    )
     layer.trigger("gpc", {"payload": example("rtcmem")})
     layer.trigger("tlc", {"payload": example("srem")})
     layer.trigger("tlm", {"payload": example("spatem")})
@@ -70,8 +71,11 @@ def test_restart_reads_the_saved_values_without_decoding(make_layer, codec, cloc
     from rsu.services.layer import ServiceLayer, ServicesConfig
     from services.support import PROVIDER, STATION
 
-    again = ServiceLayer(ServicesConfig(layer.config.state_dir, station_id=STATION, ivi_provider=PROVIDER),
-                         clock=clock, codec=CountingCodec())
+    again = ServiceLayer(
+        ServicesConfig(layer.config.state_dir, station_id=STATION, ivi_provider=PROVIDER),
+        clock=clock,
+        codec=CountingCodec(),
+    )
     try:
         assert CountingCodec.decodes == 0
         assert {(n, i): e.value for n, s in again.services.items() for i, e in s.entries.items()} == values
@@ -82,8 +86,9 @@ def test_restart_reads_the_saved_values_without_decoding(make_layer, codec, cloc
 
 def test_restart_never_reuses_ivi_numbers_nor_resets_mapem_revisions(make_layer, codec, clock):
     layer = make_layer()
-    numbers = [layer.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"]
-               for _ in range(3)]
+    numbers = [
+        layer.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"] for _ in range(3)
+    ]
     layer.terminate("ivi", f"FR57-{numbers[-1]}", {"mode": "stop"})
     layer.trigger("rlt", {"payload": example("mapem")})
     layer.close()
@@ -104,8 +109,10 @@ def test_operator_list_get_replace_delete(layer, codec, clock):
     assert (row["service"], row["id"], row["message"], row["state"]) == ("ivi", ident, "ivim", "active")
     assert row["identification"] == created["identification"]
     got = layer.get("ivi", ident)
-    assert got["payload"]["ivi"]["mandatory"]["iviIdentificationNumber"] == created["identification"][
-        "iviIdentificationNumber"]
+    assert (
+        got["payload"]["ivi"]["mandatory"]["iviIdentificationNumber"]
+        == created["identification"]["iviIdentificationNumber"]
+    )
     _, value = codec.from_jer(got["payload"])
     assert codec.encode(value).hex() == got["pdus_hex"][0]
     layer.update("ivi", ident, {"payload": new_ivim(validTo=timestamp_its(clock.now() + 600))})  # replace
@@ -156,8 +163,9 @@ def test_refused_request_changes_nothing(make_layer):
 
     layer = make_layer(permission_check=permission_check({"regulatory"}))
     v = new_ivim()
-    v["ivi"]["optional"].append({"tc": [{"relevanceZoneIds": [2], "text": [{"language": "8000", "textContent": "x"}],
-                                         "data": ""}]})
+    v["ivi"]["optional"].append(
+        {"tc": [{"relevanceZoneIds": [2], "text": [{"language": "8000", "textContent": "x"}], "data": ""}]}
+    )
     with pytest.raises(ServiceError):
         layer.trigger("ivi", {"payload": v})
     assert layer.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"] == 1
@@ -168,7 +176,9 @@ def test_store_file_is_wal_and_intact(layer, state_dir):
     db = sqlite3.connect(str(state_dir / DB_NAME))
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert db.execute("SELECT service, id, kind, state FROM messages").fetchall() == [("rlt", "1201", "mapem", "active")]
+    assert db.execute("SELECT service, id, kind, state FROM messages").fetchall() == [
+        ("rlt", "1201", "mapem", "active")
+    ]
     db.close()
 
 

@@ -33,9 +33,9 @@ def _damage_page_holding(path: Path, marker: bytes, also: bytes) -> int:
     """Overwrite the table page that holds ``marker`` next to ``also`` (not an index page); return its number."""
     data = bytearray(path.read_bytes())
     for page in range(1, len(data) // 4096):
-        chunk = data[page * 4096:(page + 1) * 4096]
+        chunk = data[page * 4096 : (page + 1) * 4096]
         if marker in chunk and also in chunk:
-            data[page * 4096:(page + 1) * 4096] = os.urandom(4096)
+            data[page * 4096 : (page + 1) * 4096] = os.urandom(4096)
             path.write_bytes(bytes(data))
             return page
     raise AssertionError("no such page")
@@ -66,7 +66,7 @@ def test_recover_salvages_the_readable_rows_and_numbers_continue(make_layer, sta
     assert "recovered" in out and "unreadable range(s) skipped" in out, out
     [aside] = [f for f in state_dir.glob(f"{DB_NAME}.damaged-*") if not f.name.endswith(("-wal", "-shm"))]
     assert len(aside.name) == len(f"{DB_NAME}.damaged-20250514T080000Z")
-    assert bytearray(aside.read_bytes())[page * 4096:page * 4096 + 16]  # the damaged file, kept as it was
+    assert bytearray(aside.read_bytes())[page * 4096 : page * 4096 + 16]  # the damaged file, kept as it was
     again = make_layer()  # starts on the fresh store
     ids = {e["id"] for e in again.list()}
     assert "1201" in ids
@@ -83,14 +83,16 @@ def test_truncated_store_is_refused_then_recovered_and_numbers_continue(make_lay
     rev = layer.get("rlt", "1201")["identification"]["intersections"][0]["revision"]
     layer.close()
     path = state_dir / DB_NAME
-    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])  # cut in the middle of a page run
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # cut in the middle of a page run
     with pytest.raises(StoreDamaged):
         make_layer()
     assert rsu("recover", "--state-dir", str(state_dir)) == 0
     capsys.readouterr()
     again = make_layer()
-    assert again.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"] == \
-        max(numbers.values()) + 1
+    assert (
+        again.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"]
+        == max(numbers.values()) + 1
+    )
     v = example("mapem")
     v["map"]["intersections"][0]["laneSet"][0]["nodeList"]["nodes"][0]["delta"]["node-XY3"]["x"] += 7
     if "1201" in {e["id"] for e in again.list("rlt")}:
@@ -110,8 +112,10 @@ def test_recover_a_file_that_is_not_a_database(make_layer, state_dir, capsys):
     assert rsu("recover", "--state-dir", str(state_dir)) == 0
     assert "recovered 0 entries" in capsys.readouterr().out
     again = make_layer()
-    assert again.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"] == \
-        max(numbers.values()) + 1
+    assert (
+        again.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"]
+        == max(numbers.values()) + 1
+    )
 
 
 def test_recover_leaves_an_intact_store_alone_and_refuses_while_rsu_runs(make_layer, state_dir, capsys):
@@ -148,8 +152,10 @@ def test_export_import_moves_the_table_to_a_new_unit(make_layer, state_dir, tmp_
     moved = ServiceLayer(ServicesConfig(new_unit, station_id=STATION, ivi_provider=PROVIDER), clock=clock, codec=codec)
     try:
         assert {(e["service"], e["id"]): e["identification"] for e in moved.list()} == before
-        assert moved.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"] == \
-            max(numbers.values()) + 1
+        assert (
+            moved.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"]
+            == max(numbers.values()) + 1
+        )
     finally:
         moved.close()
 
@@ -193,9 +199,13 @@ def test_import_lists_every_problem_and_changes_nothing(make_layer, state_dir, t
     fresh = tmp_path / "fresh"
     assert rsu("import", str(out), "--state-dir", str(fresh)) == 2
     err = capsys.readouterr().err
-    for expected in ("entries[2].payload: encodes IVIM, expected MAPEM", "entries[1].generation:",
-                     "entries[0].kind: 'spatem' is not a message of service 'ivi'",
-                     "counters.ivi.next.FR57: serial 0", "5 problem(s); nothing was imported"):
+    for expected in (
+        "entries[2].payload: encodes IVIM, expected MAPEM",
+        "entries[1].generation:",
+        "entries[0].kind: 'spatem' is not a message of service 'ivi'",
+        "counters.ivi.next.FR57: serial 0",
+        "5 problem(s); nothing was imported",
+    ):
         assert expected in err, err
     assert not (fresh / DB_NAME).exists()
 
@@ -221,7 +231,8 @@ def test_kill_9_of_a_writer_then_check_export_and_lost_store(state_dir, tmp_path
     try:
         assert layer.stats()["counts"]["store_lost"] == 1
         n = layer.trigger("ivi", {"payload": new_ivim(validFrom=None, validTo=None)})["identification"][
-            "iviIdentificationNumber"]
+            "iviIdentificationNumber"
+        ]
         assert n > max(a["ivi_number"] for a in acks)
         v = example("mapem")
         v["map"]["intersections"][0]["laneSet"][0]["nodeList"]["nodes"][0]["delta"]["node-XY3"]["x"] += 1000

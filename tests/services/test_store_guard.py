@@ -36,8 +36,9 @@ def _issue(layer) -> dict:
     rev = _revision(layer.trigger("rlt", {"payload": _mapem(0)}))
     for n in (1, 2, 3):
         rev = _revision(layer.update("rlt", "1201", {"payload": _mapem(n)}))
-    numbers = [layer.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"]
-               for _ in range(4)]
+    numbers = [
+        layer.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"] for _ in range(4)
+    ]
     ssem = layer.trigger("tlc", {"payload": example("ssem")})["identification"]["sequenceNumber"]
     gpc = layer.trigger("gpc", {"payload": example("rtcmem")})["identification"]["msgCnt"]
     return {"rev": rev, "ivi": max(numbers), "ssem": ssem, "gpc": gpc}
@@ -121,8 +122,9 @@ def _issue_more(layer) -> dict:
     rev = 0
     for n in (1, 2, 3):
         rev = _revision(layer.update("rlt", "1201", {"payload": _mapem(n)}))
-    numbers = [layer.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"]
-               for _ in range(2)]
+    numbers = [
+        layer.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"] for _ in range(2)
+    ]
     return {"rev": rev, "ivi": max(numbers)}
 
 
@@ -134,7 +136,7 @@ def test_damaged_store_is_refused_naming_the_file_and_the_repair(make_layer, sta
     path = state_dir / DB_NAME
     data = bytearray(path.read_bytes())
     assert len(data) >= 3 * 4096
-    data[4096:3 * 4096] = b"\xa5" * (2 * 4096)  # pages 2 and 3: table b-trees
+    data[4096 : 3 * 4096] = b"\xa5" * (2 * 4096)  # pages 2 and 3: table b-trees
     path.write_bytes(bytes(data))
     with pytest.raises(StoreDamaged) as e:
         make_layer()

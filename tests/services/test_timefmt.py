@@ -24,15 +24,18 @@ LEAP_DEC31_2359 = utc(2028, 12, 31, 23, 59)
 SEC = {"its_aid": 140, "ssp": "0280000000", "signer": "0102030405060708", "verification": "ok"}
 
 
-@pytest.mark.parametrize("now, when", [
-    (JAN1_0001, utc(2026, 12, 31, 23, 58, 30)),  # the old year's last minutes, just after midnight: the past
-    (JAN1_0001, utc(2027, 1, 1, 0, 0, 5)),
-    (DEC31_2359, utc(2027, 1, 1, 0, 1, 15)),  # the new year's first minutes, just before midnight: the future
-    (DEC31_2359, utc(2026, 12, 31, 23, 50)),
-    (LEAP_DEC31_2359, utc(2028, 12, 31, 23, 59, 59)),  # minute 527039 exists in a leap year only
-    (utc(2029, 1, 1, 0, 1), utc(2028, 12, 31, 23, 59)),
-    (utc(2026, 6, 1), utc(2026, 6, 1, 0, 0, 1)),
-])
+@pytest.mark.parametrize(
+    "now, when",
+    [
+        (JAN1_0001, utc(2026, 12, 31, 23, 58, 30)),  # the old year's last minutes, just after midnight: the past
+        (JAN1_0001, utc(2027, 1, 1, 0, 0, 5)),
+        (DEC31_2359, utc(2027, 1, 1, 0, 1, 15)),  # the new year's first minutes, just before midnight: the future
+        (DEC31_2359, utc(2026, 12, 31, 23, 50)),
+        (LEAP_DEC31_2359, utc(2028, 12, 31, 23, 59, 59)),  # minute 527039 exists in a leap year only
+        (utc(2029, 1, 1, 0, 1), utc(2028, 12, 31, 23, 59)),
+        (utc(2026, 6, 1), utc(2026, 6, 1, 0, 0, 1)),
+    ],
+)
 def test_moy_and_dsecond_round_trip_relative_to_now(now, when):
     moy, dsec = moy_dsecond(when)
     assert moy_to_posix(moy, dsec, now) == pytest.approx(when)

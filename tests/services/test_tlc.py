@@ -45,12 +45,21 @@ def test_TLC_RCV_SREM_delivered_with_requestor_role_and_ids(requested):
     layer, event = requested
     assert event["service"] == "tlc" and event["message"] == "srem"
     tlc = event["tlc"]
-    assert tlc["requestor"] == {"key": "station-2104711", "role": "publicTransport", "subrole": "requestSubRole1",
-                                "importance": "requestImportanceLevel5"}
+    assert tlc["requestor"] == {
+        "key": "station-2104711",
+        "role": "publicTransport",
+        "subrole": "requestSubRole1",
+        "importance": "requestImportanceLevel5",
+    }
     assert tlc["sequenceNumber"] == 17
     [req] = tlc["requests"]
     assert (req["key"], req["intersection"], req["requestID"], req["requestType"], req["status"]) == (
-        KEY, "1201", 5, "priorityRequest", "new")
+        KEY,
+        "1201",
+        5,
+        "priorityRequest",
+        "new",
+    )
     assert event["security"]["its_aid"] == 140
     assert [r["key"] for r in layer.pending_requests()] == [KEY]
 
@@ -64,8 +73,12 @@ def test_TP_IS_TLCS_GEN_MSGF_BV_01(requested, codec):
     v = decoded(codec, tx)
     assert (v["header"]["messageID"], v["header"]["protocolVersion"], tx.params.btp_port) == (10, 2, 2008)
     pkg = v["ssm"]["status"][0]["sigStatus"][0]
-    assert pkg["requester"] == {"id": ("stationID", 2104711), "request": 5, "sequenceNumber": 17,
-                                "role": "publicTransport"}
+    assert pkg["requester"] == {
+        "id": ("stationID", 2104711),
+        "request": 5,
+        "sequenceNumber": 17,
+        "role": "publicTransport",
+    }
     assert pkg["status"] == "granted" and pkg["inboundOn"] == ("lane", 7) and pkg["outboundOn"] == ("lane", 3)
     assert (pkg["minute"], pkg["second"], pkg["duration"]) == (192012, 35800, 6000)
     assert v["ssm"]["status"][0]["id"] == {"id": 1201}

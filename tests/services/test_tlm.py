@@ -159,8 +159,10 @@ def test_TP_IS_TLM_GEN_EVGN_BV_04(with_map, codec, clock):
     with_map.update("tlm", "1201", {"payload": v})
     [tx] = spatems(with_map)
     assert tx.fresh
-    assert decoded(codec, tx)["spat"]["intersections"][0]["states"][0]["state-time-speed"][0]["eventState"] == \
-        "stop-And-Remain"
+    assert (
+        decoded(codec, tx)["spat"]["intersections"][0]["states"][0]["state-time-speed"][0]["eventState"]
+        == "stop-And-Remain"
+    )
     for _ in range(10):  # no stale state is repeated by the facility
         clock.advance(1)
         assert spatems(with_map) == []
@@ -207,8 +209,10 @@ def test_TP_IS_TLM_GEN_RATE_BV_01(with_map, codec, clock):
     assert spatems(with_map) == []  # still too early
     assert with_map.next_deadline() == pytest.approx(t0 + 0.1)
     [tx] = spatems(with_map, t0 + 0.1)
-    assert decoded(codec, tx)["spat"]["intersections"][0]["states"][0]["state-time-speed"][0]["eventState"] == \
-        "protected-clearance"
+    assert (
+        decoded(codec, tx)["spat"]["intersections"][0]["states"][0]["state-time-speed"][0]["eventState"]
+        == "protected-clearance"
+    )
     # 50 triggers over one second give at most 10 transmissions
     clock.set(t0 + 1)
     sent = 0

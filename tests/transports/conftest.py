@@ -40,9 +40,11 @@ NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
 # ---------------------------------------------------------------------------- Debian tools
 
+
 def _which(binary: str) -> str | None:
     return shutil.which(binary) or next(
-        (str(p) for p in (Path("/usr/sbin") / binary, Path("/usr/bin") / binary) if p.exists()), None)
+        (str(p) for p in (Path("/usr/sbin") / binary, Path("/usr/bin") / binary) if p.exists()), None
+    )
 
 
 def ensure_debian_tool(binary: str, package: str) -> str:
@@ -56,8 +58,9 @@ def ensure_debian_tool(binary: str, package: str) -> str:
         install = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "--no-install-recommends", package]
         r = subprocess.run(install, env=env, capture_output=True, timeout=900)
         if r.returncode != 0:
-            subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=300", "update"], env=env,
-                           capture_output=True, timeout=900)
+            subprocess.run(
+                ["apt-get", "-o", "DPkg::Lock::Timeout=300", "update"], env=env, capture_output=True, timeout=900
+            )
             r = subprocess.run(install, env=env, capture_output=True, timeout=900)
         path = _which(binary)
         if path:
@@ -81,6 +84,7 @@ def mosquitto_bin() -> str:
 
 # ---------------------------------------------------------------------------- Mosquitto
 
+
 class Mosquitto:
     """A real Mosquitto broker on 127.0.0.1:``port`` (temp config, no persistence)."""
 
@@ -101,15 +105,18 @@ class Mosquitto:
             + "persistence false\n"
             f"user {getpass.getuser()}\n"
             f"log_dest file {self.log}\n"
-            "log_type all\n"
-            + self.extra)
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+            "log_type all\n" + self.extra
+        )
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:  # bounded wait for the listener (no event to await)
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode(errors='replace')}"
-                                   f"{self.log.read_text() if self.log.exists() else ''}")
+                raise RuntimeError(
+                    f"mosquitto exited: {self.proc.stderr.read().decode(errors='replace')}"
+                    f"{self.log.read_text() if self.log.exists() else ''}"
+                )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     return
@@ -160,6 +167,7 @@ def broker_factory(mosquitto_bin, tmp_path):
 
 # ---------------------------------------------------------------------------- signing, PDUs
 
+
 @pytest.fixture(scope="session")
 def signer():
     from rsu.security.certs import Certificate
@@ -183,6 +191,7 @@ def make_sign(signer):
     def make(clk):
         def sign(payload: bytes, kind: catalog.MessageKind) -> bytes:
             return signer.sign(payload, kind.its_aid, time64(clk.now()), with_certificate=True)
+
         return sign
 
     return make

@@ -43,8 +43,9 @@ async def test_messages_go_where_their_parameters_say(pdus):
                 daemon[o.transport].write(o)
             else:
                 drops.drop(o.transport, o.reason)
-        assert all(isinstance(o, (Sent, Dropped)) for o in outcomes) and len(outcomes) == len(set(
-            params.transports or daemon.defaults))  # one outcome per target
+        assert all(isinstance(o, (Sent, Dropped)) for o in outcomes) and len(outcomes) == len(
+            set(params.transports or daemon.defaults)
+        )  # one outcome per target
         return [o.transport for o in outcomes if isinstance(o, Sent)]
 
     # two listening stations, one per group, and one receive callback in the daemon

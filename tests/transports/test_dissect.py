@@ -36,8 +36,11 @@ def names(layers) -> list[str]:
 
 def test_ethernet_gn_unsecured_spatem_shows_every_layer(pdus):
     frame = builder(ManualClock(NOW)).build_frame(
-        pdus["spatem"], DisseminationParams(catalog.SPATEM, destination=GeoArea(RSU_LAT, RSU_LON, "ellipse", 300.0,
-                                                                                100.0, 20.0), hop_limit=4))
+        pdus["spatem"],
+        DisseminationParams(
+            catalog.SPATEM, destination=GeoArea(RSU_LAT, RSU_LON, "ellipse", 300.0, 100.0, 20.0), hop_limit=4
+        ),
+    )
     layers = dissect(frame)
     assert names(layers) == ["ethernet", "geonetworking", "facilities"]
     eth, gnl, fac = (layer.fields for layer in layers)
@@ -46,8 +49,14 @@ def test_ethernet_gn_unsecured_spatem_shows_every_layer(pdus):
     assert gnl["common_header"]["header_type"] == "gbc-ellipse" and gnl["common_header"]["max_hop_limit"] == 4
     ext = gnl["extended_header"]
     assert ext["sequence_number"] == 0 and ext["source_position_vector"]["station_type"] == 15
-    assert ext["area"] == {"shape": "ellipse", "latitude": RSU_LAT, "longitude": RSU_LON, "distance_a_m": 300.0,
-                           "distance_b_m": 100.0, "angle_deg": 20.0}
+    assert ext["area"] == {
+        "shape": "ellipse",
+        "latitude": RSU_LAT,
+        "longitude": RSU_LON,
+        "distance_a_m": 300.0,
+        "distance_b_m": 100.0,
+        "angle_deg": 20.0,
+    }
     assert gnl["btp"] == {"type": "B", "destination_port": 2004, "destination_port_info": 0, "message": "SPATEM"}
     assert fac["type"] == "SPATEM"
     # the same GN packet without its Ethernet header
@@ -91,11 +100,14 @@ def test_gn_dissector_leaves_other_layers_alone(pdus):
     assert pcap_layer(pdus["ivim"]) is None
 
 
-@pytest.mark.parametrize("data, needle", [
-    (bytes.fromhex("11000501") + bytes.fromhex("2050"), "too short for the 8-byte common header"),
-    (bytes.fromhex("11000501") + bytes.fromhex("2010000000000100") + bytes(24), "beacon is not delivered"),
-    (bytes.fromhex("01000501") + bytes(40), "protocol version 0"),
-])
+@pytest.mark.parametrize(
+    "data, needle",
+    [
+        (bytes.fromhex("11000501") + bytes.fromhex("2050"), "too short for the 8-byte common header"),
+        (bytes.fromhex("11000501") + bytes.fromhex("2010000000000100") + bytes(24), "beacon is not delivered"),
+        (bytes.fromhex("01000501") + bytes(40), "protocol version 0"),
+    ],
+)
 def test_malformed_gn_packets_are_explained(data, needle):
     with pytest.raises(LayerError, match=needle):
         dissect(data)
@@ -115,9 +127,12 @@ def test_pcap_file_dissects_each_record_and_survives_a_bad_one(tmp_path, pdus):
     assert layer.fields == {"format": "pcap", "link_type": 1, "records": 3}
     first, bad, third = layer.frames
     assert names(first) == ["record", "ethernet", "geonetworking", "facilities"]
-    assert first[0].fields == {"index": 0, "time": "2023-11-14T22:13:20Z", "captured_length": len(
-        b.build_frame(pdus["ssem"], DisseminationParams(catalog.SSEM))), "original_length": first[0].fields[
-        "original_length"]}
+    assert first[0].fields == {
+        "index": 0,
+        "time": "2023-11-14T22:13:20Z",
+        "captured_length": len(b.build_frame(pdus["ssem"], DisseminationParams(catalog.SSEM))),
+        "original_length": first[0].fields["original_length"],
+    }
     assert names(bad) == ["record", "error"] and "common header" in bad[1].fields["error"]
     assert third[2].fields["common_header"]["header_type"] == "tsb" and third[3].fields["type"] == "IVIM"
     assert to_json([layer])[0]["frames"][2][0]["time"] == "2023-11-14T22:13:20.500000Z"
@@ -125,6 +140,7 @@ def test_pcap_file_dissects_each_record_and_survives_a_bad_one(tmp_path, pdus):
 
 def _pcapng(frames: list[tuple[float, bytes]]) -> bytes:
     """A minimal little-endian pcapng: section header, one Ethernet interface (µs), enhanced packets."""
+
     def block(btype: int, body: bytes) -> bytes:
         body += b"\x00" * (-len(body) % 4)
         n = 12 + len(body)

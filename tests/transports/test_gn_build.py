@@ -41,8 +41,9 @@ def reference_packet(core: GnCore, pdu: bytes, params: DisseminationParams, sign
         raise GnSendError(g.DropReason.BAD_PARAMS, f"PDU of {len(pdu)} bytes exceeds the GN payload length")
     lpv = core.position_vector()
     if params.destination is not None:
-        ext = g.ExtendedHeader(g.GBC_TYPES[params.destination.shape], lpv, core.next_sequence_number(),
-                               params.destination)
+        ext = g.ExtendedHeader(
+            g.GBC_TYPES[params.destination.shape], lpv, core.next_sequence_number(), params.destination
+        )
     elif hops > 1:
         ext = g.ExtendedHeader(g.HeaderType.TSB, lpv, core.next_sequence_number())
     else:
@@ -59,29 +60,46 @@ def reference_packet(core: GnCore, pdu: bytes, params: DisseminationParams, sign
 def unsecured_envelope(calls: list):
     """A deterministic stand-in for the 1609.2 signer: Ieee1609Dot2Data unsecuredData around the payload,
     recording what it was asked to sign (the signature itself is checked in tests/security)."""
+
     def sign(inner: bytes, offset: int) -> bytes:
         calls.append((inner, offset))
         return b"\x03\x80" + length_prefix(len(inner)) + inner
+
     return sign
 
 
-areas = st.builds(GeoArea, st.floats(-90, 90), st.floats(-180, 180), st.sampled_from(["circle", "rectangle", "ellipse"]),
-                  st.floats(0.5, 65535), st.floats(0, 65535), st.floats(0, 359.99))
+areas = st.builds(
+    GeoArea,
+    st.floats(-90, 90),
+    st.floats(-180, 180),
+    st.sampled_from(["circle", "rectangle", "ellipse"]),
+    st.floats(0.5, 65535),
+    st.floats(0, 65535),
+    st.floats(0, 359.99),
+)
 params_st = st.builds(
-    DisseminationParams, st.sampled_from(catalog.MESSAGES), st.none() | areas,
-    st.integers(0, 255) | st.sampled_from([-1, 256]), st.floats(0.0, 700.0) | st.sampled_from([1, 60, 600, 0.05]),
-    st.integers(1, 255) | st.sampled_from([0, 300]))
+    DisseminationParams,
+    st.sampled_from(catalog.MESSAGES),
+    st.none() | areas,
+    st.integers(0, 255) | st.sampled_from([-1, 256]),
+    st.floats(0.0, 700.0) | st.sampled_from([1, 60, 600, 0.05]),
+    st.integers(1, 255) | st.sampled_from([0, 300]),
+)
 
 
 @settings(max_examples=400, derandomize=True, database=None, deadline=None)
-@given(many=st.lists(st.tuples(params_st, st.binary(max_size=300)), min_size=1, max_size=6),
-       secured=st.booleans(), first_sn=st.integers(0, 0xFFFF),
-       position=st.tuples(st.floats(-90, 90), st.floats(-180, 180)), accurate=st.booleans(),
-       at=st.floats(1.6e9, 2.0e9), step=st.floats(0, 5))
+@given(
+    many=st.lists(st.tuples(params_st, st.binary(max_size=300)), min_size=1, max_size=6),
+    secured=st.booleans(),
+    first_sn=st.integers(0, 0xFFFF),
+    position=st.tuples(st.floats(-90, 90), st.floats(-180, 180)),
+    accurate=st.booleans(),
+    at=st.floats(1.6e9, 2.0e9),
+    step=st.floats(0, 5),
+)
 def test_cached_parts_give_the_reference_bytes(many, secured, first_sn, position, accurate, at, step):
     clock = ManualClock(at)
-    config = GnUdpConfig(latitude=position[0], longitude=position[1], secured=secured,
-                         position_accurate=accurate)
+    config = GnUdpConfig(latitude=position[0], longitude=position[1], secured=secured, position_accurate=accurate)
     new, old = (GnCore(config, clock, mac=MAC, first_sn=first_sn) for _ in range(2))
     for params, pdu in many:  # several packets per core: the cached parts are reused
         got_calls: list = []

@@ -23,16 +23,31 @@ from .conftest import NOW, RSU_LAT, RSU_LON, free_udp_port, random_group
 
 MESSAGES = [
     (catalog.SPATEM, DisseminationParams(catalog.SPATEM, lifetime_s=1.0, traffic_class=0)),
-    (catalog.MAPEM, DisseminationParams(catalog.MAPEM, destination=GeoArea(RSU_LAT, RSU_LON, "circle", 300.0),
-                                        lifetime_s=60.0, hop_limit=10)),
-    (catalog.IVIM, DisseminationParams(catalog.IVIM, destination=GeoArea(RSU_LAT, RSU_LON, "rectangle", 500.0,
-                                                                         100.0, 45.0), lifetime_s=10.0)),
+    (
+        catalog.MAPEM,
+        DisseminationParams(
+            catalog.MAPEM, destination=GeoArea(RSU_LAT, RSU_LON, "circle", 300.0), lifetime_s=60.0, hop_limit=10
+        ),
+    ),
+    (
+        catalog.IVIM,
+        DisseminationParams(
+            catalog.IVIM, destination=GeoArea(RSU_LAT, RSU_LON, "rectangle", 500.0, 100.0, 45.0), lifetime_s=10.0
+        ),
+    ),
 ]
 
 
 def gn_config(group, port, tmp_path=None, name="gn", **kw) -> GnUdpConfig:
-    return GnUdpConfig(name=name, group=group, port=port, latitude=RSU_LAT, longitude=RSU_LON,
-                       pcap=str(tmp_path / f"{name}.pcap") if tmp_path else None, **kw)
+    return GnUdpConfig(
+        name=name,
+        group=group,
+        port=port,
+        latitude=RSU_LAT,
+        longitude=RSU_LON,
+        pcap=str(tmp_path / f"{name}.pcap") if tmp_path else None,
+        **kw,
+    )
 
 
 def plain_receiver(group: str, port: int) -> socket.socket:
@@ -77,10 +92,11 @@ async def test_two_stations_exchange_signed_messages_over_udp(pdus, make_sign, t
             assert frame.btp_port == kind.btp_port and frame.transport == "b"
             assert frame.secured_packet and frame.source == gn.GnAddress(a.mac).hex()
             inner = envelope.signed_payload(frame.secured)
-            assert inner[frame.payload_offset:] == pdus[kind.name]
+            assert inner[frame.payload_offset :] == pdus[kind.name]
             assert frame.info["lifetime_s"] == params.lifetime_s
-            assert frame.info["header_type"] == ("shb" if params.destination is None
-                                                 else f"gbc-{params.destination.shape}")
+            assert frame.info["header_type"] == (
+                "shb" if params.destination is None else f"gbc-{params.destination.shape}"
+            )
             # what the plain socket saw: Ethernet II + GN, parsed independently of the transport
             datagram = await recv(wire)
             eth = ethernet.parse_frame(datagram)
@@ -123,8 +139,8 @@ async def test_bad_datagrams_are_counted_and_the_receiver_keeps_working(pdus, tm
         (good[:12] + b"\x86\xdd" + good[14:], DropReason.NOT_GEONETWORKING),
         (good[:14] + b"\x11\x00", DropReason.MALFORMED_GN),
         (good[:14] + b"\x21" + good[15:], DropReason.UNSUPPORTED_GN),
-        (good[:14 + 4] + b"\x10" + good[14 + 5:], DropReason.MALFORMED_BTP),
-        (good[:-len(pdus["srem"]) - 4] + b"\x07\xd1\x00\x00" + pdus["srem"], DropReason.UNKNOWN_BTP_PORT),
+        (good[: 14 + 4] + b"\x10" + good[14 + 5 :], DropReason.MALFORMED_BTP),
+        (good[: -len(pdus["srem"]) - 4] + b"\x07\xd1\x00\x00" + pdus["srem"], DropReason.UNKNOWN_BTP_PORT),
         (good[:14] + b"\x12\x00\x05\x01" + b"\x03\x81\x00\x40\x03\x80\x7f", DropReason.MALFORMED_SECURED_ENVELOPE),
         (bytes(range(256)) * 4, DropReason.NOT_GEONETWORKING),
     ]

@@ -40,6 +40,7 @@ def tst_expected(posix: float) -> int:
 
 # ------------------------------------------------------------------ the real Vanetza packet
 
+
 def test_vanetza_secured_cam_parses_layer_by_layer():
     data = GN_VECTOR.read_bytes()
     pkt = gn.parse_packet(data)
@@ -55,7 +56,7 @@ def test_vanetza_secured_cam_parses_layer_by_layer():
     assert pkt.secured == data[4:]
     # the CAM (UPER) starts right after BTP inside the signed unsecuredData
     inner = envelope.signed_payload(pkt.secured)
-    assert len(inner) == 86 and inner[pkt.payload_offset:] == pkt.payload
+    assert len(inner) == 86 and inner[pkt.payload_offset :] == pkt.payload
     assert pkt.payload.startswith(bytes.fromhex("02024ce0b890")) and len(pkt.payload) == 46
 
 
@@ -71,19 +72,30 @@ def test_vanetza_packet_through_the_receive_core():
     assert got.secured == data[4:] and got.secured_packet and got.btp_port == 2001
     assert got.source == "1400fe384ce0b890" and got.received_at == NOW
     assert got.payload_offset == 40
-    assert envelope.signed_payload(got.secured)[got.payload_offset:].startswith(bytes.fromhex("02024ce0b890"))
+    assert envelope.signed_payload(got.secured)[got.payload_offset :].startswith(bytes.fromhex("02024ce0b890"))
     assert got.info["station_type"] == 5 and got.info["header_type"] == "shb"
     assert got.info["ethernet_source"] == "02:00:00:00:0b:02" and got.info["link_source"] == "127.0.0.1:8947"
 
 
 # ------------------------------------------------------------------ small fields
 
-@pytest.mark.parametrize("seconds, octet", [
-    (1, 0x05), (60, 0x1A), (600, 0x1B), (0.5, 0x28), (0.05, 0x04), (2, 0x09), (10, 0x06),
-    (3.15, 0xFC),  # 63 x 50 ms
-    (7.3, 0x1D),  # not representable: nearest step of the finest base that fits (7 s)
-    (1000, 0x1B), (0.0, 0x04),  # clamped to 600 s / 50 ms
-])
+
+@pytest.mark.parametrize(
+    "seconds, octet",
+    [
+        (1, 0x05),
+        (60, 0x1A),
+        (600, 0x1B),
+        (0.5, 0x28),
+        (0.05, 0x04),
+        (2, 0x09),
+        (10, 0x06),
+        (3.15, 0xFC),  # 63 x 50 ms
+        (7.3, 0x1D),  # not representable: nearest step of the finest base that fits (7 s)
+        (1000, 0x1B),
+        (0.0, 0x04),  # clamped to 600 s / 50 ms
+    ],
+)
 def test_lifetime_encoding(seconds, octet):
     assert gn.encode_lifetime(seconds) == octet
 
@@ -108,6 +120,7 @@ def test_long_position_vector_signed_fields_round_trip():
 
 
 # ------------------------------------------------------------------ building packets
+
 
 def test_shb_unsecured_bytes(pdus):
     clock = ManualClock(NOW)
@@ -137,22 +150,26 @@ def test_tsb_when_hop_limit_above_one(pdus):
     assert first.payload == pdus["ssem"] and first.btp_port == 2008
 
 
-@pytest.mark.parametrize("area, ht", [
-    (GeoArea(RSU_LAT, RSU_LON, "circle", 300.0), gn.HeaderType.GBC_CIRCLE),
-    (GeoArea(RSU_LAT, RSU_LON, "rectangle", 400.0, 120.0, 30.0), gn.HeaderType.GBC_RECTANGLE),
-    (GeoArea(-33.8688, 151.2093, "ellipse", 1000.0, 250.0, 300.0), gn.HeaderType.GBC_ELLIPSE),
-])
+@pytest.mark.parametrize(
+    "area, ht",
+    [
+        (GeoArea(RSU_LAT, RSU_LON, "circle", 300.0), gn.HeaderType.GBC_CIRCLE),
+        (GeoArea(RSU_LAT, RSU_LON, "rectangle", 400.0, 120.0, 30.0), gn.HeaderType.GBC_RECTANGLE),
+        (GeoArea(-33.8688, 151.2093, "ellipse", 1000.0, 250.0, 300.0), gn.HeaderType.GBC_ELLIPSE),
+    ],
+)
 def test_geobroadcast_area_round_trip(pdus, area, ht):
     c = core(ManualClock(NOW), check_destination_area=False)
-    raw = c.build_packet(pdus["mapem"], DisseminationParams(catalog.MAPEM, destination=area, hop_limit=10,
-                                                            lifetime_s=60))
+    raw = c.build_packet(
+        pdus["mapem"], DisseminationParams(catalog.MAPEM, destination=area, hop_limit=10, lifetime_s=60)
+    )
     assert raw[5] == ht and len(raw) == 4 + 8 + 44 + 4 + len(pdus["mapem"])
     pkt = gn.parse_packet(raw)
     assert pkt.extended.area == area
     assert pkt.basic.lifetime == 0x1A and pkt.common.max_hop_limit == 10
     # circle: distance b is written as 0
     if area.shape == "circle":
-        assert raw[12 + 28 + 10:12 + 28 + 12] == b"\x00\x00"
+        assert raw[12 + 28 + 10 : 12 + 28 + 12] == b"\x00\x00"
 
 
 def test_secured_packet_signs_the_gn_headers_with_the_pdu(pdus, make_sign, signer):
@@ -164,7 +181,7 @@ def test_secured_packet_signs_the_gn_headers_with_the_pdu(pdus, make_sign, signe
     pkt = gn.parse_packet(raw)
     inner = envelope.signed_payload(pkt.secured)
     assert inner[:8] == gn.CommonHeader(2, gn.HeaderType.SHB, 0, 0, 4 + len(pdus["ivim"]), 1).to_bytes()
-    assert inner[pkt.payload_offset:] == pdus["ivim"] and pkt.btp_port == 2006
+    assert inner[pkt.payload_offset :] == pdus["ivim"] and pkt.btp_port == 2006
     # the envelope is a real signature by the AT over exactly those bytes
     from rsu.security.verify import parse_signed
 
@@ -182,11 +199,14 @@ def test_bare_pdu_is_accepted_for_sending_and_bad_envelopes_are_refused(pdus):
     assert e.value.reason == DropReason.BAD_PARAMS
 
 
-@pytest.mark.parametrize("params", [
-    DisseminationParams(catalog.SPATEM, hop_limit=0),
-    DisseminationParams(catalog.SPATEM, traffic_class=256),
-    DisseminationParams(catalog.SPATEM, lifetime_s=math.inf),
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        DisseminationParams(catalog.SPATEM, hop_limit=0),
+        DisseminationParams(catalog.SPATEM, traffic_class=256),
+        DisseminationParams(catalog.SPATEM, lifetime_s=math.inf),
+    ],
+)
 def test_bad_dissemination_parameters_are_refused(pdus, params):
     with pytest.raises(GnSendError) as e:
         core(ManualClock(NOW)).build_packet(pdus["spatem"], params)
@@ -218,6 +238,7 @@ def test_first_sequence_number_is_random_so_a_restart_with_a_fixed_mac_is_not_a_
 
 # ------------------------------------------------------------------ areas
 
+
 def test_area_function_circle_rectangle_ellipse():
     circle = GeoArea(RSU_LAT, RSU_LON, "circle", 100.0)
     north_90m = RSU_LAT + 90 / 111_195
@@ -241,43 +262,47 @@ def test_area_function_circle_rectangle_ellipse():
 
 # ------------------------------------------------------------------ receive: every drop reason
 
+
 def _valid_frame(pdus, clock, *, sign=None, params=None) -> bytes:
     sender = core(clock, mac=MAC_B, sign=sign)
     return sender.build_frame(pdus["srem"], params or DisseminationParams(catalog.SREM, hop_limit=3))
 
 
 def _mutate(frame: bytes, offset: int, value: bytes) -> bytes:
-    return frame[:offset] + value + frame[offset + len(value):]
+    return frame[:offset] + value + frame[offset + len(value) :]
 
 
 E = 14  # Ethernet header
 B = E + 4  # common header start
 
 
-@pytest.mark.parametrize("name, mutate, reason", [
-    ("short ethernet", lambda f: f[:13], DropReason.MALFORMED_ETHERNET),
-    ("ipv4 ethertype", lambda f: _mutate(f, 12, b"\x08\x00"), DropReason.NOT_GEONETWORKING),
-    ("own mac", lambda f: _mutate(f, 6, MAC_A), DropReason.OWN_FRAME),
-    ("truncated basic header", lambda f: f[:E + 3], DropReason.MALFORMED_GN),
-    ("gn version 0", lambda f: _mutate(f, E, b"\x01"), DropReason.UNSUPPORTED_GN),
-    ("basic next header 3", lambda f: _mutate(f, E, b"\x13"), DropReason.MALFORMED_GN),
-    ("basic reserved", lambda f: _mutate(f, E + 1, b"\x01"), DropReason.MALFORMED_GN),
-    ("lifetime 0", lambda f: _mutate(f, E + 2, b"\x00"), DropReason.MALFORMED_GN),
-    ("remaining hop limit above the maximum", lambda f: _mutate(f, E + 3, b"\x04"), DropReason.MALFORMED_GN),
-    ("truncated common header", lambda f: f[:B + 5], DropReason.MALFORMED_GN),
-    ("unknown header type", lambda f: _mutate(f, B + 1, b"\x77"), DropReason.MALFORMED_GN),
-    ("beacon", lambda f: _mutate(f, B + 1, b"\x10"), DropReason.UNSUPPORTED_GN),
-    ("location service", lambda f: _mutate(f, B + 1, b"\x60"), DropReason.UNSUPPORTED_GN),
-    ("common reserved", lambda f: _mutate(f, B + 7, b"\x01"), DropReason.MALFORMED_GN),
-    ("max hop limit 0", lambda f: _mutate(f, B + 6, b"\x00"), DropReason.MALFORMED_GN),
-    ("truncated extended header", lambda f: f[:B + 8 + 20], DropReason.MALFORMED_GN),
-    ("payload length too long", lambda f: _mutate(f, B + 4, b"\xff\xff"), DropReason.MALFORMED_GN),
-    ("btp-a", lambda f: _mutate(f, B, b"\x10"), DropReason.MALFORMED_BTP),
-    ("ipv6", lambda f: _mutate(f, B, b"\x30"), DropReason.UNSUPPORTED_GN),
-    ("btp shorter than 4", lambda f: _mutate(f, B + 4, b"\x00\x02")[:B + 8 + 28 + 2], DropReason.MALFORMED_BTP),
-    ("unknown port", lambda f: _mutate(f, B + 8 + 28, b"\x07\xd1"), DropReason.UNKNOWN_BTP_PORT),
-    ("relayed own packet", lambda f: _mutate(f, B + 8 + 4 + 2, MAC_A), DropReason.OWN_FRAME),
-])
+@pytest.mark.parametrize(
+    "name, mutate, reason",
+    [
+        ("short ethernet", lambda f: f[:13], DropReason.MALFORMED_ETHERNET),
+        ("ipv4 ethertype", lambda f: _mutate(f, 12, b"\x08\x00"), DropReason.NOT_GEONETWORKING),
+        ("own mac", lambda f: _mutate(f, 6, MAC_A), DropReason.OWN_FRAME),
+        ("truncated basic header", lambda f: f[: E + 3], DropReason.MALFORMED_GN),
+        ("gn version 0", lambda f: _mutate(f, E, b"\x01"), DropReason.UNSUPPORTED_GN),
+        ("basic next header 3", lambda f: _mutate(f, E, b"\x13"), DropReason.MALFORMED_GN),
+        ("basic reserved", lambda f: _mutate(f, E + 1, b"\x01"), DropReason.MALFORMED_GN),
+        ("lifetime 0", lambda f: _mutate(f, E + 2, b"\x00"), DropReason.MALFORMED_GN),
+        ("remaining hop limit above the maximum", lambda f: _mutate(f, E + 3, b"\x04"), DropReason.MALFORMED_GN),
+        ("truncated common header", lambda f: f[: B + 5], DropReason.MALFORMED_GN),
+        ("unknown header type", lambda f: _mutate(f, B + 1, b"\x77"), DropReason.MALFORMED_GN),
+        ("beacon", lambda f: _mutate(f, B + 1, b"\x10"), DropReason.UNSUPPORTED_GN),
+        ("location service", lambda f: _mutate(f, B + 1, b"\x60"), DropReason.UNSUPPORTED_GN),
+        ("common reserved", lambda f: _mutate(f, B + 7, b"\x01"), DropReason.MALFORMED_GN),
+        ("max hop limit 0", lambda f: _mutate(f, B + 6, b"\x00"), DropReason.MALFORMED_GN),
+        ("truncated extended header", lambda f: f[: B + 8 + 20], DropReason.MALFORMED_GN),
+        ("payload length too long", lambda f: _mutate(f, B + 4, b"\xff\xff"), DropReason.MALFORMED_GN),
+        ("btp-a", lambda f: _mutate(f, B, b"\x10"), DropReason.MALFORMED_BTP),
+        ("ipv6", lambda f: _mutate(f, B, b"\x30"), DropReason.UNSUPPORTED_GN),
+        ("btp shorter than 4", lambda f: _mutate(f, B + 4, b"\x00\x02")[: B + 8 + 28 + 2], DropReason.MALFORMED_BTP),
+        ("unknown port", lambda f: _mutate(f, B + 8 + 28, b"\x07\xd1"), DropReason.UNKNOWN_BTP_PORT),
+        ("relayed own packet", lambda f: _mutate(f, B + 8 + 4 + 2, MAC_A), DropReason.OWN_FRAME),
+    ],
+)
 def test_malformed_unsecured_frames_are_dropped_with_their_reason(pdus, name, mutate, reason):
     clock = ManualClock(NOW)
     frame = _valid_frame(pdus, clock)
@@ -294,21 +319,24 @@ def test_link_layer_padding_after_the_payload_is_ignored(pdus):
     assert isinstance(got, ReceivedFrame) and got.secured == pdus["srem"]
 
 
-@pytest.mark.parametrize("name, mutate, reason", [
-    ("not 1609.2", lambda s: b"\x02" + s[1:], DropReason.MALFORMED_SECURED_ENVELOPE),
-    ("unsecured content", lambda s: s[:1] + b"\x80" + s[2:], DropReason.MALFORMED_SECURED_ENVELOPE),
-    ("encrypted", lambda s: s[:1] + b"\x82" + s[2:], DropReason.UNSUPPORTED_GN),
-    ("external hash", lambda s: s[:3] + b"\x20" + s[4:], DropReason.MALFORMED_SECURED_ENVELOPE),
-    ("truncated envelope", lambda s: s[:20], DropReason.MALFORMED_SECURED_ENVELOPE),
-    ("inner length off by one", lambda s: s[:6] + bytes((s[6] - 1,)) + s[7:], DropReason.MALFORMED_GN),
-])
+@pytest.mark.parametrize(
+    "name, mutate, reason",
+    [
+        ("not 1609.2", lambda s: b"\x02" + s[1:], DropReason.MALFORMED_SECURED_ENVELOPE),
+        ("unsecured content", lambda s: s[:1] + b"\x80" + s[2:], DropReason.MALFORMED_SECURED_ENVELOPE),
+        ("encrypted", lambda s: s[:1] + b"\x82" + s[2:], DropReason.UNSUPPORTED_GN),
+        ("external hash", lambda s: s[:3] + b"\x20" + s[4:], DropReason.MALFORMED_SECURED_ENVELOPE),
+        ("truncated envelope", lambda s: s[:20], DropReason.MALFORMED_SECURED_ENVELOPE),
+        ("inner length off by one", lambda s: s[:6] + bytes((s[6] - 1,)) + s[7:], DropReason.MALFORMED_GN),
+    ],
+)
 def test_malformed_secured_packets_are_dropped(pdus, make_sign, name, mutate, reason):
     clock = ManualClock(NOW)
     frame = _valid_frame(pdus, clock, sign=make_sign(clock))
     assert frame[E] == 0x12
     ok = core(clock).receive_frame(frame)
     assert isinstance(ok, ReceivedFrame) and ok.secured_packet
-    got = core(clock).receive_frame(frame[:E + 4] + mutate(frame[E + 4:]))
+    got = core(clock).receive_frame(frame[: E + 4] + mutate(frame[E + 4 :]))
     assert isinstance(got, Drop) and got.reason == reason, (name, got)
 
 

@@ -27,8 +27,15 @@ DIGITS = "/".join(qk.quadkey(RSU_LAT, RSU_LON, 22))
 
 
 def mqtt_config(broker, **kw) -> MqttConfig:
-    base = dict(host=broker.host, port=broker.port, latitude=RSU_LAT, longitude=RSU_LON, source="rsu_42",
-                backoff_initial=0.1, backoff_max=0.5)
+    base = dict(
+        host=broker.host,
+        port=broker.port,
+        latitude=RSU_LAT,
+        longitude=RSU_LON,
+        source="rsu_42",
+        backoff_initial=0.1,
+        backoff_max=0.5,
+    )
     base.update(kw)
     return MqttConfig(**base)
 
@@ -37,8 +44,9 @@ class Client:
     """A plain aiomqtt v5 client for the test side."""
 
     def __init__(self, broker, name: str, **kw) -> None:
-        self.client = aiomqtt.Client(broker.host, broker.port, identifier=name,
-                                     protocol=aiomqtt.ProtocolVersion.V5, **kw)
+        self.client = aiomqtt.Client(
+            broker.host, broker.port, identifier=name, protocol=aiomqtt.ProtocolVersion.V5, **kw
+        )
 
     async def __aenter__(self) -> Client:
         await asyncio.wait_for(self.client.__aenter__(), 5)
@@ -117,7 +125,9 @@ async def test_receive_path_and_drop_reasons_through_the_broker(broker, secured)
             await car.publish(f"{base}/car7/{DIGITS}", secured["srem"])
             frame = await asyncio.wait_for(got.get(), 5)
             assert frame.btp_port == 2007 and frame.source == "car7" and frame.secured == secured["srem"]
-            assert frame.secured_packet and frame.transport == "mqtt" and frame.info["quadkey"] == DIGITS.replace("/", "")
+            assert (
+                frame.secured_packet and frame.transport == "mqtt" and frame.info["quadkey"] == DIGITS.replace("/", "")
+            )
             # outside the subscribed region: the broker does not even deliver it
             await car.publish(f"{base}/car8/{far}", secured["srem"])
             await car.publish(f"{base}/car8/{neighbour}", secured["srem"])
@@ -131,7 +141,10 @@ async def test_receive_path_and_drop_reasons_through_the_broker(broker, secured)
             frame = await asyncio.wait_for(got.get(), 5)
             assert frame.source == "car10" and got.empty()
         assert {r: n for (_, r), n in drops.snapshot().items()} == {
-            "own-frame": 1, "malformed-mqtt-topic": 1, "malformed-mqtt-payload": 1}
+            "own-frame": 1,
+            "malformed-mqtt-topic": 1,
+            "malformed-mqtt-payload": 1,
+        }
         assert t.received == 3
     finally:
         await t.stop()
@@ -198,6 +211,7 @@ async def test_broker_restart_reconnects_without_replaying_stale_messages(broker
 
 # ---------------------------------------------------------------------------- TLS + password
 
+
 def _tls_material(tmp_path):
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -210,24 +224,41 @@ def _tls_material(tmp_path):
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
     def write_key(key, path):
-        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name("rsu test CA")).issuer_name(name("rsu test CA"))
-          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now - datetime.timedelta(hours=1))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("rsu test CA"))
+        .issuer_name(name("rsu test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    for who, san in (("server", [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-                     ("client", [x509.DNSName("rsu_42")])):
+    for who, san in (
+        ("server", [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+        ("client", [x509.DNSName("rsu_42")]),
+    ):
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = (x509.CertificateBuilder().subject_name(name(who)).issuer_name(ca.subject)
-                .public_key(key.public_key()).serial_number(2 if who == "server" else 3)
-                .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName(san), critical=False)
-                .sign(ca_key, hashes.SHA256()))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name(who))
+            .issuer_name(ca.subject)
+            .public_key(key.public_key())
+            .serial_number(2 if who == "server" else 3)
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(san), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
         (tmp_path / f"{who}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         write_key(key, tmp_path / f"{who}.key")
 
@@ -236,18 +267,27 @@ async def test_tls_with_client_certificate_and_password(broker_factory, tmp_path
     _tls_material(tmp_path)
     passwd = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "rsu", "s3cret"], check=True, capture_output=True)
-    b = broker_factory(f"cafile {tmp_path / 'ca.pem'}\ncertfile {tmp_path / 'server.pem'}\n"
-                       f"keyfile {tmp_path / 'server.key'}\nrequire_certificate true\n"
-                       f"allow_anonymous false\npassword_file {passwd}\n")
+    b = broker_factory(
+        f"cafile {tmp_path / 'ca.pem'}\ncertfile {tmp_path / 'server.pem'}\n"
+        f"keyfile {tmp_path / 'server.key'}\nrequire_certificate true\n"
+        f"allow_anonymous false\npassword_file {passwd}\n"
+    )
     (tmp_path / "pw").write_text("s3cret\n")
     (tmp_path / "bad_pw").write_text("wrong\n")
-    tls = dict(ca_file=str(tmp_path / "ca.pem"), cert_file=str(tmp_path / "client.pem"),
-               key_file=str(tmp_path / "client.key"), username="rsu")
+    tls = dict(
+        ca_file=str(tmp_path / "ca.pem"),
+        cert_file=str(tmp_path / "client.pem"),
+        key_file=str(tmp_path / "client.key"),
+        username="rsu",
+    )
     drops = DropCounts()
     clock = ManualClock(NOW)
     t = await started(mqtt_config(b, password_file=str(tmp_path / "pw"), **tls), clock, drops)
-    bad = MqttTransport(mqtt_config(b, name="bad", source="rsu_43", password_file=str(tmp_path / "bad_pw"), **tls),
-                        clock=clock, drops=drops)
+    bad = MqttTransport(
+        mqtt_config(b, name="bad", source="rsu_43", password_file=str(tmp_path / "bad_pw"), **tls),
+        clock=clock,
+        drops=drops,
+    )
     try:
         import ssl
 

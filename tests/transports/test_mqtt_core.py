@@ -30,6 +30,7 @@ def mqtt_config(**kw) -> MqttConfig:
 
 # ------------------------------------------------------------------ quadkeys
 
+
 def test_quadkeys_match_the_bing_tile_system():
     assert qk.from_tile(3, 5, 3) == "213"  # the example of the Bing Maps tile system article
     assert qk.to_tile("213") == (3, 5, 3)
@@ -52,6 +53,7 @@ def test_quadkey_neighbours_wrap_at_the_antimeridian_and_stop_at_the_poles():
 
 # ------------------------------------------------------------------ topics
 
+
 def test_publish_topic_levels_follow_the_its_client_scheme():
     core = MqttCore(mqtt_config(), ManualClock(NOW))
     area = GeoArea(RSU_LAT, RSU_LON, "circle", 200.0)
@@ -63,9 +65,18 @@ def test_publish_topic_levels_follow_the_its_client_scheme():
 
 
 def test_every_topic_part_and_type_name_is_configurable():
-    cfg = MqttConfig.from_dict({"latitude": RSU_LAT, "longitude": RSU_LON, "source": "wse_app_1",
-                                "prefix": "5GCroCo/fr", "publish_queue": "in", "suffix": "road7",
-                                "type_names": {"mapem": "map", "spatem": "spat"}, "quadkey_depth": 6})
+    cfg = MqttConfig.from_dict(
+        {
+            "latitude": RSU_LAT,
+            "longitude": RSU_LON,
+            "source": "wse_app_1",
+            "prefix": "5GCroCo/fr",
+            "publish_queue": "in",
+            "suffix": "road7",
+            "type_names": {"mapem": "map", "spatem": "spat"},
+            "quadkey_depth": 6,
+        }
+    )
     core = MqttCore(cfg, ManualClock(NOW))
     pub = core.publication(SIGNED, DisseminationParams(catalog.MAPEM, extra={"reference_point": (-33.87, 151.21)}))
     assert pub.topic == "5GCroCo/fr/in/road7/map/wse_app_1/" + "/".join(qk.quadkey(-33.87, 151.21, 6))
@@ -89,16 +100,19 @@ def test_subscriptions_cover_the_rsu_tile_and_its_neighbours():
     assert flat == ["default/outQueue/v2x/srem/#"]
 
 
-@pytest.mark.parametrize("topic, reason", [
-    ("other/outQueue/v2x/srem/car1/1/2", DropReason.MALFORMED_TOPIC),
-    ("default/outQueue/v2x", DropReason.MALFORMED_TOPIC),
-    ("default/outQueue/v3x/srem/car1/1", DropReason.MALFORMED_TOPIC),
-    ("default/outQueue/v2x/srem/car1/1/9", DropReason.MALFORMED_TOPIC),
-    ("default/outQueue/v2x/srem/car1/12", DropReason.MALFORMED_TOPIC),
-    ("default/outQueue/v2x/srem//1", DropReason.MALFORMED_TOPIC),
-    ("default/outQueue/v2x/cam/car1/1/2", DropReason.UNKNOWN_MESSAGE_TYPE),
-    ("default/outQueue/v2x/srem/rsu_42/1/2", DropReason.OWN_FRAME),
-])
+@pytest.mark.parametrize(
+    "topic, reason",
+    [
+        ("other/outQueue/v2x/srem/car1/1/2", DropReason.MALFORMED_TOPIC),
+        ("default/outQueue/v2x", DropReason.MALFORMED_TOPIC),
+        ("default/outQueue/v3x/srem/car1/1", DropReason.MALFORMED_TOPIC),
+        ("default/outQueue/v2x/srem/car1/1/9", DropReason.MALFORMED_TOPIC),
+        ("default/outQueue/v2x/srem/car1/12", DropReason.MALFORMED_TOPIC),
+        ("default/outQueue/v2x/srem//1", DropReason.MALFORMED_TOPIC),
+        ("default/outQueue/v2x/cam/car1/1/2", DropReason.UNKNOWN_MESSAGE_TYPE),
+        ("default/outQueue/v2x/srem/rsu_42/1/2", DropReason.OWN_FRAME),
+    ],
+)
 def test_received_topics_that_do_not_fit_are_dropped(topic, reason):
     got = MqttCore(mqtt_config(), ManualClock(NOW)).receive(topic, SIGNED)
     assert isinstance(got, Drop) and got.reason == reason
@@ -110,14 +124,21 @@ def test_a_received_publication_becomes_a_frame():
     assert isinstance(got, ReceivedFrame)
     assert got.secured == SIGNED and got.btp_port == 2007 and got.source == "car1" and got.secured_packet
     assert got.payload_offset == 0 and got.transport == "mqtt" and got.received_at == NOW
-    assert got.info == {"topic": "default/outQueue/v2x/srem/car1/1/2/0/2", "queue": "outQueue",
-                        "message_type": "srem", "quadkey": "1202", "retained": True, "qos": 1,
-                        "expiry_interval": 3}
+    assert got.info == {
+        "topic": "default/outQueue/v2x/srem/car1/1/2/0/2",
+        "queue": "outQueue",
+        "message_type": "srem",
+        "quadkey": "1202",
+        "retained": True,
+        "qos": 1,
+        "expiry_interval": 3,
+    }
     empty = core.receive("default/outQueue/v2x/srem/car1/1", b"")
     assert isinstance(empty, Drop) and empty.reason == DropReason.MALFORMED_PAYLOAD
 
 
 # ------------------------------------------------------------------ JSON envelope
+
 
 def test_json_envelope_round_trip_and_staleness():
     clock = ManualClock(NOW)
@@ -136,11 +157,17 @@ def test_json_envelope_round_trip_and_staleness():
     assert isinstance(stale, Drop) and stale.reason == DropReason.STALE
 
 
-@pytest.mark.parametrize("payload, parses", [
-    (b"not json", False), (b"[]", False), (b'{"message": 5}', False), (b'{"message": "***"}', False),
-    (b'{"message": "AA==", "timestamp": "yesterday"}', False),
-    (b'{"message": "AA==", "message_type": "spatem"}', True),  # well-formed, but the topic says srem
-])
+@pytest.mark.parametrize(
+    "payload, parses",
+    [
+        (b"not json", False),
+        (b"[]", False),
+        (b'{"message": 5}', False),
+        (b'{"message": "***"}', False),
+        (b'{"message": "AA==", "timestamp": "yesterday"}', False),
+        (b'{"message": "AA==", "message_type": "spatem"}', True),  # well-formed, but the topic says srem
+    ],
+)
 def test_bad_json_envelopes_are_dropped(payload, parses):
     core = MqttCore(mqtt_config(payload_format="json"), ManualClock(NOW))
     got = core.receive("default/outQueue/v2x/srem/car1/1", payload)
@@ -153,6 +180,7 @@ def test_bad_json_envelopes_are_dropped(payload, parses):
 
 
 # ------------------------------------------------------------------ expiry and the queue
+
 
 def test_expiry_comes_from_the_message_lifetime_or_the_per_type_override():
     core = MqttCore(mqtt_config(expiry_s={"mapem": 300}), ManualClock(NOW))
@@ -215,6 +243,7 @@ def test_push_front_does_not_resurrect_an_older_retained_message():
 
 # ------------------------------------------------------------------ backoff
 
+
 def test_backoff_grows_to_its_cap_and_resets():
     b = Backoff(initial=0.5, maximum=4.0, jitter=0.0)
     assert [b.next_delay() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
@@ -222,22 +251,27 @@ def test_backoff_grows_to_its_cap_and_resets():
     assert b.next_delay() == 0.5
     j = Backoff(initial=1.0, maximum=30.0, jitter=0.2, rng=random.Random(7))
     delays = [j.next_delay() for _ in range(8)]
-    assert all(0.8 * min(30, 2 ** i) <= d <= min(30, 1.2 * 2 ** i) for i, d in enumerate(delays))
+    assert all(0.8 * min(30, 2**i) <= d <= min(30, 1.2 * 2**i) for i, d in enumerate(delays))
     assert len(set(delays)) == len(delays)  # jittered
 
 
 def test_mqtt_configuration_errors_name_the_field(tmp_path):
     pos = {"latitude": RSU_LAT, "longitude": RSU_LON}
     for data, field in [
-        ({"qos": 3}, "qos"), ({"payload_format": "xml"}, "payload_format"),
+        ({"qos": 3}, "qos"),
+        ({"payload_format": "xml"}, "payload_format"),
         ({"type_names": {"spatem": "a/b"}}, "type_names.spatem"),
         ({"type_names": {"cam": "cam"}}, "type_names.cam"),
         ({"type_names": {"spatem": "mapem"}}, "type_names"),
         ({"ca_file": str(tmp_path / "missing.pem")}, "ca_file"),
         ({"password_file": str(tmp_path)}, "password_file"),
-        ({"subscribe": ["srem", "cam"]}, "subscribe"), ({"expiry_s": {"spatem": -1}}, "expiry_s.spatem"),
-        ({"quadkey_depth": 40}, "quadkey_depth"), ({"source": "a+b"}, "source"), ({"prefix": "x/#"}, "prefix"),
-        ({"backoff_initial": 60, "backoff_max": 1}, "backoff_initial"), ({"colour": "red"}, "colour"),
+        ({"subscribe": ["srem", "cam"]}, "subscribe"),
+        ({"expiry_s": {"spatem": -1}}, "expiry_s.spatem"),
+        ({"quadkey_depth": 40}, "quadkey_depth"),
+        ({"source": "a+b"}, "source"),
+        ({"prefix": "x/#"}, "prefix"),
+        ({"backoff_initial": 60, "backoff_max": 1}, "backoff_initial"),
+        ({"colour": "red"}, "colour"),
     ]:
         with pytest.raises(ConfigError, match=rf"^mqtt\.{field}[: ]"):
             MqttConfig.from_dict({**pos, **data}, prefix="mqtt.")

@@ -21,23 +21,56 @@ from .test_gn_udp import gn_config, plain_receiver, recv
 
 PLAN = [  # message, dissemination, expected GN header type octet
     (catalog.SPATEM, DisseminationParams(catalog.SPATEM, lifetime_s=1.0), "0x50"),
-    (catalog.MAPEM, DisseminationParams(catalog.MAPEM, destination=GeoArea(RSU_LAT, RSU_LON, "circle", 300.0),
-                                        lifetime_s=60.0, hop_limit=10), "0x40"),
-    (catalog.IVIM, DisseminationParams(catalog.IVIM, destination=GeoArea(RSU_LAT, RSU_LON, "rectangle", 800.0,
-                                                                         200.0, 30.0), lifetime_s=600.0), "0x41"),
-    (catalog.SREM, DisseminationParams(catalog.SREM, destination=GeoArea(RSU_LAT, RSU_LON, "ellipse", 400.0,
-                                                                         150.0, 120.0)), "0x42"),
+    (
+        catalog.MAPEM,
+        DisseminationParams(
+            catalog.MAPEM, destination=GeoArea(RSU_LAT, RSU_LON, "circle", 300.0), lifetime_s=60.0, hop_limit=10
+        ),
+        "0x40",
+    ),
+    (
+        catalog.IVIM,
+        DisseminationParams(
+            catalog.IVIM, destination=GeoArea(RSU_LAT, RSU_LON, "rectangle", 800.0, 200.0, 30.0), lifetime_s=600.0
+        ),
+        "0x41",
+    ),
+    (
+        catalog.SREM,
+        DisseminationParams(catalog.SREM, destination=GeoArea(RSU_LAT, RSU_LON, "ellipse", 400.0, 150.0, 120.0)),
+        "0x42",
+    ),
     (catalog.SSEM, DisseminationParams(catalog.SSEM, hop_limit=3, traffic_class=0x01), "0x51"),
     (catalog.RTCMEM, DisseminationParams(catalog.RTCMEM, lifetime_s=5.0), "0x50"),
 ]
-FIELDS = ["frame.protocols", "geonw.bh.nh", "geonw.ch.htype", "btpb.dstport", "ieee1609dot2.psid",
-          "its.messageID", "_ws.malformed", "_ws.expert.severity"]
+FIELDS = [
+    "frame.protocols",
+    "geonw.bh.nh",
+    "geonw.ch.htype",
+    "btpb.dstport",
+    "ieee1609dot2.psid",
+    "its.messageID",
+    "_ws.malformed",
+    "_ws.expert.severity",
+]
 PI_ERROR = 0x00800000
 
 
 def run_tshark(tshark: str, path, *extra: str) -> list[dict[str, str]]:
-    args = [tshark, "-r", str(path), "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a",
-            "-E", "aggregator=,", *extra]
+    args = [
+        tshark,
+        "-r",
+        str(path),
+        "-T",
+        "fields",
+        "-E",
+        "separator=\t",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+        *extra,
+    ]
     for f in FIELDS:
         args += ["-e", f]
     proc = subprocess.run(args, capture_output=True, timeout=120)
@@ -60,10 +93,15 @@ async def _capture_exchange(tmp_path, pdus, sign_for, secured: bool):
     group, port = random_group(), free_udp_port()
     clock = ManualClock(NOW)
     sign = sign_for(clock) if secured else None
-    tx = GnUdpTransport(gn_config(group, port, tmp_path, "tx", secured=secured), clock=clock, drops=DropCounts(),
-                        sign=sign)
-    rx = GnUdpTransport(gn_config(group, port, tmp_path, "rx", secured=secured, check_destination_area=False),
-                        clock=clock, drops=DropCounts(), sign=sign)
+    tx = GnUdpTransport(
+        gn_config(group, port, tmp_path, "tx", secured=secured), clock=clock, drops=DropCounts(), sign=sign
+    )
+    rx = GnUdpTransport(
+        gn_config(group, port, tmp_path, "rx", secured=secured, check_destination_area=False),
+        clock=clock,
+        drops=DropCounts(),
+        sign=sign,
+    )
     got: asyncio.Queue = asyncio.Queue()
     wire = plain_receiver(group, port)
     datagrams = []
@@ -122,8 +160,9 @@ def _ip_udp_frame(payload: bytes, port: int) -> bytes:
     """Ethernet/IPv4/UDP around one of our datagrams, as a capture on the interface shows it."""
     udp = struct.pack("!HHHH", port, port, 8 + len(payload), 0) + payload
     total = 20 + len(udp)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 1, 17, 0,
-                     bytes((192, 0, 2, 1)), bytes((239, 118, 122, 97)))
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 1, 17, 0, bytes((192, 0, 2, 1)), bytes((239, 118, 122, 97))
+    )
     csum = sum(struct.unpack("!10H", ip))
     while csum >> 16:
         csum = (csum & 0xFFFF) + (csum >> 16)

@@ -110,8 +110,12 @@ class Generator:
     def _inline(self, t: AsnType, node: Node) -> bool:
         """Write a SEQUENCE or SEQUENCE OF in place of a call (a Python call costs more than the
         few operations most of them are), at most INLINE_DEPTH levels deep, never a type inside itself."""
-        return (node.kind in ("SEQUENCE", "SEQUENCE OF") and 0 < len(self.stack) <= INLINE_DEPTH
-                and id(node) not in self.stack and type(t).__name__ in ("Sequence", "SequenceOf"))
+        return (
+            node.kind in ("SEQUENCE", "SEQUENCE OF")
+            and 0 < len(self.stack) <= INLINE_DEPTH
+            and id(node) not in self.stack
+            and type(t).__name__ in ("Sequence", "SequenceOf")
+        )
 
     # --- encoding ------------------------------------------------------------------------------
     def enc(self, t: AsnType, node: Node, expr: str, acc: str, ind: str, hint: str) -> list[str]:
@@ -122,27 +126,37 @@ class Generator:
             # in place, into its own short accumulator (appending to a long int is what costs)
             v, sub = self.var("v"), self.var("a")
             self.stack.append(id(node))
-            body = self._seq_enc(t, node.member_map, node.name or hint, v, sub, ind) if node.kind == "SEQUENCE" \
+            body = (
+                self._seq_enc(t, node.member_map, node.name or hint, v, sub, ind)
+                if node.kind == "SEQUENCE"
                 else self._list_enc(t, node, node.name or hint, v, sub, ind)
+            )
             self.stack.pop()
-            return [f"{ind}{v} = {expr}", f"{ind}{sub} = 1"] + body + [
-                f"{ind}{acc} = (({acc} - 1) << ({sub}.bit_length() - 1)) + {sub}"]
+            return (
+                [f"{ind}{v} = {expr}", f"{ind}{sub} = 1"]
+                + body
+                + [f"{ind}{acc} = (({acc} - 1) << ({sub}.bit_length() - 1)) + {sub}"]
+            )
         if node.kind in CONSTRUCTED:
             # each function builds its own bits from a fresh sentinel (appending to a short int is
             # cheap, to a long one is not); the caller appends them: ((a - 1) << n) + s == a << n | bits
-            return [f"{ind}s_ = e_{self.fn(t, node, hint)}({expr})",
-                    f"{ind}{acc} = (({acc} - 1) << (s_.bit_length() - 1)) + s_"]
+            return [
+                f"{ind}s_ = e_{self.fn(t, node, hint)}({expr})",
+                f"{ind}{acc} = (({acc} - 1) << (s_.bit_length() - 1)) + s_",
+            ]
         if cls == "Integer":
             if t.number_of_bits is None:
                 return [f"{ind}{acc} = _rt.uwn({acc}, {expr})"]
             nb, lo, hi = t.number_of_bits, t.minimum, t.maximum
             if t.has_extension_marker:
                 w = self.var("w")
-                return [f"{ind}{w} = {expr}",
-                        f"{ind}if {lo} <= {w} <= {hi}:",
-                        f"{ind}    {acc} = {acc} << {nb + 1} | {self._minus(w, lo)}",
-                        f"{ind}else:",
-                        f"{ind}    {acc} = _rt.uwn({acc} << 1 | 1, {w})"]
+                return [
+                    f"{ind}{w} = {expr}",
+                    f"{ind}if {lo} <= {w} <= {hi}:",
+                    f"{ind}    {acc} = {acc} << {nb + 1} | {self._minus(w, lo)}",
+                    f"{ind}else:",
+                    f"{ind}    {acc} = _rt.uwn({acc} << 1 | 1, {w})",
+                ]
             return [f"{ind}{acc} = {acc} << {nb} | {self._minus(expr, lo)}"] if nb else []
         if cls == "Boolean":
             return [f"{ind}{acc} = {acc} << 1 | (1 if {expr} else 0)"]
@@ -155,12 +169,14 @@ class Generator:
                 return [f"{ind}{acc} = {acc} << {nb} | {root}[{expr}]"]
             ext = self.const(repr(dict(t.additions_data_to_index)), "dict[str, int]", f"X_{node.name or hint}")
             w, i = self.var("w"), self.var("i")
-            return [f"{ind}{w} = {expr}",
-                    f"{ind}{i} = {root}.get({w})",
-                    f"{ind}if {i} is not None:",
-                    f"{ind}    {acc} = {acc} << {nb + 1} | {i}",
-                    f"{ind}else:",
-                    f"{ind}    {acc} = _rt.nsnn({acc} << 1 | 1, {ext}[{w}])"]
+            return [
+                f"{ind}{w} = {expr}",
+                f"{ind}{i} = {root}.get({w})",
+                f"{ind}if {i} is not None:",
+                f"{ind}    {acc} = {acc} << {nb + 1} | {i}",
+                f"{ind}else:",
+                f"{ind}    {acc} = _rt.nsnn({acc} << 1 | 1, {ext}[{w}])",
+            ]
         if cls == "BitString":
             return self._enc_bits(t, expr, acc, ind)
         if cls == "OctetString":
@@ -197,10 +213,12 @@ class Generator:
             return lines + [f"{ind}{acc} = _rt.bits_unbound({acc}, {d}, {k})"]
         inner = ind
         if t.has_extension_marker:
-            lines += [f"{ind}if not {t.minimum} <= {k} <= {t.maximum}:",
-                      f"{ind}    {acc} = _rt.bits_unbound({acc} << 1 | 1, {d}, {k})",
-                      f"{ind}else:",
-                      f"{ind}    {acc} <<= 1"]
+            lines += [
+                f"{ind}if not {t.minimum} <= {k} <= {t.maximum}:",
+                f"{ind}    {acc} = _rt.bits_unbound({acc} << 1 | 1, {d}, {k})",
+                f"{ind}else:",
+                f"{ind}    {acc} <<= 1",
+            ]
             inner = ind + "    "
         if t.has_named_bits and t.minimum != t.maximum:
             raise NotImplementedError("variable-size BIT STRING with named bits (asn1tools strips its zeros)")
@@ -216,10 +234,12 @@ class Generator:
             return lines + [f"{ind}{acc} = _rt.octets({acc}, {d})"]
         inner = ind
         if t.has_extension_marker:
-            lines += [f"{ind}if not {t.minimum} <= len({d}) <= {t.maximum}:",
-                      f"{ind}    {acc} = _rt.octets({acc} << 1 | 1, {d})",
-                      f"{ind}else:",
-                      f"{ind}    {acc} <<= 1"]
+            lines += [
+                f"{ind}if not {t.minimum} <= len({d}) <= {t.maximum}:",
+                f"{ind}    {acc} = _rt.octets({acc} << 1 | 1, {d})",
+                f"{ind}else:",
+                f"{ind}    {acc} <<= 1",
+            ]
             inner = ind + "    "
         if t.minimum != t.maximum:
             lines.append(f"{inner}{acc} = {acc} << {t.number_of_bits} | {self._minus(f'len({d})', t.minimum)}")
@@ -234,8 +254,11 @@ class Generator:
         if self._inline(t, node):
             r = self.var("r")
             self.stack.append(id(node))
-            body = self._seq_dec(t, node.member_map, node.name or hint, r, ind) if node.kind == "SEQUENCE" \
+            body = (
+                self._seq_dec(t, node.member_map, node.name or hint, r, ind)
+                if node.kind == "SEQUENCE"
                 else self._list_dec(t, node, node.name or hint, r, ind)
+            )
             self.stack.pop()
             return body + [f"{ind}{target} = {r}"]
         if node.kind in CONSTRUCTED:
@@ -244,29 +267,46 @@ class Generator:
             if t.number_of_bits is None:
                 return [f"{ind}{target}, q = _rt.read_uwn(x, q)"]
             nb, lo = t.number_of_bits, t.minimum
-            plain = [f"{ind}q -= {nb}", f"{ind}{target} = {self._plus(f'(x >> q) & {(1 << nb) - 1}', lo)}"] \
-                if nb else [f"{ind}{target} = {lo}"]
+            plain = (
+                [f"{ind}q -= {nb}", f"{ind}{target} = {self._plus(f'(x >> q) & {(1 << nb) - 1}', lo)}"]
+                if nb
+                else [f"{ind}{target} = {lo}"]
+            )
             if not t.has_extension_marker:
                 return plain
-            return [f"{ind}q -= 1", f"{ind}if (x >> q) & 1:", f"{ind}    {target}, q = _rt.read_uwn(x, q)",
-                    f"{ind}else:"] + ["    " + line for line in plain]
+            return [
+                f"{ind}q -= 1",
+                f"{ind}if (x >> q) & 1:",
+                f"{ind}    {target}, q = _rt.read_uwn(x, q)",
+                f"{ind}else:",
+            ] + ["    " + line for line in plain]
         if cls == "Boolean":
             return [f"{ind}q -= 1", f"{ind}{target} = (x >> q) & 1 == 1"]
         if cls == "Null":
             return [f"{ind}{target} = None"]
         if cls == "Enumerated":
-            root = self.const(repr(tuple(t.root_index_to_data[i] for i in range(len(t.root_index_to_data)))),
-                              "tuple[str, ...]",
-                              f"D_{node.name or hint}")
+            root = self.const(
+                repr(tuple(t.root_index_to_data[i] for i in range(len(t.root_index_to_data)))),
+                "tuple[str, ...]",
+                f"D_{node.name or hint}",
+            )
             nb = t.root_number_of_bits
-            plain = [f"{ind}q -= {nb}", f"{ind}{target} = {root}[(x >> q) & {(1 << nb) - 1}]"] if nb else \
-                [f"{ind}{target} = {root}[0]"]
+            plain = (
+                [f"{ind}q -= {nb}", f"{ind}{target} = {root}[(x >> q) & {(1 << nb) - 1}]"]
+                if nb
+                else [f"{ind}{target} = {root}[0]"]
+            )
             if t.additions_index_to_data is None:
                 return plain
             ext = self.const(repr(dict(t.additions_index_to_data)), "dict[int, str]", f"DX_{node.name or hint}")
             i = self.var("i")
-            return [f"{ind}q -= 1", f"{ind}if (x >> q) & 1:", f"{ind}    {i}, q = _rt.read_nsnn(x, q)",
-                    f"{ind}    {target} = {ext}.get({i})", f"{ind}else:"] + ["    " + line for line in plain]
+            return [
+                f"{ind}q -= 1",
+                f"{ind}if (x >> q) & 1:",
+                f"{ind}    {i}, q = _rt.read_nsnn(x, q)",
+                f"{ind}    {target} = {ext}.get({i})",
+                f"{ind}else:",
+            ] + ["    " + line for line in plain]
         if cls == "BitString":
             return self._dec_bits(t, target, ind)
         if cls == "OctetString":
@@ -275,8 +315,10 @@ class Generator:
             k = self.var("k")
             lines = []
             if t.minimum != t.maximum:
-                lines += [f"{ind}q -= {t.number_of_bits}",
-                          f"{ind}{k} = {self._plus(f'(x >> q) & {(1 << t.number_of_bits) - 1}', t.minimum)}"]
+                lines += [
+                    f"{ind}q -= {t.number_of_bits}",
+                    f"{ind}{k} = {self._plus(f'(x >> q) & {(1 << t.number_of_bits) - 1}', t.minimum)}",
+                ]
             else:
                 lines.append(f"{ind}{k} = {t.minimum}")
             lines += [f"{ind}q -= 7 * {k}", f"{ind}{target} = _rt.ia5((x >> q) & ((1 << (7 * {k})) - 1), {k})"]
@@ -300,12 +342,18 @@ class Generator:
         k = self.var("k")
         lines, inner = [], ind
         if t.has_extension_marker:
-            lines += [f"{ind}q -= 1", f"{ind}if (x >> q) & 1:", f"{ind}    {target}, q = _rt.{unbound}(x, q)",
-                      f"{ind}else:"]
+            lines += [
+                f"{ind}q -= 1",
+                f"{ind}if (x >> q) & 1:",
+                f"{ind}    {target}, q = _rt.{unbound}(x, q)",
+                f"{ind}else:",
+            ]
             inner = ind + "    "
         if t.minimum != t.maximum:
-            lines += [f"{inner}q -= {t.number_of_bits}",
-                      f"{inner}{k} = {self._plus(f'(x >> q) & {(1 << t.number_of_bits) - 1}', t.minimum)}"]
+            lines += [
+                f"{inner}q -= {t.number_of_bits}",
+                f"{inner}{k} = {self._plus(f'(x >> q) & {(1 << t.number_of_bits) - 1}', t.minimum)}",
+            ]
         else:
             lines.append(f"{inner}{k} = {t.minimum}")
         return lines, inner, k
@@ -315,20 +363,25 @@ class Generator:
             return [f"{ind}{target}, q = _rt.read_bits_unbound(x, q)"]
         lines, inner, k = self._dec_sized(t, target, ind, "read_bits_unbound")
         if t.minimum != t.maximum:
-            return lines + [f"{inner}q -= {k}",
-                            f"{inner}{target} = (_rt.bits_to_bytes((x >> q) & ((1 << {k}) - 1), {k}), {k})"]
+            return lines + [
+                f"{inner}q -= {k}",
+                f"{inner}{target} = (_rt.bits_to_bytes((x >> q) & ((1 << {k}) - 1), {k}), {k})",
+            ]
         n = t.minimum
         pad = -n % 8
         return lines[:-1] + [
             f"{inner}q -= {n}",
-            f"{inner}{target} = ((((x >> q) & {(1 << n) - 1}) << {pad}).to_bytes({(n + pad) // 8}, 'big'), {n})"]
+            f"{inner}{target} = ((((x >> q) & {(1 << n) - 1}) << {pad}).to_bytes({(n + pad) // 8}, 'big'), {n})",
+        ]
 
     def _dec_octets(self, t: AsnType, target: str, ind: str) -> list[str]:
         if t.number_of_bits is None:
             return [f"{ind}{target}, q = _rt.read_octets(x, q)"]
         lines, inner, k = self._dec_sized(t, target, ind, "read_octets")
-        return lines + [f"{inner}q -= {k} << 3",
-                        f"{inner}{target} = ((x >> q) & ((1 << ({k} << 3)) - 1)).to_bytes({k}, 'big')"]
+        return lines + [
+            f"{inner}q -= {k} << 3",
+            f"{inner}{target} = ((x >> q) & ((1 << ({k} << 3)) - 1)).to_bytes({k}, 'big')",
+        ]
 
     # --- functions per constructed type ----------------------------------------------------------
     def functions(self, f: _Fn) -> list[str]:
@@ -345,7 +398,9 @@ class Generator:
         t, name = f.t, f.name
         mm = f.node.member_map
         self.stack.append(id(f.node))
-        enc = [_ENC_DEF.format(name), "    a: int = 1"] + self._seq_enc(t, mm, name, "v", "a", "    ") + ["    return a"]
+        enc = (
+            [_ENC_DEF.format(name), "    a: int = 1"] + self._seq_enc(t, mm, name, "v", "a", "    ") + ["    return a"]
+        )
         dec = [_DEC_DEF.format(name)] + self._seq_dec(t, mm, name, "r", "    ") + ["    return r, q"]
         self.stack.pop()
         return enc + [""] + dec
@@ -398,8 +453,9 @@ class Generator:
                 lines += self._seq_root(add.root_members, mm, name, v, sub, ind + "        ")
             else:
                 lines.append(f"{ind}        {sub} = 1")
-                lines += self.enc(add, mm[add.name].node, f"{v}[{add.name!r}]", sub, ind + "        ",
-                                  f"{name}_{add.name}")
+                lines += self.enc(
+                    add, mm[add.name].node, f"{v}[{add.name!r}]", sub, ind + "        ", f"{name}_{add.name}"
+                )
             lines += [f"{ind}        {subs}.append({sub})", f"{ind}        {present} |= {1 << (n - 1 - i)}"]
         lines.append(f"{ind}    {a} = _rt.additions({a}, {n}, {present}, {subs})")
         return lines
@@ -421,14 +477,16 @@ class Generator:
         if not additions:
             return lines + [f"{ind}    q = _rt.skip_additions(x, q)"]
         n, bm, i, length, q0, al, g = (f"{stem}{u}" for stem in ("n", "bm", "i", "length", "q0", "al", "g"))
-        lines += [f"{ind}    {n}, q = _rt.read_nsl(x, q)",
-                  f"{ind}    q -= {n}",
-                  f"{ind}    {bm} = (x >> q) & ((1 << {n}) - 1)",
-                  f"{ind}    for {i} in range({n}):",
-                  f"{ind}        if not ({bm} >> ({n} - 1 - {i})) & 1:",
-                  f"{ind}            continue",
-                  f"{ind}        {length}, q = _rt.read_ld(x, q)",
-                  f"{ind}        {q0} = q"]
+        lines += [
+            f"{ind}    {n}, q = _rt.read_nsl(x, q)",
+            f"{ind}    q -= {n}",
+            f"{ind}    {bm} = (x >> q) & ((1 << {n}) - 1)",
+            f"{ind}    for {i} in range({n}):",
+            f"{ind}        if not ({bm} >> ({n} - 1 - {i})) & 1:",
+            f"{ind}            continue",
+            f"{ind}        {length}, q = _rt.read_ld(x, q)",
+            f"{ind}        {q0} = q",
+        ]
         kw = "if"
         inner = ind + "            "
         for k, add in enumerate(additions):
@@ -441,18 +499,22 @@ class Generator:
                 lines += self._seq_root_dec(add.root_members, gopt, mm, name, g, r, inner)
             else:
                 lines += self.dec(add, mm[add.name].node, f"{r}[{add.name!r}]", inner, f"{name}_{add.name}")
-        return lines + [f"{ind}        else:",
-                        f"{ind}            q = _rt.skip(q, {length} << 3)",
-                        f"{ind}        {al} = ({q0} - q) % 8",
-                        f"{ind}        if {al}:",
-                        f"{ind}            q = _rt.skip(q, 8 - {al})"]
+        return lines + [
+            f"{ind}        else:",
+            f"{ind}            q = _rt.skip(q, {length} << 3)",
+            f"{ind}        {al} = ({q0} - q) % 8",
+            f"{ind}        if {al}:",
+            f"{ind}            q = _rt.skip(q, 8 - {al})",
+        ]
 
-    def _seq_root(self, members: list[AsnType], mm: dict[str, Member], name: str, v: str, acc: str,
-                  ind: str) -> list[str]:
+    def _seq_root(
+        self, members: list[AsnType], mm: dict[str, Member], name: str, v: str, acc: str, ind: str
+    ) -> list[str]:
         lines = []
         for m in members:
-            body = self.enc(m, mm[m.name].node, f"{v}[{m.name!r}]", acc, ind + ("    " if m.optional else ""),
-                            f"{name}_{m.name}")
+            body = self.enc(
+                m, mm[m.name].node, f"{v}[{m.name!r}]", acc, ind + ("    " if m.optional else ""), f"{name}_{m.name}"
+            )
             if m.optional:
                 if body:
                     lines.append(f"{ind}if {m.name!r} in {v}:")
@@ -463,8 +525,9 @@ class Generator:
                 lines += body
         return lines
 
-    def _seq_root_dec(self, members: list[AsnType], opt: list[AsnType], mm: dict[str, Member], name: str,
-                      pvar: str, r: str, ind: str) -> list[str]:
+    def _seq_root_dec(
+        self, members: list[AsnType], opt: list[AsnType], mm: dict[str, Member], name: str, pvar: str, r: str, ind: str
+    ) -> list[str]:
         lines = []
         for m in members:
             if m.optional:
@@ -502,8 +565,13 @@ class Generator:
         # w takes each alternative's value in turn (of different types); r, an extension's (or none)
         dec = [_DEC_DEF.format(name), "    w: Any"] + (["    r: tuple[str | None, Any]"] if has_ext else [])
         if has_ext:
-            dec += ["    q -= 1", "    if (x >> q) & 1:", "        i, q = _rt.read_nsnn(x, q)",
-                    "        length, q = _rt.read_ld(x, q)", "        q0 = q"]
+            dec += [
+                "    q -= 1",
+                "    if (x >> q) & 1:",
+                "        i, q = _rt.read_nsnn(x, q)",
+                "        length, q = _rt.read_ld(x, q)",
+                "        q0 = q",
+            ]
             kw = "if"
             for i, m in enumerate(exts):
                 dec.append(f"        {kw} i == {i}:")
@@ -531,8 +599,11 @@ class Generator:
 
     def _sequence_of(self, f: _Fn) -> list[str]:
         self.stack.append(id(f.node))
-        enc = [_ENC_DEF.format(f.name), "    a: int = 1"] + self._list_enc(f.t, f.node, f.name, "v", "a", "    ") + [
-            "    return a"]
+        enc = (
+            [_ENC_DEF.format(f.name), "    a: int = 1"]
+            + self._list_enc(f.t, f.node, f.name, "v", "a", "    ")
+            + ["    return a"]
+        )
         dec = [_DEC_DEF.format(f.name)] + self._list_dec(f.t, f.node, f.name, "r", "    ") + ["    return r, q"]
         self.stack.pop()
         return enc + [""] + dec
@@ -549,14 +620,19 @@ class Generator:
         else:
             plain = f"{a} = {a} << {nb} | {self._minus(k, lo)}" if lo != hi else ""
             if t.has_extension_marker:
-                lines += [f"{ind}if {lo} <= {k} <= {hi}:", f"{ind}    {a} <<= 1",
-                          *([f"{ind}    {plain}"] if plain else []),
-                          f"{ind}else:", f"{ind}    {a} = _rt.ld({a} << 1 | 1, {k})"]
+                lines += [
+                    f"{ind}if {lo} <= {k} <= {hi}:",
+                    f"{ind}    {a} <<= 1",
+                    *([f"{ind}    {plain}"] if plain else []),
+                    f"{ind}else:",
+                    f"{ind}    {a} = _rt.ld({a} << 1 | 1, {k})",
+                ]
             elif plain:
                 lines.append(f"{ind}{plain}")
         lines.append(f"{ind}for {w} in {v}:")
-        return lines + (self.enc(t.element_type, _element(node, name), w, a, ind + "    ", f"{name}_item")
-                        or [f"{ind}    pass"])
+        return lines + (
+            self.enc(t.element_type, _element(node, name), w, a, ind + "    ", f"{name}_item") or [f"{ind}    pass"]
+        )
 
     def _list_dec(self, t: AsnType, node: Node, name: str, r: str, ind: str) -> list[str]:
         u = self.var("")
@@ -568,8 +644,12 @@ class Generator:
         else:
             inner = ind
             if t.has_extension_marker:
-                lines += [f"{ind}q -= 1", f"{ind}if (x >> q) & 1:", f"{ind}    {k}, q = _rt.read_ld(x, q)",
-                          f"{ind}else:"]
+                lines += [
+                    f"{ind}q -= 1",
+                    f"{ind}if (x >> q) & 1:",
+                    f"{ind}    {k}, q = _rt.read_ld(x, q)",
+                    f"{ind}else:",
+                ]
                 inner = ind + "    "
             if lo != hi:
                 lines += [f"{inner}q -= {nb}", f"{inner}{k} = {self._plus(f'(x >> q) & {(1 << nb) - 1}', lo)}"]
@@ -583,17 +663,24 @@ class Generator:
         t, name, node = f.t, f.name, f.node
         members = {m.name: m for m in t.root_members}
         rid = members.get("regionId")
-        if type(t).__name__ != "Sequence" or set(members) != {"regionId", "regExtValue"} or t.additions is not None \
-                or type(_resolve(rid)).__name__ != "Integer" or type(members["regExtValue"]).__name__ != "OpenType":
+        if (
+            type(t).__name__ != "Sequence"
+            or set(members) != {"regionId", "regExtValue"}
+            or t.additions is not None
+            or type(_resolve(rid)).__name__ != "Integer"
+            or type(members["regExtValue"]).__name__ != "OpenType"
+        ):
             raise NotImplementedError(f"{name}: RegionalExtension form")
         typed = self.schema.regset_types(node.regset or "")
         rid_node = Node(kind="INTEGER")
         enc = [_ENC_DEF.format(name), "    a: int = 1"]
         enc += self.enc(rid, rid_node, "v['regionId']", "a", "    ", f"{name}_regionId")
-        enc += ["    w = v['regExtValue']",
-                "    if isinstance(w, (bytes, bytearray)):",
-                "        return _rt.octets(a, w)",
-                "    r = v['regionId']"]
+        enc += [
+            "    w = v['regExtValue']",
+            "    if isinstance(w, (bytes, bytearray)):",
+            "        return _rt.octets(a, w)",
+            "    r = v['regionId']",
+        ]
         dec = [_DEC_DEF.format(name), "    w: Any"]  # the open type's bits, then its value or its bytes
         dec += self.dec(rid, rid_node, "r", "    ", f"{name}_regionId")
         dec += ["    n, q = _rt.read_ld(x, q)", "    q -= n << 3", "    w = (x >> q) & ((1 << (n << 3)) - 1)"]
@@ -605,8 +692,11 @@ class Generator:
             dec += [f"    {kw} r == {region}:", f"        w = d_{fname}(w, n << 3)[0]"]
             kw = "elif"
         enc.append("    raise KeyError(r)")
-        dec += ["    else:" if typed else "    if True:", "        w = w.to_bytes(n, 'big')",
-                "    return {'regionId': r, 'regExtValue': w}, q"]
+        dec += [
+            "    else:" if typed else "    if True:",
+            "        w = w.to_bytes(n, 'big')",
+            "    return {'regionId': r, 'regExtValue': w}, q",
+        ]
         return enc + [""] + dec
 
 
@@ -635,7 +725,7 @@ def merge_fixed_fields(lines: list[str]) -> list[str]:
                 parts.append(n.group(4))
                 j += 1
             if j - i > 1:
-                terms = [f"({p}) << {sum(width[k + 1:])}" for k, p in enumerate(parts[:-1])] + [f"({parts[-1]})"]
+                terms = [f"({p}) << {sum(width[k + 1 :])}" for k, p in enumerate(parts[:-1])] + [f"({parts[-1]})"]
                 out.append(f"{ind}{acc} = {acc} << {sum(width)} | " + " | ".join(terms))
             else:
                 out.append(lines[i])
@@ -645,9 +735,15 @@ def merge_fixed_fields(lines: list[str]) -> list[str]:
         j = i
         while j + 1 < len(lines):
             a, b = _SKIP.match(lines[j]), _READ.match(lines[j + 1])
-            if not (a and b and a.group(1) == b.group(1) and (not reads or reads[0][0] == a.group(1))
-                    and b.group(3).count("(x >> q)") == 1 and not _Q.search(b.group(3).replace("(x >> q)", ""))
-                    and not _Q.search(b.group(2))):
+            if not (
+                a
+                and b
+                and a.group(1) == b.group(1)
+                and (not reads or reads[0][0] == a.group(1))
+                and b.group(3).count("(x >> q)") == 1
+                and not _Q.search(b.group(3).replace("(x >> q)", ""))
+                and not _Q.search(b.group(2))
+            ):
                 break
             reads.append((a.group(1), int(a.group(2)), b.group(2), b.group(3)))
             j += 2
@@ -656,7 +752,7 @@ def merge_fixed_fields(lines: list[str]) -> list[str]:
             total = sum(r[1] for r in reads)
             out += [f"{ind}q -= {total}", f"{ind}t_ = (x >> q) & {(1 << total) - 1}"]
             for k, (_, _, target, rhs) in enumerate(reads):
-                rest = sum(r[1] for r in reads[k + 1:])
+                rest = sum(r[1] for r in reads[k + 1 :])
                 out.append(f"{ind}{target} = " + rhs.replace("(x >> q)", f"(t_ >> {rest})" if rest else "t_"))
             i = j
             continue
@@ -704,17 +800,24 @@ def generate() -> str:
     for body in bodies:
         out += ["", body, ""]
     for kind_name, fname in entry:
-        out += ["",
-                f"def encode_{kind_name}(v: Any) -> bytes:",
-                f"    return _rt.to_bytes(e_{fname}(v))",
-                "",
-                f"def decode_{kind_name}(data: bytes) -> tuple[Any, int]:",
-                "    \"\"\"(value, number of bytes the encoding used).\"\"\"",
-                "    t = len(data) << 3",
-                f"    v, q = d_{fname}(int.from_bytes(data, 'big'), t)",
-                "    return v, (t - q + 7) >> 3",
-                ""]
-    out += ["", "ENCODERS: dict[str, Callable[[Any], bytes]] = {"
-            + ", ".join(f"{k!r}: encode_{k}" for k, _ in entry) + "}",
-            "DECODERS: dict[str, Callable[[bytes], tuple[Any, int]]] = {" + ", ".join(f"{k!r}: decode_{k}" for k, _ in entry) + "}", ""]
+        out += [
+            "",
+            f"def encode_{kind_name}(v: Any) -> bytes:",
+            f"    return _rt.to_bytes(e_{fname}(v))",
+            "",
+            f"def decode_{kind_name}(data: bytes) -> tuple[Any, int]:",
+            '    """(value, number of bytes the encoding used)."""',
+            "    t = len(data) << 3",
+            f"    v, q = d_{fname}(int.from_bytes(data, 'big'), t)",
+            "    return v, (t - q + 7) >> 3",
+            "",
+        ]
+    out += [
+        "",
+        "ENCODERS: dict[str, Callable[[Any], bytes]] = {" + ", ".join(f"{k!r}: encode_{k}" for k, _ in entry) + "}",
+        "DECODERS: dict[str, Callable[[bytes], tuple[Any, int]]] = {"
+        + ", ".join(f"{k!r}: decode_{k}" for k, _ in entry)
+        + "}",
+        "",
+    ]
     return "\n".join(out)

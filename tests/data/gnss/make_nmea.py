@@ -15,8 +15,16 @@ from pathlib import Path
 
 LAT, LON = "4450.25552,N", "00034.76586,W"  # 44 deg 50.25552 min = 44.837592; 0 deg 34.76586 min = 0.579431
 USED = (3, 7, 11, 16, 20, 27)
-IN_VIEW = ((3, 62, 45, 42), (7, 40, 120, 39), (11, 33, 210, 37), (16, 71, 300, 44),
-           (20, 18, 80, 31), (27, 25, 160, 35), (30, 8, 250, 0), (31, 5, 20, 0))
+IN_VIEW = (
+    (3, 62, 45, 42),
+    (7, 40, 120, 39),
+    (11, 33, 210, 37),
+    (16, 71, 300, 44),
+    (20, 18, 80, 31),
+    (27, 25, 160, 35),
+    (30, 8, 250, 0),
+    (31, 5, 20, 0),
+)
 
 
 def sentence(body: str) -> str:
@@ -38,10 +46,11 @@ def epoch(second: int, fix: bool) -> list[str]:
         rmc = f"GPRMC,{hhmmss},V,,,,,,,211126,,,N"
     gsv = []
     for part in range(2):
-        sats = IN_VIEW[part * 4:part * 4 + 4]
-        gsv.append(f"GPGSV,2,{part + 1},{len(IN_VIEW):02d}," +
-                   ",".join(f"{p:02d},{e:02d},{a:03d},{s:02d}" if s else f"{p:02d},{e:02d},{a:03d},"
-                            for p, e, a, s in sats))
+        sats = IN_VIEW[part * 4 : part * 4 + 4]
+        gsv.append(
+            f"GPGSV,2,{part + 1},{len(IN_VIEW):02d},"
+            + ",".join(f"{p:02d},{e:02d},{a:03d},{s:02d}" if s else f"{p:02d},{e:02d},{a:03d}," for p, e, a, s in sats)
+        )
     return [sentence(s) for s in (gga, gsa, *gsv, rmc)]
 
 

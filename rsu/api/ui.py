@@ -35,7 +35,7 @@ from aiohttp import web
 from rsu import __version__
 from rsu.aio import wait_event
 from rsu.api.app import FACADE_KEY, STREAMS_KEY
-from rsu.api.ui_view import DropRates, expiry, ivim_zones, spat_groups
+from rsu.api.ui_view import DropRates, clock_health, expiry, ivim_zones, spat_groups
 from rsu.services.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -276,6 +276,7 @@ async def _state(request: web.Request) -> web.Response:
         "ivim": ivim,
         "tlc": {"requests": facade.pending_requests(), "messages": [e for e in facade.list("tlc")]},
         "expiry": expiry(status, now),
+        "clock": clock_health(status.get("clock")),
         "transports": src.transports(),
         "drops": drops,
         "store": status.get("messages") or [],

@@ -10,6 +10,8 @@ dicts for :mod:`rsu.api.ui`, which serves them.
   which GIV/RCC containers use them.
 * :func:`expiry`: AT and trust-list validity with a ``warning`` flag under a threshold (hours).
 * :class:`DropRates`: drop counters sampled over a sliding window, giving per-second rates.
+* :func:`clock_health`: the "Clock and GNSS" panel's rows and the unsynchronized-clock banner, from the
+  status's ``clock`` part (:meth:`rsu.health.monitor.HealthMonitor.status`).
 """
 
 from __future__ import annotations
@@ -176,3 +178,73 @@ class DropRates:
         t1, last = self._samples[-1]
         span = t1 - t0
         return {k: (v, (v - first.get(k, 0.0)) / span if span > 0 else 0.0) for k, v in last.items()}
+
+
+FIX_NAMES = {0: "unknown", 1: "no fix", 2: "2D", 3: "3D"}  # gpsd's TPV mode, as the panel names it
+
+
+def _ms(seconds: Any, signed: bool) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "unknown"
+    return f"{seconds * 1000:+.3f} ms" if signed else f"{seconds * 1000:.3f} ms"
+
+
+def clock_health(clock: dict | None) -> dict[str, Any]:
+    """The "Clock and GNSS" panel from the status's ``clock`` object (None: the daemon gave none).
+
+    Gives ``{"known", "synchronized", "rows", "gnss", "warning"}``: ``rows`` and ``gnss`` (None without
+    ``clock.gpsd``) are lists of ``{"field", "label", "value", "warning"}`` the page shows as they are;
+    ``warning`` is the banner's sentence while the clock is not synchronized (None while it is): under
+    ``stop`` the timed messages are not being sent, under ``warn`` they are sent with that clock."""
+    if not clock:
+        return {"known": False, "synchronized": None, "rows": [], "gnss": None, "warning": None}
+    synced = bool(clock.get("synchronized"))
+    source = str(clock.get("source") or "none")
+    policy = str(clock.get("policy") or "warn")
+    timed = [str(m) for m in clock.get("timed_messages") or []]
+    timed_text = ", ".join(timed) or "none"
+
+    def row(field: str, label: str, value: Any, warning: bool = False) -> dict[str, Any]:
+        return {"field": field, "label": label, "value": "" if value is None else str(value), "warning": warning}
+
+    rows = [
+        row("state", "clock", "synchronized" if synced else "not synchronized", not synced),
+        row("source", "source", source, source == "none"),
+        row("offset", "estimated offset", _ms(clock.get("offset_s"), True)),
+        row("error", "error bound", _ms(clock.get("error_s"), False)),
+        row("policy", "when not synchronized", policy),
+        row("timed", "timed messages", timed_text),
+        row("detail", "detail", clock.get("detail")),
+        row("checked", "checked at", clock.get("checked_at")),
+    ]
+    warning = None
+    if not synced:
+        why = f"Clock NOT synchronized (source {source}): "
+        if not timed:
+            warning = why + "no message is timed (clock.timed_messages is empty)"
+        elif policy == "stop":
+            warning = why + f"timed messages ({timed_text}) are NOT being sent (clock.unsynchronized: stop)"
+        else:
+            warning = why + (
+                f"timed messages ({timed_text}) are sent with an unsynchronized clock (clock.unsynchronized: warn)"
+            )
+    gnss_rows = None
+    gnss = clock.get("gnss")
+    if isinstance(gnss, dict):
+        connected = bool(gnss.get("connected"))
+        mode = gnss.get("mode")
+        fix = FIX_NAMES.get(mode, str(mode)) if isinstance(mode, int) else "unknown"
+        lat, lon, alt = gnss.get("latitude"), gnss.get("longitude"), gnss.get("altitude_m")
+        if isinstance(lat, (int, float)) and isinstance(lon, (int, float)):
+            where = f"{lat:.7f}, {lon:.7f}" + (f", {alt:.1f} m" if isinstance(alt, (int, float)) else "")
+        else:
+            where = "no position"
+        used, seen = gnss.get("satellites_used"), gnss.get("satellites_seen")
+        sats = "unknown" if used is None else f"{used}" + (f" (of {seen} seen)" if seen is not None else "")
+        gnss_rows = [
+            row("gnss-connected", "gpsd", "connected" if connected else "not connected", not connected),
+            row("gnss-fix", "fix", fix, mode not in (2, 3)),
+            row("gnss-position", "position", where),
+            row("gnss-satellites", "satellites used", sats),
+        ]
+    return {"known": True, "synchronized": synced, "rows": rows, "gnss": gnss_rows, "warning": warning}

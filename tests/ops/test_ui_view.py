@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rsu.api.ui_view import DropRates, expiry, ivim_zones, spat_groups
+from rsu.api.ui_view import DropRates, clock_health, expiry, ivim_zones, spat_groups
 from rsu.clock import iso_utc
 from tests.ops.daemonproc import example
 
@@ -83,3 +83,87 @@ def test_drop_rates_over_a_sliding_window():
     for k in range(10):  # many observations within one sample period keep the window bounded
         rates.observe(NOW + 20.5 + k * 0.01, {("gn", "replay"): 46.0})
     assert len(rates._samples) <= 12
+
+
+def _clock(**changes) -> dict:
+    """A status ``clock`` part as rsu.health.monitor gives it (synchronized by the kernel, no gpsd)."""
+    value = {
+        "synchronized": True,
+        "source": "kernel",
+        "offset_s": -0.0002,
+        "error_s": 0.0125,
+        "detail": "status=0x2001 state=0",
+        "checked_at": "2026-12-03T18:00:00.000Z",
+        "policy": "warn",
+        "timed_messages": ["spatem", "ssem"],
+        "gnss": None,
+    }
+    value.update(changes)
+    return value
+
+
+def _values(rows: list[dict]) -> dict[str, str]:
+    return {r["field"]: r["value"] for r in rows}
+
+
+def test_clock_health_synchronized_shows_the_figures_and_no_banner():
+    out = clock_health(_clock())
+    assert out["known"] and out["synchronized"] and out["warning"] is None and out["gnss"] is None
+    values = _values(out["rows"])
+    assert values["state"] == "synchronized" and values["source"] == "kernel"
+    assert values["offset"] == "-0.200 ms" and values["error"] == "12.500 ms"
+    assert values["policy"] == "warn" and values["timed"] == "spatem, ssem"
+    assert not any(r["warning"] for r in out["rows"])
+    assert clock_health(None) == {"known": False, "synchronized": None, "rows": [], "gnss": None, "warning": None}
+
+
+def test_clock_health_banner_says_what_happens_to_timed_messages():
+    stop = clock_health(_clock(synchronized=False, source="none", offset_s=None, error_s=None, policy="stop"))
+    values = _values(stop["rows"])
+    assert values["state"] == "not synchronized" and values["source"] == "none"
+    assert values["offset"] == "unknown" and values["error"] == "unknown"
+    assert {r["field"] for r in stop["rows"] if r["warning"]} == {"state", "source"}
+    assert stop["warning"] == (
+        "Clock NOT synchronized (source none): timed messages (spatem, ssem) are NOT being sent "
+        "(clock.unsynchronized: stop)"
+    )
+    warn = clock_health(_clock(synchronized=False, timed_messages=["spatem"]))
+    assert warn["warning"] == (
+        "Clock NOT synchronized (source kernel): timed messages (spatem) are sent with an unsynchronized clock "
+        "(clock.unsynchronized: warn)"
+    )
+    assert "NOT being sent" not in warn["warning"]
+    assert (
+        "no message is timed" in clock_health(_clock(synchronized=False, policy="stop", timed_messages=[]))["warning"]
+    )
+
+
+def test_clock_health_gnss_rows_when_gpsd_is_configured():
+    gnss = {
+        "connected": True,
+        "fix": "3d",
+        "mode": 3,
+        "latitude": 44.8376461,
+        "longitude": -0.5768974,
+        "altitude_m": 21.25,
+        "satellites_used": 9,
+        "satellites_seen": 14,
+    }
+    values = _values(clock_health(_clock(gnss=gnss))["gnss"])
+    assert values == {
+        "gnss-connected": "connected",
+        "gnss-fix": "3D",
+        "gnss-position": "44.8376461, -0.5768974, 21.2 m",
+        "gnss-satellites": "9 (of 14 seen)",
+    }
+    lost = {"connected": False, "mode": 0, "latitude": None, "longitude": None, "satellites_used": None}
+    rows = clock_health(_clock(gnss=lost))["gnss"]
+    assert _values(rows) == {
+        "gnss-connected": "not connected",
+        "gnss-fix": "unknown",
+        "gnss-position": "no position",
+        "gnss-satellites": "unknown",
+    }
+    assert {r["field"] for r in rows if r["warning"]} == {"gnss-connected", "gnss-fix"}
+    assert _values(clock_health(_clock(gnss={**gnss, "mode": 2}))["gnss"])["gnss-fix"] == "2D"
+    assert _values(clock_health(_clock(gnss={**gnss, "mode": 1}))["gnss"])["gnss-fix"] == "no fix"

@@ -141,16 +141,47 @@ function renderIntersections(list) {
   }
 }
 
+function fillRows(tableId, rows) { // [{field, label, value, warning}] as label/value rows, as ui_view gives them
+  const body = document.querySelector(`#${tableId} tbody`);
+  body.replaceChildren();
+  for (const r of rows) {
+    const tr = body.insertRow();
+    tr.dataset.field = r.field;
+    if (r.warning) tr.className = "warning";
+    const th = document.createElement("th");
+    th.textContent = r.label;
+    tr.appendChild(th);
+    cell(tr, r.value);
+  }
+}
+
+function renderClock(clock) {
+  if (!clock.known) return;
+  fillRows("clock-health", clock.rows);
+  const gnss = clock.gnss || [];
+  document.getElementById("gnss-title").hidden = !clock.gnss;
+  document.getElementById("gnss-health").hidden = !clock.gnss;
+  fillRows("gnss-health", gnss);
+}
+
 function render(state) {
   document.getElementById("station").textContent = `station ${state.station_id} (${state.version}, security ${state.security})`;
   document.getElementById("clock").textContent = state.now || "";
   const warnings = document.getElementById("warnings");
-  warnings.replaceChildren(...state.expiry.warnings.map((w) => {
+  const banners = state.expiry.warnings.map((w) => {
     const li = document.createElement("li");
     li.className = "expiry-warning";
     li.textContent = `Expires soon (under ${state.expiry.warn_hours} h): ${w}`;
     return li;
-  }));
+  });
+  if (state.clock && state.clock.warning) {
+    const li = document.createElement("li");
+    li.className = "clock-warning";
+    li.textContent = state.clock.warning;
+    banners.unshift(li);
+  }
+  warnings.replaceChildren(...banners);
+  if (state.clock) renderClock(state.clock);
   renderIntersections(state.intersections);
   for (const s of state.spat) if (!spat.has(s.intersection)) onSpat(s);
   fill("store", state.store, ["service", "id", "message", "state", "next_send", "last_send", "count",

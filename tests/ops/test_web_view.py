@@ -113,6 +113,73 @@ async def test_at_expiry_warning(daemon, page):
     assert 0 < hours < 24 and hours <= AT_HOURS
 
 
+async def _clock_panel(page) -> dict[str, str]:
+    """The "Clock and GNSS" panel's rows once the page has filled it: field -> shown value."""
+    rows = page.locator("#clock-health tbody tr[data-field]")
+    await rows.first.wait_for(timeout=WAIT_MS)
+    return {
+        await rows.nth(i).get_attribute("data-field"): await rows.nth(i).locator("td").inner_text()
+        for i in range(await rows.count())
+    }
+
+
+@IN_MODULE_LOOP
+async def test_clock_panel_shows_the_kernels_verdict(daemon, page):
+    from rsu.health.clock import ClockReadError, read_kernel
+
+    status, answer = daemon.get("/v1/status")
+    assert status == 200
+    clock = answer["clock"]
+    if clock["source"] != "kernel":  # clock.sync_source auto: a chronyd answering here decides instead
+        pytest.skip(f"the default daemon's clock source is {clock['source']!r}, not the kernel ({clock['detail']})")
+    try:
+        kernel = read_kernel()
+    except ClockReadError as e:
+        pytest.skip(f"adjtimex cannot be read here: {e}")
+    await page.goto(daemon.url + "/ui")
+    shown = await _clock_panel(page)
+    assert shown["source"] == "kernel"
+    assert shown["state"] == ("synchronized" if kernel.synchronized else "not synchronized")
+    assert shown["policy"] == "warn" and shown["timed"] == "spatem, ssem"
+    assert shown["error"].endswith(" ms")
+    assert await page.locator("#gnss-health").is_hidden()  # no clock.gpsd
+    banner = page.locator("#warnings li.clock-warning")
+    if kernel.synchronized:
+        assert await banner.count() == 0
+    else:
+        assert "are sent with an unsynchronized clock" in await banner.inner_text()
+
+
+@pytest.fixture(scope="module")
+def unsynced_daemon(tmp_path_factory):
+    """A daemon told to read chrony at an address where no chronyd answers, and to stop timed messages."""
+    group, port = group_and_port()
+    clock = {"sync_source": "chrony", "unsynchronized": "stop", "chrony_address": "127.0.0.1"}
+    d = RsuDaemon(tmp_path_factory.mktemp("webview-clock"), group=group, port=port, extra={"clock": clock}).start()
+    yield d
+    d.stop()
+
+
+@IN_MODULE_LOOP
+async def test_clock_panel_and_stop_banner_when_not_synchronized(unsynced_daemon, page):
+    status, answer = unsynced_daemon.get("/v1/status")
+    assert status == 200
+    clock = answer["clock"]
+    if clock["synchronized"]:
+        pytest.skip(f"a chronyd answers at 127.0.0.1 and is synchronized here ({clock['detail']})")
+    await page.goto(unsynced_daemon.url + "/ui")
+    shown = await _clock_panel(page)
+    assert shown["state"] == "not synchronized" and shown["source"] == "none"
+    assert shown["policy"] == "stop" and shown["offset"] == "unknown"
+    assert await page.locator('#clock-health tr[data-field="state"].warning').count() == 1
+    banner = page.locator("#warnings li.clock-warning")
+    await banner.wait_for(timeout=WAIT_MS)
+    text = await banner.inner_text()
+    assert "NOT synchronized" in text and "NOT being sent" in text
+    assert "spatem" in text and "ssem" in text
+    assert await banner.evaluate("el => getComputedStyle(el).fontWeight") == "600"  # shown like the expiry banner
+
+
 def test_assets_are_package_data_and_nothing_else_is_served(daemon):
     from importlib import resources
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from tests.netutil import free_tcp_port
 from tests.ops.conftest import IN_MODULE_LOOP
 from tests.ops.daemonproc import RsuDaemon, example, group_and_port
 
@@ -152,9 +153,15 @@ async def test_clock_panel_shows_the_kernels_verdict(daemon, page):
 
 @pytest.fixture(scope="module")
 def unsynced_daemon(tmp_path_factory):
-    """A daemon told to read chrony at an address where no chronyd answers, and to stop timed messages."""
+    """A daemon told to read chrony at an address where no chronyd answers, and to stop timed messages; its
+    gpsd is a free port nobody listens on."""
     group, port = group_and_port()
-    clock = {"sync_source": "chrony", "unsynchronized": "stop", "chrony_address": "127.0.0.1"}
+    clock = {
+        "sync_source": "chrony",
+        "unsynchronized": "stop",
+        "chrony_address": "127.0.0.1",
+        "gpsd": {"host": "127.0.0.1", "port": free_tcp_port()},
+    }
     d = RsuDaemon(tmp_path_factory.mktemp("webview-clock"), group=group, port=port, extra={"clock": clock}).start()
     yield d
     d.stop()
@@ -178,6 +185,14 @@ async def test_clock_panel_and_stop_banner_when_not_synchronized(unsynced_daemon
     assert "NOT synchronized" in text and "NOT being sent" in text
     assert "spatem" in text and "ssem" in text
     assert await banner.evaluate("el => getComputedStyle(el).fontWeight") == "600"  # shown like the expiry banner
+    gnss = page.locator("#gnss-health tbody tr[data-field]")  # clock.gpsd is set: its rows are shown
+    assert await page.locator("#gnss-health").is_visible()
+    assert [await gnss.nth(i).locator("td").inner_text() for i in range(await gnss.count())] == [
+        "not connected",
+        "unknown",
+        "no position",
+        "unknown",
+    ]
 
 
 def test_assets_are_package_data_and_nothing_else_is_served(daemon):

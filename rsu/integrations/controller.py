@@ -180,8 +180,12 @@ class ControllerFeed:
         return self._apply(update, now, check_skew=self.config.time_source == "controller")
 
     # --- watchdog -------------------------------------------------------------------------------------
-    def tick(self, now: float | None = None) -> None:
-        """Run the watchdog at ``now``: report feed ages, stop or report unavailable where the feed is lost."""
+    def tick(self, now: float | None = None, backlog_s: float = 0.0) -> None:
+        """Run the watchdog at ``now``: report feed ages, stop or report unavailable where the feed is lost.
+
+        ``backlog_s``: how long the oldest update received but not yet processed has waited (the I/O side
+        sheds load with a queue): a feed is lost only after ``watchdog_timeout_s`` beyond that, so a daemon
+        that is behind does not take its own lag for a lost controller."""
         now = self.clock.now() if now is None else now
         cfg = self.config
         for st in self._ix.values():
@@ -189,7 +193,7 @@ class ControllerFeed:
                 continue
             age = max(0.0, now - st.last_update)
             self._report_age(st.key, age)
-            if st.mode == LIVE and age >= cfg.watchdog_timeout_s:
+            if st.mode == LIVE and age >= cfg.watchdog_timeout_s + backlog_s:
                 self.counters.count("feed-lost")
                 log.warning("controller feed of intersection %s lost (no update for %.1f s)", st.key, age)
                 if cfg.stale_behaviour == "stop":
@@ -204,12 +208,13 @@ class ControllerFeed:
                 elif st.next_unavailable is not None and now >= st.next_unavailable:
                     self._send_unavailable(st, now)
 
-    def next_deadline(self) -> float | None:
-        """Absolute clock time of the next watchdog event (a timeout or an "unavailable" report)."""
+    def next_deadline(self, backlog_s: float = 0.0) -> float | None:
+        """Absolute clock time of the next watchdog event (a timeout or an "unavailable" report); ``backlog_s``
+        as for :meth:`tick`."""
         times = []
         for st in self._ix.values():
             if st.mode == LIVE and st.last_update is not None:
-                times.append(st.last_update + self.config.watchdog_timeout_s)
+                times.append(st.last_update + self.config.watchdog_timeout_s + backlog_s)
             elif st.mode == STALE:
                 times.append(
                     min(st.next_unavailable or float("inf"), (st.stale_since or 0.0) + self.config.unavailable_max_s)
@@ -283,6 +288,7 @@ class ControllerFeed:
             self.counters.drop(f"tlm-{e.code}", str(e))
             log.info("controller update of intersection %s refused by TLM: %s", update.key, e)
             return FeedResult(False, update.key, f"tlm-{e.code}", e.path, e.reason)
+        was_live = st.mode == LIVE
         recovered = st.mode in (STALE, STOPPED)
         if recovered:
             self.counters.count("feed-recovered")
@@ -300,7 +306,9 @@ class ControllerFeed:
         st.last_error = None
         self.counters.count("accepted")
         self._report_age(update.key, 0.0)
-        if self._wakeup is not None:
+        if self._wakeup is not None and not was_live:
+            # a new deadline (a live intersection's only moves later): the watchdog re-arms. Not on every
+            # update: each watchdog turn visits every intersection, which under load costs O(N) per update
             self._wakeup()
         return FeedResult(True, update.key, answer=answer, notes=list(update.notes) + corrections)
 

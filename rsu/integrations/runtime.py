@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -41,14 +42,20 @@ class Integrations:
         clock: Clock,
         drops: DropCounter | None = None,
         on_feed_age: FeedAgeCallback | None = None,
+        on_skip: Callable[[str, str, int], None] | None = None,
     ) -> None:
+        """``on_skip(service, reason, n)``: feed updates shed before they were built (``superseded``: a newer
+        update of the same intersection arrived first), as the services layer reports skipped sends."""
         self.config = config
         self.controller = (
             ControllerFeed(config.controller, services, clock=clock, on_feed_age=on_feed_age, drops=drops)
             if config.controller
             else None
         )
-        self.controller_runner = ControllerRunner(self.controller) if self.controller else None
+        superseded = (lambda n: on_skip("tlm", "superseded", n)) if on_skip is not None else None
+        self.controller_runner = (
+            ControllerRunner(self.controller, on_superseded=superseded) if self.controller else None
+        )
         self.maps = MapFileLoader(config.map_files, services, clock=clock, drops=drops) if config.map_files else None
         self.map_poller = MapFilePoller(self.maps) if self.maps else None
         self.ntrip = NtripClient(config.ntrip, services, clock=clock, drops=drops) if config.ntrip else None

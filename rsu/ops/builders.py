@@ -72,7 +72,7 @@ def build_layer(
         codec=codec,
         permission_check=permission_check(security) if security else None,
         on_limit=metrics.limit_hit,
-        on_skip=lambda service, reason, n: metrics.skipped.labels(service.upper(), reason).inc(n),
+        on_skip=metrics.skip,
         hub=hub,
     )
     for event in STORE_EVENTS:

@@ -313,6 +313,7 @@ class Daemon:
             clock=self.clock,
             drops=self.metrics,
             on_feed_age=lambda ix, age: self.metrics.feed_age.labels(str(ix)).set(age),
+            on_skip=self.metrics.skip,
         )
         await integrations.start()
 

@@ -141,8 +141,9 @@ class Metrics:
         )
         self.skipped = Counter(
             "rsu_scheduled_sends_skipped_total",
-            "Scheduled sends not sent (missed-slot: the loop was late by more than an "
-            "interval; overload: more were due than one pass may send; clock-unsynchronized: a "
+            "Scheduled sends not made (missed-slot: the loop was late by more than an "
+            "interval; overload: more repetitions were due than one pass may send; superseded: "
+            "a newer state replaced one not yet sent or not yet built; clock-unsynchronized: a "
             "timed message while the clock is not synchronized, under clock.unsynchronized: stop)",
             ["service", "reason"],
             registry=r,
@@ -361,6 +362,11 @@ class Metrics:
             elif isinstance(outcome, Dropped):
                 self.drop(outcome.transport, outcome.reason)
         return sent_on
+
+    def skip(self, service: str, reason: str, n: int = 1) -> None:
+        """Sends not made, per service and reason: the scheduler's, and controller-feed updates shed before
+        they were built (``superseded``)."""
+        self.skipped.labels(service.upper(), reason).inc(n)
 
     def limit_hit(self, limit: str) -> None:
         self.child(self.limit_hits, limit).inc()

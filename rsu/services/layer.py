@@ -119,6 +119,9 @@ class ServiceLayer:
         self.hub.resize(rules.received_history, rules.subscriber_queue)
         self._wakeup: Callable[[], None] | None = None
         self._expiry_retry_at: float | None = None
+        # per service: the earliest time its entity.next_event() may be due (absent: not known, ask it). Kept
+        # so that a trigger or a scheduler pass does not scan every entry of every service (O(N) per message)
+        self._expiry: dict[str, float | None] = {}
         self.counts: dict[str, int] = {}
         self._restore()
 
@@ -220,7 +223,7 @@ class ServiceLayer:
         """Absolute clock time at which :meth:`due` has something to do (None: nothing scheduled)."""
         times = [t for t in [self.scheduler.next_deadline()] if t is not None]
         for entity in self.services.values():
-            t = entity.next_event()
+            t = self._next_expiry(entity)
             if t is not None:  # an expiry that failed to commit is retried no sooner than planned
                 times.append(t if self._expiry_retry_at is None else max(t, self._expiry_retry_at))
         return min(times) if times else None
@@ -273,6 +276,7 @@ class ServiceLayer:
         entity = self.services[SERVICE_ALIASES[kind.name]]
         try:
             jer = self.codec.to_jer(kind, value)
+            self._expiry.pop(entity.name, None)  # receptions change entity state outside plans (TLC requests)
             extra, plan = entity.on_received(kind, value, now)
         except Exception:  # peer input must never stop the daemon (e.g. an unknown extension alternative)
             log.warning("received %s not delivered: cannot be processed", kind.pdu, exc_info=True)
@@ -358,6 +362,7 @@ class ServiceLayer:
                 raise ServiceError("store_failure", "", str(e)) from None
         self.ctx.counters.update(plan.counters)
         entity.apply(plan)
+        self._note_expiry(entity, plan)
         for ident in plan.deletes:
             self.scheduler.remove((entity.name, ident))
         for ident in plan.reschedule:
@@ -397,6 +402,10 @@ class ServiceLayer:
         self._expiry_retry_at = None
         for name in SERVICE_ORDER:
             entity = self.services[name]
+            due = self._next_expiry(entity)
+            if due is None or due > now:
+                continue
+            self._expiry.pop(name, None)
             plan = entity.expire(now)
             if not plan:
                 continue
@@ -406,6 +415,29 @@ class ServiceLayer:
                 log.error("%s: expiry not applied (%s); retrying in 1 s", name, e)
                 self._expiry_retry_at = now + 1.0
                 return
+
+    def _next_expiry(self, entity: ServiceEntity) -> float | None:
+        """``entity.next_event()``, asked once and kept until the entity changes (see :meth:`_note_expiry`)."""
+        if entity.name not in self._expiry:
+            self._expiry[entity.name] = entity.next_event()
+        return self._expiry[entity.name]
+
+    def _note_expiry(self, entity: ServiceEntity, plan: Plan) -> None:
+        """After ``plan`` was applied: an entity whose next event is the earliest end time of its entries (the
+        base rule) keeps its known time, moved earlier by the upserted entries' (never later: at worst
+        :meth:`_expire` asks the entity once for nothing); any other entity is asked again."""
+        name = entity.name
+        if name not in self._expiry:
+            return
+        if type(entity).next_event is not ServiceEntity.next_event:
+            del self._expiry[name]
+            return
+        known = self._expiry[name]
+        for e in plan.upserts:
+            t = entity.end_time(e)
+            if t is not None and (known is None or t < known):
+                known = t
+        self._expiry[name] = known
 
     def _entry_json(self, entity: ServiceEntity, entry: Entry, now: float, *, payload: bool) -> dict[str, Any]:
         start, stop = entity.window(entry)

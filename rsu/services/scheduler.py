@@ -9,7 +9,7 @@ It knows *keys* (one per store entry) and *when* each is due; what to send is th
 * **Start/stop**: no slot before ``start`` nor at or after ``stop``.
 * **One-shot** ("fresh") transmissions: new content or an event generation (every SPATEM), at a
   given time (now, or later when a rate limit defers it). One pending one-shot per key: a newer
-  one replaces the older, so the fresh backlog is bounded by the number of keys.
+  one replaces the older (counted ``superseded``), so the fresh backlog is bounded by the number of keys.
 * **Priority and overload**: :meth:`due` returns fresh items first, then by priority (7 first), then
   by slot time. With a ``limit`` (what the caller can send now), fresh items beyond the limit stay
   pending for the next call, and repetitions beyond it are dropped (counted ``dropped``) - their
@@ -18,6 +18,8 @@ It knows *keys* (one per store entry) and *when* each is due; what to send is th
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -68,16 +70,24 @@ class Due(Generic[K]):
 
 
 class Scheduler(Generic[K]):
-    """``on_skip(key, reason, n)``: told about repetitions not sent, with reason ``missed-slot`` (the
-    caller was late by more than an interval) or ``overload`` (beyond the caller's limit)."""
+    """``on_skip(key, reason, n)``: told about transmissions not sent, with reason ``missed-slot`` (the
+    caller was late by more than an interval), ``overload`` (repetitions beyond the caller's limit) or
+    ``superseded`` (a pending one-shot replaced by a newer one before it was sent)."""
 
     def __init__(self, on_skip: Callable[[K, str, int], None] | None = None) -> None:
         self.on_skip = on_skip
         self._periodic: dict[K, _Periodic] = {}
+        # the periodic keys by their next slot: (time, tie-break, key, entry); an entry whose key was removed,
+        # replaced or moved on is stale and dropped when it reaches the top. So a pass costs O(due * log n),
+        # not a visit of every key (with hundreds of MAPEMs that visit cost more than a SPATEM per pass)
+        self._heap: list[tuple[float, int, K, _Periodic]] = []
+        self._seq = itertools.count()
+        self._order: dict[K, int] = {}  # first-set order of the periodic keys: ties go as before, in that order
         self._oneshot: dict[K, _OneShot] = {}
         self.emitted = 0
         self.skipped = 0  # periodic slots missed because the caller was late by more than one interval
         self.dropped = 0  # repetitions not sent because the caller's limit was reached (overload)
+        self.superseded = 0  # pending one-shots replaced by a newer one before they were sent
 
     # --- configuration --------------------------------------------------------------------------
     def set_periodic(
@@ -103,6 +113,8 @@ class Scheduler(Generic[K]):
             k = max(k, 1)
         p.k = k
         self._periodic[key] = p
+        self._order.setdefault(key, next(self._seq))
+        self._push(key, p)
 
     def fire(self, key: K, at: float, priority: int, *, fresh: bool = True) -> None:
         """One fresh transmission of ``key`` at ``at`` (replaces a pending one of the same key, keeping
@@ -110,13 +122,17 @@ class Scheduler(Generic[K]):
         one extra repetition of the same bytes (after a restart: back on the air without waiting for
         the next slot of the grid); like a fresh one it is kept, not dropped, beyond ``limit``."""
         old = self._oneshot.get(key)
-        if old is not None:
+        if old is not None:  # the pending one is never sent: its content is superseded
+            if self.on_skip is not None:
+                self.on_skip(key, "superseded", 1)
+            self.superseded += 1
             at = min(at, old.at)
             fresh = fresh or old.fresh
         self._oneshot[key] = _OneShot(at, priority, fresh)
 
     def remove(self, key: K) -> None:
         self._periodic.pop(key, None)
+        self._order.pop(key, None)
         self._oneshot.pop(key, None)
 
     def pending_fire(self, key: K) -> float | None:
@@ -141,20 +157,35 @@ class Scheduler(Generic[K]):
         best: float | None = None
         for o in self._oneshot.values():
             best = o.at if best is None else min(best, o.at)
-        for p in list(self._periodic.values()):
-            t = p.next_time()
-            if t is None:
-                continue
-            best = t if best is None else min(best, t)
+        top = self._top()
+        if top is not None:
+            best = top if best is None else min(best, top)
         return best
+
+    def _push(self, key: K, p: _Periodic) -> None:
+        t = p.next_time()
+        if t is not None:
+            heapq.heappush(self._heap, (t, next(self._seq), key, p))
+
+    def _top(self) -> float | None:
+        """The earliest next slot of a periodic key (stale heap entries are dropped on the way)."""
+        heap = self._heap
+        while heap:
+            t, _, key, p = heap[0]
+            if self._periodic.get(key) is p and p.next_time() == t:
+                return t
+            heapq.heappop(heap)
+        return None
 
     def due(self, now: float, limit: int | None = None) -> list[Due[K]]:
         """Everything due at ``now``, most urgent first (see the module text for ``limit``)."""
         items: dict[K, Due[K]] = {}
-        for key, p in self._periodic.items():
-            t = p.next_time()
-            if t is None or t > now + _EPS:
-                continue
+        ready: list[tuple[K, _Periodic]] = []
+        while (t := self._top()) is not None and t <= now + _EPS:
+            _, _, key, p = heapq.heappop(self._heap)
+            ready.append((key, p))
+        ready.sort(key=lambda kp: self._order[kp[0]])
+        for key, p in ready:
             latest = max(p.k, math.floor((now - p.anchor) / p.interval + _EPS))
             if p.stop is not None:
                 while latest > p.k and p.slot(latest) >= p.stop - _EPS:
@@ -164,6 +195,7 @@ class Scheduler(Generic[K]):
                 self.on_skip(key, "missed-slot", latest - p.k)
             items[key] = Due(key, p.slot(latest), False, p.priority)
             p.k = latest + 1
+            self._push(key, p)
         shots: set[K] = set()
         for key, o in list(self._oneshot.items()):
             if o.at > now + _EPS:
@@ -192,4 +224,5 @@ class Scheduler(Generic[K]):
             "emitted": self.emitted,
             "skipped": self.skipped,
             "dropped": self.dropped,
+            "superseded": self.superseded,
         }

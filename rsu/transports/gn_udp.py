@@ -85,6 +85,25 @@ def socket_drops(sock: socket.socket) -> int | None:
     return None
 
 
+class SocketDrops:
+    """The kernel's drop counter of one socket, read as increments: :meth:`poll` returns the datagrams
+    dropped since the previous poll (0 where the counter cannot be read)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._last = socket_drops(sock)
+
+    def poll(self) -> int:
+        if self._last is None:
+            return 0
+        now = socket_drops(self.sock)
+        if now is None:
+            return 0
+        lost = (now - self._last) & 0xFFFFFFFF  # the kernel counter is 32 bits
+        self._last = now
+        return lost
+
+
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, owner: GnUdpTransport) -> None:
         self.owner = owner
@@ -130,8 +149,7 @@ class GnUdpTransport:
         self._destination = (config.group, config.port)
         self.sent = 0
         self.received = 0
-        self._sock: socket.socket | None = None
-        self._kernel_drops: int | None = None
+        self._kernel_drops: SocketDrops | None = None
         self._since_poll = 0
 
     @property
@@ -148,7 +166,7 @@ class GnUdpTransport:
             except ValueError as e:
                 raise ConfigError(str(e)) from None
         sock = open_socket(self.config)
-        self._sock, self._kernel_drops = sock, socket_drops(sock)
+        self._kernel_drops = SocketDrops(sock)
         loop = asyncio.get_running_loop()
         try:
             self._transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
@@ -200,13 +218,9 @@ class GnUdpTransport:
     def poll_socket_drops(self) -> int:
         """Count the datagrams the kernel dropped since the last poll as ``socket-overflow``; returns how many."""
         self._since_poll = 0
-        if self._sock is None or self._kernel_drops is None or self._transport is None:
+        if self._kernel_drops is None or self._transport is None:
             return 0
-        now = socket_drops(self._sock)
-        if now is None:
-            return 0
-        lost = (now - self._kernel_drops) & 0xFFFFFFFF  # the kernel counter is 32 bits
-        self._kernel_drops = now
+        lost = self._kernel_drops.poll()
         for _ in range(lost):
             self.drops.drop(self.name, str(DropReason.SOCKET_OVERFLOW), "unknown")
         if lost:
@@ -216,7 +230,7 @@ class GnUdpTransport:
     async def stop(self) -> None:
         if self._transport is not None:
             self.poll_socket_drops()
-        self._sock = None
+        self._kernel_drops = None
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()

@@ -108,3 +108,16 @@ def test_refused_updates_do_not_keep_a_stale_stream_alive(make_feed, mapped, clo
         clock.advance(0.1)
     assert feed.status()["intersections"]["1201"]["state"] == "stopped"
     assert feed.status()["intersections"]["1201"]["last_error"].startswith("signal_group_mismatch")
+
+
+def test_a_daemon_behind_its_feed_queue_does_not_take_its_own_lag_for_a_lost_feed(make_feed, mapped, clock):
+    """Updates wait in the feed queue for 0.5 s (overload): the watchdog gives the feed that much longer."""
+    feed = make_feed(watchdog_timeout_s=1.0, stale_behaviour="stop")
+    feed_10hz(feed, mapped, clock, 0.5)
+    last = clock.now() - 0.1
+    assert feed.next_deadline(backlog_s=0.5) == pytest.approx(last + 1.5)
+    clock.set(last + 1.2)
+    feed.tick(backlog_s=0.5)
+    assert feed.status()["intersections"]["1201"]["state"] == "live"
+    feed.tick(backlog_s=0.0)  # nothing waits: the feed is really lost
+    assert feed.status()["intersections"]["1201"]["state"] == "stopped"

@@ -130,3 +130,38 @@ def test_skipped_repetitions_are_reported_per_key_with_the_reason():
     skipped.clear()
     s.due(T0 + 4.0, limit=1)  # more due than one pass may send: a repetition waits for its next slot
     assert len(skipped) == 1 and skipped[0][1:] == ("overload", 1)
+
+
+def test_layer_expiry_follows_stop_times_moved_earlier_and_later(layer, clock):
+    """The layer keeps each service's next expiry instead of scanning every entry per call: an entry
+    given an earlier stop still ends at it, one whose stop moved later does not end at the old one."""
+    from rsu.clock import iso_utc
+
+    t0 = clock.now()
+    early = layer.trigger("ivi", {"payload": new_ivim(), "dissemination": {"stop": iso_utc(t0 + 10)}})["id"]
+    layer.due()  # the layer now knows 10 s as IVI's next expiry
+    later = layer.trigger("ivi", {"payload": new_ivim(), "dissemination": {"stop": iso_utc(t0 + 5)}})["id"]
+    layer.update("ivi", early, {"dissemination": {"stop": iso_utc(t0 + 20)}})
+    clock.set(t0 + 5)
+    assert [e["id"] for e in layer.list("ivi")] == [early]  # the stop at 5 s was seen
+    clock.set(t0 + 15)
+    layer.due()
+    assert [e["id"] for e in layer.list("ivi")] == [early]  # moved to 20 s: not ended at 10 s
+    clock.set(t0 + 20)
+    layer.due()
+    assert layer.list("ivi") == [] and later != early
+
+
+def test_a_periodic_key_reset_or_removed_is_never_released_at_its_old_slot():
+    """The scheduler finds due keys by their next slot (a heap), not by visiting every key: a key set
+    again or removed must not come out at a slot it no longer has."""
+    s = Scheduler()
+    for k in ("a", "b", "c"):
+        s.set_periodic(k, interval=1.0, anchor=T0, now=T0)
+    s.set_periodic("a", interval=1.0, anchor=T0 + 0.5, now=T0)  # a moves half a period later
+    s.remove("c")
+    assert s.next_deadline() == T0 + 1.0
+    assert [d.key for d in s.due(T0 + 1.0)] == ["b"]  # not a (its old slot), not c (removed)
+    assert [(d.key, d.slot) for d in s.due(T0 + 1.5)] == [("a", T0 + 1.5)]
+    assert [(d.key, d.slot) for d in s.due(T0 + 2.0)] == [("b", T0 + 2.0)]
+    assert s.next_deadline() == T0 + 2.5 and "c" not in s

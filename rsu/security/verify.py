@@ -136,6 +136,78 @@ class ParseError(Exception):
 _HASH_IDS = {0: "sha256", 1: "sha384"}
 
 
+_SIGNATURES = {0x80: "ecdsaNistP256Signature", 0x81: "ecdsaBrainpoolP256r1Signature"}
+_CURVE_POINTS = {0x80: "x-only", 0x82: "compressed-y-0", 0x83: "compressed-y-1"}
+
+
+def _coer_length(data: bytes, p: int) -> tuple[int, int]:
+    """A COER length determinant at ``p`` in its shortest form (else -1): (length, where the content starts)."""
+    b = data[p]
+    if b < 0x80:
+        return b, p + 1
+    if b == 0x81 and data[p + 1] >= 0x80:
+        return data[p + 1], p + 2
+    if b == 0x82 and data[p + 1]:
+        return data[p + 1] << 8 | data[p + 2], p + 3
+    return -1, p
+
+
+def _parse_common(
+    data: bytes,
+) -> tuple[dict[str, Any], int, tuple[str, Any] | None, int, tuple[str, Any] | None] | None:
+    """The shape nearly every facilities message has, read directly: ToBeSignedData with unsecuredData,
+    a headerInfo of psid, generationTime and perhaps expiryTime; a digest signer (or a certificate,
+    left to asn1tools: signer None); an ECDSA 256-bit signature (None when another follows the signer).
+    Gives the values asn1tools gives for them, with (tbs, tbs end, signer, signer end, signature),
+    or None for anything else (asn1tools then reads the whole message and decides).
+    tests/security/test_parse_fast.py checks it against asn1tools."""
+    n = len(data)
+    if n < 20 or data[3] != 0x40 or data[4] != 3 or data[5] != 0x80:
+        return None  # not: SignedDataPayload {data} of Ieee1609Dot2Data v3 unsecuredData
+    size, p = _coer_length(data, 6)
+    if size < 0 or p + size + 3 > n:
+        return None
+    payload = data[p : p + size]
+    p += size
+    present = data[p]
+    if present & ~0x60:  # extension bit or optional fields beyond generationTime and expiryTime
+        return None
+    psid_len = data[p + 1]
+    if not 1 <= psid_len <= 4:
+        return None
+    p += 2
+    header: dict[str, Any] = {"psid": int.from_bytes(data[p : p + psid_len], "big")}
+    p += psid_len
+    if present & 0x40:
+        header["generationTime"] = int.from_bytes(data[p : p + 8], "big")
+        p += 8
+    if present & 0x20:
+        header["expiryTime"] = int.from_bytes(data[p : p + 8], "big")
+        p += 8
+    if p + 1 > n:
+        return None
+    tbs = {"payload": {"data": {"protocolVersion": 3, "content": ("unsecuredData", payload)}}, "headerInfo": header}
+    tbs_end = p
+    signer: tuple[str, Any] | None = None
+    if data[p] == 0x80:
+        if p + 9 > n:
+            return None
+        signer = ("digest", data[p + 1 : p + 9])
+        p += 9
+    elif data[p] != 0x81:
+        return None
+    signature: tuple[str, Any] | None = None
+    if signer is not None and p + 66 == n:
+        alt, point = _SIGNATURES.get(data[p]), _CURVE_POINTS.get(data[p + 1])
+        if alt is not None and point is not None:
+            signature = (alt, {"rSig": (point, data[p + 2 : p + 34]), "sSig": data[p + 34 : p + 66]})
+    elif signer is None and n - 66 > p:  # the certificate's end is not known here: the signature may end
+        alt, point = _SIGNATURES.get(data[n - 66]), _CURVE_POINTS.get(data[n - 65])
+        if alt is not None and point is not None:
+            signature = (alt, {"rSig": (point, data[n - 64 : n - 32]), "sSig": data[n - 32 :]})
+    return tbs, tbs_end, signer, p, signature
+
+
 def parse_signed(data: bytes, *, check_profile: bool = True) -> SignedMessage:
     """Split a COER Ieee1609Dot2Data carrying signedData. Raises ParseError with a Reason.
 
@@ -154,12 +226,22 @@ def parse_signed(data: bytes, *, check_profile: bool = True) -> SignedMessage:
     if hash_id is None:
         raise ParseError(Reason.MALFORMED, f"unknown hashId {data[2]}")
     try:
-        tbs, p = coer.decode_prefix("ToBeSignedData", data, 3)
+        common = _parse_common(data)
+        if common is not None:
+            tbs, p, signer, signer_end, signature = common
+            if signer is None:  # a certificate: asn1tools decodes the SEQUENCE OF Certificate
+                signer, signer_end = coer.decode_prefix("SignerIdentifier", data, p)
+        else:
+            tbs, p = coer.decode_prefix("ToBeSignedData", data, 3)
+            signer, signer_end = coer.decode_prefix("SignerIdentifier", data, p)
+            signature = None
         tbs_bytes = data[3:p]
         signer_start = p
-        signer, p = coer.decode_prefix("SignerIdentifier", data, p)
-        signer_end = p
-        signature, p = coer.decode_prefix("Signature", data, p)
+        p = signer_end
+        if signature is not None and signer_end + len(signature[1]["sSig"]) * 2 + 2 == len(data):
+            p = len(data)
+        else:
+            signature, p = coer.decode_prefix("Signature", data, p)
     except coer.CoerError as e:
         raise ParseError(Reason.MALFORMED, str(e)) from None
     if p != len(data):

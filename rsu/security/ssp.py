@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from rsu import catalog
@@ -186,6 +187,18 @@ class Grant:
 def parse(kind: MessageKind | str, ssp: bytes | None) -> Grant:
     """SSP octets -> Grant. SspFormatError if version, length or reserved bits do not fit."""
     lay = layout(kind)
+    if type(ssp) is bytes:  # every received message checks its signer's SSP: the grants are kept
+        return _parse_kept(lay.kind.name, ssp)
+    return _parse(lay, ssp)
+
+
+@lru_cache(maxsize=1024)
+def _parse_kept(kind_name: str, ssp: bytes) -> Grant:
+    """:func:`_parse` remembered per (message type, SSP octets); a failure is not remembered (it raises)."""
+    return _parse(layout(kind_name), ssp)
+
+
+def _parse(lay: SspLayout, ssp: bytes | None) -> Grant:
     if ssp is None:
         raise SspFormatError(f"{lay.service}: certificate entry carries no SSP")
     if len(ssp) < 1:

@@ -480,7 +480,8 @@ class Verifier:
         self._codec = codec
         self._cache: OrderedDict[bytes, Certificate] = OrderedDict()
         self._cache_size = max(1, cache_size)
-        self._chain_ok: OrderedDict[bytes, Certificate] = OrderedDict()  # AT h8 -> issuer, once its signature checked
+        # AT h8 -> its issuer (once the AT's signature checked) and whether it grants beyond that issuer's range
+        self._chain_ok: OrderedDict[bytes, tuple[Certificate, tuple[Reason, str] | None]] = OrderedDict()
         # held frames in arrival order: (held at, signer h8, data, expected kind, payload offset, context)
         self._held: OrderedDict[int, HeldFrame] = OrderedDict()
         self._held_by_signer: dict[bytes, list[int]] = {}
@@ -755,8 +756,8 @@ class Verifier:
             for what, h8 in (("signer", at.hashed_id8), ("issuer", at.issuer_id)):
                 if h8 and pki.is_revoked(h8):
                     return Reason.REVOKED, f"{what} {h8.hex()} is revoked by a CRL"
-        issuer = self._chain_ok.get(at.hashed_id8)
-        if issuer is None:
+        known = self._chain_ok.get(at.hashed_id8)
+        if known is None:
             issuer = self._issuer_of(at, pki)
             if issuer is None:
                 return Reason.UNKNOWN_ISSUER, (
@@ -765,9 +766,10 @@ class Verifier:
                 )
             if not at.signature_valid(issuer):
                 return Reason.CHAIN_INVALID_SIGNATURE, f"AT signature by issuer {issuer.hashed_id8.hex()} invalid"
-            self._chain_ok[at.hashed_id8] = issuer
+            known = self._chain_ok[at.hashed_id8] = (issuer, self._beyond_issue_permissions(at, issuer))
             while len(self._chain_ok) > self._cache_size:  # only ATs that chain to our trust store get here
                 self._chain_ok.popitem(last=False)
+        issuer, beyond = known
         ca: Certificate | None = issuer
         top = issuer
         while ca is not None:  # issuer (and its root) valid at generationTime, AT inside their validity
@@ -780,6 +782,11 @@ class Verifier:
             return Reason.UNTRUSTED_ROOT, (
                 f"chain ends at {top.hashed_id8.hex()}, not a root of the applied ECTL valid now"
             )
+        return beyond
+
+    @staticmethod
+    def _beyond_issue_permissions(at: Certificate, issuer: Certificate) -> tuple[Reason, str] | None:
+        """CHAIN_PERMISSIONS when ``at`` grants more than ``issuer`` may (fixed per pair: kept with the chain)."""
         for p, ssp_bytes in at.app_permissions.items():
             rng = issuer.issue_range(p)
             if not ssp_within_range(ssp_bytes, rng):

@@ -589,6 +589,18 @@ def _fits(b: Bounds | None) -> Callable[[int], bool] | None:
     return lambda n: lo <= n <= hi
 
 
+def _any_text(s: str) -> bool:
+    return True
+
+
+def _printable(s: str) -> bool:
+    return all(" " <= c <= "~" for c in s)
+
+
+def _numeric(s: str) -> bool:
+    return all(c.isdigit() or c == " " for c in s)
+
+
 class ValueCheck:
     """:func:`validate` compiled to a yes/no answer: one closure per schema node (made at first use, kept).
 
@@ -630,7 +642,7 @@ class ValueCheck:
         k = node.kind
         if k == "SEQUENCE":
             table = {m.name: (None if m.presence == "ABSENT" else self.check(m.node)) for m in node.members}
-            mandatory = tuple(
+            mandatory = frozenset(
                 m.name for m in node.members if not (m.optional or m.extension) or m.presence == "PRESENT"
             )
             groups = any(m.group is not None for m in node.members)
@@ -642,9 +654,8 @@ class ValueCheck:
                     c = table.get(name)
                     if c is None or not c(item):  # unknown, must be absent, or not valid
                         return False
-                for name in mandatory:
-                    if name not in v:
-                        return False
+                if not v.keys() >= mandatory:
+                    return False
                 if groups:
                     try:
                         _check_groups(node, v, "")
@@ -721,7 +732,20 @@ class ValueCheck:
                 return c(v["regExtValue"])
 
             return regional
-        return self._walker(node)  # character strings
+        if k == "STRING":
+            length_ok = _fits(node.size)
+            st = node.string_type
+            alphabet: Callable[[str], bool] = str.isascii if st == "IA5String" else _any_text
+            if st in ("VisibleString", "PrintableString"):
+                alphabet = _printable
+            elif st == "NumericString":
+                alphabet = _numeric
+
+            def string(v: Any) -> bool:
+                return type(v) is str and (length_ok is None or length_ok(len(v))) and alphabet(v)
+
+            return string
+        return self._walker(node)
 
 
 class RegionalTransform:

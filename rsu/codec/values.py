@@ -685,7 +685,11 @@ class ValueCheck:
 
             return sequence_of
         if k == "INTEGER":
-            value_ok = _fits(node.value_range)
+            b = node.value_range
+            if b is not None and not b.extensible and not b.ranges and b.lo is not None and b.hi is not None:
+                lo, hi = b.lo, b.hi  # the usual case, in one call
+                return lambda v: type(v) is int and lo <= v <= hi
+            value_ok = _fits(b)
             if value_ok is None:
                 return lambda v: type(v) is int
             return lambda v: type(v) is int and value_ok(v)

@@ -291,6 +291,9 @@ def required(kind: MessageKind, value: dict[str, Any]) -> Requirement:
     return Requirement(kind, frozenset(perms), provider)
 
 
+_PERMITTED = SspCheck(True)  # immutable: the one answer for every permitted content
+
+
 def check_grant(req: Requirement, grant: Grant) -> SspCheck:
     missing = sorted(req.permissions - grant.permissions)
     details = []
@@ -300,7 +303,7 @@ def check_grant(req: Requirement, grant: Grant) -> SspCheck:
         missing.append("serviceProviderId")
         details.append(f"serviceProviderId {req.provider} does not match the SSP's {grant.provider}")
     if not missing:
-        return SspCheck(True)
+        return _PERMITTED
     return SspCheck(False, tuple(missing), f"{grant.layout.service}: " + "; ".join(details))
 
 

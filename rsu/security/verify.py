@@ -134,6 +134,7 @@ class ParseError(Exception):
 
 
 _HASH_IDS = {0: "sha256", 1: "sha384"}
+_HASHES: dict[str, Callable[[bytes], Any]] = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
 
 
 _SIGNATURES = {0x80: "ecdsaNistP256Signature", 0x81: "ecdsaBrainpoolP256r1Signature"}
@@ -639,8 +640,9 @@ class Verifier:
                 f"hashId {msg.hash_id} / {msg.signature[0]} do not fit the key {cert.key_curve.name}",
             )
         H = curve.hash_name
-        tbs_hash = hashlib.new(H, msg.tbs_bytes).digest()
-        digest = hashlib.new(H, tbs_hash + cert.digest(H)).digest()
+        new_hash = _HASHES.get(H) or (lambda b: hashlib.new(H, b))
+        tbs_hash = new_hash(msg.tbs_bytes).digest()
+        digest = new_hash(tbs_hash + cert.digest(H)).digest()
         try:
             ok = verify_digest(cert.public_key, curve, digest, r, s)
         except CertificateError as e:

@@ -209,11 +209,30 @@ def _parse_common(
     return tbs, tbs_end, signer, p, signature
 
 
-def parse_signed(data: bytes, *, check_profile: bool = True) -> SignedMessage:
+def _known_signer(
+    data: bytes, p: int, known: Callable[[bytes], Certificate | None]
+) -> tuple[tuple[str, Any] | None, int]:
+    """A certificate signer at ``p`` (one certificate, then a 256-bit signature to the end) whose bytes are
+    those of a known certificate: (("certificate", [its value]), signer end); else (None, p)."""
+    end = len(data) - 66
+    if data[p + 1 : p + 3] != b"\x01\x01" or end <= p + 3:  # SEQUENCE OF quantity: 1
+        return None, p
+    candidate = data[p + 3 : end]
+    cert = known(hashlib.sha256(candidate).digest()[-8:])
+    if cert is None or cert.raw != candidate:
+        return None, p
+    return ("certificate", [cert.value]), end
+
+
+def parse_signed(
+    data: bytes, *, check_profile: bool = True, known: Callable[[bytes], Certificate | None] | None = None
+) -> SignedMessage:
     """Split a COER Ieee1609Dot2Data carrying signedData. Raises ParseError with a Reason.
 
     ``check_profile=False`` skips the facilities-message profile (TS 102 941 PKI messages
     use signer ``self`` and external payloads; rsu.pki checks their own rules).
+    ``known``: HashedId8 -> a certificate decoded before (the verifier's cache); a signer certificate
+    whose bytes are exactly a known one's is taken as that one's value instead of being decoded again.
     """
     data = bytes(data)
     if len(data) < 3:
@@ -230,6 +249,8 @@ def parse_signed(data: bytes, *, check_profile: bool = True) -> SignedMessage:
         common = _parse_common(data)
         if common is not None:
             tbs, p, signer, signer_end, signature = common
+            if signer is None and signature is not None and known is not None:
+                signer, signer_end = _known_signer(data, p, known)
             if signer is None:  # a certificate: asn1tools decodes the SEQUENCE OF Certificate
                 signer, signer_end = coer.decode_prefix("SignerIdentifier", data, p)
         else:
@@ -551,7 +572,7 @@ class Verifier:
         self, data: bytes, expected: MessageKind | None, payload_offset: int, context: Any
     ) -> VerificationResult:
         try:
-            msg = parse_signed(data)
+            msg = parse_signed(data, known=self.known_certificate)
         except ParseError as e:
             return VerificationResult(e.reason, e.detail)
         h = msg.header

@@ -160,20 +160,20 @@ class FacilitiesCodec:
         else. ``validate=False`` skips the value check (only for bytes we encoded ourselves).
         """
         data = bytes(data)
-        header = peek_header(data)
-        kind = catalog.BY_MESSAGE_ID.get(header.message_id)
+        if len(data) < HEADER_BYTES:
+            peek_header(data)  # raises: truncated
+        version, message_id = data[0], data[1]  # ItsPduHeader (see peek_header)
+        kind = catalog.BY_MESSAGE_ID.get(message_id)
         if kind is None:
             raise UnknownMessageError(
-                f"unknown messageID {header.message_id} (this build decodes: {_known_ids()})",
-                header.message_id,
-                header.protocol_version,
+                f"unknown messageID {message_id} (this build decodes: {_known_ids()})", message_id, version
             )
-        if header.protocol_version not in kind.accepted_versions:
+        if version not in kind.accepted_versions:
             accepted = ", ".join(str(v) for v in sorted(kind.accepted_versions))
             raise UnknownMessageError(
-                f"{kind.pdu} protocolVersion {header.protocol_version} is not supported (this build decodes {accepted})",
-                header.message_id,
-                header.protocol_version,
+                f"{kind.pdu} protocolVersion {version} is not supported (this build decodes {accepted})",
+                message_id,
+                version,
             )
         fast = self._gen_decode.get(kind.name)
         value: Any = None

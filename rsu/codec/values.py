@@ -593,6 +593,10 @@ def _any_text(s: str) -> bool:
     return True
 
 
+def _never(v: Any) -> bool:
+    return False
+
+
 def _printable(s: str) -> bool:
     return all(" " <= c <= "~" for c in s)
 
@@ -641,7 +645,8 @@ class ValueCheck:
     def _compile(self, node: Node) -> Check:
         k = node.kind
         if k == "SEQUENCE":
-            table = {m.name: (None if m.presence == "ABSENT" else self.check(m.node)) for m in node.members}
+            # an unknown member is a KeyError below (ok() answers False: the walker names it)
+            table = {m.name: (_never if m.presence == "ABSENT" else self.check(m.node)) for m in node.members}
             mandatory = frozenset(
                 m.name for m in node.members if not (m.optional or m.extension) or m.presence == "PRESENT"
             )
@@ -651,8 +656,7 @@ class ValueCheck:
                 if type(v) is not dict:
                     return False
                 for name, item in v.items():
-                    c = table.get(name)
-                    if c is None or not c(item):  # unknown, must be absent, or not valid
+                    if not table[name](item):  # must be absent, or not valid
                         return False
                 if not v.keys() >= mandatory:
                     return False

@@ -576,18 +576,19 @@ class Verifier:
         except ParseError as e:
             return VerificationResult(e.reason, e.detail)
         h = msg.header
+        psid = msg.psid
         res = VerificationResult(
             None,
-            psid=msg.psid,
+            psid=psid,
             generation_time=h["generationTime"],
             p2pcd_requests=tuple(h.get("inlineP2pcdRequest", ())),
         )
-        kind = catalog.BY_ITS_AID.get(msg.psid)
-        if expected is not None and msg.psid != expected.its_aid:
+        kind = catalog.BY_ITS_AID.get(psid)
+        if expected is not None and psid != expected.its_aid:
             return self._fail(
                 res,
                 Reason.PSID_MISMATCH,
-                f"psid {msg.psid} but the message type {expected.pdu} is ITS-AID {expected.its_aid}",
+                f"psid {psid} but the message type {expected.pdu} is ITS-AID {expected.its_aid}",
             )
         kind = expected or kind
 
@@ -620,7 +621,7 @@ class Verifier:
                 # only a message we would otherwise accept is worth a certificate request: the checks
                 # that need no certificate come first (a random digest on garbage asks for nothing)
                 if self.check_content and kind is not None:
-                    why = self._precheck_content(res, msg.payload, kind, payload_offset, msg.psid)
+                    why = self._precheck_content(res, msg.payload, kind, payload_offset, psid)
                     if why is not None:
                         return why
                 res.request_certificate = sval[-3:]
@@ -647,7 +648,7 @@ class Verifier:
                     return self._fail(res, Reason.SIGNER_CERTIFICATE_INVALID, str(e))
             res.signer_id = cert.hashed_id8
         res.certificate = cert
-        res.ssp = cert.app_permissions.get(msg.psid)
+        res.ssp = cert.app_permissions.get(psid)
 
         # signature
         try:
@@ -690,16 +691,16 @@ class Verifier:
 
         # chain
         if self.trust is not None:
-            broken = self._check_chain(cert, msg.psid, gen_s)
+            broken = self._check_chain(cert, psid, gen_s)
             if broken is not None:
                 res.chain = "invalid"
                 return self._fail(res, broken[0], broken[1])
             res.chain = "valid"
 
         # permissions
-        if msg.psid not in cert.app_permissions:
+        if psid not in cert.app_permissions:
             return self._fail(
-                res, Reason.PSID_NOT_PERMITTED, f"signer certificate has no permission for ITS-AID {msg.psid}"
+                res, Reason.PSID_NOT_PERMITTED, f"signer certificate has no permission for ITS-AID {psid}"
             )
 
         # the signature is good: remember the certificate for digest signers
@@ -716,7 +717,7 @@ class Verifier:
         res.payload = payload
         if self.check_content and kind is not None:
             if res.pdu is None:
-                failed = self._decode_content(res, payload, kind, payload_offset, msg.psid)
+                failed = self._decode_content(res, payload, kind, payload_offset, psid)
                 if failed is not None:
                     return failed
             assert res.pdu is not None  # _decode_content sets it when it does not fail

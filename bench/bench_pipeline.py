@@ -7,7 +7,9 @@ machine): raw ECDSA P-256 sign; UPER encode of the 4-arm SPATEM example
 (with and without validation); SecurityService.sign of the PDU (digest signer, a SignRequest with
 the content's SSP requirement); GN/BTP packet build + sign (the send pipeline with one secured
 GeoNetworking transport); the whole send path (encode + SSP requirement + pipeline: GN build + sign);
-and the receive path (parse + verify + decode + SSP check).
+the receive path of that SPATEM (parse + verify + decode + SSP check); a bare ECDSA P-256 verify; and
+the receive path of the SREM example (bus priority), signed by a digest (the usual case) and by its
+certificate (the first message of an AT), as a ratio to that verify (issue 13 goal: ≤ 2×).
 """
 
 from __future__ import annotations
@@ -79,6 +81,45 @@ def main() -> int:
     packet = gn.parse_packet(frame[14:])
     receiver.verify(packet.secured, kind, payload_offset=packet.payload_offset)  # learn the certificate
 
+    srem_kind = catalog.SREM
+    _, srem_value = codec.from_jer(json.loads((REPO / "config/examples/srem-bus-priority.json").read_text()), srem_kind)
+    srem_pdu = codec.encode(srem_value, srem_kind)
+    srem_params = DisseminationParams(srem_kind, destination=GeoArea(44.837592, -0.579431, "circle", 300))
+    srem_tx = Transmission(
+        "tlc",
+        "1",
+        srem_kind,
+        srem_pdu,
+        srem_params,
+        False,
+        0,
+        None,
+        clock.now(),
+        0,
+        ssp.required(srem_kind, srem_value),
+    )
+    srem_frames = [pipeline.send(srem_tx, clock.now())[0].frame for _ in range(2)]  # certificate, then digest
+    srem_packets = [gn.parse_packet(f[14:]) for f in srem_frames]
+    for p in srem_packets:
+        r = receiver.verify(p.secured, srem_kind, payload_offset=p.payload_offset)
+        assert r.ok and r.pdu is not None, r.reason
+    assert [
+        receiver.verify(p.secured, srem_kind, payload_offset=p.payload_offset).signer_form for p in srem_packets
+    ] == [
+        "certificate",
+        "digest",
+    ]
+    signature = key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    public = key.public_key()
+
+    def srem_receive(frame: bytes):
+        def run():
+            pk = gn.parse_packet(frame[14:])
+            r = receiver.verify(pk.secured, srem_kind, payload_offset=pk.payload_offset)
+            assert r.ok
+
+        return run
+
     def send_path():
         p = codec.encode(value, kind, validate=False)
         pipeline.send(transmission(p, ssp.required(kind, value)), clock.now())
@@ -89,17 +130,41 @@ def main() -> int:
         assert r.ok or r.reason is not None
 
     rows = [
-        ("ECDSA P-256 sign (cryptography, prehashed)",
-         fastest(lambda: key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256()))), args.repeat, INNER)),
+        (
+            "ECDSA P-256 sign (cryptography, prehashed)",
+            fastest(lambda: key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256()))), args.repeat, INNER),
+        ),
         ("UPER encode, validated (API edge)", fastest(lambda: codec.encode(value, kind), args.repeat, INNER)),
-        ("UPER encode, not validated (service-made values)",
-         fastest(lambda: codec.encode(value, kind, validate=False), args.repeat, INNER)),
-        ("sign the PDU (SecurityService, SignRequest)",
-         fastest(lambda: security.sign(SignRequest(requirement, pdu)), args.repeat, INNER)),
-        ("GN/BTP build + sign (send pipeline, secured GN transport)",
-         fastest(lambda: pipeline.send(tx, clock.now()), args.repeat, INNER)),
+        (
+            "UPER encode, not validated (service-made values)",
+            fastest(lambda: codec.encode(value, kind, validate=False), args.repeat, INNER),
+        ),
+        (
+            "sign the PDU (SecurityService, SignRequest)",
+            fastest(lambda: security.sign(SignRequest(requirement, pdu)), args.repeat, INNER),
+        ),
+        (
+            "GN/BTP build + sign (send pipeline, secured GN transport)",
+            fastest(lambda: pipeline.send(tx, clock.now()), args.repeat, INNER),
+        ),
         ("send path: encode + GN build + sign", fastest(send_path, args.repeat, INNER)),
         ("receive path: GN parse + verify + decode + SSP check", fastest(receive_path, args.repeat, INNER)),
+    ]
+    verify_rows = [
+        (
+            "ECDSA P-256 verify (cryptography, prehashed)",
+            fastest(
+                lambda: public.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256()))), args.repeat, INNER
+            ),
+        ),
+        (
+            "SREM receive, digest signer: GN parse + verify + decode + SSP check",
+            fastest(srem_receive(srem_frames[1]), args.repeat, INNER),
+        ),
+        (
+            "SREM receive, certificate signer: GN parse + verify + decode + SSP check",
+            fastest(srem_receive(srem_frames[0]), args.repeat, INNER),
+        ),
     ]
     ecdsa = rows[0][1]
     print(f"SPATEM 4-arm example: {len(pdu)} bytes UPER, {len(frame)} bytes on the wire (Ethernet + GN + 1609.2)")
@@ -108,6 +173,13 @@ def main() -> int:
     print("|---|---:|---:|")
     for name, us in rows:
         print(f"| {name} | {us:.0f} | {us / ecdsa:.1f} |")
+    print()
+    print(f"SREM bus-priority example: {len(srem_pdu)} bytes UPER")
+    print()
+    print("| step | µs | × one ECDSA verify |")
+    print("|---|---:|---:|")
+    for name, us in verify_rows:
+        print(f"| {name} | {us:.0f} | {us / verify_rows[0][1]:.1f} |")
     return 0
 
 

@@ -48,7 +48,7 @@ def _both(codec, kind, obj, path: str = "") -> tuple:
 
 
 def _spots(obj, at=()):
-    """Every (container path, key or index) in a JER tree."""
+    """Every (container path, key or index) in a JER tree (or a Python value: inside each choice's value)."""
     if isinstance(obj, dict):
         for k, v in obj.items():
             yield at, k
@@ -57,6 +57,8 @@ def _spots(obj, at=()):
         for i, v in enumerate(obj):
             yield at, i
             yield from _spots(v, at + (i,))
+    elif isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str):  # a choice (Python value form)
+        yield from _spots(obj[1], at + (1,))
 
 
 def _damaged(jer, rnd):

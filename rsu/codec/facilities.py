@@ -83,6 +83,7 @@ class FacilitiesCodec:
         self._spec = compiled.spec
         self.schema = Schema(compiled)
         self._jer = V.JerReader(self.schema)
+        self._check = V.ValueCheck(self.schema)
         self._regional = V.RegionalTransform(self.schema, self._encode_open, self._decode_open)
         self._nodes = {kind.name: self.schema.pdu(kind.pdu) for kind in catalog.MESSAGES}
         self.uper, self._gen_encode, self._gen_decode = _uper_backend(
@@ -133,7 +134,7 @@ class FacilitiesCodec:
         kind = self._kind_for(value, kind)
         node = self._nodes[kind.name]
         if validate:
-            V.validate(self.schema, node, value)
+            self._validate(node, value)
         fast = self._gen_encode.get(kind.name)
         if fast is not None:
             try:
@@ -159,20 +160,20 @@ class FacilitiesCodec:
         else. ``validate=False`` skips the value check (only for bytes we encoded ourselves).
         """
         data = bytes(data)
-        header = peek_header(data)
-        kind = catalog.BY_MESSAGE_ID.get(header.message_id)
+        if len(data) < HEADER_BYTES:
+            peek_header(data)  # raises: truncated
+        version, message_id = data[0], data[1]  # ItsPduHeader (see peek_header)
+        kind = catalog.BY_MESSAGE_ID.get(message_id)
         if kind is None:
             raise UnknownMessageError(
-                f"unknown messageID {header.message_id} (this build decodes: {_known_ids()})",
-                header.message_id,
-                header.protocol_version,
+                f"unknown messageID {message_id} (this build decodes: {_known_ids()})", message_id, version
             )
-        if header.protocol_version not in kind.accepted_versions:
+        if version not in kind.accepted_versions:
             accepted = ", ".join(str(v) for v in sorted(kind.accepted_versions))
             raise UnknownMessageError(
-                f"{kind.pdu} protocolVersion {header.protocol_version} is not supported (this build decodes {accepted})",
-                header.message_id,
-                header.protocol_version,
+                f"{kind.pdu} protocolVersion {version} is not supported (this build decodes {accepted})",
+                message_id,
+                version,
             )
         fast = self._gen_decode.get(kind.name)
         value: Any = None
@@ -190,7 +191,7 @@ class FacilitiesCodec:
             # PER leaves room for values outside a constraint (a 20-bit field for 0..527040), and
             # asn1tools gives None for extensions it does not know: neither may reach an application.
             try:
-                V.validate(self.schema, self._nodes[kind.name], value)
+                self._validate(self._nodes[kind.name], value)
             except InvalidValueError as e:
                 err = DecodeError(f"{kind.pdu} holds a value outside its schema: {e}")
                 err.where = e.path
@@ -245,7 +246,13 @@ class FacilitiesCodec:
         return kind, value
 
     def validate(self, kind: MessageKind, value: dict[str, Any]) -> None:
-        V.validate(self.schema, self._nodes[kind.name], value)
+        self._validate(self._nodes[kind.name], value)
+
+    def _validate(self, node: Node, value: Any) -> None:
+        """Raise InvalidValueError (naming the field) unless ``value`` fits ``node``: the compiled check
+        answers for a valid value; the walker (the reference) decides, and words the error, otherwise."""
+        if not self._check.ok(node, value):
+            V.validate(self.schema, node, value)
 
 
 def _uper_backend(name: str, sources: dict[str, str]) -> tuple[str, Encoders, Decoders]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar, cast
 
 from rsu.codec.errors import InvalidValueError
 from rsu.codec.schema import Bounds, Node, Schema
@@ -370,6 +370,22 @@ def from_jer(schema: Schema, node: Node, obj: Any, path: str = "") -> Any:
 # --- JER -> Python value, compiled ----------------------------------------------------------------
 
 JerConverter = Callable[[Any], Any]
+_F = TypeVar("_F", bound=Callable[[Any], Any])
+
+
+def _compiled(table: dict[int, _F], node: Node, compile_node: Callable[[Node], _F]) -> _F:
+    """The closure ``table`` keeps for ``node``, compiled on first use (a recursive type reaches itself
+    through a forwarder while it is being compiled)."""
+    fn = table.get(id(node))
+    if fn is None:
+        cell: list[_F] = []
+        table[id(node)] = cast(_F, lambda v: cell[0](v))
+        fn = compile_node(node)
+        cell.append(fn)
+        table[id(node)] = fn
+    return fn
+
+
 _MISSING = object()
 
 
@@ -402,14 +418,7 @@ class JerReader:
             raise _under(path, e) from None
 
     def converter(self, node: Node) -> JerConverter:
-        conv = self._conv.get(id(node))
-        if conv is None:
-            cell: list[JerConverter] = []
-            self._conv[id(node)] = lambda obj: cell[0](obj)  # a recursive type reaches itself through this
-            conv = self._compile(node)
-            cell.append(conv)
-            self._conv[id(node)] = conv
-        return conv
+        return _compiled(self._conv, node, self._compile)
 
     def _compile(self, node: Node) -> JerConverter:
         k = node.kind
@@ -559,6 +568,192 @@ class JerReader:
 
 
 # --- typed regional extensions <-> open-type bytes ---------------------------------------------
+
+
+Check = Callable[[Any], bool]
+
+
+def _fits(b: Bounds | None) -> Callable[[int], bool] | None:
+    """``n -> b admits n`` as :func:`_check_range` decides it; None when it admits everything."""
+    if b is None or b.extensible:
+        return None
+    if b.ranges:
+        return b.contains
+    lo, hi = b.lo, b.hi
+    if lo is None and hi is None:
+        return None
+    if lo is None:
+        return lambda n: n <= hi  # type: ignore[operator]
+    if hi is None:
+        return lambda n: n >= lo
+    return lambda n: lo <= n <= hi
+
+
+def _any_text(s: str) -> bool:
+    return True
+
+
+def _never(v: Any) -> bool:
+    return False
+
+
+def _printable(s: str) -> bool:
+    return all(" " <= c <= "~" for c in s)
+
+
+def _numeric(s: str) -> bool:
+    return all(c.isdigit() or c == " " for c in s)
+
+
+class ValueCheck:
+    """:func:`validate` compiled to a yes/no answer: one closure per schema node (made at first use, kept).
+
+    ``ok(node, v)`` is True only when :func:`validate` would accept ``v`` (the closures make the same
+    checks, in any order, without path strings); when it says False, call :func:`validate` for the
+    error naming the field (the one authority on the message). The facilities codec uses it on every
+    decoded PDU, where nearly every value is valid: the walker's per-node dispatch and path joins cost
+    more than the decode itself. Nodes it has no fast form for go through :func:`validate` as they are.
+    tests/test_codec_value_check.py checks it against :func:`validate`.
+    """
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self._checks: dict[int, Check] = {}
+
+    def ok(self, node: Node, v: Any) -> bool:
+        """Whether :func:`validate` accepts ``v`` as a value of ``node`` (never raises)."""
+        try:
+            return self.check(node)(v)
+        except Exception:  # noqa: BLE001 - odd input (unhashable, ...): let the walker name it
+            return False
+
+    def check(self, node: Node) -> Check:
+        return _compiled(self._checks, node, self._compile)
+
+    def _walker(self, node: Node) -> Check:
+        schema = self.schema
+
+        def walk(v: Any) -> bool:
+            try:
+                validate(schema, node, v)
+            except InvalidValueError:
+                return False
+            return True
+
+        return walk
+
+    def _compile(self, node: Node) -> Check:
+        k = node.kind
+        if k == "SEQUENCE":
+            # an unknown member is a KeyError below (ok() answers False: the walker names it)
+            table = {m.name: (_never if m.presence == "ABSENT" else self.check(m.node)) for m in node.members}
+            mandatory = frozenset(
+                m.name for m in node.members if not (m.optional or m.extension) or m.presence == "PRESENT"
+            )
+            groups = any(m.group is not None for m in node.members)
+
+            def sequence(v: Any) -> bool:
+                if type(v) is not dict:
+                    return False
+                for name, item in v.items():
+                    if not table[name](item):  # must be absent, or not valid
+                        return False
+                if not v.keys() >= mandatory:
+                    return False
+                if groups:
+                    try:
+                        _check_groups(node, v, "")
+                    except InvalidValueError:
+                        return False
+                return True
+
+            return sequence
+        if k == "CHOICE":
+            alternatives = {m.name: self.check(m.node) for m in node.members}
+
+            def choice(v: Any) -> bool:
+                if type(v) is not tuple or len(v) != 2:
+                    return False
+                c = alternatives.get(v[0]) if isinstance(v[0], str) else None
+                return c is not None and c(v[1])
+
+            return choice
+        if k == "SEQUENCE OF" and node.element is not None:
+            item_ok = self.check(node.element)
+            size_ok = _fits(node.size)
+
+            def sequence_of(v: Any) -> bool:
+                if type(v) is not list or (size_ok is not None and not size_ok(len(v))):
+                    return False
+                return all(map(item_ok, v))
+
+            return sequence_of
+        if k == "INTEGER":
+            b = node.value_range
+            if b is not None and not b.extensible and not b.ranges and b.lo is not None and b.hi is not None:
+                lo, hi = b.lo, b.hi  # the usual case, in one call
+                return lambda v: type(v) is int and lo <= v <= hi
+            value_ok = _fits(b)
+            if value_ok is None:
+                return lambda v: type(v) is int
+            return lambda v: type(v) is int and value_ok(v)
+        if k == "BOOLEAN":
+            return lambda v: type(v) is bool
+        if k == "NULL":
+            return lambda v: v is None
+        if k == "ENUMERATED":
+            names = frozenset(node.enum_root) | frozenset(node.enum_ext)
+            return lambda v: type(v) is str and v in names
+        if k == "OCTET STRING":
+            octets_ok = _fits(node.size)
+            if octets_ok is None:
+                return lambda v: isinstance(v, (bytes, bytearray))
+            return lambda v: isinstance(v, (bytes, bytearray)) and octets_ok(len(v))
+        if k == "BIT STRING":
+            bits_ok = _fits(node.size)
+
+            def bit_string(v: Any) -> bool:
+                if type(v) is not tuple or len(v) != 2 or not isinstance(v[0], (bytes, bytearray)):
+                    return False
+                n = v[1]
+                return type(n) is int and 0 <= n <= len(v[0]) * 8 and (bits_ok is None or bits_ok(n))
+
+            return bit_string
+        if k == "OPEN":
+            return lambda v: isinstance(v, (bytes, bytearray))
+        if k == "REGEXT":
+            schema = self.schema
+            typed: dict[int, Check] = {}
+
+            def regional(v: Any) -> bool:
+                if type(v) is not dict or len(v) != 2 or "regionId" not in v or "regExtValue" not in v:
+                    return False
+                region = v["regionId"]
+                if type(region) is not int or not 0 <= region <= 255:
+                    return False
+                c = typed.get(region)
+                if c is None:
+                    typed_node = _region_node(schema, node, region)
+                    if typed_node is None:
+                        return isinstance(v["regExtValue"], (bytes, bytearray))
+                    c = typed[region] = self.check(typed_node)
+                return c(v["regExtValue"])
+
+            return regional
+        if k == "STRING":
+            length_ok = _fits(node.size)
+            st = node.string_type
+            alphabet: Callable[[str], bool] = str.isascii if st == "IA5String" else _any_text
+            if st in ("VisibleString", "PrintableString"):
+                alphabet = _printable
+            elif st == "NumericString":
+                alphabet = _numeric
+
+            def string(v: Any) -> bool:
+                return type(v) is str and (length_ok is None or length_ok(len(v))) and alphabet(v)
+
+            return string
+        return self._walker(node)
 
 
 class RegionalTransform:

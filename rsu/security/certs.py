@@ -164,19 +164,20 @@ class Certificate:
         return "sha384" if alt == "sha384AndDigest" else "sha256"
 
     # ------------------------------------------------------------------ validity
-    @property
+    # validity is read on every message signed or verified: kept (a certificate's value never changes)
+    @cached_property
     def start(self) -> int:
         """validityPeriod.start (Time32, TAI s since 2004)."""
         start: int = self.value["toBeSigned"]["validityPeriod"]["start"]
         return start
 
-    @property
+    @cached_property
     def duration_seconds(self) -> float:
         alt, n = self.value["toBeSigned"]["validityPeriod"]["duration"]
         seconds: float = n * DURATION_SECONDS[alt]
         return seconds
 
-    @property
+    @cached_property
     def end(self) -> float:
         """End of validity (Time32 scale, exclusive)."""
         return self.start + self.duration_seconds

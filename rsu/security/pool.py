@@ -12,10 +12,17 @@ Rules:
   The old AT stays usable until its real end if no successor exists, so there
   is never a gap; ``hours_to_expiry`` shows how close that is;
 * if no AT permits the content, :class:`SigningRefused` names what is missing.
+
+A choice is remembered per (ITS-AID, requirement) for as long as nothing it depends on can have
+changed: the same ticket list (``replace`` or assigning ``tickets`` starts afresh), the same rotation
+margin, the same current AT for the ITS-AID, and the clock inside the interval where no ticket starts,
+ends or enters its rotation margin. So the services' permission check and the signature that follows
+choose once, and a rotation or an expiry still takes effect at the first message after it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +34,8 @@ from rsu.security import ssp as sspmod
 from rsu.security.certs import Certificate, CertificateError
 from rsu.security.keys import KeyMaterialError, load_private_key
 from rsu.security.sign import Signer
+
+CHOICES_KEPT = 256  # remembered AT choices (per ITS-AID and requirement); all forgotten when full
 
 
 class SigningRefused(Exception):
@@ -53,6 +62,9 @@ class AuthorizationTicket:
         return self.certificate.app_permissions.get(psid)
 
 
+_Choice = tuple["AuthorizationTicket", float, float, list["AuthorizationTicket"], int, float]
+
+
 class AtPool:
     def __init__(
         self,
@@ -67,6 +79,9 @@ class AtPool:
         self.rotation_margin = rotation_margin
         self.issuers = list(issuers)  # AA / root certificates, for requestedCertificate answers
         self._current: dict[int, AuthorizationTicket] = {}
+        # (psid, requirement) -> (the choice, the ITS-seconds interval [lo, hi) it holds in, the ticket list
+        # and its length, the rotation margin it was made with); bounded by CHOICES_KEPT
+        self._chosen: dict[tuple[int, sspmod.Requirement], _Choice] = {}
 
     @classmethod
     def load_directory(cls, path: str | Path, clock: clockmod.Clock, **kw: Any) -> AtPool:
@@ -96,8 +111,38 @@ class AtPool:
 
     # ------------------------------------------------------------------ selection
     def select(self, kind: MessageKind, requirement: sspmod.Requirement) -> AuthorizationTicket:
+        """The AT that signs ``kind`` content needing ``requirement`` now (see the rules above).
+
+        Raises :class:`SigningRefused` when no AT valid now permits it."""
         its = clockmod.posix_to_its_seconds(self.clock.now())
         psid = kind.its_aid
+        key = (psid, requirement)
+        hit = self._chosen.get(key)
+        if hit is not None:
+            at, lo, hi, tickets, count, margin = hit
+            if (
+                lo <= its < hi
+                and tickets is self.tickets
+                and count == len(tickets)
+                and margin == self.rotation_margin
+                and self._current.get(psid) is at
+            ):
+                return at
+        at = self._select(kind, requirement, its, psid)
+        lo, hi = -math.inf, math.inf
+        for t in self.tickets:  # the instants where validity or freshness of some ticket changes
+            end = t.certificate.end
+            for b in (t.certificate.start, end, end - self.rotation_margin):
+                if b <= its:
+                    lo = max(lo, b)
+                else:
+                    hi = min(hi, b)
+        if len(self._chosen) >= CHOICES_KEPT:
+            self._chosen.clear()
+        self._chosen[key] = (at, lo, hi, self.tickets, len(self.tickets), self.rotation_margin)
+        return at
+
+    def _select(self, kind: MessageKind, requirement: sspmod.Requirement, its: float, psid: int) -> AuthorizationTicket:
         valid = [t for t in self.tickets if t.certificate.valid_at_its(its) and psid in t.certificate.app_permissions]
         if not valid:
             raise SigningRefused(kind, ("its-aid",), f"no AT valid now carries ITS-AID {psid}")

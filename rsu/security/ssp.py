@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from rsu import catalog
@@ -186,6 +187,18 @@ class Grant:
 def parse(kind: MessageKind | str, ssp: bytes | None) -> Grant:
     """SSP octets -> Grant. SspFormatError if version, length or reserved bits do not fit."""
     lay = layout(kind)
+    if type(ssp) is bytes:  # every received message checks its signer's SSP: the grants are kept
+        return _parse_kept(lay.kind.name, ssp)
+    return _parse(lay, ssp)
+
+
+@lru_cache(maxsize=1024)
+def _parse_kept(kind_name: str, ssp: bytes) -> Grant:
+    """:func:`_parse` remembered per (message type, SSP octets); a failure is not remembered (it raises)."""
+    return _parse(layout(kind_name), ssp)
+
+
+def _parse(lay: SspLayout, ssp: bytes | None) -> Grant:
     if ssp is None:
         raise SspFormatError(f"{lay.service}: certificate entry carries no SSP")
     if len(ssp) < 1:
@@ -278,6 +291,9 @@ def required(kind: MessageKind, value: dict[str, Any]) -> Requirement:
     return Requirement(kind, frozenset(perms), provider)
 
 
+_PERMITTED = SspCheck(True)  # immutable: the one answer for every permitted content
+
+
 def check_grant(req: Requirement, grant: Grant) -> SspCheck:
     missing = sorted(req.permissions - grant.permissions)
     details = []
@@ -287,7 +303,7 @@ def check_grant(req: Requirement, grant: Grant) -> SspCheck:
         missing.append("serviceProviderId")
         details.append(f"serviceProviderId {req.provider} does not match the SSP's {grant.provider}")
     if not missing:
-        return SspCheck(True)
+        return _PERMITTED
     return SspCheck(False, tuple(missing), f"{grant.layout.service}: " + "; ".join(details))
 
 

@@ -134,13 +134,105 @@ class ParseError(Exception):
 
 
 _HASH_IDS = {0: "sha256", 1: "sha384"}
+_HASHES: dict[str, Callable[[bytes], Any]] = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
 
 
-def parse_signed(data: bytes, *, check_profile: bool = True) -> SignedMessage:
+_SIGNATURES = {0x80: "ecdsaNistP256Signature", 0x81: "ecdsaBrainpoolP256r1Signature"}
+_CURVE_POINTS = {0x80: "x-only", 0x82: "compressed-y-0", 0x83: "compressed-y-1"}
+
+
+def _coer_length(data: bytes, p: int) -> tuple[int, int]:
+    """A COER length determinant at ``p`` in its shortest form (else -1): (length, where the content starts)."""
+    b = data[p]
+    if b < 0x80:
+        return b, p + 1
+    if b == 0x81 and data[p + 1] >= 0x80:
+        return data[p + 1], p + 2
+    if b == 0x82 and data[p + 1]:
+        return data[p + 1] << 8 | data[p + 2], p + 3
+    return -1, p
+
+
+def _parse_common(
+    data: bytes,
+) -> tuple[dict[str, Any], int, tuple[str, Any] | None, int, tuple[str, Any] | None] | None:
+    """The shape nearly every facilities message has, read directly: ToBeSignedData with unsecuredData,
+    a headerInfo of psid, generationTime and perhaps expiryTime; a digest signer (or a certificate,
+    left to asn1tools: signer None); an ECDSA 256-bit signature (None when another follows the signer).
+    Gives the values asn1tools gives for them, with (tbs, tbs end, signer, signer end, signature),
+    or None for anything else (asn1tools then reads the whole message and decides).
+    tests/security/test_parse_fast.py checks it against asn1tools."""
+    n = len(data)
+    if n < 20 or data[3] != 0x40 or data[4] != 3 or data[5] != 0x80:
+        return None  # not: SignedDataPayload {data} of Ieee1609Dot2Data v3 unsecuredData
+    size, p = _coer_length(data, 6)
+    if size < 0 or p + size + 3 > n:
+        return None
+    payload = data[p : p + size]
+    p += size
+    present = data[p]
+    if present & ~0x60:  # extension bit or optional fields beyond generationTime and expiryTime
+        return None
+    psid_len = data[p + 1]
+    if not 1 <= psid_len <= 4:
+        return None
+    p += 2
+    header: dict[str, Any] = {"psid": int.from_bytes(data[p : p + psid_len], "big")}
+    p += psid_len
+    if present & 0x40:
+        header["generationTime"] = int.from_bytes(data[p : p + 8], "big")
+        p += 8
+    if present & 0x20:
+        header["expiryTime"] = int.from_bytes(data[p : p + 8], "big")
+        p += 8
+    if p + 1 > n:
+        return None
+    tbs = {"payload": {"data": {"protocolVersion": 3, "content": ("unsecuredData", payload)}}, "headerInfo": header}
+    tbs_end = p
+    signer: tuple[str, Any] | None = None
+    if data[p] == 0x80:
+        if p + 9 > n:
+            return None
+        signer = ("digest", data[p + 1 : p + 9])
+        p += 9
+    elif data[p] != 0x81:
+        return None
+    signature: tuple[str, Any] | None = None
+    if signer is not None and p + 66 == n:
+        alt, point = _SIGNATURES.get(data[p]), _CURVE_POINTS.get(data[p + 1])
+        if alt is not None and point is not None:
+            signature = (alt, {"rSig": (point, data[p + 2 : p + 34]), "sSig": data[p + 34 : p + 66]})
+    elif signer is None and n - 66 > p:  # the certificate's end is not known here: the signature may end
+        alt, point = _SIGNATURES.get(data[n - 66]), _CURVE_POINTS.get(data[n - 65])
+        if alt is not None and point is not None:
+            signature = (alt, {"rSig": (point, data[n - 64 : n - 32]), "sSig": data[n - 32 :]})
+    return tbs, tbs_end, signer, p, signature
+
+
+def _known_signer(
+    data: bytes, p: int, known: Callable[[bytes], Certificate | None]
+) -> tuple[tuple[str, Any] | None, int]:
+    """A certificate signer at ``p`` (one certificate, then a 256-bit signature to the end) whose bytes are
+    those of a known certificate: (("certificate", [its value]), signer end); else (None, p)."""
+    end = len(data) - 66
+    if data[p + 1 : p + 3] != b"\x01\x01" or end <= p + 3:  # SEQUENCE OF quantity: 1
+        return None, p
+    candidate = data[p + 3 : end]
+    cert = known(hashlib.sha256(candidate).digest()[-8:])
+    if cert is None or cert.raw != candidate:
+        return None, p
+    return ("certificate", [cert.value]), end
+
+
+def parse_signed(
+    data: bytes, *, check_profile: bool = True, known: Callable[[bytes], Certificate | None] | None = None
+) -> SignedMessage:
     """Split a COER Ieee1609Dot2Data carrying signedData. Raises ParseError with a Reason.
 
     ``check_profile=False`` skips the facilities-message profile (TS 102 941 PKI messages
     use signer ``self`` and external payloads; rsu.pki checks their own rules).
+    ``known``: HashedId8 -> a certificate decoded before (the verifier's cache); a signer certificate
+    whose bytes are exactly a known one's is taken as that one's value instead of being decoded again.
     """
     data = bytes(data)
     if len(data) < 3:
@@ -154,12 +246,24 @@ def parse_signed(data: bytes, *, check_profile: bool = True) -> SignedMessage:
     if hash_id is None:
         raise ParseError(Reason.MALFORMED, f"unknown hashId {data[2]}")
     try:
-        tbs, p = coer.decode_prefix("ToBeSignedData", data, 3)
+        common = _parse_common(data)
+        if common is not None:
+            tbs, p, signer, signer_end, signature = common
+            if signer is None and signature is not None and known is not None:
+                signer, signer_end = _known_signer(data, p, known)
+            if signer is None:  # a certificate: asn1tools decodes the SEQUENCE OF Certificate
+                signer, signer_end = coer.decode_prefix("SignerIdentifier", data, p)
+        else:
+            tbs, p = coer.decode_prefix("ToBeSignedData", data, 3)
+            signer, signer_end = coer.decode_prefix("SignerIdentifier", data, p)
+            signature = None
         tbs_bytes = data[3:p]
         signer_start = p
-        signer, p = coer.decode_prefix("SignerIdentifier", data, p)
-        signer_end = p
-        signature, p = coer.decode_prefix("Signature", data, p)
+        p = signer_end
+        if signature is not None and signer_end + len(signature[1]["sSig"]) * 2 + 2 == len(data):
+            p = len(data)
+        else:
+            signature, p = coer.decode_prefix("Signature", data, p)
     except coer.CoerError as e:
         raise ParseError(Reason.MALFORMED, str(e)) from None
     if p != len(data):
@@ -398,7 +502,8 @@ class Verifier:
         self._codec = codec
         self._cache: OrderedDict[bytes, Certificate] = OrderedDict()
         self._cache_size = max(1, cache_size)
-        self._chain_ok: OrderedDict[bytes, Certificate] = OrderedDict()  # AT h8 -> issuer, once its signature checked
+        # AT h8 -> its issuer (once the AT's signature checked) and whether it grants beyond that issuer's range
+        self._chain_ok: OrderedDict[bytes, tuple[Certificate, tuple[Reason, str] | None]] = OrderedDict()
         # held frames in arrival order: (held at, signer h8, data, expected kind, payload offset, context)
         self._held: OrderedDict[int, HeldFrame] = OrderedDict()
         self._held_by_signer: dict[bytes, list[int]] = {}
@@ -467,22 +572,23 @@ class Verifier:
         self, data: bytes, expected: MessageKind | None, payload_offset: int, context: Any
     ) -> VerificationResult:
         try:
-            msg = parse_signed(data)
+            msg = parse_signed(data, known=self.known_certificate)
         except ParseError as e:
             return VerificationResult(e.reason, e.detail)
         h = msg.header
+        psid = msg.psid
         res = VerificationResult(
             None,
-            psid=msg.psid,
+            psid=psid,
             generation_time=h["generationTime"],
             p2pcd_requests=tuple(h.get("inlineP2pcdRequest", ())),
         )
-        kind = catalog.BY_ITS_AID.get(msg.psid)
-        if expected is not None and msg.psid != expected.its_aid:
+        kind = catalog.BY_ITS_AID.get(psid)
+        if expected is not None and psid != expected.its_aid:
             return self._fail(
                 res,
                 Reason.PSID_MISMATCH,
-                f"psid {msg.psid} but the message type {expected.pdu} is ITS-AID {expected.its_aid}",
+                f"psid {psid} but the message type {expected.pdu} is ITS-AID {expected.its_aid}",
             )
         kind = expected or kind
 
@@ -515,7 +621,7 @@ class Verifier:
                 # only a message we would otherwise accept is worth a certificate request: the checks
                 # that need no certificate come first (a random digest on garbage asks for nothing)
                 if self.check_content and kind is not None:
-                    why = self._precheck_content(res, msg.payload, kind, payload_offset, msg.psid)
+                    why = self._precheck_content(res, msg.payload, kind, payload_offset, psid)
                     if why is not None:
                         return why
                 res.request_certificate = sval[-3:]
@@ -542,7 +648,7 @@ class Verifier:
                     return self._fail(res, Reason.SIGNER_CERTIFICATE_INVALID, str(e))
             res.signer_id = cert.hashed_id8
         res.certificate = cert
-        res.ssp = cert.app_permissions.get(msg.psid)
+        res.ssp = cert.app_permissions.get(psid)
 
         # signature
         try:
@@ -556,8 +662,9 @@ class Verifier:
                 f"hashId {msg.hash_id} / {msg.signature[0]} do not fit the key {cert.key_curve.name}",
             )
         H = curve.hash_name
-        tbs_hash = hashlib.new(H, msg.tbs_bytes).digest()
-        digest = hashlib.new(H, tbs_hash + cert.digest(H)).digest()
+        new_hash = _HASHES.get(H) or (lambda b: hashlib.new(H, b))
+        tbs_hash = new_hash(msg.tbs_bytes).digest()
+        digest = new_hash(tbs_hash + cert.digest(H)).digest()
         try:
             ok = verify_digest(cert.public_key, curve, digest, r, s)
         except CertificateError as e:
@@ -584,16 +691,16 @@ class Verifier:
 
         # chain
         if self.trust is not None:
-            broken = self._check_chain(cert, msg.psid, gen_s)
+            broken = self._check_chain(cert, psid, gen_s)
             if broken is not None:
                 res.chain = "invalid"
                 return self._fail(res, broken[0], broken[1])
             res.chain = "valid"
 
         # permissions
-        if msg.psid not in cert.app_permissions:
+        if psid not in cert.app_permissions:
             return self._fail(
-                res, Reason.PSID_NOT_PERMITTED, f"signer certificate has no permission for ITS-AID {msg.psid}"
+                res, Reason.PSID_NOT_PERMITTED, f"signer certificate has no permission for ITS-AID {psid}"
             )
 
         # the signature is good: remember the certificate for digest signers
@@ -610,7 +717,7 @@ class Verifier:
         res.payload = payload
         if self.check_content and kind is not None:
             if res.pdu is None:
-                failed = self._decode_content(res, payload, kind, payload_offset, msg.psid)
+                failed = self._decode_content(res, payload, kind, payload_offset, psid)
                 if failed is not None:
                     return failed
             assert res.pdu is not None  # _decode_content sets it when it does not fail
@@ -673,8 +780,8 @@ class Verifier:
             for what, h8 in (("signer", at.hashed_id8), ("issuer", at.issuer_id)):
                 if h8 and pki.is_revoked(h8):
                     return Reason.REVOKED, f"{what} {h8.hex()} is revoked by a CRL"
-        issuer = self._chain_ok.get(at.hashed_id8)
-        if issuer is None:
+        known = self._chain_ok.get(at.hashed_id8)
+        if known is None:
             issuer = self._issuer_of(at, pki)
             if issuer is None:
                 return Reason.UNKNOWN_ISSUER, (
@@ -683,9 +790,10 @@ class Verifier:
                 )
             if not at.signature_valid(issuer):
                 return Reason.CHAIN_INVALID_SIGNATURE, f"AT signature by issuer {issuer.hashed_id8.hex()} invalid"
-            self._chain_ok[at.hashed_id8] = issuer
+            known = self._chain_ok[at.hashed_id8] = (issuer, self._beyond_issue_permissions(at, issuer))
             while len(self._chain_ok) > self._cache_size:  # only ATs that chain to our trust store get here
                 self._chain_ok.popitem(last=False)
+        issuer, beyond = known
         ca: Certificate | None = issuer
         top = issuer
         while ca is not None:  # issuer (and its root) valid at generationTime, AT inside their validity
@@ -698,6 +806,11 @@ class Verifier:
             return Reason.UNTRUSTED_ROOT, (
                 f"chain ends at {top.hashed_id8.hex()}, not a root of the applied ECTL valid now"
             )
+        return beyond
+
+    @staticmethod
+    def _beyond_issue_permissions(at: Certificate, issuer: Certificate) -> tuple[Reason, str] | None:
+        """CHAIN_PERMISSIONS when ``at`` grants more than ``issuer`` may (fixed per pair: kept with the chain)."""
         for p, ssp_bytes in at.app_permissions.items():
             rng = issuer.issue_range(p)
             if not ssp_within_range(ssp_bytes, rng):

@@ -129,3 +129,56 @@ def test_pool_loads_a_directory_and_refuses_a_mismatched_key(tmp_path, test_pki,
     write_private_key(tmp_path / "mapem.key", test_pki.ats["spatem"].key)
     with pytest.raises(KeyMaterialError, match="does not match"):
         AtPool.load_directory(tmp_path, clock)
+
+
+def test_choice_is_remembered_until_something_it_depends_on_changes(test_pki, clock, codec, monkeypatch):
+    """A second select with nothing changed checks no SSP; the rotation margin, an expiry, a new ticket
+    list and another requirement that moved the current AT each take effect at the very next select."""
+    from rsu.security import ssp as sspmod
+
+    t32 = clockmod.time32(NOW)
+    first = test_pki.at("spatem", start=t32 - 3600, hours=3)  # ends NOW + 2 h: margin from NOW + 1 h
+    second = test_pki.at("spatem", start=t32 - 60, hours=10)
+    third = test_pki.at("spatem", start=t32 - 60, hours=20)
+    pool = AtPool([test_pki.ticket(first, "1"), test_pki.ticket(second, "2")], clock, rotation_margin=3600)
+    checks = []
+    real_check = sspmod.check
+    monkeypatch.setattr(sspmod, "check", lambda *a, **kw: checks.append(a[0]) or real_check(*a, **kw))
+    req = sspmod.required(catalog.SPATEM, samples.spatem())
+    assert pool.select(catalog.SPATEM, req).label == "1"  # the soonest-ending fresh AT
+    made = len(checks)
+    assert made > 0 and pool.select(catalog.SPATEM, req).label == "1" and len(checks) == made  # remembered
+    clock.set(NOW + 3600 - 0.001)
+    assert pool.select(catalog.SPATEM, req).label == "1"
+    clock.set(NOW + 3600)  # the first AT enters its rotation margin: the next select rotates
+    assert pool.select(catalog.SPATEM, req).label == "2" and pool.current(catalog.SPATEM).label == "2"
+    pool.replace([test_pki.ticket(third, "3")])  # a new ticket list: chosen afresh
+    assert pool.select(catalog.SPATEM, req).label == "3"
+    pool.tickets = [test_pki.ticket(first, "1")]  # assigned directly: chosen afresh too
+    assert pool.select(catalog.SPATEM, req).label == "1"
+    clock.set(NOW + 2 * 3600)  # its end: refused at once, not served from memory
+    with pytest.raises(SigningRefused, match="no AT valid now"):
+        pool.select(catalog.SPATEM, req)
+    clock.set(NOW + 3600)  # the clock set back: the choice is made again for that instant
+    assert pool.select(catalog.SPATEM, req).label == "1"
+
+
+def test_remembered_choice_follows_the_current_at_across_requirements(test_pki, clock):
+    from rsu.security import ssp as sspmod
+
+    text_only = test_pki.at("ivim", bytes.fromhex("015cc01f0020"))
+    signs_only = test_pki.at("ivim", bytes.fromhex("015cc01f2000"))
+    both = test_pki.at("ivim", bytes.fromhex("015cc01f2020"))
+    pool = AtPool([test_pki.ticket(text_only, "text"), test_pki.ticket(signs_only, "signs")], clock)
+    signs = sspmod.required(catalog.IVIM, samples.ivim())
+    text = sspmod.required(catalog.IVIM, samples.ivim(signs=[], text=True))
+    assert [pool.select(catalog.IVIM, r).label for r in (signs, text, signs, signs, text)] == [
+        "signs",
+        "text",
+        "signs",
+        "signs",
+        "text",
+    ]
+    pool.replace([test_pki.ticket(both, "both"), test_pki.ticket(text_only, "text")])
+    assert pool.current(catalog.IVIM).label == "text"  # kept: still in the new set
+    assert [pool.select(catalog.IVIM, r).label for r in (text, signs, text)] == ["text", "both", "both"]

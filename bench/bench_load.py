@@ -183,6 +183,9 @@ class Daemon:
         config = {
             "station": {"id": 3120101}, "state_dir": str(workdir / "state"), "api": {"port": self.api},
             "logging": {"level": "WARNING"},
+            # one MAPEM and one SPATEM stream per intersection: above 510 intersections the default bound of
+            # the store-and-repeat table (1,024 entries) would refuse streams
+            "services": {"rules": {"max_entries": max(1024, 2 * n + 64)}},
             "transports": [{"type": "gn-udp", "name": "gn", "group": self.group, "port": self.gn_port,
                             "interface": "lo"}],
             "integrations": {"map_files": {"intersections": files, "poll_interval_s": 60},

@@ -145,13 +145,14 @@ class ServiceLayer:
         now = self.clock.now()
         for name in SERVICE_ORDER:
             entity = self.services[name]
+            restored = Plan()
             for row in by_service.get(name, []):
                 try:
-                    entity.entries[row.id] = entity.restore(row)
+                    restored.upserts.append(entity.restore(row))
                 except (CodecError, StopIteration, KeyError, ValueError, ServiceError) as e:
                     log.error("store entry %s/%s cannot be restored (%s); it is left in the store", name, row.id, e)
                     self._count("restore_failed")
-            entity.apply(Plan())  # rebuild derived indexes (RLT intersections)
+            entity.apply(restored)  # into memory, with the derived indexes (RLT intersections)
         for name in SERVICE_ORDER:
             entity = self.services[name]
             for entry in entity.entries.values():

@@ -67,6 +67,10 @@ class RltEntity(ServiceEntity):
         super().__init__(ctx)
         # intersection key -> (entry id, revision, signal groups, refPoint) of the active MAPEMs
         self._index: dict[str, tuple[str, int, set[int], dict[str, Any]]] = {}
+        # entry id -> the intersection keys it put in ``_index``: a change re-indexes only that entry's
+        # intersections (a rebuild of every intersection per MAPEM made loading N MAP files cost N^2)
+        self._keys_of: dict[str, list[str]] = {}
+        self._owner: dict[str, str] = {}  # element key (an id part, "i1201") -> the active MAPEM that holds it
 
     # --- what TLM asks --------------------------------------------------------------------------
     def intersection(self, key: str) -> tuple[str, int, set[int], dict[str, Any]] | None:
@@ -172,13 +176,13 @@ class RltEntity(ServiceEntity):
 
     def _check_overlap(self, keys: list[tuple[str, int, str]], own_id: str | None) -> None:
         for member, i, k in keys:
-            for other in self.entries.values():
-                if other.id != own_id and k in other.id.split("+"):
-                    raise ServiceError(
-                        "already_active",
-                        f"payload.map.{member}[{i}].id",
-                        f"{k} is already in active MAPEM {other.id!r}",
-                    )
+            other = self._owner.get(k)
+            if other is not None and other != own_id:
+                raise ServiceError(
+                    "already_active",
+                    f"payload.map.{member}[{i}].id",
+                    f"{k} is already in active MAPEM {other!r}",
+                )
 
     def _revise(
         self,
@@ -262,13 +266,28 @@ class RltEntity(ServiceEntity):
         return entry.evolve(pdus=pdus, area=self.derive_area(entry.kind, entry.value))
 
     def apply(self, plan: Plan) -> None:
+        """Take the plan into memory and re-index the intersections of the entries it upserts or deletes
+        (and of nothing else: the cost is that of the change, not of every active MAPEM)."""
         super().apply(plan)
-        self._index = {}
-        for e in self.entries.values():
+        for ident in [*plan.deletes, *(e.id for e in plan.upserts)]:
+            for key in self._keys_of.pop(ident, ()):
+                if self._index.get(key, ("",))[0] == ident:
+                    del self._index[key]
+            for part in ident.split("+"):
+                if self._owner.get(part) == ident:
+                    del self._owner[part]
+        for ident in dict.fromkeys(e.id for e in plan.upserts):
+            e = self.entries.get(ident)
+            if e is None:
+                continue
+            self._owner.update(dict.fromkeys(ident.split("+"), ident))
             if e.value is None:
                 continue
+            keys = self._keys_of.setdefault(ident, [])
             for el in e.value["map"].get("intersections") or []:
-                self._index[intersection_key(el["id"])] = (e.id, el["revision"], signal_groups(el), el["refPoint"])
+                key = intersection_key(el["id"])
+                self._index[key] = (e.id, el["revision"], signal_groups(el), el["refPoint"])
+                keys.append(key)
 
 
 def _check_connections(geometry: dict[str, Any], lane_ids: set[int], path: str, key: str) -> None:

@@ -16,7 +16,8 @@ already saw). Writes are rare (operator and application requests, entry expiry; 
 repetition or per SPATEM state), so the fsyncs per commit cost nothing that matters.
 
 Identifier cursors are kept twice: before every commit the counters are also written to the
-cursor file (:mod:`rsu.services.cursors`), and at start the copy further ahead wins. So a store
+cursor file (:mod:`rsu.services.cursors`; each write serialises only the counters that changed, the
+others' text is kept from the last write), and at start the copy further ahead wins. So a store
 that is lost, emptied, put back from an older copy or loses its WAL file never brings an
 identifier back; the start-up says so in the log (and in the layer's counts: ``store_lost``,
 ``store_behind``, ``cursor_file_rebuilt``). A damaged store (``PRAGMA quick_check`` fails, or
@@ -184,6 +185,7 @@ class Store:
         p = db_path(path)
         self.path = p
         self.cursor_path = cursorfile.cursor_path(p)
+        self._cursor_writer = cursorfile.CursorWriter(self.cursor_path)
         self.start_events: list[tuple[str, str]] = []
         self._db: sqlite3.Connection | None = None
         try:
@@ -316,7 +318,7 @@ class Store:
         )  # as the last apply() left it
         if not in_step and (wanted.counters or wanted.commit or file_state is not None or file_problem is not None):
             try:
-                cursorfile.write(cp, wanted)
+                self._cursor_writer.write(wanted)
             except OSError as e:
                 raise StoreError(f"{cp}: cannot write the cursor file ({e.strerror or e})") from None
 
@@ -388,7 +390,7 @@ class Store:
         changed = {**taken, **advanced}
         if changed or commit != self._commit:
             try:
-                cursorfile.write(self.cursor_path, CursorState(self._commit, commit, {**self._cursors, **changed}))
+                self._cursor_writer.write(CursorState(self._commit, commit, {**self._cursors, **changed}))
             except OSError as e:
                 raise StoreError(
                     f"{self.cursor_path}: cannot write the cursor file ({e.strerror or e}); nothing was changed"

@@ -1,0 +1,163 @@
+"""Costs that must not grow with the number of active entries (issue 13: hundreds of MAP files at start).
+
+* a store write serialises the counters it changes, not every counter in the cursor file;
+* an RLT change re-indexes its own intersections only;
+* MAP files loaded together start at a phase of their interval fixed by their key (no common due time).
+
+These tests assert on what is written and computed, never on time.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import pytest
+
+from rsu.integrations.config import MapFilesConfig
+from rsu.integrations.mapfiles import MapFileLoader
+from rsu.services import cursors
+from rsu.services.cursors import Cursor, CursorState
+from rsu.services.errors import ServiceError
+from rsu.services.scheduler import phase_of
+from rsu.services.store import DB_NAME, Store
+from services.support import example
+
+FIRST = 5000  # intersection ids of the generated MAPEMs
+
+
+def _mapem(ident: int, shift: int = 0) -> dict:
+    v = example("mapem")
+    v["map"]["intersections"][0]["id"]["id"] = ident
+    v["map"]["intersections"][0]["laneSet"][0]["nodeList"]["nodes"][0]["delta"]["node-XY3"]["x"] += shift
+    return v
+
+
+# --- (a) the cursor file ------------------------------------------------------------------------------
+
+
+def test_store_write_serialises_only_the_counters_it_changes(tmp_path):
+    store = Store(tmp_path)
+    try:
+        store.apply(counters={f"rlt.rev.{i}": (i % 128, f"h{i}") for i in range(300)})
+        assert store._cursor_writer.serialised == 300
+        store.apply(counters={"rlt.rev.7": (8, "h7b")})
+        assert store._cursor_writer.serialised == 1  # one counter changed: one serialised, not 300
+        store.apply(counters={"ivi.next.FR57": (2, None)})  # a new counter among the others
+        assert store._cursor_writer.serialised == 1
+        store.apply()  # an entry change without counters: the commit serial only
+        assert store._cursor_writer.serialised == 0
+        # the file still holds every counter, in step with the store, byte for byte what a full write gives
+        path = cursors.cursor_path(tmp_path / DB_NAME)
+        state = cursors.read(path)
+        assert state is not None
+        assert state.counters == store.cursors() and len(state.counters) == 301
+        assert state.counters["rlt.rev.7"] == Cursor(8, "h7b", 2)
+        assert (state.commit, state.pending) == (3, 4) and store.commit_serial == 4
+        written = path.read_bytes()
+        cursors.write(path, CursorState(state.commit, state.pending, store.cursors()))
+        assert path.read_bytes() == written
+    finally:
+        store.close()
+
+
+def test_failed_cursor_write_leaves_the_next_write_complete(tmp_path):
+    """A write that fails keeps nothing of itself: the next one writes the store's own counters."""
+    store = Store(tmp_path)
+    try:
+        store.apply(counters={"a": (1, None), "b": (1, None)})
+        path = cursors.cursor_path(tmp_path / DB_NAME)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.mkdir()
+        try:
+            with pytest.raises(Exception, match="cursor file"):
+                store.apply(counters={"a": (5, None)})
+        finally:
+            tmp.rmdir()
+        store.apply(counters={"b": (2, None)})
+        state = cursors.read(path)
+        assert state is not None
+        assert state.counters == {"a": Cursor(1, None, 1), "b": Cursor(2, None, 2)} == store.cursors()
+    finally:
+        store.close()
+
+
+# --- (b) RLT index -------------------------------------------------------------------------------------
+
+
+def test_rlt_change_reindexes_only_its_own_intersections(layer):
+    for i in range(20):
+        layer.trigger("rlt", {"payload": _mapem(FIRST + i)})
+    rlt = layer.services["rlt"]
+    keys = [f"{FIRST + i}" for i in range(20)]
+    before = {k: rlt.intersection(k) for k in keys}
+    assert all(before.values())
+    answer = layer.update("rlt", keys[3], {"payload": _mapem(FIRST + 3, shift=1)})
+    assert answer["content_changed"]
+    for k in keys:
+        if k == keys[3]:
+            assert rlt.intersection(k) is not before[k] and rlt.intersection(k)[1] == before[k][1] + 1
+        else:
+            assert rlt.intersection(k) is before[k]  # untouched: not recomputed
+    layer.terminate("rlt", keys[5], {"mode": "stop"})
+    assert rlt.intersection(keys[5]) is None and rlt.intersection(keys[6]) is before[keys[6]]
+    # the overlap check uses the same bookkeeping: an intersection of an active MAPEM cannot be triggered again
+    with pytest.raises(ServiceError) as e:
+        layer.trigger("rlt", {"payload": _mapem(FIRST + 4)})
+    assert e.value.code == "already_active"
+    layer.trigger("rlt", {"payload": _mapem(FIRST + 5)})  # its MAPEM ended: free again
+    assert rlt.intersection(keys[5]) is not None
+
+
+def test_restart_indexes_every_restored_intersection(make_layer):
+    layer = make_layer()
+    for i in range(5):
+        layer.trigger("rlt", {"payload": _mapem(FIRST + i)})
+    revisions = {i: layer.services["rlt"].intersection(f"{FIRST + i}")[1] for i in range(5)}
+    layer.close()
+    again = make_layer()
+    assert {i: again.services["rlt"].intersection(f"{FIRST + i}")[1] for i in range(5)} == revisions
+
+
+# --- (c) MAP files loaded together start spread -------------------------------------------------------------
+
+
+def test_phase_is_fixed_by_the_key():
+    assert phase_of("rlt/1201") == zlib.crc32(b"rlt/1201") / 2**32
+    assert all(0 <= phase_of(f"rlt/{i}") < 1.0 for i in range(1000))
+
+
+def test_map_files_loaded_together_repeat_spread_over_the_interval(layer, clock, tmp_path):
+    n = 100
+    files = {}
+    for i in range(n):
+        path = tmp_path / f"{FIRST + i}.json"
+        path.write_text(json.dumps(_mapem(FIRST + i)))
+        files[FIRST + i] = str(path)
+    loader = MapFileLoader(MapFilesConfig.from_dict({"intersections": files}), layer, clock=clock)
+    t0 = clock.now()
+    assert {c.action for c in loader.poll()} == {"triggered"}
+    sent: dict[str, list[float]] = {}
+    while clock.now() < t0 + 3.0:
+        clock.set(layer.next_deadline())
+        for t in layer.due():
+            sent.setdefault(t.id, []).append(round(clock.now() - t0, 6))
+    # each MAPEM first goes out at its key's phase of the 1 s interval, then exactly every interval
+    for key, times in sent.items():
+        phase = round(phase_of(f"rlt/{key}"), 6)
+        assert times == pytest.approx([phase + k for k in range(len(times))], abs=1e-5) and len(times) >= 3
+    assert len(sent) == n
+    # spread: no 10 ms of the second holds more than a few of the 100 (all 100 did before)
+    buckets: dict[int, int] = {}
+    for times in sent.values():
+        buckets[int(times[0] * 100)] = buckets.get(int(times[0] * 100), 0) + 1
+    assert max(buckets.values()) <= 5 and len(buckets) >= 50
+
+
+def test_a_map_file_with_a_configured_start_keeps_it(layer, clock, tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(_mapem(FIRST)))
+    start = clock.now() + 5.0
+    config = MapFilesConfig.from_dict({"intersections": {FIRST: str(path)}, "dissemination": {"start": start}})
+    MapFileLoader(config, layer, clock=clock).poll()
+    assert layer.next_deadline() == pytest.approx(start)

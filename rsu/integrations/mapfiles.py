@@ -29,13 +29,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsu import catalog
 from rsu.clock import Clock, iso_utc
 from rsu.integrations.config import MapFilesConfig, intersection_key
 from rsu.integrations.controller import Services
 from rsu.integrations.counters import Counters
 from rsu.services.errors import ServiceError
-from rsu.services.scheduler import phase_of
 from rsu.transports.base import DropCounter
 
 log = logging.getLogger("rsu.integrations.mapfiles")
@@ -118,18 +116,6 @@ class MapFileLoader:
         }
 
     # --- internals ------------------------------------------------------------------------------------
-    def _spread(self, key: str, request: dict) -> dict:
-        """A new MAPEM starts ``phase_of("rlt/<key>")`` of its repetition interval from now (unless the
-        configuration gives a start): MAP files loaded together (at start) then repeat spread over the
-        interval instead of all in the same millisecond, each on its own exact grid. An entry that exists
-        (restored from the store) keeps the grid it has."""
-        diss = dict(request.get("dissemination") or {})
-        if diss.get("start") is not None:
-            return request
-        interval = diss.get("repetition_interval_s") or catalog.MAPEM.repetition_s or 1.0
-        diss["start"] = self.clock.now() + phase_of(f"rlt/{key}") * float(interval)
-        return {**request, "dissemination": diss}
-
     @staticmethod
     def _stat(f: _File) -> tuple | None:
         try:
@@ -165,7 +151,7 @@ class MapFileLoader:
                 if e.code != "unknown_id":
                     raise
                 action = "triggered"
-                answer = self.services.trigger("rlt", self._spread(f.key, request))
+                answer = self.services.trigger("rlt", request)
         except ServiceError as e:
             return self._fail(f, f"rlt-{e.code}", str(e), force_report)
         if answer.get("unchanged"):

@@ -21,20 +21,11 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import zlib
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 _EPS = 1e-9
-
-
-def phase_of(name: str) -> float:
-    """A fraction in [0, 1) fixed by ``name`` (CRC-32 of its UTF-8 bytes: the same in every process and
-    after a restart). Entries created together (MAP files loaded at start) start at ``now + phase *
-    interval`` each, so their repetitions, which keep their own grid, no longer all fall due at once."""
-    return zlib.crc32(name.encode("utf-8")) / 2**32
-
 
 K = TypeVar("K", bound=Hashable)  # the caller's key type (the services layer's: (service, entry id))
 

@@ -1,25 +1,18 @@
 """Costs that must not grow with the number of active entries (issue 13: hundreds of MAP files at start).
 
 * a store write serialises the counters it changes, not every counter in the cursor file;
-* an RLT change re-indexes its own intersections only;
-* MAP files loaded together start at a phase of their interval fixed by their key (no common due time).
+* an RLT change re-indexes its own intersections only.
 
 These tests assert on what is written and computed, never on time.
 """
 
 from __future__ import annotations
 
-import json
-import zlib
-
 import pytest
 
-from rsu.integrations.config import MapFilesConfig
-from rsu.integrations.mapfiles import MapFileLoader
 from rsu.services import cursors
 from rsu.services.cursors import Cursor, CursorState
 from rsu.services.errors import ServiceError
-from rsu.services.scheduler import phase_of
 from rsu.services.store import DB_NAME, Store
 from services.support import example
 
@@ -120,44 +113,3 @@ def test_restart_indexes_every_restored_intersection(make_layer):
 
 
 # --- (c) MAP files loaded together start spread -------------------------------------------------------------
-
-
-def test_phase_is_fixed_by_the_key():
-    assert phase_of("rlt/1201") == zlib.crc32(b"rlt/1201") / 2**32
-    assert all(0 <= phase_of(f"rlt/{i}") < 1.0 for i in range(1000))
-
-
-def test_map_files_loaded_together_repeat_spread_over_the_interval(layer, clock, tmp_path):
-    n = 100
-    files = {}
-    for i in range(n):
-        path = tmp_path / f"{FIRST + i}.json"
-        path.write_text(json.dumps(_mapem(FIRST + i)))
-        files[FIRST + i] = str(path)
-    loader = MapFileLoader(MapFilesConfig.from_dict({"intersections": files}), layer, clock=clock)
-    t0 = clock.now()
-    assert {c.action for c in loader.poll()} == {"triggered"}
-    sent: dict[str, list[float]] = {}
-    while clock.now() < t0 + 3.0:
-        clock.set(layer.next_deadline())
-        for t in layer.due():
-            sent.setdefault(t.id, []).append(round(clock.now() - t0, 6))
-    # each MAPEM first goes out at its key's phase of the 1 s interval, then exactly every interval
-    for key, times in sent.items():
-        phase = round(phase_of(f"rlt/{key}"), 6)
-        assert times == pytest.approx([phase + k for k in range(len(times))], abs=1e-5) and len(times) >= 3
-    assert len(sent) == n
-    # spread: no 10 ms of the second holds more than a few of the 100 (all 100 did before)
-    buckets: dict[int, int] = {}
-    for times in sent.values():
-        buckets[int(times[0] * 100)] = buckets.get(int(times[0] * 100), 0) + 1
-    assert max(buckets.values()) <= 5 and len(buckets) >= 50
-
-
-def test_a_map_file_with_a_configured_start_keeps_it(layer, clock, tmp_path):
-    path = tmp_path / "x.json"
-    path.write_text(json.dumps(_mapem(FIRST)))
-    start = clock.now() + 5.0
-    config = MapFilesConfig.from_dict({"intersections": {FIRST: str(path)}, "dissemination": {"start": start}})
-    MapFileLoader(config, layer, clock=clock).poll()
-    assert layer.next_deadline() == pytest.approx(start)

@@ -203,6 +203,30 @@ def scan_regional_facts(sources: dict[str, str]) -> RegionalFacts:
 # --- the model ------------------------------------------------------------------------------
 
 
+# the fields a refinement copies from a node (its own refinement state starts anew)
+_COPIED_FIELDS = (
+    "kind",
+    "name",
+    "module",
+    "members",
+    "extensible",
+    "element",
+    "size",
+    "value_range",
+    "enum_root",
+    "enum_ext",
+    "named_bits",
+    "named_numbers",
+    "string_type",
+    "regset",
+)
+
+
+def _copy_node(node: Node) -> Node:
+    """A new node with ``node``'s type facts, for a refinement (WITH COMPONENTS) to change."""
+    return Node(**{k: getattr(node, k) for k in _COPIED_FIELDS})
+
+
 class Schema:
     """Resolved type model over one compiled module set."""
 
@@ -342,27 +366,7 @@ class Schema:
     def _apply_components(self, node: Node, comps: list[Any], module: str) -> None:
         """WITH COMPONENTS: copies the member list with presence/size refinements (not PER-visible)."""
         if node.kind == "SEQUENCE OF" and node.element is not None:
-            elem = Node(
-                **{
-                    k: getattr(node.element, k)
-                    for k in (
-                        "kind",
-                        "name",
-                        "module",
-                        "members",
-                        "extensible",
-                        "element",
-                        "size",
-                        "value_range",
-                        "enum_root",
-                        "enum_ext",
-                        "named_bits",
-                        "named_numbers",
-                        "string_type",
-                        "regset",
-                    )
-                }
-            )
+            elem = _copy_node(node.element)
             self._apply_components(elem, comps, module)
             node.element = elem
             return
@@ -381,27 +385,7 @@ class Schema:
                 if extra in ("ABSENT", "PRESENT"):
                     target.presence = extra
                 elif isinstance(extra, dict):
-                    sub = Node(
-                        **{
-                            k: getattr(target.node, k)
-                            for k in (
-                                "kind",
-                                "name",
-                                "module",
-                                "members",
-                                "extensible",
-                                "element",
-                                "size",
-                                "value_range",
-                                "enum_root",
-                                "enum_ext",
-                                "named_bits",
-                                "named_numbers",
-                                "string_type",
-                                "regset",
-                            )
-                        }
-                    )
+                    sub = _copy_node(target.node)
                     self._apply(sub, extra, module)
                     target.node = sub
         node.members = members

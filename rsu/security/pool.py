@@ -119,15 +119,15 @@ class AtPool:
         key = (psid, requirement)
         hit = self._chosen.get(key)
         if hit is not None:
-            at, lo, hi, tickets, count, margin = hit
+            kept, lo, hi, tickets, count, margin = hit
             if (
                 lo <= its < hi
                 and tickets is self.tickets
                 and count == len(tickets)
                 and margin == self.rotation_margin
-                and self._current.get(psid) is at
+                and self._current.get(psid) is kept
             ):
-                return at
+                return kept
         at = self._select(kind, requirement, its, psid)
         lo, hi = -math.inf, math.inf
         for t in self.tickets:  # the instants where validity or freshness of some ticket changes

@@ -323,27 +323,7 @@ class Schema:
             refined = self._refinements(spec, module)
             if not refined:
                 return base
-            node = Node(
-                **{
-                    k: getattr(base, k)
-                    for k in (
-                        "kind",
-                        "name",
-                        "module",
-                        "members",
-                        "extensible",
-                        "element",
-                        "size",
-                        "value_range",
-                        "enum_root",
-                        "enum_ext",
-                        "named_bits",
-                        "named_numbers",
-                        "string_type",
-                        "regset",
-                    )
-                }
-            )
+            node = _copy_node(base)
             self._apply(node, refined, module)
             return node
         node = Node(kind="?", module=module)
@@ -397,21 +377,9 @@ class Schema:
         if t not in _BUILTIN and ".&" not in t:
             # a named type defined as another named type (Foo ::= Bar (constraint))
             base = self.named(module, t)
-            for k in (
-                "kind",
-                "members",
-                "extensible",
-                "element",
-                "size",
-                "value_range",
-                "enum_root",
-                "enum_ext",
-                "named_bits",
-                "named_numbers",
-                "string_type",
-                "regset",
-            ):
-                setattr(node, k, getattr(base, k))
+            for k in _COPIED_FIELDS:
+                if k not in ("name", "module"):  # the node keeps its own name and module
+                    setattr(node, k, getattr(base, k))
             self._apply(node, self._refinements(spec, module), module)
             return
         if ".&" in t:

@@ -14,7 +14,7 @@ port a running API is bound to.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Protocol, cast
 
 from aiohttp import web
@@ -36,22 +36,32 @@ class IntegrationRoutes(Protocol):
     def routes(self) -> list[web.RouteDef]: ...
 
 
+def routes_of_current(
+    paths: Iterable[tuple[str, str]], current: Callable[[], IntegrationRoutes | None], missing: str
+) -> list[web.RouteDef]:
+    """One route per (method, path) of ``paths``, each answered by the route of ``current().routes()`` with
+    that method and path at request time (a reload may replace what ``current()`` gives without restarting
+    the API); 404 with ``missing`` when nothing running serves it."""
+
+    def forward(method: str, path: str) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            part = current()
+            for route in part.routes() if part is not None else []:
+                if route.method == method and route.path == path:
+                    return await route.handler(request)
+            raise web.HTTPNotFound(reason=f"{path}: {missing}")
+
+        return handler
+
+    return [web.route(method, path, forward(method, path)) for method, path in paths]
+
+
 def integration_routes(current: Callable[[], IntegrationRoutes | None]) -> list[web.RouteDef]:
     """One route per (method, path) an integration may serve, forwarded to ``current().routes()``; 404 when
     no running integration serves it."""
     from rsu.integrations.routes import ROUTES
 
-    def forward(method: str, path: str) -> Handler:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            integrations = current()
-            for route in integrations.routes() if integrations is not None else []:
-                if route.method == method and route.path == path:
-                    return await route.handler(request)
-            raise web.HTTPNotFound(reason=f"{path}: that integration is not configured")
-
-        return handler
-
-    return [web.route(method, path, forward(method, path)) for method, path in ROUTES]
+    return routes_of_current(ROUTES, current, "that integration is not configured")
 
 
 def metrics_handler(refresh: Callable[[], None], exposition: Callable[[], bytes], content_type: str) -> Handler:

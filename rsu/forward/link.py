@@ -92,17 +92,9 @@ class ForwardLink:
 
     def routes(self) -> list[web.RouteDef]:
         """POST/GET /v1/forward, DELETE /v1/forward/{id}: answered by the forwarder running now."""
-        from aiohttp import web
-
+        from rsu.api.extras import routes_of_current
         from rsu.forward.api import ROUTES
 
-        def handler(method: str, path: str) -> Callable[[web.Request], Any]:
-            async def handle(request: web.Request) -> web.StreamResponse:
-                for route in self.presigned.routes() if self.presigned is not None else []:
-                    if route.method == method and route.path == path:
-                        return await route.handler(request)
-                raise web.HTTPNotFound()
-
-            return handle
-
-        return [web.route(method, path, handler(method, path)) for method, path, _role in ROUTES]
+        return routes_of_current(
+            [(method, path) for method, path, _role in ROUTES], lambda: self.presigned, "no forwarder"
+        )

@@ -113,11 +113,8 @@ class ReceivePipeline:
 
     def use_security(self, security: ReceiveSecurity | None, *, accept_unsecured: bool, now: float) -> list[RxOutcome]:
         """Replace the security entity: the frames the old one holds leave with it (expired, dropped)."""
-        out: list[RxOutcome] = []
         old = self._security
-        if old is not None:
-            for r in old.drop_held():
-                out.extend(self._judged(r, now))
+        out = self.released(old.drop_held(), now) if old is not None else []
         self._security = security
         self.accept_unsecured = accept_unsecured
         return out
@@ -166,8 +163,8 @@ class ReceivePipeline:
             log.exception("received frame not processed")
             out.append(Dropped(str(DropReason.INTERNAL_ERROR), frame.transport, message, f"{type(e).__name__}: {e}"))
             return out
-        for r in (result, *result.released):
-            out.extend(self._judged(r, now))
+        out.extend(self._judged(result, now))
+        out.extend(self.released(result.released, now))
         return out
 
     def released(self, results: Iterable[VerificationResult], now: float) -> list[RxOutcome]:
@@ -182,10 +179,7 @@ class ReceivePipeline:
         """Held frames whose time ran out: ``HoldEnded`` (expired) and ``Dropped`` each (housekeeping calls it)."""
         if self._security is None:
             return []
-        out: list[RxOutcome] = []
-        for r in self._security.expire_held():
-            out.extend(self._judged(r, now))
-        return out
+        return self.released(self._security.expire_held(), now)
 
     # ------------------------------------------------------------------ steps
     def _judged(self, r: VerificationResult, now: float) -> list[RxOutcome]:

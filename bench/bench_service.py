@@ -165,6 +165,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--profile", choices=sorted(PATHS))
+    ap.add_argument("--json", help="also write the figures to this file (bench/run.py reads it)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         rig = Rig(d)
@@ -193,6 +194,11 @@ def main() -> int:
     print(f"| ECDSA P-256 sign (cryptography, prehashed) | {sign_w:.0f} | 1.0 | {sign_c:.0f} | 1.0 | |")
     for name, w, c, goal in rows:
         print(f"| {name} | {w:.0f} | {w / sign_w:.1f} | {c:.0f} | {c / sign_c:.1f} | ≤ {goal} |")
+    if args.json:
+        figures = {"sign_us": {"wall": sign_w, "cpu": sign_c},
+                   "paths": {key: {"wall_us": w, "cpu_us": c, "goal_x_sign": goal}
+                             for key, (_, w, c, goal) in zip(runs, rows)}}
+        Path(args.json).write_text(json.dumps(figures, indent=1))
     return 0
 
 

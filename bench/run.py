@@ -307,6 +307,10 @@ def workers_rows(tmp: Path, quick: bool) -> list[Row]:
             )
         ]
     share = cap[2] / (2 * cap[1])
+    # CPU per SPATEM over all processes (supervisor and workers): what 2 workers would give with a core each,
+    # which a 2-core machine that also runs the feeder and the capture cannot show in SPATEM/s
+    cpu = {w: min(x["cpu_ms_per_spatem"] for x in r if x["workers"] == w) for w in cap}
+    how = f"bench_workers.py, {cores} cores shared with the feeder and the capture"
     return [
         Row(
             "all cores: throughput with 2 worker processes against 1",
@@ -314,8 +318,16 @@ def workers_rows(tmp: Path, quick: bool) -> list[Row]:
             "",
             "≥ 0.8 of linear",
             share >= 0.8,
-            f"bench_workers.py (2 cores, {os.getloadavg()[0]:.1f} load average at the end)",
-        )
+            how,
+        ),
+        Row(
+            "all cores: work per CPU-second with 2 workers against 1 (supervisor included)",
+            f"{cpu[1] / cpu[2]:.2f} ({cpu[2] * 1e3:.0f} vs {cpu[1] * 1e3:.0f} µs CPU per SPATEM)",
+            "",
+            "≥ 0.8",
+            cpu[1] / cpu[2] >= 0.8,
+            how,
+        ),
     ]
 
 

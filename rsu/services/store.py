@@ -92,8 +92,11 @@ class StoredEntry:
     generation: int
     created_at: float
     updated_at: float
-    # the entry's Python value as JSON (rsu.services.model.value_to_json): a restart reads it in
-    # microseconds instead of decoding the UPER payload (the payload stays the authority)
+    # the entry's Python value as JSON (rsu.services.model.value_to_json), bound to the payload by its
+    # digest: written by earlier versions and by `rsu store import`; a restart reads it instead of
+    # decoding the payload (the authority). The service layer no longer writes it (a restart decodes
+    # the payload with the generated codec in about the time reading the JSON takes; writing the JSON
+    # cost more than the rest of a request's store write)
     value_json: str | None = None
 
 

@@ -16,8 +16,9 @@ already saw). Writes are rare (operator and application requests, entry expiry; 
 repetition or per SPATEM state), so the fsyncs per commit cost nothing that matters.
 
 Identifier cursors are kept twice: before every commit the counters are also written to the
-cursor file (:mod:`rsu.services.cursors`; each write serialises only the counters that changed, the
-others' text is kept from the last write), and at start the copy further ahead wins. So a store
+cursor file (:mod:`rsu.services.cursors`: the counters that changed, appended durably to its change
+log; the whole file at the first change after a start and when the log is full), and at start the
+copy further ahead wins. So a store
 that is lost, emptied, put back from an older copy or loses its WAL file never brings an
 identifier back; the start-up says so in the log (and in the layer's counts: ``store_lost``,
 ``store_behind``, ``cursor_file_rebuilt``). A damaged store (``PRAGMA quick_check`` fails, or
@@ -393,7 +394,7 @@ class Store:
         changed = {**taken, **advanced}
         if changed or commit != self._commit:
             try:
-                self._cursor_writer.write(CursorState(self._commit, commit, {**self._cursors, **changed}))
+                self._cursor_writer.change(CursorState(self._commit, commit, {**self._cursors, **changed}), changed)
             except OSError as e:
                 raise StoreError(
                     f"{self.cursor_path}: cannot write the cursor file ({e.strerror or e}); nothing was changed"
@@ -431,6 +432,7 @@ class Store:
         return "; ".join(str(r[0]) for r in rows)
 
     def close(self) -> None:
+        self._cursor_writer.close()
         if self._db is not None:
             try:
                 self._db.close()

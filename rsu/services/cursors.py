@@ -151,12 +151,9 @@ def cursor_of(c: object) -> tuple[Cursor | None, str]:
 def read(path: Path) -> CursorState | None:
     """The cursor file's state with its change log replayed; None when there is no file; CursorFileError
     when it cannot be used."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    data = _contents(path)
+    if data is None:
         return None
-    except OSError as e:
-        raise CursorFileError(f"{path}: {e.strerror or e}") from None
     if not data:
         raise CursorFileError(f"{path}: empty file")
     try:
@@ -166,14 +163,21 @@ def read(path: Path) -> CursorState | None:
     return replay(parse(obj, str(path)), log_path(path))
 
 
+def _contents(path: Path) -> bytes | None:
+    """The file's bytes; None when there is no file; CursorFileError when it cannot be read."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise CursorFileError(f"{path}: {e.strerror or e}") from None
+
+
 def replay(state: CursorState, log: Path) -> CursorState:
     """``state`` with the change log's records applied in order (see the module docstring)."""
-    try:
-        data = log.read_bytes()
-    except FileNotFoundError:
+    data = _contents(log)
+    if data is None:
         return state
-    except OSError as e:
-        raise CursorFileError(f"{log}: {e.strerror or e}") from None
     lines = data.split(b"\n")  # the last item: b"" after a complete last line, else a torn one (ignored)
     for i, line in enumerate(lines[:-1]):
         record = _record(line)

@@ -234,8 +234,11 @@ class CursorWriter:
     same bytes as :func:`write` gives (counters in name order).
     """
 
-    def __init__(self, path: Path, log_limit: int = LOG_LIMIT) -> None:
+    def __init__(self, path: Path, log_limit: int = LOG_LIMIT, *, sync: bool = True) -> None:
+        """``sync=False``: changes are appended without ``fdatasync`` (they survive a crash of the process,
+        not a power cut: the store's ``process_crash`` durability)."""
         self.path = path
+        self.sync = sync
         self.log = log_path(path)
         self.log_limit = log_limit
         self._log_fd: int | None = None  # the change log, open (appending) once the file was written
@@ -262,7 +265,8 @@ class CursorWriter:
         line = b"%08x %s\n" % (zlib.crc32(text), text)
         try:
             _write_all(self._log_fd, line)
-            os.fdatasync(self._log_fd)
+            if self.sync:
+                os.fdatasync(self._log_fd)
         except OSError:
             self.close()  # the log may end in a part of this line: the next change writes the whole file
             raise

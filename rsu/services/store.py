@@ -13,7 +13,11 @@ Durability: WAL journal with ``synchronous=FULL``. An entry the API acknowledged
 ``kill -9`` *and* a power cut (FULL syncs the WAL on every commit; NORMAL could lose the last
 commits on power loss, which would bring back an IVI identifier or a MAPEM revision that vehicles
 already saw). Writes are rare (operator and application requests, entry expiry; never per
-repetition or per SPATEM state), so the fsyncs per commit cost nothing that matters.
+repetition or per SPATEM state). ``durability="process_crash"`` (configured as
+``services.store_durability``) is the cheaper choice for a deployment that accepts that risk (say,
+a central station on a battery-backed or replicated disk): ``synchronous=NORMAL`` and the cursor
+file's change log not ``fdatasync``-ed; every commit is still in the kernel before it is
+acknowledged, so ``kill -9`` of rsu loses nothing, but a power cut may lose the last changes.
 
 Identifier cursors are kept twice: before every commit the counters are also written to the
 cursor file (:mod:`rsu.services.cursors`: the counters that changed, appended durably to its change
@@ -47,6 +51,8 @@ log = logging.getLogger("rsu.services.store")
 
 SCHEMA_VERSION = 2
 DB_NAME = "services.sqlite3"
+# what an acknowledged change survives -> SQLite's synchronous setting (see the module docstring)
+DURABILITY = {"power_cut": "FULL", "process_crash": "NORMAL"}
 
 
 class StoreError(Exception):
@@ -182,14 +188,19 @@ class Store:
     the identifier cursors with the cursor file (see the module docstring). What it found is in
     ``start_events``: ``(code, message)`` pairs, already logged as warnings.
     ``exclusive``: the repair commands' mode (fails with :class:`StoreBusy` while a daemon has the
-    store open; a daemon cannot open it meanwhile).
+    store open; a daemon cannot open it meanwhile). ``durability``: a key of :data:`DURABILITY`.
     """
 
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 2000, exclusive: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout_ms: int = 2000, exclusive: bool = False, durability: str = "power_cut"
+    ) -> None:
+        if durability not in DURABILITY:
+            raise StoreError(f"store durability {durability!r}: expected one of {', '.join(DURABILITY)}")
         p = db_path(path)
         self.path = p
+        self.durability = durability
         self.cursor_path = cursorfile.cursor_path(p)
-        self._cursor_writer = cursorfile.CursorWriter(self.cursor_path)
+        self._cursor_writer = cursorfile.CursorWriter(self.cursor_path, sync=durability == "power_cut")
         self.start_events: list[tuple[str, str]] = []
         self._db: sqlite3.Connection | None = None
         try:
@@ -222,7 +233,7 @@ class Store:
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"{p}: cannot use WAL journal (got {mode})")
-            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
             problem = self.quick_check()
             if problem != "ok":
                 raise StoreDamaged(f"{p}: the store is damaged (quick_check: {problem}); {repair_hint(p)}")

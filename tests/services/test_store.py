@@ -238,3 +238,24 @@ def test_unreadable_row_is_skipped_not_fatal(make_layer, state_dir):
     again = make_layer()
     assert [e["id"] for e in again.list()] == ["1201"]
     assert again.stats()["counts"]["restore_failed"] == 1
+
+
+@pytest.mark.parametrize(("durability", "synchronous", "synced"), [("power_cut", 2, True), ("process_crash", 1, False)])
+def test_store_durability_sets_how_commits_reach_the_disk(tmp_path, durability, synchronous, synced):
+    """power_cut (the default): SQLite synchronous=FULL and the cursor log fdatasync-ed per change;
+    process_crash: synchronous=NORMAL, the log written but not synced (kill -9 safe: test_restart.py)."""
+    from rsu.services.store import Store, StoreError
+
+    store = Store(tmp_path, durability=durability)
+    try:
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == synchronous
+        assert store._cursor_writer.sync is synced
+    finally:
+        store.close()
+    default = Store(tmp_path)
+    try:
+        assert default.durability == "power_cut" and default._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+    finally:
+        default.close()
+    with pytest.raises(StoreError, match="durability 'fast'"):
+        Store(tmp_path, durability="fast")

@@ -147,3 +147,30 @@ def test_file_written_by_the_module_drops_the_log(paths, store):
     state = CursorState(100, None, {"a": Cursor(1, None, 1)})
     cursors.write(path, state)
     assert not log.exists() and cursors.read(path) == state
+
+
+def test_a_log_cut_anywhere_reads_as_the_changes_before_the_cut(tmp_path):
+    """A crash or a power cut can stop the log at any byte: what is read is always the state after the
+    last whole line before the cut (that change and those before it), never an error or a mix."""
+    path = cursors.cursor_path(tmp_path / DB_NAME)
+    writer = cursors.CursorWriter(path)
+    counters: dict[str, Cursor] = {}
+    states = []
+    for i in range(8):
+        changed = {
+            f"c{i % 3}": Cursor(i, None if i % 2 else f"h{i}", i + 1),
+            "ivi.next.FR57": Cursor(i + 2, None, i + 1),
+        }
+        counters = {**counters, **changed}
+        state = CursorState(i, i + 1, dict(counters))
+        writer.change(state, changed)
+        states.append(state)
+    writer.close()
+    log = cursors.log_path(path)
+    whole = log.read_bytes()
+    ends = [i + 1 for i, b in enumerate(whole) if b == ord("\n")]
+    assert len(ends) == 7  # the first change wrote the whole file
+    for cut in range(len(whole) + 1):
+        log.write_bytes(whole[:cut])
+        lines = sum(1 for e in ends if e <= cut)
+        assert cursors.read(path) == states[lines], cut

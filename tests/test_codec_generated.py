@@ -213,3 +213,26 @@ def test_what_the_generated_code_leaves_goes_to_asn1tools(gen, ref, monkeypatch)
     monkeypatch.setitem(gen._gen_decode, "rtcmem", unsupported)
     assert gen.encode(value) == data
     assert gen.decode(data).value == value
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(text=st.binary(max_size=300).map(lambda b: bytes(c & 0x7F for c in b)))
+def test_ia5_characters_in_log_steps_equal_one_per_character(text):
+    """uper_runtime.ia5 / ia5_pack (log2(n) mask steps, a loop beyond 256 characters) == 7 bits per character."""
+    from rsu.codec import uper_runtime as rt
+
+    packed = 0
+    for c in text:
+        packed = packed << 7 | c
+    assert rt.ia5_pack(text) == packed
+    assert rt.ia5(packed, len(text)) == text.decode("ascii")
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 8, 9, 16, 17, 63, 64, 65, 128, 129, 255, 256, 257, 300])
+def test_ia5_characters_at_step_boundaries(n):
+    from rsu.codec import uper_runtime as rt
+
+    text = bytes((i * 37 + n) % 128 for i in range(n))
+    packed = sum(c << (7 * (n - 1 - i)) for i, c in enumerate(text))
+    assert rt.ia5_pack(text) == packed
+    assert rt.ia5(packed, n) == text.decode("ascii")

@@ -35,6 +35,7 @@ from rsu.codec.uper_runtime import source_digest
 
 OUTPUT = Path(__file__).resolve().parent.parent / "generated" / "uper.py"
 CONSTRUCTED = ("SEQUENCE", "CHOICE", "SEQUENCE OF", "REGEXT")
+DIRECT_APPENDS = 3  # a list's item written with at most this many unconditional appends needs no accumulator
 INLINE_DEPTH = 3  # nesting levels of SEQUENCE / SEQUENCE OF written in place within one function
 
 # the generated functions of each constructed type: a value (Python value form) in, its bits out (after a
@@ -118,13 +119,26 @@ class Generator:
         )
 
     # --- encoding ------------------------------------------------------------------------------
-    def enc(self, t: AsnType, node: Node, expr: str, acc: str, ind: str, hint: str) -> list[str]:
-        """Lines appending the encoding of ``expr`` (a value of ``node``) to the accumulator ``acc``."""
+    def enc(self, t: AsnType, node: Node, expr: str, acc: str, ind: str, hint: str, member: bool = False) -> list[str]:
+        """Lines appending the encoding of ``expr`` (a value of ``node``) to the accumulator ``acc``
+        (``member``: ``expr`` is a member of the SEQUENCE that ``acc`` holds)."""
         t = _resolve(t)
         cls = type(t).__name__
-        if self._inline(t, node):
+        inline = self._inline(t, node)
+        v = expr if expr.isidentifier() else self.var("v")
+        alias = [] if v == expr else [f"{ind}{v} = {expr}"]
+        if inline and node.kind == "SEQUENCE":
+            # straight into the enclosing accumulator: always as a member of a SEQUENCE (both are short),
+            # as a list's item if it has few appends of its own (the rest in lists or calls with their
+            # own accumulators): a few appends to a list's long int cost less than a merge
+            self.stack.append(id(node))
+            body = self._seq_enc(t, node.member_map, node.name or hint, v, acc, ind)
+            self.stack.pop()
+            if member or sum(1 for line in body if line.startswith(f"{ind}{acc} = ")) <= DIRECT_APPENDS:
+                return alias + body
+        if inline:
             # in place, into its own short accumulator (appending to a long int is what costs)
-            v, sub = self.var("v"), self.var("a")
+            sub = self.var("a")
             self.stack.append(id(node))
             body = (
                 self._seq_enc(t, node.member_map, node.name or hint, v, sub, ind)
@@ -133,9 +147,7 @@ class Generator:
             )
             self.stack.pop()
             return (
-                [f"{ind}{v} = {expr}", f"{ind}{sub} = 1"]
-                + body
-                + [f"{ind}{acc} = (({acc} - 1) << ({sub}.bit_length() - 1)) + {sub}"]
+                alias + [f"{ind}{sub} = 1"] + body + [f"{ind}{acc} = (({acc} - 1) << ({sub}.bit_length() - 1)) + {sub}"]
             )
         if node.kind in CONSTRUCTED:
             # each function builds its own bits from a fresh sentinel (appending to a short int is
@@ -190,8 +202,7 @@ class Generator:
             lines = [f"{ind}{b} = {expr}.encode('ascii')"]
             if t.minimum != t.maximum:
                 lines.append(f"{ind}{acc} = {acc} << {t.number_of_bits} | {self._minus(f'len({b})', t.minimum)}")
-            c = self.var("c")
-            lines += [f"{ind}for {c} in {b}:", f"{ind}    {acc} = {acc} << 7 | {c}"]
+            lines.append(f"{ind}{acc} = {acc} << 7 * len({b}) | _rt.ia5_pack({b})")
             return lines
         if cls == "UTF8String":
             return [f"{ind}{acc} = _rt.octets({acc}, {expr}.encode('utf-8'))"]
@@ -513,7 +524,13 @@ class Generator:
         lines = []
         for m in members:
             body = self.enc(
-                m, mm[m.name].node, f"{v}[{m.name!r}]", acc, ind + ("    " if m.optional else ""), f"{name}_{m.name}"
+                m,
+                mm[m.name].node,
+                f"{v}[{m.name!r}]",
+                acc,
+                ind + ("    " if m.optional else ""),
+                f"{name}_{m.name}",
+                member=True,
             )
             if m.optional:
                 if body:
@@ -656,8 +673,15 @@ class Generator:
             else:
                 lines.append(f"{inner}{k} = {lo}")
         lines += [f"{ind}{r}: list[Any] = []", f"{ind}for _ in range({k}):"]
-        lines += self.dec(t.element_type, _element(node, name), w, ind + "    ", f"{name}_item")
-        return lines + [f"{ind}    {r}.append({w})"]
+        if _element(node, name).kind in CONSTRUCTED:
+            # drop the bits already read: ``x >> q`` then makes an int of the bits read since, not of all
+            # of them (in a long message the reads of later items cost much more than this)
+            lines.append(f"{ind}    x &= (1 << q) - 1")
+        body = self.dec(t.element_type, _element(node, name), w, ind + "    ", f"{name}_item")
+        last = re.fullmatch(rf"{ind}    {w} = (r\d+)", body[-1])
+        if last:  # an item decoded in place into a dict: append that
+            return lines + body[:-1] + [f"{ind}    {r}.append({last.group(1)})"]
+        return lines + body + [f"{ind}    {r}.append({w})"]
 
     def _regext(self, f: _Fn) -> list[str]:
         t, name, node = f.t, f.name, f.node

@@ -103,1172 +103,1108 @@ _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogra
 def e_SPATEM(v: Any) -> int:
     a: int = 1
     v2 = v['header']
-    a3 = 1
-    a3 = a3 << 48 | (v2['protocolVersion']) << 40 | (v2['messageID']) << 32 | (v2['stationID'])
-    a = ((a - 1) << (a3.bit_length() - 1)) + a3
-    v5 = v['spat']
-    a6 = 1
-    a6 = a6 << 4 | ('timeStamp' in v5) << 2 | ('name' in v5) << 1 | ('regional' in v5)
-    if 'timeStamp' in v5:
-        a6 = a6 << 20 | v5['timeStamp']
-    if 'name' in v5:
-        b8 = v5['name'].encode('ascii')
-        a6 = a6 << 6 | (len(b8) - 1)
-        for c9 in b8:
-            a6 = a6 << 7 | c9
-    v10 = v5['intersections']
-    a11 = 1
-    k12 = len(v10)
-    a11 = a11 << 5 | (k12 - 1)
-    for w12 in v10:
-        v13 = w12
-        a14 = 1
-        a14 = a14 << 7 | ('name' in v13) << 5 | ('moy' in v13) << 4 | ('timeStamp' in v13) << 3 | ('enabledLanes' in v13) << 2 | ('maneuverAssistList' in v13) << 1 | ('regional' in v13)
-        if 'name' in v13:
-            b16 = v13['name'].encode('ascii')
-            a14 = a14 << 6 | (len(b16) - 1)
-            for c17 in b16:
-                a14 = a14 << 7 | c17
-        s_ = e_IntersectionReferenceID(v13['id'])
-        a14 = ((a14 - 1) << (s_.bit_length() - 1)) + s_
-        a14 = a14 << 7 | v13['revision']
-        d18, k19 = v13['status']
-        a14 = a14 << k19 | int.from_bytes(d18, 'big') >> (8 * len(d18) - k19)
-        if 'moy' in v13:
-            a14 = a14 << 20 | v13['moy']
-        if 'timeStamp' in v13:
-            a14 = a14 << 16 | v13['timeStamp']
-        if 'enabledLanes' in v13:
-            s_ = e_EnabledLaneList(v13['enabledLanes'])
-            a14 = ((a14 - 1) << (s_.bit_length() - 1)) + s_
-        s_ = e_MovementList(v13['states'])
-        a14 = ((a14 - 1) << (s_.bit_length() - 1)) + s_
-        if 'maneuverAssistList' in v13:
-            s_ = e_ManeuverAssistList(v13['maneuverAssistList'])
-            a14 = ((a14 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in v13:
-            s_ = e_IntersectionState_regional(v13['regional'])
-            a14 = ((a14 - 1) << (s_.bit_length() - 1)) + s_
-        a11 = ((a11 - 1) << (a14.bit_length() - 1)) + a14
-    a6 = ((a6 - 1) << (a11.bit_length() - 1)) + a11
-    if 'regional' in v5:
-        v20 = v5['regional']
-        a21 = 1
-        k22 = len(v20)
-        a21 = a21 << 2 | (k22 - 1)
-        for w22 in v20:
-            s_ = e_SPAT_regional_item(w22)
-            a21 = ((a21 - 1) << (s_.bit_length() - 1)) + s_
-        a6 = ((a6 - 1) << (a21.bit_length() - 1)) + a21
-    a = ((a - 1) << (a6.bit_length() - 1)) + a6
+    a = a << 48 | (v2['protocolVersion']) << 40 | (v2['messageID']) << 32 | (v2['stationID'])
+    v7 = v['spat']
+    a = a << 4 | ('timeStamp' in v7) << 2 | ('name' in v7) << 1 | ('regional' in v7)
+    if 'timeStamp' in v7:
+        a = a << 20 | v7['timeStamp']
+    if 'name' in v7:
+        b11 = v7['name'].encode('ascii')
+        a = a << 6 | (len(b11) - 1)
+        a = a << 7 * len(b11) | _rt.ia5_pack(b11)
+    v12 = v7['intersections']
+    a13 = 1
+    k14 = len(v12)
+    a13 = a13 << 5 | (k14 - 1)
+    for w14 in v12:
+        a29 = 1
+        a29 = a29 << 7 | ('name' in w14) << 5 | ('moy' in w14) << 4 | ('timeStamp' in w14) << 3 | ('enabledLanes' in w14) << 2 | ('maneuverAssistList' in w14) << 1 | ('regional' in w14)
+        if 'name' in w14:
+            b32 = w14['name'].encode('ascii')
+            a29 = a29 << 6 | (len(b32) - 1)
+            a29 = a29 << 7 * len(b32) | _rt.ia5_pack(b32)
+        s_ = e_IntersectionReferenceID(w14['id'])
+        a29 = ((a29 - 1) << (s_.bit_length() - 1)) + s_
+        a29 = a29 << 7 | w14['revision']
+        d36, k37 = w14['status']
+        a29 = a29 << k37 | int.from_bytes(d36, 'big') >> (8 * len(d36) - k37)
+        if 'moy' in w14:
+            a29 = a29 << 20 | w14['moy']
+        if 'timeStamp' in w14:
+            a29 = a29 << 16 | w14['timeStamp']
+        if 'enabledLanes' in w14:
+            s_ = e_EnabledLaneList(w14['enabledLanes'])
+            a29 = ((a29 - 1) << (s_.bit_length() - 1)) + s_
+        s_ = e_MovementList(w14['states'])
+        a29 = ((a29 - 1) << (s_.bit_length() - 1)) + s_
+        if 'maneuverAssistList' in w14:
+            s_ = e_ManeuverAssistList(w14['maneuverAssistList'])
+            a29 = ((a29 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in w14:
+            s_ = e_IntersectionState_regional(w14['regional'])
+            a29 = ((a29 - 1) << (s_.bit_length() - 1)) + s_
+        a13 = ((a13 - 1) << (a29.bit_length() - 1)) + a29
+    a = ((a - 1) << (a13.bit_length() - 1)) + a13
+    if 'regional' in v7:
+        v44 = v7['regional']
+        a45 = 1
+        k46 = len(v44)
+        a45 = a45 << 2 | (k46 - 1)
+        for w46 in v44:
+            s_ = e_SPAT_regional_item(w46)
+            a45 = ((a45 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a45.bit_length() - 1)) + a45
     return a
 
 def d_SPATEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r24: dict[str, Any] = {}
+    r48: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r24['protocolVersion'] = (t_ >> 40) & 255
-    r24['messageID'] = (t_ >> 32) & 255
-    r24['stationID'] = t_ & 4294967295
-    r['header'] = r24
-    r26: dict[str, Any] = {}
+    r48['protocolVersion'] = (t_ >> 40) & 255
+    r48['messageID'] = (t_ >> 32) & 255
+    r48['stationID'] = t_ & 4294967295
+    r['header'] = r48
+    r50: dict[str, Any] = {}
     q -= 4
-    h27 = (x >> q) & 15
-    if h27 & 4:
+    h51 = (x >> q) & 15
+    if h51 & 4:
         q -= 20
-        r26['timeStamp'] = (x >> q) & 1048575
-    if h27 & 2:
+        r50['timeStamp'] = (x >> q) & 1048575
+    if h51 & 2:
         q -= 6
-        k28 = ((x >> q) & 63) + 1
-        q -= 7 * k28
-        r26['name'] = _rt.ia5((x >> q) & ((1 << (7 * k28)) - 1), k28)
+        k52 = ((x >> q) & 63) + 1
+        q -= 7 * k52
+        r50['name'] = _rt.ia5((x >> q) & ((1 << (7 * k52)) - 1), k52)
     q -= 5
-    k30 = ((x >> q) & 31) + 1
-    r29: list[Any] = []
-    for _ in range(k30):
-        r31: dict[str, Any] = {}
+    k54 = ((x >> q) & 31) + 1
+    r53: list[Any] = []
+    for _ in range(k54):
+        x &= (1 << q) - 1
+        r55: dict[str, Any] = {}
         q -= 7
-        h32 = (x >> q) & 127
-        if h32 & 32:
+        h56 = (x >> q) & 127
+        if h56 & 32:
             q -= 6
-            k33 = ((x >> q) & 63) + 1
-            q -= 7 * k33
-            r31['name'] = _rt.ia5((x >> q) & ((1 << (7 * k33)) - 1), k33)
-        r31['id'], q = d_IntersectionReferenceID(x, q)
+            k57 = ((x >> q) & 63) + 1
+            q -= 7 * k57
+            r55['name'] = _rt.ia5((x >> q) & ((1 << (7 * k57)) - 1), k57)
+        r55['id'], q = d_IntersectionReferenceID(x, q)
         q -= 23
         t_ = (x >> q) & 8388607
-        r31['revision'] = (t_ >> 16) & 127
-        r31['status'] = (((t_ & 65535) << 0).to_bytes(2, 'big'), 16)
-        if h32 & 16:
+        r55['revision'] = (t_ >> 16) & 127
+        r55['status'] = (((t_ & 65535) << 0).to_bytes(2, 'big'), 16)
+        if h56 & 16:
             q -= 20
-            r31['moy'] = (x >> q) & 1048575
-        if h32 & 8:
+            r55['moy'] = (x >> q) & 1048575
+        if h56 & 8:
             q -= 16
-            r31['timeStamp'] = (x >> q) & 65535
-        if h32 & 4:
-            r31['enabledLanes'], q = d_EnabledLaneList(x, q)
-        r31['states'], q = d_MovementList(x, q)
-        if h32 & 2:
-            r31['maneuverAssistList'], q = d_ManeuverAssistList(x, q)
-        if h32 & 1:
-            r31['regional'], q = d_IntersectionState_regional(x, q)
-        if h32 >> 6:
+            r55['timeStamp'] = (x >> q) & 65535
+        if h56 & 4:
+            r55['enabledLanes'], q = d_EnabledLaneList(x, q)
+        r55['states'], q = d_MovementList(x, q)
+        if h56 & 2:
+            r55['maneuverAssistList'], q = d_ManeuverAssistList(x, q)
+        if h56 & 1:
+            r55['regional'], q = d_IntersectionState_regional(x, q)
+        if h56 >> 6:
             q = _rt.skip_additions(x, q)
-        w30 = r31
-        r29.append(w30)
-    r26['intersections'] = r29
-    if h27 & 1:
+        r53.append(r55)
+    r50['intersections'] = r53
+    if h51 & 1:
         q -= 2
-        k36 = ((x >> q) & 3) + 1
-        r35: list[Any] = []
-        for _ in range(k36):
-            w36, q = d_SPAT_regional_item(x, q)
-            r35.append(w36)
-        r26['regional'] = r35
-    if h27 >> 3:
+        k60 = ((x >> q) & 3) + 1
+        r59: list[Any] = []
+        for _ in range(k60):
+            x &= (1 << q) - 1
+            w60, q = d_SPAT_regional_item(x, q)
+            r59.append(w60)
+        r50['regional'] = r59
+    if h51 >> 3:
         q = _rt.skip_additions(x, q)
-    r['spat'] = r26
+    r['spat'] = r50
     return r, q
 
 
 def e_MAPEM(v: Any) -> int:
     a: int = 1
-    v38 = v['header']
-    a39 = 1
-    a39 = a39 << 48 | (v38['protocolVersion']) << 40 | (v38['messageID']) << 32 | (v38['stationID'])
-    a = ((a - 1) << (a39.bit_length() - 1)) + a39
-    v41 = v['map']
-    a42 = 1
-    a42 = a42 << 9 | ('timeStamp' in v41) << 7 | ('layerType' in v41) << 6 | ('layerID' in v41) << 5 | ('intersections' in v41) << 4 | ('roadSegments' in v41) << 3 | ('dataParameters' in v41) << 2 | ('restrictionList' in v41) << 1 | ('regional' in v41)
-    if 'timeStamp' in v41:
-        a42 = a42 << 20 | v41['timeStamp']
-    a42 = a42 << 7 | v41['msgIssueRevision']
-    if 'layerType' in v41:
-        w44 = v41['layerType']
-        i45 = _E_LayerType_0.get(w44)
-        if i45 is not None:
-            a42 = a42 << 4 | i45
+    v62 = v['header']
+    a = a << 48 | (v62['protocolVersion']) << 40 | (v62['messageID']) << 32 | (v62['stationID'])
+    v67 = v['map']
+    a = a << 9 | ('timeStamp' in v67) << 7 | ('layerType' in v67) << 6 | ('layerID' in v67) << 5 | ('intersections' in v67) << 4 | ('roadSegments' in v67) << 3 | ('dataParameters' in v67) << 2 | ('restrictionList' in v67) << 1 | ('regional' in v67)
+    if 'timeStamp' in v67:
+        a = a << 20 | v67['timeStamp']
+    a = a << 7 | v67['msgIssueRevision']
+    if 'layerType' in v67:
+        w72 = v67['layerType']
+        i73 = _E_LayerType_0.get(w72)
+        if i73 is not None:
+            a = a << 4 | i73
         else:
-            a42 = _rt.nsnn(a42 << 1 | 1, _X_LayerType_1[w44])
-    if 'layerID' in v41:
-        a42 = a42 << 7 | v41['layerID']
-    if 'intersections' in v41:
-        v46 = v41['intersections']
-        a47 = 1
-        k48 = len(v46)
-        a47 = a47 << 5 | (k48 - 1)
-        for w48 in v46:
-            v49 = w48
-            a50 = 1
-            a50 = a50 << 6 | ('name' in v49) << 4 | ('laneWidth' in v49) << 3 | ('speedLimits' in v49) << 2 | ('preemptPriorityData' in v49) << 1 | ('regional' in v49)
-            if 'name' in v49:
-                b52 = v49['name'].encode('ascii')
-                a50 = a50 << 6 | (len(b52) - 1)
-                for c53 in b52:
-                    a50 = a50 << 7 | c53
-            s_ = e_IntersectionReferenceID(v49['id'])
-            a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
-            a50 = a50 << 7 | v49['revision']
-            s_ = e_Position3D(v49['refPoint'])
-            a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
-            if 'laneWidth' in v49:
-                a50 = a50 << 15 | v49['laneWidth']
-            if 'speedLimits' in v49:
-                s_ = e_SpeedLimitList(v49['speedLimits'])
-                a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
-            s_ = e_LaneList(v49['laneSet'])
-            a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
-            if 'preemptPriorityData' in v49:
-                s_ = e_PreemptPriorityList(v49['preemptPriorityData'])
-                a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
-            if 'regional' in v49:
-                s_ = e_IntersectionGeometry_regional(v49['regional'])
-                a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
-            a47 = ((a47 - 1) << (a50.bit_length() - 1)) + a50
-        a42 = ((a42 - 1) << (a47.bit_length() - 1)) + a47
-    if 'roadSegments' in v41:
-        v54 = v41['roadSegments']
-        a55 = 1
-        k56 = len(v54)
-        a55 = a55 << 5 | (k56 - 1)
-        for w56 in v54:
-            v57 = w56
-            a58 = 1
-            a58 = a58 << 5 | ('name' in v57) << 3 | ('laneWidth' in v57) << 2 | ('speedLimits' in v57) << 1 | ('regional' in v57)
-            if 'name' in v57:
-                b60 = v57['name'].encode('ascii')
-                a58 = a58 << 6 | (len(b60) - 1)
-                for c61 in b60:
-                    a58 = a58 << 7 | c61
-            s_ = e_RoadSegmentReferenceID(v57['id'])
-            a58 = ((a58 - 1) << (s_.bit_length() - 1)) + s_
-            a58 = a58 << 7 | v57['revision']
-            s_ = e_Position3D(v57['refPoint'])
-            a58 = ((a58 - 1) << (s_.bit_length() - 1)) + s_
-            if 'laneWidth' in v57:
-                a58 = a58 << 15 | v57['laneWidth']
-            if 'speedLimits' in v57:
-                s_ = e_SpeedLimitList(v57['speedLimits'])
-                a58 = ((a58 - 1) << (s_.bit_length() - 1)) + s_
-            s_ = e_RoadLaneSetList(v57['roadLaneSet'])
-            a58 = ((a58 - 1) << (s_.bit_length() - 1)) + s_
-            if 'regional' in v57:
-                s_ = e_RoadSegment_regional(v57['regional'])
-                a58 = ((a58 - 1) << (s_.bit_length() - 1)) + s_
-            a55 = ((a55 - 1) << (a58.bit_length() - 1)) + a58
-        a42 = ((a42 - 1) << (a55.bit_length() - 1)) + a55
-    if 'dataParameters' in v41:
-        v62 = v41['dataParameters']
-        a63 = 1
-        a63 = a63 << 5 | ('processMethod' in v62) << 3 | ('processAgency' in v62) << 2 | ('lastCheckedDate' in v62) << 1 | ('geoidUsed' in v62)
-        if 'processMethod' in v62:
-            b65 = v62['processMethod'].encode('ascii')
-            a63 = a63 << 8 | (len(b65) - 1)
-            for c66 in b65:
-                a63 = a63 << 7 | c66
-        if 'processAgency' in v62:
-            b67 = v62['processAgency'].encode('ascii')
-            a63 = a63 << 8 | (len(b67) - 1)
-            for c68 in b67:
-                a63 = a63 << 7 | c68
-        if 'lastCheckedDate' in v62:
-            b69 = v62['lastCheckedDate'].encode('ascii')
-            a63 = a63 << 8 | (len(b69) - 1)
-            for c70 in b69:
-                a63 = a63 << 7 | c70
-        if 'geoidUsed' in v62:
-            b71 = v62['geoidUsed'].encode('ascii')
-            a63 = a63 << 8 | (len(b71) - 1)
-            for c72 in b71:
-                a63 = a63 << 7 | c72
-        a42 = ((a42 - 1) << (a63.bit_length() - 1)) + a63
-    if 'restrictionList' in v41:
-        v73 = v41['restrictionList']
-        a74 = 1
-        k75 = len(v73)
-        a74 = a74 << 8 | (k75 - 1)
-        for w75 in v73:
-            v76 = w75
-            a77 = 1
-            a77 = a77 << 8 | v76['id']
-            s_ = e_RestrictionUserTypeList(v76['users'])
-            a77 = ((a77 - 1) << (s_.bit_length() - 1)) + s_
-            a74 = ((a74 - 1) << (a77.bit_length() - 1)) + a77
-        a42 = ((a42 - 1) << (a74.bit_length() - 1)) + a74
-    if 'regional' in v41:
-        v79 = v41['regional']
-        a80 = 1
-        k81 = len(v79)
-        a80 = a80 << 2 | (k81 - 1)
-        for w81 in v79:
-            s_ = e_MapData_regional_item(w81)
-            a80 = ((a80 - 1) << (s_.bit_length() - 1)) + s_
-        a42 = ((a42 - 1) << (a80.bit_length() - 1)) + a80
-    a = ((a - 1) << (a42.bit_length() - 1)) + a42
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w72])
+    if 'layerID' in v67:
+        a = a << 7 | v67['layerID']
+    if 'intersections' in v67:
+        v75 = v67['intersections']
+        a76 = 1
+        k77 = len(v75)
+        a76 = a76 << 5 | (k77 - 1)
+        for w77 in v75:
+            a89 = 1
+            a89 = a89 << 6 | ('name' in w77) << 4 | ('laneWidth' in w77) << 3 | ('speedLimits' in w77) << 2 | ('preemptPriorityData' in w77) << 1 | ('regional' in w77)
+            if 'name' in w77:
+                b92 = w77['name'].encode('ascii')
+                a89 = a89 << 6 | (len(b92) - 1)
+                a89 = a89 << 7 * len(b92) | _rt.ia5_pack(b92)
+            s_ = e_IntersectionReferenceID(w77['id'])
+            a89 = ((a89 - 1) << (s_.bit_length() - 1)) + s_
+            a89 = a89 << 7 | w77['revision']
+            s_ = e_Position3D(w77['refPoint'])
+            a89 = ((a89 - 1) << (s_.bit_length() - 1)) + s_
+            if 'laneWidth' in w77:
+                a89 = a89 << 15 | w77['laneWidth']
+            if 'speedLimits' in w77:
+                s_ = e_SpeedLimitList(w77['speedLimits'])
+                a89 = ((a89 - 1) << (s_.bit_length() - 1)) + s_
+            s_ = e_LaneList(w77['laneSet'])
+            a89 = ((a89 - 1) << (s_.bit_length() - 1)) + s_
+            if 'preemptPriorityData' in w77:
+                s_ = e_PreemptPriorityList(w77['preemptPriorityData'])
+                a89 = ((a89 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in w77:
+                s_ = e_IntersectionGeometry_regional(w77['regional'])
+                a89 = ((a89 - 1) << (s_.bit_length() - 1)) + s_
+            a76 = ((a76 - 1) << (a89.bit_length() - 1)) + a89
+        a = ((a - 1) << (a76.bit_length() - 1)) + a76
+    if 'roadSegments' in v67:
+        v101 = v67['roadSegments']
+        a102 = 1
+        k103 = len(v101)
+        a102 = a102 << 5 | (k103 - 1)
+        for w103 in v101:
+            a114 = 1
+            a114 = a114 << 5 | ('name' in w103) << 3 | ('laneWidth' in w103) << 2 | ('speedLimits' in w103) << 1 | ('regional' in w103)
+            if 'name' in w103:
+                b117 = w103['name'].encode('ascii')
+                a114 = a114 << 6 | (len(b117) - 1)
+                a114 = a114 << 7 * len(b117) | _rt.ia5_pack(b117)
+            s_ = e_RoadSegmentReferenceID(w103['id'])
+            a114 = ((a114 - 1) << (s_.bit_length() - 1)) + s_
+            a114 = a114 << 7 | w103['revision']
+            s_ = e_Position3D(w103['refPoint'])
+            a114 = ((a114 - 1) << (s_.bit_length() - 1)) + s_
+            if 'laneWidth' in w103:
+                a114 = a114 << 15 | w103['laneWidth']
+            if 'speedLimits' in w103:
+                s_ = e_SpeedLimitList(w103['speedLimits'])
+                a114 = ((a114 - 1) << (s_.bit_length() - 1)) + s_
+            s_ = e_RoadLaneSetList(w103['roadLaneSet'])
+            a114 = ((a114 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in w103:
+                s_ = e_RoadSegment_regional(w103['regional'])
+                a114 = ((a114 - 1) << (s_.bit_length() - 1)) + s_
+            a102 = ((a102 - 1) << (a114.bit_length() - 1)) + a114
+        a = ((a - 1) << (a102.bit_length() - 1)) + a102
+    if 'dataParameters' in v67:
+        v125 = v67['dataParameters']
+        a = a << 5 | ('processMethod' in v125) << 3 | ('processAgency' in v125) << 2 | ('lastCheckedDate' in v125) << 1 | ('geoidUsed' in v125)
+        if 'processMethod' in v125:
+            b128 = v125['processMethod'].encode('ascii')
+            a = a << 8 | (len(b128) - 1)
+            a = a << 7 * len(b128) | _rt.ia5_pack(b128)
+        if 'processAgency' in v125:
+            b130 = v125['processAgency'].encode('ascii')
+            a = a << 8 | (len(b130) - 1)
+            a = a << 7 * len(b130) | _rt.ia5_pack(b130)
+        if 'lastCheckedDate' in v125:
+            b132 = v125['lastCheckedDate'].encode('ascii')
+            a = a << 8 | (len(b132) - 1)
+            a = a << 7 * len(b132) | _rt.ia5_pack(b132)
+        if 'geoidUsed' in v125:
+            b134 = v125['geoidUsed'].encode('ascii')
+            a = a << 8 | (len(b134) - 1)
+            a = a << 7 * len(b134) | _rt.ia5_pack(b134)
+    if 'restrictionList' in v67:
+        v135 = v67['restrictionList']
+        a136 = 1
+        k137 = len(v135)
+        a136 = a136 << 8 | (k137 - 1)
+        for w137 in v135:
+            a136 = a136 << 8 | w137['id']
+            s_ = e_RestrictionUserTypeList(w137['users'])
+            a136 = ((a136 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a136.bit_length() - 1)) + a136
+    if 'regional' in v67:
+        v141 = v67['regional']
+        a142 = 1
+        k143 = len(v141)
+        a142 = a142 << 2 | (k143 - 1)
+        for w143 in v141:
+            s_ = e_MapData_regional_item(w143)
+            a142 = ((a142 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a142.bit_length() - 1)) + a142
     return a
 
 def d_MAPEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r83: dict[str, Any] = {}
+    r145: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r83['protocolVersion'] = (t_ >> 40) & 255
-    r83['messageID'] = (t_ >> 32) & 255
-    r83['stationID'] = t_ & 4294967295
-    r['header'] = r83
-    r85: dict[str, Any] = {}
+    r145['protocolVersion'] = (t_ >> 40) & 255
+    r145['messageID'] = (t_ >> 32) & 255
+    r145['stationID'] = t_ & 4294967295
+    r['header'] = r145
+    r147: dict[str, Any] = {}
     q -= 9
-    h86 = (x >> q) & 511
-    if h86 & 128:
+    h148 = (x >> q) & 511
+    if h148 & 128:
         q -= 20
-        r85['timeStamp'] = (x >> q) & 1048575
+        r147['timeStamp'] = (x >> q) & 1048575
     q -= 7
-    r85['msgIssueRevision'] = (x >> q) & 127
-    if h86 & 64:
+    r147['msgIssueRevision'] = (x >> q) & 127
+    if h148 & 64:
         q -= 1
         if (x >> q) & 1:
-            i87, q = _rt.read_nsnn(x, q)
-            r85['layerType'] = _DX_LayerType_3.get(i87)
+            i149, q = _rt.read_nsnn(x, q)
+            r147['layerType'] = _DX_LayerType_3.get(i149)
         else:
             q -= 3
-            r85['layerType'] = _D_LayerType_2[(x >> q) & 7]
-    if h86 & 32:
+            r147['layerType'] = _D_LayerType_2[(x >> q) & 7]
+    if h148 & 32:
         q -= 7
-        r85['layerID'] = (x >> q) & 127
-    if h86 & 16:
+        r147['layerID'] = (x >> q) & 127
+    if h148 & 16:
         q -= 5
-        k89 = ((x >> q) & 31) + 1
-        r88: list[Any] = []
-        for _ in range(k89):
-            r90: dict[str, Any] = {}
+        k151 = ((x >> q) & 31) + 1
+        r150: list[Any] = []
+        for _ in range(k151):
+            x &= (1 << q) - 1
+            r152: dict[str, Any] = {}
             q -= 6
-            h91 = (x >> q) & 63
-            if h91 & 16:
+            h153 = (x >> q) & 63
+            if h153 & 16:
                 q -= 6
-                k92 = ((x >> q) & 63) + 1
-                q -= 7 * k92
-                r90['name'] = _rt.ia5((x >> q) & ((1 << (7 * k92)) - 1), k92)
-            r90['id'], q = d_IntersectionReferenceID(x, q)
+                k154 = ((x >> q) & 63) + 1
+                q -= 7 * k154
+                r152['name'] = _rt.ia5((x >> q) & ((1 << (7 * k154)) - 1), k154)
+            r152['id'], q = d_IntersectionReferenceID(x, q)
             q -= 7
-            r90['revision'] = (x >> q) & 127
-            r90['refPoint'], q = d_Position3D(x, q)
-            if h91 & 8:
+            r152['revision'] = (x >> q) & 127
+            r152['refPoint'], q = d_Position3D(x, q)
+            if h153 & 8:
                 q -= 15
-                r90['laneWidth'] = (x >> q) & 32767
-            if h91 & 4:
-                r90['speedLimits'], q = d_SpeedLimitList(x, q)
-            r90['laneSet'], q = d_LaneList(x, q)
-            if h91 & 2:
-                r90['preemptPriorityData'], q = d_PreemptPriorityList(x, q)
-            if h91 & 1:
-                r90['regional'], q = d_IntersectionGeometry_regional(x, q)
-            if h91 >> 5:
+                r152['laneWidth'] = (x >> q) & 32767
+            if h153 & 4:
+                r152['speedLimits'], q = d_SpeedLimitList(x, q)
+            r152['laneSet'], q = d_LaneList(x, q)
+            if h153 & 2:
+                r152['preemptPriorityData'], q = d_PreemptPriorityList(x, q)
+            if h153 & 1:
+                r152['regional'], q = d_IntersectionGeometry_regional(x, q)
+            if h153 >> 5:
                 q = _rt.skip_additions(x, q)
-            w89 = r90
-            r88.append(w89)
-        r85['intersections'] = r88
-    if h86 & 8:
+            r150.append(r152)
+        r147['intersections'] = r150
+    if h148 & 8:
         q -= 5
-        k94 = ((x >> q) & 31) + 1
-        r93: list[Any] = []
-        for _ in range(k94):
-            r95: dict[str, Any] = {}
+        k156 = ((x >> q) & 31) + 1
+        r155: list[Any] = []
+        for _ in range(k156):
+            x &= (1 << q) - 1
+            r157: dict[str, Any] = {}
             q -= 5
-            h96 = (x >> q) & 31
-            if h96 & 8:
+            h158 = (x >> q) & 31
+            if h158 & 8:
                 q -= 6
-                k97 = ((x >> q) & 63) + 1
-                q -= 7 * k97
-                r95['name'] = _rt.ia5((x >> q) & ((1 << (7 * k97)) - 1), k97)
-            r95['id'], q = d_RoadSegmentReferenceID(x, q)
+                k159 = ((x >> q) & 63) + 1
+                q -= 7 * k159
+                r157['name'] = _rt.ia5((x >> q) & ((1 << (7 * k159)) - 1), k159)
+            r157['id'], q = d_RoadSegmentReferenceID(x, q)
             q -= 7
-            r95['revision'] = (x >> q) & 127
-            r95['refPoint'], q = d_Position3D(x, q)
-            if h96 & 4:
+            r157['revision'] = (x >> q) & 127
+            r157['refPoint'], q = d_Position3D(x, q)
+            if h158 & 4:
                 q -= 15
-                r95['laneWidth'] = (x >> q) & 32767
-            if h96 & 2:
-                r95['speedLimits'], q = d_SpeedLimitList(x, q)
-            r95['roadLaneSet'], q = d_RoadLaneSetList(x, q)
-            if h96 & 1:
-                r95['regional'], q = d_RoadSegment_regional(x, q)
-            if h96 >> 4:
+                r157['laneWidth'] = (x >> q) & 32767
+            if h158 & 2:
+                r157['speedLimits'], q = d_SpeedLimitList(x, q)
+            r157['roadLaneSet'], q = d_RoadLaneSetList(x, q)
+            if h158 & 1:
+                r157['regional'], q = d_RoadSegment_regional(x, q)
+            if h158 >> 4:
                 q = _rt.skip_additions(x, q)
-            w94 = r95
-            r93.append(w94)
-        r85['roadSegments'] = r93
-    if h86 & 4:
-        r98: dict[str, Any] = {}
+            r155.append(r157)
+        r147['roadSegments'] = r155
+    if h148 & 4:
+        r160: dict[str, Any] = {}
         q -= 5
-        h99 = (x >> q) & 31
-        if h99 & 8:
+        h161 = (x >> q) & 31
+        if h161 & 8:
             q -= 8
-            k100 = ((x >> q) & 255) + 1
-            q -= 7 * k100
-            r98['processMethod'] = _rt.ia5((x >> q) & ((1 << (7 * k100)) - 1), k100)
-        if h99 & 4:
+            k162 = ((x >> q) & 255) + 1
+            q -= 7 * k162
+            r160['processMethod'] = _rt.ia5((x >> q) & ((1 << (7 * k162)) - 1), k162)
+        if h161 & 4:
             q -= 8
-            k101 = ((x >> q) & 255) + 1
-            q -= 7 * k101
-            r98['processAgency'] = _rt.ia5((x >> q) & ((1 << (7 * k101)) - 1), k101)
-        if h99 & 2:
+            k163 = ((x >> q) & 255) + 1
+            q -= 7 * k163
+            r160['processAgency'] = _rt.ia5((x >> q) & ((1 << (7 * k163)) - 1), k163)
+        if h161 & 2:
             q -= 8
-            k102 = ((x >> q) & 255) + 1
-            q -= 7 * k102
-            r98['lastCheckedDate'] = _rt.ia5((x >> q) & ((1 << (7 * k102)) - 1), k102)
-        if h99 & 1:
+            k164 = ((x >> q) & 255) + 1
+            q -= 7 * k164
+            r160['lastCheckedDate'] = _rt.ia5((x >> q) & ((1 << (7 * k164)) - 1), k164)
+        if h161 & 1:
             q -= 8
-            k103 = ((x >> q) & 255) + 1
-            q -= 7 * k103
-            r98['geoidUsed'] = _rt.ia5((x >> q) & ((1 << (7 * k103)) - 1), k103)
-        if h99 >> 4:
+            k165 = ((x >> q) & 255) + 1
+            q -= 7 * k165
+            r160['geoidUsed'] = _rt.ia5((x >> q) & ((1 << (7 * k165)) - 1), k165)
+        if h161 >> 4:
             q = _rt.skip_additions(x, q)
-        r85['dataParameters'] = r98
-    if h86 & 2:
+        r147['dataParameters'] = r160
+    if h148 & 2:
         q -= 8
-        k105 = ((x >> q) & 255) + 1
-        r104: list[Any] = []
-        for _ in range(k105):
-            r106: dict[str, Any] = {}
+        k167 = ((x >> q) & 255) + 1
+        r166: list[Any] = []
+        for _ in range(k167):
+            x &= (1 << q) - 1
+            r168: dict[str, Any] = {}
             q -= 8
-            r106['id'] = (x >> q) & 255
-            r106['users'], q = d_RestrictionUserTypeList(x, q)
-            w105 = r106
-            r104.append(w105)
-        r85['restrictionList'] = r104
-    if h86 & 1:
+            r168['id'] = (x >> q) & 255
+            r168['users'], q = d_RestrictionUserTypeList(x, q)
+            r166.append(r168)
+        r147['restrictionList'] = r166
+    if h148 & 1:
         q -= 2
-        k109 = ((x >> q) & 3) + 1
-        r108: list[Any] = []
-        for _ in range(k109):
-            w109, q = d_MapData_regional_item(x, q)
-            r108.append(w109)
-        r85['regional'] = r108
-    if h86 >> 8:
+        k171 = ((x >> q) & 3) + 1
+        r170: list[Any] = []
+        for _ in range(k171):
+            x &= (1 << q) - 1
+            w171, q = d_MapData_regional_item(x, q)
+            r170.append(w171)
+        r147['regional'] = r170
+    if h148 >> 8:
         q = _rt.skip_additions(x, q)
-    r['map'] = r85
+    r['map'] = r147
     return r, q
 
 
 def e_IVIM(v: Any) -> int:
     a: int = 1
-    v111 = v['header']
-    a112 = 1
-    a112 = a112 << 48 | (v111['protocolVersion']) << 40 | (v111['messageID']) << 32 | (v111['stationID'])
-    a = ((a - 1) << (a112.bit_length() - 1)) + a112
-    v114 = v['ivi']
-    a115 = 1
-    a115 = a115 << 1 | ('optional' in v114)
-    v117 = v114['mandatory']
-    a118 = 1
-    ext119 = 'connectedDenms' in v117
-    a118 = a118 << 5 | (ext119) << 4 | ('timeStamp' in v117) << 3 | ('validFrom' in v117) << 2 | ('validTo' in v117) << 1 | ('connectedIviStructures' in v117)
-    v120 = v117['serviceProviderId']
-    a121 = 1
-    d123, k124 = v120['countryCode']
-    a121 = a121 << k124 | int.from_bytes(d123, 'big') >> (8 * len(d123) - k124)
-    a121 = a121 << 14 | v120['providerIdentifier']
-    a118 = ((a118 - 1) << (a121.bit_length() - 1)) + a121
-    w125 = v117['iviIdentificationNumber']
-    if 1 <= w125 <= 32767:
-        a118 = a118 << 16 | (w125 - 1)
+    v173 = v['header']
+    a = a << 48 | (v173['protocolVersion']) << 40 | (v173['messageID']) << 32 | (v173['stationID'])
+    v178 = v['ivi']
+    a = a << 1 | ('optional' in v178)
+    v180 = v178['mandatory']
+    ext181 = 'connectedDenms' in v180
+    a = a << 5 | (ext181) << 4 | ('timeStamp' in v180) << 3 | ('validFrom' in v180) << 2 | ('validTo' in v180) << 1 | ('connectedIviStructures' in v180)
+    v182 = v180['serviceProviderId']
+    d185, k186 = v182['countryCode']
+    a = a << k186 | int.from_bytes(d185, 'big') >> (8 * len(d185) - k186)
+    a = a << 14 | v182['providerIdentifier']
+    w189 = v180['iviIdentificationNumber']
+    if 1 <= w189 <= 32767:
+        a = a << 16 | (w189 - 1)
     else:
-        a118 = _rt.uwn(a118 << 1 | 1, w125)
-    if 'timeStamp' in v117:
-        a118 = a118 << 42 | v117['timeStamp']
-    if 'validFrom' in v117:
-        a118 = a118 << 42 | v117['validFrom']
-    if 'validTo' in v117:
-        a118 = a118 << 42 | v117['validTo']
-    if 'connectedIviStructures' in v117:
-        v126 = v117['connectedIviStructures']
-        a127 = 1
-        k128 = len(v126)
-        a127 = a127 << 3 | (k128 - 1)
-        for w128 in v126:
-            w129 = w128
-            if 1 <= w129 <= 32767:
-                a127 = a127 << 16 | (w129 - 1)
+        a = _rt.uwn(a << 1 | 1, w189)
+    if 'timeStamp' in v180:
+        a = a << 42 | v180['timeStamp']
+    if 'validFrom' in v180:
+        a = a << 42 | v180['validFrom']
+    if 'validTo' in v180:
+        a = a << 42 | v180['validTo']
+    if 'connectedIviStructures' in v180:
+        v193 = v180['connectedIviStructures']
+        a194 = 1
+        k195 = len(v193)
+        a194 = a194 << 3 | (k195 - 1)
+        for w195 in v193:
+            w196 = w195
+            if 1 <= w196 <= 32767:
+                a194 = a194 << 16 | (w196 - 1)
             else:
-                a127 = _rt.uwn(a127 << 1 | 1, w129)
-        a118 = ((a118 - 1) << (a127.bit_length() - 1)) + a127
-    a118 = a118 << 3 | v117['iviStatus']
-    if ext119:
-        subs119, present119 = [], 0
-        if 'connectedDenms' in v117:
-            s119 = 1
-            v130 = v117['connectedDenms']
-            a131 = 1
-            k132 = len(v130)
-            if 1 <= k132 <= 8:
-                a131 <<= 1
-                a131 = a131 << 3 | (k132 - 1)
+                a194 = _rt.uwn(a194 << 1 | 1, w196)
+        a = ((a - 1) << (a194.bit_length() - 1)) + a194
+    a = a << 3 | v180['iviStatus']
+    if ext181:
+        subs181, present181 = [], 0
+        if 'connectedDenms' in v180:
+            s181 = 1
+            v198 = v180['connectedDenms']
+            a199 = 1
+            k200 = len(v198)
+            if 1 <= k200 <= 8:
+                a199 <<= 1
+                a199 = a199 << 3 | (k200 - 1)
             else:
-                a131 = _rt.ld(a131 << 1 | 1, k132)
-            for w132 in v130:
-                s_ = e_ActionID(w132)
-                a131 = ((a131 - 1) << (s_.bit_length() - 1)) + s_
-            s119 = ((s119 - 1) << (a131.bit_length() - 1)) + a131
-            subs119.append(s119)
-            present119 |= 1
-        a118 = _rt.additions(a118, 1, present119, subs119)
-    a115 = ((a115 - 1) << (a118.bit_length() - 1)) + a118
-    if 'optional' in v114:
-        v133 = v114['optional']
-        a134 = 1
-        k135 = len(v133)
-        if 1 <= k135 <= 8:
-            a134 <<= 1
-            a134 = a134 << 3 | (k135 - 1)
+                a199 = _rt.ld(a199 << 1 | 1, k200)
+            for w200 in v198:
+                s_ = e_ActionID(w200)
+                a199 = ((a199 - 1) << (s_.bit_length() - 1)) + s_
+            s181 = ((s181 - 1) << (a199.bit_length() - 1)) + a199
+            subs181.append(s181)
+            present181 |= 1
+        a = _rt.additions(a, 1, present181, subs181)
+    if 'optional' in v178:
+        v201 = v178['optional']
+        a202 = 1
+        k203 = len(v201)
+        if 1 <= k203 <= 8:
+            a202 <<= 1
+            a202 = a202 << 3 | (k203 - 1)
         else:
-            a134 = _rt.ld(a134 << 1 | 1, k135)
-        for w135 in v133:
-            s_ = e_IviContainer(w135)
-            a134 = ((a134 - 1) << (s_.bit_length() - 1)) + s_
-        a115 = ((a115 - 1) << (a134.bit_length() - 1)) + a134
-    a = ((a - 1) << (a115.bit_length() - 1)) + a115
+            a202 = _rt.ld(a202 << 1 | 1, k203)
+        for w203 in v201:
+            s_ = e_IviContainer(w203)
+            a202 = ((a202 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a202.bit_length() - 1)) + a202
     return a
 
 def d_IVIM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r137: dict[str, Any] = {}
+    r205: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r137['protocolVersion'] = (t_ >> 40) & 255
-    r137['messageID'] = (t_ >> 32) & 255
-    r137['stationID'] = t_ & 4294967295
-    r['header'] = r137
-    r139: dict[str, Any] = {}
+    r205['protocolVersion'] = (t_ >> 40) & 255
+    r205['messageID'] = (t_ >> 32) & 255
+    r205['stationID'] = t_ & 4294967295
+    r['header'] = r205
+    r207: dict[str, Any] = {}
     q -= 1
-    h140 = (x >> q) & 1
-    r141: dict[str, Any] = {}
+    h208 = (x >> q) & 1
+    r209: dict[str, Any] = {}
     q -= 5
-    h142 = (x >> q) & 31
-    r143: dict[str, Any] = {}
+    h210 = (x >> q) & 31
+    r211: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
-    r143['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
-    r143['providerIdentifier'] = t_ & 16383
-    r141['serviceProviderId'] = r143
+    r211['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
+    r211['providerIdentifier'] = t_ & 16383
+    r209['serviceProviderId'] = r211
     q -= 1
     if (x >> q) & 1:
-        r141['iviIdentificationNumber'], q = _rt.read_uwn(x, q)
+        r209['iviIdentificationNumber'], q = _rt.read_uwn(x, q)
     else:
         q -= 15
-        r141['iviIdentificationNumber'] = ((x >> q) & 32767) + 1
-    if h142 & 8:
+        r209['iviIdentificationNumber'] = ((x >> q) & 32767) + 1
+    if h210 & 8:
         q -= 42
-        r141['timeStamp'] = (x >> q) & 4398046511103
-    if h142 & 4:
+        r209['timeStamp'] = (x >> q) & 4398046511103
+    if h210 & 4:
         q -= 42
-        r141['validFrom'] = (x >> q) & 4398046511103
-    if h142 & 2:
+        r209['validFrom'] = (x >> q) & 4398046511103
+    if h210 & 2:
         q -= 42
-        r141['validTo'] = (x >> q) & 4398046511103
-    if h142 & 1:
+        r209['validTo'] = (x >> q) & 4398046511103
+    if h210 & 1:
         q -= 3
-        k147 = ((x >> q) & 7) + 1
-        r146: list[Any] = []
-        for _ in range(k147):
+        k215 = ((x >> q) & 7) + 1
+        r214: list[Any] = []
+        for _ in range(k215):
             q -= 1
             if (x >> q) & 1:
-                w147, q = _rt.read_uwn(x, q)
+                w215, q = _rt.read_uwn(x, q)
             else:
                 q -= 15
-                w147 = ((x >> q) & 32767) + 1
-            r146.append(w147)
-        r141['connectedIviStructures'] = r146
+                w215 = ((x >> q) & 32767) + 1
+            r214.append(w215)
+        r209['connectedIviStructures'] = r214
     q -= 3
-    r141['iviStatus'] = (x >> q) & 7
-    if h142 >> 4:
-        n142, q = _rt.read_nsl(x, q)
-        q -= n142
-        bm142 = (x >> q) & ((1 << n142) - 1)
-        for i142 in range(n142):
-            if not (bm142 >> (n142 - 1 - i142)) & 1:
+    r209['iviStatus'] = (x >> q) & 7
+    if h210 >> 4:
+        n210, q = _rt.read_nsl(x, q)
+        q -= n210
+        bm210 = (x >> q) & ((1 << n210) - 1)
+        for i210 in range(n210):
+            if not (bm210 >> (n210 - 1 - i210)) & 1:
                 continue
-            length142, q = _rt.read_ld(x, q)
-            q0142 = q
-            if i142 == 0:
+            length210, q = _rt.read_ld(x, q)
+            q0210 = q
+            if i210 == 0:
                 q -= 1
                 if (x >> q) & 1:
-                    k149, q = _rt.read_ld(x, q)
+                    k217, q = _rt.read_ld(x, q)
                 else:
                     q -= 3
-                    k149 = ((x >> q) & 7) + 1
-                r148: list[Any] = []
-                for _ in range(k149):
-                    w149, q = d_ActionID(x, q)
-                    r148.append(w149)
-                r141['connectedDenms'] = r148
+                    k217 = ((x >> q) & 7) + 1
+                r216: list[Any] = []
+                for _ in range(k217):
+                    x &= (1 << q) - 1
+                    w217, q = d_ActionID(x, q)
+                    r216.append(w217)
+                r209['connectedDenms'] = r216
             else:
-                q = _rt.skip(q, length142 << 3)
-            al142 = (q0142 - q) % 8
-            if al142:
-                q = _rt.skip(q, 8 - al142)
-    r139['mandatory'] = r141
-    if h140 & 1:
+                q = _rt.skip(q, length210 << 3)
+            al210 = (q0210 - q) % 8
+            if al210:
+                q = _rt.skip(q, 8 - al210)
+    r207['mandatory'] = r209
+    if h208 & 1:
         q -= 1
         if (x >> q) & 1:
-            k151, q = _rt.read_ld(x, q)
+            k219, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k151 = ((x >> q) & 7) + 1
-        r150: list[Any] = []
-        for _ in range(k151):
-            w151, q = d_IviContainer(x, q)
-            r150.append(w151)
-        r139['optional'] = r150
-    r['ivi'] = r139
+            k219 = ((x >> q) & 7) + 1
+        r218: list[Any] = []
+        for _ in range(k219):
+            x &= (1 << q) - 1
+            w219, q = d_IviContainer(x, q)
+            r218.append(w219)
+        r207['optional'] = r218
+    r['ivi'] = r207
     return r, q
 
 
 def e_SREM(v: Any) -> int:
     a: int = 1
-    v153 = v['header']
-    a154 = 1
-    a154 = a154 << 48 | (v153['protocolVersion']) << 40 | (v153['messageID']) << 32 | (v153['stationID'])
-    a = ((a - 1) << (a154.bit_length() - 1)) + a154
-    v156 = v['srm']
-    a157 = 1
-    a157 = a157 << 5 | ('timeStamp' in v156) << 3 | ('sequenceNumber' in v156) << 2 | ('requests' in v156) << 1 | ('regional' in v156)
-    if 'timeStamp' in v156:
-        a157 = a157 << 20 | v156['timeStamp']
-    a157 = a157 << 16 | v156['second']
-    if 'sequenceNumber' in v156:
-        a157 = a157 << 7 | v156['sequenceNumber']
-    if 'requests' in v156:
-        v159 = v156['requests']
-        a160 = 1
-        k161 = len(v159)
-        a160 = a160 << 5 | (k161 - 1)
-        for w161 in v159:
-            v162 = w161
-            a163 = 1
-            a163 = a163 << 5 | ('minute' in v162) << 3 | ('second' in v162) << 2 | ('duration' in v162) << 1 | ('regional' in v162)
-            s_ = e_SignalRequest(v162['request'])
-            a163 = ((a163 - 1) << (s_.bit_length() - 1)) + s_
-            if 'minute' in v162:
-                a163 = a163 << 20 | v162['minute']
-            if 'second' in v162:
-                a163 = a163 << 16 | v162['second']
-            if 'duration' in v162:
-                a163 = a163 << 16 | v162['duration']
-            if 'regional' in v162:
-                s_ = e_SignalRequestPackage_regional(v162['regional'])
-                a163 = ((a163 - 1) << (s_.bit_length() - 1)) + s_
-            a160 = ((a160 - 1) << (a163.bit_length() - 1)) + a163
-        a157 = ((a157 - 1) << (a160.bit_length() - 1)) + a160
-    v165 = v156['requestor']
-    a166 = 1
-    a166 = a166 << 9 | ('type' in v165) << 7 | ('position' in v165) << 6 | ('name' in v165) << 5 | ('routeName' in v165) << 4 | ('transitStatus' in v165) << 3 | ('transitOccupancy' in v165) << 2 | ('transitSchedule' in v165) << 1 | ('regional' in v165)
-    s_ = e_VehicleID(v165['id'])
-    a166 = ((a166 - 1) << (s_.bit_length() - 1)) + s_
-    if 'type' in v165:
-        v168 = v165['type']
-        a169 = 1
-        a169 = a169 << 6 | ('subrole' in v168) << 4 | ('request' in v168) << 3 | ('iso3883' in v168) << 2 | ('hpmsType' in v168) << 1 | ('regional' in v168)
-        w171 = v168['role']
-        i172 = _E_BasicVehicleRole_4.get(w171)
-        if i172 is not None:
-            a169 = a169 << 6 | i172
+    v221 = v['header']
+    a = a << 48 | (v221['protocolVersion']) << 40 | (v221['messageID']) << 32 | (v221['stationID'])
+    v226 = v['srm']
+    a = a << 5 | ('timeStamp' in v226) << 3 | ('sequenceNumber' in v226) << 2 | ('requests' in v226) << 1 | ('regional' in v226)
+    if 'timeStamp' in v226:
+        a = a << 20 | v226['timeStamp']
+    a = a << 16 | v226['second']
+    if 'sequenceNumber' in v226:
+        a = a << 7 | v226['sequenceNumber']
+    if 'requests' in v226:
+        v231 = v226['requests']
+        a232 = 1
+        k233 = len(v231)
+        a232 = a232 << 5 | (k233 - 1)
+        for w233 in v231:
+            a232 = a232 << 5 | ('minute' in w233) << 3 | ('second' in w233) << 2 | ('duration' in w233) << 1 | ('regional' in w233)
+            s_ = e_SignalRequest(w233['request'])
+            a232 = ((a232 - 1) << (s_.bit_length() - 1)) + s_
+            if 'minute' in w233:
+                a232 = a232 << 20 | w233['minute']
+            if 'second' in w233:
+                a232 = a232 << 16 | w233['second']
+            if 'duration' in w233:
+                a232 = a232 << 16 | w233['duration']
+            if 'regional' in w233:
+                s_ = e_SignalRequestPackage_regional(w233['regional'])
+                a232 = ((a232 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a232.bit_length() - 1)) + a232
+    v240 = v226['requestor']
+    a = a << 9 | ('type' in v240) << 7 | ('position' in v240) << 6 | ('name' in v240) << 5 | ('routeName' in v240) << 4 | ('transitStatus' in v240) << 3 | ('transitOccupancy' in v240) << 2 | ('transitSchedule' in v240) << 1 | ('regional' in v240)
+    s_ = e_VehicleID(v240['id'])
+    a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    if 'type' in v240:
+        v243 = v240['type']
+        a = a << 6 | ('subrole' in v243) << 4 | ('request' in v243) << 3 | ('iso3883' in v243) << 2 | ('hpmsType' in v243) << 1 | ('regional' in v243)
+        w246 = v243['role']
+        i247 = _E_BasicVehicleRole_4.get(w246)
+        if i247 is not None:
+            a = a << 6 | i247
         else:
-            a169 = _rt.nsnn(a169 << 1 | 1, _X_LayerType_1[w171])
-        if 'subrole' in v168:
-            a169 = a169 << 4 | _E_RequestSubRole_5[v168['subrole']]
-        if 'request' in v168:
-            a169 = a169 << 4 | _E_RequestImportanceLevel_6[v168['request']]
-        if 'iso3883' in v168:
-            a169 = a169 << 8 | v168['iso3883']
-        if 'hpmsType' in v168:
-            w173 = v168['hpmsType']
-            i174 = _E_VehicleType_7.get(w173)
-            if i174 is not None:
-                a169 = a169 << 5 | i174
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w246])
+        if 'subrole' in v243:
+            a = a << 4 | _E_RequestSubRole_5[v243['subrole']]
+        if 'request' in v243:
+            a = a << 4 | _E_RequestImportanceLevel_6[v243['request']]
+        if 'iso3883' in v243:
+            a = a << 8 | v243['iso3883']
+        if 'hpmsType' in v243:
+            w252 = v243['hpmsType']
+            i253 = _E_VehicleType_7.get(w252)
+            if i253 is not None:
+                a = a << 5 | i253
             else:
-                a169 = _rt.nsnn(a169 << 1 | 1, _X_LayerType_1[w173])
-        if 'regional' in v168:
-            s_ = e_RequestorType_regional(v168['regional'])
-            a169 = ((a169 - 1) << (s_.bit_length() - 1)) + s_
-        a166 = ((a166 - 1) << (a169.bit_length() - 1)) + a169
-    if 'position' in v165:
-        v175 = v165['position']
-        a176 = 1
-        a176 = a176 << 3 | ('heading' in v175) << 1 | ('speed' in v175)
-        s_ = e_Position3D(v175['position'])
-        a176 = ((a176 - 1) << (s_.bit_length() - 1)) + s_
-        if 'heading' in v175:
-            a176 = a176 << 15 | v175['heading']
-        if 'speed' in v175:
-            s_ = e_TransmissionAndSpeed(v175['speed'])
-            a176 = ((a176 - 1) << (s_.bit_length() - 1)) + s_
-        a166 = ((a166 - 1) << (a176.bit_length() - 1)) + a176
-    if 'name' in v165:
-        b178 = v165['name'].encode('ascii')
-        a166 = a166 << 6 | (len(b178) - 1)
-        for c179 in b178:
-            a166 = a166 << 7 | c179
-    if 'routeName' in v165:
-        b180 = v165['routeName'].encode('ascii')
-        a166 = a166 << 6 | (len(b180) - 1)
-        for c181 in b180:
-            a166 = a166 << 7 | c181
-    if 'transitStatus' in v165:
-        d182, k183 = v165['transitStatus']
-        a166 = a166 << k183 | int.from_bytes(d182, 'big') >> (8 * len(d182) - k183)
-    if 'transitOccupancy' in v165:
-        a166 = a166 << 3 | _E_TransitVehicleOccupancy_8[v165['transitOccupancy']]
-    if 'transitSchedule' in v165:
-        a166 = a166 << 8 | (v165['transitSchedule'] + 122)
-    if 'regional' in v165:
-        v184 = v165['regional']
-        a185 = 1
-        k186 = len(v184)
-        a185 = a185 << 2 | (k186 - 1)
-        for w186 in v184:
-            s_ = e_RequestorDescription_regional_item(w186)
-            a185 = ((a185 - 1) << (s_.bit_length() - 1)) + s_
-        a166 = ((a166 - 1) << (a185.bit_length() - 1)) + a185
-    a157 = ((a157 - 1) << (a166.bit_length() - 1)) + a166
-    if 'regional' in v156:
-        v187 = v156['regional']
-        a188 = 1
-        k189 = len(v187)
-        a188 = a188 << 2 | (k189 - 1)
-        for w189 in v187:
-            s_ = e_SignalRequestMessage_regional_item(w189)
-            a188 = ((a188 - 1) << (s_.bit_length() - 1)) + s_
-        a157 = ((a157 - 1) << (a188.bit_length() - 1)) + a188
-    a = ((a - 1) << (a157.bit_length() - 1)) + a157
+                a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w252])
+        if 'regional' in v243:
+            s_ = e_RequestorType_regional(v243['regional'])
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    if 'position' in v240:
+        v255 = v240['position']
+        a = a << 3 | ('heading' in v255) << 1 | ('speed' in v255)
+        s_ = e_Position3D(v255['position'])
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+        if 'heading' in v255:
+            a = a << 15 | v255['heading']
+        if 'speed' in v255:
+            s_ = e_TransmissionAndSpeed(v255['speed'])
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    if 'name' in v240:
+        b261 = v240['name'].encode('ascii')
+        a = a << 6 | (len(b261) - 1)
+        a = a << 7 * len(b261) | _rt.ia5_pack(b261)
+    if 'routeName' in v240:
+        b263 = v240['routeName'].encode('ascii')
+        a = a << 6 | (len(b263) - 1)
+        a = a << 7 * len(b263) | _rt.ia5_pack(b263)
+    if 'transitStatus' in v240:
+        d265, k266 = v240['transitStatus']
+        a = a << k266 | int.from_bytes(d265, 'big') >> (8 * len(d265) - k266)
+    if 'transitOccupancy' in v240:
+        a = a << 3 | _E_TransitVehicleOccupancy_8[v240['transitOccupancy']]
+    if 'transitSchedule' in v240:
+        a = a << 8 | (v240['transitSchedule'] + 122)
+    if 'regional' in v240:
+        v269 = v240['regional']
+        a270 = 1
+        k271 = len(v269)
+        a270 = a270 << 2 | (k271 - 1)
+        for w271 in v269:
+            s_ = e_RequestorDescription_regional_item(w271)
+            a270 = ((a270 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a270.bit_length() - 1)) + a270
+    if 'regional' in v226:
+        v272 = v226['regional']
+        a273 = 1
+        k274 = len(v272)
+        a273 = a273 << 2 | (k274 - 1)
+        for w274 in v272:
+            s_ = e_SignalRequestMessage_regional_item(w274)
+            a273 = ((a273 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a273.bit_length() - 1)) + a273
     return a
 
 def d_SREM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r191: dict[str, Any] = {}
+    r276: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r191['protocolVersion'] = (t_ >> 40) & 255
-    r191['messageID'] = (t_ >> 32) & 255
-    r191['stationID'] = t_ & 4294967295
-    r['header'] = r191
-    r193: dict[str, Any] = {}
+    r276['protocolVersion'] = (t_ >> 40) & 255
+    r276['messageID'] = (t_ >> 32) & 255
+    r276['stationID'] = t_ & 4294967295
+    r['header'] = r276
+    r278: dict[str, Any] = {}
     q -= 5
-    h194 = (x >> q) & 31
-    if h194 & 8:
+    h279 = (x >> q) & 31
+    if h279 & 8:
         q -= 20
-        r193['timeStamp'] = (x >> q) & 1048575
+        r278['timeStamp'] = (x >> q) & 1048575
     q -= 16
-    r193['second'] = (x >> q) & 65535
-    if h194 & 4:
+    r278['second'] = (x >> q) & 65535
+    if h279 & 4:
         q -= 7
-        r193['sequenceNumber'] = (x >> q) & 127
-    if h194 & 2:
+        r278['sequenceNumber'] = (x >> q) & 127
+    if h279 & 2:
         q -= 5
-        k196 = ((x >> q) & 31) + 1
-        r195: list[Any] = []
-        for _ in range(k196):
-            r197: dict[str, Any] = {}
+        k281 = ((x >> q) & 31) + 1
+        r280: list[Any] = []
+        for _ in range(k281):
+            x &= (1 << q) - 1
+            r282: dict[str, Any] = {}
             q -= 5
-            h198 = (x >> q) & 31
-            r197['request'], q = d_SignalRequest(x, q)
-            if h198 & 8:
+            h283 = (x >> q) & 31
+            r282['request'], q = d_SignalRequest(x, q)
+            if h283 & 8:
                 q -= 20
-                r197['minute'] = (x >> q) & 1048575
-            if h198 & 4:
+                r282['minute'] = (x >> q) & 1048575
+            if h283 & 4:
                 q -= 16
-                r197['second'] = (x >> q) & 65535
-            if h198 & 2:
+                r282['second'] = (x >> q) & 65535
+            if h283 & 2:
                 q -= 16
-                r197['duration'] = (x >> q) & 65535
-            if h198 & 1:
-                r197['regional'], q = d_SignalRequestPackage_regional(x, q)
-            if h198 >> 4:
+                r282['duration'] = (x >> q) & 65535
+            if h283 & 1:
+                r282['regional'], q = d_SignalRequestPackage_regional(x, q)
+            if h283 >> 4:
                 q = _rt.skip_additions(x, q)
-            w196 = r197
-            r195.append(w196)
-        r193['requests'] = r195
-    r199: dict[str, Any] = {}
+            r280.append(r282)
+        r278['requests'] = r280
+    r284: dict[str, Any] = {}
     q -= 9
-    h200 = (x >> q) & 511
-    r199['id'], q = d_VehicleID(x, q)
-    if h200 & 128:
-        r201: dict[str, Any] = {}
+    h285 = (x >> q) & 511
+    r284['id'], q = d_VehicleID(x, q)
+    if h285 & 128:
+        r286: dict[str, Any] = {}
         q -= 6
-        h202 = (x >> q) & 63
+        h287 = (x >> q) & 63
         q -= 1
         if (x >> q) & 1:
-            i203, q = _rt.read_nsnn(x, q)
-            r201['role'] = _DX_LayerType_3.get(i203)
+            i288, q = _rt.read_nsnn(x, q)
+            r286['role'] = _DX_LayerType_3.get(i288)
         else:
             q -= 5
-            r201['role'] = _D_BasicVehicleRole_9[(x >> q) & 31]
-        if h202 & 16:
+            r286['role'] = _D_BasicVehicleRole_9[(x >> q) & 31]
+        if h287 & 16:
             q -= 4
-            r201['subrole'] = _D_RequestSubRole_10[(x >> q) & 15]
-        if h202 & 8:
+            r286['subrole'] = _D_RequestSubRole_10[(x >> q) & 15]
+        if h287 & 8:
             q -= 4
-            r201['request'] = _D_RequestImportanceLevel_11[(x >> q) & 15]
-        if h202 & 4:
+            r286['request'] = _D_RequestImportanceLevel_11[(x >> q) & 15]
+        if h287 & 4:
             q -= 8
-            r201['iso3883'] = (x >> q) & 255
-        if h202 & 2:
+            r286['iso3883'] = (x >> q) & 255
+        if h287 & 2:
             q -= 1
             if (x >> q) & 1:
-                i204, q = _rt.read_nsnn(x, q)
-                r201['hpmsType'] = _DX_LayerType_3.get(i204)
+                i289, q = _rt.read_nsnn(x, q)
+                r286['hpmsType'] = _DX_LayerType_3.get(i289)
             else:
                 q -= 4
-                r201['hpmsType'] = _D_VehicleType_12[(x >> q) & 15]
-        if h202 & 1:
-            r201['regional'], q = d_RequestorType_regional(x, q)
-        if h202 >> 5:
+                r286['hpmsType'] = _D_VehicleType_12[(x >> q) & 15]
+        if h287 & 1:
+            r286['regional'], q = d_RequestorType_regional(x, q)
+        if h287 >> 5:
             q = _rt.skip_additions(x, q)
-        r199['type'] = r201
-    if h200 & 64:
-        r205: dict[str, Any] = {}
+        r284['type'] = r286
+    if h285 & 64:
+        r290: dict[str, Any] = {}
         q -= 3
-        h206 = (x >> q) & 7
-        r205['position'], q = d_Position3D(x, q)
-        if h206 & 2:
+        h291 = (x >> q) & 7
+        r290['position'], q = d_Position3D(x, q)
+        if h291 & 2:
             q -= 15
-            r205['heading'] = (x >> q) & 32767
-        if h206 & 1:
-            r205['speed'], q = d_TransmissionAndSpeed(x, q)
-        if h206 >> 2:
+            r290['heading'] = (x >> q) & 32767
+        if h291 & 1:
+            r290['speed'], q = d_TransmissionAndSpeed(x, q)
+        if h291 >> 2:
             q = _rt.skip_additions(x, q)
-        r199['position'] = r205
-    if h200 & 32:
+        r284['position'] = r290
+    if h285 & 32:
         q -= 6
-        k207 = ((x >> q) & 63) + 1
-        q -= 7 * k207
-        r199['name'] = _rt.ia5((x >> q) & ((1 << (7 * k207)) - 1), k207)
-    if h200 & 16:
+        k292 = ((x >> q) & 63) + 1
+        q -= 7 * k292
+        r284['name'] = _rt.ia5((x >> q) & ((1 << (7 * k292)) - 1), k292)
+    if h285 & 16:
         q -= 6
-        k208 = ((x >> q) & 63) + 1
-        q -= 7 * k208
-        r199['routeName'] = _rt.ia5((x >> q) & ((1 << (7 * k208)) - 1), k208)
-    if h200 & 8:
+        k293 = ((x >> q) & 63) + 1
+        q -= 7 * k293
+        r284['routeName'] = _rt.ia5((x >> q) & ((1 << (7 * k293)) - 1), k293)
+    if h285 & 8:
         q -= 8
-        r199['transitStatus'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if h200 & 4:
+        r284['transitStatus'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+    if h285 & 4:
         q -= 3
-        r199['transitOccupancy'] = _D_TransitVehicleOccupancy_13[(x >> q) & 7]
-    if h200 & 2:
+        r284['transitOccupancy'] = _D_TransitVehicleOccupancy_13[(x >> q) & 7]
+    if h285 & 2:
         q -= 8
-        r199['transitSchedule'] = ((x >> q) & 255) - 122
-    if h200 & 1:
+        r284['transitSchedule'] = ((x >> q) & 255) - 122
+    if h285 & 1:
         q -= 2
-        k211 = ((x >> q) & 3) + 1
-        r210: list[Any] = []
-        for _ in range(k211):
-            w211, q = d_RequestorDescription_regional_item(x, q)
-            r210.append(w211)
-        r199['regional'] = r210
-    if h200 >> 8:
+        k296 = ((x >> q) & 3) + 1
+        r295: list[Any] = []
+        for _ in range(k296):
+            x &= (1 << q) - 1
+            w296, q = d_RequestorDescription_regional_item(x, q)
+            r295.append(w296)
+        r284['regional'] = r295
+    if h285 >> 8:
         q = _rt.skip_additions(x, q)
-    r193['requestor'] = r199
-    if h194 & 1:
+    r278['requestor'] = r284
+    if h279 & 1:
         q -= 2
-        k213 = ((x >> q) & 3) + 1
-        r212: list[Any] = []
-        for _ in range(k213):
-            w213, q = d_SignalRequestMessage_regional_item(x, q)
-            r212.append(w213)
-        r193['regional'] = r212
-    if h194 >> 4:
+        k298 = ((x >> q) & 3) + 1
+        r297: list[Any] = []
+        for _ in range(k298):
+            x &= (1 << q) - 1
+            w298, q = d_SignalRequestMessage_regional_item(x, q)
+            r297.append(w298)
+        r278['regional'] = r297
+    if h279 >> 4:
         q = _rt.skip_additions(x, q)
-    r['srm'] = r193
+    r['srm'] = r278
     return r, q
 
 
 def e_SSEM(v: Any) -> int:
     a: int = 1
-    v215 = v['header']
-    a216 = 1
-    a216 = a216 << 48 | (v215['protocolVersion']) << 40 | (v215['messageID']) << 32 | (v215['stationID'])
-    a = ((a - 1) << (a216.bit_length() - 1)) + a216
-    v218 = v['ssm']
-    a219 = 1
-    a219 = a219 << 4 | ('timeStamp' in v218) << 2 | ('sequenceNumber' in v218) << 1 | ('regional' in v218)
-    if 'timeStamp' in v218:
-        a219 = a219 << 20 | v218['timeStamp']
-    a219 = a219 << 16 | v218['second']
-    if 'sequenceNumber' in v218:
-        a219 = a219 << 7 | v218['sequenceNumber']
-    v221 = v218['status']
-    a222 = 1
-    k223 = len(v221)
-    a222 = a222 << 5 | (k223 - 1)
-    for w223 in v221:
-        v224 = w223
-        a225 = 1
-        a225 = a225 << 9 | (('regional' in v224)) << 7 | (v224['sequenceNumber'])
-        s_ = e_IntersectionReferenceID(v224['id'])
-        a225 = ((a225 - 1) << (s_.bit_length() - 1)) + s_
-        s_ = e_SignalStatusPackageList(v224['sigStatus'])
-        a225 = ((a225 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in v224:
-            s_ = e_SignalStatus_regional(v224['regional'])
-            a225 = ((a225 - 1) << (s_.bit_length() - 1)) + s_
-        a222 = ((a222 - 1) << (a225.bit_length() - 1)) + a225
-    a219 = ((a219 - 1) << (a222.bit_length() - 1)) + a222
-    if 'regional' in v218:
-        v227 = v218['regional']
-        a228 = 1
-        k229 = len(v227)
-        a228 = a228 << 2 | (k229 - 1)
-        for w229 in v227:
-            s_ = e_SignalStatusMessage_regional_item(w229)
-            a228 = ((a228 - 1) << (s_.bit_length() - 1)) + s_
-        a219 = ((a219 - 1) << (a228.bit_length() - 1)) + a228
-    a = ((a - 1) << (a219.bit_length() - 1)) + a219
+    v300 = v['header']
+    a = a << 48 | (v300['protocolVersion']) << 40 | (v300['messageID']) << 32 | (v300['stationID'])
+    v305 = v['ssm']
+    a = a << 4 | ('timeStamp' in v305) << 2 | ('sequenceNumber' in v305) << 1 | ('regional' in v305)
+    if 'timeStamp' in v305:
+        a = a << 20 | v305['timeStamp']
+    a = a << 16 | v305['second']
+    if 'sequenceNumber' in v305:
+        a = a << 7 | v305['sequenceNumber']
+    v310 = v305['status']
+    a311 = 1
+    k312 = len(v310)
+    a311 = a311 << 5 | (k312 - 1)
+    for w312 in v310:
+        a318 = 1
+        a318 = a318 << 9 | (('regional' in w312)) << 7 | (w312['sequenceNumber'])
+        s_ = e_IntersectionReferenceID(w312['id'])
+        a318 = ((a318 - 1) << (s_.bit_length() - 1)) + s_
+        s_ = e_SignalStatusPackageList(w312['sigStatus'])
+        a318 = ((a318 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in w312:
+            s_ = e_SignalStatus_regional(w312['regional'])
+            a318 = ((a318 - 1) << (s_.bit_length() - 1)) + s_
+        a311 = ((a311 - 1) << (a318.bit_length() - 1)) + a318
+    a = ((a - 1) << (a311.bit_length() - 1)) + a311
+    if 'regional' in v305:
+        v324 = v305['regional']
+        a325 = 1
+        k326 = len(v324)
+        a325 = a325 << 2 | (k326 - 1)
+        for w326 in v324:
+            s_ = e_SignalStatusMessage_regional_item(w326)
+            a325 = ((a325 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a325.bit_length() - 1)) + a325
     return a
 
 def d_SSEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r231: dict[str, Any] = {}
+    r328: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r231['protocolVersion'] = (t_ >> 40) & 255
-    r231['messageID'] = (t_ >> 32) & 255
-    r231['stationID'] = t_ & 4294967295
-    r['header'] = r231
-    r233: dict[str, Any] = {}
+    r328['protocolVersion'] = (t_ >> 40) & 255
+    r328['messageID'] = (t_ >> 32) & 255
+    r328['stationID'] = t_ & 4294967295
+    r['header'] = r328
+    r330: dict[str, Any] = {}
     q -= 4
-    h234 = (x >> q) & 15
-    if h234 & 4:
+    h331 = (x >> q) & 15
+    if h331 & 4:
         q -= 20
-        r233['timeStamp'] = (x >> q) & 1048575
+        r330['timeStamp'] = (x >> q) & 1048575
     q -= 16
-    r233['second'] = (x >> q) & 65535
-    if h234 & 2:
+    r330['second'] = (x >> q) & 65535
+    if h331 & 2:
         q -= 7
-        r233['sequenceNumber'] = (x >> q) & 127
+        r330['sequenceNumber'] = (x >> q) & 127
     q -= 5
-    k236 = ((x >> q) & 31) + 1
-    r235: list[Any] = []
-    for _ in range(k236):
-        r237: dict[str, Any] = {}
+    k333 = ((x >> q) & 31) + 1
+    r332: list[Any] = []
+    for _ in range(k333):
+        x &= (1 << q) - 1
+        r334: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
-        h238 = (t_ >> 7) & 3
-        r237['sequenceNumber'] = t_ & 127
-        r237['id'], q = d_IntersectionReferenceID(x, q)
-        r237['sigStatus'], q = d_SignalStatusPackageList(x, q)
-        if h238 & 1:
-            r237['regional'], q = d_SignalStatus_regional(x, q)
-        if h238 >> 1:
+        h335 = (t_ >> 7) & 3
+        r334['sequenceNumber'] = t_ & 127
+        r334['id'], q = d_IntersectionReferenceID(x, q)
+        r334['sigStatus'], q = d_SignalStatusPackageList(x, q)
+        if h335 & 1:
+            r334['regional'], q = d_SignalStatus_regional(x, q)
+        if h335 >> 1:
             q = _rt.skip_additions(x, q)
-        w236 = r237
-        r235.append(w236)
-    r233['status'] = r235
-    if h234 & 1:
+        r332.append(r334)
+    r330['status'] = r332
+    if h331 & 1:
         q -= 2
-        k240 = ((x >> q) & 3) + 1
-        r239: list[Any] = []
-        for _ in range(k240):
-            w240, q = d_SignalStatusMessage_regional_item(x, q)
-            r239.append(w240)
-        r233['regional'] = r239
-    if h234 >> 3:
+        k337 = ((x >> q) & 3) + 1
+        r336: list[Any] = []
+        for _ in range(k337):
+            x &= (1 << q) - 1
+            w337, q = d_SignalStatusMessage_regional_item(x, q)
+            r336.append(w337)
+        r330['regional'] = r336
+    if h331 >> 3:
         q = _rt.skip_additions(x, q)
-    r['ssm'] = r233
+    r['ssm'] = r330
     return r, q
 
 
 def e_RTCMEM(v: Any) -> int:
     a: int = 1
-    v242 = v['header']
-    a243 = 1
-    a243 = a243 << 48 | (v242['protocolVersion']) << 40 | (v242['messageID']) << 32 | (v242['stationID'])
-    a = ((a - 1) << (a243.bit_length() - 1)) + a243
-    v245 = v['rtcmc']
-    a246 = 1
-    a246 = a246 << 12 | (('timeStamp' in v245) << 3 | ('anchorPoint' in v245) << 2 | ('rtcmHeader' in v245) << 1 | ('regional' in v245)) << 7 | (v245['msgCnt'])
-    w248 = v245['rev']
-    i249 = _E_RTCM_Revision_14.get(w248)
-    if i249 is not None:
-        a246 = a246 << 3 | i249
+    v339 = v['header']
+    a = a << 48 | (v339['protocolVersion']) << 40 | (v339['messageID']) << 32 | (v339['stationID'])
+    v344 = v['rtcmc']
+    a = a << 12 | (('timeStamp' in v344) << 3 | ('anchorPoint' in v344) << 2 | ('rtcmHeader' in v344) << 1 | ('regional' in v344)) << 7 | (v344['msgCnt'])
+    w348 = v344['rev']
+    i349 = _E_RTCM_Revision_14.get(w348)
+    if i349 is not None:
+        a = a << 3 | i349
     else:
-        a246 = _rt.nsnn(a246 << 1 | 1, _X_LayerType_1[w248])
-    if 'timeStamp' in v245:
-        a246 = a246 << 20 | v245['timeStamp']
-    if 'anchorPoint' in v245:
-        v250 = v245['anchorPoint']
-        a251 = 1
-        a251 = a251 << 9 | ('utcTime' in v250) << 7 | ('elevation' in v250) << 6 | ('heading' in v250) << 5 | ('speed' in v250) << 4 | ('posAccuracy' in v250) << 3 | ('timeConfidence' in v250) << 2 | ('posConfidence' in v250) << 1 | ('speedConfidence' in v250)
-        if 'utcTime' in v250:
-            v253 = v250['utcTime']
-            a254 = 1
-            a254 = a254 << 7 | ('year' in v253) << 6 | ('month' in v253) << 5 | ('day' in v253) << 4 | ('hour' in v253) << 3 | ('minute' in v253) << 2 | ('second' in v253) << 1 | ('offset' in v253)
-            if 'year' in v253:
-                a254 = a254 << 12 | v253['year']
-            if 'month' in v253:
-                a254 = a254 << 4 | v253['month']
-            if 'day' in v253:
-                a254 = a254 << 5 | v253['day']
-            if 'hour' in v253:
-                a254 = a254 << 5 | v253['hour']
-            if 'minute' in v253:
-                a254 = a254 << 6 | v253['minute']
-            if 'second' in v253:
-                a254 = a254 << 16 | v253['second']
-            if 'offset' in v253:
-                a254 = a254 << 11 | (v253['offset'] + 840)
-            a251 = ((a251 - 1) << (a254.bit_length() - 1)) + a254
-        a251 = a251 << 63 | ((v250['long'] + 1800000000)) << 31 | ((v250['lat'] + 900000000))
-        if 'elevation' in v250:
-            a251 = a251 << 16 | (v250['elevation'] + 4096)
-        if 'heading' in v250:
-            a251 = a251 << 15 | v250['heading']
-        if 'speed' in v250:
-            v256 = v250['speed']
-            a257 = 1
-            a257 = a257 << 16 | (_E_TransmissionState_15[v256['transmisson']]) << 13 | (v256['speed'])
-            a251 = ((a251 - 1) << (a257.bit_length() - 1)) + a257
-        if 'posAccuracy' in v250:
-            v259 = v250['posAccuracy']
-            a260 = 1
-            a260 = a260 << 32 | (v259['semiMajor']) << 24 | (v259['semiMinor']) << 16 | (v259['orientation'])
-            a251 = ((a251 - 1) << (a260.bit_length() - 1)) + a260
-        if 'timeConfidence' in v250:
-            a251 = a251 << 6 | _E_TimeConfidence_16[v250['timeConfidence']]
-        if 'posConfidence' in v250:
-            v262 = v250['posConfidence']
-            a263 = 1
-            a263 = a263 << 8 | (_E_PositionConfidence_17[v262['pos']]) << 4 | (_E_ElevationConfidence_18[v262['elevation']])
-            a251 = ((a251 - 1) << (a263.bit_length() - 1)) + a263
-        if 'speedConfidence' in v250:
-            v265 = v250['speedConfidence']
-            a266 = 1
-            a266 = a266 << 8 | (_E_HeadingConfidence_19[v265['heading']]) << 5 | (_E_SpeedConfidence_20[v265['speed']]) << 2 | (_E_ThrottleConfidence_21[v265['throttle']])
-            a251 = ((a251 - 1) << (a266.bit_length() - 1)) + a266
-        a246 = ((a246 - 1) << (a251.bit_length() - 1)) + a251
-    if 'rtcmHeader' in v245:
-        v268 = v245['rtcmHeader']
-        a269 = 1
-        d271, k272 = v268['status']
-        a269 = a269 << k272 | int.from_bytes(d271, 'big') >> (8 * len(d271) - k272)
-        v273 = v268['offsetSet']
-        a274 = 1
-        a274 = a274 << 31 | ((v273['antOffsetX'] + 2048)) << 19 | ((v273['antOffsetY'] + 256)) << 10 | ((v273['antOffsetZ'] + 512))
-        a269 = ((a269 - 1) << (a274.bit_length() - 1)) + a274
-        a246 = ((a246 - 1) << (a269.bit_length() - 1)) + a269
-    v276 = v245['msgs']
-    a277 = 1
-    k278 = len(v276)
-    a277 = a277 << 3 | (k278 - 1)
-    for w278 in v276:
-        d279 = w278
-        a277 = a277 << 10 | (len(d279) - 1)
-        a277 = a277 << (len(d279) << 3) | int.from_bytes(d279, 'big')
-    a246 = ((a246 - 1) << (a277.bit_length() - 1)) + a277
-    if 'regional' in v245:
-        v280 = v245['regional']
-        a281 = 1
-        k282 = len(v280)
-        a281 = a281 << 2 | (k282 - 1)
-        for w282 in v280:
-            s_ = e_RTCMcorrections_regional_item(w282)
-            a281 = ((a281 - 1) << (s_.bit_length() - 1)) + s_
-        a246 = ((a246 - 1) << (a281.bit_length() - 1)) + a281
-    a = ((a - 1) << (a246.bit_length() - 1)) + a246
+        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w348])
+    if 'timeStamp' in v344:
+        a = a << 20 | v344['timeStamp']
+    if 'anchorPoint' in v344:
+        v351 = v344['anchorPoint']
+        a = a << 9 | ('utcTime' in v351) << 7 | ('elevation' in v351) << 6 | ('heading' in v351) << 5 | ('speed' in v351) << 4 | ('posAccuracy' in v351) << 3 | ('timeConfidence' in v351) << 2 | ('posConfidence' in v351) << 1 | ('speedConfidence' in v351)
+        if 'utcTime' in v351:
+            v353 = v351['utcTime']
+            a = a << 7 | ('year' in v353) << 6 | ('month' in v353) << 5 | ('day' in v353) << 4 | ('hour' in v353) << 3 | ('minute' in v353) << 2 | ('second' in v353) << 1 | ('offset' in v353)
+            if 'year' in v353:
+                a = a << 12 | v353['year']
+            if 'month' in v353:
+                a = a << 4 | v353['month']
+            if 'day' in v353:
+                a = a << 5 | v353['day']
+            if 'hour' in v353:
+                a = a << 5 | v353['hour']
+            if 'minute' in v353:
+                a = a << 6 | v353['minute']
+            if 'second' in v353:
+                a = a << 16 | v353['second']
+            if 'offset' in v353:
+                a = a << 11 | (v353['offset'] + 840)
+        a = a << 63 | ((v351['long'] + 1800000000)) << 31 | ((v351['lat'] + 900000000))
+        if 'elevation' in v351:
+            a = a << 16 | (v351['elevation'] + 4096)
+        if 'heading' in v351:
+            a = a << 15 | v351['heading']
+        if 'speed' in v351:
+            v366 = v351['speed']
+            a = a << 16 | (_E_TransmissionState_15[v366['transmisson']]) << 13 | (v366['speed'])
+        if 'posAccuracy' in v351:
+            v370 = v351['posAccuracy']
+            a = a << 32 | (v370['semiMajor']) << 24 | (v370['semiMinor']) << 16 | (v370['orientation'])
+        if 'timeConfidence' in v351:
+            a = a << 6 | _E_TimeConfidence_16[v351['timeConfidence']]
+        if 'posConfidence' in v351:
+            v376 = v351['posConfidence']
+            a = a << 8 | (_E_PositionConfidence_17[v376['pos']]) << 4 | (_E_ElevationConfidence_18[v376['elevation']])
+        if 'speedConfidence' in v351:
+            v380 = v351['speedConfidence']
+            a = a << 8 | (_E_HeadingConfidence_19[v380['heading']]) << 5 | (_E_SpeedConfidence_20[v380['speed']]) << 2 | (_E_ThrottleConfidence_21[v380['throttle']])
+    if 'rtcmHeader' in v344:
+        v385 = v344['rtcmHeader']
+        d388, k389 = v385['status']
+        a = a << k389 | int.from_bytes(d388, 'big') >> (8 * len(d388) - k389)
+        v390 = v385['offsetSet']
+        a = a << 31 | ((v390['antOffsetX'] + 2048)) << 19 | ((v390['antOffsetY'] + 256)) << 10 | ((v390['antOffsetZ'] + 512))
+    v395 = v344['msgs']
+    a396 = 1
+    k397 = len(v395)
+    a396 = a396 << 3 | (k397 - 1)
+    for w397 in v395:
+        d398 = w397
+        a396 = a396 << 10 | (len(d398) - 1)
+        a396 = a396 << (len(d398) << 3) | int.from_bytes(d398, 'big')
+    a = ((a - 1) << (a396.bit_length() - 1)) + a396
+    if 'regional' in v344:
+        v399 = v344['regional']
+        a400 = 1
+        k401 = len(v399)
+        a400 = a400 << 2 | (k401 - 1)
+        for w401 in v399:
+            s_ = e_RTCMcorrections_regional_item(w401)
+            a400 = ((a400 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a400.bit_length() - 1)) + a400
     return a
 
 def d_RTCMEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r284: dict[str, Any] = {}
+    r403: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r284['protocolVersion'] = (t_ >> 40) & 255
-    r284['messageID'] = (t_ >> 32) & 255
-    r284['stationID'] = t_ & 4294967295
-    r['header'] = r284
-    r286: dict[str, Any] = {}
+    r403['protocolVersion'] = (t_ >> 40) & 255
+    r403['messageID'] = (t_ >> 32) & 255
+    r403['stationID'] = t_ & 4294967295
+    r['header'] = r403
+    r405: dict[str, Any] = {}
     q -= 12
     t_ = (x >> q) & 4095
-    h287 = (t_ >> 7) & 31
-    r286['msgCnt'] = t_ & 127
+    h406 = (t_ >> 7) & 31
+    r405['msgCnt'] = t_ & 127
     q -= 1
     if (x >> q) & 1:
-        i288, q = _rt.read_nsnn(x, q)
-        r286['rev'] = _DX_LayerType_3.get(i288)
+        i407, q = _rt.read_nsnn(x, q)
+        r405['rev'] = _DX_LayerType_3.get(i407)
     else:
         q -= 2
-        r286['rev'] = _D_RTCM_Revision_22[(x >> q) & 3]
-    if h287 & 8:
+        r405['rev'] = _D_RTCM_Revision_22[(x >> q) & 3]
+    if h406 & 8:
         q -= 20
-        r286['timeStamp'] = (x >> q) & 1048575
-    if h287 & 4:
-        r289: dict[str, Any] = {}
+        r405['timeStamp'] = (x >> q) & 1048575
+    if h406 & 4:
+        r408: dict[str, Any] = {}
         q -= 9
-        h290 = (x >> q) & 511
-        if h290 & 128:
-            r291: dict[str, Any] = {}
+        h409 = (x >> q) & 511
+        if h409 & 128:
+            r410: dict[str, Any] = {}
             q -= 7
-            h292 = (x >> q) & 127
-            if h292 & 64:
+            h411 = (x >> q) & 127
+            if h411 & 64:
                 q -= 12
-                r291['year'] = (x >> q) & 4095
-            if h292 & 32:
+                r410['year'] = (x >> q) & 4095
+            if h411 & 32:
                 q -= 4
-                r291['month'] = (x >> q) & 15
-            if h292 & 16:
+                r410['month'] = (x >> q) & 15
+            if h411 & 16:
                 q -= 5
-                r291['day'] = (x >> q) & 31
-            if h292 & 8:
+                r410['day'] = (x >> q) & 31
+            if h411 & 8:
                 q -= 5
-                r291['hour'] = (x >> q) & 31
-            if h292 & 4:
+                r410['hour'] = (x >> q) & 31
+            if h411 & 4:
                 q -= 6
-                r291['minute'] = (x >> q) & 63
-            if h292 & 2:
+                r410['minute'] = (x >> q) & 63
+            if h411 & 2:
                 q -= 16
-                r291['second'] = (x >> q) & 65535
-            if h292 & 1:
+                r410['second'] = (x >> q) & 65535
+            if h411 & 1:
                 q -= 11
-                r291['offset'] = ((x >> q) & 2047) - 840
-            r289['utcTime'] = r291
+                r410['offset'] = ((x >> q) & 2047) - 840
+            r408['utcTime'] = r410
         q -= 63
         t_ = (x >> q) & 9223372036854775807
-        r289['long'] = ((t_ >> 31) & 4294967295) - 1800000000
-        r289['lat'] = (t_ & 2147483647) - 900000000
-        if h290 & 64:
+        r408['long'] = ((t_ >> 31) & 4294967295) - 1800000000
+        r408['lat'] = (t_ & 2147483647) - 900000000
+        if h409 & 64:
             q -= 16
-            r289['elevation'] = ((x >> q) & 65535) - 4096
-        if h290 & 32:
+            r408['elevation'] = ((x >> q) & 65535) - 4096
+        if h409 & 32:
             q -= 15
-            r289['heading'] = (x >> q) & 32767
-        if h290 & 16:
-            r293: dict[str, Any] = {}
+            r408['heading'] = (x >> q) & 32767
+        if h409 & 16:
+            r412: dict[str, Any] = {}
             q -= 16
             t_ = (x >> q) & 65535
-            r293['transmisson'] = _D_TransmissionState_23[(t_ >> 13) & 7]
-            r293['speed'] = t_ & 8191
-            r289['speed'] = r293
-        if h290 & 8:
-            r295: dict[str, Any] = {}
+            r412['transmisson'] = _D_TransmissionState_23[(t_ >> 13) & 7]
+            r412['speed'] = t_ & 8191
+            r408['speed'] = r412
+        if h409 & 8:
+            r414: dict[str, Any] = {}
             q -= 32
             t_ = (x >> q) & 4294967295
-            r295['semiMajor'] = (t_ >> 24) & 255
-            r295['semiMinor'] = (t_ >> 16) & 255
-            r295['orientation'] = t_ & 65535
-            r289['posAccuracy'] = r295
-        if h290 & 4:
+            r414['semiMajor'] = (t_ >> 24) & 255
+            r414['semiMinor'] = (t_ >> 16) & 255
+            r414['orientation'] = t_ & 65535
+            r408['posAccuracy'] = r414
+        if h409 & 4:
             q -= 6
-            r289['timeConfidence'] = _D_TimeConfidence_24[(x >> q) & 63]
-        if h290 & 2:
-            r297: dict[str, Any] = {}
+            r408['timeConfidence'] = _D_TimeConfidence_24[(x >> q) & 63]
+        if h409 & 2:
+            r416: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
-            r297['pos'] = _D_PositionConfidence_25[(t_ >> 4) & 15]
-            r297['elevation'] = _D_ElevationConfidence_26[t_ & 15]
-            r289['posConfidence'] = r297
-        if h290 & 1:
-            r299: dict[str, Any] = {}
+            r416['pos'] = _D_PositionConfidence_25[(t_ >> 4) & 15]
+            r416['elevation'] = _D_ElevationConfidence_26[t_ & 15]
+            r408['posConfidence'] = r416
+        if h409 & 1:
+            r418: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
-            r299['heading'] = _D_HeadingConfidence_27[(t_ >> 5) & 7]
-            r299['speed'] = _D_SpeedConfidence_28[(t_ >> 2) & 7]
-            r299['throttle'] = _D_ThrottleConfidence_29[t_ & 3]
-            r289['speedConfidence'] = r299
-        if h290 >> 8:
+            r418['heading'] = _D_HeadingConfidence_27[(t_ >> 5) & 7]
+            r418['speed'] = _D_SpeedConfidence_28[(t_ >> 2) & 7]
+            r418['throttle'] = _D_ThrottleConfidence_29[t_ & 3]
+            r408['speedConfidence'] = r418
+        if h409 >> 8:
             q = _rt.skip_additions(x, q)
-        r286['anchorPoint'] = r289
-    if h287 & 2:
-        r301: dict[str, Any] = {}
+        r405['anchorPoint'] = r408
+    if h406 & 2:
+        r420: dict[str, Any] = {}
         q -= 8
-        r301['status'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-        r304: dict[str, Any] = {}
+        r420['status'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+        r423: dict[str, Any] = {}
         q -= 31
         t_ = (x >> q) & 2147483647
-        r304['antOffsetX'] = ((t_ >> 19) & 4095) - 2048
-        r304['antOffsetY'] = ((t_ >> 10) & 511) - 256
-        r304['antOffsetZ'] = (t_ & 1023) - 512
-        r301['offsetSet'] = r304
-        r286['rtcmHeader'] = r301
+        r423['antOffsetX'] = ((t_ >> 19) & 4095) - 2048
+        r423['antOffsetY'] = ((t_ >> 10) & 511) - 256
+        r423['antOffsetZ'] = (t_ & 1023) - 512
+        r420['offsetSet'] = r423
+        r405['rtcmHeader'] = r420
     q -= 3
-    k307 = ((x >> q) & 7) + 1
-    r306: list[Any] = []
-    for _ in range(k307):
+    k426 = ((x >> q) & 7) + 1
+    r425: list[Any] = []
+    for _ in range(k426):
         q -= 10
-        k308 = ((x >> q) & 1023) + 1
-        q -= k308 << 3
-        w307 = ((x >> q) & ((1 << (k308 << 3)) - 1)).to_bytes(k308, 'big')
-        r306.append(w307)
-    r286['msgs'] = r306
-    if h287 & 1:
+        k427 = ((x >> q) & 1023) + 1
+        q -= k427 << 3
+        w426 = ((x >> q) & ((1 << (k427 << 3)) - 1)).to_bytes(k427, 'big')
+        r425.append(w426)
+    r405['msgs'] = r425
+    if h406 & 1:
         q -= 2
-        k310 = ((x >> q) & 3) + 1
-        r309: list[Any] = []
-        for _ in range(k310):
-            w310, q = d_RTCMcorrections_regional_item(x, q)
-            r309.append(w310)
-        r286['regional'] = r309
-    if h287 >> 4:
+        k429 = ((x >> q) & 3) + 1
+        r428: list[Any] = []
+        for _ in range(k429):
+            x &= (1 << q) - 1
+            w429, q = d_RTCMcorrections_regional_item(x, q)
+            r428.append(w429)
+        r405['regional'] = r428
+    if h406 >> 4:
         q = _rt.skip_additions(x, q)
-    r['rtcmc'] = r286
+    r['rtcmc'] = r405
     return r, q
 
 
@@ -1283,8 +1219,8 @@ def e_IntersectionReferenceID(v: Any) -> int:
 def d_IntersectionReferenceID(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h312 = (x >> q) & 1
-    if h312 & 1:
+    h433 = (x >> q) & 1
+    if h433 & 1:
         q -= 16
         r['region'] = (x >> q) & 65535
     q -= 16
@@ -1294,250 +1230,240 @@ def d_IntersectionReferenceID(x: int, q: int) -> tuple[Any, int]:
 
 def e_EnabledLaneList(v: Any) -> int:
     a: int = 1
-    k313 = len(v)
-    a = a << 4 | (k313 - 1)
-    for w313 in v:
-        a = a << 8 | w313
+    k434 = len(v)
+    a = a << 4 | (k434 - 1)
+    for w434 in v:
+        a = a << 8 | w434
     return a
 
 def d_EnabledLaneList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k314 = ((x >> q) & 15) + 1
+    k435 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k314):
+    for _ in range(k435):
         q -= 8
-        w314 = (x >> q) & 255
-        r.append(w314)
+        w435 = (x >> q) & 255
+        r.append(w435)
     return r, q
 
 
 def e_MovementList(v: Any) -> int:
     a: int = 1
-    k315 = len(v)
-    a = a << 8 | (k315 - 1)
-    for w315 in v:
-        v316 = w315
-        a317 = 1
-        a317 = a317 << 4 | ('movementName' in v316) << 2 | ('maneuverAssistList' in v316) << 1 | ('regional' in v316)
-        if 'movementName' in v316:
-            b319 = v316['movementName'].encode('ascii')
-            a317 = a317 << 6 | (len(b319) - 1)
-            for c320 in b319:
-                a317 = a317 << 7 | c320
-        a317 = a317 << 8 | v316['signalGroup']
-        v321 = v316['state-time-speed']
-        a322 = 1
-        k323 = len(v321)
-        a322 = a322 << 4 | (k323 - 1)
-        for w323 in v321:
-            v324 = w323
-            a325 = 1
-            a325 = a325 << 8 | (('timing' in v324) << 2 | ('speeds' in v324) << 1 | ('regional' in v324)) << 4 | (_E_MovementPhaseState_30[v324['eventState']])
-            if 'timing' in v324:
-                s_ = e_TimeChangeDetails(v324['timing'])
-                a325 = ((a325 - 1) << (s_.bit_length() - 1)) + s_
-            if 'speeds' in v324:
-                s_ = e_AdvisorySpeedList(v324['speeds'])
-                a325 = ((a325 - 1) << (s_.bit_length() - 1)) + s_
-            if 'regional' in v324:
-                s_ = e_MovementEvent_regional(v324['regional'])
-                a325 = ((a325 - 1) << (s_.bit_length() - 1)) + s_
-            a322 = ((a322 - 1) << (a325.bit_length() - 1)) + a325
-        a317 = ((a317 - 1) << (a322.bit_length() - 1)) + a322
-        if 'maneuverAssistList' in v316:
-            v327 = v316['maneuverAssistList']
-            a328 = 1
-            k329 = len(v327)
-            a328 = a328 << 4 | (k329 - 1)
-            for w329 in v327:
-                v330 = w329
-                a331 = 1
-                a331 = a331 << 14 | (('queueLength' in v330) << 4 | ('availableStorageLength' in v330) << 3 | ('waitOnStop' in v330) << 2 | ('pedBicycleDetect' in v330) << 1 | ('regional' in v330)) << 8 | (v330['connectionID'])
-                if 'queueLength' in v330:
-                    a331 = a331 << 14 | v330['queueLength']
-                if 'availableStorageLength' in v330:
-                    a331 = a331 << 14 | v330['availableStorageLength']
-                if 'waitOnStop' in v330:
-                    a331 = a331 << 1 | (1 if v330['waitOnStop'] else 0)
-                if 'pedBicycleDetect' in v330:
-                    a331 = a331 << 1 | (1 if v330['pedBicycleDetect'] else 0)
-                if 'regional' in v330:
-                    s_ = e_ConnectionManeuverAssist_regional(v330['regional'])
-                    a331 = ((a331 - 1) << (s_.bit_length() - 1)) + s_
-                a328 = ((a328 - 1) << (a331.bit_length() - 1)) + a331
-            a317 = ((a317 - 1) << (a328.bit_length() - 1)) + a328
-        if 'regional' in v316:
-            v333 = v316['regional']
-            a334 = 1
-            k335 = len(v333)
-            a334 = a334 << 2 | (k335 - 1)
-            for w335 in v333:
-                s_ = e_MovementState_regional_item(w335)
-                a334 = ((a334 - 1) << (s_.bit_length() - 1)) + s_
-            a317 = ((a317 - 1) << (a334.bit_length() - 1)) + a334
-        a = ((a - 1) << (a317.bit_length() - 1)) + a317
+    k436 = len(v)
+    a = a << 8 | (k436 - 1)
+    for w436 in v:
+        a = a << 4 | ('movementName' in w436) << 2 | ('maneuverAssistList' in w436) << 1 | ('regional' in w436)
+        if 'movementName' in w436:
+            b439 = w436['movementName'].encode('ascii')
+            a = a << 6 | (len(b439) - 1)
+            a = a << 7 * len(b439) | _rt.ia5_pack(b439)
+        a = a << 8 | w436['signalGroup']
+        v441 = w436['state-time-speed']
+        a442 = 1
+        k443 = len(v441)
+        a442 = a442 << 4 | (k443 - 1)
+        for w443 in v441:
+            a442 = a442 << 8 | (('timing' in w443) << 2 | ('speeds' in w443) << 1 | ('regional' in w443)) << 4 | (_E_MovementPhaseState_30[w443['eventState']])
+            if 'timing' in w443:
+                s_ = e_TimeChangeDetails(w443['timing'])
+                a442 = ((a442 - 1) << (s_.bit_length() - 1)) + s_
+            if 'speeds' in w443:
+                s_ = e_AdvisorySpeedList(w443['speeds'])
+                a442 = ((a442 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in w443:
+                s_ = e_MovementEvent_regional(w443['regional'])
+                a442 = ((a442 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a442.bit_length() - 1)) + a442
+        if 'maneuverAssistList' in w436:
+            v449 = w436['maneuverAssistList']
+            a450 = 1
+            k451 = len(v449)
+            a450 = a450 << 4 | (k451 - 1)
+            for w451 in v449:
+                a450 = a450 << 14 | (('queueLength' in w451) << 4 | ('availableStorageLength' in w451) << 3 | ('waitOnStop' in w451) << 2 | ('pedBicycleDetect' in w451) << 1 | ('regional' in w451)) << 8 | (w451['connectionID'])
+                if 'queueLength' in w451:
+                    a450 = a450 << 14 | w451['queueLength']
+                if 'availableStorageLength' in w451:
+                    a450 = a450 << 14 | w451['availableStorageLength']
+                if 'waitOnStop' in w451:
+                    a450 = a450 << 1 | (1 if w451['waitOnStop'] else 0)
+                if 'pedBicycleDetect' in w451:
+                    a450 = a450 << 1 | (1 if w451['pedBicycleDetect'] else 0)
+                if 'regional' in w451:
+                    s_ = e_ConnectionManeuverAssist_regional(w451['regional'])
+                    a450 = ((a450 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a450.bit_length() - 1)) + a450
+        if 'regional' in w436:
+            v459 = w436['regional']
+            a460 = 1
+            k461 = len(v459)
+            a460 = a460 << 2 | (k461 - 1)
+            for w461 in v459:
+                s_ = e_MovementState_regional_item(w461)
+                a460 = ((a460 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a460.bit_length() - 1)) + a460
     return a
 
 def d_MovementList(x: int, q: int) -> tuple[Any, int]:
     q -= 8
-    k336 = ((x >> q) & 255) + 1
+    k462 = ((x >> q) & 255) + 1
     r: list[Any] = []
-    for _ in range(k336):
-        r337: dict[str, Any] = {}
+    for _ in range(k462):
+        x &= (1 << q) - 1
+        r463: dict[str, Any] = {}
         q -= 4
-        h338 = (x >> q) & 15
-        if h338 & 4:
+        h464 = (x >> q) & 15
+        if h464 & 4:
             q -= 6
-            k339 = ((x >> q) & 63) + 1
-            q -= 7 * k339
-            r337['movementName'] = _rt.ia5((x >> q) & ((1 << (7 * k339)) - 1), k339)
+            k465 = ((x >> q) & 63) + 1
+            q -= 7 * k465
+            r463['movementName'] = _rt.ia5((x >> q) & ((1 << (7 * k465)) - 1), k465)
         q -= 12
         t_ = (x >> q) & 4095
-        r337['signalGroup'] = (t_ >> 4) & 255
-        k341 = (t_ & 15) + 1
-        r340: list[Any] = []
-        for _ in range(k341):
-            r342: dict[str, Any] = {}
+        r463['signalGroup'] = (t_ >> 4) & 255
+        k467 = (t_ & 15) + 1
+        r466: list[Any] = []
+        for _ in range(k467):
+            x &= (1 << q) - 1
+            r468: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
-            h343 = (t_ >> 4) & 15
-            r342['eventState'] = _D_MovementPhaseState_31[t_ & 15]
-            if h343 & 4:
-                r342['timing'], q = d_TimeChangeDetails(x, q)
-            if h343 & 2:
-                r342['speeds'], q = d_AdvisorySpeedList(x, q)
-            if h343 & 1:
-                r342['regional'], q = d_MovementEvent_regional(x, q)
-            if h343 >> 3:
+            h469 = (t_ >> 4) & 15
+            r468['eventState'] = _D_MovementPhaseState_31[t_ & 15]
+            if h469 & 4:
+                r468['timing'], q = d_TimeChangeDetails(x, q)
+            if h469 & 2:
+                r468['speeds'], q = d_AdvisorySpeedList(x, q)
+            if h469 & 1:
+                r468['regional'], q = d_MovementEvent_regional(x, q)
+            if h469 >> 3:
                 q = _rt.skip_additions(x, q)
-            w341 = r342
-            r340.append(w341)
-        r337['state-time-speed'] = r340
-        if h338 & 2:
+            r466.append(r468)
+        r463['state-time-speed'] = r466
+        if h464 & 2:
             q -= 4
-            k345 = ((x >> q) & 15) + 1
-            r344: list[Any] = []
-            for _ in range(k345):
-                r346: dict[str, Any] = {}
+            k471 = ((x >> q) & 15) + 1
+            r470: list[Any] = []
+            for _ in range(k471):
+                x &= (1 << q) - 1
+                r472: dict[str, Any] = {}
                 q -= 14
                 t_ = (x >> q) & 16383
-                h347 = (t_ >> 8) & 63
-                r346['connectionID'] = t_ & 255
-                if h347 & 16:
+                h473 = (t_ >> 8) & 63
+                r472['connectionID'] = t_ & 255
+                if h473 & 16:
                     q -= 14
-                    r346['queueLength'] = (x >> q) & 16383
-                if h347 & 8:
+                    r472['queueLength'] = (x >> q) & 16383
+                if h473 & 8:
                     q -= 14
-                    r346['availableStorageLength'] = (x >> q) & 16383
-                if h347 & 4:
+                    r472['availableStorageLength'] = (x >> q) & 16383
+                if h473 & 4:
                     q -= 1
-                    r346['waitOnStop'] = (x >> q) & 1 == 1
-                if h347 & 2:
+                    r472['waitOnStop'] = (x >> q) & 1 == 1
+                if h473 & 2:
                     q -= 1
-                    r346['pedBicycleDetect'] = (x >> q) & 1 == 1
-                if h347 & 1:
-                    r346['regional'], q = d_ConnectionManeuverAssist_regional(x, q)
-                if h347 >> 5:
+                    r472['pedBicycleDetect'] = (x >> q) & 1 == 1
+                if h473 & 1:
+                    r472['regional'], q = d_ConnectionManeuverAssist_regional(x, q)
+                if h473 >> 5:
                     q = _rt.skip_additions(x, q)
-                w345 = r346
-                r344.append(w345)
-            r337['maneuverAssistList'] = r344
-        if h338 & 1:
+                r470.append(r472)
+            r463['maneuverAssistList'] = r470
+        if h464 & 1:
             q -= 2
-            k349 = ((x >> q) & 3) + 1
-            r348: list[Any] = []
-            for _ in range(k349):
-                w349, q = d_MovementState_regional_item(x, q)
-                r348.append(w349)
-            r337['regional'] = r348
-        if h338 >> 3:
+            k475 = ((x >> q) & 3) + 1
+            r474: list[Any] = []
+            for _ in range(k475):
+                x &= (1 << q) - 1
+                w475, q = d_MovementState_regional_item(x, q)
+                r474.append(w475)
+            r463['regional'] = r474
+        if h464 >> 3:
             q = _rt.skip_additions(x, q)
-        w336 = r337
-        r.append(w336)
+        r.append(r463)
     return r, q
 
 
 def e_ManeuverAssistList(v: Any) -> int:
     a: int = 1
-    k350 = len(v)
-    a = a << 4 | (k350 - 1)
-    for w350 in v:
-        v351 = w350
-        a352 = 1
-        a352 = a352 << 14 | (('queueLength' in v351) << 4 | ('availableStorageLength' in v351) << 3 | ('waitOnStop' in v351) << 2 | ('pedBicycleDetect' in v351) << 1 | ('regional' in v351)) << 8 | (v351['connectionID'])
-        if 'queueLength' in v351:
-            a352 = a352 << 14 | v351['queueLength']
-        if 'availableStorageLength' in v351:
-            a352 = a352 << 14 | v351['availableStorageLength']
-        if 'waitOnStop' in v351:
-            a352 = a352 << 1 | (1 if v351['waitOnStop'] else 0)
-        if 'pedBicycleDetect' in v351:
-            a352 = a352 << 1 | (1 if v351['pedBicycleDetect'] else 0)
-        if 'regional' in v351:
-            v354 = v351['regional']
-            a355 = 1
-            k356 = len(v354)
-            a355 = a355 << 2 | (k356 - 1)
-            for w356 in v354:
-                s_ = e_ConnectionManeuverAssist_regional_item(w356)
-                a355 = ((a355 - 1) << (s_.bit_length() - 1)) + s_
-            a352 = ((a352 - 1) << (a355.bit_length() - 1)) + a355
-        a = ((a - 1) << (a352.bit_length() - 1)) + a352
+    k476 = len(v)
+    a = a << 4 | (k476 - 1)
+    for w476 in v:
+        a = a << 14 | (('queueLength' in w476) << 4 | ('availableStorageLength' in w476) << 3 | ('waitOnStop' in w476) << 2 | ('pedBicycleDetect' in w476) << 1 | ('regional' in w476)) << 8 | (w476['connectionID'])
+        if 'queueLength' in w476:
+            a = a << 14 | w476['queueLength']
+        if 'availableStorageLength' in w476:
+            a = a << 14 | w476['availableStorageLength']
+        if 'waitOnStop' in w476:
+            a = a << 1 | (1 if w476['waitOnStop'] else 0)
+        if 'pedBicycleDetect' in w476:
+            a = a << 1 | (1 if w476['pedBicycleDetect'] else 0)
+        if 'regional' in w476:
+            v483 = w476['regional']
+            a484 = 1
+            k485 = len(v483)
+            a484 = a484 << 2 | (k485 - 1)
+            for w485 in v483:
+                s_ = e_ConnectionManeuverAssist_regional_item(w485)
+                a484 = ((a484 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a484.bit_length() - 1)) + a484
     return a
 
 def d_ManeuverAssistList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k357 = ((x >> q) & 15) + 1
+    k486 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k357):
-        r358: dict[str, Any] = {}
+    for _ in range(k486):
+        x &= (1 << q) - 1
+        r487: dict[str, Any] = {}
         q -= 14
         t_ = (x >> q) & 16383
-        h359 = (t_ >> 8) & 63
-        r358['connectionID'] = t_ & 255
-        if h359 & 16:
+        h488 = (t_ >> 8) & 63
+        r487['connectionID'] = t_ & 255
+        if h488 & 16:
             q -= 14
-            r358['queueLength'] = (x >> q) & 16383
-        if h359 & 8:
+            r487['queueLength'] = (x >> q) & 16383
+        if h488 & 8:
             q -= 14
-            r358['availableStorageLength'] = (x >> q) & 16383
-        if h359 & 4:
+            r487['availableStorageLength'] = (x >> q) & 16383
+        if h488 & 4:
             q -= 1
-            r358['waitOnStop'] = (x >> q) & 1 == 1
-        if h359 & 2:
+            r487['waitOnStop'] = (x >> q) & 1 == 1
+        if h488 & 2:
             q -= 1
-            r358['pedBicycleDetect'] = (x >> q) & 1 == 1
-        if h359 & 1:
+            r487['pedBicycleDetect'] = (x >> q) & 1 == 1
+        if h488 & 1:
             q -= 2
-            k361 = ((x >> q) & 3) + 1
-            r360: list[Any] = []
-            for _ in range(k361):
-                w361, q = d_ConnectionManeuverAssist_regional_item(x, q)
-                r360.append(w361)
-            r358['regional'] = r360
-        if h359 >> 5:
+            k490 = ((x >> q) & 3) + 1
+            r489: list[Any] = []
+            for _ in range(k490):
+                x &= (1 << q) - 1
+                w490, q = d_ConnectionManeuverAssist_regional_item(x, q)
+                r489.append(w490)
+            r487['regional'] = r489
+        if h488 >> 5:
             q = _rt.skip_additions(x, q)
-        w357 = r358
-        r.append(w357)
+        r.append(r487)
     return r, q
 
 
 def e_IntersectionState_regional(v: Any) -> int:
     a: int = 1
-    k362 = len(v)
-    a = a << 2 | (k362 - 1)
-    for w362 in v:
-        s_ = e_IntersectionState_regional_item(w362)
+    k491 = len(v)
+    a = a << 2 | (k491 - 1)
+    for w491 in v:
+        s_ = e_IntersectionState_regional_item(w491)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_IntersectionState_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k363 = ((x >> q) & 3) + 1
+    k492 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k363):
-        w363, q = d_IntersectionState_regional_item(x, q)
-        r.append(w363)
+    for _ in range(k492):
+        x &= (1 << q) - 1
+        w492, q = d_IntersectionState_regional_item(x, q)
+        r.append(w492)
     return r, q
 
 
@@ -1568,280 +1494,270 @@ def e_Position3D(v: Any) -> int:
     if 'elevation' in v:
         a = a << 16 | (v['elevation'] + 4096)
     if 'regional' in v:
-        v365 = v['regional']
-        a366 = 1
-        k367 = len(v365)
-        a366 = a366 << 2 | (k367 - 1)
-        for w367 in v365:
-            s_ = e_Position3D_regional_item(w367)
-            a366 = ((a366 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a366.bit_length() - 1)) + a366
+        v498 = v['regional']
+        a499 = 1
+        k500 = len(v498)
+        a499 = a499 << 2 | (k500 - 1)
+        for w500 in v498:
+            s_ = e_Position3D_regional_item(w500)
+            a499 = ((a499 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a499.bit_length() - 1)) + a499
     return a
 
 def d_Position3D(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 66
     t_ = (x >> q) & 73786976294838206463
-    h368 = (t_ >> 63) & 7
+    h501 = (t_ >> 63) & 7
     r['lat'] = ((t_ >> 32) & 2147483647) - 900000000
     r['long'] = (t_ & 4294967295) - 1800000000
-    if h368 & 2:
+    if h501 & 2:
         q -= 16
         r['elevation'] = ((x >> q) & 65535) - 4096
-    if h368 & 1:
+    if h501 & 1:
         q -= 2
-        k370 = ((x >> q) & 3) + 1
-        r369: list[Any] = []
-        for _ in range(k370):
-            w370, q = d_Position3D_regional_item(x, q)
-            r369.append(w370)
-        r['regional'] = r369
-    if h368 >> 2:
+        k503 = ((x >> q) & 3) + 1
+        r502: list[Any] = []
+        for _ in range(k503):
+            x &= (1 << q) - 1
+            w503, q = d_Position3D_regional_item(x, q)
+            r502.append(w503)
+        r['regional'] = r502
+    if h501 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_SpeedLimitList(v: Any) -> int:
     a: int = 1
-    k371 = len(v)
-    a = a << 4 | (k371 - 1)
-    for w371 in v:
-        v372 = w371
-        a373 = 1
-        w375 = v372['type']
-        i376 = _E_SpeedLimitType_32.get(w375)
-        if i376 is not None:
-            a373 = a373 << 5 | i376
+    k504 = len(v)
+    a = a << 4 | (k504 - 1)
+    for w504 in v:
+        w507 = w504['type']
+        i508 = _E_SpeedLimitType_32.get(w507)
+        if i508 is not None:
+            a = a << 5 | i508
         else:
-            a373 = _rt.nsnn(a373 << 1 | 1, _X_LayerType_1[w375])
-        a373 = a373 << 13 | v372['speed']
-        a = ((a - 1) << (a373.bit_length() - 1)) + a373
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w507])
+        a = a << 13 | w504['speed']
     return a
 
 def d_SpeedLimitList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k377 = ((x >> q) & 15) + 1
+    k510 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k377):
-        r378: dict[str, Any] = {}
+    for _ in range(k510):
+        x &= (1 << q) - 1
+        r511: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            i380, q = _rt.read_nsnn(x, q)
-            r378['type'] = _DX_LayerType_3.get(i380)
+            i513, q = _rt.read_nsnn(x, q)
+            r511['type'] = _DX_LayerType_3.get(i513)
         else:
             q -= 4
-            r378['type'] = _D_SpeedLimitType_33[(x >> q) & 15]
+            r511['type'] = _D_SpeedLimitType_33[(x >> q) & 15]
         q -= 13
-        r378['speed'] = (x >> q) & 8191
-        w377 = r378
-        r.append(w377)
+        r511['speed'] = (x >> q) & 8191
+        r.append(r511)
     return r, q
 
 
 def e_LaneList(v: Any) -> int:
     a: int = 1
-    k381 = len(v)
-    a = a << 8 | (k381 - 1)
-    for w381 in v:
-        v382 = w381
-        a383 = 1
-        a383 = a383 << 16 | (('name' in v382) << 6 | ('ingressApproach' in v382) << 5 | ('egressApproach' in v382) << 4 | ('maneuvers' in v382) << 3 | ('connectsTo' in v382) << 2 | ('overlays' in v382) << 1 | ('regional' in v382)) << 8 | (v382['laneID'])
-        if 'name' in v382:
-            b385 = v382['name'].encode('ascii')
-            a383 = a383 << 6 | (len(b385) - 1)
-            for c386 in b385:
-                a383 = a383 << 7 | c386
-        if 'ingressApproach' in v382:
-            a383 = a383 << 4 | v382['ingressApproach']
-        if 'egressApproach' in v382:
-            a383 = a383 << 4 | v382['egressApproach']
-        v387 = v382['laneAttributes']
-        a388 = 1
-        a388 = a388 << 1 | ('regional' in v387)
-        d390, k391 = v387['directionalUse']
-        a388 = a388 << k391 | int.from_bytes(d390, 'big') >> (8 * len(d390) - k391)
-        d392, k393 = v387['sharedWith']
-        a388 = a388 << k393 | int.from_bytes(d392, 'big') >> (8 * len(d392) - k393)
-        s_ = e_LaneTypeAttributes(v387['laneType'])
-        a388 = ((a388 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in v387:
-            s_ = e_LaneAttributes_regional(v387['regional'])
-            a388 = ((a388 - 1) << (s_.bit_length() - 1)) + s_
-        a383 = ((a383 - 1) << (a388.bit_length() - 1)) + a388
-        if 'maneuvers' in v382:
-            d394, k395 = v382['maneuvers']
-            a383 = a383 << k395 | int.from_bytes(d394, 'big') >> (8 * len(d394) - k395)
-        s_ = e_NodeListXY(v382['nodeList'])
-        a383 = ((a383 - 1) << (s_.bit_length() - 1)) + s_
-        if 'connectsTo' in v382:
-            v396 = v382['connectsTo']
-            a397 = 1
-            k398 = len(v396)
-            a397 = a397 << 4 | (k398 - 1)
-            for w398 in v396:
-                v399 = w398
-                a400 = 1
-                a400 = a400 << 4 | ('remoteIntersection' in v399) << 3 | ('signalGroup' in v399) << 2 | ('userClass' in v399) << 1 | ('connectionID' in v399)
-                s_ = e_ConnectingLane(v399['connectingLane'])
-                a400 = ((a400 - 1) << (s_.bit_length() - 1)) + s_
-                if 'remoteIntersection' in v399:
-                    s_ = e_IntersectionReferenceID(v399['remoteIntersection'])
-                    a400 = ((a400 - 1) << (s_.bit_length() - 1)) + s_
-                if 'signalGroup' in v399:
-                    a400 = a400 << 8 | v399['signalGroup']
-                if 'userClass' in v399:
-                    a400 = a400 << 8 | v399['userClass']
-                if 'connectionID' in v399:
-                    a400 = a400 << 8 | v399['connectionID']
-                a397 = ((a397 - 1) << (a400.bit_length() - 1)) + a400
-            a383 = ((a383 - 1) << (a397.bit_length() - 1)) + a397
-        if 'overlays' in v382:
-            v402 = v382['overlays']
-            a403 = 1
-            k404 = len(v402)
-            a403 = a403 << 3 | (k404 - 1)
-            for w404 in v402:
-                a403 = a403 << 8 | w404
-            a383 = ((a383 - 1) << (a403.bit_length() - 1)) + a403
-        if 'regional' in v382:
-            v405 = v382['regional']
-            a406 = 1
-            k407 = len(v405)
-            a406 = a406 << 2 | (k407 - 1)
-            for w407 in v405:
-                s_ = e_GenericLane_regional_item(w407)
-                a406 = ((a406 - 1) << (s_.bit_length() - 1)) + s_
-            a383 = ((a383 - 1) << (a406.bit_length() - 1)) + a406
-        a = ((a - 1) << (a383.bit_length() - 1)) + a383
+    k514 = len(v)
+    a = a << 8 | (k514 - 1)
+    for w514 in v:
+        a550 = 1
+        a550 = a550 << 16 | (('name' in w514) << 6 | ('ingressApproach' in w514) << 5 | ('egressApproach' in w514) << 4 | ('maneuvers' in w514) << 3 | ('connectsTo' in w514) << 2 | ('overlays' in w514) << 1 | ('regional' in w514)) << 8 | (w514['laneID'])
+        if 'name' in w514:
+            b554 = w514['name'].encode('ascii')
+            a550 = a550 << 6 | (len(b554) - 1)
+            a550 = a550 << 7 * len(b554) | _rt.ia5_pack(b554)
+        if 'ingressApproach' in w514:
+            a550 = a550 << 4 | w514['ingressApproach']
+        if 'egressApproach' in w514:
+            a550 = a550 << 4 | w514['egressApproach']
+        v557 = w514['laneAttributes']
+        a550 = a550 << 1 | ('regional' in v557)
+        d560, k561 = v557['directionalUse']
+        a550 = a550 << k561 | int.from_bytes(d560, 'big') >> (8 * len(d560) - k561)
+        d563, k564 = v557['sharedWith']
+        a550 = a550 << k564 | int.from_bytes(d563, 'big') >> (8 * len(d563) - k564)
+        s_ = e_LaneTypeAttributes(v557['laneType'])
+        a550 = ((a550 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in v557:
+            s_ = e_LaneAttributes_regional(v557['regional'])
+            a550 = ((a550 - 1) << (s_.bit_length() - 1)) + s_
+        if 'maneuvers' in w514:
+            d568, k569 = w514['maneuvers']
+            a550 = a550 << k569 | int.from_bytes(d568, 'big') >> (8 * len(d568) - k569)
+        s_ = e_NodeListXY(w514['nodeList'])
+        a550 = ((a550 - 1) << (s_.bit_length() - 1)) + s_
+        if 'connectsTo' in w514:
+            v571 = w514['connectsTo']
+            a572 = 1
+            k573 = len(v571)
+            a572 = a572 << 4 | (k573 - 1)
+            for w573 in v571:
+                a572 = a572 << 4 | ('remoteIntersection' in w573) << 3 | ('signalGroup' in w573) << 2 | ('userClass' in w573) << 1 | ('connectionID' in w573)
+                s_ = e_ConnectingLane(w573['connectingLane'])
+                a572 = ((a572 - 1) << (s_.bit_length() - 1)) + s_
+                if 'remoteIntersection' in w573:
+                    s_ = e_IntersectionReferenceID(w573['remoteIntersection'])
+                    a572 = ((a572 - 1) << (s_.bit_length() - 1)) + s_
+                if 'signalGroup' in w573:
+                    a572 = a572 << 8 | w573['signalGroup']
+                if 'userClass' in w573:
+                    a572 = a572 << 8 | w573['userClass']
+                if 'connectionID' in w573:
+                    a572 = a572 << 8 | w573['connectionID']
+            a550 = ((a550 - 1) << (a572.bit_length() - 1)) + a572
+        if 'overlays' in w514:
+            v580 = w514['overlays']
+            a581 = 1
+            k582 = len(v580)
+            a581 = a581 << 3 | (k582 - 1)
+            for w582 in v580:
+                a581 = a581 << 8 | w582
+            a550 = ((a550 - 1) << (a581.bit_length() - 1)) + a581
+        if 'regional' in w514:
+            v583 = w514['regional']
+            a584 = 1
+            k585 = len(v583)
+            a584 = a584 << 2 | (k585 - 1)
+            for w585 in v583:
+                s_ = e_GenericLane_regional_item(w585)
+                a584 = ((a584 - 1) << (s_.bit_length() - 1)) + s_
+            a550 = ((a550 - 1) << (a584.bit_length() - 1)) + a584
+        a = ((a - 1) << (a550.bit_length() - 1)) + a550
     return a
 
 def d_LaneList(x: int, q: int) -> tuple[Any, int]:
     q -= 8
-    k408 = ((x >> q) & 255) + 1
+    k586 = ((x >> q) & 255) + 1
     r: list[Any] = []
-    for _ in range(k408):
-        r409: dict[str, Any] = {}
+    for _ in range(k586):
+        x &= (1 << q) - 1
+        r587: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
-        h410 = (t_ >> 8) & 255
-        r409['laneID'] = t_ & 255
-        if h410 & 64:
+        h588 = (t_ >> 8) & 255
+        r587['laneID'] = t_ & 255
+        if h588 & 64:
             q -= 6
-            k411 = ((x >> q) & 63) + 1
-            q -= 7 * k411
-            r409['name'] = _rt.ia5((x >> q) & ((1 << (7 * k411)) - 1), k411)
-        if h410 & 32:
+            k589 = ((x >> q) & 63) + 1
+            q -= 7 * k589
+            r587['name'] = _rt.ia5((x >> q) & ((1 << (7 * k589)) - 1), k589)
+        if h588 & 32:
             q -= 4
-            r409['ingressApproach'] = (x >> q) & 15
-        if h410 & 16:
+            r587['ingressApproach'] = (x >> q) & 15
+        if h588 & 16:
             q -= 4
-            r409['egressApproach'] = (x >> q) & 15
-        r412: dict[str, Any] = {}
+            r587['egressApproach'] = (x >> q) & 15
+        r590: dict[str, Any] = {}
         q -= 13
         t_ = (x >> q) & 8191
-        h413 = (t_ >> 12) & 1
-        r412['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
-        r412['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
-        r412['laneType'], q = d_LaneTypeAttributes(x, q)
-        if h413 & 1:
-            r412['regional'], q = d_LaneAttributes_regional(x, q)
-        r409['laneAttributes'] = r412
-        if h410 & 8:
+        h591 = (t_ >> 12) & 1
+        r590['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
+        r590['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
+        r590['laneType'], q = d_LaneTypeAttributes(x, q)
+        if h591 & 1:
+            r590['regional'], q = d_LaneAttributes_regional(x, q)
+        r587['laneAttributes'] = r590
+        if h588 & 8:
             q -= 12
-            r409['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-        r409['nodeList'], q = d_NodeListXY(x, q)
-        if h410 & 4:
+            r587['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+        r587['nodeList'], q = d_NodeListXY(x, q)
+        if h588 & 4:
             q -= 4
-            k418 = ((x >> q) & 15) + 1
-            r417: list[Any] = []
-            for _ in range(k418):
-                r419: dict[str, Any] = {}
+            k596 = ((x >> q) & 15) + 1
+            r595: list[Any] = []
+            for _ in range(k596):
+                x &= (1 << q) - 1
+                r597: dict[str, Any] = {}
                 q -= 4
-                h420 = (x >> q) & 15
-                r419['connectingLane'], q = d_ConnectingLane(x, q)
-                if h420 & 8:
-                    r419['remoteIntersection'], q = d_IntersectionReferenceID(x, q)
-                if h420 & 4:
+                h598 = (x >> q) & 15
+                r597['connectingLane'], q = d_ConnectingLane(x, q)
+                if h598 & 8:
+                    r597['remoteIntersection'], q = d_IntersectionReferenceID(x, q)
+                if h598 & 4:
                     q -= 8
-                    r419['signalGroup'] = (x >> q) & 255
-                if h420 & 2:
+                    r597['signalGroup'] = (x >> q) & 255
+                if h598 & 2:
                     q -= 8
-                    r419['userClass'] = (x >> q) & 255
-                if h420 & 1:
+                    r597['userClass'] = (x >> q) & 255
+                if h598 & 1:
                     q -= 8
-                    r419['connectionID'] = (x >> q) & 255
-                w418 = r419
-                r417.append(w418)
-            r409['connectsTo'] = r417
-        if h410 & 2:
+                    r597['connectionID'] = (x >> q) & 255
+                r595.append(r597)
+            r587['connectsTo'] = r595
+        if h588 & 2:
             q -= 3
-            k422 = ((x >> q) & 7) + 1
-            r421: list[Any] = []
-            for _ in range(k422):
+            k600 = ((x >> q) & 7) + 1
+            r599: list[Any] = []
+            for _ in range(k600):
                 q -= 8
-                w422 = (x >> q) & 255
-                r421.append(w422)
-            r409['overlays'] = r421
-        if h410 & 1:
+                w600 = (x >> q) & 255
+                r599.append(w600)
+            r587['overlays'] = r599
+        if h588 & 1:
             q -= 2
-            k424 = ((x >> q) & 3) + 1
-            r423: list[Any] = []
-            for _ in range(k424):
-                w424, q = d_GenericLane_regional_item(x, q)
-                r423.append(w424)
-            r409['regional'] = r423
-        if h410 >> 7:
+            k602 = ((x >> q) & 3) + 1
+            r601: list[Any] = []
+            for _ in range(k602):
+                x &= (1 << q) - 1
+                w602, q = d_GenericLane_regional_item(x, q)
+                r601.append(w602)
+            r587['regional'] = r601
+        if h588 >> 7:
             q = _rt.skip_additions(x, q)
-        w408 = r409
-        r.append(w408)
+        r.append(r587)
     return r, q
 
 
 def e_PreemptPriorityList(v: Any) -> int:
     a: int = 1
-    k425 = len(v)
-    a = a << 5 | (k425 - 1)
-    for w425 in v:
-        v426 = w425
-        a427 = 1
-        a427 = a427 << 1
-        s_ = e_SignalControlZone_zone(v426['zone'])
-        a427 = ((a427 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a427.bit_length() - 1)) + a427
+    k603 = len(v)
+    a = a << 5 | (k603 - 1)
+    for w603 in v:
+        a = a << 1
+        s_ = e_SignalControlZone_zone(w603['zone'])
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_PreemptPriorityList(x: int, q: int) -> tuple[Any, int]:
     q -= 5
-    k429 = ((x >> q) & 31) + 1
+    k606 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k429):
-        r430: dict[str, Any] = {}
+    for _ in range(k606):
+        x &= (1 << q) - 1
+        r607: dict[str, Any] = {}
         q -= 1
-        h431 = (x >> q) & 1
-        r430['zone'], q = d_SignalControlZone_zone(x, q)
-        if h431 >> 0:
+        h608 = (x >> q) & 1
+        r607['zone'], q = d_SignalControlZone_zone(x, q)
+        if h608 >> 0:
             q = _rt.skip_additions(x, q)
-        w429 = r430
-        r.append(w429)
+        r.append(r607)
     return r, q
 
 
 def e_IntersectionGeometry_regional(v: Any) -> int:
     a: int = 1
-    k432 = len(v)
-    a = a << 2 | (k432 - 1)
-    for w432 in v:
-        s_ = e_IntersectionGeometry_regional_item(w432)
+    k609 = len(v)
+    a = a << 2 | (k609 - 1)
+    for w609 in v:
+        s_ = e_IntersectionGeometry_regional_item(w609)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_IntersectionGeometry_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k433 = ((x >> q) & 3) + 1
+    k610 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k433):
-        w433, q = d_IntersectionGeometry_regional_item(x, q)
-        r.append(w433)
+    for _ in range(k610):
+        x &= (1 << q) - 1
+        w610, q = d_IntersectionGeometry_regional_item(x, q)
+        r.append(w610)
     return r, q
 
 
@@ -1856,8 +1772,8 @@ def e_RoadSegmentReferenceID(v: Any) -> int:
 def d_RoadSegmentReferenceID(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h435 = (x >> q) & 1
-    if h435 & 1:
+    h614 = (x >> q) & 1
+    if h614 & 1:
         q -= 16
         r['region'] = (x >> q) & 65535
     q -= 16
@@ -1867,198 +1783,194 @@ def d_RoadSegmentReferenceID(x: int, q: int) -> tuple[Any, int]:
 
 def e_RoadLaneSetList(v: Any) -> int:
     a: int = 1
-    k436 = len(v)
-    a = a << 8 | (k436 - 1)
-    for w436 in v:
-        v437 = w436
-        a438 = 1
-        a438 = a438 << 16 | (('name' in v437) << 6 | ('ingressApproach' in v437) << 5 | ('egressApproach' in v437) << 4 | ('maneuvers' in v437) << 3 | ('connectsTo' in v437) << 2 | ('overlays' in v437) << 1 | ('regional' in v437)) << 8 | (v437['laneID'])
-        if 'name' in v437:
-            b440 = v437['name'].encode('ascii')
-            a438 = a438 << 6 | (len(b440) - 1)
-            for c441 in b440:
-                a438 = a438 << 7 | c441
-        if 'ingressApproach' in v437:
-            a438 = a438 << 4 | v437['ingressApproach']
-        if 'egressApproach' in v437:
-            a438 = a438 << 4 | v437['egressApproach']
-        v442 = v437['laneAttributes']
-        a443 = 1
-        a443 = a443 << 1 | ('regional' in v442)
-        d445, k446 = v442['directionalUse']
-        a443 = a443 << k446 | int.from_bytes(d445, 'big') >> (8 * len(d445) - k446)
-        d447, k448 = v442['sharedWith']
-        a443 = a443 << k448 | int.from_bytes(d447, 'big') >> (8 * len(d447) - k448)
-        s_ = e_LaneTypeAttributes(v442['laneType'])
-        a443 = ((a443 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in v442:
-            s_ = e_LaneAttributes_regional(v442['regional'])
-            a443 = ((a443 - 1) << (s_.bit_length() - 1)) + s_
-        a438 = ((a438 - 1) << (a443.bit_length() - 1)) + a443
-        if 'maneuvers' in v437:
-            d449, k450 = v437['maneuvers']
-            a438 = a438 << k450 | int.from_bytes(d449, 'big') >> (8 * len(d449) - k450)
-        s_ = e_NodeListXY(v437['nodeList'])
-        a438 = ((a438 - 1) << (s_.bit_length() - 1)) + s_
-        if 'connectsTo' in v437:
-            v451 = v437['connectsTo']
-            a452 = 1
-            k453 = len(v451)
-            a452 = a452 << 4 | (k453 - 1)
-            for w453 in v451:
-                v454 = w453
-                a455 = 1
-                a455 = a455 << 4 | ('remoteIntersection' in v454) << 3 | ('signalGroup' in v454) << 2 | ('userClass' in v454) << 1 | ('connectionID' in v454)
-                s_ = e_ConnectingLane(v454['connectingLane'])
-                a455 = ((a455 - 1) << (s_.bit_length() - 1)) + s_
-                if 'remoteIntersection' in v454:
-                    s_ = e_IntersectionReferenceID(v454['remoteIntersection'])
-                    a455 = ((a455 - 1) << (s_.bit_length() - 1)) + s_
-                if 'signalGroup' in v454:
-                    a455 = a455 << 8 | v454['signalGroup']
-                if 'userClass' in v454:
-                    a455 = a455 << 8 | v454['userClass']
-                if 'connectionID' in v454:
-                    a455 = a455 << 8 | v454['connectionID']
-                a452 = ((a452 - 1) << (a455.bit_length() - 1)) + a455
-            a438 = ((a438 - 1) << (a452.bit_length() - 1)) + a452
-        if 'overlays' in v437:
-            v457 = v437['overlays']
-            a458 = 1
-            k459 = len(v457)
-            a458 = a458 << 3 | (k459 - 1)
-            for w459 in v457:
-                a458 = a458 << 8 | w459
-            a438 = ((a438 - 1) << (a458.bit_length() - 1)) + a458
-        if 'regional' in v437:
-            v460 = v437['regional']
-            a461 = 1
-            k462 = len(v460)
-            a461 = a461 << 2 | (k462 - 1)
-            for w462 in v460:
-                s_ = e_GenericLane_regional_item(w462)
-                a461 = ((a461 - 1) << (s_.bit_length() - 1)) + s_
-            a438 = ((a438 - 1) << (a461.bit_length() - 1)) + a461
-        a = ((a - 1) << (a438.bit_length() - 1)) + a438
+    k615 = len(v)
+    a = a << 8 | (k615 - 1)
+    for w615 in v:
+        a651 = 1
+        a651 = a651 << 16 | (('name' in w615) << 6 | ('ingressApproach' in w615) << 5 | ('egressApproach' in w615) << 4 | ('maneuvers' in w615) << 3 | ('connectsTo' in w615) << 2 | ('overlays' in w615) << 1 | ('regional' in w615)) << 8 | (w615['laneID'])
+        if 'name' in w615:
+            b655 = w615['name'].encode('ascii')
+            a651 = a651 << 6 | (len(b655) - 1)
+            a651 = a651 << 7 * len(b655) | _rt.ia5_pack(b655)
+        if 'ingressApproach' in w615:
+            a651 = a651 << 4 | w615['ingressApproach']
+        if 'egressApproach' in w615:
+            a651 = a651 << 4 | w615['egressApproach']
+        v658 = w615['laneAttributes']
+        a651 = a651 << 1 | ('regional' in v658)
+        d661, k662 = v658['directionalUse']
+        a651 = a651 << k662 | int.from_bytes(d661, 'big') >> (8 * len(d661) - k662)
+        d664, k665 = v658['sharedWith']
+        a651 = a651 << k665 | int.from_bytes(d664, 'big') >> (8 * len(d664) - k665)
+        s_ = e_LaneTypeAttributes(v658['laneType'])
+        a651 = ((a651 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in v658:
+            s_ = e_LaneAttributes_regional(v658['regional'])
+            a651 = ((a651 - 1) << (s_.bit_length() - 1)) + s_
+        if 'maneuvers' in w615:
+            d669, k670 = w615['maneuvers']
+            a651 = a651 << k670 | int.from_bytes(d669, 'big') >> (8 * len(d669) - k670)
+        s_ = e_NodeListXY(w615['nodeList'])
+        a651 = ((a651 - 1) << (s_.bit_length() - 1)) + s_
+        if 'connectsTo' in w615:
+            v672 = w615['connectsTo']
+            a673 = 1
+            k674 = len(v672)
+            a673 = a673 << 4 | (k674 - 1)
+            for w674 in v672:
+                a673 = a673 << 4 | ('remoteIntersection' in w674) << 3 | ('signalGroup' in w674) << 2 | ('userClass' in w674) << 1 | ('connectionID' in w674)
+                s_ = e_ConnectingLane(w674['connectingLane'])
+                a673 = ((a673 - 1) << (s_.bit_length() - 1)) + s_
+                if 'remoteIntersection' in w674:
+                    s_ = e_IntersectionReferenceID(w674['remoteIntersection'])
+                    a673 = ((a673 - 1) << (s_.bit_length() - 1)) + s_
+                if 'signalGroup' in w674:
+                    a673 = a673 << 8 | w674['signalGroup']
+                if 'userClass' in w674:
+                    a673 = a673 << 8 | w674['userClass']
+                if 'connectionID' in w674:
+                    a673 = a673 << 8 | w674['connectionID']
+            a651 = ((a651 - 1) << (a673.bit_length() - 1)) + a673
+        if 'overlays' in w615:
+            v681 = w615['overlays']
+            a682 = 1
+            k683 = len(v681)
+            a682 = a682 << 3 | (k683 - 1)
+            for w683 in v681:
+                a682 = a682 << 8 | w683
+            a651 = ((a651 - 1) << (a682.bit_length() - 1)) + a682
+        if 'regional' in w615:
+            v684 = w615['regional']
+            a685 = 1
+            k686 = len(v684)
+            a685 = a685 << 2 | (k686 - 1)
+            for w686 in v684:
+                s_ = e_GenericLane_regional_item(w686)
+                a685 = ((a685 - 1) << (s_.bit_length() - 1)) + s_
+            a651 = ((a651 - 1) << (a685.bit_length() - 1)) + a685
+        a = ((a - 1) << (a651.bit_length() - 1)) + a651
     return a
 
 def d_RoadLaneSetList(x: int, q: int) -> tuple[Any, int]:
     q -= 8
-    k463 = ((x >> q) & 255) + 1
+    k687 = ((x >> q) & 255) + 1
     r: list[Any] = []
-    for _ in range(k463):
-        r464: dict[str, Any] = {}
+    for _ in range(k687):
+        x &= (1 << q) - 1
+        r688: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
-        h465 = (t_ >> 8) & 255
-        r464['laneID'] = t_ & 255
-        if h465 & 64:
+        h689 = (t_ >> 8) & 255
+        r688['laneID'] = t_ & 255
+        if h689 & 64:
             q -= 6
-            k466 = ((x >> q) & 63) + 1
-            q -= 7 * k466
-            r464['name'] = _rt.ia5((x >> q) & ((1 << (7 * k466)) - 1), k466)
-        if h465 & 32:
+            k690 = ((x >> q) & 63) + 1
+            q -= 7 * k690
+            r688['name'] = _rt.ia5((x >> q) & ((1 << (7 * k690)) - 1), k690)
+        if h689 & 32:
             q -= 4
-            r464['ingressApproach'] = (x >> q) & 15
-        if h465 & 16:
+            r688['ingressApproach'] = (x >> q) & 15
+        if h689 & 16:
             q -= 4
-            r464['egressApproach'] = (x >> q) & 15
-        r467: dict[str, Any] = {}
+            r688['egressApproach'] = (x >> q) & 15
+        r691: dict[str, Any] = {}
         q -= 13
         t_ = (x >> q) & 8191
-        h468 = (t_ >> 12) & 1
-        r467['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
-        r467['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
-        r467['laneType'], q = d_LaneTypeAttributes(x, q)
-        if h468 & 1:
-            r467['regional'], q = d_LaneAttributes_regional(x, q)
-        r464['laneAttributes'] = r467
-        if h465 & 8:
+        h692 = (t_ >> 12) & 1
+        r691['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
+        r691['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
+        r691['laneType'], q = d_LaneTypeAttributes(x, q)
+        if h692 & 1:
+            r691['regional'], q = d_LaneAttributes_regional(x, q)
+        r688['laneAttributes'] = r691
+        if h689 & 8:
             q -= 12
-            r464['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-        r464['nodeList'], q = d_NodeListXY(x, q)
-        if h465 & 4:
+            r688['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+        r688['nodeList'], q = d_NodeListXY(x, q)
+        if h689 & 4:
             q -= 4
-            k473 = ((x >> q) & 15) + 1
-            r472: list[Any] = []
-            for _ in range(k473):
-                r474: dict[str, Any] = {}
+            k697 = ((x >> q) & 15) + 1
+            r696: list[Any] = []
+            for _ in range(k697):
+                x &= (1 << q) - 1
+                r698: dict[str, Any] = {}
                 q -= 4
-                h475 = (x >> q) & 15
-                r474['connectingLane'], q = d_ConnectingLane(x, q)
-                if h475 & 8:
-                    r474['remoteIntersection'], q = d_IntersectionReferenceID(x, q)
-                if h475 & 4:
+                h699 = (x >> q) & 15
+                r698['connectingLane'], q = d_ConnectingLane(x, q)
+                if h699 & 8:
+                    r698['remoteIntersection'], q = d_IntersectionReferenceID(x, q)
+                if h699 & 4:
                     q -= 8
-                    r474['signalGroup'] = (x >> q) & 255
-                if h475 & 2:
+                    r698['signalGroup'] = (x >> q) & 255
+                if h699 & 2:
                     q -= 8
-                    r474['userClass'] = (x >> q) & 255
-                if h475 & 1:
+                    r698['userClass'] = (x >> q) & 255
+                if h699 & 1:
                     q -= 8
-                    r474['connectionID'] = (x >> q) & 255
-                w473 = r474
-                r472.append(w473)
-            r464['connectsTo'] = r472
-        if h465 & 2:
+                    r698['connectionID'] = (x >> q) & 255
+                r696.append(r698)
+            r688['connectsTo'] = r696
+        if h689 & 2:
             q -= 3
-            k477 = ((x >> q) & 7) + 1
-            r476: list[Any] = []
-            for _ in range(k477):
+            k701 = ((x >> q) & 7) + 1
+            r700: list[Any] = []
+            for _ in range(k701):
                 q -= 8
-                w477 = (x >> q) & 255
-                r476.append(w477)
-            r464['overlays'] = r476
-        if h465 & 1:
+                w701 = (x >> q) & 255
+                r700.append(w701)
+            r688['overlays'] = r700
+        if h689 & 1:
             q -= 2
-            k479 = ((x >> q) & 3) + 1
-            r478: list[Any] = []
-            for _ in range(k479):
-                w479, q = d_GenericLane_regional_item(x, q)
-                r478.append(w479)
-            r464['regional'] = r478
-        if h465 >> 7:
+            k703 = ((x >> q) & 3) + 1
+            r702: list[Any] = []
+            for _ in range(k703):
+                x &= (1 << q) - 1
+                w703, q = d_GenericLane_regional_item(x, q)
+                r702.append(w703)
+            r688['regional'] = r702
+        if h689 >> 7:
             q = _rt.skip_additions(x, q)
-        w463 = r464
-        r.append(w463)
+        r.append(r688)
     return r, q
 
 
 def e_RoadSegment_regional(v: Any) -> int:
     a: int = 1
-    k480 = len(v)
-    a = a << 2 | (k480 - 1)
-    for w480 in v:
-        s_ = e_RoadSegment_regional_item(w480)
+    k704 = len(v)
+    a = a << 2 | (k704 - 1)
+    for w704 in v:
+        s_ = e_RoadSegment_regional_item(w704)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RoadSegment_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k481 = ((x >> q) & 3) + 1
+    k705 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k481):
-        w481, q = d_RoadSegment_regional_item(x, q)
-        r.append(w481)
+    for _ in range(k705):
+        x &= (1 << q) - 1
+        w705, q = d_RoadSegment_regional_item(x, q)
+        r.append(w705)
     return r, q
 
 
 def e_RestrictionUserTypeList(v: Any) -> int:
     a: int = 1
-    k482 = len(v)
-    a = a << 4 | (k482 - 1)
-    for w482 in v:
-        s_ = e_RestrictionUserType(w482)
+    k706 = len(v)
+    a = a << 4 | (k706 - 1)
+    for w706 in v:
+        s_ = e_RestrictionUserType(w706)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RestrictionUserTypeList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k483 = ((x >> q) & 15) + 1
+    k707 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k483):
-        w483, q = d_RestrictionUserType(x, q)
-        r.append(w483)
+    for _ in range(k707):
+        x &= (1 << q) - 1
+        w707, q = d_RestrictionUserType(x, q)
+        r.append(w707)
     return r, q
 
 
@@ -2186,90 +2098,89 @@ def d_IviContainer(x: int, q: int) -> tuple[Any, int]:
 def e_SignalRequest(v: Any) -> int:
     a: int = 1
     a = a << 3 | ('outBoundLane' in v) << 1 | ('regional' in v)
-    v487 = v['id']
-    a488 = 1
-    a488 = a488 << 1 | ('region' in v487)
-    if 'region' in v487:
-        a488 = a488 << 16 | v487['region']
-    a488 = a488 << 16 | v487['id']
-    a = ((a - 1) << (a488.bit_length() - 1)) + a488
-    a = a << 8 | v['requestID']
-    w490 = v['requestType']
-    i491 = _E_PriorityRequestType_34.get(w490)
-    if i491 is not None:
-        a = a << 3 | i491
+    v714 = v['id']
+    a = a << 1 | ('region' in v714)
+    if 'region' in v714:
+        a = a << 16 | v714['region']
+    a = a << 24 | (v714['id']) << 8 | (v['requestID'])
+    w720 = v['requestType']
+    i721 = _E_PriorityRequestType_34.get(w720)
+    if i721 is not None:
+        a = a << 3 | i721
     else:
-        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w490])
+        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w720])
     s_ = e_IntersectionAccessPoint(v['inBoundLane'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'outBoundLane' in v:
         s_ = e_IntersectionAccessPoint(v['outBoundLane'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'regional' in v:
-        v492 = v['regional']
-        a493 = 1
-        k494 = len(v492)
-        a493 = a493 << 2 | (k494 - 1)
-        for w494 in v492:
-            s_ = e_SignalRequest_regional_item(w494)
-            a493 = ((a493 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a493.bit_length() - 1)) + a493
+        v724 = v['regional']
+        a725 = 1
+        k726 = len(v724)
+        a725 = a725 << 2 | (k726 - 1)
+        for w726 in v724:
+            s_ = e_SignalRequest_regional_item(w726)
+            a725 = ((a725 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a725.bit_length() - 1)) + a725
     return a
 
 def d_SignalRequest(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h495 = (x >> q) & 7
-    r496: dict[str, Any] = {}
+    h727 = (x >> q) & 7
+    r728: dict[str, Any] = {}
     q -= 1
-    h497 = (x >> q) & 1
-    if h497 & 1:
+    h729 = (x >> q) & 1
+    if h729 & 1:
         q -= 16
-        r496['region'] = (x >> q) & 65535
+        r728['region'] = (x >> q) & 65535
     q -= 16
-    r496['id'] = (x >> q) & 65535
-    r['id'] = r496
+    r728['id'] = (x >> q) & 65535
+    r['id'] = r728
     q -= 8
     r['requestID'] = (x >> q) & 255
     q -= 1
     if (x >> q) & 1:
-        i498, q = _rt.read_nsnn(x, q)
-        r['requestType'] = _DX_LayerType_3.get(i498)
+        i730, q = _rt.read_nsnn(x, q)
+        r['requestType'] = _DX_LayerType_3.get(i730)
     else:
         q -= 2
         r['requestType'] = _D_PriorityRequestType_35[(x >> q) & 3]
     r['inBoundLane'], q = d_IntersectionAccessPoint(x, q)
-    if h495 & 2:
+    if h727 & 2:
         r['outBoundLane'], q = d_IntersectionAccessPoint(x, q)
-    if h495 & 1:
+    if h727 & 1:
         q -= 2
-        k500 = ((x >> q) & 3) + 1
-        r499: list[Any] = []
-        for _ in range(k500):
-            w500, q = d_SignalRequest_regional_item(x, q)
-            r499.append(w500)
-        r['regional'] = r499
-    if h495 >> 2:
+        k732 = ((x >> q) & 3) + 1
+        r731: list[Any] = []
+        for _ in range(k732):
+            x &= (1 << q) - 1
+            w732, q = d_SignalRequest_regional_item(x, q)
+            r731.append(w732)
+        r['regional'] = r731
+    if h727 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_SignalRequestPackage_regional(v: Any) -> int:
     a: int = 1
-    k501 = len(v)
-    a = a << 2 | (k501 - 1)
-    for w501 in v:
-        s_ = e_SignalRequestPackage_regional_item(w501)
+    k733 = len(v)
+    a = a << 2 | (k733 - 1)
+    for w733 in v:
+        s_ = e_SignalRequestPackage_regional_item(w733)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_SignalRequestPackage_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k502 = ((x >> q) & 3) + 1
+    k734 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k502):
-        w502, q = d_SignalRequestPackage_regional_item(x, q)
-        r.append(w502)
+    for _ in range(k734):
+        x &= (1 << q) - 1
+        w734, q = d_SignalRequestPackage_regional_item(x, q)
+        r.append(w734)
     return r, q
 
 
@@ -2278,8 +2189,8 @@ def e_VehicleID(v: Any) -> int:
     k, w = v
     if k == 'entityID':
         a <<= 1
-        d503 = w
-        a = a << (len(d503) << 3) | int.from_bytes(d503, 'big')
+        d735 = w
+        a = a << (len(d735) << 3) | int.from_bytes(d735, 'big')
     elif k == 'stationID':
         a = a << 33 | (1) << 32 | (w)
     else:
@@ -2291,9 +2202,9 @@ def d_VehicleID(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     i = (x >> q) & 1
     if i == 0:
-        k504 = 4
-        q -= k504 << 3
-        w = ((x >> q) & ((1 << (k504 << 3)) - 1)).to_bytes(k504, 'big')
+        k736 = 4
+        q -= k736 << 3
+        w = ((x >> q) & ((1 << (k736 << 3)) - 1)).to_bytes(k736, 'big')
         return ('entityID', w), q
     elif i == 1:
         q -= 32
@@ -2385,194 +2296,189 @@ def d_SignalRequestMessage_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_SignalStatusPackageList(v: Any) -> int:
     a: int = 1
-    k507 = len(v)
-    a = a << 5 | (k507 - 1)
-    for w507 in v:
-        v508 = w507
-        a509 = 1
-        a509 = a509 << 7 | ('requester' in v508) << 5 | ('outboundOn' in v508) << 4 | ('minute' in v508) << 3 | ('second' in v508) << 2 | ('duration' in v508) << 1 | ('regional' in v508)
-        if 'requester' in v508:
-            v511 = v508['requester']
-            a512 = 1
-            a512 = a512 << 3 | ('role' in v511) << 1 | ('typeData' in v511)
-            s_ = e_VehicleID(v511['id'])
-            a512 = ((a512 - 1) << (s_.bit_length() - 1)) + s_
-            a512 = a512 << 15 | (v511['request']) << 7 | (v511['sequenceNumber'])
-            if 'role' in v511:
-                w514 = v511['role']
-                i515 = _E_BasicVehicleRole_4.get(w514)
-                if i515 is not None:
-                    a512 = a512 << 6 | i515
+    k744 = len(v)
+    a = a << 5 | (k744 - 1)
+    for w744 in v:
+        a = a << 7 | ('requester' in w744) << 5 | ('outboundOn' in w744) << 4 | ('minute' in w744) << 3 | ('second' in w744) << 2 | ('duration' in w744) << 1 | ('regional' in w744)
+        if 'requester' in w744:
+            v746 = w744['requester']
+            a = a << 3 | ('role' in v746) << 1 | ('typeData' in v746)
+            s_ = e_VehicleID(v746['id'])
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
+            a = a << 15 | (v746['request']) << 7 | (v746['sequenceNumber'])
+            if 'role' in v746:
+                w752 = v746['role']
+                i753 = _E_BasicVehicleRole_4.get(w752)
+                if i753 is not None:
+                    a = a << 6 | i753
                 else:
-                    a512 = _rt.nsnn(a512 << 1 | 1, _X_LayerType_1[w514])
-            if 'typeData' in v511:
-                v516 = v511['typeData']
-                a517 = 1
-                a517 = a517 << 6 | ('subrole' in v516) << 4 | ('request' in v516) << 3 | ('iso3883' in v516) << 2 | ('hpmsType' in v516) << 1 | ('regional' in v516)
-                w519 = v516['role']
-                i520 = _E_BasicVehicleRole_4.get(w519)
-                if i520 is not None:
-                    a517 = a517 << 6 | i520
+                    a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w752])
+            if 'typeData' in v746:
+                v754 = v746['typeData']
+                a = a << 6 | ('subrole' in v754) << 4 | ('request' in v754) << 3 | ('iso3883' in v754) << 2 | ('hpmsType' in v754) << 1 | ('regional' in v754)
+                w757 = v754['role']
+                i758 = _E_BasicVehicleRole_4.get(w757)
+                if i758 is not None:
+                    a = a << 6 | i758
                 else:
-                    a517 = _rt.nsnn(a517 << 1 | 1, _X_LayerType_1[w519])
-                if 'subrole' in v516:
-                    a517 = a517 << 4 | _E_RequestSubRole_5[v516['subrole']]
-                if 'request' in v516:
-                    a517 = a517 << 4 | _E_RequestImportanceLevel_6[v516['request']]
-                if 'iso3883' in v516:
-                    a517 = a517 << 8 | v516['iso3883']
-                if 'hpmsType' in v516:
-                    w521 = v516['hpmsType']
-                    i522 = _E_VehicleType_7.get(w521)
-                    if i522 is not None:
-                        a517 = a517 << 5 | i522
+                    a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w757])
+                if 'subrole' in v754:
+                    a = a << 4 | _E_RequestSubRole_5[v754['subrole']]
+                if 'request' in v754:
+                    a = a << 4 | _E_RequestImportanceLevel_6[v754['request']]
+                if 'iso3883' in v754:
+                    a = a << 8 | v754['iso3883']
+                if 'hpmsType' in v754:
+                    w763 = v754['hpmsType']
+                    i764 = _E_VehicleType_7.get(w763)
+                    if i764 is not None:
+                        a = a << 5 | i764
                     else:
-                        a517 = _rt.nsnn(a517 << 1 | 1, _X_LayerType_1[w521])
-                if 'regional' in v516:
-                    s_ = e_RequestorType_regional(v516['regional'])
-                    a517 = ((a517 - 1) << (s_.bit_length() - 1)) + s_
-                a512 = ((a512 - 1) << (a517.bit_length() - 1)) + a517
-            a509 = ((a509 - 1) << (a512.bit_length() - 1)) + a512
-        s_ = e_IntersectionAccessPoint(v508['inboundOn'])
-        a509 = ((a509 - 1) << (s_.bit_length() - 1)) + s_
-        if 'outboundOn' in v508:
-            s_ = e_IntersectionAccessPoint(v508['outboundOn'])
-            a509 = ((a509 - 1) << (s_.bit_length() - 1)) + s_
-        if 'minute' in v508:
-            a509 = a509 << 20 | v508['minute']
-        if 'second' in v508:
-            a509 = a509 << 16 | v508['second']
-        if 'duration' in v508:
-            a509 = a509 << 16 | v508['duration']
-        w523 = v508['status']
-        i524 = _E_PrioritizationResponseStatus_36.get(w523)
-        if i524 is not None:
-            a509 = a509 << 4 | i524
+                        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w763])
+                if 'regional' in v754:
+                    s_ = e_RequestorType_regional(v754['regional'])
+                    a = ((a - 1) << (s_.bit_length() - 1)) + s_
+        s_ = e_IntersectionAccessPoint(w744['inboundOn'])
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+        if 'outboundOn' in w744:
+            s_ = e_IntersectionAccessPoint(w744['outboundOn'])
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
+        if 'minute' in w744:
+            a = a << 20 | w744['minute']
+        if 'second' in w744:
+            a = a << 16 | w744['second']
+        if 'duration' in w744:
+            a = a << 16 | w744['duration']
+        w772 = w744['status']
+        i773 = _E_PrioritizationResponseStatus_36.get(w772)
+        if i773 is not None:
+            a = a << 4 | i773
         else:
-            a509 = _rt.nsnn(a509 << 1 | 1, _X_LayerType_1[w523])
-        if 'regional' in v508:
-            v525 = v508['regional']
-            a526 = 1
-            k527 = len(v525)
-            a526 = a526 << 2 | (k527 - 1)
-            for w527 in v525:
-                s_ = e_SignalStatusPackage_regional_item(w527)
-                a526 = ((a526 - 1) << (s_.bit_length() - 1)) + s_
-            a509 = ((a509 - 1) << (a526.bit_length() - 1)) + a526
-        a = ((a - 1) << (a509.bit_length() - 1)) + a509
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w772])
+        if 'regional' in w744:
+            v774 = w744['regional']
+            a775 = 1
+            k776 = len(v774)
+            a775 = a775 << 2 | (k776 - 1)
+            for w776 in v774:
+                s_ = e_SignalStatusPackage_regional_item(w776)
+                a775 = ((a775 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a775.bit_length() - 1)) + a775
     return a
 
 def d_SignalStatusPackageList(x: int, q: int) -> tuple[Any, int]:
     q -= 5
-    k528 = ((x >> q) & 31) + 1
+    k777 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k528):
-        r529: dict[str, Any] = {}
+    for _ in range(k777):
+        x &= (1 << q) - 1
+        r778: dict[str, Any] = {}
         q -= 7
-        h530 = (x >> q) & 127
-        if h530 & 32:
-            r531: dict[str, Any] = {}
+        h779 = (x >> q) & 127
+        if h779 & 32:
+            r780: dict[str, Any] = {}
             q -= 3
-            h532 = (x >> q) & 7
-            r531['id'], q = d_VehicleID(x, q)
+            h781 = (x >> q) & 7
+            r780['id'], q = d_VehicleID(x, q)
             q -= 15
             t_ = (x >> q) & 32767
-            r531['request'] = (t_ >> 7) & 255
-            r531['sequenceNumber'] = t_ & 127
-            if h532 & 2:
+            r780['request'] = (t_ >> 7) & 255
+            r780['sequenceNumber'] = t_ & 127
+            if h781 & 2:
                 q -= 1
                 if (x >> q) & 1:
-                    i533, q = _rt.read_nsnn(x, q)
-                    r531['role'] = _DX_LayerType_3.get(i533)
+                    i782, q = _rt.read_nsnn(x, q)
+                    r780['role'] = _DX_LayerType_3.get(i782)
                 else:
                     q -= 5
-                    r531['role'] = _D_BasicVehicleRole_9[(x >> q) & 31]
-            if h532 & 1:
-                r534: dict[str, Any] = {}
+                    r780['role'] = _D_BasicVehicleRole_9[(x >> q) & 31]
+            if h781 & 1:
+                r783: dict[str, Any] = {}
                 q -= 6
-                h535 = (x >> q) & 63
+                h784 = (x >> q) & 63
                 q -= 1
                 if (x >> q) & 1:
-                    i536, q = _rt.read_nsnn(x, q)
-                    r534['role'] = _DX_LayerType_3.get(i536)
+                    i785, q = _rt.read_nsnn(x, q)
+                    r783['role'] = _DX_LayerType_3.get(i785)
                 else:
                     q -= 5
-                    r534['role'] = _D_BasicVehicleRole_9[(x >> q) & 31]
-                if h535 & 16:
+                    r783['role'] = _D_BasicVehicleRole_9[(x >> q) & 31]
+                if h784 & 16:
                     q -= 4
-                    r534['subrole'] = _D_RequestSubRole_10[(x >> q) & 15]
-                if h535 & 8:
+                    r783['subrole'] = _D_RequestSubRole_10[(x >> q) & 15]
+                if h784 & 8:
                     q -= 4
-                    r534['request'] = _D_RequestImportanceLevel_11[(x >> q) & 15]
-                if h535 & 4:
+                    r783['request'] = _D_RequestImportanceLevel_11[(x >> q) & 15]
+                if h784 & 4:
                     q -= 8
-                    r534['iso3883'] = (x >> q) & 255
-                if h535 & 2:
+                    r783['iso3883'] = (x >> q) & 255
+                if h784 & 2:
                     q -= 1
                     if (x >> q) & 1:
-                        i537, q = _rt.read_nsnn(x, q)
-                        r534['hpmsType'] = _DX_LayerType_3.get(i537)
+                        i786, q = _rt.read_nsnn(x, q)
+                        r783['hpmsType'] = _DX_LayerType_3.get(i786)
                     else:
                         q -= 4
-                        r534['hpmsType'] = _D_VehicleType_12[(x >> q) & 15]
-                if h535 & 1:
-                    r534['regional'], q = d_RequestorType_regional(x, q)
-                if h535 >> 5:
+                        r783['hpmsType'] = _D_VehicleType_12[(x >> q) & 15]
+                if h784 & 1:
+                    r783['regional'], q = d_RequestorType_regional(x, q)
+                if h784 >> 5:
                     q = _rt.skip_additions(x, q)
-                r531['typeData'] = r534
-            if h532 >> 2:
+                r780['typeData'] = r783
+            if h781 >> 2:
                 q = _rt.skip_additions(x, q)
-            r529['requester'] = r531
-        r529['inboundOn'], q = d_IntersectionAccessPoint(x, q)
-        if h530 & 16:
-            r529['outboundOn'], q = d_IntersectionAccessPoint(x, q)
-        if h530 & 8:
+            r778['requester'] = r780
+        r778['inboundOn'], q = d_IntersectionAccessPoint(x, q)
+        if h779 & 16:
+            r778['outboundOn'], q = d_IntersectionAccessPoint(x, q)
+        if h779 & 8:
             q -= 20
-            r529['minute'] = (x >> q) & 1048575
-        if h530 & 4:
+            r778['minute'] = (x >> q) & 1048575
+        if h779 & 4:
             q -= 16
-            r529['second'] = (x >> q) & 65535
-        if h530 & 2:
+            r778['second'] = (x >> q) & 65535
+        if h779 & 2:
             q -= 16
-            r529['duration'] = (x >> q) & 65535
+            r778['duration'] = (x >> q) & 65535
         q -= 1
         if (x >> q) & 1:
-            i538, q = _rt.read_nsnn(x, q)
-            r529['status'] = _DX_LayerType_3.get(i538)
+            i787, q = _rt.read_nsnn(x, q)
+            r778['status'] = _DX_LayerType_3.get(i787)
         else:
             q -= 3
-            r529['status'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
-        if h530 & 1:
+            r778['status'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
+        if h779 & 1:
             q -= 2
-            k540 = ((x >> q) & 3) + 1
-            r539: list[Any] = []
-            for _ in range(k540):
-                w540, q = d_SignalStatusPackage_regional_item(x, q)
-                r539.append(w540)
-            r529['regional'] = r539
-        if h530 >> 6:
+            k789 = ((x >> q) & 3) + 1
+            r788: list[Any] = []
+            for _ in range(k789):
+                x &= (1 << q) - 1
+                w789, q = d_SignalStatusPackage_regional_item(x, q)
+                r788.append(w789)
+            r778['regional'] = r788
+        if h779 >> 6:
             q = _rt.skip_additions(x, q)
-        w528 = r529
-        r.append(w528)
+        r.append(r778)
     return r, q
 
 
 def e_SignalStatus_regional(v: Any) -> int:
     a: int = 1
-    k541 = len(v)
-    a = a << 2 | (k541 - 1)
-    for w541 in v:
-        s_ = e_SignalStatus_regional_item(w541)
+    k790 = len(v)
+    a = a << 2 | (k790 - 1)
+    for w790 in v:
+        s_ = e_SignalStatus_regional_item(w790)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_SignalStatus_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k542 = ((x >> q) & 3) + 1
+    k791 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k542):
-        w542, q = d_SignalStatus_regional_item(x, q)
-        r.append(w542)
+    for _ in range(k791):
+        x &= (1 << q) - 1
+        w791, q = d_SignalStatus_regional_item(x, q)
+        r.append(w791)
     return r, q
 
 
@@ -2637,22 +2543,22 @@ def e_TimeChangeDetails(v: Any) -> int:
 def d_TimeChangeDetails(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 5
-    h544 = (x >> q) & 31
-    if h544 & 16:
+    h801 = (x >> q) & 31
+    if h801 & 16:
         q -= 16
         r['startTime'] = (x >> q) & 65535
     q -= 16
     r['minEndTime'] = (x >> q) & 65535
-    if h544 & 8:
+    if h801 & 8:
         q -= 16
         r['maxEndTime'] = (x >> q) & 65535
-    if h544 & 4:
+    if h801 & 4:
         q -= 16
         r['likelyTime'] = (x >> q) & 65535
-    if h544 & 2:
+    if h801 & 2:
         q -= 4
         r['confidence'] = (x >> q) & 15
-    if h544 & 1:
+    if h801 & 1:
         q -= 16
         r['nextTime'] = (x >> q) & 65535
     return r, q
@@ -2660,115 +2566,115 @@ def d_TimeChangeDetails(x: int, q: int) -> tuple[Any, int]:
 
 def e_AdvisorySpeedList(v: Any) -> int:
     a: int = 1
-    k545 = len(v)
-    a = a << 4 | (k545 - 1)
-    for w545 in v:
-        v546 = w545
-        a547 = 1
-        a547 = a547 << 6 | ('speed' in v546) << 4 | ('confidence' in v546) << 3 | ('distance' in v546) << 2 | ('class' in v546) << 1 | ('regional' in v546)
-        w549 = v546['type']
-        i550 = _E_AdvisorySpeedType_38.get(w549)
-        if i550 is not None:
-            a547 = a547 << 3 | i550
+    k802 = len(v)
+    a = a << 4 | (k802 - 1)
+    for w802 in v:
+        a = a << 6 | ('speed' in w802) << 4 | ('confidence' in w802) << 3 | ('distance' in w802) << 2 | ('class' in w802) << 1 | ('regional' in w802)
+        w805 = w802['type']
+        i806 = _E_AdvisorySpeedType_38.get(w805)
+        if i806 is not None:
+            a = a << 3 | i806
         else:
-            a547 = _rt.nsnn(a547 << 1 | 1, _X_LayerType_1[w549])
-        if 'speed' in v546:
-            a547 = a547 << 9 | v546['speed']
-        if 'confidence' in v546:
-            a547 = a547 << 3 | _E_SpeedConfidence_20[v546['confidence']]
-        if 'distance' in v546:
-            a547 = a547 << 14 | v546['distance']
-        if 'class' in v546:
-            a547 = a547 << 8 | v546['class']
-        if 'regional' in v546:
-            v551 = v546['regional']
-            a552 = 1
-            k553 = len(v551)
-            a552 = a552 << 2 | (k553 - 1)
-            for w553 in v551:
-                s_ = e_AdvisorySpeed_regional_item(w553)
-                a552 = ((a552 - 1) << (s_.bit_length() - 1)) + s_
-            a547 = ((a547 - 1) << (a552.bit_length() - 1)) + a552
-        a = ((a - 1) << (a547.bit_length() - 1)) + a547
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w805])
+        if 'speed' in w802:
+            a = a << 9 | w802['speed']
+        if 'confidence' in w802:
+            a = a << 3 | _E_SpeedConfidence_20[w802['confidence']]
+        if 'distance' in w802:
+            a = a << 14 | w802['distance']
+        if 'class' in w802:
+            a = a << 8 | w802['class']
+        if 'regional' in w802:
+            v811 = w802['regional']
+            a812 = 1
+            k813 = len(v811)
+            a812 = a812 << 2 | (k813 - 1)
+            for w813 in v811:
+                s_ = e_AdvisorySpeed_regional_item(w813)
+                a812 = ((a812 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a812.bit_length() - 1)) + a812
     return a
 
 def d_AdvisorySpeedList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k554 = ((x >> q) & 15) + 1
+    k814 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k554):
-        r555: dict[str, Any] = {}
+    for _ in range(k814):
+        x &= (1 << q) - 1
+        r815: dict[str, Any] = {}
         q -= 6
-        h556 = (x >> q) & 63
+        h816 = (x >> q) & 63
         q -= 1
         if (x >> q) & 1:
-            i557, q = _rt.read_nsnn(x, q)
-            r555['type'] = _DX_LayerType_3.get(i557)
+            i817, q = _rt.read_nsnn(x, q)
+            r815['type'] = _DX_LayerType_3.get(i817)
         else:
             q -= 2
-            r555['type'] = _D_AdvisorySpeedType_39[(x >> q) & 3]
-        if h556 & 16:
+            r815['type'] = _D_AdvisorySpeedType_39[(x >> q) & 3]
+        if h816 & 16:
             q -= 9
-            r555['speed'] = (x >> q) & 511
-        if h556 & 8:
+            r815['speed'] = (x >> q) & 511
+        if h816 & 8:
             q -= 3
-            r555['confidence'] = _D_SpeedConfidence_28[(x >> q) & 7]
-        if h556 & 4:
+            r815['confidence'] = _D_SpeedConfidence_28[(x >> q) & 7]
+        if h816 & 4:
             q -= 14
-            r555['distance'] = (x >> q) & 16383
-        if h556 & 2:
+            r815['distance'] = (x >> q) & 16383
+        if h816 & 2:
             q -= 8
-            r555['class'] = (x >> q) & 255
-        if h556 & 1:
+            r815['class'] = (x >> q) & 255
+        if h816 & 1:
             q -= 2
-            k559 = ((x >> q) & 3) + 1
-            r558: list[Any] = []
-            for _ in range(k559):
-                w559, q = d_AdvisorySpeed_regional_item(x, q)
-                r558.append(w559)
-            r555['regional'] = r558
-        if h556 >> 5:
+            k819 = ((x >> q) & 3) + 1
+            r818: list[Any] = []
+            for _ in range(k819):
+                x &= (1 << q) - 1
+                w819, q = d_AdvisorySpeed_regional_item(x, q)
+                r818.append(w819)
+            r815['regional'] = r818
+        if h816 >> 5:
             q = _rt.skip_additions(x, q)
-        w554 = r555
-        r.append(w554)
+        r.append(r815)
     return r, q
 
 
 def e_MovementEvent_regional(v: Any) -> int:
     a: int = 1
-    k560 = len(v)
-    a = a << 2 | (k560 - 1)
-    for w560 in v:
-        s_ = e_MovementEvent_regional_item(w560)
+    k820 = len(v)
+    a = a << 2 | (k820 - 1)
+    for w820 in v:
+        s_ = e_MovementEvent_regional_item(w820)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_MovementEvent_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k561 = ((x >> q) & 3) + 1
+    k821 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k561):
-        w561, q = d_MovementEvent_regional_item(x, q)
-        r.append(w561)
+    for _ in range(k821):
+        x &= (1 << q) - 1
+        w821, q = d_MovementEvent_regional_item(x, q)
+        r.append(w821)
     return r, q
 
 
 def e_ConnectionManeuverAssist_regional(v: Any) -> int:
     a: int = 1
-    k562 = len(v)
-    a = a << 2 | (k562 - 1)
-    for w562 in v:
-        s_ = e_ConnectionManeuverAssist_regional_item(w562)
+    k822 = len(v)
+    a = a << 2 | (k822 - 1)
+    for w822 in v:
+        s_ = e_ConnectionManeuverAssist_regional_item(w822)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_ConnectionManeuverAssist_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k563 = ((x >> q) & 3) + 1
+    k823 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k563):
-        w563, q = d_ConnectionManeuverAssist_regional_item(x, q)
-        r.append(w563)
+    for _ in range(k823):
+        x &= (1 << q) - 1
+        w823, q = d_ConnectionManeuverAssist_regional_item(x, q)
+        r.append(w823)
     return r, q
 
 
@@ -2873,40 +2779,40 @@ def e_LaneTypeAttributes(v: Any) -> int:
     k, w = v
     if k == 'vehicle':
         a <<= 4
-        d564, k565 = w
-        if not 8 <= k565 <= 8:
-            a = _rt.bits_unbound(a << 1 | 1, d564, k565)
+        d828, k829 = w
+        if not 8 <= k829 <= 8:
+            a = _rt.bits_unbound(a << 1 | 1, d828, k829)
         else:
             a <<= 1
-            a = a << k565 | int.from_bytes(d564, 'big') >> (8 * len(d564) - k565)
+            a = a << k829 | int.from_bytes(d828, 'big') >> (8 * len(d828) - k829)
     elif k == 'crosswalk':
         a = a << 4 | 1
-        d566, k567 = w
-        a = a << k567 | int.from_bytes(d566, 'big') >> (8 * len(d566) - k567)
+        d830, k831 = w
+        a = a << k831 | int.from_bytes(d830, 'big') >> (8 * len(d830) - k831)
     elif k == 'bikeLane':
         a = a << 4 | 2
-        d568, k569 = w
-        a = a << k569 | int.from_bytes(d568, 'big') >> (8 * len(d568) - k569)
+        d832, k833 = w
+        a = a << k833 | int.from_bytes(d832, 'big') >> (8 * len(d832) - k833)
     elif k == 'sidewalk':
         a = a << 4 | 3
-        d570, k571 = w
-        a = a << k571 | int.from_bytes(d570, 'big') >> (8 * len(d570) - k571)
+        d834, k835 = w
+        a = a << k835 | int.from_bytes(d834, 'big') >> (8 * len(d834) - k835)
     elif k == 'median':
         a = a << 4 | 4
-        d572, k573 = w
-        a = a << k573 | int.from_bytes(d572, 'big') >> (8 * len(d572) - k573)
+        d836, k837 = w
+        a = a << k837 | int.from_bytes(d836, 'big') >> (8 * len(d836) - k837)
     elif k == 'striping':
         a = a << 4 | 5
-        d574, k575 = w
-        a = a << k575 | int.from_bytes(d574, 'big') >> (8 * len(d574) - k575)
+        d838, k839 = w
+        a = a << k839 | int.from_bytes(d838, 'big') >> (8 * len(d838) - k839)
     elif k == 'trackedVehicle':
         a = a << 4 | 6
-        d576, k577 = w
-        a = a << k577 | int.from_bytes(d576, 'big') >> (8 * len(d576) - k577)
+        d840, k841 = w
+        a = a << k841 | int.from_bytes(d840, 'big') >> (8 * len(d840) - k841)
     elif k == 'parking':
         a = a << 4 | 7
-        d578, k579 = w
-        a = a << k579 | int.from_bytes(d578, 'big') >> (8 * len(d578) - k579)
+        d842, k843 = w
+        a = a << k843 | int.from_bytes(d842, 'big') >> (8 * len(d842) - k843)
     else:
         raise KeyError(k)
     return a
@@ -3027,17 +2933,17 @@ def e_ConnectingLane(v: Any) -> int:
     a: int = 1
     a = a << 9 | (('maneuver' in v)) << 8 | (v['lane'])
     if 'maneuver' in v:
-        d589, k590 = v['maneuver']
-        a = a << k590 | int.from_bytes(d589, 'big') >> (8 * len(d589) - k590)
+        d856, k857 = v['maneuver']
+        a = a << k857 | int.from_bytes(d856, 'big') >> (8 * len(d856) - k857)
     return a
 
 def d_ConnectingLane(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 9
     t_ = (x >> q) & 511
-    h591 = (t_ >> 8) & 1
+    h858 = (t_ >> 8) & 1
     r['lane'] = t_ & 255
-    if h591 & 1:
+    if h858 & 1:
         q -= 12
         r['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
     return r, q
@@ -3136,12 +3042,12 @@ def e_RestrictionUserType(v: Any) -> int:
     k, w = v
     if k == 'basicType':
         a <<= 2
-        w593 = w
-        i594 = _E_RestrictionAppliesTo_40.get(w593)
-        if i594 is not None:
-            a = a << 5 | i594
+        w864 = w
+        i865 = _E_RestrictionAppliesTo_40.get(w864)
+        if i865 is not None:
+            a = a << 5 | i865
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w593])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w864])
     elif k == 'regional':
         a = a << 2 | 1
         s_ = e_RestrictionUserType_regional(w)
@@ -3165,8 +3071,8 @@ def d_RestrictionUserType(x: int, q: int) -> tuple[Any, int]:
     if i == 0:
         q -= 1
         if (x >> q) & 1:
-            i595, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i595)
+            i866, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i866)
         else:
             q -= 4
             w = _D_RestrictionAppliesTo_41[(x >> q) & 15]
@@ -3181,44 +3087,43 @@ def e_MapData_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('signalHeadLocations' in v)
     if 'signalHeadLocations' in v:
-        v597 = v['signalHeadLocations']
-        a598 = 1
-        k599 = len(v597)
-        a598 = a598 << 6 | (k599 - 1)
-        for w599 in v597:
-            v600 = w599
-            a601 = 1
-            a601 = a601 << 1
-            s_ = e_NodeOffsetPointXY(v600['nodeXY'])
-            a601 = ((a601 - 1) << (s_.bit_length() - 1)) + s_
-            a601 = a601 << 23 | ((v600['nodeZ'] + 12700)) << 8 | (v600['signalGroupID'])
-            a598 = ((a598 - 1) << (a601.bit_length() - 1)) + a601
-        a = ((a - 1) << (a598.bit_length() - 1)) + a598
+        v868 = v['signalHeadLocations']
+        a869 = 1
+        k870 = len(v868)
+        a869 = a869 << 6 | (k870 - 1)
+        for w870 in v868:
+            a875 = 1
+            a875 = a875 << 1
+            s_ = e_NodeOffsetPointXY(w870['nodeXY'])
+            a875 = ((a875 - 1) << (s_.bit_length() - 1)) + s_
+            a875 = a875 << 23 | ((w870['nodeZ'] + 12700)) << 8 | (w870['signalGroupID'])
+            a869 = ((a869 - 1) << (a875.bit_length() - 1)) + a875
+        a = ((a - 1) << (a869.bit_length() - 1)) + a869
     return a
 
 def d_MapData_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h603 = (x >> q) & 3
-    if h603 & 1:
+    h880 = (x >> q) & 3
+    if h880 & 1:
         q -= 6
-        k605 = ((x >> q) & 63) + 1
-        r604: list[Any] = []
-        for _ in range(k605):
-            r606: dict[str, Any] = {}
+        k882 = ((x >> q) & 63) + 1
+        r881: list[Any] = []
+        for _ in range(k882):
+            x &= (1 << q) - 1
+            r883: dict[str, Any] = {}
             q -= 1
-            h607 = (x >> q) & 1
-            r606['nodeXY'], q = d_NodeOffsetPointXY(x, q)
+            h884 = (x >> q) & 1
+            r883['nodeXY'], q = d_NodeOffsetPointXY(x, q)
             q -= 23
             t_ = (x >> q) & 8388607
-            r606['nodeZ'] = ((t_ >> 8) & 32767) - 12700
-            r606['signalGroupID'] = t_ & 255
-            if h607 >> 0:
+            r883['nodeZ'] = ((t_ >> 8) & 32767) - 12700
+            r883['signalGroupID'] = t_ & 255
+            if h884 >> 0:
                 q = _rt.skip_additions(x, q)
-            w605 = r606
-            r604.append(w605)
-        r['signalHeadLocations'] = r604
-    if h603 >> 1:
+            r881.append(r883)
+        r['signalHeadLocations'] = r881
+    if h880 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -3226,1391 +3131,1342 @@ def d_MapData_addGrpC(x: int, q: int) -> tuple[Any, int]:
 def e_GeographicLocationContainer(v: Any) -> int:
     a: int = 1
     a = a << 4 | ('referencePositionTime' in v) << 2 | ('referencePositionHeading' in v) << 1 | ('referencePositionSpeed' in v)
-    v609 = v['referencePosition']
-    a610 = 1
-    a610 = a610 << 63 | ((v609['latitude'] + 900000000)) << 32 | ((v609['longitude'] + 1800000000))
-    v612 = v609['positionConfidenceEllipse']
-    a613 = 1
-    a613 = a613 << 36 | (v612['semiMajorConfidence']) << 24 | (v612['semiMinorConfidence']) << 12 | (v612['semiMajorOrientation'])
-    a610 = ((a610 - 1) << (a613.bit_length() - 1)) + a613
-    v615 = v609['altitude']
-    a616 = 1
-    a616 = a616 << 24 | ((v615['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v615['altitudeConfidence']])
-    a610 = ((a610 - 1) << (a616.bit_length() - 1)) + a616
-    a = ((a - 1) << (a610.bit_length() - 1)) + a610
+    v886 = v['referencePosition']
+    a = a << 63 | ((v886['latitude'] + 900000000)) << 32 | ((v886['longitude'] + 1800000000))
+    v890 = v886['positionConfidenceEllipse']
+    a = a << 36 | (v890['semiMajorConfidence']) << 24 | (v890['semiMinorConfidence']) << 12 | (v890['semiMajorOrientation'])
+    v895 = v886['altitude']
+    a = a << 24 | ((v895['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v895['altitudeConfidence']])
     if 'referencePositionTime' in v:
         a = a << 42 | v['referencePositionTime']
     if 'referencePositionHeading' in v:
-        v618 = v['referencePositionHeading']
-        a619 = 1
-        a619 = a619 << 19 | (v618['headingValue']) << 7 | ((v618['headingConfidence'] - 1))
-        a = ((a - 1) << (a619.bit_length() - 1)) + a619
+        v900 = v['referencePositionHeading']
+        a = a << 19 | (v900['headingValue']) << 7 | ((v900['headingConfidence'] - 1))
     if 'referencePositionSpeed' in v:
-        v621 = v['referencePositionSpeed']
-        a622 = 1
-        a622 = a622 << 21 | (v621['speedValue']) << 7 | ((v621['speedConfidence'] - 1))
-        a = ((a - 1) << (a622.bit_length() - 1)) + a622
-    v624 = v['parts']
-    a625 = 1
-    k626 = len(v624)
-    if 1 <= k626 <= 16:
-        a625 <<= 1
-        a625 = a625 << 4 | (k626 - 1)
+        v904 = v['referencePositionSpeed']
+        a = a << 21 | (v904['speedValue']) << 7 | ((v904['speedConfidence'] - 1))
+    v908 = v['parts']
+    a909 = 1
+    k910 = len(v908)
+    if 1 <= k910 <= 16:
+        a909 <<= 1
+        a909 = a909 << 4 | (k910 - 1)
     else:
-        a625 = _rt.ld(a625 << 1 | 1, k626)
-    for w626 in v624:
-        v627 = w626
-        a628 = 1
-        a628 = a628 << 5 | ('laneNumber' in v627) << 3 | ('zoneExtension' in v627) << 2 | ('zoneHeading' in v627) << 1 | ('zone' in v627)
-        w630 = v627['zoneId']
-        if 1 <= w630 <= 32:
-            a628 = a628 << 6 | (w630 - 1)
+        a909 = _rt.ld(a909 << 1 | 1, k910)
+    for w910 in v908:
+        a909 = a909 << 5 | ('laneNumber' in w910) << 3 | ('zoneExtension' in w910) << 2 | ('zoneHeading' in w910) << 1 | ('zone' in w910)
+        w913 = w910['zoneId']
+        if 1 <= w913 <= 32:
+            a909 = a909 << 6 | (w913 - 1)
         else:
-            a628 = _rt.uwn(a628 << 1 | 1, w630)
-        if 'laneNumber' in v627:
-            a628 = a628 << 4 | (v627['laneNumber'] + 1)
-        if 'zoneExtension' in v627:
-            a628 = a628 << 8 | v627['zoneExtension']
-        if 'zoneHeading' in v627:
-            a628 = a628 << 12 | v627['zoneHeading']
-        if 'zone' in v627:
-            s_ = e_Zone(v627['zone'])
-            a628 = ((a628 - 1) << (s_.bit_length() - 1)) + s_
-        a625 = ((a625 - 1) << (a628.bit_length() - 1)) + a628
-    a = ((a - 1) << (a625.bit_length() - 1)) + a625
+            a909 = _rt.uwn(a909 << 1 | 1, w913)
+        if 'laneNumber' in w910:
+            a909 = a909 << 4 | (w910['laneNumber'] + 1)
+        if 'zoneExtension' in w910:
+            a909 = a909 << 8 | w910['zoneExtension']
+        if 'zoneHeading' in w910:
+            a909 = a909 << 12 | w910['zoneHeading']
+        if 'zone' in w910:
+            s_ = e_Zone(w910['zone'])
+            a909 = ((a909 - 1) << (s_.bit_length() - 1)) + s_
+    a = ((a - 1) << (a909.bit_length() - 1)) + a909
     return a
 
 def d_GeographicLocationContainer(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h631 = (x >> q) & 15
-    r632: dict[str, Any] = {}
+    h918 = (x >> q) & 15
+    r919: dict[str, Any] = {}
     q -= 63
     t_ = (x >> q) & 9223372036854775807
-    r632['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
-    r632['longitude'] = (t_ & 4294967295) - 1800000000
-    r634: dict[str, Any] = {}
+    r919['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
+    r919['longitude'] = (t_ & 4294967295) - 1800000000
+    r921: dict[str, Any] = {}
     q -= 36
     t_ = (x >> q) & 68719476735
-    r634['semiMajorConfidence'] = (t_ >> 24) & 4095
-    r634['semiMinorConfidence'] = (t_ >> 12) & 4095
-    r634['semiMajorOrientation'] = t_ & 4095
-    r632['positionConfidenceEllipse'] = r634
-    r636: dict[str, Any] = {}
+    r921['semiMajorConfidence'] = (t_ >> 24) & 4095
+    r921['semiMinorConfidence'] = (t_ >> 12) & 4095
+    r921['semiMajorOrientation'] = t_ & 4095
+    r919['positionConfidenceEllipse'] = r921
+    r923: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
-    r636['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-    r636['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
-    r632['altitude'] = r636
-    r['referencePosition'] = r632
-    if h631 & 4:
+    r923['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
+    r923['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
+    r919['altitude'] = r923
+    r['referencePosition'] = r919
+    if h918 & 4:
         q -= 42
         r['referencePositionTime'] = (x >> q) & 4398046511103
-    if h631 & 2:
-        r638: dict[str, Any] = {}
+    if h918 & 2:
+        r925: dict[str, Any] = {}
         q -= 19
         t_ = (x >> q) & 524287
-        r638['headingValue'] = (t_ >> 7) & 4095
-        r638['headingConfidence'] = (t_ & 127) + 1
-        r['referencePositionHeading'] = r638
-    if h631 & 1:
-        r640: dict[str, Any] = {}
+        r925['headingValue'] = (t_ >> 7) & 4095
+        r925['headingConfidence'] = (t_ & 127) + 1
+        r['referencePositionHeading'] = r925
+    if h918 & 1:
+        r927: dict[str, Any] = {}
         q -= 21
         t_ = (x >> q) & 2097151
-        r640['speedValue'] = (t_ >> 7) & 16383
-        r640['speedConfidence'] = (t_ & 127) + 1
-        r['referencePositionSpeed'] = r640
+        r927['speedValue'] = (t_ >> 7) & 16383
+        r927['speedConfidence'] = (t_ & 127) + 1
+        r['referencePositionSpeed'] = r927
     q -= 1
     if (x >> q) & 1:
-        k643, q = _rt.read_ld(x, q)
+        k930, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k643 = ((x >> q) & 15) + 1
-    r642: list[Any] = []
-    for _ in range(k643):
-        r644: dict[str, Any] = {}
+        k930 = ((x >> q) & 15) + 1
+    r929: list[Any] = []
+    for _ in range(k930):
+        x &= (1 << q) - 1
+        r931: dict[str, Any] = {}
         q -= 5
-        h645 = (x >> q) & 31
+        h932 = (x >> q) & 31
         q -= 1
         if (x >> q) & 1:
-            r644['zoneId'], q = _rt.read_uwn(x, q)
+            r931['zoneId'], q = _rt.read_uwn(x, q)
         else:
             q -= 5
-            r644['zoneId'] = ((x >> q) & 31) + 1
-        if h645 & 8:
+            r931['zoneId'] = ((x >> q) & 31) + 1
+        if h932 & 8:
             q -= 4
-            r644['laneNumber'] = ((x >> q) & 15) - 1
-        if h645 & 4:
+            r931['laneNumber'] = ((x >> q) & 15) - 1
+        if h932 & 4:
             q -= 8
-            r644['zoneExtension'] = (x >> q) & 255
-        if h645 & 2:
+            r931['zoneExtension'] = (x >> q) & 255
+        if h932 & 2:
             q -= 12
-            r644['zoneHeading'] = (x >> q) & 4095
-        if h645 & 1:
-            r644['zone'], q = d_Zone(x, q)
-        if h645 >> 4:
+            r931['zoneHeading'] = (x >> q) & 4095
+        if h932 & 1:
+            r931['zone'], q = d_Zone(x, q)
+        if h932 >> 4:
             q = _rt.skip_additions(x, q)
-        w643 = r644
-        r642.append(w643)
-    r['parts'] = r642
-    if h631 >> 3:
+        r929.append(r931)
+    r['parts'] = r929
+    if h918 >> 3:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_GeneralIviContainer(v: Any) -> int:
     a: int = 1
-    k646 = len(v)
-    if 1 <= k646 <= 16:
+    k933 = len(v)
+    if 1 <= k933 <= 16:
         a <<= 1
-        a = a << 4 | (k646 - 1)
+        a = a << 4 | (k933 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k646)
-    for w646 in v:
-        v647 = w646
-        a648 = 1
-        a648 = a648 << 15 | ('detectionZoneIds' in v647) << 13 | ('its-Rrid' in v647) << 12 | ('relevanceZoneIds' in v647) << 11 | ('direction' in v647) << 10 | ('driverAwarenessZoneIds' in v647) << 9 | ('minimumAwarenessTime' in v647) << 8 | ('applicableLanes' in v647) << 7 | ('iviPurpose' in v647) << 6 | ('laneStatus' in v647) << 5 | ('vehicleCharacteristics' in v647) << 4 | ('driverCharacteristics' in v647) << 3 | ('layoutId' in v647) << 2 | ('preStoredlayoutId' in v647) << 1 | ('extraText' in v647)
-        if 'detectionZoneIds' in v647:
-            v650 = v647['detectionZoneIds']
-            a651 = 1
-            k652 = len(v650)
-            if 1 <= k652 <= 8:
-                a651 <<= 1
-                a651 = a651 << 3 | (k652 - 1)
+        a = _rt.ld(a << 1 | 1, k933)
+    for w933 in v:
+        a = a << 15 | ('detectionZoneIds' in w933) << 13 | ('its-Rrid' in w933) << 12 | ('relevanceZoneIds' in w933) << 11 | ('direction' in w933) << 10 | ('driverAwarenessZoneIds' in w933) << 9 | ('minimumAwarenessTime' in w933) << 8 | ('applicableLanes' in w933) << 7 | ('iviPurpose' in w933) << 6 | ('laneStatus' in w933) << 5 | ('vehicleCharacteristics' in w933) << 4 | ('driverCharacteristics' in w933) << 3 | ('layoutId' in w933) << 2 | ('preStoredlayoutId' in w933) << 1 | ('extraText' in w933)
+        if 'detectionZoneIds' in w933:
+            v935 = w933['detectionZoneIds']
+            a936 = 1
+            k937 = len(v935)
+            if 1 <= k937 <= 8:
+                a936 <<= 1
+                a936 = a936 << 3 | (k937 - 1)
             else:
-                a651 = _rt.ld(a651 << 1 | 1, k652)
-            for w652 in v650:
-                w653 = w652
-                if 1 <= w653 <= 32:
-                    a651 = a651 << 6 | (w653 - 1)
+                a936 = _rt.ld(a936 << 1 | 1, k937)
+            for w937 in v935:
+                w938 = w937
+                if 1 <= w938 <= 32:
+                    a936 = a936 << 6 | (w938 - 1)
                 else:
-                    a651 = _rt.uwn(a651 << 1 | 1, w653)
-            a648 = ((a648 - 1) << (a651.bit_length() - 1)) + a651
-        if 'its-Rrid' in v647:
-            s_ = e_VarLengthNumber(v647['its-Rrid'])
-            a648 = ((a648 - 1) << (s_.bit_length() - 1)) + s_
-        if 'relevanceZoneIds' in v647:
-            v654 = v647['relevanceZoneIds']
-            a655 = 1
-            k656 = len(v654)
-            if 1 <= k656 <= 8:
-                a655 <<= 1
-                a655 = a655 << 3 | (k656 - 1)
+                    a936 = _rt.uwn(a936 << 1 | 1, w938)
+            a = ((a - 1) << (a936.bit_length() - 1)) + a936
+        if 'its-Rrid' in w933:
+            s_ = e_VarLengthNumber(w933['its-Rrid'])
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
+        if 'relevanceZoneIds' in w933:
+            v940 = w933['relevanceZoneIds']
+            a941 = 1
+            k942 = len(v940)
+            if 1 <= k942 <= 8:
+                a941 <<= 1
+                a941 = a941 << 3 | (k942 - 1)
             else:
-                a655 = _rt.ld(a655 << 1 | 1, k656)
-            for w656 in v654:
-                w657 = w656
-                if 1 <= w657 <= 32:
-                    a655 = a655 << 6 | (w657 - 1)
+                a941 = _rt.ld(a941 << 1 | 1, k942)
+            for w942 in v940:
+                w943 = w942
+                if 1 <= w943 <= 32:
+                    a941 = a941 << 6 | (w943 - 1)
                 else:
-                    a655 = _rt.uwn(a655 << 1 | 1, w657)
-            a648 = ((a648 - 1) << (a655.bit_length() - 1)) + a655
-        if 'direction' in v647:
-            a648 = a648 << 2 | v647['direction']
-        if 'driverAwarenessZoneIds' in v647:
-            v658 = v647['driverAwarenessZoneIds']
-            a659 = 1
-            k660 = len(v658)
-            if 1 <= k660 <= 8:
-                a659 <<= 1
-                a659 = a659 << 3 | (k660 - 1)
+                    a941 = _rt.uwn(a941 << 1 | 1, w943)
+            a = ((a - 1) << (a941.bit_length() - 1)) + a941
+        if 'direction' in w933:
+            a = a << 2 | w933['direction']
+        if 'driverAwarenessZoneIds' in w933:
+            v945 = w933['driverAwarenessZoneIds']
+            a946 = 1
+            k947 = len(v945)
+            if 1 <= k947 <= 8:
+                a946 <<= 1
+                a946 = a946 << 3 | (k947 - 1)
             else:
-                a659 = _rt.ld(a659 << 1 | 1, k660)
-            for w660 in v658:
-                w661 = w660
-                if 1 <= w661 <= 32:
-                    a659 = a659 << 6 | (w661 - 1)
+                a946 = _rt.ld(a946 << 1 | 1, k947)
+            for w947 in v945:
+                w948 = w947
+                if 1 <= w948 <= 32:
+                    a946 = a946 << 6 | (w948 - 1)
                 else:
-                    a659 = _rt.uwn(a659 << 1 | 1, w661)
-            a648 = ((a648 - 1) << (a659.bit_length() - 1)) + a659
-        if 'minimumAwarenessTime' in v647:
-            a648 = a648 << 8 | v647['minimumAwarenessTime']
-        if 'applicableLanes' in v647:
-            v662 = v647['applicableLanes']
-            a663 = 1
-            k664 = len(v662)
-            if 1 <= k664 <= 8:
-                a663 <<= 1
-                a663 = a663 << 3 | (k664 - 1)
+                    a946 = _rt.uwn(a946 << 1 | 1, w948)
+            a = ((a - 1) << (a946.bit_length() - 1)) + a946
+        if 'minimumAwarenessTime' in w933:
+            a = a << 8 | w933['minimumAwarenessTime']
+        if 'applicableLanes' in w933:
+            v950 = w933['applicableLanes']
+            a951 = 1
+            k952 = len(v950)
+            if 1 <= k952 <= 8:
+                a951 <<= 1
+                a951 = a951 << 3 | (k952 - 1)
             else:
-                a663 = _rt.ld(a663 << 1 | 1, k664)
-            for w664 in v662:
-                a663 = a663 << 4 | (w664 + 1)
-            a648 = ((a648 - 1) << (a663.bit_length() - 1)) + a663
-        a648 = a648 << 3 | v647['iviType']
-        if 'iviPurpose' in v647:
-            a648 = a648 << 2 | v647['iviPurpose']
-        if 'laneStatus' in v647:
-            w665 = v647['laneStatus']
-            if 0 <= w665 <= 7:
-                a648 = a648 << 4 | w665
+                a951 = _rt.ld(a951 << 1 | 1, k952)
+            for w952 in v950:
+                a951 = a951 << 4 | (w952 + 1)
+            a = ((a - 1) << (a951.bit_length() - 1)) + a951
+        a = a << 3 | w933['iviType']
+        if 'iviPurpose' in w933:
+            a = a << 2 | w933['iviPurpose']
+        if 'laneStatus' in w933:
+            w956 = w933['laneStatus']
+            if 0 <= w956 <= 7:
+                a = a << 4 | w956
             else:
-                a648 = _rt.uwn(a648 << 1 | 1, w665)
-        if 'vehicleCharacteristics' in v647:
-            v666 = v647['vehicleCharacteristics']
-            a667 = 1
-            k668 = len(v666)
-            if 1 <= k668 <= 8:
-                a667 <<= 1
-                a667 = a667 << 3 | (k668 - 1)
+                a = _rt.uwn(a << 1 | 1, w956)
+        if 'vehicleCharacteristics' in w933:
+            v957 = w933['vehicleCharacteristics']
+            a958 = 1
+            k959 = len(v957)
+            if 1 <= k959 <= 8:
+                a958 <<= 1
+                a958 = a958 << 3 | (k959 - 1)
             else:
-                a667 = _rt.ld(a667 << 1 | 1, k668)
-            for w668 in v666:
-                v669 = w668
-                a670 = 1
-                a670 = a670 << 3 | ('tractor' in v669) << 2 | ('trailer' in v669) << 1 | ('train' in v669)
-                if 'tractor' in v669:
-                    s_ = e_TractorCharacteristics(v669['tractor'])
-                    a670 = ((a670 - 1) << (s_.bit_length() - 1)) + s_
-                if 'trailer' in v669:
-                    s_ = e_TrailerCharacteristicsList(v669['trailer'])
-                    a670 = ((a670 - 1) << (s_.bit_length() - 1)) + s_
-                if 'train' in v669:
-                    s_ = e_TrainCharacteristics(v669['train'])
-                    a670 = ((a670 - 1) << (s_.bit_length() - 1)) + s_
-                a667 = ((a667 - 1) << (a670.bit_length() - 1)) + a670
-            a648 = ((a648 - 1) << (a667.bit_length() - 1)) + a667
-        if 'driverCharacteristics' in v647:
-            a648 = a648 << 2 | v647['driverCharacteristics']
-        if 'layoutId' in v647:
-            w672 = v647['layoutId']
-            if 1 <= w672 <= 4:
-                a648 = a648 << 3 | (w672 - 1)
+                a958 = _rt.ld(a958 << 1 | 1, k959)
+            for w959 in v957:
+                a958 = a958 << 3 | ('tractor' in w959) << 2 | ('trailer' in w959) << 1 | ('train' in w959)
+                if 'tractor' in w959:
+                    s_ = e_TractorCharacteristics(w959['tractor'])
+                    a958 = ((a958 - 1) << (s_.bit_length() - 1)) + s_
+                if 'trailer' in w959:
+                    s_ = e_TrailerCharacteristicsList(w959['trailer'])
+                    a958 = ((a958 - 1) << (s_.bit_length() - 1)) + s_
+                if 'train' in w959:
+                    s_ = e_TrainCharacteristics(w959['train'])
+                    a958 = ((a958 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a958.bit_length() - 1)) + a958
+        if 'driverCharacteristics' in w933:
+            a = a << 2 | w933['driverCharacteristics']
+        if 'layoutId' in w933:
+            w966 = w933['layoutId']
+            if 1 <= w966 <= 4:
+                a = a << 3 | (w966 - 1)
             else:
-                a648 = _rt.uwn(a648 << 1 | 1, w672)
-        if 'preStoredlayoutId' in v647:
-            w673 = v647['preStoredlayoutId']
-            if 1 <= w673 <= 64:
-                a648 = a648 << 7 | (w673 - 1)
+                a = _rt.uwn(a << 1 | 1, w966)
+        if 'preStoredlayoutId' in w933:
+            w968 = w933['preStoredlayoutId']
+            if 1 <= w968 <= 64:
+                a = a << 7 | (w968 - 1)
             else:
-                a648 = _rt.uwn(a648 << 1 | 1, w673)
-        v674 = v647['roadSignCodes']
-        a675 = 1
-        k676 = len(v674)
-        if 1 <= k676 <= 4:
-            a675 <<= 1
-            a675 = a675 << 2 | (k676 - 1)
+                a = _rt.uwn(a << 1 | 1, w968)
+        v969 = w933['roadSignCodes']
+        a970 = 1
+        k971 = len(v969)
+        if 1 <= k971 <= 4:
+            a970 <<= 1
+            a970 = a970 << 2 | (k971 - 1)
         else:
-            a675 = _rt.ld(a675 << 1 | 1, k676)
-        for w676 in v674:
-            v677 = w676
-            a678 = 1
-            a678 = a678 << 1 | ('layoutComponentId' in v677)
-            if 'layoutComponentId' in v677:
-                w680 = v677['layoutComponentId']
-                if 1 <= w680 <= 4:
-                    a678 = a678 << 3 | (w680 - 1)
+            a970 = _rt.ld(a970 << 1 | 1, k971)
+        for w971 in v969:
+            a970 = a970 << 1 | ('layoutComponentId' in w971)
+            if 'layoutComponentId' in w971:
+                w974 = w971['layoutComponentId']
+                if 1 <= w974 <= 4:
+                    a970 = a970 << 3 | (w974 - 1)
                 else:
-                    a678 = _rt.uwn(a678 << 1 | 1, w680)
-            s_ = e_RSCode_code(v677['code'])
-            a678 = ((a678 - 1) << (s_.bit_length() - 1)) + s_
-            a675 = ((a675 - 1) << (a678.bit_length() - 1)) + a678
-        a648 = ((a648 - 1) << (a675.bit_length() - 1)) + a675
-        if 'extraText' in v647:
-            v681 = v647['extraText']
-            a682 = 1
-            k683 = len(v681)
-            if 1 <= k683 <= 4:
-                a682 <<= 1
-                a682 = a682 << 2 | (k683 - 1)
+                    a970 = _rt.uwn(a970 << 1 | 1, w974)
+            s_ = e_RSCode_code(w971['code'])
+            a970 = ((a970 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a970.bit_length() - 1)) + a970
+        if 'extraText' in w933:
+            v976 = w933['extraText']
+            a977 = 1
+            k978 = len(v976)
+            if 1 <= k978 <= 4:
+                a977 <<= 1
+                a977 = a977 << 2 | (k978 - 1)
             else:
-                a682 = _rt.ld(a682 << 1 | 1, k683)
-            for w683 in v681:
-                v684 = w683
-                a685 = 1
-                a685 = a685 << 1 | ('layoutComponentId' in v684)
-                if 'layoutComponentId' in v684:
-                    w687 = v684['layoutComponentId']
-                    if 1 <= w687 <= 4:
-                        a685 = a685 << 3 | (w687 - 1)
+                a977 = _rt.ld(a977 << 1 | 1, k978)
+            for w978 in v976:
+                a977 = a977 << 1 | ('layoutComponentId' in w978)
+                if 'layoutComponentId' in w978:
+                    w981 = w978['layoutComponentId']
+                    if 1 <= w981 <= 4:
+                        a977 = a977 << 3 | (w981 - 1)
                     else:
-                        a685 = _rt.uwn(a685 << 1 | 1, w687)
-                d688, k689 = v684['language']
-                a685 = a685 << k689 | int.from_bytes(d688, 'big') >> (8 * len(d688) - k689)
-                a685 = _rt.octets(a685, v684['textContent'].encode('utf-8'))
-                a682 = ((a682 - 1) << (a685.bit_length() - 1)) + a685
-            a648 = ((a648 - 1) << (a682.bit_length() - 1)) + a682
-        a = ((a - 1) << (a648.bit_length() - 1)) + a648
+                        a977 = _rt.uwn(a977 << 1 | 1, w981)
+                d983, k984 = w978['language']
+                a977 = a977 << k984 | int.from_bytes(d983, 'big') >> (8 * len(d983) - k984)
+                a977 = _rt.octets(a977, w978['textContent'].encode('utf-8'))
+            a = ((a - 1) << (a977.bit_length() - 1)) + a977
     return a
 
 def d_GeneralIviContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k690, q = _rt.read_ld(x, q)
+        k986, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k690 = ((x >> q) & 15) + 1
+        k986 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k690):
-        r691: dict[str, Any] = {}
+    for _ in range(k986):
+        x &= (1 << q) - 1
+        r987: dict[str, Any] = {}
         q -= 15
-        h692 = (x >> q) & 32767
-        if h692 & 8192:
+        h988 = (x >> q) & 32767
+        if h988 & 8192:
             q -= 1
             if (x >> q) & 1:
-                k694, q = _rt.read_ld(x, q)
+                k990, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k694 = ((x >> q) & 7) + 1
-            r693: list[Any] = []
-            for _ in range(k694):
+                k990 = ((x >> q) & 7) + 1
+            r989: list[Any] = []
+            for _ in range(k990):
                 q -= 1
                 if (x >> q) & 1:
-                    w694, q = _rt.read_uwn(x, q)
+                    w990, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w694 = ((x >> q) & 31) + 1
-                r693.append(w694)
-            r691['detectionZoneIds'] = r693
-        if h692 & 4096:
-            r691['its-Rrid'], q = d_VarLengthNumber(x, q)
-        if h692 & 2048:
+                    w990 = ((x >> q) & 31) + 1
+                r989.append(w990)
+            r987['detectionZoneIds'] = r989
+        if h988 & 4096:
+            r987['its-Rrid'], q = d_VarLengthNumber(x, q)
+        if h988 & 2048:
             q -= 1
             if (x >> q) & 1:
-                k696, q = _rt.read_ld(x, q)
+                k992, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k696 = ((x >> q) & 7) + 1
-            r695: list[Any] = []
-            for _ in range(k696):
+                k992 = ((x >> q) & 7) + 1
+            r991: list[Any] = []
+            for _ in range(k992):
                 q -= 1
                 if (x >> q) & 1:
-                    w696, q = _rt.read_uwn(x, q)
+                    w992, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w696 = ((x >> q) & 31) + 1
-                r695.append(w696)
-            r691['relevanceZoneIds'] = r695
-        if h692 & 1024:
+                    w992 = ((x >> q) & 31) + 1
+                r991.append(w992)
+            r987['relevanceZoneIds'] = r991
+        if h988 & 1024:
             q -= 2
-            r691['direction'] = (x >> q) & 3
-        if h692 & 512:
+            r987['direction'] = (x >> q) & 3
+        if h988 & 512:
             q -= 1
             if (x >> q) & 1:
-                k698, q = _rt.read_ld(x, q)
+                k994, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k698 = ((x >> q) & 7) + 1
-            r697: list[Any] = []
-            for _ in range(k698):
+                k994 = ((x >> q) & 7) + 1
+            r993: list[Any] = []
+            for _ in range(k994):
                 q -= 1
                 if (x >> q) & 1:
-                    w698, q = _rt.read_uwn(x, q)
+                    w994, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w698 = ((x >> q) & 31) + 1
-                r697.append(w698)
-            r691['driverAwarenessZoneIds'] = r697
-        if h692 & 256:
+                    w994 = ((x >> q) & 31) + 1
+                r993.append(w994)
+            r987['driverAwarenessZoneIds'] = r993
+        if h988 & 256:
             q -= 8
-            r691['minimumAwarenessTime'] = (x >> q) & 255
-        if h692 & 128:
+            r987['minimumAwarenessTime'] = (x >> q) & 255
+        if h988 & 128:
             q -= 1
             if (x >> q) & 1:
-                k700, q = _rt.read_ld(x, q)
+                k996, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k700 = ((x >> q) & 7) + 1
-            r699: list[Any] = []
-            for _ in range(k700):
+                k996 = ((x >> q) & 7) + 1
+            r995: list[Any] = []
+            for _ in range(k996):
                 q -= 4
-                w700 = ((x >> q) & 15) - 1
-                r699.append(w700)
-            r691['applicableLanes'] = r699
+                w996 = ((x >> q) & 15) - 1
+                r995.append(w996)
+            r987['applicableLanes'] = r995
         q -= 3
-        r691['iviType'] = (x >> q) & 7
-        if h692 & 64:
+        r987['iviType'] = (x >> q) & 7
+        if h988 & 64:
             q -= 2
-            r691['iviPurpose'] = (x >> q) & 3
-        if h692 & 32:
+            r987['iviPurpose'] = (x >> q) & 3
+        if h988 & 32:
             q -= 1
             if (x >> q) & 1:
-                r691['laneStatus'], q = _rt.read_uwn(x, q)
+                r987['laneStatus'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r691['laneStatus'] = (x >> q) & 7
-        if h692 & 16:
+                r987['laneStatus'] = (x >> q) & 7
+        if h988 & 16:
             q -= 1
             if (x >> q) & 1:
-                k702, q = _rt.read_ld(x, q)
+                k998, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k702 = ((x >> q) & 7) + 1
-            r701: list[Any] = []
-            for _ in range(k702):
-                r703: dict[str, Any] = {}
+                k998 = ((x >> q) & 7) + 1
+            r997: list[Any] = []
+            for _ in range(k998):
+                x &= (1 << q) - 1
+                r999: dict[str, Any] = {}
                 q -= 3
-                h704 = (x >> q) & 7
-                if h704 & 4:
-                    r703['tractor'], q = d_TractorCharacteristics(x, q)
-                if h704 & 2:
-                    r703['trailer'], q = d_TrailerCharacteristicsList(x, q)
-                if h704 & 1:
-                    r703['train'], q = d_TrainCharacteristics(x, q)
-                w702 = r703
-                r701.append(w702)
-            r691['vehicleCharacteristics'] = r701
-        if h692 & 8:
+                h1000 = (x >> q) & 7
+                if h1000 & 4:
+                    r999['tractor'], q = d_TractorCharacteristics(x, q)
+                if h1000 & 2:
+                    r999['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                if h1000 & 1:
+                    r999['train'], q = d_TrainCharacteristics(x, q)
+                r997.append(r999)
+            r987['vehicleCharacteristics'] = r997
+        if h988 & 8:
             q -= 2
-            r691['driverCharacteristics'] = (x >> q) & 3
-        if h692 & 4:
+            r987['driverCharacteristics'] = (x >> q) & 3
+        if h988 & 4:
             q -= 1
             if (x >> q) & 1:
-                r691['layoutId'], q = _rt.read_uwn(x, q)
+                r987['layoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r691['layoutId'] = ((x >> q) & 3) + 1
-        if h692 & 2:
+                r987['layoutId'] = ((x >> q) & 3) + 1
+        if h988 & 2:
             q -= 1
             if (x >> q) & 1:
-                r691['preStoredlayoutId'], q = _rt.read_uwn(x, q)
+                r987['preStoredlayoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 6
-                r691['preStoredlayoutId'] = ((x >> q) & 63) + 1
+                r987['preStoredlayoutId'] = ((x >> q) & 63) + 1
         q -= 1
         if (x >> q) & 1:
-            k706, q = _rt.read_ld(x, q)
+            k1002, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k706 = ((x >> q) & 3) + 1
-        r705: list[Any] = []
-        for _ in range(k706):
-            r707: dict[str, Any] = {}
+            k1002 = ((x >> q) & 3) + 1
+        r1001: list[Any] = []
+        for _ in range(k1002):
+            x &= (1 << q) - 1
+            r1003: dict[str, Any] = {}
             q -= 1
-            h708 = (x >> q) & 1
-            if h708 & 1:
+            h1004 = (x >> q) & 1
+            if h1004 & 1:
                 q -= 1
                 if (x >> q) & 1:
-                    r707['layoutComponentId'], q = _rt.read_uwn(x, q)
+                    r1003['layoutComponentId'], q = _rt.read_uwn(x, q)
                 else:
                     q -= 2
-                    r707['layoutComponentId'] = ((x >> q) & 3) + 1
-            r707['code'], q = d_RSCode_code(x, q)
-            w706 = r707
-            r705.append(w706)
-        r691['roadSignCodes'] = r705
-        if h692 & 1:
+                    r1003['layoutComponentId'] = ((x >> q) & 3) + 1
+            r1003['code'], q = d_RSCode_code(x, q)
+            r1001.append(r1003)
+        r987['roadSignCodes'] = r1001
+        if h988 & 1:
             q -= 1
             if (x >> q) & 1:
-                k710, q = _rt.read_ld(x, q)
+                k1006, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k710 = ((x >> q) & 3) + 1
-            r709: list[Any] = []
-            for _ in range(k710):
-                r711: dict[str, Any] = {}
+                k1006 = ((x >> q) & 3) + 1
+            r1005: list[Any] = []
+            for _ in range(k1006):
+                x &= (1 << q) - 1
+                r1007: dict[str, Any] = {}
                 q -= 1
-                h712 = (x >> q) & 1
-                if h712 & 1:
+                h1008 = (x >> q) & 1
+                if h1008 & 1:
                     q -= 1
                     if (x >> q) & 1:
-                        r711['layoutComponentId'], q = _rt.read_uwn(x, q)
+                        r1007['layoutComponentId'], q = _rt.read_uwn(x, q)
                     else:
                         q -= 2
-                        r711['layoutComponentId'] = ((x >> q) & 3) + 1
+                        r1007['layoutComponentId'] = ((x >> q) & 3) + 1
                 q -= 10
-                r711['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-                b714, q = _rt.read_octets(x, q)
-                r711['textContent'] = b714.decode('utf-8')
-                w710 = r711
-                r709.append(w710)
-            r691['extraText'] = r709
-        if h692 >> 14:
+                r1007['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+                b1010, q = _rt.read_octets(x, q)
+                r1007['textContent'] = b1010.decode('utf-8')
+                r1005.append(r1007)
+            r987['extraText'] = r1005
+        if h988 >> 14:
             q = _rt.skip_additions(x, q)
-        w690 = r691
-        r.append(w690)
+        r.append(r987)
     return r, q
 
 
 def e_RoadConfigurationContainer(v: Any) -> int:
     a: int = 1
-    k715 = len(v)
-    if 1 <= k715 <= 16:
+    k1011 = len(v)
+    if 1 <= k1011 <= 16:
         a <<= 1
-        a = a << 4 | (k715 - 1)
+        a = a << 4 | (k1011 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k715)
-    for w715 in v:
-        v716 = w715
-        a717 = 1
-        a717 = a717 << 1
-        v719 = v716['relevanceZoneIds']
-        a720 = 1
-        k721 = len(v719)
-        if 1 <= k721 <= 8:
-            a720 <<= 1
-            a720 = a720 << 3 | (k721 - 1)
+        a = _rt.ld(a << 1 | 1, k1011)
+    for w1011 in v:
+        a1050 = 1
+        a1050 = a1050 << 1
+        v1052 = w1011['relevanceZoneIds']
+        a1053 = 1
+        k1054 = len(v1052)
+        if 1 <= k1054 <= 8:
+            a1053 <<= 1
+            a1053 = a1053 << 3 | (k1054 - 1)
         else:
-            a720 = _rt.ld(a720 << 1 | 1, k721)
-        for w721 in v719:
-            w722 = w721
-            if 1 <= w722 <= 32:
-                a720 = a720 << 6 | (w722 - 1)
+            a1053 = _rt.ld(a1053 << 1 | 1, k1054)
+        for w1054 in v1052:
+            w1055 = w1054
+            if 1 <= w1055 <= 32:
+                a1053 = a1053 << 6 | (w1055 - 1)
             else:
-                a720 = _rt.uwn(a720 << 1 | 1, w722)
-        a717 = ((a717 - 1) << (a720.bit_length() - 1)) + a720
-        a717 = a717 << 2 | _E_RoadType_44[v716['roadType']]
-        v723 = v716['laneConfiguration']
-        a724 = 1
-        k725 = len(v723)
-        if 1 <= k725 <= 16:
-            a724 <<= 1
-            a724 = a724 << 4 | (k725 - 1)
+                a1053 = _rt.uwn(a1053 << 1 | 1, w1055)
+        a1050 = ((a1050 - 1) << (a1053.bit_length() - 1)) + a1053
+        a1050 = a1050 << 2 | _E_RoadType_44[w1011['roadType']]
+        v1057 = w1011['laneConfiguration']
+        a1058 = 1
+        k1059 = len(v1057)
+        if 1 <= k1059 <= 16:
+            a1058 <<= 1
+            a1058 = a1058 << 4 | (k1059 - 1)
         else:
-            a724 = _rt.ld(a724 << 1 | 1, k725)
-        for w725 in v723:
-            v726 = w725
-            a727 = 1
-            ext728 = 'detectionZoneIds' in v726 or 'relevanceZoneIds' in v726 or 'laneCharacteristics' in v726 or 'laneSurfaceStaticCharacteristics' in v726 or 'laneSurfaceDynamicCharacteristics' in v726
-            a727 = a727 << 10 | ((ext728) << 3 | ('validity' in v726) << 2 | ('laneTypeQualifier' in v726) << 1 | ('laneWidth' in v726)) << 6 | ((v726['laneNumber'] + 1)) << 2 | (v726['direction'])
-            if 'validity' in v726:
-                s_ = e_InternationalSign_applicablePeriod(v726['validity'])
-                a727 = ((a727 - 1) << (s_.bit_length() - 1)) + s_
-            a727 = a727 << 5 | v726['laneType']
-            if 'laneTypeQualifier' in v726:
-                s_ = e_CompleteVehicleCharacteristics(v726['laneTypeQualifier'])
-                a727 = ((a727 - 1) << (s_.bit_length() - 1)) + s_
-            w729 = v726['laneStatus']
-            if 0 <= w729 <= 7:
-                a727 = a727 << 4 | w729
+            a1058 = _rt.ld(a1058 << 1 | 1, k1059)
+        for w1059 in v1057:
+            a1074 = 1
+            ext1075 = 'detectionZoneIds' in w1059 or 'relevanceZoneIds' in w1059 or 'laneCharacteristics' in w1059 or 'laneSurfaceStaticCharacteristics' in w1059 or 'laneSurfaceDynamicCharacteristics' in w1059
+            a1074 = a1074 << 10 | ((ext1075) << 3 | ('validity' in w1059) << 2 | ('laneTypeQualifier' in w1059) << 1 | ('laneWidth' in w1059)) << 6 | ((w1059['laneNumber'] + 1)) << 2 | (w1059['direction'])
+            if 'validity' in w1059:
+                s_ = e_InternationalSign_applicablePeriod(w1059['validity'])
+                a1074 = ((a1074 - 1) << (s_.bit_length() - 1)) + s_
+            a1074 = a1074 << 5 | w1059['laneType']
+            if 'laneTypeQualifier' in w1059:
+                s_ = e_CompleteVehicleCharacteristics(w1059['laneTypeQualifier'])
+                a1074 = ((a1074 - 1) << (s_.bit_length() - 1)) + s_
+            w1082 = w1059['laneStatus']
+            if 0 <= w1082 <= 7:
+                a1074 = a1074 << 4 | w1082
             else:
-                a727 = _rt.uwn(a727 << 1 | 1, w729)
-            if 'laneWidth' in v726:
-                a727 = a727 << 10 | v726['laneWidth']
-            if ext728:
-                subs728, present728 = [], 0
-                if 'detectionZoneIds' in v726 or 'relevanceZoneIds' in v726 or 'laneCharacteristics' in v726 or 'laneSurfaceStaticCharacteristics' in v726 or 'laneSurfaceDynamicCharacteristics' in v726:
-                    s728 = 1 << 5 | ('detectionZoneIds' in v726) << 4 | ('relevanceZoneIds' in v726) << 3 | ('laneCharacteristics' in v726) << 2 | ('laneSurfaceStaticCharacteristics' in v726) << 1 | ('laneSurfaceDynamicCharacteristics' in v726) << 0
-                    if 'detectionZoneIds' in v726:
-                        s_ = e_ZoneIds(v726['detectionZoneIds'])
-                        s728 = ((s728 - 1) << (s_.bit_length() - 1)) + s_
-                    if 'relevanceZoneIds' in v726:
-                        s_ = e_ZoneIds(v726['relevanceZoneIds'])
-                        s728 = ((s728 - 1) << (s_.bit_length() - 1)) + s_
-                    if 'laneCharacteristics' in v726:
-                        s_ = e_LaneCharacteristics(v726['laneCharacteristics'])
-                        s728 = ((s728 - 1) << (s_.bit_length() - 1)) + s_
-                    if 'laneSurfaceStaticCharacteristics' in v726:
-                        s_ = e_RoadSurfaceStaticCharacteristics(v726['laneSurfaceStaticCharacteristics'])
-                        s728 = ((s728 - 1) << (s_.bit_length() - 1)) + s_
-                    if 'laneSurfaceDynamicCharacteristics' in v726:
-                        s_ = e_RoadSurfaceDynamicCharacteristics(v726['laneSurfaceDynamicCharacteristics'])
-                        s728 = ((s728 - 1) << (s_.bit_length() - 1)) + s_
-                    subs728.append(s728)
-                    present728 |= 1
-                a727 = _rt.additions(a727, 1, present728, subs728)
-            a724 = ((a724 - 1) << (a727.bit_length() - 1)) + a727
-        a717 = ((a717 - 1) << (a724.bit_length() - 1)) + a724
-        a = ((a - 1) << (a717.bit_length() - 1)) + a717
+                a1074 = _rt.uwn(a1074 << 1 | 1, w1082)
+            if 'laneWidth' in w1059:
+                a1074 = a1074 << 10 | w1059['laneWidth']
+            if ext1075:
+                subs1075, present1075 = [], 0
+                if 'detectionZoneIds' in w1059 or 'relevanceZoneIds' in w1059 or 'laneCharacteristics' in w1059 or 'laneSurfaceStaticCharacteristics' in w1059 or 'laneSurfaceDynamicCharacteristics' in w1059:
+                    s1075 = 1 << 5 | ('detectionZoneIds' in w1059) << 4 | ('relevanceZoneIds' in w1059) << 3 | ('laneCharacteristics' in w1059) << 2 | ('laneSurfaceStaticCharacteristics' in w1059) << 1 | ('laneSurfaceDynamicCharacteristics' in w1059) << 0
+                    if 'detectionZoneIds' in w1059:
+                        s_ = e_ZoneIds(w1059['detectionZoneIds'])
+                        s1075 = ((s1075 - 1) << (s_.bit_length() - 1)) + s_
+                    if 'relevanceZoneIds' in w1059:
+                        s_ = e_ZoneIds(w1059['relevanceZoneIds'])
+                        s1075 = ((s1075 - 1) << (s_.bit_length() - 1)) + s_
+                    if 'laneCharacteristics' in w1059:
+                        s_ = e_LaneCharacteristics(w1059['laneCharacteristics'])
+                        s1075 = ((s1075 - 1) << (s_.bit_length() - 1)) + s_
+                    if 'laneSurfaceStaticCharacteristics' in w1059:
+                        s_ = e_RoadSurfaceStaticCharacteristics(w1059['laneSurfaceStaticCharacteristics'])
+                        s1075 = ((s1075 - 1) << (s_.bit_length() - 1)) + s_
+                    if 'laneSurfaceDynamicCharacteristics' in w1059:
+                        s_ = e_RoadSurfaceDynamicCharacteristics(w1059['laneSurfaceDynamicCharacteristics'])
+                        s1075 = ((s1075 - 1) << (s_.bit_length() - 1)) + s_
+                    subs1075.append(s1075)
+                    present1075 |= 1
+                a1074 = _rt.additions(a1074, 1, present1075, subs1075)
+            a1058 = ((a1058 - 1) << (a1074.bit_length() - 1)) + a1074
+        a1050 = ((a1050 - 1) << (a1058.bit_length() - 1)) + a1058
+        a = ((a - 1) << (a1050.bit_length() - 1)) + a1050
     return a
 
 def d_RoadConfigurationContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k730, q = _rt.read_ld(x, q)
+        k1089, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k730 = ((x >> q) & 15) + 1
+        k1089 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k730):
-        r731: dict[str, Any] = {}
+    for _ in range(k1089):
+        x &= (1 << q) - 1
+        r1090: dict[str, Any] = {}
         q -= 1
-        h732 = (x >> q) & 1
+        h1091 = (x >> q) & 1
         q -= 1
         if (x >> q) & 1:
-            k734, q = _rt.read_ld(x, q)
+            k1093, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k734 = ((x >> q) & 7) + 1
-        r733: list[Any] = []
-        for _ in range(k734):
+            k1093 = ((x >> q) & 7) + 1
+        r1092: list[Any] = []
+        for _ in range(k1093):
             q -= 1
             if (x >> q) & 1:
-                w734, q = _rt.read_uwn(x, q)
+                w1093, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w734 = ((x >> q) & 31) + 1
-            r733.append(w734)
-        r731['relevanceZoneIds'] = r733
+                w1093 = ((x >> q) & 31) + 1
+            r1092.append(w1093)
+        r1090['relevanceZoneIds'] = r1092
         q -= 2
-        r731['roadType'] = _D_RoadType_45[(x >> q) & 3]
+        r1090['roadType'] = _D_RoadType_45[(x >> q) & 3]
         q -= 1
         if (x >> q) & 1:
-            k736, q = _rt.read_ld(x, q)
+            k1095, q = _rt.read_ld(x, q)
         else:
             q -= 4
-            k736 = ((x >> q) & 15) + 1
-        r735: list[Any] = []
-        for _ in range(k736):
-            r737: dict[str, Any] = {}
+            k1095 = ((x >> q) & 15) + 1
+        r1094: list[Any] = []
+        for _ in range(k1095):
+            x &= (1 << q) - 1
+            r1096: dict[str, Any] = {}
             q -= 10
             t_ = (x >> q) & 1023
-            h738 = (t_ >> 6) & 15
-            r737['laneNumber'] = ((t_ >> 2) & 15) - 1
-            r737['direction'] = t_ & 3
-            if h738 & 4:
-                r737['validity'], q = d_InternationalSign_applicablePeriod(x, q)
+            h1097 = (t_ >> 6) & 15
+            r1096['laneNumber'] = ((t_ >> 2) & 15) - 1
+            r1096['direction'] = t_ & 3
+            if h1097 & 4:
+                r1096['validity'], q = d_InternationalSign_applicablePeriod(x, q)
             q -= 5
-            r737['laneType'] = (x >> q) & 31
-            if h738 & 2:
-                r737['laneTypeQualifier'], q = d_CompleteVehicleCharacteristics(x, q)
+            r1096['laneType'] = (x >> q) & 31
+            if h1097 & 2:
+                r1096['laneTypeQualifier'], q = d_CompleteVehicleCharacteristics(x, q)
             q -= 1
             if (x >> q) & 1:
-                r737['laneStatus'], q = _rt.read_uwn(x, q)
+                r1096['laneStatus'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r737['laneStatus'] = (x >> q) & 7
-            if h738 & 1:
+                r1096['laneStatus'] = (x >> q) & 7
+            if h1097 & 1:
                 q -= 10
-                r737['laneWidth'] = (x >> q) & 1023
-            if h738 >> 3:
-                n738, q = _rt.read_nsl(x, q)
-                q -= n738
-                bm738 = (x >> q) & ((1 << n738) - 1)
-                for i738 in range(n738):
-                    if not (bm738 >> (n738 - 1 - i738)) & 1:
+                r1096['laneWidth'] = (x >> q) & 1023
+            if h1097 >> 3:
+                n1097, q = _rt.read_nsl(x, q)
+                q -= n1097
+                bm1097 = (x >> q) & ((1 << n1097) - 1)
+                for i1097 in range(n1097):
+                    if not (bm1097 >> (n1097 - 1 - i1097)) & 1:
                         continue
-                    length738, q = _rt.read_ld(x, q)
-                    q0738 = q
-                    if i738 == 0:
+                    length1097, q = _rt.read_ld(x, q)
+                    q01097 = q
+                    if i1097 == 0:
                         q -= 5
-                        g738 = (x >> q) & 31
-                        if g738 & 16:
-                            r737['detectionZoneIds'], q = d_ZoneIds(x, q)
-                        if g738 & 8:
-                            r737['relevanceZoneIds'], q = d_ZoneIds(x, q)
-                        if g738 & 4:
-                            r737['laneCharacteristics'], q = d_LaneCharacteristics(x, q)
-                        if g738 & 2:
-                            r737['laneSurfaceStaticCharacteristics'], q = d_RoadSurfaceStaticCharacteristics(x, q)
-                        if g738 & 1:
-                            r737['laneSurfaceDynamicCharacteristics'], q = d_RoadSurfaceDynamicCharacteristics(x, q)
+                        g1097 = (x >> q) & 31
+                        if g1097 & 16:
+                            r1096['detectionZoneIds'], q = d_ZoneIds(x, q)
+                        if g1097 & 8:
+                            r1096['relevanceZoneIds'], q = d_ZoneIds(x, q)
+                        if g1097 & 4:
+                            r1096['laneCharacteristics'], q = d_LaneCharacteristics(x, q)
+                        if g1097 & 2:
+                            r1096['laneSurfaceStaticCharacteristics'], q = d_RoadSurfaceStaticCharacteristics(x, q)
+                        if g1097 & 1:
+                            r1096['laneSurfaceDynamicCharacteristics'], q = d_RoadSurfaceDynamicCharacteristics(x, q)
                     else:
-                        q = _rt.skip(q, length738 << 3)
-                    al738 = (q0738 - q) % 8
-                    if al738:
-                        q = _rt.skip(q, 8 - al738)
-            w736 = r737
-            r735.append(w736)
-        r731['laneConfiguration'] = r735
-        if h732 >> 0:
+                        q = _rt.skip(q, length1097 << 3)
+                    al1097 = (q01097 - q) % 8
+                    if al1097:
+                        q = _rt.skip(q, 8 - al1097)
+            r1094.append(r1096)
+        r1090['laneConfiguration'] = r1094
+        if h1091 >> 0:
             q = _rt.skip_additions(x, q)
-        w730 = r731
-        r.append(w730)
+        r.append(r1090)
     return r, q
 
 
 def e_TextContainer(v: Any) -> int:
     a: int = 1
-    k739 = len(v)
-    if 1 <= k739 <= 16:
+    k1098 = len(v)
+    if 1 <= k1098 <= 16:
         a <<= 1
-        a = a << 4 | (k739 - 1)
+        a = a << 4 | (k1098 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k739)
-    for w739 in v:
-        v740 = w739
-        a741 = 1
-        ext742 = 'iviType' in v740 or 'laneStatus' in v740 or 'vehicleCharacteristics' in v740
-        a741 = a741 << 9 | (ext742) << 8 | ('detectionZoneIds' in v740) << 7 | ('direction' in v740) << 6 | ('driverAwarenessZoneIds' in v740) << 5 | ('minimumAwarenessTime' in v740) << 4 | ('applicableLanes' in v740) << 3 | ('layoutId' in v740) << 2 | ('preStoredlayoutId' in v740) << 1 | ('text' in v740)
-        if 'detectionZoneIds' in v740:
-            v743 = v740['detectionZoneIds']
-            a744 = 1
-            k745 = len(v743)
-            if 1 <= k745 <= 8:
-                a744 <<= 1
-                a744 = a744 << 3 | (k745 - 1)
+        a = _rt.ld(a << 1 | 1, k1098)
+    for w1098 in v:
+        ext1099 = 'iviType' in w1098 or 'laneStatus' in w1098 or 'vehicleCharacteristics' in w1098
+        a = a << 9 | (ext1099) << 8 | ('detectionZoneIds' in w1098) << 7 | ('direction' in w1098) << 6 | ('driverAwarenessZoneIds' in w1098) << 5 | ('minimumAwarenessTime' in w1098) << 4 | ('applicableLanes' in w1098) << 3 | ('layoutId' in w1098) << 2 | ('preStoredlayoutId' in w1098) << 1 | ('text' in w1098)
+        if 'detectionZoneIds' in w1098:
+            v1100 = w1098['detectionZoneIds']
+            a1101 = 1
+            k1102 = len(v1100)
+            if 1 <= k1102 <= 8:
+                a1101 <<= 1
+                a1101 = a1101 << 3 | (k1102 - 1)
             else:
-                a744 = _rt.ld(a744 << 1 | 1, k745)
-            for w745 in v743:
-                w746 = w745
-                if 1 <= w746 <= 32:
-                    a744 = a744 << 6 | (w746 - 1)
+                a1101 = _rt.ld(a1101 << 1 | 1, k1102)
+            for w1102 in v1100:
+                w1103 = w1102
+                if 1 <= w1103 <= 32:
+                    a1101 = a1101 << 6 | (w1103 - 1)
                 else:
-                    a744 = _rt.uwn(a744 << 1 | 1, w746)
-            a741 = ((a741 - 1) << (a744.bit_length() - 1)) + a744
-        v747 = v740['relevanceZoneIds']
-        a748 = 1
-        k749 = len(v747)
-        if 1 <= k749 <= 8:
-            a748 <<= 1
-            a748 = a748 << 3 | (k749 - 1)
+                    a1101 = _rt.uwn(a1101 << 1 | 1, w1103)
+            a = ((a - 1) << (a1101.bit_length() - 1)) + a1101
+        v1104 = w1098['relevanceZoneIds']
+        a1105 = 1
+        k1106 = len(v1104)
+        if 1 <= k1106 <= 8:
+            a1105 <<= 1
+            a1105 = a1105 << 3 | (k1106 - 1)
         else:
-            a748 = _rt.ld(a748 << 1 | 1, k749)
-        for w749 in v747:
-            w750 = w749
-            if 1 <= w750 <= 32:
-                a748 = a748 << 6 | (w750 - 1)
+            a1105 = _rt.ld(a1105 << 1 | 1, k1106)
+        for w1106 in v1104:
+            w1107 = w1106
+            if 1 <= w1107 <= 32:
+                a1105 = a1105 << 6 | (w1107 - 1)
             else:
-                a748 = _rt.uwn(a748 << 1 | 1, w750)
-        a741 = ((a741 - 1) << (a748.bit_length() - 1)) + a748
-        if 'direction' in v740:
-            a741 = a741 << 2 | v740['direction']
-        if 'driverAwarenessZoneIds' in v740:
-            v751 = v740['driverAwarenessZoneIds']
-            a752 = 1
-            k753 = len(v751)
-            if 1 <= k753 <= 8:
-                a752 <<= 1
-                a752 = a752 << 3 | (k753 - 1)
+                a1105 = _rt.uwn(a1105 << 1 | 1, w1107)
+        a = ((a - 1) << (a1105.bit_length() - 1)) + a1105
+        if 'direction' in w1098:
+            a = a << 2 | w1098['direction']
+        if 'driverAwarenessZoneIds' in w1098:
+            v1109 = w1098['driverAwarenessZoneIds']
+            a1110 = 1
+            k1111 = len(v1109)
+            if 1 <= k1111 <= 8:
+                a1110 <<= 1
+                a1110 = a1110 << 3 | (k1111 - 1)
             else:
-                a752 = _rt.ld(a752 << 1 | 1, k753)
-            for w753 in v751:
-                w754 = w753
-                if 1 <= w754 <= 32:
-                    a752 = a752 << 6 | (w754 - 1)
+                a1110 = _rt.ld(a1110 << 1 | 1, k1111)
+            for w1111 in v1109:
+                w1112 = w1111
+                if 1 <= w1112 <= 32:
+                    a1110 = a1110 << 6 | (w1112 - 1)
                 else:
-                    a752 = _rt.uwn(a752 << 1 | 1, w754)
-            a741 = ((a741 - 1) << (a752.bit_length() - 1)) + a752
-        if 'minimumAwarenessTime' in v740:
-            a741 = a741 << 8 | v740['minimumAwarenessTime']
-        if 'applicableLanes' in v740:
-            v755 = v740['applicableLanes']
-            a756 = 1
-            k757 = len(v755)
-            if 1 <= k757 <= 8:
-                a756 <<= 1
-                a756 = a756 << 3 | (k757 - 1)
+                    a1110 = _rt.uwn(a1110 << 1 | 1, w1112)
+            a = ((a - 1) << (a1110.bit_length() - 1)) + a1110
+        if 'minimumAwarenessTime' in w1098:
+            a = a << 8 | w1098['minimumAwarenessTime']
+        if 'applicableLanes' in w1098:
+            v1114 = w1098['applicableLanes']
+            a1115 = 1
+            k1116 = len(v1114)
+            if 1 <= k1116 <= 8:
+                a1115 <<= 1
+                a1115 = a1115 << 3 | (k1116 - 1)
             else:
-                a756 = _rt.ld(a756 << 1 | 1, k757)
-            for w757 in v755:
-                a756 = a756 << 4 | (w757 + 1)
-            a741 = ((a741 - 1) << (a756.bit_length() - 1)) + a756
-        if 'layoutId' in v740:
-            w758 = v740['layoutId']
-            if 1 <= w758 <= 4:
-                a741 = a741 << 3 | (w758 - 1)
+                a1115 = _rt.ld(a1115 << 1 | 1, k1116)
+            for w1116 in v1114:
+                a1115 = a1115 << 4 | (w1116 + 1)
+            a = ((a - 1) << (a1115.bit_length() - 1)) + a1115
+        if 'layoutId' in w1098:
+            w1118 = w1098['layoutId']
+            if 1 <= w1118 <= 4:
+                a = a << 3 | (w1118 - 1)
             else:
-                a741 = _rt.uwn(a741 << 1 | 1, w758)
-        if 'preStoredlayoutId' in v740:
-            w759 = v740['preStoredlayoutId']
-            if 1 <= w759 <= 64:
-                a741 = a741 << 7 | (w759 - 1)
+                a = _rt.uwn(a << 1 | 1, w1118)
+        if 'preStoredlayoutId' in w1098:
+            w1120 = w1098['preStoredlayoutId']
+            if 1 <= w1120 <= 64:
+                a = a << 7 | (w1120 - 1)
             else:
-                a741 = _rt.uwn(a741 << 1 | 1, w759)
-        if 'text' in v740:
-            v760 = v740['text']
-            a761 = 1
-            k762 = len(v760)
-            if 1 <= k762 <= 4:
-                a761 <<= 1
-                a761 = a761 << 2 | (k762 - 1)
+                a = _rt.uwn(a << 1 | 1, w1120)
+        if 'text' in w1098:
+            v1121 = w1098['text']
+            a1122 = 1
+            k1123 = len(v1121)
+            if 1 <= k1123 <= 4:
+                a1122 <<= 1
+                a1122 = a1122 << 2 | (k1123 - 1)
             else:
-                a761 = _rt.ld(a761 << 1 | 1, k762)
-            for w762 in v760:
-                v763 = w762
-                a764 = 1
-                a764 = a764 << 1 | ('layoutComponentId' in v763)
-                if 'layoutComponentId' in v763:
-                    w766 = v763['layoutComponentId']
-                    if 1 <= w766 <= 4:
-                        a764 = a764 << 3 | (w766 - 1)
+                a1122 = _rt.ld(a1122 << 1 | 1, k1123)
+            for w1123 in v1121:
+                a1122 = a1122 << 1 | ('layoutComponentId' in w1123)
+                if 'layoutComponentId' in w1123:
+                    w1126 = w1123['layoutComponentId']
+                    if 1 <= w1126 <= 4:
+                        a1122 = a1122 << 3 | (w1126 - 1)
                     else:
-                        a764 = _rt.uwn(a764 << 1 | 1, w766)
-                d767, k768 = v763['language']
-                a764 = a764 << k768 | int.from_bytes(d767, 'big') >> (8 * len(d767) - k768)
-                a764 = _rt.octets(a764, v763['textContent'].encode('utf-8'))
-                a761 = ((a761 - 1) << (a764.bit_length() - 1)) + a764
-            a741 = ((a741 - 1) << (a761.bit_length() - 1)) + a761
-        d769 = v740['data']
-        a741 = _rt.octets(a741, d769)
-        if ext742:
-            subs742, present742 = [], 0
-            if 'iviType' in v740 or 'laneStatus' in v740 or 'vehicleCharacteristics' in v740:
-                s742 = 1 << 2 | ('laneStatus' in v740) << 1 | ('vehicleCharacteristics' in v740) << 0
-                s742 = s742 << 3 | v740['iviType']
-                if 'laneStatus' in v740:
-                    w770 = v740['laneStatus']
-                    if 0 <= w770 <= 7:
-                        s742 = s742 << 4 | w770
+                        a1122 = _rt.uwn(a1122 << 1 | 1, w1126)
+                d1128, k1129 = w1123['language']
+                a1122 = a1122 << k1129 | int.from_bytes(d1128, 'big') >> (8 * len(d1128) - k1129)
+                a1122 = _rt.octets(a1122, w1123['textContent'].encode('utf-8'))
+            a = ((a - 1) << (a1122.bit_length() - 1)) + a1122
+        d1132 = w1098['data']
+        a = _rt.octets(a, d1132)
+        if ext1099:
+            subs1099, present1099 = [], 0
+            if 'iviType' in w1098 or 'laneStatus' in w1098 or 'vehicleCharacteristics' in w1098:
+                s1099 = 1 << 2 | ('laneStatus' in w1098) << 1 | ('vehicleCharacteristics' in w1098) << 0
+                s1099 = s1099 << 3 | w1098['iviType']
+                if 'laneStatus' in w1098:
+                    w1135 = w1098['laneStatus']
+                    if 0 <= w1135 <= 7:
+                        s1099 = s1099 << 4 | w1135
                     else:
-                        s742 = _rt.uwn(s742 << 1 | 1, w770)
-                if 'vehicleCharacteristics' in v740:
-                    v771 = v740['vehicleCharacteristics']
-                    a772 = 1
-                    k773 = len(v771)
-                    if 1 <= k773 <= 8:
-                        a772 <<= 1
-                        a772 = a772 << 3 | (k773 - 1)
+                        s1099 = _rt.uwn(s1099 << 1 | 1, w1135)
+                if 'vehicleCharacteristics' in w1098:
+                    v1136 = w1098['vehicleCharacteristics']
+                    a1137 = 1
+                    k1138 = len(v1136)
+                    if 1 <= k1138 <= 8:
+                        a1137 <<= 1
+                        a1137 = a1137 << 3 | (k1138 - 1)
                     else:
-                        a772 = _rt.ld(a772 << 1 | 1, k773)
-                    for w773 in v771:
-                        v774 = w773
-                        a775 = 1
-                        a775 = a775 << 3 | ('tractor' in v774) << 2 | ('trailer' in v774) << 1 | ('train' in v774)
-                        if 'tractor' in v774:
-                            s_ = e_TractorCharacteristics(v774['tractor'])
-                            a775 = ((a775 - 1) << (s_.bit_length() - 1)) + s_
-                        if 'trailer' in v774:
-                            s_ = e_TrailerCharacteristicsList(v774['trailer'])
-                            a775 = ((a775 - 1) << (s_.bit_length() - 1)) + s_
-                        if 'train' in v774:
-                            s_ = e_TrainCharacteristics(v774['train'])
-                            a775 = ((a775 - 1) << (s_.bit_length() - 1)) + s_
-                        a772 = ((a772 - 1) << (a775.bit_length() - 1)) + a775
-                    s742 = ((s742 - 1) << (a772.bit_length() - 1)) + a772
-                subs742.append(s742)
-                present742 |= 1
-            a741 = _rt.additions(a741, 1, present742, subs742)
-        a = ((a - 1) << (a741.bit_length() - 1)) + a741
+                        a1137 = _rt.ld(a1137 << 1 | 1, k1138)
+                    for w1138 in v1136:
+                        a1137 = a1137 << 3 | ('tractor' in w1138) << 2 | ('trailer' in w1138) << 1 | ('train' in w1138)
+                        if 'tractor' in w1138:
+                            s_ = e_TractorCharacteristics(w1138['tractor'])
+                            a1137 = ((a1137 - 1) << (s_.bit_length() - 1)) + s_
+                        if 'trailer' in w1138:
+                            s_ = e_TrailerCharacteristicsList(w1138['trailer'])
+                            a1137 = ((a1137 - 1) << (s_.bit_length() - 1)) + s_
+                        if 'train' in w1138:
+                            s_ = e_TrainCharacteristics(w1138['train'])
+                            a1137 = ((a1137 - 1) << (s_.bit_length() - 1)) + s_
+                    s1099 = ((s1099 - 1) << (a1137.bit_length() - 1)) + a1137
+                subs1099.append(s1099)
+                present1099 |= 1
+            a = _rt.additions(a, 1, present1099, subs1099)
     return a
 
 def d_TextContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k777, q = _rt.read_ld(x, q)
+        k1143, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k777 = ((x >> q) & 15) + 1
+        k1143 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k777):
-        r778: dict[str, Any] = {}
+    for _ in range(k1143):
+        x &= (1 << q) - 1
+        r1144: dict[str, Any] = {}
         q -= 9
-        h779 = (x >> q) & 511
-        if h779 & 128:
+        h1145 = (x >> q) & 511
+        if h1145 & 128:
             q -= 1
             if (x >> q) & 1:
-                k781, q = _rt.read_ld(x, q)
+                k1147, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k781 = ((x >> q) & 7) + 1
-            r780: list[Any] = []
-            for _ in range(k781):
+                k1147 = ((x >> q) & 7) + 1
+            r1146: list[Any] = []
+            for _ in range(k1147):
                 q -= 1
                 if (x >> q) & 1:
-                    w781, q = _rt.read_uwn(x, q)
+                    w1147, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w781 = ((x >> q) & 31) + 1
-                r780.append(w781)
-            r778['detectionZoneIds'] = r780
+                    w1147 = ((x >> q) & 31) + 1
+                r1146.append(w1147)
+            r1144['detectionZoneIds'] = r1146
         q -= 1
         if (x >> q) & 1:
-            k783, q = _rt.read_ld(x, q)
+            k1149, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k783 = ((x >> q) & 7) + 1
-        r782: list[Any] = []
-        for _ in range(k783):
+            k1149 = ((x >> q) & 7) + 1
+        r1148: list[Any] = []
+        for _ in range(k1149):
             q -= 1
             if (x >> q) & 1:
-                w783, q = _rt.read_uwn(x, q)
+                w1149, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w783 = ((x >> q) & 31) + 1
-            r782.append(w783)
-        r778['relevanceZoneIds'] = r782
-        if h779 & 64:
+                w1149 = ((x >> q) & 31) + 1
+            r1148.append(w1149)
+        r1144['relevanceZoneIds'] = r1148
+        if h1145 & 64:
             q -= 2
-            r778['direction'] = (x >> q) & 3
-        if h779 & 32:
+            r1144['direction'] = (x >> q) & 3
+        if h1145 & 32:
             q -= 1
             if (x >> q) & 1:
-                k785, q = _rt.read_ld(x, q)
+                k1151, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k785 = ((x >> q) & 7) + 1
-            r784: list[Any] = []
-            for _ in range(k785):
+                k1151 = ((x >> q) & 7) + 1
+            r1150: list[Any] = []
+            for _ in range(k1151):
                 q -= 1
                 if (x >> q) & 1:
-                    w785, q = _rt.read_uwn(x, q)
+                    w1151, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w785 = ((x >> q) & 31) + 1
-                r784.append(w785)
-            r778['driverAwarenessZoneIds'] = r784
-        if h779 & 16:
+                    w1151 = ((x >> q) & 31) + 1
+                r1150.append(w1151)
+            r1144['driverAwarenessZoneIds'] = r1150
+        if h1145 & 16:
             q -= 8
-            r778['minimumAwarenessTime'] = (x >> q) & 255
-        if h779 & 8:
+            r1144['minimumAwarenessTime'] = (x >> q) & 255
+        if h1145 & 8:
             q -= 1
             if (x >> q) & 1:
-                k787, q = _rt.read_ld(x, q)
+                k1153, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k787 = ((x >> q) & 7) + 1
-            r786: list[Any] = []
-            for _ in range(k787):
+                k1153 = ((x >> q) & 7) + 1
+            r1152: list[Any] = []
+            for _ in range(k1153):
                 q -= 4
-                w787 = ((x >> q) & 15) - 1
-                r786.append(w787)
-            r778['applicableLanes'] = r786
-        if h779 & 4:
+                w1153 = ((x >> q) & 15) - 1
+                r1152.append(w1153)
+            r1144['applicableLanes'] = r1152
+        if h1145 & 4:
             q -= 1
             if (x >> q) & 1:
-                r778['layoutId'], q = _rt.read_uwn(x, q)
+                r1144['layoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r778['layoutId'] = ((x >> q) & 3) + 1
-        if h779 & 2:
+                r1144['layoutId'] = ((x >> q) & 3) + 1
+        if h1145 & 2:
             q -= 1
             if (x >> q) & 1:
-                r778['preStoredlayoutId'], q = _rt.read_uwn(x, q)
+                r1144['preStoredlayoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 6
-                r778['preStoredlayoutId'] = ((x >> q) & 63) + 1
-        if h779 & 1:
+                r1144['preStoredlayoutId'] = ((x >> q) & 63) + 1
+        if h1145 & 1:
             q -= 1
             if (x >> q) & 1:
-                k789, q = _rt.read_ld(x, q)
+                k1155, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k789 = ((x >> q) & 3) + 1
-            r788: list[Any] = []
-            for _ in range(k789):
-                r790: dict[str, Any] = {}
+                k1155 = ((x >> q) & 3) + 1
+            r1154: list[Any] = []
+            for _ in range(k1155):
+                x &= (1 << q) - 1
+                r1156: dict[str, Any] = {}
                 q -= 1
-                h791 = (x >> q) & 1
-                if h791 & 1:
+                h1157 = (x >> q) & 1
+                if h1157 & 1:
                     q -= 1
                     if (x >> q) & 1:
-                        r790['layoutComponentId'], q = _rt.read_uwn(x, q)
+                        r1156['layoutComponentId'], q = _rt.read_uwn(x, q)
                     else:
                         q -= 2
-                        r790['layoutComponentId'] = ((x >> q) & 3) + 1
+                        r1156['layoutComponentId'] = ((x >> q) & 3) + 1
                 q -= 10
-                r790['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-                b793, q = _rt.read_octets(x, q)
-                r790['textContent'] = b793.decode('utf-8')
-                w789 = r790
-                r788.append(w789)
-            r778['text'] = r788
-        r778['data'], q = _rt.read_octets(x, q)
-        if h779 >> 8:
-            n779, q = _rt.read_nsl(x, q)
-            q -= n779
-            bm779 = (x >> q) & ((1 << n779) - 1)
-            for i779 in range(n779):
-                if not (bm779 >> (n779 - 1 - i779)) & 1:
+                r1156['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+                b1159, q = _rt.read_octets(x, q)
+                r1156['textContent'] = b1159.decode('utf-8')
+                r1154.append(r1156)
+            r1144['text'] = r1154
+        r1144['data'], q = _rt.read_octets(x, q)
+        if h1145 >> 8:
+            n1145, q = _rt.read_nsl(x, q)
+            q -= n1145
+            bm1145 = (x >> q) & ((1 << n1145) - 1)
+            for i1145 in range(n1145):
+                if not (bm1145 >> (n1145 - 1 - i1145)) & 1:
                     continue
-                length779, q = _rt.read_ld(x, q)
-                q0779 = q
-                if i779 == 0:
+                length1145, q = _rt.read_ld(x, q)
+                q01145 = q
+                if i1145 == 0:
                     q -= 5
                     t_ = (x >> q) & 31
-                    g779 = (t_ >> 3) & 3
-                    r778['iviType'] = t_ & 7
-                    if g779 & 2:
+                    g1145 = (t_ >> 3) & 3
+                    r1144['iviType'] = t_ & 7
+                    if g1145 & 2:
                         q -= 1
                         if (x >> q) & 1:
-                            r778['laneStatus'], q = _rt.read_uwn(x, q)
+                            r1144['laneStatus'], q = _rt.read_uwn(x, q)
                         else:
                             q -= 3
-                            r778['laneStatus'] = (x >> q) & 7
-                    if g779 & 1:
+                            r1144['laneStatus'] = (x >> q) & 7
+                    if g1145 & 1:
                         q -= 1
                         if (x >> q) & 1:
-                            k795, q = _rt.read_ld(x, q)
+                            k1161, q = _rt.read_ld(x, q)
                         else:
                             q -= 3
-                            k795 = ((x >> q) & 7) + 1
-                        r794: list[Any] = []
-                        for _ in range(k795):
-                            r796: dict[str, Any] = {}
+                            k1161 = ((x >> q) & 7) + 1
+                        r1160: list[Any] = []
+                        for _ in range(k1161):
+                            x &= (1 << q) - 1
+                            r1162: dict[str, Any] = {}
                             q -= 3
-                            h797 = (x >> q) & 7
-                            if h797 & 4:
-                                r796['tractor'], q = d_TractorCharacteristics(x, q)
-                            if h797 & 2:
-                                r796['trailer'], q = d_TrailerCharacteristicsList(x, q)
-                            if h797 & 1:
-                                r796['train'], q = d_TrainCharacteristics(x, q)
-                            w795 = r796
-                            r794.append(w795)
-                        r778['vehicleCharacteristics'] = r794
+                            h1163 = (x >> q) & 7
+                            if h1163 & 4:
+                                r1162['tractor'], q = d_TractorCharacteristics(x, q)
+                            if h1163 & 2:
+                                r1162['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                            if h1163 & 1:
+                                r1162['train'], q = d_TrainCharacteristics(x, q)
+                            r1160.append(r1162)
+                        r1144['vehicleCharacteristics'] = r1160
                 else:
-                    q = _rt.skip(q, length779 << 3)
-                al779 = (q0779 - q) % 8
-                if al779:
-                    q = _rt.skip(q, 8 - al779)
-        w777 = r778
-        r.append(w777)
+                    q = _rt.skip(q, length1145 << 3)
+                al1145 = (q01145 - q) % 8
+                if al1145:
+                    q = _rt.skip(q, 8 - al1145)
+        r.append(r1144)
     return r, q
 
 
 def e_LayoutContainer(v: Any) -> int:
     a: int = 1
     a = a << 3 | ('height' in v) << 1 | ('width' in v)
-    w799 = v['layoutId']
-    if 1 <= w799 <= 4:
-        a = a << 3 | (w799 - 1)
+    w1166 = v['layoutId']
+    if 1 <= w1166 <= 4:
+        a = a << 3 | (w1166 - 1)
     else:
-        a = _rt.uwn(a << 1 | 1, w799)
+        a = _rt.uwn(a << 1 | 1, w1166)
     if 'height' in v:
         a = a << 6 | (v['height'] - 10)
     if 'width' in v:
         a = a << 8 | (v['width'] - 10)
-    v800 = v['layoutComponents']
-    a801 = 1
-    k802 = len(v800)
-    if 1 <= k802 <= 4:
-        a801 <<= 1
-        a801 = a801 << 2 | (k802 - 1)
+    v1169 = v['layoutComponents']
+    a1170 = 1
+    k1171 = len(v1169)
+    if 1 <= k1171 <= 4:
+        a1170 <<= 1
+        a1170 = a1170 << 2 | (k1171 - 1)
     else:
-        a801 = _rt.ld(a801 << 1 | 1, k802)
-    for w802 in v800:
-        v803 = w802
-        a804 = 1
-        w806 = v803['layoutComponentId']
-        if 1 <= w806 <= 8:
-            a804 = a804 << 4 | (w806 - 1)
+        a1170 = _rt.ld(a1170 << 1 | 1, k1171)
+    for w1171 in v1169:
+        a1180 = 1
+        w1183 = w1171['layoutComponentId']
+        if 1 <= w1183 <= 8:
+            a1180 = a1180 << 4 | (w1183 - 1)
         else:
-            a804 = _rt.uwn(a804 << 1 | 1, w806)
-        a804 = a804 << 29 | ((v803['height'] - 10)) << 23 | ((v803['width'] - 10)) << 15 | ((v803['x'] - 10)) << 7 | ((v803['y'] - 10)) << 1 | (v803['textScripting'])
-        a801 = ((a801 - 1) << (a804.bit_length() - 1)) + a804
-    a = ((a - 1) << (a801.bit_length() - 1)) + a801
+            a1180 = _rt.uwn(a1180 << 1 | 1, w1183)
+        a1180 = a1180 << 29 | ((w1171['height'] - 10)) << 23 | ((w1171['width'] - 10)) << 15 | ((w1171['x'] - 10)) << 7 | ((w1171['y'] - 10)) << 1 | (w1171['textScripting'])
+        a1170 = ((a1170 - 1) << (a1180.bit_length() - 1)) + a1180
+    a = ((a - 1) << (a1170.bit_length() - 1)) + a1170
     return a
 
 def d_LayoutContainer(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h807 = (x >> q) & 7
+    h1189 = (x >> q) & 7
     q -= 1
     if (x >> q) & 1:
         r['layoutId'], q = _rt.read_uwn(x, q)
     else:
         q -= 2
         r['layoutId'] = ((x >> q) & 3) + 1
-    if h807 & 2:
+    if h1189 & 2:
         q -= 6
         r['height'] = ((x >> q) & 63) + 10
-    if h807 & 1:
+    if h1189 & 1:
         q -= 8
         r['width'] = ((x >> q) & 255) + 10
     q -= 1
     if (x >> q) & 1:
-        k809, q = _rt.read_ld(x, q)
+        k1191, q = _rt.read_ld(x, q)
     else:
         q -= 2
-        k809 = ((x >> q) & 3) + 1
-    r808: list[Any] = []
-    for _ in range(k809):
-        r810: dict[str, Any] = {}
+        k1191 = ((x >> q) & 3) + 1
+    r1190: list[Any] = []
+    for _ in range(k1191):
+        x &= (1 << q) - 1
+        r1192: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            r810['layoutComponentId'], q = _rt.read_uwn(x, q)
+            r1192['layoutComponentId'], q = _rt.read_uwn(x, q)
         else:
             q -= 3
-            r810['layoutComponentId'] = ((x >> q) & 7) + 1
+            r1192['layoutComponentId'] = ((x >> q) & 7) + 1
         q -= 29
         t_ = (x >> q) & 536870911
-        r810['height'] = ((t_ >> 23) & 63) + 10
-        r810['width'] = ((t_ >> 15) & 255) + 10
-        r810['x'] = ((t_ >> 7) & 255) + 10
-        r810['y'] = ((t_ >> 1) & 63) + 10
-        r810['textScripting'] = t_ & 1
-        w809 = r810
-        r808.append(w809)
-    r['layoutComponents'] = r808
-    if h807 >> 2:
+        r1192['height'] = ((t_ >> 23) & 63) + 10
+        r1192['width'] = ((t_ >> 15) & 255) + 10
+        r1192['x'] = ((t_ >> 7) & 255) + 10
+        r1192['y'] = ((t_ >> 1) & 63) + 10
+        r1192['textScripting'] = t_ & 1
+        r1190.append(r1192)
+    r['layoutComponents'] = r1190
+    if h1189 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_AutomatedVehicleContainer(v: Any) -> int:
     a: int = 1
-    k812 = len(v)
-    if 1 <= k812 <= 16:
+    k1194 = len(v)
+    if 1 <= k1194 <= 16:
         a <<= 1
-        a = a << 4 | (k812 - 1)
+        a = a << 4 | (k1194 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k812)
-    for w812 in v:
-        v813 = w812
-        a814 = 1
-        a814 = a814 << 7 | ('detectionZoneIds' in v813) << 5 | ('direction' in v813) << 4 | ('applicableLanes' in v813) << 3 | ('vehicleCharacteristics' in v813) << 2 | ('automatedVehicleRules' in v813) << 1 | ('platooningRules' in v813)
-        if 'detectionZoneIds' in v813:
-            v816 = v813['detectionZoneIds']
-            a817 = 1
-            k818 = len(v816)
-            if 1 <= k818 <= 8:
-                a817 <<= 1
-                a817 = a817 << 3 | (k818 - 1)
+        a = _rt.ld(a << 1 | 1, k1194)
+    for w1194 in v:
+        a = a << 7 | ('detectionZoneIds' in w1194) << 5 | ('direction' in w1194) << 4 | ('applicableLanes' in w1194) << 3 | ('vehicleCharacteristics' in w1194) << 2 | ('automatedVehicleRules' in w1194) << 1 | ('platooningRules' in w1194)
+        if 'detectionZoneIds' in w1194:
+            v1196 = w1194['detectionZoneIds']
+            a1197 = 1
+            k1198 = len(v1196)
+            if 1 <= k1198 <= 8:
+                a1197 <<= 1
+                a1197 = a1197 << 3 | (k1198 - 1)
             else:
-                a817 = _rt.ld(a817 << 1 | 1, k818)
-            for w818 in v816:
-                w819 = w818
-                if 1 <= w819 <= 32:
-                    a817 = a817 << 6 | (w819 - 1)
+                a1197 = _rt.ld(a1197 << 1 | 1, k1198)
+            for w1198 in v1196:
+                w1199 = w1198
+                if 1 <= w1199 <= 32:
+                    a1197 = a1197 << 6 | (w1199 - 1)
                 else:
-                    a817 = _rt.uwn(a817 << 1 | 1, w819)
-            a814 = ((a814 - 1) << (a817.bit_length() - 1)) + a817
-        v820 = v813['relevanceZoneIds']
-        a821 = 1
-        k822 = len(v820)
-        if 1 <= k822 <= 8:
-            a821 <<= 1
-            a821 = a821 << 3 | (k822 - 1)
+                    a1197 = _rt.uwn(a1197 << 1 | 1, w1199)
+            a = ((a - 1) << (a1197.bit_length() - 1)) + a1197
+        v1200 = w1194['relevanceZoneIds']
+        a1201 = 1
+        k1202 = len(v1200)
+        if 1 <= k1202 <= 8:
+            a1201 <<= 1
+            a1201 = a1201 << 3 | (k1202 - 1)
         else:
-            a821 = _rt.ld(a821 << 1 | 1, k822)
-        for w822 in v820:
-            w823 = w822
-            if 1 <= w823 <= 32:
-                a821 = a821 << 6 | (w823 - 1)
+            a1201 = _rt.ld(a1201 << 1 | 1, k1202)
+        for w1202 in v1200:
+            w1203 = w1202
+            if 1 <= w1203 <= 32:
+                a1201 = a1201 << 6 | (w1203 - 1)
             else:
-                a821 = _rt.uwn(a821 << 1 | 1, w823)
-        a814 = ((a814 - 1) << (a821.bit_length() - 1)) + a821
-        if 'direction' in v813:
-            a814 = a814 << 2 | v813['direction']
-        if 'applicableLanes' in v813:
-            v824 = v813['applicableLanes']
-            a825 = 1
-            k826 = len(v824)
-            if 1 <= k826 <= 8:
-                a825 <<= 1
-                a825 = a825 << 3 | (k826 - 1)
+                a1201 = _rt.uwn(a1201 << 1 | 1, w1203)
+        a = ((a - 1) << (a1201.bit_length() - 1)) + a1201
+        if 'direction' in w1194:
+            a = a << 2 | w1194['direction']
+        if 'applicableLanes' in w1194:
+            v1205 = w1194['applicableLanes']
+            a1206 = 1
+            k1207 = len(v1205)
+            if 1 <= k1207 <= 8:
+                a1206 <<= 1
+                a1206 = a1206 << 3 | (k1207 - 1)
             else:
-                a825 = _rt.ld(a825 << 1 | 1, k826)
-            for w826 in v824:
-                a825 = a825 << 4 | (w826 + 1)
-            a814 = ((a814 - 1) << (a825.bit_length() - 1)) + a825
-        if 'vehicleCharacteristics' in v813:
-            v827 = v813['vehicleCharacteristics']
-            a828 = 1
-            k829 = len(v827)
-            if 1 <= k829 <= 8:
-                a828 <<= 1
-                a828 = a828 << 3 | (k829 - 1)
+                a1206 = _rt.ld(a1206 << 1 | 1, k1207)
+            for w1207 in v1205:
+                a1206 = a1206 << 4 | (w1207 + 1)
+            a = ((a - 1) << (a1206.bit_length() - 1)) + a1206
+        if 'vehicleCharacteristics' in w1194:
+            v1208 = w1194['vehicleCharacteristics']
+            a1209 = 1
+            k1210 = len(v1208)
+            if 1 <= k1210 <= 8:
+                a1209 <<= 1
+                a1209 = a1209 << 3 | (k1210 - 1)
             else:
-                a828 = _rt.ld(a828 << 1 | 1, k829)
-            for w829 in v827:
-                v830 = w829
-                a831 = 1
-                a831 = a831 << 3 | ('tractor' in v830) << 2 | ('trailer' in v830) << 1 | ('train' in v830)
-                if 'tractor' in v830:
-                    s_ = e_TractorCharacteristics(v830['tractor'])
-                    a831 = ((a831 - 1) << (s_.bit_length() - 1)) + s_
-                if 'trailer' in v830:
-                    s_ = e_TrailerCharacteristicsList(v830['trailer'])
-                    a831 = ((a831 - 1) << (s_.bit_length() - 1)) + s_
-                if 'train' in v830:
-                    s_ = e_TrainCharacteristics(v830['train'])
-                    a831 = ((a831 - 1) << (s_.bit_length() - 1)) + s_
-                a828 = ((a828 - 1) << (a831.bit_length() - 1)) + a831
-            a814 = ((a814 - 1) << (a828.bit_length() - 1)) + a828
-        if 'automatedVehicleRules' in v813:
-            v833 = v813['automatedVehicleRules']
-            a834 = 1
-            k835 = len(v833)
-            a834 = a834 << 3 | (k835 - 1)
-            for w835 in v833:
-                v836 = w835
-                a837 = 1
-                a837 = a837 << 10 | (('minGapBetweenVehicles' in v836) << 6 | ('recGapBetweenVehicles' in v836) << 5 | ('automatedVehicleMaxSpeedLimit' in v836) << 4 | ('automatedVehicleMinSpeedLimit' in v836) << 3 | ('automatedVehicleSpeedRecommendation' in v836) << 2 | ('roadSignCodes' in v836) << 1 | ('extraText' in v836)) << 2 | (v836['priority'])
-                s_ = e_SaeAutomationLevels(v836['allowedSaeAutomationLevels'])
-                a837 = ((a837 - 1) << (s_.bit_length() - 1)) + s_
-                if 'minGapBetweenVehicles' in v836:
-                    a837 = a837 << 8 | v836['minGapBetweenVehicles']
-                if 'recGapBetweenVehicles' in v836:
-                    a837 = a837 << 8 | v836['recGapBetweenVehicles']
-                if 'automatedVehicleMaxSpeedLimit' in v836:
-                    a837 = a837 << 14 | v836['automatedVehicleMaxSpeedLimit']
-                if 'automatedVehicleMinSpeedLimit' in v836:
-                    a837 = a837 << 14 | v836['automatedVehicleMinSpeedLimit']
-                if 'automatedVehicleSpeedRecommendation' in v836:
-                    a837 = a837 << 14 | v836['automatedVehicleSpeedRecommendation']
-                if 'roadSignCodes' in v836:
-                    s_ = e_RoadSignCodes(v836['roadSignCodes'])
-                    a837 = ((a837 - 1) << (s_.bit_length() - 1)) + s_
-                if 'extraText' in v836:
-                    s_ = e_ConstraintTextLines2(v836['extraText'])
-                    a837 = ((a837 - 1) << (s_.bit_length() - 1)) + s_
-                a834 = ((a834 - 1) << (a837.bit_length() - 1)) + a837
-            a814 = ((a814 - 1) << (a834.bit_length() - 1)) + a834
-        if 'platooningRules' in v813:
-            v839 = v813['platooningRules']
-            a840 = 1
-            k841 = len(v839)
-            a840 = a840 << 3 | (k841 - 1)
-            for w841 in v839:
-                v842 = w841
-                a843 = 1
-                a843 = a843 << 11 | (('maxNoOfVehicles' in v842) << 7 | ('maxLenghtOfPlatoon' in v842) << 6 | ('minGapBetweenVehicles' in v842) << 5 | ('platoonMaxSpeedLimit' in v842) << 4 | ('platoonMinSpeedLimit' in v842) << 3 | ('platoonSpeedRecommendation' in v842) << 2 | ('roadSignCodes' in v842) << 1 | ('extraText' in v842)) << 2 | (v842['priority'])
-                s_ = e_SaeAutomationLevels(v842['allowedSaeAutomationLevels'])
-                a843 = ((a843 - 1) << (s_.bit_length() - 1)) + s_
-                if 'maxNoOfVehicles' in v842:
-                    a843 = a843 << 6 | (v842['maxNoOfVehicles'] - 2)
-                if 'maxLenghtOfPlatoon' in v842:
-                    a843 = a843 << 6 | (v842['maxLenghtOfPlatoon'] - 1)
-                if 'minGapBetweenVehicles' in v842:
-                    a843 = a843 << 8 | v842['minGapBetweenVehicles']
-                if 'platoonMaxSpeedLimit' in v842:
-                    a843 = a843 << 14 | v842['platoonMaxSpeedLimit']
-                if 'platoonMinSpeedLimit' in v842:
-                    a843 = a843 << 14 | v842['platoonMinSpeedLimit']
-                if 'platoonSpeedRecommendation' in v842:
-                    a843 = a843 << 14 | v842['platoonSpeedRecommendation']
-                if 'roadSignCodes' in v842:
-                    s_ = e_RoadSignCodes(v842['roadSignCodes'])
-                    a843 = ((a843 - 1) << (s_.bit_length() - 1)) + s_
-                if 'extraText' in v842:
-                    s_ = e_ConstraintTextLines2(v842['extraText'])
-                    a843 = ((a843 - 1) << (s_.bit_length() - 1)) + s_
-                a840 = ((a840 - 1) << (a843.bit_length() - 1)) + a843
-            a814 = ((a814 - 1) << (a840.bit_length() - 1)) + a840
-        a = ((a - 1) << (a814.bit_length() - 1)) + a814
+                a1209 = _rt.ld(a1209 << 1 | 1, k1210)
+            for w1210 in v1208:
+                a1209 = a1209 << 3 | ('tractor' in w1210) << 2 | ('trailer' in w1210) << 1 | ('train' in w1210)
+                if 'tractor' in w1210:
+                    s_ = e_TractorCharacteristics(w1210['tractor'])
+                    a1209 = ((a1209 - 1) << (s_.bit_length() - 1)) + s_
+                if 'trailer' in w1210:
+                    s_ = e_TrailerCharacteristicsList(w1210['trailer'])
+                    a1209 = ((a1209 - 1) << (s_.bit_length() - 1)) + s_
+                if 'train' in w1210:
+                    s_ = e_TrainCharacteristics(w1210['train'])
+                    a1209 = ((a1209 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1209.bit_length() - 1)) + a1209
+        if 'automatedVehicleRules' in w1194:
+            v1215 = w1194['automatedVehicleRules']
+            a1216 = 1
+            k1217 = len(v1215)
+            a1216 = a1216 << 3 | (k1217 - 1)
+            for w1217 in v1215:
+                a1216 = a1216 << 10 | (('minGapBetweenVehicles' in w1217) << 6 | ('recGapBetweenVehicles' in w1217) << 5 | ('automatedVehicleMaxSpeedLimit' in w1217) << 4 | ('automatedVehicleMinSpeedLimit' in w1217) << 3 | ('automatedVehicleSpeedRecommendation' in w1217) << 2 | ('roadSignCodes' in w1217) << 1 | ('extraText' in w1217)) << 2 | (w1217['priority'])
+                s_ = e_SaeAutomationLevels(w1217['allowedSaeAutomationLevels'])
+                a1216 = ((a1216 - 1) << (s_.bit_length() - 1)) + s_
+                if 'minGapBetweenVehicles' in w1217:
+                    a1216 = a1216 << 8 | w1217['minGapBetweenVehicles']
+                if 'recGapBetweenVehicles' in w1217:
+                    a1216 = a1216 << 8 | w1217['recGapBetweenVehicles']
+                if 'automatedVehicleMaxSpeedLimit' in w1217:
+                    a1216 = a1216 << 14 | w1217['automatedVehicleMaxSpeedLimit']
+                if 'automatedVehicleMinSpeedLimit' in w1217:
+                    a1216 = a1216 << 14 | w1217['automatedVehicleMinSpeedLimit']
+                if 'automatedVehicleSpeedRecommendation' in w1217:
+                    a1216 = a1216 << 14 | w1217['automatedVehicleSpeedRecommendation']
+                if 'roadSignCodes' in w1217:
+                    s_ = e_RoadSignCodes(w1217['roadSignCodes'])
+                    a1216 = ((a1216 - 1) << (s_.bit_length() - 1)) + s_
+                if 'extraText' in w1217:
+                    s_ = e_ConstraintTextLines2(w1217['extraText'])
+                    a1216 = ((a1216 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1216.bit_length() - 1)) + a1216
+        if 'platooningRules' in w1194:
+            v1228 = w1194['platooningRules']
+            a1229 = 1
+            k1230 = len(v1228)
+            a1229 = a1229 << 3 | (k1230 - 1)
+            for w1230 in v1228:
+                a1229 = a1229 << 11 | (('maxNoOfVehicles' in w1230) << 7 | ('maxLenghtOfPlatoon' in w1230) << 6 | ('minGapBetweenVehicles' in w1230) << 5 | ('platoonMaxSpeedLimit' in w1230) << 4 | ('platoonMinSpeedLimit' in w1230) << 3 | ('platoonSpeedRecommendation' in w1230) << 2 | ('roadSignCodes' in w1230) << 1 | ('extraText' in w1230)) << 2 | (w1230['priority'])
+                s_ = e_SaeAutomationLevels(w1230['allowedSaeAutomationLevels'])
+                a1229 = ((a1229 - 1) << (s_.bit_length() - 1)) + s_
+                if 'maxNoOfVehicles' in w1230:
+                    a1229 = a1229 << 6 | (w1230['maxNoOfVehicles'] - 2)
+                if 'maxLenghtOfPlatoon' in w1230:
+                    a1229 = a1229 << 6 | (w1230['maxLenghtOfPlatoon'] - 1)
+                if 'minGapBetweenVehicles' in w1230:
+                    a1229 = a1229 << 8 | w1230['minGapBetweenVehicles']
+                if 'platoonMaxSpeedLimit' in w1230:
+                    a1229 = a1229 << 14 | w1230['platoonMaxSpeedLimit']
+                if 'platoonMinSpeedLimit' in w1230:
+                    a1229 = a1229 << 14 | w1230['platoonMinSpeedLimit']
+                if 'platoonSpeedRecommendation' in w1230:
+                    a1229 = a1229 << 14 | w1230['platoonSpeedRecommendation']
+                if 'roadSignCodes' in w1230:
+                    s_ = e_RoadSignCodes(w1230['roadSignCodes'])
+                    a1229 = ((a1229 - 1) << (s_.bit_length() - 1)) + s_
+                if 'extraText' in w1230:
+                    s_ = e_ConstraintTextLines2(w1230['extraText'])
+                    a1229 = ((a1229 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1229.bit_length() - 1)) + a1229
     return a
 
 def d_AutomatedVehicleContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k845, q = _rt.read_ld(x, q)
+        k1242, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k845 = ((x >> q) & 15) + 1
+        k1242 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k845):
-        r846: dict[str, Any] = {}
+    for _ in range(k1242):
+        x &= (1 << q) - 1
+        r1243: dict[str, Any] = {}
         q -= 7
-        h847 = (x >> q) & 127
-        if h847 & 32:
+        h1244 = (x >> q) & 127
+        if h1244 & 32:
             q -= 1
             if (x >> q) & 1:
-                k849, q = _rt.read_ld(x, q)
+                k1246, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k849 = ((x >> q) & 7) + 1
-            r848: list[Any] = []
-            for _ in range(k849):
+                k1246 = ((x >> q) & 7) + 1
+            r1245: list[Any] = []
+            for _ in range(k1246):
                 q -= 1
                 if (x >> q) & 1:
-                    w849, q = _rt.read_uwn(x, q)
+                    w1246, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w849 = ((x >> q) & 31) + 1
-                r848.append(w849)
-            r846['detectionZoneIds'] = r848
+                    w1246 = ((x >> q) & 31) + 1
+                r1245.append(w1246)
+            r1243['detectionZoneIds'] = r1245
         q -= 1
         if (x >> q) & 1:
-            k851, q = _rt.read_ld(x, q)
+            k1248, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k851 = ((x >> q) & 7) + 1
-        r850: list[Any] = []
-        for _ in range(k851):
+            k1248 = ((x >> q) & 7) + 1
+        r1247: list[Any] = []
+        for _ in range(k1248):
             q -= 1
             if (x >> q) & 1:
-                w851, q = _rt.read_uwn(x, q)
+                w1248, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w851 = ((x >> q) & 31) + 1
-            r850.append(w851)
-        r846['relevanceZoneIds'] = r850
-        if h847 & 16:
+                w1248 = ((x >> q) & 31) + 1
+            r1247.append(w1248)
+        r1243['relevanceZoneIds'] = r1247
+        if h1244 & 16:
             q -= 2
-            r846['direction'] = (x >> q) & 3
-        if h847 & 8:
+            r1243['direction'] = (x >> q) & 3
+        if h1244 & 8:
             q -= 1
             if (x >> q) & 1:
-                k853, q = _rt.read_ld(x, q)
+                k1250, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k853 = ((x >> q) & 7) + 1
-            r852: list[Any] = []
-            for _ in range(k853):
+                k1250 = ((x >> q) & 7) + 1
+            r1249: list[Any] = []
+            for _ in range(k1250):
                 q -= 4
-                w853 = ((x >> q) & 15) - 1
-                r852.append(w853)
-            r846['applicableLanes'] = r852
-        if h847 & 4:
+                w1250 = ((x >> q) & 15) - 1
+                r1249.append(w1250)
+            r1243['applicableLanes'] = r1249
+        if h1244 & 4:
             q -= 1
             if (x >> q) & 1:
-                k855, q = _rt.read_ld(x, q)
+                k1252, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k855 = ((x >> q) & 7) + 1
-            r854: list[Any] = []
-            for _ in range(k855):
-                r856: dict[str, Any] = {}
+                k1252 = ((x >> q) & 7) + 1
+            r1251: list[Any] = []
+            for _ in range(k1252):
+                x &= (1 << q) - 1
+                r1253: dict[str, Any] = {}
                 q -= 3
-                h857 = (x >> q) & 7
-                if h857 & 4:
-                    r856['tractor'], q = d_TractorCharacteristics(x, q)
-                if h857 & 2:
-                    r856['trailer'], q = d_TrailerCharacteristicsList(x, q)
-                if h857 & 1:
-                    r856['train'], q = d_TrainCharacteristics(x, q)
-                w855 = r856
-                r854.append(w855)
-            r846['vehicleCharacteristics'] = r854
-        if h847 & 2:
+                h1254 = (x >> q) & 7
+                if h1254 & 4:
+                    r1253['tractor'], q = d_TractorCharacteristics(x, q)
+                if h1254 & 2:
+                    r1253['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                if h1254 & 1:
+                    r1253['train'], q = d_TrainCharacteristics(x, q)
+                r1251.append(r1253)
+            r1243['vehicleCharacteristics'] = r1251
+        if h1244 & 2:
             q -= 3
-            k859 = ((x >> q) & 7) + 1
-            r858: list[Any] = []
-            for _ in range(k859):
-                r860: dict[str, Any] = {}
+            k1256 = ((x >> q) & 7) + 1
+            r1255: list[Any] = []
+            for _ in range(k1256):
+                x &= (1 << q) - 1
+                r1257: dict[str, Any] = {}
                 q -= 10
                 t_ = (x >> q) & 1023
-                h861 = (t_ >> 2) & 255
-                r860['priority'] = t_ & 3
-                r860['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
-                if h861 & 64:
+                h1258 = (t_ >> 2) & 255
+                r1257['priority'] = t_ & 3
+                r1257['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
+                if h1258 & 64:
                     q -= 8
-                    r860['minGapBetweenVehicles'] = (x >> q) & 255
-                if h861 & 32:
+                    r1257['minGapBetweenVehicles'] = (x >> q) & 255
+                if h1258 & 32:
                     q -= 8
-                    r860['recGapBetweenVehicles'] = (x >> q) & 255
-                if h861 & 16:
+                    r1257['recGapBetweenVehicles'] = (x >> q) & 255
+                if h1258 & 16:
                     q -= 14
-                    r860['automatedVehicleMaxSpeedLimit'] = (x >> q) & 16383
-                if h861 & 8:
+                    r1257['automatedVehicleMaxSpeedLimit'] = (x >> q) & 16383
+                if h1258 & 8:
                     q -= 14
-                    r860['automatedVehicleMinSpeedLimit'] = (x >> q) & 16383
-                if h861 & 4:
+                    r1257['automatedVehicleMinSpeedLimit'] = (x >> q) & 16383
+                if h1258 & 4:
                     q -= 14
-                    r860['automatedVehicleSpeedRecommendation'] = (x >> q) & 16383
-                if h861 & 2:
-                    r860['roadSignCodes'], q = d_RoadSignCodes(x, q)
-                if h861 & 1:
-                    r860['extraText'], q = d_ConstraintTextLines2(x, q)
-                if h861 >> 7:
+                    r1257['automatedVehicleSpeedRecommendation'] = (x >> q) & 16383
+                if h1258 & 2:
+                    r1257['roadSignCodes'], q = d_RoadSignCodes(x, q)
+                if h1258 & 1:
+                    r1257['extraText'], q = d_ConstraintTextLines2(x, q)
+                if h1258 >> 7:
                     q = _rt.skip_additions(x, q)
-                w859 = r860
-                r858.append(w859)
-            r846['automatedVehicleRules'] = r858
-        if h847 & 1:
+                r1255.append(r1257)
+            r1243['automatedVehicleRules'] = r1255
+        if h1244 & 1:
             q -= 3
-            k863 = ((x >> q) & 7) + 1
-            r862: list[Any] = []
-            for _ in range(k863):
-                r864: dict[str, Any] = {}
+            k1260 = ((x >> q) & 7) + 1
+            r1259: list[Any] = []
+            for _ in range(k1260):
+                x &= (1 << q) - 1
+                r1261: dict[str, Any] = {}
                 q -= 11
                 t_ = (x >> q) & 2047
-                h865 = (t_ >> 2) & 511
-                r864['priority'] = t_ & 3
-                r864['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
-                if h865 & 128:
+                h1262 = (t_ >> 2) & 511
+                r1261['priority'] = t_ & 3
+                r1261['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
+                if h1262 & 128:
                     q -= 6
-                    r864['maxNoOfVehicles'] = ((x >> q) & 63) + 2
-                if h865 & 64:
+                    r1261['maxNoOfVehicles'] = ((x >> q) & 63) + 2
+                if h1262 & 64:
                     q -= 6
-                    r864['maxLenghtOfPlatoon'] = ((x >> q) & 63) + 1
-                if h865 & 32:
+                    r1261['maxLenghtOfPlatoon'] = ((x >> q) & 63) + 1
+                if h1262 & 32:
                     q -= 8
-                    r864['minGapBetweenVehicles'] = (x >> q) & 255
-                if h865 & 16:
+                    r1261['minGapBetweenVehicles'] = (x >> q) & 255
+                if h1262 & 16:
                     q -= 14
-                    r864['platoonMaxSpeedLimit'] = (x >> q) & 16383
-                if h865 & 8:
+                    r1261['platoonMaxSpeedLimit'] = (x >> q) & 16383
+                if h1262 & 8:
                     q -= 14
-                    r864['platoonMinSpeedLimit'] = (x >> q) & 16383
-                if h865 & 4:
+                    r1261['platoonMinSpeedLimit'] = (x >> q) & 16383
+                if h1262 & 4:
                     q -= 14
-                    r864['platoonSpeedRecommendation'] = (x >> q) & 16383
-                if h865 & 2:
-                    r864['roadSignCodes'], q = d_RoadSignCodes(x, q)
-                if h865 & 1:
-                    r864['extraText'], q = d_ConstraintTextLines2(x, q)
-                if h865 >> 8:
+                    r1261['platoonSpeedRecommendation'] = (x >> q) & 16383
+                if h1262 & 2:
+                    r1261['roadSignCodes'], q = d_RoadSignCodes(x, q)
+                if h1262 & 1:
+                    r1261['extraText'], q = d_ConstraintTextLines2(x, q)
+                if h1262 >> 8:
                     q = _rt.skip_additions(x, q)
-                w863 = r864
-                r862.append(w863)
-            r846['platooningRules'] = r862
-        if h847 >> 6:
+                r1259.append(r1261)
+            r1243['platooningRules'] = r1259
+        if h1244 >> 6:
             q = _rt.skip_additions(x, q)
-        w845 = r846
-        r.append(w845)
+        r.append(r1243)
     return r, q
 
 
@@ -4618,37 +4474,34 @@ def e_MapLocationContainer(v: Any) -> int:
     a: int = 1
     s_ = e_MapReference(v['reference'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
-    v867 = v['parts']
-    a868 = 1
-    k869 = len(v867)
-    if 1 <= k869 <= 16:
-        a868 <<= 1
-        a868 = a868 << 4 | (k869 - 1)
+    v1265 = v['parts']
+    a1266 = 1
+    k1267 = len(v1265)
+    if 1 <= k1267 <= 16:
+        a1266 <<= 1
+        a1266 = a1266 << 4 | (k1267 - 1)
     else:
-        a868 = _rt.ld(a868 << 1 | 1, k869)
-    for w869 in v867:
-        v870 = w869
-        a871 = 1
-        a871 = a871 << 1 | ('laneIds' in v870)
-        w873 = v870['zoneId']
-        if 1 <= w873 <= 32:
-            a871 = a871 << 6 | (w873 - 1)
+        a1266 = _rt.ld(a1266 << 1 | 1, k1267)
+    for w1267 in v1265:
+        a1266 = a1266 << 1 | ('laneIds' in w1267)
+        w1270 = w1267['zoneId']
+        if 1 <= w1270 <= 32:
+            a1266 = a1266 << 6 | (w1270 - 1)
         else:
-            a871 = _rt.uwn(a871 << 1 | 1, w873)
-        if 'laneIds' in v870:
-            v874 = v870['laneIds']
-            a875 = 1
-            k876 = len(v874)
-            if 1 <= k876 <= 16:
-                a875 <<= 1
-                a875 = a875 << 4 | (k876 - 1)
+            a1266 = _rt.uwn(a1266 << 1 | 1, w1270)
+        if 'laneIds' in w1267:
+            v1271 = w1267['laneIds']
+            a1272 = 1
+            k1273 = len(v1271)
+            if 1 <= k1273 <= 16:
+                a1272 <<= 1
+                a1272 = a1272 << 4 | (k1273 - 1)
             else:
-                a875 = _rt.ld(a875 << 1 | 1, k876)
-            for w876 in v874:
-                a875 = a875 << 8 | w876
-            a871 = ((a871 - 1) << (a875.bit_length() - 1)) + a875
-        a868 = ((a868 - 1) << (a871.bit_length() - 1)) + a871
-    a = ((a - 1) << (a868.bit_length() - 1)) + a868
+                a1272 = _rt.ld(a1272 << 1 | 1, k1273)
+            for w1273 in v1271:
+                a1272 = a1272 << 8 | w1273
+            a1266 = ((a1266 - 1) << (a1272.bit_length() - 1)) + a1272
+    a = ((a - 1) << (a1266.bit_length() - 1)) + a1266
     return a
 
 def d_MapLocationContainer(x: int, q: int) -> tuple[Any, int]:
@@ -4656,197 +4509,190 @@ def d_MapLocationContainer(x: int, q: int) -> tuple[Any, int]:
     r['reference'], q = d_MapReference(x, q)
     q -= 1
     if (x >> q) & 1:
-        k879, q = _rt.read_ld(x, q)
+        k1276, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k879 = ((x >> q) & 15) + 1
-    r878: list[Any] = []
-    for _ in range(k879):
-        r880: dict[str, Any] = {}
+        k1276 = ((x >> q) & 15) + 1
+    r1275: list[Any] = []
+    for _ in range(k1276):
+        x &= (1 << q) - 1
+        r1277: dict[str, Any] = {}
         q -= 1
-        h881 = (x >> q) & 1
+        h1278 = (x >> q) & 1
         q -= 1
         if (x >> q) & 1:
-            r880['zoneId'], q = _rt.read_uwn(x, q)
+            r1277['zoneId'], q = _rt.read_uwn(x, q)
         else:
             q -= 5
-            r880['zoneId'] = ((x >> q) & 31) + 1
-        if h881 & 1:
+            r1277['zoneId'] = ((x >> q) & 31) + 1
+        if h1278 & 1:
             q -= 1
             if (x >> q) & 1:
-                k883, q = _rt.read_ld(x, q)
+                k1280, q = _rt.read_ld(x, q)
             else:
                 q -= 4
-                k883 = ((x >> q) & 15) + 1
-            r882: list[Any] = []
-            for _ in range(k883):
+                k1280 = ((x >> q) & 15) + 1
+            r1279: list[Any] = []
+            for _ in range(k1280):
                 q -= 8
-                w883 = (x >> q) & 255
-                r882.append(w883)
-            r880['laneIds'] = r882
-        w879 = r880
-        r878.append(w879)
-    r['parts'] = r878
+                w1280 = (x >> q) & 255
+                r1279.append(w1280)
+            r1277['laneIds'] = r1279
+        r1275.append(r1277)
+    r['parts'] = r1275
     return r, q
 
 
 def e_RoadSurfaceContainer(v: Any) -> int:
     a: int = 1
-    k884 = len(v)
-    if 1 <= k884 <= 16:
+    k1281 = len(v)
+    if 1 <= k1281 <= 16:
         a <<= 1
-        a = a << 4 | (k884 - 1)
+        a = a << 4 | (k1281 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k884)
-    for w884 in v:
-        v885 = w884
-        a886 = 1
-        a886 = a886 << 4 | ('detectionZoneIds' in v885) << 3 | ('direction' in v885) << 2 | ('roadSurfaceStaticCharacteristics' in v885) << 1 | ('roadSurfaceDynamicCharacteristics' in v885)
-        if 'detectionZoneIds' in v885:
-            v888 = v885['detectionZoneIds']
-            a889 = 1
-            k890 = len(v888)
-            if 1 <= k890 <= 8:
-                a889 <<= 1
-                a889 = a889 << 3 | (k890 - 1)
+        a = _rt.ld(a << 1 | 1, k1281)
+    for w1281 in v:
+        a = a << 4 | ('detectionZoneIds' in w1281) << 3 | ('direction' in w1281) << 2 | ('roadSurfaceStaticCharacteristics' in w1281) << 1 | ('roadSurfaceDynamicCharacteristics' in w1281)
+        if 'detectionZoneIds' in w1281:
+            v1283 = w1281['detectionZoneIds']
+            a1284 = 1
+            k1285 = len(v1283)
+            if 1 <= k1285 <= 8:
+                a1284 <<= 1
+                a1284 = a1284 << 3 | (k1285 - 1)
             else:
-                a889 = _rt.ld(a889 << 1 | 1, k890)
-            for w890 in v888:
-                w891 = w890
-                if 1 <= w891 <= 32:
-                    a889 = a889 << 6 | (w891 - 1)
+                a1284 = _rt.ld(a1284 << 1 | 1, k1285)
+            for w1285 in v1283:
+                w1286 = w1285
+                if 1 <= w1286 <= 32:
+                    a1284 = a1284 << 6 | (w1286 - 1)
                 else:
-                    a889 = _rt.uwn(a889 << 1 | 1, w891)
-            a886 = ((a886 - 1) << (a889.bit_length() - 1)) + a889
-        v892 = v885['relevanceZoneIds']
-        a893 = 1
-        k894 = len(v892)
-        if 1 <= k894 <= 8:
-            a893 <<= 1
-            a893 = a893 << 3 | (k894 - 1)
+                    a1284 = _rt.uwn(a1284 << 1 | 1, w1286)
+            a = ((a - 1) << (a1284.bit_length() - 1)) + a1284
+        v1287 = w1281['relevanceZoneIds']
+        a1288 = 1
+        k1289 = len(v1287)
+        if 1 <= k1289 <= 8:
+            a1288 <<= 1
+            a1288 = a1288 << 3 | (k1289 - 1)
         else:
-            a893 = _rt.ld(a893 << 1 | 1, k894)
-        for w894 in v892:
-            w895 = w894
-            if 1 <= w895 <= 32:
-                a893 = a893 << 6 | (w895 - 1)
+            a1288 = _rt.ld(a1288 << 1 | 1, k1289)
+        for w1289 in v1287:
+            w1290 = w1289
+            if 1 <= w1290 <= 32:
+                a1288 = a1288 << 6 | (w1290 - 1)
             else:
-                a893 = _rt.uwn(a893 << 1 | 1, w895)
-        a886 = ((a886 - 1) << (a893.bit_length() - 1)) + a893
-        if 'direction' in v885:
-            a886 = a886 << 2 | v885['direction']
-        if 'roadSurfaceStaticCharacteristics' in v885:
-            v896 = v885['roadSurfaceStaticCharacteristics']
-            a897 = 1
-            a897 = a897 << 7 | v896['frictionCoefficient']
-            w899 = v896['material']
-            if 0 <= w899 <= 7:
-                a897 = a897 << 4 | w899
+                a1288 = _rt.uwn(a1288 << 1 | 1, w1290)
+        a = ((a - 1) << (a1288.bit_length() - 1)) + a1288
+        if 'direction' in w1281:
+            a = a << 2 | w1281['direction']
+        if 'roadSurfaceStaticCharacteristics' in w1281:
+            v1292 = w1281['roadSurfaceStaticCharacteristics']
+            a = a << 7 | v1292['frictionCoefficient']
+            w1296 = v1292['material']
+            if 0 <= w1296 <= 7:
+                a = a << 4 | w1296
             else:
-                a897 = _rt.uwn(a897 << 1 | 1, w899)
-            w900 = v896['wear']
-            if 0 <= w900 <= 7:
-                a897 = a897 << 4 | w900
+                a = _rt.uwn(a << 1 | 1, w1296)
+            w1298 = v1292['wear']
+            if 0 <= w1298 <= 7:
+                a = a << 4 | w1298
             else:
-                a897 = _rt.uwn(a897 << 1 | 1, w900)
-            a897 = a897 << 6 | (v896['avBankingAngle'] + 20)
-            a886 = ((a886 - 1) << (a897.bit_length() - 1)) + a897
-        if 'roadSurfaceDynamicCharacteristics' in v885:
-            v901 = v885['roadSurfaceDynamicCharacteristics']
-            a902 = 1
-            w904 = v901['condition']
-            if 0 <= w904 <= 15:
-                a902 = a902 << 5 | w904
+                a = _rt.uwn(a << 1 | 1, w1298)
+            a = a << 6 | (v1292['avBankingAngle'] + 20)
+        if 'roadSurfaceDynamicCharacteristics' in w1281:
+            v1300 = w1281['roadSurfaceDynamicCharacteristics']
+            w1303 = v1300['condition']
+            if 0 <= w1303 <= 15:
+                a = a << 5 | w1303
             else:
-                a902 = _rt.uwn(a902 << 1 | 1, w904)
-            a902 = a902 << 19 | ((v901['temperature'] + 100)) << 11 | (v901['iceOrWaterDepth']) << 3 | (v901['treatment'])
-            a886 = ((a886 - 1) << (a902.bit_length() - 1)) + a902
-        a = ((a - 1) << (a886.bit_length() - 1)) + a886
+                a = _rt.uwn(a << 1 | 1, w1303)
+            a = a << 19 | ((v1300['temperature'] + 100)) << 11 | (v1300['iceOrWaterDepth']) << 3 | (v1300['treatment'])
     return a
 
 def d_RoadSurfaceContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k905, q = _rt.read_ld(x, q)
+        k1307, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k905 = ((x >> q) & 15) + 1
+        k1307 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k905):
-        r906: dict[str, Any] = {}
+    for _ in range(k1307):
+        x &= (1 << q) - 1
+        r1308: dict[str, Any] = {}
         q -= 4
-        h907 = (x >> q) & 15
-        if h907 & 8:
+        h1309 = (x >> q) & 15
+        if h1309 & 8:
             q -= 1
             if (x >> q) & 1:
-                k909, q = _rt.read_ld(x, q)
+                k1311, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k909 = ((x >> q) & 7) + 1
-            r908: list[Any] = []
-            for _ in range(k909):
+                k1311 = ((x >> q) & 7) + 1
+            r1310: list[Any] = []
+            for _ in range(k1311):
                 q -= 1
                 if (x >> q) & 1:
-                    w909, q = _rt.read_uwn(x, q)
+                    w1311, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w909 = ((x >> q) & 31) + 1
-                r908.append(w909)
-            r906['detectionZoneIds'] = r908
+                    w1311 = ((x >> q) & 31) + 1
+                r1310.append(w1311)
+            r1308['detectionZoneIds'] = r1310
         q -= 1
         if (x >> q) & 1:
-            k911, q = _rt.read_ld(x, q)
+            k1313, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k911 = ((x >> q) & 7) + 1
-        r910: list[Any] = []
-        for _ in range(k911):
+            k1313 = ((x >> q) & 7) + 1
+        r1312: list[Any] = []
+        for _ in range(k1313):
             q -= 1
             if (x >> q) & 1:
-                w911, q = _rt.read_uwn(x, q)
+                w1313, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w911 = ((x >> q) & 31) + 1
-            r910.append(w911)
-        r906['relevanceZoneIds'] = r910
-        if h907 & 4:
+                w1313 = ((x >> q) & 31) + 1
+            r1312.append(w1313)
+        r1308['relevanceZoneIds'] = r1312
+        if h1309 & 4:
             q -= 2
-            r906['direction'] = (x >> q) & 3
-        if h907 & 2:
-            r912: dict[str, Any] = {}
+            r1308['direction'] = (x >> q) & 3
+        if h1309 & 2:
+            r1314: dict[str, Any] = {}
             q -= 7
-            r912['frictionCoefficient'] = (x >> q) & 127
+            r1314['frictionCoefficient'] = (x >> q) & 127
             q -= 1
             if (x >> q) & 1:
-                r912['material'], q = _rt.read_uwn(x, q)
+                r1314['material'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r912['material'] = (x >> q) & 7
+                r1314['material'] = (x >> q) & 7
             q -= 1
             if (x >> q) & 1:
-                r912['wear'], q = _rt.read_uwn(x, q)
+                r1314['wear'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r912['wear'] = (x >> q) & 7
+                r1314['wear'] = (x >> q) & 7
             q -= 6
-            r912['avBankingAngle'] = ((x >> q) & 63) - 20
-            r906['roadSurfaceStaticCharacteristics'] = r912
-        if h907 & 1:
-            r914: dict[str, Any] = {}
+            r1314['avBankingAngle'] = ((x >> q) & 63) - 20
+            r1308['roadSurfaceStaticCharacteristics'] = r1314
+        if h1309 & 1:
+            r1316: dict[str, Any] = {}
             q -= 1
             if (x >> q) & 1:
-                r914['condition'], q = _rt.read_uwn(x, q)
+                r1316['condition'], q = _rt.read_uwn(x, q)
             else:
                 q -= 4
-                r914['condition'] = (x >> q) & 15
+                r1316['condition'] = (x >> q) & 15
             q -= 19
             t_ = (x >> q) & 524287
-            r914['temperature'] = ((t_ >> 11) & 255) - 100
-            r914['iceOrWaterDepth'] = (t_ >> 3) & 255
-            r914['treatment'] = t_ & 7
-            r906['roadSurfaceDynamicCharacteristics'] = r914
-        w905 = r906
-        r.append(w905)
+            r1316['temperature'] = ((t_ >> 11) & 255) - 100
+            r1316['iceOrWaterDepth'] = (t_ >> 3) & 255
+            r1316['treatment'] = t_ & 7
+            r1308['roadSurfaceDynamicCharacteristics'] = r1316
+        r.append(r1308)
     return r, q
 
 
@@ -4939,30 +4785,30 @@ def e_RequestorDescription_addGrpC(v: Any) -> int:
     if 'fuel' in v:
         a = a << 4 | v['fuel']
     if 'batteryStatus' in v:
-        w917 = v['batteryStatus']
-        i918 = _E_BatteryStatus_46.get(w917)
-        if i918 is not None:
-            a = a << 3 | i918
+        w1323 = v['batteryStatus']
+        i1324 = _E_BatteryStatus_46.get(w1323)
+        if i1324 is not None:
+            a = a << 3 | i1324
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w917])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1323])
     return a
 
 def d_RequestorDescription_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h919 = (x >> q) & 7
-    if h919 & 2:
+    h1325 = (x >> q) & 7
+    if h1325 & 2:
         q -= 4
         r['fuel'] = (x >> q) & 15
-    if h919 & 1:
+    if h1325 & 1:
         q -= 1
         if (x >> q) & 1:
-            i920, q = _rt.read_nsnn(x, q)
-            r['batteryStatus'] = _DX_LayerType_3.get(i920)
+            i1326, q = _rt.read_nsnn(x, q)
+            r['batteryStatus'] = _DX_LayerType_3.get(i1326)
         else:
             q -= 2
             r['batteryStatus'] = _D_BatteryStatus_47[(x >> q) & 3]
-    if h919 >> 2:
+    if h1325 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5063,53 +4909,50 @@ def e_ConnectionManeuverAssist_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('itsStationPosition' in v)
     if 'itsStationPosition' in v:
-        v922 = v['itsStationPosition']
-        a923 = 1
-        k924 = len(v922)
-        a923 = a923 << 3 | (k924 - 1)
-        for w924 in v922:
-            v925 = w924
-            a926 = 1
-            a926 = a926 << 36 | (('laneID' in v925) << 2 | ('nodeXY' in v925) << 1 | ('timeReference' in v925)) << 32 | (v925['stationID'])
-            if 'laneID' in v925:
-                a926 = a926 << 8 | v925['laneID']
-            if 'nodeXY' in v925:
-                s_ = e_NodeOffsetPointXY(v925['nodeXY'])
-                a926 = ((a926 - 1) << (s_.bit_length() - 1)) + s_
-            if 'timeReference' in v925:
-                a926 = a926 << 16 | v925['timeReference']
-            a923 = ((a923 - 1) << (a926.bit_length() - 1)) + a926
-        a = ((a - 1) << (a923.bit_length() - 1)) + a923
+        v1332 = v['itsStationPosition']
+        a1333 = 1
+        k1334 = len(v1332)
+        a1333 = a1333 << 3 | (k1334 - 1)
+        for w1334 in v1332:
+            a1333 = a1333 << 36 | (('laneID' in w1334) << 2 | ('nodeXY' in w1334) << 1 | ('timeReference' in w1334)) << 32 | (w1334['stationID'])
+            if 'laneID' in w1334:
+                a1333 = a1333 << 8 | w1334['laneID']
+            if 'nodeXY' in w1334:
+                s_ = e_NodeOffsetPointXY(w1334['nodeXY'])
+                a1333 = ((a1333 - 1) << (s_.bit_length() - 1)) + s_
+            if 'timeReference' in w1334:
+                a1333 = a1333 << 16 | w1334['timeReference']
+        a = ((a - 1) << (a1333.bit_length() - 1)) + a1333
     return a
 
 def d_ConnectionManeuverAssist_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h928 = (x >> q) & 3
-    if h928 & 1:
+    h1340 = (x >> q) & 3
+    if h1340 & 1:
         q -= 3
-        k930 = ((x >> q) & 7) + 1
-        r929: list[Any] = []
-        for _ in range(k930):
-            r931: dict[str, Any] = {}
+        k1342 = ((x >> q) & 7) + 1
+        r1341: list[Any] = []
+        for _ in range(k1342):
+            x &= (1 << q) - 1
+            r1343: dict[str, Any] = {}
             q -= 36
             t_ = (x >> q) & 68719476735
-            h932 = (t_ >> 32) & 15
-            r931['stationID'] = t_ & 4294967295
-            if h932 & 4:
+            h1344 = (t_ >> 32) & 15
+            r1343['stationID'] = t_ & 4294967295
+            if h1344 & 4:
                 q -= 8
-                r931['laneID'] = (x >> q) & 255
-            if h932 & 2:
-                r931['nodeXY'], q = d_NodeOffsetPointXY(x, q)
-            if h932 & 1:
+                r1343['laneID'] = (x >> q) & 255
+            if h1344 & 2:
+                r1343['nodeXY'], q = d_NodeOffsetPointXY(x, q)
+            if h1344 & 1:
                 q -= 16
-                r931['timeReference'] = (x >> q) & 65535
-            if h932 >> 3:
+                r1343['timeReference'] = (x >> q) & 65535
+            if h1344 >> 3:
                 q = _rt.skip_additions(x, q)
-            w930 = r931
-            r929.append(w930)
-        r['itsStationPosition'] = r929
-    if h928 >> 1:
+            r1341.append(r1343)
+        r['itsStationPosition'] = r1341
+    if h1340 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5118,55 +4961,52 @@ def e_IntersectionState_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('activePrioritizations' in v)
     if 'activePrioritizations' in v:
-        v934 = v['activePrioritizations']
-        a935 = 1
-        k936 = len(v934)
-        a935 = a935 << 4 | (k936 - 1)
-        for w936 in v934:
-            v937 = w936
-            a938 = 1
-            a938 = a938 << 1
-            a938 = a938 << 32 | v937['stationID']
-            w940 = v937['priorState']
-            i941 = _E_PrioritizationResponseStatus_36.get(w940)
-            if i941 is not None:
-                a938 = a938 << 4 | i941
+        v1346 = v['activePrioritizations']
+        a1347 = 1
+        k1348 = len(v1346)
+        a1347 = a1347 << 4 | (k1348 - 1)
+        for w1348 in v1346:
+            a1347 = a1347 << 1
+            a1347 = a1347 << 32 | w1348['stationID']
+            w1352 = w1348['priorState']
+            i1353 = _E_PrioritizationResponseStatus_36.get(w1352)
+            if i1353 is not None:
+                a1347 = a1347 << 4 | i1353
             else:
-                a938 = _rt.nsnn(a938 << 1 | 1, _X_LayerType_1[w940])
-            a938 = a938 << 8 | v937['signalGroup']
-            a935 = ((a935 - 1) << (a938.bit_length() - 1)) + a938
-        a = ((a - 1) << (a935.bit_length() - 1)) + a935
+                a1347 = _rt.nsnn(a1347 << 1 | 1, _X_LayerType_1[w1352])
+            a1347 = a1347 << 8 | w1348['signalGroup']
+        a = ((a - 1) << (a1347.bit_length() - 1)) + a1347
     return a
 
 def d_IntersectionState_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h942 = (x >> q) & 3
-    if h942 & 1:
+    h1355 = (x >> q) & 3
+    if h1355 & 1:
         q -= 4
-        k944 = ((x >> q) & 15) + 1
-        r943: list[Any] = []
-        for _ in range(k944):
-            r945: dict[str, Any] = {}
+        k1357 = ((x >> q) & 15) + 1
+        r1356: list[Any] = []
+        for _ in range(k1357):
+            x &= (1 << q) - 1
+            r1358: dict[str, Any] = {}
             q -= 33
             t_ = (x >> q) & 8589934591
-            h946 = (t_ >> 32) & 1
-            r945['stationID'] = t_ & 4294967295
+            h1359 = (t_ >> 32) & 1
+            r1358['stationID'] = t_ & 4294967295
             q -= 1
             if (x >> q) & 1:
-                i947, q = _rt.read_nsnn(x, q)
-                r945['priorState'] = _DX_LayerType_3.get(i947)
+                i1360, q = _rt.read_nsnn(x, q)
+                r1358['priorState'] = _DX_LayerType_3.get(i1360)
             else:
                 q -= 3
-                r945['priorState'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
+                r1358['priorState'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
             q -= 8
-            r945['signalGroup'] = (x >> q) & 255
-            if h946 >> 0:
+            r1358['signalGroup'] = (x >> q) & 255
+            if h1359 >> 0:
                 q = _rt.skip_additions(x, q)
-            w944 = r945
-            r943.append(w944)
-        r['activePrioritizations'] = r943
-    if h942 >> 1:
+            r1356.append(r1358)
+        r['activePrioritizations'] = r1356
+    if h1355 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5174,23 +5014,21 @@ def d_IntersectionState_addGrpC(x: int, q: int) -> tuple[Any, int]:
 def e_Position3D_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 1
-    v949 = v['altitude']
-    a950 = 1
-    a950 = a950 << 24 | ((v949['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v949['altitudeConfidence']])
-    a = ((a - 1) << (a950.bit_length() - 1)) + a950
+    v1362 = v['altitude']
+    a = a << 24 | ((v1362['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v1362['altitudeConfidence']])
     return a
 
 def d_Position3D_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h952 = (x >> q) & 1
-    r953: dict[str, Any] = {}
+    h1366 = (x >> q) & 1
+    r1367: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
-    r953['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-    r953['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
-    r['altitude'] = r953
-    if h952 >> 0:
+    r1367['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
+    r1367['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
+    r['altitude'] = r1367
+    if h1366 >> 0:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5207,181 +5045,178 @@ def e_LaneAttributes_addGrpC(v: Any) -> int:
 def d_LaneAttributes_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h956 = (x >> q) & 7
-    if h956 & 2:
+    h1372 = (x >> q) & 7
+    if h1372 & 2:
         q -= 7
         r['maxVehicleHeight'] = (x >> q) & 127
-    if h956 & 1:
+    if h1372 & 1:
         q -= 10
         r['maxVehicleWeight'] = ((x >> q) & 1023) + 1
-    if h956 >> 2:
+    if h1372 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_NodeSetXY(v: Any) -> int:
     a: int = 1
-    k957 = len(v)
-    a = a << 6 | (k957 - 2)
-    for w957 in v:
-        v958 = w957
-        a959 = 1
-        a959 = a959 << 2 | ('attributes' in v958)
-        s_ = e_NodeOffsetPointXY(v958['delta'])
-        a959 = ((a959 - 1) << (s_.bit_length() - 1)) + s_
-        if 'attributes' in v958:
-            v961 = v958['attributes']
-            a962 = 1
-            a962 = a962 << 8 | ('localNode' in v961) << 6 | ('disabled' in v961) << 5 | ('enabled' in v961) << 4 | ('data' in v961) << 3 | ('dWidth' in v961) << 2 | ('dElevation' in v961) << 1 | ('regional' in v961)
-            if 'localNode' in v961:
-                v964 = v961['localNode']
-                a965 = 1
-                k966 = len(v964)
-                a965 = a965 << 3 | (k966 - 1)
-                for w966 in v964:
-                    w967 = w966
-                    i968 = _E_NodeAttributeXY_48.get(w967)
-                    if i968 is not None:
-                        a965 = a965 << 5 | i968
+    k1373 = len(v)
+    a = a << 6 | (k1373 - 2)
+    for w1373 in v:
+        a = a << 2 | ('attributes' in w1373)
+        s_ = e_NodeOffsetPointXY(w1373['delta'])
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+        if 'attributes' in w1373:
+            v1376 = w1373['attributes']
+            a = a << 8 | ('localNode' in v1376) << 6 | ('disabled' in v1376) << 5 | ('enabled' in v1376) << 4 | ('data' in v1376) << 3 | ('dWidth' in v1376) << 2 | ('dElevation' in v1376) << 1 | ('regional' in v1376)
+            if 'localNode' in v1376:
+                v1378 = v1376['localNode']
+                a1379 = 1
+                k1380 = len(v1378)
+                a1379 = a1379 << 3 | (k1380 - 1)
+                for w1380 in v1378:
+                    w1381 = w1380
+                    i1382 = _E_NodeAttributeXY_48.get(w1381)
+                    if i1382 is not None:
+                        a1379 = a1379 << 5 | i1382
                     else:
-                        a965 = _rt.nsnn(a965 << 1 | 1, _X_LayerType_1[w967])
-                a962 = ((a962 - 1) << (a965.bit_length() - 1)) + a965
-            if 'disabled' in v961:
-                v969 = v961['disabled']
-                a970 = 1
-                k971 = len(v969)
-                a970 = a970 << 3 | (k971 - 1)
-                for w971 in v969:
-                    w972 = w971
-                    i973 = _E_SegmentAttributeXY_49.get(w972)
-                    if i973 is not None:
-                        a970 = a970 << 7 | i973
+                        a1379 = _rt.nsnn(a1379 << 1 | 1, _X_LayerType_1[w1381])
+                a = ((a - 1) << (a1379.bit_length() - 1)) + a1379
+            if 'disabled' in v1376:
+                v1383 = v1376['disabled']
+                a1384 = 1
+                k1385 = len(v1383)
+                a1384 = a1384 << 3 | (k1385 - 1)
+                for w1385 in v1383:
+                    w1386 = w1385
+                    i1387 = _E_SegmentAttributeXY_49.get(w1386)
+                    if i1387 is not None:
+                        a1384 = a1384 << 7 | i1387
                     else:
-                        a970 = _rt.nsnn(a970 << 1 | 1, _X_LayerType_1[w972])
-                a962 = ((a962 - 1) << (a970.bit_length() - 1)) + a970
-            if 'enabled' in v961:
-                v974 = v961['enabled']
-                a975 = 1
-                k976 = len(v974)
-                a975 = a975 << 3 | (k976 - 1)
-                for w976 in v974:
-                    w977 = w976
-                    i978 = _E_SegmentAttributeXY_49.get(w977)
-                    if i978 is not None:
-                        a975 = a975 << 7 | i978
+                        a1384 = _rt.nsnn(a1384 << 1 | 1, _X_LayerType_1[w1386])
+                a = ((a - 1) << (a1384.bit_length() - 1)) + a1384
+            if 'enabled' in v1376:
+                v1388 = v1376['enabled']
+                a1389 = 1
+                k1390 = len(v1388)
+                a1389 = a1389 << 3 | (k1390 - 1)
+                for w1390 in v1388:
+                    w1391 = w1390
+                    i1392 = _E_SegmentAttributeXY_49.get(w1391)
+                    if i1392 is not None:
+                        a1389 = a1389 << 7 | i1392
                     else:
-                        a975 = _rt.nsnn(a975 << 1 | 1, _X_LayerType_1[w977])
-                a962 = ((a962 - 1) << (a975.bit_length() - 1)) + a975
-            if 'data' in v961:
-                v979 = v961['data']
-                a980 = 1
-                k981 = len(v979)
-                a980 = a980 << 3 | (k981 - 1)
-                for w981 in v979:
-                    s_ = e_LaneDataAttribute(w981)
-                    a980 = ((a980 - 1) << (s_.bit_length() - 1)) + s_
-                a962 = ((a962 - 1) << (a980.bit_length() - 1)) + a980
-            if 'dWidth' in v961:
-                a962 = a962 << 10 | (v961['dWidth'] + 512)
-            if 'dElevation' in v961:
-                a962 = a962 << 10 | (v961['dElevation'] + 512)
-            if 'regional' in v961:
-                v982 = v961['regional']
-                a983 = 1
-                k984 = len(v982)
-                a983 = a983 << 2 | (k984 - 1)
-                for w984 in v982:
-                    s_ = e_NodeAttributeSetXY_regional_item(w984)
-                    a983 = ((a983 - 1) << (s_.bit_length() - 1)) + s_
-                a962 = ((a962 - 1) << (a983.bit_length() - 1)) + a983
-            a959 = ((a959 - 1) << (a962.bit_length() - 1)) + a962
-        a = ((a - 1) << (a959.bit_length() - 1)) + a959
+                        a1389 = _rt.nsnn(a1389 << 1 | 1, _X_LayerType_1[w1391])
+                a = ((a - 1) << (a1389.bit_length() - 1)) + a1389
+            if 'data' in v1376:
+                v1393 = v1376['data']
+                a1394 = 1
+                k1395 = len(v1393)
+                a1394 = a1394 << 3 | (k1395 - 1)
+                for w1395 in v1393:
+                    s_ = e_LaneDataAttribute(w1395)
+                    a1394 = ((a1394 - 1) << (s_.bit_length() - 1)) + s_
+                a = ((a - 1) << (a1394.bit_length() - 1)) + a1394
+            if 'dWidth' in v1376:
+                a = a << 10 | (v1376['dWidth'] + 512)
+            if 'dElevation' in v1376:
+                a = a << 10 | (v1376['dElevation'] + 512)
+            if 'regional' in v1376:
+                v1398 = v1376['regional']
+                a1399 = 1
+                k1400 = len(v1398)
+                a1399 = a1399 << 2 | (k1400 - 1)
+                for w1400 in v1398:
+                    s_ = e_NodeAttributeSetXY_regional_item(w1400)
+                    a1399 = ((a1399 - 1) << (s_.bit_length() - 1)) + s_
+                a = ((a - 1) << (a1399.bit_length() - 1)) + a1399
     return a
 
 def d_NodeSetXY(x: int, q: int) -> tuple[Any, int]:
     q -= 6
-    k985 = ((x >> q) & 63) + 2
+    k1401 = ((x >> q) & 63) + 2
     r: list[Any] = []
-    for _ in range(k985):
-        r986: dict[str, Any] = {}
+    for _ in range(k1401):
+        x &= (1 << q) - 1
+        r1402: dict[str, Any] = {}
         q -= 2
-        h987 = (x >> q) & 3
-        r986['delta'], q = d_NodeOffsetPointXY(x, q)
-        if h987 & 1:
-            r988: dict[str, Any] = {}
+        h1403 = (x >> q) & 3
+        r1402['delta'], q = d_NodeOffsetPointXY(x, q)
+        if h1403 & 1:
+            r1404: dict[str, Any] = {}
             q -= 8
-            h989 = (x >> q) & 255
-            if h989 & 64:
+            h1405 = (x >> q) & 255
+            if h1405 & 64:
                 q -= 3
-                k991 = ((x >> q) & 7) + 1
-                r990: list[Any] = []
-                for _ in range(k991):
+                k1407 = ((x >> q) & 7) + 1
+                r1406: list[Any] = []
+                for _ in range(k1407):
                     q -= 1
                     if (x >> q) & 1:
-                        i992, q = _rt.read_nsnn(x, q)
-                        w991 = _DX_LayerType_3.get(i992)
+                        i1408, q = _rt.read_nsnn(x, q)
+                        w1407 = _DX_LayerType_3.get(i1408)
                     else:
                         q -= 4
-                        w991 = _D_NodeAttributeXY_50[(x >> q) & 15]
-                    r990.append(w991)
-                r988['localNode'] = r990
-            if h989 & 32:
+                        w1407 = _D_NodeAttributeXY_50[(x >> q) & 15]
+                    r1406.append(w1407)
+                r1404['localNode'] = r1406
+            if h1405 & 32:
                 q -= 3
-                k994 = ((x >> q) & 7) + 1
-                r993: list[Any] = []
-                for _ in range(k994):
+                k1410 = ((x >> q) & 7) + 1
+                r1409: list[Any] = []
+                for _ in range(k1410):
                     q -= 1
                     if (x >> q) & 1:
-                        i995, q = _rt.read_nsnn(x, q)
-                        w994 = _DX_LayerType_3.get(i995)
+                        i1411, q = _rt.read_nsnn(x, q)
+                        w1410 = _DX_LayerType_3.get(i1411)
                     else:
                         q -= 6
-                        w994 = _D_SegmentAttributeXY_51[(x >> q) & 63]
-                    r993.append(w994)
-                r988['disabled'] = r993
-            if h989 & 16:
+                        w1410 = _D_SegmentAttributeXY_51[(x >> q) & 63]
+                    r1409.append(w1410)
+                r1404['disabled'] = r1409
+            if h1405 & 16:
                 q -= 3
-                k997 = ((x >> q) & 7) + 1
-                r996: list[Any] = []
-                for _ in range(k997):
+                k1413 = ((x >> q) & 7) + 1
+                r1412: list[Any] = []
+                for _ in range(k1413):
                     q -= 1
                     if (x >> q) & 1:
-                        i998, q = _rt.read_nsnn(x, q)
-                        w997 = _DX_LayerType_3.get(i998)
+                        i1414, q = _rt.read_nsnn(x, q)
+                        w1413 = _DX_LayerType_3.get(i1414)
                     else:
                         q -= 6
-                        w997 = _D_SegmentAttributeXY_51[(x >> q) & 63]
-                    r996.append(w997)
-                r988['enabled'] = r996
-            if h989 & 8:
+                        w1413 = _D_SegmentAttributeXY_51[(x >> q) & 63]
+                    r1412.append(w1413)
+                r1404['enabled'] = r1412
+            if h1405 & 8:
                 q -= 3
-                k1000 = ((x >> q) & 7) + 1
-                r999: list[Any] = []
-                for _ in range(k1000):
-                    w1000, q = d_LaneDataAttribute(x, q)
-                    r999.append(w1000)
-                r988['data'] = r999
-            if h989 & 4:
+                k1416 = ((x >> q) & 7) + 1
+                r1415: list[Any] = []
+                for _ in range(k1416):
+                    x &= (1 << q) - 1
+                    w1416, q = d_LaneDataAttribute(x, q)
+                    r1415.append(w1416)
+                r1404['data'] = r1415
+            if h1405 & 4:
                 q -= 10
-                r988['dWidth'] = ((x >> q) & 1023) - 512
-            if h989 & 2:
+                r1404['dWidth'] = ((x >> q) & 1023) - 512
+            if h1405 & 2:
                 q -= 10
-                r988['dElevation'] = ((x >> q) & 1023) - 512
-            if h989 & 1:
+                r1404['dElevation'] = ((x >> q) & 1023) - 512
+            if h1405 & 1:
                 q -= 2
-                k1002 = ((x >> q) & 3) + 1
-                r1001: list[Any] = []
-                for _ in range(k1002):
-                    w1002, q = d_NodeAttributeSetXY_regional_item(x, q)
-                    r1001.append(w1002)
-                r988['regional'] = r1001
-            if h989 >> 7:
+                k1418 = ((x >> q) & 3) + 1
+                r1417: list[Any] = []
+                for _ in range(k1418):
+                    x &= (1 << q) - 1
+                    w1418, q = d_NodeAttributeSetXY_regional_item(x, q)
+                    r1417.append(w1418)
+                r1404['regional'] = r1417
+            if h1405 >> 7:
                 q = _rt.skip_additions(x, q)
-            r986['attributes'] = r988
-        if h987 >> 1:
+            r1402['attributes'] = r1404
+        if h1403 >> 1:
             q = _rt.skip_additions(x, q)
-        w985 = r986
-        r.append(w985)
+        r.append(r1402)
     return r, q
 
 
@@ -5399,42 +5234,43 @@ def e_ComputedLane(v: Any) -> int:
     if 'scaleYaxis' in v:
         a = a << 12 | (v['scaleYaxis'] + 2048)
     if 'regional' in v:
-        v1004 = v['regional']
-        a1005 = 1
-        k1006 = len(v1004)
-        a1005 = a1005 << 2 | (k1006 - 1)
-        for w1006 in v1004:
-            s_ = e_ComputedLane_regional_item(w1006)
-            a1005 = ((a1005 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1005.bit_length() - 1)) + a1005
+        v1426 = v['regional']
+        a1427 = 1
+        k1428 = len(v1426)
+        a1427 = a1427 << 2 | (k1428 - 1)
+        for w1428 in v1426:
+            s_ = e_ComputedLane_regional_item(w1428)
+            a1427 = ((a1427 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1427.bit_length() - 1)) + a1427
     return a
 
 def d_ComputedLane(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 13
     t_ = (x >> q) & 8191
-    h1007 = (t_ >> 8) & 31
+    h1429 = (t_ >> 8) & 31
     r['referenceLaneId'] = t_ & 255
     r['offsetXaxis'], q = d_ComputedLane_offsetXaxis(x, q)
     r['offsetYaxis'], q = d_ComputedLane_offsetYaxis(x, q)
-    if h1007 & 8:
+    if h1429 & 8:
         q -= 15
         r['rotateXY'] = (x >> q) & 32767
-    if h1007 & 4:
+    if h1429 & 4:
         q -= 12
         r['scaleXaxis'] = ((x >> q) & 4095) - 2048
-    if h1007 & 2:
+    if h1429 & 2:
         q -= 12
         r['scaleYaxis'] = ((x >> q) & 4095) - 2048
-    if h1007 & 1:
+    if h1429 & 1:
         q -= 2
-        k1009 = ((x >> q) & 3) + 1
-        r1008: list[Any] = []
-        for _ in range(k1009):
-            w1009, q = d_ComputedLane_regional_item(x, q)
-            r1008.append(w1009)
-        r['regional'] = r1008
-    if h1007 >> 4:
+        k1431 = ((x >> q) & 3) + 1
+        r1430: list[Any] = []
+        for _ in range(k1431):
+            x &= (1 << q) - 1
+            w1431, q = d_ComputedLane_regional_item(x, q)
+            r1430.append(w1431)
+        r['regional'] = r1430
+    if h1429 >> 4:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5442,42 +5278,37 @@ def d_ComputedLane(x: int, q: int) -> tuple[Any, int]:
 def e_ConnectionTrajectory_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 1
-    v1011 = v['nodes']
-    a1012 = 1
-    k1013 = len(v1011)
-    a1012 = a1012 << 6 | (k1013 - 2)
-    for w1013 in v1011:
-        v1014 = w1013
-        a1015 = 1
-        a1015 = a1015 << 2 | ('attributes' in v1014)
-        s_ = e_NodeOffsetPointXY(v1014['delta'])
-        a1015 = ((a1015 - 1) << (s_.bit_length() - 1)) + s_
-        if 'attributes' in v1014:
-            v1017 = v1014['attributes']
-            a1018 = 1
-            a1018 = a1018 << 8 | ('localNode' in v1017) << 6 | ('disabled' in v1017) << 5 | ('enabled' in v1017) << 4 | ('data' in v1017) << 3 | ('dWidth' in v1017) << 2 | ('dElevation' in v1017) << 1 | ('regional' in v1017)
-            if 'localNode' in v1017:
-                s_ = e_NodeAttributeXYList(v1017['localNode'])
-                a1018 = ((a1018 - 1) << (s_.bit_length() - 1)) + s_
-            if 'disabled' in v1017:
-                s_ = e_SegmentAttributeXYList(v1017['disabled'])
-                a1018 = ((a1018 - 1) << (s_.bit_length() - 1)) + s_
-            if 'enabled' in v1017:
-                s_ = e_SegmentAttributeXYList(v1017['enabled'])
-                a1018 = ((a1018 - 1) << (s_.bit_length() - 1)) + s_
-            if 'data' in v1017:
-                s_ = e_LaneDataAttributeList(v1017['data'])
-                a1018 = ((a1018 - 1) << (s_.bit_length() - 1)) + s_
-            if 'dWidth' in v1017:
-                a1018 = a1018 << 10 | (v1017['dWidth'] + 512)
-            if 'dElevation' in v1017:
-                a1018 = a1018 << 10 | (v1017['dElevation'] + 512)
-            if 'regional' in v1017:
-                s_ = e_NodeAttributeSetXY_regional(v1017['regional'])
-                a1018 = ((a1018 - 1) << (s_.bit_length() - 1)) + s_
-            a1015 = ((a1015 - 1) << (a1018.bit_length() - 1)) + a1018
-        a1012 = ((a1012 - 1) << (a1015.bit_length() - 1)) + a1015
-    a = ((a - 1) << (a1012.bit_length() - 1)) + a1012
+    v1433 = v['nodes']
+    a1434 = 1
+    k1435 = len(v1433)
+    a1434 = a1434 << 6 | (k1435 - 2)
+    for w1435 in v1433:
+        a1434 = a1434 << 2 | ('attributes' in w1435)
+        s_ = e_NodeOffsetPointXY(w1435['delta'])
+        a1434 = ((a1434 - 1) << (s_.bit_length() - 1)) + s_
+        if 'attributes' in w1435:
+            v1438 = w1435['attributes']
+            a1434 = a1434 << 8 | ('localNode' in v1438) << 6 | ('disabled' in v1438) << 5 | ('enabled' in v1438) << 4 | ('data' in v1438) << 3 | ('dWidth' in v1438) << 2 | ('dElevation' in v1438) << 1 | ('regional' in v1438)
+            if 'localNode' in v1438:
+                s_ = e_NodeAttributeXYList(v1438['localNode'])
+                a1434 = ((a1434 - 1) << (s_.bit_length() - 1)) + s_
+            if 'disabled' in v1438:
+                s_ = e_SegmentAttributeXYList(v1438['disabled'])
+                a1434 = ((a1434 - 1) << (s_.bit_length() - 1)) + s_
+            if 'enabled' in v1438:
+                s_ = e_SegmentAttributeXYList(v1438['enabled'])
+                a1434 = ((a1434 - 1) << (s_.bit_length() - 1)) + s_
+            if 'data' in v1438:
+                s_ = e_LaneDataAttributeList(v1438['data'])
+                a1434 = ((a1434 - 1) << (s_.bit_length() - 1)) + s_
+            if 'dWidth' in v1438:
+                a1434 = a1434 << 10 | (v1438['dWidth'] + 512)
+            if 'dElevation' in v1438:
+                a1434 = a1434 << 10 | (v1438['dElevation'] + 512)
+            if 'regional' in v1438:
+                s_ = e_NodeAttributeSetXY_regional(v1438['regional'])
+                a1434 = ((a1434 - 1) << (s_.bit_length() - 1)) + s_
+    a = ((a - 1) << (a1434.bit_length() - 1)) + a1434
     a = a << 8 | v['connectionID']
     return a
 
@@ -5485,65 +5316,66 @@ def d_ConnectionTrajectory_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 7
     t_ = (x >> q) & 127
-    h1020 = (t_ >> 6) & 1
-    k1022 = (t_ & 63) + 2
-    r1021: list[Any] = []
-    for _ in range(k1022):
-        r1023: dict[str, Any] = {}
+    h1448 = (t_ >> 6) & 1
+    k1450 = (t_ & 63) + 2
+    r1449: list[Any] = []
+    for _ in range(k1450):
+        x &= (1 << q) - 1
+        r1451: dict[str, Any] = {}
         q -= 2
-        h1024 = (x >> q) & 3
-        r1023['delta'], q = d_NodeOffsetPointXY(x, q)
-        if h1024 & 1:
-            r1025: dict[str, Any] = {}
+        h1452 = (x >> q) & 3
+        r1451['delta'], q = d_NodeOffsetPointXY(x, q)
+        if h1452 & 1:
+            r1453: dict[str, Any] = {}
             q -= 8
-            h1026 = (x >> q) & 255
-            if h1026 & 64:
-                r1025['localNode'], q = d_NodeAttributeXYList(x, q)
-            if h1026 & 32:
-                r1025['disabled'], q = d_SegmentAttributeXYList(x, q)
-            if h1026 & 16:
-                r1025['enabled'], q = d_SegmentAttributeXYList(x, q)
-            if h1026 & 8:
-                r1025['data'], q = d_LaneDataAttributeList(x, q)
-            if h1026 & 4:
+            h1454 = (x >> q) & 255
+            if h1454 & 64:
+                r1453['localNode'], q = d_NodeAttributeXYList(x, q)
+            if h1454 & 32:
+                r1453['disabled'], q = d_SegmentAttributeXYList(x, q)
+            if h1454 & 16:
+                r1453['enabled'], q = d_SegmentAttributeXYList(x, q)
+            if h1454 & 8:
+                r1453['data'], q = d_LaneDataAttributeList(x, q)
+            if h1454 & 4:
                 q -= 10
-                r1025['dWidth'] = ((x >> q) & 1023) - 512
-            if h1026 & 2:
+                r1453['dWidth'] = ((x >> q) & 1023) - 512
+            if h1454 & 2:
                 q -= 10
-                r1025['dElevation'] = ((x >> q) & 1023) - 512
-            if h1026 & 1:
-                r1025['regional'], q = d_NodeAttributeSetXY_regional(x, q)
-            if h1026 >> 7:
+                r1453['dElevation'] = ((x >> q) & 1023) - 512
+            if h1454 & 1:
+                r1453['regional'], q = d_NodeAttributeSetXY_regional(x, q)
+            if h1454 >> 7:
                 q = _rt.skip_additions(x, q)
-            r1023['attributes'] = r1025
-        if h1024 >> 1:
+            r1451['attributes'] = r1453
+        if h1452 >> 1:
             q = _rt.skip_additions(x, q)
-        w1022 = r1023
-        r1021.append(w1022)
-    r['nodes'] = r1021
+        r1449.append(r1451)
+    r['nodes'] = r1449
     q -= 8
     r['connectionID'] = (x >> q) & 255
-    if h1020 >> 0:
+    if h1448 >> 0:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_RestrictionUserType_regional(v: Any) -> int:
     a: int = 1
-    k1027 = len(v)
-    a = a << 2 | (k1027 - 1)
-    for w1027 in v:
-        s_ = e_RestrictionUserType_regional_item(w1027)
+    k1455 = len(v)
+    a = a << 2 | (k1455 - 1)
+    for w1455 in v:
+        s_ = e_RestrictionUserType_regional_item(w1455)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RestrictionUserType_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k1028 = ((x >> q) & 3) + 1
+    k1456 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1028):
-        w1028, q = d_RestrictionUserType_regional_item(x, q)
-        r.append(w1028)
+    for _ in range(k1456):
+        x &= (1 << q) - 1
+        w1456, q = d_RestrictionUserType_regional_item(x, q)
+        r.append(w1456)
     return r, q
 
 
@@ -5692,201 +5524,196 @@ def e_TractorCharacteristics(v: Any) -> int:
     a: int = 1
     a = a << 3 | ('equalTo' in v) << 2 | ('notEqualTo' in v) << 1 | ('ranges' in v)
     if 'equalTo' in v:
-        v1030 = v['equalTo']
-        a1031 = 1
-        k1032 = len(v1030)
-        if 1 <= k1032 <= 4:
-            a1031 <<= 1
-            a1031 = a1031 << 2 | (k1032 - 1)
+        v1458 = v['equalTo']
+        a1459 = 1
+        k1460 = len(v1458)
+        if 1 <= k1460 <= 4:
+            a1459 <<= 1
+            a1459 = a1459 << 2 | (k1460 - 1)
         else:
-            a1031 = _rt.ld(a1031 << 1 | 1, k1032)
-        for w1032 in v1030:
-            s_ = e_VehicleCharacteristicsFixValues(w1032)
-            a1031 = ((a1031 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1031.bit_length() - 1)) + a1031
+            a1459 = _rt.ld(a1459 << 1 | 1, k1460)
+        for w1460 in v1458:
+            s_ = e_VehicleCharacteristicsFixValues(w1460)
+            a1459 = ((a1459 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1459.bit_length() - 1)) + a1459
     if 'notEqualTo' in v:
-        v1033 = v['notEqualTo']
-        a1034 = 1
-        k1035 = len(v1033)
-        if 1 <= k1035 <= 4:
-            a1034 <<= 1
-            a1034 = a1034 << 2 | (k1035 - 1)
+        v1461 = v['notEqualTo']
+        a1462 = 1
+        k1463 = len(v1461)
+        if 1 <= k1463 <= 4:
+            a1462 <<= 1
+            a1462 = a1462 << 2 | (k1463 - 1)
         else:
-            a1034 = _rt.ld(a1034 << 1 | 1, k1035)
-        for w1035 in v1033:
-            s_ = e_VehicleCharacteristicsFixValues(w1035)
-            a1034 = ((a1034 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1034.bit_length() - 1)) + a1034
+            a1462 = _rt.ld(a1462 << 1 | 1, k1463)
+        for w1463 in v1461:
+            s_ = e_VehicleCharacteristicsFixValues(w1463)
+            a1462 = ((a1462 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1462.bit_length() - 1)) + a1462
     if 'ranges' in v:
-        v1036 = v['ranges']
-        a1037 = 1
-        k1038 = len(v1036)
-        if 1 <= k1038 <= 4:
-            a1037 <<= 1
-            a1037 = a1037 << 2 | (k1038 - 1)
+        v1464 = v['ranges']
+        a1465 = 1
+        k1466 = len(v1464)
+        if 1 <= k1466 <= 4:
+            a1465 <<= 1
+            a1465 = a1465 << 2 | (k1466 - 1)
         else:
-            a1037 = _rt.ld(a1037 << 1 | 1, k1038)
-        for w1038 in v1036:
-            v1039 = w1038
-            a1040 = 1
-            a1040 = a1040 << 2 | v1039['comparisonOperator']
-            s_ = e_VehicleCharacteristicsRanges_limits(v1039['limits'])
-            a1040 = ((a1040 - 1) << (s_.bit_length() - 1)) + s_
-            a1037 = ((a1037 - 1) << (a1040.bit_length() - 1)) + a1040
-        a = ((a - 1) << (a1037.bit_length() - 1)) + a1037
+            a1465 = _rt.ld(a1465 << 1 | 1, k1466)
+        for w1466 in v1464:
+            a1465 = a1465 << 2 | w1466['comparisonOperator']
+            s_ = e_VehicleCharacteristicsRanges_limits(w1466['limits'])
+            a1465 = ((a1465 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1465.bit_length() - 1)) + a1465
     return a
 
 def d_TractorCharacteristics(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1042 = (x >> q) & 7
-    if h1042 & 4:
+    h1470 = (x >> q) & 7
+    if h1470 & 4:
         q -= 1
         if (x >> q) & 1:
-            k1044, q = _rt.read_ld(x, q)
+            k1472, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1044 = ((x >> q) & 3) + 1
-        r1043: list[Any] = []
-        for _ in range(k1044):
-            w1044, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1043.append(w1044)
-        r['equalTo'] = r1043
-    if h1042 & 2:
+            k1472 = ((x >> q) & 3) + 1
+        r1471: list[Any] = []
+        for _ in range(k1472):
+            x &= (1 << q) - 1
+            w1472, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1471.append(w1472)
+        r['equalTo'] = r1471
+    if h1470 & 2:
         q -= 1
         if (x >> q) & 1:
-            k1046, q = _rt.read_ld(x, q)
+            k1474, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1046 = ((x >> q) & 3) + 1
-        r1045: list[Any] = []
-        for _ in range(k1046):
-            w1046, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1045.append(w1046)
-        r['notEqualTo'] = r1045
-    if h1042 & 1:
+            k1474 = ((x >> q) & 3) + 1
+        r1473: list[Any] = []
+        for _ in range(k1474):
+            x &= (1 << q) - 1
+            w1474, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1473.append(w1474)
+        r['notEqualTo'] = r1473
+    if h1470 & 1:
         q -= 1
         if (x >> q) & 1:
-            k1048, q = _rt.read_ld(x, q)
+            k1476, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1048 = ((x >> q) & 3) + 1
-        r1047: list[Any] = []
-        for _ in range(k1048):
-            r1049: dict[str, Any] = {}
+            k1476 = ((x >> q) & 3) + 1
+        r1475: list[Any] = []
+        for _ in range(k1476):
+            x &= (1 << q) - 1
+            r1477: dict[str, Any] = {}
             q -= 2
-            r1049['comparisonOperator'] = (x >> q) & 3
-            r1049['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-            w1048 = r1049
-            r1047.append(w1048)
-        r['ranges'] = r1047
+            r1477['comparisonOperator'] = (x >> q) & 3
+            r1477['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+            r1475.append(r1477)
+        r['ranges'] = r1475
     return r, q
 
 
 def e_TrailerCharacteristicsList(v: Any) -> int:
     a: int = 1
-    k1051 = len(v)
-    a = a << 2 | (k1051 - 1)
-    for w1051 in v:
-        v1052 = w1051
-        a1053 = 1
-        a1053 = a1053 << 3 | ('equalTo' in v1052) << 2 | ('notEqualTo' in v1052) << 1 | ('ranges' in v1052)
-        if 'equalTo' in v1052:
-            v1055 = v1052['equalTo']
-            a1056 = 1
-            k1057 = len(v1055)
-            if 1 <= k1057 <= 4:
-                a1056 <<= 1
-                a1056 = a1056 << 2 | (k1057 - 1)
+    k1479 = len(v)
+    a = a << 2 | (k1479 - 1)
+    for w1479 in v:
+        a = a << 3 | ('equalTo' in w1479) << 2 | ('notEqualTo' in w1479) << 1 | ('ranges' in w1479)
+        if 'equalTo' in w1479:
+            v1481 = w1479['equalTo']
+            a1482 = 1
+            k1483 = len(v1481)
+            if 1 <= k1483 <= 4:
+                a1482 <<= 1
+                a1482 = a1482 << 2 | (k1483 - 1)
             else:
-                a1056 = _rt.ld(a1056 << 1 | 1, k1057)
-            for w1057 in v1055:
-                s_ = e_VehicleCharacteristicsFixValues_2(w1057)
-                a1056 = ((a1056 - 1) << (s_.bit_length() - 1)) + s_
-            a1053 = ((a1053 - 1) << (a1056.bit_length() - 1)) + a1056
-        if 'notEqualTo' in v1052:
-            v1058 = v1052['notEqualTo']
-            a1059 = 1
-            k1060 = len(v1058)
-            if 1 <= k1060 <= 4:
-                a1059 <<= 1
-                a1059 = a1059 << 2 | (k1060 - 1)
+                a1482 = _rt.ld(a1482 << 1 | 1, k1483)
+            for w1483 in v1481:
+                s_ = e_VehicleCharacteristicsFixValues_2(w1483)
+                a1482 = ((a1482 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1482.bit_length() - 1)) + a1482
+        if 'notEqualTo' in w1479:
+            v1484 = w1479['notEqualTo']
+            a1485 = 1
+            k1486 = len(v1484)
+            if 1 <= k1486 <= 4:
+                a1485 <<= 1
+                a1485 = a1485 << 2 | (k1486 - 1)
             else:
-                a1059 = _rt.ld(a1059 << 1 | 1, k1060)
-            for w1060 in v1058:
-                s_ = e_VehicleCharacteristicsFixValues_2(w1060)
-                a1059 = ((a1059 - 1) << (s_.bit_length() - 1)) + s_
-            a1053 = ((a1053 - 1) << (a1059.bit_length() - 1)) + a1059
-        if 'ranges' in v1052:
-            v1061 = v1052['ranges']
-            a1062 = 1
-            k1063 = len(v1061)
-            if 1 <= k1063 <= 4:
-                a1062 <<= 1
-                a1062 = a1062 << 2 | (k1063 - 1)
+                a1485 = _rt.ld(a1485 << 1 | 1, k1486)
+            for w1486 in v1484:
+                s_ = e_VehicleCharacteristicsFixValues_2(w1486)
+                a1485 = ((a1485 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1485.bit_length() - 1)) + a1485
+        if 'ranges' in w1479:
+            v1487 = w1479['ranges']
+            a1488 = 1
+            k1489 = len(v1487)
+            if 1 <= k1489 <= 4:
+                a1488 <<= 1
+                a1488 = a1488 << 2 | (k1489 - 1)
             else:
-                a1062 = _rt.ld(a1062 << 1 | 1, k1063)
-            for w1063 in v1061:
-                v1064 = w1063
-                a1065 = 1
-                a1065 = a1065 << 2 | v1064['comparisonOperator']
-                s_ = e_VehicleCharacteristicsRanges_limits_2(v1064['limits'])
-                a1065 = ((a1065 - 1) << (s_.bit_length() - 1)) + s_
-                a1062 = ((a1062 - 1) << (a1065.bit_length() - 1)) + a1065
-            a1053 = ((a1053 - 1) << (a1062.bit_length() - 1)) + a1062
-        a = ((a - 1) << (a1053.bit_length() - 1)) + a1053
+                a1488 = _rt.ld(a1488 << 1 | 1, k1489)
+            for w1489 in v1487:
+                a1488 = a1488 << 2 | w1489['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits_2(w1489['limits'])
+                a1488 = ((a1488 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1488.bit_length() - 1)) + a1488
     return a
 
 def d_TrailerCharacteristicsList(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k1067 = ((x >> q) & 3) + 1
+    k1493 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1067):
-        r1068: dict[str, Any] = {}
+    for _ in range(k1493):
+        x &= (1 << q) - 1
+        r1494: dict[str, Any] = {}
         q -= 3
-        h1069 = (x >> q) & 7
-        if h1069 & 4:
+        h1495 = (x >> q) & 7
+        if h1495 & 4:
             q -= 1
             if (x >> q) & 1:
-                k1071, q = _rt.read_ld(x, q)
+                k1497, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1071 = ((x >> q) & 3) + 1
-            r1070: list[Any] = []
-            for _ in range(k1071):
-                w1071, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                r1070.append(w1071)
-            r1068['equalTo'] = r1070
-        if h1069 & 2:
+                k1497 = ((x >> q) & 3) + 1
+            r1496: list[Any] = []
+            for _ in range(k1497):
+                x &= (1 << q) - 1
+                w1497, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                r1496.append(w1497)
+            r1494['equalTo'] = r1496
+        if h1495 & 2:
             q -= 1
             if (x >> q) & 1:
-                k1073, q = _rt.read_ld(x, q)
+                k1499, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1073 = ((x >> q) & 3) + 1
-            r1072: list[Any] = []
-            for _ in range(k1073):
-                w1073, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                r1072.append(w1073)
-            r1068['notEqualTo'] = r1072
-        if h1069 & 1:
+                k1499 = ((x >> q) & 3) + 1
+            r1498: list[Any] = []
+            for _ in range(k1499):
+                x &= (1 << q) - 1
+                w1499, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                r1498.append(w1499)
+            r1494['notEqualTo'] = r1498
+        if h1495 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1075, q = _rt.read_ld(x, q)
+                k1501, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1075 = ((x >> q) & 3) + 1
-            r1074: list[Any] = []
-            for _ in range(k1075):
-                r1076: dict[str, Any] = {}
+                k1501 = ((x >> q) & 3) + 1
+            r1500: list[Any] = []
+            for _ in range(k1501):
+                x &= (1 << q) - 1
+                r1502: dict[str, Any] = {}
                 q -= 2
-                r1076['comparisonOperator'] = (x >> q) & 3
-                r1076['limits'], q = d_VehicleCharacteristicsRanges_limits_2(x, q)
-                w1075 = r1076
-                r1074.append(w1075)
-            r1068['ranges'] = r1074
-        w1067 = r1068
-        r.append(w1067)
+                r1502['comparisonOperator'] = (x >> q) & 3
+                r1502['limits'], q = d_VehicleCharacteristicsRanges_limits_2(x, q)
+                r1500.append(r1502)
+            r1494['ranges'] = r1500
+        r.append(r1494)
     return r, q
 
 
@@ -5894,94 +5721,93 @@ def e_TrainCharacteristics(v: Any) -> int:
     a: int = 1
     a = a << 3 | ('equalTo' in v) << 2 | ('notEqualTo' in v) << 1 | ('ranges' in v)
     if 'equalTo' in v:
-        v1079 = v['equalTo']
-        a1080 = 1
-        k1081 = len(v1079)
-        if 1 <= k1081 <= 4:
-            a1080 <<= 1
-            a1080 = a1080 << 2 | (k1081 - 1)
+        v1505 = v['equalTo']
+        a1506 = 1
+        k1507 = len(v1505)
+        if 1 <= k1507 <= 4:
+            a1506 <<= 1
+            a1506 = a1506 << 2 | (k1507 - 1)
         else:
-            a1080 = _rt.ld(a1080 << 1 | 1, k1081)
-        for w1081 in v1079:
-            s_ = e_VehicleCharacteristicsFixValues(w1081)
-            a1080 = ((a1080 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1080.bit_length() - 1)) + a1080
+            a1506 = _rt.ld(a1506 << 1 | 1, k1507)
+        for w1507 in v1505:
+            s_ = e_VehicleCharacteristicsFixValues(w1507)
+            a1506 = ((a1506 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1506.bit_length() - 1)) + a1506
     if 'notEqualTo' in v:
-        v1082 = v['notEqualTo']
-        a1083 = 1
-        k1084 = len(v1082)
-        if 1 <= k1084 <= 4:
-            a1083 <<= 1
-            a1083 = a1083 << 2 | (k1084 - 1)
+        v1508 = v['notEqualTo']
+        a1509 = 1
+        k1510 = len(v1508)
+        if 1 <= k1510 <= 4:
+            a1509 <<= 1
+            a1509 = a1509 << 2 | (k1510 - 1)
         else:
-            a1083 = _rt.ld(a1083 << 1 | 1, k1084)
-        for w1084 in v1082:
-            s_ = e_VehicleCharacteristicsFixValues(w1084)
-            a1083 = ((a1083 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1083.bit_length() - 1)) + a1083
+            a1509 = _rt.ld(a1509 << 1 | 1, k1510)
+        for w1510 in v1508:
+            s_ = e_VehicleCharacteristicsFixValues(w1510)
+            a1509 = ((a1509 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1509.bit_length() - 1)) + a1509
     if 'ranges' in v:
-        v1085 = v['ranges']
-        a1086 = 1
-        k1087 = len(v1085)
-        if 1 <= k1087 <= 4:
-            a1086 <<= 1
-            a1086 = a1086 << 2 | (k1087 - 1)
+        v1511 = v['ranges']
+        a1512 = 1
+        k1513 = len(v1511)
+        if 1 <= k1513 <= 4:
+            a1512 <<= 1
+            a1512 = a1512 << 2 | (k1513 - 1)
         else:
-            a1086 = _rt.ld(a1086 << 1 | 1, k1087)
-        for w1087 in v1085:
-            v1088 = w1087
-            a1089 = 1
-            a1089 = a1089 << 2 | v1088['comparisonOperator']
-            s_ = e_VehicleCharacteristicsRanges_limits(v1088['limits'])
-            a1089 = ((a1089 - 1) << (s_.bit_length() - 1)) + s_
-            a1086 = ((a1086 - 1) << (a1089.bit_length() - 1)) + a1089
-        a = ((a - 1) << (a1086.bit_length() - 1)) + a1086
+            a1512 = _rt.ld(a1512 << 1 | 1, k1513)
+        for w1513 in v1511:
+            a1512 = a1512 << 2 | w1513['comparisonOperator']
+            s_ = e_VehicleCharacteristicsRanges_limits(w1513['limits'])
+            a1512 = ((a1512 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1512.bit_length() - 1)) + a1512
     return a
 
 def d_TrainCharacteristics(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1091 = (x >> q) & 7
-    if h1091 & 4:
+    h1517 = (x >> q) & 7
+    if h1517 & 4:
         q -= 1
         if (x >> q) & 1:
-            k1093, q = _rt.read_ld(x, q)
+            k1519, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1093 = ((x >> q) & 3) + 1
-        r1092: list[Any] = []
-        for _ in range(k1093):
-            w1093, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1092.append(w1093)
-        r['equalTo'] = r1092
-    if h1091 & 2:
+            k1519 = ((x >> q) & 3) + 1
+        r1518: list[Any] = []
+        for _ in range(k1519):
+            x &= (1 << q) - 1
+            w1519, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1518.append(w1519)
+        r['equalTo'] = r1518
+    if h1517 & 2:
         q -= 1
         if (x >> q) & 1:
-            k1095, q = _rt.read_ld(x, q)
+            k1521, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1095 = ((x >> q) & 3) + 1
-        r1094: list[Any] = []
-        for _ in range(k1095):
-            w1095, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1094.append(w1095)
-        r['notEqualTo'] = r1094
-    if h1091 & 1:
+            k1521 = ((x >> q) & 3) + 1
+        r1520: list[Any] = []
+        for _ in range(k1521):
+            x &= (1 << q) - 1
+            w1521, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1520.append(w1521)
+        r['notEqualTo'] = r1520
+    if h1517 & 1:
         q -= 1
         if (x >> q) & 1:
-            k1097, q = _rt.read_ld(x, q)
+            k1523, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1097 = ((x >> q) & 3) + 1
-        r1096: list[Any] = []
-        for _ in range(k1097):
-            r1098: dict[str, Any] = {}
+            k1523 = ((x >> q) & 3) + 1
+        r1522: list[Any] = []
+        for _ in range(k1523):
+            x &= (1 << q) - 1
+            r1524: dict[str, Any] = {}
             q -= 2
-            r1098['comparisonOperator'] = (x >> q) & 3
-            r1098['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-            w1097 = r1098
-            r1096.append(w1097)
-        r['ranges'] = r1096
+            r1524['comparisonOperator'] = (x >> q) & 3
+            r1524['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+            r1522.append(r1524)
+        r['ranges'] = r1522
     return r, q
 
 
@@ -6038,118 +5864,102 @@ def e_InternationalSign_applicablePeriod(v: Any) -> int:
     a: int = 1
     a = a << 6 | ('year' in v) << 5 | ('month-day' in v) << 4 | ('repeatingPeriodDayTypes' in v) << 3 | ('hourMinutes' in v) << 2 | ('dateRangeOfWeek' in v) << 1 | ('durationHourMinute' in v)
     if 'year' in v:
-        v1101 = v['year']
-        a1102 = 1
-        w1104 = v1101['yearRangeStartYear']
-        if 2000 <= w1104 <= 2127:
-            a1102 = a1102 << 8 | (w1104 - 2000)
+        v1527 = v['year']
+        w1530 = v1527['yearRangeStartYear']
+        if 2000 <= w1530 <= 2127:
+            a = a << 8 | (w1530 - 2000)
         else:
-            a1102 = _rt.uwn(a1102 << 1 | 1, w1104)
-        w1105 = v1101['yearRangeEndYear']
-        if 2000 <= w1105 <= 2127:
-            a1102 = a1102 << 8 | (w1105 - 2000)
+            a = _rt.uwn(a << 1 | 1, w1530)
+        w1532 = v1527['yearRangeEndYear']
+        if 2000 <= w1532 <= 2127:
+            a = a << 8 | (w1532 - 2000)
         else:
-            a1102 = _rt.uwn(a1102 << 1 | 1, w1105)
-        a = ((a - 1) << (a1102.bit_length() - 1)) + a1102
+            a = _rt.uwn(a << 1 | 1, w1532)
     if 'month-day' in v:
-        v1106 = v['month-day']
-        a1107 = 1
-        v1109 = v1106['dateRangeStartMonthDay']
-        a1110 = 1
-        a1110 = a1110 << 9 | ((v1109['month'] - 1)) << 5 | ((v1109['day'] - 1))
-        a1107 = ((a1107 - 1) << (a1110.bit_length() - 1)) + a1110
-        v1112 = v1106['dateRangeEndMonthDay']
-        a1113 = 1
-        a1113 = a1113 << 9 | ((v1112['month'] - 1)) << 5 | ((v1112['day'] - 1))
-        a1107 = ((a1107 - 1) << (a1113.bit_length() - 1)) + a1113
-        a = ((a - 1) << (a1107.bit_length() - 1)) + a1107
+        v1533 = v['month-day']
+        v1535 = v1533['dateRangeStartMonthDay']
+        a = a << 9 | ((v1535['month'] - 1)) << 5 | ((v1535['day'] - 1))
+        v1539 = v1533['dateRangeEndMonthDay']
+        a = a << 9 | ((v1539['month'] - 1)) << 5 | ((v1539['day'] - 1))
     if 'repeatingPeriodDayTypes' in v:
-        d1115, k1116 = v['repeatingPeriodDayTypes']
-        a = a << k1116 | int.from_bytes(d1115, 'big') >> (8 * len(d1115) - k1116)
+        d1544, k1545 = v['repeatingPeriodDayTypes']
+        a = a << k1545 | int.from_bytes(d1544, 'big') >> (8 * len(d1544) - k1545)
     if 'hourMinutes' in v:
-        v1117 = v['hourMinutes']
-        a1118 = 1
-        v1120 = v1117['timeRangeStartTime']
-        a1121 = 1
-        a1121 = a1121 << 11 | (v1120['hours']) << 6 | (v1120['mins'])
-        a1118 = ((a1118 - 1) << (a1121.bit_length() - 1)) + a1121
-        v1123 = v1117['timeRangeEndTime']
-        a1124 = 1
-        a1124 = a1124 << 11 | (v1123['hours']) << 6 | (v1123['mins'])
-        a1118 = ((a1118 - 1) << (a1124.bit_length() - 1)) + a1124
-        a = ((a - 1) << (a1118.bit_length() - 1)) + a1118
+        v1546 = v['hourMinutes']
+        v1548 = v1546['timeRangeStartTime']
+        a = a << 11 | (v1548['hours']) << 6 | (v1548['mins'])
+        v1552 = v1546['timeRangeEndTime']
+        a = a << 11 | (v1552['hours']) << 6 | (v1552['mins'])
     if 'dateRangeOfWeek' in v:
-        d1126, k1127 = v['dateRangeOfWeek']
-        a = a << k1127 | int.from_bytes(d1126, 'big') >> (8 * len(d1126) - k1127)
+        d1557, k1558 = v['dateRangeOfWeek']
+        a = a << k1558 | int.from_bytes(d1557, 'big') >> (8 * len(d1557) - k1558)
     if 'durationHourMinute' in v:
-        v1128 = v['durationHourMinute']
-        a1129 = 1
-        a1129 = a1129 << 11 | (v1128['hours']) << 6 | (v1128['mins'])
-        a = ((a - 1) << (a1129.bit_length() - 1)) + a1129
+        v1559 = v['durationHourMinute']
+        a = a << 11 | (v1559['hours']) << 6 | (v1559['mins'])
     return a
 
 def d_InternationalSign_applicablePeriod(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 6
-    h1131 = (x >> q) & 63
-    if h1131 & 32:
-        r1132: dict[str, Any] = {}
+    h1563 = (x >> q) & 63
+    if h1563 & 32:
+        r1564: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            r1132['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+            r1564['yearRangeStartYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r1132['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+            r1564['yearRangeStartYear'] = ((x >> q) & 127) + 2000
         q -= 1
         if (x >> q) & 1:
-            r1132['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+            r1564['yearRangeEndYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r1132['yearRangeEndYear'] = ((x >> q) & 127) + 2000
-        r['year'] = r1132
-    if h1131 & 16:
-        r1134: dict[str, Any] = {}
-        r1136: dict[str, Any] = {}
+            r1564['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+        r['year'] = r1564
+    if h1563 & 16:
+        r1566: dict[str, Any] = {}
+        r1568: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
-        r1136['month'] = ((t_ >> 5) & 15) + 1
-        r1136['day'] = (t_ & 31) + 1
-        r1134['dateRangeStartMonthDay'] = r1136
-        r1138: dict[str, Any] = {}
+        r1568['month'] = ((t_ >> 5) & 15) + 1
+        r1568['day'] = (t_ & 31) + 1
+        r1566['dateRangeStartMonthDay'] = r1568
+        r1570: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
-        r1138['month'] = ((t_ >> 5) & 15) + 1
-        r1138['day'] = (t_ & 31) + 1
-        r1134['dateRangeEndMonthDay'] = r1138
-        r['month-day'] = r1134
-    if h1131 & 8:
+        r1570['month'] = ((t_ >> 5) & 15) + 1
+        r1570['day'] = (t_ & 31) + 1
+        r1566['dateRangeEndMonthDay'] = r1570
+        r['month-day'] = r1566
+    if h1563 & 8:
         q -= 4
         r['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
-    if h1131 & 4:
-        r1141: dict[str, Any] = {}
-        r1143: dict[str, Any] = {}
+    if h1563 & 4:
+        r1573: dict[str, Any] = {}
+        r1575: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r1143['hours'] = (t_ >> 6) & 31
-        r1143['mins'] = t_ & 63
-        r1141['timeRangeStartTime'] = r1143
-        r1145: dict[str, Any] = {}
+        r1575['hours'] = (t_ >> 6) & 31
+        r1575['mins'] = t_ & 63
+        r1573['timeRangeStartTime'] = r1575
+        r1577: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r1145['hours'] = (t_ >> 6) & 31
-        r1145['mins'] = t_ & 63
-        r1141['timeRangeEndTime'] = r1145
-        r['hourMinutes'] = r1141
-    if h1131 & 2:
+        r1577['hours'] = (t_ >> 6) & 31
+        r1577['mins'] = t_ & 63
+        r1573['timeRangeEndTime'] = r1577
+        r['hourMinutes'] = r1573
+    if h1563 & 2:
         q -= 8
         r['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if h1131 & 1:
-        r1148: dict[str, Any] = {}
+    if h1563 & 1:
+        r1580: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r1148['hours'] = (t_ >> 6) & 31
-        r1148['mins'] = t_ & 63
-        r['durationHourMinute'] = r1148
+        r1580['hours'] = (t_ >> 6) & 31
+        r1580['mins'] = t_ & 63
+        r['durationHourMinute'] = r1580
     return r, q
 
 
@@ -6157,360 +5967,354 @@ def e_CompleteVehicleCharacteristics(v: Any) -> int:
     a: int = 1
     a = a << 3 | ('tractor' in v) << 2 | ('trailer' in v) << 1 | ('train' in v)
     if 'tractor' in v:
-        v1151 = v['tractor']
-        a1152 = 1
-        a1152 = a1152 << 3 | ('equalTo' in v1151) << 2 | ('notEqualTo' in v1151) << 1 | ('ranges' in v1151)
-        if 'equalTo' in v1151:
-            v1154 = v1151['equalTo']
-            a1155 = 1
-            k1156 = len(v1154)
-            if 1 <= k1156 <= 4:
-                a1155 <<= 1
-                a1155 = a1155 << 2 | (k1156 - 1)
+        v1583 = v['tractor']
+        a = a << 3 | ('equalTo' in v1583) << 2 | ('notEqualTo' in v1583) << 1 | ('ranges' in v1583)
+        if 'equalTo' in v1583:
+            v1585 = v1583['equalTo']
+            a1586 = 1
+            k1587 = len(v1585)
+            if 1 <= k1587 <= 4:
+                a1586 <<= 1
+                a1586 = a1586 << 2 | (k1587 - 1)
             else:
-                a1155 = _rt.ld(a1155 << 1 | 1, k1156)
-            for w1156 in v1154:
-                s_ = e_VehicleCharacteristicsFixValues(w1156)
-                a1155 = ((a1155 - 1) << (s_.bit_length() - 1)) + s_
-            a1152 = ((a1152 - 1) << (a1155.bit_length() - 1)) + a1155
-        if 'notEqualTo' in v1151:
-            v1157 = v1151['notEqualTo']
-            a1158 = 1
-            k1159 = len(v1157)
-            if 1 <= k1159 <= 4:
-                a1158 <<= 1
-                a1158 = a1158 << 2 | (k1159 - 1)
+                a1586 = _rt.ld(a1586 << 1 | 1, k1587)
+            for w1587 in v1585:
+                s_ = e_VehicleCharacteristicsFixValues(w1587)
+                a1586 = ((a1586 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1586.bit_length() - 1)) + a1586
+        if 'notEqualTo' in v1583:
+            v1588 = v1583['notEqualTo']
+            a1589 = 1
+            k1590 = len(v1588)
+            if 1 <= k1590 <= 4:
+                a1589 <<= 1
+                a1589 = a1589 << 2 | (k1590 - 1)
             else:
-                a1158 = _rt.ld(a1158 << 1 | 1, k1159)
-            for w1159 in v1157:
-                s_ = e_VehicleCharacteristicsFixValues(w1159)
-                a1158 = ((a1158 - 1) << (s_.bit_length() - 1)) + s_
-            a1152 = ((a1152 - 1) << (a1158.bit_length() - 1)) + a1158
-        if 'ranges' in v1151:
-            v1160 = v1151['ranges']
-            a1161 = 1
-            k1162 = len(v1160)
-            if 1 <= k1162 <= 4:
-                a1161 <<= 1
-                a1161 = a1161 << 2 | (k1162 - 1)
+                a1589 = _rt.ld(a1589 << 1 | 1, k1590)
+            for w1590 in v1588:
+                s_ = e_VehicleCharacteristicsFixValues(w1590)
+                a1589 = ((a1589 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1589.bit_length() - 1)) + a1589
+        if 'ranges' in v1583:
+            v1591 = v1583['ranges']
+            a1592 = 1
+            k1593 = len(v1591)
+            if 1 <= k1593 <= 4:
+                a1592 <<= 1
+                a1592 = a1592 << 2 | (k1593 - 1)
             else:
-                a1161 = _rt.ld(a1161 << 1 | 1, k1162)
-            for w1162 in v1160:
-                v1163 = w1162
-                a1164 = 1
-                a1164 = a1164 << 2 | v1163['comparisonOperator']
-                s_ = e_VehicleCharacteristicsRanges_limits(v1163['limits'])
-                a1164 = ((a1164 - 1) << (s_.bit_length() - 1)) + s_
-                a1161 = ((a1161 - 1) << (a1164.bit_length() - 1)) + a1164
-            a1152 = ((a1152 - 1) << (a1161.bit_length() - 1)) + a1161
-        a = ((a - 1) << (a1152.bit_length() - 1)) + a1152
+                a1592 = _rt.ld(a1592 << 1 | 1, k1593)
+            for w1593 in v1591:
+                a1592 = a1592 << 2 | w1593['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits(w1593['limits'])
+                a1592 = ((a1592 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1592.bit_length() - 1)) + a1592
     if 'trailer' in v:
-        v1166 = v['trailer']
-        a1167 = 1
-        k1168 = len(v1166)
-        a1167 = a1167 << 2 | (k1168 - 1)
-        for w1168 in v1166:
-            v1169 = w1168
-            a1170 = 1
-            a1170 = a1170 << 3 | ('equalTo' in v1169) << 2 | ('notEqualTo' in v1169) << 1 | ('ranges' in v1169)
-            if 'equalTo' in v1169:
-                v1172 = v1169['equalTo']
-                a1173 = 1
-                k1174 = len(v1172)
-                if 1 <= k1174 <= 4:
-                    a1173 <<= 1
-                    a1173 = a1173 << 2 | (k1174 - 1)
+        v1597 = v['trailer']
+        a1598 = 1
+        k1599 = len(v1597)
+        a1598 = a1598 << 2 | (k1599 - 1)
+        for w1599 in v1597:
+            a1598 = a1598 << 3 | ('equalTo' in w1599) << 2 | ('notEqualTo' in w1599) << 1 | ('ranges' in w1599)
+            if 'equalTo' in w1599:
+                v1601 = w1599['equalTo']
+                a1602 = 1
+                k1603 = len(v1601)
+                if 1 <= k1603 <= 4:
+                    a1602 <<= 1
+                    a1602 = a1602 << 2 | (k1603 - 1)
                 else:
-                    a1173 = _rt.ld(a1173 << 1 | 1, k1174)
-                for w1174 in v1172:
-                    s_ = e_VehicleCharacteristicsFixValues_2(w1174)
-                    a1173 = ((a1173 - 1) << (s_.bit_length() - 1)) + s_
-                a1170 = ((a1170 - 1) << (a1173.bit_length() - 1)) + a1173
-            if 'notEqualTo' in v1169:
-                v1175 = v1169['notEqualTo']
-                a1176 = 1
-                k1177 = len(v1175)
-                if 1 <= k1177 <= 4:
-                    a1176 <<= 1
-                    a1176 = a1176 << 2 | (k1177 - 1)
+                    a1602 = _rt.ld(a1602 << 1 | 1, k1603)
+                for w1603 in v1601:
+                    s_ = e_VehicleCharacteristicsFixValues_2(w1603)
+                    a1602 = ((a1602 - 1) << (s_.bit_length() - 1)) + s_
+                a1598 = ((a1598 - 1) << (a1602.bit_length() - 1)) + a1602
+            if 'notEqualTo' in w1599:
+                v1604 = w1599['notEqualTo']
+                a1605 = 1
+                k1606 = len(v1604)
+                if 1 <= k1606 <= 4:
+                    a1605 <<= 1
+                    a1605 = a1605 << 2 | (k1606 - 1)
                 else:
-                    a1176 = _rt.ld(a1176 << 1 | 1, k1177)
-                for w1177 in v1175:
-                    s_ = e_VehicleCharacteristicsFixValues_2(w1177)
-                    a1176 = ((a1176 - 1) << (s_.bit_length() - 1)) + s_
-                a1170 = ((a1170 - 1) << (a1176.bit_length() - 1)) + a1176
-            if 'ranges' in v1169:
-                v1178 = v1169['ranges']
-                a1179 = 1
-                k1180 = len(v1178)
-                if 1 <= k1180 <= 4:
-                    a1179 <<= 1
-                    a1179 = a1179 << 2 | (k1180 - 1)
+                    a1605 = _rt.ld(a1605 << 1 | 1, k1606)
+                for w1606 in v1604:
+                    s_ = e_VehicleCharacteristicsFixValues_2(w1606)
+                    a1605 = ((a1605 - 1) << (s_.bit_length() - 1)) + s_
+                a1598 = ((a1598 - 1) << (a1605.bit_length() - 1)) + a1605
+            if 'ranges' in w1599:
+                v1607 = w1599['ranges']
+                a1608 = 1
+                k1609 = len(v1607)
+                if 1 <= k1609 <= 4:
+                    a1608 <<= 1
+                    a1608 = a1608 << 2 | (k1609 - 1)
                 else:
-                    a1179 = _rt.ld(a1179 << 1 | 1, k1180)
-                for w1180 in v1178:
-                    s_ = e_VehicleCharacteristicsRanges(w1180)
-                    a1179 = ((a1179 - 1) << (s_.bit_length() - 1)) + s_
-                a1170 = ((a1170 - 1) << (a1179.bit_length() - 1)) + a1179
-            a1167 = ((a1167 - 1) << (a1170.bit_length() - 1)) + a1170
-        a = ((a - 1) << (a1167.bit_length() - 1)) + a1167
+                    a1608 = _rt.ld(a1608 << 1 | 1, k1609)
+                for w1609 in v1607:
+                    s_ = e_VehicleCharacteristicsRanges(w1609)
+                    a1608 = ((a1608 - 1) << (s_.bit_length() - 1)) + s_
+                a1598 = ((a1598 - 1) << (a1608.bit_length() - 1)) + a1608
+        a = ((a - 1) << (a1598.bit_length() - 1)) + a1598
     if 'train' in v:
-        v1181 = v['train']
-        a1182 = 1
-        a1182 = a1182 << 3 | ('equalTo' in v1181) << 2 | ('notEqualTo' in v1181) << 1 | ('ranges' in v1181)
-        if 'equalTo' in v1181:
-            v1184 = v1181['equalTo']
-            a1185 = 1
-            k1186 = len(v1184)
-            if 1 <= k1186 <= 4:
-                a1185 <<= 1
-                a1185 = a1185 << 2 | (k1186 - 1)
+        v1610 = v['train']
+        a = a << 3 | ('equalTo' in v1610) << 2 | ('notEqualTo' in v1610) << 1 | ('ranges' in v1610)
+        if 'equalTo' in v1610:
+            v1612 = v1610['equalTo']
+            a1613 = 1
+            k1614 = len(v1612)
+            if 1 <= k1614 <= 4:
+                a1613 <<= 1
+                a1613 = a1613 << 2 | (k1614 - 1)
             else:
-                a1185 = _rt.ld(a1185 << 1 | 1, k1186)
-            for w1186 in v1184:
-                s_ = e_VehicleCharacteristicsFixValues(w1186)
-                a1185 = ((a1185 - 1) << (s_.bit_length() - 1)) + s_
-            a1182 = ((a1182 - 1) << (a1185.bit_length() - 1)) + a1185
-        if 'notEqualTo' in v1181:
-            v1187 = v1181['notEqualTo']
-            a1188 = 1
-            k1189 = len(v1187)
-            if 1 <= k1189 <= 4:
-                a1188 <<= 1
-                a1188 = a1188 << 2 | (k1189 - 1)
+                a1613 = _rt.ld(a1613 << 1 | 1, k1614)
+            for w1614 in v1612:
+                s_ = e_VehicleCharacteristicsFixValues(w1614)
+                a1613 = ((a1613 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1613.bit_length() - 1)) + a1613
+        if 'notEqualTo' in v1610:
+            v1615 = v1610['notEqualTo']
+            a1616 = 1
+            k1617 = len(v1615)
+            if 1 <= k1617 <= 4:
+                a1616 <<= 1
+                a1616 = a1616 << 2 | (k1617 - 1)
             else:
-                a1188 = _rt.ld(a1188 << 1 | 1, k1189)
-            for w1189 in v1187:
-                s_ = e_VehicleCharacteristicsFixValues(w1189)
-                a1188 = ((a1188 - 1) << (s_.bit_length() - 1)) + s_
-            a1182 = ((a1182 - 1) << (a1188.bit_length() - 1)) + a1188
-        if 'ranges' in v1181:
-            v1190 = v1181['ranges']
-            a1191 = 1
-            k1192 = len(v1190)
-            if 1 <= k1192 <= 4:
-                a1191 <<= 1
-                a1191 = a1191 << 2 | (k1192 - 1)
+                a1616 = _rt.ld(a1616 << 1 | 1, k1617)
+            for w1617 in v1615:
+                s_ = e_VehicleCharacteristicsFixValues(w1617)
+                a1616 = ((a1616 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1616.bit_length() - 1)) + a1616
+        if 'ranges' in v1610:
+            v1618 = v1610['ranges']
+            a1619 = 1
+            k1620 = len(v1618)
+            if 1 <= k1620 <= 4:
+                a1619 <<= 1
+                a1619 = a1619 << 2 | (k1620 - 1)
             else:
-                a1191 = _rt.ld(a1191 << 1 | 1, k1192)
-            for w1192 in v1190:
-                v1193 = w1192
-                a1194 = 1
-                a1194 = a1194 << 2 | v1193['comparisonOperator']
-                s_ = e_VehicleCharacteristicsRanges_limits(v1193['limits'])
-                a1194 = ((a1194 - 1) << (s_.bit_length() - 1)) + s_
-                a1191 = ((a1191 - 1) << (a1194.bit_length() - 1)) + a1194
-            a1182 = ((a1182 - 1) << (a1191.bit_length() - 1)) + a1191
-        a = ((a - 1) << (a1182.bit_length() - 1)) + a1182
+                a1619 = _rt.ld(a1619 << 1 | 1, k1620)
+            for w1620 in v1618:
+                a1619 = a1619 << 2 | w1620['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits(w1620['limits'])
+                a1619 = ((a1619 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1619.bit_length() - 1)) + a1619
     return a
 
 def d_CompleteVehicleCharacteristics(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1196 = (x >> q) & 7
-    if h1196 & 4:
-        r1197: dict[str, Any] = {}
+    h1624 = (x >> q) & 7
+    if h1624 & 4:
+        r1625: dict[str, Any] = {}
         q -= 3
-        h1198 = (x >> q) & 7
-        if h1198 & 4:
+        h1626 = (x >> q) & 7
+        if h1626 & 4:
             q -= 1
             if (x >> q) & 1:
-                k1200, q = _rt.read_ld(x, q)
+                k1628, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1200 = ((x >> q) & 3) + 1
-            r1199: list[Any] = []
-            for _ in range(k1200):
-                w1200, q = d_VehicleCharacteristicsFixValues(x, q)
-                r1199.append(w1200)
-            r1197['equalTo'] = r1199
-        if h1198 & 2:
+                k1628 = ((x >> q) & 3) + 1
+            r1627: list[Any] = []
+            for _ in range(k1628):
+                x &= (1 << q) - 1
+                w1628, q = d_VehicleCharacteristicsFixValues(x, q)
+                r1627.append(w1628)
+            r1625['equalTo'] = r1627
+        if h1626 & 2:
             q -= 1
             if (x >> q) & 1:
-                k1202, q = _rt.read_ld(x, q)
+                k1630, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1202 = ((x >> q) & 3) + 1
-            r1201: list[Any] = []
-            for _ in range(k1202):
-                w1202, q = d_VehicleCharacteristicsFixValues(x, q)
-                r1201.append(w1202)
-            r1197['notEqualTo'] = r1201
-        if h1198 & 1:
+                k1630 = ((x >> q) & 3) + 1
+            r1629: list[Any] = []
+            for _ in range(k1630):
+                x &= (1 << q) - 1
+                w1630, q = d_VehicleCharacteristicsFixValues(x, q)
+                r1629.append(w1630)
+            r1625['notEqualTo'] = r1629
+        if h1626 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1204, q = _rt.read_ld(x, q)
+                k1632, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1204 = ((x >> q) & 3) + 1
-            r1203: list[Any] = []
-            for _ in range(k1204):
-                r1205: dict[str, Any] = {}
+                k1632 = ((x >> q) & 3) + 1
+            r1631: list[Any] = []
+            for _ in range(k1632):
+                x &= (1 << q) - 1
+                r1633: dict[str, Any] = {}
                 q -= 2
-                r1205['comparisonOperator'] = (x >> q) & 3
-                r1205['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-                w1204 = r1205
-                r1203.append(w1204)
-            r1197['ranges'] = r1203
-        r['tractor'] = r1197
-    if h1196 & 2:
+                r1633['comparisonOperator'] = (x >> q) & 3
+                r1633['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+                r1631.append(r1633)
+            r1625['ranges'] = r1631
+        r['tractor'] = r1625
+    if h1624 & 2:
         q -= 2
-        k1208 = ((x >> q) & 3) + 1
-        r1207: list[Any] = []
-        for _ in range(k1208):
-            r1209: dict[str, Any] = {}
+        k1636 = ((x >> q) & 3) + 1
+        r1635: list[Any] = []
+        for _ in range(k1636):
+            x &= (1 << q) - 1
+            r1637: dict[str, Any] = {}
             q -= 3
-            h1210 = (x >> q) & 7
-            if h1210 & 4:
+            h1638 = (x >> q) & 7
+            if h1638 & 4:
                 q -= 1
                 if (x >> q) & 1:
-                    k1212, q = _rt.read_ld(x, q)
+                    k1640, q = _rt.read_ld(x, q)
                 else:
                     q -= 2
-                    k1212 = ((x >> q) & 3) + 1
-                r1211: list[Any] = []
-                for _ in range(k1212):
-                    w1212, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                    r1211.append(w1212)
-                r1209['equalTo'] = r1211
-            if h1210 & 2:
+                    k1640 = ((x >> q) & 3) + 1
+                r1639: list[Any] = []
+                for _ in range(k1640):
+                    x &= (1 << q) - 1
+                    w1640, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                    r1639.append(w1640)
+                r1637['equalTo'] = r1639
+            if h1638 & 2:
                 q -= 1
                 if (x >> q) & 1:
-                    k1214, q = _rt.read_ld(x, q)
+                    k1642, q = _rt.read_ld(x, q)
                 else:
                     q -= 2
-                    k1214 = ((x >> q) & 3) + 1
-                r1213: list[Any] = []
-                for _ in range(k1214):
-                    w1214, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                    r1213.append(w1214)
-                r1209['notEqualTo'] = r1213
-            if h1210 & 1:
+                    k1642 = ((x >> q) & 3) + 1
+                r1641: list[Any] = []
+                for _ in range(k1642):
+                    x &= (1 << q) - 1
+                    w1642, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                    r1641.append(w1642)
+                r1637['notEqualTo'] = r1641
+            if h1638 & 1:
                 q -= 1
                 if (x >> q) & 1:
-                    k1216, q = _rt.read_ld(x, q)
+                    k1644, q = _rt.read_ld(x, q)
                 else:
                     q -= 2
-                    k1216 = ((x >> q) & 3) + 1
-                r1215: list[Any] = []
-                for _ in range(k1216):
-                    w1216, q = d_VehicleCharacteristicsRanges(x, q)
-                    r1215.append(w1216)
-                r1209['ranges'] = r1215
-            w1208 = r1209
-            r1207.append(w1208)
-        r['trailer'] = r1207
-    if h1196 & 1:
-        r1217: dict[str, Any] = {}
+                    k1644 = ((x >> q) & 3) + 1
+                r1643: list[Any] = []
+                for _ in range(k1644):
+                    x &= (1 << q) - 1
+                    w1644, q = d_VehicleCharacteristicsRanges(x, q)
+                    r1643.append(w1644)
+                r1637['ranges'] = r1643
+            r1635.append(r1637)
+        r['trailer'] = r1635
+    if h1624 & 1:
+        r1645: dict[str, Any] = {}
         q -= 3
-        h1218 = (x >> q) & 7
-        if h1218 & 4:
+        h1646 = (x >> q) & 7
+        if h1646 & 4:
             q -= 1
             if (x >> q) & 1:
-                k1220, q = _rt.read_ld(x, q)
+                k1648, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1220 = ((x >> q) & 3) + 1
-            r1219: list[Any] = []
-            for _ in range(k1220):
-                w1220, q = d_VehicleCharacteristicsFixValues(x, q)
-                r1219.append(w1220)
-            r1217['equalTo'] = r1219
-        if h1218 & 2:
+                k1648 = ((x >> q) & 3) + 1
+            r1647: list[Any] = []
+            for _ in range(k1648):
+                x &= (1 << q) - 1
+                w1648, q = d_VehicleCharacteristicsFixValues(x, q)
+                r1647.append(w1648)
+            r1645['equalTo'] = r1647
+        if h1646 & 2:
             q -= 1
             if (x >> q) & 1:
-                k1222, q = _rt.read_ld(x, q)
+                k1650, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1222 = ((x >> q) & 3) + 1
-            r1221: list[Any] = []
-            for _ in range(k1222):
-                w1222, q = d_VehicleCharacteristicsFixValues(x, q)
-                r1221.append(w1222)
-            r1217['notEqualTo'] = r1221
-        if h1218 & 1:
+                k1650 = ((x >> q) & 3) + 1
+            r1649: list[Any] = []
+            for _ in range(k1650):
+                x &= (1 << q) - 1
+                w1650, q = d_VehicleCharacteristicsFixValues(x, q)
+                r1649.append(w1650)
+            r1645['notEqualTo'] = r1649
+        if h1646 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1224, q = _rt.read_ld(x, q)
+                k1652, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1224 = ((x >> q) & 3) + 1
-            r1223: list[Any] = []
-            for _ in range(k1224):
-                r1225: dict[str, Any] = {}
+                k1652 = ((x >> q) & 3) + 1
+            r1651: list[Any] = []
+            for _ in range(k1652):
+                x &= (1 << q) - 1
+                r1653: dict[str, Any] = {}
                 q -= 2
-                r1225['comparisonOperator'] = (x >> q) & 3
-                r1225['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-                w1224 = r1225
-                r1223.append(w1224)
-            r1217['ranges'] = r1223
-        r['train'] = r1217
+                r1653['comparisonOperator'] = (x >> q) & 3
+                r1653['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+                r1651.append(r1653)
+            r1645['ranges'] = r1651
+        r['train'] = r1645
     return r, q
 
 
 def e_ZoneIds(v: Any) -> int:
     a: int = 1
-    k1227 = len(v)
-    if 1 <= k1227 <= 8:
+    k1655 = len(v)
+    if 1 <= k1655 <= 8:
         a <<= 1
-        a = a << 3 | (k1227 - 1)
+        a = a << 3 | (k1655 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1227)
-    for w1227 in v:
-        w1228 = w1227
-        if 1 <= w1228 <= 32:
-            a = a << 6 | (w1228 - 1)
+        a = _rt.ld(a << 1 | 1, k1655)
+    for w1655 in v:
+        w1656 = w1655
+        if 1 <= w1656 <= 32:
+            a = a << 6 | (w1656 - 1)
         else:
-            a = _rt.uwn(a << 1 | 1, w1228)
+            a = _rt.uwn(a << 1 | 1, w1656)
     return a
 
 def d_ZoneIds(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1229, q = _rt.read_ld(x, q)
+        k1657, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k1229 = ((x >> q) & 7) + 1
+        k1657 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1229):
+    for _ in range(k1657):
         q -= 1
         if (x >> q) & 1:
-            w1229, q = _rt.read_uwn(x, q)
+            w1657, q = _rt.read_uwn(x, q)
         else:
             q -= 5
-            w1229 = ((x >> q) & 31) + 1
-        r.append(w1229)
+            w1657 = ((x >> q) & 31) + 1
+        r.append(w1657)
     return r, q
 
 
 def e_LaneCharacteristics(v: Any) -> int:
     a: int = 1
-    w1231 = v['zoneDefinitionAccuracy']
-    if 0 <= w1231 <= 7:
-        a = a << 4 | w1231
+    w1660 = v['zoneDefinitionAccuracy']
+    if 0 <= w1660 <= 7:
+        a = a << 4 | w1660
     else:
-        a = _rt.uwn(a << 1 | 1, w1231)
+        a = _rt.uwn(a << 1 | 1, w1660)
     a = a << 1 | (1 if v['existinglaneMarkingStatus'] else 0)
-    w1232 = v['newlaneMarkingColour']
-    if 0 <= w1232 <= 7:
-        a = a << 4 | w1232
+    w1663 = v['newlaneMarkingColour']
+    if 0 <= w1663 <= 7:
+        a = a << 4 | w1663
     else:
-        a = _rt.uwn(a << 1 | 1, w1232)
-    w1233 = v['laneDelimitationLeft']
-    if 0 <= w1233 <= 7:
-        a = a << 4 | w1233
+        a = _rt.uwn(a << 1 | 1, w1663)
+    w1665 = v['laneDelimitationLeft']
+    if 0 <= w1665 <= 7:
+        a = a << 4 | w1665
     else:
-        a = _rt.uwn(a << 1 | 1, w1233)
-    w1234 = v['laneDelimitationRight']
-    if 0 <= w1234 <= 7:
-        a = a << 4 | w1234
+        a = _rt.uwn(a << 1 | 1, w1665)
+    w1667 = v['laneDelimitationRight']
+    if 0 <= w1667 <= 7:
+        a = a << 4 | w1667
     else:
-        a = _rt.uwn(a << 1 | 1, w1234)
-    w1235 = v['mergingWith']
-    if 1 <= w1235 <= 32:
-        a = a << 6 | (w1235 - 1)
+        a = _rt.uwn(a << 1 | 1, w1667)
+    w1669 = v['mergingWith']
+    if 1 <= w1669 <= 32:
+        a = a << 6 | (w1669 - 1)
     else:
-        a = _rt.uwn(a << 1 | 1, w1235)
+        a = _rt.uwn(a << 1 | 1, w1669)
     return a
 
 def d_LaneCharacteristics(x: int, q: int) -> tuple[Any, int]:
@@ -6553,16 +6357,16 @@ def d_LaneCharacteristics(x: int, q: int) -> tuple[Any, int]:
 def e_RoadSurfaceStaticCharacteristics(v: Any) -> int:
     a: int = 1
     a = a << 7 | v['frictionCoefficient']
-    w1238 = v['material']
-    if 0 <= w1238 <= 7:
-        a = a << 4 | w1238
+    w1674 = v['material']
+    if 0 <= w1674 <= 7:
+        a = a << 4 | w1674
     else:
-        a = _rt.uwn(a << 1 | 1, w1238)
-    w1239 = v['wear']
-    if 0 <= w1239 <= 7:
-        a = a << 4 | w1239
+        a = _rt.uwn(a << 1 | 1, w1674)
+    w1676 = v['wear']
+    if 0 <= w1676 <= 7:
+        a = a << 4 | w1676
     else:
-        a = _rt.uwn(a << 1 | 1, w1239)
+        a = _rt.uwn(a << 1 | 1, w1676)
     a = a << 6 | (v['avBankingAngle'] + 20)
     return a
 
@@ -6589,11 +6393,11 @@ def d_RoadSurfaceStaticCharacteristics(x: int, q: int) -> tuple[Any, int]:
 
 def e_RoadSurfaceDynamicCharacteristics(v: Any) -> int:
     a: int = 1
-    w1242 = v['condition']
-    if 0 <= w1242 <= 15:
-        a = a << 5 | w1242
+    w1681 = v['condition']
+    if 0 <= w1681 <= 15:
+        a = a << 5 | w1681
     else:
-        a = _rt.uwn(a << 1 | 1, w1242)
+        a = _rt.uwn(a << 1 | 1, w1681)
     a = a << 19 | ((v['temperature'] + 100)) << 11 | (v['iceOrWaterDepth']) << 3 | (v['treatment'])
     return a
 
@@ -6615,120 +6419,114 @@ def d_RoadSurfaceDynamicCharacteristics(x: int, q: int) -> tuple[Any, int]:
 
 def e_SaeAutomationLevels(v: Any) -> int:
     a: int = 1
-    k1244 = len(v)
-    a = a << 3 | (k1244 - 1)
-    for w1244 in v:
-        a = a << 3 | w1244
+    k1686 = len(v)
+    a = a << 3 | (k1686 - 1)
+    for w1686 in v:
+        a = a << 3 | w1686
     return a
 
 def d_SaeAutomationLevels(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k1245 = ((x >> q) & 7) + 1
+    k1687 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1245):
+    for _ in range(k1687):
         q -= 3
-        w1245 = (x >> q) & 7
-        r.append(w1245)
+        w1687 = (x >> q) & 7
+        r.append(w1687)
     return r, q
 
 
 def e_RoadSignCodes(v: Any) -> int:
     a: int = 1
-    k1246 = len(v)
-    if 1 <= k1246 <= 4:
+    k1688 = len(v)
+    if 1 <= k1688 <= 4:
         a <<= 1
-        a = a << 2 | (k1246 - 1)
+        a = a << 2 | (k1688 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1246)
-    for w1246 in v:
-        v1247 = w1246
-        a1248 = 1
-        a1248 = a1248 << 1 | ('layoutComponentId' in v1247)
-        if 'layoutComponentId' in v1247:
-            w1250 = v1247['layoutComponentId']
-            if 1 <= w1250 <= 4:
-                a1248 = a1248 << 3 | (w1250 - 1)
+        a = _rt.ld(a << 1 | 1, k1688)
+    for w1688 in v:
+        a = a << 1 | ('layoutComponentId' in w1688)
+        if 'layoutComponentId' in w1688:
+            w1691 = w1688['layoutComponentId']
+            if 1 <= w1691 <= 4:
+                a = a << 3 | (w1691 - 1)
             else:
-                a1248 = _rt.uwn(a1248 << 1 | 1, w1250)
-        s_ = e_RSCode_code(v1247['code'])
-        a1248 = ((a1248 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1248.bit_length() - 1)) + a1248
+                a = _rt.uwn(a << 1 | 1, w1691)
+        s_ = e_RSCode_code(w1688['code'])
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RoadSignCodes(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1251, q = _rt.read_ld(x, q)
+        k1693, q = _rt.read_ld(x, q)
     else:
         q -= 2
-        k1251 = ((x >> q) & 3) + 1
+        k1693 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1251):
-        r1252: dict[str, Any] = {}
+    for _ in range(k1693):
+        x &= (1 << q) - 1
+        r1694: dict[str, Any] = {}
         q -= 1
-        h1253 = (x >> q) & 1
-        if h1253 & 1:
+        h1695 = (x >> q) & 1
+        if h1695 & 1:
             q -= 1
             if (x >> q) & 1:
-                r1252['layoutComponentId'], q = _rt.read_uwn(x, q)
+                r1694['layoutComponentId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r1252['layoutComponentId'] = ((x >> q) & 3) + 1
-        r1252['code'], q = d_RSCode_code(x, q)
-        w1251 = r1252
-        r.append(w1251)
+                r1694['layoutComponentId'] = ((x >> q) & 3) + 1
+        r1694['code'], q = d_RSCode_code(x, q)
+        r.append(r1694)
     return r, q
 
 
 def e_ConstraintTextLines2(v: Any) -> int:
     a: int = 1
-    k1254 = len(v)
-    if 1 <= k1254 <= 4:
+    k1696 = len(v)
+    if 1 <= k1696 <= 4:
         a <<= 1
-        a = a << 2 | (k1254 - 1)
+        a = a << 2 | (k1696 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1254)
-    for w1254 in v:
-        v1255 = w1254
-        a1256 = 1
-        a1256 = a1256 << 1 | ('layoutComponentId' in v1255)
-        if 'layoutComponentId' in v1255:
-            w1258 = v1255['layoutComponentId']
-            if 1 <= w1258 <= 4:
-                a1256 = a1256 << 3 | (w1258 - 1)
+        a = _rt.ld(a << 1 | 1, k1696)
+    for w1696 in v:
+        a = a << 1 | ('layoutComponentId' in w1696)
+        if 'layoutComponentId' in w1696:
+            w1699 = w1696['layoutComponentId']
+            if 1 <= w1699 <= 4:
+                a = a << 3 | (w1699 - 1)
             else:
-                a1256 = _rt.uwn(a1256 << 1 | 1, w1258)
-        d1259, k1260 = v1255['language']
-        a1256 = a1256 << k1260 | int.from_bytes(d1259, 'big') >> (8 * len(d1259) - k1260)
-        a1256 = _rt.octets(a1256, v1255['textContent'].encode('utf-8'))
-        a = ((a - 1) << (a1256.bit_length() - 1)) + a1256
+                a = _rt.uwn(a << 1 | 1, w1699)
+        d1701, k1702 = w1696['language']
+        a = a << k1702 | int.from_bytes(d1701, 'big') >> (8 * len(d1701) - k1702)
+        a = _rt.octets(a, w1696['textContent'].encode('utf-8'))
     return a
 
 def d_ConstraintTextLines2(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1261, q = _rt.read_ld(x, q)
+        k1704, q = _rt.read_ld(x, q)
     else:
         q -= 2
-        k1261 = ((x >> q) & 3) + 1
+        k1704 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1261):
-        r1262: dict[str, Any] = {}
+    for _ in range(k1704):
+        x &= (1 << q) - 1
+        r1705: dict[str, Any] = {}
         q -= 1
-        h1263 = (x >> q) & 1
-        if h1263 & 1:
+        h1706 = (x >> q) & 1
+        if h1706 & 1:
             q -= 1
             if (x >> q) & 1:
-                r1262['layoutComponentId'], q = _rt.read_uwn(x, q)
+                r1705['layoutComponentId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r1262['layoutComponentId'] = ((x >> q) & 3) + 1
+                r1705['layoutComponentId'] = ((x >> q) & 3) + 1
         q -= 10
-        r1262['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-        b1265, q = _rt.read_octets(x, q)
-        r1262['textContent'] = b1265.decode('utf-8')
-        w1261 = r1262
-        r.append(w1261)
+        r1705['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+        b1708, q = _rt.read_octets(x, q)
+        r1705['textContent'] = b1708.decode('utf-8')
+        r.append(r1705)
     return r, q
 
 
@@ -6766,30 +6564,30 @@ def e_SignalStatusPackage_addGrpC(v: Any) -> int:
     if 'synchToSchedule' in v:
         a = a << 8 | (v['synchToSchedule'] + 122)
     if 'rejectedReason' in v:
-        w1267 = v['rejectedReason']
-        i1268 = _E_RejectedReason_52.get(w1267)
-        if i1268 is not None:
-            a = a << 4 | i1268
+        w1712 = v['rejectedReason']
+        i1713 = _E_RejectedReason_52.get(w1712)
+        if i1713 is not None:
+            a = a << 4 | i1713
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1267])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1712])
     return a
 
 def d_SignalStatusPackage_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1269 = (x >> q) & 7
-    if h1269 & 2:
+    h1714 = (x >> q) & 7
+    if h1714 & 2:
         q -= 8
         r['synchToSchedule'] = ((x >> q) & 255) - 122
-    if h1269 & 1:
+    if h1714 & 1:
         q -= 1
         if (x >> q) & 1:
-            i1270, q = _rt.read_nsnn(x, q)
-            r['rejectedReason'] = _DX_LayerType_3.get(i1270)
+            i1715, q = _rt.read_nsnn(x, q)
+            r['rejectedReason'] = _DX_LayerType_3.get(i1715)
         else:
             q -= 3
             r['rejectedReason'] = _D_RejectedReason_53[(x >> q) & 7]
-    if h1269 >> 2:
+    if h1714 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -6798,27 +6596,27 @@ def e_MovementEvent_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('stateChangeReason' in v)
     if 'stateChangeReason' in v:
-        w1272 = v['stateChangeReason']
-        i1273 = _E_ExceptionalCondition_54.get(w1272)
-        if i1273 is not None:
-            a = a << 5 | i1273
+        w1718 = v['stateChangeReason']
+        i1719 = _E_ExceptionalCondition_54.get(w1718)
+        if i1719 is not None:
+            a = a << 5 | i1719
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1272])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1718])
     return a
 
 def d_MovementEvent_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1274 = (x >> q) & 3
-    if h1274 & 1:
+    h1720 = (x >> q) & 3
+    if h1720 & 1:
         q -= 1
         if (x >> q) & 1:
-            i1275, q = _rt.read_nsnn(x, q)
-            r['stateChangeReason'] = _DX_LayerType_3.get(i1275)
+            i1721, q = _rt.read_nsnn(x, q)
+            r['stateChangeReason'] = _DX_LayerType_3.get(i1721)
         else:
             q -= 4
             r['stateChangeReason'] = _D_ExceptionalCondition_55[(x >> q) & 15]
-    if h1274 >> 1:
+    if h1720 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -6992,97 +6790,99 @@ def d_ComputedLane_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_NodeAttributeXYList(v: Any) -> int:
     a: int = 1
-    k1276 = len(v)
-    a = a << 3 | (k1276 - 1)
-    for w1276 in v:
-        w1277 = w1276
-        i1278 = _E_NodeAttributeXY_48.get(w1277)
-        if i1278 is not None:
-            a = a << 5 | i1278
+    k1724 = len(v)
+    a = a << 3 | (k1724 - 1)
+    for w1724 in v:
+        w1725 = w1724
+        i1726 = _E_NodeAttributeXY_48.get(w1725)
+        if i1726 is not None:
+            a = a << 5 | i1726
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1277])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1725])
     return a
 
 def d_NodeAttributeXYList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k1279 = ((x >> q) & 7) + 1
+    k1727 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1279):
+    for _ in range(k1727):
         q -= 1
         if (x >> q) & 1:
-            i1280, q = _rt.read_nsnn(x, q)
-            w1279 = _DX_LayerType_3.get(i1280)
+            i1728, q = _rt.read_nsnn(x, q)
+            w1727 = _DX_LayerType_3.get(i1728)
         else:
             q -= 4
-            w1279 = _D_NodeAttributeXY_50[(x >> q) & 15]
-        r.append(w1279)
+            w1727 = _D_NodeAttributeXY_50[(x >> q) & 15]
+        r.append(w1727)
     return r, q
 
 
 def e_SegmentAttributeXYList(v: Any) -> int:
     a: int = 1
-    k1281 = len(v)
-    a = a << 3 | (k1281 - 1)
-    for w1281 in v:
-        w1282 = w1281
-        i1283 = _E_SegmentAttributeXY_49.get(w1282)
-        if i1283 is not None:
-            a = a << 7 | i1283
+    k1729 = len(v)
+    a = a << 3 | (k1729 - 1)
+    for w1729 in v:
+        w1730 = w1729
+        i1731 = _E_SegmentAttributeXY_49.get(w1730)
+        if i1731 is not None:
+            a = a << 7 | i1731
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1282])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1730])
     return a
 
 def d_SegmentAttributeXYList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k1284 = ((x >> q) & 7) + 1
+    k1732 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1284):
+    for _ in range(k1732):
         q -= 1
         if (x >> q) & 1:
-            i1285, q = _rt.read_nsnn(x, q)
-            w1284 = _DX_LayerType_3.get(i1285)
+            i1733, q = _rt.read_nsnn(x, q)
+            w1732 = _DX_LayerType_3.get(i1733)
         else:
             q -= 6
-            w1284 = _D_SegmentAttributeXY_51[(x >> q) & 63]
-        r.append(w1284)
+            w1732 = _D_SegmentAttributeXY_51[(x >> q) & 63]
+        r.append(w1732)
     return r, q
 
 
 def e_LaneDataAttributeList(v: Any) -> int:
     a: int = 1
-    k1286 = len(v)
-    a = a << 3 | (k1286 - 1)
-    for w1286 in v:
-        s_ = e_LaneDataAttribute(w1286)
+    k1734 = len(v)
+    a = a << 3 | (k1734 - 1)
+    for w1734 in v:
+        s_ = e_LaneDataAttribute(w1734)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_LaneDataAttributeList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k1287 = ((x >> q) & 7) + 1
+    k1735 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1287):
-        w1287, q = d_LaneDataAttribute(x, q)
-        r.append(w1287)
+    for _ in range(k1735):
+        x &= (1 << q) - 1
+        w1735, q = d_LaneDataAttribute(x, q)
+        r.append(w1735)
     return r, q
 
 
 def e_NodeAttributeSetXY_regional(v: Any) -> int:
     a: int = 1
-    k1288 = len(v)
-    a = a << 2 | (k1288 - 1)
-    for w1288 in v:
-        s_ = e_NodeAttributeSetXY_regional_item(w1288)
+    k1736 = len(v)
+    a = a << 2 | (k1736 - 1)
+    for w1736 in v:
+        s_ = e_NodeAttributeSetXY_regional_item(w1736)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_NodeAttributeSetXY_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k1289 = ((x >> q) & 3) + 1
+    k1737 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1289):
-        w1289, q = d_NodeAttributeSetXY_regional_item(x, q)
-        r.append(w1289)
+    for _ in range(k1737):
+        x &= (1 << q) - 1
+        w1737, q = d_NodeAttributeSetXY_regional_item(x, q)
+        r.append(w1737)
     return r, q
 
 
@@ -7242,9 +7042,9 @@ def e_Segment(v: Any) -> int:
 def d_Segment(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h1305 = (x >> q) & 1
+    h1771 = (x >> q) & 1
     r['line'], q = d_PolygonalLine(x, q)
-    if h1305 & 1:
+    if h1771 & 1:
         q -= 10
         r['laneWidth'] = (x >> q) & 1023
     return r, q
@@ -7303,25 +7103,23 @@ def d_PolygonalLine(x: int, q: int) -> tuple[Any, int]:
 def e_ComputedSegment(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('offsetDistance' in v) << 1 | ('offsetPosition' in v)
-    w1307 = v['zoneId']
-    if 1 <= w1307 <= 32:
-        a = a << 6 | (w1307 - 1)
+    w1774 = v['zoneId']
+    if 1 <= w1774 <= 32:
+        a = a << 6 | (w1774 - 1)
     else:
-        a = _rt.uwn(a << 1 | 1, w1307)
+        a = _rt.uwn(a << 1 | 1, w1774)
     a = a << 14 | ((v['laneNumber'] + 1)) << 10 | (v['laneWidth'])
     if 'offsetDistance' in v:
         a = a << 16 | (v['offsetDistance'] + 32768)
     if 'offsetPosition' in v:
-        v1308 = v['offsetPosition']
-        a1309 = 1
-        a1309 = a1309 << 51 | ((v1308['deltaLatitude'] + 131071)) << 33 | ((v1308['deltaLongitude'] + 131071)) << 15 | ((v1308['deltaAltitude'] + 12700))
-        a = ((a - 1) << (a1309.bit_length() - 1)) + a1309
+        v1778 = v['offsetPosition']
+        a = a << 51 | ((v1778['deltaLatitude'] + 131071)) << 33 | ((v1778['deltaLongitude'] + 131071)) << 15 | ((v1778['deltaAltitude'] + 12700))
     return a
 
 def d_ComputedSegment(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1311 = (x >> q) & 3
+    h1783 = (x >> q) & 3
     q -= 1
     if (x >> q) & 1:
         r['zoneId'], q = _rt.read_uwn(x, q)
@@ -7332,17 +7130,17 @@ def d_ComputedSegment(x: int, q: int) -> tuple[Any, int]:
     t_ = (x >> q) & 16383
     r['laneNumber'] = ((t_ >> 10) & 15) - 1
     r['laneWidth'] = t_ & 1023
-    if h1311 & 2:
+    if h1783 & 2:
         q -= 16
         r['offsetDistance'] = ((x >> q) & 65535) - 32768
-    if h1311 & 1:
-        r1312: dict[str, Any] = {}
+    if h1783 & 1:
+        r1784: dict[str, Any] = {}
         q -= 51
         t_ = (x >> q) & 2251799813685247
-        r1312['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
-        r1312['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
-        r1312['deltaAltitude'] = (t_ & 32767) - 12700
-        r['offsetPosition'] = r1312
+        r1784['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
+        r1784['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
+        r1784['deltaAltitude'] = (t_ & 32767) - 12700
+        r['offsetPosition'] = r1784
     return r, q
 
 
@@ -7670,61 +7468,50 @@ def e_VcCode(v: Any) -> int:
     a: int = 1
     a = a << 15 | (('validity' in v) << 2 | ('value' in v) << 1 | ('unit' in v)) << 12 | (v['roadSignClass']) << 9 | ((v['roadSignCode'] - 1)) << 3 | (v['vcOption'])
     if 'validity' in v:
-        v1315 = v['validity']
-        a1316 = 1
-        k1317 = len(v1315)
-        if 1 <= k1317 <= 8:
-            a1316 <<= 1
-            a1316 = a1316 << 3 | (k1317 - 1)
+        v1790 = v['validity']
+        a1791 = 1
+        k1792 = len(v1790)
+        if 1 <= k1792 <= 8:
+            a1791 <<= 1
+            a1791 = a1791 << 3 | (k1792 - 1)
         else:
-            a1316 = _rt.ld(a1316 << 1 | 1, k1317)
-        for w1317 in v1315:
-            v1318 = w1317
-            a1319 = 1
-            a1319 = a1319 << 6 | ('year' in v1318) << 5 | ('month-day' in v1318) << 4 | ('repeatingPeriodDayTypes' in v1318) << 3 | ('hourMinutes' in v1318) << 2 | ('dateRangeOfWeek' in v1318) << 1 | ('durationHourMinute' in v1318)
-            if 'year' in v1318:
-                v1321 = v1318['year']
-                a1322 = 1
-                w1324 = v1321['yearRangeStartYear']
-                if 2000 <= w1324 <= 2127:
-                    a1322 = a1322 << 8 | (w1324 - 2000)
+            a1791 = _rt.ld(a1791 << 1 | 1, k1792)
+        for w1792 in v1790:
+            a1791 = a1791 << 6 | ('year' in w1792) << 5 | ('month-day' in w1792) << 4 | ('repeatingPeriodDayTypes' in w1792) << 3 | ('hourMinutes' in w1792) << 2 | ('dateRangeOfWeek' in w1792) << 1 | ('durationHourMinute' in w1792)
+            if 'year' in w1792:
+                v1794 = w1792['year']
+                w1797 = v1794['yearRangeStartYear']
+                if 2000 <= w1797 <= 2127:
+                    a1791 = a1791 << 8 | (w1797 - 2000)
                 else:
-                    a1322 = _rt.uwn(a1322 << 1 | 1, w1324)
-                w1325 = v1321['yearRangeEndYear']
-                if 2000 <= w1325 <= 2127:
-                    a1322 = a1322 << 8 | (w1325 - 2000)
+                    a1791 = _rt.uwn(a1791 << 1 | 1, w1797)
+                w1799 = v1794['yearRangeEndYear']
+                if 2000 <= w1799 <= 2127:
+                    a1791 = a1791 << 8 | (w1799 - 2000)
                 else:
-                    a1322 = _rt.uwn(a1322 << 1 | 1, w1325)
-                a1319 = ((a1319 - 1) << (a1322.bit_length() - 1)) + a1322
-            if 'month-day' in v1318:
-                v1326 = v1318['month-day']
-                a1327 = 1
-                s_ = e_MonthDay(v1326['dateRangeStartMonthDay'])
-                a1327 = ((a1327 - 1) << (s_.bit_length() - 1)) + s_
-                s_ = e_MonthDay(v1326['dateRangeEndMonthDay'])
-                a1327 = ((a1327 - 1) << (s_.bit_length() - 1)) + s_
-                a1319 = ((a1319 - 1) << (a1327.bit_length() - 1)) + a1327
-            if 'repeatingPeriodDayTypes' in v1318:
-                d1329, k1330 = v1318['repeatingPeriodDayTypes']
-                a1319 = a1319 << k1330 | int.from_bytes(d1329, 'big') >> (8 * len(d1329) - k1330)
-            if 'hourMinutes' in v1318:
-                v1331 = v1318['hourMinutes']
-                a1332 = 1
-                s_ = e_HoursMinutes(v1331['timeRangeStartTime'])
-                a1332 = ((a1332 - 1) << (s_.bit_length() - 1)) + s_
-                s_ = e_HoursMinutes(v1331['timeRangeEndTime'])
-                a1332 = ((a1332 - 1) << (s_.bit_length() - 1)) + s_
-                a1319 = ((a1319 - 1) << (a1332.bit_length() - 1)) + a1332
-            if 'dateRangeOfWeek' in v1318:
-                d1334, k1335 = v1318['dateRangeOfWeek']
-                a1319 = a1319 << k1335 | int.from_bytes(d1334, 'big') >> (8 * len(d1334) - k1335)
-            if 'durationHourMinute' in v1318:
-                v1336 = v1318['durationHourMinute']
-                a1337 = 1
-                a1337 = a1337 << 11 | (v1336['hours']) << 6 | (v1336['mins'])
-                a1319 = ((a1319 - 1) << (a1337.bit_length() - 1)) + a1337
-            a1316 = ((a1316 - 1) << (a1319.bit_length() - 1)) + a1319
-        a = ((a - 1) << (a1316.bit_length() - 1)) + a1316
+                    a1791 = _rt.uwn(a1791 << 1 | 1, w1799)
+            if 'month-day' in w1792:
+                v1800 = w1792['month-day']
+                s_ = e_MonthDay(v1800['dateRangeStartMonthDay'])
+                a1791 = ((a1791 - 1) << (s_.bit_length() - 1)) + s_
+                s_ = e_MonthDay(v1800['dateRangeEndMonthDay'])
+                a1791 = ((a1791 - 1) << (s_.bit_length() - 1)) + s_
+            if 'repeatingPeriodDayTypes' in w1792:
+                d1805, k1806 = w1792['repeatingPeriodDayTypes']
+                a1791 = a1791 << k1806 | int.from_bytes(d1805, 'big') >> (8 * len(d1805) - k1806)
+            if 'hourMinutes' in w1792:
+                v1807 = w1792['hourMinutes']
+                s_ = e_HoursMinutes(v1807['timeRangeStartTime'])
+                a1791 = ((a1791 - 1) << (s_.bit_length() - 1)) + s_
+                s_ = e_HoursMinutes(v1807['timeRangeEndTime'])
+                a1791 = ((a1791 - 1) << (s_.bit_length() - 1)) + s_
+            if 'dateRangeOfWeek' in w1792:
+                d1812, k1813 = w1792['dateRangeOfWeek']
+                a1791 = a1791 << k1813 | int.from_bytes(d1812, 'big') >> (8 * len(d1812) - k1813)
+            if 'durationHourMinute' in w1792:
+                v1814 = w1792['durationHourMinute']
+                a1791 = a1791 << 11 | (v1814['hours']) << 6 | (v1814['mins'])
+        a = ((a - 1) << (a1791.bit_length() - 1)) + a1791
     if 'value' in v:
         a = a << 16 | v['value']
     if 'unit' in v:
@@ -7735,67 +7522,67 @@ def d_VcCode(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 15
     t_ = (x >> q) & 32767
-    h1339 = (t_ >> 12) & 7
+    h1820 = (t_ >> 12) & 7
     r['roadSignClass'] = (t_ >> 9) & 7
     r['roadSignCode'] = ((t_ >> 3) & 63) + 1
     r['vcOption'] = t_ & 7
-    if h1339 & 4:
+    if h1820 & 4:
         q -= 1
         if (x >> q) & 1:
-            k1341, q = _rt.read_ld(x, q)
+            k1822, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1341 = ((x >> q) & 7) + 1
-        r1340: list[Any] = []
-        for _ in range(k1341):
-            r1342: dict[str, Any] = {}
+            k1822 = ((x >> q) & 7) + 1
+        r1821: list[Any] = []
+        for _ in range(k1822):
+            x &= (1 << q) - 1
+            r1823: dict[str, Any] = {}
             q -= 6
-            h1343 = (x >> q) & 63
-            if h1343 & 32:
-                r1344: dict[str, Any] = {}
+            h1824 = (x >> q) & 63
+            if h1824 & 32:
+                r1825: dict[str, Any] = {}
                 q -= 1
                 if (x >> q) & 1:
-                    r1344['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+                    r1825['yearRangeStartYear'], q = _rt.read_uwn(x, q)
                 else:
                     q -= 7
-                    r1344['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+                    r1825['yearRangeStartYear'] = ((x >> q) & 127) + 2000
                 q -= 1
                 if (x >> q) & 1:
-                    r1344['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+                    r1825['yearRangeEndYear'], q = _rt.read_uwn(x, q)
                 else:
                     q -= 7
-                    r1344['yearRangeEndYear'] = ((x >> q) & 127) + 2000
-                r1342['year'] = r1344
-            if h1343 & 16:
-                r1346: dict[str, Any] = {}
-                r1346['dateRangeStartMonthDay'], q = d_MonthDay(x, q)
-                r1346['dateRangeEndMonthDay'], q = d_MonthDay(x, q)
-                r1342['month-day'] = r1346
-            if h1343 & 8:
+                    r1825['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+                r1823['year'] = r1825
+            if h1824 & 16:
+                r1827: dict[str, Any] = {}
+                r1827['dateRangeStartMonthDay'], q = d_MonthDay(x, q)
+                r1827['dateRangeEndMonthDay'], q = d_MonthDay(x, q)
+                r1823['month-day'] = r1827
+            if h1824 & 8:
                 q -= 4
-                r1342['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
-            if h1343 & 4:
-                r1349: dict[str, Any] = {}
-                r1349['timeRangeStartTime'], q = d_HoursMinutes(x, q)
-                r1349['timeRangeEndTime'], q = d_HoursMinutes(x, q)
-                r1342['hourMinutes'] = r1349
-            if h1343 & 2:
+                r1823['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
+            if h1824 & 4:
+                r1830: dict[str, Any] = {}
+                r1830['timeRangeStartTime'], q = d_HoursMinutes(x, q)
+                r1830['timeRangeEndTime'], q = d_HoursMinutes(x, q)
+                r1823['hourMinutes'] = r1830
+            if h1824 & 2:
                 q -= 8
-                r1342['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-            if h1343 & 1:
-                r1352: dict[str, Any] = {}
+                r1823['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+            if h1824 & 1:
+                r1833: dict[str, Any] = {}
                 q -= 11
                 t_ = (x >> q) & 2047
-                r1352['hours'] = (t_ >> 6) & 31
-                r1352['mins'] = t_ & 63
-                r1342['durationHourMinute'] = r1352
-            w1341 = r1342
-            r1340.append(w1341)
-        r['validity'] = r1340
-    if h1339 & 2:
+                r1833['hours'] = (t_ >> 6) & 31
+                r1833['mins'] = t_ & 63
+                r1823['durationHourMinute'] = r1833
+            r1821.append(r1823)
+        r['validity'] = r1821
+    if h1820 & 2:
         q -= 16
         r['value'] = (x >> q) & 65535
-    if h1339 & 1:
+    if h1820 & 1:
         q -= 4
         r['unit'] = (x >> q) & 15
     return r, q
@@ -7804,129 +7591,124 @@ def d_VcCode(x: int, q: int) -> tuple[Any, int]:
 def e_ISO14823Code(v: Any) -> int:
     a: int = 1
     a = a << 1 | ('attributes' in v)
-    v1355 = v['pictogramCode']
-    a1356 = 1
-    a1356 = a1356 << 1 | ('countryCode' in v1355)
-    if 'countryCode' in v1355:
-        d1358 = v1355['countryCode']
-        a1356 = a1356 << (len(d1358) << 3) | int.from_bytes(d1358, 'big')
-    s_ = e_ISO14823Code_pictogramCode_serviceCategoryCode(v1355['serviceCategoryCode'])
-    a1356 = ((a1356 - 1) << (s_.bit_length() - 1)) + s_
-    v1359 = v1355['pictogramCategoryCode']
-    a1360 = 1
-    a1360 = a1360 << 11 | ((v1359['nature'] - 1)) << 7 | (v1359['serialNumber'])
-    a1356 = ((a1356 - 1) << (a1360.bit_length() - 1)) + a1360
-    a = ((a - 1) << (a1356.bit_length() - 1)) + a1356
+    v1836 = v['pictogramCode']
+    a = a << 1 | ('countryCode' in v1836)
+    if 'countryCode' in v1836:
+        d1839 = v1836['countryCode']
+        a = a << (len(d1839) << 3) | int.from_bytes(d1839, 'big')
+    s_ = e_ISO14823Code_pictogramCode_serviceCategoryCode(v1836['serviceCategoryCode'])
+    a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    v1841 = v1836['pictogramCategoryCode']
+    a = a << 11 | ((v1841['nature'] - 1)) << 7 | (v1841['serialNumber'])
     if 'attributes' in v:
-        v1362 = v['attributes']
-        a1363 = 1
-        k1364 = len(v1362)
-        if 1 <= k1364 <= 8:
-            a1363 <<= 1
-            a1363 = a1363 << 3 | (k1364 - 1)
+        v1845 = v['attributes']
+        a1846 = 1
+        k1847 = len(v1845)
+        if 1 <= k1847 <= 8:
+            a1846 <<= 1
+            a1846 = a1846 << 3 | (k1847 - 1)
         else:
-            a1363 = _rt.ld(a1363 << 1 | 1, k1364)
-        for w1364 in v1362:
-            s_ = e_ISO14823Attribute(w1364)
-            a1363 = ((a1363 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1363.bit_length() - 1)) + a1363
+            a1846 = _rt.ld(a1846 << 1 | 1, k1847)
+        for w1847 in v1845:
+            s_ = e_ISO14823Attribute(w1847)
+            a1846 = ((a1846 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1846.bit_length() - 1)) + a1846
     return a
 
 def d_ISO14823Code(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h1365 = (x >> q) & 1
-    r1366: dict[str, Any] = {}
+    h1848 = (x >> q) & 1
+    r1849: dict[str, Any] = {}
     q -= 1
-    h1367 = (x >> q) & 1
-    if h1367 & 1:
-        k1368 = 2
-        q -= k1368 << 3
-        r1366['countryCode'] = ((x >> q) & ((1 << (k1368 << 3)) - 1)).to_bytes(k1368, 'big')
-    r1366['serviceCategoryCode'], q = d_ISO14823Code_pictogramCode_serviceCategoryCode(x, q)
-    r1369: dict[str, Any] = {}
+    h1850 = (x >> q) & 1
+    if h1850 & 1:
+        k1851 = 2
+        q -= k1851 << 3
+        r1849['countryCode'] = ((x >> q) & ((1 << (k1851 << 3)) - 1)).to_bytes(k1851, 'big')
+    r1849['serviceCategoryCode'], q = d_ISO14823Code_pictogramCode_serviceCategoryCode(x, q)
+    r1852: dict[str, Any] = {}
     q -= 11
     t_ = (x >> q) & 2047
-    r1369['nature'] = ((t_ >> 7) & 15) + 1
-    r1369['serialNumber'] = t_ & 127
-    r1366['pictogramCategoryCode'] = r1369
-    r['pictogramCode'] = r1366
-    if h1365 & 1:
+    r1852['nature'] = ((t_ >> 7) & 15) + 1
+    r1852['serialNumber'] = t_ & 127
+    r1849['pictogramCategoryCode'] = r1852
+    r['pictogramCode'] = r1849
+    if h1848 & 1:
         q -= 1
         if (x >> q) & 1:
-            k1372, q = _rt.read_ld(x, q)
+            k1855, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1372 = ((x >> q) & 7) + 1
-        r1371: list[Any] = []
-        for _ in range(k1372):
-            w1372, q = d_ISO14823Attribute(x, q)
-            r1371.append(w1372)
-        r['attributes'] = r1371
+            k1855 = ((x >> q) & 7) + 1
+        r1854: list[Any] = []
+        for _ in range(k1855):
+            x &= (1 << q) - 1
+            w1855, q = d_ISO14823Attribute(x, q)
+            r1854.append(w1855)
+        r['attributes'] = r1854
     return r, q
 
 
 def e_AnyCatalogue(v: Any) -> int:
     a: int = 1
     a = a << 3 | ('value' in v) << 2 | ('unit' in v) << 1 | ('attributes' in v)
-    v1374 = v['owner']
-    a1375 = 1
-    d1377, k1378 = v1374['countryCode']
-    a1375 = a1375 << k1378 | int.from_bytes(d1377, 'big') >> (8 * len(d1377) - k1378)
-    a1375 = a1375 << 14 | v1374['providerIdentifier']
-    a = ((a - 1) << (a1375.bit_length() - 1)) + a1375
-    a = a << 24 | (v['version']) << 16 | (v['pictogramCode'])
+    v1857 = v['owner']
+    d1860, k1861 = v1857['countryCode']
+    a = a << k1861 | int.from_bytes(d1860, 'big') >> (8 * len(d1860) - k1861)
+    a = a << 38 | (v1857['providerIdentifier']) << 24 | (v['version']) << 16 | (v['pictogramCode'])
     if 'value' in v:
         a = a << 16 | v['value']
     if 'unit' in v:
         a = a << 4 | v['unit']
     if 'attributes' in v:
-        v1379 = v['attributes']
-        a1380 = 1
-        k1381 = len(v1379)
-        if 1 <= k1381 <= 8:
-            a1380 <<= 1
-            a1380 = a1380 << 3 | (k1381 - 1)
+        v1867 = v['attributes']
+        a1868 = 1
+        k1869 = len(v1867)
+        if 1 <= k1869 <= 8:
+            a1868 <<= 1
+            a1868 = a1868 << 3 | (k1869 - 1)
         else:
-            a1380 = _rt.ld(a1380 << 1 | 1, k1381)
-        for w1381 in v1379:
-            s_ = e_ISO14823Attribute(w1381)
-            a1380 = ((a1380 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1380.bit_length() - 1)) + a1380
+            a1868 = _rt.ld(a1868 << 1 | 1, k1869)
+        for w1869 in v1867:
+            s_ = e_ISO14823Attribute(w1869)
+            a1868 = ((a1868 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1868.bit_length() - 1)) + a1868
     return a
 
 def d_AnyCatalogue(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1382 = (x >> q) & 7
-    r1383: dict[str, Any] = {}
+    h1870 = (x >> q) & 7
+    r1871: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
-    r1383['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
-    r1383['providerIdentifier'] = t_ & 16383
-    r['owner'] = r1383
+    r1871['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
+    r1871['providerIdentifier'] = t_ & 16383
+    r['owner'] = r1871
     q -= 24
     t_ = (x >> q) & 16777215
     r['version'] = (t_ >> 16) & 255
     r['pictogramCode'] = t_ & 65535
-    if h1382 & 4:
+    if h1870 & 4:
         q -= 16
         r['value'] = (x >> q) & 65535
-    if h1382 & 2:
+    if h1870 & 2:
         q -= 4
         r['unit'] = (x >> q) & 15
-    if h1382 & 1:
+    if h1870 & 1:
         q -= 1
         if (x >> q) & 1:
-            k1387, q = _rt.read_ld(x, q)
+            k1875, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1387 = ((x >> q) & 7) + 1
-        r1386: list[Any] = []
-        for _ in range(k1387):
-            w1387, q = d_ISO14823Attribute(x, q)
-            r1386.append(w1387)
-        r['attributes'] = r1386
+            k1875 = ((x >> q) & 7) + 1
+        r1874: list[Any] = []
+        for _ in range(k1875):
+            x &= (1 << q) - 1
+            w1875, q = d_ISO14823Attribute(x, q)
+            r1874.append(w1875)
+        r['attributes'] = r1874
     return r, q
 
 
@@ -7947,20 +7729,21 @@ def d_VehicleCharacteristicsRanges(x: int, q: int) -> tuple[Any, int]:
 
 def e_LaneDataAttribute_regional(v: Any) -> int:
     a: int = 1
-    k1390 = len(v)
-    a = a << 2 | (k1390 - 1)
-    for w1390 in v:
-        s_ = e_LaneDataAttribute_regional_item(w1390)
+    k1880 = len(v)
+    a = a << 2 | (k1880 - 1)
+    for w1880 in v:
+        s_ = e_LaneDataAttribute_regional_item(w1880)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_LaneDataAttribute_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k1391 = ((x >> q) & 3) + 1
+    k1881 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1391):
-        w1391, q = d_LaneDataAttribute_regional_item(x, q)
-        r.append(w1391)
+    for _ in range(k1881):
+        x &= (1 << q) - 1
+        w1881, q = d_LaneDataAttribute_regional_item(x, q)
+        r.append(w1881)
     return r, q
 
 
@@ -7968,97 +7751,92 @@ def e_NodeAttributeSet_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 4 | ('ptvRequest' in v) << 2 | ('nodeLink' in v) << 1 | ('node' in v)
     if 'ptvRequest' in v:
-        w1393 = v['ptvRequest']
-        i1394 = _E_PtvRequestType_58.get(w1393)
-        if i1394 is not None:
-            a = a << 4 | i1394
+        w1884 = v['ptvRequest']
+        i1885 = _E_PtvRequestType_58.get(w1884)
+        if i1885 is not None:
+            a = a << 4 | i1885
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1393])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1884])
     if 'nodeLink' in v:
-        v1395 = v['nodeLink']
-        a1396 = 1
-        k1397 = len(v1395)
-        a1396 = a1396 << 3 | (k1397 - 1)
-        for w1397 in v1395:
-            v1398 = w1397
-            a1399 = 1
-            a1399 = a1399 << 4 | ('lane' in v1398) << 2 | ('connectionID' in v1398) << 1 | ('intersectionID' in v1398)
-            a1399 = _rt.uwn(a1399, v1398['id'])
-            if 'lane' in v1398:
-                a1399 = a1399 << 8 | v1398['lane']
-            if 'connectionID' in v1398:
-                a1399 = a1399 << 8 | v1398['connectionID']
-            if 'intersectionID' in v1398:
-                a1399 = a1399 << 16 | v1398['intersectionID']
-            a1396 = ((a1396 - 1) << (a1399.bit_length() - 1)) + a1399
-        a = ((a - 1) << (a1396.bit_length() - 1)) + a1396
+        v1886 = v['nodeLink']
+        a1887 = 1
+        k1888 = len(v1886)
+        a1887 = a1887 << 3 | (k1888 - 1)
+        for w1888 in v1886:
+            a1887 = a1887 << 4 | ('lane' in w1888) << 2 | ('connectionID' in w1888) << 1 | ('intersectionID' in w1888)
+            a1887 = _rt.uwn(a1887, w1888['id'])
+            if 'lane' in w1888:
+                a1887 = a1887 << 8 | w1888['lane']
+            if 'connectionID' in w1888:
+                a1887 = a1887 << 8 | w1888['connectionID']
+            if 'intersectionID' in w1888:
+                a1887 = a1887 << 16 | w1888['intersectionID']
+        a = ((a - 1) << (a1887.bit_length() - 1)) + a1887
     if 'node' in v:
-        v1401 = v['node']
-        a1402 = 1
-        a1402 = a1402 << 4 | ('lane' in v1401) << 2 | ('connectionID' in v1401) << 1 | ('intersectionID' in v1401)
-        a1402 = _rt.uwn(a1402, v1401['id'])
-        if 'lane' in v1401:
-            a1402 = a1402 << 8 | v1401['lane']
-        if 'connectionID' in v1401:
-            a1402 = a1402 << 8 | v1401['connectionID']
-        if 'intersectionID' in v1401:
-            a1402 = a1402 << 16 | v1401['intersectionID']
-        a = ((a - 1) << (a1402.bit_length() - 1)) + a1402
+        v1894 = v['node']
+        a = a << 4 | ('lane' in v1894) << 2 | ('connectionID' in v1894) << 1 | ('intersectionID' in v1894)
+        a = _rt.uwn(a, v1894['id'])
+        if 'lane' in v1894:
+            a = a << 8 | v1894['lane']
+        if 'connectionID' in v1894:
+            a = a << 8 | v1894['connectionID']
+        if 'intersectionID' in v1894:
+            a = a << 16 | v1894['intersectionID']
     return a
 
 def d_NodeAttributeSet_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h1404 = (x >> q) & 15
-    if h1404 & 4:
+    h1900 = (x >> q) & 15
+    if h1900 & 4:
         q -= 1
         if (x >> q) & 1:
-            i1405, q = _rt.read_nsnn(x, q)
-            r['ptvRequest'] = _DX_LayerType_3.get(i1405)
+            i1901, q = _rt.read_nsnn(x, q)
+            r['ptvRequest'] = _DX_LayerType_3.get(i1901)
         else:
             q -= 3
             r['ptvRequest'] = _D_PtvRequestType_59[(x >> q) & 7]
-    if h1404 & 2:
+    if h1900 & 2:
         q -= 3
-        k1407 = ((x >> q) & 7) + 1
-        r1406: list[Any] = []
-        for _ in range(k1407):
-            r1408: dict[str, Any] = {}
+        k1903 = ((x >> q) & 7) + 1
+        r1902: list[Any] = []
+        for _ in range(k1903):
+            x &= (1 << q) - 1
+            r1904: dict[str, Any] = {}
             q -= 4
-            h1409 = (x >> q) & 15
-            r1408['id'], q = _rt.read_uwn(x, q)
-            if h1409 & 4:
+            h1905 = (x >> q) & 15
+            r1904['id'], q = _rt.read_uwn(x, q)
+            if h1905 & 4:
                 q -= 8
-                r1408['lane'] = (x >> q) & 255
-            if h1409 & 2:
+                r1904['lane'] = (x >> q) & 255
+            if h1905 & 2:
                 q -= 8
-                r1408['connectionID'] = (x >> q) & 255
-            if h1409 & 1:
+                r1904['connectionID'] = (x >> q) & 255
+            if h1905 & 1:
                 q -= 16
-                r1408['intersectionID'] = (x >> q) & 65535
-            if h1409 >> 3:
+                r1904['intersectionID'] = (x >> q) & 65535
+            if h1905 >> 3:
                 q = _rt.skip_additions(x, q)
-            w1407 = r1408
-            r1406.append(w1407)
-        r['nodeLink'] = r1406
-    if h1404 & 1:
-        r1410: dict[str, Any] = {}
+            r1902.append(r1904)
+        r['nodeLink'] = r1902
+    if h1900 & 1:
+        r1906: dict[str, Any] = {}
         q -= 4
-        h1411 = (x >> q) & 15
-        r1410['id'], q = _rt.read_uwn(x, q)
-        if h1411 & 4:
+        h1907 = (x >> q) & 15
+        r1906['id'], q = _rt.read_uwn(x, q)
+        if h1907 & 4:
             q -= 8
-            r1410['lane'] = (x >> q) & 255
-        if h1411 & 2:
+            r1906['lane'] = (x >> q) & 255
+        if h1907 & 2:
             q -= 8
-            r1410['connectionID'] = (x >> q) & 255
-        if h1411 & 1:
+            r1906['connectionID'] = (x >> q) & 255
+        if h1907 & 1:
             q -= 16
-            r1410['intersectionID'] = (x >> q) & 65535
-        if h1411 >> 3:
+            r1906['intersectionID'] = (x >> q) & 65535
+        if h1907 >> 3:
             q = _rt.skip_additions(x, q)
-        r['node'] = r1410
-    if h1404 >> 3:
+        r['node'] = r1906
+    if h1900 >> 3:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -8067,12 +7845,12 @@ def e_RestrictionUserType_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 3 | ('emission' in v) << 1 | ('fuel' in v)
     if 'emission' in v:
-        w1413 = v['emission']
-        i1414 = _E_EmissionType_60.get(w1413)
-        if i1414 is not None:
-            a = a << 4 | i1414
+        w1910 = v['emission']
+        i1911 = _E_EmissionType_60.get(w1910)
+        if i1911 is not None:
+            a = a << 4 | i1911
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1413])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1910])
     if 'fuel' in v:
         a = a << 4 | v['fuel']
     return a
@@ -8080,167 +7858,155 @@ def e_RestrictionUserType_addGrpC(v: Any) -> int:
 def d_RestrictionUserType_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1415 = (x >> q) & 7
-    if h1415 & 2:
+    h1913 = (x >> q) & 7
+    if h1913 & 2:
         q -= 1
         if (x >> q) & 1:
-            i1416, q = _rt.read_nsnn(x, q)
-            r['emission'] = _DX_LayerType_3.get(i1416)
+            i1914, q = _rt.read_nsnn(x, q)
+            r['emission'] = _DX_LayerType_3.get(i1914)
         else:
             q -= 3
             r['emission'] = _D_EmissionType_61[(x >> q) & 7]
-    if h1415 & 1:
+    if h1913 & 1:
         q -= 4
         r['fuel'] = (x >> q) & 15
-    if h1415 >> 2:
+    if h1913 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_DeltaPositions(v: Any) -> int:
     a: int = 1
-    k1417 = len(v)
-    if 1 <= k1417 <= 32:
+    k1915 = len(v)
+    if 1 <= k1915 <= 32:
         a <<= 1
-        a = a << 5 | (k1417 - 1)
+        a = a << 5 | (k1915 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1417)
-    for w1417 in v:
-        v1418 = w1417
-        a1419 = 1
-        a1419 = a1419 << 36 | ((v1418['deltaLatitude'] + 131071)) << 18 | ((v1418['deltaLongitude'] + 131071))
-        a = ((a - 1) << (a1419.bit_length() - 1)) + a1419
+        a = _rt.ld(a << 1 | 1, k1915)
+    for w1915 in v:
+        a = a << 36 | ((w1915['deltaLatitude'] + 131071)) << 18 | ((w1915['deltaLongitude'] + 131071))
     return a
 
 def d_DeltaPositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1421, q = _rt.read_ld(x, q)
+        k1919, q = _rt.read_ld(x, q)
     else:
         q -= 5
-        k1421 = ((x >> q) & 31) + 1
+        k1919 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k1421):
-        r1422: dict[str, Any] = {}
+    for _ in range(k1919):
+        x &= (1 << q) - 1
+        r1920: dict[str, Any] = {}
         q -= 36
         t_ = (x >> q) & 68719476735
-        r1422['deltaLatitude'] = ((t_ >> 18) & 262143) - 131071
-        r1422['deltaLongitude'] = (t_ & 262143) - 131071
-        w1421 = r1422
-        r.append(w1421)
+        r1920['deltaLatitude'] = ((t_ >> 18) & 262143) - 131071
+        r1920['deltaLongitude'] = (t_ & 262143) - 131071
+        r.append(r1920)
     return r, q
 
 
 def e_DeltaReferencePositions(v: Any) -> int:
     a: int = 1
-    k1424 = len(v)
-    if 1 <= k1424 <= 32:
+    k1922 = len(v)
+    if 1 <= k1922 <= 32:
         a <<= 1
-        a = a << 5 | (k1424 - 1)
+        a = a << 5 | (k1922 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1424)
-    for w1424 in v:
-        v1425 = w1424
-        a1426 = 1
-        a1426 = a1426 << 51 | ((v1425['deltaLatitude'] + 131071)) << 33 | ((v1425['deltaLongitude'] + 131071)) << 15 | ((v1425['deltaAltitude'] + 12700))
-        a = ((a - 1) << (a1426.bit_length() - 1)) + a1426
+        a = _rt.ld(a << 1 | 1, k1922)
+    for w1922 in v:
+        a = a << 51 | ((w1922['deltaLatitude'] + 131071)) << 33 | ((w1922['deltaLongitude'] + 131071)) << 15 | ((w1922['deltaAltitude'] + 12700))
     return a
 
 def d_DeltaReferencePositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1428, q = _rt.read_ld(x, q)
+        k1927, q = _rt.read_ld(x, q)
     else:
         q -= 5
-        k1428 = ((x >> q) & 31) + 1
+        k1927 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k1428):
-        r1429: dict[str, Any] = {}
+    for _ in range(k1927):
+        x &= (1 << q) - 1
+        r1928: dict[str, Any] = {}
         q -= 51
         t_ = (x >> q) & 2251799813685247
-        r1429['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
-        r1429['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
-        r1429['deltaAltitude'] = (t_ & 32767) - 12700
-        w1428 = r1429
-        r.append(w1428)
+        r1928['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
+        r1928['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
+        r1928['deltaAltitude'] = (t_ & 32767) - 12700
+        r.append(r1928)
     return r, q
 
 
 def e_AbsolutePositions(v: Any) -> int:
     a: int = 1
-    k1431 = len(v)
-    if 1 <= k1431 <= 8:
+    k1930 = len(v)
+    if 1 <= k1930 <= 8:
         a <<= 1
-        a = a << 3 | (k1431 - 1)
+        a = a << 3 | (k1930 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1431)
-    for w1431 in v:
-        v1432 = w1431
-        a1433 = 1
-        a1433 = a1433 << 63 | ((v1432['latitude'] + 900000000)) << 32 | ((v1432['longitude'] + 1800000000))
-        a = ((a - 1) << (a1433.bit_length() - 1)) + a1433
+        a = _rt.ld(a << 1 | 1, k1930)
+    for w1930 in v:
+        a = a << 63 | ((w1930['latitude'] + 900000000)) << 32 | ((w1930['longitude'] + 1800000000))
     return a
 
 def d_AbsolutePositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1435, q = _rt.read_ld(x, q)
+        k1934, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k1435 = ((x >> q) & 7) + 1
+        k1934 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1435):
-        r1436: dict[str, Any] = {}
+    for _ in range(k1934):
+        x &= (1 << q) - 1
+        r1935: dict[str, Any] = {}
         q -= 63
         t_ = (x >> q) & 9223372036854775807
-        r1436['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
-        r1436['longitude'] = (t_ & 4294967295) - 1800000000
-        w1435 = r1436
-        r.append(w1435)
+        r1935['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
+        r1935['longitude'] = (t_ & 4294967295) - 1800000000
+        r.append(r1935)
     return r, q
 
 
 def e_AbsolutePositionsWAltitude(v: Any) -> int:
     a: int = 1
-    k1438 = len(v)
-    if 1 <= k1438 <= 8:
+    k1937 = len(v)
+    if 1 <= k1937 <= 8:
         a <<= 1
-        a = a << 3 | (k1438 - 1)
+        a = a << 3 | (k1937 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1438)
-    for w1438 in v:
-        v1439 = w1438
-        a1440 = 1
-        a1440 = a1440 << 63 | ((v1439['latitude'] + 900000000)) << 32 | ((v1439['longitude'] + 1800000000))
-        v1442 = v1439['altitude']
-        a1443 = 1
-        a1443 = a1443 << 24 | ((v1442['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v1442['altitudeConfidence']])
-        a1440 = ((a1440 - 1) << (a1443.bit_length() - 1)) + a1443
-        a = ((a - 1) << (a1440.bit_length() - 1)) + a1440
+        a = _rt.ld(a << 1 | 1, k1937)
+    for w1937 in v:
+        a1945 = 1
+        a1945 = a1945 << 63 | ((w1937['latitude'] + 900000000)) << 32 | ((w1937['longitude'] + 1800000000))
+        v1949 = w1937['altitude']
+        a1945 = a1945 << 24 | ((v1949['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v1949['altitudeConfidence']])
+        a = ((a - 1) << (a1945.bit_length() - 1)) + a1945
     return a
 
 def d_AbsolutePositionsWAltitude(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1445, q = _rt.read_ld(x, q)
+        k1953, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k1445 = ((x >> q) & 7) + 1
+        k1953 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1445):
-        r1446: dict[str, Any] = {}
+    for _ in range(k1953):
+        x &= (1 << q) - 1
+        r1954: dict[str, Any] = {}
         q -= 63
         t_ = (x >> q) & 9223372036854775807
-        r1446['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
-        r1446['longitude'] = (t_ & 4294967295) - 1800000000
-        r1448: dict[str, Any] = {}
+        r1954['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
+        r1954['longitude'] = (t_ & 4294967295) - 1800000000
+        r1956: dict[str, Any] = {}
         q -= 24
         t_ = (x >> q) & 16777215
-        r1448['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-        r1448['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
-        r1446['altitude'] = r1448
-        w1445 = r1446
-        r.append(w1445)
+        r1956['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
+        r1956['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
+        r1954['altitude'] = r1956
+        r.append(r1954)
     return r, q
 
 
@@ -8252,11 +8018,11 @@ def e_Ext2(v: Any) -> int:
         a = a << 21 | (w - 16512)
     elif k == 'extension':
         a = a << 1 | 1
-        w1450 = w
-        if 2113664 <= w1450 <= 270549119:
-            a = a << 29 | (w1450 - 2113664)
+        w1958 = w
+        if 2113664 <= w1958 <= 270549119:
+            a = a << 29 | (w1958 - 2113664)
         else:
-            a = _rt.uwn(a << 1 | 1, w1450)
+            a = _rt.uwn(a << 1 | 1, w1958)
     else:
         raise KeyError(k)
     return a
@@ -8347,14 +8113,14 @@ def d_EnvironmentalCharacteristics(x: int, q: int) -> tuple[Any, int]:
 
 def e_LoadType(v: Any) -> int:
     a: int = 1
-    w1454 = v['goodsType']
-    if 0 <= w1454 <= 15:
-        a = a << 5 | w1454
+    w1965 = v['goodsType']
+    if 0 <= w1965 <= 15:
+        a = a << 5 | w1965
     else:
-        a = _rt.uwn(a << 1 | 1, w1454)
+        a = _rt.uwn(a << 1 | 1, w1965)
     a = a << 5 | _E_DangerousGoodsBasic_74[v['dangerousGoodsType']]
-    d1455, k1456 = v['specialTransportType']
-    a = a << k1456 | int.from_bytes(d1455, 'big') >> (8 * len(d1455) - k1456)
+    d1968, k1969 = v['specialTransportType']
+    a = a << k1969 | int.from_bytes(d1968, 'big') >> (8 * len(d1968) - k1969)
     return a
 
 def d_LoadType(x: int, q: int) -> tuple[Any, int]:
@@ -8452,21 +8218,18 @@ def d_ExhaustEmissionValues(x: int, q: int) -> tuple[Any, int]:
 
 def e_DieselEmissionValues(v: Any) -> int:
     a: int = 1
-    v1470 = v['particulate']
-    a1471 = 1
-    a1471 = a1471 << 16 | (_E_UnitType_76[v1470['unitType']]) << 15 | (v1470['value'])
-    a = ((a - 1) << (a1471.bit_length() - 1)) + a1471
-    a = a << 16 | v['absorptionCoeff']
+    v2001 = v['particulate']
+    a = a << 32 | (_E_UnitType_76[v2001['unitType']]) << 31 | (v2001['value']) << 16 | (v['absorptionCoeff'])
     return a
 
 def d_DieselEmissionValues(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r1474: dict[str, Any] = {}
+    r2007: dict[str, Any] = {}
     q -= 16
     t_ = (x >> q) & 65535
-    r1474['unitType'] = _D_UnitType_77[(t_ >> 15) & 1]
-    r1474['value'] = t_ & 32767
-    r['particulate'] = r1474
+    r2007['unitType'] = _D_UnitType_77[(t_ >> 15) & 1]
+    r2007['value'] = t_ & 32767
+    r['particulate'] = r2007
     q -= 16
     r['absorptionCoeff'] = (x >> q) & 65535
     return r, q
@@ -8519,28 +8282,28 @@ def e_ISO14823Code_pictogramCode_serviceCategoryCode(v: Any) -> int:
     k, w = v
     if k == 'trafficSignPictogram':
         a <<= 3
-        w1482 = w
-        i1483 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w1482)
-        if i1483 is not None:
-            a = a << 3 | i1483
+        w2021 = w
+        i2022 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w2021)
+        if i2022 is not None:
+            a = a << 3 | i2022
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1482])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2021])
     elif k == 'publicFacilitiesPictogram':
         a = a << 3 | 1
-        w1484 = w
-        i1485 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w1484)
-        if i1485 is not None:
-            a = a << 1 | i1485
+        w2023 = w
+        i2024 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w2023)
+        if i2024 is not None:
+            a = a << 1 | i2024
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1484])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2023])
     elif k == 'ambientOrRoadConditionPictogram':
         a = a << 3 | 2
-        w1486 = w
-        i1487 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w1486)
-        if i1487 is not None:
-            a = a << 2 | i1487
+        w2025 = w
+        i2026 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w2025)
+        if i2026 is not None:
+            a = a << 2 | i2026
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1486])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2025])
     else:
         raise KeyError(k)
     return a
@@ -8560,8 +8323,8 @@ def d_ISO14823Code_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[An
     if i == 0:
         q -= 1
         if (x >> q) & 1:
-            i1488, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i1488)
+            i2027, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2027)
         else:
             q -= 2
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_81[(x >> q) & 3]
@@ -8569,16 +8332,16 @@ def d_ISO14823Code_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[An
     elif i == 1:
         q -= 1
         if (x >> q) & 1:
-            i1489, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i1489)
+            i2028, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2028)
         else:
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_82[0]
         return ('publicFacilitiesPictogram', w), q
     elif i == 2:
         q -= 1
         if (x >> q) & 1:
-            i1490, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i1490)
+            i2029, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2029)
         else:
             q -= 1
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_83[(x >> q) & 1]
@@ -8679,118 +8442,102 @@ def e_InternationalSign_exemptedApplicablePeriod(v: Any) -> int:
     a: int = 1
     a = a << 6 | ('year' in v) << 5 | ('month-day' in v) << 4 | ('repeatingPeriodDayTypes' in v) << 3 | ('hourMinutes' in v) << 2 | ('dateRangeOfWeek' in v) << 1 | ('durationHourMinute' in v)
     if 'year' in v:
-        v1492 = v['year']
-        a1493 = 1
-        w1495 = v1492['yearRangeStartYear']
-        if 2000 <= w1495 <= 2127:
-            a1493 = a1493 << 8 | (w1495 - 2000)
+        v2032 = v['year']
+        w2035 = v2032['yearRangeStartYear']
+        if 2000 <= w2035 <= 2127:
+            a = a << 8 | (w2035 - 2000)
         else:
-            a1493 = _rt.uwn(a1493 << 1 | 1, w1495)
-        w1496 = v1492['yearRangeEndYear']
-        if 2000 <= w1496 <= 2127:
-            a1493 = a1493 << 8 | (w1496 - 2000)
+            a = _rt.uwn(a << 1 | 1, w2035)
+        w2037 = v2032['yearRangeEndYear']
+        if 2000 <= w2037 <= 2127:
+            a = a << 8 | (w2037 - 2000)
         else:
-            a1493 = _rt.uwn(a1493 << 1 | 1, w1496)
-        a = ((a - 1) << (a1493.bit_length() - 1)) + a1493
+            a = _rt.uwn(a << 1 | 1, w2037)
     if 'month-day' in v:
-        v1497 = v['month-day']
-        a1498 = 1
-        v1500 = v1497['dateRangeStartMonthDay']
-        a1501 = 1
-        a1501 = a1501 << 9 | ((v1500['month'] - 1)) << 5 | ((v1500['day'] - 1))
-        a1498 = ((a1498 - 1) << (a1501.bit_length() - 1)) + a1501
-        v1503 = v1497['dateRangeEndMonthDay']
-        a1504 = 1
-        a1504 = a1504 << 9 | ((v1503['month'] - 1)) << 5 | ((v1503['day'] - 1))
-        a1498 = ((a1498 - 1) << (a1504.bit_length() - 1)) + a1504
-        a = ((a - 1) << (a1498.bit_length() - 1)) + a1498
+        v2038 = v['month-day']
+        v2040 = v2038['dateRangeStartMonthDay']
+        a = a << 9 | ((v2040['month'] - 1)) << 5 | ((v2040['day'] - 1))
+        v2044 = v2038['dateRangeEndMonthDay']
+        a = a << 9 | ((v2044['month'] - 1)) << 5 | ((v2044['day'] - 1))
     if 'repeatingPeriodDayTypes' in v:
-        d1506, k1507 = v['repeatingPeriodDayTypes']
-        a = a << k1507 | int.from_bytes(d1506, 'big') >> (8 * len(d1506) - k1507)
+        d2049, k2050 = v['repeatingPeriodDayTypes']
+        a = a << k2050 | int.from_bytes(d2049, 'big') >> (8 * len(d2049) - k2050)
     if 'hourMinutes' in v:
-        v1508 = v['hourMinutes']
-        a1509 = 1
-        v1511 = v1508['timeRangeStartTime']
-        a1512 = 1
-        a1512 = a1512 << 11 | (v1511['hours']) << 6 | (v1511['mins'])
-        a1509 = ((a1509 - 1) << (a1512.bit_length() - 1)) + a1512
-        v1514 = v1508['timeRangeEndTime']
-        a1515 = 1
-        a1515 = a1515 << 11 | (v1514['hours']) << 6 | (v1514['mins'])
-        a1509 = ((a1509 - 1) << (a1515.bit_length() - 1)) + a1515
-        a = ((a - 1) << (a1509.bit_length() - 1)) + a1509
+        v2051 = v['hourMinutes']
+        v2053 = v2051['timeRangeStartTime']
+        a = a << 11 | (v2053['hours']) << 6 | (v2053['mins'])
+        v2057 = v2051['timeRangeEndTime']
+        a = a << 11 | (v2057['hours']) << 6 | (v2057['mins'])
     if 'dateRangeOfWeek' in v:
-        d1517, k1518 = v['dateRangeOfWeek']
-        a = a << k1518 | int.from_bytes(d1517, 'big') >> (8 * len(d1517) - k1518)
+        d2062, k2063 = v['dateRangeOfWeek']
+        a = a << k2063 | int.from_bytes(d2062, 'big') >> (8 * len(d2062) - k2063)
     if 'durationHourMinute' in v:
-        v1519 = v['durationHourMinute']
-        a1520 = 1
-        a1520 = a1520 << 11 | (v1519['hours']) << 6 | (v1519['mins'])
-        a = ((a - 1) << (a1520.bit_length() - 1)) + a1520
+        v2064 = v['durationHourMinute']
+        a = a << 11 | (v2064['hours']) << 6 | (v2064['mins'])
     return a
 
 def d_InternationalSign_exemptedApplicablePeriod(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 6
-    h1522 = (x >> q) & 63
-    if h1522 & 32:
-        r1523: dict[str, Any] = {}
+    h2068 = (x >> q) & 63
+    if h2068 & 32:
+        r2069: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            r1523['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+            r2069['yearRangeStartYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r1523['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+            r2069['yearRangeStartYear'] = ((x >> q) & 127) + 2000
         q -= 1
         if (x >> q) & 1:
-            r1523['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+            r2069['yearRangeEndYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r1523['yearRangeEndYear'] = ((x >> q) & 127) + 2000
-        r['year'] = r1523
-    if h1522 & 16:
-        r1525: dict[str, Any] = {}
-        r1527: dict[str, Any] = {}
+            r2069['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+        r['year'] = r2069
+    if h2068 & 16:
+        r2071: dict[str, Any] = {}
+        r2073: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
-        r1527['month'] = ((t_ >> 5) & 15) + 1
-        r1527['day'] = (t_ & 31) + 1
-        r1525['dateRangeStartMonthDay'] = r1527
-        r1529: dict[str, Any] = {}
+        r2073['month'] = ((t_ >> 5) & 15) + 1
+        r2073['day'] = (t_ & 31) + 1
+        r2071['dateRangeStartMonthDay'] = r2073
+        r2075: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
-        r1529['month'] = ((t_ >> 5) & 15) + 1
-        r1529['day'] = (t_ & 31) + 1
-        r1525['dateRangeEndMonthDay'] = r1529
-        r['month-day'] = r1525
-    if h1522 & 8:
+        r2075['month'] = ((t_ >> 5) & 15) + 1
+        r2075['day'] = (t_ & 31) + 1
+        r2071['dateRangeEndMonthDay'] = r2075
+        r['month-day'] = r2071
+    if h2068 & 8:
         q -= 4
         r['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
-    if h1522 & 4:
-        r1532: dict[str, Any] = {}
-        r1534: dict[str, Any] = {}
+    if h2068 & 4:
+        r2078: dict[str, Any] = {}
+        r2080: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r1534['hours'] = (t_ >> 6) & 31
-        r1534['mins'] = t_ & 63
-        r1532['timeRangeStartTime'] = r1534
-        r1536: dict[str, Any] = {}
+        r2080['hours'] = (t_ >> 6) & 31
+        r2080['mins'] = t_ & 63
+        r2078['timeRangeStartTime'] = r2080
+        r2082: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r1536['hours'] = (t_ >> 6) & 31
-        r1536['mins'] = t_ & 63
-        r1532['timeRangeEndTime'] = r1536
-        r['hourMinutes'] = r1532
-    if h1522 & 2:
+        r2082['hours'] = (t_ >> 6) & 31
+        r2082['mins'] = t_ & 63
+        r2078['timeRangeEndTime'] = r2082
+        r['hourMinutes'] = r2078
+    if h2068 & 2:
         q -= 8
         r['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if h1522 & 1:
-        r1539: dict[str, Any] = {}
+    if h2068 & 1:
+        r2085: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r1539['hours'] = (t_ >> 6) & 31
-        r1539['mins'] = t_ & 63
-        r['durationHourMinute'] = r1539
+        r2085['hours'] = (t_ >> 6) & 31
+        r2085['mins'] = t_ & 63
+        r['durationHourMinute'] = r2085
     return r, q
 
 
@@ -8798,59 +8545,51 @@ def e_InternationalSign_applicableVehicleDimensions(v: Any) -> int:
     a: int = 1
     a = a << 4 | ('vehicleHeight' in v) << 3 | ('vehicleWidth' in v) << 2 | ('vehicleLength' in v) << 1 | ('vehicleWeight' in v)
     if 'vehicleHeight' in v:
-        v1542 = v['vehicleHeight']
-        a1543 = 1
-        a1543 = a1543 << 17 | ((v1542['value'] - 1)) << 3 | ((v1542['unit'] - 2))
-        a = ((a - 1) << (a1543.bit_length() - 1)) + a1543
+        v2088 = v['vehicleHeight']
+        a = a << 17 | ((v2088['value'] - 1)) << 3 | ((v2088['unit'] - 2))
     if 'vehicleWidth' in v:
-        v1545 = v['vehicleWidth']
-        a1546 = 1
-        a1546 = a1546 << 17 | ((v1545['value'] - 1)) << 3 | ((v1545['unit'] - 2))
-        a = ((a - 1) << (a1546.bit_length() - 1)) + a1546
+        v2092 = v['vehicleWidth']
+        a = a << 17 | ((v2092['value'] - 1)) << 3 | ((v2092['unit'] - 2))
     if 'vehicleLength' in v:
-        v1548 = v['vehicleLength']
-        a1549 = 1
-        a1549 = a1549 << 17 | ((v1548['value'] - 1)) << 3 | ((v1548['unit'] - 2))
-        a = ((a - 1) << (a1549.bit_length() - 1)) + a1549
+        v2096 = v['vehicleLength']
+        a = a << 17 | ((v2096['value'] - 1)) << 3 | ((v2096['unit'] - 2))
     if 'vehicleWeight' in v:
-        v1551 = v['vehicleWeight']
-        a1552 = 1
-        a1552 = a1552 << 16 | ((v1551['value'] - 1)) << 2 | ((v1551['unit'] - 10))
-        a = ((a - 1) << (a1552.bit_length() - 1)) + a1552
+        v2100 = v['vehicleWeight']
+        a = a << 16 | ((v2100['value'] - 1)) << 2 | ((v2100['unit'] - 10))
     return a
 
 def d_InternationalSign_applicableVehicleDimensions(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h1554 = (x >> q) & 15
-    if h1554 & 8:
-        r1555: dict[str, Any] = {}
+    h2104 = (x >> q) & 15
+    if h2104 & 8:
+        r2105: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r1555['value'] = ((t_ >> 3) & 16383) + 1
-        r1555['unit'] = (t_ & 7) + 2
-        r['vehicleHeight'] = r1555
-    if h1554 & 4:
-        r1557: dict[str, Any] = {}
+        r2105['value'] = ((t_ >> 3) & 16383) + 1
+        r2105['unit'] = (t_ & 7) + 2
+        r['vehicleHeight'] = r2105
+    if h2104 & 4:
+        r2107: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r1557['value'] = ((t_ >> 3) & 16383) + 1
-        r1557['unit'] = (t_ & 7) + 2
-        r['vehicleWidth'] = r1557
-    if h1554 & 2:
-        r1559: dict[str, Any] = {}
+        r2107['value'] = ((t_ >> 3) & 16383) + 1
+        r2107['unit'] = (t_ & 7) + 2
+        r['vehicleWidth'] = r2107
+    if h2104 & 2:
+        r2109: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r1559['value'] = ((t_ >> 3) & 16383) + 1
-        r1559['unit'] = (t_ & 7) + 2
-        r['vehicleLength'] = r1559
-    if h1554 & 1:
-        r1561: dict[str, Any] = {}
+        r2109['value'] = ((t_ >> 3) & 16383) + 1
+        r2109['unit'] = (t_ & 7) + 2
+        r['vehicleLength'] = r2109
+    if h2104 & 1:
+        r2111: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
-        r1561['value'] = ((t_ >> 2) & 16383) + 1
-        r1561['unit'] = (t_ & 3) + 10
-        r['vehicleWeight'] = r1561
+        r2111['value'] = ((t_ >> 2) & 16383) + 1
+        r2111['unit'] = (t_ & 3) + 10
+        r['vehicleWeight'] = r2111
     return r, q
 
 
@@ -8867,11 +8606,11 @@ def e_InternationalSign_speedLimits(v: Any) -> int:
 def d_InternationalSign_speedLimits(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1564 = (x >> q) & 3
-    if h1564 & 2:
+    h2117 = (x >> q) & 3
+    if h2117 & 2:
         q -= 8
         r['speedLimitMax'] = (x >> q) & 255
-    if h1564 & 1:
+    if h2117 & 1:
         q -= 8
         r['speedLimitMin'] = (x >> q) & 255
     q -= 1
@@ -8902,185 +8641,174 @@ def e_InternationalSign_destinationInformation(v: Any) -> int:
         a = a << 7 | (v['roundaboutCwDirection'] - 1)
     if 'roundaboutCcwDirection' in v:
         a = a << 7 | (v['roundaboutCcwDirection'] - 1)
-    v1568 = v['ioList']
-    a1569 = 1
-    k1570 = len(v1568)
-    if 1 <= k1570 <= 8:
-        a1569 <<= 1
-        a1569 = a1569 << 3 | (k1570 - 1)
+    v2126 = v['ioList']
+    a2127 = 1
+    k2128 = len(v2126)
+    if 1 <= k2128 <= 8:
+        a2127 <<= 1
+        a2127 = a2127 << 3 | (k2128 - 1)
     else:
-        a1569 = _rt.ld(a1569 << 1 | 1, k1570)
-    for w1570 in v1568:
-        v1571 = w1570
-        a1572 = 1
-        a1572 = a1572 << 10 | (('destPlace' in v1571) << 6 | ('destRoad' in v1571) << 5 | ('roadNumberIdentifier' in v1571) << 4 | ('streetName' in v1571) << 3 | ('streetNameText' in v1571) << 2 | ('distanceToDivergingPoint' in v1571) << 1 | ('distanceToDestinationPlace' in v1571)) << 3 | (v1571['arrowDirection'])
-        if 'destPlace' in v1571:
-            v1574 = v1571['destPlace']
-            a1575 = 1
-            k1576 = len(v1574)
-            if 1 <= k1576 <= 4:
-                a1575 <<= 1
-                a1575 = a1575 << 2 | (k1576 - 1)
+        a2127 = _rt.ld(a2127 << 1 | 1, k2128)
+    for w2128 in v2126:
+        a2127 = a2127 << 10 | (('destPlace' in w2128) << 6 | ('destRoad' in w2128) << 5 | ('roadNumberIdentifier' in w2128) << 4 | ('streetName' in w2128) << 3 | ('streetNameText' in w2128) << 2 | ('distanceToDivergingPoint' in w2128) << 1 | ('distanceToDestinationPlace' in w2128)) << 3 | (w2128['arrowDirection'])
+        if 'destPlace' in w2128:
+            v2131 = w2128['destPlace']
+            a2132 = 1
+            k2133 = len(v2131)
+            if 1 <= k2133 <= 4:
+                a2132 <<= 1
+                a2132 = a2132 << 2 | (k2133 - 1)
             else:
-                a1575 = _rt.ld(a1575 << 1 | 1, k1576)
-            for w1576 in v1574:
-                s_ = e_DestinationPlace(w1576)
-                a1575 = ((a1575 - 1) << (s_.bit_length() - 1)) + s_
-            a1572 = ((a1572 - 1) << (a1575.bit_length() - 1)) + a1575
-        if 'destRoad' in v1571:
-            v1577 = v1571['destRoad']
-            a1578 = 1
-            k1579 = len(v1577)
-            if 1 <= k1579 <= 4:
-                a1578 <<= 1
-                a1578 = a1578 << 2 | (k1579 - 1)
+                a2132 = _rt.ld(a2132 << 1 | 1, k2133)
+            for w2133 in v2131:
+                s_ = e_DestinationPlace(w2133)
+                a2132 = ((a2132 - 1) << (s_.bit_length() - 1)) + s_
+            a2127 = ((a2127 - 1) << (a2132.bit_length() - 1)) + a2132
+        if 'destRoad' in w2128:
+            v2134 = w2128['destRoad']
+            a2135 = 1
+            k2136 = len(v2134)
+            if 1 <= k2136 <= 4:
+                a2135 <<= 1
+                a2135 = a2135 << 2 | (k2136 - 1)
             else:
-                a1578 = _rt.ld(a1578 << 1 | 1, k1579)
-            for w1579 in v1577:
-                s_ = e_DestinationRoad(w1579)
-                a1578 = ((a1578 - 1) << (s_.bit_length() - 1)) + s_
-            a1572 = ((a1572 - 1) << (a1578.bit_length() - 1)) + a1578
-        if 'roadNumberIdentifier' in v1571:
-            a1572 = a1572 << 10 | (v1571['roadNumberIdentifier'] - 1)
-        if 'streetName' in v1571:
-            a1572 = a1572 << 10 | (v1571['streetName'] - 1)
-        if 'streetNameText' in v1571:
-            a1572 = _rt.octets(a1572, v1571['streetNameText'].encode('utf-8'))
-        if 'distanceToDivergingPoint' in v1571:
-            v1580 = v1571['distanceToDivergingPoint']
-            a1581 = 1
-            a1581 = a1581 << 17 | ((v1580['value'] - 1)) << 3 | ((v1580['unit'] - 2))
-            a1572 = ((a1572 - 1) << (a1581.bit_length() - 1)) + a1581
-        if 'distanceToDestinationPlace' in v1571:
-            v1583 = v1571['distanceToDestinationPlace']
-            a1584 = 1
-            a1584 = a1584 << 17 | ((v1583['value'] - 1)) << 3 | ((v1583['unit'] - 2))
-            a1572 = ((a1572 - 1) << (a1584.bit_length() - 1)) + a1584
-        a1569 = ((a1569 - 1) << (a1572.bit_length() - 1)) + a1572
-    a = ((a - 1) << (a1569.bit_length() - 1)) + a1569
+                a2135 = _rt.ld(a2135 << 1 | 1, k2136)
+            for w2136 in v2134:
+                s_ = e_DestinationRoad(w2136)
+                a2135 = ((a2135 - 1) << (s_.bit_length() - 1)) + s_
+            a2127 = ((a2127 - 1) << (a2135.bit_length() - 1)) + a2135
+        if 'roadNumberIdentifier' in w2128:
+            a2127 = a2127 << 10 | (w2128['roadNumberIdentifier'] - 1)
+        if 'streetName' in w2128:
+            a2127 = a2127 << 10 | (w2128['streetName'] - 1)
+        if 'streetNameText' in w2128:
+            a2127 = _rt.octets(a2127, w2128['streetNameText'].encode('utf-8'))
+        if 'distanceToDivergingPoint' in w2128:
+            v2140 = w2128['distanceToDivergingPoint']
+            a2127 = a2127 << 17 | ((v2140['value'] - 1)) << 3 | ((v2140['unit'] - 2))
+        if 'distanceToDestinationPlace' in w2128:
+            v2144 = w2128['distanceToDestinationPlace']
+            a2127 = a2127 << 17 | ((v2144['value'] - 1)) << 3 | ((v2144['unit'] - 2))
+    a = ((a - 1) << (a2127.bit_length() - 1)) + a2127
     return a
 
 def d_InternationalSign_destinationInformation(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1586 = (x >> q) & 7
-    if h1586 & 4:
+    h2148 = (x >> q) & 7
+    if h2148 & 4:
         q -= 7
         r['junctionDirection'] = ((x >> q) & 127) + 1
-    if h1586 & 2:
+    if h2148 & 2:
         q -= 7
         r['roundaboutCwDirection'] = ((x >> q) & 127) + 1
-    if h1586 & 1:
+    if h2148 & 1:
         q -= 7
         r['roundaboutCcwDirection'] = ((x >> q) & 127) + 1
     q -= 1
     if (x >> q) & 1:
-        k1588, q = _rt.read_ld(x, q)
+        k2150, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k1588 = ((x >> q) & 7) + 1
-    r1587: list[Any] = []
-    for _ in range(k1588):
-        r1589: dict[str, Any] = {}
+        k2150 = ((x >> q) & 7) + 1
+    r2149: list[Any] = []
+    for _ in range(k2150):
+        x &= (1 << q) - 1
+        r2151: dict[str, Any] = {}
         q -= 10
         t_ = (x >> q) & 1023
-        h1590 = (t_ >> 3) & 127
-        r1589['arrowDirection'] = t_ & 7
-        if h1590 & 64:
+        h2152 = (t_ >> 3) & 127
+        r2151['arrowDirection'] = t_ & 7
+        if h2152 & 64:
             q -= 1
             if (x >> q) & 1:
-                k1592, q = _rt.read_ld(x, q)
+                k2154, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1592 = ((x >> q) & 3) + 1
-            r1591: list[Any] = []
-            for _ in range(k1592):
-                w1592, q = d_DestinationPlace(x, q)
-                r1591.append(w1592)
-            r1589['destPlace'] = r1591
-        if h1590 & 32:
+                k2154 = ((x >> q) & 3) + 1
+            r2153: list[Any] = []
+            for _ in range(k2154):
+                x &= (1 << q) - 1
+                w2154, q = d_DestinationPlace(x, q)
+                r2153.append(w2154)
+            r2151['destPlace'] = r2153
+        if h2152 & 32:
             q -= 1
             if (x >> q) & 1:
-                k1594, q = _rt.read_ld(x, q)
+                k2156, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1594 = ((x >> q) & 3) + 1
-            r1593: list[Any] = []
-            for _ in range(k1594):
-                w1594, q = d_DestinationRoad(x, q)
-                r1593.append(w1594)
-            r1589['destRoad'] = r1593
-        if h1590 & 16:
+                k2156 = ((x >> q) & 3) + 1
+            r2155: list[Any] = []
+            for _ in range(k2156):
+                x &= (1 << q) - 1
+                w2156, q = d_DestinationRoad(x, q)
+                r2155.append(w2156)
+            r2151['destRoad'] = r2155
+        if h2152 & 16:
             q -= 10
-            r1589['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
-        if h1590 & 8:
+            r2151['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
+        if h2152 & 8:
             q -= 10
-            r1589['streetName'] = ((x >> q) & 1023) + 1
-        if h1590 & 4:
-            b1595, q = _rt.read_octets(x, q)
-            r1589['streetNameText'] = b1595.decode('utf-8')
-        if h1590 & 2:
-            r1596: dict[str, Any] = {}
+            r2151['streetName'] = ((x >> q) & 1023) + 1
+        if h2152 & 4:
+            b2157, q = _rt.read_octets(x, q)
+            r2151['streetNameText'] = b2157.decode('utf-8')
+        if h2152 & 2:
+            r2158: dict[str, Any] = {}
             q -= 17
             t_ = (x >> q) & 131071
-            r1596['value'] = ((t_ >> 3) & 16383) + 1
-            r1596['unit'] = (t_ & 7) + 2
-            r1589['distanceToDivergingPoint'] = r1596
-        if h1590 & 1:
-            r1598: dict[str, Any] = {}
+            r2158['value'] = ((t_ >> 3) & 16383) + 1
+            r2158['unit'] = (t_ & 7) + 2
+            r2151['distanceToDivergingPoint'] = r2158
+        if h2152 & 1:
+            r2160: dict[str, Any] = {}
             q -= 17
             t_ = (x >> q) & 131071
-            r1598['value'] = ((t_ >> 3) & 16383) + 1
-            r1598['unit'] = (t_ & 7) + 2
-            r1589['distanceToDestinationPlace'] = r1598
-        w1588 = r1589
-        r1587.append(w1588)
-    r['ioList'] = r1587
+            r2160['value'] = ((t_ >> 3) & 16383) + 1
+            r2160['unit'] = (t_ & 7) + 2
+            r2151['distanceToDestinationPlace'] = r2160
+        r2149.append(r2151)
+    r['ioList'] = r2149
     return r, q
 
 
 def e_DestinationPlace(v: Any) -> int:
     a: int = 1
     a = a << 4 | ('destRSCode' in v) << 3 | ('destBlob' in v) << 2 | ('placeNameIdentification' in v) << 1 | ('placeNameText' in v)
-    w1601 = v['destType']
-    if 0 <= w1601 <= 15:
-        a = a << 5 | w1601
+    w2164 = v['destType']
+    if 0 <= w2164 <= 15:
+        a = a << 5 | w2164
     else:
-        a = _rt.uwn(a << 1 | 1, w1601)
+        a = _rt.uwn(a << 1 | 1, w2164)
     if 'destRSCode' in v:
-        v1602 = v['destRSCode']
-        a1603 = 1
-        a1603 = a1603 << 1 | ('attributes' in v1602)
-        v1605 = v1602['pictogramCode']
-        a1606 = 1
-        a1606 = a1606 << 1 | ('countryCode' in v1605)
-        if 'countryCode' in v1605:
-            d1608 = v1605['countryCode']
-            a1606 = a1606 << (len(d1608) << 3) | int.from_bytes(d1608, 'big')
-        s_ = e_GddStructure_pictogramCode_serviceCategoryCode(v1605['serviceCategoryCode'])
-        a1606 = ((a1606 - 1) << (s_.bit_length() - 1)) + s_
-        v1609 = v1605['pictogramCategoryCode']
-        a1610 = 1
-        a1610 = a1610 << 11 | ((v1609['nature'] - 1)) << 7 | (v1609['serialNumber'])
-        a1606 = ((a1606 - 1) << (a1610.bit_length() - 1)) + a1610
-        a1603 = ((a1603 - 1) << (a1606.bit_length() - 1)) + a1606
-        if 'attributes' in v1602:
-            v1612 = v1602['attributes']
-            a1613 = 1
-            k1614 = len(v1612)
-            if 1 <= k1614 <= 8:
-                a1613 <<= 1
-                a1613 = a1613 << 3 | (k1614 - 1)
+        v2165 = v['destRSCode']
+        a = a << 1 | ('attributes' in v2165)
+        v2167 = v2165['pictogramCode']
+        a = a << 1 | ('countryCode' in v2167)
+        if 'countryCode' in v2167:
+            d2170 = v2167['countryCode']
+            a = a << (len(d2170) << 3) | int.from_bytes(d2170, 'big')
+        s_ = e_GddStructure_pictogramCode_serviceCategoryCode(v2167['serviceCategoryCode'])
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+        v2172 = v2167['pictogramCategoryCode']
+        a = a << 11 | ((v2172['nature'] - 1)) << 7 | (v2172['serialNumber'])
+        if 'attributes' in v2165:
+            v2176 = v2165['attributes']
+            a2177 = 1
+            k2178 = len(v2176)
+            if 1 <= k2178 <= 8:
+                a2177 <<= 1
+                a2177 = a2177 << 3 | (k2178 - 1)
             else:
-                a1613 = _rt.ld(a1613 << 1 | 1, k1614)
-            for w1614 in v1612:
-                s_ = e_GddAttribute(w1614)
-                a1613 = ((a1613 - 1) << (s_.bit_length() - 1)) + s_
-            a1603 = ((a1603 - 1) << (a1613.bit_length() - 1)) + a1613
-        a = ((a - 1) << (a1603.bit_length() - 1)) + a1603
+                a2177 = _rt.ld(a2177 << 1 | 1, k2178)
+            for w2178 in v2176:
+                s_ = e_GddAttribute(w2178)
+                a2177 = ((a2177 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2177.bit_length() - 1)) + a2177
     if 'destBlob' in v:
-        d1615 = v['destBlob']
-        a = _rt.octets(a, d1615)
+        d2180 = v['destBlob']
+        a = _rt.octets(a, d2180)
     if 'placeNameIdentification' in v:
         a = a << 10 | (v['placeNameIdentification'] - 1)
     if 'placeNameText' in v:
@@ -9090,64 +8818,65 @@ def e_DestinationPlace(v: Any) -> int:
 def d_DestinationPlace(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h1616 = (x >> q) & 15
+    h2183 = (x >> q) & 15
     q -= 1
     if (x >> q) & 1:
         r['destType'], q = _rt.read_uwn(x, q)
     else:
         q -= 4
         r['destType'] = (x >> q) & 15
-    if h1616 & 8:
-        r1617: dict[str, Any] = {}
+    if h2183 & 8:
+        r2184: dict[str, Any] = {}
         q -= 1
-        h1618 = (x >> q) & 1
-        r1619: dict[str, Any] = {}
+        h2185 = (x >> q) & 1
+        r2186: dict[str, Any] = {}
         q -= 1
-        h1620 = (x >> q) & 1
-        if h1620 & 1:
-            k1621 = 2
-            q -= k1621 << 3
-            r1619['countryCode'] = ((x >> q) & ((1 << (k1621 << 3)) - 1)).to_bytes(k1621, 'big')
-        r1619['serviceCategoryCode'], q = d_GddStructure_pictogramCode_serviceCategoryCode(x, q)
-        r1622: dict[str, Any] = {}
+        h2187 = (x >> q) & 1
+        if h2187 & 1:
+            k2188 = 2
+            q -= k2188 << 3
+            r2186['countryCode'] = ((x >> q) & ((1 << (k2188 << 3)) - 1)).to_bytes(k2188, 'big')
+        r2186['serviceCategoryCode'], q = d_GddStructure_pictogramCode_serviceCategoryCode(x, q)
+        r2189: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r1622['nature'] = ((t_ >> 7) & 15) + 1
-        r1622['serialNumber'] = t_ & 127
-        r1619['pictogramCategoryCode'] = r1622
-        r1617['pictogramCode'] = r1619
-        if h1618 & 1:
+        r2189['nature'] = ((t_ >> 7) & 15) + 1
+        r2189['serialNumber'] = t_ & 127
+        r2186['pictogramCategoryCode'] = r2189
+        r2184['pictogramCode'] = r2186
+        if h2185 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1625, q = _rt.read_ld(x, q)
+                k2192, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1625 = ((x >> q) & 7) + 1
-            r1624: list[Any] = []
-            for _ in range(k1625):
-                w1625, q = d_GddAttribute(x, q)
-                r1624.append(w1625)
-            r1617['attributes'] = r1624
-        r['destRSCode'] = r1617
-    if h1616 & 4:
+                k2192 = ((x >> q) & 7) + 1
+            r2191: list[Any] = []
+            for _ in range(k2192):
+                x &= (1 << q) - 1
+                w2192, q = d_GddAttribute(x, q)
+                r2191.append(w2192)
+            r2184['attributes'] = r2191
+        r['destRSCode'] = r2184
+    if h2183 & 4:
         r['destBlob'], q = _rt.read_octets(x, q)
-    if h1616 & 2:
+    if h2183 & 2:
         q -= 10
         r['placeNameIdentification'] = ((x >> q) & 1023) + 1
-    if h1616 & 1:
-        b1626, q = _rt.read_octets(x, q)
-        r['placeNameText'] = b1626.decode('utf-8')
+    if h2183 & 1:
+        b2193, q = _rt.read_octets(x, q)
+        r['placeNameText'] = b2193.decode('utf-8')
     return r, q
 
 
 def e_DestinationRoad(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('roadNumberIdentifier' in v) << 1 | ('roadNumberText' in v)
-    w1628 = v['derType']
-    if 0 <= w1628 <= 15:
-        a = a << 5 | w1628
+    w2196 = v['derType']
+    if 0 <= w2196 <= 15:
+        a = a << 5 | w2196
     else:
-        a = _rt.uwn(a << 1 | 1, w1628)
+        a = _rt.uwn(a << 1 | 1, w2196)
     if 'roadNumberIdentifier' in v:
         a = a << 10 | (v['roadNumberIdentifier'] - 1)
     if 'roadNumberText' in v:
@@ -9157,19 +8886,19 @@ def e_DestinationRoad(v: Any) -> int:
 def d_DestinationRoad(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1629 = (x >> q) & 3
+    h2199 = (x >> q) & 3
     q -= 1
     if (x >> q) & 1:
         r['derType'], q = _rt.read_uwn(x, q)
     else:
         q -= 4
         r['derType'] = (x >> q) & 15
-    if h1629 & 2:
+    if h2199 & 2:
         q -= 10
         r['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
-    if h1629 & 1:
-        b1630, q = _rt.read_octets(x, q)
-        r['roadNumberText'] = b1630.decode('utf-8')
+    if h2199 & 1:
+        b2200, q = _rt.read_octets(x, q)
+        r['roadNumberText'] = b2200.decode('utf-8')
     return r, q
 
 
@@ -9178,28 +8907,28 @@ def e_GddStructure_pictogramCode_serviceCategoryCode(v: Any) -> int:
     k, w = v
     if k == 'trafficSignPictogram':
         a <<= 3
-        w1631 = w
-        i1632 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w1631)
-        if i1632 is not None:
-            a = a << 3 | i1632
+        w2201 = w
+        i2202 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w2201)
+        if i2202 is not None:
+            a = a << 3 | i2202
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1631])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2201])
     elif k == 'publicFacilitiesPictogram':
         a = a << 3 | 1
-        w1633 = w
-        i1634 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w1633)
-        if i1634 is not None:
-            a = a << 1 | i1634
+        w2203 = w
+        i2204 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w2203)
+        if i2204 is not None:
+            a = a << 1 | i2204
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1633])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2203])
     elif k == 'ambientOrRoadConditionPictogram':
         a = a << 3 | 2
-        w1635 = w
-        i1636 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w1635)
-        if i1636 is not None:
-            a = a << 2 | i1636
+        w2205 = w
+        i2206 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w2205)
+        if i2206 is not None:
+            a = a << 2 | i2206
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1635])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2205])
     else:
         raise KeyError(k)
     return a
@@ -9219,8 +8948,8 @@ def d_GddStructure_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[An
     if i == 0:
         q -= 1
         if (x >> q) & 1:
-            i1637, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i1637)
+            i2207, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2207)
         else:
             q -= 2
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_81[(x >> q) & 3]
@@ -9228,16 +8957,16 @@ def d_GddStructure_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[An
     elif i == 1:
         q -= 1
         if (x >> q) & 1:
-            i1638, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i1638)
+            i2208, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2208)
         else:
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_82[0]
         return ('publicFacilitiesPictogram', w), q
     elif i == 2:
         q -= 1
         if (x >> q) & 1:
-            i1639, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i1639)
+            i2209, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2209)
         else:
             q -= 1
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_83[(x >> q) & 1]
@@ -9330,35 +9059,31 @@ def e_InternationalSign_section(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('startingPointLength' in v) << 1 | ('continuityLength' in v)
     if 'startingPointLength' in v:
-        v1641 = v['startingPointLength']
-        a1642 = 1
-        a1642 = a1642 << 17 | ((v1641['value'] - 1)) << 3 | ((v1641['unit'] - 2))
-        a = ((a - 1) << (a1642.bit_length() - 1)) + a1642
+        v2211 = v['startingPointLength']
+        a = a << 17 | ((v2211['value'] - 1)) << 3 | ((v2211['unit'] - 2))
     if 'continuityLength' in v:
-        v1644 = v['continuityLength']
-        a1645 = 1
-        a1645 = a1645 << 17 | ((v1644['value'] - 1)) << 3 | ((v1644['unit'] - 2))
-        a = ((a - 1) << (a1645.bit_length() - 1)) + a1645
+        v2215 = v['continuityLength']
+        a = a << 17 | ((v2215['value'] - 1)) << 3 | ((v2215['unit'] - 2))
     return a
 
 def d_InternationalSign_section(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1647 = (x >> q) & 3
-    if h1647 & 2:
-        r1648: dict[str, Any] = {}
+    h2219 = (x >> q) & 3
+    if h2219 & 2:
+        r2220: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r1648['value'] = ((t_ >> 3) & 16383) + 1
-        r1648['unit'] = (t_ & 7) + 2
-        r['startingPointLength'] = r1648
-    if h1647 & 1:
-        r1650: dict[str, Any] = {}
+        r2220['value'] = ((t_ >> 3) & 16383) + 1
+        r2220['unit'] = (t_ & 7) + 2
+        r['startingPointLength'] = r2220
+    if h2219 & 1:
+        r2222: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r1650['value'] = ((t_ >> 3) & 16383) + 1
-        r1650['unit'] = (t_ & 7) + 2
-        r['continuityLength'] = r1650
+        r2222['value'] = ((t_ >> 3) & 16383) + 1
+        r2222['unit'] = (t_ & 7) + 2
+        r['continuityLength'] = r2222
     return r, q
 
 

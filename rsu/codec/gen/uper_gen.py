@@ -80,6 +80,7 @@ class Generator:
         self.const_names: dict[str, str] = {}
         self.tmp = 0
         self.stack: list[int] = []  # nodes being written (an inlined type never inlines itself)
+        self.loops = 0  # lists being decoded in place, one in another
 
     # --- naming --------------------------------------------------------------------------------
     def fn(self, t: AsnType, node: Node, hint: str) -> str:
@@ -673,11 +674,14 @@ class Generator:
             else:
                 lines.append(f"{inner}{k} = {lo}")
         lines += [f"{ind}{r}: list[Any] = []", f"{ind}for _ in range({k}):"]
-        if _element(node, name).kind in CONSTRUCTED:
+        if _element(node, name).kind in CONSTRUCTED and not self.loops:
             # drop the bits already read: ``x >> q`` then makes an int of the bits read since, not of all
-            # of them (in a long message the reads of later items cost much more than this)
+            # of them (in a long message the reads of later items cost much more than this); in the
+            # outermost list of a function only (an inner one's items are short, and x is short already)
             lines.append(f"{ind}    x &= (1 << q) - 1")
+        self.loops += 1
         body = self.dec(t.element_type, _element(node, name), w, ind + "    ", f"{name}_item")
+        self.loops -= 1
         last = re.fullmatch(rf"{ind}    {w} = (r\d+)", body[-1])
         if last:  # an item decoded in place into a dict: append that
             return lines + body[:-1] + [f"{ind}    {r}.append({last.group(1)})"]

@@ -1324,7 +1324,6 @@ def d_MovementList(x: int, q: int) -> tuple[Any, int]:
         k467 = (t_ & 15) + 1
         r466: list[Any] = []
         for _ in range(k467):
-            x &= (1 << q) - 1
             r468: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
@@ -1345,7 +1344,6 @@ def d_MovementList(x: int, q: int) -> tuple[Any, int]:
             k471 = ((x >> q) & 15) + 1
             r470: list[Any] = []
             for _ in range(k471):
-                x &= (1 << q) - 1
                 r472: dict[str, Any] = {}
                 q -= 14
                 t_ = (x >> q) & 16383
@@ -1374,7 +1372,6 @@ def d_MovementList(x: int, q: int) -> tuple[Any, int]:
             k475 = ((x >> q) & 3) + 1
             r474: list[Any] = []
             for _ in range(k475):
-                x &= (1 << q) - 1
                 w475, q = d_MovementState_regional_item(x, q)
                 r474.append(w475)
             r463['regional'] = r474
@@ -1437,7 +1434,6 @@ def d_ManeuverAssistList(x: int, q: int) -> tuple[Any, int]:
             k490 = ((x >> q) & 3) + 1
             r489: list[Any] = []
             for _ in range(k490):
-                x &= (1 << q) - 1
                 w490, q = d_ConnectionManeuverAssist_regional_item(x, q)
                 r489.append(w490)
             r487['regional'] = r489
@@ -1673,7 +1669,6 @@ def d_LaneList(x: int, q: int) -> tuple[Any, int]:
             k596 = ((x >> q) & 15) + 1
             r595: list[Any] = []
             for _ in range(k596):
-                x &= (1 << q) - 1
                 r597: dict[str, Any] = {}
                 q -= 4
                 h598 = (x >> q) & 15
@@ -1705,7 +1700,6 @@ def d_LaneList(x: int, q: int) -> tuple[Any, int]:
             k602 = ((x >> q) & 3) + 1
             r601: list[Any] = []
             for _ in range(k602):
-                x &= (1 << q) - 1
                 w602, q = d_GenericLane_regional_item(x, q)
                 r601.append(w602)
             r587['regional'] = r601
@@ -1892,7 +1886,6 @@ def d_RoadLaneSetList(x: int, q: int) -> tuple[Any, int]:
             k697 = ((x >> q) & 15) + 1
             r696: list[Any] = []
             for _ in range(k697):
-                x &= (1 << q) - 1
                 r698: dict[str, Any] = {}
                 q -= 4
                 h699 = (x >> q) & 15
@@ -1924,7 +1917,6 @@ def d_RoadLaneSetList(x: int, q: int) -> tuple[Any, int]:
             k703 = ((x >> q) & 3) + 1
             r702: list[Any] = []
             for _ in range(k703):
-                x &= (1 << q) - 1
                 w703, q = d_GenericLane_regional_item(x, q)
                 r702.append(w703)
             r688['regional'] = r702
@@ -2452,7 +2444,6 @@ def d_SignalStatusPackageList(x: int, q: int) -> tuple[Any, int]:
             k789 = ((x >> q) & 3) + 1
             r788: list[Any] = []
             for _ in range(k789):
-                x &= (1 << q) - 1
                 w789, q = d_SignalStatusPackage_regional_item(x, q)
                 r788.append(w789)
             r778['regional'] = r788
@@ -2628,7 +2619,6 @@ def d_AdvisorySpeedList(x: int, q: int) -> tuple[Any, int]:
             k819 = ((x >> q) & 3) + 1
             r818: list[Any] = []
             for _ in range(k819):
-                x &= (1 << q) - 1
                 w819, q = d_AdvisorySpeed_regional_item(x, q)
                 r818.append(w819)
             r815['regional'] = r818
@@ -3519,7 +3509,6 @@ def d_GeneralIviContainer(x: int, q: int) -> tuple[Any, int]:
                 k998 = ((x >> q) & 7) + 1
             r997: list[Any] = []
             for _ in range(k998):
-                x &= (1 << q) - 1
                 r999: dict[str, Any] = {}
                 q -= 3
                 h1000 = (x >> q) & 7
@@ -3556,7 +3545,6 @@ def d_GeneralIviContainer(x: int, q: int) -> tuple[Any, int]:
             k1002 = ((x >> q) & 3) + 1
         r1001: list[Any] = []
         for _ in range(k1002):
-            x &= (1 << q) - 1
             r1003: dict[str, Any] = {}
             q -= 1
             h1004 = (x >> q) & 1
@@ -3579,7 +3567,6 @@ def d_GeneralIviContainer(x: int, q: int) -> tuple[Any, int]:
                 k1006 = ((x >> q) & 3) + 1
             r1005: list[Any] = []
             for _ in range(k1006):
-                x &= (1 << q) - 1
                 r1007: dict[str, Any] = {}
                 q -= 1
                 h1008 = (x >> q) & 1
@@ -3721,7 +3708,6 @@ def d_RoadConfigurationContainer(x: int, q: int) -> tuple[Any, int]:
             k1095 = ((x >> q) & 15) + 1
         r1094: list[Any] = []
         for _ in range(k1095):
-            x &= (1 << q) - 1
             r1096: dict[str, Any] = {}
             q -= 10
             t_ = (x >> q) & 1023
@@ -4029,7 +4015,6 @@ def d_TextContainer(x: int, q: int) -> tuple[Any, int]:
                 k1155 = ((x >> q) & 3) + 1
             r1154: list[Any] = []
             for _ in range(k1155):
-                x &= (1 << q) - 1
                 r1156: dict[str, Any] = {}
                 q -= 1
                 h1157 = (x >> q) & 1
@@ -4077,7 +4062,6 @@ def d_TextContainer(x: int, q: int) -> tuple[Any, int]:
                             k1161 = ((x >> q) & 7) + 1
                         r1160: list[Any] = []
                         for _ in range(k1161):
-                            x &= (1 << q) - 1
                             r1162: dict[str, Any] = {}
                             q -= 3
                             h1163 = (x >> q) & 7
@@ -4379,7 +4363,6 @@ def d_AutomatedVehicleContainer(x: int, q: int) -> tuple[Any, int]:
                 k1252 = ((x >> q) & 7) + 1
             r1251: list[Any] = []
             for _ in range(k1252):
-                x &= (1 << q) - 1
                 r1253: dict[str, Any] = {}
                 q -= 3
                 h1254 = (x >> q) & 7
@@ -4396,7 +4379,6 @@ def d_AutomatedVehicleContainer(x: int, q: int) -> tuple[Any, int]:
             k1256 = ((x >> q) & 7) + 1
             r1255: list[Any] = []
             for _ in range(k1256):
-                x &= (1 << q) - 1
                 r1257: dict[str, Any] = {}
                 q -= 10
                 t_ = (x >> q) & 1023
@@ -4431,7 +4413,6 @@ def d_AutomatedVehicleContainer(x: int, q: int) -> tuple[Any, int]:
             k1260 = ((x >> q) & 7) + 1
             r1259: list[Any] = []
             for _ in range(k1260):
-                x &= (1 << q) - 1
                 r1261: dict[str, Any] = {}
                 q -= 11
                 t_ = (x >> q) & 2047
@@ -5192,7 +5173,6 @@ def d_NodeSetXY(x: int, q: int) -> tuple[Any, int]:
                 k1416 = ((x >> q) & 7) + 1
                 r1415: list[Any] = []
                 for _ in range(k1416):
-                    x &= (1 << q) - 1
                     w1416, q = d_LaneDataAttribute(x, q)
                     r1415.append(w1416)
                 r1404['data'] = r1415
@@ -5207,7 +5187,6 @@ def d_NodeSetXY(x: int, q: int) -> tuple[Any, int]:
                 k1418 = ((x >> q) & 3) + 1
                 r1417: list[Any] = []
                 for _ in range(k1418):
-                    x &= (1 << q) - 1
                     w1418, q = d_NodeAttributeSetXY_regional_item(x, q)
                     r1417.append(w1418)
                 r1404['regional'] = r1417
@@ -5680,7 +5659,6 @@ def d_TrailerCharacteristicsList(x: int, q: int) -> tuple[Any, int]:
                 k1497 = ((x >> q) & 3) + 1
             r1496: list[Any] = []
             for _ in range(k1497):
-                x &= (1 << q) - 1
                 w1497, q = d_VehicleCharacteristicsFixValues_2(x, q)
                 r1496.append(w1497)
             r1494['equalTo'] = r1496
@@ -5693,7 +5671,6 @@ def d_TrailerCharacteristicsList(x: int, q: int) -> tuple[Any, int]:
                 k1499 = ((x >> q) & 3) + 1
             r1498: list[Any] = []
             for _ in range(k1499):
-                x &= (1 << q) - 1
                 w1499, q = d_VehicleCharacteristicsFixValues_2(x, q)
                 r1498.append(w1499)
             r1494['notEqualTo'] = r1498
@@ -5706,7 +5683,6 @@ def d_TrailerCharacteristicsList(x: int, q: int) -> tuple[Any, int]:
                 k1501 = ((x >> q) & 3) + 1
             r1500: list[Any] = []
             for _ in range(k1501):
-                x &= (1 << q) - 1
                 r1502: dict[str, Any] = {}
                 q -= 2
                 r1502['comparisonOperator'] = (x >> q) & 3
@@ -6170,7 +6146,6 @@ def d_CompleteVehicleCharacteristics(x: int, q: int) -> tuple[Any, int]:
                     k1640 = ((x >> q) & 3) + 1
                 r1639: list[Any] = []
                 for _ in range(k1640):
-                    x &= (1 << q) - 1
                     w1640, q = d_VehicleCharacteristicsFixValues_2(x, q)
                     r1639.append(w1640)
                 r1637['equalTo'] = r1639
@@ -6183,7 +6158,6 @@ def d_CompleteVehicleCharacteristics(x: int, q: int) -> tuple[Any, int]:
                     k1642 = ((x >> q) & 3) + 1
                 r1641: list[Any] = []
                 for _ in range(k1642):
-                    x &= (1 << q) - 1
                     w1642, q = d_VehicleCharacteristicsFixValues_2(x, q)
                     r1641.append(w1642)
                 r1637['notEqualTo'] = r1641
@@ -6196,7 +6170,6 @@ def d_CompleteVehicleCharacteristics(x: int, q: int) -> tuple[Any, int]:
                     k1644 = ((x >> q) & 3) + 1
                 r1643: list[Any] = []
                 for _ in range(k1644):
-                    x &= (1 << q) - 1
                     w1644, q = d_VehicleCharacteristicsRanges(x, q)
                     r1643.append(w1644)
                 r1637['ranges'] = r1643
@@ -8728,7 +8701,6 @@ def d_InternationalSign_destinationInformation(x: int, q: int) -> tuple[Any, int
                 k2154 = ((x >> q) & 3) + 1
             r2153: list[Any] = []
             for _ in range(k2154):
-                x &= (1 << q) - 1
                 w2154, q = d_DestinationPlace(x, q)
                 r2153.append(w2154)
             r2151['destPlace'] = r2153
@@ -8741,7 +8713,6 @@ def d_InternationalSign_destinationInformation(x: int, q: int) -> tuple[Any, int
                 k2156 = ((x >> q) & 3) + 1
             r2155: list[Any] = []
             for _ in range(k2156):
-                x &= (1 << q) - 1
                 w2156, q = d_DestinationRoad(x, q)
                 r2155.append(w2156)
             r2151['destRoad'] = r2155

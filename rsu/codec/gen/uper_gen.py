@@ -111,13 +111,19 @@ class Generator:
 
     def _inline(self, t: AsnType, node: Node) -> bool:
         """Write a SEQUENCE or SEQUENCE OF in place of a call (a Python call costs more than the
-        few operations most of them are), at most INLINE_DEPTH levels deep, never a type inside itself."""
+        few operations most of them are), at most INLINE_DEPTH levels deep, never a type inside itself;
+        a flat SEQUENCE (of primitives only: a few lines) at any depth."""
         return (
             node.kind in ("SEQUENCE", "SEQUENCE OF")
-            and 0 < len(self.stack) <= INLINE_DEPTH
+            and len(self.stack) > 0
+            and (len(self.stack) <= INLINE_DEPTH or self._flat(node))
             and id(node) not in self.stack
             and type(t).__name__ in ("Sequence", "SequenceOf")
         )
+
+    @staticmethod
+    def _flat(node: Node) -> bool:
+        return node.kind == "SEQUENCE" and all(m.node.kind not in CONSTRUCTED for m in node.member_map.values())
 
     # --- encoding ------------------------------------------------------------------------------
     def enc(self, t: AsnType, node: Node, expr: str, acc: str, ind: str, hint: str, member: bool = False) -> list[str]:

@@ -22,22 +22,22 @@ _E_BasicVehicleRole_4: dict[str, int] = {'basicVehicle': 0, 'publicTransport': 1
 _E_RequestSubRole_5: dict[str, int] = {'requestSubRoleUnKnown': 0, 'requestSubRole1': 1, 'requestSubRole2': 2, 'requestSubRole3': 3, 'requestSubRole4': 4, 'requestSubRole5': 5, 'requestSubRole6': 6, 'requestSubRole7': 7, 'requestSubRole8': 8, 'requestSubRole9': 9, 'requestSubRole10': 10, 'requestSubRole11': 11, 'requestSubRole12': 12, 'requestSubRole13': 13, 'requestSubRole14': 14, 'requestSubRoleReserved': 15}
 _E_RequestImportanceLevel_6: dict[str, int] = {'requestImportanceLevelUnKnown': 0, 'requestImportanceLevel1': 1, 'requestImportanceLevel2': 2, 'requestImportanceLevel3': 3, 'requestImportanceLevel4': 4, 'requestImportanceLevel5': 5, 'requestImportanceLevel6': 6, 'requestImportanceLevel7': 7, 'requestImportanceLevel8': 8, 'requestImportanceLevel9': 9, 'requestImportanceLevel10': 10, 'requestImportanceLevel11': 11, 'requestImportanceLevel12': 12, 'requestImportanceLevel13': 13, 'requestImportanceLevel14': 14, 'requestImportanceReserved': 15}
 _E_VehicleType_7: dict[str, int] = {'none': 0, 'unknown': 1, 'special': 2, 'moto': 3, 'car': 4, 'carOther': 5, 'bus': 6, 'axleCnt2': 7, 'axleCnt3': 8, 'axleCnt4': 9, 'axleCnt4Trailer': 10, 'axleCnt5Trailer': 11, 'axleCnt6Trailer': 12, 'axleCnt5MultiTrailer': 13, 'axleCnt6MultiTrailer': 14, 'axleCnt7MultiTrailer': 15}
-_E_TransitVehicleOccupancy_8: dict[str, int] = {'occupancyUnknown': 0, 'occupancyEmpty': 1, 'occupancyVeryLow': 2, 'occupancyLow': 3, 'occupancyMed': 4, 'occupancyHigh': 5, 'occupancyNearlyFull': 6, 'occupancyFull': 7}
-_D_BasicVehicleRole_9: tuple[str, ...] = ('basicVehicle', 'publicTransport', 'specialTransport', 'dangerousGoods', 'roadWork', 'roadRescue', 'emergency', 'safetyCar', 'none-unknown', 'truck', 'motorcycle', 'roadSideSource', 'police', 'fire', 'ambulance', 'dot', 'transit', 'slowMoving', 'stopNgo', 'cyclist', 'pedestrian', 'nonMotorized', 'military')
-_D_RequestSubRole_10: tuple[str, ...] = ('requestSubRoleUnKnown', 'requestSubRole1', 'requestSubRole2', 'requestSubRole3', 'requestSubRole4', 'requestSubRole5', 'requestSubRole6', 'requestSubRole7', 'requestSubRole8', 'requestSubRole9', 'requestSubRole10', 'requestSubRole11', 'requestSubRole12', 'requestSubRole13', 'requestSubRole14', 'requestSubRoleReserved')
-_D_RequestImportanceLevel_11: tuple[str, ...] = ('requestImportanceLevelUnKnown', 'requestImportanceLevel1', 'requestImportanceLevel2', 'requestImportanceLevel3', 'requestImportanceLevel4', 'requestImportanceLevel5', 'requestImportanceLevel6', 'requestImportanceLevel7', 'requestImportanceLevel8', 'requestImportanceLevel9', 'requestImportanceLevel10', 'requestImportanceLevel11', 'requestImportanceLevel12', 'requestImportanceLevel13', 'requestImportanceLevel14', 'requestImportanceReserved')
-_D_VehicleType_12: tuple[str, ...] = ('none', 'unknown', 'special', 'moto', 'car', 'carOther', 'bus', 'axleCnt2', 'axleCnt3', 'axleCnt4', 'axleCnt4Trailer', 'axleCnt5Trailer', 'axleCnt6Trailer', 'axleCnt5MultiTrailer', 'axleCnt6MultiTrailer', 'axleCnt7MultiTrailer')
-_D_TransitVehicleOccupancy_13: tuple[str, ...] = ('occupancyUnknown', 'occupancyEmpty', 'occupancyVeryLow', 'occupancyLow', 'occupancyMed', 'occupancyHigh', 'occupancyNearlyFull', 'occupancyFull')
-_E_RTCM_Revision_14: dict[str, int] = {'unknown': 0, 'rtcmRev2': 1, 'rtcmRev3': 2, 'reserved': 3}
-_E_TransmissionState_15: dict[str, int] = {'neutral': 0, 'park': 1, 'forwardGears': 2, 'reverseGears': 3, 'reserved1': 4, 'reserved2': 5, 'reserved3': 6, 'unavailable': 7}
-_E_TimeConfidence_16: dict[str, int] = {'unavailable': 0, 'time-100-000': 1, 'time-050-000': 2, 'time-020-000': 3, 'time-010-000': 4, 'time-002-000': 5, 'time-001-000': 6, 'time-000-500': 7, 'time-000-200': 8, 'time-000-100': 9, 'time-000-050': 10, 'time-000-020': 11, 'time-000-010': 12, 'time-000-005': 13, 'time-000-002': 14, 'time-000-001': 15, 'time-000-000-5': 16, 'time-000-000-2': 17, 'time-000-000-1': 18, 'time-000-000-05': 19, 'time-000-000-02': 20, 'time-000-000-01': 21, 'time-000-000-005': 22, 'time-000-000-002': 23, 'time-000-000-001': 24, 'time-000-000-000-5': 25, 'time-000-000-000-2': 26, 'time-000-000-000-1': 27, 'time-000-000-000-05': 28, 'time-000-000-000-02': 29, 'time-000-000-000-01': 30, 'time-000-000-000-005': 31, 'time-000-000-000-002': 32, 'time-000-000-000-001': 33, 'time-000-000-000-000-5': 34, 'time-000-000-000-000-2': 35, 'time-000-000-000-000-1': 36, 'time-000-000-000-000-05': 37, 'time-000-000-000-000-02': 38, 'time-000-000-000-000-01': 39}
-_E_PositionConfidence_17: dict[str, int] = {'unavailable': 0, 'a500m': 1, 'a200m': 2, 'a100m': 3, 'a50m': 4, 'a20m': 5, 'a10m': 6, 'a5m': 7, 'a2m': 8, 'a1m': 9, 'a50cm': 10, 'a20cm': 11, 'a10cm': 12, 'a5cm': 13, 'a2cm': 14, 'a1cm': 15}
-_E_ElevationConfidence_18: dict[str, int] = {'unavailable': 0, 'elev-500-00': 1, 'elev-200-00': 2, 'elev-100-00': 3, 'elev-050-00': 4, 'elev-020-00': 5, 'elev-010-00': 6, 'elev-005-00': 7, 'elev-002-00': 8, 'elev-001-00': 9, 'elev-000-50': 10, 'elev-000-20': 11, 'elev-000-10': 12, 'elev-000-05': 13, 'elev-000-02': 14, 'elev-000-01': 15}
-_E_HeadingConfidence_19: dict[str, int] = {'unavailable': 0, 'prec10deg': 1, 'prec05deg': 2, 'prec01deg': 3, 'prec0-1deg': 4, 'prec0-05deg': 5, 'prec0-01deg': 6, 'prec0-0125deg': 7}
-_E_SpeedConfidence_20: dict[str, int] = {'unavailable': 0, 'prec100ms': 1, 'prec10ms': 2, 'prec5ms': 3, 'prec1ms': 4, 'prec0-1ms': 5, 'prec0-05ms': 6, 'prec0-01ms': 7}
-_E_ThrottleConfidence_21: dict[str, int] = {'unavailable': 0, 'prec10percent': 1, 'prec1percent': 2, 'prec0-5percent': 3}
-_D_RTCM_Revision_22: tuple[str, ...] = ('unknown', 'rtcmRev2', 'rtcmRev3', 'reserved')
-_D_TransmissionState_23: tuple[str, ...] = ('neutral', 'park', 'forwardGears', 'reverseGears', 'reserved1', 'reserved2', 'reserved3', 'unavailable')
+_E_TransmissionState_8: dict[str, int] = {'neutral': 0, 'park': 1, 'forwardGears': 2, 'reverseGears': 3, 'reserved1': 4, 'reserved2': 5, 'reserved3': 6, 'unavailable': 7}
+_E_TransitVehicleOccupancy_9: dict[str, int] = {'occupancyUnknown': 0, 'occupancyEmpty': 1, 'occupancyVeryLow': 2, 'occupancyLow': 3, 'occupancyMed': 4, 'occupancyHigh': 5, 'occupancyNearlyFull': 6, 'occupancyFull': 7}
+_D_BasicVehicleRole_10: tuple[str, ...] = ('basicVehicle', 'publicTransport', 'specialTransport', 'dangerousGoods', 'roadWork', 'roadRescue', 'emergency', 'safetyCar', 'none-unknown', 'truck', 'motorcycle', 'roadSideSource', 'police', 'fire', 'ambulance', 'dot', 'transit', 'slowMoving', 'stopNgo', 'cyclist', 'pedestrian', 'nonMotorized', 'military')
+_D_RequestSubRole_11: tuple[str, ...] = ('requestSubRoleUnKnown', 'requestSubRole1', 'requestSubRole2', 'requestSubRole3', 'requestSubRole4', 'requestSubRole5', 'requestSubRole6', 'requestSubRole7', 'requestSubRole8', 'requestSubRole9', 'requestSubRole10', 'requestSubRole11', 'requestSubRole12', 'requestSubRole13', 'requestSubRole14', 'requestSubRoleReserved')
+_D_RequestImportanceLevel_12: tuple[str, ...] = ('requestImportanceLevelUnKnown', 'requestImportanceLevel1', 'requestImportanceLevel2', 'requestImportanceLevel3', 'requestImportanceLevel4', 'requestImportanceLevel5', 'requestImportanceLevel6', 'requestImportanceLevel7', 'requestImportanceLevel8', 'requestImportanceLevel9', 'requestImportanceLevel10', 'requestImportanceLevel11', 'requestImportanceLevel12', 'requestImportanceLevel13', 'requestImportanceLevel14', 'requestImportanceReserved')
+_D_VehicleType_13: tuple[str, ...] = ('none', 'unknown', 'special', 'moto', 'car', 'carOther', 'bus', 'axleCnt2', 'axleCnt3', 'axleCnt4', 'axleCnt4Trailer', 'axleCnt5Trailer', 'axleCnt6Trailer', 'axleCnt5MultiTrailer', 'axleCnt6MultiTrailer', 'axleCnt7MultiTrailer')
+_D_TransmissionState_14: tuple[str, ...] = ('neutral', 'park', 'forwardGears', 'reverseGears', 'reserved1', 'reserved2', 'reserved3', 'unavailable')
+_D_TransitVehicleOccupancy_15: tuple[str, ...] = ('occupancyUnknown', 'occupancyEmpty', 'occupancyVeryLow', 'occupancyLow', 'occupancyMed', 'occupancyHigh', 'occupancyNearlyFull', 'occupancyFull')
+_E_RTCM_Revision_16: dict[str, int] = {'unknown': 0, 'rtcmRev2': 1, 'rtcmRev3': 2, 'reserved': 3}
+_E_TimeConfidence_17: dict[str, int] = {'unavailable': 0, 'time-100-000': 1, 'time-050-000': 2, 'time-020-000': 3, 'time-010-000': 4, 'time-002-000': 5, 'time-001-000': 6, 'time-000-500': 7, 'time-000-200': 8, 'time-000-100': 9, 'time-000-050': 10, 'time-000-020': 11, 'time-000-010': 12, 'time-000-005': 13, 'time-000-002': 14, 'time-000-001': 15, 'time-000-000-5': 16, 'time-000-000-2': 17, 'time-000-000-1': 18, 'time-000-000-05': 19, 'time-000-000-02': 20, 'time-000-000-01': 21, 'time-000-000-005': 22, 'time-000-000-002': 23, 'time-000-000-001': 24, 'time-000-000-000-5': 25, 'time-000-000-000-2': 26, 'time-000-000-000-1': 27, 'time-000-000-000-05': 28, 'time-000-000-000-02': 29, 'time-000-000-000-01': 30, 'time-000-000-000-005': 31, 'time-000-000-000-002': 32, 'time-000-000-000-001': 33, 'time-000-000-000-000-5': 34, 'time-000-000-000-000-2': 35, 'time-000-000-000-000-1': 36, 'time-000-000-000-000-05': 37, 'time-000-000-000-000-02': 38, 'time-000-000-000-000-01': 39}
+_E_PositionConfidence_18: dict[str, int] = {'unavailable': 0, 'a500m': 1, 'a200m': 2, 'a100m': 3, 'a50m': 4, 'a20m': 5, 'a10m': 6, 'a5m': 7, 'a2m': 8, 'a1m': 9, 'a50cm': 10, 'a20cm': 11, 'a10cm': 12, 'a5cm': 13, 'a2cm': 14, 'a1cm': 15}
+_E_ElevationConfidence_19: dict[str, int] = {'unavailable': 0, 'elev-500-00': 1, 'elev-200-00': 2, 'elev-100-00': 3, 'elev-050-00': 4, 'elev-020-00': 5, 'elev-010-00': 6, 'elev-005-00': 7, 'elev-002-00': 8, 'elev-001-00': 9, 'elev-000-50': 10, 'elev-000-20': 11, 'elev-000-10': 12, 'elev-000-05': 13, 'elev-000-02': 14, 'elev-000-01': 15}
+_E_HeadingConfidence_20: dict[str, int] = {'unavailable': 0, 'prec10deg': 1, 'prec05deg': 2, 'prec01deg': 3, 'prec0-1deg': 4, 'prec0-05deg': 5, 'prec0-01deg': 6, 'prec0-0125deg': 7}
+_E_SpeedConfidence_21: dict[str, int] = {'unavailable': 0, 'prec100ms': 1, 'prec10ms': 2, 'prec5ms': 3, 'prec1ms': 4, 'prec0-1ms': 5, 'prec0-05ms': 6, 'prec0-01ms': 7}
+_E_ThrottleConfidence_22: dict[str, int] = {'unavailable': 0, 'prec10percent': 1, 'prec1percent': 2, 'prec0-5percent': 3}
+_D_RTCM_Revision_23: tuple[str, ...] = ('unknown', 'rtcmRev2', 'rtcmRev3', 'reserved')
 _D_TimeConfidence_24: tuple[str, ...] = ('unavailable', 'time-100-000', 'time-050-000', 'time-020-000', 'time-010-000', 'time-002-000', 'time-001-000', 'time-000-500', 'time-000-200', 'time-000-100', 'time-000-050', 'time-000-020', 'time-000-010', 'time-000-005', 'time-000-002', 'time-000-001', 'time-000-000-5', 'time-000-000-2', 'time-000-000-1', 'time-000-000-05', 'time-000-000-02', 'time-000-000-01', 'time-000-000-005', 'time-000-000-002', 'time-000-000-001', 'time-000-000-000-5', 'time-000-000-000-2', 'time-000-000-000-1', 'time-000-000-000-05', 'time-000-000-000-02', 'time-000-000-000-01', 'time-000-000-000-005', 'time-000-000-000-002', 'time-000-000-000-001', 'time-000-000-000-000-5', 'time-000-000-000-000-2', 'time-000-000-000-000-1', 'time-000-000-000-000-05', 'time-000-000-000-000-02', 'time-000-000-000-000-01')
 _D_PositionConfidence_25: tuple[str, ...] = ('unavailable', 'a500m', 'a200m', 'a100m', 'a50m', 'a20m', 'a10m', 'a5m', 'a2m', 'a1m', 'a50cm', 'a20cm', 'a10cm', 'a5cm', 'a2cm', 'a1cm')
 _D_ElevationConfidence_26: tuple[str, ...] = ('unavailable', 'elev-500-00', 'elev-200-00', 'elev-100-00', 'elev-050-00', 'elev-020-00', 'elev-010-00', 'elev-005-00', 'elev-002-00', 'elev-001-00', 'elev-000-50', 'elev-000-20', 'elev-000-10', 'elev-000-05', 'elev-000-02', 'elev-000-01')
@@ -117,1349 +117,1409 @@ def e_SPATEM(v: Any) -> int:
     k14 = len(v12)
     a13 = a13 << 5 | (k14 - 1)
     for w14 in v12:
-        a29 = 1
-        a29 = a29 << 7 | ('name' in w14) << 5 | ('moy' in w14) << 4 | ('timeStamp' in w14) << 3 | ('enabledLanes' in w14) << 2 | ('maneuverAssistList' in w14) << 1 | ('regional' in w14)
+        a32 = 1
+        a32 = a32 << 7 | ('name' in w14) << 5 | ('moy' in w14) << 4 | ('timeStamp' in w14) << 3 | ('enabledLanes' in w14) << 2 | ('maneuverAssistList' in w14) << 1 | ('regional' in w14)
         if 'name' in w14:
-            b32 = w14['name'].encode('ascii')
-            a29 = a29 << 6 | (len(b32) - 1)
-            a29 = a29 << 7 * len(b32) | _rt.ia5_pack(b32)
-        s_ = e_IntersectionReferenceID(w14['id'])
-        a29 = ((a29 - 1) << (s_.bit_length() - 1)) + s_
-        a29 = a29 << 7 | w14['revision']
-        d36, k37 = w14['status']
-        a29 = a29 << k37 | int.from_bytes(d36, 'big') >> (8 * len(d36) - k37)
+            b35 = w14['name'].encode('ascii')
+            a32 = a32 << 6 | (len(b35) - 1)
+            a32 = a32 << 7 * len(b35) | _rt.ia5_pack(b35)
+        v36 = w14['id']
+        a32 = a32 << 1 | ('region' in v36)
+        if 'region' in v36:
+            a32 = a32 << 16 | v36['region']
+        a32 = a32 << 23 | (v36['id']) << 7 | (w14['revision'])
+        d42, k43 = w14['status']
+        a32 = a32 << k43 | int.from_bytes(d42, 'big') >> (8 * len(d42) - k43)
         if 'moy' in w14:
-            a29 = a29 << 20 | w14['moy']
+            a32 = a32 << 20 | w14['moy']
         if 'timeStamp' in w14:
-            a29 = a29 << 16 | w14['timeStamp']
+            a32 = a32 << 16 | w14['timeStamp']
         if 'enabledLanes' in w14:
             s_ = e_EnabledLaneList(w14['enabledLanes'])
-            a29 = ((a29 - 1) << (s_.bit_length() - 1)) + s_
+            a32 = ((a32 - 1) << (s_.bit_length() - 1)) + s_
         s_ = e_MovementList(w14['states'])
-        a29 = ((a29 - 1) << (s_.bit_length() - 1)) + s_
+        a32 = ((a32 - 1) << (s_.bit_length() - 1)) + s_
         if 'maneuverAssistList' in w14:
             s_ = e_ManeuverAssistList(w14['maneuverAssistList'])
-            a29 = ((a29 - 1) << (s_.bit_length() - 1)) + s_
+            a32 = ((a32 - 1) << (s_.bit_length() - 1)) + s_
         if 'regional' in w14:
             s_ = e_IntersectionState_regional(w14['regional'])
-            a29 = ((a29 - 1) << (s_.bit_length() - 1)) + s_
-        a13 = ((a13 - 1) << (a29.bit_length() - 1)) + a29
+            a32 = ((a32 - 1) << (s_.bit_length() - 1)) + s_
+        a13 = ((a13 - 1) << (a32.bit_length() - 1)) + a32
     a = ((a - 1) << (a13.bit_length() - 1)) + a13
     if 'regional' in v7:
-        v44 = v7['regional']
-        a45 = 1
-        k46 = len(v44)
-        a45 = a45 << 2 | (k46 - 1)
-        for w46 in v44:
-            s_ = e_SPAT_regional_item(w46)
-            a45 = ((a45 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a45.bit_length() - 1)) + a45
+        v50 = v7['regional']
+        a51 = 1
+        k52 = len(v50)
+        a51 = a51 << 2 | (k52 - 1)
+        for w52 in v50:
+            s_ = e_SPAT_regional_item(w52)
+            a51 = ((a51 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a51.bit_length() - 1)) + a51
     return a
 
 def d_SPATEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r48: dict[str, Any] = {}
+    r54: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r48['protocolVersion'] = (t_ >> 40) & 255
-    r48['messageID'] = (t_ >> 32) & 255
-    r48['stationID'] = t_ & 4294967295
-    r['header'] = r48
-    r50: dict[str, Any] = {}
+    r54['protocolVersion'] = (t_ >> 40) & 255
+    r54['messageID'] = (t_ >> 32) & 255
+    r54['stationID'] = t_ & 4294967295
+    r['header'] = r54
+    r56: dict[str, Any] = {}
     q -= 4
-    h51 = (x >> q) & 15
-    if h51 & 4:
+    h57 = (x >> q) & 15
+    if h57 & 4:
         q -= 20
-        r50['timeStamp'] = (x >> q) & 1048575
-    if h51 & 2:
+        r56['timeStamp'] = (x >> q) & 1048575
+    if h57 & 2:
         q -= 6
-        k52 = ((x >> q) & 63) + 1
-        q -= 7 * k52
-        r50['name'] = _rt.ia5((x >> q) & ((1 << (7 * k52)) - 1), k52)
+        k58 = ((x >> q) & 63) + 1
+        q -= 7 * k58
+        r56['name'] = _rt.ia5((x >> q) & ((1 << (7 * k58)) - 1), k58)
     q -= 5
-    k54 = ((x >> q) & 31) + 1
-    r53: list[Any] = []
-    for _ in range(k54):
+    k60 = ((x >> q) & 31) + 1
+    r59: list[Any] = []
+    for _ in range(k60):
         x &= (1 << q) - 1
-        r55: dict[str, Any] = {}
+        r61: dict[str, Any] = {}
         q -= 7
-        h56 = (x >> q) & 127
-        if h56 & 32:
+        h62 = (x >> q) & 127
+        if h62 & 32:
             q -= 6
-            k57 = ((x >> q) & 63) + 1
-            q -= 7 * k57
-            r55['name'] = _rt.ia5((x >> q) & ((1 << (7 * k57)) - 1), k57)
-        r55['id'], q = d_IntersectionReferenceID(x, q)
+            k63 = ((x >> q) & 63) + 1
+            q -= 7 * k63
+            r61['name'] = _rt.ia5((x >> q) & ((1 << (7 * k63)) - 1), k63)
+        r64: dict[str, Any] = {}
+        q -= 1
+        h65 = (x >> q) & 1
+        if h65 & 1:
+            q -= 16
+            r64['region'] = (x >> q) & 65535
+        q -= 16
+        r64['id'] = (x >> q) & 65535
+        r61['id'] = r64
         q -= 23
         t_ = (x >> q) & 8388607
-        r55['revision'] = (t_ >> 16) & 127
-        r55['status'] = (((t_ & 65535) << 0).to_bytes(2, 'big'), 16)
-        if h56 & 16:
+        r61['revision'] = (t_ >> 16) & 127
+        r61['status'] = (((t_ & 65535) << 0).to_bytes(2, 'big'), 16)
+        if h62 & 16:
             q -= 20
-            r55['moy'] = (x >> q) & 1048575
-        if h56 & 8:
+            r61['moy'] = (x >> q) & 1048575
+        if h62 & 8:
             q -= 16
-            r55['timeStamp'] = (x >> q) & 65535
-        if h56 & 4:
-            r55['enabledLanes'], q = d_EnabledLaneList(x, q)
-        r55['states'], q = d_MovementList(x, q)
-        if h56 & 2:
-            r55['maneuverAssistList'], q = d_ManeuverAssistList(x, q)
-        if h56 & 1:
-            r55['regional'], q = d_IntersectionState_regional(x, q)
-        if h56 >> 6:
+            r61['timeStamp'] = (x >> q) & 65535
+        if h62 & 4:
+            r61['enabledLanes'], q = d_EnabledLaneList(x, q)
+        r61['states'], q = d_MovementList(x, q)
+        if h62 & 2:
+            r61['maneuverAssistList'], q = d_ManeuverAssistList(x, q)
+        if h62 & 1:
+            r61['regional'], q = d_IntersectionState_regional(x, q)
+        if h62 >> 6:
             q = _rt.skip_additions(x, q)
-        r53.append(r55)
-    r50['intersections'] = r53
-    if h51 & 1:
+        r59.append(r61)
+    r56['intersections'] = r59
+    if h57 & 1:
         q -= 2
-        k60 = ((x >> q) & 3) + 1
-        r59: list[Any] = []
-        for _ in range(k60):
+        k68 = ((x >> q) & 3) + 1
+        r67: list[Any] = []
+        for _ in range(k68):
             x &= (1 << q) - 1
-            w60, q = d_SPAT_regional_item(x, q)
-            r59.append(w60)
-        r50['regional'] = r59
-    if h51 >> 3:
+            w68, q = d_SPAT_regional_item(x, q)
+            r67.append(w68)
+        r56['regional'] = r67
+    if h57 >> 3:
         q = _rt.skip_additions(x, q)
-    r['spat'] = r50
+    r['spat'] = r56
     return r, q
 
 
 def e_MAPEM(v: Any) -> int:
     a: int = 1
-    v62 = v['header']
-    a = a << 48 | (v62['protocolVersion']) << 40 | (v62['messageID']) << 32 | (v62['stationID'])
-    v67 = v['map']
-    a = a << 9 | ('timeStamp' in v67) << 7 | ('layerType' in v67) << 6 | ('layerID' in v67) << 5 | ('intersections' in v67) << 4 | ('roadSegments' in v67) << 3 | ('dataParameters' in v67) << 2 | ('restrictionList' in v67) << 1 | ('regional' in v67)
-    if 'timeStamp' in v67:
-        a = a << 20 | v67['timeStamp']
-    a = a << 7 | v67['msgIssueRevision']
-    if 'layerType' in v67:
-        w72 = v67['layerType']
-        i73 = _E_LayerType_0.get(w72)
-        if i73 is not None:
-            a = a << 4 | i73
+    v70 = v['header']
+    a = a << 48 | (v70['protocolVersion']) << 40 | (v70['messageID']) << 32 | (v70['stationID'])
+    v75 = v['map']
+    a = a << 9 | ('timeStamp' in v75) << 7 | ('layerType' in v75) << 6 | ('layerID' in v75) << 5 | ('intersections' in v75) << 4 | ('roadSegments' in v75) << 3 | ('dataParameters' in v75) << 2 | ('restrictionList' in v75) << 1 | ('regional' in v75)
+    if 'timeStamp' in v75:
+        a = a << 20 | v75['timeStamp']
+    a = a << 7 | v75['msgIssueRevision']
+    if 'layerType' in v75:
+        w80 = v75['layerType']
+        i81 = _E_LayerType_0.get(w80)
+        if i81 is not None:
+            a = a << 4 | i81
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w72])
-    if 'layerID' in v67:
-        a = a << 7 | v67['layerID']
-    if 'intersections' in v67:
-        v75 = v67['intersections']
-        a76 = 1
-        k77 = len(v75)
-        a76 = a76 << 5 | (k77 - 1)
-        for w77 in v75:
-            a89 = 1
-            a89 = a89 << 6 | ('name' in w77) << 4 | ('laneWidth' in w77) << 3 | ('speedLimits' in w77) << 2 | ('preemptPriorityData' in w77) << 1 | ('regional' in w77)
-            if 'name' in w77:
-                b92 = w77['name'].encode('ascii')
-                a89 = a89 << 6 | (len(b92) - 1)
-                a89 = a89 << 7 * len(b92) | _rt.ia5_pack(b92)
-            s_ = e_IntersectionReferenceID(w77['id'])
-            a89 = ((a89 - 1) << (s_.bit_length() - 1)) + s_
-            a89 = a89 << 7 | w77['revision']
-            s_ = e_Position3D(w77['refPoint'])
-            a89 = ((a89 - 1) << (s_.bit_length() - 1)) + s_
-            if 'laneWidth' in w77:
-                a89 = a89 << 15 | w77['laneWidth']
-            if 'speedLimits' in w77:
-                s_ = e_SpeedLimitList(w77['speedLimits'])
-                a89 = ((a89 - 1) << (s_.bit_length() - 1)) + s_
-            s_ = e_LaneList(w77['laneSet'])
-            a89 = ((a89 - 1) << (s_.bit_length() - 1)) + s_
-            if 'preemptPriorityData' in w77:
-                s_ = e_PreemptPriorityList(w77['preemptPriorityData'])
-                a89 = ((a89 - 1) << (s_.bit_length() - 1)) + s_
-            if 'regional' in w77:
-                s_ = e_IntersectionGeometry_regional(w77['regional'])
-                a89 = ((a89 - 1) << (s_.bit_length() - 1)) + s_
-            a76 = ((a76 - 1) << (a89.bit_length() - 1)) + a89
-        a = ((a - 1) << (a76.bit_length() - 1)) + a76
-    if 'roadSegments' in v67:
-        v101 = v67['roadSegments']
-        a102 = 1
-        k103 = len(v101)
-        a102 = a102 << 5 | (k103 - 1)
-        for w103 in v101:
-            a114 = 1
-            a114 = a114 << 5 | ('name' in w103) << 3 | ('laneWidth' in w103) << 2 | ('speedLimits' in w103) << 1 | ('regional' in w103)
-            if 'name' in w103:
-                b117 = w103['name'].encode('ascii')
-                a114 = a114 << 6 | (len(b117) - 1)
-                a114 = a114 << 7 * len(b117) | _rt.ia5_pack(b117)
-            s_ = e_RoadSegmentReferenceID(w103['id'])
-            a114 = ((a114 - 1) << (s_.bit_length() - 1)) + s_
-            a114 = a114 << 7 | w103['revision']
-            s_ = e_Position3D(w103['refPoint'])
-            a114 = ((a114 - 1) << (s_.bit_length() - 1)) + s_
-            if 'laneWidth' in w103:
-                a114 = a114 << 15 | w103['laneWidth']
-            if 'speedLimits' in w103:
-                s_ = e_SpeedLimitList(w103['speedLimits'])
-                a114 = ((a114 - 1) << (s_.bit_length() - 1)) + s_
-            s_ = e_RoadLaneSetList(w103['roadLaneSet'])
-            a114 = ((a114 - 1) << (s_.bit_length() - 1)) + s_
-            if 'regional' in w103:
-                s_ = e_RoadSegment_regional(w103['regional'])
-                a114 = ((a114 - 1) << (s_.bit_length() - 1)) + s_
-            a102 = ((a102 - 1) << (a114.bit_length() - 1)) + a114
-        a = ((a - 1) << (a102.bit_length() - 1)) + a102
-    if 'dataParameters' in v67:
-        v125 = v67['dataParameters']
-        a = a << 5 | ('processMethod' in v125) << 3 | ('processAgency' in v125) << 2 | ('lastCheckedDate' in v125) << 1 | ('geoidUsed' in v125)
-        if 'processMethod' in v125:
-            b128 = v125['processMethod'].encode('ascii')
-            a = a << 8 | (len(b128) - 1)
-            a = a << 7 * len(b128) | _rt.ia5_pack(b128)
-        if 'processAgency' in v125:
-            b130 = v125['processAgency'].encode('ascii')
-            a = a << 8 | (len(b130) - 1)
-            a = a << 7 * len(b130) | _rt.ia5_pack(b130)
-        if 'lastCheckedDate' in v125:
-            b132 = v125['lastCheckedDate'].encode('ascii')
-            a = a << 8 | (len(b132) - 1)
-            a = a << 7 * len(b132) | _rt.ia5_pack(b132)
-        if 'geoidUsed' in v125:
-            b134 = v125['geoidUsed'].encode('ascii')
-            a = a << 8 | (len(b134) - 1)
-            a = a << 7 * len(b134) | _rt.ia5_pack(b134)
-    if 'restrictionList' in v67:
-        v135 = v67['restrictionList']
-        a136 = 1
-        k137 = len(v135)
-        a136 = a136 << 8 | (k137 - 1)
-        for w137 in v135:
-            a136 = a136 << 8 | w137['id']
-            s_ = e_RestrictionUserTypeList(w137['users'])
-            a136 = ((a136 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a136.bit_length() - 1)) + a136
-    if 'regional' in v67:
-        v141 = v67['regional']
-        a142 = 1
-        k143 = len(v141)
-        a142 = a142 << 2 | (k143 - 1)
-        for w143 in v141:
-            s_ = e_MapData_regional_item(w143)
-            a142 = ((a142 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a142.bit_length() - 1)) + a142
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w80])
+    if 'layerID' in v75:
+        a = a << 7 | v75['layerID']
+    if 'intersections' in v75:
+        v83 = v75['intersections']
+        a84 = 1
+        k85 = len(v83)
+        a84 = a84 << 5 | (k85 - 1)
+        for w85 in v83:
+            a100 = 1
+            a100 = a100 << 6 | ('name' in w85) << 4 | ('laneWidth' in w85) << 3 | ('speedLimits' in w85) << 2 | ('preemptPriorityData' in w85) << 1 | ('regional' in w85)
+            if 'name' in w85:
+                b103 = w85['name'].encode('ascii')
+                a100 = a100 << 6 | (len(b103) - 1)
+                a100 = a100 << 7 * len(b103) | _rt.ia5_pack(b103)
+            v104 = w85['id']
+            a100 = a100 << 1 | ('region' in v104)
+            if 'region' in v104:
+                a100 = a100 << 16 | v104['region']
+            a100 = a100 << 23 | (v104['id']) << 7 | (w85['revision'])
+            s_ = e_Position3D(w85['refPoint'])
+            a100 = ((a100 - 1) << (s_.bit_length() - 1)) + s_
+            if 'laneWidth' in w85:
+                a100 = a100 << 15 | w85['laneWidth']
+            if 'speedLimits' in w85:
+                s_ = e_SpeedLimitList(w85['speedLimits'])
+                a100 = ((a100 - 1) << (s_.bit_length() - 1)) + s_
+            s_ = e_LaneList(w85['laneSet'])
+            a100 = ((a100 - 1) << (s_.bit_length() - 1)) + s_
+            if 'preemptPriorityData' in w85:
+                s_ = e_PreemptPriorityList(w85['preemptPriorityData'])
+                a100 = ((a100 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in w85:
+                s_ = e_IntersectionGeometry_regional(w85['regional'])
+                a100 = ((a100 - 1) << (s_.bit_length() - 1)) + s_
+            a84 = ((a84 - 1) << (a100.bit_length() - 1)) + a100
+        a = ((a - 1) << (a84.bit_length() - 1)) + a84
+    if 'roadSegments' in v75:
+        v115 = v75['roadSegments']
+        a116 = 1
+        k117 = len(v115)
+        a116 = a116 << 5 | (k117 - 1)
+        for w117 in v115:
+            a131 = 1
+            a131 = a131 << 5 | ('name' in w117) << 3 | ('laneWidth' in w117) << 2 | ('speedLimits' in w117) << 1 | ('regional' in w117)
+            if 'name' in w117:
+                b134 = w117['name'].encode('ascii')
+                a131 = a131 << 6 | (len(b134) - 1)
+                a131 = a131 << 7 * len(b134) | _rt.ia5_pack(b134)
+            v135 = w117['id']
+            a131 = a131 << 1 | ('region' in v135)
+            if 'region' in v135:
+                a131 = a131 << 16 | v135['region']
+            a131 = a131 << 23 | (v135['id']) << 7 | (w117['revision'])
+            s_ = e_Position3D(w117['refPoint'])
+            a131 = ((a131 - 1) << (s_.bit_length() - 1)) + s_
+            if 'laneWidth' in w117:
+                a131 = a131 << 15 | w117['laneWidth']
+            if 'speedLimits' in w117:
+                s_ = e_SpeedLimitList(w117['speedLimits'])
+                a131 = ((a131 - 1) << (s_.bit_length() - 1)) + s_
+            s_ = e_RoadLaneSetList(w117['roadLaneSet'])
+            a131 = ((a131 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in w117:
+                s_ = e_RoadSegment_regional(w117['regional'])
+                a131 = ((a131 - 1) << (s_.bit_length() - 1)) + s_
+            a116 = ((a116 - 1) << (a131.bit_length() - 1)) + a131
+        a = ((a - 1) << (a116.bit_length() - 1)) + a116
+    if 'dataParameters' in v75:
+        v145 = v75['dataParameters']
+        a = a << 5 | ('processMethod' in v145) << 3 | ('processAgency' in v145) << 2 | ('lastCheckedDate' in v145) << 1 | ('geoidUsed' in v145)
+        if 'processMethod' in v145:
+            b148 = v145['processMethod'].encode('ascii')
+            a = a << 8 | (len(b148) - 1)
+            a = a << 7 * len(b148) | _rt.ia5_pack(b148)
+        if 'processAgency' in v145:
+            b150 = v145['processAgency'].encode('ascii')
+            a = a << 8 | (len(b150) - 1)
+            a = a << 7 * len(b150) | _rt.ia5_pack(b150)
+        if 'lastCheckedDate' in v145:
+            b152 = v145['lastCheckedDate'].encode('ascii')
+            a = a << 8 | (len(b152) - 1)
+            a = a << 7 * len(b152) | _rt.ia5_pack(b152)
+        if 'geoidUsed' in v145:
+            b154 = v145['geoidUsed'].encode('ascii')
+            a = a << 8 | (len(b154) - 1)
+            a = a << 7 * len(b154) | _rt.ia5_pack(b154)
+    if 'restrictionList' in v75:
+        v155 = v75['restrictionList']
+        a156 = 1
+        k157 = len(v155)
+        a156 = a156 << 8 | (k157 - 1)
+        for w157 in v155:
+            a156 = a156 << 8 | w157['id']
+            s_ = e_RestrictionUserTypeList(w157['users'])
+            a156 = ((a156 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a156.bit_length() - 1)) + a156
+    if 'regional' in v75:
+        v161 = v75['regional']
+        a162 = 1
+        k163 = len(v161)
+        a162 = a162 << 2 | (k163 - 1)
+        for w163 in v161:
+            s_ = e_MapData_regional_item(w163)
+            a162 = ((a162 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a162.bit_length() - 1)) + a162
     return a
 
 def d_MAPEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r145: dict[str, Any] = {}
+    r165: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r145['protocolVersion'] = (t_ >> 40) & 255
-    r145['messageID'] = (t_ >> 32) & 255
-    r145['stationID'] = t_ & 4294967295
-    r['header'] = r145
-    r147: dict[str, Any] = {}
+    r165['protocolVersion'] = (t_ >> 40) & 255
+    r165['messageID'] = (t_ >> 32) & 255
+    r165['stationID'] = t_ & 4294967295
+    r['header'] = r165
+    r167: dict[str, Any] = {}
     q -= 9
-    h148 = (x >> q) & 511
-    if h148 & 128:
+    h168 = (x >> q) & 511
+    if h168 & 128:
         q -= 20
-        r147['timeStamp'] = (x >> q) & 1048575
+        r167['timeStamp'] = (x >> q) & 1048575
     q -= 7
-    r147['msgIssueRevision'] = (x >> q) & 127
-    if h148 & 64:
+    r167['msgIssueRevision'] = (x >> q) & 127
+    if h168 & 64:
         q -= 1
         if (x >> q) & 1:
-            i149, q = _rt.read_nsnn(x, q)
-            r147['layerType'] = _DX_LayerType_3.get(i149)
+            i169, q = _rt.read_nsnn(x, q)
+            r167['layerType'] = _DX_LayerType_3.get(i169)
         else:
             q -= 3
-            r147['layerType'] = _D_LayerType_2[(x >> q) & 7]
-    if h148 & 32:
+            r167['layerType'] = _D_LayerType_2[(x >> q) & 7]
+    if h168 & 32:
         q -= 7
-        r147['layerID'] = (x >> q) & 127
-    if h148 & 16:
+        r167['layerID'] = (x >> q) & 127
+    if h168 & 16:
         q -= 5
-        k151 = ((x >> q) & 31) + 1
-        r150: list[Any] = []
-        for _ in range(k151):
-            x &= (1 << q) - 1
-            r152: dict[str, Any] = {}
-            q -= 6
-            h153 = (x >> q) & 63
-            if h153 & 16:
-                q -= 6
-                k154 = ((x >> q) & 63) + 1
-                q -= 7 * k154
-                r152['name'] = _rt.ia5((x >> q) & ((1 << (7 * k154)) - 1), k154)
-            r152['id'], q = d_IntersectionReferenceID(x, q)
-            q -= 7
-            r152['revision'] = (x >> q) & 127
-            r152['refPoint'], q = d_Position3D(x, q)
-            if h153 & 8:
-                q -= 15
-                r152['laneWidth'] = (x >> q) & 32767
-            if h153 & 4:
-                r152['speedLimits'], q = d_SpeedLimitList(x, q)
-            r152['laneSet'], q = d_LaneList(x, q)
-            if h153 & 2:
-                r152['preemptPriorityData'], q = d_PreemptPriorityList(x, q)
-            if h153 & 1:
-                r152['regional'], q = d_IntersectionGeometry_regional(x, q)
-            if h153 >> 5:
-                q = _rt.skip_additions(x, q)
-            r150.append(r152)
-        r147['intersections'] = r150
-    if h148 & 8:
-        q -= 5
-        k156 = ((x >> q) & 31) + 1
-        r155: list[Any] = []
-        for _ in range(k156):
-            x &= (1 << q) - 1
-            r157: dict[str, Any] = {}
-            q -= 5
-            h158 = (x >> q) & 31
-            if h158 & 8:
-                q -= 6
-                k159 = ((x >> q) & 63) + 1
-                q -= 7 * k159
-                r157['name'] = _rt.ia5((x >> q) & ((1 << (7 * k159)) - 1), k159)
-            r157['id'], q = d_RoadSegmentReferenceID(x, q)
-            q -= 7
-            r157['revision'] = (x >> q) & 127
-            r157['refPoint'], q = d_Position3D(x, q)
-            if h158 & 4:
-                q -= 15
-                r157['laneWidth'] = (x >> q) & 32767
-            if h158 & 2:
-                r157['speedLimits'], q = d_SpeedLimitList(x, q)
-            r157['roadLaneSet'], q = d_RoadLaneSetList(x, q)
-            if h158 & 1:
-                r157['regional'], q = d_RoadSegment_regional(x, q)
-            if h158 >> 4:
-                q = _rt.skip_additions(x, q)
-            r155.append(r157)
-        r147['roadSegments'] = r155
-    if h148 & 4:
-        r160: dict[str, Any] = {}
-        q -= 5
-        h161 = (x >> q) & 31
-        if h161 & 8:
-            q -= 8
-            k162 = ((x >> q) & 255) + 1
-            q -= 7 * k162
-            r160['processMethod'] = _rt.ia5((x >> q) & ((1 << (7 * k162)) - 1), k162)
-        if h161 & 4:
-            q -= 8
-            k163 = ((x >> q) & 255) + 1
-            q -= 7 * k163
-            r160['processAgency'] = _rt.ia5((x >> q) & ((1 << (7 * k163)) - 1), k163)
-        if h161 & 2:
-            q -= 8
-            k164 = ((x >> q) & 255) + 1
-            q -= 7 * k164
-            r160['lastCheckedDate'] = _rt.ia5((x >> q) & ((1 << (7 * k164)) - 1), k164)
-        if h161 & 1:
-            q -= 8
-            k165 = ((x >> q) & 255) + 1
-            q -= 7 * k165
-            r160['geoidUsed'] = _rt.ia5((x >> q) & ((1 << (7 * k165)) - 1), k165)
-        if h161 >> 4:
-            q = _rt.skip_additions(x, q)
-        r147['dataParameters'] = r160
-    if h148 & 2:
-        q -= 8
-        k167 = ((x >> q) & 255) + 1
-        r166: list[Any] = []
-        for _ in range(k167):
-            x &= (1 << q) - 1
-            r168: dict[str, Any] = {}
-            q -= 8
-            r168['id'] = (x >> q) & 255
-            r168['users'], q = d_RestrictionUserTypeList(x, q)
-            r166.append(r168)
-        r147['restrictionList'] = r166
-    if h148 & 1:
-        q -= 2
-        k171 = ((x >> q) & 3) + 1
+        k171 = ((x >> q) & 31) + 1
         r170: list[Any] = []
         for _ in range(k171):
             x &= (1 << q) - 1
-            w171, q = d_MapData_regional_item(x, q)
-            r170.append(w171)
-        r147['regional'] = r170
-    if h148 >> 8:
+            r172: dict[str, Any] = {}
+            q -= 6
+            h173 = (x >> q) & 63
+            if h173 & 16:
+                q -= 6
+                k174 = ((x >> q) & 63) + 1
+                q -= 7 * k174
+                r172['name'] = _rt.ia5((x >> q) & ((1 << (7 * k174)) - 1), k174)
+            r175: dict[str, Any] = {}
+            q -= 1
+            h176 = (x >> q) & 1
+            if h176 & 1:
+                q -= 16
+                r175['region'] = (x >> q) & 65535
+            q -= 16
+            r175['id'] = (x >> q) & 65535
+            r172['id'] = r175
+            q -= 7
+            r172['revision'] = (x >> q) & 127
+            r172['refPoint'], q = d_Position3D(x, q)
+            if h173 & 8:
+                q -= 15
+                r172['laneWidth'] = (x >> q) & 32767
+            if h173 & 4:
+                r172['speedLimits'], q = d_SpeedLimitList(x, q)
+            r172['laneSet'], q = d_LaneList(x, q)
+            if h173 & 2:
+                r172['preemptPriorityData'], q = d_PreemptPriorityList(x, q)
+            if h173 & 1:
+                r172['regional'], q = d_IntersectionGeometry_regional(x, q)
+            if h173 >> 5:
+                q = _rt.skip_additions(x, q)
+            r170.append(r172)
+        r167['intersections'] = r170
+    if h168 & 8:
+        q -= 5
+        k178 = ((x >> q) & 31) + 1
+        r177: list[Any] = []
+        for _ in range(k178):
+            x &= (1 << q) - 1
+            r179: dict[str, Any] = {}
+            q -= 5
+            h180 = (x >> q) & 31
+            if h180 & 8:
+                q -= 6
+                k181 = ((x >> q) & 63) + 1
+                q -= 7 * k181
+                r179['name'] = _rt.ia5((x >> q) & ((1 << (7 * k181)) - 1), k181)
+            r182: dict[str, Any] = {}
+            q -= 1
+            h183 = (x >> q) & 1
+            if h183 & 1:
+                q -= 16
+                r182['region'] = (x >> q) & 65535
+            q -= 16
+            r182['id'] = (x >> q) & 65535
+            r179['id'] = r182
+            q -= 7
+            r179['revision'] = (x >> q) & 127
+            r179['refPoint'], q = d_Position3D(x, q)
+            if h180 & 4:
+                q -= 15
+                r179['laneWidth'] = (x >> q) & 32767
+            if h180 & 2:
+                r179['speedLimits'], q = d_SpeedLimitList(x, q)
+            r179['roadLaneSet'], q = d_RoadLaneSetList(x, q)
+            if h180 & 1:
+                r179['regional'], q = d_RoadSegment_regional(x, q)
+            if h180 >> 4:
+                q = _rt.skip_additions(x, q)
+            r177.append(r179)
+        r167['roadSegments'] = r177
+    if h168 & 4:
+        r184: dict[str, Any] = {}
+        q -= 5
+        h185 = (x >> q) & 31
+        if h185 & 8:
+            q -= 8
+            k186 = ((x >> q) & 255) + 1
+            q -= 7 * k186
+            r184['processMethod'] = _rt.ia5((x >> q) & ((1 << (7 * k186)) - 1), k186)
+        if h185 & 4:
+            q -= 8
+            k187 = ((x >> q) & 255) + 1
+            q -= 7 * k187
+            r184['processAgency'] = _rt.ia5((x >> q) & ((1 << (7 * k187)) - 1), k187)
+        if h185 & 2:
+            q -= 8
+            k188 = ((x >> q) & 255) + 1
+            q -= 7 * k188
+            r184['lastCheckedDate'] = _rt.ia5((x >> q) & ((1 << (7 * k188)) - 1), k188)
+        if h185 & 1:
+            q -= 8
+            k189 = ((x >> q) & 255) + 1
+            q -= 7 * k189
+            r184['geoidUsed'] = _rt.ia5((x >> q) & ((1 << (7 * k189)) - 1), k189)
+        if h185 >> 4:
+            q = _rt.skip_additions(x, q)
+        r167['dataParameters'] = r184
+    if h168 & 2:
+        q -= 8
+        k191 = ((x >> q) & 255) + 1
+        r190: list[Any] = []
+        for _ in range(k191):
+            x &= (1 << q) - 1
+            r192: dict[str, Any] = {}
+            q -= 8
+            r192['id'] = (x >> q) & 255
+            r192['users'], q = d_RestrictionUserTypeList(x, q)
+            r190.append(r192)
+        r167['restrictionList'] = r190
+    if h168 & 1:
+        q -= 2
+        k195 = ((x >> q) & 3) + 1
+        r194: list[Any] = []
+        for _ in range(k195):
+            x &= (1 << q) - 1
+            w195, q = d_MapData_regional_item(x, q)
+            r194.append(w195)
+        r167['regional'] = r194
+    if h168 >> 8:
         q = _rt.skip_additions(x, q)
-    r['map'] = r147
+    r['map'] = r167
     return r, q
 
 
 def e_IVIM(v: Any) -> int:
     a: int = 1
-    v173 = v['header']
-    a = a << 48 | (v173['protocolVersion']) << 40 | (v173['messageID']) << 32 | (v173['stationID'])
-    v178 = v['ivi']
-    a = a << 1 | ('optional' in v178)
-    v180 = v178['mandatory']
-    ext181 = 'connectedDenms' in v180
-    a = a << 5 | (ext181) << 4 | ('timeStamp' in v180) << 3 | ('validFrom' in v180) << 2 | ('validTo' in v180) << 1 | ('connectedIviStructures' in v180)
-    v182 = v180['serviceProviderId']
-    d185, k186 = v182['countryCode']
-    a = a << k186 | int.from_bytes(d185, 'big') >> (8 * len(d185) - k186)
-    a = a << 14 | v182['providerIdentifier']
-    w189 = v180['iviIdentificationNumber']
-    if 1 <= w189 <= 32767:
-        a = a << 16 | (w189 - 1)
+    v197 = v['header']
+    a = a << 48 | (v197['protocolVersion']) << 40 | (v197['messageID']) << 32 | (v197['stationID'])
+    v202 = v['ivi']
+    a = a << 1 | ('optional' in v202)
+    v204 = v202['mandatory']
+    ext205 = 'connectedDenms' in v204
+    a = a << 5 | (ext205) << 4 | ('timeStamp' in v204) << 3 | ('validFrom' in v204) << 2 | ('validTo' in v204) << 1 | ('connectedIviStructures' in v204)
+    v206 = v204['serviceProviderId']
+    d209, k210 = v206['countryCode']
+    a = a << k210 | int.from_bytes(d209, 'big') >> (8 * len(d209) - k210)
+    a = a << 14 | v206['providerIdentifier']
+    w213 = v204['iviIdentificationNumber']
+    if 1 <= w213 <= 32767:
+        a = a << 16 | (w213 - 1)
     else:
-        a = _rt.uwn(a << 1 | 1, w189)
-    if 'timeStamp' in v180:
-        a = a << 42 | v180['timeStamp']
-    if 'validFrom' in v180:
-        a = a << 42 | v180['validFrom']
-    if 'validTo' in v180:
-        a = a << 42 | v180['validTo']
-    if 'connectedIviStructures' in v180:
-        v193 = v180['connectedIviStructures']
-        a194 = 1
-        k195 = len(v193)
-        a194 = a194 << 3 | (k195 - 1)
-        for w195 in v193:
-            w196 = w195
-            if 1 <= w196 <= 32767:
-                a194 = a194 << 16 | (w196 - 1)
+        a = _rt.uwn(a << 1 | 1, w213)
+    if 'timeStamp' in v204:
+        a = a << 42 | v204['timeStamp']
+    if 'validFrom' in v204:
+        a = a << 42 | v204['validFrom']
+    if 'validTo' in v204:
+        a = a << 42 | v204['validTo']
+    if 'connectedIviStructures' in v204:
+        v217 = v204['connectedIviStructures']
+        a218 = 1
+        k219 = len(v217)
+        a218 = a218 << 3 | (k219 - 1)
+        for w219 in v217:
+            w220 = w219
+            if 1 <= w220 <= 32767:
+                a218 = a218 << 16 | (w220 - 1)
             else:
-                a194 = _rt.uwn(a194 << 1 | 1, w196)
-        a = ((a - 1) << (a194.bit_length() - 1)) + a194
-    a = a << 3 | v180['iviStatus']
-    if ext181:
-        subs181, present181 = [], 0
-        if 'connectedDenms' in v180:
-            s181 = 1
-            v198 = v180['connectedDenms']
-            a199 = 1
-            k200 = len(v198)
-            if 1 <= k200 <= 8:
-                a199 <<= 1
-                a199 = a199 << 3 | (k200 - 1)
+                a218 = _rt.uwn(a218 << 1 | 1, w220)
+        a = ((a - 1) << (a218.bit_length() - 1)) + a218
+    a = a << 3 | v204['iviStatus']
+    if ext205:
+        subs205, present205 = [], 0
+        if 'connectedDenms' in v204:
+            s205 = 1
+            v222 = v204['connectedDenms']
+            a223 = 1
+            k224 = len(v222)
+            if 1 <= k224 <= 8:
+                a223 <<= 1
+                a223 = a223 << 3 | (k224 - 1)
             else:
-                a199 = _rt.ld(a199 << 1 | 1, k200)
-            for w200 in v198:
-                s_ = e_ActionID(w200)
-                a199 = ((a199 - 1) << (s_.bit_length() - 1)) + s_
-            s181 = ((s181 - 1) << (a199.bit_length() - 1)) + a199
-            subs181.append(s181)
-            present181 |= 1
-        a = _rt.additions(a, 1, present181, subs181)
-    if 'optional' in v178:
-        v201 = v178['optional']
-        a202 = 1
-        k203 = len(v201)
-        if 1 <= k203 <= 8:
-            a202 <<= 1
-            a202 = a202 << 3 | (k203 - 1)
+                a223 = _rt.ld(a223 << 1 | 1, k224)
+            for w224 in v222:
+                a223 = a223 << 48 | (w224['originatingStationID']) << 16 | (w224['sequenceNumber'])
+            s205 = ((s205 - 1) << (a223.bit_length() - 1)) + a223
+            subs205.append(s205)
+            present205 |= 1
+        a = _rt.additions(a, 1, present205, subs205)
+    if 'optional' in v202:
+        v228 = v202['optional']
+        a229 = 1
+        k230 = len(v228)
+        if 1 <= k230 <= 8:
+            a229 <<= 1
+            a229 = a229 << 3 | (k230 - 1)
         else:
-            a202 = _rt.ld(a202 << 1 | 1, k203)
-        for w203 in v201:
-            s_ = e_IviContainer(w203)
-            a202 = ((a202 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a202.bit_length() - 1)) + a202
+            a229 = _rt.ld(a229 << 1 | 1, k230)
+        for w230 in v228:
+            s_ = e_IviContainer(w230)
+            a229 = ((a229 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a229.bit_length() - 1)) + a229
     return a
 
 def d_IVIM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r205: dict[str, Any] = {}
+    r232: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r205['protocolVersion'] = (t_ >> 40) & 255
-    r205['messageID'] = (t_ >> 32) & 255
-    r205['stationID'] = t_ & 4294967295
-    r['header'] = r205
-    r207: dict[str, Any] = {}
+    r232['protocolVersion'] = (t_ >> 40) & 255
+    r232['messageID'] = (t_ >> 32) & 255
+    r232['stationID'] = t_ & 4294967295
+    r['header'] = r232
+    r234: dict[str, Any] = {}
     q -= 1
-    h208 = (x >> q) & 1
-    r209: dict[str, Any] = {}
+    h235 = (x >> q) & 1
+    r236: dict[str, Any] = {}
     q -= 5
-    h210 = (x >> q) & 31
-    r211: dict[str, Any] = {}
+    h237 = (x >> q) & 31
+    r238: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
-    r211['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
-    r211['providerIdentifier'] = t_ & 16383
-    r209['serviceProviderId'] = r211
+    r238['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
+    r238['providerIdentifier'] = t_ & 16383
+    r236['serviceProviderId'] = r238
     q -= 1
     if (x >> q) & 1:
-        r209['iviIdentificationNumber'], q = _rt.read_uwn(x, q)
+        r236['iviIdentificationNumber'], q = _rt.read_uwn(x, q)
     else:
         q -= 15
-        r209['iviIdentificationNumber'] = ((x >> q) & 32767) + 1
-    if h210 & 8:
+        r236['iviIdentificationNumber'] = ((x >> q) & 32767) + 1
+    if h237 & 8:
         q -= 42
-        r209['timeStamp'] = (x >> q) & 4398046511103
-    if h210 & 4:
+        r236['timeStamp'] = (x >> q) & 4398046511103
+    if h237 & 4:
         q -= 42
-        r209['validFrom'] = (x >> q) & 4398046511103
-    if h210 & 2:
+        r236['validFrom'] = (x >> q) & 4398046511103
+    if h237 & 2:
         q -= 42
-        r209['validTo'] = (x >> q) & 4398046511103
-    if h210 & 1:
+        r236['validTo'] = (x >> q) & 4398046511103
+    if h237 & 1:
         q -= 3
-        k215 = ((x >> q) & 7) + 1
-        r214: list[Any] = []
-        for _ in range(k215):
+        k242 = ((x >> q) & 7) + 1
+        r241: list[Any] = []
+        for _ in range(k242):
             q -= 1
             if (x >> q) & 1:
-                w215, q = _rt.read_uwn(x, q)
+                w242, q = _rt.read_uwn(x, q)
             else:
                 q -= 15
-                w215 = ((x >> q) & 32767) + 1
-            r214.append(w215)
-        r209['connectedIviStructures'] = r214
+                w242 = ((x >> q) & 32767) + 1
+            r241.append(w242)
+        r236['connectedIviStructures'] = r241
     q -= 3
-    r209['iviStatus'] = (x >> q) & 7
-    if h210 >> 4:
-        n210, q = _rt.read_nsl(x, q)
-        q -= n210
-        bm210 = (x >> q) & ((1 << n210) - 1)
-        for i210 in range(n210):
-            if not (bm210 >> (n210 - 1 - i210)) & 1:
+    r236['iviStatus'] = (x >> q) & 7
+    if h237 >> 4:
+        n237, q = _rt.read_nsl(x, q)
+        q -= n237
+        bm237 = (x >> q) & ((1 << n237) - 1)
+        for i237 in range(n237):
+            if not (bm237 >> (n237 - 1 - i237)) & 1:
                 continue
-            length210, q = _rt.read_ld(x, q)
-            q0210 = q
-            if i210 == 0:
+            length237, q = _rt.read_ld(x, q)
+            q0237 = q
+            if i237 == 0:
                 q -= 1
                 if (x >> q) & 1:
-                    k217, q = _rt.read_ld(x, q)
+                    k244, q = _rt.read_ld(x, q)
                 else:
                     q -= 3
-                    k217 = ((x >> q) & 7) + 1
-                r216: list[Any] = []
-                for _ in range(k217):
+                    k244 = ((x >> q) & 7) + 1
+                r243: list[Any] = []
+                for _ in range(k244):
                     x &= (1 << q) - 1
-                    w217, q = d_ActionID(x, q)
-                    r216.append(w217)
-                r209['connectedDenms'] = r216
+                    r245: dict[str, Any] = {}
+                    q -= 48
+                    t_ = (x >> q) & 281474976710655
+                    r245['originatingStationID'] = (t_ >> 16) & 4294967295
+                    r245['sequenceNumber'] = t_ & 65535
+                    r243.append(r245)
+                r236['connectedDenms'] = r243
             else:
-                q = _rt.skip(q, length210 << 3)
-            al210 = (q0210 - q) % 8
-            if al210:
-                q = _rt.skip(q, 8 - al210)
-    r207['mandatory'] = r209
-    if h208 & 1:
+                q = _rt.skip(q, length237 << 3)
+            al237 = (q0237 - q) % 8
+            if al237:
+                q = _rt.skip(q, 8 - al237)
+    r234['mandatory'] = r236
+    if h235 & 1:
         q -= 1
         if (x >> q) & 1:
-            k219, q = _rt.read_ld(x, q)
+            k248, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k219 = ((x >> q) & 7) + 1
-        r218: list[Any] = []
-        for _ in range(k219):
+            k248 = ((x >> q) & 7) + 1
+        r247: list[Any] = []
+        for _ in range(k248):
             x &= (1 << q) - 1
-            w219, q = d_IviContainer(x, q)
-            r218.append(w219)
-        r207['optional'] = r218
-    r['ivi'] = r207
+            w248, q = d_IviContainer(x, q)
+            r247.append(w248)
+        r234['optional'] = r247
+    r['ivi'] = r234
     return r, q
 
 
 def e_SREM(v: Any) -> int:
     a: int = 1
-    v221 = v['header']
-    a = a << 48 | (v221['protocolVersion']) << 40 | (v221['messageID']) << 32 | (v221['stationID'])
-    v226 = v['srm']
-    a = a << 5 | ('timeStamp' in v226) << 3 | ('sequenceNumber' in v226) << 2 | ('requests' in v226) << 1 | ('regional' in v226)
-    if 'timeStamp' in v226:
-        a = a << 20 | v226['timeStamp']
-    a = a << 16 | v226['second']
-    if 'sequenceNumber' in v226:
-        a = a << 7 | v226['sequenceNumber']
-    if 'requests' in v226:
-        v231 = v226['requests']
-        a232 = 1
-        k233 = len(v231)
-        a232 = a232 << 5 | (k233 - 1)
-        for w233 in v231:
-            a232 = a232 << 5 | ('minute' in w233) << 3 | ('second' in w233) << 2 | ('duration' in w233) << 1 | ('regional' in w233)
-            s_ = e_SignalRequest(w233['request'])
-            a232 = ((a232 - 1) << (s_.bit_length() - 1)) + s_
-            if 'minute' in w233:
-                a232 = a232 << 20 | w233['minute']
-            if 'second' in w233:
-                a232 = a232 << 16 | w233['second']
-            if 'duration' in w233:
-                a232 = a232 << 16 | w233['duration']
-            if 'regional' in w233:
-                s_ = e_SignalRequestPackage_regional(w233['regional'])
-                a232 = ((a232 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a232.bit_length() - 1)) + a232
-    v240 = v226['requestor']
-    a = a << 9 | ('type' in v240) << 7 | ('position' in v240) << 6 | ('name' in v240) << 5 | ('routeName' in v240) << 4 | ('transitStatus' in v240) << 3 | ('transitOccupancy' in v240) << 2 | ('transitSchedule' in v240) << 1 | ('regional' in v240)
-    s_ = e_VehicleID(v240['id'])
+    v250 = v['header']
+    a = a << 48 | (v250['protocolVersion']) << 40 | (v250['messageID']) << 32 | (v250['stationID'])
+    v255 = v['srm']
+    a = a << 5 | ('timeStamp' in v255) << 3 | ('sequenceNumber' in v255) << 2 | ('requests' in v255) << 1 | ('regional' in v255)
+    if 'timeStamp' in v255:
+        a = a << 20 | v255['timeStamp']
+    a = a << 16 | v255['second']
+    if 'sequenceNumber' in v255:
+        a = a << 7 | v255['sequenceNumber']
+    if 'requests' in v255:
+        v260 = v255['requests']
+        a261 = 1
+        k262 = len(v260)
+        a261 = a261 << 5 | (k262 - 1)
+        for w262 in v260:
+            a261 = a261 << 5 | ('minute' in w262) << 3 | ('second' in w262) << 2 | ('duration' in w262) << 1 | ('regional' in w262)
+            s_ = e_SignalRequest(w262['request'])
+            a261 = ((a261 - 1) << (s_.bit_length() - 1)) + s_
+            if 'minute' in w262:
+                a261 = a261 << 20 | w262['minute']
+            if 'second' in w262:
+                a261 = a261 << 16 | w262['second']
+            if 'duration' in w262:
+                a261 = a261 << 16 | w262['duration']
+            if 'regional' in w262:
+                s_ = e_SignalRequestPackage_regional(w262['regional'])
+                a261 = ((a261 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a261.bit_length() - 1)) + a261
+    v269 = v255['requestor']
+    a = a << 9 | ('type' in v269) << 7 | ('position' in v269) << 6 | ('name' in v269) << 5 | ('routeName' in v269) << 4 | ('transitStatus' in v269) << 3 | ('transitOccupancy' in v269) << 2 | ('transitSchedule' in v269) << 1 | ('regional' in v269)
+    s_ = e_VehicleID(v269['id'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
-    if 'type' in v240:
-        v243 = v240['type']
-        a = a << 6 | ('subrole' in v243) << 4 | ('request' in v243) << 3 | ('iso3883' in v243) << 2 | ('hpmsType' in v243) << 1 | ('regional' in v243)
-        w246 = v243['role']
-        i247 = _E_BasicVehicleRole_4.get(w246)
-        if i247 is not None:
-            a = a << 6 | i247
+    if 'type' in v269:
+        v272 = v269['type']
+        a = a << 6 | ('subrole' in v272) << 4 | ('request' in v272) << 3 | ('iso3883' in v272) << 2 | ('hpmsType' in v272) << 1 | ('regional' in v272)
+        w275 = v272['role']
+        i276 = _E_BasicVehicleRole_4.get(w275)
+        if i276 is not None:
+            a = a << 6 | i276
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w246])
-        if 'subrole' in v243:
-            a = a << 4 | _E_RequestSubRole_5[v243['subrole']]
-        if 'request' in v243:
-            a = a << 4 | _E_RequestImportanceLevel_6[v243['request']]
-        if 'iso3883' in v243:
-            a = a << 8 | v243['iso3883']
-        if 'hpmsType' in v243:
-            w252 = v243['hpmsType']
-            i253 = _E_VehicleType_7.get(w252)
-            if i253 is not None:
-                a = a << 5 | i253
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w275])
+        if 'subrole' in v272:
+            a = a << 4 | _E_RequestSubRole_5[v272['subrole']]
+        if 'request' in v272:
+            a = a << 4 | _E_RequestImportanceLevel_6[v272['request']]
+        if 'iso3883' in v272:
+            a = a << 8 | v272['iso3883']
+        if 'hpmsType' in v272:
+            w281 = v272['hpmsType']
+            i282 = _E_VehicleType_7.get(w281)
+            if i282 is not None:
+                a = a << 5 | i282
             else:
-                a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w252])
-        if 'regional' in v243:
-            s_ = e_RequestorType_regional(v243['regional'])
+                a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w281])
+        if 'regional' in v272:
+            s_ = e_RequestorType_regional(v272['regional'])
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
-    if 'position' in v240:
-        v255 = v240['position']
-        a = a << 3 | ('heading' in v255) << 1 | ('speed' in v255)
-        s_ = e_Position3D(v255['position'])
+    if 'position' in v269:
+        v284 = v269['position']
+        a = a << 3 | ('heading' in v284) << 1 | ('speed' in v284)
+        s_ = e_Position3D(v284['position'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        if 'heading' in v255:
-            a = a << 15 | v255['heading']
-        if 'speed' in v255:
-            s_ = e_TransmissionAndSpeed(v255['speed'])
-            a = ((a - 1) << (s_.bit_length() - 1)) + s_
-    if 'name' in v240:
-        b261 = v240['name'].encode('ascii')
-        a = a << 6 | (len(b261) - 1)
-        a = a << 7 * len(b261) | _rt.ia5_pack(b261)
-    if 'routeName' in v240:
-        b263 = v240['routeName'].encode('ascii')
-        a = a << 6 | (len(b263) - 1)
-        a = a << 7 * len(b263) | _rt.ia5_pack(b263)
-    if 'transitStatus' in v240:
-        d265, k266 = v240['transitStatus']
-        a = a << k266 | int.from_bytes(d265, 'big') >> (8 * len(d265) - k266)
-    if 'transitOccupancy' in v240:
-        a = a << 3 | _E_TransitVehicleOccupancy_8[v240['transitOccupancy']]
-    if 'transitSchedule' in v240:
-        a = a << 8 | (v240['transitSchedule'] + 122)
-    if 'regional' in v240:
-        v269 = v240['regional']
-        a270 = 1
-        k271 = len(v269)
-        a270 = a270 << 2 | (k271 - 1)
-        for w271 in v269:
-            s_ = e_RequestorDescription_regional_item(w271)
-            a270 = ((a270 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a270.bit_length() - 1)) + a270
-    if 'regional' in v226:
-        v272 = v226['regional']
-        a273 = 1
-        k274 = len(v272)
-        a273 = a273 << 2 | (k274 - 1)
-        for w274 in v272:
-            s_ = e_SignalRequestMessage_regional_item(w274)
-            a273 = ((a273 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a273.bit_length() - 1)) + a273
+        if 'heading' in v284:
+            a = a << 15 | v284['heading']
+        if 'speed' in v284:
+            v288 = v284['speed']
+            a = a << 16 | (_E_TransmissionState_8[v288['transmisson']]) << 13 | (v288['speed'])
+    if 'name' in v269:
+        b293 = v269['name'].encode('ascii')
+        a = a << 6 | (len(b293) - 1)
+        a = a << 7 * len(b293) | _rt.ia5_pack(b293)
+    if 'routeName' in v269:
+        b295 = v269['routeName'].encode('ascii')
+        a = a << 6 | (len(b295) - 1)
+        a = a << 7 * len(b295) | _rt.ia5_pack(b295)
+    if 'transitStatus' in v269:
+        d297, k298 = v269['transitStatus']
+        a = a << k298 | int.from_bytes(d297, 'big') >> (8 * len(d297) - k298)
+    if 'transitOccupancy' in v269:
+        a = a << 3 | _E_TransitVehicleOccupancy_9[v269['transitOccupancy']]
+    if 'transitSchedule' in v269:
+        a = a << 8 | (v269['transitSchedule'] + 122)
+    if 'regional' in v269:
+        v301 = v269['regional']
+        a302 = 1
+        k303 = len(v301)
+        a302 = a302 << 2 | (k303 - 1)
+        for w303 in v301:
+            s_ = e_RequestorDescription_regional_item(w303)
+            a302 = ((a302 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a302.bit_length() - 1)) + a302
+    if 'regional' in v255:
+        v304 = v255['regional']
+        a305 = 1
+        k306 = len(v304)
+        a305 = a305 << 2 | (k306 - 1)
+        for w306 in v304:
+            s_ = e_SignalRequestMessage_regional_item(w306)
+            a305 = ((a305 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a305.bit_length() - 1)) + a305
     return a
 
 def d_SREM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r276: dict[str, Any] = {}
+    r308: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r276['protocolVersion'] = (t_ >> 40) & 255
-    r276['messageID'] = (t_ >> 32) & 255
-    r276['stationID'] = t_ & 4294967295
-    r['header'] = r276
-    r278: dict[str, Any] = {}
+    r308['protocolVersion'] = (t_ >> 40) & 255
+    r308['messageID'] = (t_ >> 32) & 255
+    r308['stationID'] = t_ & 4294967295
+    r['header'] = r308
+    r310: dict[str, Any] = {}
     q -= 5
-    h279 = (x >> q) & 31
-    if h279 & 8:
+    h311 = (x >> q) & 31
+    if h311 & 8:
         q -= 20
-        r278['timeStamp'] = (x >> q) & 1048575
+        r310['timeStamp'] = (x >> q) & 1048575
     q -= 16
-    r278['second'] = (x >> q) & 65535
-    if h279 & 4:
+    r310['second'] = (x >> q) & 65535
+    if h311 & 4:
         q -= 7
-        r278['sequenceNumber'] = (x >> q) & 127
-    if h279 & 2:
+        r310['sequenceNumber'] = (x >> q) & 127
+    if h311 & 2:
         q -= 5
-        k281 = ((x >> q) & 31) + 1
-        r280: list[Any] = []
-        for _ in range(k281):
+        k313 = ((x >> q) & 31) + 1
+        r312: list[Any] = []
+        for _ in range(k313):
             x &= (1 << q) - 1
-            r282: dict[str, Any] = {}
+            r314: dict[str, Any] = {}
             q -= 5
-            h283 = (x >> q) & 31
-            r282['request'], q = d_SignalRequest(x, q)
-            if h283 & 8:
+            h315 = (x >> q) & 31
+            r314['request'], q = d_SignalRequest(x, q)
+            if h315 & 8:
                 q -= 20
-                r282['minute'] = (x >> q) & 1048575
-            if h283 & 4:
+                r314['minute'] = (x >> q) & 1048575
+            if h315 & 4:
                 q -= 16
-                r282['second'] = (x >> q) & 65535
-            if h283 & 2:
+                r314['second'] = (x >> q) & 65535
+            if h315 & 2:
                 q -= 16
-                r282['duration'] = (x >> q) & 65535
-            if h283 & 1:
-                r282['regional'], q = d_SignalRequestPackage_regional(x, q)
-            if h283 >> 4:
+                r314['duration'] = (x >> q) & 65535
+            if h315 & 1:
+                r314['regional'], q = d_SignalRequestPackage_regional(x, q)
+            if h315 >> 4:
                 q = _rt.skip_additions(x, q)
-            r280.append(r282)
-        r278['requests'] = r280
-    r284: dict[str, Any] = {}
+            r312.append(r314)
+        r310['requests'] = r312
+    r316: dict[str, Any] = {}
     q -= 9
-    h285 = (x >> q) & 511
-    r284['id'], q = d_VehicleID(x, q)
-    if h285 & 128:
-        r286: dict[str, Any] = {}
+    h317 = (x >> q) & 511
+    r316['id'], q = d_VehicleID(x, q)
+    if h317 & 128:
+        r318: dict[str, Any] = {}
         q -= 6
-        h287 = (x >> q) & 63
+        h319 = (x >> q) & 63
         q -= 1
         if (x >> q) & 1:
-            i288, q = _rt.read_nsnn(x, q)
-            r286['role'] = _DX_LayerType_3.get(i288)
+            i320, q = _rt.read_nsnn(x, q)
+            r318['role'] = _DX_LayerType_3.get(i320)
         else:
             q -= 5
-            r286['role'] = _D_BasicVehicleRole_9[(x >> q) & 31]
-        if h287 & 16:
+            r318['role'] = _D_BasicVehicleRole_10[(x >> q) & 31]
+        if h319 & 16:
             q -= 4
-            r286['subrole'] = _D_RequestSubRole_10[(x >> q) & 15]
-        if h287 & 8:
+            r318['subrole'] = _D_RequestSubRole_11[(x >> q) & 15]
+        if h319 & 8:
             q -= 4
-            r286['request'] = _D_RequestImportanceLevel_11[(x >> q) & 15]
-        if h287 & 4:
+            r318['request'] = _D_RequestImportanceLevel_12[(x >> q) & 15]
+        if h319 & 4:
             q -= 8
-            r286['iso3883'] = (x >> q) & 255
-        if h287 & 2:
+            r318['iso3883'] = (x >> q) & 255
+        if h319 & 2:
             q -= 1
             if (x >> q) & 1:
-                i289, q = _rt.read_nsnn(x, q)
-                r286['hpmsType'] = _DX_LayerType_3.get(i289)
+                i321, q = _rt.read_nsnn(x, q)
+                r318['hpmsType'] = _DX_LayerType_3.get(i321)
             else:
                 q -= 4
-                r286['hpmsType'] = _D_VehicleType_12[(x >> q) & 15]
-        if h287 & 1:
-            r286['regional'], q = d_RequestorType_regional(x, q)
-        if h287 >> 5:
+                r318['hpmsType'] = _D_VehicleType_13[(x >> q) & 15]
+        if h319 & 1:
+            r318['regional'], q = d_RequestorType_regional(x, q)
+        if h319 >> 5:
             q = _rt.skip_additions(x, q)
-        r284['type'] = r286
-    if h285 & 64:
-        r290: dict[str, Any] = {}
+        r316['type'] = r318
+    if h317 & 64:
+        r322: dict[str, Any] = {}
         q -= 3
-        h291 = (x >> q) & 7
-        r290['position'], q = d_Position3D(x, q)
-        if h291 & 2:
+        h323 = (x >> q) & 7
+        r322['position'], q = d_Position3D(x, q)
+        if h323 & 2:
             q -= 15
-            r290['heading'] = (x >> q) & 32767
-        if h291 & 1:
-            r290['speed'], q = d_TransmissionAndSpeed(x, q)
-        if h291 >> 2:
+            r322['heading'] = (x >> q) & 32767
+        if h323 & 1:
+            r324: dict[str, Any] = {}
+            q -= 16
+            t_ = (x >> q) & 65535
+            r324['transmisson'] = _D_TransmissionState_14[(t_ >> 13) & 7]
+            r324['speed'] = t_ & 8191
+            r322['speed'] = r324
+        if h323 >> 2:
             q = _rt.skip_additions(x, q)
-        r284['position'] = r290
-    if h285 & 32:
+        r316['position'] = r322
+    if h317 & 32:
         q -= 6
-        k292 = ((x >> q) & 63) + 1
-        q -= 7 * k292
-        r284['name'] = _rt.ia5((x >> q) & ((1 << (7 * k292)) - 1), k292)
-    if h285 & 16:
+        k326 = ((x >> q) & 63) + 1
+        q -= 7 * k326
+        r316['name'] = _rt.ia5((x >> q) & ((1 << (7 * k326)) - 1), k326)
+    if h317 & 16:
         q -= 6
-        k293 = ((x >> q) & 63) + 1
-        q -= 7 * k293
-        r284['routeName'] = _rt.ia5((x >> q) & ((1 << (7 * k293)) - 1), k293)
-    if h285 & 8:
+        k327 = ((x >> q) & 63) + 1
+        q -= 7 * k327
+        r316['routeName'] = _rt.ia5((x >> q) & ((1 << (7 * k327)) - 1), k327)
+    if h317 & 8:
         q -= 8
-        r284['transitStatus'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if h285 & 4:
+        r316['transitStatus'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+    if h317 & 4:
         q -= 3
-        r284['transitOccupancy'] = _D_TransitVehicleOccupancy_13[(x >> q) & 7]
-    if h285 & 2:
+        r316['transitOccupancy'] = _D_TransitVehicleOccupancy_15[(x >> q) & 7]
+    if h317 & 2:
         q -= 8
-        r284['transitSchedule'] = ((x >> q) & 255) - 122
-    if h285 & 1:
+        r316['transitSchedule'] = ((x >> q) & 255) - 122
+    if h317 & 1:
         q -= 2
-        k296 = ((x >> q) & 3) + 1
-        r295: list[Any] = []
-        for _ in range(k296):
+        k330 = ((x >> q) & 3) + 1
+        r329: list[Any] = []
+        for _ in range(k330):
             x &= (1 << q) - 1
-            w296, q = d_RequestorDescription_regional_item(x, q)
-            r295.append(w296)
-        r284['regional'] = r295
-    if h285 >> 8:
+            w330, q = d_RequestorDescription_regional_item(x, q)
+            r329.append(w330)
+        r316['regional'] = r329
+    if h317 >> 8:
         q = _rt.skip_additions(x, q)
-    r278['requestor'] = r284
-    if h279 & 1:
+    r310['requestor'] = r316
+    if h311 & 1:
         q -= 2
-        k298 = ((x >> q) & 3) + 1
-        r297: list[Any] = []
-        for _ in range(k298):
+        k332 = ((x >> q) & 3) + 1
+        r331: list[Any] = []
+        for _ in range(k332):
             x &= (1 << q) - 1
-            w298, q = d_SignalRequestMessage_regional_item(x, q)
-            r297.append(w298)
-        r278['regional'] = r297
-    if h279 >> 4:
+            w332, q = d_SignalRequestMessage_regional_item(x, q)
+            r331.append(w332)
+        r310['regional'] = r331
+    if h311 >> 4:
         q = _rt.skip_additions(x, q)
-    r['srm'] = r278
+    r['srm'] = r310
     return r, q
 
 
 def e_SSEM(v: Any) -> int:
     a: int = 1
-    v300 = v['header']
-    a = a << 48 | (v300['protocolVersion']) << 40 | (v300['messageID']) << 32 | (v300['stationID'])
-    v305 = v['ssm']
-    a = a << 4 | ('timeStamp' in v305) << 2 | ('sequenceNumber' in v305) << 1 | ('regional' in v305)
-    if 'timeStamp' in v305:
-        a = a << 20 | v305['timeStamp']
-    a = a << 16 | v305['second']
-    if 'sequenceNumber' in v305:
-        a = a << 7 | v305['sequenceNumber']
-    v310 = v305['status']
-    a311 = 1
-    k312 = len(v310)
-    a311 = a311 << 5 | (k312 - 1)
-    for w312 in v310:
-        a318 = 1
-        a318 = a318 << 9 | (('regional' in w312)) << 7 | (w312['sequenceNumber'])
-        s_ = e_IntersectionReferenceID(w312['id'])
-        a318 = ((a318 - 1) << (s_.bit_length() - 1)) + s_
-        s_ = e_SignalStatusPackageList(w312['sigStatus'])
-        a318 = ((a318 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in w312:
-            s_ = e_SignalStatus_regional(w312['regional'])
-            a318 = ((a318 - 1) << (s_.bit_length() - 1)) + s_
-        a311 = ((a311 - 1) << (a318.bit_length() - 1)) + a318
-    a = ((a - 1) << (a311.bit_length() - 1)) + a311
-    if 'regional' in v305:
-        v324 = v305['regional']
-        a325 = 1
-        k326 = len(v324)
-        a325 = a325 << 2 | (k326 - 1)
-        for w326 in v324:
-            s_ = e_SignalStatusMessage_regional_item(w326)
-            a325 = ((a325 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a325.bit_length() - 1)) + a325
+    v334 = v['header']
+    a = a << 48 | (v334['protocolVersion']) << 40 | (v334['messageID']) << 32 | (v334['stationID'])
+    v339 = v['ssm']
+    a = a << 4 | ('timeStamp' in v339) << 2 | ('sequenceNumber' in v339) << 1 | ('regional' in v339)
+    if 'timeStamp' in v339:
+        a = a << 20 | v339['timeStamp']
+    a = a << 16 | v339['second']
+    if 'sequenceNumber' in v339:
+        a = a << 7 | v339['sequenceNumber']
+    v344 = v339['status']
+    a345 = 1
+    k346 = len(v344)
+    a345 = a345 << 5 | (k346 - 1)
+    for w346 in v344:
+        a355 = 1
+        a355 = a355 << 9 | (('regional' in w346)) << 7 | (w346['sequenceNumber'])
+        v358 = w346['id']
+        a355 = a355 << 1 | ('region' in v358)
+        if 'region' in v358:
+            a355 = a355 << 16 | v358['region']
+        a355 = a355 << 16 | v358['id']
+        s_ = e_SignalStatusPackageList(w346['sigStatus'])
+        a355 = ((a355 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in w346:
+            s_ = e_SignalStatus_regional(w346['regional'])
+            a355 = ((a355 - 1) << (s_.bit_length() - 1)) + s_
+        a345 = ((a345 - 1) << (a355.bit_length() - 1)) + a355
+    a = ((a - 1) << (a345.bit_length() - 1)) + a345
+    if 'regional' in v339:
+        v364 = v339['regional']
+        a365 = 1
+        k366 = len(v364)
+        a365 = a365 << 2 | (k366 - 1)
+        for w366 in v364:
+            s_ = e_SignalStatusMessage_regional_item(w366)
+            a365 = ((a365 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a365.bit_length() - 1)) + a365
     return a
 
 def d_SSEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r328: dict[str, Any] = {}
+    r368: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r328['protocolVersion'] = (t_ >> 40) & 255
-    r328['messageID'] = (t_ >> 32) & 255
-    r328['stationID'] = t_ & 4294967295
-    r['header'] = r328
-    r330: dict[str, Any] = {}
+    r368['protocolVersion'] = (t_ >> 40) & 255
+    r368['messageID'] = (t_ >> 32) & 255
+    r368['stationID'] = t_ & 4294967295
+    r['header'] = r368
+    r370: dict[str, Any] = {}
     q -= 4
-    h331 = (x >> q) & 15
-    if h331 & 4:
+    h371 = (x >> q) & 15
+    if h371 & 4:
         q -= 20
-        r330['timeStamp'] = (x >> q) & 1048575
+        r370['timeStamp'] = (x >> q) & 1048575
     q -= 16
-    r330['second'] = (x >> q) & 65535
-    if h331 & 2:
+    r370['second'] = (x >> q) & 65535
+    if h371 & 2:
         q -= 7
-        r330['sequenceNumber'] = (x >> q) & 127
+        r370['sequenceNumber'] = (x >> q) & 127
     q -= 5
-    k333 = ((x >> q) & 31) + 1
-    r332: list[Any] = []
-    for _ in range(k333):
+    k373 = ((x >> q) & 31) + 1
+    r372: list[Any] = []
+    for _ in range(k373):
         x &= (1 << q) - 1
-        r334: dict[str, Any] = {}
+        r374: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
-        h335 = (t_ >> 7) & 3
-        r334['sequenceNumber'] = t_ & 127
-        r334['id'], q = d_IntersectionReferenceID(x, q)
-        r334['sigStatus'], q = d_SignalStatusPackageList(x, q)
-        if h335 & 1:
-            r334['regional'], q = d_SignalStatus_regional(x, q)
-        if h335 >> 1:
+        h375 = (t_ >> 7) & 3
+        r374['sequenceNumber'] = t_ & 127
+        r376: dict[str, Any] = {}
+        q -= 1
+        h377 = (x >> q) & 1
+        if h377 & 1:
+            q -= 16
+            r376['region'] = (x >> q) & 65535
+        q -= 16
+        r376['id'] = (x >> q) & 65535
+        r374['id'] = r376
+        r374['sigStatus'], q = d_SignalStatusPackageList(x, q)
+        if h375 & 1:
+            r374['regional'], q = d_SignalStatus_regional(x, q)
+        if h375 >> 1:
             q = _rt.skip_additions(x, q)
-        r332.append(r334)
-    r330['status'] = r332
-    if h331 & 1:
+        r372.append(r374)
+    r370['status'] = r372
+    if h371 & 1:
         q -= 2
-        k337 = ((x >> q) & 3) + 1
-        r336: list[Any] = []
-        for _ in range(k337):
+        k379 = ((x >> q) & 3) + 1
+        r378: list[Any] = []
+        for _ in range(k379):
             x &= (1 << q) - 1
-            w337, q = d_SignalStatusMessage_regional_item(x, q)
-            r336.append(w337)
-        r330['regional'] = r336
-    if h331 >> 3:
+            w379, q = d_SignalStatusMessage_regional_item(x, q)
+            r378.append(w379)
+        r370['regional'] = r378
+    if h371 >> 3:
         q = _rt.skip_additions(x, q)
-    r['ssm'] = r330
+    r['ssm'] = r370
     return r, q
 
 
 def e_RTCMEM(v: Any) -> int:
     a: int = 1
-    v339 = v['header']
-    a = a << 48 | (v339['protocolVersion']) << 40 | (v339['messageID']) << 32 | (v339['stationID'])
-    v344 = v['rtcmc']
-    a = a << 12 | (('timeStamp' in v344) << 3 | ('anchorPoint' in v344) << 2 | ('rtcmHeader' in v344) << 1 | ('regional' in v344)) << 7 | (v344['msgCnt'])
-    w348 = v344['rev']
-    i349 = _E_RTCM_Revision_14.get(w348)
-    if i349 is not None:
-        a = a << 3 | i349
+    v381 = v['header']
+    a = a << 48 | (v381['protocolVersion']) << 40 | (v381['messageID']) << 32 | (v381['stationID'])
+    v386 = v['rtcmc']
+    a = a << 12 | (('timeStamp' in v386) << 3 | ('anchorPoint' in v386) << 2 | ('rtcmHeader' in v386) << 1 | ('regional' in v386)) << 7 | (v386['msgCnt'])
+    w390 = v386['rev']
+    i391 = _E_RTCM_Revision_16.get(w390)
+    if i391 is not None:
+        a = a << 3 | i391
     else:
-        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w348])
-    if 'timeStamp' in v344:
-        a = a << 20 | v344['timeStamp']
-    if 'anchorPoint' in v344:
-        v351 = v344['anchorPoint']
-        a = a << 9 | ('utcTime' in v351) << 7 | ('elevation' in v351) << 6 | ('heading' in v351) << 5 | ('speed' in v351) << 4 | ('posAccuracy' in v351) << 3 | ('timeConfidence' in v351) << 2 | ('posConfidence' in v351) << 1 | ('speedConfidence' in v351)
-        if 'utcTime' in v351:
-            v353 = v351['utcTime']
-            a = a << 7 | ('year' in v353) << 6 | ('month' in v353) << 5 | ('day' in v353) << 4 | ('hour' in v353) << 3 | ('minute' in v353) << 2 | ('second' in v353) << 1 | ('offset' in v353)
-            if 'year' in v353:
-                a = a << 12 | v353['year']
-            if 'month' in v353:
-                a = a << 4 | v353['month']
-            if 'day' in v353:
-                a = a << 5 | v353['day']
-            if 'hour' in v353:
-                a = a << 5 | v353['hour']
-            if 'minute' in v353:
-                a = a << 6 | v353['minute']
-            if 'second' in v353:
-                a = a << 16 | v353['second']
-            if 'offset' in v353:
-                a = a << 11 | (v353['offset'] + 840)
-        a = a << 63 | ((v351['long'] + 1800000000)) << 31 | ((v351['lat'] + 900000000))
-        if 'elevation' in v351:
-            a = a << 16 | (v351['elevation'] + 4096)
-        if 'heading' in v351:
-            a = a << 15 | v351['heading']
-        if 'speed' in v351:
-            v366 = v351['speed']
-            a = a << 16 | (_E_TransmissionState_15[v366['transmisson']]) << 13 | (v366['speed'])
-        if 'posAccuracy' in v351:
-            v370 = v351['posAccuracy']
-            a = a << 32 | (v370['semiMajor']) << 24 | (v370['semiMinor']) << 16 | (v370['orientation'])
-        if 'timeConfidence' in v351:
-            a = a << 6 | _E_TimeConfidence_16[v351['timeConfidence']]
-        if 'posConfidence' in v351:
-            v376 = v351['posConfidence']
-            a = a << 8 | (_E_PositionConfidence_17[v376['pos']]) << 4 | (_E_ElevationConfidence_18[v376['elevation']])
-        if 'speedConfidence' in v351:
-            v380 = v351['speedConfidence']
-            a = a << 8 | (_E_HeadingConfidence_19[v380['heading']]) << 5 | (_E_SpeedConfidence_20[v380['speed']]) << 2 | (_E_ThrottleConfidence_21[v380['throttle']])
-    if 'rtcmHeader' in v344:
-        v385 = v344['rtcmHeader']
-        d388, k389 = v385['status']
-        a = a << k389 | int.from_bytes(d388, 'big') >> (8 * len(d388) - k389)
-        v390 = v385['offsetSet']
-        a = a << 31 | ((v390['antOffsetX'] + 2048)) << 19 | ((v390['antOffsetY'] + 256)) << 10 | ((v390['antOffsetZ'] + 512))
-    v395 = v344['msgs']
-    a396 = 1
-    k397 = len(v395)
-    a396 = a396 << 3 | (k397 - 1)
-    for w397 in v395:
-        d398 = w397
-        a396 = a396 << 10 | (len(d398) - 1)
-        a396 = a396 << (len(d398) << 3) | int.from_bytes(d398, 'big')
-    a = ((a - 1) << (a396.bit_length() - 1)) + a396
-    if 'regional' in v344:
-        v399 = v344['regional']
-        a400 = 1
-        k401 = len(v399)
-        a400 = a400 << 2 | (k401 - 1)
-        for w401 in v399:
-            s_ = e_RTCMcorrections_regional_item(w401)
-            a400 = ((a400 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a400.bit_length() - 1)) + a400
+        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w390])
+    if 'timeStamp' in v386:
+        a = a << 20 | v386['timeStamp']
+    if 'anchorPoint' in v386:
+        v393 = v386['anchorPoint']
+        a = a << 9 | ('utcTime' in v393) << 7 | ('elevation' in v393) << 6 | ('heading' in v393) << 5 | ('speed' in v393) << 4 | ('posAccuracy' in v393) << 3 | ('timeConfidence' in v393) << 2 | ('posConfidence' in v393) << 1 | ('speedConfidence' in v393)
+        if 'utcTime' in v393:
+            v395 = v393['utcTime']
+            a = a << 7 | ('year' in v395) << 6 | ('month' in v395) << 5 | ('day' in v395) << 4 | ('hour' in v395) << 3 | ('minute' in v395) << 2 | ('second' in v395) << 1 | ('offset' in v395)
+            if 'year' in v395:
+                a = a << 12 | v395['year']
+            if 'month' in v395:
+                a = a << 4 | v395['month']
+            if 'day' in v395:
+                a = a << 5 | v395['day']
+            if 'hour' in v395:
+                a = a << 5 | v395['hour']
+            if 'minute' in v395:
+                a = a << 6 | v395['minute']
+            if 'second' in v395:
+                a = a << 16 | v395['second']
+            if 'offset' in v395:
+                a = a << 11 | (v395['offset'] + 840)
+        a = a << 63 | ((v393['long'] + 1800000000)) << 31 | ((v393['lat'] + 900000000))
+        if 'elevation' in v393:
+            a = a << 16 | (v393['elevation'] + 4096)
+        if 'heading' in v393:
+            a = a << 15 | v393['heading']
+        if 'speed' in v393:
+            v408 = v393['speed']
+            a = a << 16 | (_E_TransmissionState_8[v408['transmisson']]) << 13 | (v408['speed'])
+        if 'posAccuracy' in v393:
+            v412 = v393['posAccuracy']
+            a = a << 32 | (v412['semiMajor']) << 24 | (v412['semiMinor']) << 16 | (v412['orientation'])
+        if 'timeConfidence' in v393:
+            a = a << 6 | _E_TimeConfidence_17[v393['timeConfidence']]
+        if 'posConfidence' in v393:
+            v418 = v393['posConfidence']
+            a = a << 8 | (_E_PositionConfidence_18[v418['pos']]) << 4 | (_E_ElevationConfidence_19[v418['elevation']])
+        if 'speedConfidence' in v393:
+            v422 = v393['speedConfidence']
+            a = a << 8 | (_E_HeadingConfidence_20[v422['heading']]) << 5 | (_E_SpeedConfidence_21[v422['speed']]) << 2 | (_E_ThrottleConfidence_22[v422['throttle']])
+    if 'rtcmHeader' in v386:
+        v427 = v386['rtcmHeader']
+        d430, k431 = v427['status']
+        a = a << k431 | int.from_bytes(d430, 'big') >> (8 * len(d430) - k431)
+        v432 = v427['offsetSet']
+        a = a << 31 | ((v432['antOffsetX'] + 2048)) << 19 | ((v432['antOffsetY'] + 256)) << 10 | ((v432['antOffsetZ'] + 512))
+    v437 = v386['msgs']
+    a438 = 1
+    k439 = len(v437)
+    a438 = a438 << 3 | (k439 - 1)
+    for w439 in v437:
+        d440 = w439
+        a438 = a438 << 10 | (len(d440) - 1)
+        a438 = a438 << (len(d440) << 3) | int.from_bytes(d440, 'big')
+    a = ((a - 1) << (a438.bit_length() - 1)) + a438
+    if 'regional' in v386:
+        v441 = v386['regional']
+        a442 = 1
+        k443 = len(v441)
+        a442 = a442 << 2 | (k443 - 1)
+        for w443 in v441:
+            s_ = e_RTCMcorrections_regional_item(w443)
+            a442 = ((a442 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a442.bit_length() - 1)) + a442
     return a
 
 def d_RTCMEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r403: dict[str, Any] = {}
+    r445: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r403['protocolVersion'] = (t_ >> 40) & 255
-    r403['messageID'] = (t_ >> 32) & 255
-    r403['stationID'] = t_ & 4294967295
-    r['header'] = r403
-    r405: dict[str, Any] = {}
+    r445['protocolVersion'] = (t_ >> 40) & 255
+    r445['messageID'] = (t_ >> 32) & 255
+    r445['stationID'] = t_ & 4294967295
+    r['header'] = r445
+    r447: dict[str, Any] = {}
     q -= 12
     t_ = (x >> q) & 4095
-    h406 = (t_ >> 7) & 31
-    r405['msgCnt'] = t_ & 127
+    h448 = (t_ >> 7) & 31
+    r447['msgCnt'] = t_ & 127
     q -= 1
     if (x >> q) & 1:
-        i407, q = _rt.read_nsnn(x, q)
-        r405['rev'] = _DX_LayerType_3.get(i407)
+        i449, q = _rt.read_nsnn(x, q)
+        r447['rev'] = _DX_LayerType_3.get(i449)
     else:
         q -= 2
-        r405['rev'] = _D_RTCM_Revision_22[(x >> q) & 3]
-    if h406 & 8:
+        r447['rev'] = _D_RTCM_Revision_23[(x >> q) & 3]
+    if h448 & 8:
         q -= 20
-        r405['timeStamp'] = (x >> q) & 1048575
-    if h406 & 4:
-        r408: dict[str, Any] = {}
+        r447['timeStamp'] = (x >> q) & 1048575
+    if h448 & 4:
+        r450: dict[str, Any] = {}
         q -= 9
-        h409 = (x >> q) & 511
-        if h409 & 128:
-            r410: dict[str, Any] = {}
+        h451 = (x >> q) & 511
+        if h451 & 128:
+            r452: dict[str, Any] = {}
             q -= 7
-            h411 = (x >> q) & 127
-            if h411 & 64:
+            h453 = (x >> q) & 127
+            if h453 & 64:
                 q -= 12
-                r410['year'] = (x >> q) & 4095
-            if h411 & 32:
+                r452['year'] = (x >> q) & 4095
+            if h453 & 32:
                 q -= 4
-                r410['month'] = (x >> q) & 15
-            if h411 & 16:
+                r452['month'] = (x >> q) & 15
+            if h453 & 16:
                 q -= 5
-                r410['day'] = (x >> q) & 31
-            if h411 & 8:
+                r452['day'] = (x >> q) & 31
+            if h453 & 8:
                 q -= 5
-                r410['hour'] = (x >> q) & 31
-            if h411 & 4:
+                r452['hour'] = (x >> q) & 31
+            if h453 & 4:
                 q -= 6
-                r410['minute'] = (x >> q) & 63
-            if h411 & 2:
+                r452['minute'] = (x >> q) & 63
+            if h453 & 2:
                 q -= 16
-                r410['second'] = (x >> q) & 65535
-            if h411 & 1:
+                r452['second'] = (x >> q) & 65535
+            if h453 & 1:
                 q -= 11
-                r410['offset'] = ((x >> q) & 2047) - 840
-            r408['utcTime'] = r410
+                r452['offset'] = ((x >> q) & 2047) - 840
+            r450['utcTime'] = r452
         q -= 63
         t_ = (x >> q) & 9223372036854775807
-        r408['long'] = ((t_ >> 31) & 4294967295) - 1800000000
-        r408['lat'] = (t_ & 2147483647) - 900000000
-        if h409 & 64:
+        r450['long'] = ((t_ >> 31) & 4294967295) - 1800000000
+        r450['lat'] = (t_ & 2147483647) - 900000000
+        if h451 & 64:
             q -= 16
-            r408['elevation'] = ((x >> q) & 65535) - 4096
-        if h409 & 32:
+            r450['elevation'] = ((x >> q) & 65535) - 4096
+        if h451 & 32:
             q -= 15
-            r408['heading'] = (x >> q) & 32767
-        if h409 & 16:
-            r412: dict[str, Any] = {}
+            r450['heading'] = (x >> q) & 32767
+        if h451 & 16:
+            r454: dict[str, Any] = {}
             q -= 16
             t_ = (x >> q) & 65535
-            r412['transmisson'] = _D_TransmissionState_23[(t_ >> 13) & 7]
-            r412['speed'] = t_ & 8191
-            r408['speed'] = r412
-        if h409 & 8:
-            r414: dict[str, Any] = {}
+            r454['transmisson'] = _D_TransmissionState_14[(t_ >> 13) & 7]
+            r454['speed'] = t_ & 8191
+            r450['speed'] = r454
+        if h451 & 8:
+            r456: dict[str, Any] = {}
             q -= 32
             t_ = (x >> q) & 4294967295
-            r414['semiMajor'] = (t_ >> 24) & 255
-            r414['semiMinor'] = (t_ >> 16) & 255
-            r414['orientation'] = t_ & 65535
-            r408['posAccuracy'] = r414
-        if h409 & 4:
+            r456['semiMajor'] = (t_ >> 24) & 255
+            r456['semiMinor'] = (t_ >> 16) & 255
+            r456['orientation'] = t_ & 65535
+            r450['posAccuracy'] = r456
+        if h451 & 4:
             q -= 6
-            r408['timeConfidence'] = _D_TimeConfidence_24[(x >> q) & 63]
-        if h409 & 2:
-            r416: dict[str, Any] = {}
+            r450['timeConfidence'] = _D_TimeConfidence_24[(x >> q) & 63]
+        if h451 & 2:
+            r458: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
-            r416['pos'] = _D_PositionConfidence_25[(t_ >> 4) & 15]
-            r416['elevation'] = _D_ElevationConfidence_26[t_ & 15]
-            r408['posConfidence'] = r416
-        if h409 & 1:
-            r418: dict[str, Any] = {}
+            r458['pos'] = _D_PositionConfidence_25[(t_ >> 4) & 15]
+            r458['elevation'] = _D_ElevationConfidence_26[t_ & 15]
+            r450['posConfidence'] = r458
+        if h451 & 1:
+            r460: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
-            r418['heading'] = _D_HeadingConfidence_27[(t_ >> 5) & 7]
-            r418['speed'] = _D_SpeedConfidence_28[(t_ >> 2) & 7]
-            r418['throttle'] = _D_ThrottleConfidence_29[t_ & 3]
-            r408['speedConfidence'] = r418
-        if h409 >> 8:
+            r460['heading'] = _D_HeadingConfidence_27[(t_ >> 5) & 7]
+            r460['speed'] = _D_SpeedConfidence_28[(t_ >> 2) & 7]
+            r460['throttle'] = _D_ThrottleConfidence_29[t_ & 3]
+            r450['speedConfidence'] = r460
+        if h451 >> 8:
             q = _rt.skip_additions(x, q)
-        r405['anchorPoint'] = r408
-    if h406 & 2:
-        r420: dict[str, Any] = {}
+        r447['anchorPoint'] = r450
+    if h448 & 2:
+        r462: dict[str, Any] = {}
         q -= 8
-        r420['status'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-        r423: dict[str, Any] = {}
+        r462['status'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+        r465: dict[str, Any] = {}
         q -= 31
         t_ = (x >> q) & 2147483647
-        r423['antOffsetX'] = ((t_ >> 19) & 4095) - 2048
-        r423['antOffsetY'] = ((t_ >> 10) & 511) - 256
-        r423['antOffsetZ'] = (t_ & 1023) - 512
-        r420['offsetSet'] = r423
-        r405['rtcmHeader'] = r420
+        r465['antOffsetX'] = ((t_ >> 19) & 4095) - 2048
+        r465['antOffsetY'] = ((t_ >> 10) & 511) - 256
+        r465['antOffsetZ'] = (t_ & 1023) - 512
+        r462['offsetSet'] = r465
+        r447['rtcmHeader'] = r462
     q -= 3
-    k426 = ((x >> q) & 7) + 1
-    r425: list[Any] = []
-    for _ in range(k426):
+    k468 = ((x >> q) & 7) + 1
+    r467: list[Any] = []
+    for _ in range(k468):
         q -= 10
-        k427 = ((x >> q) & 1023) + 1
-        q -= k427 << 3
-        w426 = ((x >> q) & ((1 << (k427 << 3)) - 1)).to_bytes(k427, 'big')
-        r425.append(w426)
-    r405['msgs'] = r425
-    if h406 & 1:
+        k469 = ((x >> q) & 1023) + 1
+        q -= k469 << 3
+        w468 = ((x >> q) & ((1 << (k469 << 3)) - 1)).to_bytes(k469, 'big')
+        r467.append(w468)
+    r447['msgs'] = r467
+    if h448 & 1:
         q -= 2
-        k429 = ((x >> q) & 3) + 1
-        r428: list[Any] = []
-        for _ in range(k429):
+        k471 = ((x >> q) & 3) + 1
+        r470: list[Any] = []
+        for _ in range(k471):
             x &= (1 << q) - 1
-            w429, q = d_RTCMcorrections_regional_item(x, q)
-            r428.append(w429)
-        r405['regional'] = r428
-    if h406 >> 4:
+            w471, q = d_RTCMcorrections_regional_item(x, q)
+            r470.append(w471)
+        r447['regional'] = r470
+    if h448 >> 4:
         q = _rt.skip_additions(x, q)
-    r['rtcmc'] = r405
-    return r, q
-
-
-def e_IntersectionReferenceID(v: Any) -> int:
-    a: int = 1
-    a = a << 1 | ('region' in v)
-    if 'region' in v:
-        a = a << 16 | v['region']
-    a = a << 16 | v['id']
-    return a
-
-def d_IntersectionReferenceID(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 1
-    h433 = (x >> q) & 1
-    if h433 & 1:
-        q -= 16
-        r['region'] = (x >> q) & 65535
-    q -= 16
-    r['id'] = (x >> q) & 65535
+    r['rtcmc'] = r447
     return r, q
 
 
 def e_EnabledLaneList(v: Any) -> int:
     a: int = 1
-    k434 = len(v)
-    a = a << 4 | (k434 - 1)
-    for w434 in v:
-        a = a << 8 | w434
+    k472 = len(v)
+    a = a << 4 | (k472 - 1)
+    for w472 in v:
+        a = a << 8 | w472
     return a
 
 def d_EnabledLaneList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k435 = ((x >> q) & 15) + 1
+    k473 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k435):
+    for _ in range(k473):
         q -= 8
-        w435 = (x >> q) & 255
-        r.append(w435)
+        w473 = (x >> q) & 255
+        r.append(w473)
     return r, q
 
 
 def e_MovementList(v: Any) -> int:
     a: int = 1
-    k436 = len(v)
-    a = a << 8 | (k436 - 1)
-    for w436 in v:
-        a = a << 4 | ('movementName' in w436) << 2 | ('maneuverAssistList' in w436) << 1 | ('regional' in w436)
-        if 'movementName' in w436:
-            b439 = w436['movementName'].encode('ascii')
-            a = a << 6 | (len(b439) - 1)
-            a = a << 7 * len(b439) | _rt.ia5_pack(b439)
-        a = a << 8 | w436['signalGroup']
-        v441 = w436['state-time-speed']
-        a442 = 1
-        k443 = len(v441)
-        a442 = a442 << 4 | (k443 - 1)
-        for w443 in v441:
-            a442 = a442 << 8 | (('timing' in w443) << 2 | ('speeds' in w443) << 1 | ('regional' in w443)) << 4 | (_E_MovementPhaseState_30[w443['eventState']])
-            if 'timing' in w443:
-                s_ = e_TimeChangeDetails(w443['timing'])
-                a442 = ((a442 - 1) << (s_.bit_length() - 1)) + s_
-            if 'speeds' in w443:
-                s_ = e_AdvisorySpeedList(w443['speeds'])
-                a442 = ((a442 - 1) << (s_.bit_length() - 1)) + s_
-            if 'regional' in w443:
-                s_ = e_MovementEvent_regional(w443['regional'])
-                a442 = ((a442 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a442.bit_length() - 1)) + a442
-        if 'maneuverAssistList' in w436:
-            v449 = w436['maneuverAssistList']
-            a450 = 1
-            k451 = len(v449)
-            a450 = a450 << 4 | (k451 - 1)
-            for w451 in v449:
-                a450 = a450 << 14 | (('queueLength' in w451) << 4 | ('availableStorageLength' in w451) << 3 | ('waitOnStop' in w451) << 2 | ('pedBicycleDetect' in w451) << 1 | ('regional' in w451)) << 8 | (w451['connectionID'])
-                if 'queueLength' in w451:
-                    a450 = a450 << 14 | w451['queueLength']
-                if 'availableStorageLength' in w451:
-                    a450 = a450 << 14 | w451['availableStorageLength']
-                if 'waitOnStop' in w451:
-                    a450 = a450 << 1 | (1 if w451['waitOnStop'] else 0)
-                if 'pedBicycleDetect' in w451:
-                    a450 = a450 << 1 | (1 if w451['pedBicycleDetect'] else 0)
-                if 'regional' in w451:
-                    s_ = e_ConnectionManeuverAssist_regional(w451['regional'])
-                    a450 = ((a450 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a450.bit_length() - 1)) + a450
-        if 'regional' in w436:
-            v459 = w436['regional']
-            a460 = 1
-            k461 = len(v459)
-            a460 = a460 << 2 | (k461 - 1)
-            for w461 in v459:
-                s_ = e_MovementState_regional_item(w461)
-                a460 = ((a460 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a460.bit_length() - 1)) + a460
+    k474 = len(v)
+    a = a << 8 | (k474 - 1)
+    for w474 in v:
+        a = a << 4 | ('movementName' in w474) << 2 | ('maneuverAssistList' in w474) << 1 | ('regional' in w474)
+        if 'movementName' in w474:
+            b477 = w474['movementName'].encode('ascii')
+            a = a << 6 | (len(b477) - 1)
+            a = a << 7 * len(b477) | _rt.ia5_pack(b477)
+        a = a << 8 | w474['signalGroup']
+        v479 = w474['state-time-speed']
+        a480 = 1
+        k481 = len(v479)
+        a480 = a480 << 4 | (k481 - 1)
+        for w481 in v479:
+            a480 = a480 << 8 | (('timing' in w481) << 2 | ('speeds' in w481) << 1 | ('regional' in w481)) << 4 | (_E_MovementPhaseState_30[w481['eventState']])
+            if 'timing' in w481:
+                v484 = w481['timing']
+                a480 = a480 << 5 | ('startTime' in v484) << 4 | ('maxEndTime' in v484) << 3 | ('likelyTime' in v484) << 2 | ('confidence' in v484) << 1 | ('nextTime' in v484)
+                if 'startTime' in v484:
+                    a480 = a480 << 16 | v484['startTime']
+                a480 = a480 << 16 | v484['minEndTime']
+                if 'maxEndTime' in v484:
+                    a480 = a480 << 16 | v484['maxEndTime']
+                if 'likelyTime' in v484:
+                    a480 = a480 << 16 | v484['likelyTime']
+                if 'confidence' in v484:
+                    a480 = a480 << 4 | v484['confidence']
+                if 'nextTime' in v484:
+                    a480 = a480 << 16 | v484['nextTime']
+            if 'speeds' in w481:
+                s_ = e_AdvisorySpeedList(w481['speeds'])
+                a480 = ((a480 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in w481:
+                s_ = e_MovementEvent_regional(w481['regional'])
+                a480 = ((a480 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a480.bit_length() - 1)) + a480
+        if 'maneuverAssistList' in w474:
+            v494 = w474['maneuverAssistList']
+            a495 = 1
+            k496 = len(v494)
+            a495 = a495 << 4 | (k496 - 1)
+            for w496 in v494:
+                a495 = a495 << 14 | (('queueLength' in w496) << 4 | ('availableStorageLength' in w496) << 3 | ('waitOnStop' in w496) << 2 | ('pedBicycleDetect' in w496) << 1 | ('regional' in w496)) << 8 | (w496['connectionID'])
+                if 'queueLength' in w496:
+                    a495 = a495 << 14 | w496['queueLength']
+                if 'availableStorageLength' in w496:
+                    a495 = a495 << 14 | w496['availableStorageLength']
+                if 'waitOnStop' in w496:
+                    a495 = a495 << 1 | (1 if w496['waitOnStop'] else 0)
+                if 'pedBicycleDetect' in w496:
+                    a495 = a495 << 1 | (1 if w496['pedBicycleDetect'] else 0)
+                if 'regional' in w496:
+                    s_ = e_ConnectionManeuverAssist_regional(w496['regional'])
+                    a495 = ((a495 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a495.bit_length() - 1)) + a495
+        if 'regional' in w474:
+            v504 = w474['regional']
+            a505 = 1
+            k506 = len(v504)
+            a505 = a505 << 2 | (k506 - 1)
+            for w506 in v504:
+                s_ = e_MovementState_regional_item(w506)
+                a505 = ((a505 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a505.bit_length() - 1)) + a505
     return a
 
 def d_MovementList(x: int, q: int) -> tuple[Any, int]:
     q -= 8
-    k462 = ((x >> q) & 255) + 1
+    k507 = ((x >> q) & 255) + 1
     r: list[Any] = []
-    for _ in range(k462):
+    for _ in range(k507):
         x &= (1 << q) - 1
-        r463: dict[str, Any] = {}
+        r508: dict[str, Any] = {}
         q -= 4
-        h464 = (x >> q) & 15
-        if h464 & 4:
+        h509 = (x >> q) & 15
+        if h509 & 4:
             q -= 6
-            k465 = ((x >> q) & 63) + 1
-            q -= 7 * k465
-            r463['movementName'] = _rt.ia5((x >> q) & ((1 << (7 * k465)) - 1), k465)
+            k510 = ((x >> q) & 63) + 1
+            q -= 7 * k510
+            r508['movementName'] = _rt.ia5((x >> q) & ((1 << (7 * k510)) - 1), k510)
         q -= 12
         t_ = (x >> q) & 4095
-        r463['signalGroup'] = (t_ >> 4) & 255
-        k467 = (t_ & 15) + 1
-        r466: list[Any] = []
-        for _ in range(k467):
-            r468: dict[str, Any] = {}
+        r508['signalGroup'] = (t_ >> 4) & 255
+        k512 = (t_ & 15) + 1
+        r511: list[Any] = []
+        for _ in range(k512):
+            r513: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
-            h469 = (t_ >> 4) & 15
-            r468['eventState'] = _D_MovementPhaseState_31[t_ & 15]
-            if h469 & 4:
-                r468['timing'], q = d_TimeChangeDetails(x, q)
-            if h469 & 2:
-                r468['speeds'], q = d_AdvisorySpeedList(x, q)
-            if h469 & 1:
-                r468['regional'], q = d_MovementEvent_regional(x, q)
-            if h469 >> 3:
+            h514 = (t_ >> 4) & 15
+            r513['eventState'] = _D_MovementPhaseState_31[t_ & 15]
+            if h514 & 4:
+                r515: dict[str, Any] = {}
+                q -= 5
+                h516 = (x >> q) & 31
+                if h516 & 16:
+                    q -= 16
+                    r515['startTime'] = (x >> q) & 65535
+                q -= 16
+                r515['minEndTime'] = (x >> q) & 65535
+                if h516 & 8:
+                    q -= 16
+                    r515['maxEndTime'] = (x >> q) & 65535
+                if h516 & 4:
+                    q -= 16
+                    r515['likelyTime'] = (x >> q) & 65535
+                if h516 & 2:
+                    q -= 4
+                    r515['confidence'] = (x >> q) & 15
+                if h516 & 1:
+                    q -= 16
+                    r515['nextTime'] = (x >> q) & 65535
+                r513['timing'] = r515
+            if h514 & 2:
+                r513['speeds'], q = d_AdvisorySpeedList(x, q)
+            if h514 & 1:
+                r513['regional'], q = d_MovementEvent_regional(x, q)
+            if h514 >> 3:
                 q = _rt.skip_additions(x, q)
-            r466.append(r468)
-        r463['state-time-speed'] = r466
-        if h464 & 2:
+            r511.append(r513)
+        r508['state-time-speed'] = r511
+        if h509 & 2:
             q -= 4
-            k471 = ((x >> q) & 15) + 1
-            r470: list[Any] = []
-            for _ in range(k471):
-                r472: dict[str, Any] = {}
+            k518 = ((x >> q) & 15) + 1
+            r517: list[Any] = []
+            for _ in range(k518):
+                r519: dict[str, Any] = {}
                 q -= 14
                 t_ = (x >> q) & 16383
-                h473 = (t_ >> 8) & 63
-                r472['connectionID'] = t_ & 255
-                if h473 & 16:
+                h520 = (t_ >> 8) & 63
+                r519['connectionID'] = t_ & 255
+                if h520 & 16:
                     q -= 14
-                    r472['queueLength'] = (x >> q) & 16383
-                if h473 & 8:
+                    r519['queueLength'] = (x >> q) & 16383
+                if h520 & 8:
                     q -= 14
-                    r472['availableStorageLength'] = (x >> q) & 16383
-                if h473 & 4:
+                    r519['availableStorageLength'] = (x >> q) & 16383
+                if h520 & 4:
                     q -= 1
-                    r472['waitOnStop'] = (x >> q) & 1 == 1
-                if h473 & 2:
+                    r519['waitOnStop'] = (x >> q) & 1 == 1
+                if h520 & 2:
                     q -= 1
-                    r472['pedBicycleDetect'] = (x >> q) & 1 == 1
-                if h473 & 1:
-                    r472['regional'], q = d_ConnectionManeuverAssist_regional(x, q)
-                if h473 >> 5:
+                    r519['pedBicycleDetect'] = (x >> q) & 1 == 1
+                if h520 & 1:
+                    r519['regional'], q = d_ConnectionManeuverAssist_regional(x, q)
+                if h520 >> 5:
                     q = _rt.skip_additions(x, q)
-                r470.append(r472)
-            r463['maneuverAssistList'] = r470
-        if h464 & 1:
+                r517.append(r519)
+            r508['maneuverAssistList'] = r517
+        if h509 & 1:
             q -= 2
-            k475 = ((x >> q) & 3) + 1
-            r474: list[Any] = []
-            for _ in range(k475):
-                w475, q = d_MovementState_regional_item(x, q)
-                r474.append(w475)
-            r463['regional'] = r474
-        if h464 >> 3:
+            k522 = ((x >> q) & 3) + 1
+            r521: list[Any] = []
+            for _ in range(k522):
+                w522, q = d_MovementState_regional_item(x, q)
+                r521.append(w522)
+            r508['regional'] = r521
+        if h509 >> 3:
             q = _rt.skip_additions(x, q)
-        r.append(r463)
+        r.append(r508)
     return r, q
 
 
 def e_ManeuverAssistList(v: Any) -> int:
     a: int = 1
-    k476 = len(v)
-    a = a << 4 | (k476 - 1)
-    for w476 in v:
-        a = a << 14 | (('queueLength' in w476) << 4 | ('availableStorageLength' in w476) << 3 | ('waitOnStop' in w476) << 2 | ('pedBicycleDetect' in w476) << 1 | ('regional' in w476)) << 8 | (w476['connectionID'])
-        if 'queueLength' in w476:
-            a = a << 14 | w476['queueLength']
-        if 'availableStorageLength' in w476:
-            a = a << 14 | w476['availableStorageLength']
-        if 'waitOnStop' in w476:
-            a = a << 1 | (1 if w476['waitOnStop'] else 0)
-        if 'pedBicycleDetect' in w476:
-            a = a << 1 | (1 if w476['pedBicycleDetect'] else 0)
-        if 'regional' in w476:
-            v483 = w476['regional']
-            a484 = 1
-            k485 = len(v483)
-            a484 = a484 << 2 | (k485 - 1)
-            for w485 in v483:
-                s_ = e_ConnectionManeuverAssist_regional_item(w485)
-                a484 = ((a484 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a484.bit_length() - 1)) + a484
+    k523 = len(v)
+    a = a << 4 | (k523 - 1)
+    for w523 in v:
+        a = a << 14 | (('queueLength' in w523) << 4 | ('availableStorageLength' in w523) << 3 | ('waitOnStop' in w523) << 2 | ('pedBicycleDetect' in w523) << 1 | ('regional' in w523)) << 8 | (w523['connectionID'])
+        if 'queueLength' in w523:
+            a = a << 14 | w523['queueLength']
+        if 'availableStorageLength' in w523:
+            a = a << 14 | w523['availableStorageLength']
+        if 'waitOnStop' in w523:
+            a = a << 1 | (1 if w523['waitOnStop'] else 0)
+        if 'pedBicycleDetect' in w523:
+            a = a << 1 | (1 if w523['pedBicycleDetect'] else 0)
+        if 'regional' in w523:
+            v530 = w523['regional']
+            a531 = 1
+            k532 = len(v530)
+            a531 = a531 << 2 | (k532 - 1)
+            for w532 in v530:
+                s_ = e_ConnectionManeuverAssist_regional_item(w532)
+                a531 = ((a531 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a531.bit_length() - 1)) + a531
     return a
 
 def d_ManeuverAssistList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k486 = ((x >> q) & 15) + 1
+    k533 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k486):
+    for _ in range(k533):
         x &= (1 << q) - 1
-        r487: dict[str, Any] = {}
+        r534: dict[str, Any] = {}
         q -= 14
         t_ = (x >> q) & 16383
-        h488 = (t_ >> 8) & 63
-        r487['connectionID'] = t_ & 255
-        if h488 & 16:
+        h535 = (t_ >> 8) & 63
+        r534['connectionID'] = t_ & 255
+        if h535 & 16:
             q -= 14
-            r487['queueLength'] = (x >> q) & 16383
-        if h488 & 8:
+            r534['queueLength'] = (x >> q) & 16383
+        if h535 & 8:
             q -= 14
-            r487['availableStorageLength'] = (x >> q) & 16383
-        if h488 & 4:
+            r534['availableStorageLength'] = (x >> q) & 16383
+        if h535 & 4:
             q -= 1
-            r487['waitOnStop'] = (x >> q) & 1 == 1
-        if h488 & 2:
+            r534['waitOnStop'] = (x >> q) & 1 == 1
+        if h535 & 2:
             q -= 1
-            r487['pedBicycleDetect'] = (x >> q) & 1 == 1
-        if h488 & 1:
+            r534['pedBicycleDetect'] = (x >> q) & 1 == 1
+        if h535 & 1:
             q -= 2
-            k490 = ((x >> q) & 3) + 1
-            r489: list[Any] = []
-            for _ in range(k490):
-                w490, q = d_ConnectionManeuverAssist_regional_item(x, q)
-                r489.append(w490)
-            r487['regional'] = r489
-        if h488 >> 5:
+            k537 = ((x >> q) & 3) + 1
+            r536: list[Any] = []
+            for _ in range(k537):
+                w537, q = d_ConnectionManeuverAssist_regional_item(x, q)
+                r536.append(w537)
+            r534['regional'] = r536
+        if h535 >> 5:
             q = _rt.skip_additions(x, q)
-        r.append(r487)
+        r.append(r534)
     return r, q
 
 
 def e_IntersectionState_regional(v: Any) -> int:
     a: int = 1
-    k491 = len(v)
-    a = a << 2 | (k491 - 1)
-    for w491 in v:
-        s_ = e_IntersectionState_regional_item(w491)
+    k538 = len(v)
+    a = a << 2 | (k538 - 1)
+    for w538 in v:
+        s_ = e_IntersectionState_regional_item(w538)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_IntersectionState_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k492 = ((x >> q) & 3) + 1
+    k539 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k492):
+    for _ in range(k539):
         x &= (1 << q) - 1
-        w492, q = d_IntersectionState_regional_item(x, q)
-        r.append(w492)
+        w539, q = d_IntersectionState_regional_item(x, q)
+        r.append(w539)
     return r, q
 
 
@@ -1490,479 +1550,503 @@ def e_Position3D(v: Any) -> int:
     if 'elevation' in v:
         a = a << 16 | (v['elevation'] + 4096)
     if 'regional' in v:
-        v498 = v['regional']
-        a499 = 1
-        k500 = len(v498)
-        a499 = a499 << 2 | (k500 - 1)
-        for w500 in v498:
-            s_ = e_Position3D_regional_item(w500)
-            a499 = ((a499 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a499.bit_length() - 1)) + a499
+        v545 = v['regional']
+        a546 = 1
+        k547 = len(v545)
+        a546 = a546 << 2 | (k547 - 1)
+        for w547 in v545:
+            s_ = e_Position3D_regional_item(w547)
+            a546 = ((a546 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a546.bit_length() - 1)) + a546
     return a
 
 def d_Position3D(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 66
     t_ = (x >> q) & 73786976294838206463
-    h501 = (t_ >> 63) & 7
+    h548 = (t_ >> 63) & 7
     r['lat'] = ((t_ >> 32) & 2147483647) - 900000000
     r['long'] = (t_ & 4294967295) - 1800000000
-    if h501 & 2:
+    if h548 & 2:
         q -= 16
         r['elevation'] = ((x >> q) & 65535) - 4096
-    if h501 & 1:
+    if h548 & 1:
         q -= 2
-        k503 = ((x >> q) & 3) + 1
-        r502: list[Any] = []
-        for _ in range(k503):
+        k550 = ((x >> q) & 3) + 1
+        r549: list[Any] = []
+        for _ in range(k550):
             x &= (1 << q) - 1
-            w503, q = d_Position3D_regional_item(x, q)
-            r502.append(w503)
-        r['regional'] = r502
-    if h501 >> 2:
+            w550, q = d_Position3D_regional_item(x, q)
+            r549.append(w550)
+        r['regional'] = r549
+    if h548 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_SpeedLimitList(v: Any) -> int:
     a: int = 1
-    k504 = len(v)
-    a = a << 4 | (k504 - 1)
-    for w504 in v:
-        w507 = w504['type']
-        i508 = _E_SpeedLimitType_32.get(w507)
-        if i508 is not None:
-            a = a << 5 | i508
+    k551 = len(v)
+    a = a << 4 | (k551 - 1)
+    for w551 in v:
+        w554 = w551['type']
+        i555 = _E_SpeedLimitType_32.get(w554)
+        if i555 is not None:
+            a = a << 5 | i555
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w507])
-        a = a << 13 | w504['speed']
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w554])
+        a = a << 13 | w551['speed']
     return a
 
 def d_SpeedLimitList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k510 = ((x >> q) & 15) + 1
+    k557 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k510):
+    for _ in range(k557):
         x &= (1 << q) - 1
-        r511: dict[str, Any] = {}
+        r558: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            i513, q = _rt.read_nsnn(x, q)
-            r511['type'] = _DX_LayerType_3.get(i513)
+            i560, q = _rt.read_nsnn(x, q)
+            r558['type'] = _DX_LayerType_3.get(i560)
         else:
             q -= 4
-            r511['type'] = _D_SpeedLimitType_33[(x >> q) & 15]
+            r558['type'] = _D_SpeedLimitType_33[(x >> q) & 15]
         q -= 13
-        r511['speed'] = (x >> q) & 8191
-        r.append(r511)
+        r558['speed'] = (x >> q) & 8191
+        r.append(r558)
     return r, q
 
 
 def e_LaneList(v: Any) -> int:
     a: int = 1
-    k514 = len(v)
-    a = a << 8 | (k514 - 1)
-    for w514 in v:
-        a550 = 1
-        a550 = a550 << 16 | (('name' in w514) << 6 | ('ingressApproach' in w514) << 5 | ('egressApproach' in w514) << 4 | ('maneuvers' in w514) << 3 | ('connectsTo' in w514) << 2 | ('overlays' in w514) << 1 | ('regional' in w514)) << 8 | (w514['laneID'])
-        if 'name' in w514:
-            b554 = w514['name'].encode('ascii')
-            a550 = a550 << 6 | (len(b554) - 1)
-            a550 = a550 << 7 * len(b554) | _rt.ia5_pack(b554)
-        if 'ingressApproach' in w514:
-            a550 = a550 << 4 | w514['ingressApproach']
-        if 'egressApproach' in w514:
-            a550 = a550 << 4 | w514['egressApproach']
-        v557 = w514['laneAttributes']
-        a550 = a550 << 1 | ('regional' in v557)
-        d560, k561 = v557['directionalUse']
-        a550 = a550 << k561 | int.from_bytes(d560, 'big') >> (8 * len(d560) - k561)
-        d563, k564 = v557['sharedWith']
-        a550 = a550 << k564 | int.from_bytes(d563, 'big') >> (8 * len(d563) - k564)
-        s_ = e_LaneTypeAttributes(v557['laneType'])
-        a550 = ((a550 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in v557:
-            s_ = e_LaneAttributes_regional(v557['regional'])
-            a550 = ((a550 - 1) << (s_.bit_length() - 1)) + s_
-        if 'maneuvers' in w514:
-            d568, k569 = w514['maneuvers']
-            a550 = a550 << k569 | int.from_bytes(d568, 'big') >> (8 * len(d568) - k569)
-        s_ = e_NodeListXY(w514['nodeList'])
-        a550 = ((a550 - 1) << (s_.bit_length() - 1)) + s_
-        if 'connectsTo' in w514:
-            v571 = w514['connectsTo']
-            a572 = 1
-            k573 = len(v571)
-            a572 = a572 << 4 | (k573 - 1)
-            for w573 in v571:
-                a572 = a572 << 4 | ('remoteIntersection' in w573) << 3 | ('signalGroup' in w573) << 2 | ('userClass' in w573) << 1 | ('connectionID' in w573)
-                s_ = e_ConnectingLane(w573['connectingLane'])
-                a572 = ((a572 - 1) << (s_.bit_length() - 1)) + s_
-                if 'remoteIntersection' in w573:
-                    s_ = e_IntersectionReferenceID(w573['remoteIntersection'])
-                    a572 = ((a572 - 1) << (s_.bit_length() - 1)) + s_
-                if 'signalGroup' in w573:
-                    a572 = a572 << 8 | w573['signalGroup']
-                if 'userClass' in w573:
-                    a572 = a572 << 8 | w573['userClass']
-                if 'connectionID' in w573:
-                    a572 = a572 << 8 | w573['connectionID']
-            a550 = ((a550 - 1) << (a572.bit_length() - 1)) + a572
-        if 'overlays' in w514:
-            v580 = w514['overlays']
-            a581 = 1
-            k582 = len(v580)
-            a581 = a581 << 3 | (k582 - 1)
-            for w582 in v580:
-                a581 = a581 << 8 | w582
-            a550 = ((a550 - 1) << (a581.bit_length() - 1)) + a581
-        if 'regional' in w514:
-            v583 = w514['regional']
-            a584 = 1
-            k585 = len(v583)
-            a584 = a584 << 2 | (k585 - 1)
-            for w585 in v583:
-                s_ = e_GenericLane_regional_item(w585)
-                a584 = ((a584 - 1) << (s_.bit_length() - 1)) + s_
-            a550 = ((a550 - 1) << (a584.bit_length() - 1)) + a584
-        a = ((a - 1) << (a550.bit_length() - 1)) + a550
+    k561 = len(v)
+    a = a << 8 | (k561 - 1)
+    for w561 in v:
+        a605 = 1
+        a605 = a605 << 16 | (('name' in w561) << 6 | ('ingressApproach' in w561) << 5 | ('egressApproach' in w561) << 4 | ('maneuvers' in w561) << 3 | ('connectsTo' in w561) << 2 | ('overlays' in w561) << 1 | ('regional' in w561)) << 8 | (w561['laneID'])
+        if 'name' in w561:
+            b609 = w561['name'].encode('ascii')
+            a605 = a605 << 6 | (len(b609) - 1)
+            a605 = a605 << 7 * len(b609) | _rt.ia5_pack(b609)
+        if 'ingressApproach' in w561:
+            a605 = a605 << 4 | w561['ingressApproach']
+        if 'egressApproach' in w561:
+            a605 = a605 << 4 | w561['egressApproach']
+        v612 = w561['laneAttributes']
+        a605 = a605 << 1 | ('regional' in v612)
+        d615, k616 = v612['directionalUse']
+        a605 = a605 << k616 | int.from_bytes(d615, 'big') >> (8 * len(d615) - k616)
+        d618, k619 = v612['sharedWith']
+        a605 = a605 << k619 | int.from_bytes(d618, 'big') >> (8 * len(d618) - k619)
+        s_ = e_LaneTypeAttributes(v612['laneType'])
+        a605 = ((a605 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in v612:
+            s_ = e_LaneAttributes_regional(v612['regional'])
+            a605 = ((a605 - 1) << (s_.bit_length() - 1)) + s_
+        if 'maneuvers' in w561:
+            d623, k624 = w561['maneuvers']
+            a605 = a605 << k624 | int.from_bytes(d623, 'big') >> (8 * len(d623) - k624)
+        s_ = e_NodeListXY(w561['nodeList'])
+        a605 = ((a605 - 1) << (s_.bit_length() - 1)) + s_
+        if 'connectsTo' in w561:
+            v626 = w561['connectsTo']
+            a627 = 1
+            k628 = len(v626)
+            a627 = a627 << 4 | (k628 - 1)
+            for w628 in v626:
+                a627 = a627 << 4 | ('remoteIntersection' in w628) << 3 | ('signalGroup' in w628) << 2 | ('userClass' in w628) << 1 | ('connectionID' in w628)
+                v630 = w628['connectingLane']
+                a627 = a627 << 9 | (('maneuver' in v630)) << 8 | (v630['lane'])
+                if 'maneuver' in v630:
+                    d634, k635 = v630['maneuver']
+                    a627 = a627 << k635 | int.from_bytes(d634, 'big') >> (8 * len(d634) - k635)
+                if 'remoteIntersection' in w628:
+                    v636 = w628['remoteIntersection']
+                    a627 = a627 << 1 | ('region' in v636)
+                    if 'region' in v636:
+                        a627 = a627 << 16 | v636['region']
+                    a627 = a627 << 16 | v636['id']
+                if 'signalGroup' in w628:
+                    a627 = a627 << 8 | w628['signalGroup']
+                if 'userClass' in w628:
+                    a627 = a627 << 8 | w628['userClass']
+                if 'connectionID' in w628:
+                    a627 = a627 << 8 | w628['connectionID']
+            a605 = ((a605 - 1) << (a627.bit_length() - 1)) + a627
+        if 'overlays' in w561:
+            v643 = w561['overlays']
+            a644 = 1
+            k645 = len(v643)
+            a644 = a644 << 3 | (k645 - 1)
+            for w645 in v643:
+                a644 = a644 << 8 | w645
+            a605 = ((a605 - 1) << (a644.bit_length() - 1)) + a644
+        if 'regional' in w561:
+            v646 = w561['regional']
+            a647 = 1
+            k648 = len(v646)
+            a647 = a647 << 2 | (k648 - 1)
+            for w648 in v646:
+                s_ = e_GenericLane_regional_item(w648)
+                a647 = ((a647 - 1) << (s_.bit_length() - 1)) + s_
+            a605 = ((a605 - 1) << (a647.bit_length() - 1)) + a647
+        a = ((a - 1) << (a605.bit_length() - 1)) + a605
     return a
 
 def d_LaneList(x: int, q: int) -> tuple[Any, int]:
     q -= 8
-    k586 = ((x >> q) & 255) + 1
+    k649 = ((x >> q) & 255) + 1
     r: list[Any] = []
-    for _ in range(k586):
+    for _ in range(k649):
         x &= (1 << q) - 1
-        r587: dict[str, Any] = {}
+        r650: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
-        h588 = (t_ >> 8) & 255
-        r587['laneID'] = t_ & 255
-        if h588 & 64:
+        h651 = (t_ >> 8) & 255
+        r650['laneID'] = t_ & 255
+        if h651 & 64:
             q -= 6
-            k589 = ((x >> q) & 63) + 1
-            q -= 7 * k589
-            r587['name'] = _rt.ia5((x >> q) & ((1 << (7 * k589)) - 1), k589)
-        if h588 & 32:
+            k652 = ((x >> q) & 63) + 1
+            q -= 7 * k652
+            r650['name'] = _rt.ia5((x >> q) & ((1 << (7 * k652)) - 1), k652)
+        if h651 & 32:
             q -= 4
-            r587['ingressApproach'] = (x >> q) & 15
-        if h588 & 16:
+            r650['ingressApproach'] = (x >> q) & 15
+        if h651 & 16:
             q -= 4
-            r587['egressApproach'] = (x >> q) & 15
-        r590: dict[str, Any] = {}
+            r650['egressApproach'] = (x >> q) & 15
+        r653: dict[str, Any] = {}
         q -= 13
         t_ = (x >> q) & 8191
-        h591 = (t_ >> 12) & 1
-        r590['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
-        r590['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
-        r590['laneType'], q = d_LaneTypeAttributes(x, q)
-        if h591 & 1:
-            r590['regional'], q = d_LaneAttributes_regional(x, q)
-        r587['laneAttributes'] = r590
-        if h588 & 8:
+        h654 = (t_ >> 12) & 1
+        r653['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
+        r653['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
+        r653['laneType'], q = d_LaneTypeAttributes(x, q)
+        if h654 & 1:
+            r653['regional'], q = d_LaneAttributes_regional(x, q)
+        r650['laneAttributes'] = r653
+        if h651 & 8:
             q -= 12
-            r587['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-        r587['nodeList'], q = d_NodeListXY(x, q)
-        if h588 & 4:
+            r650['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+        r650['nodeList'], q = d_NodeListXY(x, q)
+        if h651 & 4:
             q -= 4
-            k596 = ((x >> q) & 15) + 1
-            r595: list[Any] = []
-            for _ in range(k596):
-                r597: dict[str, Any] = {}
+            k659 = ((x >> q) & 15) + 1
+            r658: list[Any] = []
+            for _ in range(k659):
+                r660: dict[str, Any] = {}
                 q -= 4
-                h598 = (x >> q) & 15
-                r597['connectingLane'], q = d_ConnectingLane(x, q)
-                if h598 & 8:
-                    r597['remoteIntersection'], q = d_IntersectionReferenceID(x, q)
-                if h598 & 4:
+                h661 = (x >> q) & 15
+                r662: dict[str, Any] = {}
+                q -= 9
+                t_ = (x >> q) & 511
+                h663 = (t_ >> 8) & 1
+                r662['lane'] = t_ & 255
+                if h663 & 1:
+                    q -= 12
+                    r662['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+                r660['connectingLane'] = r662
+                if h661 & 8:
+                    r665: dict[str, Any] = {}
+                    q -= 1
+                    h666 = (x >> q) & 1
+                    if h666 & 1:
+                        q -= 16
+                        r665['region'] = (x >> q) & 65535
+                    q -= 16
+                    r665['id'] = (x >> q) & 65535
+                    r660['remoteIntersection'] = r665
+                if h661 & 4:
                     q -= 8
-                    r597['signalGroup'] = (x >> q) & 255
-                if h598 & 2:
+                    r660['signalGroup'] = (x >> q) & 255
+                if h661 & 2:
                     q -= 8
-                    r597['userClass'] = (x >> q) & 255
-                if h598 & 1:
+                    r660['userClass'] = (x >> q) & 255
+                if h661 & 1:
                     q -= 8
-                    r597['connectionID'] = (x >> q) & 255
-                r595.append(r597)
-            r587['connectsTo'] = r595
-        if h588 & 2:
+                    r660['connectionID'] = (x >> q) & 255
+                r658.append(r660)
+            r650['connectsTo'] = r658
+        if h651 & 2:
             q -= 3
-            k600 = ((x >> q) & 7) + 1
-            r599: list[Any] = []
-            for _ in range(k600):
+            k668 = ((x >> q) & 7) + 1
+            r667: list[Any] = []
+            for _ in range(k668):
                 q -= 8
-                w600 = (x >> q) & 255
-                r599.append(w600)
-            r587['overlays'] = r599
-        if h588 & 1:
+                w668 = (x >> q) & 255
+                r667.append(w668)
+            r650['overlays'] = r667
+        if h651 & 1:
             q -= 2
-            k602 = ((x >> q) & 3) + 1
-            r601: list[Any] = []
-            for _ in range(k602):
-                w602, q = d_GenericLane_regional_item(x, q)
-                r601.append(w602)
-            r587['regional'] = r601
-        if h588 >> 7:
+            k670 = ((x >> q) & 3) + 1
+            r669: list[Any] = []
+            for _ in range(k670):
+                w670, q = d_GenericLane_regional_item(x, q)
+                r669.append(w670)
+            r650['regional'] = r669
+        if h651 >> 7:
             q = _rt.skip_additions(x, q)
-        r.append(r587)
+        r.append(r650)
     return r, q
 
 
 def e_PreemptPriorityList(v: Any) -> int:
     a: int = 1
-    k603 = len(v)
-    a = a << 5 | (k603 - 1)
-    for w603 in v:
+    k671 = len(v)
+    a = a << 5 | (k671 - 1)
+    for w671 in v:
         a = a << 1
-        s_ = e_SignalControlZone_zone(w603['zone'])
+        s_ = e_SignalControlZone_zone(w671['zone'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_PreemptPriorityList(x: int, q: int) -> tuple[Any, int]:
     q -= 5
-    k606 = ((x >> q) & 31) + 1
+    k674 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k606):
+    for _ in range(k674):
         x &= (1 << q) - 1
-        r607: dict[str, Any] = {}
+        r675: dict[str, Any] = {}
         q -= 1
-        h608 = (x >> q) & 1
-        r607['zone'], q = d_SignalControlZone_zone(x, q)
-        if h608 >> 0:
+        h676 = (x >> q) & 1
+        r675['zone'], q = d_SignalControlZone_zone(x, q)
+        if h676 >> 0:
             q = _rt.skip_additions(x, q)
-        r.append(r607)
+        r.append(r675)
     return r, q
 
 
 def e_IntersectionGeometry_regional(v: Any) -> int:
     a: int = 1
-    k609 = len(v)
-    a = a << 2 | (k609 - 1)
-    for w609 in v:
-        s_ = e_IntersectionGeometry_regional_item(w609)
+    k677 = len(v)
+    a = a << 2 | (k677 - 1)
+    for w677 in v:
+        s_ = e_IntersectionGeometry_regional_item(w677)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_IntersectionGeometry_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k610 = ((x >> q) & 3) + 1
+    k678 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k610):
+    for _ in range(k678):
         x &= (1 << q) - 1
-        w610, q = d_IntersectionGeometry_regional_item(x, q)
-        r.append(w610)
-    return r, q
-
-
-def e_RoadSegmentReferenceID(v: Any) -> int:
-    a: int = 1
-    a = a << 1 | ('region' in v)
-    if 'region' in v:
-        a = a << 16 | v['region']
-    a = a << 16 | v['id']
-    return a
-
-def d_RoadSegmentReferenceID(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 1
-    h614 = (x >> q) & 1
-    if h614 & 1:
-        q -= 16
-        r['region'] = (x >> q) & 65535
-    q -= 16
-    r['id'] = (x >> q) & 65535
+        w678, q = d_IntersectionGeometry_regional_item(x, q)
+        r.append(w678)
     return r, q
 
 
 def e_RoadLaneSetList(v: Any) -> int:
     a: int = 1
-    k615 = len(v)
-    a = a << 8 | (k615 - 1)
-    for w615 in v:
-        a651 = 1
-        a651 = a651 << 16 | (('name' in w615) << 6 | ('ingressApproach' in w615) << 5 | ('egressApproach' in w615) << 4 | ('maneuvers' in w615) << 3 | ('connectsTo' in w615) << 2 | ('overlays' in w615) << 1 | ('regional' in w615)) << 8 | (w615['laneID'])
-        if 'name' in w615:
-            b655 = w615['name'].encode('ascii')
-            a651 = a651 << 6 | (len(b655) - 1)
-            a651 = a651 << 7 * len(b655) | _rt.ia5_pack(b655)
-        if 'ingressApproach' in w615:
-            a651 = a651 << 4 | w615['ingressApproach']
-        if 'egressApproach' in w615:
-            a651 = a651 << 4 | w615['egressApproach']
-        v658 = w615['laneAttributes']
-        a651 = a651 << 1 | ('regional' in v658)
-        d661, k662 = v658['directionalUse']
-        a651 = a651 << k662 | int.from_bytes(d661, 'big') >> (8 * len(d661) - k662)
-        d664, k665 = v658['sharedWith']
-        a651 = a651 << k665 | int.from_bytes(d664, 'big') >> (8 * len(d664) - k665)
-        s_ = e_LaneTypeAttributes(v658['laneType'])
-        a651 = ((a651 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in v658:
-            s_ = e_LaneAttributes_regional(v658['regional'])
-            a651 = ((a651 - 1) << (s_.bit_length() - 1)) + s_
-        if 'maneuvers' in w615:
-            d669, k670 = w615['maneuvers']
-            a651 = a651 << k670 | int.from_bytes(d669, 'big') >> (8 * len(d669) - k670)
-        s_ = e_NodeListXY(w615['nodeList'])
-        a651 = ((a651 - 1) << (s_.bit_length() - 1)) + s_
-        if 'connectsTo' in w615:
-            v672 = w615['connectsTo']
-            a673 = 1
-            k674 = len(v672)
-            a673 = a673 << 4 | (k674 - 1)
-            for w674 in v672:
-                a673 = a673 << 4 | ('remoteIntersection' in w674) << 3 | ('signalGroup' in w674) << 2 | ('userClass' in w674) << 1 | ('connectionID' in w674)
-                s_ = e_ConnectingLane(w674['connectingLane'])
-                a673 = ((a673 - 1) << (s_.bit_length() - 1)) + s_
-                if 'remoteIntersection' in w674:
-                    s_ = e_IntersectionReferenceID(w674['remoteIntersection'])
-                    a673 = ((a673 - 1) << (s_.bit_length() - 1)) + s_
-                if 'signalGroup' in w674:
-                    a673 = a673 << 8 | w674['signalGroup']
-                if 'userClass' in w674:
-                    a673 = a673 << 8 | w674['userClass']
-                if 'connectionID' in w674:
-                    a673 = a673 << 8 | w674['connectionID']
-            a651 = ((a651 - 1) << (a673.bit_length() - 1)) + a673
-        if 'overlays' in w615:
-            v681 = w615['overlays']
-            a682 = 1
-            k683 = len(v681)
-            a682 = a682 << 3 | (k683 - 1)
-            for w683 in v681:
-                a682 = a682 << 8 | w683
-            a651 = ((a651 - 1) << (a682.bit_length() - 1)) + a682
-        if 'regional' in w615:
-            v684 = w615['regional']
-            a685 = 1
-            k686 = len(v684)
-            a685 = a685 << 2 | (k686 - 1)
-            for w686 in v684:
-                s_ = e_GenericLane_regional_item(w686)
-                a685 = ((a685 - 1) << (s_.bit_length() - 1)) + s_
-            a651 = ((a651 - 1) << (a685.bit_length() - 1)) + a685
-        a = ((a - 1) << (a651.bit_length() - 1)) + a651
+    k679 = len(v)
+    a = a << 8 | (k679 - 1)
+    for w679 in v:
+        a723 = 1
+        a723 = a723 << 16 | (('name' in w679) << 6 | ('ingressApproach' in w679) << 5 | ('egressApproach' in w679) << 4 | ('maneuvers' in w679) << 3 | ('connectsTo' in w679) << 2 | ('overlays' in w679) << 1 | ('regional' in w679)) << 8 | (w679['laneID'])
+        if 'name' in w679:
+            b727 = w679['name'].encode('ascii')
+            a723 = a723 << 6 | (len(b727) - 1)
+            a723 = a723 << 7 * len(b727) | _rt.ia5_pack(b727)
+        if 'ingressApproach' in w679:
+            a723 = a723 << 4 | w679['ingressApproach']
+        if 'egressApproach' in w679:
+            a723 = a723 << 4 | w679['egressApproach']
+        v730 = w679['laneAttributes']
+        a723 = a723 << 1 | ('regional' in v730)
+        d733, k734 = v730['directionalUse']
+        a723 = a723 << k734 | int.from_bytes(d733, 'big') >> (8 * len(d733) - k734)
+        d736, k737 = v730['sharedWith']
+        a723 = a723 << k737 | int.from_bytes(d736, 'big') >> (8 * len(d736) - k737)
+        s_ = e_LaneTypeAttributes(v730['laneType'])
+        a723 = ((a723 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in v730:
+            s_ = e_LaneAttributes_regional(v730['regional'])
+            a723 = ((a723 - 1) << (s_.bit_length() - 1)) + s_
+        if 'maneuvers' in w679:
+            d741, k742 = w679['maneuvers']
+            a723 = a723 << k742 | int.from_bytes(d741, 'big') >> (8 * len(d741) - k742)
+        s_ = e_NodeListXY(w679['nodeList'])
+        a723 = ((a723 - 1) << (s_.bit_length() - 1)) + s_
+        if 'connectsTo' in w679:
+            v744 = w679['connectsTo']
+            a745 = 1
+            k746 = len(v744)
+            a745 = a745 << 4 | (k746 - 1)
+            for w746 in v744:
+                a745 = a745 << 4 | ('remoteIntersection' in w746) << 3 | ('signalGroup' in w746) << 2 | ('userClass' in w746) << 1 | ('connectionID' in w746)
+                v748 = w746['connectingLane']
+                a745 = a745 << 9 | (('maneuver' in v748)) << 8 | (v748['lane'])
+                if 'maneuver' in v748:
+                    d752, k753 = v748['maneuver']
+                    a745 = a745 << k753 | int.from_bytes(d752, 'big') >> (8 * len(d752) - k753)
+                if 'remoteIntersection' in w746:
+                    v754 = w746['remoteIntersection']
+                    a745 = a745 << 1 | ('region' in v754)
+                    if 'region' in v754:
+                        a745 = a745 << 16 | v754['region']
+                    a745 = a745 << 16 | v754['id']
+                if 'signalGroup' in w746:
+                    a745 = a745 << 8 | w746['signalGroup']
+                if 'userClass' in w746:
+                    a745 = a745 << 8 | w746['userClass']
+                if 'connectionID' in w746:
+                    a745 = a745 << 8 | w746['connectionID']
+            a723 = ((a723 - 1) << (a745.bit_length() - 1)) + a745
+        if 'overlays' in w679:
+            v761 = w679['overlays']
+            a762 = 1
+            k763 = len(v761)
+            a762 = a762 << 3 | (k763 - 1)
+            for w763 in v761:
+                a762 = a762 << 8 | w763
+            a723 = ((a723 - 1) << (a762.bit_length() - 1)) + a762
+        if 'regional' in w679:
+            v764 = w679['regional']
+            a765 = 1
+            k766 = len(v764)
+            a765 = a765 << 2 | (k766 - 1)
+            for w766 in v764:
+                s_ = e_GenericLane_regional_item(w766)
+                a765 = ((a765 - 1) << (s_.bit_length() - 1)) + s_
+            a723 = ((a723 - 1) << (a765.bit_length() - 1)) + a765
+        a = ((a - 1) << (a723.bit_length() - 1)) + a723
     return a
 
 def d_RoadLaneSetList(x: int, q: int) -> tuple[Any, int]:
     q -= 8
-    k687 = ((x >> q) & 255) + 1
+    k767 = ((x >> q) & 255) + 1
     r: list[Any] = []
-    for _ in range(k687):
+    for _ in range(k767):
         x &= (1 << q) - 1
-        r688: dict[str, Any] = {}
+        r768: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
-        h689 = (t_ >> 8) & 255
-        r688['laneID'] = t_ & 255
-        if h689 & 64:
+        h769 = (t_ >> 8) & 255
+        r768['laneID'] = t_ & 255
+        if h769 & 64:
             q -= 6
-            k690 = ((x >> q) & 63) + 1
-            q -= 7 * k690
-            r688['name'] = _rt.ia5((x >> q) & ((1 << (7 * k690)) - 1), k690)
-        if h689 & 32:
+            k770 = ((x >> q) & 63) + 1
+            q -= 7 * k770
+            r768['name'] = _rt.ia5((x >> q) & ((1 << (7 * k770)) - 1), k770)
+        if h769 & 32:
             q -= 4
-            r688['ingressApproach'] = (x >> q) & 15
-        if h689 & 16:
+            r768['ingressApproach'] = (x >> q) & 15
+        if h769 & 16:
             q -= 4
-            r688['egressApproach'] = (x >> q) & 15
-        r691: dict[str, Any] = {}
+            r768['egressApproach'] = (x >> q) & 15
+        r771: dict[str, Any] = {}
         q -= 13
         t_ = (x >> q) & 8191
-        h692 = (t_ >> 12) & 1
-        r691['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
-        r691['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
-        r691['laneType'], q = d_LaneTypeAttributes(x, q)
-        if h692 & 1:
-            r691['regional'], q = d_LaneAttributes_regional(x, q)
-        r688['laneAttributes'] = r691
-        if h689 & 8:
+        h772 = (t_ >> 12) & 1
+        r771['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
+        r771['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
+        r771['laneType'], q = d_LaneTypeAttributes(x, q)
+        if h772 & 1:
+            r771['regional'], q = d_LaneAttributes_regional(x, q)
+        r768['laneAttributes'] = r771
+        if h769 & 8:
             q -= 12
-            r688['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-        r688['nodeList'], q = d_NodeListXY(x, q)
-        if h689 & 4:
+            r768['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+        r768['nodeList'], q = d_NodeListXY(x, q)
+        if h769 & 4:
             q -= 4
-            k697 = ((x >> q) & 15) + 1
-            r696: list[Any] = []
-            for _ in range(k697):
-                r698: dict[str, Any] = {}
+            k777 = ((x >> q) & 15) + 1
+            r776: list[Any] = []
+            for _ in range(k777):
+                r778: dict[str, Any] = {}
                 q -= 4
-                h699 = (x >> q) & 15
-                r698['connectingLane'], q = d_ConnectingLane(x, q)
-                if h699 & 8:
-                    r698['remoteIntersection'], q = d_IntersectionReferenceID(x, q)
-                if h699 & 4:
+                h779 = (x >> q) & 15
+                r780: dict[str, Any] = {}
+                q -= 9
+                t_ = (x >> q) & 511
+                h781 = (t_ >> 8) & 1
+                r780['lane'] = t_ & 255
+                if h781 & 1:
+                    q -= 12
+                    r780['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+                r778['connectingLane'] = r780
+                if h779 & 8:
+                    r783: dict[str, Any] = {}
+                    q -= 1
+                    h784 = (x >> q) & 1
+                    if h784 & 1:
+                        q -= 16
+                        r783['region'] = (x >> q) & 65535
+                    q -= 16
+                    r783['id'] = (x >> q) & 65535
+                    r778['remoteIntersection'] = r783
+                if h779 & 4:
                     q -= 8
-                    r698['signalGroup'] = (x >> q) & 255
-                if h699 & 2:
+                    r778['signalGroup'] = (x >> q) & 255
+                if h779 & 2:
                     q -= 8
-                    r698['userClass'] = (x >> q) & 255
-                if h699 & 1:
+                    r778['userClass'] = (x >> q) & 255
+                if h779 & 1:
                     q -= 8
-                    r698['connectionID'] = (x >> q) & 255
-                r696.append(r698)
-            r688['connectsTo'] = r696
-        if h689 & 2:
+                    r778['connectionID'] = (x >> q) & 255
+                r776.append(r778)
+            r768['connectsTo'] = r776
+        if h769 & 2:
             q -= 3
-            k701 = ((x >> q) & 7) + 1
-            r700: list[Any] = []
-            for _ in range(k701):
+            k786 = ((x >> q) & 7) + 1
+            r785: list[Any] = []
+            for _ in range(k786):
                 q -= 8
-                w701 = (x >> q) & 255
-                r700.append(w701)
-            r688['overlays'] = r700
-        if h689 & 1:
+                w786 = (x >> q) & 255
+                r785.append(w786)
+            r768['overlays'] = r785
+        if h769 & 1:
             q -= 2
-            k703 = ((x >> q) & 3) + 1
-            r702: list[Any] = []
-            for _ in range(k703):
-                w703, q = d_GenericLane_regional_item(x, q)
-                r702.append(w703)
-            r688['regional'] = r702
-        if h689 >> 7:
+            k788 = ((x >> q) & 3) + 1
+            r787: list[Any] = []
+            for _ in range(k788):
+                w788, q = d_GenericLane_regional_item(x, q)
+                r787.append(w788)
+            r768['regional'] = r787
+        if h769 >> 7:
             q = _rt.skip_additions(x, q)
-        r.append(r688)
+        r.append(r768)
     return r, q
 
 
 def e_RoadSegment_regional(v: Any) -> int:
     a: int = 1
-    k704 = len(v)
-    a = a << 2 | (k704 - 1)
-    for w704 in v:
-        s_ = e_RoadSegment_regional_item(w704)
+    k789 = len(v)
+    a = a << 2 | (k789 - 1)
+    for w789 in v:
+        s_ = e_RoadSegment_regional_item(w789)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RoadSegment_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k705 = ((x >> q) & 3) + 1
+    k790 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k705):
+    for _ in range(k790):
         x &= (1 << q) - 1
-        w705, q = d_RoadSegment_regional_item(x, q)
-        r.append(w705)
+        w790, q = d_RoadSegment_regional_item(x, q)
+        r.append(w790)
     return r, q
 
 
 def e_RestrictionUserTypeList(v: Any) -> int:
     a: int = 1
-    k706 = len(v)
-    a = a << 4 | (k706 - 1)
-    for w706 in v:
-        s_ = e_RestrictionUserType(w706)
+    k791 = len(v)
+    a = a << 4 | (k791 - 1)
+    for w791 in v:
+        s_ = e_RestrictionUserType(w791)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RestrictionUserTypeList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k707 = ((x >> q) & 15) + 1
+    k792 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k707):
+    for _ in range(k792):
         x &= (1 << q) - 1
-        w707, q = d_RestrictionUserType(x, q)
-        r.append(w707)
+        w792, q = d_RestrictionUserType(x, q)
+        r.append(w792)
     return r, q
 
 
@@ -1989,20 +2073,6 @@ def d_MapData_regional_item(x: int, q: int) -> tuple[Any, int]:
     else:
         w = w.to_bytes(n, 'big')
     return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_ActionID(v: Any) -> int:
-    a: int = 1
-    a = a << 48 | (v['originatingStationID']) << 16 | (v['sequenceNumber'])
-    return a
-
-def d_ActionID(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 48
-    t_ = (x >> q) & 281474976710655
-    r['originatingStationID'] = (t_ >> 16) & 4294967295
-    r['sequenceNumber'] = t_ & 65535
-    return r, q
 
 
 def e_IviContainer(v: Any) -> int:
@@ -2090,89 +2160,89 @@ def d_IviContainer(x: int, q: int) -> tuple[Any, int]:
 def e_SignalRequest(v: Any) -> int:
     a: int = 1
     a = a << 3 | ('outBoundLane' in v) << 1 | ('regional' in v)
-    v714 = v['id']
-    a = a << 1 | ('region' in v714)
-    if 'region' in v714:
-        a = a << 16 | v714['region']
-    a = a << 24 | (v714['id']) << 8 | (v['requestID'])
-    w720 = v['requestType']
-    i721 = _E_PriorityRequestType_34.get(w720)
-    if i721 is not None:
-        a = a << 3 | i721
+    v795 = v['id']
+    a = a << 1 | ('region' in v795)
+    if 'region' in v795:
+        a = a << 16 | v795['region']
+    a = a << 24 | (v795['id']) << 8 | (v['requestID'])
+    w801 = v['requestType']
+    i802 = _E_PriorityRequestType_34.get(w801)
+    if i802 is not None:
+        a = a << 3 | i802
     else:
-        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w720])
+        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w801])
     s_ = e_IntersectionAccessPoint(v['inBoundLane'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'outBoundLane' in v:
         s_ = e_IntersectionAccessPoint(v['outBoundLane'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'regional' in v:
-        v724 = v['regional']
-        a725 = 1
-        k726 = len(v724)
-        a725 = a725 << 2 | (k726 - 1)
-        for w726 in v724:
-            s_ = e_SignalRequest_regional_item(w726)
-            a725 = ((a725 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a725.bit_length() - 1)) + a725
+        v805 = v['regional']
+        a806 = 1
+        k807 = len(v805)
+        a806 = a806 << 2 | (k807 - 1)
+        for w807 in v805:
+            s_ = e_SignalRequest_regional_item(w807)
+            a806 = ((a806 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a806.bit_length() - 1)) + a806
     return a
 
 def d_SignalRequest(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h727 = (x >> q) & 7
-    r728: dict[str, Any] = {}
+    h808 = (x >> q) & 7
+    r809: dict[str, Any] = {}
     q -= 1
-    h729 = (x >> q) & 1
-    if h729 & 1:
+    h810 = (x >> q) & 1
+    if h810 & 1:
         q -= 16
-        r728['region'] = (x >> q) & 65535
+        r809['region'] = (x >> q) & 65535
     q -= 16
-    r728['id'] = (x >> q) & 65535
-    r['id'] = r728
+    r809['id'] = (x >> q) & 65535
+    r['id'] = r809
     q -= 8
     r['requestID'] = (x >> q) & 255
     q -= 1
     if (x >> q) & 1:
-        i730, q = _rt.read_nsnn(x, q)
-        r['requestType'] = _DX_LayerType_3.get(i730)
+        i811, q = _rt.read_nsnn(x, q)
+        r['requestType'] = _DX_LayerType_3.get(i811)
     else:
         q -= 2
         r['requestType'] = _D_PriorityRequestType_35[(x >> q) & 3]
     r['inBoundLane'], q = d_IntersectionAccessPoint(x, q)
-    if h727 & 2:
+    if h808 & 2:
         r['outBoundLane'], q = d_IntersectionAccessPoint(x, q)
-    if h727 & 1:
+    if h808 & 1:
         q -= 2
-        k732 = ((x >> q) & 3) + 1
-        r731: list[Any] = []
-        for _ in range(k732):
+        k813 = ((x >> q) & 3) + 1
+        r812: list[Any] = []
+        for _ in range(k813):
             x &= (1 << q) - 1
-            w732, q = d_SignalRequest_regional_item(x, q)
-            r731.append(w732)
-        r['regional'] = r731
-    if h727 >> 2:
+            w813, q = d_SignalRequest_regional_item(x, q)
+            r812.append(w813)
+        r['regional'] = r812
+    if h808 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_SignalRequestPackage_regional(v: Any) -> int:
     a: int = 1
-    k733 = len(v)
-    a = a << 2 | (k733 - 1)
-    for w733 in v:
-        s_ = e_SignalRequestPackage_regional_item(w733)
+    k814 = len(v)
+    a = a << 2 | (k814 - 1)
+    for w814 in v:
+        s_ = e_SignalRequestPackage_regional_item(w814)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_SignalRequestPackage_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k734 = ((x >> q) & 3) + 1
+    k815 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k734):
+    for _ in range(k815):
         x &= (1 << q) - 1
-        w734, q = d_SignalRequestPackage_regional_item(x, q)
-        r.append(w734)
+        w815, q = d_SignalRequestPackage_regional_item(x, q)
+        r.append(w815)
     return r, q
 
 
@@ -2181,8 +2251,8 @@ def e_VehicleID(v: Any) -> int:
     k, w = v
     if k == 'entityID':
         a <<= 1
-        d735 = w
-        a = a << (len(d735) << 3) | int.from_bytes(d735, 'big')
+        d816 = w
+        a = a << (len(d816) << 3) | int.from_bytes(d816, 'big')
     elif k == 'stationID':
         a = a << 33 | (1) << 32 | (w)
     else:
@@ -2194,9 +2264,9 @@ def d_VehicleID(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     i = (x >> q) & 1
     if i == 0:
-        k736 = 4
-        q -= k736 << 3
-        w = ((x >> q) & ((1 << (k736 << 3)) - 1)).to_bytes(k736, 'big')
+        k817 = 4
+        q -= k817 << 3
+        w = ((x >> q) & ((1 << (k817 << 3)) - 1)).to_bytes(k817, 'big')
         return ('entityID', w), q
     elif i == 1:
         q -= 32
@@ -2224,20 +2294,6 @@ def d_RequestorType_regional(x: int, q: int) -> tuple[Any, int]:
     if True:
         w = w.to_bytes(n, 'big')
     return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_TransmissionAndSpeed(v: Any) -> int:
-    a: int = 1
-    a = a << 16 | (_E_TransmissionState_15[v['transmisson']]) << 13 | (v['speed'])
-    return a
-
-def d_TransmissionAndSpeed(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 16
-    t_ = (x >> q) & 65535
-    r['transmisson'] = _D_TransmissionState_23[(t_ >> 13) & 7]
-    r['speed'] = t_ & 8191
-    return r, q
 
 
 def e_RequestorDescription_regional_item(v: Any) -> int:
@@ -2288,188 +2344,188 @@ def d_SignalRequestMessage_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_SignalStatusPackageList(v: Any) -> int:
     a: int = 1
-    k744 = len(v)
-    a = a << 5 | (k744 - 1)
-    for w744 in v:
-        a = a << 7 | ('requester' in w744) << 5 | ('outboundOn' in w744) << 4 | ('minute' in w744) << 3 | ('second' in w744) << 2 | ('duration' in w744) << 1 | ('regional' in w744)
-        if 'requester' in w744:
-            v746 = w744['requester']
-            a = a << 3 | ('role' in v746) << 1 | ('typeData' in v746)
-            s_ = e_VehicleID(v746['id'])
+    k821 = len(v)
+    a = a << 5 | (k821 - 1)
+    for w821 in v:
+        a = a << 7 | ('requester' in w821) << 5 | ('outboundOn' in w821) << 4 | ('minute' in w821) << 3 | ('second' in w821) << 2 | ('duration' in w821) << 1 | ('regional' in w821)
+        if 'requester' in w821:
+            v823 = w821['requester']
+            a = a << 3 | ('role' in v823) << 1 | ('typeData' in v823)
+            s_ = e_VehicleID(v823['id'])
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
-            a = a << 15 | (v746['request']) << 7 | (v746['sequenceNumber'])
-            if 'role' in v746:
-                w752 = v746['role']
-                i753 = _E_BasicVehicleRole_4.get(w752)
-                if i753 is not None:
-                    a = a << 6 | i753
+            a = a << 15 | (v823['request']) << 7 | (v823['sequenceNumber'])
+            if 'role' in v823:
+                w829 = v823['role']
+                i830 = _E_BasicVehicleRole_4.get(w829)
+                if i830 is not None:
+                    a = a << 6 | i830
                 else:
-                    a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w752])
-            if 'typeData' in v746:
-                v754 = v746['typeData']
-                a = a << 6 | ('subrole' in v754) << 4 | ('request' in v754) << 3 | ('iso3883' in v754) << 2 | ('hpmsType' in v754) << 1 | ('regional' in v754)
-                w757 = v754['role']
-                i758 = _E_BasicVehicleRole_4.get(w757)
-                if i758 is not None:
-                    a = a << 6 | i758
+                    a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w829])
+            if 'typeData' in v823:
+                v831 = v823['typeData']
+                a = a << 6 | ('subrole' in v831) << 4 | ('request' in v831) << 3 | ('iso3883' in v831) << 2 | ('hpmsType' in v831) << 1 | ('regional' in v831)
+                w834 = v831['role']
+                i835 = _E_BasicVehicleRole_4.get(w834)
+                if i835 is not None:
+                    a = a << 6 | i835
                 else:
-                    a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w757])
-                if 'subrole' in v754:
-                    a = a << 4 | _E_RequestSubRole_5[v754['subrole']]
-                if 'request' in v754:
-                    a = a << 4 | _E_RequestImportanceLevel_6[v754['request']]
-                if 'iso3883' in v754:
-                    a = a << 8 | v754['iso3883']
-                if 'hpmsType' in v754:
-                    w763 = v754['hpmsType']
-                    i764 = _E_VehicleType_7.get(w763)
-                    if i764 is not None:
-                        a = a << 5 | i764
+                    a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w834])
+                if 'subrole' in v831:
+                    a = a << 4 | _E_RequestSubRole_5[v831['subrole']]
+                if 'request' in v831:
+                    a = a << 4 | _E_RequestImportanceLevel_6[v831['request']]
+                if 'iso3883' in v831:
+                    a = a << 8 | v831['iso3883']
+                if 'hpmsType' in v831:
+                    w840 = v831['hpmsType']
+                    i841 = _E_VehicleType_7.get(w840)
+                    if i841 is not None:
+                        a = a << 5 | i841
                     else:
-                        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w763])
-                if 'regional' in v754:
-                    s_ = e_RequestorType_regional(v754['regional'])
+                        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w840])
+                if 'regional' in v831:
+                    s_ = e_RequestorType_regional(v831['regional'])
                     a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        s_ = e_IntersectionAccessPoint(w744['inboundOn'])
+        s_ = e_IntersectionAccessPoint(w821['inboundOn'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        if 'outboundOn' in w744:
-            s_ = e_IntersectionAccessPoint(w744['outboundOn'])
+        if 'outboundOn' in w821:
+            s_ = e_IntersectionAccessPoint(w821['outboundOn'])
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        if 'minute' in w744:
-            a = a << 20 | w744['minute']
-        if 'second' in w744:
-            a = a << 16 | w744['second']
-        if 'duration' in w744:
-            a = a << 16 | w744['duration']
-        w772 = w744['status']
-        i773 = _E_PrioritizationResponseStatus_36.get(w772)
-        if i773 is not None:
-            a = a << 4 | i773
+        if 'minute' in w821:
+            a = a << 20 | w821['minute']
+        if 'second' in w821:
+            a = a << 16 | w821['second']
+        if 'duration' in w821:
+            a = a << 16 | w821['duration']
+        w849 = w821['status']
+        i850 = _E_PrioritizationResponseStatus_36.get(w849)
+        if i850 is not None:
+            a = a << 4 | i850
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w772])
-        if 'regional' in w744:
-            v774 = w744['regional']
-            a775 = 1
-            k776 = len(v774)
-            a775 = a775 << 2 | (k776 - 1)
-            for w776 in v774:
-                s_ = e_SignalStatusPackage_regional_item(w776)
-                a775 = ((a775 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a775.bit_length() - 1)) + a775
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w849])
+        if 'regional' in w821:
+            v851 = w821['regional']
+            a852 = 1
+            k853 = len(v851)
+            a852 = a852 << 2 | (k853 - 1)
+            for w853 in v851:
+                s_ = e_SignalStatusPackage_regional_item(w853)
+                a852 = ((a852 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a852.bit_length() - 1)) + a852
     return a
 
 def d_SignalStatusPackageList(x: int, q: int) -> tuple[Any, int]:
     q -= 5
-    k777 = ((x >> q) & 31) + 1
+    k854 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k777):
+    for _ in range(k854):
         x &= (1 << q) - 1
-        r778: dict[str, Any] = {}
+        r855: dict[str, Any] = {}
         q -= 7
-        h779 = (x >> q) & 127
-        if h779 & 32:
-            r780: dict[str, Any] = {}
+        h856 = (x >> q) & 127
+        if h856 & 32:
+            r857: dict[str, Any] = {}
             q -= 3
-            h781 = (x >> q) & 7
-            r780['id'], q = d_VehicleID(x, q)
+            h858 = (x >> q) & 7
+            r857['id'], q = d_VehicleID(x, q)
             q -= 15
             t_ = (x >> q) & 32767
-            r780['request'] = (t_ >> 7) & 255
-            r780['sequenceNumber'] = t_ & 127
-            if h781 & 2:
+            r857['request'] = (t_ >> 7) & 255
+            r857['sequenceNumber'] = t_ & 127
+            if h858 & 2:
                 q -= 1
                 if (x >> q) & 1:
-                    i782, q = _rt.read_nsnn(x, q)
-                    r780['role'] = _DX_LayerType_3.get(i782)
+                    i859, q = _rt.read_nsnn(x, q)
+                    r857['role'] = _DX_LayerType_3.get(i859)
                 else:
                     q -= 5
-                    r780['role'] = _D_BasicVehicleRole_9[(x >> q) & 31]
-            if h781 & 1:
-                r783: dict[str, Any] = {}
+                    r857['role'] = _D_BasicVehicleRole_10[(x >> q) & 31]
+            if h858 & 1:
+                r860: dict[str, Any] = {}
                 q -= 6
-                h784 = (x >> q) & 63
+                h861 = (x >> q) & 63
                 q -= 1
                 if (x >> q) & 1:
-                    i785, q = _rt.read_nsnn(x, q)
-                    r783['role'] = _DX_LayerType_3.get(i785)
+                    i862, q = _rt.read_nsnn(x, q)
+                    r860['role'] = _DX_LayerType_3.get(i862)
                 else:
                     q -= 5
-                    r783['role'] = _D_BasicVehicleRole_9[(x >> q) & 31]
-                if h784 & 16:
+                    r860['role'] = _D_BasicVehicleRole_10[(x >> q) & 31]
+                if h861 & 16:
                     q -= 4
-                    r783['subrole'] = _D_RequestSubRole_10[(x >> q) & 15]
-                if h784 & 8:
+                    r860['subrole'] = _D_RequestSubRole_11[(x >> q) & 15]
+                if h861 & 8:
                     q -= 4
-                    r783['request'] = _D_RequestImportanceLevel_11[(x >> q) & 15]
-                if h784 & 4:
+                    r860['request'] = _D_RequestImportanceLevel_12[(x >> q) & 15]
+                if h861 & 4:
                     q -= 8
-                    r783['iso3883'] = (x >> q) & 255
-                if h784 & 2:
+                    r860['iso3883'] = (x >> q) & 255
+                if h861 & 2:
                     q -= 1
                     if (x >> q) & 1:
-                        i786, q = _rt.read_nsnn(x, q)
-                        r783['hpmsType'] = _DX_LayerType_3.get(i786)
+                        i863, q = _rt.read_nsnn(x, q)
+                        r860['hpmsType'] = _DX_LayerType_3.get(i863)
                     else:
                         q -= 4
-                        r783['hpmsType'] = _D_VehicleType_12[(x >> q) & 15]
-                if h784 & 1:
-                    r783['regional'], q = d_RequestorType_regional(x, q)
-                if h784 >> 5:
+                        r860['hpmsType'] = _D_VehicleType_13[(x >> q) & 15]
+                if h861 & 1:
+                    r860['regional'], q = d_RequestorType_regional(x, q)
+                if h861 >> 5:
                     q = _rt.skip_additions(x, q)
-                r780['typeData'] = r783
-            if h781 >> 2:
+                r857['typeData'] = r860
+            if h858 >> 2:
                 q = _rt.skip_additions(x, q)
-            r778['requester'] = r780
-        r778['inboundOn'], q = d_IntersectionAccessPoint(x, q)
-        if h779 & 16:
-            r778['outboundOn'], q = d_IntersectionAccessPoint(x, q)
-        if h779 & 8:
+            r855['requester'] = r857
+        r855['inboundOn'], q = d_IntersectionAccessPoint(x, q)
+        if h856 & 16:
+            r855['outboundOn'], q = d_IntersectionAccessPoint(x, q)
+        if h856 & 8:
             q -= 20
-            r778['minute'] = (x >> q) & 1048575
-        if h779 & 4:
+            r855['minute'] = (x >> q) & 1048575
+        if h856 & 4:
             q -= 16
-            r778['second'] = (x >> q) & 65535
-        if h779 & 2:
+            r855['second'] = (x >> q) & 65535
+        if h856 & 2:
             q -= 16
-            r778['duration'] = (x >> q) & 65535
+            r855['duration'] = (x >> q) & 65535
         q -= 1
         if (x >> q) & 1:
-            i787, q = _rt.read_nsnn(x, q)
-            r778['status'] = _DX_LayerType_3.get(i787)
+            i864, q = _rt.read_nsnn(x, q)
+            r855['status'] = _DX_LayerType_3.get(i864)
         else:
             q -= 3
-            r778['status'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
-        if h779 & 1:
+            r855['status'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
+        if h856 & 1:
             q -= 2
-            k789 = ((x >> q) & 3) + 1
-            r788: list[Any] = []
-            for _ in range(k789):
-                w789, q = d_SignalStatusPackage_regional_item(x, q)
-                r788.append(w789)
-            r778['regional'] = r788
-        if h779 >> 6:
+            k866 = ((x >> q) & 3) + 1
+            r865: list[Any] = []
+            for _ in range(k866):
+                w866, q = d_SignalStatusPackage_regional_item(x, q)
+                r865.append(w866)
+            r855['regional'] = r865
+        if h856 >> 6:
             q = _rt.skip_additions(x, q)
-        r.append(r778)
+        r.append(r855)
     return r, q
 
 
 def e_SignalStatus_regional(v: Any) -> int:
     a: int = 1
-    k790 = len(v)
-    a = a << 2 | (k790 - 1)
-    for w790 in v:
-        s_ = e_SignalStatus_regional_item(w790)
+    k867 = len(v)
+    a = a << 2 | (k867 - 1)
+    for w867 in v:
+        s_ = e_SignalStatus_regional_item(w867)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_SignalStatus_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k791 = ((x >> q) & 3) + 1
+    k868 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k791):
+    for _ in range(k868):
         x &= (1 << q) - 1
-        w791, q = d_SignalStatus_regional_item(x, q)
-        r.append(w791)
+        w868, q = d_SignalStatus_regional_item(x, q)
+        r.append(w868)
     return r, q
 
 
@@ -2515,156 +2571,116 @@ def d_RTCMcorrections_regional_item(x: int, q: int) -> tuple[Any, int]:
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_TimeChangeDetails(v: Any) -> int:
-    a: int = 1
-    a = a << 5 | ('startTime' in v) << 4 | ('maxEndTime' in v) << 3 | ('likelyTime' in v) << 2 | ('confidence' in v) << 1 | ('nextTime' in v)
-    if 'startTime' in v:
-        a = a << 16 | v['startTime']
-    a = a << 16 | v['minEndTime']
-    if 'maxEndTime' in v:
-        a = a << 16 | v['maxEndTime']
-    if 'likelyTime' in v:
-        a = a << 16 | v['likelyTime']
-    if 'confidence' in v:
-        a = a << 4 | v['confidence']
-    if 'nextTime' in v:
-        a = a << 16 | v['nextTime']
-    return a
-
-def d_TimeChangeDetails(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 5
-    h801 = (x >> q) & 31
-    if h801 & 16:
-        q -= 16
-        r['startTime'] = (x >> q) & 65535
-    q -= 16
-    r['minEndTime'] = (x >> q) & 65535
-    if h801 & 8:
-        q -= 16
-        r['maxEndTime'] = (x >> q) & 65535
-    if h801 & 4:
-        q -= 16
-        r['likelyTime'] = (x >> q) & 65535
-    if h801 & 2:
-        q -= 4
-        r['confidence'] = (x >> q) & 15
-    if h801 & 1:
-        q -= 16
-        r['nextTime'] = (x >> q) & 65535
-    return r, q
-
-
 def e_AdvisorySpeedList(v: Any) -> int:
     a: int = 1
-    k802 = len(v)
-    a = a << 4 | (k802 - 1)
-    for w802 in v:
-        a = a << 6 | ('speed' in w802) << 4 | ('confidence' in w802) << 3 | ('distance' in w802) << 2 | ('class' in w802) << 1 | ('regional' in w802)
-        w805 = w802['type']
-        i806 = _E_AdvisorySpeedType_38.get(w805)
-        if i806 is not None:
-            a = a << 3 | i806
+    k871 = len(v)
+    a = a << 4 | (k871 - 1)
+    for w871 in v:
+        a = a << 6 | ('speed' in w871) << 4 | ('confidence' in w871) << 3 | ('distance' in w871) << 2 | ('class' in w871) << 1 | ('regional' in w871)
+        w874 = w871['type']
+        i875 = _E_AdvisorySpeedType_38.get(w874)
+        if i875 is not None:
+            a = a << 3 | i875
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w805])
-        if 'speed' in w802:
-            a = a << 9 | w802['speed']
-        if 'confidence' in w802:
-            a = a << 3 | _E_SpeedConfidence_20[w802['confidence']]
-        if 'distance' in w802:
-            a = a << 14 | w802['distance']
-        if 'class' in w802:
-            a = a << 8 | w802['class']
-        if 'regional' in w802:
-            v811 = w802['regional']
-            a812 = 1
-            k813 = len(v811)
-            a812 = a812 << 2 | (k813 - 1)
-            for w813 in v811:
-                s_ = e_AdvisorySpeed_regional_item(w813)
-                a812 = ((a812 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a812.bit_length() - 1)) + a812
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w874])
+        if 'speed' in w871:
+            a = a << 9 | w871['speed']
+        if 'confidence' in w871:
+            a = a << 3 | _E_SpeedConfidence_21[w871['confidence']]
+        if 'distance' in w871:
+            a = a << 14 | w871['distance']
+        if 'class' in w871:
+            a = a << 8 | w871['class']
+        if 'regional' in w871:
+            v880 = w871['regional']
+            a881 = 1
+            k882 = len(v880)
+            a881 = a881 << 2 | (k882 - 1)
+            for w882 in v880:
+                s_ = e_AdvisorySpeed_regional_item(w882)
+                a881 = ((a881 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a881.bit_length() - 1)) + a881
     return a
 
 def d_AdvisorySpeedList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k814 = ((x >> q) & 15) + 1
+    k883 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k814):
+    for _ in range(k883):
         x &= (1 << q) - 1
-        r815: dict[str, Any] = {}
+        r884: dict[str, Any] = {}
         q -= 6
-        h816 = (x >> q) & 63
+        h885 = (x >> q) & 63
         q -= 1
         if (x >> q) & 1:
-            i817, q = _rt.read_nsnn(x, q)
-            r815['type'] = _DX_LayerType_3.get(i817)
+            i886, q = _rt.read_nsnn(x, q)
+            r884['type'] = _DX_LayerType_3.get(i886)
         else:
             q -= 2
-            r815['type'] = _D_AdvisorySpeedType_39[(x >> q) & 3]
-        if h816 & 16:
+            r884['type'] = _D_AdvisorySpeedType_39[(x >> q) & 3]
+        if h885 & 16:
             q -= 9
-            r815['speed'] = (x >> q) & 511
-        if h816 & 8:
+            r884['speed'] = (x >> q) & 511
+        if h885 & 8:
             q -= 3
-            r815['confidence'] = _D_SpeedConfidence_28[(x >> q) & 7]
-        if h816 & 4:
+            r884['confidence'] = _D_SpeedConfidence_28[(x >> q) & 7]
+        if h885 & 4:
             q -= 14
-            r815['distance'] = (x >> q) & 16383
-        if h816 & 2:
+            r884['distance'] = (x >> q) & 16383
+        if h885 & 2:
             q -= 8
-            r815['class'] = (x >> q) & 255
-        if h816 & 1:
+            r884['class'] = (x >> q) & 255
+        if h885 & 1:
             q -= 2
-            k819 = ((x >> q) & 3) + 1
-            r818: list[Any] = []
-            for _ in range(k819):
-                w819, q = d_AdvisorySpeed_regional_item(x, q)
-                r818.append(w819)
-            r815['regional'] = r818
-        if h816 >> 5:
+            k888 = ((x >> q) & 3) + 1
+            r887: list[Any] = []
+            for _ in range(k888):
+                w888, q = d_AdvisorySpeed_regional_item(x, q)
+                r887.append(w888)
+            r884['regional'] = r887
+        if h885 >> 5:
             q = _rt.skip_additions(x, q)
-        r.append(r815)
+        r.append(r884)
     return r, q
 
 
 def e_MovementEvent_regional(v: Any) -> int:
     a: int = 1
-    k820 = len(v)
-    a = a << 2 | (k820 - 1)
-    for w820 in v:
-        s_ = e_MovementEvent_regional_item(w820)
+    k889 = len(v)
+    a = a << 2 | (k889 - 1)
+    for w889 in v:
+        s_ = e_MovementEvent_regional_item(w889)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_MovementEvent_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k821 = ((x >> q) & 3) + 1
+    k890 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k821):
+    for _ in range(k890):
         x &= (1 << q) - 1
-        w821, q = d_MovementEvent_regional_item(x, q)
-        r.append(w821)
+        w890, q = d_MovementEvent_regional_item(x, q)
+        r.append(w890)
     return r, q
 
 
 def e_ConnectionManeuverAssist_regional(v: Any) -> int:
     a: int = 1
-    k822 = len(v)
-    a = a << 2 | (k822 - 1)
-    for w822 in v:
-        s_ = e_ConnectionManeuverAssist_regional_item(w822)
+    k891 = len(v)
+    a = a << 2 | (k891 - 1)
+    for w891 in v:
+        s_ = e_ConnectionManeuverAssist_regional_item(w891)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_ConnectionManeuverAssist_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k823 = ((x >> q) & 3) + 1
+    k892 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k823):
+    for _ in range(k892):
         x &= (1 << q) - 1
-        w823, q = d_ConnectionManeuverAssist_regional_item(x, q)
-        r.append(w823)
+        w892, q = d_ConnectionManeuverAssist_regional_item(x, q)
+        r.append(w892)
     return r, q
 
 
@@ -2769,40 +2785,40 @@ def e_LaneTypeAttributes(v: Any) -> int:
     k, w = v
     if k == 'vehicle':
         a <<= 4
-        d828, k829 = w
-        if not 8 <= k829 <= 8:
-            a = _rt.bits_unbound(a << 1 | 1, d828, k829)
+        d897, k898 = w
+        if not 8 <= k898 <= 8:
+            a = _rt.bits_unbound(a << 1 | 1, d897, k898)
         else:
             a <<= 1
-            a = a << k829 | int.from_bytes(d828, 'big') >> (8 * len(d828) - k829)
+            a = a << k898 | int.from_bytes(d897, 'big') >> (8 * len(d897) - k898)
     elif k == 'crosswalk':
         a = a << 4 | 1
-        d830, k831 = w
-        a = a << k831 | int.from_bytes(d830, 'big') >> (8 * len(d830) - k831)
+        d899, k900 = w
+        a = a << k900 | int.from_bytes(d899, 'big') >> (8 * len(d899) - k900)
     elif k == 'bikeLane':
         a = a << 4 | 2
-        d832, k833 = w
-        a = a << k833 | int.from_bytes(d832, 'big') >> (8 * len(d832) - k833)
+        d901, k902 = w
+        a = a << k902 | int.from_bytes(d901, 'big') >> (8 * len(d901) - k902)
     elif k == 'sidewalk':
         a = a << 4 | 3
-        d834, k835 = w
-        a = a << k835 | int.from_bytes(d834, 'big') >> (8 * len(d834) - k835)
+        d903, k904 = w
+        a = a << k904 | int.from_bytes(d903, 'big') >> (8 * len(d903) - k904)
     elif k == 'median':
         a = a << 4 | 4
-        d836, k837 = w
-        a = a << k837 | int.from_bytes(d836, 'big') >> (8 * len(d836) - k837)
+        d905, k906 = w
+        a = a << k906 | int.from_bytes(d905, 'big') >> (8 * len(d905) - k906)
     elif k == 'striping':
         a = a << 4 | 5
-        d838, k839 = w
-        a = a << k839 | int.from_bytes(d838, 'big') >> (8 * len(d838) - k839)
+        d907, k908 = w
+        a = a << k908 | int.from_bytes(d907, 'big') >> (8 * len(d907) - k908)
     elif k == 'trackedVehicle':
         a = a << 4 | 6
-        d840, k841 = w
-        a = a << k841 | int.from_bytes(d840, 'big') >> (8 * len(d840) - k841)
+        d909, k910 = w
+        a = a << k910 | int.from_bytes(d909, 'big') >> (8 * len(d909) - k910)
     elif k == 'parking':
         a = a << 4 | 7
-        d842, k843 = w
-        a = a << k843 | int.from_bytes(d842, 'big') >> (8 * len(d842) - k843)
+        d911, k912 = w
+        a = a << k912 | int.from_bytes(d911, 'big') >> (8 * len(d911) - k912)
     else:
         raise KeyError(k)
     return a
@@ -2919,26 +2935,6 @@ def d_NodeListXY(x: int, q: int) -> tuple[Any, int]:
     raise _rt.Malformed('NodeListXY: choice index ' + str(i))
 
 
-def e_ConnectingLane(v: Any) -> int:
-    a: int = 1
-    a = a << 9 | (('maneuver' in v)) << 8 | (v['lane'])
-    if 'maneuver' in v:
-        d856, k857 = v['maneuver']
-        a = a << k857 | int.from_bytes(d856, 'big') >> (8 * len(d856) - k857)
-    return a
-
-def d_ConnectingLane(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 9
-    t_ = (x >> q) & 511
-    h858 = (t_ >> 8) & 1
-    r['lane'] = t_ & 255
-    if h858 & 1:
-        q -= 12
-        r['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-    return r, q
-
-
 def e_GenericLane_regional_item(v: Any) -> int:
     a: int = 1
     a = a << 8 | v['regionId']
@@ -3032,12 +3028,12 @@ def e_RestrictionUserType(v: Any) -> int:
     k, w = v
     if k == 'basicType':
         a <<= 2
-        w864 = w
-        i865 = _E_RestrictionAppliesTo_40.get(w864)
-        if i865 is not None:
-            a = a << 5 | i865
+        w926 = w
+        i927 = _E_RestrictionAppliesTo_40.get(w926)
+        if i927 is not None:
+            a = a << 5 | i927
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w864])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w926])
     elif k == 'regional':
         a = a << 2 | 1
         s_ = e_RestrictionUserType_regional(w)
@@ -3061,8 +3057,8 @@ def d_RestrictionUserType(x: int, q: int) -> tuple[Any, int]:
     if i == 0:
         q -= 1
         if (x >> q) & 1:
-            i866, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i866)
+            i928, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i928)
         else:
             q -= 4
             w = _D_RestrictionAppliesTo_41[(x >> q) & 15]
@@ -3077,43 +3073,43 @@ def e_MapData_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('signalHeadLocations' in v)
     if 'signalHeadLocations' in v:
-        v868 = v['signalHeadLocations']
-        a869 = 1
-        k870 = len(v868)
-        a869 = a869 << 6 | (k870 - 1)
-        for w870 in v868:
-            a875 = 1
-            a875 = a875 << 1
-            s_ = e_NodeOffsetPointXY(w870['nodeXY'])
-            a875 = ((a875 - 1) << (s_.bit_length() - 1)) + s_
-            a875 = a875 << 23 | ((w870['nodeZ'] + 12700)) << 8 | (w870['signalGroupID'])
-            a869 = ((a869 - 1) << (a875.bit_length() - 1)) + a875
-        a = ((a - 1) << (a869.bit_length() - 1)) + a869
+        v930 = v['signalHeadLocations']
+        a931 = 1
+        k932 = len(v930)
+        a931 = a931 << 6 | (k932 - 1)
+        for w932 in v930:
+            a937 = 1
+            a937 = a937 << 1
+            s_ = e_NodeOffsetPointXY(w932['nodeXY'])
+            a937 = ((a937 - 1) << (s_.bit_length() - 1)) + s_
+            a937 = a937 << 23 | ((w932['nodeZ'] + 12700)) << 8 | (w932['signalGroupID'])
+            a931 = ((a931 - 1) << (a937.bit_length() - 1)) + a937
+        a = ((a - 1) << (a931.bit_length() - 1)) + a931
     return a
 
 def d_MapData_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h880 = (x >> q) & 3
-    if h880 & 1:
+    h942 = (x >> q) & 3
+    if h942 & 1:
         q -= 6
-        k882 = ((x >> q) & 63) + 1
-        r881: list[Any] = []
-        for _ in range(k882):
+        k944 = ((x >> q) & 63) + 1
+        r943: list[Any] = []
+        for _ in range(k944):
             x &= (1 << q) - 1
-            r883: dict[str, Any] = {}
+            r945: dict[str, Any] = {}
             q -= 1
-            h884 = (x >> q) & 1
-            r883['nodeXY'], q = d_NodeOffsetPointXY(x, q)
+            h946 = (x >> q) & 1
+            r945['nodeXY'], q = d_NodeOffsetPointXY(x, q)
             q -= 23
             t_ = (x >> q) & 8388607
-            r883['nodeZ'] = ((t_ >> 8) & 32767) - 12700
-            r883['signalGroupID'] = t_ & 255
-            if h884 >> 0:
+            r945['nodeZ'] = ((t_ >> 8) & 32767) - 12700
+            r945['signalGroupID'] = t_ & 255
+            if h946 >> 0:
                 q = _rt.skip_additions(x, q)
-            r881.append(r883)
-        r['signalHeadLocations'] = r881
-    if h880 >> 1:
+            r943.append(r945)
+        r['signalHeadLocations'] = r943
+    if h942 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -3121,1333 +3117,1436 @@ def d_MapData_addGrpC(x: int, q: int) -> tuple[Any, int]:
 def e_GeographicLocationContainer(v: Any) -> int:
     a: int = 1
     a = a << 4 | ('referencePositionTime' in v) << 2 | ('referencePositionHeading' in v) << 1 | ('referencePositionSpeed' in v)
-    v886 = v['referencePosition']
-    a = a << 63 | ((v886['latitude'] + 900000000)) << 32 | ((v886['longitude'] + 1800000000))
-    v890 = v886['positionConfidenceEllipse']
-    a = a << 36 | (v890['semiMajorConfidence']) << 24 | (v890['semiMinorConfidence']) << 12 | (v890['semiMajorOrientation'])
-    v895 = v886['altitude']
-    a = a << 24 | ((v895['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v895['altitudeConfidence']])
+    v948 = v['referencePosition']
+    a = a << 63 | ((v948['latitude'] + 900000000)) << 32 | ((v948['longitude'] + 1800000000))
+    v952 = v948['positionConfidenceEllipse']
+    a = a << 36 | (v952['semiMajorConfidence']) << 24 | (v952['semiMinorConfidence']) << 12 | (v952['semiMajorOrientation'])
+    v957 = v948['altitude']
+    a = a << 24 | ((v957['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v957['altitudeConfidence']])
     if 'referencePositionTime' in v:
         a = a << 42 | v['referencePositionTime']
     if 'referencePositionHeading' in v:
-        v900 = v['referencePositionHeading']
-        a = a << 19 | (v900['headingValue']) << 7 | ((v900['headingConfidence'] - 1))
+        v962 = v['referencePositionHeading']
+        a = a << 19 | (v962['headingValue']) << 7 | ((v962['headingConfidence'] - 1))
     if 'referencePositionSpeed' in v:
-        v904 = v['referencePositionSpeed']
-        a = a << 21 | (v904['speedValue']) << 7 | ((v904['speedConfidence'] - 1))
-    v908 = v['parts']
-    a909 = 1
-    k910 = len(v908)
-    if 1 <= k910 <= 16:
-        a909 <<= 1
-        a909 = a909 << 4 | (k910 - 1)
+        v966 = v['referencePositionSpeed']
+        a = a << 21 | (v966['speedValue']) << 7 | ((v966['speedConfidence'] - 1))
+    v970 = v['parts']
+    a971 = 1
+    k972 = len(v970)
+    if 1 <= k972 <= 16:
+        a971 <<= 1
+        a971 = a971 << 4 | (k972 - 1)
     else:
-        a909 = _rt.ld(a909 << 1 | 1, k910)
-    for w910 in v908:
-        a909 = a909 << 5 | ('laneNumber' in w910) << 3 | ('zoneExtension' in w910) << 2 | ('zoneHeading' in w910) << 1 | ('zone' in w910)
-        w913 = w910['zoneId']
-        if 1 <= w913 <= 32:
-            a909 = a909 << 6 | (w913 - 1)
+        a971 = _rt.ld(a971 << 1 | 1, k972)
+    for w972 in v970:
+        a971 = a971 << 5 | ('laneNumber' in w972) << 3 | ('zoneExtension' in w972) << 2 | ('zoneHeading' in w972) << 1 | ('zone' in w972)
+        w975 = w972['zoneId']
+        if 1 <= w975 <= 32:
+            a971 = a971 << 6 | (w975 - 1)
         else:
-            a909 = _rt.uwn(a909 << 1 | 1, w913)
-        if 'laneNumber' in w910:
-            a909 = a909 << 4 | (w910['laneNumber'] + 1)
-        if 'zoneExtension' in w910:
-            a909 = a909 << 8 | w910['zoneExtension']
-        if 'zoneHeading' in w910:
-            a909 = a909 << 12 | w910['zoneHeading']
-        if 'zone' in w910:
-            s_ = e_Zone(w910['zone'])
-            a909 = ((a909 - 1) << (s_.bit_length() - 1)) + s_
-    a = ((a - 1) << (a909.bit_length() - 1)) + a909
+            a971 = _rt.uwn(a971 << 1 | 1, w975)
+        if 'laneNumber' in w972:
+            a971 = a971 << 4 | (w972['laneNumber'] + 1)
+        if 'zoneExtension' in w972:
+            a971 = a971 << 8 | w972['zoneExtension']
+        if 'zoneHeading' in w972:
+            a971 = a971 << 12 | w972['zoneHeading']
+        if 'zone' in w972:
+            s_ = e_Zone(w972['zone'])
+            a971 = ((a971 - 1) << (s_.bit_length() - 1)) + s_
+    a = ((a - 1) << (a971.bit_length() - 1)) + a971
     return a
 
 def d_GeographicLocationContainer(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h918 = (x >> q) & 15
-    r919: dict[str, Any] = {}
+    h980 = (x >> q) & 15
+    r981: dict[str, Any] = {}
     q -= 63
     t_ = (x >> q) & 9223372036854775807
-    r919['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
-    r919['longitude'] = (t_ & 4294967295) - 1800000000
-    r921: dict[str, Any] = {}
+    r981['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
+    r981['longitude'] = (t_ & 4294967295) - 1800000000
+    r983: dict[str, Any] = {}
     q -= 36
     t_ = (x >> q) & 68719476735
-    r921['semiMajorConfidence'] = (t_ >> 24) & 4095
-    r921['semiMinorConfidence'] = (t_ >> 12) & 4095
-    r921['semiMajorOrientation'] = t_ & 4095
-    r919['positionConfidenceEllipse'] = r921
-    r923: dict[str, Any] = {}
+    r983['semiMajorConfidence'] = (t_ >> 24) & 4095
+    r983['semiMinorConfidence'] = (t_ >> 12) & 4095
+    r983['semiMajorOrientation'] = t_ & 4095
+    r981['positionConfidenceEllipse'] = r983
+    r985: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
-    r923['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-    r923['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
-    r919['altitude'] = r923
-    r['referencePosition'] = r919
-    if h918 & 4:
+    r985['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
+    r985['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
+    r981['altitude'] = r985
+    r['referencePosition'] = r981
+    if h980 & 4:
         q -= 42
         r['referencePositionTime'] = (x >> q) & 4398046511103
-    if h918 & 2:
-        r925: dict[str, Any] = {}
+    if h980 & 2:
+        r987: dict[str, Any] = {}
         q -= 19
         t_ = (x >> q) & 524287
-        r925['headingValue'] = (t_ >> 7) & 4095
-        r925['headingConfidence'] = (t_ & 127) + 1
-        r['referencePositionHeading'] = r925
-    if h918 & 1:
-        r927: dict[str, Any] = {}
+        r987['headingValue'] = (t_ >> 7) & 4095
+        r987['headingConfidence'] = (t_ & 127) + 1
+        r['referencePositionHeading'] = r987
+    if h980 & 1:
+        r989: dict[str, Any] = {}
         q -= 21
         t_ = (x >> q) & 2097151
-        r927['speedValue'] = (t_ >> 7) & 16383
-        r927['speedConfidence'] = (t_ & 127) + 1
-        r['referencePositionSpeed'] = r927
+        r989['speedValue'] = (t_ >> 7) & 16383
+        r989['speedConfidence'] = (t_ & 127) + 1
+        r['referencePositionSpeed'] = r989
     q -= 1
     if (x >> q) & 1:
-        k930, q = _rt.read_ld(x, q)
+        k992, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k930 = ((x >> q) & 15) + 1
-    r929: list[Any] = []
-    for _ in range(k930):
+        k992 = ((x >> q) & 15) + 1
+    r991: list[Any] = []
+    for _ in range(k992):
         x &= (1 << q) - 1
-        r931: dict[str, Any] = {}
+        r993: dict[str, Any] = {}
         q -= 5
-        h932 = (x >> q) & 31
+        h994 = (x >> q) & 31
         q -= 1
         if (x >> q) & 1:
-            r931['zoneId'], q = _rt.read_uwn(x, q)
+            r993['zoneId'], q = _rt.read_uwn(x, q)
         else:
             q -= 5
-            r931['zoneId'] = ((x >> q) & 31) + 1
-        if h932 & 8:
+            r993['zoneId'] = ((x >> q) & 31) + 1
+        if h994 & 8:
             q -= 4
-            r931['laneNumber'] = ((x >> q) & 15) - 1
-        if h932 & 4:
+            r993['laneNumber'] = ((x >> q) & 15) - 1
+        if h994 & 4:
             q -= 8
-            r931['zoneExtension'] = (x >> q) & 255
-        if h932 & 2:
+            r993['zoneExtension'] = (x >> q) & 255
+        if h994 & 2:
             q -= 12
-            r931['zoneHeading'] = (x >> q) & 4095
-        if h932 & 1:
-            r931['zone'], q = d_Zone(x, q)
-        if h932 >> 4:
+            r993['zoneHeading'] = (x >> q) & 4095
+        if h994 & 1:
+            r993['zone'], q = d_Zone(x, q)
+        if h994 >> 4:
             q = _rt.skip_additions(x, q)
-        r929.append(r931)
-    r['parts'] = r929
-    if h918 >> 3:
+        r991.append(r993)
+    r['parts'] = r991
+    if h980 >> 3:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_GeneralIviContainer(v: Any) -> int:
     a: int = 1
-    k933 = len(v)
-    if 1 <= k933 <= 16:
+    k995 = len(v)
+    if 1 <= k995 <= 16:
         a <<= 1
-        a = a << 4 | (k933 - 1)
+        a = a << 4 | (k995 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k933)
-    for w933 in v:
-        a = a << 15 | ('detectionZoneIds' in w933) << 13 | ('its-Rrid' in w933) << 12 | ('relevanceZoneIds' in w933) << 11 | ('direction' in w933) << 10 | ('driverAwarenessZoneIds' in w933) << 9 | ('minimumAwarenessTime' in w933) << 8 | ('applicableLanes' in w933) << 7 | ('iviPurpose' in w933) << 6 | ('laneStatus' in w933) << 5 | ('vehicleCharacteristics' in w933) << 4 | ('driverCharacteristics' in w933) << 3 | ('layoutId' in w933) << 2 | ('preStoredlayoutId' in w933) << 1 | ('extraText' in w933)
-        if 'detectionZoneIds' in w933:
-            v935 = w933['detectionZoneIds']
-            a936 = 1
-            k937 = len(v935)
-            if 1 <= k937 <= 8:
-                a936 <<= 1
-                a936 = a936 << 3 | (k937 - 1)
+        a = _rt.ld(a << 1 | 1, k995)
+    for w995 in v:
+        a = a << 15 | ('detectionZoneIds' in w995) << 13 | ('its-Rrid' in w995) << 12 | ('relevanceZoneIds' in w995) << 11 | ('direction' in w995) << 10 | ('driverAwarenessZoneIds' in w995) << 9 | ('minimumAwarenessTime' in w995) << 8 | ('applicableLanes' in w995) << 7 | ('iviPurpose' in w995) << 6 | ('laneStatus' in w995) << 5 | ('vehicleCharacteristics' in w995) << 4 | ('driverCharacteristics' in w995) << 3 | ('layoutId' in w995) << 2 | ('preStoredlayoutId' in w995) << 1 | ('extraText' in w995)
+        if 'detectionZoneIds' in w995:
+            v997 = w995['detectionZoneIds']
+            a998 = 1
+            k999 = len(v997)
+            if 1 <= k999 <= 8:
+                a998 <<= 1
+                a998 = a998 << 3 | (k999 - 1)
             else:
-                a936 = _rt.ld(a936 << 1 | 1, k937)
-            for w937 in v935:
-                w938 = w937
-                if 1 <= w938 <= 32:
-                    a936 = a936 << 6 | (w938 - 1)
+                a998 = _rt.ld(a998 << 1 | 1, k999)
+            for w999 in v997:
+                w1000 = w999
+                if 1 <= w1000 <= 32:
+                    a998 = a998 << 6 | (w1000 - 1)
                 else:
-                    a936 = _rt.uwn(a936 << 1 | 1, w938)
-            a = ((a - 1) << (a936.bit_length() - 1)) + a936
-        if 'its-Rrid' in w933:
-            s_ = e_VarLengthNumber(w933['its-Rrid'])
+                    a998 = _rt.uwn(a998 << 1 | 1, w1000)
+            a = ((a - 1) << (a998.bit_length() - 1)) + a998
+        if 'its-Rrid' in w995:
+            s_ = e_VarLengthNumber(w995['its-Rrid'])
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        if 'relevanceZoneIds' in w933:
-            v940 = w933['relevanceZoneIds']
-            a941 = 1
-            k942 = len(v940)
-            if 1 <= k942 <= 8:
-                a941 <<= 1
-                a941 = a941 << 3 | (k942 - 1)
+        if 'relevanceZoneIds' in w995:
+            v1002 = w995['relevanceZoneIds']
+            a1003 = 1
+            k1004 = len(v1002)
+            if 1 <= k1004 <= 8:
+                a1003 <<= 1
+                a1003 = a1003 << 3 | (k1004 - 1)
             else:
-                a941 = _rt.ld(a941 << 1 | 1, k942)
-            for w942 in v940:
-                w943 = w942
-                if 1 <= w943 <= 32:
-                    a941 = a941 << 6 | (w943 - 1)
+                a1003 = _rt.ld(a1003 << 1 | 1, k1004)
+            for w1004 in v1002:
+                w1005 = w1004
+                if 1 <= w1005 <= 32:
+                    a1003 = a1003 << 6 | (w1005 - 1)
                 else:
-                    a941 = _rt.uwn(a941 << 1 | 1, w943)
-            a = ((a - 1) << (a941.bit_length() - 1)) + a941
-        if 'direction' in w933:
-            a = a << 2 | w933['direction']
-        if 'driverAwarenessZoneIds' in w933:
-            v945 = w933['driverAwarenessZoneIds']
-            a946 = 1
-            k947 = len(v945)
-            if 1 <= k947 <= 8:
-                a946 <<= 1
-                a946 = a946 << 3 | (k947 - 1)
+                    a1003 = _rt.uwn(a1003 << 1 | 1, w1005)
+            a = ((a - 1) << (a1003.bit_length() - 1)) + a1003
+        if 'direction' in w995:
+            a = a << 2 | w995['direction']
+        if 'driverAwarenessZoneIds' in w995:
+            v1007 = w995['driverAwarenessZoneIds']
+            a1008 = 1
+            k1009 = len(v1007)
+            if 1 <= k1009 <= 8:
+                a1008 <<= 1
+                a1008 = a1008 << 3 | (k1009 - 1)
             else:
-                a946 = _rt.ld(a946 << 1 | 1, k947)
-            for w947 in v945:
-                w948 = w947
-                if 1 <= w948 <= 32:
-                    a946 = a946 << 6 | (w948 - 1)
+                a1008 = _rt.ld(a1008 << 1 | 1, k1009)
+            for w1009 in v1007:
+                w1010 = w1009
+                if 1 <= w1010 <= 32:
+                    a1008 = a1008 << 6 | (w1010 - 1)
                 else:
-                    a946 = _rt.uwn(a946 << 1 | 1, w948)
-            a = ((a - 1) << (a946.bit_length() - 1)) + a946
-        if 'minimumAwarenessTime' in w933:
-            a = a << 8 | w933['minimumAwarenessTime']
-        if 'applicableLanes' in w933:
-            v950 = w933['applicableLanes']
-            a951 = 1
-            k952 = len(v950)
-            if 1 <= k952 <= 8:
-                a951 <<= 1
-                a951 = a951 << 3 | (k952 - 1)
+                    a1008 = _rt.uwn(a1008 << 1 | 1, w1010)
+            a = ((a - 1) << (a1008.bit_length() - 1)) + a1008
+        if 'minimumAwarenessTime' in w995:
+            a = a << 8 | w995['minimumAwarenessTime']
+        if 'applicableLanes' in w995:
+            v1012 = w995['applicableLanes']
+            a1013 = 1
+            k1014 = len(v1012)
+            if 1 <= k1014 <= 8:
+                a1013 <<= 1
+                a1013 = a1013 << 3 | (k1014 - 1)
             else:
-                a951 = _rt.ld(a951 << 1 | 1, k952)
-            for w952 in v950:
-                a951 = a951 << 4 | (w952 + 1)
-            a = ((a - 1) << (a951.bit_length() - 1)) + a951
-        a = a << 3 | w933['iviType']
-        if 'iviPurpose' in w933:
-            a = a << 2 | w933['iviPurpose']
-        if 'laneStatus' in w933:
-            w956 = w933['laneStatus']
-            if 0 <= w956 <= 7:
-                a = a << 4 | w956
+                a1013 = _rt.ld(a1013 << 1 | 1, k1014)
+            for w1014 in v1012:
+                a1013 = a1013 << 4 | (w1014 + 1)
+            a = ((a - 1) << (a1013.bit_length() - 1)) + a1013
+        a = a << 3 | w995['iviType']
+        if 'iviPurpose' in w995:
+            a = a << 2 | w995['iviPurpose']
+        if 'laneStatus' in w995:
+            w1018 = w995['laneStatus']
+            if 0 <= w1018 <= 7:
+                a = a << 4 | w1018
             else:
-                a = _rt.uwn(a << 1 | 1, w956)
-        if 'vehicleCharacteristics' in w933:
-            v957 = w933['vehicleCharacteristics']
-            a958 = 1
-            k959 = len(v957)
-            if 1 <= k959 <= 8:
-                a958 <<= 1
-                a958 = a958 << 3 | (k959 - 1)
+                a = _rt.uwn(a << 1 | 1, w1018)
+        if 'vehicleCharacteristics' in w995:
+            v1019 = w995['vehicleCharacteristics']
+            a1020 = 1
+            k1021 = len(v1019)
+            if 1 <= k1021 <= 8:
+                a1020 <<= 1
+                a1020 = a1020 << 3 | (k1021 - 1)
             else:
-                a958 = _rt.ld(a958 << 1 | 1, k959)
-            for w959 in v957:
-                a958 = a958 << 3 | ('tractor' in w959) << 2 | ('trailer' in w959) << 1 | ('train' in w959)
-                if 'tractor' in w959:
-                    s_ = e_TractorCharacteristics(w959['tractor'])
-                    a958 = ((a958 - 1) << (s_.bit_length() - 1)) + s_
-                if 'trailer' in w959:
-                    s_ = e_TrailerCharacteristicsList(w959['trailer'])
-                    a958 = ((a958 - 1) << (s_.bit_length() - 1)) + s_
-                if 'train' in w959:
-                    s_ = e_TrainCharacteristics(w959['train'])
-                    a958 = ((a958 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a958.bit_length() - 1)) + a958
-        if 'driverCharacteristics' in w933:
-            a = a << 2 | w933['driverCharacteristics']
-        if 'layoutId' in w933:
-            w966 = w933['layoutId']
-            if 1 <= w966 <= 4:
-                a = a << 3 | (w966 - 1)
+                a1020 = _rt.ld(a1020 << 1 | 1, k1021)
+            for w1021 in v1019:
+                a1020 = a1020 << 3 | ('tractor' in w1021) << 2 | ('trailer' in w1021) << 1 | ('train' in w1021)
+                if 'tractor' in w1021:
+                    s_ = e_TractorCharacteristics(w1021['tractor'])
+                    a1020 = ((a1020 - 1) << (s_.bit_length() - 1)) + s_
+                if 'trailer' in w1021:
+                    s_ = e_TrailerCharacteristicsList(w1021['trailer'])
+                    a1020 = ((a1020 - 1) << (s_.bit_length() - 1)) + s_
+                if 'train' in w1021:
+                    s_ = e_TrainCharacteristics(w1021['train'])
+                    a1020 = ((a1020 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1020.bit_length() - 1)) + a1020
+        if 'driverCharacteristics' in w995:
+            a = a << 2 | w995['driverCharacteristics']
+        if 'layoutId' in w995:
+            w1028 = w995['layoutId']
+            if 1 <= w1028 <= 4:
+                a = a << 3 | (w1028 - 1)
             else:
-                a = _rt.uwn(a << 1 | 1, w966)
-        if 'preStoredlayoutId' in w933:
-            w968 = w933['preStoredlayoutId']
-            if 1 <= w968 <= 64:
-                a = a << 7 | (w968 - 1)
+                a = _rt.uwn(a << 1 | 1, w1028)
+        if 'preStoredlayoutId' in w995:
+            w1030 = w995['preStoredlayoutId']
+            if 1 <= w1030 <= 64:
+                a = a << 7 | (w1030 - 1)
             else:
-                a = _rt.uwn(a << 1 | 1, w968)
-        v969 = w933['roadSignCodes']
-        a970 = 1
-        k971 = len(v969)
-        if 1 <= k971 <= 4:
-            a970 <<= 1
-            a970 = a970 << 2 | (k971 - 1)
+                a = _rt.uwn(a << 1 | 1, w1030)
+        v1031 = w995['roadSignCodes']
+        a1032 = 1
+        k1033 = len(v1031)
+        if 1 <= k1033 <= 4:
+            a1032 <<= 1
+            a1032 = a1032 << 2 | (k1033 - 1)
         else:
-            a970 = _rt.ld(a970 << 1 | 1, k971)
-        for w971 in v969:
-            a970 = a970 << 1 | ('layoutComponentId' in w971)
-            if 'layoutComponentId' in w971:
-                w974 = w971['layoutComponentId']
-                if 1 <= w974 <= 4:
-                    a970 = a970 << 3 | (w974 - 1)
+            a1032 = _rt.ld(a1032 << 1 | 1, k1033)
+        for w1033 in v1031:
+            a1032 = a1032 << 1 | ('layoutComponentId' in w1033)
+            if 'layoutComponentId' in w1033:
+                w1036 = w1033['layoutComponentId']
+                if 1 <= w1036 <= 4:
+                    a1032 = a1032 << 3 | (w1036 - 1)
                 else:
-                    a970 = _rt.uwn(a970 << 1 | 1, w974)
-            s_ = e_RSCode_code(w971['code'])
-            a970 = ((a970 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a970.bit_length() - 1)) + a970
-        if 'extraText' in w933:
-            v976 = w933['extraText']
-            a977 = 1
-            k978 = len(v976)
-            if 1 <= k978 <= 4:
-                a977 <<= 1
-                a977 = a977 << 2 | (k978 - 1)
+                    a1032 = _rt.uwn(a1032 << 1 | 1, w1036)
+            s_ = e_RSCode_code(w1033['code'])
+            a1032 = ((a1032 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1032.bit_length() - 1)) + a1032
+        if 'extraText' in w995:
+            v1038 = w995['extraText']
+            a1039 = 1
+            k1040 = len(v1038)
+            if 1 <= k1040 <= 4:
+                a1039 <<= 1
+                a1039 = a1039 << 2 | (k1040 - 1)
             else:
-                a977 = _rt.ld(a977 << 1 | 1, k978)
-            for w978 in v976:
-                a977 = a977 << 1 | ('layoutComponentId' in w978)
-                if 'layoutComponentId' in w978:
-                    w981 = w978['layoutComponentId']
-                    if 1 <= w981 <= 4:
-                        a977 = a977 << 3 | (w981 - 1)
+                a1039 = _rt.ld(a1039 << 1 | 1, k1040)
+            for w1040 in v1038:
+                a1039 = a1039 << 1 | ('layoutComponentId' in w1040)
+                if 'layoutComponentId' in w1040:
+                    w1043 = w1040['layoutComponentId']
+                    if 1 <= w1043 <= 4:
+                        a1039 = a1039 << 3 | (w1043 - 1)
                     else:
-                        a977 = _rt.uwn(a977 << 1 | 1, w981)
-                d983, k984 = w978['language']
-                a977 = a977 << k984 | int.from_bytes(d983, 'big') >> (8 * len(d983) - k984)
-                a977 = _rt.octets(a977, w978['textContent'].encode('utf-8'))
-            a = ((a - 1) << (a977.bit_length() - 1)) + a977
+                        a1039 = _rt.uwn(a1039 << 1 | 1, w1043)
+                d1045, k1046 = w1040['language']
+                a1039 = a1039 << k1046 | int.from_bytes(d1045, 'big') >> (8 * len(d1045) - k1046)
+                a1039 = _rt.octets(a1039, w1040['textContent'].encode('utf-8'))
+            a = ((a - 1) << (a1039.bit_length() - 1)) + a1039
     return a
 
 def d_GeneralIviContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k986, q = _rt.read_ld(x, q)
+        k1048, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k986 = ((x >> q) & 15) + 1
+        k1048 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k986):
+    for _ in range(k1048):
         x &= (1 << q) - 1
-        r987: dict[str, Any] = {}
+        r1049: dict[str, Any] = {}
         q -= 15
-        h988 = (x >> q) & 32767
-        if h988 & 8192:
+        h1050 = (x >> q) & 32767
+        if h1050 & 8192:
             q -= 1
             if (x >> q) & 1:
-                k990, q = _rt.read_ld(x, q)
+                k1052, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k990 = ((x >> q) & 7) + 1
-            r989: list[Any] = []
-            for _ in range(k990):
+                k1052 = ((x >> q) & 7) + 1
+            r1051: list[Any] = []
+            for _ in range(k1052):
                 q -= 1
                 if (x >> q) & 1:
-                    w990, q = _rt.read_uwn(x, q)
+                    w1052, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w990 = ((x >> q) & 31) + 1
-                r989.append(w990)
-            r987['detectionZoneIds'] = r989
-        if h988 & 4096:
-            r987['its-Rrid'], q = d_VarLengthNumber(x, q)
-        if h988 & 2048:
+                    w1052 = ((x >> q) & 31) + 1
+                r1051.append(w1052)
+            r1049['detectionZoneIds'] = r1051
+        if h1050 & 4096:
+            r1049['its-Rrid'], q = d_VarLengthNumber(x, q)
+        if h1050 & 2048:
             q -= 1
             if (x >> q) & 1:
-                k992, q = _rt.read_ld(x, q)
+                k1054, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k992 = ((x >> q) & 7) + 1
-            r991: list[Any] = []
-            for _ in range(k992):
+                k1054 = ((x >> q) & 7) + 1
+            r1053: list[Any] = []
+            for _ in range(k1054):
                 q -= 1
                 if (x >> q) & 1:
-                    w992, q = _rt.read_uwn(x, q)
+                    w1054, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w992 = ((x >> q) & 31) + 1
-                r991.append(w992)
-            r987['relevanceZoneIds'] = r991
-        if h988 & 1024:
+                    w1054 = ((x >> q) & 31) + 1
+                r1053.append(w1054)
+            r1049['relevanceZoneIds'] = r1053
+        if h1050 & 1024:
             q -= 2
-            r987['direction'] = (x >> q) & 3
-        if h988 & 512:
+            r1049['direction'] = (x >> q) & 3
+        if h1050 & 512:
             q -= 1
             if (x >> q) & 1:
-                k994, q = _rt.read_ld(x, q)
+                k1056, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k994 = ((x >> q) & 7) + 1
-            r993: list[Any] = []
-            for _ in range(k994):
+                k1056 = ((x >> q) & 7) + 1
+            r1055: list[Any] = []
+            for _ in range(k1056):
                 q -= 1
                 if (x >> q) & 1:
-                    w994, q = _rt.read_uwn(x, q)
+                    w1056, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w994 = ((x >> q) & 31) + 1
-                r993.append(w994)
-            r987['driverAwarenessZoneIds'] = r993
-        if h988 & 256:
+                    w1056 = ((x >> q) & 31) + 1
+                r1055.append(w1056)
+            r1049['driverAwarenessZoneIds'] = r1055
+        if h1050 & 256:
             q -= 8
-            r987['minimumAwarenessTime'] = (x >> q) & 255
-        if h988 & 128:
+            r1049['minimumAwarenessTime'] = (x >> q) & 255
+        if h1050 & 128:
             q -= 1
             if (x >> q) & 1:
-                k996, q = _rt.read_ld(x, q)
+                k1058, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k996 = ((x >> q) & 7) + 1
-            r995: list[Any] = []
-            for _ in range(k996):
+                k1058 = ((x >> q) & 7) + 1
+            r1057: list[Any] = []
+            for _ in range(k1058):
                 q -= 4
-                w996 = ((x >> q) & 15) - 1
-                r995.append(w996)
-            r987['applicableLanes'] = r995
+                w1058 = ((x >> q) & 15) - 1
+                r1057.append(w1058)
+            r1049['applicableLanes'] = r1057
         q -= 3
-        r987['iviType'] = (x >> q) & 7
-        if h988 & 64:
+        r1049['iviType'] = (x >> q) & 7
+        if h1050 & 64:
             q -= 2
-            r987['iviPurpose'] = (x >> q) & 3
-        if h988 & 32:
+            r1049['iviPurpose'] = (x >> q) & 3
+        if h1050 & 32:
             q -= 1
             if (x >> q) & 1:
-                r987['laneStatus'], q = _rt.read_uwn(x, q)
+                r1049['laneStatus'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r987['laneStatus'] = (x >> q) & 7
-        if h988 & 16:
+                r1049['laneStatus'] = (x >> q) & 7
+        if h1050 & 16:
             q -= 1
             if (x >> q) & 1:
-                k998, q = _rt.read_ld(x, q)
+                k1060, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k998 = ((x >> q) & 7) + 1
-            r997: list[Any] = []
-            for _ in range(k998):
-                r999: dict[str, Any] = {}
+                k1060 = ((x >> q) & 7) + 1
+            r1059: list[Any] = []
+            for _ in range(k1060):
+                r1061: dict[str, Any] = {}
                 q -= 3
-                h1000 = (x >> q) & 7
-                if h1000 & 4:
-                    r999['tractor'], q = d_TractorCharacteristics(x, q)
-                if h1000 & 2:
-                    r999['trailer'], q = d_TrailerCharacteristicsList(x, q)
-                if h1000 & 1:
-                    r999['train'], q = d_TrainCharacteristics(x, q)
-                r997.append(r999)
-            r987['vehicleCharacteristics'] = r997
-        if h988 & 8:
+                h1062 = (x >> q) & 7
+                if h1062 & 4:
+                    r1061['tractor'], q = d_TractorCharacteristics(x, q)
+                if h1062 & 2:
+                    r1061['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                if h1062 & 1:
+                    r1061['train'], q = d_TrainCharacteristics(x, q)
+                r1059.append(r1061)
+            r1049['vehicleCharacteristics'] = r1059
+        if h1050 & 8:
             q -= 2
-            r987['driverCharacteristics'] = (x >> q) & 3
-        if h988 & 4:
+            r1049['driverCharacteristics'] = (x >> q) & 3
+        if h1050 & 4:
             q -= 1
             if (x >> q) & 1:
-                r987['layoutId'], q = _rt.read_uwn(x, q)
+                r1049['layoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r987['layoutId'] = ((x >> q) & 3) + 1
-        if h988 & 2:
+                r1049['layoutId'] = ((x >> q) & 3) + 1
+        if h1050 & 2:
             q -= 1
             if (x >> q) & 1:
-                r987['preStoredlayoutId'], q = _rt.read_uwn(x, q)
+                r1049['preStoredlayoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 6
-                r987['preStoredlayoutId'] = ((x >> q) & 63) + 1
+                r1049['preStoredlayoutId'] = ((x >> q) & 63) + 1
         q -= 1
         if (x >> q) & 1:
-            k1002, q = _rt.read_ld(x, q)
+            k1064, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1002 = ((x >> q) & 3) + 1
-        r1001: list[Any] = []
-        for _ in range(k1002):
-            r1003: dict[str, Any] = {}
+            k1064 = ((x >> q) & 3) + 1
+        r1063: list[Any] = []
+        for _ in range(k1064):
+            r1065: dict[str, Any] = {}
             q -= 1
-            h1004 = (x >> q) & 1
-            if h1004 & 1:
+            h1066 = (x >> q) & 1
+            if h1066 & 1:
                 q -= 1
                 if (x >> q) & 1:
-                    r1003['layoutComponentId'], q = _rt.read_uwn(x, q)
+                    r1065['layoutComponentId'], q = _rt.read_uwn(x, q)
                 else:
                     q -= 2
-                    r1003['layoutComponentId'] = ((x >> q) & 3) + 1
-            r1003['code'], q = d_RSCode_code(x, q)
-            r1001.append(r1003)
-        r987['roadSignCodes'] = r1001
-        if h988 & 1:
+                    r1065['layoutComponentId'] = ((x >> q) & 3) + 1
+            r1065['code'], q = d_RSCode_code(x, q)
+            r1063.append(r1065)
+        r1049['roadSignCodes'] = r1063
+        if h1050 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1006, q = _rt.read_ld(x, q)
+                k1068, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1006 = ((x >> q) & 3) + 1
-            r1005: list[Any] = []
-            for _ in range(k1006):
-                r1007: dict[str, Any] = {}
+                k1068 = ((x >> q) & 3) + 1
+            r1067: list[Any] = []
+            for _ in range(k1068):
+                r1069: dict[str, Any] = {}
                 q -= 1
-                h1008 = (x >> q) & 1
-                if h1008 & 1:
+                h1070 = (x >> q) & 1
+                if h1070 & 1:
                     q -= 1
                     if (x >> q) & 1:
-                        r1007['layoutComponentId'], q = _rt.read_uwn(x, q)
+                        r1069['layoutComponentId'], q = _rt.read_uwn(x, q)
                     else:
                         q -= 2
-                        r1007['layoutComponentId'] = ((x >> q) & 3) + 1
+                        r1069['layoutComponentId'] = ((x >> q) & 3) + 1
                 q -= 10
-                r1007['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-                b1010, q = _rt.read_octets(x, q)
-                r1007['textContent'] = b1010.decode('utf-8')
-                r1005.append(r1007)
-            r987['extraText'] = r1005
-        if h988 >> 14:
+                r1069['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+                b1072, q = _rt.read_octets(x, q)
+                r1069['textContent'] = b1072.decode('utf-8')
+                r1067.append(r1069)
+            r1049['extraText'] = r1067
+        if h1050 >> 14:
             q = _rt.skip_additions(x, q)
-        r.append(r987)
+        r.append(r1049)
     return r, q
 
 
 def e_RoadConfigurationContainer(v: Any) -> int:
     a: int = 1
-    k1011 = len(v)
-    if 1 <= k1011 <= 16:
+    k1073 = len(v)
+    if 1 <= k1073 <= 16:
         a <<= 1
-        a = a << 4 | (k1011 - 1)
+        a = a << 4 | (k1073 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1011)
-    for w1011 in v:
-        a1050 = 1
-        a1050 = a1050 << 1
-        v1052 = w1011['relevanceZoneIds']
-        a1053 = 1
-        k1054 = len(v1052)
-        if 1 <= k1054 <= 8:
-            a1053 <<= 1
-            a1053 = a1053 << 3 | (k1054 - 1)
+        a = _rt.ld(a << 1 | 1, k1073)
+    for w1073 in v:
+        a1162 = 1
+        a1162 = a1162 << 1
+        v1164 = w1073['relevanceZoneIds']
+        a1165 = 1
+        k1166 = len(v1164)
+        if 1 <= k1166 <= 8:
+            a1165 <<= 1
+            a1165 = a1165 << 3 | (k1166 - 1)
         else:
-            a1053 = _rt.ld(a1053 << 1 | 1, k1054)
-        for w1054 in v1052:
-            w1055 = w1054
-            if 1 <= w1055 <= 32:
-                a1053 = a1053 << 6 | (w1055 - 1)
+            a1165 = _rt.ld(a1165 << 1 | 1, k1166)
+        for w1166 in v1164:
+            w1167 = w1166
+            if 1 <= w1167 <= 32:
+                a1165 = a1165 << 6 | (w1167 - 1)
             else:
-                a1053 = _rt.uwn(a1053 << 1 | 1, w1055)
-        a1050 = ((a1050 - 1) << (a1053.bit_length() - 1)) + a1053
-        a1050 = a1050 << 2 | _E_RoadType_44[w1011['roadType']]
-        v1057 = w1011['laneConfiguration']
-        a1058 = 1
-        k1059 = len(v1057)
-        if 1 <= k1059 <= 16:
-            a1058 <<= 1
-            a1058 = a1058 << 4 | (k1059 - 1)
+                a1165 = _rt.uwn(a1165 << 1 | 1, w1167)
+        a1162 = ((a1162 - 1) << (a1165.bit_length() - 1)) + a1165
+        a1162 = a1162 << 2 | _E_RoadType_44[w1073['roadType']]
+        v1169 = w1073['laneConfiguration']
+        a1170 = 1
+        k1171 = len(v1169)
+        if 1 <= k1171 <= 16:
+            a1170 <<= 1
+            a1170 = a1170 << 4 | (k1171 - 1)
         else:
-            a1058 = _rt.ld(a1058 << 1 | 1, k1059)
-        for w1059 in v1057:
-            a1074 = 1
-            ext1075 = 'detectionZoneIds' in w1059 or 'relevanceZoneIds' in w1059 or 'laneCharacteristics' in w1059 or 'laneSurfaceStaticCharacteristics' in w1059 or 'laneSurfaceDynamicCharacteristics' in w1059
-            a1074 = a1074 << 10 | ((ext1075) << 3 | ('validity' in w1059) << 2 | ('laneTypeQualifier' in w1059) << 1 | ('laneWidth' in w1059)) << 6 | ((w1059['laneNumber'] + 1)) << 2 | (w1059['direction'])
-            if 'validity' in w1059:
-                s_ = e_InternationalSign_applicablePeriod(w1059['validity'])
-                a1074 = ((a1074 - 1) << (s_.bit_length() - 1)) + s_
-            a1074 = a1074 << 5 | w1059['laneType']
-            if 'laneTypeQualifier' in w1059:
-                s_ = e_CompleteVehicleCharacteristics(w1059['laneTypeQualifier'])
-                a1074 = ((a1074 - 1) << (s_.bit_length() - 1)) + s_
-            w1082 = w1059['laneStatus']
-            if 0 <= w1082 <= 7:
-                a1074 = a1074 << 4 | w1082
+            a1170 = _rt.ld(a1170 << 1 | 1, k1171)
+        for w1171 in v1169:
+            a1211 = 1
+            ext1212 = 'detectionZoneIds' in w1171 or 'relevanceZoneIds' in w1171 or 'laneCharacteristics' in w1171 or 'laneSurfaceStaticCharacteristics' in w1171 or 'laneSurfaceDynamicCharacteristics' in w1171
+            a1211 = a1211 << 10 | ((ext1212) << 3 | ('validity' in w1171) << 2 | ('laneTypeQualifier' in w1171) << 1 | ('laneWidth' in w1171)) << 6 | ((w1171['laneNumber'] + 1)) << 2 | (w1171['direction'])
+            if 'validity' in w1171:
+                s_ = e_InternationalSign_applicablePeriod(w1171['validity'])
+                a1211 = ((a1211 - 1) << (s_.bit_length() - 1)) + s_
+            a1211 = a1211 << 5 | w1171['laneType']
+            if 'laneTypeQualifier' in w1171:
+                s_ = e_CompleteVehicleCharacteristics(w1171['laneTypeQualifier'])
+                a1211 = ((a1211 - 1) << (s_.bit_length() - 1)) + s_
+            w1219 = w1171['laneStatus']
+            if 0 <= w1219 <= 7:
+                a1211 = a1211 << 4 | w1219
             else:
-                a1074 = _rt.uwn(a1074 << 1 | 1, w1082)
-            if 'laneWidth' in w1059:
-                a1074 = a1074 << 10 | w1059['laneWidth']
-            if ext1075:
-                subs1075, present1075 = [], 0
-                if 'detectionZoneIds' in w1059 or 'relevanceZoneIds' in w1059 or 'laneCharacteristics' in w1059 or 'laneSurfaceStaticCharacteristics' in w1059 or 'laneSurfaceDynamicCharacteristics' in w1059:
-                    s1075 = 1 << 5 | ('detectionZoneIds' in w1059) << 4 | ('relevanceZoneIds' in w1059) << 3 | ('laneCharacteristics' in w1059) << 2 | ('laneSurfaceStaticCharacteristics' in w1059) << 1 | ('laneSurfaceDynamicCharacteristics' in w1059) << 0
-                    if 'detectionZoneIds' in w1059:
-                        s_ = e_ZoneIds(w1059['detectionZoneIds'])
-                        s1075 = ((s1075 - 1) << (s_.bit_length() - 1)) + s_
-                    if 'relevanceZoneIds' in w1059:
-                        s_ = e_ZoneIds(w1059['relevanceZoneIds'])
-                        s1075 = ((s1075 - 1) << (s_.bit_length() - 1)) + s_
-                    if 'laneCharacteristics' in w1059:
-                        s_ = e_LaneCharacteristics(w1059['laneCharacteristics'])
-                        s1075 = ((s1075 - 1) << (s_.bit_length() - 1)) + s_
-                    if 'laneSurfaceStaticCharacteristics' in w1059:
-                        s_ = e_RoadSurfaceStaticCharacteristics(w1059['laneSurfaceStaticCharacteristics'])
-                        s1075 = ((s1075 - 1) << (s_.bit_length() - 1)) + s_
-                    if 'laneSurfaceDynamicCharacteristics' in w1059:
-                        s_ = e_RoadSurfaceDynamicCharacteristics(w1059['laneSurfaceDynamicCharacteristics'])
-                        s1075 = ((s1075 - 1) << (s_.bit_length() - 1)) + s_
-                    subs1075.append(s1075)
-                    present1075 |= 1
-                a1074 = _rt.additions(a1074, 1, present1075, subs1075)
-            a1058 = ((a1058 - 1) << (a1074.bit_length() - 1)) + a1074
-        a1050 = ((a1050 - 1) << (a1058.bit_length() - 1)) + a1058
-        a = ((a - 1) << (a1050.bit_length() - 1)) + a1050
+                a1211 = _rt.uwn(a1211 << 1 | 1, w1219)
+            if 'laneWidth' in w1171:
+                a1211 = a1211 << 10 | w1171['laneWidth']
+            if ext1212:
+                subs1212, present1212 = [], 0
+                if 'detectionZoneIds' in w1171 or 'relevanceZoneIds' in w1171 or 'laneCharacteristics' in w1171 or 'laneSurfaceStaticCharacteristics' in w1171 or 'laneSurfaceDynamicCharacteristics' in w1171:
+                    s1212 = 1 << 5 | ('detectionZoneIds' in w1171) << 4 | ('relevanceZoneIds' in w1171) << 3 | ('laneCharacteristics' in w1171) << 2 | ('laneSurfaceStaticCharacteristics' in w1171) << 1 | ('laneSurfaceDynamicCharacteristics' in w1171) << 0
+                    if 'detectionZoneIds' in w1171:
+                        s_ = e_ZoneIds(w1171['detectionZoneIds'])
+                        s1212 = ((s1212 - 1) << (s_.bit_length() - 1)) + s_
+                    if 'relevanceZoneIds' in w1171:
+                        s_ = e_ZoneIds(w1171['relevanceZoneIds'])
+                        s1212 = ((s1212 - 1) << (s_.bit_length() - 1)) + s_
+                    if 'laneCharacteristics' in w1171:
+                        v1223 = w1171['laneCharacteristics']
+                        w1226 = v1223['zoneDefinitionAccuracy']
+                        if 0 <= w1226 <= 7:
+                            s1212 = s1212 << 4 | w1226
+                        else:
+                            s1212 = _rt.uwn(s1212 << 1 | 1, w1226)
+                        s1212 = s1212 << 1 | (1 if v1223['existinglaneMarkingStatus'] else 0)
+                        w1229 = v1223['newlaneMarkingColour']
+                        if 0 <= w1229 <= 7:
+                            s1212 = s1212 << 4 | w1229
+                        else:
+                            s1212 = _rt.uwn(s1212 << 1 | 1, w1229)
+                        w1231 = v1223['laneDelimitationLeft']
+                        if 0 <= w1231 <= 7:
+                            s1212 = s1212 << 4 | w1231
+                        else:
+                            s1212 = _rt.uwn(s1212 << 1 | 1, w1231)
+                        w1233 = v1223['laneDelimitationRight']
+                        if 0 <= w1233 <= 7:
+                            s1212 = s1212 << 4 | w1233
+                        else:
+                            s1212 = _rt.uwn(s1212 << 1 | 1, w1233)
+                        w1235 = v1223['mergingWith']
+                        if 1 <= w1235 <= 32:
+                            s1212 = s1212 << 6 | (w1235 - 1)
+                        else:
+                            s1212 = _rt.uwn(s1212 << 1 | 1, w1235)
+                    if 'laneSurfaceStaticCharacteristics' in w1171:
+                        v1236 = w1171['laneSurfaceStaticCharacteristics']
+                        s1212 = s1212 << 7 | v1236['frictionCoefficient']
+                        w1240 = v1236['material']
+                        if 0 <= w1240 <= 7:
+                            s1212 = s1212 << 4 | w1240
+                        else:
+                            s1212 = _rt.uwn(s1212 << 1 | 1, w1240)
+                        w1242 = v1236['wear']
+                        if 0 <= w1242 <= 7:
+                            s1212 = s1212 << 4 | w1242
+                        else:
+                            s1212 = _rt.uwn(s1212 << 1 | 1, w1242)
+                        s1212 = s1212 << 6 | (v1236['avBankingAngle'] + 20)
+                    if 'laneSurfaceDynamicCharacteristics' in w1171:
+                        v1244 = w1171['laneSurfaceDynamicCharacteristics']
+                        w1247 = v1244['condition']
+                        if 0 <= w1247 <= 15:
+                            s1212 = s1212 << 5 | w1247
+                        else:
+                            s1212 = _rt.uwn(s1212 << 1 | 1, w1247)
+                        s1212 = s1212 << 19 | ((v1244['temperature'] + 100)) << 11 | (v1244['iceOrWaterDepth']) << 3 | (v1244['treatment'])
+                    subs1212.append(s1212)
+                    present1212 |= 1
+                a1211 = _rt.additions(a1211, 1, present1212, subs1212)
+            a1170 = ((a1170 - 1) << (a1211.bit_length() - 1)) + a1211
+        a1162 = ((a1162 - 1) << (a1170.bit_length() - 1)) + a1170
+        a = ((a - 1) << (a1162.bit_length() - 1)) + a1162
     return a
 
 def d_RoadConfigurationContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1089, q = _rt.read_ld(x, q)
+        k1251, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1089 = ((x >> q) & 15) + 1
+        k1251 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k1089):
+    for _ in range(k1251):
         x &= (1 << q) - 1
-        r1090: dict[str, Any] = {}
+        r1252: dict[str, Any] = {}
         q -= 1
-        h1091 = (x >> q) & 1
+        h1253 = (x >> q) & 1
         q -= 1
         if (x >> q) & 1:
-            k1093, q = _rt.read_ld(x, q)
+            k1255, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1093 = ((x >> q) & 7) + 1
-        r1092: list[Any] = []
-        for _ in range(k1093):
+            k1255 = ((x >> q) & 7) + 1
+        r1254: list[Any] = []
+        for _ in range(k1255):
             q -= 1
             if (x >> q) & 1:
-                w1093, q = _rt.read_uwn(x, q)
+                w1255, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w1093 = ((x >> q) & 31) + 1
-            r1092.append(w1093)
-        r1090['relevanceZoneIds'] = r1092
+                w1255 = ((x >> q) & 31) + 1
+            r1254.append(w1255)
+        r1252['relevanceZoneIds'] = r1254
         q -= 2
-        r1090['roadType'] = _D_RoadType_45[(x >> q) & 3]
+        r1252['roadType'] = _D_RoadType_45[(x >> q) & 3]
         q -= 1
         if (x >> q) & 1:
-            k1095, q = _rt.read_ld(x, q)
+            k1257, q = _rt.read_ld(x, q)
         else:
             q -= 4
-            k1095 = ((x >> q) & 15) + 1
-        r1094: list[Any] = []
-        for _ in range(k1095):
-            r1096: dict[str, Any] = {}
+            k1257 = ((x >> q) & 15) + 1
+        r1256: list[Any] = []
+        for _ in range(k1257):
+            r1258: dict[str, Any] = {}
             q -= 10
             t_ = (x >> q) & 1023
-            h1097 = (t_ >> 6) & 15
-            r1096['laneNumber'] = ((t_ >> 2) & 15) - 1
-            r1096['direction'] = t_ & 3
-            if h1097 & 4:
-                r1096['validity'], q = d_InternationalSign_applicablePeriod(x, q)
+            h1259 = (t_ >> 6) & 15
+            r1258['laneNumber'] = ((t_ >> 2) & 15) - 1
+            r1258['direction'] = t_ & 3
+            if h1259 & 4:
+                r1258['validity'], q = d_InternationalSign_applicablePeriod(x, q)
             q -= 5
-            r1096['laneType'] = (x >> q) & 31
-            if h1097 & 2:
-                r1096['laneTypeQualifier'], q = d_CompleteVehicleCharacteristics(x, q)
+            r1258['laneType'] = (x >> q) & 31
+            if h1259 & 2:
+                r1258['laneTypeQualifier'], q = d_CompleteVehicleCharacteristics(x, q)
             q -= 1
             if (x >> q) & 1:
-                r1096['laneStatus'], q = _rt.read_uwn(x, q)
+                r1258['laneStatus'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r1096['laneStatus'] = (x >> q) & 7
-            if h1097 & 1:
+                r1258['laneStatus'] = (x >> q) & 7
+            if h1259 & 1:
                 q -= 10
-                r1096['laneWidth'] = (x >> q) & 1023
-            if h1097 >> 3:
-                n1097, q = _rt.read_nsl(x, q)
-                q -= n1097
-                bm1097 = (x >> q) & ((1 << n1097) - 1)
-                for i1097 in range(n1097):
-                    if not (bm1097 >> (n1097 - 1 - i1097)) & 1:
+                r1258['laneWidth'] = (x >> q) & 1023
+            if h1259 >> 3:
+                n1259, q = _rt.read_nsl(x, q)
+                q -= n1259
+                bm1259 = (x >> q) & ((1 << n1259) - 1)
+                for i1259 in range(n1259):
+                    if not (bm1259 >> (n1259 - 1 - i1259)) & 1:
                         continue
-                    length1097, q = _rt.read_ld(x, q)
-                    q01097 = q
-                    if i1097 == 0:
+                    length1259, q = _rt.read_ld(x, q)
+                    q01259 = q
+                    if i1259 == 0:
                         q -= 5
-                        g1097 = (x >> q) & 31
-                        if g1097 & 16:
-                            r1096['detectionZoneIds'], q = d_ZoneIds(x, q)
-                        if g1097 & 8:
-                            r1096['relevanceZoneIds'], q = d_ZoneIds(x, q)
-                        if g1097 & 4:
-                            r1096['laneCharacteristics'], q = d_LaneCharacteristics(x, q)
-                        if g1097 & 2:
-                            r1096['laneSurfaceStaticCharacteristics'], q = d_RoadSurfaceStaticCharacteristics(x, q)
-                        if g1097 & 1:
-                            r1096['laneSurfaceDynamicCharacteristics'], q = d_RoadSurfaceDynamicCharacteristics(x, q)
+                        g1259 = (x >> q) & 31
+                        if g1259 & 16:
+                            r1258['detectionZoneIds'], q = d_ZoneIds(x, q)
+                        if g1259 & 8:
+                            r1258['relevanceZoneIds'], q = d_ZoneIds(x, q)
+                        if g1259 & 4:
+                            r1260: dict[str, Any] = {}
+                            q -= 1
+                            if (x >> q) & 1:
+                                r1260['zoneDefinitionAccuracy'], q = _rt.read_uwn(x, q)
+                            else:
+                                q -= 3
+                                r1260['zoneDefinitionAccuracy'] = (x >> q) & 7
+                            q -= 1
+                            r1260['existinglaneMarkingStatus'] = (x >> q) & 1 == 1
+                            q -= 1
+                            if (x >> q) & 1:
+                                r1260['newlaneMarkingColour'], q = _rt.read_uwn(x, q)
+                            else:
+                                q -= 3
+                                r1260['newlaneMarkingColour'] = (x >> q) & 7
+                            q -= 1
+                            if (x >> q) & 1:
+                                r1260['laneDelimitationLeft'], q = _rt.read_uwn(x, q)
+                            else:
+                                q -= 3
+                                r1260['laneDelimitationLeft'] = (x >> q) & 7
+                            q -= 1
+                            if (x >> q) & 1:
+                                r1260['laneDelimitationRight'], q = _rt.read_uwn(x, q)
+                            else:
+                                q -= 3
+                                r1260['laneDelimitationRight'] = (x >> q) & 7
+                            q -= 1
+                            if (x >> q) & 1:
+                                r1260['mergingWith'], q = _rt.read_uwn(x, q)
+                            else:
+                                q -= 5
+                                r1260['mergingWith'] = ((x >> q) & 31) + 1
+                            r1258['laneCharacteristics'] = r1260
+                        if g1259 & 2:
+                            r1262: dict[str, Any] = {}
+                            q -= 7
+                            r1262['frictionCoefficient'] = (x >> q) & 127
+                            q -= 1
+                            if (x >> q) & 1:
+                                r1262['material'], q = _rt.read_uwn(x, q)
+                            else:
+                                q -= 3
+                                r1262['material'] = (x >> q) & 7
+                            q -= 1
+                            if (x >> q) & 1:
+                                r1262['wear'], q = _rt.read_uwn(x, q)
+                            else:
+                                q -= 3
+                                r1262['wear'] = (x >> q) & 7
+                            q -= 6
+                            r1262['avBankingAngle'] = ((x >> q) & 63) - 20
+                            r1258['laneSurfaceStaticCharacteristics'] = r1262
+                        if g1259 & 1:
+                            r1264: dict[str, Any] = {}
+                            q -= 1
+                            if (x >> q) & 1:
+                                r1264['condition'], q = _rt.read_uwn(x, q)
+                            else:
+                                q -= 4
+                                r1264['condition'] = (x >> q) & 15
+                            q -= 19
+                            t_ = (x >> q) & 524287
+                            r1264['temperature'] = ((t_ >> 11) & 255) - 100
+                            r1264['iceOrWaterDepth'] = (t_ >> 3) & 255
+                            r1264['treatment'] = t_ & 7
+                            r1258['laneSurfaceDynamicCharacteristics'] = r1264
                     else:
-                        q = _rt.skip(q, length1097 << 3)
-                    al1097 = (q01097 - q) % 8
-                    if al1097:
-                        q = _rt.skip(q, 8 - al1097)
-            r1094.append(r1096)
-        r1090['laneConfiguration'] = r1094
-        if h1091 >> 0:
+                        q = _rt.skip(q, length1259 << 3)
+                    al1259 = (q01259 - q) % 8
+                    if al1259:
+                        q = _rt.skip(q, 8 - al1259)
+            r1256.append(r1258)
+        r1252['laneConfiguration'] = r1256
+        if h1253 >> 0:
             q = _rt.skip_additions(x, q)
-        r.append(r1090)
+        r.append(r1252)
     return r, q
 
 
 def e_TextContainer(v: Any) -> int:
     a: int = 1
-    k1098 = len(v)
-    if 1 <= k1098 <= 16:
+    k1266 = len(v)
+    if 1 <= k1266 <= 16:
         a <<= 1
-        a = a << 4 | (k1098 - 1)
+        a = a << 4 | (k1266 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1098)
-    for w1098 in v:
-        ext1099 = 'iviType' in w1098 or 'laneStatus' in w1098 or 'vehicleCharacteristics' in w1098
-        a = a << 9 | (ext1099) << 8 | ('detectionZoneIds' in w1098) << 7 | ('direction' in w1098) << 6 | ('driverAwarenessZoneIds' in w1098) << 5 | ('minimumAwarenessTime' in w1098) << 4 | ('applicableLanes' in w1098) << 3 | ('layoutId' in w1098) << 2 | ('preStoredlayoutId' in w1098) << 1 | ('text' in w1098)
-        if 'detectionZoneIds' in w1098:
-            v1100 = w1098['detectionZoneIds']
-            a1101 = 1
-            k1102 = len(v1100)
-            if 1 <= k1102 <= 8:
-                a1101 <<= 1
-                a1101 = a1101 << 3 | (k1102 - 1)
+        a = _rt.ld(a << 1 | 1, k1266)
+    for w1266 in v:
+        ext1267 = 'iviType' in w1266 or 'laneStatus' in w1266 or 'vehicleCharacteristics' in w1266
+        a = a << 9 | (ext1267) << 8 | ('detectionZoneIds' in w1266) << 7 | ('direction' in w1266) << 6 | ('driverAwarenessZoneIds' in w1266) << 5 | ('minimumAwarenessTime' in w1266) << 4 | ('applicableLanes' in w1266) << 3 | ('layoutId' in w1266) << 2 | ('preStoredlayoutId' in w1266) << 1 | ('text' in w1266)
+        if 'detectionZoneIds' in w1266:
+            v1268 = w1266['detectionZoneIds']
+            a1269 = 1
+            k1270 = len(v1268)
+            if 1 <= k1270 <= 8:
+                a1269 <<= 1
+                a1269 = a1269 << 3 | (k1270 - 1)
             else:
-                a1101 = _rt.ld(a1101 << 1 | 1, k1102)
-            for w1102 in v1100:
-                w1103 = w1102
-                if 1 <= w1103 <= 32:
-                    a1101 = a1101 << 6 | (w1103 - 1)
+                a1269 = _rt.ld(a1269 << 1 | 1, k1270)
+            for w1270 in v1268:
+                w1271 = w1270
+                if 1 <= w1271 <= 32:
+                    a1269 = a1269 << 6 | (w1271 - 1)
                 else:
-                    a1101 = _rt.uwn(a1101 << 1 | 1, w1103)
-            a = ((a - 1) << (a1101.bit_length() - 1)) + a1101
-        v1104 = w1098['relevanceZoneIds']
-        a1105 = 1
-        k1106 = len(v1104)
-        if 1 <= k1106 <= 8:
-            a1105 <<= 1
-            a1105 = a1105 << 3 | (k1106 - 1)
+                    a1269 = _rt.uwn(a1269 << 1 | 1, w1271)
+            a = ((a - 1) << (a1269.bit_length() - 1)) + a1269
+        v1272 = w1266['relevanceZoneIds']
+        a1273 = 1
+        k1274 = len(v1272)
+        if 1 <= k1274 <= 8:
+            a1273 <<= 1
+            a1273 = a1273 << 3 | (k1274 - 1)
         else:
-            a1105 = _rt.ld(a1105 << 1 | 1, k1106)
-        for w1106 in v1104:
-            w1107 = w1106
-            if 1 <= w1107 <= 32:
-                a1105 = a1105 << 6 | (w1107 - 1)
+            a1273 = _rt.ld(a1273 << 1 | 1, k1274)
+        for w1274 in v1272:
+            w1275 = w1274
+            if 1 <= w1275 <= 32:
+                a1273 = a1273 << 6 | (w1275 - 1)
             else:
-                a1105 = _rt.uwn(a1105 << 1 | 1, w1107)
-        a = ((a - 1) << (a1105.bit_length() - 1)) + a1105
-        if 'direction' in w1098:
-            a = a << 2 | w1098['direction']
-        if 'driverAwarenessZoneIds' in w1098:
-            v1109 = w1098['driverAwarenessZoneIds']
-            a1110 = 1
-            k1111 = len(v1109)
-            if 1 <= k1111 <= 8:
-                a1110 <<= 1
-                a1110 = a1110 << 3 | (k1111 - 1)
+                a1273 = _rt.uwn(a1273 << 1 | 1, w1275)
+        a = ((a - 1) << (a1273.bit_length() - 1)) + a1273
+        if 'direction' in w1266:
+            a = a << 2 | w1266['direction']
+        if 'driverAwarenessZoneIds' in w1266:
+            v1277 = w1266['driverAwarenessZoneIds']
+            a1278 = 1
+            k1279 = len(v1277)
+            if 1 <= k1279 <= 8:
+                a1278 <<= 1
+                a1278 = a1278 << 3 | (k1279 - 1)
             else:
-                a1110 = _rt.ld(a1110 << 1 | 1, k1111)
-            for w1111 in v1109:
-                w1112 = w1111
-                if 1 <= w1112 <= 32:
-                    a1110 = a1110 << 6 | (w1112 - 1)
+                a1278 = _rt.ld(a1278 << 1 | 1, k1279)
+            for w1279 in v1277:
+                w1280 = w1279
+                if 1 <= w1280 <= 32:
+                    a1278 = a1278 << 6 | (w1280 - 1)
                 else:
-                    a1110 = _rt.uwn(a1110 << 1 | 1, w1112)
-            a = ((a - 1) << (a1110.bit_length() - 1)) + a1110
-        if 'minimumAwarenessTime' in w1098:
-            a = a << 8 | w1098['minimumAwarenessTime']
-        if 'applicableLanes' in w1098:
-            v1114 = w1098['applicableLanes']
-            a1115 = 1
-            k1116 = len(v1114)
-            if 1 <= k1116 <= 8:
-                a1115 <<= 1
-                a1115 = a1115 << 3 | (k1116 - 1)
+                    a1278 = _rt.uwn(a1278 << 1 | 1, w1280)
+            a = ((a - 1) << (a1278.bit_length() - 1)) + a1278
+        if 'minimumAwarenessTime' in w1266:
+            a = a << 8 | w1266['minimumAwarenessTime']
+        if 'applicableLanes' in w1266:
+            v1282 = w1266['applicableLanes']
+            a1283 = 1
+            k1284 = len(v1282)
+            if 1 <= k1284 <= 8:
+                a1283 <<= 1
+                a1283 = a1283 << 3 | (k1284 - 1)
             else:
-                a1115 = _rt.ld(a1115 << 1 | 1, k1116)
-            for w1116 in v1114:
-                a1115 = a1115 << 4 | (w1116 + 1)
-            a = ((a - 1) << (a1115.bit_length() - 1)) + a1115
-        if 'layoutId' in w1098:
-            w1118 = w1098['layoutId']
-            if 1 <= w1118 <= 4:
-                a = a << 3 | (w1118 - 1)
+                a1283 = _rt.ld(a1283 << 1 | 1, k1284)
+            for w1284 in v1282:
+                a1283 = a1283 << 4 | (w1284 + 1)
+            a = ((a - 1) << (a1283.bit_length() - 1)) + a1283
+        if 'layoutId' in w1266:
+            w1286 = w1266['layoutId']
+            if 1 <= w1286 <= 4:
+                a = a << 3 | (w1286 - 1)
             else:
-                a = _rt.uwn(a << 1 | 1, w1118)
-        if 'preStoredlayoutId' in w1098:
-            w1120 = w1098['preStoredlayoutId']
-            if 1 <= w1120 <= 64:
-                a = a << 7 | (w1120 - 1)
+                a = _rt.uwn(a << 1 | 1, w1286)
+        if 'preStoredlayoutId' in w1266:
+            w1288 = w1266['preStoredlayoutId']
+            if 1 <= w1288 <= 64:
+                a = a << 7 | (w1288 - 1)
             else:
-                a = _rt.uwn(a << 1 | 1, w1120)
-        if 'text' in w1098:
-            v1121 = w1098['text']
-            a1122 = 1
-            k1123 = len(v1121)
-            if 1 <= k1123 <= 4:
-                a1122 <<= 1
-                a1122 = a1122 << 2 | (k1123 - 1)
+                a = _rt.uwn(a << 1 | 1, w1288)
+        if 'text' in w1266:
+            v1289 = w1266['text']
+            a1290 = 1
+            k1291 = len(v1289)
+            if 1 <= k1291 <= 4:
+                a1290 <<= 1
+                a1290 = a1290 << 2 | (k1291 - 1)
             else:
-                a1122 = _rt.ld(a1122 << 1 | 1, k1123)
-            for w1123 in v1121:
-                a1122 = a1122 << 1 | ('layoutComponentId' in w1123)
-                if 'layoutComponentId' in w1123:
-                    w1126 = w1123['layoutComponentId']
-                    if 1 <= w1126 <= 4:
-                        a1122 = a1122 << 3 | (w1126 - 1)
+                a1290 = _rt.ld(a1290 << 1 | 1, k1291)
+            for w1291 in v1289:
+                a1290 = a1290 << 1 | ('layoutComponentId' in w1291)
+                if 'layoutComponentId' in w1291:
+                    w1294 = w1291['layoutComponentId']
+                    if 1 <= w1294 <= 4:
+                        a1290 = a1290 << 3 | (w1294 - 1)
                     else:
-                        a1122 = _rt.uwn(a1122 << 1 | 1, w1126)
-                d1128, k1129 = w1123['language']
-                a1122 = a1122 << k1129 | int.from_bytes(d1128, 'big') >> (8 * len(d1128) - k1129)
-                a1122 = _rt.octets(a1122, w1123['textContent'].encode('utf-8'))
-            a = ((a - 1) << (a1122.bit_length() - 1)) + a1122
-        d1132 = w1098['data']
-        a = _rt.octets(a, d1132)
-        if ext1099:
-            subs1099, present1099 = [], 0
-            if 'iviType' in w1098 or 'laneStatus' in w1098 or 'vehicleCharacteristics' in w1098:
-                s1099 = 1 << 2 | ('laneStatus' in w1098) << 1 | ('vehicleCharacteristics' in w1098) << 0
-                s1099 = s1099 << 3 | w1098['iviType']
-                if 'laneStatus' in w1098:
-                    w1135 = w1098['laneStatus']
-                    if 0 <= w1135 <= 7:
-                        s1099 = s1099 << 4 | w1135
+                        a1290 = _rt.uwn(a1290 << 1 | 1, w1294)
+                d1296, k1297 = w1291['language']
+                a1290 = a1290 << k1297 | int.from_bytes(d1296, 'big') >> (8 * len(d1296) - k1297)
+                a1290 = _rt.octets(a1290, w1291['textContent'].encode('utf-8'))
+            a = ((a - 1) << (a1290.bit_length() - 1)) + a1290
+        d1300 = w1266['data']
+        a = _rt.octets(a, d1300)
+        if ext1267:
+            subs1267, present1267 = [], 0
+            if 'iviType' in w1266 or 'laneStatus' in w1266 or 'vehicleCharacteristics' in w1266:
+                s1267 = 1 << 2 | ('laneStatus' in w1266) << 1 | ('vehicleCharacteristics' in w1266) << 0
+                s1267 = s1267 << 3 | w1266['iviType']
+                if 'laneStatus' in w1266:
+                    w1303 = w1266['laneStatus']
+                    if 0 <= w1303 <= 7:
+                        s1267 = s1267 << 4 | w1303
                     else:
-                        s1099 = _rt.uwn(s1099 << 1 | 1, w1135)
-                if 'vehicleCharacteristics' in w1098:
-                    v1136 = w1098['vehicleCharacteristics']
-                    a1137 = 1
-                    k1138 = len(v1136)
-                    if 1 <= k1138 <= 8:
-                        a1137 <<= 1
-                        a1137 = a1137 << 3 | (k1138 - 1)
+                        s1267 = _rt.uwn(s1267 << 1 | 1, w1303)
+                if 'vehicleCharacteristics' in w1266:
+                    v1304 = w1266['vehicleCharacteristics']
+                    a1305 = 1
+                    k1306 = len(v1304)
+                    if 1 <= k1306 <= 8:
+                        a1305 <<= 1
+                        a1305 = a1305 << 3 | (k1306 - 1)
                     else:
-                        a1137 = _rt.ld(a1137 << 1 | 1, k1138)
-                    for w1138 in v1136:
-                        a1137 = a1137 << 3 | ('tractor' in w1138) << 2 | ('trailer' in w1138) << 1 | ('train' in w1138)
-                        if 'tractor' in w1138:
-                            s_ = e_TractorCharacteristics(w1138['tractor'])
-                            a1137 = ((a1137 - 1) << (s_.bit_length() - 1)) + s_
-                        if 'trailer' in w1138:
-                            s_ = e_TrailerCharacteristicsList(w1138['trailer'])
-                            a1137 = ((a1137 - 1) << (s_.bit_length() - 1)) + s_
-                        if 'train' in w1138:
-                            s_ = e_TrainCharacteristics(w1138['train'])
-                            a1137 = ((a1137 - 1) << (s_.bit_length() - 1)) + s_
-                    s1099 = ((s1099 - 1) << (a1137.bit_length() - 1)) + a1137
-                subs1099.append(s1099)
-                present1099 |= 1
-            a = _rt.additions(a, 1, present1099, subs1099)
+                        a1305 = _rt.ld(a1305 << 1 | 1, k1306)
+                    for w1306 in v1304:
+                        a1305 = a1305 << 3 | ('tractor' in w1306) << 2 | ('trailer' in w1306) << 1 | ('train' in w1306)
+                        if 'tractor' in w1306:
+                            s_ = e_TractorCharacteristics(w1306['tractor'])
+                            a1305 = ((a1305 - 1) << (s_.bit_length() - 1)) + s_
+                        if 'trailer' in w1306:
+                            s_ = e_TrailerCharacteristicsList(w1306['trailer'])
+                            a1305 = ((a1305 - 1) << (s_.bit_length() - 1)) + s_
+                        if 'train' in w1306:
+                            s_ = e_TrainCharacteristics(w1306['train'])
+                            a1305 = ((a1305 - 1) << (s_.bit_length() - 1)) + s_
+                    s1267 = ((s1267 - 1) << (a1305.bit_length() - 1)) + a1305
+                subs1267.append(s1267)
+                present1267 |= 1
+            a = _rt.additions(a, 1, present1267, subs1267)
     return a
 
 def d_TextContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1143, q = _rt.read_ld(x, q)
+        k1311, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1143 = ((x >> q) & 15) + 1
+        k1311 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k1143):
+    for _ in range(k1311):
         x &= (1 << q) - 1
-        r1144: dict[str, Any] = {}
+        r1312: dict[str, Any] = {}
         q -= 9
-        h1145 = (x >> q) & 511
-        if h1145 & 128:
+        h1313 = (x >> q) & 511
+        if h1313 & 128:
             q -= 1
             if (x >> q) & 1:
-                k1147, q = _rt.read_ld(x, q)
+                k1315, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1147 = ((x >> q) & 7) + 1
-            r1146: list[Any] = []
-            for _ in range(k1147):
+                k1315 = ((x >> q) & 7) + 1
+            r1314: list[Any] = []
+            for _ in range(k1315):
                 q -= 1
                 if (x >> q) & 1:
-                    w1147, q = _rt.read_uwn(x, q)
+                    w1315, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1147 = ((x >> q) & 31) + 1
-                r1146.append(w1147)
-            r1144['detectionZoneIds'] = r1146
+                    w1315 = ((x >> q) & 31) + 1
+                r1314.append(w1315)
+            r1312['detectionZoneIds'] = r1314
         q -= 1
         if (x >> q) & 1:
-            k1149, q = _rt.read_ld(x, q)
+            k1317, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1149 = ((x >> q) & 7) + 1
-        r1148: list[Any] = []
-        for _ in range(k1149):
+            k1317 = ((x >> q) & 7) + 1
+        r1316: list[Any] = []
+        for _ in range(k1317):
             q -= 1
             if (x >> q) & 1:
-                w1149, q = _rt.read_uwn(x, q)
+                w1317, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w1149 = ((x >> q) & 31) + 1
-            r1148.append(w1149)
-        r1144['relevanceZoneIds'] = r1148
-        if h1145 & 64:
+                w1317 = ((x >> q) & 31) + 1
+            r1316.append(w1317)
+        r1312['relevanceZoneIds'] = r1316
+        if h1313 & 64:
             q -= 2
-            r1144['direction'] = (x >> q) & 3
-        if h1145 & 32:
+            r1312['direction'] = (x >> q) & 3
+        if h1313 & 32:
             q -= 1
             if (x >> q) & 1:
-                k1151, q = _rt.read_ld(x, q)
+                k1319, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1151 = ((x >> q) & 7) + 1
-            r1150: list[Any] = []
-            for _ in range(k1151):
+                k1319 = ((x >> q) & 7) + 1
+            r1318: list[Any] = []
+            for _ in range(k1319):
                 q -= 1
                 if (x >> q) & 1:
-                    w1151, q = _rt.read_uwn(x, q)
+                    w1319, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1151 = ((x >> q) & 31) + 1
-                r1150.append(w1151)
-            r1144['driverAwarenessZoneIds'] = r1150
-        if h1145 & 16:
+                    w1319 = ((x >> q) & 31) + 1
+                r1318.append(w1319)
+            r1312['driverAwarenessZoneIds'] = r1318
+        if h1313 & 16:
             q -= 8
-            r1144['minimumAwarenessTime'] = (x >> q) & 255
-        if h1145 & 8:
+            r1312['minimumAwarenessTime'] = (x >> q) & 255
+        if h1313 & 8:
             q -= 1
             if (x >> q) & 1:
-                k1153, q = _rt.read_ld(x, q)
+                k1321, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1153 = ((x >> q) & 7) + 1
-            r1152: list[Any] = []
-            for _ in range(k1153):
+                k1321 = ((x >> q) & 7) + 1
+            r1320: list[Any] = []
+            for _ in range(k1321):
                 q -= 4
-                w1153 = ((x >> q) & 15) - 1
-                r1152.append(w1153)
-            r1144['applicableLanes'] = r1152
-        if h1145 & 4:
+                w1321 = ((x >> q) & 15) - 1
+                r1320.append(w1321)
+            r1312['applicableLanes'] = r1320
+        if h1313 & 4:
             q -= 1
             if (x >> q) & 1:
-                r1144['layoutId'], q = _rt.read_uwn(x, q)
+                r1312['layoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r1144['layoutId'] = ((x >> q) & 3) + 1
-        if h1145 & 2:
+                r1312['layoutId'] = ((x >> q) & 3) + 1
+        if h1313 & 2:
             q -= 1
             if (x >> q) & 1:
-                r1144['preStoredlayoutId'], q = _rt.read_uwn(x, q)
+                r1312['preStoredlayoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 6
-                r1144['preStoredlayoutId'] = ((x >> q) & 63) + 1
-        if h1145 & 1:
+                r1312['preStoredlayoutId'] = ((x >> q) & 63) + 1
+        if h1313 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1155, q = _rt.read_ld(x, q)
+                k1323, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1155 = ((x >> q) & 3) + 1
-            r1154: list[Any] = []
-            for _ in range(k1155):
-                r1156: dict[str, Any] = {}
+                k1323 = ((x >> q) & 3) + 1
+            r1322: list[Any] = []
+            for _ in range(k1323):
+                r1324: dict[str, Any] = {}
                 q -= 1
-                h1157 = (x >> q) & 1
-                if h1157 & 1:
+                h1325 = (x >> q) & 1
+                if h1325 & 1:
                     q -= 1
                     if (x >> q) & 1:
-                        r1156['layoutComponentId'], q = _rt.read_uwn(x, q)
+                        r1324['layoutComponentId'], q = _rt.read_uwn(x, q)
                     else:
                         q -= 2
-                        r1156['layoutComponentId'] = ((x >> q) & 3) + 1
+                        r1324['layoutComponentId'] = ((x >> q) & 3) + 1
                 q -= 10
-                r1156['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-                b1159, q = _rt.read_octets(x, q)
-                r1156['textContent'] = b1159.decode('utf-8')
-                r1154.append(r1156)
-            r1144['text'] = r1154
-        r1144['data'], q = _rt.read_octets(x, q)
-        if h1145 >> 8:
-            n1145, q = _rt.read_nsl(x, q)
-            q -= n1145
-            bm1145 = (x >> q) & ((1 << n1145) - 1)
-            for i1145 in range(n1145):
-                if not (bm1145 >> (n1145 - 1 - i1145)) & 1:
+                r1324['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+                b1327, q = _rt.read_octets(x, q)
+                r1324['textContent'] = b1327.decode('utf-8')
+                r1322.append(r1324)
+            r1312['text'] = r1322
+        r1312['data'], q = _rt.read_octets(x, q)
+        if h1313 >> 8:
+            n1313, q = _rt.read_nsl(x, q)
+            q -= n1313
+            bm1313 = (x >> q) & ((1 << n1313) - 1)
+            for i1313 in range(n1313):
+                if not (bm1313 >> (n1313 - 1 - i1313)) & 1:
                     continue
-                length1145, q = _rt.read_ld(x, q)
-                q01145 = q
-                if i1145 == 0:
+                length1313, q = _rt.read_ld(x, q)
+                q01313 = q
+                if i1313 == 0:
                     q -= 5
                     t_ = (x >> q) & 31
-                    g1145 = (t_ >> 3) & 3
-                    r1144['iviType'] = t_ & 7
-                    if g1145 & 2:
+                    g1313 = (t_ >> 3) & 3
+                    r1312['iviType'] = t_ & 7
+                    if g1313 & 2:
                         q -= 1
                         if (x >> q) & 1:
-                            r1144['laneStatus'], q = _rt.read_uwn(x, q)
+                            r1312['laneStatus'], q = _rt.read_uwn(x, q)
                         else:
                             q -= 3
-                            r1144['laneStatus'] = (x >> q) & 7
-                    if g1145 & 1:
+                            r1312['laneStatus'] = (x >> q) & 7
+                    if g1313 & 1:
                         q -= 1
                         if (x >> q) & 1:
-                            k1161, q = _rt.read_ld(x, q)
+                            k1329, q = _rt.read_ld(x, q)
                         else:
                             q -= 3
-                            k1161 = ((x >> q) & 7) + 1
-                        r1160: list[Any] = []
-                        for _ in range(k1161):
-                            r1162: dict[str, Any] = {}
+                            k1329 = ((x >> q) & 7) + 1
+                        r1328: list[Any] = []
+                        for _ in range(k1329):
+                            r1330: dict[str, Any] = {}
                             q -= 3
-                            h1163 = (x >> q) & 7
-                            if h1163 & 4:
-                                r1162['tractor'], q = d_TractorCharacteristics(x, q)
-                            if h1163 & 2:
-                                r1162['trailer'], q = d_TrailerCharacteristicsList(x, q)
-                            if h1163 & 1:
-                                r1162['train'], q = d_TrainCharacteristics(x, q)
-                            r1160.append(r1162)
-                        r1144['vehicleCharacteristics'] = r1160
+                            h1331 = (x >> q) & 7
+                            if h1331 & 4:
+                                r1330['tractor'], q = d_TractorCharacteristics(x, q)
+                            if h1331 & 2:
+                                r1330['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                            if h1331 & 1:
+                                r1330['train'], q = d_TrainCharacteristics(x, q)
+                            r1328.append(r1330)
+                        r1312['vehicleCharacteristics'] = r1328
                 else:
-                    q = _rt.skip(q, length1145 << 3)
-                al1145 = (q01145 - q) % 8
-                if al1145:
-                    q = _rt.skip(q, 8 - al1145)
-        r.append(r1144)
+                    q = _rt.skip(q, length1313 << 3)
+                al1313 = (q01313 - q) % 8
+                if al1313:
+                    q = _rt.skip(q, 8 - al1313)
+        r.append(r1312)
     return r, q
 
 
 def e_LayoutContainer(v: Any) -> int:
     a: int = 1
     a = a << 3 | ('height' in v) << 1 | ('width' in v)
-    w1166 = v['layoutId']
-    if 1 <= w1166 <= 4:
-        a = a << 3 | (w1166 - 1)
+    w1334 = v['layoutId']
+    if 1 <= w1334 <= 4:
+        a = a << 3 | (w1334 - 1)
     else:
-        a = _rt.uwn(a << 1 | 1, w1166)
+        a = _rt.uwn(a << 1 | 1, w1334)
     if 'height' in v:
         a = a << 6 | (v['height'] - 10)
     if 'width' in v:
         a = a << 8 | (v['width'] - 10)
-    v1169 = v['layoutComponents']
-    a1170 = 1
-    k1171 = len(v1169)
-    if 1 <= k1171 <= 4:
-        a1170 <<= 1
-        a1170 = a1170 << 2 | (k1171 - 1)
+    v1337 = v['layoutComponents']
+    a1338 = 1
+    k1339 = len(v1337)
+    if 1 <= k1339 <= 4:
+        a1338 <<= 1
+        a1338 = a1338 << 2 | (k1339 - 1)
     else:
-        a1170 = _rt.ld(a1170 << 1 | 1, k1171)
-    for w1171 in v1169:
-        a1180 = 1
-        w1183 = w1171['layoutComponentId']
-        if 1 <= w1183 <= 8:
-            a1180 = a1180 << 4 | (w1183 - 1)
+        a1338 = _rt.ld(a1338 << 1 | 1, k1339)
+    for w1339 in v1337:
+        a1348 = 1
+        w1351 = w1339['layoutComponentId']
+        if 1 <= w1351 <= 8:
+            a1348 = a1348 << 4 | (w1351 - 1)
         else:
-            a1180 = _rt.uwn(a1180 << 1 | 1, w1183)
-        a1180 = a1180 << 29 | ((w1171['height'] - 10)) << 23 | ((w1171['width'] - 10)) << 15 | ((w1171['x'] - 10)) << 7 | ((w1171['y'] - 10)) << 1 | (w1171['textScripting'])
-        a1170 = ((a1170 - 1) << (a1180.bit_length() - 1)) + a1180
-    a = ((a - 1) << (a1170.bit_length() - 1)) + a1170
+            a1348 = _rt.uwn(a1348 << 1 | 1, w1351)
+        a1348 = a1348 << 29 | ((w1339['height'] - 10)) << 23 | ((w1339['width'] - 10)) << 15 | ((w1339['x'] - 10)) << 7 | ((w1339['y'] - 10)) << 1 | (w1339['textScripting'])
+        a1338 = ((a1338 - 1) << (a1348.bit_length() - 1)) + a1348
+    a = ((a - 1) << (a1338.bit_length() - 1)) + a1338
     return a
 
 def d_LayoutContainer(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1189 = (x >> q) & 7
+    h1357 = (x >> q) & 7
     q -= 1
     if (x >> q) & 1:
         r['layoutId'], q = _rt.read_uwn(x, q)
     else:
         q -= 2
         r['layoutId'] = ((x >> q) & 3) + 1
-    if h1189 & 2:
+    if h1357 & 2:
         q -= 6
         r['height'] = ((x >> q) & 63) + 10
-    if h1189 & 1:
+    if h1357 & 1:
         q -= 8
         r['width'] = ((x >> q) & 255) + 10
     q -= 1
     if (x >> q) & 1:
-        k1191, q = _rt.read_ld(x, q)
+        k1359, q = _rt.read_ld(x, q)
     else:
         q -= 2
-        k1191 = ((x >> q) & 3) + 1
-    r1190: list[Any] = []
-    for _ in range(k1191):
+        k1359 = ((x >> q) & 3) + 1
+    r1358: list[Any] = []
+    for _ in range(k1359):
         x &= (1 << q) - 1
-        r1192: dict[str, Any] = {}
+        r1360: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            r1192['layoutComponentId'], q = _rt.read_uwn(x, q)
+            r1360['layoutComponentId'], q = _rt.read_uwn(x, q)
         else:
             q -= 3
-            r1192['layoutComponentId'] = ((x >> q) & 7) + 1
+            r1360['layoutComponentId'] = ((x >> q) & 7) + 1
         q -= 29
         t_ = (x >> q) & 536870911
-        r1192['height'] = ((t_ >> 23) & 63) + 10
-        r1192['width'] = ((t_ >> 15) & 255) + 10
-        r1192['x'] = ((t_ >> 7) & 255) + 10
-        r1192['y'] = ((t_ >> 1) & 63) + 10
-        r1192['textScripting'] = t_ & 1
-        r1190.append(r1192)
-    r['layoutComponents'] = r1190
-    if h1189 >> 2:
+        r1360['height'] = ((t_ >> 23) & 63) + 10
+        r1360['width'] = ((t_ >> 15) & 255) + 10
+        r1360['x'] = ((t_ >> 7) & 255) + 10
+        r1360['y'] = ((t_ >> 1) & 63) + 10
+        r1360['textScripting'] = t_ & 1
+        r1358.append(r1360)
+    r['layoutComponents'] = r1358
+    if h1357 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_AutomatedVehicleContainer(v: Any) -> int:
     a: int = 1
-    k1194 = len(v)
-    if 1 <= k1194 <= 16:
+    k1362 = len(v)
+    if 1 <= k1362 <= 16:
         a <<= 1
-        a = a << 4 | (k1194 - 1)
+        a = a << 4 | (k1362 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1194)
-    for w1194 in v:
-        a = a << 7 | ('detectionZoneIds' in w1194) << 5 | ('direction' in w1194) << 4 | ('applicableLanes' in w1194) << 3 | ('vehicleCharacteristics' in w1194) << 2 | ('automatedVehicleRules' in w1194) << 1 | ('platooningRules' in w1194)
-        if 'detectionZoneIds' in w1194:
-            v1196 = w1194['detectionZoneIds']
-            a1197 = 1
-            k1198 = len(v1196)
-            if 1 <= k1198 <= 8:
-                a1197 <<= 1
-                a1197 = a1197 << 3 | (k1198 - 1)
+        a = _rt.ld(a << 1 | 1, k1362)
+    for w1362 in v:
+        a = a << 7 | ('detectionZoneIds' in w1362) << 5 | ('direction' in w1362) << 4 | ('applicableLanes' in w1362) << 3 | ('vehicleCharacteristics' in w1362) << 2 | ('automatedVehicleRules' in w1362) << 1 | ('platooningRules' in w1362)
+        if 'detectionZoneIds' in w1362:
+            v1364 = w1362['detectionZoneIds']
+            a1365 = 1
+            k1366 = len(v1364)
+            if 1 <= k1366 <= 8:
+                a1365 <<= 1
+                a1365 = a1365 << 3 | (k1366 - 1)
             else:
-                a1197 = _rt.ld(a1197 << 1 | 1, k1198)
-            for w1198 in v1196:
-                w1199 = w1198
-                if 1 <= w1199 <= 32:
-                    a1197 = a1197 << 6 | (w1199 - 1)
+                a1365 = _rt.ld(a1365 << 1 | 1, k1366)
+            for w1366 in v1364:
+                w1367 = w1366
+                if 1 <= w1367 <= 32:
+                    a1365 = a1365 << 6 | (w1367 - 1)
                 else:
-                    a1197 = _rt.uwn(a1197 << 1 | 1, w1199)
-            a = ((a - 1) << (a1197.bit_length() - 1)) + a1197
-        v1200 = w1194['relevanceZoneIds']
-        a1201 = 1
-        k1202 = len(v1200)
-        if 1 <= k1202 <= 8:
-            a1201 <<= 1
-            a1201 = a1201 << 3 | (k1202 - 1)
+                    a1365 = _rt.uwn(a1365 << 1 | 1, w1367)
+            a = ((a - 1) << (a1365.bit_length() - 1)) + a1365
+        v1368 = w1362['relevanceZoneIds']
+        a1369 = 1
+        k1370 = len(v1368)
+        if 1 <= k1370 <= 8:
+            a1369 <<= 1
+            a1369 = a1369 << 3 | (k1370 - 1)
         else:
-            a1201 = _rt.ld(a1201 << 1 | 1, k1202)
-        for w1202 in v1200:
-            w1203 = w1202
-            if 1 <= w1203 <= 32:
-                a1201 = a1201 << 6 | (w1203 - 1)
+            a1369 = _rt.ld(a1369 << 1 | 1, k1370)
+        for w1370 in v1368:
+            w1371 = w1370
+            if 1 <= w1371 <= 32:
+                a1369 = a1369 << 6 | (w1371 - 1)
             else:
-                a1201 = _rt.uwn(a1201 << 1 | 1, w1203)
-        a = ((a - 1) << (a1201.bit_length() - 1)) + a1201
-        if 'direction' in w1194:
-            a = a << 2 | w1194['direction']
-        if 'applicableLanes' in w1194:
-            v1205 = w1194['applicableLanes']
-            a1206 = 1
-            k1207 = len(v1205)
-            if 1 <= k1207 <= 8:
-                a1206 <<= 1
-                a1206 = a1206 << 3 | (k1207 - 1)
+                a1369 = _rt.uwn(a1369 << 1 | 1, w1371)
+        a = ((a - 1) << (a1369.bit_length() - 1)) + a1369
+        if 'direction' in w1362:
+            a = a << 2 | w1362['direction']
+        if 'applicableLanes' in w1362:
+            v1373 = w1362['applicableLanes']
+            a1374 = 1
+            k1375 = len(v1373)
+            if 1 <= k1375 <= 8:
+                a1374 <<= 1
+                a1374 = a1374 << 3 | (k1375 - 1)
             else:
-                a1206 = _rt.ld(a1206 << 1 | 1, k1207)
-            for w1207 in v1205:
-                a1206 = a1206 << 4 | (w1207 + 1)
-            a = ((a - 1) << (a1206.bit_length() - 1)) + a1206
-        if 'vehicleCharacteristics' in w1194:
-            v1208 = w1194['vehicleCharacteristics']
-            a1209 = 1
-            k1210 = len(v1208)
-            if 1 <= k1210 <= 8:
-                a1209 <<= 1
-                a1209 = a1209 << 3 | (k1210 - 1)
+                a1374 = _rt.ld(a1374 << 1 | 1, k1375)
+            for w1375 in v1373:
+                a1374 = a1374 << 4 | (w1375 + 1)
+            a = ((a - 1) << (a1374.bit_length() - 1)) + a1374
+        if 'vehicleCharacteristics' in w1362:
+            v1376 = w1362['vehicleCharacteristics']
+            a1377 = 1
+            k1378 = len(v1376)
+            if 1 <= k1378 <= 8:
+                a1377 <<= 1
+                a1377 = a1377 << 3 | (k1378 - 1)
             else:
-                a1209 = _rt.ld(a1209 << 1 | 1, k1210)
-            for w1210 in v1208:
-                a1209 = a1209 << 3 | ('tractor' in w1210) << 2 | ('trailer' in w1210) << 1 | ('train' in w1210)
-                if 'tractor' in w1210:
-                    s_ = e_TractorCharacteristics(w1210['tractor'])
-                    a1209 = ((a1209 - 1) << (s_.bit_length() - 1)) + s_
-                if 'trailer' in w1210:
-                    s_ = e_TrailerCharacteristicsList(w1210['trailer'])
-                    a1209 = ((a1209 - 1) << (s_.bit_length() - 1)) + s_
-                if 'train' in w1210:
-                    s_ = e_TrainCharacteristics(w1210['train'])
-                    a1209 = ((a1209 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1209.bit_length() - 1)) + a1209
-        if 'automatedVehicleRules' in w1194:
-            v1215 = w1194['automatedVehicleRules']
-            a1216 = 1
-            k1217 = len(v1215)
-            a1216 = a1216 << 3 | (k1217 - 1)
-            for w1217 in v1215:
-                a1216 = a1216 << 10 | (('minGapBetweenVehicles' in w1217) << 6 | ('recGapBetweenVehicles' in w1217) << 5 | ('automatedVehicleMaxSpeedLimit' in w1217) << 4 | ('automatedVehicleMinSpeedLimit' in w1217) << 3 | ('automatedVehicleSpeedRecommendation' in w1217) << 2 | ('roadSignCodes' in w1217) << 1 | ('extraText' in w1217)) << 2 | (w1217['priority'])
-                s_ = e_SaeAutomationLevels(w1217['allowedSaeAutomationLevels'])
-                a1216 = ((a1216 - 1) << (s_.bit_length() - 1)) + s_
-                if 'minGapBetweenVehicles' in w1217:
-                    a1216 = a1216 << 8 | w1217['minGapBetweenVehicles']
-                if 'recGapBetweenVehicles' in w1217:
-                    a1216 = a1216 << 8 | w1217['recGapBetweenVehicles']
-                if 'automatedVehicleMaxSpeedLimit' in w1217:
-                    a1216 = a1216 << 14 | w1217['automatedVehicleMaxSpeedLimit']
-                if 'automatedVehicleMinSpeedLimit' in w1217:
-                    a1216 = a1216 << 14 | w1217['automatedVehicleMinSpeedLimit']
-                if 'automatedVehicleSpeedRecommendation' in w1217:
-                    a1216 = a1216 << 14 | w1217['automatedVehicleSpeedRecommendation']
-                if 'roadSignCodes' in w1217:
-                    s_ = e_RoadSignCodes(w1217['roadSignCodes'])
-                    a1216 = ((a1216 - 1) << (s_.bit_length() - 1)) + s_
-                if 'extraText' in w1217:
-                    s_ = e_ConstraintTextLines2(w1217['extraText'])
-                    a1216 = ((a1216 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1216.bit_length() - 1)) + a1216
-        if 'platooningRules' in w1194:
-            v1228 = w1194['platooningRules']
-            a1229 = 1
-            k1230 = len(v1228)
-            a1229 = a1229 << 3 | (k1230 - 1)
-            for w1230 in v1228:
-                a1229 = a1229 << 11 | (('maxNoOfVehicles' in w1230) << 7 | ('maxLenghtOfPlatoon' in w1230) << 6 | ('minGapBetweenVehicles' in w1230) << 5 | ('platoonMaxSpeedLimit' in w1230) << 4 | ('platoonMinSpeedLimit' in w1230) << 3 | ('platoonSpeedRecommendation' in w1230) << 2 | ('roadSignCodes' in w1230) << 1 | ('extraText' in w1230)) << 2 | (w1230['priority'])
-                s_ = e_SaeAutomationLevels(w1230['allowedSaeAutomationLevels'])
-                a1229 = ((a1229 - 1) << (s_.bit_length() - 1)) + s_
-                if 'maxNoOfVehicles' in w1230:
-                    a1229 = a1229 << 6 | (w1230['maxNoOfVehicles'] - 2)
-                if 'maxLenghtOfPlatoon' in w1230:
-                    a1229 = a1229 << 6 | (w1230['maxLenghtOfPlatoon'] - 1)
-                if 'minGapBetweenVehicles' in w1230:
-                    a1229 = a1229 << 8 | w1230['minGapBetweenVehicles']
-                if 'platoonMaxSpeedLimit' in w1230:
-                    a1229 = a1229 << 14 | w1230['platoonMaxSpeedLimit']
-                if 'platoonMinSpeedLimit' in w1230:
-                    a1229 = a1229 << 14 | w1230['platoonMinSpeedLimit']
-                if 'platoonSpeedRecommendation' in w1230:
-                    a1229 = a1229 << 14 | w1230['platoonSpeedRecommendation']
-                if 'roadSignCodes' in w1230:
-                    s_ = e_RoadSignCodes(w1230['roadSignCodes'])
-                    a1229 = ((a1229 - 1) << (s_.bit_length() - 1)) + s_
-                if 'extraText' in w1230:
-                    s_ = e_ConstraintTextLines2(w1230['extraText'])
-                    a1229 = ((a1229 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1229.bit_length() - 1)) + a1229
+                a1377 = _rt.ld(a1377 << 1 | 1, k1378)
+            for w1378 in v1376:
+                a1377 = a1377 << 3 | ('tractor' in w1378) << 2 | ('trailer' in w1378) << 1 | ('train' in w1378)
+                if 'tractor' in w1378:
+                    s_ = e_TractorCharacteristics(w1378['tractor'])
+                    a1377 = ((a1377 - 1) << (s_.bit_length() - 1)) + s_
+                if 'trailer' in w1378:
+                    s_ = e_TrailerCharacteristicsList(w1378['trailer'])
+                    a1377 = ((a1377 - 1) << (s_.bit_length() - 1)) + s_
+                if 'train' in w1378:
+                    s_ = e_TrainCharacteristics(w1378['train'])
+                    a1377 = ((a1377 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1377.bit_length() - 1)) + a1377
+        if 'automatedVehicleRules' in w1362:
+            v1383 = w1362['automatedVehicleRules']
+            a1384 = 1
+            k1385 = len(v1383)
+            a1384 = a1384 << 3 | (k1385 - 1)
+            for w1385 in v1383:
+                a1384 = a1384 << 10 | (('minGapBetweenVehicles' in w1385) << 6 | ('recGapBetweenVehicles' in w1385) << 5 | ('automatedVehicleMaxSpeedLimit' in w1385) << 4 | ('automatedVehicleMinSpeedLimit' in w1385) << 3 | ('automatedVehicleSpeedRecommendation' in w1385) << 2 | ('roadSignCodes' in w1385) << 1 | ('extraText' in w1385)) << 2 | (w1385['priority'])
+                s_ = e_SaeAutomationLevels(w1385['allowedSaeAutomationLevels'])
+                a1384 = ((a1384 - 1) << (s_.bit_length() - 1)) + s_
+                if 'minGapBetweenVehicles' in w1385:
+                    a1384 = a1384 << 8 | w1385['minGapBetweenVehicles']
+                if 'recGapBetweenVehicles' in w1385:
+                    a1384 = a1384 << 8 | w1385['recGapBetweenVehicles']
+                if 'automatedVehicleMaxSpeedLimit' in w1385:
+                    a1384 = a1384 << 14 | w1385['automatedVehicleMaxSpeedLimit']
+                if 'automatedVehicleMinSpeedLimit' in w1385:
+                    a1384 = a1384 << 14 | w1385['automatedVehicleMinSpeedLimit']
+                if 'automatedVehicleSpeedRecommendation' in w1385:
+                    a1384 = a1384 << 14 | w1385['automatedVehicleSpeedRecommendation']
+                if 'roadSignCodes' in w1385:
+                    s_ = e_RoadSignCodes(w1385['roadSignCodes'])
+                    a1384 = ((a1384 - 1) << (s_.bit_length() - 1)) + s_
+                if 'extraText' in w1385:
+                    s_ = e_ConstraintTextLines2(w1385['extraText'])
+                    a1384 = ((a1384 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1384.bit_length() - 1)) + a1384
+        if 'platooningRules' in w1362:
+            v1396 = w1362['platooningRules']
+            a1397 = 1
+            k1398 = len(v1396)
+            a1397 = a1397 << 3 | (k1398 - 1)
+            for w1398 in v1396:
+                a1397 = a1397 << 11 | (('maxNoOfVehicles' in w1398) << 7 | ('maxLenghtOfPlatoon' in w1398) << 6 | ('minGapBetweenVehicles' in w1398) << 5 | ('platoonMaxSpeedLimit' in w1398) << 4 | ('platoonMinSpeedLimit' in w1398) << 3 | ('platoonSpeedRecommendation' in w1398) << 2 | ('roadSignCodes' in w1398) << 1 | ('extraText' in w1398)) << 2 | (w1398['priority'])
+                s_ = e_SaeAutomationLevels(w1398['allowedSaeAutomationLevels'])
+                a1397 = ((a1397 - 1) << (s_.bit_length() - 1)) + s_
+                if 'maxNoOfVehicles' in w1398:
+                    a1397 = a1397 << 6 | (w1398['maxNoOfVehicles'] - 2)
+                if 'maxLenghtOfPlatoon' in w1398:
+                    a1397 = a1397 << 6 | (w1398['maxLenghtOfPlatoon'] - 1)
+                if 'minGapBetweenVehicles' in w1398:
+                    a1397 = a1397 << 8 | w1398['minGapBetweenVehicles']
+                if 'platoonMaxSpeedLimit' in w1398:
+                    a1397 = a1397 << 14 | w1398['platoonMaxSpeedLimit']
+                if 'platoonMinSpeedLimit' in w1398:
+                    a1397 = a1397 << 14 | w1398['platoonMinSpeedLimit']
+                if 'platoonSpeedRecommendation' in w1398:
+                    a1397 = a1397 << 14 | w1398['platoonSpeedRecommendation']
+                if 'roadSignCodes' in w1398:
+                    s_ = e_RoadSignCodes(w1398['roadSignCodes'])
+                    a1397 = ((a1397 - 1) << (s_.bit_length() - 1)) + s_
+                if 'extraText' in w1398:
+                    s_ = e_ConstraintTextLines2(w1398['extraText'])
+                    a1397 = ((a1397 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1397.bit_length() - 1)) + a1397
     return a
 
 def d_AutomatedVehicleContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1242, q = _rt.read_ld(x, q)
+        k1410, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1242 = ((x >> q) & 15) + 1
+        k1410 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k1242):
+    for _ in range(k1410):
         x &= (1 << q) - 1
-        r1243: dict[str, Any] = {}
+        r1411: dict[str, Any] = {}
         q -= 7
-        h1244 = (x >> q) & 127
-        if h1244 & 32:
+        h1412 = (x >> q) & 127
+        if h1412 & 32:
             q -= 1
             if (x >> q) & 1:
-                k1246, q = _rt.read_ld(x, q)
+                k1414, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1246 = ((x >> q) & 7) + 1
-            r1245: list[Any] = []
-            for _ in range(k1246):
+                k1414 = ((x >> q) & 7) + 1
+            r1413: list[Any] = []
+            for _ in range(k1414):
                 q -= 1
                 if (x >> q) & 1:
-                    w1246, q = _rt.read_uwn(x, q)
+                    w1414, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1246 = ((x >> q) & 31) + 1
-                r1245.append(w1246)
-            r1243['detectionZoneIds'] = r1245
+                    w1414 = ((x >> q) & 31) + 1
+                r1413.append(w1414)
+            r1411['detectionZoneIds'] = r1413
         q -= 1
         if (x >> q) & 1:
-            k1248, q = _rt.read_ld(x, q)
+            k1416, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1248 = ((x >> q) & 7) + 1
-        r1247: list[Any] = []
-        for _ in range(k1248):
+            k1416 = ((x >> q) & 7) + 1
+        r1415: list[Any] = []
+        for _ in range(k1416):
             q -= 1
             if (x >> q) & 1:
-                w1248, q = _rt.read_uwn(x, q)
+                w1416, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w1248 = ((x >> q) & 31) + 1
-            r1247.append(w1248)
-        r1243['relevanceZoneIds'] = r1247
-        if h1244 & 16:
+                w1416 = ((x >> q) & 31) + 1
+            r1415.append(w1416)
+        r1411['relevanceZoneIds'] = r1415
+        if h1412 & 16:
             q -= 2
-            r1243['direction'] = (x >> q) & 3
-        if h1244 & 8:
+            r1411['direction'] = (x >> q) & 3
+        if h1412 & 8:
             q -= 1
             if (x >> q) & 1:
-                k1250, q = _rt.read_ld(x, q)
+                k1418, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1250 = ((x >> q) & 7) + 1
-            r1249: list[Any] = []
-            for _ in range(k1250):
+                k1418 = ((x >> q) & 7) + 1
+            r1417: list[Any] = []
+            for _ in range(k1418):
                 q -= 4
-                w1250 = ((x >> q) & 15) - 1
-                r1249.append(w1250)
-            r1243['applicableLanes'] = r1249
-        if h1244 & 4:
+                w1418 = ((x >> q) & 15) - 1
+                r1417.append(w1418)
+            r1411['applicableLanes'] = r1417
+        if h1412 & 4:
             q -= 1
             if (x >> q) & 1:
-                k1252, q = _rt.read_ld(x, q)
+                k1420, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1252 = ((x >> q) & 7) + 1
-            r1251: list[Any] = []
-            for _ in range(k1252):
-                r1253: dict[str, Any] = {}
+                k1420 = ((x >> q) & 7) + 1
+            r1419: list[Any] = []
+            for _ in range(k1420):
+                r1421: dict[str, Any] = {}
                 q -= 3
-                h1254 = (x >> q) & 7
-                if h1254 & 4:
-                    r1253['tractor'], q = d_TractorCharacteristics(x, q)
-                if h1254 & 2:
-                    r1253['trailer'], q = d_TrailerCharacteristicsList(x, q)
-                if h1254 & 1:
-                    r1253['train'], q = d_TrainCharacteristics(x, q)
-                r1251.append(r1253)
-            r1243['vehicleCharacteristics'] = r1251
-        if h1244 & 2:
+                h1422 = (x >> q) & 7
+                if h1422 & 4:
+                    r1421['tractor'], q = d_TractorCharacteristics(x, q)
+                if h1422 & 2:
+                    r1421['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                if h1422 & 1:
+                    r1421['train'], q = d_TrainCharacteristics(x, q)
+                r1419.append(r1421)
+            r1411['vehicleCharacteristics'] = r1419
+        if h1412 & 2:
             q -= 3
-            k1256 = ((x >> q) & 7) + 1
-            r1255: list[Any] = []
-            for _ in range(k1256):
-                r1257: dict[str, Any] = {}
+            k1424 = ((x >> q) & 7) + 1
+            r1423: list[Any] = []
+            for _ in range(k1424):
+                r1425: dict[str, Any] = {}
                 q -= 10
                 t_ = (x >> q) & 1023
-                h1258 = (t_ >> 2) & 255
-                r1257['priority'] = t_ & 3
-                r1257['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
-                if h1258 & 64:
+                h1426 = (t_ >> 2) & 255
+                r1425['priority'] = t_ & 3
+                r1425['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
+                if h1426 & 64:
                     q -= 8
-                    r1257['minGapBetweenVehicles'] = (x >> q) & 255
-                if h1258 & 32:
+                    r1425['minGapBetweenVehicles'] = (x >> q) & 255
+                if h1426 & 32:
                     q -= 8
-                    r1257['recGapBetweenVehicles'] = (x >> q) & 255
-                if h1258 & 16:
+                    r1425['recGapBetweenVehicles'] = (x >> q) & 255
+                if h1426 & 16:
                     q -= 14
-                    r1257['automatedVehicleMaxSpeedLimit'] = (x >> q) & 16383
-                if h1258 & 8:
+                    r1425['automatedVehicleMaxSpeedLimit'] = (x >> q) & 16383
+                if h1426 & 8:
                     q -= 14
-                    r1257['automatedVehicleMinSpeedLimit'] = (x >> q) & 16383
-                if h1258 & 4:
+                    r1425['automatedVehicleMinSpeedLimit'] = (x >> q) & 16383
+                if h1426 & 4:
                     q -= 14
-                    r1257['automatedVehicleSpeedRecommendation'] = (x >> q) & 16383
-                if h1258 & 2:
-                    r1257['roadSignCodes'], q = d_RoadSignCodes(x, q)
-                if h1258 & 1:
-                    r1257['extraText'], q = d_ConstraintTextLines2(x, q)
-                if h1258 >> 7:
+                    r1425['automatedVehicleSpeedRecommendation'] = (x >> q) & 16383
+                if h1426 & 2:
+                    r1425['roadSignCodes'], q = d_RoadSignCodes(x, q)
+                if h1426 & 1:
+                    r1425['extraText'], q = d_ConstraintTextLines2(x, q)
+                if h1426 >> 7:
                     q = _rt.skip_additions(x, q)
-                r1255.append(r1257)
-            r1243['automatedVehicleRules'] = r1255
-        if h1244 & 1:
+                r1423.append(r1425)
+            r1411['automatedVehicleRules'] = r1423
+        if h1412 & 1:
             q -= 3
-            k1260 = ((x >> q) & 7) + 1
-            r1259: list[Any] = []
-            for _ in range(k1260):
-                r1261: dict[str, Any] = {}
+            k1428 = ((x >> q) & 7) + 1
+            r1427: list[Any] = []
+            for _ in range(k1428):
+                r1429: dict[str, Any] = {}
                 q -= 11
                 t_ = (x >> q) & 2047
-                h1262 = (t_ >> 2) & 511
-                r1261['priority'] = t_ & 3
-                r1261['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
-                if h1262 & 128:
+                h1430 = (t_ >> 2) & 511
+                r1429['priority'] = t_ & 3
+                r1429['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
+                if h1430 & 128:
                     q -= 6
-                    r1261['maxNoOfVehicles'] = ((x >> q) & 63) + 2
-                if h1262 & 64:
+                    r1429['maxNoOfVehicles'] = ((x >> q) & 63) + 2
+                if h1430 & 64:
                     q -= 6
-                    r1261['maxLenghtOfPlatoon'] = ((x >> q) & 63) + 1
-                if h1262 & 32:
+                    r1429['maxLenghtOfPlatoon'] = ((x >> q) & 63) + 1
+                if h1430 & 32:
                     q -= 8
-                    r1261['minGapBetweenVehicles'] = (x >> q) & 255
-                if h1262 & 16:
+                    r1429['minGapBetweenVehicles'] = (x >> q) & 255
+                if h1430 & 16:
                     q -= 14
-                    r1261['platoonMaxSpeedLimit'] = (x >> q) & 16383
-                if h1262 & 8:
+                    r1429['platoonMaxSpeedLimit'] = (x >> q) & 16383
+                if h1430 & 8:
                     q -= 14
-                    r1261['platoonMinSpeedLimit'] = (x >> q) & 16383
-                if h1262 & 4:
+                    r1429['platoonMinSpeedLimit'] = (x >> q) & 16383
+                if h1430 & 4:
                     q -= 14
-                    r1261['platoonSpeedRecommendation'] = (x >> q) & 16383
-                if h1262 & 2:
-                    r1261['roadSignCodes'], q = d_RoadSignCodes(x, q)
-                if h1262 & 1:
-                    r1261['extraText'], q = d_ConstraintTextLines2(x, q)
-                if h1262 >> 8:
+                    r1429['platoonSpeedRecommendation'] = (x >> q) & 16383
+                if h1430 & 2:
+                    r1429['roadSignCodes'], q = d_RoadSignCodes(x, q)
+                if h1430 & 1:
+                    r1429['extraText'], q = d_ConstraintTextLines2(x, q)
+                if h1430 >> 8:
                     q = _rt.skip_additions(x, q)
-                r1259.append(r1261)
-            r1243['platooningRules'] = r1259
-        if h1244 >> 6:
+                r1427.append(r1429)
+            r1411['platooningRules'] = r1427
+        if h1412 >> 6:
             q = _rt.skip_additions(x, q)
-        r.append(r1243)
+        r.append(r1411)
     return r, q
 
 
@@ -4455,34 +4554,34 @@ def e_MapLocationContainer(v: Any) -> int:
     a: int = 1
     s_ = e_MapReference(v['reference'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
-    v1265 = v['parts']
-    a1266 = 1
-    k1267 = len(v1265)
-    if 1 <= k1267 <= 16:
-        a1266 <<= 1
-        a1266 = a1266 << 4 | (k1267 - 1)
+    v1433 = v['parts']
+    a1434 = 1
+    k1435 = len(v1433)
+    if 1 <= k1435 <= 16:
+        a1434 <<= 1
+        a1434 = a1434 << 4 | (k1435 - 1)
     else:
-        a1266 = _rt.ld(a1266 << 1 | 1, k1267)
-    for w1267 in v1265:
-        a1266 = a1266 << 1 | ('laneIds' in w1267)
-        w1270 = w1267['zoneId']
-        if 1 <= w1270 <= 32:
-            a1266 = a1266 << 6 | (w1270 - 1)
+        a1434 = _rt.ld(a1434 << 1 | 1, k1435)
+    for w1435 in v1433:
+        a1434 = a1434 << 1 | ('laneIds' in w1435)
+        w1438 = w1435['zoneId']
+        if 1 <= w1438 <= 32:
+            a1434 = a1434 << 6 | (w1438 - 1)
         else:
-            a1266 = _rt.uwn(a1266 << 1 | 1, w1270)
-        if 'laneIds' in w1267:
-            v1271 = w1267['laneIds']
-            a1272 = 1
-            k1273 = len(v1271)
-            if 1 <= k1273 <= 16:
-                a1272 <<= 1
-                a1272 = a1272 << 4 | (k1273 - 1)
+            a1434 = _rt.uwn(a1434 << 1 | 1, w1438)
+        if 'laneIds' in w1435:
+            v1439 = w1435['laneIds']
+            a1440 = 1
+            k1441 = len(v1439)
+            if 1 <= k1441 <= 16:
+                a1440 <<= 1
+                a1440 = a1440 << 4 | (k1441 - 1)
             else:
-                a1272 = _rt.ld(a1272 << 1 | 1, k1273)
-            for w1273 in v1271:
-                a1272 = a1272 << 8 | w1273
-            a1266 = ((a1266 - 1) << (a1272.bit_length() - 1)) + a1272
-    a = ((a - 1) << (a1266.bit_length() - 1)) + a1266
+                a1440 = _rt.ld(a1440 << 1 | 1, k1441)
+            for w1441 in v1439:
+                a1440 = a1440 << 8 | w1441
+            a1434 = ((a1434 - 1) << (a1440.bit_length() - 1)) + a1440
+    a = ((a - 1) << (a1434.bit_length() - 1)) + a1434
     return a
 
 def d_MapLocationContainer(x: int, q: int) -> tuple[Any, int]:
@@ -4490,190 +4589,190 @@ def d_MapLocationContainer(x: int, q: int) -> tuple[Any, int]:
     r['reference'], q = d_MapReference(x, q)
     q -= 1
     if (x >> q) & 1:
-        k1276, q = _rt.read_ld(x, q)
+        k1444, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1276 = ((x >> q) & 15) + 1
-    r1275: list[Any] = []
-    for _ in range(k1276):
+        k1444 = ((x >> q) & 15) + 1
+    r1443: list[Any] = []
+    for _ in range(k1444):
         x &= (1 << q) - 1
-        r1277: dict[str, Any] = {}
+        r1445: dict[str, Any] = {}
         q -= 1
-        h1278 = (x >> q) & 1
+        h1446 = (x >> q) & 1
         q -= 1
         if (x >> q) & 1:
-            r1277['zoneId'], q = _rt.read_uwn(x, q)
+            r1445['zoneId'], q = _rt.read_uwn(x, q)
         else:
             q -= 5
-            r1277['zoneId'] = ((x >> q) & 31) + 1
-        if h1278 & 1:
+            r1445['zoneId'] = ((x >> q) & 31) + 1
+        if h1446 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1280, q = _rt.read_ld(x, q)
+                k1448, q = _rt.read_ld(x, q)
             else:
                 q -= 4
-                k1280 = ((x >> q) & 15) + 1
-            r1279: list[Any] = []
-            for _ in range(k1280):
+                k1448 = ((x >> q) & 15) + 1
+            r1447: list[Any] = []
+            for _ in range(k1448):
                 q -= 8
-                w1280 = (x >> q) & 255
-                r1279.append(w1280)
-            r1277['laneIds'] = r1279
-        r1275.append(r1277)
-    r['parts'] = r1275
+                w1448 = (x >> q) & 255
+                r1447.append(w1448)
+            r1445['laneIds'] = r1447
+        r1443.append(r1445)
+    r['parts'] = r1443
     return r, q
 
 
 def e_RoadSurfaceContainer(v: Any) -> int:
     a: int = 1
-    k1281 = len(v)
-    if 1 <= k1281 <= 16:
+    k1449 = len(v)
+    if 1 <= k1449 <= 16:
         a <<= 1
-        a = a << 4 | (k1281 - 1)
+        a = a << 4 | (k1449 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1281)
-    for w1281 in v:
-        a = a << 4 | ('detectionZoneIds' in w1281) << 3 | ('direction' in w1281) << 2 | ('roadSurfaceStaticCharacteristics' in w1281) << 1 | ('roadSurfaceDynamicCharacteristics' in w1281)
-        if 'detectionZoneIds' in w1281:
-            v1283 = w1281['detectionZoneIds']
-            a1284 = 1
-            k1285 = len(v1283)
-            if 1 <= k1285 <= 8:
-                a1284 <<= 1
-                a1284 = a1284 << 3 | (k1285 - 1)
+        a = _rt.ld(a << 1 | 1, k1449)
+    for w1449 in v:
+        a = a << 4 | ('detectionZoneIds' in w1449) << 3 | ('direction' in w1449) << 2 | ('roadSurfaceStaticCharacteristics' in w1449) << 1 | ('roadSurfaceDynamicCharacteristics' in w1449)
+        if 'detectionZoneIds' in w1449:
+            v1451 = w1449['detectionZoneIds']
+            a1452 = 1
+            k1453 = len(v1451)
+            if 1 <= k1453 <= 8:
+                a1452 <<= 1
+                a1452 = a1452 << 3 | (k1453 - 1)
             else:
-                a1284 = _rt.ld(a1284 << 1 | 1, k1285)
-            for w1285 in v1283:
-                w1286 = w1285
-                if 1 <= w1286 <= 32:
-                    a1284 = a1284 << 6 | (w1286 - 1)
+                a1452 = _rt.ld(a1452 << 1 | 1, k1453)
+            for w1453 in v1451:
+                w1454 = w1453
+                if 1 <= w1454 <= 32:
+                    a1452 = a1452 << 6 | (w1454 - 1)
                 else:
-                    a1284 = _rt.uwn(a1284 << 1 | 1, w1286)
-            a = ((a - 1) << (a1284.bit_length() - 1)) + a1284
-        v1287 = w1281['relevanceZoneIds']
-        a1288 = 1
-        k1289 = len(v1287)
-        if 1 <= k1289 <= 8:
-            a1288 <<= 1
-            a1288 = a1288 << 3 | (k1289 - 1)
+                    a1452 = _rt.uwn(a1452 << 1 | 1, w1454)
+            a = ((a - 1) << (a1452.bit_length() - 1)) + a1452
+        v1455 = w1449['relevanceZoneIds']
+        a1456 = 1
+        k1457 = len(v1455)
+        if 1 <= k1457 <= 8:
+            a1456 <<= 1
+            a1456 = a1456 << 3 | (k1457 - 1)
         else:
-            a1288 = _rt.ld(a1288 << 1 | 1, k1289)
-        for w1289 in v1287:
-            w1290 = w1289
-            if 1 <= w1290 <= 32:
-                a1288 = a1288 << 6 | (w1290 - 1)
+            a1456 = _rt.ld(a1456 << 1 | 1, k1457)
+        for w1457 in v1455:
+            w1458 = w1457
+            if 1 <= w1458 <= 32:
+                a1456 = a1456 << 6 | (w1458 - 1)
             else:
-                a1288 = _rt.uwn(a1288 << 1 | 1, w1290)
-        a = ((a - 1) << (a1288.bit_length() - 1)) + a1288
-        if 'direction' in w1281:
-            a = a << 2 | w1281['direction']
-        if 'roadSurfaceStaticCharacteristics' in w1281:
-            v1292 = w1281['roadSurfaceStaticCharacteristics']
-            a = a << 7 | v1292['frictionCoefficient']
-            w1296 = v1292['material']
-            if 0 <= w1296 <= 7:
-                a = a << 4 | w1296
+                a1456 = _rt.uwn(a1456 << 1 | 1, w1458)
+        a = ((a - 1) << (a1456.bit_length() - 1)) + a1456
+        if 'direction' in w1449:
+            a = a << 2 | w1449['direction']
+        if 'roadSurfaceStaticCharacteristics' in w1449:
+            v1460 = w1449['roadSurfaceStaticCharacteristics']
+            a = a << 7 | v1460['frictionCoefficient']
+            w1464 = v1460['material']
+            if 0 <= w1464 <= 7:
+                a = a << 4 | w1464
             else:
-                a = _rt.uwn(a << 1 | 1, w1296)
-            w1298 = v1292['wear']
-            if 0 <= w1298 <= 7:
-                a = a << 4 | w1298
+                a = _rt.uwn(a << 1 | 1, w1464)
+            w1466 = v1460['wear']
+            if 0 <= w1466 <= 7:
+                a = a << 4 | w1466
             else:
-                a = _rt.uwn(a << 1 | 1, w1298)
-            a = a << 6 | (v1292['avBankingAngle'] + 20)
-        if 'roadSurfaceDynamicCharacteristics' in w1281:
-            v1300 = w1281['roadSurfaceDynamicCharacteristics']
-            w1303 = v1300['condition']
-            if 0 <= w1303 <= 15:
-                a = a << 5 | w1303
+                a = _rt.uwn(a << 1 | 1, w1466)
+            a = a << 6 | (v1460['avBankingAngle'] + 20)
+        if 'roadSurfaceDynamicCharacteristics' in w1449:
+            v1468 = w1449['roadSurfaceDynamicCharacteristics']
+            w1471 = v1468['condition']
+            if 0 <= w1471 <= 15:
+                a = a << 5 | w1471
             else:
-                a = _rt.uwn(a << 1 | 1, w1303)
-            a = a << 19 | ((v1300['temperature'] + 100)) << 11 | (v1300['iceOrWaterDepth']) << 3 | (v1300['treatment'])
+                a = _rt.uwn(a << 1 | 1, w1471)
+            a = a << 19 | ((v1468['temperature'] + 100)) << 11 | (v1468['iceOrWaterDepth']) << 3 | (v1468['treatment'])
     return a
 
 def d_RoadSurfaceContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1307, q = _rt.read_ld(x, q)
+        k1475, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1307 = ((x >> q) & 15) + 1
+        k1475 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k1307):
+    for _ in range(k1475):
         x &= (1 << q) - 1
-        r1308: dict[str, Any] = {}
+        r1476: dict[str, Any] = {}
         q -= 4
-        h1309 = (x >> q) & 15
-        if h1309 & 8:
+        h1477 = (x >> q) & 15
+        if h1477 & 8:
             q -= 1
             if (x >> q) & 1:
-                k1311, q = _rt.read_ld(x, q)
+                k1479, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1311 = ((x >> q) & 7) + 1
-            r1310: list[Any] = []
-            for _ in range(k1311):
+                k1479 = ((x >> q) & 7) + 1
+            r1478: list[Any] = []
+            for _ in range(k1479):
                 q -= 1
                 if (x >> q) & 1:
-                    w1311, q = _rt.read_uwn(x, q)
+                    w1479, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1311 = ((x >> q) & 31) + 1
-                r1310.append(w1311)
-            r1308['detectionZoneIds'] = r1310
+                    w1479 = ((x >> q) & 31) + 1
+                r1478.append(w1479)
+            r1476['detectionZoneIds'] = r1478
         q -= 1
         if (x >> q) & 1:
-            k1313, q = _rt.read_ld(x, q)
+            k1481, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1313 = ((x >> q) & 7) + 1
-        r1312: list[Any] = []
-        for _ in range(k1313):
+            k1481 = ((x >> q) & 7) + 1
+        r1480: list[Any] = []
+        for _ in range(k1481):
             q -= 1
             if (x >> q) & 1:
-                w1313, q = _rt.read_uwn(x, q)
+                w1481, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w1313 = ((x >> q) & 31) + 1
-            r1312.append(w1313)
-        r1308['relevanceZoneIds'] = r1312
-        if h1309 & 4:
+                w1481 = ((x >> q) & 31) + 1
+            r1480.append(w1481)
+        r1476['relevanceZoneIds'] = r1480
+        if h1477 & 4:
             q -= 2
-            r1308['direction'] = (x >> q) & 3
-        if h1309 & 2:
-            r1314: dict[str, Any] = {}
+            r1476['direction'] = (x >> q) & 3
+        if h1477 & 2:
+            r1482: dict[str, Any] = {}
             q -= 7
-            r1314['frictionCoefficient'] = (x >> q) & 127
+            r1482['frictionCoefficient'] = (x >> q) & 127
             q -= 1
             if (x >> q) & 1:
-                r1314['material'], q = _rt.read_uwn(x, q)
+                r1482['material'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r1314['material'] = (x >> q) & 7
+                r1482['material'] = (x >> q) & 7
             q -= 1
             if (x >> q) & 1:
-                r1314['wear'], q = _rt.read_uwn(x, q)
+                r1482['wear'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r1314['wear'] = (x >> q) & 7
+                r1482['wear'] = (x >> q) & 7
             q -= 6
-            r1314['avBankingAngle'] = ((x >> q) & 63) - 20
-            r1308['roadSurfaceStaticCharacteristics'] = r1314
-        if h1309 & 1:
-            r1316: dict[str, Any] = {}
+            r1482['avBankingAngle'] = ((x >> q) & 63) - 20
+            r1476['roadSurfaceStaticCharacteristics'] = r1482
+        if h1477 & 1:
+            r1484: dict[str, Any] = {}
             q -= 1
             if (x >> q) & 1:
-                r1316['condition'], q = _rt.read_uwn(x, q)
+                r1484['condition'], q = _rt.read_uwn(x, q)
             else:
                 q -= 4
-                r1316['condition'] = (x >> q) & 15
+                r1484['condition'] = (x >> q) & 15
             q -= 19
             t_ = (x >> q) & 524287
-            r1316['temperature'] = ((t_ >> 11) & 255) - 100
-            r1316['iceOrWaterDepth'] = (t_ >> 3) & 255
-            r1316['treatment'] = t_ & 7
-            r1308['roadSurfaceDynamicCharacteristics'] = r1316
-        r.append(r1308)
+            r1484['temperature'] = ((t_ >> 11) & 255) - 100
+            r1484['iceOrWaterDepth'] = (t_ >> 3) & 255
+            r1484['treatment'] = t_ & 7
+            r1476['roadSurfaceDynamicCharacteristics'] = r1484
+        r.append(r1476)
     return r, q
 
 
@@ -4766,30 +4865,30 @@ def e_RequestorDescription_addGrpC(v: Any) -> int:
     if 'fuel' in v:
         a = a << 4 | v['fuel']
     if 'batteryStatus' in v:
-        w1323 = v['batteryStatus']
-        i1324 = _E_BatteryStatus_46.get(w1323)
-        if i1324 is not None:
-            a = a << 3 | i1324
+        w1491 = v['batteryStatus']
+        i1492 = _E_BatteryStatus_46.get(w1491)
+        if i1492 is not None:
+            a = a << 3 | i1492
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1323])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1491])
     return a
 
 def d_RequestorDescription_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1325 = (x >> q) & 7
-    if h1325 & 2:
+    h1493 = (x >> q) & 7
+    if h1493 & 2:
         q -= 4
         r['fuel'] = (x >> q) & 15
-    if h1325 & 1:
+    if h1493 & 1:
         q -= 1
         if (x >> q) & 1:
-            i1326, q = _rt.read_nsnn(x, q)
-            r['batteryStatus'] = _DX_LayerType_3.get(i1326)
+            i1494, q = _rt.read_nsnn(x, q)
+            r['batteryStatus'] = _DX_LayerType_3.get(i1494)
         else:
             q -= 2
             r['batteryStatus'] = _D_BatteryStatus_47[(x >> q) & 3]
-    if h1325 >> 2:
+    if h1493 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -4890,50 +4989,50 @@ def e_ConnectionManeuverAssist_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('itsStationPosition' in v)
     if 'itsStationPosition' in v:
-        v1332 = v['itsStationPosition']
-        a1333 = 1
-        k1334 = len(v1332)
-        a1333 = a1333 << 3 | (k1334 - 1)
-        for w1334 in v1332:
-            a1333 = a1333 << 36 | (('laneID' in w1334) << 2 | ('nodeXY' in w1334) << 1 | ('timeReference' in w1334)) << 32 | (w1334['stationID'])
-            if 'laneID' in w1334:
-                a1333 = a1333 << 8 | w1334['laneID']
-            if 'nodeXY' in w1334:
-                s_ = e_NodeOffsetPointXY(w1334['nodeXY'])
-                a1333 = ((a1333 - 1) << (s_.bit_length() - 1)) + s_
-            if 'timeReference' in w1334:
-                a1333 = a1333 << 16 | w1334['timeReference']
-        a = ((a - 1) << (a1333.bit_length() - 1)) + a1333
+        v1500 = v['itsStationPosition']
+        a1501 = 1
+        k1502 = len(v1500)
+        a1501 = a1501 << 3 | (k1502 - 1)
+        for w1502 in v1500:
+            a1501 = a1501 << 36 | (('laneID' in w1502) << 2 | ('nodeXY' in w1502) << 1 | ('timeReference' in w1502)) << 32 | (w1502['stationID'])
+            if 'laneID' in w1502:
+                a1501 = a1501 << 8 | w1502['laneID']
+            if 'nodeXY' in w1502:
+                s_ = e_NodeOffsetPointXY(w1502['nodeXY'])
+                a1501 = ((a1501 - 1) << (s_.bit_length() - 1)) + s_
+            if 'timeReference' in w1502:
+                a1501 = a1501 << 16 | w1502['timeReference']
+        a = ((a - 1) << (a1501.bit_length() - 1)) + a1501
     return a
 
 def d_ConnectionManeuverAssist_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1340 = (x >> q) & 3
-    if h1340 & 1:
+    h1508 = (x >> q) & 3
+    if h1508 & 1:
         q -= 3
-        k1342 = ((x >> q) & 7) + 1
-        r1341: list[Any] = []
-        for _ in range(k1342):
+        k1510 = ((x >> q) & 7) + 1
+        r1509: list[Any] = []
+        for _ in range(k1510):
             x &= (1 << q) - 1
-            r1343: dict[str, Any] = {}
+            r1511: dict[str, Any] = {}
             q -= 36
             t_ = (x >> q) & 68719476735
-            h1344 = (t_ >> 32) & 15
-            r1343['stationID'] = t_ & 4294967295
-            if h1344 & 4:
+            h1512 = (t_ >> 32) & 15
+            r1511['stationID'] = t_ & 4294967295
+            if h1512 & 4:
                 q -= 8
-                r1343['laneID'] = (x >> q) & 255
-            if h1344 & 2:
-                r1343['nodeXY'], q = d_NodeOffsetPointXY(x, q)
-            if h1344 & 1:
+                r1511['laneID'] = (x >> q) & 255
+            if h1512 & 2:
+                r1511['nodeXY'], q = d_NodeOffsetPointXY(x, q)
+            if h1512 & 1:
                 q -= 16
-                r1343['timeReference'] = (x >> q) & 65535
-            if h1344 >> 3:
+                r1511['timeReference'] = (x >> q) & 65535
+            if h1512 >> 3:
                 q = _rt.skip_additions(x, q)
-            r1341.append(r1343)
-        r['itsStationPosition'] = r1341
-    if h1340 >> 1:
+            r1509.append(r1511)
+        r['itsStationPosition'] = r1509
+    if h1508 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -4942,52 +5041,52 @@ def e_IntersectionState_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('activePrioritizations' in v)
     if 'activePrioritizations' in v:
-        v1346 = v['activePrioritizations']
-        a1347 = 1
-        k1348 = len(v1346)
-        a1347 = a1347 << 4 | (k1348 - 1)
-        for w1348 in v1346:
-            a1347 = a1347 << 1
-            a1347 = a1347 << 32 | w1348['stationID']
-            w1352 = w1348['priorState']
-            i1353 = _E_PrioritizationResponseStatus_36.get(w1352)
-            if i1353 is not None:
-                a1347 = a1347 << 4 | i1353
+        v1514 = v['activePrioritizations']
+        a1515 = 1
+        k1516 = len(v1514)
+        a1515 = a1515 << 4 | (k1516 - 1)
+        for w1516 in v1514:
+            a1515 = a1515 << 1
+            a1515 = a1515 << 32 | w1516['stationID']
+            w1520 = w1516['priorState']
+            i1521 = _E_PrioritizationResponseStatus_36.get(w1520)
+            if i1521 is not None:
+                a1515 = a1515 << 4 | i1521
             else:
-                a1347 = _rt.nsnn(a1347 << 1 | 1, _X_LayerType_1[w1352])
-            a1347 = a1347 << 8 | w1348['signalGroup']
-        a = ((a - 1) << (a1347.bit_length() - 1)) + a1347
+                a1515 = _rt.nsnn(a1515 << 1 | 1, _X_LayerType_1[w1520])
+            a1515 = a1515 << 8 | w1516['signalGroup']
+        a = ((a - 1) << (a1515.bit_length() - 1)) + a1515
     return a
 
 def d_IntersectionState_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1355 = (x >> q) & 3
-    if h1355 & 1:
+    h1523 = (x >> q) & 3
+    if h1523 & 1:
         q -= 4
-        k1357 = ((x >> q) & 15) + 1
-        r1356: list[Any] = []
-        for _ in range(k1357):
+        k1525 = ((x >> q) & 15) + 1
+        r1524: list[Any] = []
+        for _ in range(k1525):
             x &= (1 << q) - 1
-            r1358: dict[str, Any] = {}
+            r1526: dict[str, Any] = {}
             q -= 33
             t_ = (x >> q) & 8589934591
-            h1359 = (t_ >> 32) & 1
-            r1358['stationID'] = t_ & 4294967295
+            h1527 = (t_ >> 32) & 1
+            r1526['stationID'] = t_ & 4294967295
             q -= 1
             if (x >> q) & 1:
-                i1360, q = _rt.read_nsnn(x, q)
-                r1358['priorState'] = _DX_LayerType_3.get(i1360)
+                i1528, q = _rt.read_nsnn(x, q)
+                r1526['priorState'] = _DX_LayerType_3.get(i1528)
             else:
                 q -= 3
-                r1358['priorState'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
+                r1526['priorState'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
             q -= 8
-            r1358['signalGroup'] = (x >> q) & 255
-            if h1359 >> 0:
+            r1526['signalGroup'] = (x >> q) & 255
+            if h1527 >> 0:
                 q = _rt.skip_additions(x, q)
-            r1356.append(r1358)
-        r['activePrioritizations'] = r1356
-    if h1355 >> 1:
+            r1524.append(r1526)
+        r['activePrioritizations'] = r1524
+    if h1523 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -4995,21 +5094,21 @@ def d_IntersectionState_addGrpC(x: int, q: int) -> tuple[Any, int]:
 def e_Position3D_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 1
-    v1362 = v['altitude']
-    a = a << 24 | ((v1362['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v1362['altitudeConfidence']])
+    v1530 = v['altitude']
+    a = a << 24 | ((v1530['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v1530['altitudeConfidence']])
     return a
 
 def d_Position3D_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h1366 = (x >> q) & 1
-    r1367: dict[str, Any] = {}
+    h1534 = (x >> q) & 1
+    r1535: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
-    r1367['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-    r1367['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
-    r['altitude'] = r1367
-    if h1366 >> 0:
+    r1535['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
+    r1535['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
+    r['altitude'] = r1535
+    if h1534 >> 0:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5026,176 +5125,176 @@ def e_LaneAttributes_addGrpC(v: Any) -> int:
 def d_LaneAttributes_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1372 = (x >> q) & 7
-    if h1372 & 2:
+    h1540 = (x >> q) & 7
+    if h1540 & 2:
         q -= 7
         r['maxVehicleHeight'] = (x >> q) & 127
-    if h1372 & 1:
+    if h1540 & 1:
         q -= 10
         r['maxVehicleWeight'] = ((x >> q) & 1023) + 1
-    if h1372 >> 2:
+    if h1540 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_NodeSetXY(v: Any) -> int:
     a: int = 1
-    k1373 = len(v)
-    a = a << 6 | (k1373 - 2)
-    for w1373 in v:
-        a = a << 2 | ('attributes' in w1373)
-        s_ = e_NodeOffsetPointXY(w1373['delta'])
+    k1541 = len(v)
+    a = a << 6 | (k1541 - 2)
+    for w1541 in v:
+        a = a << 2 | ('attributes' in w1541)
+        s_ = e_NodeOffsetPointXY(w1541['delta'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        if 'attributes' in w1373:
-            v1376 = w1373['attributes']
-            a = a << 8 | ('localNode' in v1376) << 6 | ('disabled' in v1376) << 5 | ('enabled' in v1376) << 4 | ('data' in v1376) << 3 | ('dWidth' in v1376) << 2 | ('dElevation' in v1376) << 1 | ('regional' in v1376)
-            if 'localNode' in v1376:
-                v1378 = v1376['localNode']
-                a1379 = 1
-                k1380 = len(v1378)
-                a1379 = a1379 << 3 | (k1380 - 1)
-                for w1380 in v1378:
-                    w1381 = w1380
-                    i1382 = _E_NodeAttributeXY_48.get(w1381)
-                    if i1382 is not None:
-                        a1379 = a1379 << 5 | i1382
+        if 'attributes' in w1541:
+            v1544 = w1541['attributes']
+            a = a << 8 | ('localNode' in v1544) << 6 | ('disabled' in v1544) << 5 | ('enabled' in v1544) << 4 | ('data' in v1544) << 3 | ('dWidth' in v1544) << 2 | ('dElevation' in v1544) << 1 | ('regional' in v1544)
+            if 'localNode' in v1544:
+                v1546 = v1544['localNode']
+                a1547 = 1
+                k1548 = len(v1546)
+                a1547 = a1547 << 3 | (k1548 - 1)
+                for w1548 in v1546:
+                    w1549 = w1548
+                    i1550 = _E_NodeAttributeXY_48.get(w1549)
+                    if i1550 is not None:
+                        a1547 = a1547 << 5 | i1550
                     else:
-                        a1379 = _rt.nsnn(a1379 << 1 | 1, _X_LayerType_1[w1381])
-                a = ((a - 1) << (a1379.bit_length() - 1)) + a1379
-            if 'disabled' in v1376:
-                v1383 = v1376['disabled']
-                a1384 = 1
-                k1385 = len(v1383)
-                a1384 = a1384 << 3 | (k1385 - 1)
-                for w1385 in v1383:
-                    w1386 = w1385
-                    i1387 = _E_SegmentAttributeXY_49.get(w1386)
-                    if i1387 is not None:
-                        a1384 = a1384 << 7 | i1387
+                        a1547 = _rt.nsnn(a1547 << 1 | 1, _X_LayerType_1[w1549])
+                a = ((a - 1) << (a1547.bit_length() - 1)) + a1547
+            if 'disabled' in v1544:
+                v1551 = v1544['disabled']
+                a1552 = 1
+                k1553 = len(v1551)
+                a1552 = a1552 << 3 | (k1553 - 1)
+                for w1553 in v1551:
+                    w1554 = w1553
+                    i1555 = _E_SegmentAttributeXY_49.get(w1554)
+                    if i1555 is not None:
+                        a1552 = a1552 << 7 | i1555
                     else:
-                        a1384 = _rt.nsnn(a1384 << 1 | 1, _X_LayerType_1[w1386])
-                a = ((a - 1) << (a1384.bit_length() - 1)) + a1384
-            if 'enabled' in v1376:
-                v1388 = v1376['enabled']
-                a1389 = 1
-                k1390 = len(v1388)
-                a1389 = a1389 << 3 | (k1390 - 1)
-                for w1390 in v1388:
-                    w1391 = w1390
-                    i1392 = _E_SegmentAttributeXY_49.get(w1391)
-                    if i1392 is not None:
-                        a1389 = a1389 << 7 | i1392
+                        a1552 = _rt.nsnn(a1552 << 1 | 1, _X_LayerType_1[w1554])
+                a = ((a - 1) << (a1552.bit_length() - 1)) + a1552
+            if 'enabled' in v1544:
+                v1556 = v1544['enabled']
+                a1557 = 1
+                k1558 = len(v1556)
+                a1557 = a1557 << 3 | (k1558 - 1)
+                for w1558 in v1556:
+                    w1559 = w1558
+                    i1560 = _E_SegmentAttributeXY_49.get(w1559)
+                    if i1560 is not None:
+                        a1557 = a1557 << 7 | i1560
                     else:
-                        a1389 = _rt.nsnn(a1389 << 1 | 1, _X_LayerType_1[w1391])
-                a = ((a - 1) << (a1389.bit_length() - 1)) + a1389
-            if 'data' in v1376:
-                v1393 = v1376['data']
-                a1394 = 1
-                k1395 = len(v1393)
-                a1394 = a1394 << 3 | (k1395 - 1)
-                for w1395 in v1393:
-                    s_ = e_LaneDataAttribute(w1395)
-                    a1394 = ((a1394 - 1) << (s_.bit_length() - 1)) + s_
-                a = ((a - 1) << (a1394.bit_length() - 1)) + a1394
-            if 'dWidth' in v1376:
-                a = a << 10 | (v1376['dWidth'] + 512)
-            if 'dElevation' in v1376:
-                a = a << 10 | (v1376['dElevation'] + 512)
-            if 'regional' in v1376:
-                v1398 = v1376['regional']
-                a1399 = 1
-                k1400 = len(v1398)
-                a1399 = a1399 << 2 | (k1400 - 1)
-                for w1400 in v1398:
-                    s_ = e_NodeAttributeSetXY_regional_item(w1400)
-                    a1399 = ((a1399 - 1) << (s_.bit_length() - 1)) + s_
-                a = ((a - 1) << (a1399.bit_length() - 1)) + a1399
+                        a1557 = _rt.nsnn(a1557 << 1 | 1, _X_LayerType_1[w1559])
+                a = ((a - 1) << (a1557.bit_length() - 1)) + a1557
+            if 'data' in v1544:
+                v1561 = v1544['data']
+                a1562 = 1
+                k1563 = len(v1561)
+                a1562 = a1562 << 3 | (k1563 - 1)
+                for w1563 in v1561:
+                    s_ = e_LaneDataAttribute(w1563)
+                    a1562 = ((a1562 - 1) << (s_.bit_length() - 1)) + s_
+                a = ((a - 1) << (a1562.bit_length() - 1)) + a1562
+            if 'dWidth' in v1544:
+                a = a << 10 | (v1544['dWidth'] + 512)
+            if 'dElevation' in v1544:
+                a = a << 10 | (v1544['dElevation'] + 512)
+            if 'regional' in v1544:
+                v1566 = v1544['regional']
+                a1567 = 1
+                k1568 = len(v1566)
+                a1567 = a1567 << 2 | (k1568 - 1)
+                for w1568 in v1566:
+                    s_ = e_NodeAttributeSetXY_regional_item(w1568)
+                    a1567 = ((a1567 - 1) << (s_.bit_length() - 1)) + s_
+                a = ((a - 1) << (a1567.bit_length() - 1)) + a1567
     return a
 
 def d_NodeSetXY(x: int, q: int) -> tuple[Any, int]:
     q -= 6
-    k1401 = ((x >> q) & 63) + 2
+    k1569 = ((x >> q) & 63) + 2
     r: list[Any] = []
-    for _ in range(k1401):
+    for _ in range(k1569):
         x &= (1 << q) - 1
-        r1402: dict[str, Any] = {}
+        r1570: dict[str, Any] = {}
         q -= 2
-        h1403 = (x >> q) & 3
-        r1402['delta'], q = d_NodeOffsetPointXY(x, q)
-        if h1403 & 1:
-            r1404: dict[str, Any] = {}
+        h1571 = (x >> q) & 3
+        r1570['delta'], q = d_NodeOffsetPointXY(x, q)
+        if h1571 & 1:
+            r1572: dict[str, Any] = {}
             q -= 8
-            h1405 = (x >> q) & 255
-            if h1405 & 64:
+            h1573 = (x >> q) & 255
+            if h1573 & 64:
                 q -= 3
-                k1407 = ((x >> q) & 7) + 1
-                r1406: list[Any] = []
-                for _ in range(k1407):
+                k1575 = ((x >> q) & 7) + 1
+                r1574: list[Any] = []
+                for _ in range(k1575):
                     q -= 1
                     if (x >> q) & 1:
-                        i1408, q = _rt.read_nsnn(x, q)
-                        w1407 = _DX_LayerType_3.get(i1408)
+                        i1576, q = _rt.read_nsnn(x, q)
+                        w1575 = _DX_LayerType_3.get(i1576)
                     else:
                         q -= 4
-                        w1407 = _D_NodeAttributeXY_50[(x >> q) & 15]
-                    r1406.append(w1407)
-                r1404['localNode'] = r1406
-            if h1405 & 32:
+                        w1575 = _D_NodeAttributeXY_50[(x >> q) & 15]
+                    r1574.append(w1575)
+                r1572['localNode'] = r1574
+            if h1573 & 32:
                 q -= 3
-                k1410 = ((x >> q) & 7) + 1
-                r1409: list[Any] = []
-                for _ in range(k1410):
+                k1578 = ((x >> q) & 7) + 1
+                r1577: list[Any] = []
+                for _ in range(k1578):
                     q -= 1
                     if (x >> q) & 1:
-                        i1411, q = _rt.read_nsnn(x, q)
-                        w1410 = _DX_LayerType_3.get(i1411)
+                        i1579, q = _rt.read_nsnn(x, q)
+                        w1578 = _DX_LayerType_3.get(i1579)
                     else:
                         q -= 6
-                        w1410 = _D_SegmentAttributeXY_51[(x >> q) & 63]
-                    r1409.append(w1410)
-                r1404['disabled'] = r1409
-            if h1405 & 16:
+                        w1578 = _D_SegmentAttributeXY_51[(x >> q) & 63]
+                    r1577.append(w1578)
+                r1572['disabled'] = r1577
+            if h1573 & 16:
                 q -= 3
-                k1413 = ((x >> q) & 7) + 1
-                r1412: list[Any] = []
-                for _ in range(k1413):
+                k1581 = ((x >> q) & 7) + 1
+                r1580: list[Any] = []
+                for _ in range(k1581):
                     q -= 1
                     if (x >> q) & 1:
-                        i1414, q = _rt.read_nsnn(x, q)
-                        w1413 = _DX_LayerType_3.get(i1414)
+                        i1582, q = _rt.read_nsnn(x, q)
+                        w1581 = _DX_LayerType_3.get(i1582)
                     else:
                         q -= 6
-                        w1413 = _D_SegmentAttributeXY_51[(x >> q) & 63]
-                    r1412.append(w1413)
-                r1404['enabled'] = r1412
-            if h1405 & 8:
+                        w1581 = _D_SegmentAttributeXY_51[(x >> q) & 63]
+                    r1580.append(w1581)
+                r1572['enabled'] = r1580
+            if h1573 & 8:
                 q -= 3
-                k1416 = ((x >> q) & 7) + 1
-                r1415: list[Any] = []
-                for _ in range(k1416):
-                    w1416, q = d_LaneDataAttribute(x, q)
-                    r1415.append(w1416)
-                r1404['data'] = r1415
-            if h1405 & 4:
+                k1584 = ((x >> q) & 7) + 1
+                r1583: list[Any] = []
+                for _ in range(k1584):
+                    w1584, q = d_LaneDataAttribute(x, q)
+                    r1583.append(w1584)
+                r1572['data'] = r1583
+            if h1573 & 4:
                 q -= 10
-                r1404['dWidth'] = ((x >> q) & 1023) - 512
-            if h1405 & 2:
+                r1572['dWidth'] = ((x >> q) & 1023) - 512
+            if h1573 & 2:
                 q -= 10
-                r1404['dElevation'] = ((x >> q) & 1023) - 512
-            if h1405 & 1:
+                r1572['dElevation'] = ((x >> q) & 1023) - 512
+            if h1573 & 1:
                 q -= 2
-                k1418 = ((x >> q) & 3) + 1
-                r1417: list[Any] = []
-                for _ in range(k1418):
-                    w1418, q = d_NodeAttributeSetXY_regional_item(x, q)
-                    r1417.append(w1418)
-                r1404['regional'] = r1417
-            if h1405 >> 7:
+                k1586 = ((x >> q) & 3) + 1
+                r1585: list[Any] = []
+                for _ in range(k1586):
+                    w1586, q = d_NodeAttributeSetXY_regional_item(x, q)
+                    r1585.append(w1586)
+                r1572['regional'] = r1585
+            if h1573 >> 7:
                 q = _rt.skip_additions(x, q)
-            r1402['attributes'] = r1404
-        if h1403 >> 1:
+            r1570['attributes'] = r1572
+        if h1571 >> 1:
             q = _rt.skip_additions(x, q)
-        r.append(r1402)
+        r.append(r1570)
     return r, q
 
 
@@ -5213,43 +5312,43 @@ def e_ComputedLane(v: Any) -> int:
     if 'scaleYaxis' in v:
         a = a << 12 | (v['scaleYaxis'] + 2048)
     if 'regional' in v:
-        v1426 = v['regional']
-        a1427 = 1
-        k1428 = len(v1426)
-        a1427 = a1427 << 2 | (k1428 - 1)
-        for w1428 in v1426:
-            s_ = e_ComputedLane_regional_item(w1428)
-            a1427 = ((a1427 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1427.bit_length() - 1)) + a1427
+        v1594 = v['regional']
+        a1595 = 1
+        k1596 = len(v1594)
+        a1595 = a1595 << 2 | (k1596 - 1)
+        for w1596 in v1594:
+            s_ = e_ComputedLane_regional_item(w1596)
+            a1595 = ((a1595 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1595.bit_length() - 1)) + a1595
     return a
 
 def d_ComputedLane(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 13
     t_ = (x >> q) & 8191
-    h1429 = (t_ >> 8) & 31
+    h1597 = (t_ >> 8) & 31
     r['referenceLaneId'] = t_ & 255
     r['offsetXaxis'], q = d_ComputedLane_offsetXaxis(x, q)
     r['offsetYaxis'], q = d_ComputedLane_offsetYaxis(x, q)
-    if h1429 & 8:
+    if h1597 & 8:
         q -= 15
         r['rotateXY'] = (x >> q) & 32767
-    if h1429 & 4:
+    if h1597 & 4:
         q -= 12
         r['scaleXaxis'] = ((x >> q) & 4095) - 2048
-    if h1429 & 2:
+    if h1597 & 2:
         q -= 12
         r['scaleYaxis'] = ((x >> q) & 4095) - 2048
-    if h1429 & 1:
+    if h1597 & 1:
         q -= 2
-        k1431 = ((x >> q) & 3) + 1
-        r1430: list[Any] = []
-        for _ in range(k1431):
+        k1599 = ((x >> q) & 3) + 1
+        r1598: list[Any] = []
+        for _ in range(k1599):
             x &= (1 << q) - 1
-            w1431, q = d_ComputedLane_regional_item(x, q)
-            r1430.append(w1431)
-        r['regional'] = r1430
-    if h1429 >> 4:
+            w1599, q = d_ComputedLane_regional_item(x, q)
+            r1598.append(w1599)
+        r['regional'] = r1598
+    if h1597 >> 4:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5257,37 +5356,37 @@ def d_ComputedLane(x: int, q: int) -> tuple[Any, int]:
 def e_ConnectionTrajectory_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 1
-    v1433 = v['nodes']
-    a1434 = 1
-    k1435 = len(v1433)
-    a1434 = a1434 << 6 | (k1435 - 2)
-    for w1435 in v1433:
-        a1434 = a1434 << 2 | ('attributes' in w1435)
-        s_ = e_NodeOffsetPointXY(w1435['delta'])
-        a1434 = ((a1434 - 1) << (s_.bit_length() - 1)) + s_
-        if 'attributes' in w1435:
-            v1438 = w1435['attributes']
-            a1434 = a1434 << 8 | ('localNode' in v1438) << 6 | ('disabled' in v1438) << 5 | ('enabled' in v1438) << 4 | ('data' in v1438) << 3 | ('dWidth' in v1438) << 2 | ('dElevation' in v1438) << 1 | ('regional' in v1438)
-            if 'localNode' in v1438:
-                s_ = e_NodeAttributeXYList(v1438['localNode'])
-                a1434 = ((a1434 - 1) << (s_.bit_length() - 1)) + s_
-            if 'disabled' in v1438:
-                s_ = e_SegmentAttributeXYList(v1438['disabled'])
-                a1434 = ((a1434 - 1) << (s_.bit_length() - 1)) + s_
-            if 'enabled' in v1438:
-                s_ = e_SegmentAttributeXYList(v1438['enabled'])
-                a1434 = ((a1434 - 1) << (s_.bit_length() - 1)) + s_
-            if 'data' in v1438:
-                s_ = e_LaneDataAttributeList(v1438['data'])
-                a1434 = ((a1434 - 1) << (s_.bit_length() - 1)) + s_
-            if 'dWidth' in v1438:
-                a1434 = a1434 << 10 | (v1438['dWidth'] + 512)
-            if 'dElevation' in v1438:
-                a1434 = a1434 << 10 | (v1438['dElevation'] + 512)
-            if 'regional' in v1438:
-                s_ = e_NodeAttributeSetXY_regional(v1438['regional'])
-                a1434 = ((a1434 - 1) << (s_.bit_length() - 1)) + s_
-    a = ((a - 1) << (a1434.bit_length() - 1)) + a1434
+    v1601 = v['nodes']
+    a1602 = 1
+    k1603 = len(v1601)
+    a1602 = a1602 << 6 | (k1603 - 2)
+    for w1603 in v1601:
+        a1602 = a1602 << 2 | ('attributes' in w1603)
+        s_ = e_NodeOffsetPointXY(w1603['delta'])
+        a1602 = ((a1602 - 1) << (s_.bit_length() - 1)) + s_
+        if 'attributes' in w1603:
+            v1606 = w1603['attributes']
+            a1602 = a1602 << 8 | ('localNode' in v1606) << 6 | ('disabled' in v1606) << 5 | ('enabled' in v1606) << 4 | ('data' in v1606) << 3 | ('dWidth' in v1606) << 2 | ('dElevation' in v1606) << 1 | ('regional' in v1606)
+            if 'localNode' in v1606:
+                s_ = e_NodeAttributeXYList(v1606['localNode'])
+                a1602 = ((a1602 - 1) << (s_.bit_length() - 1)) + s_
+            if 'disabled' in v1606:
+                s_ = e_SegmentAttributeXYList(v1606['disabled'])
+                a1602 = ((a1602 - 1) << (s_.bit_length() - 1)) + s_
+            if 'enabled' in v1606:
+                s_ = e_SegmentAttributeXYList(v1606['enabled'])
+                a1602 = ((a1602 - 1) << (s_.bit_length() - 1)) + s_
+            if 'data' in v1606:
+                s_ = e_LaneDataAttributeList(v1606['data'])
+                a1602 = ((a1602 - 1) << (s_.bit_length() - 1)) + s_
+            if 'dWidth' in v1606:
+                a1602 = a1602 << 10 | (v1606['dWidth'] + 512)
+            if 'dElevation' in v1606:
+                a1602 = a1602 << 10 | (v1606['dElevation'] + 512)
+            if 'regional' in v1606:
+                s_ = e_NodeAttributeSetXY_regional(v1606['regional'])
+                a1602 = ((a1602 - 1) << (s_.bit_length() - 1)) + s_
+    a = ((a - 1) << (a1602.bit_length() - 1)) + a1602
     a = a << 8 | v['connectionID']
     return a
 
@@ -5295,66 +5394,66 @@ def d_ConnectionTrajectory_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 7
     t_ = (x >> q) & 127
-    h1448 = (t_ >> 6) & 1
-    k1450 = (t_ & 63) + 2
-    r1449: list[Any] = []
-    for _ in range(k1450):
+    h1616 = (t_ >> 6) & 1
+    k1618 = (t_ & 63) + 2
+    r1617: list[Any] = []
+    for _ in range(k1618):
         x &= (1 << q) - 1
-        r1451: dict[str, Any] = {}
+        r1619: dict[str, Any] = {}
         q -= 2
-        h1452 = (x >> q) & 3
-        r1451['delta'], q = d_NodeOffsetPointXY(x, q)
-        if h1452 & 1:
-            r1453: dict[str, Any] = {}
+        h1620 = (x >> q) & 3
+        r1619['delta'], q = d_NodeOffsetPointXY(x, q)
+        if h1620 & 1:
+            r1621: dict[str, Any] = {}
             q -= 8
-            h1454 = (x >> q) & 255
-            if h1454 & 64:
-                r1453['localNode'], q = d_NodeAttributeXYList(x, q)
-            if h1454 & 32:
-                r1453['disabled'], q = d_SegmentAttributeXYList(x, q)
-            if h1454 & 16:
-                r1453['enabled'], q = d_SegmentAttributeXYList(x, q)
-            if h1454 & 8:
-                r1453['data'], q = d_LaneDataAttributeList(x, q)
-            if h1454 & 4:
+            h1622 = (x >> q) & 255
+            if h1622 & 64:
+                r1621['localNode'], q = d_NodeAttributeXYList(x, q)
+            if h1622 & 32:
+                r1621['disabled'], q = d_SegmentAttributeXYList(x, q)
+            if h1622 & 16:
+                r1621['enabled'], q = d_SegmentAttributeXYList(x, q)
+            if h1622 & 8:
+                r1621['data'], q = d_LaneDataAttributeList(x, q)
+            if h1622 & 4:
                 q -= 10
-                r1453['dWidth'] = ((x >> q) & 1023) - 512
-            if h1454 & 2:
+                r1621['dWidth'] = ((x >> q) & 1023) - 512
+            if h1622 & 2:
                 q -= 10
-                r1453['dElevation'] = ((x >> q) & 1023) - 512
-            if h1454 & 1:
-                r1453['regional'], q = d_NodeAttributeSetXY_regional(x, q)
-            if h1454 >> 7:
+                r1621['dElevation'] = ((x >> q) & 1023) - 512
+            if h1622 & 1:
+                r1621['regional'], q = d_NodeAttributeSetXY_regional(x, q)
+            if h1622 >> 7:
                 q = _rt.skip_additions(x, q)
-            r1451['attributes'] = r1453
-        if h1452 >> 1:
+            r1619['attributes'] = r1621
+        if h1620 >> 1:
             q = _rt.skip_additions(x, q)
-        r1449.append(r1451)
-    r['nodes'] = r1449
+        r1617.append(r1619)
+    r['nodes'] = r1617
     q -= 8
     r['connectionID'] = (x >> q) & 255
-    if h1448 >> 0:
+    if h1616 >> 0:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_RestrictionUserType_regional(v: Any) -> int:
     a: int = 1
-    k1455 = len(v)
-    a = a << 2 | (k1455 - 1)
-    for w1455 in v:
-        s_ = e_RestrictionUserType_regional_item(w1455)
+    k1623 = len(v)
+    a = a << 2 | (k1623 - 1)
+    for w1623 in v:
+        s_ = e_RestrictionUserType_regional_item(w1623)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RestrictionUserType_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k1456 = ((x >> q) & 3) + 1
+    k1624 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1456):
+    for _ in range(k1624):
         x &= (1 << q) - 1
-        w1456, q = d_RestrictionUserType_regional_item(x, q)
-        r.append(w1456)
+        w1624, q = d_RestrictionUserType_regional_item(x, q)
+        r.append(w1624)
     return r, q
 
 
@@ -5503,193 +5602,193 @@ def e_TractorCharacteristics(v: Any) -> int:
     a: int = 1
     a = a << 3 | ('equalTo' in v) << 2 | ('notEqualTo' in v) << 1 | ('ranges' in v)
     if 'equalTo' in v:
-        v1458 = v['equalTo']
-        a1459 = 1
-        k1460 = len(v1458)
-        if 1 <= k1460 <= 4:
-            a1459 <<= 1
-            a1459 = a1459 << 2 | (k1460 - 1)
+        v1626 = v['equalTo']
+        a1627 = 1
+        k1628 = len(v1626)
+        if 1 <= k1628 <= 4:
+            a1627 <<= 1
+            a1627 = a1627 << 2 | (k1628 - 1)
         else:
-            a1459 = _rt.ld(a1459 << 1 | 1, k1460)
-        for w1460 in v1458:
-            s_ = e_VehicleCharacteristicsFixValues(w1460)
-            a1459 = ((a1459 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1459.bit_length() - 1)) + a1459
+            a1627 = _rt.ld(a1627 << 1 | 1, k1628)
+        for w1628 in v1626:
+            s_ = e_VehicleCharacteristicsFixValues(w1628)
+            a1627 = ((a1627 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1627.bit_length() - 1)) + a1627
     if 'notEqualTo' in v:
-        v1461 = v['notEqualTo']
-        a1462 = 1
-        k1463 = len(v1461)
-        if 1 <= k1463 <= 4:
-            a1462 <<= 1
-            a1462 = a1462 << 2 | (k1463 - 1)
+        v1629 = v['notEqualTo']
+        a1630 = 1
+        k1631 = len(v1629)
+        if 1 <= k1631 <= 4:
+            a1630 <<= 1
+            a1630 = a1630 << 2 | (k1631 - 1)
         else:
-            a1462 = _rt.ld(a1462 << 1 | 1, k1463)
-        for w1463 in v1461:
-            s_ = e_VehicleCharacteristicsFixValues(w1463)
-            a1462 = ((a1462 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1462.bit_length() - 1)) + a1462
+            a1630 = _rt.ld(a1630 << 1 | 1, k1631)
+        for w1631 in v1629:
+            s_ = e_VehicleCharacteristicsFixValues(w1631)
+            a1630 = ((a1630 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1630.bit_length() - 1)) + a1630
     if 'ranges' in v:
-        v1464 = v['ranges']
-        a1465 = 1
-        k1466 = len(v1464)
-        if 1 <= k1466 <= 4:
-            a1465 <<= 1
-            a1465 = a1465 << 2 | (k1466 - 1)
+        v1632 = v['ranges']
+        a1633 = 1
+        k1634 = len(v1632)
+        if 1 <= k1634 <= 4:
+            a1633 <<= 1
+            a1633 = a1633 << 2 | (k1634 - 1)
         else:
-            a1465 = _rt.ld(a1465 << 1 | 1, k1466)
-        for w1466 in v1464:
-            a1465 = a1465 << 2 | w1466['comparisonOperator']
-            s_ = e_VehicleCharacteristicsRanges_limits(w1466['limits'])
-            a1465 = ((a1465 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1465.bit_length() - 1)) + a1465
+            a1633 = _rt.ld(a1633 << 1 | 1, k1634)
+        for w1634 in v1632:
+            a1633 = a1633 << 2 | w1634['comparisonOperator']
+            s_ = e_VehicleCharacteristicsRanges_limits(w1634['limits'])
+            a1633 = ((a1633 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1633.bit_length() - 1)) + a1633
     return a
 
 def d_TractorCharacteristics(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1470 = (x >> q) & 7
-    if h1470 & 4:
+    h1638 = (x >> q) & 7
+    if h1638 & 4:
         q -= 1
         if (x >> q) & 1:
-            k1472, q = _rt.read_ld(x, q)
+            k1640, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1472 = ((x >> q) & 3) + 1
-        r1471: list[Any] = []
-        for _ in range(k1472):
+            k1640 = ((x >> q) & 3) + 1
+        r1639: list[Any] = []
+        for _ in range(k1640):
             x &= (1 << q) - 1
-            w1472, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1471.append(w1472)
-        r['equalTo'] = r1471
-    if h1470 & 2:
+            w1640, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1639.append(w1640)
+        r['equalTo'] = r1639
+    if h1638 & 2:
         q -= 1
         if (x >> q) & 1:
-            k1474, q = _rt.read_ld(x, q)
+            k1642, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1474 = ((x >> q) & 3) + 1
-        r1473: list[Any] = []
-        for _ in range(k1474):
+            k1642 = ((x >> q) & 3) + 1
+        r1641: list[Any] = []
+        for _ in range(k1642):
             x &= (1 << q) - 1
-            w1474, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1473.append(w1474)
-        r['notEqualTo'] = r1473
-    if h1470 & 1:
+            w1642, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1641.append(w1642)
+        r['notEqualTo'] = r1641
+    if h1638 & 1:
         q -= 1
         if (x >> q) & 1:
-            k1476, q = _rt.read_ld(x, q)
+            k1644, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1476 = ((x >> q) & 3) + 1
-        r1475: list[Any] = []
-        for _ in range(k1476):
+            k1644 = ((x >> q) & 3) + 1
+        r1643: list[Any] = []
+        for _ in range(k1644):
             x &= (1 << q) - 1
-            r1477: dict[str, Any] = {}
+            r1645: dict[str, Any] = {}
             q -= 2
-            r1477['comparisonOperator'] = (x >> q) & 3
-            r1477['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-            r1475.append(r1477)
-        r['ranges'] = r1475
+            r1645['comparisonOperator'] = (x >> q) & 3
+            r1645['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+            r1643.append(r1645)
+        r['ranges'] = r1643
     return r, q
 
 
 def e_TrailerCharacteristicsList(v: Any) -> int:
     a: int = 1
-    k1479 = len(v)
-    a = a << 2 | (k1479 - 1)
-    for w1479 in v:
-        a = a << 3 | ('equalTo' in w1479) << 2 | ('notEqualTo' in w1479) << 1 | ('ranges' in w1479)
-        if 'equalTo' in w1479:
-            v1481 = w1479['equalTo']
-            a1482 = 1
-            k1483 = len(v1481)
-            if 1 <= k1483 <= 4:
-                a1482 <<= 1
-                a1482 = a1482 << 2 | (k1483 - 1)
+    k1647 = len(v)
+    a = a << 2 | (k1647 - 1)
+    for w1647 in v:
+        a = a << 3 | ('equalTo' in w1647) << 2 | ('notEqualTo' in w1647) << 1 | ('ranges' in w1647)
+        if 'equalTo' in w1647:
+            v1649 = w1647['equalTo']
+            a1650 = 1
+            k1651 = len(v1649)
+            if 1 <= k1651 <= 4:
+                a1650 <<= 1
+                a1650 = a1650 << 2 | (k1651 - 1)
             else:
-                a1482 = _rt.ld(a1482 << 1 | 1, k1483)
-            for w1483 in v1481:
-                s_ = e_VehicleCharacteristicsFixValues_2(w1483)
-                a1482 = ((a1482 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1482.bit_length() - 1)) + a1482
-        if 'notEqualTo' in w1479:
-            v1484 = w1479['notEqualTo']
-            a1485 = 1
-            k1486 = len(v1484)
-            if 1 <= k1486 <= 4:
-                a1485 <<= 1
-                a1485 = a1485 << 2 | (k1486 - 1)
+                a1650 = _rt.ld(a1650 << 1 | 1, k1651)
+            for w1651 in v1649:
+                s_ = e_VehicleCharacteristicsFixValues_2(w1651)
+                a1650 = ((a1650 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1650.bit_length() - 1)) + a1650
+        if 'notEqualTo' in w1647:
+            v1652 = w1647['notEqualTo']
+            a1653 = 1
+            k1654 = len(v1652)
+            if 1 <= k1654 <= 4:
+                a1653 <<= 1
+                a1653 = a1653 << 2 | (k1654 - 1)
             else:
-                a1485 = _rt.ld(a1485 << 1 | 1, k1486)
-            for w1486 in v1484:
-                s_ = e_VehicleCharacteristicsFixValues_2(w1486)
-                a1485 = ((a1485 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1485.bit_length() - 1)) + a1485
-        if 'ranges' in w1479:
-            v1487 = w1479['ranges']
-            a1488 = 1
-            k1489 = len(v1487)
-            if 1 <= k1489 <= 4:
-                a1488 <<= 1
-                a1488 = a1488 << 2 | (k1489 - 1)
+                a1653 = _rt.ld(a1653 << 1 | 1, k1654)
+            for w1654 in v1652:
+                s_ = e_VehicleCharacteristicsFixValues_2(w1654)
+                a1653 = ((a1653 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1653.bit_length() - 1)) + a1653
+        if 'ranges' in w1647:
+            v1655 = w1647['ranges']
+            a1656 = 1
+            k1657 = len(v1655)
+            if 1 <= k1657 <= 4:
+                a1656 <<= 1
+                a1656 = a1656 << 2 | (k1657 - 1)
             else:
-                a1488 = _rt.ld(a1488 << 1 | 1, k1489)
-            for w1489 in v1487:
-                a1488 = a1488 << 2 | w1489['comparisonOperator']
-                s_ = e_VehicleCharacteristicsRanges_limits_2(w1489['limits'])
-                a1488 = ((a1488 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1488.bit_length() - 1)) + a1488
+                a1656 = _rt.ld(a1656 << 1 | 1, k1657)
+            for w1657 in v1655:
+                a1656 = a1656 << 2 | w1657['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits_2(w1657['limits'])
+                a1656 = ((a1656 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1656.bit_length() - 1)) + a1656
     return a
 
 def d_TrailerCharacteristicsList(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k1493 = ((x >> q) & 3) + 1
+    k1661 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1493):
+    for _ in range(k1661):
         x &= (1 << q) - 1
-        r1494: dict[str, Any] = {}
+        r1662: dict[str, Any] = {}
         q -= 3
-        h1495 = (x >> q) & 7
-        if h1495 & 4:
+        h1663 = (x >> q) & 7
+        if h1663 & 4:
             q -= 1
             if (x >> q) & 1:
-                k1497, q = _rt.read_ld(x, q)
+                k1665, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1497 = ((x >> q) & 3) + 1
-            r1496: list[Any] = []
-            for _ in range(k1497):
-                w1497, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                r1496.append(w1497)
-            r1494['equalTo'] = r1496
-        if h1495 & 2:
+                k1665 = ((x >> q) & 3) + 1
+            r1664: list[Any] = []
+            for _ in range(k1665):
+                w1665, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                r1664.append(w1665)
+            r1662['equalTo'] = r1664
+        if h1663 & 2:
             q -= 1
             if (x >> q) & 1:
-                k1499, q = _rt.read_ld(x, q)
+                k1667, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1499 = ((x >> q) & 3) + 1
-            r1498: list[Any] = []
-            for _ in range(k1499):
-                w1499, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                r1498.append(w1499)
-            r1494['notEqualTo'] = r1498
-        if h1495 & 1:
+                k1667 = ((x >> q) & 3) + 1
+            r1666: list[Any] = []
+            for _ in range(k1667):
+                w1667, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                r1666.append(w1667)
+            r1662['notEqualTo'] = r1666
+        if h1663 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1501, q = _rt.read_ld(x, q)
+                k1669, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1501 = ((x >> q) & 3) + 1
-            r1500: list[Any] = []
-            for _ in range(k1501):
-                r1502: dict[str, Any] = {}
+                k1669 = ((x >> q) & 3) + 1
+            r1668: list[Any] = []
+            for _ in range(k1669):
+                r1670: dict[str, Any] = {}
                 q -= 2
-                r1502['comparisonOperator'] = (x >> q) & 3
-                r1502['limits'], q = d_VehicleCharacteristicsRanges_limits_2(x, q)
-                r1500.append(r1502)
-            r1494['ranges'] = r1500
-        r.append(r1494)
+                r1670['comparisonOperator'] = (x >> q) & 3
+                r1670['limits'], q = d_VehicleCharacteristicsRanges_limits_2(x, q)
+                r1668.append(r1670)
+            r1662['ranges'] = r1668
+        r.append(r1662)
     return r, q
 
 
@@ -5697,93 +5796,93 @@ def e_TrainCharacteristics(v: Any) -> int:
     a: int = 1
     a = a << 3 | ('equalTo' in v) << 2 | ('notEqualTo' in v) << 1 | ('ranges' in v)
     if 'equalTo' in v:
-        v1505 = v['equalTo']
-        a1506 = 1
-        k1507 = len(v1505)
-        if 1 <= k1507 <= 4:
-            a1506 <<= 1
-            a1506 = a1506 << 2 | (k1507 - 1)
+        v1673 = v['equalTo']
+        a1674 = 1
+        k1675 = len(v1673)
+        if 1 <= k1675 <= 4:
+            a1674 <<= 1
+            a1674 = a1674 << 2 | (k1675 - 1)
         else:
-            a1506 = _rt.ld(a1506 << 1 | 1, k1507)
-        for w1507 in v1505:
-            s_ = e_VehicleCharacteristicsFixValues(w1507)
-            a1506 = ((a1506 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1506.bit_length() - 1)) + a1506
+            a1674 = _rt.ld(a1674 << 1 | 1, k1675)
+        for w1675 in v1673:
+            s_ = e_VehicleCharacteristicsFixValues(w1675)
+            a1674 = ((a1674 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1674.bit_length() - 1)) + a1674
     if 'notEqualTo' in v:
-        v1508 = v['notEqualTo']
-        a1509 = 1
-        k1510 = len(v1508)
-        if 1 <= k1510 <= 4:
-            a1509 <<= 1
-            a1509 = a1509 << 2 | (k1510 - 1)
+        v1676 = v['notEqualTo']
+        a1677 = 1
+        k1678 = len(v1676)
+        if 1 <= k1678 <= 4:
+            a1677 <<= 1
+            a1677 = a1677 << 2 | (k1678 - 1)
         else:
-            a1509 = _rt.ld(a1509 << 1 | 1, k1510)
-        for w1510 in v1508:
-            s_ = e_VehicleCharacteristicsFixValues(w1510)
-            a1509 = ((a1509 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1509.bit_length() - 1)) + a1509
+            a1677 = _rt.ld(a1677 << 1 | 1, k1678)
+        for w1678 in v1676:
+            s_ = e_VehicleCharacteristicsFixValues(w1678)
+            a1677 = ((a1677 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1677.bit_length() - 1)) + a1677
     if 'ranges' in v:
-        v1511 = v['ranges']
-        a1512 = 1
-        k1513 = len(v1511)
-        if 1 <= k1513 <= 4:
-            a1512 <<= 1
-            a1512 = a1512 << 2 | (k1513 - 1)
+        v1679 = v['ranges']
+        a1680 = 1
+        k1681 = len(v1679)
+        if 1 <= k1681 <= 4:
+            a1680 <<= 1
+            a1680 = a1680 << 2 | (k1681 - 1)
         else:
-            a1512 = _rt.ld(a1512 << 1 | 1, k1513)
-        for w1513 in v1511:
-            a1512 = a1512 << 2 | w1513['comparisonOperator']
-            s_ = e_VehicleCharacteristicsRanges_limits(w1513['limits'])
-            a1512 = ((a1512 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1512.bit_length() - 1)) + a1512
+            a1680 = _rt.ld(a1680 << 1 | 1, k1681)
+        for w1681 in v1679:
+            a1680 = a1680 << 2 | w1681['comparisonOperator']
+            s_ = e_VehicleCharacteristicsRanges_limits(w1681['limits'])
+            a1680 = ((a1680 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1680.bit_length() - 1)) + a1680
     return a
 
 def d_TrainCharacteristics(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1517 = (x >> q) & 7
-    if h1517 & 4:
+    h1685 = (x >> q) & 7
+    if h1685 & 4:
         q -= 1
         if (x >> q) & 1:
-            k1519, q = _rt.read_ld(x, q)
+            k1687, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1519 = ((x >> q) & 3) + 1
-        r1518: list[Any] = []
-        for _ in range(k1519):
+            k1687 = ((x >> q) & 3) + 1
+        r1686: list[Any] = []
+        for _ in range(k1687):
             x &= (1 << q) - 1
-            w1519, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1518.append(w1519)
-        r['equalTo'] = r1518
-    if h1517 & 2:
+            w1687, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1686.append(w1687)
+        r['equalTo'] = r1686
+    if h1685 & 2:
         q -= 1
         if (x >> q) & 1:
-            k1521, q = _rt.read_ld(x, q)
+            k1689, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1521 = ((x >> q) & 3) + 1
-        r1520: list[Any] = []
-        for _ in range(k1521):
+            k1689 = ((x >> q) & 3) + 1
+        r1688: list[Any] = []
+        for _ in range(k1689):
             x &= (1 << q) - 1
-            w1521, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1520.append(w1521)
-        r['notEqualTo'] = r1520
-    if h1517 & 1:
+            w1689, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1688.append(w1689)
+        r['notEqualTo'] = r1688
+    if h1685 & 1:
         q -= 1
         if (x >> q) & 1:
-            k1523, q = _rt.read_ld(x, q)
+            k1691, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1523 = ((x >> q) & 3) + 1
-        r1522: list[Any] = []
-        for _ in range(k1523):
+            k1691 = ((x >> q) & 3) + 1
+        r1690: list[Any] = []
+        for _ in range(k1691):
             x &= (1 << q) - 1
-            r1524: dict[str, Any] = {}
+            r1692: dict[str, Any] = {}
             q -= 2
-            r1524['comparisonOperator'] = (x >> q) & 3
-            r1524['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-            r1522.append(r1524)
-        r['ranges'] = r1522
+            r1692['comparisonOperator'] = (x >> q) & 3
+            r1692['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+            r1690.append(r1692)
+        r['ranges'] = r1690
     return r, q
 
 
@@ -5840,102 +5939,102 @@ def e_InternationalSign_applicablePeriod(v: Any) -> int:
     a: int = 1
     a = a << 6 | ('year' in v) << 5 | ('month-day' in v) << 4 | ('repeatingPeriodDayTypes' in v) << 3 | ('hourMinutes' in v) << 2 | ('dateRangeOfWeek' in v) << 1 | ('durationHourMinute' in v)
     if 'year' in v:
-        v1527 = v['year']
-        w1530 = v1527['yearRangeStartYear']
-        if 2000 <= w1530 <= 2127:
-            a = a << 8 | (w1530 - 2000)
+        v1695 = v['year']
+        w1698 = v1695['yearRangeStartYear']
+        if 2000 <= w1698 <= 2127:
+            a = a << 8 | (w1698 - 2000)
         else:
-            a = _rt.uwn(a << 1 | 1, w1530)
-        w1532 = v1527['yearRangeEndYear']
-        if 2000 <= w1532 <= 2127:
-            a = a << 8 | (w1532 - 2000)
+            a = _rt.uwn(a << 1 | 1, w1698)
+        w1700 = v1695['yearRangeEndYear']
+        if 2000 <= w1700 <= 2127:
+            a = a << 8 | (w1700 - 2000)
         else:
-            a = _rt.uwn(a << 1 | 1, w1532)
+            a = _rt.uwn(a << 1 | 1, w1700)
     if 'month-day' in v:
-        v1533 = v['month-day']
-        v1535 = v1533['dateRangeStartMonthDay']
-        a = a << 9 | ((v1535['month'] - 1)) << 5 | ((v1535['day'] - 1))
-        v1539 = v1533['dateRangeEndMonthDay']
-        a = a << 9 | ((v1539['month'] - 1)) << 5 | ((v1539['day'] - 1))
+        v1701 = v['month-day']
+        v1703 = v1701['dateRangeStartMonthDay']
+        a = a << 9 | ((v1703['month'] - 1)) << 5 | ((v1703['day'] - 1))
+        v1707 = v1701['dateRangeEndMonthDay']
+        a = a << 9 | ((v1707['month'] - 1)) << 5 | ((v1707['day'] - 1))
     if 'repeatingPeriodDayTypes' in v:
-        d1544, k1545 = v['repeatingPeriodDayTypes']
-        a = a << k1545 | int.from_bytes(d1544, 'big') >> (8 * len(d1544) - k1545)
+        d1712, k1713 = v['repeatingPeriodDayTypes']
+        a = a << k1713 | int.from_bytes(d1712, 'big') >> (8 * len(d1712) - k1713)
     if 'hourMinutes' in v:
-        v1546 = v['hourMinutes']
-        v1548 = v1546['timeRangeStartTime']
-        a = a << 11 | (v1548['hours']) << 6 | (v1548['mins'])
-        v1552 = v1546['timeRangeEndTime']
-        a = a << 11 | (v1552['hours']) << 6 | (v1552['mins'])
+        v1714 = v['hourMinutes']
+        v1716 = v1714['timeRangeStartTime']
+        a = a << 11 | (v1716['hours']) << 6 | (v1716['mins'])
+        v1720 = v1714['timeRangeEndTime']
+        a = a << 11 | (v1720['hours']) << 6 | (v1720['mins'])
     if 'dateRangeOfWeek' in v:
-        d1557, k1558 = v['dateRangeOfWeek']
-        a = a << k1558 | int.from_bytes(d1557, 'big') >> (8 * len(d1557) - k1558)
+        d1725, k1726 = v['dateRangeOfWeek']
+        a = a << k1726 | int.from_bytes(d1725, 'big') >> (8 * len(d1725) - k1726)
     if 'durationHourMinute' in v:
-        v1559 = v['durationHourMinute']
-        a = a << 11 | (v1559['hours']) << 6 | (v1559['mins'])
+        v1727 = v['durationHourMinute']
+        a = a << 11 | (v1727['hours']) << 6 | (v1727['mins'])
     return a
 
 def d_InternationalSign_applicablePeriod(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 6
-    h1563 = (x >> q) & 63
-    if h1563 & 32:
-        r1564: dict[str, Any] = {}
+    h1731 = (x >> q) & 63
+    if h1731 & 32:
+        r1732: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            r1564['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+            r1732['yearRangeStartYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r1564['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+            r1732['yearRangeStartYear'] = ((x >> q) & 127) + 2000
         q -= 1
         if (x >> q) & 1:
-            r1564['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+            r1732['yearRangeEndYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r1564['yearRangeEndYear'] = ((x >> q) & 127) + 2000
-        r['year'] = r1564
-    if h1563 & 16:
-        r1566: dict[str, Any] = {}
-        r1568: dict[str, Any] = {}
+            r1732['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+        r['year'] = r1732
+    if h1731 & 16:
+        r1734: dict[str, Any] = {}
+        r1736: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
-        r1568['month'] = ((t_ >> 5) & 15) + 1
-        r1568['day'] = (t_ & 31) + 1
-        r1566['dateRangeStartMonthDay'] = r1568
-        r1570: dict[str, Any] = {}
+        r1736['month'] = ((t_ >> 5) & 15) + 1
+        r1736['day'] = (t_ & 31) + 1
+        r1734['dateRangeStartMonthDay'] = r1736
+        r1738: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
-        r1570['month'] = ((t_ >> 5) & 15) + 1
-        r1570['day'] = (t_ & 31) + 1
-        r1566['dateRangeEndMonthDay'] = r1570
-        r['month-day'] = r1566
-    if h1563 & 8:
+        r1738['month'] = ((t_ >> 5) & 15) + 1
+        r1738['day'] = (t_ & 31) + 1
+        r1734['dateRangeEndMonthDay'] = r1738
+        r['month-day'] = r1734
+    if h1731 & 8:
         q -= 4
         r['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
-    if h1563 & 4:
-        r1573: dict[str, Any] = {}
-        r1575: dict[str, Any] = {}
+    if h1731 & 4:
+        r1741: dict[str, Any] = {}
+        r1743: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r1575['hours'] = (t_ >> 6) & 31
-        r1575['mins'] = t_ & 63
-        r1573['timeRangeStartTime'] = r1575
-        r1577: dict[str, Any] = {}
+        r1743['hours'] = (t_ >> 6) & 31
+        r1743['mins'] = t_ & 63
+        r1741['timeRangeStartTime'] = r1743
+        r1745: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r1577['hours'] = (t_ >> 6) & 31
-        r1577['mins'] = t_ & 63
-        r1573['timeRangeEndTime'] = r1577
-        r['hourMinutes'] = r1573
-    if h1563 & 2:
+        r1745['hours'] = (t_ >> 6) & 31
+        r1745['mins'] = t_ & 63
+        r1741['timeRangeEndTime'] = r1745
+        r['hourMinutes'] = r1741
+    if h1731 & 2:
         q -= 8
         r['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if h1563 & 1:
-        r1580: dict[str, Any] = {}
+    if h1731 & 1:
+        r1748: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r1580['hours'] = (t_ >> 6) & 31
-        r1580['mins'] = t_ & 63
-        r['durationHourMinute'] = r1580
+        r1748['hours'] = (t_ >> 6) & 31
+        r1748['mins'] = t_ & 63
+        r['durationHourMinute'] = r1748
     return r, q
 
 
@@ -5943,563 +6042,433 @@ def e_CompleteVehicleCharacteristics(v: Any) -> int:
     a: int = 1
     a = a << 3 | ('tractor' in v) << 2 | ('trailer' in v) << 1 | ('train' in v)
     if 'tractor' in v:
-        v1583 = v['tractor']
-        a = a << 3 | ('equalTo' in v1583) << 2 | ('notEqualTo' in v1583) << 1 | ('ranges' in v1583)
-        if 'equalTo' in v1583:
-            v1585 = v1583['equalTo']
-            a1586 = 1
-            k1587 = len(v1585)
-            if 1 <= k1587 <= 4:
-                a1586 <<= 1
-                a1586 = a1586 << 2 | (k1587 - 1)
+        v1751 = v['tractor']
+        a = a << 3 | ('equalTo' in v1751) << 2 | ('notEqualTo' in v1751) << 1 | ('ranges' in v1751)
+        if 'equalTo' in v1751:
+            v1753 = v1751['equalTo']
+            a1754 = 1
+            k1755 = len(v1753)
+            if 1 <= k1755 <= 4:
+                a1754 <<= 1
+                a1754 = a1754 << 2 | (k1755 - 1)
             else:
-                a1586 = _rt.ld(a1586 << 1 | 1, k1587)
-            for w1587 in v1585:
-                s_ = e_VehicleCharacteristicsFixValues(w1587)
-                a1586 = ((a1586 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1586.bit_length() - 1)) + a1586
-        if 'notEqualTo' in v1583:
-            v1588 = v1583['notEqualTo']
-            a1589 = 1
-            k1590 = len(v1588)
-            if 1 <= k1590 <= 4:
-                a1589 <<= 1
-                a1589 = a1589 << 2 | (k1590 - 1)
+                a1754 = _rt.ld(a1754 << 1 | 1, k1755)
+            for w1755 in v1753:
+                s_ = e_VehicleCharacteristicsFixValues(w1755)
+                a1754 = ((a1754 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1754.bit_length() - 1)) + a1754
+        if 'notEqualTo' in v1751:
+            v1756 = v1751['notEqualTo']
+            a1757 = 1
+            k1758 = len(v1756)
+            if 1 <= k1758 <= 4:
+                a1757 <<= 1
+                a1757 = a1757 << 2 | (k1758 - 1)
             else:
-                a1589 = _rt.ld(a1589 << 1 | 1, k1590)
-            for w1590 in v1588:
-                s_ = e_VehicleCharacteristicsFixValues(w1590)
-                a1589 = ((a1589 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1589.bit_length() - 1)) + a1589
-        if 'ranges' in v1583:
-            v1591 = v1583['ranges']
-            a1592 = 1
-            k1593 = len(v1591)
-            if 1 <= k1593 <= 4:
-                a1592 <<= 1
-                a1592 = a1592 << 2 | (k1593 - 1)
+                a1757 = _rt.ld(a1757 << 1 | 1, k1758)
+            for w1758 in v1756:
+                s_ = e_VehicleCharacteristicsFixValues(w1758)
+                a1757 = ((a1757 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1757.bit_length() - 1)) + a1757
+        if 'ranges' in v1751:
+            v1759 = v1751['ranges']
+            a1760 = 1
+            k1761 = len(v1759)
+            if 1 <= k1761 <= 4:
+                a1760 <<= 1
+                a1760 = a1760 << 2 | (k1761 - 1)
             else:
-                a1592 = _rt.ld(a1592 << 1 | 1, k1593)
-            for w1593 in v1591:
-                a1592 = a1592 << 2 | w1593['comparisonOperator']
-                s_ = e_VehicleCharacteristicsRanges_limits(w1593['limits'])
-                a1592 = ((a1592 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1592.bit_length() - 1)) + a1592
+                a1760 = _rt.ld(a1760 << 1 | 1, k1761)
+            for w1761 in v1759:
+                a1760 = a1760 << 2 | w1761['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits(w1761['limits'])
+                a1760 = ((a1760 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1760.bit_length() - 1)) + a1760
     if 'trailer' in v:
-        v1597 = v['trailer']
-        a1598 = 1
-        k1599 = len(v1597)
-        a1598 = a1598 << 2 | (k1599 - 1)
-        for w1599 in v1597:
-            a1598 = a1598 << 3 | ('equalTo' in w1599) << 2 | ('notEqualTo' in w1599) << 1 | ('ranges' in w1599)
-            if 'equalTo' in w1599:
-                v1601 = w1599['equalTo']
-                a1602 = 1
-                k1603 = len(v1601)
-                if 1 <= k1603 <= 4:
-                    a1602 <<= 1
-                    a1602 = a1602 << 2 | (k1603 - 1)
+        v1765 = v['trailer']
+        a1766 = 1
+        k1767 = len(v1765)
+        a1766 = a1766 << 2 | (k1767 - 1)
+        for w1767 in v1765:
+            a1766 = a1766 << 3 | ('equalTo' in w1767) << 2 | ('notEqualTo' in w1767) << 1 | ('ranges' in w1767)
+            if 'equalTo' in w1767:
+                v1769 = w1767['equalTo']
+                a1770 = 1
+                k1771 = len(v1769)
+                if 1 <= k1771 <= 4:
+                    a1770 <<= 1
+                    a1770 = a1770 << 2 | (k1771 - 1)
                 else:
-                    a1602 = _rt.ld(a1602 << 1 | 1, k1603)
-                for w1603 in v1601:
-                    s_ = e_VehicleCharacteristicsFixValues_2(w1603)
-                    a1602 = ((a1602 - 1) << (s_.bit_length() - 1)) + s_
-                a1598 = ((a1598 - 1) << (a1602.bit_length() - 1)) + a1602
-            if 'notEqualTo' in w1599:
-                v1604 = w1599['notEqualTo']
-                a1605 = 1
-                k1606 = len(v1604)
-                if 1 <= k1606 <= 4:
-                    a1605 <<= 1
-                    a1605 = a1605 << 2 | (k1606 - 1)
+                    a1770 = _rt.ld(a1770 << 1 | 1, k1771)
+                for w1771 in v1769:
+                    s_ = e_VehicleCharacteristicsFixValues_2(w1771)
+                    a1770 = ((a1770 - 1) << (s_.bit_length() - 1)) + s_
+                a1766 = ((a1766 - 1) << (a1770.bit_length() - 1)) + a1770
+            if 'notEqualTo' in w1767:
+                v1772 = w1767['notEqualTo']
+                a1773 = 1
+                k1774 = len(v1772)
+                if 1 <= k1774 <= 4:
+                    a1773 <<= 1
+                    a1773 = a1773 << 2 | (k1774 - 1)
                 else:
-                    a1605 = _rt.ld(a1605 << 1 | 1, k1606)
-                for w1606 in v1604:
-                    s_ = e_VehicleCharacteristicsFixValues_2(w1606)
-                    a1605 = ((a1605 - 1) << (s_.bit_length() - 1)) + s_
-                a1598 = ((a1598 - 1) << (a1605.bit_length() - 1)) + a1605
-            if 'ranges' in w1599:
-                v1607 = w1599['ranges']
-                a1608 = 1
-                k1609 = len(v1607)
-                if 1 <= k1609 <= 4:
-                    a1608 <<= 1
-                    a1608 = a1608 << 2 | (k1609 - 1)
+                    a1773 = _rt.ld(a1773 << 1 | 1, k1774)
+                for w1774 in v1772:
+                    s_ = e_VehicleCharacteristicsFixValues_2(w1774)
+                    a1773 = ((a1773 - 1) << (s_.bit_length() - 1)) + s_
+                a1766 = ((a1766 - 1) << (a1773.bit_length() - 1)) + a1773
+            if 'ranges' in w1767:
+                v1775 = w1767['ranges']
+                a1776 = 1
+                k1777 = len(v1775)
+                if 1 <= k1777 <= 4:
+                    a1776 <<= 1
+                    a1776 = a1776 << 2 | (k1777 - 1)
                 else:
-                    a1608 = _rt.ld(a1608 << 1 | 1, k1609)
-                for w1609 in v1607:
-                    s_ = e_VehicleCharacteristicsRanges(w1609)
-                    a1608 = ((a1608 - 1) << (s_.bit_length() - 1)) + s_
-                a1598 = ((a1598 - 1) << (a1608.bit_length() - 1)) + a1608
-        a = ((a - 1) << (a1598.bit_length() - 1)) + a1598
+                    a1776 = _rt.ld(a1776 << 1 | 1, k1777)
+                for w1777 in v1775:
+                    s_ = e_VehicleCharacteristicsRanges(w1777)
+                    a1776 = ((a1776 - 1) << (s_.bit_length() - 1)) + s_
+                a1766 = ((a1766 - 1) << (a1776.bit_length() - 1)) + a1776
+        a = ((a - 1) << (a1766.bit_length() - 1)) + a1766
     if 'train' in v:
-        v1610 = v['train']
-        a = a << 3 | ('equalTo' in v1610) << 2 | ('notEqualTo' in v1610) << 1 | ('ranges' in v1610)
-        if 'equalTo' in v1610:
-            v1612 = v1610['equalTo']
-            a1613 = 1
-            k1614 = len(v1612)
-            if 1 <= k1614 <= 4:
-                a1613 <<= 1
-                a1613 = a1613 << 2 | (k1614 - 1)
+        v1778 = v['train']
+        a = a << 3 | ('equalTo' in v1778) << 2 | ('notEqualTo' in v1778) << 1 | ('ranges' in v1778)
+        if 'equalTo' in v1778:
+            v1780 = v1778['equalTo']
+            a1781 = 1
+            k1782 = len(v1780)
+            if 1 <= k1782 <= 4:
+                a1781 <<= 1
+                a1781 = a1781 << 2 | (k1782 - 1)
             else:
-                a1613 = _rt.ld(a1613 << 1 | 1, k1614)
-            for w1614 in v1612:
-                s_ = e_VehicleCharacteristicsFixValues(w1614)
-                a1613 = ((a1613 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1613.bit_length() - 1)) + a1613
-        if 'notEqualTo' in v1610:
-            v1615 = v1610['notEqualTo']
-            a1616 = 1
-            k1617 = len(v1615)
-            if 1 <= k1617 <= 4:
-                a1616 <<= 1
-                a1616 = a1616 << 2 | (k1617 - 1)
+                a1781 = _rt.ld(a1781 << 1 | 1, k1782)
+            for w1782 in v1780:
+                s_ = e_VehicleCharacteristicsFixValues(w1782)
+                a1781 = ((a1781 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1781.bit_length() - 1)) + a1781
+        if 'notEqualTo' in v1778:
+            v1783 = v1778['notEqualTo']
+            a1784 = 1
+            k1785 = len(v1783)
+            if 1 <= k1785 <= 4:
+                a1784 <<= 1
+                a1784 = a1784 << 2 | (k1785 - 1)
             else:
-                a1616 = _rt.ld(a1616 << 1 | 1, k1617)
-            for w1617 in v1615:
-                s_ = e_VehicleCharacteristicsFixValues(w1617)
-                a1616 = ((a1616 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1616.bit_length() - 1)) + a1616
-        if 'ranges' in v1610:
-            v1618 = v1610['ranges']
-            a1619 = 1
-            k1620 = len(v1618)
-            if 1 <= k1620 <= 4:
-                a1619 <<= 1
-                a1619 = a1619 << 2 | (k1620 - 1)
+                a1784 = _rt.ld(a1784 << 1 | 1, k1785)
+            for w1785 in v1783:
+                s_ = e_VehicleCharacteristicsFixValues(w1785)
+                a1784 = ((a1784 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1784.bit_length() - 1)) + a1784
+        if 'ranges' in v1778:
+            v1786 = v1778['ranges']
+            a1787 = 1
+            k1788 = len(v1786)
+            if 1 <= k1788 <= 4:
+                a1787 <<= 1
+                a1787 = a1787 << 2 | (k1788 - 1)
             else:
-                a1619 = _rt.ld(a1619 << 1 | 1, k1620)
-            for w1620 in v1618:
-                a1619 = a1619 << 2 | w1620['comparisonOperator']
-                s_ = e_VehicleCharacteristicsRanges_limits(w1620['limits'])
-                a1619 = ((a1619 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1619.bit_length() - 1)) + a1619
+                a1787 = _rt.ld(a1787 << 1 | 1, k1788)
+            for w1788 in v1786:
+                a1787 = a1787 << 2 | w1788['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits(w1788['limits'])
+                a1787 = ((a1787 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1787.bit_length() - 1)) + a1787
     return a
 
 def d_CompleteVehicleCharacteristics(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1624 = (x >> q) & 7
-    if h1624 & 4:
-        r1625: dict[str, Any] = {}
+    h1792 = (x >> q) & 7
+    if h1792 & 4:
+        r1793: dict[str, Any] = {}
         q -= 3
-        h1626 = (x >> q) & 7
-        if h1626 & 4:
+        h1794 = (x >> q) & 7
+        if h1794 & 4:
             q -= 1
             if (x >> q) & 1:
-                k1628, q = _rt.read_ld(x, q)
+                k1796, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1628 = ((x >> q) & 3) + 1
-            r1627: list[Any] = []
-            for _ in range(k1628):
+                k1796 = ((x >> q) & 3) + 1
+            r1795: list[Any] = []
+            for _ in range(k1796):
                 x &= (1 << q) - 1
-                w1628, q = d_VehicleCharacteristicsFixValues(x, q)
-                r1627.append(w1628)
-            r1625['equalTo'] = r1627
-        if h1626 & 2:
+                w1796, q = d_VehicleCharacteristicsFixValues(x, q)
+                r1795.append(w1796)
+            r1793['equalTo'] = r1795
+        if h1794 & 2:
             q -= 1
             if (x >> q) & 1:
-                k1630, q = _rt.read_ld(x, q)
+                k1798, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1630 = ((x >> q) & 3) + 1
-            r1629: list[Any] = []
-            for _ in range(k1630):
+                k1798 = ((x >> q) & 3) + 1
+            r1797: list[Any] = []
+            for _ in range(k1798):
                 x &= (1 << q) - 1
-                w1630, q = d_VehicleCharacteristicsFixValues(x, q)
-                r1629.append(w1630)
-            r1625['notEqualTo'] = r1629
-        if h1626 & 1:
+                w1798, q = d_VehicleCharacteristicsFixValues(x, q)
+                r1797.append(w1798)
+            r1793['notEqualTo'] = r1797
+        if h1794 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1632, q = _rt.read_ld(x, q)
+                k1800, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1632 = ((x >> q) & 3) + 1
-            r1631: list[Any] = []
-            for _ in range(k1632):
+                k1800 = ((x >> q) & 3) + 1
+            r1799: list[Any] = []
+            for _ in range(k1800):
                 x &= (1 << q) - 1
-                r1633: dict[str, Any] = {}
+                r1801: dict[str, Any] = {}
                 q -= 2
-                r1633['comparisonOperator'] = (x >> q) & 3
-                r1633['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-                r1631.append(r1633)
-            r1625['ranges'] = r1631
-        r['tractor'] = r1625
-    if h1624 & 2:
+                r1801['comparisonOperator'] = (x >> q) & 3
+                r1801['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+                r1799.append(r1801)
+            r1793['ranges'] = r1799
+        r['tractor'] = r1793
+    if h1792 & 2:
         q -= 2
-        k1636 = ((x >> q) & 3) + 1
-        r1635: list[Any] = []
-        for _ in range(k1636):
+        k1804 = ((x >> q) & 3) + 1
+        r1803: list[Any] = []
+        for _ in range(k1804):
             x &= (1 << q) - 1
-            r1637: dict[str, Any] = {}
+            r1805: dict[str, Any] = {}
             q -= 3
-            h1638 = (x >> q) & 7
-            if h1638 & 4:
+            h1806 = (x >> q) & 7
+            if h1806 & 4:
                 q -= 1
                 if (x >> q) & 1:
-                    k1640, q = _rt.read_ld(x, q)
+                    k1808, q = _rt.read_ld(x, q)
                 else:
                     q -= 2
-                    k1640 = ((x >> q) & 3) + 1
-                r1639: list[Any] = []
-                for _ in range(k1640):
-                    w1640, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                    r1639.append(w1640)
-                r1637['equalTo'] = r1639
-            if h1638 & 2:
+                    k1808 = ((x >> q) & 3) + 1
+                r1807: list[Any] = []
+                for _ in range(k1808):
+                    w1808, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                    r1807.append(w1808)
+                r1805['equalTo'] = r1807
+            if h1806 & 2:
                 q -= 1
                 if (x >> q) & 1:
-                    k1642, q = _rt.read_ld(x, q)
+                    k1810, q = _rt.read_ld(x, q)
                 else:
                     q -= 2
-                    k1642 = ((x >> q) & 3) + 1
-                r1641: list[Any] = []
-                for _ in range(k1642):
-                    w1642, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                    r1641.append(w1642)
-                r1637['notEqualTo'] = r1641
-            if h1638 & 1:
+                    k1810 = ((x >> q) & 3) + 1
+                r1809: list[Any] = []
+                for _ in range(k1810):
+                    w1810, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                    r1809.append(w1810)
+                r1805['notEqualTo'] = r1809
+            if h1806 & 1:
                 q -= 1
                 if (x >> q) & 1:
-                    k1644, q = _rt.read_ld(x, q)
+                    k1812, q = _rt.read_ld(x, q)
                 else:
                     q -= 2
-                    k1644 = ((x >> q) & 3) + 1
-                r1643: list[Any] = []
-                for _ in range(k1644):
-                    w1644, q = d_VehicleCharacteristicsRanges(x, q)
-                    r1643.append(w1644)
-                r1637['ranges'] = r1643
-            r1635.append(r1637)
-        r['trailer'] = r1635
-    if h1624 & 1:
-        r1645: dict[str, Any] = {}
+                    k1812 = ((x >> q) & 3) + 1
+                r1811: list[Any] = []
+                for _ in range(k1812):
+                    w1812, q = d_VehicleCharacteristicsRanges(x, q)
+                    r1811.append(w1812)
+                r1805['ranges'] = r1811
+            r1803.append(r1805)
+        r['trailer'] = r1803
+    if h1792 & 1:
+        r1813: dict[str, Any] = {}
         q -= 3
-        h1646 = (x >> q) & 7
-        if h1646 & 4:
+        h1814 = (x >> q) & 7
+        if h1814 & 4:
             q -= 1
             if (x >> q) & 1:
-                k1648, q = _rt.read_ld(x, q)
+                k1816, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1648 = ((x >> q) & 3) + 1
-            r1647: list[Any] = []
-            for _ in range(k1648):
+                k1816 = ((x >> q) & 3) + 1
+            r1815: list[Any] = []
+            for _ in range(k1816):
                 x &= (1 << q) - 1
-                w1648, q = d_VehicleCharacteristicsFixValues(x, q)
-                r1647.append(w1648)
-            r1645['equalTo'] = r1647
-        if h1646 & 2:
+                w1816, q = d_VehicleCharacteristicsFixValues(x, q)
+                r1815.append(w1816)
+            r1813['equalTo'] = r1815
+        if h1814 & 2:
             q -= 1
             if (x >> q) & 1:
-                k1650, q = _rt.read_ld(x, q)
+                k1818, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1650 = ((x >> q) & 3) + 1
-            r1649: list[Any] = []
-            for _ in range(k1650):
+                k1818 = ((x >> q) & 3) + 1
+            r1817: list[Any] = []
+            for _ in range(k1818):
                 x &= (1 << q) - 1
-                w1650, q = d_VehicleCharacteristicsFixValues(x, q)
-                r1649.append(w1650)
-            r1645['notEqualTo'] = r1649
-        if h1646 & 1:
+                w1818, q = d_VehicleCharacteristicsFixValues(x, q)
+                r1817.append(w1818)
+            r1813['notEqualTo'] = r1817
+        if h1814 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1652, q = _rt.read_ld(x, q)
+                k1820, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1652 = ((x >> q) & 3) + 1
-            r1651: list[Any] = []
-            for _ in range(k1652):
+                k1820 = ((x >> q) & 3) + 1
+            r1819: list[Any] = []
+            for _ in range(k1820):
                 x &= (1 << q) - 1
-                r1653: dict[str, Any] = {}
+                r1821: dict[str, Any] = {}
                 q -= 2
-                r1653['comparisonOperator'] = (x >> q) & 3
-                r1653['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-                r1651.append(r1653)
-            r1645['ranges'] = r1651
-        r['train'] = r1645
+                r1821['comparisonOperator'] = (x >> q) & 3
+                r1821['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+                r1819.append(r1821)
+            r1813['ranges'] = r1819
+        r['train'] = r1813
     return r, q
 
 
 def e_ZoneIds(v: Any) -> int:
     a: int = 1
-    k1655 = len(v)
-    if 1 <= k1655 <= 8:
+    k1823 = len(v)
+    if 1 <= k1823 <= 8:
         a <<= 1
-        a = a << 3 | (k1655 - 1)
+        a = a << 3 | (k1823 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1655)
-    for w1655 in v:
-        w1656 = w1655
-        if 1 <= w1656 <= 32:
-            a = a << 6 | (w1656 - 1)
+        a = _rt.ld(a << 1 | 1, k1823)
+    for w1823 in v:
+        w1824 = w1823
+        if 1 <= w1824 <= 32:
+            a = a << 6 | (w1824 - 1)
         else:
-            a = _rt.uwn(a << 1 | 1, w1656)
+            a = _rt.uwn(a << 1 | 1, w1824)
     return a
 
 def d_ZoneIds(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1657, q = _rt.read_ld(x, q)
+        k1825, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k1657 = ((x >> q) & 7) + 1
+        k1825 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1657):
+    for _ in range(k1825):
         q -= 1
         if (x >> q) & 1:
-            w1657, q = _rt.read_uwn(x, q)
+            w1825, q = _rt.read_uwn(x, q)
         else:
             q -= 5
-            w1657 = ((x >> q) & 31) + 1
-        r.append(w1657)
-    return r, q
-
-
-def e_LaneCharacteristics(v: Any) -> int:
-    a: int = 1
-    w1660 = v['zoneDefinitionAccuracy']
-    if 0 <= w1660 <= 7:
-        a = a << 4 | w1660
-    else:
-        a = _rt.uwn(a << 1 | 1, w1660)
-    a = a << 1 | (1 if v['existinglaneMarkingStatus'] else 0)
-    w1663 = v['newlaneMarkingColour']
-    if 0 <= w1663 <= 7:
-        a = a << 4 | w1663
-    else:
-        a = _rt.uwn(a << 1 | 1, w1663)
-    w1665 = v['laneDelimitationLeft']
-    if 0 <= w1665 <= 7:
-        a = a << 4 | w1665
-    else:
-        a = _rt.uwn(a << 1 | 1, w1665)
-    w1667 = v['laneDelimitationRight']
-    if 0 <= w1667 <= 7:
-        a = a << 4 | w1667
-    else:
-        a = _rt.uwn(a << 1 | 1, w1667)
-    w1669 = v['mergingWith']
-    if 1 <= w1669 <= 32:
-        a = a << 6 | (w1669 - 1)
-    else:
-        a = _rt.uwn(a << 1 | 1, w1669)
-    return a
-
-def d_LaneCharacteristics(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 1
-    if (x >> q) & 1:
-        r['zoneDefinitionAccuracy'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 3
-        r['zoneDefinitionAccuracy'] = (x >> q) & 7
-    q -= 1
-    r['existinglaneMarkingStatus'] = (x >> q) & 1 == 1
-    q -= 1
-    if (x >> q) & 1:
-        r['newlaneMarkingColour'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 3
-        r['newlaneMarkingColour'] = (x >> q) & 7
-    q -= 1
-    if (x >> q) & 1:
-        r['laneDelimitationLeft'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 3
-        r['laneDelimitationLeft'] = (x >> q) & 7
-    q -= 1
-    if (x >> q) & 1:
-        r['laneDelimitationRight'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 3
-        r['laneDelimitationRight'] = (x >> q) & 7
-    q -= 1
-    if (x >> q) & 1:
-        r['mergingWith'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 5
-        r['mergingWith'] = ((x >> q) & 31) + 1
-    return r, q
-
-
-def e_RoadSurfaceStaticCharacteristics(v: Any) -> int:
-    a: int = 1
-    a = a << 7 | v['frictionCoefficient']
-    w1674 = v['material']
-    if 0 <= w1674 <= 7:
-        a = a << 4 | w1674
-    else:
-        a = _rt.uwn(a << 1 | 1, w1674)
-    w1676 = v['wear']
-    if 0 <= w1676 <= 7:
-        a = a << 4 | w1676
-    else:
-        a = _rt.uwn(a << 1 | 1, w1676)
-    a = a << 6 | (v['avBankingAngle'] + 20)
-    return a
-
-def d_RoadSurfaceStaticCharacteristics(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 7
-    r['frictionCoefficient'] = (x >> q) & 127
-    q -= 1
-    if (x >> q) & 1:
-        r['material'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 3
-        r['material'] = (x >> q) & 7
-    q -= 1
-    if (x >> q) & 1:
-        r['wear'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 3
-        r['wear'] = (x >> q) & 7
-    q -= 6
-    r['avBankingAngle'] = ((x >> q) & 63) - 20
-    return r, q
-
-
-def e_RoadSurfaceDynamicCharacteristics(v: Any) -> int:
-    a: int = 1
-    w1681 = v['condition']
-    if 0 <= w1681 <= 15:
-        a = a << 5 | w1681
-    else:
-        a = _rt.uwn(a << 1 | 1, w1681)
-    a = a << 19 | ((v['temperature'] + 100)) << 11 | (v['iceOrWaterDepth']) << 3 | (v['treatment'])
-    return a
-
-def d_RoadSurfaceDynamicCharacteristics(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 1
-    if (x >> q) & 1:
-        r['condition'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 4
-        r['condition'] = (x >> q) & 15
-    q -= 19
-    t_ = (x >> q) & 524287
-    r['temperature'] = ((t_ >> 11) & 255) - 100
-    r['iceOrWaterDepth'] = (t_ >> 3) & 255
-    r['treatment'] = t_ & 7
+            w1825 = ((x >> q) & 31) + 1
+        r.append(w1825)
     return r, q
 
 
 def e_SaeAutomationLevels(v: Any) -> int:
     a: int = 1
-    k1686 = len(v)
-    a = a << 3 | (k1686 - 1)
-    for w1686 in v:
-        a = a << 3 | w1686
+    k1826 = len(v)
+    a = a << 3 | (k1826 - 1)
+    for w1826 in v:
+        a = a << 3 | w1826
     return a
 
 def d_SaeAutomationLevels(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k1687 = ((x >> q) & 7) + 1
+    k1827 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1687):
+    for _ in range(k1827):
         q -= 3
-        w1687 = (x >> q) & 7
-        r.append(w1687)
+        w1827 = (x >> q) & 7
+        r.append(w1827)
     return r, q
 
 
 def e_RoadSignCodes(v: Any) -> int:
     a: int = 1
-    k1688 = len(v)
-    if 1 <= k1688 <= 4:
+    k1828 = len(v)
+    if 1 <= k1828 <= 4:
         a <<= 1
-        a = a << 2 | (k1688 - 1)
+        a = a << 2 | (k1828 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1688)
-    for w1688 in v:
-        a = a << 1 | ('layoutComponentId' in w1688)
-        if 'layoutComponentId' in w1688:
-            w1691 = w1688['layoutComponentId']
-            if 1 <= w1691 <= 4:
-                a = a << 3 | (w1691 - 1)
+        a = _rt.ld(a << 1 | 1, k1828)
+    for w1828 in v:
+        a = a << 1 | ('layoutComponentId' in w1828)
+        if 'layoutComponentId' in w1828:
+            w1831 = w1828['layoutComponentId']
+            if 1 <= w1831 <= 4:
+                a = a << 3 | (w1831 - 1)
             else:
-                a = _rt.uwn(a << 1 | 1, w1691)
-        s_ = e_RSCode_code(w1688['code'])
+                a = _rt.uwn(a << 1 | 1, w1831)
+        s_ = e_RSCode_code(w1828['code'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RoadSignCodes(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1693, q = _rt.read_ld(x, q)
+        k1833, q = _rt.read_ld(x, q)
     else:
         q -= 2
-        k1693 = ((x >> q) & 3) + 1
+        k1833 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1693):
+    for _ in range(k1833):
         x &= (1 << q) - 1
-        r1694: dict[str, Any] = {}
+        r1834: dict[str, Any] = {}
         q -= 1
-        h1695 = (x >> q) & 1
-        if h1695 & 1:
+        h1835 = (x >> q) & 1
+        if h1835 & 1:
             q -= 1
             if (x >> q) & 1:
-                r1694['layoutComponentId'], q = _rt.read_uwn(x, q)
+                r1834['layoutComponentId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r1694['layoutComponentId'] = ((x >> q) & 3) + 1
-        r1694['code'], q = d_RSCode_code(x, q)
-        r.append(r1694)
+                r1834['layoutComponentId'] = ((x >> q) & 3) + 1
+        r1834['code'], q = d_RSCode_code(x, q)
+        r.append(r1834)
     return r, q
 
 
 def e_ConstraintTextLines2(v: Any) -> int:
     a: int = 1
-    k1696 = len(v)
-    if 1 <= k1696 <= 4:
+    k1836 = len(v)
+    if 1 <= k1836 <= 4:
         a <<= 1
-        a = a << 2 | (k1696 - 1)
+        a = a << 2 | (k1836 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1696)
-    for w1696 in v:
-        a = a << 1 | ('layoutComponentId' in w1696)
-        if 'layoutComponentId' in w1696:
-            w1699 = w1696['layoutComponentId']
-            if 1 <= w1699 <= 4:
-                a = a << 3 | (w1699 - 1)
+        a = _rt.ld(a << 1 | 1, k1836)
+    for w1836 in v:
+        a = a << 1 | ('layoutComponentId' in w1836)
+        if 'layoutComponentId' in w1836:
+            w1839 = w1836['layoutComponentId']
+            if 1 <= w1839 <= 4:
+                a = a << 3 | (w1839 - 1)
             else:
-                a = _rt.uwn(a << 1 | 1, w1699)
-        d1701, k1702 = w1696['language']
-        a = a << k1702 | int.from_bytes(d1701, 'big') >> (8 * len(d1701) - k1702)
-        a = _rt.octets(a, w1696['textContent'].encode('utf-8'))
+                a = _rt.uwn(a << 1 | 1, w1839)
+        d1841, k1842 = w1836['language']
+        a = a << k1842 | int.from_bytes(d1841, 'big') >> (8 * len(d1841) - k1842)
+        a = _rt.octets(a, w1836['textContent'].encode('utf-8'))
     return a
 
 def d_ConstraintTextLines2(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1704, q = _rt.read_ld(x, q)
+        k1844, q = _rt.read_ld(x, q)
     else:
         q -= 2
-        k1704 = ((x >> q) & 3) + 1
+        k1844 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1704):
+    for _ in range(k1844):
         x &= (1 << q) - 1
-        r1705: dict[str, Any] = {}
+        r1845: dict[str, Any] = {}
         q -= 1
-        h1706 = (x >> q) & 1
-        if h1706 & 1:
+        h1846 = (x >> q) & 1
+        if h1846 & 1:
             q -= 1
             if (x >> q) & 1:
-                r1705['layoutComponentId'], q = _rt.read_uwn(x, q)
+                r1845['layoutComponentId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r1705['layoutComponentId'] = ((x >> q) & 3) + 1
+                r1845['layoutComponentId'] = ((x >> q) & 3) + 1
         q -= 10
-        r1705['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-        b1708, q = _rt.read_octets(x, q)
-        r1705['textContent'] = b1708.decode('utf-8')
-        r.append(r1705)
+        r1845['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+        b1848, q = _rt.read_octets(x, q)
+        r1845['textContent'] = b1848.decode('utf-8')
+        r.append(r1845)
     return r, q
 
 
@@ -6537,30 +6506,30 @@ def e_SignalStatusPackage_addGrpC(v: Any) -> int:
     if 'synchToSchedule' in v:
         a = a << 8 | (v['synchToSchedule'] + 122)
     if 'rejectedReason' in v:
-        w1712 = v['rejectedReason']
-        i1713 = _E_RejectedReason_52.get(w1712)
-        if i1713 is not None:
-            a = a << 4 | i1713
+        w1852 = v['rejectedReason']
+        i1853 = _E_RejectedReason_52.get(w1852)
+        if i1853 is not None:
+            a = a << 4 | i1853
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1712])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1852])
     return a
 
 def d_SignalStatusPackage_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1714 = (x >> q) & 7
-    if h1714 & 2:
+    h1854 = (x >> q) & 7
+    if h1854 & 2:
         q -= 8
         r['synchToSchedule'] = ((x >> q) & 255) - 122
-    if h1714 & 1:
+    if h1854 & 1:
         q -= 1
         if (x >> q) & 1:
-            i1715, q = _rt.read_nsnn(x, q)
-            r['rejectedReason'] = _DX_LayerType_3.get(i1715)
+            i1855, q = _rt.read_nsnn(x, q)
+            r['rejectedReason'] = _DX_LayerType_3.get(i1855)
         else:
             q -= 3
             r['rejectedReason'] = _D_RejectedReason_53[(x >> q) & 7]
-    if h1714 >> 2:
+    if h1854 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -6569,27 +6538,27 @@ def e_MovementEvent_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('stateChangeReason' in v)
     if 'stateChangeReason' in v:
-        w1718 = v['stateChangeReason']
-        i1719 = _E_ExceptionalCondition_54.get(w1718)
-        if i1719 is not None:
-            a = a << 5 | i1719
+        w1858 = v['stateChangeReason']
+        i1859 = _E_ExceptionalCondition_54.get(w1858)
+        if i1859 is not None:
+            a = a << 5 | i1859
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1718])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1858])
     return a
 
 def d_MovementEvent_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1720 = (x >> q) & 3
-    if h1720 & 1:
+    h1860 = (x >> q) & 3
+    if h1860 & 1:
         q -= 1
         if (x >> q) & 1:
-            i1721, q = _rt.read_nsnn(x, q)
-            r['stateChangeReason'] = _DX_LayerType_3.get(i1721)
+            i1861, q = _rt.read_nsnn(x, q)
+            r['stateChangeReason'] = _DX_LayerType_3.get(i1861)
         else:
             q -= 4
             r['stateChangeReason'] = _D_ExceptionalCondition_55[(x >> q) & 15]
-    if h1720 >> 1:
+    if h1860 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -6763,99 +6732,99 @@ def d_ComputedLane_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_NodeAttributeXYList(v: Any) -> int:
     a: int = 1
-    k1724 = len(v)
-    a = a << 3 | (k1724 - 1)
-    for w1724 in v:
-        w1725 = w1724
-        i1726 = _E_NodeAttributeXY_48.get(w1725)
-        if i1726 is not None:
-            a = a << 5 | i1726
+    k1864 = len(v)
+    a = a << 3 | (k1864 - 1)
+    for w1864 in v:
+        w1865 = w1864
+        i1866 = _E_NodeAttributeXY_48.get(w1865)
+        if i1866 is not None:
+            a = a << 5 | i1866
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1725])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1865])
     return a
 
 def d_NodeAttributeXYList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k1727 = ((x >> q) & 7) + 1
+    k1867 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1727):
+    for _ in range(k1867):
         q -= 1
         if (x >> q) & 1:
-            i1728, q = _rt.read_nsnn(x, q)
-            w1727 = _DX_LayerType_3.get(i1728)
+            i1868, q = _rt.read_nsnn(x, q)
+            w1867 = _DX_LayerType_3.get(i1868)
         else:
             q -= 4
-            w1727 = _D_NodeAttributeXY_50[(x >> q) & 15]
-        r.append(w1727)
+            w1867 = _D_NodeAttributeXY_50[(x >> q) & 15]
+        r.append(w1867)
     return r, q
 
 
 def e_SegmentAttributeXYList(v: Any) -> int:
     a: int = 1
-    k1729 = len(v)
-    a = a << 3 | (k1729 - 1)
-    for w1729 in v:
-        w1730 = w1729
-        i1731 = _E_SegmentAttributeXY_49.get(w1730)
-        if i1731 is not None:
-            a = a << 7 | i1731
+    k1869 = len(v)
+    a = a << 3 | (k1869 - 1)
+    for w1869 in v:
+        w1870 = w1869
+        i1871 = _E_SegmentAttributeXY_49.get(w1870)
+        if i1871 is not None:
+            a = a << 7 | i1871
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1730])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1870])
     return a
 
 def d_SegmentAttributeXYList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k1732 = ((x >> q) & 7) + 1
+    k1872 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1732):
+    for _ in range(k1872):
         q -= 1
         if (x >> q) & 1:
-            i1733, q = _rt.read_nsnn(x, q)
-            w1732 = _DX_LayerType_3.get(i1733)
+            i1873, q = _rt.read_nsnn(x, q)
+            w1872 = _DX_LayerType_3.get(i1873)
         else:
             q -= 6
-            w1732 = _D_SegmentAttributeXY_51[(x >> q) & 63]
-        r.append(w1732)
+            w1872 = _D_SegmentAttributeXY_51[(x >> q) & 63]
+        r.append(w1872)
     return r, q
 
 
 def e_LaneDataAttributeList(v: Any) -> int:
     a: int = 1
-    k1734 = len(v)
-    a = a << 3 | (k1734 - 1)
-    for w1734 in v:
-        s_ = e_LaneDataAttribute(w1734)
+    k1874 = len(v)
+    a = a << 3 | (k1874 - 1)
+    for w1874 in v:
+        s_ = e_LaneDataAttribute(w1874)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_LaneDataAttributeList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k1735 = ((x >> q) & 7) + 1
+    k1875 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1735):
+    for _ in range(k1875):
         x &= (1 << q) - 1
-        w1735, q = d_LaneDataAttribute(x, q)
-        r.append(w1735)
+        w1875, q = d_LaneDataAttribute(x, q)
+        r.append(w1875)
     return r, q
 
 
 def e_NodeAttributeSetXY_regional(v: Any) -> int:
     a: int = 1
-    k1736 = len(v)
-    a = a << 2 | (k1736 - 1)
-    for w1736 in v:
-        s_ = e_NodeAttributeSetXY_regional_item(w1736)
+    k1876 = len(v)
+    a = a << 2 | (k1876 - 1)
+    for w1876 in v:
+        s_ = e_NodeAttributeSetXY_regional_item(w1876)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_NodeAttributeSetXY_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k1737 = ((x >> q) & 3) + 1
+    k1877 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1737):
+    for _ in range(k1877):
         x &= (1 << q) - 1
-        w1737, q = d_NodeAttributeSetXY_regional_item(x, q)
-        r.append(w1737)
+        w1877, q = d_NodeAttributeSetXY_regional_item(x, q)
+        r.append(w1877)
     return r, q
 
 
@@ -7015,9 +6984,9 @@ def e_Segment(v: Any) -> int:
 def d_Segment(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h1771 = (x >> q) & 1
+    h1911 = (x >> q) & 1
     r['line'], q = d_PolygonalLine(x, q)
-    if h1771 & 1:
+    if h1911 & 1:
         q -= 10
         r['laneWidth'] = (x >> q) & 1023
     return r, q
@@ -7076,23 +7045,23 @@ def d_PolygonalLine(x: int, q: int) -> tuple[Any, int]:
 def e_ComputedSegment(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('offsetDistance' in v) << 1 | ('offsetPosition' in v)
-    w1774 = v['zoneId']
-    if 1 <= w1774 <= 32:
-        a = a << 6 | (w1774 - 1)
+    w1914 = v['zoneId']
+    if 1 <= w1914 <= 32:
+        a = a << 6 | (w1914 - 1)
     else:
-        a = _rt.uwn(a << 1 | 1, w1774)
+        a = _rt.uwn(a << 1 | 1, w1914)
     a = a << 14 | ((v['laneNumber'] + 1)) << 10 | (v['laneWidth'])
     if 'offsetDistance' in v:
         a = a << 16 | (v['offsetDistance'] + 32768)
     if 'offsetPosition' in v:
-        v1778 = v['offsetPosition']
-        a = a << 51 | ((v1778['deltaLatitude'] + 131071)) << 33 | ((v1778['deltaLongitude'] + 131071)) << 15 | ((v1778['deltaAltitude'] + 12700))
+        v1918 = v['offsetPosition']
+        a = a << 51 | ((v1918['deltaLatitude'] + 131071)) << 33 | ((v1918['deltaLongitude'] + 131071)) << 15 | ((v1918['deltaAltitude'] + 12700))
     return a
 
 def d_ComputedSegment(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1783 = (x >> q) & 3
+    h1923 = (x >> q) & 3
     q -= 1
     if (x >> q) & 1:
         r['zoneId'], q = _rt.read_uwn(x, q)
@@ -7103,17 +7072,17 @@ def d_ComputedSegment(x: int, q: int) -> tuple[Any, int]:
     t_ = (x >> q) & 16383
     r['laneNumber'] = ((t_ >> 10) & 15) - 1
     r['laneWidth'] = t_ & 1023
-    if h1783 & 2:
+    if h1923 & 2:
         q -= 16
         r['offsetDistance'] = ((x >> q) & 65535) - 32768
-    if h1783 & 1:
-        r1784: dict[str, Any] = {}
+    if h1923 & 1:
+        r1924: dict[str, Any] = {}
         q -= 51
         t_ = (x >> q) & 2251799813685247
-        r1784['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
-        r1784['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
-        r1784['deltaAltitude'] = (t_ & 32767) - 12700
-        r['offsetPosition'] = r1784
+        r1924['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
+        r1924['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
+        r1924['deltaAltitude'] = (t_ & 32767) - 12700
+        r['offsetPosition'] = r1924
     return r, q
 
 
@@ -7441,50 +7410,50 @@ def e_VcCode(v: Any) -> int:
     a: int = 1
     a = a << 15 | (('validity' in v) << 2 | ('value' in v) << 1 | ('unit' in v)) << 12 | (v['roadSignClass']) << 9 | ((v['roadSignCode'] - 1)) << 3 | (v['vcOption'])
     if 'validity' in v:
-        v1790 = v['validity']
-        a1791 = 1
-        k1792 = len(v1790)
-        if 1 <= k1792 <= 8:
-            a1791 <<= 1
-            a1791 = a1791 << 3 | (k1792 - 1)
+        v1930 = v['validity']
+        a1931 = 1
+        k1932 = len(v1930)
+        if 1 <= k1932 <= 8:
+            a1931 <<= 1
+            a1931 = a1931 << 3 | (k1932 - 1)
         else:
-            a1791 = _rt.ld(a1791 << 1 | 1, k1792)
-        for w1792 in v1790:
-            a1791 = a1791 << 6 | ('year' in w1792) << 5 | ('month-day' in w1792) << 4 | ('repeatingPeriodDayTypes' in w1792) << 3 | ('hourMinutes' in w1792) << 2 | ('dateRangeOfWeek' in w1792) << 1 | ('durationHourMinute' in w1792)
-            if 'year' in w1792:
-                v1794 = w1792['year']
-                w1797 = v1794['yearRangeStartYear']
-                if 2000 <= w1797 <= 2127:
-                    a1791 = a1791 << 8 | (w1797 - 2000)
+            a1931 = _rt.ld(a1931 << 1 | 1, k1932)
+        for w1932 in v1930:
+            a1931 = a1931 << 6 | ('year' in w1932) << 5 | ('month-day' in w1932) << 4 | ('repeatingPeriodDayTypes' in w1932) << 3 | ('hourMinutes' in w1932) << 2 | ('dateRangeOfWeek' in w1932) << 1 | ('durationHourMinute' in w1932)
+            if 'year' in w1932:
+                v1934 = w1932['year']
+                w1937 = v1934['yearRangeStartYear']
+                if 2000 <= w1937 <= 2127:
+                    a1931 = a1931 << 8 | (w1937 - 2000)
                 else:
-                    a1791 = _rt.uwn(a1791 << 1 | 1, w1797)
-                w1799 = v1794['yearRangeEndYear']
-                if 2000 <= w1799 <= 2127:
-                    a1791 = a1791 << 8 | (w1799 - 2000)
+                    a1931 = _rt.uwn(a1931 << 1 | 1, w1937)
+                w1939 = v1934['yearRangeEndYear']
+                if 2000 <= w1939 <= 2127:
+                    a1931 = a1931 << 8 | (w1939 - 2000)
                 else:
-                    a1791 = _rt.uwn(a1791 << 1 | 1, w1799)
-            if 'month-day' in w1792:
-                v1800 = w1792['month-day']
-                s_ = e_MonthDay(v1800['dateRangeStartMonthDay'])
-                a1791 = ((a1791 - 1) << (s_.bit_length() - 1)) + s_
-                s_ = e_MonthDay(v1800['dateRangeEndMonthDay'])
-                a1791 = ((a1791 - 1) << (s_.bit_length() - 1)) + s_
-            if 'repeatingPeriodDayTypes' in w1792:
-                d1805, k1806 = w1792['repeatingPeriodDayTypes']
-                a1791 = a1791 << k1806 | int.from_bytes(d1805, 'big') >> (8 * len(d1805) - k1806)
-            if 'hourMinutes' in w1792:
-                v1807 = w1792['hourMinutes']
-                s_ = e_HoursMinutes(v1807['timeRangeStartTime'])
-                a1791 = ((a1791 - 1) << (s_.bit_length() - 1)) + s_
-                s_ = e_HoursMinutes(v1807['timeRangeEndTime'])
-                a1791 = ((a1791 - 1) << (s_.bit_length() - 1)) + s_
-            if 'dateRangeOfWeek' in w1792:
-                d1812, k1813 = w1792['dateRangeOfWeek']
-                a1791 = a1791 << k1813 | int.from_bytes(d1812, 'big') >> (8 * len(d1812) - k1813)
-            if 'durationHourMinute' in w1792:
-                v1814 = w1792['durationHourMinute']
-                a1791 = a1791 << 11 | (v1814['hours']) << 6 | (v1814['mins'])
-        a = ((a - 1) << (a1791.bit_length() - 1)) + a1791
+                    a1931 = _rt.uwn(a1931 << 1 | 1, w1939)
+            if 'month-day' in w1932:
+                v1940 = w1932['month-day']
+                v1942 = v1940['dateRangeStartMonthDay']
+                a1931 = a1931 << 9 | ((v1942['month'] - 1)) << 5 | ((v1942['day'] - 1))
+                v1946 = v1940['dateRangeEndMonthDay']
+                a1931 = a1931 << 9 | ((v1946['month'] - 1)) << 5 | ((v1946['day'] - 1))
+            if 'repeatingPeriodDayTypes' in w1932:
+                d1951, k1952 = w1932['repeatingPeriodDayTypes']
+                a1931 = a1931 << k1952 | int.from_bytes(d1951, 'big') >> (8 * len(d1951) - k1952)
+            if 'hourMinutes' in w1932:
+                v1953 = w1932['hourMinutes']
+                v1955 = v1953['timeRangeStartTime']
+                a1931 = a1931 << 11 | (v1955['hours']) << 6 | (v1955['mins'])
+                v1959 = v1953['timeRangeEndTime']
+                a1931 = a1931 << 11 | (v1959['hours']) << 6 | (v1959['mins'])
+            if 'dateRangeOfWeek' in w1932:
+                d1964, k1965 = w1932['dateRangeOfWeek']
+                a1931 = a1931 << k1965 | int.from_bytes(d1964, 'big') >> (8 * len(d1964) - k1965)
+            if 'durationHourMinute' in w1932:
+                v1966 = w1932['durationHourMinute']
+                a1931 = a1931 << 11 | (v1966['hours']) << 6 | (v1966['mins'])
+        a = ((a - 1) << (a1931.bit_length() - 1)) + a1931
     if 'value' in v:
         a = a << 16 | v['value']
     if 'unit' in v:
@@ -7495,67 +7464,87 @@ def d_VcCode(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 15
     t_ = (x >> q) & 32767
-    h1820 = (t_ >> 12) & 7
+    h1972 = (t_ >> 12) & 7
     r['roadSignClass'] = (t_ >> 9) & 7
     r['roadSignCode'] = ((t_ >> 3) & 63) + 1
     r['vcOption'] = t_ & 7
-    if h1820 & 4:
+    if h1972 & 4:
         q -= 1
         if (x >> q) & 1:
-            k1822, q = _rt.read_ld(x, q)
+            k1974, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1822 = ((x >> q) & 7) + 1
-        r1821: list[Any] = []
-        for _ in range(k1822):
+            k1974 = ((x >> q) & 7) + 1
+        r1973: list[Any] = []
+        for _ in range(k1974):
             x &= (1 << q) - 1
-            r1823: dict[str, Any] = {}
+            r1975: dict[str, Any] = {}
             q -= 6
-            h1824 = (x >> q) & 63
-            if h1824 & 32:
-                r1825: dict[str, Any] = {}
+            h1976 = (x >> q) & 63
+            if h1976 & 32:
+                r1977: dict[str, Any] = {}
                 q -= 1
                 if (x >> q) & 1:
-                    r1825['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+                    r1977['yearRangeStartYear'], q = _rt.read_uwn(x, q)
                 else:
                     q -= 7
-                    r1825['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+                    r1977['yearRangeStartYear'] = ((x >> q) & 127) + 2000
                 q -= 1
                 if (x >> q) & 1:
-                    r1825['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+                    r1977['yearRangeEndYear'], q = _rt.read_uwn(x, q)
                 else:
                     q -= 7
-                    r1825['yearRangeEndYear'] = ((x >> q) & 127) + 2000
-                r1823['year'] = r1825
-            if h1824 & 16:
-                r1827: dict[str, Any] = {}
-                r1827['dateRangeStartMonthDay'], q = d_MonthDay(x, q)
-                r1827['dateRangeEndMonthDay'], q = d_MonthDay(x, q)
-                r1823['month-day'] = r1827
-            if h1824 & 8:
+                    r1977['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+                r1975['year'] = r1977
+            if h1976 & 16:
+                r1979: dict[str, Any] = {}
+                r1981: dict[str, Any] = {}
+                q -= 9
+                t_ = (x >> q) & 511
+                r1981['month'] = ((t_ >> 5) & 15) + 1
+                r1981['day'] = (t_ & 31) + 1
+                r1979['dateRangeStartMonthDay'] = r1981
+                r1983: dict[str, Any] = {}
+                q -= 9
+                t_ = (x >> q) & 511
+                r1983['month'] = ((t_ >> 5) & 15) + 1
+                r1983['day'] = (t_ & 31) + 1
+                r1979['dateRangeEndMonthDay'] = r1983
+                r1975['month-day'] = r1979
+            if h1976 & 8:
                 q -= 4
-                r1823['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
-            if h1824 & 4:
-                r1830: dict[str, Any] = {}
-                r1830['timeRangeStartTime'], q = d_HoursMinutes(x, q)
-                r1830['timeRangeEndTime'], q = d_HoursMinutes(x, q)
-                r1823['hourMinutes'] = r1830
-            if h1824 & 2:
-                q -= 8
-                r1823['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-            if h1824 & 1:
-                r1833: dict[str, Any] = {}
+                r1975['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
+            if h1976 & 4:
+                r1986: dict[str, Any] = {}
+                r1988: dict[str, Any] = {}
                 q -= 11
                 t_ = (x >> q) & 2047
-                r1833['hours'] = (t_ >> 6) & 31
-                r1833['mins'] = t_ & 63
-                r1823['durationHourMinute'] = r1833
-            r1821.append(r1823)
-        r['validity'] = r1821
-    if h1820 & 2:
+                r1988['hours'] = (t_ >> 6) & 31
+                r1988['mins'] = t_ & 63
+                r1986['timeRangeStartTime'] = r1988
+                r1990: dict[str, Any] = {}
+                q -= 11
+                t_ = (x >> q) & 2047
+                r1990['hours'] = (t_ >> 6) & 31
+                r1990['mins'] = t_ & 63
+                r1986['timeRangeEndTime'] = r1990
+                r1975['hourMinutes'] = r1986
+            if h1976 & 2:
+                q -= 8
+                r1975['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+            if h1976 & 1:
+                r1993: dict[str, Any] = {}
+                q -= 11
+                t_ = (x >> q) & 2047
+                r1993['hours'] = (t_ >> 6) & 31
+                r1993['mins'] = t_ & 63
+                r1975['durationHourMinute'] = r1993
+            r1973.append(r1975)
+        r['validity'] = r1973
+    if h1972 & 2:
         q -= 16
         r['value'] = (x >> q) & 65535
-    if h1820 & 1:
+    if h1972 & 1:
         q -= 4
         r['unit'] = (x >> q) & 15
     return r, q
@@ -7564,124 +7553,124 @@ def d_VcCode(x: int, q: int) -> tuple[Any, int]:
 def e_ISO14823Code(v: Any) -> int:
     a: int = 1
     a = a << 1 | ('attributes' in v)
-    v1836 = v['pictogramCode']
-    a = a << 1 | ('countryCode' in v1836)
-    if 'countryCode' in v1836:
-        d1839 = v1836['countryCode']
-        a = a << (len(d1839) << 3) | int.from_bytes(d1839, 'big')
-    s_ = e_ISO14823Code_pictogramCode_serviceCategoryCode(v1836['serviceCategoryCode'])
+    v1996 = v['pictogramCode']
+    a = a << 1 | ('countryCode' in v1996)
+    if 'countryCode' in v1996:
+        d1999 = v1996['countryCode']
+        a = a << (len(d1999) << 3) | int.from_bytes(d1999, 'big')
+    s_ = e_ISO14823Code_pictogramCode_serviceCategoryCode(v1996['serviceCategoryCode'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
-    v1841 = v1836['pictogramCategoryCode']
-    a = a << 11 | ((v1841['nature'] - 1)) << 7 | (v1841['serialNumber'])
+    v2001 = v1996['pictogramCategoryCode']
+    a = a << 11 | ((v2001['nature'] - 1)) << 7 | (v2001['serialNumber'])
     if 'attributes' in v:
-        v1845 = v['attributes']
-        a1846 = 1
-        k1847 = len(v1845)
-        if 1 <= k1847 <= 8:
-            a1846 <<= 1
-            a1846 = a1846 << 3 | (k1847 - 1)
+        v2005 = v['attributes']
+        a2006 = 1
+        k2007 = len(v2005)
+        if 1 <= k2007 <= 8:
+            a2006 <<= 1
+            a2006 = a2006 << 3 | (k2007 - 1)
         else:
-            a1846 = _rt.ld(a1846 << 1 | 1, k1847)
-        for w1847 in v1845:
-            s_ = e_ISO14823Attribute(w1847)
-            a1846 = ((a1846 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1846.bit_length() - 1)) + a1846
+            a2006 = _rt.ld(a2006 << 1 | 1, k2007)
+        for w2007 in v2005:
+            s_ = e_ISO14823Attribute(w2007)
+            a2006 = ((a2006 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a2006.bit_length() - 1)) + a2006
     return a
 
 def d_ISO14823Code(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h1848 = (x >> q) & 1
-    r1849: dict[str, Any] = {}
+    h2008 = (x >> q) & 1
+    r2009: dict[str, Any] = {}
     q -= 1
-    h1850 = (x >> q) & 1
-    if h1850 & 1:
-        k1851 = 2
-        q -= k1851 << 3
-        r1849['countryCode'] = ((x >> q) & ((1 << (k1851 << 3)) - 1)).to_bytes(k1851, 'big')
-    r1849['serviceCategoryCode'], q = d_ISO14823Code_pictogramCode_serviceCategoryCode(x, q)
-    r1852: dict[str, Any] = {}
+    h2010 = (x >> q) & 1
+    if h2010 & 1:
+        k2011 = 2
+        q -= k2011 << 3
+        r2009['countryCode'] = ((x >> q) & ((1 << (k2011 << 3)) - 1)).to_bytes(k2011, 'big')
+    r2009['serviceCategoryCode'], q = d_ISO14823Code_pictogramCode_serviceCategoryCode(x, q)
+    r2012: dict[str, Any] = {}
     q -= 11
     t_ = (x >> q) & 2047
-    r1852['nature'] = ((t_ >> 7) & 15) + 1
-    r1852['serialNumber'] = t_ & 127
-    r1849['pictogramCategoryCode'] = r1852
-    r['pictogramCode'] = r1849
-    if h1848 & 1:
+    r2012['nature'] = ((t_ >> 7) & 15) + 1
+    r2012['serialNumber'] = t_ & 127
+    r2009['pictogramCategoryCode'] = r2012
+    r['pictogramCode'] = r2009
+    if h2008 & 1:
         q -= 1
         if (x >> q) & 1:
-            k1855, q = _rt.read_ld(x, q)
+            k2015, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1855 = ((x >> q) & 7) + 1
-        r1854: list[Any] = []
-        for _ in range(k1855):
+            k2015 = ((x >> q) & 7) + 1
+        r2014: list[Any] = []
+        for _ in range(k2015):
             x &= (1 << q) - 1
-            w1855, q = d_ISO14823Attribute(x, q)
-            r1854.append(w1855)
-        r['attributes'] = r1854
+            w2015, q = d_ISO14823Attribute(x, q)
+            r2014.append(w2015)
+        r['attributes'] = r2014
     return r, q
 
 
 def e_AnyCatalogue(v: Any) -> int:
     a: int = 1
     a = a << 3 | ('value' in v) << 2 | ('unit' in v) << 1 | ('attributes' in v)
-    v1857 = v['owner']
-    d1860, k1861 = v1857['countryCode']
-    a = a << k1861 | int.from_bytes(d1860, 'big') >> (8 * len(d1860) - k1861)
-    a = a << 38 | (v1857['providerIdentifier']) << 24 | (v['version']) << 16 | (v['pictogramCode'])
+    v2017 = v['owner']
+    d2020, k2021 = v2017['countryCode']
+    a = a << k2021 | int.from_bytes(d2020, 'big') >> (8 * len(d2020) - k2021)
+    a = a << 38 | (v2017['providerIdentifier']) << 24 | (v['version']) << 16 | (v['pictogramCode'])
     if 'value' in v:
         a = a << 16 | v['value']
     if 'unit' in v:
         a = a << 4 | v['unit']
     if 'attributes' in v:
-        v1867 = v['attributes']
-        a1868 = 1
-        k1869 = len(v1867)
-        if 1 <= k1869 <= 8:
-            a1868 <<= 1
-            a1868 = a1868 << 3 | (k1869 - 1)
+        v2027 = v['attributes']
+        a2028 = 1
+        k2029 = len(v2027)
+        if 1 <= k2029 <= 8:
+            a2028 <<= 1
+            a2028 = a2028 << 3 | (k2029 - 1)
         else:
-            a1868 = _rt.ld(a1868 << 1 | 1, k1869)
-        for w1869 in v1867:
-            s_ = e_ISO14823Attribute(w1869)
-            a1868 = ((a1868 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1868.bit_length() - 1)) + a1868
+            a2028 = _rt.ld(a2028 << 1 | 1, k2029)
+        for w2029 in v2027:
+            s_ = e_ISO14823Attribute(w2029)
+            a2028 = ((a2028 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a2028.bit_length() - 1)) + a2028
     return a
 
 def d_AnyCatalogue(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1870 = (x >> q) & 7
-    r1871: dict[str, Any] = {}
+    h2030 = (x >> q) & 7
+    r2031: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
-    r1871['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
-    r1871['providerIdentifier'] = t_ & 16383
-    r['owner'] = r1871
+    r2031['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
+    r2031['providerIdentifier'] = t_ & 16383
+    r['owner'] = r2031
     q -= 24
     t_ = (x >> q) & 16777215
     r['version'] = (t_ >> 16) & 255
     r['pictogramCode'] = t_ & 65535
-    if h1870 & 4:
+    if h2030 & 4:
         q -= 16
         r['value'] = (x >> q) & 65535
-    if h1870 & 2:
+    if h2030 & 2:
         q -= 4
         r['unit'] = (x >> q) & 15
-    if h1870 & 1:
+    if h2030 & 1:
         q -= 1
         if (x >> q) & 1:
-            k1875, q = _rt.read_ld(x, q)
+            k2035, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1875 = ((x >> q) & 7) + 1
-        r1874: list[Any] = []
-        for _ in range(k1875):
+            k2035 = ((x >> q) & 7) + 1
+        r2034: list[Any] = []
+        for _ in range(k2035):
             x &= (1 << q) - 1
-            w1875, q = d_ISO14823Attribute(x, q)
-            r1874.append(w1875)
-        r['attributes'] = r1874
+            w2035, q = d_ISO14823Attribute(x, q)
+            r2034.append(w2035)
+        r['attributes'] = r2034
     return r, q
 
 
@@ -7700,23 +7689,63 @@ def d_VehicleCharacteristicsRanges(x: int, q: int) -> tuple[Any, int]:
     return r, q
 
 
+def e_RoadSegmentReferenceID(v: Any) -> int:
+    a: int = 1
+    a = a << 1 | ('region' in v)
+    if 'region' in v:
+        a = a << 16 | v['region']
+    a = a << 16 | v['id']
+    return a
+
+def d_RoadSegmentReferenceID(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
+    q -= 1
+    h2043 = (x >> q) & 1
+    if h2043 & 1:
+        q -= 16
+        r['region'] = (x >> q) & 65535
+    q -= 16
+    r['id'] = (x >> q) & 65535
+    return r, q
+
+
+def e_IntersectionReferenceID(v: Any) -> int:
+    a: int = 1
+    a = a << 1 | ('region' in v)
+    if 'region' in v:
+        a = a << 16 | v['region']
+    a = a << 16 | v['id']
+    return a
+
+def d_IntersectionReferenceID(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
+    q -= 1
+    h2047 = (x >> q) & 1
+    if h2047 & 1:
+        q -= 16
+        r['region'] = (x >> q) & 65535
+    q -= 16
+    r['id'] = (x >> q) & 65535
+    return r, q
+
+
 def e_LaneDataAttribute_regional(v: Any) -> int:
     a: int = 1
-    k1880 = len(v)
-    a = a << 2 | (k1880 - 1)
-    for w1880 in v:
-        s_ = e_LaneDataAttribute_regional_item(w1880)
+    k2048 = len(v)
+    a = a << 2 | (k2048 - 1)
+    for w2048 in v:
+        s_ = e_LaneDataAttribute_regional_item(w2048)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_LaneDataAttribute_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k1881 = ((x >> q) & 3) + 1
+    k2049 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1881):
+    for _ in range(k2049):
         x &= (1 << q) - 1
-        w1881, q = d_LaneDataAttribute_regional_item(x, q)
-        r.append(w1881)
+        w2049, q = d_LaneDataAttribute_regional_item(x, q)
+        r.append(w2049)
     return r, q
 
 
@@ -7724,92 +7753,92 @@ def e_NodeAttributeSet_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 4 | ('ptvRequest' in v) << 2 | ('nodeLink' in v) << 1 | ('node' in v)
     if 'ptvRequest' in v:
-        w1884 = v['ptvRequest']
-        i1885 = _E_PtvRequestType_58.get(w1884)
-        if i1885 is not None:
-            a = a << 4 | i1885
+        w2052 = v['ptvRequest']
+        i2053 = _E_PtvRequestType_58.get(w2052)
+        if i2053 is not None:
+            a = a << 4 | i2053
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1884])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2052])
     if 'nodeLink' in v:
-        v1886 = v['nodeLink']
-        a1887 = 1
-        k1888 = len(v1886)
-        a1887 = a1887 << 3 | (k1888 - 1)
-        for w1888 in v1886:
-            a1887 = a1887 << 4 | ('lane' in w1888) << 2 | ('connectionID' in w1888) << 1 | ('intersectionID' in w1888)
-            a1887 = _rt.uwn(a1887, w1888['id'])
-            if 'lane' in w1888:
-                a1887 = a1887 << 8 | w1888['lane']
-            if 'connectionID' in w1888:
-                a1887 = a1887 << 8 | w1888['connectionID']
-            if 'intersectionID' in w1888:
-                a1887 = a1887 << 16 | w1888['intersectionID']
-        a = ((a - 1) << (a1887.bit_length() - 1)) + a1887
+        v2054 = v['nodeLink']
+        a2055 = 1
+        k2056 = len(v2054)
+        a2055 = a2055 << 3 | (k2056 - 1)
+        for w2056 in v2054:
+            a2055 = a2055 << 4 | ('lane' in w2056) << 2 | ('connectionID' in w2056) << 1 | ('intersectionID' in w2056)
+            a2055 = _rt.uwn(a2055, w2056['id'])
+            if 'lane' in w2056:
+                a2055 = a2055 << 8 | w2056['lane']
+            if 'connectionID' in w2056:
+                a2055 = a2055 << 8 | w2056['connectionID']
+            if 'intersectionID' in w2056:
+                a2055 = a2055 << 16 | w2056['intersectionID']
+        a = ((a - 1) << (a2055.bit_length() - 1)) + a2055
     if 'node' in v:
-        v1894 = v['node']
-        a = a << 4 | ('lane' in v1894) << 2 | ('connectionID' in v1894) << 1 | ('intersectionID' in v1894)
-        a = _rt.uwn(a, v1894['id'])
-        if 'lane' in v1894:
-            a = a << 8 | v1894['lane']
-        if 'connectionID' in v1894:
-            a = a << 8 | v1894['connectionID']
-        if 'intersectionID' in v1894:
-            a = a << 16 | v1894['intersectionID']
+        v2062 = v['node']
+        a = a << 4 | ('lane' in v2062) << 2 | ('connectionID' in v2062) << 1 | ('intersectionID' in v2062)
+        a = _rt.uwn(a, v2062['id'])
+        if 'lane' in v2062:
+            a = a << 8 | v2062['lane']
+        if 'connectionID' in v2062:
+            a = a << 8 | v2062['connectionID']
+        if 'intersectionID' in v2062:
+            a = a << 16 | v2062['intersectionID']
     return a
 
 def d_NodeAttributeSet_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h1900 = (x >> q) & 15
-    if h1900 & 4:
+    h2068 = (x >> q) & 15
+    if h2068 & 4:
         q -= 1
         if (x >> q) & 1:
-            i1901, q = _rt.read_nsnn(x, q)
-            r['ptvRequest'] = _DX_LayerType_3.get(i1901)
+            i2069, q = _rt.read_nsnn(x, q)
+            r['ptvRequest'] = _DX_LayerType_3.get(i2069)
         else:
             q -= 3
             r['ptvRequest'] = _D_PtvRequestType_59[(x >> q) & 7]
-    if h1900 & 2:
+    if h2068 & 2:
         q -= 3
-        k1903 = ((x >> q) & 7) + 1
-        r1902: list[Any] = []
-        for _ in range(k1903):
+        k2071 = ((x >> q) & 7) + 1
+        r2070: list[Any] = []
+        for _ in range(k2071):
             x &= (1 << q) - 1
-            r1904: dict[str, Any] = {}
+            r2072: dict[str, Any] = {}
             q -= 4
-            h1905 = (x >> q) & 15
-            r1904['id'], q = _rt.read_uwn(x, q)
-            if h1905 & 4:
+            h2073 = (x >> q) & 15
+            r2072['id'], q = _rt.read_uwn(x, q)
+            if h2073 & 4:
                 q -= 8
-                r1904['lane'] = (x >> q) & 255
-            if h1905 & 2:
+                r2072['lane'] = (x >> q) & 255
+            if h2073 & 2:
                 q -= 8
-                r1904['connectionID'] = (x >> q) & 255
-            if h1905 & 1:
+                r2072['connectionID'] = (x >> q) & 255
+            if h2073 & 1:
                 q -= 16
-                r1904['intersectionID'] = (x >> q) & 65535
-            if h1905 >> 3:
+                r2072['intersectionID'] = (x >> q) & 65535
+            if h2073 >> 3:
                 q = _rt.skip_additions(x, q)
-            r1902.append(r1904)
-        r['nodeLink'] = r1902
-    if h1900 & 1:
-        r1906: dict[str, Any] = {}
+            r2070.append(r2072)
+        r['nodeLink'] = r2070
+    if h2068 & 1:
+        r2074: dict[str, Any] = {}
         q -= 4
-        h1907 = (x >> q) & 15
-        r1906['id'], q = _rt.read_uwn(x, q)
-        if h1907 & 4:
+        h2075 = (x >> q) & 15
+        r2074['id'], q = _rt.read_uwn(x, q)
+        if h2075 & 4:
             q -= 8
-            r1906['lane'] = (x >> q) & 255
-        if h1907 & 2:
+            r2074['lane'] = (x >> q) & 255
+        if h2075 & 2:
             q -= 8
-            r1906['connectionID'] = (x >> q) & 255
-        if h1907 & 1:
+            r2074['connectionID'] = (x >> q) & 255
+        if h2075 & 1:
             q -= 16
-            r1906['intersectionID'] = (x >> q) & 65535
-        if h1907 >> 3:
+            r2074['intersectionID'] = (x >> q) & 65535
+        if h2075 >> 3:
             q = _rt.skip_additions(x, q)
-        r['node'] = r1906
-    if h1900 >> 3:
+        r['node'] = r2074
+    if h2068 >> 3:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -7818,12 +7847,12 @@ def e_RestrictionUserType_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 3 | ('emission' in v) << 1 | ('fuel' in v)
     if 'emission' in v:
-        w1910 = v['emission']
-        i1911 = _E_EmissionType_60.get(w1910)
-        if i1911 is not None:
-            a = a << 4 | i1911
+        w2078 = v['emission']
+        i2079 = _E_EmissionType_60.get(w2078)
+        if i2079 is not None:
+            a = a << 4 | i2079
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1910])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2078])
     if 'fuel' in v:
         a = a << 4 | v['fuel']
     return a
@@ -7831,155 +7860,155 @@ def e_RestrictionUserType_addGrpC(v: Any) -> int:
 def d_RestrictionUserType_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1913 = (x >> q) & 7
-    if h1913 & 2:
+    h2081 = (x >> q) & 7
+    if h2081 & 2:
         q -= 1
         if (x >> q) & 1:
-            i1914, q = _rt.read_nsnn(x, q)
-            r['emission'] = _DX_LayerType_3.get(i1914)
+            i2082, q = _rt.read_nsnn(x, q)
+            r['emission'] = _DX_LayerType_3.get(i2082)
         else:
             q -= 3
             r['emission'] = _D_EmissionType_61[(x >> q) & 7]
-    if h1913 & 1:
+    if h2081 & 1:
         q -= 4
         r['fuel'] = (x >> q) & 15
-    if h1913 >> 2:
+    if h2081 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_DeltaPositions(v: Any) -> int:
     a: int = 1
-    k1915 = len(v)
-    if 1 <= k1915 <= 32:
+    k2083 = len(v)
+    if 1 <= k2083 <= 32:
         a <<= 1
-        a = a << 5 | (k1915 - 1)
+        a = a << 5 | (k2083 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1915)
-    for w1915 in v:
-        a = a << 36 | ((w1915['deltaLatitude'] + 131071)) << 18 | ((w1915['deltaLongitude'] + 131071))
+        a = _rt.ld(a << 1 | 1, k2083)
+    for w2083 in v:
+        a = a << 36 | ((w2083['deltaLatitude'] + 131071)) << 18 | ((w2083['deltaLongitude'] + 131071))
     return a
 
 def d_DeltaPositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1919, q = _rt.read_ld(x, q)
+        k2087, q = _rt.read_ld(x, q)
     else:
         q -= 5
-        k1919 = ((x >> q) & 31) + 1
+        k2087 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k1919):
+    for _ in range(k2087):
         x &= (1 << q) - 1
-        r1920: dict[str, Any] = {}
+        r2088: dict[str, Any] = {}
         q -= 36
         t_ = (x >> q) & 68719476735
-        r1920['deltaLatitude'] = ((t_ >> 18) & 262143) - 131071
-        r1920['deltaLongitude'] = (t_ & 262143) - 131071
-        r.append(r1920)
+        r2088['deltaLatitude'] = ((t_ >> 18) & 262143) - 131071
+        r2088['deltaLongitude'] = (t_ & 262143) - 131071
+        r.append(r2088)
     return r, q
 
 
 def e_DeltaReferencePositions(v: Any) -> int:
     a: int = 1
-    k1922 = len(v)
-    if 1 <= k1922 <= 32:
+    k2090 = len(v)
+    if 1 <= k2090 <= 32:
         a <<= 1
-        a = a << 5 | (k1922 - 1)
+        a = a << 5 | (k2090 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1922)
-    for w1922 in v:
-        a = a << 51 | ((w1922['deltaLatitude'] + 131071)) << 33 | ((w1922['deltaLongitude'] + 131071)) << 15 | ((w1922['deltaAltitude'] + 12700))
+        a = _rt.ld(a << 1 | 1, k2090)
+    for w2090 in v:
+        a = a << 51 | ((w2090['deltaLatitude'] + 131071)) << 33 | ((w2090['deltaLongitude'] + 131071)) << 15 | ((w2090['deltaAltitude'] + 12700))
     return a
 
 def d_DeltaReferencePositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1927, q = _rt.read_ld(x, q)
+        k2095, q = _rt.read_ld(x, q)
     else:
         q -= 5
-        k1927 = ((x >> q) & 31) + 1
+        k2095 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k1927):
+    for _ in range(k2095):
         x &= (1 << q) - 1
-        r1928: dict[str, Any] = {}
+        r2096: dict[str, Any] = {}
         q -= 51
         t_ = (x >> q) & 2251799813685247
-        r1928['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
-        r1928['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
-        r1928['deltaAltitude'] = (t_ & 32767) - 12700
-        r.append(r1928)
+        r2096['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
+        r2096['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
+        r2096['deltaAltitude'] = (t_ & 32767) - 12700
+        r.append(r2096)
     return r, q
 
 
 def e_AbsolutePositions(v: Any) -> int:
     a: int = 1
-    k1930 = len(v)
-    if 1 <= k1930 <= 8:
+    k2098 = len(v)
+    if 1 <= k2098 <= 8:
         a <<= 1
-        a = a << 3 | (k1930 - 1)
+        a = a << 3 | (k2098 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1930)
-    for w1930 in v:
-        a = a << 63 | ((w1930['latitude'] + 900000000)) << 32 | ((w1930['longitude'] + 1800000000))
+        a = _rt.ld(a << 1 | 1, k2098)
+    for w2098 in v:
+        a = a << 63 | ((w2098['latitude'] + 900000000)) << 32 | ((w2098['longitude'] + 1800000000))
     return a
 
 def d_AbsolutePositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1934, q = _rt.read_ld(x, q)
+        k2102, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k1934 = ((x >> q) & 7) + 1
+        k2102 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1934):
+    for _ in range(k2102):
         x &= (1 << q) - 1
-        r1935: dict[str, Any] = {}
+        r2103: dict[str, Any] = {}
         q -= 63
         t_ = (x >> q) & 9223372036854775807
-        r1935['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
-        r1935['longitude'] = (t_ & 4294967295) - 1800000000
-        r.append(r1935)
+        r2103['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
+        r2103['longitude'] = (t_ & 4294967295) - 1800000000
+        r.append(r2103)
     return r, q
 
 
 def e_AbsolutePositionsWAltitude(v: Any) -> int:
     a: int = 1
-    k1937 = len(v)
-    if 1 <= k1937 <= 8:
+    k2105 = len(v)
+    if 1 <= k2105 <= 8:
         a <<= 1
-        a = a << 3 | (k1937 - 1)
+        a = a << 3 | (k2105 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1937)
-    for w1937 in v:
-        a1945 = 1
-        a1945 = a1945 << 63 | ((w1937['latitude'] + 900000000)) << 32 | ((w1937['longitude'] + 1800000000))
-        v1949 = w1937['altitude']
-        a1945 = a1945 << 24 | ((v1949['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v1949['altitudeConfidence']])
-        a = ((a - 1) << (a1945.bit_length() - 1)) + a1945
+        a = _rt.ld(a << 1 | 1, k2105)
+    for w2105 in v:
+        a2113 = 1
+        a2113 = a2113 << 63 | ((w2105['latitude'] + 900000000)) << 32 | ((w2105['longitude'] + 1800000000))
+        v2117 = w2105['altitude']
+        a2113 = a2113 << 24 | ((v2117['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v2117['altitudeConfidence']])
+        a = ((a - 1) << (a2113.bit_length() - 1)) + a2113
     return a
 
 def d_AbsolutePositionsWAltitude(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1953, q = _rt.read_ld(x, q)
+        k2121, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k1953 = ((x >> q) & 7) + 1
+        k2121 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1953):
+    for _ in range(k2121):
         x &= (1 << q) - 1
-        r1954: dict[str, Any] = {}
+        r2122: dict[str, Any] = {}
         q -= 63
         t_ = (x >> q) & 9223372036854775807
-        r1954['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
-        r1954['longitude'] = (t_ & 4294967295) - 1800000000
-        r1956: dict[str, Any] = {}
+        r2122['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
+        r2122['longitude'] = (t_ & 4294967295) - 1800000000
+        r2124: dict[str, Any] = {}
         q -= 24
         t_ = (x >> q) & 16777215
-        r1956['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-        r1956['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
-        r1954['altitude'] = r1956
-        r.append(r1954)
+        r2124['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
+        r2124['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
+        r2122['altitude'] = r2124
+        r.append(r2122)
     return r, q
 
 
@@ -7991,11 +8020,11 @@ def e_Ext2(v: Any) -> int:
         a = a << 21 | (w - 16512)
     elif k == 'extension':
         a = a << 1 | 1
-        w1958 = w
-        if 2113664 <= w1958 <= 270549119:
-            a = a << 29 | (w1958 - 2113664)
+        w2126 = w
+        if 2113664 <= w2126 <= 270549119:
+            a = a << 29 | (w2126 - 2113664)
         else:
-            a = _rt.uwn(a << 1 | 1, w1958)
+            a = _rt.uwn(a << 1 | 1, w2126)
     else:
         raise KeyError(k)
     return a
@@ -8086,14 +8115,14 @@ def d_EnvironmentalCharacteristics(x: int, q: int) -> tuple[Any, int]:
 
 def e_LoadType(v: Any) -> int:
     a: int = 1
-    w1965 = v['goodsType']
-    if 0 <= w1965 <= 15:
-        a = a << 5 | w1965
+    w2133 = v['goodsType']
+    if 0 <= w2133 <= 15:
+        a = a << 5 | w2133
     else:
-        a = _rt.uwn(a << 1 | 1, w1965)
+        a = _rt.uwn(a << 1 | 1, w2133)
     a = a << 5 | _E_DangerousGoodsBasic_74[v['dangerousGoodsType']]
-    d1968, k1969 = v['specialTransportType']
-    a = a << k1969 | int.from_bytes(d1968, 'big') >> (8 * len(d1968) - k1969)
+    d2136, k2137 = v['specialTransportType']
+    a = a << k2137 | int.from_bytes(d2136, 'big') >> (8 * len(d2136) - k2137)
     return a
 
 def d_LoadType(x: int, q: int) -> tuple[Any, int]:
@@ -8191,18 +8220,18 @@ def d_ExhaustEmissionValues(x: int, q: int) -> tuple[Any, int]:
 
 def e_DieselEmissionValues(v: Any) -> int:
     a: int = 1
-    v2001 = v['particulate']
-    a = a << 32 | (_E_UnitType_76[v2001['unitType']]) << 31 | (v2001['value']) << 16 | (v['absorptionCoeff'])
+    v2169 = v['particulate']
+    a = a << 32 | (_E_UnitType_76[v2169['unitType']]) << 31 | (v2169['value']) << 16 | (v['absorptionCoeff'])
     return a
 
 def d_DieselEmissionValues(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r2007: dict[str, Any] = {}
+    r2175: dict[str, Any] = {}
     q -= 16
     t_ = (x >> q) & 65535
-    r2007['unitType'] = _D_UnitType_77[(t_ >> 15) & 1]
-    r2007['value'] = t_ & 32767
-    r['particulate'] = r2007
+    r2175['unitType'] = _D_UnitType_77[(t_ >> 15) & 1]
+    r2175['value'] = t_ & 32767
+    r['particulate'] = r2175
     q -= 16
     r['absorptionCoeff'] = (x >> q) & 65535
     return r, q
@@ -8222,61 +8251,33 @@ def d_SoundLevel(x: int, q: int) -> tuple[Any, int]:
     return r, q
 
 
-def e_MonthDay(v: Any) -> int:
-    a: int = 1
-    a = a << 9 | ((v['month'] - 1)) << 5 | ((v['day'] - 1))
-    return a
-
-def d_MonthDay(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 9
-    t_ = (x >> q) & 511
-    r['month'] = ((t_ >> 5) & 15) + 1
-    r['day'] = (t_ & 31) + 1
-    return r, q
-
-
-def e_HoursMinutes(v: Any) -> int:
-    a: int = 1
-    a = a << 11 | (v['hours']) << 6 | (v['mins'])
-    return a
-
-def d_HoursMinutes(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 11
-    t_ = (x >> q) & 2047
-    r['hours'] = (t_ >> 6) & 31
-    r['mins'] = t_ & 63
-    return r, q
-
-
 def e_ISO14823Code_pictogramCode_serviceCategoryCode(v: Any) -> int:
     a: int = 1
     k, w = v
     if k == 'trafficSignPictogram':
         a <<= 3
-        w2021 = w
-        i2022 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w2021)
-        if i2022 is not None:
-            a = a << 3 | i2022
+        w2181 = w
+        i2182 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w2181)
+        if i2182 is not None:
+            a = a << 3 | i2182
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2021])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2181])
     elif k == 'publicFacilitiesPictogram':
         a = a << 3 | 1
-        w2023 = w
-        i2024 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w2023)
-        if i2024 is not None:
-            a = a << 1 | i2024
+        w2183 = w
+        i2184 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w2183)
+        if i2184 is not None:
+            a = a << 1 | i2184
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2023])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2183])
     elif k == 'ambientOrRoadConditionPictogram':
         a = a << 3 | 2
-        w2025 = w
-        i2026 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w2025)
-        if i2026 is not None:
-            a = a << 2 | i2026
+        w2185 = w
+        i2186 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w2185)
+        if i2186 is not None:
+            a = a << 2 | i2186
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2025])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2185])
     else:
         raise KeyError(k)
     return a
@@ -8296,8 +8297,8 @@ def d_ISO14823Code_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[An
     if i == 0:
         q -= 1
         if (x >> q) & 1:
-            i2027, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2027)
+            i2187, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2187)
         else:
             q -= 2
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_81[(x >> q) & 3]
@@ -8305,16 +8306,16 @@ def d_ISO14823Code_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[An
     elif i == 1:
         q -= 1
         if (x >> q) & 1:
-            i2028, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2028)
+            i2188, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2188)
         else:
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_82[0]
         return ('publicFacilitiesPictogram', w), q
     elif i == 2:
         q -= 1
         if (x >> q) & 1:
-            i2029, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2029)
+            i2189, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2189)
         else:
             q -= 1
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_83[(x >> q) & 1]
@@ -8415,102 +8416,102 @@ def e_InternationalSign_exemptedApplicablePeriod(v: Any) -> int:
     a: int = 1
     a = a << 6 | ('year' in v) << 5 | ('month-day' in v) << 4 | ('repeatingPeriodDayTypes' in v) << 3 | ('hourMinutes' in v) << 2 | ('dateRangeOfWeek' in v) << 1 | ('durationHourMinute' in v)
     if 'year' in v:
-        v2032 = v['year']
-        w2035 = v2032['yearRangeStartYear']
-        if 2000 <= w2035 <= 2127:
-            a = a << 8 | (w2035 - 2000)
+        v2192 = v['year']
+        w2195 = v2192['yearRangeStartYear']
+        if 2000 <= w2195 <= 2127:
+            a = a << 8 | (w2195 - 2000)
         else:
-            a = _rt.uwn(a << 1 | 1, w2035)
-        w2037 = v2032['yearRangeEndYear']
-        if 2000 <= w2037 <= 2127:
-            a = a << 8 | (w2037 - 2000)
+            a = _rt.uwn(a << 1 | 1, w2195)
+        w2197 = v2192['yearRangeEndYear']
+        if 2000 <= w2197 <= 2127:
+            a = a << 8 | (w2197 - 2000)
         else:
-            a = _rt.uwn(a << 1 | 1, w2037)
+            a = _rt.uwn(a << 1 | 1, w2197)
     if 'month-day' in v:
-        v2038 = v['month-day']
-        v2040 = v2038['dateRangeStartMonthDay']
-        a = a << 9 | ((v2040['month'] - 1)) << 5 | ((v2040['day'] - 1))
-        v2044 = v2038['dateRangeEndMonthDay']
-        a = a << 9 | ((v2044['month'] - 1)) << 5 | ((v2044['day'] - 1))
+        v2198 = v['month-day']
+        v2200 = v2198['dateRangeStartMonthDay']
+        a = a << 9 | ((v2200['month'] - 1)) << 5 | ((v2200['day'] - 1))
+        v2204 = v2198['dateRangeEndMonthDay']
+        a = a << 9 | ((v2204['month'] - 1)) << 5 | ((v2204['day'] - 1))
     if 'repeatingPeriodDayTypes' in v:
-        d2049, k2050 = v['repeatingPeriodDayTypes']
-        a = a << k2050 | int.from_bytes(d2049, 'big') >> (8 * len(d2049) - k2050)
+        d2209, k2210 = v['repeatingPeriodDayTypes']
+        a = a << k2210 | int.from_bytes(d2209, 'big') >> (8 * len(d2209) - k2210)
     if 'hourMinutes' in v:
-        v2051 = v['hourMinutes']
-        v2053 = v2051['timeRangeStartTime']
-        a = a << 11 | (v2053['hours']) << 6 | (v2053['mins'])
-        v2057 = v2051['timeRangeEndTime']
-        a = a << 11 | (v2057['hours']) << 6 | (v2057['mins'])
+        v2211 = v['hourMinutes']
+        v2213 = v2211['timeRangeStartTime']
+        a = a << 11 | (v2213['hours']) << 6 | (v2213['mins'])
+        v2217 = v2211['timeRangeEndTime']
+        a = a << 11 | (v2217['hours']) << 6 | (v2217['mins'])
     if 'dateRangeOfWeek' in v:
-        d2062, k2063 = v['dateRangeOfWeek']
-        a = a << k2063 | int.from_bytes(d2062, 'big') >> (8 * len(d2062) - k2063)
+        d2222, k2223 = v['dateRangeOfWeek']
+        a = a << k2223 | int.from_bytes(d2222, 'big') >> (8 * len(d2222) - k2223)
     if 'durationHourMinute' in v:
-        v2064 = v['durationHourMinute']
-        a = a << 11 | (v2064['hours']) << 6 | (v2064['mins'])
+        v2224 = v['durationHourMinute']
+        a = a << 11 | (v2224['hours']) << 6 | (v2224['mins'])
     return a
 
 def d_InternationalSign_exemptedApplicablePeriod(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 6
-    h2068 = (x >> q) & 63
-    if h2068 & 32:
-        r2069: dict[str, Any] = {}
+    h2228 = (x >> q) & 63
+    if h2228 & 32:
+        r2229: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            r2069['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+            r2229['yearRangeStartYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r2069['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+            r2229['yearRangeStartYear'] = ((x >> q) & 127) + 2000
         q -= 1
         if (x >> q) & 1:
-            r2069['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+            r2229['yearRangeEndYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r2069['yearRangeEndYear'] = ((x >> q) & 127) + 2000
-        r['year'] = r2069
-    if h2068 & 16:
-        r2071: dict[str, Any] = {}
-        r2073: dict[str, Any] = {}
+            r2229['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+        r['year'] = r2229
+    if h2228 & 16:
+        r2231: dict[str, Any] = {}
+        r2233: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
-        r2073['month'] = ((t_ >> 5) & 15) + 1
-        r2073['day'] = (t_ & 31) + 1
-        r2071['dateRangeStartMonthDay'] = r2073
-        r2075: dict[str, Any] = {}
+        r2233['month'] = ((t_ >> 5) & 15) + 1
+        r2233['day'] = (t_ & 31) + 1
+        r2231['dateRangeStartMonthDay'] = r2233
+        r2235: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
-        r2075['month'] = ((t_ >> 5) & 15) + 1
-        r2075['day'] = (t_ & 31) + 1
-        r2071['dateRangeEndMonthDay'] = r2075
-        r['month-day'] = r2071
-    if h2068 & 8:
+        r2235['month'] = ((t_ >> 5) & 15) + 1
+        r2235['day'] = (t_ & 31) + 1
+        r2231['dateRangeEndMonthDay'] = r2235
+        r['month-day'] = r2231
+    if h2228 & 8:
         q -= 4
         r['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
-    if h2068 & 4:
-        r2078: dict[str, Any] = {}
-        r2080: dict[str, Any] = {}
+    if h2228 & 4:
+        r2238: dict[str, Any] = {}
+        r2240: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r2080['hours'] = (t_ >> 6) & 31
-        r2080['mins'] = t_ & 63
-        r2078['timeRangeStartTime'] = r2080
-        r2082: dict[str, Any] = {}
+        r2240['hours'] = (t_ >> 6) & 31
+        r2240['mins'] = t_ & 63
+        r2238['timeRangeStartTime'] = r2240
+        r2242: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r2082['hours'] = (t_ >> 6) & 31
-        r2082['mins'] = t_ & 63
-        r2078['timeRangeEndTime'] = r2082
-        r['hourMinutes'] = r2078
-    if h2068 & 2:
+        r2242['hours'] = (t_ >> 6) & 31
+        r2242['mins'] = t_ & 63
+        r2238['timeRangeEndTime'] = r2242
+        r['hourMinutes'] = r2238
+    if h2228 & 2:
         q -= 8
         r['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if h2068 & 1:
-        r2085: dict[str, Any] = {}
+    if h2228 & 1:
+        r2245: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r2085['hours'] = (t_ >> 6) & 31
-        r2085['mins'] = t_ & 63
-        r['durationHourMinute'] = r2085
+        r2245['hours'] = (t_ >> 6) & 31
+        r2245['mins'] = t_ & 63
+        r['durationHourMinute'] = r2245
     return r, q
 
 
@@ -8518,51 +8519,51 @@ def e_InternationalSign_applicableVehicleDimensions(v: Any) -> int:
     a: int = 1
     a = a << 4 | ('vehicleHeight' in v) << 3 | ('vehicleWidth' in v) << 2 | ('vehicleLength' in v) << 1 | ('vehicleWeight' in v)
     if 'vehicleHeight' in v:
-        v2088 = v['vehicleHeight']
-        a = a << 17 | ((v2088['value'] - 1)) << 3 | ((v2088['unit'] - 2))
+        v2248 = v['vehicleHeight']
+        a = a << 17 | ((v2248['value'] - 1)) << 3 | ((v2248['unit'] - 2))
     if 'vehicleWidth' in v:
-        v2092 = v['vehicleWidth']
-        a = a << 17 | ((v2092['value'] - 1)) << 3 | ((v2092['unit'] - 2))
+        v2252 = v['vehicleWidth']
+        a = a << 17 | ((v2252['value'] - 1)) << 3 | ((v2252['unit'] - 2))
     if 'vehicleLength' in v:
-        v2096 = v['vehicleLength']
-        a = a << 17 | ((v2096['value'] - 1)) << 3 | ((v2096['unit'] - 2))
+        v2256 = v['vehicleLength']
+        a = a << 17 | ((v2256['value'] - 1)) << 3 | ((v2256['unit'] - 2))
     if 'vehicleWeight' in v:
-        v2100 = v['vehicleWeight']
-        a = a << 16 | ((v2100['value'] - 1)) << 2 | ((v2100['unit'] - 10))
+        v2260 = v['vehicleWeight']
+        a = a << 16 | ((v2260['value'] - 1)) << 2 | ((v2260['unit'] - 10))
     return a
 
 def d_InternationalSign_applicableVehicleDimensions(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h2104 = (x >> q) & 15
-    if h2104 & 8:
-        r2105: dict[str, Any] = {}
+    h2264 = (x >> q) & 15
+    if h2264 & 8:
+        r2265: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r2105['value'] = ((t_ >> 3) & 16383) + 1
-        r2105['unit'] = (t_ & 7) + 2
-        r['vehicleHeight'] = r2105
-    if h2104 & 4:
-        r2107: dict[str, Any] = {}
+        r2265['value'] = ((t_ >> 3) & 16383) + 1
+        r2265['unit'] = (t_ & 7) + 2
+        r['vehicleHeight'] = r2265
+    if h2264 & 4:
+        r2267: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r2107['value'] = ((t_ >> 3) & 16383) + 1
-        r2107['unit'] = (t_ & 7) + 2
-        r['vehicleWidth'] = r2107
-    if h2104 & 2:
-        r2109: dict[str, Any] = {}
+        r2267['value'] = ((t_ >> 3) & 16383) + 1
+        r2267['unit'] = (t_ & 7) + 2
+        r['vehicleWidth'] = r2267
+    if h2264 & 2:
+        r2269: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r2109['value'] = ((t_ >> 3) & 16383) + 1
-        r2109['unit'] = (t_ & 7) + 2
-        r['vehicleLength'] = r2109
-    if h2104 & 1:
-        r2111: dict[str, Any] = {}
+        r2269['value'] = ((t_ >> 3) & 16383) + 1
+        r2269['unit'] = (t_ & 7) + 2
+        r['vehicleLength'] = r2269
+    if h2264 & 1:
+        r2271: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
-        r2111['value'] = ((t_ >> 2) & 16383) + 1
-        r2111['unit'] = (t_ & 3) + 10
-        r['vehicleWeight'] = r2111
+        r2271['value'] = ((t_ >> 2) & 16383) + 1
+        r2271['unit'] = (t_ & 3) + 10
+        r['vehicleWeight'] = r2271
     return r, q
 
 
@@ -8579,11 +8580,11 @@ def e_InternationalSign_speedLimits(v: Any) -> int:
 def d_InternationalSign_speedLimits(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h2117 = (x >> q) & 3
-    if h2117 & 2:
+    h2277 = (x >> q) & 3
+    if h2277 & 2:
         q -= 8
         r['speedLimitMax'] = (x >> q) & 255
-    if h2117 & 1:
+    if h2277 & 1:
         q -= 8
         r['speedLimitMin'] = (x >> q) & 255
     q -= 1
@@ -8614,172 +8615,194 @@ def e_InternationalSign_destinationInformation(v: Any) -> int:
         a = a << 7 | (v['roundaboutCwDirection'] - 1)
     if 'roundaboutCcwDirection' in v:
         a = a << 7 | (v['roundaboutCcwDirection'] - 1)
-    v2126 = v['ioList']
-    a2127 = 1
-    k2128 = len(v2126)
-    if 1 <= k2128 <= 8:
-        a2127 <<= 1
-        a2127 = a2127 << 3 | (k2128 - 1)
+    v2286 = v['ioList']
+    a2287 = 1
+    k2288 = len(v2286)
+    if 1 <= k2288 <= 8:
+        a2287 <<= 1
+        a2287 = a2287 << 3 | (k2288 - 1)
     else:
-        a2127 = _rt.ld(a2127 << 1 | 1, k2128)
-    for w2128 in v2126:
-        a2127 = a2127 << 10 | (('destPlace' in w2128) << 6 | ('destRoad' in w2128) << 5 | ('roadNumberIdentifier' in w2128) << 4 | ('streetName' in w2128) << 3 | ('streetNameText' in w2128) << 2 | ('distanceToDivergingPoint' in w2128) << 1 | ('distanceToDestinationPlace' in w2128)) << 3 | (w2128['arrowDirection'])
-        if 'destPlace' in w2128:
-            v2131 = w2128['destPlace']
-            a2132 = 1
-            k2133 = len(v2131)
-            if 1 <= k2133 <= 4:
-                a2132 <<= 1
-                a2132 = a2132 << 2 | (k2133 - 1)
+        a2287 = _rt.ld(a2287 << 1 | 1, k2288)
+    for w2288 in v2286:
+        a2287 = a2287 << 10 | (('destPlace' in w2288) << 6 | ('destRoad' in w2288) << 5 | ('roadNumberIdentifier' in w2288) << 4 | ('streetName' in w2288) << 3 | ('streetNameText' in w2288) << 2 | ('distanceToDivergingPoint' in w2288) << 1 | ('distanceToDestinationPlace' in w2288)) << 3 | (w2288['arrowDirection'])
+        if 'destPlace' in w2288:
+            v2291 = w2288['destPlace']
+            a2292 = 1
+            k2293 = len(v2291)
+            if 1 <= k2293 <= 4:
+                a2292 <<= 1
+                a2292 = a2292 << 2 | (k2293 - 1)
             else:
-                a2132 = _rt.ld(a2132 << 1 | 1, k2133)
-            for w2133 in v2131:
-                s_ = e_DestinationPlace(w2133)
-                a2132 = ((a2132 - 1) << (s_.bit_length() - 1)) + s_
-            a2127 = ((a2127 - 1) << (a2132.bit_length() - 1)) + a2132
-        if 'destRoad' in w2128:
-            v2134 = w2128['destRoad']
-            a2135 = 1
-            k2136 = len(v2134)
-            if 1 <= k2136 <= 4:
-                a2135 <<= 1
-                a2135 = a2135 << 2 | (k2136 - 1)
+                a2292 = _rt.ld(a2292 << 1 | 1, k2293)
+            for w2293 in v2291:
+                s_ = e_DestinationPlace(w2293)
+                a2292 = ((a2292 - 1) << (s_.bit_length() - 1)) + s_
+            a2287 = ((a2287 - 1) << (a2292.bit_length() - 1)) + a2292
+        if 'destRoad' in w2288:
+            v2294 = w2288['destRoad']
+            a2295 = 1
+            k2296 = len(v2294)
+            if 1 <= k2296 <= 4:
+                a2295 <<= 1
+                a2295 = a2295 << 2 | (k2296 - 1)
             else:
-                a2135 = _rt.ld(a2135 << 1 | 1, k2136)
-            for w2136 in v2134:
-                s_ = e_DestinationRoad(w2136)
-                a2135 = ((a2135 - 1) << (s_.bit_length() - 1)) + s_
-            a2127 = ((a2127 - 1) << (a2135.bit_length() - 1)) + a2135
-        if 'roadNumberIdentifier' in w2128:
-            a2127 = a2127 << 10 | (w2128['roadNumberIdentifier'] - 1)
-        if 'streetName' in w2128:
-            a2127 = a2127 << 10 | (w2128['streetName'] - 1)
-        if 'streetNameText' in w2128:
-            a2127 = _rt.octets(a2127, w2128['streetNameText'].encode('utf-8'))
-        if 'distanceToDivergingPoint' in w2128:
-            v2140 = w2128['distanceToDivergingPoint']
-            a2127 = a2127 << 17 | ((v2140['value'] - 1)) << 3 | ((v2140['unit'] - 2))
-        if 'distanceToDestinationPlace' in w2128:
-            v2144 = w2128['distanceToDestinationPlace']
-            a2127 = a2127 << 17 | ((v2144['value'] - 1)) << 3 | ((v2144['unit'] - 2))
-    a = ((a - 1) << (a2127.bit_length() - 1)) + a2127
+                a2295 = _rt.ld(a2295 << 1 | 1, k2296)
+            for w2296 in v2294:
+                a2295 = a2295 << 2 | ('roadNumberIdentifier' in w2296) << 1 | ('roadNumberText' in w2296)
+                w2299 = w2296['derType']
+                if 0 <= w2299 <= 15:
+                    a2295 = a2295 << 5 | w2299
+                else:
+                    a2295 = _rt.uwn(a2295 << 1 | 1, w2299)
+                if 'roadNumberIdentifier' in w2296:
+                    a2295 = a2295 << 10 | (w2296['roadNumberIdentifier'] - 1)
+                if 'roadNumberText' in w2296:
+                    a2295 = _rt.octets(a2295, w2296['roadNumberText'].encode('utf-8'))
+            a2287 = ((a2287 - 1) << (a2295.bit_length() - 1)) + a2295
+        if 'roadNumberIdentifier' in w2288:
+            a2287 = a2287 << 10 | (w2288['roadNumberIdentifier'] - 1)
+        if 'streetName' in w2288:
+            a2287 = a2287 << 10 | (w2288['streetName'] - 1)
+        if 'streetNameText' in w2288:
+            a2287 = _rt.octets(a2287, w2288['streetNameText'].encode('utf-8'))
+        if 'distanceToDivergingPoint' in w2288:
+            v2305 = w2288['distanceToDivergingPoint']
+            a2287 = a2287 << 17 | ((v2305['value'] - 1)) << 3 | ((v2305['unit'] - 2))
+        if 'distanceToDestinationPlace' in w2288:
+            v2309 = w2288['distanceToDestinationPlace']
+            a2287 = a2287 << 17 | ((v2309['value'] - 1)) << 3 | ((v2309['unit'] - 2))
+    a = ((a - 1) << (a2287.bit_length() - 1)) + a2287
     return a
 
 def d_InternationalSign_destinationInformation(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h2148 = (x >> q) & 7
-    if h2148 & 4:
+    h2313 = (x >> q) & 7
+    if h2313 & 4:
         q -= 7
         r['junctionDirection'] = ((x >> q) & 127) + 1
-    if h2148 & 2:
+    if h2313 & 2:
         q -= 7
         r['roundaboutCwDirection'] = ((x >> q) & 127) + 1
-    if h2148 & 1:
+    if h2313 & 1:
         q -= 7
         r['roundaboutCcwDirection'] = ((x >> q) & 127) + 1
     q -= 1
     if (x >> q) & 1:
-        k2150, q = _rt.read_ld(x, q)
+        k2315, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k2150 = ((x >> q) & 7) + 1
-    r2149: list[Any] = []
-    for _ in range(k2150):
+        k2315 = ((x >> q) & 7) + 1
+    r2314: list[Any] = []
+    for _ in range(k2315):
         x &= (1 << q) - 1
-        r2151: dict[str, Any] = {}
+        r2316: dict[str, Any] = {}
         q -= 10
         t_ = (x >> q) & 1023
-        h2152 = (t_ >> 3) & 127
-        r2151['arrowDirection'] = t_ & 7
-        if h2152 & 64:
+        h2317 = (t_ >> 3) & 127
+        r2316['arrowDirection'] = t_ & 7
+        if h2317 & 64:
             q -= 1
             if (x >> q) & 1:
-                k2154, q = _rt.read_ld(x, q)
+                k2319, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k2154 = ((x >> q) & 3) + 1
-            r2153: list[Any] = []
-            for _ in range(k2154):
-                w2154, q = d_DestinationPlace(x, q)
-                r2153.append(w2154)
-            r2151['destPlace'] = r2153
-        if h2152 & 32:
+                k2319 = ((x >> q) & 3) + 1
+            r2318: list[Any] = []
+            for _ in range(k2319):
+                w2319, q = d_DestinationPlace(x, q)
+                r2318.append(w2319)
+            r2316['destPlace'] = r2318
+        if h2317 & 32:
             q -= 1
             if (x >> q) & 1:
-                k2156, q = _rt.read_ld(x, q)
+                k2321, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k2156 = ((x >> q) & 3) + 1
-            r2155: list[Any] = []
-            for _ in range(k2156):
-                w2156, q = d_DestinationRoad(x, q)
-                r2155.append(w2156)
-            r2151['destRoad'] = r2155
-        if h2152 & 16:
+                k2321 = ((x >> q) & 3) + 1
+            r2320: list[Any] = []
+            for _ in range(k2321):
+                r2322: dict[str, Any] = {}
+                q -= 2
+                h2323 = (x >> q) & 3
+                q -= 1
+                if (x >> q) & 1:
+                    r2322['derType'], q = _rt.read_uwn(x, q)
+                else:
+                    q -= 4
+                    r2322['derType'] = (x >> q) & 15
+                if h2323 & 2:
+                    q -= 10
+                    r2322['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
+                if h2323 & 1:
+                    b2324, q = _rt.read_octets(x, q)
+                    r2322['roadNumberText'] = b2324.decode('utf-8')
+                r2320.append(r2322)
+            r2316['destRoad'] = r2320
+        if h2317 & 16:
             q -= 10
-            r2151['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
-        if h2152 & 8:
+            r2316['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
+        if h2317 & 8:
             q -= 10
-            r2151['streetName'] = ((x >> q) & 1023) + 1
-        if h2152 & 4:
-            b2157, q = _rt.read_octets(x, q)
-            r2151['streetNameText'] = b2157.decode('utf-8')
-        if h2152 & 2:
-            r2158: dict[str, Any] = {}
+            r2316['streetName'] = ((x >> q) & 1023) + 1
+        if h2317 & 4:
+            b2325, q = _rt.read_octets(x, q)
+            r2316['streetNameText'] = b2325.decode('utf-8')
+        if h2317 & 2:
+            r2326: dict[str, Any] = {}
             q -= 17
             t_ = (x >> q) & 131071
-            r2158['value'] = ((t_ >> 3) & 16383) + 1
-            r2158['unit'] = (t_ & 7) + 2
-            r2151['distanceToDivergingPoint'] = r2158
-        if h2152 & 1:
-            r2160: dict[str, Any] = {}
+            r2326['value'] = ((t_ >> 3) & 16383) + 1
+            r2326['unit'] = (t_ & 7) + 2
+            r2316['distanceToDivergingPoint'] = r2326
+        if h2317 & 1:
+            r2328: dict[str, Any] = {}
             q -= 17
             t_ = (x >> q) & 131071
-            r2160['value'] = ((t_ >> 3) & 16383) + 1
-            r2160['unit'] = (t_ & 7) + 2
-            r2151['distanceToDestinationPlace'] = r2160
-        r2149.append(r2151)
-    r['ioList'] = r2149
+            r2328['value'] = ((t_ >> 3) & 16383) + 1
+            r2328['unit'] = (t_ & 7) + 2
+            r2316['distanceToDestinationPlace'] = r2328
+        r2314.append(r2316)
+    r['ioList'] = r2314
     return r, q
 
 
 def e_DestinationPlace(v: Any) -> int:
     a: int = 1
     a = a << 4 | ('destRSCode' in v) << 3 | ('destBlob' in v) << 2 | ('placeNameIdentification' in v) << 1 | ('placeNameText' in v)
-    w2164 = v['destType']
-    if 0 <= w2164 <= 15:
-        a = a << 5 | w2164
+    w2332 = v['destType']
+    if 0 <= w2332 <= 15:
+        a = a << 5 | w2332
     else:
-        a = _rt.uwn(a << 1 | 1, w2164)
+        a = _rt.uwn(a << 1 | 1, w2332)
     if 'destRSCode' in v:
-        v2165 = v['destRSCode']
-        a = a << 1 | ('attributes' in v2165)
-        v2167 = v2165['pictogramCode']
-        a = a << 1 | ('countryCode' in v2167)
-        if 'countryCode' in v2167:
-            d2170 = v2167['countryCode']
-            a = a << (len(d2170) << 3) | int.from_bytes(d2170, 'big')
-        s_ = e_GddStructure_pictogramCode_serviceCategoryCode(v2167['serviceCategoryCode'])
+        v2333 = v['destRSCode']
+        a = a << 1 | ('attributes' in v2333)
+        v2335 = v2333['pictogramCode']
+        a = a << 1 | ('countryCode' in v2335)
+        if 'countryCode' in v2335:
+            d2338 = v2335['countryCode']
+            a = a << (len(d2338) << 3) | int.from_bytes(d2338, 'big')
+        s_ = e_GddStructure_pictogramCode_serviceCategoryCode(v2335['serviceCategoryCode'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        v2172 = v2167['pictogramCategoryCode']
-        a = a << 11 | ((v2172['nature'] - 1)) << 7 | (v2172['serialNumber'])
-        if 'attributes' in v2165:
-            v2176 = v2165['attributes']
-            a2177 = 1
-            k2178 = len(v2176)
-            if 1 <= k2178 <= 8:
-                a2177 <<= 1
-                a2177 = a2177 << 3 | (k2178 - 1)
+        v2340 = v2335['pictogramCategoryCode']
+        a = a << 11 | ((v2340['nature'] - 1)) << 7 | (v2340['serialNumber'])
+        if 'attributes' in v2333:
+            v2344 = v2333['attributes']
+            a2345 = 1
+            k2346 = len(v2344)
+            if 1 <= k2346 <= 8:
+                a2345 <<= 1
+                a2345 = a2345 << 3 | (k2346 - 1)
             else:
-                a2177 = _rt.ld(a2177 << 1 | 1, k2178)
-            for w2178 in v2176:
-                s_ = e_GddAttribute(w2178)
-                a2177 = ((a2177 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a2177.bit_length() - 1)) + a2177
+                a2345 = _rt.ld(a2345 << 1 | 1, k2346)
+            for w2346 in v2344:
+                s_ = e_GddAttribute(w2346)
+                a2345 = ((a2345 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2345.bit_length() - 1)) + a2345
     if 'destBlob' in v:
-        d2180 = v['destBlob']
-        a = _rt.octets(a, d2180)
+        d2348 = v['destBlob']
+        a = _rt.octets(a, d2348)
     if 'placeNameIdentification' in v:
         a = a << 10 | (v['placeNameIdentification'] - 1)
     if 'placeNameText' in v:
@@ -8789,87 +8812,54 @@ def e_DestinationPlace(v: Any) -> int:
 def d_DestinationPlace(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h2183 = (x >> q) & 15
+    h2351 = (x >> q) & 15
     q -= 1
     if (x >> q) & 1:
         r['destType'], q = _rt.read_uwn(x, q)
     else:
         q -= 4
         r['destType'] = (x >> q) & 15
-    if h2183 & 8:
-        r2184: dict[str, Any] = {}
+    if h2351 & 8:
+        r2352: dict[str, Any] = {}
         q -= 1
-        h2185 = (x >> q) & 1
-        r2186: dict[str, Any] = {}
+        h2353 = (x >> q) & 1
+        r2354: dict[str, Any] = {}
         q -= 1
-        h2187 = (x >> q) & 1
-        if h2187 & 1:
-            k2188 = 2
-            q -= k2188 << 3
-            r2186['countryCode'] = ((x >> q) & ((1 << (k2188 << 3)) - 1)).to_bytes(k2188, 'big')
-        r2186['serviceCategoryCode'], q = d_GddStructure_pictogramCode_serviceCategoryCode(x, q)
-        r2189: dict[str, Any] = {}
+        h2355 = (x >> q) & 1
+        if h2355 & 1:
+            k2356 = 2
+            q -= k2356 << 3
+            r2354['countryCode'] = ((x >> q) & ((1 << (k2356 << 3)) - 1)).to_bytes(k2356, 'big')
+        r2354['serviceCategoryCode'], q = d_GddStructure_pictogramCode_serviceCategoryCode(x, q)
+        r2357: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r2189['nature'] = ((t_ >> 7) & 15) + 1
-        r2189['serialNumber'] = t_ & 127
-        r2186['pictogramCategoryCode'] = r2189
-        r2184['pictogramCode'] = r2186
-        if h2185 & 1:
+        r2357['nature'] = ((t_ >> 7) & 15) + 1
+        r2357['serialNumber'] = t_ & 127
+        r2354['pictogramCategoryCode'] = r2357
+        r2352['pictogramCode'] = r2354
+        if h2353 & 1:
             q -= 1
             if (x >> q) & 1:
-                k2192, q = _rt.read_ld(x, q)
+                k2360, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k2192 = ((x >> q) & 7) + 1
-            r2191: list[Any] = []
-            for _ in range(k2192):
+                k2360 = ((x >> q) & 7) + 1
+            r2359: list[Any] = []
+            for _ in range(k2360):
                 x &= (1 << q) - 1
-                w2192, q = d_GddAttribute(x, q)
-                r2191.append(w2192)
-            r2184['attributes'] = r2191
-        r['destRSCode'] = r2184
-    if h2183 & 4:
+                w2360, q = d_GddAttribute(x, q)
+                r2359.append(w2360)
+            r2352['attributes'] = r2359
+        r['destRSCode'] = r2352
+    if h2351 & 4:
         r['destBlob'], q = _rt.read_octets(x, q)
-    if h2183 & 2:
+    if h2351 & 2:
         q -= 10
         r['placeNameIdentification'] = ((x >> q) & 1023) + 1
-    if h2183 & 1:
-        b2193, q = _rt.read_octets(x, q)
-        r['placeNameText'] = b2193.decode('utf-8')
-    return r, q
-
-
-def e_DestinationRoad(v: Any) -> int:
-    a: int = 1
-    a = a << 2 | ('roadNumberIdentifier' in v) << 1 | ('roadNumberText' in v)
-    w2196 = v['derType']
-    if 0 <= w2196 <= 15:
-        a = a << 5 | w2196
-    else:
-        a = _rt.uwn(a << 1 | 1, w2196)
-    if 'roadNumberIdentifier' in v:
-        a = a << 10 | (v['roadNumberIdentifier'] - 1)
-    if 'roadNumberText' in v:
-        a = _rt.octets(a, v['roadNumberText'].encode('utf-8'))
-    return a
-
-def d_DestinationRoad(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 2
-    h2199 = (x >> q) & 3
-    q -= 1
-    if (x >> q) & 1:
-        r['derType'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 4
-        r['derType'] = (x >> q) & 15
-    if h2199 & 2:
-        q -= 10
-        r['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
-    if h2199 & 1:
-        b2200, q = _rt.read_octets(x, q)
-        r['roadNumberText'] = b2200.decode('utf-8')
+    if h2351 & 1:
+        b2361, q = _rt.read_octets(x, q)
+        r['placeNameText'] = b2361.decode('utf-8')
     return r, q
 
 
@@ -8878,28 +8868,28 @@ def e_GddStructure_pictogramCode_serviceCategoryCode(v: Any) -> int:
     k, w = v
     if k == 'trafficSignPictogram':
         a <<= 3
-        w2201 = w
-        i2202 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w2201)
-        if i2202 is not None:
-            a = a << 3 | i2202
+        w2362 = w
+        i2363 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w2362)
+        if i2363 is not None:
+            a = a << 3 | i2363
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2201])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2362])
     elif k == 'publicFacilitiesPictogram':
         a = a << 3 | 1
-        w2203 = w
-        i2204 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w2203)
-        if i2204 is not None:
-            a = a << 1 | i2204
+        w2364 = w
+        i2365 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w2364)
+        if i2365 is not None:
+            a = a << 1 | i2365
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2203])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2364])
     elif k == 'ambientOrRoadConditionPictogram':
         a = a << 3 | 2
-        w2205 = w
-        i2206 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w2205)
-        if i2206 is not None:
-            a = a << 2 | i2206
+        w2366 = w
+        i2367 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w2366)
+        if i2367 is not None:
+            a = a << 2 | i2367
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2205])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2366])
     else:
         raise KeyError(k)
     return a
@@ -8919,8 +8909,8 @@ def d_GddStructure_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[An
     if i == 0:
         q -= 1
         if (x >> q) & 1:
-            i2207, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2207)
+            i2368, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2368)
         else:
             q -= 2
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_81[(x >> q) & 3]
@@ -8928,16 +8918,16 @@ def d_GddStructure_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[An
     elif i == 1:
         q -= 1
         if (x >> q) & 1:
-            i2208, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2208)
+            i2369, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2369)
         else:
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_82[0]
         return ('publicFacilitiesPictogram', w), q
     elif i == 2:
         q -= 1
         if (x >> q) & 1:
-            i2209, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2209)
+            i2370, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2370)
         else:
             q -= 1
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_83[(x >> q) & 1]
@@ -9030,31 +9020,31 @@ def e_InternationalSign_section(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('startingPointLength' in v) << 1 | ('continuityLength' in v)
     if 'startingPointLength' in v:
-        v2211 = v['startingPointLength']
-        a = a << 17 | ((v2211['value'] - 1)) << 3 | ((v2211['unit'] - 2))
+        v2372 = v['startingPointLength']
+        a = a << 17 | ((v2372['value'] - 1)) << 3 | ((v2372['unit'] - 2))
     if 'continuityLength' in v:
-        v2215 = v['continuityLength']
-        a = a << 17 | ((v2215['value'] - 1)) << 3 | ((v2215['unit'] - 2))
+        v2376 = v['continuityLength']
+        a = a << 17 | ((v2376['value'] - 1)) << 3 | ((v2376['unit'] - 2))
     return a
 
 def d_InternationalSign_section(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h2219 = (x >> q) & 3
-    if h2219 & 2:
-        r2220: dict[str, Any] = {}
+    h2380 = (x >> q) & 3
+    if h2380 & 2:
+        r2381: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r2220['value'] = ((t_ >> 3) & 16383) + 1
-        r2220['unit'] = (t_ & 7) + 2
-        r['startingPointLength'] = r2220
-    if h2219 & 1:
-        r2222: dict[str, Any] = {}
+        r2381['value'] = ((t_ >> 3) & 16383) + 1
+        r2381['unit'] = (t_ & 7) + 2
+        r['startingPointLength'] = r2381
+    if h2380 & 1:
+        r2383: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r2222['value'] = ((t_ >> 3) & 16383) + 1
-        r2222['unit'] = (t_ & 7) + 2
-        r['continuityLength'] = r2222
+        r2383['value'] = ((t_ >> 3) & 16383) + 1
+        r2383['unit'] = (t_ & 7) + 2
+        r['continuityLength'] = r2383
     return r, q
 
 

@@ -35,7 +35,7 @@ from rsu.codec.uper_runtime import source_digest
 
 OUTPUT = Path(__file__).resolve().parent.parent / "generated" / "uper.py"
 CONSTRUCTED = ("SEQUENCE", "CHOICE", "SEQUENCE OF", "REGEXT")
-DIRECT_APPENDS = 3  # a list's item written with at most this many unconditional appends needs no accumulator
+DIRECT_APPENDS = 2  # a list's item written with at most this many unconditional appends needs no accumulator
 INLINE_DEPTH = 3  # nesting levels of SEQUENCE / SEQUENCE OF written in place within one function
 
 # the generated functions of each constructed type: a value (Python value form) in, its bits out (after a
@@ -81,6 +81,7 @@ class Generator:
         self.tmp = 0
         self.stack: list[int] = []  # nodes being written (an inlined type never inlines itself)
         self.loops = 0  # lists being decoded in place, one in another
+        self.list_accs: set[str] = set()  # accumulators (of the function being written) a list goes into
 
     # --- naming --------------------------------------------------------------------------------
     def fn(self, t: AsnType, node: Node, hint: str) -> str:
@@ -143,6 +144,13 @@ class Generator:
             self.stack.pop()
             if member or sum(1 for line in body if line.startswith(f"{ind}{acc} = ")) <= DIRECT_APPENDS:
                 return alias + body
+        if inline and member and acc not in self.list_accs:
+            # a list in a SEQUENCE whose accumulator holds no list yet: straight into it (it holds
+            # little else); in one that does (a list's, or one a list went into) it gets its own
+            self.stack.append(id(node))
+            body = self._list_enc(t, node, node.name or hint, v, acc, ind)
+            self.stack.pop()
+            return alias + body
         if inline:
             # in place, into its own short accumulator (appending to a long int is what costs)
             sub = self.var("a")
@@ -403,6 +411,7 @@ class Generator:
 
     # --- functions per constructed type ----------------------------------------------------------
     def functions(self, f: _Fn) -> list[str]:
+        self.list_accs = set()
         k = f.node.kind
         if k == "SEQUENCE":
             return self._sequence(f)
@@ -446,9 +455,11 @@ class Generator:
             ext = f"ext{u}"
         opt = [m for m in t.root_members if m.optional]
         head_bits = (1 if additions is not None else 0) + len(opt)
-        parts = [f"({ext}) << {len(opt)}"] if ext else []
+        # presence bits as constants chosen by a test (quicker than shifting booleans)
+        parts = [f"({1 << len(opt)} if {ext} else 0)"] if ext else []
         for i, m in enumerate(opt):
-            parts.append(f"({m.name!r} in {v}) << {len(opt) - 1 - i}" if len(opt) - 1 - i else f"({m.name!r} in {v})")
+            bit = 1 << (len(opt) - 1 - i)
+            parts.append(f"({bit} if {m.name!r} in {v} else 0)" if bit > 1 else f"({m.name!r} in {v})")
         if head_bits:
             lines.append(f"{ind}{a} = {a} << {head_bits}" + "".join(f" | {p}" for p in parts))
         lines += self._seq_root(t.root_members, mm, name, v, a, ind)
@@ -633,6 +644,7 @@ class Generator:
         return enc + [""] + dec
 
     def _list_enc(self, t: AsnType, node: Node, name: str, v: str, a: str, ind: str) -> list[str]:
+        self.list_accs.add(a)
         if type(t).__name__ != "SequenceOf":
             raise NotImplementedError(f"{name}: {type(t).__name__} for a SEQUENCE OF")
         u = self.var("")

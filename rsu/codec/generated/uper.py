@@ -105,7 +105,7 @@ def e_SPATEM(v: Any) -> int:
     v2 = v['header']
     a = a << 48 | (v2['protocolVersion']) << 40 | (v2['messageID']) << 32 | (v2['stationID'])
     v7 = v['spat']
-    a = a << 4 | ('timeStamp' in v7) << 2 | ('name' in v7) << 1 | ('regional' in v7)
+    a = a << 4 | (4 if 'timeStamp' in v7 else 0) | (2 if 'name' in v7 else 0) | ('regional' in v7)
     if 'timeStamp' in v7:
         a = a << 20 | v7['timeStamp']
     if 'name' in v7:
@@ -113,1413 +113,1401 @@ def e_SPATEM(v: Any) -> int:
         a = a << 6 | (len(b11) - 1)
         a = a << 7 * len(b11) | _rt.ia5_pack(b11)
     v12 = v7['intersections']
-    a13 = 1
-    k14 = len(v12)
-    a13 = a13 << 5 | (k14 - 1)
-    for w14 in v12:
-        a32 = 1
-        a32 = a32 << 7 | ('name' in w14) << 5 | ('moy' in w14) << 4 | ('timeStamp' in w14) << 3 | ('enabledLanes' in w14) << 2 | ('maneuverAssistList' in w14) << 1 | ('regional' in w14)
-        if 'name' in w14:
-            b35 = w14['name'].encode('ascii')
-            a32 = a32 << 6 | (len(b35) - 1)
-            a32 = a32 << 7 * len(b35) | _rt.ia5_pack(b35)
-        v36 = w14['id']
-        a32 = a32 << 1 | ('region' in v36)
-        if 'region' in v36:
-            a32 = a32 << 16 | v36['region']
-        a32 = a32 << 23 | (v36['id']) << 7 | (w14['revision'])
-        d42, k43 = w14['status']
-        a32 = a32 << k43 | int.from_bytes(d42, 'big') >> (8 * len(d42) - k43)
-        if 'moy' in w14:
-            a32 = a32 << 20 | w14['moy']
-        if 'timeStamp' in w14:
-            a32 = a32 << 16 | w14['timeStamp']
-        if 'enabledLanes' in w14:
-            s_ = e_EnabledLaneList(w14['enabledLanes'])
-            a32 = ((a32 - 1) << (s_.bit_length() - 1)) + s_
-        s_ = e_MovementList(w14['states'])
-        a32 = ((a32 - 1) << (s_.bit_length() - 1)) + s_
-        if 'maneuverAssistList' in w14:
-            s_ = e_ManeuverAssistList(w14['maneuverAssistList'])
-            a32 = ((a32 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in w14:
-            s_ = e_IntersectionState_regional(w14['regional'])
-            a32 = ((a32 - 1) << (s_.bit_length() - 1)) + s_
-        a13 = ((a13 - 1) << (a32.bit_length() - 1)) + a32
-    a = ((a - 1) << (a13.bit_length() - 1)) + a13
+    k13 = len(v12)
+    a = a << 5 | (k13 - 1)
+    for w13 in v12:
+        a31 = 1
+        a31 = a31 << 7 | (32 if 'name' in w13 else 0) | (16 if 'moy' in w13 else 0) | (8 if 'timeStamp' in w13 else 0) | (4 if 'enabledLanes' in w13 else 0) | (2 if 'maneuverAssistList' in w13 else 0) | ('regional' in w13)
+        if 'name' in w13:
+            b34 = w13['name'].encode('ascii')
+            a31 = a31 << 6 | (len(b34) - 1)
+            a31 = a31 << 7 * len(b34) | _rt.ia5_pack(b34)
+        v35 = w13['id']
+        a31 = a31 << 1 | ('region' in v35)
+        if 'region' in v35:
+            a31 = a31 << 16 | v35['region']
+        a31 = a31 << 23 | (v35['id']) << 7 | (w13['revision'])
+        d41, k42 = w13['status']
+        a31 = a31 << k42 | int.from_bytes(d41, 'big') >> (8 * len(d41) - k42)
+        if 'moy' in w13:
+            a31 = a31 << 20 | w13['moy']
+        if 'timeStamp' in w13:
+            a31 = a31 << 16 | w13['timeStamp']
+        if 'enabledLanes' in w13:
+            s_ = e_EnabledLaneList(w13['enabledLanes'])
+            a31 = ((a31 - 1) << (s_.bit_length() - 1)) + s_
+        s_ = e_MovementList(w13['states'])
+        a31 = ((a31 - 1) << (s_.bit_length() - 1)) + s_
+        if 'maneuverAssistList' in w13:
+            s_ = e_ManeuverAssistList(w13['maneuverAssistList'])
+            a31 = ((a31 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in w13:
+            s_ = e_IntersectionState_regional(w13['regional'])
+            a31 = ((a31 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a31.bit_length() - 1)) + a31
     if 'regional' in v7:
-        v50 = v7['regional']
-        a51 = 1
-        k52 = len(v50)
-        a51 = a51 << 2 | (k52 - 1)
-        for w52 in v50:
-            s_ = e_SPAT_regional_item(w52)
-            a51 = ((a51 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a51.bit_length() - 1)) + a51
+        v49 = v7['regional']
+        a50 = 1
+        k51 = len(v49)
+        a50 = a50 << 2 | (k51 - 1)
+        for w51 in v49:
+            s_ = e_SPAT_regional_item(w51)
+            a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a50.bit_length() - 1)) + a50
     return a
 
 def d_SPATEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r54: dict[str, Any] = {}
+    r53: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r54['protocolVersion'] = (t_ >> 40) & 255
-    r54['messageID'] = (t_ >> 32) & 255
-    r54['stationID'] = t_ & 4294967295
-    r['header'] = r54
-    r56: dict[str, Any] = {}
+    r53['protocolVersion'] = (t_ >> 40) & 255
+    r53['messageID'] = (t_ >> 32) & 255
+    r53['stationID'] = t_ & 4294967295
+    r['header'] = r53
+    r55: dict[str, Any] = {}
     q -= 4
-    h57 = (x >> q) & 15
-    if h57 & 4:
+    h56 = (x >> q) & 15
+    if h56 & 4:
         q -= 20
-        r56['timeStamp'] = (x >> q) & 1048575
-    if h57 & 2:
+        r55['timeStamp'] = (x >> q) & 1048575
+    if h56 & 2:
         q -= 6
-        k58 = ((x >> q) & 63) + 1
-        q -= 7 * k58
-        r56['name'] = _rt.ia5((x >> q) & ((1 << (7 * k58)) - 1), k58)
+        k57 = ((x >> q) & 63) + 1
+        q -= 7 * k57
+        r55['name'] = _rt.ia5((x >> q) & ((1 << (7 * k57)) - 1), k57)
     q -= 5
-    k60 = ((x >> q) & 31) + 1
-    r59: list[Any] = []
-    for _ in range(k60):
+    k59 = ((x >> q) & 31) + 1
+    r58: list[Any] = []
+    for _ in range(k59):
         x &= (1 << q) - 1
-        r61: dict[str, Any] = {}
+        r60: dict[str, Any] = {}
         q -= 7
-        h62 = (x >> q) & 127
-        if h62 & 32:
+        h61 = (x >> q) & 127
+        if h61 & 32:
             q -= 6
-            k63 = ((x >> q) & 63) + 1
-            q -= 7 * k63
-            r61['name'] = _rt.ia5((x >> q) & ((1 << (7 * k63)) - 1), k63)
-        r64: dict[str, Any] = {}
+            k62 = ((x >> q) & 63) + 1
+            q -= 7 * k62
+            r60['name'] = _rt.ia5((x >> q) & ((1 << (7 * k62)) - 1), k62)
+        r63: dict[str, Any] = {}
         q -= 1
-        h65 = (x >> q) & 1
-        if h65 & 1:
+        h64 = (x >> q) & 1
+        if h64 & 1:
             q -= 16
-            r64['region'] = (x >> q) & 65535
+            r63['region'] = (x >> q) & 65535
         q -= 16
-        r64['id'] = (x >> q) & 65535
-        r61['id'] = r64
+        r63['id'] = (x >> q) & 65535
+        r60['id'] = r63
         q -= 23
         t_ = (x >> q) & 8388607
-        r61['revision'] = (t_ >> 16) & 127
-        r61['status'] = (((t_ & 65535) << 0).to_bytes(2, 'big'), 16)
-        if h62 & 16:
+        r60['revision'] = (t_ >> 16) & 127
+        r60['status'] = (((t_ & 65535) << 0).to_bytes(2, 'big'), 16)
+        if h61 & 16:
             q -= 20
-            r61['moy'] = (x >> q) & 1048575
-        if h62 & 8:
+            r60['moy'] = (x >> q) & 1048575
+        if h61 & 8:
             q -= 16
-            r61['timeStamp'] = (x >> q) & 65535
-        if h62 & 4:
-            r61['enabledLanes'], q = d_EnabledLaneList(x, q)
-        r61['states'], q = d_MovementList(x, q)
-        if h62 & 2:
-            r61['maneuverAssistList'], q = d_ManeuverAssistList(x, q)
-        if h62 & 1:
-            r61['regional'], q = d_IntersectionState_regional(x, q)
-        if h62 >> 6:
+            r60['timeStamp'] = (x >> q) & 65535
+        if h61 & 4:
+            r60['enabledLanes'], q = d_EnabledLaneList(x, q)
+        r60['states'], q = d_MovementList(x, q)
+        if h61 & 2:
+            r60['maneuverAssistList'], q = d_ManeuverAssistList(x, q)
+        if h61 & 1:
+            r60['regional'], q = d_IntersectionState_regional(x, q)
+        if h61 >> 6:
             q = _rt.skip_additions(x, q)
-        r59.append(r61)
-    r56['intersections'] = r59
-    if h57 & 1:
+        r58.append(r60)
+    r55['intersections'] = r58
+    if h56 & 1:
         q -= 2
-        k68 = ((x >> q) & 3) + 1
-        r67: list[Any] = []
-        for _ in range(k68):
+        k67 = ((x >> q) & 3) + 1
+        r66: list[Any] = []
+        for _ in range(k67):
             x &= (1 << q) - 1
-            w68, q = d_SPAT_regional_item(x, q)
-            r67.append(w68)
-        r56['regional'] = r67
-    if h57 >> 3:
+            w67, q = d_SPAT_regional_item(x, q)
+            r66.append(w67)
+        r55['regional'] = r66
+    if h56 >> 3:
         q = _rt.skip_additions(x, q)
-    r['spat'] = r56
+    r['spat'] = r55
     return r, q
 
 
 def e_MAPEM(v: Any) -> int:
     a: int = 1
-    v70 = v['header']
-    a = a << 48 | (v70['protocolVersion']) << 40 | (v70['messageID']) << 32 | (v70['stationID'])
-    v75 = v['map']
-    a = a << 9 | ('timeStamp' in v75) << 7 | ('layerType' in v75) << 6 | ('layerID' in v75) << 5 | ('intersections' in v75) << 4 | ('roadSegments' in v75) << 3 | ('dataParameters' in v75) << 2 | ('restrictionList' in v75) << 1 | ('regional' in v75)
-    if 'timeStamp' in v75:
-        a = a << 20 | v75['timeStamp']
-    a = a << 7 | v75['msgIssueRevision']
-    if 'layerType' in v75:
-        w80 = v75['layerType']
-        i81 = _E_LayerType_0.get(w80)
-        if i81 is not None:
-            a = a << 4 | i81
+    v69 = v['header']
+    a = a << 48 | (v69['protocolVersion']) << 40 | (v69['messageID']) << 32 | (v69['stationID'])
+    v74 = v['map']
+    a = a << 9 | (128 if 'timeStamp' in v74 else 0) | (64 if 'layerType' in v74 else 0) | (32 if 'layerID' in v74 else 0) | (16 if 'intersections' in v74 else 0) | (8 if 'roadSegments' in v74 else 0) | (4 if 'dataParameters' in v74 else 0) | (2 if 'restrictionList' in v74 else 0) | ('regional' in v74)
+    if 'timeStamp' in v74:
+        a = a << 20 | v74['timeStamp']
+    a = a << 7 | v74['msgIssueRevision']
+    if 'layerType' in v74:
+        w79 = v74['layerType']
+        i80 = _E_LayerType_0.get(w79)
+        if i80 is not None:
+            a = a << 4 | i80
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w80])
-    if 'layerID' in v75:
-        a = a << 7 | v75['layerID']
-    if 'intersections' in v75:
-        v83 = v75['intersections']
-        a84 = 1
-        k85 = len(v83)
-        a84 = a84 << 5 | (k85 - 1)
-        for w85 in v83:
-            a100 = 1
-            a100 = a100 << 6 | ('name' in w85) << 4 | ('laneWidth' in w85) << 3 | ('speedLimits' in w85) << 2 | ('preemptPriorityData' in w85) << 1 | ('regional' in w85)
-            if 'name' in w85:
-                b103 = w85['name'].encode('ascii')
-                a100 = a100 << 6 | (len(b103) - 1)
-                a100 = a100 << 7 * len(b103) | _rt.ia5_pack(b103)
-            v104 = w85['id']
-            a100 = a100 << 1 | ('region' in v104)
-            if 'region' in v104:
-                a100 = a100 << 16 | v104['region']
-            a100 = a100 << 23 | (v104['id']) << 7 | (w85['revision'])
-            s_ = e_Position3D(w85['refPoint'])
-            a100 = ((a100 - 1) << (s_.bit_length() - 1)) + s_
-            if 'laneWidth' in w85:
-                a100 = a100 << 15 | w85['laneWidth']
-            if 'speedLimits' in w85:
-                s_ = e_SpeedLimitList(w85['speedLimits'])
-                a100 = ((a100 - 1) << (s_.bit_length() - 1)) + s_
-            s_ = e_LaneList(w85['laneSet'])
-            a100 = ((a100 - 1) << (s_.bit_length() - 1)) + s_
-            if 'preemptPriorityData' in w85:
-                s_ = e_PreemptPriorityList(w85['preemptPriorityData'])
-                a100 = ((a100 - 1) << (s_.bit_length() - 1)) + s_
-            if 'regional' in w85:
-                s_ = e_IntersectionGeometry_regional(w85['regional'])
-                a100 = ((a100 - 1) << (s_.bit_length() - 1)) + s_
-            a84 = ((a84 - 1) << (a100.bit_length() - 1)) + a100
-        a = ((a - 1) << (a84.bit_length() - 1)) + a84
-    if 'roadSegments' in v75:
-        v115 = v75['roadSegments']
-        a116 = 1
-        k117 = len(v115)
-        a116 = a116 << 5 | (k117 - 1)
-        for w117 in v115:
-            a131 = 1
-            a131 = a131 << 5 | ('name' in w117) << 3 | ('laneWidth' in w117) << 2 | ('speedLimits' in w117) << 1 | ('regional' in w117)
-            if 'name' in w117:
-                b134 = w117['name'].encode('ascii')
-                a131 = a131 << 6 | (len(b134) - 1)
-                a131 = a131 << 7 * len(b134) | _rt.ia5_pack(b134)
-            v135 = w117['id']
-            a131 = a131 << 1 | ('region' in v135)
-            if 'region' in v135:
-                a131 = a131 << 16 | v135['region']
-            a131 = a131 << 23 | (v135['id']) << 7 | (w117['revision'])
-            s_ = e_Position3D(w117['refPoint'])
-            a131 = ((a131 - 1) << (s_.bit_length() - 1)) + s_
-            if 'laneWidth' in w117:
-                a131 = a131 << 15 | w117['laneWidth']
-            if 'speedLimits' in w117:
-                s_ = e_SpeedLimitList(w117['speedLimits'])
-                a131 = ((a131 - 1) << (s_.bit_length() - 1)) + s_
-            s_ = e_RoadLaneSetList(w117['roadLaneSet'])
-            a131 = ((a131 - 1) << (s_.bit_length() - 1)) + s_
-            if 'regional' in w117:
-                s_ = e_RoadSegment_regional(w117['regional'])
-                a131 = ((a131 - 1) << (s_.bit_length() - 1)) + s_
-            a116 = ((a116 - 1) << (a131.bit_length() - 1)) + a131
-        a = ((a - 1) << (a116.bit_length() - 1)) + a116
-    if 'dataParameters' in v75:
-        v145 = v75['dataParameters']
-        a = a << 5 | ('processMethod' in v145) << 3 | ('processAgency' in v145) << 2 | ('lastCheckedDate' in v145) << 1 | ('geoidUsed' in v145)
-        if 'processMethod' in v145:
-            b148 = v145['processMethod'].encode('ascii')
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w79])
+    if 'layerID' in v74:
+        a = a << 7 | v74['layerID']
+    if 'intersections' in v74:
+        v82 = v74['intersections']
+        k83 = len(v82)
+        a = a << 5 | (k83 - 1)
+        for w83 in v82:
+            a98 = 1
+            a98 = a98 << 6 | (16 if 'name' in w83 else 0) | (8 if 'laneWidth' in w83 else 0) | (4 if 'speedLimits' in w83 else 0) | (2 if 'preemptPriorityData' in w83 else 0) | ('regional' in w83)
+            if 'name' in w83:
+                b101 = w83['name'].encode('ascii')
+                a98 = a98 << 6 | (len(b101) - 1)
+                a98 = a98 << 7 * len(b101) | _rt.ia5_pack(b101)
+            v102 = w83['id']
+            a98 = a98 << 1 | ('region' in v102)
+            if 'region' in v102:
+                a98 = a98 << 16 | v102['region']
+            a98 = a98 << 23 | (v102['id']) << 7 | (w83['revision'])
+            s_ = e_Position3D(w83['refPoint'])
+            a98 = ((a98 - 1) << (s_.bit_length() - 1)) + s_
+            if 'laneWidth' in w83:
+                a98 = a98 << 15 | w83['laneWidth']
+            if 'speedLimits' in w83:
+                s_ = e_SpeedLimitList(w83['speedLimits'])
+                a98 = ((a98 - 1) << (s_.bit_length() - 1)) + s_
+            s_ = e_LaneList(w83['laneSet'])
+            a98 = ((a98 - 1) << (s_.bit_length() - 1)) + s_
+            if 'preemptPriorityData' in w83:
+                s_ = e_PreemptPriorityList(w83['preemptPriorityData'])
+                a98 = ((a98 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in w83:
+                s_ = e_IntersectionGeometry_regional(w83['regional'])
+                a98 = ((a98 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a98.bit_length() - 1)) + a98
+    if 'roadSegments' in v74:
+        v113 = v74['roadSegments']
+        a114 = 1
+        k115 = len(v113)
+        a114 = a114 << 5 | (k115 - 1)
+        for w115 in v113:
+            a129 = 1
+            a129 = a129 << 5 | (8 if 'name' in w115 else 0) | (4 if 'laneWidth' in w115 else 0) | (2 if 'speedLimits' in w115 else 0) | ('regional' in w115)
+            if 'name' in w115:
+                b132 = w115['name'].encode('ascii')
+                a129 = a129 << 6 | (len(b132) - 1)
+                a129 = a129 << 7 * len(b132) | _rt.ia5_pack(b132)
+            v133 = w115['id']
+            a129 = a129 << 1 | ('region' in v133)
+            if 'region' in v133:
+                a129 = a129 << 16 | v133['region']
+            a129 = a129 << 23 | (v133['id']) << 7 | (w115['revision'])
+            s_ = e_Position3D(w115['refPoint'])
+            a129 = ((a129 - 1) << (s_.bit_length() - 1)) + s_
+            if 'laneWidth' in w115:
+                a129 = a129 << 15 | w115['laneWidth']
+            if 'speedLimits' in w115:
+                s_ = e_SpeedLimitList(w115['speedLimits'])
+                a129 = ((a129 - 1) << (s_.bit_length() - 1)) + s_
+            s_ = e_RoadLaneSetList(w115['roadLaneSet'])
+            a129 = ((a129 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in w115:
+                s_ = e_RoadSegment_regional(w115['regional'])
+                a129 = ((a129 - 1) << (s_.bit_length() - 1)) + s_
+            a114 = ((a114 - 1) << (a129.bit_length() - 1)) + a129
+        a = ((a - 1) << (a114.bit_length() - 1)) + a114
+    if 'dataParameters' in v74:
+        v143 = v74['dataParameters']
+        a = a << 5 | (8 if 'processMethod' in v143 else 0) | (4 if 'processAgency' in v143 else 0) | (2 if 'lastCheckedDate' in v143 else 0) | ('geoidUsed' in v143)
+        if 'processMethod' in v143:
+            b146 = v143['processMethod'].encode('ascii')
+            a = a << 8 | (len(b146) - 1)
+            a = a << 7 * len(b146) | _rt.ia5_pack(b146)
+        if 'processAgency' in v143:
+            b148 = v143['processAgency'].encode('ascii')
             a = a << 8 | (len(b148) - 1)
             a = a << 7 * len(b148) | _rt.ia5_pack(b148)
-        if 'processAgency' in v145:
-            b150 = v145['processAgency'].encode('ascii')
+        if 'lastCheckedDate' in v143:
+            b150 = v143['lastCheckedDate'].encode('ascii')
             a = a << 8 | (len(b150) - 1)
             a = a << 7 * len(b150) | _rt.ia5_pack(b150)
-        if 'lastCheckedDate' in v145:
-            b152 = v145['lastCheckedDate'].encode('ascii')
+        if 'geoidUsed' in v143:
+            b152 = v143['geoidUsed'].encode('ascii')
             a = a << 8 | (len(b152) - 1)
             a = a << 7 * len(b152) | _rt.ia5_pack(b152)
-        if 'geoidUsed' in v145:
-            b154 = v145['geoidUsed'].encode('ascii')
-            a = a << 8 | (len(b154) - 1)
-            a = a << 7 * len(b154) | _rt.ia5_pack(b154)
-    if 'restrictionList' in v75:
-        v155 = v75['restrictionList']
-        a156 = 1
-        k157 = len(v155)
-        a156 = a156 << 8 | (k157 - 1)
-        for w157 in v155:
-            a156 = a156 << 8 | w157['id']
-            s_ = e_RestrictionUserTypeList(w157['users'])
-            a156 = ((a156 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a156.bit_length() - 1)) + a156
-    if 'regional' in v75:
-        v161 = v75['regional']
-        a162 = 1
-        k163 = len(v161)
-        a162 = a162 << 2 | (k163 - 1)
-        for w163 in v161:
-            s_ = e_MapData_regional_item(w163)
-            a162 = ((a162 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a162.bit_length() - 1)) + a162
+    if 'restrictionList' in v74:
+        v153 = v74['restrictionList']
+        a154 = 1
+        k155 = len(v153)
+        a154 = a154 << 8 | (k155 - 1)
+        for w155 in v153:
+            a154 = a154 << 8 | w155['id']
+            s_ = e_RestrictionUserTypeList(w155['users'])
+            a154 = ((a154 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a154.bit_length() - 1)) + a154
+    if 'regional' in v74:
+        v159 = v74['regional']
+        a160 = 1
+        k161 = len(v159)
+        a160 = a160 << 2 | (k161 - 1)
+        for w161 in v159:
+            s_ = e_MapData_regional_item(w161)
+            a160 = ((a160 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a160.bit_length() - 1)) + a160
     return a
 
 def d_MAPEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r165: dict[str, Any] = {}
+    r163: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r165['protocolVersion'] = (t_ >> 40) & 255
-    r165['messageID'] = (t_ >> 32) & 255
-    r165['stationID'] = t_ & 4294967295
-    r['header'] = r165
-    r167: dict[str, Any] = {}
+    r163['protocolVersion'] = (t_ >> 40) & 255
+    r163['messageID'] = (t_ >> 32) & 255
+    r163['stationID'] = t_ & 4294967295
+    r['header'] = r163
+    r165: dict[str, Any] = {}
     q -= 9
-    h168 = (x >> q) & 511
-    if h168 & 128:
+    h166 = (x >> q) & 511
+    if h166 & 128:
         q -= 20
-        r167['timeStamp'] = (x >> q) & 1048575
+        r165['timeStamp'] = (x >> q) & 1048575
     q -= 7
-    r167['msgIssueRevision'] = (x >> q) & 127
-    if h168 & 64:
+    r165['msgIssueRevision'] = (x >> q) & 127
+    if h166 & 64:
         q -= 1
         if (x >> q) & 1:
-            i169, q = _rt.read_nsnn(x, q)
-            r167['layerType'] = _DX_LayerType_3.get(i169)
+            i167, q = _rt.read_nsnn(x, q)
+            r165['layerType'] = _DX_LayerType_3.get(i167)
         else:
             q -= 3
-            r167['layerType'] = _D_LayerType_2[(x >> q) & 7]
-    if h168 & 32:
+            r165['layerType'] = _D_LayerType_2[(x >> q) & 7]
+    if h166 & 32:
         q -= 7
-        r167['layerID'] = (x >> q) & 127
-    if h168 & 16:
+        r165['layerID'] = (x >> q) & 127
+    if h166 & 16:
         q -= 5
-        k171 = ((x >> q) & 31) + 1
-        r170: list[Any] = []
-        for _ in range(k171):
+        k169 = ((x >> q) & 31) + 1
+        r168: list[Any] = []
+        for _ in range(k169):
             x &= (1 << q) - 1
-            r172: dict[str, Any] = {}
+            r170: dict[str, Any] = {}
             q -= 6
-            h173 = (x >> q) & 63
-            if h173 & 16:
+            h171 = (x >> q) & 63
+            if h171 & 16:
                 q -= 6
-                k174 = ((x >> q) & 63) + 1
-                q -= 7 * k174
-                r172['name'] = _rt.ia5((x >> q) & ((1 << (7 * k174)) - 1), k174)
-            r175: dict[str, Any] = {}
+                k172 = ((x >> q) & 63) + 1
+                q -= 7 * k172
+                r170['name'] = _rt.ia5((x >> q) & ((1 << (7 * k172)) - 1), k172)
+            r173: dict[str, Any] = {}
             q -= 1
-            h176 = (x >> q) & 1
-            if h176 & 1:
+            h174 = (x >> q) & 1
+            if h174 & 1:
                 q -= 16
-                r175['region'] = (x >> q) & 65535
+                r173['region'] = (x >> q) & 65535
             q -= 16
-            r175['id'] = (x >> q) & 65535
-            r172['id'] = r175
+            r173['id'] = (x >> q) & 65535
+            r170['id'] = r173
             q -= 7
-            r172['revision'] = (x >> q) & 127
-            r172['refPoint'], q = d_Position3D(x, q)
-            if h173 & 8:
+            r170['revision'] = (x >> q) & 127
+            r170['refPoint'], q = d_Position3D(x, q)
+            if h171 & 8:
                 q -= 15
-                r172['laneWidth'] = (x >> q) & 32767
-            if h173 & 4:
-                r172['speedLimits'], q = d_SpeedLimitList(x, q)
-            r172['laneSet'], q = d_LaneList(x, q)
-            if h173 & 2:
-                r172['preemptPriorityData'], q = d_PreemptPriorityList(x, q)
-            if h173 & 1:
-                r172['regional'], q = d_IntersectionGeometry_regional(x, q)
-            if h173 >> 5:
+                r170['laneWidth'] = (x >> q) & 32767
+            if h171 & 4:
+                r170['speedLimits'], q = d_SpeedLimitList(x, q)
+            r170['laneSet'], q = d_LaneList(x, q)
+            if h171 & 2:
+                r170['preemptPriorityData'], q = d_PreemptPriorityList(x, q)
+            if h171 & 1:
+                r170['regional'], q = d_IntersectionGeometry_regional(x, q)
+            if h171 >> 5:
                 q = _rt.skip_additions(x, q)
-            r170.append(r172)
-        r167['intersections'] = r170
-    if h168 & 8:
+            r168.append(r170)
+        r165['intersections'] = r168
+    if h166 & 8:
         q -= 5
-        k178 = ((x >> q) & 31) + 1
-        r177: list[Any] = []
-        for _ in range(k178):
+        k176 = ((x >> q) & 31) + 1
+        r175: list[Any] = []
+        for _ in range(k176):
             x &= (1 << q) - 1
-            r179: dict[str, Any] = {}
+            r177: dict[str, Any] = {}
             q -= 5
-            h180 = (x >> q) & 31
-            if h180 & 8:
+            h178 = (x >> q) & 31
+            if h178 & 8:
                 q -= 6
-                k181 = ((x >> q) & 63) + 1
-                q -= 7 * k181
-                r179['name'] = _rt.ia5((x >> q) & ((1 << (7 * k181)) - 1), k181)
-            r182: dict[str, Any] = {}
+                k179 = ((x >> q) & 63) + 1
+                q -= 7 * k179
+                r177['name'] = _rt.ia5((x >> q) & ((1 << (7 * k179)) - 1), k179)
+            r180: dict[str, Any] = {}
             q -= 1
-            h183 = (x >> q) & 1
-            if h183 & 1:
+            h181 = (x >> q) & 1
+            if h181 & 1:
                 q -= 16
-                r182['region'] = (x >> q) & 65535
+                r180['region'] = (x >> q) & 65535
             q -= 16
-            r182['id'] = (x >> q) & 65535
-            r179['id'] = r182
+            r180['id'] = (x >> q) & 65535
+            r177['id'] = r180
             q -= 7
-            r179['revision'] = (x >> q) & 127
-            r179['refPoint'], q = d_Position3D(x, q)
-            if h180 & 4:
+            r177['revision'] = (x >> q) & 127
+            r177['refPoint'], q = d_Position3D(x, q)
+            if h178 & 4:
                 q -= 15
-                r179['laneWidth'] = (x >> q) & 32767
-            if h180 & 2:
-                r179['speedLimits'], q = d_SpeedLimitList(x, q)
-            r179['roadLaneSet'], q = d_RoadLaneSetList(x, q)
-            if h180 & 1:
-                r179['regional'], q = d_RoadSegment_regional(x, q)
-            if h180 >> 4:
+                r177['laneWidth'] = (x >> q) & 32767
+            if h178 & 2:
+                r177['speedLimits'], q = d_SpeedLimitList(x, q)
+            r177['roadLaneSet'], q = d_RoadLaneSetList(x, q)
+            if h178 & 1:
+                r177['regional'], q = d_RoadSegment_regional(x, q)
+            if h178 >> 4:
                 q = _rt.skip_additions(x, q)
-            r177.append(r179)
-        r167['roadSegments'] = r177
-    if h168 & 4:
-        r184: dict[str, Any] = {}
+            r175.append(r177)
+        r165['roadSegments'] = r175
+    if h166 & 4:
+        r182: dict[str, Any] = {}
         q -= 5
-        h185 = (x >> q) & 31
-        if h185 & 8:
+        h183 = (x >> q) & 31
+        if h183 & 8:
+            q -= 8
+            k184 = ((x >> q) & 255) + 1
+            q -= 7 * k184
+            r182['processMethod'] = _rt.ia5((x >> q) & ((1 << (7 * k184)) - 1), k184)
+        if h183 & 4:
+            q -= 8
+            k185 = ((x >> q) & 255) + 1
+            q -= 7 * k185
+            r182['processAgency'] = _rt.ia5((x >> q) & ((1 << (7 * k185)) - 1), k185)
+        if h183 & 2:
             q -= 8
             k186 = ((x >> q) & 255) + 1
             q -= 7 * k186
-            r184['processMethod'] = _rt.ia5((x >> q) & ((1 << (7 * k186)) - 1), k186)
-        if h185 & 4:
+            r182['lastCheckedDate'] = _rt.ia5((x >> q) & ((1 << (7 * k186)) - 1), k186)
+        if h183 & 1:
             q -= 8
             k187 = ((x >> q) & 255) + 1
             q -= 7 * k187
-            r184['processAgency'] = _rt.ia5((x >> q) & ((1 << (7 * k187)) - 1), k187)
-        if h185 & 2:
-            q -= 8
-            k188 = ((x >> q) & 255) + 1
-            q -= 7 * k188
-            r184['lastCheckedDate'] = _rt.ia5((x >> q) & ((1 << (7 * k188)) - 1), k188)
-        if h185 & 1:
-            q -= 8
-            k189 = ((x >> q) & 255) + 1
-            q -= 7 * k189
-            r184['geoidUsed'] = _rt.ia5((x >> q) & ((1 << (7 * k189)) - 1), k189)
-        if h185 >> 4:
+            r182['geoidUsed'] = _rt.ia5((x >> q) & ((1 << (7 * k187)) - 1), k187)
+        if h183 >> 4:
             q = _rt.skip_additions(x, q)
-        r167['dataParameters'] = r184
-    if h168 & 2:
+        r165['dataParameters'] = r182
+    if h166 & 2:
         q -= 8
-        k191 = ((x >> q) & 255) + 1
-        r190: list[Any] = []
-        for _ in range(k191):
+        k189 = ((x >> q) & 255) + 1
+        r188: list[Any] = []
+        for _ in range(k189):
             x &= (1 << q) - 1
-            r192: dict[str, Any] = {}
+            r190: dict[str, Any] = {}
             q -= 8
-            r192['id'] = (x >> q) & 255
-            r192['users'], q = d_RestrictionUserTypeList(x, q)
-            r190.append(r192)
-        r167['restrictionList'] = r190
-    if h168 & 1:
+            r190['id'] = (x >> q) & 255
+            r190['users'], q = d_RestrictionUserTypeList(x, q)
+            r188.append(r190)
+        r165['restrictionList'] = r188
+    if h166 & 1:
         q -= 2
-        k195 = ((x >> q) & 3) + 1
-        r194: list[Any] = []
-        for _ in range(k195):
+        k193 = ((x >> q) & 3) + 1
+        r192: list[Any] = []
+        for _ in range(k193):
             x &= (1 << q) - 1
-            w195, q = d_MapData_regional_item(x, q)
-            r194.append(w195)
-        r167['regional'] = r194
-    if h168 >> 8:
+            w193, q = d_MapData_regional_item(x, q)
+            r192.append(w193)
+        r165['regional'] = r192
+    if h166 >> 8:
         q = _rt.skip_additions(x, q)
-    r['map'] = r167
+    r['map'] = r165
     return r, q
 
 
 def e_IVIM(v: Any) -> int:
     a: int = 1
-    v197 = v['header']
-    a = a << 48 | (v197['protocolVersion']) << 40 | (v197['messageID']) << 32 | (v197['stationID'])
-    v202 = v['ivi']
-    a = a << 1 | ('optional' in v202)
-    v204 = v202['mandatory']
-    ext205 = 'connectedDenms' in v204
-    a = a << 5 | (ext205) << 4 | ('timeStamp' in v204) << 3 | ('validFrom' in v204) << 2 | ('validTo' in v204) << 1 | ('connectedIviStructures' in v204)
-    v206 = v204['serviceProviderId']
-    d209, k210 = v206['countryCode']
-    a = a << k210 | int.from_bytes(d209, 'big') >> (8 * len(d209) - k210)
-    a = a << 14 | v206['providerIdentifier']
-    w213 = v204['iviIdentificationNumber']
-    if 1 <= w213 <= 32767:
-        a = a << 16 | (w213 - 1)
+    v195 = v['header']
+    a = a << 48 | (v195['protocolVersion']) << 40 | (v195['messageID']) << 32 | (v195['stationID'])
+    v200 = v['ivi']
+    a = a << 1 | ('optional' in v200)
+    v202 = v200['mandatory']
+    ext203 = 'connectedDenms' in v202
+    a = a << 5 | (16 if ext203 else 0) | (8 if 'timeStamp' in v202 else 0) | (4 if 'validFrom' in v202 else 0) | (2 if 'validTo' in v202 else 0) | ('connectedIviStructures' in v202)
+    v204 = v202['serviceProviderId']
+    d207, k208 = v204['countryCode']
+    a = a << k208 | int.from_bytes(d207, 'big') >> (8 * len(d207) - k208)
+    a = a << 14 | v204['providerIdentifier']
+    w211 = v202['iviIdentificationNumber']
+    if 1 <= w211 <= 32767:
+        a = a << 16 | (w211 - 1)
     else:
-        a = _rt.uwn(a << 1 | 1, w213)
-    if 'timeStamp' in v204:
-        a = a << 42 | v204['timeStamp']
-    if 'validFrom' in v204:
-        a = a << 42 | v204['validFrom']
-    if 'validTo' in v204:
-        a = a << 42 | v204['validTo']
-    if 'connectedIviStructures' in v204:
-        v217 = v204['connectedIviStructures']
-        a218 = 1
-        k219 = len(v217)
-        a218 = a218 << 3 | (k219 - 1)
-        for w219 in v217:
-            w220 = w219
-            if 1 <= w220 <= 32767:
-                a218 = a218 << 16 | (w220 - 1)
+        a = _rt.uwn(a << 1 | 1, w211)
+    if 'timeStamp' in v202:
+        a = a << 42 | v202['timeStamp']
+    if 'validFrom' in v202:
+        a = a << 42 | v202['validFrom']
+    if 'validTo' in v202:
+        a = a << 42 | v202['validTo']
+    if 'connectedIviStructures' in v202:
+        v215 = v202['connectedIviStructures']
+        k216 = len(v215)
+        a = a << 3 | (k216 - 1)
+        for w216 in v215:
+            w217 = w216
+            if 1 <= w217 <= 32767:
+                a = a << 16 | (w217 - 1)
             else:
-                a218 = _rt.uwn(a218 << 1 | 1, w220)
-        a = ((a - 1) << (a218.bit_length() - 1)) + a218
-    a = a << 3 | v204['iviStatus']
-    if ext205:
-        subs205, present205 = [], 0
-        if 'connectedDenms' in v204:
-            s205 = 1
-            v222 = v204['connectedDenms']
-            a223 = 1
-            k224 = len(v222)
-            if 1 <= k224 <= 8:
-                a223 <<= 1
-                a223 = a223 << 3 | (k224 - 1)
+                a = _rt.uwn(a << 1 | 1, w217)
+    a = a << 3 | v202['iviStatus']
+    if ext203:
+        subs203, present203 = [], 0
+        if 'connectedDenms' in v202:
+            s203 = 1
+            v219 = v202['connectedDenms']
+            a220 = 1
+            k221 = len(v219)
+            if 1 <= k221 <= 8:
+                a220 <<= 1
+                a220 = a220 << 3 | (k221 - 1)
             else:
-                a223 = _rt.ld(a223 << 1 | 1, k224)
-            for w224 in v222:
-                a223 = a223 << 48 | (w224['originatingStationID']) << 16 | (w224['sequenceNumber'])
-            s205 = ((s205 - 1) << (a223.bit_length() - 1)) + a223
-            subs205.append(s205)
-            present205 |= 1
-        a = _rt.additions(a, 1, present205, subs205)
-    if 'optional' in v202:
-        v228 = v202['optional']
-        a229 = 1
-        k230 = len(v228)
-        if 1 <= k230 <= 8:
-            a229 <<= 1
-            a229 = a229 << 3 | (k230 - 1)
+                a220 = _rt.ld(a220 << 1 | 1, k221)
+            for w221 in v219:
+                a220 = a220 << 48 | (w221['originatingStationID']) << 16 | (w221['sequenceNumber'])
+            s203 = ((s203 - 1) << (a220.bit_length() - 1)) + a220
+            subs203.append(s203)
+            present203 |= 1
+        a = _rt.additions(a, 1, present203, subs203)
+    if 'optional' in v200:
+        v225 = v200['optional']
+        a226 = 1
+        k227 = len(v225)
+        if 1 <= k227 <= 8:
+            a226 <<= 1
+            a226 = a226 << 3 | (k227 - 1)
         else:
-            a229 = _rt.ld(a229 << 1 | 1, k230)
-        for w230 in v228:
-            s_ = e_IviContainer(w230)
-            a229 = ((a229 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a229.bit_length() - 1)) + a229
+            a226 = _rt.ld(a226 << 1 | 1, k227)
+        for w227 in v225:
+            s_ = e_IviContainer(w227)
+            a226 = ((a226 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a226.bit_length() - 1)) + a226
     return a
 
 def d_IVIM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r232: dict[str, Any] = {}
+    r229: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r232['protocolVersion'] = (t_ >> 40) & 255
-    r232['messageID'] = (t_ >> 32) & 255
-    r232['stationID'] = t_ & 4294967295
-    r['header'] = r232
-    r234: dict[str, Any] = {}
+    r229['protocolVersion'] = (t_ >> 40) & 255
+    r229['messageID'] = (t_ >> 32) & 255
+    r229['stationID'] = t_ & 4294967295
+    r['header'] = r229
+    r231: dict[str, Any] = {}
     q -= 1
-    h235 = (x >> q) & 1
-    r236: dict[str, Any] = {}
+    h232 = (x >> q) & 1
+    r233: dict[str, Any] = {}
     q -= 5
-    h237 = (x >> q) & 31
-    r238: dict[str, Any] = {}
+    h234 = (x >> q) & 31
+    r235: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
-    r238['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
-    r238['providerIdentifier'] = t_ & 16383
-    r236['serviceProviderId'] = r238
+    r235['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
+    r235['providerIdentifier'] = t_ & 16383
+    r233['serviceProviderId'] = r235
     q -= 1
     if (x >> q) & 1:
-        r236['iviIdentificationNumber'], q = _rt.read_uwn(x, q)
+        r233['iviIdentificationNumber'], q = _rt.read_uwn(x, q)
     else:
         q -= 15
-        r236['iviIdentificationNumber'] = ((x >> q) & 32767) + 1
-    if h237 & 8:
+        r233['iviIdentificationNumber'] = ((x >> q) & 32767) + 1
+    if h234 & 8:
         q -= 42
-        r236['timeStamp'] = (x >> q) & 4398046511103
-    if h237 & 4:
+        r233['timeStamp'] = (x >> q) & 4398046511103
+    if h234 & 4:
         q -= 42
-        r236['validFrom'] = (x >> q) & 4398046511103
-    if h237 & 2:
+        r233['validFrom'] = (x >> q) & 4398046511103
+    if h234 & 2:
         q -= 42
-        r236['validTo'] = (x >> q) & 4398046511103
-    if h237 & 1:
+        r233['validTo'] = (x >> q) & 4398046511103
+    if h234 & 1:
         q -= 3
-        k242 = ((x >> q) & 7) + 1
-        r241: list[Any] = []
-        for _ in range(k242):
+        k239 = ((x >> q) & 7) + 1
+        r238: list[Any] = []
+        for _ in range(k239):
             q -= 1
             if (x >> q) & 1:
-                w242, q = _rt.read_uwn(x, q)
+                w239, q = _rt.read_uwn(x, q)
             else:
                 q -= 15
-                w242 = ((x >> q) & 32767) + 1
-            r241.append(w242)
-        r236['connectedIviStructures'] = r241
+                w239 = ((x >> q) & 32767) + 1
+            r238.append(w239)
+        r233['connectedIviStructures'] = r238
     q -= 3
-    r236['iviStatus'] = (x >> q) & 7
-    if h237 >> 4:
-        n237, q = _rt.read_nsl(x, q)
-        q -= n237
-        bm237 = (x >> q) & ((1 << n237) - 1)
-        for i237 in range(n237):
-            if not (bm237 >> (n237 - 1 - i237)) & 1:
+    r233['iviStatus'] = (x >> q) & 7
+    if h234 >> 4:
+        n234, q = _rt.read_nsl(x, q)
+        q -= n234
+        bm234 = (x >> q) & ((1 << n234) - 1)
+        for i234 in range(n234):
+            if not (bm234 >> (n234 - 1 - i234)) & 1:
                 continue
-            length237, q = _rt.read_ld(x, q)
-            q0237 = q
-            if i237 == 0:
+            length234, q = _rt.read_ld(x, q)
+            q0234 = q
+            if i234 == 0:
                 q -= 1
                 if (x >> q) & 1:
-                    k244, q = _rt.read_ld(x, q)
+                    k241, q = _rt.read_ld(x, q)
                 else:
                     q -= 3
-                    k244 = ((x >> q) & 7) + 1
-                r243: list[Any] = []
-                for _ in range(k244):
+                    k241 = ((x >> q) & 7) + 1
+                r240: list[Any] = []
+                for _ in range(k241):
                     x &= (1 << q) - 1
-                    r245: dict[str, Any] = {}
+                    r242: dict[str, Any] = {}
                     q -= 48
                     t_ = (x >> q) & 281474976710655
-                    r245['originatingStationID'] = (t_ >> 16) & 4294967295
-                    r245['sequenceNumber'] = t_ & 65535
-                    r243.append(r245)
-                r236['connectedDenms'] = r243
+                    r242['originatingStationID'] = (t_ >> 16) & 4294967295
+                    r242['sequenceNumber'] = t_ & 65535
+                    r240.append(r242)
+                r233['connectedDenms'] = r240
             else:
-                q = _rt.skip(q, length237 << 3)
-            al237 = (q0237 - q) % 8
-            if al237:
-                q = _rt.skip(q, 8 - al237)
-    r234['mandatory'] = r236
-    if h235 & 1:
+                q = _rt.skip(q, length234 << 3)
+            al234 = (q0234 - q) % 8
+            if al234:
+                q = _rt.skip(q, 8 - al234)
+    r231['mandatory'] = r233
+    if h232 & 1:
         q -= 1
         if (x >> q) & 1:
-            k248, q = _rt.read_ld(x, q)
+            k245, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k248 = ((x >> q) & 7) + 1
-        r247: list[Any] = []
-        for _ in range(k248):
+            k245 = ((x >> q) & 7) + 1
+        r244: list[Any] = []
+        for _ in range(k245):
             x &= (1 << q) - 1
-            w248, q = d_IviContainer(x, q)
-            r247.append(w248)
-        r234['optional'] = r247
-    r['ivi'] = r234
+            w245, q = d_IviContainer(x, q)
+            r244.append(w245)
+        r231['optional'] = r244
+    r['ivi'] = r231
     return r, q
 
 
 def e_SREM(v: Any) -> int:
     a: int = 1
-    v250 = v['header']
-    a = a << 48 | (v250['protocolVersion']) << 40 | (v250['messageID']) << 32 | (v250['stationID'])
-    v255 = v['srm']
-    a = a << 5 | ('timeStamp' in v255) << 3 | ('sequenceNumber' in v255) << 2 | ('requests' in v255) << 1 | ('regional' in v255)
-    if 'timeStamp' in v255:
-        a = a << 20 | v255['timeStamp']
-    a = a << 16 | v255['second']
-    if 'sequenceNumber' in v255:
-        a = a << 7 | v255['sequenceNumber']
-    if 'requests' in v255:
-        v260 = v255['requests']
-        a261 = 1
-        k262 = len(v260)
-        a261 = a261 << 5 | (k262 - 1)
-        for w262 in v260:
-            a261 = a261 << 5 | ('minute' in w262) << 3 | ('second' in w262) << 2 | ('duration' in w262) << 1 | ('regional' in w262)
-            s_ = e_SignalRequest(w262['request'])
-            a261 = ((a261 - 1) << (s_.bit_length() - 1)) + s_
-            if 'minute' in w262:
-                a261 = a261 << 20 | w262['minute']
-            if 'second' in w262:
-                a261 = a261 << 16 | w262['second']
-            if 'duration' in w262:
-                a261 = a261 << 16 | w262['duration']
-            if 'regional' in w262:
-                s_ = e_SignalRequestPackage_regional(w262['regional'])
-                a261 = ((a261 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a261.bit_length() - 1)) + a261
-    v269 = v255['requestor']
-    a = a << 9 | ('type' in v269) << 7 | ('position' in v269) << 6 | ('name' in v269) << 5 | ('routeName' in v269) << 4 | ('transitStatus' in v269) << 3 | ('transitOccupancy' in v269) << 2 | ('transitSchedule' in v269) << 1 | ('regional' in v269)
-    s_ = e_VehicleID(v269['id'])
-    a = ((a - 1) << (s_.bit_length() - 1)) + s_
-    if 'type' in v269:
-        v272 = v269['type']
-        a = a << 6 | ('subrole' in v272) << 4 | ('request' in v272) << 3 | ('iso3883' in v272) << 2 | ('hpmsType' in v272) << 1 | ('regional' in v272)
-        w275 = v272['role']
-        i276 = _E_BasicVehicleRole_4.get(w275)
-        if i276 is not None:
-            a = a << 6 | i276
-        else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w275])
-        if 'subrole' in v272:
-            a = a << 4 | _E_RequestSubRole_5[v272['subrole']]
-        if 'request' in v272:
-            a = a << 4 | _E_RequestImportanceLevel_6[v272['request']]
-        if 'iso3883' in v272:
-            a = a << 8 | v272['iso3883']
-        if 'hpmsType' in v272:
-            w281 = v272['hpmsType']
-            i282 = _E_VehicleType_7.get(w281)
-            if i282 is not None:
-                a = a << 5 | i282
-            else:
-                a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w281])
-        if 'regional' in v272:
-            s_ = e_RequestorType_regional(v272['regional'])
+    v247 = v['header']
+    a = a << 48 | (v247['protocolVersion']) << 40 | (v247['messageID']) << 32 | (v247['stationID'])
+    v252 = v['srm']
+    a = a << 5 | (8 if 'timeStamp' in v252 else 0) | (4 if 'sequenceNumber' in v252 else 0) | (2 if 'requests' in v252 else 0) | ('regional' in v252)
+    if 'timeStamp' in v252:
+        a = a << 20 | v252['timeStamp']
+    a = a << 16 | v252['second']
+    if 'sequenceNumber' in v252:
+        a = a << 7 | v252['sequenceNumber']
+    if 'requests' in v252:
+        v257 = v252['requests']
+        k258 = len(v257)
+        a = a << 5 | (k258 - 1)
+        for w258 in v257:
+            a = a << 5 | (8 if 'minute' in w258 else 0) | (4 if 'second' in w258 else 0) | (2 if 'duration' in w258 else 0) | ('regional' in w258)
+            s_ = e_SignalRequest(w258['request'])
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
-    if 'position' in v269:
-        v284 = v269['position']
-        a = a << 3 | ('heading' in v284) << 1 | ('speed' in v284)
-        s_ = e_Position3D(v284['position'])
+            if 'minute' in w258:
+                a = a << 20 | w258['minute']
+            if 'second' in w258:
+                a = a << 16 | w258['second']
+            if 'duration' in w258:
+                a = a << 16 | w258['duration']
+            if 'regional' in w258:
+                s_ = e_SignalRequestPackage_regional(w258['regional'])
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    v265 = v252['requestor']
+    a = a << 9 | (128 if 'type' in v265 else 0) | (64 if 'position' in v265 else 0) | (32 if 'name' in v265 else 0) | (16 if 'routeName' in v265 else 0) | (8 if 'transitStatus' in v265 else 0) | (4 if 'transitOccupancy' in v265 else 0) | (2 if 'transitSchedule' in v265 else 0) | ('regional' in v265)
+    s_ = e_VehicleID(v265['id'])
+    a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    if 'type' in v265:
+        v268 = v265['type']
+        a = a << 6 | (16 if 'subrole' in v268 else 0) | (8 if 'request' in v268 else 0) | (4 if 'iso3883' in v268 else 0) | (2 if 'hpmsType' in v268 else 0) | ('regional' in v268)
+        w271 = v268['role']
+        i272 = _E_BasicVehicleRole_4.get(w271)
+        if i272 is not None:
+            a = a << 6 | i272
+        else:
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w271])
+        if 'subrole' in v268:
+            a = a << 4 | _E_RequestSubRole_5[v268['subrole']]
+        if 'request' in v268:
+            a = a << 4 | _E_RequestImportanceLevel_6[v268['request']]
+        if 'iso3883' in v268:
+            a = a << 8 | v268['iso3883']
+        if 'hpmsType' in v268:
+            w277 = v268['hpmsType']
+            i278 = _E_VehicleType_7.get(w277)
+            if i278 is not None:
+                a = a << 5 | i278
+            else:
+                a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w277])
+        if 'regional' in v268:
+            s_ = e_RequestorType_regional(v268['regional'])
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    if 'position' in v265:
+        v280 = v265['position']
+        a = a << 3 | (2 if 'heading' in v280 else 0) | ('speed' in v280)
+        s_ = e_Position3D(v280['position'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        if 'heading' in v284:
-            a = a << 15 | v284['heading']
-        if 'speed' in v284:
-            v288 = v284['speed']
-            a = a << 16 | (_E_TransmissionState_8[v288['transmisson']]) << 13 | (v288['speed'])
-    if 'name' in v269:
-        b293 = v269['name'].encode('ascii')
-        a = a << 6 | (len(b293) - 1)
-        a = a << 7 * len(b293) | _rt.ia5_pack(b293)
-    if 'routeName' in v269:
-        b295 = v269['routeName'].encode('ascii')
-        a = a << 6 | (len(b295) - 1)
-        a = a << 7 * len(b295) | _rt.ia5_pack(b295)
-    if 'transitStatus' in v269:
-        d297, k298 = v269['transitStatus']
-        a = a << k298 | int.from_bytes(d297, 'big') >> (8 * len(d297) - k298)
-    if 'transitOccupancy' in v269:
-        a = a << 3 | _E_TransitVehicleOccupancy_9[v269['transitOccupancy']]
-    if 'transitSchedule' in v269:
-        a = a << 8 | (v269['transitSchedule'] + 122)
-    if 'regional' in v269:
-        v301 = v269['regional']
-        a302 = 1
-        k303 = len(v301)
-        a302 = a302 << 2 | (k303 - 1)
-        for w303 in v301:
-            s_ = e_RequestorDescription_regional_item(w303)
-            a302 = ((a302 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a302.bit_length() - 1)) + a302
-    if 'regional' in v255:
-        v304 = v255['regional']
-        a305 = 1
-        k306 = len(v304)
-        a305 = a305 << 2 | (k306 - 1)
-        for w306 in v304:
-            s_ = e_SignalRequestMessage_regional_item(w306)
-            a305 = ((a305 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a305.bit_length() - 1)) + a305
+        if 'heading' in v280:
+            a = a << 15 | v280['heading']
+        if 'speed' in v280:
+            v284 = v280['speed']
+            a = a << 16 | (_E_TransmissionState_8[v284['transmisson']]) << 13 | (v284['speed'])
+    if 'name' in v265:
+        b289 = v265['name'].encode('ascii')
+        a = a << 6 | (len(b289) - 1)
+        a = a << 7 * len(b289) | _rt.ia5_pack(b289)
+    if 'routeName' in v265:
+        b291 = v265['routeName'].encode('ascii')
+        a = a << 6 | (len(b291) - 1)
+        a = a << 7 * len(b291) | _rt.ia5_pack(b291)
+    if 'transitStatus' in v265:
+        d293, k294 = v265['transitStatus']
+        a = a << k294 | int.from_bytes(d293, 'big') >> (8 * len(d293) - k294)
+    if 'transitOccupancy' in v265:
+        a = a << 3 | _E_TransitVehicleOccupancy_9[v265['transitOccupancy']]
+    if 'transitSchedule' in v265:
+        a = a << 8 | (v265['transitSchedule'] + 122)
+    if 'regional' in v265:
+        v297 = v265['regional']
+        a298 = 1
+        k299 = len(v297)
+        a298 = a298 << 2 | (k299 - 1)
+        for w299 in v297:
+            s_ = e_RequestorDescription_regional_item(w299)
+            a298 = ((a298 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a298.bit_length() - 1)) + a298
+    if 'regional' in v252:
+        v300 = v252['regional']
+        a301 = 1
+        k302 = len(v300)
+        a301 = a301 << 2 | (k302 - 1)
+        for w302 in v300:
+            s_ = e_SignalRequestMessage_regional_item(w302)
+            a301 = ((a301 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a301.bit_length() - 1)) + a301
     return a
 
 def d_SREM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r308: dict[str, Any] = {}
+    r304: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r308['protocolVersion'] = (t_ >> 40) & 255
-    r308['messageID'] = (t_ >> 32) & 255
-    r308['stationID'] = t_ & 4294967295
-    r['header'] = r308
-    r310: dict[str, Any] = {}
+    r304['protocolVersion'] = (t_ >> 40) & 255
+    r304['messageID'] = (t_ >> 32) & 255
+    r304['stationID'] = t_ & 4294967295
+    r['header'] = r304
+    r306: dict[str, Any] = {}
     q -= 5
-    h311 = (x >> q) & 31
-    if h311 & 8:
+    h307 = (x >> q) & 31
+    if h307 & 8:
         q -= 20
-        r310['timeStamp'] = (x >> q) & 1048575
+        r306['timeStamp'] = (x >> q) & 1048575
     q -= 16
-    r310['second'] = (x >> q) & 65535
-    if h311 & 4:
+    r306['second'] = (x >> q) & 65535
+    if h307 & 4:
         q -= 7
-        r310['sequenceNumber'] = (x >> q) & 127
-    if h311 & 2:
+        r306['sequenceNumber'] = (x >> q) & 127
+    if h307 & 2:
         q -= 5
-        k313 = ((x >> q) & 31) + 1
-        r312: list[Any] = []
-        for _ in range(k313):
+        k309 = ((x >> q) & 31) + 1
+        r308: list[Any] = []
+        for _ in range(k309):
             x &= (1 << q) - 1
-            r314: dict[str, Any] = {}
+            r310: dict[str, Any] = {}
             q -= 5
-            h315 = (x >> q) & 31
-            r314['request'], q = d_SignalRequest(x, q)
-            if h315 & 8:
+            h311 = (x >> q) & 31
+            r310['request'], q = d_SignalRequest(x, q)
+            if h311 & 8:
                 q -= 20
-                r314['minute'] = (x >> q) & 1048575
-            if h315 & 4:
+                r310['minute'] = (x >> q) & 1048575
+            if h311 & 4:
                 q -= 16
-                r314['second'] = (x >> q) & 65535
-            if h315 & 2:
+                r310['second'] = (x >> q) & 65535
+            if h311 & 2:
                 q -= 16
-                r314['duration'] = (x >> q) & 65535
-            if h315 & 1:
-                r314['regional'], q = d_SignalRequestPackage_regional(x, q)
-            if h315 >> 4:
+                r310['duration'] = (x >> q) & 65535
+            if h311 & 1:
+                r310['regional'], q = d_SignalRequestPackage_regional(x, q)
+            if h311 >> 4:
                 q = _rt.skip_additions(x, q)
-            r312.append(r314)
-        r310['requests'] = r312
-    r316: dict[str, Any] = {}
+            r308.append(r310)
+        r306['requests'] = r308
+    r312: dict[str, Any] = {}
     q -= 9
-    h317 = (x >> q) & 511
-    r316['id'], q = d_VehicleID(x, q)
-    if h317 & 128:
-        r318: dict[str, Any] = {}
+    h313 = (x >> q) & 511
+    r312['id'], q = d_VehicleID(x, q)
+    if h313 & 128:
+        r314: dict[str, Any] = {}
         q -= 6
-        h319 = (x >> q) & 63
+        h315 = (x >> q) & 63
         q -= 1
         if (x >> q) & 1:
-            i320, q = _rt.read_nsnn(x, q)
-            r318['role'] = _DX_LayerType_3.get(i320)
+            i316, q = _rt.read_nsnn(x, q)
+            r314['role'] = _DX_LayerType_3.get(i316)
         else:
             q -= 5
-            r318['role'] = _D_BasicVehicleRole_10[(x >> q) & 31]
-        if h319 & 16:
+            r314['role'] = _D_BasicVehicleRole_10[(x >> q) & 31]
+        if h315 & 16:
             q -= 4
-            r318['subrole'] = _D_RequestSubRole_11[(x >> q) & 15]
-        if h319 & 8:
+            r314['subrole'] = _D_RequestSubRole_11[(x >> q) & 15]
+        if h315 & 8:
             q -= 4
-            r318['request'] = _D_RequestImportanceLevel_12[(x >> q) & 15]
-        if h319 & 4:
+            r314['request'] = _D_RequestImportanceLevel_12[(x >> q) & 15]
+        if h315 & 4:
             q -= 8
-            r318['iso3883'] = (x >> q) & 255
-        if h319 & 2:
+            r314['iso3883'] = (x >> q) & 255
+        if h315 & 2:
             q -= 1
             if (x >> q) & 1:
-                i321, q = _rt.read_nsnn(x, q)
-                r318['hpmsType'] = _DX_LayerType_3.get(i321)
+                i317, q = _rt.read_nsnn(x, q)
+                r314['hpmsType'] = _DX_LayerType_3.get(i317)
             else:
                 q -= 4
-                r318['hpmsType'] = _D_VehicleType_13[(x >> q) & 15]
-        if h319 & 1:
-            r318['regional'], q = d_RequestorType_regional(x, q)
-        if h319 >> 5:
+                r314['hpmsType'] = _D_VehicleType_13[(x >> q) & 15]
+        if h315 & 1:
+            r314['regional'], q = d_RequestorType_regional(x, q)
+        if h315 >> 5:
             q = _rt.skip_additions(x, q)
-        r316['type'] = r318
-    if h317 & 64:
-        r322: dict[str, Any] = {}
+        r312['type'] = r314
+    if h313 & 64:
+        r318: dict[str, Any] = {}
         q -= 3
-        h323 = (x >> q) & 7
-        r322['position'], q = d_Position3D(x, q)
-        if h323 & 2:
+        h319 = (x >> q) & 7
+        r318['position'], q = d_Position3D(x, q)
+        if h319 & 2:
             q -= 15
-            r322['heading'] = (x >> q) & 32767
-        if h323 & 1:
-            r324: dict[str, Any] = {}
+            r318['heading'] = (x >> q) & 32767
+        if h319 & 1:
+            r320: dict[str, Any] = {}
             q -= 16
             t_ = (x >> q) & 65535
-            r324['transmisson'] = _D_TransmissionState_14[(t_ >> 13) & 7]
-            r324['speed'] = t_ & 8191
-            r322['speed'] = r324
-        if h323 >> 2:
+            r320['transmisson'] = _D_TransmissionState_14[(t_ >> 13) & 7]
+            r320['speed'] = t_ & 8191
+            r318['speed'] = r320
+        if h319 >> 2:
             q = _rt.skip_additions(x, q)
-        r316['position'] = r322
-    if h317 & 32:
+        r312['position'] = r318
+    if h313 & 32:
         q -= 6
-        k326 = ((x >> q) & 63) + 1
-        q -= 7 * k326
-        r316['name'] = _rt.ia5((x >> q) & ((1 << (7 * k326)) - 1), k326)
-    if h317 & 16:
+        k322 = ((x >> q) & 63) + 1
+        q -= 7 * k322
+        r312['name'] = _rt.ia5((x >> q) & ((1 << (7 * k322)) - 1), k322)
+    if h313 & 16:
         q -= 6
-        k327 = ((x >> q) & 63) + 1
-        q -= 7 * k327
-        r316['routeName'] = _rt.ia5((x >> q) & ((1 << (7 * k327)) - 1), k327)
-    if h317 & 8:
+        k323 = ((x >> q) & 63) + 1
+        q -= 7 * k323
+        r312['routeName'] = _rt.ia5((x >> q) & ((1 << (7 * k323)) - 1), k323)
+    if h313 & 8:
         q -= 8
-        r316['transitStatus'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if h317 & 4:
+        r312['transitStatus'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+    if h313 & 4:
         q -= 3
-        r316['transitOccupancy'] = _D_TransitVehicleOccupancy_15[(x >> q) & 7]
-    if h317 & 2:
+        r312['transitOccupancy'] = _D_TransitVehicleOccupancy_15[(x >> q) & 7]
+    if h313 & 2:
         q -= 8
-        r316['transitSchedule'] = ((x >> q) & 255) - 122
-    if h317 & 1:
+        r312['transitSchedule'] = ((x >> q) & 255) - 122
+    if h313 & 1:
         q -= 2
-        k330 = ((x >> q) & 3) + 1
-        r329: list[Any] = []
-        for _ in range(k330):
+        k326 = ((x >> q) & 3) + 1
+        r325: list[Any] = []
+        for _ in range(k326):
             x &= (1 << q) - 1
-            w330, q = d_RequestorDescription_regional_item(x, q)
-            r329.append(w330)
-        r316['regional'] = r329
-    if h317 >> 8:
+            w326, q = d_RequestorDescription_regional_item(x, q)
+            r325.append(w326)
+        r312['regional'] = r325
+    if h313 >> 8:
         q = _rt.skip_additions(x, q)
-    r310['requestor'] = r316
-    if h311 & 1:
+    r306['requestor'] = r312
+    if h307 & 1:
         q -= 2
-        k332 = ((x >> q) & 3) + 1
-        r331: list[Any] = []
-        for _ in range(k332):
+        k328 = ((x >> q) & 3) + 1
+        r327: list[Any] = []
+        for _ in range(k328):
             x &= (1 << q) - 1
-            w332, q = d_SignalRequestMessage_regional_item(x, q)
-            r331.append(w332)
-        r310['regional'] = r331
-    if h311 >> 4:
+            w328, q = d_SignalRequestMessage_regional_item(x, q)
+            r327.append(w328)
+        r306['regional'] = r327
+    if h307 >> 4:
         q = _rt.skip_additions(x, q)
-    r['srm'] = r310
+    r['srm'] = r306
     return r, q
 
 
 def e_SSEM(v: Any) -> int:
     a: int = 1
-    v334 = v['header']
-    a = a << 48 | (v334['protocolVersion']) << 40 | (v334['messageID']) << 32 | (v334['stationID'])
-    v339 = v['ssm']
-    a = a << 4 | ('timeStamp' in v339) << 2 | ('sequenceNumber' in v339) << 1 | ('regional' in v339)
-    if 'timeStamp' in v339:
-        a = a << 20 | v339['timeStamp']
-    a = a << 16 | v339['second']
-    if 'sequenceNumber' in v339:
-        a = a << 7 | v339['sequenceNumber']
-    v344 = v339['status']
-    a345 = 1
-    k346 = len(v344)
-    a345 = a345 << 5 | (k346 - 1)
-    for w346 in v344:
-        a355 = 1
-        a355 = a355 << 9 | (('regional' in w346)) << 7 | (w346['sequenceNumber'])
-        v358 = w346['id']
-        a355 = a355 << 1 | ('region' in v358)
-        if 'region' in v358:
-            a355 = a355 << 16 | v358['region']
-        a355 = a355 << 16 | v358['id']
-        s_ = e_SignalStatusPackageList(w346['sigStatus'])
-        a355 = ((a355 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in w346:
-            s_ = e_SignalStatus_regional(w346['regional'])
-            a355 = ((a355 - 1) << (s_.bit_length() - 1)) + s_
-        a345 = ((a345 - 1) << (a355.bit_length() - 1)) + a355
-    a = ((a - 1) << (a345.bit_length() - 1)) + a345
-    if 'regional' in v339:
-        v364 = v339['regional']
-        a365 = 1
-        k366 = len(v364)
-        a365 = a365 << 2 | (k366 - 1)
-        for w366 in v364:
-            s_ = e_SignalStatusMessage_regional_item(w366)
-            a365 = ((a365 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a365.bit_length() - 1)) + a365
+    v330 = v['header']
+    a = a << 48 | (v330['protocolVersion']) << 40 | (v330['messageID']) << 32 | (v330['stationID'])
+    v335 = v['ssm']
+    a = a << 4 | (4 if 'timeStamp' in v335 else 0) | (2 if 'sequenceNumber' in v335 else 0) | ('regional' in v335)
+    if 'timeStamp' in v335:
+        a = a << 20 | v335['timeStamp']
+    a = a << 16 | v335['second']
+    if 'sequenceNumber' in v335:
+        a = a << 7 | v335['sequenceNumber']
+    v340 = v335['status']
+    k341 = len(v340)
+    a = a << 5 | (k341 - 1)
+    for w341 in v340:
+        a350 = 1
+        a350 = a350 << 9 | (('regional' in w341)) << 7 | (w341['sequenceNumber'])
+        v353 = w341['id']
+        a350 = a350 << 1 | ('region' in v353)
+        if 'region' in v353:
+            a350 = a350 << 16 | v353['region']
+        a350 = a350 << 16 | v353['id']
+        s_ = e_SignalStatusPackageList(w341['sigStatus'])
+        a350 = ((a350 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in w341:
+            s_ = e_SignalStatus_regional(w341['regional'])
+            a350 = ((a350 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a350.bit_length() - 1)) + a350
+    if 'regional' in v335:
+        v359 = v335['regional']
+        a360 = 1
+        k361 = len(v359)
+        a360 = a360 << 2 | (k361 - 1)
+        for w361 in v359:
+            s_ = e_SignalStatusMessage_regional_item(w361)
+            a360 = ((a360 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a360.bit_length() - 1)) + a360
     return a
 
 def d_SSEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r368: dict[str, Any] = {}
+    r363: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r368['protocolVersion'] = (t_ >> 40) & 255
-    r368['messageID'] = (t_ >> 32) & 255
-    r368['stationID'] = t_ & 4294967295
-    r['header'] = r368
-    r370: dict[str, Any] = {}
+    r363['protocolVersion'] = (t_ >> 40) & 255
+    r363['messageID'] = (t_ >> 32) & 255
+    r363['stationID'] = t_ & 4294967295
+    r['header'] = r363
+    r365: dict[str, Any] = {}
     q -= 4
-    h371 = (x >> q) & 15
-    if h371 & 4:
+    h366 = (x >> q) & 15
+    if h366 & 4:
         q -= 20
-        r370['timeStamp'] = (x >> q) & 1048575
+        r365['timeStamp'] = (x >> q) & 1048575
     q -= 16
-    r370['second'] = (x >> q) & 65535
-    if h371 & 2:
+    r365['second'] = (x >> q) & 65535
+    if h366 & 2:
         q -= 7
-        r370['sequenceNumber'] = (x >> q) & 127
+        r365['sequenceNumber'] = (x >> q) & 127
     q -= 5
-    k373 = ((x >> q) & 31) + 1
-    r372: list[Any] = []
-    for _ in range(k373):
+    k368 = ((x >> q) & 31) + 1
+    r367: list[Any] = []
+    for _ in range(k368):
         x &= (1 << q) - 1
-        r374: dict[str, Any] = {}
+        r369: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
-        h375 = (t_ >> 7) & 3
-        r374['sequenceNumber'] = t_ & 127
-        r376: dict[str, Any] = {}
+        h370 = (t_ >> 7) & 3
+        r369['sequenceNumber'] = t_ & 127
+        r371: dict[str, Any] = {}
         q -= 1
-        h377 = (x >> q) & 1
-        if h377 & 1:
+        h372 = (x >> q) & 1
+        if h372 & 1:
             q -= 16
-            r376['region'] = (x >> q) & 65535
+            r371['region'] = (x >> q) & 65535
         q -= 16
-        r376['id'] = (x >> q) & 65535
-        r374['id'] = r376
-        r374['sigStatus'], q = d_SignalStatusPackageList(x, q)
-        if h375 & 1:
-            r374['regional'], q = d_SignalStatus_regional(x, q)
-        if h375 >> 1:
+        r371['id'] = (x >> q) & 65535
+        r369['id'] = r371
+        r369['sigStatus'], q = d_SignalStatusPackageList(x, q)
+        if h370 & 1:
+            r369['regional'], q = d_SignalStatus_regional(x, q)
+        if h370 >> 1:
             q = _rt.skip_additions(x, q)
-        r372.append(r374)
-    r370['status'] = r372
-    if h371 & 1:
+        r367.append(r369)
+    r365['status'] = r367
+    if h366 & 1:
         q -= 2
-        k379 = ((x >> q) & 3) + 1
-        r378: list[Any] = []
-        for _ in range(k379):
+        k374 = ((x >> q) & 3) + 1
+        r373: list[Any] = []
+        for _ in range(k374):
             x &= (1 << q) - 1
-            w379, q = d_SignalStatusMessage_regional_item(x, q)
-            r378.append(w379)
-        r370['regional'] = r378
-    if h371 >> 3:
+            w374, q = d_SignalStatusMessage_regional_item(x, q)
+            r373.append(w374)
+        r365['regional'] = r373
+    if h366 >> 3:
         q = _rt.skip_additions(x, q)
-    r['ssm'] = r370
+    r['ssm'] = r365
     return r, q
 
 
 def e_RTCMEM(v: Any) -> int:
     a: int = 1
-    v381 = v['header']
-    a = a << 48 | (v381['protocolVersion']) << 40 | (v381['messageID']) << 32 | (v381['stationID'])
-    v386 = v['rtcmc']
-    a = a << 12 | (('timeStamp' in v386) << 3 | ('anchorPoint' in v386) << 2 | ('rtcmHeader' in v386) << 1 | ('regional' in v386)) << 7 | (v386['msgCnt'])
-    w390 = v386['rev']
-    i391 = _E_RTCM_Revision_16.get(w390)
-    if i391 is not None:
-        a = a << 3 | i391
+    v376 = v['header']
+    a = a << 48 | (v376['protocolVersion']) << 40 | (v376['messageID']) << 32 | (v376['stationID'])
+    v381 = v['rtcmc']
+    a = a << 12 | ((8 if 'timeStamp' in v381 else 0) | (4 if 'anchorPoint' in v381 else 0) | (2 if 'rtcmHeader' in v381 else 0) | ('regional' in v381)) << 7 | (v381['msgCnt'])
+    w385 = v381['rev']
+    i386 = _E_RTCM_Revision_16.get(w385)
+    if i386 is not None:
+        a = a << 3 | i386
     else:
-        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w390])
-    if 'timeStamp' in v386:
-        a = a << 20 | v386['timeStamp']
-    if 'anchorPoint' in v386:
-        v393 = v386['anchorPoint']
-        a = a << 9 | ('utcTime' in v393) << 7 | ('elevation' in v393) << 6 | ('heading' in v393) << 5 | ('speed' in v393) << 4 | ('posAccuracy' in v393) << 3 | ('timeConfidence' in v393) << 2 | ('posConfidence' in v393) << 1 | ('speedConfidence' in v393)
-        if 'utcTime' in v393:
-            v395 = v393['utcTime']
-            a = a << 7 | ('year' in v395) << 6 | ('month' in v395) << 5 | ('day' in v395) << 4 | ('hour' in v395) << 3 | ('minute' in v395) << 2 | ('second' in v395) << 1 | ('offset' in v395)
-            if 'year' in v395:
-                a = a << 12 | v395['year']
-            if 'month' in v395:
-                a = a << 4 | v395['month']
-            if 'day' in v395:
-                a = a << 5 | v395['day']
-            if 'hour' in v395:
-                a = a << 5 | v395['hour']
-            if 'minute' in v395:
-                a = a << 6 | v395['minute']
-            if 'second' in v395:
-                a = a << 16 | v395['second']
-            if 'offset' in v395:
-                a = a << 11 | (v395['offset'] + 840)
-        a = a << 63 | ((v393['long'] + 1800000000)) << 31 | ((v393['lat'] + 900000000))
-        if 'elevation' in v393:
-            a = a << 16 | (v393['elevation'] + 4096)
-        if 'heading' in v393:
-            a = a << 15 | v393['heading']
-        if 'speed' in v393:
-            v408 = v393['speed']
-            a = a << 16 | (_E_TransmissionState_8[v408['transmisson']]) << 13 | (v408['speed'])
-        if 'posAccuracy' in v393:
-            v412 = v393['posAccuracy']
-            a = a << 32 | (v412['semiMajor']) << 24 | (v412['semiMinor']) << 16 | (v412['orientation'])
-        if 'timeConfidence' in v393:
-            a = a << 6 | _E_TimeConfidence_17[v393['timeConfidence']]
-        if 'posConfidence' in v393:
-            v418 = v393['posConfidence']
-            a = a << 8 | (_E_PositionConfidence_18[v418['pos']]) << 4 | (_E_ElevationConfidence_19[v418['elevation']])
-        if 'speedConfidence' in v393:
-            v422 = v393['speedConfidence']
-            a = a << 8 | (_E_HeadingConfidence_20[v422['heading']]) << 5 | (_E_SpeedConfidence_21[v422['speed']]) << 2 | (_E_ThrottleConfidence_22[v422['throttle']])
-    if 'rtcmHeader' in v386:
-        v427 = v386['rtcmHeader']
-        d430, k431 = v427['status']
-        a = a << k431 | int.from_bytes(d430, 'big') >> (8 * len(d430) - k431)
-        v432 = v427['offsetSet']
-        a = a << 31 | ((v432['antOffsetX'] + 2048)) << 19 | ((v432['antOffsetY'] + 256)) << 10 | ((v432['antOffsetZ'] + 512))
-    v437 = v386['msgs']
-    a438 = 1
-    k439 = len(v437)
-    a438 = a438 << 3 | (k439 - 1)
-    for w439 in v437:
-        d440 = w439
-        a438 = a438 << 10 | (len(d440) - 1)
-        a438 = a438 << (len(d440) << 3) | int.from_bytes(d440, 'big')
-    a = ((a - 1) << (a438.bit_length() - 1)) + a438
-    if 'regional' in v386:
-        v441 = v386['regional']
-        a442 = 1
-        k443 = len(v441)
-        a442 = a442 << 2 | (k443 - 1)
-        for w443 in v441:
-            s_ = e_RTCMcorrections_regional_item(w443)
-            a442 = ((a442 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a442.bit_length() - 1)) + a442
+        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w385])
+    if 'timeStamp' in v381:
+        a = a << 20 | v381['timeStamp']
+    if 'anchorPoint' in v381:
+        v388 = v381['anchorPoint']
+        a = a << 9 | (128 if 'utcTime' in v388 else 0) | (64 if 'elevation' in v388 else 0) | (32 if 'heading' in v388 else 0) | (16 if 'speed' in v388 else 0) | (8 if 'posAccuracy' in v388 else 0) | (4 if 'timeConfidence' in v388 else 0) | (2 if 'posConfidence' in v388 else 0) | ('speedConfidence' in v388)
+        if 'utcTime' in v388:
+            v390 = v388['utcTime']
+            a = a << 7 | (64 if 'year' in v390 else 0) | (32 if 'month' in v390 else 0) | (16 if 'day' in v390 else 0) | (8 if 'hour' in v390 else 0) | (4 if 'minute' in v390 else 0) | (2 if 'second' in v390 else 0) | ('offset' in v390)
+            if 'year' in v390:
+                a = a << 12 | v390['year']
+            if 'month' in v390:
+                a = a << 4 | v390['month']
+            if 'day' in v390:
+                a = a << 5 | v390['day']
+            if 'hour' in v390:
+                a = a << 5 | v390['hour']
+            if 'minute' in v390:
+                a = a << 6 | v390['minute']
+            if 'second' in v390:
+                a = a << 16 | v390['second']
+            if 'offset' in v390:
+                a = a << 11 | (v390['offset'] + 840)
+        a = a << 63 | ((v388['long'] + 1800000000)) << 31 | ((v388['lat'] + 900000000))
+        if 'elevation' in v388:
+            a = a << 16 | (v388['elevation'] + 4096)
+        if 'heading' in v388:
+            a = a << 15 | v388['heading']
+        if 'speed' in v388:
+            v403 = v388['speed']
+            a = a << 16 | (_E_TransmissionState_8[v403['transmisson']]) << 13 | (v403['speed'])
+        if 'posAccuracy' in v388:
+            v407 = v388['posAccuracy']
+            a = a << 32 | (v407['semiMajor']) << 24 | (v407['semiMinor']) << 16 | (v407['orientation'])
+        if 'timeConfidence' in v388:
+            a = a << 6 | _E_TimeConfidence_17[v388['timeConfidence']]
+        if 'posConfidence' in v388:
+            v413 = v388['posConfidence']
+            a = a << 8 | (_E_PositionConfidence_18[v413['pos']]) << 4 | (_E_ElevationConfidence_19[v413['elevation']])
+        if 'speedConfidence' in v388:
+            v417 = v388['speedConfidence']
+            a = a << 8 | (_E_HeadingConfidence_20[v417['heading']]) << 5 | (_E_SpeedConfidence_21[v417['speed']]) << 2 | (_E_ThrottleConfidence_22[v417['throttle']])
+    if 'rtcmHeader' in v381:
+        v422 = v381['rtcmHeader']
+        d425, k426 = v422['status']
+        a = a << k426 | int.from_bytes(d425, 'big') >> (8 * len(d425) - k426)
+        v427 = v422['offsetSet']
+        a = a << 31 | ((v427['antOffsetX'] + 2048)) << 19 | ((v427['antOffsetY'] + 256)) << 10 | ((v427['antOffsetZ'] + 512))
+    v432 = v381['msgs']
+    k433 = len(v432)
+    a = a << 3 | (k433 - 1)
+    for w433 in v432:
+        d434 = w433
+        a = a << 10 | (len(d434) - 1)
+        a = a << (len(d434) << 3) | int.from_bytes(d434, 'big')
+    if 'regional' in v381:
+        v435 = v381['regional']
+        a436 = 1
+        k437 = len(v435)
+        a436 = a436 << 2 | (k437 - 1)
+        for w437 in v435:
+            s_ = e_RTCMcorrections_regional_item(w437)
+            a436 = ((a436 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a436.bit_length() - 1)) + a436
     return a
 
 def d_RTCMEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r445: dict[str, Any] = {}
+    r439: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r445['protocolVersion'] = (t_ >> 40) & 255
-    r445['messageID'] = (t_ >> 32) & 255
-    r445['stationID'] = t_ & 4294967295
-    r['header'] = r445
-    r447: dict[str, Any] = {}
+    r439['protocolVersion'] = (t_ >> 40) & 255
+    r439['messageID'] = (t_ >> 32) & 255
+    r439['stationID'] = t_ & 4294967295
+    r['header'] = r439
+    r441: dict[str, Any] = {}
     q -= 12
     t_ = (x >> q) & 4095
-    h448 = (t_ >> 7) & 31
-    r447['msgCnt'] = t_ & 127
+    h442 = (t_ >> 7) & 31
+    r441['msgCnt'] = t_ & 127
     q -= 1
     if (x >> q) & 1:
-        i449, q = _rt.read_nsnn(x, q)
-        r447['rev'] = _DX_LayerType_3.get(i449)
+        i443, q = _rt.read_nsnn(x, q)
+        r441['rev'] = _DX_LayerType_3.get(i443)
     else:
         q -= 2
-        r447['rev'] = _D_RTCM_Revision_23[(x >> q) & 3]
-    if h448 & 8:
+        r441['rev'] = _D_RTCM_Revision_23[(x >> q) & 3]
+    if h442 & 8:
         q -= 20
-        r447['timeStamp'] = (x >> q) & 1048575
-    if h448 & 4:
-        r450: dict[str, Any] = {}
+        r441['timeStamp'] = (x >> q) & 1048575
+    if h442 & 4:
+        r444: dict[str, Any] = {}
         q -= 9
-        h451 = (x >> q) & 511
-        if h451 & 128:
-            r452: dict[str, Any] = {}
+        h445 = (x >> q) & 511
+        if h445 & 128:
+            r446: dict[str, Any] = {}
             q -= 7
-            h453 = (x >> q) & 127
-            if h453 & 64:
+            h447 = (x >> q) & 127
+            if h447 & 64:
                 q -= 12
-                r452['year'] = (x >> q) & 4095
-            if h453 & 32:
+                r446['year'] = (x >> q) & 4095
+            if h447 & 32:
                 q -= 4
-                r452['month'] = (x >> q) & 15
-            if h453 & 16:
+                r446['month'] = (x >> q) & 15
+            if h447 & 16:
                 q -= 5
-                r452['day'] = (x >> q) & 31
-            if h453 & 8:
+                r446['day'] = (x >> q) & 31
+            if h447 & 8:
                 q -= 5
-                r452['hour'] = (x >> q) & 31
-            if h453 & 4:
+                r446['hour'] = (x >> q) & 31
+            if h447 & 4:
                 q -= 6
-                r452['minute'] = (x >> q) & 63
-            if h453 & 2:
+                r446['minute'] = (x >> q) & 63
+            if h447 & 2:
                 q -= 16
-                r452['second'] = (x >> q) & 65535
-            if h453 & 1:
+                r446['second'] = (x >> q) & 65535
+            if h447 & 1:
                 q -= 11
-                r452['offset'] = ((x >> q) & 2047) - 840
-            r450['utcTime'] = r452
+                r446['offset'] = ((x >> q) & 2047) - 840
+            r444['utcTime'] = r446
         q -= 63
         t_ = (x >> q) & 9223372036854775807
-        r450['long'] = ((t_ >> 31) & 4294967295) - 1800000000
-        r450['lat'] = (t_ & 2147483647) - 900000000
-        if h451 & 64:
+        r444['long'] = ((t_ >> 31) & 4294967295) - 1800000000
+        r444['lat'] = (t_ & 2147483647) - 900000000
+        if h445 & 64:
             q -= 16
-            r450['elevation'] = ((x >> q) & 65535) - 4096
-        if h451 & 32:
+            r444['elevation'] = ((x >> q) & 65535) - 4096
+        if h445 & 32:
             q -= 15
-            r450['heading'] = (x >> q) & 32767
-        if h451 & 16:
-            r454: dict[str, Any] = {}
+            r444['heading'] = (x >> q) & 32767
+        if h445 & 16:
+            r448: dict[str, Any] = {}
             q -= 16
             t_ = (x >> q) & 65535
-            r454['transmisson'] = _D_TransmissionState_14[(t_ >> 13) & 7]
-            r454['speed'] = t_ & 8191
-            r450['speed'] = r454
-        if h451 & 8:
-            r456: dict[str, Any] = {}
+            r448['transmisson'] = _D_TransmissionState_14[(t_ >> 13) & 7]
+            r448['speed'] = t_ & 8191
+            r444['speed'] = r448
+        if h445 & 8:
+            r450: dict[str, Any] = {}
             q -= 32
             t_ = (x >> q) & 4294967295
-            r456['semiMajor'] = (t_ >> 24) & 255
-            r456['semiMinor'] = (t_ >> 16) & 255
-            r456['orientation'] = t_ & 65535
-            r450['posAccuracy'] = r456
-        if h451 & 4:
+            r450['semiMajor'] = (t_ >> 24) & 255
+            r450['semiMinor'] = (t_ >> 16) & 255
+            r450['orientation'] = t_ & 65535
+            r444['posAccuracy'] = r450
+        if h445 & 4:
             q -= 6
-            r450['timeConfidence'] = _D_TimeConfidence_24[(x >> q) & 63]
-        if h451 & 2:
-            r458: dict[str, Any] = {}
+            r444['timeConfidence'] = _D_TimeConfidence_24[(x >> q) & 63]
+        if h445 & 2:
+            r452: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
-            r458['pos'] = _D_PositionConfidence_25[(t_ >> 4) & 15]
-            r458['elevation'] = _D_ElevationConfidence_26[t_ & 15]
-            r450['posConfidence'] = r458
-        if h451 & 1:
-            r460: dict[str, Any] = {}
+            r452['pos'] = _D_PositionConfidence_25[(t_ >> 4) & 15]
+            r452['elevation'] = _D_ElevationConfidence_26[t_ & 15]
+            r444['posConfidence'] = r452
+        if h445 & 1:
+            r454: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
-            r460['heading'] = _D_HeadingConfidence_27[(t_ >> 5) & 7]
-            r460['speed'] = _D_SpeedConfidence_28[(t_ >> 2) & 7]
-            r460['throttle'] = _D_ThrottleConfidence_29[t_ & 3]
-            r450['speedConfidence'] = r460
-        if h451 >> 8:
+            r454['heading'] = _D_HeadingConfidence_27[(t_ >> 5) & 7]
+            r454['speed'] = _D_SpeedConfidence_28[(t_ >> 2) & 7]
+            r454['throttle'] = _D_ThrottleConfidence_29[t_ & 3]
+            r444['speedConfidence'] = r454
+        if h445 >> 8:
             q = _rt.skip_additions(x, q)
-        r447['anchorPoint'] = r450
-    if h448 & 2:
-        r462: dict[str, Any] = {}
+        r441['anchorPoint'] = r444
+    if h442 & 2:
+        r456: dict[str, Any] = {}
         q -= 8
-        r462['status'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-        r465: dict[str, Any] = {}
+        r456['status'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+        r459: dict[str, Any] = {}
         q -= 31
         t_ = (x >> q) & 2147483647
-        r465['antOffsetX'] = ((t_ >> 19) & 4095) - 2048
-        r465['antOffsetY'] = ((t_ >> 10) & 511) - 256
-        r465['antOffsetZ'] = (t_ & 1023) - 512
-        r462['offsetSet'] = r465
-        r447['rtcmHeader'] = r462
+        r459['antOffsetX'] = ((t_ >> 19) & 4095) - 2048
+        r459['antOffsetY'] = ((t_ >> 10) & 511) - 256
+        r459['antOffsetZ'] = (t_ & 1023) - 512
+        r456['offsetSet'] = r459
+        r441['rtcmHeader'] = r456
     q -= 3
-    k468 = ((x >> q) & 7) + 1
-    r467: list[Any] = []
-    for _ in range(k468):
+    k462 = ((x >> q) & 7) + 1
+    r461: list[Any] = []
+    for _ in range(k462):
         q -= 10
-        k469 = ((x >> q) & 1023) + 1
-        q -= k469 << 3
-        w468 = ((x >> q) & ((1 << (k469 << 3)) - 1)).to_bytes(k469, 'big')
-        r467.append(w468)
-    r447['msgs'] = r467
-    if h448 & 1:
+        k463 = ((x >> q) & 1023) + 1
+        q -= k463 << 3
+        w462 = ((x >> q) & ((1 << (k463 << 3)) - 1)).to_bytes(k463, 'big')
+        r461.append(w462)
+    r441['msgs'] = r461
+    if h442 & 1:
         q -= 2
-        k471 = ((x >> q) & 3) + 1
-        r470: list[Any] = []
-        for _ in range(k471):
+        k465 = ((x >> q) & 3) + 1
+        r464: list[Any] = []
+        for _ in range(k465):
             x &= (1 << q) - 1
-            w471, q = d_RTCMcorrections_regional_item(x, q)
-            r470.append(w471)
-        r447['regional'] = r470
-    if h448 >> 4:
+            w465, q = d_RTCMcorrections_regional_item(x, q)
+            r464.append(w465)
+        r441['regional'] = r464
+    if h442 >> 4:
         q = _rt.skip_additions(x, q)
-    r['rtcmc'] = r447
+    r['rtcmc'] = r441
     return r, q
 
 
 def e_EnabledLaneList(v: Any) -> int:
     a: int = 1
-    k472 = len(v)
-    a = a << 4 | (k472 - 1)
-    for w472 in v:
-        a = a << 8 | w472
+    k466 = len(v)
+    a = a << 4 | (k466 - 1)
+    for w466 in v:
+        a = a << 8 | w466
     return a
 
 def d_EnabledLaneList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k473 = ((x >> q) & 15) + 1
+    k467 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k473):
+    for _ in range(k467):
         q -= 8
-        w473 = (x >> q) & 255
-        r.append(w473)
+        w467 = (x >> q) & 255
+        r.append(w467)
     return r, q
 
 
 def e_MovementList(v: Any) -> int:
     a: int = 1
-    k474 = len(v)
-    a = a << 8 | (k474 - 1)
-    for w474 in v:
-        a = a << 4 | ('movementName' in w474) << 2 | ('maneuverAssistList' in w474) << 1 | ('regional' in w474)
-        if 'movementName' in w474:
-            b477 = w474['movementName'].encode('ascii')
-            a = a << 6 | (len(b477) - 1)
-            a = a << 7 * len(b477) | _rt.ia5_pack(b477)
-        a = a << 8 | w474['signalGroup']
-        v479 = w474['state-time-speed']
-        a480 = 1
-        k481 = len(v479)
-        a480 = a480 << 4 | (k481 - 1)
-        for w481 in v479:
-            a480 = a480 << 8 | (('timing' in w481) << 2 | ('speeds' in w481) << 1 | ('regional' in w481)) << 4 | (_E_MovementPhaseState_30[w481['eventState']])
-            if 'timing' in w481:
-                v484 = w481['timing']
-                a480 = a480 << 5 | ('startTime' in v484) << 4 | ('maxEndTime' in v484) << 3 | ('likelyTime' in v484) << 2 | ('confidence' in v484) << 1 | ('nextTime' in v484)
-                if 'startTime' in v484:
-                    a480 = a480 << 16 | v484['startTime']
-                a480 = a480 << 16 | v484['minEndTime']
-                if 'maxEndTime' in v484:
-                    a480 = a480 << 16 | v484['maxEndTime']
-                if 'likelyTime' in v484:
-                    a480 = a480 << 16 | v484['likelyTime']
-                if 'confidence' in v484:
-                    a480 = a480 << 4 | v484['confidence']
-                if 'nextTime' in v484:
-                    a480 = a480 << 16 | v484['nextTime']
-            if 'speeds' in w481:
-                s_ = e_AdvisorySpeedList(w481['speeds'])
-                a480 = ((a480 - 1) << (s_.bit_length() - 1)) + s_
-            if 'regional' in w481:
-                s_ = e_MovementEvent_regional(w481['regional'])
-                a480 = ((a480 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a480.bit_length() - 1)) + a480
-        if 'maneuverAssistList' in w474:
-            v494 = w474['maneuverAssistList']
-            a495 = 1
-            k496 = len(v494)
-            a495 = a495 << 4 | (k496 - 1)
-            for w496 in v494:
-                a495 = a495 << 14 | (('queueLength' in w496) << 4 | ('availableStorageLength' in w496) << 3 | ('waitOnStop' in w496) << 2 | ('pedBicycleDetect' in w496) << 1 | ('regional' in w496)) << 8 | (w496['connectionID'])
-                if 'queueLength' in w496:
-                    a495 = a495 << 14 | w496['queueLength']
-                if 'availableStorageLength' in w496:
-                    a495 = a495 << 14 | w496['availableStorageLength']
-                if 'waitOnStop' in w496:
-                    a495 = a495 << 1 | (1 if w496['waitOnStop'] else 0)
-                if 'pedBicycleDetect' in w496:
-                    a495 = a495 << 1 | (1 if w496['pedBicycleDetect'] else 0)
-                if 'regional' in w496:
-                    s_ = e_ConnectionManeuverAssist_regional(w496['regional'])
-                    a495 = ((a495 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a495.bit_length() - 1)) + a495
-        if 'regional' in w474:
-            v504 = w474['regional']
-            a505 = 1
-            k506 = len(v504)
-            a505 = a505 << 2 | (k506 - 1)
-            for w506 in v504:
-                s_ = e_MovementState_regional_item(w506)
-                a505 = ((a505 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a505.bit_length() - 1)) + a505
-    return a
-
-def d_MovementList(x: int, q: int) -> tuple[Any, int]:
-    q -= 8
-    k507 = ((x >> q) & 255) + 1
-    r: list[Any] = []
-    for _ in range(k507):
-        x &= (1 << q) - 1
-        r508: dict[str, Any] = {}
-        q -= 4
-        h509 = (x >> q) & 15
-        if h509 & 4:
-            q -= 6
-            k510 = ((x >> q) & 63) + 1
-            q -= 7 * k510
-            r508['movementName'] = _rt.ia5((x >> q) & ((1 << (7 * k510)) - 1), k510)
-        q -= 12
-        t_ = (x >> q) & 4095
-        r508['signalGroup'] = (t_ >> 4) & 255
-        k512 = (t_ & 15) + 1
-        r511: list[Any] = []
-        for _ in range(k512):
-            r513: dict[str, Any] = {}
-            q -= 8
-            t_ = (x >> q) & 255
-            h514 = (t_ >> 4) & 15
-            r513['eventState'] = _D_MovementPhaseState_31[t_ & 15]
-            if h514 & 4:
-                r515: dict[str, Any] = {}
-                q -= 5
-                h516 = (x >> q) & 31
-                if h516 & 16:
-                    q -= 16
-                    r515['startTime'] = (x >> q) & 65535
-                q -= 16
-                r515['minEndTime'] = (x >> q) & 65535
-                if h516 & 8:
-                    q -= 16
-                    r515['maxEndTime'] = (x >> q) & 65535
-                if h516 & 4:
-                    q -= 16
-                    r515['likelyTime'] = (x >> q) & 65535
-                if h516 & 2:
-                    q -= 4
-                    r515['confidence'] = (x >> q) & 15
-                if h516 & 1:
-                    q -= 16
-                    r515['nextTime'] = (x >> q) & 65535
-                r513['timing'] = r515
-            if h514 & 2:
-                r513['speeds'], q = d_AdvisorySpeedList(x, q)
-            if h514 & 1:
-                r513['regional'], q = d_MovementEvent_regional(x, q)
-            if h514 >> 3:
-                q = _rt.skip_additions(x, q)
-            r511.append(r513)
-        r508['state-time-speed'] = r511
-        if h509 & 2:
-            q -= 4
-            k518 = ((x >> q) & 15) + 1
-            r517: list[Any] = []
-            for _ in range(k518):
-                r519: dict[str, Any] = {}
-                q -= 14
-                t_ = (x >> q) & 16383
-                h520 = (t_ >> 8) & 63
-                r519['connectionID'] = t_ & 255
-                if h520 & 16:
-                    q -= 14
-                    r519['queueLength'] = (x >> q) & 16383
-                if h520 & 8:
-                    q -= 14
-                    r519['availableStorageLength'] = (x >> q) & 16383
-                if h520 & 4:
-                    q -= 1
-                    r519['waitOnStop'] = (x >> q) & 1 == 1
-                if h520 & 2:
-                    q -= 1
-                    r519['pedBicycleDetect'] = (x >> q) & 1 == 1
-                if h520 & 1:
-                    r519['regional'], q = d_ConnectionManeuverAssist_regional(x, q)
-                if h520 >> 5:
-                    q = _rt.skip_additions(x, q)
-                r517.append(r519)
-            r508['maneuverAssistList'] = r517
-        if h509 & 1:
-            q -= 2
-            k522 = ((x >> q) & 3) + 1
-            r521: list[Any] = []
-            for _ in range(k522):
-                w522, q = d_MovementState_regional_item(x, q)
-                r521.append(w522)
-            r508['regional'] = r521
-        if h509 >> 3:
-            q = _rt.skip_additions(x, q)
-        r.append(r508)
-    return r, q
-
-
-def e_ManeuverAssistList(v: Any) -> int:
-    a: int = 1
-    k523 = len(v)
-    a = a << 4 | (k523 - 1)
-    for w523 in v:
-        a = a << 14 | (('queueLength' in w523) << 4 | ('availableStorageLength' in w523) << 3 | ('waitOnStop' in w523) << 2 | ('pedBicycleDetect' in w523) << 1 | ('regional' in w523)) << 8 | (w523['connectionID'])
-        if 'queueLength' in w523:
-            a = a << 14 | w523['queueLength']
-        if 'availableStorageLength' in w523:
-            a = a << 14 | w523['availableStorageLength']
-        if 'waitOnStop' in w523:
-            a = a << 1 | (1 if w523['waitOnStop'] else 0)
-        if 'pedBicycleDetect' in w523:
-            a = a << 1 | (1 if w523['pedBicycleDetect'] else 0)
-        if 'regional' in w523:
-            v530 = w523['regional']
+    k468 = len(v)
+    a = a << 8 | (k468 - 1)
+    for w468 in v:
+        a501 = 1
+        a501 = a501 << 4 | (4 if 'movementName' in w468 else 0) | (2 if 'maneuverAssistList' in w468 else 0) | ('regional' in w468)
+        if 'movementName' in w468:
+            b504 = w468['movementName'].encode('ascii')
+            a501 = a501 << 6 | (len(b504) - 1)
+            a501 = a501 << 7 * len(b504) | _rt.ia5_pack(b504)
+        a501 = a501 << 8 | w468['signalGroup']
+        v506 = w468['state-time-speed']
+        k507 = len(v506)
+        a501 = a501 << 4 | (k507 - 1)
+        for w507 in v506:
+            a501 = a501 << 8 | ((4 if 'timing' in w507 else 0) | (2 if 'speeds' in w507 else 0) | ('regional' in w507)) << 4 | (_E_MovementPhaseState_30[w507['eventState']])
+            if 'timing' in w507:
+                v510 = w507['timing']
+                a501 = a501 << 5 | (16 if 'startTime' in v510 else 0) | (8 if 'maxEndTime' in v510 else 0) | (4 if 'likelyTime' in v510 else 0) | (2 if 'confidence' in v510 else 0) | ('nextTime' in v510)
+                if 'startTime' in v510:
+                    a501 = a501 << 16 | v510['startTime']
+                a501 = a501 << 16 | v510['minEndTime']
+                if 'maxEndTime' in v510:
+                    a501 = a501 << 16 | v510['maxEndTime']
+                if 'likelyTime' in v510:
+                    a501 = a501 << 16 | v510['likelyTime']
+                if 'confidence' in v510:
+                    a501 = a501 << 4 | v510['confidence']
+                if 'nextTime' in v510:
+                    a501 = a501 << 16 | v510['nextTime']
+            if 'speeds' in w507:
+                s_ = e_AdvisorySpeedList(w507['speeds'])
+                a501 = ((a501 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in w507:
+                s_ = e_MovementEvent_regional(w507['regional'])
+                a501 = ((a501 - 1) << (s_.bit_length() - 1)) + s_
+        if 'maneuverAssistList' in w468:
+            v520 = w468['maneuverAssistList']
+            a521 = 1
+            k522 = len(v520)
+            a521 = a521 << 4 | (k522 - 1)
+            for w522 in v520:
+                a521 = a521 << 14 | ((16 if 'queueLength' in w522 else 0) | (8 if 'availableStorageLength' in w522 else 0) | (4 if 'waitOnStop' in w522 else 0) | (2 if 'pedBicycleDetect' in w522 else 0) | ('regional' in w522)) << 8 | (w522['connectionID'])
+                if 'queueLength' in w522:
+                    a521 = a521 << 14 | w522['queueLength']
+                if 'availableStorageLength' in w522:
+                    a521 = a521 << 14 | w522['availableStorageLength']
+                if 'waitOnStop' in w522:
+                    a521 = a521 << 1 | (1 if w522['waitOnStop'] else 0)
+                if 'pedBicycleDetect' in w522:
+                    a521 = a521 << 1 | (1 if w522['pedBicycleDetect'] else 0)
+                if 'regional' in w522:
+                    s_ = e_ConnectionManeuverAssist_regional(w522['regional'])
+                    a521 = ((a521 - 1) << (s_.bit_length() - 1)) + s_
+            a501 = ((a501 - 1) << (a521.bit_length() - 1)) + a521
+        if 'regional' in w468:
+            v530 = w468['regional']
             a531 = 1
             k532 = len(v530)
             a531 = a531 << 2 | (k532 - 1)
             for w532 in v530:
-                s_ = e_ConnectionManeuverAssist_regional_item(w532)
+                s_ = e_MovementState_regional_item(w532)
                 a531 = ((a531 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a531.bit_length() - 1)) + a531
+            a501 = ((a501 - 1) << (a531.bit_length() - 1)) + a531
+        a = ((a - 1) << (a501.bit_length() - 1)) + a501
     return a
 
-def d_ManeuverAssistList(x: int, q: int) -> tuple[Any, int]:
-    q -= 4
-    k533 = ((x >> q) & 15) + 1
+def d_MovementList(x: int, q: int) -> tuple[Any, int]:
+    q -= 8
+    k533 = ((x >> q) & 255) + 1
     r: list[Any] = []
     for _ in range(k533):
         x &= (1 << q) - 1
         r534: dict[str, Any] = {}
-        q -= 14
-        t_ = (x >> q) & 16383
-        h535 = (t_ >> 8) & 63
-        r534['connectionID'] = t_ & 255
-        if h535 & 16:
-            q -= 14
-            r534['queueLength'] = (x >> q) & 16383
-        if h535 & 8:
-            q -= 14
-            r534['availableStorageLength'] = (x >> q) & 16383
+        q -= 4
+        h535 = (x >> q) & 15
         if h535 & 4:
-            q -= 1
-            r534['waitOnStop'] = (x >> q) & 1 == 1
+            q -= 6
+            k536 = ((x >> q) & 63) + 1
+            q -= 7 * k536
+            r534['movementName'] = _rt.ia5((x >> q) & ((1 << (7 * k536)) - 1), k536)
+        q -= 12
+        t_ = (x >> q) & 4095
+        r534['signalGroup'] = (t_ >> 4) & 255
+        k538 = (t_ & 15) + 1
+        r537: list[Any] = []
+        for _ in range(k538):
+            r539: dict[str, Any] = {}
+            q -= 8
+            t_ = (x >> q) & 255
+            h540 = (t_ >> 4) & 15
+            r539['eventState'] = _D_MovementPhaseState_31[t_ & 15]
+            if h540 & 4:
+                r541: dict[str, Any] = {}
+                q -= 5
+                h542 = (x >> q) & 31
+                if h542 & 16:
+                    q -= 16
+                    r541['startTime'] = (x >> q) & 65535
+                q -= 16
+                r541['minEndTime'] = (x >> q) & 65535
+                if h542 & 8:
+                    q -= 16
+                    r541['maxEndTime'] = (x >> q) & 65535
+                if h542 & 4:
+                    q -= 16
+                    r541['likelyTime'] = (x >> q) & 65535
+                if h542 & 2:
+                    q -= 4
+                    r541['confidence'] = (x >> q) & 15
+                if h542 & 1:
+                    q -= 16
+                    r541['nextTime'] = (x >> q) & 65535
+                r539['timing'] = r541
+            if h540 & 2:
+                r539['speeds'], q = d_AdvisorySpeedList(x, q)
+            if h540 & 1:
+                r539['regional'], q = d_MovementEvent_regional(x, q)
+            if h540 >> 3:
+                q = _rt.skip_additions(x, q)
+            r537.append(r539)
+        r534['state-time-speed'] = r537
         if h535 & 2:
-            q -= 1
-            r534['pedBicycleDetect'] = (x >> q) & 1 == 1
+            q -= 4
+            k544 = ((x >> q) & 15) + 1
+            r543: list[Any] = []
+            for _ in range(k544):
+                r545: dict[str, Any] = {}
+                q -= 14
+                t_ = (x >> q) & 16383
+                h546 = (t_ >> 8) & 63
+                r545['connectionID'] = t_ & 255
+                if h546 & 16:
+                    q -= 14
+                    r545['queueLength'] = (x >> q) & 16383
+                if h546 & 8:
+                    q -= 14
+                    r545['availableStorageLength'] = (x >> q) & 16383
+                if h546 & 4:
+                    q -= 1
+                    r545['waitOnStop'] = (x >> q) & 1 == 1
+                if h546 & 2:
+                    q -= 1
+                    r545['pedBicycleDetect'] = (x >> q) & 1 == 1
+                if h546 & 1:
+                    r545['regional'], q = d_ConnectionManeuverAssist_regional(x, q)
+                if h546 >> 5:
+                    q = _rt.skip_additions(x, q)
+                r543.append(r545)
+            r534['maneuverAssistList'] = r543
         if h535 & 1:
             q -= 2
-            k537 = ((x >> q) & 3) + 1
-            r536: list[Any] = []
-            for _ in range(k537):
-                w537, q = d_ConnectionManeuverAssist_regional_item(x, q)
-                r536.append(w537)
-            r534['regional'] = r536
-        if h535 >> 5:
+            k548 = ((x >> q) & 3) + 1
+            r547: list[Any] = []
+            for _ in range(k548):
+                w548, q = d_MovementState_regional_item(x, q)
+                r547.append(w548)
+            r534['regional'] = r547
+        if h535 >> 3:
             q = _rt.skip_additions(x, q)
         r.append(r534)
     return r, q
 
 
+def e_ManeuverAssistList(v: Any) -> int:
+    a: int = 1
+    k549 = len(v)
+    a = a << 4 | (k549 - 1)
+    for w549 in v:
+        a = a << 14 | ((16 if 'queueLength' in w549 else 0) | (8 if 'availableStorageLength' in w549 else 0) | (4 if 'waitOnStop' in w549 else 0) | (2 if 'pedBicycleDetect' in w549 else 0) | ('regional' in w549)) << 8 | (w549['connectionID'])
+        if 'queueLength' in w549:
+            a = a << 14 | w549['queueLength']
+        if 'availableStorageLength' in w549:
+            a = a << 14 | w549['availableStorageLength']
+        if 'waitOnStop' in w549:
+            a = a << 1 | (1 if w549['waitOnStop'] else 0)
+        if 'pedBicycleDetect' in w549:
+            a = a << 1 | (1 if w549['pedBicycleDetect'] else 0)
+        if 'regional' in w549:
+            v556 = w549['regional']
+            a557 = 1
+            k558 = len(v556)
+            a557 = a557 << 2 | (k558 - 1)
+            for w558 in v556:
+                s_ = e_ConnectionManeuverAssist_regional_item(w558)
+                a557 = ((a557 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a557.bit_length() - 1)) + a557
+    return a
+
+def d_ManeuverAssistList(x: int, q: int) -> tuple[Any, int]:
+    q -= 4
+    k559 = ((x >> q) & 15) + 1
+    r: list[Any] = []
+    for _ in range(k559):
+        x &= (1 << q) - 1
+        r560: dict[str, Any] = {}
+        q -= 14
+        t_ = (x >> q) & 16383
+        h561 = (t_ >> 8) & 63
+        r560['connectionID'] = t_ & 255
+        if h561 & 16:
+            q -= 14
+            r560['queueLength'] = (x >> q) & 16383
+        if h561 & 8:
+            q -= 14
+            r560['availableStorageLength'] = (x >> q) & 16383
+        if h561 & 4:
+            q -= 1
+            r560['waitOnStop'] = (x >> q) & 1 == 1
+        if h561 & 2:
+            q -= 1
+            r560['pedBicycleDetect'] = (x >> q) & 1 == 1
+        if h561 & 1:
+            q -= 2
+            k563 = ((x >> q) & 3) + 1
+            r562: list[Any] = []
+            for _ in range(k563):
+                w563, q = d_ConnectionManeuverAssist_regional_item(x, q)
+                r562.append(w563)
+            r560['regional'] = r562
+        if h561 >> 5:
+            q = _rt.skip_additions(x, q)
+        r.append(r560)
+    return r, q
+
+
 def e_IntersectionState_regional(v: Any) -> int:
     a: int = 1
-    k538 = len(v)
-    a = a << 2 | (k538 - 1)
-    for w538 in v:
-        s_ = e_IntersectionState_regional_item(w538)
+    k564 = len(v)
+    a = a << 2 | (k564 - 1)
+    for w564 in v:
+        s_ = e_IntersectionState_regional_item(w564)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_IntersectionState_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k539 = ((x >> q) & 3) + 1
+    k565 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k539):
+    for _ in range(k565):
         x &= (1 << q) - 1
-        w539, q = d_IntersectionState_regional_item(x, q)
-        r.append(w539)
+        w565, q = d_IntersectionState_regional_item(x, q)
+        r.append(w565)
     return r, q
 
 
@@ -1546,507 +1534,505 @@ def d_SPAT_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_Position3D(v: Any) -> int:
     a: int = 1
-    a = a << 66 | (('elevation' in v) << 1 | ('regional' in v)) << 63 | ((v['lat'] + 900000000)) << 32 | ((v['long'] + 1800000000))
+    a = a << 66 | ((2 if 'elevation' in v else 0) | ('regional' in v)) << 63 | ((v['lat'] + 900000000)) << 32 | ((v['long'] + 1800000000))
     if 'elevation' in v:
         a = a << 16 | (v['elevation'] + 4096)
     if 'regional' in v:
-        v545 = v['regional']
-        a546 = 1
-        k547 = len(v545)
-        a546 = a546 << 2 | (k547 - 1)
-        for w547 in v545:
-            s_ = e_Position3D_regional_item(w547)
-            a546 = ((a546 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a546.bit_length() - 1)) + a546
+        v571 = v['regional']
+        k572 = len(v571)
+        a = a << 2 | (k572 - 1)
+        for w572 in v571:
+            s_ = e_Position3D_regional_item(w572)
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_Position3D(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 66
     t_ = (x >> q) & 73786976294838206463
-    h548 = (t_ >> 63) & 7
+    h573 = (t_ >> 63) & 7
     r['lat'] = ((t_ >> 32) & 2147483647) - 900000000
     r['long'] = (t_ & 4294967295) - 1800000000
-    if h548 & 2:
+    if h573 & 2:
         q -= 16
         r['elevation'] = ((x >> q) & 65535) - 4096
-    if h548 & 1:
+    if h573 & 1:
         q -= 2
-        k550 = ((x >> q) & 3) + 1
-        r549: list[Any] = []
-        for _ in range(k550):
+        k575 = ((x >> q) & 3) + 1
+        r574: list[Any] = []
+        for _ in range(k575):
             x &= (1 << q) - 1
-            w550, q = d_Position3D_regional_item(x, q)
-            r549.append(w550)
-        r['regional'] = r549
-    if h548 >> 2:
+            w575, q = d_Position3D_regional_item(x, q)
+            r574.append(w575)
+        r['regional'] = r574
+    if h573 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_SpeedLimitList(v: Any) -> int:
     a: int = 1
-    k551 = len(v)
-    a = a << 4 | (k551 - 1)
-    for w551 in v:
-        w554 = w551['type']
-        i555 = _E_SpeedLimitType_32.get(w554)
-        if i555 is not None:
-            a = a << 5 | i555
+    k576 = len(v)
+    a = a << 4 | (k576 - 1)
+    for w576 in v:
+        w579 = w576['type']
+        i580 = _E_SpeedLimitType_32.get(w579)
+        if i580 is not None:
+            a = a << 5 | i580
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w554])
-        a = a << 13 | w551['speed']
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w579])
+        a = a << 13 | w576['speed']
     return a
 
 def d_SpeedLimitList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k557 = ((x >> q) & 15) + 1
+    k582 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k557):
+    for _ in range(k582):
         x &= (1 << q) - 1
-        r558: dict[str, Any] = {}
+        r583: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            i560, q = _rt.read_nsnn(x, q)
-            r558['type'] = _DX_LayerType_3.get(i560)
+            i585, q = _rt.read_nsnn(x, q)
+            r583['type'] = _DX_LayerType_3.get(i585)
         else:
             q -= 4
-            r558['type'] = _D_SpeedLimitType_33[(x >> q) & 15]
+            r583['type'] = _D_SpeedLimitType_33[(x >> q) & 15]
         q -= 13
-        r558['speed'] = (x >> q) & 8191
-        r.append(r558)
+        r583['speed'] = (x >> q) & 8191
+        r.append(r583)
     return r, q
 
 
 def e_LaneList(v: Any) -> int:
     a: int = 1
-    k561 = len(v)
-    a = a << 8 | (k561 - 1)
-    for w561 in v:
-        a605 = 1
-        a605 = a605 << 16 | (('name' in w561) << 6 | ('ingressApproach' in w561) << 5 | ('egressApproach' in w561) << 4 | ('maneuvers' in w561) << 3 | ('connectsTo' in w561) << 2 | ('overlays' in w561) << 1 | ('regional' in w561)) << 8 | (w561['laneID'])
-        if 'name' in w561:
-            b609 = w561['name'].encode('ascii')
-            a605 = a605 << 6 | (len(b609) - 1)
-            a605 = a605 << 7 * len(b609) | _rt.ia5_pack(b609)
-        if 'ingressApproach' in w561:
-            a605 = a605 << 4 | w561['ingressApproach']
-        if 'egressApproach' in w561:
-            a605 = a605 << 4 | w561['egressApproach']
-        v612 = w561['laneAttributes']
-        a605 = a605 << 1 | ('regional' in v612)
-        d615, k616 = v612['directionalUse']
-        a605 = a605 << k616 | int.from_bytes(d615, 'big') >> (8 * len(d615) - k616)
-        d618, k619 = v612['sharedWith']
-        a605 = a605 << k619 | int.from_bytes(d618, 'big') >> (8 * len(d618) - k619)
-        s_ = e_LaneTypeAttributes(v612['laneType'])
-        a605 = ((a605 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in v612:
-            s_ = e_LaneAttributes_regional(v612['regional'])
-            a605 = ((a605 - 1) << (s_.bit_length() - 1)) + s_
-        if 'maneuvers' in w561:
-            d623, k624 = w561['maneuvers']
-            a605 = a605 << k624 | int.from_bytes(d623, 'big') >> (8 * len(d623) - k624)
-        s_ = e_NodeListXY(w561['nodeList'])
-        a605 = ((a605 - 1) << (s_.bit_length() - 1)) + s_
-        if 'connectsTo' in w561:
-            v626 = w561['connectsTo']
-            a627 = 1
-            k628 = len(v626)
-            a627 = a627 << 4 | (k628 - 1)
-            for w628 in v626:
-                a627 = a627 << 4 | ('remoteIntersection' in w628) << 3 | ('signalGroup' in w628) << 2 | ('userClass' in w628) << 1 | ('connectionID' in w628)
-                v630 = w628['connectingLane']
-                a627 = a627 << 9 | (('maneuver' in v630)) << 8 | (v630['lane'])
-                if 'maneuver' in v630:
-                    d634, k635 = v630['maneuver']
-                    a627 = a627 << k635 | int.from_bytes(d634, 'big') >> (8 * len(d634) - k635)
-                if 'remoteIntersection' in w628:
-                    v636 = w628['remoteIntersection']
-                    a627 = a627 << 1 | ('region' in v636)
-                    if 'region' in v636:
-                        a627 = a627 << 16 | v636['region']
-                    a627 = a627 << 16 | v636['id']
-                if 'signalGroup' in w628:
-                    a627 = a627 << 8 | w628['signalGroup']
-                if 'userClass' in w628:
-                    a627 = a627 << 8 | w628['userClass']
-                if 'connectionID' in w628:
-                    a627 = a627 << 8 | w628['connectionID']
-            a605 = ((a605 - 1) << (a627.bit_length() - 1)) + a627
-        if 'overlays' in w561:
-            v643 = w561['overlays']
-            a644 = 1
-            k645 = len(v643)
-            a644 = a644 << 3 | (k645 - 1)
-            for w645 in v643:
-                a644 = a644 << 8 | w645
-            a605 = ((a605 - 1) << (a644.bit_length() - 1)) + a644
-        if 'regional' in w561:
-            v646 = w561['regional']
-            a647 = 1
-            k648 = len(v646)
-            a647 = a647 << 2 | (k648 - 1)
-            for w648 in v646:
-                s_ = e_GenericLane_regional_item(w648)
-                a647 = ((a647 - 1) << (s_.bit_length() - 1)) + s_
-            a605 = ((a605 - 1) << (a647.bit_length() - 1)) + a647
-        a = ((a - 1) << (a605.bit_length() - 1)) + a605
+    k586 = len(v)
+    a = a << 8 | (k586 - 1)
+    for w586 in v:
+        a645 = 1
+        a645 = a645 << 16 | ((64 if 'name' in w586 else 0) | (32 if 'ingressApproach' in w586 else 0) | (16 if 'egressApproach' in w586 else 0) | (8 if 'maneuvers' in w586 else 0) | (4 if 'connectsTo' in w586 else 0) | (2 if 'overlays' in w586 else 0) | ('regional' in w586)) << 8 | (w586['laneID'])
+        if 'name' in w586:
+            b649 = w586['name'].encode('ascii')
+            a645 = a645 << 6 | (len(b649) - 1)
+            a645 = a645 << 7 * len(b649) | _rt.ia5_pack(b649)
+        if 'ingressApproach' in w586:
+            a645 = a645 << 4 | w586['ingressApproach']
+        if 'egressApproach' in w586:
+            a645 = a645 << 4 | w586['egressApproach']
+        v652 = w586['laneAttributes']
+        a645 = a645 << 1 | ('regional' in v652)
+        d655, k656 = v652['directionalUse']
+        a645 = a645 << k656 | int.from_bytes(d655, 'big') >> (8 * len(d655) - k656)
+        d658, k659 = v652['sharedWith']
+        a645 = a645 << k659 | int.from_bytes(d658, 'big') >> (8 * len(d658) - k659)
+        s_ = e_LaneTypeAttributes(v652['laneType'])
+        a645 = ((a645 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in v652:
+            s_ = e_LaneAttributes_regional(v652['regional'])
+            a645 = ((a645 - 1) << (s_.bit_length() - 1)) + s_
+        if 'maneuvers' in w586:
+            d663, k664 = w586['maneuvers']
+            a645 = a645 << k664 | int.from_bytes(d663, 'big') >> (8 * len(d663) - k664)
+        s_ = e_NodeListXY(w586['nodeList'])
+        a645 = ((a645 - 1) << (s_.bit_length() - 1)) + s_
+        if 'connectsTo' in w586:
+            v666 = w586['connectsTo']
+            k667 = len(v666)
+            a645 = a645 << 4 | (k667 - 1)
+            for w667 in v666:
+                a682 = 1
+                a682 = a682 << 4 | (8 if 'remoteIntersection' in w667 else 0) | (4 if 'signalGroup' in w667 else 0) | (2 if 'userClass' in w667 else 0) | ('connectionID' in w667)
+                v684 = w667['connectingLane']
+                a682 = a682 << 9 | (('maneuver' in v684)) << 8 | (v684['lane'])
+                if 'maneuver' in v684:
+                    d688, k689 = v684['maneuver']
+                    a682 = a682 << k689 | int.from_bytes(d688, 'big') >> (8 * len(d688) - k689)
+                if 'remoteIntersection' in w667:
+                    v690 = w667['remoteIntersection']
+                    a682 = a682 << 1 | ('region' in v690)
+                    if 'region' in v690:
+                        a682 = a682 << 16 | v690['region']
+                    a682 = a682 << 16 | v690['id']
+                if 'signalGroup' in w667:
+                    a682 = a682 << 8 | w667['signalGroup']
+                if 'userClass' in w667:
+                    a682 = a682 << 8 | w667['userClass']
+                if 'connectionID' in w667:
+                    a682 = a682 << 8 | w667['connectionID']
+                a645 = ((a645 - 1) << (a682.bit_length() - 1)) + a682
+        if 'overlays' in w586:
+            v697 = w586['overlays']
+            a698 = 1
+            k699 = len(v697)
+            a698 = a698 << 3 | (k699 - 1)
+            for w699 in v697:
+                a698 = a698 << 8 | w699
+            a645 = ((a645 - 1) << (a698.bit_length() - 1)) + a698
+        if 'regional' in w586:
+            v700 = w586['regional']
+            a701 = 1
+            k702 = len(v700)
+            a701 = a701 << 2 | (k702 - 1)
+            for w702 in v700:
+                s_ = e_GenericLane_regional_item(w702)
+                a701 = ((a701 - 1) << (s_.bit_length() - 1)) + s_
+            a645 = ((a645 - 1) << (a701.bit_length() - 1)) + a701
+        a = ((a - 1) << (a645.bit_length() - 1)) + a645
     return a
 
 def d_LaneList(x: int, q: int) -> tuple[Any, int]:
     q -= 8
-    k649 = ((x >> q) & 255) + 1
+    k703 = ((x >> q) & 255) + 1
     r: list[Any] = []
-    for _ in range(k649):
+    for _ in range(k703):
         x &= (1 << q) - 1
-        r650: dict[str, Any] = {}
+        r704: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
-        h651 = (t_ >> 8) & 255
-        r650['laneID'] = t_ & 255
-        if h651 & 64:
+        h705 = (t_ >> 8) & 255
+        r704['laneID'] = t_ & 255
+        if h705 & 64:
             q -= 6
-            k652 = ((x >> q) & 63) + 1
-            q -= 7 * k652
-            r650['name'] = _rt.ia5((x >> q) & ((1 << (7 * k652)) - 1), k652)
-        if h651 & 32:
+            k706 = ((x >> q) & 63) + 1
+            q -= 7 * k706
+            r704['name'] = _rt.ia5((x >> q) & ((1 << (7 * k706)) - 1), k706)
+        if h705 & 32:
             q -= 4
-            r650['ingressApproach'] = (x >> q) & 15
-        if h651 & 16:
+            r704['ingressApproach'] = (x >> q) & 15
+        if h705 & 16:
             q -= 4
-            r650['egressApproach'] = (x >> q) & 15
-        r653: dict[str, Any] = {}
+            r704['egressApproach'] = (x >> q) & 15
+        r707: dict[str, Any] = {}
         q -= 13
         t_ = (x >> q) & 8191
-        h654 = (t_ >> 12) & 1
-        r653['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
-        r653['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
-        r653['laneType'], q = d_LaneTypeAttributes(x, q)
-        if h654 & 1:
-            r653['regional'], q = d_LaneAttributes_regional(x, q)
-        r650['laneAttributes'] = r653
-        if h651 & 8:
+        h708 = (t_ >> 12) & 1
+        r707['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
+        r707['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
+        r707['laneType'], q = d_LaneTypeAttributes(x, q)
+        if h708 & 1:
+            r707['regional'], q = d_LaneAttributes_regional(x, q)
+        r704['laneAttributes'] = r707
+        if h705 & 8:
             q -= 12
-            r650['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-        r650['nodeList'], q = d_NodeListXY(x, q)
-        if h651 & 4:
+            r704['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+        r704['nodeList'], q = d_NodeListXY(x, q)
+        if h705 & 4:
             q -= 4
-            k659 = ((x >> q) & 15) + 1
-            r658: list[Any] = []
-            for _ in range(k659):
-                r660: dict[str, Any] = {}
+            k713 = ((x >> q) & 15) + 1
+            r712: list[Any] = []
+            for _ in range(k713):
+                r714: dict[str, Any] = {}
                 q -= 4
-                h661 = (x >> q) & 15
-                r662: dict[str, Any] = {}
+                h715 = (x >> q) & 15
+                r716: dict[str, Any] = {}
                 q -= 9
                 t_ = (x >> q) & 511
-                h663 = (t_ >> 8) & 1
-                r662['lane'] = t_ & 255
-                if h663 & 1:
+                h717 = (t_ >> 8) & 1
+                r716['lane'] = t_ & 255
+                if h717 & 1:
                     q -= 12
-                    r662['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-                r660['connectingLane'] = r662
-                if h661 & 8:
-                    r665: dict[str, Any] = {}
+                    r716['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+                r714['connectingLane'] = r716
+                if h715 & 8:
+                    r719: dict[str, Any] = {}
                     q -= 1
-                    h666 = (x >> q) & 1
-                    if h666 & 1:
+                    h720 = (x >> q) & 1
+                    if h720 & 1:
                         q -= 16
-                        r665['region'] = (x >> q) & 65535
+                        r719['region'] = (x >> q) & 65535
                     q -= 16
-                    r665['id'] = (x >> q) & 65535
-                    r660['remoteIntersection'] = r665
-                if h661 & 4:
+                    r719['id'] = (x >> q) & 65535
+                    r714['remoteIntersection'] = r719
+                if h715 & 4:
                     q -= 8
-                    r660['signalGroup'] = (x >> q) & 255
-                if h661 & 2:
+                    r714['signalGroup'] = (x >> q) & 255
+                if h715 & 2:
                     q -= 8
-                    r660['userClass'] = (x >> q) & 255
-                if h661 & 1:
+                    r714['userClass'] = (x >> q) & 255
+                if h715 & 1:
                     q -= 8
-                    r660['connectionID'] = (x >> q) & 255
-                r658.append(r660)
-            r650['connectsTo'] = r658
-        if h651 & 2:
+                    r714['connectionID'] = (x >> q) & 255
+                r712.append(r714)
+            r704['connectsTo'] = r712
+        if h705 & 2:
             q -= 3
-            k668 = ((x >> q) & 7) + 1
-            r667: list[Any] = []
-            for _ in range(k668):
+            k722 = ((x >> q) & 7) + 1
+            r721: list[Any] = []
+            for _ in range(k722):
                 q -= 8
-                w668 = (x >> q) & 255
-                r667.append(w668)
-            r650['overlays'] = r667
-        if h651 & 1:
+                w722 = (x >> q) & 255
+                r721.append(w722)
+            r704['overlays'] = r721
+        if h705 & 1:
             q -= 2
-            k670 = ((x >> q) & 3) + 1
-            r669: list[Any] = []
-            for _ in range(k670):
-                w670, q = d_GenericLane_regional_item(x, q)
-                r669.append(w670)
-            r650['regional'] = r669
-        if h651 >> 7:
+            k724 = ((x >> q) & 3) + 1
+            r723: list[Any] = []
+            for _ in range(k724):
+                w724, q = d_GenericLane_regional_item(x, q)
+                r723.append(w724)
+            r704['regional'] = r723
+        if h705 >> 7:
             q = _rt.skip_additions(x, q)
-        r.append(r650)
+        r.append(r704)
     return r, q
 
 
 def e_PreemptPriorityList(v: Any) -> int:
     a: int = 1
-    k671 = len(v)
-    a = a << 5 | (k671 - 1)
-    for w671 in v:
+    k725 = len(v)
+    a = a << 5 | (k725 - 1)
+    for w725 in v:
         a = a << 1
-        s_ = e_SignalControlZone_zone(w671['zone'])
+        s_ = e_SignalControlZone_zone(w725['zone'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_PreemptPriorityList(x: int, q: int) -> tuple[Any, int]:
     q -= 5
-    k674 = ((x >> q) & 31) + 1
+    k728 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k674):
+    for _ in range(k728):
         x &= (1 << q) - 1
-        r675: dict[str, Any] = {}
+        r729: dict[str, Any] = {}
         q -= 1
-        h676 = (x >> q) & 1
-        r675['zone'], q = d_SignalControlZone_zone(x, q)
-        if h676 >> 0:
+        h730 = (x >> q) & 1
+        r729['zone'], q = d_SignalControlZone_zone(x, q)
+        if h730 >> 0:
             q = _rt.skip_additions(x, q)
-        r.append(r675)
+        r.append(r729)
     return r, q
 
 
 def e_IntersectionGeometry_regional(v: Any) -> int:
     a: int = 1
-    k677 = len(v)
-    a = a << 2 | (k677 - 1)
-    for w677 in v:
-        s_ = e_IntersectionGeometry_regional_item(w677)
+    k731 = len(v)
+    a = a << 2 | (k731 - 1)
+    for w731 in v:
+        s_ = e_IntersectionGeometry_regional_item(w731)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_IntersectionGeometry_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k678 = ((x >> q) & 3) + 1
+    k732 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k678):
+    for _ in range(k732):
         x &= (1 << q) - 1
-        w678, q = d_IntersectionGeometry_regional_item(x, q)
-        r.append(w678)
+        w732, q = d_IntersectionGeometry_regional_item(x, q)
+        r.append(w732)
     return r, q
 
 
 def e_RoadLaneSetList(v: Any) -> int:
     a: int = 1
-    k679 = len(v)
-    a = a << 8 | (k679 - 1)
-    for w679 in v:
-        a723 = 1
-        a723 = a723 << 16 | (('name' in w679) << 6 | ('ingressApproach' in w679) << 5 | ('egressApproach' in w679) << 4 | ('maneuvers' in w679) << 3 | ('connectsTo' in w679) << 2 | ('overlays' in w679) << 1 | ('regional' in w679)) << 8 | (w679['laneID'])
-        if 'name' in w679:
-            b727 = w679['name'].encode('ascii')
-            a723 = a723 << 6 | (len(b727) - 1)
-            a723 = a723 << 7 * len(b727) | _rt.ia5_pack(b727)
-        if 'ingressApproach' in w679:
-            a723 = a723 << 4 | w679['ingressApproach']
-        if 'egressApproach' in w679:
-            a723 = a723 << 4 | w679['egressApproach']
-        v730 = w679['laneAttributes']
-        a723 = a723 << 1 | ('regional' in v730)
-        d733, k734 = v730['directionalUse']
-        a723 = a723 << k734 | int.from_bytes(d733, 'big') >> (8 * len(d733) - k734)
-        d736, k737 = v730['sharedWith']
-        a723 = a723 << k737 | int.from_bytes(d736, 'big') >> (8 * len(d736) - k737)
-        s_ = e_LaneTypeAttributes(v730['laneType'])
-        a723 = ((a723 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in v730:
-            s_ = e_LaneAttributes_regional(v730['regional'])
-            a723 = ((a723 - 1) << (s_.bit_length() - 1)) + s_
-        if 'maneuvers' in w679:
-            d741, k742 = w679['maneuvers']
-            a723 = a723 << k742 | int.from_bytes(d741, 'big') >> (8 * len(d741) - k742)
-        s_ = e_NodeListXY(w679['nodeList'])
-        a723 = ((a723 - 1) << (s_.bit_length() - 1)) + s_
-        if 'connectsTo' in w679:
-            v744 = w679['connectsTo']
-            a745 = 1
-            k746 = len(v744)
-            a745 = a745 << 4 | (k746 - 1)
-            for w746 in v744:
-                a745 = a745 << 4 | ('remoteIntersection' in w746) << 3 | ('signalGroup' in w746) << 2 | ('userClass' in w746) << 1 | ('connectionID' in w746)
-                v748 = w746['connectingLane']
-                a745 = a745 << 9 | (('maneuver' in v748)) << 8 | (v748['lane'])
-                if 'maneuver' in v748:
-                    d752, k753 = v748['maneuver']
-                    a745 = a745 << k753 | int.from_bytes(d752, 'big') >> (8 * len(d752) - k753)
-                if 'remoteIntersection' in w746:
-                    v754 = w746['remoteIntersection']
-                    a745 = a745 << 1 | ('region' in v754)
-                    if 'region' in v754:
-                        a745 = a745 << 16 | v754['region']
-                    a745 = a745 << 16 | v754['id']
-                if 'signalGroup' in w746:
-                    a745 = a745 << 8 | w746['signalGroup']
-                if 'userClass' in w746:
-                    a745 = a745 << 8 | w746['userClass']
-                if 'connectionID' in w746:
-                    a745 = a745 << 8 | w746['connectionID']
-            a723 = ((a723 - 1) << (a745.bit_length() - 1)) + a745
-        if 'overlays' in w679:
-            v761 = w679['overlays']
-            a762 = 1
-            k763 = len(v761)
-            a762 = a762 << 3 | (k763 - 1)
-            for w763 in v761:
-                a762 = a762 << 8 | w763
-            a723 = ((a723 - 1) << (a762.bit_length() - 1)) + a762
-        if 'regional' in w679:
-            v764 = w679['regional']
-            a765 = 1
-            k766 = len(v764)
-            a765 = a765 << 2 | (k766 - 1)
-            for w766 in v764:
-                s_ = e_GenericLane_regional_item(w766)
-                a765 = ((a765 - 1) << (s_.bit_length() - 1)) + s_
-            a723 = ((a723 - 1) << (a765.bit_length() - 1)) + a765
-        a = ((a - 1) << (a723.bit_length() - 1)) + a723
+    k733 = len(v)
+    a = a << 8 | (k733 - 1)
+    for w733 in v:
+        a792 = 1
+        a792 = a792 << 16 | ((64 if 'name' in w733 else 0) | (32 if 'ingressApproach' in w733 else 0) | (16 if 'egressApproach' in w733 else 0) | (8 if 'maneuvers' in w733 else 0) | (4 if 'connectsTo' in w733 else 0) | (2 if 'overlays' in w733 else 0) | ('regional' in w733)) << 8 | (w733['laneID'])
+        if 'name' in w733:
+            b796 = w733['name'].encode('ascii')
+            a792 = a792 << 6 | (len(b796) - 1)
+            a792 = a792 << 7 * len(b796) | _rt.ia5_pack(b796)
+        if 'ingressApproach' in w733:
+            a792 = a792 << 4 | w733['ingressApproach']
+        if 'egressApproach' in w733:
+            a792 = a792 << 4 | w733['egressApproach']
+        v799 = w733['laneAttributes']
+        a792 = a792 << 1 | ('regional' in v799)
+        d802, k803 = v799['directionalUse']
+        a792 = a792 << k803 | int.from_bytes(d802, 'big') >> (8 * len(d802) - k803)
+        d805, k806 = v799['sharedWith']
+        a792 = a792 << k806 | int.from_bytes(d805, 'big') >> (8 * len(d805) - k806)
+        s_ = e_LaneTypeAttributes(v799['laneType'])
+        a792 = ((a792 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in v799:
+            s_ = e_LaneAttributes_regional(v799['regional'])
+            a792 = ((a792 - 1) << (s_.bit_length() - 1)) + s_
+        if 'maneuvers' in w733:
+            d810, k811 = w733['maneuvers']
+            a792 = a792 << k811 | int.from_bytes(d810, 'big') >> (8 * len(d810) - k811)
+        s_ = e_NodeListXY(w733['nodeList'])
+        a792 = ((a792 - 1) << (s_.bit_length() - 1)) + s_
+        if 'connectsTo' in w733:
+            v813 = w733['connectsTo']
+            k814 = len(v813)
+            a792 = a792 << 4 | (k814 - 1)
+            for w814 in v813:
+                a829 = 1
+                a829 = a829 << 4 | (8 if 'remoteIntersection' in w814 else 0) | (4 if 'signalGroup' in w814 else 0) | (2 if 'userClass' in w814 else 0) | ('connectionID' in w814)
+                v831 = w814['connectingLane']
+                a829 = a829 << 9 | (('maneuver' in v831)) << 8 | (v831['lane'])
+                if 'maneuver' in v831:
+                    d835, k836 = v831['maneuver']
+                    a829 = a829 << k836 | int.from_bytes(d835, 'big') >> (8 * len(d835) - k836)
+                if 'remoteIntersection' in w814:
+                    v837 = w814['remoteIntersection']
+                    a829 = a829 << 1 | ('region' in v837)
+                    if 'region' in v837:
+                        a829 = a829 << 16 | v837['region']
+                    a829 = a829 << 16 | v837['id']
+                if 'signalGroup' in w814:
+                    a829 = a829 << 8 | w814['signalGroup']
+                if 'userClass' in w814:
+                    a829 = a829 << 8 | w814['userClass']
+                if 'connectionID' in w814:
+                    a829 = a829 << 8 | w814['connectionID']
+                a792 = ((a792 - 1) << (a829.bit_length() - 1)) + a829
+        if 'overlays' in w733:
+            v844 = w733['overlays']
+            a845 = 1
+            k846 = len(v844)
+            a845 = a845 << 3 | (k846 - 1)
+            for w846 in v844:
+                a845 = a845 << 8 | w846
+            a792 = ((a792 - 1) << (a845.bit_length() - 1)) + a845
+        if 'regional' in w733:
+            v847 = w733['regional']
+            a848 = 1
+            k849 = len(v847)
+            a848 = a848 << 2 | (k849 - 1)
+            for w849 in v847:
+                s_ = e_GenericLane_regional_item(w849)
+                a848 = ((a848 - 1) << (s_.bit_length() - 1)) + s_
+            a792 = ((a792 - 1) << (a848.bit_length() - 1)) + a848
+        a = ((a - 1) << (a792.bit_length() - 1)) + a792
     return a
 
 def d_RoadLaneSetList(x: int, q: int) -> tuple[Any, int]:
     q -= 8
-    k767 = ((x >> q) & 255) + 1
+    k850 = ((x >> q) & 255) + 1
     r: list[Any] = []
-    for _ in range(k767):
+    for _ in range(k850):
         x &= (1 << q) - 1
-        r768: dict[str, Any] = {}
+        r851: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
-        h769 = (t_ >> 8) & 255
-        r768['laneID'] = t_ & 255
-        if h769 & 64:
+        h852 = (t_ >> 8) & 255
+        r851['laneID'] = t_ & 255
+        if h852 & 64:
             q -= 6
-            k770 = ((x >> q) & 63) + 1
-            q -= 7 * k770
-            r768['name'] = _rt.ia5((x >> q) & ((1 << (7 * k770)) - 1), k770)
-        if h769 & 32:
+            k853 = ((x >> q) & 63) + 1
+            q -= 7 * k853
+            r851['name'] = _rt.ia5((x >> q) & ((1 << (7 * k853)) - 1), k853)
+        if h852 & 32:
             q -= 4
-            r768['ingressApproach'] = (x >> q) & 15
-        if h769 & 16:
+            r851['ingressApproach'] = (x >> q) & 15
+        if h852 & 16:
             q -= 4
-            r768['egressApproach'] = (x >> q) & 15
-        r771: dict[str, Any] = {}
+            r851['egressApproach'] = (x >> q) & 15
+        r854: dict[str, Any] = {}
         q -= 13
         t_ = (x >> q) & 8191
-        h772 = (t_ >> 12) & 1
-        r771['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
-        r771['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
-        r771['laneType'], q = d_LaneTypeAttributes(x, q)
-        if h772 & 1:
-            r771['regional'], q = d_LaneAttributes_regional(x, q)
-        r768['laneAttributes'] = r771
-        if h769 & 8:
+        h855 = (t_ >> 12) & 1
+        r854['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
+        r854['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
+        r854['laneType'], q = d_LaneTypeAttributes(x, q)
+        if h855 & 1:
+            r854['regional'], q = d_LaneAttributes_regional(x, q)
+        r851['laneAttributes'] = r854
+        if h852 & 8:
             q -= 12
-            r768['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-        r768['nodeList'], q = d_NodeListXY(x, q)
-        if h769 & 4:
+            r851['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+        r851['nodeList'], q = d_NodeListXY(x, q)
+        if h852 & 4:
             q -= 4
-            k777 = ((x >> q) & 15) + 1
-            r776: list[Any] = []
-            for _ in range(k777):
-                r778: dict[str, Any] = {}
+            k860 = ((x >> q) & 15) + 1
+            r859: list[Any] = []
+            for _ in range(k860):
+                r861: dict[str, Any] = {}
                 q -= 4
-                h779 = (x >> q) & 15
-                r780: dict[str, Any] = {}
+                h862 = (x >> q) & 15
+                r863: dict[str, Any] = {}
                 q -= 9
                 t_ = (x >> q) & 511
-                h781 = (t_ >> 8) & 1
-                r780['lane'] = t_ & 255
-                if h781 & 1:
+                h864 = (t_ >> 8) & 1
+                r863['lane'] = t_ & 255
+                if h864 & 1:
                     q -= 12
-                    r780['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-                r778['connectingLane'] = r780
-                if h779 & 8:
-                    r783: dict[str, Any] = {}
+                    r863['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+                r861['connectingLane'] = r863
+                if h862 & 8:
+                    r866: dict[str, Any] = {}
                     q -= 1
-                    h784 = (x >> q) & 1
-                    if h784 & 1:
+                    h867 = (x >> q) & 1
+                    if h867 & 1:
                         q -= 16
-                        r783['region'] = (x >> q) & 65535
+                        r866['region'] = (x >> q) & 65535
                     q -= 16
-                    r783['id'] = (x >> q) & 65535
-                    r778['remoteIntersection'] = r783
-                if h779 & 4:
+                    r866['id'] = (x >> q) & 65535
+                    r861['remoteIntersection'] = r866
+                if h862 & 4:
                     q -= 8
-                    r778['signalGroup'] = (x >> q) & 255
-                if h779 & 2:
+                    r861['signalGroup'] = (x >> q) & 255
+                if h862 & 2:
                     q -= 8
-                    r778['userClass'] = (x >> q) & 255
-                if h779 & 1:
+                    r861['userClass'] = (x >> q) & 255
+                if h862 & 1:
                     q -= 8
-                    r778['connectionID'] = (x >> q) & 255
-                r776.append(r778)
-            r768['connectsTo'] = r776
-        if h769 & 2:
+                    r861['connectionID'] = (x >> q) & 255
+                r859.append(r861)
+            r851['connectsTo'] = r859
+        if h852 & 2:
             q -= 3
-            k786 = ((x >> q) & 7) + 1
-            r785: list[Any] = []
-            for _ in range(k786):
+            k869 = ((x >> q) & 7) + 1
+            r868: list[Any] = []
+            for _ in range(k869):
                 q -= 8
-                w786 = (x >> q) & 255
-                r785.append(w786)
-            r768['overlays'] = r785
-        if h769 & 1:
+                w869 = (x >> q) & 255
+                r868.append(w869)
+            r851['overlays'] = r868
+        if h852 & 1:
             q -= 2
-            k788 = ((x >> q) & 3) + 1
-            r787: list[Any] = []
-            for _ in range(k788):
-                w788, q = d_GenericLane_regional_item(x, q)
-                r787.append(w788)
-            r768['regional'] = r787
-        if h769 >> 7:
+            k871 = ((x >> q) & 3) + 1
+            r870: list[Any] = []
+            for _ in range(k871):
+                w871, q = d_GenericLane_regional_item(x, q)
+                r870.append(w871)
+            r851['regional'] = r870
+        if h852 >> 7:
             q = _rt.skip_additions(x, q)
-        r.append(r768)
+        r.append(r851)
     return r, q
 
 
 def e_RoadSegment_regional(v: Any) -> int:
     a: int = 1
-    k789 = len(v)
-    a = a << 2 | (k789 - 1)
-    for w789 in v:
-        s_ = e_RoadSegment_regional_item(w789)
+    k872 = len(v)
+    a = a << 2 | (k872 - 1)
+    for w872 in v:
+        s_ = e_RoadSegment_regional_item(w872)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RoadSegment_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k790 = ((x >> q) & 3) + 1
+    k873 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k790):
+    for _ in range(k873):
         x &= (1 << q) - 1
-        w790, q = d_RoadSegment_regional_item(x, q)
-        r.append(w790)
+        w873, q = d_RoadSegment_regional_item(x, q)
+        r.append(w873)
     return r, q
 
 
 def e_RestrictionUserTypeList(v: Any) -> int:
     a: int = 1
-    k791 = len(v)
-    a = a << 4 | (k791 - 1)
-    for w791 in v:
-        s_ = e_RestrictionUserType(w791)
+    k874 = len(v)
+    a = a << 4 | (k874 - 1)
+    for w874 in v:
+        s_ = e_RestrictionUserType(w874)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RestrictionUserTypeList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k792 = ((x >> q) & 15) + 1
+    k875 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k792):
+    for _ in range(k875):
         x &= (1 << q) - 1
-        w792, q = d_RestrictionUserType(x, q)
-        r.append(w792)
+        w875, q = d_RestrictionUserType(x, q)
+        r.append(w875)
     return r, q
 
 
@@ -2159,90 +2145,88 @@ def d_IviContainer(x: int, q: int) -> tuple[Any, int]:
 
 def e_SignalRequest(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('outBoundLane' in v) << 1 | ('regional' in v)
-    v795 = v['id']
-    a = a << 1 | ('region' in v795)
-    if 'region' in v795:
-        a = a << 16 | v795['region']
-    a = a << 24 | (v795['id']) << 8 | (v['requestID'])
-    w801 = v['requestType']
-    i802 = _E_PriorityRequestType_34.get(w801)
-    if i802 is not None:
-        a = a << 3 | i802
+    a = a << 3 | (2 if 'outBoundLane' in v else 0) | ('regional' in v)
+    v878 = v['id']
+    a = a << 1 | ('region' in v878)
+    if 'region' in v878:
+        a = a << 16 | v878['region']
+    a = a << 24 | (v878['id']) << 8 | (v['requestID'])
+    w884 = v['requestType']
+    i885 = _E_PriorityRequestType_34.get(w884)
+    if i885 is not None:
+        a = a << 3 | i885
     else:
-        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w801])
+        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w884])
     s_ = e_IntersectionAccessPoint(v['inBoundLane'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'outBoundLane' in v:
         s_ = e_IntersectionAccessPoint(v['outBoundLane'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'regional' in v:
-        v805 = v['regional']
-        a806 = 1
-        k807 = len(v805)
-        a806 = a806 << 2 | (k807 - 1)
-        for w807 in v805:
-            s_ = e_SignalRequest_regional_item(w807)
-            a806 = ((a806 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a806.bit_length() - 1)) + a806
+        v888 = v['regional']
+        k889 = len(v888)
+        a = a << 2 | (k889 - 1)
+        for w889 in v888:
+            s_ = e_SignalRequest_regional_item(w889)
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_SignalRequest(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h808 = (x >> q) & 7
-    r809: dict[str, Any] = {}
+    h890 = (x >> q) & 7
+    r891: dict[str, Any] = {}
     q -= 1
-    h810 = (x >> q) & 1
-    if h810 & 1:
+    h892 = (x >> q) & 1
+    if h892 & 1:
         q -= 16
-        r809['region'] = (x >> q) & 65535
+        r891['region'] = (x >> q) & 65535
     q -= 16
-    r809['id'] = (x >> q) & 65535
-    r['id'] = r809
+    r891['id'] = (x >> q) & 65535
+    r['id'] = r891
     q -= 8
     r['requestID'] = (x >> q) & 255
     q -= 1
     if (x >> q) & 1:
-        i811, q = _rt.read_nsnn(x, q)
-        r['requestType'] = _DX_LayerType_3.get(i811)
+        i893, q = _rt.read_nsnn(x, q)
+        r['requestType'] = _DX_LayerType_3.get(i893)
     else:
         q -= 2
         r['requestType'] = _D_PriorityRequestType_35[(x >> q) & 3]
     r['inBoundLane'], q = d_IntersectionAccessPoint(x, q)
-    if h808 & 2:
+    if h890 & 2:
         r['outBoundLane'], q = d_IntersectionAccessPoint(x, q)
-    if h808 & 1:
+    if h890 & 1:
         q -= 2
-        k813 = ((x >> q) & 3) + 1
-        r812: list[Any] = []
-        for _ in range(k813):
+        k895 = ((x >> q) & 3) + 1
+        r894: list[Any] = []
+        for _ in range(k895):
             x &= (1 << q) - 1
-            w813, q = d_SignalRequest_regional_item(x, q)
-            r812.append(w813)
-        r['regional'] = r812
-    if h808 >> 2:
+            w895, q = d_SignalRequest_regional_item(x, q)
+            r894.append(w895)
+        r['regional'] = r894
+    if h890 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_SignalRequestPackage_regional(v: Any) -> int:
     a: int = 1
-    k814 = len(v)
-    a = a << 2 | (k814 - 1)
-    for w814 in v:
-        s_ = e_SignalRequestPackage_regional_item(w814)
+    k896 = len(v)
+    a = a << 2 | (k896 - 1)
+    for w896 in v:
+        s_ = e_SignalRequestPackage_regional_item(w896)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_SignalRequestPackage_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k815 = ((x >> q) & 3) + 1
+    k897 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k815):
+    for _ in range(k897):
         x &= (1 << q) - 1
-        w815, q = d_SignalRequestPackage_regional_item(x, q)
-        r.append(w815)
+        w897, q = d_SignalRequestPackage_regional_item(x, q)
+        r.append(w897)
     return r, q
 
 
@@ -2251,8 +2235,8 @@ def e_VehicleID(v: Any) -> int:
     k, w = v
     if k == 'entityID':
         a <<= 1
-        d816 = w
-        a = a << (len(d816) << 3) | int.from_bytes(d816, 'big')
+        d898 = w
+        a = a << (len(d898) << 3) | int.from_bytes(d898, 'big')
     elif k == 'stationID':
         a = a << 33 | (1) << 32 | (w)
     else:
@@ -2264,9 +2248,9 @@ def d_VehicleID(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     i = (x >> q) & 1
     if i == 0:
-        k817 = 4
-        q -= k817 << 3
-        w = ((x >> q) & ((1 << (k817 << 3)) - 1)).to_bytes(k817, 'big')
+        k899 = 4
+        q -= k899 << 3
+        w = ((x >> q) & ((1 << (k899 << 3)) - 1)).to_bytes(k899, 'big')
         return ('entityID', w), q
     elif i == 1:
         q -= 32
@@ -2344,188 +2328,188 @@ def d_SignalRequestMessage_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_SignalStatusPackageList(v: Any) -> int:
     a: int = 1
-    k821 = len(v)
-    a = a << 5 | (k821 - 1)
-    for w821 in v:
-        a = a << 7 | ('requester' in w821) << 5 | ('outboundOn' in w821) << 4 | ('minute' in w821) << 3 | ('second' in w821) << 2 | ('duration' in w821) << 1 | ('regional' in w821)
-        if 'requester' in w821:
-            v823 = w821['requester']
-            a = a << 3 | ('role' in v823) << 1 | ('typeData' in v823)
-            s_ = e_VehicleID(v823['id'])
+    k903 = len(v)
+    a = a << 5 | (k903 - 1)
+    for w903 in v:
+        a = a << 7 | (32 if 'requester' in w903 else 0) | (16 if 'outboundOn' in w903 else 0) | (8 if 'minute' in w903 else 0) | (4 if 'second' in w903 else 0) | (2 if 'duration' in w903 else 0) | ('regional' in w903)
+        if 'requester' in w903:
+            v905 = w903['requester']
+            a = a << 3 | (2 if 'role' in v905 else 0) | ('typeData' in v905)
+            s_ = e_VehicleID(v905['id'])
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
-            a = a << 15 | (v823['request']) << 7 | (v823['sequenceNumber'])
-            if 'role' in v823:
-                w829 = v823['role']
-                i830 = _E_BasicVehicleRole_4.get(w829)
-                if i830 is not None:
-                    a = a << 6 | i830
+            a = a << 15 | (v905['request']) << 7 | (v905['sequenceNumber'])
+            if 'role' in v905:
+                w911 = v905['role']
+                i912 = _E_BasicVehicleRole_4.get(w911)
+                if i912 is not None:
+                    a = a << 6 | i912
                 else:
-                    a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w829])
-            if 'typeData' in v823:
-                v831 = v823['typeData']
-                a = a << 6 | ('subrole' in v831) << 4 | ('request' in v831) << 3 | ('iso3883' in v831) << 2 | ('hpmsType' in v831) << 1 | ('regional' in v831)
-                w834 = v831['role']
-                i835 = _E_BasicVehicleRole_4.get(w834)
-                if i835 is not None:
-                    a = a << 6 | i835
+                    a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w911])
+            if 'typeData' in v905:
+                v913 = v905['typeData']
+                a = a << 6 | (16 if 'subrole' in v913 else 0) | (8 if 'request' in v913 else 0) | (4 if 'iso3883' in v913 else 0) | (2 if 'hpmsType' in v913 else 0) | ('regional' in v913)
+                w916 = v913['role']
+                i917 = _E_BasicVehicleRole_4.get(w916)
+                if i917 is not None:
+                    a = a << 6 | i917
                 else:
-                    a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w834])
-                if 'subrole' in v831:
-                    a = a << 4 | _E_RequestSubRole_5[v831['subrole']]
-                if 'request' in v831:
-                    a = a << 4 | _E_RequestImportanceLevel_6[v831['request']]
-                if 'iso3883' in v831:
-                    a = a << 8 | v831['iso3883']
-                if 'hpmsType' in v831:
-                    w840 = v831['hpmsType']
-                    i841 = _E_VehicleType_7.get(w840)
-                    if i841 is not None:
-                        a = a << 5 | i841
+                    a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w916])
+                if 'subrole' in v913:
+                    a = a << 4 | _E_RequestSubRole_5[v913['subrole']]
+                if 'request' in v913:
+                    a = a << 4 | _E_RequestImportanceLevel_6[v913['request']]
+                if 'iso3883' in v913:
+                    a = a << 8 | v913['iso3883']
+                if 'hpmsType' in v913:
+                    w922 = v913['hpmsType']
+                    i923 = _E_VehicleType_7.get(w922)
+                    if i923 is not None:
+                        a = a << 5 | i923
                     else:
-                        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w840])
-                if 'regional' in v831:
-                    s_ = e_RequestorType_regional(v831['regional'])
+                        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w922])
+                if 'regional' in v913:
+                    s_ = e_RequestorType_regional(v913['regional'])
                     a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        s_ = e_IntersectionAccessPoint(w821['inboundOn'])
+        s_ = e_IntersectionAccessPoint(w903['inboundOn'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        if 'outboundOn' in w821:
-            s_ = e_IntersectionAccessPoint(w821['outboundOn'])
+        if 'outboundOn' in w903:
+            s_ = e_IntersectionAccessPoint(w903['outboundOn'])
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        if 'minute' in w821:
-            a = a << 20 | w821['minute']
-        if 'second' in w821:
-            a = a << 16 | w821['second']
-        if 'duration' in w821:
-            a = a << 16 | w821['duration']
-        w849 = w821['status']
-        i850 = _E_PrioritizationResponseStatus_36.get(w849)
-        if i850 is not None:
-            a = a << 4 | i850
+        if 'minute' in w903:
+            a = a << 20 | w903['minute']
+        if 'second' in w903:
+            a = a << 16 | w903['second']
+        if 'duration' in w903:
+            a = a << 16 | w903['duration']
+        w931 = w903['status']
+        i932 = _E_PrioritizationResponseStatus_36.get(w931)
+        if i932 is not None:
+            a = a << 4 | i932
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w849])
-        if 'regional' in w821:
-            v851 = w821['regional']
-            a852 = 1
-            k853 = len(v851)
-            a852 = a852 << 2 | (k853 - 1)
-            for w853 in v851:
-                s_ = e_SignalStatusPackage_regional_item(w853)
-                a852 = ((a852 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a852.bit_length() - 1)) + a852
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w931])
+        if 'regional' in w903:
+            v933 = w903['regional']
+            a934 = 1
+            k935 = len(v933)
+            a934 = a934 << 2 | (k935 - 1)
+            for w935 in v933:
+                s_ = e_SignalStatusPackage_regional_item(w935)
+                a934 = ((a934 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a934.bit_length() - 1)) + a934
     return a
 
 def d_SignalStatusPackageList(x: int, q: int) -> tuple[Any, int]:
     q -= 5
-    k854 = ((x >> q) & 31) + 1
+    k936 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k854):
+    for _ in range(k936):
         x &= (1 << q) - 1
-        r855: dict[str, Any] = {}
+        r937: dict[str, Any] = {}
         q -= 7
-        h856 = (x >> q) & 127
-        if h856 & 32:
-            r857: dict[str, Any] = {}
+        h938 = (x >> q) & 127
+        if h938 & 32:
+            r939: dict[str, Any] = {}
             q -= 3
-            h858 = (x >> q) & 7
-            r857['id'], q = d_VehicleID(x, q)
+            h940 = (x >> q) & 7
+            r939['id'], q = d_VehicleID(x, q)
             q -= 15
             t_ = (x >> q) & 32767
-            r857['request'] = (t_ >> 7) & 255
-            r857['sequenceNumber'] = t_ & 127
-            if h858 & 2:
+            r939['request'] = (t_ >> 7) & 255
+            r939['sequenceNumber'] = t_ & 127
+            if h940 & 2:
                 q -= 1
                 if (x >> q) & 1:
-                    i859, q = _rt.read_nsnn(x, q)
-                    r857['role'] = _DX_LayerType_3.get(i859)
+                    i941, q = _rt.read_nsnn(x, q)
+                    r939['role'] = _DX_LayerType_3.get(i941)
                 else:
                     q -= 5
-                    r857['role'] = _D_BasicVehicleRole_10[(x >> q) & 31]
-            if h858 & 1:
-                r860: dict[str, Any] = {}
+                    r939['role'] = _D_BasicVehicleRole_10[(x >> q) & 31]
+            if h940 & 1:
+                r942: dict[str, Any] = {}
                 q -= 6
-                h861 = (x >> q) & 63
+                h943 = (x >> q) & 63
                 q -= 1
                 if (x >> q) & 1:
-                    i862, q = _rt.read_nsnn(x, q)
-                    r860['role'] = _DX_LayerType_3.get(i862)
+                    i944, q = _rt.read_nsnn(x, q)
+                    r942['role'] = _DX_LayerType_3.get(i944)
                 else:
                     q -= 5
-                    r860['role'] = _D_BasicVehicleRole_10[(x >> q) & 31]
-                if h861 & 16:
+                    r942['role'] = _D_BasicVehicleRole_10[(x >> q) & 31]
+                if h943 & 16:
                     q -= 4
-                    r860['subrole'] = _D_RequestSubRole_11[(x >> q) & 15]
-                if h861 & 8:
+                    r942['subrole'] = _D_RequestSubRole_11[(x >> q) & 15]
+                if h943 & 8:
                     q -= 4
-                    r860['request'] = _D_RequestImportanceLevel_12[(x >> q) & 15]
-                if h861 & 4:
+                    r942['request'] = _D_RequestImportanceLevel_12[(x >> q) & 15]
+                if h943 & 4:
                     q -= 8
-                    r860['iso3883'] = (x >> q) & 255
-                if h861 & 2:
+                    r942['iso3883'] = (x >> q) & 255
+                if h943 & 2:
                     q -= 1
                     if (x >> q) & 1:
-                        i863, q = _rt.read_nsnn(x, q)
-                        r860['hpmsType'] = _DX_LayerType_3.get(i863)
+                        i945, q = _rt.read_nsnn(x, q)
+                        r942['hpmsType'] = _DX_LayerType_3.get(i945)
                     else:
                         q -= 4
-                        r860['hpmsType'] = _D_VehicleType_13[(x >> q) & 15]
-                if h861 & 1:
-                    r860['regional'], q = d_RequestorType_regional(x, q)
-                if h861 >> 5:
+                        r942['hpmsType'] = _D_VehicleType_13[(x >> q) & 15]
+                if h943 & 1:
+                    r942['regional'], q = d_RequestorType_regional(x, q)
+                if h943 >> 5:
                     q = _rt.skip_additions(x, q)
-                r857['typeData'] = r860
-            if h858 >> 2:
+                r939['typeData'] = r942
+            if h940 >> 2:
                 q = _rt.skip_additions(x, q)
-            r855['requester'] = r857
-        r855['inboundOn'], q = d_IntersectionAccessPoint(x, q)
-        if h856 & 16:
-            r855['outboundOn'], q = d_IntersectionAccessPoint(x, q)
-        if h856 & 8:
+            r937['requester'] = r939
+        r937['inboundOn'], q = d_IntersectionAccessPoint(x, q)
+        if h938 & 16:
+            r937['outboundOn'], q = d_IntersectionAccessPoint(x, q)
+        if h938 & 8:
             q -= 20
-            r855['minute'] = (x >> q) & 1048575
-        if h856 & 4:
+            r937['minute'] = (x >> q) & 1048575
+        if h938 & 4:
             q -= 16
-            r855['second'] = (x >> q) & 65535
-        if h856 & 2:
+            r937['second'] = (x >> q) & 65535
+        if h938 & 2:
             q -= 16
-            r855['duration'] = (x >> q) & 65535
+            r937['duration'] = (x >> q) & 65535
         q -= 1
         if (x >> q) & 1:
-            i864, q = _rt.read_nsnn(x, q)
-            r855['status'] = _DX_LayerType_3.get(i864)
+            i946, q = _rt.read_nsnn(x, q)
+            r937['status'] = _DX_LayerType_3.get(i946)
         else:
             q -= 3
-            r855['status'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
-        if h856 & 1:
+            r937['status'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
+        if h938 & 1:
             q -= 2
-            k866 = ((x >> q) & 3) + 1
-            r865: list[Any] = []
-            for _ in range(k866):
-                w866, q = d_SignalStatusPackage_regional_item(x, q)
-                r865.append(w866)
-            r855['regional'] = r865
-        if h856 >> 6:
+            k948 = ((x >> q) & 3) + 1
+            r947: list[Any] = []
+            for _ in range(k948):
+                w948, q = d_SignalStatusPackage_regional_item(x, q)
+                r947.append(w948)
+            r937['regional'] = r947
+        if h938 >> 6:
             q = _rt.skip_additions(x, q)
-        r.append(r855)
+        r.append(r937)
     return r, q
 
 
 def e_SignalStatus_regional(v: Any) -> int:
     a: int = 1
-    k867 = len(v)
-    a = a << 2 | (k867 - 1)
-    for w867 in v:
-        s_ = e_SignalStatus_regional_item(w867)
+    k949 = len(v)
+    a = a << 2 | (k949 - 1)
+    for w949 in v:
+        s_ = e_SignalStatus_regional_item(w949)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_SignalStatus_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k868 = ((x >> q) & 3) + 1
+    k950 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k868):
+    for _ in range(k950):
         x &= (1 << q) - 1
-        w868, q = d_SignalStatus_regional_item(x, q)
-        r.append(w868)
+        w950, q = d_SignalStatus_regional_item(x, q)
+        r.append(w950)
     return r, q
 
 
@@ -2573,114 +2557,114 @@ def d_RTCMcorrections_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_AdvisorySpeedList(v: Any) -> int:
     a: int = 1
-    k871 = len(v)
-    a = a << 4 | (k871 - 1)
-    for w871 in v:
-        a = a << 6 | ('speed' in w871) << 4 | ('confidence' in w871) << 3 | ('distance' in w871) << 2 | ('class' in w871) << 1 | ('regional' in w871)
-        w874 = w871['type']
-        i875 = _E_AdvisorySpeedType_38.get(w874)
-        if i875 is not None:
-            a = a << 3 | i875
+    k953 = len(v)
+    a = a << 4 | (k953 - 1)
+    for w953 in v:
+        a = a << 6 | (16 if 'speed' in w953 else 0) | (8 if 'confidence' in w953 else 0) | (4 if 'distance' in w953 else 0) | (2 if 'class' in w953 else 0) | ('regional' in w953)
+        w956 = w953['type']
+        i957 = _E_AdvisorySpeedType_38.get(w956)
+        if i957 is not None:
+            a = a << 3 | i957
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w874])
-        if 'speed' in w871:
-            a = a << 9 | w871['speed']
-        if 'confidence' in w871:
-            a = a << 3 | _E_SpeedConfidence_21[w871['confidence']]
-        if 'distance' in w871:
-            a = a << 14 | w871['distance']
-        if 'class' in w871:
-            a = a << 8 | w871['class']
-        if 'regional' in w871:
-            v880 = w871['regional']
-            a881 = 1
-            k882 = len(v880)
-            a881 = a881 << 2 | (k882 - 1)
-            for w882 in v880:
-                s_ = e_AdvisorySpeed_regional_item(w882)
-                a881 = ((a881 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a881.bit_length() - 1)) + a881
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w956])
+        if 'speed' in w953:
+            a = a << 9 | w953['speed']
+        if 'confidence' in w953:
+            a = a << 3 | _E_SpeedConfidence_21[w953['confidence']]
+        if 'distance' in w953:
+            a = a << 14 | w953['distance']
+        if 'class' in w953:
+            a = a << 8 | w953['class']
+        if 'regional' in w953:
+            v962 = w953['regional']
+            a963 = 1
+            k964 = len(v962)
+            a963 = a963 << 2 | (k964 - 1)
+            for w964 in v962:
+                s_ = e_AdvisorySpeed_regional_item(w964)
+                a963 = ((a963 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a963.bit_length() - 1)) + a963
     return a
 
 def d_AdvisorySpeedList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k883 = ((x >> q) & 15) + 1
+    k965 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k883):
+    for _ in range(k965):
         x &= (1 << q) - 1
-        r884: dict[str, Any] = {}
+        r966: dict[str, Any] = {}
         q -= 6
-        h885 = (x >> q) & 63
+        h967 = (x >> q) & 63
         q -= 1
         if (x >> q) & 1:
-            i886, q = _rt.read_nsnn(x, q)
-            r884['type'] = _DX_LayerType_3.get(i886)
+            i968, q = _rt.read_nsnn(x, q)
+            r966['type'] = _DX_LayerType_3.get(i968)
         else:
             q -= 2
-            r884['type'] = _D_AdvisorySpeedType_39[(x >> q) & 3]
-        if h885 & 16:
+            r966['type'] = _D_AdvisorySpeedType_39[(x >> q) & 3]
+        if h967 & 16:
             q -= 9
-            r884['speed'] = (x >> q) & 511
-        if h885 & 8:
+            r966['speed'] = (x >> q) & 511
+        if h967 & 8:
             q -= 3
-            r884['confidence'] = _D_SpeedConfidence_28[(x >> q) & 7]
-        if h885 & 4:
+            r966['confidence'] = _D_SpeedConfidence_28[(x >> q) & 7]
+        if h967 & 4:
             q -= 14
-            r884['distance'] = (x >> q) & 16383
-        if h885 & 2:
+            r966['distance'] = (x >> q) & 16383
+        if h967 & 2:
             q -= 8
-            r884['class'] = (x >> q) & 255
-        if h885 & 1:
+            r966['class'] = (x >> q) & 255
+        if h967 & 1:
             q -= 2
-            k888 = ((x >> q) & 3) + 1
-            r887: list[Any] = []
-            for _ in range(k888):
-                w888, q = d_AdvisorySpeed_regional_item(x, q)
-                r887.append(w888)
-            r884['regional'] = r887
-        if h885 >> 5:
+            k970 = ((x >> q) & 3) + 1
+            r969: list[Any] = []
+            for _ in range(k970):
+                w970, q = d_AdvisorySpeed_regional_item(x, q)
+                r969.append(w970)
+            r966['regional'] = r969
+        if h967 >> 5:
             q = _rt.skip_additions(x, q)
-        r.append(r884)
+        r.append(r966)
     return r, q
 
 
 def e_MovementEvent_regional(v: Any) -> int:
     a: int = 1
-    k889 = len(v)
-    a = a << 2 | (k889 - 1)
-    for w889 in v:
-        s_ = e_MovementEvent_regional_item(w889)
+    k971 = len(v)
+    a = a << 2 | (k971 - 1)
+    for w971 in v:
+        s_ = e_MovementEvent_regional_item(w971)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_MovementEvent_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k890 = ((x >> q) & 3) + 1
+    k972 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k890):
+    for _ in range(k972):
         x &= (1 << q) - 1
-        w890, q = d_MovementEvent_regional_item(x, q)
-        r.append(w890)
+        w972, q = d_MovementEvent_regional_item(x, q)
+        r.append(w972)
     return r, q
 
 
 def e_ConnectionManeuverAssist_regional(v: Any) -> int:
     a: int = 1
-    k891 = len(v)
-    a = a << 2 | (k891 - 1)
-    for w891 in v:
-        s_ = e_ConnectionManeuverAssist_regional_item(w891)
+    k973 = len(v)
+    a = a << 2 | (k973 - 1)
+    for w973 in v:
+        s_ = e_ConnectionManeuverAssist_regional_item(w973)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_ConnectionManeuverAssist_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k892 = ((x >> q) & 3) + 1
+    k974 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k892):
+    for _ in range(k974):
         x &= (1 << q) - 1
-        w892, q = d_ConnectionManeuverAssist_regional_item(x, q)
-        r.append(w892)
+        w974, q = d_ConnectionManeuverAssist_regional_item(x, q)
+        r.append(w974)
     return r, q
 
 
@@ -2785,40 +2769,40 @@ def e_LaneTypeAttributes(v: Any) -> int:
     k, w = v
     if k == 'vehicle':
         a <<= 4
-        d897, k898 = w
-        if not 8 <= k898 <= 8:
-            a = _rt.bits_unbound(a << 1 | 1, d897, k898)
+        d979, k980 = w
+        if not 8 <= k980 <= 8:
+            a = _rt.bits_unbound(a << 1 | 1, d979, k980)
         else:
             a <<= 1
-            a = a << k898 | int.from_bytes(d897, 'big') >> (8 * len(d897) - k898)
+            a = a << k980 | int.from_bytes(d979, 'big') >> (8 * len(d979) - k980)
     elif k == 'crosswalk':
         a = a << 4 | 1
-        d899, k900 = w
-        a = a << k900 | int.from_bytes(d899, 'big') >> (8 * len(d899) - k900)
+        d981, k982 = w
+        a = a << k982 | int.from_bytes(d981, 'big') >> (8 * len(d981) - k982)
     elif k == 'bikeLane':
         a = a << 4 | 2
-        d901, k902 = w
-        a = a << k902 | int.from_bytes(d901, 'big') >> (8 * len(d901) - k902)
+        d983, k984 = w
+        a = a << k984 | int.from_bytes(d983, 'big') >> (8 * len(d983) - k984)
     elif k == 'sidewalk':
         a = a << 4 | 3
-        d903, k904 = w
-        a = a << k904 | int.from_bytes(d903, 'big') >> (8 * len(d903) - k904)
+        d985, k986 = w
+        a = a << k986 | int.from_bytes(d985, 'big') >> (8 * len(d985) - k986)
     elif k == 'median':
         a = a << 4 | 4
-        d905, k906 = w
-        a = a << k906 | int.from_bytes(d905, 'big') >> (8 * len(d905) - k906)
+        d987, k988 = w
+        a = a << k988 | int.from_bytes(d987, 'big') >> (8 * len(d987) - k988)
     elif k == 'striping':
         a = a << 4 | 5
-        d907, k908 = w
-        a = a << k908 | int.from_bytes(d907, 'big') >> (8 * len(d907) - k908)
+        d989, k990 = w
+        a = a << k990 | int.from_bytes(d989, 'big') >> (8 * len(d989) - k990)
     elif k == 'trackedVehicle':
         a = a << 4 | 6
-        d909, k910 = w
-        a = a << k910 | int.from_bytes(d909, 'big') >> (8 * len(d909) - k910)
+        d991, k992 = w
+        a = a << k992 | int.from_bytes(d991, 'big') >> (8 * len(d991) - k992)
     elif k == 'parking':
         a = a << 4 | 7
-        d911, k912 = w
-        a = a << k912 | int.from_bytes(d911, 'big') >> (8 * len(d911) - k912)
+        d993, k994 = w
+        a = a << k994 | int.from_bytes(d993, 'big') >> (8 * len(d993) - k994)
     else:
         raise KeyError(k)
     return a
@@ -3028,12 +3012,12 @@ def e_RestrictionUserType(v: Any) -> int:
     k, w = v
     if k == 'basicType':
         a <<= 2
-        w926 = w
-        i927 = _E_RestrictionAppliesTo_40.get(w926)
-        if i927 is not None:
-            a = a << 5 | i927
+        w1008 = w
+        i1009 = _E_RestrictionAppliesTo_40.get(w1008)
+        if i1009 is not None:
+            a = a << 5 | i1009
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w926])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1008])
     elif k == 'regional':
         a = a << 2 | 1
         s_ = e_RestrictionUserType_regional(w)
@@ -3057,8 +3041,8 @@ def d_RestrictionUserType(x: int, q: int) -> tuple[Any, int]:
     if i == 0:
         q -= 1
         if (x >> q) & 1:
-            i928, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i928)
+            i1010, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i1010)
         else:
             q -= 4
             w = _D_RestrictionAppliesTo_41[(x >> q) & 15]
@@ -3073,1480 +3057,1478 @@ def e_MapData_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('signalHeadLocations' in v)
     if 'signalHeadLocations' in v:
-        v930 = v['signalHeadLocations']
-        a931 = 1
-        k932 = len(v930)
-        a931 = a931 << 6 | (k932 - 1)
-        for w932 in v930:
-            a937 = 1
-            a937 = a937 << 1
-            s_ = e_NodeOffsetPointXY(w932['nodeXY'])
-            a937 = ((a937 - 1) << (s_.bit_length() - 1)) + s_
-            a937 = a937 << 23 | ((w932['nodeZ'] + 12700)) << 8 | (w932['signalGroupID'])
-            a931 = ((a931 - 1) << (a937.bit_length() - 1)) + a937
-        a = ((a - 1) << (a931.bit_length() - 1)) + a931
+        v1012 = v['signalHeadLocations']
+        k1013 = len(v1012)
+        a = a << 6 | (k1013 - 1)
+        for w1013 in v1012:
+            a1018 = 1
+            a1018 = a1018 << 1
+            s_ = e_NodeOffsetPointXY(w1013['nodeXY'])
+            a1018 = ((a1018 - 1) << (s_.bit_length() - 1)) + s_
+            a1018 = a1018 << 23 | ((w1013['nodeZ'] + 12700)) << 8 | (w1013['signalGroupID'])
+            a = ((a - 1) << (a1018.bit_length() - 1)) + a1018
     return a
 
 def d_MapData_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h942 = (x >> q) & 3
-    if h942 & 1:
+    h1023 = (x >> q) & 3
+    if h1023 & 1:
         q -= 6
-        k944 = ((x >> q) & 63) + 1
-        r943: list[Any] = []
-        for _ in range(k944):
+        k1025 = ((x >> q) & 63) + 1
+        r1024: list[Any] = []
+        for _ in range(k1025):
             x &= (1 << q) - 1
-            r945: dict[str, Any] = {}
+            r1026: dict[str, Any] = {}
             q -= 1
-            h946 = (x >> q) & 1
-            r945['nodeXY'], q = d_NodeOffsetPointXY(x, q)
+            h1027 = (x >> q) & 1
+            r1026['nodeXY'], q = d_NodeOffsetPointXY(x, q)
             q -= 23
             t_ = (x >> q) & 8388607
-            r945['nodeZ'] = ((t_ >> 8) & 32767) - 12700
-            r945['signalGroupID'] = t_ & 255
-            if h946 >> 0:
+            r1026['nodeZ'] = ((t_ >> 8) & 32767) - 12700
+            r1026['signalGroupID'] = t_ & 255
+            if h1027 >> 0:
                 q = _rt.skip_additions(x, q)
-            r943.append(r945)
-        r['signalHeadLocations'] = r943
-    if h942 >> 1:
+            r1024.append(r1026)
+        r['signalHeadLocations'] = r1024
+    if h1023 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_GeographicLocationContainer(v: Any) -> int:
     a: int = 1
-    a = a << 4 | ('referencePositionTime' in v) << 2 | ('referencePositionHeading' in v) << 1 | ('referencePositionSpeed' in v)
-    v948 = v['referencePosition']
-    a = a << 63 | ((v948['latitude'] + 900000000)) << 32 | ((v948['longitude'] + 1800000000))
-    v952 = v948['positionConfidenceEllipse']
-    a = a << 36 | (v952['semiMajorConfidence']) << 24 | (v952['semiMinorConfidence']) << 12 | (v952['semiMajorOrientation'])
-    v957 = v948['altitude']
-    a = a << 24 | ((v957['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v957['altitudeConfidence']])
+    a = a << 4 | (4 if 'referencePositionTime' in v else 0) | (2 if 'referencePositionHeading' in v else 0) | ('referencePositionSpeed' in v)
+    v1029 = v['referencePosition']
+    a = a << 63 | ((v1029['latitude'] + 900000000)) << 32 | ((v1029['longitude'] + 1800000000))
+    v1033 = v1029['positionConfidenceEllipse']
+    a = a << 36 | (v1033['semiMajorConfidence']) << 24 | (v1033['semiMinorConfidence']) << 12 | (v1033['semiMajorOrientation'])
+    v1038 = v1029['altitude']
+    a = a << 24 | ((v1038['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v1038['altitudeConfidence']])
     if 'referencePositionTime' in v:
         a = a << 42 | v['referencePositionTime']
     if 'referencePositionHeading' in v:
-        v962 = v['referencePositionHeading']
-        a = a << 19 | (v962['headingValue']) << 7 | ((v962['headingConfidence'] - 1))
+        v1043 = v['referencePositionHeading']
+        a = a << 19 | (v1043['headingValue']) << 7 | ((v1043['headingConfidence'] - 1))
     if 'referencePositionSpeed' in v:
-        v966 = v['referencePositionSpeed']
-        a = a << 21 | (v966['speedValue']) << 7 | ((v966['speedConfidence'] - 1))
-    v970 = v['parts']
-    a971 = 1
-    k972 = len(v970)
-    if 1 <= k972 <= 16:
-        a971 <<= 1
-        a971 = a971 << 4 | (k972 - 1)
+        v1047 = v['referencePositionSpeed']
+        a = a << 21 | (v1047['speedValue']) << 7 | ((v1047['speedConfidence'] - 1))
+    v1051 = v['parts']
+    k1052 = len(v1051)
+    if 1 <= k1052 <= 16:
+        a <<= 1
+        a = a << 4 | (k1052 - 1)
     else:
-        a971 = _rt.ld(a971 << 1 | 1, k972)
-    for w972 in v970:
-        a971 = a971 << 5 | ('laneNumber' in w972) << 3 | ('zoneExtension' in w972) << 2 | ('zoneHeading' in w972) << 1 | ('zone' in w972)
-        w975 = w972['zoneId']
-        if 1 <= w975 <= 32:
-            a971 = a971 << 6 | (w975 - 1)
+        a = _rt.ld(a << 1 | 1, k1052)
+    for w1052 in v1051:
+        a = a << 5 | (8 if 'laneNumber' in w1052 else 0) | (4 if 'zoneExtension' in w1052 else 0) | (2 if 'zoneHeading' in w1052 else 0) | ('zone' in w1052)
+        w1055 = w1052['zoneId']
+        if 1 <= w1055 <= 32:
+            a = a << 6 | (w1055 - 1)
         else:
-            a971 = _rt.uwn(a971 << 1 | 1, w975)
-        if 'laneNumber' in w972:
-            a971 = a971 << 4 | (w972['laneNumber'] + 1)
-        if 'zoneExtension' in w972:
-            a971 = a971 << 8 | w972['zoneExtension']
-        if 'zoneHeading' in w972:
-            a971 = a971 << 12 | w972['zoneHeading']
-        if 'zone' in w972:
-            s_ = e_Zone(w972['zone'])
-            a971 = ((a971 - 1) << (s_.bit_length() - 1)) + s_
-    a = ((a - 1) << (a971.bit_length() - 1)) + a971
+            a = _rt.uwn(a << 1 | 1, w1055)
+        if 'laneNumber' in w1052:
+            a = a << 4 | (w1052['laneNumber'] + 1)
+        if 'zoneExtension' in w1052:
+            a = a << 8 | w1052['zoneExtension']
+        if 'zoneHeading' in w1052:
+            a = a << 12 | w1052['zoneHeading']
+        if 'zone' in w1052:
+            s_ = e_Zone(w1052['zone'])
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_GeographicLocationContainer(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h980 = (x >> q) & 15
-    r981: dict[str, Any] = {}
+    h1060 = (x >> q) & 15
+    r1061: dict[str, Any] = {}
     q -= 63
     t_ = (x >> q) & 9223372036854775807
-    r981['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
-    r981['longitude'] = (t_ & 4294967295) - 1800000000
-    r983: dict[str, Any] = {}
+    r1061['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
+    r1061['longitude'] = (t_ & 4294967295) - 1800000000
+    r1063: dict[str, Any] = {}
     q -= 36
     t_ = (x >> q) & 68719476735
-    r983['semiMajorConfidence'] = (t_ >> 24) & 4095
-    r983['semiMinorConfidence'] = (t_ >> 12) & 4095
-    r983['semiMajorOrientation'] = t_ & 4095
-    r981['positionConfidenceEllipse'] = r983
-    r985: dict[str, Any] = {}
+    r1063['semiMajorConfidence'] = (t_ >> 24) & 4095
+    r1063['semiMinorConfidence'] = (t_ >> 12) & 4095
+    r1063['semiMajorOrientation'] = t_ & 4095
+    r1061['positionConfidenceEllipse'] = r1063
+    r1065: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
-    r985['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-    r985['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
-    r981['altitude'] = r985
-    r['referencePosition'] = r981
-    if h980 & 4:
+    r1065['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
+    r1065['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
+    r1061['altitude'] = r1065
+    r['referencePosition'] = r1061
+    if h1060 & 4:
         q -= 42
         r['referencePositionTime'] = (x >> q) & 4398046511103
-    if h980 & 2:
-        r987: dict[str, Any] = {}
+    if h1060 & 2:
+        r1067: dict[str, Any] = {}
         q -= 19
         t_ = (x >> q) & 524287
-        r987['headingValue'] = (t_ >> 7) & 4095
-        r987['headingConfidence'] = (t_ & 127) + 1
-        r['referencePositionHeading'] = r987
-    if h980 & 1:
-        r989: dict[str, Any] = {}
+        r1067['headingValue'] = (t_ >> 7) & 4095
+        r1067['headingConfidence'] = (t_ & 127) + 1
+        r['referencePositionHeading'] = r1067
+    if h1060 & 1:
+        r1069: dict[str, Any] = {}
         q -= 21
         t_ = (x >> q) & 2097151
-        r989['speedValue'] = (t_ >> 7) & 16383
-        r989['speedConfidence'] = (t_ & 127) + 1
-        r['referencePositionSpeed'] = r989
+        r1069['speedValue'] = (t_ >> 7) & 16383
+        r1069['speedConfidence'] = (t_ & 127) + 1
+        r['referencePositionSpeed'] = r1069
     q -= 1
     if (x >> q) & 1:
-        k992, q = _rt.read_ld(x, q)
+        k1072, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k992 = ((x >> q) & 15) + 1
-    r991: list[Any] = []
-    for _ in range(k992):
+        k1072 = ((x >> q) & 15) + 1
+    r1071: list[Any] = []
+    for _ in range(k1072):
         x &= (1 << q) - 1
-        r993: dict[str, Any] = {}
+        r1073: dict[str, Any] = {}
         q -= 5
-        h994 = (x >> q) & 31
+        h1074 = (x >> q) & 31
         q -= 1
         if (x >> q) & 1:
-            r993['zoneId'], q = _rt.read_uwn(x, q)
+            r1073['zoneId'], q = _rt.read_uwn(x, q)
         else:
             q -= 5
-            r993['zoneId'] = ((x >> q) & 31) + 1
-        if h994 & 8:
+            r1073['zoneId'] = ((x >> q) & 31) + 1
+        if h1074 & 8:
             q -= 4
-            r993['laneNumber'] = ((x >> q) & 15) - 1
-        if h994 & 4:
+            r1073['laneNumber'] = ((x >> q) & 15) - 1
+        if h1074 & 4:
             q -= 8
-            r993['zoneExtension'] = (x >> q) & 255
-        if h994 & 2:
+            r1073['zoneExtension'] = (x >> q) & 255
+        if h1074 & 2:
             q -= 12
-            r993['zoneHeading'] = (x >> q) & 4095
-        if h994 & 1:
-            r993['zone'], q = d_Zone(x, q)
-        if h994 >> 4:
+            r1073['zoneHeading'] = (x >> q) & 4095
+        if h1074 & 1:
+            r1073['zone'], q = d_Zone(x, q)
+        if h1074 >> 4:
             q = _rt.skip_additions(x, q)
-        r991.append(r993)
-    r['parts'] = r991
-    if h980 >> 3:
+        r1071.append(r1073)
+    r['parts'] = r1071
+    if h1060 >> 3:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_GeneralIviContainer(v: Any) -> int:
     a: int = 1
-    k995 = len(v)
-    if 1 <= k995 <= 16:
+    k1075 = len(v)
+    if 1 <= k1075 <= 16:
         a <<= 1
-        a = a << 4 | (k995 - 1)
+        a = a << 4 | (k1075 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k995)
-    for w995 in v:
-        a = a << 15 | ('detectionZoneIds' in w995) << 13 | ('its-Rrid' in w995) << 12 | ('relevanceZoneIds' in w995) << 11 | ('direction' in w995) << 10 | ('driverAwarenessZoneIds' in w995) << 9 | ('minimumAwarenessTime' in w995) << 8 | ('applicableLanes' in w995) << 7 | ('iviPurpose' in w995) << 6 | ('laneStatus' in w995) << 5 | ('vehicleCharacteristics' in w995) << 4 | ('driverCharacteristics' in w995) << 3 | ('layoutId' in w995) << 2 | ('preStoredlayoutId' in w995) << 1 | ('extraText' in w995)
-        if 'detectionZoneIds' in w995:
-            v997 = w995['detectionZoneIds']
-            a998 = 1
-            k999 = len(v997)
-            if 1 <= k999 <= 8:
-                a998 <<= 1
-                a998 = a998 << 3 | (k999 - 1)
+        a = _rt.ld(a << 1 | 1, k1075)
+    for w1075 in v:
+        a1136 = 1
+        a1136 = a1136 << 15 | (8192 if 'detectionZoneIds' in w1075 else 0) | (4096 if 'its-Rrid' in w1075 else 0) | (2048 if 'relevanceZoneIds' in w1075 else 0) | (1024 if 'direction' in w1075 else 0) | (512 if 'driverAwarenessZoneIds' in w1075 else 0) | (256 if 'minimumAwarenessTime' in w1075 else 0) | (128 if 'applicableLanes' in w1075 else 0) | (64 if 'iviPurpose' in w1075 else 0) | (32 if 'laneStatus' in w1075 else 0) | (16 if 'vehicleCharacteristics' in w1075 else 0) | (8 if 'driverCharacteristics' in w1075 else 0) | (4 if 'layoutId' in w1075 else 0) | (2 if 'preStoredlayoutId' in w1075 else 0) | ('extraText' in w1075)
+        if 'detectionZoneIds' in w1075:
+            v1138 = w1075['detectionZoneIds']
+            k1139 = len(v1138)
+            if 1 <= k1139 <= 8:
+                a1136 <<= 1
+                a1136 = a1136 << 3 | (k1139 - 1)
             else:
-                a998 = _rt.ld(a998 << 1 | 1, k999)
-            for w999 in v997:
-                w1000 = w999
-                if 1 <= w1000 <= 32:
-                    a998 = a998 << 6 | (w1000 - 1)
+                a1136 = _rt.ld(a1136 << 1 | 1, k1139)
+            for w1139 in v1138:
+                w1140 = w1139
+                if 1 <= w1140 <= 32:
+                    a1136 = a1136 << 6 | (w1140 - 1)
                 else:
-                    a998 = _rt.uwn(a998 << 1 | 1, w1000)
-            a = ((a - 1) << (a998.bit_length() - 1)) + a998
-        if 'its-Rrid' in w995:
-            s_ = e_VarLengthNumber(w995['its-Rrid'])
-            a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        if 'relevanceZoneIds' in w995:
-            v1002 = w995['relevanceZoneIds']
-            a1003 = 1
-            k1004 = len(v1002)
-            if 1 <= k1004 <= 8:
-                a1003 <<= 1
-                a1003 = a1003 << 3 | (k1004 - 1)
+                    a1136 = _rt.uwn(a1136 << 1 | 1, w1140)
+        if 'its-Rrid' in w1075:
+            s_ = e_VarLengthNumber(w1075['its-Rrid'])
+            a1136 = ((a1136 - 1) << (s_.bit_length() - 1)) + s_
+        if 'relevanceZoneIds' in w1075:
+            v1142 = w1075['relevanceZoneIds']
+            a1143 = 1
+            k1144 = len(v1142)
+            if 1 <= k1144 <= 8:
+                a1143 <<= 1
+                a1143 = a1143 << 3 | (k1144 - 1)
             else:
-                a1003 = _rt.ld(a1003 << 1 | 1, k1004)
-            for w1004 in v1002:
-                w1005 = w1004
-                if 1 <= w1005 <= 32:
-                    a1003 = a1003 << 6 | (w1005 - 1)
+                a1143 = _rt.ld(a1143 << 1 | 1, k1144)
+            for w1144 in v1142:
+                w1145 = w1144
+                if 1 <= w1145 <= 32:
+                    a1143 = a1143 << 6 | (w1145 - 1)
                 else:
-                    a1003 = _rt.uwn(a1003 << 1 | 1, w1005)
-            a = ((a - 1) << (a1003.bit_length() - 1)) + a1003
-        if 'direction' in w995:
-            a = a << 2 | w995['direction']
-        if 'driverAwarenessZoneIds' in w995:
-            v1007 = w995['driverAwarenessZoneIds']
-            a1008 = 1
-            k1009 = len(v1007)
-            if 1 <= k1009 <= 8:
-                a1008 <<= 1
-                a1008 = a1008 << 3 | (k1009 - 1)
+                    a1143 = _rt.uwn(a1143 << 1 | 1, w1145)
+            a1136 = ((a1136 - 1) << (a1143.bit_length() - 1)) + a1143
+        if 'direction' in w1075:
+            a1136 = a1136 << 2 | w1075['direction']
+        if 'driverAwarenessZoneIds' in w1075:
+            v1147 = w1075['driverAwarenessZoneIds']
+            a1148 = 1
+            k1149 = len(v1147)
+            if 1 <= k1149 <= 8:
+                a1148 <<= 1
+                a1148 = a1148 << 3 | (k1149 - 1)
             else:
-                a1008 = _rt.ld(a1008 << 1 | 1, k1009)
-            for w1009 in v1007:
-                w1010 = w1009
-                if 1 <= w1010 <= 32:
-                    a1008 = a1008 << 6 | (w1010 - 1)
+                a1148 = _rt.ld(a1148 << 1 | 1, k1149)
+            for w1149 in v1147:
+                w1150 = w1149
+                if 1 <= w1150 <= 32:
+                    a1148 = a1148 << 6 | (w1150 - 1)
                 else:
-                    a1008 = _rt.uwn(a1008 << 1 | 1, w1010)
-            a = ((a - 1) << (a1008.bit_length() - 1)) + a1008
-        if 'minimumAwarenessTime' in w995:
-            a = a << 8 | w995['minimumAwarenessTime']
-        if 'applicableLanes' in w995:
-            v1012 = w995['applicableLanes']
-            a1013 = 1
-            k1014 = len(v1012)
-            if 1 <= k1014 <= 8:
-                a1013 <<= 1
-                a1013 = a1013 << 3 | (k1014 - 1)
+                    a1148 = _rt.uwn(a1148 << 1 | 1, w1150)
+            a1136 = ((a1136 - 1) << (a1148.bit_length() - 1)) + a1148
+        if 'minimumAwarenessTime' in w1075:
+            a1136 = a1136 << 8 | w1075['minimumAwarenessTime']
+        if 'applicableLanes' in w1075:
+            v1152 = w1075['applicableLanes']
+            a1153 = 1
+            k1154 = len(v1152)
+            if 1 <= k1154 <= 8:
+                a1153 <<= 1
+                a1153 = a1153 << 3 | (k1154 - 1)
             else:
-                a1013 = _rt.ld(a1013 << 1 | 1, k1014)
-            for w1014 in v1012:
-                a1013 = a1013 << 4 | (w1014 + 1)
-            a = ((a - 1) << (a1013.bit_length() - 1)) + a1013
-        a = a << 3 | w995['iviType']
-        if 'iviPurpose' in w995:
-            a = a << 2 | w995['iviPurpose']
-        if 'laneStatus' in w995:
-            w1018 = w995['laneStatus']
-            if 0 <= w1018 <= 7:
-                a = a << 4 | w1018
+                a1153 = _rt.ld(a1153 << 1 | 1, k1154)
+            for w1154 in v1152:
+                a1153 = a1153 << 4 | (w1154 + 1)
+            a1136 = ((a1136 - 1) << (a1153.bit_length() - 1)) + a1153
+        a1136 = a1136 << 3 | w1075['iviType']
+        if 'iviPurpose' in w1075:
+            a1136 = a1136 << 2 | w1075['iviPurpose']
+        if 'laneStatus' in w1075:
+            w1158 = w1075['laneStatus']
+            if 0 <= w1158 <= 7:
+                a1136 = a1136 << 4 | w1158
             else:
-                a = _rt.uwn(a << 1 | 1, w1018)
-        if 'vehicleCharacteristics' in w995:
-            v1019 = w995['vehicleCharacteristics']
-            a1020 = 1
-            k1021 = len(v1019)
-            if 1 <= k1021 <= 8:
-                a1020 <<= 1
-                a1020 = a1020 << 3 | (k1021 - 1)
+                a1136 = _rt.uwn(a1136 << 1 | 1, w1158)
+        if 'vehicleCharacteristics' in w1075:
+            v1159 = w1075['vehicleCharacteristics']
+            a1160 = 1
+            k1161 = len(v1159)
+            if 1 <= k1161 <= 8:
+                a1160 <<= 1
+                a1160 = a1160 << 3 | (k1161 - 1)
             else:
-                a1020 = _rt.ld(a1020 << 1 | 1, k1021)
-            for w1021 in v1019:
-                a1020 = a1020 << 3 | ('tractor' in w1021) << 2 | ('trailer' in w1021) << 1 | ('train' in w1021)
-                if 'tractor' in w1021:
-                    s_ = e_TractorCharacteristics(w1021['tractor'])
-                    a1020 = ((a1020 - 1) << (s_.bit_length() - 1)) + s_
-                if 'trailer' in w1021:
-                    s_ = e_TrailerCharacteristicsList(w1021['trailer'])
-                    a1020 = ((a1020 - 1) << (s_.bit_length() - 1)) + s_
-                if 'train' in w1021:
-                    s_ = e_TrainCharacteristics(w1021['train'])
-                    a1020 = ((a1020 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1020.bit_length() - 1)) + a1020
-        if 'driverCharacteristics' in w995:
-            a = a << 2 | w995['driverCharacteristics']
-        if 'layoutId' in w995:
-            w1028 = w995['layoutId']
-            if 1 <= w1028 <= 4:
-                a = a << 3 | (w1028 - 1)
+                a1160 = _rt.ld(a1160 << 1 | 1, k1161)
+            for w1161 in v1159:
+                a1160 = a1160 << 3 | (4 if 'tractor' in w1161 else 0) | (2 if 'trailer' in w1161 else 0) | ('train' in w1161)
+                if 'tractor' in w1161:
+                    s_ = e_TractorCharacteristics(w1161['tractor'])
+                    a1160 = ((a1160 - 1) << (s_.bit_length() - 1)) + s_
+                if 'trailer' in w1161:
+                    s_ = e_TrailerCharacteristicsList(w1161['trailer'])
+                    a1160 = ((a1160 - 1) << (s_.bit_length() - 1)) + s_
+                if 'train' in w1161:
+                    s_ = e_TrainCharacteristics(w1161['train'])
+                    a1160 = ((a1160 - 1) << (s_.bit_length() - 1)) + s_
+            a1136 = ((a1136 - 1) << (a1160.bit_length() - 1)) + a1160
+        if 'driverCharacteristics' in w1075:
+            a1136 = a1136 << 2 | w1075['driverCharacteristics']
+        if 'layoutId' in w1075:
+            w1168 = w1075['layoutId']
+            if 1 <= w1168 <= 4:
+                a1136 = a1136 << 3 | (w1168 - 1)
             else:
-                a = _rt.uwn(a << 1 | 1, w1028)
-        if 'preStoredlayoutId' in w995:
-            w1030 = w995['preStoredlayoutId']
-            if 1 <= w1030 <= 64:
-                a = a << 7 | (w1030 - 1)
+                a1136 = _rt.uwn(a1136 << 1 | 1, w1168)
+        if 'preStoredlayoutId' in w1075:
+            w1170 = w1075['preStoredlayoutId']
+            if 1 <= w1170 <= 64:
+                a1136 = a1136 << 7 | (w1170 - 1)
             else:
-                a = _rt.uwn(a << 1 | 1, w1030)
-        v1031 = w995['roadSignCodes']
-        a1032 = 1
-        k1033 = len(v1031)
-        if 1 <= k1033 <= 4:
-            a1032 <<= 1
-            a1032 = a1032 << 2 | (k1033 - 1)
+                a1136 = _rt.uwn(a1136 << 1 | 1, w1170)
+        v1171 = w1075['roadSignCodes']
+        a1172 = 1
+        k1173 = len(v1171)
+        if 1 <= k1173 <= 4:
+            a1172 <<= 1
+            a1172 = a1172 << 2 | (k1173 - 1)
         else:
-            a1032 = _rt.ld(a1032 << 1 | 1, k1033)
-        for w1033 in v1031:
-            a1032 = a1032 << 1 | ('layoutComponentId' in w1033)
-            if 'layoutComponentId' in w1033:
-                w1036 = w1033['layoutComponentId']
-                if 1 <= w1036 <= 4:
-                    a1032 = a1032 << 3 | (w1036 - 1)
+            a1172 = _rt.ld(a1172 << 1 | 1, k1173)
+        for w1173 in v1171:
+            a1172 = a1172 << 1 | ('layoutComponentId' in w1173)
+            if 'layoutComponentId' in w1173:
+                w1176 = w1173['layoutComponentId']
+                if 1 <= w1176 <= 4:
+                    a1172 = a1172 << 3 | (w1176 - 1)
                 else:
-                    a1032 = _rt.uwn(a1032 << 1 | 1, w1036)
-            s_ = e_RSCode_code(w1033['code'])
-            a1032 = ((a1032 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1032.bit_length() - 1)) + a1032
-        if 'extraText' in w995:
-            v1038 = w995['extraText']
-            a1039 = 1
-            k1040 = len(v1038)
-            if 1 <= k1040 <= 4:
-                a1039 <<= 1
-                a1039 = a1039 << 2 | (k1040 - 1)
+                    a1172 = _rt.uwn(a1172 << 1 | 1, w1176)
+            s_ = e_RSCode_code(w1173['code'])
+            a1172 = ((a1172 - 1) << (s_.bit_length() - 1)) + s_
+        a1136 = ((a1136 - 1) << (a1172.bit_length() - 1)) + a1172
+        if 'extraText' in w1075:
+            v1178 = w1075['extraText']
+            a1179 = 1
+            k1180 = len(v1178)
+            if 1 <= k1180 <= 4:
+                a1179 <<= 1
+                a1179 = a1179 << 2 | (k1180 - 1)
             else:
-                a1039 = _rt.ld(a1039 << 1 | 1, k1040)
-            for w1040 in v1038:
-                a1039 = a1039 << 1 | ('layoutComponentId' in w1040)
-                if 'layoutComponentId' in w1040:
-                    w1043 = w1040['layoutComponentId']
-                    if 1 <= w1043 <= 4:
-                        a1039 = a1039 << 3 | (w1043 - 1)
+                a1179 = _rt.ld(a1179 << 1 | 1, k1180)
+            for w1180 in v1178:
+                a1188 = 1
+                a1188 = a1188 << 1 | ('layoutComponentId' in w1180)
+                if 'layoutComponentId' in w1180:
+                    w1191 = w1180['layoutComponentId']
+                    if 1 <= w1191 <= 4:
+                        a1188 = a1188 << 3 | (w1191 - 1)
                     else:
-                        a1039 = _rt.uwn(a1039 << 1 | 1, w1043)
-                d1045, k1046 = w1040['language']
-                a1039 = a1039 << k1046 | int.from_bytes(d1045, 'big') >> (8 * len(d1045) - k1046)
-                a1039 = _rt.octets(a1039, w1040['textContent'].encode('utf-8'))
-            a = ((a - 1) << (a1039.bit_length() - 1)) + a1039
+                        a1188 = _rt.uwn(a1188 << 1 | 1, w1191)
+                d1193, k1194 = w1180['language']
+                a1188 = a1188 << k1194 | int.from_bytes(d1193, 'big') >> (8 * len(d1193) - k1194)
+                a1188 = _rt.octets(a1188, w1180['textContent'].encode('utf-8'))
+                a1179 = ((a1179 - 1) << (a1188.bit_length() - 1)) + a1188
+            a1136 = ((a1136 - 1) << (a1179.bit_length() - 1)) + a1179
+        a = ((a - 1) << (a1136.bit_length() - 1)) + a1136
     return a
 
 def d_GeneralIviContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1048, q = _rt.read_ld(x, q)
+        k1196, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1048 = ((x >> q) & 15) + 1
+        k1196 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k1048):
+    for _ in range(k1196):
         x &= (1 << q) - 1
-        r1049: dict[str, Any] = {}
+        r1197: dict[str, Any] = {}
         q -= 15
-        h1050 = (x >> q) & 32767
-        if h1050 & 8192:
+        h1198 = (x >> q) & 32767
+        if h1198 & 8192:
             q -= 1
             if (x >> q) & 1:
-                k1052, q = _rt.read_ld(x, q)
+                k1200, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1052 = ((x >> q) & 7) + 1
-            r1051: list[Any] = []
-            for _ in range(k1052):
+                k1200 = ((x >> q) & 7) + 1
+            r1199: list[Any] = []
+            for _ in range(k1200):
                 q -= 1
                 if (x >> q) & 1:
-                    w1052, q = _rt.read_uwn(x, q)
+                    w1200, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1052 = ((x >> q) & 31) + 1
-                r1051.append(w1052)
-            r1049['detectionZoneIds'] = r1051
-        if h1050 & 4096:
-            r1049['its-Rrid'], q = d_VarLengthNumber(x, q)
-        if h1050 & 2048:
+                    w1200 = ((x >> q) & 31) + 1
+                r1199.append(w1200)
+            r1197['detectionZoneIds'] = r1199
+        if h1198 & 4096:
+            r1197['its-Rrid'], q = d_VarLengthNumber(x, q)
+        if h1198 & 2048:
             q -= 1
             if (x >> q) & 1:
-                k1054, q = _rt.read_ld(x, q)
+                k1202, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1054 = ((x >> q) & 7) + 1
-            r1053: list[Any] = []
-            for _ in range(k1054):
+                k1202 = ((x >> q) & 7) + 1
+            r1201: list[Any] = []
+            for _ in range(k1202):
                 q -= 1
                 if (x >> q) & 1:
-                    w1054, q = _rt.read_uwn(x, q)
+                    w1202, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1054 = ((x >> q) & 31) + 1
-                r1053.append(w1054)
-            r1049['relevanceZoneIds'] = r1053
-        if h1050 & 1024:
+                    w1202 = ((x >> q) & 31) + 1
+                r1201.append(w1202)
+            r1197['relevanceZoneIds'] = r1201
+        if h1198 & 1024:
             q -= 2
-            r1049['direction'] = (x >> q) & 3
-        if h1050 & 512:
+            r1197['direction'] = (x >> q) & 3
+        if h1198 & 512:
             q -= 1
             if (x >> q) & 1:
-                k1056, q = _rt.read_ld(x, q)
+                k1204, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1056 = ((x >> q) & 7) + 1
-            r1055: list[Any] = []
-            for _ in range(k1056):
+                k1204 = ((x >> q) & 7) + 1
+            r1203: list[Any] = []
+            for _ in range(k1204):
                 q -= 1
                 if (x >> q) & 1:
-                    w1056, q = _rt.read_uwn(x, q)
+                    w1204, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1056 = ((x >> q) & 31) + 1
-                r1055.append(w1056)
-            r1049['driverAwarenessZoneIds'] = r1055
-        if h1050 & 256:
+                    w1204 = ((x >> q) & 31) + 1
+                r1203.append(w1204)
+            r1197['driverAwarenessZoneIds'] = r1203
+        if h1198 & 256:
             q -= 8
-            r1049['minimumAwarenessTime'] = (x >> q) & 255
-        if h1050 & 128:
+            r1197['minimumAwarenessTime'] = (x >> q) & 255
+        if h1198 & 128:
             q -= 1
             if (x >> q) & 1:
-                k1058, q = _rt.read_ld(x, q)
+                k1206, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1058 = ((x >> q) & 7) + 1
-            r1057: list[Any] = []
-            for _ in range(k1058):
+                k1206 = ((x >> q) & 7) + 1
+            r1205: list[Any] = []
+            for _ in range(k1206):
                 q -= 4
-                w1058 = ((x >> q) & 15) - 1
-                r1057.append(w1058)
-            r1049['applicableLanes'] = r1057
+                w1206 = ((x >> q) & 15) - 1
+                r1205.append(w1206)
+            r1197['applicableLanes'] = r1205
         q -= 3
-        r1049['iviType'] = (x >> q) & 7
-        if h1050 & 64:
+        r1197['iviType'] = (x >> q) & 7
+        if h1198 & 64:
             q -= 2
-            r1049['iviPurpose'] = (x >> q) & 3
-        if h1050 & 32:
+            r1197['iviPurpose'] = (x >> q) & 3
+        if h1198 & 32:
             q -= 1
             if (x >> q) & 1:
-                r1049['laneStatus'], q = _rt.read_uwn(x, q)
+                r1197['laneStatus'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r1049['laneStatus'] = (x >> q) & 7
-        if h1050 & 16:
+                r1197['laneStatus'] = (x >> q) & 7
+        if h1198 & 16:
             q -= 1
             if (x >> q) & 1:
-                k1060, q = _rt.read_ld(x, q)
+                k1208, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1060 = ((x >> q) & 7) + 1
-            r1059: list[Any] = []
-            for _ in range(k1060):
-                r1061: dict[str, Any] = {}
+                k1208 = ((x >> q) & 7) + 1
+            r1207: list[Any] = []
+            for _ in range(k1208):
+                r1209: dict[str, Any] = {}
                 q -= 3
-                h1062 = (x >> q) & 7
-                if h1062 & 4:
-                    r1061['tractor'], q = d_TractorCharacteristics(x, q)
-                if h1062 & 2:
-                    r1061['trailer'], q = d_TrailerCharacteristicsList(x, q)
-                if h1062 & 1:
-                    r1061['train'], q = d_TrainCharacteristics(x, q)
-                r1059.append(r1061)
-            r1049['vehicleCharacteristics'] = r1059
-        if h1050 & 8:
+                h1210 = (x >> q) & 7
+                if h1210 & 4:
+                    r1209['tractor'], q = d_TractorCharacteristics(x, q)
+                if h1210 & 2:
+                    r1209['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                if h1210 & 1:
+                    r1209['train'], q = d_TrainCharacteristics(x, q)
+                r1207.append(r1209)
+            r1197['vehicleCharacteristics'] = r1207
+        if h1198 & 8:
             q -= 2
-            r1049['driverCharacteristics'] = (x >> q) & 3
-        if h1050 & 4:
+            r1197['driverCharacteristics'] = (x >> q) & 3
+        if h1198 & 4:
             q -= 1
             if (x >> q) & 1:
-                r1049['layoutId'], q = _rt.read_uwn(x, q)
+                r1197['layoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r1049['layoutId'] = ((x >> q) & 3) + 1
-        if h1050 & 2:
+                r1197['layoutId'] = ((x >> q) & 3) + 1
+        if h1198 & 2:
             q -= 1
             if (x >> q) & 1:
-                r1049['preStoredlayoutId'], q = _rt.read_uwn(x, q)
+                r1197['preStoredlayoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 6
-                r1049['preStoredlayoutId'] = ((x >> q) & 63) + 1
+                r1197['preStoredlayoutId'] = ((x >> q) & 63) + 1
         q -= 1
         if (x >> q) & 1:
-            k1064, q = _rt.read_ld(x, q)
+            k1212, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1064 = ((x >> q) & 3) + 1
-        r1063: list[Any] = []
-        for _ in range(k1064):
-            r1065: dict[str, Any] = {}
+            k1212 = ((x >> q) & 3) + 1
+        r1211: list[Any] = []
+        for _ in range(k1212):
+            r1213: dict[str, Any] = {}
             q -= 1
-            h1066 = (x >> q) & 1
-            if h1066 & 1:
+            h1214 = (x >> q) & 1
+            if h1214 & 1:
                 q -= 1
                 if (x >> q) & 1:
-                    r1065['layoutComponentId'], q = _rt.read_uwn(x, q)
+                    r1213['layoutComponentId'], q = _rt.read_uwn(x, q)
                 else:
                     q -= 2
-                    r1065['layoutComponentId'] = ((x >> q) & 3) + 1
-            r1065['code'], q = d_RSCode_code(x, q)
-            r1063.append(r1065)
-        r1049['roadSignCodes'] = r1063
-        if h1050 & 1:
+                    r1213['layoutComponentId'] = ((x >> q) & 3) + 1
+            r1213['code'], q = d_RSCode_code(x, q)
+            r1211.append(r1213)
+        r1197['roadSignCodes'] = r1211
+        if h1198 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1068, q = _rt.read_ld(x, q)
+                k1216, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1068 = ((x >> q) & 3) + 1
-            r1067: list[Any] = []
-            for _ in range(k1068):
-                r1069: dict[str, Any] = {}
+                k1216 = ((x >> q) & 3) + 1
+            r1215: list[Any] = []
+            for _ in range(k1216):
+                r1217: dict[str, Any] = {}
                 q -= 1
-                h1070 = (x >> q) & 1
-                if h1070 & 1:
+                h1218 = (x >> q) & 1
+                if h1218 & 1:
                     q -= 1
                     if (x >> q) & 1:
-                        r1069['layoutComponentId'], q = _rt.read_uwn(x, q)
+                        r1217['layoutComponentId'], q = _rt.read_uwn(x, q)
                     else:
                         q -= 2
-                        r1069['layoutComponentId'] = ((x >> q) & 3) + 1
+                        r1217['layoutComponentId'] = ((x >> q) & 3) + 1
                 q -= 10
-                r1069['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-                b1072, q = _rt.read_octets(x, q)
-                r1069['textContent'] = b1072.decode('utf-8')
-                r1067.append(r1069)
-            r1049['extraText'] = r1067
-        if h1050 >> 14:
+                r1217['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+                b1220, q = _rt.read_octets(x, q)
+                r1217['textContent'] = b1220.decode('utf-8')
+                r1215.append(r1217)
+            r1197['extraText'] = r1215
+        if h1198 >> 14:
             q = _rt.skip_additions(x, q)
-        r.append(r1049)
+        r.append(r1197)
     return r, q
 
 
 def e_RoadConfigurationContainer(v: Any) -> int:
     a: int = 1
-    k1073 = len(v)
-    if 1 <= k1073 <= 16:
+    k1221 = len(v)
+    if 1 <= k1221 <= 16:
         a <<= 1
-        a = a << 4 | (k1073 - 1)
+        a = a << 4 | (k1221 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1073)
-    for w1073 in v:
-        a1162 = 1
-        a1162 = a1162 << 1
-        v1164 = w1073['relevanceZoneIds']
-        a1165 = 1
-        k1166 = len(v1164)
-        if 1 <= k1166 <= 8:
-            a1165 <<= 1
-            a1165 = a1165 << 3 | (k1166 - 1)
+        a = _rt.ld(a << 1 | 1, k1221)
+    for w1221 in v:
+        a1310 = 1
+        a1310 = a1310 << 1
+        v1312 = w1221['relevanceZoneIds']
+        k1313 = len(v1312)
+        if 1 <= k1313 <= 8:
+            a1310 <<= 1
+            a1310 = a1310 << 3 | (k1313 - 1)
         else:
-            a1165 = _rt.ld(a1165 << 1 | 1, k1166)
-        for w1166 in v1164:
-            w1167 = w1166
-            if 1 <= w1167 <= 32:
-                a1165 = a1165 << 6 | (w1167 - 1)
+            a1310 = _rt.ld(a1310 << 1 | 1, k1313)
+        for w1313 in v1312:
+            w1314 = w1313
+            if 1 <= w1314 <= 32:
+                a1310 = a1310 << 6 | (w1314 - 1)
             else:
-                a1165 = _rt.uwn(a1165 << 1 | 1, w1167)
-        a1162 = ((a1162 - 1) << (a1165.bit_length() - 1)) + a1165
-        a1162 = a1162 << 2 | _E_RoadType_44[w1073['roadType']]
-        v1169 = w1073['laneConfiguration']
-        a1170 = 1
-        k1171 = len(v1169)
-        if 1 <= k1171 <= 16:
-            a1170 <<= 1
-            a1170 = a1170 << 4 | (k1171 - 1)
+                a1310 = _rt.uwn(a1310 << 1 | 1, w1314)
+        a1310 = a1310 << 2 | _E_RoadType_44[w1221['roadType']]
+        v1316 = w1221['laneConfiguration']
+        a1317 = 1
+        k1318 = len(v1316)
+        if 1 <= k1318 <= 16:
+            a1317 <<= 1
+            a1317 = a1317 << 4 | (k1318 - 1)
         else:
-            a1170 = _rt.ld(a1170 << 1 | 1, k1171)
-        for w1171 in v1169:
-            a1211 = 1
-            ext1212 = 'detectionZoneIds' in w1171 or 'relevanceZoneIds' in w1171 or 'laneCharacteristics' in w1171 or 'laneSurfaceStaticCharacteristics' in w1171 or 'laneSurfaceDynamicCharacteristics' in w1171
-            a1211 = a1211 << 10 | ((ext1212) << 3 | ('validity' in w1171) << 2 | ('laneTypeQualifier' in w1171) << 1 | ('laneWidth' in w1171)) << 6 | ((w1171['laneNumber'] + 1)) << 2 | (w1171['direction'])
-            if 'validity' in w1171:
-                s_ = e_InternationalSign_applicablePeriod(w1171['validity'])
-                a1211 = ((a1211 - 1) << (s_.bit_length() - 1)) + s_
-            a1211 = a1211 << 5 | w1171['laneType']
-            if 'laneTypeQualifier' in w1171:
-                s_ = e_CompleteVehicleCharacteristics(w1171['laneTypeQualifier'])
-                a1211 = ((a1211 - 1) << (s_.bit_length() - 1)) + s_
-            w1219 = w1171['laneStatus']
-            if 0 <= w1219 <= 7:
-                a1211 = a1211 << 4 | w1219
+            a1317 = _rt.ld(a1317 << 1 | 1, k1318)
+        for w1318 in v1316:
+            a1358 = 1
+            ext1359 = 'detectionZoneIds' in w1318 or 'relevanceZoneIds' in w1318 or 'laneCharacteristics' in w1318 or 'laneSurfaceStaticCharacteristics' in w1318 or 'laneSurfaceDynamicCharacteristics' in w1318
+            a1358 = a1358 << 10 | ((8 if ext1359 else 0) | (4 if 'validity' in w1318 else 0) | (2 if 'laneTypeQualifier' in w1318 else 0) | ('laneWidth' in w1318)) << 6 | ((w1318['laneNumber'] + 1)) << 2 | (w1318['direction'])
+            if 'validity' in w1318:
+                s_ = e_InternationalSign_applicablePeriod(w1318['validity'])
+                a1358 = ((a1358 - 1) << (s_.bit_length() - 1)) + s_
+            a1358 = a1358 << 5 | w1318['laneType']
+            if 'laneTypeQualifier' in w1318:
+                s_ = e_CompleteVehicleCharacteristics(w1318['laneTypeQualifier'])
+                a1358 = ((a1358 - 1) << (s_.bit_length() - 1)) + s_
+            w1366 = w1318['laneStatus']
+            if 0 <= w1366 <= 7:
+                a1358 = a1358 << 4 | w1366
             else:
-                a1211 = _rt.uwn(a1211 << 1 | 1, w1219)
-            if 'laneWidth' in w1171:
-                a1211 = a1211 << 10 | w1171['laneWidth']
-            if ext1212:
-                subs1212, present1212 = [], 0
-                if 'detectionZoneIds' in w1171 or 'relevanceZoneIds' in w1171 or 'laneCharacteristics' in w1171 or 'laneSurfaceStaticCharacteristics' in w1171 or 'laneSurfaceDynamicCharacteristics' in w1171:
-                    s1212 = 1 << 5 | ('detectionZoneIds' in w1171) << 4 | ('relevanceZoneIds' in w1171) << 3 | ('laneCharacteristics' in w1171) << 2 | ('laneSurfaceStaticCharacteristics' in w1171) << 1 | ('laneSurfaceDynamicCharacteristics' in w1171) << 0
-                    if 'detectionZoneIds' in w1171:
-                        s_ = e_ZoneIds(w1171['detectionZoneIds'])
-                        s1212 = ((s1212 - 1) << (s_.bit_length() - 1)) + s_
-                    if 'relevanceZoneIds' in w1171:
-                        s_ = e_ZoneIds(w1171['relevanceZoneIds'])
-                        s1212 = ((s1212 - 1) << (s_.bit_length() - 1)) + s_
-                    if 'laneCharacteristics' in w1171:
-                        v1223 = w1171['laneCharacteristics']
-                        w1226 = v1223['zoneDefinitionAccuracy']
-                        if 0 <= w1226 <= 7:
-                            s1212 = s1212 << 4 | w1226
+                a1358 = _rt.uwn(a1358 << 1 | 1, w1366)
+            if 'laneWidth' in w1318:
+                a1358 = a1358 << 10 | w1318['laneWidth']
+            if ext1359:
+                subs1359, present1359 = [], 0
+                if 'detectionZoneIds' in w1318 or 'relevanceZoneIds' in w1318 or 'laneCharacteristics' in w1318 or 'laneSurfaceStaticCharacteristics' in w1318 or 'laneSurfaceDynamicCharacteristics' in w1318:
+                    s1359 = 1 << 5 | ('detectionZoneIds' in w1318) << 4 | ('relevanceZoneIds' in w1318) << 3 | ('laneCharacteristics' in w1318) << 2 | ('laneSurfaceStaticCharacteristics' in w1318) << 1 | ('laneSurfaceDynamicCharacteristics' in w1318) << 0
+                    if 'detectionZoneIds' in w1318:
+                        s_ = e_ZoneIds(w1318['detectionZoneIds'])
+                        s1359 = ((s1359 - 1) << (s_.bit_length() - 1)) + s_
+                    if 'relevanceZoneIds' in w1318:
+                        s_ = e_ZoneIds(w1318['relevanceZoneIds'])
+                        s1359 = ((s1359 - 1) << (s_.bit_length() - 1)) + s_
+                    if 'laneCharacteristics' in w1318:
+                        v1370 = w1318['laneCharacteristics']
+                        w1373 = v1370['zoneDefinitionAccuracy']
+                        if 0 <= w1373 <= 7:
+                            s1359 = s1359 << 4 | w1373
                         else:
-                            s1212 = _rt.uwn(s1212 << 1 | 1, w1226)
-                        s1212 = s1212 << 1 | (1 if v1223['existinglaneMarkingStatus'] else 0)
-                        w1229 = v1223['newlaneMarkingColour']
-                        if 0 <= w1229 <= 7:
-                            s1212 = s1212 << 4 | w1229
+                            s1359 = _rt.uwn(s1359 << 1 | 1, w1373)
+                        s1359 = s1359 << 1 | (1 if v1370['existinglaneMarkingStatus'] else 0)
+                        w1376 = v1370['newlaneMarkingColour']
+                        if 0 <= w1376 <= 7:
+                            s1359 = s1359 << 4 | w1376
                         else:
-                            s1212 = _rt.uwn(s1212 << 1 | 1, w1229)
-                        w1231 = v1223['laneDelimitationLeft']
-                        if 0 <= w1231 <= 7:
-                            s1212 = s1212 << 4 | w1231
+                            s1359 = _rt.uwn(s1359 << 1 | 1, w1376)
+                        w1378 = v1370['laneDelimitationLeft']
+                        if 0 <= w1378 <= 7:
+                            s1359 = s1359 << 4 | w1378
                         else:
-                            s1212 = _rt.uwn(s1212 << 1 | 1, w1231)
-                        w1233 = v1223['laneDelimitationRight']
-                        if 0 <= w1233 <= 7:
-                            s1212 = s1212 << 4 | w1233
+                            s1359 = _rt.uwn(s1359 << 1 | 1, w1378)
+                        w1380 = v1370['laneDelimitationRight']
+                        if 0 <= w1380 <= 7:
+                            s1359 = s1359 << 4 | w1380
                         else:
-                            s1212 = _rt.uwn(s1212 << 1 | 1, w1233)
-                        w1235 = v1223['mergingWith']
-                        if 1 <= w1235 <= 32:
-                            s1212 = s1212 << 6 | (w1235 - 1)
+                            s1359 = _rt.uwn(s1359 << 1 | 1, w1380)
+                        w1382 = v1370['mergingWith']
+                        if 1 <= w1382 <= 32:
+                            s1359 = s1359 << 6 | (w1382 - 1)
                         else:
-                            s1212 = _rt.uwn(s1212 << 1 | 1, w1235)
-                    if 'laneSurfaceStaticCharacteristics' in w1171:
-                        v1236 = w1171['laneSurfaceStaticCharacteristics']
-                        s1212 = s1212 << 7 | v1236['frictionCoefficient']
-                        w1240 = v1236['material']
-                        if 0 <= w1240 <= 7:
-                            s1212 = s1212 << 4 | w1240
+                            s1359 = _rt.uwn(s1359 << 1 | 1, w1382)
+                    if 'laneSurfaceStaticCharacteristics' in w1318:
+                        v1383 = w1318['laneSurfaceStaticCharacteristics']
+                        s1359 = s1359 << 7 | v1383['frictionCoefficient']
+                        w1387 = v1383['material']
+                        if 0 <= w1387 <= 7:
+                            s1359 = s1359 << 4 | w1387
                         else:
-                            s1212 = _rt.uwn(s1212 << 1 | 1, w1240)
-                        w1242 = v1236['wear']
-                        if 0 <= w1242 <= 7:
-                            s1212 = s1212 << 4 | w1242
+                            s1359 = _rt.uwn(s1359 << 1 | 1, w1387)
+                        w1389 = v1383['wear']
+                        if 0 <= w1389 <= 7:
+                            s1359 = s1359 << 4 | w1389
                         else:
-                            s1212 = _rt.uwn(s1212 << 1 | 1, w1242)
-                        s1212 = s1212 << 6 | (v1236['avBankingAngle'] + 20)
-                    if 'laneSurfaceDynamicCharacteristics' in w1171:
-                        v1244 = w1171['laneSurfaceDynamicCharacteristics']
-                        w1247 = v1244['condition']
-                        if 0 <= w1247 <= 15:
-                            s1212 = s1212 << 5 | w1247
+                            s1359 = _rt.uwn(s1359 << 1 | 1, w1389)
+                        s1359 = s1359 << 6 | (v1383['avBankingAngle'] + 20)
+                    if 'laneSurfaceDynamicCharacteristics' in w1318:
+                        v1391 = w1318['laneSurfaceDynamicCharacteristics']
+                        w1394 = v1391['condition']
+                        if 0 <= w1394 <= 15:
+                            s1359 = s1359 << 5 | w1394
                         else:
-                            s1212 = _rt.uwn(s1212 << 1 | 1, w1247)
-                        s1212 = s1212 << 19 | ((v1244['temperature'] + 100)) << 11 | (v1244['iceOrWaterDepth']) << 3 | (v1244['treatment'])
-                    subs1212.append(s1212)
-                    present1212 |= 1
-                a1211 = _rt.additions(a1211, 1, present1212, subs1212)
-            a1170 = ((a1170 - 1) << (a1211.bit_length() - 1)) + a1211
-        a1162 = ((a1162 - 1) << (a1170.bit_length() - 1)) + a1170
-        a = ((a - 1) << (a1162.bit_length() - 1)) + a1162
+                            s1359 = _rt.uwn(s1359 << 1 | 1, w1394)
+                        s1359 = s1359 << 19 | ((v1391['temperature'] + 100)) << 11 | (v1391['iceOrWaterDepth']) << 3 | (v1391['treatment'])
+                    subs1359.append(s1359)
+                    present1359 |= 1
+                a1358 = _rt.additions(a1358, 1, present1359, subs1359)
+            a1317 = ((a1317 - 1) << (a1358.bit_length() - 1)) + a1358
+        a1310 = ((a1310 - 1) << (a1317.bit_length() - 1)) + a1317
+        a = ((a - 1) << (a1310.bit_length() - 1)) + a1310
     return a
 
 def d_RoadConfigurationContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1251, q = _rt.read_ld(x, q)
+        k1398, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1251 = ((x >> q) & 15) + 1
+        k1398 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k1251):
+    for _ in range(k1398):
         x &= (1 << q) - 1
-        r1252: dict[str, Any] = {}
+        r1399: dict[str, Any] = {}
         q -= 1
-        h1253 = (x >> q) & 1
+        h1400 = (x >> q) & 1
         q -= 1
         if (x >> q) & 1:
-            k1255, q = _rt.read_ld(x, q)
+            k1402, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1255 = ((x >> q) & 7) + 1
-        r1254: list[Any] = []
-        for _ in range(k1255):
+            k1402 = ((x >> q) & 7) + 1
+        r1401: list[Any] = []
+        for _ in range(k1402):
             q -= 1
             if (x >> q) & 1:
-                w1255, q = _rt.read_uwn(x, q)
+                w1402, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w1255 = ((x >> q) & 31) + 1
-            r1254.append(w1255)
-        r1252['relevanceZoneIds'] = r1254
+                w1402 = ((x >> q) & 31) + 1
+            r1401.append(w1402)
+        r1399['relevanceZoneIds'] = r1401
         q -= 2
-        r1252['roadType'] = _D_RoadType_45[(x >> q) & 3]
+        r1399['roadType'] = _D_RoadType_45[(x >> q) & 3]
         q -= 1
         if (x >> q) & 1:
-            k1257, q = _rt.read_ld(x, q)
+            k1404, q = _rt.read_ld(x, q)
         else:
             q -= 4
-            k1257 = ((x >> q) & 15) + 1
-        r1256: list[Any] = []
-        for _ in range(k1257):
-            r1258: dict[str, Any] = {}
+            k1404 = ((x >> q) & 15) + 1
+        r1403: list[Any] = []
+        for _ in range(k1404):
+            r1405: dict[str, Any] = {}
             q -= 10
             t_ = (x >> q) & 1023
-            h1259 = (t_ >> 6) & 15
-            r1258['laneNumber'] = ((t_ >> 2) & 15) - 1
-            r1258['direction'] = t_ & 3
-            if h1259 & 4:
-                r1258['validity'], q = d_InternationalSign_applicablePeriod(x, q)
+            h1406 = (t_ >> 6) & 15
+            r1405['laneNumber'] = ((t_ >> 2) & 15) - 1
+            r1405['direction'] = t_ & 3
+            if h1406 & 4:
+                r1405['validity'], q = d_InternationalSign_applicablePeriod(x, q)
             q -= 5
-            r1258['laneType'] = (x >> q) & 31
-            if h1259 & 2:
-                r1258['laneTypeQualifier'], q = d_CompleteVehicleCharacteristics(x, q)
+            r1405['laneType'] = (x >> q) & 31
+            if h1406 & 2:
+                r1405['laneTypeQualifier'], q = d_CompleteVehicleCharacteristics(x, q)
             q -= 1
             if (x >> q) & 1:
-                r1258['laneStatus'], q = _rt.read_uwn(x, q)
+                r1405['laneStatus'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r1258['laneStatus'] = (x >> q) & 7
-            if h1259 & 1:
+                r1405['laneStatus'] = (x >> q) & 7
+            if h1406 & 1:
                 q -= 10
-                r1258['laneWidth'] = (x >> q) & 1023
-            if h1259 >> 3:
-                n1259, q = _rt.read_nsl(x, q)
-                q -= n1259
-                bm1259 = (x >> q) & ((1 << n1259) - 1)
-                for i1259 in range(n1259):
-                    if not (bm1259 >> (n1259 - 1 - i1259)) & 1:
+                r1405['laneWidth'] = (x >> q) & 1023
+            if h1406 >> 3:
+                n1406, q = _rt.read_nsl(x, q)
+                q -= n1406
+                bm1406 = (x >> q) & ((1 << n1406) - 1)
+                for i1406 in range(n1406):
+                    if not (bm1406 >> (n1406 - 1 - i1406)) & 1:
                         continue
-                    length1259, q = _rt.read_ld(x, q)
-                    q01259 = q
-                    if i1259 == 0:
+                    length1406, q = _rt.read_ld(x, q)
+                    q01406 = q
+                    if i1406 == 0:
                         q -= 5
-                        g1259 = (x >> q) & 31
-                        if g1259 & 16:
-                            r1258['detectionZoneIds'], q = d_ZoneIds(x, q)
-                        if g1259 & 8:
-                            r1258['relevanceZoneIds'], q = d_ZoneIds(x, q)
-                        if g1259 & 4:
-                            r1260: dict[str, Any] = {}
+                        g1406 = (x >> q) & 31
+                        if g1406 & 16:
+                            r1405['detectionZoneIds'], q = d_ZoneIds(x, q)
+                        if g1406 & 8:
+                            r1405['relevanceZoneIds'], q = d_ZoneIds(x, q)
+                        if g1406 & 4:
+                            r1407: dict[str, Any] = {}
                             q -= 1
                             if (x >> q) & 1:
-                                r1260['zoneDefinitionAccuracy'], q = _rt.read_uwn(x, q)
+                                r1407['zoneDefinitionAccuracy'], q = _rt.read_uwn(x, q)
                             else:
                                 q -= 3
-                                r1260['zoneDefinitionAccuracy'] = (x >> q) & 7
+                                r1407['zoneDefinitionAccuracy'] = (x >> q) & 7
                             q -= 1
-                            r1260['existinglaneMarkingStatus'] = (x >> q) & 1 == 1
+                            r1407['existinglaneMarkingStatus'] = (x >> q) & 1 == 1
                             q -= 1
                             if (x >> q) & 1:
-                                r1260['newlaneMarkingColour'], q = _rt.read_uwn(x, q)
+                                r1407['newlaneMarkingColour'], q = _rt.read_uwn(x, q)
                             else:
                                 q -= 3
-                                r1260['newlaneMarkingColour'] = (x >> q) & 7
+                                r1407['newlaneMarkingColour'] = (x >> q) & 7
                             q -= 1
                             if (x >> q) & 1:
-                                r1260['laneDelimitationLeft'], q = _rt.read_uwn(x, q)
+                                r1407['laneDelimitationLeft'], q = _rt.read_uwn(x, q)
                             else:
                                 q -= 3
-                                r1260['laneDelimitationLeft'] = (x >> q) & 7
+                                r1407['laneDelimitationLeft'] = (x >> q) & 7
                             q -= 1
                             if (x >> q) & 1:
-                                r1260['laneDelimitationRight'], q = _rt.read_uwn(x, q)
+                                r1407['laneDelimitationRight'], q = _rt.read_uwn(x, q)
                             else:
                                 q -= 3
-                                r1260['laneDelimitationRight'] = (x >> q) & 7
+                                r1407['laneDelimitationRight'] = (x >> q) & 7
                             q -= 1
                             if (x >> q) & 1:
-                                r1260['mergingWith'], q = _rt.read_uwn(x, q)
+                                r1407['mergingWith'], q = _rt.read_uwn(x, q)
                             else:
                                 q -= 5
-                                r1260['mergingWith'] = ((x >> q) & 31) + 1
-                            r1258['laneCharacteristics'] = r1260
-                        if g1259 & 2:
-                            r1262: dict[str, Any] = {}
+                                r1407['mergingWith'] = ((x >> q) & 31) + 1
+                            r1405['laneCharacteristics'] = r1407
+                        if g1406 & 2:
+                            r1409: dict[str, Any] = {}
                             q -= 7
-                            r1262['frictionCoefficient'] = (x >> q) & 127
+                            r1409['frictionCoefficient'] = (x >> q) & 127
                             q -= 1
                             if (x >> q) & 1:
-                                r1262['material'], q = _rt.read_uwn(x, q)
+                                r1409['material'], q = _rt.read_uwn(x, q)
                             else:
                                 q -= 3
-                                r1262['material'] = (x >> q) & 7
+                                r1409['material'] = (x >> q) & 7
                             q -= 1
                             if (x >> q) & 1:
-                                r1262['wear'], q = _rt.read_uwn(x, q)
+                                r1409['wear'], q = _rt.read_uwn(x, q)
                             else:
                                 q -= 3
-                                r1262['wear'] = (x >> q) & 7
+                                r1409['wear'] = (x >> q) & 7
                             q -= 6
-                            r1262['avBankingAngle'] = ((x >> q) & 63) - 20
-                            r1258['laneSurfaceStaticCharacteristics'] = r1262
-                        if g1259 & 1:
-                            r1264: dict[str, Any] = {}
+                            r1409['avBankingAngle'] = ((x >> q) & 63) - 20
+                            r1405['laneSurfaceStaticCharacteristics'] = r1409
+                        if g1406 & 1:
+                            r1411: dict[str, Any] = {}
                             q -= 1
                             if (x >> q) & 1:
-                                r1264['condition'], q = _rt.read_uwn(x, q)
+                                r1411['condition'], q = _rt.read_uwn(x, q)
                             else:
                                 q -= 4
-                                r1264['condition'] = (x >> q) & 15
+                                r1411['condition'] = (x >> q) & 15
                             q -= 19
                             t_ = (x >> q) & 524287
-                            r1264['temperature'] = ((t_ >> 11) & 255) - 100
-                            r1264['iceOrWaterDepth'] = (t_ >> 3) & 255
-                            r1264['treatment'] = t_ & 7
-                            r1258['laneSurfaceDynamicCharacteristics'] = r1264
+                            r1411['temperature'] = ((t_ >> 11) & 255) - 100
+                            r1411['iceOrWaterDepth'] = (t_ >> 3) & 255
+                            r1411['treatment'] = t_ & 7
+                            r1405['laneSurfaceDynamicCharacteristics'] = r1411
                     else:
-                        q = _rt.skip(q, length1259 << 3)
-                    al1259 = (q01259 - q) % 8
-                    if al1259:
-                        q = _rt.skip(q, 8 - al1259)
-            r1256.append(r1258)
-        r1252['laneConfiguration'] = r1256
-        if h1253 >> 0:
+                        q = _rt.skip(q, length1406 << 3)
+                    al1406 = (q01406 - q) % 8
+                    if al1406:
+                        q = _rt.skip(q, 8 - al1406)
+            r1403.append(r1405)
+        r1399['laneConfiguration'] = r1403
+        if h1400 >> 0:
             q = _rt.skip_additions(x, q)
-        r.append(r1252)
+        r.append(r1399)
     return r, q
 
 
 def e_TextContainer(v: Any) -> int:
     a: int = 1
-    k1266 = len(v)
-    if 1 <= k1266 <= 16:
+    k1413 = len(v)
+    if 1 <= k1413 <= 16:
         a <<= 1
-        a = a << 4 | (k1266 - 1)
+        a = a << 4 | (k1413 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1266)
-    for w1266 in v:
-        ext1267 = 'iviType' in w1266 or 'laneStatus' in w1266 or 'vehicleCharacteristics' in w1266
-        a = a << 9 | (ext1267) << 8 | ('detectionZoneIds' in w1266) << 7 | ('direction' in w1266) << 6 | ('driverAwarenessZoneIds' in w1266) << 5 | ('minimumAwarenessTime' in w1266) << 4 | ('applicableLanes' in w1266) << 3 | ('layoutId' in w1266) << 2 | ('preStoredlayoutId' in w1266) << 1 | ('text' in w1266)
-        if 'detectionZoneIds' in w1266:
-            v1268 = w1266['detectionZoneIds']
-            a1269 = 1
-            k1270 = len(v1268)
-            if 1 <= k1270 <= 8:
-                a1269 <<= 1
-                a1269 = a1269 << 3 | (k1270 - 1)
+        a = _rt.ld(a << 1 | 1, k1413)
+    for w1413 in v:
+        a1465 = 1
+        ext1466 = 'iviType' in w1413 or 'laneStatus' in w1413 or 'vehicleCharacteristics' in w1413
+        a1465 = a1465 << 9 | (256 if ext1466 else 0) | (128 if 'detectionZoneIds' in w1413 else 0) | (64 if 'direction' in w1413 else 0) | (32 if 'driverAwarenessZoneIds' in w1413 else 0) | (16 if 'minimumAwarenessTime' in w1413 else 0) | (8 if 'applicableLanes' in w1413 else 0) | (4 if 'layoutId' in w1413 else 0) | (2 if 'preStoredlayoutId' in w1413 else 0) | ('text' in w1413)
+        if 'detectionZoneIds' in w1413:
+            v1467 = w1413['detectionZoneIds']
+            k1468 = len(v1467)
+            if 1 <= k1468 <= 8:
+                a1465 <<= 1
+                a1465 = a1465 << 3 | (k1468 - 1)
             else:
-                a1269 = _rt.ld(a1269 << 1 | 1, k1270)
-            for w1270 in v1268:
-                w1271 = w1270
-                if 1 <= w1271 <= 32:
-                    a1269 = a1269 << 6 | (w1271 - 1)
+                a1465 = _rt.ld(a1465 << 1 | 1, k1468)
+            for w1468 in v1467:
+                w1469 = w1468
+                if 1 <= w1469 <= 32:
+                    a1465 = a1465 << 6 | (w1469 - 1)
                 else:
-                    a1269 = _rt.uwn(a1269 << 1 | 1, w1271)
-            a = ((a - 1) << (a1269.bit_length() - 1)) + a1269
-        v1272 = w1266['relevanceZoneIds']
-        a1273 = 1
-        k1274 = len(v1272)
-        if 1 <= k1274 <= 8:
-            a1273 <<= 1
-            a1273 = a1273 << 3 | (k1274 - 1)
+                    a1465 = _rt.uwn(a1465 << 1 | 1, w1469)
+        v1470 = w1413['relevanceZoneIds']
+        a1471 = 1
+        k1472 = len(v1470)
+        if 1 <= k1472 <= 8:
+            a1471 <<= 1
+            a1471 = a1471 << 3 | (k1472 - 1)
         else:
-            a1273 = _rt.ld(a1273 << 1 | 1, k1274)
-        for w1274 in v1272:
-            w1275 = w1274
-            if 1 <= w1275 <= 32:
-                a1273 = a1273 << 6 | (w1275 - 1)
+            a1471 = _rt.ld(a1471 << 1 | 1, k1472)
+        for w1472 in v1470:
+            w1473 = w1472
+            if 1 <= w1473 <= 32:
+                a1471 = a1471 << 6 | (w1473 - 1)
             else:
-                a1273 = _rt.uwn(a1273 << 1 | 1, w1275)
-        a = ((a - 1) << (a1273.bit_length() - 1)) + a1273
-        if 'direction' in w1266:
-            a = a << 2 | w1266['direction']
-        if 'driverAwarenessZoneIds' in w1266:
-            v1277 = w1266['driverAwarenessZoneIds']
-            a1278 = 1
-            k1279 = len(v1277)
-            if 1 <= k1279 <= 8:
-                a1278 <<= 1
-                a1278 = a1278 << 3 | (k1279 - 1)
+                a1471 = _rt.uwn(a1471 << 1 | 1, w1473)
+        a1465 = ((a1465 - 1) << (a1471.bit_length() - 1)) + a1471
+        if 'direction' in w1413:
+            a1465 = a1465 << 2 | w1413['direction']
+        if 'driverAwarenessZoneIds' in w1413:
+            v1475 = w1413['driverAwarenessZoneIds']
+            a1476 = 1
+            k1477 = len(v1475)
+            if 1 <= k1477 <= 8:
+                a1476 <<= 1
+                a1476 = a1476 << 3 | (k1477 - 1)
             else:
-                a1278 = _rt.ld(a1278 << 1 | 1, k1279)
-            for w1279 in v1277:
-                w1280 = w1279
-                if 1 <= w1280 <= 32:
-                    a1278 = a1278 << 6 | (w1280 - 1)
+                a1476 = _rt.ld(a1476 << 1 | 1, k1477)
+            for w1477 in v1475:
+                w1478 = w1477
+                if 1 <= w1478 <= 32:
+                    a1476 = a1476 << 6 | (w1478 - 1)
                 else:
-                    a1278 = _rt.uwn(a1278 << 1 | 1, w1280)
-            a = ((a - 1) << (a1278.bit_length() - 1)) + a1278
-        if 'minimumAwarenessTime' in w1266:
-            a = a << 8 | w1266['minimumAwarenessTime']
-        if 'applicableLanes' in w1266:
-            v1282 = w1266['applicableLanes']
-            a1283 = 1
-            k1284 = len(v1282)
-            if 1 <= k1284 <= 8:
-                a1283 <<= 1
-                a1283 = a1283 << 3 | (k1284 - 1)
+                    a1476 = _rt.uwn(a1476 << 1 | 1, w1478)
+            a1465 = ((a1465 - 1) << (a1476.bit_length() - 1)) + a1476
+        if 'minimumAwarenessTime' in w1413:
+            a1465 = a1465 << 8 | w1413['minimumAwarenessTime']
+        if 'applicableLanes' in w1413:
+            v1480 = w1413['applicableLanes']
+            a1481 = 1
+            k1482 = len(v1480)
+            if 1 <= k1482 <= 8:
+                a1481 <<= 1
+                a1481 = a1481 << 3 | (k1482 - 1)
             else:
-                a1283 = _rt.ld(a1283 << 1 | 1, k1284)
-            for w1284 in v1282:
-                a1283 = a1283 << 4 | (w1284 + 1)
-            a = ((a - 1) << (a1283.bit_length() - 1)) + a1283
-        if 'layoutId' in w1266:
-            w1286 = w1266['layoutId']
-            if 1 <= w1286 <= 4:
-                a = a << 3 | (w1286 - 1)
+                a1481 = _rt.ld(a1481 << 1 | 1, k1482)
+            for w1482 in v1480:
+                a1481 = a1481 << 4 | (w1482 + 1)
+            a1465 = ((a1465 - 1) << (a1481.bit_length() - 1)) + a1481
+        if 'layoutId' in w1413:
+            w1484 = w1413['layoutId']
+            if 1 <= w1484 <= 4:
+                a1465 = a1465 << 3 | (w1484 - 1)
             else:
-                a = _rt.uwn(a << 1 | 1, w1286)
-        if 'preStoredlayoutId' in w1266:
-            w1288 = w1266['preStoredlayoutId']
-            if 1 <= w1288 <= 64:
-                a = a << 7 | (w1288 - 1)
+                a1465 = _rt.uwn(a1465 << 1 | 1, w1484)
+        if 'preStoredlayoutId' in w1413:
+            w1486 = w1413['preStoredlayoutId']
+            if 1 <= w1486 <= 64:
+                a1465 = a1465 << 7 | (w1486 - 1)
             else:
-                a = _rt.uwn(a << 1 | 1, w1288)
-        if 'text' in w1266:
-            v1289 = w1266['text']
-            a1290 = 1
-            k1291 = len(v1289)
-            if 1 <= k1291 <= 4:
-                a1290 <<= 1
-                a1290 = a1290 << 2 | (k1291 - 1)
+                a1465 = _rt.uwn(a1465 << 1 | 1, w1486)
+        if 'text' in w1413:
+            v1487 = w1413['text']
+            a1488 = 1
+            k1489 = len(v1487)
+            if 1 <= k1489 <= 4:
+                a1488 <<= 1
+                a1488 = a1488 << 2 | (k1489 - 1)
             else:
-                a1290 = _rt.ld(a1290 << 1 | 1, k1291)
-            for w1291 in v1289:
-                a1290 = a1290 << 1 | ('layoutComponentId' in w1291)
-                if 'layoutComponentId' in w1291:
-                    w1294 = w1291['layoutComponentId']
-                    if 1 <= w1294 <= 4:
-                        a1290 = a1290 << 3 | (w1294 - 1)
+                a1488 = _rt.ld(a1488 << 1 | 1, k1489)
+            for w1489 in v1487:
+                a1497 = 1
+                a1497 = a1497 << 1 | ('layoutComponentId' in w1489)
+                if 'layoutComponentId' in w1489:
+                    w1500 = w1489['layoutComponentId']
+                    if 1 <= w1500 <= 4:
+                        a1497 = a1497 << 3 | (w1500 - 1)
                     else:
-                        a1290 = _rt.uwn(a1290 << 1 | 1, w1294)
-                d1296, k1297 = w1291['language']
-                a1290 = a1290 << k1297 | int.from_bytes(d1296, 'big') >> (8 * len(d1296) - k1297)
-                a1290 = _rt.octets(a1290, w1291['textContent'].encode('utf-8'))
-            a = ((a - 1) << (a1290.bit_length() - 1)) + a1290
-        d1300 = w1266['data']
-        a = _rt.octets(a, d1300)
-        if ext1267:
-            subs1267, present1267 = [], 0
-            if 'iviType' in w1266 or 'laneStatus' in w1266 or 'vehicleCharacteristics' in w1266:
-                s1267 = 1 << 2 | ('laneStatus' in w1266) << 1 | ('vehicleCharacteristics' in w1266) << 0
-                s1267 = s1267 << 3 | w1266['iviType']
-                if 'laneStatus' in w1266:
-                    w1303 = w1266['laneStatus']
-                    if 0 <= w1303 <= 7:
-                        s1267 = s1267 << 4 | w1303
+                        a1497 = _rt.uwn(a1497 << 1 | 1, w1500)
+                d1502, k1503 = w1489['language']
+                a1497 = a1497 << k1503 | int.from_bytes(d1502, 'big') >> (8 * len(d1502) - k1503)
+                a1497 = _rt.octets(a1497, w1489['textContent'].encode('utf-8'))
+                a1488 = ((a1488 - 1) << (a1497.bit_length() - 1)) + a1497
+            a1465 = ((a1465 - 1) << (a1488.bit_length() - 1)) + a1488
+        d1506 = w1413['data']
+        a1465 = _rt.octets(a1465, d1506)
+        if ext1466:
+            subs1466, present1466 = [], 0
+            if 'iviType' in w1413 or 'laneStatus' in w1413 or 'vehicleCharacteristics' in w1413:
+                s1466 = 1 << 2 | ('laneStatus' in w1413) << 1 | ('vehicleCharacteristics' in w1413) << 0
+                s1466 = s1466 << 3 | w1413['iviType']
+                if 'laneStatus' in w1413:
+                    w1509 = w1413['laneStatus']
+                    if 0 <= w1509 <= 7:
+                        s1466 = s1466 << 4 | w1509
                     else:
-                        s1267 = _rt.uwn(s1267 << 1 | 1, w1303)
-                if 'vehicleCharacteristics' in w1266:
-                    v1304 = w1266['vehicleCharacteristics']
-                    a1305 = 1
-                    k1306 = len(v1304)
-                    if 1 <= k1306 <= 8:
-                        a1305 <<= 1
-                        a1305 = a1305 << 3 | (k1306 - 1)
+                        s1466 = _rt.uwn(s1466 << 1 | 1, w1509)
+                if 'vehicleCharacteristics' in w1413:
+                    v1510 = w1413['vehicleCharacteristics']
+                    k1511 = len(v1510)
+                    if 1 <= k1511 <= 8:
+                        s1466 <<= 1
+                        s1466 = s1466 << 3 | (k1511 - 1)
                     else:
-                        a1305 = _rt.ld(a1305 << 1 | 1, k1306)
-                    for w1306 in v1304:
-                        a1305 = a1305 << 3 | ('tractor' in w1306) << 2 | ('trailer' in w1306) << 1 | ('train' in w1306)
-                        if 'tractor' in w1306:
-                            s_ = e_TractorCharacteristics(w1306['tractor'])
-                            a1305 = ((a1305 - 1) << (s_.bit_length() - 1)) + s_
-                        if 'trailer' in w1306:
-                            s_ = e_TrailerCharacteristicsList(w1306['trailer'])
-                            a1305 = ((a1305 - 1) << (s_.bit_length() - 1)) + s_
-                        if 'train' in w1306:
-                            s_ = e_TrainCharacteristics(w1306['train'])
-                            a1305 = ((a1305 - 1) << (s_.bit_length() - 1)) + s_
-                    s1267 = ((s1267 - 1) << (a1305.bit_length() - 1)) + a1305
-                subs1267.append(s1267)
-                present1267 |= 1
-            a = _rt.additions(a, 1, present1267, subs1267)
+                        s1466 = _rt.ld(s1466 << 1 | 1, k1511)
+                    for w1511 in v1510:
+                        s1466 = s1466 << 3 | (4 if 'tractor' in w1511 else 0) | (2 if 'trailer' in w1511 else 0) | ('train' in w1511)
+                        if 'tractor' in w1511:
+                            s_ = e_TractorCharacteristics(w1511['tractor'])
+                            s1466 = ((s1466 - 1) << (s_.bit_length() - 1)) + s_
+                        if 'trailer' in w1511:
+                            s_ = e_TrailerCharacteristicsList(w1511['trailer'])
+                            s1466 = ((s1466 - 1) << (s_.bit_length() - 1)) + s_
+                        if 'train' in w1511:
+                            s_ = e_TrainCharacteristics(w1511['train'])
+                            s1466 = ((s1466 - 1) << (s_.bit_length() - 1)) + s_
+                subs1466.append(s1466)
+                present1466 |= 1
+            a1465 = _rt.additions(a1465, 1, present1466, subs1466)
+        a = ((a - 1) << (a1465.bit_length() - 1)) + a1465
     return a
 
 def d_TextContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1311, q = _rt.read_ld(x, q)
+        k1516, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1311 = ((x >> q) & 15) + 1
+        k1516 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k1311):
+    for _ in range(k1516):
         x &= (1 << q) - 1
-        r1312: dict[str, Any] = {}
+        r1517: dict[str, Any] = {}
         q -= 9
-        h1313 = (x >> q) & 511
-        if h1313 & 128:
+        h1518 = (x >> q) & 511
+        if h1518 & 128:
             q -= 1
             if (x >> q) & 1:
-                k1315, q = _rt.read_ld(x, q)
+                k1520, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1315 = ((x >> q) & 7) + 1
-            r1314: list[Any] = []
-            for _ in range(k1315):
+                k1520 = ((x >> q) & 7) + 1
+            r1519: list[Any] = []
+            for _ in range(k1520):
                 q -= 1
                 if (x >> q) & 1:
-                    w1315, q = _rt.read_uwn(x, q)
+                    w1520, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1315 = ((x >> q) & 31) + 1
-                r1314.append(w1315)
-            r1312['detectionZoneIds'] = r1314
+                    w1520 = ((x >> q) & 31) + 1
+                r1519.append(w1520)
+            r1517['detectionZoneIds'] = r1519
         q -= 1
         if (x >> q) & 1:
-            k1317, q = _rt.read_ld(x, q)
+            k1522, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1317 = ((x >> q) & 7) + 1
-        r1316: list[Any] = []
-        for _ in range(k1317):
+            k1522 = ((x >> q) & 7) + 1
+        r1521: list[Any] = []
+        for _ in range(k1522):
             q -= 1
             if (x >> q) & 1:
-                w1317, q = _rt.read_uwn(x, q)
+                w1522, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w1317 = ((x >> q) & 31) + 1
-            r1316.append(w1317)
-        r1312['relevanceZoneIds'] = r1316
-        if h1313 & 64:
+                w1522 = ((x >> q) & 31) + 1
+            r1521.append(w1522)
+        r1517['relevanceZoneIds'] = r1521
+        if h1518 & 64:
             q -= 2
-            r1312['direction'] = (x >> q) & 3
-        if h1313 & 32:
+            r1517['direction'] = (x >> q) & 3
+        if h1518 & 32:
             q -= 1
             if (x >> q) & 1:
-                k1319, q = _rt.read_ld(x, q)
+                k1524, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1319 = ((x >> q) & 7) + 1
-            r1318: list[Any] = []
-            for _ in range(k1319):
+                k1524 = ((x >> q) & 7) + 1
+            r1523: list[Any] = []
+            for _ in range(k1524):
                 q -= 1
                 if (x >> q) & 1:
-                    w1319, q = _rt.read_uwn(x, q)
+                    w1524, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1319 = ((x >> q) & 31) + 1
-                r1318.append(w1319)
-            r1312['driverAwarenessZoneIds'] = r1318
-        if h1313 & 16:
+                    w1524 = ((x >> q) & 31) + 1
+                r1523.append(w1524)
+            r1517['driverAwarenessZoneIds'] = r1523
+        if h1518 & 16:
             q -= 8
-            r1312['minimumAwarenessTime'] = (x >> q) & 255
-        if h1313 & 8:
+            r1517['minimumAwarenessTime'] = (x >> q) & 255
+        if h1518 & 8:
             q -= 1
             if (x >> q) & 1:
-                k1321, q = _rt.read_ld(x, q)
+                k1526, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1321 = ((x >> q) & 7) + 1
-            r1320: list[Any] = []
-            for _ in range(k1321):
+                k1526 = ((x >> q) & 7) + 1
+            r1525: list[Any] = []
+            for _ in range(k1526):
                 q -= 4
-                w1321 = ((x >> q) & 15) - 1
-                r1320.append(w1321)
-            r1312['applicableLanes'] = r1320
-        if h1313 & 4:
+                w1526 = ((x >> q) & 15) - 1
+                r1525.append(w1526)
+            r1517['applicableLanes'] = r1525
+        if h1518 & 4:
             q -= 1
             if (x >> q) & 1:
-                r1312['layoutId'], q = _rt.read_uwn(x, q)
+                r1517['layoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r1312['layoutId'] = ((x >> q) & 3) + 1
-        if h1313 & 2:
+                r1517['layoutId'] = ((x >> q) & 3) + 1
+        if h1518 & 2:
             q -= 1
             if (x >> q) & 1:
-                r1312['preStoredlayoutId'], q = _rt.read_uwn(x, q)
+                r1517['preStoredlayoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 6
-                r1312['preStoredlayoutId'] = ((x >> q) & 63) + 1
-        if h1313 & 1:
+                r1517['preStoredlayoutId'] = ((x >> q) & 63) + 1
+        if h1518 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1323, q = _rt.read_ld(x, q)
+                k1528, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1323 = ((x >> q) & 3) + 1
-            r1322: list[Any] = []
-            for _ in range(k1323):
-                r1324: dict[str, Any] = {}
+                k1528 = ((x >> q) & 3) + 1
+            r1527: list[Any] = []
+            for _ in range(k1528):
+                r1529: dict[str, Any] = {}
                 q -= 1
-                h1325 = (x >> q) & 1
-                if h1325 & 1:
+                h1530 = (x >> q) & 1
+                if h1530 & 1:
                     q -= 1
                     if (x >> q) & 1:
-                        r1324['layoutComponentId'], q = _rt.read_uwn(x, q)
+                        r1529['layoutComponentId'], q = _rt.read_uwn(x, q)
                     else:
                         q -= 2
-                        r1324['layoutComponentId'] = ((x >> q) & 3) + 1
+                        r1529['layoutComponentId'] = ((x >> q) & 3) + 1
                 q -= 10
-                r1324['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-                b1327, q = _rt.read_octets(x, q)
-                r1324['textContent'] = b1327.decode('utf-8')
-                r1322.append(r1324)
-            r1312['text'] = r1322
-        r1312['data'], q = _rt.read_octets(x, q)
-        if h1313 >> 8:
-            n1313, q = _rt.read_nsl(x, q)
-            q -= n1313
-            bm1313 = (x >> q) & ((1 << n1313) - 1)
-            for i1313 in range(n1313):
-                if not (bm1313 >> (n1313 - 1 - i1313)) & 1:
+                r1529['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+                b1532, q = _rt.read_octets(x, q)
+                r1529['textContent'] = b1532.decode('utf-8')
+                r1527.append(r1529)
+            r1517['text'] = r1527
+        r1517['data'], q = _rt.read_octets(x, q)
+        if h1518 >> 8:
+            n1518, q = _rt.read_nsl(x, q)
+            q -= n1518
+            bm1518 = (x >> q) & ((1 << n1518) - 1)
+            for i1518 in range(n1518):
+                if not (bm1518 >> (n1518 - 1 - i1518)) & 1:
                     continue
-                length1313, q = _rt.read_ld(x, q)
-                q01313 = q
-                if i1313 == 0:
+                length1518, q = _rt.read_ld(x, q)
+                q01518 = q
+                if i1518 == 0:
                     q -= 5
                     t_ = (x >> q) & 31
-                    g1313 = (t_ >> 3) & 3
-                    r1312['iviType'] = t_ & 7
-                    if g1313 & 2:
+                    g1518 = (t_ >> 3) & 3
+                    r1517['iviType'] = t_ & 7
+                    if g1518 & 2:
                         q -= 1
                         if (x >> q) & 1:
-                            r1312['laneStatus'], q = _rt.read_uwn(x, q)
+                            r1517['laneStatus'], q = _rt.read_uwn(x, q)
                         else:
                             q -= 3
-                            r1312['laneStatus'] = (x >> q) & 7
-                    if g1313 & 1:
+                            r1517['laneStatus'] = (x >> q) & 7
+                    if g1518 & 1:
                         q -= 1
                         if (x >> q) & 1:
-                            k1329, q = _rt.read_ld(x, q)
+                            k1534, q = _rt.read_ld(x, q)
                         else:
                             q -= 3
-                            k1329 = ((x >> q) & 7) + 1
-                        r1328: list[Any] = []
-                        for _ in range(k1329):
-                            r1330: dict[str, Any] = {}
+                            k1534 = ((x >> q) & 7) + 1
+                        r1533: list[Any] = []
+                        for _ in range(k1534):
+                            r1535: dict[str, Any] = {}
                             q -= 3
-                            h1331 = (x >> q) & 7
-                            if h1331 & 4:
-                                r1330['tractor'], q = d_TractorCharacteristics(x, q)
-                            if h1331 & 2:
-                                r1330['trailer'], q = d_TrailerCharacteristicsList(x, q)
-                            if h1331 & 1:
-                                r1330['train'], q = d_TrainCharacteristics(x, q)
-                            r1328.append(r1330)
-                        r1312['vehicleCharacteristics'] = r1328
+                            h1536 = (x >> q) & 7
+                            if h1536 & 4:
+                                r1535['tractor'], q = d_TractorCharacteristics(x, q)
+                            if h1536 & 2:
+                                r1535['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                            if h1536 & 1:
+                                r1535['train'], q = d_TrainCharacteristics(x, q)
+                            r1533.append(r1535)
+                        r1517['vehicleCharacteristics'] = r1533
                 else:
-                    q = _rt.skip(q, length1313 << 3)
-                al1313 = (q01313 - q) % 8
-                if al1313:
-                    q = _rt.skip(q, 8 - al1313)
-        r.append(r1312)
+                    q = _rt.skip(q, length1518 << 3)
+                al1518 = (q01518 - q) % 8
+                if al1518:
+                    q = _rt.skip(q, 8 - al1518)
+        r.append(r1517)
     return r, q
 
 
 def e_LayoutContainer(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('height' in v) << 1 | ('width' in v)
-    w1334 = v['layoutId']
-    if 1 <= w1334 <= 4:
-        a = a << 3 | (w1334 - 1)
+    a = a << 3 | (2 if 'height' in v else 0) | ('width' in v)
+    w1539 = v['layoutId']
+    if 1 <= w1539 <= 4:
+        a = a << 3 | (w1539 - 1)
     else:
-        a = _rt.uwn(a << 1 | 1, w1334)
+        a = _rt.uwn(a << 1 | 1, w1539)
     if 'height' in v:
         a = a << 6 | (v['height'] - 10)
     if 'width' in v:
         a = a << 8 | (v['width'] - 10)
-    v1337 = v['layoutComponents']
-    a1338 = 1
-    k1339 = len(v1337)
-    if 1 <= k1339 <= 4:
-        a1338 <<= 1
-        a1338 = a1338 << 2 | (k1339 - 1)
+    v1542 = v['layoutComponents']
+    k1543 = len(v1542)
+    if 1 <= k1543 <= 4:
+        a <<= 1
+        a = a << 2 | (k1543 - 1)
     else:
-        a1338 = _rt.ld(a1338 << 1 | 1, k1339)
-    for w1339 in v1337:
-        a1348 = 1
-        w1351 = w1339['layoutComponentId']
-        if 1 <= w1351 <= 8:
-            a1348 = a1348 << 4 | (w1351 - 1)
+        a = _rt.ld(a << 1 | 1, k1543)
+    for w1543 in v1542:
+        a1552 = 1
+        w1555 = w1543['layoutComponentId']
+        if 1 <= w1555 <= 8:
+            a1552 = a1552 << 4 | (w1555 - 1)
         else:
-            a1348 = _rt.uwn(a1348 << 1 | 1, w1351)
-        a1348 = a1348 << 29 | ((w1339['height'] - 10)) << 23 | ((w1339['width'] - 10)) << 15 | ((w1339['x'] - 10)) << 7 | ((w1339['y'] - 10)) << 1 | (w1339['textScripting'])
-        a1338 = ((a1338 - 1) << (a1348.bit_length() - 1)) + a1348
-    a = ((a - 1) << (a1338.bit_length() - 1)) + a1338
+            a1552 = _rt.uwn(a1552 << 1 | 1, w1555)
+        a1552 = a1552 << 29 | ((w1543['height'] - 10)) << 23 | ((w1543['width'] - 10)) << 15 | ((w1543['x'] - 10)) << 7 | ((w1543['y'] - 10)) << 1 | (w1543['textScripting'])
+        a = ((a - 1) << (a1552.bit_length() - 1)) + a1552
     return a
 
 def d_LayoutContainer(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1357 = (x >> q) & 7
+    h1561 = (x >> q) & 7
     q -= 1
     if (x >> q) & 1:
         r['layoutId'], q = _rt.read_uwn(x, q)
     else:
         q -= 2
         r['layoutId'] = ((x >> q) & 3) + 1
-    if h1357 & 2:
+    if h1561 & 2:
         q -= 6
         r['height'] = ((x >> q) & 63) + 10
-    if h1357 & 1:
+    if h1561 & 1:
         q -= 8
         r['width'] = ((x >> q) & 255) + 10
     q -= 1
     if (x >> q) & 1:
-        k1359, q = _rt.read_ld(x, q)
+        k1563, q = _rt.read_ld(x, q)
     else:
         q -= 2
-        k1359 = ((x >> q) & 3) + 1
-    r1358: list[Any] = []
-    for _ in range(k1359):
+        k1563 = ((x >> q) & 3) + 1
+    r1562: list[Any] = []
+    for _ in range(k1563):
         x &= (1 << q) - 1
-        r1360: dict[str, Any] = {}
+        r1564: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            r1360['layoutComponentId'], q = _rt.read_uwn(x, q)
+            r1564['layoutComponentId'], q = _rt.read_uwn(x, q)
         else:
             q -= 3
-            r1360['layoutComponentId'] = ((x >> q) & 7) + 1
+            r1564['layoutComponentId'] = ((x >> q) & 7) + 1
         q -= 29
         t_ = (x >> q) & 536870911
-        r1360['height'] = ((t_ >> 23) & 63) + 10
-        r1360['width'] = ((t_ >> 15) & 255) + 10
-        r1360['x'] = ((t_ >> 7) & 255) + 10
-        r1360['y'] = ((t_ >> 1) & 63) + 10
-        r1360['textScripting'] = t_ & 1
-        r1358.append(r1360)
-    r['layoutComponents'] = r1358
-    if h1357 >> 2:
+        r1564['height'] = ((t_ >> 23) & 63) + 10
+        r1564['width'] = ((t_ >> 15) & 255) + 10
+        r1564['x'] = ((t_ >> 7) & 255) + 10
+        r1564['y'] = ((t_ >> 1) & 63) + 10
+        r1564['textScripting'] = t_ & 1
+        r1562.append(r1564)
+    r['layoutComponents'] = r1562
+    if h1561 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_AutomatedVehicleContainer(v: Any) -> int:
     a: int = 1
-    k1362 = len(v)
-    if 1 <= k1362 <= 16:
+    k1566 = len(v)
+    if 1 <= k1566 <= 16:
         a <<= 1
-        a = a << 4 | (k1362 - 1)
+        a = a << 4 | (k1566 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1362)
-    for w1362 in v:
-        a = a << 7 | ('detectionZoneIds' in w1362) << 5 | ('direction' in w1362) << 4 | ('applicableLanes' in w1362) << 3 | ('vehicleCharacteristics' in w1362) << 2 | ('automatedVehicleRules' in w1362) << 1 | ('platooningRules' in w1362)
-        if 'detectionZoneIds' in w1362:
-            v1364 = w1362['detectionZoneIds']
-            a1365 = 1
-            k1366 = len(v1364)
-            if 1 <= k1366 <= 8:
-                a1365 <<= 1
-                a1365 = a1365 << 3 | (k1366 - 1)
+        a = _rt.ld(a << 1 | 1, k1566)
+    for w1566 in v:
+        a = a << 7 | (32 if 'detectionZoneIds' in w1566 else 0) | (16 if 'direction' in w1566 else 0) | (8 if 'applicableLanes' in w1566 else 0) | (4 if 'vehicleCharacteristics' in w1566 else 0) | (2 if 'automatedVehicleRules' in w1566 else 0) | ('platooningRules' in w1566)
+        if 'detectionZoneIds' in w1566:
+            v1568 = w1566['detectionZoneIds']
+            a1569 = 1
+            k1570 = len(v1568)
+            if 1 <= k1570 <= 8:
+                a1569 <<= 1
+                a1569 = a1569 << 3 | (k1570 - 1)
             else:
-                a1365 = _rt.ld(a1365 << 1 | 1, k1366)
-            for w1366 in v1364:
-                w1367 = w1366
-                if 1 <= w1367 <= 32:
-                    a1365 = a1365 << 6 | (w1367 - 1)
+                a1569 = _rt.ld(a1569 << 1 | 1, k1570)
+            for w1570 in v1568:
+                w1571 = w1570
+                if 1 <= w1571 <= 32:
+                    a1569 = a1569 << 6 | (w1571 - 1)
                 else:
-                    a1365 = _rt.uwn(a1365 << 1 | 1, w1367)
-            a = ((a - 1) << (a1365.bit_length() - 1)) + a1365
-        v1368 = w1362['relevanceZoneIds']
-        a1369 = 1
-        k1370 = len(v1368)
-        if 1 <= k1370 <= 8:
-            a1369 <<= 1
-            a1369 = a1369 << 3 | (k1370 - 1)
+                    a1569 = _rt.uwn(a1569 << 1 | 1, w1571)
+            a = ((a - 1) << (a1569.bit_length() - 1)) + a1569
+        v1572 = w1566['relevanceZoneIds']
+        a1573 = 1
+        k1574 = len(v1572)
+        if 1 <= k1574 <= 8:
+            a1573 <<= 1
+            a1573 = a1573 << 3 | (k1574 - 1)
         else:
-            a1369 = _rt.ld(a1369 << 1 | 1, k1370)
-        for w1370 in v1368:
-            w1371 = w1370
-            if 1 <= w1371 <= 32:
-                a1369 = a1369 << 6 | (w1371 - 1)
+            a1573 = _rt.ld(a1573 << 1 | 1, k1574)
+        for w1574 in v1572:
+            w1575 = w1574
+            if 1 <= w1575 <= 32:
+                a1573 = a1573 << 6 | (w1575 - 1)
             else:
-                a1369 = _rt.uwn(a1369 << 1 | 1, w1371)
-        a = ((a - 1) << (a1369.bit_length() - 1)) + a1369
-        if 'direction' in w1362:
-            a = a << 2 | w1362['direction']
-        if 'applicableLanes' in w1362:
-            v1373 = w1362['applicableLanes']
-            a1374 = 1
-            k1375 = len(v1373)
-            if 1 <= k1375 <= 8:
-                a1374 <<= 1
-                a1374 = a1374 << 3 | (k1375 - 1)
+                a1573 = _rt.uwn(a1573 << 1 | 1, w1575)
+        a = ((a - 1) << (a1573.bit_length() - 1)) + a1573
+        if 'direction' in w1566:
+            a = a << 2 | w1566['direction']
+        if 'applicableLanes' in w1566:
+            v1577 = w1566['applicableLanes']
+            a1578 = 1
+            k1579 = len(v1577)
+            if 1 <= k1579 <= 8:
+                a1578 <<= 1
+                a1578 = a1578 << 3 | (k1579 - 1)
             else:
-                a1374 = _rt.ld(a1374 << 1 | 1, k1375)
-            for w1375 in v1373:
-                a1374 = a1374 << 4 | (w1375 + 1)
-            a = ((a - 1) << (a1374.bit_length() - 1)) + a1374
-        if 'vehicleCharacteristics' in w1362:
-            v1376 = w1362['vehicleCharacteristics']
-            a1377 = 1
-            k1378 = len(v1376)
-            if 1 <= k1378 <= 8:
-                a1377 <<= 1
-                a1377 = a1377 << 3 | (k1378 - 1)
+                a1578 = _rt.ld(a1578 << 1 | 1, k1579)
+            for w1579 in v1577:
+                a1578 = a1578 << 4 | (w1579 + 1)
+            a = ((a - 1) << (a1578.bit_length() - 1)) + a1578
+        if 'vehicleCharacteristics' in w1566:
+            v1580 = w1566['vehicleCharacteristics']
+            a1581 = 1
+            k1582 = len(v1580)
+            if 1 <= k1582 <= 8:
+                a1581 <<= 1
+                a1581 = a1581 << 3 | (k1582 - 1)
             else:
-                a1377 = _rt.ld(a1377 << 1 | 1, k1378)
-            for w1378 in v1376:
-                a1377 = a1377 << 3 | ('tractor' in w1378) << 2 | ('trailer' in w1378) << 1 | ('train' in w1378)
-                if 'tractor' in w1378:
-                    s_ = e_TractorCharacteristics(w1378['tractor'])
-                    a1377 = ((a1377 - 1) << (s_.bit_length() - 1)) + s_
-                if 'trailer' in w1378:
-                    s_ = e_TrailerCharacteristicsList(w1378['trailer'])
-                    a1377 = ((a1377 - 1) << (s_.bit_length() - 1)) + s_
-                if 'train' in w1378:
-                    s_ = e_TrainCharacteristics(w1378['train'])
-                    a1377 = ((a1377 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1377.bit_length() - 1)) + a1377
-        if 'automatedVehicleRules' in w1362:
-            v1383 = w1362['automatedVehicleRules']
-            a1384 = 1
-            k1385 = len(v1383)
-            a1384 = a1384 << 3 | (k1385 - 1)
-            for w1385 in v1383:
-                a1384 = a1384 << 10 | (('minGapBetweenVehicles' in w1385) << 6 | ('recGapBetweenVehicles' in w1385) << 5 | ('automatedVehicleMaxSpeedLimit' in w1385) << 4 | ('automatedVehicleMinSpeedLimit' in w1385) << 3 | ('automatedVehicleSpeedRecommendation' in w1385) << 2 | ('roadSignCodes' in w1385) << 1 | ('extraText' in w1385)) << 2 | (w1385['priority'])
-                s_ = e_SaeAutomationLevels(w1385['allowedSaeAutomationLevels'])
-                a1384 = ((a1384 - 1) << (s_.bit_length() - 1)) + s_
-                if 'minGapBetweenVehicles' in w1385:
-                    a1384 = a1384 << 8 | w1385['minGapBetweenVehicles']
-                if 'recGapBetweenVehicles' in w1385:
-                    a1384 = a1384 << 8 | w1385['recGapBetweenVehicles']
-                if 'automatedVehicleMaxSpeedLimit' in w1385:
-                    a1384 = a1384 << 14 | w1385['automatedVehicleMaxSpeedLimit']
-                if 'automatedVehicleMinSpeedLimit' in w1385:
-                    a1384 = a1384 << 14 | w1385['automatedVehicleMinSpeedLimit']
-                if 'automatedVehicleSpeedRecommendation' in w1385:
-                    a1384 = a1384 << 14 | w1385['automatedVehicleSpeedRecommendation']
-                if 'roadSignCodes' in w1385:
-                    s_ = e_RoadSignCodes(w1385['roadSignCodes'])
-                    a1384 = ((a1384 - 1) << (s_.bit_length() - 1)) + s_
-                if 'extraText' in w1385:
-                    s_ = e_ConstraintTextLines2(w1385['extraText'])
-                    a1384 = ((a1384 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1384.bit_length() - 1)) + a1384
-        if 'platooningRules' in w1362:
-            v1396 = w1362['platooningRules']
-            a1397 = 1
-            k1398 = len(v1396)
-            a1397 = a1397 << 3 | (k1398 - 1)
-            for w1398 in v1396:
-                a1397 = a1397 << 11 | (('maxNoOfVehicles' in w1398) << 7 | ('maxLenghtOfPlatoon' in w1398) << 6 | ('minGapBetweenVehicles' in w1398) << 5 | ('platoonMaxSpeedLimit' in w1398) << 4 | ('platoonMinSpeedLimit' in w1398) << 3 | ('platoonSpeedRecommendation' in w1398) << 2 | ('roadSignCodes' in w1398) << 1 | ('extraText' in w1398)) << 2 | (w1398['priority'])
-                s_ = e_SaeAutomationLevels(w1398['allowedSaeAutomationLevels'])
-                a1397 = ((a1397 - 1) << (s_.bit_length() - 1)) + s_
-                if 'maxNoOfVehicles' in w1398:
-                    a1397 = a1397 << 6 | (w1398['maxNoOfVehicles'] - 2)
-                if 'maxLenghtOfPlatoon' in w1398:
-                    a1397 = a1397 << 6 | (w1398['maxLenghtOfPlatoon'] - 1)
-                if 'minGapBetweenVehicles' in w1398:
-                    a1397 = a1397 << 8 | w1398['minGapBetweenVehicles']
-                if 'platoonMaxSpeedLimit' in w1398:
-                    a1397 = a1397 << 14 | w1398['platoonMaxSpeedLimit']
-                if 'platoonMinSpeedLimit' in w1398:
-                    a1397 = a1397 << 14 | w1398['platoonMinSpeedLimit']
-                if 'platoonSpeedRecommendation' in w1398:
-                    a1397 = a1397 << 14 | w1398['platoonSpeedRecommendation']
-                if 'roadSignCodes' in w1398:
-                    s_ = e_RoadSignCodes(w1398['roadSignCodes'])
-                    a1397 = ((a1397 - 1) << (s_.bit_length() - 1)) + s_
-                if 'extraText' in w1398:
-                    s_ = e_ConstraintTextLines2(w1398['extraText'])
-                    a1397 = ((a1397 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1397.bit_length() - 1)) + a1397
+                a1581 = _rt.ld(a1581 << 1 | 1, k1582)
+            for w1582 in v1580:
+                a1581 = a1581 << 3 | (4 if 'tractor' in w1582 else 0) | (2 if 'trailer' in w1582 else 0) | ('train' in w1582)
+                if 'tractor' in w1582:
+                    s_ = e_TractorCharacteristics(w1582['tractor'])
+                    a1581 = ((a1581 - 1) << (s_.bit_length() - 1)) + s_
+                if 'trailer' in w1582:
+                    s_ = e_TrailerCharacteristicsList(w1582['trailer'])
+                    a1581 = ((a1581 - 1) << (s_.bit_length() - 1)) + s_
+                if 'train' in w1582:
+                    s_ = e_TrainCharacteristics(w1582['train'])
+                    a1581 = ((a1581 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1581.bit_length() - 1)) + a1581
+        if 'automatedVehicleRules' in w1566:
+            v1587 = w1566['automatedVehicleRules']
+            a1588 = 1
+            k1589 = len(v1587)
+            a1588 = a1588 << 3 | (k1589 - 1)
+            for w1589 in v1587:
+                a1600 = 1
+                a1600 = a1600 << 10 | ((64 if 'minGapBetweenVehicles' in w1589 else 0) | (32 if 'recGapBetweenVehicles' in w1589 else 0) | (16 if 'automatedVehicleMaxSpeedLimit' in w1589 else 0) | (8 if 'automatedVehicleMinSpeedLimit' in w1589 else 0) | (4 if 'automatedVehicleSpeedRecommendation' in w1589 else 0) | (2 if 'roadSignCodes' in w1589 else 0) | ('extraText' in w1589)) << 2 | (w1589['priority'])
+                s_ = e_SaeAutomationLevels(w1589['allowedSaeAutomationLevels'])
+                a1600 = ((a1600 - 1) << (s_.bit_length() - 1)) + s_
+                if 'minGapBetweenVehicles' in w1589:
+                    a1600 = a1600 << 8 | w1589['minGapBetweenVehicles']
+                if 'recGapBetweenVehicles' in w1589:
+                    a1600 = a1600 << 8 | w1589['recGapBetweenVehicles']
+                if 'automatedVehicleMaxSpeedLimit' in w1589:
+                    a1600 = a1600 << 14 | w1589['automatedVehicleMaxSpeedLimit']
+                if 'automatedVehicleMinSpeedLimit' in w1589:
+                    a1600 = a1600 << 14 | w1589['automatedVehicleMinSpeedLimit']
+                if 'automatedVehicleSpeedRecommendation' in w1589:
+                    a1600 = a1600 << 14 | w1589['automatedVehicleSpeedRecommendation']
+                if 'roadSignCodes' in w1589:
+                    s_ = e_RoadSignCodes(w1589['roadSignCodes'])
+                    a1600 = ((a1600 - 1) << (s_.bit_length() - 1)) + s_
+                if 'extraText' in w1589:
+                    s_ = e_ConstraintTextLines2(w1589['extraText'])
+                    a1600 = ((a1600 - 1) << (s_.bit_length() - 1)) + s_
+                a1588 = ((a1588 - 1) << (a1600.bit_length() - 1)) + a1600
+            a = ((a - 1) << (a1588.bit_length() - 1)) + a1588
+        if 'platooningRules' in w1566:
+            v1611 = w1566['platooningRules']
+            a1612 = 1
+            k1613 = len(v1611)
+            a1612 = a1612 << 3 | (k1613 - 1)
+            for w1613 in v1611:
+                a1625 = 1
+                a1625 = a1625 << 11 | ((128 if 'maxNoOfVehicles' in w1613 else 0) | (64 if 'maxLenghtOfPlatoon' in w1613 else 0) | (32 if 'minGapBetweenVehicles' in w1613 else 0) | (16 if 'platoonMaxSpeedLimit' in w1613 else 0) | (8 if 'platoonMinSpeedLimit' in w1613 else 0) | (4 if 'platoonSpeedRecommendation' in w1613 else 0) | (2 if 'roadSignCodes' in w1613 else 0) | ('extraText' in w1613)) << 2 | (w1613['priority'])
+                s_ = e_SaeAutomationLevels(w1613['allowedSaeAutomationLevels'])
+                a1625 = ((a1625 - 1) << (s_.bit_length() - 1)) + s_
+                if 'maxNoOfVehicles' in w1613:
+                    a1625 = a1625 << 6 | (w1613['maxNoOfVehicles'] - 2)
+                if 'maxLenghtOfPlatoon' in w1613:
+                    a1625 = a1625 << 6 | (w1613['maxLenghtOfPlatoon'] - 1)
+                if 'minGapBetweenVehicles' in w1613:
+                    a1625 = a1625 << 8 | w1613['minGapBetweenVehicles']
+                if 'platoonMaxSpeedLimit' in w1613:
+                    a1625 = a1625 << 14 | w1613['platoonMaxSpeedLimit']
+                if 'platoonMinSpeedLimit' in w1613:
+                    a1625 = a1625 << 14 | w1613['platoonMinSpeedLimit']
+                if 'platoonSpeedRecommendation' in w1613:
+                    a1625 = a1625 << 14 | w1613['platoonSpeedRecommendation']
+                if 'roadSignCodes' in w1613:
+                    s_ = e_RoadSignCodes(w1613['roadSignCodes'])
+                    a1625 = ((a1625 - 1) << (s_.bit_length() - 1)) + s_
+                if 'extraText' in w1613:
+                    s_ = e_ConstraintTextLines2(w1613['extraText'])
+                    a1625 = ((a1625 - 1) << (s_.bit_length() - 1)) + s_
+                a1612 = ((a1612 - 1) << (a1625.bit_length() - 1)) + a1625
+            a = ((a - 1) << (a1612.bit_length() - 1)) + a1612
     return a
 
 def d_AutomatedVehicleContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1410, q = _rt.read_ld(x, q)
+        k1637, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1410 = ((x >> q) & 15) + 1
+        k1637 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k1410):
+    for _ in range(k1637):
         x &= (1 << q) - 1
-        r1411: dict[str, Any] = {}
+        r1638: dict[str, Any] = {}
         q -= 7
-        h1412 = (x >> q) & 127
-        if h1412 & 32:
+        h1639 = (x >> q) & 127
+        if h1639 & 32:
             q -= 1
             if (x >> q) & 1:
-                k1414, q = _rt.read_ld(x, q)
+                k1641, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1414 = ((x >> q) & 7) + 1
-            r1413: list[Any] = []
-            for _ in range(k1414):
+                k1641 = ((x >> q) & 7) + 1
+            r1640: list[Any] = []
+            for _ in range(k1641):
                 q -= 1
                 if (x >> q) & 1:
-                    w1414, q = _rt.read_uwn(x, q)
+                    w1641, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1414 = ((x >> q) & 31) + 1
-                r1413.append(w1414)
-            r1411['detectionZoneIds'] = r1413
+                    w1641 = ((x >> q) & 31) + 1
+                r1640.append(w1641)
+            r1638['detectionZoneIds'] = r1640
         q -= 1
         if (x >> q) & 1:
-            k1416, q = _rt.read_ld(x, q)
+            k1643, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1416 = ((x >> q) & 7) + 1
-        r1415: list[Any] = []
-        for _ in range(k1416):
+            k1643 = ((x >> q) & 7) + 1
+        r1642: list[Any] = []
+        for _ in range(k1643):
             q -= 1
             if (x >> q) & 1:
-                w1416, q = _rt.read_uwn(x, q)
+                w1643, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w1416 = ((x >> q) & 31) + 1
-            r1415.append(w1416)
-        r1411['relevanceZoneIds'] = r1415
-        if h1412 & 16:
+                w1643 = ((x >> q) & 31) + 1
+            r1642.append(w1643)
+        r1638['relevanceZoneIds'] = r1642
+        if h1639 & 16:
             q -= 2
-            r1411['direction'] = (x >> q) & 3
-        if h1412 & 8:
+            r1638['direction'] = (x >> q) & 3
+        if h1639 & 8:
             q -= 1
             if (x >> q) & 1:
-                k1418, q = _rt.read_ld(x, q)
+                k1645, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1418 = ((x >> q) & 7) + 1
-            r1417: list[Any] = []
-            for _ in range(k1418):
+                k1645 = ((x >> q) & 7) + 1
+            r1644: list[Any] = []
+            for _ in range(k1645):
                 q -= 4
-                w1418 = ((x >> q) & 15) - 1
-                r1417.append(w1418)
-            r1411['applicableLanes'] = r1417
-        if h1412 & 4:
+                w1645 = ((x >> q) & 15) - 1
+                r1644.append(w1645)
+            r1638['applicableLanes'] = r1644
+        if h1639 & 4:
             q -= 1
             if (x >> q) & 1:
-                k1420, q = _rt.read_ld(x, q)
+                k1647, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1420 = ((x >> q) & 7) + 1
-            r1419: list[Any] = []
-            for _ in range(k1420):
-                r1421: dict[str, Any] = {}
+                k1647 = ((x >> q) & 7) + 1
+            r1646: list[Any] = []
+            for _ in range(k1647):
+                r1648: dict[str, Any] = {}
                 q -= 3
-                h1422 = (x >> q) & 7
-                if h1422 & 4:
-                    r1421['tractor'], q = d_TractorCharacteristics(x, q)
-                if h1422 & 2:
-                    r1421['trailer'], q = d_TrailerCharacteristicsList(x, q)
-                if h1422 & 1:
-                    r1421['train'], q = d_TrainCharacteristics(x, q)
-                r1419.append(r1421)
-            r1411['vehicleCharacteristics'] = r1419
-        if h1412 & 2:
+                h1649 = (x >> q) & 7
+                if h1649 & 4:
+                    r1648['tractor'], q = d_TractorCharacteristics(x, q)
+                if h1649 & 2:
+                    r1648['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                if h1649 & 1:
+                    r1648['train'], q = d_TrainCharacteristics(x, q)
+                r1646.append(r1648)
+            r1638['vehicleCharacteristics'] = r1646
+        if h1639 & 2:
             q -= 3
-            k1424 = ((x >> q) & 7) + 1
-            r1423: list[Any] = []
-            for _ in range(k1424):
-                r1425: dict[str, Any] = {}
+            k1651 = ((x >> q) & 7) + 1
+            r1650: list[Any] = []
+            for _ in range(k1651):
+                r1652: dict[str, Any] = {}
                 q -= 10
                 t_ = (x >> q) & 1023
-                h1426 = (t_ >> 2) & 255
-                r1425['priority'] = t_ & 3
-                r1425['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
-                if h1426 & 64:
+                h1653 = (t_ >> 2) & 255
+                r1652['priority'] = t_ & 3
+                r1652['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
+                if h1653 & 64:
                     q -= 8
-                    r1425['minGapBetweenVehicles'] = (x >> q) & 255
-                if h1426 & 32:
+                    r1652['minGapBetweenVehicles'] = (x >> q) & 255
+                if h1653 & 32:
                     q -= 8
-                    r1425['recGapBetweenVehicles'] = (x >> q) & 255
-                if h1426 & 16:
+                    r1652['recGapBetweenVehicles'] = (x >> q) & 255
+                if h1653 & 16:
                     q -= 14
-                    r1425['automatedVehicleMaxSpeedLimit'] = (x >> q) & 16383
-                if h1426 & 8:
+                    r1652['automatedVehicleMaxSpeedLimit'] = (x >> q) & 16383
+                if h1653 & 8:
                     q -= 14
-                    r1425['automatedVehicleMinSpeedLimit'] = (x >> q) & 16383
-                if h1426 & 4:
+                    r1652['automatedVehicleMinSpeedLimit'] = (x >> q) & 16383
+                if h1653 & 4:
                     q -= 14
-                    r1425['automatedVehicleSpeedRecommendation'] = (x >> q) & 16383
-                if h1426 & 2:
-                    r1425['roadSignCodes'], q = d_RoadSignCodes(x, q)
-                if h1426 & 1:
-                    r1425['extraText'], q = d_ConstraintTextLines2(x, q)
-                if h1426 >> 7:
+                    r1652['automatedVehicleSpeedRecommendation'] = (x >> q) & 16383
+                if h1653 & 2:
+                    r1652['roadSignCodes'], q = d_RoadSignCodes(x, q)
+                if h1653 & 1:
+                    r1652['extraText'], q = d_ConstraintTextLines2(x, q)
+                if h1653 >> 7:
                     q = _rt.skip_additions(x, q)
-                r1423.append(r1425)
-            r1411['automatedVehicleRules'] = r1423
-        if h1412 & 1:
+                r1650.append(r1652)
+            r1638['automatedVehicleRules'] = r1650
+        if h1639 & 1:
             q -= 3
-            k1428 = ((x >> q) & 7) + 1
-            r1427: list[Any] = []
-            for _ in range(k1428):
-                r1429: dict[str, Any] = {}
+            k1655 = ((x >> q) & 7) + 1
+            r1654: list[Any] = []
+            for _ in range(k1655):
+                r1656: dict[str, Any] = {}
                 q -= 11
                 t_ = (x >> q) & 2047
-                h1430 = (t_ >> 2) & 511
-                r1429['priority'] = t_ & 3
-                r1429['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
-                if h1430 & 128:
+                h1657 = (t_ >> 2) & 511
+                r1656['priority'] = t_ & 3
+                r1656['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
+                if h1657 & 128:
                     q -= 6
-                    r1429['maxNoOfVehicles'] = ((x >> q) & 63) + 2
-                if h1430 & 64:
+                    r1656['maxNoOfVehicles'] = ((x >> q) & 63) + 2
+                if h1657 & 64:
                     q -= 6
-                    r1429['maxLenghtOfPlatoon'] = ((x >> q) & 63) + 1
-                if h1430 & 32:
+                    r1656['maxLenghtOfPlatoon'] = ((x >> q) & 63) + 1
+                if h1657 & 32:
                     q -= 8
-                    r1429['minGapBetweenVehicles'] = (x >> q) & 255
-                if h1430 & 16:
+                    r1656['minGapBetweenVehicles'] = (x >> q) & 255
+                if h1657 & 16:
                     q -= 14
-                    r1429['platoonMaxSpeedLimit'] = (x >> q) & 16383
-                if h1430 & 8:
+                    r1656['platoonMaxSpeedLimit'] = (x >> q) & 16383
+                if h1657 & 8:
                     q -= 14
-                    r1429['platoonMinSpeedLimit'] = (x >> q) & 16383
-                if h1430 & 4:
+                    r1656['platoonMinSpeedLimit'] = (x >> q) & 16383
+                if h1657 & 4:
                     q -= 14
-                    r1429['platoonSpeedRecommendation'] = (x >> q) & 16383
-                if h1430 & 2:
-                    r1429['roadSignCodes'], q = d_RoadSignCodes(x, q)
-                if h1430 & 1:
-                    r1429['extraText'], q = d_ConstraintTextLines2(x, q)
-                if h1430 >> 8:
+                    r1656['platoonSpeedRecommendation'] = (x >> q) & 16383
+                if h1657 & 2:
+                    r1656['roadSignCodes'], q = d_RoadSignCodes(x, q)
+                if h1657 & 1:
+                    r1656['extraText'], q = d_ConstraintTextLines2(x, q)
+                if h1657 >> 8:
                     q = _rt.skip_additions(x, q)
-                r1427.append(r1429)
-            r1411['platooningRules'] = r1427
-        if h1412 >> 6:
+                r1654.append(r1656)
+            r1638['platooningRules'] = r1654
+        if h1639 >> 6:
             q = _rt.skip_additions(x, q)
-        r.append(r1411)
+        r.append(r1638)
     return r, q
 
 
@@ -4554,34 +4536,32 @@ def e_MapLocationContainer(v: Any) -> int:
     a: int = 1
     s_ = e_MapReference(v['reference'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
-    v1433 = v['parts']
-    a1434 = 1
-    k1435 = len(v1433)
-    if 1 <= k1435 <= 16:
-        a1434 <<= 1
-        a1434 = a1434 << 4 | (k1435 - 1)
+    v1660 = v['parts']
+    k1661 = len(v1660)
+    if 1 <= k1661 <= 16:
+        a <<= 1
+        a = a << 4 | (k1661 - 1)
     else:
-        a1434 = _rt.ld(a1434 << 1 | 1, k1435)
-    for w1435 in v1433:
-        a1434 = a1434 << 1 | ('laneIds' in w1435)
-        w1438 = w1435['zoneId']
-        if 1 <= w1438 <= 32:
-            a1434 = a1434 << 6 | (w1438 - 1)
+        a = _rt.ld(a << 1 | 1, k1661)
+    for w1661 in v1660:
+        a = a << 1 | ('laneIds' in w1661)
+        w1664 = w1661['zoneId']
+        if 1 <= w1664 <= 32:
+            a = a << 6 | (w1664 - 1)
         else:
-            a1434 = _rt.uwn(a1434 << 1 | 1, w1438)
-        if 'laneIds' in w1435:
-            v1439 = w1435['laneIds']
-            a1440 = 1
-            k1441 = len(v1439)
-            if 1 <= k1441 <= 16:
-                a1440 <<= 1
-                a1440 = a1440 << 4 | (k1441 - 1)
+            a = _rt.uwn(a << 1 | 1, w1664)
+        if 'laneIds' in w1661:
+            v1665 = w1661['laneIds']
+            a1666 = 1
+            k1667 = len(v1665)
+            if 1 <= k1667 <= 16:
+                a1666 <<= 1
+                a1666 = a1666 << 4 | (k1667 - 1)
             else:
-                a1440 = _rt.ld(a1440 << 1 | 1, k1441)
-            for w1441 in v1439:
-                a1440 = a1440 << 8 | w1441
-            a1434 = ((a1434 - 1) << (a1440.bit_length() - 1)) + a1440
-    a = ((a - 1) << (a1434.bit_length() - 1)) + a1434
+                a1666 = _rt.ld(a1666 << 1 | 1, k1667)
+            for w1667 in v1665:
+                a1666 = a1666 << 8 | w1667
+            a = ((a - 1) << (a1666.bit_length() - 1)) + a1666
     return a
 
 def d_MapLocationContainer(x: int, q: int) -> tuple[Any, int]:
@@ -4589,190 +4569,190 @@ def d_MapLocationContainer(x: int, q: int) -> tuple[Any, int]:
     r['reference'], q = d_MapReference(x, q)
     q -= 1
     if (x >> q) & 1:
-        k1444, q = _rt.read_ld(x, q)
+        k1670, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1444 = ((x >> q) & 15) + 1
-    r1443: list[Any] = []
-    for _ in range(k1444):
+        k1670 = ((x >> q) & 15) + 1
+    r1669: list[Any] = []
+    for _ in range(k1670):
         x &= (1 << q) - 1
-        r1445: dict[str, Any] = {}
+        r1671: dict[str, Any] = {}
         q -= 1
-        h1446 = (x >> q) & 1
+        h1672 = (x >> q) & 1
         q -= 1
         if (x >> q) & 1:
-            r1445['zoneId'], q = _rt.read_uwn(x, q)
+            r1671['zoneId'], q = _rt.read_uwn(x, q)
         else:
             q -= 5
-            r1445['zoneId'] = ((x >> q) & 31) + 1
-        if h1446 & 1:
+            r1671['zoneId'] = ((x >> q) & 31) + 1
+        if h1672 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1448, q = _rt.read_ld(x, q)
+                k1674, q = _rt.read_ld(x, q)
             else:
                 q -= 4
-                k1448 = ((x >> q) & 15) + 1
-            r1447: list[Any] = []
-            for _ in range(k1448):
+                k1674 = ((x >> q) & 15) + 1
+            r1673: list[Any] = []
+            for _ in range(k1674):
                 q -= 8
-                w1448 = (x >> q) & 255
-                r1447.append(w1448)
-            r1445['laneIds'] = r1447
-        r1443.append(r1445)
-    r['parts'] = r1443
+                w1674 = (x >> q) & 255
+                r1673.append(w1674)
+            r1671['laneIds'] = r1673
+        r1669.append(r1671)
+    r['parts'] = r1669
     return r, q
 
 
 def e_RoadSurfaceContainer(v: Any) -> int:
     a: int = 1
-    k1449 = len(v)
-    if 1 <= k1449 <= 16:
+    k1675 = len(v)
+    if 1 <= k1675 <= 16:
         a <<= 1
-        a = a << 4 | (k1449 - 1)
+        a = a << 4 | (k1675 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1449)
-    for w1449 in v:
-        a = a << 4 | ('detectionZoneIds' in w1449) << 3 | ('direction' in w1449) << 2 | ('roadSurfaceStaticCharacteristics' in w1449) << 1 | ('roadSurfaceDynamicCharacteristics' in w1449)
-        if 'detectionZoneIds' in w1449:
-            v1451 = w1449['detectionZoneIds']
-            a1452 = 1
-            k1453 = len(v1451)
-            if 1 <= k1453 <= 8:
-                a1452 <<= 1
-                a1452 = a1452 << 3 | (k1453 - 1)
+        a = _rt.ld(a << 1 | 1, k1675)
+    for w1675 in v:
+        a = a << 4 | (8 if 'detectionZoneIds' in w1675 else 0) | (4 if 'direction' in w1675 else 0) | (2 if 'roadSurfaceStaticCharacteristics' in w1675 else 0) | ('roadSurfaceDynamicCharacteristics' in w1675)
+        if 'detectionZoneIds' in w1675:
+            v1677 = w1675['detectionZoneIds']
+            a1678 = 1
+            k1679 = len(v1677)
+            if 1 <= k1679 <= 8:
+                a1678 <<= 1
+                a1678 = a1678 << 3 | (k1679 - 1)
             else:
-                a1452 = _rt.ld(a1452 << 1 | 1, k1453)
-            for w1453 in v1451:
-                w1454 = w1453
-                if 1 <= w1454 <= 32:
-                    a1452 = a1452 << 6 | (w1454 - 1)
+                a1678 = _rt.ld(a1678 << 1 | 1, k1679)
+            for w1679 in v1677:
+                w1680 = w1679
+                if 1 <= w1680 <= 32:
+                    a1678 = a1678 << 6 | (w1680 - 1)
                 else:
-                    a1452 = _rt.uwn(a1452 << 1 | 1, w1454)
-            a = ((a - 1) << (a1452.bit_length() - 1)) + a1452
-        v1455 = w1449['relevanceZoneIds']
-        a1456 = 1
-        k1457 = len(v1455)
-        if 1 <= k1457 <= 8:
-            a1456 <<= 1
-            a1456 = a1456 << 3 | (k1457 - 1)
+                    a1678 = _rt.uwn(a1678 << 1 | 1, w1680)
+            a = ((a - 1) << (a1678.bit_length() - 1)) + a1678
+        v1681 = w1675['relevanceZoneIds']
+        a1682 = 1
+        k1683 = len(v1681)
+        if 1 <= k1683 <= 8:
+            a1682 <<= 1
+            a1682 = a1682 << 3 | (k1683 - 1)
         else:
-            a1456 = _rt.ld(a1456 << 1 | 1, k1457)
-        for w1457 in v1455:
-            w1458 = w1457
-            if 1 <= w1458 <= 32:
-                a1456 = a1456 << 6 | (w1458 - 1)
+            a1682 = _rt.ld(a1682 << 1 | 1, k1683)
+        for w1683 in v1681:
+            w1684 = w1683
+            if 1 <= w1684 <= 32:
+                a1682 = a1682 << 6 | (w1684 - 1)
             else:
-                a1456 = _rt.uwn(a1456 << 1 | 1, w1458)
-        a = ((a - 1) << (a1456.bit_length() - 1)) + a1456
-        if 'direction' in w1449:
-            a = a << 2 | w1449['direction']
-        if 'roadSurfaceStaticCharacteristics' in w1449:
-            v1460 = w1449['roadSurfaceStaticCharacteristics']
-            a = a << 7 | v1460['frictionCoefficient']
-            w1464 = v1460['material']
-            if 0 <= w1464 <= 7:
-                a = a << 4 | w1464
+                a1682 = _rt.uwn(a1682 << 1 | 1, w1684)
+        a = ((a - 1) << (a1682.bit_length() - 1)) + a1682
+        if 'direction' in w1675:
+            a = a << 2 | w1675['direction']
+        if 'roadSurfaceStaticCharacteristics' in w1675:
+            v1686 = w1675['roadSurfaceStaticCharacteristics']
+            a = a << 7 | v1686['frictionCoefficient']
+            w1690 = v1686['material']
+            if 0 <= w1690 <= 7:
+                a = a << 4 | w1690
             else:
-                a = _rt.uwn(a << 1 | 1, w1464)
-            w1466 = v1460['wear']
-            if 0 <= w1466 <= 7:
-                a = a << 4 | w1466
+                a = _rt.uwn(a << 1 | 1, w1690)
+            w1692 = v1686['wear']
+            if 0 <= w1692 <= 7:
+                a = a << 4 | w1692
             else:
-                a = _rt.uwn(a << 1 | 1, w1466)
-            a = a << 6 | (v1460['avBankingAngle'] + 20)
-        if 'roadSurfaceDynamicCharacteristics' in w1449:
-            v1468 = w1449['roadSurfaceDynamicCharacteristics']
-            w1471 = v1468['condition']
-            if 0 <= w1471 <= 15:
-                a = a << 5 | w1471
+                a = _rt.uwn(a << 1 | 1, w1692)
+            a = a << 6 | (v1686['avBankingAngle'] + 20)
+        if 'roadSurfaceDynamicCharacteristics' in w1675:
+            v1694 = w1675['roadSurfaceDynamicCharacteristics']
+            w1697 = v1694['condition']
+            if 0 <= w1697 <= 15:
+                a = a << 5 | w1697
             else:
-                a = _rt.uwn(a << 1 | 1, w1471)
-            a = a << 19 | ((v1468['temperature'] + 100)) << 11 | (v1468['iceOrWaterDepth']) << 3 | (v1468['treatment'])
+                a = _rt.uwn(a << 1 | 1, w1697)
+            a = a << 19 | ((v1694['temperature'] + 100)) << 11 | (v1694['iceOrWaterDepth']) << 3 | (v1694['treatment'])
     return a
 
 def d_RoadSurfaceContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1475, q = _rt.read_ld(x, q)
+        k1701, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1475 = ((x >> q) & 15) + 1
+        k1701 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k1475):
+    for _ in range(k1701):
         x &= (1 << q) - 1
-        r1476: dict[str, Any] = {}
+        r1702: dict[str, Any] = {}
         q -= 4
-        h1477 = (x >> q) & 15
-        if h1477 & 8:
+        h1703 = (x >> q) & 15
+        if h1703 & 8:
             q -= 1
             if (x >> q) & 1:
-                k1479, q = _rt.read_ld(x, q)
+                k1705, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1479 = ((x >> q) & 7) + 1
-            r1478: list[Any] = []
-            for _ in range(k1479):
+                k1705 = ((x >> q) & 7) + 1
+            r1704: list[Any] = []
+            for _ in range(k1705):
                 q -= 1
                 if (x >> q) & 1:
-                    w1479, q = _rt.read_uwn(x, q)
+                    w1705, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1479 = ((x >> q) & 31) + 1
-                r1478.append(w1479)
-            r1476['detectionZoneIds'] = r1478
+                    w1705 = ((x >> q) & 31) + 1
+                r1704.append(w1705)
+            r1702['detectionZoneIds'] = r1704
         q -= 1
         if (x >> q) & 1:
-            k1481, q = _rt.read_ld(x, q)
+            k1707, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1481 = ((x >> q) & 7) + 1
-        r1480: list[Any] = []
-        for _ in range(k1481):
+            k1707 = ((x >> q) & 7) + 1
+        r1706: list[Any] = []
+        for _ in range(k1707):
             q -= 1
             if (x >> q) & 1:
-                w1481, q = _rt.read_uwn(x, q)
+                w1707, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w1481 = ((x >> q) & 31) + 1
-            r1480.append(w1481)
-        r1476['relevanceZoneIds'] = r1480
-        if h1477 & 4:
+                w1707 = ((x >> q) & 31) + 1
+            r1706.append(w1707)
+        r1702['relevanceZoneIds'] = r1706
+        if h1703 & 4:
             q -= 2
-            r1476['direction'] = (x >> q) & 3
-        if h1477 & 2:
-            r1482: dict[str, Any] = {}
+            r1702['direction'] = (x >> q) & 3
+        if h1703 & 2:
+            r1708: dict[str, Any] = {}
             q -= 7
-            r1482['frictionCoefficient'] = (x >> q) & 127
+            r1708['frictionCoefficient'] = (x >> q) & 127
             q -= 1
             if (x >> q) & 1:
-                r1482['material'], q = _rt.read_uwn(x, q)
+                r1708['material'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r1482['material'] = (x >> q) & 7
+                r1708['material'] = (x >> q) & 7
             q -= 1
             if (x >> q) & 1:
-                r1482['wear'], q = _rt.read_uwn(x, q)
+                r1708['wear'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r1482['wear'] = (x >> q) & 7
+                r1708['wear'] = (x >> q) & 7
             q -= 6
-            r1482['avBankingAngle'] = ((x >> q) & 63) - 20
-            r1476['roadSurfaceStaticCharacteristics'] = r1482
-        if h1477 & 1:
-            r1484: dict[str, Any] = {}
+            r1708['avBankingAngle'] = ((x >> q) & 63) - 20
+            r1702['roadSurfaceStaticCharacteristics'] = r1708
+        if h1703 & 1:
+            r1710: dict[str, Any] = {}
             q -= 1
             if (x >> q) & 1:
-                r1484['condition'], q = _rt.read_uwn(x, q)
+                r1710['condition'], q = _rt.read_uwn(x, q)
             else:
                 q -= 4
-                r1484['condition'] = (x >> q) & 15
+                r1710['condition'] = (x >> q) & 15
             q -= 19
             t_ = (x >> q) & 524287
-            r1484['temperature'] = ((t_ >> 11) & 255) - 100
-            r1484['iceOrWaterDepth'] = (t_ >> 3) & 255
-            r1484['treatment'] = t_ & 7
-            r1476['roadSurfaceDynamicCharacteristics'] = r1484
-        r.append(r1476)
+            r1710['temperature'] = ((t_ >> 11) & 255) - 100
+            r1710['iceOrWaterDepth'] = (t_ >> 3) & 255
+            r1710['treatment'] = t_ & 7
+            r1702['roadSurfaceDynamicCharacteristics'] = r1710
+        r.append(r1702)
     return r, q
 
 
@@ -4861,34 +4841,34 @@ def d_SignalRequestPackage_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_RequestorDescription_addGrpC(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('fuel' in v) << 1 | ('batteryStatus' in v)
+    a = a << 3 | (2 if 'fuel' in v else 0) | ('batteryStatus' in v)
     if 'fuel' in v:
         a = a << 4 | v['fuel']
     if 'batteryStatus' in v:
-        w1491 = v['batteryStatus']
-        i1492 = _E_BatteryStatus_46.get(w1491)
-        if i1492 is not None:
-            a = a << 3 | i1492
+        w1717 = v['batteryStatus']
+        i1718 = _E_BatteryStatus_46.get(w1717)
+        if i1718 is not None:
+            a = a << 3 | i1718
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1491])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1717])
     return a
 
 def d_RequestorDescription_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1493 = (x >> q) & 7
-    if h1493 & 2:
+    h1719 = (x >> q) & 7
+    if h1719 & 2:
         q -= 4
         r['fuel'] = (x >> q) & 15
-    if h1493 & 1:
+    if h1719 & 1:
         q -= 1
         if (x >> q) & 1:
-            i1494, q = _rt.read_nsnn(x, q)
-            r['batteryStatus'] = _DX_LayerType_3.get(i1494)
+            i1720, q = _rt.read_nsnn(x, q)
+            r['batteryStatus'] = _DX_LayerType_3.get(i1720)
         else:
             q -= 2
             r['batteryStatus'] = _D_BatteryStatus_47[(x >> q) & 3]
-    if h1493 >> 2:
+    if h1719 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -4989,50 +4969,48 @@ def e_ConnectionManeuverAssist_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('itsStationPosition' in v)
     if 'itsStationPosition' in v:
-        v1500 = v['itsStationPosition']
-        a1501 = 1
-        k1502 = len(v1500)
-        a1501 = a1501 << 3 | (k1502 - 1)
-        for w1502 in v1500:
-            a1501 = a1501 << 36 | (('laneID' in w1502) << 2 | ('nodeXY' in w1502) << 1 | ('timeReference' in w1502)) << 32 | (w1502['stationID'])
-            if 'laneID' in w1502:
-                a1501 = a1501 << 8 | w1502['laneID']
-            if 'nodeXY' in w1502:
-                s_ = e_NodeOffsetPointXY(w1502['nodeXY'])
-                a1501 = ((a1501 - 1) << (s_.bit_length() - 1)) + s_
-            if 'timeReference' in w1502:
-                a1501 = a1501 << 16 | w1502['timeReference']
-        a = ((a - 1) << (a1501.bit_length() - 1)) + a1501
+        v1726 = v['itsStationPosition']
+        k1727 = len(v1726)
+        a = a << 3 | (k1727 - 1)
+        for w1727 in v1726:
+            a = a << 36 | ((4 if 'laneID' in w1727 else 0) | (2 if 'nodeXY' in w1727 else 0) | ('timeReference' in w1727)) << 32 | (w1727['stationID'])
+            if 'laneID' in w1727:
+                a = a << 8 | w1727['laneID']
+            if 'nodeXY' in w1727:
+                s_ = e_NodeOffsetPointXY(w1727['nodeXY'])
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
+            if 'timeReference' in w1727:
+                a = a << 16 | w1727['timeReference']
     return a
 
 def d_ConnectionManeuverAssist_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1508 = (x >> q) & 3
-    if h1508 & 1:
+    h1733 = (x >> q) & 3
+    if h1733 & 1:
         q -= 3
-        k1510 = ((x >> q) & 7) + 1
-        r1509: list[Any] = []
-        for _ in range(k1510):
+        k1735 = ((x >> q) & 7) + 1
+        r1734: list[Any] = []
+        for _ in range(k1735):
             x &= (1 << q) - 1
-            r1511: dict[str, Any] = {}
+            r1736: dict[str, Any] = {}
             q -= 36
             t_ = (x >> q) & 68719476735
-            h1512 = (t_ >> 32) & 15
-            r1511['stationID'] = t_ & 4294967295
-            if h1512 & 4:
+            h1737 = (t_ >> 32) & 15
+            r1736['stationID'] = t_ & 4294967295
+            if h1737 & 4:
                 q -= 8
-                r1511['laneID'] = (x >> q) & 255
-            if h1512 & 2:
-                r1511['nodeXY'], q = d_NodeOffsetPointXY(x, q)
-            if h1512 & 1:
+                r1736['laneID'] = (x >> q) & 255
+            if h1737 & 2:
+                r1736['nodeXY'], q = d_NodeOffsetPointXY(x, q)
+            if h1737 & 1:
                 q -= 16
-                r1511['timeReference'] = (x >> q) & 65535
-            if h1512 >> 3:
+                r1736['timeReference'] = (x >> q) & 65535
+            if h1737 >> 3:
                 q = _rt.skip_additions(x, q)
-            r1509.append(r1511)
-        r['itsStationPosition'] = r1509
-    if h1508 >> 1:
+            r1734.append(r1736)
+        r['itsStationPosition'] = r1734
+    if h1733 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5041,52 +5019,52 @@ def e_IntersectionState_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('activePrioritizations' in v)
     if 'activePrioritizations' in v:
-        v1514 = v['activePrioritizations']
-        a1515 = 1
-        k1516 = len(v1514)
-        a1515 = a1515 << 4 | (k1516 - 1)
-        for w1516 in v1514:
-            a1515 = a1515 << 1
-            a1515 = a1515 << 32 | w1516['stationID']
-            w1520 = w1516['priorState']
-            i1521 = _E_PrioritizationResponseStatus_36.get(w1520)
-            if i1521 is not None:
-                a1515 = a1515 << 4 | i1521
+        v1739 = v['activePrioritizations']
+        k1740 = len(v1739)
+        a = a << 4 | (k1740 - 1)
+        for w1740 in v1739:
+            a1747 = 1
+            a1747 = a1747 << 1
+            a1747 = a1747 << 32 | w1740['stationID']
+            w1751 = w1740['priorState']
+            i1752 = _E_PrioritizationResponseStatus_36.get(w1751)
+            if i1752 is not None:
+                a1747 = a1747 << 4 | i1752
             else:
-                a1515 = _rt.nsnn(a1515 << 1 | 1, _X_LayerType_1[w1520])
-            a1515 = a1515 << 8 | w1516['signalGroup']
-        a = ((a - 1) << (a1515.bit_length() - 1)) + a1515
+                a1747 = _rt.nsnn(a1747 << 1 | 1, _X_LayerType_1[w1751])
+            a1747 = a1747 << 8 | w1740['signalGroup']
+            a = ((a - 1) << (a1747.bit_length() - 1)) + a1747
     return a
 
 def d_IntersectionState_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1523 = (x >> q) & 3
-    if h1523 & 1:
+    h1754 = (x >> q) & 3
+    if h1754 & 1:
         q -= 4
-        k1525 = ((x >> q) & 15) + 1
-        r1524: list[Any] = []
-        for _ in range(k1525):
+        k1756 = ((x >> q) & 15) + 1
+        r1755: list[Any] = []
+        for _ in range(k1756):
             x &= (1 << q) - 1
-            r1526: dict[str, Any] = {}
+            r1757: dict[str, Any] = {}
             q -= 33
             t_ = (x >> q) & 8589934591
-            h1527 = (t_ >> 32) & 1
-            r1526['stationID'] = t_ & 4294967295
+            h1758 = (t_ >> 32) & 1
+            r1757['stationID'] = t_ & 4294967295
             q -= 1
             if (x >> q) & 1:
-                i1528, q = _rt.read_nsnn(x, q)
-                r1526['priorState'] = _DX_LayerType_3.get(i1528)
+                i1759, q = _rt.read_nsnn(x, q)
+                r1757['priorState'] = _DX_LayerType_3.get(i1759)
             else:
                 q -= 3
-                r1526['priorState'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
+                r1757['priorState'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
             q -= 8
-            r1526['signalGroup'] = (x >> q) & 255
-            if h1527 >> 0:
+            r1757['signalGroup'] = (x >> q) & 255
+            if h1758 >> 0:
                 q = _rt.skip_additions(x, q)
-            r1524.append(r1526)
-        r['activePrioritizations'] = r1524
-    if h1523 >> 1:
+            r1755.append(r1757)
+        r['activePrioritizations'] = r1755
+    if h1754 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5094,28 +5072,28 @@ def d_IntersectionState_addGrpC(x: int, q: int) -> tuple[Any, int]:
 def e_Position3D_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 1
-    v1530 = v['altitude']
-    a = a << 24 | ((v1530['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v1530['altitudeConfidence']])
+    v1761 = v['altitude']
+    a = a << 24 | ((v1761['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v1761['altitudeConfidence']])
     return a
 
 def d_Position3D_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h1534 = (x >> q) & 1
-    r1535: dict[str, Any] = {}
+    h1765 = (x >> q) & 1
+    r1766: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
-    r1535['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-    r1535['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
-    r['altitude'] = r1535
-    if h1534 >> 0:
+    r1766['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
+    r1766['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
+    r['altitude'] = r1766
+    if h1765 >> 0:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_LaneAttributes_addGrpC(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('maxVehicleHeight' in v) << 1 | ('maxVehicleWeight' in v)
+    a = a << 3 | (2 if 'maxVehicleHeight' in v else 0) | ('maxVehicleWeight' in v)
     if 'maxVehicleHeight' in v:
         a = a << 7 | v['maxVehicleHeight']
     if 'maxVehicleWeight' in v:
@@ -5125,182 +5103,182 @@ def e_LaneAttributes_addGrpC(v: Any) -> int:
 def d_LaneAttributes_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1540 = (x >> q) & 7
-    if h1540 & 2:
+    h1771 = (x >> q) & 7
+    if h1771 & 2:
         q -= 7
         r['maxVehicleHeight'] = (x >> q) & 127
-    if h1540 & 1:
+    if h1771 & 1:
         q -= 10
         r['maxVehicleWeight'] = ((x >> q) & 1023) + 1
-    if h1540 >> 2:
+    if h1771 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_NodeSetXY(v: Any) -> int:
     a: int = 1
-    k1541 = len(v)
-    a = a << 6 | (k1541 - 2)
-    for w1541 in v:
-        a = a << 2 | ('attributes' in w1541)
-        s_ = e_NodeOffsetPointXY(w1541['delta'])
+    k1772 = len(v)
+    a = a << 6 | (k1772 - 2)
+    for w1772 in v:
+        a = a << 2 | ('attributes' in w1772)
+        s_ = e_NodeOffsetPointXY(w1772['delta'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        if 'attributes' in w1541:
-            v1544 = w1541['attributes']
-            a = a << 8 | ('localNode' in v1544) << 6 | ('disabled' in v1544) << 5 | ('enabled' in v1544) << 4 | ('data' in v1544) << 3 | ('dWidth' in v1544) << 2 | ('dElevation' in v1544) << 1 | ('regional' in v1544)
-            if 'localNode' in v1544:
-                v1546 = v1544['localNode']
-                a1547 = 1
-                k1548 = len(v1546)
-                a1547 = a1547 << 3 | (k1548 - 1)
-                for w1548 in v1546:
-                    w1549 = w1548
-                    i1550 = _E_NodeAttributeXY_48.get(w1549)
-                    if i1550 is not None:
-                        a1547 = a1547 << 5 | i1550
+        if 'attributes' in w1772:
+            v1775 = w1772['attributes']
+            a = a << 8 | (64 if 'localNode' in v1775 else 0) | (32 if 'disabled' in v1775 else 0) | (16 if 'enabled' in v1775 else 0) | (8 if 'data' in v1775 else 0) | (4 if 'dWidth' in v1775 else 0) | (2 if 'dElevation' in v1775 else 0) | ('regional' in v1775)
+            if 'localNode' in v1775:
+                v1777 = v1775['localNode']
+                a1778 = 1
+                k1779 = len(v1777)
+                a1778 = a1778 << 3 | (k1779 - 1)
+                for w1779 in v1777:
+                    w1780 = w1779
+                    i1781 = _E_NodeAttributeXY_48.get(w1780)
+                    if i1781 is not None:
+                        a1778 = a1778 << 5 | i1781
                     else:
-                        a1547 = _rt.nsnn(a1547 << 1 | 1, _X_LayerType_1[w1549])
-                a = ((a - 1) << (a1547.bit_length() - 1)) + a1547
-            if 'disabled' in v1544:
-                v1551 = v1544['disabled']
-                a1552 = 1
-                k1553 = len(v1551)
-                a1552 = a1552 << 3 | (k1553 - 1)
-                for w1553 in v1551:
-                    w1554 = w1553
-                    i1555 = _E_SegmentAttributeXY_49.get(w1554)
-                    if i1555 is not None:
-                        a1552 = a1552 << 7 | i1555
+                        a1778 = _rt.nsnn(a1778 << 1 | 1, _X_LayerType_1[w1780])
+                a = ((a - 1) << (a1778.bit_length() - 1)) + a1778
+            if 'disabled' in v1775:
+                v1782 = v1775['disabled']
+                a1783 = 1
+                k1784 = len(v1782)
+                a1783 = a1783 << 3 | (k1784 - 1)
+                for w1784 in v1782:
+                    w1785 = w1784
+                    i1786 = _E_SegmentAttributeXY_49.get(w1785)
+                    if i1786 is not None:
+                        a1783 = a1783 << 7 | i1786
                     else:
-                        a1552 = _rt.nsnn(a1552 << 1 | 1, _X_LayerType_1[w1554])
-                a = ((a - 1) << (a1552.bit_length() - 1)) + a1552
-            if 'enabled' in v1544:
-                v1556 = v1544['enabled']
-                a1557 = 1
-                k1558 = len(v1556)
-                a1557 = a1557 << 3 | (k1558 - 1)
-                for w1558 in v1556:
-                    w1559 = w1558
-                    i1560 = _E_SegmentAttributeXY_49.get(w1559)
-                    if i1560 is not None:
-                        a1557 = a1557 << 7 | i1560
+                        a1783 = _rt.nsnn(a1783 << 1 | 1, _X_LayerType_1[w1785])
+                a = ((a - 1) << (a1783.bit_length() - 1)) + a1783
+            if 'enabled' in v1775:
+                v1787 = v1775['enabled']
+                a1788 = 1
+                k1789 = len(v1787)
+                a1788 = a1788 << 3 | (k1789 - 1)
+                for w1789 in v1787:
+                    w1790 = w1789
+                    i1791 = _E_SegmentAttributeXY_49.get(w1790)
+                    if i1791 is not None:
+                        a1788 = a1788 << 7 | i1791
                     else:
-                        a1557 = _rt.nsnn(a1557 << 1 | 1, _X_LayerType_1[w1559])
-                a = ((a - 1) << (a1557.bit_length() - 1)) + a1557
-            if 'data' in v1544:
-                v1561 = v1544['data']
-                a1562 = 1
-                k1563 = len(v1561)
-                a1562 = a1562 << 3 | (k1563 - 1)
-                for w1563 in v1561:
-                    s_ = e_LaneDataAttribute(w1563)
-                    a1562 = ((a1562 - 1) << (s_.bit_length() - 1)) + s_
-                a = ((a - 1) << (a1562.bit_length() - 1)) + a1562
-            if 'dWidth' in v1544:
-                a = a << 10 | (v1544['dWidth'] + 512)
-            if 'dElevation' in v1544:
-                a = a << 10 | (v1544['dElevation'] + 512)
-            if 'regional' in v1544:
-                v1566 = v1544['regional']
-                a1567 = 1
-                k1568 = len(v1566)
-                a1567 = a1567 << 2 | (k1568 - 1)
-                for w1568 in v1566:
-                    s_ = e_NodeAttributeSetXY_regional_item(w1568)
-                    a1567 = ((a1567 - 1) << (s_.bit_length() - 1)) + s_
-                a = ((a - 1) << (a1567.bit_length() - 1)) + a1567
+                        a1788 = _rt.nsnn(a1788 << 1 | 1, _X_LayerType_1[w1790])
+                a = ((a - 1) << (a1788.bit_length() - 1)) + a1788
+            if 'data' in v1775:
+                v1792 = v1775['data']
+                a1793 = 1
+                k1794 = len(v1792)
+                a1793 = a1793 << 3 | (k1794 - 1)
+                for w1794 in v1792:
+                    s_ = e_LaneDataAttribute(w1794)
+                    a1793 = ((a1793 - 1) << (s_.bit_length() - 1)) + s_
+                a = ((a - 1) << (a1793.bit_length() - 1)) + a1793
+            if 'dWidth' in v1775:
+                a = a << 10 | (v1775['dWidth'] + 512)
+            if 'dElevation' in v1775:
+                a = a << 10 | (v1775['dElevation'] + 512)
+            if 'regional' in v1775:
+                v1797 = v1775['regional']
+                a1798 = 1
+                k1799 = len(v1797)
+                a1798 = a1798 << 2 | (k1799 - 1)
+                for w1799 in v1797:
+                    s_ = e_NodeAttributeSetXY_regional_item(w1799)
+                    a1798 = ((a1798 - 1) << (s_.bit_length() - 1)) + s_
+                a = ((a - 1) << (a1798.bit_length() - 1)) + a1798
     return a
 
 def d_NodeSetXY(x: int, q: int) -> tuple[Any, int]:
     q -= 6
-    k1569 = ((x >> q) & 63) + 2
+    k1800 = ((x >> q) & 63) + 2
     r: list[Any] = []
-    for _ in range(k1569):
+    for _ in range(k1800):
         x &= (1 << q) - 1
-        r1570: dict[str, Any] = {}
+        r1801: dict[str, Any] = {}
         q -= 2
-        h1571 = (x >> q) & 3
-        r1570['delta'], q = d_NodeOffsetPointXY(x, q)
-        if h1571 & 1:
-            r1572: dict[str, Any] = {}
+        h1802 = (x >> q) & 3
+        r1801['delta'], q = d_NodeOffsetPointXY(x, q)
+        if h1802 & 1:
+            r1803: dict[str, Any] = {}
             q -= 8
-            h1573 = (x >> q) & 255
-            if h1573 & 64:
+            h1804 = (x >> q) & 255
+            if h1804 & 64:
                 q -= 3
-                k1575 = ((x >> q) & 7) + 1
-                r1574: list[Any] = []
-                for _ in range(k1575):
+                k1806 = ((x >> q) & 7) + 1
+                r1805: list[Any] = []
+                for _ in range(k1806):
                     q -= 1
                     if (x >> q) & 1:
-                        i1576, q = _rt.read_nsnn(x, q)
-                        w1575 = _DX_LayerType_3.get(i1576)
+                        i1807, q = _rt.read_nsnn(x, q)
+                        w1806 = _DX_LayerType_3.get(i1807)
                     else:
                         q -= 4
-                        w1575 = _D_NodeAttributeXY_50[(x >> q) & 15]
-                    r1574.append(w1575)
-                r1572['localNode'] = r1574
-            if h1573 & 32:
+                        w1806 = _D_NodeAttributeXY_50[(x >> q) & 15]
+                    r1805.append(w1806)
+                r1803['localNode'] = r1805
+            if h1804 & 32:
                 q -= 3
-                k1578 = ((x >> q) & 7) + 1
-                r1577: list[Any] = []
-                for _ in range(k1578):
+                k1809 = ((x >> q) & 7) + 1
+                r1808: list[Any] = []
+                for _ in range(k1809):
                     q -= 1
                     if (x >> q) & 1:
-                        i1579, q = _rt.read_nsnn(x, q)
-                        w1578 = _DX_LayerType_3.get(i1579)
+                        i1810, q = _rt.read_nsnn(x, q)
+                        w1809 = _DX_LayerType_3.get(i1810)
                     else:
                         q -= 6
-                        w1578 = _D_SegmentAttributeXY_51[(x >> q) & 63]
-                    r1577.append(w1578)
-                r1572['disabled'] = r1577
-            if h1573 & 16:
+                        w1809 = _D_SegmentAttributeXY_51[(x >> q) & 63]
+                    r1808.append(w1809)
+                r1803['disabled'] = r1808
+            if h1804 & 16:
                 q -= 3
-                k1581 = ((x >> q) & 7) + 1
-                r1580: list[Any] = []
-                for _ in range(k1581):
+                k1812 = ((x >> q) & 7) + 1
+                r1811: list[Any] = []
+                for _ in range(k1812):
                     q -= 1
                     if (x >> q) & 1:
-                        i1582, q = _rt.read_nsnn(x, q)
-                        w1581 = _DX_LayerType_3.get(i1582)
+                        i1813, q = _rt.read_nsnn(x, q)
+                        w1812 = _DX_LayerType_3.get(i1813)
                     else:
                         q -= 6
-                        w1581 = _D_SegmentAttributeXY_51[(x >> q) & 63]
-                    r1580.append(w1581)
-                r1572['enabled'] = r1580
-            if h1573 & 8:
+                        w1812 = _D_SegmentAttributeXY_51[(x >> q) & 63]
+                    r1811.append(w1812)
+                r1803['enabled'] = r1811
+            if h1804 & 8:
                 q -= 3
-                k1584 = ((x >> q) & 7) + 1
-                r1583: list[Any] = []
-                for _ in range(k1584):
-                    w1584, q = d_LaneDataAttribute(x, q)
-                    r1583.append(w1584)
-                r1572['data'] = r1583
-            if h1573 & 4:
+                k1815 = ((x >> q) & 7) + 1
+                r1814: list[Any] = []
+                for _ in range(k1815):
+                    w1815, q = d_LaneDataAttribute(x, q)
+                    r1814.append(w1815)
+                r1803['data'] = r1814
+            if h1804 & 4:
                 q -= 10
-                r1572['dWidth'] = ((x >> q) & 1023) - 512
-            if h1573 & 2:
+                r1803['dWidth'] = ((x >> q) & 1023) - 512
+            if h1804 & 2:
                 q -= 10
-                r1572['dElevation'] = ((x >> q) & 1023) - 512
-            if h1573 & 1:
+                r1803['dElevation'] = ((x >> q) & 1023) - 512
+            if h1804 & 1:
                 q -= 2
-                k1586 = ((x >> q) & 3) + 1
-                r1585: list[Any] = []
-                for _ in range(k1586):
-                    w1586, q = d_NodeAttributeSetXY_regional_item(x, q)
-                    r1585.append(w1586)
-                r1572['regional'] = r1585
-            if h1573 >> 7:
+                k1817 = ((x >> q) & 3) + 1
+                r1816: list[Any] = []
+                for _ in range(k1817):
+                    w1817, q = d_NodeAttributeSetXY_regional_item(x, q)
+                    r1816.append(w1817)
+                r1803['regional'] = r1816
+            if h1804 >> 7:
                 q = _rt.skip_additions(x, q)
-            r1570['attributes'] = r1572
-        if h1571 >> 1:
+            r1801['attributes'] = r1803
+        if h1802 >> 1:
             q = _rt.skip_additions(x, q)
-        r.append(r1570)
+        r.append(r1801)
     return r, q
 
 
 def e_ComputedLane(v: Any) -> int:
     a: int = 1
-    a = a << 13 | (('rotateXY' in v) << 3 | ('scaleXaxis' in v) << 2 | ('scaleYaxis' in v) << 1 | ('regional' in v)) << 8 | (v['referenceLaneId'])
+    a = a << 13 | ((8 if 'rotateXY' in v else 0) | (4 if 'scaleXaxis' in v else 0) | (2 if 'scaleYaxis' in v else 0) | ('regional' in v)) << 8 | (v['referenceLaneId'])
     s_ = e_ComputedLane_offsetXaxis(v['offsetXaxis'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
     s_ = e_ComputedLane_offsetYaxis(v['offsetYaxis'])
@@ -5312,43 +5290,41 @@ def e_ComputedLane(v: Any) -> int:
     if 'scaleYaxis' in v:
         a = a << 12 | (v['scaleYaxis'] + 2048)
     if 'regional' in v:
-        v1594 = v['regional']
-        a1595 = 1
-        k1596 = len(v1594)
-        a1595 = a1595 << 2 | (k1596 - 1)
-        for w1596 in v1594:
-            s_ = e_ComputedLane_regional_item(w1596)
-            a1595 = ((a1595 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1595.bit_length() - 1)) + a1595
+        v1825 = v['regional']
+        k1826 = len(v1825)
+        a = a << 2 | (k1826 - 1)
+        for w1826 in v1825:
+            s_ = e_ComputedLane_regional_item(w1826)
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_ComputedLane(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 13
     t_ = (x >> q) & 8191
-    h1597 = (t_ >> 8) & 31
+    h1827 = (t_ >> 8) & 31
     r['referenceLaneId'] = t_ & 255
     r['offsetXaxis'], q = d_ComputedLane_offsetXaxis(x, q)
     r['offsetYaxis'], q = d_ComputedLane_offsetYaxis(x, q)
-    if h1597 & 8:
+    if h1827 & 8:
         q -= 15
         r['rotateXY'] = (x >> q) & 32767
-    if h1597 & 4:
+    if h1827 & 4:
         q -= 12
         r['scaleXaxis'] = ((x >> q) & 4095) - 2048
-    if h1597 & 2:
+    if h1827 & 2:
         q -= 12
         r['scaleYaxis'] = ((x >> q) & 4095) - 2048
-    if h1597 & 1:
+    if h1827 & 1:
         q -= 2
-        k1599 = ((x >> q) & 3) + 1
-        r1598: list[Any] = []
-        for _ in range(k1599):
+        k1829 = ((x >> q) & 3) + 1
+        r1828: list[Any] = []
+        for _ in range(k1829):
             x &= (1 << q) - 1
-            w1599, q = d_ComputedLane_regional_item(x, q)
-            r1598.append(w1599)
-        r['regional'] = r1598
-    if h1597 >> 4:
+            w1829, q = d_ComputedLane_regional_item(x, q)
+            r1828.append(w1829)
+        r['regional'] = r1828
+    if h1827 >> 4:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5356,37 +5332,35 @@ def d_ComputedLane(x: int, q: int) -> tuple[Any, int]:
 def e_ConnectionTrajectory_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 1
-    v1601 = v['nodes']
-    a1602 = 1
-    k1603 = len(v1601)
-    a1602 = a1602 << 6 | (k1603 - 2)
-    for w1603 in v1601:
-        a1602 = a1602 << 2 | ('attributes' in w1603)
-        s_ = e_NodeOffsetPointXY(w1603['delta'])
-        a1602 = ((a1602 - 1) << (s_.bit_length() - 1)) + s_
-        if 'attributes' in w1603:
-            v1606 = w1603['attributes']
-            a1602 = a1602 << 8 | ('localNode' in v1606) << 6 | ('disabled' in v1606) << 5 | ('enabled' in v1606) << 4 | ('data' in v1606) << 3 | ('dWidth' in v1606) << 2 | ('dElevation' in v1606) << 1 | ('regional' in v1606)
-            if 'localNode' in v1606:
-                s_ = e_NodeAttributeXYList(v1606['localNode'])
-                a1602 = ((a1602 - 1) << (s_.bit_length() - 1)) + s_
-            if 'disabled' in v1606:
-                s_ = e_SegmentAttributeXYList(v1606['disabled'])
-                a1602 = ((a1602 - 1) << (s_.bit_length() - 1)) + s_
-            if 'enabled' in v1606:
-                s_ = e_SegmentAttributeXYList(v1606['enabled'])
-                a1602 = ((a1602 - 1) << (s_.bit_length() - 1)) + s_
-            if 'data' in v1606:
-                s_ = e_LaneDataAttributeList(v1606['data'])
-                a1602 = ((a1602 - 1) << (s_.bit_length() - 1)) + s_
-            if 'dWidth' in v1606:
-                a1602 = a1602 << 10 | (v1606['dWidth'] + 512)
-            if 'dElevation' in v1606:
-                a1602 = a1602 << 10 | (v1606['dElevation'] + 512)
-            if 'regional' in v1606:
-                s_ = e_NodeAttributeSetXY_regional(v1606['regional'])
-                a1602 = ((a1602 - 1) << (s_.bit_length() - 1)) + s_
-    a = ((a - 1) << (a1602.bit_length() - 1)) + a1602
+    v1831 = v['nodes']
+    k1832 = len(v1831)
+    a = a << 6 | (k1832 - 2)
+    for w1832 in v1831:
+        a = a << 2 | ('attributes' in w1832)
+        s_ = e_NodeOffsetPointXY(w1832['delta'])
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+        if 'attributes' in w1832:
+            v1835 = w1832['attributes']
+            a = a << 8 | (64 if 'localNode' in v1835 else 0) | (32 if 'disabled' in v1835 else 0) | (16 if 'enabled' in v1835 else 0) | (8 if 'data' in v1835 else 0) | (4 if 'dWidth' in v1835 else 0) | (2 if 'dElevation' in v1835 else 0) | ('regional' in v1835)
+            if 'localNode' in v1835:
+                s_ = e_NodeAttributeXYList(v1835['localNode'])
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
+            if 'disabled' in v1835:
+                s_ = e_SegmentAttributeXYList(v1835['disabled'])
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
+            if 'enabled' in v1835:
+                s_ = e_SegmentAttributeXYList(v1835['enabled'])
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
+            if 'data' in v1835:
+                s_ = e_LaneDataAttributeList(v1835['data'])
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
+            if 'dWidth' in v1835:
+                a = a << 10 | (v1835['dWidth'] + 512)
+            if 'dElevation' in v1835:
+                a = a << 10 | (v1835['dElevation'] + 512)
+            if 'regional' in v1835:
+                s_ = e_NodeAttributeSetXY_regional(v1835['regional'])
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
     a = a << 8 | v['connectionID']
     return a
 
@@ -5394,66 +5368,66 @@ def d_ConnectionTrajectory_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 7
     t_ = (x >> q) & 127
-    h1616 = (t_ >> 6) & 1
-    k1618 = (t_ & 63) + 2
-    r1617: list[Any] = []
-    for _ in range(k1618):
+    h1845 = (t_ >> 6) & 1
+    k1847 = (t_ & 63) + 2
+    r1846: list[Any] = []
+    for _ in range(k1847):
         x &= (1 << q) - 1
-        r1619: dict[str, Any] = {}
+        r1848: dict[str, Any] = {}
         q -= 2
-        h1620 = (x >> q) & 3
-        r1619['delta'], q = d_NodeOffsetPointXY(x, q)
-        if h1620 & 1:
-            r1621: dict[str, Any] = {}
+        h1849 = (x >> q) & 3
+        r1848['delta'], q = d_NodeOffsetPointXY(x, q)
+        if h1849 & 1:
+            r1850: dict[str, Any] = {}
             q -= 8
-            h1622 = (x >> q) & 255
-            if h1622 & 64:
-                r1621['localNode'], q = d_NodeAttributeXYList(x, q)
-            if h1622 & 32:
-                r1621['disabled'], q = d_SegmentAttributeXYList(x, q)
-            if h1622 & 16:
-                r1621['enabled'], q = d_SegmentAttributeXYList(x, q)
-            if h1622 & 8:
-                r1621['data'], q = d_LaneDataAttributeList(x, q)
-            if h1622 & 4:
+            h1851 = (x >> q) & 255
+            if h1851 & 64:
+                r1850['localNode'], q = d_NodeAttributeXYList(x, q)
+            if h1851 & 32:
+                r1850['disabled'], q = d_SegmentAttributeXYList(x, q)
+            if h1851 & 16:
+                r1850['enabled'], q = d_SegmentAttributeXYList(x, q)
+            if h1851 & 8:
+                r1850['data'], q = d_LaneDataAttributeList(x, q)
+            if h1851 & 4:
                 q -= 10
-                r1621['dWidth'] = ((x >> q) & 1023) - 512
-            if h1622 & 2:
+                r1850['dWidth'] = ((x >> q) & 1023) - 512
+            if h1851 & 2:
                 q -= 10
-                r1621['dElevation'] = ((x >> q) & 1023) - 512
-            if h1622 & 1:
-                r1621['regional'], q = d_NodeAttributeSetXY_regional(x, q)
-            if h1622 >> 7:
+                r1850['dElevation'] = ((x >> q) & 1023) - 512
+            if h1851 & 1:
+                r1850['regional'], q = d_NodeAttributeSetXY_regional(x, q)
+            if h1851 >> 7:
                 q = _rt.skip_additions(x, q)
-            r1619['attributes'] = r1621
-        if h1620 >> 1:
+            r1848['attributes'] = r1850
+        if h1849 >> 1:
             q = _rt.skip_additions(x, q)
-        r1617.append(r1619)
-    r['nodes'] = r1617
+        r1846.append(r1848)
+    r['nodes'] = r1846
     q -= 8
     r['connectionID'] = (x >> q) & 255
-    if h1616 >> 0:
+    if h1845 >> 0:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_RestrictionUserType_regional(v: Any) -> int:
     a: int = 1
-    k1623 = len(v)
-    a = a << 2 | (k1623 - 1)
-    for w1623 in v:
-        s_ = e_RestrictionUserType_regional_item(w1623)
+    k1852 = len(v)
+    a = a << 2 | (k1852 - 1)
+    for w1852 in v:
+        s_ = e_RestrictionUserType_regional_item(w1852)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RestrictionUserType_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k1624 = ((x >> q) & 3) + 1
+    k1853 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1624):
+    for _ in range(k1853):
         x &= (1 << q) - 1
-        w1624, q = d_RestrictionUserType_regional_item(x, q)
-        r.append(w1624)
+        w1853, q = d_RestrictionUserType_regional_item(x, q)
+        r.append(w1853)
     return r, q
 
 
@@ -5600,289 +5574,285 @@ def d_VarLengthNumber(x: int, q: int) -> tuple[Any, int]:
 
 def e_TractorCharacteristics(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('equalTo' in v) << 2 | ('notEqualTo' in v) << 1 | ('ranges' in v)
+    a = a << 3 | (4 if 'equalTo' in v else 0) | (2 if 'notEqualTo' in v else 0) | ('ranges' in v)
     if 'equalTo' in v:
-        v1626 = v['equalTo']
-        a1627 = 1
-        k1628 = len(v1626)
-        if 1 <= k1628 <= 4:
-            a1627 <<= 1
-            a1627 = a1627 << 2 | (k1628 - 1)
+        v1855 = v['equalTo']
+        k1856 = len(v1855)
+        if 1 <= k1856 <= 4:
+            a <<= 1
+            a = a << 2 | (k1856 - 1)
         else:
-            a1627 = _rt.ld(a1627 << 1 | 1, k1628)
-        for w1628 in v1626:
-            s_ = e_VehicleCharacteristicsFixValues(w1628)
-            a1627 = ((a1627 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1627.bit_length() - 1)) + a1627
+            a = _rt.ld(a << 1 | 1, k1856)
+        for w1856 in v1855:
+            s_ = e_VehicleCharacteristicsFixValues(w1856)
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'notEqualTo' in v:
-        v1629 = v['notEqualTo']
-        a1630 = 1
-        k1631 = len(v1629)
-        if 1 <= k1631 <= 4:
-            a1630 <<= 1
-            a1630 = a1630 << 2 | (k1631 - 1)
+        v1857 = v['notEqualTo']
+        a1858 = 1
+        k1859 = len(v1857)
+        if 1 <= k1859 <= 4:
+            a1858 <<= 1
+            a1858 = a1858 << 2 | (k1859 - 1)
         else:
-            a1630 = _rt.ld(a1630 << 1 | 1, k1631)
-        for w1631 in v1629:
-            s_ = e_VehicleCharacteristicsFixValues(w1631)
-            a1630 = ((a1630 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1630.bit_length() - 1)) + a1630
+            a1858 = _rt.ld(a1858 << 1 | 1, k1859)
+        for w1859 in v1857:
+            s_ = e_VehicleCharacteristicsFixValues(w1859)
+            a1858 = ((a1858 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1858.bit_length() - 1)) + a1858
     if 'ranges' in v:
-        v1632 = v['ranges']
-        a1633 = 1
-        k1634 = len(v1632)
-        if 1 <= k1634 <= 4:
-            a1633 <<= 1
-            a1633 = a1633 << 2 | (k1634 - 1)
+        v1860 = v['ranges']
+        a1861 = 1
+        k1862 = len(v1860)
+        if 1 <= k1862 <= 4:
+            a1861 <<= 1
+            a1861 = a1861 << 2 | (k1862 - 1)
         else:
-            a1633 = _rt.ld(a1633 << 1 | 1, k1634)
-        for w1634 in v1632:
-            a1633 = a1633 << 2 | w1634['comparisonOperator']
-            s_ = e_VehicleCharacteristicsRanges_limits(w1634['limits'])
-            a1633 = ((a1633 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1633.bit_length() - 1)) + a1633
+            a1861 = _rt.ld(a1861 << 1 | 1, k1862)
+        for w1862 in v1860:
+            a1861 = a1861 << 2 | w1862['comparisonOperator']
+            s_ = e_VehicleCharacteristicsRanges_limits(w1862['limits'])
+            a1861 = ((a1861 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1861.bit_length() - 1)) + a1861
     return a
 
 def d_TractorCharacteristics(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1638 = (x >> q) & 7
-    if h1638 & 4:
+    h1866 = (x >> q) & 7
+    if h1866 & 4:
         q -= 1
         if (x >> q) & 1:
-            k1640, q = _rt.read_ld(x, q)
+            k1868, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1640 = ((x >> q) & 3) + 1
-        r1639: list[Any] = []
-        for _ in range(k1640):
+            k1868 = ((x >> q) & 3) + 1
+        r1867: list[Any] = []
+        for _ in range(k1868):
             x &= (1 << q) - 1
-            w1640, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1639.append(w1640)
-        r['equalTo'] = r1639
-    if h1638 & 2:
+            w1868, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1867.append(w1868)
+        r['equalTo'] = r1867
+    if h1866 & 2:
         q -= 1
         if (x >> q) & 1:
-            k1642, q = _rt.read_ld(x, q)
+            k1870, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1642 = ((x >> q) & 3) + 1
-        r1641: list[Any] = []
-        for _ in range(k1642):
+            k1870 = ((x >> q) & 3) + 1
+        r1869: list[Any] = []
+        for _ in range(k1870):
             x &= (1 << q) - 1
-            w1642, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1641.append(w1642)
-        r['notEqualTo'] = r1641
-    if h1638 & 1:
+            w1870, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1869.append(w1870)
+        r['notEqualTo'] = r1869
+    if h1866 & 1:
         q -= 1
         if (x >> q) & 1:
-            k1644, q = _rt.read_ld(x, q)
+            k1872, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1644 = ((x >> q) & 3) + 1
-        r1643: list[Any] = []
-        for _ in range(k1644):
+            k1872 = ((x >> q) & 3) + 1
+        r1871: list[Any] = []
+        for _ in range(k1872):
             x &= (1 << q) - 1
-            r1645: dict[str, Any] = {}
+            r1873: dict[str, Any] = {}
             q -= 2
-            r1645['comparisonOperator'] = (x >> q) & 3
-            r1645['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-            r1643.append(r1645)
-        r['ranges'] = r1643
+            r1873['comparisonOperator'] = (x >> q) & 3
+            r1873['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+            r1871.append(r1873)
+        r['ranges'] = r1871
     return r, q
 
 
 def e_TrailerCharacteristicsList(v: Any) -> int:
     a: int = 1
-    k1647 = len(v)
-    a = a << 2 | (k1647 - 1)
-    for w1647 in v:
-        a = a << 3 | ('equalTo' in w1647) << 2 | ('notEqualTo' in w1647) << 1 | ('ranges' in w1647)
-        if 'equalTo' in w1647:
-            v1649 = w1647['equalTo']
-            a1650 = 1
-            k1651 = len(v1649)
-            if 1 <= k1651 <= 4:
-                a1650 <<= 1
-                a1650 = a1650 << 2 | (k1651 - 1)
+    k1875 = len(v)
+    a = a << 2 | (k1875 - 1)
+    for w1875 in v:
+        a = a << 3 | (4 if 'equalTo' in w1875 else 0) | (2 if 'notEqualTo' in w1875 else 0) | ('ranges' in w1875)
+        if 'equalTo' in w1875:
+            v1877 = w1875['equalTo']
+            a1878 = 1
+            k1879 = len(v1877)
+            if 1 <= k1879 <= 4:
+                a1878 <<= 1
+                a1878 = a1878 << 2 | (k1879 - 1)
             else:
-                a1650 = _rt.ld(a1650 << 1 | 1, k1651)
-            for w1651 in v1649:
-                s_ = e_VehicleCharacteristicsFixValues_2(w1651)
-                a1650 = ((a1650 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1650.bit_length() - 1)) + a1650
-        if 'notEqualTo' in w1647:
-            v1652 = w1647['notEqualTo']
-            a1653 = 1
-            k1654 = len(v1652)
-            if 1 <= k1654 <= 4:
-                a1653 <<= 1
-                a1653 = a1653 << 2 | (k1654 - 1)
+                a1878 = _rt.ld(a1878 << 1 | 1, k1879)
+            for w1879 in v1877:
+                s_ = e_VehicleCharacteristicsFixValues_2(w1879)
+                a1878 = ((a1878 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1878.bit_length() - 1)) + a1878
+        if 'notEqualTo' in w1875:
+            v1880 = w1875['notEqualTo']
+            a1881 = 1
+            k1882 = len(v1880)
+            if 1 <= k1882 <= 4:
+                a1881 <<= 1
+                a1881 = a1881 << 2 | (k1882 - 1)
             else:
-                a1653 = _rt.ld(a1653 << 1 | 1, k1654)
-            for w1654 in v1652:
-                s_ = e_VehicleCharacteristicsFixValues_2(w1654)
-                a1653 = ((a1653 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1653.bit_length() - 1)) + a1653
-        if 'ranges' in w1647:
-            v1655 = w1647['ranges']
-            a1656 = 1
-            k1657 = len(v1655)
-            if 1 <= k1657 <= 4:
-                a1656 <<= 1
-                a1656 = a1656 << 2 | (k1657 - 1)
+                a1881 = _rt.ld(a1881 << 1 | 1, k1882)
+            for w1882 in v1880:
+                s_ = e_VehicleCharacteristicsFixValues_2(w1882)
+                a1881 = ((a1881 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1881.bit_length() - 1)) + a1881
+        if 'ranges' in w1875:
+            v1883 = w1875['ranges']
+            a1884 = 1
+            k1885 = len(v1883)
+            if 1 <= k1885 <= 4:
+                a1884 <<= 1
+                a1884 = a1884 << 2 | (k1885 - 1)
             else:
-                a1656 = _rt.ld(a1656 << 1 | 1, k1657)
-            for w1657 in v1655:
-                a1656 = a1656 << 2 | w1657['comparisonOperator']
-                s_ = e_VehicleCharacteristicsRanges_limits_2(w1657['limits'])
-                a1656 = ((a1656 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1656.bit_length() - 1)) + a1656
+                a1884 = _rt.ld(a1884 << 1 | 1, k1885)
+            for w1885 in v1883:
+                a1884 = a1884 << 2 | w1885['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits_2(w1885['limits'])
+                a1884 = ((a1884 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1884.bit_length() - 1)) + a1884
     return a
 
 def d_TrailerCharacteristicsList(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k1661 = ((x >> q) & 3) + 1
+    k1889 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1661):
+    for _ in range(k1889):
         x &= (1 << q) - 1
-        r1662: dict[str, Any] = {}
+        r1890: dict[str, Any] = {}
         q -= 3
-        h1663 = (x >> q) & 7
-        if h1663 & 4:
+        h1891 = (x >> q) & 7
+        if h1891 & 4:
             q -= 1
             if (x >> q) & 1:
-                k1665, q = _rt.read_ld(x, q)
+                k1893, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1665 = ((x >> q) & 3) + 1
-            r1664: list[Any] = []
-            for _ in range(k1665):
-                w1665, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                r1664.append(w1665)
-            r1662['equalTo'] = r1664
-        if h1663 & 2:
+                k1893 = ((x >> q) & 3) + 1
+            r1892: list[Any] = []
+            for _ in range(k1893):
+                w1893, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                r1892.append(w1893)
+            r1890['equalTo'] = r1892
+        if h1891 & 2:
             q -= 1
             if (x >> q) & 1:
-                k1667, q = _rt.read_ld(x, q)
+                k1895, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1667 = ((x >> q) & 3) + 1
-            r1666: list[Any] = []
-            for _ in range(k1667):
-                w1667, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                r1666.append(w1667)
-            r1662['notEqualTo'] = r1666
-        if h1663 & 1:
+                k1895 = ((x >> q) & 3) + 1
+            r1894: list[Any] = []
+            for _ in range(k1895):
+                w1895, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                r1894.append(w1895)
+            r1890['notEqualTo'] = r1894
+        if h1891 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1669, q = _rt.read_ld(x, q)
+                k1897, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1669 = ((x >> q) & 3) + 1
-            r1668: list[Any] = []
-            for _ in range(k1669):
-                r1670: dict[str, Any] = {}
+                k1897 = ((x >> q) & 3) + 1
+            r1896: list[Any] = []
+            for _ in range(k1897):
+                r1898: dict[str, Any] = {}
                 q -= 2
-                r1670['comparisonOperator'] = (x >> q) & 3
-                r1670['limits'], q = d_VehicleCharacteristicsRanges_limits_2(x, q)
-                r1668.append(r1670)
-            r1662['ranges'] = r1668
-        r.append(r1662)
+                r1898['comparisonOperator'] = (x >> q) & 3
+                r1898['limits'], q = d_VehicleCharacteristicsRanges_limits_2(x, q)
+                r1896.append(r1898)
+            r1890['ranges'] = r1896
+        r.append(r1890)
     return r, q
 
 
 def e_TrainCharacteristics(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('equalTo' in v) << 2 | ('notEqualTo' in v) << 1 | ('ranges' in v)
+    a = a << 3 | (4 if 'equalTo' in v else 0) | (2 if 'notEqualTo' in v else 0) | ('ranges' in v)
     if 'equalTo' in v:
-        v1673 = v['equalTo']
-        a1674 = 1
-        k1675 = len(v1673)
-        if 1 <= k1675 <= 4:
-            a1674 <<= 1
-            a1674 = a1674 << 2 | (k1675 - 1)
+        v1901 = v['equalTo']
+        k1902 = len(v1901)
+        if 1 <= k1902 <= 4:
+            a <<= 1
+            a = a << 2 | (k1902 - 1)
         else:
-            a1674 = _rt.ld(a1674 << 1 | 1, k1675)
-        for w1675 in v1673:
-            s_ = e_VehicleCharacteristicsFixValues(w1675)
-            a1674 = ((a1674 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1674.bit_length() - 1)) + a1674
+            a = _rt.ld(a << 1 | 1, k1902)
+        for w1902 in v1901:
+            s_ = e_VehicleCharacteristicsFixValues(w1902)
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'notEqualTo' in v:
-        v1676 = v['notEqualTo']
-        a1677 = 1
-        k1678 = len(v1676)
-        if 1 <= k1678 <= 4:
-            a1677 <<= 1
-            a1677 = a1677 << 2 | (k1678 - 1)
+        v1903 = v['notEqualTo']
+        a1904 = 1
+        k1905 = len(v1903)
+        if 1 <= k1905 <= 4:
+            a1904 <<= 1
+            a1904 = a1904 << 2 | (k1905 - 1)
         else:
-            a1677 = _rt.ld(a1677 << 1 | 1, k1678)
-        for w1678 in v1676:
-            s_ = e_VehicleCharacteristicsFixValues(w1678)
-            a1677 = ((a1677 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1677.bit_length() - 1)) + a1677
+            a1904 = _rt.ld(a1904 << 1 | 1, k1905)
+        for w1905 in v1903:
+            s_ = e_VehicleCharacteristicsFixValues(w1905)
+            a1904 = ((a1904 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1904.bit_length() - 1)) + a1904
     if 'ranges' in v:
-        v1679 = v['ranges']
-        a1680 = 1
-        k1681 = len(v1679)
-        if 1 <= k1681 <= 4:
-            a1680 <<= 1
-            a1680 = a1680 << 2 | (k1681 - 1)
+        v1906 = v['ranges']
+        a1907 = 1
+        k1908 = len(v1906)
+        if 1 <= k1908 <= 4:
+            a1907 <<= 1
+            a1907 = a1907 << 2 | (k1908 - 1)
         else:
-            a1680 = _rt.ld(a1680 << 1 | 1, k1681)
-        for w1681 in v1679:
-            a1680 = a1680 << 2 | w1681['comparisonOperator']
-            s_ = e_VehicleCharacteristicsRanges_limits(w1681['limits'])
-            a1680 = ((a1680 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1680.bit_length() - 1)) + a1680
+            a1907 = _rt.ld(a1907 << 1 | 1, k1908)
+        for w1908 in v1906:
+            a1907 = a1907 << 2 | w1908['comparisonOperator']
+            s_ = e_VehicleCharacteristicsRanges_limits(w1908['limits'])
+            a1907 = ((a1907 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1907.bit_length() - 1)) + a1907
     return a
 
 def d_TrainCharacteristics(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1685 = (x >> q) & 7
-    if h1685 & 4:
+    h1912 = (x >> q) & 7
+    if h1912 & 4:
         q -= 1
         if (x >> q) & 1:
-            k1687, q = _rt.read_ld(x, q)
+            k1914, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1687 = ((x >> q) & 3) + 1
-        r1686: list[Any] = []
-        for _ in range(k1687):
+            k1914 = ((x >> q) & 3) + 1
+        r1913: list[Any] = []
+        for _ in range(k1914):
             x &= (1 << q) - 1
-            w1687, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1686.append(w1687)
-        r['equalTo'] = r1686
-    if h1685 & 2:
+            w1914, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1913.append(w1914)
+        r['equalTo'] = r1913
+    if h1912 & 2:
         q -= 1
         if (x >> q) & 1:
-            k1689, q = _rt.read_ld(x, q)
+            k1916, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1689 = ((x >> q) & 3) + 1
-        r1688: list[Any] = []
-        for _ in range(k1689):
+            k1916 = ((x >> q) & 3) + 1
+        r1915: list[Any] = []
+        for _ in range(k1916):
             x &= (1 << q) - 1
-            w1689, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1688.append(w1689)
-        r['notEqualTo'] = r1688
-    if h1685 & 1:
+            w1916, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1915.append(w1916)
+        r['notEqualTo'] = r1915
+    if h1912 & 1:
         q -= 1
         if (x >> q) & 1:
-            k1691, q = _rt.read_ld(x, q)
+            k1918, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1691 = ((x >> q) & 3) + 1
-        r1690: list[Any] = []
-        for _ in range(k1691):
+            k1918 = ((x >> q) & 3) + 1
+        r1917: list[Any] = []
+        for _ in range(k1918):
             x &= (1 << q) - 1
-            r1692: dict[str, Any] = {}
+            r1919: dict[str, Any] = {}
             q -= 2
-            r1692['comparisonOperator'] = (x >> q) & 3
-            r1692['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-            r1690.append(r1692)
-        r['ranges'] = r1690
+            r1919['comparisonOperator'] = (x >> q) & 3
+            r1919['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+            r1917.append(r1919)
+        r['ranges'] = r1917
     return r, q
 
 
@@ -5937,538 +5907,538 @@ def d_RSCode_code(x: int, q: int) -> tuple[Any, int]:
 
 def e_InternationalSign_applicablePeriod(v: Any) -> int:
     a: int = 1
-    a = a << 6 | ('year' in v) << 5 | ('month-day' in v) << 4 | ('repeatingPeriodDayTypes' in v) << 3 | ('hourMinutes' in v) << 2 | ('dateRangeOfWeek' in v) << 1 | ('durationHourMinute' in v)
+    a = a << 6 | (32 if 'year' in v else 0) | (16 if 'month-day' in v else 0) | (8 if 'repeatingPeriodDayTypes' in v else 0) | (4 if 'hourMinutes' in v else 0) | (2 if 'dateRangeOfWeek' in v else 0) | ('durationHourMinute' in v)
     if 'year' in v:
-        v1695 = v['year']
-        w1698 = v1695['yearRangeStartYear']
-        if 2000 <= w1698 <= 2127:
-            a = a << 8 | (w1698 - 2000)
+        v1922 = v['year']
+        w1925 = v1922['yearRangeStartYear']
+        if 2000 <= w1925 <= 2127:
+            a = a << 8 | (w1925 - 2000)
         else:
-            a = _rt.uwn(a << 1 | 1, w1698)
-        w1700 = v1695['yearRangeEndYear']
-        if 2000 <= w1700 <= 2127:
-            a = a << 8 | (w1700 - 2000)
+            a = _rt.uwn(a << 1 | 1, w1925)
+        w1927 = v1922['yearRangeEndYear']
+        if 2000 <= w1927 <= 2127:
+            a = a << 8 | (w1927 - 2000)
         else:
-            a = _rt.uwn(a << 1 | 1, w1700)
+            a = _rt.uwn(a << 1 | 1, w1927)
     if 'month-day' in v:
-        v1701 = v['month-day']
-        v1703 = v1701['dateRangeStartMonthDay']
-        a = a << 9 | ((v1703['month'] - 1)) << 5 | ((v1703['day'] - 1))
-        v1707 = v1701['dateRangeEndMonthDay']
-        a = a << 9 | ((v1707['month'] - 1)) << 5 | ((v1707['day'] - 1))
+        v1928 = v['month-day']
+        v1930 = v1928['dateRangeStartMonthDay']
+        a = a << 9 | ((v1930['month'] - 1)) << 5 | ((v1930['day'] - 1))
+        v1934 = v1928['dateRangeEndMonthDay']
+        a = a << 9 | ((v1934['month'] - 1)) << 5 | ((v1934['day'] - 1))
     if 'repeatingPeriodDayTypes' in v:
-        d1712, k1713 = v['repeatingPeriodDayTypes']
-        a = a << k1713 | int.from_bytes(d1712, 'big') >> (8 * len(d1712) - k1713)
+        d1939, k1940 = v['repeatingPeriodDayTypes']
+        a = a << k1940 | int.from_bytes(d1939, 'big') >> (8 * len(d1939) - k1940)
     if 'hourMinutes' in v:
-        v1714 = v['hourMinutes']
-        v1716 = v1714['timeRangeStartTime']
-        a = a << 11 | (v1716['hours']) << 6 | (v1716['mins'])
-        v1720 = v1714['timeRangeEndTime']
-        a = a << 11 | (v1720['hours']) << 6 | (v1720['mins'])
+        v1941 = v['hourMinutes']
+        v1943 = v1941['timeRangeStartTime']
+        a = a << 11 | (v1943['hours']) << 6 | (v1943['mins'])
+        v1947 = v1941['timeRangeEndTime']
+        a = a << 11 | (v1947['hours']) << 6 | (v1947['mins'])
     if 'dateRangeOfWeek' in v:
-        d1725, k1726 = v['dateRangeOfWeek']
-        a = a << k1726 | int.from_bytes(d1725, 'big') >> (8 * len(d1725) - k1726)
+        d1952, k1953 = v['dateRangeOfWeek']
+        a = a << k1953 | int.from_bytes(d1952, 'big') >> (8 * len(d1952) - k1953)
     if 'durationHourMinute' in v:
-        v1727 = v['durationHourMinute']
-        a = a << 11 | (v1727['hours']) << 6 | (v1727['mins'])
+        v1954 = v['durationHourMinute']
+        a = a << 11 | (v1954['hours']) << 6 | (v1954['mins'])
     return a
 
 def d_InternationalSign_applicablePeriod(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 6
-    h1731 = (x >> q) & 63
-    if h1731 & 32:
-        r1732: dict[str, Any] = {}
+    h1958 = (x >> q) & 63
+    if h1958 & 32:
+        r1959: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            r1732['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+            r1959['yearRangeStartYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r1732['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+            r1959['yearRangeStartYear'] = ((x >> q) & 127) + 2000
         q -= 1
         if (x >> q) & 1:
-            r1732['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+            r1959['yearRangeEndYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r1732['yearRangeEndYear'] = ((x >> q) & 127) + 2000
-        r['year'] = r1732
-    if h1731 & 16:
-        r1734: dict[str, Any] = {}
-        r1736: dict[str, Any] = {}
+            r1959['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+        r['year'] = r1959
+    if h1958 & 16:
+        r1961: dict[str, Any] = {}
+        r1963: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
-        r1736['month'] = ((t_ >> 5) & 15) + 1
-        r1736['day'] = (t_ & 31) + 1
-        r1734['dateRangeStartMonthDay'] = r1736
-        r1738: dict[str, Any] = {}
+        r1963['month'] = ((t_ >> 5) & 15) + 1
+        r1963['day'] = (t_ & 31) + 1
+        r1961['dateRangeStartMonthDay'] = r1963
+        r1965: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
-        r1738['month'] = ((t_ >> 5) & 15) + 1
-        r1738['day'] = (t_ & 31) + 1
-        r1734['dateRangeEndMonthDay'] = r1738
-        r['month-day'] = r1734
-    if h1731 & 8:
+        r1965['month'] = ((t_ >> 5) & 15) + 1
+        r1965['day'] = (t_ & 31) + 1
+        r1961['dateRangeEndMonthDay'] = r1965
+        r['month-day'] = r1961
+    if h1958 & 8:
         q -= 4
         r['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
-    if h1731 & 4:
-        r1741: dict[str, Any] = {}
-        r1743: dict[str, Any] = {}
+    if h1958 & 4:
+        r1968: dict[str, Any] = {}
+        r1970: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r1743['hours'] = (t_ >> 6) & 31
-        r1743['mins'] = t_ & 63
-        r1741['timeRangeStartTime'] = r1743
-        r1745: dict[str, Any] = {}
+        r1970['hours'] = (t_ >> 6) & 31
+        r1970['mins'] = t_ & 63
+        r1968['timeRangeStartTime'] = r1970
+        r1972: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r1745['hours'] = (t_ >> 6) & 31
-        r1745['mins'] = t_ & 63
-        r1741['timeRangeEndTime'] = r1745
-        r['hourMinutes'] = r1741
-    if h1731 & 2:
+        r1972['hours'] = (t_ >> 6) & 31
+        r1972['mins'] = t_ & 63
+        r1968['timeRangeEndTime'] = r1972
+        r['hourMinutes'] = r1968
+    if h1958 & 2:
         q -= 8
         r['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if h1731 & 1:
-        r1748: dict[str, Any] = {}
+    if h1958 & 1:
+        r1975: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r1748['hours'] = (t_ >> 6) & 31
-        r1748['mins'] = t_ & 63
-        r['durationHourMinute'] = r1748
+        r1975['hours'] = (t_ >> 6) & 31
+        r1975['mins'] = t_ & 63
+        r['durationHourMinute'] = r1975
     return r, q
 
 
 def e_CompleteVehicleCharacteristics(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('tractor' in v) << 2 | ('trailer' in v) << 1 | ('train' in v)
+    a = a << 3 | (4 if 'tractor' in v else 0) | (2 if 'trailer' in v else 0) | ('train' in v)
     if 'tractor' in v:
-        v1751 = v['tractor']
-        a = a << 3 | ('equalTo' in v1751) << 2 | ('notEqualTo' in v1751) << 1 | ('ranges' in v1751)
-        if 'equalTo' in v1751:
-            v1753 = v1751['equalTo']
-            a1754 = 1
-            k1755 = len(v1753)
-            if 1 <= k1755 <= 4:
-                a1754 <<= 1
-                a1754 = a1754 << 2 | (k1755 - 1)
+        v1978 = v['tractor']
+        a = a << 3 | (4 if 'equalTo' in v1978 else 0) | (2 if 'notEqualTo' in v1978 else 0) | ('ranges' in v1978)
+        if 'equalTo' in v1978:
+            v1980 = v1978['equalTo']
+            k1981 = len(v1980)
+            if 1 <= k1981 <= 4:
+                a <<= 1
+                a = a << 2 | (k1981 - 1)
             else:
-                a1754 = _rt.ld(a1754 << 1 | 1, k1755)
-            for w1755 in v1753:
-                s_ = e_VehicleCharacteristicsFixValues(w1755)
-                a1754 = ((a1754 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1754.bit_length() - 1)) + a1754
-        if 'notEqualTo' in v1751:
-            v1756 = v1751['notEqualTo']
-            a1757 = 1
-            k1758 = len(v1756)
-            if 1 <= k1758 <= 4:
-                a1757 <<= 1
-                a1757 = a1757 << 2 | (k1758 - 1)
+                a = _rt.ld(a << 1 | 1, k1981)
+            for w1981 in v1980:
+                s_ = e_VehicleCharacteristicsFixValues(w1981)
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
+        if 'notEqualTo' in v1978:
+            v1982 = v1978['notEqualTo']
+            a1983 = 1
+            k1984 = len(v1982)
+            if 1 <= k1984 <= 4:
+                a1983 <<= 1
+                a1983 = a1983 << 2 | (k1984 - 1)
             else:
-                a1757 = _rt.ld(a1757 << 1 | 1, k1758)
-            for w1758 in v1756:
-                s_ = e_VehicleCharacteristicsFixValues(w1758)
-                a1757 = ((a1757 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1757.bit_length() - 1)) + a1757
-        if 'ranges' in v1751:
-            v1759 = v1751['ranges']
-            a1760 = 1
-            k1761 = len(v1759)
-            if 1 <= k1761 <= 4:
-                a1760 <<= 1
-                a1760 = a1760 << 2 | (k1761 - 1)
+                a1983 = _rt.ld(a1983 << 1 | 1, k1984)
+            for w1984 in v1982:
+                s_ = e_VehicleCharacteristicsFixValues(w1984)
+                a1983 = ((a1983 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1983.bit_length() - 1)) + a1983
+        if 'ranges' in v1978:
+            v1985 = v1978['ranges']
+            a1986 = 1
+            k1987 = len(v1985)
+            if 1 <= k1987 <= 4:
+                a1986 <<= 1
+                a1986 = a1986 << 2 | (k1987 - 1)
             else:
-                a1760 = _rt.ld(a1760 << 1 | 1, k1761)
-            for w1761 in v1759:
-                a1760 = a1760 << 2 | w1761['comparisonOperator']
-                s_ = e_VehicleCharacteristicsRanges_limits(w1761['limits'])
-                a1760 = ((a1760 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1760.bit_length() - 1)) + a1760
+                a1986 = _rt.ld(a1986 << 1 | 1, k1987)
+            for w1987 in v1985:
+                a1986 = a1986 << 2 | w1987['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits(w1987['limits'])
+                a1986 = ((a1986 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1986.bit_length() - 1)) + a1986
     if 'trailer' in v:
-        v1765 = v['trailer']
-        a1766 = 1
-        k1767 = len(v1765)
-        a1766 = a1766 << 2 | (k1767 - 1)
-        for w1767 in v1765:
-            a1766 = a1766 << 3 | ('equalTo' in w1767) << 2 | ('notEqualTo' in w1767) << 1 | ('ranges' in w1767)
-            if 'equalTo' in w1767:
-                v1769 = w1767['equalTo']
-                a1770 = 1
-                k1771 = len(v1769)
-                if 1 <= k1771 <= 4:
-                    a1770 <<= 1
-                    a1770 = a1770 << 2 | (k1771 - 1)
+        v1991 = v['trailer']
+        a1992 = 1
+        k1993 = len(v1991)
+        a1992 = a1992 << 2 | (k1993 - 1)
+        for w1993 in v1991:
+            a1992 = a1992 << 3 | (4 if 'equalTo' in w1993 else 0) | (2 if 'notEqualTo' in w1993 else 0) | ('ranges' in w1993)
+            if 'equalTo' in w1993:
+                v1995 = w1993['equalTo']
+                a1996 = 1
+                k1997 = len(v1995)
+                if 1 <= k1997 <= 4:
+                    a1996 <<= 1
+                    a1996 = a1996 << 2 | (k1997 - 1)
                 else:
-                    a1770 = _rt.ld(a1770 << 1 | 1, k1771)
-                for w1771 in v1769:
-                    s_ = e_VehicleCharacteristicsFixValues_2(w1771)
-                    a1770 = ((a1770 - 1) << (s_.bit_length() - 1)) + s_
-                a1766 = ((a1766 - 1) << (a1770.bit_length() - 1)) + a1770
-            if 'notEqualTo' in w1767:
-                v1772 = w1767['notEqualTo']
-                a1773 = 1
-                k1774 = len(v1772)
-                if 1 <= k1774 <= 4:
-                    a1773 <<= 1
-                    a1773 = a1773 << 2 | (k1774 - 1)
+                    a1996 = _rt.ld(a1996 << 1 | 1, k1997)
+                for w1997 in v1995:
+                    s_ = e_VehicleCharacteristicsFixValues_2(w1997)
+                    a1996 = ((a1996 - 1) << (s_.bit_length() - 1)) + s_
+                a1992 = ((a1992 - 1) << (a1996.bit_length() - 1)) + a1996
+            if 'notEqualTo' in w1993:
+                v1998 = w1993['notEqualTo']
+                a1999 = 1
+                k2000 = len(v1998)
+                if 1 <= k2000 <= 4:
+                    a1999 <<= 1
+                    a1999 = a1999 << 2 | (k2000 - 1)
                 else:
-                    a1773 = _rt.ld(a1773 << 1 | 1, k1774)
-                for w1774 in v1772:
-                    s_ = e_VehicleCharacteristicsFixValues_2(w1774)
-                    a1773 = ((a1773 - 1) << (s_.bit_length() - 1)) + s_
-                a1766 = ((a1766 - 1) << (a1773.bit_length() - 1)) + a1773
-            if 'ranges' in w1767:
-                v1775 = w1767['ranges']
-                a1776 = 1
-                k1777 = len(v1775)
-                if 1 <= k1777 <= 4:
-                    a1776 <<= 1
-                    a1776 = a1776 << 2 | (k1777 - 1)
+                    a1999 = _rt.ld(a1999 << 1 | 1, k2000)
+                for w2000 in v1998:
+                    s_ = e_VehicleCharacteristicsFixValues_2(w2000)
+                    a1999 = ((a1999 - 1) << (s_.bit_length() - 1)) + s_
+                a1992 = ((a1992 - 1) << (a1999.bit_length() - 1)) + a1999
+            if 'ranges' in w1993:
+                v2001 = w1993['ranges']
+                a2002 = 1
+                k2003 = len(v2001)
+                if 1 <= k2003 <= 4:
+                    a2002 <<= 1
+                    a2002 = a2002 << 2 | (k2003 - 1)
                 else:
-                    a1776 = _rt.ld(a1776 << 1 | 1, k1777)
-                for w1777 in v1775:
-                    s_ = e_VehicleCharacteristicsRanges(w1777)
-                    a1776 = ((a1776 - 1) << (s_.bit_length() - 1)) + s_
-                a1766 = ((a1766 - 1) << (a1776.bit_length() - 1)) + a1776
-        a = ((a - 1) << (a1766.bit_length() - 1)) + a1766
+                    a2002 = _rt.ld(a2002 << 1 | 1, k2003)
+                for w2003 in v2001:
+                    s_ = e_VehicleCharacteristicsRanges(w2003)
+                    a2002 = ((a2002 - 1) << (s_.bit_length() - 1)) + s_
+                a1992 = ((a1992 - 1) << (a2002.bit_length() - 1)) + a2002
+        a = ((a - 1) << (a1992.bit_length() - 1)) + a1992
     if 'train' in v:
-        v1778 = v['train']
-        a = a << 3 | ('equalTo' in v1778) << 2 | ('notEqualTo' in v1778) << 1 | ('ranges' in v1778)
-        if 'equalTo' in v1778:
-            v1780 = v1778['equalTo']
-            a1781 = 1
-            k1782 = len(v1780)
-            if 1 <= k1782 <= 4:
-                a1781 <<= 1
-                a1781 = a1781 << 2 | (k1782 - 1)
+        v2004 = v['train']
+        a = a << 3 | (4 if 'equalTo' in v2004 else 0) | (2 if 'notEqualTo' in v2004 else 0) | ('ranges' in v2004)
+        if 'equalTo' in v2004:
+            v2006 = v2004['equalTo']
+            a2007 = 1
+            k2008 = len(v2006)
+            if 1 <= k2008 <= 4:
+                a2007 <<= 1
+                a2007 = a2007 << 2 | (k2008 - 1)
             else:
-                a1781 = _rt.ld(a1781 << 1 | 1, k1782)
-            for w1782 in v1780:
-                s_ = e_VehicleCharacteristicsFixValues(w1782)
-                a1781 = ((a1781 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1781.bit_length() - 1)) + a1781
-        if 'notEqualTo' in v1778:
-            v1783 = v1778['notEqualTo']
-            a1784 = 1
-            k1785 = len(v1783)
-            if 1 <= k1785 <= 4:
-                a1784 <<= 1
-                a1784 = a1784 << 2 | (k1785 - 1)
+                a2007 = _rt.ld(a2007 << 1 | 1, k2008)
+            for w2008 in v2006:
+                s_ = e_VehicleCharacteristicsFixValues(w2008)
+                a2007 = ((a2007 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2007.bit_length() - 1)) + a2007
+        if 'notEqualTo' in v2004:
+            v2009 = v2004['notEqualTo']
+            a2010 = 1
+            k2011 = len(v2009)
+            if 1 <= k2011 <= 4:
+                a2010 <<= 1
+                a2010 = a2010 << 2 | (k2011 - 1)
             else:
-                a1784 = _rt.ld(a1784 << 1 | 1, k1785)
-            for w1785 in v1783:
-                s_ = e_VehicleCharacteristicsFixValues(w1785)
-                a1784 = ((a1784 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1784.bit_length() - 1)) + a1784
-        if 'ranges' in v1778:
-            v1786 = v1778['ranges']
-            a1787 = 1
-            k1788 = len(v1786)
-            if 1 <= k1788 <= 4:
-                a1787 <<= 1
-                a1787 = a1787 << 2 | (k1788 - 1)
+                a2010 = _rt.ld(a2010 << 1 | 1, k2011)
+            for w2011 in v2009:
+                s_ = e_VehicleCharacteristicsFixValues(w2011)
+                a2010 = ((a2010 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2010.bit_length() - 1)) + a2010
+        if 'ranges' in v2004:
+            v2012 = v2004['ranges']
+            a2013 = 1
+            k2014 = len(v2012)
+            if 1 <= k2014 <= 4:
+                a2013 <<= 1
+                a2013 = a2013 << 2 | (k2014 - 1)
             else:
-                a1787 = _rt.ld(a1787 << 1 | 1, k1788)
-            for w1788 in v1786:
-                a1787 = a1787 << 2 | w1788['comparisonOperator']
-                s_ = e_VehicleCharacteristicsRanges_limits(w1788['limits'])
-                a1787 = ((a1787 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1787.bit_length() - 1)) + a1787
+                a2013 = _rt.ld(a2013 << 1 | 1, k2014)
+            for w2014 in v2012:
+                a2013 = a2013 << 2 | w2014['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits(w2014['limits'])
+                a2013 = ((a2013 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2013.bit_length() - 1)) + a2013
     return a
 
 def d_CompleteVehicleCharacteristics(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1792 = (x >> q) & 7
-    if h1792 & 4:
-        r1793: dict[str, Any] = {}
+    h2018 = (x >> q) & 7
+    if h2018 & 4:
+        r2019: dict[str, Any] = {}
         q -= 3
-        h1794 = (x >> q) & 7
-        if h1794 & 4:
+        h2020 = (x >> q) & 7
+        if h2020 & 4:
             q -= 1
             if (x >> q) & 1:
-                k1796, q = _rt.read_ld(x, q)
+                k2022, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1796 = ((x >> q) & 3) + 1
-            r1795: list[Any] = []
-            for _ in range(k1796):
+                k2022 = ((x >> q) & 3) + 1
+            r2021: list[Any] = []
+            for _ in range(k2022):
                 x &= (1 << q) - 1
-                w1796, q = d_VehicleCharacteristicsFixValues(x, q)
-                r1795.append(w1796)
-            r1793['equalTo'] = r1795
-        if h1794 & 2:
+                w2022, q = d_VehicleCharacteristicsFixValues(x, q)
+                r2021.append(w2022)
+            r2019['equalTo'] = r2021
+        if h2020 & 2:
             q -= 1
             if (x >> q) & 1:
-                k1798, q = _rt.read_ld(x, q)
+                k2024, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1798 = ((x >> q) & 3) + 1
-            r1797: list[Any] = []
-            for _ in range(k1798):
+                k2024 = ((x >> q) & 3) + 1
+            r2023: list[Any] = []
+            for _ in range(k2024):
                 x &= (1 << q) - 1
-                w1798, q = d_VehicleCharacteristicsFixValues(x, q)
-                r1797.append(w1798)
-            r1793['notEqualTo'] = r1797
-        if h1794 & 1:
+                w2024, q = d_VehicleCharacteristicsFixValues(x, q)
+                r2023.append(w2024)
+            r2019['notEqualTo'] = r2023
+        if h2020 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1800, q = _rt.read_ld(x, q)
+                k2026, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1800 = ((x >> q) & 3) + 1
-            r1799: list[Any] = []
-            for _ in range(k1800):
+                k2026 = ((x >> q) & 3) + 1
+            r2025: list[Any] = []
+            for _ in range(k2026):
                 x &= (1 << q) - 1
-                r1801: dict[str, Any] = {}
+                r2027: dict[str, Any] = {}
                 q -= 2
-                r1801['comparisonOperator'] = (x >> q) & 3
-                r1801['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-                r1799.append(r1801)
-            r1793['ranges'] = r1799
-        r['tractor'] = r1793
-    if h1792 & 2:
+                r2027['comparisonOperator'] = (x >> q) & 3
+                r2027['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+                r2025.append(r2027)
+            r2019['ranges'] = r2025
+        r['tractor'] = r2019
+    if h2018 & 2:
         q -= 2
-        k1804 = ((x >> q) & 3) + 1
-        r1803: list[Any] = []
-        for _ in range(k1804):
+        k2030 = ((x >> q) & 3) + 1
+        r2029: list[Any] = []
+        for _ in range(k2030):
             x &= (1 << q) - 1
-            r1805: dict[str, Any] = {}
+            r2031: dict[str, Any] = {}
             q -= 3
-            h1806 = (x >> q) & 7
-            if h1806 & 4:
+            h2032 = (x >> q) & 7
+            if h2032 & 4:
                 q -= 1
                 if (x >> q) & 1:
-                    k1808, q = _rt.read_ld(x, q)
+                    k2034, q = _rt.read_ld(x, q)
                 else:
                     q -= 2
-                    k1808 = ((x >> q) & 3) + 1
-                r1807: list[Any] = []
-                for _ in range(k1808):
-                    w1808, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                    r1807.append(w1808)
-                r1805['equalTo'] = r1807
-            if h1806 & 2:
+                    k2034 = ((x >> q) & 3) + 1
+                r2033: list[Any] = []
+                for _ in range(k2034):
+                    w2034, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                    r2033.append(w2034)
+                r2031['equalTo'] = r2033
+            if h2032 & 2:
                 q -= 1
                 if (x >> q) & 1:
-                    k1810, q = _rt.read_ld(x, q)
+                    k2036, q = _rt.read_ld(x, q)
                 else:
                     q -= 2
-                    k1810 = ((x >> q) & 3) + 1
-                r1809: list[Any] = []
-                for _ in range(k1810):
-                    w1810, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                    r1809.append(w1810)
-                r1805['notEqualTo'] = r1809
-            if h1806 & 1:
+                    k2036 = ((x >> q) & 3) + 1
+                r2035: list[Any] = []
+                for _ in range(k2036):
+                    w2036, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                    r2035.append(w2036)
+                r2031['notEqualTo'] = r2035
+            if h2032 & 1:
                 q -= 1
                 if (x >> q) & 1:
-                    k1812, q = _rt.read_ld(x, q)
+                    k2038, q = _rt.read_ld(x, q)
                 else:
                     q -= 2
-                    k1812 = ((x >> q) & 3) + 1
-                r1811: list[Any] = []
-                for _ in range(k1812):
-                    w1812, q = d_VehicleCharacteristicsRanges(x, q)
-                    r1811.append(w1812)
-                r1805['ranges'] = r1811
-            r1803.append(r1805)
-        r['trailer'] = r1803
-    if h1792 & 1:
-        r1813: dict[str, Any] = {}
+                    k2038 = ((x >> q) & 3) + 1
+                r2037: list[Any] = []
+                for _ in range(k2038):
+                    w2038, q = d_VehicleCharacteristicsRanges(x, q)
+                    r2037.append(w2038)
+                r2031['ranges'] = r2037
+            r2029.append(r2031)
+        r['trailer'] = r2029
+    if h2018 & 1:
+        r2039: dict[str, Any] = {}
         q -= 3
-        h1814 = (x >> q) & 7
-        if h1814 & 4:
+        h2040 = (x >> q) & 7
+        if h2040 & 4:
             q -= 1
             if (x >> q) & 1:
-                k1816, q = _rt.read_ld(x, q)
+                k2042, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1816 = ((x >> q) & 3) + 1
-            r1815: list[Any] = []
-            for _ in range(k1816):
+                k2042 = ((x >> q) & 3) + 1
+            r2041: list[Any] = []
+            for _ in range(k2042):
                 x &= (1 << q) - 1
-                w1816, q = d_VehicleCharacteristicsFixValues(x, q)
-                r1815.append(w1816)
-            r1813['equalTo'] = r1815
-        if h1814 & 2:
+                w2042, q = d_VehicleCharacteristicsFixValues(x, q)
+                r2041.append(w2042)
+            r2039['equalTo'] = r2041
+        if h2040 & 2:
             q -= 1
             if (x >> q) & 1:
-                k1818, q = _rt.read_ld(x, q)
+                k2044, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1818 = ((x >> q) & 3) + 1
-            r1817: list[Any] = []
-            for _ in range(k1818):
+                k2044 = ((x >> q) & 3) + 1
+            r2043: list[Any] = []
+            for _ in range(k2044):
                 x &= (1 << q) - 1
-                w1818, q = d_VehicleCharacteristicsFixValues(x, q)
-                r1817.append(w1818)
-            r1813['notEqualTo'] = r1817
-        if h1814 & 1:
+                w2044, q = d_VehicleCharacteristicsFixValues(x, q)
+                r2043.append(w2044)
+            r2039['notEqualTo'] = r2043
+        if h2040 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1820, q = _rt.read_ld(x, q)
+                k2046, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1820 = ((x >> q) & 3) + 1
-            r1819: list[Any] = []
-            for _ in range(k1820):
+                k2046 = ((x >> q) & 3) + 1
+            r2045: list[Any] = []
+            for _ in range(k2046):
                 x &= (1 << q) - 1
-                r1821: dict[str, Any] = {}
+                r2047: dict[str, Any] = {}
                 q -= 2
-                r1821['comparisonOperator'] = (x >> q) & 3
-                r1821['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-                r1819.append(r1821)
-            r1813['ranges'] = r1819
-        r['train'] = r1813
+                r2047['comparisonOperator'] = (x >> q) & 3
+                r2047['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+                r2045.append(r2047)
+            r2039['ranges'] = r2045
+        r['train'] = r2039
     return r, q
 
 
 def e_ZoneIds(v: Any) -> int:
     a: int = 1
-    k1823 = len(v)
-    if 1 <= k1823 <= 8:
+    k2049 = len(v)
+    if 1 <= k2049 <= 8:
         a <<= 1
-        a = a << 3 | (k1823 - 1)
+        a = a << 3 | (k2049 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1823)
-    for w1823 in v:
-        w1824 = w1823
-        if 1 <= w1824 <= 32:
-            a = a << 6 | (w1824 - 1)
+        a = _rt.ld(a << 1 | 1, k2049)
+    for w2049 in v:
+        w2050 = w2049
+        if 1 <= w2050 <= 32:
+            a = a << 6 | (w2050 - 1)
         else:
-            a = _rt.uwn(a << 1 | 1, w1824)
+            a = _rt.uwn(a << 1 | 1, w2050)
     return a
 
 def d_ZoneIds(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1825, q = _rt.read_ld(x, q)
+        k2051, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k1825 = ((x >> q) & 7) + 1
+        k2051 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1825):
+    for _ in range(k2051):
         q -= 1
         if (x >> q) & 1:
-            w1825, q = _rt.read_uwn(x, q)
+            w2051, q = _rt.read_uwn(x, q)
         else:
             q -= 5
-            w1825 = ((x >> q) & 31) + 1
-        r.append(w1825)
+            w2051 = ((x >> q) & 31) + 1
+        r.append(w2051)
     return r, q
 
 
 def e_SaeAutomationLevels(v: Any) -> int:
     a: int = 1
-    k1826 = len(v)
-    a = a << 3 | (k1826 - 1)
-    for w1826 in v:
-        a = a << 3 | w1826
+    k2052 = len(v)
+    a = a << 3 | (k2052 - 1)
+    for w2052 in v:
+        a = a << 3 | w2052
     return a
 
 def d_SaeAutomationLevels(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k1827 = ((x >> q) & 7) + 1
+    k2053 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1827):
+    for _ in range(k2053):
         q -= 3
-        w1827 = (x >> q) & 7
-        r.append(w1827)
+        w2053 = (x >> q) & 7
+        r.append(w2053)
     return r, q
 
 
 def e_RoadSignCodes(v: Any) -> int:
     a: int = 1
-    k1828 = len(v)
-    if 1 <= k1828 <= 4:
+    k2054 = len(v)
+    if 1 <= k2054 <= 4:
         a <<= 1
-        a = a << 2 | (k1828 - 1)
+        a = a << 2 | (k2054 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1828)
-    for w1828 in v:
-        a = a << 1 | ('layoutComponentId' in w1828)
-        if 'layoutComponentId' in w1828:
-            w1831 = w1828['layoutComponentId']
-            if 1 <= w1831 <= 4:
-                a = a << 3 | (w1831 - 1)
+        a = _rt.ld(a << 1 | 1, k2054)
+    for w2054 in v:
+        a = a << 1 | ('layoutComponentId' in w2054)
+        if 'layoutComponentId' in w2054:
+            w2057 = w2054['layoutComponentId']
+            if 1 <= w2057 <= 4:
+                a = a << 3 | (w2057 - 1)
             else:
-                a = _rt.uwn(a << 1 | 1, w1831)
-        s_ = e_RSCode_code(w1828['code'])
+                a = _rt.uwn(a << 1 | 1, w2057)
+        s_ = e_RSCode_code(w2054['code'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RoadSignCodes(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1833, q = _rt.read_ld(x, q)
+        k2059, q = _rt.read_ld(x, q)
     else:
         q -= 2
-        k1833 = ((x >> q) & 3) + 1
+        k2059 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1833):
+    for _ in range(k2059):
         x &= (1 << q) - 1
-        r1834: dict[str, Any] = {}
+        r2060: dict[str, Any] = {}
         q -= 1
-        h1835 = (x >> q) & 1
-        if h1835 & 1:
+        h2061 = (x >> q) & 1
+        if h2061 & 1:
             q -= 1
             if (x >> q) & 1:
-                r1834['layoutComponentId'], q = _rt.read_uwn(x, q)
+                r2060['layoutComponentId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r1834['layoutComponentId'] = ((x >> q) & 3) + 1
-        r1834['code'], q = d_RSCode_code(x, q)
-        r.append(r1834)
+                r2060['layoutComponentId'] = ((x >> q) & 3) + 1
+        r2060['code'], q = d_RSCode_code(x, q)
+        r.append(r2060)
     return r, q
 
 
 def e_ConstraintTextLines2(v: Any) -> int:
     a: int = 1
-    k1836 = len(v)
-    if 1 <= k1836 <= 4:
+    k2062 = len(v)
+    if 1 <= k2062 <= 4:
         a <<= 1
-        a = a << 2 | (k1836 - 1)
+        a = a << 2 | (k2062 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1836)
-    for w1836 in v:
-        a = a << 1 | ('layoutComponentId' in w1836)
-        if 'layoutComponentId' in w1836:
-            w1839 = w1836['layoutComponentId']
-            if 1 <= w1839 <= 4:
-                a = a << 3 | (w1839 - 1)
+        a = _rt.ld(a << 1 | 1, k2062)
+    for w2062 in v:
+        a2070 = 1
+        a2070 = a2070 << 1 | ('layoutComponentId' in w2062)
+        if 'layoutComponentId' in w2062:
+            w2073 = w2062['layoutComponentId']
+            if 1 <= w2073 <= 4:
+                a2070 = a2070 << 3 | (w2073 - 1)
             else:
-                a = _rt.uwn(a << 1 | 1, w1839)
-        d1841, k1842 = w1836['language']
-        a = a << k1842 | int.from_bytes(d1841, 'big') >> (8 * len(d1841) - k1842)
-        a = _rt.octets(a, w1836['textContent'].encode('utf-8'))
+                a2070 = _rt.uwn(a2070 << 1 | 1, w2073)
+        d2075, k2076 = w2062['language']
+        a2070 = a2070 << k2076 | int.from_bytes(d2075, 'big') >> (8 * len(d2075) - k2076)
+        a2070 = _rt.octets(a2070, w2062['textContent'].encode('utf-8'))
+        a = ((a - 1) << (a2070.bit_length() - 1)) + a2070
     return a
 
 def d_ConstraintTextLines2(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1844, q = _rt.read_ld(x, q)
+        k2078, q = _rt.read_ld(x, q)
     else:
         q -= 2
-        k1844 = ((x >> q) & 3) + 1
+        k2078 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1844):
+    for _ in range(k2078):
         x &= (1 << q) - 1
-        r1845: dict[str, Any] = {}
+        r2079: dict[str, Any] = {}
         q -= 1
-        h1846 = (x >> q) & 1
-        if h1846 & 1:
+        h2080 = (x >> q) & 1
+        if h2080 & 1:
             q -= 1
             if (x >> q) & 1:
-                r1845['layoutComponentId'], q = _rt.read_uwn(x, q)
+                r2079['layoutComponentId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r1845['layoutComponentId'] = ((x >> q) & 3) + 1
+                r2079['layoutComponentId'] = ((x >> q) & 3) + 1
         q -= 10
-        r1845['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-        b1848, q = _rt.read_octets(x, q)
-        r1845['textContent'] = b1848.decode('utf-8')
-        r.append(r1845)
+        r2079['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+        b2082, q = _rt.read_octets(x, q)
+        r2079['textContent'] = b2082.decode('utf-8')
+        r.append(r2079)
     return r, q
 
 
@@ -6502,34 +6472,34 @@ def d_MapReference(x: int, q: int) -> tuple[Any, int]:
 
 def e_SignalStatusPackage_addGrpC(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('synchToSchedule' in v) << 1 | ('rejectedReason' in v)
+    a = a << 3 | (2 if 'synchToSchedule' in v else 0) | ('rejectedReason' in v)
     if 'synchToSchedule' in v:
         a = a << 8 | (v['synchToSchedule'] + 122)
     if 'rejectedReason' in v:
-        w1852 = v['rejectedReason']
-        i1853 = _E_RejectedReason_52.get(w1852)
-        if i1853 is not None:
-            a = a << 4 | i1853
+        w2086 = v['rejectedReason']
+        i2087 = _E_RejectedReason_52.get(w2086)
+        if i2087 is not None:
+            a = a << 4 | i2087
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1852])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2086])
     return a
 
 def d_SignalStatusPackage_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1854 = (x >> q) & 7
-    if h1854 & 2:
+    h2088 = (x >> q) & 7
+    if h2088 & 2:
         q -= 8
         r['synchToSchedule'] = ((x >> q) & 255) - 122
-    if h1854 & 1:
+    if h2088 & 1:
         q -= 1
         if (x >> q) & 1:
-            i1855, q = _rt.read_nsnn(x, q)
-            r['rejectedReason'] = _DX_LayerType_3.get(i1855)
+            i2089, q = _rt.read_nsnn(x, q)
+            r['rejectedReason'] = _DX_LayerType_3.get(i2089)
         else:
             q -= 3
             r['rejectedReason'] = _D_RejectedReason_53[(x >> q) & 7]
-    if h1854 >> 2:
+    if h2088 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -6538,27 +6508,27 @@ def e_MovementEvent_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('stateChangeReason' in v)
     if 'stateChangeReason' in v:
-        w1858 = v['stateChangeReason']
-        i1859 = _E_ExceptionalCondition_54.get(w1858)
-        if i1859 is not None:
-            a = a << 5 | i1859
+        w2092 = v['stateChangeReason']
+        i2093 = _E_ExceptionalCondition_54.get(w2092)
+        if i2093 is not None:
+            a = a << 5 | i2093
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1858])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2092])
     return a
 
 def d_MovementEvent_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1860 = (x >> q) & 3
-    if h1860 & 1:
+    h2094 = (x >> q) & 3
+    if h2094 & 1:
         q -= 1
         if (x >> q) & 1:
-            i1861, q = _rt.read_nsnn(x, q)
-            r['stateChangeReason'] = _DX_LayerType_3.get(i1861)
+            i2095, q = _rt.read_nsnn(x, q)
+            r['stateChangeReason'] = _DX_LayerType_3.get(i2095)
         else:
             q -= 4
             r['stateChangeReason'] = _D_ExceptionalCondition_55[(x >> q) & 15]
-    if h1860 >> 1:
+    if h2094 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -6732,99 +6702,99 @@ def d_ComputedLane_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_NodeAttributeXYList(v: Any) -> int:
     a: int = 1
-    k1864 = len(v)
-    a = a << 3 | (k1864 - 1)
-    for w1864 in v:
-        w1865 = w1864
-        i1866 = _E_NodeAttributeXY_48.get(w1865)
-        if i1866 is not None:
-            a = a << 5 | i1866
+    k2098 = len(v)
+    a = a << 3 | (k2098 - 1)
+    for w2098 in v:
+        w2099 = w2098
+        i2100 = _E_NodeAttributeXY_48.get(w2099)
+        if i2100 is not None:
+            a = a << 5 | i2100
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1865])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2099])
     return a
 
 def d_NodeAttributeXYList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k1867 = ((x >> q) & 7) + 1
+    k2101 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1867):
+    for _ in range(k2101):
         q -= 1
         if (x >> q) & 1:
-            i1868, q = _rt.read_nsnn(x, q)
-            w1867 = _DX_LayerType_3.get(i1868)
+            i2102, q = _rt.read_nsnn(x, q)
+            w2101 = _DX_LayerType_3.get(i2102)
         else:
             q -= 4
-            w1867 = _D_NodeAttributeXY_50[(x >> q) & 15]
-        r.append(w1867)
+            w2101 = _D_NodeAttributeXY_50[(x >> q) & 15]
+        r.append(w2101)
     return r, q
 
 
 def e_SegmentAttributeXYList(v: Any) -> int:
     a: int = 1
-    k1869 = len(v)
-    a = a << 3 | (k1869 - 1)
-    for w1869 in v:
-        w1870 = w1869
-        i1871 = _E_SegmentAttributeXY_49.get(w1870)
-        if i1871 is not None:
-            a = a << 7 | i1871
+    k2103 = len(v)
+    a = a << 3 | (k2103 - 1)
+    for w2103 in v:
+        w2104 = w2103
+        i2105 = _E_SegmentAttributeXY_49.get(w2104)
+        if i2105 is not None:
+            a = a << 7 | i2105
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1870])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2104])
     return a
 
 def d_SegmentAttributeXYList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k1872 = ((x >> q) & 7) + 1
+    k2106 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1872):
+    for _ in range(k2106):
         q -= 1
         if (x >> q) & 1:
-            i1873, q = _rt.read_nsnn(x, q)
-            w1872 = _DX_LayerType_3.get(i1873)
+            i2107, q = _rt.read_nsnn(x, q)
+            w2106 = _DX_LayerType_3.get(i2107)
         else:
             q -= 6
-            w1872 = _D_SegmentAttributeXY_51[(x >> q) & 63]
-        r.append(w1872)
+            w2106 = _D_SegmentAttributeXY_51[(x >> q) & 63]
+        r.append(w2106)
     return r, q
 
 
 def e_LaneDataAttributeList(v: Any) -> int:
     a: int = 1
-    k1874 = len(v)
-    a = a << 3 | (k1874 - 1)
-    for w1874 in v:
-        s_ = e_LaneDataAttribute(w1874)
+    k2108 = len(v)
+    a = a << 3 | (k2108 - 1)
+    for w2108 in v:
+        s_ = e_LaneDataAttribute(w2108)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_LaneDataAttributeList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k1875 = ((x >> q) & 7) + 1
+    k2109 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1875):
+    for _ in range(k2109):
         x &= (1 << q) - 1
-        w1875, q = d_LaneDataAttribute(x, q)
-        r.append(w1875)
+        w2109, q = d_LaneDataAttribute(x, q)
+        r.append(w2109)
     return r, q
 
 
 def e_NodeAttributeSetXY_regional(v: Any) -> int:
     a: int = 1
-    k1876 = len(v)
-    a = a << 2 | (k1876 - 1)
-    for w1876 in v:
-        s_ = e_NodeAttributeSetXY_regional_item(w1876)
+    k2110 = len(v)
+    a = a << 2 | (k2110 - 1)
+    for w2110 in v:
+        s_ = e_NodeAttributeSetXY_regional_item(w2110)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_NodeAttributeSetXY_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k1877 = ((x >> q) & 3) + 1
+    k2111 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1877):
+    for _ in range(k2111):
         x &= (1 << q) - 1
-        w1877, q = d_NodeAttributeSetXY_regional_item(x, q)
-        r.append(w1877)
+        w2111, q = d_NodeAttributeSetXY_regional_item(x, q)
+        r.append(w2111)
     return r, q
 
 
@@ -6984,9 +6954,9 @@ def e_Segment(v: Any) -> int:
 def d_Segment(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h1911 = (x >> q) & 1
+    h2145 = (x >> q) & 1
     r['line'], q = d_PolygonalLine(x, q)
-    if h1911 & 1:
+    if h2145 & 1:
         q -= 10
         r['laneWidth'] = (x >> q) & 1023
     return r, q
@@ -7044,24 +7014,24 @@ def d_PolygonalLine(x: int, q: int) -> tuple[Any, int]:
 
 def e_ComputedSegment(v: Any) -> int:
     a: int = 1
-    a = a << 2 | ('offsetDistance' in v) << 1 | ('offsetPosition' in v)
-    w1914 = v['zoneId']
-    if 1 <= w1914 <= 32:
-        a = a << 6 | (w1914 - 1)
+    a = a << 2 | (2 if 'offsetDistance' in v else 0) | ('offsetPosition' in v)
+    w2148 = v['zoneId']
+    if 1 <= w2148 <= 32:
+        a = a << 6 | (w2148 - 1)
     else:
-        a = _rt.uwn(a << 1 | 1, w1914)
+        a = _rt.uwn(a << 1 | 1, w2148)
     a = a << 14 | ((v['laneNumber'] + 1)) << 10 | (v['laneWidth'])
     if 'offsetDistance' in v:
         a = a << 16 | (v['offsetDistance'] + 32768)
     if 'offsetPosition' in v:
-        v1918 = v['offsetPosition']
-        a = a << 51 | ((v1918['deltaLatitude'] + 131071)) << 33 | ((v1918['deltaLongitude'] + 131071)) << 15 | ((v1918['deltaAltitude'] + 12700))
+        v2152 = v['offsetPosition']
+        a = a << 51 | ((v2152['deltaLatitude'] + 131071)) << 33 | ((v2152['deltaLongitude'] + 131071)) << 15 | ((v2152['deltaAltitude'] + 12700))
     return a
 
 def d_ComputedSegment(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1923 = (x >> q) & 3
+    h2157 = (x >> q) & 3
     q -= 1
     if (x >> q) & 1:
         r['zoneId'], q = _rt.read_uwn(x, q)
@@ -7072,17 +7042,17 @@ def d_ComputedSegment(x: int, q: int) -> tuple[Any, int]:
     t_ = (x >> q) & 16383
     r['laneNumber'] = ((t_ >> 10) & 15) - 1
     r['laneWidth'] = t_ & 1023
-    if h1923 & 2:
+    if h2157 & 2:
         q -= 16
         r['offsetDistance'] = ((x >> q) & 65535) - 32768
-    if h1923 & 1:
-        r1924: dict[str, Any] = {}
+    if h2157 & 1:
+        r2158: dict[str, Any] = {}
         q -= 51
         t_ = (x >> q) & 2251799813685247
-        r1924['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
-        r1924['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
-        r1924['deltaAltitude'] = (t_ & 32767) - 12700
-        r['offsetPosition'] = r1924
+        r2158['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
+        r2158['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
+        r2158['deltaAltitude'] = (t_ & 32767) - 12700
+        r['offsetPosition'] = r2158
     return r, q
 
 
@@ -7408,52 +7378,50 @@ def d_VehicleCharacteristicsRanges_limits_2(x: int, q: int) -> tuple[Any, int]:
 
 def e_VcCode(v: Any) -> int:
     a: int = 1
-    a = a << 15 | (('validity' in v) << 2 | ('value' in v) << 1 | ('unit' in v)) << 12 | (v['roadSignClass']) << 9 | ((v['roadSignCode'] - 1)) << 3 | (v['vcOption'])
+    a = a << 15 | ((4 if 'validity' in v else 0) | (2 if 'value' in v else 0) | ('unit' in v)) << 12 | (v['roadSignClass']) << 9 | ((v['roadSignCode'] - 1)) << 3 | (v['vcOption'])
     if 'validity' in v:
-        v1930 = v['validity']
-        a1931 = 1
-        k1932 = len(v1930)
-        if 1 <= k1932 <= 8:
-            a1931 <<= 1
-            a1931 = a1931 << 3 | (k1932 - 1)
+        v2164 = v['validity']
+        k2165 = len(v2164)
+        if 1 <= k2165 <= 8:
+            a <<= 1
+            a = a << 3 | (k2165 - 1)
         else:
-            a1931 = _rt.ld(a1931 << 1 | 1, k1932)
-        for w1932 in v1930:
-            a1931 = a1931 << 6 | ('year' in w1932) << 5 | ('month-day' in w1932) << 4 | ('repeatingPeriodDayTypes' in w1932) << 3 | ('hourMinutes' in w1932) << 2 | ('dateRangeOfWeek' in w1932) << 1 | ('durationHourMinute' in w1932)
-            if 'year' in w1932:
-                v1934 = w1932['year']
-                w1937 = v1934['yearRangeStartYear']
-                if 2000 <= w1937 <= 2127:
-                    a1931 = a1931 << 8 | (w1937 - 2000)
+            a = _rt.ld(a << 1 | 1, k2165)
+        for w2165 in v2164:
+            a = a << 6 | (32 if 'year' in w2165 else 0) | (16 if 'month-day' in w2165 else 0) | (8 if 'repeatingPeriodDayTypes' in w2165 else 0) | (4 if 'hourMinutes' in w2165 else 0) | (2 if 'dateRangeOfWeek' in w2165 else 0) | ('durationHourMinute' in w2165)
+            if 'year' in w2165:
+                v2167 = w2165['year']
+                w2170 = v2167['yearRangeStartYear']
+                if 2000 <= w2170 <= 2127:
+                    a = a << 8 | (w2170 - 2000)
                 else:
-                    a1931 = _rt.uwn(a1931 << 1 | 1, w1937)
-                w1939 = v1934['yearRangeEndYear']
-                if 2000 <= w1939 <= 2127:
-                    a1931 = a1931 << 8 | (w1939 - 2000)
+                    a = _rt.uwn(a << 1 | 1, w2170)
+                w2172 = v2167['yearRangeEndYear']
+                if 2000 <= w2172 <= 2127:
+                    a = a << 8 | (w2172 - 2000)
                 else:
-                    a1931 = _rt.uwn(a1931 << 1 | 1, w1939)
-            if 'month-day' in w1932:
-                v1940 = w1932['month-day']
-                v1942 = v1940['dateRangeStartMonthDay']
-                a1931 = a1931 << 9 | ((v1942['month'] - 1)) << 5 | ((v1942['day'] - 1))
-                v1946 = v1940['dateRangeEndMonthDay']
-                a1931 = a1931 << 9 | ((v1946['month'] - 1)) << 5 | ((v1946['day'] - 1))
-            if 'repeatingPeriodDayTypes' in w1932:
-                d1951, k1952 = w1932['repeatingPeriodDayTypes']
-                a1931 = a1931 << k1952 | int.from_bytes(d1951, 'big') >> (8 * len(d1951) - k1952)
-            if 'hourMinutes' in w1932:
-                v1953 = w1932['hourMinutes']
-                v1955 = v1953['timeRangeStartTime']
-                a1931 = a1931 << 11 | (v1955['hours']) << 6 | (v1955['mins'])
-                v1959 = v1953['timeRangeEndTime']
-                a1931 = a1931 << 11 | (v1959['hours']) << 6 | (v1959['mins'])
-            if 'dateRangeOfWeek' in w1932:
-                d1964, k1965 = w1932['dateRangeOfWeek']
-                a1931 = a1931 << k1965 | int.from_bytes(d1964, 'big') >> (8 * len(d1964) - k1965)
-            if 'durationHourMinute' in w1932:
-                v1966 = w1932['durationHourMinute']
-                a1931 = a1931 << 11 | (v1966['hours']) << 6 | (v1966['mins'])
-        a = ((a - 1) << (a1931.bit_length() - 1)) + a1931
+                    a = _rt.uwn(a << 1 | 1, w2172)
+            if 'month-day' in w2165:
+                v2173 = w2165['month-day']
+                v2175 = v2173['dateRangeStartMonthDay']
+                a = a << 9 | ((v2175['month'] - 1)) << 5 | ((v2175['day'] - 1))
+                v2179 = v2173['dateRangeEndMonthDay']
+                a = a << 9 | ((v2179['month'] - 1)) << 5 | ((v2179['day'] - 1))
+            if 'repeatingPeriodDayTypes' in w2165:
+                d2184, k2185 = w2165['repeatingPeriodDayTypes']
+                a = a << k2185 | int.from_bytes(d2184, 'big') >> (8 * len(d2184) - k2185)
+            if 'hourMinutes' in w2165:
+                v2186 = w2165['hourMinutes']
+                v2188 = v2186['timeRangeStartTime']
+                a = a << 11 | (v2188['hours']) << 6 | (v2188['mins'])
+                v2192 = v2186['timeRangeEndTime']
+                a = a << 11 | (v2192['hours']) << 6 | (v2192['mins'])
+            if 'dateRangeOfWeek' in w2165:
+                d2197, k2198 = w2165['dateRangeOfWeek']
+                a = a << k2198 | int.from_bytes(d2197, 'big') >> (8 * len(d2197) - k2198)
+            if 'durationHourMinute' in w2165:
+                v2199 = w2165['durationHourMinute']
+                a = a << 11 | (v2199['hours']) << 6 | (v2199['mins'])
     if 'value' in v:
         a = a << 16 | v['value']
     if 'unit' in v:
@@ -7464,87 +7432,87 @@ def d_VcCode(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 15
     t_ = (x >> q) & 32767
-    h1972 = (t_ >> 12) & 7
+    h2205 = (t_ >> 12) & 7
     r['roadSignClass'] = (t_ >> 9) & 7
     r['roadSignCode'] = ((t_ >> 3) & 63) + 1
     r['vcOption'] = t_ & 7
-    if h1972 & 4:
+    if h2205 & 4:
         q -= 1
         if (x >> q) & 1:
-            k1974, q = _rt.read_ld(x, q)
+            k2207, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1974 = ((x >> q) & 7) + 1
-        r1973: list[Any] = []
-        for _ in range(k1974):
+            k2207 = ((x >> q) & 7) + 1
+        r2206: list[Any] = []
+        for _ in range(k2207):
             x &= (1 << q) - 1
-            r1975: dict[str, Any] = {}
+            r2208: dict[str, Any] = {}
             q -= 6
-            h1976 = (x >> q) & 63
-            if h1976 & 32:
-                r1977: dict[str, Any] = {}
+            h2209 = (x >> q) & 63
+            if h2209 & 32:
+                r2210: dict[str, Any] = {}
                 q -= 1
                 if (x >> q) & 1:
-                    r1977['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+                    r2210['yearRangeStartYear'], q = _rt.read_uwn(x, q)
                 else:
                     q -= 7
-                    r1977['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+                    r2210['yearRangeStartYear'] = ((x >> q) & 127) + 2000
                 q -= 1
                 if (x >> q) & 1:
-                    r1977['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+                    r2210['yearRangeEndYear'], q = _rt.read_uwn(x, q)
                 else:
                     q -= 7
-                    r1977['yearRangeEndYear'] = ((x >> q) & 127) + 2000
-                r1975['year'] = r1977
-            if h1976 & 16:
-                r1979: dict[str, Any] = {}
-                r1981: dict[str, Any] = {}
+                    r2210['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+                r2208['year'] = r2210
+            if h2209 & 16:
+                r2212: dict[str, Any] = {}
+                r2214: dict[str, Any] = {}
                 q -= 9
                 t_ = (x >> q) & 511
-                r1981['month'] = ((t_ >> 5) & 15) + 1
-                r1981['day'] = (t_ & 31) + 1
-                r1979['dateRangeStartMonthDay'] = r1981
-                r1983: dict[str, Any] = {}
+                r2214['month'] = ((t_ >> 5) & 15) + 1
+                r2214['day'] = (t_ & 31) + 1
+                r2212['dateRangeStartMonthDay'] = r2214
+                r2216: dict[str, Any] = {}
                 q -= 9
                 t_ = (x >> q) & 511
-                r1983['month'] = ((t_ >> 5) & 15) + 1
-                r1983['day'] = (t_ & 31) + 1
-                r1979['dateRangeEndMonthDay'] = r1983
-                r1975['month-day'] = r1979
-            if h1976 & 8:
+                r2216['month'] = ((t_ >> 5) & 15) + 1
+                r2216['day'] = (t_ & 31) + 1
+                r2212['dateRangeEndMonthDay'] = r2216
+                r2208['month-day'] = r2212
+            if h2209 & 8:
                 q -= 4
-                r1975['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
-            if h1976 & 4:
-                r1986: dict[str, Any] = {}
-                r1988: dict[str, Any] = {}
+                r2208['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
+            if h2209 & 4:
+                r2219: dict[str, Any] = {}
+                r2221: dict[str, Any] = {}
                 q -= 11
                 t_ = (x >> q) & 2047
-                r1988['hours'] = (t_ >> 6) & 31
-                r1988['mins'] = t_ & 63
-                r1986['timeRangeStartTime'] = r1988
-                r1990: dict[str, Any] = {}
+                r2221['hours'] = (t_ >> 6) & 31
+                r2221['mins'] = t_ & 63
+                r2219['timeRangeStartTime'] = r2221
+                r2223: dict[str, Any] = {}
                 q -= 11
                 t_ = (x >> q) & 2047
-                r1990['hours'] = (t_ >> 6) & 31
-                r1990['mins'] = t_ & 63
-                r1986['timeRangeEndTime'] = r1990
-                r1975['hourMinutes'] = r1986
-            if h1976 & 2:
+                r2223['hours'] = (t_ >> 6) & 31
+                r2223['mins'] = t_ & 63
+                r2219['timeRangeEndTime'] = r2223
+                r2208['hourMinutes'] = r2219
+            if h2209 & 2:
                 q -= 8
-                r1975['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-            if h1976 & 1:
-                r1993: dict[str, Any] = {}
+                r2208['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+            if h2209 & 1:
+                r2226: dict[str, Any] = {}
                 q -= 11
                 t_ = (x >> q) & 2047
-                r1993['hours'] = (t_ >> 6) & 31
-                r1993['mins'] = t_ & 63
-                r1975['durationHourMinute'] = r1993
-            r1973.append(r1975)
-        r['validity'] = r1973
-    if h1972 & 2:
+                r2226['hours'] = (t_ >> 6) & 31
+                r2226['mins'] = t_ & 63
+                r2208['durationHourMinute'] = r2226
+            r2206.append(r2208)
+        r['validity'] = r2206
+    if h2205 & 2:
         q -= 16
         r['value'] = (x >> q) & 65535
-    if h1972 & 1:
+    if h2205 & 1:
         q -= 4
         r['unit'] = (x >> q) & 15
     return r, q
@@ -7553,124 +7521,120 @@ def d_VcCode(x: int, q: int) -> tuple[Any, int]:
 def e_ISO14823Code(v: Any) -> int:
     a: int = 1
     a = a << 1 | ('attributes' in v)
-    v1996 = v['pictogramCode']
-    a = a << 1 | ('countryCode' in v1996)
-    if 'countryCode' in v1996:
-        d1999 = v1996['countryCode']
-        a = a << (len(d1999) << 3) | int.from_bytes(d1999, 'big')
-    s_ = e_ISO14823Code_pictogramCode_serviceCategoryCode(v1996['serviceCategoryCode'])
+    v2229 = v['pictogramCode']
+    a = a << 1 | ('countryCode' in v2229)
+    if 'countryCode' in v2229:
+        d2232 = v2229['countryCode']
+        a = a << (len(d2232) << 3) | int.from_bytes(d2232, 'big')
+    s_ = e_ISO14823Code_pictogramCode_serviceCategoryCode(v2229['serviceCategoryCode'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
-    v2001 = v1996['pictogramCategoryCode']
-    a = a << 11 | ((v2001['nature'] - 1)) << 7 | (v2001['serialNumber'])
+    v2234 = v2229['pictogramCategoryCode']
+    a = a << 11 | ((v2234['nature'] - 1)) << 7 | (v2234['serialNumber'])
     if 'attributes' in v:
-        v2005 = v['attributes']
-        a2006 = 1
-        k2007 = len(v2005)
-        if 1 <= k2007 <= 8:
-            a2006 <<= 1
-            a2006 = a2006 << 3 | (k2007 - 1)
+        v2238 = v['attributes']
+        k2239 = len(v2238)
+        if 1 <= k2239 <= 8:
+            a <<= 1
+            a = a << 3 | (k2239 - 1)
         else:
-            a2006 = _rt.ld(a2006 << 1 | 1, k2007)
-        for w2007 in v2005:
-            s_ = e_ISO14823Attribute(w2007)
-            a2006 = ((a2006 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a2006.bit_length() - 1)) + a2006
+            a = _rt.ld(a << 1 | 1, k2239)
+        for w2239 in v2238:
+            s_ = e_ISO14823Attribute(w2239)
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_ISO14823Code(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h2008 = (x >> q) & 1
-    r2009: dict[str, Any] = {}
+    h2240 = (x >> q) & 1
+    r2241: dict[str, Any] = {}
     q -= 1
-    h2010 = (x >> q) & 1
-    if h2010 & 1:
-        k2011 = 2
-        q -= k2011 << 3
-        r2009['countryCode'] = ((x >> q) & ((1 << (k2011 << 3)) - 1)).to_bytes(k2011, 'big')
-    r2009['serviceCategoryCode'], q = d_ISO14823Code_pictogramCode_serviceCategoryCode(x, q)
-    r2012: dict[str, Any] = {}
+    h2242 = (x >> q) & 1
+    if h2242 & 1:
+        k2243 = 2
+        q -= k2243 << 3
+        r2241['countryCode'] = ((x >> q) & ((1 << (k2243 << 3)) - 1)).to_bytes(k2243, 'big')
+    r2241['serviceCategoryCode'], q = d_ISO14823Code_pictogramCode_serviceCategoryCode(x, q)
+    r2244: dict[str, Any] = {}
     q -= 11
     t_ = (x >> q) & 2047
-    r2012['nature'] = ((t_ >> 7) & 15) + 1
-    r2012['serialNumber'] = t_ & 127
-    r2009['pictogramCategoryCode'] = r2012
-    r['pictogramCode'] = r2009
-    if h2008 & 1:
+    r2244['nature'] = ((t_ >> 7) & 15) + 1
+    r2244['serialNumber'] = t_ & 127
+    r2241['pictogramCategoryCode'] = r2244
+    r['pictogramCode'] = r2241
+    if h2240 & 1:
         q -= 1
         if (x >> q) & 1:
-            k2015, q = _rt.read_ld(x, q)
+            k2247, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k2015 = ((x >> q) & 7) + 1
-        r2014: list[Any] = []
-        for _ in range(k2015):
+            k2247 = ((x >> q) & 7) + 1
+        r2246: list[Any] = []
+        for _ in range(k2247):
             x &= (1 << q) - 1
-            w2015, q = d_ISO14823Attribute(x, q)
-            r2014.append(w2015)
-        r['attributes'] = r2014
+            w2247, q = d_ISO14823Attribute(x, q)
+            r2246.append(w2247)
+        r['attributes'] = r2246
     return r, q
 
 
 def e_AnyCatalogue(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('value' in v) << 2 | ('unit' in v) << 1 | ('attributes' in v)
-    v2017 = v['owner']
-    d2020, k2021 = v2017['countryCode']
-    a = a << k2021 | int.from_bytes(d2020, 'big') >> (8 * len(d2020) - k2021)
-    a = a << 38 | (v2017['providerIdentifier']) << 24 | (v['version']) << 16 | (v['pictogramCode'])
+    a = a << 3 | (4 if 'value' in v else 0) | (2 if 'unit' in v else 0) | ('attributes' in v)
+    v2249 = v['owner']
+    d2252, k2253 = v2249['countryCode']
+    a = a << k2253 | int.from_bytes(d2252, 'big') >> (8 * len(d2252) - k2253)
+    a = a << 38 | (v2249['providerIdentifier']) << 24 | (v['version']) << 16 | (v['pictogramCode'])
     if 'value' in v:
         a = a << 16 | v['value']
     if 'unit' in v:
         a = a << 4 | v['unit']
     if 'attributes' in v:
-        v2027 = v['attributes']
-        a2028 = 1
-        k2029 = len(v2027)
-        if 1 <= k2029 <= 8:
-            a2028 <<= 1
-            a2028 = a2028 << 3 | (k2029 - 1)
+        v2259 = v['attributes']
+        k2260 = len(v2259)
+        if 1 <= k2260 <= 8:
+            a <<= 1
+            a = a << 3 | (k2260 - 1)
         else:
-            a2028 = _rt.ld(a2028 << 1 | 1, k2029)
-        for w2029 in v2027:
-            s_ = e_ISO14823Attribute(w2029)
-            a2028 = ((a2028 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a2028.bit_length() - 1)) + a2028
+            a = _rt.ld(a << 1 | 1, k2260)
+        for w2260 in v2259:
+            s_ = e_ISO14823Attribute(w2260)
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_AnyCatalogue(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h2030 = (x >> q) & 7
-    r2031: dict[str, Any] = {}
+    h2261 = (x >> q) & 7
+    r2262: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
-    r2031['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
-    r2031['providerIdentifier'] = t_ & 16383
-    r['owner'] = r2031
+    r2262['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
+    r2262['providerIdentifier'] = t_ & 16383
+    r['owner'] = r2262
     q -= 24
     t_ = (x >> q) & 16777215
     r['version'] = (t_ >> 16) & 255
     r['pictogramCode'] = t_ & 65535
-    if h2030 & 4:
+    if h2261 & 4:
         q -= 16
         r['value'] = (x >> q) & 65535
-    if h2030 & 2:
+    if h2261 & 2:
         q -= 4
         r['unit'] = (x >> q) & 15
-    if h2030 & 1:
+    if h2261 & 1:
         q -= 1
         if (x >> q) & 1:
-            k2035, q = _rt.read_ld(x, q)
+            k2266, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k2035 = ((x >> q) & 7) + 1
-        r2034: list[Any] = []
-        for _ in range(k2035):
+            k2266 = ((x >> q) & 7) + 1
+        r2265: list[Any] = []
+        for _ in range(k2266):
             x &= (1 << q) - 1
-            w2035, q = d_ISO14823Attribute(x, q)
-            r2034.append(w2035)
-        r['attributes'] = r2034
+            w2266, q = d_ISO14823Attribute(x, q)
+            r2265.append(w2266)
+        r['attributes'] = r2265
     return r, q
 
 
@@ -7700,8 +7664,8 @@ def e_RoadSegmentReferenceID(v: Any) -> int:
 def d_RoadSegmentReferenceID(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h2043 = (x >> q) & 1
-    if h2043 & 1:
+    h2274 = (x >> q) & 1
+    if h2274 & 1:
         q -= 16
         r['region'] = (x >> q) & 65535
     q -= 16
@@ -7720,8 +7684,8 @@ def e_IntersectionReferenceID(v: Any) -> int:
 def d_IntersectionReferenceID(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h2047 = (x >> q) & 1
-    if h2047 & 1:
+    h2278 = (x >> q) & 1
+    if h2278 & 1:
         q -= 16
         r['region'] = (x >> q) & 65535
     q -= 16
@@ -7731,128 +7695,126 @@ def d_IntersectionReferenceID(x: int, q: int) -> tuple[Any, int]:
 
 def e_LaneDataAttribute_regional(v: Any) -> int:
     a: int = 1
-    k2048 = len(v)
-    a = a << 2 | (k2048 - 1)
-    for w2048 in v:
-        s_ = e_LaneDataAttribute_regional_item(w2048)
+    k2279 = len(v)
+    a = a << 2 | (k2279 - 1)
+    for w2279 in v:
+        s_ = e_LaneDataAttribute_regional_item(w2279)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_LaneDataAttribute_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k2049 = ((x >> q) & 3) + 1
+    k2280 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k2049):
+    for _ in range(k2280):
         x &= (1 << q) - 1
-        w2049, q = d_LaneDataAttribute_regional_item(x, q)
-        r.append(w2049)
+        w2280, q = d_LaneDataAttribute_regional_item(x, q)
+        r.append(w2280)
     return r, q
 
 
 def e_NodeAttributeSet_addGrpC(v: Any) -> int:
     a: int = 1
-    a = a << 4 | ('ptvRequest' in v) << 2 | ('nodeLink' in v) << 1 | ('node' in v)
+    a = a << 4 | (4 if 'ptvRequest' in v else 0) | (2 if 'nodeLink' in v else 0) | ('node' in v)
     if 'ptvRequest' in v:
-        w2052 = v['ptvRequest']
-        i2053 = _E_PtvRequestType_58.get(w2052)
-        if i2053 is not None:
-            a = a << 4 | i2053
+        w2283 = v['ptvRequest']
+        i2284 = _E_PtvRequestType_58.get(w2283)
+        if i2284 is not None:
+            a = a << 4 | i2284
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2052])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2283])
     if 'nodeLink' in v:
-        v2054 = v['nodeLink']
-        a2055 = 1
-        k2056 = len(v2054)
-        a2055 = a2055 << 3 | (k2056 - 1)
-        for w2056 in v2054:
-            a2055 = a2055 << 4 | ('lane' in w2056) << 2 | ('connectionID' in w2056) << 1 | ('intersectionID' in w2056)
-            a2055 = _rt.uwn(a2055, w2056['id'])
-            if 'lane' in w2056:
-                a2055 = a2055 << 8 | w2056['lane']
-            if 'connectionID' in w2056:
-                a2055 = a2055 << 8 | w2056['connectionID']
-            if 'intersectionID' in w2056:
-                a2055 = a2055 << 16 | w2056['intersectionID']
-        a = ((a - 1) << (a2055.bit_length() - 1)) + a2055
+        v2285 = v['nodeLink']
+        k2286 = len(v2285)
+        a = a << 3 | (k2286 - 1)
+        for w2286 in v2285:
+            a = a << 4 | (4 if 'lane' in w2286 else 0) | (2 if 'connectionID' in w2286 else 0) | ('intersectionID' in w2286)
+            a = _rt.uwn(a, w2286['id'])
+            if 'lane' in w2286:
+                a = a << 8 | w2286['lane']
+            if 'connectionID' in w2286:
+                a = a << 8 | w2286['connectionID']
+            if 'intersectionID' in w2286:
+                a = a << 16 | w2286['intersectionID']
     if 'node' in v:
-        v2062 = v['node']
-        a = a << 4 | ('lane' in v2062) << 2 | ('connectionID' in v2062) << 1 | ('intersectionID' in v2062)
-        a = _rt.uwn(a, v2062['id'])
-        if 'lane' in v2062:
-            a = a << 8 | v2062['lane']
-        if 'connectionID' in v2062:
-            a = a << 8 | v2062['connectionID']
-        if 'intersectionID' in v2062:
-            a = a << 16 | v2062['intersectionID']
+        v2292 = v['node']
+        a = a << 4 | (4 if 'lane' in v2292 else 0) | (2 if 'connectionID' in v2292 else 0) | ('intersectionID' in v2292)
+        a = _rt.uwn(a, v2292['id'])
+        if 'lane' in v2292:
+            a = a << 8 | v2292['lane']
+        if 'connectionID' in v2292:
+            a = a << 8 | v2292['connectionID']
+        if 'intersectionID' in v2292:
+            a = a << 16 | v2292['intersectionID']
     return a
 
 def d_NodeAttributeSet_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h2068 = (x >> q) & 15
-    if h2068 & 4:
+    h2298 = (x >> q) & 15
+    if h2298 & 4:
         q -= 1
         if (x >> q) & 1:
-            i2069, q = _rt.read_nsnn(x, q)
-            r['ptvRequest'] = _DX_LayerType_3.get(i2069)
+            i2299, q = _rt.read_nsnn(x, q)
+            r['ptvRequest'] = _DX_LayerType_3.get(i2299)
         else:
             q -= 3
             r['ptvRequest'] = _D_PtvRequestType_59[(x >> q) & 7]
-    if h2068 & 2:
+    if h2298 & 2:
         q -= 3
-        k2071 = ((x >> q) & 7) + 1
-        r2070: list[Any] = []
-        for _ in range(k2071):
+        k2301 = ((x >> q) & 7) + 1
+        r2300: list[Any] = []
+        for _ in range(k2301):
             x &= (1 << q) - 1
-            r2072: dict[str, Any] = {}
+            r2302: dict[str, Any] = {}
             q -= 4
-            h2073 = (x >> q) & 15
-            r2072['id'], q = _rt.read_uwn(x, q)
-            if h2073 & 4:
+            h2303 = (x >> q) & 15
+            r2302['id'], q = _rt.read_uwn(x, q)
+            if h2303 & 4:
                 q -= 8
-                r2072['lane'] = (x >> q) & 255
-            if h2073 & 2:
+                r2302['lane'] = (x >> q) & 255
+            if h2303 & 2:
                 q -= 8
-                r2072['connectionID'] = (x >> q) & 255
-            if h2073 & 1:
+                r2302['connectionID'] = (x >> q) & 255
+            if h2303 & 1:
                 q -= 16
-                r2072['intersectionID'] = (x >> q) & 65535
-            if h2073 >> 3:
+                r2302['intersectionID'] = (x >> q) & 65535
+            if h2303 >> 3:
                 q = _rt.skip_additions(x, q)
-            r2070.append(r2072)
-        r['nodeLink'] = r2070
-    if h2068 & 1:
-        r2074: dict[str, Any] = {}
+            r2300.append(r2302)
+        r['nodeLink'] = r2300
+    if h2298 & 1:
+        r2304: dict[str, Any] = {}
         q -= 4
-        h2075 = (x >> q) & 15
-        r2074['id'], q = _rt.read_uwn(x, q)
-        if h2075 & 4:
+        h2305 = (x >> q) & 15
+        r2304['id'], q = _rt.read_uwn(x, q)
+        if h2305 & 4:
             q -= 8
-            r2074['lane'] = (x >> q) & 255
-        if h2075 & 2:
+            r2304['lane'] = (x >> q) & 255
+        if h2305 & 2:
             q -= 8
-            r2074['connectionID'] = (x >> q) & 255
-        if h2075 & 1:
+            r2304['connectionID'] = (x >> q) & 255
+        if h2305 & 1:
             q -= 16
-            r2074['intersectionID'] = (x >> q) & 65535
-        if h2075 >> 3:
+            r2304['intersectionID'] = (x >> q) & 65535
+        if h2305 >> 3:
             q = _rt.skip_additions(x, q)
-        r['node'] = r2074
-    if h2068 >> 3:
+        r['node'] = r2304
+    if h2298 >> 3:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_RestrictionUserType_addGrpC(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('emission' in v) << 1 | ('fuel' in v)
+    a = a << 3 | (2 if 'emission' in v else 0) | ('fuel' in v)
     if 'emission' in v:
-        w2078 = v['emission']
-        i2079 = _E_EmissionType_60.get(w2078)
-        if i2079 is not None:
-            a = a << 4 | i2079
+        w2308 = v['emission']
+        i2309 = _E_EmissionType_60.get(w2308)
+        if i2309 is not None:
+            a = a << 4 | i2309
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2078])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2308])
     if 'fuel' in v:
         a = a << 4 | v['fuel']
     return a
@@ -7860,155 +7822,157 @@ def e_RestrictionUserType_addGrpC(v: Any) -> int:
 def d_RestrictionUserType_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h2081 = (x >> q) & 7
-    if h2081 & 2:
+    h2311 = (x >> q) & 7
+    if h2311 & 2:
         q -= 1
         if (x >> q) & 1:
-            i2082, q = _rt.read_nsnn(x, q)
-            r['emission'] = _DX_LayerType_3.get(i2082)
+            i2312, q = _rt.read_nsnn(x, q)
+            r['emission'] = _DX_LayerType_3.get(i2312)
         else:
             q -= 3
             r['emission'] = _D_EmissionType_61[(x >> q) & 7]
-    if h2081 & 1:
+    if h2311 & 1:
         q -= 4
         r['fuel'] = (x >> q) & 15
-    if h2081 >> 2:
+    if h2311 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_DeltaPositions(v: Any) -> int:
     a: int = 1
-    k2083 = len(v)
-    if 1 <= k2083 <= 32:
+    k2313 = len(v)
+    if 1 <= k2313 <= 32:
         a <<= 1
-        a = a << 5 | (k2083 - 1)
+        a = a << 5 | (k2313 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k2083)
-    for w2083 in v:
-        a = a << 36 | ((w2083['deltaLatitude'] + 131071)) << 18 | ((w2083['deltaLongitude'] + 131071))
+        a = _rt.ld(a << 1 | 1, k2313)
+    for w2313 in v:
+        a = a << 36 | ((w2313['deltaLatitude'] + 131071)) << 18 | ((w2313['deltaLongitude'] + 131071))
     return a
 
 def d_DeltaPositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k2087, q = _rt.read_ld(x, q)
+        k2317, q = _rt.read_ld(x, q)
     else:
         q -= 5
-        k2087 = ((x >> q) & 31) + 1
+        k2317 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k2087):
+    for _ in range(k2317):
         x &= (1 << q) - 1
-        r2088: dict[str, Any] = {}
+        r2318: dict[str, Any] = {}
         q -= 36
         t_ = (x >> q) & 68719476735
-        r2088['deltaLatitude'] = ((t_ >> 18) & 262143) - 131071
-        r2088['deltaLongitude'] = (t_ & 262143) - 131071
-        r.append(r2088)
+        r2318['deltaLatitude'] = ((t_ >> 18) & 262143) - 131071
+        r2318['deltaLongitude'] = (t_ & 262143) - 131071
+        r.append(r2318)
     return r, q
 
 
 def e_DeltaReferencePositions(v: Any) -> int:
     a: int = 1
-    k2090 = len(v)
-    if 1 <= k2090 <= 32:
+    k2320 = len(v)
+    if 1 <= k2320 <= 32:
         a <<= 1
-        a = a << 5 | (k2090 - 1)
+        a = a << 5 | (k2320 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k2090)
-    for w2090 in v:
-        a = a << 51 | ((w2090['deltaLatitude'] + 131071)) << 33 | ((w2090['deltaLongitude'] + 131071)) << 15 | ((w2090['deltaAltitude'] + 12700))
+        a = _rt.ld(a << 1 | 1, k2320)
+    for w2320 in v:
+        a2325 = 1
+        a2325 = a2325 << 51 | ((w2320['deltaLatitude'] + 131071)) << 33 | ((w2320['deltaLongitude'] + 131071)) << 15 | ((w2320['deltaAltitude'] + 12700))
+        a = ((a - 1) << (a2325.bit_length() - 1)) + a2325
     return a
 
 def d_DeltaReferencePositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k2095, q = _rt.read_ld(x, q)
+        k2330, q = _rt.read_ld(x, q)
     else:
         q -= 5
-        k2095 = ((x >> q) & 31) + 1
+        k2330 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k2095):
+    for _ in range(k2330):
         x &= (1 << q) - 1
-        r2096: dict[str, Any] = {}
+        r2331: dict[str, Any] = {}
         q -= 51
         t_ = (x >> q) & 2251799813685247
-        r2096['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
-        r2096['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
-        r2096['deltaAltitude'] = (t_ & 32767) - 12700
-        r.append(r2096)
+        r2331['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
+        r2331['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
+        r2331['deltaAltitude'] = (t_ & 32767) - 12700
+        r.append(r2331)
     return r, q
 
 
 def e_AbsolutePositions(v: Any) -> int:
     a: int = 1
-    k2098 = len(v)
-    if 1 <= k2098 <= 8:
+    k2333 = len(v)
+    if 1 <= k2333 <= 8:
         a <<= 1
-        a = a << 3 | (k2098 - 1)
+        a = a << 3 | (k2333 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k2098)
-    for w2098 in v:
-        a = a << 63 | ((w2098['latitude'] + 900000000)) << 32 | ((w2098['longitude'] + 1800000000))
+        a = _rt.ld(a << 1 | 1, k2333)
+    for w2333 in v:
+        a = a << 63 | ((w2333['latitude'] + 900000000)) << 32 | ((w2333['longitude'] + 1800000000))
     return a
 
 def d_AbsolutePositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k2102, q = _rt.read_ld(x, q)
+        k2337, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k2102 = ((x >> q) & 7) + 1
+        k2337 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k2102):
+    for _ in range(k2337):
         x &= (1 << q) - 1
-        r2103: dict[str, Any] = {}
+        r2338: dict[str, Any] = {}
         q -= 63
         t_ = (x >> q) & 9223372036854775807
-        r2103['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
-        r2103['longitude'] = (t_ & 4294967295) - 1800000000
-        r.append(r2103)
+        r2338['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
+        r2338['longitude'] = (t_ & 4294967295) - 1800000000
+        r.append(r2338)
     return r, q
 
 
 def e_AbsolutePositionsWAltitude(v: Any) -> int:
     a: int = 1
-    k2105 = len(v)
-    if 1 <= k2105 <= 8:
+    k2340 = len(v)
+    if 1 <= k2340 <= 8:
         a <<= 1
-        a = a << 3 | (k2105 - 1)
+        a = a << 3 | (k2340 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k2105)
-    for w2105 in v:
-        a2113 = 1
-        a2113 = a2113 << 63 | ((w2105['latitude'] + 900000000)) << 32 | ((w2105['longitude'] + 1800000000))
-        v2117 = w2105['altitude']
-        a2113 = a2113 << 24 | ((v2117['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v2117['altitudeConfidence']])
-        a = ((a - 1) << (a2113.bit_length() - 1)) + a2113
+        a = _rt.ld(a << 1 | 1, k2340)
+    for w2340 in v:
+        a2348 = 1
+        a2348 = a2348 << 63 | ((w2340['latitude'] + 900000000)) << 32 | ((w2340['longitude'] + 1800000000))
+        v2352 = w2340['altitude']
+        a2348 = a2348 << 24 | ((v2352['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v2352['altitudeConfidence']])
+        a = ((a - 1) << (a2348.bit_length() - 1)) + a2348
     return a
 
 def d_AbsolutePositionsWAltitude(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k2121, q = _rt.read_ld(x, q)
+        k2356, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k2121 = ((x >> q) & 7) + 1
+        k2356 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k2121):
+    for _ in range(k2356):
         x &= (1 << q) - 1
-        r2122: dict[str, Any] = {}
+        r2357: dict[str, Any] = {}
         q -= 63
         t_ = (x >> q) & 9223372036854775807
-        r2122['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
-        r2122['longitude'] = (t_ & 4294967295) - 1800000000
-        r2124: dict[str, Any] = {}
+        r2357['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
+        r2357['longitude'] = (t_ & 4294967295) - 1800000000
+        r2359: dict[str, Any] = {}
         q -= 24
         t_ = (x >> q) & 16777215
-        r2124['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-        r2124['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
-        r2122['altitude'] = r2124
-        r.append(r2122)
+        r2359['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
+        r2359['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
+        r2357['altitude'] = r2359
+        r.append(r2357)
     return r, q
 
 
@@ -8020,11 +7984,11 @@ def e_Ext2(v: Any) -> int:
         a = a << 21 | (w - 16512)
     elif k == 'extension':
         a = a << 1 | 1
-        w2126 = w
-        if 2113664 <= w2126 <= 270549119:
-            a = a << 29 | (w2126 - 2113664)
+        w2361 = w
+        if 2113664 <= w2361 <= 270549119:
+            a = a << 29 | (w2361 - 2113664)
         else:
-            a = _rt.uwn(a << 1 | 1, w2126)
+            a = _rt.uwn(a << 1 | 1, w2361)
     else:
         raise KeyError(k)
     return a
@@ -8115,14 +8079,14 @@ def d_EnvironmentalCharacteristics(x: int, q: int) -> tuple[Any, int]:
 
 def e_LoadType(v: Any) -> int:
     a: int = 1
-    w2133 = v['goodsType']
-    if 0 <= w2133 <= 15:
-        a = a << 5 | w2133
+    w2368 = v['goodsType']
+    if 0 <= w2368 <= 15:
+        a = a << 5 | w2368
     else:
-        a = _rt.uwn(a << 1 | 1, w2133)
+        a = _rt.uwn(a << 1 | 1, w2368)
     a = a << 5 | _E_DangerousGoodsBasic_74[v['dangerousGoodsType']]
-    d2136, k2137 = v['specialTransportType']
-    a = a << k2137 | int.from_bytes(d2136, 'big') >> (8 * len(d2136) - k2137)
+    d2371, k2372 = v['specialTransportType']
+    a = a << k2372 | int.from_bytes(d2371, 'big') >> (8 * len(d2371) - k2372)
     return a
 
 def d_LoadType(x: int, q: int) -> tuple[Any, int]:
@@ -8220,18 +8184,18 @@ def d_ExhaustEmissionValues(x: int, q: int) -> tuple[Any, int]:
 
 def e_DieselEmissionValues(v: Any) -> int:
     a: int = 1
-    v2169 = v['particulate']
-    a = a << 32 | (_E_UnitType_76[v2169['unitType']]) << 31 | (v2169['value']) << 16 | (v['absorptionCoeff'])
+    v2404 = v['particulate']
+    a = a << 32 | (_E_UnitType_76[v2404['unitType']]) << 31 | (v2404['value']) << 16 | (v['absorptionCoeff'])
     return a
 
 def d_DieselEmissionValues(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r2175: dict[str, Any] = {}
+    r2410: dict[str, Any] = {}
     q -= 16
     t_ = (x >> q) & 65535
-    r2175['unitType'] = _D_UnitType_77[(t_ >> 15) & 1]
-    r2175['value'] = t_ & 32767
-    r['particulate'] = r2175
+    r2410['unitType'] = _D_UnitType_77[(t_ >> 15) & 1]
+    r2410['value'] = t_ & 32767
+    r['particulate'] = r2410
     q -= 16
     r['absorptionCoeff'] = (x >> q) & 65535
     return r, q
@@ -8256,28 +8220,28 @@ def e_ISO14823Code_pictogramCode_serviceCategoryCode(v: Any) -> int:
     k, w = v
     if k == 'trafficSignPictogram':
         a <<= 3
-        w2181 = w
-        i2182 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w2181)
-        if i2182 is not None:
-            a = a << 3 | i2182
+        w2416 = w
+        i2417 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w2416)
+        if i2417 is not None:
+            a = a << 3 | i2417
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2181])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2416])
     elif k == 'publicFacilitiesPictogram':
         a = a << 3 | 1
-        w2183 = w
-        i2184 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w2183)
-        if i2184 is not None:
-            a = a << 1 | i2184
+        w2418 = w
+        i2419 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w2418)
+        if i2419 is not None:
+            a = a << 1 | i2419
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2183])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2418])
     elif k == 'ambientOrRoadConditionPictogram':
         a = a << 3 | 2
-        w2185 = w
-        i2186 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w2185)
-        if i2186 is not None:
-            a = a << 2 | i2186
+        w2420 = w
+        i2421 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w2420)
+        if i2421 is not None:
+            a = a << 2 | i2421
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2185])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2420])
     else:
         raise KeyError(k)
     return a
@@ -8297,8 +8261,8 @@ def d_ISO14823Code_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[An
     if i == 0:
         q -= 1
         if (x >> q) & 1:
-            i2187, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2187)
+            i2422, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2422)
         else:
             q -= 2
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_81[(x >> q) & 3]
@@ -8306,16 +8270,16 @@ def d_ISO14823Code_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[An
     elif i == 1:
         q -= 1
         if (x >> q) & 1:
-            i2188, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2188)
+            i2423, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2423)
         else:
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_82[0]
         return ('publicFacilitiesPictogram', w), q
     elif i == 2:
         q -= 1
         if (x >> q) & 1:
-            i2189, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2189)
+            i2424, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2424)
         else:
             q -= 1
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_83[(x >> q) & 1]
@@ -8414,162 +8378,162 @@ def d_LaneDataAttribute_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_InternationalSign_exemptedApplicablePeriod(v: Any) -> int:
     a: int = 1
-    a = a << 6 | ('year' in v) << 5 | ('month-day' in v) << 4 | ('repeatingPeriodDayTypes' in v) << 3 | ('hourMinutes' in v) << 2 | ('dateRangeOfWeek' in v) << 1 | ('durationHourMinute' in v)
+    a = a << 6 | (32 if 'year' in v else 0) | (16 if 'month-day' in v else 0) | (8 if 'repeatingPeriodDayTypes' in v else 0) | (4 if 'hourMinutes' in v else 0) | (2 if 'dateRangeOfWeek' in v else 0) | ('durationHourMinute' in v)
     if 'year' in v:
-        v2192 = v['year']
-        w2195 = v2192['yearRangeStartYear']
-        if 2000 <= w2195 <= 2127:
-            a = a << 8 | (w2195 - 2000)
+        v2427 = v['year']
+        w2430 = v2427['yearRangeStartYear']
+        if 2000 <= w2430 <= 2127:
+            a = a << 8 | (w2430 - 2000)
         else:
-            a = _rt.uwn(a << 1 | 1, w2195)
-        w2197 = v2192['yearRangeEndYear']
-        if 2000 <= w2197 <= 2127:
-            a = a << 8 | (w2197 - 2000)
+            a = _rt.uwn(a << 1 | 1, w2430)
+        w2432 = v2427['yearRangeEndYear']
+        if 2000 <= w2432 <= 2127:
+            a = a << 8 | (w2432 - 2000)
         else:
-            a = _rt.uwn(a << 1 | 1, w2197)
+            a = _rt.uwn(a << 1 | 1, w2432)
     if 'month-day' in v:
-        v2198 = v['month-day']
-        v2200 = v2198['dateRangeStartMonthDay']
-        a = a << 9 | ((v2200['month'] - 1)) << 5 | ((v2200['day'] - 1))
-        v2204 = v2198['dateRangeEndMonthDay']
-        a = a << 9 | ((v2204['month'] - 1)) << 5 | ((v2204['day'] - 1))
+        v2433 = v['month-day']
+        v2435 = v2433['dateRangeStartMonthDay']
+        a = a << 9 | ((v2435['month'] - 1)) << 5 | ((v2435['day'] - 1))
+        v2439 = v2433['dateRangeEndMonthDay']
+        a = a << 9 | ((v2439['month'] - 1)) << 5 | ((v2439['day'] - 1))
     if 'repeatingPeriodDayTypes' in v:
-        d2209, k2210 = v['repeatingPeriodDayTypes']
-        a = a << k2210 | int.from_bytes(d2209, 'big') >> (8 * len(d2209) - k2210)
+        d2444, k2445 = v['repeatingPeriodDayTypes']
+        a = a << k2445 | int.from_bytes(d2444, 'big') >> (8 * len(d2444) - k2445)
     if 'hourMinutes' in v:
-        v2211 = v['hourMinutes']
-        v2213 = v2211['timeRangeStartTime']
-        a = a << 11 | (v2213['hours']) << 6 | (v2213['mins'])
-        v2217 = v2211['timeRangeEndTime']
-        a = a << 11 | (v2217['hours']) << 6 | (v2217['mins'])
+        v2446 = v['hourMinutes']
+        v2448 = v2446['timeRangeStartTime']
+        a = a << 11 | (v2448['hours']) << 6 | (v2448['mins'])
+        v2452 = v2446['timeRangeEndTime']
+        a = a << 11 | (v2452['hours']) << 6 | (v2452['mins'])
     if 'dateRangeOfWeek' in v:
-        d2222, k2223 = v['dateRangeOfWeek']
-        a = a << k2223 | int.from_bytes(d2222, 'big') >> (8 * len(d2222) - k2223)
+        d2457, k2458 = v['dateRangeOfWeek']
+        a = a << k2458 | int.from_bytes(d2457, 'big') >> (8 * len(d2457) - k2458)
     if 'durationHourMinute' in v:
-        v2224 = v['durationHourMinute']
-        a = a << 11 | (v2224['hours']) << 6 | (v2224['mins'])
+        v2459 = v['durationHourMinute']
+        a = a << 11 | (v2459['hours']) << 6 | (v2459['mins'])
     return a
 
 def d_InternationalSign_exemptedApplicablePeriod(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 6
-    h2228 = (x >> q) & 63
-    if h2228 & 32:
-        r2229: dict[str, Any] = {}
+    h2463 = (x >> q) & 63
+    if h2463 & 32:
+        r2464: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            r2229['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+            r2464['yearRangeStartYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r2229['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+            r2464['yearRangeStartYear'] = ((x >> q) & 127) + 2000
         q -= 1
         if (x >> q) & 1:
-            r2229['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+            r2464['yearRangeEndYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r2229['yearRangeEndYear'] = ((x >> q) & 127) + 2000
-        r['year'] = r2229
-    if h2228 & 16:
-        r2231: dict[str, Any] = {}
-        r2233: dict[str, Any] = {}
+            r2464['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+        r['year'] = r2464
+    if h2463 & 16:
+        r2466: dict[str, Any] = {}
+        r2468: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
-        r2233['month'] = ((t_ >> 5) & 15) + 1
-        r2233['day'] = (t_ & 31) + 1
-        r2231['dateRangeStartMonthDay'] = r2233
-        r2235: dict[str, Any] = {}
+        r2468['month'] = ((t_ >> 5) & 15) + 1
+        r2468['day'] = (t_ & 31) + 1
+        r2466['dateRangeStartMonthDay'] = r2468
+        r2470: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
-        r2235['month'] = ((t_ >> 5) & 15) + 1
-        r2235['day'] = (t_ & 31) + 1
-        r2231['dateRangeEndMonthDay'] = r2235
-        r['month-day'] = r2231
-    if h2228 & 8:
+        r2470['month'] = ((t_ >> 5) & 15) + 1
+        r2470['day'] = (t_ & 31) + 1
+        r2466['dateRangeEndMonthDay'] = r2470
+        r['month-day'] = r2466
+    if h2463 & 8:
         q -= 4
         r['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
-    if h2228 & 4:
-        r2238: dict[str, Any] = {}
-        r2240: dict[str, Any] = {}
+    if h2463 & 4:
+        r2473: dict[str, Any] = {}
+        r2475: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r2240['hours'] = (t_ >> 6) & 31
-        r2240['mins'] = t_ & 63
-        r2238['timeRangeStartTime'] = r2240
-        r2242: dict[str, Any] = {}
+        r2475['hours'] = (t_ >> 6) & 31
+        r2475['mins'] = t_ & 63
+        r2473['timeRangeStartTime'] = r2475
+        r2477: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r2242['hours'] = (t_ >> 6) & 31
-        r2242['mins'] = t_ & 63
-        r2238['timeRangeEndTime'] = r2242
-        r['hourMinutes'] = r2238
-    if h2228 & 2:
+        r2477['hours'] = (t_ >> 6) & 31
+        r2477['mins'] = t_ & 63
+        r2473['timeRangeEndTime'] = r2477
+        r['hourMinutes'] = r2473
+    if h2463 & 2:
         q -= 8
         r['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if h2228 & 1:
-        r2245: dict[str, Any] = {}
+    if h2463 & 1:
+        r2480: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r2245['hours'] = (t_ >> 6) & 31
-        r2245['mins'] = t_ & 63
-        r['durationHourMinute'] = r2245
+        r2480['hours'] = (t_ >> 6) & 31
+        r2480['mins'] = t_ & 63
+        r['durationHourMinute'] = r2480
     return r, q
 
 
 def e_InternationalSign_applicableVehicleDimensions(v: Any) -> int:
     a: int = 1
-    a = a << 4 | ('vehicleHeight' in v) << 3 | ('vehicleWidth' in v) << 2 | ('vehicleLength' in v) << 1 | ('vehicleWeight' in v)
+    a = a << 4 | (8 if 'vehicleHeight' in v else 0) | (4 if 'vehicleWidth' in v else 0) | (2 if 'vehicleLength' in v else 0) | ('vehicleWeight' in v)
     if 'vehicleHeight' in v:
-        v2248 = v['vehicleHeight']
-        a = a << 17 | ((v2248['value'] - 1)) << 3 | ((v2248['unit'] - 2))
+        v2483 = v['vehicleHeight']
+        a = a << 17 | ((v2483['value'] - 1)) << 3 | ((v2483['unit'] - 2))
     if 'vehicleWidth' in v:
-        v2252 = v['vehicleWidth']
-        a = a << 17 | ((v2252['value'] - 1)) << 3 | ((v2252['unit'] - 2))
+        v2487 = v['vehicleWidth']
+        a = a << 17 | ((v2487['value'] - 1)) << 3 | ((v2487['unit'] - 2))
     if 'vehicleLength' in v:
-        v2256 = v['vehicleLength']
-        a = a << 17 | ((v2256['value'] - 1)) << 3 | ((v2256['unit'] - 2))
+        v2491 = v['vehicleLength']
+        a = a << 17 | ((v2491['value'] - 1)) << 3 | ((v2491['unit'] - 2))
     if 'vehicleWeight' in v:
-        v2260 = v['vehicleWeight']
-        a = a << 16 | ((v2260['value'] - 1)) << 2 | ((v2260['unit'] - 10))
+        v2495 = v['vehicleWeight']
+        a = a << 16 | ((v2495['value'] - 1)) << 2 | ((v2495['unit'] - 10))
     return a
 
 def d_InternationalSign_applicableVehicleDimensions(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h2264 = (x >> q) & 15
-    if h2264 & 8:
-        r2265: dict[str, Any] = {}
+    h2499 = (x >> q) & 15
+    if h2499 & 8:
+        r2500: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r2265['value'] = ((t_ >> 3) & 16383) + 1
-        r2265['unit'] = (t_ & 7) + 2
-        r['vehicleHeight'] = r2265
-    if h2264 & 4:
-        r2267: dict[str, Any] = {}
+        r2500['value'] = ((t_ >> 3) & 16383) + 1
+        r2500['unit'] = (t_ & 7) + 2
+        r['vehicleHeight'] = r2500
+    if h2499 & 4:
+        r2502: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r2267['value'] = ((t_ >> 3) & 16383) + 1
-        r2267['unit'] = (t_ & 7) + 2
-        r['vehicleWidth'] = r2267
-    if h2264 & 2:
-        r2269: dict[str, Any] = {}
+        r2502['value'] = ((t_ >> 3) & 16383) + 1
+        r2502['unit'] = (t_ & 7) + 2
+        r['vehicleWidth'] = r2502
+    if h2499 & 2:
+        r2504: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r2269['value'] = ((t_ >> 3) & 16383) + 1
-        r2269['unit'] = (t_ & 7) + 2
-        r['vehicleLength'] = r2269
-    if h2264 & 1:
-        r2271: dict[str, Any] = {}
+        r2504['value'] = ((t_ >> 3) & 16383) + 1
+        r2504['unit'] = (t_ & 7) + 2
+        r['vehicleLength'] = r2504
+    if h2499 & 1:
+        r2506: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
-        r2271['value'] = ((t_ >> 2) & 16383) + 1
-        r2271['unit'] = (t_ & 3) + 10
-        r['vehicleWeight'] = r2271
+        r2506['value'] = ((t_ >> 2) & 16383) + 1
+        r2506['unit'] = (t_ & 3) + 10
+        r['vehicleWeight'] = r2506
     return r, q
 
 
 def e_InternationalSign_speedLimits(v: Any) -> int:
     a: int = 1
-    a = a << 2 | ('speedLimitMax' in v) << 1 | ('speedLimitMin' in v)
+    a = a << 2 | (2 if 'speedLimitMax' in v else 0) | ('speedLimitMin' in v)
     if 'speedLimitMax' in v:
         a = a << 8 | v['speedLimitMax']
     if 'speedLimitMin' in v:
@@ -8580,11 +8544,11 @@ def e_InternationalSign_speedLimits(v: Any) -> int:
 def d_InternationalSign_speedLimits(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h2277 = (x >> q) & 3
-    if h2277 & 2:
+    h2512 = (x >> q) & 3
+    if h2512 & 2:
         q -= 8
         r['speedLimitMax'] = (x >> q) & 255
-    if h2277 & 1:
+    if h2512 & 1:
         q -= 8
         r['speedLimitMin'] = (x >> q) & 255
     q -= 1
@@ -8608,201 +8572,197 @@ def d_InternationalSign_distanceBetweenVehicles(x: int, q: int) -> tuple[Any, in
 
 def e_InternationalSign_destinationInformation(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('junctionDirection' in v) << 2 | ('roundaboutCwDirection' in v) << 1 | ('roundaboutCcwDirection' in v)
+    a = a << 3 | (4 if 'junctionDirection' in v else 0) | (2 if 'roundaboutCwDirection' in v else 0) | ('roundaboutCcwDirection' in v)
     if 'junctionDirection' in v:
         a = a << 7 | (v['junctionDirection'] - 1)
     if 'roundaboutCwDirection' in v:
         a = a << 7 | (v['roundaboutCwDirection'] - 1)
     if 'roundaboutCcwDirection' in v:
         a = a << 7 | (v['roundaboutCcwDirection'] - 1)
-    v2286 = v['ioList']
-    a2287 = 1
-    k2288 = len(v2286)
-    if 1 <= k2288 <= 8:
-        a2287 <<= 1
-        a2287 = a2287 << 3 | (k2288 - 1)
+    v2521 = v['ioList']
+    k2522 = len(v2521)
+    if 1 <= k2522 <= 8:
+        a <<= 1
+        a = a << 3 | (k2522 - 1)
     else:
-        a2287 = _rt.ld(a2287 << 1 | 1, k2288)
-    for w2288 in v2286:
-        a2287 = a2287 << 10 | (('destPlace' in w2288) << 6 | ('destRoad' in w2288) << 5 | ('roadNumberIdentifier' in w2288) << 4 | ('streetName' in w2288) << 3 | ('streetNameText' in w2288) << 2 | ('distanceToDivergingPoint' in w2288) << 1 | ('distanceToDestinationPlace' in w2288)) << 3 | (w2288['arrowDirection'])
-        if 'destPlace' in w2288:
-            v2291 = w2288['destPlace']
-            a2292 = 1
-            k2293 = len(v2291)
-            if 1 <= k2293 <= 4:
-                a2292 <<= 1
-                a2292 = a2292 << 2 | (k2293 - 1)
+        a = _rt.ld(a << 1 | 1, k2522)
+    for w2522 in v2521:
+        a = a << 10 | ((64 if 'destPlace' in w2522 else 0) | (32 if 'destRoad' in w2522 else 0) | (16 if 'roadNumberIdentifier' in w2522 else 0) | (8 if 'streetName' in w2522 else 0) | (4 if 'streetNameText' in w2522 else 0) | (2 if 'distanceToDivergingPoint' in w2522 else 0) | ('distanceToDestinationPlace' in w2522)) << 3 | (w2522['arrowDirection'])
+        if 'destPlace' in w2522:
+            v2525 = w2522['destPlace']
+            a2526 = 1
+            k2527 = len(v2525)
+            if 1 <= k2527 <= 4:
+                a2526 <<= 1
+                a2526 = a2526 << 2 | (k2527 - 1)
             else:
-                a2292 = _rt.ld(a2292 << 1 | 1, k2293)
-            for w2293 in v2291:
-                s_ = e_DestinationPlace(w2293)
-                a2292 = ((a2292 - 1) << (s_.bit_length() - 1)) + s_
-            a2287 = ((a2287 - 1) << (a2292.bit_length() - 1)) + a2292
-        if 'destRoad' in w2288:
-            v2294 = w2288['destRoad']
-            a2295 = 1
-            k2296 = len(v2294)
-            if 1 <= k2296 <= 4:
-                a2295 <<= 1
-                a2295 = a2295 << 2 | (k2296 - 1)
+                a2526 = _rt.ld(a2526 << 1 | 1, k2527)
+            for w2527 in v2525:
+                s_ = e_DestinationPlace(w2527)
+                a2526 = ((a2526 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2526.bit_length() - 1)) + a2526
+        if 'destRoad' in w2522:
+            v2528 = w2522['destRoad']
+            a2529 = 1
+            k2530 = len(v2528)
+            if 1 <= k2530 <= 4:
+                a2529 <<= 1
+                a2529 = a2529 << 2 | (k2530 - 1)
             else:
-                a2295 = _rt.ld(a2295 << 1 | 1, k2296)
-            for w2296 in v2294:
-                a2295 = a2295 << 2 | ('roadNumberIdentifier' in w2296) << 1 | ('roadNumberText' in w2296)
-                w2299 = w2296['derType']
-                if 0 <= w2299 <= 15:
-                    a2295 = a2295 << 5 | w2299
+                a2529 = _rt.ld(a2529 << 1 | 1, k2530)
+            for w2530 in v2528:
+                a2529 = a2529 << 2 | (2 if 'roadNumberIdentifier' in w2530 else 0) | ('roadNumberText' in w2530)
+                w2533 = w2530['derType']
+                if 0 <= w2533 <= 15:
+                    a2529 = a2529 << 5 | w2533
                 else:
-                    a2295 = _rt.uwn(a2295 << 1 | 1, w2299)
-                if 'roadNumberIdentifier' in w2296:
-                    a2295 = a2295 << 10 | (w2296['roadNumberIdentifier'] - 1)
-                if 'roadNumberText' in w2296:
-                    a2295 = _rt.octets(a2295, w2296['roadNumberText'].encode('utf-8'))
-            a2287 = ((a2287 - 1) << (a2295.bit_length() - 1)) + a2295
-        if 'roadNumberIdentifier' in w2288:
-            a2287 = a2287 << 10 | (w2288['roadNumberIdentifier'] - 1)
-        if 'streetName' in w2288:
-            a2287 = a2287 << 10 | (w2288['streetName'] - 1)
-        if 'streetNameText' in w2288:
-            a2287 = _rt.octets(a2287, w2288['streetNameText'].encode('utf-8'))
-        if 'distanceToDivergingPoint' in w2288:
-            v2305 = w2288['distanceToDivergingPoint']
-            a2287 = a2287 << 17 | ((v2305['value'] - 1)) << 3 | ((v2305['unit'] - 2))
-        if 'distanceToDestinationPlace' in w2288:
-            v2309 = w2288['distanceToDestinationPlace']
-            a2287 = a2287 << 17 | ((v2309['value'] - 1)) << 3 | ((v2309['unit'] - 2))
-    a = ((a - 1) << (a2287.bit_length() - 1)) + a2287
+                    a2529 = _rt.uwn(a2529 << 1 | 1, w2533)
+                if 'roadNumberIdentifier' in w2530:
+                    a2529 = a2529 << 10 | (w2530['roadNumberIdentifier'] - 1)
+                if 'roadNumberText' in w2530:
+                    a2529 = _rt.octets(a2529, w2530['roadNumberText'].encode('utf-8'))
+            a = ((a - 1) << (a2529.bit_length() - 1)) + a2529
+        if 'roadNumberIdentifier' in w2522:
+            a = a << 10 | (w2522['roadNumberIdentifier'] - 1)
+        if 'streetName' in w2522:
+            a = a << 10 | (w2522['streetName'] - 1)
+        if 'streetNameText' in w2522:
+            a = _rt.octets(a, w2522['streetNameText'].encode('utf-8'))
+        if 'distanceToDivergingPoint' in w2522:
+            v2539 = w2522['distanceToDivergingPoint']
+            a = a << 17 | ((v2539['value'] - 1)) << 3 | ((v2539['unit'] - 2))
+        if 'distanceToDestinationPlace' in w2522:
+            v2543 = w2522['distanceToDestinationPlace']
+            a = a << 17 | ((v2543['value'] - 1)) << 3 | ((v2543['unit'] - 2))
     return a
 
 def d_InternationalSign_destinationInformation(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h2313 = (x >> q) & 7
-    if h2313 & 4:
+    h2547 = (x >> q) & 7
+    if h2547 & 4:
         q -= 7
         r['junctionDirection'] = ((x >> q) & 127) + 1
-    if h2313 & 2:
+    if h2547 & 2:
         q -= 7
         r['roundaboutCwDirection'] = ((x >> q) & 127) + 1
-    if h2313 & 1:
+    if h2547 & 1:
         q -= 7
         r['roundaboutCcwDirection'] = ((x >> q) & 127) + 1
     q -= 1
     if (x >> q) & 1:
-        k2315, q = _rt.read_ld(x, q)
+        k2549, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k2315 = ((x >> q) & 7) + 1
-    r2314: list[Any] = []
-    for _ in range(k2315):
+        k2549 = ((x >> q) & 7) + 1
+    r2548: list[Any] = []
+    for _ in range(k2549):
         x &= (1 << q) - 1
-        r2316: dict[str, Any] = {}
+        r2550: dict[str, Any] = {}
         q -= 10
         t_ = (x >> q) & 1023
-        h2317 = (t_ >> 3) & 127
-        r2316['arrowDirection'] = t_ & 7
-        if h2317 & 64:
+        h2551 = (t_ >> 3) & 127
+        r2550['arrowDirection'] = t_ & 7
+        if h2551 & 64:
             q -= 1
             if (x >> q) & 1:
-                k2319, q = _rt.read_ld(x, q)
+                k2553, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k2319 = ((x >> q) & 3) + 1
-            r2318: list[Any] = []
-            for _ in range(k2319):
-                w2319, q = d_DestinationPlace(x, q)
-                r2318.append(w2319)
-            r2316['destPlace'] = r2318
-        if h2317 & 32:
+                k2553 = ((x >> q) & 3) + 1
+            r2552: list[Any] = []
+            for _ in range(k2553):
+                w2553, q = d_DestinationPlace(x, q)
+                r2552.append(w2553)
+            r2550['destPlace'] = r2552
+        if h2551 & 32:
             q -= 1
             if (x >> q) & 1:
-                k2321, q = _rt.read_ld(x, q)
+                k2555, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k2321 = ((x >> q) & 3) + 1
-            r2320: list[Any] = []
-            for _ in range(k2321):
-                r2322: dict[str, Any] = {}
+                k2555 = ((x >> q) & 3) + 1
+            r2554: list[Any] = []
+            for _ in range(k2555):
+                r2556: dict[str, Any] = {}
                 q -= 2
-                h2323 = (x >> q) & 3
+                h2557 = (x >> q) & 3
                 q -= 1
                 if (x >> q) & 1:
-                    r2322['derType'], q = _rt.read_uwn(x, q)
+                    r2556['derType'], q = _rt.read_uwn(x, q)
                 else:
                     q -= 4
-                    r2322['derType'] = (x >> q) & 15
-                if h2323 & 2:
+                    r2556['derType'] = (x >> q) & 15
+                if h2557 & 2:
                     q -= 10
-                    r2322['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
-                if h2323 & 1:
-                    b2324, q = _rt.read_octets(x, q)
-                    r2322['roadNumberText'] = b2324.decode('utf-8')
-                r2320.append(r2322)
-            r2316['destRoad'] = r2320
-        if h2317 & 16:
+                    r2556['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
+                if h2557 & 1:
+                    b2558, q = _rt.read_octets(x, q)
+                    r2556['roadNumberText'] = b2558.decode('utf-8')
+                r2554.append(r2556)
+            r2550['destRoad'] = r2554
+        if h2551 & 16:
             q -= 10
-            r2316['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
-        if h2317 & 8:
+            r2550['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
+        if h2551 & 8:
             q -= 10
-            r2316['streetName'] = ((x >> q) & 1023) + 1
-        if h2317 & 4:
-            b2325, q = _rt.read_octets(x, q)
-            r2316['streetNameText'] = b2325.decode('utf-8')
-        if h2317 & 2:
-            r2326: dict[str, Any] = {}
+            r2550['streetName'] = ((x >> q) & 1023) + 1
+        if h2551 & 4:
+            b2559, q = _rt.read_octets(x, q)
+            r2550['streetNameText'] = b2559.decode('utf-8')
+        if h2551 & 2:
+            r2560: dict[str, Any] = {}
             q -= 17
             t_ = (x >> q) & 131071
-            r2326['value'] = ((t_ >> 3) & 16383) + 1
-            r2326['unit'] = (t_ & 7) + 2
-            r2316['distanceToDivergingPoint'] = r2326
-        if h2317 & 1:
-            r2328: dict[str, Any] = {}
+            r2560['value'] = ((t_ >> 3) & 16383) + 1
+            r2560['unit'] = (t_ & 7) + 2
+            r2550['distanceToDivergingPoint'] = r2560
+        if h2551 & 1:
+            r2562: dict[str, Any] = {}
             q -= 17
             t_ = (x >> q) & 131071
-            r2328['value'] = ((t_ >> 3) & 16383) + 1
-            r2328['unit'] = (t_ & 7) + 2
-            r2316['distanceToDestinationPlace'] = r2328
-        r2314.append(r2316)
-    r['ioList'] = r2314
+            r2562['value'] = ((t_ >> 3) & 16383) + 1
+            r2562['unit'] = (t_ & 7) + 2
+            r2550['distanceToDestinationPlace'] = r2562
+        r2548.append(r2550)
+    r['ioList'] = r2548
     return r, q
 
 
 def e_DestinationPlace(v: Any) -> int:
     a: int = 1
-    a = a << 4 | ('destRSCode' in v) << 3 | ('destBlob' in v) << 2 | ('placeNameIdentification' in v) << 1 | ('placeNameText' in v)
-    w2332 = v['destType']
-    if 0 <= w2332 <= 15:
-        a = a << 5 | w2332
+    a = a << 4 | (8 if 'destRSCode' in v else 0) | (4 if 'destBlob' in v else 0) | (2 if 'placeNameIdentification' in v else 0) | ('placeNameText' in v)
+    w2566 = v['destType']
+    if 0 <= w2566 <= 15:
+        a = a << 5 | w2566
     else:
-        a = _rt.uwn(a << 1 | 1, w2332)
+        a = _rt.uwn(a << 1 | 1, w2566)
     if 'destRSCode' in v:
-        v2333 = v['destRSCode']
-        a = a << 1 | ('attributes' in v2333)
-        v2335 = v2333['pictogramCode']
-        a = a << 1 | ('countryCode' in v2335)
-        if 'countryCode' in v2335:
-            d2338 = v2335['countryCode']
-            a = a << (len(d2338) << 3) | int.from_bytes(d2338, 'big')
-        s_ = e_GddStructure_pictogramCode_serviceCategoryCode(v2335['serviceCategoryCode'])
+        v2567 = v['destRSCode']
+        a = a << 1 | ('attributes' in v2567)
+        v2569 = v2567['pictogramCode']
+        a = a << 1 | ('countryCode' in v2569)
+        if 'countryCode' in v2569:
+            d2572 = v2569['countryCode']
+            a = a << (len(d2572) << 3) | int.from_bytes(d2572, 'big')
+        s_ = e_GddStructure_pictogramCode_serviceCategoryCode(v2569['serviceCategoryCode'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        v2340 = v2335['pictogramCategoryCode']
-        a = a << 11 | ((v2340['nature'] - 1)) << 7 | (v2340['serialNumber'])
-        if 'attributes' in v2333:
-            v2344 = v2333['attributes']
-            a2345 = 1
-            k2346 = len(v2344)
-            if 1 <= k2346 <= 8:
-                a2345 <<= 1
-                a2345 = a2345 << 3 | (k2346 - 1)
+        v2574 = v2569['pictogramCategoryCode']
+        a = a << 11 | ((v2574['nature'] - 1)) << 7 | (v2574['serialNumber'])
+        if 'attributes' in v2567:
+            v2578 = v2567['attributes']
+            k2579 = len(v2578)
+            if 1 <= k2579 <= 8:
+                a <<= 1
+                a = a << 3 | (k2579 - 1)
             else:
-                a2345 = _rt.ld(a2345 << 1 | 1, k2346)
-            for w2346 in v2344:
-                s_ = e_GddAttribute(w2346)
-                a2345 = ((a2345 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a2345.bit_length() - 1)) + a2345
+                a = _rt.ld(a << 1 | 1, k2579)
+            for w2579 in v2578:
+                s_ = e_GddAttribute(w2579)
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'destBlob' in v:
-        d2348 = v['destBlob']
-        a = _rt.octets(a, d2348)
+        d2581 = v['destBlob']
+        a = _rt.octets(a, d2581)
     if 'placeNameIdentification' in v:
         a = a << 10 | (v['placeNameIdentification'] - 1)
     if 'placeNameText' in v:
@@ -8812,54 +8772,54 @@ def e_DestinationPlace(v: Any) -> int:
 def d_DestinationPlace(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h2351 = (x >> q) & 15
+    h2584 = (x >> q) & 15
     q -= 1
     if (x >> q) & 1:
         r['destType'], q = _rt.read_uwn(x, q)
     else:
         q -= 4
         r['destType'] = (x >> q) & 15
-    if h2351 & 8:
-        r2352: dict[str, Any] = {}
+    if h2584 & 8:
+        r2585: dict[str, Any] = {}
         q -= 1
-        h2353 = (x >> q) & 1
-        r2354: dict[str, Any] = {}
+        h2586 = (x >> q) & 1
+        r2587: dict[str, Any] = {}
         q -= 1
-        h2355 = (x >> q) & 1
-        if h2355 & 1:
-            k2356 = 2
-            q -= k2356 << 3
-            r2354['countryCode'] = ((x >> q) & ((1 << (k2356 << 3)) - 1)).to_bytes(k2356, 'big')
-        r2354['serviceCategoryCode'], q = d_GddStructure_pictogramCode_serviceCategoryCode(x, q)
-        r2357: dict[str, Any] = {}
+        h2588 = (x >> q) & 1
+        if h2588 & 1:
+            k2589 = 2
+            q -= k2589 << 3
+            r2587['countryCode'] = ((x >> q) & ((1 << (k2589 << 3)) - 1)).to_bytes(k2589, 'big')
+        r2587['serviceCategoryCode'], q = d_GddStructure_pictogramCode_serviceCategoryCode(x, q)
+        r2590: dict[str, Any] = {}
         q -= 11
         t_ = (x >> q) & 2047
-        r2357['nature'] = ((t_ >> 7) & 15) + 1
-        r2357['serialNumber'] = t_ & 127
-        r2354['pictogramCategoryCode'] = r2357
-        r2352['pictogramCode'] = r2354
-        if h2353 & 1:
+        r2590['nature'] = ((t_ >> 7) & 15) + 1
+        r2590['serialNumber'] = t_ & 127
+        r2587['pictogramCategoryCode'] = r2590
+        r2585['pictogramCode'] = r2587
+        if h2586 & 1:
             q -= 1
             if (x >> q) & 1:
-                k2360, q = _rt.read_ld(x, q)
+                k2593, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k2360 = ((x >> q) & 7) + 1
-            r2359: list[Any] = []
-            for _ in range(k2360):
+                k2593 = ((x >> q) & 7) + 1
+            r2592: list[Any] = []
+            for _ in range(k2593):
                 x &= (1 << q) - 1
-                w2360, q = d_GddAttribute(x, q)
-                r2359.append(w2360)
-            r2352['attributes'] = r2359
-        r['destRSCode'] = r2352
-    if h2351 & 4:
+                w2593, q = d_GddAttribute(x, q)
+                r2592.append(w2593)
+            r2585['attributes'] = r2592
+        r['destRSCode'] = r2585
+    if h2584 & 4:
         r['destBlob'], q = _rt.read_octets(x, q)
-    if h2351 & 2:
+    if h2584 & 2:
         q -= 10
         r['placeNameIdentification'] = ((x >> q) & 1023) + 1
-    if h2351 & 1:
-        b2361, q = _rt.read_octets(x, q)
-        r['placeNameText'] = b2361.decode('utf-8')
+    if h2584 & 1:
+        b2594, q = _rt.read_octets(x, q)
+        r['placeNameText'] = b2594.decode('utf-8')
     return r, q
 
 
@@ -8868,28 +8828,28 @@ def e_GddStructure_pictogramCode_serviceCategoryCode(v: Any) -> int:
     k, w = v
     if k == 'trafficSignPictogram':
         a <<= 3
-        w2362 = w
-        i2363 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w2362)
-        if i2363 is not None:
-            a = a << 3 | i2363
+        w2595 = w
+        i2596 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w2595)
+        if i2596 is not None:
+            a = a << 3 | i2596
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2362])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2595])
     elif k == 'publicFacilitiesPictogram':
         a = a << 3 | 1
-        w2364 = w
-        i2365 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w2364)
-        if i2365 is not None:
-            a = a << 1 | i2365
+        w2597 = w
+        i2598 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w2597)
+        if i2598 is not None:
+            a = a << 1 | i2598
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2364])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2597])
     elif k == 'ambientOrRoadConditionPictogram':
         a = a << 3 | 2
-        w2366 = w
-        i2367 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w2366)
-        if i2367 is not None:
-            a = a << 2 | i2367
+        w2599 = w
+        i2600 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w2599)
+        if i2600 is not None:
+            a = a << 2 | i2600
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2366])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2599])
     else:
         raise KeyError(k)
     return a
@@ -8909,8 +8869,8 @@ def d_GddStructure_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[An
     if i == 0:
         q -= 1
         if (x >> q) & 1:
-            i2368, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2368)
+            i2601, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2601)
         else:
             q -= 2
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_81[(x >> q) & 3]
@@ -8918,16 +8878,16 @@ def d_GddStructure_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[An
     elif i == 1:
         q -= 1
         if (x >> q) & 1:
-            i2369, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2369)
+            i2602, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2602)
         else:
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_82[0]
         return ('publicFacilitiesPictogram', w), q
     elif i == 2:
         q -= 1
         if (x >> q) & 1:
-            i2370, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2370)
+            i2603, q = _rt.read_nsnn(x, q)
+            w = _DX_LayerType_3.get(i2603)
         else:
             q -= 1
             w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_83[(x >> q) & 1]
@@ -9018,33 +8978,33 @@ def d_GddAttribute(x: int, q: int) -> tuple[Any, int]:
 
 def e_InternationalSign_section(v: Any) -> int:
     a: int = 1
-    a = a << 2 | ('startingPointLength' in v) << 1 | ('continuityLength' in v)
+    a = a << 2 | (2 if 'startingPointLength' in v else 0) | ('continuityLength' in v)
     if 'startingPointLength' in v:
-        v2372 = v['startingPointLength']
-        a = a << 17 | ((v2372['value'] - 1)) << 3 | ((v2372['unit'] - 2))
+        v2605 = v['startingPointLength']
+        a = a << 17 | ((v2605['value'] - 1)) << 3 | ((v2605['unit'] - 2))
     if 'continuityLength' in v:
-        v2376 = v['continuityLength']
-        a = a << 17 | ((v2376['value'] - 1)) << 3 | ((v2376['unit'] - 2))
+        v2609 = v['continuityLength']
+        a = a << 17 | ((v2609['value'] - 1)) << 3 | ((v2609['unit'] - 2))
     return a
 
 def d_InternationalSign_section(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h2380 = (x >> q) & 3
-    if h2380 & 2:
-        r2381: dict[str, Any] = {}
+    h2613 = (x >> q) & 3
+    if h2613 & 2:
+        r2614: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r2381['value'] = ((t_ >> 3) & 16383) + 1
-        r2381['unit'] = (t_ & 7) + 2
-        r['startingPointLength'] = r2381
-    if h2380 & 1:
-        r2383: dict[str, Any] = {}
+        r2614['value'] = ((t_ >> 3) & 16383) + 1
+        r2614['unit'] = (t_ & 7) + 2
+        r['startingPointLength'] = r2614
+    if h2613 & 1:
+        r2616: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r2383['value'] = ((t_ >> 3) & 16383) + 1
-        r2383['unit'] = (t_ & 7) + 2
-        r['continuityLength'] = r2383
+        r2616['value'] = ((t_ >> 3) & 16383) + 1
+        r2616['unit'] = (t_ & 7) + 2
+        r['continuityLength'] = r2616
     return r, q
 
 

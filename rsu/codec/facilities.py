@@ -180,9 +180,13 @@ class FacilitiesCodec:
         used: int | None = None
         if fast is not None:
             try:
-                value, used = fast(data)  # regional extensions come out typed already
+                # regional extensions come out typed already, and the value is one validation accepts:
+                # the generated decoder raises OutOfSchema for any value it would refuse
+                value, used = fast(data)
             except Exception:  # noqa: BLE001 - asn1tools below names the reason (or takes what we leave to it)
                 value = used = None
+            else:
+                validate = False
         if used is None:
             value, used = self._decode_asn1tools(kind, data)
         elif used < len(data):

@@ -28,6 +28,12 @@ class Malformed(Exception):
     """Bytes the generated decoder cannot read (the facilities codec reports asn1tools' reason)."""
 
 
+class OutOfSchema(Exception):
+    """A value the schema's validation refuses (outside a range or size that PER can still carry, an
+    unknown extension value or alternative): the facilities codec decodes these bytes again with
+    asn1tools and lets validation name the field, so that the error is the one it always was."""
+
+
 def source_digest(sources: dict[str, str]) -> str:
     """SHA-256 over the ASN.1 module texts (the generated module records the one it was made from)."""
     h = hashlib.sha256()

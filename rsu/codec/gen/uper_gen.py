@@ -64,6 +64,28 @@ def _nbits(size: int) -> int:
     return 0 if size == 0 else size.bit_length()
 
 
+def _outside(b: Any, expr: str, span: tuple[int, int] | None) -> str | None:
+    """A condition true when ``expr`` is outside the bounds ``b`` (a schema Bounds, as values._check_range
+    decides: extensible bounds admit anything), or None when ``span`` (what PER can give) is inside."""
+    if b is None or b.extensible:
+        return None
+    ranges = b.ranges or ((b.lo, b.hi),)
+    if span is not None and any((lo is None or lo <= span[0]) and (hi is None or span[1] <= hi) for lo, hi in ranges):
+        return None
+    if len(ranges) > 1:
+        inside = " or ".join(
+            " and ".join([f"{expr} >= {lo}"] * (lo is not None) + [f"{expr} <= {hi}"] * (hi is not None)) or "True"
+            for lo, hi in ranges
+        )
+        return f"not ({inside})"
+    lo, hi = ranges[0]
+    if span is not None:  # a side PER keeps to needs no test
+        lo = None if lo is not None and span[0] >= lo else lo
+        hi = None if hi is not None and span[1] <= hi else hi
+    tests = [f"{expr} < {lo}"] * (lo is not None) + [f"{expr} > {hi}"] * (hi is not None)
+    return " or ".join(tests) or None
+
+
 class _Fn:
     def __init__(self, name: str, t: AsnType, node: Node) -> None:
         self.name, self.t, self.node = name, t, node
@@ -274,8 +296,53 @@ class Generator:
 
     # --- decoding ------------------------------------------------------------------------------
     def dec(self, t: AsnType, node: Node, target: str, ind: str, hint: str) -> list[str]:
-        """Lines decoding a value of ``node`` at ``q`` into ``target`` (an assignable expression)."""
+        """Lines decoding a value of ``node`` at ``q`` into ``target`` (an assignable expression), and
+        raising ``_rt.OutOfSchema`` for a value the schema's validation would refuse (see _invalid)."""
         t = _resolve(t)
+        bad = self._invalid(t, node)
+        if bad is None:
+            return self._dec(t, node, target, ind, hint)
+        c = self.var("c")
+        return self._dec(t, node, c, ind, hint) + [
+            f"{ind}if {bad.format(v=c)}:",
+            f"{ind}    raise _rt.OutOfSchema",
+            f"{ind}{target} = {c}",
+        ]
+
+    def _invalid(self, t: AsnType, node: Node) -> str | None:
+        """A condition on ``{v}`` (the decoded value) true when ``rsu.codec.values.validate`` would refuse
+        it, or None when the PER form admits only valid values (lists and SEQUENCEs check their own)."""
+        cls = type(t).__name__
+        if node.kind == "INTEGER":
+            span = None
+            if cls == "Integer" and t.number_of_bits is not None and not t.has_extension_marker:
+                span = (t.minimum, t.minimum + (1 << t.number_of_bits) - 1 if t.number_of_bits else t.minimum)
+            return _outside(node.value_range, "{v}", span)
+        if node.kind == "ENUMERATED":
+            names = set(t.root_index_to_data.values()) | set((t.additions_index_to_data or {}).values())
+            if not names <= set(node.enum_root) | set(node.enum_ext):
+                raise NotImplementedError(f"{node.name}: enumeration names differ from the schema's")
+            return "{v} is None" if t.additions_index_to_data is not None else None
+        if node.kind == "STRING":
+            if node.string_type not in ("IA5String", "UTF8String"):  # IA5: 7-bit characters are ASCII
+                raise NotImplementedError(f"{node.name}: {node.string_type}")
+            return _outside(node.size, "len({v})", self._size_span(t))
+        if node.kind == "OCTET STRING":
+            return _outside(node.size, "len({v})", self._size_span(t))
+        if node.kind == "BIT STRING":
+            return _outside(node.size, "{v}[1]", self._size_span(t))
+        return None
+
+    @staticmethod
+    def _size_span(t: AsnType) -> tuple[int, int] | None:
+        """The sizes the PER form of a sized type can give (None: any)."""
+        if getattr(t, "number_of_bits", None) is None or t.has_extension_marker:
+            return None
+        if t.minimum == t.maximum:
+            return (t.minimum, t.minimum)
+        return (t.minimum, t.minimum + (1 << t.number_of_bits) - 1)
+
+    def _dec(self, t: AsnType, node: Node, target: str, ind: str, hint: str) -> list[str]:
         cls = type(t).__name__
         if self._inline(t, node):
             r = self.var("r")
@@ -519,6 +586,9 @@ class Generator:
         kw = "if"
         inner = ind + "            "
         for k, add in enumerate(additions):
+            names = [m.name for m in add.root_members] if type(add).__name__ == "AdditionGroup" else [add.name]
+            if any(mm[n].presence for n in names):
+                raise NotImplementedError(f"{name}: WITH COMPONENTS presence on an extension addition")
             lines.append(f"{ind}        {kw} {i} == {k}:")
             kw = "elif"
             if type(add).__name__ == "AdditionGroup":
@@ -565,10 +635,18 @@ class Generator:
     ) -> list[str]:
         lines = []
         for m in members:
+            presence = mm[m.name].presence  # WITH COMPONENTS: validation refuses the other case
             if m.optional:
                 bit = 1 << (len(opt) - 1 - opt.index(m))
+                if presence == "ABSENT":
+                    lines += [f"{ind}if {pvar} & {bit}:", f"{ind}    raise _rt.OutOfSchema"]
+                    continue
+                if presence == "PRESENT":
+                    lines += [f"{ind}if not {pvar} & {bit}:", f"{ind}    raise _rt.OutOfSchema"]
                 lines.append(f"{ind}if {pvar} & {bit}:")
                 lines += self.dec(m, mm[m.name].node, f"{r}[{m.name!r}]", ind + "    ", f"{name}_{m.name}")
+            elif presence == "ABSENT":
+                raise NotImplementedError(f"{name}.{m.name}: a mandatory member that must be absent")
             else:
                 lines += self.dec(m, mm[m.name].node, f"{r}[{m.name!r}]", ind, f"{name}_{m.name}")
         return lines
@@ -598,7 +676,7 @@ class Generator:
             enc.append(f"        a = _rt.choice_ext(a, {i}, s)")
         enc += ["    else:", "        raise KeyError(k)", "    return a"]
         # w takes each alternative's value in turn (of different types); r, an extension's (or none)
-        dec = [_DEC_DEF.format(name), "    w: Any"] + (["    r: tuple[str | None, Any]"] if has_ext else [])
+        dec = [_DEC_DEF.format(name), "    w: Any"] + (["    r: tuple[str, Any]"] if exts else [])
         if has_ext:
             dec += [
                 "    q -= 1",
@@ -613,12 +691,15 @@ class Generator:
                 kw = "elif"
                 dec += self.dec(m, mm[m.name].node, "w", "            ", f"{name}_{m.name}")
                 dec.append(f"            r = ({m.name!r}, w)")
+            # an alternative this schema does not know: validation refuses it (asn1tools gives None)
             if exts:
-                dec.append("        else:")
-                dec.append("            r = (None, None)")
+                dec += [
+                    "        else:",
+                    "            raise _rt.OutOfSchema",
+                    "        return r, _rt.skip(q0, length << 3)",
+                ]
             else:
-                dec.append("        r = (None, None)")
-            dec += ["        return r, _rt.skip(q0, length << 3)"]
+                dec.append("        raise _rt.OutOfSchema")
         if nb:
             dec += [f"    q -= {nb}", f"    i = (x >> q) & {(1 << nb) - 1}"]
         else:
@@ -700,6 +781,10 @@ class Generator:
         self.loops += 1
         body = self.dec(t.element_type, _element(node, name), w, ind + "    ", f"{name}_item")
         self.loops -= 1
+        bad = _outside(node.size, k, self._size_span(t))
+        if bad:  # the count, before the items
+            at = lines.index(f"{ind}{r}: list[Any] = []")
+            lines[at:at] = [f"{ind}if {bad}:", f"{ind}    raise _rt.OutOfSchema"]
         last = re.fullmatch(rf"{ind}    {w} = (r\d+)", body[-1])
         if last:  # an item decoded in place into a dict: append that
             return lines + body[:-1] + [f"{ind}    {r}.append({last.group(1)})"]

@@ -170,64 +170,76 @@ def d_SPATEM(x: int, q: int) -> tuple[Any, int]:
     h56 = (x >> q) & 15
     if h56 & 4:
         q -= 20
-        r55['timeStamp'] = (x >> q) & 1048575
+        c57 = (x >> q) & 1048575
+        if c57 > 527040:
+            raise _rt.OutOfSchema
+        r55['timeStamp'] = c57
     if h56 & 2:
         q -= 6
-        k57 = ((x >> q) & 63) + 1
-        q -= 7 * k57
-        r55['name'] = _rt.ia5((x >> q) & ((1 << (7 * k57)) - 1), k57)
+        k59 = ((x >> q) & 63) + 1
+        q -= 7 * k59
+        c58 = _rt.ia5((x >> q) & ((1 << (7 * k59)) - 1), k59)
+        if len(c58) > 63:
+            raise _rt.OutOfSchema
+        r55['name'] = c58
     q -= 5
-    k59 = ((x >> q) & 31) + 1
-    r58: list[Any] = []
-    for _ in range(k59):
+    k61 = ((x >> q) & 31) + 1
+    r60: list[Any] = []
+    for _ in range(k61):
         x &= (1 << q) - 1
-        r60: dict[str, Any] = {}
+        r62: dict[str, Any] = {}
         q -= 7
-        h61 = (x >> q) & 127
-        if h61 & 32:
+        h63 = (x >> q) & 127
+        if h63 & 32:
             q -= 6
-            k62 = ((x >> q) & 63) + 1
-            q -= 7 * k62
-            r60['name'] = _rt.ia5((x >> q) & ((1 << (7 * k62)) - 1), k62)
-        r63: dict[str, Any] = {}
+            k65 = ((x >> q) & 63) + 1
+            q -= 7 * k65
+            c64 = _rt.ia5((x >> q) & ((1 << (7 * k65)) - 1), k65)
+            if len(c64) > 63:
+                raise _rt.OutOfSchema
+            r62['name'] = c64
+        r66: dict[str, Any] = {}
         q -= 1
-        h64 = (x >> q) & 1
-        if h64 & 1:
+        h67 = (x >> q) & 1
+        if h67 & 1:
             q -= 16
-            r63['region'] = (x >> q) & 65535
+            r66['region'] = (x >> q) & 65535
         q -= 16
-        r63['id'] = (x >> q) & 65535
-        r60['id'] = r63
+        r66['id'] = (x >> q) & 65535
+        r62['id'] = r66
         q -= 23
         t_ = (x >> q) & 8388607
-        r60['revision'] = (t_ >> 16) & 127
-        r60['status'] = (((t_ & 65535) << 0).to_bytes(2, 'big'), 16)
-        if h61 & 16:
+        r62['revision'] = (t_ >> 16) & 127
+        r62['status'] = (((t_ & 65535) << 0).to_bytes(2, 'big'), 16)
+        if h63 & 16:
             q -= 20
-            r60['moy'] = (x >> q) & 1048575
-        if h61 & 8:
+            c69 = (x >> q) & 1048575
+            if c69 > 527040:
+                raise _rt.OutOfSchema
+            r62['moy'] = c69
+        if h63 & 8:
             q -= 16
-            r60['timeStamp'] = (x >> q) & 65535
-        if h61 & 4:
-            r60['enabledLanes'], q = d_EnabledLaneList(x, q)
-        r60['states'], q = d_MovementList(x, q)
-        if h61 & 2:
-            r60['maneuverAssistList'], q = d_ManeuverAssistList(x, q)
-        if h61 & 1:
-            r60['regional'], q = d_IntersectionState_regional(x, q)
-        if h61 >> 6:
+            r62['timeStamp'] = (x >> q) & 65535
+        if h63 & 4:
+            r62['enabledLanes'], q = d_EnabledLaneList(x, q)
+        r62['states'], q = d_MovementList(x, q)
+        if h63 & 2:
+            r62['maneuverAssistList'], q = d_ManeuverAssistList(x, q)
+        if h63 & 1:
+            r62['regional'], q = d_IntersectionState_regional(x, q)
+        if h63 >> 6:
             q = _rt.skip_additions(x, q)
-        r58.append(r60)
-    r55['intersections'] = r58
+        r60.append(r62)
+    r55['intersections'] = r60
     if h56 & 1:
         q -= 2
-        k67 = ((x >> q) & 3) + 1
-        r66: list[Any] = []
-        for _ in range(k67):
+        k71 = ((x >> q) & 3) + 1
+        r70: list[Any] = []
+        for _ in range(k71):
             x &= (1 << q) - 1
-            w67, q = d_SPAT_regional_item(x, q)
-            r66.append(w67)
-        r55['regional'] = r66
+            w71, q = d_SPAT_regional_item(x, q)
+            r70.append(w71)
+        r55['regional'] = r70
     if h56 >> 3:
         q = _rt.skip_additions(x, q)
     r['spat'] = r55
@@ -236,1278 +248,1395 @@ def d_SPATEM(x: int, q: int) -> tuple[Any, int]:
 
 def e_MAPEM(v: Any) -> int:
     a: int = 1
-    v69 = v['header']
-    a = a << 48 | (v69['protocolVersion']) << 40 | (v69['messageID']) << 32 | (v69['stationID'])
-    v74 = v['map']
-    a = a << 9 | (128 if 'timeStamp' in v74 else 0) | (64 if 'layerType' in v74 else 0) | (32 if 'layerID' in v74 else 0) | (16 if 'intersections' in v74 else 0) | (8 if 'roadSegments' in v74 else 0) | (4 if 'dataParameters' in v74 else 0) | (2 if 'restrictionList' in v74 else 0) | ('regional' in v74)
-    if 'timeStamp' in v74:
-        a = a << 20 | v74['timeStamp']
-    a = a << 7 | v74['msgIssueRevision']
-    if 'layerType' in v74:
-        w79 = v74['layerType']
-        i80 = _E_LayerType_0.get(w79)
-        if i80 is not None:
-            a = a << 4 | i80
+    v73 = v['header']
+    a = a << 48 | (v73['protocolVersion']) << 40 | (v73['messageID']) << 32 | (v73['stationID'])
+    v78 = v['map']
+    a = a << 9 | (128 if 'timeStamp' in v78 else 0) | (64 if 'layerType' in v78 else 0) | (32 if 'layerID' in v78 else 0) | (16 if 'intersections' in v78 else 0) | (8 if 'roadSegments' in v78 else 0) | (4 if 'dataParameters' in v78 else 0) | (2 if 'restrictionList' in v78 else 0) | ('regional' in v78)
+    if 'timeStamp' in v78:
+        a = a << 20 | v78['timeStamp']
+    a = a << 7 | v78['msgIssueRevision']
+    if 'layerType' in v78:
+        w83 = v78['layerType']
+        i84 = _E_LayerType_0.get(w83)
+        if i84 is not None:
+            a = a << 4 | i84
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w79])
-    if 'layerID' in v74:
-        a = a << 7 | v74['layerID']
-    if 'intersections' in v74:
-        v82 = v74['intersections']
-        k83 = len(v82)
-        a = a << 5 | (k83 - 1)
-        for w83 in v82:
-            a98 = 1
-            a98 = a98 << 6 | (16 if 'name' in w83 else 0) | (8 if 'laneWidth' in w83 else 0) | (4 if 'speedLimits' in w83 else 0) | (2 if 'preemptPriorityData' in w83 else 0) | ('regional' in w83)
-            if 'name' in w83:
-                b101 = w83['name'].encode('ascii')
-                a98 = a98 << 6 | (len(b101) - 1)
-                a98 = a98 << 7 * len(b101) | _rt.ia5_pack(b101)
-            v102 = w83['id']
-            a98 = a98 << 1 | ('region' in v102)
-            if 'region' in v102:
-                a98 = a98 << 16 | v102['region']
-            a98 = a98 << 23 | (v102['id']) << 7 | (w83['revision'])
-            s_ = e_Position3D(w83['refPoint'])
-            a98 = ((a98 - 1) << (s_.bit_length() - 1)) + s_
-            if 'laneWidth' in w83:
-                a98 = a98 << 15 | w83['laneWidth']
-            if 'speedLimits' in w83:
-                s_ = e_SpeedLimitList(w83['speedLimits'])
-                a98 = ((a98 - 1) << (s_.bit_length() - 1)) + s_
-            s_ = e_LaneList(w83['laneSet'])
-            a98 = ((a98 - 1) << (s_.bit_length() - 1)) + s_
-            if 'preemptPriorityData' in w83:
-                s_ = e_PreemptPriorityList(w83['preemptPriorityData'])
-                a98 = ((a98 - 1) << (s_.bit_length() - 1)) + s_
-            if 'regional' in w83:
-                s_ = e_IntersectionGeometry_regional(w83['regional'])
-                a98 = ((a98 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a98.bit_length() - 1)) + a98
-    if 'roadSegments' in v74:
-        v113 = v74['roadSegments']
-        a114 = 1
-        k115 = len(v113)
-        a114 = a114 << 5 | (k115 - 1)
-        for w115 in v113:
-            a129 = 1
-            a129 = a129 << 5 | (8 if 'name' in w115 else 0) | (4 if 'laneWidth' in w115 else 0) | (2 if 'speedLimits' in w115 else 0) | ('regional' in w115)
-            if 'name' in w115:
-                b132 = w115['name'].encode('ascii')
-                a129 = a129 << 6 | (len(b132) - 1)
-                a129 = a129 << 7 * len(b132) | _rt.ia5_pack(b132)
-            v133 = w115['id']
-            a129 = a129 << 1 | ('region' in v133)
-            if 'region' in v133:
-                a129 = a129 << 16 | v133['region']
-            a129 = a129 << 23 | (v133['id']) << 7 | (w115['revision'])
-            s_ = e_Position3D(w115['refPoint'])
-            a129 = ((a129 - 1) << (s_.bit_length() - 1)) + s_
-            if 'laneWidth' in w115:
-                a129 = a129 << 15 | w115['laneWidth']
-            if 'speedLimits' in w115:
-                s_ = e_SpeedLimitList(w115['speedLimits'])
-                a129 = ((a129 - 1) << (s_.bit_length() - 1)) + s_
-            s_ = e_RoadLaneSetList(w115['roadLaneSet'])
-            a129 = ((a129 - 1) << (s_.bit_length() - 1)) + s_
-            if 'regional' in w115:
-                s_ = e_RoadSegment_regional(w115['regional'])
-                a129 = ((a129 - 1) << (s_.bit_length() - 1)) + s_
-            a114 = ((a114 - 1) << (a129.bit_length() - 1)) + a129
-        a = ((a - 1) << (a114.bit_length() - 1)) + a114
-    if 'dataParameters' in v74:
-        v143 = v74['dataParameters']
-        a = a << 5 | (8 if 'processMethod' in v143 else 0) | (4 if 'processAgency' in v143 else 0) | (2 if 'lastCheckedDate' in v143 else 0) | ('geoidUsed' in v143)
-        if 'processMethod' in v143:
-            b146 = v143['processMethod'].encode('ascii')
-            a = a << 8 | (len(b146) - 1)
-            a = a << 7 * len(b146) | _rt.ia5_pack(b146)
-        if 'processAgency' in v143:
-            b148 = v143['processAgency'].encode('ascii')
-            a = a << 8 | (len(b148) - 1)
-            a = a << 7 * len(b148) | _rt.ia5_pack(b148)
-        if 'lastCheckedDate' in v143:
-            b150 = v143['lastCheckedDate'].encode('ascii')
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w83])
+    if 'layerID' in v78:
+        a = a << 7 | v78['layerID']
+    if 'intersections' in v78:
+        v86 = v78['intersections']
+        k87 = len(v86)
+        a = a << 5 | (k87 - 1)
+        for w87 in v86:
+            a102 = 1
+            a102 = a102 << 6 | (16 if 'name' in w87 else 0) | (8 if 'laneWidth' in w87 else 0) | (4 if 'speedLimits' in w87 else 0) | (2 if 'preemptPriorityData' in w87 else 0) | ('regional' in w87)
+            if 'name' in w87:
+                b105 = w87['name'].encode('ascii')
+                a102 = a102 << 6 | (len(b105) - 1)
+                a102 = a102 << 7 * len(b105) | _rt.ia5_pack(b105)
+            v106 = w87['id']
+            a102 = a102 << 1 | ('region' in v106)
+            if 'region' in v106:
+                a102 = a102 << 16 | v106['region']
+            a102 = a102 << 23 | (v106['id']) << 7 | (w87['revision'])
+            s_ = e_Position3D(w87['refPoint'])
+            a102 = ((a102 - 1) << (s_.bit_length() - 1)) + s_
+            if 'laneWidth' in w87:
+                a102 = a102 << 15 | w87['laneWidth']
+            if 'speedLimits' in w87:
+                s_ = e_SpeedLimitList(w87['speedLimits'])
+                a102 = ((a102 - 1) << (s_.bit_length() - 1)) + s_
+            s_ = e_LaneList(w87['laneSet'])
+            a102 = ((a102 - 1) << (s_.bit_length() - 1)) + s_
+            if 'preemptPriorityData' in w87:
+                s_ = e_PreemptPriorityList(w87['preemptPriorityData'])
+                a102 = ((a102 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in w87:
+                s_ = e_IntersectionGeometry_regional(w87['regional'])
+                a102 = ((a102 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a102.bit_length() - 1)) + a102
+    if 'roadSegments' in v78:
+        v117 = v78['roadSegments']
+        a118 = 1
+        k119 = len(v117)
+        a118 = a118 << 5 | (k119 - 1)
+        for w119 in v117:
+            a133 = 1
+            a133 = a133 << 5 | (8 if 'name' in w119 else 0) | (4 if 'laneWidth' in w119 else 0) | (2 if 'speedLimits' in w119 else 0) | ('regional' in w119)
+            if 'name' in w119:
+                b136 = w119['name'].encode('ascii')
+                a133 = a133 << 6 | (len(b136) - 1)
+                a133 = a133 << 7 * len(b136) | _rt.ia5_pack(b136)
+            v137 = w119['id']
+            a133 = a133 << 1 | ('region' in v137)
+            if 'region' in v137:
+                a133 = a133 << 16 | v137['region']
+            a133 = a133 << 23 | (v137['id']) << 7 | (w119['revision'])
+            s_ = e_Position3D(w119['refPoint'])
+            a133 = ((a133 - 1) << (s_.bit_length() - 1)) + s_
+            if 'laneWidth' in w119:
+                a133 = a133 << 15 | w119['laneWidth']
+            if 'speedLimits' in w119:
+                s_ = e_SpeedLimitList(w119['speedLimits'])
+                a133 = ((a133 - 1) << (s_.bit_length() - 1)) + s_
+            s_ = e_RoadLaneSetList(w119['roadLaneSet'])
+            a133 = ((a133 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in w119:
+                s_ = e_RoadSegment_regional(w119['regional'])
+                a133 = ((a133 - 1) << (s_.bit_length() - 1)) + s_
+            a118 = ((a118 - 1) << (a133.bit_length() - 1)) + a133
+        a = ((a - 1) << (a118.bit_length() - 1)) + a118
+    if 'dataParameters' in v78:
+        v147 = v78['dataParameters']
+        a = a << 5 | (8 if 'processMethod' in v147 else 0) | (4 if 'processAgency' in v147 else 0) | (2 if 'lastCheckedDate' in v147 else 0) | ('geoidUsed' in v147)
+        if 'processMethod' in v147:
+            b150 = v147['processMethod'].encode('ascii')
             a = a << 8 | (len(b150) - 1)
             a = a << 7 * len(b150) | _rt.ia5_pack(b150)
-        if 'geoidUsed' in v143:
-            b152 = v143['geoidUsed'].encode('ascii')
+        if 'processAgency' in v147:
+            b152 = v147['processAgency'].encode('ascii')
             a = a << 8 | (len(b152) - 1)
             a = a << 7 * len(b152) | _rt.ia5_pack(b152)
-    if 'restrictionList' in v74:
-        v153 = v74['restrictionList']
-        a154 = 1
-        k155 = len(v153)
-        a154 = a154 << 8 | (k155 - 1)
-        for w155 in v153:
-            a154 = a154 << 8 | w155['id']
-            s_ = e_RestrictionUserTypeList(w155['users'])
-            a154 = ((a154 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a154.bit_length() - 1)) + a154
-    if 'regional' in v74:
-        v159 = v74['regional']
-        a160 = 1
-        k161 = len(v159)
-        a160 = a160 << 2 | (k161 - 1)
-        for w161 in v159:
-            s_ = e_MapData_regional_item(w161)
-            a160 = ((a160 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a160.bit_length() - 1)) + a160
+        if 'lastCheckedDate' in v147:
+            b154 = v147['lastCheckedDate'].encode('ascii')
+            a = a << 8 | (len(b154) - 1)
+            a = a << 7 * len(b154) | _rt.ia5_pack(b154)
+        if 'geoidUsed' in v147:
+            b156 = v147['geoidUsed'].encode('ascii')
+            a = a << 8 | (len(b156) - 1)
+            a = a << 7 * len(b156) | _rt.ia5_pack(b156)
+    if 'restrictionList' in v78:
+        v157 = v78['restrictionList']
+        a158 = 1
+        k159 = len(v157)
+        a158 = a158 << 8 | (k159 - 1)
+        for w159 in v157:
+            a158 = a158 << 8 | w159['id']
+            s_ = e_RestrictionUserTypeList(w159['users'])
+            a158 = ((a158 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a158.bit_length() - 1)) + a158
+    if 'regional' in v78:
+        v163 = v78['regional']
+        a164 = 1
+        k165 = len(v163)
+        a164 = a164 << 2 | (k165 - 1)
+        for w165 in v163:
+            s_ = e_MapData_regional_item(w165)
+            a164 = ((a164 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a164.bit_length() - 1)) + a164
     return a
 
 def d_MAPEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r163: dict[str, Any] = {}
+    r167: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r163['protocolVersion'] = (t_ >> 40) & 255
-    r163['messageID'] = (t_ >> 32) & 255
-    r163['stationID'] = t_ & 4294967295
-    r['header'] = r163
-    r165: dict[str, Any] = {}
+    r167['protocolVersion'] = (t_ >> 40) & 255
+    r167['messageID'] = (t_ >> 32) & 255
+    r167['stationID'] = t_ & 4294967295
+    r['header'] = r167
+    r169: dict[str, Any] = {}
     q -= 9
-    h166 = (x >> q) & 511
-    if h166 & 128:
+    h170 = (x >> q) & 511
+    if h170 & 128:
         q -= 20
-        r165['timeStamp'] = (x >> q) & 1048575
+        c171 = (x >> q) & 1048575
+        if c171 > 527040:
+            raise _rt.OutOfSchema
+        r169['timeStamp'] = c171
     q -= 7
-    r165['msgIssueRevision'] = (x >> q) & 127
-    if h166 & 64:
+    r169['msgIssueRevision'] = (x >> q) & 127
+    if h170 & 64:
         q -= 1
         if (x >> q) & 1:
-            i167, q = _rt.read_nsnn(x, q)
-            r165['layerType'] = _DX_LayerType_3.get(i167)
+            i173, q = _rt.read_nsnn(x, q)
+            c172 = _DX_LayerType_3.get(i173)
         else:
             q -= 3
-            r165['layerType'] = _D_LayerType_2[(x >> q) & 7]
-    if h166 & 32:
+            c172 = _D_LayerType_2[(x >> q) & 7]
+        if c172 is None:
+            raise _rt.OutOfSchema
+        r169['layerType'] = c172
+    if h170 & 32:
         q -= 7
-        r165['layerID'] = (x >> q) & 127
-    if h166 & 16:
-        q -= 5
-        k169 = ((x >> q) & 31) + 1
-        r168: list[Any] = []
-        for _ in range(k169):
-            x &= (1 << q) - 1
-            r170: dict[str, Any] = {}
-            q -= 6
-            h171 = (x >> q) & 63
-            if h171 & 16:
-                q -= 6
-                k172 = ((x >> q) & 63) + 1
-                q -= 7 * k172
-                r170['name'] = _rt.ia5((x >> q) & ((1 << (7 * k172)) - 1), k172)
-            r173: dict[str, Any] = {}
-            q -= 1
-            h174 = (x >> q) & 1
-            if h174 & 1:
-                q -= 16
-                r173['region'] = (x >> q) & 65535
-            q -= 16
-            r173['id'] = (x >> q) & 65535
-            r170['id'] = r173
-            q -= 7
-            r170['revision'] = (x >> q) & 127
-            r170['refPoint'], q = d_Position3D(x, q)
-            if h171 & 8:
-                q -= 15
-                r170['laneWidth'] = (x >> q) & 32767
-            if h171 & 4:
-                r170['speedLimits'], q = d_SpeedLimitList(x, q)
-            r170['laneSet'], q = d_LaneList(x, q)
-            if h171 & 2:
-                r170['preemptPriorityData'], q = d_PreemptPriorityList(x, q)
-            if h171 & 1:
-                r170['regional'], q = d_IntersectionGeometry_regional(x, q)
-            if h171 >> 5:
-                q = _rt.skip_additions(x, q)
-            r168.append(r170)
-        r165['intersections'] = r168
-    if h166 & 8:
+        c174 = (x >> q) & 127
+        if c174 > 100:
+            raise _rt.OutOfSchema
+        r169['layerID'] = c174
+    if h170 & 16:
         q -= 5
         k176 = ((x >> q) & 31) + 1
         r175: list[Any] = []
         for _ in range(k176):
             x &= (1 << q) - 1
             r177: dict[str, Any] = {}
-            q -= 5
-            h178 = (x >> q) & 31
-            if h178 & 8:
+            q -= 6
+            h178 = (x >> q) & 63
+            if h178 & 16:
                 q -= 6
-                k179 = ((x >> q) & 63) + 1
-                q -= 7 * k179
-                r177['name'] = _rt.ia5((x >> q) & ((1 << (7 * k179)) - 1), k179)
-            r180: dict[str, Any] = {}
+                k180 = ((x >> q) & 63) + 1
+                q -= 7 * k180
+                c179 = _rt.ia5((x >> q) & ((1 << (7 * k180)) - 1), k180)
+                if len(c179) > 63:
+                    raise _rt.OutOfSchema
+                r177['name'] = c179
+            r181: dict[str, Any] = {}
             q -= 1
-            h181 = (x >> q) & 1
-            if h181 & 1:
+            h182 = (x >> q) & 1
+            if h182 & 1:
                 q -= 16
-                r180['region'] = (x >> q) & 65535
+                r181['region'] = (x >> q) & 65535
             q -= 16
-            r180['id'] = (x >> q) & 65535
-            r177['id'] = r180
+            r181['id'] = (x >> q) & 65535
+            r177['id'] = r181
             q -= 7
             r177['revision'] = (x >> q) & 127
             r177['refPoint'], q = d_Position3D(x, q)
-            if h178 & 4:
+            if h178 & 8:
                 q -= 15
                 r177['laneWidth'] = (x >> q) & 32767
-            if h178 & 2:
+            if h178 & 4:
                 r177['speedLimits'], q = d_SpeedLimitList(x, q)
-            r177['roadLaneSet'], q = d_RoadLaneSetList(x, q)
+            r177['laneSet'], q = d_LaneList(x, q)
+            if h178 & 2:
+                r177['preemptPriorityData'], q = d_PreemptPriorityList(x, q)
             if h178 & 1:
-                r177['regional'], q = d_RoadSegment_regional(x, q)
-            if h178 >> 4:
+                r177['regional'], q = d_IntersectionGeometry_regional(x, q)
+            if h178 >> 5:
                 q = _rt.skip_additions(x, q)
             r175.append(r177)
-        r165['roadSegments'] = r175
-    if h166 & 4:
-        r182: dict[str, Any] = {}
+        r169['intersections'] = r175
+    if h170 & 8:
         q -= 5
-        h183 = (x >> q) & 31
-        if h183 & 8:
+        k184 = ((x >> q) & 31) + 1
+        r183: list[Any] = []
+        for _ in range(k184):
+            x &= (1 << q) - 1
+            r185: dict[str, Any] = {}
+            q -= 5
+            h186 = (x >> q) & 31
+            if h186 & 8:
+                q -= 6
+                k188 = ((x >> q) & 63) + 1
+                q -= 7 * k188
+                c187 = _rt.ia5((x >> q) & ((1 << (7 * k188)) - 1), k188)
+                if len(c187) > 63:
+                    raise _rt.OutOfSchema
+                r185['name'] = c187
+            r189: dict[str, Any] = {}
+            q -= 1
+            h190 = (x >> q) & 1
+            if h190 & 1:
+                q -= 16
+                r189['region'] = (x >> q) & 65535
+            q -= 16
+            r189['id'] = (x >> q) & 65535
+            r185['id'] = r189
+            q -= 7
+            r185['revision'] = (x >> q) & 127
+            r185['refPoint'], q = d_Position3D(x, q)
+            if h186 & 4:
+                q -= 15
+                r185['laneWidth'] = (x >> q) & 32767
+            if h186 & 2:
+                r185['speedLimits'], q = d_SpeedLimitList(x, q)
+            r185['roadLaneSet'], q = d_RoadLaneSetList(x, q)
+            if h186 & 1:
+                r185['regional'], q = d_RoadSegment_regional(x, q)
+            if h186 >> 4:
+                q = _rt.skip_additions(x, q)
+            r183.append(r185)
+        r169['roadSegments'] = r183
+    if h170 & 4:
+        r191: dict[str, Any] = {}
+        q -= 5
+        h192 = (x >> q) & 31
+        if h192 & 8:
             q -= 8
-            k184 = ((x >> q) & 255) + 1
-            q -= 7 * k184
-            r182['processMethod'] = _rt.ia5((x >> q) & ((1 << (7 * k184)) - 1), k184)
-        if h183 & 4:
+            k194 = ((x >> q) & 255) + 1
+            q -= 7 * k194
+            c193 = _rt.ia5((x >> q) & ((1 << (7 * k194)) - 1), k194)
+            if len(c193) > 255:
+                raise _rt.OutOfSchema
+            r191['processMethod'] = c193
+        if h192 & 4:
             q -= 8
-            k185 = ((x >> q) & 255) + 1
-            q -= 7 * k185
-            r182['processAgency'] = _rt.ia5((x >> q) & ((1 << (7 * k185)) - 1), k185)
-        if h183 & 2:
+            k196 = ((x >> q) & 255) + 1
+            q -= 7 * k196
+            c195 = _rt.ia5((x >> q) & ((1 << (7 * k196)) - 1), k196)
+            if len(c195) > 255:
+                raise _rt.OutOfSchema
+            r191['processAgency'] = c195
+        if h192 & 2:
             q -= 8
-            k186 = ((x >> q) & 255) + 1
-            q -= 7 * k186
-            r182['lastCheckedDate'] = _rt.ia5((x >> q) & ((1 << (7 * k186)) - 1), k186)
-        if h183 & 1:
+            k198 = ((x >> q) & 255) + 1
+            q -= 7 * k198
+            c197 = _rt.ia5((x >> q) & ((1 << (7 * k198)) - 1), k198)
+            if len(c197) > 255:
+                raise _rt.OutOfSchema
+            r191['lastCheckedDate'] = c197
+        if h192 & 1:
             q -= 8
-            k187 = ((x >> q) & 255) + 1
-            q -= 7 * k187
-            r182['geoidUsed'] = _rt.ia5((x >> q) & ((1 << (7 * k187)) - 1), k187)
-        if h183 >> 4:
+            k200 = ((x >> q) & 255) + 1
+            q -= 7 * k200
+            c199 = _rt.ia5((x >> q) & ((1 << (7 * k200)) - 1), k200)
+            if len(c199) > 255:
+                raise _rt.OutOfSchema
+            r191['geoidUsed'] = c199
+        if h192 >> 4:
             q = _rt.skip_additions(x, q)
-        r165['dataParameters'] = r182
-    if h166 & 2:
+        r169['dataParameters'] = r191
+    if h170 & 2:
         q -= 8
-        k189 = ((x >> q) & 255) + 1
-        r188: list[Any] = []
-        for _ in range(k189):
+        k202 = ((x >> q) & 255) + 1
+        if k202 > 254:
+            raise _rt.OutOfSchema
+        r201: list[Any] = []
+        for _ in range(k202):
             x &= (1 << q) - 1
-            r190: dict[str, Any] = {}
+            r203: dict[str, Any] = {}
             q -= 8
-            r190['id'] = (x >> q) & 255
-            r190['users'], q = d_RestrictionUserTypeList(x, q)
-            r188.append(r190)
-        r165['restrictionList'] = r188
-    if h166 & 1:
+            r203['id'] = (x >> q) & 255
+            r203['users'], q = d_RestrictionUserTypeList(x, q)
+            r201.append(r203)
+        r169['restrictionList'] = r201
+    if h170 & 1:
         q -= 2
-        k193 = ((x >> q) & 3) + 1
-        r192: list[Any] = []
-        for _ in range(k193):
+        k206 = ((x >> q) & 3) + 1
+        r205: list[Any] = []
+        for _ in range(k206):
             x &= (1 << q) - 1
-            w193, q = d_MapData_regional_item(x, q)
-            r192.append(w193)
-        r165['regional'] = r192
-    if h166 >> 8:
+            w206, q = d_MapData_regional_item(x, q)
+            r205.append(w206)
+        r169['regional'] = r205
+    if h170 >> 8:
         q = _rt.skip_additions(x, q)
-    r['map'] = r165
+    r['map'] = r169
     return r, q
 
 
 def e_IVIM(v: Any) -> int:
     a: int = 1
-    v195 = v['header']
-    a = a << 48 | (v195['protocolVersion']) << 40 | (v195['messageID']) << 32 | (v195['stationID'])
-    v200 = v['ivi']
-    a = a << 1 | ('optional' in v200)
-    v202 = v200['mandatory']
-    ext203 = 'connectedDenms' in v202
-    a = a << 5 | (16 if ext203 else 0) | (8 if 'timeStamp' in v202 else 0) | (4 if 'validFrom' in v202 else 0) | (2 if 'validTo' in v202 else 0) | ('connectedIviStructures' in v202)
-    v204 = v202['serviceProviderId']
-    d207, k208 = v204['countryCode']
-    a = a << k208 | int.from_bytes(d207, 'big') >> (8 * len(d207) - k208)
-    a = a << 14 | v204['providerIdentifier']
-    w211 = v202['iviIdentificationNumber']
-    if 1 <= w211 <= 32767:
-        a = a << 16 | (w211 - 1)
+    v208 = v['header']
+    a = a << 48 | (v208['protocolVersion']) << 40 | (v208['messageID']) << 32 | (v208['stationID'])
+    v213 = v['ivi']
+    a = a << 1 | ('optional' in v213)
+    v215 = v213['mandatory']
+    ext216 = 'connectedDenms' in v215
+    a = a << 5 | (16 if ext216 else 0) | (8 if 'timeStamp' in v215 else 0) | (4 if 'validFrom' in v215 else 0) | (2 if 'validTo' in v215 else 0) | ('connectedIviStructures' in v215)
+    v217 = v215['serviceProviderId']
+    d220, k221 = v217['countryCode']
+    a = a << k221 | int.from_bytes(d220, 'big') >> (8 * len(d220) - k221)
+    a = a << 14 | v217['providerIdentifier']
+    w224 = v215['iviIdentificationNumber']
+    if 1 <= w224 <= 32767:
+        a = a << 16 | (w224 - 1)
     else:
-        a = _rt.uwn(a << 1 | 1, w211)
-    if 'timeStamp' in v202:
-        a = a << 42 | v202['timeStamp']
-    if 'validFrom' in v202:
-        a = a << 42 | v202['validFrom']
-    if 'validTo' in v202:
-        a = a << 42 | v202['validTo']
-    if 'connectedIviStructures' in v202:
-        v215 = v202['connectedIviStructures']
-        k216 = len(v215)
-        a = a << 3 | (k216 - 1)
-        for w216 in v215:
-            w217 = w216
-            if 1 <= w217 <= 32767:
-                a = a << 16 | (w217 - 1)
+        a = _rt.uwn(a << 1 | 1, w224)
+    if 'timeStamp' in v215:
+        a = a << 42 | v215['timeStamp']
+    if 'validFrom' in v215:
+        a = a << 42 | v215['validFrom']
+    if 'validTo' in v215:
+        a = a << 42 | v215['validTo']
+    if 'connectedIviStructures' in v215:
+        v228 = v215['connectedIviStructures']
+        k229 = len(v228)
+        a = a << 3 | (k229 - 1)
+        for w229 in v228:
+            w230 = w229
+            if 1 <= w230 <= 32767:
+                a = a << 16 | (w230 - 1)
             else:
-                a = _rt.uwn(a << 1 | 1, w217)
-    a = a << 3 | v202['iviStatus']
-    if ext203:
-        subs203, present203 = [], 0
-        if 'connectedDenms' in v202:
-            s203 = 1
-            v219 = v202['connectedDenms']
-            a220 = 1
-            k221 = len(v219)
-            if 1 <= k221 <= 8:
-                a220 <<= 1
-                a220 = a220 << 3 | (k221 - 1)
+                a = _rt.uwn(a << 1 | 1, w230)
+    a = a << 3 | v215['iviStatus']
+    if ext216:
+        subs216, present216 = [], 0
+        if 'connectedDenms' in v215:
+            s216 = 1
+            v232 = v215['connectedDenms']
+            a233 = 1
+            k234 = len(v232)
+            if 1 <= k234 <= 8:
+                a233 <<= 1
+                a233 = a233 << 3 | (k234 - 1)
             else:
-                a220 = _rt.ld(a220 << 1 | 1, k221)
-            for w221 in v219:
-                a220 = a220 << 48 | (w221['originatingStationID']) << 16 | (w221['sequenceNumber'])
-            s203 = ((s203 - 1) << (a220.bit_length() - 1)) + a220
-            subs203.append(s203)
-            present203 |= 1
-        a = _rt.additions(a, 1, present203, subs203)
-    if 'optional' in v200:
-        v225 = v200['optional']
-        a226 = 1
-        k227 = len(v225)
-        if 1 <= k227 <= 8:
-            a226 <<= 1
-            a226 = a226 << 3 | (k227 - 1)
+                a233 = _rt.ld(a233 << 1 | 1, k234)
+            for w234 in v232:
+                a233 = a233 << 48 | (w234['originatingStationID']) << 16 | (w234['sequenceNumber'])
+            s216 = ((s216 - 1) << (a233.bit_length() - 1)) + a233
+            subs216.append(s216)
+            present216 |= 1
+        a = _rt.additions(a, 1, present216, subs216)
+    if 'optional' in v213:
+        v238 = v213['optional']
+        a239 = 1
+        k240 = len(v238)
+        if 1 <= k240 <= 8:
+            a239 <<= 1
+            a239 = a239 << 3 | (k240 - 1)
         else:
-            a226 = _rt.ld(a226 << 1 | 1, k227)
-        for w227 in v225:
-            s_ = e_IviContainer(w227)
-            a226 = ((a226 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a226.bit_length() - 1)) + a226
+            a239 = _rt.ld(a239 << 1 | 1, k240)
+        for w240 in v238:
+            s_ = e_IviContainer(w240)
+            a239 = ((a239 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a239.bit_length() - 1)) + a239
     return a
 
 def d_IVIM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r229: dict[str, Any] = {}
+    r242: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r229['protocolVersion'] = (t_ >> 40) & 255
-    r229['messageID'] = (t_ >> 32) & 255
-    r229['stationID'] = t_ & 4294967295
-    r['header'] = r229
-    r231: dict[str, Any] = {}
+    r242['protocolVersion'] = (t_ >> 40) & 255
+    r242['messageID'] = (t_ >> 32) & 255
+    r242['stationID'] = t_ & 4294967295
+    r['header'] = r242
+    r244: dict[str, Any] = {}
     q -= 1
-    h232 = (x >> q) & 1
-    r233: dict[str, Any] = {}
+    h245 = (x >> q) & 1
+    r246: dict[str, Any] = {}
     q -= 5
-    h234 = (x >> q) & 31
-    r235: dict[str, Any] = {}
+    h247 = (x >> q) & 31
+    r248: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
-    r235['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
-    r235['providerIdentifier'] = t_ & 16383
-    r233['serviceProviderId'] = r235
+    r248['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
+    r248['providerIdentifier'] = t_ & 16383
+    r246['serviceProviderId'] = r248
     q -= 1
     if (x >> q) & 1:
-        r233['iviIdentificationNumber'], q = _rt.read_uwn(x, q)
+        r246['iviIdentificationNumber'], q = _rt.read_uwn(x, q)
     else:
         q -= 15
-        r233['iviIdentificationNumber'] = ((x >> q) & 32767) + 1
-    if h234 & 8:
+        r246['iviIdentificationNumber'] = ((x >> q) & 32767) + 1
+    if h247 & 8:
         q -= 42
-        r233['timeStamp'] = (x >> q) & 4398046511103
-    if h234 & 4:
+        r246['timeStamp'] = (x >> q) & 4398046511103
+    if h247 & 4:
         q -= 42
-        r233['validFrom'] = (x >> q) & 4398046511103
-    if h234 & 2:
+        r246['validFrom'] = (x >> q) & 4398046511103
+    if h247 & 2:
         q -= 42
-        r233['validTo'] = (x >> q) & 4398046511103
-    if h234 & 1:
+        r246['validTo'] = (x >> q) & 4398046511103
+    if h247 & 1:
         q -= 3
-        k239 = ((x >> q) & 7) + 1
-        r238: list[Any] = []
-        for _ in range(k239):
+        k252 = ((x >> q) & 7) + 1
+        r251: list[Any] = []
+        for _ in range(k252):
             q -= 1
             if (x >> q) & 1:
-                w239, q = _rt.read_uwn(x, q)
+                w252, q = _rt.read_uwn(x, q)
             else:
                 q -= 15
-                w239 = ((x >> q) & 32767) + 1
-            r238.append(w239)
-        r233['connectedIviStructures'] = r238
+                w252 = ((x >> q) & 32767) + 1
+            r251.append(w252)
+        r246['connectedIviStructures'] = r251
     q -= 3
-    r233['iviStatus'] = (x >> q) & 7
-    if h234 >> 4:
-        n234, q = _rt.read_nsl(x, q)
-        q -= n234
-        bm234 = (x >> q) & ((1 << n234) - 1)
-        for i234 in range(n234):
-            if not (bm234 >> (n234 - 1 - i234)) & 1:
+    r246['iviStatus'] = (x >> q) & 7
+    if h247 >> 4:
+        n247, q = _rt.read_nsl(x, q)
+        q -= n247
+        bm247 = (x >> q) & ((1 << n247) - 1)
+        for i247 in range(n247):
+            if not (bm247 >> (n247 - 1 - i247)) & 1:
                 continue
-            length234, q = _rt.read_ld(x, q)
-            q0234 = q
-            if i234 == 0:
+            length247, q = _rt.read_ld(x, q)
+            q0247 = q
+            if i247 == 0:
                 q -= 1
                 if (x >> q) & 1:
-                    k241, q = _rt.read_ld(x, q)
+                    k254, q = _rt.read_ld(x, q)
                 else:
                     q -= 3
-                    k241 = ((x >> q) & 7) + 1
-                r240: list[Any] = []
-                for _ in range(k241):
+                    k254 = ((x >> q) & 7) + 1
+                r253: list[Any] = []
+                for _ in range(k254):
                     x &= (1 << q) - 1
-                    r242: dict[str, Any] = {}
+                    r255: dict[str, Any] = {}
                     q -= 48
                     t_ = (x >> q) & 281474976710655
-                    r242['originatingStationID'] = (t_ >> 16) & 4294967295
-                    r242['sequenceNumber'] = t_ & 65535
-                    r240.append(r242)
-                r233['connectedDenms'] = r240
+                    r255['originatingStationID'] = (t_ >> 16) & 4294967295
+                    r255['sequenceNumber'] = t_ & 65535
+                    r253.append(r255)
+                r246['connectedDenms'] = r253
             else:
-                q = _rt.skip(q, length234 << 3)
-            al234 = (q0234 - q) % 8
-            if al234:
-                q = _rt.skip(q, 8 - al234)
-    r231['mandatory'] = r233
-    if h232 & 1:
+                q = _rt.skip(q, length247 << 3)
+            al247 = (q0247 - q) % 8
+            if al247:
+                q = _rt.skip(q, 8 - al247)
+    r244['mandatory'] = r246
+    if h245 & 1:
         q -= 1
         if (x >> q) & 1:
-            k245, q = _rt.read_ld(x, q)
+            k258, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k245 = ((x >> q) & 7) + 1
-        r244: list[Any] = []
-        for _ in range(k245):
+            k258 = ((x >> q) & 7) + 1
+        r257: list[Any] = []
+        for _ in range(k258):
             x &= (1 << q) - 1
-            w245, q = d_IviContainer(x, q)
-            r244.append(w245)
-        r231['optional'] = r244
-    r['ivi'] = r231
+            w258, q = d_IviContainer(x, q)
+            r257.append(w258)
+        r244['optional'] = r257
+    r['ivi'] = r244
     return r, q
 
 
 def e_SREM(v: Any) -> int:
     a: int = 1
-    v247 = v['header']
-    a = a << 48 | (v247['protocolVersion']) << 40 | (v247['messageID']) << 32 | (v247['stationID'])
-    v252 = v['srm']
-    a = a << 5 | (8 if 'timeStamp' in v252 else 0) | (4 if 'sequenceNumber' in v252 else 0) | (2 if 'requests' in v252 else 0) | ('regional' in v252)
-    if 'timeStamp' in v252:
-        a = a << 20 | v252['timeStamp']
-    a = a << 16 | v252['second']
-    if 'sequenceNumber' in v252:
-        a = a << 7 | v252['sequenceNumber']
-    if 'requests' in v252:
-        v257 = v252['requests']
-        k258 = len(v257)
-        a = a << 5 | (k258 - 1)
-        for w258 in v257:
-            a = a << 5 | (8 if 'minute' in w258 else 0) | (4 if 'second' in w258 else 0) | (2 if 'duration' in w258 else 0) | ('regional' in w258)
-            s_ = e_SignalRequest(w258['request'])
+    v260 = v['header']
+    a = a << 48 | (v260['protocolVersion']) << 40 | (v260['messageID']) << 32 | (v260['stationID'])
+    v265 = v['srm']
+    a = a << 5 | (8 if 'timeStamp' in v265 else 0) | (4 if 'sequenceNumber' in v265 else 0) | (2 if 'requests' in v265 else 0) | ('regional' in v265)
+    if 'timeStamp' in v265:
+        a = a << 20 | v265['timeStamp']
+    a = a << 16 | v265['second']
+    if 'sequenceNumber' in v265:
+        a = a << 7 | v265['sequenceNumber']
+    if 'requests' in v265:
+        v270 = v265['requests']
+        k271 = len(v270)
+        a = a << 5 | (k271 - 1)
+        for w271 in v270:
+            a = a << 5 | (8 if 'minute' in w271 else 0) | (4 if 'second' in w271 else 0) | (2 if 'duration' in w271 else 0) | ('regional' in w271)
+            s_ = e_SignalRequest(w271['request'])
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
-            if 'minute' in w258:
-                a = a << 20 | w258['minute']
-            if 'second' in w258:
-                a = a << 16 | w258['second']
-            if 'duration' in w258:
-                a = a << 16 | w258['duration']
-            if 'regional' in w258:
-                s_ = e_SignalRequestPackage_regional(w258['regional'])
+            if 'minute' in w271:
+                a = a << 20 | w271['minute']
+            if 'second' in w271:
+                a = a << 16 | w271['second']
+            if 'duration' in w271:
+                a = a << 16 | w271['duration']
+            if 'regional' in w271:
+                s_ = e_SignalRequestPackage_regional(w271['regional'])
                 a = ((a - 1) << (s_.bit_length() - 1)) + s_
-    v265 = v252['requestor']
-    a = a << 9 | (128 if 'type' in v265 else 0) | (64 if 'position' in v265 else 0) | (32 if 'name' in v265 else 0) | (16 if 'routeName' in v265 else 0) | (8 if 'transitStatus' in v265 else 0) | (4 if 'transitOccupancy' in v265 else 0) | (2 if 'transitSchedule' in v265 else 0) | ('regional' in v265)
-    s_ = e_VehicleID(v265['id'])
+    v278 = v265['requestor']
+    a = a << 9 | (128 if 'type' in v278 else 0) | (64 if 'position' in v278 else 0) | (32 if 'name' in v278 else 0) | (16 if 'routeName' in v278 else 0) | (8 if 'transitStatus' in v278 else 0) | (4 if 'transitOccupancy' in v278 else 0) | (2 if 'transitSchedule' in v278 else 0) | ('regional' in v278)
+    s_ = e_VehicleID(v278['id'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
-    if 'type' in v265:
-        v268 = v265['type']
-        a = a << 6 | (16 if 'subrole' in v268 else 0) | (8 if 'request' in v268 else 0) | (4 if 'iso3883' in v268 else 0) | (2 if 'hpmsType' in v268 else 0) | ('regional' in v268)
-        w271 = v268['role']
-        i272 = _E_BasicVehicleRole_4.get(w271)
-        if i272 is not None:
-            a = a << 6 | i272
+    if 'type' in v278:
+        v281 = v278['type']
+        a = a << 6 | (16 if 'subrole' in v281 else 0) | (8 if 'request' in v281 else 0) | (4 if 'iso3883' in v281 else 0) | (2 if 'hpmsType' in v281 else 0) | ('regional' in v281)
+        w284 = v281['role']
+        i285 = _E_BasicVehicleRole_4.get(w284)
+        if i285 is not None:
+            a = a << 6 | i285
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w271])
-        if 'subrole' in v268:
-            a = a << 4 | _E_RequestSubRole_5[v268['subrole']]
-        if 'request' in v268:
-            a = a << 4 | _E_RequestImportanceLevel_6[v268['request']]
-        if 'iso3883' in v268:
-            a = a << 8 | v268['iso3883']
-        if 'hpmsType' in v268:
-            w277 = v268['hpmsType']
-            i278 = _E_VehicleType_7.get(w277)
-            if i278 is not None:
-                a = a << 5 | i278
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w284])
+        if 'subrole' in v281:
+            a = a << 4 | _E_RequestSubRole_5[v281['subrole']]
+        if 'request' in v281:
+            a = a << 4 | _E_RequestImportanceLevel_6[v281['request']]
+        if 'iso3883' in v281:
+            a = a << 8 | v281['iso3883']
+        if 'hpmsType' in v281:
+            w290 = v281['hpmsType']
+            i291 = _E_VehicleType_7.get(w290)
+            if i291 is not None:
+                a = a << 5 | i291
             else:
-                a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w277])
-        if 'regional' in v268:
-            s_ = e_RequestorType_regional(v268['regional'])
+                a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w290])
+        if 'regional' in v281:
+            s_ = e_RequestorType_regional(v281['regional'])
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
-    if 'position' in v265:
-        v280 = v265['position']
-        a = a << 3 | (2 if 'heading' in v280 else 0) | ('speed' in v280)
-        s_ = e_Position3D(v280['position'])
+    if 'position' in v278:
+        v293 = v278['position']
+        a = a << 3 | (2 if 'heading' in v293 else 0) | ('speed' in v293)
+        s_ = e_Position3D(v293['position'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        if 'heading' in v280:
-            a = a << 15 | v280['heading']
-        if 'speed' in v280:
-            v284 = v280['speed']
-            a = a << 16 | (_E_TransmissionState_8[v284['transmisson']]) << 13 | (v284['speed'])
-    if 'name' in v265:
-        b289 = v265['name'].encode('ascii')
-        a = a << 6 | (len(b289) - 1)
-        a = a << 7 * len(b289) | _rt.ia5_pack(b289)
-    if 'routeName' in v265:
-        b291 = v265['routeName'].encode('ascii')
-        a = a << 6 | (len(b291) - 1)
-        a = a << 7 * len(b291) | _rt.ia5_pack(b291)
-    if 'transitStatus' in v265:
-        d293, k294 = v265['transitStatus']
-        a = a << k294 | int.from_bytes(d293, 'big') >> (8 * len(d293) - k294)
-    if 'transitOccupancy' in v265:
-        a = a << 3 | _E_TransitVehicleOccupancy_9[v265['transitOccupancy']]
-    if 'transitSchedule' in v265:
-        a = a << 8 | (v265['transitSchedule'] + 122)
+        if 'heading' in v293:
+            a = a << 15 | v293['heading']
+        if 'speed' in v293:
+            v297 = v293['speed']
+            a = a << 16 | (_E_TransmissionState_8[v297['transmisson']]) << 13 | (v297['speed'])
+    if 'name' in v278:
+        b302 = v278['name'].encode('ascii')
+        a = a << 6 | (len(b302) - 1)
+        a = a << 7 * len(b302) | _rt.ia5_pack(b302)
+    if 'routeName' in v278:
+        b304 = v278['routeName'].encode('ascii')
+        a = a << 6 | (len(b304) - 1)
+        a = a << 7 * len(b304) | _rt.ia5_pack(b304)
+    if 'transitStatus' in v278:
+        d306, k307 = v278['transitStatus']
+        a = a << k307 | int.from_bytes(d306, 'big') >> (8 * len(d306) - k307)
+    if 'transitOccupancy' in v278:
+        a = a << 3 | _E_TransitVehicleOccupancy_9[v278['transitOccupancy']]
+    if 'transitSchedule' in v278:
+        a = a << 8 | (v278['transitSchedule'] + 122)
+    if 'regional' in v278:
+        v310 = v278['regional']
+        a311 = 1
+        k312 = len(v310)
+        a311 = a311 << 2 | (k312 - 1)
+        for w312 in v310:
+            s_ = e_RequestorDescription_regional_item(w312)
+            a311 = ((a311 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a311.bit_length() - 1)) + a311
     if 'regional' in v265:
-        v297 = v265['regional']
-        a298 = 1
-        k299 = len(v297)
-        a298 = a298 << 2 | (k299 - 1)
-        for w299 in v297:
-            s_ = e_RequestorDescription_regional_item(w299)
-            a298 = ((a298 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a298.bit_length() - 1)) + a298
-    if 'regional' in v252:
-        v300 = v252['regional']
-        a301 = 1
-        k302 = len(v300)
-        a301 = a301 << 2 | (k302 - 1)
-        for w302 in v300:
-            s_ = e_SignalRequestMessage_regional_item(w302)
-            a301 = ((a301 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a301.bit_length() - 1)) + a301
+        v313 = v265['regional']
+        a314 = 1
+        k315 = len(v313)
+        a314 = a314 << 2 | (k315 - 1)
+        for w315 in v313:
+            s_ = e_SignalRequestMessage_regional_item(w315)
+            a314 = ((a314 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a314.bit_length() - 1)) + a314
     return a
 
 def d_SREM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r304: dict[str, Any] = {}
+    r317: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r304['protocolVersion'] = (t_ >> 40) & 255
-    r304['messageID'] = (t_ >> 32) & 255
-    r304['stationID'] = t_ & 4294967295
-    r['header'] = r304
-    r306: dict[str, Any] = {}
+    r317['protocolVersion'] = (t_ >> 40) & 255
+    r317['messageID'] = (t_ >> 32) & 255
+    r317['stationID'] = t_ & 4294967295
+    r['header'] = r317
+    r319: dict[str, Any] = {}
     q -= 5
-    h307 = (x >> q) & 31
-    if h307 & 8:
+    h320 = (x >> q) & 31
+    if h320 & 8:
         q -= 20
-        r306['timeStamp'] = (x >> q) & 1048575
+        c321 = (x >> q) & 1048575
+        if c321 > 527040:
+            raise _rt.OutOfSchema
+        r319['timeStamp'] = c321
     q -= 16
-    r306['second'] = (x >> q) & 65535
-    if h307 & 4:
+    r319['second'] = (x >> q) & 65535
+    if h320 & 4:
         q -= 7
-        r306['sequenceNumber'] = (x >> q) & 127
-    if h307 & 2:
+        r319['sequenceNumber'] = (x >> q) & 127
+    if h320 & 2:
         q -= 5
-        k309 = ((x >> q) & 31) + 1
-        r308: list[Any] = []
-        for _ in range(k309):
+        k323 = ((x >> q) & 31) + 1
+        r322: list[Any] = []
+        for _ in range(k323):
             x &= (1 << q) - 1
-            r310: dict[str, Any] = {}
+            r324: dict[str, Any] = {}
             q -= 5
-            h311 = (x >> q) & 31
-            r310['request'], q = d_SignalRequest(x, q)
-            if h311 & 8:
+            h325 = (x >> q) & 31
+            r324['request'], q = d_SignalRequest(x, q)
+            if h325 & 8:
                 q -= 20
-                r310['minute'] = (x >> q) & 1048575
-            if h311 & 4:
+                c326 = (x >> q) & 1048575
+                if c326 > 527040:
+                    raise _rt.OutOfSchema
+                r324['minute'] = c326
+            if h325 & 4:
                 q -= 16
-                r310['second'] = (x >> q) & 65535
-            if h311 & 2:
+                r324['second'] = (x >> q) & 65535
+            if h325 & 2:
                 q -= 16
-                r310['duration'] = (x >> q) & 65535
-            if h311 & 1:
-                r310['regional'], q = d_SignalRequestPackage_regional(x, q)
-            if h311 >> 4:
+                r324['duration'] = (x >> q) & 65535
+            if h325 & 1:
+                r324['regional'], q = d_SignalRequestPackage_regional(x, q)
+            if h325 >> 4:
                 q = _rt.skip_additions(x, q)
-            r308.append(r310)
-        r306['requests'] = r308
-    r312: dict[str, Any] = {}
+            r322.append(r324)
+        r319['requests'] = r322
+    r327: dict[str, Any] = {}
     q -= 9
-    h313 = (x >> q) & 511
-    r312['id'], q = d_VehicleID(x, q)
-    if h313 & 128:
-        r314: dict[str, Any] = {}
+    h328 = (x >> q) & 511
+    r327['id'], q = d_VehicleID(x, q)
+    if h328 & 128:
+        r329: dict[str, Any] = {}
         q -= 6
-        h315 = (x >> q) & 63
+        h330 = (x >> q) & 63
         q -= 1
         if (x >> q) & 1:
-            i316, q = _rt.read_nsnn(x, q)
-            r314['role'] = _DX_LayerType_3.get(i316)
+            i332, q = _rt.read_nsnn(x, q)
+            c331 = _DX_LayerType_3.get(i332)
         else:
             q -= 5
-            r314['role'] = _D_BasicVehicleRole_10[(x >> q) & 31]
-        if h315 & 16:
+            c331 = _D_BasicVehicleRole_10[(x >> q) & 31]
+        if c331 is None:
+            raise _rt.OutOfSchema
+        r329['role'] = c331
+        if h330 & 16:
             q -= 4
-            r314['subrole'] = _D_RequestSubRole_11[(x >> q) & 15]
-        if h315 & 8:
+            r329['subrole'] = _D_RequestSubRole_11[(x >> q) & 15]
+        if h330 & 8:
             q -= 4
-            r314['request'] = _D_RequestImportanceLevel_12[(x >> q) & 15]
-        if h315 & 4:
+            r329['request'] = _D_RequestImportanceLevel_12[(x >> q) & 15]
+        if h330 & 4:
             q -= 8
-            r314['iso3883'] = (x >> q) & 255
-        if h315 & 2:
+            r329['iso3883'] = (x >> q) & 255
+        if h330 & 2:
             q -= 1
             if (x >> q) & 1:
-                i317, q = _rt.read_nsnn(x, q)
-                r314['hpmsType'] = _DX_LayerType_3.get(i317)
+                i334, q = _rt.read_nsnn(x, q)
+                c333 = _DX_LayerType_3.get(i334)
             else:
                 q -= 4
-                r314['hpmsType'] = _D_VehicleType_13[(x >> q) & 15]
-        if h315 & 1:
-            r314['regional'], q = d_RequestorType_regional(x, q)
-        if h315 >> 5:
+                c333 = _D_VehicleType_13[(x >> q) & 15]
+            if c333 is None:
+                raise _rt.OutOfSchema
+            r329['hpmsType'] = c333
+        if h330 & 1:
+            r329['regional'], q = d_RequestorType_regional(x, q)
+        if h330 >> 5:
             q = _rt.skip_additions(x, q)
-        r312['type'] = r314
-    if h313 & 64:
-        r318: dict[str, Any] = {}
+        r327['type'] = r329
+    if h328 & 64:
+        r335: dict[str, Any] = {}
         q -= 3
-        h319 = (x >> q) & 7
-        r318['position'], q = d_Position3D(x, q)
-        if h319 & 2:
+        h336 = (x >> q) & 7
+        r335['position'], q = d_Position3D(x, q)
+        if h336 & 2:
             q -= 15
-            r318['heading'] = (x >> q) & 32767
-        if h319 & 1:
-            r320: dict[str, Any] = {}
+            c337 = (x >> q) & 32767
+            if c337 > 28800:
+                raise _rt.OutOfSchema
+            r335['heading'] = c337
+        if h336 & 1:
+            r338: dict[str, Any] = {}
             q -= 16
             t_ = (x >> q) & 65535
-            r320['transmisson'] = _D_TransmissionState_14[(t_ >> 13) & 7]
-            r320['speed'] = t_ & 8191
-            r318['speed'] = r320
-        if h319 >> 2:
+            r338['transmisson'] = _D_TransmissionState_14[(t_ >> 13) & 7]
+            r338['speed'] = t_ & 8191
+            r335['speed'] = r338
+        if h336 >> 2:
             q = _rt.skip_additions(x, q)
-        r312['position'] = r318
-    if h313 & 32:
+        r327['position'] = r335
+    if h328 & 32:
         q -= 6
-        k322 = ((x >> q) & 63) + 1
-        q -= 7 * k322
-        r312['name'] = _rt.ia5((x >> q) & ((1 << (7 * k322)) - 1), k322)
-    if h313 & 16:
+        k341 = ((x >> q) & 63) + 1
+        q -= 7 * k341
+        c340 = _rt.ia5((x >> q) & ((1 << (7 * k341)) - 1), k341)
+        if len(c340) > 63:
+            raise _rt.OutOfSchema
+        r327['name'] = c340
+    if h328 & 16:
         q -= 6
-        k323 = ((x >> q) & 63) + 1
-        q -= 7 * k323
-        r312['routeName'] = _rt.ia5((x >> q) & ((1 << (7 * k323)) - 1), k323)
-    if h313 & 8:
+        k343 = ((x >> q) & 63) + 1
+        q -= 7 * k343
+        c342 = _rt.ia5((x >> q) & ((1 << (7 * k343)) - 1), k343)
+        if len(c342) > 63:
+            raise _rt.OutOfSchema
+        r327['routeName'] = c342
+    if h328 & 8:
         q -= 8
-        r312['transitStatus'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if h313 & 4:
+        r327['transitStatus'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+    if h328 & 4:
         q -= 3
-        r312['transitOccupancy'] = _D_TransitVehicleOccupancy_15[(x >> q) & 7]
-    if h313 & 2:
+        r327['transitOccupancy'] = _D_TransitVehicleOccupancy_15[(x >> q) & 7]
+    if h328 & 2:
         q -= 8
-        r312['transitSchedule'] = ((x >> q) & 255) - 122
-    if h313 & 1:
+        c345 = ((x >> q) & 255) - 122
+        if c345 > 121:
+            raise _rt.OutOfSchema
+        r327['transitSchedule'] = c345
+    if h328 & 1:
         q -= 2
-        k326 = ((x >> q) & 3) + 1
-        r325: list[Any] = []
-        for _ in range(k326):
+        k347 = ((x >> q) & 3) + 1
+        r346: list[Any] = []
+        for _ in range(k347):
             x &= (1 << q) - 1
-            w326, q = d_RequestorDescription_regional_item(x, q)
-            r325.append(w326)
-        r312['regional'] = r325
-    if h313 >> 8:
+            w347, q = d_RequestorDescription_regional_item(x, q)
+            r346.append(w347)
+        r327['regional'] = r346
+    if h328 >> 8:
         q = _rt.skip_additions(x, q)
-    r306['requestor'] = r312
-    if h307 & 1:
+    r319['requestor'] = r327
+    if h320 & 1:
         q -= 2
-        k328 = ((x >> q) & 3) + 1
-        r327: list[Any] = []
-        for _ in range(k328):
+        k349 = ((x >> q) & 3) + 1
+        r348: list[Any] = []
+        for _ in range(k349):
             x &= (1 << q) - 1
-            w328, q = d_SignalRequestMessage_regional_item(x, q)
-            r327.append(w328)
-        r306['regional'] = r327
-    if h307 >> 4:
+            w349, q = d_SignalRequestMessage_regional_item(x, q)
+            r348.append(w349)
+        r319['regional'] = r348
+    if h320 >> 4:
         q = _rt.skip_additions(x, q)
-    r['srm'] = r306
+    r['srm'] = r319
     return r, q
 
 
 def e_SSEM(v: Any) -> int:
     a: int = 1
-    v330 = v['header']
-    a = a << 48 | (v330['protocolVersion']) << 40 | (v330['messageID']) << 32 | (v330['stationID'])
-    v335 = v['ssm']
-    a = a << 4 | (4 if 'timeStamp' in v335 else 0) | (2 if 'sequenceNumber' in v335 else 0) | ('regional' in v335)
-    if 'timeStamp' in v335:
-        a = a << 20 | v335['timeStamp']
-    a = a << 16 | v335['second']
-    if 'sequenceNumber' in v335:
-        a = a << 7 | v335['sequenceNumber']
-    v340 = v335['status']
-    k341 = len(v340)
-    a = a << 5 | (k341 - 1)
-    for w341 in v340:
-        a350 = 1
-        a350 = a350 << 9 | (('regional' in w341)) << 7 | (w341['sequenceNumber'])
-        v353 = w341['id']
-        a350 = a350 << 1 | ('region' in v353)
-        if 'region' in v353:
-            a350 = a350 << 16 | v353['region']
-        a350 = a350 << 16 | v353['id']
-        s_ = e_SignalStatusPackageList(w341['sigStatus'])
-        a350 = ((a350 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in w341:
-            s_ = e_SignalStatus_regional(w341['regional'])
-            a350 = ((a350 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a350.bit_length() - 1)) + a350
-    if 'regional' in v335:
-        v359 = v335['regional']
-        a360 = 1
-        k361 = len(v359)
-        a360 = a360 << 2 | (k361 - 1)
-        for w361 in v359:
-            s_ = e_SignalStatusMessage_regional_item(w361)
-            a360 = ((a360 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a360.bit_length() - 1)) + a360
+    v351 = v['header']
+    a = a << 48 | (v351['protocolVersion']) << 40 | (v351['messageID']) << 32 | (v351['stationID'])
+    v356 = v['ssm']
+    a = a << 4 | (4 if 'timeStamp' in v356 else 0) | (2 if 'sequenceNumber' in v356 else 0) | ('regional' in v356)
+    if 'timeStamp' in v356:
+        a = a << 20 | v356['timeStamp']
+    a = a << 16 | v356['second']
+    if 'sequenceNumber' in v356:
+        a = a << 7 | v356['sequenceNumber']
+    v361 = v356['status']
+    k362 = len(v361)
+    a = a << 5 | (k362 - 1)
+    for w362 in v361:
+        a371 = 1
+        a371 = a371 << 9 | (('regional' in w362)) << 7 | (w362['sequenceNumber'])
+        v374 = w362['id']
+        a371 = a371 << 1 | ('region' in v374)
+        if 'region' in v374:
+            a371 = a371 << 16 | v374['region']
+        a371 = a371 << 16 | v374['id']
+        s_ = e_SignalStatusPackageList(w362['sigStatus'])
+        a371 = ((a371 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in w362:
+            s_ = e_SignalStatus_regional(w362['regional'])
+            a371 = ((a371 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a371.bit_length() - 1)) + a371
+    if 'regional' in v356:
+        v380 = v356['regional']
+        a381 = 1
+        k382 = len(v380)
+        a381 = a381 << 2 | (k382 - 1)
+        for w382 in v380:
+            s_ = e_SignalStatusMessage_regional_item(w382)
+            a381 = ((a381 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a381.bit_length() - 1)) + a381
     return a
 
 def d_SSEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r363: dict[str, Any] = {}
+    r384: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r363['protocolVersion'] = (t_ >> 40) & 255
-    r363['messageID'] = (t_ >> 32) & 255
-    r363['stationID'] = t_ & 4294967295
-    r['header'] = r363
-    r365: dict[str, Any] = {}
+    r384['protocolVersion'] = (t_ >> 40) & 255
+    r384['messageID'] = (t_ >> 32) & 255
+    r384['stationID'] = t_ & 4294967295
+    r['header'] = r384
+    r386: dict[str, Any] = {}
     q -= 4
-    h366 = (x >> q) & 15
-    if h366 & 4:
+    h387 = (x >> q) & 15
+    if h387 & 4:
         q -= 20
-        r365['timeStamp'] = (x >> q) & 1048575
+        c388 = (x >> q) & 1048575
+        if c388 > 527040:
+            raise _rt.OutOfSchema
+        r386['timeStamp'] = c388
     q -= 16
-    r365['second'] = (x >> q) & 65535
-    if h366 & 2:
+    r386['second'] = (x >> q) & 65535
+    if h387 & 2:
         q -= 7
-        r365['sequenceNumber'] = (x >> q) & 127
+        r386['sequenceNumber'] = (x >> q) & 127
     q -= 5
-    k368 = ((x >> q) & 31) + 1
-    r367: list[Any] = []
-    for _ in range(k368):
+    k390 = ((x >> q) & 31) + 1
+    r389: list[Any] = []
+    for _ in range(k390):
         x &= (1 << q) - 1
-        r369: dict[str, Any] = {}
+        r391: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
-        h370 = (t_ >> 7) & 3
-        r369['sequenceNumber'] = t_ & 127
-        r371: dict[str, Any] = {}
+        h392 = (t_ >> 7) & 3
+        r391['sequenceNumber'] = t_ & 127
+        r393: dict[str, Any] = {}
         q -= 1
-        h372 = (x >> q) & 1
-        if h372 & 1:
+        h394 = (x >> q) & 1
+        if h394 & 1:
             q -= 16
-            r371['region'] = (x >> q) & 65535
+            r393['region'] = (x >> q) & 65535
         q -= 16
-        r371['id'] = (x >> q) & 65535
-        r369['id'] = r371
-        r369['sigStatus'], q = d_SignalStatusPackageList(x, q)
-        if h370 & 1:
-            r369['regional'], q = d_SignalStatus_regional(x, q)
-        if h370 >> 1:
+        r393['id'] = (x >> q) & 65535
+        r391['id'] = r393
+        r391['sigStatus'], q = d_SignalStatusPackageList(x, q)
+        if h392 & 1:
+            r391['regional'], q = d_SignalStatus_regional(x, q)
+        if h392 >> 1:
             q = _rt.skip_additions(x, q)
-        r367.append(r369)
-    r365['status'] = r367
-    if h366 & 1:
+        r389.append(r391)
+    r386['status'] = r389
+    if h387 & 1:
         q -= 2
-        k374 = ((x >> q) & 3) + 1
-        r373: list[Any] = []
-        for _ in range(k374):
+        k396 = ((x >> q) & 3) + 1
+        r395: list[Any] = []
+        for _ in range(k396):
             x &= (1 << q) - 1
-            w374, q = d_SignalStatusMessage_regional_item(x, q)
-            r373.append(w374)
-        r365['regional'] = r373
-    if h366 >> 3:
+            w396, q = d_SignalStatusMessage_regional_item(x, q)
+            r395.append(w396)
+        r386['regional'] = r395
+    if h387 >> 3:
         q = _rt.skip_additions(x, q)
-    r['ssm'] = r365
+    r['ssm'] = r386
     return r, q
 
 
 def e_RTCMEM(v: Any) -> int:
     a: int = 1
-    v376 = v['header']
-    a = a << 48 | (v376['protocolVersion']) << 40 | (v376['messageID']) << 32 | (v376['stationID'])
-    v381 = v['rtcmc']
-    a = a << 12 | ((8 if 'timeStamp' in v381 else 0) | (4 if 'anchorPoint' in v381 else 0) | (2 if 'rtcmHeader' in v381 else 0) | ('regional' in v381)) << 7 | (v381['msgCnt'])
-    w385 = v381['rev']
-    i386 = _E_RTCM_Revision_16.get(w385)
-    if i386 is not None:
-        a = a << 3 | i386
+    v398 = v['header']
+    a = a << 48 | (v398['protocolVersion']) << 40 | (v398['messageID']) << 32 | (v398['stationID'])
+    v403 = v['rtcmc']
+    a = a << 12 | ((8 if 'timeStamp' in v403 else 0) | (4 if 'anchorPoint' in v403 else 0) | (2 if 'rtcmHeader' in v403 else 0) | ('regional' in v403)) << 7 | (v403['msgCnt'])
+    w407 = v403['rev']
+    i408 = _E_RTCM_Revision_16.get(w407)
+    if i408 is not None:
+        a = a << 3 | i408
     else:
-        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w385])
-    if 'timeStamp' in v381:
-        a = a << 20 | v381['timeStamp']
-    if 'anchorPoint' in v381:
-        v388 = v381['anchorPoint']
-        a = a << 9 | (128 if 'utcTime' in v388 else 0) | (64 if 'elevation' in v388 else 0) | (32 if 'heading' in v388 else 0) | (16 if 'speed' in v388 else 0) | (8 if 'posAccuracy' in v388 else 0) | (4 if 'timeConfidence' in v388 else 0) | (2 if 'posConfidence' in v388 else 0) | ('speedConfidence' in v388)
-        if 'utcTime' in v388:
-            v390 = v388['utcTime']
-            a = a << 7 | (64 if 'year' in v390 else 0) | (32 if 'month' in v390 else 0) | (16 if 'day' in v390 else 0) | (8 if 'hour' in v390 else 0) | (4 if 'minute' in v390 else 0) | (2 if 'second' in v390 else 0) | ('offset' in v390)
-            if 'year' in v390:
-                a = a << 12 | v390['year']
-            if 'month' in v390:
-                a = a << 4 | v390['month']
-            if 'day' in v390:
-                a = a << 5 | v390['day']
-            if 'hour' in v390:
-                a = a << 5 | v390['hour']
-            if 'minute' in v390:
-                a = a << 6 | v390['minute']
-            if 'second' in v390:
-                a = a << 16 | v390['second']
-            if 'offset' in v390:
-                a = a << 11 | (v390['offset'] + 840)
-        a = a << 63 | ((v388['long'] + 1800000000)) << 31 | ((v388['lat'] + 900000000))
-        if 'elevation' in v388:
-            a = a << 16 | (v388['elevation'] + 4096)
-        if 'heading' in v388:
-            a = a << 15 | v388['heading']
-        if 'speed' in v388:
-            v403 = v388['speed']
-            a = a << 16 | (_E_TransmissionState_8[v403['transmisson']]) << 13 | (v403['speed'])
-        if 'posAccuracy' in v388:
-            v407 = v388['posAccuracy']
-            a = a << 32 | (v407['semiMajor']) << 24 | (v407['semiMinor']) << 16 | (v407['orientation'])
-        if 'timeConfidence' in v388:
-            a = a << 6 | _E_TimeConfidence_17[v388['timeConfidence']]
-        if 'posConfidence' in v388:
-            v413 = v388['posConfidence']
-            a = a << 8 | (_E_PositionConfidence_18[v413['pos']]) << 4 | (_E_ElevationConfidence_19[v413['elevation']])
-        if 'speedConfidence' in v388:
-            v417 = v388['speedConfidence']
-            a = a << 8 | (_E_HeadingConfidence_20[v417['heading']]) << 5 | (_E_SpeedConfidence_21[v417['speed']]) << 2 | (_E_ThrottleConfidence_22[v417['throttle']])
-    if 'rtcmHeader' in v381:
-        v422 = v381['rtcmHeader']
-        d425, k426 = v422['status']
-        a = a << k426 | int.from_bytes(d425, 'big') >> (8 * len(d425) - k426)
-        v427 = v422['offsetSet']
-        a = a << 31 | ((v427['antOffsetX'] + 2048)) << 19 | ((v427['antOffsetY'] + 256)) << 10 | ((v427['antOffsetZ'] + 512))
-    v432 = v381['msgs']
-    k433 = len(v432)
-    a = a << 3 | (k433 - 1)
-    for w433 in v432:
-        d434 = w433
-        a = a << 10 | (len(d434) - 1)
-        a = a << (len(d434) << 3) | int.from_bytes(d434, 'big')
-    if 'regional' in v381:
-        v435 = v381['regional']
-        a436 = 1
-        k437 = len(v435)
-        a436 = a436 << 2 | (k437 - 1)
-        for w437 in v435:
-            s_ = e_RTCMcorrections_regional_item(w437)
-            a436 = ((a436 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a436.bit_length() - 1)) + a436
+        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w407])
+    if 'timeStamp' in v403:
+        a = a << 20 | v403['timeStamp']
+    if 'anchorPoint' in v403:
+        v410 = v403['anchorPoint']
+        a = a << 9 | (128 if 'utcTime' in v410 else 0) | (64 if 'elevation' in v410 else 0) | (32 if 'heading' in v410 else 0) | (16 if 'speed' in v410 else 0) | (8 if 'posAccuracy' in v410 else 0) | (4 if 'timeConfidence' in v410 else 0) | (2 if 'posConfidence' in v410 else 0) | ('speedConfidence' in v410)
+        if 'utcTime' in v410:
+            v412 = v410['utcTime']
+            a = a << 7 | (64 if 'year' in v412 else 0) | (32 if 'month' in v412 else 0) | (16 if 'day' in v412 else 0) | (8 if 'hour' in v412 else 0) | (4 if 'minute' in v412 else 0) | (2 if 'second' in v412 else 0) | ('offset' in v412)
+            if 'year' in v412:
+                a = a << 12 | v412['year']
+            if 'month' in v412:
+                a = a << 4 | v412['month']
+            if 'day' in v412:
+                a = a << 5 | v412['day']
+            if 'hour' in v412:
+                a = a << 5 | v412['hour']
+            if 'minute' in v412:
+                a = a << 6 | v412['minute']
+            if 'second' in v412:
+                a = a << 16 | v412['second']
+            if 'offset' in v412:
+                a = a << 11 | (v412['offset'] + 840)
+        a = a << 63 | ((v410['long'] + 1800000000)) << 31 | ((v410['lat'] + 900000000))
+        if 'elevation' in v410:
+            a = a << 16 | (v410['elevation'] + 4096)
+        if 'heading' in v410:
+            a = a << 15 | v410['heading']
+        if 'speed' in v410:
+            v425 = v410['speed']
+            a = a << 16 | (_E_TransmissionState_8[v425['transmisson']]) << 13 | (v425['speed'])
+        if 'posAccuracy' in v410:
+            v429 = v410['posAccuracy']
+            a = a << 32 | (v429['semiMajor']) << 24 | (v429['semiMinor']) << 16 | (v429['orientation'])
+        if 'timeConfidence' in v410:
+            a = a << 6 | _E_TimeConfidence_17[v410['timeConfidence']]
+        if 'posConfidence' in v410:
+            v435 = v410['posConfidence']
+            a = a << 8 | (_E_PositionConfidence_18[v435['pos']]) << 4 | (_E_ElevationConfidence_19[v435['elevation']])
+        if 'speedConfidence' in v410:
+            v439 = v410['speedConfidence']
+            a = a << 8 | (_E_HeadingConfidence_20[v439['heading']]) << 5 | (_E_SpeedConfidence_21[v439['speed']]) << 2 | (_E_ThrottleConfidence_22[v439['throttle']])
+    if 'rtcmHeader' in v403:
+        v444 = v403['rtcmHeader']
+        d447, k448 = v444['status']
+        a = a << k448 | int.from_bytes(d447, 'big') >> (8 * len(d447) - k448)
+        v449 = v444['offsetSet']
+        a = a << 31 | ((v449['antOffsetX'] + 2048)) << 19 | ((v449['antOffsetY'] + 256)) << 10 | ((v449['antOffsetZ'] + 512))
+    v454 = v403['msgs']
+    k455 = len(v454)
+    a = a << 3 | (k455 - 1)
+    for w455 in v454:
+        d456 = w455
+        a = a << 10 | (len(d456) - 1)
+        a = a << (len(d456) << 3) | int.from_bytes(d456, 'big')
+    if 'regional' in v403:
+        v457 = v403['regional']
+        a458 = 1
+        k459 = len(v457)
+        a458 = a458 << 2 | (k459 - 1)
+        for w459 in v457:
+            s_ = e_RTCMcorrections_regional_item(w459)
+            a458 = ((a458 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a458.bit_length() - 1)) + a458
     return a
 
 def d_RTCMEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r439: dict[str, Any] = {}
+    r461: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r439['protocolVersion'] = (t_ >> 40) & 255
-    r439['messageID'] = (t_ >> 32) & 255
-    r439['stationID'] = t_ & 4294967295
-    r['header'] = r439
-    r441: dict[str, Any] = {}
+    r461['protocolVersion'] = (t_ >> 40) & 255
+    r461['messageID'] = (t_ >> 32) & 255
+    r461['stationID'] = t_ & 4294967295
+    r['header'] = r461
+    r463: dict[str, Any] = {}
     q -= 12
     t_ = (x >> q) & 4095
-    h442 = (t_ >> 7) & 31
-    r441['msgCnt'] = t_ & 127
+    h464 = (t_ >> 7) & 31
+    r463['msgCnt'] = t_ & 127
     q -= 1
     if (x >> q) & 1:
-        i443, q = _rt.read_nsnn(x, q)
-        r441['rev'] = _DX_LayerType_3.get(i443)
+        i466, q = _rt.read_nsnn(x, q)
+        c465 = _DX_LayerType_3.get(i466)
     else:
         q -= 2
-        r441['rev'] = _D_RTCM_Revision_23[(x >> q) & 3]
-    if h442 & 8:
+        c465 = _D_RTCM_Revision_23[(x >> q) & 3]
+    if c465 is None:
+        raise _rt.OutOfSchema
+    r463['rev'] = c465
+    if h464 & 8:
         q -= 20
-        r441['timeStamp'] = (x >> q) & 1048575
-    if h442 & 4:
-        r444: dict[str, Any] = {}
+        c467 = (x >> q) & 1048575
+        if c467 > 527040:
+            raise _rt.OutOfSchema
+        r463['timeStamp'] = c467
+    if h464 & 4:
+        r468: dict[str, Any] = {}
         q -= 9
-        h445 = (x >> q) & 511
-        if h445 & 128:
-            r446: dict[str, Any] = {}
+        h469 = (x >> q) & 511
+        if h469 & 128:
+            r470: dict[str, Any] = {}
             q -= 7
-            h447 = (x >> q) & 127
-            if h447 & 64:
+            h471 = (x >> q) & 127
+            if h471 & 64:
                 q -= 12
-                r446['year'] = (x >> q) & 4095
-            if h447 & 32:
+                r470['year'] = (x >> q) & 4095
+            if h471 & 32:
                 q -= 4
-                r446['month'] = (x >> q) & 15
-            if h447 & 16:
+                c472 = (x >> q) & 15
+                if c472 > 12:
+                    raise _rt.OutOfSchema
+                r470['month'] = c472
+            if h471 & 16:
                 q -= 5
-                r446['day'] = (x >> q) & 31
-            if h447 & 8:
+                r470['day'] = (x >> q) & 31
+            if h471 & 8:
                 q -= 5
-                r446['hour'] = (x >> q) & 31
-            if h447 & 4:
+                r470['hour'] = (x >> q) & 31
+            if h471 & 4:
                 q -= 6
-                r446['minute'] = (x >> q) & 63
-            if h447 & 2:
+                c473 = (x >> q) & 63
+                if c473 > 60:
+                    raise _rt.OutOfSchema
+                r470['minute'] = c473
+            if h471 & 2:
                 q -= 16
-                r446['second'] = (x >> q) & 65535
-            if h447 & 1:
+                r470['second'] = (x >> q) & 65535
+            if h471 & 1:
                 q -= 11
-                r446['offset'] = ((x >> q) & 2047) - 840
-            r444['utcTime'] = r446
-        q -= 63
-        t_ = (x >> q) & 9223372036854775807
-        r444['long'] = ((t_ >> 31) & 4294967295) - 1800000000
-        r444['lat'] = (t_ & 2147483647) - 900000000
-        if h445 & 64:
+                c474 = ((x >> q) & 2047) - 840
+                if c474 > 840:
+                    raise _rt.OutOfSchema
+                r470['offset'] = c474
+            r468['utcTime'] = r470
+        q -= 32
+        c475 = ((x >> q) & 4294967295) - 1800000000
+        if c475 > 1800000001:
+            raise _rt.OutOfSchema
+        r468['long'] = c475
+        q -= 31
+        c476 = ((x >> q) & 2147483647) - 900000000
+        if c476 > 900000001:
+            raise _rt.OutOfSchema
+        r468['lat'] = c476
+        if h469 & 64:
             q -= 16
-            r444['elevation'] = ((x >> q) & 65535) - 4096
-        if h445 & 32:
+            r468['elevation'] = ((x >> q) & 65535) - 4096
+        if h469 & 32:
             q -= 15
-            r444['heading'] = (x >> q) & 32767
-        if h445 & 16:
-            r448: dict[str, Any] = {}
+            c477 = (x >> q) & 32767
+            if c477 > 28800:
+                raise _rt.OutOfSchema
+            r468['heading'] = c477
+        if h469 & 16:
+            r478: dict[str, Any] = {}
             q -= 16
             t_ = (x >> q) & 65535
-            r448['transmisson'] = _D_TransmissionState_14[(t_ >> 13) & 7]
-            r448['speed'] = t_ & 8191
-            r444['speed'] = r448
-        if h445 & 8:
-            r450: dict[str, Any] = {}
+            r478['transmisson'] = _D_TransmissionState_14[(t_ >> 13) & 7]
+            r478['speed'] = t_ & 8191
+            r468['speed'] = r478
+        if h469 & 8:
+            r480: dict[str, Any] = {}
             q -= 32
             t_ = (x >> q) & 4294967295
-            r450['semiMajor'] = (t_ >> 24) & 255
-            r450['semiMinor'] = (t_ >> 16) & 255
-            r450['orientation'] = t_ & 65535
-            r444['posAccuracy'] = r450
-        if h445 & 4:
+            r480['semiMajor'] = (t_ >> 24) & 255
+            r480['semiMinor'] = (t_ >> 16) & 255
+            r480['orientation'] = t_ & 65535
+            r468['posAccuracy'] = r480
+        if h469 & 4:
             q -= 6
-            r444['timeConfidence'] = _D_TimeConfidence_24[(x >> q) & 63]
-        if h445 & 2:
-            r452: dict[str, Any] = {}
+            r468['timeConfidence'] = _D_TimeConfidence_24[(x >> q) & 63]
+        if h469 & 2:
+            r482: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
-            r452['pos'] = _D_PositionConfidence_25[(t_ >> 4) & 15]
-            r452['elevation'] = _D_ElevationConfidence_26[t_ & 15]
-            r444['posConfidence'] = r452
-        if h445 & 1:
-            r454: dict[str, Any] = {}
+            r482['pos'] = _D_PositionConfidence_25[(t_ >> 4) & 15]
+            r482['elevation'] = _D_ElevationConfidence_26[t_ & 15]
+            r468['posConfidence'] = r482
+        if h469 & 1:
+            r484: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
-            r454['heading'] = _D_HeadingConfidence_27[(t_ >> 5) & 7]
-            r454['speed'] = _D_SpeedConfidence_28[(t_ >> 2) & 7]
-            r454['throttle'] = _D_ThrottleConfidence_29[t_ & 3]
-            r444['speedConfidence'] = r454
-        if h445 >> 8:
+            r484['heading'] = _D_HeadingConfidence_27[(t_ >> 5) & 7]
+            r484['speed'] = _D_SpeedConfidence_28[(t_ >> 2) & 7]
+            r484['throttle'] = _D_ThrottleConfidence_29[t_ & 3]
+            r468['speedConfidence'] = r484
+        if h469 >> 8:
             q = _rt.skip_additions(x, q)
-        r441['anchorPoint'] = r444
-    if h442 & 2:
-        r456: dict[str, Any] = {}
+        r463['anchorPoint'] = r468
+    if h464 & 2:
+        r486: dict[str, Any] = {}
         q -= 8
-        r456['status'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-        r459: dict[str, Any] = {}
+        r486['status'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+        r489: dict[str, Any] = {}
         q -= 31
         t_ = (x >> q) & 2147483647
-        r459['antOffsetX'] = ((t_ >> 19) & 4095) - 2048
-        r459['antOffsetY'] = ((t_ >> 10) & 511) - 256
-        r459['antOffsetZ'] = (t_ & 1023) - 512
-        r456['offsetSet'] = r459
-        r441['rtcmHeader'] = r456
+        r489['antOffsetX'] = ((t_ >> 19) & 4095) - 2048
+        r489['antOffsetY'] = ((t_ >> 10) & 511) - 256
+        r489['antOffsetZ'] = (t_ & 1023) - 512
+        r486['offsetSet'] = r489
+        r463['rtcmHeader'] = r486
     q -= 3
-    k462 = ((x >> q) & 7) + 1
-    r461: list[Any] = []
-    for _ in range(k462):
+    k492 = ((x >> q) & 7) + 1
+    if k492 > 5:
+        raise _rt.OutOfSchema
+    r491: list[Any] = []
+    for _ in range(k492):
         q -= 10
-        k463 = ((x >> q) & 1023) + 1
-        q -= k463 << 3
-        w462 = ((x >> q) & ((1 << (k463 << 3)) - 1)).to_bytes(k463, 'big')
-        r461.append(w462)
-    r441['msgs'] = r461
-    if h442 & 1:
+        k494 = ((x >> q) & 1023) + 1
+        q -= k494 << 3
+        c493 = ((x >> q) & ((1 << (k494 << 3)) - 1)).to_bytes(k494, 'big')
+        if len(c493) > 1023:
+            raise _rt.OutOfSchema
+        w492 = c493
+        r491.append(w492)
+    r463['msgs'] = r491
+    if h464 & 1:
         q -= 2
-        k465 = ((x >> q) & 3) + 1
-        r464: list[Any] = []
-        for _ in range(k465):
+        k496 = ((x >> q) & 3) + 1
+        r495: list[Any] = []
+        for _ in range(k496):
             x &= (1 << q) - 1
-            w465, q = d_RTCMcorrections_regional_item(x, q)
-            r464.append(w465)
-        r441['regional'] = r464
-    if h442 >> 4:
+            w496, q = d_RTCMcorrections_regional_item(x, q)
+            r495.append(w496)
+        r463['regional'] = r495
+    if h464 >> 4:
         q = _rt.skip_additions(x, q)
-    r['rtcmc'] = r441
+    r['rtcmc'] = r463
     return r, q
 
 
 def e_EnabledLaneList(v: Any) -> int:
     a: int = 1
-    k466 = len(v)
-    a = a << 4 | (k466 - 1)
-    for w466 in v:
-        a = a << 8 | w466
+    k497 = len(v)
+    a = a << 4 | (k497 - 1)
+    for w497 in v:
+        a = a << 8 | w497
     return a
 
 def d_EnabledLaneList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k467 = ((x >> q) & 15) + 1
+    k498 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k467):
+    for _ in range(k498):
         q -= 8
-        w467 = (x >> q) & 255
-        r.append(w467)
+        w498 = (x >> q) & 255
+        r.append(w498)
     return r, q
 
 
 def e_MovementList(v: Any) -> int:
     a: int = 1
-    k468 = len(v)
-    a = a << 8 | (k468 - 1)
-    for w468 in v:
-        a501 = 1
-        a501 = a501 << 4 | (4 if 'movementName' in w468 else 0) | (2 if 'maneuverAssistList' in w468 else 0) | ('regional' in w468)
-        if 'movementName' in w468:
-            b504 = w468['movementName'].encode('ascii')
-            a501 = a501 << 6 | (len(b504) - 1)
-            a501 = a501 << 7 * len(b504) | _rt.ia5_pack(b504)
-        a501 = a501 << 8 | w468['signalGroup']
-        v506 = w468['state-time-speed']
-        k507 = len(v506)
-        a501 = a501 << 4 | (k507 - 1)
-        for w507 in v506:
-            a501 = a501 << 8 | ((4 if 'timing' in w507 else 0) | (2 if 'speeds' in w507 else 0) | ('regional' in w507)) << 4 | (_E_MovementPhaseState_30[w507['eventState']])
-            if 'timing' in w507:
-                v510 = w507['timing']
-                a501 = a501 << 5 | (16 if 'startTime' in v510 else 0) | (8 if 'maxEndTime' in v510 else 0) | (4 if 'likelyTime' in v510 else 0) | (2 if 'confidence' in v510 else 0) | ('nextTime' in v510)
-                if 'startTime' in v510:
-                    a501 = a501 << 16 | v510['startTime']
-                a501 = a501 << 16 | v510['minEndTime']
-                if 'maxEndTime' in v510:
-                    a501 = a501 << 16 | v510['maxEndTime']
-                if 'likelyTime' in v510:
-                    a501 = a501 << 16 | v510['likelyTime']
-                if 'confidence' in v510:
-                    a501 = a501 << 4 | v510['confidence']
-                if 'nextTime' in v510:
-                    a501 = a501 << 16 | v510['nextTime']
-            if 'speeds' in w507:
-                s_ = e_AdvisorySpeedList(w507['speeds'])
-                a501 = ((a501 - 1) << (s_.bit_length() - 1)) + s_
-            if 'regional' in w507:
-                s_ = e_MovementEvent_regional(w507['regional'])
-                a501 = ((a501 - 1) << (s_.bit_length() - 1)) + s_
-        if 'maneuverAssistList' in w468:
-            v520 = w468['maneuverAssistList']
-            a521 = 1
-            k522 = len(v520)
-            a521 = a521 << 4 | (k522 - 1)
-            for w522 in v520:
-                a521 = a521 << 14 | ((16 if 'queueLength' in w522 else 0) | (8 if 'availableStorageLength' in w522 else 0) | (4 if 'waitOnStop' in w522 else 0) | (2 if 'pedBicycleDetect' in w522 else 0) | ('regional' in w522)) << 8 | (w522['connectionID'])
-                if 'queueLength' in w522:
-                    a521 = a521 << 14 | w522['queueLength']
-                if 'availableStorageLength' in w522:
-                    a521 = a521 << 14 | w522['availableStorageLength']
-                if 'waitOnStop' in w522:
-                    a521 = a521 << 1 | (1 if w522['waitOnStop'] else 0)
-                if 'pedBicycleDetect' in w522:
-                    a521 = a521 << 1 | (1 if w522['pedBicycleDetect'] else 0)
-                if 'regional' in w522:
-                    s_ = e_ConnectionManeuverAssist_regional(w522['regional'])
-                    a521 = ((a521 - 1) << (s_.bit_length() - 1)) + s_
-            a501 = ((a501 - 1) << (a521.bit_length() - 1)) + a521
-        if 'regional' in w468:
-            v530 = w468['regional']
-            a531 = 1
-            k532 = len(v530)
-            a531 = a531 << 2 | (k532 - 1)
-            for w532 in v530:
-                s_ = e_MovementState_regional_item(w532)
-                a531 = ((a531 - 1) << (s_.bit_length() - 1)) + s_
-            a501 = ((a501 - 1) << (a531.bit_length() - 1)) + a531
-        a = ((a - 1) << (a501.bit_length() - 1)) + a501
+    k499 = len(v)
+    a = a << 8 | (k499 - 1)
+    for w499 in v:
+        a532 = 1
+        a532 = a532 << 4 | (4 if 'movementName' in w499 else 0) | (2 if 'maneuverAssistList' in w499 else 0) | ('regional' in w499)
+        if 'movementName' in w499:
+            b535 = w499['movementName'].encode('ascii')
+            a532 = a532 << 6 | (len(b535) - 1)
+            a532 = a532 << 7 * len(b535) | _rt.ia5_pack(b535)
+        a532 = a532 << 8 | w499['signalGroup']
+        v537 = w499['state-time-speed']
+        k538 = len(v537)
+        a532 = a532 << 4 | (k538 - 1)
+        for w538 in v537:
+            a532 = a532 << 8 | ((4 if 'timing' in w538 else 0) | (2 if 'speeds' in w538 else 0) | ('regional' in w538)) << 4 | (_E_MovementPhaseState_30[w538['eventState']])
+            if 'timing' in w538:
+                v541 = w538['timing']
+                a532 = a532 << 5 | (16 if 'startTime' in v541 else 0) | (8 if 'maxEndTime' in v541 else 0) | (4 if 'likelyTime' in v541 else 0) | (2 if 'confidence' in v541 else 0) | ('nextTime' in v541)
+                if 'startTime' in v541:
+                    a532 = a532 << 16 | v541['startTime']
+                a532 = a532 << 16 | v541['minEndTime']
+                if 'maxEndTime' in v541:
+                    a532 = a532 << 16 | v541['maxEndTime']
+                if 'likelyTime' in v541:
+                    a532 = a532 << 16 | v541['likelyTime']
+                if 'confidence' in v541:
+                    a532 = a532 << 4 | v541['confidence']
+                if 'nextTime' in v541:
+                    a532 = a532 << 16 | v541['nextTime']
+            if 'speeds' in w538:
+                s_ = e_AdvisorySpeedList(w538['speeds'])
+                a532 = ((a532 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in w538:
+                s_ = e_MovementEvent_regional(w538['regional'])
+                a532 = ((a532 - 1) << (s_.bit_length() - 1)) + s_
+        if 'maneuverAssistList' in w499:
+            v551 = w499['maneuverAssistList']
+            a552 = 1
+            k553 = len(v551)
+            a552 = a552 << 4 | (k553 - 1)
+            for w553 in v551:
+                a552 = a552 << 14 | ((16 if 'queueLength' in w553 else 0) | (8 if 'availableStorageLength' in w553 else 0) | (4 if 'waitOnStop' in w553 else 0) | (2 if 'pedBicycleDetect' in w553 else 0) | ('regional' in w553)) << 8 | (w553['connectionID'])
+                if 'queueLength' in w553:
+                    a552 = a552 << 14 | w553['queueLength']
+                if 'availableStorageLength' in w553:
+                    a552 = a552 << 14 | w553['availableStorageLength']
+                if 'waitOnStop' in w553:
+                    a552 = a552 << 1 | (1 if w553['waitOnStop'] else 0)
+                if 'pedBicycleDetect' in w553:
+                    a552 = a552 << 1 | (1 if w553['pedBicycleDetect'] else 0)
+                if 'regional' in w553:
+                    s_ = e_ConnectionManeuverAssist_regional(w553['regional'])
+                    a552 = ((a552 - 1) << (s_.bit_length() - 1)) + s_
+            a532 = ((a532 - 1) << (a552.bit_length() - 1)) + a552
+        if 'regional' in w499:
+            v561 = w499['regional']
+            a562 = 1
+            k563 = len(v561)
+            a562 = a562 << 2 | (k563 - 1)
+            for w563 in v561:
+                s_ = e_MovementState_regional_item(w563)
+                a562 = ((a562 - 1) << (s_.bit_length() - 1)) + s_
+            a532 = ((a532 - 1) << (a562.bit_length() - 1)) + a562
+        a = ((a - 1) << (a532.bit_length() - 1)) + a532
     return a
 
 def d_MovementList(x: int, q: int) -> tuple[Any, int]:
     q -= 8
-    k533 = ((x >> q) & 255) + 1
+    k564 = ((x >> q) & 255) + 1
+    if k564 > 255:
+        raise _rt.OutOfSchema
     r: list[Any] = []
-    for _ in range(k533):
+    for _ in range(k564):
         x &= (1 << q) - 1
-        r534: dict[str, Any] = {}
+        r565: dict[str, Any] = {}
         q -= 4
-        h535 = (x >> q) & 15
-        if h535 & 4:
+        h566 = (x >> q) & 15
+        if h566 & 4:
             q -= 6
-            k536 = ((x >> q) & 63) + 1
-            q -= 7 * k536
-            r534['movementName'] = _rt.ia5((x >> q) & ((1 << (7 * k536)) - 1), k536)
+            k568 = ((x >> q) & 63) + 1
+            q -= 7 * k568
+            c567 = _rt.ia5((x >> q) & ((1 << (7 * k568)) - 1), k568)
+            if len(c567) > 63:
+                raise _rt.OutOfSchema
+            r565['movementName'] = c567
         q -= 12
         t_ = (x >> q) & 4095
-        r534['signalGroup'] = (t_ >> 4) & 255
-        k538 = (t_ & 15) + 1
-        r537: list[Any] = []
-        for _ in range(k538):
-            r539: dict[str, Any] = {}
+        r565['signalGroup'] = (t_ >> 4) & 255
+        k570 = (t_ & 15) + 1
+        r569: list[Any] = []
+        for _ in range(k570):
+            r571: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
-            h540 = (t_ >> 4) & 15
-            r539['eventState'] = _D_MovementPhaseState_31[t_ & 15]
-            if h540 & 4:
-                r541: dict[str, Any] = {}
+            h572 = (t_ >> 4) & 15
+            r571['eventState'] = _D_MovementPhaseState_31[t_ & 15]
+            if h572 & 4:
+                r573: dict[str, Any] = {}
                 q -= 5
-                h542 = (x >> q) & 31
-                if h542 & 16:
+                h574 = (x >> q) & 31
+                if h574 & 16:
                     q -= 16
-                    r541['startTime'] = (x >> q) & 65535
+                    c575 = (x >> q) & 65535
+                    if c575 > 36001:
+                        raise _rt.OutOfSchema
+                    r573['startTime'] = c575
                 q -= 16
-                r541['minEndTime'] = (x >> q) & 65535
-                if h542 & 8:
+                c576 = (x >> q) & 65535
+                if c576 > 36001:
+                    raise _rt.OutOfSchema
+                r573['minEndTime'] = c576
+                if h574 & 8:
                     q -= 16
-                    r541['maxEndTime'] = (x >> q) & 65535
-                if h542 & 4:
+                    c577 = (x >> q) & 65535
+                    if c577 > 36001:
+                        raise _rt.OutOfSchema
+                    r573['maxEndTime'] = c577
+                if h574 & 4:
                     q -= 16
-                    r541['likelyTime'] = (x >> q) & 65535
-                if h542 & 2:
+                    c578 = (x >> q) & 65535
+                    if c578 > 36001:
+                        raise _rt.OutOfSchema
+                    r573['likelyTime'] = c578
+                if h574 & 2:
                     q -= 4
-                    r541['confidence'] = (x >> q) & 15
-                if h542 & 1:
+                    r573['confidence'] = (x >> q) & 15
+                if h574 & 1:
                     q -= 16
-                    r541['nextTime'] = (x >> q) & 65535
-                r539['timing'] = r541
-            if h540 & 2:
-                r539['speeds'], q = d_AdvisorySpeedList(x, q)
-            if h540 & 1:
-                r539['regional'], q = d_MovementEvent_regional(x, q)
-            if h540 >> 3:
+                    c579 = (x >> q) & 65535
+                    if c579 > 36001:
+                        raise _rt.OutOfSchema
+                    r573['nextTime'] = c579
+                r571['timing'] = r573
+            if h572 & 2:
+                r571['speeds'], q = d_AdvisorySpeedList(x, q)
+            if h572 & 1:
+                r571['regional'], q = d_MovementEvent_regional(x, q)
+            if h572 >> 3:
                 q = _rt.skip_additions(x, q)
-            r537.append(r539)
-        r534['state-time-speed'] = r537
-        if h535 & 2:
+            r569.append(r571)
+        r565['state-time-speed'] = r569
+        if h566 & 2:
             q -= 4
-            k544 = ((x >> q) & 15) + 1
-            r543: list[Any] = []
-            for _ in range(k544):
-                r545: dict[str, Any] = {}
+            k581 = ((x >> q) & 15) + 1
+            r580: list[Any] = []
+            for _ in range(k581):
+                r582: dict[str, Any] = {}
                 q -= 14
                 t_ = (x >> q) & 16383
-                h546 = (t_ >> 8) & 63
-                r545['connectionID'] = t_ & 255
-                if h546 & 16:
+                h583 = (t_ >> 8) & 63
+                r582['connectionID'] = t_ & 255
+                if h583 & 16:
                     q -= 14
-                    r545['queueLength'] = (x >> q) & 16383
-                if h546 & 8:
+                    c584 = (x >> q) & 16383
+                    if c584 > 10000:
+                        raise _rt.OutOfSchema
+                    r582['queueLength'] = c584
+                if h583 & 8:
                     q -= 14
-                    r545['availableStorageLength'] = (x >> q) & 16383
-                if h546 & 4:
+                    c585 = (x >> q) & 16383
+                    if c585 > 10000:
+                        raise _rt.OutOfSchema
+                    r582['availableStorageLength'] = c585
+                if h583 & 4:
                     q -= 1
-                    r545['waitOnStop'] = (x >> q) & 1 == 1
-                if h546 & 2:
+                    r582['waitOnStop'] = (x >> q) & 1 == 1
+                if h583 & 2:
                     q -= 1
-                    r545['pedBicycleDetect'] = (x >> q) & 1 == 1
-                if h546 & 1:
-                    r545['regional'], q = d_ConnectionManeuverAssist_regional(x, q)
-                if h546 >> 5:
+                    r582['pedBicycleDetect'] = (x >> q) & 1 == 1
+                if h583 & 1:
+                    r582['regional'], q = d_ConnectionManeuverAssist_regional(x, q)
+                if h583 >> 5:
                     q = _rt.skip_additions(x, q)
-                r543.append(r545)
-            r534['maneuverAssistList'] = r543
-        if h535 & 1:
+                r580.append(r582)
+            r565['maneuverAssistList'] = r580
+        if h566 & 1:
             q -= 2
-            k548 = ((x >> q) & 3) + 1
-            r547: list[Any] = []
-            for _ in range(k548):
-                w548, q = d_MovementState_regional_item(x, q)
-                r547.append(w548)
-            r534['regional'] = r547
-        if h535 >> 3:
+            k587 = ((x >> q) & 3) + 1
+            r586: list[Any] = []
+            for _ in range(k587):
+                w587, q = d_MovementState_regional_item(x, q)
+                r586.append(w587)
+            r565['regional'] = r586
+        if h566 >> 3:
             q = _rt.skip_additions(x, q)
-        r.append(r534)
+        r.append(r565)
     return r, q
 
 
 def e_ManeuverAssistList(v: Any) -> int:
     a: int = 1
-    k549 = len(v)
-    a = a << 4 | (k549 - 1)
-    for w549 in v:
-        a = a << 14 | ((16 if 'queueLength' in w549 else 0) | (8 if 'availableStorageLength' in w549 else 0) | (4 if 'waitOnStop' in w549 else 0) | (2 if 'pedBicycleDetect' in w549 else 0) | ('regional' in w549)) << 8 | (w549['connectionID'])
-        if 'queueLength' in w549:
-            a = a << 14 | w549['queueLength']
-        if 'availableStorageLength' in w549:
-            a = a << 14 | w549['availableStorageLength']
-        if 'waitOnStop' in w549:
-            a = a << 1 | (1 if w549['waitOnStop'] else 0)
-        if 'pedBicycleDetect' in w549:
-            a = a << 1 | (1 if w549['pedBicycleDetect'] else 0)
-        if 'regional' in w549:
-            v556 = w549['regional']
-            a557 = 1
-            k558 = len(v556)
-            a557 = a557 << 2 | (k558 - 1)
-            for w558 in v556:
-                s_ = e_ConnectionManeuverAssist_regional_item(w558)
-                a557 = ((a557 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a557.bit_length() - 1)) + a557
+    k588 = len(v)
+    a = a << 4 | (k588 - 1)
+    for w588 in v:
+        a = a << 14 | ((16 if 'queueLength' in w588 else 0) | (8 if 'availableStorageLength' in w588 else 0) | (4 if 'waitOnStop' in w588 else 0) | (2 if 'pedBicycleDetect' in w588 else 0) | ('regional' in w588)) << 8 | (w588['connectionID'])
+        if 'queueLength' in w588:
+            a = a << 14 | w588['queueLength']
+        if 'availableStorageLength' in w588:
+            a = a << 14 | w588['availableStorageLength']
+        if 'waitOnStop' in w588:
+            a = a << 1 | (1 if w588['waitOnStop'] else 0)
+        if 'pedBicycleDetect' in w588:
+            a = a << 1 | (1 if w588['pedBicycleDetect'] else 0)
+        if 'regional' in w588:
+            v595 = w588['regional']
+            a596 = 1
+            k597 = len(v595)
+            a596 = a596 << 2 | (k597 - 1)
+            for w597 in v595:
+                s_ = e_ConnectionManeuverAssist_regional_item(w597)
+                a596 = ((a596 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a596.bit_length() - 1)) + a596
     return a
 
 def d_ManeuverAssistList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k559 = ((x >> q) & 15) + 1
+    k598 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k559):
+    for _ in range(k598):
         x &= (1 << q) - 1
-        r560: dict[str, Any] = {}
+        r599: dict[str, Any] = {}
         q -= 14
         t_ = (x >> q) & 16383
-        h561 = (t_ >> 8) & 63
-        r560['connectionID'] = t_ & 255
-        if h561 & 16:
+        h600 = (t_ >> 8) & 63
+        r599['connectionID'] = t_ & 255
+        if h600 & 16:
             q -= 14
-            r560['queueLength'] = (x >> q) & 16383
-        if h561 & 8:
+            c601 = (x >> q) & 16383
+            if c601 > 10000:
+                raise _rt.OutOfSchema
+            r599['queueLength'] = c601
+        if h600 & 8:
             q -= 14
-            r560['availableStorageLength'] = (x >> q) & 16383
-        if h561 & 4:
+            c602 = (x >> q) & 16383
+            if c602 > 10000:
+                raise _rt.OutOfSchema
+            r599['availableStorageLength'] = c602
+        if h600 & 4:
             q -= 1
-            r560['waitOnStop'] = (x >> q) & 1 == 1
-        if h561 & 2:
+            r599['waitOnStop'] = (x >> q) & 1 == 1
+        if h600 & 2:
             q -= 1
-            r560['pedBicycleDetect'] = (x >> q) & 1 == 1
-        if h561 & 1:
+            r599['pedBicycleDetect'] = (x >> q) & 1 == 1
+        if h600 & 1:
             q -= 2
-            k563 = ((x >> q) & 3) + 1
-            r562: list[Any] = []
-            for _ in range(k563):
-                w563, q = d_ConnectionManeuverAssist_regional_item(x, q)
-                r562.append(w563)
-            r560['regional'] = r562
-        if h561 >> 5:
+            k604 = ((x >> q) & 3) + 1
+            r603: list[Any] = []
+            for _ in range(k604):
+                w604, q = d_ConnectionManeuverAssist_regional_item(x, q)
+                r603.append(w604)
+            r599['regional'] = r603
+        if h600 >> 5:
             q = _rt.skip_additions(x, q)
-        r.append(r560)
+        r.append(r599)
     return r, q
 
 
 def e_IntersectionState_regional(v: Any) -> int:
     a: int = 1
-    k564 = len(v)
-    a = a << 2 | (k564 - 1)
-    for w564 in v:
-        s_ = e_IntersectionState_regional_item(w564)
+    k605 = len(v)
+    a = a << 2 | (k605 - 1)
+    for w605 in v:
+        s_ = e_IntersectionState_regional_item(w605)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_IntersectionState_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k565 = ((x >> q) & 3) + 1
+    k606 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k565):
+    for _ in range(k606):
         x &= (1 << q) - 1
-        w565, q = d_IntersectionState_regional_item(x, q)
-        r.append(w565)
+        w606, q = d_IntersectionState_regional_item(x, q)
+        r.append(w606)
     return r, q
 
 
@@ -1538,501 +1667,527 @@ def e_Position3D(v: Any) -> int:
     if 'elevation' in v:
         a = a << 16 | (v['elevation'] + 4096)
     if 'regional' in v:
-        v571 = v['regional']
-        k572 = len(v571)
-        a = a << 2 | (k572 - 1)
-        for w572 in v571:
-            s_ = e_Position3D_regional_item(w572)
+        v612 = v['regional']
+        k613 = len(v612)
+        a = a << 2 | (k613 - 1)
+        for w613 in v612:
+            s_ = e_Position3D_regional_item(w613)
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_Position3D(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    q -= 66
-    t_ = (x >> q) & 73786976294838206463
-    h573 = (t_ >> 63) & 7
-    r['lat'] = ((t_ >> 32) & 2147483647) - 900000000
-    r['long'] = (t_ & 4294967295) - 1800000000
-    if h573 & 2:
+    q -= 34
+    t_ = (x >> q) & 17179869183
+    h614 = (t_ >> 31) & 7
+    c615 = (t_ & 2147483647) - 900000000
+    if c615 > 900000001:
+        raise _rt.OutOfSchema
+    r['lat'] = c615
+    q -= 32
+    c616 = ((x >> q) & 4294967295) - 1800000000
+    if c616 > 1800000001:
+        raise _rt.OutOfSchema
+    r['long'] = c616
+    if h614 & 2:
         q -= 16
         r['elevation'] = ((x >> q) & 65535) - 4096
-    if h573 & 1:
+    if h614 & 1:
         q -= 2
-        k575 = ((x >> q) & 3) + 1
-        r574: list[Any] = []
-        for _ in range(k575):
+        k618 = ((x >> q) & 3) + 1
+        r617: list[Any] = []
+        for _ in range(k618):
             x &= (1 << q) - 1
-            w575, q = d_Position3D_regional_item(x, q)
-            r574.append(w575)
-        r['regional'] = r574
-    if h573 >> 2:
+            w618, q = d_Position3D_regional_item(x, q)
+            r617.append(w618)
+        r['regional'] = r617
+    if h614 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_SpeedLimitList(v: Any) -> int:
     a: int = 1
-    k576 = len(v)
-    a = a << 4 | (k576 - 1)
-    for w576 in v:
-        w579 = w576['type']
-        i580 = _E_SpeedLimitType_32.get(w579)
-        if i580 is not None:
-            a = a << 5 | i580
+    k619 = len(v)
+    a = a << 4 | (k619 - 1)
+    for w619 in v:
+        w622 = w619['type']
+        i623 = _E_SpeedLimitType_32.get(w622)
+        if i623 is not None:
+            a = a << 5 | i623
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w579])
-        a = a << 13 | w576['speed']
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w622])
+        a = a << 13 | w619['speed']
     return a
 
 def d_SpeedLimitList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k582 = ((x >> q) & 15) + 1
+    k625 = ((x >> q) & 15) + 1
+    if k625 > 9:
+        raise _rt.OutOfSchema
     r: list[Any] = []
-    for _ in range(k582):
+    for _ in range(k625):
         x &= (1 << q) - 1
-        r583: dict[str, Any] = {}
+        r626: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            i585, q = _rt.read_nsnn(x, q)
-            r583['type'] = _DX_LayerType_3.get(i585)
+            i629, q = _rt.read_nsnn(x, q)
+            c628 = _DX_LayerType_3.get(i629)
         else:
             q -= 4
-            r583['type'] = _D_SpeedLimitType_33[(x >> q) & 15]
+            c628 = _D_SpeedLimitType_33[(x >> q) & 15]
+        if c628 is None:
+            raise _rt.OutOfSchema
+        r626['type'] = c628
         q -= 13
-        r583['speed'] = (x >> q) & 8191
-        r.append(r583)
+        r626['speed'] = (x >> q) & 8191
+        r.append(r626)
     return r, q
 
 
 def e_LaneList(v: Any) -> int:
     a: int = 1
-    k586 = len(v)
-    a = a << 8 | (k586 - 1)
-    for w586 in v:
-        a645 = 1
-        a645 = a645 << 16 | ((64 if 'name' in w586 else 0) | (32 if 'ingressApproach' in w586 else 0) | (16 if 'egressApproach' in w586 else 0) | (8 if 'maneuvers' in w586 else 0) | (4 if 'connectsTo' in w586 else 0) | (2 if 'overlays' in w586 else 0) | ('regional' in w586)) << 8 | (w586['laneID'])
-        if 'name' in w586:
-            b649 = w586['name'].encode('ascii')
-            a645 = a645 << 6 | (len(b649) - 1)
-            a645 = a645 << 7 * len(b649) | _rt.ia5_pack(b649)
-        if 'ingressApproach' in w586:
-            a645 = a645 << 4 | w586['ingressApproach']
-        if 'egressApproach' in w586:
-            a645 = a645 << 4 | w586['egressApproach']
-        v652 = w586['laneAttributes']
-        a645 = a645 << 1 | ('regional' in v652)
-        d655, k656 = v652['directionalUse']
-        a645 = a645 << k656 | int.from_bytes(d655, 'big') >> (8 * len(d655) - k656)
-        d658, k659 = v652['sharedWith']
-        a645 = a645 << k659 | int.from_bytes(d658, 'big') >> (8 * len(d658) - k659)
-        s_ = e_LaneTypeAttributes(v652['laneType'])
-        a645 = ((a645 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in v652:
-            s_ = e_LaneAttributes_regional(v652['regional'])
-            a645 = ((a645 - 1) << (s_.bit_length() - 1)) + s_
-        if 'maneuvers' in w586:
-            d663, k664 = w586['maneuvers']
-            a645 = a645 << k664 | int.from_bytes(d663, 'big') >> (8 * len(d663) - k664)
-        s_ = e_NodeListXY(w586['nodeList'])
-        a645 = ((a645 - 1) << (s_.bit_length() - 1)) + s_
-        if 'connectsTo' in w586:
-            v666 = w586['connectsTo']
-            k667 = len(v666)
-            a645 = a645 << 4 | (k667 - 1)
-            for w667 in v666:
-                a682 = 1
-                a682 = a682 << 4 | (8 if 'remoteIntersection' in w667 else 0) | (4 if 'signalGroup' in w667 else 0) | (2 if 'userClass' in w667 else 0) | ('connectionID' in w667)
-                v684 = w667['connectingLane']
-                a682 = a682 << 9 | (('maneuver' in v684)) << 8 | (v684['lane'])
-                if 'maneuver' in v684:
-                    d688, k689 = v684['maneuver']
-                    a682 = a682 << k689 | int.from_bytes(d688, 'big') >> (8 * len(d688) - k689)
-                if 'remoteIntersection' in w667:
-                    v690 = w667['remoteIntersection']
-                    a682 = a682 << 1 | ('region' in v690)
-                    if 'region' in v690:
-                        a682 = a682 << 16 | v690['region']
-                    a682 = a682 << 16 | v690['id']
-                if 'signalGroup' in w667:
-                    a682 = a682 << 8 | w667['signalGroup']
-                if 'userClass' in w667:
-                    a682 = a682 << 8 | w667['userClass']
-                if 'connectionID' in w667:
-                    a682 = a682 << 8 | w667['connectionID']
-                a645 = ((a645 - 1) << (a682.bit_length() - 1)) + a682
-        if 'overlays' in w586:
-            v697 = w586['overlays']
-            a698 = 1
-            k699 = len(v697)
-            a698 = a698 << 3 | (k699 - 1)
-            for w699 in v697:
-                a698 = a698 << 8 | w699
-            a645 = ((a645 - 1) << (a698.bit_length() - 1)) + a698
-        if 'regional' in w586:
-            v700 = w586['regional']
-            a701 = 1
-            k702 = len(v700)
-            a701 = a701 << 2 | (k702 - 1)
-            for w702 in v700:
-                s_ = e_GenericLane_regional_item(w702)
-                a701 = ((a701 - 1) << (s_.bit_length() - 1)) + s_
-            a645 = ((a645 - 1) << (a701.bit_length() - 1)) + a701
-        a = ((a - 1) << (a645.bit_length() - 1)) + a645
+    k630 = len(v)
+    a = a << 8 | (k630 - 1)
+    for w630 in v:
+        a689 = 1
+        a689 = a689 << 16 | ((64 if 'name' in w630 else 0) | (32 if 'ingressApproach' in w630 else 0) | (16 if 'egressApproach' in w630 else 0) | (8 if 'maneuvers' in w630 else 0) | (4 if 'connectsTo' in w630 else 0) | (2 if 'overlays' in w630 else 0) | ('regional' in w630)) << 8 | (w630['laneID'])
+        if 'name' in w630:
+            b693 = w630['name'].encode('ascii')
+            a689 = a689 << 6 | (len(b693) - 1)
+            a689 = a689 << 7 * len(b693) | _rt.ia5_pack(b693)
+        if 'ingressApproach' in w630:
+            a689 = a689 << 4 | w630['ingressApproach']
+        if 'egressApproach' in w630:
+            a689 = a689 << 4 | w630['egressApproach']
+        v696 = w630['laneAttributes']
+        a689 = a689 << 1 | ('regional' in v696)
+        d699, k700 = v696['directionalUse']
+        a689 = a689 << k700 | int.from_bytes(d699, 'big') >> (8 * len(d699) - k700)
+        d702, k703 = v696['sharedWith']
+        a689 = a689 << k703 | int.from_bytes(d702, 'big') >> (8 * len(d702) - k703)
+        s_ = e_LaneTypeAttributes(v696['laneType'])
+        a689 = ((a689 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in v696:
+            s_ = e_LaneAttributes_regional(v696['regional'])
+            a689 = ((a689 - 1) << (s_.bit_length() - 1)) + s_
+        if 'maneuvers' in w630:
+            d707, k708 = w630['maneuvers']
+            a689 = a689 << k708 | int.from_bytes(d707, 'big') >> (8 * len(d707) - k708)
+        s_ = e_NodeListXY(w630['nodeList'])
+        a689 = ((a689 - 1) << (s_.bit_length() - 1)) + s_
+        if 'connectsTo' in w630:
+            v710 = w630['connectsTo']
+            k711 = len(v710)
+            a689 = a689 << 4 | (k711 - 1)
+            for w711 in v710:
+                a726 = 1
+                a726 = a726 << 4 | (8 if 'remoteIntersection' in w711 else 0) | (4 if 'signalGroup' in w711 else 0) | (2 if 'userClass' in w711 else 0) | ('connectionID' in w711)
+                v728 = w711['connectingLane']
+                a726 = a726 << 9 | (('maneuver' in v728)) << 8 | (v728['lane'])
+                if 'maneuver' in v728:
+                    d732, k733 = v728['maneuver']
+                    a726 = a726 << k733 | int.from_bytes(d732, 'big') >> (8 * len(d732) - k733)
+                if 'remoteIntersection' in w711:
+                    v734 = w711['remoteIntersection']
+                    a726 = a726 << 1 | ('region' in v734)
+                    if 'region' in v734:
+                        a726 = a726 << 16 | v734['region']
+                    a726 = a726 << 16 | v734['id']
+                if 'signalGroup' in w711:
+                    a726 = a726 << 8 | w711['signalGroup']
+                if 'userClass' in w711:
+                    a726 = a726 << 8 | w711['userClass']
+                if 'connectionID' in w711:
+                    a726 = a726 << 8 | w711['connectionID']
+                a689 = ((a689 - 1) << (a726.bit_length() - 1)) + a726
+        if 'overlays' in w630:
+            v741 = w630['overlays']
+            a742 = 1
+            k743 = len(v741)
+            a742 = a742 << 3 | (k743 - 1)
+            for w743 in v741:
+                a742 = a742 << 8 | w743
+            a689 = ((a689 - 1) << (a742.bit_length() - 1)) + a742
+        if 'regional' in w630:
+            v744 = w630['regional']
+            a745 = 1
+            k746 = len(v744)
+            a745 = a745 << 2 | (k746 - 1)
+            for w746 in v744:
+                s_ = e_GenericLane_regional_item(w746)
+                a745 = ((a745 - 1) << (s_.bit_length() - 1)) + s_
+            a689 = ((a689 - 1) << (a745.bit_length() - 1)) + a745
+        a = ((a - 1) << (a689.bit_length() - 1)) + a689
     return a
 
 def d_LaneList(x: int, q: int) -> tuple[Any, int]:
     q -= 8
-    k703 = ((x >> q) & 255) + 1
+    k747 = ((x >> q) & 255) + 1
+    if k747 > 255:
+        raise _rt.OutOfSchema
     r: list[Any] = []
-    for _ in range(k703):
+    for _ in range(k747):
         x &= (1 << q) - 1
-        r704: dict[str, Any] = {}
+        r748: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
-        h705 = (t_ >> 8) & 255
-        r704['laneID'] = t_ & 255
-        if h705 & 64:
+        h749 = (t_ >> 8) & 255
+        r748['laneID'] = t_ & 255
+        if h749 & 64:
             q -= 6
-            k706 = ((x >> q) & 63) + 1
-            q -= 7 * k706
-            r704['name'] = _rt.ia5((x >> q) & ((1 << (7 * k706)) - 1), k706)
-        if h705 & 32:
+            k751 = ((x >> q) & 63) + 1
+            q -= 7 * k751
+            c750 = _rt.ia5((x >> q) & ((1 << (7 * k751)) - 1), k751)
+            if len(c750) > 63:
+                raise _rt.OutOfSchema
+            r748['name'] = c750
+        if h749 & 32:
             q -= 4
-            r704['ingressApproach'] = (x >> q) & 15
-        if h705 & 16:
+            r748['ingressApproach'] = (x >> q) & 15
+        if h749 & 16:
             q -= 4
-            r704['egressApproach'] = (x >> q) & 15
-        r707: dict[str, Any] = {}
+            r748['egressApproach'] = (x >> q) & 15
+        r752: dict[str, Any] = {}
         q -= 13
         t_ = (x >> q) & 8191
-        h708 = (t_ >> 12) & 1
-        r707['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
-        r707['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
-        r707['laneType'], q = d_LaneTypeAttributes(x, q)
-        if h708 & 1:
-            r707['regional'], q = d_LaneAttributes_regional(x, q)
-        r704['laneAttributes'] = r707
-        if h705 & 8:
+        h753 = (t_ >> 12) & 1
+        r752['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
+        r752['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
+        r752['laneType'], q = d_LaneTypeAttributes(x, q)
+        if h753 & 1:
+            r752['regional'], q = d_LaneAttributes_regional(x, q)
+        r748['laneAttributes'] = r752
+        if h749 & 8:
             q -= 12
-            r704['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-        r704['nodeList'], q = d_NodeListXY(x, q)
-        if h705 & 4:
+            r748['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+        r748['nodeList'], q = d_NodeListXY(x, q)
+        if h749 & 4:
             q -= 4
-            k713 = ((x >> q) & 15) + 1
-            r712: list[Any] = []
-            for _ in range(k713):
-                r714: dict[str, Any] = {}
+            k758 = ((x >> q) & 15) + 1
+            r757: list[Any] = []
+            for _ in range(k758):
+                r759: dict[str, Any] = {}
                 q -= 4
-                h715 = (x >> q) & 15
-                r716: dict[str, Any] = {}
+                h760 = (x >> q) & 15
+                r761: dict[str, Any] = {}
                 q -= 9
                 t_ = (x >> q) & 511
-                h717 = (t_ >> 8) & 1
-                r716['lane'] = t_ & 255
-                if h717 & 1:
+                h762 = (t_ >> 8) & 1
+                r761['lane'] = t_ & 255
+                if h762 & 1:
                     q -= 12
-                    r716['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-                r714['connectingLane'] = r716
-                if h715 & 8:
-                    r719: dict[str, Any] = {}
+                    r761['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+                r759['connectingLane'] = r761
+                if h760 & 8:
+                    r764: dict[str, Any] = {}
                     q -= 1
-                    h720 = (x >> q) & 1
-                    if h720 & 1:
+                    h765 = (x >> q) & 1
+                    if h765 & 1:
                         q -= 16
-                        r719['region'] = (x >> q) & 65535
+                        r764['region'] = (x >> q) & 65535
                     q -= 16
-                    r719['id'] = (x >> q) & 65535
-                    r714['remoteIntersection'] = r719
-                if h715 & 4:
+                    r764['id'] = (x >> q) & 65535
+                    r759['remoteIntersection'] = r764
+                if h760 & 4:
                     q -= 8
-                    r714['signalGroup'] = (x >> q) & 255
-                if h715 & 2:
+                    r759['signalGroup'] = (x >> q) & 255
+                if h760 & 2:
                     q -= 8
-                    r714['userClass'] = (x >> q) & 255
-                if h715 & 1:
+                    r759['userClass'] = (x >> q) & 255
+                if h760 & 1:
                     q -= 8
-                    r714['connectionID'] = (x >> q) & 255
-                r712.append(r714)
-            r704['connectsTo'] = r712
-        if h705 & 2:
+                    r759['connectionID'] = (x >> q) & 255
+                r757.append(r759)
+            r748['connectsTo'] = r757
+        if h749 & 2:
             q -= 3
-            k722 = ((x >> q) & 7) + 1
-            r721: list[Any] = []
-            for _ in range(k722):
+            k767 = ((x >> q) & 7) + 1
+            if k767 > 5:
+                raise _rt.OutOfSchema
+            r766: list[Any] = []
+            for _ in range(k767):
                 q -= 8
-                w722 = (x >> q) & 255
-                r721.append(w722)
-            r704['overlays'] = r721
-        if h705 & 1:
+                w767 = (x >> q) & 255
+                r766.append(w767)
+            r748['overlays'] = r766
+        if h749 & 1:
             q -= 2
-            k724 = ((x >> q) & 3) + 1
-            r723: list[Any] = []
-            for _ in range(k724):
-                w724, q = d_GenericLane_regional_item(x, q)
-                r723.append(w724)
-            r704['regional'] = r723
-        if h705 >> 7:
+            k769 = ((x >> q) & 3) + 1
+            r768: list[Any] = []
+            for _ in range(k769):
+                w769, q = d_GenericLane_regional_item(x, q)
+                r768.append(w769)
+            r748['regional'] = r768
+        if h749 >> 7:
             q = _rt.skip_additions(x, q)
-        r.append(r704)
+        r.append(r748)
     return r, q
 
 
 def e_PreemptPriorityList(v: Any) -> int:
     a: int = 1
-    k725 = len(v)
-    a = a << 5 | (k725 - 1)
-    for w725 in v:
+    k770 = len(v)
+    a = a << 5 | (k770 - 1)
+    for w770 in v:
         a = a << 1
-        s_ = e_SignalControlZone_zone(w725['zone'])
+        s_ = e_SignalControlZone_zone(w770['zone'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_PreemptPriorityList(x: int, q: int) -> tuple[Any, int]:
     q -= 5
-    k728 = ((x >> q) & 31) + 1
+    k773 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k728):
+    for _ in range(k773):
         x &= (1 << q) - 1
-        r729: dict[str, Any] = {}
+        r774: dict[str, Any] = {}
         q -= 1
-        h730 = (x >> q) & 1
-        r729['zone'], q = d_SignalControlZone_zone(x, q)
-        if h730 >> 0:
+        h775 = (x >> q) & 1
+        r774['zone'], q = d_SignalControlZone_zone(x, q)
+        if h775 >> 0:
             q = _rt.skip_additions(x, q)
-        r.append(r729)
+        r.append(r774)
     return r, q
 
 
 def e_IntersectionGeometry_regional(v: Any) -> int:
     a: int = 1
-    k731 = len(v)
-    a = a << 2 | (k731 - 1)
-    for w731 in v:
-        s_ = e_IntersectionGeometry_regional_item(w731)
+    k776 = len(v)
+    a = a << 2 | (k776 - 1)
+    for w776 in v:
+        s_ = e_IntersectionGeometry_regional_item(w776)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_IntersectionGeometry_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k732 = ((x >> q) & 3) + 1
+    k777 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k732):
+    for _ in range(k777):
         x &= (1 << q) - 1
-        w732, q = d_IntersectionGeometry_regional_item(x, q)
-        r.append(w732)
+        w777, q = d_IntersectionGeometry_regional_item(x, q)
+        r.append(w777)
     return r, q
 
 
 def e_RoadLaneSetList(v: Any) -> int:
     a: int = 1
-    k733 = len(v)
-    a = a << 8 | (k733 - 1)
-    for w733 in v:
-        a792 = 1
-        a792 = a792 << 16 | ((64 if 'name' in w733 else 0) | (32 if 'ingressApproach' in w733 else 0) | (16 if 'egressApproach' in w733 else 0) | (8 if 'maneuvers' in w733 else 0) | (4 if 'connectsTo' in w733 else 0) | (2 if 'overlays' in w733 else 0) | ('regional' in w733)) << 8 | (w733['laneID'])
-        if 'name' in w733:
-            b796 = w733['name'].encode('ascii')
-            a792 = a792 << 6 | (len(b796) - 1)
-            a792 = a792 << 7 * len(b796) | _rt.ia5_pack(b796)
-        if 'ingressApproach' in w733:
-            a792 = a792 << 4 | w733['ingressApproach']
-        if 'egressApproach' in w733:
-            a792 = a792 << 4 | w733['egressApproach']
-        v799 = w733['laneAttributes']
-        a792 = a792 << 1 | ('regional' in v799)
-        d802, k803 = v799['directionalUse']
-        a792 = a792 << k803 | int.from_bytes(d802, 'big') >> (8 * len(d802) - k803)
-        d805, k806 = v799['sharedWith']
-        a792 = a792 << k806 | int.from_bytes(d805, 'big') >> (8 * len(d805) - k806)
-        s_ = e_LaneTypeAttributes(v799['laneType'])
-        a792 = ((a792 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in v799:
-            s_ = e_LaneAttributes_regional(v799['regional'])
-            a792 = ((a792 - 1) << (s_.bit_length() - 1)) + s_
-        if 'maneuvers' in w733:
-            d810, k811 = w733['maneuvers']
-            a792 = a792 << k811 | int.from_bytes(d810, 'big') >> (8 * len(d810) - k811)
-        s_ = e_NodeListXY(w733['nodeList'])
-        a792 = ((a792 - 1) << (s_.bit_length() - 1)) + s_
-        if 'connectsTo' in w733:
-            v813 = w733['connectsTo']
-            k814 = len(v813)
-            a792 = a792 << 4 | (k814 - 1)
-            for w814 in v813:
-                a829 = 1
-                a829 = a829 << 4 | (8 if 'remoteIntersection' in w814 else 0) | (4 if 'signalGroup' in w814 else 0) | (2 if 'userClass' in w814 else 0) | ('connectionID' in w814)
-                v831 = w814['connectingLane']
-                a829 = a829 << 9 | (('maneuver' in v831)) << 8 | (v831['lane'])
-                if 'maneuver' in v831:
-                    d835, k836 = v831['maneuver']
-                    a829 = a829 << k836 | int.from_bytes(d835, 'big') >> (8 * len(d835) - k836)
-                if 'remoteIntersection' in w814:
-                    v837 = w814['remoteIntersection']
-                    a829 = a829 << 1 | ('region' in v837)
-                    if 'region' in v837:
-                        a829 = a829 << 16 | v837['region']
-                    a829 = a829 << 16 | v837['id']
-                if 'signalGroup' in w814:
-                    a829 = a829 << 8 | w814['signalGroup']
-                if 'userClass' in w814:
-                    a829 = a829 << 8 | w814['userClass']
-                if 'connectionID' in w814:
-                    a829 = a829 << 8 | w814['connectionID']
-                a792 = ((a792 - 1) << (a829.bit_length() - 1)) + a829
-        if 'overlays' in w733:
-            v844 = w733['overlays']
-            a845 = 1
-            k846 = len(v844)
-            a845 = a845 << 3 | (k846 - 1)
-            for w846 in v844:
-                a845 = a845 << 8 | w846
-            a792 = ((a792 - 1) << (a845.bit_length() - 1)) + a845
-        if 'regional' in w733:
-            v847 = w733['regional']
-            a848 = 1
-            k849 = len(v847)
-            a848 = a848 << 2 | (k849 - 1)
-            for w849 in v847:
-                s_ = e_GenericLane_regional_item(w849)
-                a848 = ((a848 - 1) << (s_.bit_length() - 1)) + s_
-            a792 = ((a792 - 1) << (a848.bit_length() - 1)) + a848
-        a = ((a - 1) << (a792.bit_length() - 1)) + a792
+    k778 = len(v)
+    a = a << 8 | (k778 - 1)
+    for w778 in v:
+        a837 = 1
+        a837 = a837 << 16 | ((64 if 'name' in w778 else 0) | (32 if 'ingressApproach' in w778 else 0) | (16 if 'egressApproach' in w778 else 0) | (8 if 'maneuvers' in w778 else 0) | (4 if 'connectsTo' in w778 else 0) | (2 if 'overlays' in w778 else 0) | ('regional' in w778)) << 8 | (w778['laneID'])
+        if 'name' in w778:
+            b841 = w778['name'].encode('ascii')
+            a837 = a837 << 6 | (len(b841) - 1)
+            a837 = a837 << 7 * len(b841) | _rt.ia5_pack(b841)
+        if 'ingressApproach' in w778:
+            a837 = a837 << 4 | w778['ingressApproach']
+        if 'egressApproach' in w778:
+            a837 = a837 << 4 | w778['egressApproach']
+        v844 = w778['laneAttributes']
+        a837 = a837 << 1 | ('regional' in v844)
+        d847, k848 = v844['directionalUse']
+        a837 = a837 << k848 | int.from_bytes(d847, 'big') >> (8 * len(d847) - k848)
+        d850, k851 = v844['sharedWith']
+        a837 = a837 << k851 | int.from_bytes(d850, 'big') >> (8 * len(d850) - k851)
+        s_ = e_LaneTypeAttributes(v844['laneType'])
+        a837 = ((a837 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in v844:
+            s_ = e_LaneAttributes_regional(v844['regional'])
+            a837 = ((a837 - 1) << (s_.bit_length() - 1)) + s_
+        if 'maneuvers' in w778:
+            d855, k856 = w778['maneuvers']
+            a837 = a837 << k856 | int.from_bytes(d855, 'big') >> (8 * len(d855) - k856)
+        s_ = e_NodeListXY(w778['nodeList'])
+        a837 = ((a837 - 1) << (s_.bit_length() - 1)) + s_
+        if 'connectsTo' in w778:
+            v858 = w778['connectsTo']
+            k859 = len(v858)
+            a837 = a837 << 4 | (k859 - 1)
+            for w859 in v858:
+                a874 = 1
+                a874 = a874 << 4 | (8 if 'remoteIntersection' in w859 else 0) | (4 if 'signalGroup' in w859 else 0) | (2 if 'userClass' in w859 else 0) | ('connectionID' in w859)
+                v876 = w859['connectingLane']
+                a874 = a874 << 9 | (('maneuver' in v876)) << 8 | (v876['lane'])
+                if 'maneuver' in v876:
+                    d880, k881 = v876['maneuver']
+                    a874 = a874 << k881 | int.from_bytes(d880, 'big') >> (8 * len(d880) - k881)
+                if 'remoteIntersection' in w859:
+                    v882 = w859['remoteIntersection']
+                    a874 = a874 << 1 | ('region' in v882)
+                    if 'region' in v882:
+                        a874 = a874 << 16 | v882['region']
+                    a874 = a874 << 16 | v882['id']
+                if 'signalGroup' in w859:
+                    a874 = a874 << 8 | w859['signalGroup']
+                if 'userClass' in w859:
+                    a874 = a874 << 8 | w859['userClass']
+                if 'connectionID' in w859:
+                    a874 = a874 << 8 | w859['connectionID']
+                a837 = ((a837 - 1) << (a874.bit_length() - 1)) + a874
+        if 'overlays' in w778:
+            v889 = w778['overlays']
+            a890 = 1
+            k891 = len(v889)
+            a890 = a890 << 3 | (k891 - 1)
+            for w891 in v889:
+                a890 = a890 << 8 | w891
+            a837 = ((a837 - 1) << (a890.bit_length() - 1)) + a890
+        if 'regional' in w778:
+            v892 = w778['regional']
+            a893 = 1
+            k894 = len(v892)
+            a893 = a893 << 2 | (k894 - 1)
+            for w894 in v892:
+                s_ = e_GenericLane_regional_item(w894)
+                a893 = ((a893 - 1) << (s_.bit_length() - 1)) + s_
+            a837 = ((a837 - 1) << (a893.bit_length() - 1)) + a893
+        a = ((a - 1) << (a837.bit_length() - 1)) + a837
     return a
 
 def d_RoadLaneSetList(x: int, q: int) -> tuple[Any, int]:
     q -= 8
-    k850 = ((x >> q) & 255) + 1
+    k895 = ((x >> q) & 255) + 1
+    if k895 > 255:
+        raise _rt.OutOfSchema
     r: list[Any] = []
-    for _ in range(k850):
+    for _ in range(k895):
         x &= (1 << q) - 1
-        r851: dict[str, Any] = {}
+        r896: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
-        h852 = (t_ >> 8) & 255
-        r851['laneID'] = t_ & 255
-        if h852 & 64:
+        h897 = (t_ >> 8) & 255
+        r896['laneID'] = t_ & 255
+        if h897 & 64:
             q -= 6
-            k853 = ((x >> q) & 63) + 1
-            q -= 7 * k853
-            r851['name'] = _rt.ia5((x >> q) & ((1 << (7 * k853)) - 1), k853)
-        if h852 & 32:
+            k899 = ((x >> q) & 63) + 1
+            q -= 7 * k899
+            c898 = _rt.ia5((x >> q) & ((1 << (7 * k899)) - 1), k899)
+            if len(c898) > 63:
+                raise _rt.OutOfSchema
+            r896['name'] = c898
+        if h897 & 32:
             q -= 4
-            r851['ingressApproach'] = (x >> q) & 15
-        if h852 & 16:
+            r896['ingressApproach'] = (x >> q) & 15
+        if h897 & 16:
             q -= 4
-            r851['egressApproach'] = (x >> q) & 15
-        r854: dict[str, Any] = {}
+            r896['egressApproach'] = (x >> q) & 15
+        r900: dict[str, Any] = {}
         q -= 13
         t_ = (x >> q) & 8191
-        h855 = (t_ >> 12) & 1
-        r854['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
-        r854['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
-        r854['laneType'], q = d_LaneTypeAttributes(x, q)
-        if h855 & 1:
-            r854['regional'], q = d_LaneAttributes_regional(x, q)
-        r851['laneAttributes'] = r854
-        if h852 & 8:
+        h901 = (t_ >> 12) & 1
+        r900['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
+        r900['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
+        r900['laneType'], q = d_LaneTypeAttributes(x, q)
+        if h901 & 1:
+            r900['regional'], q = d_LaneAttributes_regional(x, q)
+        r896['laneAttributes'] = r900
+        if h897 & 8:
             q -= 12
-            r851['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-        r851['nodeList'], q = d_NodeListXY(x, q)
-        if h852 & 4:
+            r896['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+        r896['nodeList'], q = d_NodeListXY(x, q)
+        if h897 & 4:
             q -= 4
-            k860 = ((x >> q) & 15) + 1
-            r859: list[Any] = []
-            for _ in range(k860):
-                r861: dict[str, Any] = {}
+            k906 = ((x >> q) & 15) + 1
+            r905: list[Any] = []
+            for _ in range(k906):
+                r907: dict[str, Any] = {}
                 q -= 4
-                h862 = (x >> q) & 15
-                r863: dict[str, Any] = {}
+                h908 = (x >> q) & 15
+                r909: dict[str, Any] = {}
                 q -= 9
                 t_ = (x >> q) & 511
-                h864 = (t_ >> 8) & 1
-                r863['lane'] = t_ & 255
-                if h864 & 1:
+                h910 = (t_ >> 8) & 1
+                r909['lane'] = t_ & 255
+                if h910 & 1:
                     q -= 12
-                    r863['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-                r861['connectingLane'] = r863
-                if h862 & 8:
-                    r866: dict[str, Any] = {}
+                    r909['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+                r907['connectingLane'] = r909
+                if h908 & 8:
+                    r912: dict[str, Any] = {}
                     q -= 1
-                    h867 = (x >> q) & 1
-                    if h867 & 1:
+                    h913 = (x >> q) & 1
+                    if h913 & 1:
                         q -= 16
-                        r866['region'] = (x >> q) & 65535
+                        r912['region'] = (x >> q) & 65535
                     q -= 16
-                    r866['id'] = (x >> q) & 65535
-                    r861['remoteIntersection'] = r866
-                if h862 & 4:
+                    r912['id'] = (x >> q) & 65535
+                    r907['remoteIntersection'] = r912
+                if h908 & 4:
                     q -= 8
-                    r861['signalGroup'] = (x >> q) & 255
-                if h862 & 2:
+                    r907['signalGroup'] = (x >> q) & 255
+                if h908 & 2:
                     q -= 8
-                    r861['userClass'] = (x >> q) & 255
-                if h862 & 1:
+                    r907['userClass'] = (x >> q) & 255
+                if h908 & 1:
                     q -= 8
-                    r861['connectionID'] = (x >> q) & 255
-                r859.append(r861)
-            r851['connectsTo'] = r859
-        if h852 & 2:
+                    r907['connectionID'] = (x >> q) & 255
+                r905.append(r907)
+            r896['connectsTo'] = r905
+        if h897 & 2:
             q -= 3
-            k869 = ((x >> q) & 7) + 1
-            r868: list[Any] = []
-            for _ in range(k869):
+            k915 = ((x >> q) & 7) + 1
+            if k915 > 5:
+                raise _rt.OutOfSchema
+            r914: list[Any] = []
+            for _ in range(k915):
                 q -= 8
-                w869 = (x >> q) & 255
-                r868.append(w869)
-            r851['overlays'] = r868
-        if h852 & 1:
+                w915 = (x >> q) & 255
+                r914.append(w915)
+            r896['overlays'] = r914
+        if h897 & 1:
             q -= 2
-            k871 = ((x >> q) & 3) + 1
-            r870: list[Any] = []
-            for _ in range(k871):
-                w871, q = d_GenericLane_regional_item(x, q)
-                r870.append(w871)
-            r851['regional'] = r870
-        if h852 >> 7:
+            k917 = ((x >> q) & 3) + 1
+            r916: list[Any] = []
+            for _ in range(k917):
+                w917, q = d_GenericLane_regional_item(x, q)
+                r916.append(w917)
+            r896['regional'] = r916
+        if h897 >> 7:
             q = _rt.skip_additions(x, q)
-        r.append(r851)
+        r.append(r896)
     return r, q
 
 
 def e_RoadSegment_regional(v: Any) -> int:
     a: int = 1
-    k872 = len(v)
-    a = a << 2 | (k872 - 1)
-    for w872 in v:
-        s_ = e_RoadSegment_regional_item(w872)
+    k918 = len(v)
+    a = a << 2 | (k918 - 1)
+    for w918 in v:
+        s_ = e_RoadSegment_regional_item(w918)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RoadSegment_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k873 = ((x >> q) & 3) + 1
+    k919 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k873):
+    for _ in range(k919):
         x &= (1 << q) - 1
-        w873, q = d_RoadSegment_regional_item(x, q)
-        r.append(w873)
+        w919, q = d_RoadSegment_regional_item(x, q)
+        r.append(w919)
     return r, q
 
 
 def e_RestrictionUserTypeList(v: Any) -> int:
     a: int = 1
-    k874 = len(v)
-    a = a << 4 | (k874 - 1)
-    for w874 in v:
-        s_ = e_RestrictionUserType(w874)
+    k920 = len(v)
+    a = a << 4 | (k920 - 1)
+    for w920 in v:
+        s_ = e_RestrictionUserType(w920)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RestrictionUserTypeList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k875 = ((x >> q) & 15) + 1
+    k921 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k875):
+    for _ in range(k921):
         x &= (1 << q) - 1
-        w875, q = d_RestrictionUserType(x, q)
-        r.append(w875)
+        w921, q = d_RestrictionUserType(x, q)
+        r.append(w921)
     return r, q
 
 
@@ -2105,7 +2260,7 @@ def e_IviContainer(v: Any) -> int:
 
 def d_IviContainer(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
+    r: tuple[str, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
@@ -2121,7 +2276,7 @@ def d_IviContainer(x: int, q: int) -> tuple[Any, int]:
             w, q = d_RoadSurfaceContainer(x, q)
             r = ('rsc', w)
         else:
-            r = (None, None)
+            raise _rt.OutOfSchema
         return r, _rt.skip(q0, length << 3)
     q -= 3
     i = (x >> q) & 7
@@ -2146,87 +2301,90 @@ def d_IviContainer(x: int, q: int) -> tuple[Any, int]:
 def e_SignalRequest(v: Any) -> int:
     a: int = 1
     a = a << 3 | (2 if 'outBoundLane' in v else 0) | ('regional' in v)
-    v878 = v['id']
-    a = a << 1 | ('region' in v878)
-    if 'region' in v878:
-        a = a << 16 | v878['region']
-    a = a << 24 | (v878['id']) << 8 | (v['requestID'])
-    w884 = v['requestType']
-    i885 = _E_PriorityRequestType_34.get(w884)
-    if i885 is not None:
-        a = a << 3 | i885
+    v924 = v['id']
+    a = a << 1 | ('region' in v924)
+    if 'region' in v924:
+        a = a << 16 | v924['region']
+    a = a << 24 | (v924['id']) << 8 | (v['requestID'])
+    w930 = v['requestType']
+    i931 = _E_PriorityRequestType_34.get(w930)
+    if i931 is not None:
+        a = a << 3 | i931
     else:
-        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w884])
+        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w930])
     s_ = e_IntersectionAccessPoint(v['inBoundLane'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'outBoundLane' in v:
         s_ = e_IntersectionAccessPoint(v['outBoundLane'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'regional' in v:
-        v888 = v['regional']
-        k889 = len(v888)
-        a = a << 2 | (k889 - 1)
-        for w889 in v888:
-            s_ = e_SignalRequest_regional_item(w889)
+        v934 = v['regional']
+        k935 = len(v934)
+        a = a << 2 | (k935 - 1)
+        for w935 in v934:
+            s_ = e_SignalRequest_regional_item(w935)
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_SignalRequest(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h890 = (x >> q) & 7
-    r891: dict[str, Any] = {}
+    h936 = (x >> q) & 7
+    r937: dict[str, Any] = {}
     q -= 1
-    h892 = (x >> q) & 1
-    if h892 & 1:
+    h938 = (x >> q) & 1
+    if h938 & 1:
         q -= 16
-        r891['region'] = (x >> q) & 65535
+        r937['region'] = (x >> q) & 65535
     q -= 16
-    r891['id'] = (x >> q) & 65535
-    r['id'] = r891
+    r937['id'] = (x >> q) & 65535
+    r['id'] = r937
     q -= 8
     r['requestID'] = (x >> q) & 255
     q -= 1
     if (x >> q) & 1:
-        i893, q = _rt.read_nsnn(x, q)
-        r['requestType'] = _DX_LayerType_3.get(i893)
+        i940, q = _rt.read_nsnn(x, q)
+        c939 = _DX_LayerType_3.get(i940)
     else:
         q -= 2
-        r['requestType'] = _D_PriorityRequestType_35[(x >> q) & 3]
+        c939 = _D_PriorityRequestType_35[(x >> q) & 3]
+    if c939 is None:
+        raise _rt.OutOfSchema
+    r['requestType'] = c939
     r['inBoundLane'], q = d_IntersectionAccessPoint(x, q)
-    if h890 & 2:
+    if h936 & 2:
         r['outBoundLane'], q = d_IntersectionAccessPoint(x, q)
-    if h890 & 1:
+    if h936 & 1:
         q -= 2
-        k895 = ((x >> q) & 3) + 1
-        r894: list[Any] = []
-        for _ in range(k895):
+        k942 = ((x >> q) & 3) + 1
+        r941: list[Any] = []
+        for _ in range(k942):
             x &= (1 << q) - 1
-            w895, q = d_SignalRequest_regional_item(x, q)
-            r894.append(w895)
-        r['regional'] = r894
-    if h890 >> 2:
+            w942, q = d_SignalRequest_regional_item(x, q)
+            r941.append(w942)
+        r['regional'] = r941
+    if h936 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_SignalRequestPackage_regional(v: Any) -> int:
     a: int = 1
-    k896 = len(v)
-    a = a << 2 | (k896 - 1)
-    for w896 in v:
-        s_ = e_SignalRequestPackage_regional_item(w896)
+    k943 = len(v)
+    a = a << 2 | (k943 - 1)
+    for w943 in v:
+        s_ = e_SignalRequestPackage_regional_item(w943)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_SignalRequestPackage_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k897 = ((x >> q) & 3) + 1
+    k944 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k897):
+    for _ in range(k944):
         x &= (1 << q) - 1
-        w897, q = d_SignalRequestPackage_regional_item(x, q)
-        r.append(w897)
+        w944, q = d_SignalRequestPackage_regional_item(x, q)
+        r.append(w944)
     return r, q
 
 
@@ -2235,8 +2393,8 @@ def e_VehicleID(v: Any) -> int:
     k, w = v
     if k == 'entityID':
         a <<= 1
-        d898 = w
-        a = a << (len(d898) << 3) | int.from_bytes(d898, 'big')
+        d945 = w
+        a = a << (len(d945) << 3) | int.from_bytes(d945, 'big')
     elif k == 'stationID':
         a = a << 33 | (1) << 32 | (w)
     else:
@@ -2248,9 +2406,9 @@ def d_VehicleID(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     i = (x >> q) & 1
     if i == 0:
-        k899 = 4
-        q -= k899 << 3
-        w = ((x >> q) & ((1 << (k899 << 3)) - 1)).to_bytes(k899, 'big')
+        k946 = 4
+        q -= k946 << 3
+        w = ((x >> q) & ((1 << (k946 << 3)) - 1)).to_bytes(k946, 'big')
         return ('entityID', w), q
     elif i == 1:
         q -= 32
@@ -2328,188 +2486,203 @@ def d_SignalRequestMessage_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_SignalStatusPackageList(v: Any) -> int:
     a: int = 1
-    k903 = len(v)
-    a = a << 5 | (k903 - 1)
-    for w903 in v:
-        a = a << 7 | (32 if 'requester' in w903 else 0) | (16 if 'outboundOn' in w903 else 0) | (8 if 'minute' in w903 else 0) | (4 if 'second' in w903 else 0) | (2 if 'duration' in w903 else 0) | ('regional' in w903)
-        if 'requester' in w903:
-            v905 = w903['requester']
-            a = a << 3 | (2 if 'role' in v905 else 0) | ('typeData' in v905)
-            s_ = e_VehicleID(v905['id'])
+    k950 = len(v)
+    a = a << 5 | (k950 - 1)
+    for w950 in v:
+        a = a << 7 | (32 if 'requester' in w950 else 0) | (16 if 'outboundOn' in w950 else 0) | (8 if 'minute' in w950 else 0) | (4 if 'second' in w950 else 0) | (2 if 'duration' in w950 else 0) | ('regional' in w950)
+        if 'requester' in w950:
+            v952 = w950['requester']
+            a = a << 3 | (2 if 'role' in v952 else 0) | ('typeData' in v952)
+            s_ = e_VehicleID(v952['id'])
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
-            a = a << 15 | (v905['request']) << 7 | (v905['sequenceNumber'])
-            if 'role' in v905:
-                w911 = v905['role']
-                i912 = _E_BasicVehicleRole_4.get(w911)
-                if i912 is not None:
-                    a = a << 6 | i912
+            a = a << 15 | (v952['request']) << 7 | (v952['sequenceNumber'])
+            if 'role' in v952:
+                w958 = v952['role']
+                i959 = _E_BasicVehicleRole_4.get(w958)
+                if i959 is not None:
+                    a = a << 6 | i959
                 else:
-                    a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w911])
-            if 'typeData' in v905:
-                v913 = v905['typeData']
-                a = a << 6 | (16 if 'subrole' in v913 else 0) | (8 if 'request' in v913 else 0) | (4 if 'iso3883' in v913 else 0) | (2 if 'hpmsType' in v913 else 0) | ('regional' in v913)
-                w916 = v913['role']
-                i917 = _E_BasicVehicleRole_4.get(w916)
-                if i917 is not None:
-                    a = a << 6 | i917
+                    a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w958])
+            if 'typeData' in v952:
+                v960 = v952['typeData']
+                a = a << 6 | (16 if 'subrole' in v960 else 0) | (8 if 'request' in v960 else 0) | (4 if 'iso3883' in v960 else 0) | (2 if 'hpmsType' in v960 else 0) | ('regional' in v960)
+                w963 = v960['role']
+                i964 = _E_BasicVehicleRole_4.get(w963)
+                if i964 is not None:
+                    a = a << 6 | i964
                 else:
-                    a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w916])
-                if 'subrole' in v913:
-                    a = a << 4 | _E_RequestSubRole_5[v913['subrole']]
-                if 'request' in v913:
-                    a = a << 4 | _E_RequestImportanceLevel_6[v913['request']]
-                if 'iso3883' in v913:
-                    a = a << 8 | v913['iso3883']
-                if 'hpmsType' in v913:
-                    w922 = v913['hpmsType']
-                    i923 = _E_VehicleType_7.get(w922)
-                    if i923 is not None:
-                        a = a << 5 | i923
+                    a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w963])
+                if 'subrole' in v960:
+                    a = a << 4 | _E_RequestSubRole_5[v960['subrole']]
+                if 'request' in v960:
+                    a = a << 4 | _E_RequestImportanceLevel_6[v960['request']]
+                if 'iso3883' in v960:
+                    a = a << 8 | v960['iso3883']
+                if 'hpmsType' in v960:
+                    w969 = v960['hpmsType']
+                    i970 = _E_VehicleType_7.get(w969)
+                    if i970 is not None:
+                        a = a << 5 | i970
                     else:
-                        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w922])
-                if 'regional' in v913:
-                    s_ = e_RequestorType_regional(v913['regional'])
+                        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w969])
+                if 'regional' in v960:
+                    s_ = e_RequestorType_regional(v960['regional'])
                     a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        s_ = e_IntersectionAccessPoint(w903['inboundOn'])
+        s_ = e_IntersectionAccessPoint(w950['inboundOn'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        if 'outboundOn' in w903:
-            s_ = e_IntersectionAccessPoint(w903['outboundOn'])
+        if 'outboundOn' in w950:
+            s_ = e_IntersectionAccessPoint(w950['outboundOn'])
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        if 'minute' in w903:
-            a = a << 20 | w903['minute']
-        if 'second' in w903:
-            a = a << 16 | w903['second']
-        if 'duration' in w903:
-            a = a << 16 | w903['duration']
-        w931 = w903['status']
-        i932 = _E_PrioritizationResponseStatus_36.get(w931)
-        if i932 is not None:
-            a = a << 4 | i932
+        if 'minute' in w950:
+            a = a << 20 | w950['minute']
+        if 'second' in w950:
+            a = a << 16 | w950['second']
+        if 'duration' in w950:
+            a = a << 16 | w950['duration']
+        w978 = w950['status']
+        i979 = _E_PrioritizationResponseStatus_36.get(w978)
+        if i979 is not None:
+            a = a << 4 | i979
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w931])
-        if 'regional' in w903:
-            v933 = w903['regional']
-            a934 = 1
-            k935 = len(v933)
-            a934 = a934 << 2 | (k935 - 1)
-            for w935 in v933:
-                s_ = e_SignalStatusPackage_regional_item(w935)
-                a934 = ((a934 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a934.bit_length() - 1)) + a934
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w978])
+        if 'regional' in w950:
+            v980 = w950['regional']
+            a981 = 1
+            k982 = len(v980)
+            a981 = a981 << 2 | (k982 - 1)
+            for w982 in v980:
+                s_ = e_SignalStatusPackage_regional_item(w982)
+                a981 = ((a981 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a981.bit_length() - 1)) + a981
     return a
 
 def d_SignalStatusPackageList(x: int, q: int) -> tuple[Any, int]:
     q -= 5
-    k936 = ((x >> q) & 31) + 1
+    k983 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k936):
+    for _ in range(k983):
         x &= (1 << q) - 1
-        r937: dict[str, Any] = {}
+        r984: dict[str, Any] = {}
         q -= 7
-        h938 = (x >> q) & 127
-        if h938 & 32:
-            r939: dict[str, Any] = {}
+        h985 = (x >> q) & 127
+        if h985 & 32:
+            r986: dict[str, Any] = {}
             q -= 3
-            h940 = (x >> q) & 7
-            r939['id'], q = d_VehicleID(x, q)
+            h987 = (x >> q) & 7
+            r986['id'], q = d_VehicleID(x, q)
             q -= 15
             t_ = (x >> q) & 32767
-            r939['request'] = (t_ >> 7) & 255
-            r939['sequenceNumber'] = t_ & 127
-            if h940 & 2:
+            r986['request'] = (t_ >> 7) & 255
+            r986['sequenceNumber'] = t_ & 127
+            if h987 & 2:
                 q -= 1
                 if (x >> q) & 1:
-                    i941, q = _rt.read_nsnn(x, q)
-                    r939['role'] = _DX_LayerType_3.get(i941)
+                    i989, q = _rt.read_nsnn(x, q)
+                    c988 = _DX_LayerType_3.get(i989)
                 else:
                     q -= 5
-                    r939['role'] = _D_BasicVehicleRole_10[(x >> q) & 31]
-            if h940 & 1:
-                r942: dict[str, Any] = {}
+                    c988 = _D_BasicVehicleRole_10[(x >> q) & 31]
+                if c988 is None:
+                    raise _rt.OutOfSchema
+                r986['role'] = c988
+            if h987 & 1:
+                r990: dict[str, Any] = {}
                 q -= 6
-                h943 = (x >> q) & 63
+                h991 = (x >> q) & 63
                 q -= 1
                 if (x >> q) & 1:
-                    i944, q = _rt.read_nsnn(x, q)
-                    r942['role'] = _DX_LayerType_3.get(i944)
+                    i993, q = _rt.read_nsnn(x, q)
+                    c992 = _DX_LayerType_3.get(i993)
                 else:
                     q -= 5
-                    r942['role'] = _D_BasicVehicleRole_10[(x >> q) & 31]
-                if h943 & 16:
+                    c992 = _D_BasicVehicleRole_10[(x >> q) & 31]
+                if c992 is None:
+                    raise _rt.OutOfSchema
+                r990['role'] = c992
+                if h991 & 16:
                     q -= 4
-                    r942['subrole'] = _D_RequestSubRole_11[(x >> q) & 15]
-                if h943 & 8:
+                    r990['subrole'] = _D_RequestSubRole_11[(x >> q) & 15]
+                if h991 & 8:
                     q -= 4
-                    r942['request'] = _D_RequestImportanceLevel_12[(x >> q) & 15]
-                if h943 & 4:
+                    r990['request'] = _D_RequestImportanceLevel_12[(x >> q) & 15]
+                if h991 & 4:
                     q -= 8
-                    r942['iso3883'] = (x >> q) & 255
-                if h943 & 2:
+                    r990['iso3883'] = (x >> q) & 255
+                if h991 & 2:
                     q -= 1
                     if (x >> q) & 1:
-                        i945, q = _rt.read_nsnn(x, q)
-                        r942['hpmsType'] = _DX_LayerType_3.get(i945)
+                        i995, q = _rt.read_nsnn(x, q)
+                        c994 = _DX_LayerType_3.get(i995)
                     else:
                         q -= 4
-                        r942['hpmsType'] = _D_VehicleType_13[(x >> q) & 15]
-                if h943 & 1:
-                    r942['regional'], q = d_RequestorType_regional(x, q)
-                if h943 >> 5:
+                        c994 = _D_VehicleType_13[(x >> q) & 15]
+                    if c994 is None:
+                        raise _rt.OutOfSchema
+                    r990['hpmsType'] = c994
+                if h991 & 1:
+                    r990['regional'], q = d_RequestorType_regional(x, q)
+                if h991 >> 5:
                     q = _rt.skip_additions(x, q)
-                r939['typeData'] = r942
-            if h940 >> 2:
+                r986['typeData'] = r990
+            if h987 >> 2:
                 q = _rt.skip_additions(x, q)
-            r937['requester'] = r939
-        r937['inboundOn'], q = d_IntersectionAccessPoint(x, q)
-        if h938 & 16:
-            r937['outboundOn'], q = d_IntersectionAccessPoint(x, q)
-        if h938 & 8:
+            r984['requester'] = r986
+        r984['inboundOn'], q = d_IntersectionAccessPoint(x, q)
+        if h985 & 16:
+            r984['outboundOn'], q = d_IntersectionAccessPoint(x, q)
+        if h985 & 8:
             q -= 20
-            r937['minute'] = (x >> q) & 1048575
-        if h938 & 4:
+            c996 = (x >> q) & 1048575
+            if c996 > 527040:
+                raise _rt.OutOfSchema
+            r984['minute'] = c996
+        if h985 & 4:
             q -= 16
-            r937['second'] = (x >> q) & 65535
-        if h938 & 2:
+            r984['second'] = (x >> q) & 65535
+        if h985 & 2:
             q -= 16
-            r937['duration'] = (x >> q) & 65535
+            r984['duration'] = (x >> q) & 65535
         q -= 1
         if (x >> q) & 1:
-            i946, q = _rt.read_nsnn(x, q)
-            r937['status'] = _DX_LayerType_3.get(i946)
+            i998, q = _rt.read_nsnn(x, q)
+            c997 = _DX_LayerType_3.get(i998)
         else:
             q -= 3
-            r937['status'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
-        if h938 & 1:
+            c997 = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
+        if c997 is None:
+            raise _rt.OutOfSchema
+        r984['status'] = c997
+        if h985 & 1:
             q -= 2
-            k948 = ((x >> q) & 3) + 1
-            r947: list[Any] = []
-            for _ in range(k948):
-                w948, q = d_SignalStatusPackage_regional_item(x, q)
-                r947.append(w948)
-            r937['regional'] = r947
-        if h938 >> 6:
+            k1000 = ((x >> q) & 3) + 1
+            r999: list[Any] = []
+            for _ in range(k1000):
+                w1000, q = d_SignalStatusPackage_regional_item(x, q)
+                r999.append(w1000)
+            r984['regional'] = r999
+        if h985 >> 6:
             q = _rt.skip_additions(x, q)
-        r.append(r937)
+        r.append(r984)
     return r, q
 
 
 def e_SignalStatus_regional(v: Any) -> int:
     a: int = 1
-    k949 = len(v)
-    a = a << 2 | (k949 - 1)
-    for w949 in v:
-        s_ = e_SignalStatus_regional_item(w949)
+    k1001 = len(v)
+    a = a << 2 | (k1001 - 1)
+    for w1001 in v:
+        s_ = e_SignalStatus_regional_item(w1001)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_SignalStatus_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k950 = ((x >> q) & 3) + 1
+    k1002 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k950):
+    for _ in range(k1002):
         x &= (1 << q) - 1
-        w950, q = d_SignalStatus_regional_item(x, q)
-        r.append(w950)
+        w1002, q = d_SignalStatus_regional_item(x, q)
+        r.append(w1002)
     return r, q
 
 
@@ -2557,114 +2730,123 @@ def d_RTCMcorrections_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_AdvisorySpeedList(v: Any) -> int:
     a: int = 1
-    k953 = len(v)
-    a = a << 4 | (k953 - 1)
-    for w953 in v:
-        a = a << 6 | (16 if 'speed' in w953 else 0) | (8 if 'confidence' in w953 else 0) | (4 if 'distance' in w953 else 0) | (2 if 'class' in w953 else 0) | ('regional' in w953)
-        w956 = w953['type']
-        i957 = _E_AdvisorySpeedType_38.get(w956)
-        if i957 is not None:
-            a = a << 3 | i957
+    k1005 = len(v)
+    a = a << 4 | (k1005 - 1)
+    for w1005 in v:
+        a = a << 6 | (16 if 'speed' in w1005 else 0) | (8 if 'confidence' in w1005 else 0) | (4 if 'distance' in w1005 else 0) | (2 if 'class' in w1005 else 0) | ('regional' in w1005)
+        w1008 = w1005['type']
+        i1009 = _E_AdvisorySpeedType_38.get(w1008)
+        if i1009 is not None:
+            a = a << 3 | i1009
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w956])
-        if 'speed' in w953:
-            a = a << 9 | w953['speed']
-        if 'confidence' in w953:
-            a = a << 3 | _E_SpeedConfidence_21[w953['confidence']]
-        if 'distance' in w953:
-            a = a << 14 | w953['distance']
-        if 'class' in w953:
-            a = a << 8 | w953['class']
-        if 'regional' in w953:
-            v962 = w953['regional']
-            a963 = 1
-            k964 = len(v962)
-            a963 = a963 << 2 | (k964 - 1)
-            for w964 in v962:
-                s_ = e_AdvisorySpeed_regional_item(w964)
-                a963 = ((a963 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a963.bit_length() - 1)) + a963
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1008])
+        if 'speed' in w1005:
+            a = a << 9 | w1005['speed']
+        if 'confidence' in w1005:
+            a = a << 3 | _E_SpeedConfidence_21[w1005['confidence']]
+        if 'distance' in w1005:
+            a = a << 14 | w1005['distance']
+        if 'class' in w1005:
+            a = a << 8 | w1005['class']
+        if 'regional' in w1005:
+            v1014 = w1005['regional']
+            a1015 = 1
+            k1016 = len(v1014)
+            a1015 = a1015 << 2 | (k1016 - 1)
+            for w1016 in v1014:
+                s_ = e_AdvisorySpeed_regional_item(w1016)
+                a1015 = ((a1015 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1015.bit_length() - 1)) + a1015
     return a
 
 def d_AdvisorySpeedList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k965 = ((x >> q) & 15) + 1
+    k1017 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k965):
+    for _ in range(k1017):
         x &= (1 << q) - 1
-        r966: dict[str, Any] = {}
+        r1018: dict[str, Any] = {}
         q -= 6
-        h967 = (x >> q) & 63
+        h1019 = (x >> q) & 63
         q -= 1
         if (x >> q) & 1:
-            i968, q = _rt.read_nsnn(x, q)
-            r966['type'] = _DX_LayerType_3.get(i968)
+            i1021, q = _rt.read_nsnn(x, q)
+            c1020 = _DX_LayerType_3.get(i1021)
         else:
             q -= 2
-            r966['type'] = _D_AdvisorySpeedType_39[(x >> q) & 3]
-        if h967 & 16:
+            c1020 = _D_AdvisorySpeedType_39[(x >> q) & 3]
+        if c1020 is None:
+            raise _rt.OutOfSchema
+        r1018['type'] = c1020
+        if h1019 & 16:
             q -= 9
-            r966['speed'] = (x >> q) & 511
-        if h967 & 8:
+            c1022 = (x >> q) & 511
+            if c1022 > 500:
+                raise _rt.OutOfSchema
+            r1018['speed'] = c1022
+        if h1019 & 8:
             q -= 3
-            r966['confidence'] = _D_SpeedConfidence_28[(x >> q) & 7]
-        if h967 & 4:
+            r1018['confidence'] = _D_SpeedConfidence_28[(x >> q) & 7]
+        if h1019 & 4:
             q -= 14
-            r966['distance'] = (x >> q) & 16383
-        if h967 & 2:
+            c1023 = (x >> q) & 16383
+            if c1023 > 10000:
+                raise _rt.OutOfSchema
+            r1018['distance'] = c1023
+        if h1019 & 2:
             q -= 8
-            r966['class'] = (x >> q) & 255
-        if h967 & 1:
+            r1018['class'] = (x >> q) & 255
+        if h1019 & 1:
             q -= 2
-            k970 = ((x >> q) & 3) + 1
-            r969: list[Any] = []
-            for _ in range(k970):
-                w970, q = d_AdvisorySpeed_regional_item(x, q)
-                r969.append(w970)
-            r966['regional'] = r969
-        if h967 >> 5:
+            k1025 = ((x >> q) & 3) + 1
+            r1024: list[Any] = []
+            for _ in range(k1025):
+                w1025, q = d_AdvisorySpeed_regional_item(x, q)
+                r1024.append(w1025)
+            r1018['regional'] = r1024
+        if h1019 >> 5:
             q = _rt.skip_additions(x, q)
-        r.append(r966)
+        r.append(r1018)
     return r, q
 
 
 def e_MovementEvent_regional(v: Any) -> int:
     a: int = 1
-    k971 = len(v)
-    a = a << 2 | (k971 - 1)
-    for w971 in v:
-        s_ = e_MovementEvent_regional_item(w971)
+    k1026 = len(v)
+    a = a << 2 | (k1026 - 1)
+    for w1026 in v:
+        s_ = e_MovementEvent_regional_item(w1026)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_MovementEvent_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k972 = ((x >> q) & 3) + 1
+    k1027 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k972):
+    for _ in range(k1027):
         x &= (1 << q) - 1
-        w972, q = d_MovementEvent_regional_item(x, q)
-        r.append(w972)
+        w1027, q = d_MovementEvent_regional_item(x, q)
+        r.append(w1027)
     return r, q
 
 
 def e_ConnectionManeuverAssist_regional(v: Any) -> int:
     a: int = 1
-    k973 = len(v)
-    a = a << 2 | (k973 - 1)
-    for w973 in v:
-        s_ = e_ConnectionManeuverAssist_regional_item(w973)
+    k1028 = len(v)
+    a = a << 2 | (k1028 - 1)
+    for w1028 in v:
+        s_ = e_ConnectionManeuverAssist_regional_item(w1028)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_ConnectionManeuverAssist_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k974 = ((x >> q) & 3) + 1
+    k1029 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k974):
+    for _ in range(k1029):
         x &= (1 << q) - 1
-        w974, q = d_ConnectionManeuverAssist_regional_item(x, q)
-        r.append(w974)
+        w1029, q = d_ConnectionManeuverAssist_regional_item(x, q)
+        r.append(w1029)
     return r, q
 
 
@@ -2769,54 +2951,52 @@ def e_LaneTypeAttributes(v: Any) -> int:
     k, w = v
     if k == 'vehicle':
         a <<= 4
-        d979, k980 = w
-        if not 8 <= k980 <= 8:
-            a = _rt.bits_unbound(a << 1 | 1, d979, k980)
+        d1034, k1035 = w
+        if not 8 <= k1035 <= 8:
+            a = _rt.bits_unbound(a << 1 | 1, d1034, k1035)
         else:
             a <<= 1
-            a = a << k980 | int.from_bytes(d979, 'big') >> (8 * len(d979) - k980)
+            a = a << k1035 | int.from_bytes(d1034, 'big') >> (8 * len(d1034) - k1035)
     elif k == 'crosswalk':
         a = a << 4 | 1
-        d981, k982 = w
-        a = a << k982 | int.from_bytes(d981, 'big') >> (8 * len(d981) - k982)
+        d1036, k1037 = w
+        a = a << k1037 | int.from_bytes(d1036, 'big') >> (8 * len(d1036) - k1037)
     elif k == 'bikeLane':
         a = a << 4 | 2
-        d983, k984 = w
-        a = a << k984 | int.from_bytes(d983, 'big') >> (8 * len(d983) - k984)
+        d1038, k1039 = w
+        a = a << k1039 | int.from_bytes(d1038, 'big') >> (8 * len(d1038) - k1039)
     elif k == 'sidewalk':
         a = a << 4 | 3
-        d985, k986 = w
-        a = a << k986 | int.from_bytes(d985, 'big') >> (8 * len(d985) - k986)
+        d1040, k1041 = w
+        a = a << k1041 | int.from_bytes(d1040, 'big') >> (8 * len(d1040) - k1041)
     elif k == 'median':
         a = a << 4 | 4
-        d987, k988 = w
-        a = a << k988 | int.from_bytes(d987, 'big') >> (8 * len(d987) - k988)
+        d1042, k1043 = w
+        a = a << k1043 | int.from_bytes(d1042, 'big') >> (8 * len(d1042) - k1043)
     elif k == 'striping':
         a = a << 4 | 5
-        d989, k990 = w
-        a = a << k990 | int.from_bytes(d989, 'big') >> (8 * len(d989) - k990)
+        d1044, k1045 = w
+        a = a << k1045 | int.from_bytes(d1044, 'big') >> (8 * len(d1044) - k1045)
     elif k == 'trackedVehicle':
         a = a << 4 | 6
-        d991, k992 = w
-        a = a << k992 | int.from_bytes(d991, 'big') >> (8 * len(d991) - k992)
+        d1046, k1047 = w
+        a = a << k1047 | int.from_bytes(d1046, 'big') >> (8 * len(d1046) - k1047)
     elif k == 'parking':
         a = a << 4 | 7
-        d993, k994 = w
-        a = a << k994 | int.from_bytes(d993, 'big') >> (8 * len(d993) - k994)
+        d1048, k1049 = w
+        a = a << k1049 | int.from_bytes(d1048, 'big') >> (8 * len(d1048) - k1049)
     else:
         raise KeyError(k)
     return a
 
 def d_LaneTypeAttributes(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 3
     i = (x >> q) & 7
     if i == 0:
@@ -2900,14 +3080,12 @@ def e_NodeListXY(v: Any) -> int:
 
 def d_NodeListXY(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 1
     i = (x >> q) & 1
     if i == 0:
@@ -3012,12 +3190,12 @@ def e_RestrictionUserType(v: Any) -> int:
     k, w = v
     if k == 'basicType':
         a <<= 2
-        w1008 = w
-        i1009 = _E_RestrictionAppliesTo_40.get(w1008)
-        if i1009 is not None:
-            a = a << 5 | i1009
+        w1063 = w
+        i1064 = _E_RestrictionAppliesTo_40.get(w1063)
+        if i1064 is not None:
+            a = a << 5 | i1064
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1008])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1063])
     elif k == 'regional':
         a = a << 2 | 1
         s_ = e_RestrictionUserType_regional(w)
@@ -3028,24 +3206,25 @@ def e_RestrictionUserType(v: Any) -> int:
 
 def d_RestrictionUserType(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 1
     i = (x >> q) & 1
     if i == 0:
         q -= 1
         if (x >> q) & 1:
-            i1010, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i1010)
+            i1066, q = _rt.read_nsnn(x, q)
+            c1065 = _DX_LayerType_3.get(i1066)
         else:
             q -= 4
-            w = _D_RestrictionAppliesTo_41[(x >> q) & 15]
+            c1065 = _D_RestrictionAppliesTo_41[(x >> q) & 15]
+        if c1065 is None:
+            raise _rt.OutOfSchema
+        w = c1065
         return ('basicType', w), q
     elif i == 1:
         w, q = d_RestrictionUserType_regional(x, q)
@@ -3057,41 +3236,44 @@ def e_MapData_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('signalHeadLocations' in v)
     if 'signalHeadLocations' in v:
-        v1012 = v['signalHeadLocations']
-        k1013 = len(v1012)
-        a = a << 6 | (k1013 - 1)
-        for w1013 in v1012:
-            a1018 = 1
-            a1018 = a1018 << 1
-            s_ = e_NodeOffsetPointXY(w1013['nodeXY'])
-            a1018 = ((a1018 - 1) << (s_.bit_length() - 1)) + s_
-            a1018 = a1018 << 23 | ((w1013['nodeZ'] + 12700)) << 8 | (w1013['signalGroupID'])
-            a = ((a - 1) << (a1018.bit_length() - 1)) + a1018
+        v1068 = v['signalHeadLocations']
+        k1069 = len(v1068)
+        a = a << 6 | (k1069 - 1)
+        for w1069 in v1068:
+            a1074 = 1
+            a1074 = a1074 << 1
+            s_ = e_NodeOffsetPointXY(w1069['nodeXY'])
+            a1074 = ((a1074 - 1) << (s_.bit_length() - 1)) + s_
+            a1074 = a1074 << 23 | ((w1069['nodeZ'] + 12700)) << 8 | (w1069['signalGroupID'])
+            a = ((a - 1) << (a1074.bit_length() - 1)) + a1074
     return a
 
 def d_MapData_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1023 = (x >> q) & 3
-    if h1023 & 1:
+    h1079 = (x >> q) & 3
+    if h1079 & 1:
         q -= 6
-        k1025 = ((x >> q) & 63) + 1
-        r1024: list[Any] = []
-        for _ in range(k1025):
+        k1081 = ((x >> q) & 63) + 1
+        r1080: list[Any] = []
+        for _ in range(k1081):
             x &= (1 << q) - 1
-            r1026: dict[str, Any] = {}
+            r1082: dict[str, Any] = {}
             q -= 1
-            h1027 = (x >> q) & 1
-            r1026['nodeXY'], q = d_NodeOffsetPointXY(x, q)
-            q -= 23
-            t_ = (x >> q) & 8388607
-            r1026['nodeZ'] = ((t_ >> 8) & 32767) - 12700
-            r1026['signalGroupID'] = t_ & 255
-            if h1027 >> 0:
+            h1083 = (x >> q) & 1
+            r1082['nodeXY'], q = d_NodeOffsetPointXY(x, q)
+            q -= 15
+            c1084 = ((x >> q) & 32767) - 12700
+            if c1084 > 12800:
+                raise _rt.OutOfSchema
+            r1082['nodeZ'] = c1084
+            q -= 8
+            r1082['signalGroupID'] = (x >> q) & 255
+            if h1083 >> 0:
                 q = _rt.skip_additions(x, q)
-            r1024.append(r1026)
-        r['signalHeadLocations'] = r1024
-    if h1023 >> 1:
+            r1080.append(r1082)
+        r['signalHeadLocations'] = r1080
+    if h1079 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -3099,1436 +3281,1488 @@ def d_MapData_addGrpC(x: int, q: int) -> tuple[Any, int]:
 def e_GeographicLocationContainer(v: Any) -> int:
     a: int = 1
     a = a << 4 | (4 if 'referencePositionTime' in v else 0) | (2 if 'referencePositionHeading' in v else 0) | ('referencePositionSpeed' in v)
-    v1029 = v['referencePosition']
-    a = a << 63 | ((v1029['latitude'] + 900000000)) << 32 | ((v1029['longitude'] + 1800000000))
-    v1033 = v1029['positionConfidenceEllipse']
-    a = a << 36 | (v1033['semiMajorConfidence']) << 24 | (v1033['semiMinorConfidence']) << 12 | (v1033['semiMajorOrientation'])
-    v1038 = v1029['altitude']
-    a = a << 24 | ((v1038['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v1038['altitudeConfidence']])
+    v1086 = v['referencePosition']
+    a = a << 63 | ((v1086['latitude'] + 900000000)) << 32 | ((v1086['longitude'] + 1800000000))
+    v1090 = v1086['positionConfidenceEllipse']
+    a = a << 36 | (v1090['semiMajorConfidence']) << 24 | (v1090['semiMinorConfidence']) << 12 | (v1090['semiMajorOrientation'])
+    v1095 = v1086['altitude']
+    a = a << 24 | ((v1095['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v1095['altitudeConfidence']])
     if 'referencePositionTime' in v:
         a = a << 42 | v['referencePositionTime']
     if 'referencePositionHeading' in v:
-        v1043 = v['referencePositionHeading']
-        a = a << 19 | (v1043['headingValue']) << 7 | ((v1043['headingConfidence'] - 1))
+        v1100 = v['referencePositionHeading']
+        a = a << 19 | (v1100['headingValue']) << 7 | ((v1100['headingConfidence'] - 1))
     if 'referencePositionSpeed' in v:
-        v1047 = v['referencePositionSpeed']
-        a = a << 21 | (v1047['speedValue']) << 7 | ((v1047['speedConfidence'] - 1))
-    v1051 = v['parts']
-    k1052 = len(v1051)
-    if 1 <= k1052 <= 16:
+        v1104 = v['referencePositionSpeed']
+        a = a << 21 | (v1104['speedValue']) << 7 | ((v1104['speedConfidence'] - 1))
+    v1108 = v['parts']
+    k1109 = len(v1108)
+    if 1 <= k1109 <= 16:
         a <<= 1
-        a = a << 4 | (k1052 - 1)
+        a = a << 4 | (k1109 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1052)
-    for w1052 in v1051:
-        a = a << 5 | (8 if 'laneNumber' in w1052 else 0) | (4 if 'zoneExtension' in w1052 else 0) | (2 if 'zoneHeading' in w1052 else 0) | ('zone' in w1052)
-        w1055 = w1052['zoneId']
-        if 1 <= w1055 <= 32:
-            a = a << 6 | (w1055 - 1)
+        a = _rt.ld(a << 1 | 1, k1109)
+    for w1109 in v1108:
+        a = a << 5 | (8 if 'laneNumber' in w1109 else 0) | (4 if 'zoneExtension' in w1109 else 0) | (2 if 'zoneHeading' in w1109 else 0) | ('zone' in w1109)
+        w1112 = w1109['zoneId']
+        if 1 <= w1112 <= 32:
+            a = a << 6 | (w1112 - 1)
         else:
-            a = _rt.uwn(a << 1 | 1, w1055)
-        if 'laneNumber' in w1052:
-            a = a << 4 | (w1052['laneNumber'] + 1)
-        if 'zoneExtension' in w1052:
-            a = a << 8 | w1052['zoneExtension']
-        if 'zoneHeading' in w1052:
-            a = a << 12 | w1052['zoneHeading']
-        if 'zone' in w1052:
-            s_ = e_Zone(w1052['zone'])
+            a = _rt.uwn(a << 1 | 1, w1112)
+        if 'laneNumber' in w1109:
+            a = a << 4 | (w1109['laneNumber'] + 1)
+        if 'zoneExtension' in w1109:
+            a = a << 8 | w1109['zoneExtension']
+        if 'zoneHeading' in w1109:
+            a = a << 12 | w1109['zoneHeading']
+        if 'zone' in w1109:
+            s_ = e_Zone(w1109['zone'])
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_GeographicLocationContainer(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h1060 = (x >> q) & 15
-    r1061: dict[str, Any] = {}
-    q -= 63
-    t_ = (x >> q) & 9223372036854775807
-    r1061['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
-    r1061['longitude'] = (t_ & 4294967295) - 1800000000
-    r1063: dict[str, Any] = {}
+    h1117 = (x >> q) & 15
+    r1118: dict[str, Any] = {}
+    q -= 31
+    c1120 = ((x >> q) & 2147483647) - 900000000
+    if c1120 > 900000001:
+        raise _rt.OutOfSchema
+    r1118['latitude'] = c1120
+    q -= 32
+    c1121 = ((x >> q) & 4294967295) - 1800000000
+    if c1121 > 1800000001:
+        raise _rt.OutOfSchema
+    r1118['longitude'] = c1121
+    r1122: dict[str, Any] = {}
     q -= 36
     t_ = (x >> q) & 68719476735
-    r1063['semiMajorConfidence'] = (t_ >> 24) & 4095
-    r1063['semiMinorConfidence'] = (t_ >> 12) & 4095
-    r1063['semiMajorOrientation'] = t_ & 4095
-    r1061['positionConfidenceEllipse'] = r1063
-    r1065: dict[str, Any] = {}
-    q -= 24
-    t_ = (x >> q) & 16777215
-    r1065['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-    r1065['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
-    r1061['altitude'] = r1065
-    r['referencePosition'] = r1061
-    if h1060 & 4:
+    r1122['semiMajorConfidence'] = (t_ >> 24) & 4095
+    r1122['semiMinorConfidence'] = (t_ >> 12) & 4095
+    c1124 = t_ & 4095
+    if c1124 > 3601:
+        raise _rt.OutOfSchema
+    r1122['semiMajorOrientation'] = c1124
+    r1118['positionConfidenceEllipse'] = r1122
+    r1125: dict[str, Any] = {}
+    q -= 20
+    c1127 = ((x >> q) & 1048575) - 100000
+    if c1127 > 800001:
+        raise _rt.OutOfSchema
+    r1125['altitudeValue'] = c1127
+    q -= 4
+    r1125['altitudeConfidence'] = _D_AltitudeConfidence_43[(x >> q) & 15]
+    r1118['altitude'] = r1125
+    r['referencePosition'] = r1118
+    if h1117 & 4:
         q -= 42
         r['referencePositionTime'] = (x >> q) & 4398046511103
-    if h1060 & 2:
-        r1067: dict[str, Any] = {}
-        q -= 19
-        t_ = (x >> q) & 524287
-        r1067['headingValue'] = (t_ >> 7) & 4095
-        r1067['headingConfidence'] = (t_ & 127) + 1
-        r['referencePositionHeading'] = r1067
-    if h1060 & 1:
-        r1069: dict[str, Any] = {}
+    if h1117 & 2:
+        r1128: dict[str, Any] = {}
+        q -= 12
+        c1130 = (x >> q) & 4095
+        if c1130 > 3601:
+            raise _rt.OutOfSchema
+        r1128['headingValue'] = c1130
+        q -= 7
+        c1131 = ((x >> q) & 127) + 1
+        if c1131 > 127:
+            raise _rt.OutOfSchema
+        r1128['headingConfidence'] = c1131
+        r['referencePositionHeading'] = r1128
+    if h1117 & 1:
+        r1132: dict[str, Any] = {}
         q -= 21
         t_ = (x >> q) & 2097151
-        r1069['speedValue'] = (t_ >> 7) & 16383
-        r1069['speedConfidence'] = (t_ & 127) + 1
-        r['referencePositionSpeed'] = r1069
+        r1132['speedValue'] = (t_ >> 7) & 16383
+        c1134 = (t_ & 127) + 1
+        if c1134 > 127:
+            raise _rt.OutOfSchema
+        r1132['speedConfidence'] = c1134
+        r['referencePositionSpeed'] = r1132
     q -= 1
     if (x >> q) & 1:
-        k1072, q = _rt.read_ld(x, q)
+        k1136, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1072 = ((x >> q) & 15) + 1
-    r1071: list[Any] = []
-    for _ in range(k1072):
+        k1136 = ((x >> q) & 15) + 1
+    r1135: list[Any] = []
+    for _ in range(k1136):
         x &= (1 << q) - 1
-        r1073: dict[str, Any] = {}
+        r1137: dict[str, Any] = {}
         q -= 5
-        h1074 = (x >> q) & 31
+        h1138 = (x >> q) & 31
         q -= 1
         if (x >> q) & 1:
-            r1073['zoneId'], q = _rt.read_uwn(x, q)
+            r1137['zoneId'], q = _rt.read_uwn(x, q)
         else:
             q -= 5
-            r1073['zoneId'] = ((x >> q) & 31) + 1
-        if h1074 & 8:
+            r1137['zoneId'] = ((x >> q) & 31) + 1
+        if h1138 & 8:
             q -= 4
-            r1073['laneNumber'] = ((x >> q) & 15) - 1
-        if h1074 & 4:
+            r1137['laneNumber'] = ((x >> q) & 15) - 1
+        if h1138 & 4:
             q -= 8
-            r1073['zoneExtension'] = (x >> q) & 255
-        if h1074 & 2:
+            r1137['zoneExtension'] = (x >> q) & 255
+        if h1138 & 2:
             q -= 12
-            r1073['zoneHeading'] = (x >> q) & 4095
-        if h1074 & 1:
-            r1073['zone'], q = d_Zone(x, q)
-        if h1074 >> 4:
+            c1139 = (x >> q) & 4095
+            if c1139 > 3601:
+                raise _rt.OutOfSchema
+            r1137['zoneHeading'] = c1139
+        if h1138 & 1:
+            r1137['zone'], q = d_Zone(x, q)
+        if h1138 >> 4:
             q = _rt.skip_additions(x, q)
-        r1071.append(r1073)
-    r['parts'] = r1071
-    if h1060 >> 3:
+        r1135.append(r1137)
+    r['parts'] = r1135
+    if h1117 >> 3:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_GeneralIviContainer(v: Any) -> int:
     a: int = 1
-    k1075 = len(v)
-    if 1 <= k1075 <= 16:
+    k1140 = len(v)
+    if 1 <= k1140 <= 16:
         a <<= 1
-        a = a << 4 | (k1075 - 1)
+        a = a << 4 | (k1140 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1075)
-    for w1075 in v:
-        a1136 = 1
-        a1136 = a1136 << 15 | (8192 if 'detectionZoneIds' in w1075 else 0) | (4096 if 'its-Rrid' in w1075 else 0) | (2048 if 'relevanceZoneIds' in w1075 else 0) | (1024 if 'direction' in w1075 else 0) | (512 if 'driverAwarenessZoneIds' in w1075 else 0) | (256 if 'minimumAwarenessTime' in w1075 else 0) | (128 if 'applicableLanes' in w1075 else 0) | (64 if 'iviPurpose' in w1075 else 0) | (32 if 'laneStatus' in w1075 else 0) | (16 if 'vehicleCharacteristics' in w1075 else 0) | (8 if 'driverCharacteristics' in w1075 else 0) | (4 if 'layoutId' in w1075 else 0) | (2 if 'preStoredlayoutId' in w1075 else 0) | ('extraText' in w1075)
-        if 'detectionZoneIds' in w1075:
-            v1138 = w1075['detectionZoneIds']
-            k1139 = len(v1138)
-            if 1 <= k1139 <= 8:
-                a1136 <<= 1
-                a1136 = a1136 << 3 | (k1139 - 1)
+        a = _rt.ld(a << 1 | 1, k1140)
+    for w1140 in v:
+        a1201 = 1
+        a1201 = a1201 << 15 | (8192 if 'detectionZoneIds' in w1140 else 0) | (4096 if 'its-Rrid' in w1140 else 0) | (2048 if 'relevanceZoneIds' in w1140 else 0) | (1024 if 'direction' in w1140 else 0) | (512 if 'driverAwarenessZoneIds' in w1140 else 0) | (256 if 'minimumAwarenessTime' in w1140 else 0) | (128 if 'applicableLanes' in w1140 else 0) | (64 if 'iviPurpose' in w1140 else 0) | (32 if 'laneStatus' in w1140 else 0) | (16 if 'vehicleCharacteristics' in w1140 else 0) | (8 if 'driverCharacteristics' in w1140 else 0) | (4 if 'layoutId' in w1140 else 0) | (2 if 'preStoredlayoutId' in w1140 else 0) | ('extraText' in w1140)
+        if 'detectionZoneIds' in w1140:
+            v1203 = w1140['detectionZoneIds']
+            k1204 = len(v1203)
+            if 1 <= k1204 <= 8:
+                a1201 <<= 1
+                a1201 = a1201 << 3 | (k1204 - 1)
             else:
-                a1136 = _rt.ld(a1136 << 1 | 1, k1139)
-            for w1139 in v1138:
-                w1140 = w1139
-                if 1 <= w1140 <= 32:
-                    a1136 = a1136 << 6 | (w1140 - 1)
+                a1201 = _rt.ld(a1201 << 1 | 1, k1204)
+            for w1204 in v1203:
+                w1205 = w1204
+                if 1 <= w1205 <= 32:
+                    a1201 = a1201 << 6 | (w1205 - 1)
                 else:
-                    a1136 = _rt.uwn(a1136 << 1 | 1, w1140)
-        if 'its-Rrid' in w1075:
-            s_ = e_VarLengthNumber(w1075['its-Rrid'])
-            a1136 = ((a1136 - 1) << (s_.bit_length() - 1)) + s_
-        if 'relevanceZoneIds' in w1075:
-            v1142 = w1075['relevanceZoneIds']
-            a1143 = 1
-            k1144 = len(v1142)
-            if 1 <= k1144 <= 8:
-                a1143 <<= 1
-                a1143 = a1143 << 3 | (k1144 - 1)
+                    a1201 = _rt.uwn(a1201 << 1 | 1, w1205)
+        if 'its-Rrid' in w1140:
+            s_ = e_VarLengthNumber(w1140['its-Rrid'])
+            a1201 = ((a1201 - 1) << (s_.bit_length() - 1)) + s_
+        if 'relevanceZoneIds' in w1140:
+            v1207 = w1140['relevanceZoneIds']
+            a1208 = 1
+            k1209 = len(v1207)
+            if 1 <= k1209 <= 8:
+                a1208 <<= 1
+                a1208 = a1208 << 3 | (k1209 - 1)
             else:
-                a1143 = _rt.ld(a1143 << 1 | 1, k1144)
-            for w1144 in v1142:
-                w1145 = w1144
-                if 1 <= w1145 <= 32:
-                    a1143 = a1143 << 6 | (w1145 - 1)
+                a1208 = _rt.ld(a1208 << 1 | 1, k1209)
+            for w1209 in v1207:
+                w1210 = w1209
+                if 1 <= w1210 <= 32:
+                    a1208 = a1208 << 6 | (w1210 - 1)
                 else:
-                    a1143 = _rt.uwn(a1143 << 1 | 1, w1145)
-            a1136 = ((a1136 - 1) << (a1143.bit_length() - 1)) + a1143
-        if 'direction' in w1075:
-            a1136 = a1136 << 2 | w1075['direction']
-        if 'driverAwarenessZoneIds' in w1075:
-            v1147 = w1075['driverAwarenessZoneIds']
-            a1148 = 1
-            k1149 = len(v1147)
-            if 1 <= k1149 <= 8:
-                a1148 <<= 1
-                a1148 = a1148 << 3 | (k1149 - 1)
+                    a1208 = _rt.uwn(a1208 << 1 | 1, w1210)
+            a1201 = ((a1201 - 1) << (a1208.bit_length() - 1)) + a1208
+        if 'direction' in w1140:
+            a1201 = a1201 << 2 | w1140['direction']
+        if 'driverAwarenessZoneIds' in w1140:
+            v1212 = w1140['driverAwarenessZoneIds']
+            a1213 = 1
+            k1214 = len(v1212)
+            if 1 <= k1214 <= 8:
+                a1213 <<= 1
+                a1213 = a1213 << 3 | (k1214 - 1)
             else:
-                a1148 = _rt.ld(a1148 << 1 | 1, k1149)
-            for w1149 in v1147:
-                w1150 = w1149
-                if 1 <= w1150 <= 32:
-                    a1148 = a1148 << 6 | (w1150 - 1)
+                a1213 = _rt.ld(a1213 << 1 | 1, k1214)
+            for w1214 in v1212:
+                w1215 = w1214
+                if 1 <= w1215 <= 32:
+                    a1213 = a1213 << 6 | (w1215 - 1)
                 else:
-                    a1148 = _rt.uwn(a1148 << 1 | 1, w1150)
-            a1136 = ((a1136 - 1) << (a1148.bit_length() - 1)) + a1148
-        if 'minimumAwarenessTime' in w1075:
-            a1136 = a1136 << 8 | w1075['minimumAwarenessTime']
-        if 'applicableLanes' in w1075:
-            v1152 = w1075['applicableLanes']
-            a1153 = 1
-            k1154 = len(v1152)
-            if 1 <= k1154 <= 8:
-                a1153 <<= 1
-                a1153 = a1153 << 3 | (k1154 - 1)
+                    a1213 = _rt.uwn(a1213 << 1 | 1, w1215)
+            a1201 = ((a1201 - 1) << (a1213.bit_length() - 1)) + a1213
+        if 'minimumAwarenessTime' in w1140:
+            a1201 = a1201 << 8 | w1140['minimumAwarenessTime']
+        if 'applicableLanes' in w1140:
+            v1217 = w1140['applicableLanes']
+            a1218 = 1
+            k1219 = len(v1217)
+            if 1 <= k1219 <= 8:
+                a1218 <<= 1
+                a1218 = a1218 << 3 | (k1219 - 1)
             else:
-                a1153 = _rt.ld(a1153 << 1 | 1, k1154)
-            for w1154 in v1152:
-                a1153 = a1153 << 4 | (w1154 + 1)
-            a1136 = ((a1136 - 1) << (a1153.bit_length() - 1)) + a1153
-        a1136 = a1136 << 3 | w1075['iviType']
-        if 'iviPurpose' in w1075:
-            a1136 = a1136 << 2 | w1075['iviPurpose']
-        if 'laneStatus' in w1075:
-            w1158 = w1075['laneStatus']
-            if 0 <= w1158 <= 7:
-                a1136 = a1136 << 4 | w1158
+                a1218 = _rt.ld(a1218 << 1 | 1, k1219)
+            for w1219 in v1217:
+                a1218 = a1218 << 4 | (w1219 + 1)
+            a1201 = ((a1201 - 1) << (a1218.bit_length() - 1)) + a1218
+        a1201 = a1201 << 3 | w1140['iviType']
+        if 'iviPurpose' in w1140:
+            a1201 = a1201 << 2 | w1140['iviPurpose']
+        if 'laneStatus' in w1140:
+            w1223 = w1140['laneStatus']
+            if 0 <= w1223 <= 7:
+                a1201 = a1201 << 4 | w1223
             else:
-                a1136 = _rt.uwn(a1136 << 1 | 1, w1158)
-        if 'vehicleCharacteristics' in w1075:
-            v1159 = w1075['vehicleCharacteristics']
-            a1160 = 1
-            k1161 = len(v1159)
-            if 1 <= k1161 <= 8:
-                a1160 <<= 1
-                a1160 = a1160 << 3 | (k1161 - 1)
+                a1201 = _rt.uwn(a1201 << 1 | 1, w1223)
+        if 'vehicleCharacteristics' in w1140:
+            v1224 = w1140['vehicleCharacteristics']
+            a1225 = 1
+            k1226 = len(v1224)
+            if 1 <= k1226 <= 8:
+                a1225 <<= 1
+                a1225 = a1225 << 3 | (k1226 - 1)
             else:
-                a1160 = _rt.ld(a1160 << 1 | 1, k1161)
-            for w1161 in v1159:
-                a1160 = a1160 << 3 | (4 if 'tractor' in w1161 else 0) | (2 if 'trailer' in w1161 else 0) | ('train' in w1161)
-                if 'tractor' in w1161:
-                    s_ = e_TractorCharacteristics(w1161['tractor'])
-                    a1160 = ((a1160 - 1) << (s_.bit_length() - 1)) + s_
-                if 'trailer' in w1161:
-                    s_ = e_TrailerCharacteristicsList(w1161['trailer'])
-                    a1160 = ((a1160 - 1) << (s_.bit_length() - 1)) + s_
-                if 'train' in w1161:
-                    s_ = e_TrainCharacteristics(w1161['train'])
-                    a1160 = ((a1160 - 1) << (s_.bit_length() - 1)) + s_
-            a1136 = ((a1136 - 1) << (a1160.bit_length() - 1)) + a1160
-        if 'driverCharacteristics' in w1075:
-            a1136 = a1136 << 2 | w1075['driverCharacteristics']
-        if 'layoutId' in w1075:
-            w1168 = w1075['layoutId']
-            if 1 <= w1168 <= 4:
-                a1136 = a1136 << 3 | (w1168 - 1)
+                a1225 = _rt.ld(a1225 << 1 | 1, k1226)
+            for w1226 in v1224:
+                a1225 = a1225 << 3 | (4 if 'tractor' in w1226 else 0) | (2 if 'trailer' in w1226 else 0) | ('train' in w1226)
+                if 'tractor' in w1226:
+                    s_ = e_TractorCharacteristics(w1226['tractor'])
+                    a1225 = ((a1225 - 1) << (s_.bit_length() - 1)) + s_
+                if 'trailer' in w1226:
+                    s_ = e_TrailerCharacteristicsList(w1226['trailer'])
+                    a1225 = ((a1225 - 1) << (s_.bit_length() - 1)) + s_
+                if 'train' in w1226:
+                    s_ = e_TrainCharacteristics(w1226['train'])
+                    a1225 = ((a1225 - 1) << (s_.bit_length() - 1)) + s_
+            a1201 = ((a1201 - 1) << (a1225.bit_length() - 1)) + a1225
+        if 'driverCharacteristics' in w1140:
+            a1201 = a1201 << 2 | w1140['driverCharacteristics']
+        if 'layoutId' in w1140:
+            w1233 = w1140['layoutId']
+            if 1 <= w1233 <= 4:
+                a1201 = a1201 << 3 | (w1233 - 1)
             else:
-                a1136 = _rt.uwn(a1136 << 1 | 1, w1168)
-        if 'preStoredlayoutId' in w1075:
-            w1170 = w1075['preStoredlayoutId']
-            if 1 <= w1170 <= 64:
-                a1136 = a1136 << 7 | (w1170 - 1)
+                a1201 = _rt.uwn(a1201 << 1 | 1, w1233)
+        if 'preStoredlayoutId' in w1140:
+            w1235 = w1140['preStoredlayoutId']
+            if 1 <= w1235 <= 64:
+                a1201 = a1201 << 7 | (w1235 - 1)
             else:
-                a1136 = _rt.uwn(a1136 << 1 | 1, w1170)
-        v1171 = w1075['roadSignCodes']
-        a1172 = 1
-        k1173 = len(v1171)
-        if 1 <= k1173 <= 4:
-            a1172 <<= 1
-            a1172 = a1172 << 2 | (k1173 - 1)
+                a1201 = _rt.uwn(a1201 << 1 | 1, w1235)
+        v1236 = w1140['roadSignCodes']
+        a1237 = 1
+        k1238 = len(v1236)
+        if 1 <= k1238 <= 4:
+            a1237 <<= 1
+            a1237 = a1237 << 2 | (k1238 - 1)
         else:
-            a1172 = _rt.ld(a1172 << 1 | 1, k1173)
-        for w1173 in v1171:
-            a1172 = a1172 << 1 | ('layoutComponentId' in w1173)
-            if 'layoutComponentId' in w1173:
-                w1176 = w1173['layoutComponentId']
-                if 1 <= w1176 <= 4:
-                    a1172 = a1172 << 3 | (w1176 - 1)
+            a1237 = _rt.ld(a1237 << 1 | 1, k1238)
+        for w1238 in v1236:
+            a1237 = a1237 << 1 | ('layoutComponentId' in w1238)
+            if 'layoutComponentId' in w1238:
+                w1241 = w1238['layoutComponentId']
+                if 1 <= w1241 <= 4:
+                    a1237 = a1237 << 3 | (w1241 - 1)
                 else:
-                    a1172 = _rt.uwn(a1172 << 1 | 1, w1176)
-            s_ = e_RSCode_code(w1173['code'])
-            a1172 = ((a1172 - 1) << (s_.bit_length() - 1)) + s_
-        a1136 = ((a1136 - 1) << (a1172.bit_length() - 1)) + a1172
-        if 'extraText' in w1075:
-            v1178 = w1075['extraText']
-            a1179 = 1
-            k1180 = len(v1178)
-            if 1 <= k1180 <= 4:
-                a1179 <<= 1
-                a1179 = a1179 << 2 | (k1180 - 1)
+                    a1237 = _rt.uwn(a1237 << 1 | 1, w1241)
+            s_ = e_RSCode_code(w1238['code'])
+            a1237 = ((a1237 - 1) << (s_.bit_length() - 1)) + s_
+        a1201 = ((a1201 - 1) << (a1237.bit_length() - 1)) + a1237
+        if 'extraText' in w1140:
+            v1243 = w1140['extraText']
+            a1244 = 1
+            k1245 = len(v1243)
+            if 1 <= k1245 <= 4:
+                a1244 <<= 1
+                a1244 = a1244 << 2 | (k1245 - 1)
             else:
-                a1179 = _rt.ld(a1179 << 1 | 1, k1180)
-            for w1180 in v1178:
-                a1188 = 1
-                a1188 = a1188 << 1 | ('layoutComponentId' in w1180)
-                if 'layoutComponentId' in w1180:
-                    w1191 = w1180['layoutComponentId']
-                    if 1 <= w1191 <= 4:
-                        a1188 = a1188 << 3 | (w1191 - 1)
+                a1244 = _rt.ld(a1244 << 1 | 1, k1245)
+            for w1245 in v1243:
+                a1253 = 1
+                a1253 = a1253 << 1 | ('layoutComponentId' in w1245)
+                if 'layoutComponentId' in w1245:
+                    w1256 = w1245['layoutComponentId']
+                    if 1 <= w1256 <= 4:
+                        a1253 = a1253 << 3 | (w1256 - 1)
                     else:
-                        a1188 = _rt.uwn(a1188 << 1 | 1, w1191)
-                d1193, k1194 = w1180['language']
-                a1188 = a1188 << k1194 | int.from_bytes(d1193, 'big') >> (8 * len(d1193) - k1194)
-                a1188 = _rt.octets(a1188, w1180['textContent'].encode('utf-8'))
-                a1179 = ((a1179 - 1) << (a1188.bit_length() - 1)) + a1188
-            a1136 = ((a1136 - 1) << (a1179.bit_length() - 1)) + a1179
-        a = ((a - 1) << (a1136.bit_length() - 1)) + a1136
+                        a1253 = _rt.uwn(a1253 << 1 | 1, w1256)
+                d1258, k1259 = w1245['language']
+                a1253 = a1253 << k1259 | int.from_bytes(d1258, 'big') >> (8 * len(d1258) - k1259)
+                a1253 = _rt.octets(a1253, w1245['textContent'].encode('utf-8'))
+                a1244 = ((a1244 - 1) << (a1253.bit_length() - 1)) + a1253
+            a1201 = ((a1201 - 1) << (a1244.bit_length() - 1)) + a1244
+        a = ((a - 1) << (a1201.bit_length() - 1)) + a1201
     return a
 
 def d_GeneralIviContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1196, q = _rt.read_ld(x, q)
+        k1261, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1196 = ((x >> q) & 15) + 1
+        k1261 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k1196):
+    for _ in range(k1261):
         x &= (1 << q) - 1
-        r1197: dict[str, Any] = {}
+        r1262: dict[str, Any] = {}
         q -= 15
-        h1198 = (x >> q) & 32767
-        if h1198 & 8192:
+        h1263 = (x >> q) & 32767
+        if h1263 & 8192:
             q -= 1
             if (x >> q) & 1:
-                k1200, q = _rt.read_ld(x, q)
+                k1265, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1200 = ((x >> q) & 7) + 1
-            r1199: list[Any] = []
-            for _ in range(k1200):
+                k1265 = ((x >> q) & 7) + 1
+            r1264: list[Any] = []
+            for _ in range(k1265):
                 q -= 1
                 if (x >> q) & 1:
-                    w1200, q = _rt.read_uwn(x, q)
+                    w1265, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1200 = ((x >> q) & 31) + 1
-                r1199.append(w1200)
-            r1197['detectionZoneIds'] = r1199
-        if h1198 & 4096:
-            r1197['its-Rrid'], q = d_VarLengthNumber(x, q)
-        if h1198 & 2048:
+                    w1265 = ((x >> q) & 31) + 1
+                r1264.append(w1265)
+            r1262['detectionZoneIds'] = r1264
+        if h1263 & 4096:
+            r1262['its-Rrid'], q = d_VarLengthNumber(x, q)
+        if h1263 & 2048:
             q -= 1
             if (x >> q) & 1:
-                k1202, q = _rt.read_ld(x, q)
+                k1267, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1202 = ((x >> q) & 7) + 1
-            r1201: list[Any] = []
-            for _ in range(k1202):
+                k1267 = ((x >> q) & 7) + 1
+            r1266: list[Any] = []
+            for _ in range(k1267):
                 q -= 1
                 if (x >> q) & 1:
-                    w1202, q = _rt.read_uwn(x, q)
+                    w1267, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1202 = ((x >> q) & 31) + 1
-                r1201.append(w1202)
-            r1197['relevanceZoneIds'] = r1201
-        if h1198 & 1024:
+                    w1267 = ((x >> q) & 31) + 1
+                r1266.append(w1267)
+            r1262['relevanceZoneIds'] = r1266
+        if h1263 & 1024:
             q -= 2
-            r1197['direction'] = (x >> q) & 3
-        if h1198 & 512:
+            r1262['direction'] = (x >> q) & 3
+        if h1263 & 512:
             q -= 1
             if (x >> q) & 1:
-                k1204, q = _rt.read_ld(x, q)
+                k1269, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1204 = ((x >> q) & 7) + 1
-            r1203: list[Any] = []
-            for _ in range(k1204):
+                k1269 = ((x >> q) & 7) + 1
+            r1268: list[Any] = []
+            for _ in range(k1269):
                 q -= 1
                 if (x >> q) & 1:
-                    w1204, q = _rt.read_uwn(x, q)
+                    w1269, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1204 = ((x >> q) & 31) + 1
-                r1203.append(w1204)
-            r1197['driverAwarenessZoneIds'] = r1203
-        if h1198 & 256:
+                    w1269 = ((x >> q) & 31) + 1
+                r1268.append(w1269)
+            r1262['driverAwarenessZoneIds'] = r1268
+        if h1263 & 256:
             q -= 8
-            r1197['minimumAwarenessTime'] = (x >> q) & 255
-        if h1198 & 128:
+            r1262['minimumAwarenessTime'] = (x >> q) & 255
+        if h1263 & 128:
             q -= 1
             if (x >> q) & 1:
-                k1206, q = _rt.read_ld(x, q)
+                k1271, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1206 = ((x >> q) & 7) + 1
-            r1205: list[Any] = []
-            for _ in range(k1206):
+                k1271 = ((x >> q) & 7) + 1
+            r1270: list[Any] = []
+            for _ in range(k1271):
                 q -= 4
-                w1206 = ((x >> q) & 15) - 1
-                r1205.append(w1206)
-            r1197['applicableLanes'] = r1205
+                w1271 = ((x >> q) & 15) - 1
+                r1270.append(w1271)
+            r1262['applicableLanes'] = r1270
         q -= 3
-        r1197['iviType'] = (x >> q) & 7
-        if h1198 & 64:
+        r1262['iviType'] = (x >> q) & 7
+        if h1263 & 64:
             q -= 2
-            r1197['iviPurpose'] = (x >> q) & 3
-        if h1198 & 32:
+            r1262['iviPurpose'] = (x >> q) & 3
+        if h1263 & 32:
             q -= 1
             if (x >> q) & 1:
-                r1197['laneStatus'], q = _rt.read_uwn(x, q)
+                r1262['laneStatus'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r1197['laneStatus'] = (x >> q) & 7
-        if h1198 & 16:
+                r1262['laneStatus'] = (x >> q) & 7
+        if h1263 & 16:
             q -= 1
             if (x >> q) & 1:
-                k1208, q = _rt.read_ld(x, q)
+                k1273, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1208 = ((x >> q) & 7) + 1
-            r1207: list[Any] = []
-            for _ in range(k1208):
-                r1209: dict[str, Any] = {}
+                k1273 = ((x >> q) & 7) + 1
+            r1272: list[Any] = []
+            for _ in range(k1273):
+                r1274: dict[str, Any] = {}
                 q -= 3
-                h1210 = (x >> q) & 7
-                if h1210 & 4:
-                    r1209['tractor'], q = d_TractorCharacteristics(x, q)
-                if h1210 & 2:
-                    r1209['trailer'], q = d_TrailerCharacteristicsList(x, q)
-                if h1210 & 1:
-                    r1209['train'], q = d_TrainCharacteristics(x, q)
-                r1207.append(r1209)
-            r1197['vehicleCharacteristics'] = r1207
-        if h1198 & 8:
+                h1275 = (x >> q) & 7
+                if h1275 & 4:
+                    r1274['tractor'], q = d_TractorCharacteristics(x, q)
+                if h1275 & 2:
+                    r1274['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                if h1275 & 1:
+                    r1274['train'], q = d_TrainCharacteristics(x, q)
+                r1272.append(r1274)
+            r1262['vehicleCharacteristics'] = r1272
+        if h1263 & 8:
             q -= 2
-            r1197['driverCharacteristics'] = (x >> q) & 3
-        if h1198 & 4:
+            r1262['driverCharacteristics'] = (x >> q) & 3
+        if h1263 & 4:
             q -= 1
             if (x >> q) & 1:
-                r1197['layoutId'], q = _rt.read_uwn(x, q)
+                r1262['layoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r1197['layoutId'] = ((x >> q) & 3) + 1
-        if h1198 & 2:
+                r1262['layoutId'] = ((x >> q) & 3) + 1
+        if h1263 & 2:
             q -= 1
             if (x >> q) & 1:
-                r1197['preStoredlayoutId'], q = _rt.read_uwn(x, q)
+                r1262['preStoredlayoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 6
-                r1197['preStoredlayoutId'] = ((x >> q) & 63) + 1
+                r1262['preStoredlayoutId'] = ((x >> q) & 63) + 1
         q -= 1
         if (x >> q) & 1:
-            k1212, q = _rt.read_ld(x, q)
+            k1277, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1212 = ((x >> q) & 3) + 1
-        r1211: list[Any] = []
-        for _ in range(k1212):
-            r1213: dict[str, Any] = {}
+            k1277 = ((x >> q) & 3) + 1
+        r1276: list[Any] = []
+        for _ in range(k1277):
+            r1278: dict[str, Any] = {}
             q -= 1
-            h1214 = (x >> q) & 1
-            if h1214 & 1:
+            h1279 = (x >> q) & 1
+            if h1279 & 1:
                 q -= 1
                 if (x >> q) & 1:
-                    r1213['layoutComponentId'], q = _rt.read_uwn(x, q)
+                    r1278['layoutComponentId'], q = _rt.read_uwn(x, q)
                 else:
                     q -= 2
-                    r1213['layoutComponentId'] = ((x >> q) & 3) + 1
-            r1213['code'], q = d_RSCode_code(x, q)
-            r1211.append(r1213)
-        r1197['roadSignCodes'] = r1211
-        if h1198 & 1:
+                    r1278['layoutComponentId'] = ((x >> q) & 3) + 1
+            r1278['code'], q = d_RSCode_code(x, q)
+            r1276.append(r1278)
+        r1262['roadSignCodes'] = r1276
+        if h1263 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1216, q = _rt.read_ld(x, q)
+                k1281, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1216 = ((x >> q) & 3) + 1
-            r1215: list[Any] = []
-            for _ in range(k1216):
-                r1217: dict[str, Any] = {}
+                k1281 = ((x >> q) & 3) + 1
+            r1280: list[Any] = []
+            for _ in range(k1281):
+                r1282: dict[str, Any] = {}
                 q -= 1
-                h1218 = (x >> q) & 1
-                if h1218 & 1:
+                h1283 = (x >> q) & 1
+                if h1283 & 1:
                     q -= 1
                     if (x >> q) & 1:
-                        r1217['layoutComponentId'], q = _rt.read_uwn(x, q)
+                        r1282['layoutComponentId'], q = _rt.read_uwn(x, q)
                     else:
                         q -= 2
-                        r1217['layoutComponentId'] = ((x >> q) & 3) + 1
+                        r1282['layoutComponentId'] = ((x >> q) & 3) + 1
                 q -= 10
-                r1217['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-                b1220, q = _rt.read_octets(x, q)
-                r1217['textContent'] = b1220.decode('utf-8')
-                r1215.append(r1217)
-            r1197['extraText'] = r1215
-        if h1198 >> 14:
+                r1282['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+                b1286, q = _rt.read_octets(x, q)
+                c1285 = b1286.decode('utf-8')
+                if len(c1285) < 1 or len(c1285) > 32:
+                    raise _rt.OutOfSchema
+                r1282['textContent'] = c1285
+                r1280.append(r1282)
+            r1262['extraText'] = r1280
+        if h1263 >> 14:
             q = _rt.skip_additions(x, q)
-        r.append(r1197)
+        r.append(r1262)
     return r, q
 
 
 def e_RoadConfigurationContainer(v: Any) -> int:
     a: int = 1
-    k1221 = len(v)
-    if 1 <= k1221 <= 16:
+    k1287 = len(v)
+    if 1 <= k1287 <= 16:
         a <<= 1
-        a = a << 4 | (k1221 - 1)
+        a = a << 4 | (k1287 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1221)
-    for w1221 in v:
-        a1310 = 1
-        a1310 = a1310 << 1
-        v1312 = w1221['relevanceZoneIds']
-        k1313 = len(v1312)
-        if 1 <= k1313 <= 8:
-            a1310 <<= 1
-            a1310 = a1310 << 3 | (k1313 - 1)
+        a = _rt.ld(a << 1 | 1, k1287)
+    for w1287 in v:
+        a1376 = 1
+        a1376 = a1376 << 1
+        v1378 = w1287['relevanceZoneIds']
+        k1379 = len(v1378)
+        if 1 <= k1379 <= 8:
+            a1376 <<= 1
+            a1376 = a1376 << 3 | (k1379 - 1)
         else:
-            a1310 = _rt.ld(a1310 << 1 | 1, k1313)
-        for w1313 in v1312:
-            w1314 = w1313
-            if 1 <= w1314 <= 32:
-                a1310 = a1310 << 6 | (w1314 - 1)
+            a1376 = _rt.ld(a1376 << 1 | 1, k1379)
+        for w1379 in v1378:
+            w1380 = w1379
+            if 1 <= w1380 <= 32:
+                a1376 = a1376 << 6 | (w1380 - 1)
             else:
-                a1310 = _rt.uwn(a1310 << 1 | 1, w1314)
-        a1310 = a1310 << 2 | _E_RoadType_44[w1221['roadType']]
-        v1316 = w1221['laneConfiguration']
-        a1317 = 1
-        k1318 = len(v1316)
-        if 1 <= k1318 <= 16:
-            a1317 <<= 1
-            a1317 = a1317 << 4 | (k1318 - 1)
+                a1376 = _rt.uwn(a1376 << 1 | 1, w1380)
+        a1376 = a1376 << 2 | _E_RoadType_44[w1287['roadType']]
+        v1382 = w1287['laneConfiguration']
+        a1383 = 1
+        k1384 = len(v1382)
+        if 1 <= k1384 <= 16:
+            a1383 <<= 1
+            a1383 = a1383 << 4 | (k1384 - 1)
         else:
-            a1317 = _rt.ld(a1317 << 1 | 1, k1318)
-        for w1318 in v1316:
-            a1358 = 1
-            ext1359 = 'detectionZoneIds' in w1318 or 'relevanceZoneIds' in w1318 or 'laneCharacteristics' in w1318 or 'laneSurfaceStaticCharacteristics' in w1318 or 'laneSurfaceDynamicCharacteristics' in w1318
-            a1358 = a1358 << 10 | ((8 if ext1359 else 0) | (4 if 'validity' in w1318 else 0) | (2 if 'laneTypeQualifier' in w1318 else 0) | ('laneWidth' in w1318)) << 6 | ((w1318['laneNumber'] + 1)) << 2 | (w1318['direction'])
-            if 'validity' in w1318:
-                s_ = e_InternationalSign_applicablePeriod(w1318['validity'])
-                a1358 = ((a1358 - 1) << (s_.bit_length() - 1)) + s_
-            a1358 = a1358 << 5 | w1318['laneType']
-            if 'laneTypeQualifier' in w1318:
-                s_ = e_CompleteVehicleCharacteristics(w1318['laneTypeQualifier'])
-                a1358 = ((a1358 - 1) << (s_.bit_length() - 1)) + s_
-            w1366 = w1318['laneStatus']
-            if 0 <= w1366 <= 7:
-                a1358 = a1358 << 4 | w1366
+            a1383 = _rt.ld(a1383 << 1 | 1, k1384)
+        for w1384 in v1382:
+            a1424 = 1
+            ext1425 = 'detectionZoneIds' in w1384 or 'relevanceZoneIds' in w1384 or 'laneCharacteristics' in w1384 or 'laneSurfaceStaticCharacteristics' in w1384 or 'laneSurfaceDynamicCharacteristics' in w1384
+            a1424 = a1424 << 10 | ((8 if ext1425 else 0) | (4 if 'validity' in w1384 else 0) | (2 if 'laneTypeQualifier' in w1384 else 0) | ('laneWidth' in w1384)) << 6 | ((w1384['laneNumber'] + 1)) << 2 | (w1384['direction'])
+            if 'validity' in w1384:
+                s_ = e_InternationalSign_applicablePeriod(w1384['validity'])
+                a1424 = ((a1424 - 1) << (s_.bit_length() - 1)) + s_
+            a1424 = a1424 << 5 | w1384['laneType']
+            if 'laneTypeQualifier' in w1384:
+                s_ = e_CompleteVehicleCharacteristics(w1384['laneTypeQualifier'])
+                a1424 = ((a1424 - 1) << (s_.bit_length() - 1)) + s_
+            w1432 = w1384['laneStatus']
+            if 0 <= w1432 <= 7:
+                a1424 = a1424 << 4 | w1432
             else:
-                a1358 = _rt.uwn(a1358 << 1 | 1, w1366)
-            if 'laneWidth' in w1318:
-                a1358 = a1358 << 10 | w1318['laneWidth']
-            if ext1359:
-                subs1359, present1359 = [], 0
-                if 'detectionZoneIds' in w1318 or 'relevanceZoneIds' in w1318 or 'laneCharacteristics' in w1318 or 'laneSurfaceStaticCharacteristics' in w1318 or 'laneSurfaceDynamicCharacteristics' in w1318:
-                    s1359 = 1 << 5 | ('detectionZoneIds' in w1318) << 4 | ('relevanceZoneIds' in w1318) << 3 | ('laneCharacteristics' in w1318) << 2 | ('laneSurfaceStaticCharacteristics' in w1318) << 1 | ('laneSurfaceDynamicCharacteristics' in w1318) << 0
-                    if 'detectionZoneIds' in w1318:
-                        s_ = e_ZoneIds(w1318['detectionZoneIds'])
-                        s1359 = ((s1359 - 1) << (s_.bit_length() - 1)) + s_
-                    if 'relevanceZoneIds' in w1318:
-                        s_ = e_ZoneIds(w1318['relevanceZoneIds'])
-                        s1359 = ((s1359 - 1) << (s_.bit_length() - 1)) + s_
-                    if 'laneCharacteristics' in w1318:
-                        v1370 = w1318['laneCharacteristics']
-                        w1373 = v1370['zoneDefinitionAccuracy']
-                        if 0 <= w1373 <= 7:
-                            s1359 = s1359 << 4 | w1373
+                a1424 = _rt.uwn(a1424 << 1 | 1, w1432)
+            if 'laneWidth' in w1384:
+                a1424 = a1424 << 10 | w1384['laneWidth']
+            if ext1425:
+                subs1425, present1425 = [], 0
+                if 'detectionZoneIds' in w1384 or 'relevanceZoneIds' in w1384 or 'laneCharacteristics' in w1384 or 'laneSurfaceStaticCharacteristics' in w1384 or 'laneSurfaceDynamicCharacteristics' in w1384:
+                    s1425 = 1 << 5 | ('detectionZoneIds' in w1384) << 4 | ('relevanceZoneIds' in w1384) << 3 | ('laneCharacteristics' in w1384) << 2 | ('laneSurfaceStaticCharacteristics' in w1384) << 1 | ('laneSurfaceDynamicCharacteristics' in w1384) << 0
+                    if 'detectionZoneIds' in w1384:
+                        s_ = e_ZoneIds(w1384['detectionZoneIds'])
+                        s1425 = ((s1425 - 1) << (s_.bit_length() - 1)) + s_
+                    if 'relevanceZoneIds' in w1384:
+                        s_ = e_ZoneIds(w1384['relevanceZoneIds'])
+                        s1425 = ((s1425 - 1) << (s_.bit_length() - 1)) + s_
+                    if 'laneCharacteristics' in w1384:
+                        v1436 = w1384['laneCharacteristics']
+                        w1439 = v1436['zoneDefinitionAccuracy']
+                        if 0 <= w1439 <= 7:
+                            s1425 = s1425 << 4 | w1439
                         else:
-                            s1359 = _rt.uwn(s1359 << 1 | 1, w1373)
-                        s1359 = s1359 << 1 | (1 if v1370['existinglaneMarkingStatus'] else 0)
-                        w1376 = v1370['newlaneMarkingColour']
-                        if 0 <= w1376 <= 7:
-                            s1359 = s1359 << 4 | w1376
+                            s1425 = _rt.uwn(s1425 << 1 | 1, w1439)
+                        s1425 = s1425 << 1 | (1 if v1436['existinglaneMarkingStatus'] else 0)
+                        w1442 = v1436['newlaneMarkingColour']
+                        if 0 <= w1442 <= 7:
+                            s1425 = s1425 << 4 | w1442
                         else:
-                            s1359 = _rt.uwn(s1359 << 1 | 1, w1376)
-                        w1378 = v1370['laneDelimitationLeft']
-                        if 0 <= w1378 <= 7:
-                            s1359 = s1359 << 4 | w1378
+                            s1425 = _rt.uwn(s1425 << 1 | 1, w1442)
+                        w1444 = v1436['laneDelimitationLeft']
+                        if 0 <= w1444 <= 7:
+                            s1425 = s1425 << 4 | w1444
                         else:
-                            s1359 = _rt.uwn(s1359 << 1 | 1, w1378)
-                        w1380 = v1370['laneDelimitationRight']
-                        if 0 <= w1380 <= 7:
-                            s1359 = s1359 << 4 | w1380
+                            s1425 = _rt.uwn(s1425 << 1 | 1, w1444)
+                        w1446 = v1436['laneDelimitationRight']
+                        if 0 <= w1446 <= 7:
+                            s1425 = s1425 << 4 | w1446
                         else:
-                            s1359 = _rt.uwn(s1359 << 1 | 1, w1380)
-                        w1382 = v1370['mergingWith']
-                        if 1 <= w1382 <= 32:
-                            s1359 = s1359 << 6 | (w1382 - 1)
+                            s1425 = _rt.uwn(s1425 << 1 | 1, w1446)
+                        w1448 = v1436['mergingWith']
+                        if 1 <= w1448 <= 32:
+                            s1425 = s1425 << 6 | (w1448 - 1)
                         else:
-                            s1359 = _rt.uwn(s1359 << 1 | 1, w1382)
-                    if 'laneSurfaceStaticCharacteristics' in w1318:
-                        v1383 = w1318['laneSurfaceStaticCharacteristics']
-                        s1359 = s1359 << 7 | v1383['frictionCoefficient']
-                        w1387 = v1383['material']
-                        if 0 <= w1387 <= 7:
-                            s1359 = s1359 << 4 | w1387
+                            s1425 = _rt.uwn(s1425 << 1 | 1, w1448)
+                    if 'laneSurfaceStaticCharacteristics' in w1384:
+                        v1449 = w1384['laneSurfaceStaticCharacteristics']
+                        s1425 = s1425 << 7 | v1449['frictionCoefficient']
+                        w1453 = v1449['material']
+                        if 0 <= w1453 <= 7:
+                            s1425 = s1425 << 4 | w1453
                         else:
-                            s1359 = _rt.uwn(s1359 << 1 | 1, w1387)
-                        w1389 = v1383['wear']
-                        if 0 <= w1389 <= 7:
-                            s1359 = s1359 << 4 | w1389
+                            s1425 = _rt.uwn(s1425 << 1 | 1, w1453)
+                        w1455 = v1449['wear']
+                        if 0 <= w1455 <= 7:
+                            s1425 = s1425 << 4 | w1455
                         else:
-                            s1359 = _rt.uwn(s1359 << 1 | 1, w1389)
-                        s1359 = s1359 << 6 | (v1383['avBankingAngle'] + 20)
-                    if 'laneSurfaceDynamicCharacteristics' in w1318:
-                        v1391 = w1318['laneSurfaceDynamicCharacteristics']
-                        w1394 = v1391['condition']
-                        if 0 <= w1394 <= 15:
-                            s1359 = s1359 << 5 | w1394
+                            s1425 = _rt.uwn(s1425 << 1 | 1, w1455)
+                        s1425 = s1425 << 6 | (v1449['avBankingAngle'] + 20)
+                    if 'laneSurfaceDynamicCharacteristics' in w1384:
+                        v1457 = w1384['laneSurfaceDynamicCharacteristics']
+                        w1460 = v1457['condition']
+                        if 0 <= w1460 <= 15:
+                            s1425 = s1425 << 5 | w1460
                         else:
-                            s1359 = _rt.uwn(s1359 << 1 | 1, w1394)
-                        s1359 = s1359 << 19 | ((v1391['temperature'] + 100)) << 11 | (v1391['iceOrWaterDepth']) << 3 | (v1391['treatment'])
-                    subs1359.append(s1359)
-                    present1359 |= 1
-                a1358 = _rt.additions(a1358, 1, present1359, subs1359)
-            a1317 = ((a1317 - 1) << (a1358.bit_length() - 1)) + a1358
-        a1310 = ((a1310 - 1) << (a1317.bit_length() - 1)) + a1317
-        a = ((a - 1) << (a1310.bit_length() - 1)) + a1310
+                            s1425 = _rt.uwn(s1425 << 1 | 1, w1460)
+                        s1425 = s1425 << 19 | ((v1457['temperature'] + 100)) << 11 | (v1457['iceOrWaterDepth']) << 3 | (v1457['treatment'])
+                    subs1425.append(s1425)
+                    present1425 |= 1
+                a1424 = _rt.additions(a1424, 1, present1425, subs1425)
+            a1383 = ((a1383 - 1) << (a1424.bit_length() - 1)) + a1424
+        a1376 = ((a1376 - 1) << (a1383.bit_length() - 1)) + a1383
+        a = ((a - 1) << (a1376.bit_length() - 1)) + a1376
     return a
 
 def d_RoadConfigurationContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1398, q = _rt.read_ld(x, q)
+        k1464, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1398 = ((x >> q) & 15) + 1
+        k1464 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k1398):
+    for _ in range(k1464):
         x &= (1 << q) - 1
-        r1399: dict[str, Any] = {}
+        r1465: dict[str, Any] = {}
         q -= 1
-        h1400 = (x >> q) & 1
+        h1466 = (x >> q) & 1
         q -= 1
         if (x >> q) & 1:
-            k1402, q = _rt.read_ld(x, q)
+            k1468, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1402 = ((x >> q) & 7) + 1
-        r1401: list[Any] = []
-        for _ in range(k1402):
+            k1468 = ((x >> q) & 7) + 1
+        r1467: list[Any] = []
+        for _ in range(k1468):
             q -= 1
             if (x >> q) & 1:
-                w1402, q = _rt.read_uwn(x, q)
+                w1468, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w1402 = ((x >> q) & 31) + 1
-            r1401.append(w1402)
-        r1399['relevanceZoneIds'] = r1401
+                w1468 = ((x >> q) & 31) + 1
+            r1467.append(w1468)
+        r1465['relevanceZoneIds'] = r1467
         q -= 2
-        r1399['roadType'] = _D_RoadType_45[(x >> q) & 3]
+        r1465['roadType'] = _D_RoadType_45[(x >> q) & 3]
         q -= 1
         if (x >> q) & 1:
-            k1404, q = _rt.read_ld(x, q)
+            k1470, q = _rt.read_ld(x, q)
         else:
             q -= 4
-            k1404 = ((x >> q) & 15) + 1
-        r1403: list[Any] = []
-        for _ in range(k1404):
-            r1405: dict[str, Any] = {}
+            k1470 = ((x >> q) & 15) + 1
+        r1469: list[Any] = []
+        for _ in range(k1470):
+            r1471: dict[str, Any] = {}
             q -= 10
             t_ = (x >> q) & 1023
-            h1406 = (t_ >> 6) & 15
-            r1405['laneNumber'] = ((t_ >> 2) & 15) - 1
-            r1405['direction'] = t_ & 3
-            if h1406 & 4:
-                r1405['validity'], q = d_InternationalSign_applicablePeriod(x, q)
+            h1472 = (t_ >> 6) & 15
+            r1471['laneNumber'] = ((t_ >> 2) & 15) - 1
+            r1471['direction'] = t_ & 3
+            if h1472 & 4:
+                r1471['validity'], q = d_InternationalSign_applicablePeriod(x, q)
             q -= 5
-            r1405['laneType'] = (x >> q) & 31
-            if h1406 & 2:
-                r1405['laneTypeQualifier'], q = d_CompleteVehicleCharacteristics(x, q)
+            r1471['laneType'] = (x >> q) & 31
+            if h1472 & 2:
+                r1471['laneTypeQualifier'], q = d_CompleteVehicleCharacteristics(x, q)
             q -= 1
             if (x >> q) & 1:
-                r1405['laneStatus'], q = _rt.read_uwn(x, q)
+                r1471['laneStatus'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r1405['laneStatus'] = (x >> q) & 7
-            if h1406 & 1:
+                r1471['laneStatus'] = (x >> q) & 7
+            if h1472 & 1:
                 q -= 10
-                r1405['laneWidth'] = (x >> q) & 1023
-            if h1406 >> 3:
-                n1406, q = _rt.read_nsl(x, q)
-                q -= n1406
-                bm1406 = (x >> q) & ((1 << n1406) - 1)
-                for i1406 in range(n1406):
-                    if not (bm1406 >> (n1406 - 1 - i1406)) & 1:
+                r1471['laneWidth'] = (x >> q) & 1023
+            if h1472 >> 3:
+                n1472, q = _rt.read_nsl(x, q)
+                q -= n1472
+                bm1472 = (x >> q) & ((1 << n1472) - 1)
+                for i1472 in range(n1472):
+                    if not (bm1472 >> (n1472 - 1 - i1472)) & 1:
                         continue
-                    length1406, q = _rt.read_ld(x, q)
-                    q01406 = q
-                    if i1406 == 0:
+                    length1472, q = _rt.read_ld(x, q)
+                    q01472 = q
+                    if i1472 == 0:
                         q -= 5
-                        g1406 = (x >> q) & 31
-                        if g1406 & 16:
-                            r1405['detectionZoneIds'], q = d_ZoneIds(x, q)
-                        if g1406 & 8:
-                            r1405['relevanceZoneIds'], q = d_ZoneIds(x, q)
-                        if g1406 & 4:
-                            r1407: dict[str, Any] = {}
+                        g1472 = (x >> q) & 31
+                        if g1472 & 16:
+                            r1471['detectionZoneIds'], q = d_ZoneIds(x, q)
+                        if g1472 & 8:
+                            r1471['relevanceZoneIds'], q = d_ZoneIds(x, q)
+                        if g1472 & 4:
+                            r1473: dict[str, Any] = {}
                             q -= 1
                             if (x >> q) & 1:
-                                r1407['zoneDefinitionAccuracy'], q = _rt.read_uwn(x, q)
+                                r1473['zoneDefinitionAccuracy'], q = _rt.read_uwn(x, q)
                             else:
                                 q -= 3
-                                r1407['zoneDefinitionAccuracy'] = (x >> q) & 7
+                                r1473['zoneDefinitionAccuracy'] = (x >> q) & 7
                             q -= 1
-                            r1407['existinglaneMarkingStatus'] = (x >> q) & 1 == 1
+                            r1473['existinglaneMarkingStatus'] = (x >> q) & 1 == 1
                             q -= 1
                             if (x >> q) & 1:
-                                r1407['newlaneMarkingColour'], q = _rt.read_uwn(x, q)
+                                r1473['newlaneMarkingColour'], q = _rt.read_uwn(x, q)
                             else:
                                 q -= 3
-                                r1407['newlaneMarkingColour'] = (x >> q) & 7
+                                r1473['newlaneMarkingColour'] = (x >> q) & 7
                             q -= 1
                             if (x >> q) & 1:
-                                r1407['laneDelimitationLeft'], q = _rt.read_uwn(x, q)
+                                r1473['laneDelimitationLeft'], q = _rt.read_uwn(x, q)
                             else:
                                 q -= 3
-                                r1407['laneDelimitationLeft'] = (x >> q) & 7
+                                r1473['laneDelimitationLeft'] = (x >> q) & 7
                             q -= 1
                             if (x >> q) & 1:
-                                r1407['laneDelimitationRight'], q = _rt.read_uwn(x, q)
+                                r1473['laneDelimitationRight'], q = _rt.read_uwn(x, q)
                             else:
                                 q -= 3
-                                r1407['laneDelimitationRight'] = (x >> q) & 7
+                                r1473['laneDelimitationRight'] = (x >> q) & 7
                             q -= 1
                             if (x >> q) & 1:
-                                r1407['mergingWith'], q = _rt.read_uwn(x, q)
+                                r1473['mergingWith'], q = _rt.read_uwn(x, q)
                             else:
                                 q -= 5
-                                r1407['mergingWith'] = ((x >> q) & 31) + 1
-                            r1405['laneCharacteristics'] = r1407
-                        if g1406 & 2:
-                            r1409: dict[str, Any] = {}
+                                r1473['mergingWith'] = ((x >> q) & 31) + 1
+                            r1471['laneCharacteristics'] = r1473
+                        if g1472 & 2:
+                            r1475: dict[str, Any] = {}
                             q -= 7
-                            r1409['frictionCoefficient'] = (x >> q) & 127
+                            c1477 = (x >> q) & 127
+                            if c1477 > 101:
+                                raise _rt.OutOfSchema
+                            r1475['frictionCoefficient'] = c1477
                             q -= 1
                             if (x >> q) & 1:
-                                r1409['material'], q = _rt.read_uwn(x, q)
+                                r1475['material'], q = _rt.read_uwn(x, q)
                             else:
                                 q -= 3
-                                r1409['material'] = (x >> q) & 7
+                                r1475['material'] = (x >> q) & 7
                             q -= 1
                             if (x >> q) & 1:
-                                r1409['wear'], q = _rt.read_uwn(x, q)
+                                r1475['wear'], q = _rt.read_uwn(x, q)
                             else:
                                 q -= 3
-                                r1409['wear'] = (x >> q) & 7
+                                r1475['wear'] = (x >> q) & 7
                             q -= 6
-                            r1409['avBankingAngle'] = ((x >> q) & 63) - 20
-                            r1405['laneSurfaceStaticCharacteristics'] = r1409
-                        if g1406 & 1:
-                            r1411: dict[str, Any] = {}
+                            c1478 = ((x >> q) & 63) - 20
+                            if c1478 > 21:
+                                raise _rt.OutOfSchema
+                            r1475['avBankingAngle'] = c1478
+                            r1471['laneSurfaceStaticCharacteristics'] = r1475
+                        if g1472 & 1:
+                            r1479: dict[str, Any] = {}
                             q -= 1
                             if (x >> q) & 1:
-                                r1411['condition'], q = _rt.read_uwn(x, q)
+                                r1479['condition'], q = _rt.read_uwn(x, q)
                             else:
                                 q -= 4
-                                r1411['condition'] = (x >> q) & 15
-                            q -= 19
-                            t_ = (x >> q) & 524287
-                            r1411['temperature'] = ((t_ >> 11) & 255) - 100
-                            r1411['iceOrWaterDepth'] = (t_ >> 3) & 255
-                            r1411['treatment'] = t_ & 7
-                            r1405['laneSurfaceDynamicCharacteristics'] = r1411
+                                r1479['condition'] = (x >> q) & 15
+                            q -= 8
+                            c1481 = ((x >> q) & 255) - 100
+                            if c1481 > 151:
+                                raise _rt.OutOfSchema
+                            r1479['temperature'] = c1481
+                            q -= 11
+                            t_ = (x >> q) & 2047
+                            r1479['iceOrWaterDepth'] = (t_ >> 3) & 255
+                            r1479['treatment'] = t_ & 7
+                            r1471['laneSurfaceDynamicCharacteristics'] = r1479
                     else:
-                        q = _rt.skip(q, length1406 << 3)
-                    al1406 = (q01406 - q) % 8
-                    if al1406:
-                        q = _rt.skip(q, 8 - al1406)
-            r1403.append(r1405)
-        r1399['laneConfiguration'] = r1403
-        if h1400 >> 0:
+                        q = _rt.skip(q, length1472 << 3)
+                    al1472 = (q01472 - q) % 8
+                    if al1472:
+                        q = _rt.skip(q, 8 - al1472)
+            r1469.append(r1471)
+        r1465['laneConfiguration'] = r1469
+        if h1466 >> 0:
             q = _rt.skip_additions(x, q)
-        r.append(r1399)
+        r.append(r1465)
     return r, q
 
 
 def e_TextContainer(v: Any) -> int:
     a: int = 1
-    k1413 = len(v)
-    if 1 <= k1413 <= 16:
+    k1482 = len(v)
+    if 1 <= k1482 <= 16:
         a <<= 1
-        a = a << 4 | (k1413 - 1)
+        a = a << 4 | (k1482 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1413)
-    for w1413 in v:
-        a1465 = 1
-        ext1466 = 'iviType' in w1413 or 'laneStatus' in w1413 or 'vehicleCharacteristics' in w1413
-        a1465 = a1465 << 9 | (256 if ext1466 else 0) | (128 if 'detectionZoneIds' in w1413 else 0) | (64 if 'direction' in w1413 else 0) | (32 if 'driverAwarenessZoneIds' in w1413 else 0) | (16 if 'minimumAwarenessTime' in w1413 else 0) | (8 if 'applicableLanes' in w1413 else 0) | (4 if 'layoutId' in w1413 else 0) | (2 if 'preStoredlayoutId' in w1413 else 0) | ('text' in w1413)
-        if 'detectionZoneIds' in w1413:
-            v1467 = w1413['detectionZoneIds']
-            k1468 = len(v1467)
-            if 1 <= k1468 <= 8:
-                a1465 <<= 1
-                a1465 = a1465 << 3 | (k1468 - 1)
+        a = _rt.ld(a << 1 | 1, k1482)
+    for w1482 in v:
+        a1534 = 1
+        ext1535 = 'iviType' in w1482 or 'laneStatus' in w1482 or 'vehicleCharacteristics' in w1482
+        a1534 = a1534 << 9 | (256 if ext1535 else 0) | (128 if 'detectionZoneIds' in w1482 else 0) | (64 if 'direction' in w1482 else 0) | (32 if 'driverAwarenessZoneIds' in w1482 else 0) | (16 if 'minimumAwarenessTime' in w1482 else 0) | (8 if 'applicableLanes' in w1482 else 0) | (4 if 'layoutId' in w1482 else 0) | (2 if 'preStoredlayoutId' in w1482 else 0) | ('text' in w1482)
+        if 'detectionZoneIds' in w1482:
+            v1536 = w1482['detectionZoneIds']
+            k1537 = len(v1536)
+            if 1 <= k1537 <= 8:
+                a1534 <<= 1
+                a1534 = a1534 << 3 | (k1537 - 1)
             else:
-                a1465 = _rt.ld(a1465 << 1 | 1, k1468)
-            for w1468 in v1467:
-                w1469 = w1468
-                if 1 <= w1469 <= 32:
-                    a1465 = a1465 << 6 | (w1469 - 1)
+                a1534 = _rt.ld(a1534 << 1 | 1, k1537)
+            for w1537 in v1536:
+                w1538 = w1537
+                if 1 <= w1538 <= 32:
+                    a1534 = a1534 << 6 | (w1538 - 1)
                 else:
-                    a1465 = _rt.uwn(a1465 << 1 | 1, w1469)
-        v1470 = w1413['relevanceZoneIds']
-        a1471 = 1
-        k1472 = len(v1470)
-        if 1 <= k1472 <= 8:
-            a1471 <<= 1
-            a1471 = a1471 << 3 | (k1472 - 1)
+                    a1534 = _rt.uwn(a1534 << 1 | 1, w1538)
+        v1539 = w1482['relevanceZoneIds']
+        a1540 = 1
+        k1541 = len(v1539)
+        if 1 <= k1541 <= 8:
+            a1540 <<= 1
+            a1540 = a1540 << 3 | (k1541 - 1)
         else:
-            a1471 = _rt.ld(a1471 << 1 | 1, k1472)
-        for w1472 in v1470:
-            w1473 = w1472
-            if 1 <= w1473 <= 32:
-                a1471 = a1471 << 6 | (w1473 - 1)
+            a1540 = _rt.ld(a1540 << 1 | 1, k1541)
+        for w1541 in v1539:
+            w1542 = w1541
+            if 1 <= w1542 <= 32:
+                a1540 = a1540 << 6 | (w1542 - 1)
             else:
-                a1471 = _rt.uwn(a1471 << 1 | 1, w1473)
-        a1465 = ((a1465 - 1) << (a1471.bit_length() - 1)) + a1471
-        if 'direction' in w1413:
-            a1465 = a1465 << 2 | w1413['direction']
-        if 'driverAwarenessZoneIds' in w1413:
-            v1475 = w1413['driverAwarenessZoneIds']
-            a1476 = 1
-            k1477 = len(v1475)
-            if 1 <= k1477 <= 8:
-                a1476 <<= 1
-                a1476 = a1476 << 3 | (k1477 - 1)
+                a1540 = _rt.uwn(a1540 << 1 | 1, w1542)
+        a1534 = ((a1534 - 1) << (a1540.bit_length() - 1)) + a1540
+        if 'direction' in w1482:
+            a1534 = a1534 << 2 | w1482['direction']
+        if 'driverAwarenessZoneIds' in w1482:
+            v1544 = w1482['driverAwarenessZoneIds']
+            a1545 = 1
+            k1546 = len(v1544)
+            if 1 <= k1546 <= 8:
+                a1545 <<= 1
+                a1545 = a1545 << 3 | (k1546 - 1)
             else:
-                a1476 = _rt.ld(a1476 << 1 | 1, k1477)
-            for w1477 in v1475:
-                w1478 = w1477
-                if 1 <= w1478 <= 32:
-                    a1476 = a1476 << 6 | (w1478 - 1)
+                a1545 = _rt.ld(a1545 << 1 | 1, k1546)
+            for w1546 in v1544:
+                w1547 = w1546
+                if 1 <= w1547 <= 32:
+                    a1545 = a1545 << 6 | (w1547 - 1)
                 else:
-                    a1476 = _rt.uwn(a1476 << 1 | 1, w1478)
-            a1465 = ((a1465 - 1) << (a1476.bit_length() - 1)) + a1476
-        if 'minimumAwarenessTime' in w1413:
-            a1465 = a1465 << 8 | w1413['minimumAwarenessTime']
-        if 'applicableLanes' in w1413:
-            v1480 = w1413['applicableLanes']
-            a1481 = 1
-            k1482 = len(v1480)
-            if 1 <= k1482 <= 8:
-                a1481 <<= 1
-                a1481 = a1481 << 3 | (k1482 - 1)
+                    a1545 = _rt.uwn(a1545 << 1 | 1, w1547)
+            a1534 = ((a1534 - 1) << (a1545.bit_length() - 1)) + a1545
+        if 'minimumAwarenessTime' in w1482:
+            a1534 = a1534 << 8 | w1482['minimumAwarenessTime']
+        if 'applicableLanes' in w1482:
+            v1549 = w1482['applicableLanes']
+            a1550 = 1
+            k1551 = len(v1549)
+            if 1 <= k1551 <= 8:
+                a1550 <<= 1
+                a1550 = a1550 << 3 | (k1551 - 1)
             else:
-                a1481 = _rt.ld(a1481 << 1 | 1, k1482)
-            for w1482 in v1480:
-                a1481 = a1481 << 4 | (w1482 + 1)
-            a1465 = ((a1465 - 1) << (a1481.bit_length() - 1)) + a1481
-        if 'layoutId' in w1413:
-            w1484 = w1413['layoutId']
-            if 1 <= w1484 <= 4:
-                a1465 = a1465 << 3 | (w1484 - 1)
+                a1550 = _rt.ld(a1550 << 1 | 1, k1551)
+            for w1551 in v1549:
+                a1550 = a1550 << 4 | (w1551 + 1)
+            a1534 = ((a1534 - 1) << (a1550.bit_length() - 1)) + a1550
+        if 'layoutId' in w1482:
+            w1553 = w1482['layoutId']
+            if 1 <= w1553 <= 4:
+                a1534 = a1534 << 3 | (w1553 - 1)
             else:
-                a1465 = _rt.uwn(a1465 << 1 | 1, w1484)
-        if 'preStoredlayoutId' in w1413:
-            w1486 = w1413['preStoredlayoutId']
-            if 1 <= w1486 <= 64:
-                a1465 = a1465 << 7 | (w1486 - 1)
+                a1534 = _rt.uwn(a1534 << 1 | 1, w1553)
+        if 'preStoredlayoutId' in w1482:
+            w1555 = w1482['preStoredlayoutId']
+            if 1 <= w1555 <= 64:
+                a1534 = a1534 << 7 | (w1555 - 1)
             else:
-                a1465 = _rt.uwn(a1465 << 1 | 1, w1486)
-        if 'text' in w1413:
-            v1487 = w1413['text']
-            a1488 = 1
-            k1489 = len(v1487)
-            if 1 <= k1489 <= 4:
-                a1488 <<= 1
-                a1488 = a1488 << 2 | (k1489 - 1)
+                a1534 = _rt.uwn(a1534 << 1 | 1, w1555)
+        if 'text' in w1482:
+            v1556 = w1482['text']
+            a1557 = 1
+            k1558 = len(v1556)
+            if 1 <= k1558 <= 4:
+                a1557 <<= 1
+                a1557 = a1557 << 2 | (k1558 - 1)
             else:
-                a1488 = _rt.ld(a1488 << 1 | 1, k1489)
-            for w1489 in v1487:
-                a1497 = 1
-                a1497 = a1497 << 1 | ('layoutComponentId' in w1489)
-                if 'layoutComponentId' in w1489:
-                    w1500 = w1489['layoutComponentId']
-                    if 1 <= w1500 <= 4:
-                        a1497 = a1497 << 3 | (w1500 - 1)
+                a1557 = _rt.ld(a1557 << 1 | 1, k1558)
+            for w1558 in v1556:
+                a1566 = 1
+                a1566 = a1566 << 1 | ('layoutComponentId' in w1558)
+                if 'layoutComponentId' in w1558:
+                    w1569 = w1558['layoutComponentId']
+                    if 1 <= w1569 <= 4:
+                        a1566 = a1566 << 3 | (w1569 - 1)
                     else:
-                        a1497 = _rt.uwn(a1497 << 1 | 1, w1500)
-                d1502, k1503 = w1489['language']
-                a1497 = a1497 << k1503 | int.from_bytes(d1502, 'big') >> (8 * len(d1502) - k1503)
-                a1497 = _rt.octets(a1497, w1489['textContent'].encode('utf-8'))
-                a1488 = ((a1488 - 1) << (a1497.bit_length() - 1)) + a1497
-            a1465 = ((a1465 - 1) << (a1488.bit_length() - 1)) + a1488
-        d1506 = w1413['data']
-        a1465 = _rt.octets(a1465, d1506)
-        if ext1466:
-            subs1466, present1466 = [], 0
-            if 'iviType' in w1413 or 'laneStatus' in w1413 or 'vehicleCharacteristics' in w1413:
-                s1466 = 1 << 2 | ('laneStatus' in w1413) << 1 | ('vehicleCharacteristics' in w1413) << 0
-                s1466 = s1466 << 3 | w1413['iviType']
-                if 'laneStatus' in w1413:
-                    w1509 = w1413['laneStatus']
-                    if 0 <= w1509 <= 7:
-                        s1466 = s1466 << 4 | w1509
+                        a1566 = _rt.uwn(a1566 << 1 | 1, w1569)
+                d1571, k1572 = w1558['language']
+                a1566 = a1566 << k1572 | int.from_bytes(d1571, 'big') >> (8 * len(d1571) - k1572)
+                a1566 = _rt.octets(a1566, w1558['textContent'].encode('utf-8'))
+                a1557 = ((a1557 - 1) << (a1566.bit_length() - 1)) + a1566
+            a1534 = ((a1534 - 1) << (a1557.bit_length() - 1)) + a1557
+        d1575 = w1482['data']
+        a1534 = _rt.octets(a1534, d1575)
+        if ext1535:
+            subs1535, present1535 = [], 0
+            if 'iviType' in w1482 or 'laneStatus' in w1482 or 'vehicleCharacteristics' in w1482:
+                s1535 = 1 << 2 | ('laneStatus' in w1482) << 1 | ('vehicleCharacteristics' in w1482) << 0
+                s1535 = s1535 << 3 | w1482['iviType']
+                if 'laneStatus' in w1482:
+                    w1578 = w1482['laneStatus']
+                    if 0 <= w1578 <= 7:
+                        s1535 = s1535 << 4 | w1578
                     else:
-                        s1466 = _rt.uwn(s1466 << 1 | 1, w1509)
-                if 'vehicleCharacteristics' in w1413:
-                    v1510 = w1413['vehicleCharacteristics']
-                    k1511 = len(v1510)
-                    if 1 <= k1511 <= 8:
-                        s1466 <<= 1
-                        s1466 = s1466 << 3 | (k1511 - 1)
+                        s1535 = _rt.uwn(s1535 << 1 | 1, w1578)
+                if 'vehicleCharacteristics' in w1482:
+                    v1579 = w1482['vehicleCharacteristics']
+                    k1580 = len(v1579)
+                    if 1 <= k1580 <= 8:
+                        s1535 <<= 1
+                        s1535 = s1535 << 3 | (k1580 - 1)
                     else:
-                        s1466 = _rt.ld(s1466 << 1 | 1, k1511)
-                    for w1511 in v1510:
-                        s1466 = s1466 << 3 | (4 if 'tractor' in w1511 else 0) | (2 if 'trailer' in w1511 else 0) | ('train' in w1511)
-                        if 'tractor' in w1511:
-                            s_ = e_TractorCharacteristics(w1511['tractor'])
-                            s1466 = ((s1466 - 1) << (s_.bit_length() - 1)) + s_
-                        if 'trailer' in w1511:
-                            s_ = e_TrailerCharacteristicsList(w1511['trailer'])
-                            s1466 = ((s1466 - 1) << (s_.bit_length() - 1)) + s_
-                        if 'train' in w1511:
-                            s_ = e_TrainCharacteristics(w1511['train'])
-                            s1466 = ((s1466 - 1) << (s_.bit_length() - 1)) + s_
-                subs1466.append(s1466)
-                present1466 |= 1
-            a1465 = _rt.additions(a1465, 1, present1466, subs1466)
-        a = ((a - 1) << (a1465.bit_length() - 1)) + a1465
+                        s1535 = _rt.ld(s1535 << 1 | 1, k1580)
+                    for w1580 in v1579:
+                        s1535 = s1535 << 3 | (4 if 'tractor' in w1580 else 0) | (2 if 'trailer' in w1580 else 0) | ('train' in w1580)
+                        if 'tractor' in w1580:
+                            s_ = e_TractorCharacteristics(w1580['tractor'])
+                            s1535 = ((s1535 - 1) << (s_.bit_length() - 1)) + s_
+                        if 'trailer' in w1580:
+                            s_ = e_TrailerCharacteristicsList(w1580['trailer'])
+                            s1535 = ((s1535 - 1) << (s_.bit_length() - 1)) + s_
+                        if 'train' in w1580:
+                            s_ = e_TrainCharacteristics(w1580['train'])
+                            s1535 = ((s1535 - 1) << (s_.bit_length() - 1)) + s_
+                subs1535.append(s1535)
+                present1535 |= 1
+            a1534 = _rt.additions(a1534, 1, present1535, subs1535)
+        a = ((a - 1) << (a1534.bit_length() - 1)) + a1534
     return a
 
 def d_TextContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1516, q = _rt.read_ld(x, q)
+        k1585, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1516 = ((x >> q) & 15) + 1
+        k1585 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k1516):
+    for _ in range(k1585):
         x &= (1 << q) - 1
-        r1517: dict[str, Any] = {}
+        r1586: dict[str, Any] = {}
         q -= 9
-        h1518 = (x >> q) & 511
-        if h1518 & 128:
+        h1587 = (x >> q) & 511
+        if h1587 & 128:
             q -= 1
             if (x >> q) & 1:
-                k1520, q = _rt.read_ld(x, q)
+                k1589, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1520 = ((x >> q) & 7) + 1
-            r1519: list[Any] = []
-            for _ in range(k1520):
+                k1589 = ((x >> q) & 7) + 1
+            r1588: list[Any] = []
+            for _ in range(k1589):
                 q -= 1
                 if (x >> q) & 1:
-                    w1520, q = _rt.read_uwn(x, q)
+                    w1589, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1520 = ((x >> q) & 31) + 1
-                r1519.append(w1520)
-            r1517['detectionZoneIds'] = r1519
+                    w1589 = ((x >> q) & 31) + 1
+                r1588.append(w1589)
+            r1586['detectionZoneIds'] = r1588
         q -= 1
         if (x >> q) & 1:
-            k1522, q = _rt.read_ld(x, q)
+            k1591, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1522 = ((x >> q) & 7) + 1
-        r1521: list[Any] = []
-        for _ in range(k1522):
+            k1591 = ((x >> q) & 7) + 1
+        r1590: list[Any] = []
+        for _ in range(k1591):
             q -= 1
             if (x >> q) & 1:
-                w1522, q = _rt.read_uwn(x, q)
+                w1591, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w1522 = ((x >> q) & 31) + 1
-            r1521.append(w1522)
-        r1517['relevanceZoneIds'] = r1521
-        if h1518 & 64:
+                w1591 = ((x >> q) & 31) + 1
+            r1590.append(w1591)
+        r1586['relevanceZoneIds'] = r1590
+        if h1587 & 64:
             q -= 2
-            r1517['direction'] = (x >> q) & 3
-        if h1518 & 32:
+            r1586['direction'] = (x >> q) & 3
+        if h1587 & 32:
             q -= 1
             if (x >> q) & 1:
-                k1524, q = _rt.read_ld(x, q)
+                k1593, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1524 = ((x >> q) & 7) + 1
-            r1523: list[Any] = []
-            for _ in range(k1524):
+                k1593 = ((x >> q) & 7) + 1
+            r1592: list[Any] = []
+            for _ in range(k1593):
                 q -= 1
                 if (x >> q) & 1:
-                    w1524, q = _rt.read_uwn(x, q)
+                    w1593, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1524 = ((x >> q) & 31) + 1
-                r1523.append(w1524)
-            r1517['driverAwarenessZoneIds'] = r1523
-        if h1518 & 16:
+                    w1593 = ((x >> q) & 31) + 1
+                r1592.append(w1593)
+            r1586['driverAwarenessZoneIds'] = r1592
+        if h1587 & 16:
             q -= 8
-            r1517['minimumAwarenessTime'] = (x >> q) & 255
-        if h1518 & 8:
+            r1586['minimumAwarenessTime'] = (x >> q) & 255
+        if h1587 & 8:
             q -= 1
             if (x >> q) & 1:
-                k1526, q = _rt.read_ld(x, q)
+                k1595, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1526 = ((x >> q) & 7) + 1
-            r1525: list[Any] = []
-            for _ in range(k1526):
+                k1595 = ((x >> q) & 7) + 1
+            r1594: list[Any] = []
+            for _ in range(k1595):
                 q -= 4
-                w1526 = ((x >> q) & 15) - 1
-                r1525.append(w1526)
-            r1517['applicableLanes'] = r1525
-        if h1518 & 4:
+                w1595 = ((x >> q) & 15) - 1
+                r1594.append(w1595)
+            r1586['applicableLanes'] = r1594
+        if h1587 & 4:
             q -= 1
             if (x >> q) & 1:
-                r1517['layoutId'], q = _rt.read_uwn(x, q)
+                r1586['layoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r1517['layoutId'] = ((x >> q) & 3) + 1
-        if h1518 & 2:
+                r1586['layoutId'] = ((x >> q) & 3) + 1
+        if h1587 & 2:
             q -= 1
             if (x >> q) & 1:
-                r1517['preStoredlayoutId'], q = _rt.read_uwn(x, q)
+                r1586['preStoredlayoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 6
-                r1517['preStoredlayoutId'] = ((x >> q) & 63) + 1
-        if h1518 & 1:
+                r1586['preStoredlayoutId'] = ((x >> q) & 63) + 1
+        if h1587 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1528, q = _rt.read_ld(x, q)
+                k1597, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1528 = ((x >> q) & 3) + 1
-            r1527: list[Any] = []
-            for _ in range(k1528):
-                r1529: dict[str, Any] = {}
+                k1597 = ((x >> q) & 3) + 1
+            r1596: list[Any] = []
+            for _ in range(k1597):
+                r1598: dict[str, Any] = {}
                 q -= 1
-                h1530 = (x >> q) & 1
-                if h1530 & 1:
+                h1599 = (x >> q) & 1
+                if h1599 & 1:
                     q -= 1
                     if (x >> q) & 1:
-                        r1529['layoutComponentId'], q = _rt.read_uwn(x, q)
+                        r1598['layoutComponentId'], q = _rt.read_uwn(x, q)
                     else:
                         q -= 2
-                        r1529['layoutComponentId'] = ((x >> q) & 3) + 1
+                        r1598['layoutComponentId'] = ((x >> q) & 3) + 1
                 q -= 10
-                r1529['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-                b1532, q = _rt.read_octets(x, q)
-                r1529['textContent'] = b1532.decode('utf-8')
-                r1527.append(r1529)
-            r1517['text'] = r1527
-        r1517['data'], q = _rt.read_octets(x, q)
-        if h1518 >> 8:
-            n1518, q = _rt.read_nsl(x, q)
-            q -= n1518
-            bm1518 = (x >> q) & ((1 << n1518) - 1)
-            for i1518 in range(n1518):
-                if not (bm1518 >> (n1518 - 1 - i1518)) & 1:
+                r1598['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+                b1601, q = _rt.read_octets(x, q)
+                r1598['textContent'] = b1601.decode('utf-8')
+                r1596.append(r1598)
+            r1586['text'] = r1596
+        r1586['data'], q = _rt.read_octets(x, q)
+        if h1587 >> 8:
+            n1587, q = _rt.read_nsl(x, q)
+            q -= n1587
+            bm1587 = (x >> q) & ((1 << n1587) - 1)
+            for i1587 in range(n1587):
+                if not (bm1587 >> (n1587 - 1 - i1587)) & 1:
                     continue
-                length1518, q = _rt.read_ld(x, q)
-                q01518 = q
-                if i1518 == 0:
+                length1587, q = _rt.read_ld(x, q)
+                q01587 = q
+                if i1587 == 0:
                     q -= 5
                     t_ = (x >> q) & 31
-                    g1518 = (t_ >> 3) & 3
-                    r1517['iviType'] = t_ & 7
-                    if g1518 & 2:
+                    g1587 = (t_ >> 3) & 3
+                    r1586['iviType'] = t_ & 7
+                    if g1587 & 2:
                         q -= 1
                         if (x >> q) & 1:
-                            r1517['laneStatus'], q = _rt.read_uwn(x, q)
+                            r1586['laneStatus'], q = _rt.read_uwn(x, q)
                         else:
                             q -= 3
-                            r1517['laneStatus'] = (x >> q) & 7
-                    if g1518 & 1:
+                            r1586['laneStatus'] = (x >> q) & 7
+                    if g1587 & 1:
                         q -= 1
                         if (x >> q) & 1:
-                            k1534, q = _rt.read_ld(x, q)
+                            k1603, q = _rt.read_ld(x, q)
                         else:
                             q -= 3
-                            k1534 = ((x >> q) & 7) + 1
-                        r1533: list[Any] = []
-                        for _ in range(k1534):
-                            r1535: dict[str, Any] = {}
+                            k1603 = ((x >> q) & 7) + 1
+                        r1602: list[Any] = []
+                        for _ in range(k1603):
+                            r1604: dict[str, Any] = {}
                             q -= 3
-                            h1536 = (x >> q) & 7
-                            if h1536 & 4:
-                                r1535['tractor'], q = d_TractorCharacteristics(x, q)
-                            if h1536 & 2:
-                                r1535['trailer'], q = d_TrailerCharacteristicsList(x, q)
-                            if h1536 & 1:
-                                r1535['train'], q = d_TrainCharacteristics(x, q)
-                            r1533.append(r1535)
-                        r1517['vehicleCharacteristics'] = r1533
+                            h1605 = (x >> q) & 7
+                            if h1605 & 4:
+                                r1604['tractor'], q = d_TractorCharacteristics(x, q)
+                            if h1605 & 2:
+                                r1604['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                            if h1605 & 1:
+                                r1604['train'], q = d_TrainCharacteristics(x, q)
+                            r1602.append(r1604)
+                        r1586['vehicleCharacteristics'] = r1602
                 else:
-                    q = _rt.skip(q, length1518 << 3)
-                al1518 = (q01518 - q) % 8
-                if al1518:
-                    q = _rt.skip(q, 8 - al1518)
-        r.append(r1517)
+                    q = _rt.skip(q, length1587 << 3)
+                al1587 = (q01587 - q) % 8
+                if al1587:
+                    q = _rt.skip(q, 8 - al1587)
+        r.append(r1586)
     return r, q
 
 
 def e_LayoutContainer(v: Any) -> int:
     a: int = 1
     a = a << 3 | (2 if 'height' in v else 0) | ('width' in v)
-    w1539 = v['layoutId']
-    if 1 <= w1539 <= 4:
-        a = a << 3 | (w1539 - 1)
+    w1608 = v['layoutId']
+    if 1 <= w1608 <= 4:
+        a = a << 3 | (w1608 - 1)
     else:
-        a = _rt.uwn(a << 1 | 1, w1539)
+        a = _rt.uwn(a << 1 | 1, w1608)
     if 'height' in v:
         a = a << 6 | (v['height'] - 10)
     if 'width' in v:
         a = a << 8 | (v['width'] - 10)
-    v1542 = v['layoutComponents']
-    k1543 = len(v1542)
-    if 1 <= k1543 <= 4:
+    v1611 = v['layoutComponents']
+    k1612 = len(v1611)
+    if 1 <= k1612 <= 4:
         a <<= 1
-        a = a << 2 | (k1543 - 1)
+        a = a << 2 | (k1612 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1543)
-    for w1543 in v1542:
-        a1552 = 1
-        w1555 = w1543['layoutComponentId']
-        if 1 <= w1555 <= 8:
-            a1552 = a1552 << 4 | (w1555 - 1)
+        a = _rt.ld(a << 1 | 1, k1612)
+    for w1612 in v1611:
+        a1621 = 1
+        w1624 = w1612['layoutComponentId']
+        if 1 <= w1624 <= 8:
+            a1621 = a1621 << 4 | (w1624 - 1)
         else:
-            a1552 = _rt.uwn(a1552 << 1 | 1, w1555)
-        a1552 = a1552 << 29 | ((w1543['height'] - 10)) << 23 | ((w1543['width'] - 10)) << 15 | ((w1543['x'] - 10)) << 7 | ((w1543['y'] - 10)) << 1 | (w1543['textScripting'])
-        a = ((a - 1) << (a1552.bit_length() - 1)) + a1552
+            a1621 = _rt.uwn(a1621 << 1 | 1, w1624)
+        a1621 = a1621 << 29 | ((w1612['height'] - 10)) << 23 | ((w1612['width'] - 10)) << 15 | ((w1612['x'] - 10)) << 7 | ((w1612['y'] - 10)) << 1 | (w1612['textScripting'])
+        a = ((a - 1) << (a1621.bit_length() - 1)) + a1621
     return a
 
 def d_LayoutContainer(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1561 = (x >> q) & 7
+    h1630 = (x >> q) & 7
     q -= 1
     if (x >> q) & 1:
         r['layoutId'], q = _rt.read_uwn(x, q)
     else:
         q -= 2
         r['layoutId'] = ((x >> q) & 3) + 1
-    if h1561 & 2:
+    if h1630 & 2:
         q -= 6
         r['height'] = ((x >> q) & 63) + 10
-    if h1561 & 1:
+    if h1630 & 1:
         q -= 8
         r['width'] = ((x >> q) & 255) + 10
     q -= 1
     if (x >> q) & 1:
-        k1563, q = _rt.read_ld(x, q)
+        k1632, q = _rt.read_ld(x, q)
     else:
         q -= 2
-        k1563 = ((x >> q) & 3) + 1
-    r1562: list[Any] = []
-    for _ in range(k1563):
+        k1632 = ((x >> q) & 3) + 1
+    r1631: list[Any] = []
+    for _ in range(k1632):
         x &= (1 << q) - 1
-        r1564: dict[str, Any] = {}
+        r1633: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            r1564['layoutComponentId'], q = _rt.read_uwn(x, q)
+            r1633['layoutComponentId'], q = _rt.read_uwn(x, q)
         else:
             q -= 3
-            r1564['layoutComponentId'] = ((x >> q) & 7) + 1
+            r1633['layoutComponentId'] = ((x >> q) & 7) + 1
         q -= 29
         t_ = (x >> q) & 536870911
-        r1564['height'] = ((t_ >> 23) & 63) + 10
-        r1564['width'] = ((t_ >> 15) & 255) + 10
-        r1564['x'] = ((t_ >> 7) & 255) + 10
-        r1564['y'] = ((t_ >> 1) & 63) + 10
-        r1564['textScripting'] = t_ & 1
-        r1562.append(r1564)
-    r['layoutComponents'] = r1562
-    if h1561 >> 2:
+        r1633['height'] = ((t_ >> 23) & 63) + 10
+        r1633['width'] = ((t_ >> 15) & 255) + 10
+        r1633['x'] = ((t_ >> 7) & 255) + 10
+        r1633['y'] = ((t_ >> 1) & 63) + 10
+        r1633['textScripting'] = t_ & 1
+        r1631.append(r1633)
+    r['layoutComponents'] = r1631
+    if h1630 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_AutomatedVehicleContainer(v: Any) -> int:
     a: int = 1
-    k1566 = len(v)
-    if 1 <= k1566 <= 16:
+    k1635 = len(v)
+    if 1 <= k1635 <= 16:
         a <<= 1
-        a = a << 4 | (k1566 - 1)
+        a = a << 4 | (k1635 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1566)
-    for w1566 in v:
-        a = a << 7 | (32 if 'detectionZoneIds' in w1566 else 0) | (16 if 'direction' in w1566 else 0) | (8 if 'applicableLanes' in w1566 else 0) | (4 if 'vehicleCharacteristics' in w1566 else 0) | (2 if 'automatedVehicleRules' in w1566 else 0) | ('platooningRules' in w1566)
-        if 'detectionZoneIds' in w1566:
-            v1568 = w1566['detectionZoneIds']
-            a1569 = 1
-            k1570 = len(v1568)
-            if 1 <= k1570 <= 8:
-                a1569 <<= 1
-                a1569 = a1569 << 3 | (k1570 - 1)
+        a = _rt.ld(a << 1 | 1, k1635)
+    for w1635 in v:
+        a = a << 7 | (32 if 'detectionZoneIds' in w1635 else 0) | (16 if 'direction' in w1635 else 0) | (8 if 'applicableLanes' in w1635 else 0) | (4 if 'vehicleCharacteristics' in w1635 else 0) | (2 if 'automatedVehicleRules' in w1635 else 0) | ('platooningRules' in w1635)
+        if 'detectionZoneIds' in w1635:
+            v1637 = w1635['detectionZoneIds']
+            a1638 = 1
+            k1639 = len(v1637)
+            if 1 <= k1639 <= 8:
+                a1638 <<= 1
+                a1638 = a1638 << 3 | (k1639 - 1)
             else:
-                a1569 = _rt.ld(a1569 << 1 | 1, k1570)
-            for w1570 in v1568:
-                w1571 = w1570
-                if 1 <= w1571 <= 32:
-                    a1569 = a1569 << 6 | (w1571 - 1)
+                a1638 = _rt.ld(a1638 << 1 | 1, k1639)
+            for w1639 in v1637:
+                w1640 = w1639
+                if 1 <= w1640 <= 32:
+                    a1638 = a1638 << 6 | (w1640 - 1)
                 else:
-                    a1569 = _rt.uwn(a1569 << 1 | 1, w1571)
-            a = ((a - 1) << (a1569.bit_length() - 1)) + a1569
-        v1572 = w1566['relevanceZoneIds']
-        a1573 = 1
-        k1574 = len(v1572)
-        if 1 <= k1574 <= 8:
-            a1573 <<= 1
-            a1573 = a1573 << 3 | (k1574 - 1)
+                    a1638 = _rt.uwn(a1638 << 1 | 1, w1640)
+            a = ((a - 1) << (a1638.bit_length() - 1)) + a1638
+        v1641 = w1635['relevanceZoneIds']
+        a1642 = 1
+        k1643 = len(v1641)
+        if 1 <= k1643 <= 8:
+            a1642 <<= 1
+            a1642 = a1642 << 3 | (k1643 - 1)
         else:
-            a1573 = _rt.ld(a1573 << 1 | 1, k1574)
-        for w1574 in v1572:
-            w1575 = w1574
-            if 1 <= w1575 <= 32:
-                a1573 = a1573 << 6 | (w1575 - 1)
+            a1642 = _rt.ld(a1642 << 1 | 1, k1643)
+        for w1643 in v1641:
+            w1644 = w1643
+            if 1 <= w1644 <= 32:
+                a1642 = a1642 << 6 | (w1644 - 1)
             else:
-                a1573 = _rt.uwn(a1573 << 1 | 1, w1575)
-        a = ((a - 1) << (a1573.bit_length() - 1)) + a1573
-        if 'direction' in w1566:
-            a = a << 2 | w1566['direction']
-        if 'applicableLanes' in w1566:
-            v1577 = w1566['applicableLanes']
-            a1578 = 1
-            k1579 = len(v1577)
-            if 1 <= k1579 <= 8:
-                a1578 <<= 1
-                a1578 = a1578 << 3 | (k1579 - 1)
+                a1642 = _rt.uwn(a1642 << 1 | 1, w1644)
+        a = ((a - 1) << (a1642.bit_length() - 1)) + a1642
+        if 'direction' in w1635:
+            a = a << 2 | w1635['direction']
+        if 'applicableLanes' in w1635:
+            v1646 = w1635['applicableLanes']
+            a1647 = 1
+            k1648 = len(v1646)
+            if 1 <= k1648 <= 8:
+                a1647 <<= 1
+                a1647 = a1647 << 3 | (k1648 - 1)
             else:
-                a1578 = _rt.ld(a1578 << 1 | 1, k1579)
-            for w1579 in v1577:
-                a1578 = a1578 << 4 | (w1579 + 1)
-            a = ((a - 1) << (a1578.bit_length() - 1)) + a1578
-        if 'vehicleCharacteristics' in w1566:
-            v1580 = w1566['vehicleCharacteristics']
-            a1581 = 1
-            k1582 = len(v1580)
-            if 1 <= k1582 <= 8:
-                a1581 <<= 1
-                a1581 = a1581 << 3 | (k1582 - 1)
+                a1647 = _rt.ld(a1647 << 1 | 1, k1648)
+            for w1648 in v1646:
+                a1647 = a1647 << 4 | (w1648 + 1)
+            a = ((a - 1) << (a1647.bit_length() - 1)) + a1647
+        if 'vehicleCharacteristics' in w1635:
+            v1649 = w1635['vehicleCharacteristics']
+            a1650 = 1
+            k1651 = len(v1649)
+            if 1 <= k1651 <= 8:
+                a1650 <<= 1
+                a1650 = a1650 << 3 | (k1651 - 1)
             else:
-                a1581 = _rt.ld(a1581 << 1 | 1, k1582)
-            for w1582 in v1580:
-                a1581 = a1581 << 3 | (4 if 'tractor' in w1582 else 0) | (2 if 'trailer' in w1582 else 0) | ('train' in w1582)
-                if 'tractor' in w1582:
-                    s_ = e_TractorCharacteristics(w1582['tractor'])
-                    a1581 = ((a1581 - 1) << (s_.bit_length() - 1)) + s_
-                if 'trailer' in w1582:
-                    s_ = e_TrailerCharacteristicsList(w1582['trailer'])
-                    a1581 = ((a1581 - 1) << (s_.bit_length() - 1)) + s_
-                if 'train' in w1582:
-                    s_ = e_TrainCharacteristics(w1582['train'])
-                    a1581 = ((a1581 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1581.bit_length() - 1)) + a1581
-        if 'automatedVehicleRules' in w1566:
-            v1587 = w1566['automatedVehicleRules']
-            a1588 = 1
-            k1589 = len(v1587)
-            a1588 = a1588 << 3 | (k1589 - 1)
-            for w1589 in v1587:
-                a1600 = 1
-                a1600 = a1600 << 10 | ((64 if 'minGapBetweenVehicles' in w1589 else 0) | (32 if 'recGapBetweenVehicles' in w1589 else 0) | (16 if 'automatedVehicleMaxSpeedLimit' in w1589 else 0) | (8 if 'automatedVehicleMinSpeedLimit' in w1589 else 0) | (4 if 'automatedVehicleSpeedRecommendation' in w1589 else 0) | (2 if 'roadSignCodes' in w1589 else 0) | ('extraText' in w1589)) << 2 | (w1589['priority'])
-                s_ = e_SaeAutomationLevels(w1589['allowedSaeAutomationLevels'])
-                a1600 = ((a1600 - 1) << (s_.bit_length() - 1)) + s_
-                if 'minGapBetweenVehicles' in w1589:
-                    a1600 = a1600 << 8 | w1589['minGapBetweenVehicles']
-                if 'recGapBetweenVehicles' in w1589:
-                    a1600 = a1600 << 8 | w1589['recGapBetweenVehicles']
-                if 'automatedVehicleMaxSpeedLimit' in w1589:
-                    a1600 = a1600 << 14 | w1589['automatedVehicleMaxSpeedLimit']
-                if 'automatedVehicleMinSpeedLimit' in w1589:
-                    a1600 = a1600 << 14 | w1589['automatedVehicleMinSpeedLimit']
-                if 'automatedVehicleSpeedRecommendation' in w1589:
-                    a1600 = a1600 << 14 | w1589['automatedVehicleSpeedRecommendation']
-                if 'roadSignCodes' in w1589:
-                    s_ = e_RoadSignCodes(w1589['roadSignCodes'])
-                    a1600 = ((a1600 - 1) << (s_.bit_length() - 1)) + s_
-                if 'extraText' in w1589:
-                    s_ = e_ConstraintTextLines2(w1589['extraText'])
-                    a1600 = ((a1600 - 1) << (s_.bit_length() - 1)) + s_
-                a1588 = ((a1588 - 1) << (a1600.bit_length() - 1)) + a1600
-            a = ((a - 1) << (a1588.bit_length() - 1)) + a1588
-        if 'platooningRules' in w1566:
-            v1611 = w1566['platooningRules']
-            a1612 = 1
-            k1613 = len(v1611)
-            a1612 = a1612 << 3 | (k1613 - 1)
-            for w1613 in v1611:
-                a1625 = 1
-                a1625 = a1625 << 11 | ((128 if 'maxNoOfVehicles' in w1613 else 0) | (64 if 'maxLenghtOfPlatoon' in w1613 else 0) | (32 if 'minGapBetweenVehicles' in w1613 else 0) | (16 if 'platoonMaxSpeedLimit' in w1613 else 0) | (8 if 'platoonMinSpeedLimit' in w1613 else 0) | (4 if 'platoonSpeedRecommendation' in w1613 else 0) | (2 if 'roadSignCodes' in w1613 else 0) | ('extraText' in w1613)) << 2 | (w1613['priority'])
-                s_ = e_SaeAutomationLevels(w1613['allowedSaeAutomationLevels'])
-                a1625 = ((a1625 - 1) << (s_.bit_length() - 1)) + s_
-                if 'maxNoOfVehicles' in w1613:
-                    a1625 = a1625 << 6 | (w1613['maxNoOfVehicles'] - 2)
-                if 'maxLenghtOfPlatoon' in w1613:
-                    a1625 = a1625 << 6 | (w1613['maxLenghtOfPlatoon'] - 1)
-                if 'minGapBetweenVehicles' in w1613:
-                    a1625 = a1625 << 8 | w1613['minGapBetweenVehicles']
-                if 'platoonMaxSpeedLimit' in w1613:
-                    a1625 = a1625 << 14 | w1613['platoonMaxSpeedLimit']
-                if 'platoonMinSpeedLimit' in w1613:
-                    a1625 = a1625 << 14 | w1613['platoonMinSpeedLimit']
-                if 'platoonSpeedRecommendation' in w1613:
-                    a1625 = a1625 << 14 | w1613['platoonSpeedRecommendation']
-                if 'roadSignCodes' in w1613:
-                    s_ = e_RoadSignCodes(w1613['roadSignCodes'])
-                    a1625 = ((a1625 - 1) << (s_.bit_length() - 1)) + s_
-                if 'extraText' in w1613:
-                    s_ = e_ConstraintTextLines2(w1613['extraText'])
-                    a1625 = ((a1625 - 1) << (s_.bit_length() - 1)) + s_
-                a1612 = ((a1612 - 1) << (a1625.bit_length() - 1)) + a1625
-            a = ((a - 1) << (a1612.bit_length() - 1)) + a1612
+                a1650 = _rt.ld(a1650 << 1 | 1, k1651)
+            for w1651 in v1649:
+                a1650 = a1650 << 3 | (4 if 'tractor' in w1651 else 0) | (2 if 'trailer' in w1651 else 0) | ('train' in w1651)
+                if 'tractor' in w1651:
+                    s_ = e_TractorCharacteristics(w1651['tractor'])
+                    a1650 = ((a1650 - 1) << (s_.bit_length() - 1)) + s_
+                if 'trailer' in w1651:
+                    s_ = e_TrailerCharacteristicsList(w1651['trailer'])
+                    a1650 = ((a1650 - 1) << (s_.bit_length() - 1)) + s_
+                if 'train' in w1651:
+                    s_ = e_TrainCharacteristics(w1651['train'])
+                    a1650 = ((a1650 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1650.bit_length() - 1)) + a1650
+        if 'automatedVehicleRules' in w1635:
+            v1656 = w1635['automatedVehicleRules']
+            a1657 = 1
+            k1658 = len(v1656)
+            a1657 = a1657 << 3 | (k1658 - 1)
+            for w1658 in v1656:
+                a1669 = 1
+                a1669 = a1669 << 10 | ((64 if 'minGapBetweenVehicles' in w1658 else 0) | (32 if 'recGapBetweenVehicles' in w1658 else 0) | (16 if 'automatedVehicleMaxSpeedLimit' in w1658 else 0) | (8 if 'automatedVehicleMinSpeedLimit' in w1658 else 0) | (4 if 'automatedVehicleSpeedRecommendation' in w1658 else 0) | (2 if 'roadSignCodes' in w1658 else 0) | ('extraText' in w1658)) << 2 | (w1658['priority'])
+                s_ = e_SaeAutomationLevels(w1658['allowedSaeAutomationLevels'])
+                a1669 = ((a1669 - 1) << (s_.bit_length() - 1)) + s_
+                if 'minGapBetweenVehicles' in w1658:
+                    a1669 = a1669 << 8 | w1658['minGapBetweenVehicles']
+                if 'recGapBetweenVehicles' in w1658:
+                    a1669 = a1669 << 8 | w1658['recGapBetweenVehicles']
+                if 'automatedVehicleMaxSpeedLimit' in w1658:
+                    a1669 = a1669 << 14 | w1658['automatedVehicleMaxSpeedLimit']
+                if 'automatedVehicleMinSpeedLimit' in w1658:
+                    a1669 = a1669 << 14 | w1658['automatedVehicleMinSpeedLimit']
+                if 'automatedVehicleSpeedRecommendation' in w1658:
+                    a1669 = a1669 << 14 | w1658['automatedVehicleSpeedRecommendation']
+                if 'roadSignCodes' in w1658:
+                    s_ = e_RoadSignCodes(w1658['roadSignCodes'])
+                    a1669 = ((a1669 - 1) << (s_.bit_length() - 1)) + s_
+                if 'extraText' in w1658:
+                    s_ = e_ConstraintTextLines2(w1658['extraText'])
+                    a1669 = ((a1669 - 1) << (s_.bit_length() - 1)) + s_
+                a1657 = ((a1657 - 1) << (a1669.bit_length() - 1)) + a1669
+            a = ((a - 1) << (a1657.bit_length() - 1)) + a1657
+        if 'platooningRules' in w1635:
+            v1680 = w1635['platooningRules']
+            a1681 = 1
+            k1682 = len(v1680)
+            a1681 = a1681 << 3 | (k1682 - 1)
+            for w1682 in v1680:
+                a1694 = 1
+                a1694 = a1694 << 11 | ((128 if 'maxNoOfVehicles' in w1682 else 0) | (64 if 'maxLenghtOfPlatoon' in w1682 else 0) | (32 if 'minGapBetweenVehicles' in w1682 else 0) | (16 if 'platoonMaxSpeedLimit' in w1682 else 0) | (8 if 'platoonMinSpeedLimit' in w1682 else 0) | (4 if 'platoonSpeedRecommendation' in w1682 else 0) | (2 if 'roadSignCodes' in w1682 else 0) | ('extraText' in w1682)) << 2 | (w1682['priority'])
+                s_ = e_SaeAutomationLevels(w1682['allowedSaeAutomationLevels'])
+                a1694 = ((a1694 - 1) << (s_.bit_length() - 1)) + s_
+                if 'maxNoOfVehicles' in w1682:
+                    a1694 = a1694 << 6 | (w1682['maxNoOfVehicles'] - 2)
+                if 'maxLenghtOfPlatoon' in w1682:
+                    a1694 = a1694 << 6 | (w1682['maxLenghtOfPlatoon'] - 1)
+                if 'minGapBetweenVehicles' in w1682:
+                    a1694 = a1694 << 8 | w1682['minGapBetweenVehicles']
+                if 'platoonMaxSpeedLimit' in w1682:
+                    a1694 = a1694 << 14 | w1682['platoonMaxSpeedLimit']
+                if 'platoonMinSpeedLimit' in w1682:
+                    a1694 = a1694 << 14 | w1682['platoonMinSpeedLimit']
+                if 'platoonSpeedRecommendation' in w1682:
+                    a1694 = a1694 << 14 | w1682['platoonSpeedRecommendation']
+                if 'roadSignCodes' in w1682:
+                    s_ = e_RoadSignCodes(w1682['roadSignCodes'])
+                    a1694 = ((a1694 - 1) << (s_.bit_length() - 1)) + s_
+                if 'extraText' in w1682:
+                    s_ = e_ConstraintTextLines2(w1682['extraText'])
+                    a1694 = ((a1694 - 1) << (s_.bit_length() - 1)) + s_
+                a1681 = ((a1681 - 1) << (a1694.bit_length() - 1)) + a1694
+            a = ((a - 1) << (a1681.bit_length() - 1)) + a1681
     return a
 
 def d_AutomatedVehicleContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1637, q = _rt.read_ld(x, q)
+        k1706, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1637 = ((x >> q) & 15) + 1
+        k1706 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k1637):
+    for _ in range(k1706):
         x &= (1 << q) - 1
-        r1638: dict[str, Any] = {}
+        r1707: dict[str, Any] = {}
         q -= 7
-        h1639 = (x >> q) & 127
-        if h1639 & 32:
+        h1708 = (x >> q) & 127
+        if h1708 & 32:
             q -= 1
             if (x >> q) & 1:
-                k1641, q = _rt.read_ld(x, q)
+                k1710, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1641 = ((x >> q) & 7) + 1
-            r1640: list[Any] = []
-            for _ in range(k1641):
+                k1710 = ((x >> q) & 7) + 1
+            r1709: list[Any] = []
+            for _ in range(k1710):
                 q -= 1
                 if (x >> q) & 1:
-                    w1641, q = _rt.read_uwn(x, q)
+                    w1710, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1641 = ((x >> q) & 31) + 1
-                r1640.append(w1641)
-            r1638['detectionZoneIds'] = r1640
+                    w1710 = ((x >> q) & 31) + 1
+                r1709.append(w1710)
+            r1707['detectionZoneIds'] = r1709
         q -= 1
         if (x >> q) & 1:
-            k1643, q = _rt.read_ld(x, q)
+            k1712, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1643 = ((x >> q) & 7) + 1
-        r1642: list[Any] = []
-        for _ in range(k1643):
+            k1712 = ((x >> q) & 7) + 1
+        r1711: list[Any] = []
+        for _ in range(k1712):
             q -= 1
             if (x >> q) & 1:
-                w1643, q = _rt.read_uwn(x, q)
+                w1712, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w1643 = ((x >> q) & 31) + 1
-            r1642.append(w1643)
-        r1638['relevanceZoneIds'] = r1642
-        if h1639 & 16:
+                w1712 = ((x >> q) & 31) + 1
+            r1711.append(w1712)
+        r1707['relevanceZoneIds'] = r1711
+        if h1708 & 16:
             q -= 2
-            r1638['direction'] = (x >> q) & 3
-        if h1639 & 8:
+            r1707['direction'] = (x >> q) & 3
+        if h1708 & 8:
             q -= 1
             if (x >> q) & 1:
-                k1645, q = _rt.read_ld(x, q)
+                k1714, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1645 = ((x >> q) & 7) + 1
-            r1644: list[Any] = []
-            for _ in range(k1645):
+                k1714 = ((x >> q) & 7) + 1
+            r1713: list[Any] = []
+            for _ in range(k1714):
                 q -= 4
-                w1645 = ((x >> q) & 15) - 1
-                r1644.append(w1645)
-            r1638['applicableLanes'] = r1644
-        if h1639 & 4:
+                w1714 = ((x >> q) & 15) - 1
+                r1713.append(w1714)
+            r1707['applicableLanes'] = r1713
+        if h1708 & 4:
             q -= 1
             if (x >> q) & 1:
-                k1647, q = _rt.read_ld(x, q)
+                k1716, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1647 = ((x >> q) & 7) + 1
-            r1646: list[Any] = []
-            for _ in range(k1647):
-                r1648: dict[str, Any] = {}
+                k1716 = ((x >> q) & 7) + 1
+            r1715: list[Any] = []
+            for _ in range(k1716):
+                r1717: dict[str, Any] = {}
                 q -= 3
-                h1649 = (x >> q) & 7
-                if h1649 & 4:
-                    r1648['tractor'], q = d_TractorCharacteristics(x, q)
-                if h1649 & 2:
-                    r1648['trailer'], q = d_TrailerCharacteristicsList(x, q)
-                if h1649 & 1:
-                    r1648['train'], q = d_TrainCharacteristics(x, q)
-                r1646.append(r1648)
-            r1638['vehicleCharacteristics'] = r1646
-        if h1639 & 2:
+                h1718 = (x >> q) & 7
+                if h1718 & 4:
+                    r1717['tractor'], q = d_TractorCharacteristics(x, q)
+                if h1718 & 2:
+                    r1717['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                if h1718 & 1:
+                    r1717['train'], q = d_TrainCharacteristics(x, q)
+                r1715.append(r1717)
+            r1707['vehicleCharacteristics'] = r1715
+        if h1708 & 2:
             q -= 3
-            k1651 = ((x >> q) & 7) + 1
-            r1650: list[Any] = []
-            for _ in range(k1651):
-                r1652: dict[str, Any] = {}
+            k1720 = ((x >> q) & 7) + 1
+            if k1720 > 5:
+                raise _rt.OutOfSchema
+            r1719: list[Any] = []
+            for _ in range(k1720):
+                r1721: dict[str, Any] = {}
                 q -= 10
                 t_ = (x >> q) & 1023
-                h1653 = (t_ >> 2) & 255
-                r1652['priority'] = t_ & 3
-                r1652['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
-                if h1653 & 64:
+                h1722 = (t_ >> 2) & 255
+                c1723 = t_ & 3
+                if c1723 > 2:
+                    raise _rt.OutOfSchema
+                r1721['priority'] = c1723
+                r1721['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
+                if h1722 & 64:
                     q -= 8
-                    r1652['minGapBetweenVehicles'] = (x >> q) & 255
-                if h1653 & 32:
+                    r1721['minGapBetweenVehicles'] = (x >> q) & 255
+                if h1722 & 32:
                     q -= 8
-                    r1652['recGapBetweenVehicles'] = (x >> q) & 255
-                if h1653 & 16:
+                    r1721['recGapBetweenVehicles'] = (x >> q) & 255
+                if h1722 & 16:
                     q -= 14
-                    r1652['automatedVehicleMaxSpeedLimit'] = (x >> q) & 16383
-                if h1653 & 8:
+                    r1721['automatedVehicleMaxSpeedLimit'] = (x >> q) & 16383
+                if h1722 & 8:
                     q -= 14
-                    r1652['automatedVehicleMinSpeedLimit'] = (x >> q) & 16383
-                if h1653 & 4:
+                    r1721['automatedVehicleMinSpeedLimit'] = (x >> q) & 16383
+                if h1722 & 4:
                     q -= 14
-                    r1652['automatedVehicleSpeedRecommendation'] = (x >> q) & 16383
-                if h1653 & 2:
-                    r1652['roadSignCodes'], q = d_RoadSignCodes(x, q)
-                if h1653 & 1:
-                    r1652['extraText'], q = d_ConstraintTextLines2(x, q)
-                if h1653 >> 7:
+                    r1721['automatedVehicleSpeedRecommendation'] = (x >> q) & 16383
+                if h1722 & 2:
+                    r1721['roadSignCodes'], q = d_RoadSignCodes(x, q)
+                if h1722 & 1:
+                    r1721['extraText'], q = d_ConstraintTextLines2(x, q)
+                if h1722 >> 7:
                     q = _rt.skip_additions(x, q)
-                r1650.append(r1652)
-            r1638['automatedVehicleRules'] = r1650
-        if h1639 & 1:
+                r1719.append(r1721)
+            r1707['automatedVehicleRules'] = r1719
+        if not h1708 & 1:
+            raise _rt.OutOfSchema
+        if h1708 & 1:
             q -= 3
-            k1655 = ((x >> q) & 7) + 1
-            r1654: list[Any] = []
-            for _ in range(k1655):
-                r1656: dict[str, Any] = {}
+            k1725 = ((x >> q) & 7) + 1
+            if k1725 > 5:
+                raise _rt.OutOfSchema
+            r1724: list[Any] = []
+            for _ in range(k1725):
+                r1726: dict[str, Any] = {}
                 q -= 11
                 t_ = (x >> q) & 2047
-                h1657 = (t_ >> 2) & 511
-                r1656['priority'] = t_ & 3
-                r1656['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
-                if h1657 & 128:
+                h1727 = (t_ >> 2) & 511
+                c1728 = t_ & 3
+                if c1728 > 2:
+                    raise _rt.OutOfSchema
+                r1726['priority'] = c1728
+                r1726['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
+                if h1727 & 128:
                     q -= 6
-                    r1656['maxNoOfVehicles'] = ((x >> q) & 63) + 2
-                if h1657 & 64:
+                    c1729 = ((x >> q) & 63) + 2
+                    if c1729 > 64:
+                        raise _rt.OutOfSchema
+                    r1726['maxNoOfVehicles'] = c1729
+                if h1727 & 64:
                     q -= 6
-                    r1656['maxLenghtOfPlatoon'] = ((x >> q) & 63) + 1
-                if h1657 & 32:
+                    r1726['maxLenghtOfPlatoon'] = ((x >> q) & 63) + 1
+                if h1727 & 32:
                     q -= 8
-                    r1656['minGapBetweenVehicles'] = (x >> q) & 255
-                if h1657 & 16:
+                    r1726['minGapBetweenVehicles'] = (x >> q) & 255
+                if h1727 & 16:
                     q -= 14
-                    r1656['platoonMaxSpeedLimit'] = (x >> q) & 16383
-                if h1657 & 8:
+                    r1726['platoonMaxSpeedLimit'] = (x >> q) & 16383
+                if h1727 & 8:
                     q -= 14
-                    r1656['platoonMinSpeedLimit'] = (x >> q) & 16383
-                if h1657 & 4:
+                    r1726['platoonMinSpeedLimit'] = (x >> q) & 16383
+                if h1727 & 4:
                     q -= 14
-                    r1656['platoonSpeedRecommendation'] = (x >> q) & 16383
-                if h1657 & 2:
-                    r1656['roadSignCodes'], q = d_RoadSignCodes(x, q)
-                if h1657 & 1:
-                    r1656['extraText'], q = d_ConstraintTextLines2(x, q)
-                if h1657 >> 8:
+                    r1726['platoonSpeedRecommendation'] = (x >> q) & 16383
+                if h1727 & 2:
+                    r1726['roadSignCodes'], q = d_RoadSignCodes(x, q)
+                if h1727 & 1:
+                    r1726['extraText'], q = d_ConstraintTextLines2(x, q)
+                if h1727 >> 8:
                     q = _rt.skip_additions(x, q)
-                r1654.append(r1656)
-            r1638['platooningRules'] = r1654
-        if h1639 >> 6:
+                r1724.append(r1726)
+            r1707['platooningRules'] = r1724
+        if h1708 >> 6:
             q = _rt.skip_additions(x, q)
-        r.append(r1638)
+        r.append(r1707)
     return r, q
 
 
@@ -4536,32 +4770,32 @@ def e_MapLocationContainer(v: Any) -> int:
     a: int = 1
     s_ = e_MapReference(v['reference'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
-    v1660 = v['parts']
-    k1661 = len(v1660)
-    if 1 <= k1661 <= 16:
+    v1732 = v['parts']
+    k1733 = len(v1732)
+    if 1 <= k1733 <= 16:
         a <<= 1
-        a = a << 4 | (k1661 - 1)
+        a = a << 4 | (k1733 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1661)
-    for w1661 in v1660:
-        a = a << 1 | ('laneIds' in w1661)
-        w1664 = w1661['zoneId']
-        if 1 <= w1664 <= 32:
-            a = a << 6 | (w1664 - 1)
+        a = _rt.ld(a << 1 | 1, k1733)
+    for w1733 in v1732:
+        a = a << 1 | ('laneIds' in w1733)
+        w1736 = w1733['zoneId']
+        if 1 <= w1736 <= 32:
+            a = a << 6 | (w1736 - 1)
         else:
-            a = _rt.uwn(a << 1 | 1, w1664)
-        if 'laneIds' in w1661:
-            v1665 = w1661['laneIds']
-            a1666 = 1
-            k1667 = len(v1665)
-            if 1 <= k1667 <= 16:
-                a1666 <<= 1
-                a1666 = a1666 << 4 | (k1667 - 1)
+            a = _rt.uwn(a << 1 | 1, w1736)
+        if 'laneIds' in w1733:
+            v1737 = w1733['laneIds']
+            a1738 = 1
+            k1739 = len(v1737)
+            if 1 <= k1739 <= 16:
+                a1738 <<= 1
+                a1738 = a1738 << 4 | (k1739 - 1)
             else:
-                a1666 = _rt.ld(a1666 << 1 | 1, k1667)
-            for w1667 in v1665:
-                a1666 = a1666 << 8 | w1667
-            a = ((a - 1) << (a1666.bit_length() - 1)) + a1666
+                a1738 = _rt.ld(a1738 << 1 | 1, k1739)
+            for w1739 in v1737:
+                a1738 = a1738 << 8 | w1739
+            a = ((a - 1) << (a1738.bit_length() - 1)) + a1738
     return a
 
 def d_MapLocationContainer(x: int, q: int) -> tuple[Any, int]:
@@ -4569,190 +4803,202 @@ def d_MapLocationContainer(x: int, q: int) -> tuple[Any, int]:
     r['reference'], q = d_MapReference(x, q)
     q -= 1
     if (x >> q) & 1:
-        k1670, q = _rt.read_ld(x, q)
+        k1742, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1670 = ((x >> q) & 15) + 1
-    r1669: list[Any] = []
-    for _ in range(k1670):
+        k1742 = ((x >> q) & 15) + 1
+    r1741: list[Any] = []
+    for _ in range(k1742):
         x &= (1 << q) - 1
-        r1671: dict[str, Any] = {}
+        r1743: dict[str, Any] = {}
         q -= 1
-        h1672 = (x >> q) & 1
+        h1744 = (x >> q) & 1
         q -= 1
         if (x >> q) & 1:
-            r1671['zoneId'], q = _rt.read_uwn(x, q)
+            r1743['zoneId'], q = _rt.read_uwn(x, q)
         else:
             q -= 5
-            r1671['zoneId'] = ((x >> q) & 31) + 1
-        if h1672 & 1:
+            r1743['zoneId'] = ((x >> q) & 31) + 1
+        if h1744 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1674, q = _rt.read_ld(x, q)
+                k1746, q = _rt.read_ld(x, q)
             else:
                 q -= 4
-                k1674 = ((x >> q) & 15) + 1
-            r1673: list[Any] = []
-            for _ in range(k1674):
+                k1746 = ((x >> q) & 15) + 1
+            r1745: list[Any] = []
+            for _ in range(k1746):
                 q -= 8
-                w1674 = (x >> q) & 255
-                r1673.append(w1674)
-            r1671['laneIds'] = r1673
-        r1669.append(r1671)
-    r['parts'] = r1669
+                w1746 = (x >> q) & 255
+                r1745.append(w1746)
+            r1743['laneIds'] = r1745
+        r1741.append(r1743)
+    r['parts'] = r1741
     return r, q
 
 
 def e_RoadSurfaceContainer(v: Any) -> int:
     a: int = 1
-    k1675 = len(v)
-    if 1 <= k1675 <= 16:
+    k1747 = len(v)
+    if 1 <= k1747 <= 16:
         a <<= 1
-        a = a << 4 | (k1675 - 1)
+        a = a << 4 | (k1747 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1675)
-    for w1675 in v:
-        a = a << 4 | (8 if 'detectionZoneIds' in w1675 else 0) | (4 if 'direction' in w1675 else 0) | (2 if 'roadSurfaceStaticCharacteristics' in w1675 else 0) | ('roadSurfaceDynamicCharacteristics' in w1675)
-        if 'detectionZoneIds' in w1675:
-            v1677 = w1675['detectionZoneIds']
-            a1678 = 1
-            k1679 = len(v1677)
-            if 1 <= k1679 <= 8:
-                a1678 <<= 1
-                a1678 = a1678 << 3 | (k1679 - 1)
+        a = _rt.ld(a << 1 | 1, k1747)
+    for w1747 in v:
+        a = a << 4 | (8 if 'detectionZoneIds' in w1747 else 0) | (4 if 'direction' in w1747 else 0) | (2 if 'roadSurfaceStaticCharacteristics' in w1747 else 0) | ('roadSurfaceDynamicCharacteristics' in w1747)
+        if 'detectionZoneIds' in w1747:
+            v1749 = w1747['detectionZoneIds']
+            a1750 = 1
+            k1751 = len(v1749)
+            if 1 <= k1751 <= 8:
+                a1750 <<= 1
+                a1750 = a1750 << 3 | (k1751 - 1)
             else:
-                a1678 = _rt.ld(a1678 << 1 | 1, k1679)
-            for w1679 in v1677:
-                w1680 = w1679
-                if 1 <= w1680 <= 32:
-                    a1678 = a1678 << 6 | (w1680 - 1)
+                a1750 = _rt.ld(a1750 << 1 | 1, k1751)
+            for w1751 in v1749:
+                w1752 = w1751
+                if 1 <= w1752 <= 32:
+                    a1750 = a1750 << 6 | (w1752 - 1)
                 else:
-                    a1678 = _rt.uwn(a1678 << 1 | 1, w1680)
-            a = ((a - 1) << (a1678.bit_length() - 1)) + a1678
-        v1681 = w1675['relevanceZoneIds']
-        a1682 = 1
-        k1683 = len(v1681)
-        if 1 <= k1683 <= 8:
-            a1682 <<= 1
-            a1682 = a1682 << 3 | (k1683 - 1)
+                    a1750 = _rt.uwn(a1750 << 1 | 1, w1752)
+            a = ((a - 1) << (a1750.bit_length() - 1)) + a1750
+        v1753 = w1747['relevanceZoneIds']
+        a1754 = 1
+        k1755 = len(v1753)
+        if 1 <= k1755 <= 8:
+            a1754 <<= 1
+            a1754 = a1754 << 3 | (k1755 - 1)
         else:
-            a1682 = _rt.ld(a1682 << 1 | 1, k1683)
-        for w1683 in v1681:
-            w1684 = w1683
-            if 1 <= w1684 <= 32:
-                a1682 = a1682 << 6 | (w1684 - 1)
+            a1754 = _rt.ld(a1754 << 1 | 1, k1755)
+        for w1755 in v1753:
+            w1756 = w1755
+            if 1 <= w1756 <= 32:
+                a1754 = a1754 << 6 | (w1756 - 1)
             else:
-                a1682 = _rt.uwn(a1682 << 1 | 1, w1684)
-        a = ((a - 1) << (a1682.bit_length() - 1)) + a1682
-        if 'direction' in w1675:
-            a = a << 2 | w1675['direction']
-        if 'roadSurfaceStaticCharacteristics' in w1675:
-            v1686 = w1675['roadSurfaceStaticCharacteristics']
-            a = a << 7 | v1686['frictionCoefficient']
-            w1690 = v1686['material']
-            if 0 <= w1690 <= 7:
-                a = a << 4 | w1690
+                a1754 = _rt.uwn(a1754 << 1 | 1, w1756)
+        a = ((a - 1) << (a1754.bit_length() - 1)) + a1754
+        if 'direction' in w1747:
+            a = a << 2 | w1747['direction']
+        if 'roadSurfaceStaticCharacteristics' in w1747:
+            v1758 = w1747['roadSurfaceStaticCharacteristics']
+            a = a << 7 | v1758['frictionCoefficient']
+            w1762 = v1758['material']
+            if 0 <= w1762 <= 7:
+                a = a << 4 | w1762
             else:
-                a = _rt.uwn(a << 1 | 1, w1690)
-            w1692 = v1686['wear']
-            if 0 <= w1692 <= 7:
-                a = a << 4 | w1692
+                a = _rt.uwn(a << 1 | 1, w1762)
+            w1764 = v1758['wear']
+            if 0 <= w1764 <= 7:
+                a = a << 4 | w1764
             else:
-                a = _rt.uwn(a << 1 | 1, w1692)
-            a = a << 6 | (v1686['avBankingAngle'] + 20)
-        if 'roadSurfaceDynamicCharacteristics' in w1675:
-            v1694 = w1675['roadSurfaceDynamicCharacteristics']
-            w1697 = v1694['condition']
-            if 0 <= w1697 <= 15:
-                a = a << 5 | w1697
+                a = _rt.uwn(a << 1 | 1, w1764)
+            a = a << 6 | (v1758['avBankingAngle'] + 20)
+        if 'roadSurfaceDynamicCharacteristics' in w1747:
+            v1766 = w1747['roadSurfaceDynamicCharacteristics']
+            w1769 = v1766['condition']
+            if 0 <= w1769 <= 15:
+                a = a << 5 | w1769
             else:
-                a = _rt.uwn(a << 1 | 1, w1697)
-            a = a << 19 | ((v1694['temperature'] + 100)) << 11 | (v1694['iceOrWaterDepth']) << 3 | (v1694['treatment'])
+                a = _rt.uwn(a << 1 | 1, w1769)
+            a = a << 19 | ((v1766['temperature'] + 100)) << 11 | (v1766['iceOrWaterDepth']) << 3 | (v1766['treatment'])
     return a
 
 def d_RoadSurfaceContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1701, q = _rt.read_ld(x, q)
+        k1773, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k1701 = ((x >> q) & 15) + 1
+        k1773 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k1701):
+    for _ in range(k1773):
         x &= (1 << q) - 1
-        r1702: dict[str, Any] = {}
+        r1774: dict[str, Any] = {}
         q -= 4
-        h1703 = (x >> q) & 15
-        if h1703 & 8:
+        h1775 = (x >> q) & 15
+        if h1775 & 8:
             q -= 1
             if (x >> q) & 1:
-                k1705, q = _rt.read_ld(x, q)
+                k1777, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k1705 = ((x >> q) & 7) + 1
-            r1704: list[Any] = []
-            for _ in range(k1705):
+                k1777 = ((x >> q) & 7) + 1
+            r1776: list[Any] = []
+            for _ in range(k1777):
                 q -= 1
                 if (x >> q) & 1:
-                    w1705, q = _rt.read_uwn(x, q)
+                    w1777, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w1705 = ((x >> q) & 31) + 1
-                r1704.append(w1705)
-            r1702['detectionZoneIds'] = r1704
+                    w1777 = ((x >> q) & 31) + 1
+                r1776.append(w1777)
+            r1774['detectionZoneIds'] = r1776
         q -= 1
         if (x >> q) & 1:
-            k1707, q = _rt.read_ld(x, q)
+            k1779, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1707 = ((x >> q) & 7) + 1
-        r1706: list[Any] = []
-        for _ in range(k1707):
+            k1779 = ((x >> q) & 7) + 1
+        r1778: list[Any] = []
+        for _ in range(k1779):
             q -= 1
             if (x >> q) & 1:
-                w1707, q = _rt.read_uwn(x, q)
+                w1779, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w1707 = ((x >> q) & 31) + 1
-            r1706.append(w1707)
-        r1702['relevanceZoneIds'] = r1706
-        if h1703 & 4:
+                w1779 = ((x >> q) & 31) + 1
+            r1778.append(w1779)
+        r1774['relevanceZoneIds'] = r1778
+        if h1775 & 4:
             q -= 2
-            r1702['direction'] = (x >> q) & 3
-        if h1703 & 2:
-            r1708: dict[str, Any] = {}
+            r1774['direction'] = (x >> q) & 3
+        if h1775 & 2:
+            r1780: dict[str, Any] = {}
             q -= 7
-            r1708['frictionCoefficient'] = (x >> q) & 127
+            c1782 = (x >> q) & 127
+            if c1782 > 101:
+                raise _rt.OutOfSchema
+            r1780['frictionCoefficient'] = c1782
             q -= 1
             if (x >> q) & 1:
-                r1708['material'], q = _rt.read_uwn(x, q)
+                r1780['material'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r1708['material'] = (x >> q) & 7
+                r1780['material'] = (x >> q) & 7
             q -= 1
             if (x >> q) & 1:
-                r1708['wear'], q = _rt.read_uwn(x, q)
+                r1780['wear'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r1708['wear'] = (x >> q) & 7
+                r1780['wear'] = (x >> q) & 7
             q -= 6
-            r1708['avBankingAngle'] = ((x >> q) & 63) - 20
-            r1702['roadSurfaceStaticCharacteristics'] = r1708
-        if h1703 & 1:
-            r1710: dict[str, Any] = {}
+            c1783 = ((x >> q) & 63) - 20
+            if c1783 > 21:
+                raise _rt.OutOfSchema
+            r1780['avBankingAngle'] = c1783
+            r1774['roadSurfaceStaticCharacteristics'] = r1780
+        if not h1775 & 1:
+            raise _rt.OutOfSchema
+        if h1775 & 1:
+            r1784: dict[str, Any] = {}
             q -= 1
             if (x >> q) & 1:
-                r1710['condition'], q = _rt.read_uwn(x, q)
+                r1784['condition'], q = _rt.read_uwn(x, q)
             else:
                 q -= 4
-                r1710['condition'] = (x >> q) & 15
-            q -= 19
-            t_ = (x >> q) & 524287
-            r1710['temperature'] = ((t_ >> 11) & 255) - 100
-            r1710['iceOrWaterDepth'] = (t_ >> 3) & 255
-            r1710['treatment'] = t_ & 7
-            r1702['roadSurfaceDynamicCharacteristics'] = r1710
-        r.append(r1702)
+                r1784['condition'] = (x >> q) & 15
+            q -= 8
+            c1786 = ((x >> q) & 255) - 100
+            if c1786 > 151:
+                raise _rt.OutOfSchema
+            r1784['temperature'] = c1786
+            q -= 11
+            t_ = (x >> q) & 2047
+            r1784['iceOrWaterDepth'] = (t_ >> 3) & 255
+            r1784['treatment'] = t_ & 7
+            r1774['roadSurfaceDynamicCharacteristics'] = r1784
+        r.append(r1774)
     return r, q
 
 
@@ -4772,14 +5018,12 @@ def e_IntersectionAccessPoint(v: Any) -> int:
 
 def d_IntersectionAccessPoint(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 2
     i = (x >> q) & 3
     if i == 0:
@@ -4845,30 +5089,33 @@ def e_RequestorDescription_addGrpC(v: Any) -> int:
     if 'fuel' in v:
         a = a << 4 | v['fuel']
     if 'batteryStatus' in v:
-        w1717 = v['batteryStatus']
-        i1718 = _E_BatteryStatus_46.get(w1717)
-        if i1718 is not None:
-            a = a << 3 | i1718
+        w1792 = v['batteryStatus']
+        i1793 = _E_BatteryStatus_46.get(w1792)
+        if i1793 is not None:
+            a = a << 3 | i1793
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1717])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1792])
     return a
 
 def d_RequestorDescription_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1719 = (x >> q) & 7
-    if h1719 & 2:
+    h1794 = (x >> q) & 7
+    if h1794 & 2:
         q -= 4
         r['fuel'] = (x >> q) & 15
-    if h1719 & 1:
+    if h1794 & 1:
         q -= 1
         if (x >> q) & 1:
-            i1720, q = _rt.read_nsnn(x, q)
-            r['batteryStatus'] = _DX_LayerType_3.get(i1720)
+            i1796, q = _rt.read_nsnn(x, q)
+            c1795 = _DX_LayerType_3.get(i1796)
         else:
             q -= 2
-            r['batteryStatus'] = _D_BatteryStatus_47[(x >> q) & 3]
-    if h1719 >> 2:
+            c1795 = _D_BatteryStatus_47[(x >> q) & 3]
+        if c1795 is None:
+            raise _rt.OutOfSchema
+        r['batteryStatus'] = c1795
+    if h1794 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -4969,48 +5216,53 @@ def e_ConnectionManeuverAssist_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('itsStationPosition' in v)
     if 'itsStationPosition' in v:
-        v1726 = v['itsStationPosition']
-        k1727 = len(v1726)
-        a = a << 3 | (k1727 - 1)
-        for w1727 in v1726:
-            a = a << 36 | ((4 if 'laneID' in w1727 else 0) | (2 if 'nodeXY' in w1727 else 0) | ('timeReference' in w1727)) << 32 | (w1727['stationID'])
-            if 'laneID' in w1727:
-                a = a << 8 | w1727['laneID']
-            if 'nodeXY' in w1727:
-                s_ = e_NodeOffsetPointXY(w1727['nodeXY'])
+        v1802 = v['itsStationPosition']
+        k1803 = len(v1802)
+        a = a << 3 | (k1803 - 1)
+        for w1803 in v1802:
+            a = a << 36 | ((4 if 'laneID' in w1803 else 0) | (2 if 'nodeXY' in w1803 else 0) | ('timeReference' in w1803)) << 32 | (w1803['stationID'])
+            if 'laneID' in w1803:
+                a = a << 8 | w1803['laneID']
+            if 'nodeXY' in w1803:
+                s_ = e_NodeOffsetPointXY(w1803['nodeXY'])
                 a = ((a - 1) << (s_.bit_length() - 1)) + s_
-            if 'timeReference' in w1727:
-                a = a << 16 | w1727['timeReference']
+            if 'timeReference' in w1803:
+                a = a << 16 | w1803['timeReference']
     return a
 
 def d_ConnectionManeuverAssist_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1733 = (x >> q) & 3
-    if h1733 & 1:
+    h1809 = (x >> q) & 3
+    if h1809 & 1:
         q -= 3
-        k1735 = ((x >> q) & 7) + 1
-        r1734: list[Any] = []
-        for _ in range(k1735):
+        k1811 = ((x >> q) & 7) + 1
+        if k1811 > 5:
+            raise _rt.OutOfSchema
+        r1810: list[Any] = []
+        for _ in range(k1811):
             x &= (1 << q) - 1
-            r1736: dict[str, Any] = {}
+            r1812: dict[str, Any] = {}
             q -= 36
             t_ = (x >> q) & 68719476735
-            h1737 = (t_ >> 32) & 15
-            r1736['stationID'] = t_ & 4294967295
-            if h1737 & 4:
+            h1813 = (t_ >> 32) & 15
+            r1812['stationID'] = t_ & 4294967295
+            if h1813 & 4:
                 q -= 8
-                r1736['laneID'] = (x >> q) & 255
-            if h1737 & 2:
-                r1736['nodeXY'], q = d_NodeOffsetPointXY(x, q)
-            if h1737 & 1:
+                r1812['laneID'] = (x >> q) & 255
+            if h1813 & 2:
+                r1812['nodeXY'], q = d_NodeOffsetPointXY(x, q)
+            if h1813 & 1:
                 q -= 16
-                r1736['timeReference'] = (x >> q) & 65535
-            if h1737 >> 3:
+                c1814 = (x >> q) & 65535
+                if c1814 > 60000:
+                    raise _rt.OutOfSchema
+                r1812['timeReference'] = c1814
+            if h1813 >> 3:
                 q = _rt.skip_additions(x, q)
-            r1734.append(r1736)
-        r['itsStationPosition'] = r1734
-    if h1733 >> 1:
+            r1810.append(r1812)
+        r['itsStationPosition'] = r1810
+    if h1809 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5019,52 +5271,57 @@ def e_IntersectionState_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('activePrioritizations' in v)
     if 'activePrioritizations' in v:
-        v1739 = v['activePrioritizations']
-        k1740 = len(v1739)
-        a = a << 4 | (k1740 - 1)
-        for w1740 in v1739:
-            a1747 = 1
-            a1747 = a1747 << 1
-            a1747 = a1747 << 32 | w1740['stationID']
-            w1751 = w1740['priorState']
-            i1752 = _E_PrioritizationResponseStatus_36.get(w1751)
-            if i1752 is not None:
-                a1747 = a1747 << 4 | i1752
+        v1816 = v['activePrioritizations']
+        k1817 = len(v1816)
+        a = a << 4 | (k1817 - 1)
+        for w1817 in v1816:
+            a1824 = 1
+            a1824 = a1824 << 1
+            a1824 = a1824 << 32 | w1817['stationID']
+            w1828 = w1817['priorState']
+            i1829 = _E_PrioritizationResponseStatus_36.get(w1828)
+            if i1829 is not None:
+                a1824 = a1824 << 4 | i1829
             else:
-                a1747 = _rt.nsnn(a1747 << 1 | 1, _X_LayerType_1[w1751])
-            a1747 = a1747 << 8 | w1740['signalGroup']
-            a = ((a - 1) << (a1747.bit_length() - 1)) + a1747
+                a1824 = _rt.nsnn(a1824 << 1 | 1, _X_LayerType_1[w1828])
+            a1824 = a1824 << 8 | w1817['signalGroup']
+            a = ((a - 1) << (a1824.bit_length() - 1)) + a1824
     return a
 
 def d_IntersectionState_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1754 = (x >> q) & 3
-    if h1754 & 1:
+    h1831 = (x >> q) & 3
+    if h1831 & 1:
         q -= 4
-        k1756 = ((x >> q) & 15) + 1
-        r1755: list[Any] = []
-        for _ in range(k1756):
+        k1833 = ((x >> q) & 15) + 1
+        if k1833 > 10:
+            raise _rt.OutOfSchema
+        r1832: list[Any] = []
+        for _ in range(k1833):
             x &= (1 << q) - 1
-            r1757: dict[str, Any] = {}
+            r1834: dict[str, Any] = {}
             q -= 33
             t_ = (x >> q) & 8589934591
-            h1758 = (t_ >> 32) & 1
-            r1757['stationID'] = t_ & 4294967295
+            h1835 = (t_ >> 32) & 1
+            r1834['stationID'] = t_ & 4294967295
             q -= 1
             if (x >> q) & 1:
-                i1759, q = _rt.read_nsnn(x, q)
-                r1757['priorState'] = _DX_LayerType_3.get(i1759)
+                i1837, q = _rt.read_nsnn(x, q)
+                c1836 = _DX_LayerType_3.get(i1837)
             else:
                 q -= 3
-                r1757['priorState'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
+                c1836 = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
+            if c1836 is None:
+                raise _rt.OutOfSchema
+            r1834['priorState'] = c1836
             q -= 8
-            r1757['signalGroup'] = (x >> q) & 255
-            if h1758 >> 0:
+            r1834['signalGroup'] = (x >> q) & 255
+            if h1835 >> 0:
                 q = _rt.skip_additions(x, q)
-            r1755.append(r1757)
-        r['activePrioritizations'] = r1755
-    if h1754 >> 1:
+            r1832.append(r1834)
+        r['activePrioritizations'] = r1832
+    if h1831 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5072,21 +5329,24 @@ def d_IntersectionState_addGrpC(x: int, q: int) -> tuple[Any, int]:
 def e_Position3D_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 1
-    v1761 = v['altitude']
-    a = a << 24 | ((v1761['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v1761['altitudeConfidence']])
+    v1839 = v['altitude']
+    a = a << 24 | ((v1839['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v1839['altitudeConfidence']])
     return a
 
 def d_Position3D_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h1765 = (x >> q) & 1
-    r1766: dict[str, Any] = {}
-    q -= 24
-    t_ = (x >> q) & 16777215
-    r1766['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-    r1766['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
-    r['altitude'] = r1766
-    if h1765 >> 0:
+    h1843 = (x >> q) & 1
+    r1844: dict[str, Any] = {}
+    q -= 20
+    c1846 = ((x >> q) & 1048575) - 100000
+    if c1846 > 800001:
+        raise _rt.OutOfSchema
+    r1844['altitudeValue'] = c1846
+    q -= 4
+    r1844['altitudeConfidence'] = _D_AltitudeConfidence_43[(x >> q) & 15]
+    r['altitude'] = r1844
+    if h1843 >> 0:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5103,176 +5363,187 @@ def e_LaneAttributes_addGrpC(v: Any) -> int:
 def d_LaneAttributes_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1771 = (x >> q) & 7
-    if h1771 & 2:
+    h1850 = (x >> q) & 7
+    if h1850 & 2:
         q -= 7
         r['maxVehicleHeight'] = (x >> q) & 127
-    if h1771 & 1:
+    if h1850 & 1:
         q -= 10
         r['maxVehicleWeight'] = ((x >> q) & 1023) + 1
-    if h1771 >> 2:
+    if h1850 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_NodeSetXY(v: Any) -> int:
     a: int = 1
-    k1772 = len(v)
-    a = a << 6 | (k1772 - 2)
-    for w1772 in v:
-        a = a << 2 | ('attributes' in w1772)
-        s_ = e_NodeOffsetPointXY(w1772['delta'])
+    k1851 = len(v)
+    a = a << 6 | (k1851 - 2)
+    for w1851 in v:
+        a = a << 2 | ('attributes' in w1851)
+        s_ = e_NodeOffsetPointXY(w1851['delta'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        if 'attributes' in w1772:
-            v1775 = w1772['attributes']
-            a = a << 8 | (64 if 'localNode' in v1775 else 0) | (32 if 'disabled' in v1775 else 0) | (16 if 'enabled' in v1775 else 0) | (8 if 'data' in v1775 else 0) | (4 if 'dWidth' in v1775 else 0) | (2 if 'dElevation' in v1775 else 0) | ('regional' in v1775)
-            if 'localNode' in v1775:
-                v1777 = v1775['localNode']
-                a1778 = 1
-                k1779 = len(v1777)
-                a1778 = a1778 << 3 | (k1779 - 1)
-                for w1779 in v1777:
-                    w1780 = w1779
-                    i1781 = _E_NodeAttributeXY_48.get(w1780)
-                    if i1781 is not None:
-                        a1778 = a1778 << 5 | i1781
+        if 'attributes' in w1851:
+            v1854 = w1851['attributes']
+            a = a << 8 | (64 if 'localNode' in v1854 else 0) | (32 if 'disabled' in v1854 else 0) | (16 if 'enabled' in v1854 else 0) | (8 if 'data' in v1854 else 0) | (4 if 'dWidth' in v1854 else 0) | (2 if 'dElevation' in v1854 else 0) | ('regional' in v1854)
+            if 'localNode' in v1854:
+                v1856 = v1854['localNode']
+                a1857 = 1
+                k1858 = len(v1856)
+                a1857 = a1857 << 3 | (k1858 - 1)
+                for w1858 in v1856:
+                    w1859 = w1858
+                    i1860 = _E_NodeAttributeXY_48.get(w1859)
+                    if i1860 is not None:
+                        a1857 = a1857 << 5 | i1860
                     else:
-                        a1778 = _rt.nsnn(a1778 << 1 | 1, _X_LayerType_1[w1780])
-                a = ((a - 1) << (a1778.bit_length() - 1)) + a1778
-            if 'disabled' in v1775:
-                v1782 = v1775['disabled']
-                a1783 = 1
-                k1784 = len(v1782)
-                a1783 = a1783 << 3 | (k1784 - 1)
-                for w1784 in v1782:
-                    w1785 = w1784
-                    i1786 = _E_SegmentAttributeXY_49.get(w1785)
-                    if i1786 is not None:
-                        a1783 = a1783 << 7 | i1786
+                        a1857 = _rt.nsnn(a1857 << 1 | 1, _X_LayerType_1[w1859])
+                a = ((a - 1) << (a1857.bit_length() - 1)) + a1857
+            if 'disabled' in v1854:
+                v1861 = v1854['disabled']
+                a1862 = 1
+                k1863 = len(v1861)
+                a1862 = a1862 << 3 | (k1863 - 1)
+                for w1863 in v1861:
+                    w1864 = w1863
+                    i1865 = _E_SegmentAttributeXY_49.get(w1864)
+                    if i1865 is not None:
+                        a1862 = a1862 << 7 | i1865
                     else:
-                        a1783 = _rt.nsnn(a1783 << 1 | 1, _X_LayerType_1[w1785])
-                a = ((a - 1) << (a1783.bit_length() - 1)) + a1783
-            if 'enabled' in v1775:
-                v1787 = v1775['enabled']
-                a1788 = 1
-                k1789 = len(v1787)
-                a1788 = a1788 << 3 | (k1789 - 1)
-                for w1789 in v1787:
-                    w1790 = w1789
-                    i1791 = _E_SegmentAttributeXY_49.get(w1790)
-                    if i1791 is not None:
-                        a1788 = a1788 << 7 | i1791
+                        a1862 = _rt.nsnn(a1862 << 1 | 1, _X_LayerType_1[w1864])
+                a = ((a - 1) << (a1862.bit_length() - 1)) + a1862
+            if 'enabled' in v1854:
+                v1866 = v1854['enabled']
+                a1867 = 1
+                k1868 = len(v1866)
+                a1867 = a1867 << 3 | (k1868 - 1)
+                for w1868 in v1866:
+                    w1869 = w1868
+                    i1870 = _E_SegmentAttributeXY_49.get(w1869)
+                    if i1870 is not None:
+                        a1867 = a1867 << 7 | i1870
                     else:
-                        a1788 = _rt.nsnn(a1788 << 1 | 1, _X_LayerType_1[w1790])
-                a = ((a - 1) << (a1788.bit_length() - 1)) + a1788
-            if 'data' in v1775:
-                v1792 = v1775['data']
-                a1793 = 1
-                k1794 = len(v1792)
-                a1793 = a1793 << 3 | (k1794 - 1)
-                for w1794 in v1792:
-                    s_ = e_LaneDataAttribute(w1794)
-                    a1793 = ((a1793 - 1) << (s_.bit_length() - 1)) + s_
-                a = ((a - 1) << (a1793.bit_length() - 1)) + a1793
-            if 'dWidth' in v1775:
-                a = a << 10 | (v1775['dWidth'] + 512)
-            if 'dElevation' in v1775:
-                a = a << 10 | (v1775['dElevation'] + 512)
-            if 'regional' in v1775:
-                v1797 = v1775['regional']
-                a1798 = 1
-                k1799 = len(v1797)
-                a1798 = a1798 << 2 | (k1799 - 1)
-                for w1799 in v1797:
-                    s_ = e_NodeAttributeSetXY_regional_item(w1799)
-                    a1798 = ((a1798 - 1) << (s_.bit_length() - 1)) + s_
-                a = ((a - 1) << (a1798.bit_length() - 1)) + a1798
+                        a1867 = _rt.nsnn(a1867 << 1 | 1, _X_LayerType_1[w1869])
+                a = ((a - 1) << (a1867.bit_length() - 1)) + a1867
+            if 'data' in v1854:
+                v1871 = v1854['data']
+                a1872 = 1
+                k1873 = len(v1871)
+                a1872 = a1872 << 3 | (k1873 - 1)
+                for w1873 in v1871:
+                    s_ = e_LaneDataAttribute(w1873)
+                    a1872 = ((a1872 - 1) << (s_.bit_length() - 1)) + s_
+                a = ((a - 1) << (a1872.bit_length() - 1)) + a1872
+            if 'dWidth' in v1854:
+                a = a << 10 | (v1854['dWidth'] + 512)
+            if 'dElevation' in v1854:
+                a = a << 10 | (v1854['dElevation'] + 512)
+            if 'regional' in v1854:
+                v1876 = v1854['regional']
+                a1877 = 1
+                k1878 = len(v1876)
+                a1877 = a1877 << 2 | (k1878 - 1)
+                for w1878 in v1876:
+                    s_ = e_NodeAttributeSetXY_regional_item(w1878)
+                    a1877 = ((a1877 - 1) << (s_.bit_length() - 1)) + s_
+                a = ((a - 1) << (a1877.bit_length() - 1)) + a1877
     return a
 
 def d_NodeSetXY(x: int, q: int) -> tuple[Any, int]:
     q -= 6
-    k1800 = ((x >> q) & 63) + 2
+    k1879 = ((x >> q) & 63) + 2
+    if k1879 > 63:
+        raise _rt.OutOfSchema
     r: list[Any] = []
-    for _ in range(k1800):
+    for _ in range(k1879):
         x &= (1 << q) - 1
-        r1801: dict[str, Any] = {}
+        r1880: dict[str, Any] = {}
         q -= 2
-        h1802 = (x >> q) & 3
-        r1801['delta'], q = d_NodeOffsetPointXY(x, q)
-        if h1802 & 1:
-            r1803: dict[str, Any] = {}
+        h1881 = (x >> q) & 3
+        r1880['delta'], q = d_NodeOffsetPointXY(x, q)
+        if h1881 & 1:
+            r1882: dict[str, Any] = {}
             q -= 8
-            h1804 = (x >> q) & 255
-            if h1804 & 64:
+            h1883 = (x >> q) & 255
+            if h1883 & 64:
                 q -= 3
-                k1806 = ((x >> q) & 7) + 1
-                r1805: list[Any] = []
-                for _ in range(k1806):
+                k1885 = ((x >> q) & 7) + 1
+                r1884: list[Any] = []
+                for _ in range(k1885):
                     q -= 1
                     if (x >> q) & 1:
-                        i1807, q = _rt.read_nsnn(x, q)
-                        w1806 = _DX_LayerType_3.get(i1807)
+                        i1887, q = _rt.read_nsnn(x, q)
+                        c1886 = _DX_LayerType_3.get(i1887)
                     else:
                         q -= 4
-                        w1806 = _D_NodeAttributeXY_50[(x >> q) & 15]
-                    r1805.append(w1806)
-                r1803['localNode'] = r1805
-            if h1804 & 32:
+                        c1886 = _D_NodeAttributeXY_50[(x >> q) & 15]
+                    if c1886 is None:
+                        raise _rt.OutOfSchema
+                    w1885 = c1886
+                    r1884.append(w1885)
+                r1882['localNode'] = r1884
+            if h1883 & 32:
                 q -= 3
-                k1809 = ((x >> q) & 7) + 1
-                r1808: list[Any] = []
-                for _ in range(k1809):
+                k1889 = ((x >> q) & 7) + 1
+                r1888: list[Any] = []
+                for _ in range(k1889):
                     q -= 1
                     if (x >> q) & 1:
-                        i1810, q = _rt.read_nsnn(x, q)
-                        w1809 = _DX_LayerType_3.get(i1810)
+                        i1891, q = _rt.read_nsnn(x, q)
+                        c1890 = _DX_LayerType_3.get(i1891)
                     else:
                         q -= 6
-                        w1809 = _D_SegmentAttributeXY_51[(x >> q) & 63]
-                    r1808.append(w1809)
-                r1803['disabled'] = r1808
-            if h1804 & 16:
+                        c1890 = _D_SegmentAttributeXY_51[(x >> q) & 63]
+                    if c1890 is None:
+                        raise _rt.OutOfSchema
+                    w1889 = c1890
+                    r1888.append(w1889)
+                r1882['disabled'] = r1888
+            if h1883 & 16:
                 q -= 3
-                k1812 = ((x >> q) & 7) + 1
-                r1811: list[Any] = []
-                for _ in range(k1812):
+                k1893 = ((x >> q) & 7) + 1
+                r1892: list[Any] = []
+                for _ in range(k1893):
                     q -= 1
                     if (x >> q) & 1:
-                        i1813, q = _rt.read_nsnn(x, q)
-                        w1812 = _DX_LayerType_3.get(i1813)
+                        i1895, q = _rt.read_nsnn(x, q)
+                        c1894 = _DX_LayerType_3.get(i1895)
                     else:
                         q -= 6
-                        w1812 = _D_SegmentAttributeXY_51[(x >> q) & 63]
-                    r1811.append(w1812)
-                r1803['enabled'] = r1811
-            if h1804 & 8:
+                        c1894 = _D_SegmentAttributeXY_51[(x >> q) & 63]
+                    if c1894 is None:
+                        raise _rt.OutOfSchema
+                    w1893 = c1894
+                    r1892.append(w1893)
+                r1882['enabled'] = r1892
+            if h1883 & 8:
                 q -= 3
-                k1815 = ((x >> q) & 7) + 1
-                r1814: list[Any] = []
-                for _ in range(k1815):
-                    w1815, q = d_LaneDataAttribute(x, q)
-                    r1814.append(w1815)
-                r1803['data'] = r1814
-            if h1804 & 4:
+                k1897 = ((x >> q) & 7) + 1
+                r1896: list[Any] = []
+                for _ in range(k1897):
+                    w1897, q = d_LaneDataAttribute(x, q)
+                    r1896.append(w1897)
+                r1882['data'] = r1896
+            if h1883 & 4:
                 q -= 10
-                r1803['dWidth'] = ((x >> q) & 1023) - 512
-            if h1804 & 2:
+                r1882['dWidth'] = ((x >> q) & 1023) - 512
+            if h1883 & 2:
                 q -= 10
-                r1803['dElevation'] = ((x >> q) & 1023) - 512
-            if h1804 & 1:
+                r1882['dElevation'] = ((x >> q) & 1023) - 512
+            if h1883 & 1:
                 q -= 2
-                k1817 = ((x >> q) & 3) + 1
-                r1816: list[Any] = []
-                for _ in range(k1817):
-                    w1817, q = d_NodeAttributeSetXY_regional_item(x, q)
-                    r1816.append(w1817)
-                r1803['regional'] = r1816
-            if h1804 >> 7:
+                k1899 = ((x >> q) & 3) + 1
+                r1898: list[Any] = []
+                for _ in range(k1899):
+                    w1899, q = d_NodeAttributeSetXY_regional_item(x, q)
+                    r1898.append(w1899)
+                r1882['regional'] = r1898
+            if h1883 >> 7:
                 q = _rt.skip_additions(x, q)
-            r1801['attributes'] = r1803
-        if h1802 >> 1:
+            r1880['attributes'] = r1882
+        if h1881 >> 1:
             q = _rt.skip_additions(x, q)
-        r.append(r1801)
+        r.append(r1880)
     return r, q
 
 
@@ -5290,11 +5561,11 @@ def e_ComputedLane(v: Any) -> int:
     if 'scaleYaxis' in v:
         a = a << 12 | (v['scaleYaxis'] + 2048)
     if 'regional' in v:
-        v1825 = v['regional']
-        k1826 = len(v1825)
-        a = a << 2 | (k1826 - 1)
-        for w1826 in v1825:
-            s_ = e_ComputedLane_regional_item(w1826)
+        v1907 = v['regional']
+        k1908 = len(v1907)
+        a = a << 2 | (k1908 - 1)
+        for w1908 in v1907:
+            s_ = e_ComputedLane_regional_item(w1908)
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
@@ -5302,29 +5573,32 @@ def d_ComputedLane(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 13
     t_ = (x >> q) & 8191
-    h1827 = (t_ >> 8) & 31
+    h1909 = (t_ >> 8) & 31
     r['referenceLaneId'] = t_ & 255
     r['offsetXaxis'], q = d_ComputedLane_offsetXaxis(x, q)
     r['offsetYaxis'], q = d_ComputedLane_offsetYaxis(x, q)
-    if h1827 & 8:
+    if h1909 & 8:
         q -= 15
-        r['rotateXY'] = (x >> q) & 32767
-    if h1827 & 4:
+        c1910 = (x >> q) & 32767
+        if c1910 > 28800:
+            raise _rt.OutOfSchema
+        r['rotateXY'] = c1910
+    if h1909 & 4:
         q -= 12
         r['scaleXaxis'] = ((x >> q) & 4095) - 2048
-    if h1827 & 2:
+    if h1909 & 2:
         q -= 12
         r['scaleYaxis'] = ((x >> q) & 4095) - 2048
-    if h1827 & 1:
+    if h1909 & 1:
         q -= 2
-        k1829 = ((x >> q) & 3) + 1
-        r1828: list[Any] = []
-        for _ in range(k1829):
+        k1912 = ((x >> q) & 3) + 1
+        r1911: list[Any] = []
+        for _ in range(k1912):
             x &= (1 << q) - 1
-            w1829, q = d_ComputedLane_regional_item(x, q)
-            r1828.append(w1829)
-        r['regional'] = r1828
-    if h1827 >> 4:
+            w1912, q = d_ComputedLane_regional_item(x, q)
+            r1911.append(w1912)
+        r['regional'] = r1911
+    if h1909 >> 4:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5332,34 +5606,34 @@ def d_ComputedLane(x: int, q: int) -> tuple[Any, int]:
 def e_ConnectionTrajectory_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 1
-    v1831 = v['nodes']
-    k1832 = len(v1831)
-    a = a << 6 | (k1832 - 2)
-    for w1832 in v1831:
-        a = a << 2 | ('attributes' in w1832)
-        s_ = e_NodeOffsetPointXY(w1832['delta'])
+    v1914 = v['nodes']
+    k1915 = len(v1914)
+    a = a << 6 | (k1915 - 2)
+    for w1915 in v1914:
+        a = a << 2 | ('attributes' in w1915)
+        s_ = e_NodeOffsetPointXY(w1915['delta'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        if 'attributes' in w1832:
-            v1835 = w1832['attributes']
-            a = a << 8 | (64 if 'localNode' in v1835 else 0) | (32 if 'disabled' in v1835 else 0) | (16 if 'enabled' in v1835 else 0) | (8 if 'data' in v1835 else 0) | (4 if 'dWidth' in v1835 else 0) | (2 if 'dElevation' in v1835 else 0) | ('regional' in v1835)
-            if 'localNode' in v1835:
-                s_ = e_NodeAttributeXYList(v1835['localNode'])
+        if 'attributes' in w1915:
+            v1918 = w1915['attributes']
+            a = a << 8 | (64 if 'localNode' in v1918 else 0) | (32 if 'disabled' in v1918 else 0) | (16 if 'enabled' in v1918 else 0) | (8 if 'data' in v1918 else 0) | (4 if 'dWidth' in v1918 else 0) | (2 if 'dElevation' in v1918 else 0) | ('regional' in v1918)
+            if 'localNode' in v1918:
+                s_ = e_NodeAttributeXYList(v1918['localNode'])
                 a = ((a - 1) << (s_.bit_length() - 1)) + s_
-            if 'disabled' in v1835:
-                s_ = e_SegmentAttributeXYList(v1835['disabled'])
+            if 'disabled' in v1918:
+                s_ = e_SegmentAttributeXYList(v1918['disabled'])
                 a = ((a - 1) << (s_.bit_length() - 1)) + s_
-            if 'enabled' in v1835:
-                s_ = e_SegmentAttributeXYList(v1835['enabled'])
+            if 'enabled' in v1918:
+                s_ = e_SegmentAttributeXYList(v1918['enabled'])
                 a = ((a - 1) << (s_.bit_length() - 1)) + s_
-            if 'data' in v1835:
-                s_ = e_LaneDataAttributeList(v1835['data'])
+            if 'data' in v1918:
+                s_ = e_LaneDataAttributeList(v1918['data'])
                 a = ((a - 1) << (s_.bit_length() - 1)) + s_
-            if 'dWidth' in v1835:
-                a = a << 10 | (v1835['dWidth'] + 512)
-            if 'dElevation' in v1835:
-                a = a << 10 | (v1835['dElevation'] + 512)
-            if 'regional' in v1835:
-                s_ = e_NodeAttributeSetXY_regional(v1835['regional'])
+            if 'dWidth' in v1918:
+                a = a << 10 | (v1918['dWidth'] + 512)
+            if 'dElevation' in v1918:
+                a = a << 10 | (v1918['dElevation'] + 512)
+            if 'regional' in v1918:
+                s_ = e_NodeAttributeSetXY_regional(v1918['regional'])
                 a = ((a - 1) << (s_.bit_length() - 1)) + s_
     a = a << 8 | v['connectionID']
     return a
@@ -5368,66 +5642,68 @@ def d_ConnectionTrajectory_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 7
     t_ = (x >> q) & 127
-    h1845 = (t_ >> 6) & 1
-    k1847 = (t_ & 63) + 2
-    r1846: list[Any] = []
-    for _ in range(k1847):
+    h1928 = (t_ >> 6) & 1
+    k1930 = (t_ & 63) + 2
+    if k1930 > 63:
+        raise _rt.OutOfSchema
+    r1929: list[Any] = []
+    for _ in range(k1930):
         x &= (1 << q) - 1
-        r1848: dict[str, Any] = {}
+        r1931: dict[str, Any] = {}
         q -= 2
-        h1849 = (x >> q) & 3
-        r1848['delta'], q = d_NodeOffsetPointXY(x, q)
-        if h1849 & 1:
-            r1850: dict[str, Any] = {}
+        h1932 = (x >> q) & 3
+        r1931['delta'], q = d_NodeOffsetPointXY(x, q)
+        if h1932 & 1:
+            r1933: dict[str, Any] = {}
             q -= 8
-            h1851 = (x >> q) & 255
-            if h1851 & 64:
-                r1850['localNode'], q = d_NodeAttributeXYList(x, q)
-            if h1851 & 32:
-                r1850['disabled'], q = d_SegmentAttributeXYList(x, q)
-            if h1851 & 16:
-                r1850['enabled'], q = d_SegmentAttributeXYList(x, q)
-            if h1851 & 8:
-                r1850['data'], q = d_LaneDataAttributeList(x, q)
-            if h1851 & 4:
+            h1934 = (x >> q) & 255
+            if h1934 & 64:
+                r1933['localNode'], q = d_NodeAttributeXYList(x, q)
+            if h1934 & 32:
+                r1933['disabled'], q = d_SegmentAttributeXYList(x, q)
+            if h1934 & 16:
+                r1933['enabled'], q = d_SegmentAttributeXYList(x, q)
+            if h1934 & 8:
+                r1933['data'], q = d_LaneDataAttributeList(x, q)
+            if h1934 & 4:
                 q -= 10
-                r1850['dWidth'] = ((x >> q) & 1023) - 512
-            if h1851 & 2:
+                r1933['dWidth'] = ((x >> q) & 1023) - 512
+            if h1934 & 2:
                 q -= 10
-                r1850['dElevation'] = ((x >> q) & 1023) - 512
-            if h1851 & 1:
-                r1850['regional'], q = d_NodeAttributeSetXY_regional(x, q)
-            if h1851 >> 7:
+                r1933['dElevation'] = ((x >> q) & 1023) - 512
+            if h1934 & 1:
+                r1933['regional'], q = d_NodeAttributeSetXY_regional(x, q)
+            if h1934 >> 7:
                 q = _rt.skip_additions(x, q)
-            r1848['attributes'] = r1850
-        if h1849 >> 1:
+            r1931['attributes'] = r1933
+        if h1932 >> 1:
             q = _rt.skip_additions(x, q)
-        r1846.append(r1848)
-    r['nodes'] = r1846
+        r1929.append(r1931)
+    r['nodes'] = r1929
     q -= 8
     r['connectionID'] = (x >> q) & 255
-    if h1845 >> 0:
+    if h1928 >> 0:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_RestrictionUserType_regional(v: Any) -> int:
     a: int = 1
-    k1852 = len(v)
-    a = a << 2 | (k1852 - 1)
-    for w1852 in v:
-        s_ = e_RestrictionUserType_regional_item(w1852)
+    k1935 = len(v)
+    a = a << 2 | (k1935 - 1)
+    for w1935 in v:
+        s_ = e_RestrictionUserType_regional_item(w1935)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RestrictionUserType_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k1853 = ((x >> q) & 3) + 1
+    k1936 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1853):
+    for _ in range(k1936):
         x &= (1 << q) - 1
-        w1853, q = d_RestrictionUserType_regional_item(x, q)
-        r.append(w1853)
+        w1936, q = d_RestrictionUserType_regional_item(x, q)
+        r.append(w1936)
     return r, q
 
 
@@ -5522,14 +5798,12 @@ def e_Zone(v: Any) -> int:
 
 def d_Zone(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 2
     i = (x >> q) & 3
     if i == 0:
@@ -5576,191 +5850,193 @@ def e_TractorCharacteristics(v: Any) -> int:
     a: int = 1
     a = a << 3 | (4 if 'equalTo' in v else 0) | (2 if 'notEqualTo' in v else 0) | ('ranges' in v)
     if 'equalTo' in v:
-        v1855 = v['equalTo']
-        k1856 = len(v1855)
-        if 1 <= k1856 <= 4:
+        v1938 = v['equalTo']
+        k1939 = len(v1938)
+        if 1 <= k1939 <= 4:
             a <<= 1
-            a = a << 2 | (k1856 - 1)
+            a = a << 2 | (k1939 - 1)
         else:
-            a = _rt.ld(a << 1 | 1, k1856)
-        for w1856 in v1855:
-            s_ = e_VehicleCharacteristicsFixValues(w1856)
+            a = _rt.ld(a << 1 | 1, k1939)
+        for w1939 in v1938:
+            s_ = e_VehicleCharacteristicsFixValues(w1939)
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'notEqualTo' in v:
-        v1857 = v['notEqualTo']
-        a1858 = 1
-        k1859 = len(v1857)
-        if 1 <= k1859 <= 4:
-            a1858 <<= 1
-            a1858 = a1858 << 2 | (k1859 - 1)
+        v1940 = v['notEqualTo']
+        a1941 = 1
+        k1942 = len(v1940)
+        if 1 <= k1942 <= 4:
+            a1941 <<= 1
+            a1941 = a1941 << 2 | (k1942 - 1)
         else:
-            a1858 = _rt.ld(a1858 << 1 | 1, k1859)
-        for w1859 in v1857:
-            s_ = e_VehicleCharacteristicsFixValues(w1859)
-            a1858 = ((a1858 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1858.bit_length() - 1)) + a1858
+            a1941 = _rt.ld(a1941 << 1 | 1, k1942)
+        for w1942 in v1940:
+            s_ = e_VehicleCharacteristicsFixValues(w1942)
+            a1941 = ((a1941 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1941.bit_length() - 1)) + a1941
     if 'ranges' in v:
-        v1860 = v['ranges']
-        a1861 = 1
-        k1862 = len(v1860)
-        if 1 <= k1862 <= 4:
-            a1861 <<= 1
-            a1861 = a1861 << 2 | (k1862 - 1)
+        v1943 = v['ranges']
+        a1944 = 1
+        k1945 = len(v1943)
+        if 1 <= k1945 <= 4:
+            a1944 <<= 1
+            a1944 = a1944 << 2 | (k1945 - 1)
         else:
-            a1861 = _rt.ld(a1861 << 1 | 1, k1862)
-        for w1862 in v1860:
-            a1861 = a1861 << 2 | w1862['comparisonOperator']
-            s_ = e_VehicleCharacteristicsRanges_limits(w1862['limits'])
-            a1861 = ((a1861 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1861.bit_length() - 1)) + a1861
+            a1944 = _rt.ld(a1944 << 1 | 1, k1945)
+        for w1945 in v1943:
+            a1944 = a1944 << 2 | w1945['comparisonOperator']
+            s_ = e_VehicleCharacteristicsRanges_limits(w1945['limits'])
+            a1944 = ((a1944 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1944.bit_length() - 1)) + a1944
     return a
 
 def d_TractorCharacteristics(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1866 = (x >> q) & 7
-    if h1866 & 4:
+    h1949 = (x >> q) & 7
+    if h1949 & 4:
         q -= 1
         if (x >> q) & 1:
-            k1868, q = _rt.read_ld(x, q)
+            k1951, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1868 = ((x >> q) & 3) + 1
-        r1867: list[Any] = []
-        for _ in range(k1868):
+            k1951 = ((x >> q) & 3) + 1
+        r1950: list[Any] = []
+        for _ in range(k1951):
             x &= (1 << q) - 1
-            w1868, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1867.append(w1868)
-        r['equalTo'] = r1867
-    if h1866 & 2:
+            w1951, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1950.append(w1951)
+        r['equalTo'] = r1950
+    if h1949 & 2:
         q -= 1
         if (x >> q) & 1:
-            k1870, q = _rt.read_ld(x, q)
+            k1953, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1870 = ((x >> q) & 3) + 1
-        r1869: list[Any] = []
-        for _ in range(k1870):
+            k1953 = ((x >> q) & 3) + 1
+        r1952: list[Any] = []
+        for _ in range(k1953):
             x &= (1 << q) - 1
-            w1870, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1869.append(w1870)
-        r['notEqualTo'] = r1869
-    if h1866 & 1:
+            w1953, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1952.append(w1953)
+        r['notEqualTo'] = r1952
+    if h1949 & 1:
         q -= 1
         if (x >> q) & 1:
-            k1872, q = _rt.read_ld(x, q)
+            k1955, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1872 = ((x >> q) & 3) + 1
-        r1871: list[Any] = []
-        for _ in range(k1872):
+            k1955 = ((x >> q) & 3) + 1
+        r1954: list[Any] = []
+        for _ in range(k1955):
             x &= (1 << q) - 1
-            r1873: dict[str, Any] = {}
+            r1956: dict[str, Any] = {}
             q -= 2
-            r1873['comparisonOperator'] = (x >> q) & 3
-            r1873['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-            r1871.append(r1873)
-        r['ranges'] = r1871
+            r1956['comparisonOperator'] = (x >> q) & 3
+            r1956['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+            r1954.append(r1956)
+        r['ranges'] = r1954
     return r, q
 
 
 def e_TrailerCharacteristicsList(v: Any) -> int:
     a: int = 1
-    k1875 = len(v)
-    a = a << 2 | (k1875 - 1)
-    for w1875 in v:
-        a = a << 3 | (4 if 'equalTo' in w1875 else 0) | (2 if 'notEqualTo' in w1875 else 0) | ('ranges' in w1875)
-        if 'equalTo' in w1875:
-            v1877 = w1875['equalTo']
-            a1878 = 1
-            k1879 = len(v1877)
-            if 1 <= k1879 <= 4:
-                a1878 <<= 1
-                a1878 = a1878 << 2 | (k1879 - 1)
+    k1958 = len(v)
+    a = a << 2 | (k1958 - 1)
+    for w1958 in v:
+        a = a << 3 | (4 if 'equalTo' in w1958 else 0) | (2 if 'notEqualTo' in w1958 else 0) | ('ranges' in w1958)
+        if 'equalTo' in w1958:
+            v1960 = w1958['equalTo']
+            a1961 = 1
+            k1962 = len(v1960)
+            if 1 <= k1962 <= 4:
+                a1961 <<= 1
+                a1961 = a1961 << 2 | (k1962 - 1)
             else:
-                a1878 = _rt.ld(a1878 << 1 | 1, k1879)
-            for w1879 in v1877:
-                s_ = e_VehicleCharacteristicsFixValues_2(w1879)
-                a1878 = ((a1878 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1878.bit_length() - 1)) + a1878
-        if 'notEqualTo' in w1875:
-            v1880 = w1875['notEqualTo']
-            a1881 = 1
-            k1882 = len(v1880)
-            if 1 <= k1882 <= 4:
-                a1881 <<= 1
-                a1881 = a1881 << 2 | (k1882 - 1)
+                a1961 = _rt.ld(a1961 << 1 | 1, k1962)
+            for w1962 in v1960:
+                s_ = e_VehicleCharacteristicsFixValues_2(w1962)
+                a1961 = ((a1961 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1961.bit_length() - 1)) + a1961
+        if 'notEqualTo' in w1958:
+            v1963 = w1958['notEqualTo']
+            a1964 = 1
+            k1965 = len(v1963)
+            if 1 <= k1965 <= 4:
+                a1964 <<= 1
+                a1964 = a1964 << 2 | (k1965 - 1)
             else:
-                a1881 = _rt.ld(a1881 << 1 | 1, k1882)
-            for w1882 in v1880:
-                s_ = e_VehicleCharacteristicsFixValues_2(w1882)
-                a1881 = ((a1881 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1881.bit_length() - 1)) + a1881
-        if 'ranges' in w1875:
-            v1883 = w1875['ranges']
-            a1884 = 1
-            k1885 = len(v1883)
-            if 1 <= k1885 <= 4:
-                a1884 <<= 1
-                a1884 = a1884 << 2 | (k1885 - 1)
+                a1964 = _rt.ld(a1964 << 1 | 1, k1965)
+            for w1965 in v1963:
+                s_ = e_VehicleCharacteristicsFixValues_2(w1965)
+                a1964 = ((a1964 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1964.bit_length() - 1)) + a1964
+        if 'ranges' in w1958:
+            v1966 = w1958['ranges']
+            a1967 = 1
+            k1968 = len(v1966)
+            if 1 <= k1968 <= 4:
+                a1967 <<= 1
+                a1967 = a1967 << 2 | (k1968 - 1)
             else:
-                a1884 = _rt.ld(a1884 << 1 | 1, k1885)
-            for w1885 in v1883:
-                a1884 = a1884 << 2 | w1885['comparisonOperator']
-                s_ = e_VehicleCharacteristicsRanges_limits_2(w1885['limits'])
-                a1884 = ((a1884 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1884.bit_length() - 1)) + a1884
+                a1967 = _rt.ld(a1967 << 1 | 1, k1968)
+            for w1968 in v1966:
+                a1967 = a1967 << 2 | w1968['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits_2(w1968['limits'])
+                a1967 = ((a1967 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1967.bit_length() - 1)) + a1967
     return a
 
 def d_TrailerCharacteristicsList(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k1889 = ((x >> q) & 3) + 1
+    k1972 = ((x >> q) & 3) + 1
+    if k1972 > 3:
+        raise _rt.OutOfSchema
     r: list[Any] = []
-    for _ in range(k1889):
+    for _ in range(k1972):
         x &= (1 << q) - 1
-        r1890: dict[str, Any] = {}
+        r1973: dict[str, Any] = {}
         q -= 3
-        h1891 = (x >> q) & 7
-        if h1891 & 4:
+        h1974 = (x >> q) & 7
+        if h1974 & 4:
             q -= 1
             if (x >> q) & 1:
-                k1893, q = _rt.read_ld(x, q)
+                k1976, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1893 = ((x >> q) & 3) + 1
-            r1892: list[Any] = []
-            for _ in range(k1893):
-                w1893, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                r1892.append(w1893)
-            r1890['equalTo'] = r1892
-        if h1891 & 2:
+                k1976 = ((x >> q) & 3) + 1
+            r1975: list[Any] = []
+            for _ in range(k1976):
+                w1976, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                r1975.append(w1976)
+            r1973['equalTo'] = r1975
+        if h1974 & 2:
             q -= 1
             if (x >> q) & 1:
-                k1895, q = _rt.read_ld(x, q)
+                k1978, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1895 = ((x >> q) & 3) + 1
-            r1894: list[Any] = []
-            for _ in range(k1895):
-                w1895, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                r1894.append(w1895)
-            r1890['notEqualTo'] = r1894
-        if h1891 & 1:
+                k1978 = ((x >> q) & 3) + 1
+            r1977: list[Any] = []
+            for _ in range(k1978):
+                w1978, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                r1977.append(w1978)
+            r1973['notEqualTo'] = r1977
+        if h1974 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1897, q = _rt.read_ld(x, q)
+                k1980, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1897 = ((x >> q) & 3) + 1
-            r1896: list[Any] = []
-            for _ in range(k1897):
-                r1898: dict[str, Any] = {}
+                k1980 = ((x >> q) & 3) + 1
+            r1979: list[Any] = []
+            for _ in range(k1980):
+                r1981: dict[str, Any] = {}
                 q -= 2
-                r1898['comparisonOperator'] = (x >> q) & 3
-                r1898['limits'], q = d_VehicleCharacteristicsRanges_limits_2(x, q)
-                r1896.append(r1898)
-            r1890['ranges'] = r1896
-        r.append(r1890)
+                r1981['comparisonOperator'] = (x >> q) & 3
+                r1981['limits'], q = d_VehicleCharacteristicsRanges_limits_2(x, q)
+                r1979.append(r1981)
+            r1973['ranges'] = r1979
+        r.append(r1973)
     return r, q
 
 
@@ -5768,91 +6044,91 @@ def e_TrainCharacteristics(v: Any) -> int:
     a: int = 1
     a = a << 3 | (4 if 'equalTo' in v else 0) | (2 if 'notEqualTo' in v else 0) | ('ranges' in v)
     if 'equalTo' in v:
-        v1901 = v['equalTo']
-        k1902 = len(v1901)
-        if 1 <= k1902 <= 4:
+        v1984 = v['equalTo']
+        k1985 = len(v1984)
+        if 1 <= k1985 <= 4:
             a <<= 1
-            a = a << 2 | (k1902 - 1)
+            a = a << 2 | (k1985 - 1)
         else:
-            a = _rt.ld(a << 1 | 1, k1902)
-        for w1902 in v1901:
-            s_ = e_VehicleCharacteristicsFixValues(w1902)
+            a = _rt.ld(a << 1 | 1, k1985)
+        for w1985 in v1984:
+            s_ = e_VehicleCharacteristicsFixValues(w1985)
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'notEqualTo' in v:
-        v1903 = v['notEqualTo']
-        a1904 = 1
-        k1905 = len(v1903)
-        if 1 <= k1905 <= 4:
-            a1904 <<= 1
-            a1904 = a1904 << 2 | (k1905 - 1)
+        v1986 = v['notEqualTo']
+        a1987 = 1
+        k1988 = len(v1986)
+        if 1 <= k1988 <= 4:
+            a1987 <<= 1
+            a1987 = a1987 << 2 | (k1988 - 1)
         else:
-            a1904 = _rt.ld(a1904 << 1 | 1, k1905)
-        for w1905 in v1903:
-            s_ = e_VehicleCharacteristicsFixValues(w1905)
-            a1904 = ((a1904 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1904.bit_length() - 1)) + a1904
+            a1987 = _rt.ld(a1987 << 1 | 1, k1988)
+        for w1988 in v1986:
+            s_ = e_VehicleCharacteristicsFixValues(w1988)
+            a1987 = ((a1987 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1987.bit_length() - 1)) + a1987
     if 'ranges' in v:
-        v1906 = v['ranges']
-        a1907 = 1
-        k1908 = len(v1906)
-        if 1 <= k1908 <= 4:
-            a1907 <<= 1
-            a1907 = a1907 << 2 | (k1908 - 1)
+        v1989 = v['ranges']
+        a1990 = 1
+        k1991 = len(v1989)
+        if 1 <= k1991 <= 4:
+            a1990 <<= 1
+            a1990 = a1990 << 2 | (k1991 - 1)
         else:
-            a1907 = _rt.ld(a1907 << 1 | 1, k1908)
-        for w1908 in v1906:
-            a1907 = a1907 << 2 | w1908['comparisonOperator']
-            s_ = e_VehicleCharacteristicsRanges_limits(w1908['limits'])
-            a1907 = ((a1907 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1907.bit_length() - 1)) + a1907
+            a1990 = _rt.ld(a1990 << 1 | 1, k1991)
+        for w1991 in v1989:
+            a1990 = a1990 << 2 | w1991['comparisonOperator']
+            s_ = e_VehicleCharacteristicsRanges_limits(w1991['limits'])
+            a1990 = ((a1990 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1990.bit_length() - 1)) + a1990
     return a
 
 def d_TrainCharacteristics(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1912 = (x >> q) & 7
-    if h1912 & 4:
+    h1995 = (x >> q) & 7
+    if h1995 & 4:
         q -= 1
         if (x >> q) & 1:
-            k1914, q = _rt.read_ld(x, q)
+            k1997, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1914 = ((x >> q) & 3) + 1
-        r1913: list[Any] = []
-        for _ in range(k1914):
+            k1997 = ((x >> q) & 3) + 1
+        r1996: list[Any] = []
+        for _ in range(k1997):
             x &= (1 << q) - 1
-            w1914, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1913.append(w1914)
-        r['equalTo'] = r1913
-    if h1912 & 2:
+            w1997, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1996.append(w1997)
+        r['equalTo'] = r1996
+    if h1995 & 2:
         q -= 1
         if (x >> q) & 1:
-            k1916, q = _rt.read_ld(x, q)
+            k1999, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1916 = ((x >> q) & 3) + 1
-        r1915: list[Any] = []
-        for _ in range(k1916):
+            k1999 = ((x >> q) & 3) + 1
+        r1998: list[Any] = []
+        for _ in range(k1999):
             x &= (1 << q) - 1
-            w1916, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1915.append(w1916)
-        r['notEqualTo'] = r1915
-    if h1912 & 1:
+            w1999, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1998.append(w1999)
+        r['notEqualTo'] = r1998
+    if h1995 & 1:
         q -= 1
         if (x >> q) & 1:
-            k1918, q = _rt.read_ld(x, q)
+            k2001, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1918 = ((x >> q) & 3) + 1
-        r1917: list[Any] = []
-        for _ in range(k1918):
+            k2001 = ((x >> q) & 3) + 1
+        r2000: list[Any] = []
+        for _ in range(k2001):
             x &= (1 << q) - 1
-            r1919: dict[str, Any] = {}
+            r2002: dict[str, Any] = {}
             q -= 2
-            r1919['comparisonOperator'] = (x >> q) & 3
-            r1919['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-            r1917.append(r1919)
-        r['ranges'] = r1917
+            r2002['comparisonOperator'] = (x >> q) & 3
+            r2002['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+            r2000.append(r2002)
+        r['ranges'] = r2000
     return r, q
 
 
@@ -5879,14 +6155,12 @@ def e_RSCode_code(v: Any) -> int:
 
 def d_RSCode_code(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 2
     i = (x >> q) & 3
     if i == 0:
@@ -5909,102 +6183,132 @@ def e_InternationalSign_applicablePeriod(v: Any) -> int:
     a: int = 1
     a = a << 6 | (32 if 'year' in v else 0) | (16 if 'month-day' in v else 0) | (8 if 'repeatingPeriodDayTypes' in v else 0) | (4 if 'hourMinutes' in v else 0) | (2 if 'dateRangeOfWeek' in v else 0) | ('durationHourMinute' in v)
     if 'year' in v:
-        v1922 = v['year']
-        w1925 = v1922['yearRangeStartYear']
-        if 2000 <= w1925 <= 2127:
-            a = a << 8 | (w1925 - 2000)
+        v2005 = v['year']
+        w2008 = v2005['yearRangeStartYear']
+        if 2000 <= w2008 <= 2127:
+            a = a << 8 | (w2008 - 2000)
         else:
-            a = _rt.uwn(a << 1 | 1, w1925)
-        w1927 = v1922['yearRangeEndYear']
-        if 2000 <= w1927 <= 2127:
-            a = a << 8 | (w1927 - 2000)
+            a = _rt.uwn(a << 1 | 1, w2008)
+        w2010 = v2005['yearRangeEndYear']
+        if 2000 <= w2010 <= 2127:
+            a = a << 8 | (w2010 - 2000)
         else:
-            a = _rt.uwn(a << 1 | 1, w1927)
+            a = _rt.uwn(a << 1 | 1, w2010)
     if 'month-day' in v:
-        v1928 = v['month-day']
-        v1930 = v1928['dateRangeStartMonthDay']
-        a = a << 9 | ((v1930['month'] - 1)) << 5 | ((v1930['day'] - 1))
-        v1934 = v1928['dateRangeEndMonthDay']
-        a = a << 9 | ((v1934['month'] - 1)) << 5 | ((v1934['day'] - 1))
+        v2011 = v['month-day']
+        v2013 = v2011['dateRangeStartMonthDay']
+        a = a << 9 | ((v2013['month'] - 1)) << 5 | ((v2013['day'] - 1))
+        v2017 = v2011['dateRangeEndMonthDay']
+        a = a << 9 | ((v2017['month'] - 1)) << 5 | ((v2017['day'] - 1))
     if 'repeatingPeriodDayTypes' in v:
-        d1939, k1940 = v['repeatingPeriodDayTypes']
-        a = a << k1940 | int.from_bytes(d1939, 'big') >> (8 * len(d1939) - k1940)
+        d2022, k2023 = v['repeatingPeriodDayTypes']
+        a = a << k2023 | int.from_bytes(d2022, 'big') >> (8 * len(d2022) - k2023)
     if 'hourMinutes' in v:
-        v1941 = v['hourMinutes']
-        v1943 = v1941['timeRangeStartTime']
-        a = a << 11 | (v1943['hours']) << 6 | (v1943['mins'])
-        v1947 = v1941['timeRangeEndTime']
-        a = a << 11 | (v1947['hours']) << 6 | (v1947['mins'])
+        v2024 = v['hourMinutes']
+        v2026 = v2024['timeRangeStartTime']
+        a = a << 11 | (v2026['hours']) << 6 | (v2026['mins'])
+        v2030 = v2024['timeRangeEndTime']
+        a = a << 11 | (v2030['hours']) << 6 | (v2030['mins'])
     if 'dateRangeOfWeek' in v:
-        d1952, k1953 = v['dateRangeOfWeek']
-        a = a << k1953 | int.from_bytes(d1952, 'big') >> (8 * len(d1952) - k1953)
+        d2035, k2036 = v['dateRangeOfWeek']
+        a = a << k2036 | int.from_bytes(d2035, 'big') >> (8 * len(d2035) - k2036)
     if 'durationHourMinute' in v:
-        v1954 = v['durationHourMinute']
-        a = a << 11 | (v1954['hours']) << 6 | (v1954['mins'])
+        v2037 = v['durationHourMinute']
+        a = a << 11 | (v2037['hours']) << 6 | (v2037['mins'])
     return a
 
 def d_InternationalSign_applicablePeriod(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 6
-    h1958 = (x >> q) & 63
-    if h1958 & 32:
-        r1959: dict[str, Any] = {}
+    h2041 = (x >> q) & 63
+    if h2041 & 32:
+        r2042: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            r1959['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+            r2042['yearRangeStartYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r1959['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+            r2042['yearRangeStartYear'] = ((x >> q) & 127) + 2000
         q -= 1
         if (x >> q) & 1:
-            r1959['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+            r2042['yearRangeEndYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r1959['yearRangeEndYear'] = ((x >> q) & 127) + 2000
-        r['year'] = r1959
-    if h1958 & 16:
-        r1961: dict[str, Any] = {}
-        r1963: dict[str, Any] = {}
-        q -= 9
-        t_ = (x >> q) & 511
-        r1963['month'] = ((t_ >> 5) & 15) + 1
-        r1963['day'] = (t_ & 31) + 1
-        r1961['dateRangeStartMonthDay'] = r1963
-        r1965: dict[str, Any] = {}
-        q -= 9
-        t_ = (x >> q) & 511
-        r1965['month'] = ((t_ >> 5) & 15) + 1
-        r1965['day'] = (t_ & 31) + 1
-        r1961['dateRangeEndMonthDay'] = r1965
-        r['month-day'] = r1961
-    if h1958 & 8:
+            r2042['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+        r['year'] = r2042
+    if h2041 & 16:
+        r2044: dict[str, Any] = {}
+        r2046: dict[str, Any] = {}
+        q -= 4
+        c2048 = ((x >> q) & 15) + 1
+        if c2048 > 12:
+            raise _rt.OutOfSchema
+        r2046['month'] = c2048
+        q -= 5
+        c2049 = ((x >> q) & 31) + 1
+        if c2049 > 31:
+            raise _rt.OutOfSchema
+        r2046['day'] = c2049
+        r2044['dateRangeStartMonthDay'] = r2046
+        r2050: dict[str, Any] = {}
+        q -= 4
+        c2052 = ((x >> q) & 15) + 1
+        if c2052 > 12:
+            raise _rt.OutOfSchema
+        r2050['month'] = c2052
+        q -= 5
+        c2053 = ((x >> q) & 31) + 1
+        if c2053 > 31:
+            raise _rt.OutOfSchema
+        r2050['day'] = c2053
+        r2044['dateRangeEndMonthDay'] = r2050
+        r['month-day'] = r2044
+    if h2041 & 8:
         q -= 4
         r['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
-    if h1958 & 4:
-        r1968: dict[str, Any] = {}
-        r1970: dict[str, Any] = {}
-        q -= 11
-        t_ = (x >> q) & 2047
-        r1970['hours'] = (t_ >> 6) & 31
-        r1970['mins'] = t_ & 63
-        r1968['timeRangeStartTime'] = r1970
-        r1972: dict[str, Any] = {}
-        q -= 11
-        t_ = (x >> q) & 2047
-        r1972['hours'] = (t_ >> 6) & 31
-        r1972['mins'] = t_ & 63
-        r1968['timeRangeEndTime'] = r1972
-        r['hourMinutes'] = r1968
-    if h1958 & 2:
+    if h2041 & 4:
+        r2055: dict[str, Any] = {}
+        r2057: dict[str, Any] = {}
+        q -= 5
+        c2059 = (x >> q) & 31
+        if c2059 > 23:
+            raise _rt.OutOfSchema
+        r2057['hours'] = c2059
+        q -= 6
+        c2060 = (x >> q) & 63
+        if c2060 > 59:
+            raise _rt.OutOfSchema
+        r2057['mins'] = c2060
+        r2055['timeRangeStartTime'] = r2057
+        r2061: dict[str, Any] = {}
+        q -= 5
+        c2063 = (x >> q) & 31
+        if c2063 > 23:
+            raise _rt.OutOfSchema
+        r2061['hours'] = c2063
+        q -= 6
+        c2064 = (x >> q) & 63
+        if c2064 > 59:
+            raise _rt.OutOfSchema
+        r2061['mins'] = c2064
+        r2055['timeRangeEndTime'] = r2061
+        r['hourMinutes'] = r2055
+    if h2041 & 2:
         q -= 8
         r['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if h1958 & 1:
-        r1975: dict[str, Any] = {}
-        q -= 11
-        t_ = (x >> q) & 2047
-        r1975['hours'] = (t_ >> 6) & 31
-        r1975['mins'] = t_ & 63
-        r['durationHourMinute'] = r1975
+    if h2041 & 1:
+        r2066: dict[str, Any] = {}
+        q -= 5
+        c2068 = (x >> q) & 31
+        if c2068 > 23:
+            raise _rt.OutOfSchema
+        r2066['hours'] = c2068
+        q -= 6
+        c2069 = (x >> q) & 63
+        if c2069 > 59:
+            raise _rt.OutOfSchema
+        r2066['mins'] = c2069
+        r['durationHourMinute'] = r2066
     return r, q
 
 
@@ -6012,433 +6316,443 @@ def e_CompleteVehicleCharacteristics(v: Any) -> int:
     a: int = 1
     a = a << 3 | (4 if 'tractor' in v else 0) | (2 if 'trailer' in v else 0) | ('train' in v)
     if 'tractor' in v:
-        v1978 = v['tractor']
-        a = a << 3 | (4 if 'equalTo' in v1978 else 0) | (2 if 'notEqualTo' in v1978 else 0) | ('ranges' in v1978)
-        if 'equalTo' in v1978:
-            v1980 = v1978['equalTo']
-            k1981 = len(v1980)
-            if 1 <= k1981 <= 4:
+        v2071 = v['tractor']
+        a = a << 3 | (4 if 'equalTo' in v2071 else 0) | (2 if 'notEqualTo' in v2071 else 0) | ('ranges' in v2071)
+        if 'equalTo' in v2071:
+            v2073 = v2071['equalTo']
+            k2074 = len(v2073)
+            if 1 <= k2074 <= 4:
                 a <<= 1
-                a = a << 2 | (k1981 - 1)
+                a = a << 2 | (k2074 - 1)
             else:
-                a = _rt.ld(a << 1 | 1, k1981)
-            for w1981 in v1980:
-                s_ = e_VehicleCharacteristicsFixValues(w1981)
+                a = _rt.ld(a << 1 | 1, k2074)
+            for w2074 in v2073:
+                s_ = e_VehicleCharacteristicsFixValues(w2074)
                 a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        if 'notEqualTo' in v1978:
-            v1982 = v1978['notEqualTo']
-            a1983 = 1
-            k1984 = len(v1982)
-            if 1 <= k1984 <= 4:
-                a1983 <<= 1
-                a1983 = a1983 << 2 | (k1984 - 1)
+        if 'notEqualTo' in v2071:
+            v2075 = v2071['notEqualTo']
+            a2076 = 1
+            k2077 = len(v2075)
+            if 1 <= k2077 <= 4:
+                a2076 <<= 1
+                a2076 = a2076 << 2 | (k2077 - 1)
             else:
-                a1983 = _rt.ld(a1983 << 1 | 1, k1984)
-            for w1984 in v1982:
-                s_ = e_VehicleCharacteristicsFixValues(w1984)
-                a1983 = ((a1983 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1983.bit_length() - 1)) + a1983
-        if 'ranges' in v1978:
-            v1985 = v1978['ranges']
-            a1986 = 1
-            k1987 = len(v1985)
-            if 1 <= k1987 <= 4:
-                a1986 <<= 1
-                a1986 = a1986 << 2 | (k1987 - 1)
+                a2076 = _rt.ld(a2076 << 1 | 1, k2077)
+            for w2077 in v2075:
+                s_ = e_VehicleCharacteristicsFixValues(w2077)
+                a2076 = ((a2076 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2076.bit_length() - 1)) + a2076
+        if 'ranges' in v2071:
+            v2078 = v2071['ranges']
+            a2079 = 1
+            k2080 = len(v2078)
+            if 1 <= k2080 <= 4:
+                a2079 <<= 1
+                a2079 = a2079 << 2 | (k2080 - 1)
             else:
-                a1986 = _rt.ld(a1986 << 1 | 1, k1987)
-            for w1987 in v1985:
-                a1986 = a1986 << 2 | w1987['comparisonOperator']
-                s_ = e_VehicleCharacteristicsRanges_limits(w1987['limits'])
-                a1986 = ((a1986 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a1986.bit_length() - 1)) + a1986
+                a2079 = _rt.ld(a2079 << 1 | 1, k2080)
+            for w2080 in v2078:
+                a2079 = a2079 << 2 | w2080['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits(w2080['limits'])
+                a2079 = ((a2079 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2079.bit_length() - 1)) + a2079
     if 'trailer' in v:
-        v1991 = v['trailer']
-        a1992 = 1
-        k1993 = len(v1991)
-        a1992 = a1992 << 2 | (k1993 - 1)
-        for w1993 in v1991:
-            a1992 = a1992 << 3 | (4 if 'equalTo' in w1993 else 0) | (2 if 'notEqualTo' in w1993 else 0) | ('ranges' in w1993)
-            if 'equalTo' in w1993:
-                v1995 = w1993['equalTo']
-                a1996 = 1
-                k1997 = len(v1995)
-                if 1 <= k1997 <= 4:
-                    a1996 <<= 1
-                    a1996 = a1996 << 2 | (k1997 - 1)
+        v2084 = v['trailer']
+        a2085 = 1
+        k2086 = len(v2084)
+        a2085 = a2085 << 2 | (k2086 - 1)
+        for w2086 in v2084:
+            a2085 = a2085 << 3 | (4 if 'equalTo' in w2086 else 0) | (2 if 'notEqualTo' in w2086 else 0) | ('ranges' in w2086)
+            if 'equalTo' in w2086:
+                v2088 = w2086['equalTo']
+                a2089 = 1
+                k2090 = len(v2088)
+                if 1 <= k2090 <= 4:
+                    a2089 <<= 1
+                    a2089 = a2089 << 2 | (k2090 - 1)
                 else:
-                    a1996 = _rt.ld(a1996 << 1 | 1, k1997)
-                for w1997 in v1995:
-                    s_ = e_VehicleCharacteristicsFixValues_2(w1997)
-                    a1996 = ((a1996 - 1) << (s_.bit_length() - 1)) + s_
-                a1992 = ((a1992 - 1) << (a1996.bit_length() - 1)) + a1996
-            if 'notEqualTo' in w1993:
-                v1998 = w1993['notEqualTo']
-                a1999 = 1
-                k2000 = len(v1998)
-                if 1 <= k2000 <= 4:
-                    a1999 <<= 1
-                    a1999 = a1999 << 2 | (k2000 - 1)
+                    a2089 = _rt.ld(a2089 << 1 | 1, k2090)
+                for w2090 in v2088:
+                    s_ = e_VehicleCharacteristicsFixValues_2(w2090)
+                    a2089 = ((a2089 - 1) << (s_.bit_length() - 1)) + s_
+                a2085 = ((a2085 - 1) << (a2089.bit_length() - 1)) + a2089
+            if 'notEqualTo' in w2086:
+                v2091 = w2086['notEqualTo']
+                a2092 = 1
+                k2093 = len(v2091)
+                if 1 <= k2093 <= 4:
+                    a2092 <<= 1
+                    a2092 = a2092 << 2 | (k2093 - 1)
                 else:
-                    a1999 = _rt.ld(a1999 << 1 | 1, k2000)
-                for w2000 in v1998:
-                    s_ = e_VehicleCharacteristicsFixValues_2(w2000)
-                    a1999 = ((a1999 - 1) << (s_.bit_length() - 1)) + s_
-                a1992 = ((a1992 - 1) << (a1999.bit_length() - 1)) + a1999
-            if 'ranges' in w1993:
-                v2001 = w1993['ranges']
-                a2002 = 1
-                k2003 = len(v2001)
-                if 1 <= k2003 <= 4:
-                    a2002 <<= 1
-                    a2002 = a2002 << 2 | (k2003 - 1)
+                    a2092 = _rt.ld(a2092 << 1 | 1, k2093)
+                for w2093 in v2091:
+                    s_ = e_VehicleCharacteristicsFixValues_2(w2093)
+                    a2092 = ((a2092 - 1) << (s_.bit_length() - 1)) + s_
+                a2085 = ((a2085 - 1) << (a2092.bit_length() - 1)) + a2092
+            if 'ranges' in w2086:
+                v2094 = w2086['ranges']
+                a2095 = 1
+                k2096 = len(v2094)
+                if 1 <= k2096 <= 4:
+                    a2095 <<= 1
+                    a2095 = a2095 << 2 | (k2096 - 1)
                 else:
-                    a2002 = _rt.ld(a2002 << 1 | 1, k2003)
-                for w2003 in v2001:
-                    s_ = e_VehicleCharacteristicsRanges(w2003)
-                    a2002 = ((a2002 - 1) << (s_.bit_length() - 1)) + s_
-                a1992 = ((a1992 - 1) << (a2002.bit_length() - 1)) + a2002
-        a = ((a - 1) << (a1992.bit_length() - 1)) + a1992
+                    a2095 = _rt.ld(a2095 << 1 | 1, k2096)
+                for w2096 in v2094:
+                    s_ = e_VehicleCharacteristicsRanges(w2096)
+                    a2095 = ((a2095 - 1) << (s_.bit_length() - 1)) + s_
+                a2085 = ((a2085 - 1) << (a2095.bit_length() - 1)) + a2095
+        a = ((a - 1) << (a2085.bit_length() - 1)) + a2085
     if 'train' in v:
-        v2004 = v['train']
-        a = a << 3 | (4 if 'equalTo' in v2004 else 0) | (2 if 'notEqualTo' in v2004 else 0) | ('ranges' in v2004)
-        if 'equalTo' in v2004:
-            v2006 = v2004['equalTo']
-            a2007 = 1
-            k2008 = len(v2006)
-            if 1 <= k2008 <= 4:
-                a2007 <<= 1
-                a2007 = a2007 << 2 | (k2008 - 1)
+        v2097 = v['train']
+        a = a << 3 | (4 if 'equalTo' in v2097 else 0) | (2 if 'notEqualTo' in v2097 else 0) | ('ranges' in v2097)
+        if 'equalTo' in v2097:
+            v2099 = v2097['equalTo']
+            a2100 = 1
+            k2101 = len(v2099)
+            if 1 <= k2101 <= 4:
+                a2100 <<= 1
+                a2100 = a2100 << 2 | (k2101 - 1)
             else:
-                a2007 = _rt.ld(a2007 << 1 | 1, k2008)
-            for w2008 in v2006:
-                s_ = e_VehicleCharacteristicsFixValues(w2008)
-                a2007 = ((a2007 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a2007.bit_length() - 1)) + a2007
-        if 'notEqualTo' in v2004:
-            v2009 = v2004['notEqualTo']
-            a2010 = 1
-            k2011 = len(v2009)
-            if 1 <= k2011 <= 4:
-                a2010 <<= 1
-                a2010 = a2010 << 2 | (k2011 - 1)
+                a2100 = _rt.ld(a2100 << 1 | 1, k2101)
+            for w2101 in v2099:
+                s_ = e_VehicleCharacteristicsFixValues(w2101)
+                a2100 = ((a2100 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2100.bit_length() - 1)) + a2100
+        if 'notEqualTo' in v2097:
+            v2102 = v2097['notEqualTo']
+            a2103 = 1
+            k2104 = len(v2102)
+            if 1 <= k2104 <= 4:
+                a2103 <<= 1
+                a2103 = a2103 << 2 | (k2104 - 1)
             else:
-                a2010 = _rt.ld(a2010 << 1 | 1, k2011)
-            for w2011 in v2009:
-                s_ = e_VehicleCharacteristicsFixValues(w2011)
-                a2010 = ((a2010 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a2010.bit_length() - 1)) + a2010
-        if 'ranges' in v2004:
-            v2012 = v2004['ranges']
-            a2013 = 1
-            k2014 = len(v2012)
-            if 1 <= k2014 <= 4:
-                a2013 <<= 1
-                a2013 = a2013 << 2 | (k2014 - 1)
+                a2103 = _rt.ld(a2103 << 1 | 1, k2104)
+            for w2104 in v2102:
+                s_ = e_VehicleCharacteristicsFixValues(w2104)
+                a2103 = ((a2103 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2103.bit_length() - 1)) + a2103
+        if 'ranges' in v2097:
+            v2105 = v2097['ranges']
+            a2106 = 1
+            k2107 = len(v2105)
+            if 1 <= k2107 <= 4:
+                a2106 <<= 1
+                a2106 = a2106 << 2 | (k2107 - 1)
             else:
-                a2013 = _rt.ld(a2013 << 1 | 1, k2014)
-            for w2014 in v2012:
-                a2013 = a2013 << 2 | w2014['comparisonOperator']
-                s_ = e_VehicleCharacteristicsRanges_limits(w2014['limits'])
-                a2013 = ((a2013 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a2013.bit_length() - 1)) + a2013
+                a2106 = _rt.ld(a2106 << 1 | 1, k2107)
+            for w2107 in v2105:
+                a2106 = a2106 << 2 | w2107['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits(w2107['limits'])
+                a2106 = ((a2106 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2106.bit_length() - 1)) + a2106
     return a
 
 def d_CompleteVehicleCharacteristics(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h2018 = (x >> q) & 7
-    if h2018 & 4:
-        r2019: dict[str, Any] = {}
+    h2111 = (x >> q) & 7
+    if h2111 & 4:
+        r2112: dict[str, Any] = {}
         q -= 3
-        h2020 = (x >> q) & 7
-        if h2020 & 4:
+        h2113 = (x >> q) & 7
+        if h2113 & 4:
             q -= 1
             if (x >> q) & 1:
-                k2022, q = _rt.read_ld(x, q)
+                k2115, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k2022 = ((x >> q) & 3) + 1
-            r2021: list[Any] = []
-            for _ in range(k2022):
+                k2115 = ((x >> q) & 3) + 1
+            r2114: list[Any] = []
+            for _ in range(k2115):
                 x &= (1 << q) - 1
-                w2022, q = d_VehicleCharacteristicsFixValues(x, q)
-                r2021.append(w2022)
-            r2019['equalTo'] = r2021
-        if h2020 & 2:
+                w2115, q = d_VehicleCharacteristicsFixValues(x, q)
+                r2114.append(w2115)
+            r2112['equalTo'] = r2114
+        if h2113 & 2:
             q -= 1
             if (x >> q) & 1:
-                k2024, q = _rt.read_ld(x, q)
+                k2117, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k2024 = ((x >> q) & 3) + 1
-            r2023: list[Any] = []
-            for _ in range(k2024):
+                k2117 = ((x >> q) & 3) + 1
+            r2116: list[Any] = []
+            for _ in range(k2117):
                 x &= (1 << q) - 1
-                w2024, q = d_VehicleCharacteristicsFixValues(x, q)
-                r2023.append(w2024)
-            r2019['notEqualTo'] = r2023
-        if h2020 & 1:
+                w2117, q = d_VehicleCharacteristicsFixValues(x, q)
+                r2116.append(w2117)
+            r2112['notEqualTo'] = r2116
+        if h2113 & 1:
             q -= 1
             if (x >> q) & 1:
-                k2026, q = _rt.read_ld(x, q)
+                k2119, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k2026 = ((x >> q) & 3) + 1
-            r2025: list[Any] = []
-            for _ in range(k2026):
+                k2119 = ((x >> q) & 3) + 1
+            r2118: list[Any] = []
+            for _ in range(k2119):
                 x &= (1 << q) - 1
-                r2027: dict[str, Any] = {}
+                r2120: dict[str, Any] = {}
                 q -= 2
-                r2027['comparisonOperator'] = (x >> q) & 3
-                r2027['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-                r2025.append(r2027)
-            r2019['ranges'] = r2025
-        r['tractor'] = r2019
-    if h2018 & 2:
+                r2120['comparisonOperator'] = (x >> q) & 3
+                r2120['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+                r2118.append(r2120)
+            r2112['ranges'] = r2118
+        r['tractor'] = r2112
+    if h2111 & 2:
         q -= 2
-        k2030 = ((x >> q) & 3) + 1
-        r2029: list[Any] = []
-        for _ in range(k2030):
+        k2123 = ((x >> q) & 3) + 1
+        if k2123 > 3:
+            raise _rt.OutOfSchema
+        r2122: list[Any] = []
+        for _ in range(k2123):
             x &= (1 << q) - 1
-            r2031: dict[str, Any] = {}
+            r2124: dict[str, Any] = {}
             q -= 3
-            h2032 = (x >> q) & 7
-            if h2032 & 4:
+            h2125 = (x >> q) & 7
+            if h2125 & 4:
                 q -= 1
                 if (x >> q) & 1:
-                    k2034, q = _rt.read_ld(x, q)
+                    k2127, q = _rt.read_ld(x, q)
                 else:
                     q -= 2
-                    k2034 = ((x >> q) & 3) + 1
-                r2033: list[Any] = []
-                for _ in range(k2034):
-                    w2034, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                    r2033.append(w2034)
-                r2031['equalTo'] = r2033
-            if h2032 & 2:
+                    k2127 = ((x >> q) & 3) + 1
+                r2126: list[Any] = []
+                for _ in range(k2127):
+                    w2127, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                    r2126.append(w2127)
+                r2124['equalTo'] = r2126
+            if h2125 & 2:
                 q -= 1
                 if (x >> q) & 1:
-                    k2036, q = _rt.read_ld(x, q)
+                    k2129, q = _rt.read_ld(x, q)
                 else:
                     q -= 2
-                    k2036 = ((x >> q) & 3) + 1
-                r2035: list[Any] = []
-                for _ in range(k2036):
-                    w2036, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                    r2035.append(w2036)
-                r2031['notEqualTo'] = r2035
-            if h2032 & 1:
+                    k2129 = ((x >> q) & 3) + 1
+                r2128: list[Any] = []
+                for _ in range(k2129):
+                    w2129, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                    r2128.append(w2129)
+                r2124['notEqualTo'] = r2128
+            if h2125 & 1:
                 q -= 1
                 if (x >> q) & 1:
-                    k2038, q = _rt.read_ld(x, q)
+                    k2131, q = _rt.read_ld(x, q)
                 else:
                     q -= 2
-                    k2038 = ((x >> q) & 3) + 1
-                r2037: list[Any] = []
-                for _ in range(k2038):
-                    w2038, q = d_VehicleCharacteristicsRanges(x, q)
-                    r2037.append(w2038)
-                r2031['ranges'] = r2037
-            r2029.append(r2031)
-        r['trailer'] = r2029
-    if h2018 & 1:
-        r2039: dict[str, Any] = {}
+                    k2131 = ((x >> q) & 3) + 1
+                r2130: list[Any] = []
+                for _ in range(k2131):
+                    w2131, q = d_VehicleCharacteristicsRanges(x, q)
+                    r2130.append(w2131)
+                r2124['ranges'] = r2130
+            r2122.append(r2124)
+        r['trailer'] = r2122
+    if h2111 & 1:
+        r2132: dict[str, Any] = {}
         q -= 3
-        h2040 = (x >> q) & 7
-        if h2040 & 4:
+        h2133 = (x >> q) & 7
+        if h2133 & 4:
             q -= 1
             if (x >> q) & 1:
-                k2042, q = _rt.read_ld(x, q)
+                k2135, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k2042 = ((x >> q) & 3) + 1
-            r2041: list[Any] = []
-            for _ in range(k2042):
+                k2135 = ((x >> q) & 3) + 1
+            r2134: list[Any] = []
+            for _ in range(k2135):
                 x &= (1 << q) - 1
-                w2042, q = d_VehicleCharacteristicsFixValues(x, q)
-                r2041.append(w2042)
-            r2039['equalTo'] = r2041
-        if h2040 & 2:
+                w2135, q = d_VehicleCharacteristicsFixValues(x, q)
+                r2134.append(w2135)
+            r2132['equalTo'] = r2134
+        if h2133 & 2:
             q -= 1
             if (x >> q) & 1:
-                k2044, q = _rt.read_ld(x, q)
+                k2137, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k2044 = ((x >> q) & 3) + 1
-            r2043: list[Any] = []
-            for _ in range(k2044):
+                k2137 = ((x >> q) & 3) + 1
+            r2136: list[Any] = []
+            for _ in range(k2137):
                 x &= (1 << q) - 1
-                w2044, q = d_VehicleCharacteristicsFixValues(x, q)
-                r2043.append(w2044)
-            r2039['notEqualTo'] = r2043
-        if h2040 & 1:
+                w2137, q = d_VehicleCharacteristicsFixValues(x, q)
+                r2136.append(w2137)
+            r2132['notEqualTo'] = r2136
+        if h2133 & 1:
             q -= 1
             if (x >> q) & 1:
-                k2046, q = _rt.read_ld(x, q)
+                k2139, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k2046 = ((x >> q) & 3) + 1
-            r2045: list[Any] = []
-            for _ in range(k2046):
+                k2139 = ((x >> q) & 3) + 1
+            r2138: list[Any] = []
+            for _ in range(k2139):
                 x &= (1 << q) - 1
-                r2047: dict[str, Any] = {}
+                r2140: dict[str, Any] = {}
                 q -= 2
-                r2047['comparisonOperator'] = (x >> q) & 3
-                r2047['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-                r2045.append(r2047)
-            r2039['ranges'] = r2045
-        r['train'] = r2039
+                r2140['comparisonOperator'] = (x >> q) & 3
+                r2140['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+                r2138.append(r2140)
+            r2132['ranges'] = r2138
+        r['train'] = r2132
     return r, q
 
 
 def e_ZoneIds(v: Any) -> int:
     a: int = 1
-    k2049 = len(v)
-    if 1 <= k2049 <= 8:
+    k2142 = len(v)
+    if 1 <= k2142 <= 8:
         a <<= 1
-        a = a << 3 | (k2049 - 1)
+        a = a << 3 | (k2142 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k2049)
-    for w2049 in v:
-        w2050 = w2049
-        if 1 <= w2050 <= 32:
-            a = a << 6 | (w2050 - 1)
+        a = _rt.ld(a << 1 | 1, k2142)
+    for w2142 in v:
+        w2143 = w2142
+        if 1 <= w2143 <= 32:
+            a = a << 6 | (w2143 - 1)
         else:
-            a = _rt.uwn(a << 1 | 1, w2050)
+            a = _rt.uwn(a << 1 | 1, w2143)
     return a
 
 def d_ZoneIds(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k2051, q = _rt.read_ld(x, q)
+        k2144, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k2051 = ((x >> q) & 7) + 1
+        k2144 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k2051):
+    for _ in range(k2144):
         q -= 1
         if (x >> q) & 1:
-            w2051, q = _rt.read_uwn(x, q)
+            w2144, q = _rt.read_uwn(x, q)
         else:
             q -= 5
-            w2051 = ((x >> q) & 31) + 1
-        r.append(w2051)
+            w2144 = ((x >> q) & 31) + 1
+        r.append(w2144)
     return r, q
 
 
 def e_SaeAutomationLevels(v: Any) -> int:
     a: int = 1
-    k2052 = len(v)
-    a = a << 3 | (k2052 - 1)
-    for w2052 in v:
-        a = a << 3 | w2052
+    k2145 = len(v)
+    a = a << 3 | (k2145 - 1)
+    for w2145 in v:
+        a = a << 3 | w2145
     return a
 
 def d_SaeAutomationLevels(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k2053 = ((x >> q) & 7) + 1
+    k2146 = ((x >> q) & 7) + 1
+    if k2146 > 5:
+        raise _rt.OutOfSchema
     r: list[Any] = []
-    for _ in range(k2053):
+    for _ in range(k2146):
         q -= 3
-        w2053 = (x >> q) & 7
-        r.append(w2053)
+        c2147 = (x >> q) & 7
+        if c2147 > 5:
+            raise _rt.OutOfSchema
+        w2146 = c2147
+        r.append(w2146)
     return r, q
 
 
 def e_RoadSignCodes(v: Any) -> int:
     a: int = 1
-    k2054 = len(v)
-    if 1 <= k2054 <= 4:
+    k2148 = len(v)
+    if 1 <= k2148 <= 4:
         a <<= 1
-        a = a << 2 | (k2054 - 1)
+        a = a << 2 | (k2148 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k2054)
-    for w2054 in v:
-        a = a << 1 | ('layoutComponentId' in w2054)
-        if 'layoutComponentId' in w2054:
-            w2057 = w2054['layoutComponentId']
-            if 1 <= w2057 <= 4:
-                a = a << 3 | (w2057 - 1)
+        a = _rt.ld(a << 1 | 1, k2148)
+    for w2148 in v:
+        a = a << 1 | ('layoutComponentId' in w2148)
+        if 'layoutComponentId' in w2148:
+            w2151 = w2148['layoutComponentId']
+            if 1 <= w2151 <= 4:
+                a = a << 3 | (w2151 - 1)
             else:
-                a = _rt.uwn(a << 1 | 1, w2057)
-        s_ = e_RSCode_code(w2054['code'])
+                a = _rt.uwn(a << 1 | 1, w2151)
+        s_ = e_RSCode_code(w2148['code'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RoadSignCodes(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k2059, q = _rt.read_ld(x, q)
+        k2153, q = _rt.read_ld(x, q)
     else:
         q -= 2
-        k2059 = ((x >> q) & 3) + 1
+        k2153 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k2059):
+    for _ in range(k2153):
         x &= (1 << q) - 1
-        r2060: dict[str, Any] = {}
+        r2154: dict[str, Any] = {}
         q -= 1
-        h2061 = (x >> q) & 1
-        if h2061 & 1:
+        h2155 = (x >> q) & 1
+        if h2155 & 1:
             q -= 1
             if (x >> q) & 1:
-                r2060['layoutComponentId'], q = _rt.read_uwn(x, q)
+                r2154['layoutComponentId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r2060['layoutComponentId'] = ((x >> q) & 3) + 1
-        r2060['code'], q = d_RSCode_code(x, q)
-        r.append(r2060)
+                r2154['layoutComponentId'] = ((x >> q) & 3) + 1
+        r2154['code'], q = d_RSCode_code(x, q)
+        r.append(r2154)
     return r, q
 
 
 def e_ConstraintTextLines2(v: Any) -> int:
     a: int = 1
-    k2062 = len(v)
-    if 1 <= k2062 <= 4:
+    k2156 = len(v)
+    if 1 <= k2156 <= 4:
         a <<= 1
-        a = a << 2 | (k2062 - 1)
+        a = a << 2 | (k2156 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k2062)
-    for w2062 in v:
-        a2070 = 1
-        a2070 = a2070 << 1 | ('layoutComponentId' in w2062)
-        if 'layoutComponentId' in w2062:
-            w2073 = w2062['layoutComponentId']
-            if 1 <= w2073 <= 4:
-                a2070 = a2070 << 3 | (w2073 - 1)
+        a = _rt.ld(a << 1 | 1, k2156)
+    for w2156 in v:
+        a2164 = 1
+        a2164 = a2164 << 1 | ('layoutComponentId' in w2156)
+        if 'layoutComponentId' in w2156:
+            w2167 = w2156['layoutComponentId']
+            if 1 <= w2167 <= 4:
+                a2164 = a2164 << 3 | (w2167 - 1)
             else:
-                a2070 = _rt.uwn(a2070 << 1 | 1, w2073)
-        d2075, k2076 = w2062['language']
-        a2070 = a2070 << k2076 | int.from_bytes(d2075, 'big') >> (8 * len(d2075) - k2076)
-        a2070 = _rt.octets(a2070, w2062['textContent'].encode('utf-8'))
-        a = ((a - 1) << (a2070.bit_length() - 1)) + a2070
+                a2164 = _rt.uwn(a2164 << 1 | 1, w2167)
+        d2169, k2170 = w2156['language']
+        a2164 = a2164 << k2170 | int.from_bytes(d2169, 'big') >> (8 * len(d2169) - k2170)
+        a2164 = _rt.octets(a2164, w2156['textContent'].encode('utf-8'))
+        a = ((a - 1) << (a2164.bit_length() - 1)) + a2164
     return a
 
 def d_ConstraintTextLines2(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k2078, q = _rt.read_ld(x, q)
+        k2172, q = _rt.read_ld(x, q)
     else:
         q -= 2
-        k2078 = ((x >> q) & 3) + 1
+        k2172 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k2078):
+    for _ in range(k2172):
         x &= (1 << q) - 1
-        r2079: dict[str, Any] = {}
+        r2173: dict[str, Any] = {}
         q -= 1
-        h2080 = (x >> q) & 1
-        if h2080 & 1:
+        h2174 = (x >> q) & 1
+        if h2174 & 1:
             q -= 1
             if (x >> q) & 1:
-                r2079['layoutComponentId'], q = _rt.read_uwn(x, q)
+                r2173['layoutComponentId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r2079['layoutComponentId'] = ((x >> q) & 3) + 1
+                r2173['layoutComponentId'] = ((x >> q) & 3) + 1
         q -= 10
-        r2079['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-        b2082, q = _rt.read_octets(x, q)
-        r2079['textContent'] = b2082.decode('utf-8')
-        r.append(r2079)
+        r2173['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+        b2177, q = _rt.read_octets(x, q)
+        c2176 = b2177.decode('utf-8')
+        if len(c2176) < 1 or len(c2176) > 32:
+            raise _rt.OutOfSchema
+        r2173['textContent'] = c2176
+        r.append(r2173)
     return r, q
 
 
@@ -6476,30 +6790,36 @@ def e_SignalStatusPackage_addGrpC(v: Any) -> int:
     if 'synchToSchedule' in v:
         a = a << 8 | (v['synchToSchedule'] + 122)
     if 'rejectedReason' in v:
-        w2086 = v['rejectedReason']
-        i2087 = _E_RejectedReason_52.get(w2086)
-        if i2087 is not None:
-            a = a << 4 | i2087
+        w2181 = v['rejectedReason']
+        i2182 = _E_RejectedReason_52.get(w2181)
+        if i2182 is not None:
+            a = a << 4 | i2182
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2086])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2181])
     return a
 
 def d_SignalStatusPackage_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h2088 = (x >> q) & 7
-    if h2088 & 2:
+    h2183 = (x >> q) & 7
+    if h2183 & 2:
         q -= 8
-        r['synchToSchedule'] = ((x >> q) & 255) - 122
-    if h2088 & 1:
+        c2184 = ((x >> q) & 255) - 122
+        if c2184 > 121:
+            raise _rt.OutOfSchema
+        r['synchToSchedule'] = c2184
+    if h2183 & 1:
         q -= 1
         if (x >> q) & 1:
-            i2089, q = _rt.read_nsnn(x, q)
-            r['rejectedReason'] = _DX_LayerType_3.get(i2089)
+            i2186, q = _rt.read_nsnn(x, q)
+            c2185 = _DX_LayerType_3.get(i2186)
         else:
             q -= 3
-            r['rejectedReason'] = _D_RejectedReason_53[(x >> q) & 7]
-    if h2088 >> 2:
+            c2185 = _D_RejectedReason_53[(x >> q) & 7]
+        if c2185 is None:
+            raise _rt.OutOfSchema
+        r['rejectedReason'] = c2185
+    if h2183 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -6508,27 +6828,30 @@ def e_MovementEvent_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('stateChangeReason' in v)
     if 'stateChangeReason' in v:
-        w2092 = v['stateChangeReason']
-        i2093 = _E_ExceptionalCondition_54.get(w2092)
-        if i2093 is not None:
-            a = a << 5 | i2093
+        w2189 = v['stateChangeReason']
+        i2190 = _E_ExceptionalCondition_54.get(w2189)
+        if i2190 is not None:
+            a = a << 5 | i2190
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2092])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2189])
     return a
 
 def d_MovementEvent_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h2094 = (x >> q) & 3
-    if h2094 & 1:
+    h2191 = (x >> q) & 3
+    if h2191 & 1:
         q -= 1
         if (x >> q) & 1:
-            i2095, q = _rt.read_nsnn(x, q)
-            r['stateChangeReason'] = _DX_LayerType_3.get(i2095)
+            i2193, q = _rt.read_nsnn(x, q)
+            c2192 = _DX_LayerType_3.get(i2193)
         else:
             q -= 4
-            r['stateChangeReason'] = _D_ExceptionalCondition_55[(x >> q) & 15]
-    if h2094 >> 1:
+            c2192 = _D_ExceptionalCondition_55[(x >> q) & 15]
+        if c2192 is None:
+            raise _rt.OutOfSchema
+        r['stateChangeReason'] = c2192
+    if h2191 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -6561,19 +6884,20 @@ def e_LaneDataAttribute(v: Any) -> int:
 
 def d_LaneDataAttribute(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 3
     i = (x >> q) & 7
     if i == 0:
         q -= 9
-        w = ((x >> q) & 511) - 150
+        c2194 = ((x >> q) & 511) - 150
+        if c2194 > 150:
+            raise _rt.OutOfSchema
+        w = c2194
         return ('pathEndPointAngle', w), q
     elif i == 1:
         q -= 8
@@ -6589,7 +6913,10 @@ def d_LaneDataAttribute(x: int, q: int) -> tuple[Any, int]:
         return ('laneCrownPointRight', w), q
     elif i == 4:
         q -= 9
-        w = ((x >> q) & 511) - 180
+        c2195 = ((x >> q) & 511) - 180
+        if c2195 > 180:
+            raise _rt.OutOfSchema
+        w = c2195
         return ('laneAngle', w), q
     elif i == 5:
         w, q = d_SpeedLimitList(x, q)
@@ -6643,11 +6970,17 @@ def d_ComputedLane_offsetXaxis(x: int, q: int) -> tuple[Any, int]:
     i = (x >> q) & 1
     if i == 0:
         q -= 12
-        w = ((x >> q) & 4095) - 2047
+        c2197 = ((x >> q) & 4095) - 2047
+        if c2197 > 2047:
+            raise _rt.OutOfSchema
+        w = c2197
         return ('small', w), q
     elif i == 1:
         q -= 16
-        w = ((x >> q) & 65535) - 32767
+        c2198 = ((x >> q) & 65535) - 32767
+        if c2198 > 32767:
+            raise _rt.OutOfSchema
+        w = c2198
         return ('large', w), q
     raise _rt.Malformed('ComputedLane_offsetXaxis: choice index ' + str(i))
 
@@ -6670,11 +7003,17 @@ def d_ComputedLane_offsetYaxis(x: int, q: int) -> tuple[Any, int]:
     i = (x >> q) & 1
     if i == 0:
         q -= 12
-        w = ((x >> q) & 4095) - 2047
+        c2199 = ((x >> q) & 4095) - 2047
+        if c2199 > 2047:
+            raise _rt.OutOfSchema
+        w = c2199
         return ('small', w), q
     elif i == 1:
         q -= 16
-        w = ((x >> q) & 65535) - 32767
+        c2200 = ((x >> q) & 65535) - 32767
+        if c2200 > 32767:
+            raise _rt.OutOfSchema
+        w = c2200
         return ('large', w), q
     raise _rt.Malformed('ComputedLane_offsetYaxis: choice index ' + str(i))
 
@@ -6702,99 +7041,105 @@ def d_ComputedLane_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_NodeAttributeXYList(v: Any) -> int:
     a: int = 1
-    k2098 = len(v)
-    a = a << 3 | (k2098 - 1)
-    for w2098 in v:
-        w2099 = w2098
-        i2100 = _E_NodeAttributeXY_48.get(w2099)
-        if i2100 is not None:
-            a = a << 5 | i2100
+    k2202 = len(v)
+    a = a << 3 | (k2202 - 1)
+    for w2202 in v:
+        w2203 = w2202
+        i2204 = _E_NodeAttributeXY_48.get(w2203)
+        if i2204 is not None:
+            a = a << 5 | i2204
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2099])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2203])
     return a
 
 def d_NodeAttributeXYList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k2101 = ((x >> q) & 7) + 1
+    k2205 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k2101):
+    for _ in range(k2205):
         q -= 1
         if (x >> q) & 1:
-            i2102, q = _rt.read_nsnn(x, q)
-            w2101 = _DX_LayerType_3.get(i2102)
+            i2207, q = _rt.read_nsnn(x, q)
+            c2206 = _DX_LayerType_3.get(i2207)
         else:
             q -= 4
-            w2101 = _D_NodeAttributeXY_50[(x >> q) & 15]
-        r.append(w2101)
+            c2206 = _D_NodeAttributeXY_50[(x >> q) & 15]
+        if c2206 is None:
+            raise _rt.OutOfSchema
+        w2205 = c2206
+        r.append(w2205)
     return r, q
 
 
 def e_SegmentAttributeXYList(v: Any) -> int:
     a: int = 1
-    k2103 = len(v)
-    a = a << 3 | (k2103 - 1)
-    for w2103 in v:
-        w2104 = w2103
-        i2105 = _E_SegmentAttributeXY_49.get(w2104)
-        if i2105 is not None:
-            a = a << 7 | i2105
+    k2208 = len(v)
+    a = a << 3 | (k2208 - 1)
+    for w2208 in v:
+        w2209 = w2208
+        i2210 = _E_SegmentAttributeXY_49.get(w2209)
+        if i2210 is not None:
+            a = a << 7 | i2210
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2104])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2209])
     return a
 
 def d_SegmentAttributeXYList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k2106 = ((x >> q) & 7) + 1
+    k2211 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k2106):
+    for _ in range(k2211):
         q -= 1
         if (x >> q) & 1:
-            i2107, q = _rt.read_nsnn(x, q)
-            w2106 = _DX_LayerType_3.get(i2107)
+            i2213, q = _rt.read_nsnn(x, q)
+            c2212 = _DX_LayerType_3.get(i2213)
         else:
             q -= 6
-            w2106 = _D_SegmentAttributeXY_51[(x >> q) & 63]
-        r.append(w2106)
+            c2212 = _D_SegmentAttributeXY_51[(x >> q) & 63]
+        if c2212 is None:
+            raise _rt.OutOfSchema
+        w2211 = c2212
+        r.append(w2211)
     return r, q
 
 
 def e_LaneDataAttributeList(v: Any) -> int:
     a: int = 1
-    k2108 = len(v)
-    a = a << 3 | (k2108 - 1)
-    for w2108 in v:
-        s_ = e_LaneDataAttribute(w2108)
+    k2214 = len(v)
+    a = a << 3 | (k2214 - 1)
+    for w2214 in v:
+        s_ = e_LaneDataAttribute(w2214)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_LaneDataAttributeList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k2109 = ((x >> q) & 7) + 1
+    k2215 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k2109):
+    for _ in range(k2215):
         x &= (1 << q) - 1
-        w2109, q = d_LaneDataAttribute(x, q)
-        r.append(w2109)
+        w2215, q = d_LaneDataAttribute(x, q)
+        r.append(w2215)
     return r, q
 
 
 def e_NodeAttributeSetXY_regional(v: Any) -> int:
     a: int = 1
-    k2110 = len(v)
-    a = a << 2 | (k2110 - 1)
-    for w2110 in v:
-        s_ = e_NodeAttributeSetXY_regional_item(w2110)
+    k2216 = len(v)
+    a = a << 2 | (k2216 - 1)
+    for w2216 in v:
+        s_ = e_NodeAttributeSetXY_regional_item(w2216)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_NodeAttributeSetXY_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k2111 = ((x >> q) & 3) + 1
+    k2217 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k2111):
+    for _ in range(k2217):
         x &= (1 << q) - 1
-        w2111, q = d_NodeAttributeSetXY_regional_item(x, q)
-        r.append(w2111)
+        w2217, q = d_NodeAttributeSetXY_regional_item(x, q)
+        r.append(w2217)
     return r, q
 
 
@@ -6914,10 +7259,16 @@ def e_Node_LLmD_64b(v: Any) -> int:
 
 def d_Node_LLmD_64b(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    q -= 63
-    t_ = (x >> q) & 9223372036854775807
-    r['lon'] = ((t_ >> 31) & 4294967295) - 1800000000
-    r['lat'] = (t_ & 2147483647) - 900000000
+    q -= 32
+    c2247 = ((x >> q) & 4294967295) - 1800000000
+    if c2247 > 1800000001:
+        raise _rt.OutOfSchema
+    r['lon'] = c2247
+    q -= 31
+    c2248 = ((x >> q) & 2147483647) - 900000000
+    if c2248 > 900000001:
+        raise _rt.OutOfSchema
+    r['lat'] = c2248
     return r, q
 
 
@@ -6954,9 +7305,9 @@ def e_Segment(v: Any) -> int:
 def d_Segment(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h2145 = (x >> q) & 1
+    h2253 = (x >> q) & 1
     r['line'], q = d_PolygonalLine(x, q)
-    if h2145 & 1:
+    if h2253 & 1:
         q -= 10
         r['laneWidth'] = (x >> q) & 1023
     return r, q
@@ -6987,14 +7338,12 @@ def e_PolygonalLine(v: Any) -> int:
 
 def d_PolygonalLine(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 2
     i = (x >> q) & 3
     if i == 0:
@@ -7015,23 +7364,23 @@ def d_PolygonalLine(x: int, q: int) -> tuple[Any, int]:
 def e_ComputedSegment(v: Any) -> int:
     a: int = 1
     a = a << 2 | (2 if 'offsetDistance' in v else 0) | ('offsetPosition' in v)
-    w2148 = v['zoneId']
-    if 1 <= w2148 <= 32:
-        a = a << 6 | (w2148 - 1)
+    w2256 = v['zoneId']
+    if 1 <= w2256 <= 32:
+        a = a << 6 | (w2256 - 1)
     else:
-        a = _rt.uwn(a << 1 | 1, w2148)
+        a = _rt.uwn(a << 1 | 1, w2256)
     a = a << 14 | ((v['laneNumber'] + 1)) << 10 | (v['laneWidth'])
     if 'offsetDistance' in v:
         a = a << 16 | (v['offsetDistance'] + 32768)
     if 'offsetPosition' in v:
-        v2152 = v['offsetPosition']
-        a = a << 51 | ((v2152['deltaLatitude'] + 131071)) << 33 | ((v2152['deltaLongitude'] + 131071)) << 15 | ((v2152['deltaAltitude'] + 12700))
+        v2260 = v['offsetPosition']
+        a = a << 51 | ((v2260['deltaLatitude'] + 131071)) << 33 | ((v2260['deltaLongitude'] + 131071)) << 15 | ((v2260['deltaAltitude'] + 12700))
     return a
 
 def d_ComputedSegment(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h2157 = (x >> q) & 3
+    h2265 = (x >> q) & 3
     q -= 1
     if (x >> q) & 1:
         r['zoneId'], q = _rt.read_uwn(x, q)
@@ -7042,17 +7391,20 @@ def d_ComputedSegment(x: int, q: int) -> tuple[Any, int]:
     t_ = (x >> q) & 16383
     r['laneNumber'] = ((t_ >> 10) & 15) - 1
     r['laneWidth'] = t_ & 1023
-    if h2157 & 2:
+    if h2265 & 2:
         q -= 16
         r['offsetDistance'] = ((x >> q) & 65535) - 32768
-    if h2157 & 1:
-        r2158: dict[str, Any] = {}
+    if h2265 & 1:
+        r2266: dict[str, Any] = {}
         q -= 51
         t_ = (x >> q) & 2251799813685247
-        r2158['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
-        r2158['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
-        r2158['deltaAltitude'] = (t_ & 32767) - 12700
-        r['offsetPosition'] = r2158
+        r2266['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
+        r2266['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
+        c2268 = (t_ & 32767) - 12700
+        if c2268 > 12800:
+            raise _rt.OutOfSchema
+        r2266['deltaAltitude'] = c2268
+        r['offsetPosition'] = r2266
     return r, q
 
 
@@ -7114,14 +7466,12 @@ def e_VehicleCharacteristicsFixValues(v: Any) -> int:
 
 def d_VehicleCharacteristicsFixValues(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 3
     i = (x >> q) & 7
     if i == 0:
@@ -7192,14 +7542,12 @@ def e_VehicleCharacteristicsRanges_limits(v: Any) -> int:
 
 def d_VehicleCharacteristicsRanges_limits(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 3
     i = (x >> q) & 7
     if i == 0:
@@ -7260,14 +7608,12 @@ def e_VehicleCharacteristicsFixValues_2(v: Any) -> int:
 
 def d_VehicleCharacteristicsFixValues_2(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 3
     i = (x >> q) & 7
     if i == 0:
@@ -7338,14 +7684,12 @@ def e_VehicleCharacteristicsRanges_limits_2(v: Any) -> int:
 
 def d_VehicleCharacteristicsRanges_limits_2(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 3
     i = (x >> q) & 7
     if i == 0:
@@ -7380,48 +7724,48 @@ def e_VcCode(v: Any) -> int:
     a: int = 1
     a = a << 15 | ((4 if 'validity' in v else 0) | (2 if 'value' in v else 0) | ('unit' in v)) << 12 | (v['roadSignClass']) << 9 | ((v['roadSignCode'] - 1)) << 3 | (v['vcOption'])
     if 'validity' in v:
-        v2164 = v['validity']
-        k2165 = len(v2164)
-        if 1 <= k2165 <= 8:
+        v2273 = v['validity']
+        k2274 = len(v2273)
+        if 1 <= k2274 <= 8:
             a <<= 1
-            a = a << 3 | (k2165 - 1)
+            a = a << 3 | (k2274 - 1)
         else:
-            a = _rt.ld(a << 1 | 1, k2165)
-        for w2165 in v2164:
-            a = a << 6 | (32 if 'year' in w2165 else 0) | (16 if 'month-day' in w2165 else 0) | (8 if 'repeatingPeriodDayTypes' in w2165 else 0) | (4 if 'hourMinutes' in w2165 else 0) | (2 if 'dateRangeOfWeek' in w2165 else 0) | ('durationHourMinute' in w2165)
-            if 'year' in w2165:
-                v2167 = w2165['year']
-                w2170 = v2167['yearRangeStartYear']
-                if 2000 <= w2170 <= 2127:
-                    a = a << 8 | (w2170 - 2000)
+            a = _rt.ld(a << 1 | 1, k2274)
+        for w2274 in v2273:
+            a = a << 6 | (32 if 'year' in w2274 else 0) | (16 if 'month-day' in w2274 else 0) | (8 if 'repeatingPeriodDayTypes' in w2274 else 0) | (4 if 'hourMinutes' in w2274 else 0) | (2 if 'dateRangeOfWeek' in w2274 else 0) | ('durationHourMinute' in w2274)
+            if 'year' in w2274:
+                v2276 = w2274['year']
+                w2279 = v2276['yearRangeStartYear']
+                if 2000 <= w2279 <= 2127:
+                    a = a << 8 | (w2279 - 2000)
                 else:
-                    a = _rt.uwn(a << 1 | 1, w2170)
-                w2172 = v2167['yearRangeEndYear']
-                if 2000 <= w2172 <= 2127:
-                    a = a << 8 | (w2172 - 2000)
+                    a = _rt.uwn(a << 1 | 1, w2279)
+                w2281 = v2276['yearRangeEndYear']
+                if 2000 <= w2281 <= 2127:
+                    a = a << 8 | (w2281 - 2000)
                 else:
-                    a = _rt.uwn(a << 1 | 1, w2172)
-            if 'month-day' in w2165:
-                v2173 = w2165['month-day']
-                v2175 = v2173['dateRangeStartMonthDay']
-                a = a << 9 | ((v2175['month'] - 1)) << 5 | ((v2175['day'] - 1))
-                v2179 = v2173['dateRangeEndMonthDay']
-                a = a << 9 | ((v2179['month'] - 1)) << 5 | ((v2179['day'] - 1))
-            if 'repeatingPeriodDayTypes' in w2165:
-                d2184, k2185 = w2165['repeatingPeriodDayTypes']
-                a = a << k2185 | int.from_bytes(d2184, 'big') >> (8 * len(d2184) - k2185)
-            if 'hourMinutes' in w2165:
-                v2186 = w2165['hourMinutes']
-                v2188 = v2186['timeRangeStartTime']
-                a = a << 11 | (v2188['hours']) << 6 | (v2188['mins'])
-                v2192 = v2186['timeRangeEndTime']
-                a = a << 11 | (v2192['hours']) << 6 | (v2192['mins'])
-            if 'dateRangeOfWeek' in w2165:
-                d2197, k2198 = w2165['dateRangeOfWeek']
-                a = a << k2198 | int.from_bytes(d2197, 'big') >> (8 * len(d2197) - k2198)
-            if 'durationHourMinute' in w2165:
-                v2199 = w2165['durationHourMinute']
-                a = a << 11 | (v2199['hours']) << 6 | (v2199['mins'])
+                    a = _rt.uwn(a << 1 | 1, w2281)
+            if 'month-day' in w2274:
+                v2282 = w2274['month-day']
+                v2284 = v2282['dateRangeStartMonthDay']
+                a = a << 9 | ((v2284['month'] - 1)) << 5 | ((v2284['day'] - 1))
+                v2288 = v2282['dateRangeEndMonthDay']
+                a = a << 9 | ((v2288['month'] - 1)) << 5 | ((v2288['day'] - 1))
+            if 'repeatingPeriodDayTypes' in w2274:
+                d2293, k2294 = w2274['repeatingPeriodDayTypes']
+                a = a << k2294 | int.from_bytes(d2293, 'big') >> (8 * len(d2293) - k2294)
+            if 'hourMinutes' in w2274:
+                v2295 = w2274['hourMinutes']
+                v2297 = v2295['timeRangeStartTime']
+                a = a << 11 | (v2297['hours']) << 6 | (v2297['mins'])
+                v2301 = v2295['timeRangeEndTime']
+                a = a << 11 | (v2301['hours']) << 6 | (v2301['mins'])
+            if 'dateRangeOfWeek' in w2274:
+                d2306, k2307 = w2274['dateRangeOfWeek']
+                a = a << k2307 | int.from_bytes(d2306, 'big') >> (8 * len(d2306) - k2307)
+            if 'durationHourMinute' in w2274:
+                v2308 = w2274['durationHourMinute']
+                a = a << 11 | (v2308['hours']) << 6 | (v2308['mins'])
     if 'value' in v:
         a = a << 16 | v['value']
     if 'unit' in v:
@@ -7432,87 +7776,117 @@ def d_VcCode(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 15
     t_ = (x >> q) & 32767
-    h2205 = (t_ >> 12) & 7
+    h2314 = (t_ >> 12) & 7
     r['roadSignClass'] = (t_ >> 9) & 7
     r['roadSignCode'] = ((t_ >> 3) & 63) + 1
     r['vcOption'] = t_ & 7
-    if h2205 & 4:
+    if h2314 & 4:
         q -= 1
         if (x >> q) & 1:
-            k2207, q = _rt.read_ld(x, q)
+            k2316, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k2207 = ((x >> q) & 7) + 1
-        r2206: list[Any] = []
-        for _ in range(k2207):
+            k2316 = ((x >> q) & 7) + 1
+        r2315: list[Any] = []
+        for _ in range(k2316):
             x &= (1 << q) - 1
-            r2208: dict[str, Any] = {}
+            r2317: dict[str, Any] = {}
             q -= 6
-            h2209 = (x >> q) & 63
-            if h2209 & 32:
-                r2210: dict[str, Any] = {}
+            h2318 = (x >> q) & 63
+            if h2318 & 32:
+                r2319: dict[str, Any] = {}
                 q -= 1
                 if (x >> q) & 1:
-                    r2210['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+                    r2319['yearRangeStartYear'], q = _rt.read_uwn(x, q)
                 else:
                     q -= 7
-                    r2210['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+                    r2319['yearRangeStartYear'] = ((x >> q) & 127) + 2000
                 q -= 1
                 if (x >> q) & 1:
-                    r2210['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+                    r2319['yearRangeEndYear'], q = _rt.read_uwn(x, q)
                 else:
                     q -= 7
-                    r2210['yearRangeEndYear'] = ((x >> q) & 127) + 2000
-                r2208['year'] = r2210
-            if h2209 & 16:
-                r2212: dict[str, Any] = {}
-                r2214: dict[str, Any] = {}
-                q -= 9
-                t_ = (x >> q) & 511
-                r2214['month'] = ((t_ >> 5) & 15) + 1
-                r2214['day'] = (t_ & 31) + 1
-                r2212['dateRangeStartMonthDay'] = r2214
-                r2216: dict[str, Any] = {}
-                q -= 9
-                t_ = (x >> q) & 511
-                r2216['month'] = ((t_ >> 5) & 15) + 1
-                r2216['day'] = (t_ & 31) + 1
-                r2212['dateRangeEndMonthDay'] = r2216
-                r2208['month-day'] = r2212
-            if h2209 & 8:
+                    r2319['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+                r2317['year'] = r2319
+            if h2318 & 16:
+                r2321: dict[str, Any] = {}
+                r2323: dict[str, Any] = {}
                 q -= 4
-                r2208['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
-            if h2209 & 4:
-                r2219: dict[str, Any] = {}
-                r2221: dict[str, Any] = {}
-                q -= 11
-                t_ = (x >> q) & 2047
-                r2221['hours'] = (t_ >> 6) & 31
-                r2221['mins'] = t_ & 63
-                r2219['timeRangeStartTime'] = r2221
-                r2223: dict[str, Any] = {}
-                q -= 11
-                t_ = (x >> q) & 2047
-                r2223['hours'] = (t_ >> 6) & 31
-                r2223['mins'] = t_ & 63
-                r2219['timeRangeEndTime'] = r2223
-                r2208['hourMinutes'] = r2219
-            if h2209 & 2:
+                c2325 = ((x >> q) & 15) + 1
+                if c2325 > 12:
+                    raise _rt.OutOfSchema
+                r2323['month'] = c2325
+                q -= 5
+                c2326 = ((x >> q) & 31) + 1
+                if c2326 > 31:
+                    raise _rt.OutOfSchema
+                r2323['day'] = c2326
+                r2321['dateRangeStartMonthDay'] = r2323
+                r2327: dict[str, Any] = {}
+                q -= 4
+                c2329 = ((x >> q) & 15) + 1
+                if c2329 > 12:
+                    raise _rt.OutOfSchema
+                r2327['month'] = c2329
+                q -= 5
+                c2330 = ((x >> q) & 31) + 1
+                if c2330 > 31:
+                    raise _rt.OutOfSchema
+                r2327['day'] = c2330
+                r2321['dateRangeEndMonthDay'] = r2327
+                r2317['month-day'] = r2321
+            if h2318 & 8:
+                q -= 4
+                r2317['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
+            if h2318 & 4:
+                r2332: dict[str, Any] = {}
+                r2334: dict[str, Any] = {}
+                q -= 5
+                c2336 = (x >> q) & 31
+                if c2336 > 23:
+                    raise _rt.OutOfSchema
+                r2334['hours'] = c2336
+                q -= 6
+                c2337 = (x >> q) & 63
+                if c2337 > 59:
+                    raise _rt.OutOfSchema
+                r2334['mins'] = c2337
+                r2332['timeRangeStartTime'] = r2334
+                r2338: dict[str, Any] = {}
+                q -= 5
+                c2340 = (x >> q) & 31
+                if c2340 > 23:
+                    raise _rt.OutOfSchema
+                r2338['hours'] = c2340
+                q -= 6
+                c2341 = (x >> q) & 63
+                if c2341 > 59:
+                    raise _rt.OutOfSchema
+                r2338['mins'] = c2341
+                r2332['timeRangeEndTime'] = r2338
+                r2317['hourMinutes'] = r2332
+            if h2318 & 2:
                 q -= 8
-                r2208['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-            if h2209 & 1:
-                r2226: dict[str, Any] = {}
-                q -= 11
-                t_ = (x >> q) & 2047
-                r2226['hours'] = (t_ >> 6) & 31
-                r2226['mins'] = t_ & 63
-                r2208['durationHourMinute'] = r2226
-            r2206.append(r2208)
-        r['validity'] = r2206
-    if h2205 & 2:
+                r2317['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+            if h2318 & 1:
+                r2343: dict[str, Any] = {}
+                q -= 5
+                c2345 = (x >> q) & 31
+                if c2345 > 23:
+                    raise _rt.OutOfSchema
+                r2343['hours'] = c2345
+                q -= 6
+                c2346 = (x >> q) & 63
+                if c2346 > 59:
+                    raise _rt.OutOfSchema
+                r2343['mins'] = c2346
+                r2317['durationHourMinute'] = r2343
+            r2315.append(r2317)
+        r['validity'] = r2315
+    if h2314 & 2:
         q -= 16
         r['value'] = (x >> q) & 65535
-    if h2205 & 1:
+    if h2314 & 1:
         q -= 4
         r['unit'] = (x >> q) & 15
     return r, q
@@ -7521,120 +7895,126 @@ def d_VcCode(x: int, q: int) -> tuple[Any, int]:
 def e_ISO14823Code(v: Any) -> int:
     a: int = 1
     a = a << 1 | ('attributes' in v)
-    v2229 = v['pictogramCode']
-    a = a << 1 | ('countryCode' in v2229)
-    if 'countryCode' in v2229:
-        d2232 = v2229['countryCode']
-        a = a << (len(d2232) << 3) | int.from_bytes(d2232, 'big')
-    s_ = e_ISO14823Code_pictogramCode_serviceCategoryCode(v2229['serviceCategoryCode'])
+    v2348 = v['pictogramCode']
+    a = a << 1 | ('countryCode' in v2348)
+    if 'countryCode' in v2348:
+        d2351 = v2348['countryCode']
+        a = a << (len(d2351) << 3) | int.from_bytes(d2351, 'big')
+    s_ = e_ISO14823Code_pictogramCode_serviceCategoryCode(v2348['serviceCategoryCode'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
-    v2234 = v2229['pictogramCategoryCode']
-    a = a << 11 | ((v2234['nature'] - 1)) << 7 | (v2234['serialNumber'])
+    v2353 = v2348['pictogramCategoryCode']
+    a = a << 11 | ((v2353['nature'] - 1)) << 7 | (v2353['serialNumber'])
     if 'attributes' in v:
-        v2238 = v['attributes']
-        k2239 = len(v2238)
-        if 1 <= k2239 <= 8:
+        v2357 = v['attributes']
+        k2358 = len(v2357)
+        if 1 <= k2358 <= 8:
             a <<= 1
-            a = a << 3 | (k2239 - 1)
+            a = a << 3 | (k2358 - 1)
         else:
-            a = _rt.ld(a << 1 | 1, k2239)
-        for w2239 in v2238:
-            s_ = e_ISO14823Attribute(w2239)
+            a = _rt.ld(a << 1 | 1, k2358)
+        for w2358 in v2357:
+            s_ = e_ISO14823Attribute(w2358)
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_ISO14823Code(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h2240 = (x >> q) & 1
-    r2241: dict[str, Any] = {}
+    h2359 = (x >> q) & 1
+    r2360: dict[str, Any] = {}
     q -= 1
-    h2242 = (x >> q) & 1
-    if h2242 & 1:
-        k2243 = 2
-        q -= k2243 << 3
-        r2241['countryCode'] = ((x >> q) & ((1 << (k2243 << 3)) - 1)).to_bytes(k2243, 'big')
-    r2241['serviceCategoryCode'], q = d_ISO14823Code_pictogramCode_serviceCategoryCode(x, q)
-    r2244: dict[str, Any] = {}
-    q -= 11
-    t_ = (x >> q) & 2047
-    r2244['nature'] = ((t_ >> 7) & 15) + 1
-    r2244['serialNumber'] = t_ & 127
-    r2241['pictogramCategoryCode'] = r2244
-    r['pictogramCode'] = r2241
-    if h2240 & 1:
+    h2361 = (x >> q) & 1
+    if h2361 & 1:
+        k2362 = 2
+        q -= k2362 << 3
+        r2360['countryCode'] = ((x >> q) & ((1 << (k2362 << 3)) - 1)).to_bytes(k2362, 'big')
+    r2360['serviceCategoryCode'], q = d_ISO14823Code_pictogramCode_serviceCategoryCode(x, q)
+    r2363: dict[str, Any] = {}
+    q -= 4
+    c2365 = ((x >> q) & 15) + 1
+    if c2365 > 9:
+        raise _rt.OutOfSchema
+    r2363['nature'] = c2365
+    q -= 7
+    c2366 = (x >> q) & 127
+    if c2366 > 99:
+        raise _rt.OutOfSchema
+    r2363['serialNumber'] = c2366
+    r2360['pictogramCategoryCode'] = r2363
+    r['pictogramCode'] = r2360
+    if h2359 & 1:
         q -= 1
         if (x >> q) & 1:
-            k2247, q = _rt.read_ld(x, q)
+            k2368, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k2247 = ((x >> q) & 7) + 1
-        r2246: list[Any] = []
-        for _ in range(k2247):
+            k2368 = ((x >> q) & 7) + 1
+        r2367: list[Any] = []
+        for _ in range(k2368):
             x &= (1 << q) - 1
-            w2247, q = d_ISO14823Attribute(x, q)
-            r2246.append(w2247)
-        r['attributes'] = r2246
+            w2368, q = d_ISO14823Attribute(x, q)
+            r2367.append(w2368)
+        r['attributes'] = r2367
     return r, q
 
 
 def e_AnyCatalogue(v: Any) -> int:
     a: int = 1
     a = a << 3 | (4 if 'value' in v else 0) | (2 if 'unit' in v else 0) | ('attributes' in v)
-    v2249 = v['owner']
-    d2252, k2253 = v2249['countryCode']
-    a = a << k2253 | int.from_bytes(d2252, 'big') >> (8 * len(d2252) - k2253)
-    a = a << 38 | (v2249['providerIdentifier']) << 24 | (v['version']) << 16 | (v['pictogramCode'])
+    v2370 = v['owner']
+    d2373, k2374 = v2370['countryCode']
+    a = a << k2374 | int.from_bytes(d2373, 'big') >> (8 * len(d2373) - k2374)
+    a = a << 38 | (v2370['providerIdentifier']) << 24 | (v['version']) << 16 | (v['pictogramCode'])
     if 'value' in v:
         a = a << 16 | v['value']
     if 'unit' in v:
         a = a << 4 | v['unit']
     if 'attributes' in v:
-        v2259 = v['attributes']
-        k2260 = len(v2259)
-        if 1 <= k2260 <= 8:
+        v2380 = v['attributes']
+        k2381 = len(v2380)
+        if 1 <= k2381 <= 8:
             a <<= 1
-            a = a << 3 | (k2260 - 1)
+            a = a << 3 | (k2381 - 1)
         else:
-            a = _rt.ld(a << 1 | 1, k2260)
-        for w2260 in v2259:
-            s_ = e_ISO14823Attribute(w2260)
+            a = _rt.ld(a << 1 | 1, k2381)
+        for w2381 in v2380:
+            s_ = e_ISO14823Attribute(w2381)
             a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_AnyCatalogue(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h2261 = (x >> q) & 7
-    r2262: dict[str, Any] = {}
+    h2382 = (x >> q) & 7
+    r2383: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
-    r2262['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
-    r2262['providerIdentifier'] = t_ & 16383
-    r['owner'] = r2262
+    r2383['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
+    r2383['providerIdentifier'] = t_ & 16383
+    r['owner'] = r2383
     q -= 24
     t_ = (x >> q) & 16777215
     r['version'] = (t_ >> 16) & 255
     r['pictogramCode'] = t_ & 65535
-    if h2261 & 4:
+    if h2382 & 4:
         q -= 16
         r['value'] = (x >> q) & 65535
-    if h2261 & 2:
+    if h2382 & 2:
         q -= 4
         r['unit'] = (x >> q) & 15
-    if h2261 & 1:
+    if h2382 & 1:
         q -= 1
         if (x >> q) & 1:
-            k2266, q = _rt.read_ld(x, q)
+            k2387, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k2266 = ((x >> q) & 7) + 1
-        r2265: list[Any] = []
-        for _ in range(k2266):
+            k2387 = ((x >> q) & 7) + 1
+        r2386: list[Any] = []
+        for _ in range(k2387):
             x &= (1 << q) - 1
-            w2266, q = d_ISO14823Attribute(x, q)
-            r2265.append(w2266)
-        r['attributes'] = r2265
+            w2387, q = d_ISO14823Attribute(x, q)
+            r2386.append(w2387)
+        r['attributes'] = r2386
     return r, q
 
 
@@ -7664,8 +8044,8 @@ def e_RoadSegmentReferenceID(v: Any) -> int:
 def d_RoadSegmentReferenceID(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h2274 = (x >> q) & 1
-    if h2274 & 1:
+    h2395 = (x >> q) & 1
+    if h2395 & 1:
         q -= 16
         r['region'] = (x >> q) & 65535
     q -= 16
@@ -7684,8 +8064,8 @@ def e_IntersectionReferenceID(v: Any) -> int:
 def d_IntersectionReferenceID(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h2278 = (x >> q) & 1
-    if h2278 & 1:
+    h2399 = (x >> q) & 1
+    if h2399 & 1:
         q -= 16
         r['region'] = (x >> q) & 65535
     q -= 16
@@ -7695,21 +8075,21 @@ def d_IntersectionReferenceID(x: int, q: int) -> tuple[Any, int]:
 
 def e_LaneDataAttribute_regional(v: Any) -> int:
     a: int = 1
-    k2279 = len(v)
-    a = a << 2 | (k2279 - 1)
-    for w2279 in v:
-        s_ = e_LaneDataAttribute_regional_item(w2279)
+    k2400 = len(v)
+    a = a << 2 | (k2400 - 1)
+    for w2400 in v:
+        s_ = e_LaneDataAttribute_regional_item(w2400)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_LaneDataAttribute_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k2280 = ((x >> q) & 3) + 1
+    k2401 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k2280):
+    for _ in range(k2401):
         x &= (1 << q) - 1
-        w2280, q = d_LaneDataAttribute_regional_item(x, q)
-        r.append(w2280)
+        w2401, q = d_LaneDataAttribute_regional_item(x, q)
+        r.append(w2401)
     return r, q
 
 
@@ -7717,90 +8097,95 @@ def e_NodeAttributeSet_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 4 | (4 if 'ptvRequest' in v else 0) | (2 if 'nodeLink' in v else 0) | ('node' in v)
     if 'ptvRequest' in v:
-        w2283 = v['ptvRequest']
-        i2284 = _E_PtvRequestType_58.get(w2283)
-        if i2284 is not None:
-            a = a << 4 | i2284
+        w2404 = v['ptvRequest']
+        i2405 = _E_PtvRequestType_58.get(w2404)
+        if i2405 is not None:
+            a = a << 4 | i2405
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2283])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2404])
     if 'nodeLink' in v:
-        v2285 = v['nodeLink']
-        k2286 = len(v2285)
-        a = a << 3 | (k2286 - 1)
-        for w2286 in v2285:
-            a = a << 4 | (4 if 'lane' in w2286 else 0) | (2 if 'connectionID' in w2286 else 0) | ('intersectionID' in w2286)
-            a = _rt.uwn(a, w2286['id'])
-            if 'lane' in w2286:
-                a = a << 8 | w2286['lane']
-            if 'connectionID' in w2286:
-                a = a << 8 | w2286['connectionID']
-            if 'intersectionID' in w2286:
-                a = a << 16 | w2286['intersectionID']
+        v2406 = v['nodeLink']
+        k2407 = len(v2406)
+        a = a << 3 | (k2407 - 1)
+        for w2407 in v2406:
+            a = a << 4 | (4 if 'lane' in w2407 else 0) | (2 if 'connectionID' in w2407 else 0) | ('intersectionID' in w2407)
+            a = _rt.uwn(a, w2407['id'])
+            if 'lane' in w2407:
+                a = a << 8 | w2407['lane']
+            if 'connectionID' in w2407:
+                a = a << 8 | w2407['connectionID']
+            if 'intersectionID' in w2407:
+                a = a << 16 | w2407['intersectionID']
     if 'node' in v:
-        v2292 = v['node']
-        a = a << 4 | (4 if 'lane' in v2292 else 0) | (2 if 'connectionID' in v2292 else 0) | ('intersectionID' in v2292)
-        a = _rt.uwn(a, v2292['id'])
-        if 'lane' in v2292:
-            a = a << 8 | v2292['lane']
-        if 'connectionID' in v2292:
-            a = a << 8 | v2292['connectionID']
-        if 'intersectionID' in v2292:
-            a = a << 16 | v2292['intersectionID']
+        v2413 = v['node']
+        a = a << 4 | (4 if 'lane' in v2413 else 0) | (2 if 'connectionID' in v2413 else 0) | ('intersectionID' in v2413)
+        a = _rt.uwn(a, v2413['id'])
+        if 'lane' in v2413:
+            a = a << 8 | v2413['lane']
+        if 'connectionID' in v2413:
+            a = a << 8 | v2413['connectionID']
+        if 'intersectionID' in v2413:
+            a = a << 16 | v2413['intersectionID']
     return a
 
 def d_NodeAttributeSet_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h2298 = (x >> q) & 15
-    if h2298 & 4:
+    h2419 = (x >> q) & 15
+    if h2419 & 4:
         q -= 1
         if (x >> q) & 1:
-            i2299, q = _rt.read_nsnn(x, q)
-            r['ptvRequest'] = _DX_LayerType_3.get(i2299)
+            i2421, q = _rt.read_nsnn(x, q)
+            c2420 = _DX_LayerType_3.get(i2421)
         else:
             q -= 3
-            r['ptvRequest'] = _D_PtvRequestType_59[(x >> q) & 7]
-    if h2298 & 2:
+            c2420 = _D_PtvRequestType_59[(x >> q) & 7]
+        if c2420 is None:
+            raise _rt.OutOfSchema
+        r['ptvRequest'] = c2420
+    if h2419 & 2:
         q -= 3
-        k2301 = ((x >> q) & 7) + 1
-        r2300: list[Any] = []
-        for _ in range(k2301):
+        k2423 = ((x >> q) & 7) + 1
+        if k2423 > 5:
+            raise _rt.OutOfSchema
+        r2422: list[Any] = []
+        for _ in range(k2423):
             x &= (1 << q) - 1
-            r2302: dict[str, Any] = {}
+            r2424: dict[str, Any] = {}
             q -= 4
-            h2303 = (x >> q) & 15
-            r2302['id'], q = _rt.read_uwn(x, q)
-            if h2303 & 4:
+            h2425 = (x >> q) & 15
+            r2424['id'], q = _rt.read_uwn(x, q)
+            if h2425 & 4:
                 q -= 8
-                r2302['lane'] = (x >> q) & 255
-            if h2303 & 2:
+                r2424['lane'] = (x >> q) & 255
+            if h2425 & 2:
                 q -= 8
-                r2302['connectionID'] = (x >> q) & 255
-            if h2303 & 1:
+                r2424['connectionID'] = (x >> q) & 255
+            if h2425 & 1:
                 q -= 16
-                r2302['intersectionID'] = (x >> q) & 65535
-            if h2303 >> 3:
+                r2424['intersectionID'] = (x >> q) & 65535
+            if h2425 >> 3:
                 q = _rt.skip_additions(x, q)
-            r2300.append(r2302)
-        r['nodeLink'] = r2300
-    if h2298 & 1:
-        r2304: dict[str, Any] = {}
+            r2422.append(r2424)
+        r['nodeLink'] = r2422
+    if h2419 & 1:
+        r2426: dict[str, Any] = {}
         q -= 4
-        h2305 = (x >> q) & 15
-        r2304['id'], q = _rt.read_uwn(x, q)
-        if h2305 & 4:
+        h2427 = (x >> q) & 15
+        r2426['id'], q = _rt.read_uwn(x, q)
+        if h2427 & 4:
             q -= 8
-            r2304['lane'] = (x >> q) & 255
-        if h2305 & 2:
+            r2426['lane'] = (x >> q) & 255
+        if h2427 & 2:
             q -= 8
-            r2304['connectionID'] = (x >> q) & 255
-        if h2305 & 1:
+            r2426['connectionID'] = (x >> q) & 255
+        if h2427 & 1:
             q -= 16
-            r2304['intersectionID'] = (x >> q) & 65535
-        if h2305 >> 3:
+            r2426['intersectionID'] = (x >> q) & 65535
+        if h2427 >> 3:
             q = _rt.skip_additions(x, q)
-        r['node'] = r2304
-    if h2298 >> 3:
+        r['node'] = r2426
+    if h2419 >> 3:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -7809,12 +8194,12 @@ def e_RestrictionUserType_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 3 | (2 if 'emission' in v else 0) | ('fuel' in v)
     if 'emission' in v:
-        w2308 = v['emission']
-        i2309 = _E_EmissionType_60.get(w2308)
-        if i2309 is not None:
-            a = a << 4 | i2309
+        w2430 = v['emission']
+        i2431 = _E_EmissionType_60.get(w2430)
+        if i2431 is not None:
+            a = a << 4 | i2431
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2308])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2430])
     if 'fuel' in v:
         a = a << 4 | v['fuel']
     return a
@@ -7822,157 +8207,178 @@ def e_RestrictionUserType_addGrpC(v: Any) -> int:
 def d_RestrictionUserType_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h2311 = (x >> q) & 7
-    if h2311 & 2:
+    h2433 = (x >> q) & 7
+    if h2433 & 2:
         q -= 1
         if (x >> q) & 1:
-            i2312, q = _rt.read_nsnn(x, q)
-            r['emission'] = _DX_LayerType_3.get(i2312)
+            i2435, q = _rt.read_nsnn(x, q)
+            c2434 = _DX_LayerType_3.get(i2435)
         else:
             q -= 3
-            r['emission'] = _D_EmissionType_61[(x >> q) & 7]
-    if h2311 & 1:
+            c2434 = _D_EmissionType_61[(x >> q) & 7]
+        if c2434 is None:
+            raise _rt.OutOfSchema
+        r['emission'] = c2434
+    if h2433 & 1:
         q -= 4
         r['fuel'] = (x >> q) & 15
-    if h2311 >> 2:
+    if h2433 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_DeltaPositions(v: Any) -> int:
     a: int = 1
-    k2313 = len(v)
-    if 1 <= k2313 <= 32:
+    k2436 = len(v)
+    if 1 <= k2436 <= 32:
         a <<= 1
-        a = a << 5 | (k2313 - 1)
+        a = a << 5 | (k2436 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k2313)
-    for w2313 in v:
-        a = a << 36 | ((w2313['deltaLatitude'] + 131071)) << 18 | ((w2313['deltaLongitude'] + 131071))
+        a = _rt.ld(a << 1 | 1, k2436)
+    for w2436 in v:
+        a = a << 36 | ((w2436['deltaLatitude'] + 131071)) << 18 | ((w2436['deltaLongitude'] + 131071))
     return a
 
 def d_DeltaPositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k2317, q = _rt.read_ld(x, q)
+        k2440, q = _rt.read_ld(x, q)
     else:
         q -= 5
-        k2317 = ((x >> q) & 31) + 1
+        k2440 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k2317):
+    for _ in range(k2440):
         x &= (1 << q) - 1
-        r2318: dict[str, Any] = {}
+        r2441: dict[str, Any] = {}
         q -= 36
         t_ = (x >> q) & 68719476735
-        r2318['deltaLatitude'] = ((t_ >> 18) & 262143) - 131071
-        r2318['deltaLongitude'] = (t_ & 262143) - 131071
-        r.append(r2318)
+        r2441['deltaLatitude'] = ((t_ >> 18) & 262143) - 131071
+        r2441['deltaLongitude'] = (t_ & 262143) - 131071
+        r.append(r2441)
     return r, q
 
 
 def e_DeltaReferencePositions(v: Any) -> int:
     a: int = 1
-    k2320 = len(v)
-    if 1 <= k2320 <= 32:
+    k2443 = len(v)
+    if 1 <= k2443 <= 32:
         a <<= 1
-        a = a << 5 | (k2320 - 1)
+        a = a << 5 | (k2443 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k2320)
-    for w2320 in v:
-        a2325 = 1
-        a2325 = a2325 << 51 | ((w2320['deltaLatitude'] + 131071)) << 33 | ((w2320['deltaLongitude'] + 131071)) << 15 | ((w2320['deltaAltitude'] + 12700))
-        a = ((a - 1) << (a2325.bit_length() - 1)) + a2325
+        a = _rt.ld(a << 1 | 1, k2443)
+    for w2443 in v:
+        a2448 = 1
+        a2448 = a2448 << 51 | ((w2443['deltaLatitude'] + 131071)) << 33 | ((w2443['deltaLongitude'] + 131071)) << 15 | ((w2443['deltaAltitude'] + 12700))
+        a = ((a - 1) << (a2448.bit_length() - 1)) + a2448
     return a
 
 def d_DeltaReferencePositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k2330, q = _rt.read_ld(x, q)
+        k2453, q = _rt.read_ld(x, q)
     else:
         q -= 5
-        k2330 = ((x >> q) & 31) + 1
+        k2453 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k2330):
+    for _ in range(k2453):
         x &= (1 << q) - 1
-        r2331: dict[str, Any] = {}
+        r2454: dict[str, Any] = {}
         q -= 51
         t_ = (x >> q) & 2251799813685247
-        r2331['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
-        r2331['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
-        r2331['deltaAltitude'] = (t_ & 32767) - 12700
-        r.append(r2331)
+        r2454['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
+        r2454['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
+        c2456 = (t_ & 32767) - 12700
+        if c2456 > 12800:
+            raise _rt.OutOfSchema
+        r2454['deltaAltitude'] = c2456
+        r.append(r2454)
     return r, q
 
 
 def e_AbsolutePositions(v: Any) -> int:
     a: int = 1
-    k2333 = len(v)
-    if 1 <= k2333 <= 8:
+    k2457 = len(v)
+    if 1 <= k2457 <= 8:
         a <<= 1
-        a = a << 3 | (k2333 - 1)
+        a = a << 3 | (k2457 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k2333)
-    for w2333 in v:
-        a = a << 63 | ((w2333['latitude'] + 900000000)) << 32 | ((w2333['longitude'] + 1800000000))
+        a = _rt.ld(a << 1 | 1, k2457)
+    for w2457 in v:
+        a = a << 63 | ((w2457['latitude'] + 900000000)) << 32 | ((w2457['longitude'] + 1800000000))
     return a
 
 def d_AbsolutePositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k2337, q = _rt.read_ld(x, q)
+        k2461, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k2337 = ((x >> q) & 7) + 1
+        k2461 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k2337):
+    for _ in range(k2461):
         x &= (1 << q) - 1
-        r2338: dict[str, Any] = {}
-        q -= 63
-        t_ = (x >> q) & 9223372036854775807
-        r2338['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
-        r2338['longitude'] = (t_ & 4294967295) - 1800000000
-        r.append(r2338)
+        r2462: dict[str, Any] = {}
+        q -= 31
+        c2464 = ((x >> q) & 2147483647) - 900000000
+        if c2464 > 900000001:
+            raise _rt.OutOfSchema
+        r2462['latitude'] = c2464
+        q -= 32
+        c2465 = ((x >> q) & 4294967295) - 1800000000
+        if c2465 > 1800000001:
+            raise _rt.OutOfSchema
+        r2462['longitude'] = c2465
+        r.append(r2462)
     return r, q
 
 
 def e_AbsolutePositionsWAltitude(v: Any) -> int:
     a: int = 1
-    k2340 = len(v)
-    if 1 <= k2340 <= 8:
+    k2466 = len(v)
+    if 1 <= k2466 <= 8:
         a <<= 1
-        a = a << 3 | (k2340 - 1)
+        a = a << 3 | (k2466 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k2340)
-    for w2340 in v:
-        a2348 = 1
-        a2348 = a2348 << 63 | ((w2340['latitude'] + 900000000)) << 32 | ((w2340['longitude'] + 1800000000))
-        v2352 = w2340['altitude']
-        a2348 = a2348 << 24 | ((v2352['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v2352['altitudeConfidence']])
-        a = ((a - 1) << (a2348.bit_length() - 1)) + a2348
+        a = _rt.ld(a << 1 | 1, k2466)
+    for w2466 in v:
+        a2474 = 1
+        a2474 = a2474 << 63 | ((w2466['latitude'] + 900000000)) << 32 | ((w2466['longitude'] + 1800000000))
+        v2478 = w2466['altitude']
+        a2474 = a2474 << 24 | ((v2478['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v2478['altitudeConfidence']])
+        a = ((a - 1) << (a2474.bit_length() - 1)) + a2474
     return a
 
 def d_AbsolutePositionsWAltitude(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k2356, q = _rt.read_ld(x, q)
+        k2482, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k2356 = ((x >> q) & 7) + 1
+        k2482 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k2356):
+    for _ in range(k2482):
         x &= (1 << q) - 1
-        r2357: dict[str, Any] = {}
-        q -= 63
-        t_ = (x >> q) & 9223372036854775807
-        r2357['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
-        r2357['longitude'] = (t_ & 4294967295) - 1800000000
-        r2359: dict[str, Any] = {}
-        q -= 24
-        t_ = (x >> q) & 16777215
-        r2359['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-        r2359['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
-        r2357['altitude'] = r2359
-        r.append(r2357)
+        r2483: dict[str, Any] = {}
+        q -= 31
+        c2485 = ((x >> q) & 2147483647) - 900000000
+        if c2485 > 900000001:
+            raise _rt.OutOfSchema
+        r2483['latitude'] = c2485
+        q -= 32
+        c2486 = ((x >> q) & 4294967295) - 1800000000
+        if c2486 > 1800000001:
+            raise _rt.OutOfSchema
+        r2483['longitude'] = c2486
+        r2487: dict[str, Any] = {}
+        q -= 20
+        c2489 = ((x >> q) & 1048575) - 100000
+        if c2489 > 800001:
+            raise _rt.OutOfSchema
+        r2487['altitudeValue'] = c2489
+        q -= 4
+        r2487['altitudeConfidence'] = _D_AltitudeConfidence_43[(x >> q) & 15]
+        r2483['altitude'] = r2487
+        r.append(r2483)
     return r, q
 
 
@@ -7984,11 +8390,11 @@ def e_Ext2(v: Any) -> int:
         a = a << 21 | (w - 16512)
     elif k == 'extension':
         a = a << 1 | 1
-        w2361 = w
-        if 2113664 <= w2361 <= 270549119:
-            a = a << 29 | (w2361 - 2113664)
+        w2490 = w
+        if 2113664 <= w2490 <= 270549119:
+            a = a << 29 | (w2490 - 2113664)
         else:
-            a = _rt.uwn(a << 1 | 1, w2361)
+            a = _rt.uwn(a << 1 | 1, w2490)
     else:
         raise KeyError(k)
     return a
@@ -8079,14 +8485,14 @@ def d_EnvironmentalCharacteristics(x: int, q: int) -> tuple[Any, int]:
 
 def e_LoadType(v: Any) -> int:
     a: int = 1
-    w2368 = v['goodsType']
-    if 0 <= w2368 <= 15:
-        a = a << 5 | w2368
+    w2497 = v['goodsType']
+    if 0 <= w2497 <= 15:
+        a = a << 5 | w2497
     else:
-        a = _rt.uwn(a << 1 | 1, w2368)
+        a = _rt.uwn(a << 1 | 1, w2497)
     a = a << 5 | _E_DangerousGoodsBasic_74[v['dangerousGoodsType']]
-    d2371, k2372 = v['specialTransportType']
-    a = a << k2372 | int.from_bytes(d2371, 'big') >> (8 * len(d2371) - k2372)
+    d2500, k2501 = v['specialTransportType']
+    a = a << k2501 | int.from_bytes(d2500, 'big') >> (8 * len(d2500) - k2501)
     return a
 
 def d_LoadType(x: int, q: int) -> tuple[Any, int]:
@@ -8184,18 +8590,18 @@ def d_ExhaustEmissionValues(x: int, q: int) -> tuple[Any, int]:
 
 def e_DieselEmissionValues(v: Any) -> int:
     a: int = 1
-    v2404 = v['particulate']
-    a = a << 32 | (_E_UnitType_76[v2404['unitType']]) << 31 | (v2404['value']) << 16 | (v['absorptionCoeff'])
+    v2533 = v['particulate']
+    a = a << 32 | (_E_UnitType_76[v2533['unitType']]) << 31 | (v2533['value']) << 16 | (v['absorptionCoeff'])
     return a
 
 def d_DieselEmissionValues(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r2410: dict[str, Any] = {}
+    r2539: dict[str, Any] = {}
     q -= 16
     t_ = (x >> q) & 65535
-    r2410['unitType'] = _D_UnitType_77[(t_ >> 15) & 1]
-    r2410['value'] = t_ & 32767
-    r['particulate'] = r2410
+    r2539['unitType'] = _D_UnitType_77[(t_ >> 15) & 1]
+    r2539['value'] = t_ & 32767
+    r['particulate'] = r2539
     q -= 16
     r['absorptionCoeff'] = (x >> q) & 65535
     return r, q
@@ -8220,69 +8626,76 @@ def e_ISO14823Code_pictogramCode_serviceCategoryCode(v: Any) -> int:
     k, w = v
     if k == 'trafficSignPictogram':
         a <<= 3
-        w2416 = w
-        i2417 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w2416)
-        if i2417 is not None:
-            a = a << 3 | i2417
+        w2545 = w
+        i2546 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w2545)
+        if i2546 is not None:
+            a = a << 3 | i2546
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2416])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2545])
     elif k == 'publicFacilitiesPictogram':
         a = a << 3 | 1
-        w2418 = w
-        i2419 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w2418)
-        if i2419 is not None:
-            a = a << 1 | i2419
+        w2547 = w
+        i2548 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w2547)
+        if i2548 is not None:
+            a = a << 1 | i2548
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2418])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2547])
     elif k == 'ambientOrRoadConditionPictogram':
         a = a << 3 | 2
-        w2420 = w
-        i2421 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w2420)
-        if i2421 is not None:
-            a = a << 2 | i2421
+        w2549 = w
+        i2550 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w2549)
+        if i2550 is not None:
+            a = a << 2 | i2550
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2420])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2549])
     else:
         raise KeyError(k)
     return a
 
 def d_ISO14823Code_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 2
     i = (x >> q) & 3
     if i == 0:
         q -= 1
         if (x >> q) & 1:
-            i2422, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2422)
+            i2552, q = _rt.read_nsnn(x, q)
+            c2551 = _DX_LayerType_3.get(i2552)
         else:
             q -= 2
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_81[(x >> q) & 3]
+            c2551 = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_81[(x >> q) & 3]
+        if c2551 is None:
+            raise _rt.OutOfSchema
+        w = c2551
         return ('trafficSignPictogram', w), q
     elif i == 1:
         q -= 1
         if (x >> q) & 1:
-            i2423, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2423)
+            i2554, q = _rt.read_nsnn(x, q)
+            c2553 = _DX_LayerType_3.get(i2554)
         else:
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_82[0]
+            c2553 = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_82[0]
+        if c2553 is None:
+            raise _rt.OutOfSchema
+        w = c2553
         return ('publicFacilitiesPictogram', w), q
     elif i == 2:
         q -= 1
         if (x >> q) & 1:
-            i2424, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2424)
+            i2556, q = _rt.read_nsnn(x, q)
+            c2555 = _DX_LayerType_3.get(i2556)
         else:
             q -= 1
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_83[(x >> q) & 1]
+            c2555 = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_83[(x >> q) & 1]
+        if c2555 is None:
+            raise _rt.OutOfSchema
+        w = c2555
         return ('ambientOrRoadConditionPictogram', w), q
     raise _rt.Malformed('ISO14823Code_pictogramCode_serviceCategoryCode: choice index ' + str(i))
 
@@ -8380,102 +8793,132 @@ def e_InternationalSign_exemptedApplicablePeriod(v: Any) -> int:
     a: int = 1
     a = a << 6 | (32 if 'year' in v else 0) | (16 if 'month-day' in v else 0) | (8 if 'repeatingPeriodDayTypes' in v else 0) | (4 if 'hourMinutes' in v else 0) | (2 if 'dateRangeOfWeek' in v else 0) | ('durationHourMinute' in v)
     if 'year' in v:
-        v2427 = v['year']
-        w2430 = v2427['yearRangeStartYear']
-        if 2000 <= w2430 <= 2127:
-            a = a << 8 | (w2430 - 2000)
+        v2559 = v['year']
+        w2562 = v2559['yearRangeStartYear']
+        if 2000 <= w2562 <= 2127:
+            a = a << 8 | (w2562 - 2000)
         else:
-            a = _rt.uwn(a << 1 | 1, w2430)
-        w2432 = v2427['yearRangeEndYear']
-        if 2000 <= w2432 <= 2127:
-            a = a << 8 | (w2432 - 2000)
+            a = _rt.uwn(a << 1 | 1, w2562)
+        w2564 = v2559['yearRangeEndYear']
+        if 2000 <= w2564 <= 2127:
+            a = a << 8 | (w2564 - 2000)
         else:
-            a = _rt.uwn(a << 1 | 1, w2432)
+            a = _rt.uwn(a << 1 | 1, w2564)
     if 'month-day' in v:
-        v2433 = v['month-day']
-        v2435 = v2433['dateRangeStartMonthDay']
-        a = a << 9 | ((v2435['month'] - 1)) << 5 | ((v2435['day'] - 1))
-        v2439 = v2433['dateRangeEndMonthDay']
-        a = a << 9 | ((v2439['month'] - 1)) << 5 | ((v2439['day'] - 1))
+        v2565 = v['month-day']
+        v2567 = v2565['dateRangeStartMonthDay']
+        a = a << 9 | ((v2567['month'] - 1)) << 5 | ((v2567['day'] - 1))
+        v2571 = v2565['dateRangeEndMonthDay']
+        a = a << 9 | ((v2571['month'] - 1)) << 5 | ((v2571['day'] - 1))
     if 'repeatingPeriodDayTypes' in v:
-        d2444, k2445 = v['repeatingPeriodDayTypes']
-        a = a << k2445 | int.from_bytes(d2444, 'big') >> (8 * len(d2444) - k2445)
+        d2576, k2577 = v['repeatingPeriodDayTypes']
+        a = a << k2577 | int.from_bytes(d2576, 'big') >> (8 * len(d2576) - k2577)
     if 'hourMinutes' in v:
-        v2446 = v['hourMinutes']
-        v2448 = v2446['timeRangeStartTime']
-        a = a << 11 | (v2448['hours']) << 6 | (v2448['mins'])
-        v2452 = v2446['timeRangeEndTime']
-        a = a << 11 | (v2452['hours']) << 6 | (v2452['mins'])
+        v2578 = v['hourMinutes']
+        v2580 = v2578['timeRangeStartTime']
+        a = a << 11 | (v2580['hours']) << 6 | (v2580['mins'])
+        v2584 = v2578['timeRangeEndTime']
+        a = a << 11 | (v2584['hours']) << 6 | (v2584['mins'])
     if 'dateRangeOfWeek' in v:
-        d2457, k2458 = v['dateRangeOfWeek']
-        a = a << k2458 | int.from_bytes(d2457, 'big') >> (8 * len(d2457) - k2458)
+        d2589, k2590 = v['dateRangeOfWeek']
+        a = a << k2590 | int.from_bytes(d2589, 'big') >> (8 * len(d2589) - k2590)
     if 'durationHourMinute' in v:
-        v2459 = v['durationHourMinute']
-        a = a << 11 | (v2459['hours']) << 6 | (v2459['mins'])
+        v2591 = v['durationHourMinute']
+        a = a << 11 | (v2591['hours']) << 6 | (v2591['mins'])
     return a
 
 def d_InternationalSign_exemptedApplicablePeriod(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 6
-    h2463 = (x >> q) & 63
-    if h2463 & 32:
-        r2464: dict[str, Any] = {}
+    h2595 = (x >> q) & 63
+    if h2595 & 32:
+        r2596: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            r2464['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+            r2596['yearRangeStartYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r2464['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+            r2596['yearRangeStartYear'] = ((x >> q) & 127) + 2000
         q -= 1
         if (x >> q) & 1:
-            r2464['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+            r2596['yearRangeEndYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r2464['yearRangeEndYear'] = ((x >> q) & 127) + 2000
-        r['year'] = r2464
-    if h2463 & 16:
-        r2466: dict[str, Any] = {}
-        r2468: dict[str, Any] = {}
-        q -= 9
-        t_ = (x >> q) & 511
-        r2468['month'] = ((t_ >> 5) & 15) + 1
-        r2468['day'] = (t_ & 31) + 1
-        r2466['dateRangeStartMonthDay'] = r2468
-        r2470: dict[str, Any] = {}
-        q -= 9
-        t_ = (x >> q) & 511
-        r2470['month'] = ((t_ >> 5) & 15) + 1
-        r2470['day'] = (t_ & 31) + 1
-        r2466['dateRangeEndMonthDay'] = r2470
-        r['month-day'] = r2466
-    if h2463 & 8:
+            r2596['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+        r['year'] = r2596
+    if h2595 & 16:
+        r2598: dict[str, Any] = {}
+        r2600: dict[str, Any] = {}
+        q -= 4
+        c2602 = ((x >> q) & 15) + 1
+        if c2602 > 12:
+            raise _rt.OutOfSchema
+        r2600['month'] = c2602
+        q -= 5
+        c2603 = ((x >> q) & 31) + 1
+        if c2603 > 31:
+            raise _rt.OutOfSchema
+        r2600['day'] = c2603
+        r2598['dateRangeStartMonthDay'] = r2600
+        r2604: dict[str, Any] = {}
+        q -= 4
+        c2606 = ((x >> q) & 15) + 1
+        if c2606 > 12:
+            raise _rt.OutOfSchema
+        r2604['month'] = c2606
+        q -= 5
+        c2607 = ((x >> q) & 31) + 1
+        if c2607 > 31:
+            raise _rt.OutOfSchema
+        r2604['day'] = c2607
+        r2598['dateRangeEndMonthDay'] = r2604
+        r['month-day'] = r2598
+    if h2595 & 8:
         q -= 4
         r['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
-    if h2463 & 4:
-        r2473: dict[str, Any] = {}
-        r2475: dict[str, Any] = {}
-        q -= 11
-        t_ = (x >> q) & 2047
-        r2475['hours'] = (t_ >> 6) & 31
-        r2475['mins'] = t_ & 63
-        r2473['timeRangeStartTime'] = r2475
-        r2477: dict[str, Any] = {}
-        q -= 11
-        t_ = (x >> q) & 2047
-        r2477['hours'] = (t_ >> 6) & 31
-        r2477['mins'] = t_ & 63
-        r2473['timeRangeEndTime'] = r2477
-        r['hourMinutes'] = r2473
-    if h2463 & 2:
+    if h2595 & 4:
+        r2609: dict[str, Any] = {}
+        r2611: dict[str, Any] = {}
+        q -= 5
+        c2613 = (x >> q) & 31
+        if c2613 > 23:
+            raise _rt.OutOfSchema
+        r2611['hours'] = c2613
+        q -= 6
+        c2614 = (x >> q) & 63
+        if c2614 > 59:
+            raise _rt.OutOfSchema
+        r2611['mins'] = c2614
+        r2609['timeRangeStartTime'] = r2611
+        r2615: dict[str, Any] = {}
+        q -= 5
+        c2617 = (x >> q) & 31
+        if c2617 > 23:
+            raise _rt.OutOfSchema
+        r2615['hours'] = c2617
+        q -= 6
+        c2618 = (x >> q) & 63
+        if c2618 > 59:
+            raise _rt.OutOfSchema
+        r2615['mins'] = c2618
+        r2609['timeRangeEndTime'] = r2615
+        r['hourMinutes'] = r2609
+    if h2595 & 2:
         q -= 8
         r['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if h2463 & 1:
-        r2480: dict[str, Any] = {}
-        q -= 11
-        t_ = (x >> q) & 2047
-        r2480['hours'] = (t_ >> 6) & 31
-        r2480['mins'] = t_ & 63
-        r['durationHourMinute'] = r2480
+    if h2595 & 1:
+        r2620: dict[str, Any] = {}
+        q -= 5
+        c2622 = (x >> q) & 31
+        if c2622 > 23:
+            raise _rt.OutOfSchema
+        r2620['hours'] = c2622
+        q -= 6
+        c2623 = (x >> q) & 63
+        if c2623 > 59:
+            raise _rt.OutOfSchema
+        r2620['mins'] = c2623
+        r['durationHourMinute'] = r2620
     return r, q
 
 
@@ -8483,51 +8926,63 @@ def e_InternationalSign_applicableVehicleDimensions(v: Any) -> int:
     a: int = 1
     a = a << 4 | (8 if 'vehicleHeight' in v else 0) | (4 if 'vehicleWidth' in v else 0) | (2 if 'vehicleLength' in v else 0) | ('vehicleWeight' in v)
     if 'vehicleHeight' in v:
-        v2483 = v['vehicleHeight']
-        a = a << 17 | ((v2483['value'] - 1)) << 3 | ((v2483['unit'] - 2))
+        v2625 = v['vehicleHeight']
+        a = a << 17 | ((v2625['value'] - 1)) << 3 | ((v2625['unit'] - 2))
     if 'vehicleWidth' in v:
-        v2487 = v['vehicleWidth']
-        a = a << 17 | ((v2487['value'] - 1)) << 3 | ((v2487['unit'] - 2))
+        v2629 = v['vehicleWidth']
+        a = a << 17 | ((v2629['value'] - 1)) << 3 | ((v2629['unit'] - 2))
     if 'vehicleLength' in v:
-        v2491 = v['vehicleLength']
-        a = a << 17 | ((v2491['value'] - 1)) << 3 | ((v2491['unit'] - 2))
+        v2633 = v['vehicleLength']
+        a = a << 17 | ((v2633['value'] - 1)) << 3 | ((v2633['unit'] - 2))
     if 'vehicleWeight' in v:
-        v2495 = v['vehicleWeight']
-        a = a << 16 | ((v2495['value'] - 1)) << 2 | ((v2495['unit'] - 10))
+        v2637 = v['vehicleWeight']
+        a = a << 16 | ((v2637['value'] - 1)) << 2 | ((v2637['unit'] - 10))
     return a
 
 def d_InternationalSign_applicableVehicleDimensions(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h2499 = (x >> q) & 15
-    if h2499 & 8:
-        r2500: dict[str, Any] = {}
+    h2641 = (x >> q) & 15
+    if h2641 & 8:
+        r2642: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r2500['value'] = ((t_ >> 3) & 16383) + 1
-        r2500['unit'] = (t_ & 7) + 2
-        r['vehicleHeight'] = r2500
-    if h2499 & 4:
-        r2502: dict[str, Any] = {}
+        r2642['value'] = ((t_ >> 3) & 16383) + 1
+        c2644 = (t_ & 7) + 2
+        if not (c2644 >= 2 and c2644 <= 4 or c2644 >= 6 and c2644 <= 8):
+            raise _rt.OutOfSchema
+        r2642['unit'] = c2644
+        r['vehicleHeight'] = r2642
+    if h2641 & 4:
+        r2645: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r2502['value'] = ((t_ >> 3) & 16383) + 1
-        r2502['unit'] = (t_ & 7) + 2
-        r['vehicleWidth'] = r2502
-    if h2499 & 2:
-        r2504: dict[str, Any] = {}
+        r2645['value'] = ((t_ >> 3) & 16383) + 1
+        c2647 = (t_ & 7) + 2
+        if not (c2647 >= 2 and c2647 <= 4 or c2647 >= 6 and c2647 <= 8):
+            raise _rt.OutOfSchema
+        r2645['unit'] = c2647
+        r['vehicleWidth'] = r2645
+    if h2641 & 2:
+        r2648: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r2504['value'] = ((t_ >> 3) & 16383) + 1
-        r2504['unit'] = (t_ & 7) + 2
-        r['vehicleLength'] = r2504
-    if h2499 & 1:
-        r2506: dict[str, Any] = {}
+        r2648['value'] = ((t_ >> 3) & 16383) + 1
+        c2650 = (t_ & 7) + 2
+        if not (c2650 >= 2 and c2650 <= 4 or c2650 >= 6 and c2650 <= 8):
+            raise _rt.OutOfSchema
+        r2648['unit'] = c2650
+        r['vehicleLength'] = r2648
+    if h2641 & 1:
+        r2651: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
-        r2506['value'] = ((t_ >> 2) & 16383) + 1
-        r2506['unit'] = (t_ & 3) + 10
-        r['vehicleWeight'] = r2506
+        r2651['value'] = ((t_ >> 2) & 16383) + 1
+        c2653 = (t_ & 3) + 10
+        if c2653 > 12:
+            raise _rt.OutOfSchema
+        r2651['unit'] = c2653
+        r['vehicleWeight'] = r2651
     return r, q
 
 
@@ -8544,13 +8999,19 @@ def e_InternationalSign_speedLimits(v: Any) -> int:
 def d_InternationalSign_speedLimits(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h2512 = (x >> q) & 3
-    if h2512 & 2:
+    h2658 = (x >> q) & 3
+    if h2658 & 2:
         q -= 8
-        r['speedLimitMax'] = (x >> q) & 255
-    if h2512 & 1:
+        c2659 = (x >> q) & 255
+        if c2659 > 250:
+            raise _rt.OutOfSchema
+        r['speedLimitMax'] = c2659
+    if h2658 & 1:
         q -= 8
-        r['speedLimitMin'] = (x >> q) & 255
+        c2660 = (x >> q) & 255
+        if c2660 > 250:
+            raise _rt.OutOfSchema
+        r['speedLimitMin'] = c2660
     q -= 1
     r['unit'] = (x >> q) & 1
     return r, q
@@ -8566,7 +9027,10 @@ def d_InternationalSign_distanceBetweenVehicles(x: int, q: int) -> tuple[Any, in
     q -= 17
     t_ = (x >> q) & 131071
     r['value'] = ((t_ >> 3) & 16383) + 1
-    r['unit'] = (t_ & 7) + 2
+    c2665 = (t_ & 7) + 2
+    if not (c2665 >= 2 and c2665 <= 4 or c2665 >= 6 and c2665 <= 8):
+        raise _rt.OutOfSchema
+    r['unit'] = c2665
     return r, q
 
 
@@ -8579,190 +9043,199 @@ def e_InternationalSign_destinationInformation(v: Any) -> int:
         a = a << 7 | (v['roundaboutCwDirection'] - 1)
     if 'roundaboutCcwDirection' in v:
         a = a << 7 | (v['roundaboutCcwDirection'] - 1)
-    v2521 = v['ioList']
-    k2522 = len(v2521)
-    if 1 <= k2522 <= 8:
+    v2670 = v['ioList']
+    k2671 = len(v2670)
+    if 1 <= k2671 <= 8:
         a <<= 1
-        a = a << 3 | (k2522 - 1)
+        a = a << 3 | (k2671 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k2522)
-    for w2522 in v2521:
-        a = a << 10 | ((64 if 'destPlace' in w2522 else 0) | (32 if 'destRoad' in w2522 else 0) | (16 if 'roadNumberIdentifier' in w2522 else 0) | (8 if 'streetName' in w2522 else 0) | (4 if 'streetNameText' in w2522 else 0) | (2 if 'distanceToDivergingPoint' in w2522 else 0) | ('distanceToDestinationPlace' in w2522)) << 3 | (w2522['arrowDirection'])
-        if 'destPlace' in w2522:
-            v2525 = w2522['destPlace']
-            a2526 = 1
-            k2527 = len(v2525)
-            if 1 <= k2527 <= 4:
-                a2526 <<= 1
-                a2526 = a2526 << 2 | (k2527 - 1)
+        a = _rt.ld(a << 1 | 1, k2671)
+    for w2671 in v2670:
+        a = a << 10 | ((64 if 'destPlace' in w2671 else 0) | (32 if 'destRoad' in w2671 else 0) | (16 if 'roadNumberIdentifier' in w2671 else 0) | (8 if 'streetName' in w2671 else 0) | (4 if 'streetNameText' in w2671 else 0) | (2 if 'distanceToDivergingPoint' in w2671 else 0) | ('distanceToDestinationPlace' in w2671)) << 3 | (w2671['arrowDirection'])
+        if 'destPlace' in w2671:
+            v2674 = w2671['destPlace']
+            a2675 = 1
+            k2676 = len(v2674)
+            if 1 <= k2676 <= 4:
+                a2675 <<= 1
+                a2675 = a2675 << 2 | (k2676 - 1)
             else:
-                a2526 = _rt.ld(a2526 << 1 | 1, k2527)
-            for w2527 in v2525:
-                s_ = e_DestinationPlace(w2527)
-                a2526 = ((a2526 - 1) << (s_.bit_length() - 1)) + s_
-            a = ((a - 1) << (a2526.bit_length() - 1)) + a2526
-        if 'destRoad' in w2522:
-            v2528 = w2522['destRoad']
-            a2529 = 1
-            k2530 = len(v2528)
-            if 1 <= k2530 <= 4:
-                a2529 <<= 1
-                a2529 = a2529 << 2 | (k2530 - 1)
+                a2675 = _rt.ld(a2675 << 1 | 1, k2676)
+            for w2676 in v2674:
+                s_ = e_DestinationPlace(w2676)
+                a2675 = ((a2675 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2675.bit_length() - 1)) + a2675
+        if 'destRoad' in w2671:
+            v2677 = w2671['destRoad']
+            a2678 = 1
+            k2679 = len(v2677)
+            if 1 <= k2679 <= 4:
+                a2678 <<= 1
+                a2678 = a2678 << 2 | (k2679 - 1)
             else:
-                a2529 = _rt.ld(a2529 << 1 | 1, k2530)
-            for w2530 in v2528:
-                a2529 = a2529 << 2 | (2 if 'roadNumberIdentifier' in w2530 else 0) | ('roadNumberText' in w2530)
-                w2533 = w2530['derType']
-                if 0 <= w2533 <= 15:
-                    a2529 = a2529 << 5 | w2533
+                a2678 = _rt.ld(a2678 << 1 | 1, k2679)
+            for w2679 in v2677:
+                a2678 = a2678 << 2 | (2 if 'roadNumberIdentifier' in w2679 else 0) | ('roadNumberText' in w2679)
+                w2682 = w2679['derType']
+                if 0 <= w2682 <= 15:
+                    a2678 = a2678 << 5 | w2682
                 else:
-                    a2529 = _rt.uwn(a2529 << 1 | 1, w2533)
-                if 'roadNumberIdentifier' in w2530:
-                    a2529 = a2529 << 10 | (w2530['roadNumberIdentifier'] - 1)
-                if 'roadNumberText' in w2530:
-                    a2529 = _rt.octets(a2529, w2530['roadNumberText'].encode('utf-8'))
-            a = ((a - 1) << (a2529.bit_length() - 1)) + a2529
-        if 'roadNumberIdentifier' in w2522:
-            a = a << 10 | (w2522['roadNumberIdentifier'] - 1)
-        if 'streetName' in w2522:
-            a = a << 10 | (w2522['streetName'] - 1)
-        if 'streetNameText' in w2522:
-            a = _rt.octets(a, w2522['streetNameText'].encode('utf-8'))
-        if 'distanceToDivergingPoint' in w2522:
-            v2539 = w2522['distanceToDivergingPoint']
-            a = a << 17 | ((v2539['value'] - 1)) << 3 | ((v2539['unit'] - 2))
-        if 'distanceToDestinationPlace' in w2522:
-            v2543 = w2522['distanceToDestinationPlace']
-            a = a << 17 | ((v2543['value'] - 1)) << 3 | ((v2543['unit'] - 2))
+                    a2678 = _rt.uwn(a2678 << 1 | 1, w2682)
+                if 'roadNumberIdentifier' in w2679:
+                    a2678 = a2678 << 10 | (w2679['roadNumberIdentifier'] - 1)
+                if 'roadNumberText' in w2679:
+                    a2678 = _rt.octets(a2678, w2679['roadNumberText'].encode('utf-8'))
+            a = ((a - 1) << (a2678.bit_length() - 1)) + a2678
+        if 'roadNumberIdentifier' in w2671:
+            a = a << 10 | (w2671['roadNumberIdentifier'] - 1)
+        if 'streetName' in w2671:
+            a = a << 10 | (w2671['streetName'] - 1)
+        if 'streetNameText' in w2671:
+            a = _rt.octets(a, w2671['streetNameText'].encode('utf-8'))
+        if 'distanceToDivergingPoint' in w2671:
+            v2688 = w2671['distanceToDivergingPoint']
+            a = a << 17 | ((v2688['value'] - 1)) << 3 | ((v2688['unit'] - 2))
+        if 'distanceToDestinationPlace' in w2671:
+            v2692 = w2671['distanceToDestinationPlace']
+            a = a << 17 | ((v2692['value'] - 1)) << 3 | ((v2692['unit'] - 2))
     return a
 
 def d_InternationalSign_destinationInformation(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h2547 = (x >> q) & 7
-    if h2547 & 4:
+    h2696 = (x >> q) & 7
+    if h2696 & 4:
         q -= 7
         r['junctionDirection'] = ((x >> q) & 127) + 1
-    if h2547 & 2:
+    if h2696 & 2:
         q -= 7
         r['roundaboutCwDirection'] = ((x >> q) & 127) + 1
-    if h2547 & 1:
+    if h2696 & 1:
         q -= 7
         r['roundaboutCcwDirection'] = ((x >> q) & 127) + 1
     q -= 1
     if (x >> q) & 1:
-        k2549, q = _rt.read_ld(x, q)
+        k2698, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k2549 = ((x >> q) & 7) + 1
-    r2548: list[Any] = []
-    for _ in range(k2549):
+        k2698 = ((x >> q) & 7) + 1
+    r2697: list[Any] = []
+    for _ in range(k2698):
         x &= (1 << q) - 1
-        r2550: dict[str, Any] = {}
+        r2699: dict[str, Any] = {}
         q -= 10
         t_ = (x >> q) & 1023
-        h2551 = (t_ >> 3) & 127
-        r2550['arrowDirection'] = t_ & 7
-        if h2551 & 64:
+        h2700 = (t_ >> 3) & 127
+        r2699['arrowDirection'] = t_ & 7
+        if h2700 & 64:
             q -= 1
             if (x >> q) & 1:
-                k2553, q = _rt.read_ld(x, q)
+                k2702, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k2553 = ((x >> q) & 3) + 1
-            r2552: list[Any] = []
-            for _ in range(k2553):
-                w2553, q = d_DestinationPlace(x, q)
-                r2552.append(w2553)
-            r2550['destPlace'] = r2552
-        if h2551 & 32:
+                k2702 = ((x >> q) & 3) + 1
+            r2701: list[Any] = []
+            for _ in range(k2702):
+                w2702, q = d_DestinationPlace(x, q)
+                r2701.append(w2702)
+            r2699['destPlace'] = r2701
+        if h2700 & 32:
             q -= 1
             if (x >> q) & 1:
-                k2555, q = _rt.read_ld(x, q)
+                k2704, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k2555 = ((x >> q) & 3) + 1
-            r2554: list[Any] = []
-            for _ in range(k2555):
-                r2556: dict[str, Any] = {}
+                k2704 = ((x >> q) & 3) + 1
+            r2703: list[Any] = []
+            for _ in range(k2704):
+                r2705: dict[str, Any] = {}
                 q -= 2
-                h2557 = (x >> q) & 3
+                h2706 = (x >> q) & 3
                 q -= 1
                 if (x >> q) & 1:
-                    r2556['derType'], q = _rt.read_uwn(x, q)
+                    r2705['derType'], q = _rt.read_uwn(x, q)
                 else:
                     q -= 4
-                    r2556['derType'] = (x >> q) & 15
-                if h2557 & 2:
+                    r2705['derType'] = (x >> q) & 15
+                if h2706 & 2:
                     q -= 10
-                    r2556['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
-                if h2557 & 1:
-                    b2558, q = _rt.read_octets(x, q)
-                    r2556['roadNumberText'] = b2558.decode('utf-8')
-                r2554.append(r2556)
-            r2550['destRoad'] = r2554
-        if h2551 & 16:
+                    c2707 = ((x >> q) & 1023) + 1
+                    if c2707 > 999:
+                        raise _rt.OutOfSchema
+                    r2705['roadNumberIdentifier'] = c2707
+                if h2706 & 1:
+                    b2708, q = _rt.read_octets(x, q)
+                    r2705['roadNumberText'] = b2708.decode('utf-8')
+                r2703.append(r2705)
+            r2699['destRoad'] = r2703
+        if h2700 & 16:
             q -= 10
-            r2550['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
-        if h2551 & 8:
+            c2709 = ((x >> q) & 1023) + 1
+            if c2709 > 999:
+                raise _rt.OutOfSchema
+            r2699['roadNumberIdentifier'] = c2709
+        if h2700 & 8:
             q -= 10
-            r2550['streetName'] = ((x >> q) & 1023) + 1
-        if h2551 & 4:
-            b2559, q = _rt.read_octets(x, q)
-            r2550['streetNameText'] = b2559.decode('utf-8')
-        if h2551 & 2:
-            r2560: dict[str, Any] = {}
+            c2710 = ((x >> q) & 1023) + 1
+            if c2710 > 999:
+                raise _rt.OutOfSchema
+            r2699['streetName'] = c2710
+        if h2700 & 4:
+            b2711, q = _rt.read_octets(x, q)
+            r2699['streetNameText'] = b2711.decode('utf-8')
+        if h2700 & 2:
+            r2712: dict[str, Any] = {}
             q -= 17
             t_ = (x >> q) & 131071
-            r2560['value'] = ((t_ >> 3) & 16383) + 1
-            r2560['unit'] = (t_ & 7) + 2
-            r2550['distanceToDivergingPoint'] = r2560
-        if h2551 & 1:
-            r2562: dict[str, Any] = {}
+            r2712['value'] = ((t_ >> 3) & 16383) + 1
+            r2712['unit'] = (t_ & 7) + 2
+            r2699['distanceToDivergingPoint'] = r2712
+        if h2700 & 1:
+            r2714: dict[str, Any] = {}
             q -= 17
             t_ = (x >> q) & 131071
-            r2562['value'] = ((t_ >> 3) & 16383) + 1
-            r2562['unit'] = (t_ & 7) + 2
-            r2550['distanceToDestinationPlace'] = r2562
-        r2548.append(r2550)
-    r['ioList'] = r2548
+            r2714['value'] = ((t_ >> 3) & 16383) + 1
+            r2714['unit'] = (t_ & 7) + 2
+            r2699['distanceToDestinationPlace'] = r2714
+        r2697.append(r2699)
+    r['ioList'] = r2697
     return r, q
 
 
 def e_DestinationPlace(v: Any) -> int:
     a: int = 1
     a = a << 4 | (8 if 'destRSCode' in v else 0) | (4 if 'destBlob' in v else 0) | (2 if 'placeNameIdentification' in v else 0) | ('placeNameText' in v)
-    w2566 = v['destType']
-    if 0 <= w2566 <= 15:
-        a = a << 5 | w2566
+    w2718 = v['destType']
+    if 0 <= w2718 <= 15:
+        a = a << 5 | w2718
     else:
-        a = _rt.uwn(a << 1 | 1, w2566)
+        a = _rt.uwn(a << 1 | 1, w2718)
     if 'destRSCode' in v:
-        v2567 = v['destRSCode']
-        a = a << 1 | ('attributes' in v2567)
-        v2569 = v2567['pictogramCode']
-        a = a << 1 | ('countryCode' in v2569)
-        if 'countryCode' in v2569:
-            d2572 = v2569['countryCode']
-            a = a << (len(d2572) << 3) | int.from_bytes(d2572, 'big')
-        s_ = e_GddStructure_pictogramCode_serviceCategoryCode(v2569['serviceCategoryCode'])
+        v2719 = v['destRSCode']
+        a = a << 1 | ('attributes' in v2719)
+        v2721 = v2719['pictogramCode']
+        a = a << 1 | ('countryCode' in v2721)
+        if 'countryCode' in v2721:
+            d2724 = v2721['countryCode']
+            a = a << (len(d2724) << 3) | int.from_bytes(d2724, 'big')
+        s_ = e_GddStructure_pictogramCode_serviceCategoryCode(v2721['serviceCategoryCode'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
-        v2574 = v2569['pictogramCategoryCode']
-        a = a << 11 | ((v2574['nature'] - 1)) << 7 | (v2574['serialNumber'])
-        if 'attributes' in v2567:
-            v2578 = v2567['attributes']
-            k2579 = len(v2578)
-            if 1 <= k2579 <= 8:
+        v2726 = v2721['pictogramCategoryCode']
+        a = a << 11 | ((v2726['nature'] - 1)) << 7 | (v2726['serialNumber'])
+        if 'attributes' in v2719:
+            v2730 = v2719['attributes']
+            k2731 = len(v2730)
+            if 1 <= k2731 <= 8:
                 a <<= 1
-                a = a << 3 | (k2579 - 1)
+                a = a << 3 | (k2731 - 1)
             else:
-                a = _rt.ld(a << 1 | 1, k2579)
-            for w2579 in v2578:
-                s_ = e_GddAttribute(w2579)
+                a = _rt.ld(a << 1 | 1, k2731)
+            for w2731 in v2730:
+                s_ = e_GddAttribute(w2731)
                 a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'destBlob' in v:
-        d2581 = v['destBlob']
-        a = _rt.octets(a, d2581)
+        d2733 = v['destBlob']
+        a = _rt.octets(a, d2733)
     if 'placeNameIdentification' in v:
         a = a << 10 | (v['placeNameIdentification'] - 1)
     if 'placeNameText' in v:
@@ -8772,54 +9245,52 @@ def e_DestinationPlace(v: Any) -> int:
 def d_DestinationPlace(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h2584 = (x >> q) & 15
+    h2736 = (x >> q) & 15
     q -= 1
     if (x >> q) & 1:
         r['destType'], q = _rt.read_uwn(x, q)
     else:
         q -= 4
         r['destType'] = (x >> q) & 15
-    if h2584 & 8:
-        r2585: dict[str, Any] = {}
+    if h2736 & 8:
+        r2737: dict[str, Any] = {}
         q -= 1
-        h2586 = (x >> q) & 1
-        r2587: dict[str, Any] = {}
+        h2738 = (x >> q) & 1
+        r2739: dict[str, Any] = {}
         q -= 1
-        h2588 = (x >> q) & 1
-        if h2588 & 1:
-            k2589 = 2
-            q -= k2589 << 3
-            r2587['countryCode'] = ((x >> q) & ((1 << (k2589 << 3)) - 1)).to_bytes(k2589, 'big')
-        r2587['serviceCategoryCode'], q = d_GddStructure_pictogramCode_serviceCategoryCode(x, q)
-        r2590: dict[str, Any] = {}
-        q -= 11
-        t_ = (x >> q) & 2047
-        r2590['nature'] = ((t_ >> 7) & 15) + 1
-        r2590['serialNumber'] = t_ & 127
-        r2587['pictogramCategoryCode'] = r2590
-        r2585['pictogramCode'] = r2587
-        if h2586 & 1:
-            q -= 1
-            if (x >> q) & 1:
-                k2593, q = _rt.read_ld(x, q)
-            else:
-                q -= 3
-                k2593 = ((x >> q) & 7) + 1
-            r2592: list[Any] = []
-            for _ in range(k2593):
-                x &= (1 << q) - 1
-                w2593, q = d_GddAttribute(x, q)
-                r2592.append(w2593)
-            r2585['attributes'] = r2592
-        r['destRSCode'] = r2585
-    if h2584 & 4:
+        h2740 = (x >> q) & 1
+        if h2740 & 1:
+            k2741 = 2
+            q -= k2741 << 3
+            r2739['countryCode'] = ((x >> q) & ((1 << (k2741 << 3)) - 1)).to_bytes(k2741, 'big')
+        r2739['serviceCategoryCode'], q = d_GddStructure_pictogramCode_serviceCategoryCode(x, q)
+        r2742: dict[str, Any] = {}
+        q -= 4
+        c2744 = ((x >> q) & 15) + 1
+        if c2744 > 9:
+            raise _rt.OutOfSchema
+        r2742['nature'] = c2744
+        q -= 7
+        c2745 = (x >> q) & 127
+        if c2745 > 99:
+            raise _rt.OutOfSchema
+        r2742['serialNumber'] = c2745
+        r2739['pictogramCategoryCode'] = r2742
+        r2737['pictogramCode'] = r2739
+        if h2738 & 1:
+            raise _rt.OutOfSchema
+        r['destRSCode'] = r2737
+    if h2736 & 4:
         r['destBlob'], q = _rt.read_octets(x, q)
-    if h2584 & 2:
+    if h2736 & 2:
         q -= 10
-        r['placeNameIdentification'] = ((x >> q) & 1023) + 1
-    if h2584 & 1:
-        b2594, q = _rt.read_octets(x, q)
-        r['placeNameText'] = b2594.decode('utf-8')
+        c2746 = ((x >> q) & 1023) + 1
+        if c2746 > 999:
+            raise _rt.OutOfSchema
+        r['placeNameIdentification'] = c2746
+    if h2736 & 1:
+        b2747, q = _rt.read_octets(x, q)
+        r['placeNameText'] = b2747.decode('utf-8')
     return r, q
 
 
@@ -8828,69 +9299,76 @@ def e_GddStructure_pictogramCode_serviceCategoryCode(v: Any) -> int:
     k, w = v
     if k == 'trafficSignPictogram':
         a <<= 3
-        w2595 = w
-        i2596 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w2595)
-        if i2596 is not None:
-            a = a << 3 | i2596
+        w2748 = w
+        i2749 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w2748)
+        if i2749 is not None:
+            a = a << 3 | i2749
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2595])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2748])
     elif k == 'publicFacilitiesPictogram':
         a = a << 3 | 1
-        w2597 = w
-        i2598 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w2597)
-        if i2598 is not None:
-            a = a << 1 | i2598
+        w2750 = w
+        i2751 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w2750)
+        if i2751 is not None:
+            a = a << 1 | i2751
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2597])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2750])
     elif k == 'ambientOrRoadConditionPictogram':
         a = a << 3 | 2
-        w2599 = w
-        i2600 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w2599)
-        if i2600 is not None:
-            a = a << 2 | i2600
+        w2752 = w
+        i2753 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w2752)
+        if i2753 is not None:
+            a = a << 2 | i2753
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2599])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2752])
     else:
         raise KeyError(k)
     return a
 
 def d_GddStructure_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 2
     i = (x >> q) & 3
     if i == 0:
         q -= 1
         if (x >> q) & 1:
-            i2601, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2601)
+            i2755, q = _rt.read_nsnn(x, q)
+            c2754 = _DX_LayerType_3.get(i2755)
         else:
             q -= 2
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_81[(x >> q) & 3]
+            c2754 = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_81[(x >> q) & 3]
+        if c2754 is None:
+            raise _rt.OutOfSchema
+        w = c2754
         return ('trafficSignPictogram', w), q
     elif i == 1:
         q -= 1
         if (x >> q) & 1:
-            i2602, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2602)
+            i2757, q = _rt.read_nsnn(x, q)
+            c2756 = _DX_LayerType_3.get(i2757)
         else:
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_82[0]
+            c2756 = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_82[0]
+        if c2756 is None:
+            raise _rt.OutOfSchema
+        w = c2756
         return ('publicFacilitiesPictogram', w), q
     elif i == 2:
         q -= 1
         if (x >> q) & 1:
-            i2603, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i2603)
+            i2759, q = _rt.read_nsnn(x, q)
+            c2758 = _DX_LayerType_3.get(i2759)
         else:
             q -= 1
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_83[(x >> q) & 1]
+            c2758 = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_83[(x >> q) & 1]
+        if c2758 is None:
+            raise _rt.OutOfSchema
+        w = c2758
         return ('ambientOrRoadConditionPictogram', w), q
     raise _rt.Malformed('GddStructure_pictogramCode_serviceCategoryCode: choice index ' + str(i))
 
@@ -8971,7 +9449,10 @@ def d_GddAttribute(x: int, q: int) -> tuple[Any, int]:
         return ('set', w), q
     elif i == 9:
         q -= 7
-        w = (x >> q) & 127
+        c2760 = (x >> q) & 127
+        if c2760 > 99:
+            raise _rt.OutOfSchema
+        w = c2760
         return ('nol', w), q
     raise _rt.Malformed('GddAttribute: choice index ' + str(i))
 
@@ -8980,31 +9461,37 @@ def e_InternationalSign_section(v: Any) -> int:
     a: int = 1
     a = a << 2 | (2 if 'startingPointLength' in v else 0) | ('continuityLength' in v)
     if 'startingPointLength' in v:
-        v2605 = v['startingPointLength']
-        a = a << 17 | ((v2605['value'] - 1)) << 3 | ((v2605['unit'] - 2))
+        v2762 = v['startingPointLength']
+        a = a << 17 | ((v2762['value'] - 1)) << 3 | ((v2762['unit'] - 2))
     if 'continuityLength' in v:
-        v2609 = v['continuityLength']
-        a = a << 17 | ((v2609['value'] - 1)) << 3 | ((v2609['unit'] - 2))
+        v2766 = v['continuityLength']
+        a = a << 17 | ((v2766['value'] - 1)) << 3 | ((v2766['unit'] - 2))
     return a
 
 def d_InternationalSign_section(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h2613 = (x >> q) & 3
-    if h2613 & 2:
-        r2614: dict[str, Any] = {}
+    h2770 = (x >> q) & 3
+    if h2770 & 2:
+        r2771: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r2614['value'] = ((t_ >> 3) & 16383) + 1
-        r2614['unit'] = (t_ & 7) + 2
-        r['startingPointLength'] = r2614
-    if h2613 & 1:
-        r2616: dict[str, Any] = {}
+        r2771['value'] = ((t_ >> 3) & 16383) + 1
+        c2773 = (t_ & 7) + 2
+        if not (c2773 >= 2 and c2773 <= 4 or c2773 >= 6 and c2773 <= 8):
+            raise _rt.OutOfSchema
+        r2771['unit'] = c2773
+        r['startingPointLength'] = r2771
+    if h2770 & 1:
+        r2774: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r2616['value'] = ((t_ >> 3) & 16383) + 1
-        r2616['unit'] = (t_ & 7) + 2
-        r['continuityLength'] = r2616
+        r2774['value'] = ((t_ >> 3) & 16383) + 1
+        c2776 = (t_ & 7) + 2
+        if not (c2776 >= 2 and c2776 <= 4 or c2776 >= 6 and c2776 <= 8):
+            raise _rt.OutOfSchema
+        r2774['unit'] = c2776
+        r['continuityLength'] = r2774
     return r, q
 
 

@@ -8,7 +8,10 @@ UPER goes through the generated codec (``rsu/codec/generated/uper.py``, written 
 tests/test_codec_generated.py) when it was generated from the ASN.1 modules in use; asn1tools
 remains the reference and the fallback: for ``RSU_UPER=asn1tools`` (or ``uper="asn1tools"``),
 for modules the generated code was not made from, and for any value or input the generated
-code does not take (it then gives exactly the result or the error asn1tools gives).
+code does not take (it then gives exactly the result or the error asn1tools gives). The generated
+decoder also refuses (``OutOfSchema``) every value validation would refuse, so a PDU it decodes
+needs no separate value check; one it refuses is decoded again by asn1tools and validated, for
+the error naming the field.
 """
 
 from __future__ import annotations

@@ -13,6 +13,11 @@ written inline, and so are SEQUENCEs and SEQUENCE OFs nested up to INLINE_DEPTH 
 SEQUENCE or SEQUENCE OF function (a Python call costs more than most of them). A peephole pass then
 joins consecutive fixed-width fields into one append or one read.
 
+The decoder raises ``uper_runtime.OutOfSchema`` for any value ``rsu.codec.values.validate`` would
+refuse (ranges and sizes PER can carry beyond their bounds, unknown enumeration values and CHOICE
+alternatives, WITH COMPONENTS presence; the checks come from the schema model, and are left out
+where the PER form admits nothing else), so what it returns needs no separate check.
+
 The generated module is typed for mypy --strict: values in the Python value form are ``Any`` (the
 codec's JSON-like boundary), bit accumulators and bit positions ``int``.
 

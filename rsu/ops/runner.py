@@ -8,6 +8,7 @@ store (waits for the operator: systemd's RestartPreventExitStatus, no restart lo
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -29,7 +30,10 @@ async def serve(
     """Start, then serve until SIGTERM/SIGINT (``stopped`` set); SIGHUP reloads. The daemon's and the
     supervisor's (``workers:``) main loop."""
     loop = asyncio.get_running_loop()
-    await start()
+    try:
+        await start()
+    finally:
+        settle_gc()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopped.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
@@ -39,6 +43,16 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await stop()
+
+
+def settle_gc() -> None:
+    """After start-up: one full collection, then what remains (modules, configuration, the compiled
+    schema, the restored entries) moves to the permanent generation (gc.freeze), so later collections do
+    not walk it again and forked processes do not copy its pages by touching it; collection is then on
+    (``rsu run`` keeps it off while the daemon starts)."""
+    gc.collect()
+    gc.freeze()
+    gc.enable()
 
 
 def run(config_path: str | None, overrides: tuple[str, ...] | list[str] = ()) -> int:

@@ -46,10 +46,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _timing import median_us  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-
-from _timing import median_us  # noqa: E402
 
 from rsu.codec.facilities import get_codec  # noqa: E402
 from rsu.dissect import dissect  # noqa: E402
@@ -163,14 +162,18 @@ def first_seen(
 def cold_start(runs: int = 5, poll_s: float = 0.005) -> dict[str, float | int]:
     """Spawn-to-ready times of ``rsu run`` with a minimal configuration (see the module docstring):
     medians over ``runs`` of ``fresh_api_s``, ``fresh_first_on_air_s`` (a new state directory each
-    run) and ``restart_api_s``, ``restart_first_on_air_s`` (the same one after a clean stop)."""
+    run) and ``restart_api_s``, ``restart_first_on_air_s`` (the same one after a clean stop), and the
+    daemon's CPU time (user + system) when /v1/health answered, ``*_cpu_until_api_s`` (other load on the
+    machine changes it much less than the wall times)."""
     import urllib.request
 
     compileall.compile_dir(str(REPO / "rsu"), quiet=1)
     get_codec()  # writes the compiled ASN.1 cache if it was not there: the warm cache of the definition
     codec = None
     group, port = group_and_port()
-    figures: dict[str, list[float]] = {k: [] for k in ("fresh_api", "fresh_air", "restart_api", "restart_air")}
+    figures: dict[str, list[float]] = {
+        f"{phase}_{what}": [] for phase in ("fresh", "restart") for what in ("api", "air", "cpu")
+    }
     with tempfile.TemporaryDirectory(prefix="rsu-bench-cold-") as tmp:
         map_file = Path(tmp) / "map.json"
         mapem = example("mapem-4arm-intersection.json")
@@ -191,6 +194,7 @@ def cold_start(runs: int = 5, poll_s: float = 0.005) -> dict[str, float | int]:
                     t0 = time.monotonic()
                     d.start(poll_s=poll_s)
                     figures[f"{phase}_api"].append(time.monotonic() - t0)
+                    figures[f"{phase}_cpu"].append(cpu_seconds(d.proc.pid if d.proc else None) or 0.0)
                     figures[f"{phase}_air"].append(first_seen(rec, t0, wanted, codec)[min(wanted)][0])
                     with urllib.request.urlopen(d.url + "/v1/health", timeout=10):
                         pass
@@ -201,6 +205,7 @@ def cold_start(runs: int = 5, poll_s: float = 0.005) -> dict[str, float | int]:
     for phase in ("fresh", "restart"):
         out[f"{phase}_api_s"] = round(statistics.median(figures[f"{phase}_api"]), 3)
         out[f"{phase}_first_on_air_s"] = round(statistics.median(figures[f"{phase}_air"]), 3)
+        out[f"{phase}_cpu_until_api_s"] = round(statistics.median(figures[f"{phase}_cpu"]), 3)
     return out
 
 
@@ -294,7 +299,8 @@ def main() -> int:
             for phase, what in (("fresh", "new state directory"), ("restart", "same state after a clean stop")):
                 print(
                     f"  {what:<30} API answering {cold[f'{phase}_api_s']:.3f} s, "
-                    f"first on the air {cold[f'{phase}_first_on_air_s']:.3f} s"
+                    f"first on the air {cold[f'{phase}_first_on_air_s']:.3f} s, "
+                    f"daemon CPU until API {cold[f'{phase}_cpu_until_api_s']:.3f} s"
                 )
     return 0
 

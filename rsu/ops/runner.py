@@ -20,6 +20,8 @@ from rsu.ops.config_core import ConfigError
 
 log = logging.getLogger("rsu.daemon")
 
+SETTLE_GC_AFTER_S = 1.0  # settle_gc this long after start-up
+
 
 async def serve(
     start: Callable[[], Awaitable[None]],
@@ -30,10 +32,9 @@ async def serve(
     """Start, then serve until SIGTERM/SIGINT (``stopped`` set); SIGHUP reloads. The daemon's and the
     supervisor's (``workers:``) main loop."""
     loop = asyncio.get_running_loop()
-    try:
-        await start()
-    finally:
-        settle_gc()
+    await start()
+    if not gc.isenabled():  # rsu run turned it off for the start-up; not before: ~40 ms would hold the API
+        loop.call_later(SETTLE_GC_AFTER_S, settle_gc)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopped.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
@@ -46,7 +47,7 @@ async def serve(
 
 
 def settle_gc() -> None:
-    """After start-up: one full collection, then what remains (modules, configuration, the compiled
+    """Once started (a second after): one full collection, then what remains (modules, configuration, the compiled
     schema, the restored entries) moves to the permanent generation (gc.freeze), so later collections do
     not walk it again and forked processes do not copy its pages by touching it; collection is then on
     (``rsu run`` keeps it off while the daemon starts)."""

@@ -25,7 +25,8 @@ from rsu import catalog
 from rsu.catalog import MessageKind
 from rsu.services.base import Context, ServiceEntity, intersection_key, next_revision, reject_unknown
 from rsu.services.errors import ServiceError
-from rsu.services.model import Entry, Plan, canonical_hash
+from rsu.services.model import Entry, EntryKey, Plan, Transmission, canonical_hash
+from rsu.services.scheduler import Due
 from rsu.services.store import StoredEntry
 from rsu.services.timefmt import minute_of_the_year
 from rsu.transports.base import GeoArea
@@ -284,10 +285,21 @@ class RltEntity(ServiceEntity):
             if e.value is None:
                 continue
             keys = self._keys_of.setdefault(ident, [])
-            for el in e.value["map"].get("intersections") or []:
+            value = e.value
+            for el in value["map"].get("intersections") or []:
                 key = intersection_key(el["id"])
                 self._index[key] = (e.id, el["revision"], signal_groups(el), el["refPoint"])
                 keys.append(key)
+
+    def transmissions(self, entry: Entry, due: Due[EntryKey]) -> list[Transmission]:
+        out = super().transmissions(entry, due)
+        if not due.fresh:  # from its first repetition on (not while a restart puts everything back on the air),
+            entry.pack(self._unpack)  # an entry holds its UPER bytes instead of ~47 kB of dicts (Entry.pack)
+        return out
+
+    def _unpack(self, data: bytes) -> dict[str, Any]:
+        value: dict[str, Any] = self.ctx.codec.decode(data, validate=False).value
+        return value
 
 
 def _check_connections(geometry: dict[str, Any], lane_ids: set[int], path: str, key: str) -> None:

@@ -285,8 +285,7 @@ class RltEntity(ServiceEntity):
             if e.value is None:
                 continue
             keys = self._keys_of.setdefault(ident, [])
-            value = e.value
-            for el in value["map"].get("intersections") or []:
+            for el in e.value["map"].get("intersections") or []:
                 key = intersection_key(el["id"])
                 self._index[key] = (e.id, el["revision"], signal_groups(el), el["refPoint"])
                 keys.append(key)

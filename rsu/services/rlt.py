@@ -72,6 +72,7 @@ class RltEntity(ServiceEntity):
         # intersections (a rebuild of every intersection per MAPEM made loading N MAP files cost N^2)
         self._keys_of: dict[str, list[str]] = {}
         self._owner: dict[str, str] = {}  # element key (an id part, "i1201") -> the active MAPEM that holds it
+        self._sent_once: set[str] = set()  # restored entries sent once since the restart, to be packed next time
 
     # --- what TLM asks --------------------------------------------------------------------------
     def intersection(self, key: str) -> tuple[str, int, set[int], dict[str, Any]] | None:
@@ -271,6 +272,7 @@ class RltEntity(ServiceEntity):
         (and of nothing else: the cost is that of the change, not of every active MAPEM)."""
         super().apply(plan)
         for ident in [*plan.deletes, *(e.id for e in plan.upserts)]:
+            self._sent_once.discard(ident)
             for key in self._keys_of.pop(ident, ()):
                 if self._index.get(key, ("",))[0] == ident:
                     del self._index[key]
@@ -289,11 +291,18 @@ class RltEntity(ServiceEntity):
                 key = intersection_key(el["id"])
                 self._index[key] = (e.id, el["revision"], signal_groups(el), el["refPoint"])
                 keys.append(key)
+        for e in plan.upserts:  # new content, sent at once: packed now (Entry.pack), so that MAP files loaded
+            if e.id in plan.fire:  # together do not all hold their values at the same time (a high-water mark)
+                e.pack(self._unpack)
 
     def transmissions(self, entry: Entry, due: Due[EntryKey]) -> list[Transmission]:
         out = super().transmissions(entry, due)
-        if not due.fresh:  # from its first repetition on (not while a restart puts everything back on the air),
-            entry.pack(self._unpack)  # an entry holds its UPER bytes instead of ~47 kB of dicts (Entry.pack)
+        if not entry.packed:  # restored: packed at its second send, once everything is back on the air
+            if entry.id in self._sent_once:
+                self._sent_once.discard(entry.id)
+                entry.pack(self._unpack)
+            else:
+                self._sent_once.add(entry.id)
         return out
 
     def _unpack(self, data: bytes) -> dict[str, Any]:

@@ -167,18 +167,18 @@ def pipeline_rows(tmp: Path, quick: bool) -> list[Row]:
 
 
 def restart_rows(tmp: Path, quick: bool) -> list[Row]:
-    r = _run("bench_restart.py", "--json", "--runs", "3" if quick else "5")
-    rows = []
-    cold = r.get("cold")
-    if cold:
+    r = _run("bench_restart.py", "--json", "--runs", "3" if quick else "5", "--cold-runs", "3" if quick else "7")
+    cold, rows = r["cold_start"], []
+    for phase, what in (("fresh", "a new state directory"), ("restart", "a restart after a clean stop")):
+        api, air = cold[f"{phase}_api_s"], cold[f"{phase}_first_on_air_s"]
         rows.append(
             Row(
-                "cold start, warm cache: spawn → API answering / first frame on the air",
-                f"{cold['api_s']:.2f} / {cold['first_on_air_s']:.2f} s",
+                f"cold start, warm cache, {what}: spawn → API answering / first frame on the air",
+                f"{api:.2f} / {air:.2f} s (daemon CPU until the API answers {cold[f'{phase}_cpu_until_api_s']:.2f} s)",
                 "",
                 "≤ 0.5 s",
-                max(cold["api_s"], cold["first_on_air_s"]) <= 0.5,
-                "bench_restart.py",
+                max(api, air) <= 0.5,
+                f"bench_restart.py, median of {cold['runs']}",
             )
         )
     rows.append(

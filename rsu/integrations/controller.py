@@ -39,6 +39,7 @@ from rsu.integrations.spat import (
     IntersectionUpdate,
     SignalEvent,
     SignalGroupState,
+    spat_value,
     spatem_payload,
     status_with,
 )
@@ -52,10 +53,12 @@ NEVER, LIVE, STALE, STOPPED = "never", "live", "stale", "stopped"
 
 
 class Services(Protocol):
-    """The port the integrations need from the services (a subset of :class:`rsu.services.ports.Triggering`;
-    :class:`rsu.services.layer.ServiceLayer` and :class:`rsu.services.ports.CurrentServices` implement it)."""
+    """The port the integrations need from the services (a subset of :class:`rsu.services.ports.Triggering`, and
+    :class:`rsu.services.ports.SpatTriggering` for the SPATEM states; :class:`rsu.services.layer.ServiceLayer` and
+    :class:`rsu.services.ports.CurrentServices` implement it)."""
 
     def trigger(self, service: str, request: dict) -> dict: ...
+    def trigger_spat(self, spat: dict) -> dict: ...
     def update(self, service: str, ident: str, request: dict) -> dict: ...
     def terminate(self, service: str, ident: str, request: dict | None = None) -> dict: ...
     def get(self, service: str, ident: str) -> dict: ...
@@ -279,10 +282,9 @@ class ControllerFeed:
                 f"(max_clock_skew_s {cfg.max_clock_skew_s:g})",
                 update.key,
             )
-        payload, corrections = spatem_payload(update, now)
         st = self._state(update.key)
         try:
-            answer = self.services.trigger("tlm", {"payload": payload})
+            answer, corrections = self._trigger(update, now)
         except ServiceError as e:
             st.last_error = str(e)
             self.counters.drop(f"tlm-{e.code}", str(e))
@@ -312,6 +314,16 @@ class ControllerFeed:
             self._wakeup()
         return FeedResult(True, update.key, answer=answer, notes=list(update.notes) + corrections)
 
+    def _trigger(self, update: IntersectionUpdate, now: float) -> tuple[dict, list[str]]:
+        """TLM's answer to ``update`` as a SPATEM stamped ``now``, and the corrections made: through the value port
+        (the update was validated by its parser), or as JER when it holds what TLM's validation must refuse."""
+        built = spat_value(update, now)
+        if built is None:
+            payload, corrections = spatem_payload(update, now)
+            return self.services.trigger("tlm", {"payload": payload}), corrections
+        spat, corrections = built
+        return self.services.trigger_spat(spat), corrections
+
     def _send_unavailable(self, st: _Intersection, now: float) -> None:
         st.next_unavailable = now + self.config.unavailable_interval_s
         if not st.groups:
@@ -324,9 +336,8 @@ class ControllerFeed:
             name=st.name,
             revision=st.revision,
         )
-        payload, _ = spatem_payload(update, now)
         try:
-            self.services.trigger("tlm", {"payload": payload})
+            self._trigger(update, now)
             self.counters.count("unavailable-sent")
         except ServiceError as e:
             st.last_error = str(e)

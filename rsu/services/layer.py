@@ -184,6 +184,12 @@ class ServiceLayer:
         entity = self.entity(service)
         return self._run(entity, lambda now: entity.trigger(_obj(request), now))
 
+    def trigger_spat(self, spat: dict[str, Any]) -> dict[str, Any]:
+        """:class:`rsu.services.ports.SpatTriggering`: ``trigger("tlm", ...)`` of a validated SPAT body value."""
+        entity = self.services[TlmEntity.name]
+        assert isinstance(entity, TlmEntity)
+        return self._run(entity, lambda now: entity.trigger_spat(spat, now))
+
     def update(self, service: str, ident: str, request: dict[str, Any]) -> dict[str, Any]:
         entity = self.entity(service)
         return self._run(entity, lambda now: entity.update(self._entry(entity, ident), _obj(request), now))

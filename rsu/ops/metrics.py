@@ -276,7 +276,7 @@ class Metrics:
 
     # convenience used by the runtime --------------------------------------------------------
     def on_sent(self, service: str, message: str, transport: str, repetition: bool, now: float | None = None) -> None:
-        (self.repeated if repetition else self.sent).labels(service, message, transport).inc()
+        self.child(self.repeated if repetition else self.sent, service, message, transport).inc()
         now = time.monotonic() if now is None else now
         self._window.append((now, message, transport))
 
@@ -351,7 +351,7 @@ class Metrics:
         a Skipped transmission as skipped; otherwise its lateness, each Sent as sent or repeated, each Dropped
         by its reason. Gives the names of the transports it went out on (None: skipped)."""
         if len(outcomes) == 1 and isinstance(outcomes[0], Skipped):
-            self.skipped.labels(outcomes[0].service, outcomes[0].reason).inc()
+            self.child(self.skipped, outcomes[0].service, outcomes[0].reason).inc()
             return None
         self.scheduled(service, lateness_s)
         sent_on = []
@@ -366,7 +366,7 @@ class Metrics:
     def skip(self, service: str, reason: str, n: int = 1) -> None:
         """Sends not made, per service and reason: the scheduler's, and controller-feed updates shed before
         they were built (``superseded``)."""
-        self.skipped.labels(service.upper(), reason).inc(n)
+        self.child(self.skipped, service.upper(), reason).inc(n)
 
     def limit_hit(self, limit: str) -> None:
         self.child(self.limit_hits, limit).inc()
@@ -388,9 +388,9 @@ class Metrics:
         self.child(self.audit_entries, action).inc()
 
     def scheduled(self, service: str, lateness_s: float) -> None:
-        self.lateness.labels(service).observe(lateness_s)
+        self.child(self.lateness, service).observe(lateness_s)
         if lateness_s > LATE_AFTER_S:
-            self.late.labels(service).inc()
+            self.child(self.late, service).inc()
 
     def receive_accounting(self) -> dict[tuple[str, str], dict[str, float]]:
         """Per (message, transport): received, accepted, dropped, held (for tests and status pages)."""

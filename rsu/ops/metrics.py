@@ -271,24 +271,28 @@ class Metrics:
             "rsu_gnss_satellites_used", "Satellites used in the fix (NaN: not reported)", registry=r
         )
         self._children: dict = {}
-        self._window: deque[tuple[float, str, str]] = deque()
+        self._window: deque[tuple[float, tuple[str, str]]] = deque()  # (time, (message, transport)) of each send
+        self._in_window: dict[tuple[str, str], int] = {}  # sends per (message, transport) in _window
         self.rate_window_s = 10.0
 
     # convenience used by the runtime --------------------------------------------------------
     def on_sent(self, service: str, message: str, transport: str, repetition: bool, now: float | None = None) -> None:
         self.child(self.repeated if repetition else self.sent, service, message, transport).inc()
         now = time.monotonic() if now is None else now
-        self._window.append((now, message, transport))
+        key = (message, transport)
+        self._window.append((now, key))
+        self._in_window[key] = self._in_window.get(key, 0) + 1
 
     def update_rates(self, now: float | None = None) -> None:
         """Recompute rsu_dissemination_rate_per_second from the sends in the last window."""
         now = time.monotonic() if now is None else now
         horizon = now - self.rate_window_s
+        counts = self._in_window  # kept as sends enter the window and leave it (not counted again each time)
         while self._window and self._window[0][0] < horizon:
-            self._window.popleft()
-        counts: dict[tuple[str, str], int] = {}
-        for _, message, transport in self._window:
-            counts[(message, transport)] = counts.get((message, transport), 0) + 1
+            key = self._window.popleft()[1]
+            counts[key] -= 1
+            if not counts[key]:
+                del counts[key]
         for labels in list(self.rate._metrics):  # reset series that went quiet
             if labels not in counts:
                 self.rate.labels(*labels).set(0)

@@ -131,6 +131,9 @@ class ControllerFeed:
         self._by_controller: dict[str | None, ControllerIntersectionConfig] = {
             ix.controller: ix for ix in config.intersections
         }
+        self._by_key: dict[str, ControllerIntersectionConfig] = {}  # config.intersection(key), one lookup per update
+        for ix in config.intersections:
+            self._by_key.setdefault(ix.key, ix)
 
     def set_wakeup(self, callback: Callable[[], None] | None) -> None:
         """Called when :meth:`next_deadline` may have moved (the watchdog timer re-arms)."""
@@ -150,14 +153,14 @@ class ControllerFeed:
             update = parse_json_feed(message)
         except FeedError as e:
             return self._drop(e.reason, e.path, e.detail)
-        if self.config.intersections and self.config.intersection(update.key) is None:
+        cfg = self._by_key.get(update.key)
+        if cfg is None and self._by_key:
             return self._drop(
                 "unknown-intersection",
                 "intersection",
                 f"intersection {update.key} is not configured for this feed",
                 key=update.key,
             )
-        cfg = self.config.intersection(update.key)
         if cfg is not None and cfg.name and update.name is None:
             update = dataclasses.replace(update, name=cfg.name)
         return self._apply(update, now)

@@ -13,6 +13,7 @@ the feed gave one, the ``revision``, which TLM takes from the active MAPEM of th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from rsu.clock import TIMEMARK_UNKNOWN, start_time_mark, time_mark
 from rsu.integrations.config import reference_id
@@ -59,9 +60,9 @@ def status_with(status: int, *bits: int) -> int:
     return status
 
 
-@dataclass(frozen=True)
-class SignalEvent:
-    """One MovementEvent: a state and its times (POSIX seconds, None = not known / not given)."""
+class SignalEvent(NamedTuple):
+    """One MovementEvent: a state and its times (POSIX seconds, None = not known / not given). Immutable; a
+    named tuple (made a dozen times per feed message: it costs a quarter of a frozen dataclass to make)."""
 
     state: str
     start: float | None = None
@@ -73,8 +74,7 @@ class SignalEvent:
     timing: bool = True  # False: send no TimeChangeDetails at all
 
 
-@dataclass(frozen=True)
-class SignalGroupState:
+class SignalGroupState(NamedTuple):
     signal_group: int
     events: tuple[SignalEvent, ...]  # current state first, then predicted ones (1..16)
 
@@ -162,7 +162,10 @@ def _vouched(update: IntersectionUpdate) -> bool:
         if not _is_int(g.signal_group, 0, 255) or not 1 <= len(g.events) <= 16:  # MovementEventList
             return False
         for ev in g.events:
-            if ev.state not in _STATES or (ev.confidence is not None and not _is_int(ev.confidence, 0, 15)):
+            if ev.state not in _STATES:
+                return False
+            sent = ev.timing and ev.likely is not None and ev.confidence is not None  # as _timing sends it
+            if sent and not _is_int(ev.confidence, 0, 15):  # TimeIntervalConfidence
                 return False
     return True
 

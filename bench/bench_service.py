@@ -20,7 +20,8 @@ transport). Every request changes the content so that nothing is answered from a
 Prints a Markdown table: wall-clock µs and CPU µs (process time: without the waits of the store's
 fsync), each the fastest of ``--repeat`` samples (the machine is shared: the fastest sample is the
 least disturbed one), and their ratios to one bare ECDSA P-256 sign measured the same way in the
-same run. ``--profile KIND`` prints a cProfile of that path instead.
+same run. ``--profile KIND`` prints a cProfile of that path instead. ``--store-durability process_crash``
+measures the cheaper store mode (no fsync per commit; see docs/services.md "Store").
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def example(name: str) -> dict:
 class Rig:
     """A secured station: ServiceLayer (real store) -> SendPipeline -> secured GN framer."""
 
-    def __init__(self, state_dir: str) -> None:
+    def __init__(self, state_dir: str, store_durability: str = "power_cut") -> None:
         self.clock = ManualClock(time.time())
         init_pki(str(Path(state_dir) / "pki"), now=self.clock.now(), provider=ssp.ServiceProvider.of("FR", 57))
         trust = TrustStore.from_directory(str(Path(state_dir) / "pki"))
@@ -78,7 +79,7 @@ class Rig:
                                         Verifier(self.clock, trust), self.clock)
         codec = get_codec()
         self.layer = ServiceLayer(ServicesConfig(Path(state_dir) / "state", station_id=3120101,
-                                                 ivi_provider=PROVIDER),
+                                                 ivi_provider=PROVIDER, store_durability=store_durability),
                                   clock=self.clock, codec=codec, permission_check=permission_check(self.security))
         core = GnCore(GnUdpConfig(latitude=44.8376, longitude=-0.5794), self.clock)
         self.pipeline = SendPipeline([GnFramer(core)], [core.name], self.security)
@@ -218,9 +219,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--profile", choices=sorted(PATHS))
+    ap.add_argument("--json", help="also write the figures to this file (bench/run.py reads it)")
+    ap.add_argument("--store-durability", choices=("power_cut", "process_crash"), default="power_cut",
+                    help="services.store_durability of the rig's store (default power_cut, the daemon's default)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        rig = Rig(d)
+        rig = Rig(d, args.store_durability)
         runs = {name: PATHS[name](rig) for name in ("mapem", "spatem", "feed", "ivim")}
         if args.profile:
             run = runs[args.profile]
@@ -246,6 +250,11 @@ def main() -> int:
     print(f"| ECDSA P-256 sign (cryptography, prehashed) | {sign_w:.0f} | 1.0 | {sign_c:.0f} | 1.0 | |")
     for name, w, c, goal in rows:
         print(f"| {name} | {w:.0f} | {w / sign_w:.1f} | {c:.0f} | {c / sign_c:.1f} | ≤ {goal} |")
+    if args.json:
+        figures = {"sign_us": {"wall": sign_w, "cpu": sign_c},
+                   "paths": {key: {"wall_us": w, "cpu_us": c, "goal_x_sign": goal}
+                             for key, (_, w, c, goal) in zip(runs, rows)}}
+        Path(args.json).write_text(json.dumps(figures, indent=1))
     return 0
 
 

@@ -31,6 +31,7 @@ from rsu.codec.facilities import FacilitiesCodec  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=30)
+    ap.add_argument("--json", help="also write the figures to this file (bench/run.py reads it)")
     args = ap.parse_args()
     gen, ref = FacilitiesCodec(uper="generated"), FacilitiesCodec(uper="asn1tools")
     if gen.uper != "generated":
@@ -68,6 +69,12 @@ def main() -> int:
     for name, size, (eg, ea, dg, da) in rows:
         print(f"| {name} | {size} | {eg:.1f} | {eg / sign:.2f} | {ea:.0f} | {ea / sign:.1f} "
               f"| {dg:.1f} | {dg / sign:.2f} | {da:.0f} | {da / sign:.1f} | {ea / eg:.1f}x / {da / dg:.1f}x |")
+    if args.json:
+        figures = {"sign_us": sign, "examples": {
+            name.removesuffix(".json"): {"bytes": size, "encode_generated_us": eg, "encode_asn1tools_us": ea,
+                                         "decode_generated_us": dg, "decode_asn1tools_us": da}
+            for name, size, (eg, ea, dg, da) in rows}}
+        Path(args.json).write_text(json.dumps(figures, indent=1))
     return 0
 
 

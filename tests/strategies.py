@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from rsu.codec.schema import Bounds, Node, Schema
@@ -374,4 +375,15 @@ def pdu_strategy(
             "header": header,
             kind.body: _builder(codec.schema, max_depth, size_extensions).build(body.node, 1),
         }
+    )
+
+
+def seeded(max_examples: int) -> settings:
+    """Hypothesis settings for differential tests: the same examples on every run, no deadline."""
+    return settings(
+        max_examples=max_examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )

@@ -8,7 +8,10 @@ UPER goes through the generated codec (``rsu/codec/generated/uper.py``, written 
 tests/test_codec_generated.py) when it was generated from the ASN.1 modules in use; asn1tools
 remains the reference and the fallback: for ``RSU_UPER=asn1tools`` (or ``uper="asn1tools"``),
 for modules the generated code was not made from, and for any value or input the generated
-code does not take (it then gives exactly the result or the error asn1tools gives).
+code does not take (it then gives exactly the result or the error asn1tools gives). The generated
+decoder also refuses (``OutOfSchema``) every value validation would refuse, so a PDU it decodes
+needs no separate value check; one it refuses is decoded again by asn1tools and validated, for
+the error naming the field.
 """
 
 from __future__ import annotations
@@ -180,9 +183,13 @@ class FacilitiesCodec:
         used: int | None = None
         if fast is not None:
             try:
-                value, used = fast(data)  # regional extensions come out typed already
+                # regional extensions come out typed already, and the value is one validation accepts:
+                # the generated decoder raises OutOfSchema for any value it would refuse
+                value, used = fast(data)
             except Exception:  # noqa: BLE001 - asn1tools below names the reason (or takes what we leave to it)
                 value = used = None
+            else:
+                validate = False
         if used is None:
             value, used = self._decode_asn1tools(kind, data)
         elif used < len(data):

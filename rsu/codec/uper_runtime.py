@@ -28,6 +28,12 @@ class Malformed(Exception):
     """Bytes the generated decoder cannot read (the facilities codec reports asn1tools' reason)."""
 
 
+class OutOfSchema(Exception):
+    """A value the schema's validation refuses (outside a range or size that PER can still carry, an
+    unknown extension value or alternative): the facilities codec decodes these bytes again with
+    asn1tools and lets validation name the field, so that the error is the one it always was."""
+
+
 def source_digest(sources: dict[str, str]) -> str:
     """SHA-256 over the ASN.1 module texts (the generated module records the one it was made from)."""
     h = hashlib.sha256()
@@ -203,5 +209,52 @@ def bits_to_bytes(v: int, nbits: int) -> bytes:
     return (v << pad).to_bytes((nbits + pad) >> 3, "big")
 
 
+# --- IA5String characters: n 7-bit groups <-> n octets, in log2(n) steps instead of a loop per character
+
+
+def _ia5_steps(k: int) -> list[tuple[int, int]]:
+    """(shift, mask) of each step spreading up to 2**k 7-bit groups to octets, highest shift first:
+    group i (0 = least significant) moves left by i in total, by 2**b in the step of bit b of i;
+    when that step comes, the steps of the higher bits have already moved it by ``i & done``."""
+    steps = []
+    for b in reversed(range(k)):
+        s = 1 << b
+        done = ((1 << k) - 1) & ~((s << 1) - 1)
+        mask = 0
+        for i in range(1 << k):
+            if i & s:
+                mask |= 0x7F << (7 * i + (i & done))
+        steps.append((s, mask))
+    return steps
+
+
+# by (n - 1).bit_length() for n characters (the modules' longest IA5String has 255)
+_SPREAD = [_ia5_steps(k) for k in range(9)]
+_PACK = [[(s, m << s) for s, m in reversed(steps)] for steps in _SPREAD]  # the same steps undone
+
+
 def ia5(v: int, n: int) -> str:
-    return bytes([(v >> (7 * (n - 1 - i))) & 0x7F for i in range(n)]).decode("ascii")
+    """n characters of 7 bits (the first the most significant) -> str."""
+    k = (n - 1).bit_length() if n else 0
+    if k >= len(_SPREAD):
+        return bytes([(v >> (7 * (n - 1 - i))) & 0x7F for i in range(n)]).decode("ascii")
+    for s, m in _SPREAD[k]:
+        t = v & m
+        v = v ^ t | t << s
+    return v.to_bytes(n, "big").decode("ascii")
+
+
+def ia5_pack(b: bytes) -> int:
+    """ASCII octets -> their characters as 7-bit groups (``7 * len(b)`` bits), the first the most significant."""
+    n = len(b)
+    k = (n - 1).bit_length() if n else 0
+    if n <= 8 or k >= len(_PACK):  # a loop is quicker for a few characters
+        v = 0
+        for c in b:
+            v = v << 7 | c
+        return v
+    v = int.from_bytes(b, "big")
+    for s, m in _PACK[k]:
+        t = v & m
+        v = v ^ t | t >> s
+    return v

@@ -564,6 +564,17 @@ class JerReader:
         def leaf(obj: Any) -> Any:  # BOOLEAN, NULL, strings, BIT/OCTET STRING, open types: the walker's own code
             return from_jer(schema, node, obj, "")
 
+        root = _root_bits(node) if k == "BIT STRING" else None
+        if root is not None:  # the common form, bare hex of the root size, read here; any other: the walker's code
+            digits = 2 * ((root + 7) // 8)
+            hex_digits = _HEX.match
+
+            def bits(obj: Any) -> Any:
+                if obj.__class__ is str and len(obj) == digits and hex_digits(obj):
+                    return (bytes.fromhex(obj), root)
+                return leaf(obj)
+
+            return bits
         return leaf
 
 

@@ -61,6 +61,7 @@ def build_layer(
         rules=dict(config.services.rules),
         message_defaults=dict(config.services.message_defaults),
         known_transports=[cfg.name for _, cfg in cfgmod.transport_configs(config)],
+        store_durability=config.services.store_durability,
     )
     codec = LazyCodec(
         get_codec,

@@ -34,7 +34,7 @@ from rsu.catalog import MessageKind
 from rsu.clock import iso_utc, timestamp_its, timestamp_its_to_posix
 from rsu.services.base import Context, ServiceEntity, reject_unknown
 from rsu.services.errors import ServiceError
-from rsu.services.model import ACTIVE, TERMINATING, Entry, Plan, canonical_hash
+from rsu.services.model import ACTIVE, TERMINATING, Entry, Plan
 from rsu.transports.base import GeoArea
 
 STATUS_NAMES = {0: "new", 1: "update", 2: "cancellation", 3: "negation"}
@@ -267,7 +267,9 @@ class IviEntity(ServiceEntity):
                     "carries iviStatus update (end an IVI with a terminate request)",
                 )
             m["iviIdentificationNumber"] = entry.data["number"]
-            changed = canonical_hash(_content(value)) != canonical_hash(_content(current))
+            # equality of two values of the codec's value form (same schema, same types per member) is
+            # equality of their canonical texts, without serialising either
+            changed = _content(value) != _content(current)
             if changed:
                 self._check_validity(m, now)
                 check_references(value["ivi"])

@@ -72,6 +72,7 @@ class ServicesConfig:
     message_defaults: dict[str, Any] = field(default_factory=dict)  # {"ivim": {"repetition_s": 0.5, ...}, ...}
     known_transports: Iterable[str] | None = None  # names a request may use (None: not checked)
     busy_timeout_ms: int = 2000
+    store_durability: str = "power_cut"  # or "process_crash" (rsu.services.store.DURABILITY)
 
 
 class ServiceLayer:
@@ -98,7 +99,9 @@ class ServiceLayer:
         self.clock = clock
         self.codec: Codec = codec
         self.config = config
-        self.store = store or Store(config.state_dir, busy_timeout_ms=config.busy_timeout_ms)
+        self.store = store or Store(
+            config.state_dir, busy_timeout_ms=config.busy_timeout_ms, durability=config.store_durability
+        )
         self.ctx = Context(
             clock=clock,
             codec=codec,

@@ -135,9 +135,25 @@ class Transmission:
 
 
 def canonical_hash(obj: Any) -> str:
-    """Stable hash of a JSON-able value (used to tell content changes)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_default)
+    """Stable hash of a JSON-able value (used to tell content changes; stored with revision counters,
+    so its text must never change: :func:`canonical_text`)."""
+    return text_hash(canonical_text(obj))
+
+
+def canonical_text(obj: Any) -> str:
+    """The canonical JSON text :func:`canonical_hash` hashes (sorted keys, no spaces, bytes tagged)."""
+    return _CANONICAL.encode(obj)
+
+
+def text_hash(text: str) -> str:
+    """:func:`canonical_hash` of the value whose :func:`canonical_text` is ``text``."""
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def object_text(members: dict[str, str]) -> str:
+    """:func:`canonical_text` of an object given its members' canonical texts (so the texts of parts
+    already serialised are reused: the same text as serialising the whole object)."""
+    return "{" + ",".join(f"{_CANONICAL.encode(k)}:{members[k]}" for k in sorted(members)) + "}"
 
 
 def value_to_json(value: Any, payload: bytes) -> str:
@@ -184,6 +200,9 @@ def _default(o: Any) -> Any:
     if isinstance(o, tuple):
         return list(o)
     raise TypeError(type(o).__name__)
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_default)
 
 
 def strip_keys(value: Any, drop: Callable[[tuple[str, ...]], bool], path: tuple[str, ...] = ()) -> Any:

@@ -25,7 +25,7 @@ from rsu import catalog
 from rsu.catalog import MessageKind
 from rsu.services.base import Context, ServiceEntity, intersection_key, next_revision, reject_unknown
 from rsu.services.errors import ServiceError
-from rsu.services.model import Entry, Plan, canonical_hash
+from rsu.services.model import Entry, Plan, canonical_text, object_text, text_hash
 from rsu.services.store import StoredEntry
 from rsu.services.timefmt import minute_of_the_year
 from rsu.transports.base import GeoArea
@@ -195,9 +195,10 @@ class RltEntity(ServiceEntity):
     ) -> bool:
         """Set every revision counter of ``value`` (and timeStamp); return whether the content changed."""
         m = value["map"]
+        parts = element_texts(m)
         for member, i, k in element_keys(m):
             el = m[member][i]
-            h = canonical_hash({kk: vv for kk, vv in el.items() if kk != "revision"})
+            h = text_hash(object_text(parts[member][i]))
             name = f"rlt.rev.{k}"
             rev, changed = next_revision(self.ctx.counter(name, plan), h, supplied.get(k))
             if supplied.get(k) is not None and supplied[k] != rev:
@@ -209,7 +210,7 @@ class RltEntity(ServiceEntity):
             el["revision"] = rev
             if changed:
                 plan.counters[name] = (rev, h)
-        h = canonical_hash({kk: vv for kk, vv in m.items() if kk not in ("msgIssueRevision", "timeStamp")})
+        h = message_hash(m, parts)
         name = f"rlt.msg.{entry_id}"
         rev, changed = next_revision(self.ctx.counter(name, plan), h, supplied.get("msgIssueRevision"))
         if supplied.get("msgIssueRevision") is not None and supplied["msgIssueRevision"] != rev:
@@ -219,7 +220,9 @@ class RltEntity(ServiceEntity):
         m["msgIssueRevision"] = rev
         if changed:
             plan.counters[name] = (rev, h)
-        content_changed = old is None or canonical_hash(_content(old)) != canonical_hash(_content(value))
+        # Python equality of two values of the codec's value form is equality of their canonical texts
+        # (same schema, same types per member), without serialising either
+        content_changed = old is None or _content(old) != _content(value)
         if "timeStamp" not in m:
             if not content_changed and old is not None and "timeStamp" in old["map"]:
                 m["timeStamp"] = old["map"]["timeStamp"]
@@ -316,6 +319,32 @@ def _check_connections(geometry: dict[str, Any], lane_ids: set[int], path: str, 
                         f"trajectory of connection {v['connectionID']}, which lane {lane['laneID']} "
                         f"does not have (its connections: {sorted(ids) or 'none'})",
                     )
+
+
+def element_texts(mapdata: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
+    """member -> per intersection / road segment, the canonical texts of its members but ``revision``:
+    each element's content hash is ``text_hash(object_text(...))`` of them (= ``canonical_hash`` of the
+    element without its revision), and :func:`message_hash` reuses them."""
+    return {
+        member: [{k: canonical_text(v) for k, v in el.items() if k != "revision"} for el in mapdata[member]]
+        for member, _, _ in _ELEMENTS
+        if mapdata.get(member)
+    }
+
+
+def message_hash(mapdata: dict[str, Any], parts: dict[str, list[dict[str, str]]]) -> str:
+    """``canonical_hash`` of the MapData but msgIssueRevision and timeStamp (the elements with their
+    revisions), from the elements' texts of :func:`element_texts` (each element is serialised once)."""
+    members: dict[str, str] = {}
+    for k, v in mapdata.items():
+        if k in ("msgIssueRevision", "timeStamp"):
+            continue
+        if k in parts:
+            els = [object_text({**p, "revision": canonical_text(el["revision"])}) for p, el in zip(parts[k], v)]
+            members[k] = "[" + ",".join(els) + "]"
+        else:
+            members[k] = canonical_text(v)
+    return text_hash(object_text(members))
 
 
 def _content(value: dict[str, Any]) -> dict[str, Any]:

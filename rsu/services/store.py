@@ -13,11 +13,16 @@ Durability: WAL journal with ``synchronous=FULL``. An entry the API acknowledged
 ``kill -9`` *and* a power cut (FULL syncs the WAL on every commit; NORMAL could lose the last
 commits on power loss, which would bring back an IVI identifier or a MAPEM revision that vehicles
 already saw). Writes are rare (operator and application requests, entry expiry; never per
-repetition or per SPATEM state), so the fsyncs per commit cost nothing that matters.
+repetition or per SPATEM state). ``durability="process_crash"`` (configured as
+``services.store_durability``) is the cheaper choice for a deployment that accepts that risk (say,
+a central station on a battery-backed or replicated disk): ``synchronous=NORMAL`` and the cursor
+file's change log not ``fdatasync``-ed; every commit is still in the kernel before it is
+acknowledged, so ``kill -9`` of rsu loses nothing, but a power cut may lose the last changes.
 
 Identifier cursors are kept twice: before every commit the counters are also written to the
-cursor file (:mod:`rsu.services.cursors`; each write serialises only the counters that changed, the
-others' text is kept from the last write), and at start the copy further ahead wins. So a store
+cursor file (:mod:`rsu.services.cursors`: the counters that changed, appended durably to its change
+log; the whole file at the first change after a start and when the log is full), and at start the
+copy further ahead wins. So a store
 that is lost, emptied, put back from an older copy or loses its WAL file never brings an
 identifier back; the start-up says so in the log (and in the layer's counts: ``store_lost``,
 ``store_behind``, ``cursor_file_rebuilt``). A damaged store (``PRAGMA quick_check`` fails, or
@@ -46,6 +51,8 @@ log = logging.getLogger("rsu.services.store")
 
 SCHEMA_VERSION = 2
 DB_NAME = "services.sqlite3"
+# what an acknowledged change survives -> SQLite's synchronous setting (see the module docstring)
+DURABILITY = {"power_cut": "FULL", "process_crash": "NORMAL"}
 
 
 class StoreError(Exception):
@@ -92,8 +99,11 @@ class StoredEntry:
     generation: int
     created_at: float
     updated_at: float
-    # the entry's Python value as JSON (rsu.services.model.value_to_json): a restart reads it in
-    # microseconds instead of decoding the UPER payload (the payload stays the authority)
+    # the entry's Python value as JSON (rsu.services.model.value_to_json), bound to the payload by its
+    # digest: written by earlier versions and by `rsu store import`; a restart reads it instead of
+    # decoding the payload (the authority). The service layer no longer writes it (a restart decodes
+    # the payload with the generated codec in about the time reading the JSON takes; writing the JSON
+    # cost more than the rest of a request's store write)
     value_json: str | None = None
 
 
@@ -178,14 +188,19 @@ class Store:
     the identifier cursors with the cursor file (see the module docstring). What it found is in
     ``start_events``: ``(code, message)`` pairs, already logged as warnings.
     ``exclusive``: the repair commands' mode (fails with :class:`StoreBusy` while a daemon has the
-    store open; a daemon cannot open it meanwhile).
+    store open; a daemon cannot open it meanwhile). ``durability``: a key of :data:`DURABILITY`.
     """
 
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 2000, exclusive: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout_ms: int = 2000, exclusive: bool = False, durability: str = "power_cut"
+    ) -> None:
+        if durability not in DURABILITY:
+            raise StoreError(f"store durability {durability!r}: expected one of {', '.join(DURABILITY)}")
         p = db_path(path)
         self.path = p
+        self.durability = durability
         self.cursor_path = cursorfile.cursor_path(p)
-        self._cursor_writer = cursorfile.CursorWriter(self.cursor_path)
+        self._cursor_writer = cursorfile.CursorWriter(self.cursor_path, sync=durability == "power_cut")
         self.start_events: list[tuple[str, str]] = []
         self._db: sqlite3.Connection | None = None
         try:
@@ -218,7 +233,7 @@ class Store:
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"{p}: cannot use WAL journal (got {mode})")
-            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
             problem = self.quick_check()
             if problem != "ok":
                 raise StoreDamaged(f"{p}: the store is damaged (quick_check: {problem}); {repair_hint(p)}")
@@ -390,7 +405,7 @@ class Store:
         changed = {**taken, **advanced}
         if changed or commit != self._commit:
             try:
-                self._cursor_writer.write(CursorState(self._commit, commit, {**self._cursors, **changed}))
+                self._cursor_writer.change(CursorState(self._commit, commit, {**self._cursors, **changed}), changed)
             except OSError as e:
                 raise StoreError(
                     f"{self.cursor_path}: cannot write the cursor file ({e.strerror or e}); nothing was changed"
@@ -428,6 +443,7 @@ class Store:
         return "; ".join(str(r[0]) for r in rows)
 
     def close(self) -> None:
+        self._cursor_writer.close()
         if self._db is not None:
             try:
                 self._db.close()

@@ -318,3 +318,13 @@ def test_receive_limits_are_configurable_and_range_checked():
         "services.rules.srem_pending_max",
         "transports[0].duplicate_entries",
     } <= paths, paths
+
+
+def test_store_durability_is_a_choice_of_two():
+    assert cfgmod.parse({}).services.store_durability == "power_cut"
+    assert cfgmod.parse({"services": {"store_durability": "process_crash"}}).services.store_durability == (
+        "process_crash"
+    )
+    with pytest.raises(ConfigError) as e:
+        cfgmod.parse({"services": {"store_durability": "none"}})
+    assert {i.path for i in e.value.issues} == {"services.store_durability"}

@@ -1,6 +1,6 @@
 """A daemon stand-in for the kill -9 test: opens the store, applies requests, acknowledges each on stdout.
 
-Usage: ``python tests/services/store_worker.py STATE_DIR``. Every line printed is a JSON object
+Usage: ``python tests/services/store_worker.py STATE_DIR [power_cut|process_crash]`` (the store's durability). Every line printed is a JSON object
 written *after* the request it reports was committed (so whatever it acknowledged must survive).
 It never stops by itself: the test kills it with SIGKILL in the middle of its work.
 """
@@ -24,8 +24,11 @@ def say(obj: dict) -> None:
     sys.stdout.flush()
 
 
-def main(state_dir: str) -> None:
-    layer = ServiceLayer(ServicesConfig(state_dir, station_id=STATION, ivi_provider=PROVIDER), clock=SystemClock())
+def main(state_dir: str, durability: str) -> None:
+    layer = ServiceLayer(
+        ServicesConfig(state_dir, station_id=STATION, ivi_provider=PROVIDER, store_durability=durability),
+        clock=SystemClock(),
+    )
     layer.trigger("rlt", {"payload": example("mapem")})
     layer.trigger("gpc", {"payload": example("rtcmem"), "dissemination": {"repetition_interval_s": 0.2}})
     layer.trigger("tlc", {"payload": example("ssem")})
@@ -53,4 +56,4 @@ def main(state_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "power_cut")

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from rsu.clock import SystemClock
 from rsu.services.layer import ServiceLayer, ServicesConfig
 from rsu.services.store import Store
@@ -18,10 +20,13 @@ from services.support import PROVIDER, STATION, new_ivim
 WORKER = Path(__file__).with_name("store_worker.py")
 
 
-def kill_worker_after(state_dir, n: int) -> tuple[dict, list[dict]]:
+def kill_worker_after(state_dir, n: int, durability: str = "power_cut") -> tuple[dict, list[dict]]:
     """Run store_worker.py on ``state_dir``, SIGKILL it after ``n`` acknowledgements: (ready line, acks)."""
     proc = subprocess.Popen(
-        [sys.executable, str(WORKER), str(state_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, str(WORKER), str(state_dir), durability],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         ready = json.loads(proc.stdout.readline() or "{}")
@@ -42,8 +47,11 @@ def kill_worker_after(state_dir, n: int) -> tuple[dict, list[dict]]:
     return ready, acks
 
 
-def test_kill_9_keeps_the_table_ids_and_revisions(state_dir, codec):
-    ready, acks = kill_worker_after(state_dir, 25)
+@pytest.mark.parametrize("durability", ["power_cut", "process_crash"])
+def test_kill_9_keeps_the_table_ids_and_revisions(state_dir, codec, durability):
+    """Both store durabilities keep what was acknowledged through a kill -9 (process_crash gives up only
+    the power cut)."""
+    ready, acks = kill_worker_after(state_dir, 25, durability)
 
     store = Store(state_dir)
     assert store.integrity_check() == "ok"

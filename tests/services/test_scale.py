@@ -8,6 +8,8 @@ These tests assert on what is written and computed, never on time.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rsu.services import cursors
@@ -33,20 +35,23 @@ def test_store_write_serialises_only_the_counters_it_changes(tmp_path):
     store = Store(tmp_path)
     try:
         store.apply(counters={f"rlt.rev.{i}": (i % 128, f"h{i}") for i in range(300)})
-        assert store._cursor_writer.serialised == 300
+        assert store._cursor_writer.serialised == 300  # the first change after a start: the whole file
         store.apply(counters={"rlt.rev.7": (8, "h7b")})
         assert store._cursor_writer.serialised == 1  # one counter changed: one serialised, not 300
         store.apply(counters={"ivi.next.FR57": (2, None)})  # a new counter among the others
         assert store._cursor_writer.serialised == 1
         store.apply()  # an entry change without counters: the commit serial only
         assert store._cursor_writer.serialised == 0
-        # the file still holds every counter, in step with the store, byte for byte what a full write gives
+        # the file with its log holds every counter, in step with the store
         path = cursors.cursor_path(tmp_path / DB_NAME)
         state = cursors.read(path)
         assert state is not None
         assert state.counters == store.cursors() and len(state.counters) == 301
         assert state.counters["rlt.rev.7"] == Cursor(8, "h7b", 2)
         assert (state.commit, state.pending) == (3, 4) and store.commit_serial == 4
+        # the whole file, when the writer writes it, is byte for byte what a full write gives
+        store._cursor_writer.write(CursorState(state.commit, state.pending, store.cursors()))
+        assert store._cursor_writer.serialised == 2  # the two counters changed since it was last written
         written = path.read_bytes()
         cursors.write(path, CursorState(state.commit, state.pending, store.cursors()))
         assert path.read_bytes() == written
@@ -56,18 +61,20 @@ def test_store_write_serialises_only_the_counters_it_changes(tmp_path):
 
 def test_failed_cursor_write_leaves_the_next_write_complete(tmp_path):
     """A write that fails keeps nothing of itself: the next one writes the store's own counters."""
+    from services.test_store_guard import unwritable
+
     store = Store(tmp_path)
     try:
         store.apply(counters={"a": (1, None), "b": (1, None)})
         path = cursors.cursor_path(tmp_path / DB_NAME)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.mkdir()
-        try:
-            with pytest.raises(Exception, match="cursor file"):
-                store.apply(counters={"a": (5, None)})
-        finally:
-            tmp.rmdir()
+        unwritable(store._cursor_writer._log_fd)
+        with pytest.raises(Exception, match="cursor file"):
+            store.apply(counters={"a": (5, None)})
         store.apply(counters={"b": (2, None)})
+        # after a failure the whole file again (the log may end in a part of the failed change): the file
+        # alone holds every counter, and the log is empty
+        assert cursors.parse(json.loads(path.read_bytes())).counters == store.cursors()
+        assert cursors.log_path(path).read_bytes() == b""
         state = cursors.read(path)
         assert state is not None
         assert state.counters == {"a": Cursor(1, None, 1), "b": Cursor(2, None, 2)} == store.cursors()

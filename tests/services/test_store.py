@@ -49,37 +49,81 @@ def test_restart_resumes_every_entry_with_same_ids_and_schedule(make_layer, code
     assert {(t.service, t.id): t.pdu for t in again.due()} == first
 
 
-def test_restart_reads_the_saved_values_without_decoding(make_layer, codec, clock):
-    """A restart takes each entry's value from the store (bound to its payload by digest) instead of
-    decoding every payload: the same value as before, content comparisons unchanged."""
-    layer = make_layer()
-    layer.trigger("rlt", {"payload": example("mapem")})
-    layer.trigger("ivi", {"payload": new_ivim()})
-    values = {(n, i): e.value for n, s in layer.services.items() for i, e in s.entries.items()}
-    layer.close()
+class CountingCodec:
+    """The real codec, counting decodes."""
 
-    class CountingCodec:  # the real codec, counting decodes
-        decodes = 0
+    def __init__(self, codec) -> None:
+        self.codec = codec
+        self.decodes = 0
 
-        def decode(self, data):
-            CountingCodec.decodes += 1
-            return codec.decode(data)
+    def decode(self, data):
+        self.decodes += 1
+        return self.codec.decode(data)
 
-        def __getattr__(self, name):
-            return getattr(codec, name)
+    def __getattr__(self, name):
+        return getattr(self.codec, name)
 
+
+def _restart(layer, clock, codec):
     from rsu.services.layer import ServiceLayer, ServicesConfig
     from services.support import PROVIDER, STATION
 
-    again = ServiceLayer(
-        ServicesConfig(layer.config.state_dir, station_id=STATION, ivi_provider=PROVIDER),
-        clock=clock,
-        codec=CountingCodec(),
+    return ServiceLayer(
+        ServicesConfig(layer.config.state_dir, station_id=STATION, ivi_provider=PROVIDER), clock=clock, codec=codec
     )
+
+
+def _values(layer) -> dict:
+    return {(n, i): e.value for n, s in layer.services.items() for i, e in s.entries.items()}
+
+
+def test_restart_decodes_each_payload_once_to_the_same_values(make_layer, codec, clock):
+    """A restart decodes each stored payload once: the same value as before, content comparisons unchanged."""
+    layer = make_layer()
+    layer.trigger("rlt", {"payload": example("mapem")})
+    layer.trigger("ivi", {"payload": new_ivim()})
+    values = _values(layer)
+    assert all(e.value_json is None for e in layer.store.entries())  # the value is not written twice
+    layer.close()
+    counting = CountingCodec(codec)
+    again = _restart(layer, clock, counting)
     try:
-        assert CountingCodec.decodes == 0
-        assert {(n, i): e.value for n, s in again.services.items() for i, e in s.entries.items()} == values
+        assert counting.decodes == 2
+        assert _values(again) == values
         assert again.update("rlt", "1201", {"payload": example("mapem")}).get("unchanged") is True
+    finally:
+        again.close()
+
+
+def test_rows_of_earlier_versions_are_read_from_their_saved_values(make_layer, codec, clock):
+    """A store written by an earlier version keeps each value as JSON bound to its payload: an upgraded
+    rsu reads it (no decode), the same values, content comparisons unchanged; a value that is not its
+    payload's (digest) is not used: that payload is decoded."""
+    import sqlite3
+
+    from rsu.services.model import value_to_json
+    from rsu.services.store import db_path
+
+    layer = make_layer()
+    layer.trigger("rlt", {"payload": example("mapem")})
+    ivi = layer.trigger("ivi", {"payload": new_ivim()})
+    values = _values(layer)
+    layer.close()
+    with sqlite3.connect(db_path(layer.config.state_dir)) as db:
+        for service, ident, payload in db.execute("SELECT service, id, payload FROM messages").fetchall():
+            value = values[(service, ident)] if service == "rlt" else {"header": {}, "not": "this payload's"}
+            bound = payload if service == "rlt" else b"another payload"
+            db.execute(
+                "UPDATE messages SET value_json = ? WHERE service = ? AND id = ?",
+                (value_to_json(value, bound), service, ident),
+            )
+    counting = CountingCodec(codec)
+    again = _restart(layer, clock, counting)
+    try:
+        assert counting.decodes == 1  # the IVI's saved value belongs to another payload
+        assert _values(again) == values
+        assert again.update("rlt", "1201", {"payload": example("mapem")}).get("unchanged") is True
+        assert again.update("ivi", ivi["id"], {"payload": new_ivim()}).get("unchanged") is True
     finally:
         again.close()
 
@@ -194,3 +238,24 @@ def test_unreadable_row_is_skipped_not_fatal(make_layer, state_dir):
     again = make_layer()
     assert [e["id"] for e in again.list()] == ["1201"]
     assert again.stats()["counts"]["restore_failed"] == 1
+
+
+@pytest.mark.parametrize(("durability", "synchronous", "synced"), [("power_cut", 2, True), ("process_crash", 1, False)])
+def test_store_durability_sets_how_commits_reach_the_disk(tmp_path, durability, synchronous, synced):
+    """power_cut (the default): SQLite synchronous=FULL and the cursor log fdatasync-ed per change;
+    process_crash: synchronous=NORMAL, the log written but not synced (kill -9 safe: test_restart.py)."""
+    from rsu.services.store import Store, StoreError
+
+    store = Store(tmp_path, durability=durability)
+    try:
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == synchronous
+        assert store._cursor_writer.sync is synced
+    finally:
+        store.close()
+    default = Store(tmp_path)
+    try:
+        assert default.durability == "power_cut" and default._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+    finally:
+        default.close()
+    with pytest.raises(StoreError, match="durability 'fast'"):
+        Store(tmp_path, durability="fast")

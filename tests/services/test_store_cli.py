@@ -71,7 +71,8 @@ def test_recover_salvages_the_readable_rows_and_numbers_continue(make_layer, sta
     ids = {e["id"] for e in again.list()}
     assert "1201" in ids
     salvaged = ids & set(numbers)
-    assert "FR57-20" not in salvaged and len(numbers) - 12 <= len(salvaged) < len(numbers)
+    # what is lost is about one page of rows (a 4 KiB page holds about 16 of these IVI rows)
+    assert "FR57-20" not in salvaged and len(numbers) - 20 <= len(salvaged) < len(numbers)
     n = again.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"]
     assert n == max(numbers.values()) + 1  # the cursor did not go back with the lost rows
     assert rsu("check", "--state-dir", str(state_dir)) == 0

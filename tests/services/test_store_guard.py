@@ -9,6 +9,7 @@ the next start says so and that every number moves forward.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 
@@ -236,20 +237,35 @@ def test_cursor_file_is_written_before_the_change_is_acknowledged(make_layer, st
     assert state.pending == layer.store.commit_serial
 
 
-def test_cursor_file_write_failure_refuses_the_request(make_layer, state_dir):
+def unwritable(fd: int) -> None:
+    """Make ``fd`` refuse writes (a real EBADF from the kernel, as a failing disk would give an error)."""
+    ro = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(ro, fd)
+    os.close(ro)
+
+
+@pytest.mark.parametrize("what", ["file", "log"])
+def test_cursor_file_write_failure_refuses_the_request(make_layer, state_dir, what):
+    """The whole file (the first change after a start) or the change log (the changes after it) cannot be
+    written: the request is refused, nothing changed; the next one goes through."""
     layer = make_layer()
-    layer.trigger("rlt", {"payload": _mapem(0)})
     cfile = cursors.cursor_path(state_dir / DB_NAME)
     tmp = cfile.with_name(cfile.name + ".tmp")
-    tmp.mkdir()  # the temp file cannot be created: the write fails like a full disk would
+    if what == "file":
+        tmp.mkdir()  # the temp file cannot be created: the write fails like a full disk would
+    else:
+        layer.trigger("rlt", {"payload": _mapem(0)})  # the file is written; the next change goes to the log
+        unwritable(layer.store._cursor_writer._log_fd)
     try:
         with pytest.raises(ServiceError) as e:
             layer.trigger("ivi", {"payload": new_ivim()})
         assert e.value.code == "store_failure" and "cursor file" in e.value.reason
-        assert [e["service"] for e in layer.list()] == ["rlt"]
+        assert [e["service"] for e in layer.list()] == (["rlt"] if what == "log" else [])
     finally:
-        tmp.rmdir()
+        if tmp.exists():
+            tmp.rmdir()
     assert layer.trigger("ivi", {"payload": new_ivim()})["identification"]["iviIdentificationNumber"] == 1
+    assert cursors.read(cfile).counters == layer.store.cursors()
 
 
 def test_schema_1_store_is_migrated_with_its_counters(state_dir, make_layer):

@@ -13,6 +13,11 @@ written inline, and so are SEQUENCEs and SEQUENCE OFs nested up to INLINE_DEPTH 
 SEQUENCE or SEQUENCE OF function (a Python call costs more than most of them). A peephole pass then
 joins consecutive fixed-width fields into one append or one read.
 
+The decoder raises ``uper_runtime.OutOfSchema`` for any value ``rsu.codec.values.validate`` would
+refuse (ranges and sizes PER can carry beyond their bounds, unknown enumeration values and CHOICE
+alternatives, WITH COMPONENTS presence; the checks come from the schema model, and are left out
+where the PER form admits nothing else), so what it returns needs no separate check.
+
 The generated module is typed for mypy --strict: values in the Python value form are ``Any`` (the
 codec's JSON-like boundary), bit accumulators and bit positions ``int``.
 
@@ -35,6 +40,7 @@ from rsu.codec.uper_runtime import source_digest
 
 OUTPUT = Path(__file__).resolve().parent.parent / "generated" / "uper.py"
 CONSTRUCTED = ("SEQUENCE", "CHOICE", "SEQUENCE OF", "REGEXT")
+DIRECT_APPENDS = 2  # a list's item written with at most this many unconditional appends needs no accumulator
 INLINE_DEPTH = 3  # nesting levels of SEQUENCE / SEQUENCE OF written in place within one function
 
 # the generated functions of each constructed type: a value (Python value form) in, its bits out (after a
@@ -63,6 +69,28 @@ def _nbits(size: int) -> int:
     return 0 if size == 0 else size.bit_length()
 
 
+def _outside(b: Any, expr: str, span: tuple[int, int] | None) -> str | None:
+    """A condition true when ``expr`` is outside the bounds ``b`` (a schema Bounds, as values._check_range
+    decides: extensible bounds admit anything), or None when ``span`` (what PER can give) is inside."""
+    if b is None or b.extensible:
+        return None
+    ranges = b.ranges or ((b.lo, b.hi),)
+    if span is not None and any((lo is None or lo <= span[0]) and (hi is None or span[1] <= hi) for lo, hi in ranges):
+        return None
+    if len(ranges) > 1:
+        inside = " or ".join(
+            " and ".join([f"{expr} >= {lo}"] * (lo is not None) + [f"{expr} <= {hi}"] * (hi is not None)) or "True"
+            for lo, hi in ranges
+        )
+        return f"not ({inside})"
+    lo, hi = ranges[0]
+    if span is not None:  # a side PER keeps to needs no test
+        lo = None if lo is not None and span[0] >= lo else lo
+        hi = None if hi is not None and span[1] <= hi else hi
+    tests = [f"{expr} < {lo}"] * (lo is not None) + [f"{expr} > {hi}"] * (hi is not None)
+    return " or ".join(tests) or None
+
+
 class _Fn:
     def __init__(self, name: str, t: AsnType, node: Node) -> None:
         self.name, self.t, self.node = name, t, node
@@ -79,6 +107,8 @@ class Generator:
         self.const_names: dict[str, str] = {}
         self.tmp = 0
         self.stack: list[int] = []  # nodes being written (an inlined type never inlines itself)
+        self.loops = 0  # lists being decoded in place, one in another
+        self.list_accs: set[str] = set()  # accumulators (of the function being written) a list goes into
 
     # --- naming --------------------------------------------------------------------------------
     def fn(self, t: AsnType, node: Node, hint: str) -> str:
@@ -109,22 +139,48 @@ class Generator:
 
     def _inline(self, t: AsnType, node: Node) -> bool:
         """Write a SEQUENCE or SEQUENCE OF in place of a call (a Python call costs more than the
-        few operations most of them are), at most INLINE_DEPTH levels deep, never a type inside itself."""
+        few operations most of them are), at most INLINE_DEPTH levels deep, never a type inside itself;
+        a flat SEQUENCE (of primitives only: a few lines) at any depth."""
         return (
             node.kind in ("SEQUENCE", "SEQUENCE OF")
-            and 0 < len(self.stack) <= INLINE_DEPTH
+            and len(self.stack) > 0
+            and (len(self.stack) <= INLINE_DEPTH or self._flat(node))
             and id(node) not in self.stack
             and type(t).__name__ in ("Sequence", "SequenceOf")
         )
 
+    @staticmethod
+    def _flat(node: Node) -> bool:
+        return node.kind == "SEQUENCE" and all(m.node.kind not in CONSTRUCTED for m in node.member_map.values())
+
     # --- encoding ------------------------------------------------------------------------------
-    def enc(self, t: AsnType, node: Node, expr: str, acc: str, ind: str, hint: str) -> list[str]:
-        """Lines appending the encoding of ``expr`` (a value of ``node``) to the accumulator ``acc``."""
+    def enc(self, t: AsnType, node: Node, expr: str, acc: str, ind: str, hint: str, member: bool = False) -> list[str]:
+        """Lines appending the encoding of ``expr`` (a value of ``node``) to the accumulator ``acc``
+        (``member``: ``expr`` is a member of the SEQUENCE that ``acc`` holds)."""
         t = _resolve(t)
         cls = type(t).__name__
-        if self._inline(t, node):
+        inline = self._inline(t, node)
+        v = expr if expr.isidentifier() else self.var("v")
+        alias = [] if v == expr else [f"{ind}{v} = {expr}"]
+        if inline and node.kind == "SEQUENCE":
+            # straight into the enclosing accumulator: always as a member of a SEQUENCE (both are short),
+            # as a list's item if it has few appends of its own (the rest in lists or calls with their
+            # own accumulators): a few appends to a list's long int cost less than a merge
+            self.stack.append(id(node))
+            body = self._seq_enc(t, node.member_map, node.name or hint, v, acc, ind)
+            self.stack.pop()
+            if member or sum(1 for line in body if line.startswith(f"{ind}{acc} = ")) <= DIRECT_APPENDS:
+                return alias + body
+        if inline and member and acc not in self.list_accs:
+            # a list in a SEQUENCE whose accumulator holds no list yet: straight into it (it holds
+            # little else); in one that does (a list's, or one a list went into) it gets its own
+            self.stack.append(id(node))
+            body = self._list_enc(t, node, node.name or hint, v, acc, ind)
+            self.stack.pop()
+            return alias + body
+        if inline:
             # in place, into its own short accumulator (appending to a long int is what costs)
-            v, sub = self.var("v"), self.var("a")
+            sub = self.var("a")
             self.stack.append(id(node))
             body = (
                 self._seq_enc(t, node.member_map, node.name or hint, v, sub, ind)
@@ -133,9 +189,7 @@ class Generator:
             )
             self.stack.pop()
             return (
-                [f"{ind}{v} = {expr}", f"{ind}{sub} = 1"]
-                + body
-                + [f"{ind}{acc} = (({acc} - 1) << ({sub}.bit_length() - 1)) + {sub}"]
+                alias + [f"{ind}{sub} = 1"] + body + [f"{ind}{acc} = (({acc} - 1) << ({sub}.bit_length() - 1)) + {sub}"]
             )
         if node.kind in CONSTRUCTED:
             # each function builds its own bits from a fresh sentinel (appending to a short int is
@@ -190,8 +244,7 @@ class Generator:
             lines = [f"{ind}{b} = {expr}.encode('ascii')"]
             if t.minimum != t.maximum:
                 lines.append(f"{ind}{acc} = {acc} << {t.number_of_bits} | {self._minus(f'len({b})', t.minimum)}")
-            c = self.var("c")
-            lines += [f"{ind}for {c} in {b}:", f"{ind}    {acc} = {acc} << 7 | {c}"]
+            lines.append(f"{ind}{acc} = {acc} << 7 * len({b}) | _rt.ia5_pack({b})")
             return lines
         if cls == "UTF8String":
             return [f"{ind}{acc} = _rt.octets({acc}, {expr}.encode('utf-8'))"]
@@ -248,8 +301,53 @@ class Generator:
 
     # --- decoding ------------------------------------------------------------------------------
     def dec(self, t: AsnType, node: Node, target: str, ind: str, hint: str) -> list[str]:
-        """Lines decoding a value of ``node`` at ``q`` into ``target`` (an assignable expression)."""
+        """Lines decoding a value of ``node`` at ``q`` into ``target`` (an assignable expression), and
+        raising ``_rt.OutOfSchema`` for a value the schema's validation would refuse (see _invalid)."""
         t = _resolve(t)
+        bad = self._invalid(t, node)
+        if bad is None:
+            return self._dec(t, node, target, ind, hint)
+        c = self.var("c")
+        return self._dec(t, node, c, ind, hint) + [
+            f"{ind}if {bad.format(v=c)}:",
+            f"{ind}    raise _rt.OutOfSchema",
+            f"{ind}{target} = {c}",
+        ]
+
+    def _invalid(self, t: AsnType, node: Node) -> str | None:
+        """A condition on ``{v}`` (the decoded value) true when ``rsu.codec.values.validate`` would refuse
+        it, or None when the PER form admits only valid values (lists and SEQUENCEs check their own)."""
+        cls = type(t).__name__
+        if node.kind == "INTEGER":
+            span = None
+            if cls == "Integer" and t.number_of_bits is not None and not t.has_extension_marker:
+                span = (t.minimum, t.minimum + (1 << t.number_of_bits) - 1 if t.number_of_bits else t.minimum)
+            return _outside(node.value_range, "{v}", span)
+        if node.kind == "ENUMERATED":
+            names = set(t.root_index_to_data.values()) | set((t.additions_index_to_data or {}).values())
+            if not names <= set(node.enum_root) | set(node.enum_ext):
+                raise NotImplementedError(f"{node.name}: enumeration names differ from the schema's")
+            return "{v} is None" if t.additions_index_to_data is not None else None
+        if node.kind == "STRING":
+            if node.string_type not in ("IA5String", "UTF8String"):  # IA5: 7-bit characters are ASCII
+                raise NotImplementedError(f"{node.name}: {node.string_type}")
+            return _outside(node.size, "len({v})", self._size_span(t))
+        if node.kind == "OCTET STRING":
+            return _outside(node.size, "len({v})", self._size_span(t))
+        if node.kind == "BIT STRING":
+            return _outside(node.size, "{v}[1]", self._size_span(t))
+        return None
+
+    @staticmethod
+    def _size_span(t: AsnType) -> tuple[int, int] | None:
+        """The sizes the PER form of a sized type can give (None: any)."""
+        if getattr(t, "number_of_bits", None) is None or t.has_extension_marker:
+            return None
+        if t.minimum == t.maximum:
+            return (t.minimum, t.minimum)
+        return (t.minimum, t.minimum + (1 << t.number_of_bits) - 1)
+
+    def _dec(self, t: AsnType, node: Node, target: str, ind: str, hint: str) -> list[str]:
         cls = type(t).__name__
         if self._inline(t, node):
             r = self.var("r")
@@ -385,6 +483,7 @@ class Generator:
 
     # --- functions per constructed type ----------------------------------------------------------
     def functions(self, f: _Fn) -> list[str]:
+        self.list_accs = set()
         k = f.node.kind
         if k == "SEQUENCE":
             return self._sequence(f)
@@ -428,9 +527,11 @@ class Generator:
             ext = f"ext{u}"
         opt = [m for m in t.root_members if m.optional]
         head_bits = (1 if additions is not None else 0) + len(opt)
-        parts = [f"({ext}) << {len(opt)}"] if ext else []
+        # presence bits as constants chosen by a test (quicker than shifting booleans)
+        parts = [f"({1 << len(opt)} if {ext} else 0)"] if ext else []
         for i, m in enumerate(opt):
-            parts.append(f"({m.name!r} in {v}) << {len(opt) - 1 - i}" if len(opt) - 1 - i else f"({m.name!r} in {v})")
+            bit = 1 << (len(opt) - 1 - i)
+            parts.append(f"({bit} if {m.name!r} in {v} else 0)" if bit > 1 else f"({m.name!r} in {v})")
         if head_bits:
             lines.append(f"{ind}{a} = {a} << {head_bits}" + "".join(f" | {p}" for p in parts))
         lines += self._seq_root(t.root_members, mm, name, v, a, ind)
@@ -490,6 +591,9 @@ class Generator:
         kw = "if"
         inner = ind + "            "
         for k, add in enumerate(additions):
+            names = [m.name for m in add.root_members] if type(add).__name__ == "AdditionGroup" else [add.name]
+            if any(mm[n].presence for n in names):
+                raise NotImplementedError(f"{name}: WITH COMPONENTS presence on an extension addition")
             lines.append(f"{ind}        {kw} {i} == {k}:")
             kw = "elif"
             if type(add).__name__ == "AdditionGroup":
@@ -513,7 +617,13 @@ class Generator:
         lines = []
         for m in members:
             body = self.enc(
-                m, mm[m.name].node, f"{v}[{m.name!r}]", acc, ind + ("    " if m.optional else ""), f"{name}_{m.name}"
+                m,
+                mm[m.name].node,
+                f"{v}[{m.name!r}]",
+                acc,
+                ind + ("    " if m.optional else ""),
+                f"{name}_{m.name}",
+                member=True,
             )
             if m.optional:
                 if body:
@@ -530,10 +640,18 @@ class Generator:
     ) -> list[str]:
         lines = []
         for m in members:
+            presence = mm[m.name].presence  # WITH COMPONENTS: validation refuses the other case
             if m.optional:
                 bit = 1 << (len(opt) - 1 - opt.index(m))
+                if presence == "ABSENT":
+                    lines += [f"{ind}if {pvar} & {bit}:", f"{ind}    raise _rt.OutOfSchema"]
+                    continue
+                if presence == "PRESENT":
+                    lines += [f"{ind}if not {pvar} & {bit}:", f"{ind}    raise _rt.OutOfSchema"]
                 lines.append(f"{ind}if {pvar} & {bit}:")
                 lines += self.dec(m, mm[m.name].node, f"{r}[{m.name!r}]", ind + "    ", f"{name}_{m.name}")
+            elif presence == "ABSENT":
+                raise NotImplementedError(f"{name}.{m.name}: a mandatory member that must be absent")
             else:
                 lines += self.dec(m, mm[m.name].node, f"{r}[{m.name!r}]", ind, f"{name}_{m.name}")
         return lines
@@ -563,7 +681,7 @@ class Generator:
             enc.append(f"        a = _rt.choice_ext(a, {i}, s)")
         enc += ["    else:", "        raise KeyError(k)", "    return a"]
         # w takes each alternative's value in turn (of different types); r, an extension's (or none)
-        dec = [_DEC_DEF.format(name), "    w: Any"] + (["    r: tuple[str | None, Any]"] if has_ext else [])
+        dec = [_DEC_DEF.format(name), "    w: Any"] + (["    r: tuple[str, Any]"] if exts else [])
         if has_ext:
             dec += [
                 "    q -= 1",
@@ -578,12 +696,15 @@ class Generator:
                 kw = "elif"
                 dec += self.dec(m, mm[m.name].node, "w", "            ", f"{name}_{m.name}")
                 dec.append(f"            r = ({m.name!r}, w)")
+            # an alternative this schema does not know: validation refuses it (asn1tools gives None)
             if exts:
-                dec.append("        else:")
-                dec.append("            r = (None, None)")
+                dec += [
+                    "        else:",
+                    "            raise _rt.OutOfSchema",
+                    "        return r, _rt.skip(q0, length << 3)",
+                ]
             else:
-                dec.append("        r = (None, None)")
-            dec += ["        return r, _rt.skip(q0, length << 3)"]
+                dec.append("        raise _rt.OutOfSchema")
         if nb:
             dec += [f"    q -= {nb}", f"    i = (x >> q) & {(1 << nb) - 1}"]
         else:
@@ -609,6 +730,7 @@ class Generator:
         return enc + [""] + dec
 
     def _list_enc(self, t: AsnType, node: Node, name: str, v: str, a: str, ind: str) -> list[str]:
+        self.list_accs.add(a)
         if type(t).__name__ != "SequenceOf":
             raise NotImplementedError(f"{name}: {type(t).__name__} for a SEQUENCE OF")
         u = self.var("")
@@ -656,8 +778,22 @@ class Generator:
             else:
                 lines.append(f"{inner}{k} = {lo}")
         lines += [f"{ind}{r}: list[Any] = []", f"{ind}for _ in range({k}):"]
-        lines += self.dec(t.element_type, _element(node, name), w, ind + "    ", f"{name}_item")
-        return lines + [f"{ind}    {r}.append({w})"]
+        if _element(node, name).kind in CONSTRUCTED and not self.loops:
+            # drop the bits already read: ``x >> q`` then makes an int of the bits read since, not of all
+            # of them (in a long message the reads of later items cost much more than this); in the
+            # outermost list of a function only (an inner one's items are short, and x is short already)
+            lines.append(f"{ind}    x &= (1 << q) - 1")
+        self.loops += 1
+        body = self.dec(t.element_type, _element(node, name), w, ind + "    ", f"{name}_item")
+        self.loops -= 1
+        bad = _outside(node.size, k, self._size_span(t))
+        if bad:  # the count, before the items
+            at = lines.index(f"{ind}{r}: list[Any] = []")
+            lines[at:at] = [f"{ind}if {bad}:", f"{ind}    raise _rt.OutOfSchema"]
+        last = re.fullmatch(rf"{ind}    {w} = (r\d+)", body[-1])
+        if last:  # an item decoded in place into a dict: append that
+            return lines + body[:-1] + [f"{ind}    {r}.append({last.group(1)})"]
+        return lines + body + [f"{ind}    {r}.append({w})"]
 
     def _regext(self, f: _Fn) -> list[str]:
         t, name, node = f.t, f.name, f.node

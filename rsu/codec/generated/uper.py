@@ -22,22 +22,22 @@ _E_BasicVehicleRole_4: dict[str, int] = {'basicVehicle': 0, 'publicTransport': 1
 _E_RequestSubRole_5: dict[str, int] = {'requestSubRoleUnKnown': 0, 'requestSubRole1': 1, 'requestSubRole2': 2, 'requestSubRole3': 3, 'requestSubRole4': 4, 'requestSubRole5': 5, 'requestSubRole6': 6, 'requestSubRole7': 7, 'requestSubRole8': 8, 'requestSubRole9': 9, 'requestSubRole10': 10, 'requestSubRole11': 11, 'requestSubRole12': 12, 'requestSubRole13': 13, 'requestSubRole14': 14, 'requestSubRoleReserved': 15}
 _E_RequestImportanceLevel_6: dict[str, int] = {'requestImportanceLevelUnKnown': 0, 'requestImportanceLevel1': 1, 'requestImportanceLevel2': 2, 'requestImportanceLevel3': 3, 'requestImportanceLevel4': 4, 'requestImportanceLevel5': 5, 'requestImportanceLevel6': 6, 'requestImportanceLevel7': 7, 'requestImportanceLevel8': 8, 'requestImportanceLevel9': 9, 'requestImportanceLevel10': 10, 'requestImportanceLevel11': 11, 'requestImportanceLevel12': 12, 'requestImportanceLevel13': 13, 'requestImportanceLevel14': 14, 'requestImportanceReserved': 15}
 _E_VehicleType_7: dict[str, int] = {'none': 0, 'unknown': 1, 'special': 2, 'moto': 3, 'car': 4, 'carOther': 5, 'bus': 6, 'axleCnt2': 7, 'axleCnt3': 8, 'axleCnt4': 9, 'axleCnt4Trailer': 10, 'axleCnt5Trailer': 11, 'axleCnt6Trailer': 12, 'axleCnt5MultiTrailer': 13, 'axleCnt6MultiTrailer': 14, 'axleCnt7MultiTrailer': 15}
-_E_TransitVehicleOccupancy_8: dict[str, int] = {'occupancyUnknown': 0, 'occupancyEmpty': 1, 'occupancyVeryLow': 2, 'occupancyLow': 3, 'occupancyMed': 4, 'occupancyHigh': 5, 'occupancyNearlyFull': 6, 'occupancyFull': 7}
-_D_BasicVehicleRole_9: tuple[str, ...] = ('basicVehicle', 'publicTransport', 'specialTransport', 'dangerousGoods', 'roadWork', 'roadRescue', 'emergency', 'safetyCar', 'none-unknown', 'truck', 'motorcycle', 'roadSideSource', 'police', 'fire', 'ambulance', 'dot', 'transit', 'slowMoving', 'stopNgo', 'cyclist', 'pedestrian', 'nonMotorized', 'military')
-_D_RequestSubRole_10: tuple[str, ...] = ('requestSubRoleUnKnown', 'requestSubRole1', 'requestSubRole2', 'requestSubRole3', 'requestSubRole4', 'requestSubRole5', 'requestSubRole6', 'requestSubRole7', 'requestSubRole8', 'requestSubRole9', 'requestSubRole10', 'requestSubRole11', 'requestSubRole12', 'requestSubRole13', 'requestSubRole14', 'requestSubRoleReserved')
-_D_RequestImportanceLevel_11: tuple[str, ...] = ('requestImportanceLevelUnKnown', 'requestImportanceLevel1', 'requestImportanceLevel2', 'requestImportanceLevel3', 'requestImportanceLevel4', 'requestImportanceLevel5', 'requestImportanceLevel6', 'requestImportanceLevel7', 'requestImportanceLevel8', 'requestImportanceLevel9', 'requestImportanceLevel10', 'requestImportanceLevel11', 'requestImportanceLevel12', 'requestImportanceLevel13', 'requestImportanceLevel14', 'requestImportanceReserved')
-_D_VehicleType_12: tuple[str, ...] = ('none', 'unknown', 'special', 'moto', 'car', 'carOther', 'bus', 'axleCnt2', 'axleCnt3', 'axleCnt4', 'axleCnt4Trailer', 'axleCnt5Trailer', 'axleCnt6Trailer', 'axleCnt5MultiTrailer', 'axleCnt6MultiTrailer', 'axleCnt7MultiTrailer')
-_D_TransitVehicleOccupancy_13: tuple[str, ...] = ('occupancyUnknown', 'occupancyEmpty', 'occupancyVeryLow', 'occupancyLow', 'occupancyMed', 'occupancyHigh', 'occupancyNearlyFull', 'occupancyFull')
-_E_RTCM_Revision_14: dict[str, int] = {'unknown': 0, 'rtcmRev2': 1, 'rtcmRev3': 2, 'reserved': 3}
-_E_TransmissionState_15: dict[str, int] = {'neutral': 0, 'park': 1, 'forwardGears': 2, 'reverseGears': 3, 'reserved1': 4, 'reserved2': 5, 'reserved3': 6, 'unavailable': 7}
-_E_TimeConfidence_16: dict[str, int] = {'unavailable': 0, 'time-100-000': 1, 'time-050-000': 2, 'time-020-000': 3, 'time-010-000': 4, 'time-002-000': 5, 'time-001-000': 6, 'time-000-500': 7, 'time-000-200': 8, 'time-000-100': 9, 'time-000-050': 10, 'time-000-020': 11, 'time-000-010': 12, 'time-000-005': 13, 'time-000-002': 14, 'time-000-001': 15, 'time-000-000-5': 16, 'time-000-000-2': 17, 'time-000-000-1': 18, 'time-000-000-05': 19, 'time-000-000-02': 20, 'time-000-000-01': 21, 'time-000-000-005': 22, 'time-000-000-002': 23, 'time-000-000-001': 24, 'time-000-000-000-5': 25, 'time-000-000-000-2': 26, 'time-000-000-000-1': 27, 'time-000-000-000-05': 28, 'time-000-000-000-02': 29, 'time-000-000-000-01': 30, 'time-000-000-000-005': 31, 'time-000-000-000-002': 32, 'time-000-000-000-001': 33, 'time-000-000-000-000-5': 34, 'time-000-000-000-000-2': 35, 'time-000-000-000-000-1': 36, 'time-000-000-000-000-05': 37, 'time-000-000-000-000-02': 38, 'time-000-000-000-000-01': 39}
-_E_PositionConfidence_17: dict[str, int] = {'unavailable': 0, 'a500m': 1, 'a200m': 2, 'a100m': 3, 'a50m': 4, 'a20m': 5, 'a10m': 6, 'a5m': 7, 'a2m': 8, 'a1m': 9, 'a50cm': 10, 'a20cm': 11, 'a10cm': 12, 'a5cm': 13, 'a2cm': 14, 'a1cm': 15}
-_E_ElevationConfidence_18: dict[str, int] = {'unavailable': 0, 'elev-500-00': 1, 'elev-200-00': 2, 'elev-100-00': 3, 'elev-050-00': 4, 'elev-020-00': 5, 'elev-010-00': 6, 'elev-005-00': 7, 'elev-002-00': 8, 'elev-001-00': 9, 'elev-000-50': 10, 'elev-000-20': 11, 'elev-000-10': 12, 'elev-000-05': 13, 'elev-000-02': 14, 'elev-000-01': 15}
-_E_HeadingConfidence_19: dict[str, int] = {'unavailable': 0, 'prec10deg': 1, 'prec05deg': 2, 'prec01deg': 3, 'prec0-1deg': 4, 'prec0-05deg': 5, 'prec0-01deg': 6, 'prec0-0125deg': 7}
-_E_SpeedConfidence_20: dict[str, int] = {'unavailable': 0, 'prec100ms': 1, 'prec10ms': 2, 'prec5ms': 3, 'prec1ms': 4, 'prec0-1ms': 5, 'prec0-05ms': 6, 'prec0-01ms': 7}
-_E_ThrottleConfidence_21: dict[str, int] = {'unavailable': 0, 'prec10percent': 1, 'prec1percent': 2, 'prec0-5percent': 3}
-_D_RTCM_Revision_22: tuple[str, ...] = ('unknown', 'rtcmRev2', 'rtcmRev3', 'reserved')
-_D_TransmissionState_23: tuple[str, ...] = ('neutral', 'park', 'forwardGears', 'reverseGears', 'reserved1', 'reserved2', 'reserved3', 'unavailable')
+_E_TransmissionState_8: dict[str, int] = {'neutral': 0, 'park': 1, 'forwardGears': 2, 'reverseGears': 3, 'reserved1': 4, 'reserved2': 5, 'reserved3': 6, 'unavailable': 7}
+_E_TransitVehicleOccupancy_9: dict[str, int] = {'occupancyUnknown': 0, 'occupancyEmpty': 1, 'occupancyVeryLow': 2, 'occupancyLow': 3, 'occupancyMed': 4, 'occupancyHigh': 5, 'occupancyNearlyFull': 6, 'occupancyFull': 7}
+_D_BasicVehicleRole_10: tuple[str, ...] = ('basicVehicle', 'publicTransport', 'specialTransport', 'dangerousGoods', 'roadWork', 'roadRescue', 'emergency', 'safetyCar', 'none-unknown', 'truck', 'motorcycle', 'roadSideSource', 'police', 'fire', 'ambulance', 'dot', 'transit', 'slowMoving', 'stopNgo', 'cyclist', 'pedestrian', 'nonMotorized', 'military')
+_D_RequestSubRole_11: tuple[str, ...] = ('requestSubRoleUnKnown', 'requestSubRole1', 'requestSubRole2', 'requestSubRole3', 'requestSubRole4', 'requestSubRole5', 'requestSubRole6', 'requestSubRole7', 'requestSubRole8', 'requestSubRole9', 'requestSubRole10', 'requestSubRole11', 'requestSubRole12', 'requestSubRole13', 'requestSubRole14', 'requestSubRoleReserved')
+_D_RequestImportanceLevel_12: tuple[str, ...] = ('requestImportanceLevelUnKnown', 'requestImportanceLevel1', 'requestImportanceLevel2', 'requestImportanceLevel3', 'requestImportanceLevel4', 'requestImportanceLevel5', 'requestImportanceLevel6', 'requestImportanceLevel7', 'requestImportanceLevel8', 'requestImportanceLevel9', 'requestImportanceLevel10', 'requestImportanceLevel11', 'requestImportanceLevel12', 'requestImportanceLevel13', 'requestImportanceLevel14', 'requestImportanceReserved')
+_D_VehicleType_13: tuple[str, ...] = ('none', 'unknown', 'special', 'moto', 'car', 'carOther', 'bus', 'axleCnt2', 'axleCnt3', 'axleCnt4', 'axleCnt4Trailer', 'axleCnt5Trailer', 'axleCnt6Trailer', 'axleCnt5MultiTrailer', 'axleCnt6MultiTrailer', 'axleCnt7MultiTrailer')
+_D_TransmissionState_14: tuple[str, ...] = ('neutral', 'park', 'forwardGears', 'reverseGears', 'reserved1', 'reserved2', 'reserved3', 'unavailable')
+_D_TransitVehicleOccupancy_15: tuple[str, ...] = ('occupancyUnknown', 'occupancyEmpty', 'occupancyVeryLow', 'occupancyLow', 'occupancyMed', 'occupancyHigh', 'occupancyNearlyFull', 'occupancyFull')
+_E_RTCM_Revision_16: dict[str, int] = {'unknown': 0, 'rtcmRev2': 1, 'rtcmRev3': 2, 'reserved': 3}
+_E_TimeConfidence_17: dict[str, int] = {'unavailable': 0, 'time-100-000': 1, 'time-050-000': 2, 'time-020-000': 3, 'time-010-000': 4, 'time-002-000': 5, 'time-001-000': 6, 'time-000-500': 7, 'time-000-200': 8, 'time-000-100': 9, 'time-000-050': 10, 'time-000-020': 11, 'time-000-010': 12, 'time-000-005': 13, 'time-000-002': 14, 'time-000-001': 15, 'time-000-000-5': 16, 'time-000-000-2': 17, 'time-000-000-1': 18, 'time-000-000-05': 19, 'time-000-000-02': 20, 'time-000-000-01': 21, 'time-000-000-005': 22, 'time-000-000-002': 23, 'time-000-000-001': 24, 'time-000-000-000-5': 25, 'time-000-000-000-2': 26, 'time-000-000-000-1': 27, 'time-000-000-000-05': 28, 'time-000-000-000-02': 29, 'time-000-000-000-01': 30, 'time-000-000-000-005': 31, 'time-000-000-000-002': 32, 'time-000-000-000-001': 33, 'time-000-000-000-000-5': 34, 'time-000-000-000-000-2': 35, 'time-000-000-000-000-1': 36, 'time-000-000-000-000-05': 37, 'time-000-000-000-000-02': 38, 'time-000-000-000-000-01': 39}
+_E_PositionConfidence_18: dict[str, int] = {'unavailable': 0, 'a500m': 1, 'a200m': 2, 'a100m': 3, 'a50m': 4, 'a20m': 5, 'a10m': 6, 'a5m': 7, 'a2m': 8, 'a1m': 9, 'a50cm': 10, 'a20cm': 11, 'a10cm': 12, 'a5cm': 13, 'a2cm': 14, 'a1cm': 15}
+_E_ElevationConfidence_19: dict[str, int] = {'unavailable': 0, 'elev-500-00': 1, 'elev-200-00': 2, 'elev-100-00': 3, 'elev-050-00': 4, 'elev-020-00': 5, 'elev-010-00': 6, 'elev-005-00': 7, 'elev-002-00': 8, 'elev-001-00': 9, 'elev-000-50': 10, 'elev-000-20': 11, 'elev-000-10': 12, 'elev-000-05': 13, 'elev-000-02': 14, 'elev-000-01': 15}
+_E_HeadingConfidence_20: dict[str, int] = {'unavailable': 0, 'prec10deg': 1, 'prec05deg': 2, 'prec01deg': 3, 'prec0-1deg': 4, 'prec0-05deg': 5, 'prec0-01deg': 6, 'prec0-0125deg': 7}
+_E_SpeedConfidence_21: dict[str, int] = {'unavailable': 0, 'prec100ms': 1, 'prec10ms': 2, 'prec5ms': 3, 'prec1ms': 4, 'prec0-1ms': 5, 'prec0-05ms': 6, 'prec0-01ms': 7}
+_E_ThrottleConfidence_22: dict[str, int] = {'unavailable': 0, 'prec10percent': 1, 'prec1percent': 2, 'prec0-5percent': 3}
+_D_RTCM_Revision_23: tuple[str, ...] = ('unknown', 'rtcmRev2', 'rtcmRev3', 'reserved')
 _D_TimeConfidence_24: tuple[str, ...] = ('unavailable', 'time-100-000', 'time-050-000', 'time-020-000', 'time-010-000', 'time-002-000', 'time-001-000', 'time-000-500', 'time-000-200', 'time-000-100', 'time-000-050', 'time-000-020', 'time-000-010', 'time-000-005', 'time-000-002', 'time-000-001', 'time-000-000-5', 'time-000-000-2', 'time-000-000-1', 'time-000-000-05', 'time-000-000-02', 'time-000-000-01', 'time-000-000-005', 'time-000-000-002', 'time-000-000-001', 'time-000-000-000-5', 'time-000-000-000-2', 'time-000-000-000-1', 'time-000-000-000-05', 'time-000-000-000-02', 'time-000-000-000-01', 'time-000-000-000-005', 'time-000-000-000-002', 'time-000-000-000-001', 'time-000-000-000-000-5', 'time-000-000-000-000-2', 'time-000-000-000-000-1', 'time-000-000-000-000-05', 'time-000-000-000-000-02', 'time-000-000-000-000-01')
 _D_PositionConfidence_25: tuple[str, ...] = ('unavailable', 'a500m', 'a200m', 'a100m', 'a50m', 'a20m', 'a10m', 'a5m', 'a2m', 'a1m', 'a50cm', 'a20cm', 'a10cm', 'a5cm', 'a2cm', 'a1cm')
 _D_ElevationConfidence_26: tuple[str, ...] = ('unavailable', 'elev-500-00', 'elev-200-00', 'elev-100-00', 'elev-050-00', 'elev-020-00', 'elev-010-00', 'elev-005-00', 'elev-002-00', 'elev-001-00', 'elev-000-50', 'elev-000-20', 'elev-000-10', 'elev-000-05', 'elev-000-02', 'elev-000-01')
@@ -103,1441 +103,1540 @@ _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogra
 def e_SPATEM(v: Any) -> int:
     a: int = 1
     v2 = v['header']
-    a3 = 1
-    a3 = a3 << 48 | (v2['protocolVersion']) << 40 | (v2['messageID']) << 32 | (v2['stationID'])
-    a = ((a - 1) << (a3.bit_length() - 1)) + a3
-    v5 = v['spat']
-    a6 = 1
-    a6 = a6 << 4 | ('timeStamp' in v5) << 2 | ('name' in v5) << 1 | ('regional' in v5)
-    if 'timeStamp' in v5:
-        a6 = a6 << 20 | v5['timeStamp']
-    if 'name' in v5:
-        b8 = v5['name'].encode('ascii')
-        a6 = a6 << 6 | (len(b8) - 1)
-        for c9 in b8:
-            a6 = a6 << 7 | c9
-    v10 = v5['intersections']
-    a11 = 1
-    k12 = len(v10)
-    a11 = a11 << 5 | (k12 - 1)
-    for w12 in v10:
-        v13 = w12
-        a14 = 1
-        a14 = a14 << 7 | ('name' in v13) << 5 | ('moy' in v13) << 4 | ('timeStamp' in v13) << 3 | ('enabledLanes' in v13) << 2 | ('maneuverAssistList' in v13) << 1 | ('regional' in v13)
-        if 'name' in v13:
-            b16 = v13['name'].encode('ascii')
-            a14 = a14 << 6 | (len(b16) - 1)
-            for c17 in b16:
-                a14 = a14 << 7 | c17
-        s_ = e_IntersectionReferenceID(v13['id'])
-        a14 = ((a14 - 1) << (s_.bit_length() - 1)) + s_
-        a14 = a14 << 7 | v13['revision']
-        d18, k19 = v13['status']
-        a14 = a14 << k19 | int.from_bytes(d18, 'big') >> (8 * len(d18) - k19)
-        if 'moy' in v13:
-            a14 = a14 << 20 | v13['moy']
-        if 'timeStamp' in v13:
-            a14 = a14 << 16 | v13['timeStamp']
-        if 'enabledLanes' in v13:
-            s_ = e_EnabledLaneList(v13['enabledLanes'])
-            a14 = ((a14 - 1) << (s_.bit_length() - 1)) + s_
-        s_ = e_MovementList(v13['states'])
-        a14 = ((a14 - 1) << (s_.bit_length() - 1)) + s_
-        if 'maneuverAssistList' in v13:
-            s_ = e_ManeuverAssistList(v13['maneuverAssistList'])
-            a14 = ((a14 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in v13:
-            s_ = e_IntersectionState_regional(v13['regional'])
-            a14 = ((a14 - 1) << (s_.bit_length() - 1)) + s_
-        a11 = ((a11 - 1) << (a14.bit_length() - 1)) + a14
-    a6 = ((a6 - 1) << (a11.bit_length() - 1)) + a11
-    if 'regional' in v5:
-        v20 = v5['regional']
-        a21 = 1
-        k22 = len(v20)
-        a21 = a21 << 2 | (k22 - 1)
-        for w22 in v20:
-            s_ = e_SPAT_regional_item(w22)
-            a21 = ((a21 - 1) << (s_.bit_length() - 1)) + s_
-        a6 = ((a6 - 1) << (a21.bit_length() - 1)) + a21
-    a = ((a - 1) << (a6.bit_length() - 1)) + a6
+    a = a << 48 | (v2['protocolVersion']) << 40 | (v2['messageID']) << 32 | (v2['stationID'])
+    v7 = v['spat']
+    a = a << 4 | (4 if 'timeStamp' in v7 else 0) | (2 if 'name' in v7 else 0) | ('regional' in v7)
+    if 'timeStamp' in v7:
+        a = a << 20 | v7['timeStamp']
+    if 'name' in v7:
+        b11 = v7['name'].encode('ascii')
+        a = a << 6 | (len(b11) - 1)
+        a = a << 7 * len(b11) | _rt.ia5_pack(b11)
+    v12 = v7['intersections']
+    k13 = len(v12)
+    a = a << 5 | (k13 - 1)
+    for w13 in v12:
+        a31 = 1
+        a31 = a31 << 7 | (32 if 'name' in w13 else 0) | (16 if 'moy' in w13 else 0) | (8 if 'timeStamp' in w13 else 0) | (4 if 'enabledLanes' in w13 else 0) | (2 if 'maneuverAssistList' in w13 else 0) | ('regional' in w13)
+        if 'name' in w13:
+            b34 = w13['name'].encode('ascii')
+            a31 = a31 << 6 | (len(b34) - 1)
+            a31 = a31 << 7 * len(b34) | _rt.ia5_pack(b34)
+        v35 = w13['id']
+        a31 = a31 << 1 | ('region' in v35)
+        if 'region' in v35:
+            a31 = a31 << 16 | v35['region']
+        a31 = a31 << 23 | (v35['id']) << 7 | (w13['revision'])
+        d41, k42 = w13['status']
+        a31 = a31 << k42 | int.from_bytes(d41, 'big') >> (8 * len(d41) - k42)
+        if 'moy' in w13:
+            a31 = a31 << 20 | w13['moy']
+        if 'timeStamp' in w13:
+            a31 = a31 << 16 | w13['timeStamp']
+        if 'enabledLanes' in w13:
+            s_ = e_EnabledLaneList(w13['enabledLanes'])
+            a31 = ((a31 - 1) << (s_.bit_length() - 1)) + s_
+        s_ = e_MovementList(w13['states'])
+        a31 = ((a31 - 1) << (s_.bit_length() - 1)) + s_
+        if 'maneuverAssistList' in w13:
+            s_ = e_ManeuverAssistList(w13['maneuverAssistList'])
+            a31 = ((a31 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in w13:
+            s_ = e_IntersectionState_regional(w13['regional'])
+            a31 = ((a31 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a31.bit_length() - 1)) + a31
+    if 'regional' in v7:
+        v49 = v7['regional']
+        a50 = 1
+        k51 = len(v49)
+        a50 = a50 << 2 | (k51 - 1)
+        for w51 in v49:
+            s_ = e_SPAT_regional_item(w51)
+            a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a50.bit_length() - 1)) + a50
     return a
 
 def d_SPATEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r24: dict[str, Any] = {}
+    r53: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r24['protocolVersion'] = (t_ >> 40) & 255
-    r24['messageID'] = (t_ >> 32) & 255
-    r24['stationID'] = t_ & 4294967295
-    r['header'] = r24
-    r26: dict[str, Any] = {}
+    r53['protocolVersion'] = (t_ >> 40) & 255
+    r53['messageID'] = (t_ >> 32) & 255
+    r53['stationID'] = t_ & 4294967295
+    r['header'] = r53
+    r55: dict[str, Any] = {}
     q -= 4
-    h27 = (x >> q) & 15
-    if h27 & 4:
+    h56 = (x >> q) & 15
+    if h56 & 4:
         q -= 20
-        r26['timeStamp'] = (x >> q) & 1048575
-    if h27 & 2:
+        c57 = (x >> q) & 1048575
+        if c57 > 527040:
+            raise _rt.OutOfSchema
+        r55['timeStamp'] = c57
+    if h56 & 2:
         q -= 6
-        k28 = ((x >> q) & 63) + 1
-        q -= 7 * k28
-        r26['name'] = _rt.ia5((x >> q) & ((1 << (7 * k28)) - 1), k28)
+        k59 = ((x >> q) & 63) + 1
+        q -= 7 * k59
+        c58 = _rt.ia5((x >> q) & ((1 << (7 * k59)) - 1), k59)
+        if len(c58) > 63:
+            raise _rt.OutOfSchema
+        r55['name'] = c58
     q -= 5
-    k30 = ((x >> q) & 31) + 1
-    r29: list[Any] = []
-    for _ in range(k30):
-        r31: dict[str, Any] = {}
+    k61 = ((x >> q) & 31) + 1
+    r60: list[Any] = []
+    for _ in range(k61):
+        x &= (1 << q) - 1
+        r62: dict[str, Any] = {}
         q -= 7
-        h32 = (x >> q) & 127
-        if h32 & 32:
+        h63 = (x >> q) & 127
+        if h63 & 32:
             q -= 6
-            k33 = ((x >> q) & 63) + 1
-            q -= 7 * k33
-            r31['name'] = _rt.ia5((x >> q) & ((1 << (7 * k33)) - 1), k33)
-        r31['id'], q = d_IntersectionReferenceID(x, q)
+            k65 = ((x >> q) & 63) + 1
+            q -= 7 * k65
+            c64 = _rt.ia5((x >> q) & ((1 << (7 * k65)) - 1), k65)
+            if len(c64) > 63:
+                raise _rt.OutOfSchema
+            r62['name'] = c64
+        r66: dict[str, Any] = {}
+        q -= 1
+        h67 = (x >> q) & 1
+        if h67 & 1:
+            q -= 16
+            r66['region'] = (x >> q) & 65535
+        q -= 16
+        r66['id'] = (x >> q) & 65535
+        r62['id'] = r66
         q -= 23
         t_ = (x >> q) & 8388607
-        r31['revision'] = (t_ >> 16) & 127
-        r31['status'] = (((t_ & 65535) << 0).to_bytes(2, 'big'), 16)
-        if h32 & 16:
+        r62['revision'] = (t_ >> 16) & 127
+        r62['status'] = (((t_ & 65535) << 0).to_bytes(2, 'big'), 16)
+        if h63 & 16:
             q -= 20
-            r31['moy'] = (x >> q) & 1048575
-        if h32 & 8:
+            c69 = (x >> q) & 1048575
+            if c69 > 527040:
+                raise _rt.OutOfSchema
+            r62['moy'] = c69
+        if h63 & 8:
             q -= 16
-            r31['timeStamp'] = (x >> q) & 65535
-        if h32 & 4:
-            r31['enabledLanes'], q = d_EnabledLaneList(x, q)
-        r31['states'], q = d_MovementList(x, q)
-        if h32 & 2:
-            r31['maneuverAssistList'], q = d_ManeuverAssistList(x, q)
-        if h32 & 1:
-            r31['regional'], q = d_IntersectionState_regional(x, q)
-        if h32 >> 6:
+            r62['timeStamp'] = (x >> q) & 65535
+        if h63 & 4:
+            r62['enabledLanes'], q = d_EnabledLaneList(x, q)
+        r62['states'], q = d_MovementList(x, q)
+        if h63 & 2:
+            r62['maneuverAssistList'], q = d_ManeuverAssistList(x, q)
+        if h63 & 1:
+            r62['regional'], q = d_IntersectionState_regional(x, q)
+        if h63 >> 6:
             q = _rt.skip_additions(x, q)
-        w30 = r31
-        r29.append(w30)
-    r26['intersections'] = r29
-    if h27 & 1:
+        r60.append(r62)
+    r55['intersections'] = r60
+    if h56 & 1:
         q -= 2
-        k36 = ((x >> q) & 3) + 1
-        r35: list[Any] = []
-        for _ in range(k36):
-            w36, q = d_SPAT_regional_item(x, q)
-            r35.append(w36)
-        r26['regional'] = r35
-    if h27 >> 3:
+        k71 = ((x >> q) & 3) + 1
+        r70: list[Any] = []
+        for _ in range(k71):
+            x &= (1 << q) - 1
+            w71, q = d_SPAT_regional_item(x, q)
+            r70.append(w71)
+        r55['regional'] = r70
+    if h56 >> 3:
         q = _rt.skip_additions(x, q)
-    r['spat'] = r26
+    r['spat'] = r55
     return r, q
 
 
 def e_MAPEM(v: Any) -> int:
     a: int = 1
-    v38 = v['header']
-    a39 = 1
-    a39 = a39 << 48 | (v38['protocolVersion']) << 40 | (v38['messageID']) << 32 | (v38['stationID'])
-    a = ((a - 1) << (a39.bit_length() - 1)) + a39
-    v41 = v['map']
-    a42 = 1
-    a42 = a42 << 9 | ('timeStamp' in v41) << 7 | ('layerType' in v41) << 6 | ('layerID' in v41) << 5 | ('intersections' in v41) << 4 | ('roadSegments' in v41) << 3 | ('dataParameters' in v41) << 2 | ('restrictionList' in v41) << 1 | ('regional' in v41)
-    if 'timeStamp' in v41:
-        a42 = a42 << 20 | v41['timeStamp']
-    a42 = a42 << 7 | v41['msgIssueRevision']
-    if 'layerType' in v41:
-        w44 = v41['layerType']
-        i45 = _E_LayerType_0.get(w44)
-        if i45 is not None:
-            a42 = a42 << 4 | i45
+    v73 = v['header']
+    a = a << 48 | (v73['protocolVersion']) << 40 | (v73['messageID']) << 32 | (v73['stationID'])
+    v78 = v['map']
+    a = a << 9 | (128 if 'timeStamp' in v78 else 0) | (64 if 'layerType' in v78 else 0) | (32 if 'layerID' in v78 else 0) | (16 if 'intersections' in v78 else 0) | (8 if 'roadSegments' in v78 else 0) | (4 if 'dataParameters' in v78 else 0) | (2 if 'restrictionList' in v78 else 0) | ('regional' in v78)
+    if 'timeStamp' in v78:
+        a = a << 20 | v78['timeStamp']
+    a = a << 7 | v78['msgIssueRevision']
+    if 'layerType' in v78:
+        w83 = v78['layerType']
+        i84 = _E_LayerType_0.get(w83)
+        if i84 is not None:
+            a = a << 4 | i84
         else:
-            a42 = _rt.nsnn(a42 << 1 | 1, _X_LayerType_1[w44])
-    if 'layerID' in v41:
-        a42 = a42 << 7 | v41['layerID']
-    if 'intersections' in v41:
-        v46 = v41['intersections']
-        a47 = 1
-        k48 = len(v46)
-        a47 = a47 << 5 | (k48 - 1)
-        for w48 in v46:
-            v49 = w48
-            a50 = 1
-            a50 = a50 << 6 | ('name' in v49) << 4 | ('laneWidth' in v49) << 3 | ('speedLimits' in v49) << 2 | ('preemptPriorityData' in v49) << 1 | ('regional' in v49)
-            if 'name' in v49:
-                b52 = v49['name'].encode('ascii')
-                a50 = a50 << 6 | (len(b52) - 1)
-                for c53 in b52:
-                    a50 = a50 << 7 | c53
-            s_ = e_IntersectionReferenceID(v49['id'])
-            a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
-            a50 = a50 << 7 | v49['revision']
-            s_ = e_Position3D(v49['refPoint'])
-            a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
-            if 'laneWidth' in v49:
-                a50 = a50 << 15 | v49['laneWidth']
-            if 'speedLimits' in v49:
-                s_ = e_SpeedLimitList(v49['speedLimits'])
-                a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
-            s_ = e_LaneList(v49['laneSet'])
-            a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
-            if 'preemptPriorityData' in v49:
-                s_ = e_PreemptPriorityList(v49['preemptPriorityData'])
-                a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
-            if 'regional' in v49:
-                s_ = e_IntersectionGeometry_regional(v49['regional'])
-                a50 = ((a50 - 1) << (s_.bit_length() - 1)) + s_
-            a47 = ((a47 - 1) << (a50.bit_length() - 1)) + a50
-        a42 = ((a42 - 1) << (a47.bit_length() - 1)) + a47
-    if 'roadSegments' in v41:
-        v54 = v41['roadSegments']
-        a55 = 1
-        k56 = len(v54)
-        a55 = a55 << 5 | (k56 - 1)
-        for w56 in v54:
-            v57 = w56
-            a58 = 1
-            a58 = a58 << 5 | ('name' in v57) << 3 | ('laneWidth' in v57) << 2 | ('speedLimits' in v57) << 1 | ('regional' in v57)
-            if 'name' in v57:
-                b60 = v57['name'].encode('ascii')
-                a58 = a58 << 6 | (len(b60) - 1)
-                for c61 in b60:
-                    a58 = a58 << 7 | c61
-            s_ = e_RoadSegmentReferenceID(v57['id'])
-            a58 = ((a58 - 1) << (s_.bit_length() - 1)) + s_
-            a58 = a58 << 7 | v57['revision']
-            s_ = e_Position3D(v57['refPoint'])
-            a58 = ((a58 - 1) << (s_.bit_length() - 1)) + s_
-            if 'laneWidth' in v57:
-                a58 = a58 << 15 | v57['laneWidth']
-            if 'speedLimits' in v57:
-                s_ = e_SpeedLimitList(v57['speedLimits'])
-                a58 = ((a58 - 1) << (s_.bit_length() - 1)) + s_
-            s_ = e_RoadLaneSetList(v57['roadLaneSet'])
-            a58 = ((a58 - 1) << (s_.bit_length() - 1)) + s_
-            if 'regional' in v57:
-                s_ = e_RoadSegment_regional(v57['regional'])
-                a58 = ((a58 - 1) << (s_.bit_length() - 1)) + s_
-            a55 = ((a55 - 1) << (a58.bit_length() - 1)) + a58
-        a42 = ((a42 - 1) << (a55.bit_length() - 1)) + a55
-    if 'dataParameters' in v41:
-        v62 = v41['dataParameters']
-        a63 = 1
-        a63 = a63 << 5 | ('processMethod' in v62) << 3 | ('processAgency' in v62) << 2 | ('lastCheckedDate' in v62) << 1 | ('geoidUsed' in v62)
-        if 'processMethod' in v62:
-            b65 = v62['processMethod'].encode('ascii')
-            a63 = a63 << 8 | (len(b65) - 1)
-            for c66 in b65:
-                a63 = a63 << 7 | c66
-        if 'processAgency' in v62:
-            b67 = v62['processAgency'].encode('ascii')
-            a63 = a63 << 8 | (len(b67) - 1)
-            for c68 in b67:
-                a63 = a63 << 7 | c68
-        if 'lastCheckedDate' in v62:
-            b69 = v62['lastCheckedDate'].encode('ascii')
-            a63 = a63 << 8 | (len(b69) - 1)
-            for c70 in b69:
-                a63 = a63 << 7 | c70
-        if 'geoidUsed' in v62:
-            b71 = v62['geoidUsed'].encode('ascii')
-            a63 = a63 << 8 | (len(b71) - 1)
-            for c72 in b71:
-                a63 = a63 << 7 | c72
-        a42 = ((a42 - 1) << (a63.bit_length() - 1)) + a63
-    if 'restrictionList' in v41:
-        v73 = v41['restrictionList']
-        a74 = 1
-        k75 = len(v73)
-        a74 = a74 << 8 | (k75 - 1)
-        for w75 in v73:
-            v76 = w75
-            a77 = 1
-            a77 = a77 << 8 | v76['id']
-            s_ = e_RestrictionUserTypeList(v76['users'])
-            a77 = ((a77 - 1) << (s_.bit_length() - 1)) + s_
-            a74 = ((a74 - 1) << (a77.bit_length() - 1)) + a77
-        a42 = ((a42 - 1) << (a74.bit_length() - 1)) + a74
-    if 'regional' in v41:
-        v79 = v41['regional']
-        a80 = 1
-        k81 = len(v79)
-        a80 = a80 << 2 | (k81 - 1)
-        for w81 in v79:
-            s_ = e_MapData_regional_item(w81)
-            a80 = ((a80 - 1) << (s_.bit_length() - 1)) + s_
-        a42 = ((a42 - 1) << (a80.bit_length() - 1)) + a80
-    a = ((a - 1) << (a42.bit_length() - 1)) + a42
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w83])
+    if 'layerID' in v78:
+        a = a << 7 | v78['layerID']
+    if 'intersections' in v78:
+        v86 = v78['intersections']
+        k87 = len(v86)
+        a = a << 5 | (k87 - 1)
+        for w87 in v86:
+            a102 = 1
+            a102 = a102 << 6 | (16 if 'name' in w87 else 0) | (8 if 'laneWidth' in w87 else 0) | (4 if 'speedLimits' in w87 else 0) | (2 if 'preemptPriorityData' in w87 else 0) | ('regional' in w87)
+            if 'name' in w87:
+                b105 = w87['name'].encode('ascii')
+                a102 = a102 << 6 | (len(b105) - 1)
+                a102 = a102 << 7 * len(b105) | _rt.ia5_pack(b105)
+            v106 = w87['id']
+            a102 = a102 << 1 | ('region' in v106)
+            if 'region' in v106:
+                a102 = a102 << 16 | v106['region']
+            a102 = a102 << 23 | (v106['id']) << 7 | (w87['revision'])
+            s_ = e_Position3D(w87['refPoint'])
+            a102 = ((a102 - 1) << (s_.bit_length() - 1)) + s_
+            if 'laneWidth' in w87:
+                a102 = a102 << 15 | w87['laneWidth']
+            if 'speedLimits' in w87:
+                s_ = e_SpeedLimitList(w87['speedLimits'])
+                a102 = ((a102 - 1) << (s_.bit_length() - 1)) + s_
+            s_ = e_LaneList(w87['laneSet'])
+            a102 = ((a102 - 1) << (s_.bit_length() - 1)) + s_
+            if 'preemptPriorityData' in w87:
+                s_ = e_PreemptPriorityList(w87['preemptPriorityData'])
+                a102 = ((a102 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in w87:
+                s_ = e_IntersectionGeometry_regional(w87['regional'])
+                a102 = ((a102 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a102.bit_length() - 1)) + a102
+    if 'roadSegments' in v78:
+        v117 = v78['roadSegments']
+        a118 = 1
+        k119 = len(v117)
+        a118 = a118 << 5 | (k119 - 1)
+        for w119 in v117:
+            a133 = 1
+            a133 = a133 << 5 | (8 if 'name' in w119 else 0) | (4 if 'laneWidth' in w119 else 0) | (2 if 'speedLimits' in w119 else 0) | ('regional' in w119)
+            if 'name' in w119:
+                b136 = w119['name'].encode('ascii')
+                a133 = a133 << 6 | (len(b136) - 1)
+                a133 = a133 << 7 * len(b136) | _rt.ia5_pack(b136)
+            v137 = w119['id']
+            a133 = a133 << 1 | ('region' in v137)
+            if 'region' in v137:
+                a133 = a133 << 16 | v137['region']
+            a133 = a133 << 23 | (v137['id']) << 7 | (w119['revision'])
+            s_ = e_Position3D(w119['refPoint'])
+            a133 = ((a133 - 1) << (s_.bit_length() - 1)) + s_
+            if 'laneWidth' in w119:
+                a133 = a133 << 15 | w119['laneWidth']
+            if 'speedLimits' in w119:
+                s_ = e_SpeedLimitList(w119['speedLimits'])
+                a133 = ((a133 - 1) << (s_.bit_length() - 1)) + s_
+            s_ = e_RoadLaneSetList(w119['roadLaneSet'])
+            a133 = ((a133 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in w119:
+                s_ = e_RoadSegment_regional(w119['regional'])
+                a133 = ((a133 - 1) << (s_.bit_length() - 1)) + s_
+            a118 = ((a118 - 1) << (a133.bit_length() - 1)) + a133
+        a = ((a - 1) << (a118.bit_length() - 1)) + a118
+    if 'dataParameters' in v78:
+        v147 = v78['dataParameters']
+        a = a << 5 | (8 if 'processMethod' in v147 else 0) | (4 if 'processAgency' in v147 else 0) | (2 if 'lastCheckedDate' in v147 else 0) | ('geoidUsed' in v147)
+        if 'processMethod' in v147:
+            b150 = v147['processMethod'].encode('ascii')
+            a = a << 8 | (len(b150) - 1)
+            a = a << 7 * len(b150) | _rt.ia5_pack(b150)
+        if 'processAgency' in v147:
+            b152 = v147['processAgency'].encode('ascii')
+            a = a << 8 | (len(b152) - 1)
+            a = a << 7 * len(b152) | _rt.ia5_pack(b152)
+        if 'lastCheckedDate' in v147:
+            b154 = v147['lastCheckedDate'].encode('ascii')
+            a = a << 8 | (len(b154) - 1)
+            a = a << 7 * len(b154) | _rt.ia5_pack(b154)
+        if 'geoidUsed' in v147:
+            b156 = v147['geoidUsed'].encode('ascii')
+            a = a << 8 | (len(b156) - 1)
+            a = a << 7 * len(b156) | _rt.ia5_pack(b156)
+    if 'restrictionList' in v78:
+        v157 = v78['restrictionList']
+        a158 = 1
+        k159 = len(v157)
+        a158 = a158 << 8 | (k159 - 1)
+        for w159 in v157:
+            a158 = a158 << 8 | w159['id']
+            s_ = e_RestrictionUserTypeList(w159['users'])
+            a158 = ((a158 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a158.bit_length() - 1)) + a158
+    if 'regional' in v78:
+        v163 = v78['regional']
+        a164 = 1
+        k165 = len(v163)
+        a164 = a164 << 2 | (k165 - 1)
+        for w165 in v163:
+            s_ = e_MapData_regional_item(w165)
+            a164 = ((a164 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a164.bit_length() - 1)) + a164
     return a
 
 def d_MAPEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r83: dict[str, Any] = {}
+    r167: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r83['protocolVersion'] = (t_ >> 40) & 255
-    r83['messageID'] = (t_ >> 32) & 255
-    r83['stationID'] = t_ & 4294967295
-    r['header'] = r83
-    r85: dict[str, Any] = {}
+    r167['protocolVersion'] = (t_ >> 40) & 255
+    r167['messageID'] = (t_ >> 32) & 255
+    r167['stationID'] = t_ & 4294967295
+    r['header'] = r167
+    r169: dict[str, Any] = {}
     q -= 9
-    h86 = (x >> q) & 511
-    if h86 & 128:
+    h170 = (x >> q) & 511
+    if h170 & 128:
         q -= 20
-        r85['timeStamp'] = (x >> q) & 1048575
+        c171 = (x >> q) & 1048575
+        if c171 > 527040:
+            raise _rt.OutOfSchema
+        r169['timeStamp'] = c171
     q -= 7
-    r85['msgIssueRevision'] = (x >> q) & 127
-    if h86 & 64:
+    r169['msgIssueRevision'] = (x >> q) & 127
+    if h170 & 64:
         q -= 1
         if (x >> q) & 1:
-            i87, q = _rt.read_nsnn(x, q)
-            r85['layerType'] = _DX_LayerType_3.get(i87)
+            i173, q = _rt.read_nsnn(x, q)
+            c172 = _DX_LayerType_3.get(i173)
         else:
             q -= 3
-            r85['layerType'] = _D_LayerType_2[(x >> q) & 7]
-    if h86 & 32:
+            c172 = _D_LayerType_2[(x >> q) & 7]
+        if c172 is None:
+            raise _rt.OutOfSchema
+        r169['layerType'] = c172
+    if h170 & 32:
         q -= 7
-        r85['layerID'] = (x >> q) & 127
-    if h86 & 16:
+        c174 = (x >> q) & 127
+        if c174 > 100:
+            raise _rt.OutOfSchema
+        r169['layerID'] = c174
+    if h170 & 16:
         q -= 5
-        k89 = ((x >> q) & 31) + 1
-        r88: list[Any] = []
-        for _ in range(k89):
-            r90: dict[str, Any] = {}
+        k176 = ((x >> q) & 31) + 1
+        r175: list[Any] = []
+        for _ in range(k176):
+            x &= (1 << q) - 1
+            r177: dict[str, Any] = {}
             q -= 6
-            h91 = (x >> q) & 63
-            if h91 & 16:
+            h178 = (x >> q) & 63
+            if h178 & 16:
                 q -= 6
-                k92 = ((x >> q) & 63) + 1
-                q -= 7 * k92
-                r90['name'] = _rt.ia5((x >> q) & ((1 << (7 * k92)) - 1), k92)
-            r90['id'], q = d_IntersectionReferenceID(x, q)
+                k180 = ((x >> q) & 63) + 1
+                q -= 7 * k180
+                c179 = _rt.ia5((x >> q) & ((1 << (7 * k180)) - 1), k180)
+                if len(c179) > 63:
+                    raise _rt.OutOfSchema
+                r177['name'] = c179
+            r181: dict[str, Any] = {}
+            q -= 1
+            h182 = (x >> q) & 1
+            if h182 & 1:
+                q -= 16
+                r181['region'] = (x >> q) & 65535
+            q -= 16
+            r181['id'] = (x >> q) & 65535
+            r177['id'] = r181
             q -= 7
-            r90['revision'] = (x >> q) & 127
-            r90['refPoint'], q = d_Position3D(x, q)
-            if h91 & 8:
+            r177['revision'] = (x >> q) & 127
+            r177['refPoint'], q = d_Position3D(x, q)
+            if h178 & 8:
                 q -= 15
-                r90['laneWidth'] = (x >> q) & 32767
-            if h91 & 4:
-                r90['speedLimits'], q = d_SpeedLimitList(x, q)
-            r90['laneSet'], q = d_LaneList(x, q)
-            if h91 & 2:
-                r90['preemptPriorityData'], q = d_PreemptPriorityList(x, q)
-            if h91 & 1:
-                r90['regional'], q = d_IntersectionGeometry_regional(x, q)
-            if h91 >> 5:
+                r177['laneWidth'] = (x >> q) & 32767
+            if h178 & 4:
+                r177['speedLimits'], q = d_SpeedLimitList(x, q)
+            r177['laneSet'], q = d_LaneList(x, q)
+            if h178 & 2:
+                r177['preemptPriorityData'], q = d_PreemptPriorityList(x, q)
+            if h178 & 1:
+                r177['regional'], q = d_IntersectionGeometry_regional(x, q)
+            if h178 >> 5:
                 q = _rt.skip_additions(x, q)
-            w89 = r90
-            r88.append(w89)
-        r85['intersections'] = r88
-    if h86 & 8:
+            r175.append(r177)
+        r169['intersections'] = r175
+    if h170 & 8:
         q -= 5
-        k94 = ((x >> q) & 31) + 1
-        r93: list[Any] = []
-        for _ in range(k94):
-            r95: dict[str, Any] = {}
+        k184 = ((x >> q) & 31) + 1
+        r183: list[Any] = []
+        for _ in range(k184):
+            x &= (1 << q) - 1
+            r185: dict[str, Any] = {}
             q -= 5
-            h96 = (x >> q) & 31
-            if h96 & 8:
+            h186 = (x >> q) & 31
+            if h186 & 8:
                 q -= 6
-                k97 = ((x >> q) & 63) + 1
-                q -= 7 * k97
-                r95['name'] = _rt.ia5((x >> q) & ((1 << (7 * k97)) - 1), k97)
-            r95['id'], q = d_RoadSegmentReferenceID(x, q)
+                k188 = ((x >> q) & 63) + 1
+                q -= 7 * k188
+                c187 = _rt.ia5((x >> q) & ((1 << (7 * k188)) - 1), k188)
+                if len(c187) > 63:
+                    raise _rt.OutOfSchema
+                r185['name'] = c187
+            r189: dict[str, Any] = {}
+            q -= 1
+            h190 = (x >> q) & 1
+            if h190 & 1:
+                q -= 16
+                r189['region'] = (x >> q) & 65535
+            q -= 16
+            r189['id'] = (x >> q) & 65535
+            r185['id'] = r189
             q -= 7
-            r95['revision'] = (x >> q) & 127
-            r95['refPoint'], q = d_Position3D(x, q)
-            if h96 & 4:
+            r185['revision'] = (x >> q) & 127
+            r185['refPoint'], q = d_Position3D(x, q)
+            if h186 & 4:
                 q -= 15
-                r95['laneWidth'] = (x >> q) & 32767
-            if h96 & 2:
-                r95['speedLimits'], q = d_SpeedLimitList(x, q)
-            r95['roadLaneSet'], q = d_RoadLaneSetList(x, q)
-            if h96 & 1:
-                r95['regional'], q = d_RoadSegment_regional(x, q)
-            if h96 >> 4:
+                r185['laneWidth'] = (x >> q) & 32767
+            if h186 & 2:
+                r185['speedLimits'], q = d_SpeedLimitList(x, q)
+            r185['roadLaneSet'], q = d_RoadLaneSetList(x, q)
+            if h186 & 1:
+                r185['regional'], q = d_RoadSegment_regional(x, q)
+            if h186 >> 4:
                 q = _rt.skip_additions(x, q)
-            w94 = r95
-            r93.append(w94)
-        r85['roadSegments'] = r93
-    if h86 & 4:
-        r98: dict[str, Any] = {}
+            r183.append(r185)
+        r169['roadSegments'] = r183
+    if h170 & 4:
+        r191: dict[str, Any] = {}
         q -= 5
-        h99 = (x >> q) & 31
-        if h99 & 8:
+        h192 = (x >> q) & 31
+        if h192 & 8:
             q -= 8
-            k100 = ((x >> q) & 255) + 1
-            q -= 7 * k100
-            r98['processMethod'] = _rt.ia5((x >> q) & ((1 << (7 * k100)) - 1), k100)
-        if h99 & 4:
+            k194 = ((x >> q) & 255) + 1
+            q -= 7 * k194
+            c193 = _rt.ia5((x >> q) & ((1 << (7 * k194)) - 1), k194)
+            if len(c193) > 255:
+                raise _rt.OutOfSchema
+            r191['processMethod'] = c193
+        if h192 & 4:
             q -= 8
-            k101 = ((x >> q) & 255) + 1
-            q -= 7 * k101
-            r98['processAgency'] = _rt.ia5((x >> q) & ((1 << (7 * k101)) - 1), k101)
-        if h99 & 2:
+            k196 = ((x >> q) & 255) + 1
+            q -= 7 * k196
+            c195 = _rt.ia5((x >> q) & ((1 << (7 * k196)) - 1), k196)
+            if len(c195) > 255:
+                raise _rt.OutOfSchema
+            r191['processAgency'] = c195
+        if h192 & 2:
             q -= 8
-            k102 = ((x >> q) & 255) + 1
-            q -= 7 * k102
-            r98['lastCheckedDate'] = _rt.ia5((x >> q) & ((1 << (7 * k102)) - 1), k102)
-        if h99 & 1:
+            k198 = ((x >> q) & 255) + 1
+            q -= 7 * k198
+            c197 = _rt.ia5((x >> q) & ((1 << (7 * k198)) - 1), k198)
+            if len(c197) > 255:
+                raise _rt.OutOfSchema
+            r191['lastCheckedDate'] = c197
+        if h192 & 1:
             q -= 8
-            k103 = ((x >> q) & 255) + 1
-            q -= 7 * k103
-            r98['geoidUsed'] = _rt.ia5((x >> q) & ((1 << (7 * k103)) - 1), k103)
-        if h99 >> 4:
+            k200 = ((x >> q) & 255) + 1
+            q -= 7 * k200
+            c199 = _rt.ia5((x >> q) & ((1 << (7 * k200)) - 1), k200)
+            if len(c199) > 255:
+                raise _rt.OutOfSchema
+            r191['geoidUsed'] = c199
+        if h192 >> 4:
             q = _rt.skip_additions(x, q)
-        r85['dataParameters'] = r98
-    if h86 & 2:
+        r169['dataParameters'] = r191
+    if h170 & 2:
         q -= 8
-        k105 = ((x >> q) & 255) + 1
-        r104: list[Any] = []
-        for _ in range(k105):
-            r106: dict[str, Any] = {}
+        k202 = ((x >> q) & 255) + 1
+        if k202 > 254:
+            raise _rt.OutOfSchema
+        r201: list[Any] = []
+        for _ in range(k202):
+            x &= (1 << q) - 1
+            r203: dict[str, Any] = {}
             q -= 8
-            r106['id'] = (x >> q) & 255
-            r106['users'], q = d_RestrictionUserTypeList(x, q)
-            w105 = r106
-            r104.append(w105)
-        r85['restrictionList'] = r104
-    if h86 & 1:
+            r203['id'] = (x >> q) & 255
+            r203['users'], q = d_RestrictionUserTypeList(x, q)
+            r201.append(r203)
+        r169['restrictionList'] = r201
+    if h170 & 1:
         q -= 2
-        k109 = ((x >> q) & 3) + 1
-        r108: list[Any] = []
-        for _ in range(k109):
-            w109, q = d_MapData_regional_item(x, q)
-            r108.append(w109)
-        r85['regional'] = r108
-    if h86 >> 8:
+        k206 = ((x >> q) & 3) + 1
+        r205: list[Any] = []
+        for _ in range(k206):
+            x &= (1 << q) - 1
+            w206, q = d_MapData_regional_item(x, q)
+            r205.append(w206)
+        r169['regional'] = r205
+    if h170 >> 8:
         q = _rt.skip_additions(x, q)
-    r['map'] = r85
+    r['map'] = r169
     return r, q
 
 
 def e_IVIM(v: Any) -> int:
     a: int = 1
-    v111 = v['header']
-    a112 = 1
-    a112 = a112 << 48 | (v111['protocolVersion']) << 40 | (v111['messageID']) << 32 | (v111['stationID'])
-    a = ((a - 1) << (a112.bit_length() - 1)) + a112
-    v114 = v['ivi']
-    a115 = 1
-    a115 = a115 << 1 | ('optional' in v114)
-    v117 = v114['mandatory']
-    a118 = 1
-    ext119 = 'connectedDenms' in v117
-    a118 = a118 << 5 | (ext119) << 4 | ('timeStamp' in v117) << 3 | ('validFrom' in v117) << 2 | ('validTo' in v117) << 1 | ('connectedIviStructures' in v117)
-    v120 = v117['serviceProviderId']
-    a121 = 1
-    d123, k124 = v120['countryCode']
-    a121 = a121 << k124 | int.from_bytes(d123, 'big') >> (8 * len(d123) - k124)
-    a121 = a121 << 14 | v120['providerIdentifier']
-    a118 = ((a118 - 1) << (a121.bit_length() - 1)) + a121
-    w125 = v117['iviIdentificationNumber']
-    if 1 <= w125 <= 32767:
-        a118 = a118 << 16 | (w125 - 1)
+    v208 = v['header']
+    a = a << 48 | (v208['protocolVersion']) << 40 | (v208['messageID']) << 32 | (v208['stationID'])
+    v213 = v['ivi']
+    a = a << 1 | ('optional' in v213)
+    v215 = v213['mandatory']
+    ext216 = 'connectedDenms' in v215
+    a = a << 5 | (16 if ext216 else 0) | (8 if 'timeStamp' in v215 else 0) | (4 if 'validFrom' in v215 else 0) | (2 if 'validTo' in v215 else 0) | ('connectedIviStructures' in v215)
+    v217 = v215['serviceProviderId']
+    d220, k221 = v217['countryCode']
+    a = a << k221 | int.from_bytes(d220, 'big') >> (8 * len(d220) - k221)
+    a = a << 14 | v217['providerIdentifier']
+    w224 = v215['iviIdentificationNumber']
+    if 1 <= w224 <= 32767:
+        a = a << 16 | (w224 - 1)
     else:
-        a118 = _rt.uwn(a118 << 1 | 1, w125)
-    if 'timeStamp' in v117:
-        a118 = a118 << 42 | v117['timeStamp']
-    if 'validFrom' in v117:
-        a118 = a118 << 42 | v117['validFrom']
-    if 'validTo' in v117:
-        a118 = a118 << 42 | v117['validTo']
-    if 'connectedIviStructures' in v117:
-        v126 = v117['connectedIviStructures']
-        a127 = 1
-        k128 = len(v126)
-        a127 = a127 << 3 | (k128 - 1)
-        for w128 in v126:
-            w129 = w128
-            if 1 <= w129 <= 32767:
-                a127 = a127 << 16 | (w129 - 1)
+        a = _rt.uwn(a << 1 | 1, w224)
+    if 'timeStamp' in v215:
+        a = a << 42 | v215['timeStamp']
+    if 'validFrom' in v215:
+        a = a << 42 | v215['validFrom']
+    if 'validTo' in v215:
+        a = a << 42 | v215['validTo']
+    if 'connectedIviStructures' in v215:
+        v228 = v215['connectedIviStructures']
+        k229 = len(v228)
+        a = a << 3 | (k229 - 1)
+        for w229 in v228:
+            w230 = w229
+            if 1 <= w230 <= 32767:
+                a = a << 16 | (w230 - 1)
             else:
-                a127 = _rt.uwn(a127 << 1 | 1, w129)
-        a118 = ((a118 - 1) << (a127.bit_length() - 1)) + a127
-    a118 = a118 << 3 | v117['iviStatus']
-    if ext119:
-        subs119, present119 = [], 0
-        if 'connectedDenms' in v117:
-            s119 = 1
-            v130 = v117['connectedDenms']
-            a131 = 1
-            k132 = len(v130)
-            if 1 <= k132 <= 8:
-                a131 <<= 1
-                a131 = a131 << 3 | (k132 - 1)
+                a = _rt.uwn(a << 1 | 1, w230)
+    a = a << 3 | v215['iviStatus']
+    if ext216:
+        subs216, present216 = [], 0
+        if 'connectedDenms' in v215:
+            s216 = 1
+            v232 = v215['connectedDenms']
+            a233 = 1
+            k234 = len(v232)
+            if 1 <= k234 <= 8:
+                a233 <<= 1
+                a233 = a233 << 3 | (k234 - 1)
             else:
-                a131 = _rt.ld(a131 << 1 | 1, k132)
-            for w132 in v130:
-                s_ = e_ActionID(w132)
-                a131 = ((a131 - 1) << (s_.bit_length() - 1)) + s_
-            s119 = ((s119 - 1) << (a131.bit_length() - 1)) + a131
-            subs119.append(s119)
-            present119 |= 1
-        a118 = _rt.additions(a118, 1, present119, subs119)
-    a115 = ((a115 - 1) << (a118.bit_length() - 1)) + a118
-    if 'optional' in v114:
-        v133 = v114['optional']
-        a134 = 1
-        k135 = len(v133)
-        if 1 <= k135 <= 8:
-            a134 <<= 1
-            a134 = a134 << 3 | (k135 - 1)
+                a233 = _rt.ld(a233 << 1 | 1, k234)
+            for w234 in v232:
+                a233 = a233 << 48 | (w234['originatingStationID']) << 16 | (w234['sequenceNumber'])
+            s216 = ((s216 - 1) << (a233.bit_length() - 1)) + a233
+            subs216.append(s216)
+            present216 |= 1
+        a = _rt.additions(a, 1, present216, subs216)
+    if 'optional' in v213:
+        v238 = v213['optional']
+        a239 = 1
+        k240 = len(v238)
+        if 1 <= k240 <= 8:
+            a239 <<= 1
+            a239 = a239 << 3 | (k240 - 1)
         else:
-            a134 = _rt.ld(a134 << 1 | 1, k135)
-        for w135 in v133:
-            s_ = e_IviContainer(w135)
-            a134 = ((a134 - 1) << (s_.bit_length() - 1)) + s_
-        a115 = ((a115 - 1) << (a134.bit_length() - 1)) + a134
-    a = ((a - 1) << (a115.bit_length() - 1)) + a115
+            a239 = _rt.ld(a239 << 1 | 1, k240)
+        for w240 in v238:
+            s_ = e_IviContainer(w240)
+            a239 = ((a239 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a239.bit_length() - 1)) + a239
     return a
 
 def d_IVIM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r137: dict[str, Any] = {}
+    r242: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r137['protocolVersion'] = (t_ >> 40) & 255
-    r137['messageID'] = (t_ >> 32) & 255
-    r137['stationID'] = t_ & 4294967295
-    r['header'] = r137
-    r139: dict[str, Any] = {}
+    r242['protocolVersion'] = (t_ >> 40) & 255
+    r242['messageID'] = (t_ >> 32) & 255
+    r242['stationID'] = t_ & 4294967295
+    r['header'] = r242
+    r244: dict[str, Any] = {}
     q -= 1
-    h140 = (x >> q) & 1
-    r141: dict[str, Any] = {}
+    h245 = (x >> q) & 1
+    r246: dict[str, Any] = {}
     q -= 5
-    h142 = (x >> q) & 31
-    r143: dict[str, Any] = {}
+    h247 = (x >> q) & 31
+    r248: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
-    r143['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
-    r143['providerIdentifier'] = t_ & 16383
-    r141['serviceProviderId'] = r143
+    r248['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
+    r248['providerIdentifier'] = t_ & 16383
+    r246['serviceProviderId'] = r248
     q -= 1
     if (x >> q) & 1:
-        r141['iviIdentificationNumber'], q = _rt.read_uwn(x, q)
+        r246['iviIdentificationNumber'], q = _rt.read_uwn(x, q)
     else:
         q -= 15
-        r141['iviIdentificationNumber'] = ((x >> q) & 32767) + 1
-    if h142 & 8:
+        r246['iviIdentificationNumber'] = ((x >> q) & 32767) + 1
+    if h247 & 8:
         q -= 42
-        r141['timeStamp'] = (x >> q) & 4398046511103
-    if h142 & 4:
+        r246['timeStamp'] = (x >> q) & 4398046511103
+    if h247 & 4:
         q -= 42
-        r141['validFrom'] = (x >> q) & 4398046511103
-    if h142 & 2:
+        r246['validFrom'] = (x >> q) & 4398046511103
+    if h247 & 2:
         q -= 42
-        r141['validTo'] = (x >> q) & 4398046511103
-    if h142 & 1:
+        r246['validTo'] = (x >> q) & 4398046511103
+    if h247 & 1:
         q -= 3
-        k147 = ((x >> q) & 7) + 1
-        r146: list[Any] = []
-        for _ in range(k147):
+        k252 = ((x >> q) & 7) + 1
+        r251: list[Any] = []
+        for _ in range(k252):
             q -= 1
             if (x >> q) & 1:
-                w147, q = _rt.read_uwn(x, q)
+                w252, q = _rt.read_uwn(x, q)
             else:
                 q -= 15
-                w147 = ((x >> q) & 32767) + 1
-            r146.append(w147)
-        r141['connectedIviStructures'] = r146
+                w252 = ((x >> q) & 32767) + 1
+            r251.append(w252)
+        r246['connectedIviStructures'] = r251
     q -= 3
-    r141['iviStatus'] = (x >> q) & 7
-    if h142 >> 4:
-        n142, q = _rt.read_nsl(x, q)
-        q -= n142
-        bm142 = (x >> q) & ((1 << n142) - 1)
-        for i142 in range(n142):
-            if not (bm142 >> (n142 - 1 - i142)) & 1:
+    r246['iviStatus'] = (x >> q) & 7
+    if h247 >> 4:
+        n247, q = _rt.read_nsl(x, q)
+        q -= n247
+        bm247 = (x >> q) & ((1 << n247) - 1)
+        for i247 in range(n247):
+            if not (bm247 >> (n247 - 1 - i247)) & 1:
                 continue
-            length142, q = _rt.read_ld(x, q)
-            q0142 = q
-            if i142 == 0:
+            length247, q = _rt.read_ld(x, q)
+            q0247 = q
+            if i247 == 0:
                 q -= 1
                 if (x >> q) & 1:
-                    k149, q = _rt.read_ld(x, q)
+                    k254, q = _rt.read_ld(x, q)
                 else:
                     q -= 3
-                    k149 = ((x >> q) & 7) + 1
-                r148: list[Any] = []
-                for _ in range(k149):
-                    w149, q = d_ActionID(x, q)
-                    r148.append(w149)
-                r141['connectedDenms'] = r148
+                    k254 = ((x >> q) & 7) + 1
+                r253: list[Any] = []
+                for _ in range(k254):
+                    x &= (1 << q) - 1
+                    r255: dict[str, Any] = {}
+                    q -= 48
+                    t_ = (x >> q) & 281474976710655
+                    r255['originatingStationID'] = (t_ >> 16) & 4294967295
+                    r255['sequenceNumber'] = t_ & 65535
+                    r253.append(r255)
+                r246['connectedDenms'] = r253
             else:
-                q = _rt.skip(q, length142 << 3)
-            al142 = (q0142 - q) % 8
-            if al142:
-                q = _rt.skip(q, 8 - al142)
-    r139['mandatory'] = r141
-    if h140 & 1:
+                q = _rt.skip(q, length247 << 3)
+            al247 = (q0247 - q) % 8
+            if al247:
+                q = _rt.skip(q, 8 - al247)
+    r244['mandatory'] = r246
+    if h245 & 1:
         q -= 1
         if (x >> q) & 1:
-            k151, q = _rt.read_ld(x, q)
+            k258, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k151 = ((x >> q) & 7) + 1
-        r150: list[Any] = []
-        for _ in range(k151):
-            w151, q = d_IviContainer(x, q)
-            r150.append(w151)
-        r139['optional'] = r150
-    r['ivi'] = r139
+            k258 = ((x >> q) & 7) + 1
+        r257: list[Any] = []
+        for _ in range(k258):
+            x &= (1 << q) - 1
+            w258, q = d_IviContainer(x, q)
+            r257.append(w258)
+        r244['optional'] = r257
+    r['ivi'] = r244
     return r, q
 
 
 def e_SREM(v: Any) -> int:
     a: int = 1
-    v153 = v['header']
-    a154 = 1
-    a154 = a154 << 48 | (v153['protocolVersion']) << 40 | (v153['messageID']) << 32 | (v153['stationID'])
-    a = ((a - 1) << (a154.bit_length() - 1)) + a154
-    v156 = v['srm']
-    a157 = 1
-    a157 = a157 << 5 | ('timeStamp' in v156) << 3 | ('sequenceNumber' in v156) << 2 | ('requests' in v156) << 1 | ('regional' in v156)
-    if 'timeStamp' in v156:
-        a157 = a157 << 20 | v156['timeStamp']
-    a157 = a157 << 16 | v156['second']
-    if 'sequenceNumber' in v156:
-        a157 = a157 << 7 | v156['sequenceNumber']
-    if 'requests' in v156:
-        v159 = v156['requests']
-        a160 = 1
-        k161 = len(v159)
-        a160 = a160 << 5 | (k161 - 1)
-        for w161 in v159:
-            v162 = w161
-            a163 = 1
-            a163 = a163 << 5 | ('minute' in v162) << 3 | ('second' in v162) << 2 | ('duration' in v162) << 1 | ('regional' in v162)
-            s_ = e_SignalRequest(v162['request'])
-            a163 = ((a163 - 1) << (s_.bit_length() - 1)) + s_
-            if 'minute' in v162:
-                a163 = a163 << 20 | v162['minute']
-            if 'second' in v162:
-                a163 = a163 << 16 | v162['second']
-            if 'duration' in v162:
-                a163 = a163 << 16 | v162['duration']
-            if 'regional' in v162:
-                s_ = e_SignalRequestPackage_regional(v162['regional'])
-                a163 = ((a163 - 1) << (s_.bit_length() - 1)) + s_
-            a160 = ((a160 - 1) << (a163.bit_length() - 1)) + a163
-        a157 = ((a157 - 1) << (a160.bit_length() - 1)) + a160
-    v165 = v156['requestor']
-    a166 = 1
-    a166 = a166 << 9 | ('type' in v165) << 7 | ('position' in v165) << 6 | ('name' in v165) << 5 | ('routeName' in v165) << 4 | ('transitStatus' in v165) << 3 | ('transitOccupancy' in v165) << 2 | ('transitSchedule' in v165) << 1 | ('regional' in v165)
-    s_ = e_VehicleID(v165['id'])
-    a166 = ((a166 - 1) << (s_.bit_length() - 1)) + s_
-    if 'type' in v165:
-        v168 = v165['type']
-        a169 = 1
-        a169 = a169 << 6 | ('subrole' in v168) << 4 | ('request' in v168) << 3 | ('iso3883' in v168) << 2 | ('hpmsType' in v168) << 1 | ('regional' in v168)
-        w171 = v168['role']
-        i172 = _E_BasicVehicleRole_4.get(w171)
-        if i172 is not None:
-            a169 = a169 << 6 | i172
+    v260 = v['header']
+    a = a << 48 | (v260['protocolVersion']) << 40 | (v260['messageID']) << 32 | (v260['stationID'])
+    v265 = v['srm']
+    a = a << 5 | (8 if 'timeStamp' in v265 else 0) | (4 if 'sequenceNumber' in v265 else 0) | (2 if 'requests' in v265 else 0) | ('regional' in v265)
+    if 'timeStamp' in v265:
+        a = a << 20 | v265['timeStamp']
+    a = a << 16 | v265['second']
+    if 'sequenceNumber' in v265:
+        a = a << 7 | v265['sequenceNumber']
+    if 'requests' in v265:
+        v270 = v265['requests']
+        k271 = len(v270)
+        a = a << 5 | (k271 - 1)
+        for w271 in v270:
+            a = a << 5 | (8 if 'minute' in w271 else 0) | (4 if 'second' in w271 else 0) | (2 if 'duration' in w271 else 0) | ('regional' in w271)
+            s_ = e_SignalRequest(w271['request'])
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
+            if 'minute' in w271:
+                a = a << 20 | w271['minute']
+            if 'second' in w271:
+                a = a << 16 | w271['second']
+            if 'duration' in w271:
+                a = a << 16 | w271['duration']
+            if 'regional' in w271:
+                s_ = e_SignalRequestPackage_regional(w271['regional'])
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    v278 = v265['requestor']
+    a = a << 9 | (128 if 'type' in v278 else 0) | (64 if 'position' in v278 else 0) | (32 if 'name' in v278 else 0) | (16 if 'routeName' in v278 else 0) | (8 if 'transitStatus' in v278 else 0) | (4 if 'transitOccupancy' in v278 else 0) | (2 if 'transitSchedule' in v278 else 0) | ('regional' in v278)
+    s_ = e_VehicleID(v278['id'])
+    a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    if 'type' in v278:
+        v281 = v278['type']
+        a = a << 6 | (16 if 'subrole' in v281 else 0) | (8 if 'request' in v281 else 0) | (4 if 'iso3883' in v281 else 0) | (2 if 'hpmsType' in v281 else 0) | ('regional' in v281)
+        w284 = v281['role']
+        i285 = _E_BasicVehicleRole_4.get(w284)
+        if i285 is not None:
+            a = a << 6 | i285
         else:
-            a169 = _rt.nsnn(a169 << 1 | 1, _X_LayerType_1[w171])
-        if 'subrole' in v168:
-            a169 = a169 << 4 | _E_RequestSubRole_5[v168['subrole']]
-        if 'request' in v168:
-            a169 = a169 << 4 | _E_RequestImportanceLevel_6[v168['request']]
-        if 'iso3883' in v168:
-            a169 = a169 << 8 | v168['iso3883']
-        if 'hpmsType' in v168:
-            w173 = v168['hpmsType']
-            i174 = _E_VehicleType_7.get(w173)
-            if i174 is not None:
-                a169 = a169 << 5 | i174
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w284])
+        if 'subrole' in v281:
+            a = a << 4 | _E_RequestSubRole_5[v281['subrole']]
+        if 'request' in v281:
+            a = a << 4 | _E_RequestImportanceLevel_6[v281['request']]
+        if 'iso3883' in v281:
+            a = a << 8 | v281['iso3883']
+        if 'hpmsType' in v281:
+            w290 = v281['hpmsType']
+            i291 = _E_VehicleType_7.get(w290)
+            if i291 is not None:
+                a = a << 5 | i291
             else:
-                a169 = _rt.nsnn(a169 << 1 | 1, _X_LayerType_1[w173])
-        if 'regional' in v168:
-            s_ = e_RequestorType_regional(v168['regional'])
-            a169 = ((a169 - 1) << (s_.bit_length() - 1)) + s_
-        a166 = ((a166 - 1) << (a169.bit_length() - 1)) + a169
-    if 'position' in v165:
-        v175 = v165['position']
-        a176 = 1
-        a176 = a176 << 3 | ('heading' in v175) << 1 | ('speed' in v175)
-        s_ = e_Position3D(v175['position'])
-        a176 = ((a176 - 1) << (s_.bit_length() - 1)) + s_
-        if 'heading' in v175:
-            a176 = a176 << 15 | v175['heading']
-        if 'speed' in v175:
-            s_ = e_TransmissionAndSpeed(v175['speed'])
-            a176 = ((a176 - 1) << (s_.bit_length() - 1)) + s_
-        a166 = ((a166 - 1) << (a176.bit_length() - 1)) + a176
-    if 'name' in v165:
-        b178 = v165['name'].encode('ascii')
-        a166 = a166 << 6 | (len(b178) - 1)
-        for c179 in b178:
-            a166 = a166 << 7 | c179
-    if 'routeName' in v165:
-        b180 = v165['routeName'].encode('ascii')
-        a166 = a166 << 6 | (len(b180) - 1)
-        for c181 in b180:
-            a166 = a166 << 7 | c181
-    if 'transitStatus' in v165:
-        d182, k183 = v165['transitStatus']
-        a166 = a166 << k183 | int.from_bytes(d182, 'big') >> (8 * len(d182) - k183)
-    if 'transitOccupancy' in v165:
-        a166 = a166 << 3 | _E_TransitVehicleOccupancy_8[v165['transitOccupancy']]
-    if 'transitSchedule' in v165:
-        a166 = a166 << 8 | (v165['transitSchedule'] + 122)
-    if 'regional' in v165:
-        v184 = v165['regional']
-        a185 = 1
-        k186 = len(v184)
-        a185 = a185 << 2 | (k186 - 1)
-        for w186 in v184:
-            s_ = e_RequestorDescription_regional_item(w186)
-            a185 = ((a185 - 1) << (s_.bit_length() - 1)) + s_
-        a166 = ((a166 - 1) << (a185.bit_length() - 1)) + a185
-    a157 = ((a157 - 1) << (a166.bit_length() - 1)) + a166
-    if 'regional' in v156:
-        v187 = v156['regional']
-        a188 = 1
-        k189 = len(v187)
-        a188 = a188 << 2 | (k189 - 1)
-        for w189 in v187:
-            s_ = e_SignalRequestMessage_regional_item(w189)
-            a188 = ((a188 - 1) << (s_.bit_length() - 1)) + s_
-        a157 = ((a157 - 1) << (a188.bit_length() - 1)) + a188
-    a = ((a - 1) << (a157.bit_length() - 1)) + a157
+                a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w290])
+        if 'regional' in v281:
+            s_ = e_RequestorType_regional(v281['regional'])
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    if 'position' in v278:
+        v293 = v278['position']
+        a = a << 3 | (2 if 'heading' in v293 else 0) | ('speed' in v293)
+        s_ = e_Position3D(v293['position'])
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+        if 'heading' in v293:
+            a = a << 15 | v293['heading']
+        if 'speed' in v293:
+            v297 = v293['speed']
+            a = a << 16 | (_E_TransmissionState_8[v297['transmisson']]) << 13 | (v297['speed'])
+    if 'name' in v278:
+        b302 = v278['name'].encode('ascii')
+        a = a << 6 | (len(b302) - 1)
+        a = a << 7 * len(b302) | _rt.ia5_pack(b302)
+    if 'routeName' in v278:
+        b304 = v278['routeName'].encode('ascii')
+        a = a << 6 | (len(b304) - 1)
+        a = a << 7 * len(b304) | _rt.ia5_pack(b304)
+    if 'transitStatus' in v278:
+        d306, k307 = v278['transitStatus']
+        a = a << k307 | int.from_bytes(d306, 'big') >> (8 * len(d306) - k307)
+    if 'transitOccupancy' in v278:
+        a = a << 3 | _E_TransitVehicleOccupancy_9[v278['transitOccupancy']]
+    if 'transitSchedule' in v278:
+        a = a << 8 | (v278['transitSchedule'] + 122)
+    if 'regional' in v278:
+        v310 = v278['regional']
+        a311 = 1
+        k312 = len(v310)
+        a311 = a311 << 2 | (k312 - 1)
+        for w312 in v310:
+            s_ = e_RequestorDescription_regional_item(w312)
+            a311 = ((a311 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a311.bit_length() - 1)) + a311
+    if 'regional' in v265:
+        v313 = v265['regional']
+        a314 = 1
+        k315 = len(v313)
+        a314 = a314 << 2 | (k315 - 1)
+        for w315 in v313:
+            s_ = e_SignalRequestMessage_regional_item(w315)
+            a314 = ((a314 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a314.bit_length() - 1)) + a314
     return a
 
 def d_SREM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r191: dict[str, Any] = {}
+    r317: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r191['protocolVersion'] = (t_ >> 40) & 255
-    r191['messageID'] = (t_ >> 32) & 255
-    r191['stationID'] = t_ & 4294967295
-    r['header'] = r191
-    r193: dict[str, Any] = {}
+    r317['protocolVersion'] = (t_ >> 40) & 255
+    r317['messageID'] = (t_ >> 32) & 255
+    r317['stationID'] = t_ & 4294967295
+    r['header'] = r317
+    r319: dict[str, Any] = {}
     q -= 5
-    h194 = (x >> q) & 31
-    if h194 & 8:
+    h320 = (x >> q) & 31
+    if h320 & 8:
         q -= 20
-        r193['timeStamp'] = (x >> q) & 1048575
+        c321 = (x >> q) & 1048575
+        if c321 > 527040:
+            raise _rt.OutOfSchema
+        r319['timeStamp'] = c321
     q -= 16
-    r193['second'] = (x >> q) & 65535
-    if h194 & 4:
+    r319['second'] = (x >> q) & 65535
+    if h320 & 4:
         q -= 7
-        r193['sequenceNumber'] = (x >> q) & 127
-    if h194 & 2:
+        r319['sequenceNumber'] = (x >> q) & 127
+    if h320 & 2:
         q -= 5
-        k196 = ((x >> q) & 31) + 1
-        r195: list[Any] = []
-        for _ in range(k196):
-            r197: dict[str, Any] = {}
+        k323 = ((x >> q) & 31) + 1
+        r322: list[Any] = []
+        for _ in range(k323):
+            x &= (1 << q) - 1
+            r324: dict[str, Any] = {}
             q -= 5
-            h198 = (x >> q) & 31
-            r197['request'], q = d_SignalRequest(x, q)
-            if h198 & 8:
+            h325 = (x >> q) & 31
+            r324['request'], q = d_SignalRequest(x, q)
+            if h325 & 8:
                 q -= 20
-                r197['minute'] = (x >> q) & 1048575
-            if h198 & 4:
+                c326 = (x >> q) & 1048575
+                if c326 > 527040:
+                    raise _rt.OutOfSchema
+                r324['minute'] = c326
+            if h325 & 4:
                 q -= 16
-                r197['second'] = (x >> q) & 65535
-            if h198 & 2:
+                r324['second'] = (x >> q) & 65535
+            if h325 & 2:
                 q -= 16
-                r197['duration'] = (x >> q) & 65535
-            if h198 & 1:
-                r197['regional'], q = d_SignalRequestPackage_regional(x, q)
-            if h198 >> 4:
+                r324['duration'] = (x >> q) & 65535
+            if h325 & 1:
+                r324['regional'], q = d_SignalRequestPackage_regional(x, q)
+            if h325 >> 4:
                 q = _rt.skip_additions(x, q)
-            w196 = r197
-            r195.append(w196)
-        r193['requests'] = r195
-    r199: dict[str, Any] = {}
+            r322.append(r324)
+        r319['requests'] = r322
+    r327: dict[str, Any] = {}
     q -= 9
-    h200 = (x >> q) & 511
-    r199['id'], q = d_VehicleID(x, q)
-    if h200 & 128:
-        r201: dict[str, Any] = {}
+    h328 = (x >> q) & 511
+    r327['id'], q = d_VehicleID(x, q)
+    if h328 & 128:
+        r329: dict[str, Any] = {}
         q -= 6
-        h202 = (x >> q) & 63
+        h330 = (x >> q) & 63
         q -= 1
         if (x >> q) & 1:
-            i203, q = _rt.read_nsnn(x, q)
-            r201['role'] = _DX_LayerType_3.get(i203)
+            i332, q = _rt.read_nsnn(x, q)
+            c331 = _DX_LayerType_3.get(i332)
         else:
             q -= 5
-            r201['role'] = _D_BasicVehicleRole_9[(x >> q) & 31]
-        if h202 & 16:
+            c331 = _D_BasicVehicleRole_10[(x >> q) & 31]
+        if c331 is None:
+            raise _rt.OutOfSchema
+        r329['role'] = c331
+        if h330 & 16:
             q -= 4
-            r201['subrole'] = _D_RequestSubRole_10[(x >> q) & 15]
-        if h202 & 8:
+            r329['subrole'] = _D_RequestSubRole_11[(x >> q) & 15]
+        if h330 & 8:
             q -= 4
-            r201['request'] = _D_RequestImportanceLevel_11[(x >> q) & 15]
-        if h202 & 4:
+            r329['request'] = _D_RequestImportanceLevel_12[(x >> q) & 15]
+        if h330 & 4:
             q -= 8
-            r201['iso3883'] = (x >> q) & 255
-        if h202 & 2:
+            r329['iso3883'] = (x >> q) & 255
+        if h330 & 2:
             q -= 1
             if (x >> q) & 1:
-                i204, q = _rt.read_nsnn(x, q)
-                r201['hpmsType'] = _DX_LayerType_3.get(i204)
+                i334, q = _rt.read_nsnn(x, q)
+                c333 = _DX_LayerType_3.get(i334)
             else:
                 q -= 4
-                r201['hpmsType'] = _D_VehicleType_12[(x >> q) & 15]
-        if h202 & 1:
-            r201['regional'], q = d_RequestorType_regional(x, q)
-        if h202 >> 5:
+                c333 = _D_VehicleType_13[(x >> q) & 15]
+            if c333 is None:
+                raise _rt.OutOfSchema
+            r329['hpmsType'] = c333
+        if h330 & 1:
+            r329['regional'], q = d_RequestorType_regional(x, q)
+        if h330 >> 5:
             q = _rt.skip_additions(x, q)
-        r199['type'] = r201
-    if h200 & 64:
-        r205: dict[str, Any] = {}
+        r327['type'] = r329
+    if h328 & 64:
+        r335: dict[str, Any] = {}
         q -= 3
-        h206 = (x >> q) & 7
-        r205['position'], q = d_Position3D(x, q)
-        if h206 & 2:
+        h336 = (x >> q) & 7
+        r335['position'], q = d_Position3D(x, q)
+        if h336 & 2:
             q -= 15
-            r205['heading'] = (x >> q) & 32767
-        if h206 & 1:
-            r205['speed'], q = d_TransmissionAndSpeed(x, q)
-        if h206 >> 2:
+            c337 = (x >> q) & 32767
+            if c337 > 28800:
+                raise _rt.OutOfSchema
+            r335['heading'] = c337
+        if h336 & 1:
+            r338: dict[str, Any] = {}
+            q -= 16
+            t_ = (x >> q) & 65535
+            r338['transmisson'] = _D_TransmissionState_14[(t_ >> 13) & 7]
+            r338['speed'] = t_ & 8191
+            r335['speed'] = r338
+        if h336 >> 2:
             q = _rt.skip_additions(x, q)
-        r199['position'] = r205
-    if h200 & 32:
+        r327['position'] = r335
+    if h328 & 32:
         q -= 6
-        k207 = ((x >> q) & 63) + 1
-        q -= 7 * k207
-        r199['name'] = _rt.ia5((x >> q) & ((1 << (7 * k207)) - 1), k207)
-    if h200 & 16:
+        k341 = ((x >> q) & 63) + 1
+        q -= 7 * k341
+        c340 = _rt.ia5((x >> q) & ((1 << (7 * k341)) - 1), k341)
+        if len(c340) > 63:
+            raise _rt.OutOfSchema
+        r327['name'] = c340
+    if h328 & 16:
         q -= 6
-        k208 = ((x >> q) & 63) + 1
-        q -= 7 * k208
-        r199['routeName'] = _rt.ia5((x >> q) & ((1 << (7 * k208)) - 1), k208)
-    if h200 & 8:
+        k343 = ((x >> q) & 63) + 1
+        q -= 7 * k343
+        c342 = _rt.ia5((x >> q) & ((1 << (7 * k343)) - 1), k343)
+        if len(c342) > 63:
+            raise _rt.OutOfSchema
+        r327['routeName'] = c342
+    if h328 & 8:
         q -= 8
-        r199['transitStatus'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if h200 & 4:
+        r327['transitStatus'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+    if h328 & 4:
         q -= 3
-        r199['transitOccupancy'] = _D_TransitVehicleOccupancy_13[(x >> q) & 7]
-    if h200 & 2:
+        r327['transitOccupancy'] = _D_TransitVehicleOccupancy_15[(x >> q) & 7]
+    if h328 & 2:
         q -= 8
-        r199['transitSchedule'] = ((x >> q) & 255) - 122
-    if h200 & 1:
+        c345 = ((x >> q) & 255) - 122
+        if c345 > 121:
+            raise _rt.OutOfSchema
+        r327['transitSchedule'] = c345
+    if h328 & 1:
         q -= 2
-        k211 = ((x >> q) & 3) + 1
-        r210: list[Any] = []
-        for _ in range(k211):
-            w211, q = d_RequestorDescription_regional_item(x, q)
-            r210.append(w211)
-        r199['regional'] = r210
-    if h200 >> 8:
+        k347 = ((x >> q) & 3) + 1
+        r346: list[Any] = []
+        for _ in range(k347):
+            x &= (1 << q) - 1
+            w347, q = d_RequestorDescription_regional_item(x, q)
+            r346.append(w347)
+        r327['regional'] = r346
+    if h328 >> 8:
         q = _rt.skip_additions(x, q)
-    r193['requestor'] = r199
-    if h194 & 1:
+    r319['requestor'] = r327
+    if h320 & 1:
         q -= 2
-        k213 = ((x >> q) & 3) + 1
-        r212: list[Any] = []
-        for _ in range(k213):
-            w213, q = d_SignalRequestMessage_regional_item(x, q)
-            r212.append(w213)
-        r193['regional'] = r212
-    if h194 >> 4:
+        k349 = ((x >> q) & 3) + 1
+        r348: list[Any] = []
+        for _ in range(k349):
+            x &= (1 << q) - 1
+            w349, q = d_SignalRequestMessage_regional_item(x, q)
+            r348.append(w349)
+        r319['regional'] = r348
+    if h320 >> 4:
         q = _rt.skip_additions(x, q)
-    r['srm'] = r193
+    r['srm'] = r319
     return r, q
 
 
 def e_SSEM(v: Any) -> int:
     a: int = 1
-    v215 = v['header']
-    a216 = 1
-    a216 = a216 << 48 | (v215['protocolVersion']) << 40 | (v215['messageID']) << 32 | (v215['stationID'])
-    a = ((a - 1) << (a216.bit_length() - 1)) + a216
-    v218 = v['ssm']
-    a219 = 1
-    a219 = a219 << 4 | ('timeStamp' in v218) << 2 | ('sequenceNumber' in v218) << 1 | ('regional' in v218)
-    if 'timeStamp' in v218:
-        a219 = a219 << 20 | v218['timeStamp']
-    a219 = a219 << 16 | v218['second']
-    if 'sequenceNumber' in v218:
-        a219 = a219 << 7 | v218['sequenceNumber']
-    v221 = v218['status']
-    a222 = 1
-    k223 = len(v221)
-    a222 = a222 << 5 | (k223 - 1)
-    for w223 in v221:
-        v224 = w223
-        a225 = 1
-        a225 = a225 << 9 | (('regional' in v224)) << 7 | (v224['sequenceNumber'])
-        s_ = e_IntersectionReferenceID(v224['id'])
-        a225 = ((a225 - 1) << (s_.bit_length() - 1)) + s_
-        s_ = e_SignalStatusPackageList(v224['sigStatus'])
-        a225 = ((a225 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in v224:
-            s_ = e_SignalStatus_regional(v224['regional'])
-            a225 = ((a225 - 1) << (s_.bit_length() - 1)) + s_
-        a222 = ((a222 - 1) << (a225.bit_length() - 1)) + a225
-    a219 = ((a219 - 1) << (a222.bit_length() - 1)) + a222
-    if 'regional' in v218:
-        v227 = v218['regional']
-        a228 = 1
-        k229 = len(v227)
-        a228 = a228 << 2 | (k229 - 1)
-        for w229 in v227:
-            s_ = e_SignalStatusMessage_regional_item(w229)
-            a228 = ((a228 - 1) << (s_.bit_length() - 1)) + s_
-        a219 = ((a219 - 1) << (a228.bit_length() - 1)) + a228
-    a = ((a - 1) << (a219.bit_length() - 1)) + a219
+    v351 = v['header']
+    a = a << 48 | (v351['protocolVersion']) << 40 | (v351['messageID']) << 32 | (v351['stationID'])
+    v356 = v['ssm']
+    a = a << 4 | (4 if 'timeStamp' in v356 else 0) | (2 if 'sequenceNumber' in v356 else 0) | ('regional' in v356)
+    if 'timeStamp' in v356:
+        a = a << 20 | v356['timeStamp']
+    a = a << 16 | v356['second']
+    if 'sequenceNumber' in v356:
+        a = a << 7 | v356['sequenceNumber']
+    v361 = v356['status']
+    k362 = len(v361)
+    a = a << 5 | (k362 - 1)
+    for w362 in v361:
+        a371 = 1
+        a371 = a371 << 9 | (('regional' in w362)) << 7 | (w362['sequenceNumber'])
+        v374 = w362['id']
+        a371 = a371 << 1 | ('region' in v374)
+        if 'region' in v374:
+            a371 = a371 << 16 | v374['region']
+        a371 = a371 << 16 | v374['id']
+        s_ = e_SignalStatusPackageList(w362['sigStatus'])
+        a371 = ((a371 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in w362:
+            s_ = e_SignalStatus_regional(w362['regional'])
+            a371 = ((a371 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a371.bit_length() - 1)) + a371
+    if 'regional' in v356:
+        v380 = v356['regional']
+        a381 = 1
+        k382 = len(v380)
+        a381 = a381 << 2 | (k382 - 1)
+        for w382 in v380:
+            s_ = e_SignalStatusMessage_regional_item(w382)
+            a381 = ((a381 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a381.bit_length() - 1)) + a381
     return a
 
 def d_SSEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r231: dict[str, Any] = {}
+    r384: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r231['protocolVersion'] = (t_ >> 40) & 255
-    r231['messageID'] = (t_ >> 32) & 255
-    r231['stationID'] = t_ & 4294967295
-    r['header'] = r231
-    r233: dict[str, Any] = {}
+    r384['protocolVersion'] = (t_ >> 40) & 255
+    r384['messageID'] = (t_ >> 32) & 255
+    r384['stationID'] = t_ & 4294967295
+    r['header'] = r384
+    r386: dict[str, Any] = {}
     q -= 4
-    h234 = (x >> q) & 15
-    if h234 & 4:
+    h387 = (x >> q) & 15
+    if h387 & 4:
         q -= 20
-        r233['timeStamp'] = (x >> q) & 1048575
+        c388 = (x >> q) & 1048575
+        if c388 > 527040:
+            raise _rt.OutOfSchema
+        r386['timeStamp'] = c388
     q -= 16
-    r233['second'] = (x >> q) & 65535
-    if h234 & 2:
+    r386['second'] = (x >> q) & 65535
+    if h387 & 2:
         q -= 7
-        r233['sequenceNumber'] = (x >> q) & 127
+        r386['sequenceNumber'] = (x >> q) & 127
     q -= 5
-    k236 = ((x >> q) & 31) + 1
-    r235: list[Any] = []
-    for _ in range(k236):
-        r237: dict[str, Any] = {}
+    k390 = ((x >> q) & 31) + 1
+    r389: list[Any] = []
+    for _ in range(k390):
+        x &= (1 << q) - 1
+        r391: dict[str, Any] = {}
         q -= 9
         t_ = (x >> q) & 511
-        h238 = (t_ >> 7) & 3
-        r237['sequenceNumber'] = t_ & 127
-        r237['id'], q = d_IntersectionReferenceID(x, q)
-        r237['sigStatus'], q = d_SignalStatusPackageList(x, q)
-        if h238 & 1:
-            r237['regional'], q = d_SignalStatus_regional(x, q)
-        if h238 >> 1:
+        h392 = (t_ >> 7) & 3
+        r391['sequenceNumber'] = t_ & 127
+        r393: dict[str, Any] = {}
+        q -= 1
+        h394 = (x >> q) & 1
+        if h394 & 1:
+            q -= 16
+            r393['region'] = (x >> q) & 65535
+        q -= 16
+        r393['id'] = (x >> q) & 65535
+        r391['id'] = r393
+        r391['sigStatus'], q = d_SignalStatusPackageList(x, q)
+        if h392 & 1:
+            r391['regional'], q = d_SignalStatus_regional(x, q)
+        if h392 >> 1:
             q = _rt.skip_additions(x, q)
-        w236 = r237
-        r235.append(w236)
-    r233['status'] = r235
-    if h234 & 1:
+        r389.append(r391)
+    r386['status'] = r389
+    if h387 & 1:
         q -= 2
-        k240 = ((x >> q) & 3) + 1
-        r239: list[Any] = []
-        for _ in range(k240):
-            w240, q = d_SignalStatusMessage_regional_item(x, q)
-            r239.append(w240)
-        r233['regional'] = r239
-    if h234 >> 3:
+        k396 = ((x >> q) & 3) + 1
+        r395: list[Any] = []
+        for _ in range(k396):
+            x &= (1 << q) - 1
+            w396, q = d_SignalStatusMessage_regional_item(x, q)
+            r395.append(w396)
+        r386['regional'] = r395
+    if h387 >> 3:
         q = _rt.skip_additions(x, q)
-    r['ssm'] = r233
+    r['ssm'] = r386
     return r, q
 
 
 def e_RTCMEM(v: Any) -> int:
     a: int = 1
-    v242 = v['header']
-    a243 = 1
-    a243 = a243 << 48 | (v242['protocolVersion']) << 40 | (v242['messageID']) << 32 | (v242['stationID'])
-    a = ((a - 1) << (a243.bit_length() - 1)) + a243
-    v245 = v['rtcmc']
-    a246 = 1
-    a246 = a246 << 12 | (('timeStamp' in v245) << 3 | ('anchorPoint' in v245) << 2 | ('rtcmHeader' in v245) << 1 | ('regional' in v245)) << 7 | (v245['msgCnt'])
-    w248 = v245['rev']
-    i249 = _E_RTCM_Revision_14.get(w248)
-    if i249 is not None:
-        a246 = a246 << 3 | i249
+    v398 = v['header']
+    a = a << 48 | (v398['protocolVersion']) << 40 | (v398['messageID']) << 32 | (v398['stationID'])
+    v403 = v['rtcmc']
+    a = a << 12 | ((8 if 'timeStamp' in v403 else 0) | (4 if 'anchorPoint' in v403 else 0) | (2 if 'rtcmHeader' in v403 else 0) | ('regional' in v403)) << 7 | (v403['msgCnt'])
+    w407 = v403['rev']
+    i408 = _E_RTCM_Revision_16.get(w407)
+    if i408 is not None:
+        a = a << 3 | i408
     else:
-        a246 = _rt.nsnn(a246 << 1 | 1, _X_LayerType_1[w248])
-    if 'timeStamp' in v245:
-        a246 = a246 << 20 | v245['timeStamp']
-    if 'anchorPoint' in v245:
-        v250 = v245['anchorPoint']
-        a251 = 1
-        a251 = a251 << 9 | ('utcTime' in v250) << 7 | ('elevation' in v250) << 6 | ('heading' in v250) << 5 | ('speed' in v250) << 4 | ('posAccuracy' in v250) << 3 | ('timeConfidence' in v250) << 2 | ('posConfidence' in v250) << 1 | ('speedConfidence' in v250)
-        if 'utcTime' in v250:
-            v253 = v250['utcTime']
-            a254 = 1
-            a254 = a254 << 7 | ('year' in v253) << 6 | ('month' in v253) << 5 | ('day' in v253) << 4 | ('hour' in v253) << 3 | ('minute' in v253) << 2 | ('second' in v253) << 1 | ('offset' in v253)
-            if 'year' in v253:
-                a254 = a254 << 12 | v253['year']
-            if 'month' in v253:
-                a254 = a254 << 4 | v253['month']
-            if 'day' in v253:
-                a254 = a254 << 5 | v253['day']
-            if 'hour' in v253:
-                a254 = a254 << 5 | v253['hour']
-            if 'minute' in v253:
-                a254 = a254 << 6 | v253['minute']
-            if 'second' in v253:
-                a254 = a254 << 16 | v253['second']
-            if 'offset' in v253:
-                a254 = a254 << 11 | (v253['offset'] + 840)
-            a251 = ((a251 - 1) << (a254.bit_length() - 1)) + a254
-        a251 = a251 << 63 | ((v250['long'] + 1800000000)) << 31 | ((v250['lat'] + 900000000))
-        if 'elevation' in v250:
-            a251 = a251 << 16 | (v250['elevation'] + 4096)
-        if 'heading' in v250:
-            a251 = a251 << 15 | v250['heading']
-        if 'speed' in v250:
-            v256 = v250['speed']
-            a257 = 1
-            a257 = a257 << 16 | (_E_TransmissionState_15[v256['transmisson']]) << 13 | (v256['speed'])
-            a251 = ((a251 - 1) << (a257.bit_length() - 1)) + a257
-        if 'posAccuracy' in v250:
-            v259 = v250['posAccuracy']
-            a260 = 1
-            a260 = a260 << 32 | (v259['semiMajor']) << 24 | (v259['semiMinor']) << 16 | (v259['orientation'])
-            a251 = ((a251 - 1) << (a260.bit_length() - 1)) + a260
-        if 'timeConfidence' in v250:
-            a251 = a251 << 6 | _E_TimeConfidence_16[v250['timeConfidence']]
-        if 'posConfidence' in v250:
-            v262 = v250['posConfidence']
-            a263 = 1
-            a263 = a263 << 8 | (_E_PositionConfidence_17[v262['pos']]) << 4 | (_E_ElevationConfidence_18[v262['elevation']])
-            a251 = ((a251 - 1) << (a263.bit_length() - 1)) + a263
-        if 'speedConfidence' in v250:
-            v265 = v250['speedConfidence']
-            a266 = 1
-            a266 = a266 << 8 | (_E_HeadingConfidence_19[v265['heading']]) << 5 | (_E_SpeedConfidence_20[v265['speed']]) << 2 | (_E_ThrottleConfidence_21[v265['throttle']])
-            a251 = ((a251 - 1) << (a266.bit_length() - 1)) + a266
-        a246 = ((a246 - 1) << (a251.bit_length() - 1)) + a251
-    if 'rtcmHeader' in v245:
-        v268 = v245['rtcmHeader']
-        a269 = 1
-        d271, k272 = v268['status']
-        a269 = a269 << k272 | int.from_bytes(d271, 'big') >> (8 * len(d271) - k272)
-        v273 = v268['offsetSet']
-        a274 = 1
-        a274 = a274 << 31 | ((v273['antOffsetX'] + 2048)) << 19 | ((v273['antOffsetY'] + 256)) << 10 | ((v273['antOffsetZ'] + 512))
-        a269 = ((a269 - 1) << (a274.bit_length() - 1)) + a274
-        a246 = ((a246 - 1) << (a269.bit_length() - 1)) + a269
-    v276 = v245['msgs']
-    a277 = 1
-    k278 = len(v276)
-    a277 = a277 << 3 | (k278 - 1)
-    for w278 in v276:
-        d279 = w278
-        a277 = a277 << 10 | (len(d279) - 1)
-        a277 = a277 << (len(d279) << 3) | int.from_bytes(d279, 'big')
-    a246 = ((a246 - 1) << (a277.bit_length() - 1)) + a277
-    if 'regional' in v245:
-        v280 = v245['regional']
-        a281 = 1
-        k282 = len(v280)
-        a281 = a281 << 2 | (k282 - 1)
-        for w282 in v280:
-            s_ = e_RTCMcorrections_regional_item(w282)
-            a281 = ((a281 - 1) << (s_.bit_length() - 1)) + s_
-        a246 = ((a246 - 1) << (a281.bit_length() - 1)) + a281
-    a = ((a - 1) << (a246.bit_length() - 1)) + a246
+        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w407])
+    if 'timeStamp' in v403:
+        a = a << 20 | v403['timeStamp']
+    if 'anchorPoint' in v403:
+        v410 = v403['anchorPoint']
+        a = a << 9 | (128 if 'utcTime' in v410 else 0) | (64 if 'elevation' in v410 else 0) | (32 if 'heading' in v410 else 0) | (16 if 'speed' in v410 else 0) | (8 if 'posAccuracy' in v410 else 0) | (4 if 'timeConfidence' in v410 else 0) | (2 if 'posConfidence' in v410 else 0) | ('speedConfidence' in v410)
+        if 'utcTime' in v410:
+            v412 = v410['utcTime']
+            a = a << 7 | (64 if 'year' in v412 else 0) | (32 if 'month' in v412 else 0) | (16 if 'day' in v412 else 0) | (8 if 'hour' in v412 else 0) | (4 if 'minute' in v412 else 0) | (2 if 'second' in v412 else 0) | ('offset' in v412)
+            if 'year' in v412:
+                a = a << 12 | v412['year']
+            if 'month' in v412:
+                a = a << 4 | v412['month']
+            if 'day' in v412:
+                a = a << 5 | v412['day']
+            if 'hour' in v412:
+                a = a << 5 | v412['hour']
+            if 'minute' in v412:
+                a = a << 6 | v412['minute']
+            if 'second' in v412:
+                a = a << 16 | v412['second']
+            if 'offset' in v412:
+                a = a << 11 | (v412['offset'] + 840)
+        a = a << 63 | ((v410['long'] + 1800000000)) << 31 | ((v410['lat'] + 900000000))
+        if 'elevation' in v410:
+            a = a << 16 | (v410['elevation'] + 4096)
+        if 'heading' in v410:
+            a = a << 15 | v410['heading']
+        if 'speed' in v410:
+            v425 = v410['speed']
+            a = a << 16 | (_E_TransmissionState_8[v425['transmisson']]) << 13 | (v425['speed'])
+        if 'posAccuracy' in v410:
+            v429 = v410['posAccuracy']
+            a = a << 32 | (v429['semiMajor']) << 24 | (v429['semiMinor']) << 16 | (v429['orientation'])
+        if 'timeConfidence' in v410:
+            a = a << 6 | _E_TimeConfidence_17[v410['timeConfidence']]
+        if 'posConfidence' in v410:
+            v435 = v410['posConfidence']
+            a = a << 8 | (_E_PositionConfidence_18[v435['pos']]) << 4 | (_E_ElevationConfidence_19[v435['elevation']])
+        if 'speedConfidence' in v410:
+            v439 = v410['speedConfidence']
+            a = a << 8 | (_E_HeadingConfidence_20[v439['heading']]) << 5 | (_E_SpeedConfidence_21[v439['speed']]) << 2 | (_E_ThrottleConfidence_22[v439['throttle']])
+    if 'rtcmHeader' in v403:
+        v444 = v403['rtcmHeader']
+        d447, k448 = v444['status']
+        a = a << k448 | int.from_bytes(d447, 'big') >> (8 * len(d447) - k448)
+        v449 = v444['offsetSet']
+        a = a << 31 | ((v449['antOffsetX'] + 2048)) << 19 | ((v449['antOffsetY'] + 256)) << 10 | ((v449['antOffsetZ'] + 512))
+    v454 = v403['msgs']
+    k455 = len(v454)
+    a = a << 3 | (k455 - 1)
+    for w455 in v454:
+        d456 = w455
+        a = a << 10 | (len(d456) - 1)
+        a = a << (len(d456) << 3) | int.from_bytes(d456, 'big')
+    if 'regional' in v403:
+        v457 = v403['regional']
+        a458 = 1
+        k459 = len(v457)
+        a458 = a458 << 2 | (k459 - 1)
+        for w459 in v457:
+            s_ = e_RTCMcorrections_regional_item(w459)
+            a458 = ((a458 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a458.bit_length() - 1)) + a458
     return a
 
 def d_RTCMEM(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r284: dict[str, Any] = {}
+    r461: dict[str, Any] = {}
     q -= 48
     t_ = (x >> q) & 281474976710655
-    r284['protocolVersion'] = (t_ >> 40) & 255
-    r284['messageID'] = (t_ >> 32) & 255
-    r284['stationID'] = t_ & 4294967295
-    r['header'] = r284
-    r286: dict[str, Any] = {}
+    r461['protocolVersion'] = (t_ >> 40) & 255
+    r461['messageID'] = (t_ >> 32) & 255
+    r461['stationID'] = t_ & 4294967295
+    r['header'] = r461
+    r463: dict[str, Any] = {}
     q -= 12
     t_ = (x >> q) & 4095
-    h287 = (t_ >> 7) & 31
-    r286['msgCnt'] = t_ & 127
+    h464 = (t_ >> 7) & 31
+    r463['msgCnt'] = t_ & 127
     q -= 1
     if (x >> q) & 1:
-        i288, q = _rt.read_nsnn(x, q)
-        r286['rev'] = _DX_LayerType_3.get(i288)
+        i466, q = _rt.read_nsnn(x, q)
+        c465 = _DX_LayerType_3.get(i466)
     else:
         q -= 2
-        r286['rev'] = _D_RTCM_Revision_22[(x >> q) & 3]
-    if h287 & 8:
+        c465 = _D_RTCM_Revision_23[(x >> q) & 3]
+    if c465 is None:
+        raise _rt.OutOfSchema
+    r463['rev'] = c465
+    if h464 & 8:
         q -= 20
-        r286['timeStamp'] = (x >> q) & 1048575
-    if h287 & 4:
-        r289: dict[str, Any] = {}
+        c467 = (x >> q) & 1048575
+        if c467 > 527040:
+            raise _rt.OutOfSchema
+        r463['timeStamp'] = c467
+    if h464 & 4:
+        r468: dict[str, Any] = {}
         q -= 9
-        h290 = (x >> q) & 511
-        if h290 & 128:
-            r291: dict[str, Any] = {}
+        h469 = (x >> q) & 511
+        if h469 & 128:
+            r470: dict[str, Any] = {}
             q -= 7
-            h292 = (x >> q) & 127
-            if h292 & 64:
+            h471 = (x >> q) & 127
+            if h471 & 64:
                 q -= 12
-                r291['year'] = (x >> q) & 4095
-            if h292 & 32:
+                r470['year'] = (x >> q) & 4095
+            if h471 & 32:
                 q -= 4
-                r291['month'] = (x >> q) & 15
-            if h292 & 16:
+                c472 = (x >> q) & 15
+                if c472 > 12:
+                    raise _rt.OutOfSchema
+                r470['month'] = c472
+            if h471 & 16:
                 q -= 5
-                r291['day'] = (x >> q) & 31
-            if h292 & 8:
+                r470['day'] = (x >> q) & 31
+            if h471 & 8:
                 q -= 5
-                r291['hour'] = (x >> q) & 31
-            if h292 & 4:
+                r470['hour'] = (x >> q) & 31
+            if h471 & 4:
                 q -= 6
-                r291['minute'] = (x >> q) & 63
-            if h292 & 2:
+                c473 = (x >> q) & 63
+                if c473 > 60:
+                    raise _rt.OutOfSchema
+                r470['minute'] = c473
+            if h471 & 2:
                 q -= 16
-                r291['second'] = (x >> q) & 65535
-            if h292 & 1:
+                r470['second'] = (x >> q) & 65535
+            if h471 & 1:
                 q -= 11
-                r291['offset'] = ((x >> q) & 2047) - 840
-            r289['utcTime'] = r291
-        q -= 63
-        t_ = (x >> q) & 9223372036854775807
-        r289['long'] = ((t_ >> 31) & 4294967295) - 1800000000
-        r289['lat'] = (t_ & 2147483647) - 900000000
-        if h290 & 64:
+                c474 = ((x >> q) & 2047) - 840
+                if c474 > 840:
+                    raise _rt.OutOfSchema
+                r470['offset'] = c474
+            r468['utcTime'] = r470
+        q -= 32
+        c475 = ((x >> q) & 4294967295) - 1800000000
+        if c475 > 1800000001:
+            raise _rt.OutOfSchema
+        r468['long'] = c475
+        q -= 31
+        c476 = ((x >> q) & 2147483647) - 900000000
+        if c476 > 900000001:
+            raise _rt.OutOfSchema
+        r468['lat'] = c476
+        if h469 & 64:
             q -= 16
-            r289['elevation'] = ((x >> q) & 65535) - 4096
-        if h290 & 32:
+            r468['elevation'] = ((x >> q) & 65535) - 4096
+        if h469 & 32:
             q -= 15
-            r289['heading'] = (x >> q) & 32767
-        if h290 & 16:
-            r293: dict[str, Any] = {}
+            c477 = (x >> q) & 32767
+            if c477 > 28800:
+                raise _rt.OutOfSchema
+            r468['heading'] = c477
+        if h469 & 16:
+            r478: dict[str, Any] = {}
             q -= 16
             t_ = (x >> q) & 65535
-            r293['transmisson'] = _D_TransmissionState_23[(t_ >> 13) & 7]
-            r293['speed'] = t_ & 8191
-            r289['speed'] = r293
-        if h290 & 8:
-            r295: dict[str, Any] = {}
+            r478['transmisson'] = _D_TransmissionState_14[(t_ >> 13) & 7]
+            r478['speed'] = t_ & 8191
+            r468['speed'] = r478
+        if h469 & 8:
+            r480: dict[str, Any] = {}
             q -= 32
             t_ = (x >> q) & 4294967295
-            r295['semiMajor'] = (t_ >> 24) & 255
-            r295['semiMinor'] = (t_ >> 16) & 255
-            r295['orientation'] = t_ & 65535
-            r289['posAccuracy'] = r295
-        if h290 & 4:
+            r480['semiMajor'] = (t_ >> 24) & 255
+            r480['semiMinor'] = (t_ >> 16) & 255
+            r480['orientation'] = t_ & 65535
+            r468['posAccuracy'] = r480
+        if h469 & 4:
             q -= 6
-            r289['timeConfidence'] = _D_TimeConfidence_24[(x >> q) & 63]
-        if h290 & 2:
-            r297: dict[str, Any] = {}
+            r468['timeConfidence'] = _D_TimeConfidence_24[(x >> q) & 63]
+        if h469 & 2:
+            r482: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
-            r297['pos'] = _D_PositionConfidence_25[(t_ >> 4) & 15]
-            r297['elevation'] = _D_ElevationConfidence_26[t_ & 15]
-            r289['posConfidence'] = r297
-        if h290 & 1:
-            r299: dict[str, Any] = {}
+            r482['pos'] = _D_PositionConfidence_25[(t_ >> 4) & 15]
+            r482['elevation'] = _D_ElevationConfidence_26[t_ & 15]
+            r468['posConfidence'] = r482
+        if h469 & 1:
+            r484: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
-            r299['heading'] = _D_HeadingConfidence_27[(t_ >> 5) & 7]
-            r299['speed'] = _D_SpeedConfidence_28[(t_ >> 2) & 7]
-            r299['throttle'] = _D_ThrottleConfidence_29[t_ & 3]
-            r289['speedConfidence'] = r299
-        if h290 >> 8:
+            r484['heading'] = _D_HeadingConfidence_27[(t_ >> 5) & 7]
+            r484['speed'] = _D_SpeedConfidence_28[(t_ >> 2) & 7]
+            r484['throttle'] = _D_ThrottleConfidence_29[t_ & 3]
+            r468['speedConfidence'] = r484
+        if h469 >> 8:
             q = _rt.skip_additions(x, q)
-        r286['anchorPoint'] = r289
-    if h287 & 2:
-        r301: dict[str, Any] = {}
+        r463['anchorPoint'] = r468
+    if h464 & 2:
+        r486: dict[str, Any] = {}
         q -= 8
-        r301['status'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-        r304: dict[str, Any] = {}
+        r486['status'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+        r489: dict[str, Any] = {}
         q -= 31
         t_ = (x >> q) & 2147483647
-        r304['antOffsetX'] = ((t_ >> 19) & 4095) - 2048
-        r304['antOffsetY'] = ((t_ >> 10) & 511) - 256
-        r304['antOffsetZ'] = (t_ & 1023) - 512
-        r301['offsetSet'] = r304
-        r286['rtcmHeader'] = r301
+        r489['antOffsetX'] = ((t_ >> 19) & 4095) - 2048
+        r489['antOffsetY'] = ((t_ >> 10) & 511) - 256
+        r489['antOffsetZ'] = (t_ & 1023) - 512
+        r486['offsetSet'] = r489
+        r463['rtcmHeader'] = r486
     q -= 3
-    k307 = ((x >> q) & 7) + 1
-    r306: list[Any] = []
-    for _ in range(k307):
+    k492 = ((x >> q) & 7) + 1
+    if k492 > 5:
+        raise _rt.OutOfSchema
+    r491: list[Any] = []
+    for _ in range(k492):
         q -= 10
-        k308 = ((x >> q) & 1023) + 1
-        q -= k308 << 3
-        w307 = ((x >> q) & ((1 << (k308 << 3)) - 1)).to_bytes(k308, 'big')
-        r306.append(w307)
-    r286['msgs'] = r306
-    if h287 & 1:
+        k494 = ((x >> q) & 1023) + 1
+        q -= k494 << 3
+        c493 = ((x >> q) & ((1 << (k494 << 3)) - 1)).to_bytes(k494, 'big')
+        if len(c493) > 1023:
+            raise _rt.OutOfSchema
+        w492 = c493
+        r491.append(w492)
+    r463['msgs'] = r491
+    if h464 & 1:
         q -= 2
-        k310 = ((x >> q) & 3) + 1
-        r309: list[Any] = []
-        for _ in range(k310):
-            w310, q = d_RTCMcorrections_regional_item(x, q)
-            r309.append(w310)
-        r286['regional'] = r309
-    if h287 >> 4:
+        k496 = ((x >> q) & 3) + 1
+        r495: list[Any] = []
+        for _ in range(k496):
+            x &= (1 << q) - 1
+            w496, q = d_RTCMcorrections_regional_item(x, q)
+            r495.append(w496)
+        r463['regional'] = r495
+    if h464 >> 4:
         q = _rt.skip_additions(x, q)
-    r['rtcmc'] = r286
-    return r, q
-
-
-def e_IntersectionReferenceID(v: Any) -> int:
-    a: int = 1
-    a = a << 1 | ('region' in v)
-    if 'region' in v:
-        a = a << 16 | v['region']
-    a = a << 16 | v['id']
-    return a
-
-def d_IntersectionReferenceID(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 1
-    h312 = (x >> q) & 1
-    if h312 & 1:
-        q -= 16
-        r['region'] = (x >> q) & 65535
-    q -= 16
-    r['id'] = (x >> q) & 65535
+    r['rtcmc'] = r463
     return r, q
 
 
 def e_EnabledLaneList(v: Any) -> int:
     a: int = 1
-    k313 = len(v)
-    a = a << 4 | (k313 - 1)
-    for w313 in v:
-        a = a << 8 | w313
+    k497 = len(v)
+    a = a << 4 | (k497 - 1)
+    for w497 in v:
+        a = a << 8 | w497
     return a
 
 def d_EnabledLaneList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k314 = ((x >> q) & 15) + 1
+    k498 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k314):
+    for _ in range(k498):
         q -= 8
-        w314 = (x >> q) & 255
-        r.append(w314)
+        w498 = (x >> q) & 255
+        r.append(w498)
     return r, q
 
 
 def e_MovementList(v: Any) -> int:
     a: int = 1
-    k315 = len(v)
-    a = a << 8 | (k315 - 1)
-    for w315 in v:
-        v316 = w315
-        a317 = 1
-        a317 = a317 << 4 | ('movementName' in v316) << 2 | ('maneuverAssistList' in v316) << 1 | ('regional' in v316)
-        if 'movementName' in v316:
-            b319 = v316['movementName'].encode('ascii')
-            a317 = a317 << 6 | (len(b319) - 1)
-            for c320 in b319:
-                a317 = a317 << 7 | c320
-        a317 = a317 << 8 | v316['signalGroup']
-        v321 = v316['state-time-speed']
-        a322 = 1
-        k323 = len(v321)
-        a322 = a322 << 4 | (k323 - 1)
-        for w323 in v321:
-            v324 = w323
-            a325 = 1
-            a325 = a325 << 8 | (('timing' in v324) << 2 | ('speeds' in v324) << 1 | ('regional' in v324)) << 4 | (_E_MovementPhaseState_30[v324['eventState']])
-            if 'timing' in v324:
-                s_ = e_TimeChangeDetails(v324['timing'])
-                a325 = ((a325 - 1) << (s_.bit_length() - 1)) + s_
-            if 'speeds' in v324:
-                s_ = e_AdvisorySpeedList(v324['speeds'])
-                a325 = ((a325 - 1) << (s_.bit_length() - 1)) + s_
-            if 'regional' in v324:
-                s_ = e_MovementEvent_regional(v324['regional'])
-                a325 = ((a325 - 1) << (s_.bit_length() - 1)) + s_
-            a322 = ((a322 - 1) << (a325.bit_length() - 1)) + a325
-        a317 = ((a317 - 1) << (a322.bit_length() - 1)) + a322
-        if 'maneuverAssistList' in v316:
-            v327 = v316['maneuverAssistList']
-            a328 = 1
-            k329 = len(v327)
-            a328 = a328 << 4 | (k329 - 1)
-            for w329 in v327:
-                v330 = w329
-                a331 = 1
-                a331 = a331 << 14 | (('queueLength' in v330) << 4 | ('availableStorageLength' in v330) << 3 | ('waitOnStop' in v330) << 2 | ('pedBicycleDetect' in v330) << 1 | ('regional' in v330)) << 8 | (v330['connectionID'])
-                if 'queueLength' in v330:
-                    a331 = a331 << 14 | v330['queueLength']
-                if 'availableStorageLength' in v330:
-                    a331 = a331 << 14 | v330['availableStorageLength']
-                if 'waitOnStop' in v330:
-                    a331 = a331 << 1 | (1 if v330['waitOnStop'] else 0)
-                if 'pedBicycleDetect' in v330:
-                    a331 = a331 << 1 | (1 if v330['pedBicycleDetect'] else 0)
-                if 'regional' in v330:
-                    s_ = e_ConnectionManeuverAssist_regional(v330['regional'])
-                    a331 = ((a331 - 1) << (s_.bit_length() - 1)) + s_
-                a328 = ((a328 - 1) << (a331.bit_length() - 1)) + a331
-            a317 = ((a317 - 1) << (a328.bit_length() - 1)) + a328
-        if 'regional' in v316:
-            v333 = v316['regional']
-            a334 = 1
-            k335 = len(v333)
-            a334 = a334 << 2 | (k335 - 1)
-            for w335 in v333:
-                s_ = e_MovementState_regional_item(w335)
-                a334 = ((a334 - 1) << (s_.bit_length() - 1)) + s_
-            a317 = ((a317 - 1) << (a334.bit_length() - 1)) + a334
-        a = ((a - 1) << (a317.bit_length() - 1)) + a317
+    k499 = len(v)
+    a = a << 8 | (k499 - 1)
+    for w499 in v:
+        a532 = 1
+        a532 = a532 << 4 | (4 if 'movementName' in w499 else 0) | (2 if 'maneuverAssistList' in w499 else 0) | ('regional' in w499)
+        if 'movementName' in w499:
+            b535 = w499['movementName'].encode('ascii')
+            a532 = a532 << 6 | (len(b535) - 1)
+            a532 = a532 << 7 * len(b535) | _rt.ia5_pack(b535)
+        a532 = a532 << 8 | w499['signalGroup']
+        v537 = w499['state-time-speed']
+        k538 = len(v537)
+        a532 = a532 << 4 | (k538 - 1)
+        for w538 in v537:
+            a532 = a532 << 8 | ((4 if 'timing' in w538 else 0) | (2 if 'speeds' in w538 else 0) | ('regional' in w538)) << 4 | (_E_MovementPhaseState_30[w538['eventState']])
+            if 'timing' in w538:
+                v541 = w538['timing']
+                a532 = a532 << 5 | (16 if 'startTime' in v541 else 0) | (8 if 'maxEndTime' in v541 else 0) | (4 if 'likelyTime' in v541 else 0) | (2 if 'confidence' in v541 else 0) | ('nextTime' in v541)
+                if 'startTime' in v541:
+                    a532 = a532 << 16 | v541['startTime']
+                a532 = a532 << 16 | v541['minEndTime']
+                if 'maxEndTime' in v541:
+                    a532 = a532 << 16 | v541['maxEndTime']
+                if 'likelyTime' in v541:
+                    a532 = a532 << 16 | v541['likelyTime']
+                if 'confidence' in v541:
+                    a532 = a532 << 4 | v541['confidence']
+                if 'nextTime' in v541:
+                    a532 = a532 << 16 | v541['nextTime']
+            if 'speeds' in w538:
+                s_ = e_AdvisorySpeedList(w538['speeds'])
+                a532 = ((a532 - 1) << (s_.bit_length() - 1)) + s_
+            if 'regional' in w538:
+                s_ = e_MovementEvent_regional(w538['regional'])
+                a532 = ((a532 - 1) << (s_.bit_length() - 1)) + s_
+        if 'maneuverAssistList' in w499:
+            v551 = w499['maneuverAssistList']
+            a552 = 1
+            k553 = len(v551)
+            a552 = a552 << 4 | (k553 - 1)
+            for w553 in v551:
+                a552 = a552 << 14 | ((16 if 'queueLength' in w553 else 0) | (8 if 'availableStorageLength' in w553 else 0) | (4 if 'waitOnStop' in w553 else 0) | (2 if 'pedBicycleDetect' in w553 else 0) | ('regional' in w553)) << 8 | (w553['connectionID'])
+                if 'queueLength' in w553:
+                    a552 = a552 << 14 | w553['queueLength']
+                if 'availableStorageLength' in w553:
+                    a552 = a552 << 14 | w553['availableStorageLength']
+                if 'waitOnStop' in w553:
+                    a552 = a552 << 1 | (1 if w553['waitOnStop'] else 0)
+                if 'pedBicycleDetect' in w553:
+                    a552 = a552 << 1 | (1 if w553['pedBicycleDetect'] else 0)
+                if 'regional' in w553:
+                    s_ = e_ConnectionManeuverAssist_regional(w553['regional'])
+                    a552 = ((a552 - 1) << (s_.bit_length() - 1)) + s_
+            a532 = ((a532 - 1) << (a552.bit_length() - 1)) + a552
+        if 'regional' in w499:
+            v561 = w499['regional']
+            a562 = 1
+            k563 = len(v561)
+            a562 = a562 << 2 | (k563 - 1)
+            for w563 in v561:
+                s_ = e_MovementState_regional_item(w563)
+                a562 = ((a562 - 1) << (s_.bit_length() - 1)) + s_
+            a532 = ((a532 - 1) << (a562.bit_length() - 1)) + a562
+        a = ((a - 1) << (a532.bit_length() - 1)) + a532
     return a
 
 def d_MovementList(x: int, q: int) -> tuple[Any, int]:
     q -= 8
-    k336 = ((x >> q) & 255) + 1
+    k564 = ((x >> q) & 255) + 1
+    if k564 > 255:
+        raise _rt.OutOfSchema
     r: list[Any] = []
-    for _ in range(k336):
-        r337: dict[str, Any] = {}
+    for _ in range(k564):
+        x &= (1 << q) - 1
+        r565: dict[str, Any] = {}
         q -= 4
-        h338 = (x >> q) & 15
-        if h338 & 4:
+        h566 = (x >> q) & 15
+        if h566 & 4:
             q -= 6
-            k339 = ((x >> q) & 63) + 1
-            q -= 7 * k339
-            r337['movementName'] = _rt.ia5((x >> q) & ((1 << (7 * k339)) - 1), k339)
+            k568 = ((x >> q) & 63) + 1
+            q -= 7 * k568
+            c567 = _rt.ia5((x >> q) & ((1 << (7 * k568)) - 1), k568)
+            if len(c567) > 63:
+                raise _rt.OutOfSchema
+            r565['movementName'] = c567
         q -= 12
         t_ = (x >> q) & 4095
-        r337['signalGroup'] = (t_ >> 4) & 255
-        k341 = (t_ & 15) + 1
-        r340: list[Any] = []
-        for _ in range(k341):
-            r342: dict[str, Any] = {}
+        r565['signalGroup'] = (t_ >> 4) & 255
+        k570 = (t_ & 15) + 1
+        r569: list[Any] = []
+        for _ in range(k570):
+            r571: dict[str, Any] = {}
             q -= 8
             t_ = (x >> q) & 255
-            h343 = (t_ >> 4) & 15
-            r342['eventState'] = _D_MovementPhaseState_31[t_ & 15]
-            if h343 & 4:
-                r342['timing'], q = d_TimeChangeDetails(x, q)
-            if h343 & 2:
-                r342['speeds'], q = d_AdvisorySpeedList(x, q)
-            if h343 & 1:
-                r342['regional'], q = d_MovementEvent_regional(x, q)
-            if h343 >> 3:
+            h572 = (t_ >> 4) & 15
+            r571['eventState'] = _D_MovementPhaseState_31[t_ & 15]
+            if h572 & 4:
+                r573: dict[str, Any] = {}
+                q -= 5
+                h574 = (x >> q) & 31
+                if h574 & 16:
+                    q -= 16
+                    c575 = (x >> q) & 65535
+                    if c575 > 36001:
+                        raise _rt.OutOfSchema
+                    r573['startTime'] = c575
+                q -= 16
+                c576 = (x >> q) & 65535
+                if c576 > 36001:
+                    raise _rt.OutOfSchema
+                r573['minEndTime'] = c576
+                if h574 & 8:
+                    q -= 16
+                    c577 = (x >> q) & 65535
+                    if c577 > 36001:
+                        raise _rt.OutOfSchema
+                    r573['maxEndTime'] = c577
+                if h574 & 4:
+                    q -= 16
+                    c578 = (x >> q) & 65535
+                    if c578 > 36001:
+                        raise _rt.OutOfSchema
+                    r573['likelyTime'] = c578
+                if h574 & 2:
+                    q -= 4
+                    r573['confidence'] = (x >> q) & 15
+                if h574 & 1:
+                    q -= 16
+                    c579 = (x >> q) & 65535
+                    if c579 > 36001:
+                        raise _rt.OutOfSchema
+                    r573['nextTime'] = c579
+                r571['timing'] = r573
+            if h572 & 2:
+                r571['speeds'], q = d_AdvisorySpeedList(x, q)
+            if h572 & 1:
+                r571['regional'], q = d_MovementEvent_regional(x, q)
+            if h572 >> 3:
                 q = _rt.skip_additions(x, q)
-            w341 = r342
-            r340.append(w341)
-        r337['state-time-speed'] = r340
-        if h338 & 2:
+            r569.append(r571)
+        r565['state-time-speed'] = r569
+        if h566 & 2:
             q -= 4
-            k345 = ((x >> q) & 15) + 1
-            r344: list[Any] = []
-            for _ in range(k345):
-                r346: dict[str, Any] = {}
+            k581 = ((x >> q) & 15) + 1
+            r580: list[Any] = []
+            for _ in range(k581):
+                r582: dict[str, Any] = {}
                 q -= 14
                 t_ = (x >> q) & 16383
-                h347 = (t_ >> 8) & 63
-                r346['connectionID'] = t_ & 255
-                if h347 & 16:
+                h583 = (t_ >> 8) & 63
+                r582['connectionID'] = t_ & 255
+                if h583 & 16:
                     q -= 14
-                    r346['queueLength'] = (x >> q) & 16383
-                if h347 & 8:
+                    c584 = (x >> q) & 16383
+                    if c584 > 10000:
+                        raise _rt.OutOfSchema
+                    r582['queueLength'] = c584
+                if h583 & 8:
                     q -= 14
-                    r346['availableStorageLength'] = (x >> q) & 16383
-                if h347 & 4:
+                    c585 = (x >> q) & 16383
+                    if c585 > 10000:
+                        raise _rt.OutOfSchema
+                    r582['availableStorageLength'] = c585
+                if h583 & 4:
                     q -= 1
-                    r346['waitOnStop'] = (x >> q) & 1 == 1
-                if h347 & 2:
+                    r582['waitOnStop'] = (x >> q) & 1 == 1
+                if h583 & 2:
                     q -= 1
-                    r346['pedBicycleDetect'] = (x >> q) & 1 == 1
-                if h347 & 1:
-                    r346['regional'], q = d_ConnectionManeuverAssist_regional(x, q)
-                if h347 >> 5:
+                    r582['pedBicycleDetect'] = (x >> q) & 1 == 1
+                if h583 & 1:
+                    r582['regional'], q = d_ConnectionManeuverAssist_regional(x, q)
+                if h583 >> 5:
                     q = _rt.skip_additions(x, q)
-                w345 = r346
-                r344.append(w345)
-            r337['maneuverAssistList'] = r344
-        if h338 & 1:
+                r580.append(r582)
+            r565['maneuverAssistList'] = r580
+        if h566 & 1:
             q -= 2
-            k349 = ((x >> q) & 3) + 1
-            r348: list[Any] = []
-            for _ in range(k349):
-                w349, q = d_MovementState_regional_item(x, q)
-                r348.append(w349)
-            r337['regional'] = r348
-        if h338 >> 3:
+            k587 = ((x >> q) & 3) + 1
+            r586: list[Any] = []
+            for _ in range(k587):
+                w587, q = d_MovementState_regional_item(x, q)
+                r586.append(w587)
+            r565['regional'] = r586
+        if h566 >> 3:
             q = _rt.skip_additions(x, q)
-        w336 = r337
-        r.append(w336)
+        r.append(r565)
     return r, q
 
 
 def e_ManeuverAssistList(v: Any) -> int:
     a: int = 1
-    k350 = len(v)
-    a = a << 4 | (k350 - 1)
-    for w350 in v:
-        v351 = w350
-        a352 = 1
-        a352 = a352 << 14 | (('queueLength' in v351) << 4 | ('availableStorageLength' in v351) << 3 | ('waitOnStop' in v351) << 2 | ('pedBicycleDetect' in v351) << 1 | ('regional' in v351)) << 8 | (v351['connectionID'])
-        if 'queueLength' in v351:
-            a352 = a352 << 14 | v351['queueLength']
-        if 'availableStorageLength' in v351:
-            a352 = a352 << 14 | v351['availableStorageLength']
-        if 'waitOnStop' in v351:
-            a352 = a352 << 1 | (1 if v351['waitOnStop'] else 0)
-        if 'pedBicycleDetect' in v351:
-            a352 = a352 << 1 | (1 if v351['pedBicycleDetect'] else 0)
-        if 'regional' in v351:
-            v354 = v351['regional']
-            a355 = 1
-            k356 = len(v354)
-            a355 = a355 << 2 | (k356 - 1)
-            for w356 in v354:
-                s_ = e_ConnectionManeuverAssist_regional_item(w356)
-                a355 = ((a355 - 1) << (s_.bit_length() - 1)) + s_
-            a352 = ((a352 - 1) << (a355.bit_length() - 1)) + a355
-        a = ((a - 1) << (a352.bit_length() - 1)) + a352
+    k588 = len(v)
+    a = a << 4 | (k588 - 1)
+    for w588 in v:
+        a = a << 14 | ((16 if 'queueLength' in w588 else 0) | (8 if 'availableStorageLength' in w588 else 0) | (4 if 'waitOnStop' in w588 else 0) | (2 if 'pedBicycleDetect' in w588 else 0) | ('regional' in w588)) << 8 | (w588['connectionID'])
+        if 'queueLength' in w588:
+            a = a << 14 | w588['queueLength']
+        if 'availableStorageLength' in w588:
+            a = a << 14 | w588['availableStorageLength']
+        if 'waitOnStop' in w588:
+            a = a << 1 | (1 if w588['waitOnStop'] else 0)
+        if 'pedBicycleDetect' in w588:
+            a = a << 1 | (1 if w588['pedBicycleDetect'] else 0)
+        if 'regional' in w588:
+            v595 = w588['regional']
+            a596 = 1
+            k597 = len(v595)
+            a596 = a596 << 2 | (k597 - 1)
+            for w597 in v595:
+                s_ = e_ConnectionManeuverAssist_regional_item(w597)
+                a596 = ((a596 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a596.bit_length() - 1)) + a596
     return a
 
 def d_ManeuverAssistList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k357 = ((x >> q) & 15) + 1
+    k598 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k357):
-        r358: dict[str, Any] = {}
+    for _ in range(k598):
+        x &= (1 << q) - 1
+        r599: dict[str, Any] = {}
         q -= 14
         t_ = (x >> q) & 16383
-        h359 = (t_ >> 8) & 63
-        r358['connectionID'] = t_ & 255
-        if h359 & 16:
+        h600 = (t_ >> 8) & 63
+        r599['connectionID'] = t_ & 255
+        if h600 & 16:
             q -= 14
-            r358['queueLength'] = (x >> q) & 16383
-        if h359 & 8:
+            c601 = (x >> q) & 16383
+            if c601 > 10000:
+                raise _rt.OutOfSchema
+            r599['queueLength'] = c601
+        if h600 & 8:
             q -= 14
-            r358['availableStorageLength'] = (x >> q) & 16383
-        if h359 & 4:
+            c602 = (x >> q) & 16383
+            if c602 > 10000:
+                raise _rt.OutOfSchema
+            r599['availableStorageLength'] = c602
+        if h600 & 4:
             q -= 1
-            r358['waitOnStop'] = (x >> q) & 1 == 1
-        if h359 & 2:
+            r599['waitOnStop'] = (x >> q) & 1 == 1
+        if h600 & 2:
             q -= 1
-            r358['pedBicycleDetect'] = (x >> q) & 1 == 1
-        if h359 & 1:
+            r599['pedBicycleDetect'] = (x >> q) & 1 == 1
+        if h600 & 1:
             q -= 2
-            k361 = ((x >> q) & 3) + 1
-            r360: list[Any] = []
-            for _ in range(k361):
-                w361, q = d_ConnectionManeuverAssist_regional_item(x, q)
-                r360.append(w361)
-            r358['regional'] = r360
-        if h359 >> 5:
+            k604 = ((x >> q) & 3) + 1
+            r603: list[Any] = []
+            for _ in range(k604):
+                w604, q = d_ConnectionManeuverAssist_regional_item(x, q)
+                r603.append(w604)
+            r599['regional'] = r603
+        if h600 >> 5:
             q = _rt.skip_additions(x, q)
-        w357 = r358
-        r.append(w357)
+        r.append(r599)
     return r, q
 
 
 def e_IntersectionState_regional(v: Any) -> int:
     a: int = 1
-    k362 = len(v)
-    a = a << 2 | (k362 - 1)
-    for w362 in v:
-        s_ = e_IntersectionState_regional_item(w362)
+    k605 = len(v)
+    a = a << 2 | (k605 - 1)
+    for w605 in v:
+        s_ = e_IntersectionState_regional_item(w605)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_IntersectionState_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k363 = ((x >> q) & 3) + 1
+    k606 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k363):
-        w363, q = d_IntersectionState_regional_item(x, q)
-        r.append(w363)
+    for _ in range(k606):
+        x &= (1 << q) - 1
+        w606, q = d_IntersectionState_regional_item(x, q)
+        r.append(w606)
     return r, q
 
 
@@ -1564,501 +1663,531 @@ def d_SPAT_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_Position3D(v: Any) -> int:
     a: int = 1
-    a = a << 66 | (('elevation' in v) << 1 | ('regional' in v)) << 63 | ((v['lat'] + 900000000)) << 32 | ((v['long'] + 1800000000))
+    a = a << 66 | ((2 if 'elevation' in v else 0) | ('regional' in v)) << 63 | ((v['lat'] + 900000000)) << 32 | ((v['long'] + 1800000000))
     if 'elevation' in v:
         a = a << 16 | (v['elevation'] + 4096)
     if 'regional' in v:
-        v365 = v['regional']
-        a366 = 1
-        k367 = len(v365)
-        a366 = a366 << 2 | (k367 - 1)
-        for w367 in v365:
-            s_ = e_Position3D_regional_item(w367)
-            a366 = ((a366 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a366.bit_length() - 1)) + a366
+        v612 = v['regional']
+        k613 = len(v612)
+        a = a << 2 | (k613 - 1)
+        for w613 in v612:
+            s_ = e_Position3D_regional_item(w613)
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_Position3D(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    q -= 66
-    t_ = (x >> q) & 73786976294838206463
-    h368 = (t_ >> 63) & 7
-    r['lat'] = ((t_ >> 32) & 2147483647) - 900000000
-    r['long'] = (t_ & 4294967295) - 1800000000
-    if h368 & 2:
+    q -= 34
+    t_ = (x >> q) & 17179869183
+    h614 = (t_ >> 31) & 7
+    c615 = (t_ & 2147483647) - 900000000
+    if c615 > 900000001:
+        raise _rt.OutOfSchema
+    r['lat'] = c615
+    q -= 32
+    c616 = ((x >> q) & 4294967295) - 1800000000
+    if c616 > 1800000001:
+        raise _rt.OutOfSchema
+    r['long'] = c616
+    if h614 & 2:
         q -= 16
         r['elevation'] = ((x >> q) & 65535) - 4096
-    if h368 & 1:
+    if h614 & 1:
         q -= 2
-        k370 = ((x >> q) & 3) + 1
-        r369: list[Any] = []
-        for _ in range(k370):
-            w370, q = d_Position3D_regional_item(x, q)
-            r369.append(w370)
-        r['regional'] = r369
-    if h368 >> 2:
+        k618 = ((x >> q) & 3) + 1
+        r617: list[Any] = []
+        for _ in range(k618):
+            x &= (1 << q) - 1
+            w618, q = d_Position3D_regional_item(x, q)
+            r617.append(w618)
+        r['regional'] = r617
+    if h614 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_SpeedLimitList(v: Any) -> int:
     a: int = 1
-    k371 = len(v)
-    a = a << 4 | (k371 - 1)
-    for w371 in v:
-        v372 = w371
-        a373 = 1
-        w375 = v372['type']
-        i376 = _E_SpeedLimitType_32.get(w375)
-        if i376 is not None:
-            a373 = a373 << 5 | i376
+    k619 = len(v)
+    a = a << 4 | (k619 - 1)
+    for w619 in v:
+        w622 = w619['type']
+        i623 = _E_SpeedLimitType_32.get(w622)
+        if i623 is not None:
+            a = a << 5 | i623
         else:
-            a373 = _rt.nsnn(a373 << 1 | 1, _X_LayerType_1[w375])
-        a373 = a373 << 13 | v372['speed']
-        a = ((a - 1) << (a373.bit_length() - 1)) + a373
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w622])
+        a = a << 13 | w619['speed']
     return a
 
 def d_SpeedLimitList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k377 = ((x >> q) & 15) + 1
+    k625 = ((x >> q) & 15) + 1
+    if k625 > 9:
+        raise _rt.OutOfSchema
     r: list[Any] = []
-    for _ in range(k377):
-        r378: dict[str, Any] = {}
+    for _ in range(k625):
+        x &= (1 << q) - 1
+        r626: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            i380, q = _rt.read_nsnn(x, q)
-            r378['type'] = _DX_LayerType_3.get(i380)
+            i629, q = _rt.read_nsnn(x, q)
+            c628 = _DX_LayerType_3.get(i629)
         else:
             q -= 4
-            r378['type'] = _D_SpeedLimitType_33[(x >> q) & 15]
+            c628 = _D_SpeedLimitType_33[(x >> q) & 15]
+        if c628 is None:
+            raise _rt.OutOfSchema
+        r626['type'] = c628
         q -= 13
-        r378['speed'] = (x >> q) & 8191
-        w377 = r378
-        r.append(w377)
+        r626['speed'] = (x >> q) & 8191
+        r.append(r626)
     return r, q
 
 
 def e_LaneList(v: Any) -> int:
     a: int = 1
-    k381 = len(v)
-    a = a << 8 | (k381 - 1)
-    for w381 in v:
-        v382 = w381
-        a383 = 1
-        a383 = a383 << 16 | (('name' in v382) << 6 | ('ingressApproach' in v382) << 5 | ('egressApproach' in v382) << 4 | ('maneuvers' in v382) << 3 | ('connectsTo' in v382) << 2 | ('overlays' in v382) << 1 | ('regional' in v382)) << 8 | (v382['laneID'])
-        if 'name' in v382:
-            b385 = v382['name'].encode('ascii')
-            a383 = a383 << 6 | (len(b385) - 1)
-            for c386 in b385:
-                a383 = a383 << 7 | c386
-        if 'ingressApproach' in v382:
-            a383 = a383 << 4 | v382['ingressApproach']
-        if 'egressApproach' in v382:
-            a383 = a383 << 4 | v382['egressApproach']
-        v387 = v382['laneAttributes']
-        a388 = 1
-        a388 = a388 << 1 | ('regional' in v387)
-        d390, k391 = v387['directionalUse']
-        a388 = a388 << k391 | int.from_bytes(d390, 'big') >> (8 * len(d390) - k391)
-        d392, k393 = v387['sharedWith']
-        a388 = a388 << k393 | int.from_bytes(d392, 'big') >> (8 * len(d392) - k393)
-        s_ = e_LaneTypeAttributes(v387['laneType'])
-        a388 = ((a388 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in v387:
-            s_ = e_LaneAttributes_regional(v387['regional'])
-            a388 = ((a388 - 1) << (s_.bit_length() - 1)) + s_
-        a383 = ((a383 - 1) << (a388.bit_length() - 1)) + a388
-        if 'maneuvers' in v382:
-            d394, k395 = v382['maneuvers']
-            a383 = a383 << k395 | int.from_bytes(d394, 'big') >> (8 * len(d394) - k395)
-        s_ = e_NodeListXY(v382['nodeList'])
-        a383 = ((a383 - 1) << (s_.bit_length() - 1)) + s_
-        if 'connectsTo' in v382:
-            v396 = v382['connectsTo']
-            a397 = 1
-            k398 = len(v396)
-            a397 = a397 << 4 | (k398 - 1)
-            for w398 in v396:
-                v399 = w398
-                a400 = 1
-                a400 = a400 << 4 | ('remoteIntersection' in v399) << 3 | ('signalGroup' in v399) << 2 | ('userClass' in v399) << 1 | ('connectionID' in v399)
-                s_ = e_ConnectingLane(v399['connectingLane'])
-                a400 = ((a400 - 1) << (s_.bit_length() - 1)) + s_
-                if 'remoteIntersection' in v399:
-                    s_ = e_IntersectionReferenceID(v399['remoteIntersection'])
-                    a400 = ((a400 - 1) << (s_.bit_length() - 1)) + s_
-                if 'signalGroup' in v399:
-                    a400 = a400 << 8 | v399['signalGroup']
-                if 'userClass' in v399:
-                    a400 = a400 << 8 | v399['userClass']
-                if 'connectionID' in v399:
-                    a400 = a400 << 8 | v399['connectionID']
-                a397 = ((a397 - 1) << (a400.bit_length() - 1)) + a400
-            a383 = ((a383 - 1) << (a397.bit_length() - 1)) + a397
-        if 'overlays' in v382:
-            v402 = v382['overlays']
-            a403 = 1
-            k404 = len(v402)
-            a403 = a403 << 3 | (k404 - 1)
-            for w404 in v402:
-                a403 = a403 << 8 | w404
-            a383 = ((a383 - 1) << (a403.bit_length() - 1)) + a403
-        if 'regional' in v382:
-            v405 = v382['regional']
-            a406 = 1
-            k407 = len(v405)
-            a406 = a406 << 2 | (k407 - 1)
-            for w407 in v405:
-                s_ = e_GenericLane_regional_item(w407)
-                a406 = ((a406 - 1) << (s_.bit_length() - 1)) + s_
-            a383 = ((a383 - 1) << (a406.bit_length() - 1)) + a406
-        a = ((a - 1) << (a383.bit_length() - 1)) + a383
+    k630 = len(v)
+    a = a << 8 | (k630 - 1)
+    for w630 in v:
+        a689 = 1
+        a689 = a689 << 16 | ((64 if 'name' in w630 else 0) | (32 if 'ingressApproach' in w630 else 0) | (16 if 'egressApproach' in w630 else 0) | (8 if 'maneuvers' in w630 else 0) | (4 if 'connectsTo' in w630 else 0) | (2 if 'overlays' in w630 else 0) | ('regional' in w630)) << 8 | (w630['laneID'])
+        if 'name' in w630:
+            b693 = w630['name'].encode('ascii')
+            a689 = a689 << 6 | (len(b693) - 1)
+            a689 = a689 << 7 * len(b693) | _rt.ia5_pack(b693)
+        if 'ingressApproach' in w630:
+            a689 = a689 << 4 | w630['ingressApproach']
+        if 'egressApproach' in w630:
+            a689 = a689 << 4 | w630['egressApproach']
+        v696 = w630['laneAttributes']
+        a689 = a689 << 1 | ('regional' in v696)
+        d699, k700 = v696['directionalUse']
+        a689 = a689 << k700 | int.from_bytes(d699, 'big') >> (8 * len(d699) - k700)
+        d702, k703 = v696['sharedWith']
+        a689 = a689 << k703 | int.from_bytes(d702, 'big') >> (8 * len(d702) - k703)
+        s_ = e_LaneTypeAttributes(v696['laneType'])
+        a689 = ((a689 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in v696:
+            s_ = e_LaneAttributes_regional(v696['regional'])
+            a689 = ((a689 - 1) << (s_.bit_length() - 1)) + s_
+        if 'maneuvers' in w630:
+            d707, k708 = w630['maneuvers']
+            a689 = a689 << k708 | int.from_bytes(d707, 'big') >> (8 * len(d707) - k708)
+        s_ = e_NodeListXY(w630['nodeList'])
+        a689 = ((a689 - 1) << (s_.bit_length() - 1)) + s_
+        if 'connectsTo' in w630:
+            v710 = w630['connectsTo']
+            k711 = len(v710)
+            a689 = a689 << 4 | (k711 - 1)
+            for w711 in v710:
+                a726 = 1
+                a726 = a726 << 4 | (8 if 'remoteIntersection' in w711 else 0) | (4 if 'signalGroup' in w711 else 0) | (2 if 'userClass' in w711 else 0) | ('connectionID' in w711)
+                v728 = w711['connectingLane']
+                a726 = a726 << 9 | (('maneuver' in v728)) << 8 | (v728['lane'])
+                if 'maneuver' in v728:
+                    d732, k733 = v728['maneuver']
+                    a726 = a726 << k733 | int.from_bytes(d732, 'big') >> (8 * len(d732) - k733)
+                if 'remoteIntersection' in w711:
+                    v734 = w711['remoteIntersection']
+                    a726 = a726 << 1 | ('region' in v734)
+                    if 'region' in v734:
+                        a726 = a726 << 16 | v734['region']
+                    a726 = a726 << 16 | v734['id']
+                if 'signalGroup' in w711:
+                    a726 = a726 << 8 | w711['signalGroup']
+                if 'userClass' in w711:
+                    a726 = a726 << 8 | w711['userClass']
+                if 'connectionID' in w711:
+                    a726 = a726 << 8 | w711['connectionID']
+                a689 = ((a689 - 1) << (a726.bit_length() - 1)) + a726
+        if 'overlays' in w630:
+            v741 = w630['overlays']
+            a742 = 1
+            k743 = len(v741)
+            a742 = a742 << 3 | (k743 - 1)
+            for w743 in v741:
+                a742 = a742 << 8 | w743
+            a689 = ((a689 - 1) << (a742.bit_length() - 1)) + a742
+        if 'regional' in w630:
+            v744 = w630['regional']
+            a745 = 1
+            k746 = len(v744)
+            a745 = a745 << 2 | (k746 - 1)
+            for w746 in v744:
+                s_ = e_GenericLane_regional_item(w746)
+                a745 = ((a745 - 1) << (s_.bit_length() - 1)) + s_
+            a689 = ((a689 - 1) << (a745.bit_length() - 1)) + a745
+        a = ((a - 1) << (a689.bit_length() - 1)) + a689
     return a
 
 def d_LaneList(x: int, q: int) -> tuple[Any, int]:
     q -= 8
-    k408 = ((x >> q) & 255) + 1
+    k747 = ((x >> q) & 255) + 1
+    if k747 > 255:
+        raise _rt.OutOfSchema
     r: list[Any] = []
-    for _ in range(k408):
-        r409: dict[str, Any] = {}
+    for _ in range(k747):
+        x &= (1 << q) - 1
+        r748: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
-        h410 = (t_ >> 8) & 255
-        r409['laneID'] = t_ & 255
-        if h410 & 64:
+        h749 = (t_ >> 8) & 255
+        r748['laneID'] = t_ & 255
+        if h749 & 64:
             q -= 6
-            k411 = ((x >> q) & 63) + 1
-            q -= 7 * k411
-            r409['name'] = _rt.ia5((x >> q) & ((1 << (7 * k411)) - 1), k411)
-        if h410 & 32:
+            k751 = ((x >> q) & 63) + 1
+            q -= 7 * k751
+            c750 = _rt.ia5((x >> q) & ((1 << (7 * k751)) - 1), k751)
+            if len(c750) > 63:
+                raise _rt.OutOfSchema
+            r748['name'] = c750
+        if h749 & 32:
             q -= 4
-            r409['ingressApproach'] = (x >> q) & 15
-        if h410 & 16:
+            r748['ingressApproach'] = (x >> q) & 15
+        if h749 & 16:
             q -= 4
-            r409['egressApproach'] = (x >> q) & 15
-        r412: dict[str, Any] = {}
+            r748['egressApproach'] = (x >> q) & 15
+        r752: dict[str, Any] = {}
         q -= 13
         t_ = (x >> q) & 8191
-        h413 = (t_ >> 12) & 1
-        r412['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
-        r412['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
-        r412['laneType'], q = d_LaneTypeAttributes(x, q)
-        if h413 & 1:
-            r412['regional'], q = d_LaneAttributes_regional(x, q)
-        r409['laneAttributes'] = r412
-        if h410 & 8:
+        h753 = (t_ >> 12) & 1
+        r752['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
+        r752['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
+        r752['laneType'], q = d_LaneTypeAttributes(x, q)
+        if h753 & 1:
+            r752['regional'], q = d_LaneAttributes_regional(x, q)
+        r748['laneAttributes'] = r752
+        if h749 & 8:
             q -= 12
-            r409['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-        r409['nodeList'], q = d_NodeListXY(x, q)
-        if h410 & 4:
+            r748['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+        r748['nodeList'], q = d_NodeListXY(x, q)
+        if h749 & 4:
             q -= 4
-            k418 = ((x >> q) & 15) + 1
-            r417: list[Any] = []
-            for _ in range(k418):
-                r419: dict[str, Any] = {}
+            k758 = ((x >> q) & 15) + 1
+            r757: list[Any] = []
+            for _ in range(k758):
+                r759: dict[str, Any] = {}
                 q -= 4
-                h420 = (x >> q) & 15
-                r419['connectingLane'], q = d_ConnectingLane(x, q)
-                if h420 & 8:
-                    r419['remoteIntersection'], q = d_IntersectionReferenceID(x, q)
-                if h420 & 4:
+                h760 = (x >> q) & 15
+                r761: dict[str, Any] = {}
+                q -= 9
+                t_ = (x >> q) & 511
+                h762 = (t_ >> 8) & 1
+                r761['lane'] = t_ & 255
+                if h762 & 1:
+                    q -= 12
+                    r761['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+                r759['connectingLane'] = r761
+                if h760 & 8:
+                    r764: dict[str, Any] = {}
+                    q -= 1
+                    h765 = (x >> q) & 1
+                    if h765 & 1:
+                        q -= 16
+                        r764['region'] = (x >> q) & 65535
+                    q -= 16
+                    r764['id'] = (x >> q) & 65535
+                    r759['remoteIntersection'] = r764
+                if h760 & 4:
                     q -= 8
-                    r419['signalGroup'] = (x >> q) & 255
-                if h420 & 2:
+                    r759['signalGroup'] = (x >> q) & 255
+                if h760 & 2:
                     q -= 8
-                    r419['userClass'] = (x >> q) & 255
-                if h420 & 1:
+                    r759['userClass'] = (x >> q) & 255
+                if h760 & 1:
                     q -= 8
-                    r419['connectionID'] = (x >> q) & 255
-                w418 = r419
-                r417.append(w418)
-            r409['connectsTo'] = r417
-        if h410 & 2:
+                    r759['connectionID'] = (x >> q) & 255
+                r757.append(r759)
+            r748['connectsTo'] = r757
+        if h749 & 2:
             q -= 3
-            k422 = ((x >> q) & 7) + 1
-            r421: list[Any] = []
-            for _ in range(k422):
+            k767 = ((x >> q) & 7) + 1
+            if k767 > 5:
+                raise _rt.OutOfSchema
+            r766: list[Any] = []
+            for _ in range(k767):
                 q -= 8
-                w422 = (x >> q) & 255
-                r421.append(w422)
-            r409['overlays'] = r421
-        if h410 & 1:
+                w767 = (x >> q) & 255
+                r766.append(w767)
+            r748['overlays'] = r766
+        if h749 & 1:
             q -= 2
-            k424 = ((x >> q) & 3) + 1
-            r423: list[Any] = []
-            for _ in range(k424):
-                w424, q = d_GenericLane_regional_item(x, q)
-                r423.append(w424)
-            r409['regional'] = r423
-        if h410 >> 7:
+            k769 = ((x >> q) & 3) + 1
+            r768: list[Any] = []
+            for _ in range(k769):
+                w769, q = d_GenericLane_regional_item(x, q)
+                r768.append(w769)
+            r748['regional'] = r768
+        if h749 >> 7:
             q = _rt.skip_additions(x, q)
-        w408 = r409
-        r.append(w408)
+        r.append(r748)
     return r, q
 
 
 def e_PreemptPriorityList(v: Any) -> int:
     a: int = 1
-    k425 = len(v)
-    a = a << 5 | (k425 - 1)
-    for w425 in v:
-        v426 = w425
-        a427 = 1
-        a427 = a427 << 1
-        s_ = e_SignalControlZone_zone(v426['zone'])
-        a427 = ((a427 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a427.bit_length() - 1)) + a427
+    k770 = len(v)
+    a = a << 5 | (k770 - 1)
+    for w770 in v:
+        a = a << 1
+        s_ = e_SignalControlZone_zone(w770['zone'])
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_PreemptPriorityList(x: int, q: int) -> tuple[Any, int]:
     q -= 5
-    k429 = ((x >> q) & 31) + 1
+    k773 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k429):
-        r430: dict[str, Any] = {}
+    for _ in range(k773):
+        x &= (1 << q) - 1
+        r774: dict[str, Any] = {}
         q -= 1
-        h431 = (x >> q) & 1
-        r430['zone'], q = d_SignalControlZone_zone(x, q)
-        if h431 >> 0:
+        h775 = (x >> q) & 1
+        r774['zone'], q = d_SignalControlZone_zone(x, q)
+        if h775 >> 0:
             q = _rt.skip_additions(x, q)
-        w429 = r430
-        r.append(w429)
+        r.append(r774)
     return r, q
 
 
 def e_IntersectionGeometry_regional(v: Any) -> int:
     a: int = 1
-    k432 = len(v)
-    a = a << 2 | (k432 - 1)
-    for w432 in v:
-        s_ = e_IntersectionGeometry_regional_item(w432)
+    k776 = len(v)
+    a = a << 2 | (k776 - 1)
+    for w776 in v:
+        s_ = e_IntersectionGeometry_regional_item(w776)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_IntersectionGeometry_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k433 = ((x >> q) & 3) + 1
+    k777 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k433):
-        w433, q = d_IntersectionGeometry_regional_item(x, q)
-        r.append(w433)
-    return r, q
-
-
-def e_RoadSegmentReferenceID(v: Any) -> int:
-    a: int = 1
-    a = a << 1 | ('region' in v)
-    if 'region' in v:
-        a = a << 16 | v['region']
-    a = a << 16 | v['id']
-    return a
-
-def d_RoadSegmentReferenceID(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 1
-    h435 = (x >> q) & 1
-    if h435 & 1:
-        q -= 16
-        r['region'] = (x >> q) & 65535
-    q -= 16
-    r['id'] = (x >> q) & 65535
+    for _ in range(k777):
+        x &= (1 << q) - 1
+        w777, q = d_IntersectionGeometry_regional_item(x, q)
+        r.append(w777)
     return r, q
 
 
 def e_RoadLaneSetList(v: Any) -> int:
     a: int = 1
-    k436 = len(v)
-    a = a << 8 | (k436 - 1)
-    for w436 in v:
-        v437 = w436
-        a438 = 1
-        a438 = a438 << 16 | (('name' in v437) << 6 | ('ingressApproach' in v437) << 5 | ('egressApproach' in v437) << 4 | ('maneuvers' in v437) << 3 | ('connectsTo' in v437) << 2 | ('overlays' in v437) << 1 | ('regional' in v437)) << 8 | (v437['laneID'])
-        if 'name' in v437:
-            b440 = v437['name'].encode('ascii')
-            a438 = a438 << 6 | (len(b440) - 1)
-            for c441 in b440:
-                a438 = a438 << 7 | c441
-        if 'ingressApproach' in v437:
-            a438 = a438 << 4 | v437['ingressApproach']
-        if 'egressApproach' in v437:
-            a438 = a438 << 4 | v437['egressApproach']
-        v442 = v437['laneAttributes']
-        a443 = 1
-        a443 = a443 << 1 | ('regional' in v442)
-        d445, k446 = v442['directionalUse']
-        a443 = a443 << k446 | int.from_bytes(d445, 'big') >> (8 * len(d445) - k446)
-        d447, k448 = v442['sharedWith']
-        a443 = a443 << k448 | int.from_bytes(d447, 'big') >> (8 * len(d447) - k448)
-        s_ = e_LaneTypeAttributes(v442['laneType'])
-        a443 = ((a443 - 1) << (s_.bit_length() - 1)) + s_
-        if 'regional' in v442:
-            s_ = e_LaneAttributes_regional(v442['regional'])
-            a443 = ((a443 - 1) << (s_.bit_length() - 1)) + s_
-        a438 = ((a438 - 1) << (a443.bit_length() - 1)) + a443
-        if 'maneuvers' in v437:
-            d449, k450 = v437['maneuvers']
-            a438 = a438 << k450 | int.from_bytes(d449, 'big') >> (8 * len(d449) - k450)
-        s_ = e_NodeListXY(v437['nodeList'])
-        a438 = ((a438 - 1) << (s_.bit_length() - 1)) + s_
-        if 'connectsTo' in v437:
-            v451 = v437['connectsTo']
-            a452 = 1
-            k453 = len(v451)
-            a452 = a452 << 4 | (k453 - 1)
-            for w453 in v451:
-                v454 = w453
-                a455 = 1
-                a455 = a455 << 4 | ('remoteIntersection' in v454) << 3 | ('signalGroup' in v454) << 2 | ('userClass' in v454) << 1 | ('connectionID' in v454)
-                s_ = e_ConnectingLane(v454['connectingLane'])
-                a455 = ((a455 - 1) << (s_.bit_length() - 1)) + s_
-                if 'remoteIntersection' in v454:
-                    s_ = e_IntersectionReferenceID(v454['remoteIntersection'])
-                    a455 = ((a455 - 1) << (s_.bit_length() - 1)) + s_
-                if 'signalGroup' in v454:
-                    a455 = a455 << 8 | v454['signalGroup']
-                if 'userClass' in v454:
-                    a455 = a455 << 8 | v454['userClass']
-                if 'connectionID' in v454:
-                    a455 = a455 << 8 | v454['connectionID']
-                a452 = ((a452 - 1) << (a455.bit_length() - 1)) + a455
-            a438 = ((a438 - 1) << (a452.bit_length() - 1)) + a452
-        if 'overlays' in v437:
-            v457 = v437['overlays']
-            a458 = 1
-            k459 = len(v457)
-            a458 = a458 << 3 | (k459 - 1)
-            for w459 in v457:
-                a458 = a458 << 8 | w459
-            a438 = ((a438 - 1) << (a458.bit_length() - 1)) + a458
-        if 'regional' in v437:
-            v460 = v437['regional']
-            a461 = 1
-            k462 = len(v460)
-            a461 = a461 << 2 | (k462 - 1)
-            for w462 in v460:
-                s_ = e_GenericLane_regional_item(w462)
-                a461 = ((a461 - 1) << (s_.bit_length() - 1)) + s_
-            a438 = ((a438 - 1) << (a461.bit_length() - 1)) + a461
-        a = ((a - 1) << (a438.bit_length() - 1)) + a438
+    k778 = len(v)
+    a = a << 8 | (k778 - 1)
+    for w778 in v:
+        a837 = 1
+        a837 = a837 << 16 | ((64 if 'name' in w778 else 0) | (32 if 'ingressApproach' in w778 else 0) | (16 if 'egressApproach' in w778 else 0) | (8 if 'maneuvers' in w778 else 0) | (4 if 'connectsTo' in w778 else 0) | (2 if 'overlays' in w778 else 0) | ('regional' in w778)) << 8 | (w778['laneID'])
+        if 'name' in w778:
+            b841 = w778['name'].encode('ascii')
+            a837 = a837 << 6 | (len(b841) - 1)
+            a837 = a837 << 7 * len(b841) | _rt.ia5_pack(b841)
+        if 'ingressApproach' in w778:
+            a837 = a837 << 4 | w778['ingressApproach']
+        if 'egressApproach' in w778:
+            a837 = a837 << 4 | w778['egressApproach']
+        v844 = w778['laneAttributes']
+        a837 = a837 << 1 | ('regional' in v844)
+        d847, k848 = v844['directionalUse']
+        a837 = a837 << k848 | int.from_bytes(d847, 'big') >> (8 * len(d847) - k848)
+        d850, k851 = v844['sharedWith']
+        a837 = a837 << k851 | int.from_bytes(d850, 'big') >> (8 * len(d850) - k851)
+        s_ = e_LaneTypeAttributes(v844['laneType'])
+        a837 = ((a837 - 1) << (s_.bit_length() - 1)) + s_
+        if 'regional' in v844:
+            s_ = e_LaneAttributes_regional(v844['regional'])
+            a837 = ((a837 - 1) << (s_.bit_length() - 1)) + s_
+        if 'maneuvers' in w778:
+            d855, k856 = w778['maneuvers']
+            a837 = a837 << k856 | int.from_bytes(d855, 'big') >> (8 * len(d855) - k856)
+        s_ = e_NodeListXY(w778['nodeList'])
+        a837 = ((a837 - 1) << (s_.bit_length() - 1)) + s_
+        if 'connectsTo' in w778:
+            v858 = w778['connectsTo']
+            k859 = len(v858)
+            a837 = a837 << 4 | (k859 - 1)
+            for w859 in v858:
+                a874 = 1
+                a874 = a874 << 4 | (8 if 'remoteIntersection' in w859 else 0) | (4 if 'signalGroup' in w859 else 0) | (2 if 'userClass' in w859 else 0) | ('connectionID' in w859)
+                v876 = w859['connectingLane']
+                a874 = a874 << 9 | (('maneuver' in v876)) << 8 | (v876['lane'])
+                if 'maneuver' in v876:
+                    d880, k881 = v876['maneuver']
+                    a874 = a874 << k881 | int.from_bytes(d880, 'big') >> (8 * len(d880) - k881)
+                if 'remoteIntersection' in w859:
+                    v882 = w859['remoteIntersection']
+                    a874 = a874 << 1 | ('region' in v882)
+                    if 'region' in v882:
+                        a874 = a874 << 16 | v882['region']
+                    a874 = a874 << 16 | v882['id']
+                if 'signalGroup' in w859:
+                    a874 = a874 << 8 | w859['signalGroup']
+                if 'userClass' in w859:
+                    a874 = a874 << 8 | w859['userClass']
+                if 'connectionID' in w859:
+                    a874 = a874 << 8 | w859['connectionID']
+                a837 = ((a837 - 1) << (a874.bit_length() - 1)) + a874
+        if 'overlays' in w778:
+            v889 = w778['overlays']
+            a890 = 1
+            k891 = len(v889)
+            a890 = a890 << 3 | (k891 - 1)
+            for w891 in v889:
+                a890 = a890 << 8 | w891
+            a837 = ((a837 - 1) << (a890.bit_length() - 1)) + a890
+        if 'regional' in w778:
+            v892 = w778['regional']
+            a893 = 1
+            k894 = len(v892)
+            a893 = a893 << 2 | (k894 - 1)
+            for w894 in v892:
+                s_ = e_GenericLane_regional_item(w894)
+                a893 = ((a893 - 1) << (s_.bit_length() - 1)) + s_
+            a837 = ((a837 - 1) << (a893.bit_length() - 1)) + a893
+        a = ((a - 1) << (a837.bit_length() - 1)) + a837
     return a
 
 def d_RoadLaneSetList(x: int, q: int) -> tuple[Any, int]:
     q -= 8
-    k463 = ((x >> q) & 255) + 1
+    k895 = ((x >> q) & 255) + 1
+    if k895 > 255:
+        raise _rt.OutOfSchema
     r: list[Any] = []
-    for _ in range(k463):
-        r464: dict[str, Any] = {}
+    for _ in range(k895):
+        x &= (1 << q) - 1
+        r896: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
-        h465 = (t_ >> 8) & 255
-        r464['laneID'] = t_ & 255
-        if h465 & 64:
+        h897 = (t_ >> 8) & 255
+        r896['laneID'] = t_ & 255
+        if h897 & 64:
             q -= 6
-            k466 = ((x >> q) & 63) + 1
-            q -= 7 * k466
-            r464['name'] = _rt.ia5((x >> q) & ((1 << (7 * k466)) - 1), k466)
-        if h465 & 32:
+            k899 = ((x >> q) & 63) + 1
+            q -= 7 * k899
+            c898 = _rt.ia5((x >> q) & ((1 << (7 * k899)) - 1), k899)
+            if len(c898) > 63:
+                raise _rt.OutOfSchema
+            r896['name'] = c898
+        if h897 & 32:
             q -= 4
-            r464['ingressApproach'] = (x >> q) & 15
-        if h465 & 16:
+            r896['ingressApproach'] = (x >> q) & 15
+        if h897 & 16:
             q -= 4
-            r464['egressApproach'] = (x >> q) & 15
-        r467: dict[str, Any] = {}
+            r896['egressApproach'] = (x >> q) & 15
+        r900: dict[str, Any] = {}
         q -= 13
         t_ = (x >> q) & 8191
-        h468 = (t_ >> 12) & 1
-        r467['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
-        r467['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
-        r467['laneType'], q = d_LaneTypeAttributes(x, q)
-        if h468 & 1:
-            r467['regional'], q = d_LaneAttributes_regional(x, q)
-        r464['laneAttributes'] = r467
-        if h465 & 8:
+        h901 = (t_ >> 12) & 1
+        r900['directionalUse'] = ((((t_ >> 10) & 3) << 6).to_bytes(1, 'big'), 2)
+        r900['sharedWith'] = (((t_ & 1023) << 6).to_bytes(2, 'big'), 10)
+        r900['laneType'], q = d_LaneTypeAttributes(x, q)
+        if h901 & 1:
+            r900['regional'], q = d_LaneAttributes_regional(x, q)
+        r896['laneAttributes'] = r900
+        if h897 & 8:
             q -= 12
-            r464['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-        r464['nodeList'], q = d_NodeListXY(x, q)
-        if h465 & 4:
+            r896['maneuvers'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+        r896['nodeList'], q = d_NodeListXY(x, q)
+        if h897 & 4:
             q -= 4
-            k473 = ((x >> q) & 15) + 1
-            r472: list[Any] = []
-            for _ in range(k473):
-                r474: dict[str, Any] = {}
+            k906 = ((x >> q) & 15) + 1
+            r905: list[Any] = []
+            for _ in range(k906):
+                r907: dict[str, Any] = {}
                 q -= 4
-                h475 = (x >> q) & 15
-                r474['connectingLane'], q = d_ConnectingLane(x, q)
-                if h475 & 8:
-                    r474['remoteIntersection'], q = d_IntersectionReferenceID(x, q)
-                if h475 & 4:
+                h908 = (x >> q) & 15
+                r909: dict[str, Any] = {}
+                q -= 9
+                t_ = (x >> q) & 511
+                h910 = (t_ >> 8) & 1
+                r909['lane'] = t_ & 255
+                if h910 & 1:
+                    q -= 12
+                    r909['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
+                r907['connectingLane'] = r909
+                if h908 & 8:
+                    r912: dict[str, Any] = {}
+                    q -= 1
+                    h913 = (x >> q) & 1
+                    if h913 & 1:
+                        q -= 16
+                        r912['region'] = (x >> q) & 65535
+                    q -= 16
+                    r912['id'] = (x >> q) & 65535
+                    r907['remoteIntersection'] = r912
+                if h908 & 4:
                     q -= 8
-                    r474['signalGroup'] = (x >> q) & 255
-                if h475 & 2:
+                    r907['signalGroup'] = (x >> q) & 255
+                if h908 & 2:
                     q -= 8
-                    r474['userClass'] = (x >> q) & 255
-                if h475 & 1:
+                    r907['userClass'] = (x >> q) & 255
+                if h908 & 1:
                     q -= 8
-                    r474['connectionID'] = (x >> q) & 255
-                w473 = r474
-                r472.append(w473)
-            r464['connectsTo'] = r472
-        if h465 & 2:
+                    r907['connectionID'] = (x >> q) & 255
+                r905.append(r907)
+            r896['connectsTo'] = r905
+        if h897 & 2:
             q -= 3
-            k477 = ((x >> q) & 7) + 1
-            r476: list[Any] = []
-            for _ in range(k477):
+            k915 = ((x >> q) & 7) + 1
+            if k915 > 5:
+                raise _rt.OutOfSchema
+            r914: list[Any] = []
+            for _ in range(k915):
                 q -= 8
-                w477 = (x >> q) & 255
-                r476.append(w477)
-            r464['overlays'] = r476
-        if h465 & 1:
+                w915 = (x >> q) & 255
+                r914.append(w915)
+            r896['overlays'] = r914
+        if h897 & 1:
             q -= 2
-            k479 = ((x >> q) & 3) + 1
-            r478: list[Any] = []
-            for _ in range(k479):
-                w479, q = d_GenericLane_regional_item(x, q)
-                r478.append(w479)
-            r464['regional'] = r478
-        if h465 >> 7:
+            k917 = ((x >> q) & 3) + 1
+            r916: list[Any] = []
+            for _ in range(k917):
+                w917, q = d_GenericLane_regional_item(x, q)
+                r916.append(w917)
+            r896['regional'] = r916
+        if h897 >> 7:
             q = _rt.skip_additions(x, q)
-        w463 = r464
-        r.append(w463)
+        r.append(r896)
     return r, q
 
 
 def e_RoadSegment_regional(v: Any) -> int:
     a: int = 1
-    k480 = len(v)
-    a = a << 2 | (k480 - 1)
-    for w480 in v:
-        s_ = e_RoadSegment_regional_item(w480)
+    k918 = len(v)
+    a = a << 2 | (k918 - 1)
+    for w918 in v:
+        s_ = e_RoadSegment_regional_item(w918)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RoadSegment_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k481 = ((x >> q) & 3) + 1
+    k919 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k481):
-        w481, q = d_RoadSegment_regional_item(x, q)
-        r.append(w481)
+    for _ in range(k919):
+        x &= (1 << q) - 1
+        w919, q = d_RoadSegment_regional_item(x, q)
+        r.append(w919)
     return r, q
 
 
 def e_RestrictionUserTypeList(v: Any) -> int:
     a: int = 1
-    k482 = len(v)
-    a = a << 4 | (k482 - 1)
-    for w482 in v:
-        s_ = e_RestrictionUserType(w482)
+    k920 = len(v)
+    a = a << 4 | (k920 - 1)
+    for w920 in v:
+        s_ = e_RestrictionUserType(w920)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RestrictionUserTypeList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k483 = ((x >> q) & 15) + 1
+    k921 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k483):
-        w483, q = d_RestrictionUserType(x, q)
-        r.append(w483)
+    for _ in range(k921):
+        x &= (1 << q) - 1
+        w921, q = d_RestrictionUserType(x, q)
+        r.append(w921)
     return r, q
 
 
@@ -2085,20 +2214,6 @@ def d_MapData_regional_item(x: int, q: int) -> tuple[Any, int]:
     else:
         w = w.to_bytes(n, 'big')
     return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_ActionID(v: Any) -> int:
-    a: int = 1
-    a = a << 48 | (v['originatingStationID']) << 16 | (v['sequenceNumber'])
-    return a
-
-def d_ActionID(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 48
-    t_ = (x >> q) & 281474976710655
-    r['originatingStationID'] = (t_ >> 16) & 4294967295
-    r['sequenceNumber'] = t_ & 65535
-    return r, q
 
 
 def e_IviContainer(v: Any) -> int:
@@ -2145,7 +2260,7 @@ def e_IviContainer(v: Any) -> int:
 
 def d_IviContainer(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
+    r: tuple[str, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
@@ -2161,7 +2276,7 @@ def d_IviContainer(x: int, q: int) -> tuple[Any, int]:
             w, q = d_RoadSurfaceContainer(x, q)
             r = ('rsc', w)
         else:
-            r = (None, None)
+            raise _rt.OutOfSchema
         return r, _rt.skip(q0, length << 3)
     q -= 3
     i = (x >> q) & 7
@@ -2185,91 +2300,91 @@ def d_IviContainer(x: int, q: int) -> tuple[Any, int]:
 
 def e_SignalRequest(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('outBoundLane' in v) << 1 | ('regional' in v)
-    v487 = v['id']
-    a488 = 1
-    a488 = a488 << 1 | ('region' in v487)
-    if 'region' in v487:
-        a488 = a488 << 16 | v487['region']
-    a488 = a488 << 16 | v487['id']
-    a = ((a - 1) << (a488.bit_length() - 1)) + a488
-    a = a << 8 | v['requestID']
-    w490 = v['requestType']
-    i491 = _E_PriorityRequestType_34.get(w490)
-    if i491 is not None:
-        a = a << 3 | i491
+    a = a << 3 | (2 if 'outBoundLane' in v else 0) | ('regional' in v)
+    v924 = v['id']
+    a = a << 1 | ('region' in v924)
+    if 'region' in v924:
+        a = a << 16 | v924['region']
+    a = a << 24 | (v924['id']) << 8 | (v['requestID'])
+    w930 = v['requestType']
+    i931 = _E_PriorityRequestType_34.get(w930)
+    if i931 is not None:
+        a = a << 3 | i931
     else:
-        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w490])
+        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w930])
     s_ = e_IntersectionAccessPoint(v['inBoundLane'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'outBoundLane' in v:
         s_ = e_IntersectionAccessPoint(v['outBoundLane'])
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'regional' in v:
-        v492 = v['regional']
-        a493 = 1
-        k494 = len(v492)
-        a493 = a493 << 2 | (k494 - 1)
-        for w494 in v492:
-            s_ = e_SignalRequest_regional_item(w494)
-            a493 = ((a493 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a493.bit_length() - 1)) + a493
+        v934 = v['regional']
+        k935 = len(v934)
+        a = a << 2 | (k935 - 1)
+        for w935 in v934:
+            s_ = e_SignalRequest_regional_item(w935)
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_SignalRequest(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h495 = (x >> q) & 7
-    r496: dict[str, Any] = {}
+    h936 = (x >> q) & 7
+    r937: dict[str, Any] = {}
     q -= 1
-    h497 = (x >> q) & 1
-    if h497 & 1:
+    h938 = (x >> q) & 1
+    if h938 & 1:
         q -= 16
-        r496['region'] = (x >> q) & 65535
+        r937['region'] = (x >> q) & 65535
     q -= 16
-    r496['id'] = (x >> q) & 65535
-    r['id'] = r496
+    r937['id'] = (x >> q) & 65535
+    r['id'] = r937
     q -= 8
     r['requestID'] = (x >> q) & 255
     q -= 1
     if (x >> q) & 1:
-        i498, q = _rt.read_nsnn(x, q)
-        r['requestType'] = _DX_LayerType_3.get(i498)
+        i940, q = _rt.read_nsnn(x, q)
+        c939 = _DX_LayerType_3.get(i940)
     else:
         q -= 2
-        r['requestType'] = _D_PriorityRequestType_35[(x >> q) & 3]
+        c939 = _D_PriorityRequestType_35[(x >> q) & 3]
+    if c939 is None:
+        raise _rt.OutOfSchema
+    r['requestType'] = c939
     r['inBoundLane'], q = d_IntersectionAccessPoint(x, q)
-    if h495 & 2:
+    if h936 & 2:
         r['outBoundLane'], q = d_IntersectionAccessPoint(x, q)
-    if h495 & 1:
+    if h936 & 1:
         q -= 2
-        k500 = ((x >> q) & 3) + 1
-        r499: list[Any] = []
-        for _ in range(k500):
-            w500, q = d_SignalRequest_regional_item(x, q)
-            r499.append(w500)
-        r['regional'] = r499
-    if h495 >> 2:
+        k942 = ((x >> q) & 3) + 1
+        r941: list[Any] = []
+        for _ in range(k942):
+            x &= (1 << q) - 1
+            w942, q = d_SignalRequest_regional_item(x, q)
+            r941.append(w942)
+        r['regional'] = r941
+    if h936 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_SignalRequestPackage_regional(v: Any) -> int:
     a: int = 1
-    k501 = len(v)
-    a = a << 2 | (k501 - 1)
-    for w501 in v:
-        s_ = e_SignalRequestPackage_regional_item(w501)
+    k943 = len(v)
+    a = a << 2 | (k943 - 1)
+    for w943 in v:
+        s_ = e_SignalRequestPackage_regional_item(w943)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_SignalRequestPackage_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k502 = ((x >> q) & 3) + 1
+    k944 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k502):
-        w502, q = d_SignalRequestPackage_regional_item(x, q)
-        r.append(w502)
+    for _ in range(k944):
+        x &= (1 << q) - 1
+        w944, q = d_SignalRequestPackage_regional_item(x, q)
+        r.append(w944)
     return r, q
 
 
@@ -2278,8 +2393,8 @@ def e_VehicleID(v: Any) -> int:
     k, w = v
     if k == 'entityID':
         a <<= 1
-        d503 = w
-        a = a << (len(d503) << 3) | int.from_bytes(d503, 'big')
+        d945 = w
+        a = a << (len(d945) << 3) | int.from_bytes(d945, 'big')
     elif k == 'stationID':
         a = a << 33 | (1) << 32 | (w)
     else:
@@ -2291,9 +2406,9 @@ def d_VehicleID(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     i = (x >> q) & 1
     if i == 0:
-        k504 = 4
-        q -= k504 << 3
-        w = ((x >> q) & ((1 << (k504 << 3)) - 1)).to_bytes(k504, 'big')
+        k946 = 4
+        q -= k946 << 3
+        w = ((x >> q) & ((1 << (k946 << 3)) - 1)).to_bytes(k946, 'big')
         return ('entityID', w), q
     elif i == 1:
         q -= 32
@@ -2321,20 +2436,6 @@ def d_RequestorType_regional(x: int, q: int) -> tuple[Any, int]:
     if True:
         w = w.to_bytes(n, 'big')
     return {'regionId': r, 'regExtValue': w}, q
-
-
-def e_TransmissionAndSpeed(v: Any) -> int:
-    a: int = 1
-    a = a << 16 | (_E_TransmissionState_15[v['transmisson']]) << 13 | (v['speed'])
-    return a
-
-def d_TransmissionAndSpeed(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 16
-    t_ = (x >> q) & 65535
-    r['transmisson'] = _D_TransmissionState_23[(t_ >> 13) & 7]
-    r['speed'] = t_ & 8191
-    return r, q
 
 
 def e_RequestorDescription_regional_item(v: Any) -> int:
@@ -2385,194 +2486,203 @@ def d_SignalRequestMessage_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_SignalStatusPackageList(v: Any) -> int:
     a: int = 1
-    k507 = len(v)
-    a = a << 5 | (k507 - 1)
-    for w507 in v:
-        v508 = w507
-        a509 = 1
-        a509 = a509 << 7 | ('requester' in v508) << 5 | ('outboundOn' in v508) << 4 | ('minute' in v508) << 3 | ('second' in v508) << 2 | ('duration' in v508) << 1 | ('regional' in v508)
-        if 'requester' in v508:
-            v511 = v508['requester']
-            a512 = 1
-            a512 = a512 << 3 | ('role' in v511) << 1 | ('typeData' in v511)
-            s_ = e_VehicleID(v511['id'])
-            a512 = ((a512 - 1) << (s_.bit_length() - 1)) + s_
-            a512 = a512 << 15 | (v511['request']) << 7 | (v511['sequenceNumber'])
-            if 'role' in v511:
-                w514 = v511['role']
-                i515 = _E_BasicVehicleRole_4.get(w514)
-                if i515 is not None:
-                    a512 = a512 << 6 | i515
+    k950 = len(v)
+    a = a << 5 | (k950 - 1)
+    for w950 in v:
+        a = a << 7 | (32 if 'requester' in w950 else 0) | (16 if 'outboundOn' in w950 else 0) | (8 if 'minute' in w950 else 0) | (4 if 'second' in w950 else 0) | (2 if 'duration' in w950 else 0) | ('regional' in w950)
+        if 'requester' in w950:
+            v952 = w950['requester']
+            a = a << 3 | (2 if 'role' in v952 else 0) | ('typeData' in v952)
+            s_ = e_VehicleID(v952['id'])
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
+            a = a << 15 | (v952['request']) << 7 | (v952['sequenceNumber'])
+            if 'role' in v952:
+                w958 = v952['role']
+                i959 = _E_BasicVehicleRole_4.get(w958)
+                if i959 is not None:
+                    a = a << 6 | i959
                 else:
-                    a512 = _rt.nsnn(a512 << 1 | 1, _X_LayerType_1[w514])
-            if 'typeData' in v511:
-                v516 = v511['typeData']
-                a517 = 1
-                a517 = a517 << 6 | ('subrole' in v516) << 4 | ('request' in v516) << 3 | ('iso3883' in v516) << 2 | ('hpmsType' in v516) << 1 | ('regional' in v516)
-                w519 = v516['role']
-                i520 = _E_BasicVehicleRole_4.get(w519)
-                if i520 is not None:
-                    a517 = a517 << 6 | i520
+                    a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w958])
+            if 'typeData' in v952:
+                v960 = v952['typeData']
+                a = a << 6 | (16 if 'subrole' in v960 else 0) | (8 if 'request' in v960 else 0) | (4 if 'iso3883' in v960 else 0) | (2 if 'hpmsType' in v960 else 0) | ('regional' in v960)
+                w963 = v960['role']
+                i964 = _E_BasicVehicleRole_4.get(w963)
+                if i964 is not None:
+                    a = a << 6 | i964
                 else:
-                    a517 = _rt.nsnn(a517 << 1 | 1, _X_LayerType_1[w519])
-                if 'subrole' in v516:
-                    a517 = a517 << 4 | _E_RequestSubRole_5[v516['subrole']]
-                if 'request' in v516:
-                    a517 = a517 << 4 | _E_RequestImportanceLevel_6[v516['request']]
-                if 'iso3883' in v516:
-                    a517 = a517 << 8 | v516['iso3883']
-                if 'hpmsType' in v516:
-                    w521 = v516['hpmsType']
-                    i522 = _E_VehicleType_7.get(w521)
-                    if i522 is not None:
-                        a517 = a517 << 5 | i522
+                    a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w963])
+                if 'subrole' in v960:
+                    a = a << 4 | _E_RequestSubRole_5[v960['subrole']]
+                if 'request' in v960:
+                    a = a << 4 | _E_RequestImportanceLevel_6[v960['request']]
+                if 'iso3883' in v960:
+                    a = a << 8 | v960['iso3883']
+                if 'hpmsType' in v960:
+                    w969 = v960['hpmsType']
+                    i970 = _E_VehicleType_7.get(w969)
+                    if i970 is not None:
+                        a = a << 5 | i970
                     else:
-                        a517 = _rt.nsnn(a517 << 1 | 1, _X_LayerType_1[w521])
-                if 'regional' in v516:
-                    s_ = e_RequestorType_regional(v516['regional'])
-                    a517 = ((a517 - 1) << (s_.bit_length() - 1)) + s_
-                a512 = ((a512 - 1) << (a517.bit_length() - 1)) + a517
-            a509 = ((a509 - 1) << (a512.bit_length() - 1)) + a512
-        s_ = e_IntersectionAccessPoint(v508['inboundOn'])
-        a509 = ((a509 - 1) << (s_.bit_length() - 1)) + s_
-        if 'outboundOn' in v508:
-            s_ = e_IntersectionAccessPoint(v508['outboundOn'])
-            a509 = ((a509 - 1) << (s_.bit_length() - 1)) + s_
-        if 'minute' in v508:
-            a509 = a509 << 20 | v508['minute']
-        if 'second' in v508:
-            a509 = a509 << 16 | v508['second']
-        if 'duration' in v508:
-            a509 = a509 << 16 | v508['duration']
-        w523 = v508['status']
-        i524 = _E_PrioritizationResponseStatus_36.get(w523)
-        if i524 is not None:
-            a509 = a509 << 4 | i524
+                        a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w969])
+                if 'regional' in v960:
+                    s_ = e_RequestorType_regional(v960['regional'])
+                    a = ((a - 1) << (s_.bit_length() - 1)) + s_
+        s_ = e_IntersectionAccessPoint(w950['inboundOn'])
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+        if 'outboundOn' in w950:
+            s_ = e_IntersectionAccessPoint(w950['outboundOn'])
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
+        if 'minute' in w950:
+            a = a << 20 | w950['minute']
+        if 'second' in w950:
+            a = a << 16 | w950['second']
+        if 'duration' in w950:
+            a = a << 16 | w950['duration']
+        w978 = w950['status']
+        i979 = _E_PrioritizationResponseStatus_36.get(w978)
+        if i979 is not None:
+            a = a << 4 | i979
         else:
-            a509 = _rt.nsnn(a509 << 1 | 1, _X_LayerType_1[w523])
-        if 'regional' in v508:
-            v525 = v508['regional']
-            a526 = 1
-            k527 = len(v525)
-            a526 = a526 << 2 | (k527 - 1)
-            for w527 in v525:
-                s_ = e_SignalStatusPackage_regional_item(w527)
-                a526 = ((a526 - 1) << (s_.bit_length() - 1)) + s_
-            a509 = ((a509 - 1) << (a526.bit_length() - 1)) + a526
-        a = ((a - 1) << (a509.bit_length() - 1)) + a509
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w978])
+        if 'regional' in w950:
+            v980 = w950['regional']
+            a981 = 1
+            k982 = len(v980)
+            a981 = a981 << 2 | (k982 - 1)
+            for w982 in v980:
+                s_ = e_SignalStatusPackage_regional_item(w982)
+                a981 = ((a981 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a981.bit_length() - 1)) + a981
     return a
 
 def d_SignalStatusPackageList(x: int, q: int) -> tuple[Any, int]:
     q -= 5
-    k528 = ((x >> q) & 31) + 1
+    k983 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k528):
-        r529: dict[str, Any] = {}
+    for _ in range(k983):
+        x &= (1 << q) - 1
+        r984: dict[str, Any] = {}
         q -= 7
-        h530 = (x >> q) & 127
-        if h530 & 32:
-            r531: dict[str, Any] = {}
+        h985 = (x >> q) & 127
+        if h985 & 32:
+            r986: dict[str, Any] = {}
             q -= 3
-            h532 = (x >> q) & 7
-            r531['id'], q = d_VehicleID(x, q)
+            h987 = (x >> q) & 7
+            r986['id'], q = d_VehicleID(x, q)
             q -= 15
             t_ = (x >> q) & 32767
-            r531['request'] = (t_ >> 7) & 255
-            r531['sequenceNumber'] = t_ & 127
-            if h532 & 2:
+            r986['request'] = (t_ >> 7) & 255
+            r986['sequenceNumber'] = t_ & 127
+            if h987 & 2:
                 q -= 1
                 if (x >> q) & 1:
-                    i533, q = _rt.read_nsnn(x, q)
-                    r531['role'] = _DX_LayerType_3.get(i533)
+                    i989, q = _rt.read_nsnn(x, q)
+                    c988 = _DX_LayerType_3.get(i989)
                 else:
                     q -= 5
-                    r531['role'] = _D_BasicVehicleRole_9[(x >> q) & 31]
-            if h532 & 1:
-                r534: dict[str, Any] = {}
+                    c988 = _D_BasicVehicleRole_10[(x >> q) & 31]
+                if c988 is None:
+                    raise _rt.OutOfSchema
+                r986['role'] = c988
+            if h987 & 1:
+                r990: dict[str, Any] = {}
                 q -= 6
-                h535 = (x >> q) & 63
+                h991 = (x >> q) & 63
                 q -= 1
                 if (x >> q) & 1:
-                    i536, q = _rt.read_nsnn(x, q)
-                    r534['role'] = _DX_LayerType_3.get(i536)
+                    i993, q = _rt.read_nsnn(x, q)
+                    c992 = _DX_LayerType_3.get(i993)
                 else:
                     q -= 5
-                    r534['role'] = _D_BasicVehicleRole_9[(x >> q) & 31]
-                if h535 & 16:
+                    c992 = _D_BasicVehicleRole_10[(x >> q) & 31]
+                if c992 is None:
+                    raise _rt.OutOfSchema
+                r990['role'] = c992
+                if h991 & 16:
                     q -= 4
-                    r534['subrole'] = _D_RequestSubRole_10[(x >> q) & 15]
-                if h535 & 8:
+                    r990['subrole'] = _D_RequestSubRole_11[(x >> q) & 15]
+                if h991 & 8:
                     q -= 4
-                    r534['request'] = _D_RequestImportanceLevel_11[(x >> q) & 15]
-                if h535 & 4:
+                    r990['request'] = _D_RequestImportanceLevel_12[(x >> q) & 15]
+                if h991 & 4:
                     q -= 8
-                    r534['iso3883'] = (x >> q) & 255
-                if h535 & 2:
+                    r990['iso3883'] = (x >> q) & 255
+                if h991 & 2:
                     q -= 1
                     if (x >> q) & 1:
-                        i537, q = _rt.read_nsnn(x, q)
-                        r534['hpmsType'] = _DX_LayerType_3.get(i537)
+                        i995, q = _rt.read_nsnn(x, q)
+                        c994 = _DX_LayerType_3.get(i995)
                     else:
                         q -= 4
-                        r534['hpmsType'] = _D_VehicleType_12[(x >> q) & 15]
-                if h535 & 1:
-                    r534['regional'], q = d_RequestorType_regional(x, q)
-                if h535 >> 5:
+                        c994 = _D_VehicleType_13[(x >> q) & 15]
+                    if c994 is None:
+                        raise _rt.OutOfSchema
+                    r990['hpmsType'] = c994
+                if h991 & 1:
+                    r990['regional'], q = d_RequestorType_regional(x, q)
+                if h991 >> 5:
                     q = _rt.skip_additions(x, q)
-                r531['typeData'] = r534
-            if h532 >> 2:
+                r986['typeData'] = r990
+            if h987 >> 2:
                 q = _rt.skip_additions(x, q)
-            r529['requester'] = r531
-        r529['inboundOn'], q = d_IntersectionAccessPoint(x, q)
-        if h530 & 16:
-            r529['outboundOn'], q = d_IntersectionAccessPoint(x, q)
-        if h530 & 8:
+            r984['requester'] = r986
+        r984['inboundOn'], q = d_IntersectionAccessPoint(x, q)
+        if h985 & 16:
+            r984['outboundOn'], q = d_IntersectionAccessPoint(x, q)
+        if h985 & 8:
             q -= 20
-            r529['minute'] = (x >> q) & 1048575
-        if h530 & 4:
+            c996 = (x >> q) & 1048575
+            if c996 > 527040:
+                raise _rt.OutOfSchema
+            r984['minute'] = c996
+        if h985 & 4:
             q -= 16
-            r529['second'] = (x >> q) & 65535
-        if h530 & 2:
+            r984['second'] = (x >> q) & 65535
+        if h985 & 2:
             q -= 16
-            r529['duration'] = (x >> q) & 65535
+            r984['duration'] = (x >> q) & 65535
         q -= 1
         if (x >> q) & 1:
-            i538, q = _rt.read_nsnn(x, q)
-            r529['status'] = _DX_LayerType_3.get(i538)
+            i998, q = _rt.read_nsnn(x, q)
+            c997 = _DX_LayerType_3.get(i998)
         else:
             q -= 3
-            r529['status'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
-        if h530 & 1:
+            c997 = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
+        if c997 is None:
+            raise _rt.OutOfSchema
+        r984['status'] = c997
+        if h985 & 1:
             q -= 2
-            k540 = ((x >> q) & 3) + 1
-            r539: list[Any] = []
-            for _ in range(k540):
-                w540, q = d_SignalStatusPackage_regional_item(x, q)
-                r539.append(w540)
-            r529['regional'] = r539
-        if h530 >> 6:
+            k1000 = ((x >> q) & 3) + 1
+            r999: list[Any] = []
+            for _ in range(k1000):
+                w1000, q = d_SignalStatusPackage_regional_item(x, q)
+                r999.append(w1000)
+            r984['regional'] = r999
+        if h985 >> 6:
             q = _rt.skip_additions(x, q)
-        w528 = r529
-        r.append(w528)
+        r.append(r984)
     return r, q
 
 
 def e_SignalStatus_regional(v: Any) -> int:
     a: int = 1
-    k541 = len(v)
-    a = a << 2 | (k541 - 1)
-    for w541 in v:
-        s_ = e_SignalStatus_regional_item(w541)
+    k1001 = len(v)
+    a = a << 2 | (k1001 - 1)
+    for w1001 in v:
+        s_ = e_SignalStatus_regional_item(w1001)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_SignalStatus_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k542 = ((x >> q) & 3) + 1
+    k1002 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k542):
-        w542, q = d_SignalStatus_regional_item(x, q)
-        r.append(w542)
+    for _ in range(k1002):
+        x &= (1 << q) - 1
+        w1002, q = d_SignalStatus_regional_item(x, q)
+        r.append(w1002)
     return r, q
 
 
@@ -2618,157 +2728,125 @@ def d_RTCMcorrections_regional_item(x: int, q: int) -> tuple[Any, int]:
     return {'regionId': r, 'regExtValue': w}, q
 
 
-def e_TimeChangeDetails(v: Any) -> int:
-    a: int = 1
-    a = a << 5 | ('startTime' in v) << 4 | ('maxEndTime' in v) << 3 | ('likelyTime' in v) << 2 | ('confidence' in v) << 1 | ('nextTime' in v)
-    if 'startTime' in v:
-        a = a << 16 | v['startTime']
-    a = a << 16 | v['minEndTime']
-    if 'maxEndTime' in v:
-        a = a << 16 | v['maxEndTime']
-    if 'likelyTime' in v:
-        a = a << 16 | v['likelyTime']
-    if 'confidence' in v:
-        a = a << 4 | v['confidence']
-    if 'nextTime' in v:
-        a = a << 16 | v['nextTime']
-    return a
-
-def d_TimeChangeDetails(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 5
-    h544 = (x >> q) & 31
-    if h544 & 16:
-        q -= 16
-        r['startTime'] = (x >> q) & 65535
-    q -= 16
-    r['minEndTime'] = (x >> q) & 65535
-    if h544 & 8:
-        q -= 16
-        r['maxEndTime'] = (x >> q) & 65535
-    if h544 & 4:
-        q -= 16
-        r['likelyTime'] = (x >> q) & 65535
-    if h544 & 2:
-        q -= 4
-        r['confidence'] = (x >> q) & 15
-    if h544 & 1:
-        q -= 16
-        r['nextTime'] = (x >> q) & 65535
-    return r, q
-
-
 def e_AdvisorySpeedList(v: Any) -> int:
     a: int = 1
-    k545 = len(v)
-    a = a << 4 | (k545 - 1)
-    for w545 in v:
-        v546 = w545
-        a547 = 1
-        a547 = a547 << 6 | ('speed' in v546) << 4 | ('confidence' in v546) << 3 | ('distance' in v546) << 2 | ('class' in v546) << 1 | ('regional' in v546)
-        w549 = v546['type']
-        i550 = _E_AdvisorySpeedType_38.get(w549)
-        if i550 is not None:
-            a547 = a547 << 3 | i550
+    k1005 = len(v)
+    a = a << 4 | (k1005 - 1)
+    for w1005 in v:
+        a = a << 6 | (16 if 'speed' in w1005 else 0) | (8 if 'confidence' in w1005 else 0) | (4 if 'distance' in w1005 else 0) | (2 if 'class' in w1005 else 0) | ('regional' in w1005)
+        w1008 = w1005['type']
+        i1009 = _E_AdvisorySpeedType_38.get(w1008)
+        if i1009 is not None:
+            a = a << 3 | i1009
         else:
-            a547 = _rt.nsnn(a547 << 1 | 1, _X_LayerType_1[w549])
-        if 'speed' in v546:
-            a547 = a547 << 9 | v546['speed']
-        if 'confidence' in v546:
-            a547 = a547 << 3 | _E_SpeedConfidence_20[v546['confidence']]
-        if 'distance' in v546:
-            a547 = a547 << 14 | v546['distance']
-        if 'class' in v546:
-            a547 = a547 << 8 | v546['class']
-        if 'regional' in v546:
-            v551 = v546['regional']
-            a552 = 1
-            k553 = len(v551)
-            a552 = a552 << 2 | (k553 - 1)
-            for w553 in v551:
-                s_ = e_AdvisorySpeed_regional_item(w553)
-                a552 = ((a552 - 1) << (s_.bit_length() - 1)) + s_
-            a547 = ((a547 - 1) << (a552.bit_length() - 1)) + a552
-        a = ((a - 1) << (a547.bit_length() - 1)) + a547
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1008])
+        if 'speed' in w1005:
+            a = a << 9 | w1005['speed']
+        if 'confidence' in w1005:
+            a = a << 3 | _E_SpeedConfidence_21[w1005['confidence']]
+        if 'distance' in w1005:
+            a = a << 14 | w1005['distance']
+        if 'class' in w1005:
+            a = a << 8 | w1005['class']
+        if 'regional' in w1005:
+            v1014 = w1005['regional']
+            a1015 = 1
+            k1016 = len(v1014)
+            a1015 = a1015 << 2 | (k1016 - 1)
+            for w1016 in v1014:
+                s_ = e_AdvisorySpeed_regional_item(w1016)
+                a1015 = ((a1015 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1015.bit_length() - 1)) + a1015
     return a
 
 def d_AdvisorySpeedList(x: int, q: int) -> tuple[Any, int]:
     q -= 4
-    k554 = ((x >> q) & 15) + 1
+    k1017 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k554):
-        r555: dict[str, Any] = {}
+    for _ in range(k1017):
+        x &= (1 << q) - 1
+        r1018: dict[str, Any] = {}
         q -= 6
-        h556 = (x >> q) & 63
+        h1019 = (x >> q) & 63
         q -= 1
         if (x >> q) & 1:
-            i557, q = _rt.read_nsnn(x, q)
-            r555['type'] = _DX_LayerType_3.get(i557)
+            i1021, q = _rt.read_nsnn(x, q)
+            c1020 = _DX_LayerType_3.get(i1021)
         else:
             q -= 2
-            r555['type'] = _D_AdvisorySpeedType_39[(x >> q) & 3]
-        if h556 & 16:
+            c1020 = _D_AdvisorySpeedType_39[(x >> q) & 3]
+        if c1020 is None:
+            raise _rt.OutOfSchema
+        r1018['type'] = c1020
+        if h1019 & 16:
             q -= 9
-            r555['speed'] = (x >> q) & 511
-        if h556 & 8:
+            c1022 = (x >> q) & 511
+            if c1022 > 500:
+                raise _rt.OutOfSchema
+            r1018['speed'] = c1022
+        if h1019 & 8:
             q -= 3
-            r555['confidence'] = _D_SpeedConfidence_28[(x >> q) & 7]
-        if h556 & 4:
+            r1018['confidence'] = _D_SpeedConfidence_28[(x >> q) & 7]
+        if h1019 & 4:
             q -= 14
-            r555['distance'] = (x >> q) & 16383
-        if h556 & 2:
+            c1023 = (x >> q) & 16383
+            if c1023 > 10000:
+                raise _rt.OutOfSchema
+            r1018['distance'] = c1023
+        if h1019 & 2:
             q -= 8
-            r555['class'] = (x >> q) & 255
-        if h556 & 1:
+            r1018['class'] = (x >> q) & 255
+        if h1019 & 1:
             q -= 2
-            k559 = ((x >> q) & 3) + 1
-            r558: list[Any] = []
-            for _ in range(k559):
-                w559, q = d_AdvisorySpeed_regional_item(x, q)
-                r558.append(w559)
-            r555['regional'] = r558
-        if h556 >> 5:
+            k1025 = ((x >> q) & 3) + 1
+            r1024: list[Any] = []
+            for _ in range(k1025):
+                w1025, q = d_AdvisorySpeed_regional_item(x, q)
+                r1024.append(w1025)
+            r1018['regional'] = r1024
+        if h1019 >> 5:
             q = _rt.skip_additions(x, q)
-        w554 = r555
-        r.append(w554)
+        r.append(r1018)
     return r, q
 
 
 def e_MovementEvent_regional(v: Any) -> int:
     a: int = 1
-    k560 = len(v)
-    a = a << 2 | (k560 - 1)
-    for w560 in v:
-        s_ = e_MovementEvent_regional_item(w560)
+    k1026 = len(v)
+    a = a << 2 | (k1026 - 1)
+    for w1026 in v:
+        s_ = e_MovementEvent_regional_item(w1026)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_MovementEvent_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k561 = ((x >> q) & 3) + 1
+    k1027 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k561):
-        w561, q = d_MovementEvent_regional_item(x, q)
-        r.append(w561)
+    for _ in range(k1027):
+        x &= (1 << q) - 1
+        w1027, q = d_MovementEvent_regional_item(x, q)
+        r.append(w1027)
     return r, q
 
 
 def e_ConnectionManeuverAssist_regional(v: Any) -> int:
     a: int = 1
-    k562 = len(v)
-    a = a << 2 | (k562 - 1)
-    for w562 in v:
-        s_ = e_ConnectionManeuverAssist_regional_item(w562)
+    k1028 = len(v)
+    a = a << 2 | (k1028 - 1)
+    for w1028 in v:
+        s_ = e_ConnectionManeuverAssist_regional_item(w1028)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_ConnectionManeuverAssist_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k563 = ((x >> q) & 3) + 1
+    k1029 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k563):
-        w563, q = d_ConnectionManeuverAssist_regional_item(x, q)
-        r.append(w563)
+    for _ in range(k1029):
+        x &= (1 << q) - 1
+        w1029, q = d_ConnectionManeuverAssist_regional_item(x, q)
+        r.append(w1029)
     return r, q
 
 
@@ -2873,54 +2951,52 @@ def e_LaneTypeAttributes(v: Any) -> int:
     k, w = v
     if k == 'vehicle':
         a <<= 4
-        d564, k565 = w
-        if not 8 <= k565 <= 8:
-            a = _rt.bits_unbound(a << 1 | 1, d564, k565)
+        d1034, k1035 = w
+        if not 8 <= k1035 <= 8:
+            a = _rt.bits_unbound(a << 1 | 1, d1034, k1035)
         else:
             a <<= 1
-            a = a << k565 | int.from_bytes(d564, 'big') >> (8 * len(d564) - k565)
+            a = a << k1035 | int.from_bytes(d1034, 'big') >> (8 * len(d1034) - k1035)
     elif k == 'crosswalk':
         a = a << 4 | 1
-        d566, k567 = w
-        a = a << k567 | int.from_bytes(d566, 'big') >> (8 * len(d566) - k567)
+        d1036, k1037 = w
+        a = a << k1037 | int.from_bytes(d1036, 'big') >> (8 * len(d1036) - k1037)
     elif k == 'bikeLane':
         a = a << 4 | 2
-        d568, k569 = w
-        a = a << k569 | int.from_bytes(d568, 'big') >> (8 * len(d568) - k569)
+        d1038, k1039 = w
+        a = a << k1039 | int.from_bytes(d1038, 'big') >> (8 * len(d1038) - k1039)
     elif k == 'sidewalk':
         a = a << 4 | 3
-        d570, k571 = w
-        a = a << k571 | int.from_bytes(d570, 'big') >> (8 * len(d570) - k571)
+        d1040, k1041 = w
+        a = a << k1041 | int.from_bytes(d1040, 'big') >> (8 * len(d1040) - k1041)
     elif k == 'median':
         a = a << 4 | 4
-        d572, k573 = w
-        a = a << k573 | int.from_bytes(d572, 'big') >> (8 * len(d572) - k573)
+        d1042, k1043 = w
+        a = a << k1043 | int.from_bytes(d1042, 'big') >> (8 * len(d1042) - k1043)
     elif k == 'striping':
         a = a << 4 | 5
-        d574, k575 = w
-        a = a << k575 | int.from_bytes(d574, 'big') >> (8 * len(d574) - k575)
+        d1044, k1045 = w
+        a = a << k1045 | int.from_bytes(d1044, 'big') >> (8 * len(d1044) - k1045)
     elif k == 'trackedVehicle':
         a = a << 4 | 6
-        d576, k577 = w
-        a = a << k577 | int.from_bytes(d576, 'big') >> (8 * len(d576) - k577)
+        d1046, k1047 = w
+        a = a << k1047 | int.from_bytes(d1046, 'big') >> (8 * len(d1046) - k1047)
     elif k == 'parking':
         a = a << 4 | 7
-        d578, k579 = w
-        a = a << k579 | int.from_bytes(d578, 'big') >> (8 * len(d578) - k579)
+        d1048, k1049 = w
+        a = a << k1049 | int.from_bytes(d1048, 'big') >> (8 * len(d1048) - k1049)
     else:
         raise KeyError(k)
     return a
 
 def d_LaneTypeAttributes(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 3
     i = (x >> q) & 7
     if i == 0:
@@ -3004,14 +3080,12 @@ def e_NodeListXY(v: Any) -> int:
 
 def d_NodeListXY(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 1
     i = (x >> q) & 1
     if i == 0:
@@ -3021,26 +3095,6 @@ def d_NodeListXY(x: int, q: int) -> tuple[Any, int]:
         w, q = d_ComputedLane(x, q)
         return ('computed', w), q
     raise _rt.Malformed('NodeListXY: choice index ' + str(i))
-
-
-def e_ConnectingLane(v: Any) -> int:
-    a: int = 1
-    a = a << 9 | (('maneuver' in v)) << 8 | (v['lane'])
-    if 'maneuver' in v:
-        d589, k590 = v['maneuver']
-        a = a << k590 | int.from_bytes(d589, 'big') >> (8 * len(d589) - k590)
-    return a
-
-def d_ConnectingLane(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 9
-    t_ = (x >> q) & 511
-    h591 = (t_ >> 8) & 1
-    r['lane'] = t_ & 255
-    if h591 & 1:
-        q -= 12
-        r['maneuver'] = ((((x >> q) & 4095) << 4).to_bytes(2, 'big'), 12)
-    return r, q
 
 
 def e_GenericLane_regional_item(v: Any) -> int:
@@ -3136,12 +3190,12 @@ def e_RestrictionUserType(v: Any) -> int:
     k, w = v
     if k == 'basicType':
         a <<= 2
-        w593 = w
-        i594 = _E_RestrictionAppliesTo_40.get(w593)
-        if i594 is not None:
-            a = a << 5 | i594
+        w1063 = w
+        i1064 = _E_RestrictionAppliesTo_40.get(w1063)
+        if i1064 is not None:
+            a = a << 5 | i1064
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w593])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1063])
     elif k == 'regional':
         a = a << 2 | 1
         s_ = e_RestrictionUserType_regional(w)
@@ -3152,24 +3206,25 @@ def e_RestrictionUserType(v: Any) -> int:
 
 def d_RestrictionUserType(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 1
     i = (x >> q) & 1
     if i == 0:
         q -= 1
         if (x >> q) & 1:
-            i595, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i595)
+            i1066, q = _rt.read_nsnn(x, q)
+            c1065 = _DX_LayerType_3.get(i1066)
         else:
             q -= 4
-            w = _D_RestrictionAppliesTo_41[(x >> q) & 15]
+            c1065 = _D_RestrictionAppliesTo_41[(x >> q) & 15]
+        if c1065 is None:
+            raise _rt.OutOfSchema
+        w = c1065
         return ('basicType', w), q
     elif i == 1:
         w, q = d_RestrictionUserType_regional(x, q)
@@ -3181,1436 +3236,1533 @@ def e_MapData_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('signalHeadLocations' in v)
     if 'signalHeadLocations' in v:
-        v597 = v['signalHeadLocations']
-        a598 = 1
-        k599 = len(v597)
-        a598 = a598 << 6 | (k599 - 1)
-        for w599 in v597:
-            v600 = w599
-            a601 = 1
-            a601 = a601 << 1
-            s_ = e_NodeOffsetPointXY(v600['nodeXY'])
-            a601 = ((a601 - 1) << (s_.bit_length() - 1)) + s_
-            a601 = a601 << 23 | ((v600['nodeZ'] + 12700)) << 8 | (v600['signalGroupID'])
-            a598 = ((a598 - 1) << (a601.bit_length() - 1)) + a601
-        a = ((a - 1) << (a598.bit_length() - 1)) + a598
+        v1068 = v['signalHeadLocations']
+        k1069 = len(v1068)
+        a = a << 6 | (k1069 - 1)
+        for w1069 in v1068:
+            a1074 = 1
+            a1074 = a1074 << 1
+            s_ = e_NodeOffsetPointXY(w1069['nodeXY'])
+            a1074 = ((a1074 - 1) << (s_.bit_length() - 1)) + s_
+            a1074 = a1074 << 23 | ((w1069['nodeZ'] + 12700)) << 8 | (w1069['signalGroupID'])
+            a = ((a - 1) << (a1074.bit_length() - 1)) + a1074
     return a
 
 def d_MapData_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h603 = (x >> q) & 3
-    if h603 & 1:
+    h1079 = (x >> q) & 3
+    if h1079 & 1:
         q -= 6
-        k605 = ((x >> q) & 63) + 1
-        r604: list[Any] = []
-        for _ in range(k605):
-            r606: dict[str, Any] = {}
+        k1081 = ((x >> q) & 63) + 1
+        r1080: list[Any] = []
+        for _ in range(k1081):
+            x &= (1 << q) - 1
+            r1082: dict[str, Any] = {}
             q -= 1
-            h607 = (x >> q) & 1
-            r606['nodeXY'], q = d_NodeOffsetPointXY(x, q)
-            q -= 23
-            t_ = (x >> q) & 8388607
-            r606['nodeZ'] = ((t_ >> 8) & 32767) - 12700
-            r606['signalGroupID'] = t_ & 255
-            if h607 >> 0:
+            h1083 = (x >> q) & 1
+            r1082['nodeXY'], q = d_NodeOffsetPointXY(x, q)
+            q -= 15
+            c1084 = ((x >> q) & 32767) - 12700
+            if c1084 > 12800:
+                raise _rt.OutOfSchema
+            r1082['nodeZ'] = c1084
+            q -= 8
+            r1082['signalGroupID'] = (x >> q) & 255
+            if h1083 >> 0:
                 q = _rt.skip_additions(x, q)
-            w605 = r606
-            r604.append(w605)
-        r['signalHeadLocations'] = r604
-    if h603 >> 1:
+            r1080.append(r1082)
+        r['signalHeadLocations'] = r1080
+    if h1079 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_GeographicLocationContainer(v: Any) -> int:
     a: int = 1
-    a = a << 4 | ('referencePositionTime' in v) << 2 | ('referencePositionHeading' in v) << 1 | ('referencePositionSpeed' in v)
-    v609 = v['referencePosition']
-    a610 = 1
-    a610 = a610 << 63 | ((v609['latitude'] + 900000000)) << 32 | ((v609['longitude'] + 1800000000))
-    v612 = v609['positionConfidenceEllipse']
-    a613 = 1
-    a613 = a613 << 36 | (v612['semiMajorConfidence']) << 24 | (v612['semiMinorConfidence']) << 12 | (v612['semiMajorOrientation'])
-    a610 = ((a610 - 1) << (a613.bit_length() - 1)) + a613
-    v615 = v609['altitude']
-    a616 = 1
-    a616 = a616 << 24 | ((v615['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v615['altitudeConfidence']])
-    a610 = ((a610 - 1) << (a616.bit_length() - 1)) + a616
-    a = ((a - 1) << (a610.bit_length() - 1)) + a610
+    a = a << 4 | (4 if 'referencePositionTime' in v else 0) | (2 if 'referencePositionHeading' in v else 0) | ('referencePositionSpeed' in v)
+    v1086 = v['referencePosition']
+    a = a << 63 | ((v1086['latitude'] + 900000000)) << 32 | ((v1086['longitude'] + 1800000000))
+    v1090 = v1086['positionConfidenceEllipse']
+    a = a << 36 | (v1090['semiMajorConfidence']) << 24 | (v1090['semiMinorConfidence']) << 12 | (v1090['semiMajorOrientation'])
+    v1095 = v1086['altitude']
+    a = a << 24 | ((v1095['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v1095['altitudeConfidence']])
     if 'referencePositionTime' in v:
         a = a << 42 | v['referencePositionTime']
     if 'referencePositionHeading' in v:
-        v618 = v['referencePositionHeading']
-        a619 = 1
-        a619 = a619 << 19 | (v618['headingValue']) << 7 | ((v618['headingConfidence'] - 1))
-        a = ((a - 1) << (a619.bit_length() - 1)) + a619
+        v1100 = v['referencePositionHeading']
+        a = a << 19 | (v1100['headingValue']) << 7 | ((v1100['headingConfidence'] - 1))
     if 'referencePositionSpeed' in v:
-        v621 = v['referencePositionSpeed']
-        a622 = 1
-        a622 = a622 << 21 | (v621['speedValue']) << 7 | ((v621['speedConfidence'] - 1))
-        a = ((a - 1) << (a622.bit_length() - 1)) + a622
-    v624 = v['parts']
-    a625 = 1
-    k626 = len(v624)
-    if 1 <= k626 <= 16:
-        a625 <<= 1
-        a625 = a625 << 4 | (k626 - 1)
+        v1104 = v['referencePositionSpeed']
+        a = a << 21 | (v1104['speedValue']) << 7 | ((v1104['speedConfidence'] - 1))
+    v1108 = v['parts']
+    k1109 = len(v1108)
+    if 1 <= k1109 <= 16:
+        a <<= 1
+        a = a << 4 | (k1109 - 1)
     else:
-        a625 = _rt.ld(a625 << 1 | 1, k626)
-    for w626 in v624:
-        v627 = w626
-        a628 = 1
-        a628 = a628 << 5 | ('laneNumber' in v627) << 3 | ('zoneExtension' in v627) << 2 | ('zoneHeading' in v627) << 1 | ('zone' in v627)
-        w630 = v627['zoneId']
-        if 1 <= w630 <= 32:
-            a628 = a628 << 6 | (w630 - 1)
+        a = _rt.ld(a << 1 | 1, k1109)
+    for w1109 in v1108:
+        a = a << 5 | (8 if 'laneNumber' in w1109 else 0) | (4 if 'zoneExtension' in w1109 else 0) | (2 if 'zoneHeading' in w1109 else 0) | ('zone' in w1109)
+        w1112 = w1109['zoneId']
+        if 1 <= w1112 <= 32:
+            a = a << 6 | (w1112 - 1)
         else:
-            a628 = _rt.uwn(a628 << 1 | 1, w630)
-        if 'laneNumber' in v627:
-            a628 = a628 << 4 | (v627['laneNumber'] + 1)
-        if 'zoneExtension' in v627:
-            a628 = a628 << 8 | v627['zoneExtension']
-        if 'zoneHeading' in v627:
-            a628 = a628 << 12 | v627['zoneHeading']
-        if 'zone' in v627:
-            s_ = e_Zone(v627['zone'])
-            a628 = ((a628 - 1) << (s_.bit_length() - 1)) + s_
-        a625 = ((a625 - 1) << (a628.bit_length() - 1)) + a628
-    a = ((a - 1) << (a625.bit_length() - 1)) + a625
+            a = _rt.uwn(a << 1 | 1, w1112)
+        if 'laneNumber' in w1109:
+            a = a << 4 | (w1109['laneNumber'] + 1)
+        if 'zoneExtension' in w1109:
+            a = a << 8 | w1109['zoneExtension']
+        if 'zoneHeading' in w1109:
+            a = a << 12 | w1109['zoneHeading']
+        if 'zone' in w1109:
+            s_ = e_Zone(w1109['zone'])
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_GeographicLocationContainer(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h631 = (x >> q) & 15
-    r632: dict[str, Any] = {}
-    q -= 63
-    t_ = (x >> q) & 9223372036854775807
-    r632['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
-    r632['longitude'] = (t_ & 4294967295) - 1800000000
-    r634: dict[str, Any] = {}
+    h1117 = (x >> q) & 15
+    r1118: dict[str, Any] = {}
+    q -= 31
+    c1120 = ((x >> q) & 2147483647) - 900000000
+    if c1120 > 900000001:
+        raise _rt.OutOfSchema
+    r1118['latitude'] = c1120
+    q -= 32
+    c1121 = ((x >> q) & 4294967295) - 1800000000
+    if c1121 > 1800000001:
+        raise _rt.OutOfSchema
+    r1118['longitude'] = c1121
+    r1122: dict[str, Any] = {}
     q -= 36
     t_ = (x >> q) & 68719476735
-    r634['semiMajorConfidence'] = (t_ >> 24) & 4095
-    r634['semiMinorConfidence'] = (t_ >> 12) & 4095
-    r634['semiMajorOrientation'] = t_ & 4095
-    r632['positionConfidenceEllipse'] = r634
-    r636: dict[str, Any] = {}
-    q -= 24
-    t_ = (x >> q) & 16777215
-    r636['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-    r636['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
-    r632['altitude'] = r636
-    r['referencePosition'] = r632
-    if h631 & 4:
+    r1122['semiMajorConfidence'] = (t_ >> 24) & 4095
+    r1122['semiMinorConfidence'] = (t_ >> 12) & 4095
+    c1124 = t_ & 4095
+    if c1124 > 3601:
+        raise _rt.OutOfSchema
+    r1122['semiMajorOrientation'] = c1124
+    r1118['positionConfidenceEllipse'] = r1122
+    r1125: dict[str, Any] = {}
+    q -= 20
+    c1127 = ((x >> q) & 1048575) - 100000
+    if c1127 > 800001:
+        raise _rt.OutOfSchema
+    r1125['altitudeValue'] = c1127
+    q -= 4
+    r1125['altitudeConfidence'] = _D_AltitudeConfidence_43[(x >> q) & 15]
+    r1118['altitude'] = r1125
+    r['referencePosition'] = r1118
+    if h1117 & 4:
         q -= 42
         r['referencePositionTime'] = (x >> q) & 4398046511103
-    if h631 & 2:
-        r638: dict[str, Any] = {}
-        q -= 19
-        t_ = (x >> q) & 524287
-        r638['headingValue'] = (t_ >> 7) & 4095
-        r638['headingConfidence'] = (t_ & 127) + 1
-        r['referencePositionHeading'] = r638
-    if h631 & 1:
-        r640: dict[str, Any] = {}
+    if h1117 & 2:
+        r1128: dict[str, Any] = {}
+        q -= 12
+        c1130 = (x >> q) & 4095
+        if c1130 > 3601:
+            raise _rt.OutOfSchema
+        r1128['headingValue'] = c1130
+        q -= 7
+        c1131 = ((x >> q) & 127) + 1
+        if c1131 > 127:
+            raise _rt.OutOfSchema
+        r1128['headingConfidence'] = c1131
+        r['referencePositionHeading'] = r1128
+    if h1117 & 1:
+        r1132: dict[str, Any] = {}
         q -= 21
         t_ = (x >> q) & 2097151
-        r640['speedValue'] = (t_ >> 7) & 16383
-        r640['speedConfidence'] = (t_ & 127) + 1
-        r['referencePositionSpeed'] = r640
+        r1132['speedValue'] = (t_ >> 7) & 16383
+        c1134 = (t_ & 127) + 1
+        if c1134 > 127:
+            raise _rt.OutOfSchema
+        r1132['speedConfidence'] = c1134
+        r['referencePositionSpeed'] = r1132
     q -= 1
     if (x >> q) & 1:
-        k643, q = _rt.read_ld(x, q)
+        k1136, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k643 = ((x >> q) & 15) + 1
-    r642: list[Any] = []
-    for _ in range(k643):
-        r644: dict[str, Any] = {}
+        k1136 = ((x >> q) & 15) + 1
+    r1135: list[Any] = []
+    for _ in range(k1136):
+        x &= (1 << q) - 1
+        r1137: dict[str, Any] = {}
         q -= 5
-        h645 = (x >> q) & 31
+        h1138 = (x >> q) & 31
         q -= 1
         if (x >> q) & 1:
-            r644['zoneId'], q = _rt.read_uwn(x, q)
+            r1137['zoneId'], q = _rt.read_uwn(x, q)
         else:
             q -= 5
-            r644['zoneId'] = ((x >> q) & 31) + 1
-        if h645 & 8:
+            r1137['zoneId'] = ((x >> q) & 31) + 1
+        if h1138 & 8:
             q -= 4
-            r644['laneNumber'] = ((x >> q) & 15) - 1
-        if h645 & 4:
+            r1137['laneNumber'] = ((x >> q) & 15) - 1
+        if h1138 & 4:
             q -= 8
-            r644['zoneExtension'] = (x >> q) & 255
-        if h645 & 2:
+            r1137['zoneExtension'] = (x >> q) & 255
+        if h1138 & 2:
             q -= 12
-            r644['zoneHeading'] = (x >> q) & 4095
-        if h645 & 1:
-            r644['zone'], q = d_Zone(x, q)
-        if h645 >> 4:
+            c1139 = (x >> q) & 4095
+            if c1139 > 3601:
+                raise _rt.OutOfSchema
+            r1137['zoneHeading'] = c1139
+        if h1138 & 1:
+            r1137['zone'], q = d_Zone(x, q)
+        if h1138 >> 4:
             q = _rt.skip_additions(x, q)
-        w643 = r644
-        r642.append(w643)
-    r['parts'] = r642
-    if h631 >> 3:
+        r1135.append(r1137)
+    r['parts'] = r1135
+    if h1117 >> 3:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_GeneralIviContainer(v: Any) -> int:
     a: int = 1
-    k646 = len(v)
-    if 1 <= k646 <= 16:
+    k1140 = len(v)
+    if 1 <= k1140 <= 16:
         a <<= 1
-        a = a << 4 | (k646 - 1)
+        a = a << 4 | (k1140 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k646)
-    for w646 in v:
-        v647 = w646
-        a648 = 1
-        a648 = a648 << 15 | ('detectionZoneIds' in v647) << 13 | ('its-Rrid' in v647) << 12 | ('relevanceZoneIds' in v647) << 11 | ('direction' in v647) << 10 | ('driverAwarenessZoneIds' in v647) << 9 | ('minimumAwarenessTime' in v647) << 8 | ('applicableLanes' in v647) << 7 | ('iviPurpose' in v647) << 6 | ('laneStatus' in v647) << 5 | ('vehicleCharacteristics' in v647) << 4 | ('driverCharacteristics' in v647) << 3 | ('layoutId' in v647) << 2 | ('preStoredlayoutId' in v647) << 1 | ('extraText' in v647)
-        if 'detectionZoneIds' in v647:
-            v650 = v647['detectionZoneIds']
-            a651 = 1
-            k652 = len(v650)
-            if 1 <= k652 <= 8:
-                a651 <<= 1
-                a651 = a651 << 3 | (k652 - 1)
+        a = _rt.ld(a << 1 | 1, k1140)
+    for w1140 in v:
+        a1201 = 1
+        a1201 = a1201 << 15 | (8192 if 'detectionZoneIds' in w1140 else 0) | (4096 if 'its-Rrid' in w1140 else 0) | (2048 if 'relevanceZoneIds' in w1140 else 0) | (1024 if 'direction' in w1140 else 0) | (512 if 'driverAwarenessZoneIds' in w1140 else 0) | (256 if 'minimumAwarenessTime' in w1140 else 0) | (128 if 'applicableLanes' in w1140 else 0) | (64 if 'iviPurpose' in w1140 else 0) | (32 if 'laneStatus' in w1140 else 0) | (16 if 'vehicleCharacteristics' in w1140 else 0) | (8 if 'driverCharacteristics' in w1140 else 0) | (4 if 'layoutId' in w1140 else 0) | (2 if 'preStoredlayoutId' in w1140 else 0) | ('extraText' in w1140)
+        if 'detectionZoneIds' in w1140:
+            v1203 = w1140['detectionZoneIds']
+            k1204 = len(v1203)
+            if 1 <= k1204 <= 8:
+                a1201 <<= 1
+                a1201 = a1201 << 3 | (k1204 - 1)
             else:
-                a651 = _rt.ld(a651 << 1 | 1, k652)
-            for w652 in v650:
-                w653 = w652
-                if 1 <= w653 <= 32:
-                    a651 = a651 << 6 | (w653 - 1)
+                a1201 = _rt.ld(a1201 << 1 | 1, k1204)
+            for w1204 in v1203:
+                w1205 = w1204
+                if 1 <= w1205 <= 32:
+                    a1201 = a1201 << 6 | (w1205 - 1)
                 else:
-                    a651 = _rt.uwn(a651 << 1 | 1, w653)
-            a648 = ((a648 - 1) << (a651.bit_length() - 1)) + a651
-        if 'its-Rrid' in v647:
-            s_ = e_VarLengthNumber(v647['its-Rrid'])
-            a648 = ((a648 - 1) << (s_.bit_length() - 1)) + s_
-        if 'relevanceZoneIds' in v647:
-            v654 = v647['relevanceZoneIds']
-            a655 = 1
-            k656 = len(v654)
-            if 1 <= k656 <= 8:
-                a655 <<= 1
-                a655 = a655 << 3 | (k656 - 1)
+                    a1201 = _rt.uwn(a1201 << 1 | 1, w1205)
+        if 'its-Rrid' in w1140:
+            s_ = e_VarLengthNumber(w1140['its-Rrid'])
+            a1201 = ((a1201 - 1) << (s_.bit_length() - 1)) + s_
+        if 'relevanceZoneIds' in w1140:
+            v1207 = w1140['relevanceZoneIds']
+            a1208 = 1
+            k1209 = len(v1207)
+            if 1 <= k1209 <= 8:
+                a1208 <<= 1
+                a1208 = a1208 << 3 | (k1209 - 1)
             else:
-                a655 = _rt.ld(a655 << 1 | 1, k656)
-            for w656 in v654:
-                w657 = w656
-                if 1 <= w657 <= 32:
-                    a655 = a655 << 6 | (w657 - 1)
+                a1208 = _rt.ld(a1208 << 1 | 1, k1209)
+            for w1209 in v1207:
+                w1210 = w1209
+                if 1 <= w1210 <= 32:
+                    a1208 = a1208 << 6 | (w1210 - 1)
                 else:
-                    a655 = _rt.uwn(a655 << 1 | 1, w657)
-            a648 = ((a648 - 1) << (a655.bit_length() - 1)) + a655
-        if 'direction' in v647:
-            a648 = a648 << 2 | v647['direction']
-        if 'driverAwarenessZoneIds' in v647:
-            v658 = v647['driverAwarenessZoneIds']
-            a659 = 1
-            k660 = len(v658)
-            if 1 <= k660 <= 8:
-                a659 <<= 1
-                a659 = a659 << 3 | (k660 - 1)
+                    a1208 = _rt.uwn(a1208 << 1 | 1, w1210)
+            a1201 = ((a1201 - 1) << (a1208.bit_length() - 1)) + a1208
+        if 'direction' in w1140:
+            a1201 = a1201 << 2 | w1140['direction']
+        if 'driverAwarenessZoneIds' in w1140:
+            v1212 = w1140['driverAwarenessZoneIds']
+            a1213 = 1
+            k1214 = len(v1212)
+            if 1 <= k1214 <= 8:
+                a1213 <<= 1
+                a1213 = a1213 << 3 | (k1214 - 1)
             else:
-                a659 = _rt.ld(a659 << 1 | 1, k660)
-            for w660 in v658:
-                w661 = w660
-                if 1 <= w661 <= 32:
-                    a659 = a659 << 6 | (w661 - 1)
+                a1213 = _rt.ld(a1213 << 1 | 1, k1214)
+            for w1214 in v1212:
+                w1215 = w1214
+                if 1 <= w1215 <= 32:
+                    a1213 = a1213 << 6 | (w1215 - 1)
                 else:
-                    a659 = _rt.uwn(a659 << 1 | 1, w661)
-            a648 = ((a648 - 1) << (a659.bit_length() - 1)) + a659
-        if 'minimumAwarenessTime' in v647:
-            a648 = a648 << 8 | v647['minimumAwarenessTime']
-        if 'applicableLanes' in v647:
-            v662 = v647['applicableLanes']
-            a663 = 1
-            k664 = len(v662)
-            if 1 <= k664 <= 8:
-                a663 <<= 1
-                a663 = a663 << 3 | (k664 - 1)
+                    a1213 = _rt.uwn(a1213 << 1 | 1, w1215)
+            a1201 = ((a1201 - 1) << (a1213.bit_length() - 1)) + a1213
+        if 'minimumAwarenessTime' in w1140:
+            a1201 = a1201 << 8 | w1140['minimumAwarenessTime']
+        if 'applicableLanes' in w1140:
+            v1217 = w1140['applicableLanes']
+            a1218 = 1
+            k1219 = len(v1217)
+            if 1 <= k1219 <= 8:
+                a1218 <<= 1
+                a1218 = a1218 << 3 | (k1219 - 1)
             else:
-                a663 = _rt.ld(a663 << 1 | 1, k664)
-            for w664 in v662:
-                a663 = a663 << 4 | (w664 + 1)
-            a648 = ((a648 - 1) << (a663.bit_length() - 1)) + a663
-        a648 = a648 << 3 | v647['iviType']
-        if 'iviPurpose' in v647:
-            a648 = a648 << 2 | v647['iviPurpose']
-        if 'laneStatus' in v647:
-            w665 = v647['laneStatus']
-            if 0 <= w665 <= 7:
-                a648 = a648 << 4 | w665
+                a1218 = _rt.ld(a1218 << 1 | 1, k1219)
+            for w1219 in v1217:
+                a1218 = a1218 << 4 | (w1219 + 1)
+            a1201 = ((a1201 - 1) << (a1218.bit_length() - 1)) + a1218
+        a1201 = a1201 << 3 | w1140['iviType']
+        if 'iviPurpose' in w1140:
+            a1201 = a1201 << 2 | w1140['iviPurpose']
+        if 'laneStatus' in w1140:
+            w1223 = w1140['laneStatus']
+            if 0 <= w1223 <= 7:
+                a1201 = a1201 << 4 | w1223
             else:
-                a648 = _rt.uwn(a648 << 1 | 1, w665)
-        if 'vehicleCharacteristics' in v647:
-            v666 = v647['vehicleCharacteristics']
-            a667 = 1
-            k668 = len(v666)
-            if 1 <= k668 <= 8:
-                a667 <<= 1
-                a667 = a667 << 3 | (k668 - 1)
+                a1201 = _rt.uwn(a1201 << 1 | 1, w1223)
+        if 'vehicleCharacteristics' in w1140:
+            v1224 = w1140['vehicleCharacteristics']
+            a1225 = 1
+            k1226 = len(v1224)
+            if 1 <= k1226 <= 8:
+                a1225 <<= 1
+                a1225 = a1225 << 3 | (k1226 - 1)
             else:
-                a667 = _rt.ld(a667 << 1 | 1, k668)
-            for w668 in v666:
-                v669 = w668
-                a670 = 1
-                a670 = a670 << 3 | ('tractor' in v669) << 2 | ('trailer' in v669) << 1 | ('train' in v669)
-                if 'tractor' in v669:
-                    s_ = e_TractorCharacteristics(v669['tractor'])
-                    a670 = ((a670 - 1) << (s_.bit_length() - 1)) + s_
-                if 'trailer' in v669:
-                    s_ = e_TrailerCharacteristicsList(v669['trailer'])
-                    a670 = ((a670 - 1) << (s_.bit_length() - 1)) + s_
-                if 'train' in v669:
-                    s_ = e_TrainCharacteristics(v669['train'])
-                    a670 = ((a670 - 1) << (s_.bit_length() - 1)) + s_
-                a667 = ((a667 - 1) << (a670.bit_length() - 1)) + a670
-            a648 = ((a648 - 1) << (a667.bit_length() - 1)) + a667
-        if 'driverCharacteristics' in v647:
-            a648 = a648 << 2 | v647['driverCharacteristics']
-        if 'layoutId' in v647:
-            w672 = v647['layoutId']
-            if 1 <= w672 <= 4:
-                a648 = a648 << 3 | (w672 - 1)
+                a1225 = _rt.ld(a1225 << 1 | 1, k1226)
+            for w1226 in v1224:
+                a1225 = a1225 << 3 | (4 if 'tractor' in w1226 else 0) | (2 if 'trailer' in w1226 else 0) | ('train' in w1226)
+                if 'tractor' in w1226:
+                    s_ = e_TractorCharacteristics(w1226['tractor'])
+                    a1225 = ((a1225 - 1) << (s_.bit_length() - 1)) + s_
+                if 'trailer' in w1226:
+                    s_ = e_TrailerCharacteristicsList(w1226['trailer'])
+                    a1225 = ((a1225 - 1) << (s_.bit_length() - 1)) + s_
+                if 'train' in w1226:
+                    s_ = e_TrainCharacteristics(w1226['train'])
+                    a1225 = ((a1225 - 1) << (s_.bit_length() - 1)) + s_
+            a1201 = ((a1201 - 1) << (a1225.bit_length() - 1)) + a1225
+        if 'driverCharacteristics' in w1140:
+            a1201 = a1201 << 2 | w1140['driverCharacteristics']
+        if 'layoutId' in w1140:
+            w1233 = w1140['layoutId']
+            if 1 <= w1233 <= 4:
+                a1201 = a1201 << 3 | (w1233 - 1)
             else:
-                a648 = _rt.uwn(a648 << 1 | 1, w672)
-        if 'preStoredlayoutId' in v647:
-            w673 = v647['preStoredlayoutId']
-            if 1 <= w673 <= 64:
-                a648 = a648 << 7 | (w673 - 1)
+                a1201 = _rt.uwn(a1201 << 1 | 1, w1233)
+        if 'preStoredlayoutId' in w1140:
+            w1235 = w1140['preStoredlayoutId']
+            if 1 <= w1235 <= 64:
+                a1201 = a1201 << 7 | (w1235 - 1)
             else:
-                a648 = _rt.uwn(a648 << 1 | 1, w673)
-        v674 = v647['roadSignCodes']
-        a675 = 1
-        k676 = len(v674)
-        if 1 <= k676 <= 4:
-            a675 <<= 1
-            a675 = a675 << 2 | (k676 - 1)
+                a1201 = _rt.uwn(a1201 << 1 | 1, w1235)
+        v1236 = w1140['roadSignCodes']
+        a1237 = 1
+        k1238 = len(v1236)
+        if 1 <= k1238 <= 4:
+            a1237 <<= 1
+            a1237 = a1237 << 2 | (k1238 - 1)
         else:
-            a675 = _rt.ld(a675 << 1 | 1, k676)
-        for w676 in v674:
-            v677 = w676
-            a678 = 1
-            a678 = a678 << 1 | ('layoutComponentId' in v677)
-            if 'layoutComponentId' in v677:
-                w680 = v677['layoutComponentId']
-                if 1 <= w680 <= 4:
-                    a678 = a678 << 3 | (w680 - 1)
+            a1237 = _rt.ld(a1237 << 1 | 1, k1238)
+        for w1238 in v1236:
+            a1237 = a1237 << 1 | ('layoutComponentId' in w1238)
+            if 'layoutComponentId' in w1238:
+                w1241 = w1238['layoutComponentId']
+                if 1 <= w1241 <= 4:
+                    a1237 = a1237 << 3 | (w1241 - 1)
                 else:
-                    a678 = _rt.uwn(a678 << 1 | 1, w680)
-            s_ = e_RSCode_code(v677['code'])
-            a678 = ((a678 - 1) << (s_.bit_length() - 1)) + s_
-            a675 = ((a675 - 1) << (a678.bit_length() - 1)) + a678
-        a648 = ((a648 - 1) << (a675.bit_length() - 1)) + a675
-        if 'extraText' in v647:
-            v681 = v647['extraText']
-            a682 = 1
-            k683 = len(v681)
-            if 1 <= k683 <= 4:
-                a682 <<= 1
-                a682 = a682 << 2 | (k683 - 1)
+                    a1237 = _rt.uwn(a1237 << 1 | 1, w1241)
+            s_ = e_RSCode_code(w1238['code'])
+            a1237 = ((a1237 - 1) << (s_.bit_length() - 1)) + s_
+        a1201 = ((a1201 - 1) << (a1237.bit_length() - 1)) + a1237
+        if 'extraText' in w1140:
+            v1243 = w1140['extraText']
+            a1244 = 1
+            k1245 = len(v1243)
+            if 1 <= k1245 <= 4:
+                a1244 <<= 1
+                a1244 = a1244 << 2 | (k1245 - 1)
             else:
-                a682 = _rt.ld(a682 << 1 | 1, k683)
-            for w683 in v681:
-                v684 = w683
-                a685 = 1
-                a685 = a685 << 1 | ('layoutComponentId' in v684)
-                if 'layoutComponentId' in v684:
-                    w687 = v684['layoutComponentId']
-                    if 1 <= w687 <= 4:
-                        a685 = a685 << 3 | (w687 - 1)
+                a1244 = _rt.ld(a1244 << 1 | 1, k1245)
+            for w1245 in v1243:
+                a1253 = 1
+                a1253 = a1253 << 1 | ('layoutComponentId' in w1245)
+                if 'layoutComponentId' in w1245:
+                    w1256 = w1245['layoutComponentId']
+                    if 1 <= w1256 <= 4:
+                        a1253 = a1253 << 3 | (w1256 - 1)
                     else:
-                        a685 = _rt.uwn(a685 << 1 | 1, w687)
-                d688, k689 = v684['language']
-                a685 = a685 << k689 | int.from_bytes(d688, 'big') >> (8 * len(d688) - k689)
-                a685 = _rt.octets(a685, v684['textContent'].encode('utf-8'))
-                a682 = ((a682 - 1) << (a685.bit_length() - 1)) + a685
-            a648 = ((a648 - 1) << (a682.bit_length() - 1)) + a682
-        a = ((a - 1) << (a648.bit_length() - 1)) + a648
+                        a1253 = _rt.uwn(a1253 << 1 | 1, w1256)
+                d1258, k1259 = w1245['language']
+                a1253 = a1253 << k1259 | int.from_bytes(d1258, 'big') >> (8 * len(d1258) - k1259)
+                a1253 = _rt.octets(a1253, w1245['textContent'].encode('utf-8'))
+                a1244 = ((a1244 - 1) << (a1253.bit_length() - 1)) + a1253
+            a1201 = ((a1201 - 1) << (a1244.bit_length() - 1)) + a1244
+        a = ((a - 1) << (a1201.bit_length() - 1)) + a1201
     return a
 
 def d_GeneralIviContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k690, q = _rt.read_ld(x, q)
+        k1261, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k690 = ((x >> q) & 15) + 1
+        k1261 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k690):
-        r691: dict[str, Any] = {}
+    for _ in range(k1261):
+        x &= (1 << q) - 1
+        r1262: dict[str, Any] = {}
         q -= 15
-        h692 = (x >> q) & 32767
-        if h692 & 8192:
+        h1263 = (x >> q) & 32767
+        if h1263 & 8192:
             q -= 1
             if (x >> q) & 1:
-                k694, q = _rt.read_ld(x, q)
+                k1265, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k694 = ((x >> q) & 7) + 1
-            r693: list[Any] = []
-            for _ in range(k694):
+                k1265 = ((x >> q) & 7) + 1
+            r1264: list[Any] = []
+            for _ in range(k1265):
                 q -= 1
                 if (x >> q) & 1:
-                    w694, q = _rt.read_uwn(x, q)
+                    w1265, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w694 = ((x >> q) & 31) + 1
-                r693.append(w694)
-            r691['detectionZoneIds'] = r693
-        if h692 & 4096:
-            r691['its-Rrid'], q = d_VarLengthNumber(x, q)
-        if h692 & 2048:
+                    w1265 = ((x >> q) & 31) + 1
+                r1264.append(w1265)
+            r1262['detectionZoneIds'] = r1264
+        if h1263 & 4096:
+            r1262['its-Rrid'], q = d_VarLengthNumber(x, q)
+        if h1263 & 2048:
             q -= 1
             if (x >> q) & 1:
-                k696, q = _rt.read_ld(x, q)
+                k1267, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k696 = ((x >> q) & 7) + 1
-            r695: list[Any] = []
-            for _ in range(k696):
+                k1267 = ((x >> q) & 7) + 1
+            r1266: list[Any] = []
+            for _ in range(k1267):
                 q -= 1
                 if (x >> q) & 1:
-                    w696, q = _rt.read_uwn(x, q)
+                    w1267, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w696 = ((x >> q) & 31) + 1
-                r695.append(w696)
-            r691['relevanceZoneIds'] = r695
-        if h692 & 1024:
+                    w1267 = ((x >> q) & 31) + 1
+                r1266.append(w1267)
+            r1262['relevanceZoneIds'] = r1266
+        if h1263 & 1024:
             q -= 2
-            r691['direction'] = (x >> q) & 3
-        if h692 & 512:
+            r1262['direction'] = (x >> q) & 3
+        if h1263 & 512:
             q -= 1
             if (x >> q) & 1:
-                k698, q = _rt.read_ld(x, q)
+                k1269, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k698 = ((x >> q) & 7) + 1
-            r697: list[Any] = []
-            for _ in range(k698):
+                k1269 = ((x >> q) & 7) + 1
+            r1268: list[Any] = []
+            for _ in range(k1269):
                 q -= 1
                 if (x >> q) & 1:
-                    w698, q = _rt.read_uwn(x, q)
+                    w1269, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w698 = ((x >> q) & 31) + 1
-                r697.append(w698)
-            r691['driverAwarenessZoneIds'] = r697
-        if h692 & 256:
+                    w1269 = ((x >> q) & 31) + 1
+                r1268.append(w1269)
+            r1262['driverAwarenessZoneIds'] = r1268
+        if h1263 & 256:
             q -= 8
-            r691['minimumAwarenessTime'] = (x >> q) & 255
-        if h692 & 128:
+            r1262['minimumAwarenessTime'] = (x >> q) & 255
+        if h1263 & 128:
             q -= 1
             if (x >> q) & 1:
-                k700, q = _rt.read_ld(x, q)
+                k1271, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k700 = ((x >> q) & 7) + 1
-            r699: list[Any] = []
-            for _ in range(k700):
+                k1271 = ((x >> q) & 7) + 1
+            r1270: list[Any] = []
+            for _ in range(k1271):
                 q -= 4
-                w700 = ((x >> q) & 15) - 1
-                r699.append(w700)
-            r691['applicableLanes'] = r699
+                w1271 = ((x >> q) & 15) - 1
+                r1270.append(w1271)
+            r1262['applicableLanes'] = r1270
         q -= 3
-        r691['iviType'] = (x >> q) & 7
-        if h692 & 64:
+        r1262['iviType'] = (x >> q) & 7
+        if h1263 & 64:
             q -= 2
-            r691['iviPurpose'] = (x >> q) & 3
-        if h692 & 32:
+            r1262['iviPurpose'] = (x >> q) & 3
+        if h1263 & 32:
             q -= 1
             if (x >> q) & 1:
-                r691['laneStatus'], q = _rt.read_uwn(x, q)
+                r1262['laneStatus'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r691['laneStatus'] = (x >> q) & 7
-        if h692 & 16:
+                r1262['laneStatus'] = (x >> q) & 7
+        if h1263 & 16:
             q -= 1
             if (x >> q) & 1:
-                k702, q = _rt.read_ld(x, q)
+                k1273, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k702 = ((x >> q) & 7) + 1
-            r701: list[Any] = []
-            for _ in range(k702):
-                r703: dict[str, Any] = {}
+                k1273 = ((x >> q) & 7) + 1
+            r1272: list[Any] = []
+            for _ in range(k1273):
+                r1274: dict[str, Any] = {}
                 q -= 3
-                h704 = (x >> q) & 7
-                if h704 & 4:
-                    r703['tractor'], q = d_TractorCharacteristics(x, q)
-                if h704 & 2:
-                    r703['trailer'], q = d_TrailerCharacteristicsList(x, q)
-                if h704 & 1:
-                    r703['train'], q = d_TrainCharacteristics(x, q)
-                w702 = r703
-                r701.append(w702)
-            r691['vehicleCharacteristics'] = r701
-        if h692 & 8:
+                h1275 = (x >> q) & 7
+                if h1275 & 4:
+                    r1274['tractor'], q = d_TractorCharacteristics(x, q)
+                if h1275 & 2:
+                    r1274['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                if h1275 & 1:
+                    r1274['train'], q = d_TrainCharacteristics(x, q)
+                r1272.append(r1274)
+            r1262['vehicleCharacteristics'] = r1272
+        if h1263 & 8:
             q -= 2
-            r691['driverCharacteristics'] = (x >> q) & 3
-        if h692 & 4:
+            r1262['driverCharacteristics'] = (x >> q) & 3
+        if h1263 & 4:
             q -= 1
             if (x >> q) & 1:
-                r691['layoutId'], q = _rt.read_uwn(x, q)
+                r1262['layoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r691['layoutId'] = ((x >> q) & 3) + 1
-        if h692 & 2:
+                r1262['layoutId'] = ((x >> q) & 3) + 1
+        if h1263 & 2:
             q -= 1
             if (x >> q) & 1:
-                r691['preStoredlayoutId'], q = _rt.read_uwn(x, q)
+                r1262['preStoredlayoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 6
-                r691['preStoredlayoutId'] = ((x >> q) & 63) + 1
+                r1262['preStoredlayoutId'] = ((x >> q) & 63) + 1
         q -= 1
         if (x >> q) & 1:
-            k706, q = _rt.read_ld(x, q)
+            k1277, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k706 = ((x >> q) & 3) + 1
-        r705: list[Any] = []
-        for _ in range(k706):
-            r707: dict[str, Any] = {}
+            k1277 = ((x >> q) & 3) + 1
+        r1276: list[Any] = []
+        for _ in range(k1277):
+            r1278: dict[str, Any] = {}
             q -= 1
-            h708 = (x >> q) & 1
-            if h708 & 1:
+            h1279 = (x >> q) & 1
+            if h1279 & 1:
                 q -= 1
                 if (x >> q) & 1:
-                    r707['layoutComponentId'], q = _rt.read_uwn(x, q)
+                    r1278['layoutComponentId'], q = _rt.read_uwn(x, q)
                 else:
                     q -= 2
-                    r707['layoutComponentId'] = ((x >> q) & 3) + 1
-            r707['code'], q = d_RSCode_code(x, q)
-            w706 = r707
-            r705.append(w706)
-        r691['roadSignCodes'] = r705
-        if h692 & 1:
+                    r1278['layoutComponentId'] = ((x >> q) & 3) + 1
+            r1278['code'], q = d_RSCode_code(x, q)
+            r1276.append(r1278)
+        r1262['roadSignCodes'] = r1276
+        if h1263 & 1:
             q -= 1
             if (x >> q) & 1:
-                k710, q = _rt.read_ld(x, q)
+                k1281, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k710 = ((x >> q) & 3) + 1
-            r709: list[Any] = []
-            for _ in range(k710):
-                r711: dict[str, Any] = {}
+                k1281 = ((x >> q) & 3) + 1
+            r1280: list[Any] = []
+            for _ in range(k1281):
+                r1282: dict[str, Any] = {}
                 q -= 1
-                h712 = (x >> q) & 1
-                if h712 & 1:
+                h1283 = (x >> q) & 1
+                if h1283 & 1:
                     q -= 1
                     if (x >> q) & 1:
-                        r711['layoutComponentId'], q = _rt.read_uwn(x, q)
+                        r1282['layoutComponentId'], q = _rt.read_uwn(x, q)
                     else:
                         q -= 2
-                        r711['layoutComponentId'] = ((x >> q) & 3) + 1
+                        r1282['layoutComponentId'] = ((x >> q) & 3) + 1
                 q -= 10
-                r711['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-                b714, q = _rt.read_octets(x, q)
-                r711['textContent'] = b714.decode('utf-8')
-                w710 = r711
-                r709.append(w710)
-            r691['extraText'] = r709
-        if h692 >> 14:
+                r1282['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+                b1286, q = _rt.read_octets(x, q)
+                c1285 = b1286.decode('utf-8')
+                if len(c1285) < 1 or len(c1285) > 32:
+                    raise _rt.OutOfSchema
+                r1282['textContent'] = c1285
+                r1280.append(r1282)
+            r1262['extraText'] = r1280
+        if h1263 >> 14:
             q = _rt.skip_additions(x, q)
-        w690 = r691
-        r.append(w690)
+        r.append(r1262)
     return r, q
 
 
 def e_RoadConfigurationContainer(v: Any) -> int:
     a: int = 1
-    k715 = len(v)
-    if 1 <= k715 <= 16:
+    k1287 = len(v)
+    if 1 <= k1287 <= 16:
         a <<= 1
-        a = a << 4 | (k715 - 1)
+        a = a << 4 | (k1287 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k715)
-    for w715 in v:
-        v716 = w715
-        a717 = 1
-        a717 = a717 << 1
-        v719 = v716['relevanceZoneIds']
-        a720 = 1
-        k721 = len(v719)
-        if 1 <= k721 <= 8:
-            a720 <<= 1
-            a720 = a720 << 3 | (k721 - 1)
+        a = _rt.ld(a << 1 | 1, k1287)
+    for w1287 in v:
+        a1376 = 1
+        a1376 = a1376 << 1
+        v1378 = w1287['relevanceZoneIds']
+        k1379 = len(v1378)
+        if 1 <= k1379 <= 8:
+            a1376 <<= 1
+            a1376 = a1376 << 3 | (k1379 - 1)
         else:
-            a720 = _rt.ld(a720 << 1 | 1, k721)
-        for w721 in v719:
-            w722 = w721
-            if 1 <= w722 <= 32:
-                a720 = a720 << 6 | (w722 - 1)
+            a1376 = _rt.ld(a1376 << 1 | 1, k1379)
+        for w1379 in v1378:
+            w1380 = w1379
+            if 1 <= w1380 <= 32:
+                a1376 = a1376 << 6 | (w1380 - 1)
             else:
-                a720 = _rt.uwn(a720 << 1 | 1, w722)
-        a717 = ((a717 - 1) << (a720.bit_length() - 1)) + a720
-        a717 = a717 << 2 | _E_RoadType_44[v716['roadType']]
-        v723 = v716['laneConfiguration']
-        a724 = 1
-        k725 = len(v723)
-        if 1 <= k725 <= 16:
-            a724 <<= 1
-            a724 = a724 << 4 | (k725 - 1)
+                a1376 = _rt.uwn(a1376 << 1 | 1, w1380)
+        a1376 = a1376 << 2 | _E_RoadType_44[w1287['roadType']]
+        v1382 = w1287['laneConfiguration']
+        a1383 = 1
+        k1384 = len(v1382)
+        if 1 <= k1384 <= 16:
+            a1383 <<= 1
+            a1383 = a1383 << 4 | (k1384 - 1)
         else:
-            a724 = _rt.ld(a724 << 1 | 1, k725)
-        for w725 in v723:
-            v726 = w725
-            a727 = 1
-            ext728 = 'detectionZoneIds' in v726 or 'relevanceZoneIds' in v726 or 'laneCharacteristics' in v726 or 'laneSurfaceStaticCharacteristics' in v726 or 'laneSurfaceDynamicCharacteristics' in v726
-            a727 = a727 << 10 | ((ext728) << 3 | ('validity' in v726) << 2 | ('laneTypeQualifier' in v726) << 1 | ('laneWidth' in v726)) << 6 | ((v726['laneNumber'] + 1)) << 2 | (v726['direction'])
-            if 'validity' in v726:
-                s_ = e_InternationalSign_applicablePeriod(v726['validity'])
-                a727 = ((a727 - 1) << (s_.bit_length() - 1)) + s_
-            a727 = a727 << 5 | v726['laneType']
-            if 'laneTypeQualifier' in v726:
-                s_ = e_CompleteVehicleCharacteristics(v726['laneTypeQualifier'])
-                a727 = ((a727 - 1) << (s_.bit_length() - 1)) + s_
-            w729 = v726['laneStatus']
-            if 0 <= w729 <= 7:
-                a727 = a727 << 4 | w729
+            a1383 = _rt.ld(a1383 << 1 | 1, k1384)
+        for w1384 in v1382:
+            a1424 = 1
+            ext1425 = 'detectionZoneIds' in w1384 or 'relevanceZoneIds' in w1384 or 'laneCharacteristics' in w1384 or 'laneSurfaceStaticCharacteristics' in w1384 or 'laneSurfaceDynamicCharacteristics' in w1384
+            a1424 = a1424 << 10 | ((8 if ext1425 else 0) | (4 if 'validity' in w1384 else 0) | (2 if 'laneTypeQualifier' in w1384 else 0) | ('laneWidth' in w1384)) << 6 | ((w1384['laneNumber'] + 1)) << 2 | (w1384['direction'])
+            if 'validity' in w1384:
+                s_ = e_InternationalSign_applicablePeriod(w1384['validity'])
+                a1424 = ((a1424 - 1) << (s_.bit_length() - 1)) + s_
+            a1424 = a1424 << 5 | w1384['laneType']
+            if 'laneTypeQualifier' in w1384:
+                s_ = e_CompleteVehicleCharacteristics(w1384['laneTypeQualifier'])
+                a1424 = ((a1424 - 1) << (s_.bit_length() - 1)) + s_
+            w1432 = w1384['laneStatus']
+            if 0 <= w1432 <= 7:
+                a1424 = a1424 << 4 | w1432
             else:
-                a727 = _rt.uwn(a727 << 1 | 1, w729)
-            if 'laneWidth' in v726:
-                a727 = a727 << 10 | v726['laneWidth']
-            if ext728:
-                subs728, present728 = [], 0
-                if 'detectionZoneIds' in v726 or 'relevanceZoneIds' in v726 or 'laneCharacteristics' in v726 or 'laneSurfaceStaticCharacteristics' in v726 or 'laneSurfaceDynamicCharacteristics' in v726:
-                    s728 = 1 << 5 | ('detectionZoneIds' in v726) << 4 | ('relevanceZoneIds' in v726) << 3 | ('laneCharacteristics' in v726) << 2 | ('laneSurfaceStaticCharacteristics' in v726) << 1 | ('laneSurfaceDynamicCharacteristics' in v726) << 0
-                    if 'detectionZoneIds' in v726:
-                        s_ = e_ZoneIds(v726['detectionZoneIds'])
-                        s728 = ((s728 - 1) << (s_.bit_length() - 1)) + s_
-                    if 'relevanceZoneIds' in v726:
-                        s_ = e_ZoneIds(v726['relevanceZoneIds'])
-                        s728 = ((s728 - 1) << (s_.bit_length() - 1)) + s_
-                    if 'laneCharacteristics' in v726:
-                        s_ = e_LaneCharacteristics(v726['laneCharacteristics'])
-                        s728 = ((s728 - 1) << (s_.bit_length() - 1)) + s_
-                    if 'laneSurfaceStaticCharacteristics' in v726:
-                        s_ = e_RoadSurfaceStaticCharacteristics(v726['laneSurfaceStaticCharacteristics'])
-                        s728 = ((s728 - 1) << (s_.bit_length() - 1)) + s_
-                    if 'laneSurfaceDynamicCharacteristics' in v726:
-                        s_ = e_RoadSurfaceDynamicCharacteristics(v726['laneSurfaceDynamicCharacteristics'])
-                        s728 = ((s728 - 1) << (s_.bit_length() - 1)) + s_
-                    subs728.append(s728)
-                    present728 |= 1
-                a727 = _rt.additions(a727, 1, present728, subs728)
-            a724 = ((a724 - 1) << (a727.bit_length() - 1)) + a727
-        a717 = ((a717 - 1) << (a724.bit_length() - 1)) + a724
-        a = ((a - 1) << (a717.bit_length() - 1)) + a717
+                a1424 = _rt.uwn(a1424 << 1 | 1, w1432)
+            if 'laneWidth' in w1384:
+                a1424 = a1424 << 10 | w1384['laneWidth']
+            if ext1425:
+                subs1425, present1425 = [], 0
+                if 'detectionZoneIds' in w1384 or 'relevanceZoneIds' in w1384 or 'laneCharacteristics' in w1384 or 'laneSurfaceStaticCharacteristics' in w1384 or 'laneSurfaceDynamicCharacteristics' in w1384:
+                    s1425 = 1 << 5 | ('detectionZoneIds' in w1384) << 4 | ('relevanceZoneIds' in w1384) << 3 | ('laneCharacteristics' in w1384) << 2 | ('laneSurfaceStaticCharacteristics' in w1384) << 1 | ('laneSurfaceDynamicCharacteristics' in w1384) << 0
+                    if 'detectionZoneIds' in w1384:
+                        s_ = e_ZoneIds(w1384['detectionZoneIds'])
+                        s1425 = ((s1425 - 1) << (s_.bit_length() - 1)) + s_
+                    if 'relevanceZoneIds' in w1384:
+                        s_ = e_ZoneIds(w1384['relevanceZoneIds'])
+                        s1425 = ((s1425 - 1) << (s_.bit_length() - 1)) + s_
+                    if 'laneCharacteristics' in w1384:
+                        v1436 = w1384['laneCharacteristics']
+                        w1439 = v1436['zoneDefinitionAccuracy']
+                        if 0 <= w1439 <= 7:
+                            s1425 = s1425 << 4 | w1439
+                        else:
+                            s1425 = _rt.uwn(s1425 << 1 | 1, w1439)
+                        s1425 = s1425 << 1 | (1 if v1436['existinglaneMarkingStatus'] else 0)
+                        w1442 = v1436['newlaneMarkingColour']
+                        if 0 <= w1442 <= 7:
+                            s1425 = s1425 << 4 | w1442
+                        else:
+                            s1425 = _rt.uwn(s1425 << 1 | 1, w1442)
+                        w1444 = v1436['laneDelimitationLeft']
+                        if 0 <= w1444 <= 7:
+                            s1425 = s1425 << 4 | w1444
+                        else:
+                            s1425 = _rt.uwn(s1425 << 1 | 1, w1444)
+                        w1446 = v1436['laneDelimitationRight']
+                        if 0 <= w1446 <= 7:
+                            s1425 = s1425 << 4 | w1446
+                        else:
+                            s1425 = _rt.uwn(s1425 << 1 | 1, w1446)
+                        w1448 = v1436['mergingWith']
+                        if 1 <= w1448 <= 32:
+                            s1425 = s1425 << 6 | (w1448 - 1)
+                        else:
+                            s1425 = _rt.uwn(s1425 << 1 | 1, w1448)
+                    if 'laneSurfaceStaticCharacteristics' in w1384:
+                        v1449 = w1384['laneSurfaceStaticCharacteristics']
+                        s1425 = s1425 << 7 | v1449['frictionCoefficient']
+                        w1453 = v1449['material']
+                        if 0 <= w1453 <= 7:
+                            s1425 = s1425 << 4 | w1453
+                        else:
+                            s1425 = _rt.uwn(s1425 << 1 | 1, w1453)
+                        w1455 = v1449['wear']
+                        if 0 <= w1455 <= 7:
+                            s1425 = s1425 << 4 | w1455
+                        else:
+                            s1425 = _rt.uwn(s1425 << 1 | 1, w1455)
+                        s1425 = s1425 << 6 | (v1449['avBankingAngle'] + 20)
+                    if 'laneSurfaceDynamicCharacteristics' in w1384:
+                        v1457 = w1384['laneSurfaceDynamicCharacteristics']
+                        w1460 = v1457['condition']
+                        if 0 <= w1460 <= 15:
+                            s1425 = s1425 << 5 | w1460
+                        else:
+                            s1425 = _rt.uwn(s1425 << 1 | 1, w1460)
+                        s1425 = s1425 << 19 | ((v1457['temperature'] + 100)) << 11 | (v1457['iceOrWaterDepth']) << 3 | (v1457['treatment'])
+                    subs1425.append(s1425)
+                    present1425 |= 1
+                a1424 = _rt.additions(a1424, 1, present1425, subs1425)
+            a1383 = ((a1383 - 1) << (a1424.bit_length() - 1)) + a1424
+        a1376 = ((a1376 - 1) << (a1383.bit_length() - 1)) + a1383
+        a = ((a - 1) << (a1376.bit_length() - 1)) + a1376
     return a
 
 def d_RoadConfigurationContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k730, q = _rt.read_ld(x, q)
+        k1464, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k730 = ((x >> q) & 15) + 1
+        k1464 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k730):
-        r731: dict[str, Any] = {}
+    for _ in range(k1464):
+        x &= (1 << q) - 1
+        r1465: dict[str, Any] = {}
         q -= 1
-        h732 = (x >> q) & 1
+        h1466 = (x >> q) & 1
         q -= 1
         if (x >> q) & 1:
-            k734, q = _rt.read_ld(x, q)
+            k1468, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k734 = ((x >> q) & 7) + 1
-        r733: list[Any] = []
-        for _ in range(k734):
+            k1468 = ((x >> q) & 7) + 1
+        r1467: list[Any] = []
+        for _ in range(k1468):
             q -= 1
             if (x >> q) & 1:
-                w734, q = _rt.read_uwn(x, q)
+                w1468, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w734 = ((x >> q) & 31) + 1
-            r733.append(w734)
-        r731['relevanceZoneIds'] = r733
+                w1468 = ((x >> q) & 31) + 1
+            r1467.append(w1468)
+        r1465['relevanceZoneIds'] = r1467
         q -= 2
-        r731['roadType'] = _D_RoadType_45[(x >> q) & 3]
+        r1465['roadType'] = _D_RoadType_45[(x >> q) & 3]
         q -= 1
         if (x >> q) & 1:
-            k736, q = _rt.read_ld(x, q)
+            k1470, q = _rt.read_ld(x, q)
         else:
             q -= 4
-            k736 = ((x >> q) & 15) + 1
-        r735: list[Any] = []
-        for _ in range(k736):
-            r737: dict[str, Any] = {}
+            k1470 = ((x >> q) & 15) + 1
+        r1469: list[Any] = []
+        for _ in range(k1470):
+            r1471: dict[str, Any] = {}
             q -= 10
             t_ = (x >> q) & 1023
-            h738 = (t_ >> 6) & 15
-            r737['laneNumber'] = ((t_ >> 2) & 15) - 1
-            r737['direction'] = t_ & 3
-            if h738 & 4:
-                r737['validity'], q = d_InternationalSign_applicablePeriod(x, q)
+            h1472 = (t_ >> 6) & 15
+            r1471['laneNumber'] = ((t_ >> 2) & 15) - 1
+            r1471['direction'] = t_ & 3
+            if h1472 & 4:
+                r1471['validity'], q = d_InternationalSign_applicablePeriod(x, q)
             q -= 5
-            r737['laneType'] = (x >> q) & 31
-            if h738 & 2:
-                r737['laneTypeQualifier'], q = d_CompleteVehicleCharacteristics(x, q)
+            r1471['laneType'] = (x >> q) & 31
+            if h1472 & 2:
+                r1471['laneTypeQualifier'], q = d_CompleteVehicleCharacteristics(x, q)
             q -= 1
             if (x >> q) & 1:
-                r737['laneStatus'], q = _rt.read_uwn(x, q)
+                r1471['laneStatus'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r737['laneStatus'] = (x >> q) & 7
-            if h738 & 1:
+                r1471['laneStatus'] = (x >> q) & 7
+            if h1472 & 1:
                 q -= 10
-                r737['laneWidth'] = (x >> q) & 1023
-            if h738 >> 3:
-                n738, q = _rt.read_nsl(x, q)
-                q -= n738
-                bm738 = (x >> q) & ((1 << n738) - 1)
-                for i738 in range(n738):
-                    if not (bm738 >> (n738 - 1 - i738)) & 1:
+                r1471['laneWidth'] = (x >> q) & 1023
+            if h1472 >> 3:
+                n1472, q = _rt.read_nsl(x, q)
+                q -= n1472
+                bm1472 = (x >> q) & ((1 << n1472) - 1)
+                for i1472 in range(n1472):
+                    if not (bm1472 >> (n1472 - 1 - i1472)) & 1:
                         continue
-                    length738, q = _rt.read_ld(x, q)
-                    q0738 = q
-                    if i738 == 0:
+                    length1472, q = _rt.read_ld(x, q)
+                    q01472 = q
+                    if i1472 == 0:
                         q -= 5
-                        g738 = (x >> q) & 31
-                        if g738 & 16:
-                            r737['detectionZoneIds'], q = d_ZoneIds(x, q)
-                        if g738 & 8:
-                            r737['relevanceZoneIds'], q = d_ZoneIds(x, q)
-                        if g738 & 4:
-                            r737['laneCharacteristics'], q = d_LaneCharacteristics(x, q)
-                        if g738 & 2:
-                            r737['laneSurfaceStaticCharacteristics'], q = d_RoadSurfaceStaticCharacteristics(x, q)
-                        if g738 & 1:
-                            r737['laneSurfaceDynamicCharacteristics'], q = d_RoadSurfaceDynamicCharacteristics(x, q)
+                        g1472 = (x >> q) & 31
+                        if g1472 & 16:
+                            r1471['detectionZoneIds'], q = d_ZoneIds(x, q)
+                        if g1472 & 8:
+                            r1471['relevanceZoneIds'], q = d_ZoneIds(x, q)
+                        if g1472 & 4:
+                            r1473: dict[str, Any] = {}
+                            q -= 1
+                            if (x >> q) & 1:
+                                r1473['zoneDefinitionAccuracy'], q = _rt.read_uwn(x, q)
+                            else:
+                                q -= 3
+                                r1473['zoneDefinitionAccuracy'] = (x >> q) & 7
+                            q -= 1
+                            r1473['existinglaneMarkingStatus'] = (x >> q) & 1 == 1
+                            q -= 1
+                            if (x >> q) & 1:
+                                r1473['newlaneMarkingColour'], q = _rt.read_uwn(x, q)
+                            else:
+                                q -= 3
+                                r1473['newlaneMarkingColour'] = (x >> q) & 7
+                            q -= 1
+                            if (x >> q) & 1:
+                                r1473['laneDelimitationLeft'], q = _rt.read_uwn(x, q)
+                            else:
+                                q -= 3
+                                r1473['laneDelimitationLeft'] = (x >> q) & 7
+                            q -= 1
+                            if (x >> q) & 1:
+                                r1473['laneDelimitationRight'], q = _rt.read_uwn(x, q)
+                            else:
+                                q -= 3
+                                r1473['laneDelimitationRight'] = (x >> q) & 7
+                            q -= 1
+                            if (x >> q) & 1:
+                                r1473['mergingWith'], q = _rt.read_uwn(x, q)
+                            else:
+                                q -= 5
+                                r1473['mergingWith'] = ((x >> q) & 31) + 1
+                            r1471['laneCharacteristics'] = r1473
+                        if g1472 & 2:
+                            r1475: dict[str, Any] = {}
+                            q -= 7
+                            c1477 = (x >> q) & 127
+                            if c1477 > 101:
+                                raise _rt.OutOfSchema
+                            r1475['frictionCoefficient'] = c1477
+                            q -= 1
+                            if (x >> q) & 1:
+                                r1475['material'], q = _rt.read_uwn(x, q)
+                            else:
+                                q -= 3
+                                r1475['material'] = (x >> q) & 7
+                            q -= 1
+                            if (x >> q) & 1:
+                                r1475['wear'], q = _rt.read_uwn(x, q)
+                            else:
+                                q -= 3
+                                r1475['wear'] = (x >> q) & 7
+                            q -= 6
+                            c1478 = ((x >> q) & 63) - 20
+                            if c1478 > 21:
+                                raise _rt.OutOfSchema
+                            r1475['avBankingAngle'] = c1478
+                            r1471['laneSurfaceStaticCharacteristics'] = r1475
+                        if g1472 & 1:
+                            r1479: dict[str, Any] = {}
+                            q -= 1
+                            if (x >> q) & 1:
+                                r1479['condition'], q = _rt.read_uwn(x, q)
+                            else:
+                                q -= 4
+                                r1479['condition'] = (x >> q) & 15
+                            q -= 8
+                            c1481 = ((x >> q) & 255) - 100
+                            if c1481 > 151:
+                                raise _rt.OutOfSchema
+                            r1479['temperature'] = c1481
+                            q -= 11
+                            t_ = (x >> q) & 2047
+                            r1479['iceOrWaterDepth'] = (t_ >> 3) & 255
+                            r1479['treatment'] = t_ & 7
+                            r1471['laneSurfaceDynamicCharacteristics'] = r1479
                     else:
-                        q = _rt.skip(q, length738 << 3)
-                    al738 = (q0738 - q) % 8
-                    if al738:
-                        q = _rt.skip(q, 8 - al738)
-            w736 = r737
-            r735.append(w736)
-        r731['laneConfiguration'] = r735
-        if h732 >> 0:
+                        q = _rt.skip(q, length1472 << 3)
+                    al1472 = (q01472 - q) % 8
+                    if al1472:
+                        q = _rt.skip(q, 8 - al1472)
+            r1469.append(r1471)
+        r1465['laneConfiguration'] = r1469
+        if h1466 >> 0:
             q = _rt.skip_additions(x, q)
-        w730 = r731
-        r.append(w730)
+        r.append(r1465)
     return r, q
 
 
 def e_TextContainer(v: Any) -> int:
     a: int = 1
-    k739 = len(v)
-    if 1 <= k739 <= 16:
+    k1482 = len(v)
+    if 1 <= k1482 <= 16:
         a <<= 1
-        a = a << 4 | (k739 - 1)
+        a = a << 4 | (k1482 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k739)
-    for w739 in v:
-        v740 = w739
-        a741 = 1
-        ext742 = 'iviType' in v740 or 'laneStatus' in v740 or 'vehicleCharacteristics' in v740
-        a741 = a741 << 9 | (ext742) << 8 | ('detectionZoneIds' in v740) << 7 | ('direction' in v740) << 6 | ('driverAwarenessZoneIds' in v740) << 5 | ('minimumAwarenessTime' in v740) << 4 | ('applicableLanes' in v740) << 3 | ('layoutId' in v740) << 2 | ('preStoredlayoutId' in v740) << 1 | ('text' in v740)
-        if 'detectionZoneIds' in v740:
-            v743 = v740['detectionZoneIds']
-            a744 = 1
-            k745 = len(v743)
-            if 1 <= k745 <= 8:
-                a744 <<= 1
-                a744 = a744 << 3 | (k745 - 1)
+        a = _rt.ld(a << 1 | 1, k1482)
+    for w1482 in v:
+        a1534 = 1
+        ext1535 = 'iviType' in w1482 or 'laneStatus' in w1482 or 'vehicleCharacteristics' in w1482
+        a1534 = a1534 << 9 | (256 if ext1535 else 0) | (128 if 'detectionZoneIds' in w1482 else 0) | (64 if 'direction' in w1482 else 0) | (32 if 'driverAwarenessZoneIds' in w1482 else 0) | (16 if 'minimumAwarenessTime' in w1482 else 0) | (8 if 'applicableLanes' in w1482 else 0) | (4 if 'layoutId' in w1482 else 0) | (2 if 'preStoredlayoutId' in w1482 else 0) | ('text' in w1482)
+        if 'detectionZoneIds' in w1482:
+            v1536 = w1482['detectionZoneIds']
+            k1537 = len(v1536)
+            if 1 <= k1537 <= 8:
+                a1534 <<= 1
+                a1534 = a1534 << 3 | (k1537 - 1)
             else:
-                a744 = _rt.ld(a744 << 1 | 1, k745)
-            for w745 in v743:
-                w746 = w745
-                if 1 <= w746 <= 32:
-                    a744 = a744 << 6 | (w746 - 1)
+                a1534 = _rt.ld(a1534 << 1 | 1, k1537)
+            for w1537 in v1536:
+                w1538 = w1537
+                if 1 <= w1538 <= 32:
+                    a1534 = a1534 << 6 | (w1538 - 1)
                 else:
-                    a744 = _rt.uwn(a744 << 1 | 1, w746)
-            a741 = ((a741 - 1) << (a744.bit_length() - 1)) + a744
-        v747 = v740['relevanceZoneIds']
-        a748 = 1
-        k749 = len(v747)
-        if 1 <= k749 <= 8:
-            a748 <<= 1
-            a748 = a748 << 3 | (k749 - 1)
+                    a1534 = _rt.uwn(a1534 << 1 | 1, w1538)
+        v1539 = w1482['relevanceZoneIds']
+        a1540 = 1
+        k1541 = len(v1539)
+        if 1 <= k1541 <= 8:
+            a1540 <<= 1
+            a1540 = a1540 << 3 | (k1541 - 1)
         else:
-            a748 = _rt.ld(a748 << 1 | 1, k749)
-        for w749 in v747:
-            w750 = w749
-            if 1 <= w750 <= 32:
-                a748 = a748 << 6 | (w750 - 1)
+            a1540 = _rt.ld(a1540 << 1 | 1, k1541)
+        for w1541 in v1539:
+            w1542 = w1541
+            if 1 <= w1542 <= 32:
+                a1540 = a1540 << 6 | (w1542 - 1)
             else:
-                a748 = _rt.uwn(a748 << 1 | 1, w750)
-        a741 = ((a741 - 1) << (a748.bit_length() - 1)) + a748
-        if 'direction' in v740:
-            a741 = a741 << 2 | v740['direction']
-        if 'driverAwarenessZoneIds' in v740:
-            v751 = v740['driverAwarenessZoneIds']
-            a752 = 1
-            k753 = len(v751)
-            if 1 <= k753 <= 8:
-                a752 <<= 1
-                a752 = a752 << 3 | (k753 - 1)
+                a1540 = _rt.uwn(a1540 << 1 | 1, w1542)
+        a1534 = ((a1534 - 1) << (a1540.bit_length() - 1)) + a1540
+        if 'direction' in w1482:
+            a1534 = a1534 << 2 | w1482['direction']
+        if 'driverAwarenessZoneIds' in w1482:
+            v1544 = w1482['driverAwarenessZoneIds']
+            a1545 = 1
+            k1546 = len(v1544)
+            if 1 <= k1546 <= 8:
+                a1545 <<= 1
+                a1545 = a1545 << 3 | (k1546 - 1)
             else:
-                a752 = _rt.ld(a752 << 1 | 1, k753)
-            for w753 in v751:
-                w754 = w753
-                if 1 <= w754 <= 32:
-                    a752 = a752 << 6 | (w754 - 1)
+                a1545 = _rt.ld(a1545 << 1 | 1, k1546)
+            for w1546 in v1544:
+                w1547 = w1546
+                if 1 <= w1547 <= 32:
+                    a1545 = a1545 << 6 | (w1547 - 1)
                 else:
-                    a752 = _rt.uwn(a752 << 1 | 1, w754)
-            a741 = ((a741 - 1) << (a752.bit_length() - 1)) + a752
-        if 'minimumAwarenessTime' in v740:
-            a741 = a741 << 8 | v740['minimumAwarenessTime']
-        if 'applicableLanes' in v740:
-            v755 = v740['applicableLanes']
-            a756 = 1
-            k757 = len(v755)
-            if 1 <= k757 <= 8:
-                a756 <<= 1
-                a756 = a756 << 3 | (k757 - 1)
+                    a1545 = _rt.uwn(a1545 << 1 | 1, w1547)
+            a1534 = ((a1534 - 1) << (a1545.bit_length() - 1)) + a1545
+        if 'minimumAwarenessTime' in w1482:
+            a1534 = a1534 << 8 | w1482['minimumAwarenessTime']
+        if 'applicableLanes' in w1482:
+            v1549 = w1482['applicableLanes']
+            a1550 = 1
+            k1551 = len(v1549)
+            if 1 <= k1551 <= 8:
+                a1550 <<= 1
+                a1550 = a1550 << 3 | (k1551 - 1)
             else:
-                a756 = _rt.ld(a756 << 1 | 1, k757)
-            for w757 in v755:
-                a756 = a756 << 4 | (w757 + 1)
-            a741 = ((a741 - 1) << (a756.bit_length() - 1)) + a756
-        if 'layoutId' in v740:
-            w758 = v740['layoutId']
-            if 1 <= w758 <= 4:
-                a741 = a741 << 3 | (w758 - 1)
+                a1550 = _rt.ld(a1550 << 1 | 1, k1551)
+            for w1551 in v1549:
+                a1550 = a1550 << 4 | (w1551 + 1)
+            a1534 = ((a1534 - 1) << (a1550.bit_length() - 1)) + a1550
+        if 'layoutId' in w1482:
+            w1553 = w1482['layoutId']
+            if 1 <= w1553 <= 4:
+                a1534 = a1534 << 3 | (w1553 - 1)
             else:
-                a741 = _rt.uwn(a741 << 1 | 1, w758)
-        if 'preStoredlayoutId' in v740:
-            w759 = v740['preStoredlayoutId']
-            if 1 <= w759 <= 64:
-                a741 = a741 << 7 | (w759 - 1)
+                a1534 = _rt.uwn(a1534 << 1 | 1, w1553)
+        if 'preStoredlayoutId' in w1482:
+            w1555 = w1482['preStoredlayoutId']
+            if 1 <= w1555 <= 64:
+                a1534 = a1534 << 7 | (w1555 - 1)
             else:
-                a741 = _rt.uwn(a741 << 1 | 1, w759)
-        if 'text' in v740:
-            v760 = v740['text']
-            a761 = 1
-            k762 = len(v760)
-            if 1 <= k762 <= 4:
-                a761 <<= 1
-                a761 = a761 << 2 | (k762 - 1)
+                a1534 = _rt.uwn(a1534 << 1 | 1, w1555)
+        if 'text' in w1482:
+            v1556 = w1482['text']
+            a1557 = 1
+            k1558 = len(v1556)
+            if 1 <= k1558 <= 4:
+                a1557 <<= 1
+                a1557 = a1557 << 2 | (k1558 - 1)
             else:
-                a761 = _rt.ld(a761 << 1 | 1, k762)
-            for w762 in v760:
-                v763 = w762
-                a764 = 1
-                a764 = a764 << 1 | ('layoutComponentId' in v763)
-                if 'layoutComponentId' in v763:
-                    w766 = v763['layoutComponentId']
-                    if 1 <= w766 <= 4:
-                        a764 = a764 << 3 | (w766 - 1)
+                a1557 = _rt.ld(a1557 << 1 | 1, k1558)
+            for w1558 in v1556:
+                a1566 = 1
+                a1566 = a1566 << 1 | ('layoutComponentId' in w1558)
+                if 'layoutComponentId' in w1558:
+                    w1569 = w1558['layoutComponentId']
+                    if 1 <= w1569 <= 4:
+                        a1566 = a1566 << 3 | (w1569 - 1)
                     else:
-                        a764 = _rt.uwn(a764 << 1 | 1, w766)
-                d767, k768 = v763['language']
-                a764 = a764 << k768 | int.from_bytes(d767, 'big') >> (8 * len(d767) - k768)
-                a764 = _rt.octets(a764, v763['textContent'].encode('utf-8'))
-                a761 = ((a761 - 1) << (a764.bit_length() - 1)) + a764
-            a741 = ((a741 - 1) << (a761.bit_length() - 1)) + a761
-        d769 = v740['data']
-        a741 = _rt.octets(a741, d769)
-        if ext742:
-            subs742, present742 = [], 0
-            if 'iviType' in v740 or 'laneStatus' in v740 or 'vehicleCharacteristics' in v740:
-                s742 = 1 << 2 | ('laneStatus' in v740) << 1 | ('vehicleCharacteristics' in v740) << 0
-                s742 = s742 << 3 | v740['iviType']
-                if 'laneStatus' in v740:
-                    w770 = v740['laneStatus']
-                    if 0 <= w770 <= 7:
-                        s742 = s742 << 4 | w770
+                        a1566 = _rt.uwn(a1566 << 1 | 1, w1569)
+                d1571, k1572 = w1558['language']
+                a1566 = a1566 << k1572 | int.from_bytes(d1571, 'big') >> (8 * len(d1571) - k1572)
+                a1566 = _rt.octets(a1566, w1558['textContent'].encode('utf-8'))
+                a1557 = ((a1557 - 1) << (a1566.bit_length() - 1)) + a1566
+            a1534 = ((a1534 - 1) << (a1557.bit_length() - 1)) + a1557
+        d1575 = w1482['data']
+        a1534 = _rt.octets(a1534, d1575)
+        if ext1535:
+            subs1535, present1535 = [], 0
+            if 'iviType' in w1482 or 'laneStatus' in w1482 or 'vehicleCharacteristics' in w1482:
+                s1535 = 1 << 2 | ('laneStatus' in w1482) << 1 | ('vehicleCharacteristics' in w1482) << 0
+                s1535 = s1535 << 3 | w1482['iviType']
+                if 'laneStatus' in w1482:
+                    w1578 = w1482['laneStatus']
+                    if 0 <= w1578 <= 7:
+                        s1535 = s1535 << 4 | w1578
                     else:
-                        s742 = _rt.uwn(s742 << 1 | 1, w770)
-                if 'vehicleCharacteristics' in v740:
-                    v771 = v740['vehicleCharacteristics']
-                    a772 = 1
-                    k773 = len(v771)
-                    if 1 <= k773 <= 8:
-                        a772 <<= 1
-                        a772 = a772 << 3 | (k773 - 1)
+                        s1535 = _rt.uwn(s1535 << 1 | 1, w1578)
+                if 'vehicleCharacteristics' in w1482:
+                    v1579 = w1482['vehicleCharacteristics']
+                    k1580 = len(v1579)
+                    if 1 <= k1580 <= 8:
+                        s1535 <<= 1
+                        s1535 = s1535 << 3 | (k1580 - 1)
                     else:
-                        a772 = _rt.ld(a772 << 1 | 1, k773)
-                    for w773 in v771:
-                        v774 = w773
-                        a775 = 1
-                        a775 = a775 << 3 | ('tractor' in v774) << 2 | ('trailer' in v774) << 1 | ('train' in v774)
-                        if 'tractor' in v774:
-                            s_ = e_TractorCharacteristics(v774['tractor'])
-                            a775 = ((a775 - 1) << (s_.bit_length() - 1)) + s_
-                        if 'trailer' in v774:
-                            s_ = e_TrailerCharacteristicsList(v774['trailer'])
-                            a775 = ((a775 - 1) << (s_.bit_length() - 1)) + s_
-                        if 'train' in v774:
-                            s_ = e_TrainCharacteristics(v774['train'])
-                            a775 = ((a775 - 1) << (s_.bit_length() - 1)) + s_
-                        a772 = ((a772 - 1) << (a775.bit_length() - 1)) + a775
-                    s742 = ((s742 - 1) << (a772.bit_length() - 1)) + a772
-                subs742.append(s742)
-                present742 |= 1
-            a741 = _rt.additions(a741, 1, present742, subs742)
-        a = ((a - 1) << (a741.bit_length() - 1)) + a741
+                        s1535 = _rt.ld(s1535 << 1 | 1, k1580)
+                    for w1580 in v1579:
+                        s1535 = s1535 << 3 | (4 if 'tractor' in w1580 else 0) | (2 if 'trailer' in w1580 else 0) | ('train' in w1580)
+                        if 'tractor' in w1580:
+                            s_ = e_TractorCharacteristics(w1580['tractor'])
+                            s1535 = ((s1535 - 1) << (s_.bit_length() - 1)) + s_
+                        if 'trailer' in w1580:
+                            s_ = e_TrailerCharacteristicsList(w1580['trailer'])
+                            s1535 = ((s1535 - 1) << (s_.bit_length() - 1)) + s_
+                        if 'train' in w1580:
+                            s_ = e_TrainCharacteristics(w1580['train'])
+                            s1535 = ((s1535 - 1) << (s_.bit_length() - 1)) + s_
+                subs1535.append(s1535)
+                present1535 |= 1
+            a1534 = _rt.additions(a1534, 1, present1535, subs1535)
+        a = ((a - 1) << (a1534.bit_length() - 1)) + a1534
     return a
 
 def d_TextContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k777, q = _rt.read_ld(x, q)
+        k1585, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k777 = ((x >> q) & 15) + 1
+        k1585 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k777):
-        r778: dict[str, Any] = {}
+    for _ in range(k1585):
+        x &= (1 << q) - 1
+        r1586: dict[str, Any] = {}
         q -= 9
-        h779 = (x >> q) & 511
-        if h779 & 128:
+        h1587 = (x >> q) & 511
+        if h1587 & 128:
             q -= 1
             if (x >> q) & 1:
-                k781, q = _rt.read_ld(x, q)
+                k1589, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k781 = ((x >> q) & 7) + 1
-            r780: list[Any] = []
-            for _ in range(k781):
+                k1589 = ((x >> q) & 7) + 1
+            r1588: list[Any] = []
+            for _ in range(k1589):
                 q -= 1
                 if (x >> q) & 1:
-                    w781, q = _rt.read_uwn(x, q)
+                    w1589, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w781 = ((x >> q) & 31) + 1
-                r780.append(w781)
-            r778['detectionZoneIds'] = r780
+                    w1589 = ((x >> q) & 31) + 1
+                r1588.append(w1589)
+            r1586['detectionZoneIds'] = r1588
         q -= 1
         if (x >> q) & 1:
-            k783, q = _rt.read_ld(x, q)
+            k1591, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k783 = ((x >> q) & 7) + 1
-        r782: list[Any] = []
-        for _ in range(k783):
+            k1591 = ((x >> q) & 7) + 1
+        r1590: list[Any] = []
+        for _ in range(k1591):
             q -= 1
             if (x >> q) & 1:
-                w783, q = _rt.read_uwn(x, q)
+                w1591, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w783 = ((x >> q) & 31) + 1
-            r782.append(w783)
-        r778['relevanceZoneIds'] = r782
-        if h779 & 64:
+                w1591 = ((x >> q) & 31) + 1
+            r1590.append(w1591)
+        r1586['relevanceZoneIds'] = r1590
+        if h1587 & 64:
             q -= 2
-            r778['direction'] = (x >> q) & 3
-        if h779 & 32:
+            r1586['direction'] = (x >> q) & 3
+        if h1587 & 32:
             q -= 1
             if (x >> q) & 1:
-                k785, q = _rt.read_ld(x, q)
+                k1593, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k785 = ((x >> q) & 7) + 1
-            r784: list[Any] = []
-            for _ in range(k785):
+                k1593 = ((x >> q) & 7) + 1
+            r1592: list[Any] = []
+            for _ in range(k1593):
                 q -= 1
                 if (x >> q) & 1:
-                    w785, q = _rt.read_uwn(x, q)
+                    w1593, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w785 = ((x >> q) & 31) + 1
-                r784.append(w785)
-            r778['driverAwarenessZoneIds'] = r784
-        if h779 & 16:
+                    w1593 = ((x >> q) & 31) + 1
+                r1592.append(w1593)
+            r1586['driverAwarenessZoneIds'] = r1592
+        if h1587 & 16:
             q -= 8
-            r778['minimumAwarenessTime'] = (x >> q) & 255
-        if h779 & 8:
+            r1586['minimumAwarenessTime'] = (x >> q) & 255
+        if h1587 & 8:
             q -= 1
             if (x >> q) & 1:
-                k787, q = _rt.read_ld(x, q)
+                k1595, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k787 = ((x >> q) & 7) + 1
-            r786: list[Any] = []
-            for _ in range(k787):
+                k1595 = ((x >> q) & 7) + 1
+            r1594: list[Any] = []
+            for _ in range(k1595):
                 q -= 4
-                w787 = ((x >> q) & 15) - 1
-                r786.append(w787)
-            r778['applicableLanes'] = r786
-        if h779 & 4:
+                w1595 = ((x >> q) & 15) - 1
+                r1594.append(w1595)
+            r1586['applicableLanes'] = r1594
+        if h1587 & 4:
             q -= 1
             if (x >> q) & 1:
-                r778['layoutId'], q = _rt.read_uwn(x, q)
+                r1586['layoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r778['layoutId'] = ((x >> q) & 3) + 1
-        if h779 & 2:
+                r1586['layoutId'] = ((x >> q) & 3) + 1
+        if h1587 & 2:
             q -= 1
             if (x >> q) & 1:
-                r778['preStoredlayoutId'], q = _rt.read_uwn(x, q)
+                r1586['preStoredlayoutId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 6
-                r778['preStoredlayoutId'] = ((x >> q) & 63) + 1
-        if h779 & 1:
+                r1586['preStoredlayoutId'] = ((x >> q) & 63) + 1
+        if h1587 & 1:
             q -= 1
             if (x >> q) & 1:
-                k789, q = _rt.read_ld(x, q)
+                k1597, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k789 = ((x >> q) & 3) + 1
-            r788: list[Any] = []
-            for _ in range(k789):
-                r790: dict[str, Any] = {}
+                k1597 = ((x >> q) & 3) + 1
+            r1596: list[Any] = []
+            for _ in range(k1597):
+                r1598: dict[str, Any] = {}
                 q -= 1
-                h791 = (x >> q) & 1
-                if h791 & 1:
+                h1599 = (x >> q) & 1
+                if h1599 & 1:
                     q -= 1
                     if (x >> q) & 1:
-                        r790['layoutComponentId'], q = _rt.read_uwn(x, q)
+                        r1598['layoutComponentId'], q = _rt.read_uwn(x, q)
                     else:
                         q -= 2
-                        r790['layoutComponentId'] = ((x >> q) & 3) + 1
+                        r1598['layoutComponentId'] = ((x >> q) & 3) + 1
                 q -= 10
-                r790['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-                b793, q = _rt.read_octets(x, q)
-                r790['textContent'] = b793.decode('utf-8')
-                w789 = r790
-                r788.append(w789)
-            r778['text'] = r788
-        r778['data'], q = _rt.read_octets(x, q)
-        if h779 >> 8:
-            n779, q = _rt.read_nsl(x, q)
-            q -= n779
-            bm779 = (x >> q) & ((1 << n779) - 1)
-            for i779 in range(n779):
-                if not (bm779 >> (n779 - 1 - i779)) & 1:
+                r1598['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+                b1601, q = _rt.read_octets(x, q)
+                r1598['textContent'] = b1601.decode('utf-8')
+                r1596.append(r1598)
+            r1586['text'] = r1596
+        r1586['data'], q = _rt.read_octets(x, q)
+        if h1587 >> 8:
+            n1587, q = _rt.read_nsl(x, q)
+            q -= n1587
+            bm1587 = (x >> q) & ((1 << n1587) - 1)
+            for i1587 in range(n1587):
+                if not (bm1587 >> (n1587 - 1 - i1587)) & 1:
                     continue
-                length779, q = _rt.read_ld(x, q)
-                q0779 = q
-                if i779 == 0:
+                length1587, q = _rt.read_ld(x, q)
+                q01587 = q
+                if i1587 == 0:
                     q -= 5
                     t_ = (x >> q) & 31
-                    g779 = (t_ >> 3) & 3
-                    r778['iviType'] = t_ & 7
-                    if g779 & 2:
+                    g1587 = (t_ >> 3) & 3
+                    r1586['iviType'] = t_ & 7
+                    if g1587 & 2:
                         q -= 1
                         if (x >> q) & 1:
-                            r778['laneStatus'], q = _rt.read_uwn(x, q)
+                            r1586['laneStatus'], q = _rt.read_uwn(x, q)
                         else:
                             q -= 3
-                            r778['laneStatus'] = (x >> q) & 7
-                    if g779 & 1:
+                            r1586['laneStatus'] = (x >> q) & 7
+                    if g1587 & 1:
                         q -= 1
                         if (x >> q) & 1:
-                            k795, q = _rt.read_ld(x, q)
+                            k1603, q = _rt.read_ld(x, q)
                         else:
                             q -= 3
-                            k795 = ((x >> q) & 7) + 1
-                        r794: list[Any] = []
-                        for _ in range(k795):
-                            r796: dict[str, Any] = {}
+                            k1603 = ((x >> q) & 7) + 1
+                        r1602: list[Any] = []
+                        for _ in range(k1603):
+                            r1604: dict[str, Any] = {}
                             q -= 3
-                            h797 = (x >> q) & 7
-                            if h797 & 4:
-                                r796['tractor'], q = d_TractorCharacteristics(x, q)
-                            if h797 & 2:
-                                r796['trailer'], q = d_TrailerCharacteristicsList(x, q)
-                            if h797 & 1:
-                                r796['train'], q = d_TrainCharacteristics(x, q)
-                            w795 = r796
-                            r794.append(w795)
-                        r778['vehicleCharacteristics'] = r794
+                            h1605 = (x >> q) & 7
+                            if h1605 & 4:
+                                r1604['tractor'], q = d_TractorCharacteristics(x, q)
+                            if h1605 & 2:
+                                r1604['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                            if h1605 & 1:
+                                r1604['train'], q = d_TrainCharacteristics(x, q)
+                            r1602.append(r1604)
+                        r1586['vehicleCharacteristics'] = r1602
                 else:
-                    q = _rt.skip(q, length779 << 3)
-                al779 = (q0779 - q) % 8
-                if al779:
-                    q = _rt.skip(q, 8 - al779)
-        w777 = r778
-        r.append(w777)
+                    q = _rt.skip(q, length1587 << 3)
+                al1587 = (q01587 - q) % 8
+                if al1587:
+                    q = _rt.skip(q, 8 - al1587)
+        r.append(r1586)
     return r, q
 
 
 def e_LayoutContainer(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('height' in v) << 1 | ('width' in v)
-    w799 = v['layoutId']
-    if 1 <= w799 <= 4:
-        a = a << 3 | (w799 - 1)
+    a = a << 3 | (2 if 'height' in v else 0) | ('width' in v)
+    w1608 = v['layoutId']
+    if 1 <= w1608 <= 4:
+        a = a << 3 | (w1608 - 1)
     else:
-        a = _rt.uwn(a << 1 | 1, w799)
+        a = _rt.uwn(a << 1 | 1, w1608)
     if 'height' in v:
         a = a << 6 | (v['height'] - 10)
     if 'width' in v:
         a = a << 8 | (v['width'] - 10)
-    v800 = v['layoutComponents']
-    a801 = 1
-    k802 = len(v800)
-    if 1 <= k802 <= 4:
-        a801 <<= 1
-        a801 = a801 << 2 | (k802 - 1)
+    v1611 = v['layoutComponents']
+    k1612 = len(v1611)
+    if 1 <= k1612 <= 4:
+        a <<= 1
+        a = a << 2 | (k1612 - 1)
     else:
-        a801 = _rt.ld(a801 << 1 | 1, k802)
-    for w802 in v800:
-        v803 = w802
-        a804 = 1
-        w806 = v803['layoutComponentId']
-        if 1 <= w806 <= 8:
-            a804 = a804 << 4 | (w806 - 1)
+        a = _rt.ld(a << 1 | 1, k1612)
+    for w1612 in v1611:
+        a1621 = 1
+        w1624 = w1612['layoutComponentId']
+        if 1 <= w1624 <= 8:
+            a1621 = a1621 << 4 | (w1624 - 1)
         else:
-            a804 = _rt.uwn(a804 << 1 | 1, w806)
-        a804 = a804 << 29 | ((v803['height'] - 10)) << 23 | ((v803['width'] - 10)) << 15 | ((v803['x'] - 10)) << 7 | ((v803['y'] - 10)) << 1 | (v803['textScripting'])
-        a801 = ((a801 - 1) << (a804.bit_length() - 1)) + a804
-    a = ((a - 1) << (a801.bit_length() - 1)) + a801
+            a1621 = _rt.uwn(a1621 << 1 | 1, w1624)
+        a1621 = a1621 << 29 | ((w1612['height'] - 10)) << 23 | ((w1612['width'] - 10)) << 15 | ((w1612['x'] - 10)) << 7 | ((w1612['y'] - 10)) << 1 | (w1612['textScripting'])
+        a = ((a - 1) << (a1621.bit_length() - 1)) + a1621
     return a
 
 def d_LayoutContainer(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h807 = (x >> q) & 7
+    h1630 = (x >> q) & 7
     q -= 1
     if (x >> q) & 1:
         r['layoutId'], q = _rt.read_uwn(x, q)
     else:
         q -= 2
         r['layoutId'] = ((x >> q) & 3) + 1
-    if h807 & 2:
+    if h1630 & 2:
         q -= 6
         r['height'] = ((x >> q) & 63) + 10
-    if h807 & 1:
+    if h1630 & 1:
         q -= 8
         r['width'] = ((x >> q) & 255) + 10
     q -= 1
     if (x >> q) & 1:
-        k809, q = _rt.read_ld(x, q)
+        k1632, q = _rt.read_ld(x, q)
     else:
         q -= 2
-        k809 = ((x >> q) & 3) + 1
-    r808: list[Any] = []
-    for _ in range(k809):
-        r810: dict[str, Any] = {}
+        k1632 = ((x >> q) & 3) + 1
+    r1631: list[Any] = []
+    for _ in range(k1632):
+        x &= (1 << q) - 1
+        r1633: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            r810['layoutComponentId'], q = _rt.read_uwn(x, q)
+            r1633['layoutComponentId'], q = _rt.read_uwn(x, q)
         else:
             q -= 3
-            r810['layoutComponentId'] = ((x >> q) & 7) + 1
+            r1633['layoutComponentId'] = ((x >> q) & 7) + 1
         q -= 29
         t_ = (x >> q) & 536870911
-        r810['height'] = ((t_ >> 23) & 63) + 10
-        r810['width'] = ((t_ >> 15) & 255) + 10
-        r810['x'] = ((t_ >> 7) & 255) + 10
-        r810['y'] = ((t_ >> 1) & 63) + 10
-        r810['textScripting'] = t_ & 1
-        w809 = r810
-        r808.append(w809)
-    r['layoutComponents'] = r808
-    if h807 >> 2:
+        r1633['height'] = ((t_ >> 23) & 63) + 10
+        r1633['width'] = ((t_ >> 15) & 255) + 10
+        r1633['x'] = ((t_ >> 7) & 255) + 10
+        r1633['y'] = ((t_ >> 1) & 63) + 10
+        r1633['textScripting'] = t_ & 1
+        r1631.append(r1633)
+    r['layoutComponents'] = r1631
+    if h1630 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_AutomatedVehicleContainer(v: Any) -> int:
     a: int = 1
-    k812 = len(v)
-    if 1 <= k812 <= 16:
+    k1635 = len(v)
+    if 1 <= k1635 <= 16:
         a <<= 1
-        a = a << 4 | (k812 - 1)
+        a = a << 4 | (k1635 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k812)
-    for w812 in v:
-        v813 = w812
-        a814 = 1
-        a814 = a814 << 7 | ('detectionZoneIds' in v813) << 5 | ('direction' in v813) << 4 | ('applicableLanes' in v813) << 3 | ('vehicleCharacteristics' in v813) << 2 | ('automatedVehicleRules' in v813) << 1 | ('platooningRules' in v813)
-        if 'detectionZoneIds' in v813:
-            v816 = v813['detectionZoneIds']
-            a817 = 1
-            k818 = len(v816)
-            if 1 <= k818 <= 8:
-                a817 <<= 1
-                a817 = a817 << 3 | (k818 - 1)
+        a = _rt.ld(a << 1 | 1, k1635)
+    for w1635 in v:
+        a = a << 7 | (32 if 'detectionZoneIds' in w1635 else 0) | (16 if 'direction' in w1635 else 0) | (8 if 'applicableLanes' in w1635 else 0) | (4 if 'vehicleCharacteristics' in w1635 else 0) | (2 if 'automatedVehicleRules' in w1635 else 0) | ('platooningRules' in w1635)
+        if 'detectionZoneIds' in w1635:
+            v1637 = w1635['detectionZoneIds']
+            a1638 = 1
+            k1639 = len(v1637)
+            if 1 <= k1639 <= 8:
+                a1638 <<= 1
+                a1638 = a1638 << 3 | (k1639 - 1)
             else:
-                a817 = _rt.ld(a817 << 1 | 1, k818)
-            for w818 in v816:
-                w819 = w818
-                if 1 <= w819 <= 32:
-                    a817 = a817 << 6 | (w819 - 1)
+                a1638 = _rt.ld(a1638 << 1 | 1, k1639)
+            for w1639 in v1637:
+                w1640 = w1639
+                if 1 <= w1640 <= 32:
+                    a1638 = a1638 << 6 | (w1640 - 1)
                 else:
-                    a817 = _rt.uwn(a817 << 1 | 1, w819)
-            a814 = ((a814 - 1) << (a817.bit_length() - 1)) + a817
-        v820 = v813['relevanceZoneIds']
-        a821 = 1
-        k822 = len(v820)
-        if 1 <= k822 <= 8:
-            a821 <<= 1
-            a821 = a821 << 3 | (k822 - 1)
+                    a1638 = _rt.uwn(a1638 << 1 | 1, w1640)
+            a = ((a - 1) << (a1638.bit_length() - 1)) + a1638
+        v1641 = w1635['relevanceZoneIds']
+        a1642 = 1
+        k1643 = len(v1641)
+        if 1 <= k1643 <= 8:
+            a1642 <<= 1
+            a1642 = a1642 << 3 | (k1643 - 1)
         else:
-            a821 = _rt.ld(a821 << 1 | 1, k822)
-        for w822 in v820:
-            w823 = w822
-            if 1 <= w823 <= 32:
-                a821 = a821 << 6 | (w823 - 1)
+            a1642 = _rt.ld(a1642 << 1 | 1, k1643)
+        for w1643 in v1641:
+            w1644 = w1643
+            if 1 <= w1644 <= 32:
+                a1642 = a1642 << 6 | (w1644 - 1)
             else:
-                a821 = _rt.uwn(a821 << 1 | 1, w823)
-        a814 = ((a814 - 1) << (a821.bit_length() - 1)) + a821
-        if 'direction' in v813:
-            a814 = a814 << 2 | v813['direction']
-        if 'applicableLanes' in v813:
-            v824 = v813['applicableLanes']
-            a825 = 1
-            k826 = len(v824)
-            if 1 <= k826 <= 8:
-                a825 <<= 1
-                a825 = a825 << 3 | (k826 - 1)
+                a1642 = _rt.uwn(a1642 << 1 | 1, w1644)
+        a = ((a - 1) << (a1642.bit_length() - 1)) + a1642
+        if 'direction' in w1635:
+            a = a << 2 | w1635['direction']
+        if 'applicableLanes' in w1635:
+            v1646 = w1635['applicableLanes']
+            a1647 = 1
+            k1648 = len(v1646)
+            if 1 <= k1648 <= 8:
+                a1647 <<= 1
+                a1647 = a1647 << 3 | (k1648 - 1)
             else:
-                a825 = _rt.ld(a825 << 1 | 1, k826)
-            for w826 in v824:
-                a825 = a825 << 4 | (w826 + 1)
-            a814 = ((a814 - 1) << (a825.bit_length() - 1)) + a825
-        if 'vehicleCharacteristics' in v813:
-            v827 = v813['vehicleCharacteristics']
-            a828 = 1
-            k829 = len(v827)
-            if 1 <= k829 <= 8:
-                a828 <<= 1
-                a828 = a828 << 3 | (k829 - 1)
+                a1647 = _rt.ld(a1647 << 1 | 1, k1648)
+            for w1648 in v1646:
+                a1647 = a1647 << 4 | (w1648 + 1)
+            a = ((a - 1) << (a1647.bit_length() - 1)) + a1647
+        if 'vehicleCharacteristics' in w1635:
+            v1649 = w1635['vehicleCharacteristics']
+            a1650 = 1
+            k1651 = len(v1649)
+            if 1 <= k1651 <= 8:
+                a1650 <<= 1
+                a1650 = a1650 << 3 | (k1651 - 1)
             else:
-                a828 = _rt.ld(a828 << 1 | 1, k829)
-            for w829 in v827:
-                v830 = w829
-                a831 = 1
-                a831 = a831 << 3 | ('tractor' in v830) << 2 | ('trailer' in v830) << 1 | ('train' in v830)
-                if 'tractor' in v830:
-                    s_ = e_TractorCharacteristics(v830['tractor'])
-                    a831 = ((a831 - 1) << (s_.bit_length() - 1)) + s_
-                if 'trailer' in v830:
-                    s_ = e_TrailerCharacteristicsList(v830['trailer'])
-                    a831 = ((a831 - 1) << (s_.bit_length() - 1)) + s_
-                if 'train' in v830:
-                    s_ = e_TrainCharacteristics(v830['train'])
-                    a831 = ((a831 - 1) << (s_.bit_length() - 1)) + s_
-                a828 = ((a828 - 1) << (a831.bit_length() - 1)) + a831
-            a814 = ((a814 - 1) << (a828.bit_length() - 1)) + a828
-        if 'automatedVehicleRules' in v813:
-            v833 = v813['automatedVehicleRules']
-            a834 = 1
-            k835 = len(v833)
-            a834 = a834 << 3 | (k835 - 1)
-            for w835 in v833:
-                v836 = w835
-                a837 = 1
-                a837 = a837 << 10 | (('minGapBetweenVehicles' in v836) << 6 | ('recGapBetweenVehicles' in v836) << 5 | ('automatedVehicleMaxSpeedLimit' in v836) << 4 | ('automatedVehicleMinSpeedLimit' in v836) << 3 | ('automatedVehicleSpeedRecommendation' in v836) << 2 | ('roadSignCodes' in v836) << 1 | ('extraText' in v836)) << 2 | (v836['priority'])
-                s_ = e_SaeAutomationLevels(v836['allowedSaeAutomationLevels'])
-                a837 = ((a837 - 1) << (s_.bit_length() - 1)) + s_
-                if 'minGapBetweenVehicles' in v836:
-                    a837 = a837 << 8 | v836['minGapBetweenVehicles']
-                if 'recGapBetweenVehicles' in v836:
-                    a837 = a837 << 8 | v836['recGapBetweenVehicles']
-                if 'automatedVehicleMaxSpeedLimit' in v836:
-                    a837 = a837 << 14 | v836['automatedVehicleMaxSpeedLimit']
-                if 'automatedVehicleMinSpeedLimit' in v836:
-                    a837 = a837 << 14 | v836['automatedVehicleMinSpeedLimit']
-                if 'automatedVehicleSpeedRecommendation' in v836:
-                    a837 = a837 << 14 | v836['automatedVehicleSpeedRecommendation']
-                if 'roadSignCodes' in v836:
-                    s_ = e_RoadSignCodes(v836['roadSignCodes'])
-                    a837 = ((a837 - 1) << (s_.bit_length() - 1)) + s_
-                if 'extraText' in v836:
-                    s_ = e_ConstraintTextLines2(v836['extraText'])
-                    a837 = ((a837 - 1) << (s_.bit_length() - 1)) + s_
-                a834 = ((a834 - 1) << (a837.bit_length() - 1)) + a837
-            a814 = ((a814 - 1) << (a834.bit_length() - 1)) + a834
-        if 'platooningRules' in v813:
-            v839 = v813['platooningRules']
-            a840 = 1
-            k841 = len(v839)
-            a840 = a840 << 3 | (k841 - 1)
-            for w841 in v839:
-                v842 = w841
-                a843 = 1
-                a843 = a843 << 11 | (('maxNoOfVehicles' in v842) << 7 | ('maxLenghtOfPlatoon' in v842) << 6 | ('minGapBetweenVehicles' in v842) << 5 | ('platoonMaxSpeedLimit' in v842) << 4 | ('platoonMinSpeedLimit' in v842) << 3 | ('platoonSpeedRecommendation' in v842) << 2 | ('roadSignCodes' in v842) << 1 | ('extraText' in v842)) << 2 | (v842['priority'])
-                s_ = e_SaeAutomationLevels(v842['allowedSaeAutomationLevels'])
-                a843 = ((a843 - 1) << (s_.bit_length() - 1)) + s_
-                if 'maxNoOfVehicles' in v842:
-                    a843 = a843 << 6 | (v842['maxNoOfVehicles'] - 2)
-                if 'maxLenghtOfPlatoon' in v842:
-                    a843 = a843 << 6 | (v842['maxLenghtOfPlatoon'] - 1)
-                if 'minGapBetweenVehicles' in v842:
-                    a843 = a843 << 8 | v842['minGapBetweenVehicles']
-                if 'platoonMaxSpeedLimit' in v842:
-                    a843 = a843 << 14 | v842['platoonMaxSpeedLimit']
-                if 'platoonMinSpeedLimit' in v842:
-                    a843 = a843 << 14 | v842['platoonMinSpeedLimit']
-                if 'platoonSpeedRecommendation' in v842:
-                    a843 = a843 << 14 | v842['platoonSpeedRecommendation']
-                if 'roadSignCodes' in v842:
-                    s_ = e_RoadSignCodes(v842['roadSignCodes'])
-                    a843 = ((a843 - 1) << (s_.bit_length() - 1)) + s_
-                if 'extraText' in v842:
-                    s_ = e_ConstraintTextLines2(v842['extraText'])
-                    a843 = ((a843 - 1) << (s_.bit_length() - 1)) + s_
-                a840 = ((a840 - 1) << (a843.bit_length() - 1)) + a843
-            a814 = ((a814 - 1) << (a840.bit_length() - 1)) + a840
-        a = ((a - 1) << (a814.bit_length() - 1)) + a814
+                a1650 = _rt.ld(a1650 << 1 | 1, k1651)
+            for w1651 in v1649:
+                a1650 = a1650 << 3 | (4 if 'tractor' in w1651 else 0) | (2 if 'trailer' in w1651 else 0) | ('train' in w1651)
+                if 'tractor' in w1651:
+                    s_ = e_TractorCharacteristics(w1651['tractor'])
+                    a1650 = ((a1650 - 1) << (s_.bit_length() - 1)) + s_
+                if 'trailer' in w1651:
+                    s_ = e_TrailerCharacteristicsList(w1651['trailer'])
+                    a1650 = ((a1650 - 1) << (s_.bit_length() - 1)) + s_
+                if 'train' in w1651:
+                    s_ = e_TrainCharacteristics(w1651['train'])
+                    a1650 = ((a1650 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1650.bit_length() - 1)) + a1650
+        if 'automatedVehicleRules' in w1635:
+            v1656 = w1635['automatedVehicleRules']
+            a1657 = 1
+            k1658 = len(v1656)
+            a1657 = a1657 << 3 | (k1658 - 1)
+            for w1658 in v1656:
+                a1669 = 1
+                a1669 = a1669 << 10 | ((64 if 'minGapBetweenVehicles' in w1658 else 0) | (32 if 'recGapBetweenVehicles' in w1658 else 0) | (16 if 'automatedVehicleMaxSpeedLimit' in w1658 else 0) | (8 if 'automatedVehicleMinSpeedLimit' in w1658 else 0) | (4 if 'automatedVehicleSpeedRecommendation' in w1658 else 0) | (2 if 'roadSignCodes' in w1658 else 0) | ('extraText' in w1658)) << 2 | (w1658['priority'])
+                s_ = e_SaeAutomationLevels(w1658['allowedSaeAutomationLevels'])
+                a1669 = ((a1669 - 1) << (s_.bit_length() - 1)) + s_
+                if 'minGapBetweenVehicles' in w1658:
+                    a1669 = a1669 << 8 | w1658['minGapBetweenVehicles']
+                if 'recGapBetweenVehicles' in w1658:
+                    a1669 = a1669 << 8 | w1658['recGapBetweenVehicles']
+                if 'automatedVehicleMaxSpeedLimit' in w1658:
+                    a1669 = a1669 << 14 | w1658['automatedVehicleMaxSpeedLimit']
+                if 'automatedVehicleMinSpeedLimit' in w1658:
+                    a1669 = a1669 << 14 | w1658['automatedVehicleMinSpeedLimit']
+                if 'automatedVehicleSpeedRecommendation' in w1658:
+                    a1669 = a1669 << 14 | w1658['automatedVehicleSpeedRecommendation']
+                if 'roadSignCodes' in w1658:
+                    s_ = e_RoadSignCodes(w1658['roadSignCodes'])
+                    a1669 = ((a1669 - 1) << (s_.bit_length() - 1)) + s_
+                if 'extraText' in w1658:
+                    s_ = e_ConstraintTextLines2(w1658['extraText'])
+                    a1669 = ((a1669 - 1) << (s_.bit_length() - 1)) + s_
+                a1657 = ((a1657 - 1) << (a1669.bit_length() - 1)) + a1669
+            a = ((a - 1) << (a1657.bit_length() - 1)) + a1657
+        if 'platooningRules' in w1635:
+            v1680 = w1635['platooningRules']
+            a1681 = 1
+            k1682 = len(v1680)
+            a1681 = a1681 << 3 | (k1682 - 1)
+            for w1682 in v1680:
+                a1694 = 1
+                a1694 = a1694 << 11 | ((128 if 'maxNoOfVehicles' in w1682 else 0) | (64 if 'maxLenghtOfPlatoon' in w1682 else 0) | (32 if 'minGapBetweenVehicles' in w1682 else 0) | (16 if 'platoonMaxSpeedLimit' in w1682 else 0) | (8 if 'platoonMinSpeedLimit' in w1682 else 0) | (4 if 'platoonSpeedRecommendation' in w1682 else 0) | (2 if 'roadSignCodes' in w1682 else 0) | ('extraText' in w1682)) << 2 | (w1682['priority'])
+                s_ = e_SaeAutomationLevels(w1682['allowedSaeAutomationLevels'])
+                a1694 = ((a1694 - 1) << (s_.bit_length() - 1)) + s_
+                if 'maxNoOfVehicles' in w1682:
+                    a1694 = a1694 << 6 | (w1682['maxNoOfVehicles'] - 2)
+                if 'maxLenghtOfPlatoon' in w1682:
+                    a1694 = a1694 << 6 | (w1682['maxLenghtOfPlatoon'] - 1)
+                if 'minGapBetweenVehicles' in w1682:
+                    a1694 = a1694 << 8 | w1682['minGapBetweenVehicles']
+                if 'platoonMaxSpeedLimit' in w1682:
+                    a1694 = a1694 << 14 | w1682['platoonMaxSpeedLimit']
+                if 'platoonMinSpeedLimit' in w1682:
+                    a1694 = a1694 << 14 | w1682['platoonMinSpeedLimit']
+                if 'platoonSpeedRecommendation' in w1682:
+                    a1694 = a1694 << 14 | w1682['platoonSpeedRecommendation']
+                if 'roadSignCodes' in w1682:
+                    s_ = e_RoadSignCodes(w1682['roadSignCodes'])
+                    a1694 = ((a1694 - 1) << (s_.bit_length() - 1)) + s_
+                if 'extraText' in w1682:
+                    s_ = e_ConstraintTextLines2(w1682['extraText'])
+                    a1694 = ((a1694 - 1) << (s_.bit_length() - 1)) + s_
+                a1681 = ((a1681 - 1) << (a1694.bit_length() - 1)) + a1694
+            a = ((a - 1) << (a1681.bit_length() - 1)) + a1681
     return a
 
 def d_AutomatedVehicleContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k845, q = _rt.read_ld(x, q)
+        k1706, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k845 = ((x >> q) & 15) + 1
+        k1706 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k845):
-        r846: dict[str, Any] = {}
+    for _ in range(k1706):
+        x &= (1 << q) - 1
+        r1707: dict[str, Any] = {}
         q -= 7
-        h847 = (x >> q) & 127
-        if h847 & 32:
+        h1708 = (x >> q) & 127
+        if h1708 & 32:
             q -= 1
             if (x >> q) & 1:
-                k849, q = _rt.read_ld(x, q)
+                k1710, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k849 = ((x >> q) & 7) + 1
-            r848: list[Any] = []
-            for _ in range(k849):
+                k1710 = ((x >> q) & 7) + 1
+            r1709: list[Any] = []
+            for _ in range(k1710):
                 q -= 1
                 if (x >> q) & 1:
-                    w849, q = _rt.read_uwn(x, q)
+                    w1710, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w849 = ((x >> q) & 31) + 1
-                r848.append(w849)
-            r846['detectionZoneIds'] = r848
+                    w1710 = ((x >> q) & 31) + 1
+                r1709.append(w1710)
+            r1707['detectionZoneIds'] = r1709
         q -= 1
         if (x >> q) & 1:
-            k851, q = _rt.read_ld(x, q)
+            k1712, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k851 = ((x >> q) & 7) + 1
-        r850: list[Any] = []
-        for _ in range(k851):
+            k1712 = ((x >> q) & 7) + 1
+        r1711: list[Any] = []
+        for _ in range(k1712):
             q -= 1
             if (x >> q) & 1:
-                w851, q = _rt.read_uwn(x, q)
+                w1712, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w851 = ((x >> q) & 31) + 1
-            r850.append(w851)
-        r846['relevanceZoneIds'] = r850
-        if h847 & 16:
+                w1712 = ((x >> q) & 31) + 1
+            r1711.append(w1712)
+        r1707['relevanceZoneIds'] = r1711
+        if h1708 & 16:
             q -= 2
-            r846['direction'] = (x >> q) & 3
-        if h847 & 8:
+            r1707['direction'] = (x >> q) & 3
+        if h1708 & 8:
             q -= 1
             if (x >> q) & 1:
-                k853, q = _rt.read_ld(x, q)
+                k1714, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k853 = ((x >> q) & 7) + 1
-            r852: list[Any] = []
-            for _ in range(k853):
+                k1714 = ((x >> q) & 7) + 1
+            r1713: list[Any] = []
+            for _ in range(k1714):
                 q -= 4
-                w853 = ((x >> q) & 15) - 1
-                r852.append(w853)
-            r846['applicableLanes'] = r852
-        if h847 & 4:
+                w1714 = ((x >> q) & 15) - 1
+                r1713.append(w1714)
+            r1707['applicableLanes'] = r1713
+        if h1708 & 4:
             q -= 1
             if (x >> q) & 1:
-                k855, q = _rt.read_ld(x, q)
+                k1716, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k855 = ((x >> q) & 7) + 1
-            r854: list[Any] = []
-            for _ in range(k855):
-                r856: dict[str, Any] = {}
+                k1716 = ((x >> q) & 7) + 1
+            r1715: list[Any] = []
+            for _ in range(k1716):
+                r1717: dict[str, Any] = {}
                 q -= 3
-                h857 = (x >> q) & 7
-                if h857 & 4:
-                    r856['tractor'], q = d_TractorCharacteristics(x, q)
-                if h857 & 2:
-                    r856['trailer'], q = d_TrailerCharacteristicsList(x, q)
-                if h857 & 1:
-                    r856['train'], q = d_TrainCharacteristics(x, q)
-                w855 = r856
-                r854.append(w855)
-            r846['vehicleCharacteristics'] = r854
-        if h847 & 2:
+                h1718 = (x >> q) & 7
+                if h1718 & 4:
+                    r1717['tractor'], q = d_TractorCharacteristics(x, q)
+                if h1718 & 2:
+                    r1717['trailer'], q = d_TrailerCharacteristicsList(x, q)
+                if h1718 & 1:
+                    r1717['train'], q = d_TrainCharacteristics(x, q)
+                r1715.append(r1717)
+            r1707['vehicleCharacteristics'] = r1715
+        if h1708 & 2:
             q -= 3
-            k859 = ((x >> q) & 7) + 1
-            r858: list[Any] = []
-            for _ in range(k859):
-                r860: dict[str, Any] = {}
+            k1720 = ((x >> q) & 7) + 1
+            if k1720 > 5:
+                raise _rt.OutOfSchema
+            r1719: list[Any] = []
+            for _ in range(k1720):
+                r1721: dict[str, Any] = {}
                 q -= 10
                 t_ = (x >> q) & 1023
-                h861 = (t_ >> 2) & 255
-                r860['priority'] = t_ & 3
-                r860['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
-                if h861 & 64:
+                h1722 = (t_ >> 2) & 255
+                c1723 = t_ & 3
+                if c1723 > 2:
+                    raise _rt.OutOfSchema
+                r1721['priority'] = c1723
+                r1721['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
+                if h1722 & 64:
                     q -= 8
-                    r860['minGapBetweenVehicles'] = (x >> q) & 255
-                if h861 & 32:
+                    r1721['minGapBetweenVehicles'] = (x >> q) & 255
+                if h1722 & 32:
                     q -= 8
-                    r860['recGapBetweenVehicles'] = (x >> q) & 255
-                if h861 & 16:
+                    r1721['recGapBetweenVehicles'] = (x >> q) & 255
+                if h1722 & 16:
                     q -= 14
-                    r860['automatedVehicleMaxSpeedLimit'] = (x >> q) & 16383
-                if h861 & 8:
+                    r1721['automatedVehicleMaxSpeedLimit'] = (x >> q) & 16383
+                if h1722 & 8:
                     q -= 14
-                    r860['automatedVehicleMinSpeedLimit'] = (x >> q) & 16383
-                if h861 & 4:
+                    r1721['automatedVehicleMinSpeedLimit'] = (x >> q) & 16383
+                if h1722 & 4:
                     q -= 14
-                    r860['automatedVehicleSpeedRecommendation'] = (x >> q) & 16383
-                if h861 & 2:
-                    r860['roadSignCodes'], q = d_RoadSignCodes(x, q)
-                if h861 & 1:
-                    r860['extraText'], q = d_ConstraintTextLines2(x, q)
-                if h861 >> 7:
+                    r1721['automatedVehicleSpeedRecommendation'] = (x >> q) & 16383
+                if h1722 & 2:
+                    r1721['roadSignCodes'], q = d_RoadSignCodes(x, q)
+                if h1722 & 1:
+                    r1721['extraText'], q = d_ConstraintTextLines2(x, q)
+                if h1722 >> 7:
                     q = _rt.skip_additions(x, q)
-                w859 = r860
-                r858.append(w859)
-            r846['automatedVehicleRules'] = r858
-        if h847 & 1:
+                r1719.append(r1721)
+            r1707['automatedVehicleRules'] = r1719
+        if not h1708 & 1:
+            raise _rt.OutOfSchema
+        if h1708 & 1:
             q -= 3
-            k863 = ((x >> q) & 7) + 1
-            r862: list[Any] = []
-            for _ in range(k863):
-                r864: dict[str, Any] = {}
+            k1725 = ((x >> q) & 7) + 1
+            if k1725 > 5:
+                raise _rt.OutOfSchema
+            r1724: list[Any] = []
+            for _ in range(k1725):
+                r1726: dict[str, Any] = {}
                 q -= 11
                 t_ = (x >> q) & 2047
-                h865 = (t_ >> 2) & 511
-                r864['priority'] = t_ & 3
-                r864['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
-                if h865 & 128:
+                h1727 = (t_ >> 2) & 511
+                c1728 = t_ & 3
+                if c1728 > 2:
+                    raise _rt.OutOfSchema
+                r1726['priority'] = c1728
+                r1726['allowedSaeAutomationLevels'], q = d_SaeAutomationLevels(x, q)
+                if h1727 & 128:
                     q -= 6
-                    r864['maxNoOfVehicles'] = ((x >> q) & 63) + 2
-                if h865 & 64:
+                    c1729 = ((x >> q) & 63) + 2
+                    if c1729 > 64:
+                        raise _rt.OutOfSchema
+                    r1726['maxNoOfVehicles'] = c1729
+                if h1727 & 64:
                     q -= 6
-                    r864['maxLenghtOfPlatoon'] = ((x >> q) & 63) + 1
-                if h865 & 32:
+                    r1726['maxLenghtOfPlatoon'] = ((x >> q) & 63) + 1
+                if h1727 & 32:
                     q -= 8
-                    r864['minGapBetweenVehicles'] = (x >> q) & 255
-                if h865 & 16:
+                    r1726['minGapBetweenVehicles'] = (x >> q) & 255
+                if h1727 & 16:
                     q -= 14
-                    r864['platoonMaxSpeedLimit'] = (x >> q) & 16383
-                if h865 & 8:
+                    r1726['platoonMaxSpeedLimit'] = (x >> q) & 16383
+                if h1727 & 8:
                     q -= 14
-                    r864['platoonMinSpeedLimit'] = (x >> q) & 16383
-                if h865 & 4:
+                    r1726['platoonMinSpeedLimit'] = (x >> q) & 16383
+                if h1727 & 4:
                     q -= 14
-                    r864['platoonSpeedRecommendation'] = (x >> q) & 16383
-                if h865 & 2:
-                    r864['roadSignCodes'], q = d_RoadSignCodes(x, q)
-                if h865 & 1:
-                    r864['extraText'], q = d_ConstraintTextLines2(x, q)
-                if h865 >> 8:
+                    r1726['platoonSpeedRecommendation'] = (x >> q) & 16383
+                if h1727 & 2:
+                    r1726['roadSignCodes'], q = d_RoadSignCodes(x, q)
+                if h1727 & 1:
+                    r1726['extraText'], q = d_ConstraintTextLines2(x, q)
+                if h1727 >> 8:
                     q = _rt.skip_additions(x, q)
-                w863 = r864
-                r862.append(w863)
-            r846['platooningRules'] = r862
-        if h847 >> 6:
+                r1724.append(r1726)
+            r1707['platooningRules'] = r1724
+        if h1708 >> 6:
             q = _rt.skip_additions(x, q)
-        w845 = r846
-        r.append(w845)
+        r.append(r1707)
     return r, q
 
 
@@ -4618,37 +4770,32 @@ def e_MapLocationContainer(v: Any) -> int:
     a: int = 1
     s_ = e_MapReference(v['reference'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
-    v867 = v['parts']
-    a868 = 1
-    k869 = len(v867)
-    if 1 <= k869 <= 16:
-        a868 <<= 1
-        a868 = a868 << 4 | (k869 - 1)
+    v1732 = v['parts']
+    k1733 = len(v1732)
+    if 1 <= k1733 <= 16:
+        a <<= 1
+        a = a << 4 | (k1733 - 1)
     else:
-        a868 = _rt.ld(a868 << 1 | 1, k869)
-    for w869 in v867:
-        v870 = w869
-        a871 = 1
-        a871 = a871 << 1 | ('laneIds' in v870)
-        w873 = v870['zoneId']
-        if 1 <= w873 <= 32:
-            a871 = a871 << 6 | (w873 - 1)
+        a = _rt.ld(a << 1 | 1, k1733)
+    for w1733 in v1732:
+        a = a << 1 | ('laneIds' in w1733)
+        w1736 = w1733['zoneId']
+        if 1 <= w1736 <= 32:
+            a = a << 6 | (w1736 - 1)
         else:
-            a871 = _rt.uwn(a871 << 1 | 1, w873)
-        if 'laneIds' in v870:
-            v874 = v870['laneIds']
-            a875 = 1
-            k876 = len(v874)
-            if 1 <= k876 <= 16:
-                a875 <<= 1
-                a875 = a875 << 4 | (k876 - 1)
+            a = _rt.uwn(a << 1 | 1, w1736)
+        if 'laneIds' in w1733:
+            v1737 = w1733['laneIds']
+            a1738 = 1
+            k1739 = len(v1737)
+            if 1 <= k1739 <= 16:
+                a1738 <<= 1
+                a1738 = a1738 << 4 | (k1739 - 1)
             else:
-                a875 = _rt.ld(a875 << 1 | 1, k876)
-            for w876 in v874:
-                a875 = a875 << 8 | w876
-            a871 = ((a871 - 1) << (a875.bit_length() - 1)) + a875
-        a868 = ((a868 - 1) << (a871.bit_length() - 1)) + a871
-    a = ((a - 1) << (a868.bit_length() - 1)) + a868
+                a1738 = _rt.ld(a1738 << 1 | 1, k1739)
+            for w1739 in v1737:
+                a1738 = a1738 << 8 | w1739
+            a = ((a - 1) << (a1738.bit_length() - 1)) + a1738
     return a
 
 def d_MapLocationContainer(x: int, q: int) -> tuple[Any, int]:
@@ -4656,197 +4803,202 @@ def d_MapLocationContainer(x: int, q: int) -> tuple[Any, int]:
     r['reference'], q = d_MapReference(x, q)
     q -= 1
     if (x >> q) & 1:
-        k879, q = _rt.read_ld(x, q)
+        k1742, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k879 = ((x >> q) & 15) + 1
-    r878: list[Any] = []
-    for _ in range(k879):
-        r880: dict[str, Any] = {}
+        k1742 = ((x >> q) & 15) + 1
+    r1741: list[Any] = []
+    for _ in range(k1742):
+        x &= (1 << q) - 1
+        r1743: dict[str, Any] = {}
         q -= 1
-        h881 = (x >> q) & 1
+        h1744 = (x >> q) & 1
         q -= 1
         if (x >> q) & 1:
-            r880['zoneId'], q = _rt.read_uwn(x, q)
+            r1743['zoneId'], q = _rt.read_uwn(x, q)
         else:
             q -= 5
-            r880['zoneId'] = ((x >> q) & 31) + 1
-        if h881 & 1:
+            r1743['zoneId'] = ((x >> q) & 31) + 1
+        if h1744 & 1:
             q -= 1
             if (x >> q) & 1:
-                k883, q = _rt.read_ld(x, q)
+                k1746, q = _rt.read_ld(x, q)
             else:
                 q -= 4
-                k883 = ((x >> q) & 15) + 1
-            r882: list[Any] = []
-            for _ in range(k883):
+                k1746 = ((x >> q) & 15) + 1
+            r1745: list[Any] = []
+            for _ in range(k1746):
                 q -= 8
-                w883 = (x >> q) & 255
-                r882.append(w883)
-            r880['laneIds'] = r882
-        w879 = r880
-        r878.append(w879)
-    r['parts'] = r878
+                w1746 = (x >> q) & 255
+                r1745.append(w1746)
+            r1743['laneIds'] = r1745
+        r1741.append(r1743)
+    r['parts'] = r1741
     return r, q
 
 
 def e_RoadSurfaceContainer(v: Any) -> int:
     a: int = 1
-    k884 = len(v)
-    if 1 <= k884 <= 16:
+    k1747 = len(v)
+    if 1 <= k1747 <= 16:
         a <<= 1
-        a = a << 4 | (k884 - 1)
+        a = a << 4 | (k1747 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k884)
-    for w884 in v:
-        v885 = w884
-        a886 = 1
-        a886 = a886 << 4 | ('detectionZoneIds' in v885) << 3 | ('direction' in v885) << 2 | ('roadSurfaceStaticCharacteristics' in v885) << 1 | ('roadSurfaceDynamicCharacteristics' in v885)
-        if 'detectionZoneIds' in v885:
-            v888 = v885['detectionZoneIds']
-            a889 = 1
-            k890 = len(v888)
-            if 1 <= k890 <= 8:
-                a889 <<= 1
-                a889 = a889 << 3 | (k890 - 1)
+        a = _rt.ld(a << 1 | 1, k1747)
+    for w1747 in v:
+        a = a << 4 | (8 if 'detectionZoneIds' in w1747 else 0) | (4 if 'direction' in w1747 else 0) | (2 if 'roadSurfaceStaticCharacteristics' in w1747 else 0) | ('roadSurfaceDynamicCharacteristics' in w1747)
+        if 'detectionZoneIds' in w1747:
+            v1749 = w1747['detectionZoneIds']
+            a1750 = 1
+            k1751 = len(v1749)
+            if 1 <= k1751 <= 8:
+                a1750 <<= 1
+                a1750 = a1750 << 3 | (k1751 - 1)
             else:
-                a889 = _rt.ld(a889 << 1 | 1, k890)
-            for w890 in v888:
-                w891 = w890
-                if 1 <= w891 <= 32:
-                    a889 = a889 << 6 | (w891 - 1)
+                a1750 = _rt.ld(a1750 << 1 | 1, k1751)
+            for w1751 in v1749:
+                w1752 = w1751
+                if 1 <= w1752 <= 32:
+                    a1750 = a1750 << 6 | (w1752 - 1)
                 else:
-                    a889 = _rt.uwn(a889 << 1 | 1, w891)
-            a886 = ((a886 - 1) << (a889.bit_length() - 1)) + a889
-        v892 = v885['relevanceZoneIds']
-        a893 = 1
-        k894 = len(v892)
-        if 1 <= k894 <= 8:
-            a893 <<= 1
-            a893 = a893 << 3 | (k894 - 1)
+                    a1750 = _rt.uwn(a1750 << 1 | 1, w1752)
+            a = ((a - 1) << (a1750.bit_length() - 1)) + a1750
+        v1753 = w1747['relevanceZoneIds']
+        a1754 = 1
+        k1755 = len(v1753)
+        if 1 <= k1755 <= 8:
+            a1754 <<= 1
+            a1754 = a1754 << 3 | (k1755 - 1)
         else:
-            a893 = _rt.ld(a893 << 1 | 1, k894)
-        for w894 in v892:
-            w895 = w894
-            if 1 <= w895 <= 32:
-                a893 = a893 << 6 | (w895 - 1)
+            a1754 = _rt.ld(a1754 << 1 | 1, k1755)
+        for w1755 in v1753:
+            w1756 = w1755
+            if 1 <= w1756 <= 32:
+                a1754 = a1754 << 6 | (w1756 - 1)
             else:
-                a893 = _rt.uwn(a893 << 1 | 1, w895)
-        a886 = ((a886 - 1) << (a893.bit_length() - 1)) + a893
-        if 'direction' in v885:
-            a886 = a886 << 2 | v885['direction']
-        if 'roadSurfaceStaticCharacteristics' in v885:
-            v896 = v885['roadSurfaceStaticCharacteristics']
-            a897 = 1
-            a897 = a897 << 7 | v896['frictionCoefficient']
-            w899 = v896['material']
-            if 0 <= w899 <= 7:
-                a897 = a897 << 4 | w899
+                a1754 = _rt.uwn(a1754 << 1 | 1, w1756)
+        a = ((a - 1) << (a1754.bit_length() - 1)) + a1754
+        if 'direction' in w1747:
+            a = a << 2 | w1747['direction']
+        if 'roadSurfaceStaticCharacteristics' in w1747:
+            v1758 = w1747['roadSurfaceStaticCharacteristics']
+            a = a << 7 | v1758['frictionCoefficient']
+            w1762 = v1758['material']
+            if 0 <= w1762 <= 7:
+                a = a << 4 | w1762
             else:
-                a897 = _rt.uwn(a897 << 1 | 1, w899)
-            w900 = v896['wear']
-            if 0 <= w900 <= 7:
-                a897 = a897 << 4 | w900
+                a = _rt.uwn(a << 1 | 1, w1762)
+            w1764 = v1758['wear']
+            if 0 <= w1764 <= 7:
+                a = a << 4 | w1764
             else:
-                a897 = _rt.uwn(a897 << 1 | 1, w900)
-            a897 = a897 << 6 | (v896['avBankingAngle'] + 20)
-            a886 = ((a886 - 1) << (a897.bit_length() - 1)) + a897
-        if 'roadSurfaceDynamicCharacteristics' in v885:
-            v901 = v885['roadSurfaceDynamicCharacteristics']
-            a902 = 1
-            w904 = v901['condition']
-            if 0 <= w904 <= 15:
-                a902 = a902 << 5 | w904
+                a = _rt.uwn(a << 1 | 1, w1764)
+            a = a << 6 | (v1758['avBankingAngle'] + 20)
+        if 'roadSurfaceDynamicCharacteristics' in w1747:
+            v1766 = w1747['roadSurfaceDynamicCharacteristics']
+            w1769 = v1766['condition']
+            if 0 <= w1769 <= 15:
+                a = a << 5 | w1769
             else:
-                a902 = _rt.uwn(a902 << 1 | 1, w904)
-            a902 = a902 << 19 | ((v901['temperature'] + 100)) << 11 | (v901['iceOrWaterDepth']) << 3 | (v901['treatment'])
-            a886 = ((a886 - 1) << (a902.bit_length() - 1)) + a902
-        a = ((a - 1) << (a886.bit_length() - 1)) + a886
+                a = _rt.uwn(a << 1 | 1, w1769)
+            a = a << 19 | ((v1766['temperature'] + 100)) << 11 | (v1766['iceOrWaterDepth']) << 3 | (v1766['treatment'])
     return a
 
 def d_RoadSurfaceContainer(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k905, q = _rt.read_ld(x, q)
+        k1773, q = _rt.read_ld(x, q)
     else:
         q -= 4
-        k905 = ((x >> q) & 15) + 1
+        k1773 = ((x >> q) & 15) + 1
     r: list[Any] = []
-    for _ in range(k905):
-        r906: dict[str, Any] = {}
+    for _ in range(k1773):
+        x &= (1 << q) - 1
+        r1774: dict[str, Any] = {}
         q -= 4
-        h907 = (x >> q) & 15
-        if h907 & 8:
+        h1775 = (x >> q) & 15
+        if h1775 & 8:
             q -= 1
             if (x >> q) & 1:
-                k909, q = _rt.read_ld(x, q)
+                k1777, q = _rt.read_ld(x, q)
             else:
                 q -= 3
-                k909 = ((x >> q) & 7) + 1
-            r908: list[Any] = []
-            for _ in range(k909):
+                k1777 = ((x >> q) & 7) + 1
+            r1776: list[Any] = []
+            for _ in range(k1777):
                 q -= 1
                 if (x >> q) & 1:
-                    w909, q = _rt.read_uwn(x, q)
+                    w1777, q = _rt.read_uwn(x, q)
                 else:
                     q -= 5
-                    w909 = ((x >> q) & 31) + 1
-                r908.append(w909)
-            r906['detectionZoneIds'] = r908
+                    w1777 = ((x >> q) & 31) + 1
+                r1776.append(w1777)
+            r1774['detectionZoneIds'] = r1776
         q -= 1
         if (x >> q) & 1:
-            k911, q = _rt.read_ld(x, q)
+            k1779, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k911 = ((x >> q) & 7) + 1
-        r910: list[Any] = []
-        for _ in range(k911):
+            k1779 = ((x >> q) & 7) + 1
+        r1778: list[Any] = []
+        for _ in range(k1779):
             q -= 1
             if (x >> q) & 1:
-                w911, q = _rt.read_uwn(x, q)
+                w1779, q = _rt.read_uwn(x, q)
             else:
                 q -= 5
-                w911 = ((x >> q) & 31) + 1
-            r910.append(w911)
-        r906['relevanceZoneIds'] = r910
-        if h907 & 4:
+                w1779 = ((x >> q) & 31) + 1
+            r1778.append(w1779)
+        r1774['relevanceZoneIds'] = r1778
+        if h1775 & 4:
             q -= 2
-            r906['direction'] = (x >> q) & 3
-        if h907 & 2:
-            r912: dict[str, Any] = {}
+            r1774['direction'] = (x >> q) & 3
+        if h1775 & 2:
+            r1780: dict[str, Any] = {}
             q -= 7
-            r912['frictionCoefficient'] = (x >> q) & 127
+            c1782 = (x >> q) & 127
+            if c1782 > 101:
+                raise _rt.OutOfSchema
+            r1780['frictionCoefficient'] = c1782
             q -= 1
             if (x >> q) & 1:
-                r912['material'], q = _rt.read_uwn(x, q)
+                r1780['material'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r912['material'] = (x >> q) & 7
+                r1780['material'] = (x >> q) & 7
             q -= 1
             if (x >> q) & 1:
-                r912['wear'], q = _rt.read_uwn(x, q)
+                r1780['wear'], q = _rt.read_uwn(x, q)
             else:
                 q -= 3
-                r912['wear'] = (x >> q) & 7
+                r1780['wear'] = (x >> q) & 7
             q -= 6
-            r912['avBankingAngle'] = ((x >> q) & 63) - 20
-            r906['roadSurfaceStaticCharacteristics'] = r912
-        if h907 & 1:
-            r914: dict[str, Any] = {}
+            c1783 = ((x >> q) & 63) - 20
+            if c1783 > 21:
+                raise _rt.OutOfSchema
+            r1780['avBankingAngle'] = c1783
+            r1774['roadSurfaceStaticCharacteristics'] = r1780
+        if not h1775 & 1:
+            raise _rt.OutOfSchema
+        if h1775 & 1:
+            r1784: dict[str, Any] = {}
             q -= 1
             if (x >> q) & 1:
-                r914['condition'], q = _rt.read_uwn(x, q)
+                r1784['condition'], q = _rt.read_uwn(x, q)
             else:
                 q -= 4
-                r914['condition'] = (x >> q) & 15
-            q -= 19
-            t_ = (x >> q) & 524287
-            r914['temperature'] = ((t_ >> 11) & 255) - 100
-            r914['iceOrWaterDepth'] = (t_ >> 3) & 255
-            r914['treatment'] = t_ & 7
-            r906['roadSurfaceDynamicCharacteristics'] = r914
-        w905 = r906
-        r.append(w905)
+                r1784['condition'] = (x >> q) & 15
+            q -= 8
+            c1786 = ((x >> q) & 255) - 100
+            if c1786 > 151:
+                raise _rt.OutOfSchema
+            r1784['temperature'] = c1786
+            q -= 11
+            t_ = (x >> q) & 2047
+            r1784['iceOrWaterDepth'] = (t_ >> 3) & 255
+            r1784['treatment'] = t_ & 7
+            r1774['roadSurfaceDynamicCharacteristics'] = r1784
+        r.append(r1774)
     return r, q
 
 
@@ -4866,14 +5018,12 @@ def e_IntersectionAccessPoint(v: Any) -> int:
 
 def d_IntersectionAccessPoint(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 2
     i = (x >> q) & 3
     if i == 0:
@@ -4935,34 +5085,37 @@ def d_SignalRequestPackage_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_RequestorDescription_addGrpC(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('fuel' in v) << 1 | ('batteryStatus' in v)
+    a = a << 3 | (2 if 'fuel' in v else 0) | ('batteryStatus' in v)
     if 'fuel' in v:
         a = a << 4 | v['fuel']
     if 'batteryStatus' in v:
-        w917 = v['batteryStatus']
-        i918 = _E_BatteryStatus_46.get(w917)
-        if i918 is not None:
-            a = a << 3 | i918
+        w1792 = v['batteryStatus']
+        i1793 = _E_BatteryStatus_46.get(w1792)
+        if i1793 is not None:
+            a = a << 3 | i1793
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w917])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1792])
     return a
 
 def d_RequestorDescription_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h919 = (x >> q) & 7
-    if h919 & 2:
+    h1794 = (x >> q) & 7
+    if h1794 & 2:
         q -= 4
         r['fuel'] = (x >> q) & 15
-    if h919 & 1:
+    if h1794 & 1:
         q -= 1
         if (x >> q) & 1:
-            i920, q = _rt.read_nsnn(x, q)
-            r['batteryStatus'] = _DX_LayerType_3.get(i920)
+            i1796, q = _rt.read_nsnn(x, q)
+            c1795 = _DX_LayerType_3.get(i1796)
         else:
             q -= 2
-            r['batteryStatus'] = _D_BatteryStatus_47[(x >> q) & 3]
-    if h919 >> 2:
+            c1795 = _D_BatteryStatus_47[(x >> q) & 3]
+        if c1795 is None:
+            raise _rt.OutOfSchema
+        r['batteryStatus'] = c1795
+    if h1794 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5063,53 +5216,53 @@ def e_ConnectionManeuverAssist_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('itsStationPosition' in v)
     if 'itsStationPosition' in v:
-        v922 = v['itsStationPosition']
-        a923 = 1
-        k924 = len(v922)
-        a923 = a923 << 3 | (k924 - 1)
-        for w924 in v922:
-            v925 = w924
-            a926 = 1
-            a926 = a926 << 36 | (('laneID' in v925) << 2 | ('nodeXY' in v925) << 1 | ('timeReference' in v925)) << 32 | (v925['stationID'])
-            if 'laneID' in v925:
-                a926 = a926 << 8 | v925['laneID']
-            if 'nodeXY' in v925:
-                s_ = e_NodeOffsetPointXY(v925['nodeXY'])
-                a926 = ((a926 - 1) << (s_.bit_length() - 1)) + s_
-            if 'timeReference' in v925:
-                a926 = a926 << 16 | v925['timeReference']
-            a923 = ((a923 - 1) << (a926.bit_length() - 1)) + a926
-        a = ((a - 1) << (a923.bit_length() - 1)) + a923
+        v1802 = v['itsStationPosition']
+        k1803 = len(v1802)
+        a = a << 3 | (k1803 - 1)
+        for w1803 in v1802:
+            a = a << 36 | ((4 if 'laneID' in w1803 else 0) | (2 if 'nodeXY' in w1803 else 0) | ('timeReference' in w1803)) << 32 | (w1803['stationID'])
+            if 'laneID' in w1803:
+                a = a << 8 | w1803['laneID']
+            if 'nodeXY' in w1803:
+                s_ = e_NodeOffsetPointXY(w1803['nodeXY'])
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
+            if 'timeReference' in w1803:
+                a = a << 16 | w1803['timeReference']
     return a
 
 def d_ConnectionManeuverAssist_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h928 = (x >> q) & 3
-    if h928 & 1:
+    h1809 = (x >> q) & 3
+    if h1809 & 1:
         q -= 3
-        k930 = ((x >> q) & 7) + 1
-        r929: list[Any] = []
-        for _ in range(k930):
-            r931: dict[str, Any] = {}
+        k1811 = ((x >> q) & 7) + 1
+        if k1811 > 5:
+            raise _rt.OutOfSchema
+        r1810: list[Any] = []
+        for _ in range(k1811):
+            x &= (1 << q) - 1
+            r1812: dict[str, Any] = {}
             q -= 36
             t_ = (x >> q) & 68719476735
-            h932 = (t_ >> 32) & 15
-            r931['stationID'] = t_ & 4294967295
-            if h932 & 4:
+            h1813 = (t_ >> 32) & 15
+            r1812['stationID'] = t_ & 4294967295
+            if h1813 & 4:
                 q -= 8
-                r931['laneID'] = (x >> q) & 255
-            if h932 & 2:
-                r931['nodeXY'], q = d_NodeOffsetPointXY(x, q)
-            if h932 & 1:
+                r1812['laneID'] = (x >> q) & 255
+            if h1813 & 2:
+                r1812['nodeXY'], q = d_NodeOffsetPointXY(x, q)
+            if h1813 & 1:
                 q -= 16
-                r931['timeReference'] = (x >> q) & 65535
-            if h932 >> 3:
+                c1814 = (x >> q) & 65535
+                if c1814 > 60000:
+                    raise _rt.OutOfSchema
+                r1812['timeReference'] = c1814
+            if h1813 >> 3:
                 q = _rt.skip_additions(x, q)
-            w930 = r931
-            r929.append(w930)
-        r['itsStationPosition'] = r929
-    if h928 >> 1:
+            r1810.append(r1812)
+        r['itsStationPosition'] = r1810
+    if h1809 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5118,55 +5271,57 @@ def e_IntersectionState_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('activePrioritizations' in v)
     if 'activePrioritizations' in v:
-        v934 = v['activePrioritizations']
-        a935 = 1
-        k936 = len(v934)
-        a935 = a935 << 4 | (k936 - 1)
-        for w936 in v934:
-            v937 = w936
-            a938 = 1
-            a938 = a938 << 1
-            a938 = a938 << 32 | v937['stationID']
-            w940 = v937['priorState']
-            i941 = _E_PrioritizationResponseStatus_36.get(w940)
-            if i941 is not None:
-                a938 = a938 << 4 | i941
+        v1816 = v['activePrioritizations']
+        k1817 = len(v1816)
+        a = a << 4 | (k1817 - 1)
+        for w1817 in v1816:
+            a1824 = 1
+            a1824 = a1824 << 1
+            a1824 = a1824 << 32 | w1817['stationID']
+            w1828 = w1817['priorState']
+            i1829 = _E_PrioritizationResponseStatus_36.get(w1828)
+            if i1829 is not None:
+                a1824 = a1824 << 4 | i1829
             else:
-                a938 = _rt.nsnn(a938 << 1 | 1, _X_LayerType_1[w940])
-            a938 = a938 << 8 | v937['signalGroup']
-            a935 = ((a935 - 1) << (a938.bit_length() - 1)) + a938
-        a = ((a - 1) << (a935.bit_length() - 1)) + a935
+                a1824 = _rt.nsnn(a1824 << 1 | 1, _X_LayerType_1[w1828])
+            a1824 = a1824 << 8 | w1817['signalGroup']
+            a = ((a - 1) << (a1824.bit_length() - 1)) + a1824
     return a
 
 def d_IntersectionState_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h942 = (x >> q) & 3
-    if h942 & 1:
+    h1831 = (x >> q) & 3
+    if h1831 & 1:
         q -= 4
-        k944 = ((x >> q) & 15) + 1
-        r943: list[Any] = []
-        for _ in range(k944):
-            r945: dict[str, Any] = {}
+        k1833 = ((x >> q) & 15) + 1
+        if k1833 > 10:
+            raise _rt.OutOfSchema
+        r1832: list[Any] = []
+        for _ in range(k1833):
+            x &= (1 << q) - 1
+            r1834: dict[str, Any] = {}
             q -= 33
             t_ = (x >> q) & 8589934591
-            h946 = (t_ >> 32) & 1
-            r945['stationID'] = t_ & 4294967295
+            h1835 = (t_ >> 32) & 1
+            r1834['stationID'] = t_ & 4294967295
             q -= 1
             if (x >> q) & 1:
-                i947, q = _rt.read_nsnn(x, q)
-                r945['priorState'] = _DX_LayerType_3.get(i947)
+                i1837, q = _rt.read_nsnn(x, q)
+                c1836 = _DX_LayerType_3.get(i1837)
             else:
                 q -= 3
-                r945['priorState'] = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
+                c1836 = _D_PrioritizationResponseStatus_37[(x >> q) & 7]
+            if c1836 is None:
+                raise _rt.OutOfSchema
+            r1834['priorState'] = c1836
             q -= 8
-            r945['signalGroup'] = (x >> q) & 255
-            if h946 >> 0:
+            r1834['signalGroup'] = (x >> q) & 255
+            if h1835 >> 0:
                 q = _rt.skip_additions(x, q)
-            w944 = r945
-            r943.append(w944)
-        r['activePrioritizations'] = r943
-    if h942 >> 1:
+            r1832.append(r1834)
+        r['activePrioritizations'] = r1832
+    if h1831 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5174,30 +5329,31 @@ def d_IntersectionState_addGrpC(x: int, q: int) -> tuple[Any, int]:
 def e_Position3D_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 1
-    v949 = v['altitude']
-    a950 = 1
-    a950 = a950 << 24 | ((v949['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v949['altitudeConfidence']])
-    a = ((a - 1) << (a950.bit_length() - 1)) + a950
+    v1839 = v['altitude']
+    a = a << 24 | ((v1839['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v1839['altitudeConfidence']])
     return a
 
 def d_Position3D_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h952 = (x >> q) & 1
-    r953: dict[str, Any] = {}
-    q -= 24
-    t_ = (x >> q) & 16777215
-    r953['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-    r953['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
-    r['altitude'] = r953
-    if h952 >> 0:
+    h1843 = (x >> q) & 1
+    r1844: dict[str, Any] = {}
+    q -= 20
+    c1846 = ((x >> q) & 1048575) - 100000
+    if c1846 > 800001:
+        raise _rt.OutOfSchema
+    r1844['altitudeValue'] = c1846
+    q -= 4
+    r1844['altitudeConfidence'] = _D_AltitudeConfidence_43[(x >> q) & 15]
+    r['altitude'] = r1844
+    if h1843 >> 0:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_LaneAttributes_addGrpC(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('maxVehicleHeight' in v) << 1 | ('maxVehicleWeight' in v)
+    a = a << 3 | (2 if 'maxVehicleHeight' in v else 0) | ('maxVehicleWeight' in v)
     if 'maxVehicleHeight' in v:
         a = a << 7 | v['maxVehicleHeight']
     if 'maxVehicleWeight' in v:
@@ -5207,187 +5363,193 @@ def e_LaneAttributes_addGrpC(v: Any) -> int:
 def d_LaneAttributes_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h956 = (x >> q) & 7
-    if h956 & 2:
+    h1850 = (x >> q) & 7
+    if h1850 & 2:
         q -= 7
         r['maxVehicleHeight'] = (x >> q) & 127
-    if h956 & 1:
+    if h1850 & 1:
         q -= 10
         r['maxVehicleWeight'] = ((x >> q) & 1023) + 1
-    if h956 >> 2:
+    if h1850 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_NodeSetXY(v: Any) -> int:
     a: int = 1
-    k957 = len(v)
-    a = a << 6 | (k957 - 2)
-    for w957 in v:
-        v958 = w957
-        a959 = 1
-        a959 = a959 << 2 | ('attributes' in v958)
-        s_ = e_NodeOffsetPointXY(v958['delta'])
-        a959 = ((a959 - 1) << (s_.bit_length() - 1)) + s_
-        if 'attributes' in v958:
-            v961 = v958['attributes']
-            a962 = 1
-            a962 = a962 << 8 | ('localNode' in v961) << 6 | ('disabled' in v961) << 5 | ('enabled' in v961) << 4 | ('data' in v961) << 3 | ('dWidth' in v961) << 2 | ('dElevation' in v961) << 1 | ('regional' in v961)
-            if 'localNode' in v961:
-                v964 = v961['localNode']
-                a965 = 1
-                k966 = len(v964)
-                a965 = a965 << 3 | (k966 - 1)
-                for w966 in v964:
-                    w967 = w966
-                    i968 = _E_NodeAttributeXY_48.get(w967)
-                    if i968 is not None:
-                        a965 = a965 << 5 | i968
+    k1851 = len(v)
+    a = a << 6 | (k1851 - 2)
+    for w1851 in v:
+        a = a << 2 | ('attributes' in w1851)
+        s_ = e_NodeOffsetPointXY(w1851['delta'])
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+        if 'attributes' in w1851:
+            v1854 = w1851['attributes']
+            a = a << 8 | (64 if 'localNode' in v1854 else 0) | (32 if 'disabled' in v1854 else 0) | (16 if 'enabled' in v1854 else 0) | (8 if 'data' in v1854 else 0) | (4 if 'dWidth' in v1854 else 0) | (2 if 'dElevation' in v1854 else 0) | ('regional' in v1854)
+            if 'localNode' in v1854:
+                v1856 = v1854['localNode']
+                a1857 = 1
+                k1858 = len(v1856)
+                a1857 = a1857 << 3 | (k1858 - 1)
+                for w1858 in v1856:
+                    w1859 = w1858
+                    i1860 = _E_NodeAttributeXY_48.get(w1859)
+                    if i1860 is not None:
+                        a1857 = a1857 << 5 | i1860
                     else:
-                        a965 = _rt.nsnn(a965 << 1 | 1, _X_LayerType_1[w967])
-                a962 = ((a962 - 1) << (a965.bit_length() - 1)) + a965
-            if 'disabled' in v961:
-                v969 = v961['disabled']
-                a970 = 1
-                k971 = len(v969)
-                a970 = a970 << 3 | (k971 - 1)
-                for w971 in v969:
-                    w972 = w971
-                    i973 = _E_SegmentAttributeXY_49.get(w972)
-                    if i973 is not None:
-                        a970 = a970 << 7 | i973
+                        a1857 = _rt.nsnn(a1857 << 1 | 1, _X_LayerType_1[w1859])
+                a = ((a - 1) << (a1857.bit_length() - 1)) + a1857
+            if 'disabled' in v1854:
+                v1861 = v1854['disabled']
+                a1862 = 1
+                k1863 = len(v1861)
+                a1862 = a1862 << 3 | (k1863 - 1)
+                for w1863 in v1861:
+                    w1864 = w1863
+                    i1865 = _E_SegmentAttributeXY_49.get(w1864)
+                    if i1865 is not None:
+                        a1862 = a1862 << 7 | i1865
                     else:
-                        a970 = _rt.nsnn(a970 << 1 | 1, _X_LayerType_1[w972])
-                a962 = ((a962 - 1) << (a970.bit_length() - 1)) + a970
-            if 'enabled' in v961:
-                v974 = v961['enabled']
-                a975 = 1
-                k976 = len(v974)
-                a975 = a975 << 3 | (k976 - 1)
-                for w976 in v974:
-                    w977 = w976
-                    i978 = _E_SegmentAttributeXY_49.get(w977)
-                    if i978 is not None:
-                        a975 = a975 << 7 | i978
+                        a1862 = _rt.nsnn(a1862 << 1 | 1, _X_LayerType_1[w1864])
+                a = ((a - 1) << (a1862.bit_length() - 1)) + a1862
+            if 'enabled' in v1854:
+                v1866 = v1854['enabled']
+                a1867 = 1
+                k1868 = len(v1866)
+                a1867 = a1867 << 3 | (k1868 - 1)
+                for w1868 in v1866:
+                    w1869 = w1868
+                    i1870 = _E_SegmentAttributeXY_49.get(w1869)
+                    if i1870 is not None:
+                        a1867 = a1867 << 7 | i1870
                     else:
-                        a975 = _rt.nsnn(a975 << 1 | 1, _X_LayerType_1[w977])
-                a962 = ((a962 - 1) << (a975.bit_length() - 1)) + a975
-            if 'data' in v961:
-                v979 = v961['data']
-                a980 = 1
-                k981 = len(v979)
-                a980 = a980 << 3 | (k981 - 1)
-                for w981 in v979:
-                    s_ = e_LaneDataAttribute(w981)
-                    a980 = ((a980 - 1) << (s_.bit_length() - 1)) + s_
-                a962 = ((a962 - 1) << (a980.bit_length() - 1)) + a980
-            if 'dWidth' in v961:
-                a962 = a962 << 10 | (v961['dWidth'] + 512)
-            if 'dElevation' in v961:
-                a962 = a962 << 10 | (v961['dElevation'] + 512)
-            if 'regional' in v961:
-                v982 = v961['regional']
-                a983 = 1
-                k984 = len(v982)
-                a983 = a983 << 2 | (k984 - 1)
-                for w984 in v982:
-                    s_ = e_NodeAttributeSetXY_regional_item(w984)
-                    a983 = ((a983 - 1) << (s_.bit_length() - 1)) + s_
-                a962 = ((a962 - 1) << (a983.bit_length() - 1)) + a983
-            a959 = ((a959 - 1) << (a962.bit_length() - 1)) + a962
-        a = ((a - 1) << (a959.bit_length() - 1)) + a959
+                        a1867 = _rt.nsnn(a1867 << 1 | 1, _X_LayerType_1[w1869])
+                a = ((a - 1) << (a1867.bit_length() - 1)) + a1867
+            if 'data' in v1854:
+                v1871 = v1854['data']
+                a1872 = 1
+                k1873 = len(v1871)
+                a1872 = a1872 << 3 | (k1873 - 1)
+                for w1873 in v1871:
+                    s_ = e_LaneDataAttribute(w1873)
+                    a1872 = ((a1872 - 1) << (s_.bit_length() - 1)) + s_
+                a = ((a - 1) << (a1872.bit_length() - 1)) + a1872
+            if 'dWidth' in v1854:
+                a = a << 10 | (v1854['dWidth'] + 512)
+            if 'dElevation' in v1854:
+                a = a << 10 | (v1854['dElevation'] + 512)
+            if 'regional' in v1854:
+                v1876 = v1854['regional']
+                a1877 = 1
+                k1878 = len(v1876)
+                a1877 = a1877 << 2 | (k1878 - 1)
+                for w1878 in v1876:
+                    s_ = e_NodeAttributeSetXY_regional_item(w1878)
+                    a1877 = ((a1877 - 1) << (s_.bit_length() - 1)) + s_
+                a = ((a - 1) << (a1877.bit_length() - 1)) + a1877
     return a
 
 def d_NodeSetXY(x: int, q: int) -> tuple[Any, int]:
     q -= 6
-    k985 = ((x >> q) & 63) + 2
+    k1879 = ((x >> q) & 63) + 2
+    if k1879 > 63:
+        raise _rt.OutOfSchema
     r: list[Any] = []
-    for _ in range(k985):
-        r986: dict[str, Any] = {}
+    for _ in range(k1879):
+        x &= (1 << q) - 1
+        r1880: dict[str, Any] = {}
         q -= 2
-        h987 = (x >> q) & 3
-        r986['delta'], q = d_NodeOffsetPointXY(x, q)
-        if h987 & 1:
-            r988: dict[str, Any] = {}
+        h1881 = (x >> q) & 3
+        r1880['delta'], q = d_NodeOffsetPointXY(x, q)
+        if h1881 & 1:
+            r1882: dict[str, Any] = {}
             q -= 8
-            h989 = (x >> q) & 255
-            if h989 & 64:
+            h1883 = (x >> q) & 255
+            if h1883 & 64:
                 q -= 3
-                k991 = ((x >> q) & 7) + 1
-                r990: list[Any] = []
-                for _ in range(k991):
+                k1885 = ((x >> q) & 7) + 1
+                r1884: list[Any] = []
+                for _ in range(k1885):
                     q -= 1
                     if (x >> q) & 1:
-                        i992, q = _rt.read_nsnn(x, q)
-                        w991 = _DX_LayerType_3.get(i992)
+                        i1887, q = _rt.read_nsnn(x, q)
+                        c1886 = _DX_LayerType_3.get(i1887)
                     else:
                         q -= 4
-                        w991 = _D_NodeAttributeXY_50[(x >> q) & 15]
-                    r990.append(w991)
-                r988['localNode'] = r990
-            if h989 & 32:
+                        c1886 = _D_NodeAttributeXY_50[(x >> q) & 15]
+                    if c1886 is None:
+                        raise _rt.OutOfSchema
+                    w1885 = c1886
+                    r1884.append(w1885)
+                r1882['localNode'] = r1884
+            if h1883 & 32:
                 q -= 3
-                k994 = ((x >> q) & 7) + 1
-                r993: list[Any] = []
-                for _ in range(k994):
+                k1889 = ((x >> q) & 7) + 1
+                r1888: list[Any] = []
+                for _ in range(k1889):
                     q -= 1
                     if (x >> q) & 1:
-                        i995, q = _rt.read_nsnn(x, q)
-                        w994 = _DX_LayerType_3.get(i995)
+                        i1891, q = _rt.read_nsnn(x, q)
+                        c1890 = _DX_LayerType_3.get(i1891)
                     else:
                         q -= 6
-                        w994 = _D_SegmentAttributeXY_51[(x >> q) & 63]
-                    r993.append(w994)
-                r988['disabled'] = r993
-            if h989 & 16:
+                        c1890 = _D_SegmentAttributeXY_51[(x >> q) & 63]
+                    if c1890 is None:
+                        raise _rt.OutOfSchema
+                    w1889 = c1890
+                    r1888.append(w1889)
+                r1882['disabled'] = r1888
+            if h1883 & 16:
                 q -= 3
-                k997 = ((x >> q) & 7) + 1
-                r996: list[Any] = []
-                for _ in range(k997):
+                k1893 = ((x >> q) & 7) + 1
+                r1892: list[Any] = []
+                for _ in range(k1893):
                     q -= 1
                     if (x >> q) & 1:
-                        i998, q = _rt.read_nsnn(x, q)
-                        w997 = _DX_LayerType_3.get(i998)
+                        i1895, q = _rt.read_nsnn(x, q)
+                        c1894 = _DX_LayerType_3.get(i1895)
                     else:
                         q -= 6
-                        w997 = _D_SegmentAttributeXY_51[(x >> q) & 63]
-                    r996.append(w997)
-                r988['enabled'] = r996
-            if h989 & 8:
+                        c1894 = _D_SegmentAttributeXY_51[(x >> q) & 63]
+                    if c1894 is None:
+                        raise _rt.OutOfSchema
+                    w1893 = c1894
+                    r1892.append(w1893)
+                r1882['enabled'] = r1892
+            if h1883 & 8:
                 q -= 3
-                k1000 = ((x >> q) & 7) + 1
-                r999: list[Any] = []
-                for _ in range(k1000):
-                    w1000, q = d_LaneDataAttribute(x, q)
-                    r999.append(w1000)
-                r988['data'] = r999
-            if h989 & 4:
+                k1897 = ((x >> q) & 7) + 1
+                r1896: list[Any] = []
+                for _ in range(k1897):
+                    w1897, q = d_LaneDataAttribute(x, q)
+                    r1896.append(w1897)
+                r1882['data'] = r1896
+            if h1883 & 4:
                 q -= 10
-                r988['dWidth'] = ((x >> q) & 1023) - 512
-            if h989 & 2:
+                r1882['dWidth'] = ((x >> q) & 1023) - 512
+            if h1883 & 2:
                 q -= 10
-                r988['dElevation'] = ((x >> q) & 1023) - 512
-            if h989 & 1:
+                r1882['dElevation'] = ((x >> q) & 1023) - 512
+            if h1883 & 1:
                 q -= 2
-                k1002 = ((x >> q) & 3) + 1
-                r1001: list[Any] = []
-                for _ in range(k1002):
-                    w1002, q = d_NodeAttributeSetXY_regional_item(x, q)
-                    r1001.append(w1002)
-                r988['regional'] = r1001
-            if h989 >> 7:
+                k1899 = ((x >> q) & 3) + 1
+                r1898: list[Any] = []
+                for _ in range(k1899):
+                    w1899, q = d_NodeAttributeSetXY_regional_item(x, q)
+                    r1898.append(w1899)
+                r1882['regional'] = r1898
+            if h1883 >> 7:
                 q = _rt.skip_additions(x, q)
-            r986['attributes'] = r988
-        if h987 >> 1:
+            r1880['attributes'] = r1882
+        if h1881 >> 1:
             q = _rt.skip_additions(x, q)
-        w985 = r986
-        r.append(w985)
+        r.append(r1880)
     return r, q
 
 
 def e_ComputedLane(v: Any) -> int:
     a: int = 1
-    a = a << 13 | (('rotateXY' in v) << 3 | ('scaleXaxis' in v) << 2 | ('scaleYaxis' in v) << 1 | ('regional' in v)) << 8 | (v['referenceLaneId'])
+    a = a << 13 | ((8 if 'rotateXY' in v else 0) | (4 if 'scaleXaxis' in v else 0) | (2 if 'scaleYaxis' in v else 0) | ('regional' in v)) << 8 | (v['referenceLaneId'])
     s_ = e_ComputedLane_offsetXaxis(v['offsetXaxis'])
     a = ((a - 1) << (s_.bit_length() - 1)) + s_
     s_ = e_ComputedLane_offsetYaxis(v['offsetYaxis'])
@@ -5399,42 +5561,44 @@ def e_ComputedLane(v: Any) -> int:
     if 'scaleYaxis' in v:
         a = a << 12 | (v['scaleYaxis'] + 2048)
     if 'regional' in v:
-        v1004 = v['regional']
-        a1005 = 1
-        k1006 = len(v1004)
-        a1005 = a1005 << 2 | (k1006 - 1)
-        for w1006 in v1004:
-            s_ = e_ComputedLane_regional_item(w1006)
-            a1005 = ((a1005 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1005.bit_length() - 1)) + a1005
+        v1907 = v['regional']
+        k1908 = len(v1907)
+        a = a << 2 | (k1908 - 1)
+        for w1908 in v1907:
+            s_ = e_ComputedLane_regional_item(w1908)
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_ComputedLane(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 13
     t_ = (x >> q) & 8191
-    h1007 = (t_ >> 8) & 31
+    h1909 = (t_ >> 8) & 31
     r['referenceLaneId'] = t_ & 255
     r['offsetXaxis'], q = d_ComputedLane_offsetXaxis(x, q)
     r['offsetYaxis'], q = d_ComputedLane_offsetYaxis(x, q)
-    if h1007 & 8:
+    if h1909 & 8:
         q -= 15
-        r['rotateXY'] = (x >> q) & 32767
-    if h1007 & 4:
+        c1910 = (x >> q) & 32767
+        if c1910 > 28800:
+            raise _rt.OutOfSchema
+        r['rotateXY'] = c1910
+    if h1909 & 4:
         q -= 12
         r['scaleXaxis'] = ((x >> q) & 4095) - 2048
-    if h1007 & 2:
+    if h1909 & 2:
         q -= 12
         r['scaleYaxis'] = ((x >> q) & 4095) - 2048
-    if h1007 & 1:
+    if h1909 & 1:
         q -= 2
-        k1009 = ((x >> q) & 3) + 1
-        r1008: list[Any] = []
-        for _ in range(k1009):
-            w1009, q = d_ComputedLane_regional_item(x, q)
-            r1008.append(w1009)
-        r['regional'] = r1008
-    if h1007 >> 4:
+        k1912 = ((x >> q) & 3) + 1
+        r1911: list[Any] = []
+        for _ in range(k1912):
+            x &= (1 << q) - 1
+            w1912, q = d_ComputedLane_regional_item(x, q)
+            r1911.append(w1912)
+        r['regional'] = r1911
+    if h1909 >> 4:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -5442,42 +5606,35 @@ def d_ComputedLane(x: int, q: int) -> tuple[Any, int]:
 def e_ConnectionTrajectory_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 1
-    v1011 = v['nodes']
-    a1012 = 1
-    k1013 = len(v1011)
-    a1012 = a1012 << 6 | (k1013 - 2)
-    for w1013 in v1011:
-        v1014 = w1013
-        a1015 = 1
-        a1015 = a1015 << 2 | ('attributes' in v1014)
-        s_ = e_NodeOffsetPointXY(v1014['delta'])
-        a1015 = ((a1015 - 1) << (s_.bit_length() - 1)) + s_
-        if 'attributes' in v1014:
-            v1017 = v1014['attributes']
-            a1018 = 1
-            a1018 = a1018 << 8 | ('localNode' in v1017) << 6 | ('disabled' in v1017) << 5 | ('enabled' in v1017) << 4 | ('data' in v1017) << 3 | ('dWidth' in v1017) << 2 | ('dElevation' in v1017) << 1 | ('regional' in v1017)
-            if 'localNode' in v1017:
-                s_ = e_NodeAttributeXYList(v1017['localNode'])
-                a1018 = ((a1018 - 1) << (s_.bit_length() - 1)) + s_
-            if 'disabled' in v1017:
-                s_ = e_SegmentAttributeXYList(v1017['disabled'])
-                a1018 = ((a1018 - 1) << (s_.bit_length() - 1)) + s_
-            if 'enabled' in v1017:
-                s_ = e_SegmentAttributeXYList(v1017['enabled'])
-                a1018 = ((a1018 - 1) << (s_.bit_length() - 1)) + s_
-            if 'data' in v1017:
-                s_ = e_LaneDataAttributeList(v1017['data'])
-                a1018 = ((a1018 - 1) << (s_.bit_length() - 1)) + s_
-            if 'dWidth' in v1017:
-                a1018 = a1018 << 10 | (v1017['dWidth'] + 512)
-            if 'dElevation' in v1017:
-                a1018 = a1018 << 10 | (v1017['dElevation'] + 512)
-            if 'regional' in v1017:
-                s_ = e_NodeAttributeSetXY_regional(v1017['regional'])
-                a1018 = ((a1018 - 1) << (s_.bit_length() - 1)) + s_
-            a1015 = ((a1015 - 1) << (a1018.bit_length() - 1)) + a1018
-        a1012 = ((a1012 - 1) << (a1015.bit_length() - 1)) + a1015
-    a = ((a - 1) << (a1012.bit_length() - 1)) + a1012
+    v1914 = v['nodes']
+    k1915 = len(v1914)
+    a = a << 6 | (k1915 - 2)
+    for w1915 in v1914:
+        a = a << 2 | ('attributes' in w1915)
+        s_ = e_NodeOffsetPointXY(w1915['delta'])
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+        if 'attributes' in w1915:
+            v1918 = w1915['attributes']
+            a = a << 8 | (64 if 'localNode' in v1918 else 0) | (32 if 'disabled' in v1918 else 0) | (16 if 'enabled' in v1918 else 0) | (8 if 'data' in v1918 else 0) | (4 if 'dWidth' in v1918 else 0) | (2 if 'dElevation' in v1918 else 0) | ('regional' in v1918)
+            if 'localNode' in v1918:
+                s_ = e_NodeAttributeXYList(v1918['localNode'])
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
+            if 'disabled' in v1918:
+                s_ = e_SegmentAttributeXYList(v1918['disabled'])
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
+            if 'enabled' in v1918:
+                s_ = e_SegmentAttributeXYList(v1918['enabled'])
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
+            if 'data' in v1918:
+                s_ = e_LaneDataAttributeList(v1918['data'])
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
+            if 'dWidth' in v1918:
+                a = a << 10 | (v1918['dWidth'] + 512)
+            if 'dElevation' in v1918:
+                a = a << 10 | (v1918['dElevation'] + 512)
+            if 'regional' in v1918:
+                s_ = e_NodeAttributeSetXY_regional(v1918['regional'])
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
     a = a << 8 | v['connectionID']
     return a
 
@@ -5485,65 +5642,68 @@ def d_ConnectionTrajectory_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 7
     t_ = (x >> q) & 127
-    h1020 = (t_ >> 6) & 1
-    k1022 = (t_ & 63) + 2
-    r1021: list[Any] = []
-    for _ in range(k1022):
-        r1023: dict[str, Any] = {}
+    h1928 = (t_ >> 6) & 1
+    k1930 = (t_ & 63) + 2
+    if k1930 > 63:
+        raise _rt.OutOfSchema
+    r1929: list[Any] = []
+    for _ in range(k1930):
+        x &= (1 << q) - 1
+        r1931: dict[str, Any] = {}
         q -= 2
-        h1024 = (x >> q) & 3
-        r1023['delta'], q = d_NodeOffsetPointXY(x, q)
-        if h1024 & 1:
-            r1025: dict[str, Any] = {}
+        h1932 = (x >> q) & 3
+        r1931['delta'], q = d_NodeOffsetPointXY(x, q)
+        if h1932 & 1:
+            r1933: dict[str, Any] = {}
             q -= 8
-            h1026 = (x >> q) & 255
-            if h1026 & 64:
-                r1025['localNode'], q = d_NodeAttributeXYList(x, q)
-            if h1026 & 32:
-                r1025['disabled'], q = d_SegmentAttributeXYList(x, q)
-            if h1026 & 16:
-                r1025['enabled'], q = d_SegmentAttributeXYList(x, q)
-            if h1026 & 8:
-                r1025['data'], q = d_LaneDataAttributeList(x, q)
-            if h1026 & 4:
+            h1934 = (x >> q) & 255
+            if h1934 & 64:
+                r1933['localNode'], q = d_NodeAttributeXYList(x, q)
+            if h1934 & 32:
+                r1933['disabled'], q = d_SegmentAttributeXYList(x, q)
+            if h1934 & 16:
+                r1933['enabled'], q = d_SegmentAttributeXYList(x, q)
+            if h1934 & 8:
+                r1933['data'], q = d_LaneDataAttributeList(x, q)
+            if h1934 & 4:
                 q -= 10
-                r1025['dWidth'] = ((x >> q) & 1023) - 512
-            if h1026 & 2:
+                r1933['dWidth'] = ((x >> q) & 1023) - 512
+            if h1934 & 2:
                 q -= 10
-                r1025['dElevation'] = ((x >> q) & 1023) - 512
-            if h1026 & 1:
-                r1025['regional'], q = d_NodeAttributeSetXY_regional(x, q)
-            if h1026 >> 7:
+                r1933['dElevation'] = ((x >> q) & 1023) - 512
+            if h1934 & 1:
+                r1933['regional'], q = d_NodeAttributeSetXY_regional(x, q)
+            if h1934 >> 7:
                 q = _rt.skip_additions(x, q)
-            r1023['attributes'] = r1025
-        if h1024 >> 1:
+            r1931['attributes'] = r1933
+        if h1932 >> 1:
             q = _rt.skip_additions(x, q)
-        w1022 = r1023
-        r1021.append(w1022)
-    r['nodes'] = r1021
+        r1929.append(r1931)
+    r['nodes'] = r1929
     q -= 8
     r['connectionID'] = (x >> q) & 255
-    if h1020 >> 0:
+    if h1928 >> 0:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_RestrictionUserType_regional(v: Any) -> int:
     a: int = 1
-    k1027 = len(v)
-    a = a << 2 | (k1027 - 1)
-    for w1027 in v:
-        s_ = e_RestrictionUserType_regional_item(w1027)
+    k1935 = len(v)
+    a = a << 2 | (k1935 - 1)
+    for w1935 in v:
+        s_ = e_RestrictionUserType_regional_item(w1935)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RestrictionUserType_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k1028 = ((x >> q) & 3) + 1
+    k1936 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1028):
-        w1028, q = d_RestrictionUserType_regional_item(x, q)
-        r.append(w1028)
+    for _ in range(k1936):
+        x &= (1 << q) - 1
+        w1936, q = d_RestrictionUserType_regional_item(x, q)
+        r.append(w1936)
     return r, q
 
 
@@ -5638,14 +5798,12 @@ def e_Zone(v: Any) -> int:
 
 def d_Zone(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 2
     i = (x >> q) & 3
     if i == 0:
@@ -5690,298 +5848,287 @@ def d_VarLengthNumber(x: int, q: int) -> tuple[Any, int]:
 
 def e_TractorCharacteristics(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('equalTo' in v) << 2 | ('notEqualTo' in v) << 1 | ('ranges' in v)
+    a = a << 3 | (4 if 'equalTo' in v else 0) | (2 if 'notEqualTo' in v else 0) | ('ranges' in v)
     if 'equalTo' in v:
-        v1030 = v['equalTo']
-        a1031 = 1
-        k1032 = len(v1030)
-        if 1 <= k1032 <= 4:
-            a1031 <<= 1
-            a1031 = a1031 << 2 | (k1032 - 1)
+        v1938 = v['equalTo']
+        k1939 = len(v1938)
+        if 1 <= k1939 <= 4:
+            a <<= 1
+            a = a << 2 | (k1939 - 1)
         else:
-            a1031 = _rt.ld(a1031 << 1 | 1, k1032)
-        for w1032 in v1030:
-            s_ = e_VehicleCharacteristicsFixValues(w1032)
-            a1031 = ((a1031 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1031.bit_length() - 1)) + a1031
+            a = _rt.ld(a << 1 | 1, k1939)
+        for w1939 in v1938:
+            s_ = e_VehicleCharacteristicsFixValues(w1939)
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'notEqualTo' in v:
-        v1033 = v['notEqualTo']
-        a1034 = 1
-        k1035 = len(v1033)
-        if 1 <= k1035 <= 4:
-            a1034 <<= 1
-            a1034 = a1034 << 2 | (k1035 - 1)
+        v1940 = v['notEqualTo']
+        a1941 = 1
+        k1942 = len(v1940)
+        if 1 <= k1942 <= 4:
+            a1941 <<= 1
+            a1941 = a1941 << 2 | (k1942 - 1)
         else:
-            a1034 = _rt.ld(a1034 << 1 | 1, k1035)
-        for w1035 in v1033:
-            s_ = e_VehicleCharacteristicsFixValues(w1035)
-            a1034 = ((a1034 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1034.bit_length() - 1)) + a1034
+            a1941 = _rt.ld(a1941 << 1 | 1, k1942)
+        for w1942 in v1940:
+            s_ = e_VehicleCharacteristicsFixValues(w1942)
+            a1941 = ((a1941 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1941.bit_length() - 1)) + a1941
     if 'ranges' in v:
-        v1036 = v['ranges']
-        a1037 = 1
-        k1038 = len(v1036)
-        if 1 <= k1038 <= 4:
-            a1037 <<= 1
-            a1037 = a1037 << 2 | (k1038 - 1)
+        v1943 = v['ranges']
+        a1944 = 1
+        k1945 = len(v1943)
+        if 1 <= k1945 <= 4:
+            a1944 <<= 1
+            a1944 = a1944 << 2 | (k1945 - 1)
         else:
-            a1037 = _rt.ld(a1037 << 1 | 1, k1038)
-        for w1038 in v1036:
-            v1039 = w1038
-            a1040 = 1
-            a1040 = a1040 << 2 | v1039['comparisonOperator']
-            s_ = e_VehicleCharacteristicsRanges_limits(v1039['limits'])
-            a1040 = ((a1040 - 1) << (s_.bit_length() - 1)) + s_
-            a1037 = ((a1037 - 1) << (a1040.bit_length() - 1)) + a1040
-        a = ((a - 1) << (a1037.bit_length() - 1)) + a1037
+            a1944 = _rt.ld(a1944 << 1 | 1, k1945)
+        for w1945 in v1943:
+            a1944 = a1944 << 2 | w1945['comparisonOperator']
+            s_ = e_VehicleCharacteristicsRanges_limits(w1945['limits'])
+            a1944 = ((a1944 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1944.bit_length() - 1)) + a1944
     return a
 
 def d_TractorCharacteristics(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1042 = (x >> q) & 7
-    if h1042 & 4:
+    h1949 = (x >> q) & 7
+    if h1949 & 4:
         q -= 1
         if (x >> q) & 1:
-            k1044, q = _rt.read_ld(x, q)
+            k1951, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1044 = ((x >> q) & 3) + 1
-        r1043: list[Any] = []
-        for _ in range(k1044):
-            w1044, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1043.append(w1044)
-        r['equalTo'] = r1043
-    if h1042 & 2:
+            k1951 = ((x >> q) & 3) + 1
+        r1950: list[Any] = []
+        for _ in range(k1951):
+            x &= (1 << q) - 1
+            w1951, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1950.append(w1951)
+        r['equalTo'] = r1950
+    if h1949 & 2:
         q -= 1
         if (x >> q) & 1:
-            k1046, q = _rt.read_ld(x, q)
+            k1953, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1046 = ((x >> q) & 3) + 1
-        r1045: list[Any] = []
-        for _ in range(k1046):
-            w1046, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1045.append(w1046)
-        r['notEqualTo'] = r1045
-    if h1042 & 1:
+            k1953 = ((x >> q) & 3) + 1
+        r1952: list[Any] = []
+        for _ in range(k1953):
+            x &= (1 << q) - 1
+            w1953, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1952.append(w1953)
+        r['notEqualTo'] = r1952
+    if h1949 & 1:
         q -= 1
         if (x >> q) & 1:
-            k1048, q = _rt.read_ld(x, q)
+            k1955, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1048 = ((x >> q) & 3) + 1
-        r1047: list[Any] = []
-        for _ in range(k1048):
-            r1049: dict[str, Any] = {}
+            k1955 = ((x >> q) & 3) + 1
+        r1954: list[Any] = []
+        for _ in range(k1955):
+            x &= (1 << q) - 1
+            r1956: dict[str, Any] = {}
             q -= 2
-            r1049['comparisonOperator'] = (x >> q) & 3
-            r1049['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-            w1048 = r1049
-            r1047.append(w1048)
-        r['ranges'] = r1047
+            r1956['comparisonOperator'] = (x >> q) & 3
+            r1956['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+            r1954.append(r1956)
+        r['ranges'] = r1954
     return r, q
 
 
 def e_TrailerCharacteristicsList(v: Any) -> int:
     a: int = 1
-    k1051 = len(v)
-    a = a << 2 | (k1051 - 1)
-    for w1051 in v:
-        v1052 = w1051
-        a1053 = 1
-        a1053 = a1053 << 3 | ('equalTo' in v1052) << 2 | ('notEqualTo' in v1052) << 1 | ('ranges' in v1052)
-        if 'equalTo' in v1052:
-            v1055 = v1052['equalTo']
-            a1056 = 1
-            k1057 = len(v1055)
-            if 1 <= k1057 <= 4:
-                a1056 <<= 1
-                a1056 = a1056 << 2 | (k1057 - 1)
+    k1958 = len(v)
+    a = a << 2 | (k1958 - 1)
+    for w1958 in v:
+        a = a << 3 | (4 if 'equalTo' in w1958 else 0) | (2 if 'notEqualTo' in w1958 else 0) | ('ranges' in w1958)
+        if 'equalTo' in w1958:
+            v1960 = w1958['equalTo']
+            a1961 = 1
+            k1962 = len(v1960)
+            if 1 <= k1962 <= 4:
+                a1961 <<= 1
+                a1961 = a1961 << 2 | (k1962 - 1)
             else:
-                a1056 = _rt.ld(a1056 << 1 | 1, k1057)
-            for w1057 in v1055:
-                s_ = e_VehicleCharacteristicsFixValues_2(w1057)
-                a1056 = ((a1056 - 1) << (s_.bit_length() - 1)) + s_
-            a1053 = ((a1053 - 1) << (a1056.bit_length() - 1)) + a1056
-        if 'notEqualTo' in v1052:
-            v1058 = v1052['notEqualTo']
-            a1059 = 1
-            k1060 = len(v1058)
-            if 1 <= k1060 <= 4:
-                a1059 <<= 1
-                a1059 = a1059 << 2 | (k1060 - 1)
+                a1961 = _rt.ld(a1961 << 1 | 1, k1962)
+            for w1962 in v1960:
+                s_ = e_VehicleCharacteristicsFixValues_2(w1962)
+                a1961 = ((a1961 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1961.bit_length() - 1)) + a1961
+        if 'notEqualTo' in w1958:
+            v1963 = w1958['notEqualTo']
+            a1964 = 1
+            k1965 = len(v1963)
+            if 1 <= k1965 <= 4:
+                a1964 <<= 1
+                a1964 = a1964 << 2 | (k1965 - 1)
             else:
-                a1059 = _rt.ld(a1059 << 1 | 1, k1060)
-            for w1060 in v1058:
-                s_ = e_VehicleCharacteristicsFixValues_2(w1060)
-                a1059 = ((a1059 - 1) << (s_.bit_length() - 1)) + s_
-            a1053 = ((a1053 - 1) << (a1059.bit_length() - 1)) + a1059
-        if 'ranges' in v1052:
-            v1061 = v1052['ranges']
-            a1062 = 1
-            k1063 = len(v1061)
-            if 1 <= k1063 <= 4:
-                a1062 <<= 1
-                a1062 = a1062 << 2 | (k1063 - 1)
+                a1964 = _rt.ld(a1964 << 1 | 1, k1965)
+            for w1965 in v1963:
+                s_ = e_VehicleCharacteristicsFixValues_2(w1965)
+                a1964 = ((a1964 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1964.bit_length() - 1)) + a1964
+        if 'ranges' in w1958:
+            v1966 = w1958['ranges']
+            a1967 = 1
+            k1968 = len(v1966)
+            if 1 <= k1968 <= 4:
+                a1967 <<= 1
+                a1967 = a1967 << 2 | (k1968 - 1)
             else:
-                a1062 = _rt.ld(a1062 << 1 | 1, k1063)
-            for w1063 in v1061:
-                v1064 = w1063
-                a1065 = 1
-                a1065 = a1065 << 2 | v1064['comparisonOperator']
-                s_ = e_VehicleCharacteristicsRanges_limits_2(v1064['limits'])
-                a1065 = ((a1065 - 1) << (s_.bit_length() - 1)) + s_
-                a1062 = ((a1062 - 1) << (a1065.bit_length() - 1)) + a1065
-            a1053 = ((a1053 - 1) << (a1062.bit_length() - 1)) + a1062
-        a = ((a - 1) << (a1053.bit_length() - 1)) + a1053
+                a1967 = _rt.ld(a1967 << 1 | 1, k1968)
+            for w1968 in v1966:
+                a1967 = a1967 << 2 | w1968['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits_2(w1968['limits'])
+                a1967 = ((a1967 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a1967.bit_length() - 1)) + a1967
     return a
 
 def d_TrailerCharacteristicsList(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k1067 = ((x >> q) & 3) + 1
+    k1972 = ((x >> q) & 3) + 1
+    if k1972 > 3:
+        raise _rt.OutOfSchema
     r: list[Any] = []
-    for _ in range(k1067):
-        r1068: dict[str, Any] = {}
+    for _ in range(k1972):
+        x &= (1 << q) - 1
+        r1973: dict[str, Any] = {}
         q -= 3
-        h1069 = (x >> q) & 7
-        if h1069 & 4:
+        h1974 = (x >> q) & 7
+        if h1974 & 4:
             q -= 1
             if (x >> q) & 1:
-                k1071, q = _rt.read_ld(x, q)
+                k1976, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1071 = ((x >> q) & 3) + 1
-            r1070: list[Any] = []
-            for _ in range(k1071):
-                w1071, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                r1070.append(w1071)
-            r1068['equalTo'] = r1070
-        if h1069 & 2:
+                k1976 = ((x >> q) & 3) + 1
+            r1975: list[Any] = []
+            for _ in range(k1976):
+                w1976, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                r1975.append(w1976)
+            r1973['equalTo'] = r1975
+        if h1974 & 2:
             q -= 1
             if (x >> q) & 1:
-                k1073, q = _rt.read_ld(x, q)
+                k1978, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1073 = ((x >> q) & 3) + 1
-            r1072: list[Any] = []
-            for _ in range(k1073):
-                w1073, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                r1072.append(w1073)
-            r1068['notEqualTo'] = r1072
-        if h1069 & 1:
+                k1978 = ((x >> q) & 3) + 1
+            r1977: list[Any] = []
+            for _ in range(k1978):
+                w1978, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                r1977.append(w1978)
+            r1973['notEqualTo'] = r1977
+        if h1974 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1075, q = _rt.read_ld(x, q)
+                k1980, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1075 = ((x >> q) & 3) + 1
-            r1074: list[Any] = []
-            for _ in range(k1075):
-                r1076: dict[str, Any] = {}
+                k1980 = ((x >> q) & 3) + 1
+            r1979: list[Any] = []
+            for _ in range(k1980):
+                r1981: dict[str, Any] = {}
                 q -= 2
-                r1076['comparisonOperator'] = (x >> q) & 3
-                r1076['limits'], q = d_VehicleCharacteristicsRanges_limits_2(x, q)
-                w1075 = r1076
-                r1074.append(w1075)
-            r1068['ranges'] = r1074
-        w1067 = r1068
-        r.append(w1067)
+                r1981['comparisonOperator'] = (x >> q) & 3
+                r1981['limits'], q = d_VehicleCharacteristicsRanges_limits_2(x, q)
+                r1979.append(r1981)
+            r1973['ranges'] = r1979
+        r.append(r1973)
     return r, q
 
 
 def e_TrainCharacteristics(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('equalTo' in v) << 2 | ('notEqualTo' in v) << 1 | ('ranges' in v)
+    a = a << 3 | (4 if 'equalTo' in v else 0) | (2 if 'notEqualTo' in v else 0) | ('ranges' in v)
     if 'equalTo' in v:
-        v1079 = v['equalTo']
-        a1080 = 1
-        k1081 = len(v1079)
-        if 1 <= k1081 <= 4:
-            a1080 <<= 1
-            a1080 = a1080 << 2 | (k1081 - 1)
+        v1984 = v['equalTo']
+        k1985 = len(v1984)
+        if 1 <= k1985 <= 4:
+            a <<= 1
+            a = a << 2 | (k1985 - 1)
         else:
-            a1080 = _rt.ld(a1080 << 1 | 1, k1081)
-        for w1081 in v1079:
-            s_ = e_VehicleCharacteristicsFixValues(w1081)
-            a1080 = ((a1080 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1080.bit_length() - 1)) + a1080
+            a = _rt.ld(a << 1 | 1, k1985)
+        for w1985 in v1984:
+            s_ = e_VehicleCharacteristicsFixValues(w1985)
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'notEqualTo' in v:
-        v1082 = v['notEqualTo']
-        a1083 = 1
-        k1084 = len(v1082)
-        if 1 <= k1084 <= 4:
-            a1083 <<= 1
-            a1083 = a1083 << 2 | (k1084 - 1)
+        v1986 = v['notEqualTo']
+        a1987 = 1
+        k1988 = len(v1986)
+        if 1 <= k1988 <= 4:
+            a1987 <<= 1
+            a1987 = a1987 << 2 | (k1988 - 1)
         else:
-            a1083 = _rt.ld(a1083 << 1 | 1, k1084)
-        for w1084 in v1082:
-            s_ = e_VehicleCharacteristicsFixValues(w1084)
-            a1083 = ((a1083 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1083.bit_length() - 1)) + a1083
+            a1987 = _rt.ld(a1987 << 1 | 1, k1988)
+        for w1988 in v1986:
+            s_ = e_VehicleCharacteristicsFixValues(w1988)
+            a1987 = ((a1987 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1987.bit_length() - 1)) + a1987
     if 'ranges' in v:
-        v1085 = v['ranges']
-        a1086 = 1
-        k1087 = len(v1085)
-        if 1 <= k1087 <= 4:
-            a1086 <<= 1
-            a1086 = a1086 << 2 | (k1087 - 1)
+        v1989 = v['ranges']
+        a1990 = 1
+        k1991 = len(v1989)
+        if 1 <= k1991 <= 4:
+            a1990 <<= 1
+            a1990 = a1990 << 2 | (k1991 - 1)
         else:
-            a1086 = _rt.ld(a1086 << 1 | 1, k1087)
-        for w1087 in v1085:
-            v1088 = w1087
-            a1089 = 1
-            a1089 = a1089 << 2 | v1088['comparisonOperator']
-            s_ = e_VehicleCharacteristicsRanges_limits(v1088['limits'])
-            a1089 = ((a1089 - 1) << (s_.bit_length() - 1)) + s_
-            a1086 = ((a1086 - 1) << (a1089.bit_length() - 1)) + a1089
-        a = ((a - 1) << (a1086.bit_length() - 1)) + a1086
+            a1990 = _rt.ld(a1990 << 1 | 1, k1991)
+        for w1991 in v1989:
+            a1990 = a1990 << 2 | w1991['comparisonOperator']
+            s_ = e_VehicleCharacteristicsRanges_limits(w1991['limits'])
+            a1990 = ((a1990 - 1) << (s_.bit_length() - 1)) + s_
+        a = ((a - 1) << (a1990.bit_length() - 1)) + a1990
     return a
 
 def d_TrainCharacteristics(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1091 = (x >> q) & 7
-    if h1091 & 4:
+    h1995 = (x >> q) & 7
+    if h1995 & 4:
         q -= 1
         if (x >> q) & 1:
-            k1093, q = _rt.read_ld(x, q)
+            k1997, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1093 = ((x >> q) & 3) + 1
-        r1092: list[Any] = []
-        for _ in range(k1093):
-            w1093, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1092.append(w1093)
-        r['equalTo'] = r1092
-    if h1091 & 2:
+            k1997 = ((x >> q) & 3) + 1
+        r1996: list[Any] = []
+        for _ in range(k1997):
+            x &= (1 << q) - 1
+            w1997, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1996.append(w1997)
+        r['equalTo'] = r1996
+    if h1995 & 2:
         q -= 1
         if (x >> q) & 1:
-            k1095, q = _rt.read_ld(x, q)
+            k1999, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1095 = ((x >> q) & 3) + 1
-        r1094: list[Any] = []
-        for _ in range(k1095):
-            w1095, q = d_VehicleCharacteristicsFixValues(x, q)
-            r1094.append(w1095)
-        r['notEqualTo'] = r1094
-    if h1091 & 1:
+            k1999 = ((x >> q) & 3) + 1
+        r1998: list[Any] = []
+        for _ in range(k1999):
+            x &= (1 << q) - 1
+            w1999, q = d_VehicleCharacteristicsFixValues(x, q)
+            r1998.append(w1999)
+        r['notEqualTo'] = r1998
+    if h1995 & 1:
         q -= 1
         if (x >> q) & 1:
-            k1097, q = _rt.read_ld(x, q)
+            k2001, q = _rt.read_ld(x, q)
         else:
             q -= 2
-            k1097 = ((x >> q) & 3) + 1
-        r1096: list[Any] = []
-        for _ in range(k1097):
-            r1098: dict[str, Any] = {}
+            k2001 = ((x >> q) & 3) + 1
+        r2000: list[Any] = []
+        for _ in range(k2001):
+            x &= (1 << q) - 1
+            r2002: dict[str, Any] = {}
             q -= 2
-            r1098['comparisonOperator'] = (x >> q) & 3
-            r1098['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-            w1097 = r1098
-            r1096.append(w1097)
-        r['ranges'] = r1096
+            r2002['comparisonOperator'] = (x >> q) & 3
+            r2002['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+            r2000.append(r2002)
+        r['ranges'] = r2000
     return r, q
 
 
@@ -6008,14 +6155,12 @@ def e_RSCode_code(v: Any) -> int:
 
 def d_RSCode_code(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 2
     i = (x >> q) & 3
     if i == 0:
@@ -6036,699 +6181,578 @@ def d_RSCode_code(x: int, q: int) -> tuple[Any, int]:
 
 def e_InternationalSign_applicablePeriod(v: Any) -> int:
     a: int = 1
-    a = a << 6 | ('year' in v) << 5 | ('month-day' in v) << 4 | ('repeatingPeriodDayTypes' in v) << 3 | ('hourMinutes' in v) << 2 | ('dateRangeOfWeek' in v) << 1 | ('durationHourMinute' in v)
+    a = a << 6 | (32 if 'year' in v else 0) | (16 if 'month-day' in v else 0) | (8 if 'repeatingPeriodDayTypes' in v else 0) | (4 if 'hourMinutes' in v else 0) | (2 if 'dateRangeOfWeek' in v else 0) | ('durationHourMinute' in v)
     if 'year' in v:
-        v1101 = v['year']
-        a1102 = 1
-        w1104 = v1101['yearRangeStartYear']
-        if 2000 <= w1104 <= 2127:
-            a1102 = a1102 << 8 | (w1104 - 2000)
+        v2005 = v['year']
+        w2008 = v2005['yearRangeStartYear']
+        if 2000 <= w2008 <= 2127:
+            a = a << 8 | (w2008 - 2000)
         else:
-            a1102 = _rt.uwn(a1102 << 1 | 1, w1104)
-        w1105 = v1101['yearRangeEndYear']
-        if 2000 <= w1105 <= 2127:
-            a1102 = a1102 << 8 | (w1105 - 2000)
+            a = _rt.uwn(a << 1 | 1, w2008)
+        w2010 = v2005['yearRangeEndYear']
+        if 2000 <= w2010 <= 2127:
+            a = a << 8 | (w2010 - 2000)
         else:
-            a1102 = _rt.uwn(a1102 << 1 | 1, w1105)
-        a = ((a - 1) << (a1102.bit_length() - 1)) + a1102
+            a = _rt.uwn(a << 1 | 1, w2010)
     if 'month-day' in v:
-        v1106 = v['month-day']
-        a1107 = 1
-        v1109 = v1106['dateRangeStartMonthDay']
-        a1110 = 1
-        a1110 = a1110 << 9 | ((v1109['month'] - 1)) << 5 | ((v1109['day'] - 1))
-        a1107 = ((a1107 - 1) << (a1110.bit_length() - 1)) + a1110
-        v1112 = v1106['dateRangeEndMonthDay']
-        a1113 = 1
-        a1113 = a1113 << 9 | ((v1112['month'] - 1)) << 5 | ((v1112['day'] - 1))
-        a1107 = ((a1107 - 1) << (a1113.bit_length() - 1)) + a1113
-        a = ((a - 1) << (a1107.bit_length() - 1)) + a1107
+        v2011 = v['month-day']
+        v2013 = v2011['dateRangeStartMonthDay']
+        a = a << 9 | ((v2013['month'] - 1)) << 5 | ((v2013['day'] - 1))
+        v2017 = v2011['dateRangeEndMonthDay']
+        a = a << 9 | ((v2017['month'] - 1)) << 5 | ((v2017['day'] - 1))
     if 'repeatingPeriodDayTypes' in v:
-        d1115, k1116 = v['repeatingPeriodDayTypes']
-        a = a << k1116 | int.from_bytes(d1115, 'big') >> (8 * len(d1115) - k1116)
+        d2022, k2023 = v['repeatingPeriodDayTypes']
+        a = a << k2023 | int.from_bytes(d2022, 'big') >> (8 * len(d2022) - k2023)
     if 'hourMinutes' in v:
-        v1117 = v['hourMinutes']
-        a1118 = 1
-        v1120 = v1117['timeRangeStartTime']
-        a1121 = 1
-        a1121 = a1121 << 11 | (v1120['hours']) << 6 | (v1120['mins'])
-        a1118 = ((a1118 - 1) << (a1121.bit_length() - 1)) + a1121
-        v1123 = v1117['timeRangeEndTime']
-        a1124 = 1
-        a1124 = a1124 << 11 | (v1123['hours']) << 6 | (v1123['mins'])
-        a1118 = ((a1118 - 1) << (a1124.bit_length() - 1)) + a1124
-        a = ((a - 1) << (a1118.bit_length() - 1)) + a1118
+        v2024 = v['hourMinutes']
+        v2026 = v2024['timeRangeStartTime']
+        a = a << 11 | (v2026['hours']) << 6 | (v2026['mins'])
+        v2030 = v2024['timeRangeEndTime']
+        a = a << 11 | (v2030['hours']) << 6 | (v2030['mins'])
     if 'dateRangeOfWeek' in v:
-        d1126, k1127 = v['dateRangeOfWeek']
-        a = a << k1127 | int.from_bytes(d1126, 'big') >> (8 * len(d1126) - k1127)
+        d2035, k2036 = v['dateRangeOfWeek']
+        a = a << k2036 | int.from_bytes(d2035, 'big') >> (8 * len(d2035) - k2036)
     if 'durationHourMinute' in v:
-        v1128 = v['durationHourMinute']
-        a1129 = 1
-        a1129 = a1129 << 11 | (v1128['hours']) << 6 | (v1128['mins'])
-        a = ((a - 1) << (a1129.bit_length() - 1)) + a1129
+        v2037 = v['durationHourMinute']
+        a = a << 11 | (v2037['hours']) << 6 | (v2037['mins'])
     return a
 
 def d_InternationalSign_applicablePeriod(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 6
-    h1131 = (x >> q) & 63
-    if h1131 & 32:
-        r1132: dict[str, Any] = {}
+    h2041 = (x >> q) & 63
+    if h2041 & 32:
+        r2042: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            r1132['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+            r2042['yearRangeStartYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r1132['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+            r2042['yearRangeStartYear'] = ((x >> q) & 127) + 2000
         q -= 1
         if (x >> q) & 1:
-            r1132['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+            r2042['yearRangeEndYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r1132['yearRangeEndYear'] = ((x >> q) & 127) + 2000
-        r['year'] = r1132
-    if h1131 & 16:
-        r1134: dict[str, Any] = {}
-        r1136: dict[str, Any] = {}
-        q -= 9
-        t_ = (x >> q) & 511
-        r1136['month'] = ((t_ >> 5) & 15) + 1
-        r1136['day'] = (t_ & 31) + 1
-        r1134['dateRangeStartMonthDay'] = r1136
-        r1138: dict[str, Any] = {}
-        q -= 9
-        t_ = (x >> q) & 511
-        r1138['month'] = ((t_ >> 5) & 15) + 1
-        r1138['day'] = (t_ & 31) + 1
-        r1134['dateRangeEndMonthDay'] = r1138
-        r['month-day'] = r1134
-    if h1131 & 8:
+            r2042['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+        r['year'] = r2042
+    if h2041 & 16:
+        r2044: dict[str, Any] = {}
+        r2046: dict[str, Any] = {}
+        q -= 4
+        c2048 = ((x >> q) & 15) + 1
+        if c2048 > 12:
+            raise _rt.OutOfSchema
+        r2046['month'] = c2048
+        q -= 5
+        c2049 = ((x >> q) & 31) + 1
+        if c2049 > 31:
+            raise _rt.OutOfSchema
+        r2046['day'] = c2049
+        r2044['dateRangeStartMonthDay'] = r2046
+        r2050: dict[str, Any] = {}
+        q -= 4
+        c2052 = ((x >> q) & 15) + 1
+        if c2052 > 12:
+            raise _rt.OutOfSchema
+        r2050['month'] = c2052
+        q -= 5
+        c2053 = ((x >> q) & 31) + 1
+        if c2053 > 31:
+            raise _rt.OutOfSchema
+        r2050['day'] = c2053
+        r2044['dateRangeEndMonthDay'] = r2050
+        r['month-day'] = r2044
+    if h2041 & 8:
         q -= 4
         r['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
-    if h1131 & 4:
-        r1141: dict[str, Any] = {}
-        r1143: dict[str, Any] = {}
-        q -= 11
-        t_ = (x >> q) & 2047
-        r1143['hours'] = (t_ >> 6) & 31
-        r1143['mins'] = t_ & 63
-        r1141['timeRangeStartTime'] = r1143
-        r1145: dict[str, Any] = {}
-        q -= 11
-        t_ = (x >> q) & 2047
-        r1145['hours'] = (t_ >> 6) & 31
-        r1145['mins'] = t_ & 63
-        r1141['timeRangeEndTime'] = r1145
-        r['hourMinutes'] = r1141
-    if h1131 & 2:
+    if h2041 & 4:
+        r2055: dict[str, Any] = {}
+        r2057: dict[str, Any] = {}
+        q -= 5
+        c2059 = (x >> q) & 31
+        if c2059 > 23:
+            raise _rt.OutOfSchema
+        r2057['hours'] = c2059
+        q -= 6
+        c2060 = (x >> q) & 63
+        if c2060 > 59:
+            raise _rt.OutOfSchema
+        r2057['mins'] = c2060
+        r2055['timeRangeStartTime'] = r2057
+        r2061: dict[str, Any] = {}
+        q -= 5
+        c2063 = (x >> q) & 31
+        if c2063 > 23:
+            raise _rt.OutOfSchema
+        r2061['hours'] = c2063
+        q -= 6
+        c2064 = (x >> q) & 63
+        if c2064 > 59:
+            raise _rt.OutOfSchema
+        r2061['mins'] = c2064
+        r2055['timeRangeEndTime'] = r2061
+        r['hourMinutes'] = r2055
+    if h2041 & 2:
         q -= 8
         r['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if h1131 & 1:
-        r1148: dict[str, Any] = {}
-        q -= 11
-        t_ = (x >> q) & 2047
-        r1148['hours'] = (t_ >> 6) & 31
-        r1148['mins'] = t_ & 63
-        r['durationHourMinute'] = r1148
+    if h2041 & 1:
+        r2066: dict[str, Any] = {}
+        q -= 5
+        c2068 = (x >> q) & 31
+        if c2068 > 23:
+            raise _rt.OutOfSchema
+        r2066['hours'] = c2068
+        q -= 6
+        c2069 = (x >> q) & 63
+        if c2069 > 59:
+            raise _rt.OutOfSchema
+        r2066['mins'] = c2069
+        r['durationHourMinute'] = r2066
     return r, q
 
 
 def e_CompleteVehicleCharacteristics(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('tractor' in v) << 2 | ('trailer' in v) << 1 | ('train' in v)
+    a = a << 3 | (4 if 'tractor' in v else 0) | (2 if 'trailer' in v else 0) | ('train' in v)
     if 'tractor' in v:
-        v1151 = v['tractor']
-        a1152 = 1
-        a1152 = a1152 << 3 | ('equalTo' in v1151) << 2 | ('notEqualTo' in v1151) << 1 | ('ranges' in v1151)
-        if 'equalTo' in v1151:
-            v1154 = v1151['equalTo']
-            a1155 = 1
-            k1156 = len(v1154)
-            if 1 <= k1156 <= 4:
-                a1155 <<= 1
-                a1155 = a1155 << 2 | (k1156 - 1)
+        v2071 = v['tractor']
+        a = a << 3 | (4 if 'equalTo' in v2071 else 0) | (2 if 'notEqualTo' in v2071 else 0) | ('ranges' in v2071)
+        if 'equalTo' in v2071:
+            v2073 = v2071['equalTo']
+            k2074 = len(v2073)
+            if 1 <= k2074 <= 4:
+                a <<= 1
+                a = a << 2 | (k2074 - 1)
             else:
-                a1155 = _rt.ld(a1155 << 1 | 1, k1156)
-            for w1156 in v1154:
-                s_ = e_VehicleCharacteristicsFixValues(w1156)
-                a1155 = ((a1155 - 1) << (s_.bit_length() - 1)) + s_
-            a1152 = ((a1152 - 1) << (a1155.bit_length() - 1)) + a1155
-        if 'notEqualTo' in v1151:
-            v1157 = v1151['notEqualTo']
-            a1158 = 1
-            k1159 = len(v1157)
-            if 1 <= k1159 <= 4:
-                a1158 <<= 1
-                a1158 = a1158 << 2 | (k1159 - 1)
+                a = _rt.ld(a << 1 | 1, k2074)
+            for w2074 in v2073:
+                s_ = e_VehicleCharacteristicsFixValues(w2074)
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
+        if 'notEqualTo' in v2071:
+            v2075 = v2071['notEqualTo']
+            a2076 = 1
+            k2077 = len(v2075)
+            if 1 <= k2077 <= 4:
+                a2076 <<= 1
+                a2076 = a2076 << 2 | (k2077 - 1)
             else:
-                a1158 = _rt.ld(a1158 << 1 | 1, k1159)
-            for w1159 in v1157:
-                s_ = e_VehicleCharacteristicsFixValues(w1159)
-                a1158 = ((a1158 - 1) << (s_.bit_length() - 1)) + s_
-            a1152 = ((a1152 - 1) << (a1158.bit_length() - 1)) + a1158
-        if 'ranges' in v1151:
-            v1160 = v1151['ranges']
-            a1161 = 1
-            k1162 = len(v1160)
-            if 1 <= k1162 <= 4:
-                a1161 <<= 1
-                a1161 = a1161 << 2 | (k1162 - 1)
+                a2076 = _rt.ld(a2076 << 1 | 1, k2077)
+            for w2077 in v2075:
+                s_ = e_VehicleCharacteristicsFixValues(w2077)
+                a2076 = ((a2076 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2076.bit_length() - 1)) + a2076
+        if 'ranges' in v2071:
+            v2078 = v2071['ranges']
+            a2079 = 1
+            k2080 = len(v2078)
+            if 1 <= k2080 <= 4:
+                a2079 <<= 1
+                a2079 = a2079 << 2 | (k2080 - 1)
             else:
-                a1161 = _rt.ld(a1161 << 1 | 1, k1162)
-            for w1162 in v1160:
-                v1163 = w1162
-                a1164 = 1
-                a1164 = a1164 << 2 | v1163['comparisonOperator']
-                s_ = e_VehicleCharacteristicsRanges_limits(v1163['limits'])
-                a1164 = ((a1164 - 1) << (s_.bit_length() - 1)) + s_
-                a1161 = ((a1161 - 1) << (a1164.bit_length() - 1)) + a1164
-            a1152 = ((a1152 - 1) << (a1161.bit_length() - 1)) + a1161
-        a = ((a - 1) << (a1152.bit_length() - 1)) + a1152
+                a2079 = _rt.ld(a2079 << 1 | 1, k2080)
+            for w2080 in v2078:
+                a2079 = a2079 << 2 | w2080['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits(w2080['limits'])
+                a2079 = ((a2079 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2079.bit_length() - 1)) + a2079
     if 'trailer' in v:
-        v1166 = v['trailer']
-        a1167 = 1
-        k1168 = len(v1166)
-        a1167 = a1167 << 2 | (k1168 - 1)
-        for w1168 in v1166:
-            v1169 = w1168
-            a1170 = 1
-            a1170 = a1170 << 3 | ('equalTo' in v1169) << 2 | ('notEqualTo' in v1169) << 1 | ('ranges' in v1169)
-            if 'equalTo' in v1169:
-                v1172 = v1169['equalTo']
-                a1173 = 1
-                k1174 = len(v1172)
-                if 1 <= k1174 <= 4:
-                    a1173 <<= 1
-                    a1173 = a1173 << 2 | (k1174 - 1)
+        v2084 = v['trailer']
+        a2085 = 1
+        k2086 = len(v2084)
+        a2085 = a2085 << 2 | (k2086 - 1)
+        for w2086 in v2084:
+            a2085 = a2085 << 3 | (4 if 'equalTo' in w2086 else 0) | (2 if 'notEqualTo' in w2086 else 0) | ('ranges' in w2086)
+            if 'equalTo' in w2086:
+                v2088 = w2086['equalTo']
+                a2089 = 1
+                k2090 = len(v2088)
+                if 1 <= k2090 <= 4:
+                    a2089 <<= 1
+                    a2089 = a2089 << 2 | (k2090 - 1)
                 else:
-                    a1173 = _rt.ld(a1173 << 1 | 1, k1174)
-                for w1174 in v1172:
-                    s_ = e_VehicleCharacteristicsFixValues_2(w1174)
-                    a1173 = ((a1173 - 1) << (s_.bit_length() - 1)) + s_
-                a1170 = ((a1170 - 1) << (a1173.bit_length() - 1)) + a1173
-            if 'notEqualTo' in v1169:
-                v1175 = v1169['notEqualTo']
-                a1176 = 1
-                k1177 = len(v1175)
-                if 1 <= k1177 <= 4:
-                    a1176 <<= 1
-                    a1176 = a1176 << 2 | (k1177 - 1)
+                    a2089 = _rt.ld(a2089 << 1 | 1, k2090)
+                for w2090 in v2088:
+                    s_ = e_VehicleCharacteristicsFixValues_2(w2090)
+                    a2089 = ((a2089 - 1) << (s_.bit_length() - 1)) + s_
+                a2085 = ((a2085 - 1) << (a2089.bit_length() - 1)) + a2089
+            if 'notEqualTo' in w2086:
+                v2091 = w2086['notEqualTo']
+                a2092 = 1
+                k2093 = len(v2091)
+                if 1 <= k2093 <= 4:
+                    a2092 <<= 1
+                    a2092 = a2092 << 2 | (k2093 - 1)
                 else:
-                    a1176 = _rt.ld(a1176 << 1 | 1, k1177)
-                for w1177 in v1175:
-                    s_ = e_VehicleCharacteristicsFixValues_2(w1177)
-                    a1176 = ((a1176 - 1) << (s_.bit_length() - 1)) + s_
-                a1170 = ((a1170 - 1) << (a1176.bit_length() - 1)) + a1176
-            if 'ranges' in v1169:
-                v1178 = v1169['ranges']
-                a1179 = 1
-                k1180 = len(v1178)
-                if 1 <= k1180 <= 4:
-                    a1179 <<= 1
-                    a1179 = a1179 << 2 | (k1180 - 1)
+                    a2092 = _rt.ld(a2092 << 1 | 1, k2093)
+                for w2093 in v2091:
+                    s_ = e_VehicleCharacteristicsFixValues_2(w2093)
+                    a2092 = ((a2092 - 1) << (s_.bit_length() - 1)) + s_
+                a2085 = ((a2085 - 1) << (a2092.bit_length() - 1)) + a2092
+            if 'ranges' in w2086:
+                v2094 = w2086['ranges']
+                a2095 = 1
+                k2096 = len(v2094)
+                if 1 <= k2096 <= 4:
+                    a2095 <<= 1
+                    a2095 = a2095 << 2 | (k2096 - 1)
                 else:
-                    a1179 = _rt.ld(a1179 << 1 | 1, k1180)
-                for w1180 in v1178:
-                    s_ = e_VehicleCharacteristicsRanges(w1180)
-                    a1179 = ((a1179 - 1) << (s_.bit_length() - 1)) + s_
-                a1170 = ((a1170 - 1) << (a1179.bit_length() - 1)) + a1179
-            a1167 = ((a1167 - 1) << (a1170.bit_length() - 1)) + a1170
-        a = ((a - 1) << (a1167.bit_length() - 1)) + a1167
+                    a2095 = _rt.ld(a2095 << 1 | 1, k2096)
+                for w2096 in v2094:
+                    s_ = e_VehicleCharacteristicsRanges(w2096)
+                    a2095 = ((a2095 - 1) << (s_.bit_length() - 1)) + s_
+                a2085 = ((a2085 - 1) << (a2095.bit_length() - 1)) + a2095
+        a = ((a - 1) << (a2085.bit_length() - 1)) + a2085
     if 'train' in v:
-        v1181 = v['train']
-        a1182 = 1
-        a1182 = a1182 << 3 | ('equalTo' in v1181) << 2 | ('notEqualTo' in v1181) << 1 | ('ranges' in v1181)
-        if 'equalTo' in v1181:
-            v1184 = v1181['equalTo']
-            a1185 = 1
-            k1186 = len(v1184)
-            if 1 <= k1186 <= 4:
-                a1185 <<= 1
-                a1185 = a1185 << 2 | (k1186 - 1)
+        v2097 = v['train']
+        a = a << 3 | (4 if 'equalTo' in v2097 else 0) | (2 if 'notEqualTo' in v2097 else 0) | ('ranges' in v2097)
+        if 'equalTo' in v2097:
+            v2099 = v2097['equalTo']
+            a2100 = 1
+            k2101 = len(v2099)
+            if 1 <= k2101 <= 4:
+                a2100 <<= 1
+                a2100 = a2100 << 2 | (k2101 - 1)
             else:
-                a1185 = _rt.ld(a1185 << 1 | 1, k1186)
-            for w1186 in v1184:
-                s_ = e_VehicleCharacteristicsFixValues(w1186)
-                a1185 = ((a1185 - 1) << (s_.bit_length() - 1)) + s_
-            a1182 = ((a1182 - 1) << (a1185.bit_length() - 1)) + a1185
-        if 'notEqualTo' in v1181:
-            v1187 = v1181['notEqualTo']
-            a1188 = 1
-            k1189 = len(v1187)
-            if 1 <= k1189 <= 4:
-                a1188 <<= 1
-                a1188 = a1188 << 2 | (k1189 - 1)
+                a2100 = _rt.ld(a2100 << 1 | 1, k2101)
+            for w2101 in v2099:
+                s_ = e_VehicleCharacteristicsFixValues(w2101)
+                a2100 = ((a2100 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2100.bit_length() - 1)) + a2100
+        if 'notEqualTo' in v2097:
+            v2102 = v2097['notEqualTo']
+            a2103 = 1
+            k2104 = len(v2102)
+            if 1 <= k2104 <= 4:
+                a2103 <<= 1
+                a2103 = a2103 << 2 | (k2104 - 1)
             else:
-                a1188 = _rt.ld(a1188 << 1 | 1, k1189)
-            for w1189 in v1187:
-                s_ = e_VehicleCharacteristicsFixValues(w1189)
-                a1188 = ((a1188 - 1) << (s_.bit_length() - 1)) + s_
-            a1182 = ((a1182 - 1) << (a1188.bit_length() - 1)) + a1188
-        if 'ranges' in v1181:
-            v1190 = v1181['ranges']
-            a1191 = 1
-            k1192 = len(v1190)
-            if 1 <= k1192 <= 4:
-                a1191 <<= 1
-                a1191 = a1191 << 2 | (k1192 - 1)
+                a2103 = _rt.ld(a2103 << 1 | 1, k2104)
+            for w2104 in v2102:
+                s_ = e_VehicleCharacteristicsFixValues(w2104)
+                a2103 = ((a2103 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2103.bit_length() - 1)) + a2103
+        if 'ranges' in v2097:
+            v2105 = v2097['ranges']
+            a2106 = 1
+            k2107 = len(v2105)
+            if 1 <= k2107 <= 4:
+                a2106 <<= 1
+                a2106 = a2106 << 2 | (k2107 - 1)
             else:
-                a1191 = _rt.ld(a1191 << 1 | 1, k1192)
-            for w1192 in v1190:
-                v1193 = w1192
-                a1194 = 1
-                a1194 = a1194 << 2 | v1193['comparisonOperator']
-                s_ = e_VehicleCharacteristicsRanges_limits(v1193['limits'])
-                a1194 = ((a1194 - 1) << (s_.bit_length() - 1)) + s_
-                a1191 = ((a1191 - 1) << (a1194.bit_length() - 1)) + a1194
-            a1182 = ((a1182 - 1) << (a1191.bit_length() - 1)) + a1191
-        a = ((a - 1) << (a1182.bit_length() - 1)) + a1182
+                a2106 = _rt.ld(a2106 << 1 | 1, k2107)
+            for w2107 in v2105:
+                a2106 = a2106 << 2 | w2107['comparisonOperator']
+                s_ = e_VehicleCharacteristicsRanges_limits(w2107['limits'])
+                a2106 = ((a2106 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2106.bit_length() - 1)) + a2106
     return a
 
 def d_CompleteVehicleCharacteristics(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1196 = (x >> q) & 7
-    if h1196 & 4:
-        r1197: dict[str, Any] = {}
+    h2111 = (x >> q) & 7
+    if h2111 & 4:
+        r2112: dict[str, Any] = {}
         q -= 3
-        h1198 = (x >> q) & 7
-        if h1198 & 4:
+        h2113 = (x >> q) & 7
+        if h2113 & 4:
             q -= 1
             if (x >> q) & 1:
-                k1200, q = _rt.read_ld(x, q)
+                k2115, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1200 = ((x >> q) & 3) + 1
-            r1199: list[Any] = []
-            for _ in range(k1200):
-                w1200, q = d_VehicleCharacteristicsFixValues(x, q)
-                r1199.append(w1200)
-            r1197['equalTo'] = r1199
-        if h1198 & 2:
+                k2115 = ((x >> q) & 3) + 1
+            r2114: list[Any] = []
+            for _ in range(k2115):
+                x &= (1 << q) - 1
+                w2115, q = d_VehicleCharacteristicsFixValues(x, q)
+                r2114.append(w2115)
+            r2112['equalTo'] = r2114
+        if h2113 & 2:
             q -= 1
             if (x >> q) & 1:
-                k1202, q = _rt.read_ld(x, q)
+                k2117, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1202 = ((x >> q) & 3) + 1
-            r1201: list[Any] = []
-            for _ in range(k1202):
-                w1202, q = d_VehicleCharacteristicsFixValues(x, q)
-                r1201.append(w1202)
-            r1197['notEqualTo'] = r1201
-        if h1198 & 1:
+                k2117 = ((x >> q) & 3) + 1
+            r2116: list[Any] = []
+            for _ in range(k2117):
+                x &= (1 << q) - 1
+                w2117, q = d_VehicleCharacteristicsFixValues(x, q)
+                r2116.append(w2117)
+            r2112['notEqualTo'] = r2116
+        if h2113 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1204, q = _rt.read_ld(x, q)
+                k2119, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1204 = ((x >> q) & 3) + 1
-            r1203: list[Any] = []
-            for _ in range(k1204):
-                r1205: dict[str, Any] = {}
+                k2119 = ((x >> q) & 3) + 1
+            r2118: list[Any] = []
+            for _ in range(k2119):
+                x &= (1 << q) - 1
+                r2120: dict[str, Any] = {}
                 q -= 2
-                r1205['comparisonOperator'] = (x >> q) & 3
-                r1205['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-                w1204 = r1205
-                r1203.append(w1204)
-            r1197['ranges'] = r1203
-        r['tractor'] = r1197
-    if h1196 & 2:
+                r2120['comparisonOperator'] = (x >> q) & 3
+                r2120['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+                r2118.append(r2120)
+            r2112['ranges'] = r2118
+        r['tractor'] = r2112
+    if h2111 & 2:
         q -= 2
-        k1208 = ((x >> q) & 3) + 1
-        r1207: list[Any] = []
-        for _ in range(k1208):
-            r1209: dict[str, Any] = {}
+        k2123 = ((x >> q) & 3) + 1
+        if k2123 > 3:
+            raise _rt.OutOfSchema
+        r2122: list[Any] = []
+        for _ in range(k2123):
+            x &= (1 << q) - 1
+            r2124: dict[str, Any] = {}
             q -= 3
-            h1210 = (x >> q) & 7
-            if h1210 & 4:
+            h2125 = (x >> q) & 7
+            if h2125 & 4:
                 q -= 1
                 if (x >> q) & 1:
-                    k1212, q = _rt.read_ld(x, q)
+                    k2127, q = _rt.read_ld(x, q)
                 else:
                     q -= 2
-                    k1212 = ((x >> q) & 3) + 1
-                r1211: list[Any] = []
-                for _ in range(k1212):
-                    w1212, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                    r1211.append(w1212)
-                r1209['equalTo'] = r1211
-            if h1210 & 2:
+                    k2127 = ((x >> q) & 3) + 1
+                r2126: list[Any] = []
+                for _ in range(k2127):
+                    w2127, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                    r2126.append(w2127)
+                r2124['equalTo'] = r2126
+            if h2125 & 2:
                 q -= 1
                 if (x >> q) & 1:
-                    k1214, q = _rt.read_ld(x, q)
+                    k2129, q = _rt.read_ld(x, q)
                 else:
                     q -= 2
-                    k1214 = ((x >> q) & 3) + 1
-                r1213: list[Any] = []
-                for _ in range(k1214):
-                    w1214, q = d_VehicleCharacteristicsFixValues_2(x, q)
-                    r1213.append(w1214)
-                r1209['notEqualTo'] = r1213
-            if h1210 & 1:
+                    k2129 = ((x >> q) & 3) + 1
+                r2128: list[Any] = []
+                for _ in range(k2129):
+                    w2129, q = d_VehicleCharacteristicsFixValues_2(x, q)
+                    r2128.append(w2129)
+                r2124['notEqualTo'] = r2128
+            if h2125 & 1:
                 q -= 1
                 if (x >> q) & 1:
-                    k1216, q = _rt.read_ld(x, q)
+                    k2131, q = _rt.read_ld(x, q)
                 else:
                     q -= 2
-                    k1216 = ((x >> q) & 3) + 1
-                r1215: list[Any] = []
-                for _ in range(k1216):
-                    w1216, q = d_VehicleCharacteristicsRanges(x, q)
-                    r1215.append(w1216)
-                r1209['ranges'] = r1215
-            w1208 = r1209
-            r1207.append(w1208)
-        r['trailer'] = r1207
-    if h1196 & 1:
-        r1217: dict[str, Any] = {}
+                    k2131 = ((x >> q) & 3) + 1
+                r2130: list[Any] = []
+                for _ in range(k2131):
+                    w2131, q = d_VehicleCharacteristicsRanges(x, q)
+                    r2130.append(w2131)
+                r2124['ranges'] = r2130
+            r2122.append(r2124)
+        r['trailer'] = r2122
+    if h2111 & 1:
+        r2132: dict[str, Any] = {}
         q -= 3
-        h1218 = (x >> q) & 7
-        if h1218 & 4:
+        h2133 = (x >> q) & 7
+        if h2133 & 4:
             q -= 1
             if (x >> q) & 1:
-                k1220, q = _rt.read_ld(x, q)
+                k2135, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1220 = ((x >> q) & 3) + 1
-            r1219: list[Any] = []
-            for _ in range(k1220):
-                w1220, q = d_VehicleCharacteristicsFixValues(x, q)
-                r1219.append(w1220)
-            r1217['equalTo'] = r1219
-        if h1218 & 2:
+                k2135 = ((x >> q) & 3) + 1
+            r2134: list[Any] = []
+            for _ in range(k2135):
+                x &= (1 << q) - 1
+                w2135, q = d_VehicleCharacteristicsFixValues(x, q)
+                r2134.append(w2135)
+            r2132['equalTo'] = r2134
+        if h2133 & 2:
             q -= 1
             if (x >> q) & 1:
-                k1222, q = _rt.read_ld(x, q)
+                k2137, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1222 = ((x >> q) & 3) + 1
-            r1221: list[Any] = []
-            for _ in range(k1222):
-                w1222, q = d_VehicleCharacteristicsFixValues(x, q)
-                r1221.append(w1222)
-            r1217['notEqualTo'] = r1221
-        if h1218 & 1:
+                k2137 = ((x >> q) & 3) + 1
+            r2136: list[Any] = []
+            for _ in range(k2137):
+                x &= (1 << q) - 1
+                w2137, q = d_VehicleCharacteristicsFixValues(x, q)
+                r2136.append(w2137)
+            r2132['notEqualTo'] = r2136
+        if h2133 & 1:
             q -= 1
             if (x >> q) & 1:
-                k1224, q = _rt.read_ld(x, q)
+                k2139, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1224 = ((x >> q) & 3) + 1
-            r1223: list[Any] = []
-            for _ in range(k1224):
-                r1225: dict[str, Any] = {}
+                k2139 = ((x >> q) & 3) + 1
+            r2138: list[Any] = []
+            for _ in range(k2139):
+                x &= (1 << q) - 1
+                r2140: dict[str, Any] = {}
                 q -= 2
-                r1225['comparisonOperator'] = (x >> q) & 3
-                r1225['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
-                w1224 = r1225
-                r1223.append(w1224)
-            r1217['ranges'] = r1223
-        r['train'] = r1217
+                r2140['comparisonOperator'] = (x >> q) & 3
+                r2140['limits'], q = d_VehicleCharacteristicsRanges_limits(x, q)
+                r2138.append(r2140)
+            r2132['ranges'] = r2138
+        r['train'] = r2132
     return r, q
 
 
 def e_ZoneIds(v: Any) -> int:
     a: int = 1
-    k1227 = len(v)
-    if 1 <= k1227 <= 8:
+    k2142 = len(v)
+    if 1 <= k2142 <= 8:
         a <<= 1
-        a = a << 3 | (k1227 - 1)
+        a = a << 3 | (k2142 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1227)
-    for w1227 in v:
-        w1228 = w1227
-        if 1 <= w1228 <= 32:
-            a = a << 6 | (w1228 - 1)
+        a = _rt.ld(a << 1 | 1, k2142)
+    for w2142 in v:
+        w2143 = w2142
+        if 1 <= w2143 <= 32:
+            a = a << 6 | (w2143 - 1)
         else:
-            a = _rt.uwn(a << 1 | 1, w1228)
+            a = _rt.uwn(a << 1 | 1, w2143)
     return a
 
 def d_ZoneIds(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1229, q = _rt.read_ld(x, q)
+        k2144, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k1229 = ((x >> q) & 7) + 1
+        k2144 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1229):
+    for _ in range(k2144):
         q -= 1
         if (x >> q) & 1:
-            w1229, q = _rt.read_uwn(x, q)
+            w2144, q = _rt.read_uwn(x, q)
         else:
             q -= 5
-            w1229 = ((x >> q) & 31) + 1
-        r.append(w1229)
-    return r, q
-
-
-def e_LaneCharacteristics(v: Any) -> int:
-    a: int = 1
-    w1231 = v['zoneDefinitionAccuracy']
-    if 0 <= w1231 <= 7:
-        a = a << 4 | w1231
-    else:
-        a = _rt.uwn(a << 1 | 1, w1231)
-    a = a << 1 | (1 if v['existinglaneMarkingStatus'] else 0)
-    w1232 = v['newlaneMarkingColour']
-    if 0 <= w1232 <= 7:
-        a = a << 4 | w1232
-    else:
-        a = _rt.uwn(a << 1 | 1, w1232)
-    w1233 = v['laneDelimitationLeft']
-    if 0 <= w1233 <= 7:
-        a = a << 4 | w1233
-    else:
-        a = _rt.uwn(a << 1 | 1, w1233)
-    w1234 = v['laneDelimitationRight']
-    if 0 <= w1234 <= 7:
-        a = a << 4 | w1234
-    else:
-        a = _rt.uwn(a << 1 | 1, w1234)
-    w1235 = v['mergingWith']
-    if 1 <= w1235 <= 32:
-        a = a << 6 | (w1235 - 1)
-    else:
-        a = _rt.uwn(a << 1 | 1, w1235)
-    return a
-
-def d_LaneCharacteristics(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 1
-    if (x >> q) & 1:
-        r['zoneDefinitionAccuracy'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 3
-        r['zoneDefinitionAccuracy'] = (x >> q) & 7
-    q -= 1
-    r['existinglaneMarkingStatus'] = (x >> q) & 1 == 1
-    q -= 1
-    if (x >> q) & 1:
-        r['newlaneMarkingColour'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 3
-        r['newlaneMarkingColour'] = (x >> q) & 7
-    q -= 1
-    if (x >> q) & 1:
-        r['laneDelimitationLeft'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 3
-        r['laneDelimitationLeft'] = (x >> q) & 7
-    q -= 1
-    if (x >> q) & 1:
-        r['laneDelimitationRight'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 3
-        r['laneDelimitationRight'] = (x >> q) & 7
-    q -= 1
-    if (x >> q) & 1:
-        r['mergingWith'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 5
-        r['mergingWith'] = ((x >> q) & 31) + 1
-    return r, q
-
-
-def e_RoadSurfaceStaticCharacteristics(v: Any) -> int:
-    a: int = 1
-    a = a << 7 | v['frictionCoefficient']
-    w1238 = v['material']
-    if 0 <= w1238 <= 7:
-        a = a << 4 | w1238
-    else:
-        a = _rt.uwn(a << 1 | 1, w1238)
-    w1239 = v['wear']
-    if 0 <= w1239 <= 7:
-        a = a << 4 | w1239
-    else:
-        a = _rt.uwn(a << 1 | 1, w1239)
-    a = a << 6 | (v['avBankingAngle'] + 20)
-    return a
-
-def d_RoadSurfaceStaticCharacteristics(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 7
-    r['frictionCoefficient'] = (x >> q) & 127
-    q -= 1
-    if (x >> q) & 1:
-        r['material'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 3
-        r['material'] = (x >> q) & 7
-    q -= 1
-    if (x >> q) & 1:
-        r['wear'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 3
-        r['wear'] = (x >> q) & 7
-    q -= 6
-    r['avBankingAngle'] = ((x >> q) & 63) - 20
-    return r, q
-
-
-def e_RoadSurfaceDynamicCharacteristics(v: Any) -> int:
-    a: int = 1
-    w1242 = v['condition']
-    if 0 <= w1242 <= 15:
-        a = a << 5 | w1242
-    else:
-        a = _rt.uwn(a << 1 | 1, w1242)
-    a = a << 19 | ((v['temperature'] + 100)) << 11 | (v['iceOrWaterDepth']) << 3 | (v['treatment'])
-    return a
-
-def d_RoadSurfaceDynamicCharacteristics(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 1
-    if (x >> q) & 1:
-        r['condition'], q = _rt.read_uwn(x, q)
-    else:
-        q -= 4
-        r['condition'] = (x >> q) & 15
-    q -= 19
-    t_ = (x >> q) & 524287
-    r['temperature'] = ((t_ >> 11) & 255) - 100
-    r['iceOrWaterDepth'] = (t_ >> 3) & 255
-    r['treatment'] = t_ & 7
+            w2144 = ((x >> q) & 31) + 1
+        r.append(w2144)
     return r, q
 
 
 def e_SaeAutomationLevels(v: Any) -> int:
     a: int = 1
-    k1244 = len(v)
-    a = a << 3 | (k1244 - 1)
-    for w1244 in v:
-        a = a << 3 | w1244
+    k2145 = len(v)
+    a = a << 3 | (k2145 - 1)
+    for w2145 in v:
+        a = a << 3 | w2145
     return a
 
 def d_SaeAutomationLevels(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k1245 = ((x >> q) & 7) + 1
+    k2146 = ((x >> q) & 7) + 1
+    if k2146 > 5:
+        raise _rt.OutOfSchema
     r: list[Any] = []
-    for _ in range(k1245):
+    for _ in range(k2146):
         q -= 3
-        w1245 = (x >> q) & 7
-        r.append(w1245)
+        c2147 = (x >> q) & 7
+        if c2147 > 5:
+            raise _rt.OutOfSchema
+        w2146 = c2147
+        r.append(w2146)
     return r, q
 
 
 def e_RoadSignCodes(v: Any) -> int:
     a: int = 1
-    k1246 = len(v)
-    if 1 <= k1246 <= 4:
+    k2148 = len(v)
+    if 1 <= k2148 <= 4:
         a <<= 1
-        a = a << 2 | (k1246 - 1)
+        a = a << 2 | (k2148 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1246)
-    for w1246 in v:
-        v1247 = w1246
-        a1248 = 1
-        a1248 = a1248 << 1 | ('layoutComponentId' in v1247)
-        if 'layoutComponentId' in v1247:
-            w1250 = v1247['layoutComponentId']
-            if 1 <= w1250 <= 4:
-                a1248 = a1248 << 3 | (w1250 - 1)
+        a = _rt.ld(a << 1 | 1, k2148)
+    for w2148 in v:
+        a = a << 1 | ('layoutComponentId' in w2148)
+        if 'layoutComponentId' in w2148:
+            w2151 = w2148['layoutComponentId']
+            if 1 <= w2151 <= 4:
+                a = a << 3 | (w2151 - 1)
             else:
-                a1248 = _rt.uwn(a1248 << 1 | 1, w1250)
-        s_ = e_RSCode_code(v1247['code'])
-        a1248 = ((a1248 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1248.bit_length() - 1)) + a1248
+                a = _rt.uwn(a << 1 | 1, w2151)
+        s_ = e_RSCode_code(w2148['code'])
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_RoadSignCodes(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1251, q = _rt.read_ld(x, q)
+        k2153, q = _rt.read_ld(x, q)
     else:
         q -= 2
-        k1251 = ((x >> q) & 3) + 1
+        k2153 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1251):
-        r1252: dict[str, Any] = {}
+    for _ in range(k2153):
+        x &= (1 << q) - 1
+        r2154: dict[str, Any] = {}
         q -= 1
-        h1253 = (x >> q) & 1
-        if h1253 & 1:
+        h2155 = (x >> q) & 1
+        if h2155 & 1:
             q -= 1
             if (x >> q) & 1:
-                r1252['layoutComponentId'], q = _rt.read_uwn(x, q)
+                r2154['layoutComponentId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r1252['layoutComponentId'] = ((x >> q) & 3) + 1
-        r1252['code'], q = d_RSCode_code(x, q)
-        w1251 = r1252
-        r.append(w1251)
+                r2154['layoutComponentId'] = ((x >> q) & 3) + 1
+        r2154['code'], q = d_RSCode_code(x, q)
+        r.append(r2154)
     return r, q
 
 
 def e_ConstraintTextLines2(v: Any) -> int:
     a: int = 1
-    k1254 = len(v)
-    if 1 <= k1254 <= 4:
+    k2156 = len(v)
+    if 1 <= k2156 <= 4:
         a <<= 1
-        a = a << 2 | (k1254 - 1)
+        a = a << 2 | (k2156 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1254)
-    for w1254 in v:
-        v1255 = w1254
-        a1256 = 1
-        a1256 = a1256 << 1 | ('layoutComponentId' in v1255)
-        if 'layoutComponentId' in v1255:
-            w1258 = v1255['layoutComponentId']
-            if 1 <= w1258 <= 4:
-                a1256 = a1256 << 3 | (w1258 - 1)
+        a = _rt.ld(a << 1 | 1, k2156)
+    for w2156 in v:
+        a2164 = 1
+        a2164 = a2164 << 1 | ('layoutComponentId' in w2156)
+        if 'layoutComponentId' in w2156:
+            w2167 = w2156['layoutComponentId']
+            if 1 <= w2167 <= 4:
+                a2164 = a2164 << 3 | (w2167 - 1)
             else:
-                a1256 = _rt.uwn(a1256 << 1 | 1, w1258)
-        d1259, k1260 = v1255['language']
-        a1256 = a1256 << k1260 | int.from_bytes(d1259, 'big') >> (8 * len(d1259) - k1260)
-        a1256 = _rt.octets(a1256, v1255['textContent'].encode('utf-8'))
-        a = ((a - 1) << (a1256.bit_length() - 1)) + a1256
+                a2164 = _rt.uwn(a2164 << 1 | 1, w2167)
+        d2169, k2170 = w2156['language']
+        a2164 = a2164 << k2170 | int.from_bytes(d2169, 'big') >> (8 * len(d2169) - k2170)
+        a2164 = _rt.octets(a2164, w2156['textContent'].encode('utf-8'))
+        a = ((a - 1) << (a2164.bit_length() - 1)) + a2164
     return a
 
 def d_ConstraintTextLines2(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1261, q = _rt.read_ld(x, q)
+        k2172, q = _rt.read_ld(x, q)
     else:
         q -= 2
-        k1261 = ((x >> q) & 3) + 1
+        k2172 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1261):
-        r1262: dict[str, Any] = {}
+    for _ in range(k2172):
+        x &= (1 << q) - 1
+        r2173: dict[str, Any] = {}
         q -= 1
-        h1263 = (x >> q) & 1
-        if h1263 & 1:
+        h2174 = (x >> q) & 1
+        if h2174 & 1:
             q -= 1
             if (x >> q) & 1:
-                r1262['layoutComponentId'], q = _rt.read_uwn(x, q)
+                r2173['layoutComponentId'], q = _rt.read_uwn(x, q)
             else:
                 q -= 2
-                r1262['layoutComponentId'] = ((x >> q) & 3) + 1
+                r2173['layoutComponentId'] = ((x >> q) & 3) + 1
         q -= 10
-        r1262['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
-        b1265, q = _rt.read_octets(x, q)
-        r1262['textContent'] = b1265.decode('utf-8')
-        w1261 = r1262
-        r.append(w1261)
+        r2173['language'] = ((((x >> q) & 1023) << 6).to_bytes(2, 'big'), 10)
+        b2177, q = _rt.read_octets(x, q)
+        c2176 = b2177.decode('utf-8')
+        if len(c2176) < 1 or len(c2176) > 32:
+            raise _rt.OutOfSchema
+        r2173['textContent'] = c2176
+        r.append(r2173)
     return r, q
 
 
@@ -6762,34 +6786,40 @@ def d_MapReference(x: int, q: int) -> tuple[Any, int]:
 
 def e_SignalStatusPackage_addGrpC(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('synchToSchedule' in v) << 1 | ('rejectedReason' in v)
+    a = a << 3 | (2 if 'synchToSchedule' in v else 0) | ('rejectedReason' in v)
     if 'synchToSchedule' in v:
         a = a << 8 | (v['synchToSchedule'] + 122)
     if 'rejectedReason' in v:
-        w1267 = v['rejectedReason']
-        i1268 = _E_RejectedReason_52.get(w1267)
-        if i1268 is not None:
-            a = a << 4 | i1268
+        w2181 = v['rejectedReason']
+        i2182 = _E_RejectedReason_52.get(w2181)
+        if i2182 is not None:
+            a = a << 4 | i2182
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1267])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2181])
     return a
 
 def d_SignalStatusPackage_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1269 = (x >> q) & 7
-    if h1269 & 2:
+    h2183 = (x >> q) & 7
+    if h2183 & 2:
         q -= 8
-        r['synchToSchedule'] = ((x >> q) & 255) - 122
-    if h1269 & 1:
+        c2184 = ((x >> q) & 255) - 122
+        if c2184 > 121:
+            raise _rt.OutOfSchema
+        r['synchToSchedule'] = c2184
+    if h2183 & 1:
         q -= 1
         if (x >> q) & 1:
-            i1270, q = _rt.read_nsnn(x, q)
-            r['rejectedReason'] = _DX_LayerType_3.get(i1270)
+            i2186, q = _rt.read_nsnn(x, q)
+            c2185 = _DX_LayerType_3.get(i2186)
         else:
             q -= 3
-            r['rejectedReason'] = _D_RejectedReason_53[(x >> q) & 7]
-    if h1269 >> 2:
+            c2185 = _D_RejectedReason_53[(x >> q) & 7]
+        if c2185 is None:
+            raise _rt.OutOfSchema
+        r['rejectedReason'] = c2185
+    if h2183 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -6798,27 +6828,30 @@ def e_MovementEvent_addGrpC(v: Any) -> int:
     a: int = 1
     a = a << 2 | ('stateChangeReason' in v)
     if 'stateChangeReason' in v:
-        w1272 = v['stateChangeReason']
-        i1273 = _E_ExceptionalCondition_54.get(w1272)
-        if i1273 is not None:
-            a = a << 5 | i1273
+        w2189 = v['stateChangeReason']
+        i2190 = _E_ExceptionalCondition_54.get(w2189)
+        if i2190 is not None:
+            a = a << 5 | i2190
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1272])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2189])
     return a
 
 def d_MovementEvent_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1274 = (x >> q) & 3
-    if h1274 & 1:
+    h2191 = (x >> q) & 3
+    if h2191 & 1:
         q -= 1
         if (x >> q) & 1:
-            i1275, q = _rt.read_nsnn(x, q)
-            r['stateChangeReason'] = _DX_LayerType_3.get(i1275)
+            i2193, q = _rt.read_nsnn(x, q)
+            c2192 = _DX_LayerType_3.get(i2193)
         else:
             q -= 4
-            r['stateChangeReason'] = _D_ExceptionalCondition_55[(x >> q) & 15]
-    if h1274 >> 1:
+            c2192 = _D_ExceptionalCondition_55[(x >> q) & 15]
+        if c2192 is None:
+            raise _rt.OutOfSchema
+        r['stateChangeReason'] = c2192
+    if h2191 >> 1:
         q = _rt.skip_additions(x, q)
     return r, q
 
@@ -6851,19 +6884,20 @@ def e_LaneDataAttribute(v: Any) -> int:
 
 def d_LaneDataAttribute(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 3
     i = (x >> q) & 7
     if i == 0:
         q -= 9
-        w = ((x >> q) & 511) - 150
+        c2194 = ((x >> q) & 511) - 150
+        if c2194 > 150:
+            raise _rt.OutOfSchema
+        w = c2194
         return ('pathEndPointAngle', w), q
     elif i == 1:
         q -= 8
@@ -6879,7 +6913,10 @@ def d_LaneDataAttribute(x: int, q: int) -> tuple[Any, int]:
         return ('laneCrownPointRight', w), q
     elif i == 4:
         q -= 9
-        w = ((x >> q) & 511) - 180
+        c2195 = ((x >> q) & 511) - 180
+        if c2195 > 180:
+            raise _rt.OutOfSchema
+        w = c2195
         return ('laneAngle', w), q
     elif i == 5:
         w, q = d_SpeedLimitList(x, q)
@@ -6933,11 +6970,17 @@ def d_ComputedLane_offsetXaxis(x: int, q: int) -> tuple[Any, int]:
     i = (x >> q) & 1
     if i == 0:
         q -= 12
-        w = ((x >> q) & 4095) - 2047
+        c2197 = ((x >> q) & 4095) - 2047
+        if c2197 > 2047:
+            raise _rt.OutOfSchema
+        w = c2197
         return ('small', w), q
     elif i == 1:
         q -= 16
-        w = ((x >> q) & 65535) - 32767
+        c2198 = ((x >> q) & 65535) - 32767
+        if c2198 > 32767:
+            raise _rt.OutOfSchema
+        w = c2198
         return ('large', w), q
     raise _rt.Malformed('ComputedLane_offsetXaxis: choice index ' + str(i))
 
@@ -6960,11 +7003,17 @@ def d_ComputedLane_offsetYaxis(x: int, q: int) -> tuple[Any, int]:
     i = (x >> q) & 1
     if i == 0:
         q -= 12
-        w = ((x >> q) & 4095) - 2047
+        c2199 = ((x >> q) & 4095) - 2047
+        if c2199 > 2047:
+            raise _rt.OutOfSchema
+        w = c2199
         return ('small', w), q
     elif i == 1:
         q -= 16
-        w = ((x >> q) & 65535) - 32767
+        c2200 = ((x >> q) & 65535) - 32767
+        if c2200 > 32767:
+            raise _rt.OutOfSchema
+        w = c2200
         return ('large', w), q
     raise _rt.Malformed('ComputedLane_offsetYaxis: choice index ' + str(i))
 
@@ -6992,97 +7041,105 @@ def d_ComputedLane_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_NodeAttributeXYList(v: Any) -> int:
     a: int = 1
-    k1276 = len(v)
-    a = a << 3 | (k1276 - 1)
-    for w1276 in v:
-        w1277 = w1276
-        i1278 = _E_NodeAttributeXY_48.get(w1277)
-        if i1278 is not None:
-            a = a << 5 | i1278
+    k2202 = len(v)
+    a = a << 3 | (k2202 - 1)
+    for w2202 in v:
+        w2203 = w2202
+        i2204 = _E_NodeAttributeXY_48.get(w2203)
+        if i2204 is not None:
+            a = a << 5 | i2204
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1277])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2203])
     return a
 
 def d_NodeAttributeXYList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k1279 = ((x >> q) & 7) + 1
+    k2205 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1279):
+    for _ in range(k2205):
         q -= 1
         if (x >> q) & 1:
-            i1280, q = _rt.read_nsnn(x, q)
-            w1279 = _DX_LayerType_3.get(i1280)
+            i2207, q = _rt.read_nsnn(x, q)
+            c2206 = _DX_LayerType_3.get(i2207)
         else:
             q -= 4
-            w1279 = _D_NodeAttributeXY_50[(x >> q) & 15]
-        r.append(w1279)
+            c2206 = _D_NodeAttributeXY_50[(x >> q) & 15]
+        if c2206 is None:
+            raise _rt.OutOfSchema
+        w2205 = c2206
+        r.append(w2205)
     return r, q
 
 
 def e_SegmentAttributeXYList(v: Any) -> int:
     a: int = 1
-    k1281 = len(v)
-    a = a << 3 | (k1281 - 1)
-    for w1281 in v:
-        w1282 = w1281
-        i1283 = _E_SegmentAttributeXY_49.get(w1282)
-        if i1283 is not None:
-            a = a << 7 | i1283
+    k2208 = len(v)
+    a = a << 3 | (k2208 - 1)
+    for w2208 in v:
+        w2209 = w2208
+        i2210 = _E_SegmentAttributeXY_49.get(w2209)
+        if i2210 is not None:
+            a = a << 7 | i2210
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1282])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2209])
     return a
 
 def d_SegmentAttributeXYList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k1284 = ((x >> q) & 7) + 1
+    k2211 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1284):
+    for _ in range(k2211):
         q -= 1
         if (x >> q) & 1:
-            i1285, q = _rt.read_nsnn(x, q)
-            w1284 = _DX_LayerType_3.get(i1285)
+            i2213, q = _rt.read_nsnn(x, q)
+            c2212 = _DX_LayerType_3.get(i2213)
         else:
             q -= 6
-            w1284 = _D_SegmentAttributeXY_51[(x >> q) & 63]
-        r.append(w1284)
+            c2212 = _D_SegmentAttributeXY_51[(x >> q) & 63]
+        if c2212 is None:
+            raise _rt.OutOfSchema
+        w2211 = c2212
+        r.append(w2211)
     return r, q
 
 
 def e_LaneDataAttributeList(v: Any) -> int:
     a: int = 1
-    k1286 = len(v)
-    a = a << 3 | (k1286 - 1)
-    for w1286 in v:
-        s_ = e_LaneDataAttribute(w1286)
+    k2214 = len(v)
+    a = a << 3 | (k2214 - 1)
+    for w2214 in v:
+        s_ = e_LaneDataAttribute(w2214)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_LaneDataAttributeList(x: int, q: int) -> tuple[Any, int]:
     q -= 3
-    k1287 = ((x >> q) & 7) + 1
+    k2215 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1287):
-        w1287, q = d_LaneDataAttribute(x, q)
-        r.append(w1287)
+    for _ in range(k2215):
+        x &= (1 << q) - 1
+        w2215, q = d_LaneDataAttribute(x, q)
+        r.append(w2215)
     return r, q
 
 
 def e_NodeAttributeSetXY_regional(v: Any) -> int:
     a: int = 1
-    k1288 = len(v)
-    a = a << 2 | (k1288 - 1)
-    for w1288 in v:
-        s_ = e_NodeAttributeSetXY_regional_item(w1288)
+    k2216 = len(v)
+    a = a << 2 | (k2216 - 1)
+    for w2216 in v:
+        s_ = e_NodeAttributeSetXY_regional_item(w2216)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_NodeAttributeSetXY_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k1289 = ((x >> q) & 3) + 1
+    k2217 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1289):
-        w1289, q = d_NodeAttributeSetXY_regional_item(x, q)
-        r.append(w1289)
+    for _ in range(k2217):
+        x &= (1 << q) - 1
+        w2217, q = d_NodeAttributeSetXY_regional_item(x, q)
+        r.append(w2217)
     return r, q
 
 
@@ -7202,10 +7259,16 @@ def e_Node_LLmD_64b(v: Any) -> int:
 
 def d_Node_LLmD_64b(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    q -= 63
-    t_ = (x >> q) & 9223372036854775807
-    r['lon'] = ((t_ >> 31) & 4294967295) - 1800000000
-    r['lat'] = (t_ & 2147483647) - 900000000
+    q -= 32
+    c2247 = ((x >> q) & 4294967295) - 1800000000
+    if c2247 > 1800000001:
+        raise _rt.OutOfSchema
+    r['lon'] = c2247
+    q -= 31
+    c2248 = ((x >> q) & 2147483647) - 900000000
+    if c2248 > 900000001:
+        raise _rt.OutOfSchema
+    r['lat'] = c2248
     return r, q
 
 
@@ -7242,9 +7305,9 @@ def e_Segment(v: Any) -> int:
 def d_Segment(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h1305 = (x >> q) & 1
+    h2253 = (x >> q) & 1
     r['line'], q = d_PolygonalLine(x, q)
-    if h1305 & 1:
+    if h2253 & 1:
         q -= 10
         r['laneWidth'] = (x >> q) & 1023
     return r, q
@@ -7275,14 +7338,12 @@ def e_PolygonalLine(v: Any) -> int:
 
 def d_PolygonalLine(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 2
     i = (x >> q) & 3
     if i == 0:
@@ -7302,26 +7363,24 @@ def d_PolygonalLine(x: int, q: int) -> tuple[Any, int]:
 
 def e_ComputedSegment(v: Any) -> int:
     a: int = 1
-    a = a << 2 | ('offsetDistance' in v) << 1 | ('offsetPosition' in v)
-    w1307 = v['zoneId']
-    if 1 <= w1307 <= 32:
-        a = a << 6 | (w1307 - 1)
+    a = a << 2 | (2 if 'offsetDistance' in v else 0) | ('offsetPosition' in v)
+    w2256 = v['zoneId']
+    if 1 <= w2256 <= 32:
+        a = a << 6 | (w2256 - 1)
     else:
-        a = _rt.uwn(a << 1 | 1, w1307)
+        a = _rt.uwn(a << 1 | 1, w2256)
     a = a << 14 | ((v['laneNumber'] + 1)) << 10 | (v['laneWidth'])
     if 'offsetDistance' in v:
         a = a << 16 | (v['offsetDistance'] + 32768)
     if 'offsetPosition' in v:
-        v1308 = v['offsetPosition']
-        a1309 = 1
-        a1309 = a1309 << 51 | ((v1308['deltaLatitude'] + 131071)) << 33 | ((v1308['deltaLongitude'] + 131071)) << 15 | ((v1308['deltaAltitude'] + 12700))
-        a = ((a - 1) << (a1309.bit_length() - 1)) + a1309
+        v2260 = v['offsetPosition']
+        a = a << 51 | ((v2260['deltaLatitude'] + 131071)) << 33 | ((v2260['deltaLongitude'] + 131071)) << 15 | ((v2260['deltaAltitude'] + 12700))
     return a
 
 def d_ComputedSegment(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1311 = (x >> q) & 3
+    h2265 = (x >> q) & 3
     q -= 1
     if (x >> q) & 1:
         r['zoneId'], q = _rt.read_uwn(x, q)
@@ -7332,17 +7391,20 @@ def d_ComputedSegment(x: int, q: int) -> tuple[Any, int]:
     t_ = (x >> q) & 16383
     r['laneNumber'] = ((t_ >> 10) & 15) - 1
     r['laneWidth'] = t_ & 1023
-    if h1311 & 2:
+    if h2265 & 2:
         q -= 16
         r['offsetDistance'] = ((x >> q) & 65535) - 32768
-    if h1311 & 1:
-        r1312: dict[str, Any] = {}
+    if h2265 & 1:
+        r2266: dict[str, Any] = {}
         q -= 51
         t_ = (x >> q) & 2251799813685247
-        r1312['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
-        r1312['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
-        r1312['deltaAltitude'] = (t_ & 32767) - 12700
-        r['offsetPosition'] = r1312
+        r2266['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
+        r2266['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
+        c2268 = (t_ & 32767) - 12700
+        if c2268 > 12800:
+            raise _rt.OutOfSchema
+        r2266['deltaAltitude'] = c2268
+        r['offsetPosition'] = r2266
     return r, q
 
 
@@ -7404,14 +7466,12 @@ def e_VehicleCharacteristicsFixValues(v: Any) -> int:
 
 def d_VehicleCharacteristicsFixValues(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 3
     i = (x >> q) & 7
     if i == 0:
@@ -7482,14 +7542,12 @@ def e_VehicleCharacteristicsRanges_limits(v: Any) -> int:
 
 def d_VehicleCharacteristicsRanges_limits(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 3
     i = (x >> q) & 7
     if i == 0:
@@ -7550,14 +7608,12 @@ def e_VehicleCharacteristicsFixValues_2(v: Any) -> int:
 
 def d_VehicleCharacteristicsFixValues_2(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 3
     i = (x >> q) & 7
     if i == 0:
@@ -7628,14 +7684,12 @@ def e_VehicleCharacteristicsRanges_limits_2(v: Any) -> int:
 
 def d_VehicleCharacteristicsRanges_limits_2(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 3
     i = (x >> q) & 7
     if i == 0:
@@ -7668,63 +7722,50 @@ def d_VehicleCharacteristicsRanges_limits_2(x: int, q: int) -> tuple[Any, int]:
 
 def e_VcCode(v: Any) -> int:
     a: int = 1
-    a = a << 15 | (('validity' in v) << 2 | ('value' in v) << 1 | ('unit' in v)) << 12 | (v['roadSignClass']) << 9 | ((v['roadSignCode'] - 1)) << 3 | (v['vcOption'])
+    a = a << 15 | ((4 if 'validity' in v else 0) | (2 if 'value' in v else 0) | ('unit' in v)) << 12 | (v['roadSignClass']) << 9 | ((v['roadSignCode'] - 1)) << 3 | (v['vcOption'])
     if 'validity' in v:
-        v1315 = v['validity']
-        a1316 = 1
-        k1317 = len(v1315)
-        if 1 <= k1317 <= 8:
-            a1316 <<= 1
-            a1316 = a1316 << 3 | (k1317 - 1)
+        v2273 = v['validity']
+        k2274 = len(v2273)
+        if 1 <= k2274 <= 8:
+            a <<= 1
+            a = a << 3 | (k2274 - 1)
         else:
-            a1316 = _rt.ld(a1316 << 1 | 1, k1317)
-        for w1317 in v1315:
-            v1318 = w1317
-            a1319 = 1
-            a1319 = a1319 << 6 | ('year' in v1318) << 5 | ('month-day' in v1318) << 4 | ('repeatingPeriodDayTypes' in v1318) << 3 | ('hourMinutes' in v1318) << 2 | ('dateRangeOfWeek' in v1318) << 1 | ('durationHourMinute' in v1318)
-            if 'year' in v1318:
-                v1321 = v1318['year']
-                a1322 = 1
-                w1324 = v1321['yearRangeStartYear']
-                if 2000 <= w1324 <= 2127:
-                    a1322 = a1322 << 8 | (w1324 - 2000)
+            a = _rt.ld(a << 1 | 1, k2274)
+        for w2274 in v2273:
+            a = a << 6 | (32 if 'year' in w2274 else 0) | (16 if 'month-day' in w2274 else 0) | (8 if 'repeatingPeriodDayTypes' in w2274 else 0) | (4 if 'hourMinutes' in w2274 else 0) | (2 if 'dateRangeOfWeek' in w2274 else 0) | ('durationHourMinute' in w2274)
+            if 'year' in w2274:
+                v2276 = w2274['year']
+                w2279 = v2276['yearRangeStartYear']
+                if 2000 <= w2279 <= 2127:
+                    a = a << 8 | (w2279 - 2000)
                 else:
-                    a1322 = _rt.uwn(a1322 << 1 | 1, w1324)
-                w1325 = v1321['yearRangeEndYear']
-                if 2000 <= w1325 <= 2127:
-                    a1322 = a1322 << 8 | (w1325 - 2000)
+                    a = _rt.uwn(a << 1 | 1, w2279)
+                w2281 = v2276['yearRangeEndYear']
+                if 2000 <= w2281 <= 2127:
+                    a = a << 8 | (w2281 - 2000)
                 else:
-                    a1322 = _rt.uwn(a1322 << 1 | 1, w1325)
-                a1319 = ((a1319 - 1) << (a1322.bit_length() - 1)) + a1322
-            if 'month-day' in v1318:
-                v1326 = v1318['month-day']
-                a1327 = 1
-                s_ = e_MonthDay(v1326['dateRangeStartMonthDay'])
-                a1327 = ((a1327 - 1) << (s_.bit_length() - 1)) + s_
-                s_ = e_MonthDay(v1326['dateRangeEndMonthDay'])
-                a1327 = ((a1327 - 1) << (s_.bit_length() - 1)) + s_
-                a1319 = ((a1319 - 1) << (a1327.bit_length() - 1)) + a1327
-            if 'repeatingPeriodDayTypes' in v1318:
-                d1329, k1330 = v1318['repeatingPeriodDayTypes']
-                a1319 = a1319 << k1330 | int.from_bytes(d1329, 'big') >> (8 * len(d1329) - k1330)
-            if 'hourMinutes' in v1318:
-                v1331 = v1318['hourMinutes']
-                a1332 = 1
-                s_ = e_HoursMinutes(v1331['timeRangeStartTime'])
-                a1332 = ((a1332 - 1) << (s_.bit_length() - 1)) + s_
-                s_ = e_HoursMinutes(v1331['timeRangeEndTime'])
-                a1332 = ((a1332 - 1) << (s_.bit_length() - 1)) + s_
-                a1319 = ((a1319 - 1) << (a1332.bit_length() - 1)) + a1332
-            if 'dateRangeOfWeek' in v1318:
-                d1334, k1335 = v1318['dateRangeOfWeek']
-                a1319 = a1319 << k1335 | int.from_bytes(d1334, 'big') >> (8 * len(d1334) - k1335)
-            if 'durationHourMinute' in v1318:
-                v1336 = v1318['durationHourMinute']
-                a1337 = 1
-                a1337 = a1337 << 11 | (v1336['hours']) << 6 | (v1336['mins'])
-                a1319 = ((a1319 - 1) << (a1337.bit_length() - 1)) + a1337
-            a1316 = ((a1316 - 1) << (a1319.bit_length() - 1)) + a1319
-        a = ((a - 1) << (a1316.bit_length() - 1)) + a1316
+                    a = _rt.uwn(a << 1 | 1, w2281)
+            if 'month-day' in w2274:
+                v2282 = w2274['month-day']
+                v2284 = v2282['dateRangeStartMonthDay']
+                a = a << 9 | ((v2284['month'] - 1)) << 5 | ((v2284['day'] - 1))
+                v2288 = v2282['dateRangeEndMonthDay']
+                a = a << 9 | ((v2288['month'] - 1)) << 5 | ((v2288['day'] - 1))
+            if 'repeatingPeriodDayTypes' in w2274:
+                d2293, k2294 = w2274['repeatingPeriodDayTypes']
+                a = a << k2294 | int.from_bytes(d2293, 'big') >> (8 * len(d2293) - k2294)
+            if 'hourMinutes' in w2274:
+                v2295 = w2274['hourMinutes']
+                v2297 = v2295['timeRangeStartTime']
+                a = a << 11 | (v2297['hours']) << 6 | (v2297['mins'])
+                v2301 = v2295['timeRangeEndTime']
+                a = a << 11 | (v2301['hours']) << 6 | (v2301['mins'])
+            if 'dateRangeOfWeek' in w2274:
+                d2306, k2307 = w2274['dateRangeOfWeek']
+                a = a << k2307 | int.from_bytes(d2306, 'big') >> (8 * len(d2306) - k2307)
+            if 'durationHourMinute' in w2274:
+                v2308 = w2274['durationHourMinute']
+                a = a << 11 | (v2308['hours']) << 6 | (v2308['mins'])
     if 'value' in v:
         a = a << 16 | v['value']
     if 'unit' in v:
@@ -7735,67 +7776,117 @@ def d_VcCode(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 15
     t_ = (x >> q) & 32767
-    h1339 = (t_ >> 12) & 7
+    h2314 = (t_ >> 12) & 7
     r['roadSignClass'] = (t_ >> 9) & 7
     r['roadSignCode'] = ((t_ >> 3) & 63) + 1
     r['vcOption'] = t_ & 7
-    if h1339 & 4:
+    if h2314 & 4:
         q -= 1
         if (x >> q) & 1:
-            k1341, q = _rt.read_ld(x, q)
+            k2316, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1341 = ((x >> q) & 7) + 1
-        r1340: list[Any] = []
-        for _ in range(k1341):
-            r1342: dict[str, Any] = {}
+            k2316 = ((x >> q) & 7) + 1
+        r2315: list[Any] = []
+        for _ in range(k2316):
+            x &= (1 << q) - 1
+            r2317: dict[str, Any] = {}
             q -= 6
-            h1343 = (x >> q) & 63
-            if h1343 & 32:
-                r1344: dict[str, Any] = {}
+            h2318 = (x >> q) & 63
+            if h2318 & 32:
+                r2319: dict[str, Any] = {}
                 q -= 1
                 if (x >> q) & 1:
-                    r1344['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+                    r2319['yearRangeStartYear'], q = _rt.read_uwn(x, q)
                 else:
                     q -= 7
-                    r1344['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+                    r2319['yearRangeStartYear'] = ((x >> q) & 127) + 2000
                 q -= 1
                 if (x >> q) & 1:
-                    r1344['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+                    r2319['yearRangeEndYear'], q = _rt.read_uwn(x, q)
                 else:
                     q -= 7
-                    r1344['yearRangeEndYear'] = ((x >> q) & 127) + 2000
-                r1342['year'] = r1344
-            if h1343 & 16:
-                r1346: dict[str, Any] = {}
-                r1346['dateRangeStartMonthDay'], q = d_MonthDay(x, q)
-                r1346['dateRangeEndMonthDay'], q = d_MonthDay(x, q)
-                r1342['month-day'] = r1346
-            if h1343 & 8:
+                    r2319['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+                r2317['year'] = r2319
+            if h2318 & 16:
+                r2321: dict[str, Any] = {}
+                r2323: dict[str, Any] = {}
                 q -= 4
-                r1342['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
-            if h1343 & 4:
-                r1349: dict[str, Any] = {}
-                r1349['timeRangeStartTime'], q = d_HoursMinutes(x, q)
-                r1349['timeRangeEndTime'], q = d_HoursMinutes(x, q)
-                r1342['hourMinutes'] = r1349
-            if h1343 & 2:
+                c2325 = ((x >> q) & 15) + 1
+                if c2325 > 12:
+                    raise _rt.OutOfSchema
+                r2323['month'] = c2325
+                q -= 5
+                c2326 = ((x >> q) & 31) + 1
+                if c2326 > 31:
+                    raise _rt.OutOfSchema
+                r2323['day'] = c2326
+                r2321['dateRangeStartMonthDay'] = r2323
+                r2327: dict[str, Any] = {}
+                q -= 4
+                c2329 = ((x >> q) & 15) + 1
+                if c2329 > 12:
+                    raise _rt.OutOfSchema
+                r2327['month'] = c2329
+                q -= 5
+                c2330 = ((x >> q) & 31) + 1
+                if c2330 > 31:
+                    raise _rt.OutOfSchema
+                r2327['day'] = c2330
+                r2321['dateRangeEndMonthDay'] = r2327
+                r2317['month-day'] = r2321
+            if h2318 & 8:
+                q -= 4
+                r2317['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
+            if h2318 & 4:
+                r2332: dict[str, Any] = {}
+                r2334: dict[str, Any] = {}
+                q -= 5
+                c2336 = (x >> q) & 31
+                if c2336 > 23:
+                    raise _rt.OutOfSchema
+                r2334['hours'] = c2336
+                q -= 6
+                c2337 = (x >> q) & 63
+                if c2337 > 59:
+                    raise _rt.OutOfSchema
+                r2334['mins'] = c2337
+                r2332['timeRangeStartTime'] = r2334
+                r2338: dict[str, Any] = {}
+                q -= 5
+                c2340 = (x >> q) & 31
+                if c2340 > 23:
+                    raise _rt.OutOfSchema
+                r2338['hours'] = c2340
+                q -= 6
+                c2341 = (x >> q) & 63
+                if c2341 > 59:
+                    raise _rt.OutOfSchema
+                r2338['mins'] = c2341
+                r2332['timeRangeEndTime'] = r2338
+                r2317['hourMinutes'] = r2332
+            if h2318 & 2:
                 q -= 8
-                r1342['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-            if h1343 & 1:
-                r1352: dict[str, Any] = {}
-                q -= 11
-                t_ = (x >> q) & 2047
-                r1352['hours'] = (t_ >> 6) & 31
-                r1352['mins'] = t_ & 63
-                r1342['durationHourMinute'] = r1352
-            w1341 = r1342
-            r1340.append(w1341)
-        r['validity'] = r1340
-    if h1339 & 2:
+                r2317['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
+            if h2318 & 1:
+                r2343: dict[str, Any] = {}
+                q -= 5
+                c2345 = (x >> q) & 31
+                if c2345 > 23:
+                    raise _rt.OutOfSchema
+                r2343['hours'] = c2345
+                q -= 6
+                c2346 = (x >> q) & 63
+                if c2346 > 59:
+                    raise _rt.OutOfSchema
+                r2343['mins'] = c2346
+                r2317['durationHourMinute'] = r2343
+            r2315.append(r2317)
+        r['validity'] = r2315
+    if h2314 & 2:
         q -= 16
         r['value'] = (x >> q) & 65535
-    if h1339 & 1:
+    if h2314 & 1:
         q -= 4
         r['unit'] = (x >> q) & 15
     return r, q
@@ -7804,129 +7895,126 @@ def d_VcCode(x: int, q: int) -> tuple[Any, int]:
 def e_ISO14823Code(v: Any) -> int:
     a: int = 1
     a = a << 1 | ('attributes' in v)
-    v1355 = v['pictogramCode']
-    a1356 = 1
-    a1356 = a1356 << 1 | ('countryCode' in v1355)
-    if 'countryCode' in v1355:
-        d1358 = v1355['countryCode']
-        a1356 = a1356 << (len(d1358) << 3) | int.from_bytes(d1358, 'big')
-    s_ = e_ISO14823Code_pictogramCode_serviceCategoryCode(v1355['serviceCategoryCode'])
-    a1356 = ((a1356 - 1) << (s_.bit_length() - 1)) + s_
-    v1359 = v1355['pictogramCategoryCode']
-    a1360 = 1
-    a1360 = a1360 << 11 | ((v1359['nature'] - 1)) << 7 | (v1359['serialNumber'])
-    a1356 = ((a1356 - 1) << (a1360.bit_length() - 1)) + a1360
-    a = ((a - 1) << (a1356.bit_length() - 1)) + a1356
+    v2348 = v['pictogramCode']
+    a = a << 1 | ('countryCode' in v2348)
+    if 'countryCode' in v2348:
+        d2351 = v2348['countryCode']
+        a = a << (len(d2351) << 3) | int.from_bytes(d2351, 'big')
+    s_ = e_ISO14823Code_pictogramCode_serviceCategoryCode(v2348['serviceCategoryCode'])
+    a = ((a - 1) << (s_.bit_length() - 1)) + s_
+    v2353 = v2348['pictogramCategoryCode']
+    a = a << 11 | ((v2353['nature'] - 1)) << 7 | (v2353['serialNumber'])
     if 'attributes' in v:
-        v1362 = v['attributes']
-        a1363 = 1
-        k1364 = len(v1362)
-        if 1 <= k1364 <= 8:
-            a1363 <<= 1
-            a1363 = a1363 << 3 | (k1364 - 1)
+        v2357 = v['attributes']
+        k2358 = len(v2357)
+        if 1 <= k2358 <= 8:
+            a <<= 1
+            a = a << 3 | (k2358 - 1)
         else:
-            a1363 = _rt.ld(a1363 << 1 | 1, k1364)
-        for w1364 in v1362:
-            s_ = e_ISO14823Attribute(w1364)
-            a1363 = ((a1363 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1363.bit_length() - 1)) + a1363
+            a = _rt.ld(a << 1 | 1, k2358)
+        for w2358 in v2357:
+            s_ = e_ISO14823Attribute(w2358)
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_ISO14823Code(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 1
-    h1365 = (x >> q) & 1
-    r1366: dict[str, Any] = {}
+    h2359 = (x >> q) & 1
+    r2360: dict[str, Any] = {}
     q -= 1
-    h1367 = (x >> q) & 1
-    if h1367 & 1:
-        k1368 = 2
-        q -= k1368 << 3
-        r1366['countryCode'] = ((x >> q) & ((1 << (k1368 << 3)) - 1)).to_bytes(k1368, 'big')
-    r1366['serviceCategoryCode'], q = d_ISO14823Code_pictogramCode_serviceCategoryCode(x, q)
-    r1369: dict[str, Any] = {}
-    q -= 11
-    t_ = (x >> q) & 2047
-    r1369['nature'] = ((t_ >> 7) & 15) + 1
-    r1369['serialNumber'] = t_ & 127
-    r1366['pictogramCategoryCode'] = r1369
-    r['pictogramCode'] = r1366
-    if h1365 & 1:
+    h2361 = (x >> q) & 1
+    if h2361 & 1:
+        k2362 = 2
+        q -= k2362 << 3
+        r2360['countryCode'] = ((x >> q) & ((1 << (k2362 << 3)) - 1)).to_bytes(k2362, 'big')
+    r2360['serviceCategoryCode'], q = d_ISO14823Code_pictogramCode_serviceCategoryCode(x, q)
+    r2363: dict[str, Any] = {}
+    q -= 4
+    c2365 = ((x >> q) & 15) + 1
+    if c2365 > 9:
+        raise _rt.OutOfSchema
+    r2363['nature'] = c2365
+    q -= 7
+    c2366 = (x >> q) & 127
+    if c2366 > 99:
+        raise _rt.OutOfSchema
+    r2363['serialNumber'] = c2366
+    r2360['pictogramCategoryCode'] = r2363
+    r['pictogramCode'] = r2360
+    if h2359 & 1:
         q -= 1
         if (x >> q) & 1:
-            k1372, q = _rt.read_ld(x, q)
+            k2368, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1372 = ((x >> q) & 7) + 1
-        r1371: list[Any] = []
-        for _ in range(k1372):
-            w1372, q = d_ISO14823Attribute(x, q)
-            r1371.append(w1372)
-        r['attributes'] = r1371
+            k2368 = ((x >> q) & 7) + 1
+        r2367: list[Any] = []
+        for _ in range(k2368):
+            x &= (1 << q) - 1
+            w2368, q = d_ISO14823Attribute(x, q)
+            r2367.append(w2368)
+        r['attributes'] = r2367
     return r, q
 
 
 def e_AnyCatalogue(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('value' in v) << 2 | ('unit' in v) << 1 | ('attributes' in v)
-    v1374 = v['owner']
-    a1375 = 1
-    d1377, k1378 = v1374['countryCode']
-    a1375 = a1375 << k1378 | int.from_bytes(d1377, 'big') >> (8 * len(d1377) - k1378)
-    a1375 = a1375 << 14 | v1374['providerIdentifier']
-    a = ((a - 1) << (a1375.bit_length() - 1)) + a1375
-    a = a << 24 | (v['version']) << 16 | (v['pictogramCode'])
+    a = a << 3 | (4 if 'value' in v else 0) | (2 if 'unit' in v else 0) | ('attributes' in v)
+    v2370 = v['owner']
+    d2373, k2374 = v2370['countryCode']
+    a = a << k2374 | int.from_bytes(d2373, 'big') >> (8 * len(d2373) - k2374)
+    a = a << 38 | (v2370['providerIdentifier']) << 24 | (v['version']) << 16 | (v['pictogramCode'])
     if 'value' in v:
         a = a << 16 | v['value']
     if 'unit' in v:
         a = a << 4 | v['unit']
     if 'attributes' in v:
-        v1379 = v['attributes']
-        a1380 = 1
-        k1381 = len(v1379)
-        if 1 <= k1381 <= 8:
-            a1380 <<= 1
-            a1380 = a1380 << 3 | (k1381 - 1)
+        v2380 = v['attributes']
+        k2381 = len(v2380)
+        if 1 <= k2381 <= 8:
+            a <<= 1
+            a = a << 3 | (k2381 - 1)
         else:
-            a1380 = _rt.ld(a1380 << 1 | 1, k1381)
-        for w1381 in v1379:
-            s_ = e_ISO14823Attribute(w1381)
-            a1380 = ((a1380 - 1) << (s_.bit_length() - 1)) + s_
-        a = ((a - 1) << (a1380.bit_length() - 1)) + a1380
+            a = _rt.ld(a << 1 | 1, k2381)
+        for w2381 in v2380:
+            s_ = e_ISO14823Attribute(w2381)
+            a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_AnyCatalogue(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1382 = (x >> q) & 7
-    r1383: dict[str, Any] = {}
+    h2382 = (x >> q) & 7
+    r2383: dict[str, Any] = {}
     q -= 24
     t_ = (x >> q) & 16777215
-    r1383['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
-    r1383['providerIdentifier'] = t_ & 16383
-    r['owner'] = r1383
+    r2383['countryCode'] = ((((t_ >> 14) & 1023) << 6).to_bytes(2, 'big'), 10)
+    r2383['providerIdentifier'] = t_ & 16383
+    r['owner'] = r2383
     q -= 24
     t_ = (x >> q) & 16777215
     r['version'] = (t_ >> 16) & 255
     r['pictogramCode'] = t_ & 65535
-    if h1382 & 4:
+    if h2382 & 4:
         q -= 16
         r['value'] = (x >> q) & 65535
-    if h1382 & 2:
+    if h2382 & 2:
         q -= 4
         r['unit'] = (x >> q) & 15
-    if h1382 & 1:
+    if h2382 & 1:
         q -= 1
         if (x >> q) & 1:
-            k1387, q = _rt.read_ld(x, q)
+            k2387, q = _rt.read_ld(x, q)
         else:
             q -= 3
-            k1387 = ((x >> q) & 7) + 1
-        r1386: list[Any] = []
-        for _ in range(k1387):
-            w1387, q = d_ISO14823Attribute(x, q)
-            r1386.append(w1387)
-        r['attributes'] = r1386
+            k2387 = ((x >> q) & 7) + 1
+        r2386: list[Any] = []
+        for _ in range(k2387):
+            x &= (1 << q) - 1
+            w2387, q = d_ISO14823Attribute(x, q)
+            r2386.append(w2387)
+        r['attributes'] = r2386
     return r, q
 
 
@@ -7945,134 +8033,173 @@ def d_VehicleCharacteristicsRanges(x: int, q: int) -> tuple[Any, int]:
     return r, q
 
 
+def e_RoadSegmentReferenceID(v: Any) -> int:
+    a: int = 1
+    a = a << 1 | ('region' in v)
+    if 'region' in v:
+        a = a << 16 | v['region']
+    a = a << 16 | v['id']
+    return a
+
+def d_RoadSegmentReferenceID(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
+    q -= 1
+    h2395 = (x >> q) & 1
+    if h2395 & 1:
+        q -= 16
+        r['region'] = (x >> q) & 65535
+    q -= 16
+    r['id'] = (x >> q) & 65535
+    return r, q
+
+
+def e_IntersectionReferenceID(v: Any) -> int:
+    a: int = 1
+    a = a << 1 | ('region' in v)
+    if 'region' in v:
+        a = a << 16 | v['region']
+    a = a << 16 | v['id']
+    return a
+
+def d_IntersectionReferenceID(x: int, q: int) -> tuple[Any, int]:
+    r: dict[str, Any] = {}
+    q -= 1
+    h2399 = (x >> q) & 1
+    if h2399 & 1:
+        q -= 16
+        r['region'] = (x >> q) & 65535
+    q -= 16
+    r['id'] = (x >> q) & 65535
+    return r, q
+
+
 def e_LaneDataAttribute_regional(v: Any) -> int:
     a: int = 1
-    k1390 = len(v)
-    a = a << 2 | (k1390 - 1)
-    for w1390 in v:
-        s_ = e_LaneDataAttribute_regional_item(w1390)
+    k2400 = len(v)
+    a = a << 2 | (k2400 - 1)
+    for w2400 in v:
+        s_ = e_LaneDataAttribute_regional_item(w2400)
         a = ((a - 1) << (s_.bit_length() - 1)) + s_
     return a
 
 def d_LaneDataAttribute_regional(x: int, q: int) -> tuple[Any, int]:
     q -= 2
-    k1391 = ((x >> q) & 3) + 1
+    k2401 = ((x >> q) & 3) + 1
     r: list[Any] = []
-    for _ in range(k1391):
-        w1391, q = d_LaneDataAttribute_regional_item(x, q)
-        r.append(w1391)
+    for _ in range(k2401):
+        x &= (1 << q) - 1
+        w2401, q = d_LaneDataAttribute_regional_item(x, q)
+        r.append(w2401)
     return r, q
 
 
 def e_NodeAttributeSet_addGrpC(v: Any) -> int:
     a: int = 1
-    a = a << 4 | ('ptvRequest' in v) << 2 | ('nodeLink' in v) << 1 | ('node' in v)
+    a = a << 4 | (4 if 'ptvRequest' in v else 0) | (2 if 'nodeLink' in v else 0) | ('node' in v)
     if 'ptvRequest' in v:
-        w1393 = v['ptvRequest']
-        i1394 = _E_PtvRequestType_58.get(w1393)
-        if i1394 is not None:
-            a = a << 4 | i1394
+        w2404 = v['ptvRequest']
+        i2405 = _E_PtvRequestType_58.get(w2404)
+        if i2405 is not None:
+            a = a << 4 | i2405
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1393])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2404])
     if 'nodeLink' in v:
-        v1395 = v['nodeLink']
-        a1396 = 1
-        k1397 = len(v1395)
-        a1396 = a1396 << 3 | (k1397 - 1)
-        for w1397 in v1395:
-            v1398 = w1397
-            a1399 = 1
-            a1399 = a1399 << 4 | ('lane' in v1398) << 2 | ('connectionID' in v1398) << 1 | ('intersectionID' in v1398)
-            a1399 = _rt.uwn(a1399, v1398['id'])
-            if 'lane' in v1398:
-                a1399 = a1399 << 8 | v1398['lane']
-            if 'connectionID' in v1398:
-                a1399 = a1399 << 8 | v1398['connectionID']
-            if 'intersectionID' in v1398:
-                a1399 = a1399 << 16 | v1398['intersectionID']
-            a1396 = ((a1396 - 1) << (a1399.bit_length() - 1)) + a1399
-        a = ((a - 1) << (a1396.bit_length() - 1)) + a1396
+        v2406 = v['nodeLink']
+        k2407 = len(v2406)
+        a = a << 3 | (k2407 - 1)
+        for w2407 in v2406:
+            a = a << 4 | (4 if 'lane' in w2407 else 0) | (2 if 'connectionID' in w2407 else 0) | ('intersectionID' in w2407)
+            a = _rt.uwn(a, w2407['id'])
+            if 'lane' in w2407:
+                a = a << 8 | w2407['lane']
+            if 'connectionID' in w2407:
+                a = a << 8 | w2407['connectionID']
+            if 'intersectionID' in w2407:
+                a = a << 16 | w2407['intersectionID']
     if 'node' in v:
-        v1401 = v['node']
-        a1402 = 1
-        a1402 = a1402 << 4 | ('lane' in v1401) << 2 | ('connectionID' in v1401) << 1 | ('intersectionID' in v1401)
-        a1402 = _rt.uwn(a1402, v1401['id'])
-        if 'lane' in v1401:
-            a1402 = a1402 << 8 | v1401['lane']
-        if 'connectionID' in v1401:
-            a1402 = a1402 << 8 | v1401['connectionID']
-        if 'intersectionID' in v1401:
-            a1402 = a1402 << 16 | v1401['intersectionID']
-        a = ((a - 1) << (a1402.bit_length() - 1)) + a1402
+        v2413 = v['node']
+        a = a << 4 | (4 if 'lane' in v2413 else 0) | (2 if 'connectionID' in v2413 else 0) | ('intersectionID' in v2413)
+        a = _rt.uwn(a, v2413['id'])
+        if 'lane' in v2413:
+            a = a << 8 | v2413['lane']
+        if 'connectionID' in v2413:
+            a = a << 8 | v2413['connectionID']
+        if 'intersectionID' in v2413:
+            a = a << 16 | v2413['intersectionID']
     return a
 
 def d_NodeAttributeSet_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h1404 = (x >> q) & 15
-    if h1404 & 4:
+    h2419 = (x >> q) & 15
+    if h2419 & 4:
         q -= 1
         if (x >> q) & 1:
-            i1405, q = _rt.read_nsnn(x, q)
-            r['ptvRequest'] = _DX_LayerType_3.get(i1405)
+            i2421, q = _rt.read_nsnn(x, q)
+            c2420 = _DX_LayerType_3.get(i2421)
         else:
             q -= 3
-            r['ptvRequest'] = _D_PtvRequestType_59[(x >> q) & 7]
-    if h1404 & 2:
+            c2420 = _D_PtvRequestType_59[(x >> q) & 7]
+        if c2420 is None:
+            raise _rt.OutOfSchema
+        r['ptvRequest'] = c2420
+    if h2419 & 2:
         q -= 3
-        k1407 = ((x >> q) & 7) + 1
-        r1406: list[Any] = []
-        for _ in range(k1407):
-            r1408: dict[str, Any] = {}
+        k2423 = ((x >> q) & 7) + 1
+        if k2423 > 5:
+            raise _rt.OutOfSchema
+        r2422: list[Any] = []
+        for _ in range(k2423):
+            x &= (1 << q) - 1
+            r2424: dict[str, Any] = {}
             q -= 4
-            h1409 = (x >> q) & 15
-            r1408['id'], q = _rt.read_uwn(x, q)
-            if h1409 & 4:
+            h2425 = (x >> q) & 15
+            r2424['id'], q = _rt.read_uwn(x, q)
+            if h2425 & 4:
                 q -= 8
-                r1408['lane'] = (x >> q) & 255
-            if h1409 & 2:
+                r2424['lane'] = (x >> q) & 255
+            if h2425 & 2:
                 q -= 8
-                r1408['connectionID'] = (x >> q) & 255
-            if h1409 & 1:
+                r2424['connectionID'] = (x >> q) & 255
+            if h2425 & 1:
                 q -= 16
-                r1408['intersectionID'] = (x >> q) & 65535
-            if h1409 >> 3:
+                r2424['intersectionID'] = (x >> q) & 65535
+            if h2425 >> 3:
                 q = _rt.skip_additions(x, q)
-            w1407 = r1408
-            r1406.append(w1407)
-        r['nodeLink'] = r1406
-    if h1404 & 1:
-        r1410: dict[str, Any] = {}
+            r2422.append(r2424)
+        r['nodeLink'] = r2422
+    if h2419 & 1:
+        r2426: dict[str, Any] = {}
         q -= 4
-        h1411 = (x >> q) & 15
-        r1410['id'], q = _rt.read_uwn(x, q)
-        if h1411 & 4:
+        h2427 = (x >> q) & 15
+        r2426['id'], q = _rt.read_uwn(x, q)
+        if h2427 & 4:
             q -= 8
-            r1410['lane'] = (x >> q) & 255
-        if h1411 & 2:
+            r2426['lane'] = (x >> q) & 255
+        if h2427 & 2:
             q -= 8
-            r1410['connectionID'] = (x >> q) & 255
-        if h1411 & 1:
+            r2426['connectionID'] = (x >> q) & 255
+        if h2427 & 1:
             q -= 16
-            r1410['intersectionID'] = (x >> q) & 65535
-        if h1411 >> 3:
+            r2426['intersectionID'] = (x >> q) & 65535
+        if h2427 >> 3:
             q = _rt.skip_additions(x, q)
-        r['node'] = r1410
-    if h1404 >> 3:
+        r['node'] = r2426
+    if h2419 >> 3:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_RestrictionUserType_addGrpC(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('emission' in v) << 1 | ('fuel' in v)
+    a = a << 3 | (2 if 'emission' in v else 0) | ('fuel' in v)
     if 'emission' in v:
-        w1413 = v['emission']
-        i1414 = _E_EmissionType_60.get(w1413)
-        if i1414 is not None:
-            a = a << 4 | i1414
+        w2430 = v['emission']
+        i2431 = _E_EmissionType_60.get(w2430)
+        if i2431 is not None:
+            a = a << 4 | i2431
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1413])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2430])
     if 'fuel' in v:
         a = a << 4 | v['fuel']
     return a
@@ -8080,167 +8207,178 @@ def e_RestrictionUserType_addGrpC(v: Any) -> int:
 def d_RestrictionUserType_addGrpC(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1415 = (x >> q) & 7
-    if h1415 & 2:
+    h2433 = (x >> q) & 7
+    if h2433 & 2:
         q -= 1
         if (x >> q) & 1:
-            i1416, q = _rt.read_nsnn(x, q)
-            r['emission'] = _DX_LayerType_3.get(i1416)
+            i2435, q = _rt.read_nsnn(x, q)
+            c2434 = _DX_LayerType_3.get(i2435)
         else:
             q -= 3
-            r['emission'] = _D_EmissionType_61[(x >> q) & 7]
-    if h1415 & 1:
+            c2434 = _D_EmissionType_61[(x >> q) & 7]
+        if c2434 is None:
+            raise _rt.OutOfSchema
+        r['emission'] = c2434
+    if h2433 & 1:
         q -= 4
         r['fuel'] = (x >> q) & 15
-    if h1415 >> 2:
+    if h2433 >> 2:
         q = _rt.skip_additions(x, q)
     return r, q
 
 
 def e_DeltaPositions(v: Any) -> int:
     a: int = 1
-    k1417 = len(v)
-    if 1 <= k1417 <= 32:
+    k2436 = len(v)
+    if 1 <= k2436 <= 32:
         a <<= 1
-        a = a << 5 | (k1417 - 1)
+        a = a << 5 | (k2436 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1417)
-    for w1417 in v:
-        v1418 = w1417
-        a1419 = 1
-        a1419 = a1419 << 36 | ((v1418['deltaLatitude'] + 131071)) << 18 | ((v1418['deltaLongitude'] + 131071))
-        a = ((a - 1) << (a1419.bit_length() - 1)) + a1419
+        a = _rt.ld(a << 1 | 1, k2436)
+    for w2436 in v:
+        a = a << 36 | ((w2436['deltaLatitude'] + 131071)) << 18 | ((w2436['deltaLongitude'] + 131071))
     return a
 
 def d_DeltaPositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1421, q = _rt.read_ld(x, q)
+        k2440, q = _rt.read_ld(x, q)
     else:
         q -= 5
-        k1421 = ((x >> q) & 31) + 1
+        k2440 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k1421):
-        r1422: dict[str, Any] = {}
+    for _ in range(k2440):
+        x &= (1 << q) - 1
+        r2441: dict[str, Any] = {}
         q -= 36
         t_ = (x >> q) & 68719476735
-        r1422['deltaLatitude'] = ((t_ >> 18) & 262143) - 131071
-        r1422['deltaLongitude'] = (t_ & 262143) - 131071
-        w1421 = r1422
-        r.append(w1421)
+        r2441['deltaLatitude'] = ((t_ >> 18) & 262143) - 131071
+        r2441['deltaLongitude'] = (t_ & 262143) - 131071
+        r.append(r2441)
     return r, q
 
 
 def e_DeltaReferencePositions(v: Any) -> int:
     a: int = 1
-    k1424 = len(v)
-    if 1 <= k1424 <= 32:
+    k2443 = len(v)
+    if 1 <= k2443 <= 32:
         a <<= 1
-        a = a << 5 | (k1424 - 1)
+        a = a << 5 | (k2443 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1424)
-    for w1424 in v:
-        v1425 = w1424
-        a1426 = 1
-        a1426 = a1426 << 51 | ((v1425['deltaLatitude'] + 131071)) << 33 | ((v1425['deltaLongitude'] + 131071)) << 15 | ((v1425['deltaAltitude'] + 12700))
-        a = ((a - 1) << (a1426.bit_length() - 1)) + a1426
+        a = _rt.ld(a << 1 | 1, k2443)
+    for w2443 in v:
+        a2448 = 1
+        a2448 = a2448 << 51 | ((w2443['deltaLatitude'] + 131071)) << 33 | ((w2443['deltaLongitude'] + 131071)) << 15 | ((w2443['deltaAltitude'] + 12700))
+        a = ((a - 1) << (a2448.bit_length() - 1)) + a2448
     return a
 
 def d_DeltaReferencePositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1428, q = _rt.read_ld(x, q)
+        k2453, q = _rt.read_ld(x, q)
     else:
         q -= 5
-        k1428 = ((x >> q) & 31) + 1
+        k2453 = ((x >> q) & 31) + 1
     r: list[Any] = []
-    for _ in range(k1428):
-        r1429: dict[str, Any] = {}
+    for _ in range(k2453):
+        x &= (1 << q) - 1
+        r2454: dict[str, Any] = {}
         q -= 51
         t_ = (x >> q) & 2251799813685247
-        r1429['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
-        r1429['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
-        r1429['deltaAltitude'] = (t_ & 32767) - 12700
-        w1428 = r1429
-        r.append(w1428)
+        r2454['deltaLatitude'] = ((t_ >> 33) & 262143) - 131071
+        r2454['deltaLongitude'] = ((t_ >> 15) & 262143) - 131071
+        c2456 = (t_ & 32767) - 12700
+        if c2456 > 12800:
+            raise _rt.OutOfSchema
+        r2454['deltaAltitude'] = c2456
+        r.append(r2454)
     return r, q
 
 
 def e_AbsolutePositions(v: Any) -> int:
     a: int = 1
-    k1431 = len(v)
-    if 1 <= k1431 <= 8:
+    k2457 = len(v)
+    if 1 <= k2457 <= 8:
         a <<= 1
-        a = a << 3 | (k1431 - 1)
+        a = a << 3 | (k2457 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1431)
-    for w1431 in v:
-        v1432 = w1431
-        a1433 = 1
-        a1433 = a1433 << 63 | ((v1432['latitude'] + 900000000)) << 32 | ((v1432['longitude'] + 1800000000))
-        a = ((a - 1) << (a1433.bit_length() - 1)) + a1433
+        a = _rt.ld(a << 1 | 1, k2457)
+    for w2457 in v:
+        a = a << 63 | ((w2457['latitude'] + 900000000)) << 32 | ((w2457['longitude'] + 1800000000))
     return a
 
 def d_AbsolutePositions(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1435, q = _rt.read_ld(x, q)
+        k2461, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k1435 = ((x >> q) & 7) + 1
+        k2461 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1435):
-        r1436: dict[str, Any] = {}
-        q -= 63
-        t_ = (x >> q) & 9223372036854775807
-        r1436['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
-        r1436['longitude'] = (t_ & 4294967295) - 1800000000
-        w1435 = r1436
-        r.append(w1435)
+    for _ in range(k2461):
+        x &= (1 << q) - 1
+        r2462: dict[str, Any] = {}
+        q -= 31
+        c2464 = ((x >> q) & 2147483647) - 900000000
+        if c2464 > 900000001:
+            raise _rt.OutOfSchema
+        r2462['latitude'] = c2464
+        q -= 32
+        c2465 = ((x >> q) & 4294967295) - 1800000000
+        if c2465 > 1800000001:
+            raise _rt.OutOfSchema
+        r2462['longitude'] = c2465
+        r.append(r2462)
     return r, q
 
 
 def e_AbsolutePositionsWAltitude(v: Any) -> int:
     a: int = 1
-    k1438 = len(v)
-    if 1 <= k1438 <= 8:
+    k2466 = len(v)
+    if 1 <= k2466 <= 8:
         a <<= 1
-        a = a << 3 | (k1438 - 1)
+        a = a << 3 | (k2466 - 1)
     else:
-        a = _rt.ld(a << 1 | 1, k1438)
-    for w1438 in v:
-        v1439 = w1438
-        a1440 = 1
-        a1440 = a1440 << 63 | ((v1439['latitude'] + 900000000)) << 32 | ((v1439['longitude'] + 1800000000))
-        v1442 = v1439['altitude']
-        a1443 = 1
-        a1443 = a1443 << 24 | ((v1442['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v1442['altitudeConfidence']])
-        a1440 = ((a1440 - 1) << (a1443.bit_length() - 1)) + a1443
-        a = ((a - 1) << (a1440.bit_length() - 1)) + a1440
+        a = _rt.ld(a << 1 | 1, k2466)
+    for w2466 in v:
+        a2474 = 1
+        a2474 = a2474 << 63 | ((w2466['latitude'] + 900000000)) << 32 | ((w2466['longitude'] + 1800000000))
+        v2478 = w2466['altitude']
+        a2474 = a2474 << 24 | ((v2478['altitudeValue'] + 100000)) << 4 | (_E_AltitudeConfidence_42[v2478['altitudeConfidence']])
+        a = ((a - 1) << (a2474.bit_length() - 1)) + a2474
     return a
 
 def d_AbsolutePositionsWAltitude(x: int, q: int) -> tuple[Any, int]:
     q -= 1
     if (x >> q) & 1:
-        k1445, q = _rt.read_ld(x, q)
+        k2482, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k1445 = ((x >> q) & 7) + 1
+        k2482 = ((x >> q) & 7) + 1
     r: list[Any] = []
-    for _ in range(k1445):
-        r1446: dict[str, Any] = {}
-        q -= 63
-        t_ = (x >> q) & 9223372036854775807
-        r1446['latitude'] = ((t_ >> 32) & 2147483647) - 900000000
-        r1446['longitude'] = (t_ & 4294967295) - 1800000000
-        r1448: dict[str, Any] = {}
-        q -= 24
-        t_ = (x >> q) & 16777215
-        r1448['altitudeValue'] = ((t_ >> 4) & 1048575) - 100000
-        r1448['altitudeConfidence'] = _D_AltitudeConfidence_43[t_ & 15]
-        r1446['altitude'] = r1448
-        w1445 = r1446
-        r.append(w1445)
+    for _ in range(k2482):
+        x &= (1 << q) - 1
+        r2483: dict[str, Any] = {}
+        q -= 31
+        c2485 = ((x >> q) & 2147483647) - 900000000
+        if c2485 > 900000001:
+            raise _rt.OutOfSchema
+        r2483['latitude'] = c2485
+        q -= 32
+        c2486 = ((x >> q) & 4294967295) - 1800000000
+        if c2486 > 1800000001:
+            raise _rt.OutOfSchema
+        r2483['longitude'] = c2486
+        r2487: dict[str, Any] = {}
+        q -= 20
+        c2489 = ((x >> q) & 1048575) - 100000
+        if c2489 > 800001:
+            raise _rt.OutOfSchema
+        r2487['altitudeValue'] = c2489
+        q -= 4
+        r2487['altitudeConfidence'] = _D_AltitudeConfidence_43[(x >> q) & 15]
+        r2483['altitude'] = r2487
+        r.append(r2483)
     return r, q
 
 
@@ -8252,11 +8390,11 @@ def e_Ext2(v: Any) -> int:
         a = a << 21 | (w - 16512)
     elif k == 'extension':
         a = a << 1 | 1
-        w1450 = w
-        if 2113664 <= w1450 <= 270549119:
-            a = a << 29 | (w1450 - 2113664)
+        w2490 = w
+        if 2113664 <= w2490 <= 270549119:
+            a = a << 29 | (w2490 - 2113664)
         else:
-            a = _rt.uwn(a << 1 | 1, w1450)
+            a = _rt.uwn(a << 1 | 1, w2490)
     else:
         raise KeyError(k)
     return a
@@ -8347,14 +8485,14 @@ def d_EnvironmentalCharacteristics(x: int, q: int) -> tuple[Any, int]:
 
 def e_LoadType(v: Any) -> int:
     a: int = 1
-    w1454 = v['goodsType']
-    if 0 <= w1454 <= 15:
-        a = a << 5 | w1454
+    w2497 = v['goodsType']
+    if 0 <= w2497 <= 15:
+        a = a << 5 | w2497
     else:
-        a = _rt.uwn(a << 1 | 1, w1454)
+        a = _rt.uwn(a << 1 | 1, w2497)
     a = a << 5 | _E_DangerousGoodsBasic_74[v['dangerousGoodsType']]
-    d1455, k1456 = v['specialTransportType']
-    a = a << k1456 | int.from_bytes(d1455, 'big') >> (8 * len(d1455) - k1456)
+    d2500, k2501 = v['specialTransportType']
+    a = a << k2501 | int.from_bytes(d2500, 'big') >> (8 * len(d2500) - k2501)
     return a
 
 def d_LoadType(x: int, q: int) -> tuple[Any, int]:
@@ -8452,21 +8590,18 @@ def d_ExhaustEmissionValues(x: int, q: int) -> tuple[Any, int]:
 
 def e_DieselEmissionValues(v: Any) -> int:
     a: int = 1
-    v1470 = v['particulate']
-    a1471 = 1
-    a1471 = a1471 << 16 | (_E_UnitType_76[v1470['unitType']]) << 15 | (v1470['value'])
-    a = ((a - 1) << (a1471.bit_length() - 1)) + a1471
-    a = a << 16 | v['absorptionCoeff']
+    v2533 = v['particulate']
+    a = a << 32 | (_E_UnitType_76[v2533['unitType']]) << 31 | (v2533['value']) << 16 | (v['absorptionCoeff'])
     return a
 
 def d_DieselEmissionValues(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
-    r1474: dict[str, Any] = {}
+    r2539: dict[str, Any] = {}
     q -= 16
     t_ = (x >> q) & 65535
-    r1474['unitType'] = _D_UnitType_77[(t_ >> 15) & 1]
-    r1474['value'] = t_ & 32767
-    r['particulate'] = r1474
+    r2539['unitType'] = _D_UnitType_77[(t_ >> 15) & 1]
+    r2539['value'] = t_ & 32767
+    r['particulate'] = r2539
     q -= 16
     r['absorptionCoeff'] = (x >> q) & 65535
     return r, q
@@ -8486,102 +8621,81 @@ def d_SoundLevel(x: int, q: int) -> tuple[Any, int]:
     return r, q
 
 
-def e_MonthDay(v: Any) -> int:
-    a: int = 1
-    a = a << 9 | ((v['month'] - 1)) << 5 | ((v['day'] - 1))
-    return a
-
-def d_MonthDay(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 9
-    t_ = (x >> q) & 511
-    r['month'] = ((t_ >> 5) & 15) + 1
-    r['day'] = (t_ & 31) + 1
-    return r, q
-
-
-def e_HoursMinutes(v: Any) -> int:
-    a: int = 1
-    a = a << 11 | (v['hours']) << 6 | (v['mins'])
-    return a
-
-def d_HoursMinutes(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 11
-    t_ = (x >> q) & 2047
-    r['hours'] = (t_ >> 6) & 31
-    r['mins'] = t_ & 63
-    return r, q
-
-
 def e_ISO14823Code_pictogramCode_serviceCategoryCode(v: Any) -> int:
     a: int = 1
     k, w = v
     if k == 'trafficSignPictogram':
         a <<= 3
-        w1482 = w
-        i1483 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w1482)
-        if i1483 is not None:
-            a = a << 3 | i1483
+        w2545 = w
+        i2546 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w2545)
+        if i2546 is not None:
+            a = a << 3 | i2546
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1482])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2545])
     elif k == 'publicFacilitiesPictogram':
         a = a << 3 | 1
-        w1484 = w
-        i1485 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w1484)
-        if i1485 is not None:
-            a = a << 1 | i1485
+        w2547 = w
+        i2548 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w2547)
+        if i2548 is not None:
+            a = a << 1 | i2548
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1484])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2547])
     elif k == 'ambientOrRoadConditionPictogram':
         a = a << 3 | 2
-        w1486 = w
-        i1487 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w1486)
-        if i1487 is not None:
-            a = a << 2 | i1487
+        w2549 = w
+        i2550 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w2549)
+        if i2550 is not None:
+            a = a << 2 | i2550
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1486])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2549])
     else:
         raise KeyError(k)
     return a
 
 def d_ISO14823Code_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 2
     i = (x >> q) & 3
     if i == 0:
         q -= 1
         if (x >> q) & 1:
-            i1488, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i1488)
+            i2552, q = _rt.read_nsnn(x, q)
+            c2551 = _DX_LayerType_3.get(i2552)
         else:
             q -= 2
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_81[(x >> q) & 3]
+            c2551 = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_81[(x >> q) & 3]
+        if c2551 is None:
+            raise _rt.OutOfSchema
+        w = c2551
         return ('trafficSignPictogram', w), q
     elif i == 1:
         q -= 1
         if (x >> q) & 1:
-            i1489, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i1489)
+            i2554, q = _rt.read_nsnn(x, q)
+            c2553 = _DX_LayerType_3.get(i2554)
         else:
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_82[0]
+            c2553 = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_82[0]
+        if c2553 is None:
+            raise _rt.OutOfSchema
+        w = c2553
         return ('publicFacilitiesPictogram', w), q
     elif i == 2:
         q -= 1
         if (x >> q) & 1:
-            i1490, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i1490)
+            i2556, q = _rt.read_nsnn(x, q)
+            c2555 = _DX_LayerType_3.get(i2556)
         else:
             q -= 1
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_83[(x >> q) & 1]
+            c2555 = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_83[(x >> q) & 1]
+        if c2555 is None:
+            raise _rt.OutOfSchema
+        w = c2555
         return ('ambientOrRoadConditionPictogram', w), q
     raise _rt.Malformed('ISO14823Code_pictogramCode_serviceCategoryCode: choice index ' + str(i))
 
@@ -8677,186 +8791,204 @@ def d_LaneDataAttribute_regional_item(x: int, q: int) -> tuple[Any, int]:
 
 def e_InternationalSign_exemptedApplicablePeriod(v: Any) -> int:
     a: int = 1
-    a = a << 6 | ('year' in v) << 5 | ('month-day' in v) << 4 | ('repeatingPeriodDayTypes' in v) << 3 | ('hourMinutes' in v) << 2 | ('dateRangeOfWeek' in v) << 1 | ('durationHourMinute' in v)
+    a = a << 6 | (32 if 'year' in v else 0) | (16 if 'month-day' in v else 0) | (8 if 'repeatingPeriodDayTypes' in v else 0) | (4 if 'hourMinutes' in v else 0) | (2 if 'dateRangeOfWeek' in v else 0) | ('durationHourMinute' in v)
     if 'year' in v:
-        v1492 = v['year']
-        a1493 = 1
-        w1495 = v1492['yearRangeStartYear']
-        if 2000 <= w1495 <= 2127:
-            a1493 = a1493 << 8 | (w1495 - 2000)
+        v2559 = v['year']
+        w2562 = v2559['yearRangeStartYear']
+        if 2000 <= w2562 <= 2127:
+            a = a << 8 | (w2562 - 2000)
         else:
-            a1493 = _rt.uwn(a1493 << 1 | 1, w1495)
-        w1496 = v1492['yearRangeEndYear']
-        if 2000 <= w1496 <= 2127:
-            a1493 = a1493 << 8 | (w1496 - 2000)
+            a = _rt.uwn(a << 1 | 1, w2562)
+        w2564 = v2559['yearRangeEndYear']
+        if 2000 <= w2564 <= 2127:
+            a = a << 8 | (w2564 - 2000)
         else:
-            a1493 = _rt.uwn(a1493 << 1 | 1, w1496)
-        a = ((a - 1) << (a1493.bit_length() - 1)) + a1493
+            a = _rt.uwn(a << 1 | 1, w2564)
     if 'month-day' in v:
-        v1497 = v['month-day']
-        a1498 = 1
-        v1500 = v1497['dateRangeStartMonthDay']
-        a1501 = 1
-        a1501 = a1501 << 9 | ((v1500['month'] - 1)) << 5 | ((v1500['day'] - 1))
-        a1498 = ((a1498 - 1) << (a1501.bit_length() - 1)) + a1501
-        v1503 = v1497['dateRangeEndMonthDay']
-        a1504 = 1
-        a1504 = a1504 << 9 | ((v1503['month'] - 1)) << 5 | ((v1503['day'] - 1))
-        a1498 = ((a1498 - 1) << (a1504.bit_length() - 1)) + a1504
-        a = ((a - 1) << (a1498.bit_length() - 1)) + a1498
+        v2565 = v['month-day']
+        v2567 = v2565['dateRangeStartMonthDay']
+        a = a << 9 | ((v2567['month'] - 1)) << 5 | ((v2567['day'] - 1))
+        v2571 = v2565['dateRangeEndMonthDay']
+        a = a << 9 | ((v2571['month'] - 1)) << 5 | ((v2571['day'] - 1))
     if 'repeatingPeriodDayTypes' in v:
-        d1506, k1507 = v['repeatingPeriodDayTypes']
-        a = a << k1507 | int.from_bytes(d1506, 'big') >> (8 * len(d1506) - k1507)
+        d2576, k2577 = v['repeatingPeriodDayTypes']
+        a = a << k2577 | int.from_bytes(d2576, 'big') >> (8 * len(d2576) - k2577)
     if 'hourMinutes' in v:
-        v1508 = v['hourMinutes']
-        a1509 = 1
-        v1511 = v1508['timeRangeStartTime']
-        a1512 = 1
-        a1512 = a1512 << 11 | (v1511['hours']) << 6 | (v1511['mins'])
-        a1509 = ((a1509 - 1) << (a1512.bit_length() - 1)) + a1512
-        v1514 = v1508['timeRangeEndTime']
-        a1515 = 1
-        a1515 = a1515 << 11 | (v1514['hours']) << 6 | (v1514['mins'])
-        a1509 = ((a1509 - 1) << (a1515.bit_length() - 1)) + a1515
-        a = ((a - 1) << (a1509.bit_length() - 1)) + a1509
+        v2578 = v['hourMinutes']
+        v2580 = v2578['timeRangeStartTime']
+        a = a << 11 | (v2580['hours']) << 6 | (v2580['mins'])
+        v2584 = v2578['timeRangeEndTime']
+        a = a << 11 | (v2584['hours']) << 6 | (v2584['mins'])
     if 'dateRangeOfWeek' in v:
-        d1517, k1518 = v['dateRangeOfWeek']
-        a = a << k1518 | int.from_bytes(d1517, 'big') >> (8 * len(d1517) - k1518)
+        d2589, k2590 = v['dateRangeOfWeek']
+        a = a << k2590 | int.from_bytes(d2589, 'big') >> (8 * len(d2589) - k2590)
     if 'durationHourMinute' in v:
-        v1519 = v['durationHourMinute']
-        a1520 = 1
-        a1520 = a1520 << 11 | (v1519['hours']) << 6 | (v1519['mins'])
-        a = ((a - 1) << (a1520.bit_length() - 1)) + a1520
+        v2591 = v['durationHourMinute']
+        a = a << 11 | (v2591['hours']) << 6 | (v2591['mins'])
     return a
 
 def d_InternationalSign_exemptedApplicablePeriod(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 6
-    h1522 = (x >> q) & 63
-    if h1522 & 32:
-        r1523: dict[str, Any] = {}
+    h2595 = (x >> q) & 63
+    if h2595 & 32:
+        r2596: dict[str, Any] = {}
         q -= 1
         if (x >> q) & 1:
-            r1523['yearRangeStartYear'], q = _rt.read_uwn(x, q)
+            r2596['yearRangeStartYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r1523['yearRangeStartYear'] = ((x >> q) & 127) + 2000
+            r2596['yearRangeStartYear'] = ((x >> q) & 127) + 2000
         q -= 1
         if (x >> q) & 1:
-            r1523['yearRangeEndYear'], q = _rt.read_uwn(x, q)
+            r2596['yearRangeEndYear'], q = _rt.read_uwn(x, q)
         else:
             q -= 7
-            r1523['yearRangeEndYear'] = ((x >> q) & 127) + 2000
-        r['year'] = r1523
-    if h1522 & 16:
-        r1525: dict[str, Any] = {}
-        r1527: dict[str, Any] = {}
-        q -= 9
-        t_ = (x >> q) & 511
-        r1527['month'] = ((t_ >> 5) & 15) + 1
-        r1527['day'] = (t_ & 31) + 1
-        r1525['dateRangeStartMonthDay'] = r1527
-        r1529: dict[str, Any] = {}
-        q -= 9
-        t_ = (x >> q) & 511
-        r1529['month'] = ((t_ >> 5) & 15) + 1
-        r1529['day'] = (t_ & 31) + 1
-        r1525['dateRangeEndMonthDay'] = r1529
-        r['month-day'] = r1525
-    if h1522 & 8:
+            r2596['yearRangeEndYear'] = ((x >> q) & 127) + 2000
+        r['year'] = r2596
+    if h2595 & 16:
+        r2598: dict[str, Any] = {}
+        r2600: dict[str, Any] = {}
+        q -= 4
+        c2602 = ((x >> q) & 15) + 1
+        if c2602 > 12:
+            raise _rt.OutOfSchema
+        r2600['month'] = c2602
+        q -= 5
+        c2603 = ((x >> q) & 31) + 1
+        if c2603 > 31:
+            raise _rt.OutOfSchema
+        r2600['day'] = c2603
+        r2598['dateRangeStartMonthDay'] = r2600
+        r2604: dict[str, Any] = {}
+        q -= 4
+        c2606 = ((x >> q) & 15) + 1
+        if c2606 > 12:
+            raise _rt.OutOfSchema
+        r2604['month'] = c2606
+        q -= 5
+        c2607 = ((x >> q) & 31) + 1
+        if c2607 > 31:
+            raise _rt.OutOfSchema
+        r2604['day'] = c2607
+        r2598['dateRangeEndMonthDay'] = r2604
+        r['month-day'] = r2598
+    if h2595 & 8:
         q -= 4
         r['repeatingPeriodDayTypes'] = ((((x >> q) & 15) << 4).to_bytes(1, 'big'), 4)
-    if h1522 & 4:
-        r1532: dict[str, Any] = {}
-        r1534: dict[str, Any] = {}
-        q -= 11
-        t_ = (x >> q) & 2047
-        r1534['hours'] = (t_ >> 6) & 31
-        r1534['mins'] = t_ & 63
-        r1532['timeRangeStartTime'] = r1534
-        r1536: dict[str, Any] = {}
-        q -= 11
-        t_ = (x >> q) & 2047
-        r1536['hours'] = (t_ >> 6) & 31
-        r1536['mins'] = t_ & 63
-        r1532['timeRangeEndTime'] = r1536
-        r['hourMinutes'] = r1532
-    if h1522 & 2:
+    if h2595 & 4:
+        r2609: dict[str, Any] = {}
+        r2611: dict[str, Any] = {}
+        q -= 5
+        c2613 = (x >> q) & 31
+        if c2613 > 23:
+            raise _rt.OutOfSchema
+        r2611['hours'] = c2613
+        q -= 6
+        c2614 = (x >> q) & 63
+        if c2614 > 59:
+            raise _rt.OutOfSchema
+        r2611['mins'] = c2614
+        r2609['timeRangeStartTime'] = r2611
+        r2615: dict[str, Any] = {}
+        q -= 5
+        c2617 = (x >> q) & 31
+        if c2617 > 23:
+            raise _rt.OutOfSchema
+        r2615['hours'] = c2617
+        q -= 6
+        c2618 = (x >> q) & 63
+        if c2618 > 59:
+            raise _rt.OutOfSchema
+        r2615['mins'] = c2618
+        r2609['timeRangeEndTime'] = r2615
+        r['hourMinutes'] = r2609
+    if h2595 & 2:
         q -= 8
         r['dateRangeOfWeek'] = ((((x >> q) & 255) << 0).to_bytes(1, 'big'), 8)
-    if h1522 & 1:
-        r1539: dict[str, Any] = {}
-        q -= 11
-        t_ = (x >> q) & 2047
-        r1539['hours'] = (t_ >> 6) & 31
-        r1539['mins'] = t_ & 63
-        r['durationHourMinute'] = r1539
+    if h2595 & 1:
+        r2620: dict[str, Any] = {}
+        q -= 5
+        c2622 = (x >> q) & 31
+        if c2622 > 23:
+            raise _rt.OutOfSchema
+        r2620['hours'] = c2622
+        q -= 6
+        c2623 = (x >> q) & 63
+        if c2623 > 59:
+            raise _rt.OutOfSchema
+        r2620['mins'] = c2623
+        r['durationHourMinute'] = r2620
     return r, q
 
 
 def e_InternationalSign_applicableVehicleDimensions(v: Any) -> int:
     a: int = 1
-    a = a << 4 | ('vehicleHeight' in v) << 3 | ('vehicleWidth' in v) << 2 | ('vehicleLength' in v) << 1 | ('vehicleWeight' in v)
+    a = a << 4 | (8 if 'vehicleHeight' in v else 0) | (4 if 'vehicleWidth' in v else 0) | (2 if 'vehicleLength' in v else 0) | ('vehicleWeight' in v)
     if 'vehicleHeight' in v:
-        v1542 = v['vehicleHeight']
-        a1543 = 1
-        a1543 = a1543 << 17 | ((v1542['value'] - 1)) << 3 | ((v1542['unit'] - 2))
-        a = ((a - 1) << (a1543.bit_length() - 1)) + a1543
+        v2625 = v['vehicleHeight']
+        a = a << 17 | ((v2625['value'] - 1)) << 3 | ((v2625['unit'] - 2))
     if 'vehicleWidth' in v:
-        v1545 = v['vehicleWidth']
-        a1546 = 1
-        a1546 = a1546 << 17 | ((v1545['value'] - 1)) << 3 | ((v1545['unit'] - 2))
-        a = ((a - 1) << (a1546.bit_length() - 1)) + a1546
+        v2629 = v['vehicleWidth']
+        a = a << 17 | ((v2629['value'] - 1)) << 3 | ((v2629['unit'] - 2))
     if 'vehicleLength' in v:
-        v1548 = v['vehicleLength']
-        a1549 = 1
-        a1549 = a1549 << 17 | ((v1548['value'] - 1)) << 3 | ((v1548['unit'] - 2))
-        a = ((a - 1) << (a1549.bit_length() - 1)) + a1549
+        v2633 = v['vehicleLength']
+        a = a << 17 | ((v2633['value'] - 1)) << 3 | ((v2633['unit'] - 2))
     if 'vehicleWeight' in v:
-        v1551 = v['vehicleWeight']
-        a1552 = 1
-        a1552 = a1552 << 16 | ((v1551['value'] - 1)) << 2 | ((v1551['unit'] - 10))
-        a = ((a - 1) << (a1552.bit_length() - 1)) + a1552
+        v2637 = v['vehicleWeight']
+        a = a << 16 | ((v2637['value'] - 1)) << 2 | ((v2637['unit'] - 10))
     return a
 
 def d_InternationalSign_applicableVehicleDimensions(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h1554 = (x >> q) & 15
-    if h1554 & 8:
-        r1555: dict[str, Any] = {}
+    h2641 = (x >> q) & 15
+    if h2641 & 8:
+        r2642: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r1555['value'] = ((t_ >> 3) & 16383) + 1
-        r1555['unit'] = (t_ & 7) + 2
-        r['vehicleHeight'] = r1555
-    if h1554 & 4:
-        r1557: dict[str, Any] = {}
+        r2642['value'] = ((t_ >> 3) & 16383) + 1
+        c2644 = (t_ & 7) + 2
+        if not (c2644 >= 2 and c2644 <= 4 or c2644 >= 6 and c2644 <= 8):
+            raise _rt.OutOfSchema
+        r2642['unit'] = c2644
+        r['vehicleHeight'] = r2642
+    if h2641 & 4:
+        r2645: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r1557['value'] = ((t_ >> 3) & 16383) + 1
-        r1557['unit'] = (t_ & 7) + 2
-        r['vehicleWidth'] = r1557
-    if h1554 & 2:
-        r1559: dict[str, Any] = {}
+        r2645['value'] = ((t_ >> 3) & 16383) + 1
+        c2647 = (t_ & 7) + 2
+        if not (c2647 >= 2 and c2647 <= 4 or c2647 >= 6 and c2647 <= 8):
+            raise _rt.OutOfSchema
+        r2645['unit'] = c2647
+        r['vehicleWidth'] = r2645
+    if h2641 & 2:
+        r2648: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r1559['value'] = ((t_ >> 3) & 16383) + 1
-        r1559['unit'] = (t_ & 7) + 2
-        r['vehicleLength'] = r1559
-    if h1554 & 1:
-        r1561: dict[str, Any] = {}
+        r2648['value'] = ((t_ >> 3) & 16383) + 1
+        c2650 = (t_ & 7) + 2
+        if not (c2650 >= 2 and c2650 <= 4 or c2650 >= 6 and c2650 <= 8):
+            raise _rt.OutOfSchema
+        r2648['unit'] = c2650
+        r['vehicleLength'] = r2648
+    if h2641 & 1:
+        r2651: dict[str, Any] = {}
         q -= 16
         t_ = (x >> q) & 65535
-        r1561['value'] = ((t_ >> 2) & 16383) + 1
-        r1561['unit'] = (t_ & 3) + 10
-        r['vehicleWeight'] = r1561
+        r2651['value'] = ((t_ >> 2) & 16383) + 1
+        c2653 = (t_ & 3) + 10
+        if c2653 > 12:
+            raise _rt.OutOfSchema
+        r2651['unit'] = c2653
+        r['vehicleWeight'] = r2651
     return r, q
 
 
 def e_InternationalSign_speedLimits(v: Any) -> int:
     a: int = 1
-    a = a << 2 | ('speedLimitMax' in v) << 1 | ('speedLimitMin' in v)
+    a = a << 2 | (2 if 'speedLimitMax' in v else 0) | ('speedLimitMin' in v)
     if 'speedLimitMax' in v:
         a = a << 8 | v['speedLimitMax']
     if 'speedLimitMin' in v:
@@ -8867,13 +8999,19 @@ def e_InternationalSign_speedLimits(v: Any) -> int:
 def d_InternationalSign_speedLimits(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1564 = (x >> q) & 3
-    if h1564 & 2:
+    h2658 = (x >> q) & 3
+    if h2658 & 2:
         q -= 8
-        r['speedLimitMax'] = (x >> q) & 255
-    if h1564 & 1:
+        c2659 = (x >> q) & 255
+        if c2659 > 250:
+            raise _rt.OutOfSchema
+        r['speedLimitMax'] = c2659
+    if h2658 & 1:
         q -= 8
-        r['speedLimitMin'] = (x >> q) & 255
+        c2660 = (x >> q) & 255
+        if c2660 > 250:
+            raise _rt.OutOfSchema
+        r['speedLimitMin'] = c2660
     q -= 1
     r['unit'] = (x >> q) & 1
     return r, q
@@ -8889,198 +9027,215 @@ def d_InternationalSign_distanceBetweenVehicles(x: int, q: int) -> tuple[Any, in
     q -= 17
     t_ = (x >> q) & 131071
     r['value'] = ((t_ >> 3) & 16383) + 1
-    r['unit'] = (t_ & 7) + 2
+    c2665 = (t_ & 7) + 2
+    if not (c2665 >= 2 and c2665 <= 4 or c2665 >= 6 and c2665 <= 8):
+        raise _rt.OutOfSchema
+    r['unit'] = c2665
     return r, q
 
 
 def e_InternationalSign_destinationInformation(v: Any) -> int:
     a: int = 1
-    a = a << 3 | ('junctionDirection' in v) << 2 | ('roundaboutCwDirection' in v) << 1 | ('roundaboutCcwDirection' in v)
+    a = a << 3 | (4 if 'junctionDirection' in v else 0) | (2 if 'roundaboutCwDirection' in v else 0) | ('roundaboutCcwDirection' in v)
     if 'junctionDirection' in v:
         a = a << 7 | (v['junctionDirection'] - 1)
     if 'roundaboutCwDirection' in v:
         a = a << 7 | (v['roundaboutCwDirection'] - 1)
     if 'roundaboutCcwDirection' in v:
         a = a << 7 | (v['roundaboutCcwDirection'] - 1)
-    v1568 = v['ioList']
-    a1569 = 1
-    k1570 = len(v1568)
-    if 1 <= k1570 <= 8:
-        a1569 <<= 1
-        a1569 = a1569 << 3 | (k1570 - 1)
+    v2670 = v['ioList']
+    k2671 = len(v2670)
+    if 1 <= k2671 <= 8:
+        a <<= 1
+        a = a << 3 | (k2671 - 1)
     else:
-        a1569 = _rt.ld(a1569 << 1 | 1, k1570)
-    for w1570 in v1568:
-        v1571 = w1570
-        a1572 = 1
-        a1572 = a1572 << 10 | (('destPlace' in v1571) << 6 | ('destRoad' in v1571) << 5 | ('roadNumberIdentifier' in v1571) << 4 | ('streetName' in v1571) << 3 | ('streetNameText' in v1571) << 2 | ('distanceToDivergingPoint' in v1571) << 1 | ('distanceToDestinationPlace' in v1571)) << 3 | (v1571['arrowDirection'])
-        if 'destPlace' in v1571:
-            v1574 = v1571['destPlace']
-            a1575 = 1
-            k1576 = len(v1574)
-            if 1 <= k1576 <= 4:
-                a1575 <<= 1
-                a1575 = a1575 << 2 | (k1576 - 1)
+        a = _rt.ld(a << 1 | 1, k2671)
+    for w2671 in v2670:
+        a = a << 10 | ((64 if 'destPlace' in w2671 else 0) | (32 if 'destRoad' in w2671 else 0) | (16 if 'roadNumberIdentifier' in w2671 else 0) | (8 if 'streetName' in w2671 else 0) | (4 if 'streetNameText' in w2671 else 0) | (2 if 'distanceToDivergingPoint' in w2671 else 0) | ('distanceToDestinationPlace' in w2671)) << 3 | (w2671['arrowDirection'])
+        if 'destPlace' in w2671:
+            v2674 = w2671['destPlace']
+            a2675 = 1
+            k2676 = len(v2674)
+            if 1 <= k2676 <= 4:
+                a2675 <<= 1
+                a2675 = a2675 << 2 | (k2676 - 1)
             else:
-                a1575 = _rt.ld(a1575 << 1 | 1, k1576)
-            for w1576 in v1574:
-                s_ = e_DestinationPlace(w1576)
-                a1575 = ((a1575 - 1) << (s_.bit_length() - 1)) + s_
-            a1572 = ((a1572 - 1) << (a1575.bit_length() - 1)) + a1575
-        if 'destRoad' in v1571:
-            v1577 = v1571['destRoad']
-            a1578 = 1
-            k1579 = len(v1577)
-            if 1 <= k1579 <= 4:
-                a1578 <<= 1
-                a1578 = a1578 << 2 | (k1579 - 1)
+                a2675 = _rt.ld(a2675 << 1 | 1, k2676)
+            for w2676 in v2674:
+                s_ = e_DestinationPlace(w2676)
+                a2675 = ((a2675 - 1) << (s_.bit_length() - 1)) + s_
+            a = ((a - 1) << (a2675.bit_length() - 1)) + a2675
+        if 'destRoad' in w2671:
+            v2677 = w2671['destRoad']
+            a2678 = 1
+            k2679 = len(v2677)
+            if 1 <= k2679 <= 4:
+                a2678 <<= 1
+                a2678 = a2678 << 2 | (k2679 - 1)
             else:
-                a1578 = _rt.ld(a1578 << 1 | 1, k1579)
-            for w1579 in v1577:
-                s_ = e_DestinationRoad(w1579)
-                a1578 = ((a1578 - 1) << (s_.bit_length() - 1)) + s_
-            a1572 = ((a1572 - 1) << (a1578.bit_length() - 1)) + a1578
-        if 'roadNumberIdentifier' in v1571:
-            a1572 = a1572 << 10 | (v1571['roadNumberIdentifier'] - 1)
-        if 'streetName' in v1571:
-            a1572 = a1572 << 10 | (v1571['streetName'] - 1)
-        if 'streetNameText' in v1571:
-            a1572 = _rt.octets(a1572, v1571['streetNameText'].encode('utf-8'))
-        if 'distanceToDivergingPoint' in v1571:
-            v1580 = v1571['distanceToDivergingPoint']
-            a1581 = 1
-            a1581 = a1581 << 17 | ((v1580['value'] - 1)) << 3 | ((v1580['unit'] - 2))
-            a1572 = ((a1572 - 1) << (a1581.bit_length() - 1)) + a1581
-        if 'distanceToDestinationPlace' in v1571:
-            v1583 = v1571['distanceToDestinationPlace']
-            a1584 = 1
-            a1584 = a1584 << 17 | ((v1583['value'] - 1)) << 3 | ((v1583['unit'] - 2))
-            a1572 = ((a1572 - 1) << (a1584.bit_length() - 1)) + a1584
-        a1569 = ((a1569 - 1) << (a1572.bit_length() - 1)) + a1572
-    a = ((a - 1) << (a1569.bit_length() - 1)) + a1569
+                a2678 = _rt.ld(a2678 << 1 | 1, k2679)
+            for w2679 in v2677:
+                a2678 = a2678 << 2 | (2 if 'roadNumberIdentifier' in w2679 else 0) | ('roadNumberText' in w2679)
+                w2682 = w2679['derType']
+                if 0 <= w2682 <= 15:
+                    a2678 = a2678 << 5 | w2682
+                else:
+                    a2678 = _rt.uwn(a2678 << 1 | 1, w2682)
+                if 'roadNumberIdentifier' in w2679:
+                    a2678 = a2678 << 10 | (w2679['roadNumberIdentifier'] - 1)
+                if 'roadNumberText' in w2679:
+                    a2678 = _rt.octets(a2678, w2679['roadNumberText'].encode('utf-8'))
+            a = ((a - 1) << (a2678.bit_length() - 1)) + a2678
+        if 'roadNumberIdentifier' in w2671:
+            a = a << 10 | (w2671['roadNumberIdentifier'] - 1)
+        if 'streetName' in w2671:
+            a = a << 10 | (w2671['streetName'] - 1)
+        if 'streetNameText' in w2671:
+            a = _rt.octets(a, w2671['streetNameText'].encode('utf-8'))
+        if 'distanceToDivergingPoint' in w2671:
+            v2688 = w2671['distanceToDivergingPoint']
+            a = a << 17 | ((v2688['value'] - 1)) << 3 | ((v2688['unit'] - 2))
+        if 'distanceToDestinationPlace' in w2671:
+            v2692 = w2671['distanceToDestinationPlace']
+            a = a << 17 | ((v2692['value'] - 1)) << 3 | ((v2692['unit'] - 2))
     return a
 
 def d_InternationalSign_destinationInformation(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 3
-    h1586 = (x >> q) & 7
-    if h1586 & 4:
+    h2696 = (x >> q) & 7
+    if h2696 & 4:
         q -= 7
         r['junctionDirection'] = ((x >> q) & 127) + 1
-    if h1586 & 2:
+    if h2696 & 2:
         q -= 7
         r['roundaboutCwDirection'] = ((x >> q) & 127) + 1
-    if h1586 & 1:
+    if h2696 & 1:
         q -= 7
         r['roundaboutCcwDirection'] = ((x >> q) & 127) + 1
     q -= 1
     if (x >> q) & 1:
-        k1588, q = _rt.read_ld(x, q)
+        k2698, q = _rt.read_ld(x, q)
     else:
         q -= 3
-        k1588 = ((x >> q) & 7) + 1
-    r1587: list[Any] = []
-    for _ in range(k1588):
-        r1589: dict[str, Any] = {}
+        k2698 = ((x >> q) & 7) + 1
+    r2697: list[Any] = []
+    for _ in range(k2698):
+        x &= (1 << q) - 1
+        r2699: dict[str, Any] = {}
         q -= 10
         t_ = (x >> q) & 1023
-        h1590 = (t_ >> 3) & 127
-        r1589['arrowDirection'] = t_ & 7
-        if h1590 & 64:
+        h2700 = (t_ >> 3) & 127
+        r2699['arrowDirection'] = t_ & 7
+        if h2700 & 64:
             q -= 1
             if (x >> q) & 1:
-                k1592, q = _rt.read_ld(x, q)
+                k2702, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1592 = ((x >> q) & 3) + 1
-            r1591: list[Any] = []
-            for _ in range(k1592):
-                w1592, q = d_DestinationPlace(x, q)
-                r1591.append(w1592)
-            r1589['destPlace'] = r1591
-        if h1590 & 32:
+                k2702 = ((x >> q) & 3) + 1
+            r2701: list[Any] = []
+            for _ in range(k2702):
+                w2702, q = d_DestinationPlace(x, q)
+                r2701.append(w2702)
+            r2699['destPlace'] = r2701
+        if h2700 & 32:
             q -= 1
             if (x >> q) & 1:
-                k1594, q = _rt.read_ld(x, q)
+                k2704, q = _rt.read_ld(x, q)
             else:
                 q -= 2
-                k1594 = ((x >> q) & 3) + 1
-            r1593: list[Any] = []
-            for _ in range(k1594):
-                w1594, q = d_DestinationRoad(x, q)
-                r1593.append(w1594)
-            r1589['destRoad'] = r1593
-        if h1590 & 16:
+                k2704 = ((x >> q) & 3) + 1
+            r2703: list[Any] = []
+            for _ in range(k2704):
+                r2705: dict[str, Any] = {}
+                q -= 2
+                h2706 = (x >> q) & 3
+                q -= 1
+                if (x >> q) & 1:
+                    r2705['derType'], q = _rt.read_uwn(x, q)
+                else:
+                    q -= 4
+                    r2705['derType'] = (x >> q) & 15
+                if h2706 & 2:
+                    q -= 10
+                    c2707 = ((x >> q) & 1023) + 1
+                    if c2707 > 999:
+                        raise _rt.OutOfSchema
+                    r2705['roadNumberIdentifier'] = c2707
+                if h2706 & 1:
+                    b2708, q = _rt.read_octets(x, q)
+                    r2705['roadNumberText'] = b2708.decode('utf-8')
+                r2703.append(r2705)
+            r2699['destRoad'] = r2703
+        if h2700 & 16:
             q -= 10
-            r1589['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
-        if h1590 & 8:
+            c2709 = ((x >> q) & 1023) + 1
+            if c2709 > 999:
+                raise _rt.OutOfSchema
+            r2699['roadNumberIdentifier'] = c2709
+        if h2700 & 8:
             q -= 10
-            r1589['streetName'] = ((x >> q) & 1023) + 1
-        if h1590 & 4:
-            b1595, q = _rt.read_octets(x, q)
-            r1589['streetNameText'] = b1595.decode('utf-8')
-        if h1590 & 2:
-            r1596: dict[str, Any] = {}
+            c2710 = ((x >> q) & 1023) + 1
+            if c2710 > 999:
+                raise _rt.OutOfSchema
+            r2699['streetName'] = c2710
+        if h2700 & 4:
+            b2711, q = _rt.read_octets(x, q)
+            r2699['streetNameText'] = b2711.decode('utf-8')
+        if h2700 & 2:
+            r2712: dict[str, Any] = {}
             q -= 17
             t_ = (x >> q) & 131071
-            r1596['value'] = ((t_ >> 3) & 16383) + 1
-            r1596['unit'] = (t_ & 7) + 2
-            r1589['distanceToDivergingPoint'] = r1596
-        if h1590 & 1:
-            r1598: dict[str, Any] = {}
+            r2712['value'] = ((t_ >> 3) & 16383) + 1
+            r2712['unit'] = (t_ & 7) + 2
+            r2699['distanceToDivergingPoint'] = r2712
+        if h2700 & 1:
+            r2714: dict[str, Any] = {}
             q -= 17
             t_ = (x >> q) & 131071
-            r1598['value'] = ((t_ >> 3) & 16383) + 1
-            r1598['unit'] = (t_ & 7) + 2
-            r1589['distanceToDestinationPlace'] = r1598
-        w1588 = r1589
-        r1587.append(w1588)
-    r['ioList'] = r1587
+            r2714['value'] = ((t_ >> 3) & 16383) + 1
+            r2714['unit'] = (t_ & 7) + 2
+            r2699['distanceToDestinationPlace'] = r2714
+        r2697.append(r2699)
+    r['ioList'] = r2697
     return r, q
 
 
 def e_DestinationPlace(v: Any) -> int:
     a: int = 1
-    a = a << 4 | ('destRSCode' in v) << 3 | ('destBlob' in v) << 2 | ('placeNameIdentification' in v) << 1 | ('placeNameText' in v)
-    w1601 = v['destType']
-    if 0 <= w1601 <= 15:
-        a = a << 5 | w1601
+    a = a << 4 | (8 if 'destRSCode' in v else 0) | (4 if 'destBlob' in v else 0) | (2 if 'placeNameIdentification' in v else 0) | ('placeNameText' in v)
+    w2718 = v['destType']
+    if 0 <= w2718 <= 15:
+        a = a << 5 | w2718
     else:
-        a = _rt.uwn(a << 1 | 1, w1601)
+        a = _rt.uwn(a << 1 | 1, w2718)
     if 'destRSCode' in v:
-        v1602 = v['destRSCode']
-        a1603 = 1
-        a1603 = a1603 << 1 | ('attributes' in v1602)
-        v1605 = v1602['pictogramCode']
-        a1606 = 1
-        a1606 = a1606 << 1 | ('countryCode' in v1605)
-        if 'countryCode' in v1605:
-            d1608 = v1605['countryCode']
-            a1606 = a1606 << (len(d1608) << 3) | int.from_bytes(d1608, 'big')
-        s_ = e_GddStructure_pictogramCode_serviceCategoryCode(v1605['serviceCategoryCode'])
-        a1606 = ((a1606 - 1) << (s_.bit_length() - 1)) + s_
-        v1609 = v1605['pictogramCategoryCode']
-        a1610 = 1
-        a1610 = a1610 << 11 | ((v1609['nature'] - 1)) << 7 | (v1609['serialNumber'])
-        a1606 = ((a1606 - 1) << (a1610.bit_length() - 1)) + a1610
-        a1603 = ((a1603 - 1) << (a1606.bit_length() - 1)) + a1606
-        if 'attributes' in v1602:
-            v1612 = v1602['attributes']
-            a1613 = 1
-            k1614 = len(v1612)
-            if 1 <= k1614 <= 8:
-                a1613 <<= 1
-                a1613 = a1613 << 3 | (k1614 - 1)
+        v2719 = v['destRSCode']
+        a = a << 1 | ('attributes' in v2719)
+        v2721 = v2719['pictogramCode']
+        a = a << 1 | ('countryCode' in v2721)
+        if 'countryCode' in v2721:
+            d2724 = v2721['countryCode']
+            a = a << (len(d2724) << 3) | int.from_bytes(d2724, 'big')
+        s_ = e_GddStructure_pictogramCode_serviceCategoryCode(v2721['serviceCategoryCode'])
+        a = ((a - 1) << (s_.bit_length() - 1)) + s_
+        v2726 = v2721['pictogramCategoryCode']
+        a = a << 11 | ((v2726['nature'] - 1)) << 7 | (v2726['serialNumber'])
+        if 'attributes' in v2719:
+            v2730 = v2719['attributes']
+            k2731 = len(v2730)
+            if 1 <= k2731 <= 8:
+                a <<= 1
+                a = a << 3 | (k2731 - 1)
             else:
-                a1613 = _rt.ld(a1613 << 1 | 1, k1614)
-            for w1614 in v1612:
-                s_ = e_GddAttribute(w1614)
-                a1613 = ((a1613 - 1) << (s_.bit_length() - 1)) + s_
-            a1603 = ((a1603 - 1) << (a1613.bit_length() - 1)) + a1613
-        a = ((a - 1) << (a1603.bit_length() - 1)) + a1603
+                a = _rt.ld(a << 1 | 1, k2731)
+            for w2731 in v2730:
+                s_ = e_GddAttribute(w2731)
+                a = ((a - 1) << (s_.bit_length() - 1)) + s_
     if 'destBlob' in v:
-        d1615 = v['destBlob']
-        a = _rt.octets(a, d1615)
+        d2733 = v['destBlob']
+        a = _rt.octets(a, d2733)
     if 'placeNameIdentification' in v:
         a = a << 10 | (v['placeNameIdentification'] - 1)
     if 'placeNameText' in v:
@@ -9090,86 +9245,52 @@ def e_DestinationPlace(v: Any) -> int:
 def d_DestinationPlace(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 4
-    h1616 = (x >> q) & 15
+    h2736 = (x >> q) & 15
     q -= 1
     if (x >> q) & 1:
         r['destType'], q = _rt.read_uwn(x, q)
     else:
         q -= 4
         r['destType'] = (x >> q) & 15
-    if h1616 & 8:
-        r1617: dict[str, Any] = {}
+    if h2736 & 8:
+        r2737: dict[str, Any] = {}
         q -= 1
-        h1618 = (x >> q) & 1
-        r1619: dict[str, Any] = {}
+        h2738 = (x >> q) & 1
+        r2739: dict[str, Any] = {}
         q -= 1
-        h1620 = (x >> q) & 1
-        if h1620 & 1:
-            k1621 = 2
-            q -= k1621 << 3
-            r1619['countryCode'] = ((x >> q) & ((1 << (k1621 << 3)) - 1)).to_bytes(k1621, 'big')
-        r1619['serviceCategoryCode'], q = d_GddStructure_pictogramCode_serviceCategoryCode(x, q)
-        r1622: dict[str, Any] = {}
-        q -= 11
-        t_ = (x >> q) & 2047
-        r1622['nature'] = ((t_ >> 7) & 15) + 1
-        r1622['serialNumber'] = t_ & 127
-        r1619['pictogramCategoryCode'] = r1622
-        r1617['pictogramCode'] = r1619
-        if h1618 & 1:
-            q -= 1
-            if (x >> q) & 1:
-                k1625, q = _rt.read_ld(x, q)
-            else:
-                q -= 3
-                k1625 = ((x >> q) & 7) + 1
-            r1624: list[Any] = []
-            for _ in range(k1625):
-                w1625, q = d_GddAttribute(x, q)
-                r1624.append(w1625)
-            r1617['attributes'] = r1624
-        r['destRSCode'] = r1617
-    if h1616 & 4:
-        r['destBlob'], q = _rt.read_octets(x, q)
-    if h1616 & 2:
-        q -= 10
-        r['placeNameIdentification'] = ((x >> q) & 1023) + 1
-    if h1616 & 1:
-        b1626, q = _rt.read_octets(x, q)
-        r['placeNameText'] = b1626.decode('utf-8')
-    return r, q
-
-
-def e_DestinationRoad(v: Any) -> int:
-    a: int = 1
-    a = a << 2 | ('roadNumberIdentifier' in v) << 1 | ('roadNumberText' in v)
-    w1628 = v['derType']
-    if 0 <= w1628 <= 15:
-        a = a << 5 | w1628
-    else:
-        a = _rt.uwn(a << 1 | 1, w1628)
-    if 'roadNumberIdentifier' in v:
-        a = a << 10 | (v['roadNumberIdentifier'] - 1)
-    if 'roadNumberText' in v:
-        a = _rt.octets(a, v['roadNumberText'].encode('utf-8'))
-    return a
-
-def d_DestinationRoad(x: int, q: int) -> tuple[Any, int]:
-    r: dict[str, Any] = {}
-    q -= 2
-    h1629 = (x >> q) & 3
-    q -= 1
-    if (x >> q) & 1:
-        r['derType'], q = _rt.read_uwn(x, q)
-    else:
+        h2740 = (x >> q) & 1
+        if h2740 & 1:
+            k2741 = 2
+            q -= k2741 << 3
+            r2739['countryCode'] = ((x >> q) & ((1 << (k2741 << 3)) - 1)).to_bytes(k2741, 'big')
+        r2739['serviceCategoryCode'], q = d_GddStructure_pictogramCode_serviceCategoryCode(x, q)
+        r2742: dict[str, Any] = {}
         q -= 4
-        r['derType'] = (x >> q) & 15
-    if h1629 & 2:
+        c2744 = ((x >> q) & 15) + 1
+        if c2744 > 9:
+            raise _rt.OutOfSchema
+        r2742['nature'] = c2744
+        q -= 7
+        c2745 = (x >> q) & 127
+        if c2745 > 99:
+            raise _rt.OutOfSchema
+        r2742['serialNumber'] = c2745
+        r2739['pictogramCategoryCode'] = r2742
+        r2737['pictogramCode'] = r2739
+        if h2738 & 1:
+            raise _rt.OutOfSchema
+        r['destRSCode'] = r2737
+    if h2736 & 4:
+        r['destBlob'], q = _rt.read_octets(x, q)
+    if h2736 & 2:
         q -= 10
-        r['roadNumberIdentifier'] = ((x >> q) & 1023) + 1
-    if h1629 & 1:
-        b1630, q = _rt.read_octets(x, q)
-        r['roadNumberText'] = b1630.decode('utf-8')
+        c2746 = ((x >> q) & 1023) + 1
+        if c2746 > 999:
+            raise _rt.OutOfSchema
+        r['placeNameIdentification'] = c2746
+    if h2736 & 1:
+        b2747, q = _rt.read_octets(x, q)
+        r['placeNameText'] = b2747.decode('utf-8')
     return r, q
 
 
@@ -9178,69 +9299,76 @@ def e_GddStructure_pictogramCode_serviceCategoryCode(v: Any) -> int:
     k, w = v
     if k == 'trafficSignPictogram':
         a <<= 3
-        w1631 = w
-        i1632 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w1631)
-        if i1632 is not None:
-            a = a << 3 | i1632
+        w2748 = w
+        i2749 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_78.get(w2748)
+        if i2749 is not None:
+            a = a << 3 | i2749
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1631])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2748])
     elif k == 'publicFacilitiesPictogram':
         a = a << 3 | 1
-        w1633 = w
-        i1634 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w1633)
-        if i1634 is not None:
-            a = a << 1 | i1634
+        w2750 = w
+        i2751 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_79.get(w2750)
+        if i2751 is not None:
+            a = a << 1 | i2751
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1633])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2750])
     elif k == 'ambientOrRoadConditionPictogram':
         a = a << 3 | 2
-        w1635 = w
-        i1636 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w1635)
-        if i1636 is not None:
-            a = a << 2 | i1636
+        w2752 = w
+        i2753 = _E_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_80.get(w2752)
+        if i2753 is not None:
+            a = a << 2 | i2753
         else:
-            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w1635])
+            a = _rt.nsnn(a << 1 | 1, _X_LayerType_1[w2752])
     else:
         raise KeyError(k)
     return a
 
 def d_GddStructure_pictogramCode_serviceCategoryCode(x: int, q: int) -> tuple[Any, int]:
     w: Any
-    r: tuple[str | None, Any]
     q -= 1
     if (x >> q) & 1:
         i, q = _rt.read_nsnn(x, q)
         length, q = _rt.read_ld(x, q)
         q0 = q
-        r = (None, None)
-        return r, _rt.skip(q0, length << 3)
+        raise _rt.OutOfSchema
     q -= 2
     i = (x >> q) & 3
     if i == 0:
         q -= 1
         if (x >> q) & 1:
-            i1637, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i1637)
+            i2755, q = _rt.read_nsnn(x, q)
+            c2754 = _DX_LayerType_3.get(i2755)
         else:
             q -= 2
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_81[(x >> q) & 3]
+            c2754 = _D_ISO14823Code_pictogramCode_serviceCategoryCode_trafficSignPictogram_81[(x >> q) & 3]
+        if c2754 is None:
+            raise _rt.OutOfSchema
+        w = c2754
         return ('trafficSignPictogram', w), q
     elif i == 1:
         q -= 1
         if (x >> q) & 1:
-            i1638, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i1638)
+            i2757, q = _rt.read_nsnn(x, q)
+            c2756 = _DX_LayerType_3.get(i2757)
         else:
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_82[0]
+            c2756 = _D_ISO14823Code_pictogramCode_serviceCategoryCode_publicFacilitiesPictogram_82[0]
+        if c2756 is None:
+            raise _rt.OutOfSchema
+        w = c2756
         return ('publicFacilitiesPictogram', w), q
     elif i == 2:
         q -= 1
         if (x >> q) & 1:
-            i1639, q = _rt.read_nsnn(x, q)
-            w = _DX_LayerType_3.get(i1639)
+            i2759, q = _rt.read_nsnn(x, q)
+            c2758 = _DX_LayerType_3.get(i2759)
         else:
             q -= 1
-            w = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_83[(x >> q) & 1]
+            c2758 = _D_ISO14823Code_pictogramCode_serviceCategoryCode_ambientOrRoadConditionPictogram_83[(x >> q) & 1]
+        if c2758 is None:
+            raise _rt.OutOfSchema
+        w = c2758
         return ('ambientOrRoadConditionPictogram', w), q
     raise _rt.Malformed('GddStructure_pictogramCode_serviceCategoryCode: choice index ' + str(i))
 
@@ -9321,44 +9449,49 @@ def d_GddAttribute(x: int, q: int) -> tuple[Any, int]:
         return ('set', w), q
     elif i == 9:
         q -= 7
-        w = (x >> q) & 127
+        c2760 = (x >> q) & 127
+        if c2760 > 99:
+            raise _rt.OutOfSchema
+        w = c2760
         return ('nol', w), q
     raise _rt.Malformed('GddAttribute: choice index ' + str(i))
 
 
 def e_InternationalSign_section(v: Any) -> int:
     a: int = 1
-    a = a << 2 | ('startingPointLength' in v) << 1 | ('continuityLength' in v)
+    a = a << 2 | (2 if 'startingPointLength' in v else 0) | ('continuityLength' in v)
     if 'startingPointLength' in v:
-        v1641 = v['startingPointLength']
-        a1642 = 1
-        a1642 = a1642 << 17 | ((v1641['value'] - 1)) << 3 | ((v1641['unit'] - 2))
-        a = ((a - 1) << (a1642.bit_length() - 1)) + a1642
+        v2762 = v['startingPointLength']
+        a = a << 17 | ((v2762['value'] - 1)) << 3 | ((v2762['unit'] - 2))
     if 'continuityLength' in v:
-        v1644 = v['continuityLength']
-        a1645 = 1
-        a1645 = a1645 << 17 | ((v1644['value'] - 1)) << 3 | ((v1644['unit'] - 2))
-        a = ((a - 1) << (a1645.bit_length() - 1)) + a1645
+        v2766 = v['continuityLength']
+        a = a << 17 | ((v2766['value'] - 1)) << 3 | ((v2766['unit'] - 2))
     return a
 
 def d_InternationalSign_section(x: int, q: int) -> tuple[Any, int]:
     r: dict[str, Any] = {}
     q -= 2
-    h1647 = (x >> q) & 3
-    if h1647 & 2:
-        r1648: dict[str, Any] = {}
+    h2770 = (x >> q) & 3
+    if h2770 & 2:
+        r2771: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r1648['value'] = ((t_ >> 3) & 16383) + 1
-        r1648['unit'] = (t_ & 7) + 2
-        r['startingPointLength'] = r1648
-    if h1647 & 1:
-        r1650: dict[str, Any] = {}
+        r2771['value'] = ((t_ >> 3) & 16383) + 1
+        c2773 = (t_ & 7) + 2
+        if not (c2773 >= 2 and c2773 <= 4 or c2773 >= 6 and c2773 <= 8):
+            raise _rt.OutOfSchema
+        r2771['unit'] = c2773
+        r['startingPointLength'] = r2771
+    if h2770 & 1:
+        r2774: dict[str, Any] = {}
         q -= 17
         t_ = (x >> q) & 131071
-        r1650['value'] = ((t_ >> 3) & 16383) + 1
-        r1650['unit'] = (t_ & 7) + 2
-        r['continuityLength'] = r1650
+        r2774['value'] = ((t_ >> 3) & 16383) + 1
+        c2776 = (t_ & 7) + 2
+        if not (c2776 >= 2 and c2776 <= 4 or c2776 >= 6 and c2776 <= 8):
+            raise _rt.OutOfSchema
+        r2774['unit'] = c2776
+        r['continuityLength'] = r2774
     return r, q
 
 

@@ -12,10 +12,11 @@ the feed gave one, the ``revision``, which TLM takes from the active MAPEM of th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from rsu.clock import TIMEMARK_UNKNOWN, start_time_mark, time_mark
+from rsu.clock import TIMEMARK_UNKNOWN, start_time_mark, time_marker
 from rsu.integrations.config import reference_id
 
 # MovementPhaseState identifiers (ISO TS 19091 / J2735), by value
@@ -120,11 +121,12 @@ def spat_value(update: IntersectionUpdate, ref: float) -> tuple[dict, list[str]]
 def _intersection_state(update: IntersectionUpdate, ref: float, corrections: list[str], status: object) -> dict:
     """The IntersectionState (its members in schema order; JER and Python value differ only in ``status``)."""
     states = []
+    mark = time_marker(ref)
     for g in update.groups:
         events = []
         for i, ev in enumerate(g.events):
             e: dict = {"eventState": ev.state}
-            timing = _timing(ev, ref, corrections, g.signal_group, i)
+            timing = _timing(ev, ref, mark, corrections, g.signal_group, i)
             if timing is not None:
                 e["timing"] = timing
             events.append(e)
@@ -173,7 +175,11 @@ def _vouched(update: IntersectionUpdate) -> bool:
 _STATES = frozenset(MOVEMENT_PHASE_STATES)
 
 
-def _timing(ev: SignalEvent, ref: float, corrections: list[str], group: int, index: int) -> dict | None:
+def _timing(
+    ev: SignalEvent, ref: float, mark: Callable[[float | None], int], corrections: list[str], group: int, index: int
+) -> dict | None:
+    """The TimeChangeDetails of ``ev`` in a SPATEM stamped ``ref`` (``mark``: :func:`rsu.clock.time_marker` of
+    ``ref``), None when the event is sent without; what had to be corrected goes to ``corrections``."""
     if not ev.timing:
         return None
     lo, hi, likely = ev.min_end, ev.max_end, ev.likely
@@ -203,16 +209,16 @@ def _timing(ev: SignalEvent, ref: float, corrections: list[str], group: int, ind
     if lo is not None and lo < ref - 0.0005:
         corrections.append(f"{where}: minEndTime in the past; sent as the message time")
     out: dict = {}
-    start = start_time_mark(ev.start, ref)
+    start = start_time_mark(ev.start, ref) if ev.start is not None else None
     if start is not None:
         out["startTime"] = start
-    out["minEndTime"] = time_mark(lo, ref) if lo is not None else TIMEMARK_UNKNOWN
+    out["minEndTime"] = mark(lo) if lo is not None else TIMEMARK_UNKNOWN
     if hi is not None:
-        out["maxEndTime"] = time_mark(hi, ref)
+        out["maxEndTime"] = mark(hi)
     if likely is not None:
-        out["likelyTime"] = time_mark(likely, ref)
+        out["likelyTime"] = mark(likely)
     if ev.confidence is not None and likely is not None:
         out["confidence"] = ev.confidence
     if ev.next_time is not None:
-        out["nextTime"] = time_mark(ev.next_time, ref)
+        out["nextTime"] = mark(ev.next_time)
     return out

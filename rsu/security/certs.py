@@ -141,16 +141,17 @@ class Certificate:
         return v if alt == "name" else None
 
     # ------------------------------------------------------------------ issuer
-    @property
+    # read for every chain walked on a received message: kept, as the validity below
+    @cached_property
     def issuer(self) -> tuple[str, Any]:
         issuer: tuple[str, Any] = self.value["issuer"]
         return issuer
 
-    @property
+    @cached_property
     def is_self_signed(self) -> bool:
         return self.issuer[0] == "self"
 
-    @property
+    @cached_property
     def issuer_id(self) -> bytes | None:
         """HashedId8 of the issuer (None for a self-signed root)."""
         alt, v = self.issuer
@@ -245,7 +246,7 @@ class Certificate:
         key: tuple[str, Any] = self.value["toBeSigned"]["verifyKeyIndicator"][1]
         return key
 
-    @property
+    @cached_property
     def curve(self) -> Curve | None:
         return CURVES.get(self.verification_key[0])
 

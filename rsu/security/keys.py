@@ -17,6 +17,7 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -57,8 +58,9 @@ class Curve:
     def hash(self, data: bytes) -> bytes:
         return hashlib.new(self.hash_name, data).digest()
 
-    @property
+    @cached_property
     def prehashed(self) -> ec.ECDSA:
+        """The signature algorithm over a digest of this curve's hash (immutable: made once per curve)."""
         return ec.ECDSA(Prehashed(hashes.SHA256() if self.hash_name == "sha256" else hashes.SHA384()))
 
 

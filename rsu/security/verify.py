@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rsu import catalog
 from rsu import clock as clockmod
 from rsu.catalog import MessageKind
+from rsu.codec.errors import CodecError
 from rsu.limits import OnLimit, ignore
 from rsu.security import coer
 from rsu.security import ssp as sspmod
@@ -106,6 +107,8 @@ class SignedMessage:
     signer: tuple[str, Any]  # ("digest", h8) | ("certificate", [cert values]) | ("self", None)
     signer_cert_bytes: bytes | None
     signature: tuple[str, Any]
+    # the signer certificate when its bytes are exactly those of one ``known`` gave parse_signed
+    signer_known: Certificate | None = None
 
     @property
     def header(self) -> dict[str, Any]:
@@ -211,17 +214,17 @@ def _parse_common(
 
 def _known_signer(
     data: bytes, p: int, known: Callable[[bytes], Certificate | None]
-) -> tuple[tuple[str, Any] | None, int]:
+) -> tuple[tuple[str, Any] | None, int, Certificate | None]:
     """A certificate signer at ``p`` (one certificate, then a 256-bit signature to the end) whose bytes are
-    those of a known certificate: (("certificate", [its value]), signer end); else (None, p)."""
+    those of a known certificate: (("certificate", [its value]), signer end, it); else (None, p, None)."""
     end = len(data) - 66
     if data[p + 1 : p + 3] != b"\x01\x01" or end <= p + 3:  # SEQUENCE OF quantity: 1
-        return None, p
+        return None, p, None
     candidate = data[p + 3 : end]
     cert = known(hashlib.sha256(candidate).digest()[-8:])
     if cert is None or cert.raw != candidate:
-        return None, p
-    return ("certificate", [cert.value]), end
+        return None, p, None
+    return ("certificate", [cert.value]), end, cert
 
 
 def parse_signed(
@@ -232,7 +235,8 @@ def parse_signed(
     ``check_profile=False`` skips the facilities-message profile (TS 102 941 PKI messages
     use signer ``self`` and external payloads; rsu.pki checks their own rules).
     ``known``: HashedId8 -> a certificate decoded before (the verifier's cache); a signer certificate
-    whose bytes are exactly a known one's is taken as that one's value instead of being decoded again.
+    whose bytes are exactly a known one's is taken as that one's value instead of being decoded again
+    (and given as ``signer_known``).
     """
     data = bytes(data)
     if len(data) < 3:
@@ -245,12 +249,13 @@ def parse_signed(
     hash_id = _HASH_IDS.get(data[2])
     if hash_id is None:
         raise ParseError(Reason.MALFORMED, f"unknown hashId {data[2]}")
+    known_cert = None
     try:
         common = _parse_common(data)
         if common is not None:
             tbs, p, signer, signer_end, signature = common
             if signer is None and signature is not None and known is not None:
-                signer, signer_end = _known_signer(data, p, known)
+                signer, signer_end, known_cert = _known_signer(data, p, known)
             if signer is None:  # a certificate: asn1tools decodes the SEQUENCE OF Certificate
                 signer, signer_end = coer.decode_prefix("SignerIdentifier", data, p)
         else:
@@ -276,7 +281,7 @@ def parse_signed(
             )
         n, q = coer.read_length(data, signer_start + 1)  # quantity field of the SEQUENCE OF
         cert_bytes = data[q + n : signer_end]  # the one certificate runs to the end of the signer field
-    msg = SignedMessage(data, hash_id, tbs_bytes, tbs, signer, cert_bytes, signature)
+    msg = SignedMessage(data, hash_id, tbs_bytes, tbs, signer, cert_bytes, signature, known_cert)
     if check_profile:
         _check_profile(msg)
     return msg
@@ -637,15 +642,17 @@ class Verifier:
                     res, Reason.SIGNER_UNKNOWN, f"no certificate known for digest {sval.hex()}; certificate requested"
                 )
         else:
-            cert_bytes = msg.signer_cert_bytes
-            assert cert_bytes is not None  # parse_signed slices it for every "certificate" signer
-            h8 = hashlib.sha256(cert_bytes).digest()[-8:]
-            cert = self.known_certificate(h8)
-            if cert is None or cert.raw != cert_bytes:
-                try:
-                    cert = Certificate.from_bytes(cert_bytes)
-                except CertificateError as e:
-                    return self._fail(res, Reason.SIGNER_CERTIFICATE_INVALID, str(e))
+            cert = msg.signer_known  # parse_signed found its bytes in the cache: the same lookup as below
+            if cert is None:
+                cert_bytes = msg.signer_cert_bytes
+                assert cert_bytes is not None  # parse_signed slices it for every "certificate" signer
+                h8 = hashlib.sha256(cert_bytes).digest()[-8:]
+                cert = self.known_certificate(h8)
+                if cert is None or cert.raw != cert_bytes:
+                    try:
+                        cert = Certificate.from_bytes(cert_bytes)
+                    except CertificateError as e:
+                        return self._fail(res, Reason.SIGNER_CERTIFICATE_INVALID, str(e))
             res.signer_id = cert.hashed_id8
         res.certificate = cert
         res.ssp = cert.app_permissions.get(psid)
@@ -749,8 +756,6 @@ class Verifier:
         self, res: VerificationResult, payload: bytes | None, kind: MessageKind, payload_offset: int, psid: int
     ) -> VerificationResult | None:
         """Decode the facilities PDU into ``res.pdu``; the failed result when it is not a ``kind``."""
-        from rsu.codec.errors import CodecError
-
         if not 0 <= payload_offset <= len(payload or b""):
             return self._fail(res, Reason.PAYLOAD_INVALID, f"payload offset {payload_offset} is beyond the payload")
         assert payload is not None  # a signed facilities message has unsecuredData (parse_signed's profile)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import enum
 import math
+import struct
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from rsu.limits import OnLimit, ignore
 from rsu.transports import envelope
@@ -185,6 +187,11 @@ class GnAddress:
         head = int.from_bytes(data[0:2], "big")
         return cls(bytes(data[2:8]), (head >> 10) & 0x1F, bool(head & 0x8000))
 
+    @classmethod
+    def interned(cls, data: bytes) -> GnAddress:
+        """:meth:`from_bytes` of 8 bytes, one shared (frozen) instance per address seen lately."""
+        return _interned(_ADDRESSES, data, cls.from_bytes)
+
     def hex(self) -> str:
         return self.to_bytes().hex()
 
@@ -213,20 +220,13 @@ class LongPositionVector:
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> LongPositionVector:
-        ps = int.from_bytes(data[20:22], "big")
+    def from_bytes(cls, data: bytes, offset: int = 0) -> LongPositionVector:
+        """The 24 bytes at ``offset``."""
+        address, timestamp, latitude, longitude, ps, heading = _LPV.unpack_from(data, offset)
         speed = ps & 0x7FFF
         if speed & 0x4000:
             speed -= 0x8000
-        return cls(
-            GnAddress.from_bytes(data[0:8]),
-            int.from_bytes(data[8:12], "big"),
-            int.from_bytes(data[12:16], "big", signed=True),
-            int.from_bytes(data[16:20], "big", signed=True),
-            bool(ps & 0x8000),
-            speed,
-            int.from_bytes(data[22:24], "big"),
-        )
+        return cls(GnAddress.interned(address), timestamp, latitude, longitude, ps >= 0x8000, speed, heading)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -241,6 +241,26 @@ class LongPositionVector:
             "speed_mps": self.speed / 100,
             "heading_deg": self.heading / 10,
         }
+
+
+_LPV = struct.Struct(">8sIiiHH")  # GN_ADDR, TST, latitude, longitude, PAI|speed, heading
+
+# Recently seen header parts, parsed once: each is a frozen value of a few bytes that a sender repeats
+# in every packet (its address, its destination area, the basic and common headers of a message type).
+_T = TypeVar("_T")
+_INTERN_LIMIT = 1024  # per table; a full table starts again empty (a flood of distinct ones costs a parse each)
+_ADDRESSES: dict[bytes, GnAddress] = {}
+
+
+def _interned(table: dict[bytes, _T], key: bytes, parse: Callable[[bytes], _T]) -> _T:
+    """``parse(key)``, kept in ``table``; what ``parse`` raises is not kept (every such input raises again)."""
+    found = table.get(key)
+    if found is None:
+        found = parse(key)
+        if len(table) >= _INTERN_LIMIT:
+            table.clear()
+        table[key] = found
+    return found
 
 
 def _mac(b: bytes) -> str:
@@ -430,14 +450,29 @@ def build_packet(basic: BasicHeader, inner_or_secured: bytes) -> bytes:
     return basic.to_bytes() + inner_or_secured
 
 
-def _parse_extended(ht: HeaderType, data: bytes) -> ExtendedHeader:
+_HEADER_TYPES: dict[int, HeaderType] = {int(t): t for t in HeaderType}
+_BASICS: dict[bytes, BasicHeader] = {}
+_COMMONS: dict[bytes, CommonHeader] = {}
+_AREAS: dict[tuple[str, bytes], GeoArea] = {}
+
+
+def _parse_extended(ht: HeaderType, data: bytes, offset: int = 0) -> ExtendedHeader:
+    """The extended header of type ``ht`` at ``offset`` (its length checked by the caller)."""
     if ht == HeaderType.SHB:
-        return ExtendedHeader(ht, LongPositionVector.from_bytes(data[0:24]), dcc=bytes(data[24:28]))
-    sn = int.from_bytes(data[0:2], "big")
-    source = LongPositionVector.from_bytes(data[4:28])
+        return ExtendedHeader(ht, LongPositionVector.from_bytes(data, offset), dcc=data[offset + 24 : offset + 28])
+    sn = data[offset] << 8 | data[offset + 1]
+    source = LongPositionVector.from_bytes(data, offset + 4)
     if ht == HeaderType.TSB:
         return ExtendedHeader(ht, source, sn)
-    return ExtendedHeader(ht, source, sn, parse_area(AREA_TYPES[ht], data[28:42]))
+    shape = AREA_TYPES[ht]
+    area_key = (shape, data[offset + 28 : offset + 42])
+    area = _AREAS.get(area_key)
+    if area is None:
+        area = parse_area(shape, area_key[1])  # raises for an invalid area: never kept
+        if len(_AREAS) >= _INTERN_LIMIT:
+            _AREAS.clear()
+        _AREAS[area_key] = area
+    return ExtendedHeader(ht, source, sn, area)
 
 
 def parse_inner(data: bytes, *, exact: bool) -> tuple[CommonHeader, ExtendedHeader, int, int, bytes, int]:
@@ -447,29 +482,34 @@ def parse_inner(data: bytes, *, exact: bool) -> tuple[CommonHeader, ExtendedHead
     bytes after the GN headers must be exactly the payload length (secured payloads); otherwise
     trailing bytes (link-layer padding) are cut off. Raises :class:`GnError`.
     """
-    if len(data) < COMMON_LEN:
-        raise GnError(DropReason.MALFORMED_GN, f"{len(data)} bytes is too short for the 8-byte common header")
-    if data[0] & 0x0F or data[7]:
+    return _parse_inner(bytes(data), 0, len(data), exact)
+
+
+def _parse_inner(
+    data: bytes, begin: int, end: int, exact: bool
+) -> tuple[CommonHeader, ExtendedHeader, int, int, bytes, int]:
+    """:func:`parse_inner` of ``data[begin:end]`` (offsets in the result relative to ``begin``)."""
+    size = end - begin
+    if size < COMMON_LEN:
+        raise GnError(DropReason.MALFORMED_GN, f"{size} bytes is too short for the 8-byte common header")
+    if data[begin] & 0x0F or data[begin + 7]:
         raise GnError(DropReason.MALFORMED_GN, "common header: reserved bits are not zero")
-    common = CommonHeader.from_bytes(data)
-    try:
-        ht = HeaderType(common.header_type)
-    except ValueError:
-        raise GnError(
-            DropReason.MALFORMED_GN, f"common header: unknown header type 0x{common.header_type:02x}"
-        ) from None
+    common = _interned(_COMMONS, data[begin : begin + COMMON_LEN], CommonHeader.from_bytes)
+    ht = _HEADER_TYPES.get(common.header_type)
+    if ht is None:
+        raise GnError(DropReason.MALFORMED_GN, f"common header: unknown header type 0x{common.header_type:02x}")
     ext_len = EXTENDED_LEN[ht]
     if ht not in DELIVERED_TYPES:
         raise GnError(DropReason.UNSUPPORTED_GN, f"header type {ht.label} is not delivered to the facilities")
     if common.max_hop_limit == 0:
         raise GnError(DropReason.MALFORMED_GN, "common header: maximum hop limit 0")
     start = COMMON_LEN + ext_len
-    if len(data) < start:
+    if size < start:
         raise GnError(
-            DropReason.MALFORMED_GN, f"{ht.label} extended header needs {ext_len} bytes, {len(data) - COMMON_LEN} left"
+            DropReason.MALFORMED_GN, f"{ht.label} extended header needs {ext_len} bytes, {size - COMMON_LEN} left"
         )
-    extended = _parse_extended(ht, data[COMMON_LEN:start])
-    rest = len(data) - start
+    extended = _parse_extended(ht, data, begin + COMMON_LEN)
+    rest = size - start
     pl = common.payload_length
     if rest < pl or (exact and rest != pl):
         raise GnError(DropReason.MALFORMED_GN, f"payload length {pl} but {rest} bytes follow the GN headers")
@@ -479,10 +519,11 @@ def parse_inner(data: bytes, *, exact: bool) -> tuple[CommonHeader, ExtendedHead
         raise GnError(DropReason.UNSUPPORTED_GN, f"common header next header {common.next_header} is not BTP-B")
     if pl < BTP_LEN:
         raise GnError(DropReason.MALFORMED_BTP, f"payload length {pl} is shorter than the 4-byte BTP-B header")
-    port = int.from_bytes(data[start : start + 2], "big")
-    info = int.from_bytes(data[start + 2 : start + 4], "big")
+    at = begin + start
+    port = data[at] << 8 | data[at + 1]
+    info = data[at + 2] << 8 | data[at + 3]
     offset = start + BTP_LEN
-    return common, extended, port, info, bytes(data[offset : start + pl]), offset
+    return common, extended, port, info, data[at + BTP_LEN : at + pl], offset
 
 
 def looks_like_basic_header(data: bytes) -> bool:
@@ -505,7 +546,7 @@ def parse_packet(data: bytes) -> GnPacket:
     """
     if len(data) < BASIC_LEN:
         raise GnError(DropReason.MALFORMED_GN, f"{len(data)} bytes is too short for the 4-byte basic header")
-    basic = BasicHeader.from_bytes(data)
+    basic = _interned(_BASICS, bytes(data[:BASIC_LEN]), BasicHeader.from_bytes)
     if basic.version != GN_VERSION:
         raise GnError(DropReason.UNSUPPORTED_GN, f"GN protocol version {basic.version} (we speak {GN_VERSION})")
     if data[1] != 0:
@@ -514,7 +555,7 @@ def parse_packet(data: bytes) -> GnPacket:
         raise GnError(DropReason.MALFORMED_GN, "basic header: lifetime 0")
     body = bytes(data[BASIC_LEN:])
     if basic.next_header == BASIC_NH_COMMON:
-        common, ext, port, info, payload, offset = parse_inner(body, exact=False)
+        common, ext, port, info, payload, offset = _parse_inner(body, 0, len(body), False)
         packet = GnPacket(basic, common, ext, port, info, payload, None, 0)
     elif basic.next_header == BASIC_NH_SECURED:
         try:
@@ -523,7 +564,7 @@ def parse_packet(data: bytes) -> GnPacket:
             if len(body) >= 2 and body[0] == 3 and body[1] == 0x82:
                 raise GnError(DropReason.UNSUPPORTED_GN, "encrypted GN packets are not supported") from None
             raise GnError(DropReason.MALFORMED_SECURED_ENVELOPE, f"secured packet: {e}") from None
-        common, ext, port, info, payload, offset = parse_inner(body[start:end], exact=True)
+        common, ext, port, info, payload, offset = _parse_inner(body, start, end, True)
         packet = GnPacket(basic, common, ext, port, info, payload, body, offset)
     else:
         raise GnError(

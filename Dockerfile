@@ -41,7 +41,7 @@ RUN chmod 0755 /usr/local/bin/rsu-entrypoint
 USER rsu
 # Fail the build on an invalid default config; compile the ASN.1 modules once so containers start fast.
 RUN rsu check-config --no-host-checks /usr/local/share/rsu/docker.yaml \
- && python -c "from rsu.codec.asn1files import compile_set; compile_set('is', 'uper'); compile_set('security', 'oer')"
+ && python -c "from rsu.codec.asn1files import compile_set; compile_set('is', 'uper').spec; compile_set('security', 'oer').spec"
 
 VOLUME ["/etc/rsu", "/var/lib/rsu"]
 # No EXPOSE: the API listens on loopback only until it has authentication (config/docker.yaml).

@@ -73,3 +73,63 @@ def test_missing_modules_are_reported(tmp_path, monkeypatch):
     monkeypatch.setenv("RSU_ASN1_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="no ASN.1 modules found"):
         asn1files.module_files("is")
+
+
+def test_the_specification_is_cached_apart_and_loaded_on_first_use(private_tree, monkeypatch):
+    compiled = asn1files.compile_set("is")
+    assert "spec" not in compiled.__dict__  # the parse tree alone: the schema needs nothing more
+    assert len(list((private_tree / "cache").glob("is-uper-*.pickle"))) == 1
+    assert "SPATEM" in compiled.spec.types
+    assert len(list((private_tree / "cache").glob("is-uper-*.spec.pickle"))) == 1
+
+    asn1files._memo.clear()
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("compiled again although the cache is valid")
+
+    monkeypatch.setattr(asn1tools, "compile_dict", no_compile)
+    again = asn1files.compile_set("is")
+    assert again.spec.encode("ItsPduHeader", {"protocolVersion": 2, "messageID": 4, "stationID": 7}) == bytes(
+        [2, 4, 0, 0, 0, 7]
+    )
+
+
+LAZY = """
+import json, sys
+from pathlib import Path
+from rsu import catalog
+from rsu.codec.errors import DecodeError
+from rsu.codec.facilities import get_codec
+
+codec = get_codec()
+assert codec.uper == "generated", codec.uper
+done = 0
+for f in sorted(Path("config/examples").glob("*.json")):
+    obj = json.loads(f.read_text())
+    mid = obj.get("header", {}).get("messageID") if isinstance(obj, dict) else None
+    if mid not in catalog.BY_MESSAGE_ID:
+        continue
+    kind, value = codec.from_jer(obj)
+    data = codec.encode(value)
+    assert codec.decode(data).value == value
+    codec.to_jer(kind, value)
+    done += 1
+assert done >= 6, done
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("asn1tools", "pyparsing")))
+try:
+    codec.decode(data[:8])  # truncated: the generated decoder leaves it to asn1tools, which names the reason
+except DecodeError as e:
+    print("DecodeError", "asn1tools" in sys.modules)
+"""
+
+
+def test_the_generated_codec_serves_without_loading_asn1tools():
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = subprocess.run(
+        [sys.executable, "-c", LAZY], cwd=REPO, capture_output=True, text=True, timeout=120, check=True
+    ).stdout.splitlines()
+    assert out == ["[]", "DecodeError True"]

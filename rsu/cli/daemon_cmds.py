@@ -56,6 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import gc
+
+    # no cyclic collection while the modules load and the daemon starts (about a tenth of the import
+    # time): rsu.ops.runner.serve collects once, freezes what start-up made and turns it back on
+    gc.disable()
     from rsu.ops.runner import run
 
     return run(args.config, args.overrides)

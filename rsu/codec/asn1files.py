@@ -8,6 +8,11 @@ keyed by the SHA-256 of the modules' bytes, the codec name, the asn1tools and
 Python versions and this file itself, so any edit of a module (or an upgrade) recompiles by itself and
 later start-ups only unpickle (a few tens of milliseconds).
 
+The parse tree (what :class:`rsu.codec.schema.Schema` reads) and the asn1tools specification are
+cached in two files and loaded apart: the specification (and asn1tools itself, about 25 MB of the
+process with its codecs and pyparsing) only when something encodes or decodes with it
+(:attr:`CompiledSet.spec`); the generated UPER codec serves the IS messages without it.
+
 Where the modules are found, first match wins:
 
 1. ``$RSU_ASN1_DIR`` (for development against another module tree);
@@ -23,21 +28,19 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.util
 import os
 import pickle
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import asn1tools
-
-from rsu.codec import asn1patches  # noqa: F401  (X.691 fixes to asn1tools, applied on import)
-
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent  # .../rsu
-_CACHE_FORMAT = 1  # bump when the pickled tuple changes shape
+_CACHE_FORMAT = 2  # bump when the pickled tuples change shape
 
 
 def asn1_root() -> Path:
@@ -79,19 +82,35 @@ def cache_dir() -> Path | None:
 
 @dataclass(frozen=True)
 class CompiledSet:
-    """A compiled module set: the asn1tools specification plus asn1tools' parse tree and the sources."""
+    """A compiled module set: asn1tools' parse tree and the sources, and the asn1tools specification
+    (:attr:`spec`, loaded on first use)."""
 
     name: str
     codec: str
-    spec: Any  # asn1tools.compiler.Specification
     parsed: dict[str, Any]  # asn1tools.parse_string() result: module -> {types, values, imports, ...}
     sources: dict[str, str]  # file name -> text (for facts the parser drops, e.g. object sets)
     digest: str
+    spec_cache: Path | None = field(default=None, repr=False)  # where the compiled specification is cached
+
+    @cached_property
+    def spec(self) -> Any:
+        """The asn1tools specification (asn1tools.compiler.Specification): from the cache, or compiled
+        from the parse tree (and cached) the first time; asn1tools is imported then, patched."""
+        with _lock:
+            return _load_spec(self)
+
+
+def _asn1tools_version() -> bytes:
+    """asn1tools' version file (its bytes name the version) without importing asn1tools."""
+    spec = importlib.util.find_spec("asn1tools")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("asn1tools is not installed")
+    return (Path(spec.origin).parent / "version.py").read_bytes()
 
 
 def _digest(set_name: str, codec: str, sources: dict[str, str]) -> str:
-    h = hashlib.sha256()
-    for part in (str(_CACHE_FORMAT), set_name, codec, asn1tools.__version__, sys.version):
+    h = hashlib.sha256(_asn1tools_version())
+    for part in (str(_CACHE_FORMAT), set_name, codec, sys.version):
         h.update(part.encode() + b"\0")
     h.update(Path(__file__).read_bytes())  # a change to how we compile also invalidates the cache
     for name, text in sorted(sources.items()):
@@ -165,7 +184,8 @@ _memo: dict[tuple[str, str], CompiledSet] = {}
 
 
 def compile_set(set_name: str, codec: str = "uper") -> CompiledSet:
-    """Compile (or load from cache) one module set. Memoised per process."""
+    """The parse tree of one module set (from the cache, or parsed and cached). Memoised per process;
+    the specification is compiled or loaded on first use of :attr:`CompiledSet.spec`."""
     key = (set_name, codec)
     with _lock:
         if key in _memo:
@@ -173,16 +193,35 @@ def compile_set(set_name: str, codec: str = "uper") -> CompiledSet:
         sources = {p.name: p.read_text(encoding="utf-8") for p in module_files(set_name)}
         digest = _digest(set_name, codec, sources)
         folder = cache_dir()
-        path = folder / f"{set_name}-{codec}-{digest[:32]}.pickle" if folder else None
+        stem = f"{set_name}-{codec}-{digest[:32]}"
+        path = folder / f"{stem}.pickle" if folder else None
         cached = _read_cache(path) if path else None
-        if cached is not None and cached[0] == digest:
-            _, spec, parsed = cached
+        if cached is not None and len(cached) == 2 and cached[0] == digest:
+            parsed = cached[1]
         else:
+            import asn1tools
+
             text = "\n".join(sources[name] for name in sorted(sources))
             parsed = asn1tools.parse_string(text)
-            spec = asn1tools.compile_dict(per_effective_constraints(copy.deepcopy(parsed)), codec)
             if path:
-                _write_cache(path, (digest, spec, parsed))
-        result = CompiledSet(set_name, codec, spec, parsed, sources, digest)
+                _write_cache(path, (digest, parsed))
+        result = CompiledSet(
+            set_name, codec, parsed, sources, digest, folder / f"{stem}.spec.pickle" if folder else None
+        )
         _memo[key] = result
         return result
+
+
+def _load_spec(compiled: CompiledSet) -> Any:
+    import asn1tools
+
+    from rsu.codec import asn1patches  # noqa: F401  (X.691 fixes to asn1tools, applied on import)
+
+    path = compiled.spec_cache
+    cached = _read_cache(path) if path else None
+    if cached is not None and len(cached) == 2 and cached[0] == compiled.digest:
+        return cached[1]
+    spec = asn1tools.compile_dict(per_effective_constraints(copy.deepcopy(compiled.parsed)), compiled.codec)
+    if path:
+        _write_cache(path, (compiled.digest, spec))
+    return spec

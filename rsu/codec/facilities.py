@@ -22,8 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import asn1tools
-
 from rsu import catalog
 from rsu.catalog import MessageKind
 from rsu.codec import values as V
@@ -33,11 +31,6 @@ from rsu.codec.schema import Node, Schema
 from rsu.codec.uper_runtime import source_digest
 
 UPER_BACKENDS = ("generated", "asn1tools")
-
-try:  # asn1tools' UPER bit reader, to count the bits a decode consumed
-    from asn1tools.codecs.uper import Decoder as _UperDecoder
-except ImportError:  # pragma: no cover
-    _UperDecoder = None
 
 # the generated UPER backend (rsu.codec.generated_uper): Python value form in and out, per kind name
 Encoders = dict[str, Callable[[Any], bytes]]
@@ -82,8 +75,7 @@ class FacilitiesCodec:
 
     def __init__(self, uper: str | None = None) -> None:
         """``uper``: "generated" (the default) or "asn1tools"; ``$RSU_UPER`` sets the default."""
-        compiled = compile_set("is", "uper")
-        self._spec = compiled.spec
+        compiled = self._compiled = compile_set("is", "uper")
         self.schema = Schema(compiled)
         self._jer = V.JerReader(self.schema)
         self._check = V.ValueCheck(self.schema)
@@ -92,6 +84,12 @@ class FacilitiesCodec:
         self.uper, self._gen_encode, self._gen_decode = _uper_backend(
             uper or os.environ.get("RSU_UPER") or "generated", compiled.sources
         )
+
+    @property
+    def _spec(self) -> Any:
+        """asn1tools' compiled specification: the reference and the fallback, loaded (with asn1tools) on
+        first use; the generated codec does not need it."""
+        return self._compiled.spec
 
     # helpers for the regional transform (typed value of a named type <-> its UPER bytes)
     def _encode_open(self, type_name: str, value: Any) -> bytes:
@@ -150,7 +148,7 @@ class FacilitiesCodec:
             return data
         except CodecError:
             raise
-        except (asn1tools.Error, Exception) as e:  # asn1tools raises assorted exceptions on bad values
+        except Exception as e:  # asn1tools raises assorted exceptions on bad values
             raise InvalidValueError("", f"cannot encode {kind.pdu}: {e}") from e
 
     # --- bytes in, values out ---------------------------------------------------------------
@@ -226,9 +224,13 @@ class FacilitiesCodec:
         """
         compiled = self._spec.types[type_name]
         inner = getattr(compiled, "_type", None)
-        if inner is None or _UperDecoder is None:
+        try:  # asn1tools' UPER bit reader, to count the bits a decode consumed
+            from asn1tools.codecs.uper import Decoder
+        except ImportError:  # pragma: no cover
+            inner = None
+        if inner is None:
             return self._spec.decode(type_name, data), None
-        decoder = _UperDecoder(bytearray(data))
+        decoder = Decoder(bytearray(data))
         value = inner.decode(decoder)
         return value, (decoder.number_of_read_bits() + 7) // 8
 

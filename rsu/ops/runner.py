@@ -8,6 +8,7 @@ store (waits for the operator: systemd's RestartPreventExitStatus, no restart lo
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -18,6 +19,8 @@ from rsu.ops import logging as rlog
 from rsu.ops.config_core import ConfigError
 
 log = logging.getLogger("rsu.daemon")
+
+SETTLE_GC_AFTER_S = 1.0  # settle_gc this long after start-up
 
 
 async def serve(
@@ -30,6 +33,8 @@ async def serve(
     supervisor's (``workers:``) main loop."""
     loop = asyncio.get_running_loop()
     await start()
+    if not gc.isenabled():  # rsu run turned it off for the start-up; not before: ~40 ms would hold the API
+        loop.call_later(SETTLE_GC_AFTER_S, settle_gc)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopped.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
@@ -39,6 +44,16 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await stop()
+
+
+def settle_gc() -> None:
+    """Once started (a second after): one full collection, then what remains (modules, configuration, the compiled
+    schema, the restored entries) moves to the permanent generation (gc.freeze), so later collections do
+    not walk it again and forked processes do not copy its pages by touching it; collection is then on
+    (``rsu run`` keeps it off while the daemon starts)."""
+    gc.collect()
+    gc.freeze()
+    gc.enable()
 
 
 def run(config_path: str | None, overrides: tuple[str, ...] | list[str] = ()) -> int:

@@ -18,11 +18,6 @@ from typing import Any
 from rsu import oer
 from rsu.codec.asn1files import compile_set
 
-try:
-    from asn1tools.codecs.oer import Decoder as _OerDecoder
-except ImportError:  # pragma: no cover
-    _OerDecoder = None
-
 
 class CoerError(Exception):
     """Bytes that are not a valid COER encoding of the expected type."""
@@ -54,7 +49,9 @@ class Codec:
 
     def decode_prefix(self, type_name: str, data: bytes, offset: int = 0) -> tuple[Any, int]:
         """Decode one ``type_name`` starting at ``offset``; returns (value, end offset)."""
-        compiled = self.spec.types[type_name]
+        compiled = self.spec.types[type_name]  # loads asn1tools (on first use)
+        from asn1tools.codecs.oer import Decoder as _OerDecoder
+
         if offset > len(data):
             raise CoerError(f"{type_name}: truncated")
         decoder = _OerDecoder(bytearray(data[offset:]))

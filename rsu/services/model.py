@@ -72,6 +72,62 @@ class Entry:
     def key(self) -> EntryKey:
         return (self.service, self.id)
 
+    def pack(self, decode: Callable[[bytes], dict[str, Any]]) -> bool:
+        """Hold the value as the one UPER PDU it encodes to (``pdus[0]``) instead of as Python objects:
+        ``value`` then decodes it again at every read (``decode``: bytes -> value, the codec's). For
+        entries that are sent far more often than read (a MAPEM: ~47 kB of dicts for 417 bytes, read
+        by an update or the API). Packs only when the PDU decodes to an equal value, after working out
+        ``requirement``; tries once per entry (cheap to call again); says whether the entry is packed.
+        The entry stays what it was to every reader; it never raises."""
+        state = self.__dict__
+        value = state.get("value")
+        if isinstance(value, _Packed):
+            return True
+        if state.get("_pack_tried") or not isinstance(value, dict) or len(self.pdus) != 1:
+            return False
+        state["_pack_tried"] = True
+        try:
+            same = decode(self.pdus[0]) == value
+        except Exception:  # noqa: BLE001 - not packed: the value stays as it is
+            return False
+        if not same:
+            return False
+        _ = self.requirement  # from the value in hand, cached
+        state["value"] = _Packed(self.pdus[0], decode)  # frozen: the field as stored, same content
+        return True
+
+    @property
+    def packed(self) -> bool:
+        return isinstance(self.__dict__.get("value"), _Packed)
+
+
+class _Packed:
+    """A packed entry's value: its UPER PDU and the decoder that gives the value back."""
+
+    __slots__ = ("data", "decode")
+
+    def __init__(self, data: bytes, decode: Callable[[bytes], dict[str, Any]]) -> None:
+        self.data, self.decode = data, decode
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Packed:
+        return self  # bytes and a decoder: nothing in it changes
+
+
+class _EntryValue:
+    """``Entry.value``: the field as stored; for a packed entry, the value decoded from its PDU."""
+
+    def __get__(self, entry: Entry | None, owner: type | None = None) -> Any:
+        if entry is None:
+            return self
+        value = entry.__dict__["value"]
+        return value.decode(value.data) if isinstance(value, _Packed) else value
+
+    def __set__(self, entry: Entry, value: dict[str, Any] | None) -> None:
+        entry.__dict__["value"] = value
+
+
+setattr(Entry, "value", _EntryValue())  # noqa: B010 - after @dataclass, which reads the class' fields first
+
 
 @dataclass
 class Plan:

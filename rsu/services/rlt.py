@@ -25,7 +25,16 @@ from rsu import catalog
 from rsu.catalog import MessageKind
 from rsu.services.base import Context, ServiceEntity, intersection_key, next_revision, reject_unknown
 from rsu.services.errors import ServiceError
-from rsu.services.model import Entry, Plan, canonical_text, object_text, text_hash
+from rsu.services.model import (
+    Entry,
+    EntryKey,
+    Plan,
+    Transmission,
+    canonical_text,
+    object_text,
+    text_hash,
+)
+from rsu.services.scheduler import Due
 from rsu.services.store import StoredEntry
 from rsu.services.timefmt import minute_of_the_year
 from rsu.transports.base import GeoArea
@@ -71,6 +80,7 @@ class RltEntity(ServiceEntity):
         # intersections (a rebuild of every intersection per MAPEM made loading N MAP files cost N^2)
         self._keys_of: dict[str, list[str]] = {}
         self._owner: dict[str, str] = {}  # element key (an id part, "i1201") -> the active MAPEM that holds it
+        self._sent_once: set[str] = set()  # restored entries sent once since the restart, to be packed next time
 
     # --- what TLM asks --------------------------------------------------------------------------
     def intersection(self, key: str) -> tuple[str, int, set[int], dict[str, Any]] | None:
@@ -273,6 +283,7 @@ class RltEntity(ServiceEntity):
         (and of nothing else: the cost is that of the change, not of every active MAPEM)."""
         super().apply(plan)
         for ident in [*plan.deletes, *(e.id for e in plan.upserts)]:
+            self._sent_once.discard(ident)
             for key in self._keys_of.pop(ident, ()):
                 if self._index.get(key, ("",))[0] == ident:
                     del self._index[key]
@@ -291,6 +302,23 @@ class RltEntity(ServiceEntity):
                 key = intersection_key(el["id"])
                 self._index[key] = (e.id, el["revision"], signal_groups(el), el["refPoint"])
                 keys.append(key)
+        for e in plan.upserts:  # new content, sent at once: packed now (Entry.pack), so that MAP files loaded
+            if e.id in plan.fire:  # together do not all hold their values at the same time (a high-water mark)
+                e.pack(self._unpack)
+
+    def transmissions(self, entry: Entry, due: Due[EntryKey]) -> list[Transmission]:
+        out = super().transmissions(entry, due)
+        if not entry.packed:  # restored: packed at its second send, once everything is back on the air
+            if entry.id in self._sent_once:
+                self._sent_once.discard(entry.id)
+                entry.pack(self._unpack)
+            else:
+                self._sent_once.add(entry.id)
+        return out
+
+    def _unpack(self, data: bytes) -> dict[str, Any]:
+        value: dict[str, Any] = self.ctx.codec.decode(data, validate=False).value
+        return value
 
 
 def _check_connections(geometry: dict[str, Any], lane_ids: set[int], path: str, key: str) -> None:

@@ -82,7 +82,7 @@ class RsuDaemon:
     def write_config(self, config: dict | None = None, text: str | None = None) -> None:
         self.config_path.write_text(text if text is not None else yaml.safe_dump(config or self.config))
 
-    def start(self, timeout: float = 30.0) -> RsuDaemon:
+    def start(self, timeout: float = 30.0, poll_s: float = 0.05) -> RsuDaemon:
         if not self.config_path.exists():
             self.write_config()
         self._log = self.log_path.open("ab")
@@ -102,7 +102,7 @@ class RsuDaemon:
                     return self
             except OSError:
                 pass
-            time.sleep(0.05)
+            time.sleep(poll_s)
         raise RuntimeError(f"daemon API did not answer within {timeout} s:\n{self.log()}")
 
     def log(self) -> str:

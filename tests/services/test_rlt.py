@@ -237,3 +237,77 @@ def test_RLT_rejects_service_owned_layer_id_and_overlap(layer):
     with pytest.raises(ServiceError) as e:
         layer.trigger("rlt", {"payload": example("mapem")})
     assert e.value.code == "already_active"
+
+
+# --- memory: an active MAPEM holds its UPER bytes, not its Python value (rsu.services.model.Entry.pack) ---
+def repeat(layer, clock) -> list:
+    clock.advance(1)
+    return mapems(layer)
+
+
+def test_an_active_mapem_holds_its_pdu_and_reads_as_before(make_layer, codec, clock):
+    layer = make_layer()
+    layer.trigger("rlt", {"payload": example("mapem")})
+    entry = layer.services["rlt"].entries["1201"]
+    assert entry.packed  # new content: at once
+    [tx] = mapems(layer)
+    [again] = repeat(layer, clock)
+    assert tx.fresh and not again.fresh and again.pdu == tx.pdu and entry.pdus == (tx.pdu,)
+    sent = decoded(codec, tx)
+    assert entry.value == sent and entry.value is not entry.value  # decoded again at each read
+    assert entry.requirement is not None
+    assert layer.get("rlt", "1201")["payload"] == codec.to_jer(catalog.MAPEM, sent)
+    # an update reads the packed value: unchanged content keeps the revision, a change counts on
+    assert layer.update("rlt", "1201", {"payload": example("mapem")}).get("unchanged") is True
+    assert layer.update("rlt", "1201", {"payload": moved_stop_line(example("mapem"))})["content_changed"] is True
+    updated = layer.services["rlt"].entries["1201"]
+    [tx2] = mapems(layer)
+    assert tx2.fresh and updated.packed and updated.value == decoded(codec, tx2)
+    assert updated.value["map"]["intersections"][0]["revision"] == sent["map"]["intersections"][0]["revision"] + 1
+    # after a restart the restored entry holds its value until its second send (not while everything goes
+    # back on the air), then is packed again
+    restarted = make_layer()
+    restored = restarted.services["rlt"].entries["1201"]
+    assert not restored.packed and restored.value == updated.value and restored.pdus == updated.pdus
+    assert len(mapems(restarted)) == 1 and not restored.packed
+    assert len(repeat(restarted, clock)) == 1 and restored.packed and restored.value == updated.value
+
+
+def test_a_fragmented_mapem_keeps_its_value(make_layer, clock):
+    layer = make_layer(rules={"mapem_max_bytes": 600})
+    v = example("mapem")
+    ix = copy.deepcopy(v["map"]["intersections"][0])
+    ix["id"] = {"id": 1202}
+    ix["refPoint"]["lat"] += 10000
+    v["map"]["intersections"].append(ix)
+    layer.trigger("rlt", {"payload": v})
+    mapems(layer)
+    repeat(layer, clock)
+    entry = layer.services["rlt"].entries["1201+1202"]
+    assert len(entry.pdus) >= 2 and not entry.packed and entry.value["map"]["intersections"][1]["id"] == {"id": 1202}
+
+
+def test_pack_only_when_the_pdu_gives_the_value_back(layer, codec):
+    layer.trigger("rlt", {"payload": example("mapem")})
+    entry = layer.services["rlt"].entries["1201"]
+    value = entry.value
+
+    def unpack(data):
+        return codec.decode(data, validate=False).value
+
+    differs = entry.evolve(value=value)  # evolve: a plain entry again, with the value as Python objects
+    assert not differs.packed and differs == entry and differs.value is value
+    assert differs.pack(lambda data: {**value, "header": {}}) is False  # a decoder that differs: not packed
+    assert differs.pack(unpack) is False  # tried once per entry
+    assert not differs.packed and differs.value is value
+
+    def broken(data):
+        raise ValueError("no")
+
+    fails = entry.evolve(value=value)
+    assert fails.pack(broken) is False and fails.value is value  # never raises
+
+    packs = entry.evolve(value=value)
+    assert packs.pack(unpack) is True and packs.pack(unpack) is True
+    assert packs.packed and packs.value == value and copy.deepcopy(packs) == packs
+    assert packs.evolve(generation=9).value == value and not packs.evolve(generation=9).packed

@@ -10,6 +10,9 @@ transport). Every request changes the content so that nothing is answered from a
 
 * SPATEM: ``update`` of the 4-arm example's state (the service fills the timestamps);
   the clock moves 0.1 s per request (the 10 Hz rate limit);
+* SPATEM through the controller feed: the same state as a JSON feed datagram (``docs/integrations.md``;
+  its times offsets from the message time, so every state is new) through ControllerFeed, whose validated
+  update reaches TLM as a Python value (the daemon's path under ``bench_load.py``);
 * MAPEM: ``update`` of the 4-arm example (16 lanes) alternating between two lane widths
   (a new revision and a store commit each time);
 * IVIM: ``update`` of the speed-limit example alternating between two speeds.
@@ -56,6 +59,7 @@ from rsu.transports.config import GnUdpConfig  # noqa: E402
 from rsu.transports.gn_core import GnCore  # noqa: E402
 
 INNER = 20
+FEED_DATAGRAMS = 8000  # 0.1 s apart: enough for --repeat 150 of every path
 PROVIDER = {"countryCode": "FR", "providerIdentifier": 57}
 
 
@@ -101,6 +105,54 @@ def spatem_path(rig: Rig):
         rig.clock.advance(0.1)
         rig.layer.update("tlm", ident, {"payload": payload})
         rig.send_due()
+    return run
+
+
+def feed_template(spatem: dict) -> str:
+    """The example SPATEM's state as a JSON controller-feed message (``docs/integrations.md``), its times as
+    %-placeholders of offsets from the message time (filled per run: every state is new)."""
+    ix = spatem["spat"]["intersections"][0]
+    names = {"startTime": "start_time", "minEndTime": "min_end_time", "maxEndTime": "max_end_time",
+             "likelyTime": "likely_time", "nextTime": "next_time"}
+    groups = []
+    for st in ix["states"]:
+        events = []
+        for ev in st["state-time-speed"]:
+            e: dict = {"state": ev["eventState"]}
+            for k, v in (ev.get("timing") or {}).items():
+                # a time 0.1..60 s after the message (the example's TimeMarks lie in one hour)
+                e[k if k == "confidence" else names[k]] = v if k == "confidence" else f"@{1 + v % 600}@"
+            events.append(e)
+        groups.append({"signal_group": st["signalGroup"], **events[0], **({"next": events[1:]} if events[1:] else {})})
+    message = {"intersection": ix["id"]["id"], "timestamp": "@0@", "status": ix["status"], "name": ix["name"],
+               "signal_groups": groups}
+    text = json.dumps(message).replace("%", "%%")
+    for tenths in sorted({int(x) for x in text.split("@")[1::2]}, reverse=True):
+        text = text.replace(f'"@{tenths}@"', f"%(t{tenths})f")
+    return text
+
+
+def feed_path(rig: Rig):
+    """A JSON controller-feed datagram of the 4-arm state (as bench_load's feeder sends, here with the example's
+    48 events) through ControllerFeed -> TLM -> signed GN frame."""
+    from rsu.integrations.config import ControllerFeedConfig
+    from rsu.integrations.controller import ControllerFeed
+
+    feed = ControllerFeed(ControllerFeedConfig.from_dict({"port": None}), rig.layer, clock=rig.clock)
+    template = feed_template(example("spatem-4arm-intersection"))
+    offsets = [int(part.split(")")[0][1:]) for part in template.split("%(")[1:]]
+    start = rig.clock.now()
+    # made beforehand (the feeder's work, not the daemon's): datagram k is stamped start + 0.1 k (the other
+    # paths move the clock too, by 0.1 s or less per run)
+    datagrams = [(template % {f"t{o}": start + k / 10 + o / 10 for o in offsets}).encode()
+                 for k in range(FEED_DATAGRAMS)]
+
+    def run() -> None:
+        rig.clock.advance(0.1)
+        result = feed.on_datagram(datagrams[round((rig.clock.now() - start) * 10)], ("127.0.0.1", 1))
+        assert result.accepted, result
+        rig.send_due()
+    run()
     return run
 
 
@@ -155,9 +207,10 @@ def _bump_speed(ivim: dict) -> None:
     assert walk(ivim["ivi"]["optional"]), "no number to change in the IVIM example"
 
 
-PATHS = {"spatem": spatem_path, "mapem": mapem_path, "ivim": ivim_path}
-GOALS = {"spatem": 4, "mapem": 8, "ivim": 4}
+PATHS = {"spatem": spatem_path, "feed": feed_path, "mapem": mapem_path, "ivim": ivim_path}
+GOALS = {"spatem": 4, "feed": 4, "mapem": 8, "ivim": 4}
 NAMES = {"spatem": "SPATEM 4-arm: update -> signed GN frame",
+         "feed": "SPATEM 4-arm: controller-feed datagram -> signed GN frame",
          "mapem": "MAPEM 16 lanes: update -> signed GN frame",
          "ivim": "IVIM speed limit: update -> signed GN frame"}
 
@@ -172,7 +225,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         rig = Rig(d, args.store_durability)
-        runs = {name: PATHS[name](rig) for name in ("mapem", "spatem", "ivim")}
+        runs = {name: PATHS[name](rig) for name in ("mapem", "spatem", "feed", "ivim")}
         if args.profile:
             run = runs[args.profile]
             for _ in range(50):

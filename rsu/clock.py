@@ -36,6 +36,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
@@ -183,14 +184,27 @@ def time_mark(t: float | None, ref: float) -> int:
     * else ``tenths mod 36000``: across the hour boundary the value restarts at 0 and a receiver
       reads a value below the message's own tenth as the next hour.
     """
-    if t is None or not math.isfinite(t):
-        return TIMEMARK_UNKNOWN
+    return time_marker(ref)(t)
+
+
+def time_marker(ref: float) -> Callable[[float | None], int]:
+    """:func:`time_mark` of the times of one message stamped ``ref`` (``ref``'s part worked out once: a SPATEM
+    has a dozen times or more)."""
     ref_ms = round(ref * 1000)
-    t_ms = max(round(t * 1000), ref_ms)
-    tenth = -(-t_ms // 100)
-    if tenth - ref_ms // 100 >= 36000:
-        return TIMEMARK_MORE_THAN_AN_HOUR
-    return tenth % 36000
+    ref_tenth = ref_ms // 100
+
+    def mark(t: float | None) -> int:
+        if t is None or not math.isfinite(t):
+            return TIMEMARK_UNKNOWN
+        t_ms = round(t * 1000)
+        if t_ms < ref_ms:
+            t_ms = ref_ms
+        tenth = -(-t_ms // 100)
+        if tenth - ref_tenth >= 36000:
+            return TIMEMARK_MORE_THAN_AN_HOUR
+        return tenth % 36000
+
+    return mark
 
 
 def start_time_mark(t: float | None, ref: float) -> int | None:

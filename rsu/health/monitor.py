@@ -170,7 +170,7 @@ class HealthMonitor:
         )
 
     def _count_unsynchronized(self, kind: MessageKind) -> None:
-        self.metrics.clock_unsynchronized_sent.labels(kind.service, kind.name).inc()
+        self.metrics.child(self.metrics.clock_unsynchronized_sent, kind.service, kind.name).inc()
 
     # ------------------------------------------------------------------ output
     def refresh_gauges(self) -> None:

@@ -39,6 +39,7 @@ from rsu.integrations.spat import (
     IntersectionUpdate,
     SignalEvent,
     SignalGroupState,
+    spat_value,
     spatem_payload,
     status_with,
 )
@@ -52,10 +53,12 @@ NEVER, LIVE, STALE, STOPPED = "never", "live", "stale", "stopped"
 
 
 class Services(Protocol):
-    """The port the integrations need from the services (a subset of :class:`rsu.services.ports.Triggering`;
-    :class:`rsu.services.layer.ServiceLayer` and :class:`rsu.services.ports.CurrentServices` implement it)."""
+    """The port the integrations need from the services (a subset of :class:`rsu.services.ports.Triggering`, and
+    :class:`rsu.services.ports.SpatTriggering` for the SPATEM states; :class:`rsu.services.layer.ServiceLayer` and
+    :class:`rsu.services.ports.CurrentServices` implement it)."""
 
     def trigger(self, service: str, request: dict) -> dict: ...
+    def trigger_spat(self, spat: dict) -> dict: ...
     def update(self, service: str, ident: str, request: dict) -> dict: ...
     def terminate(self, service: str, ident: str, request: dict | None = None) -> dict: ...
     def get(self, service: str, ident: str) -> dict: ...
@@ -128,6 +131,9 @@ class ControllerFeed:
         self._by_controller: dict[str | None, ControllerIntersectionConfig] = {
             ix.controller: ix for ix in config.intersections
         }
+        self._by_key: dict[str, ControllerIntersectionConfig] = {}  # config.intersection(key), one lookup per update
+        for ix in config.intersections:
+            self._by_key.setdefault(ix.key, ix)
 
     def set_wakeup(self, callback: Callable[[], None] | None) -> None:
         """Called when :meth:`next_deadline` may have moved (the watchdog timer re-arms)."""
@@ -147,14 +153,14 @@ class ControllerFeed:
             update = parse_json_feed(message)
         except FeedError as e:
             return self._drop(e.reason, e.path, e.detail)
-        if self.config.intersections and self.config.intersection(update.key) is None:
+        cfg = self._by_key.get(update.key)
+        if cfg is None and self._by_key:
             return self._drop(
                 "unknown-intersection",
                 "intersection",
                 f"intersection {update.key} is not configured for this feed",
                 key=update.key,
             )
-        cfg = self.config.intersection(update.key)
         if cfg is not None and cfg.name and update.name is None:
             update = dataclasses.replace(update, name=cfg.name)
         return self._apply(update, now)
@@ -279,10 +285,9 @@ class ControllerFeed:
                 f"(max_clock_skew_s {cfg.max_clock_skew_s:g})",
                 update.key,
             )
-        payload, corrections = spatem_payload(update, now)
         st = self._state(update.key)
         try:
-            answer = self.services.trigger("tlm", {"payload": payload})
+            answer, corrections = self._trigger(update, now)
         except ServiceError as e:
             st.last_error = str(e)
             self.counters.drop(f"tlm-{e.code}", str(e))
@@ -312,6 +317,16 @@ class ControllerFeed:
             self._wakeup()
         return FeedResult(True, update.key, answer=answer, notes=list(update.notes) + corrections)
 
+    def _trigger(self, update: IntersectionUpdate, now: float) -> tuple[dict, list[str]]:
+        """TLM's answer to ``update`` as a SPATEM stamped ``now``, and the corrections made: through the value port
+        (the update was validated by its parser), or as JER when it holds what TLM's validation must refuse."""
+        built = spat_value(update, now)
+        if built is None:
+            payload, corrections = spatem_payload(update, now)
+            return self.services.trigger("tlm", {"payload": payload}), corrections
+        spat, corrections = built
+        return self.services.trigger_spat(spat), corrections
+
     def _send_unavailable(self, st: _Intersection, now: float) -> None:
         st.next_unavailable = now + self.config.unavailable_interval_s
         if not st.groups:
@@ -324,9 +339,8 @@ class ControllerFeed:
             name=st.name,
             revision=st.revision,
         )
-        payload, _ = spatem_payload(update, now)
         try:
-            self.services.trigger("tlm", {"payload": payload})
+            self._trigger(update, now)
             self.counters.count("unavailable-sent")
         except ServiceError as e:
             st.last_error = str(e)

@@ -42,7 +42,8 @@ _GROUP = {
     "next",
 }
 _EVENT = _GROUP - {"signal_group", "next"}
-_TIMES = (
+_STATES = frozenset(MOVEMENT_PHASE_STATES)
+_TIMES = (  # in SignalEvent's order
     ("start_time", "start"),
     ("min_end_time", "min_end"),
     ("max_end_time", "max_end"),
@@ -101,26 +102,30 @@ def parse_json_feed(data: bytes | str | dict) -> IntersectionUpdate:
     groups = []
     seen: set[int] = set()
     for i, g in enumerate(groups_raw):
-        path = f"signal_groups[{i}]"
         if not isinstance(g, dict):
-            raise FeedError("invalid-field", path, "expected an object")
-        _unknown(g, _GROUP, path)
-        sg = _int(g.get("signal_group"), f"{path}.signal_group", 1, 255)
+            raise FeedError("invalid-field", f"signal_groups[{i}]", "expected an object")
+        if not g.keys() <= _GROUP:
+            _unknown(g, _GROUP, f"signal_groups[{i}]")
+        sg = g.get("signal_group")
+        if sg.__class__ is not int or not 1 <= sg <= 255:
+            sg = _int(sg, f"signal_groups[{i}].signal_group", 1, 255)
         if sg in seen:
-            raise FeedError("invalid-field", f"{path}.signal_group", f"signal group {sg} appears twice")
+            raise FeedError("invalid-field", f"signal_groups[{i}].signal_group", f"signal group {sg} appears twice")
         seen.add(sg)
-        events = [_event(g, path)]
+        events = [_event(g, i, None)]
         nxt = g.get("next") or []
         if not isinstance(nxt, list):
-            raise FeedError("invalid-field", f"{path}.next", "expected a list of predicted states")
+            raise FeedError("invalid-field", f"signal_groups[{i}].next", "expected a list of predicted states")
         if len(nxt) > 15:
-            raise FeedError("invalid-field", f"{path}.next", "at most 15 predicted states (16 events in all)")
+            raise FeedError(
+                "invalid-field", f"signal_groups[{i}].next", "at most 15 predicted states (16 events in all)"
+            )
         for j, ev in enumerate(nxt):
-            epath = f"{path}.next[{j}]"
             if not isinstance(ev, dict):
-                raise FeedError("invalid-field", epath, "expected an object")
-            _unknown(ev, _EVENT, epath)
-            events.append(_event(ev, epath))
+                raise FeedError("invalid-field", f"signal_groups[{i}].next[{j}]", "expected an object")
+            if not ev.keys() <= _EVENT:
+                _unknown(ev, _EVENT, f"signal_groups[{i}].next[{j}]")
+            events.append(_event(ev, i, j))
         groups.append(SignalGroupState(sg, tuple(events)))
     return IntersectionUpdate(
         key=key, timestamp=timestamp, groups=tuple(groups), revision=revision, status=status, name=name
@@ -128,8 +133,33 @@ def parse_json_feed(data: bytes | str | dict) -> IntersectionUpdate:
 
 
 # --- members ------------------------------------------------------------------------------------------------
-def _event(obj: dict, path: str) -> SignalEvent:
+def _event(obj: dict, group: int, index: int | None) -> SignalEvent:
+    """The event ``signal_groups[group]`` (``index`` None) or ``signal_groups[group].next[index]``; its times are
+    read in :data:`_TIMES` order, the path of a bad one is made only when it is refused."""
     state = obj.get("state")
+    if state.__class__ is not str or state not in _STATES:
+        state = _state(state, _path(group, index))
+    times: list[float | None] = []
+    for name, _ in _TIMES:
+        v = obj.get(name)
+        if v is None:
+            times.append(None)
+        elif v.__class__ is float and EARLIEST <= v < LATEST:  # the usual POSIX seconds (NaN and inf fail this)
+            times.append(v)
+        else:
+            times.append(_time(obj, name, f"{_path(group, index)}.{name}"))
+    confidence = obj.get("confidence")
+    if confidence is not None and (confidence.__class__ is not int or not 0 <= confidence <= 15):
+        confidence = _int(confidence, f"{_path(group, index)}.confidence", 0, 15)
+    start, min_end, max_end, likely, next_time = times
+    return SignalEvent(state, start, min_end, max_end, likely, confidence, next_time)
+
+
+def _path(group: int, index: int | None) -> str:
+    return f"signal_groups[{group}]" if index is None else f"signal_groups[{group}].next[{index}]"
+
+
+def _state(state: Any, path: str) -> Any:
     if isinstance(state, int) and not isinstance(state, bool) and 0 <= state < len(MOVEMENT_PHASE_STATES):
         state = MOVEMENT_PHASE_STATES[state]
     if state not in MOVEMENT_PHASE_STATES:
@@ -138,11 +168,7 @@ def _event(obj: dict, path: str) -> SignalEvent:
             f"{path}.state",
             f"{state!r} is not a MovementPhaseState ({', '.join(MOVEMENT_PHASE_STATES)})",
         )
-    times: dict[str, Any] = {attr: _time(obj, name, f"{path}.{name}") for name, attr in _TIMES}  # SignalEvent's times
-    confidence = None
-    if obj.get("confidence") is not None:
-        confidence = _int(obj["confidence"], f"{path}.confidence", 0, 15)
-    return SignalEvent(state=state, confidence=confidence, **times)
+    return state
 
 
 def _unknown(obj: dict, allowed: set[str], path: str) -> None:

@@ -12,9 +12,11 @@ the feed gave one, the ``revision``, which TLM takes from the active MAPEM of th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from rsu.clock import TIMEMARK_UNKNOWN, start_time_mark, time_mark
+from rsu.clock import TIMEMARK_UNKNOWN, start_time_mark, time_marker
 from rsu.integrations.config import reference_id
 
 # MovementPhaseState identifiers (ISO TS 19091 / J2735), by value
@@ -59,9 +61,9 @@ def status_with(status: int, *bits: int) -> int:
     return status
 
 
-@dataclass(frozen=True)
-class SignalEvent:
-    """One MovementEvent: a state and its times (POSIX seconds, None = not known / not given)."""
+class SignalEvent(NamedTuple):
+    """One MovementEvent: a state and its times (POSIX seconds, None = not known / not given). Immutable; a
+    named tuple (made a dozen times per feed message: it costs a quarter of a frozen dataclass to make)."""
 
     state: str
     start: float | None = None
@@ -73,8 +75,7 @@ class SignalEvent:
     timing: bool = True  # False: send no TimeChangeDetails at all
 
 
-@dataclass(frozen=True)
-class SignalGroupState:
+class SignalGroupState(NamedTuple):
     signal_group: int
     events: tuple[SignalEvent, ...]  # current state first, then predicted ones (1..16)
 
@@ -96,29 +97,102 @@ class IntersectionUpdate:
 def spatem_payload(update: IntersectionUpdate, ref: float) -> tuple[dict, list[str]]:
     """(JER payload for ``tlm`` trigger, corrections made) for a SPATEM stamped ``ref``."""
     corrections: list[str] = []
+    ix = _intersection_state(update, ref, corrections, f"{update.status:04x}")
+    return {"spat": {"intersections": [ix]}}, corrections
+
+
+def spat_value(update: IntersectionUpdate, ref: float) -> tuple[dict, list[str]] | None:
+    """(SPAT body as a Python value, corrections made) for a SPATEM stamped ``ref``: what the TLM service reads
+    from :func:`spatem_payload`'s JER (:mod:`rsu.codec.values` form, members in schema order), for the services'
+    value port (``trigger_spat``), which takes it without reading or validating it again.
+
+    Every member is in its type's range by construction (the feed's parser validated the update; TimeMarks
+    are made in range), except what a parser does not bound the way the ASN.1 type does: those are checked
+    here, and an update with one outside its type (a name that is not IA5 text, an id or number out of range)
+    gives None: :func:`spatem_payload` then takes it to the service's own validation and its refusal.
+    """
+    if not _vouched(update):
+        return None
+    corrections: list[str] = []
+    ix = _intersection_state(update, ref, corrections, (update.status.to_bytes(2, "big"), 16))
+    return {"intersections": [ix]}, corrections
+
+
+def _intersection_state(update: IntersectionUpdate, ref: float, corrections: list[str], status: object) -> dict:
+    """The IntersectionState (its members in schema order; JER and Python value differ only in ``status``)."""
     states = []
+    mark = time_marker(ref)
     for g in update.groups:
         events = []
         for i, ev in enumerate(g.events):
             e: dict = {"eventState": ev.state}
-            timing = _timing(ev, ref, corrections, f"signal group {g.signal_group} event {i}")
+            timing = _timing(ev, ref, mark, corrections, g.signal_group, i)
             if timing is not None:
                 e["timing"] = timing
             events.append(e)
         states.append({"signalGroup": g.signal_group, "state-time-speed": events})
-    ix: dict = {"id": reference_id(update.key), "status": f"{update.status:04x}", "states": states}
+    ix: dict = {}
     if update.name:
         ix["name"] = update.name
+    ix["id"] = reference_id(update.key)
     if update.revision is not None:
         ix["revision"] = update.revision
-    return {"spat": {"intersections": [ix]}}, corrections
+    ix["status"] = status
+    ix["states"] = states
+    return ix
 
 
-def _timing(ev: SignalEvent, ref: float, corrections: list[str], where: str) -> dict | None:
-    given = [t for t in (ev.min_end, ev.max_end, ev.likely, ev.next_time, ev.start) if t is not None]
-    if not ev.timing or (ev.state in NO_TIMING and not given):
+def _is_int(v: object, lo: int, hi: int) -> bool:
+    return v.__class__ is int and lo <= v <= hi  # type: ignore[operator]
+
+
+def _vouched(update: IntersectionUpdate) -> bool:
+    """Whether every member :func:`spat_value` makes fits its ASN.1 type (DSRC ranges and sizes)."""
+    region, _, ident = update.key.rpartition(".")
+    if not (
+        ident.isdecimal() and int(ident) <= 65535 and (not region or (region.isdecimal() and int(region) <= 65535))
+    ):
+        return False
+    name = update.name
+    if name and not (name.__class__ is str and len(name) <= 63 and name.isascii()):  # DescriptiveName
+        return False
+    if update.revision is not None and not _is_int(update.revision, 0, 127):  # MsgCount
+        return False
+    if not _is_int(update.status, 0, 0xFFFF) or not 1 <= len(update.groups) <= 255:  # MovementList
+        return False
+    for g in update.groups:
+        if not _is_int(g.signal_group, 0, 255) or not 1 <= len(g.events) <= 16:  # MovementEventList
+            return False
+        for ev in g.events:
+            if ev.state not in _STATES:
+                return False
+            sent = ev.timing and ev.likely is not None and ev.confidence is not None  # as _timing sends it
+            if sent and not _is_int(ev.confidence, 0, 15):  # TimeIntervalConfidence
+                return False
+    return True
+
+
+_STATES = frozenset(MOVEMENT_PHASE_STATES)
+
+
+def _timing(
+    ev: SignalEvent, ref: float, mark: Callable[[float | None], int], corrections: list[str], group: int, index: int
+) -> dict | None:
+    """The TimeChangeDetails of ``ev`` in a SPATEM stamped ``ref`` (``mark``: :func:`rsu.clock.time_marker` of
+    ``ref``), None when the event is sent without; what had to be corrected goes to ``corrections``."""
+    if not ev.timing:
         return None
     lo, hi, likely = ev.min_end, ev.max_end, ev.likely
+    if (
+        ev.state in NO_TIMING
+        and lo is None
+        and hi is None
+        and likely is None
+        and ev.next_time is None
+        and ev.start is None
+    ):
+        return None
+    where = f"signal group {group} event {index}"
     # order the absolute times before they become TimeMarks (TimeMarks wrap at the hour)
     if lo is not None and hi is not None and hi < lo:
         corrections.append(f"{where}: maxEndTime before minEndTime; raised to minEndTime")
@@ -135,16 +209,16 @@ def _timing(ev: SignalEvent, ref: float, corrections: list[str], where: str) -> 
     if lo is not None and lo < ref - 0.0005:
         corrections.append(f"{where}: minEndTime in the past; sent as the message time")
     out: dict = {}
-    start = start_time_mark(ev.start, ref)
+    start = start_time_mark(ev.start, ref) if ev.start is not None else None
     if start is not None:
         out["startTime"] = start
-    out["minEndTime"] = time_mark(lo, ref) if lo is not None else TIMEMARK_UNKNOWN
+    out["minEndTime"] = mark(lo) if lo is not None else TIMEMARK_UNKNOWN
     if hi is not None:
-        out["maxEndTime"] = time_mark(hi, ref)
+        out["maxEndTime"] = mark(hi)
     if likely is not None:
-        out["likelyTime"] = time_mark(likely, ref)
+        out["likelyTime"] = mark(likely)
     if ev.confidence is not None and likely is not None:
         out["confidence"] = ev.confidence
     if ev.next_time is not None:
-        out["nextTime"] = time_mark(ev.next_time, ref)
+        out["nextTime"] = mark(ev.next_time)
     return out

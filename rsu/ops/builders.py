@@ -65,7 +65,9 @@ def build_layer(
     )
     codec = LazyCodec(
         get_codec,
-        lambda kind, seconds: metrics.encode_time.labels(kind.name if kind is not None else "unknown").observe(seconds),
+        lambda kind, seconds: metrics.child(metrics.encode_time, kind.name if kind is not None else "unknown").observe(
+            seconds
+        ),
     )
     layer = ServiceLayer(
         services,
@@ -114,7 +116,7 @@ def build_transports(
         framers,
         transports.defaults,
         security,
-        on_sign_time=lambda k, s: metrics.sign_time.labels(k.name).observe(s),
+        on_sign_time=lambda k, s: metrics.child(metrics.sign_time, k.name).observe(s),
         gate=gate,
     )
     return transports, pipeline, duplicates

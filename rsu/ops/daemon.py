@@ -312,7 +312,7 @@ class Daemon:
             self.services,
             clock=self.clock,
             drops=self.metrics,
-            on_feed_age=lambda ix, age: self.metrics.feed_age.labels(str(ix)).set(age),
+            on_feed_age=lambda ix, age: self.metrics.child(self.metrics.feed_age, str(ix)).set(age),
             on_skip=self.metrics.skip,
         )
         await integrations.start()

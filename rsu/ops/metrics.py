@@ -271,24 +271,28 @@ class Metrics:
             "rsu_gnss_satellites_used", "Satellites used in the fix (NaN: not reported)", registry=r
         )
         self._children: dict = {}
-        self._window: deque[tuple[float, str, str]] = deque()
+        self._window: deque[tuple[float, tuple[str, str]]] = deque()  # (time, (message, transport)) of each send
+        self._in_window: dict[tuple[str, str], int] = {}  # sends per (message, transport) in _window
         self.rate_window_s = 10.0
 
     # convenience used by the runtime --------------------------------------------------------
     def on_sent(self, service: str, message: str, transport: str, repetition: bool, now: float | None = None) -> None:
-        (self.repeated if repetition else self.sent).labels(service, message, transport).inc()
+        self.child(self.repeated if repetition else self.sent, service, message, transport).inc()
         now = time.monotonic() if now is None else now
-        self._window.append((now, message, transport))
+        key = (message, transport)
+        self._window.append((now, key))
+        self._in_window[key] = self._in_window.get(key, 0) + 1
 
     def update_rates(self, now: float | None = None) -> None:
         """Recompute rsu_dissemination_rate_per_second from the sends in the last window."""
         now = time.monotonic() if now is None else now
         horizon = now - self.rate_window_s
+        counts = self._in_window  # kept as sends enter the window and leave it (not counted again each time)
         while self._window and self._window[0][0] < horizon:
-            self._window.popleft()
-        counts: dict[tuple[str, str], int] = {}
-        for _, message, transport in self._window:
-            counts[(message, transport)] = counts.get((message, transport), 0) + 1
+            key = self._window.popleft()[1]
+            counts[key] -= 1
+            if not counts[key]:
+                del counts[key]
         for labels in list(self.rate._metrics):  # reset series that went quiet
             if labels not in counts:
                 self.rate.labels(*labels).set(0)
@@ -351,7 +355,7 @@ class Metrics:
         a Skipped transmission as skipped; otherwise its lateness, each Sent as sent or repeated, each Dropped
         by its reason. Gives the names of the transports it went out on (None: skipped)."""
         if len(outcomes) == 1 and isinstance(outcomes[0], Skipped):
-            self.skipped.labels(outcomes[0].service, outcomes[0].reason).inc()
+            self.child(self.skipped, outcomes[0].service, outcomes[0].reason).inc()
             return None
         self.scheduled(service, lateness_s)
         sent_on = []
@@ -366,7 +370,7 @@ class Metrics:
     def skip(self, service: str, reason: str, n: int = 1) -> None:
         """Sends not made, per service and reason: the scheduler's, and controller-feed updates shed before
         they were built (``superseded``)."""
-        self.skipped.labels(service.upper(), reason).inc(n)
+        self.child(self.skipped, service.upper(), reason).inc(n)
 
     def limit_hit(self, limit: str) -> None:
         self.child(self.limit_hits, limit).inc()
@@ -388,9 +392,9 @@ class Metrics:
         self.child(self.audit_entries, action).inc()
 
     def scheduled(self, service: str, lateness_s: float) -> None:
-        self.lateness.labels(service).observe(lateness_s)
+        self.child(self.lateness, service).observe(lateness_s)
         if lateness_s > LATE_AFTER_S:
-            self.late.labels(service).inc()
+            self.child(self.late, service).inc()
 
     def receive_accounting(self) -> dict[tuple[str, str], dict[str, float]]:
         """Per (message, transport): received, accepted, dropped, held (for tests and status pages)."""

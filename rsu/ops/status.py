@@ -118,14 +118,11 @@ def refresh_gauges(
             poll()
     if api_connections is not None:
         m.api_connections.set(api_connections)
-    counts = {(k.service, k.name): 0 for k in catalog.MESSAGES}
-    for entry in layer.list():
-        if entry.get("state") in ("active", "terminating"):
-            kind = catalog.BY_NAME.get(entry["message"])
-            if kind is not None:
-                counts[(kind.service, kind.name)] += 1
-    for (service, message), n in counts.items():
-        m.active.labels(service, message).set(n)
+    states = layer.states()
+    for kind in catalog.MESSAGES:
+        m.child(m.active, kind.service, kind.name).set(
+            states[(kind.name, "active")] + states[(kind.name, "terminating")]
+        )
     if security is not None:
         for kind in catalog.MESSAGES:
             hours = security.hours_to_expiry(kind)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -187,6 +188,12 @@ class ServiceLayer:
         entity = self.entity(service)
         return self._run(entity, lambda now: entity.trigger(_obj(request), now))
 
+    def trigger_spat(self, spat: dict[str, Any]) -> dict[str, Any]:
+        """:class:`rsu.services.ports.SpatTriggering`: ``trigger("tlm", ...)`` of a validated SPAT body value."""
+        entity = self.services[TlmEntity.name]
+        assert isinstance(entity, TlmEntity)
+        return self._run(entity, lambda now: entity.trigger_spat(spat, now))
+
     def update(self, service: str, ident: str, request: dict[str, Any]) -> dict[str, Any]:
         entity = self.entity(service)
         return self._run(entity, lambda now: entity.update(self._entry(entity, ident), _obj(request), now))
@@ -204,6 +211,17 @@ class ServiceLayer:
             for n in names
             for e in sorted(self.services[n].entries.values(), key=lambda e: (e.created_at, e.id))
         ]
+
+    def states(self) -> Counter[tuple[str, str]]:
+        """How many entries of each (message, state) :meth:`list` would show, without making their JSON (the
+        daemon's gauges read it every second)."""
+        now = self.clock.now()
+        self._expire(now)
+        return Counter(
+            (e.kind.name, self._state_of(e, entity.window(e)[0], now))
+            for entity in self.services.values()
+            for e in entity.entries.values()
+        )
 
     def get(self, service: str, ident: str) -> dict[str, Any]:
         entity = self.entity(service)
@@ -443,16 +461,20 @@ class ServiceLayer:
                 known = t
         self._expiry[name] = known
 
+    @staticmethod
+    def _state_of(entry: Entry, start: float | None, now: float) -> str:
+        """The entry's state as :meth:`list` shows it (``start``: its window's)."""
+        if entry.state == TERMINATING:
+            return "terminating"
+        if not entry.pdus:
+            return "idle"  # TLM after a restart: active, waiting for the application's next state
+        if start is not None and start > now:
+            return "pending"
+        return "active"
+
     def _entry_json(self, entity: ServiceEntity, entry: Entry, now: float, *, payload: bool) -> dict[str, Any]:
         start, stop = entity.window(entry)
-        if entry.state == TERMINATING:
-            state = "terminating"
-        elif not entry.pdus:
-            state = "idle"  # TLM after a restart: active, waiting for the application's next state
-        elif start is not None and start > now:
-            state = "pending"
-        else:
-            state = "active"
+        state = self._state_of(entry, start, now)
         diss = entry.dissemination.to_display()
         params = entry.dissemination.to_params(entry.kind, entry.area)
         dest = params.destination

@@ -2,10 +2,11 @@
 
 * :class:`Triggering` (IS_Triggering): trigger / update / terminate an entry, list and read entries,
   the pending TLC requests. Takes JSON objects, gives JSON objects; refusals raise ServiceError.
+* :class:`SpatTriggering`: the traffic-controller feed's value port (a SPAT state as a validated Python value).
 * :class:`DataProviding` (IS_DataProviding): a subscription to received messages and ended entries.
 * :class:`ServiceStats`: the layer's counters (entries, scheduler, received hub).
 
-:class:`rsu.services.layer.ServiceLayer` implements all three. A daemon rebuilds its layer on a
+:class:`rsu.services.layer.ServiceLayer` implements all four. A daemon rebuilds its layer on a
 reload, so long-lived users (the API, the integrations) hold a :class:`CurrentServices`: it passes
 each call, method by method, to the layer that is current at the time of the call. Subscriptions
 live in the daemon's one :class:`rsu.services.received.ReceivedHub`, which every rebuilt layer
@@ -36,6 +37,15 @@ class Triggering(Protocol):
     def pending_requests(self) -> builtins.list[dict[str, Any]]: ...
 
 
+class SpatTriggering(Protocol):
+    """The value port of the traffic-controller integrations: ``trigger("tlm", {"payload": <JER>})`` for a SPAT
+    body that its maker built as a Python value (:mod:`rsu.codec.values` form) and validated at its own edge
+    (:func:`rsu.integrations.spat.spat_value`): the service takes it as it is, without JER or a second
+    validation; an intersection's ``revision`` may be left out (the active MAPEM's). Same answer and errors."""
+
+    def trigger_spat(self, spat: dict[str, Any]) -> dict[str, Any]: ...
+
+
 class DataProviding(Protocol):
     """IS_DataProviding: events of received messages (``type`` received) and of our entries (ended,
     service), from ``last_id`` on when given."""
@@ -62,6 +72,9 @@ class CurrentServices:
 
     def trigger(self, service: str, request: dict[str, Any]) -> dict[str, Any]:
         return self._current().trigger(service, request)
+
+    def trigger_spat(self, spat: dict[str, Any]) -> dict[str, Any]:
+        return self._current().trigger_spat(spat)
 
     def update(self, service: str, ident: str, request: dict[str, Any]) -> dict[str, Any]:
         return self._current().update(service, ident, request)

@@ -84,6 +84,12 @@ class Scheduler(Generic[K]):
         self._seq = itertools.count()
         self._order: dict[K, int] = {}  # first-set order of the periodic keys: ties go as before, in that order
         self._oneshot: dict[K, _OneShot] = {}
+        # the pending one-shots by time, as the periodic keys (an entry whose key was sent, removed or fired
+        # again is stale), and each key's place in the order of _oneshot (the order a pass releases ties in):
+        # a pass and the next deadline cost O(due * log n), not a visit of every pending one-shot (a deferred
+        # SPATEM of every intersection under load)
+        self._shot_heap: list[tuple[float, int, K, _OneShot]] = []
+        self._shot_order: dict[K, int] = {}
         self.emitted = 0
         self.skipped = 0  # periodic slots missed because the caller was late by more than one interval
         self.dropped = 0  # repetitions not sent because the caller's limit was reached (overload)
@@ -128,12 +134,19 @@ class Scheduler(Generic[K]):
             self.superseded += 1
             at = min(at, old.at)
             fresh = fresh or old.fresh
-        self._oneshot[key] = _OneShot(at, priority, fresh)
+        else:
+            self._shot_order[key] = next(self._seq)
+        o = self._oneshot[key] = _OneShot(at, priority, fresh)
+        heapq.heappush(self._shot_heap, (at, next(self._seq), key, o))
+        if len(self._shot_heap) > 2 * len(self._oneshot) + 64:  # mostly stale (keys fired again and again)
+            self._shot_heap = [(x.at, next(self._seq), k, x) for k, x in self._oneshot.items()]
+            heapq.heapify(self._shot_heap)
 
     def remove(self, key: K) -> None:
         self._periodic.pop(key, None)
         self._order.pop(key, None)
         self._oneshot.pop(key, None)
+        self._shot_order.pop(key, None)
 
     def pending_fire(self, key: K) -> float | None:
         o = self._oneshot.get(key)
@@ -154,9 +167,7 @@ class Scheduler(Generic[K]):
     # --- driving ------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
         """The earliest time anything is due (None: nothing scheduled)."""
-        best: float | None = None
-        for o in self._oneshot.values():
-            best = o.at if best is None else min(best, o.at)
+        best = self._shot_top()
         top = self._top()
         if top is not None:
             best = top if best is None else min(best, top)
@@ -177,6 +188,31 @@ class Scheduler(Generic[K]):
             heapq.heappop(heap)
         return None
 
+    def _shot_top(self) -> float | None:
+        """The earliest pending one-shot's time (stale heap entries are dropped on the way)."""
+        heap = self._shot_heap
+        while heap:
+            at, _, key, o = heap[0]
+            if self._oneshot.get(key) is o:
+                return at
+            heapq.heappop(heap)
+        return None
+
+    def _due_shots(self, now: float) -> list[tuple[K, _OneShot]]:
+        """The pending one-shots due at ``now``, taken off the heap, in the order of ``_oneshot``."""
+        shots = []
+        while (at := self._shot_top()) is not None and at <= now + _EPS:
+            _, _, key, o = heapq.heappop(self._shot_heap)
+            shots.append((key, o))
+        shots.sort(key=lambda ko: self._shot_order[ko[0]])
+        return shots
+
+    def _keep(self, shots: list[tuple[K, _OneShot]]) -> None:
+        """Due one-shots a pass did not release (beyond its limit) go back on the heap."""
+        for key, o in shots:
+            if self._oneshot.get(key) is o:
+                heapq.heappush(self._shot_heap, (o.at, next(self._seq), key, o))
+
     def due(self, now: float, limit: int | None = None) -> list[Due[K]]:
         """Everything due at ``now``, most urgent first (see the module text for ``limit``)."""
         items: dict[K, Due[K]] = {}
@@ -196,10 +232,9 @@ class Scheduler(Generic[K]):
             items[key] = Due(key, p.slot(latest), False, p.priority)
             p.k = latest + 1
             self._push(key, p)
+        due_shots = self._due_shots(now)
         shots: set[K] = set()
-        for key, o in list(self._oneshot.items()):
-            if o.at > now + _EPS:
-                continue
+        for key, o in due_shots:
             shots.add(key)
             items[key] = Due(key, o.at, o.fresh, max(o.priority, items[key].priority if key in items else 0))
         ordered = sorted(items.values(), key=lambda d: (not d.fresh, d.key not in shots, -d.priority, d.slot))
@@ -214,6 +249,8 @@ class Scheduler(Generic[K]):
         for d in ordered:
             if d.key in shots:
                 self._oneshot.pop(d.key, None)
+                self._shot_order.pop(d.key, None)
+        self._keep(due_shots)
         self.emitted += len(ordered)
         return ordered
 

@@ -44,7 +44,18 @@ class TlmEntity(ServiceEntity):
         if "payload" not in req:
             raise ServiceError("validation", "payload", "missing (the SPATEM content)")
         plan = Plan()
-        value = self._intake(req["payload"], plan, now)
+        return self._start(self._intake(req["payload"], plan, now), req, plan, now)
+
+    def trigger_spat(self, spat: dict[str, Any], now: float) -> Plan:
+        """The value port (:meth:`rsu.services.layer.ServiceLayer.trigger_spat`): ``spat`` is the Python value of a
+        SPAT body whose every member its maker validated (:func:`rsu.integrations.spat.spat_value`), an
+        intersection's ``revision`` left out to take the active MAPEM's. The same plan, answer and errors as
+        :meth:`trigger` with that body as the JER payload, without reading JER or validating it again."""
+        plan = Plan()
+        return self._start(self._intake_value(spat, plan, now), {}, plan, now)
+
+    def _start(self, value: dict[str, Any], req: dict[str, Any], plan: Plan, now: float) -> Plan:
+        """A trigger's intaken value: a fresh state of the stream of its intersections, or the start of one."""
         entry_id = "+".join(intersection_key(i["id"]) for i in value["spat"]["intersections"])
         existing = self.entries.get(entry_id)
         if existing is not None:
@@ -122,6 +133,30 @@ class TlmEntity(ServiceEntity):
                     intersections[i] = {**ix, "revision": 0}
 
         value = self.parse_payload(raw, catalog.SPATEM, placeholders=placeholders, warnings=plan.warnings)
+        return self._complete(value, omitted, plan, now)
+
+    def _intake_value(self, spat: dict[str, Any], plan: Plan, now: float) -> dict[str, Any]:
+        """:meth:`_intake` of a validated SPAT body value: the PDU as :meth:`parse_payload` makes it (header
+        filled, a left-out revision's placeholder at its place in schema order), new containers for what is
+        filled in (the caller's value is not changed)."""
+        kind = catalog.SPATEM
+        sid = self.ctx.station_id
+        header = {"protocolVersion": kind.protocol_version, "messageID": kind.message_id, "stationID": sid or 0}
+        intersections = list(spat["intersections"])
+        omitted: set[int] = set()
+        for i, ix in enumerate(intersections):
+            fresh: dict[str, Any] = {}
+            for k, v in ix.items():
+                fresh[k] = v
+                if k == "id" and "revision" not in ix:
+                    fresh["revision"] = 0
+                    omitted.add(i)
+            intersections[i] = fresh
+        return self._complete({"header": header, "spat": {**spat, "intersections": intersections}}, omitted, plan, now)
+
+    def _complete(self, value: dict[str, Any], omitted: set[int], plan: Plan, now: float) -> dict[str, Any]:
+        """What the service fills in and checks of an intaken SPATEM (``omitted``: the intersections whose
+        revision is the active MAPEM's): timestamps, revision, the MAP consistency check."""
         spat = value["spat"]
         moy, dsec = moy_dsecond(now)
         spat["timeStamp"] = moy

@@ -188,6 +188,11 @@ class Recording:
         self._note("trigger", service, None, request)
         return out
 
+    def trigger_spat(self, spat):
+        out = self.layer.trigger_spat(spat)
+        self._note("trigger", "tlm", None, {"spat": spat})
+        return out
+
     def update(self, service, ident, request):
         out = self.layer.update(service, ident, request)
         self._note("update", service, ident, request)

@@ -45,3 +45,22 @@ def test_a_swapped_layer_is_followed_by_every_method_and_subscriptions_stay(stat
         ]
     finally:
         current[0].close()
+
+
+def test_states_counts_what_list_shows(layer, clock):
+    """ServiceLayer.states (the daemon's active-messages gauge, read every second) counts the (message, state)
+    of every entry exactly as list() shows them: active, pending (start in the future), terminating, idle."""
+    from collections import Counter
+
+    layer.trigger("rlt", {"payload": example("mapem")})
+    layer.trigger("ivi", {"payload": new_ivim()})
+    layer.trigger("ivi", {"payload": new_ivim(), "dissemination": {"start": clock.now() + 60}})
+    terminated = layer.trigger("ivi", {"payload": new_ivim()})["id"]
+    layer.terminate("ivi", terminated)  # an IVIM is cancelled: terminating for a while
+    spat = example("spatem")
+    layer.trigger("tlm", {"payload": spat})
+    want = Counter((e["message"], e["state"]) for e in layer.list())
+    assert {state for _, state in want} >= {"active", "pending", "terminating"}
+    assert layer.states() == want
+    clock.advance(120)  # the pending one starts, the terminating one ends
+    assert layer.states() == Counter((e["message"], e["state"]) for e in layer.list())

@@ -201,9 +201,10 @@ class ServiceEntity:
     @staticmethod
     def content_of(entry: Entry) -> dict[str, Any]:
         """The value of an entry that always holds one (an IVI, a MAPEM); a TLM entry after a restart holds none."""
-        if entry.value is None:
+        value = entry.value  # read once: a packed entry (Entry.pack) decodes it at each read
+        if value is None:
             raise ServiceError("not_active", "", f"{entry.kind.pdu} {entry.id} holds no content")
-        return entry.value
+        return value
 
     def check_permission(self, kind: MessageKind, value: dict[str, Any], path: str = "payload") -> None:
         check = self.ctx.permission_check

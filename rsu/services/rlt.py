@@ -125,7 +125,7 @@ class RltEntity(ServiceEntity):
                     f"describes {keys!r}, not {entry.id!r}: an update keeps "
                     "the same intersections and road segments (trigger a new MAPEM for others)",
                 )
-            changed = self._revise(value, supplied, entry.value, entry.id, plan, now)
+            changed = self._revise(value, supplied, current, entry.id, plan, now)
             if changed:
                 pdus = self._encode_fragments(value)
                 self.check_permission(catalog.MAPEM, value)

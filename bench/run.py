@@ -79,7 +79,8 @@ def service_rows(tmp: Path, quick: bool) -> list[Row]:
         )
     ]
     names = {
-        "spatem": "SPATEM 4-arm: update → signed GN frame",
+        "spatem": "SPATEM 4-arm: API update (JSON) → signed GN frame",
+        "feed": "SPATEM 4-arm: controller-feed datagram → signed GN frame (the daemon's 10 Hz path)",
         "mapem": "MAPEM 16 lanes: update → signed GN frame (a store commit that survives a power cut)",
         "ivim": "IVIM speed limit: update → signed GN frame (a store commit that survives a power cut)",
     }
@@ -91,7 +92,7 @@ def service_rows(tmp: Path, quick: bool) -> list[Row]:
         "process_crash",
         out=tmp / "service-crash.json",
     )
-    for key, run, name in [(k, r, names[k]) for k in ("spatem", "mapem", "ivim")] + [
+    for key, run, name in [(k, r, names[k]) for k in ("spatem", "feed", "mapem", "ivim")] + [
         (k, crash, f"{k.upper()}, `store_durability: process_crash` (survives kill -9, not a power cut)")
         for k in ("mapem", "ivim")
     ]:

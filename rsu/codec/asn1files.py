@@ -129,7 +129,8 @@ def _read_cache(path: Path) -> tuple[Any, ...] | None:
         return None
 
 
-def _write_cache(path: Path, payload: tuple[Any, ...]) -> None:
+def write_cache(path: Path, payload: Any) -> None:
+    """Pickle ``payload`` to ``path`` atomically (also :mod:`rsu.security.certcache`); failures are ignored."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pickle")
@@ -204,7 +205,7 @@ def compile_set(set_name: str, codec: str = "uper") -> CompiledSet:
             text = "\n".join(sources[name] for name in sorted(sources))
             parsed = asn1tools.parse_string(text)
             if path:
-                _write_cache(path, (digest, parsed))
+                write_cache(path, (digest, parsed))
         result = CompiledSet(
             set_name, codec, parsed, sources, digest, folder / f"{stem}.spec.pickle" if folder else None
         )
@@ -223,5 +224,5 @@ def _load_spec(compiled: CompiledSet) -> Any:
         return cached[1]
     spec = asn1tools.compile_dict(per_effective_constraints(copy.deepcopy(compiled.parsed)), compiled.codec)
     if path:
-        _write_cache(path, (compiled.digest, spec))
+        write_cache(path, (compiled.digest, spec))
     return spec

@@ -192,8 +192,9 @@ def scan_regional_facts(sources: dict[str, str]) -> RegionalFacts:
     for text in sources.values():
         text = strip_comments(text)
         for name, governor, body in _assignments(text):
-            for m in _REG_FIELD.finditer(body):
-                field_sets[(name, m.group(1))] = m.group(2)
+            if "RegionalExtension" in body:  # what _REG_FIELD needs (its search elsewhere is most of the scan)
+                for m in _REG_FIELD.finditer(body):
+                    field_sets[(name, m.group(1))] = m.group(2)
             if governor == "REG-EXT-ID-AND-TYPE":
                 members = {obj.group(2): obj.group(1).split(".")[-1] for obj in _OBJECT.finditer(_balanced(body))}
                 set_members[name] = members

@@ -28,13 +28,16 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rsu.clock import Clock, iso_utc
 from rsu.integrations.config import MapFilesConfig, intersection_key
-from rsu.integrations.controller import Services
 from rsu.integrations.counters import Counters
 from rsu.services.errors import ServiceError
 from rsu.transports.base import DropCounter
+
+if TYPE_CHECKING:  # the port only: the controller feed is imported when it is configured
+    from rsu.integrations.controller import Services
 
 log = logging.getLogger("rsu.integrations.mapfiles")
 

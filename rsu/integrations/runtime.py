@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from rsu.clock import Clock
 from rsu.integrations.config import IntegrationsConfig
-from rsu.integrations.controller import ControllerFeed, FeedAgeCallback, Services
-from rsu.integrations.controller_io import ControllerRunner
 from rsu.integrations.mapfiles import MapFileLoader, MapFilePoller
-from rsu.integrations.ntrip_io import NtripClient
-from rsu.integrations.routes import feed_routes, status_routes
 from rsu.transports.base import DropCounter
+
+if TYPE_CHECKING:  # each integration's modules are imported when it is configured
+    from aiohttp import web
+
+    from rsu.integrations.controller import ControllerFeed, FeedAgeCallback, Services
+    from rsu.integrations.controller_io import ControllerRunner
+    from rsu.integrations.ntrip_io import NtripClient
 
 log = logging.getLogger("rsu.integrations")
 
@@ -47,18 +49,24 @@ class Integrations:
         """``on_skip(service, reason, n)``: feed updates shed before they were built (``superseded``: a newer
         update of the same intersection arrived first), as the services layer reports skipped sends."""
         self.config = config
-        self.controller = (
-            ControllerFeed(config.controller, services, clock=clock, on_feed_age=on_feed_age, drops=drops)
-            if config.controller
-            else None
-        )
-        superseded = (lambda n: on_skip("tlm", "superseded", n)) if on_skip is not None else None
-        self.controller_runner = (
-            ControllerRunner(self.controller, on_superseded=superseded) if self.controller else None
-        )
+        self.controller: ControllerFeed | None = None
+        self.controller_runner: ControllerRunner | None = None
+        if config.controller:
+            from rsu.integrations.controller import ControllerFeed
+            from rsu.integrations.controller_io import ControllerRunner
+
+            self.controller = ControllerFeed(
+                config.controller, services, clock=clock, on_feed_age=on_feed_age, drops=drops
+            )
+            superseded = (lambda n: on_skip("tlm", "superseded", n)) if on_skip is not None else None
+            self.controller_runner = ControllerRunner(self.controller, on_superseded=superseded)
         self.maps = MapFileLoader(config.map_files, services, clock=clock, drops=drops) if config.map_files else None
         self.map_poller = MapFilePoller(self.maps) if self.maps else None
-        self.ntrip = NtripClient(config.ntrip, services, clock=clock, drops=drops) if config.ntrip else None
+        self.ntrip: NtripClient | None = None
+        if config.ntrip:
+            from rsu.integrations.ntrip_io import NtripClient
+
+            self.ntrip = NtripClient(config.ntrip, services, clock=clock, drops=drops)
 
     async def start(self) -> None:
         """MAP files first (so the first SPATEMs find their MAPEM), then the controller feed, then NTRIP.
@@ -103,5 +111,7 @@ class Integrations:
         }
 
     def routes(self) -> list[web.RouteDef]:
+        from rsu.integrations.routes import feed_routes, status_routes
+
         out = feed_routes(self.controller) if self.controller else []
         return out + status_routes(self.status)

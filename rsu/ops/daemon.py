@@ -145,8 +145,8 @@ class Daemon:
         )
         await self._start_transports()
         self.forward.start(self.config.forward, self.config.state_path, self.config.station.id, _started(self.hub))
-        # the restored messages go back on the air first (after kill -9 every second off air counts);
-        # integrations and the API (aiohttp) come up while they are sent
+        # the restored messages go back on the air first (after kill -9 every second off air counts), then
+        # what the integrations put on (a MAP file's MAPEM); the API (aiohttp: ~0.1 s to import) comes last
         self._tasks = [
             asyncio.create_task(
                 scheduler_loop(lambda: _started(self.layer), self.clock, self._wake, self._send, DUE_BATCH),
@@ -158,6 +158,7 @@ class Daemon:
         if isinstance(codec, LazyCodec):  # build_layer's codec: now read the ASN.1 specification
             codec.warm()
         await self._start_integrations()
+        await asyncio.sleep(0)  # the scheduler sends what they made due
         await self._start_api()
         self.pki_link.start()
         self._tasks += [

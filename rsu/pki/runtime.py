@@ -20,13 +20,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rsu import clock as clockmod
 from rsu import statelock
 from rsu.pki import config as pkicfg
-from rsu.pki.client import Outcome, PkiClient, lock_state
 from rsu.security.region import covers
+
+if TYPE_CHECKING:  # the client is imported when ``pki:`` is configured (PkiRuntime.open)
+    from rsu.pki.client import Outcome, PkiClient
 
 log = logging.getLogger("rsu.pki")
 
@@ -56,6 +58,7 @@ class PkiRuntime:
     def open(cls, config, clock: clockmod.Clock) -> PkiRuntime:
         """From the daemon's configuration (``config.pki`` set); raises PkiError/ValueError when the key
         store or identity cannot be opened (the daemon does not start: a configuration problem)."""
+        from rsu.pki.client import PkiClient, lock_state
         from rsu.pki.identity import ensure_identity
 
         section = config.pki

@@ -70,24 +70,28 @@ class Certificate:
     @classmethod
     def from_bytes(cls, data: bytes, source: str | None = None) -> Certificate:
         data = bytes(data)
-        try:
-            value = coer.decode("EtsiTs103097Certificate", data)
-            tbs_start, tbs_end = _tbs_span(data)
-        except coer.CoerError as e:
-            raise CertificateError(f"not a COER certificate: {e}") from None
+        return cls._checked(data, _decode(data), source)
+
+    @classmethod
+    def _checked(cls, data: bytes, decoded: tuple[Any, int, int], source: str | None) -> Certificate:
+        value, tbs_start, tbs_end = decoded
         cert = cls(data, value, data[tbs_start:tbs_end], source)
         cert._check_profile()
         return cert
 
     @classmethod
     def load(cls, path: str | Path) -> Certificate:
+        """A certificate file; its decode is cached by its bytes (:mod:`rsu.security.certcache`: no asn1tools
+        at a start whose files were decoded before), the checks run as for :meth:`from_bytes`."""
+        from rsu.security import certcache
+
         p = Path(path)
         try:
             data = p.read_bytes()
         except OSError as e:
             raise CertificateError(f"{p}: {e.strerror or e}") from None
         try:
-            return cls.from_bytes(data, source=str(p))
+            return cls._checked(data, certcache.decoded(data, _decode), str(p))
         except CertificateError as e:
             raise CertificateError(f"{p}: {e}") from None
 
@@ -314,6 +318,16 @@ class Certificate:
         if "encryptionKey" in tbs:
             out["encryptionKey"] = tbs["encryptionKey"]["publicKey"][0]
         return out
+
+
+def _decode(data: bytes) -> tuple[Any, int, int]:
+    """The COER value of a whole EtsiTs103097Certificate and the byte span of its toBeSigned."""
+    try:
+        value = coer.decode("EtsiTs103097Certificate", data)
+        tbs_start, tbs_end = _tbs_span(data)
+    except coer.CoerError as e:
+        raise CertificateError(f"not a COER certificate: {e}") from None
+    return value, tbs_start, tbs_end
 
 
 def _tbs_span(data: bytes) -> tuple[int, int]:

@@ -77,13 +77,26 @@ class MessageKind:
 
     @property
     def min_interval_s(self) -> float:
-        """The shortest interval between two transmissions of one entry (1 / max_rate_hz)."""
+        """The interval of the rate limit (1 / max_rate_hz): the repetition interval's lower bound, and for a
+        message the facility never repeats (SPATEM) the rate's interval (see RATE_TOLERANCE below)."""
         return 1.0 / self.max_rate_hz
 
     @property
     def accepted_versions(self) -> frozenset[int]:
         """protocolVersion values this build can decode (schema-compatible)."""
         return frozenset({self.protocol_version})
+
+
+# The rate limit of a message the facility never repeats (SPATEM, per intersection: rsu.services.tlm), in
+# intervals of the rate (min_interval_s: 0.1 s at 10 Hz). TS 103 301 and TP TLM_GEN_RATE_BV_01 ask only for "a
+# valid transmission rate" (read as up to max_rate_hz) and set no rule on spacing; ours (docs/services.md, "Rate
+# limit"): a token bucket of 1 + RATE_TOLERANCE sends refilled at the rate (a send may come up to RATE_TOLERANCE
+# intervals ahead of the rate's schedule: the long-run rate never exceeds max_rate_hz, and a late state does not
+# delay the states after it), and no two sends closer than RATE_MIN_SPACING intervals (no bursts). A rule with no
+# tolerance (one interval after the last send, or at most max_rate_hz sends in any 1 s) carries a late send's delay
+# into every later state of a source at exactly the rate (a ratchet).
+RATE_TOLERANCE = 1.0
+RATE_MIN_SPACING = 0.5
 
 
 _ROLE_NAMES = (  # ISO TS 19091 BasicVehicleRole 1..18, in enumeration order

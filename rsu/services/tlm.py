@@ -10,8 +10,16 @@
 * Consistency with the active MAPEM of the intersection (TP TLM_GEN_MSGF_BV_03/05): the
   revision must be the MAPEM's (filled from it when the application leaves it out) and the
   signal groups must be those the MAPEM defines. ``tlm_map_check`` says reject / warn / off.
-* Per-intersection rate limit (default 10 Hz): a trigger that comes too early is sent at the
-  earliest allowed time; a newer trigger before then replaces it (the freshest state wins).
+* Per-intersection rate limit (default 10 Hz, interval T = 0.1 s): a trigger that comes too early
+  is sent at the earliest allowed time (``deferred_by_s`` in the answer); a newer trigger before
+  then replaces it (the freshest state wins). The standard asks only for "a valid transmission
+  rate"; the rule is ours (:data:`rsu.catalog.RATE_TOLERANCE`, :data:`rsu.catalog.RATE_MIN_SPACING`):
+  a token bucket of two sends refilled at the rate (a send may come up to one T ahead of the
+  rate's schedule: never more than the rate in the long run) and no two sends less than T/2 apart
+  (no bursts). Why not "T after the last send": a controller sends every T exactly, so one late
+  state (the daemon was busy) would delay every later state of its intersection by as much, and the
+  delay ratchets up to the largest seen; "at most 10 in any 1 s" carries it too, one second on.
+  The bucket absorbs a delay of up to one T; its state is dropped when the stream ends.
 * The entry id is the list of intersections: ``"1201"``, ``"7.1201+1202"``.
 """
 
@@ -37,7 +45,8 @@ class TlmEntity(ServiceEntity):
     def __init__(self, ctx: Context, rlt: RltEntity) -> None:
         super().__init__(ctx)
         self.rlt = rlt
-        self._last_sent: dict[str, float] = {}  # intersection key -> time of its last SPATEM
+        # intersection key -> (the rate's schedule: when its next SPATEM is due at the rate, its last SPATEM's time)
+        self._rate: dict[str, tuple[float, float]] = {}
 
     def trigger(self, req: dict[str, Any], now: float) -> Plan:
         reject_unknown(req, {"payload", "dissemination"})
@@ -115,8 +124,16 @@ class TlmEntity(ServiceEntity):
         return plan
 
     def _earliest(self, entry_id: str, now: float, start: float | None) -> float:
-        gap = self.ctx.defaults(catalog.SPATEM).min_interval_s
-        at = max([now, start or now] + [self._last_sent[k] + gap for k in entry_id.split("+") if k in self._last_sent])
+        """The earliest time a new state of ``entry_id`` may go out: not before ``now`` (nor ``start``), and
+        for each of its intersections not more than RATE_TOLERANCE intervals ahead of the rate's schedule nor
+        less than RATE_MIN_SPACING intervals after its last SPATEM."""
+        interval = self.ctx.defaults(catalog.SPATEM).min_interval_s
+        ahead, spacing = catalog.RATE_TOLERANCE * interval, catalog.RATE_MIN_SPACING * interval
+        at = max(now, start or now)
+        for k in entry_id.split("+"):
+            state = self._rate.get(k)
+            if state is not None:
+                at = max(at, state[0] - ahead, state[1] + spacing)
         return at
 
     def _intake(self, raw: Any, plan: Plan, now: float) -> dict[str, Any]:
@@ -242,6 +259,16 @@ class TlmEntity(ServiceEntity):
             return []
         out = super().transmissions(entry, due)
         if out:
+            interval = self.ctx.defaults(catalog.SPATEM).min_interval_s
             for k in entry.id.split("+"):
-                self._last_sent[k] = due.slot
+                state = self._rate.get(k)
+                self._rate[k] = (max(state[0], due.slot) + interval if state else due.slot + interval, due.slot)
         return out
+
+    def apply(self, plan: Plan) -> None:
+        """Take the plan into memory; an ended stream's intersections forget their rate state (a new stream of
+        them starts clean, and the table holds only active intersections)."""
+        super().apply(plan)
+        for ident in plan.deletes:
+            for k in ident.split("+"):
+                self._rate.pop(k, None)

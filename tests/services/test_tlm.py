@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from rsu import catalog
@@ -195,32 +197,146 @@ def test_TP_IS_TLM_GEN_COMM_BV_03(with_map):
 
 
 def test_TP_IS_TLM_GEN_RATE_BV_01(with_map, codec, clock):
-    """At most 10 SPATEMs per second per intersection: an early trigger is deferred, the newest state wins."""
+    """At most 10 SPATEMs per second per intersection in the long run, none closer than 50 ms: an early trigger
+    is deferred (``deferred_by_s``), the newest state wins."""
     with_map.trigger("tlm", {"payload": example("spatem")})
     assert len(spatems(with_map)) == 1
     t0 = clock.now()
     clock.advance(0.03)
     a1 = with_map.update("tlm", "1201", {"payload": example("spatem")})
-    assert a1["deferred_by_s"] == pytest.approx(0.07)
-    clock.advance(0.03)
+    assert a1["deferred_by_s"] == pytest.approx(0.02)  # half an interval after the last send
+    clock.advance(0.01)
     newest = example("spatem")
     newest["spat"]["intersections"][0]["states"][0]["state-time-speed"][0]["eventState"] = "protected-clearance"
     with_map.update("tlm", "1201", {"payload": newest})
     assert spatems(with_map) == []  # still too early
-    assert with_map.next_deadline() == pytest.approx(t0 + 0.1)
-    [tx] = spatems(with_map, t0 + 0.1)
+    assert with_map.next_deadline() == pytest.approx(t0 + 0.05)
+    [tx] = spatems(with_map, t0 + 0.05)
     assert (
         decoded(codec, tx)["spat"]["intersections"][0]["states"][0]["state-time-speed"][0]["eventState"]
         == "protected-clearance"
     )
-    # 50 triggers over one second give at most 10 transmissions
-    clock.set(t0 + 1)
-    sent = 0
-    for _ in range(50):
-        with_map.update("tlm", "1201", {"payload": example("spatem")})
-        sent += len(spatems(with_map))
-        clock.advance(0.02)
-    assert sent == 10
+    # triggers every 20 ms for 10 s: 10 per second and the bucket's one ahead, never two within 50 ms
+    sends = drive(with_map, codec, clock, [t0 + 1 + 0.02 * i for i in range(500)])
+    times = [t for t, _ in sends]
+    assert len(times) <= 10 * (times[-1] - times[0]) + 2.01  # (float times: a hair of slack)
+    assert most_in_one_second(times) <= 11
+    assert min(b - a for a, b in zip(times, times[1:])) >= 0.05 - 1e-6
+
+
+def drive(layer, codec, clock, triggers, ix="1201"):
+    """The daemon's loop on a manual clock: a state of ``ix`` triggered at each time of ``triggers`` (the
+    stream is active), every transmission taken at its deadline. The SPATEMs sent: (time, trigger time of
+    the state it carries), the state known by the time stamp the service filled in."""
+    stamped = {moy_dsecond(t): t for t in triggers}
+    sent = []
+
+    def run_until(t):
+        while (d := layer.next_deadline()) is not None and d <= t:
+            clock.set(max(d, clock.now()))
+            for tx in spatems(layer):
+                state = decoded(codec, tx)["spat"]["intersections"][0]
+                sent.append((clock.now(), stamped[(state["moy"], state["timeStamp"])]))
+
+    for t in triggers:
+        run_until(t)
+        clock.set(t)
+        layer.update("tlm", ix, {"payload": example("spatem")})
+    run_until(triggers[-1] + 1)
+    return sent
+
+
+def most_in_one_second(times):
+    """The most of ``times`` (sorted) in any window (t - 1 s, t] (to 0.1 ms: the clock's times are floats that
+    1 s apart may differ by a hair less)."""
+    j, most = 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - 1 + 1e-4:
+            j += 1
+        most = max(most, i - j + 1)
+    return most
+
+
+def test_TLM_rate_a_late_state_does_not_delay_the_next(with_map, codec, clock):
+    """A controller sending exactly every 100 ms whose states sometimes reach the service late (the daemon was
+    busy, up to half an interval): each goes out when it comes, and the states after it are not delayed at all
+    (with "100 ms after the last send" every later state would be as late as the latest one, for ever)."""
+    with_map.trigger("tlm", {"payload": example("spatem")})
+    spatems(with_map)
+    t0 = clock.now() + 0.1
+    late = {12: 0.04, 25: 0.05, 31: 0.03, 47: 0.045}  # state index -> how late it reaches the service
+    triggers = [t0 + 0.1 * k + late.get(k, 0.0) for k in range(60)]
+    sends = drive(with_map, codec, clock, triggers)
+    assert [trigger for _, trigger in sends] == triggers  # every state sent, none superseded
+    assert all(t == trigger for t, trigger in sends)  # each one at once
+    assert most_in_one_second([t for t, _ in sends]) <= 11
+
+
+def test_TLM_rate_a_source_faster_than_the_rate(with_map, codec, clock):
+    """A controller a hair faster than 10 Hz (every 99 ms): held to 10 per second in the long run (11 at most in
+    any one second, the bucket's one ahead), never two within 50 ms; a state waits at most one interval, and
+    what goes out is always the freshest state (the one it replaced is counted superseded, never sent late)."""
+    with_map.trigger("tlm", {"payload": example("spatem")})
+    spatems(with_map)
+    t0 = clock.now() + 0.1
+    triggers = [t0 + 0.099 * k for k in range(400)]  # 39.6 s: 400 states, about 397 may go out
+    sends = drive(with_map, codec, clock, triggers)
+    times = [t for t, _ in sends]
+    assert len(times) <= 10 * (times[-1] - times[0]) + 2.01  # (float times: a hair of slack)
+    assert len(times) < len(triggers)  # some states were superseded
+    assert most_in_one_second(times) <= 11
+    assert min(b - a for a, b in zip(times, times[1:])) >= 0.05 - 1e-6
+    assert max(t - trigger for t, trigger in sends) <= 0.1 + 1e-6
+    for t, trigger in sends:  # the freshest: no later state had been triggered when it went out
+        assert not any(trigger < x < t - 1e-6 for x in triggers)
+
+
+def test_TLM_rate_a_burst_is_spaced_and_the_freshest_wins(with_map, codec, clock):
+    """20 triggers 5 ms apart: never two SPATEMs within 50 ms, each the newest state at its time."""
+    with_map.trigger("tlm", {"payload": example("spatem")})
+    spatems(with_map)
+    t0 = clock.now() + 0.1
+    triggers = [t0 + 0.005 * k for k in range(20)]
+    sends = drive(with_map, codec, clock, triggers)
+    times = [t for t, _ in sends]
+    assert min(b - a for a, b in zip(times, times[1:])) >= 0.05 - 1e-6
+    assert len(sends) < len(triggers) and sends[-1][1] == triggers[-1]  # the last state goes out
+    for t, trigger in sends:
+        assert not any(trigger < x < t - 1e-6 for x in triggers)
+
+
+def test_TLM_rate_a_stream_that_ends_and_restarts_starts_clean(with_map, clock):
+    """After terminate the intersection's rate state is forgotten (the table holds active intersections only):
+    a new stream of it goes out at once."""
+    tlm = with_map.entity("tlm")
+    with_map.trigger("tlm", {"payload": example("spatem")})
+    assert len(spatems(with_map)) == 1 and set(tlm._rate) == {"1201"}
+    with_map.terminate("tlm", "1201")
+    assert tlm._rate == {}
+    clock.advance(0.01)
+    answer = with_map.trigger("tlm", {"payload": example("spatem")})
+    assert answer["started"] and "deferred_by_s" not in answer
+    assert len(spatems(with_map)) == 1
+
+
+def test_TLM_rate_applies_to_every_intersection_of_an_entry(with_map, clock):
+    """One SPATEM of intersections 1201 and 1202: the limit holds for both, and both are forgotten when it ends
+    (1202 alone then starts clean)."""
+    tlm = with_map.entity("tlm")
+    two = example("spatem")
+    other = copy.deepcopy(two["spat"]["intersections"][0])
+    other["id"] = {"id": 1202}
+    two["spat"]["intersections"].append(other)
+    assert with_map.trigger("tlm", {"payload": two})["id"] == "1201+1202"
+    assert len(spatems(with_map)) == 1 and set(tlm._rate) == {"1201", "1202"}
+    clock.advance(0.01)
+    assert with_map.update("tlm", "1201+1202", {"payload": two})["deferred_by_s"] == pytest.approx(0.04)
+    with_map.terminate("tlm", "1201+1202")
+    assert tlm._rate == {}
+    one = example("spatem")
+    one["spat"]["intersections"][0]["id"] = {"id": 1202}
+    answer = with_map.trigger("tlm", {"payload": one})
+    assert answer["id"] == "1202" and "deferred_by_s" not in answer
 
 
 def test_TLM_trigger_not_persisted_as_state(make_layer, codec, clock):

@@ -11,7 +11,7 @@ into the README between the ``bench:begin`` / ``bench:end`` markers.
 
 The daemon figures (one core, overload, workers, cold start) come from real ``rsu run`` processes;
 on a machine shared with other work they follow the CPU the daemon gets: each row says how it was
-taken. A full run takes about 6 minutes on 2 cores; ``--quick`` about 3 (fewer samples and N).
+taken. A full run takes about 2–3 minutes on 2 quiet cores (longer on a busy machine); ``--quick`` less.
 """
 
 from __future__ import annotations
@@ -252,6 +252,18 @@ def load_rows(tmp: Path, quick: bool) -> list[Row]:
                 how,
             )
         )
+    rows.append(
+        Row(
+            "one core: lateness p50 / p99 (feed → datagram) at each N",
+            ", ".join(
+                f"{n}: {rows_by_n[n]['p50_ms']:.1f} / {rows_by_n[n]['p99_ms']:.1f} ms" for n in sorted(rows_by_n)
+            ),
+            "",
+            "",
+            None,
+            how,
+        )
+    )
     rows.append(
         Row(f"RSS at {ONE_CORE_N} intersections", f"{at['rss_mb']:.0f} MB", "", "≤ 100 MB", at["rss_mb"] <= 100, how)
     )

@@ -307,7 +307,7 @@ def workers_rows(tmp: Path, quick: bool) -> list[Row]:
         "--workers",
         counts,
         "--per-worker",
-        "250",
+        "300",
         "--seconds",
         "5" if quick else "6",
         "--warmup",

@@ -114,7 +114,10 @@ class _Packed:
 
 
 class _EntryValue:
-    """``Entry.value``: the field as stored; for a packed entry, the value decoded from its PDU."""
+    """``Entry.value``: the field as stored; for a packed entry, the value decoded from its PDU.
+
+    A packed entry's value is a fresh decode at every read: changing it in place changes nothing, and
+    each read costs a decode (entries are replaced by ``evolve``, never changed in place; read it once)."""
 
     def __get__(self, entry: Entry | None, owner: type | None = None) -> Any:
         if entry is None:

@@ -287,7 +287,8 @@ def load_rows(tmp: Path, quick: bool) -> list[Row]:
         rows.append(
             Row(
                 f"overload: throughput at 3× capacity ({3 * capacity} intersections) against capacity",
-                f"{share:.0%} ({t['delivered_per_s']:.0f} vs {base['delivered_per_s']:.0f} SPATEM/s; "
+                f"{share:.0%} ({t['delivered_per_s']:.0f} vs {base['delivered_per_s']:.0f} SPATEM/s; all frames, "
+                f"SPATEM + MAPEM: {t['frames_per_s'] / base['frames_per_s']:.0%}; "
                 f"{t['feed_socket_overflow']:.0f} kernel drops)",
                 "",
                 "≥ 95 %",

@@ -19,9 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import pdu_strategy
+from strategies import pdu_strategy, seeded
 
 from rsu import catalog
 from rsu.codec.errors import CodecError, InvalidValueError
@@ -33,14 +33,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "config" / "examples"
 KINDS = pytest.mark.parametrize("kind", catalog.MESSAGES, ids=[k.name for k in catalog.MESSAGES])
 
 
-def _settings(n: int) -> settings:
-    return settings(
-        max_examples=n,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+_settings = seeded  # the same examples on every run (CI), no example database
 
 
 @pytest.fixture(scope="module")

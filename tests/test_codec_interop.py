@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 pytest.importorskip("pycrate_asn1dir.ITS_IS")
@@ -40,7 +40,7 @@ from pycrate_bridge import (  # noqa: E402
     pycrate_jer,
     schema_differences,
 )
-from strategies import pdu_strategy  # noqa: E402
+from strategies import pdu_strategy, seeded  # noqa: E402
 
 from rsu import catalog  # noqa: E402
 from rsu.codec.errors import InvalidValueError  # noqa: E402
@@ -48,15 +48,7 @@ from rsu.codec.errors import InvalidValueError  # noqa: E402
 KINDS = pytest.mark.parametrize("kind", catalog.MESSAGES, ids=[k.name for k in catalog.MESSAGES])
 
 
-def _settings(n: int) -> settings:
-    # derandomize: the same examples on every run (CI), no example database
-    return settings(
-        max_examples=n,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+_settings = seeded  # the same examples on every run (CI), no example database
 
 
 def _draw(data, codec, kind, *, for_jer: bool = False) -> dict:

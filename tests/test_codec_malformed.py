@@ -13,9 +13,9 @@ The last section covers values PER can carry but the schema forbids, and unknown
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from strategies import pdu_strategy
+from strategies import pdu_strategy, seeded
 
 from rsu import catalog
 from rsu.codec.errors import CodecError, DecodeError, UnknownMessageError
@@ -24,14 +24,7 @@ KINDS = pytest.mark.parametrize("kind", catalog.MESSAGES, ids=[k.name for k in c
 OTHER_MESSAGE_IDS = [0, 1, 2, 3, 7, 8, 11, 12, 14, 255]  # CAM 2, DENM 1, ... and unassigned ones
 
 
-def _settings(n: int) -> settings:
-    return settings(
-        max_examples=n,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+_settings = seeded  # the same examples on every run (CI), no example database
 
 
 def _check_message(e: CodecError) -> None:

@@ -112,6 +112,15 @@ class ServiceEntity:
             )
         raise ServiceError("validation", path, "expected the JER JSON object of the PDU, or its UPER encoding as hex")
 
+    def own_header(self, kind: MessageKind) -> dict[str, Any]:
+        """The ItsPduHeader of a PDU this station makes: the catalog's protocol version and message id, the
+        configured station id (0 when none is configured)."""
+        return {
+            "protocolVersion": kind.protocol_version,
+            "messageID": kind.message_id,
+            "stationID": self.ctx.station_id or 0,
+        }
+
     def parse_payload(
         self,
         raw: Any,
@@ -137,11 +146,7 @@ class ServiceEntity:
             header = obj.get("header", {})
             if not isinstance(header, dict):
                 raise ServiceError("validation", f"{path}.header", "expected an object")
-            obj["header"] = header = dict(header)
-            header.setdefault("protocolVersion", kind.protocol_version)
-            header.setdefault("messageID", kind.message_id)
-            if "stationID" not in header:
-                header["stationID"] = self.ctx.station_id if self.ctx.station_id is not None else 0
+            obj["header"] = {**self.own_header(kind), **header}
             if placeholders is not None and isinstance(obj.get(kind.body), dict):
                 obj[kind.body] = body = dict(obj[kind.body])
                 placeholders(body)

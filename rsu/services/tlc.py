@@ -211,11 +211,7 @@ class TlcEntity(ServiceEntity):
         plan = Plan()
         if entry is None:
             value: dict[str, Any] = {
-                "header": {
-                    "protocolVersion": catalog.SSEM.protocol_version,
-                    "messageID": catalog.SSEM.message_id,
-                    "stationID": self.ctx.station_id or 0,
-                },
+                "header": self.own_header(catalog.SSEM),
                 "ssm": {"second": 0, "status": [{"sequenceNumber": 0, "id": pending.intersection, "sigStatus": [pkg]}]},
             }
             diss = self.dissemination(req, catalog.SSEM, None, now)

@@ -156,9 +156,7 @@ class TlmEntity(ServiceEntity):
         """:meth:`_intake` of a validated SPAT body value: the PDU as :meth:`parse_payload` makes it (header
         filled, a left-out revision's placeholder at its place in schema order), new containers for what is
         filled in (the caller's value is not changed)."""
-        kind = catalog.SPATEM
-        sid = self.ctx.station_id
-        header = {"protocolVersion": kind.protocol_version, "messageID": kind.message_id, "stationID": sid or 0}
+        header = self.own_header(catalog.SPATEM)
         intersections = list(spat["intersections"])
         omitted: set[int] = set()
         for i, ix in enumerate(intersections):

@@ -55,6 +55,7 @@ from rsu.security.service import SecurityService  # noqa: E402
 from rsu.security.setup import permission_check  # noqa: E402
 from rsu.security.verify import TrustStore, Verifier  # noqa: E402
 from rsu.services.layer import ServiceLayer, ServicesConfig  # noqa: E402
+from rsu.services.store import DURABILITY  # noqa: E402
 from rsu.transports.config import GnUdpConfig  # noqa: E402
 from rsu.transports.gn_core import GnCore  # noqa: E402
 
@@ -220,7 +221,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--profile", choices=sorted(PATHS))
     ap.add_argument("--json", help="also write the figures to this file (bench/run.py reads it)")
-    ap.add_argument("--store-durability", choices=("power_cut", "process_crash"), default="power_cut",
+    ap.add_argument("--store-durability", choices=sorted(DURABILITY), default="power_cut",
                     help="services.store_durability of the rig's store (default power_cut, the daemon's default)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:

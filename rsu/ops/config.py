@@ -46,6 +46,7 @@ from rsu.ops.config_core import (
     within,
 )
 from rsu.pki.config import PkiClientSection
+from rsu.services.store import Durability
 from rsu.transports.config import GnUdpConfig, MqttConfig
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
@@ -113,7 +114,7 @@ class Services(_Section):
     ivi_provider: Provider = Provider()
     # what an acknowledged change survives: a power cut (every commit fsync-ed) or a crash of rsu (kill -9)
     # only (rsu.services.store: the data is in the kernel before the answer, not on the disk)
-    store_durability: Literal["power_cut", "process_crash"] = "power_cut"
+    store_durability: Durability = "power_cut"
     rules: dict[str, Any] = Field(default_factory=dict)  # rsu.services.defaults.ServiceRules overrides
     message_defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -47,7 +47,7 @@ from rsu.services.model import TERMINATING, Entry, EntryKey, PermissionCheck, Pl
 from rsu.services.received import ReceivedHub, RxDrop, Subscription
 from rsu.services.rlt import RltEntity
 from rsu.services.scheduler import Scheduler
-from rsu.services.store import Store, StoredEntry, StoreError
+from rsu.services.store import Durability, Store, StoredEntry, StoreError
 from rsu.services.tlc import TlcEntity
 from rsu.services.tlm import TlmEntity
 
@@ -72,7 +72,7 @@ class ServicesConfig:
     message_defaults: dict[str, Any] = field(default_factory=dict)  # {"ivim": {"repetition_s": 0.5, ...}, ...}
     known_transports: Iterable[str] | None = None  # names a request may use (None: not checked)
     busy_timeout_ms: int = 2000
-    store_durability: str = "power_cut"  # or "process_crash" (rsu.services.store.DURABILITY)
+    store_durability: Durability = "power_cut"  # rsu.services.store.DURABILITY
 
 
 class ServiceLayer:

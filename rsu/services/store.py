@@ -41,7 +41,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rsu import statelock
 from rsu.services import cursors as cursorfile
@@ -51,8 +51,10 @@ log = logging.getLogger("rsu.services.store")
 
 SCHEMA_VERSION = 2
 DB_NAME = "services.sqlite3"
-# what an acknowledged change survives -> SQLite's synchronous setting (see the module docstring)
-DURABILITY = {"power_cut": "FULL", "process_crash": "NORMAL"}
+# what an acknowledged change survives (the configuration's services.store_durability) -> SQLite's synchronous
+# setting (see the module docstring)
+Durability = Literal["power_cut", "process_crash"]
+DURABILITY: dict[Durability, str] = {"power_cut": "FULL", "process_crash": "NORMAL"}
 
 
 class StoreError(Exception):
@@ -192,7 +194,12 @@ class Store:
     """
 
     def __init__(
-        self, path: str | Path, *, busy_timeout_ms: int = 2000, exclusive: bool = False, durability: str = "power_cut"
+        self,
+        path: str | Path,
+        *,
+        busy_timeout_ms: int = 2000,
+        exclusive: bool = False,
+        durability: Durability = "power_cut",
     ) -> None:
         if durability not in DURABILITY:
             raise StoreError(f"store durability {durability!r}: expected one of {', '.join(DURABILITY)}")

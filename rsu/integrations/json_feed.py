@@ -27,7 +27,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, overload
 
 from rsu.integrations.config import ConfigError, intersection_key
-from rsu.integrations.spat import MOVEMENT_PHASE_STATES, STATUS_BITS, IntersectionUpdate, SignalEvent, SignalGroupState
+from rsu.integrations.spat import (
+    MOVEMENT_PHASE_STATES,
+    PHASE_STATES,
+    STATUS_BITS,
+    IntersectionUpdate,
+    SignalEvent,
+    SignalGroupState,
+)
 
 _TOP = {"intersection", "timestamp", "revision", "status", "name", "signal_groups"}
 _GROUP = {
@@ -42,7 +49,6 @@ _GROUP = {
     "next",
 }
 _EVENT = _GROUP - {"signal_group", "next"}
-_STATES = frozenset(MOVEMENT_PHASE_STATES)
 _TIMES = (  # in SignalEvent's order
     ("start_time", "start"),
     ("min_end_time", "min_end"),
@@ -103,28 +109,26 @@ def parse_json_feed(data: bytes | str | dict) -> IntersectionUpdate:
     seen: set[int] = set()
     for i, g in enumerate(groups_raw):
         if not isinstance(g, dict):
-            raise FeedError("invalid-field", f"signal_groups[{i}]", "expected an object")
+            raise FeedError("invalid-field", _path(i, None), "expected an object")
         if not g.keys() <= _GROUP:
-            _unknown(g, _GROUP, f"signal_groups[{i}]")
+            _unknown(g, _GROUP, _path(i, None))
         sg = g.get("signal_group")
         if sg.__class__ is not int or not 1 <= sg <= 255:
-            sg = _int(sg, f"signal_groups[{i}].signal_group", 1, 255)
+            sg = _int(sg, f"{_path(i, None)}.signal_group", 1, 255)
         if sg in seen:
-            raise FeedError("invalid-field", f"signal_groups[{i}].signal_group", f"signal group {sg} appears twice")
+            raise FeedError("invalid-field", f"{_path(i, None)}.signal_group", f"signal group {sg} appears twice")
         seen.add(sg)
         events = [_event(g, i, None)]
         nxt = g.get("next") or []
         if not isinstance(nxt, list):
-            raise FeedError("invalid-field", f"signal_groups[{i}].next", "expected a list of predicted states")
+            raise FeedError("invalid-field", f"{_path(i, None)}.next", "expected a list of predicted states")
         if len(nxt) > 15:
-            raise FeedError(
-                "invalid-field", f"signal_groups[{i}].next", "at most 15 predicted states (16 events in all)"
-            )
+            raise FeedError("invalid-field", f"{_path(i, None)}.next", "at most 15 predicted states (16 events in all)")
         for j, ev in enumerate(nxt):
             if not isinstance(ev, dict):
-                raise FeedError("invalid-field", f"signal_groups[{i}].next[{j}]", "expected an object")
+                raise FeedError("invalid-field", _path(i, j), "expected an object")
             if not ev.keys() <= _EVENT:
-                _unknown(ev, _EVENT, f"signal_groups[{i}].next[{j}]")
+                _unknown(ev, _EVENT, _path(i, j))
             events.append(_event(ev, i, j))
         groups.append(SignalGroupState(sg, tuple(events)))
     return IntersectionUpdate(
@@ -137,7 +141,7 @@ def _event(obj: dict, group: int, index: int | None) -> SignalEvent:
     """The event ``signal_groups[group]`` (``index`` None) or ``signal_groups[group].next[index]``; its times are
     read in :data:`_TIMES` order, the path of a bad one is made only when it is refused."""
     state = obj.get("state")
-    if state.__class__ is not str or state not in _STATES:
+    if state.__class__ is not str or state not in PHASE_STATES:
         state = _state(state, _path(group, index))
     times: list[float | None] = []
     for name, _ in _TIMES:

@@ -32,6 +32,7 @@ MOVEMENT_PHASE_STATES = (
     "protected-clearance",
     "caution-Conflicting-Traffic",
 )
+PHASE_STATES = frozenset(MOVEMENT_PHASE_STATES)  # for membership tests
 NO_TIMING = frozenset({"unavailable"})  # states sent without TimeChangeDetails when the feed gives none
 
 # IntersectionStatusObject bits (BIT STRING SIZE(16), bit 0 = most significant bit of the first octet)
@@ -164,15 +165,12 @@ def _vouched(update: IntersectionUpdate) -> bool:
         if not _is_int(g.signal_group, 0, 255) or not 1 <= len(g.events) <= 16:  # MovementEventList
             return False
         for ev in g.events:
-            if ev.state not in _STATES:
+            if ev.state not in PHASE_STATES:
                 return False
             sent = ev.timing and ev.likely is not None and ev.confidence is not None  # as _timing sends it
             if sent and not _is_int(ev.confidence, 0, 15):  # TimeIntervalConfidence
                 return False
     return True
-
-
-_STATES = frozenset(MOVEMENT_PHASE_STATES)
 
 
 def _timing(
